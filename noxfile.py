@@ -1,0 +1,87 @@
+"""One session per edition, each in its own environment (uv-backed venvs).
+
+    nox                 # every test session and lint (what CI runs)
+    nox -s demo         # the main job: train the tiny model on the embedded corpus
+    nox -s bench -- latency --model small
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "tests-core", "tests-pro", "tests-enterprise", "tests-plugin"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+CORE = "./packages/deepseek-core"
+PRO = "./packages/deepseek-pro"
+ENTERPRISE = "./packages/deepseek-enterprise"
+PLUGIN = "./examples/deepseek-plugin-sparsity"
+PYTEST = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+
+def _install(session: nox.Session, *paths: str) -> None:
+    session.install("-c", "constraints.txt", "pytest>=8", *(a for p in paths for a in ("-e", p)))
+
+
+def _pytest(session: nox.Session, *targets: str) -> None:
+    # Exit code 5 means "no tests collected": tolerated only for contract-only runs.
+    session.run(*PYTEST, *targets, *session.posargs, success_codes=[0])
+
+
+@nox.session(name="tests-core", python=PYTHON)
+def tests_core(session: nox.Session) -> None:
+    """Only deepseek-core installed: tests/core and the contract tests."""
+    _install(session, CORE)
+    session.run(
+        "python", "-c",
+        "import importlib.util as u, sys;"
+        "bad=[m for m in ('deepspeed','timm','torchaudio','deepseek_pro','deepseek_enterprise') if u.find_spec(m)];"
+        "sys.exit(f'tests-core must run without {bad}' if bad else 0)",
+    )
+    _pytest(session, "tests/core", "tests/contract")
+
+
+@nox.session(name="tests-pro", python=PYTHON)
+def tests_pro(session: nox.Session) -> None:
+    """deepseek-core + deepseek-pro: distributed strategies on CPU with gloo, 2 processes."""
+    _install(session, CORE, PRO)
+    session.env["DS_ACCELERATOR"] = "cpu"
+    _pytest(session, "tests/pro", "tests/contract")
+
+
+@nox.session(name="tests-enterprise", python=PYTHON)
+def tests_enterprise(session: nox.Session) -> None:
+    """All three editions."""
+    _install(session, CORE, PRO, ENTERPRISE)
+    session.env["DS_ACCELERATOR"] = "cpu"
+    _pytest(session, "tests/enterprise", "tests/contract")
+
+
+@nox.session(name="tests-plugin", python=PYTHON)
+def tests_plugin(session: nox.Session) -> None:
+    """deepseek-core + the example third-party plugin, with the plugin's own tests."""
+    _install(session, CORE, PLUGIN)
+    _pytest(session, f"{PLUGIN}/tests", "tests/contract")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job: `deepseek train` on the embedded corpus (core only)."""
+    _install(session, CORE)
+    session.run("deepseek", "train", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not run by default): nox -s bench -- latency --model small."""
+    _install(session, CORE, PRO)
+    session.run("deepseek", "bench", *(session.posargs or ["latency", "--model", "small"]))

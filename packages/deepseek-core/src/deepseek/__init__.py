@@ -1,0 +1,67 @@
+"""DeepSeek framework, core edition.
+
+Importing :mod:`deepseek` is cheap: torch is imported only when a model, trainer or optimizer
+is used. Component lookups follow timm's style::
+
+    import deepseek
+    deepseek.list_strategies()
+    strategy = deepseek.create_strategy("single")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deepseek._version import __version__
+from deepseek.errors import (
+    CheckpointError,
+    ComponentConflictError,
+    ComponentNotFoundError,
+    ConfigError,
+    DeepseekError,
+    PluginError,
+    UsageError,
+)
+from deepseek.hookspecs import hookimpl
+from deepseek.plugins.registry import (
+    create_encoder,
+    create_model,
+    create_pass,
+    create_strategy,
+    list_encoders,
+    list_models,
+    list_passes,
+    list_strategies,
+)
+
+if TYPE_CHECKING:
+    from deepseek.optimize import optimize as optimize
+
+__all__ = [
+    "CheckpointError",
+    "ComponentConflictError",
+    "ComponentNotFoundError",
+    "ConfigError",
+    "DeepseekError",
+    "PluginError",
+    "UsageError",
+    "__version__",
+    "create_encoder",
+    "create_model",
+    "create_pass",
+    "create_strategy",
+    "hookimpl",
+    "list_encoders",
+    "list_models",
+    "list_passes",
+    "list_strategies",
+    "optimize",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "optimize":
+        from deepseek.optimize import optimize
+
+        return optimize
+    raise AttributeError(f"module 'deepseek' has no attribute {name!r}")

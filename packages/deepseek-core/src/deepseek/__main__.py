@@ -1,0 +1,3 @@
+from deepseek.cli.main import main
+
+main()

@@ -1,0 +1,9 @@
+"""Core's own features, registered through the same hooks as any plugin (pytest's default_plugins)."""
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "deepseek.builtins.models",
+    "deepseek.builtins.strategies",
+    "deepseek.builtins.passes",
+    "deepseek.builtins.encoders",
+    "deepseek.builtins.commands",
+)

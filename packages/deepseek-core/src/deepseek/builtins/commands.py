@@ -1,0 +1,16 @@
+"""Built-in CLI commands."""
+
+from deepseek.hookspecs import RegisterFn, hookimpl
+
+
+@hookimpl
+def deepseek_register_commands(register: RegisterFn) -> None:
+    """Core's sub-commands (lazy: their modules import torch only when run)."""
+    register("plugins", "deepseek.cli.plugins_cmd:plugins", description="inspect and scaffold plugins")
+    register("train", "deepseek.cli.train_cmd:train", description="train a model")
+    register("eval", "deepseek.cli.train_cmd:evaluate", description="evaluate a checkpoint")
+    register("generate", "deepseek.cli.train_cmd:generate", description="sample text from a checkpoint")
+    register("optimize", "deepseek.cli.optimize_cmd:optimize", description="optimize a trained model's graph")
+    register("export", "deepseek.cli.optimize_cmd:export", description="export a model for deployment")
+    register("bench", "deepseek.cli.bench_cmd:bench", description="benchmarks (latency, training)")
+    register("advise", "deepseek.cli.advise_cmd:advise", description="edition/strategy advisor with memory estimates")

@@ -1,0 +1,161 @@
+"""The ``deepseek`` command: a click group whose sub-commands come from plugins.
+
+Bad input ends with one line on stderr (what, where, how to fix) and exit code 2; a traceback is
+shown only with ``--debug``. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+import click
+
+from deepseek._version import __version__
+from deepseek.errors import DeepseekError, PluginError, UsageError
+from deepseek.plugins import host as host_mod
+from deepseek.plugins.settings import PluginSettings, _names
+
+
+def _settings(ctx: click.Context) -> PluginSettings:
+    root = ctx.find_root()
+    params = root.params
+    base = PluginSettings.from_env()
+    return base.with_(
+        strict=True if params.get("strict_plugins") else None,
+        autoload=False if params.get("no_plugin_autoload") else None,
+        allow=_names(params.get("plugins")),
+        deny=(base.deny | _names(params["disable_plugins"]))  # type: ignore[operator]
+        if params.get("disable_plugins")
+        else None,
+    )
+
+
+def _host(ctx: click.Context) -> host_mod.PluginHost:
+    settings = _settings(ctx)
+    current = host_mod._HOST
+    if current is None or current.settings != settings:
+        host_mod.configure(settings)
+    return host_mod.get_host()
+
+
+class PluginGroup(click.Group):
+    """A click group whose commands are the ``command`` components of the plugin host."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_host(ctx).names("command")))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        builtin = super().get_command(ctx, cmd_name)
+        if builtin is not None:
+            return builtin
+        host = _host(ctx)
+        if not host.candidates("command", cmd_name):
+            from deepseek.plugins import catalogue
+
+            provider = catalogue.provider_of("command", cmd_name)
+            if provider is not None:
+                raise UsageError(host._not_found_message("command", cmd_name))
+            return None
+        command = host.resolve("command", cmd_name).load()
+        if not isinstance(command, click.Command):
+            raise PluginError(
+                f"command {cmd_name!r} from {host.resolve('command', cmd_name).dist} is not a "
+                "click.Command; register a click command object"
+            )
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        host = _host(ctx)
+        rows = []
+        for name in self.list_commands(ctx):
+            comps = host.candidates("command", name)
+            if comps:
+                rows.append((name, comps[0].description))
+            else:
+                cmd = super().get_command(ctx, name)
+                rows.append((name, cmd.get_short_help_str() if cmd else ""))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    host = _host(ctx)
+    click.echo(f"deepseek-core {__version__}")
+    for record in sorted(host.records.values(), key=lambda r: r.dist):
+        if record.dist == host_mod.CORE_DIST:
+            continue
+        status = "" if record.status == "ok" else f" [{record.status}]"
+        click.echo(f"{record.dist} {record.version} ({record.edition}){status}")
+    ctx.exit(0)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version", is_flag=True, expose_value=False, callback=_print_version,
+    help="Show core's and every plugin distribution's version.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--strict-plugins", is_flag=True, help="Fail when any plugin fails to load.")
+@click.option("--plugins", metavar="A,B", help="Load only these plugin distributions.")
+@click.option("--disable-plugins", metavar="A,B", help="Do not load these plugin distributions.")
+@click.option("--no-plugin-autoload", is_flag=True, help="Load no plugin distributions by default.")
+@click.pass_context
+def cli(ctx: click.Context, **_: Any) -> None:
+    """DeepSeek framework: build, train, optimize and deploy Transformer models."""
+    _host(ctx)
+
+
+def _one_line_warnings() -> None:
+    def show(message: Any, category: type, *_: Any, **__: Any) -> None:
+        click.secho(f"warning: {message}", fg="yellow", err=True)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("DEEPSEEK_DEBUG") == "1"
+    _one_line_warnings()
+    try:
+        rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.secho("aborted", fg="red", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        if debug:
+            raise
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(exc.exit_code)
+    except DeepseekError as exc:
+        if debug:
+            raise
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.secho("interrupted", fg="red", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        click.secho(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            fg="red", err=True,
+        )
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

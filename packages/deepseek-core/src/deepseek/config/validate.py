@@ -1,0 +1,133 @@
+"""Build frozen dataclasses from plain TOML data, with errors that name the field path.
+
+Supported field types: ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, ``X | None``,
+``tuple[X, ...]``, ``list[X]``, ``dict[str, X]`` and nested dataclasses. A field may add a check
+through ``field(metadata={"check": fn, "help": "..."})`` where ``fn(value)`` returns an error
+string or ``None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from deepseek.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str) -> T:
+    """Instantiate dataclass ``cls`` from ``data``; unknown keys and bad values raise
+    :class:`ConfigError` naming ``path.key``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table, got {_show(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    hints = get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            allowed = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(
+                f"{path}.{key}: unknown key{did_you_mean(key, fields)}; allowed keys: {allowed}"
+            )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        fpath = f"{path}.{name}"
+        converted = convert(value, hints[name], path=fpath)
+        check = fields[name].metadata.get("check")
+        if check is not None:
+            problem = check(converted)
+            if problem:
+                raise ConfigError(f"{fpath}: {problem}, got {_show(value)}")
+        kwargs[name] = converted
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def convert(value: Any, tp: Any, *, path: str) -> Any:
+    """Check ``value`` against type ``tp`` (converting int to float, lists to tuples)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, path=path)  # type: ignore[arg-type]
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            options = ", ".join(repr(a) for a in allowed)
+            hint = did_you_mean(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
+            raise ConfigError(f"{path}: {_show(value)} is not allowed{hint}; allowed values: {options}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return convert(value, arg, path=path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {_show(value)} has the wrong type; expected {_type_name(tp)}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {_show(value)}")
+        args = get_args(tp)
+        item = args[0] if args else Any
+        items = [convert(v, item, path=f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {_show(value)}")
+        args = get_args(tp)
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): convert(v, item, path=f"{path}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {_show(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {_show(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {_show(value)}")
+        return value
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def positive(value: float) -> str | None:
+    """Field check: strictly positive."""
+    return None if value > 0 else "must be > 0"
+
+
+def non_negative(value: float) -> str | None:
+    """Field check: zero or more."""
+    return None if value >= 0 else "must be >= 0"

@@ -1,0 +1,183 @@
+"""Hook specifications: the plugin author's reference.
+
+A plugin is a module (or object) with functions decorated by :data:`hookimpl` whose names match
+the hooks below. Publish it through the ``deepseek`` entry-point group::
+
+    # pyproject.toml of deepseek-acme
+    [project.entry-points.deepseek]
+    acme = "deepseek_acme.plugin"
+
+    # deepseek_acme/plugin.py
+    from deepseek import hookimpl
+
+    @hookimpl
+    def deepseek_register_passes(register):
+        register("acme.fold-scale", "deepseek_acme.passes:FoldScale", description="...")
+
+Hooks come in three phases:
+
+1. **Set-up**: :func:`deepseek_add_hookspecs` lets a plugin add hook specifications of its own.
+2. **Registration**: ``deepseek_register_*`` hooks receive a ``register`` callback. Call it once
+   per component: ``register(name, target, *, aliases=(), description="")``. ``target`` is the
+   component itself (a class or factory) or a lazy ``"package.module:attribute"`` string that the
+   host imports only when the component is created. Keep plugin modules cheap to import (no torch
+   at module level) so that ``deepseek --help`` and ``deepseek plugins list`` stay fast; the lazy
+   string form makes that easy. Names are lower case: letters, digits, ``.``, ``_`` and ``-``.
+   The host validates every call and names the plugin and hook when something is wrong.
+3. **Training lifecycle**: called by the trainer on every rank, in order ``deepseek_train_start``,
+   (``deepseek_train_step_end`` | ``deepseek_evaluate`` | ``deepseek_checkpoint_saved``)*,
+   ``deepseek_train_end``. Check ``trainer.is_global_zero`` before writing files.
+
+A plugin that raises while loading or registering is reported (distribution, version, error)
+and skipped; with ``--strict-plugins`` or ``DEEPSEEK_STRICT_PLUGINS=1`` that is fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from deepseek.config.schema import Config
+    from deepseek.training.trainer import Trainer
+
+PROJECT_NAME = "deepseek"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marker for hook specifications (also for plugins that add hookspecs of their own)."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marker for hook implementations: decorate your ``deepseek_*`` functions with it."""
+
+
+class RegisterFn(Protocol):
+    """The ``register`` callback handed to every registration hook."""
+
+    def __call__(
+        self,
+        name: str,
+        target: Any,
+        *,
+        aliases: Sequence[str] = (),
+        description: str = "",
+    ) -> None: ...
+
+
+# --------------------------------------------------------------------------- 1. set-up
+
+
+@hookspec
+def deepseek_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hook specifications of your own plugin.
+
+    Call ``pluginmanager.add_hookspecs(module_or_class)``. Other plugins can then implement
+    those hooks. The enterprise edition uses this for compressors and tuners.
+    """
+
+
+# --------------------------------------------------------------------------- 2. registration
+
+
+@hookspec
+def deepseek_register_models(register: RegisterFn) -> None:
+    """Register model builders.
+
+    ``target`` is called as ``target(**overrides)`` and returns a ``torch.nn.Module``. Core
+    registers ``gpt-tiny``, ``gpt-small`` and ``gpt-1.3b``.
+    """
+
+
+@hookspec
+def deepseek_register_strategies(register: RegisterFn) -> None:
+    """Register parallelism strategies.
+
+    ``target`` is a subclass of :class:`deepseek.training.strategy.Strategy`. It is created as
+    ``target(options, precision=...)`` where ``options`` is the ``[strategy]`` table of the
+    config minus ``name``; the strategy validates its own options. Core registers ``single``.
+    """
+
+
+@hookspec
+def deepseek_register_passes(register: RegisterFn) -> None:
+    """Register graph-optimizer passes.
+
+    ``target`` is a subclass of :class:`deepseek.optimize.passes.GraphPass` (or a factory
+    returning an instance). A pass rewrites a ``torch.fx.GraphModule``; the optimizer checks
+    every result against eager and drops a pass that changes the numbers.
+    """
+
+
+@hookspec
+def deepseek_register_encoders(register: RegisterFn) -> None:
+    """Register modality encoders.
+
+    ``target`` is called as ``target(**options)`` and returns a ``torch.nn.Module`` mapping a
+    batch of one modality to ``(batch, tokens, dim)`` features. Names are ``modality.kind``,
+    e.g. ``text.transformer`` or ``vision.swin``.
+    """
+
+
+@hookspec
+def deepseek_register_commands(register: RegisterFn) -> None:
+    """Register sub-commands of the ``deepseek`` CLI.
+
+    ``target`` is a ``click.Command`` (or a lazy string naming one). Import torch inside the
+    command's callback, not at module level, so that ``deepseek --help`` stays fast.
+    """
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@hookspec
+def deepseek_validate_config(config: Config) -> None:
+    """Reject a configuration that cannot work, before any process is launched.
+
+    Raise :class:`deepseek.errors.ConfigError` with one line naming the conflicting fields and
+    the fix (e.g. a DDP-only gradient compressor combined with a sharded strategy).
+    """
+
+
+# --------------------------------------------------------------------------- 3. training lifecycle
+
+
+@hookspec
+def deepseek_train_start(trainer: Trainer) -> None:
+    """Called once on every rank after model, optimizer and data are set up, before step 1."""
+
+
+@hookspec
+def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+    """Called after each optimizer step with that step's metrics (``loss``, ``lr``, ...).
+
+    ``metrics`` may be extended in place: whatever a plugin adds is logged with the step.
+    """
+
+
+@hookspec
+def deepseek_evaluate(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+    """Called after each periodic evaluation with its metrics (``val_loss``, ...)."""
+
+
+@hookspec
+def deepseek_checkpoint_saved(trainer: Trainer, path: Path, step: int) -> None:
+    """Called after a checkpoint directory has been written completely (atomically)."""
+
+
+@hookspec
+def deepseek_train_end(trainer: Trainer, metrics: dict[str, float]) -> None:
+    """Called once when training stops, normally or not, with the last known metrics."""
+
+
+REGISTRATION_HOOKS: dict[str, str] = {
+    "deepseek_register_models": "model",
+    "deepseek_register_strategies": "strategy",
+    "deepseek_register_passes": "pass",
+    "deepseek_register_encoders": "encoder",
+    "deepseek_register_commands": "command",
+}
+"""Registration hook name -> component kind."""
+

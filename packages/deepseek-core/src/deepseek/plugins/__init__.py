@@ -1,0 +1,1 @@
+"""The plugin host: discovery, isolation, registration and lookup of components."""
