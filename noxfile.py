@@ -17,7 +17,7 @@ PYTHON = "3.11"
 CORE = "./packages/deepseek-core"
 PRO = "./packages/deepseek-pro"
 ENTERPRISE = "./packages/deepseek-enterprise"
-PLUGIN = "./examples/deepseek-plugin-sparsity"
+PLUGIN = "./examples/deepseek-plugin-tidy"
 PYTEST = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
 
 
