@@ -1,0 +1,235 @@
+"""Shared plumbing of every multi-process strategy: the process group, the device, collectives and
+the cluster consistency check.
+
+A :class:`DistributedStrategy` runs under torchrun (``deepseek launch -n N -- train ...``): it reads
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``, joins the process
+group (NCCL on CUDA, gloo on CPU) with a collective timeout, and checks that every rank runs the
+same plugin distributions at the same versions before any training starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from deepseek.config.validate import positive
+from deepseek.errors import UsageError
+from deepseek.training.strategy import Strategy
+
+if TYPE_CHECKING:
+    import torch
+
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+class ClusterMismatchError(UsageError):
+    """Ranks of one job run different plugin sets, plugin versions or framework versions."""
+
+
+@dataclass(frozen=True)
+class DistributedOptions:
+    """Keys of ``[strategy]`` that every distributed strategy accepts."""
+
+    timeout_s: float = field(
+        default=600.0, metadata={"check": positive, "help": "collective timeout in seconds"}
+    )
+    """A collective that waits longer than this fails (a dead or hung rank ends the job)."""
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    """``auto``: NCCL when CUDA is available, gloo otherwise."""
+
+
+def torchrun_env(strategy_name: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The torchrun variables as a dict (ranks as ints); :class:`UsageError` if any is missing."""
+    env = os.environ if environ is None else environ
+    missing = [k for k in TORCHRUN_ENV if not env.get(k)]
+    if missing:
+        raise UsageError(
+            f"strategy {strategy_name!r} needs one process per device started by torchrun "
+            f"(missing environment: {', '.join(missing)}); run it with "
+            f"`deepseek launch -n N -- train --strategy {strategy_name} ...`"
+        )
+    try:
+        return {
+            "rank": int(env["RANK"]),
+            "world_size": int(env["WORLD_SIZE"]),
+            "local_rank": int(env["LOCAL_RANK"]),
+            "master_addr": env["MASTER_ADDR"],
+            "master_port": int(env["MASTER_PORT"]),
+        }
+    except ValueError as exc:
+        raise UsageError(f"torchrun environment is malformed ({exc}); start with `deepseek launch`") from exc
+
+
+def cluster_report() -> dict[str, Any]:
+    """What this process runs: plugin distributions (name, version, status) and library versions."""
+    import torch
+
+    from deepseek._version import __version__
+    from deepseek.plugins.host import get_host
+
+    dists = {dist: f"{version} ({status})" for dist, version, status in get_host().fingerprint()}
+    return {"distributions": dists, "deepseek": __version__, "torch": torch.__version__}
+
+
+def compare_reports(reports: Sequence[Mapping[str, Any]]) -> str | None:
+    """One line naming the first rank and distribution that differ from rank 0, or ``None``."""
+    ref = reports[0]
+    for rank, rep in enumerate(reports[1:], start=1):
+        for lib in ("deepseek", "torch"):
+            if rep[lib] != ref[lib]:
+                return (f"cluster mismatch: rank {rank} runs {lib} {rep[lib]} but rank 0 runs "
+                        f"{ref[lib]}; install the same versions on every node")
+        ours, theirs = ref["distributions"], rep["distributions"]
+        for dist in sorted(set(ours) | set(theirs)):
+            a, b = ours.get(dist, "not installed"), theirs.get(dist, "not installed")
+            if a != b:
+                return (f"cluster mismatch: rank {rank} has {dist} {b} but rank 0 has {dist} {a}; "
+                        "install the same plugin distributions and versions (and the same "
+                        "DEEPSEEK_PLUGINS / DEEPSEEK_DISABLE_PLUGINS settings) on every node")
+    return None
+
+
+class DistributedStrategy(Strategy):
+    """Base of the torch.distributed strategies (ddp, fsdp, deepspeed, pipeline, hybrid).
+
+    Subclasses implement the model-facing methods; this class owns the process group, the
+    device, the collectives and :meth:`teardown`. ``Options`` must subclass
+    :class:`DistributedOptions`.
+    """
+
+    Options: type = DistributedOptions
+
+    def __init__(self, options: Any = None, *, precision: Any) -> None:
+        super().__init__(options, precision=precision)
+        self._rank = 0
+        self._world_size = 1
+        self._local_rank = 0
+        self._device: torch.device | None = None
+        self._owns_group = False
+
+    # ------------------------------------------------------------------ topology
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
+    @property
+    def local_rank(self) -> int:
+        """Rank of this process on its node (picks the CUDA device)."""
+        return self._local_rank
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is None:
+            raise RuntimeError(f"{type(self).__name__}.setup_environment() has not been called")
+        return self._device
+
+    @property
+    def backend(self) -> str:
+        """The process-group backend this job uses (resolved from ``options.backend``)."""
+        import torch
+
+        choice = getattr(self.options, "backend", "auto")
+        if choice == "auto":
+            return "nccl" if torch.cuda.is_available() else "gloo"
+        return choice
+
+    # ------------------------------------------------------------------ set-up
+
+    def setup_environment(self) -> None:
+        """Join the process group from the torchrun environment, pick the device, check the
+        cluster is consistent."""
+        import torch
+        import torch.distributed as dist
+
+        env = torchrun_env(self.name)
+        self._rank, self._world_size, self._local_rank = env["rank"], env["world_size"], env["local_rank"]
+        backend = self.backend
+        if backend == "nccl":
+            if not torch.cuda.is_available():
+                raise UsageError("strategy.backend: 'nccl' needs CUDA devices; use 'gloo' on CPU")
+            torch.cuda.set_device(self._local_rank)
+            self._device = torch.device("cuda", self._local_rank)
+        else:
+            self._device = torch.device("cpu")
+        if not dist.is_initialized():
+            kwargs: dict[str, Any] = {}
+            if backend == "nccl":
+                kwargs["device_id"] = self._device
+            dist.init_process_group(
+                backend=backend,
+                rank=self._rank,
+                world_size=self._world_size,
+                timeout=timedelta(seconds=self.options.timeout_s),
+                **kwargs,
+            )
+            self._owns_group = True
+        self.check_cluster()
+
+    def check_cluster(self) -> None:
+        """All-gather :func:`cluster_report` and fail on every rank if any rank differs."""
+        import torch.distributed as dist
+
+        reports: list[Any] = [None] * self._world_size
+        dist.all_gather_object(reports, cluster_report())
+        problem = compare_reports(reports)
+        if problem:
+            self.teardown()
+            raise ClusterMismatchError(problem)
+
+    # ------------------------------------------------------------------ collectives
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            if self.backend == "nccl":
+                dist.barrier(device_ids=[self._local_rank])
+            else:
+                dist.barrier()
+
+    def all_reduce_mean(self, value: float) -> float:
+        import torch
+
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.comm_device)
+        return float(self.all_reduce_tensor_mean(t).item())
+
+    def all_reduce_tensor_mean(self, tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
+        """Mean of ``tensor`` over the ranks of ``group`` (all ranks by default), in place."""
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return tensor
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
+        tensor /= dist.get_world_size(group)
+        return tensor
+
+    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=src, device=self.comm_device)
+        return box[0]
+
+    @property
+    def comm_device(self) -> torch.device:
+        """Where tensors handed to collectives must live (the CUDA device for NCCL, else CPU)."""
+        import torch
+
+        return self.device if self.backend == "nccl" else torch.device("cpu")
+
+    def teardown(self) -> None:
+        import torch.distributed as dist
+
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+        self._owns_group = False
