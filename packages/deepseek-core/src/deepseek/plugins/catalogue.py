@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from deepseek._version import __version__
+
+if TYPE_CHECKING:
+    from deepseek.plugins.records import PluginRecord
 
 EDITIONS: dict[str, str] = {
     "deepseek-core": "core (V1)",
@@ -14,7 +20,7 @@ EDITIONS: dict[str, str] = {
 CATALOGUE: dict[tuple[str, str], str] = {
     **{
         ("strategy", n): "deepseek-pro"
-        for n in ("ddp", "fsdp", "zero3", "deepspeed", "pipeline", "hybrid")
+        for n in ("ddp", "fsdp", "zero3", "deepspeed", "zero1", "zero2", "pipeline", "hybrid")
     },
     ("command", "launch"): "deepseek-pro",
     **{
@@ -25,10 +31,18 @@ CATALOGUE: dict[tuple[str, str], str] = {
 }
 """(kind, name) -> the first-party distribution that provides it."""
 
+KIND_PROVIDERS: dict[str, str] = {"compressor": "deepseek-enterprise", "tuner": "deepseek-enterprise"}
+"""Component kinds that a first-party edition adds through hookspecs of its own."""
+
 
 def provider_of(kind: str, name: str) -> str | None:
     """The first-party distribution providing ``kind``/``name``, if any."""
     return CATALOGUE.get((kind, name))
+
+
+def kind_provider(kind: str) -> str | None:
+    """The first-party distribution whose hookspecs add the component kind ``kind``, if any."""
+    return KIND_PROVIDERS.get(kind)
 
 
 def install_command(dist: str) -> str:
@@ -39,3 +53,26 @@ def install_command(dist: str) -> str:
 def edition_of(dist: str) -> str:
     """Edition label of a distribution (``third-party`` for everything not first-party)."""
     return EDITIONS.get(dist, "third-party")
+
+
+def unavailable_reason(kind: str, name: str, records: Mapping[str, PluginRecord]) -> str | None:
+    """Why a first-party component is unavailable (not installed, disabled, broken), or ``None``.
+
+    ``records`` are the host's plugin records by distribution. Returns ``None`` for names that
+    no first-party edition provides, or when the providing edition is loaded fine.
+    """
+    provider = provider_of(kind, name)
+    if provider is None:
+        return None
+    record = records.get(provider)
+    if record is None:
+        return (
+            f"{kind} {name!r} is provided by {provider} ({edition_of(provider)}), which is not "
+            f"installed; install it with: {install_command(provider)}"
+        )
+    if record.status == "ok":
+        return None
+    return (
+        f"{kind} {name!r} is provided by {provider} {record.version}, which is installed but "
+        f"{record.status}: {record.reason}"
+    )

@@ -7,37 +7,50 @@ from importlib import metadata
 from deepseek.plugins.settings import normalize_dist
 
 
-def incompatibility(dist: str) -> str | None:
+def _installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def incompatibility(dist: str | metadata.Distribution) -> str | None:
     """Why ``dist`` cannot work with the installed deepseek-* distributions, or ``None``.
 
-    Reads the distribution's declared requirements (no import) and checks every requirement on
-    a ``deepseek-*`` distribution against what is installed, naming the exact fix.
+    Reads the distribution's declared requirements (``Requires-Dist``, nothing is imported) and
+    checks every requirement on a ``deepseek-*`` distribution against what is installed. The
+    message names the exact ``pip install`` command that fixes it.
     """
     from packaging.requirements import InvalidRequirement, Requirement
 
-    try:
-        requires = metadata.distribution(dist).requires or []
-    except metadata.PackageNotFoundError:
-        return None
-    for line in requires:
+    if isinstance(dist, str):
+        try:
+            dist = metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            return None
+    name = normalize_dist(dist.metadata["Name"] or "?")
+    own = dist.version
+    for line in dist.requires or []:
         try:
             req = Requirement(line)
         except InvalidRequirement:
             continue
         target = normalize_dist(req.name)
-        if not target.startswith("deepseek-"):
+        if not target.startswith("deepseek-") or target == name:
             continue
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
-        try:
-            installed = metadata.version(target)
-        except metadata.PackageNotFoundError:
-            return f"{dist} requires {target}{req.specifier}, which is not installed; fix: pip install '{target}{req.specifier}'"
-        if req.specifier and not req.specifier.contains(installed, prereleases=True):
-            own = metadata.version(dist)
+        wanted = f"{target}{req.specifier}"
+        installed = _installed_version(target)
+        if installed is None:
             return (
-                f"{dist} {own} requires {target}{req.specifier} but {target} {installed} is "
-                f"installed; fix: pip install '{target}{req.specifier}' (or install a {dist} "
-                f"release made for {target} {installed})"
+                f"{name} {own} requires {wanted}, which is not installed; "
+                f"fix: pip install '{wanted}'"
+            )
+        if req.specifier and not req.specifier.contains(installed, prereleases=True):
+            return (
+                f"{name} {own} requires {wanted} but {target} {installed} is installed; "
+                f"fix: pip install '{wanted}' (or install a release of {name} that supports "
+                f"{target} {installed})"
             )
     return None

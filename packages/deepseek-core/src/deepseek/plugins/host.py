@@ -1,22 +1,29 @@
 """The plugin host: loads built-ins and entry-point plugins, isolates failures, collects components.
 
-Loading happens in three passes so that one plugin can implement hooks another one adds:
+Loading happens in passes so that one plugin can implement hooks another one adds, and so that
+every failure is blamed on the plugin that caused it:
 
-1. import each plugin (built-ins first, then entry points by distribution name), register it with
-   pluggy and let it add hookspecs;
-2. reject plugins implementing hooks that nobody specified;
-3. run every registration hook plugin by plugin, each in a transaction: a plugin that raises keeps
-   nothing it registered.
+1. import each plugin (built-ins first, then entry points by distribution name) after checking
+   the loading policy and the distribution's declared requirements (metadata only);
+2. let every plugin add its hookspecs (``deepseek_add_hookspecs``), then register all plugins
+   with pluggy, which validates their hook signatures against the specs;
+3. reject plugins implementing hooks that nobody specified;
+4. run every registration hook plugin by plugin, each in a transaction: a plugin that raises or
+   registers something invalid keeps nothing it registered.
+
+A failing plugin is reported (distribution, version, error) as a :class:`PluginWarning` and
+skipped; in strict mode the first failure raises :class:`~deepseek.errors.PluginError`.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
-import re
+import inspect
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -24,87 +31,50 @@ import pluggy
 
 from deepseek import hookspecs
 from deepseek._version import __version__
-from deepseek.errors import ComponentConflictError, ComponentNotFoundError, PluginError
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError, PluginError, UsageError
 from deepseek.plugins import catalogue
 from deepseek.plugins.compat import incompatibility
-from deepseek.plugins.settings import PluginSettings, normalize_dist
+from deepseek.plugins.records import (
+    Component,
+    PluginRecord,
+    PluginWarning,
+    Resolution,
+    describe_error,
+)
+from deepseek.plugins.registrar import Registrar
+from deepseek.plugins.settings import ENV_DENY, ENV_PREFER, PluginSettings, same_dist
+
+__all__ = [
+    "CORE_DIST",
+    "ENTRY_POINT_GROUP",
+    "Component",
+    "PluginHost",
+    "PluginRecord",
+    "PluginWarning",
+    "Resolution",
+    "configure",
+    "get_host",
+    "set_preference",
+]
 
 CORE_DIST = "deepseek-core"
 ENTRY_POINT_GROUP = "deepseek"
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_LAZY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+ADD_HOOKSPECS = "deepseek_add_hookspecs"
 
 
-class PluginWarning(UserWarning):
-    """A plugin was skipped (failed or blocked); the host keeps working without it."""
-
-
-@dataclass(frozen=True)
-class Component:
-    """One registered component: a strategy, pass, encoder, model or command."""
-
-    kind: str
-    name: str
-    target: Any
-    dist: str
-    version: str
-    module: str
-    aliases: tuple[str, ...] = ()
-    description: str = ""
-    alias_of: str | None = None
-
-    @property
-    def qualified_name(self) -> str:
-        """``dist:name``, the form that picks this component when several share a name."""
-        return f"{self.dist}:{self.name}"
-
-    def load(self) -> Any:
-        """The component's object, importing a lazy ``module:attribute`` target if needed."""
-        if not isinstance(self.target, str):
-            return self.target
-        module_name, _, attr = self.target.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except Exception as exc:  # noqa: BLE001 - reported with the culprit named
-            raise PluginError(
-                f"{self.kind} {self.name!r} from {self.dist} {self.version} could not be loaded "
-                f"from {self.target!r}: {type(exc).__name__}: {exc}; reinstall or upgrade {self.dist}"
-            ) from exc
-        return obj
-
-
-@dataclass
-class PluginRecord:
-    """What the host knows about one plugin distribution."""
-
-    dist: str
-    version: str
-    edition: str
-    modules: list[str] = field(default_factory=list)
-    status: str = "ok"  # ok | blocked | failed | disabled
-    reason: str = ""
-    components: dict[str, list[str]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form used by ``deepseek plugins list --json``."""
-        return {
-            "distribution": self.dist,
-            "version": self.version,
-            "edition": self.edition,
-            "modules": list(self.modules),
-            "status": self.status,
-            "reason": self.reason,
-            "components": {k: sorted(v) for k, v in sorted(self.components.items())},
-        }
-
-
-@dataclass
+@dataclass(eq=False)
 class _Loaded:
     record: PluginRecord
     plugin: Any
+    name: str  # the name pluggy knows the plugin by
+
+
+@dataclass(frozen=True)
+class _Dist:
     name: str
+    version: str
+    eps: list[metadata.EntryPoint]
+    distribution: metadata.Distribution | None
 
 
 class PluginHost:
@@ -116,170 +86,188 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
         self.problems: list[str] = []
+        self.config_prefer: tuple[str, ...] = _CONFIG_PREFER
         self._components: dict[str, dict[str, list[Component]]] = {}
         self._loaded: list[_Loaded] = []
         if self.settings.trace:
-            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"[deepseek-trace] {msg}"))
+            self.pm.trace.root.setwriter(self._trace_write)
             self.pm.enable_tracing()
         self._load()
 
     # ------------------------------------------------------------------ loading
 
     def _load(self) -> None:
-        core = PluginRecord(CORE_DIST, __version__, catalogue.edition_of(CORE_DIST))
-        self.records[CORE_DIST] = core
         from deepseek.builtins import BUILTIN_PLUGINS
 
+        core = PluginRecord(CORE_DIST, __version__, catalogue.edition_of(CORE_DIST))
         core.modules = list(BUILTIN_PLUGINS)
-        for module_name in BUILTIN_PLUGINS:
-            self._admit(core, importlib.import_module(module_name), f"core:{module_name}")
-        for dist, version, eps in _entry_points_by_dist():
-            if dist == CORE_DIST:
-                continue
-            self._load_distribution(dist, version, eps)
+        self.records[CORE_DIST] = core
+        staged = [_Loaded(core, importlib.import_module(m), f"core:{m}") for m in BUILTIN_PLUGINS]
+        dists = [d for d in _entry_points_by_dist() if d.name != CORE_DIST]
+        for name in self.settings.unknown_names([CORE_DIST, *(d.name for d in dists)]):
+            self._problem(
+                f"plugin distribution {name!r} named in DEEPSEEK_PLUGINS / DEEPSEEK_DISABLE_PLUGINS "
+                f"(or --plugins / --disable-plugins) is not installed; installed: "
+                f"{', '.join(sorted(d.name for d in dists)) or 'none'}"
+            )
+        for dist in dists:
+            staged.extend(self._import_distribution(dist))
+        staged = [ld for ld in staged if self._add_hookspecs(ld)]
+        for ld in staged:
+            if ld.record.status == "ok":
+                self._register(ld)
         self._reject_unknown_hooks()
-        for loaded in list(self._loaded):
-            self._run_registration(loaded)
+        hooks = self.registration_hooks()
+        for ld in list(self._loaded):
+            if ld in self._loaded:
+                self._run_registration(ld, hooks)
 
-    def _load_distribution(self, dist: str, version: str, eps: list[metadata.EntryPoint]) -> None:
-        record = PluginRecord(dist, version, catalogue.edition_of(dist))
-        record.modules = [ep.value for ep in eps]
-        self.records[dist] = record
-        wanted, why = self.settings.wants(dist)
+    def _import_distribution(self, dist: _Dist) -> list[_Loaded]:
+        record = PluginRecord(dist.name, dist.version, catalogue.edition_of(dist.name))
+        record.modules = [ep.value for ep in dist.eps]
+        self.records[dist.name] = record
+        wanted, why = self.settings.wants(dist.name)
         if not wanted:
             record.status, record.reason = "disabled", why
-            return
-        problem = incompatibility(dist)
+            self._trace(f"skip {dist.name} {dist.version}: {why}")
+            return []
+        problem = incompatibility(dist.distribution or dist.name)
         if problem:
             self._fail(record, "blocked", problem)
-            return
-        for ep in eps:
+            return []
+        out = []
+        for ep in dist.eps:
+            self._trace(f"import {dist.name} {dist.version}: {ep.name} = {ep.value}")
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - isolation is the point
                 self._fail(
                     record,
                     "failed",
-                    f"{dist} {version}: plugin {ep.name!r} ({ep.value}) failed to import: "
-                    f"{type(exc).__name__}: {exc}; upgrade or reinstall it, or skip it with "
-                    f"DEEPSEEK_DISABLE_PLUGINS={dist}",
+                    f"{dist.name} {dist.version}: plugin {ep.name!r} ({ep.value}) failed to "
+                    f"import: {describe_error(exc)}; upgrade or reinstall {dist.name}, or skip it "
+                    f"with {ENV_DENY}={dist.name}",
                 )
-                return
-            if not self._admit(record, plugin, f"{dist}:{ep.name}"):
-                return
+                return []
+            if plugin is None:
+                self._drop(record, f"entry point {ep.name!r} ({ep.value}) is None")
+                return []
+            out.append(_Loaded(record, plugin, f"{dist.name}:{ep.name}"))
+        return out
 
-    def _admit(self, record: PluginRecord, plugin: Any, name: str) -> bool:
-        try:
-            self.pm.register(plugin, name=name)
-        except Exception as exc:  # noqa: BLE001 - pluggy's validation names the hook
-            self._fail(record, "failed", f"{record.dist} {record.version}: {exc}")
+    def _add_hookspecs(self, ld: _Loaded) -> bool:
+        if ld.record.status != "ok":
             return False
-        loaded = _Loaded(record, plugin, name)
-        self._loaded.append(loaded)
-        try:
-            for impl in self._impls_of(loaded, "deepseek_add_hookspecs"):
-                impl.function(pluginmanager=self.pm)
-        except Exception as exc:  # noqa: BLE001
-            self._drop(loaded, f"raised in deepseek_add_hookspecs: {type(exc).__name__}: {exc}")
-            return False
+        for attr in dir(ld.plugin):
+            opts = self.pm.parse_hookimpl_opts(ld.plugin, attr)
+            if opts is None or (opts.get("specname") or attr) != ADD_HOOKSPECS:
+                continue
+            self._trace(f"call {ADD_HOOKSPECS} of {ld.name}")
+            try:
+                _call(getattr(ld.plugin, attr), pluginmanager=self.pm)
+            except Exception as exc:  # noqa: BLE001
+                self._drop(ld.record, f"raised in {ADD_HOOKSPECS}: {describe_error(exc)}")
+                return False
         return True
 
+    def _register(self, ld: _Loaded) -> None:
+        undecorated = [
+            attr
+            for attr in dir(ld.plugin)
+            if attr.startswith("deepseek_")
+            and callable(inspect.getattr_static(ld.plugin, attr, None))
+            and self.pm.parse_hookimpl_opts(ld.plugin, attr) is None
+            and self.pm.parse_hookspec_opts(ld.plugin, attr) is None
+        ]
+        if undecorated:
+            self._drop(
+                ld.record,
+                f"{ld.name} defines {', '.join(undecorated)} without @hookimpl, so it would "
+                "never be called; decorate it with 'from deepseek import hookimpl'",
+            )
+            return
+        try:
+            self.pm.register(ld.plugin, name=ld.name)
+        except Exception as exc:  # noqa: BLE001 - pluggy's validation names the hook
+            self._drop(ld.record, f"{ld.name} rejected by the plugin manager: {describe_error(exc)}")
+            return
+        self._loaded.append(ld)
+
     def _reject_unknown_hooks(self) -> None:
+        known = sorted(
+            n for n in dir(self.pm.hook) if getattr(self.pm.hook, n, None) is not None
+            and isinstance(getattr(self.pm.hook, n), pluggy.HookCaller)
+            and getattr(self.pm.hook, n).has_spec()
+        )
         for hook_name in dir(self.pm.hook):
             hook = getattr(self.pm.hook, hook_name)
             if not isinstance(hook, pluggy.HookCaller) or hook.has_spec():
                 continue
             for impl in hook.get_hookimpls():
-                loaded = next((ld for ld in self._loaded if ld.plugin is impl.plugin), None)
-                if loaded is not None and loaded.record.status == "ok":
-                    known = ", ".join(sorted(n for n in dir(self.pm.hook) if n.startswith("deepseek_")))
-                    self._drop(
-                        loaded,
-                        f"implements unknown hook {hook_name!r}; check the spelling against "
-                        f"docs/hooks.md (known hooks: {known})",
-                    )
+                ld = next((x for x in self._loaded if x.plugin is impl.plugin), None)
+                if ld is None or impl.optionalhook:
+                    continue
+                close = difflib.get_close_matches(hook_name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self._drop(
+                    ld.record,
+                    f"{ld.name} implements unknown hook {hook_name!r}{hint}; neither core nor any "
+                    "loaded plugin specifies it (see docs/hooks.md)",
+                )
 
-    def _run_registration(self, loaded: _Loaded) -> None:
-        for hook_name, kind in self.registration_hooks().items():
-            for impl in self._impls_of(loaded, hook_name):
-                staged: list[Component] = []
-                register = self._make_register(loaded.record, kind, hook_name, impl, staged)
+    def _run_registration(self, ld: _Loaded, hooks: dict[str, str]) -> None:
+        for hook_name, kind in hooks.items():
+            for impl in self._impls_of(ld, hook_name):
+                where = f"{ld.record.dist} {ld.record.version} ({ld.name}, {hook_name})"
+                registrar = Registrar(
+                    kind, where, ld.record.dist, ld.record.version,
+                    getattr(impl.function, "__module__", "?"), self._components,
+                )
+                self._trace(f"call {hook_name} of {ld.name}")
                 try:
-                    impl.function(register=register)
+                    _call(impl.function, register=registrar)
                 except Exception as exc:  # noqa: BLE001
-                    self._drop(loaded, f"raised in {hook_name}: {type(exc).__name__}: {exc}")
+                    self._drop(ld.record, f"raised in {hook_name}: {describe_error(exc)}")
                     return
-                for comp in staged:
+                finally:
+                    registrar.close()
+                for comp in registrar.staged:
+                    self._trace(f"  {kind} {comp.name!r} -> {comp.target_text}")
                     self._components.setdefault(kind, {}).setdefault(comp.name, []).append(comp)
-                    loaded.record.components.setdefault(kind, []).append(comp.name)
+                    if comp.alias_of is None:
+                        ld.record.components.setdefault(kind, []).append(comp.name)
 
     def registration_hooks(self) -> dict[str, str]:
-        """Registration hook name -> component kind, including hooks added by plugins."""
+        """Registration hook name -> component kind, including hooks added by plugins.
+
+        A plugin's own hookspec counts when its name starts with ``deepseek_register_`` and its
+        only argument is ``register``; the kind is the singular of the rest of the name
+        (``deepseek_register_compressors`` -> ``compressor``).
+        """
         hooks = dict(hookspecs.REGISTRATION_HOOKS)
-        for hook_name in dir(self.pm.hook):
-            if hook_name.startswith("deepseek_register_") and hook_name not in hooks:
-                hook = getattr(self.pm.hook, hook_name)
-                if isinstance(hook, pluggy.HookCaller) and hook.has_spec():
-                    spec_fn = hook.spec.function if hook.spec else None
-                    kind = getattr(spec_fn, "deepseek_kind", None) or _kind_from_hook(hook_name)
-                    hooks[hook_name] = kind
+        for hook_name in sorted(dir(self.pm.hook)):
+            if not hook_name.startswith("deepseek_register_") or hook_name in hooks:
+                continue
+            hook = getattr(self.pm.hook, hook_name)
+            if isinstance(hook, pluggy.HookCaller) and hook.spec is not None:
+                if tuple(hook.spec.argnames) == ("register",):
+                    kind = getattr(hook.spec.function, "deepseek_kind", None)
+                    hooks[hook_name] = kind or _kind_from_hook(hook_name)
         return hooks
 
-    def _make_register(
-        self, record: PluginRecord, kind: str, hook_name: str, impl: Any, staged: list[Component]
-    ) -> Callable[..., None]:
-        module = getattr(impl.function, "__module__", "?")
-
-        def register(
-            name: str, target: Any, *, aliases: Sequence[str] = (), description: str = ""
-        ) -> None:
-            where = f"{record.dist} {record.version} ({hook_name})"
-            for n in (name, *aliases):
-                if not isinstance(n, str) or not _NAME_RE.match(n):
-                    raise PluginError(
-                        f"{where}: invalid {kind} name {n!r}; use lower-case letters, digits, "
-                        "'.', '_' or '-', starting with a letter or digit"
-                    )
-                if any(c.name == n for c in staged) or any(
-                    c.dist == record.dist for c in self._components.get(kind, {}).get(n, [])
-                ):
-                    raise PluginError(f"{where}: {kind} {n!r} registered twice; register it once")
-            if isinstance(target, str):
-                if not _LAZY_RE.match(target):
-                    raise PluginError(
-                        f"{where}: {kind} {name!r} has target {target!r}; a lazy target must look "
-                        "like 'package.module:attribute'"
-                    )
-            elif not callable(target):
-                raise PluginError(
-                    f"{where}: {kind} {name!r} target must be callable or a 'module:attribute' "
-                    f"string, got {type(target).__name__}"
-                )
-            common = dict(target=target, dist=record.dist, version=record.version, module=module)
-            staged.append(
-                Component(kind, name, aliases=tuple(aliases), description=description, **common)
-            )
-            for alias in aliases:
-                staged.append(
-                    Component(kind, alias, description=description, alias_of=name, **common)
-                )
-
-        return register
-
-    def _impls_of(self, loaded: _Loaded, hook_name: str) -> list[Any]:
+    def _impls_of(self, ld: _Loaded, hook_name: str) -> list[Any]:
         hook = getattr(self.pm.hook, hook_name, None)
         if hook is None:
             return []
-        return [impl for impl in hook.get_hookimpls() if impl.plugin is loaded.plugin]
+        return [impl for impl in hook.get_hookimpls() if impl.plugin is ld.plugin]
 
-    def _drop(self, loaded: _Loaded, why: str) -> None:
-        record = loaded.record
+    def _drop(self, record: PluginRecord, why: str) -> None:
         if record.dist == CORE_DIST:
             raise PluginError(f"built-in plugin failed: {why}")
-        for plugin_loaded in [ld for ld in self._loaded if ld.record is record]:
-            if self.pm.is_registered(plugin_loaded.plugin):
-                self.pm.unregister(plugin_loaded.plugin)
-            self._loaded.remove(plugin_loaded)
+        for ld in [x for x in self._loaded if x.record is record]:
+            if self.pm.is_registered(ld.plugin):
+                self.pm.unregister(ld.plugin)
+            self._loaded.remove(ld)
         for kind_map in self._components.values():
             for name in list(kind_map):
                 kind_map[name] = [c for c in kind_map[name] if c.dist != record.dist]
@@ -287,16 +275,28 @@ class PluginHost:
                     del kind_map[name]
         record.components.clear()
         message = why if why.startswith(record.dist) else f"{record.dist} {record.version}: {why}"
-        if "DEEPSEEK_DISABLE_PLUGINS" not in message:
-            message += f"; fix the plugin or skip it with DEEPSEEK_DISABLE_PLUGINS={record.dist}"
+        if ENV_DENY not in message:
+            message += f"; fix the plugin or skip it with {ENV_DENY}={record.dist}"
         self._fail(record, "failed", message)
 
     def _fail(self, record: PluginRecord, status: str, message: str) -> None:
         record.status, record.reason = status, message
+        self._problem(message)
+
+    def _problem(self, message: str) -> None:
         self.problems.append(message)
+        self._trace(f"problem: {message}")
         if self.settings.strict:
             raise PluginError(f"{message} (strict plugin mode is on)")
-        warnings.warn(message, PluginWarning, stacklevel=3)
+        warnings.warn(message, PluginWarning, stacklevel=4)
+
+    def _trace(self, message: str) -> None:
+        if self.settings.trace:
+            sys.stderr.write(f"[deepseek-trace] {message}\n")
+
+    def _trace_write(self, text: str) -> None:
+        for line in text.splitlines():
+            sys.stderr.write(f"[deepseek-trace] {line}\n")
 
     # ------------------------------------------------------------------ lookup
 
@@ -313,60 +313,100 @@ class PluginHost:
         """Every component kind that has at least one component."""
         return sorted(k for k, v in self._components.items() if v)
 
+    def known_kinds(self) -> list[str]:
+        """Every component kind some registration hook accepts (with or without components)."""
+        return sorted(set(self.registration_hooks().values()))
+
+    def components(self, kind: str) -> list[Component]:
+        """Every registered component of one kind, aliases excluded, sorted by name and dist."""
+        comps = [c for cs in self._components.get(kind, {}).values() for c in cs]
+        return sorted((c for c in comps if c.alias_of is None), key=lambda c: (c.name, c.dist))
+
     def candidates(self, kind: str, name: str) -> list[Component]:
         """Every component registered under ``name`` (without qualification)."""
         return list(self._components.get(kind, {}).get(name, []))
 
-    def resolve(self, kind: str, name: str) -> Component:
-        """The one component ``name`` refers to; clear errors for unknown or ambiguous names."""
+    def preference(self) -> tuple[str, ...]:
+        """Distributions in precedence order: ``DEEPSEEK_PLUGIN_PREFER`` then the config's."""
+        out: list[str] = []
+        for d in (*self.settings.prefer, *self.config_prefer):
+            if d not in out:
+                out.append(d)
+        return tuple(out)
+
+    def set_preference(self, dists: Sequence[str]) -> None:
+        """Precedence from the config's ``[plugins] prefer`` list (the environment comes first)."""
+        self.config_prefer = _normalized(dists)
+
+    def check_kind(self, kind: str) -> None:
+        """Raise a one-line :class:`UsageError` if no registration hook accepts ``kind``."""
+        known = self.known_kinds()
+        if kind in known:
+            return
+        provider = catalogue.kind_provider(kind)
+        if provider is not None and self.records.get(provider, None) is None:
+            raise ComponentNotFoundError(
+                f"component kind {kind!r} is added by {provider}, which is not installed; "
+                f"install it with: {catalogue.install_command(provider)}"
+            )
+        close = difflib.get_close_matches(kind.rstrip("s"), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(f"unknown component kind {kind!r}; {hint}kinds: {', '.join(known)}")
+
+    def explain(self, kind: str, name: str) -> Resolution:
+        """How ``name`` resolves: the winning component (or ``None``), the candidates and why."""
+        self.check_kind(kind)
         if ":" in name:
             dist_part, _, bare = name.partition(":")
-            dist = normalize_dist(dist_part)
-            found = [c for c in self.candidates(kind, bare) if c.dist == dist]
+            cands = tuple(self.candidates(kind, bare))
+            found = [c for c in cands if same_dist(dist_part, c.dist)]
             if found:
-                return found[0]
-            others = ", ".join(c.qualified_name for c in self.candidates(kind, bare)) or "none"
-            raise ComponentNotFoundError(
-                f"{kind} {name!r}: {dist} registers no {kind} named {bare!r} "
-                f"(candidates: {others}); see 'deepseek plugins which {kind} {bare}'"
+                return Resolution(kind, name, cands, found[0], f"qualified as {name!r}")
+            others = ", ".join(c.qualified_name for c in cands) or "none"
+            return Resolution(
+                kind, name, cands, None,
+                f"{kind} {name!r}: no distribution {dist_part!r} registers a {kind} named "
+                f"{bare!r} (candidates: {others}); see 'deepseek plugins which {kind} {bare}'",
             )
-        found = self.candidates(kind, name)
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            for preferred in self.settings.prefer:
-                for comp in found:
-                    if comp.dist == preferred:
-                        return comp
-            a, b = found[0], found[1]
-            raise ComponentConflictError(
-                f"{kind} {name!r} is registered by both {a.dist} {a.version} ({a.module}) and "
-                f"{b.dist} {b.version} ({b.module}); choose one as '{a.qualified_name}' or set "
-                f"precedence with [plugins] prefer = [\"{a.dist}\"] or DEEPSEEK_PLUGIN_PREFER={a.dist}"
-            )
-        raise ComponentNotFoundError(self._not_found_message(kind, name))
+        cands = tuple(self.candidates(kind, name))
+        if len(cands) == 1:
+            return Resolution(kind, name, cands, cands[0], "the only candidate")
+        if not cands:
+            return Resolution(kind, name, cands, None, self._not_found_message(kind, name))
+        for preferred in self.preference():
+            for comp in cands:
+                if same_dist(preferred, comp.dist):
+                    source = ENV_PREFER if preferred in self.settings.prefer else "[plugins] prefer"
+                    return Resolution(kind, name, cands, comp, f"preferred by {source}")
+        who = " and ".join(f"{c.dist} {c.version} ({c.module})" for c in cands)
+        first = cands[0]
+        return Resolution(
+            kind, name, cands, None,
+            f"{kind} {name!r} is registered by both {who}; choose one as "
+            f"'{first.qualified_name}' or set precedence with [plugins] prefer = "
+            f"[\"{first.dist}\"] or {ENV_PREFER}={first.dist}",
+        )
+
+    def resolve(self, kind: str, name: str) -> Component:
+        """The one component ``name`` refers to; clear errors for unknown or ambiguous names."""
+        res = self.explain(kind, name)
+        if res.winner is not None:
+            return res.winner
+        if len(res.candidates) > 1 and ":" not in name:
+            raise ComponentConflictError(res.reason)
+        raise ComponentNotFoundError(res.reason)
 
     def _not_found_message(self, kind: str, name: str) -> str:
-        provider = catalogue.provider_of(kind, name)
-        if provider is not None:
-            record = self.records.get(provider)
-            if record is None:
-                return (
-                    f"{kind} {name!r} is provided by {provider} ({catalogue.edition_of(provider)}), "
-                    f"which is not installed; install it with: {catalogue.install_command(provider)}"
-                )
-            if record.status != "ok":
-                return (
-                    f"{kind} {name!r} is provided by {provider} {record.version}, which is "
-                    f"installed but {record.status}: {record.reason}"
-                )
-        import difflib
-
+        reason = catalogue.unavailable_reason(kind, name, self.records)
+        if reason is not None:
+            return reason
         available = self.names(kind)
         close = difflib.get_close_matches(name, available, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        listing = ", ".join(available) or "none"
-        return f"unknown {kind} {name!r}; {hint}available: {listing}"
+        return (
+            f"unknown {kind} {name!r}; {hint}available: {', '.join(available) or 'none'} "
+            "(see 'deepseek plugins list')"
+        )
 
     def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Resolve ``name`` and call its target with the given arguments."""
@@ -377,27 +417,57 @@ class PluginHost:
         return sorted((r.dist, r.version, r.status) for r in self.records.values())
 
 
+def _call(function: Any, **available: Any) -> Any:
+    """Call a hook implementation with the subset of arguments it declares (as pluggy does)."""
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return function(**available)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return function(**available)
+    return function(**{k: v for k, v in available.items() if k in params})
+
+
 def _kind_from_hook(hook_name: str) -> str:
     kind = hook_name.removeprefix("deepseek_register_")
+    if kind.endswith("ies"):
+        return kind[:-3] + "y"
+    if kind.endswith(("sses", "ches", "shes")):
+        return kind[:-2]
     return kind[:-1] if kind.endswith("s") else kind
 
 
-def _entry_points_by_dist() -> Iterable[tuple[str, str, list[metadata.EntryPoint]]]:
-    grouped: dict[str, tuple[str, list[metadata.EntryPoint]]] = {}
+def _normalized(dists: Iterable[str]) -> tuple[str, ...]:
+    from deepseek.plugins.settings import normalize_dist
+
+    out: list[str] = []
+    for d in dists:
+        if d.strip() and normalize_dist(d) not in out:
+            out.append(normalize_dist(d))
+    return tuple(out)
+
+
+def _entry_points_by_dist() -> list[_Dist]:
+    from deepseek.plugins.settings import normalize_dist
+
+    grouped: dict[str, _Dist] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         name = normalize_dist(dist.name) if dist is not None else ep.module.split(".")[0]
-        version = dist.version if dist is not None else "?"
-        entry = grouped.setdefault(name, (version, []))
-        if all(e.value != ep.value for e in entry[1]):
-            entry[1].append(ep)
-    for name in sorted(grouped):
-        version, eps = grouped[name]
-        yield name, version, sorted(eps, key=lambda e: e.name)
+        entry = grouped.setdefault(
+            name, _Dist(name, dist.version if dist is not None else "?", [], dist)
+        )
+        if all(e.value != ep.value for e in entry.eps):
+            entry.eps.append(ep)
+    return [
+        _Dist(d.name, d.version, sorted(d.eps, key=lambda e: e.name), d.distribution)
+        for _, d in sorted(grouped.items())
+    ]
 
 
 _HOST: PluginHost | None = None
 _SETTINGS: PluginSettings | None = None
+_CONFIG_PREFER: tuple[str, ...] = ()
 
 
 def configure(settings: PluginSettings | None) -> None:
@@ -405,6 +475,18 @@ def configure(settings: PluginSettings | None) -> None:
     global _HOST, _SETTINGS
     _SETTINGS = settings
     _HOST = None
+
+
+def set_preference(dists: Sequence[str]) -> None:
+    """Feed the config's ``[plugins] prefer`` list: earlier distributions win name conflicts.
+
+    Applies to the shared host now and to any host built later; ``DEEPSEEK_PLUGIN_PREFER``
+    still comes first.
+    """
+    global _CONFIG_PREFER
+    _CONFIG_PREFER = _normalized(dists)
+    if _HOST is not None:
+        _HOST.set_preference(_CONFIG_PREFER)
 
 
 def get_host() -> PluginHost:

@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+
+ENV_AUTOLOAD_OFF = "DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD"
+ENV_ALLOW = "DEEPSEEK_PLUGINS"
+ENV_DENY = "DEEPSEEK_DISABLE_PLUGINS"
+ENV_STRICT = "DEEPSEEK_STRICT_PLUGINS"
+ENV_TRACE = "DEEPSEEK_TRACE_PLUGINS"
+ENV_PREFER = "DEEPSEEK_PLUGIN_PREFER"
+
+
+def normalize_dist(name: str) -> str:
+    """Normalise a distribution name the way packaging does (``Deepseek_Pro`` -> ``deepseek-pro``)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def same_dist(wanted: str, dist: str) -> bool:
+    """Whether a user-given name means ``dist``: ``deepseek-pro``, ``deepseek_pro`` or ``pro``."""
+    wanted, dist = normalize_dist(wanted), normalize_dist(dist)
+    return wanted == dist or f"deepseek-{wanted}" == dist
 
 
 def _names(value: str | None) -> frozenset[str] | None:
@@ -13,15 +32,18 @@ def _names(value: str | None) -> frozenset[str] | None:
     return frozenset(normalize_dist(v) for v in value.split(",") if v.strip())
 
 
+def _names_ordered(value: str | None) -> list[str]:
+    if not value:
+        return []
+    out: list[str] = []
+    for v in value.split(","):
+        if v.strip() and normalize_dist(v) not in out:
+            out.append(normalize_dist(v))
+    return out
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def normalize_dist(name: str) -> str:
-    """Normalise a distribution name the way packaging does (``Deepseek_Pro`` -> ``deepseek-pro``)."""
-    import re
-
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 @dataclass(frozen=True)
@@ -29,7 +51,9 @@ class PluginSettings:
     """Plugin-loading policy.
 
     ``allow`` is an allowlist of distribution names (``None``: all); ``deny`` a blocklist;
-    ``prefer`` orders distributions for resolving name conflicts (earlier wins).
+    ``prefer`` orders distributions for resolving name conflicts (earlier wins). A name may be
+    given in full (``deepseek-pro``) or without the ``deepseek-`` prefix (``pro``). Built-in
+    components of deepseek-core are always loaded.
     """
 
     autoload: bool = True
@@ -41,15 +65,15 @@ class PluginSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PluginSettings:
-        """Read ``DEEPSEEK_*`` variables (see docs/plugins.md)."""
+        """Read the ``DEEPSEEK_*`` variables (see docs/plugins.md)."""
         env = os.environ if environ is None else environ
         return cls(
-            autoload=not _flag(env.get("DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD")),
-            allow=_names(env.get("DEEPSEEK_PLUGINS")),
-            deny=_names(env.get("DEEPSEEK_DISABLE_PLUGINS")) or frozenset(),
-            strict=_flag(env.get("DEEPSEEK_STRICT_PLUGINS")),
-            trace=_flag(env.get("DEEPSEEK_TRACE_PLUGINS")),
-            prefer=tuple(_names_ordered(env.get("DEEPSEEK_PLUGIN_PREFER"))),
+            autoload=not _flag(env.get(ENV_AUTOLOAD_OFF)),
+            allow=_names(env.get(ENV_ALLOW)),
+            deny=_names(env.get(ENV_DENY)) or frozenset(),
+            strict=_flag(env.get(ENV_STRICT)),
+            trace=_flag(env.get(ENV_TRACE)),
+            prefer=tuple(_names_ordered(env.get(ENV_PREFER))),
         )
 
     def with_(self, **changes: object) -> PluginSettings:
@@ -58,17 +82,16 @@ class PluginSettings:
 
     def wants(self, dist: str) -> tuple[bool, str]:
         """Whether to load ``dist``, and if not, why."""
-        dist = normalize_dist(dist)
-        if dist in self.deny:
-            return False, "disabled by DEEPSEEK_DISABLE_PLUGINS / --disable-plugins"
-        if self.allow is not None and dist not in self.allow:
-            return False, "not in the allowlist DEEPSEEK_PLUGINS / --plugins"
+        if any(same_dist(d, dist) for d in self.deny):
+            return False, f"disabled by {ENV_DENY} / --disable-plugins"
+        if self.allow is not None and not any(same_dist(a, dist) for a in self.allow):
+            return False, f"not in the allowlist {ENV_ALLOW} / --plugins"
         if not self.autoload and self.allow is None:
-            return False, "autoload disabled by DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD / --no-plugin-autoload"
+            return False, f"autoload disabled by {ENV_AUTOLOAD_OFF} / --no-plugin-autoload"
         return True, ""
 
-
-def _names_ordered(value: str | None) -> list[str]:
-    if not value:
-        return []
-    return [normalize_dist(v) for v in value.split(",") if v.strip()]
+    def unknown_names(self, installed: Iterable[str]) -> list[str]:
+        """Names in the allowlist or blocklist that match no installed distribution (typos)."""
+        installed = list(installed)
+        named = sorted((self.allow or frozenset()) | self.deny)
+        return [n for n in named if not any(same_dist(n, d) for d in installed)]

@@ -1,0 +1,134 @@
+"""What the plugin host records: registered components and plugin distributions."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepseek.errors import PluginError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+"""Valid component names: lower case letters, digits, ``.``, ``_`` and ``-``."""
+
+LAZY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+"""Valid lazy targets: ``package.module:attribute``."""
+
+STATUSES = ("ok", "blocked", "failed", "disabled")
+"""Possible :attr:`PluginRecord.status` values."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped (failed or blocked); the host keeps working without it."""
+
+
+def one_line(text: object) -> str:
+    """``text`` with line breaks and runs of blanks collapsed, for one-line messages."""
+    return " ".join(str(text).split())
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line."""
+    message = one_line(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def target_text(target: Any) -> str:
+    """A lazy target as is, or ``module:qualname`` of an object (without importing anything)."""
+    if isinstance(target, str):
+        return target
+    obj = target if hasattr(target, "__qualname__") else type(target)
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component: a strategy, pass, encoder, model, command, ..."""
+
+    kind: str
+    name: str
+    target: Any
+    dist: str
+    version: str
+    module: str
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    alias_of: str | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        """``dist:name``, the form that picks this component when several share a name."""
+        return f"{self.dist}:{self.name}"
+
+    @property
+    def target_text(self) -> str:
+        """Where the component lives, as ``module:attribute`` (nothing is imported)."""
+        return target_text(self.target)
+
+    def load(self) -> Any:
+        """The component's object, importing a lazy ``module:attribute`` target if needed."""
+        if not isinstance(self.target, str):
+            return self.target
+        module_name, _, attr = self.target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # noqa: BLE001 - reported with the culprit named
+            raise PluginError(
+                f"{self.kind} {self.name!r} from {self.dist} {self.version} could not be loaded "
+                f"from {self.target!r}: {describe_error(exc)}; reinstall or upgrade {self.dist}"
+            ) from exc
+        return obj
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form used by ``deepseek plugins which --json``."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "qualified_name": self.qualified_name,
+            "distribution": self.dist,
+            "version": self.version,
+            "module": self.module,
+            "target": self.target_text,
+            "description": self.description,
+            "aliases": list(self.aliases),
+            "alias_of": self.alias_of,
+        }
+
+
+@dataclass
+class PluginRecord:
+    """What the host knows about one plugin distribution."""
+
+    dist: str
+    version: str
+    edition: str
+    modules: list[str] = field(default_factory=list)
+    status: str = "ok"  # one of STATUSES
+    reason: str = ""
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form used by ``deepseek plugins list --json``."""
+        return {
+            "distribution": self.dist,
+            "version": self.version,
+            "edition": self.edition,
+            "modules": list(self.modules),
+            "status": self.status,
+            "reason": self.reason,
+            "components": {k: sorted(v) for k, v in sorted(self.components.items())},
+        }
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a component name resolves: the winner (if any), every candidate, and why."""
+
+    kind: str
+    name: str
+    candidates: tuple[Component, ...]
+    winner: Component | None
+    reason: str

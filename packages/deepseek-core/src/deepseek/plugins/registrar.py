@@ -1,0 +1,118 @@
+"""The ``register`` callback handed to registration hooks: validates every call, names the culprit."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from deepseek.errors import PluginError
+from deepseek.plugins.records import LAZY_RE, NAME_RE, Component, one_line
+
+
+def _default_description(target: Any) -> str:
+    """A description taken from a non-lazy target: a click command's help, or a docstring."""
+    short_help = getattr(target, "get_short_help_str", None)
+    if callable(short_help):
+        return one_line(short_help())
+    if inspect.isclass(target) or inspect.isroutine(target):
+        doc = inspect.getdoc(target) or ""
+        return one_line(doc.split("\n\n")[0])
+    return ""
+
+
+class Registrar:
+    """Collects the components one hook implementation registers, validating each call.
+
+    Components are only *staged* here; the host commits them once the hook returned without
+    raising, so a failing plugin keeps nothing.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        where: str,
+        dist: str,
+        version: str,
+        module: str,
+        committed: dict[str, dict[str, list[Component]]],
+    ) -> None:
+        self.kind = kind
+        self.where = where
+        self.dist = dist
+        self.version = version
+        self.module = module
+        self.staged: list[Component] = []
+        self._committed = committed
+        self._closed = False
+
+    def close(self) -> None:
+        """Refuse further calls: ``register`` is only valid while its hook runs."""
+        self._closed = True
+
+    def _error(self, message: str) -> PluginError:
+        return PluginError(f"{self.where}: {message}")
+
+    def _check_name(self, name: object, what: str) -> str:
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise self._error(
+                f"invalid {self.kind} {what} {name!r}; use lower-case letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit"
+            )
+        taken = any(c.name == name for c in self.staged) or any(
+            c.dist == self.dist for c in self._committed.get(self.kind, {}).get(name, [])
+        )
+        if taken:
+            raise self._error(f"{self.kind} {name!r} registered twice; register it once")
+        return name
+
+    def __call__(
+        self,
+        name: str,
+        target: Any,
+        *,
+        aliases: Sequence[str] = (),
+        description: str = "",
+    ) -> None:
+        """Register ``target`` as the component ``name`` (see :class:`deepseek.hookspecs.RegisterFn`)."""
+        if self._closed:
+            raise self._error(
+                f"register({name!r}, ...) called after the hook returned; call it inside the hook"
+            )
+        self._check_name(name, "name")
+        if isinstance(aliases, str) or not isinstance(aliases, Sequence):
+            raise self._error(
+                f"{self.kind} {name!r}: aliases must be a list or tuple of names, got {aliases!r}"
+            )
+        if isinstance(target, str):
+            if not LAZY_RE.match(target):
+                raise self._error(
+                    f"{self.kind} {name!r} has target {target!r}; a lazy target must look like "
+                    "'package.module:attribute'"
+                )
+        elif not callable(target):
+            raise self._error(
+                f"{self.kind} {name!r}: target must be callable or a 'module:attribute' string, "
+                f"got {type(target).__name__}"
+            )
+        if description is None:
+            description = ""
+        if not isinstance(description, str):
+            raise self._error(
+                f"{self.kind} {name!r}: description must be a string, got "
+                f"{type(description).__name__}"
+            )
+        description = one_line(description) or (
+            "" if isinstance(target, str) else _default_description(target)
+        )
+        common: dict[str, Any] = dict(
+            kind=self.kind, target=target, dist=self.dist, version=self.version,
+            module=self.module, description=description,
+        )
+        staged = [Component(name=name, aliases=tuple(aliases), **common)]
+        for alias in aliases:
+            if alias == name or any(c.name == alias for c in staged):
+                raise self._error(f"{self.kind} {name!r}: alias {alias!r} given twice")
+            self._check_name(alias, "alias")
+            staged.append(Component(name=alias, alias_of=name, **common))
+        self.staged.extend(staged)
