@@ -1,0 +1,242 @@
+"""Decoder-only GPT: pre-norm LayerNorm blocks, learned positions, tied embeddings.
+
+``GPT(config)(idx)`` returns logits ``(B, T, V)``; ``GPT(config)(idx, targets)`` returns the mean
+cross-entropy loss. Without a KV cache the forward pass has no data-dependent Python control flow,
+so the model traces with ``torch.fx``/``torch.export`` and compiles with ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepseek.errors import ConfigError, UsageError
+from deepseek.models.layers import Block, KVCache, init_weights, run_blocks
+
+if TYPE_CHECKING:
+    from deepseek.models.stages import GPTStage
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Shape of a GPT. ``d_ff=None`` means ``4 * d_model`` (resolved on construction).
+
+    Invalid values raise :class:`~deepseek.errors.ConfigError` naming ``model.<field>``.
+    """
+
+    vocab_size: int = 256
+    d_model: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    d_ff: int | None = None
+    max_seq_len: int = 1024
+    dropout: float = 0.0
+    bias: bool = True
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "max_seq_len"):
+            _require(name, getattr(self, name), lambda v: isinstance(v, int) and v > 0, "must be a positive integer")
+        if self.d_ff is None:
+            object.__setattr__(self, "d_ff", 4 * self.d_model)
+        _require("d_ff", self.d_ff, lambda v: isinstance(v, int) and v > 0, "must be a positive integer")
+        _require("dropout", self.dropout, lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "must be in [0, 1)")
+        _require("norm_eps", self.norm_eps, lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"model.n_heads: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                f"pick n_heads among {_divisors(self.d_model)}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """``d_model // n_heads``."""
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict (``d_ff`` resolved), suitable for TOML/JSON and ``GPTConfig(**d)``."""
+        return dataclasses.asdict(self)
+
+
+def _require(name: str, value: object, ok: object, what: str) -> None:
+    if not ok(value):  # type: ignore[operator]
+        raise ConfigError(f"model.{name}: {what}, got {value!r}")
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, min(n, 64) + 1) if n % d == 0)
+
+
+class GPT(nn.Module):
+    """GPT-2-style decoder. Parameter names: ``wte``, ``wpe``, ``blocks.<i>.*``, ``ln_f``,
+    ``lm_head`` (``lm_head.weight`` *is* ``wte.weight`` when ``tie_embeddings``)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.wte = nn.Embedding(c.vocab_size, c.d_model)
+        self.wpe = nn.Embedding(c.max_seq_len, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            Block(c.d_model, c.n_heads, c.d_ff or 4 * c.d_model, bias=c.bias, dropout=c.dropout, norm_eps=c.norm_eps)
+            for _ in range(c.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.activation_checkpointing = False
+        init_weights(self, c.n_layers)
+        if c.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for token ids ``idx`` ``(B, T)``; with ``targets`` ``(B, T)`` the
+        mean cross-entropy (a 0-dim tensor; targets equal to -100 are ignored)."""
+        self._check_input(idx)
+        x = self.embed(idx)
+        x = run_blocks(self.blocks, x, checkpointing=self.activation_checkpointing)
+        logits = self.lm_head(self.ln_f(x))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token + position embeddings of ``idx`` placed at positions ``start ..``."""
+        pos = torch.arange(start, start + idx.size(1), device=idx.device)
+        return self.drop(self.wte(idx) + self.wpe(pos))
+
+    def _check_input(self, idx: torch.Tensor) -> None:
+        # Skipped while tracing (sizes are proxies or symbols there), so tracing stays clean.
+        t = idx.size(-1)
+        if isinstance(t, int) and (idx.dim() != 2 or t > self.config.max_seq_len):
+            raise UsageError(
+                f"model input: expected token ids of shape (batch, seq) with seq <= max_seq_len="
+                f"{self.config.max_seq_len}, got {tuple(idx.shape)}; shorten the sequence or "
+                f"raise model.max_seq_len"
+            )
+
+    # ------------------------------------------------------------------ accounting
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Number of distinct parameters (a tied head counts once).
+
+        ``non_embedding=True`` leaves out the embedding *lookups*, which do no arithmetic: the
+        positional table, and the token table when it is not tied to ``lm_head`` (when tied it is
+        the head's matmul weight and stays in). This is the ``N`` of :meth:`flops_per_token`.
+        """
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wpe.weight.numel()
+            if not self.config.tie_embeddings:
+                n -= self.wte.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token by the PaLM formula (Chowdhery et al. 2022, appendix B):
+        ``6 * N + 12 * L * d * T``, where ``N = num_parameters(non_embedding=True)`` (every
+        parameter that takes part in a matmul: 2 FLOPs forward + 4 backward per token), and the
+        second term counts the attention scores and weighted sum (``QK^T`` and ``AV``) over
+        ``T = seq_len`` positions, again x3 for forward + backward. MFU = tokens/s x this / peak.
+        """
+        c = self.config
+        return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layers * c.d_model * seq_len
+
+    # ------------------------------------------------------------------ training options
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute each block's activations in backward (``torch.utils.checkpoint``,
+        ``use_reentrant=False``), trading ~1/3 more compute for much less activation memory."""
+        self.activation_checkpointing = bool(enabled)
+
+    def split_stages(self, n: int) -> list[GPTStage]:
+        """Split into ``n`` pipeline stages; see :func:`deepseek.models.stages.split_stages`."""
+        from deepseek.models.stages import split_stages
+
+        return split_stages(self, n)
+
+    # ------------------------------------------------------------------ decoding
+
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for ``idx`` following the ``cache.length`` cached positions; the
+        new keys and values are appended to ``cache``."""
+        x = self.embed(idx, start=cache.length)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=cache, layer=i)
+        cache.advance(idx.size(1))
+        return self.lm_head(self.ln_f(x))
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default max_seq_len)."""
+        c = self.config
+        p = self.wte.weight
+        return KVCache(
+            c.n_layers, batch, c.n_heads, max_len or c.max_seq_len, c.head_dim, device=p.device, dtype=p.dtype
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Extend ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens; returns ``(B, T + new)``.
+
+        Uses a KV cache: one prefill of the prompt, then one token per step. ``temperature=0``
+        is greedy. When the window ``max_seq_len`` fills up, the cache is rebuilt from the last
+        half window (positions restart at 0), so each rebuild buys ``max_seq_len / 2`` cheap steps.
+        """
+        if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k <= 0):
+            raise UsageError(
+                f"generate: need max_new_tokens >= 0, temperature >= 0, top_k > 0 or None; got "
+                f"{max_new_tokens}, {temperature}, {top_k}"
+            )
+        if idx.dim() != 2 or idx.size(1) == 0:
+            raise UsageError(f"generate: prompt must be (batch, seq) with seq >= 1, got {tuple(idx.shape)}")
+        was_training = self.training
+        self.eval()
+        try:
+            window = self.config.max_seq_len
+            out = [idx]
+            context = idx[:, -window:]
+            cache = self.new_cache(idx.size(0), window)
+            logits = self.forward_cached(context, cache)[:, -1]
+            for step in range(max_new_tokens):
+                nxt = _sample(logits, temperature, top_k, generator)
+                out.append(nxt)
+                if step == max_new_tokens - 1:
+                    break
+                if cache.length == window:
+                    context = torch.cat(out, dim=1)[:, -(window // 2 or 1):]
+                    cache = self.new_cache(idx.size(0), window)
+                    logits = self.forward_cached(context, cache)[:, -1]
+                else:
+                    logits = self.forward_cached(nxt, cache)[:, -1]
+            return torch.cat(out, dim=1)
+        finally:
+            self.train(was_training)
+
+
+def _sample(
+    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Next token ids ``(B, 1)`` from last-position logits ``(B, V)``."""
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)

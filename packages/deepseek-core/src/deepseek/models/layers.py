@@ -1,0 +1,195 @@
+"""Transformer building blocks shared by the GPT decoder and the text encoder.
+
+A :class:`Block` is pre-norm: ``x + attn(ln1(x))`` then ``x + mlp(ln2(x))``. Attention uses one
+fused ``qkv`` projection and :func:`torch.nn.functional.scaled_dot_product_attention`. Forward
+passes without a KV cache have no data-dependent Python control flow, so the blocks trace with
+``torch.fx`` and ``torch.export`` and compile with ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Pre-allocated keys and values of every layer for incremental decoding.
+
+    ``keys[i]`` / ``values[i]`` have shape ``(batch, heads, max_len, head_dim)``; ``length`` is the
+    number of positions filled so far (the same for every layer).
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        n_heads: int,
+        max_len: int,
+        head_dim: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        shape = (batch, n_heads, max_len, head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.max_len = max_len
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k``/``v`` (``(B, H, T, hd)``) after the filled positions of ``layer`` and return
+        all keys and values so far. :meth:`advance` moves ``length`` once every layer is done."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: {end} positions > capacity {self.max_len}")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        """Mark ``n`` more positions as filled."""
+        self.length += n
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused ``qkv`` Linear and SDPA."""
+
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.proj = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = dropout
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        is_causal: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        """``x``: ``(B, T, D)``. ``attn_mask`` (bool, True = may attend) is broadcast to
+        ``(B, H, T, S)``; it is only used when ``is_causal`` is False."""
+        # (B, T, 3D) -> (3, B, H, T, hd) without reading B or T in Python (fx-friendly).
+        qkv = self.qkv(x).unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        p = self.dropout if self.training else 0.0
+        if cache is None:
+            if is_causal:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        else:
+            y = _cached_attention(q, k, v, cache, layer, p)
+        return self.resid_drop(self.proj(y.transpose(1, 2).flatten(2)))
+
+
+def _cached_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, layer: int, p: float
+) -> torch.Tensor:
+    """Causal attention of new queries over cached + new keys (eager decoding only)."""
+    past, t = cache.length, q.size(2)
+    k_all, v_all = cache.update(layer, k, v)
+    if past == 0:
+        return F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=p, is_causal=True)
+    if t == 1:
+        return F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=p)
+    # Several new tokens after a prefix: query i sees keys 0 .. past + i.
+    rows = torch.arange(t, device=q.device)[:, None] + past
+    mask = torch.arange(past + t, device=q.device)[None, :] <= rows
+    return F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, dropout_p=p)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: Linear -> GELU (tanh) -> Linear."""
+
+    def __init__(self, d_model: int, d_ff: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff, bias=bias)
+        self.act = nn.GELU(approximate="tanh")
+        self.proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D) -> (B, T, D)``."""
+        return self.drop(self.proj(self.act(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: ``x + attn(ln1(x))``, then ``x + mlp(ln2(x))``."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        *,
+        bias: bool = True,
+        dropout: float = 0.0,
+        norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model, eps=norm_eps, bias=bias)
+        self.attn = SelfAttention(d_model, n_heads, bias=bias, dropout=dropout)
+        self.ln2 = nn.LayerNorm(d_model, eps=norm_eps, bias=bias)
+        self.mlp = MLP(d_model, d_ff, bias=bias, dropout=dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        is_causal: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        """``(B, T, D) -> (B, T, D)``; see :meth:`SelfAttention.forward` for the options."""
+        x = x + self.attn(self.ln1(x), is_causal=is_causal, attn_mask=attn_mask, cache=cache, layer=layer)
+        return x + self.mlp(self.ln2(x))
+
+
+def run_blocks(
+    blocks: list[nn.Module] | nn.ModuleList,
+    x: torch.Tensor,
+    *,
+    checkpointing: bool = False,
+    is_causal: bool = True,
+    attn_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Apply ``blocks`` in order, each under activation checkpointing when asked (and while
+    gradients are being recorded)."""
+    if checkpointing and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        for block in blocks:
+            x = checkpoint(block, x, is_causal=is_causal, attn_mask=attn_mask, use_reentrant=False)
+        return x
+    for block in blocks:
+        x = block(x, is_causal=is_causal, attn_mask=attn_mask)
+    return x
+
+
+def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
+    """GPT-2 initialisation: N(0, std) for Linear and Embedding weights, zero biases, and
+    std / sqrt(2 * n_layers) for the projections that write into the residual stream."""
+    resid_std = std / (2 * n_layers) ** 0.5
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            is_resid = name.endswith("attn.proj") or name.endswith("mlp.proj")
+            nn.init.normal_(m.weight, mean=0.0, std=resid_std if is_resid else std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+        elif isinstance(m, nn.LayerNorm):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
