@@ -67,6 +67,17 @@ class PluginGroup(click.Group):
             )
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            ctx.fail(f"no such command {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         host = _host(ctx)
         rows = []
@@ -130,8 +141,18 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.secho("aborted", fg="red", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message())
+        sys.exit(0)
+    except click.UsageError as exc:
+        if debug:
+            raise
+        where = exc.ctx.command_path if exc.ctx is not None else "deepseek"
+        message = " ".join(exc.format_message().split())
+        click.secho(f"error: {message} (see '{where} --help')", fg="red", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
+        click.secho(f"error: {' '.join(exc.format_message().split())}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except UsageError as exc:
         if debug:

@@ -83,11 +83,14 @@ class PluginSettings:
     def wants(self, dist: str) -> tuple[bool, str]:
         """Whether to load ``dist``, and if not, why."""
         if any(same_dist(d, dist) for d in self.deny):
-            return False, f"disabled by {ENV_DENY} / --disable-plugins"
+            return False, f"disabled by {ENV_DENY} / --disable-plugins (remove it there to load it)"
         if self.allow is not None and not any(same_dist(a, dist) for a in self.allow):
-            return False, f"not in the allowlist {ENV_ALLOW} / --plugins"
+            return False, f"not in the allowlist {ENV_ALLOW} / --plugins (add it there to load it)"
         if not self.autoload and self.allow is None:
-            return False, f"autoload disabled by {ENV_AUTOLOAD_OFF} / --no-plugin-autoload"
+            return False, (
+                f"autoload disabled by {ENV_AUTOLOAD_OFF} / --no-plugin-autoload (name it in "
+                f"{ENV_ALLOW} / --plugins to load it)"
+            )
         return True, ""
 
     def unknown_names(self, installed: Iterable[str]) -> list[str]:

@@ -1,0 +1,131 @@
+"""``deepseek plugins``: list plugin distributions, explain a component lookup, scaffold a plugin.
+
+Nothing here imports torch: listing and lookups read registrations, never lazy targets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from deepseek.errors import ComponentNotFoundError
+from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord, get_host
+
+_STATUS_STYLE = {"ok": "green", "disabled": "dim", "blocked": "red", "failed": "red"}
+
+
+def _records(host: PluginHost) -> list[PluginRecord]:
+    return sorted(host.records.values(), key=lambda r: (r.dist != CORE_DIST, r.dist))
+
+
+@click.group("plugins")
+def plugins() -> None:
+    """Inspect and scaffold plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
+def list_plugins(as_json: bool) -> None:
+    """Plugin distributions: version, edition, components by kind and status."""
+    host = get_host()
+    records = _records(host)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="deepseek plugins", title_justify="left")
+    for column in ("distribution", "version", "edition", "components", "status"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        components = "\n".join(
+            f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(r.components.items())
+        )
+        style = _STATUS_STYLE.get(r.status, "")
+        status = f"[{style}]{r.status}[/]" + (f"\n{r.reason}" if r.reason else "")
+        table.add_row(r.dist, r.version, r.edition, components or "-", status)
+    Console(soft_wrap=False).print(table)
+
+
+def _kind(host: PluginHost, kind: str) -> str:
+    """Accept ``strategy`` or ``strategies`` (the hook's plural)."""
+    plural = {
+        hook.removeprefix("deepseek_register_"): k for hook, k in host.registration_hooks().items()
+    }
+    kind = kind.strip().lower()
+    kind = plural.get(kind, kind)
+    host.check_kind(kind)
+    return kind
+
+
+@plugins.command("which")
+@click.argument("kind")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def which(kind: str, name: str, as_json: bool) -> None:
+    """Which distribution provides component NAME of KIND, its competitors, and who wins.
+
+    KIND is strategy, pass, encoder, model, command (or a kind a plugin adds). NAME may be
+    qualified as DIST:NAME.
+    """
+    host = get_host()
+    kind = _kind(host, kind)
+    res = host.explain(kind, name)
+    if not res.candidates and res.winner is None:
+        raise ComponentNotFoundError(res.reason)
+    if as_json:
+        payload = {
+            "kind": kind,
+            "name": name,
+            "winner": res.winner.as_dict() if res.winner else None,
+            "reason": res.reason,
+            "candidates": [c.as_dict() for c in res.candidates],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if res.winner is None:
+        click.echo(f"{kind} {name}: no candidate wins")
+        click.echo(f"  why           {res.reason}")
+    else:
+        w = host.records.get(res.winner.dist)
+        edition = f" ({w.edition})" if w else ""
+        alias = f" (alias of {res.winner.alias_of!r})" if res.winner.alias_of else ""
+        click.echo(f"{kind} {name} -> {res.winner.qualified_name}{alias}")
+        rows = [
+            ("distribution", f"{res.winner.dist} {res.winner.version}{edition}"),
+            ("registered in", res.winner.module),
+            ("target", res.winner.target_text),
+            ("description", res.winner.description or "-"),
+            ("aliases", ", ".join(res.winner.aliases) or "-"),
+            ("wins because", res.reason),
+        ]
+        for key, value in rows:
+            click.echo(f"  {key:<13} {value}")
+    click.echo("  candidates")
+    for c in res.candidates:
+        mark = "*" if c is res.winner else " "
+        click.echo(f"   {mark} {c.qualified_name:<32} {c.version:<10} {c.target_text}")
+
+
+@plugins.command("new")
+@click.argument("name")
+@click.option(
+    "--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+    show_default=True, help="Folder in which to create deepseek-NAME/.",
+)
+def new(name: str, parent: Path) -> None:
+    """Scaffold deepseek-NAME/: a plugin with a graph pass, a training callback and a test."""
+    from deepseek.plugins.scaffold import scaffold
+
+    target = scaffold(name, parent)
+    files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    click.echo(f"created {target}/")
+    for f in files:
+        click.echo(f"  {f}")
+    click.echo("next:")
+    click.echo(f"  pip install -e {target}")
+    click.echo(f"  pytest {target}")
+    click.echo("  deepseek plugins list")
