@@ -1,0 +1,345 @@
+"""Memory model for training our GPT: bytes per GPU for each parallelism strategy.
+
+Everything here is plain arithmetic (no torch). The formulas, byte counts and assumptions are
+written out in ``docs/advise.md``; in short, per parameter (``P``) and per GPU (``N`` GPUs):
+
+* model states follow the ZeRO paper (Rajbhandari et al. 2020): mixed precision keeps a 16-bit
+  working copy (2 B), 16-bit gradients (2 B) and fp32 master + Adam ``m`` + ``v`` (12 B); fp32
+  keeps 4 + 4 + 8 B. Strategies that run under ``torch.autocast`` over fp32 parameters
+  (``single``, ``ddp``, ``fsdp``) hold fp32 gradients, so their gradients count 4 B.
+* activations per layer are measured-exact for our block (pre-norm, fused qkv, SDPA, GELU):
+  ``s*b*(2*r*h + e*(6h + 2f) + 4a + 16)`` bytes with ``e`` the activation width (2 or 4) and
+  ``r = 4`` the fp32 residual stream; Korthikanti et al.'s ``sbh(34 + 5as/h)`` without the
+  ``s^2`` softmax term (SDPA's flash / memory-efficient kernels keep only a log-sum-exp).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from deepseek.errors import UsageError
+
+GiB = 1024**3
+PrecisionName = Literal["bf16", "fp16", "fp32"]
+
+# GPT-3 family shapes (Brown et al. 2020, table 2.1): (parameters, layers, d_model, heads).
+# Used to guess a layer shape when only a parameter count is given.
+_GPT3_SHAPES: tuple[tuple[float, int, int, int], ...] = (
+    (125e6, 12, 768, 12), (350e6, 24, 1024, 16), (760e6, 24, 1536, 16), (1.3e9, 24, 2048, 16),
+    (2.7e9, 32, 2560, 32), (6.7e9, 32, 4096, 32), (13e9, 40, 5120, 40), (175e9, 96, 12288, 96),
+)
+
+DEEPSPEED_BUCKET_ELEMENTS = 500_000_000
+"""DeepSpeed's default ``reduce_bucket_size`` and ``allgather_bucket_size`` (elements)."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The numbers of a GPT the memory model needs. ``n_params`` is authoritative."""
+
+    n_params: int
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_ff: int
+    vocab_size: int = 256
+    max_seq_len: int = 2048
+    source: str = "params"
+
+    @property
+    def layer_params(self) -> int:
+        """Parameters of one Transformer block (weights and biases)."""
+        h, f = self.d_model, self.d_ff
+        return 4 * h * h + 2 * h * f + 9 * h + f
+
+    @property
+    def embedding_params(self) -> int:
+        """Token + position tables (the token table doubles as the tied LM head)."""
+        return (self.vocab_size + self.max_seq_len) * self.d_model
+
+
+def gpt_param_count(
+    *, vocab_size: int, d_model: int, n_layers: int, d_ff: int, max_seq_len: int,
+    bias: bool = True, tie_embeddings: bool = True,
+) -> int:
+    """Parameters of :class:`deepseek.models.GPT`, counted without building it."""
+    h, f = d_model, d_ff
+    per_layer = 4 * h * h + 2 * h * f + 2 * h  # qkv, proj, fc, fc-proj weights; 2 LN weights
+    if bias:
+        per_layer += 3 * h + h + f + h + 2 * h  # qkv, proj, fc, fc-proj biases; 2 LN biases
+    n = n_layers * per_layer + vocab_size * h + max_seq_len * h + h + (h if bias else 0)
+    if not tie_embeddings:
+        n += vocab_size * h
+    return n
+
+
+def shape_from_config(config: Any, source: str) -> ModelShape:
+    """Shape of a ``GPTConfig`` (anything with its fields), parameters counted analytically."""
+    d_ff = config.d_ff or 4 * config.d_model
+    n = gpt_param_count(
+        vocab_size=config.vocab_size, d_model=config.d_model, n_layers=config.n_layers, d_ff=d_ff,
+        max_seq_len=config.max_seq_len, bias=config.bias, tie_embeddings=config.tie_embeddings,
+    )
+    return ModelShape(
+        n_params=n, n_layers=config.n_layers, d_model=config.d_model, n_heads=config.n_heads,
+        d_ff=d_ff, vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, source=source,
+    )
+
+
+def shape_from_params(
+    n_params: float, *, layers: int | None = None, hidden: int | None = None,
+    heads: int | None = None, vocab_size: int = 256, seq_len: int = 2048,
+) -> ModelShape:
+    """A plausible GPT shape for ``n_params``: the nearest GPT-3 family member's shape when within
+    1.5x of it; otherwise its depth, with the width solved from ``P ~= 12 L d^2`` (rounded to a
+    multiple of 128). ``layers``/``hidden``/``heads`` override."""
+    if not (isinstance(n_params, (int, float)) and math.isfinite(n_params) and n_params >= 1):
+        raise UsageError(f"--params: need a positive parameter count such as 1.3e9, got {n_params!r}")
+    for opt, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{opt}: must be a positive integer, got {value}")
+    ref_n, ref_layers, ref_hidden, ref_heads = min(_GPT3_SHAPES, key=lambda s: abs(math.log(s[0] / n_params)))
+    close = 2 / 3 <= n_params / ref_n <= 3 / 2 and layers is None and hidden is None
+    if close:  # a GPT-3 family size: take its shape as it is
+        layers, hidden = ref_layers, ref_hidden
+        heads = heads or ref_heads
+    if layers is None and hidden is not None:
+        layers = max(1, round(n_params / (12 * hidden * hidden)))
+    layers = layers or ref_layers
+    if hidden is None:
+        hidden = max(128, round(math.sqrt(n_params / (12 * layers)) / 128) * 128)
+    if heads is None:
+        head_dim = 64 if hidden <= 1024 else 128
+        heads = max(1, hidden // head_dim) if hidden % head_dim == 0 else 1
+    if hidden % heads:
+        raise UsageError(f"--heads: hidden size {hidden} is not divisible by {heads} heads; pick a divisor")
+    return ModelShape(
+        n_params=int(n_params), n_layers=layers, d_model=hidden, n_heads=heads, d_ff=4 * hidden,
+        vocab_size=vocab_size, max_seq_len=seq_len, source="params",
+    )
+
+
+@dataclass(frozen=True)
+class StateBytes:
+    """Bytes per parameter of the model states (weights, gradients, optimizer)."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+
+    @property
+    def total(self) -> float:
+        """Sum of the three."""
+        return self.weights + self.gradients + self.optimizer
+
+
+PAPER_BYTES: dict[str, StateBytes] = {
+    "mixed": StateBytes(weights=2, gradients=2, optimizer=12),
+    "fp32": StateBytes(weights=4, gradients=4, optimizer=8),
+}
+"""ZeRO paper accounting. mixed: 16-bit weights and gradients, fp32 master + m + v;
+fp32: weights, gradients, m + v."""
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """What the run looks like: per-GPU micro-batch, sequence, precision, GPU count."""
+
+    seq_len: int
+    micro_batch: int
+    precision: PrecisionName = "bf16"
+    activation_checkpointing: bool = False
+    gpus: int = 1
+
+    @property
+    def mixed(self) -> bool:
+        """bf16 or fp16 (16-bit compute under autocast)."""
+        return self.precision != "fp32"
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """How a strategy places model states: sharded over ``N`` GPUs or moved to the host."""
+
+    key: str
+    label: str
+    engine: str | None
+    edition: str | None
+    shard_weights: bool = False
+    shard_grads: bool = False
+    shard_optimizer: bool = False
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    autocast: bool = False
+    buffers: Literal["none", "ddp", "deepspeed", "gather"] = "none"
+
+
+STRATEGIES: tuple[StrategySpec, ...] = (
+    StrategySpec("single", "single", "single", "core", autocast=True),
+    StrategySpec("single+offload", "single+offload", "deepspeed", "pro",
+                 shard_grads=True, shard_optimizer=True, offload_optimizer=True, buffers="deepspeed"),
+    StrategySpec("ddp", "ddp", "ddp", "pro", autocast=True, buffers="ddp"),
+    StrategySpec("ddp+offload", "ddp+offload", None, None,
+                 offload_optimizer=True, autocast=True, buffers="ddp"),
+    StrategySpec("zero1", "zero1", "deepspeed", "pro", shard_optimizer=True, buffers="deepspeed"),
+    StrategySpec("zero1+offload", "zero1+offload", "deepspeed", "pro",
+                 shard_optimizer=True, offload_optimizer=True, buffers="deepspeed"),
+    StrategySpec("zero2", "zero2", "deepspeed", "pro",
+                 shard_grads=True, shard_optimizer=True, buffers="deepspeed"),
+    StrategySpec("zero2+offload", "zero2+offload", "deepspeed", "pro",
+                 shard_grads=True, shard_optimizer=True, offload_optimizer=True, buffers="deepspeed"),
+    StrategySpec("zero3", "zero3", "fsdp", "pro", shard_weights=True, shard_grads=True,
+                 shard_optimizer=True, autocast=True, buffers="gather"),
+    StrategySpec("zero3+offload", "zero3+offload", "fsdp", "pro",
+                 shard_weights=True, shard_grads=True, shard_optimizer=True, offload_optimizer=True,
+                 offload_params=True, autocast=True, buffers="gather"),
+)
+"""Every row the advisor estimates; ``engine`` is the registered strategy that realises it
+(``None``: estimated for comparison, not offered)."""
+
+
+def state_bytes(spec: StrategySpec, setup: TrainSetup) -> StateBytes:
+    """Bytes per parameter this strategy's engine holds (before sharding)."""
+    paper = PAPER_BYTES["mixed" if setup.mixed else "fp32"]
+    if setup.mixed and spec.autocast:  # autocast over fp32 parameters: fp32 gradients
+        return StateBytes(paper.weights, 4, paper.optimizer)
+    return paper
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Activation bytes per GPU: ``per_layer`` is one block's saved tensors, ``total`` the peak."""
+
+    per_layer: int
+    head: int
+    total: int
+    formula: str
+
+
+def activation_bytes(shape: ModelShape, setup: TrainSetup) -> Activations:
+    """Bytes of saved activations for one micro-batch (see the module docstring)."""
+    s, b = setup.seq_len, setup.micro_batch
+    h, f, a, v = shape.d_model, shape.d_ff, shape.n_heads, shape.vocab_size
+    e = 2 if setup.mixed else 4  # width of matmul inputs/outputs under autocast
+    r = 4  # the residual stream (LayerNorm inputs) stays fp32 under autocast
+    per_layer = s * b * (2 * r * h + e * (6 * h + 2 * f) + 4 * a + 16)
+    # Final LayerNorm input + LM-head input, fp32 logits and their log-softmax for the loss.
+    head = s * b * (r * h + e * h + 8 * v + 8)
+    if setup.activation_checkpointing:
+        total = shape.n_layers * s * b * r * h + per_layer + head
+        formula = "L*s*b*h*4 (block inputs) + one recomputed block + head"
+    else:
+        total = shape.n_layers * per_layer + head
+        formula = f"L*s*b*(8h + {e}*(6h + 2f) + 4a + 16) + head"
+    return Activations(per_layer=per_layer, head=head, total=total, formula=formula)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per-GPU memory of one strategy, in bytes; ``host`` is per node (all local GPUs)."""
+
+    key: str
+    label: str
+    engine: str | None
+    edition: str | None
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    buffers: int
+    overhead: int
+    host: int
+    bytes_per_param: dict[str, float] = field(default_factory=dict)
+    fits: bool = False
+    host_fits: bool = True
+    applicable: bool = True
+
+    @property
+    def total(self) -> int:
+        """Everything on one GPU."""
+        return self.weights + self.gradients + self.optimizer + self.activations + self.buffers + self.overhead
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with ``total``."""
+        d = asdict(self)
+        d["total"] = self.total
+        return d
+
+
+def _buffers(spec: StrategySpec, shape: ModelShape, per: StateBytes, setup: TrainSetup) -> int:
+    p = shape.n_params
+    if spec.buffers == "ddp":  # DDP reducer buckets mirror the gradients (bucket view off)
+        return int(per.gradients * p)
+    if spec.buffers == "deepspeed":  # one reduce bucket and one all-gather bucket
+        return int(2 * min(p, DEEPSPEED_BUCKET_ELEMENTS) * per.weights)
+    if spec.buffers == "gather":  # two gathered blocks (current + prefetch) + one block's grads
+        unit = max(shape.layer_params, shape.embedding_params)
+        return int(3 * unit * (2 if setup.mixed else 4))
+    return 0
+
+
+def estimate_strategy(
+    spec: StrategySpec, shape: ModelShape, setup: TrainSetup, *, overhead: int,
+    usable_gpu: int | None = None, host_memory: int | None = None,
+) -> Estimate:
+    """Per-GPU bytes of ``spec`` for ``shape`` and ``setup``; ``fits`` against ``usable_gpu``."""
+    n = max(1, setup.gpus) if spec.key not in ("single", "single+offload") else 1
+    p = shape.n_params
+    per = state_bytes(spec, setup)
+    w = per.weights * p / (n if spec.shard_weights else 1)
+    g = per.gradients * p / (n if spec.shard_grads else 1)
+    o = per.optimizer * p / (n if spec.shard_optimizer else 1)
+    host_per_gpu = 0.0
+    if spec.offload_optimizer:
+        host_per_gpu += o + 4 * p / (n if spec.shard_optimizer else 1)  # fp32 grads for the step
+        o = 0.0
+        if spec.shard_grads:  # gradients stream to the host as they are reduced
+            g = 0.0
+    if spec.offload_params:
+        host_per_gpu += w
+        w = 0.0
+    act = activation_bytes(shape, setup).total
+    est = Estimate(
+        key=spec.key, label=spec.label, engine=spec.engine, edition=spec.edition,
+        weights=int(w), gradients=int(g), optimizer=int(o), activations=act,
+        buffers=_buffers(spec, shape, per, setup), overhead=overhead,
+        host=int(host_per_gpu * n), bytes_per_param=asdict(per),
+        applicable=_applicable(spec, setup.gpus),
+    )
+    fits = usable_gpu is not None and est.total <= usable_gpu
+    host_fits = host_memory is None or est.host <= host_memory
+    return _replace(est, fits=fits and host_fits, host_fits=host_fits)
+
+
+_ONE_GPU = ("single", "single+offload", "zero3+offload")
+
+
+def _applicable(spec: StrategySpec, gpus: int) -> bool:
+    """Whether the row is offered for this many GPUs (0 = CPU only: ``single``)."""
+    if spec.engine is None:
+        return False
+    if gpus == 0:
+        return spec.key == "single"
+    return gpus > 1 or spec.key in _ONE_GPU
+
+
+def _replace(est: Estimate, **changes: Any) -> Estimate:
+    from dataclasses import replace
+
+    return replace(est, **changes)
+
+
+def estimate_all(
+    shape: ModelShape, setup: TrainSetup, *, gpu_memory: int, headroom: float = 0.10,
+    overhead: int = GiB, host_memory: int | None = None,
+) -> list[Estimate]:
+    """Every row of :data:`STRATEGIES`; a row fits when its total is within ``gpu_memory``
+    minus ``headroom`` (fraction kept free for allocator fragmentation) and its host part
+    within ``host_memory``."""
+    usable = int(gpu_memory * (1 - headroom))
+    return [
+        estimate_strategy(spec, shape, setup, overhead=overhead, usable_gpu=usable, host_memory=host_memory)
+        for spec in STRATEGIES
+    ]

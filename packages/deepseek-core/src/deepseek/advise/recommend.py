@@ -1,0 +1,156 @@
+"""Pick the edition and strategy from the memory estimates, the GPU count and the modalities.
+
+Rules (docs/advise.md): enterprise when any modality beyond text is asked; otherwise core for one
+device when plain ``single`` fits, pro for more than one GPU or when only a sharded / offloaded
+strategy fits. Among the strategies that fit, the fastest kind wins: no sharding, then sharded
+optimizer, gradients, parameters, then CPU offload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from deepseek.advise.estimate import Estimate, ModelShape, TrainSetup, estimate_all
+from deepseek.errors import UsageError
+
+MODALITIES: tuple[str, ...] = ("text", "vision", "speech")
+
+# Fastest first. One device: single, then ZeRO-Offload, then parameter offload.
+_ORDER_ONE = ("single", "single+offload", "zero3+offload")
+_ORDER_MANY = ("ddp", "zero1", "zero2", "zero3", "zero1+offload", "zero2+offload", "zero3+offload")
+
+
+def parse_modalities(text: str | None) -> tuple[str, ...]:
+    """``"text,vision"`` -> ``("text", "vision")``; unknown names raise :class:`UsageError`."""
+    if text is None or not text.strip():
+        return ("text",)
+    names = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    for name in names:
+        if name not in MODALITIES:
+            from deepseek.config.validate import did_you_mean
+
+            raise UsageError(
+                f"--modalities: unknown modality {name!r}{did_you_mean(name, MODALITIES)}; "
+                f"choose from {', '.join(MODALITIES)}"
+            )
+    return names
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The advice: edition, strategy row (``None`` when nothing fits), reasons and notes."""
+
+    edition: str
+    strategy: str | None
+    engine: str | None
+    reasons: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+    seed_notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "edition": self.edition, "strategy": self.strategy, "engine": self.engine,
+            "install": f"pip install deepseek-{self.edition}", "reasons": self.reasons,
+            "suggestions": self.suggestions, "seed_notes": self.seed_notes,
+        }
+
+
+def _best(estimates: list[Estimate], gpus: int) -> Estimate | None:
+    by_key = {e.key: e for e in estimates}
+    order = ("single",) if gpus == 0 else _ORDER_ONE if gpus == 1 else _ORDER_MANY
+    for key in order:
+        est = by_key[key]
+        if est.applicable and est.fits:
+            return est
+    return None
+
+
+def seed_notes(n_params: int, modalities: tuple[str, ...], gpu_memory: int, gpus: int) -> list[str]:
+    """The seed document's selection rules that apply to this model (quoted as its claims)."""
+    notes = []
+    if n_params < 5e9:
+        notes.append("seed: ~1B-parameter models -> V1 core; a start-up may stay on V1 while under 5B parameters")
+    elif n_params < 1e11:
+        notes.append("seed: ~10B-parameter models -> V2 pro (multi-GPU cluster, e.g. 8 x A100)")
+    else:
+        notes.append("seed: 100B-parameter models -> V2 pro / V3 enterprise on A100/H100 clusters")
+    if n_params > 3.4e9:
+        notes.append("seed: V1 core cannot train models above 3.4B parameters")
+    if len(modalities) > 1:
+        notes.append("seed: multimodal -> V3 is the only choice; pilot with two modalities first")
+        if len(modalities) >= 3 and gpus and gpu_memory < 48 * 1000**3:
+            notes.append("seed: the full three-modality model needs at least 48 GB of GPU memory")
+    return notes
+
+
+def _suggest(shape: ModelShape, setup: TrainSetup, kw: dict[str, Any]) -> list[str]:
+    """What would make some strategy fit: checkpointing, a smaller micro-batch, more GPUs."""
+    out: list[str] = []
+    gpus = setup.gpus
+    if not setup.activation_checkpointing:
+        with_ckpt = replace(setup, activation_checkpointing=True)
+        best = _best(estimate_all(shape, with_ckpt, **kw), gpus)
+        if best is not None:
+            out.append(f"fits with --activation-checkpointing ({best.label})")
+    b = setup.micro_batch // 2
+    while b >= 1:
+        best = _best(estimate_all(shape, replace(setup, micro_batch=b), **kw), gpus)
+        if best is not None:
+            out.append(f"fits with --batch {b} per GPU ({best.label}); keep the global batch with gradient accumulation")
+            break
+        b //= 2
+    if gpus >= 1:
+        n = max(2, gpus * 2)
+        while n <= 4096:
+            best = _best(estimate_all(shape, replace(setup, gpus=n), **kw), n)
+            if best is not None:
+                out.append(f"fits on {n} GPUs of this size ({best.label})")
+                break
+            n *= 2
+    return out or ["no strategy fits even with checkpointing, micro-batch 1 or 4096 GPUs"]
+
+
+def recommend(
+    shape: ModelShape, setup: TrainSetup, modalities: tuple[str, ...], estimates: list[Estimate],
+    **estimate_kw: Any,
+) -> Recommendation:
+    """Edition and strategy for this model and machine (``estimate_kw``: as :func:`estimate_all`)."""
+    gpus = setup.gpus
+    best = _best(estimates, gpus)
+    reasons: list[str] = []
+    suggestions: list[str] = []
+    extra = [m for m in modalities if m != "text"]
+    if best is None:
+        where = "the CPU's memory" if gpus == 0 else f"{gpus} GPU(s)"
+        reasons.append(f"no strategy fits in {where} at micro-batch {setup.micro_batch}, sequence {setup.seq_len}")
+        suggestions = _suggest(shape, setup, estimate_kw)
+    elif gpus == 0:
+        reasons.append("no GPU: train on the CPU with core's single strategy (slow beyond small models)")
+    elif best.key == "single":
+        reasons.append("the model trains on one device without sharding")
+    else:
+        reasons.append(f"{best.label} is the fastest strategy that fits")
+        if gpus == 1:
+            reasons.append("plain single-device training does not fit; offload needs the pro edition")
+    if extra:
+        edition = "enterprise"
+        reasons.append(f"modalities beyond text ({', '.join(extra)}) need the enterprise edition's encoders")
+    elif gpus > 1:
+        edition = "pro"
+        reasons.append(f"{gpus} GPUs need a distributed strategy from the pro edition")
+    elif best is None:
+        edition = "pro" if gpus == 1 else "core"
+    elif best.key != "single":
+        edition = "pro"
+    else:
+        edition = "core"
+    return Recommendation(
+        edition=edition,
+        strategy=best.key if best else None,
+        engine=best.engine if best else None,
+        reasons=reasons,
+        suggestions=suggestions,
+        seed_notes=seed_notes(shape.n_params, modalities, estimate_kw.get("gpu_memory", 0), gpus),
+    )

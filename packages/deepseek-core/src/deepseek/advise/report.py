@@ -1,0 +1,195 @@
+"""Assemble the advice (model, machine, estimates, recommendation, costs) and render it.
+
+:func:`advise` returns a JSON-ready dict; :func:`render` prints it as rich tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from deepseek.advise.estimate import (
+    PAPER_BYTES,
+    GiB,
+    ModelShape,
+    TrainSetup,
+    activation_bytes,
+    estimate_all,
+    shape_from_config,
+    shape_from_params,
+)
+from deepseek.advise.hardware import Devices, format_gib, host_memory, parse_size, resolve_devices
+from deepseek.advise.recommend import parse_modalities, recommend
+from deepseek.advise.tco import load_costs, tco_dict
+from deepseek.errors import UsageError
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+GPU_OVERHEAD = GiB
+"""CUDA context, cuBLAS/NCCL workspaces and allocator slack per GPU (not in max_memory_allocated)."""
+CPU_OVERHEAD = 3 * GiB // 4
+"""Python + torch libraries + oneDNN scratch of a CPU training process (~0.6 GiB RSS measured)."""
+
+
+@dataclass(frozen=True)
+class AdviseInputs:
+    """Everything ``deepseek advise`` accepts (``None``: detect or use the default)."""
+
+    params: float | None = None
+    model: str | None = None
+    gpus: int | None = None
+    gpu_memory: str | None = None
+    host_memory: str | None = None
+    modalities: str | None = None
+    seq: int | None = None
+    batch: int = 8
+    precision: str = "auto"
+    activation_checkpointing: bool = False
+    headroom: float = 0.10
+    overhead: str | None = None
+    costs: str | None = None
+    cost: tuple[str, ...] = ()
+    layers: int | None = None
+    hidden: int | None = None
+    heads: int | None = None
+    vocab: int = 256
+
+
+def resolve_shape(inp: AdviseInputs) -> ModelShape:
+    """The model's shape from ``--model`` (a preset, counted analytically) or ``--params``."""
+    if (inp.params is None) == (inp.model is None):
+        raise UsageError(
+            "advise: say which model, with exactly one of --model small|1.3b|tiny or --params 1.3e9"
+        )
+    if inp.model is not None:
+        if any(v is not None for v in (inp.layers, inp.hidden, inp.heads)):
+            raise UsageError("--layers/--hidden/--heads: only with --params; a preset has its own shape")
+        # Imports torch: GPTConfig lives in deepseek.models.gpt.
+        from deepseek.models.presets import preset_config
+
+        return shape_from_config(preset_config(inp.model), source=f"preset {inp.model}")
+    if inp.vocab <= 0:
+        raise UsageError(f"--vocab: must be a positive integer, got {inp.vocab}")
+    return shape_from_params(
+        inp.params, layers=inp.layers, hidden=inp.hidden, heads=inp.heads,  # type: ignore[arg-type]
+        vocab_size=inp.vocab, seq_len=inp.seq or 2048,
+    )
+
+
+def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices) -> TrainSetup:
+    if inp.precision not in PRECISIONS:
+        raise UsageError(f"--precision: {inp.precision!r} is not allowed; choose from {', '.join(PRECISIONS)}")
+    seq = inp.seq if inp.seq is not None else min(shape.max_seq_len, 2048)
+    if seq <= 0 or inp.batch <= 0:
+        raise UsageError(f"--seq/--batch: must be positive integers, got seq={seq}, batch={inp.batch}")
+    if inp.model is not None and seq > shape.max_seq_len:
+        raise UsageError(
+            f"--seq: preset {inp.model!r} has max_seq_len={shape.max_seq_len}, got {seq}; use a shorter sequence"
+        )
+    precision = inp.precision
+    if precision == "auto":
+        precision = "bf16" if devices.count else "fp32"
+    return TrainSetup(
+        seq_len=seq, micro_batch=inp.batch, precision=precision,  # type: ignore[arg-type]
+        activation_checkpointing=inp.activation_checkpointing, gpus=devices.count,
+    )
+
+
+def advise(inp: AdviseInputs) -> dict[str, Any]:
+    """The whole advice as a JSON-ready dict (sizes in bytes)."""
+    if not 0 <= inp.headroom < 1:
+        raise UsageError(f"--headroom: a fraction in [0, 1), got {inp.headroom}")
+    modalities = parse_modalities(inp.modalities)
+    shape = resolve_shape(inp)
+    devices = resolve_devices(inp.gpus, inp.gpu_memory)
+    if inp.host_memory:
+        host: int | None = parse_size(inp.host_memory, option="--host-memory")
+    else:  # this machine's RAM only when the advice is for this machine
+        host = host_memory() if devices.source != "user" else None
+    setup = _setup(inp, shape, devices)
+    if inp.overhead is not None:
+        overhead = parse_size(inp.overhead, option="--overhead", allow_zero=True)
+    else:
+        overhead = GPU_OVERHEAD if devices.count else CPU_OVERHEAD
+    costs = load_costs(inp.costs, inp.cost)
+    kw: dict[str, Any] = {"gpu_memory": devices.memory, "headroom": inp.headroom, "overhead": overhead,
+                          "host_memory": host}
+    estimates = estimate_all(shape, setup, **kw)
+    rec = recommend(shape, setup, modalities, estimates, **kw)
+    act = activation_bytes(shape, setup)
+    return {
+        "model": {**asdict(shape), "layer_params": shape.layer_params},
+        "setup": asdict(setup),
+        "modalities": list(modalities),
+        "device": {"kind": devices.kind, "count": devices.count, "memory": devices.memory,
+                   "name": devices.name, "source": devices.source,
+                   "usable_memory": int(devices.memory * (1 - inp.headroom)),
+                   "headroom": inp.headroom, "host_memory": host},
+        "bytes_per_param_paper": asdict(PAPER_BYTES["mixed" if setup.mixed else "fp32"]),
+        "activations": asdict(act),
+        "overhead": overhead,
+        "estimates": [e.to_dict() for e in estimates],
+        "recommendation": rec.to_dict(),
+        "tco": tco_dict(costs),
+    }
+
+
+def _g(n: float) -> str:
+    return format_gib(n) if n else "-"
+
+
+def render(report: dict[str, Any], console: Any = None) -> None:
+    """Print ``report`` (from :func:`advise`) as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=132)
+    m, s, d = report["model"], report["setup"], report["device"]
+    where = f"{d['count']} x {d['name']}" if d["count"] else "CPU"
+    console.print(
+        f"[bold]Model[/] {m['source']}: {m['n_params'] / 1e9:.3f}B parameters, {m['n_layers']} layers x "
+        f"{m['d_model']} hidden, {m['n_heads']} heads, vocab {m['vocab_size']}\n"
+        f"[bold]Run[/] {s['precision']}, micro-batch {s['micro_batch']} x seq {s['seq_len']} per GPU, "
+        f"activation checkpointing {'on' if s['activation_checkpointing'] else 'off'}\n"
+        f"[bold]Machine[/] {where}, {format_gib(d['memory'])} GiB each ({d['source']}); usable "
+        f"{format_gib(d['usable_memory'])} GiB after {d['headroom']:.0%} headroom"
+    )
+    table = Table(title="Memory per GPU (GiB); host = per node, for offload", title_justify="left")
+    for col in ("strategy", "runs as", "weights", "grads", "optim", "activ", "buffers", "overhead",
+                "total", "host", "fits"):
+        table.add_column(col, justify="left" if col in ("strategy", "runs as", "fits") else "right",
+                         no_wrap=True)
+    for e in report["estimates"]:
+        runs_as = f"{e['edition']}: {e['engine']}" if e["engine"] else "not offered"
+        if e["engine"] and not e["applicable"]:
+            runs_as += " *"
+        fits = "[green]yes[/]" if e["fits"] else ("[red]no (host)[/]" if not e["host_fits"] else "[red]no[/]")
+        table.add_row(e["label"], runs_as, _g(e["weights"]), _g(e["gradients"]), _g(e["optimizer"]),
+                      _g(e["activations"]), _g(e["buffers"]), _g(e["overhead"]), format_gib(e["total"]),
+                      _g(e["host"]), fits)
+    console.print(table)
+    bpp = report["bytes_per_param_paper"]
+    console.print(
+        f"[dim]bytes/parameter (ZeRO paper): weights {bpp['weights']:g} + grads {bpp['gradients']:g} + "
+        f"optimizer {bpp['optimizer']:g}; autocast strategies keep fp32 grads. * needs more than one GPU. "
+        f"Formulas: docs/advise.md[/]"
+    )
+    r = report["recommendation"]
+    strategy = f"{r['strategy']} (strategy {r['engine']!r})" if r["strategy"] else "none fits"
+    console.print(f"\n[bold]Recommendation[/]: edition [bold cyan]{r['edition']}[/], {strategy}   "
+                  f"[dim]{r['install']}[/]")
+    for line in r["reasons"] + r["suggestions"]:
+        console.print(f"  - {line}")
+    for line in r["seed_notes"]:
+        console.print(f"  [dim]{line}[/]")
+    t = report["tco"]
+    ttable = Table(title=f"{t['years']}-year cost ({t['currency']}); source: {t['source']}", title_justify="left")
+    for col in ("edition", "hardware", "labour", "total", "per year", f"benefit to justify ({t['upgrade_factor']:g}x)"):
+        ttable.add_column(col, justify="left" if col == "edition" else "right")
+    for row in t["rows"]:
+        mark = " <" if row["edition"] == r["edition"] else ""
+        ttable.add_row(row["edition"] + mark, f"{row['hardware']:,.0f}", f"{row['labor']:,.0f}",
+                       f"{row['total']:,.0f}", f"{row['per_year']:,.0f}", f"{row['break_even_benefit']:,.0f}")
+    console.print(ttable)

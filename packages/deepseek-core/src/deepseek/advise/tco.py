@@ -1,0 +1,160 @@
+"""Total cost of ownership per edition: the seed's 3-year table, configurable.
+
+The defaults are the seed document's figures (section 3.3, "cost-benefit analysis"): over three
+years, V1 core $15k hardware + $60k labour, V2 pro $80k + $120k, V3 enterprise $250k + $300k;
+upgrade when the business benefit exceeds twice the edition's cost. Override them with a TOML
+file (``--costs FILE``) and/or ``--cost EDITION.FIELD=VALUE``::
+
+    years = 3
+    currency = "USD"
+    upgrade_factor = 2.0
+    [pro]
+    hardware = 96000
+    labor = 120000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import ConfigError, UsageError
+
+EDITIONS: tuple[str, ...] = ("core", "pro", "enterprise")
+SEED_LABEL = "seed document, 3-year costs (V1/V2/V3)"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+@dataclass(frozen=True)
+class EditionCost:
+    """Cost of one edition over the period: hardware and labour."""
+
+    hardware: float = field(default=0.0, metadata={"check": _non_negative})
+    labor: float = field(default=0.0, metadata={"check": _non_negative})
+
+    @property
+    def total(self) -> float:
+        """Hardware plus labour."""
+        return self.hardware + self.labor
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Costs of the three editions over ``years``; ``source`` says where the numbers came from."""
+
+    years: int = field(default=3, metadata={"check": _positive})
+    currency: str = "USD"
+    upgrade_factor: float = field(default=2.0, metadata={"check": _positive})
+    core: EditionCost = EditionCost(hardware=15_000, labor=60_000)
+    pro: EditionCost = EditionCost(hardware=80_000, labor=120_000)
+    enterprise: EditionCost = EditionCost(hardware=250_000, labor=300_000)
+    source: str = SEED_LABEL
+
+
+SEED_COSTS = CostModel()
+"""The seed document's figures."""
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"--costs: file {str(path)!r} does not exist; give a TOML file of edition costs") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--costs: {path}: not valid TOML ({exc}); see docs/advise.md for the format") from None
+    return data.get("tco", data) if isinstance(data.get("tco"), dict) else data
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not key.strip() or len(parts) > 2:
+        raise UsageError(
+            f"--cost: cannot read {text!r}; write EDITION.FIELD=VALUE (e.g. pro.hardware=96000) or years=5"
+        )
+    raw = raw.strip()
+    value: Any = raw
+    for conv in (int, float):
+        try:
+            value = conv(raw)
+            break
+        except ValueError:
+            continue
+    return parts, value
+
+
+def load_costs(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> CostModel:
+    """The seed's costs, then ``path``'s values, then ``overrides`` (``pro.labor=150000``).
+
+    Unknown keys and negative values raise :class:`ConfigError` naming the key.
+    """
+    data: dict[str, Any] = {
+        k: (dataclasses.asdict(v) if isinstance(v, EditionCost) else v)
+        for k, v in dataclasses.asdict(SEED_COSTS).items()
+    }
+    changed: list[str] = []
+    if path is not None:
+        for key, value in _load_toml(Path(path)).items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        changed.append(str(path))
+    for text in overrides:
+        parts, value = _parse_override(text)
+        if len(parts) == 2:
+            if not isinstance(data.get(parts[0]), dict):
+                raise ConfigError(
+                    f"--cost {text}: unknown edition {parts[0]!r}; choose from {', '.join(EDITIONS)}"
+                )
+            data[parts[0]] = {**data[parts[0]], parts[1]: value}
+        else:
+            data[parts[0]] = value
+        changed.append("--cost")
+    if changed:
+        data["source"] = f"{SEED_LABEL}, overridden by {', '.join(dict.fromkeys(changed))}"
+    from deepseek.config.validate import build_dataclass
+
+    return build_dataclass(CostModel, data, path="tco")
+
+
+def tco_rows(costs: CostModel) -> list[dict[str, Any]]:
+    """One row per edition: hardware, labour, total, per year and the benefit that justifies it."""
+    rows = []
+    for edition in EDITIONS:
+        c: EditionCost = getattr(costs, edition)
+        rows.append({
+            "edition": edition,
+            "hardware": c.hardware,
+            "labor": c.labor,
+            "total": c.total,
+            "per_year": c.total / costs.years,
+            "break_even_benefit": c.total * costs.upgrade_factor,
+        })
+    return rows
+
+
+def tco_dict(costs: CostModel) -> dict[str, Any]:
+    """JSON-ready table with its assumptions."""
+    return {
+        "years": costs.years,
+        "currency": costs.currency,
+        "upgrade_factor": costs.upgrade_factor,
+        "source": costs.source,
+        "rows": tco_rows(costs),
+    }
