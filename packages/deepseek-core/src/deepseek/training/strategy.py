@@ -63,6 +63,9 @@ class Strategy(ABC):
     Options: ClassVar[type] = NoOptions
     supports_compression: ClassVar[tuple[str, ...]] = ()
     """Gradient compression methods this strategy can apply (e.g. ``("bf16", "powersgd")``)."""
+    needs_launcher: ClassVar[bool] = False
+    """True when the strategy needs one process per device started by a launcher
+    (``deepseek launch`` / torchrun); False when it trains inside the calling process."""
 
     def __init__(self, options: Mapping[str, Any] | Any = None, *, precision: Precision) -> None:
         from deepseek.config.validate import build_dataclass

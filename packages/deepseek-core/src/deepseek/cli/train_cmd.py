@@ -1,0 +1,172 @@
+"""``deepseek train``, ``deepseek eval`` and ``deepseek generate``.
+
+Nothing here imports torch at module level: ``deepseek --help`` stays fast. Bad input raises
+:class:`deepseek.errors.UsageError` subclasses, which the root command prints as one line with
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepseek.errors import UsageError
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def build_train_config(
+    config_file: str | None,
+    overrides: tuple[str, ...] = (),
+    *,
+    strategy: str | None = None,
+    precision: str | None = None,
+    max_steps: int | None = None,
+    resume: str | None = None,
+) -> Any:
+    """The validated Config ``deepseek train`` runs: the file (or, when resuming without one, the
+    checkpoint's own config, else the defaults), then the options, then ``--set`` overrides."""
+    from deepseek.config.load import apply_overrides, config_from_dict, read_toml
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data = read_toml(config_file)
+    elif resume is not None:
+        from deepseek.training.checkpoint_dirs import resolve_checkpoint
+
+        directory = resolve_checkpoint(resume)
+        data = _saved_config(directory)
+    if strategy is not None:
+        table = data.get("strategy")
+        current = table.get("name", "single") if isinstance(table, dict) else None
+        # Options of another strategy do not carry over to the one picked on the command line.
+        data["strategy"] = dict(table) if isinstance(table, dict) and current == strategy else {}
+        data["strategy"]["name"] = strategy
+    extra = []
+    if precision is not None:
+        extra.append(f"precision.dtype={_toml_string(precision)}")
+    if max_steps is not None:
+        extra.append(f"train.max_steps={max_steps}")
+    return config_from_dict(apply_overrides(data, [*extra, *overrides]))
+
+
+def _saved_config(directory: Path) -> dict[str, Any]:
+    from deepseek.errors import CheckpointError
+    from deepseek.training.checkpoint_dirs import TRAINER_FILE
+
+    path = directory / TRAINER_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        config = state["config"]
+        if not isinstance(config, dict):
+            raise TypeError("config is not a table")
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: trainer state file is missing; the checkpoint is incomplete") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path}: trainer state is corrupt or truncated ({exc}); resume from an earlier "
+            "checkpoint or pass the run's config.toml"
+        ) from exc
+    return config
+
+
+@click.command("train")
+@click.argument("config_file", required=False, metavar="[CONFIG.toml]")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set train.lr=1e-3 (repeatable).")
+@click.option("--strategy", metavar="NAME", help="Parallelism strategy (see 'deepseek plugins list').")
+@click.option("--precision", metavar="P", help="auto, fp32, bf16 or fp16.")
+@click.option("--resume", metavar="PATH", help="Continue from a run folder or checkpoint folder.")
+@click.option("--max-steps", type=int, metavar="N", help="Total optimizer steps (train.max_steps).")
+@click.option("--run-dir", metavar="DIR", help="Run folder (default runs/<timestamp>).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    strategy: str | None,
+    precision: str | None,
+    resume: str | None,
+    max_steps: int | None,
+    run_dir: str | None,
+    quiet: bool,
+) -> None:
+    """Train a model. Without arguments: the tiny GPT on the embedded corpus, on CPU."""
+    config = build_train_config(
+        config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume
+    )
+    from deepseek.training.trainer import Trainer
+
+    result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet).fit()
+    if not result.is_global_zero:
+        return
+    tokens = result.metrics.get("tokens", 0)
+    if result.val_losses:
+        (s0, v0), (s1, v1) = result.val_losses[0], result.val_losses[-1]
+        click.echo(f"validation loss {v0:.3f} (step {s0}) -> {v1:.3f} (step {s1}) nats/byte")
+    click.echo(f"{result.step} steps, {tokens:,.0f} tokens in {result.seconds:.0f} s")
+    click.echo(f"run folder: {_show_path(result.run_dir)}")
+    if result.checkpoint is not None:
+        click.echo(f"try: deepseek generate --checkpoint {_show_path(result.run_dir)} \"def \"")
+
+
+def _show_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@click.command("eval")
+@click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
+              help="Run folder, checkpoint folder or exported .safetensors.")
+@click.option("--batches", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Validation batches (default: the run's data.eval_batches).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool) -> None:
+    """Validation loss of a trained model on its run's validation data."""
+    from deepseek.training.inference import evaluate_model, load_trained
+    from deepseek.training.single import pick_device
+
+    model, config, state = load_trained(checkpoint, _device(device, pick_device), need_data=True)
+    loss = evaluate_model(model, config, batches)
+    step = state.get("step")
+    if as_json:
+        click.echo(json.dumps({"checkpoint": checkpoint, "step": step, "val_loss": loss}))
+    else:
+        click.echo(f"val_loss {loss:.4f} nats/byte (step {step}, {config.model.preset})")
+
+
+@click.command("generate")
+@click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
+              help="Run folder, checkpoint folder or exported .safetensors.")
+@click.argument("prompt", required=False, default="")
+@click.option("--max-new-tokens", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8, show_default=True,
+              help="0 is greedy.")
+@click.option("--top-k", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+def generate(
+    checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str
+) -> None:
+    """Sample text from a trained model (KV-cache decoding)."""
+    from deepseek.training.inference import load_trained, sample
+    from deepseek.training.single import pick_device
+
+    model, _, _ = load_trained(checkpoint, _device(device, pick_device))
+    text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+    click.echo(prompt + text)
+
+
+def _device(spec: str, pick: Any) -> Any:
+    import re
+
+    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", spec):
+        raise UsageError(f"--device: {spec!r} is not allowed; use auto, cpu, cuda or cuda:N")
+    return pick(spec, where="--device")

@@ -1,0 +1,210 @@
+"""The configuration schema: one frozen dataclass per TOML section.
+
+Every field has a default, so an empty file (or no file) is the main job: train ``tiny`` on the
+embedded corpus on CPU. Values are checked by :func:`deepseek.config.validate.build_dataclass`;
+a field's ``metadata["check"]`` rejects out-of-range values with the field path.
+
+The ``[strategy]`` table holds ``name`` plus the chosen strategy's own keys, which are validated
+by that strategy's ``Options`` dataclass (see :mod:`deepseek.config.load`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from deepseek.config.validate import non_negative, positive
+
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+"""``auto``: bf16 on a CUDA device that supports it, fp32 otherwise."""
+
+
+def _positive_int(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
+
+
+def _betas(value: tuple[float, ...]) -> str | None:
+    if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
+        return "must be two numbers in [0, 1), e.g. [0.9, 0.95]"
+    return None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: a registered model (``preset``) and overrides of its GPT shape.
+
+    Overrides left unset keep the preset's value; see :class:`deepseek.models.GPTConfig`.
+    """
+
+    preset: str = "tiny"
+    vocab_size: int | None = None
+    d_model: int | None = None
+    n_heads: int | None = None
+    n_layers: int | None = None
+    d_ff: int | None = None
+    max_seq_len: int | None = None
+    dropout: float | None = None
+    bias: bool | None = None
+    tie_embeddings: bool | None = None
+    norm_eps: float | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The shape overrides that are set, as keyword arguments for ``create_model``."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "preset" and getattr(self, f.name) is not None
+        }
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: what to train on and how batches are shaped.
+
+    ``path`` empty means the embedded corpus (the running Python's standard library sources);
+    otherwise a text file or a folder of text files, streamed.
+    """
+
+    path: str = ""
+    pattern: str = ""
+    """Glob of files to read under a ``path`` folder (default ``**/*``: every non-hidden file)."""
+    seq_len: int = field(default=128, metadata={"check": _positive_int})
+    batch_size: int = field(default=16, metadata={"check": _positive_int})
+    """Global batch in sequences (all ranks and micro-batches together)."""
+    val_fraction: float = field(default=0.05, metadata={"check": _fraction})
+    """Share of files (by a stable hash of their names) held out for validation."""
+    eval_batches: int = field(default=8, metadata={"check": _positive_int})
+    """Validation batches per evaluation (always the same ones)."""
+    shuffle_buffer: int = field(default=1024, metadata={"check": _positive_int})
+    """Rows shuffled together; memory is about ``shuffle_buffer * seq_len`` bytes."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: the optimisation loop and the learning-rate schedule (warmup + cosine)."""
+
+    max_steps: int = field(default=600, metadata={"check": _positive_int})
+    lr: float = field(default=2e-3, metadata={"check": positive})
+    min_lr: float = field(default=1e-4, metadata={"check": non_negative})
+    warmup_steps: int = field(default=30, metadata={"check": non_negative})
+    decay_steps: int | None = field(
+        default=None,
+        metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},
+    )
+    """Length of the cosine decay (default ``max_steps``); set it to extend a run later."""
+    grad_accum: int = field(default=1, metadata={"check": _positive_int})
+    grad_clip: float = field(default=1.0, metadata={"check": non_negative})
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+    eval_interval: int = field(default=100, metadata={"check": non_negative})
+    """Evaluate every N steps (0: only at the end)."""
+    seed: int = 1337
+    compile: bool = False
+    """``torch.compile`` each block (in place, names unchanged) before the strategy wraps it."""
+    activation_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    """``[precision]``: compute dtype under autocast and fp16 loss scaling."""
+
+    dtype: PrecisionName = "auto"
+    init_scale: float = field(default=2.0**16, metadata={"check": positive})
+    growth_interval: int = field(default=2000, metadata={"check": _positive_int})
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """``[optimizer]``: AdamW (decoupled weight decay on matrices only) or plain SGD."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata={"check": _betas})
+    eps: float = field(default=1e-8, metadata={"check": positive})
+    weight_decay: float = field(default=0.1, metadata={"check": non_negative})
+    momentum: float = field(default=0.9, metadata={"check": _fraction})
+    """SGD only."""
+    fused: bool | None = None
+    """Fused AdamW kernel; ``None``: on when every parameter is on CUDA."""
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """``[strategy]``: ``name`` of a registered strategy plus its own validated options."""
+
+    name: str = "single"
+    options: Any = None
+    """The strategy's ``Options`` dataclass instance (its keys sit beside ``name`` in TOML)."""
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """``[checkpoint]``: when to write checkpoints and how many to keep."""
+
+    interval: int = field(default=200, metadata={"check": non_negative})
+    """Every N steps (0: only at the end)."""
+    keep_last: int = field(default=2, metadata={"check": _positive_int})
+    at_end: bool = True
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """``[logging]``: where runs go and what is written there (rank 0 only)."""
+
+    runs_dir: str = "runs"
+    name: str = ""
+    """Run folder name under ``runs_dir`` (default: a timestamp)."""
+    progress: bool = True
+    tensorboard: bool = False
+    plot: bool = True
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    """``[plugins]``: ``prefer`` lists distributions that win component-name conflicts."""
+
+    prefer: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole training configuration (what ``deepseek train`` runs)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain TOML-ready data: ``None`` values left out, the strategy's options inlined."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if f.name == "strategy":
+                table = {"name": section.name}
+                if section.options is not None and dataclasses.is_dataclass(section.options):
+                    table.update(_plain(dataclasses.asdict(section.options)))
+                out[f.name] = table
+            else:
+                out[f.name] = _plain(dataclasses.asdict(section))
+        return out
+
+
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
+"""The top-level tables a config file may contain."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,396 @@
+"""The canonical checkpoint format: safetensors + JSON, no pickle anywhere.
+
+A checkpoint is a directory ``checkpoints/step-N/`` holding
+
+- ``model.safetensors``: the full model state dict under unwrapped parameter names;
+- ``optimizer.safetensors``: optimizer state tensors keyed ``state/<param name>/<key>``, with
+  the param groups (hyper-parameters, parameters by name) and scalar state as JSON metadata;
+- ``trainer.json``: step, data position, schedule, precision state, config, metrics, format;
+- ``rng-<rank>.safetensors``: torch CPU/CUDA generator states as tensors, python's and
+  numpy's as tensors + JSON metadata.
+
+It is written into ``step-N.tmp-XXXX`` and renamed into place (:func:`commit_checkpoint`), then
+the ``latest`` pointer file is replaced atomically. Anything missing, truncated or corrupt raises
+:class:`~deepseek.errors.CheckpointError` naming the file and what to do. Sharded strategies
+reuse :func:`save_model_state` / :func:`save_optimizer_state` with full (gathered) state dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.errors import CheckpointError
+from deepseek.training.checkpoint_dirs import (
+    LATEST_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    TRAINER_FILE,
+    atomic_write_text,
+    commit_checkpoint,
+    list_checkpoints,
+    new_temp_dir,
+    prune_checkpoints,
+    remove_stale,
+    resolve_checkpoint,
+    step_dir_name,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+FORMAT = "deepseek-checkpoint"
+FORMAT_VERSION = 1
+_HINT = "resume from an earlier checkpoint or start a fresh run"
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LATEST_FILE",
+    "MODEL_FILE",
+    "OPTIMIZER_FILE",
+    "TRAINER_FILE",
+    "atomic_write_text",
+    "commit_checkpoint",
+    "export_weights",
+    "list_checkpoints",
+    "load_into_model",
+    "load_model_state",
+    "load_optimizer_state",
+    "load_rng_state",
+    "new_temp_dir",
+    "optimizer_param_names",
+    "prune_checkpoints",
+    "read_trainer_state",
+    "read_weights_metadata",
+    "remove_stale",
+    "resolve_checkpoint",
+    "save_model_state",
+    "save_optimizer_state",
+    "save_rng_state",
+    "step_dir_name",
+    "write_trainer_state",
+]
+
+
+# ----------------------------------------------------------------------------- small I/O
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file is missing; the checkpoint is incomplete, {_HINT}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            metadata = dict(fh.metadata() or {})
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: {what} file is corrupt or truncated ({exc}); {_HINT}"
+        ) from exc
+    return tensors, metadata
+
+
+def _cpu_unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies; safetensors refuses tensors that share storage (tied weights)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for name, value in state_dict.items():
+        t = value.detach()
+        if hasattr(t, "full_tensor"):  # a DTensor handed over unsharded by mistake
+            t = t.full_tensor()
+        t = t.to("cpu").contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if key in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        seen.add((t.untyped_storage().data_ptr(), t.storage_offset()))
+        out[name] = t
+    return out
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def save_model_state(
+    path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write a full (unsharded) model state dict as safetensors under canonical names."""
+    target = Path(path)
+    meta = {"format": "deepseek-model", "format_version": str(FORMAT_VERSION), **(metadata or {})}
+    _save_tensors(target, _cpu_unshared(state_dict), meta)
+    return target
+
+
+def load_model_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a model state dict (CPU tensors) written by :func:`save_model_state`."""
+    tensors, _ = _load_tensors(Path(path), "model weights")
+    return tensors
+
+
+def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load ``path`` into ``model`` strictly; a mismatch names the keys and the fix."""
+    state = load_model_state(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or bad_shapes:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:3]}" if missing else "",
+                f"unexpected {unexpected[:3]}" if unexpected else "",
+                f"shape mismatch {bad_shapes[:3]}" if bad_shapes else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{path}: weights do not fit this model ({detail}); use the [model] config of the run "
+            "that wrote the checkpoint"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def optimizer_param_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
+    """Canonical names of the optimizer's parameters, in the optimizer's own order."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    names = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in by_id:
+                raise ValueError("optimizer holds a parameter that is not in the model")
+            names.append(by_id[id(p)])
+    return names
+
+
+def save_optimizer_state(
+    path: str | os.PathLike[str],
+    optimizer: torch.optim.Optimizer | Mapping[str, Any],
+    param_names: list[str] | None = None,
+) -> Path:
+    """Write optimizer state keyed by parameter name.
+
+    ``optimizer`` is an optimizer (then ``param_names`` lists its parameters in order, see
+    :func:`optimizer_param_names`) or a full state dict already keyed by name (what
+    ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` returns).
+    """
+    import torch
+
+    sd = optimizer.state_dict() if hasattr(optimizer, "state_dict") else dict(optimizer)
+    state, groups = sd["state"], sd["param_groups"]
+
+    def name_of(key: Any) -> str:
+        if isinstance(key, str):
+            return key
+        if param_names is None:
+            raise ValueError("save_optimizer_state: pass param_names for an index-keyed state")
+        return param_names[key]
+
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for key, values in state.items():
+        name = name_of(key)
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"state/{name}/{k}"] = v
+            else:
+                scalars.setdefault(name, {})[k] = v
+    plain_groups = [
+        {**{k: _jsonable(v) for k, v in g.items() if k != "params"}, "params": [name_of(i) for i in g["params"]]}
+        for g in groups
+    ]
+    meta = {
+        "format": "deepseek-optimizer",
+        "format_version": str(FORMAT_VERSION),
+        "param_groups": json.dumps(plain_groups),
+        "scalars": json.dumps(scalars),
+    }
+    target = Path(path)
+    _save_tensors(target, _cpu_unshared(tensors), meta)
+    return target
+
+
+def load_optimizer_state(
+    path: str | os.PathLike[str],
+    optimizer: torch.optim.Optimizer | None = None,
+    param_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Read optimizer state; returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
+    parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer."""
+    p = Path(path)
+    tensors, meta = _load_tensors(p, "optimizer state")
+    try:
+        groups = json.loads(meta["param_groups"])
+        scalars = json.loads(meta.get("scalars", "{}"))
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{p}: optimizer metadata is missing or corrupt ({exc}); {_HINT}") from exc
+    state: dict[str, dict[str, Any]] = {name: dict(values) for name, values in scalars.items()}
+    for key, tensor in tensors.items():
+        name, _, k = key.removeprefix("state/").rpartition("/")
+        state.setdefault(name, {})[k] = tensor
+    named = {"state": state, "param_groups": [_restore_group(g) for g in groups]}
+    if optimizer is not None:
+        if param_names is None:
+            raise ValueError("load_optimizer_state: pass param_names together with optimizer")
+        optimizer.load_state_dict(_to_indexed(named, optimizer, param_names, p))
+    return named
+
+
+def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: Path) -> dict[str, Any]:
+    index = {n: i for i, n in enumerate(names)}
+    current = optimizer.state_dict()["param_groups"]
+    if len(current) != len(named["param_groups"]):
+        raise CheckpointError(
+            f"{path}: {len(named['param_groups'])} parameter groups saved, optimizer has "
+            f"{len(current)}; use the same [optimizer] config as the run that wrote it"
+        )
+    groups = []
+    for saved, cur in zip(named["param_groups"], current, strict=True):
+        cur_names = [names[i] for i in cur["params"]]
+        if sorted(saved["params"]) != sorted(cur_names):
+            extra = sorted(set(saved["params"]) ^ set(cur_names))[:3]
+            raise CheckpointError(
+                f"{path}: saved optimizer parameters differ from the model's ({extra}); use the "
+                "[model] config of the run that wrote the checkpoint"
+            )
+        groups.append({**saved, "params": list(cur["params"])})
+    state = {index[n]: v for n, v in named["state"].items() if n in index}
+    return {"state": state, "param_groups": groups}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {"__tuple__": [_jsonable(v) for v in value]}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
+    def back(v: Any) -> Any:
+        if isinstance(v, dict) and "__tuple__" in v:
+            return tuple(back(x) for x in v["__tuple__"])
+        return v
+
+    return {k: back(v) for k, v in group.items()}
+
+
+# ----------------------------------------------------------------------------- trainer state, RNG
+
+
+def write_trainer_state(directory: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
+    """Write ``trainer.json`` (format and version added) atomically."""
+    body = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    return atomic_write_text(Path(directory) / TRAINER_FILE, json.dumps(body, indent=1, sort_keys=True))
+
+
+def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check ``trainer.json``."""
+    path = Path(directory) / TRAINER_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: trainer state file is missing; the checkpoint is incomplete, {_HINT}")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: trainer state is corrupt or truncated ({exc}); {_HINT}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a deepseek checkpoint (format field missing); {_HINT}")
+    if int(state.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {state['format_version']} is newer than this deepseek-core "
+            f"understands ({FORMAT_VERSION}); upgrade deepseek-core"
+        )
+    return state
+
+
+def save_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> Path:
+    """Write this process's torch, CUDA, python and numpy generator states."""
+    import numpy as np
+    import torch
+
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda.{i}"] = s
+    version, internal, gauss = random.getstate()
+    tensors["python"] = torch.tensor(internal, dtype=torch.int64)
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["numpy"] = torch.from_numpy(keys.astype(np.int64))
+    meta = {
+        "format": "deepseek-rng",
+        "python": json.dumps([version, gauss]),
+        "numpy": json.dumps([kind, int(pos), int(has_gauss), float(cached)]),
+    }
+    path = Path(directory) / f"rng-{rank}.safetensors"
+    _save_tensors(path, tensors, meta)
+    return path
+
+
+def load_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> None:
+    """Restore what :func:`save_rng_state` wrote (rank 0's file when this rank has none)."""
+    import numpy as np
+    import torch
+
+    path = Path(directory) / f"rng-{rank}.safetensors"
+    if not path.exists():
+        path = Path(directory) / "rng-0.safetensors"
+    tensors, meta = _load_tensors(path, "random generator state")
+    try:
+        torch.set_rng_state(tensors["torch_cpu"])
+        version, gauss = json.loads(meta["python"])
+        random.setstate((version, tuple(int(v) for v in tensors["python"].tolist()), gauss))
+        kind, pos, has_gauss, cached = json.loads(meta["numpy"])
+        np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: random generator state is corrupt ({exc}); {_HINT}") from exc
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def export_weights(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Copy a run's (or checkpoint's) model weights into one self-describing safetensors file
+    whose metadata carries the ``[model]`` config."""
+    ckpt = resolve_checkpoint(source)
+    state = read_trainer_state(ckpt)
+    weights = load_model_state(ckpt / MODEL_FILE)
+    model_cfg = (state.get("config") or {}).get("model", {})
+    return save_model_state(
+        out, weights, {"format": "deepseek-weights", "model": json.dumps(model_cfg), "step": str(state.get("step", 0))}
+    )
+
+
+def read_weights_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Metadata of a safetensors file (the ``[model]`` config of exported weights)."""
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: weights file not found; check the path")
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from exc

@@ -1,0 +1,88 @@
+"""Loading a trained model for evaluation and sampling (no optimizer, no strategy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.config.load import config_from_dict
+from deepseek.config.schema import Config
+from deepseek.errors import CheckpointError
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.build import build_model
+
+
+def _as_single(config_data: dict[str, Any], need_data: bool) -> dict[str, Any]:
+    # Any checkpoint loads with core alone: ignore the training strategy and its options.
+    out = {**config_data, "strategy": {"name": "single"}}
+    if not need_data:
+        data = {k: v for k, v in out.get("data", {}).items() if k not in ("path", "pattern")}
+        out["data"] = data
+    return out
+
+
+def load_trained(
+    path: str | Path, device: str | torch.device = "cpu", *, need_data: bool = False
+) -> tuple[nn.Module, Config, dict[str, Any]]:
+    """The model of a run folder, checkpoint folder or exported ``.safetensors`` file, on
+    ``device`` in eval mode; with its config and the checkpoint's trainer state (``{}`` for an
+    exported file). ``need_data``: keep (and check) the run's ``data.path``."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".safetensors":
+        meta = ckpt.read_weights_metadata(p)
+        if "model" not in meta:
+            raise CheckpointError(
+                f"{p}: has no [model] config in its metadata; export it with deepseek's export_weights "
+                "or pass the run folder"
+            )
+        data = {"model": json.loads(meta["model"])}
+        state: dict[str, Any] = {}
+        weights = p
+    else:
+        directory = ckpt.resolve_checkpoint(p)
+        state = ckpt.read_trainer_state(directory)
+        data = state.get("config") or {}
+        weights = directory / ckpt.MODEL_FILE
+    config = config_from_dict(_as_single(data, need_data), validate=False)
+    model = build_model(config)
+    ckpt.load_into_model(model, weights)
+    model.to(device).eval()
+    return model, config, state
+
+
+def sample(
+    model: nn.Module,
+    prompt: str,
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 50,
+    seed: int = 0,
+) -> str:
+    """``prompt`` continued by the model (KV-cache ``generate``), decoded as UTF-8 bytes."""
+    from deepseek.data.tokenizer import ByteTokenizer
+
+    tok = ByteTokenizer()
+    ids = tok.encode(prompt) or [ord("\n")]
+    device = next(model.parameters()).device
+    idx = torch.tensor([ids], dtype=torch.long, device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
+    return tok.decode(out[0, len(ids):].tolist())
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, config: Config, batches: int | None = None) -> float:
+    """Mean loss of ``model`` on the run's fixed validation batches."""
+    from deepseek.training.build import build_batches
+
+    n = batches or config.data.eval_batches
+    device = next(model.parameters()).device
+    losses = []
+    for x, y in build_batches(config).val_batches(n):
+        losses.append(float(model(x.to(device), y.to(device)).item()))
+    return sum(losses) / max(len(losses), 1)

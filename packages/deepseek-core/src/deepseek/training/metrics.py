@@ -1,0 +1,165 @@
+"""What a run writes about itself: JSONL metrics, optional TensorBoard, a progress bar, a plot.
+
+Only the global-zero rank creates these objects with ``enabled=True``; elsewhere they do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of a ``metrics.jsonl`` (a torn last line from a crash is ignored)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    out = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``<run>/metrics.jsonl`` and mirrors numbers to
+    TensorBoard when asked."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, enabled: bool = True, tensorboard: bool = False) -> None:
+        self.enabled = enabled
+        self.path = Path(run_dir) / METRICS_FILE
+        self._fh: Any = None
+        self._tb: Any = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (a resumed run rewrites what followed its checkpoint)."""
+        if not self.enabled:
+            return
+        kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
+        self._fh.close()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record (must contain ``step``)."""
+        if not self.enabled:
+            return
+        self._fh.write(json.dumps(dict(record), default=float) + "\n")
+        self._fh.flush()
+        if self._tb is not None:
+            step = int(record["step"])
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        """Flush and close the files."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+class ProgressBar:
+    """A rich progress bar on stderr: step, loss, tokens/s, time left."""
+
+    def __init__(self, total: int, *, start: int = 0, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._task = self._progress.add_task("train", total=total, completed=start, loss="-", tps="-")
+        self._progress.start()
+
+    def update(self, step: int, loss: float, tokens_per_s: float) -> None:
+        """Move to ``step`` and show the latest loss and throughput."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", tps=f"{tokens_per_s:,.0f}")
+
+    def log(self, message: str) -> None:
+        """Print a line above the bar (or to stderr when the bar is off)."""
+        if self._progress is not None:
+            self._progress.console.print(message, highlight=False)
+
+    def close(self) -> None:
+        """Stop redrawing."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def plot_losses(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[str], title: str = "") -> Path:
+    """Train and validation loss against step, as a PNG (matplotlib, Agg), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    rows = list(records)
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r and _finite(r["loss"])]
+    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r and _finite(r["val_loss"])]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    try:
+        if train:
+            ax.plot(*zip(*train, strict=True), lw=1, alpha=0.8, label="train loss")
+        if val:
+            ax.plot(*zip(*val, strict=True), "o-", lw=1.5, label="validation loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats / token)")
+        ax.set_title(title or "loss")
+        ax.grid(alpha=0.3)
+        if train or val:
+            ax.legend()
+        target = Path(out)
+        tmp = target.with_name(f".{target.name}.tmp")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+        os.replace(tmp, target)
+    finally:
+        plt.close(fig)
+    return target
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,330 @@
+"""The training loop. It talks to parallelism only through :class:`Strategy`, so every strategy
+(single, DDP, FSDP2, DeepSpeed, pipeline) runs the same loop with no special case here.
+
+Per step: the same global batch is drawn on every rank, the strategy takes its data-parallel rows
+(``shard_batch``), the shard is split into ``grad_accum`` micro-batches, then
+``forward_backward`` -> ``clip_grad_norm`` -> ``optimizer_step`` -> ``zero_grad``. The trainer
+owns the learning-rate schedule (``set_lr``), data, evaluation, checkpoint timing and the run
+folder; plugins see it through the ``deepseek_train_*`` lifecycle hooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepseek.config.load import write_config
+from deepseek.config.schema import Config
+from deepseek.errors import ConfigError, UsageError
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.build import (
+    build_batches,
+    build_model,
+    build_precision,
+    optimizer_factory,
+    prepare_model,
+)
+from deepseek.training.metrics import (
+    PLOT_FILE,
+    MetricsWriter,
+    ProgressBar,
+    plot_losses,
+    read_metrics,
+)
+from deepseek.training.schedule import WarmupCosine
+from deepseek.training.strategy import Strategy
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    run_dir: Path
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+    """``(step, val_loss)`` of every evaluation in this session."""
+    losses: list[float] = field(default_factory=list)
+    """Training loss of every step of this session."""
+    seconds: float = 0.0
+    is_global_zero: bool = True
+
+
+class Trainer:
+    """Runs one training job from a validated :class:`Config`.
+
+    ``run_dir``: the run folder (default ``<logging.runs_dir>/<logging.name or timestamp>``, or the
+    run the checkpoint belongs to when resuming). ``resume``: a run folder or checkpoint folder.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        run_dir: str | Path | None = None,
+        resume: str | Path | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.config = config
+        self.resume_from = ckpt.resolve_checkpoint(resume) if resume is not None else None
+        self._run_dir_arg = Path(run_dir) if run_dir is not None else None
+        self.quiet = quiet
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.val_losses: list[tuple[int, float]] = []
+        self.last_metrics: dict[str, float] = {}
+        self.run_dir: Path = Path()
+        self.strategy: Strategy | None = None
+        self.last_checkpoint: Path | None = None
+        self._tokens_seen = 0
+
+    # ------------------------------------------------------------------ views for plugins
+
+    @property
+    def is_global_zero(self) -> bool:
+        """True on the one process that writes logs, plots and metadata."""
+        return self.strategy is None or self.strategy.is_global_zero
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The (possibly wrapped) model the strategy trains."""
+        return self.strategy.model if self.strategy is not None else None
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The strategy's optimizer."""
+        return self.strategy.optimizer if self.strategy is not None else None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _setup(self) -> None:
+        from deepseek.plugins.host import get_host
+        from deepseek.plugins.registry import create_strategy
+
+        cfg = self.config
+        self.hooks = get_host().hook
+        self.precision = build_precision(cfg)
+        strategy = create_strategy(cfg.strategy.name, cfg.strategy.options, precision=self.precision)
+        if not isinstance(strategy, Strategy):
+            raise ConfigError(f"strategy.name: {cfg.strategy.name!r} is not a deepseek Strategy")
+        self.strategy = strategy
+        strategy.setup_environment()
+        if not self.precision.is_bound:
+            self.precision.bind(strategy.device)
+        rows = cfg.data.batch_size // max(strategy.dp_size, 1)
+        if cfg.data.batch_size % strategy.dp_size or rows % cfg.train.grad_accum:
+            raise ConfigError(
+                f"data.batch_size: {cfg.data.batch_size} sequences must split evenly over "
+                f"{strategy.dp_size} data-parallel rank(s) x train.grad_accum={cfg.train.grad_accum}; "
+                f"use a multiple of {strategy.dp_size * cfg.train.grad_accum}"
+            )
+        self.micro_rows = rows // cfg.train.grad_accum
+        self.run_dir = self._pick_run_dir()
+        model = prepare_model(build_model(cfg), cfg)
+        strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
+        t = cfg.train
+        self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
+        self.train_batches = build_batches(cfg)
+        self.val_set = self.train_batches.val_batches(cfg.data.eval_batches)
+        zero = strategy.is_global_zero
+        ckpt_root = self.run_dir / "checkpoints"
+        if zero:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale(ckpt_root)
+        self.metrics_out = MetricsWriter(self.run_dir, enabled=zero, tensorboard=cfg.logging.tensorboard)
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+            self.metrics_out.truncate_after(self.step)
+        if zero:
+            write_config(cfg, self.run_dir / "config.toml")
+        strategy.barrier()
+
+    def _pick_run_dir(self) -> Path:
+        assert self.strategy is not None
+        if self._run_dir_arg is not None:
+            chosen = self._run_dir_arg
+        elif self.resume_from is not None and self.resume_from.parent.name == "checkpoints":
+            chosen = self.resume_from.parent.parent
+        else:
+            root = Path(self.config.logging.runs_dir)
+            name = self.config.logging.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+            chosen = root / name
+            if self.strategy.is_global_zero and not self.config.logging.name:
+                n = 2
+                while chosen.exists():
+                    chosen, n = root / f"{name}-{n}", n + 1
+        return Path(self.strategy.broadcast_object(str(chosen.resolve())))
+
+    def _restore(self, directory: Path) -> None:
+        assert self.strategy is not None
+        state = self.strategy.load_checkpoint(directory)
+        self.step = int(state.get("step", 0))
+        if self.step >= self.config.train.max_steps:
+            raise UsageError(
+                f"--resume {directory}: the checkpoint is at step {self.step} and train.max_steps is "
+                f"{self.config.train.max_steps}; raise --max-steps to train further"
+            )
+        self._tokens_seen = int(state.get("tokens_seen", 0))
+        self.train_batches.load_state_dict(state["data"])
+        self.precision.load_state_dict(state.get("precision", {}))
+        self.last_metrics = dict(state.get("metrics", {}))
+        ckpt.load_rng_state(directory, self.strategy.rank)
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> TrainResult:
+        """Train to ``train.max_steps`` (evaluating and checkpointing on the way); returns where."""
+        started = time.perf_counter()
+        self._setup()
+        assert self.strategy is not None
+        strategy, cfg = self.strategy, self.config
+        progress = ProgressBar(
+            cfg.train.max_steps, start=self.step, enabled=strategy.is_global_zero and cfg.logging.progress and not self.quiet
+        )
+        self.progress = progress
+        self.hooks.deepseek_train_start(trainer=self)
+        try:
+            if self.step == 0:
+                self._evaluate(progress)
+            while self.step < cfg.train.max_steps:
+                record = self._train_step()
+                progress.update(self.step, record["loss"], record["tokens_per_s"])
+                interval = cfg.train.eval_interval
+                if self.step == cfg.train.max_steps or (interval and self.step % interval == 0):
+                    self._evaluate(progress)
+                every = cfg.checkpoint.interval
+                at_end = cfg.checkpoint.at_end and self.step == cfg.train.max_steps
+                if at_end or (every and self.step % every == 0):
+                    self.save_checkpoint()
+        finally:
+            progress.close()
+            self.hooks.deepseek_train_end(trainer=self, metrics=dict(self.last_metrics))
+            self.metrics_out.close()
+        self._finish()
+        strategy.teardown()
+        return TrainResult(
+            self.run_dir,
+            self.step,
+            dict(self.last_metrics),
+            self.last_checkpoint,
+            list(self.val_losses),
+            [r["loss"] for r in self.history],
+            time.perf_counter() - started,
+            strategy.is_global_zero,
+        )
+
+    def _train_step(self) -> dict[str, Any]:
+        assert self.strategy is not None
+        strategy, cfg = self.strategy, self.config
+        start = time.perf_counter()
+        step = self.step + 1
+        lr = self.schedule(step)
+        strategy.set_lr(lr)
+        x, y = strategy.shard_batch(next(self.train_batches))
+        micro = list(zip(x.split(self.micro_rows), y.split(self.micro_rows), strict=True))
+        loss = strategy.forward_backward(micro)
+        grad_norm = strategy.clip_grad_norm(cfg.train.grad_clip)
+        stepped = strategy.optimizer_step()
+        strategy.zero_grad()
+        loss_value = float(loss.item())
+        elapsed = time.perf_counter() - start
+        tokens = cfg.data.batch_size * cfg.data.seq_len
+        self.step = step
+        self._tokens_seen += tokens
+        record: dict[str, Any] = {
+            "step": step,
+            "loss": loss_value,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": self._tokens_seen,
+            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+            "step_time": elapsed,
+            "skipped": int(not stepped),
+        }
+        if self.precision.scaler is not None:
+            record["loss_scale"] = self.precision.loss_scale
+        record.update(strategy.step_metrics())
+        self.hooks.deepseek_train_step_end(trainer=self, step=step, metrics=record)
+        self.history.append(record)
+        self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
+        self.metrics_out.write(record)
+        return record
+
+    def evaluate(self) -> float:
+        """Mean validation loss over the first ``data.eval_batches`` validation batches."""
+        assert self.strategy is not None
+        losses = [
+            float(self.strategy.evaluate_loss(self.strategy.shard_batch(batch)).item())
+            for batch in self.val_set
+        ]
+        return sum(losses) / max(len(losses), 1)
+
+    def _evaluate(self, progress: ProgressBar) -> None:
+        val = self.evaluate()
+        record: dict[str, Any] = {"step": self.step, "val_loss": val}
+        self.hooks.deepseek_evaluate(trainer=self, step=self.step, metrics=record)
+        self.last_metrics.update({k: v for k, v in record.items() if k != "step"})
+        self.val_losses.append((self.step, val))
+        self.metrics_out.write(record)
+        progress.log(f"step {self.step:>6}  val_loss {val:.4f}")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def trainer_state(self) -> dict[str, Any]:
+        """What ``trainer.json`` records besides model and optimizer."""
+        assert self.strategy is not None
+        return {
+            "step": self.step,
+            "tokens_seen": self._tokens_seen,
+            "data": self.train_batches.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "precision": self.precision.state_dict(),
+            "config": self.config.to_dict(),
+            "metrics": dict(self.last_metrics),
+            "strategy": self.config.strategy.name,
+            "world_size": self.strategy.world_size,
+            "torch": torch.__version__,
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step-N`` atomically on every rank; prune to ``keep_last``."""
+        assert self.strategy is not None
+        strategy = self.strategy
+        root = self.run_dir / "checkpoints"
+        tmp = ckpt.new_temp_dir(root, self.step) if strategy.is_global_zero else None
+        tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
+        tmp.mkdir(parents=True, exist_ok=True)
+        strategy.save_checkpoint(tmp, self.trainer_state())
+        ckpt.save_rng_state(tmp, strategy.rank)
+        strategy.barrier()
+        final = root / ckpt.step_dir_name(self.step)
+        if strategy.is_global_zero:
+            ckpt.commit_checkpoint(tmp, final)
+            ckpt.prune_checkpoints(root, self.config.checkpoint.keep_last)
+        strategy.barrier()
+        self.last_checkpoint = final
+        self.hooks.deepseek_checkpoint_saved(trainer=self, path=final, step=self.step)
+        return final
+
+    # ------------------------------------------------------------------ the end
+
+    def _finish(self) -> None:
+        assert self.strategy is not None
+        if not self.strategy.is_global_zero:
+            return
+        if self.config.logging.plot:
+            records = read_metrics(self.run_dir / "metrics.jsonl")
+            plot_losses(records, self.run_dir / PLOT_FILE, title=f"{self.config.model.preset} - {self.run_dir.name}")
+
+
+def config_with(config: Config, **sections: dict[str, Any]) -> Config:
+    """A copy of ``config`` with fields of some sections replaced (``train={"max_steps": 5}``)."""
+    changes = {name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()}
+    return dataclasses.replace(config, **changes)
