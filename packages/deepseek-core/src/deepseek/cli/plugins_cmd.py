@@ -6,6 +6,7 @@ Nothing here imports torch: listing and lookups read registrations, never lazy t
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -38,8 +39,10 @@ def list_plugins(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="deepseek plugins", title_justify="left")
-    for column in ("distribution", "version", "edition", "components", "status"):
-        table.add_column(column, overflow="fold")
+    for column in ("distribution", "version", "edition"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("components", ratio=2)
+    table.add_column("status", ratio=3)
     for r in records:
         components = "\n".join(
             f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(r.components.items())
@@ -47,7 +50,8 @@ def list_plugins(as_json: bool) -> None:
         style = _STATUS_STYLE.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f"\n{r.reason}" if r.reason else "")
         table.add_row(r.dist, r.version, r.edition, components or "-", status)
-    Console(soft_wrap=False).print(table)
+    # Piped output gets a wide table instead of rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def _kind(host: PluginHost, kind: str) -> str:
@@ -122,10 +126,11 @@ def new(name: str, parent: Path) -> None:
 
     target = scaffold(name, parent)
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-    click.echo(f"created {target}/")
+    shown = str(target) if target.is_absolute() else f"./{target.as_posix()}"
+    click.echo(f"created {shown}/")
     for f in files:
         click.echo(f"  {f}")
     click.echo("next:")
-    click.echo(f"  pip install -e {target}")
-    click.echo(f"  pytest {target}")
+    click.echo(f"  pip install -e {shown}")
+    click.echo(f"  pytest {shown}")
     click.echo("  deepseek plugins list")

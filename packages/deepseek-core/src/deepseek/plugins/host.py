@@ -41,7 +41,7 @@ from deepseek.plugins.records import (
     Resolution,
     describe_error,
 )
-from deepseek.plugins.registrar import Registrar
+from deepseek.plugins.registrar import InvalidRegistration, Registrar
 from deepseek.plugins.settings import ENV_DENY, ENV_PREFER, PluginSettings, same_dist
 
 __all__ = [
@@ -226,6 +226,9 @@ class PluginHost:
                 self._trace(f"call {hook_name} of {ld.name}")
                 try:
                     _call(impl.function, register=registrar)
+                except InvalidRegistration as exc:
+                    self._drop(ld.record, str(exc))
+                    return
                 except Exception as exc:  # noqa: BLE001
                     self._drop(ld.record, f"raised in {hook_name}: {describe_error(exc)}")
                     return

@@ -10,6 +10,10 @@ from deepseek.errors import PluginError
 from deepseek.plugins.records import LAZY_RE, NAME_RE, Component, one_line
 
 
+class InvalidRegistration(PluginError):
+    """A ``register`` call was invalid; the message names distribution, plugin and hook."""
+
+
 def _default_description(target: Any) -> str:
     """A description taken from a non-lazy target: a click command's help, or a docstring."""
     short_help = getattr(target, "get_short_help_str", None)
@@ -50,8 +54,8 @@ class Registrar:
         """Refuse further calls: ``register`` is only valid while its hook runs."""
         self._closed = True
 
-    def _error(self, message: str) -> PluginError:
-        return PluginError(f"{self.where}: {message}")
+    def _error(self, message: str) -> InvalidRegistration:
+        return InvalidRegistration(f"{self.where}: {message}")
 
     def _check_name(self, name: object, what: str) -> str:
         if not isinstance(name, str) or not NAME_RE.match(name):

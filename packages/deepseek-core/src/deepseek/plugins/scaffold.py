@@ -178,31 +178,34 @@ _PASSES = '''\
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from deepseek.optimize.passes import GraphPass, finish
 from torch import fx, nn
 
 
-class RemoveIdentity:
-    """Remove calls to ``nn.Identity`` sub-modules: the output is exactly the input."""
+class RemoveIdentity(GraphPass):
+    """Remove calls to ``nn.Identity`` sub-modules: their output is exactly their input."""
 
     name = "{pass_name}"
+    description = "remove nn.Identity calls from a torch.fx graph"
 
-    def __call__(self, gm: fx.GraphModule) -> fx.GraphModule:
-        """Rewrite ``gm`` in place and return it."""
-        changed = False
+    def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule | None:
+        """Rewrite ``gm``; return it, or ``None`` when there was nothing to remove."""
+        removed = 0
         for node in list(gm.graph.nodes):
-            if node.op != "call_module":
+            if node.op != "call_module" or not node.args:
                 continue
             if not isinstance(gm.get_submodule(node.target), nn.Identity):
                 continue
-            source = node.args[0] if node.args else node.kwargs.get("input")
-            node.replace_all_uses_with(source)
+            node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
-            changed = True
-        if changed:
-            gm.graph.lint()
-            gm.delete_all_unused_submodules()
-            gm.recompile()
-        return gm
+            removed += 1
+        if not removed:
+            return None
+        self.record(f"removed {{removed}} nn.Identity call(s)")
+        return finish(gm)
 '''
 
 _TEST = '''\
@@ -212,10 +215,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import fx, nn
-
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
+from torch import fx, nn
+
 from {pkg} import plugin
 
 
@@ -250,9 +253,16 @@ def test_pass_removes_identity_and_keeps_the_numbers() -> None:
     expected = model(x)
     gm = fx.symbolic_trace(model)
     graph_pass = make_host().create("pass", plugin.PASS_NAME)
-    out = graph_pass(gm)
+    out, report = graph_pass.run(gm, (x,))
+    assert report.changes == ["removed 1 nn.Identity call(s)"]
     assert [n.target for n in out.graph.nodes if n.op == "call_module"] == ["a", "b"]
-    torch.testing.assert_close(out(x), expected, rtol=0, atol=0)
+    assert torch.equal(out(x), expected)
+
+
+def test_pass_leaves_a_graph_without_identity_alone() -> None:
+    gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+    out, report = make_host().create("pass", plugin.PASS_NAME).run(gm, ())
+    assert out is None and report.status == "no-op"
 
 
 def test_step_end_callback_adds_the_loss_average() -> None:

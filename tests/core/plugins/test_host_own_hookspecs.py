@@ -1,0 +1,90 @@
+"""A plugin adding hookspecs of its own: ``deepseek_register_*`` ones get the register machinery."""
+
+from __future__ import annotations
+
+from plugin_testing import DistFactory, host_for
+
+EXT_SPECS = '''
+from deepseek.hookspecs import hookspec
+
+@hookspec
+def deepseek_register_widgets(register):
+    """Register widgets."""
+
+@hookspec
+def deepseek_register_gadgetry(register, extra):
+    """Not a registration hook: it takes more than ``register``."""
+
+@hookspec
+def deepseek_widget_made(widget):
+    """A plain hook of the extension."""
+'''
+
+EXT_PLUGIN = """
+from deepseek import hookimpl
+
+@hookimpl
+def deepseek_add_hookspecs(pluginmanager):
+    import ext_specs
+    pluginmanager.add_hookspecs(ext_specs)
+
+@hookimpl
+def deepseek_register_widgets(register):
+    register("ext.widget", "ext_plugin:Widget", description="the extension's own widget")
+
+class Widget:
+    pass
+"""
+
+USER_PLUGIN = """
+from deepseek import hookimpl
+
+@hookimpl
+def deepseek_register_widgets(register):
+    register("user.widget", dict, description="a user's widget")
+
+@hookimpl
+def deepseek_widget_made(widget):
+    return f"seen {widget}"
+"""
+
+
+def _make(make_dist: DistFactory) -> None:
+    # deepseek-aaa-user sorts before deepseek-ext: it is imported before the spec exists.
+    make_dist("deepseek-aaa-user", {"user_plugin": USER_PLUGIN})
+    make_dist("deepseek-ext", {"ext_specs": EXT_SPECS, "ext_plugin": EXT_PLUGIN}, entry_points={"ext": "ext_plugin"})
+
+
+def test_plugin_hookspecs_get_the_register_callback(make_dist: DistFactory) -> None:
+    _make(make_dist)
+    host = host_for("deepseek-aaa-user", "deepseek-ext")
+    assert host.records["deepseek-ext"].status == "ok"
+    assert host.records["deepseek-aaa-user"].status == "ok", host.records["deepseek-aaa-user"].reason
+    hooks = host.registration_hooks()
+    assert hooks["deepseek_register_widgets"] == "widget"
+    assert "deepseek_register_gadgetry" not in hooks
+    assert "widget" in host.known_kinds()
+    assert host.names("widget") == ["ext.widget", "user.widget"]
+    assert host.create("widget", "user.widget", a=1) == {"a": 1}
+    assert type(host.create("widget", "ext.widget")).__name__ == "Widget"
+    assert host.records["deepseek-aaa-user"].components == {"widget": ["user.widget"]}
+    assert host.hook.deepseek_widget_made(widget="w") == ["seen w"]
+
+
+def test_without_the_extension_its_hooks_are_unknown(make_dist: DistFactory) -> None:
+    _make(make_dist)
+    host = host_for("deepseek-aaa-user")  # deepseek-ext is installed but not enabled
+    record = host.records["deepseek-aaa-user"]
+    assert record.status == "failed"
+    assert "implements unknown hook" in record.reason and "neither core nor any loaded plugin specifies it" in record.reason
+    assert "widget" not in host.known_kinds()
+
+
+def test_enterprise_kinds_follow_the_same_machinery() -> None:
+    import importlib.util
+
+    host = host_for("deepseek-enterprise", "deepseek-pro")
+    if importlib.util.find_spec("deepseek_enterprise") is None:
+        assert "compressor" not in host.known_kinds()
+    elif host.records["deepseek-enterprise"].status == "ok":
+        assert {"compressor", "tuner"} <= set(host.known_kinds())
