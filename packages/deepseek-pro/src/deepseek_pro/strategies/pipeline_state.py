@@ -1,0 +1,151 @@
+"""Checkpoint I/O of pipeline stages in the canonical format (used by ``pipeline`` and ``hybrid``).
+
+A stage's state dict already uses the full model's parameter names (``blocks.7.attn.qkv.weight``),
+so the union of the stages' state dicts is the model's state dict. Saving: every stage (its
+data-parallel rank 0 under ``hybrid``) writes ``part-<stage>-model.safetensors`` and
+``part-<stage>-optimizer.safetensors`` with core's writers, then rank 0 merges the parts into
+``model.safetensors`` / ``optimizer.safetensors`` and deletes them — the files ``single`` writes.
+Loading reads the canonical files and keeps this stage's names.
+
+Tied embeddings split over two stages: the last stage's ``lm_head.weight`` is a copy of
+``wte.weight``. The model file keeps both names (as ``single``'s does); the optimizer file keeps
+only ``wte.weight`` (``single``'s optimizer has one parameter) and the copy is restored from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.errors import CheckpointError
+from deepseek.training import checkpoint as ckpt
+
+TIED_COPY = "lm_head.weight"
+TIED_SOURCE = "wte.weight"
+
+
+def part_path(directory: Path, stage: int, filename: str) -> Path:
+    """Where stage ``stage`` writes its part of ``filename``."""
+    return Path(directory) / f"part-{stage}-{filename}"
+
+
+def stage_state(
+    module: nn.Module, optimizer: torch.optim.Optimizer, *, tied_copy: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The stage's full (unsharded, CPU) model state and name-keyed optimizer state.
+
+    Collective under FSDP (every data-parallel rank of the stage must call it).
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True)
+    model_sd = {k: v.detach().cpu() for k, v in get_model_state_dict(module, options=opts).items()}
+    optim_sd = get_optimizer_state_dict(module, optimizer, options=opts)
+    state = {
+        name: {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in values.items()}
+        for name, values in optim_sd["state"].items()
+    }
+    groups = [dict(g) for g in optim_sd["param_groups"]]
+    if tied_copy:
+        state.pop(TIED_COPY, None)
+        for g in groups:
+            g["params"] = [p for p in g["params"] if p != TIED_COPY]
+    return model_sd, {"state": state, "param_groups": groups}
+
+
+def merge_parts(directory: Path, n_parts: int) -> None:
+    """Merge the stages' part files into the canonical files and delete the parts (rank 0)."""
+    model: dict[str, torch.Tensor] = {}
+    optim: dict[str, Any] = {"state": {}, "param_groups": []}
+    paths = []
+    for i in range(n_parts):
+        mpath, opath = part_path(directory, i, ckpt.MODEL_FILE), part_path(directory, i, ckpt.OPTIMIZER_FILE)
+        paths += [mpath, opath]
+        model.update(ckpt.load_model_state(mpath))
+        part = ckpt.load_optimizer_state(opath)
+        optim["state"].update(part["state"])
+        for g, group in enumerate(part["param_groups"]):
+            if g == len(optim["param_groups"]):
+                optim["param_groups"].append({**group, "params": []})
+            optim["param_groups"][g]["params"] += group["params"]
+    ckpt.save_model_state(directory / ckpt.MODEL_FILE, model)
+    ckpt.save_optimizer_state(directory / ckpt.OPTIMIZER_FILE, optim)
+    for p in paths:
+        p.unlink()
+
+
+def load_stage(module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path, *, tied_copy: bool) -> None:
+    """Load this stage's parameters and optimizer state from a canonical checkpoint written by
+    any strategy (collective under FSDP)."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    model_path = directory / ckpt.MODEL_FILE
+    full = ckpt.load_model_state(model_path)
+    named = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
+    own = module.state_dict()
+    if tied_copy and TIED_COPY not in full and TIED_SOURCE in full:
+        full[TIED_COPY] = full[TIED_SOURCE]
+    missing = sorted(k for k in own if k not in full)
+    bad = sorted(k for k in own if k in full and tuple(full[k].shape) != tuple(own[k].shape))
+    if missing or bad:
+        raise CheckpointError(
+            f"{model_path}: weights do not fit this model (missing {missing[:3]}, shape mismatch "
+            f"{bad[:3]}); use the [model] config of the run that wrote the checkpoint"
+        )
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(module, {k: full[k] for k in own}, options=opts)
+    optim_sd = _restrict_optimizer_state(named, module, optimizer, directory, tied_copy=tied_copy)
+    set_optimizer_state_dict(module, optimizer, optim_sd, options=opts)
+
+
+def _restrict_optimizer_state(
+    named: dict[str, Any], module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path, *, tied_copy: bool
+) -> dict[str, Any]:
+    """The saved optimizer state restricted to this stage's parameters, group by group."""
+    path = directory / ckpt.OPTIMIZER_FILE
+    names = ckpt.optimizer_param_names(optimizer, module)
+    source = {n: (TIED_SOURCE if tied_copy and n == TIED_COPY else n) for n in names}
+    saved_groups = named["param_groups"]
+    if len(saved_groups) != len(optimizer.param_groups):
+        raise CheckpointError(
+            f"{path}: {len(saved_groups)} parameter groups saved, the optimizer has "
+            f"{len(optimizer.param_groups)}; use the [optimizer] config of the run that wrote it"
+        )
+    groups, state, i = [], {}, 0
+    for saved, live in zip(saved_groups, optimizer.param_groups, strict=True):
+        mine = names[i : i + len(live["params"])]
+        i += len(live["params"])
+        absent = [n for n in mine if source[n] not in saved["params"]]
+        if absent:
+            raise CheckpointError(
+                f"{path}: no optimizer state for {absent[:3]}; use the [model] and [optimizer] "
+                "config of the run that wrote the checkpoint"
+            )
+        groups.append({**saved, "params": mine})
+        state.update({n: dict(named["state"][source[n]]) for n in mine if source[n] in named["state"]})
+    return {"state": state, "param_groups": groups}
+
+
+def rebuild_model(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A fresh CPU model like ``template`` (built on ``meta``, no RNG drawn) holding ``state``."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=[]))
+        stack.enter_context(torch.device("meta"))
+        full = type(template)(template.config)  # type: ignore[call-arg]
+    full = full.to_empty(device="cpu")
+    full.load_state_dict(state, strict=True)
+    if getattr(template.config, "tie_embeddings", False):
+        full.lm_head.weight = full.wte.weight  # type: ignore[union-attr]
+    return full
