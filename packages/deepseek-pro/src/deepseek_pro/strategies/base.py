@@ -9,8 +9,9 @@ same plugin distributions at the same versions before any training starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +22,9 @@ from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
+
+    from deepseek.training.strategy import Batch
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -101,6 +105,7 @@ class DistributedStrategy(Strategy):
     """
 
     Options: type = DistributedOptions
+    needs_launcher: bool = True
 
     def __init__(self, options: Any = None, *, precision: Any) -> None:
         super().__init__(options, precision=precision)
@@ -172,6 +177,8 @@ class DistributedStrategy(Strategy):
             )
             self._owns_group = True
         self.check_cluster()
+        if not self.precision.is_bound:
+            self.precision.bind(self._device)
 
     def check_cluster(self) -> None:
         """All-gather :func:`cluster_report` and fail on every rank if any rank differs."""
@@ -233,3 +240,37 @@ class DistributedStrategy(Strategy):
         if self._owns_group and dist.is_initialized():
             dist.destroy_process_group()
         self._owns_group = False
+
+    # ------------------------------------------------------------------ shared data-parallel step
+
+    def to_device(self, batch: Batch) -> Batch:
+        """``batch`` moved to this rank's device."""
+        x, y = batch
+        blocking = self.device.type != "cuda"
+        return x.to(self.device, non_blocking=not blocking), y.to(self.device, non_blocking=not blocking)
+
+    def accumulate(
+        self,
+        model: nn.Module,
+        micro_batches: Sequence[Batch],
+        no_sync: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    ) -> torch.Tensor:
+        """Forward/backward over this rank's micro-batches, each loss weighted by its share of
+        the rows (so the gradient is that of the shard's mean loss); ``no_sync()`` wraps all but
+        the last micro-batch. Returns the detached mean loss over all data-parallel ranks."""
+        import torch
+
+        model.train()
+        rows = sum(int(x.size(0)) for x, _ in micro_batches)
+        total = torch.zeros((), device=self.device)
+        last = len(micro_batches) - 1
+        for i, batch in enumerate(micro_batches):
+            x, y = self.to_device(batch)
+            ctx = no_sync() if (no_sync is not None and i < last) else contextlib.nullcontext()
+            with ctx:
+                with self.precision.autocast():
+                    loss = model(x, y)
+                weighted = loss * (x.size(0) / rows)
+                self.precision.backward(weighted)
+            total += weighted.detach().float()
+        return self.all_reduce_tensor_mean(total.to(self.comm_device))

@@ -1,0 +1,317 @@
+"""Portable checkpoints for the distributed strategies.
+
+Two layouts of one checkpoint folder (both hold ``trainer.json`` and ``rng-<rank>.safetensors``):
+
+``full`` (the canonical format of :mod:`deepseek.training.checkpoint`)
+    ``model.safetensors`` + ``optimizer.safetensors`` gathered on rank 0 with
+    ``torch.distributed.checkpoint.state_dict.get_state_dict(full_state_dict=True)``. deepseek-core
+    alone loads it (strategy ``single``).
+
+``sharded``
+    ``model/`` and ``optimizer/``: every rank writes its own shards through
+    ``torch.distributed.checkpoint`` with the safetensors storage writer (no pickle: the shard
+    offsets live in each file's safetensors metadata), plus ``optimizer.json`` (parameter groups
+    and non-tensor state). Optimizer tensors are keyed ``state/<param>/<key>`` as in the canonical
+    file. Loading reshards to any world size; :func:`export_checkpoint` turns it into ``full``.
+
+Every pro strategy loads both layouts, whatever strategy and world size wrote them, so a run can
+hop zero3@2 -> single@1 -> ddp@2 -> deepspeed@2. What carries over: weights, AdamW/SGD state
+(``exp_avg``, ``exp_avg_sq``, ``step``, momentum), parameter-group hyper-parameters, trainer state,
+data position, fp16 loss scale. What does not: DDP's PowerSGD error-feedback memory (restarted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.errors import CheckpointError
+from deepseek.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from deepseek_pro.strategies.base import DistributedStrategy
+
+MODEL_DIR = "model"
+OPTIMIZER_DIR = "optimizer"
+OPTIMIZER_META = "optimizer.json"
+_HINT = "resume from an earlier checkpoint or start a fresh run"
+
+
+def layout_of(directory: str | os.PathLike[str]) -> str:
+    """``"full"`` or ``"sharded"``; :class:`CheckpointError` if the folder holds neither."""
+    d = Path(directory)
+    if (d / ckpt.MODEL_FILE).is_file():
+        return "full"
+    if (d / MODEL_DIR).is_dir():
+        return "sharded"
+    raise CheckpointError(
+        f"{d}: no model weights ({ckpt.MODEL_FILE} or {MODEL_DIR}/ shards); the checkpoint is "
+        f"incomplete, {_HINT}"
+    )
+
+
+# ----------------------------------------------------------------------------- state-dict helpers
+
+
+def flatten_optimizer_state(state: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{name: {key: value}}`` -> (``{"state/<name>/<key>": tensor}``, non-tensor values)."""
+    import torch
+
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for name, values in state.items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state/{name}/{key}"] = value
+            else:
+                scalars.setdefault(name, {})[key] = value
+    return tensors, scalars
+
+
+def unflatten_optimizer_state(tensors: Mapping[str, Any], scalars: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Inverse of :func:`flatten_optimizer_state`."""
+    state: dict[str, dict[str, Any]] = {name: dict(v) for name, v in scalars.items()}
+    for key, value in tensors.items():
+        name, _, k = key.removeprefix("state/").rpartition("/")
+        state.setdefault(name, {})[k] = value
+    return state
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {"__tuple__": [_jsonable(v) for v in value]}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_from_json(v) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """All tensors of a sharded (DCP safetensors) folder as full CPU tensors, in this process."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    d = Path(directory)
+    if not d.is_dir() or not any(d.glob("*.safetensors")):
+        raise CheckpointError(f"{d}: sharded checkpoint folder is missing or empty; {_HINT}")
+    reader = HuggingFaceStorageReader(str(d))
+    try:
+        meta = reader.read_metadata()
+        full: dict[str, torch.Tensor] = {}
+        for fqn, md in meta.state_dict_metadata.items():
+            if isinstance(md, TensorStorageMetadata):
+                full[fqn] = torch.empty(md.size, dtype=md.properties.dtype)
+        dcp.load(full, storage_reader=HuggingFaceStorageReader(str(d)), no_dist=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
+        raise CheckpointError(f"{d}: sharded checkpoint is corrupt or incomplete ({exc}); {_HINT}") from exc
+    return full
+
+
+def read_optimizer_meta(directory: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(param groups, non-tensor state) from a sharded checkpoint's ``optimizer.json``."""
+    path = directory / OPTIMIZER_META
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return [_from_json(g) for g in body["param_groups"]], body.get("scalars", {})
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: optimizer metadata is missing or corrupt ({exc}); {_HINT}") from exc
+
+
+def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model state dict, named optimizer state dict ``{"state", "param_groups"}``) of either
+    layout, as full CPU tensors, without a process group."""
+    d = Path(directory)
+    if layout_of(d) == "full":
+        return ckpt.load_model_state(d / ckpt.MODEL_FILE), ckpt.load_optimizer_state(d / ckpt.OPTIMIZER_FILE)
+    model = read_sharded_tensors(d / MODEL_DIR)
+    groups, scalars = read_optimizer_meta(d)
+    tensors = read_sharded_tensors(d / OPTIMIZER_DIR) if (d / OPTIMIZER_DIR).is_dir() else {}
+    return model, {"state": unflatten_optimizer_state(tensors, scalars), "param_groups": groups}
+
+
+def check_model_fit(model_state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Path) -> None:
+    """CheckpointError naming the keys when ``model_state`` does not fit a model of ``shapes``."""
+    missing = sorted(set(shapes) - set(model_state))
+    unexpected = sorted(set(model_state) - set(shapes))
+    bad = [k for k in shapes if k in model_state and tuple(model_state[k].shape) != tuple(shapes[k])]
+    if missing or unexpected or bad:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+                 f"shape mismatch {bad[:3]}" if bad else ""]
+        raise CheckpointError(
+            f"{where}: weights do not fit this model ({'; '.join(p for p in parts if p)}); use the "
+            "[model] config of the run that wrote the checkpoint"
+        )
+
+
+# ----------------------------------------------------------------------------- save / load (DCP)
+
+
+def save_checkpoint(
+    strategy: DistributedStrategy,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    directory: Path,
+    trainer_state: dict[str, Any],
+    *,
+    sharded: bool,
+) -> None:
+    """Write ``module`` (plain, DDP-wrapped inside or FSDP2-sharded) and ``optimizer`` into
+    ``directory`` in the ``sharded`` or full layout; every rank must call it."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import HuggingFaceStorageWriter
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    directory = Path(directory)
+    if not sharded:
+        msd, osd = get_state_dict(module, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if strategy.is_global_zero:
+            ckpt.save_model_state(directory / ckpt.MODEL_FILE, msd)
+            ckpt.save_optimizer_state(directory / ckpt.OPTIMIZER_FILE, osd)
+            ckpt.write_trainer_state(directory, {**trainer_state, "layout": "full"})
+        strategy.barrier()
+        return
+    msd, osd = get_state_dict(module, optimizer)
+    dcp.save(msd, storage_writer=HuggingFaceStorageWriter(str(directory / MODEL_DIR), save_distributed=True))
+    tensors, scalars = flatten_optimizer_state(osd["state"])
+    dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(directory / OPTIMIZER_DIR), save_distributed=True))
+    if strategy.is_global_zero:
+        groups = [{k: _jsonable(v) for k, v in g.items()} for g in osd["param_groups"]]
+        ckpt.atomic_write_text(
+            directory / OPTIMIZER_META,
+            json.dumps({"param_groups": groups, "scalars": _jsonable_tree(scalars)}, indent=1),
+        )
+        ckpt.write_trainer_state(directory, {**trainer_state, "layout": "sharded", "world_size": strategy.world_size})
+    strategy.barrier()
+
+
+def _jsonable_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable_tree(v) for k, v in value.items()}
+    return _jsonable(value)
+
+
+def load_checkpoint(
+    strategy: DistributedStrategy, module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path
+) -> dict[str, Any]:
+    """Restore ``module`` and ``optimizer`` from either layout (any strategy, any world size);
+    returns the trainer state. Every rank must call it; a bad checkpoint fails on every rank."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    directory = Path(directory)
+    problem: str | None = None
+    try:
+        state = ckpt.read_trainer_state(directory)
+        layout = layout_of(directory)
+    except CheckpointError as exc:
+        problem = str(exc)
+    problem = strategy.broadcast_object(problem)
+    if problem:
+        raise CheckpointError(problem)
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if layout == "full":
+        msd: dict[str, Any] = {}
+        osd: dict[str, Any] = {}
+        if strategy.is_global_zero:
+            try:
+                msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
+                check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
+                osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
+                _check_optimizer_fit(osd, optimizer, module, directory / ckpt.OPTIMIZER_FILE)
+            except CheckpointError as exc:
+                problem = str(exc)
+        problem = strategy.broadcast_object(problem)
+        if problem:
+            raise CheckpointError(problem)
+        opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(module, msd, options=opts)
+        set_optimizer_state_dict(module, optimizer, osd, options=opts)
+        return state
+    # sharded: DCP reshards every tensor onto this run's layout
+    try:
+        msd, osd = get_state_dict(module, optimizer)
+        dcp.load(msd, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
+        set_model_state_dict(module, msd)
+        groups, scalars = read_optimizer_meta(directory)
+        tensors, _ = flatten_optimizer_state(osd["state"])
+        dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch's reader errors are damaged/mismatched files
+        raise CheckpointError(
+            f"{directory}: sharded checkpoint does not fit this model or is damaged ({exc}); use the "
+            f"[model] config of the run that wrote it, or {_HINT}"
+        ) from exc
+    new_groups = [{**saved, "params": cur["params"]} for saved, cur in zip(groups, osd["param_groups"], strict=True)]
+    set_optimizer_state_dict(
+        module, optimizer, {"state": unflatten_optimizer_state(tensors, scalars), "param_groups": new_groups}
+    )
+    return state
+
+
+def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Module, where: Path) -> None:
+    names = {n for n, _ in module.named_parameters()}
+    saved = {n for g in osd["param_groups"] for n in g["params"]}
+    if len(osd["param_groups"]) != len(optimizer.param_groups) or saved != names:
+        raise CheckpointError(
+            f"{where}: saved optimizer parameter groups do not match this model's; use the same "
+            "[model] and [optimizer] config as the run that wrote it"
+        )
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Turn any checkpoint (full or sharded; a run folder or a checkpoint folder) into a full,
+    canonical checkpoint folder ``dst`` that deepseek-core alone loads. Written to a temp folder
+    and renamed into place; ``dst`` must not exist."""
+    source = ckpt.resolve_checkpoint(src)
+    target = Path(dst)
+    if target.exists():
+        raise CheckpointError(f"{target}: already exists; pick a new destination folder")
+    state = ckpt.read_trainer_state(source)
+    model, optim = read_full_state(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        ckpt.save_model_state(tmp / ckpt.MODEL_FILE, model)
+        ckpt.save_optimizer_state(tmp / ckpt.OPTIMIZER_FILE, optim)
+        for rng in source.glob("rng-*.safetensors"):
+            shutil.copy2(rng, tmp / rng.name)
+        body = {k: v for k, v in state.items() if k not in ("format", "format_version")}
+        ckpt.write_trainer_state(tmp, {**body, "layout": "full", "exported_from": str(source)})
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

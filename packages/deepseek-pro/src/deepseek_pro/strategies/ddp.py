@@ -1,0 +1,160 @@
+"""``ddp``: torch DistributedDataParallel, one full replica per rank, optional gradient
+compression (fp16 / bf16 / PowerSGD) with the communicated bytes counted every step.
+
+Gradient accumulation skips the all-reduce on all but the last micro-batch (``no_sync``).
+Activation checkpointing is the model's own (``train.activation_checkpointing``), mixed precision
+is core's :class:`~deepseek.training.precision.Precision` (autocast + fp16 loss scaling; the
+scaler's unscale/inf check runs on the already all-reduced gradients, so every rank skips the
+same steps). Checkpoints: see :mod:`deepseek_pro.checkpoint` (``checkpoint = "full"`` writes the
+canonical files from rank 0; ``"sharded"`` writes DCP safetensors shards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from deepseek.config.validate import positive
+from deepseek.errors import ConfigError
+from deepseek.training.strategy import Batch, OptimizerFactory
+from deepseek_pro import checkpoint as pro_ckpt
+from deepseek_pro.compression import CountingHook, PowerSGDConfig
+from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+
+
+def _at_least_one(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+@dataclass(frozen=True)
+class DDPOptions(DistributedOptions):
+    """``[strategy]`` keys of ``ddp``."""
+
+    compression: Literal["none", "fp16", "bf16", "powersgd"] = "none"
+    """Gradient-communication compression (a DDP communication hook)."""
+    powersgd_rank: int = field(default=1, metadata={"check": _at_least_one})
+    """Rank ``r`` of PowerSGD's low-rank approximation ``M ~ P Q^T``."""
+    powersgd_start_iter: int = field(default=10, metadata={"check": _at_least_one})
+    """Steps of plain all-reduce before compression starts (must be >= 2 with error feedback or
+    warm start)."""
+    powersgd_error_feedback: bool = True
+    powersgd_warm_start: bool = True
+    powersgd_min_compression_rate: float = field(default=2.0, metadata={"check": positive})
+    """Matrices that PowerSGD would shrink by less than this factor are sent uncompressed."""
+    bucket_cap_mb: float = field(default=25.0, metadata={"check": positive})
+    static_graph: bool = False
+    checkpoint: Literal["full", "sharded"] = "full"
+    """``full``: canonical safetensors from rank 0; ``sharded``: torch.distributed.checkpoint."""
+
+    def __post_init__(self) -> None:
+        if (
+            self.compression == "powersgd"
+            and (self.powersgd_error_feedback or self.powersgd_warm_start)
+            and self.powersgd_start_iter < 2
+        ):
+            raise ConfigError(
+                f"strategy.powersgd_start_iter: PowerSGD with error feedback or warm start needs "
+                f">= 2 plain steps first, got {self.powersgd_start_iter}; set it to 2 or more"
+            )
+
+
+class DDPStrategy(DistributedStrategy):
+    """torch DDP on every rank of the job (``dp_size = world_size``)."""
+
+    name: ClassVar[str] = "ddp"
+    Options: ClassVar[type] = DDPOptions
+    supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16", "powersgd")
+
+    def __init__(self, options: Any = None, *, precision: Any) -> None:
+        super().__init__(options, precision=precision)
+        self.ddp: DistributedDataParallel | None = None
+        self.hook: CountingHook | None = None
+        self._metrics: dict[str, float] = {}
+
+    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
+        o = self.options
+        model = model.to(self.device)
+        self.ddp = DistributedDataParallel(
+            model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            bucket_cap_mb=o.bucket_cap_mb,
+            static_graph=o.static_graph,
+            gradient_as_bucket_view=True,
+        )
+        psgd = PowerSGDConfig(
+            rank=o.powersgd_rank,
+            start_iter=o.powersgd_start_iter,
+            error_feedback=o.powersgd_error_feedback,
+            warm_start=o.powersgd_warm_start,
+            min_compression_rate=o.powersgd_min_compression_rate,
+        )
+        self.hook = CountingHook(o.compression, powersgd=psgd)
+        self.ddp.register_comm_hook(state=None, hook=self.hook.as_hook())
+        self.model = self.ddp
+        self.optimizer = optimizer_factory(model.parameters())
+
+    @property
+    def module(self) -> nn.Module:
+        """The wrapped model (canonical parameter names)."""
+        assert self.ddp is not None, "call setup() first"
+        return self.ddp.module
+
+    def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
+        assert self.ddp is not None and self.hook is not None, "call setup() first"
+        loss = self.accumulate(self.ddp, micro_batches, no_sync=self.ddp.no_sync)
+        self._metrics = self.hook.take()
+        return loss
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        assert self.optimizer is not None
+        self.precision.unscale_(self.optimizer)
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        if not grads:
+            return 0.0
+        # Gradients are identical on every rank after the all-reduce: a local norm is global.
+        norm = torch.nn.utils.get_total_norm(grads)
+        if max_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(list(self.module.parameters()), max_norm, norm)
+        return float(norm)
+
+    def optimizer_step(self) -> bool:
+        assert self.optimizer is not None
+        return self.precision.step(self.optimizer)
+
+    def zero_grad(self) -> None:
+        assert self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def evaluate_loss(self, batch: Batch) -> torch.Tensor:
+        module = self.module
+        was_training = module.training
+        module.eval()
+        try:
+            x, y = self.to_device(batch)
+            with self.precision.autocast():
+                loss = module(x, y).detach().float()
+        finally:
+            module.train(was_training)
+        return self.all_reduce_tensor_mean(loss.to(self.comm_device))
+
+    def unwrapped_model(self) -> nn.Module:
+        return self.module
+
+    def step_metrics(self) -> dict[str, float]:
+        return dict(self._metrics)
+
+    def save_checkpoint(self, directory: Path, trainer_state: dict[str, Any]) -> None:
+        assert self.optimizer is not None
+        pro_ckpt.save_checkpoint(self, self.module, self.optimizer, Path(directory), trainer_state,
+                                 sharded=self.options.checkpoint == "sharded")
+
+    def load_checkpoint(self, directory: Path) -> dict[str, Any]:
+        assert self.optimizer is not None
+        return pro_ckpt.load_checkpoint(self, self.module, self.optimizer, Path(directory))
