@@ -1,13 +1,14 @@
 """Hook specifications: the plugin author's reference.
 
 A plugin is a module (or object) with functions decorated by :data:`hookimpl` whose names match
-the hooks below. Publish it through the ``deepseek`` entry-point group::
+the hooks below. Publish it through the ``deepseek`` entry-point group in the
+``pyproject.toml`` of your distribution (``deepseek-acme``)::
 
-    # pyproject.toml of deepseek-acme
     [project.entry-points.deepseek]
     acme = "deepseek_acme.plugin"
 
-    # deepseek_acme/plugin.py
+and implement hooks in that module (``deepseek_acme/plugin.py``)::
+
     from deepseek import hookimpl
 
     @hookimpl
@@ -54,7 +55,22 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 class RegisterFn(Protocol):
-    """The ``register`` callback handed to every registration hook."""
+    """The ``register`` callback handed to every registration hook.
+
+    - ``name``: lower case letters, digits, ``.``, ``_`` and ``-``, starting with a letter or
+      digit; unique per kind within a distribution. Prefix third-party names with your plugin's
+      name (``acme.fold-scale``). When two distributions register the same name, users pick one
+      as ``dist:name`` or set precedence (``DEEPSEEK_PLUGIN_PREFER``, ``[plugins] prefer``).
+    - ``target``: the component (a class, factory function or ``click.Command``), or a lazy
+      ``"package.module:attribute"`` string imported only when the component is created.
+    - ``aliases``: a list or tuple of further names for the same component.
+    - ``description``: one line shown by ``deepseek plugins list`` and ``deepseek --help``;
+      defaults to the first docstring paragraph of a non-lazy target.
+
+    An invalid call raises :class:`deepseek.errors.PluginError`, naming distribution, plugin
+    and hook; the plugin is then skipped as a whole. ``register`` is valid only while its hook
+    runs.
+    """
 
     def __call__(
         self,
@@ -86,7 +102,7 @@ def deepseek_register_models(register: RegisterFn) -> None:
     """Register model builders.
 
     ``target`` is called as ``target(**overrides)`` and returns a ``torch.nn.Module``. Core
-    registers ``gpt-tiny``, ``gpt-small`` and ``gpt-1.3b``.
+    registers the GPT presets ``tiny``, ``small`` and ``1.3b``.
     """
 
 
@@ -105,8 +121,10 @@ def deepseek_register_passes(register: RegisterFn) -> None:
     """Register graph-optimizer passes.
 
     ``target`` is a subclass of :class:`deepseek.optimize.passes.GraphPass` (or a factory
-    returning an instance). A pass rewrites a ``torch.fx.GraphModule``; the optimizer checks
-    every result against eager and drops a pass that changes the numbers.
+    returning an instance), created without arguments. A pass implements
+    ``apply(gm, example_inputs)``: it rewrites a ``torch.fx.GraphModule`` and returns it (or
+    ``None`` when it did not fire), noting what it changed with ``self.record(...)``. The
+    optimizer checks every result against eager and drops a pass that changes the numbers.
     """
 
 
@@ -146,7 +164,12 @@ def deepseek_validate_config(config: Config) -> None:
 
 @hookspec
 def deepseek_train_start(trainer: Trainer) -> None:
-    """Called once on every rank after model, optimizer and data are set up, before step 1."""
+    """Called once on every rank after model, optimizer and data are set up, before the first step.
+
+    Useful attributes: ``trainer.config``, ``trainer.run_dir``, ``trainer.step`` (0, or the
+    step a resumed run continues from), ``trainer.is_global_zero``, ``trainer.model`` and
+    ``trainer.optimizer``.
+    """
 
 
 @hookspec
@@ -154,17 +177,26 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
     """Called after each optimizer step with that step's metrics (``loss``, ``lr``, ...).
 
     ``metrics`` may be extended in place: whatever a plugin adds is logged with the step.
+    Raising stops training: ``deepseek_train_end`` is still called, then the error propagates
+    (a :class:`deepseek.errors.DeepseekError` is shown as one line by the CLI).
     """
 
 
 @hookspec
 def deepseek_evaluate(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-    """Called after each periodic evaluation with its metrics (``val_loss``, ...)."""
+    """Called after each evaluation with its metrics (``val_loss``, ...).
+
+    A fresh run evaluates once before the first step (``step == 0``), then every
+    ``train.eval_interval`` steps and at the last step.
+    """
 
 
 @hookspec
 def deepseek_checkpoint_saved(trainer: Trainer, path: Path, step: int) -> None:
-    """Called after a checkpoint directory has been written completely (atomically)."""
+    """Called on every rank after a checkpoint directory has been written completely.
+
+    ``path`` is the final directory (it was written under a temporary name and renamed).
+    """
 
 
 @hookspec
