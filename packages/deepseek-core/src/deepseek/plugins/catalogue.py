@@ -20,7 +20,7 @@ EDITIONS: dict[str, str] = {
 CATALOGUE: dict[tuple[str, str], str] = {
     **{
         ("strategy", n): "deepseek-pro"
-        for n in ("ddp", "fsdp", "zero3", "deepspeed", "zero1", "zero2", "pipeline", "hybrid")
+        for n in ("ddp", "fsdp", "zero3", "deepspeed", "pipeline", "hybrid")
     },
     ("command", "launch"): "deepseek-pro",
     **{

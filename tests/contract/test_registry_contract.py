@@ -1,0 +1,90 @@
+"""Contract every registered component meets, whatever is installed (timm's test_models idea).
+
+Parametrized over everything the plugin host knows in this environment: core's built-ins, the
+installed editions and any third-party plugin. Every component resolves (qualified and, when
+unambiguous, by its bare name), loads, has a one-line description and a valid name, and is of
+the type its kind promises. Deeper per-kind checks live next to this module.
+"""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from deepseek.plugins import catalogue
+from deepseek.plugins.host import get_host
+from deepseek.plugins.records import NAME_RE
+
+HOST = get_host()
+COMPONENTS = [c for kind in HOST.known_kinds() for c in HOST.components(kind)]
+IDS = [f"{c.kind}:{c.qualified_name}" for c in COMPONENTS]
+
+
+def test_core_builtins_are_registered() -> None:
+    assert "single" in HOST.names("strategy")
+    assert {"tiny", "small", "1.3b"} <= set(HOST.names("model"))
+    assert "text.transformer" in HOST.names("encoder")
+    assert "plugins" in HOST.names("command")
+
+
+def test_every_plugin_distribution_loaded() -> None:
+    broken = {r.dist: r.reason for r in HOST.records.values() if r.status in ("failed", "blocked")}
+    assert not broken
+
+
+def test_no_name_is_registered_twice() -> None:
+    clashes = {
+        (kind, name): [c.dist for c in HOST.candidates(kind, name)]
+        for kind in HOST.known_kinds()
+        for name in HOST.names(kind)
+        if len(HOST.candidates(kind, name)) > 1
+    }
+    assert not clashes
+
+
+@pytest.mark.parametrize("comp", COMPONENTS, ids=IDS)
+def test_component_resolves_loads_and_is_described(comp) -> None:  # noqa: ANN001
+    assert NAME_RE.match(comp.name) and all(NAME_RE.match(a) for a in comp.aliases)
+    assert comp.description.strip() and "\n" not in comp.description, "register it with a description"
+    assert HOST.resolve(comp.kind, comp.qualified_name) == comp
+    assert HOST.resolve(comp.kind, comp.name) == comp
+    for alias in comp.aliases:
+        assert HOST.resolve(comp.kind, alias).target == comp.target
+    assert HOST.records[comp.dist].status == "ok"
+    assert comp.name in HOST.records[comp.dist].components[comp.kind]
+    obj = comp.load()
+    assert callable(obj)
+    check = KIND_CHECKS.get(comp.kind)
+    if check is not None:
+        check(comp, obj)
+
+
+def _strategy(comp, obj) -> None:  # noqa: ANN001
+    from deepseek.training.strategy import Strategy
+
+    assert isinstance(obj, type) and issubclass(obj, Strategy), f"{comp.target_text} is not a Strategy subclass"
+
+
+def _pass(comp, obj) -> None:  # noqa: ANN001
+    from deepseek.optimize.passes import GraphPass
+
+    instance = obj()
+    assert isinstance(instance, GraphPass), f"{comp.target_text}() is not a GraphPass"
+    assert instance.name == comp.name, "a pass's name attribute must match its registered name"
+
+
+def _command(comp, obj) -> None:  # noqa: ANN001
+    assert isinstance(obj, click.Command), f"{comp.target_text} is not a click.Command"
+
+
+KIND_CHECKS = {"strategy": _strategy, "pass": _pass, "command": _command}
+
+
+@pytest.mark.parametrize(("kind", "name"), sorted(catalogue.CATALOGUE), ids=lambda v: str(v))
+def test_catalogue_matches_what_an_edition_registers(kind: str, name: str) -> None:
+    """The edition-aware "not found" messages must name components the edition really has."""
+    provider = catalogue.CATALOGUE[(kind, name)]
+    record = HOST.records.get(provider)
+    if record is None or record.status != "ok" or not record.components.get(kind):
+        pytest.skip(f"{provider} is not installed/loaded or registers no {kind} yet")
+    assert name in HOST.names(kind), f"catalogue lists {kind} {name!r} for {provider}, which does not register it"
