@@ -1,0 +1,428 @@
+"""``deepseek bench train``: training throughput and MFU of our training path, side by side
+with a plain PyTorch loop of the same model (eager and ``torch.compile``) in the same process.
+
+Our path is exactly the trainer's: the model is built and prepared by
+:mod:`deepseek.training.build` (``build_model``, ``prepare_model``, ``optimizer_factory``), and
+each step is ``set_lr -> forward_backward -> clip_grad_norm -> optimizer_step -> zero_grad ->
+loss.item()`` on a strategy from ``create_strategy``. The plain loop is what a user would write:
+autocast, ``loss.backward()``, ``clip_grad_norm_``, AdamW (``fused=True`` on CUDA), no host sync.
+
+Timing: warm-up steps (compilation included) are excluded; each measured step is bracketed by
+CUDA events (no extra host sync; one ``synchronize`` at the end) or ``perf_counter`` on CPU;
+the median step time is reported. MFU uses the PaLM formula, ``GPT.flops_per_token``:
+``6 N + 12 L d T`` FLOPs per token, ``N`` = parameters without the position table (the tied
+token table stays in, it is the LM head's matmul weight), divided by the device's dense peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+# Dense peak TFLOP/s (no sparsity) by device-name pattern: (16-bit, TF32). First match wins.
+_PEAKS: tuple[tuple[str, float, float], ...] = (
+    (r"H100.*PCIe", 756.0, 378.0),
+    (r"H200|H100|GH200", 989.0, 494.7),
+    (r"A100", 312.0, 156.0),
+)
+
+
+def peak_tflops(device_name: str, precision: str) -> float | None:
+    """Dense peak of ``device_name`` for ``precision`` (bf16/fp16: tensor-core 16-bit; fp32:
+    TF32), ``None`` when unknown (CPU, other GPUs)."""
+    for pattern, half, tf32 in _PEAKS:
+        if re.search(pattern, device_name):
+            return tf32 if precision == "fp32" else half
+    return None
+
+
+@dataclass
+class BenchSettings:
+    """Everything one ``bench train`` run measures with."""
+
+    model: str = "small"
+    precision: str = "bf16"
+    batch: int = 8
+    seq: int = 2048
+    steps: int = 20
+    warmup: int = 5
+    strategy: str = "single"
+    compile: bool = False
+    compile_scope: str = "blocks"
+    compile_mode: str = "default"
+    attention: str = "auto"
+    activation_checkpointing: bool = False
+    device: str = "auto"
+    lr: float = 3e-4
+    seed: int = 1337
+    baseline: bool = False
+    baseline_variants: str = "eager,compile"
+    peak_tflops: float | None = None
+
+
+@dataclass
+class Row:
+    """One measured variant."""
+
+    name: str
+    path: str
+    compile: bool
+    steps: int
+    median_step_s: float
+    mean_step_s: float
+    tokens_per_s: float
+    tflops: float
+    mfu: float | None
+    peak_memory_bytes: int
+    memory_kind: str
+    loss_first: float
+    loss_last: float
+    host_syncs_per_step: int
+    step_times_s: list[float] = field(default_factory=list)
+
+
+def _rss_peak_reset() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
+
+
+def _rss_peak() -> int:
+    with contextlib.suppress(OSError, AttributeError):
+        found = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
+        if found:
+            return int(found.group(1)) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _attention_context(name: str) -> contextlib.AbstractContextManager[Any]:
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+    return sdpa_kernel([backends[name]])
+
+
+def _config(s: BenchSettings) -> Any:
+    from deepseek.config.load import config_from_dict
+
+    strategy: dict[str, Any] = {"name": s.strategy}
+    if s.strategy == "single":
+        strategy["device"] = s.device
+    return config_from_dict({
+        "model": {"preset": s.model},
+        "data": {"seq_len": s.seq, "batch_size": s.batch},
+        "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_scope == "blocks"
+                  and s.compile_mode == "default",
+                  "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0},
+        "precision": {"dtype": s.precision},
+        "strategy": strategy,
+    }, validate=False)
+
+
+def _compile(model: Any, s: BenchSettings, *, whole: bool) -> Any:
+    """Compile in place: every block (the trainer's ``train.compile``) or the whole model."""
+    kwargs = {} if s.compile_mode == "default" else {"mode": s.compile_mode}
+    if whole:
+        model.compile(**kwargs)
+    else:
+        for block in model.blocks:
+            block.compile(**kwargs)
+    return model
+
+
+def _batches(s: BenchSettings, vocab: int, rows: int, pin: bool) -> list[tuple[Any, Any]]:
+    """A few fixed random batches on the host (pinned for CUDA), cycled through."""
+    import torch
+
+    gen = torch.Generator().manual_seed(s.seed)
+    out = []
+    for _ in range(4):
+        tokens = torch.randint(0, vocab, (rows, s.seq + 1), generator=gen)
+        x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+        out.append((x.pin_memory(), y.pin_memory()) if pin else (x, y))
+    return out
+
+
+def _measure(step: Callable[[int], Any], s: BenchSettings, device: Any) -> tuple[list[float], float, int, list[Any]]:
+    """Run warm-up then measured steps; return step times, wall mean, peak memory, losses."""
+    import torch
+
+    cuda = device.type == "cuda"
+    losses = [step(i) for i in range(s.warmup)]
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(s.steps + 1)]
+        events[0].record()
+    else:
+        _rss_peak_reset()
+        marks = [time.perf_counter()]
+    start = time.perf_counter()
+    for i in range(s.steps):
+        losses.append(step(s.warmup + i))
+        if cuda:
+            events[i + 1].record()
+        else:
+            marks.append(time.perf_counter())
+    if cuda:
+        torch.cuda.synchronize(device)
+        times = [events[i].elapsed_time(events[i + 1]) / 1e3 for i in range(s.steps)]
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        times = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+        peak = _rss_peak()
+    wall = (time.perf_counter() - start) / s.steps
+    return times, wall, peak, losses
+
+
+def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[], None]]:
+    """Our training path: model/precision/optimizer from training.build, a registered strategy."""
+    from deepseek.errors import UsageError
+    from deepseek.plugins.registry import create_strategy
+    from deepseek.training.build import (
+        build_model,
+        build_precision,
+        optimizer_factory,
+        prepare_model,
+    )
+    from deepseek.training.strategy import Strategy
+
+    cfg = _config(s)
+    precision = build_precision(cfg)
+    strategy = create_strategy(cfg.strategy.name, cfg.strategy.options, precision=precision)
+    if not isinstance(strategy, Strategy):
+        raise UsageError(f"--strategy: {s.strategy!r} is not a deepseek Strategy")
+    if getattr(strategy, "needs_launcher", False) and "RANK" not in os.environ:
+        raise UsageError(
+            f"--strategy: {s.strategy!r} runs one process per device; start the benchmark under "
+            "torchrun (or deepseek launch), e.g. torchrun --nproc-per-node 2 -m deepseek bench train ..."
+        )
+    strategy.setup_environment()
+    precision.bind(strategy.device)
+    model = prepare_model(build_model(cfg), cfg)
+    if s.compile and not cfg.train.compile:
+        _compile(model, s, whole=s.compile_scope == "model")
+    strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
+    rows = s.batch * strategy.dp_size
+    batches = _batches(s, model.config.vocab_size, rows, strategy.device.type == "cuda")
+
+    def step(i: int) -> float:
+        strategy.set_lr(s.lr)
+        x, y = strategy.shard_batch(batches[i % len(batches)])
+        loss = strategy.forward_backward([(x, y)])
+        strategy.clip_grad_norm(cfg.train.grad_clip)
+        strategy.optimizer_step()
+        strategy.zero_grad()
+        return float(loss.item())  # the trainer logs every step's loss
+
+    return step, strategy, model, strategy.teardown
+
+
+def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tuple[Callable[[int], Any], Any]:
+    """A plain PyTorch loop over the same model, seeded the same way."""
+    import torch
+
+    from deepseek.models.presets import build
+
+    torch.manual_seed(s.seed)
+    model = build(s.model).float().to(device)
+    model.set_activation_checkpointing(s.activation_checkpointing)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda" or None)
+    fwd = torch.compile(model, **({} if s.compile_mode == "default" else {"mode": s.compile_mode})) if compiled else model
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    batches = _batches(s, model.config.vocab_size, s.batch, device.type == "cuda")
+
+    def step(i: int) -> Any:
+        x, y = batches[i % len(batches)]
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = fwd(x, y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step, model
+
+
+def _variants(text: str) -> list[str]:
+    from deepseek.errors import UsageError
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names or any(v not in ("eager", "compile") for v in names):
+        raise UsageError(f"--baseline-variants: {text!r}; give eager, compile or eager,compile")
+    return list(dict.fromkeys(names))
+
+
+def _release() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    with contextlib.suppress(Exception):
+        torch._dynamo.reset()
+
+
+def _row(name: str, path: str, compiled: bool, syncs: int, s: BenchSettings, measured: Any,
+         flops_per_token: int, tokens_per_step: int, peak: float | None, kind: str) -> Row:
+    times, wall, mem, losses = measured
+    median = statistics.median(times)
+    tps = tokens_per_step / median
+    values = [float(v) for v in losses]
+    return Row(
+        name=name, path=path, compile=compiled, steps=s.steps, median_step_s=median, mean_step_s=wall,
+        tokens_per_s=tps, tflops=tps * flops_per_token / 1e12,
+        mfu=(tps * flops_per_token / (peak * 1e12)) if peak else None, peak_memory_bytes=int(mem),
+        memory_kind=kind, loss_first=values[0], loss_last=values[-1], host_syncs_per_step=syncs,
+        step_times_s=times,
+    )
+
+
+def run_bench(s: BenchSettings) -> dict[str, Any]:
+    """Measure our path (and with ``baseline`` the plain loop, eager and compiled)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    with _attention_context(s.attention):
+        step, strategy, model, teardown = _ours(s)
+        device = strategy.device
+        precision = strategy.precision.name
+        cfg = model.config
+        flops = int(model.flops_per_token(s.seq))
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
+        kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
+        tokens = s.batch * s.seq
+        ours = f"deepseek {s.strategy}" + (f" + compile ({s.compile_scope})" if s.compile else "")
+        rows = [_row(ours, "deepseek", s.compile, 2, s, _measure(step, s, device), flops, tokens, peak, kind)]
+        dp_size, world = strategy.dp_size, strategy.world_size
+        del step, model
+        if s.baseline and world == 1:
+            strategy.model = strategy.optimizer = None
+            _release()
+            for compiled in [v == "compile" for v in _variants(s.baseline_variants)]:
+                plain, plain_model = _plain(s, precision, device, compiled)
+                label = "plain PyTorch + torch.compile" if compiled else "plain PyTorch eager"
+                rows.append(_row(label, "plain", compiled, 0, s, _measure(plain, s, device),
+                                 flops, tokens, peak, kind))
+                del plain, plain_model
+                _release()
+        teardown()
+    return {
+        "device": {"type": device.type, "name": name, "peak_tflops": peak, "torch": torch.__version__,
+                   "dp_size": dp_size, "world_size": world},
+        "model": {"preset": s.model, **cfg.to_dict(), "flops_per_token": flops,
+                  "flops_formula": "6*N + 12*L*d*T (PaLM), N = parameters without the position table"},
+        "settings": {**asdict(s), "precision": precision, "tokens_per_step": tokens},
+        "rows": [asdict(r) for r in rows],
+    }
+
+
+def _print(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    d, st = result["device"], result["settings"]
+    title = (f"bench train: {result['model']['preset']} {st['precision']} batch {st['batch']} x seq {st['seq']}, "
+             f"{st['steps']} steps after {st['warmup']} warm-up, on {d['name']} (peak "
+             f"{d['peak_tflops'] or 'n/a'} TFLOP/s)")
+    table = Table(title=title, title_justify="left")
+    for col in ("variant", "median step ms", "tokens/s", "TFLOP/s", "MFU", "peak memory GiB", "loss first->last"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for r in result["rows"]:
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+        table.add_row(r["name"], f"{r['median_step_s'] * 1e3:.1f}", f"{r['tokens_per_s']:,.0f}",
+                      f"{r['tflops']:.2f}", mfu, f"{r['peak_memory_bytes'] / 1024**3:.2f}",
+                      f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+    console.print(f"[dim]memory: {result['rows'][0]['memory_kind']}; FLOPs/token {result['model']['flops_per_token']:,} "
+                  f"({result['model']['flops_formula']})[/]")
+
+
+def _write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, path)
+
+
+@click.command("train")
+@click.option("--model", default="small", show_default=True, help="GPT preset: tiny, small, 1.3b.")
+@click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32", "auto"]), default="bf16", show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True, help="Micro-batch per device.")
+@click.option("--seq", type=int, default=2048, show_default=True, help="Sequence length.")
+@click.option("--steps", type=int, default=20, show_default=True, help="Measured steps.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Warm-up steps (not measured).")
+@click.option("--strategy", default="single", show_default=True, help="Registered strategy for our path.")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+              help="torch.compile our path (the trainer's train.compile).")
+@click.option("--compile-scope", type=click.Choice(["blocks", "model"]), default="blocks", show_default=True,
+              help="Compile each block (trainer) or the whole model, for our path.")
+@click.option("--compile-mode", type=click.Choice(["default", "reduce-overhead", "max-autotune",
+                                                   "max-autotune-no-cudagraphs"]), default="default",
+              show_default=True)
+@click.option("--attention", type=click.Choice(["auto", "flash", "efficient", "cudnn", "math"]), default="auto",
+              show_default=True, help="Force one scaled_dot_product_attention kernel.")
+@click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True)
+@click.option("--baseline/--no-baseline", default=False, show_default=True,
+              help="Also run a plain PyTorch loop (eager and torch.compile) in the same process.")
+@click.option("--baseline-variants", default="eager,compile", show_default=True,
+              help="Which plain loops --baseline runs: eager, compile or both.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--peak-tflops", type=float, help="Peak TFLOP/s for MFU when the device is not known.")
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--seed", type=int, default=1337, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results here.")
+def train_command(compile_: bool, json_path: Path | None, **options: Any) -> None:
+    """Training throughput, peak memory and MFU of our path vs a plain PyTorch loop."""
+    from deepseek.errors import UsageError
+
+    s = BenchSettings(compile=compile_, **options)
+    for opt in ("batch", "seq", "steps"):
+        if getattr(s, opt) < 1:
+            raise UsageError(f"--{opt}: must be >= 1, got {getattr(s, opt)}")
+    if s.warmup < 0:
+        raise UsageError(f"--warmup: must be >= 0, got {s.warmup}")
+    _variants(s.baseline_variants)
+    if s.peak_tflops is not None and s.peak_tflops <= 0:
+        raise UsageError(f"--peak-tflops: must be > 0, got {s.peak_tflops}")
+    result = run_bench(s)
+    if result["device"]["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return
+    _print(result)
+    if json_path is not None:
+        _write_json(json_path, result)
+        click.echo(f"wrote {json_path}")
