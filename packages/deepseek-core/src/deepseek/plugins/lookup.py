@@ -1,0 +1,152 @@
+"""Component lookups of the plugin host: names, kinds, resolution with precedence, creation."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pluggy
+
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError, UsageError
+from deepseek.plugins import catalogue
+from deepseek.plugins.records import Component, PluginRecord, Resolution
+from deepseek.plugins.settings import ENV_PREFER, PluginSettings, normalize_dist, same_dist
+
+
+def normalized(dists: Iterable[str]) -> tuple[str, ...]:
+    """Distribution names normalised and de-duplicated, order kept."""
+    out: list[str] = []
+    for d in dists:
+        if d.strip() and normalize_dist(d) not in out:
+            out.append(normalize_dist(d))
+    return tuple(out)
+
+
+class LookupMixin:
+    """Everything :class:`~deepseek.plugins.host.PluginHost` answers once plugins are loaded."""
+
+    settings: PluginSettings
+    pm: pluggy.PluginManager
+    records: dict[str, PluginRecord]
+    config_prefer: tuple[str, ...]
+    _components: dict[str, dict[str, list[Component]]]
+
+    def registration_hooks(self) -> dict[str, str]:  # provided by the host
+        raise NotImplementedError
+
+    @property
+    def hook(self) -> Any:
+        """pluggy's hook relay: ``host.hook.deepseek_train_start(trainer=...)``."""
+        return self.pm.hook
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted component names of one kind, aliases included."""
+        return sorted(self._components.get(kind, {}))
+
+    def kinds(self) -> list[str]:
+        """Every component kind that has at least one component."""
+        return sorted(k for k, v in self._components.items() if v)
+
+    def known_kinds(self) -> list[str]:
+        """Every component kind some registration hook accepts (with or without components)."""
+        return sorted(set(self.registration_hooks().values()))
+
+    def components(self, kind: str) -> list[Component]:
+        """Every registered component of one kind, aliases excluded, sorted by name and dist."""
+        comps = [c for cs in self._components.get(kind, {}).values() for c in cs]
+        return sorted((c for c in comps if c.alias_of is None), key=lambda c: (c.name, c.dist))
+
+    def candidates(self, kind: str, name: str) -> list[Component]:
+        """Every component registered under ``name`` (without qualification)."""
+        return list(self._components.get(kind, {}).get(name, []))
+
+    def preference(self) -> tuple[str, ...]:
+        """Distributions in precedence order: ``DEEPSEEK_PLUGIN_PREFER`` then the config's."""
+        out: list[str] = []
+        for d in (*self.settings.prefer, *self.config_prefer):
+            if d not in out:
+                out.append(d)
+        return tuple(out)
+
+    def set_preference(self, dists: Sequence[str]) -> None:
+        """Precedence from the config's ``[plugins] prefer`` list (the environment comes first)."""
+        self.config_prefer = normalized(dists)
+
+    def check_kind(self, kind: str) -> None:
+        """Raise a one-line :class:`UsageError` if no registration hook accepts ``kind``."""
+        known = self.known_kinds()
+        if kind in known:
+            return
+        provider = catalogue.kind_provider(kind)
+        if provider is not None and self.records.get(provider, None) is None:
+            raise ComponentNotFoundError(
+                f"component kind {kind!r} is added by {provider}, which is not installed; "
+                f"install it with: {catalogue.install_command(provider)}"
+            )
+        close = difflib.get_close_matches(kind.rstrip("s"), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(f"unknown component kind {kind!r}; {hint}kinds: {', '.join(known)}")
+
+    def explain(self, kind: str, name: str) -> Resolution:
+        """How ``name`` resolves: the winning component (or ``None``), the candidates and why."""
+        self.check_kind(kind)
+        if ":" in name:
+            dist_part, _, bare = name.partition(":")
+            cands = tuple(self.candidates(kind, bare))
+            found = [c for c in cands if same_dist(dist_part, c.dist)]
+            if found:
+                return Resolution(kind, name, cands, found[0], f"qualified as {name!r}")
+            others = ", ".join(c.qualified_name for c in cands) or "none"
+            return Resolution(
+                kind, name, cands, None,
+                f"{kind} {name!r}: no distribution {dist_part!r} registers a {kind} named "
+                f"{bare!r} (candidates: {others}); see 'deepseek plugins which {kind} {bare}'",
+            )
+        cands = tuple(self.candidates(kind, name))
+        if len(cands) == 1:
+            return Resolution(kind, name, cands, cands[0], "the only candidate")
+        if not cands:
+            return Resolution(kind, name, cands, None, self._not_found_message(kind, name))
+        for preferred in self.preference():
+            for comp in cands:
+                if same_dist(preferred, comp.dist):
+                    source = ENV_PREFER if preferred in self.settings.prefer else "[plugins] prefer"
+                    return Resolution(kind, name, cands, comp, f"preferred by {source}")
+        who = " and ".join(f"{c.dist} {c.version} ({c.module})" for c in cands)
+        first = cands[0]
+        return Resolution(
+            kind, name, cands, None,
+            f"{kind} {name!r} is registered by both {who}; choose one as "
+            f"'{first.qualified_name}' or set precedence with [plugins] prefer = "
+            f"[\"{first.dist}\"] or {ENV_PREFER}={first.dist}",
+        )
+
+    def resolve(self, kind: str, name: str) -> Component:
+        """The one component ``name`` refers to; clear errors for unknown or ambiguous names."""
+        res = self.explain(kind, name)
+        if res.winner is not None:
+            return res.winner
+        if len(res.candidates) > 1 and ":" not in name:
+            raise ComponentConflictError(res.reason)
+        raise ComponentNotFoundError(res.reason)
+
+    def _not_found_message(self, kind: str, name: str) -> str:
+        reason = catalogue.unavailable_reason(kind, name, self.records)
+        if reason is not None:
+            return reason
+        available = self.names(kind)
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"unknown {kind} {name!r}; {hint}available: {', '.join(available) or 'none'} "
+            "(see 'deepseek plugins list')"
+        )
+
+    def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Resolve ``name`` and call its target with the given arguments."""
+        return self.resolve(kind, name).load()(*args, **kwargs)
+
+    def fingerprint(self) -> list[tuple[str, str, str]]:
+        """(distribution, version, status) of every plugin, for cross-rank consistency checks."""
+        return sorted((r.dist, r.version, r.status) for r in self.records.values())
