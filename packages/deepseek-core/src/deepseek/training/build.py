@@ -31,8 +31,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: Config) -> nn.Module:
-    """The ``[model]`` preset with its overrides, seeded with ``train.seed``, on CPU in fp32."""
+def build_model(config: Config, *, for_training: bool = True) -> nn.Module:
+    """The ``[model]`` preset with its overrides, seeded with ``train.seed``, on CPU in fp32.
+
+    ``for_training`` also checks that ``data.seq_len`` fits the model."""
     from deepseek.plugins.registry import create_model
 
     seed_everything(config.train.seed)
@@ -42,7 +44,7 @@ def build_model(config: Config) -> nn.Module:
         raise ConfigError(f"model.preset: {config.model.preset!r} did not build a torch.nn.Module")
     model = model.float()
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
-    if max_len is not None and config.data.seq_len > max_len:
+    if for_training and max_len is not None and config.data.seq_len > max_len:
         raise ConfigError(
             f"data.seq_len: {config.data.seq_len} is longer than the model's max_seq_len={max_len}; "
             f"lower data.seq_len or set model.max_seq_len = {config.data.seq_len}"

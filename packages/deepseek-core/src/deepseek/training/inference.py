@@ -48,7 +48,7 @@ def load_trained(
         data = state.get("config") or {}
         weights = directory / ckpt.MODEL_FILE
     config = config_from_dict(_as_single(data, need_data), validate=False)
-    model = build_model(config)
+    model = build_model(config, for_training=need_data)
     ckpt.load_into_model(model, weights)
     model.to(device).eval()
     return model, config, state

@@ -205,7 +205,7 @@ class Trainer:
                     self.save_checkpoint()
         finally:
             progress.close()
-            self.hooks.deepseek_train_end(trainer=self, metrics=dict(self.last_metrics))
+            self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
             self.metrics_out.close()
         self._finish()
         strategy.teardown()

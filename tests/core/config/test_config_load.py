@@ -1,0 +1,162 @@
+"""Typed config sections, TOML loading, --set overrides, and the errors for bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.config.load import (
+    config_from_dict,
+    dump_config,
+    load_config,
+    parse_override,
+    write_config,
+)
+from deepseek.config.schema import Config, ModelConfig
+from deepseek.errors import ConfigError, UsageError
+from deepseek.plugins.host import get_host
+
+
+def test_defaults_are_the_main_job() -> None:
+    config = load_config()
+    assert config.model.preset == "tiny" and config.strategy.name == "single"
+    assert config.strategy.options.device == "auto"
+    assert config.data.path == "" and config.precision.dtype == "auto"
+
+
+def test_toml_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        '[train]\nlr = 1e-3\nmax_steps = 50\n[model]\nn_layers = 2\n'
+        '[strategy]\nname = "single"\ndevice = "cpu"\n'
+    )
+    config = load_config(path, ["train.lr=3e-4", "optimizer.betas=[0.8, 0.9]", "logging.name=demo"])
+    assert config.train.lr == 3e-4 and config.train.max_steps == 50
+    assert config.optimizer.betas == (0.8, 0.9)
+    assert config.logging.name == "demo"  # a bare word falls back to a string
+    assert config.model.overrides() == {"n_layers": 2}
+    assert config.strategy.options.device == "cpu"
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    config = load_config(overrides=["model.d_model=64", "train.decay_steps=900", "plugins.prefer=['deepseek-core']"])
+    text = dump_config(config)
+    assert "decay_steps = 900" in text and 'device = "auto"' in text
+    assert load_config(write_config(config, tmp_path / "c.toml")) == config
+    assert config_from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("item", "keys", "value"),
+    [
+        ("train.lr=1e-3", ["train", "lr"], 1e-3),
+        ("train.compile=true", ["train", "compile"], True),
+        ("data.path=/tmp/some dir", ["data", "path"], "/tmp/some dir"),
+        ('model.preset="small"', ["model", "preset"], "small"),
+        ("strategy.name = single", ["strategy", "name"], "single"),
+    ],
+)
+def test_parse_override(item: str, keys: list[str], value: object) -> None:
+    assert parse_override(item) == (keys, value)
+
+
+@pytest.mark.parametrize("item", ["trainlr", "train.lr", "=3", "train..lr=3", ".lr=1"])
+def test_bad_override_syntax(item: str) -> None:
+    with pytest.raises(UsageError, match=r"expected SECTION\.KEY=VALUE"):
+        load_config(overrides=[item])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.lrr=1"], r"train\.lrr: unknown key \(did you mean 'lr'\?\)"),
+        (["trian.lr=1"], r"trian: unknown config section \(did you mean 'train'\?\)"),
+        (["train.max_steps=ten"], r"train\.max_steps: expected an integer, got 'ten'"),
+        (["train.lr=-0.1"], r"train\.lr: must be > 0, got -0\.1"),
+        (["train.lr=true"], r"train\.lr: expected a number"),
+        (["precision.dtype=fp8"], r"precision\.dtype: 'fp8' .*allowed values: 'auto', 'fp32', 'bf16', 'fp16'"),
+        (["optimizer.name=adam"], r"optimizer\.name: 'adam' .*did you mean 'adamw'"),
+        (["optimizer.betas=[0.9]"], r"optimizer\.betas: must be two numbers"),
+        (["strategy.name=warp"], r"strategy\.name: unknown strategy 'warp'"),
+        (["strategy.devcie=cpu"], r"strategy\.devcie: unknown key \(did you mean 'device'\?\)"),
+        (["strategy.device=tpu"], r"strategy\.device: .*'cuda:N'"),
+        (["model.preset=tinny"], r"model\.preset: unknown model 'tinny' \(did you mean 'tiny'\?\)"),
+        (["data.path=/no/such/corpus"], r"data\.path: '/no/such/corpus' does not exist"),
+        (["data.batch_size=10", "train.grad_accum=3"], r"train\.grad_accum: data\.batch_size=10 is not divisible"),
+        (["train.min_lr=1", "train.lr=0.1"], r"train\.min_lr: 1\.0 is above train\.lr"),
+        (["checkpoint.keep_last=0"], r"checkpoint\.keep_last: must be >= 1"),
+        (["train=3"], r"expected SECTION\.KEY=VALUE"),
+        (["train.lr.x=3"], r"train\.lr: expected a number"),
+        (["train.lr=1", "train.lr.x=3"], r"train\.lr is a value, not a table"),
+    ],
+)
+def test_bad_values_name_the_field(overrides: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message) as info:
+        load_config(overrides=overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_strategy_with_core_missing_edition_says_what_to_install() -> None:
+    with pytest.raises(ConfigError, match="strategy.name: .*zero3.*deepseek-pro"):
+        load_config(overrides=["strategy.name=zero3"])
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nlr = 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML: .*line 1"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+
+
+def test_data_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "corpus.txt").write_text("hello world\n" * 100)
+    monkeypatch.chdir(tmp_path)
+    config = load_config(overrides=["data.path=corpus.txt"])
+    assert config.data.path == str(tmp_path / "corpus.txt")
+
+
+def test_model_section_covers_every_gpt_field() -> None:
+    from deepseek.models import GPTConfig
+
+    gpt = {f.name for f in dataclasses.fields(GPTConfig)}
+    ours = {f.name for f in dataclasses.fields(ModelConfig)} - {"preset"}
+    assert gpt == ours
+
+
+class Validator:
+    """A plugin rejecting one combination, as a cross-feature check would."""
+
+    def __init__(self) -> None:
+        self.seen: list[Config] = []
+
+    @hookimpl
+    def deepseek_validate_config(self, config: Config) -> None:
+        self.seen.append(config)
+        if config.precision.dtype == "fp16" and config.train.activation_checkpointing:
+            raise ConfigError("precision.dtype: fp16 with train.activation_checkpointing is not supported here")
+
+
+def test_validate_config_hook_runs_before_anything_heavy() -> None:
+    validator = Validator()
+    host = get_host()
+    host.pm.register(validator, name="test-validator")
+    try:
+        load_config(overrides=["precision.dtype=fp16"])
+        with pytest.raises(ConfigError, match="fp16 with train.activation_checkpointing"):
+            load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"])
+        load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"], validate=False)
+    finally:
+        host.pm.unregister(validator)
+    assert len(validator.seen) == 2 and isinstance(validator.seen[0], Config)
+
+
+def test_plugins_prefer_feeds_the_host_precedence() -> None:
+    load_config(overrides=['plugins.prefer=["Deepseek_Pro", "deepseek-enterprise"]'])
+    assert get_host().preference() == ("deepseek-pro", "deepseek-enterprise")

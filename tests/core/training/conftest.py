@@ -1,0 +1,70 @@
+"""Fixtures of the trainer tests: a very small GPT on the embedded corpus, on CPU, fp32."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TINY: dict[str, Any] = {
+    "model": {"preset": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
+    "data": {"seq_len": 32, "batch_size": 8, "eval_batches": 2, "shuffle_buffer": 64},
+    "train": {"max_steps": 4, "warmup_steps": 2, "eval_interval": 0, "lr": 3e-3, "min_lr": 3e-4},
+    "precision": {"dtype": "fp32"},
+    "strategy": {"name": "single", "device": "cpu"},
+    "checkpoint": {"interval": 0, "keep_last": 2},
+    "logging": {"progress": False, "plot": False},
+}
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of nested tables (``changes`` wins)."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> Iterator[None]:
+    """These models are tiny: one intra-op thread is as fast, and far faster when other jobs
+    share the cores (OpenMP threads then wait on each other at every op)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Core only (no plugin distributions), and the shared plugin host restored afterwards."""
+    from deepseek.plugins import host as host_mod
+
+    for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD", "1")
+    saved = (host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER)
+    host_mod.configure(None)
+    yield
+    host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER = saved
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Callable[..., Any]:
+    """``tiny_config(train={"max_steps": 6}, ...)``: a validated Config writing under tmp_path."""
+    from deepseek.config.load import config_from_dict
+
+    def make(**sections: dict[str, Any]) -> Any:
+        data = merge(TINY, {"logging": {"runs_dir": str(tmp_path / "runs")}})
+        return config_from_dict(merge(data, sections))
+
+    return make

@@ -1,0 +1,194 @@
+"""The canonical checkpoint format: round trips, atomic commit, keep-last-N, corruption errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepseek.errors import CheckpointError
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.trainer import Trainer
+
+
+def _tied_model() -> torch.nn.Module:
+    from deepseek.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(d_model=16, n_heads=2, n_layers=1, max_seq_len=8))
+
+
+def _trained_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": 0.1},
+         {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+        lr=1e-3, betas=(0.9, 0.95),
+    )
+    x = torch.randint(0, 256, (2, 8))
+    for _ in range(2):
+        model(x, x).backward()
+        opt.step()
+        opt.zero_grad()
+    return opt
+
+
+def test_model_round_trip_with_tied_weights(tmp_path: Path) -> None:
+    model = _tied_model()
+    path = ckpt.save_model_state(tmp_path / "model.safetensors", model.state_dict())
+    loaded = ckpt.load_model_state(path)
+    assert set(loaded) == set(model.state_dict())  # both names of the tied weight are there
+    other = _tied_model()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    ckpt.load_into_model(other, path)
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert other.lm_head.weight is other.wte.weight  # loading keeps the tie
+
+
+def test_optimizer_state_is_keyed_by_parameter_name(tmp_path: Path) -> None:
+    model = _tied_model()
+    opt = _trained_optimizer(model)
+    names = ckpt.optimizer_param_names(opt, model)
+    path = ckpt.save_optimizer_state(tmp_path / "optimizer.safetensors", opt, names)
+
+    named = ckpt.load_optimizer_state(path)
+    assert set(named["state"]) == set(names)
+    assert named["state"]["wte.weight"]["exp_avg"].shape == model.wte.weight.shape
+    assert named["param_groups"][0]["betas"] == (0.9, 0.95)
+    assert named["param_groups"][0]["params"] == names[: len(opt.param_groups[0]["params"])]
+
+    fresh_model = _tied_model()
+    fresh = torch.optim.AdamW(
+        [{"params": [p for p in fresh_model.parameters() if p.ndim >= 2]},
+         {"params": [p for p in fresh_model.parameters() if p.ndim < 2]}], lr=5.0,
+    )
+    ckpt.load_optimizer_state(path, fresh, ckpt.optimizer_param_names(fresh, fresh_model))
+    assert fresh.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert fresh.param_groups[0]["weight_decay"] == pytest.approx(0.1)
+    for p_old, p_new in zip(model.parameters(), fresh_model.parameters(), strict=True):
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opt.state[p_old][key], fresh.state[p_new][key])
+
+
+def test_optimizer_from_other_model_is_refused(tmp_path: Path) -> None:
+    model = _tied_model()
+    opt = _trained_optimizer(model)
+    path = ckpt.save_optimizer_state(tmp_path / "o.safetensors", opt, ckpt.optimizer_param_names(opt, model))
+    small = torch.nn.Linear(4, 4)
+    other = torch.optim.AdamW([{"params": [small.weight]}, {"params": [small.bias]}])
+    with pytest.raises(CheckpointError, match="o.safetensors"):
+        ckpt.load_optimizer_state(path, other, ["weight", "bias"])
+
+
+def test_rng_state_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    random.seed(3)
+    np.random.seed(3)
+    ckpt.save_rng_state(tmp_path)
+    expected = (torch.rand(3), random.random(), np.random.rand())
+    torch.manual_seed(99)
+    random.seed(99)
+    np.random.seed(99)
+    ckpt.load_rng_state(tmp_path)
+    got = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(expected[0], got[0]) and expected[1:] == got[1:]
+
+
+@pytest.mark.parametrize("how", ["truncate", "garbage", "delete"])
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors", "trainer.json", "rng-0.safetensors"])
+def test_damaged_checkpoint_names_the_file(tiny_config, tmp_path: Path, name: str, how: str) -> None:
+    config = tiny_config(train={"max_steps": 2})
+    run = Trainer(config, run_dir=tmp_path / "run").fit().run_dir
+    target = run / "checkpoints" / "step-2" / name
+    data = target.read_bytes()
+    if how == "truncate":
+        target.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        target.write_bytes(b"\x07" * 64)
+    else:
+        target.unlink()
+    resumed = tiny_config(train={"max_steps": 4})
+    with pytest.raises(CheckpointError) as info:
+        Trainer(resumed, resume=run / "checkpoints" / "step-2").fit()
+    message = str(info.value)
+    assert name in message and "\n" not in message
+    assert "checkpoint" in message
+
+
+def test_crash_mid_save_keeps_previous_checkpoint(tiny_config, tmp_path: Path, monkeypatch) -> None:
+    config = tiny_config(train={"max_steps": 4}, checkpoint={"interval": 2})
+    original = ckpt.save_optimizer_state
+    calls = {"n": 0}
+
+    def crash_on_second_save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash while writing step-4")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_optimizer_state", crash_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, run_dir=tmp_path / "run").fit()
+    root = tmp_path / "run" / "checkpoints"
+    half = [p.name for p in root.iterdir() if ".tmp-" in p.name]
+    assert half and half[0].startswith("step-4.tmp-")  # the half-written folder is still there...
+    assert (root / "step-4").exists() is False
+    assert ckpt.resolve_checkpoint(tmp_path / "run") == root / "step-2"  # ...but never picked up
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2]
+    assert (root / "latest").read_text().strip() == "step-2"
+
+    monkeypatch.setattr(ckpt, "save_optimizer_state", original)
+    result = Trainer(config, resume=tmp_path / "run").fit()  # resumes from step 2
+    assert result.step == 4 and len(result.losses) == 2
+    assert not [p for p in root.iterdir() if ".tmp-" in p.name]  # stale temp folder cleaned
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2, 4]
+
+
+def test_keep_last_n(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(train={"max_steps": 5}, checkpoint={"interval": 1, "keep_last": 2})
+    run = Trainer(config, run_dir=tmp_path / "run").fit().run_dir
+    root = run / "checkpoints"
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [4, 5]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-4", "step-5"]
+    assert ckpt.resolve_checkpoint(run) == root / "step-5"
+
+
+def test_trainer_json_records_position_and_config(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(train={"max_steps": 3})
+    run = Trainer(config, run_dir=tmp_path / "run").fit().run_dir
+    state = json.loads((run / "checkpoints" / "step-3" / "trainer.json").read_text())
+    assert state["format"] == "deepseek-checkpoint" and state["step"] == 3
+    assert state["config"]["model"]["d_model"] == 32
+    assert state["data"]["seq_len"] == 32 and "fingerprint" in state["data"]
+    assert state["schedule"]["decay_steps"] == 3
+    assert state["metrics"]["loss"] > 0
+    # No pickle anywhere in a checkpoint: every file is safetensors or JSON.
+    for file in (run / "checkpoints" / "step-3").iterdir():
+        assert file.suffix in {".safetensors", ".json"}, file
+
+
+def test_export_weights_is_self_describing(tiny_config, tmp_path: Path) -> None:
+    from deepseek.training.inference import load_trained
+
+    run = Trainer(tiny_config(train={"max_steps": 2}), run_dir=tmp_path / "run").fit().run_dir
+    out = ckpt.export_weights(run, tmp_path / "weights.safetensors")
+    meta = ckpt.read_weights_metadata(out)
+    assert json.loads(meta["model"])["d_model"] == 32 and meta["step"] == "2"
+    model, _, _ = load_trained(out)
+    ref, _, _ = load_trained(run)
+    for a, b in zip(model.state_dict().values(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resolve_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        ckpt.resolve_checkpoint(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        ckpt.resolve_checkpoint(tmp_path / "empty")

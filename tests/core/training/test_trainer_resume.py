@@ -1,0 +1,62 @@
+"""Exact resume on CPU: 20 steps straight equal 10 steps, stop, resume 10 more."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deepseek.errors import UsageError
+from deepseek.training.metrics import read_metrics
+from deepseek.training.trainer import Trainer
+
+# Dropout on, so the RNG state has to be restored too, not only weights and data position.
+RESUME = {
+    "model": {"dropout": 0.1},
+    "train": {"max_steps": 20, "eval_interval": 5, "warmup_steps": 3},
+    "checkpoint": {"interval": 10, "keep_last": 5},
+}
+
+
+def _run(config, **kwargs) -> tuple[list[float], list[tuple[int, float]], Path]:
+    result = Trainer(config, **kwargs).fit()
+    return result.losses, result.val_losses, result.run_dir
+
+
+def test_resume_from_mid_run_checkpoint_is_bit_identical(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(**RESUME)
+    losses, vals, run = _run(config, run_dir=tmp_path / "straight")
+    assert len(losses) == 20
+    assert losses[-1] < losses[0]
+
+    # A second run picks up the straight run's step-10 checkpoint in a run folder of its own.
+    resumed, rvals, _ = _run(config, run_dir=tmp_path / "resumed", resume=run / "checkpoints" / "step-10")
+    assert resumed == losses[10:]  # exact float equality, not a tolerance
+    assert rvals == [v for v in vals if v[0] > 10]
+
+
+def test_stop_and_resume_same_run_folder(tiny_config, tmp_path: Path) -> None:
+    full = tiny_config(**RESUME)
+    losses, _, _ = _run(full, run_dir=tmp_path / "straight")
+
+    # Stop after 10 steps (same cosine length: decay_steps=20), then continue to 20 in place.
+    first = tiny_config(**{**RESUME, "train": {**RESUME["train"], "max_steps": 10, "decay_steps": 20}})
+    part1, _, run = _run(first, run_dir=tmp_path / "split")
+    second = tiny_config(**{**RESUME, "train": {**RESUME["train"], "decay_steps": 20}})
+    part2, _, run2 = _run(second, resume=run)
+    assert run2 == run  # resuming a run folder continues in it
+    assert part1 + part2 == losses
+
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, 21))  # no step logged twice
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-20"
+    state = json.loads((run / "checkpoints" / "step-20" / "trainer.json").read_text())
+    assert state["step"] == 20 and state["format_version"] == 1
+
+
+def test_resume_at_max_steps_says_how_to_continue(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(train={"max_steps": 2})
+    _, _, run = _run(config, run_dir=tmp_path / "done")
+    with pytest.raises(UsageError, match="raise --max-steps"):
+        Trainer(config, resume=run).fit()
