@@ -1,1 +1,186 @@
-"""deepseek.optimize."""
+"""Deploy-time graph optimizer: ``deepseek.optimize(model, example_inputs)``.
+
+The model is traced into a ``torch.fx`` graph, rewritten by graph passes (each checked against
+eager), then run as is or compiled with inductor, whichever is fastest on the example inputs.
+Without example inputs the work is deferred to the first call, and repeated for each new input
+signature (shapes, dtypes, devices), keeping the ``max_shapes`` most recent ones.
+
+The result is an inference module: it runs under ``torch.no_grad()`` and puts the model in eval
+mode.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+from deepseek.optimize.optimizer import (
+    DEFAULT_GRAPH_PASSES,
+    PRECISIONS,
+    STATS,
+    OptimizerWarning,
+    Plan,
+    build,
+    parse_spec,
+    signature_of,
+)
+from deepseek.optimize.passes import FP32_TOLERANCE, GraphPass, PassReport, max_rel_error
+
+__all__ = [
+    "DEFAULT_GRAPH_PASSES",
+    "FP32_TOLERANCE",
+    "PRECISIONS",
+    "STATS",
+    "GraphPass",
+    "OptimizedModel",
+    "OptimizerWarning",
+    "PassReport",
+    "Plan",
+    "max_rel_error",
+    "optimize",
+]
+
+
+class OptimizedModel(nn.Module):
+    """A model wrapped by the optimizer: one verified pipeline per input signature (LRU)."""
+
+    def __init__(self, model: nn.Module, passes: Any, *, max_shapes: int, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self._passes = passes
+        self._options = options
+        self._max_shapes = max_shapes
+        self._entries: OrderedDict[tuple[Any, ...], tuple[Callable[..., Any], Plan]] = OrderedDict()
+
+    @property
+    def plans(self) -> list[Plan]:
+        """Plans of the cached signatures, oldest first."""
+        return [plan for _, plan in self._entries.values()]
+
+    @property
+    def plan(self) -> Plan | None:
+        """The most recently built or used plan."""
+        return next(reversed(self._entries.values()))[1] if self._entries else None
+
+    def prepare(self, *args: Any) -> Plan:
+        """Optimize for this input signature now (a no-op if it is already cached)."""
+        return self._entry(args)[1]
+
+    def _entry(self, args: tuple[Any, ...]) -> tuple[Callable[..., Any], Plan]:
+        key = signature_of(args)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry
+        device = _device(self.model, args)
+        spec = parse_spec(self._passes, device=device, **self._options)
+        entry = build(self.model, args, spec)
+        self._entries[key] = entry
+        while len(self._entries) > self._max_shapes:
+            self._entries.popitem(last=False)
+        return entry
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """``model(*args)``, through the pipeline built for these inputs' signature.
+
+        Keyword arguments are not part of the optimized signature: calls with them run eager.
+        """
+        with torch.no_grad():
+            if kwargs:
+                return self.model(*args, **kwargs)
+            fn, _ = self._entry(args)
+            return fn(*args)
+
+    def train(self, mode: bool = True) -> OptimizedModel:
+        """An optimized model is for inference: ``train(True)`` is refused."""
+        if mode:
+            raise UsageError("an optimized model is inference-only; train the original model instead")
+        return super().train(False)
+
+
+def _device(model: nn.Module, args: Sequence[Any]) -> torch.device:
+    from deepseek.optimize.optimizer import device_of
+
+    return device_of(model, args)
+
+
+def optimize(
+    model: nn.Module,
+    example_inputs: Any = None,
+    passes: str | Sequence[str | GraphPass] = "auto",
+    *,
+    precision: str = "fp32",
+    tolerance: float | None = None,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    max_shapes: int = 8,
+    runs: int = 10,
+    warmup: int = 2,
+) -> OptimizedModel:
+    """Return a module computing ``model``'s function faster, verified against eager.
+
+    Args:
+        model: the model; it is put in eval mode. Its parameters are shared, never modified.
+        example_inputs: a tensor or tuple of positional inputs to optimize for now; ``None``
+            defers the work to the first call (and to each new input signature).
+        passes: ``"auto"`` (built-in graph passes, then the fastest verified stage: eager, the
+            rewritten graph, or inductor), ``"none"``, or a list of registered pass names (any
+            plugin's, see ``deepseek.list_passes()``) applied in order. ``["auto", "x"]`` adds
+            the pass ``x`` to the auto search.
+        precision: ``"fp32"``, or opt-in ``"bf16"`` / ``"int8"`` (each with its own tolerance;
+            the plan reports the measured max relative error and top-1 agreement).
+        tolerance: max relative error accepted (default 1e-4 for fp32; see ``FP32_TOLERANCE``).
+        cache: reuse and store ``auto`` decisions on disk (``$DEEPSEEK_CACHE_DIR/optimize`` or
+            ``~/.cache/deepseek/optimize``), keyed by model structure, input signature, device
+            and versions; ``cache_dir`` overrides the location.
+        max_shapes: input signatures kept (least recently used dropped first).
+        runs, warmup: timing repetitions per candidate during the ``auto`` search.
+
+    A pass that raises or changes the numbers beyond the tolerance is dropped with an
+    :class:`OptimizerWarning` naming it; the worst case is eager.
+    """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"optimize() needs a torch.nn.Module, got {type(model).__name__}")
+    if max_shapes < 1 or runs < 1 or warmup < 0:
+        raise UsageError("optimize(): max_shapes and runs must be >= 1 and warmup >= 0")
+    model.eval()
+    options = {
+        "precision": precision,
+        "tolerance": tolerance,
+        "use_cache": cache,
+        "cache_dir": None if cache_dir is None else Path(cache_dir),
+        "runs": runs,
+        "warmup": warmup,
+    }
+    inputs = () if example_inputs is None else _as_tuple(example_inputs)
+    # Resolve names now so that a typo fails here rather than on the first call.
+    parse_spec(passes, device=_device(model, inputs), **options)
+    wrapped = OptimizedModel(model, passes, max_shapes=max_shapes, options=options)
+    if inputs:
+        wrapped.prepare(*inputs)
+    return wrapped
+
+
+def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
+    if isinstance(example_inputs, (tuple, list)):
+        return tuple(example_inputs)
+    return (example_inputs,)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``deepseek.optimize`` binds the package over ``deepseek.optimize`` the function;
+    making the package callable keeps ``deepseek.optimize(model, ...)`` working either way."""
+
+    def __call__(self, model: nn.Module, example_inputs: Any = None, passes: Any = "auto", **kwargs: Any) -> OptimizedModel:
+        return optimize(model, example_inputs, passes, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,95 @@
+"""The optimizer's on-disk decision cache: which pipeline won for a model and input signature.
+
+Location: ``$DEEPSEEK_CACHE_DIR/optimize`` or ``~/.cache/deepseek/optimize``. One small JSON file
+per key, written atomically (temp file + ``os.replace``); a corrupt or unreadable entry counts as
+a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT_VERSION = 1
+
+
+def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Directory holding optimizer decisions."""
+    if override is not None:
+        return Path(override)
+    root = os.environ.get("DEEPSEEK_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "deepseek"
+    return base / "optimize"
+
+
+def structure_hash(model: nn.Module) -> str:
+    """Hash of the model's class, module tree, parameter names/shapes/dtypes and forward source.
+
+    Weight *values* are not part of it: a retrained model of the same architecture reuses the
+    decision (it is re-verified on every load anyway).
+    """
+    h = hashlib.sha256()
+    h.update(f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}\n".encode())
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
+    for mod in {type(m) for m in model.modules()}:
+        try:
+            h.update(inspect.getsource(mod.forward).encode())
+        except (OSError, TypeError):
+            h.update(mod.__qualname__.encode())
+    return h.hexdigest()[:32]
+
+
+def decision_key(model: nn.Module, signature: tuple[Any, ...], device: str, extra: dict[str, Any]) -> str:
+    """Key of one decision: structure, input signature (shapes, dtypes), device, versions, options."""
+    from deepseek._version import __version__
+
+    payload = {
+        "structure": structure_hash(model),
+        "signature": repr(signature),
+        "device": device,
+        "torch": torch.__version__,
+        "deepseek": __version__,
+        "threads": torch.get_num_threads(),
+        "format": FORMAT_VERSION,
+        **extra,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+def load(key: str, directory: Path) -> dict[str, Any] | None:
+    """The stored decision for ``key``, or ``None``."""
+    path = directory / f"{key}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+        return None
+    return data
+
+
+def store(key: str, directory: Path, decision: dict[str, Any]) -> Path | None:
+    """Write ``decision`` atomically; returns the path, or ``None`` if the directory is not writable."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"format": FORMAT_VERSION, **decision}, f, indent=1, sort_keys=True)
+            path = directory / f"{key}.json"
+            os.replace(tmp, path)
+            return path
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return None

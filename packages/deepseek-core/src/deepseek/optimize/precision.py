@@ -1,0 +1,156 @@
+"""Opt-in reduced-precision paths: bf16 everywhere, and int8 dynamic quantization of Linear.
+
+Both change the numbers, so each states its own tolerance (checked against fp32 eager like any
+pass) and the optimizer reports the measured max relative error and the top-1 agreement of the
+logits (the fraction of positions whose argmax is unchanged).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from deepseek.optimize.passes import GraphPass, finish
+
+BF16_TOLERANCE = 5e-2
+"""Max relative error accepted for the bf16 path (8-bit mantissa, errors grow with depth)."""
+
+INT8_TOLERANCE = 1e-1
+"""Max relative error accepted for int8 dynamic quantization of Linear layers."""
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 instructions that oneDNN uses (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _cast_io(gm: fx.GraphModule, dtype: torch.dtype) -> None:
+    """Cast floating-point inputs to ``dtype`` on entry and floating outputs back on exit."""
+    graph = gm.graph
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for ph in placeholders:
+        users = list(ph.users)
+        with graph.inserting_after(placeholders[-1]):
+            cast = graph.call_function(_to_dtype_if_float, (ph, dtype))
+        for user in users:
+            user.replace_input_with(ph, cast)
+    output = next(n for n in graph.nodes if n.op == "output")
+    with graph.inserting_before(output):
+        restored = graph.call_function(_restore_float, (output.args[0],))
+    output.args = (restored,)
+
+
+def _to_dtype_if_float(x: Any, dtype: torch.dtype) -> Any:
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x.to(dtype)
+    return x
+
+
+def _restore_float(out: Any) -> Any:
+    return torch.utils._pytree.tree_map(
+        lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, out
+    )
+
+
+class BFloat16(GraphPass):
+    """Run the whole graph in bf16 (weights converted once); inputs and outputs stay fp32."""
+
+    name = "bf16"
+    description = "opt-in: run in bfloat16 (CPUs with AVX512-BF16/AMX, or GPU); outputs stay fp32"
+    tolerance = BF16_TOLERANCE
+
+    def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule | None:
+        device = next((x.device for x in example_inputs if isinstance(x, torch.Tensor)), torch.device("cpu"))
+        if device.type == "cpu" and not cpu_supports_bf16():
+            self.record("skipped: this CPU has no native bf16 support")
+            return None
+        new = copy.deepcopy(gm).to(torch.bfloat16)
+        _cast_io(new, torch.bfloat16)
+        params = sum(p.numel() for p in new.parameters())
+        self.record(f"converted {params:,} parameters to bf16; fp32 inputs/outputs cast at the edges")
+        return finish(new)
+
+
+class Int8DynamicLinear(nn.Module):
+    """``y = x W^T + b`` with int8 weights (per output channel) and int8 activations quantized
+    per row at run time (symmetric); the int32 product is rescaled to the input's dtype."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        with torch.no_grad():
+            w = linear.weight.detach().float()
+            scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        self.register_buffer("weight_t", q.t().contiguous())  # (in, out) for torch._int_mm
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Quantize ``x`` per row, multiply in int8 with int32 accumulation, rescale."""
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).float()
+        x_scale = x2.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
+        xq = torch.round(x2 / x_scale).clamp(-127, 127).to(torch.int8)
+        acc = _int_mm(xq, self.weight_t)
+        y = acc.float() * x_scale * self.weight_scale
+        if self.bias is not None:
+            y = y + self.bias
+        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def _int_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # On CUDA, torch._int_mm wants more than 16 rows; pad small batches there.
+    rows = a.shape[0]
+    if a.is_cuda and rows <= 16:
+        a = torch.nn.functional.pad(a, (0, 0, 0, 17 - rows))
+        return torch._int_mm(a, b)[:rows]
+    return torch._int_mm(a, b)
+
+
+class Int8Dynamic(GraphPass):
+    """Replace every ``nn.Linear`` with int8 weights and dynamically quantized activations."""
+
+    name = "int8-dynamic"
+    description = "opt-in: int8 dynamic quantization of Linear layers (int8 weights and activations)"
+    tolerance = INT8_TOLERANCE
+
+    def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule | None:
+        replaced = 0
+        new = fx.GraphModule(gm, copy.deepcopy(gm.graph))
+        for node in new.graph.nodes:
+            if node.op != "call_module":
+                continue
+            mod = new.get_submodule(str(node.target))
+            if type(mod) is nn.Linear and mod.weight.dtype == torch.float32:
+                _set_submodule(new, str(node.target), Int8DynamicLinear(mod))
+                replaced += 1
+        if not replaced:
+            return None
+        self.record(f"quantized {replaced} Linear layer(s) to int8 (per-channel weights, per-row activations)")
+        return finish(new)
+
+
+def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
+    """Point ``root``'s path ``target`` at ``module``, copying parents so the originals stay intact."""
+    parts = target.split(".")
+    parent = root
+    for part in parts[:-1]:
+        child = copy.copy(getattr(parent, part))
+        child._modules = dict(child._modules)  # type: ignore[assignment]
+        setattr(parent, part, child)
+        parent = child
+    setattr(parent, parts[-1], module)
+
+
+__all__ = ["BF16_TOLERANCE", "INT8_TOLERANCE", "BFloat16", "Int8Dynamic", "Int8DynamicLinear", "cpu_supports_bf16"]
