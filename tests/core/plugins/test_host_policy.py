@@ -82,13 +82,12 @@ def test_allowlist_loads_only_the_named(make_dist: DistFactory) -> None:
 def test_blocklist_from_the_environment(make_dist: DistFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     _pass_dist(make_dist, "aa", "aa.pass")
     _pass_dist(make_dist, "bb", "bb.pass")
-    monkeypatch.setenv("DEEPSEEK_DISABLE_PLUGINS", "deepseek_BB, deepseek-pro")
+    monkeypatch.setenv("DEEPSEEK_DISABLE_PLUGINS", "deepseek_BB")  # any spelling of the name
     host = PluginHost()
     assert host.records["deepseek-bb"].status == "disabled"
     assert host.records["deepseek-bb"].reason.startswith("disabled by DEEPSEEK_DISABLE_PLUGINS")
     assert host.records["deepseek-aa"].status == "ok"
-    if "deepseek-pro" in host.records:
-        assert host.records["deepseek-pro"].status == "disabled"
+    assert host.problems == []
 
 
 def test_autoload_off_loads_only_builtins_unless_allowed(make_dist: DistFactory) -> None:
