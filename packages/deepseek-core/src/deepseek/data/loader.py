@@ -110,7 +110,7 @@ class PackedBatches:
         self.source, self.seq_len, self.global_batch = source, seq_len, global_batch
         self.split, self.seed = split, seed
         train = split == "train"
-        self.shuffle_buffer = shuffle_buffer if train else 1
+        self.shuffle_buffer = shuffle_buffer  # the block size; validation rows are not permuted
         self._stream = TokenStream(source.pieces(split), seed=seed, shuffle=train, endless=train)
         self._block_start = self._stream.position
         self._block_index = 0
