@@ -2,7 +2,10 @@
 
 ``GPT(config)(idx)`` returns logits ``(B, T, V)``; ``GPT(config)(idx, targets)`` returns the mean
 cross-entropy loss. Without a KV cache the forward pass has no data-dependent Python control flow,
-so the model traces with ``torch.fx``/``torch.export`` and compiles with ``torch.compile``.
+so the model traces with ``torch.fx``/``torch.export`` and compiles with ``torch.compile`` without
+graph breaks (activation checkpointing included). ``torch.fx.symbolic_trace`` needs
+``concrete_args={"targets": None}`` to trace the logits path (an unbound ``targets`` placeholder
+would take the loss branch); ``torch.export.export(model, (idx,))`` needs nothing.
 """
 
 from __future__ import annotations
