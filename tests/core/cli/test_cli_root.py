@@ -36,6 +36,7 @@ def test_version_lists_core_and_plugin_distributions() -> None:
     only_core = run("--version", DEEPSEEK_PLUGINS="deepseek-core").stdout.splitlines()
     assert only_core[0] == "deepseek-core 0.1.0"
     assert all(line.endswith("[disabled]") for line in only_core[1:])
+    assert run("--version", "--plugins", "deepseek-core").stdout.splitlines() == only_core  # any order
 
 
 def test_help_lists_plugin_options_and_commands() -> None:

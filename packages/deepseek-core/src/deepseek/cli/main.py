@@ -112,10 +112,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     help="Show core's and every plugin distribution's version.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--strict-plugins", is_flag=True, help="Fail when any plugin fails to load.")
-@click.option("--plugins", metavar="A,B", help="Load only these plugin distributions.")
-@click.option("--disable-plugins", metavar="A,B", help="Do not load these plugin distributions.")
-@click.option("--no-plugin-autoload", is_flag=True, help="Load no plugin distributions by default.")
+# The plugin options are eager so that --version sees them wherever they are on the line.
+@click.option("--strict-plugins", is_flag=True, is_eager=True, help="Fail when any plugin fails to load.")
+@click.option("--plugins", metavar="A,B", is_eager=True, help="Load only these plugin distributions.")
+@click.option("--disable-plugins", metavar="A,B", is_eager=True, help="Do not load these plugin distributions.")
+@click.option("--no-plugin-autoload", is_flag=True, is_eager=True, help="Load no plugin distributions by default.")
 @click.pass_context
 def cli(ctx: click.Context, **_: Any) -> None:
     """DeepSeek framework: build, train, optimize and deploy Transformer models."""
