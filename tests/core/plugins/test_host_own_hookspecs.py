@@ -71,6 +71,18 @@ def test_plugin_hookspecs_get_the_register_callback(make_dist: DistFactory) -> N
     assert host.hook.deepseek_widget_made(widget="w") == ["seen w"]
 
 
+def test_generic_registry_functions(make_dist: DistFactory) -> None:
+    from deepseek.plugins import host as host_mod
+    from deepseek.plugins.registry import create_component, list_components
+    from deepseek.plugins.settings import PluginSettings
+
+    _make(make_dist)
+    host_mod.configure(PluginSettings(allow=frozenset({"deepseek-aaa-user", "deepseek-ext"})))
+    assert list_components("widget") == ["ext.widget", "user.widget"]
+    assert list_components("widget", "user.*") == ["user.widget"]
+    assert create_component("widget", "deepseek-aaa-user:user.widget", b=2) == {"b": 2}
+
+
 def test_without_the_extension_its_hooks_are_unknown(make_dist: DistFactory) -> None:
     _make(make_dist)
     host = host_for("deepseek-aaa-user")  # deepseek-ext is installed but not enabled

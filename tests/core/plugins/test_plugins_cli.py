@@ -35,6 +35,18 @@ def test_list_json_with_only_core_allowed() -> None:
     assert [r["distribution"] for r in json.loads(proc.stdout) if r["status"] == "ok"] == ["deepseek-core"]
 
 
+def test_no_autoload_option_and_environment(make_dist: DistFactory) -> None:
+    make_dist("deepseek-aa", {"aa_plugin": PASS_PLUGIN.format(name="aa.pass", module="aa_plugin")})
+    for args, extra in ((("--no-plugin-autoload",), {}), ((), {"DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD": "1"})):
+        proc = run_cli(*args, "plugins", "list", "--json", env=make_dist.env(**extra))
+        assert proc.returncode == 0, proc.stderr
+        records = json.loads(proc.stdout)
+        assert [r["distribution"] for r in records if r["status"] == "ok"] == ["deepseek-core"]
+        assert next(r for r in records if r["distribution"] == "deepseek-aa")["reason"].startswith("autoload disabled")
+    proc = run_cli("--no-plugin-autoload", "--plugins", "aa", "plugins", "which", "pass", "aa.pass", env=make_dist.env())
+    assert proc.returncode == 0 and "deepseek-aa 0.1.0 (third-party)" in proc.stdout
+
+
 def test_list_table_shows_status_and_reason(make_dist: DistFactory) -> None:
     make_dist("deepseek-broken", {"broken_plugin": "raise ImportError('nope')\n"}, version="0.7")
     proc = run_cli("plugins", "list", env=make_dist.env(DEEPSEEK_PLUGINS="broken"))

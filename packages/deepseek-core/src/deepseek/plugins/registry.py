@@ -51,3 +51,15 @@ def list_models(pattern: str | None = None) -> list[str]:
 def create_model(name: str, /, *args: Any, **kwargs: Any) -> Any:
     """Build the model registered as ``name``."""
     return get_host().create("model", name, *args, **kwargs)
+
+
+def list_components(kind: str, pattern: str | None = None) -> list[str]:
+    """Names of registered components of any kind, including kinds that plugins add
+    (``list_components("compressor")``)."""
+    get_host().check_kind(kind)
+    return _list(kind, pattern)
+
+
+def create_component(kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
+    """Create the component ``name`` of any kind (``dist:name`` picks one distribution's)."""
+    return get_host().create(kind, name, *args, **kwargs)
