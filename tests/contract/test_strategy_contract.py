@@ -1,0 +1,109 @@
+"""Contract every registered parallelism strategy meets, in whatever environment runs it.
+
+Each strategy subclasses :class:`Strategy`, declares a frozen ``Options`` dataclass whose
+defaults form a valid configuration, and writes the canonical checkpoint format. Strategies
+that train inside the calling process also train a few steps of a tiny GPT here; those that need
+a launcher (``needs_launcher = True``) are exercised under torchrun in tests/pro.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import deepseek
+from deepseek.config.validate import build_dataclass
+from deepseek.errors import UsageError
+from deepseek.plugins.host import get_host
+from deepseek.training.strategy import Strategy
+
+STRATEGIES = deepseek.list_strategies()
+
+TINY = {
+    "model": {"preset": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
+    "data": {"seq_len": 32, "batch_size": 8, "eval_batches": 1, "shuffle_buffer": 64},
+    "train": {"max_steps": 3, "warmup_steps": 1, "eval_interval": 0, "lr": 3e-3, "min_lr": 3e-4},
+    "precision": {"dtype": "fp32"},
+    "checkpoint": {"interval": 0},
+    "logging": {"progress": False, "plot": False},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _strategy_class(name: str) -> type:
+    return get_host().resolve("strategy", name).load()
+
+
+def test_core_strategy_registered() -> None:
+    assert "single" in STRATEGIES
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_subclasses_strategy_with_frozen_options(name: str) -> None:
+    cls = _strategy_class(name)
+    assert isinstance(cls, type) and issubclass(cls, Strategy), f"{name}: not a Strategy subclass"
+    options = cls.Options
+    assert dataclasses.is_dataclass(options), f"{name}: Options is not a dataclass"
+    assert options.__dataclass_params__.frozen, f"{name}: Options must be frozen"
+    defaults = build_dataclass(options, {}, path="strategy")  # every option has a default
+    fields = dataclasses.fields(defaults)
+    if fields:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(defaults, fields[0].name, getattr(defaults, fields[0].name))
+    assert isinstance(cls.supports_compression, tuple)
+    assert isinstance(cls.needs_launcher, bool)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_unknown_option_is_rejected_with_field_path(name: str) -> None:
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"strategy\.no_such_option: unknown key"):
+        config_from_dict({"strategy": {"name": name, "no_such_option": 1}}, validate=False)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_trains_in_process_and_writes_canonical_checkpoint(name: str, tmp_path: Path) -> None:
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.checkpoint import load_model_state
+    from deepseek.training.inference import load_trained
+    from deepseek.training.trainer import Trainer
+
+    cls = _strategy_class(name)
+    if cls.needs_launcher:
+        pytest.skip(f"{name} needs one process per device (needs_launcher); tested under torchrun in tests/pro")
+    config = config_from_dict({**TINY, "strategy": {"name": name},
+                               "logging": {**TINY["logging"], "runs_dir": str(tmp_path)}})
+    trainer = Trainer(config, run_dir=tmp_path / "run")
+    try:
+        result = trainer.fit()
+    except UsageError as exc:
+        if "launch" in str(exc) or "torchrun" in str(exc):
+            pytest.skip(f"{name} refuses to run in one process ({exc}); it should set needs_launcher = True")
+        raise
+    losses = result.losses
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses), losses
+    assert min(losses[1:]) < losses[0], f"{name}: loss did not go down: {losses}"
+
+    # Canonical checkpoint: plain parameter names, loadable with core alone.
+    weights = load_model_state(result.checkpoint / "model.safetensors")
+    plain = deepseek.create_model("tiny", d_model=32, n_heads=2, n_layers=2, max_seq_len=32)
+    assert set(weights) == set(plain.state_dict())
+    model, _, state = load_trained(result.run_dir)
+    assert state["step"] == 3
+    trained = trainer.strategy.unwrapped_model().state_dict()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, trained[key].detach().float().cpu(), msg=key)
