@@ -208,3 +208,16 @@ def test_plugin_object_instead_of_module(make_dist: DistFactory) -> None:
         """}, entry_points={"obj": "obj_plugin:plugin"})
     host = host_for("deepseek-obj")
     assert host.create("encoder", "obj.encoder") == "built"
+
+
+def test_registration_hook_as_wrapper_is_rejected(make_dist: DistFactory) -> None:
+    make_dist("deepseek-wrap", {"wrap_plugin": """
+        from deepseek import hookimpl
+
+        @hookimpl(wrapper=True)
+        def deepseek_register_passes(register):
+            register("wrap.pass", "wrap_plugin:x")
+            return (yield)
+        """})
+    record = host_for("deepseek-wrap").records["deepseek-wrap"]
+    assert record.status == "failed" and "a registration hook cannot be a wrapper" in record.reason

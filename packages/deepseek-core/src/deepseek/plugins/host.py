@@ -195,14 +195,12 @@ class PluginHost(LookupMixin):
         self._loaded.append(ld)
 
     def _reject_unknown_hooks(self) -> None:
-        known = sorted(
-            n for n in dir(self.pm.hook) if getattr(self.pm.hook, n, None) is not None
-            and isinstance(getattr(self.pm.hook, n), pluggy.HookCaller)
-            and getattr(self.pm.hook, n).has_spec()
-        )
-        for hook_name in dir(self.pm.hook):
-            hook = getattr(self.pm.hook, hook_name)
-            if not isinstance(hook, pluggy.HookCaller) or hook.has_spec():
+        callers = {
+            n: h for n in dir(self.pm.hook) if isinstance(h := getattr(self.pm.hook, n), pluggy.HookCaller)
+        }
+        known = sorted(n for n, h in callers.items() if h.has_spec())
+        for hook_name, hook in callers.items():
+            if hook.has_spec():
                 continue
             for impl in hook.get_hookimpls():
                 ld = next((x for x in self._loaded if x.plugin is impl.plugin), None)
@@ -220,6 +218,9 @@ class PluginHost(LookupMixin):
         for hook_name, kind in hooks.items():
             for impl in self._impls_of(ld, hook_name):
                 where = f"{ld.record.dist} {ld.record.version} ({ld.name}, {hook_name})"
+                if impl.hookwrapper or impl.wrapper:
+                    self._drop(ld.record, f"{where}: a registration hook cannot be a wrapper")
+                    return
                 registrar = Registrar(
                     kind, where, ld.record.dist, ld.record.version,
                     getattr(impl.function, "__module__", "?"), self._components,
