@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import deepseek
+from deepseek.errors import ConfigError
 from deepseek.models.encoder import TextTransformerEncoder
 
 
@@ -36,3 +38,8 @@ def test_padding_is_ignored_and_zeroed() -> None:
 def test_registered_as_text_transformer() -> None:
     enc = deepseek.create_encoder("text.transformer", d_model=32, n_heads=2, n_layers=1)
     assert isinstance(enc, TextTransformerEncoder) and enc.output_dim == 32
+
+
+def test_bad_options_name_the_encoder_field() -> None:
+    with pytest.raises(ConfigError, match=r"encoder\.text\.transformer\.n_heads"):
+        TextTransformerEncoder(d_model=30, n_heads=4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepseek.errors import ConfigError
 from deepseek.models.gpt import GPTConfig
 from deepseek.models.layers import Block, init_weights, run_blocks
 
@@ -19,7 +20,8 @@ class TextTransformerEncoder(nn.Module):
     """Byte-token encoder: token + learned position embeddings, ``n_layers`` pre-norm blocks
     with full (non-causal) attention, final LayerNorm. ``output_dim == d_model``.
 
-    Options are validated like the GPT config (``ConfigError`` naming ``model.<field>``).
+    Options are validated like the GPT config (``ConfigError`` naming
+    ``encoder.text.transformer.<field>``).
     """
 
     def __init__(
@@ -36,10 +38,13 @@ class TextTransformerEncoder(nn.Module):
         norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        c = GPTConfig(
-            vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
-            max_seq_len=max_seq_len, dropout=dropout, bias=bias, tie_embeddings=False, norm_eps=norm_eps,
-        )  # fmt: skip
+        try:
+            c = GPTConfig(
+                vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
+                max_seq_len=max_seq_len, dropout=dropout, bias=bias, tie_embeddings=False, norm_eps=norm_eps,
+            )  # fmt: skip
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("model.", "encoder.text.transformer.", 1)) from None
         self.config = c
         self.output_dim = d_model
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
