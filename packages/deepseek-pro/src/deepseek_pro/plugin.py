@@ -1,7 +1,16 @@
 """deepseek-pro's entry-point plugin: distributed strategies and the launcher, registered lazily
 (nothing heavy is imported until a component is created)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from deepseek.hookspecs import RegisterFn, hookimpl
+
+if TYPE_CHECKING:
+    from deepseek.config.schema import Config
+    from deepseek.training.trainer import Trainer
 
 
 @hookimpl
@@ -24,3 +33,62 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     """``deepseek launch``: torchrun's elastic agent with validation and a hang watchdog."""
     register("launch", "deepseek_pro.launch.cli:launch",
              description="run a command on N processes / nodes (wraps torchrun)")
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@hookimpl
+def deepseek_validate_config(config: Config) -> None:
+    """Strategy, compression and precision must fit together (see deepseek_pro.launch.checks);
+    ``deepseek train`` and ``deepseek launch`` both run this before anything starts."""
+    from deepseek_pro.launch.checks import check_config
+
+    check_config(config)
+
+
+# ----------------------------------------------------------------------------- heartbeats
+# Under ``deepseek launch`` every rank reports progress so that the launcher's watchdog can name
+# a hung rank; outside the launcher ``beat`` is a no-op. ``trylast``: a step counts as done only
+# after every other plugin's hook for it has returned.
+
+
+@hookimpl(trylast=True)
+def deepseek_train_start(trainer: Trainer) -> None:
+    """Heartbeat: set-up is done."""
+    from deepseek_pro.launch.heartbeat import beat
+
+    beat("train", trainer.step)
+
+
+@hookimpl(trylast=True)
+def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+    """Heartbeat: optimizer step ``step`` is done."""
+    from deepseek_pro.launch.heartbeat import beat
+
+    beat("step", step)
+
+
+@hookimpl(trylast=True)
+def deepseek_evaluate(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+    """Heartbeat: an evaluation is done (before step 1 it still counts as start-up)."""
+    from deepseek_pro.launch.heartbeat import beat
+
+    beat("eval" if step > 0 else "train", step)
+
+
+@hookimpl(trylast=True)
+def deepseek_checkpoint_saved(trainer: Trainer, path: Path, step: int) -> None:
+    """Heartbeat: a checkpoint is written."""
+    from deepseek_pro.launch.heartbeat import beat
+
+    beat("checkpoint", step)
+
+
+@hookimpl(trylast=True)
+def deepseek_train_end(trainer: Trainer, metrics: dict[str, float]) -> None:
+    """Heartbeat: training is over; the watchdog stops watching this rank."""
+    from deepseek_pro.launch.heartbeat import beat
+
+    beat("end", trainer.step)
+

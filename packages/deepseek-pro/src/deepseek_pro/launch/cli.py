@@ -1,0 +1,146 @@
+"""``deepseek launch -n N [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] -- ARGS``.
+
+Runs ``deepseek ARGS`` in N processes per node under torchrun's elastic agent. For ``train`` the
+whole configuration is validated first — the same way ``deepseek train`` loads it, plus the
+checks that need the job's size (:mod:`deepseek_pro.launch.checks`) — so an impossible combination
+fails with one line and exit code 2 before any process starts. Nothing here imports torch at
+module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from deepseek.errors import UsageError
+
+_ROOT_VALUE_OPTIONS = frozenset({"--plugins", "--disable-plugins"})
+_HELP = frozenset({"-h", "--help"})
+
+
+def split_command(args: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    """``[root options], command, [command args]`` of a ``deepseek`` argument list."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in _ROOT_VALUE_OPTIONS else 1
+    if i >= len(args):
+        return list(args), None, []
+    return list(args[:i]), args[i], list(args[i + 1 :])
+
+
+def _raw_strategy_table(params: dict[str, Any]) -> dict[str, Any]:
+    """The ``[strategy]`` table as the user wrote it (file, ``--strategy``, ``--set``), before
+    the strategy's options are validated; mirrors ``deepseek train``'s precedence."""
+    from deepseek.config.load import apply_overrides, read_toml
+
+    data: dict[str, Any] = read_toml(params["config_file"]) if params.get("config_file") else {}
+    table = data.get("strategy") if isinstance(data.get("strategy"), dict) else {}
+    if params.get("strategy"):
+        same = table.get("name", "single") == params["strategy"]
+        table = {**(table if same else {}), "name": params["strategy"]}
+    data["strategy"] = table
+    data = apply_overrides(data, params.get("overrides") or ())
+    strategy = data.get("strategy")
+    return strategy if isinstance(strategy, dict) else {}
+
+
+def validate_train(
+    train_args: list[str], *, world_size: int, nproc_per_node: int, cuda_devices: int, timeout: float
+) -> list[str]:
+    """Validate ``deepseek train TRAIN_ARGS`` for a job of ``world_size`` processes; return the
+    arguments to run (the collective timeout is set to twice ``timeout`` unless configured)."""
+    import dataclasses
+
+    from deepseek.cli.train_cmd import build_train_config
+    from deepseek.cli.train_cmd import train as train_command
+    from deepseek_pro.launch import checks
+
+    ctx = train_command.make_context("train", list(train_args))
+    p = ctx.params
+    if not (p.get("resume") and not p.get("config_file")):
+        checks.check_raw_strategy(_raw_strategy_table(p))
+    config = build_train_config(
+        p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
+        max_steps=p["max_steps"], resume=p["resume"],
+    )
+    checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node)
+    options = config.strategy.options
+    fields = {f.name: f for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else {}
+    if "timeout_s" in fields and options.timeout_s == fields["timeout_s"].default:
+        wanted = 2 * timeout
+        if wanted != options.timeout_s:
+            return [*train_args, "--set", f"strategy.timeout_s={wanted:g}"]
+    return list(train_args)
+
+
+@click.command(
+    "launch",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option("-n", "--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes per node (one per GPU on CUDA).")
+@click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of nodes.")
+@click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="This node's index (0 hosts the rendezvous).")
+@click.option("--rdzv-endpoint", default="", metavar="HOST:PORT",
+              help="Address of node 0 (required with --nnodes > 1).")
+@click.option("--rdzv-id", default="", metavar="ID", help="Job id (log folder name; same on all nodes).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="SECONDS",
+              help="A rank that makes no progress (no finished step) for this long is reported as hung "
+                   "and the job is stopped; collectives time out after twice this.")
+@click.option("--startup-timeout", type=click.FloatRange(min=1), default=900.0, show_default=True,
+              metavar="SECONDS", help="The same limit until the first step is done (imports, set-up, compile).")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+              help="Where each rank's stdout/stderr are kept (default: a temp folder).")
+@click.option("--no-watchdog", is_flag=True, help="Do not watch for hung ranks.")
+@click.option("--verbose", is_flag=True, help="Show the elastic agent's own log.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def launch(
+    nproc_per_node: int,
+    nnodes: int,
+    node_rank: int,
+    rdzv_endpoint: str,
+    rdzv_id: str,
+    timeout: float,
+    startup_timeout: float,
+    log_dir: str | None,
+    no_watchdog: bool,
+    verbose: bool,
+    args: tuple[str, ...],
+) -> None:
+    """Run `deepseek ARGS` on N processes per node (wraps torchrun's elastic agent).
+
+    Example: deepseek launch -n 2 -- train config.toml --strategy fsdp
+    """
+    root, command, rest = split_command(args)
+    if command is None:
+        raise UsageError("launch: nothing to run; usage: deepseek launch -n 2 -- train [CONFIG.toml] [--strategy S]")
+    if nnodes > 1 and not rdzv_endpoint:
+        raise UsageError(f"launch: --nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address)")
+    if node_rank >= nnodes:
+        raise UsageError(f"launch: --node-rank {node_rank} must be below --nnodes {nnodes}")
+    if command == "train" and not _HELP.intersection(rest):
+        import torch
+
+        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        rest = validate_train(
+            rest, world_size=nnodes * nproc_per_node, nproc_per_node=nproc_per_node, cuda_devices=cuda,
+            timeout=timeout,
+        )
+    from deepseek_pro.launch.runner import LaunchSpec, run
+
+    spec = LaunchSpec(
+        args=(*root, command, *rest), nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
+        rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, timeout=timeout, startup_timeout=startup_timeout,
+        log_dir=log_dir, watchdog=not no_watchdog and command == "train", verbose=verbose,
+    )
+    result = run(spec)
+    if result.exit_code:
+        click.secho(f"error: {result.message}", fg="red", err=True)
+        if result.tail:
+            click.echo(f"last lines of {result.log_path}:", err=True)
+            for line in result.tail:
+                click.echo(f"  | {line}", err=True)
+        click.get_current_context().exit(result.exit_code)

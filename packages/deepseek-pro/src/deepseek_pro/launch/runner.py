@@ -1,0 +1,188 @@
+"""Run the workers under torchrun's elastic agent and turn any failure into one clear report.
+
+The agent (``torch.distributed.launcher.api.elastic_launch``) starts ``nproc_per_node`` workers
+(``python -u -m deepseek_pro.launch.worker ARGS``), sets ``RANK``/``WORLD_SIZE``/``MASTER_*``, and
+when one worker exits non-zero stops the others and raises ``ChildFailedError``. Every worker's
+stdout/stderr go to ``<log dir>/<run id>/attempt_0/<local rank>/``; rank 0's are also shown on the
+console. A hung worker is found by the heartbeat :class:`~deepseek_pro.launch.heartbeat.Watchdog`,
+which kills it so that the agent ends the job the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepseek_pro.launch.env import worker_env
+from deepseek_pro.launch.heartbeat import Watchdog
+
+WORKER_MODULE = "deepseek_pro.launch.worker"
+TAIL_LINES = 20
+EXIT_HUNG = 124
+PEER_GONE = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+    "Socket Timeout",
+)
+"""Error text of a rank whose peer died under it (gloo, NCCL)."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What ``deepseek launch`` was asked to run."""
+
+    args: tuple[str, ...]
+    nproc_per_node: int
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str = ""
+    rdzv_id: str = ""
+    timeout: float = 300.0
+    startup_timeout: float = 900.0
+    log_dir: str | None = None
+    watchdog: bool = True
+    verbose: bool = False
+
+
+@dataclass
+class LaunchResult:
+    """How the job ended: ``exit_code`` 0, or a one-line ``message`` and the culprit's log tail."""
+
+    exit_code: int
+    message: str = ""
+    log_path: str = ""
+    tail: list[str] = field(default_factory=list)
+
+
+def run(spec: LaunchSpec) -> LaunchResult:
+    """Start the job, wait for it, and report how it ended."""
+    import torch
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if not spec.verbose:
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    heartbeat_dir = tempfile.mkdtemp(prefix="deepseek-heartbeat-")
+    log_dir = spec.log_dir or tempfile.mkdtemp(prefix="deepseek-launch-")
+    changes = worker_env(spec.nproc_per_node, cuda=torch.cuda.is_available(), heartbeat_dir=heartbeat_dir)
+    saved = _apply_env(changes)
+    multi = spec.nnodes > 1 or bool(spec.rdzv_endpoint)
+    run_id = spec.rdzv_id or uuid.uuid4().hex[:12]
+    config = LaunchConfig(
+        min_nodes=spec.nnodes,
+        max_nodes=spec.nnodes,
+        nproc_per_node=spec.nproc_per_node,
+        run_id=run_id,
+        rdzv_backend="static" if multi else "c10d",
+        rdzv_endpoint=spec.rdzv_endpoint if multi else "localhost:0",
+        rdzv_configs={"rank": spec.node_rank, "timeout": int(spec.startup_timeout)} if multi else {},
+        max_restarts=0,
+        monitor_interval=0.5,
+        logs_specs=DefaultLogsSpecs(log_dir=log_dir, redirects=Std.ALL, tee=Std.ALL, local_ranks_filter={0}),
+        log_line_prefix_template="[rank${rank}] ",
+    )
+    watchdog = None
+    if spec.watchdog:
+        watchdog = Watchdog(heartbeat_dir, timeout=spec.timeout, startup_timeout=spec.startup_timeout)
+        watchdog.start()
+    try:
+        elastic_launch(config, entrypoint=sys.executable)("-u", "-m", WORKER_MODULE, *spec.args)
+        return LaunchResult(0)
+    except ChildFailedError as exc:
+        logs, failures = _attempt_dir(log_dir, run_id), exc.failures
+        return failure_report(failures, watchdog, lambda r: logs / str(_local(failures, r, spec)) / "stderr.log")
+    except SignalException as exc:
+        return LaunchResult(130, f"launcher received {exc.sigval.name}; all workers were stopped")
+    except RendezvousError as exc:
+        return LaunchResult(
+            1,
+            f"rendezvous at {spec.rdzv_endpoint or 'localhost'} failed ({type(exc).__name__}: {exc}); start "
+            f"'deepseek launch' on all {spec.nnodes} nodes with the same --nnodes and --rdzv-endpoint "
+            "and distinct --node-rank",
+        )
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+        _restore_env(saved)
+        shutil.rmtree(heartbeat_dir, ignore_errors=True)
+
+
+def failure_report(
+    failures: Mapping[int, Any], watchdog: Watchdog | None, log_of: Callable[[int], Path]
+) -> LaunchResult:
+    """One line naming the rank that failed first (or hung) and how, plus its log tail.
+    ``failures`` maps global ranks to the agent's ``ProcessFailure``; ``log_of(rank)`` is that
+    rank's stderr log."""
+    if watchdog is not None and watchdog.verdict:
+        log = log_of(watchdog.stuck[0].rank)
+        return LaunchResult(EXIT_HUNG, watchdog.verdict, str(log), _tail(log))
+    tails = {rank: _tail(log_of(rank)) for rank in failures}
+    # Failure times have a resolution of one second; within it, a rank that only saw its peer
+    # vanish (or was stopped by the agent) is not the root cause.
+    rank, first = min(
+        failures.items(), key=lambda kv: (kv[1].timestamp, _is_secondary(kv[1], tails[kv[0]]), kv[0])
+    )
+    tail = tails[rank]
+    if first.exitcode < 0:
+        how = f"was killed by signal {first.signal_name()}"
+    else:
+        how = f"exited with code {first.exitcode}"
+    said = next((line.strip() for line in reversed(tail) if line.lstrip().startswith("error:")), "")
+    said = said.removeprefix("error:").strip()
+    message = f"rank {rank} (pid {first.pid}) {how}{': ' + said if said else ''}; the other ranks were stopped"
+    return LaunchResult(2 if first.exitcode == 2 else 1, message, str(log_of(rank)), tail)
+
+
+def _is_secondary(failure: Any, tail: list[str]) -> bool:
+    """True for a rank that failed because another one did (stopped by the agent, or a peer
+    connection broke under it)."""
+    if failure.exitcode == -signal.SIGTERM:
+        return True
+    text = "\n".join(tail)
+    return any(phrase in text for phrase in PEER_GONE)
+
+
+def _attempt_dir(log_dir: str, run_id: str) -> Path:
+    """The agent's log folder of this run (``<log_dir>/<run_id>_XXXX/attempt_0``)."""
+    found = sorted(Path(log_dir).glob(f"{run_id}_*/attempt_0"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else Path(log_dir)
+
+
+def _local(failures: Mapping[int, Any], rank: int, spec: LaunchSpec) -> int:
+    """Local rank of global ``rank`` (ranks are numbered node by node)."""
+    return failures[rank].local_rank if rank in failures else rank % spec.nproc_per_node
+
+
+def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if line.strip()][-n:]
+
+
+def _apply_env(changes: Mapping[str, str | None]) -> dict[str, str | None]:
+    saved = {k: os.environ.get(k) for k in changes}
+    for key, value in changes.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return saved
+
+
+def _restore_env(saved: Mapping[str, str | None]) -> None:
+    _apply_env(saved)
