@@ -27,7 +27,9 @@ def test_json_output_for_two_gpus() -> None:
     for e in report["estimates"]:
         assert {"weights", "gradients", "optimizer", "activations", "buffers", "overhead", "total", "host",
                 "fits", "bytes_per_param"} <= set(e)
-        assert e["total"] == sum(e[k] for k in ("weights", "gradients", "optimizer", "activations", "buffers", "overhead"))
+        fixed = sum(e[k] for k in ("weights", "optimizer", "buffers", "overhead"))
+        both = e["gradients"] + e["activations"]
+        assert e["total"] == fixed + (both if e["grads_persist"] else max(e["gradients"], e["activations"]))
     assert report["device"] == {**report["device"], "count": 2, "memory": 80 * 1024**3, "source": "user"}
     assert report["recommendation"]["edition"] == "pro"
     assert report["recommendation"]["strategy"] == "ddp"

@@ -173,23 +173,27 @@ class StrategySpec:
     offload_optimizer: bool = False
     offload_params: bool = False
     autocast: bool = False
-    buffers: Literal["none", "ddp", "deepspeed", "gather"] = "none"
+    grads_persist: bool = False
+    """Gradient memory stays allocated across steps (DDP buckets, DeepSpeed partitions); else
+    ``zero_grad(set_to_none=True)`` frees it, so it never coexists with the forward's activations."""
+    buffers: Literal["none", "deepspeed", "gather"] = "none"
 
 
 STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec("single", "single", "single", "core", autocast=True),
-    StrategySpec("single+offload", "single+offload", "deepspeed", "pro",
-                 shard_grads=True, shard_optimizer=True, offload_optimizer=True, buffers="deepspeed"),
-    StrategySpec("ddp", "ddp", "ddp", "pro", autocast=True, buffers="ddp"),
+    StrategySpec("single+offload", "single+offload", "deepspeed", "pro", shard_grads=True,
+                 shard_optimizer=True, offload_optimizer=True, grads_persist=True, buffers="deepspeed"),
+    StrategySpec("ddp", "ddp", "ddp", "pro", autocast=True, grads_persist=True),
     StrategySpec("ddp+offload", "ddp+offload", None, None,
-                 offload_optimizer=True, autocast=True, buffers="ddp"),
-    StrategySpec("zero1", "zero1", "deepspeed", "pro", shard_optimizer=True, buffers="deepspeed"),
-    StrategySpec("zero1+offload", "zero1+offload", "deepspeed", "pro",
-                 shard_optimizer=True, offload_optimizer=True, buffers="deepspeed"),
-    StrategySpec("zero2", "zero2", "deepspeed", "pro",
-                 shard_grads=True, shard_optimizer=True, buffers="deepspeed"),
-    StrategySpec("zero2+offload", "zero2+offload", "deepspeed", "pro",
-                 shard_grads=True, shard_optimizer=True, offload_optimizer=True, buffers="deepspeed"),
+                 offload_optimizer=True, autocast=True, grads_persist=True),
+    StrategySpec("zero1", "zero1", "deepspeed", "pro", shard_optimizer=True, grads_persist=True,
+                 buffers="deepspeed"),
+    StrategySpec("zero1+offload", "zero1+offload", "deepspeed", "pro", shard_optimizer=True,
+                 offload_optimizer=True, grads_persist=True, buffers="deepspeed"),
+    StrategySpec("zero2", "zero2", "deepspeed", "pro", shard_grads=True, shard_optimizer=True,
+                 grads_persist=True, buffers="deepspeed"),
+    StrategySpec("zero2+offload", "zero2+offload", "deepspeed", "pro", shard_grads=True,
+                 shard_optimizer=True, offload_optimizer=True, grads_persist=True, buffers="deepspeed"),
     StrategySpec("zero3", "zero3", "fsdp", "pro", shard_weights=True, shard_grads=True,
                  shard_optimizer=True, autocast=True, buffers="gather"),
     StrategySpec("zero3+offload", "zero3+offload", "fsdp", "pro",
@@ -255,11 +259,16 @@ class Estimate:
     fits: bool = False
     host_fits: bool = True
     applicable: bool = True
+    grads_persist: bool = True
 
     @property
     def total(self) -> int:
-        """Everything on one GPU."""
-        return self.weights + self.gradients + self.optimizer + self.activations + self.buffers + self.overhead
+        """Peak on one GPU: gradients freed between steps (set_to_none) grow in backward while
+        activations are freed, so only the larger of the two counts; else both."""
+        states = self.weights + self.optimizer + self.buffers + self.overhead
+        if self.grads_persist:
+            return states + self.gradients + self.activations
+        return states + max(self.gradients, self.activations)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with ``total``."""
@@ -270,8 +279,6 @@ class Estimate:
 
 def _buffers(spec: StrategySpec, shape: ModelShape, per: StateBytes, setup: TrainSetup) -> int:
     p = shape.n_params
-    if spec.buffers == "ddp":  # DDP reducer buckets mirror the gradients (bucket view off)
-        return int(per.gradients * p)
     if spec.buffers == "deepspeed":  # one reduce bucket and one all-gather bucket
         return int(2 * min(p, DEEPSPEED_BUCKET_ELEMENTS) * per.weights)
     if spec.buffers == "gather":  # two gathered blocks (current + prefetch) + one block's grads
@@ -306,7 +313,7 @@ def estimate_strategy(
         weights=int(w), gradients=int(g), optimizer=int(o), activations=act,
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
-        applicable=_applicable(spec, setup.gpus),
+        applicable=_applicable(spec, setup.gpus), grads_persist=spec.grads_persist,
     )
     fits = usable_gpu is not None and est.total <= usable_gpu
     host_fits = host_memory is None or est.host <= host_memory

@@ -173,8 +173,9 @@ def render(report: dict[str, Any], console: Any = None) -> None:
     bpp = report["bytes_per_param_paper"]
     console.print(
         f"[dim]bytes/parameter (ZeRO paper): weights {bpp['weights']:g} + grads {bpp['gradients']:g} + "
-        f"optimizer {bpp['optimizer']:g}; autocast strategies keep fp32 grads. * needs more than one GPU. "
-        f"Formulas: docs/advise.md[/]"
+        f"optimizer {bpp['optimizer']:g}; autocast strategies keep fp32 grads. total counts the larger of "
+        f"grads and activations where grads are freed between steps (single, fsdp). * needs more than "
+        f"one GPU. Formulas: docs/advise.md[/]"
     )
     r = report["recommendation"]
     strategy = f"{r['strategy']} (strategy {r['engine']!r})" if r["strategy"] else "none fits"

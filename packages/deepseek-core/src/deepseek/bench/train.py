@@ -426,3 +426,7 @@ def train_command(compile_: bool, json_path: Path | None, **options: Any) -> Non
     if json_path is not None:
         _write_json(json_path, result)
         click.echo(f"wrote {json_path}")
+
+
+if __name__ == "__main__":
+    train_command()
