@@ -1,0 +1,454 @@
+"""``deepspeed``: DeepSpeed ZeRO stage 1/2/3 with optimizer and parameter CPU offload.
+
+The DeepSpeed config is generated from our typed config (:func:`build_ds_config`); users write
+DeepSpeed JSON only when they want to (``config_path``, passed through). Our step maps onto the
+engine like this: every micro-batch runs ``engine(x, y)`` and ``engine.backward(loss)`` (which
+divides by the accumulation steps) with the accumulation boundary set explicitly on the last one;
+DeepSpeed computes the gradient norm and clips *inside* its step, so :meth:`clip_grad_norm` runs
+``engine.step()`` with the requested ``max_norm`` and returns the norm DeepSpeed measured before
+clipping, and :meth:`optimizer_step` reports whether that step was applied (fp16 overflow skips).
+Micro-batch size and accumulation steps are read off the batches the trainer hands in.
+
+Optimizer: ``optimizer = "torch"`` (default) hands DeepSpeed the torch AdamW/SGD built by our
+optimizer factory. ZeRO then runs that optimizer on flat fp32 partitions; AdamW is element-wise,
+so the update equals the unsharded one exactly and losses match ``single`` up to the summation
+order of the gradient reduction. With ``optimizer_offload`` it runs on the CPU copies
+(``zero_force_ds_cpu_optimizer = false``). ``optimizer = "deepspeed"`` lets DeepSpeed build its own
+AdamW (FusedAdam on GPU, DeepSpeedCPUAdam with offload: faster, JIT-built ops) from the same
+hyper-parameters; its numerics differ slightly from torch's.
+
+Checkpoints are the canonical full format: fp32 master weights and AdamW moments are gathered
+with DeepSpeed's ``safe_get_full_fp32_param`` / ``safe_get_full_optimizer_state`` (for ZeRO-3
+too) and written by rank 0; loading scatters them back with the ``safe_set_full_*`` functions.
+DeepSpeed's own loss-scaler state (fp16) is not carried over: it restarts at the initial scale.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from deepseek.errors import CheckpointError, ConfigError
+from deepseek.training.strategy import Batch, OptimizerFactory
+from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+
+log = logging.getLogger(__name__)
+_ARCH_RE = re.compile(r"^(\d+\.\d+)[a-z]?(\+PTX)?$")
+
+
+def sanitize_cuda_arch_list(value: str) -> str:
+    """``TORCH_CUDA_ARCH_LIST`` without arch-specific suffixes (``9.0a`` -> ``9.0``,
+    ``9.0a+PTX`` -> ``9.0+PTX``) and duplicates, which DeepSpeed's op builder cannot parse."""
+    out: list[str] = []
+    for entry in re.split(r"[;,\s]+", value.strip()):
+        if not entry:
+            continue
+        m = _ARCH_RE.match(entry)
+        clean = f"{m.group(1)}{m.group(2) or ''}" if m else entry
+        if clean not in out:
+            out.append(clean)
+    return ";".join(out)
+
+
+def apply_cuda_arch_sanitizer(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """Rewrite ``TORCH_CUDA_ARCH_LIST`` in ``environ`` (default ``os.environ``) if DeepSpeed would
+    choke on it; returns the new value when something changed, else ``None``."""
+    env = os.environ if environ is None else environ
+    old = env.get("TORCH_CUDA_ARCH_LIST")
+    if not old:
+        return None
+    new = sanitize_cuda_arch_list(old)
+    if new == old:
+        return None
+    env["TORCH_CUDA_ARCH_LIST"] = new
+    log.warning("TORCH_CUDA_ARCH_LIST=%r rewritten to %r for DeepSpeed's op builder", old, new)
+    return new
+
+
+def tied_aliases(model: Any) -> dict[str, str]:
+    """Tied parameters of ``model``: first name -> the other state-dict name of the same tensor."""
+    first: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            out[first[id(p)]] = name
+        else:
+            first[id(p)] = name
+    return out
+
+
+@dataclass(frozen=True)
+class DeepSpeedOptions(DistributedOptions):
+    """``[strategy]`` keys of ``deepspeed``."""
+
+    stage: Literal[1, 2, 3] = 2
+    """ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters."""
+    offload_optimizer: bool = False
+    """Keep optimizer state (and run the optimizer) on the CPU."""
+    offload_params: bool = False
+    """Keep sharded parameters on the CPU between uses (stage 3 only)."""
+    optimizer: Literal["torch", "deepspeed"] = "torch"
+    """``torch``: our AdamW/SGD (exact parity); ``deepspeed``: DeepSpeed's fused/CPU Adam."""
+    config_path: str = ""
+    """A DeepSpeed JSON config to use as is instead of the generated one."""
+
+    def __post_init__(self) -> None:
+        if self.offload_params and self.stage != 3:
+            raise ConfigError(
+                f"strategy.offload_params: parameter offload needs ZeRO stage 3, got stage = {self.stage}; "
+                "set stage = 3 or offload_params = false"
+            )
+        if self.config_path and not Path(self.config_path).is_file():
+            raise ConfigError(f"strategy.config_path: {self.config_path!r} is not a file; give a DeepSpeed JSON path")
+
+
+def build_ds_config(
+    options: DeepSpeedOptions,
+    *,
+    precision: str,
+    world_size: int,
+    on_cuda: bool,
+    optimizer_params: dict[str, Any] | None = None,
+    init_scale: float = 2.0**16,
+    growth_interval: int = 2000,
+) -> dict[str, Any]:
+    """The DeepSpeed config for ``options``; micro-batch size, accumulation and clipping start
+    at neutral values and are set from the trainer's batches and ``clip_grad_norm`` calls."""
+    zero: dict[str, Any] = {"stage": options.stage, "contiguous_gradients": True, "overlap_comm": on_cuda}
+    if options.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_cuda}
+    if options.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": on_cuda}
+    cfg: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": world_size,
+        "gradient_clipping": 0.0,
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    if precision == "bf16":
+        cfg["bf16"] = {"enabled": True}
+    elif precision == "fp16":
+        cfg["fp16"] = {
+            "enabled": True,
+            "loss_scale": 0,
+            "initial_scale_power": int(round(math.log2(init_scale))),
+            "loss_scale_window": growth_interval,
+        }
+    if optimizer_params is not None:
+        cfg["optimizer"] = {"type": "AdamW", "params": optimizer_params}
+    return cfg
+
+
+class DeepSpeedStrategy(DistributedStrategy):
+    """DeepSpeed's engine over all ranks (``dp_size = world_size``)."""
+
+    name: ClassVar[str] = "deepspeed"
+    Options: ClassVar[type] = DeepSpeedOptions
+
+    def __init__(self, options: Any = None, *, precision: Any) -> None:
+        super().__init__(options, precision=precision)
+        self.engine: Any = None
+        self.ds_config: dict[str, Any] = {}
+        self._template: Any = None
+        self._group_names: list[list[str]] = []
+        self._aliases: dict[str, str] = {}
+        self._stepped: bool | None = None
+        self._shape: tuple[int, int] = (1, 1)
+
+    def setup_environment(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        apply_cuda_arch_sanitizer()
+        super().setup_environment()
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+
+    def setup(self, model: Any, optimizer_factory: OptimizerFactory) -> None:
+        import deepspeed
+
+        o = self.options
+        self._aliases = tied_aliases(model)
+        self._template = copy.deepcopy(model).to("meta")
+        names = {id(p): n for n, p in model.named_parameters()}
+        optimizer = optimizer_factory(model.parameters())
+        self._group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+        model = model.to(self.device)
+        kwargs: dict[str, Any] = {}
+        if o.config_path:
+            self.ds_config = self._read_user_config(o.config_path)
+        else:
+            params = None
+            if o.optimizer == "deepspeed":
+                g = optimizer.param_groups[0]
+                params = {k: g[k] for k in ("lr", "betas", "eps", "weight_decay") if k in g}
+                params["betas"] = list(params.get("betas", (0.9, 0.999)))
+            self.ds_config = build_ds_config(
+                o, precision=self.precision.name, world_size=self.world_size,
+                on_cuda=self.device.type == "cuda", optimizer_params=params,
+                init_scale=self.precision.init_scale, growth_interval=self.precision.growth_interval,
+            )
+        if "optimizer" in self.ds_config:
+            kwargs["model_parameters"] = [
+                {k: v for k, v in g.items() if k in ("params", "weight_decay")} for g in optimizer.param_groups
+            ]
+        else:
+            kwargs["optimizer"] = optimizer
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=model, config=self.ds_config, dist_init_required=False, **kwargs
+        )
+        self.model = self.engine
+
+    def _read_user_config(self, path: str) -> dict[str, Any]:
+        try:
+            cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"strategy.config_path: {path!r} must hold a JSON object")
+        micro = int(cfg.setdefault("train_micro_batch_size_per_gpu", 1))
+        cfg.setdefault("gradient_accumulation_steps", 1)
+        cfg["train_batch_size"] = micro * int(cfg["gradient_accumulation_steps"]) * self.world_size
+        cfg.setdefault("zero_allow_untested_optimizer", True)
+        return cfg
+
+    # ------------------------------------------------------------------ the step
+
+    def _fit_batches(self, micro: int, accum: int) -> None:
+        if (micro, accum) == self._shape:
+            return
+        self.engine.set_train_micro_batch_size(micro)
+        self.engine.set_train_batch_size(micro * accum * self.world_size)
+        self._shape = (micro, accum)
+
+    def forward_backward(self, micro_batches: Sequence[Batch]) -> Any:
+        import torch
+
+        engine = self.engine
+        assert engine is not None, "call setup() first"
+        self._fit_batches(int(micro_batches[0][0].size(0)), len(micro_batches))
+        engine.train()
+        total = torch.zeros((), device=self.device)
+        last = len(micro_batches) - 1
+        for i, batch in enumerate(micro_batches):
+            x, y = self.to_device(batch)
+            engine.set_gradient_accumulation_boundary(i == last)
+            loss = engine(x, y)
+            engine.backward(loss)  # DeepSpeed divides by gradient_accumulation_steps
+            total += loss.detach().float() / len(micro_batches)
+        self._stepped = None
+        return self.all_reduce_tensor_mean(total.to(self.comm_device))
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        clip = max(float(max_norm), 0.0)
+        self.engine._config.gradient_clipping = clip
+        if hasattr(self.engine.optimizer, "clip_grad"):
+            self.engine.optimizer.clip_grad = clip
+        self.ds_config["gradient_clipping"] = clip
+        self._step()
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def _step(self) -> None:
+        if self._stepped is None:
+            self.engine.step()
+            self._stepped = bool(self.engine.was_step_applied())
+
+    def optimizer_step(self) -> bool:
+        self._step()
+        return bool(self._stepped)
+
+    def zero_grad(self) -> None:
+        self.engine.zero_grad()
+
+    def evaluate_loss(self, batch: Batch) -> Any:
+        import torch
+
+        was_training = self.engine.training
+        self.engine.eval()
+        try:
+            x, y = self.to_device(batch)
+            with torch.no_grad():
+                loss = self.engine(x, y).detach().float()
+        finally:
+            self.engine.train(was_training)
+        return self.all_reduce_tensor_mean(loss.to(self.comm_device))
+
+    def step_metrics(self) -> dict[str, float]:
+        if self.precision.name == "fp16" and hasattr(self.engine.optimizer, "cur_scale"):
+            return {"loss_scale": float(self.engine.optimizer.cur_scale)}
+        return {}
+
+    # ------------------------------------------------------------------ full weights and checkpoints
+
+    def _named_params(self) -> list[tuple[str, Any]]:
+        return list(self.engine.module.named_parameters())
+
+    def full_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(model state dict, named optimizer state) with full fp32 tensors on CPU on every rank.
+        A collective: call it on every rank."""
+        from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+        self._relink_optimizer_state()
+        keys = self._optimizer_keys()
+        model: dict[str, Any] = {}
+        state: dict[str, dict[str, Any]] = {}
+        step = self._optimizer_step_count()
+        for name, p in self._named_params():
+            model[name] = safe_get_full_fp32_param(p).detach().cpu()
+            if keys:
+                state[name] = {k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in keys}
+                if step is not None:
+                    state[name]["step"] = step.clone()
+        for name, buf in self.engine.module.named_buffers():
+            if name in self._template.state_dict():
+                model[name] = buf.detach().float().cpu()
+        for name, alias in self._aliases.items():
+            model[alias] = model[name]
+        groups = []
+        inner = self.engine.optimizer.param_groups
+        for i, group_names in enumerate(self._group_names):
+            src = inner[i] if i < len(inner) else inner[0]
+            groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
+        return model, {"state": state, "param_groups": groups}
+
+    def _flat_masters(self) -> tuple[Any, list[Any]]:
+        """(the torch optimizer ZeRO drives, its flat fp32 partitions: one per (sub-)group)."""
+        zero = self.engine.optimizer
+        inner = getattr(zero, "optimizer", zero)
+        flats = getattr(zero, "fp32_partitioned_groups_flat", None)  # ZeRO 3
+        if flats is None:
+            flats = getattr(zero, "single_partition_of_fp32_groups", None)  # ZeRO 1/2
+        if flats is None:
+            flats = [p for g in inner.param_groups for p in g["params"]]
+        return inner, list(flats)
+
+    def _inner_states(self) -> list[dict[str, Any]]:
+        inner, flats = self._flat_masters()
+        return [inner.state[p] for p in flats if inner.state.get(p)]
+
+    def _optimizer_keys(self) -> list[str]:
+        import torch
+
+        states = self._inner_states()
+        return [k for k, v in states[0].items() if torch.is_tensor(v) and v.dim() > 0] if states else []
+
+    def _optimizer_step_count(self) -> Any:
+        states = self._inner_states()
+        return states[0].get("step") if states else None
+
+    def unwrapped_model(self) -> Any:
+        """A plain CPU copy with the full fp32 weights (a collective: call it on every rank)."""
+        model, _ = self.full_state()
+        plain = copy.deepcopy(self._template).to_empty(device="cpu")
+        plain.load_state_dict(model)
+        return plain
+
+    def save_checkpoint(self, directory: Path, trainer_state: dict[str, Any]) -> None:
+        from deepseek.training import checkpoint as ckpt
+
+        model, optim = self.full_state()
+        if self.is_global_zero:
+            directory = Path(directory)
+            ckpt.save_model_state(directory / ckpt.MODEL_FILE, model)
+            ckpt.save_optimizer_state(directory / ckpt.OPTIMIZER_FILE, optim)
+            ckpt.write_trainer_state(directory, {**trainer_state, "layout": "full"})
+        self.barrier()
+
+    def load_checkpoint(self, directory: Path) -> dict[str, Any]:
+        from deepseek.training import checkpoint as ckpt
+        from deepseek_pro import checkpoint as pro_ckpt
+
+        directory = Path(directory)
+        problem = None
+        try:
+            state = ckpt.read_trainer_state(directory)
+            model, optim = pro_ckpt.read_full_state(directory)
+            shapes = {k: tuple(v.shape) for k, v in self._template.state_dict().items()}
+            pro_ckpt.check_model_fit(model, shapes, directory)
+        except CheckpointError as exc:
+            problem = str(exc)
+        # Every rank reads the files; agree on failure so that no rank waits in a collective.
+        problems = [None] * self.world_size
+        import torch.distributed as dist
+
+        dist.all_gather_object(problems, problem)
+        first = next((p for p in problems if p), None)
+        if first:
+            raise CheckpointError(first)
+        self._load_full(model, optim)
+        return state
+
+    def _load_full(self, model: dict[str, Any], optim: dict[str, Any]) -> None:
+        import torch
+        from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
+
+        saved = optim.get("state", {})
+        self._init_optimizer_state()
+        keys = self._optimizer_keys()
+        for name, p in self._named_params():
+            safe_set_full_fp32_param(p, model[name].to(self.device))
+            for k in keys:
+                if k in saved.get(name, {}):
+                    safe_set_full_optimizer_state(p, saved[name][k].to(self.device), k)
+        steps = [v["step"] for v in saved.values() if "step" in v]
+        for st in self._inner_states():
+            if steps and "step" in st:
+                st["step"] = torch.as_tensor(steps[0], dtype=st["step"].dtype).clone()
+        # Low-precision module weights follow the fp32 masters.
+        with torch.no_grad():
+            for name, buf in self.engine.module.named_buffers():
+                if name in model:
+                    buf.copy_(model[name])
+        self._sync_lp_from_hp()
+
+    def _sync_lp_from_hp(self) -> None:
+        """Copy the fp32 masters into the module's (low-precision, partitioned) weights."""
+        opt = self.engine.optimizer
+        if hasattr(opt, "update_lp_params"):  # ZeRO 1/2
+            opt.update_lp_params()
+            return
+        for i in range(len(opt.fp16_groups)):  # ZeRO 3
+            opt._reassign_or_swap_out_partitioned_parameters(i)
+        if opt.persistent_parameters:
+            opt.persistent_parameters[0].all_gather(opt.persistent_parameters)
+        if hasattr(opt, "invalidate_secondary_tensor"):
+            opt.invalidate_secondary_tensor()
+
+    def _init_optimizer_state(self) -> None:
+        """Create the inner optimizer's state as its first step would (zeros, step 0), so that
+        DeepSpeed's optimizer-state fragments exist before any step has run."""
+        import torch
+
+        inner, flats = self._flat_masters()
+        momentum = float(inner.defaults.get("momentum", 0) or 0)
+        for p in flats:
+            if inner.state.get(p):
+                continue
+            if isinstance(inner, torch.optim.AdamW | torch.optim.Adam):
+                inner.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                  "exp_avg_sq": torch.zeros_like(p)}
+            elif isinstance(inner, torch.optim.SGD) and momentum:
+                inner.state[p] = {"momentum_buffer": torch.zeros_like(p)}
+        self._relink_optimizer_state()
+
+    def _relink_optimizer_state(self) -> None:
+        # ZeRO 1/2 link each parameter's optimizer-state fragments once, right after the first
+        # group's first step, when later groups have no state yet; link them again now.
+        zero = self.engine.optimizer
+        if hasattr(zero, "_lazy_init_hp_params_optimizer_state"):
+            zero._hp_optimizer_states_linked = False
+            zero._lazy_init_hp_params_optimizer_state()

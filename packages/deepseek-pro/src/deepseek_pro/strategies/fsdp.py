@@ -1,0 +1,223 @@
+"""``fsdp`` (alias ``zero3``): FSDP2 ``fully_shard`` — parameters, gradients and optimizer state
+sharded over every rank (ZeRO stage 3).
+
+Each Transformer block is its own FSDP unit (all-gathered just before it runs, resharded after),
+then the root (embeddings, final norm, tied head). Mixed precision is a ``MixedPrecisionPolicy``:
+parameters are cast to the run's compute dtype for forward/backward (``param_dtype``), gradients
+are reduce-scattered in ``reduce_dtype`` — fp32 by default; ``compression = "bf16"`` (or
+``reduce_dtype = "bf16"``) halves the gradient traffic, FSDP's form of gradient compression.
+``cpu_offload`` keeps sharded parameters, gradients and optimizer state in host memory
+(``CPUOffloadPolicy``). Gradient accumulation turns gradient sync off on all but the last
+micro-batch. Clipping computes the total norm over the sharded gradients (a DTensor reduction).
+
+``step_metrics`` reports ``comm_bytes`` (reduce-scatter payload per rank and step) computed from
+the sharded parameters' padded sizes and the reduce dtype, not counted by a hook, next to
+``comm_bytes_uncompressed`` (the same in fp32) and ``allgather_bytes`` (parameter all-gathers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from deepseek.errors import ConfigError, UsageError
+from deepseek.training.strategy import Batch, OptimizerFactory
+from deepseek_pro import checkpoint as pro_ckpt
+from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class FSDPOptions(DistributedOptions):
+    """``[strategy]`` keys of ``fsdp`` / ``zero3``."""
+
+    compression: Literal["none", "fp16", "bf16", "powersgd"] = "none"
+    """Reduced-precision gradient reduce-scatter (``bf16``/``fp16``); PowerSGD is DDP-only."""
+    reduce_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """dtype of the gradient reduce-scatter; ``auto``: from ``compression``, else fp32."""
+    cpu_offload: bool = False
+    reshard_after_forward: bool = True
+    """Free gathered parameters after forward (ZeRO-3); false keeps them until backward (ZeRO-2-like)."""
+    checkpoint: Literal["full", "sharded"] = "full"
+    """``full``: canonical safetensors gathered on rank 0; ``sharded``: DCP shards per rank."""
+
+    def __post_init__(self) -> None:
+        if self.compression == "powersgd":
+            raise ConfigError(
+                "strategy.compression: 'powersgd' is a DDP-only gradient compressor (a DDP comm hook); "
+                "fsdp/zero3 supports 'none', 'bf16' and 'fp16' (reduced-precision reduce-scatter); "
+                "use strategy ddp for PowerSGD or compression = 'bf16'"
+            )
+        if self.compression != "none" and self.reduce_dtype not in ("auto", self.compression):
+            raise ConfigError(
+                f"strategy.reduce_dtype: {self.reduce_dtype!r} contradicts compression = "
+                f"{self.compression!r}; set only one of them"
+            )
+
+    @property
+    def resolved_reduce_dtype(self) -> str:
+        """The reduce-scatter dtype name: ``fp32``, ``bf16`` or ``fp16``."""
+        if self.reduce_dtype != "auto":
+            return self.reduce_dtype
+        return self.compression if self.compression != "none" else "fp32"
+
+
+class FSDPStrategy(DistributedStrategy):
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``) over all ranks (``dp_size = world_size``)."""
+
+    name: ClassVar[str] = "fsdp"
+    Options: ClassVar[type] = FSDPOptions
+    supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16")
+
+    def __init__(self, options: Any = None, *, precision: Any) -> None:
+        super().__init__(options, precision=precision)
+        self.mesh: Any = None
+        self._template: nn.Module | None = None
+        self._metrics: dict[str, float] = {}
+        self._per_step: dict[str, float] = {}
+
+    def setup_environment(self) -> None:
+        super().setup_environment()
+        if self.precision.name == "fp16":
+            self.teardown()
+            raise UsageError(
+                "precision.dtype: fsdp/zero3 runs fp32 or bf16 (its gradients are sharded, so fp16 "
+                "loss scaling cannot check them on one rank); use precision.dtype = 'bf16' or "
+                "strategy ddp / deepspeed for fp16"
+            )
+
+    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import (
+            CPUOffloadPolicy,
+            MixedPrecisionPolicy,
+            OffloadPolicy,
+            fully_shard,
+        )
+
+        o = self.options
+        self._template = copy.deepcopy(model).to("meta")
+        self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("dp",))
+        compute = self.precision.dtype
+        policy = MixedPrecisionPolicy(
+            param_dtype=None if compute == torch.float32 else compute,
+            reduce_dtype=_DTYPES[o.resolved_reduce_dtype],
+        )
+        offload = CPUOffloadPolicy() if o.cpu_offload else OffloadPolicy()
+        if not o.cpu_offload:
+            model = model.to(self.device)
+        kwargs = {"mesh": self.mesh, "mp_policy": policy, "offload_policy": offload,
+                  "reshard_after_forward": o.reshard_after_forward}
+        blocks = getattr(model, "blocks", None)
+        units = list(blocks) if isinstance(blocks, nn.ModuleList) else []
+        for block in units:
+            fully_shard(block, **kwargs)
+        fully_shard(model, **kwargs)
+        self.model = model
+        self.optimizer = optimizer_factory(model.parameters())
+        self._per_step = self._traffic(model, len(units) + 1)
+
+    def _traffic(self, model: nn.Module, units: int) -> dict[str, float]:
+        """Bytes each rank hands to collectives per optimizer step (computed from shapes)."""
+        w = self.world_size
+        padded = 0
+        for p in model.parameters():
+            rows = p.shape[0] if p.dim() else 1
+            padded += math.ceil(rows / w) * w * (p.numel() // max(rows, 1))
+        reduce_size = _DTYPES[self.options.resolved_reduce_dtype].itemsize
+        param_size = (self.precision.dtype if self.precision.dtype != torch.float32 else torch.float32).itemsize
+        gathers = 2 if self.options.reshard_after_forward else 1  # forward, and again in backward
+        return {
+            "comm_bytes": float(padded * reduce_size),
+            "comm_bytes_uncompressed": float(padded * 4),
+            "allgather_bytes": float(padded * param_size * gathers),
+            "fsdp_units": float(units),
+        }
+
+    @contextlib.contextmanager
+    def _no_sync(self) -> Iterator[None]:
+        assert self.model is not None
+        self.model.set_requires_gradient_sync(False)  # type: ignore[operator]
+        try:
+            yield
+        finally:
+            self.model.set_requires_gradient_sync(True)  # type: ignore[operator]
+
+    def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
+        assert self.model is not None, "call setup() first"
+        loss = self.accumulate(self.model, micro_batches, no_sync=self._no_sync)
+        m = dict(self._per_step)
+        m["comm_reduction"] = 1.0 - m["comm_bytes"] / m["comm_bytes_uncompressed"]
+        # Under accumulation, parameters are gathered once per micro-batch.
+        m["allgather_bytes"] *= len(micro_batches)
+        self._metrics = m
+        return loss
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        assert self.model is not None
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not grads:
+            return 0.0
+        norm = torch.nn.utils.get_total_norm(grads)
+        if hasattr(norm, "full_tensor"):
+            norm = norm.full_tensor()  # the DTensor norm is partial per shard: reduce it
+        norm = norm.float()
+        if max_norm > 0:
+            # The same float32 coefficient torch.nn.utils.clip_grad_norm_ applies.
+            coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(coef.item())
+        return float(norm)
+
+    def optimizer_step(self) -> bool:
+        assert self.optimizer is not None
+        return self.precision.step(self.optimizer)
+
+    def zero_grad(self) -> None:
+        assert self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def evaluate_loss(self, batch: Batch) -> torch.Tensor:
+        assert self.model is not None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            x, y = self.to_device(batch)
+            with self.precision.autocast():
+                loss = self.model(x, y).detach().float()
+        finally:
+            self.model.train(was_training)
+        return self.all_reduce_tensor_mean(loss.to(self.comm_device))
+
+    def unwrapped_model(self) -> nn.Module:
+        """A plain CPU copy with the full weights (a collective: call it on every rank)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        assert self.model is not None and self._template is not None
+        # Without cpu_offload every rank receives the full tensors (rank 0 only, with it).
+        full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
+        plain = copy.deepcopy(self._template).to_empty(device="cpu")
+        plain.load_state_dict({k: v.detach().cpu() for k, v in full.items()})
+        return plain
+
+    def step_metrics(self) -> dict[str, float]:
+        return dict(self._metrics)
+
+    def save_checkpoint(self, directory: Path, trainer_state: dict[str, Any]) -> None:
+        assert self.model is not None and self.optimizer is not None
+        pro_ckpt.save_checkpoint(self, self.model, self.optimizer, Path(directory), trainer_state,
+                                 sharded=self.options.checkpoint == "sharded")
+
+    def load_checkpoint(self, directory: Path) -> dict[str, Any]:
+        assert self.model is not None and self.optimizer is not None
+        return pro_ckpt.load_checkpoint(self, self.model, self.optimizer, Path(directory))
