@@ -9,7 +9,9 @@ autocast, ``loss.backward()``, ``clip_grad_norm_``, AdamW (``fused=True`` on CUD
 
 Timing: warm-up steps (compilation included) are excluded; each measured step is bracketed by
 CUDA events (no extra host sync; one ``synchronize`` at the end) or ``perf_counter`` on CPU;
-the median step time is reported. MFU uses the PaLM formula, ``GPT.flops_per_token``:
+the median step time is reported. On CUDA one extra untimed step runs under
+``torch.cuda.set_sync_debug_mode("warn")`` to count the host syncs a step makes. Tokens/s are
+per device (``batch * seq`` per step). MFU uses the PaLM formula, ``GPT.flops_per_token``:
 ``6 N + 12 L d T`` FLOPs per token, ``N`` = parameters without the position table (the tied
 token table stays in, it is the LM head's matmul weight), divided by the device's dense peak.
 """
@@ -20,31 +22,14 @@ import contextlib
 import gc
 import json
 import os
-import re
-import statistics
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-# Dense peak TFLOP/s (no sparsity) by device-name pattern: (16-bit, TF32). First match wins.
-_PEAKS: tuple[tuple[str, float, float], ...] = (
-    (r"H100.*PCIe", 756.0, 378.0),
-    (r"H200|H100|GH200", 989.0, 494.7),
-    (r"A100", 312.0, 156.0),
-)
-
-
-def peak_tflops(device_name: str, precision: str) -> float | None:
-    """Dense peak of ``device_name`` for ``precision`` (bf16/fp16: tensor-core 16-bit; fp32:
-    TF32), ``None`` when unknown (CPU, other GPUs)."""
-    for pattern, half, tf32 in _PEAKS:
-        if re.search(pattern, device_name):
-            return tf32 if precision == "fp32" else half
-    return None
+from deepseek.bench._train_measure import make_row, measure, peak_tflops
 
 
 @dataclass
@@ -69,42 +54,6 @@ class BenchSettings:
     baseline: bool = False
     baseline_variants: str = "eager,compile"
     peak_tflops: float | None = None
-
-
-@dataclass
-class Row:
-    """One measured variant."""
-
-    name: str
-    path: str
-    compile: bool
-    steps: int
-    median_step_s: float
-    mean_step_s: float
-    tokens_per_s: float
-    tflops: float
-    mfu: float | None
-    peak_memory_bytes: int
-    memory_kind: str
-    loss_first: float
-    loss_last: float
-    host_syncs_per_step: int
-    step_times_s: list[float] = field(default_factory=list)
-
-
-def _rss_peak_reset() -> None:
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
-
-
-def _rss_peak() -> int:
-    with contextlib.suppress(OSError, AttributeError):
-        found = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
-        if found:
-            return int(found.group(1)) * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _attention_context(name: str) -> contextlib.AbstractContextManager[Any]:
@@ -156,38 +105,6 @@ def _batches(s: BenchSettings, vocab: int, rows: int, pin: bool) -> list[tuple[A
         x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
         out.append((x.pin_memory(), y.pin_memory()) if pin else (x, y))
     return out
-
-
-def _measure(step: Callable[[int], Any], s: BenchSettings, device: Any) -> tuple[list[float], float, int, list[Any]]:
-    """Run warm-up then measured steps; return step times, wall mean, peak memory, losses."""
-    import torch
-
-    cuda = device.type == "cuda"
-    losses = [step(i) for i in range(s.warmup)]
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(s.steps + 1)]
-        events[0].record()
-    else:
-        _rss_peak_reset()
-        marks = [time.perf_counter()]
-    start = time.perf_counter()
-    for i in range(s.steps):
-        losses.append(step(s.warmup + i))
-        if cuda:
-            events[i + 1].record()
-        else:
-            marks.append(time.perf_counter())
-    if cuda:
-        torch.cuda.synchronize(device)
-        times = [events[i].elapsed_time(events[i + 1]) / 1e3 for i in range(s.steps)]
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        times = [b - a for a, b in zip(marks, marks[1:], strict=False)]
-        peak = _rss_peak()
-    wall = (time.perf_counter() - start) / s.steps
-    return times, wall, peak, losses
 
 
 def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[], None]]:
@@ -292,21 +209,6 @@ def _release() -> None:
         torch._dynamo.reset()
 
 
-def _row(name: str, path: str, compiled: bool, syncs: int, s: BenchSettings, measured: Any,
-         flops_per_token: int, tokens_per_step: int, peak: float | None, kind: str) -> Row:
-    times, wall, mem, losses = measured
-    median = statistics.median(times)
-    tps = tokens_per_step / median
-    values = [float(v) for v in losses]
-    return Row(
-        name=name, path=path, compile=compiled, steps=s.steps, median_step_s=median, mean_step_s=wall,
-        tokens_per_s=tps, tflops=tps * flops_per_token / 1e12,
-        mfu=(tps * flops_per_token / (peak * 1e12)) if peak else None, peak_memory_bytes=int(mem),
-        memory_kind=kind, loss_first=values[0], loss_last=values[-1], host_syncs_per_step=syncs,
-        step_times_s=times,
-    )
-
-
 def run_bench(s: BenchSettings) -> dict[str, Any]:
     """Measure our path (and with ``baseline`` the plain loop, eager and compiled)."""
     import torch
@@ -324,7 +226,8 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
         kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
         tokens = s.batch * s.seq
         ours = f"deepseek {s.strategy}" + (f" + compile ({s.compile_scope})" if s.compile else "")
-        rows = [_row(ours, "deepseek", s.compile, 2, s, _measure(step, s, device), flops, tokens, peak, kind)]
+        # Known syncs of our path: clip_grad_norm returns a float, the trainer logs loss.item().
+        rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 2), flops, tokens, peak, kind)]
         dp_size, world = strategy.dp_size, strategy.world_size
         del step, model
         if s.baseline and world == 1:
@@ -333,7 +236,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
             for compiled in [v == "compile" for v in _variants(s.baseline_variants)]:
                 plain, plain_model = _plain(s, precision, device, compiled)
                 label = "plain PyTorch + torch.compile" if compiled else "plain PyTorch eager"
-                rows.append(_row(label, "plain", compiled, 0, s, _measure(plain, s, device),
+                rows.append(make_row(label, "plain", compiled, s, measure(plain, s, device, 0),
                                  flops, tokens, peak, kind))
                 del plain, plain_model
                 _release()
