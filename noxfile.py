@@ -22,7 +22,12 @@ PYTEST = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
 
 
 def _install(session: nox.Session, *paths: str) -> None:
-    session.install("-c", "constraints.txt", "pytest>=8", *(a for p in paths for a in ("-e", p)))
+    # Bytecode compiled once at install time: otherwise every test subprocess recompiles torch
+    # when PYTHONDONTWRITEBYTECODE is set, which costs seconds per process.
+    session.install(
+        "--compile-bytecode", "-c", "constraints.txt", "pytest>=8",
+        *(a for p in paths for a in ("-e", p)),
+    )
 
 
 def _pytest(session: nox.Session, *targets: str) -> None:
