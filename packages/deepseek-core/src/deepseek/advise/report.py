@@ -147,16 +147,17 @@ def render(report: dict[str, Any], console: Any = None) -> None:
         if not console.is_terminal:
             console = Console(width=132)
     m, s, d = report["model"], report["setup"], report["device"]
-    where = f"{d['count']} x {d['name']}" if d["count"] else "CPU"
+    where = f"{d['count']} x {d['name']}, {format_gib(d['memory'])} GiB each" if d["count"] else (
+        f"CPU, {format_gib(d['memory'])} GiB")
     console.print(
         f"[bold]Model[/] {m['source']}: {m['n_params'] / 1e9:.3f}B parameters, {m['n_layers']} layers x "
         f"{m['d_model']} hidden, {m['n_heads']} heads, vocab {m['vocab_size']}\n"
         f"[bold]Run[/] {s['precision']}, micro-batch {s['micro_batch']} x seq {s['seq_len']} per GPU, "
         f"activation checkpointing {'on' if s['activation_checkpointing'] else 'off'}\n"
-        f"[bold]Machine[/] {where}, {format_gib(d['memory'])} GiB each ({d['source']}); usable "
+        f"[bold]Machine[/] {where} ({d['source']}); usable "
         f"{format_gib(d['usable_memory'])} GiB after {d['headroom']:.0%} headroom"
     )
-    table = Table(title="Memory per GPU (GiB); host = per node, for offload", title_justify="left")
+    table = Table(title="Memory per device (GiB); host = RAM for offload, all GPUs together", title_justify="left")
     for col in ("strategy", "runs as", "weights", "grads", "optim", "activ", "buffers", "overhead",
                 "total", "host", "fits"):
         table.add_column(col, justify="left" if col in ("strategy", "runs as", "fits") else "right",
