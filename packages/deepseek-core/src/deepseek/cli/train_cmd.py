@@ -105,9 +105,12 @@ def train(
     if not result.is_global_zero:
         return
     tokens = result.metrics.get("tokens", 0)
-    if result.val_losses:
+    if len(result.val_losses) > 1:
         (s0, v0), (s1, v1) = result.val_losses[0], result.val_losses[-1]
         click.echo(f"validation loss {v0:.3f} (step {s0}) -> {v1:.3f} (step {s1}) nats/byte")
+    elif result.val_losses:
+        s1, v1 = result.val_losses[0]
+        click.echo(f"validation loss {v1:.3f} (step {s1}) nats/byte")
     click.echo(f"{result.step} steps, {tokens:,.0f} tokens in {result.seconds:.0f} s")
     click.echo(f"run folder: {_show_path(result.run_dir)}")
     if result.checkpoint is not None:

@@ -100,7 +100,7 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"check": _positive_int})
     grad_clip: float = field(default=1.0, metadata={"check": non_negative})
     """Clip the global gradient norm to this value; 0 disables clipping."""
-    eval_interval: int = field(default=100, metadata={"check": non_negative})
+    eval_interval: int = field(default=50, metadata={"check": non_negative})
     """Evaluate every N steps (0: only at the end)."""
     seed: int = 1337
     compile: bool = False

@@ -10,7 +10,7 @@ folder; plugins see it through the ``deepseek_train_*`` lifecycle hooks.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -140,7 +140,11 @@ class Trainer:
             ckpt.remove_stale(ckpt_root)
         self.metrics_out = MetricsWriter(self.run_dir, enabled=zero, tensorboard=cfg.logging.tensorboard)
         if self.resume_from is not None:
-            self._restore(self.resume_from)
+            try:
+                self._restore(self.resume_from)
+            except BaseException:
+                self.metrics_out.close()
+                raise
             self.metrics_out.truncate_after(self.step)
         if zero:
             write_config(cfg, self.run_dir / "config.toml")
@@ -160,7 +164,15 @@ class Trainer:
                 n = 2
                 while chosen.exists():
                     chosen, n = root / f"{name}-{n}", n + 1
-        return Path(self.strategy.broadcast_object(str(chosen.resolve())))
+        chosen = Path(self.strategy.broadcast_object(str(chosen.resolve())))
+        metrics = chosen / "metrics.jsonl"
+        used = (metrics.exists() and metrics.stat().st_size > 0) or (chosen / "checkpoints").exists()
+        if used and self.resume_from is None:
+            raise UsageError(
+                f"run folder {chosen} already holds a run; continue it with --resume {chosen}, or "
+                "pick another --run-dir / logging.name"
+            )
+        return chosen
 
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
@@ -182,33 +194,20 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train to ``train.max_steps`` (evaluating and checkpointing on the way); returns where."""
         started = time.perf_counter()
-        self._setup()
-        assert self.strategy is not None
-        strategy, cfg = self.strategy, self.config
-        progress = ProgressBar(
-            cfg.train.max_steps, start=self.step, enabled=strategy.is_global_zero and cfg.logging.progress and not self.quiet
-        )
-        self.progress = progress
-        self.hooks.deepseek_train_start(trainer=self)
+        ok = False
         try:
-            if self.step == 0:
-                self._evaluate(progress)
-            while self.step < cfg.train.max_steps:
-                record = self._train_step()
-                progress.update(self.step, record["loss"], record["tokens_per_s"])
-                interval = cfg.train.eval_interval
-                if self.step == cfg.train.max_steps or (interval and self.step % interval == 0):
-                    self._evaluate(progress)
-                every = cfg.checkpoint.interval
-                at_end = cfg.checkpoint.at_end and self.step == cfg.train.max_steps
-                if at_end or (every and self.step % every == 0):
-                    self.save_checkpoint()
+            self._setup()
+            self._loop()
+            self._finish()
+            ok = True
         finally:
-            progress.close()
-            self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
-            self.metrics_out.close()
-        self._finish()
-        strategy.teardown()
+            if self.strategy is not None:
+                if ok:
+                    self.strategy.teardown()
+                else:  # keep the original error, not one from tearing down after it
+                    with contextlib.suppress(Exception):
+                        self.strategy.teardown()
+        assert self.strategy is not None
         return TrainResult(
             self.run_dir,
             self.step,
@@ -217,8 +216,35 @@ class Trainer:
             list(self.val_losses),
             [r["loss"] for r in self.history],
             time.perf_counter() - started,
-            strategy.is_global_zero,
+            self.strategy.is_global_zero,
         )
+
+    def _loop(self) -> None:
+        assert self.strategy is not None
+        cfg = self.config
+        show = self.strategy.is_global_zero and cfg.logging.progress and not self.quiet
+        progress = ProgressBar(cfg.train.max_steps, start=self.step, enabled=show)
+        self.progress = progress
+        try:
+            self.hooks.deepseek_train_start(trainer=self)
+            try:
+                if self.step == 0:
+                    self._evaluate(progress)
+                while self.step < cfg.train.max_steps:
+                    record = self._train_step()
+                    progress.update(self.step, record["loss"], record["tokens_per_s"])
+                    interval = cfg.train.eval_interval
+                    if self.step == cfg.train.max_steps or (interval and self.step % interval == 0):
+                        self._evaluate(progress)
+                    every = cfg.checkpoint.interval
+                    at_end = cfg.checkpoint.at_end and self.step == cfg.train.max_steps
+                    if at_end or (every and self.step % every == 0):
+                        self.save_checkpoint()
+            finally:
+                progress.close()
+                self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
+        finally:
+            self.metrics_out.close()
 
     def _train_step(self) -> dict[str, Any]:
         assert self.strategy is not None
@@ -323,8 +349,3 @@ class Trainer:
             records = read_metrics(self.run_dir / "metrics.jsonl")
             plot_losses(records, self.run_dir / PLOT_FILE, title=f"{self.config.model.preset} - {self.run_dir.name}")
 
-
-def config_with(config: Config, **sections: dict[str, Any]) -> Config:
-    """A copy of ``config`` with fields of some sections replaced (``train={"max_steps": 5}``)."""
-    changes = {name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()}
-    return dataclasses.replace(config, **changes)
