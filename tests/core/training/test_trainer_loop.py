@@ -157,3 +157,9 @@ def test_single_device_option_is_validated(tiny_config) -> None:
         config = tiny_config(strategy={"name": "single", "device": "cuda"})
         with pytest.raises(ConfigError, match="no CUDA device"):
             Trainer(config).fit()
+
+
+def test_tensorboard_mirror(tiny_config, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    run = Trainer(tiny_config(train={"max_steps": 2}, logging={"tensorboard": True}), run_dir=tmp_path / "r").fit().run_dir
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))

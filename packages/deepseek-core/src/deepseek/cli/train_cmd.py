@@ -95,7 +95,8 @@ def train(
     run_dir: str | None,
     quiet: bool,
 ) -> None:
-    """Train a model. Without arguments: the tiny GPT on the embedded corpus, on CPU."""
+    """Train a model. Without arguments: the tiny GPT on the embedded corpus (CPU, or a GPU
+    when there is one), written to runs/<timestamp>."""
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume
     )

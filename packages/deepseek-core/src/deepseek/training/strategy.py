@@ -8,13 +8,21 @@ way), the optimizer step, and checkpoint I/O (so a sharded strategy writes shard
 
 Data contract (what makes losses comparable across strategies): the trainer draws the same
 *global* batch on every rank and hands each rank ``global_batch[dp_rank::dp_size]`` rows via
-:meth:`Strategy.shard_batch`; the strategy splits its shard into ``grad_accum`` micro-batches.
-The reported loss is the mean over the global batch.
+:meth:`Strategy.shard_batch`; the trainer splits that shard into ``grad_accum`` equal
+micro-batches and hands them to :meth:`Strategy.forward_backward` (a pipeline strategy may
+schedule them as its own micro-batches).
+The reported loss is the mean over the global batch. Batches reach the strategy as CPU tensors;
+the strategy moves them to its device. Mixed precision goes through
+:class:`~deepseek.training.precision.Precision` (``autocast()``, ``backward()``, ``unscale_()``
+before clipping, ``step()`` which returns False when fp16 skipped the step); canonical checkpoint
+I/O through :mod:`deepseek.training.checkpoint` (``save_model_state``, ``save_optimizer_state``,
+``write_trainer_state`` and their ``load_*`` / ``read_*`` counterparts, with full state dicts).
 
 Lifecycle, called by the trainer in this order::
 
     strategy = create_strategy(name, options, precision=precision)
     strategy.setup_environment()              # process group, device
+    precision.bind(strategy.device)           # by the trainer, unless the strategy already did
     strategy.setup(model, optimizer_factory)  # wrap, shard, build optimizer
     loop:
         loss = strategy.forward_backward(micro_batches)
