@@ -237,6 +237,9 @@ class PipelineStrategy(DistributedStrategy):
             )
         schedule = self._schedule(n)
         self._raw_losses = []
+        if self.precision.scaler is not None:
+            # Only the last stage scales a loss; the others' scalers must be initialised too.
+            self.precision.scale(torch.zeros((), device=self.device))
         args = (x,) if self.is_first else ()
         kwargs: dict[str, Any] = {"target": y, "losses": []} if self.is_last else {}
         with self.precision.autocast():
