@@ -69,3 +69,13 @@ def test_peak_table() -> None:
 def test_bad_options(args: list[str], match: str) -> None:
     with pytest.raises(UsageError, match=match):
         CliRunner().invoke(train_command, ["--model", "tiny", "--device", "cpu", *args], catch_exceptions=False)
+
+
+def test_cli_wiring_bad_input_exits_2() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "deepseek", "bench", "train", "--model", "tiny", "--steps", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["error: --steps: must be >= 1, got 0"]
