@@ -118,6 +118,7 @@ def optimize(
     passes: str | Sequence[str | GraphPass] = "auto",
     *,
     precision: str = "fp32",
+    stages: Sequence[str] | None = None,
     tolerance: float | None = None,
     cache: bool = True,
     cache_dir: str | Path | None = None,
@@ -135,6 +136,8 @@ def optimize(
             rewritten graph, or inductor), ``"none"``, or a list of registered pass names (any
             plugin's, see ``deepseek.list_passes()``) applied in order. ``["auto", "x"]`` adds
             the pass ``x`` to the auto search.
+        stages: with ``auto``, only these final-stage candidates (``"fx"``, ``"inductor"``,
+            ``"inductor-cpp-gemm"`` on CPU); eager is always one.
         precision: ``"fp32"``, or opt-in ``"bf16"`` / ``"int8"`` (each with its own tolerance;
             the plan reports the measured max relative error and top-1 agreement).
         tolerance: max relative error accepted (default 1e-4 for fp32; see ``FP32_TOLERANCE``).
@@ -154,6 +157,7 @@ def optimize(
     model.eval()
     options = {
         "precision": precision,
+        "stages": None if stages is None else tuple(stages),
         "tolerance": tolerance,
         "use_cache": cache,
         "cache_dir": None if cache_dir is None else Path(cache_dir),

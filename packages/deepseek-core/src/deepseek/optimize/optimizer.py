@@ -89,7 +89,9 @@ class Plan:
 
     @property
     def pipeline(self) -> list[str]:
-        """Names of the passes that were kept, then the stage."""
+        """Names of the passes that were kept, then the stage (just ``["eager"]`` when eager won)."""
+        if self.stage == "eager":
+            return ["eager"]
         return [r.name for r in self.passes if r.status == "applied"] + [self.stage]
 
     def timing(self, name: str) -> float | None:
@@ -277,8 +279,18 @@ class Spec:
         }
 
 
-def parse_spec(passes: str | Sequence[str | GraphPass] | None, *, device: torch.device, **options: Any) -> Spec:
-    """Turn ``passes=`` into a :class:`Spec` (unknown names fail here, before any work)."""
+def parse_spec(
+    passes: str | Sequence[str | GraphPass] | None,
+    *,
+    device: torch.device,
+    stages: Sequence[str] | None = None,
+    **options: Any,
+) -> Spec:
+    """Turn ``passes=`` into a :class:`Spec` (unknown names fail here, before any work).
+
+    ``stages`` limits the final-stage candidates of ``auto`` to these names (see
+    :func:`default_stages`).
+    """
     precision = options.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -295,14 +307,20 @@ def parse_spec(passes: str | Sequence[str | GraphPass] | None, *, device: torch.
     if auto:
         builtin = [resolve_pass(n) for n in DEFAULT_GRAPH_PASSES]
         graph = builtin + [p for p in graph if p.name not in DEFAULT_GRAPH_PASSES]
-        stages = default_stages(device) + [Stage(p.name, p) for p in terminal]
+        candidates = default_stages(device) + [Stage(p.name, p) for p in terminal]
+        if stages is not None:
+            known = {s.name for s in candidates}
+            unknown = [n for n in stages if n not in known]
+            if unknown:
+                raise UsageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+            candidates = [s for s in candidates if s.name in stages]
     else:
         if len(terminal) > 1:
             names = ", ".join(p.name for p in terminal)
             raise UsageError(f"passes {names} are all final stages; name at most one of them")
-        stages = [Stage(p.name, p) for p in terminal]
+        candidates = [Stage(p.name, p) for p in terminal]
     use_cache = options.get("use_cache", True) and all(isinstance(p, str) for p in items)
-    return Spec(auto=auto, graph_passes=graph, stages=stages, **{**options, "use_cache": use_cache})
+    return Spec(auto=auto, graph_passes=graph, stages=candidates, **{**options, "use_cache": use_cache})
 
 
 def build(model: nn.Module, inputs: tuple[Any, ...], spec: Spec) -> tuple[Callable[..., Any], Plan]:
@@ -366,7 +384,8 @@ def _search(model: nn.Module, spec: Spec, verifier: _Verifier, plan: Plan, devic
     STATS["searches"] += 1
     current = _graph_phase(model, spec.graph_passes, spec, verifier, plan)
     candidates: list[tuple[str, Callable[..., Any]]] = [("eager", model)]
-    if current is not None and any(r.status == "applied" for r in plan.passes):
+    wants_fx = any(s.name == "fx" for s in spec.stages)
+    if current is not None and wants_fx and any(r.status == "applied" for r in plan.passes):
         candidates.append(("fx", current))
     for stage in spec.stages:
         if stage.graph_pass is None:

@@ -1,0 +1,231 @@
+"""Inference latency, side by side in one process: eager, torch.compile variants, deepseek.optimize.
+
+Every variant sees the same model and the same rotating inputs. After warm-up, rounds run the
+variants in turn (so a noisy neighbour hurts all of them alike) and each variant's median,
+p10 and p90 over ``runs`` calls are reported with its max relative error against eager.
+
+Modes: ``forward`` (logits for ``batch x seq`` tokens: a prefill) and ``decode`` (one new token
+per sequence after a ``seq``-token prompt, with the KV cache; the cache length is reset before
+each call so every timed step is the same step).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.optimize.passes import max_rel_error
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Row:
+    """One variant's result."""
+
+    name: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    max_rel_error: float
+    speedup_vs_eager: float = 1.0
+    setup_s: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class LatencyResult:
+    """All rows plus what they were measured on."""
+
+    rows: list[Row]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"info": self.info, "rows": [asdict(r) for r in self.rows]}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo, else platform)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    """CPU, GPU, threads and versions, for the JSON record."""
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+class DecodeStep(nn.Module):
+    """One cached decode step of a GPT after a fixed-length prompt (idempotent per call)."""
+
+    def __init__(self, model: nn.Module, cache: Any, position: int) -> None:
+        super().__init__()
+        self.model = model
+        self.cache = cache
+        self.position = position
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits of ``idx`` (``(B, 1)``) at position ``self.position``."""
+        self.cache.length = self.position
+        out = self.model.forward_cached(idx, self.cache)
+        self.cache.length = self.position
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build_variants(
+    target: nn.Module, example: torch.Tensor, device: torch.device, optimize_kwargs: dict[str, Any]
+) -> list[tuple[str, Callable[[], Callable[..., Any]], str]]:
+    """``(name, builder, note)`` of each variant; builders compile on first use."""
+
+    def compiled(**kwargs: Any) -> Callable[[], Callable[..., Any]]:
+        def make() -> Callable[..., Any]:
+            torch._dynamo.reset()
+            return torch.compile(target, **kwargs)
+
+        return make
+
+    def frozen() -> Callable[..., Any]:
+        import torch._inductor.config as inductor_config
+
+        torch._dynamo.reset()
+        fn = torch.compile(target)
+
+        def call(*args: Any) -> Any:
+            # freezing is read from the global inductor config at (re)compile time.
+            with inductor_config.patch(freezing=True):
+                return fn(*args)
+
+        return call
+
+    def optimized() -> Callable[..., Any]:
+        from deepseek.optimize import optimize
+
+        return optimize(target, (example,), **optimize_kwargs)
+
+    variants: list[tuple[str, Callable[[], Callable[..., Any]], str]] = [
+        ("eager", lambda: target, "plain PyTorch, torch.no_grad()"),
+        ("torch.compile", compiled(), "default mode"),
+    ]
+    if device.type == "cpu":
+        variants.append(("torch.compile+freezing", frozen, "inductor freezing=True"))
+    else:
+        variants.append(("torch.compile reduce-overhead", compiled(mode="reduce-overhead"), "CUDA graphs"))
+    variants.append(("deepseek.optimize", optimized, "auto: verified fastest pipeline"))
+    return variants
+
+
+def run_latency(
+    model: nn.Module,
+    *,
+    batch: int = 1,
+    seq: int = 128,
+    device: str | torch.device = "cpu",
+    dtype: str = "float32",
+    mode: str = "forward",
+    runs: int = 20,
+    warmup: int = 3,
+    rotate: int = 4,
+    optimize_kwargs: dict[str, Any] | None = None,
+    only: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LatencyResult:
+    """Measure ``model`` under every variant; see the module docstring."""
+    dev = torch.device(device)
+    model = model.to(dev, DTYPES[dtype]).eval()
+    vocab = getattr(getattr(model, "config", None), "vocab_size", 256)
+    gen = torch.Generator().manual_seed(0)
+    if mode == "decode":
+        cache = model.new_cache(batch, seq + 1)  # type: ignore[operator]
+        prompt = torch.randint(0, vocab, (batch, seq), generator=gen).to(dev)
+        with torch.no_grad():
+            model.forward_cached(prompt, cache)  # type: ignore[operator]
+        target: nn.Module = DecodeStep(model, cache, seq)
+        inputs = [torch.randint(0, vocab, (batch, 1), generator=gen).to(dev) for _ in range(rotate)]
+    else:
+        target = model
+        inputs = [torch.randint(0, vocab, (batch, seq), generator=gen).to(dev) for _ in range(rotate)]
+    say = progress or (lambda _msg: None)
+    with torch.no_grad():
+        references = [target(x).float().clone() for x in inputs]
+    built: list[tuple[str, Callable[..., Any], float, str]] = []
+    for name, make, note in build_variants(target, inputs[0], dev, dict(optimize_kwargs or {})):
+        if only and name not in only and name != "eager":
+            continue
+        say(f"preparing {name}")
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn = make()
+                with torch.no_grad():
+                    for x in inputs[: max(1, warmup)]:
+                        fn(x)
+        except Exception as exc:  # noqa: BLE001 - a variant that cannot run is reported, not fatal
+            say(f"{name} failed: {type(exc).__name__}: {exc}")
+            continue
+        _sync(dev)
+        if name == "deepseek.optimize":
+            plan = fn.plan  # type: ignore[attr-defined]
+            note = f"{' -> '.join(plan.pipeline)}{' (cached decision)' if plan.cache_hit else ''}"
+        built.append((name, fn, time.perf_counter() - start, note))
+    times: dict[str, list[float]] = {name: [] for name, *_ in built}
+    errors: dict[str, float] = {name: 0.0 for name, *_ in built}
+    say(f"timing {len(built)} variants x {runs} runs")
+    with torch.no_grad():
+        for name, fn, *_ in built:
+            for x, ref in zip(inputs, references, strict=True):
+                errors[name] = max(errors[name], max_rel_error(fn(x).float(), ref))
+        for i in range(runs):
+            x = inputs[i % len(inputs)]
+            for name, fn, *_ in built:
+                _sync(dev)
+                start = time.perf_counter()
+                fn(x)
+                _sync(dev)
+                times[name].append((time.perf_counter() - start) * 1e3)
+    rows = []
+    for name, _fn, setup, note in built:
+        t = sorted(times[name])
+        q = statistics.quantiles(t, n=10) if len(t) >= 2 else [t[0]] * 9
+        rows.append(Row(name, statistics.median(t), q[0], q[-1], errors[name], setup_s=round(setup, 1), note=note))
+    eager = next((r.median_ms for r in rows if r.name == "eager"), None)
+    for r in rows:
+        r.speedup_vs_eager = round(eager / r.median_ms, 3) if eager else 1.0
+    info = device_info(dev)
+    info.update(batch=batch, seq=seq, mode=mode, dtype=dtype, runs=runs, warmup=warmup, rotating_inputs=rotate,
+                load_avg_1m_end=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
+    return LatencyResult(rows, info)

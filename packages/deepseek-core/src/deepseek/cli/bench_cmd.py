@@ -1,0 +1,153 @@
+"""``deepseek bench``: benchmarks that print a table and write JSON (never timed tests).
+
+``latency`` lives here; ``train`` is loaded lazily from :mod:`deepseek.bench.train` so that
+``deepseek bench --help`` works (and imports no torch) whatever that module does.
+Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepseek.errors import UsageError
+
+_LAZY: dict[str, tuple[str, str]] = {
+    "train": ("deepseek.bench.train:train_command", "training throughput and MFU, side by side with plain PyTorch"),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose listed sub-commands are imported only when invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in _LAZY:
+            return command
+        module_name, _, attr = _LAZY[cmd_name][0].partition(":")
+        try:
+            loaded = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UsageError(f"bench {cmd_name}: not available in this installation ({exc})") from exc
+        if not isinstance(loaded, click.Command):
+            raise UsageError(f"bench {cmd_name}: {_LAZY[cmd_name][0]} is not a click command")
+        return loaded
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in _LAZY:
+                rows.append((name, _LAZY[name][1]))
+            else:
+                cmd = super().get_command(ctx, name)
+                rows.append((name, cmd.get_short_help_str() if cmd else ""))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group("bench", cls=LazyGroup)
+def bench() -> None:
+    """Benchmarks measured side by side with the peers (table + JSON)."""
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically ('-' prints it)."""
+    text = json.dumps(data, indent=1, default=str)
+    if path == "-":
+        click.echo(text)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _table(result: Any) -> Any:
+    from rich.table import Table
+
+    info = result.info
+    where = info.get("gpu") or f"{info['cpu']} ({info['threads']} threads)"
+    title = (f"{info['model']} {info['mode']} batch {info['batch']} x seq {info['seq']} {info['dtype']} "
+             f"on {where}, torch {info['torch']}")
+    table = Table(title=title)
+    for col, justify in (("variant", "left"), ("median ms", "right"), ("p10-p90 ms", "right"),
+                         ("speedup vs eager", "right"), ("max rel err", "right"), ("setup s", "right"),
+                         ("note", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in result.rows:
+        table.add_row(r.name, f"{r.median_ms:.1f}", f"{r.p10_ms:.1f}-{r.p90_ms:.1f}", f"{r.speedup_vs_eager:.2f}x",
+                      f"{r.max_rel_error:.1e}", f"{r.setup_s:.0f}", r.note)
+    return table
+
+
+@bench.command("latency")
+@click.option("--model", "model_name", default="small", show_default=True, help="Registered model name.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seq", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Tokens per sequence (decode: prompt length before the timed step).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--mode", type=click.Choice(["forward", "decode"]), default="forward", show_default=True,
+              help="forward: logits of batch x seq (prefill); decode: one KV-cached step.")
+@click.option("--runs", type=click.IntRange(min=20), default=20, show_default=True, help="Timed calls per variant.")
+@click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch.set_num_threads (default: all).")
+@click.option("--only", metavar="A,B", help="Only these variants (eager is always run).")
+@click.option("--no-cache", is_flag=True, help="deepseek.optimize searches again instead of reusing its decision.")
+@click.option("--json", "json_path", metavar="PATH", help="Write rows and device info as JSON ('-': stdout).")
+def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode: str, runs: int, warmup: int,
+            threads: int | None, only: str | None, no_cache: bool, json_path: str | None) -> None:
+    """Inference latency: eager vs torch.compile variants vs deepseek.optimize, same inputs."""
+    import torch
+
+    from deepseek.bench.latency import run_latency
+    from deepseek.plugins.registry import create_model
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
+    if dtype == "float16" and not device.startswith("cuda"):
+        raise UsageError("--dtype float16 is for GPUs; use float32 or bfloat16 on CPU")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    with torch.device("cpu"):
+        model = create_model(model_name)
+    if mode == "decode" and not hasattr(model, "forward_cached"):
+        raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (forward_cached)")
+    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
+    if max_len is not None and seq + (mode == "decode") > max_len:
+        raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    result = run_latency(
+        model, batch=batch, seq=seq, device=device, dtype=dtype, mode=mode, runs=runs, warmup=warmup,
+        optimize_kwargs={"cache": not no_cache},
+        only=[s.strip() for s in only.split(",")] if only else None,
+        progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
+    )
+    result.info["model"] = model_name
+    result.info["command"] = "deepseek bench latency " + " ".join(
+        f"--{k} {v}" for k, v in (("model", model_name), ("batch", batch), ("seq", seq), ("device", device),
+                                  ("dtype", dtype), ("mode", mode), ("runs", runs))
+    )
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)
+    out.print(_table(result))
+    if json_path:
+        write_json(json_path, result.as_dict())

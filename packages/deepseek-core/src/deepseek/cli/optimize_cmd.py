@@ -1,0 +1,132 @@
+"""``deepseek optimize`` and ``deepseek export``: the graph optimizer and deployment artifacts.
+
+Nothing here imports torch at module level (``deepseek --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepseek.errors import UsageError
+
+
+def load_checkpoint_model(checkpoint: str, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """The trained model of a run folder, checkpoint folder or ``.safetensors`` export, in eval
+    mode on ``device``, and its model config as a dict."""
+    import dataclasses
+
+    from deepseek.training.inference import load_trained
+
+    model, config, _ = load_trained(checkpoint, device)
+    model_cfg = getattr(model, "config", None)
+    info = dataclasses.asdict(model_cfg) if dataclasses.is_dataclass(model_cfg) else {}
+    preset = getattr(getattr(config, "model", None), "preset", None)
+    if preset:
+        info["preset"] = preset
+    return model.eval(), info
+
+
+def _example_tokens(model: Any, batch: int, seq: int, device: str) -> Any:
+    import torch
+
+    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
+    if max_len is not None and seq > max_len:
+        raise UsageError(f"--seq {seq} exceeds the model's max_seq_len {max_len}; use --seq <= {max_len}")
+    vocab = getattr(getattr(model, "config", None), "vocab_size", 256)
+    gen = torch.Generator().manual_seed(0)
+    return torch.randint(0, vocab, (batch, seq), generator=gen).to(device)
+
+
+def _plan_table(plan: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"deepseek optimize: {plan.signature}")
+    for col in ("pass", "status", "what changed", "max rel err"):
+        table.add_column(col)
+    for r in plan.passes:
+        err = "" if r.max_rel_error is None else f"{r.max_rel_error:.2e}"
+        table.add_row(r.name, r.status, "; ".join(r.changes) or (r.error or ""), err)
+    for c in plan.candidates:
+        ms = c.get("median_ms")
+        detail = f"{ms:.2f} ms" if ms is not None else (c.get("error") or "")
+        err = c.get("max_rel_error")
+        mark = " (chosen)" if c["name"] == plan.stage else ""
+        table.add_row(f"stage {c['name']}{mark}", c["status"], detail, "" if err is None else f"{err:.2e}")
+    return table
+
+
+@click.command("optimize")
+@click.option("--checkpoint", required=True, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seq", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--passes", default="auto", show_default=True, metavar="auto|A,B,...",
+              help="'auto' or registered pass names in order (see 'deepseek plugins list').")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "int8"]), default="fp32", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--no-cache", is_flag=True, help="Search again even if a decision is cached.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str, device: str,
+             no_cache: bool, as_json: bool) -> None:
+    """Optimize a trained model for (batch, seq) token inputs and report what each pass did."""
+    import warnings
+
+    from deepseek.optimize import optimize as run_optimize
+
+    model, info = load_checkpoint_model(checkpoint, device)
+    x = _example_tokens(model, batch, seq, device)
+    spec: Any = passes if passes in ("auto", "none") else [p.strip() for p in passes.split(",") if p.strip()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = run_optimize(model, x, spec, precision=precision, cache=not no_cache).plan
+    assert plan is not None
+    dropped = [str(w.message) for w in caught if "optimizer:" in str(w.message)]
+    if as_json:
+        click.echo(json.dumps({"checkpoint": checkpoint, "model": info, **plan.as_dict(), "warnings": dropped},
+                              default=str, indent=1))
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(_plan_table(plan))
+    for message in dropped:
+        console.print(f"[yellow]warning: {message}[/yellow]")
+    eager, best = plan.timing("eager"), plan.timing(plan.stage)
+    speed = f", {eager / best:.2f}x eager" if eager and best else ""
+    hit = " (cached decision)" if plan.cache_hit else ""
+    console.print(f"pipeline: {' -> '.join(plan.pipeline)}{hit}; max relative error "
+                  f"{plan.max_rel_error:.2e} (tolerance {plan.tolerance:g}){speed}")
+
+
+@click.command("export")
+@click.option("--checkpoint", required=True, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
+@click.option("--format", "fmt", type=click.Choice(["pt2", "onnx"]), default="pt2", show_default=True)
+@click.option("--out", metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run).")
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Batch of the example input (batch and seq stay dynamic unless --static).")
+@click.option("--seq", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--static", is_flag=True, help="Fix the example's shape instead of dynamic batch/seq.")
+def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, static: bool) -> None:
+    """Export a trained model for deployment (torch.export .pt2, or ONNX)."""
+    from deepseek.optimize.export import export_model, missing_onnx_packages, token_dims
+
+    if fmt == "onnx" and missing_onnx_packages():
+        missing = ", ".join(missing_onnx_packages())
+        raise UsageError(f"export --format onnx needs {missing}; install with: pip install 'deepseek-core[onnx]'")
+    model, info = load_checkpoint_model(checkpoint, "cpu")
+    if not static:  # torch.export specializes dims of size 0/1: trace dynamic dims at >= 2
+        batch, seq = max(batch, 2), max(seq, 2)
+    x = _example_tokens(model, batch, seq, "cpu")
+    src = Path(checkpoint)
+    base = src if src.is_dir() else src.parent
+    target = Path(out) if out else base / f"model.{fmt}"
+    dims = None if static else [token_dims(info.get("max_seq_len"))]
+    path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
+                        metadata={"model": info, "checkpoint": str(checkpoint)})
+    size = path.stat().st_size / 2**20
+    click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB); load it with deepseek.optimize.export.load_exported")

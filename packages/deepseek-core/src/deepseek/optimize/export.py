@@ -1,0 +1,139 @@
+"""Deployment artifacts: ``torch.export`` programs (``.pt2``) and ONNX files.
+
+A ``.pt2`` file loads and runs with torch alone (:func:`load_exported`); it carries a
+``deepseek.json`` record (format, input names, dynamic dimensions, model config) beside the
+program. ONNX export needs the ``onnx`` and ``onnxscript`` packages (core's ``onnx`` extra);
+running an ONNX file needs ``onnxruntime``. Files are written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+
+FORMATS = ("pt2", "onnx")
+META_NAME = "deepseek.json"
+
+
+def token_dims(max_seq_len: int | None) -> dict[int, Any]:
+    """Dynamic batch and sequence dims for ``(batch, seq)`` token inputs."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=4096)
+    seq = Dim("seq", min=1, max=max_seq_len) if max_seq_len else Dim("seq", min=1)
+    return {0: batch, 1: seq}
+
+
+def missing_onnx_packages() -> list[str]:
+    """The ONNX export dependencies that are not installed."""
+    return [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+
+
+@contextmanager
+def _atomic_path(out: Path) -> Iterator[Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def export_model(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    out: str | os.PathLike[str],
+    *,
+    fmt: str = "pt2",
+    dynamic: Sequence[dict[int, Any] | None] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``model`` (eval mode) traced on ``example_inputs`` to ``out`` as ``fmt``.
+
+    ``dynamic`` gives, per input, the dims that may vary (``{dim: torch.export.Dim}``);
+    ``metadata`` is stored in the ``.pt2`` file's ``deepseek.json`` record.
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"export: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    path = Path(out)
+    model = model.eval()
+    inputs = tuple(example_inputs)
+    shapes = None if dynamic is None else tuple(dynamic)
+    if fmt == "onnx":
+        missing = missing_onnx_packages()
+        if missing:
+            raise UsageError(
+                f"export --format onnx needs the package(s) {', '.join(missing)}, which are not "
+                "installed; install them with: pip install 'deepseek-core[onnx]'"
+            )
+        with _atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, inputs, dynamo=True, dynamic_shapes=shapes, verbose=False)
+            program.save(str(tmp))  # type: ignore[union-attr]
+        return path
+    with torch.no_grad():
+        program = torch.export.export(model, inputs, dynamic_shapes=shapes)
+    record = {
+        "format": 1,
+        "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in inputs],
+        "dynamic": [None if d is None else {str(k): str(v) for k, v in d.items()} for d in (shapes or [])],
+        "torch": torch.__version__,
+        **(metadata or {}),
+    }
+    with _atomic_path(path) as tmp:
+        torch.export.save(program, str(tmp), extra_files={META_NAME: json.dumps(record, default=str)})
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``deepseek.json`` record of a ``.pt2`` file (``{}`` if it has none)."""
+    extra = {META_NAME: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.load(str(path), extra_files=extra)
+    return json.loads(extra[META_NAME]) if extra[META_NAME] else {}
+
+
+class OnnxRunner:
+    """Runs an ONNX file with onnxruntime: ``runner(*tensors)`` returns the first output."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime  # type: ignore[import-not-found]
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        feeds = {n: t.detach().cpu().numpy() for n, t in zip(self.names, inputs, strict=True)}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+def load_exported(path: str | os.PathLike[str]) -> Any:
+    """A callable running an exported model: ``.pt2`` with torch alone, ``.onnx`` with onnxruntime."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"load_exported: {p} does not exist; export a model first (deepseek export)")
+    if p.suffix == ".onnx":
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise UsageError(f"{p}: running ONNX files needs onnxruntime; pip install onnxruntime")
+        return OnnxRunner(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.load(str(p)).module()
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is bad input
+        raise UsageError(f"{p}: not a loadable torch.export (.pt2) file ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,165 @@
+"""deepseek.optimize end to end (without inductor, to stay fast): the verification fallback,
+the on-disk decision cache, deferred optimization per input shape, reduced precision."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import fx, nn
+
+import deepseek
+from deepseek.errors import UsageError
+from deepseek.optimize import STATS, GraphPass, OptimizerWarning, max_rel_error, optimize
+from deepseek.optimize.precision import cpu_supports_bf16
+
+
+def tiny_gpt() -> nn.Module:
+    torch.manual_seed(0)
+    return deepseek.create_model("tiny", n_layers=2).eval()
+
+
+def tokens(batch: int = 1, seq: int = 16) -> torch.Tensor:
+    return torch.randint(0, 256, (batch, seq), generator=torch.Generator().manual_seed(seq))
+
+
+class ScaleOutput(GraphPass):
+    """Deliberately wrong: multiplies the output by 1.01."""
+
+    name = "test.scale-output"
+    description = "wrong on purpose"
+
+    def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule:
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        with gm.graph.inserting_before(out):
+            scaled = gm.graph.call_function(torch.mul, (out.args[0], 1.01))
+        out.args = (scaled,)
+        gm.recompile()
+        self.record("scaled the output")
+        return gm
+
+
+class Explodes(GraphPass):
+    name = "test.explodes"
+    description = "raises"
+
+    def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule:
+        raise RuntimeError("boom")
+
+
+def test_wrong_and_broken_passes_are_dropped_with_a_warning_naming_them() -> None:
+    model, x = tiny_gpt(), tokens()
+    with pytest.warns(OptimizerWarning) as caught:
+        om = optimize(model, x, passes=["drop-dropout", ScaleOutput(), Explodes(), "const-fold"])
+    messages = [str(w.message) for w in caught]
+    assert any("'test.scale-output' dropped" in m and "exceeds 0.0001" in m for m in messages)
+    assert any("'test.explodes' dropped" in m and "RuntimeError" in m for m in messages)
+    statuses = {r.name: r.status for r in om.plan.passes}
+    assert statuses == {"drop-dropout": "applied", "test.scale-output": "dropped",
+                        "test.explodes": "error", "const-fold": "applied"}
+    with torch.no_grad():
+        assert max_rel_error(om(x), model(x)) <= 1e-6
+    assert om.plan.pipeline == ["drop-dropout", "const-fold", "fx"]
+
+
+def test_only_wrong_passes_leaves_eager() -> None:
+    model, x = tiny_gpt(), tokens()
+    with pytest.warns(OptimizerWarning):
+        om = optimize(model, x, passes=[ScaleOutput()])
+    assert om.plan.stage == "eager"
+    with torch.no_grad():
+        assert torch.equal(om(x), model(x))
+
+
+def test_auto_decision_is_cached_on_disk_and_reused(_private_cache: Path) -> None:
+    model, x = tiny_gpt(), tokens()
+    before = STATS["searches"]
+    first = optimize(model, x, stages=["fx"], runs=2, warmup=1).plan
+    assert STATS["searches"] == before + 1 and not first.cache_hit
+    assert first.cache_path is not None and Path(first.cache_path).parent == _private_cache / "optimize"
+    stored = json.loads(Path(first.cache_path).read_text())
+    assert stored["stage"] == first.stage and stored["pipeline"] == first.pipeline
+    # A fresh model of the same structure (other weights): the decision is reused, not re-searched.
+    torch.manual_seed(1)
+    again = deepseek.create_model("tiny", n_layers=2).eval()
+    second = optimize(again, x, stages=["fx"], runs=2, warmup=1).plan
+    assert STATS["searches"] == before + 1, "the second optimize must not search again"
+    assert second.cache_hit and second.pipeline == first.pipeline
+    assert second.max_rel_error <= 1e-4
+    # Another shape is another key: searched.
+    optimize(model, tokens(seq=24), stages=["fx"], runs=2, warmup=1)
+    assert STATS["searches"] == before + 2
+
+
+def test_corrupt_cache_entry_is_a_miss(_private_cache: Path) -> None:
+    model, x = tiny_gpt(), tokens()
+    path = Path(optimize(model, x, stages=["fx"], runs=1, warmup=0).plan.cache_path)  # type: ignore[arg-type]
+    path.write_text("{not json")
+    before = STATS["searches"]
+    plan = optimize(model, x, stages=["fx"], runs=1, warmup=0).plan
+    assert not plan.cache_hit and STATS["searches"] == before + 1
+    assert json.loads(path.read_text())["stage"] == plan.stage  # rewritten whole
+
+
+def test_deferred_optimization_per_input_shape() -> None:
+    model = tiny_gpt()
+    om = optimize(model, passes=["drop-dropout", "const-fold"], max_shapes=2)
+    assert om.plans == []
+    a, b, c = tokens(seq=8), tokens(2, 12), tokens(seq=20)
+    with torch.no_grad():
+        for x in (a, b, a):
+            assert max_rel_error(om(x), model(x)) <= 1e-6
+        assert [p.signature for p in om.plans] == [repr((("T", (2, 12), "torch.int64", "cpu"),)),
+                                                  repr((("T", (1, 8), "torch.int64", "cpu"),))]
+        om(c)  # LRU: (2, 12) is dropped
+    assert len(om.plans) == 2 and "(1, 20)" in om.plans[-1].signature and "(2, 12)" not in str(
+        [p.signature for p in om.plans]
+    )
+    # const-fold specialized each graph to its shape: the position table has each shape's length.
+    assert all("specialized" in " ".join(r.changes) for p in om.plans for r in p.passes if r.name == "const-fold")
+
+
+def test_unknown_pass_or_precision_fails_before_any_work() -> None:
+    model = tiny_gpt()
+    with pytest.raises(UsageError, match="no-such-pass"):
+        optimize(model, passes=["no-such-pass"])
+    with pytest.raises(UsageError, match="precision"):
+        optimize(model, precision="fp8")
+    with pytest.raises(UsageError, match="unknown stage"):
+        optimize(model, stages=["warp-drive"])
+
+
+def test_optimized_model_is_inference_only() -> None:
+    om = optimize(tiny_gpt(), passes="none")
+    with pytest.raises(UsageError, match="inference-only"):
+        om.train()
+
+
+def test_int8_path_reports_its_accuracy() -> None:
+    model, x = tiny_gpt(), tokens(2, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OptimizerWarning)
+        plan = optimize(model, x, passes=["drop-dropout"], precision="int8").plan
+    report = next(r for r in plan.passes if r.name == "int8-dynamic")
+    assert report.status == "applied" and "quantized 9 Linear" in report.changes[0]
+    assert plan.tolerance == 0.1 and 0 < plan.max_rel_error <= 0.1
+    assert plan.top1_agreement is not None and plan.top1_agreement >= 0.9
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")
+def test_bf16_path_reports_its_accuracy() -> None:
+    model, x = tiny_gpt(), tokens(2, 32)
+    om = optimize(model, x, passes=["drop-dropout"], precision="bf16")
+    plan = om.plan
+    assert plan.pipeline[-2:] == ["bf16", "fx"]
+    assert plan.tolerance == 0.05 and 0 < plan.max_rel_error <= 0.05
+    assert plan.top1_agreement is not None and plan.top1_agreement >= 0.9
+    with torch.no_grad():
+        out = om(x)
+    assert out.dtype == torch.float32
+    assert next(model.parameters()).dtype == torch.float32, "the user's model stays fp32"
