@@ -10,8 +10,8 @@ Two layouts of one checkpoint folder (both hold ``trainer.json`` and ``rng-<rank
 ``sharded``
     ``model/`` and ``optimizer/``: every rank writes its own shards through
     ``torch.distributed.checkpoint`` with the safetensors storage writer (no pickle: the shard
-    offsets live in each file's safetensors metadata), plus ``optimizer.json`` (parameter groups
-    and non-tensor state). Optimizer tensors are keyed ``state/<param>/<key>`` as in the canonical
+    offsets live in each file's safetensors metadata), plus ``sharded.json`` (parameter groups,
+    non-tensor optimizer state and tied-parameter aliases in ``sharded.json``. Optimizer tensors are keyed ``state/<param>/<key>`` as in the canonical
     file. Loading reshards to any world size; :func:`export_checkpoint` turns it into ``full``.
 
 Every pro strategy loads both layouts, whatever strategy and world size wrote them, so a run can
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 MODEL_DIR = "model"
 OPTIMIZER_DIR = "optimizer"
-OPTIMIZER_META = "optimizer.json"
+SHARDED_META = "sharded.json"
 _HINT = "resume from an earlier checkpoint or start a fresh run"
 
 
@@ -130,14 +130,29 @@ def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.T
     return full
 
 
-def read_optimizer_meta(directory: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(param groups, non-tensor state) from a sharded checkpoint's ``optimizer.json``."""
-    path = directory / OPTIMIZER_META
+def read_sharded_meta(directory: Path) -> dict[str, Any]:
+    """``sharded.json`` of a sharded checkpoint: ``param_groups``, ``scalars`` (non-tensor
+    optimizer state) and ``aliases`` (tied state-dict name -> the stored name)."""
+    path = directory / SHARDED_META
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
-        return [_from_json(g) for g in body["param_groups"]], body.get("scalars", {})
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: optimizer metadata is missing or corrupt ({exc}); {_HINT}") from exc
+        return {"param_groups": [_from_json(g) for g in body["param_groups"]],
+                "scalars": dict(body.get("scalars", {})), "aliases": dict(body.get("aliases", {}))}
+    except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
+
+
+def tied_aliases(module: nn.Module) -> dict[str, str]:
+    """Tied parameters of ``module``: ``{other name: first name}`` (``lm_head.weight`` ->
+    ``wte.weight``). safetensors stores a tensor once, so a tied weight is kept under its first name."""
+    first: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            out[name] = first[id(p)]
+        else:
+            first[id(p)] = name
+    return out
 
 
 def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -147,9 +162,11 @@ def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.
     if layout_of(d) == "full":
         return ckpt.load_model_state(d / ckpt.MODEL_FILE), ckpt.load_optimizer_state(d / ckpt.OPTIMIZER_FILE)
     model = read_sharded_tensors(d / MODEL_DIR)
-    groups, scalars = read_optimizer_meta(d)
+    meta = read_sharded_meta(d)
+    for alias, name in meta["aliases"].items():
+        model[alias] = model[name]
     tensors = read_sharded_tensors(d / OPTIMIZER_DIR) if (d / OPTIMIZER_DIR).is_dir() else {}
-    return model, {"state": unflatten_optimizer_state(tensors, scalars), "param_groups": groups}
+    return model, {"state": unflatten_optimizer_state(tensors, meta["scalars"]), "param_groups": meta["param_groups"]}
 
 
 def check_model_fit(model_state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Path) -> None:
@@ -194,15 +211,15 @@ def save_checkpoint(
         strategy.barrier()
         return
     msd, osd = get_state_dict(module, optimizer)
+    aliases = tied_aliases(module)
+    msd = {k: v for k, v in msd.items() if k not in aliases}
     dcp.save(msd, storage_writer=HuggingFaceStorageWriter(str(directory / MODEL_DIR), save_distributed=True))
     tensors, scalars = flatten_optimizer_state(osd["state"])
     dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(directory / OPTIMIZER_DIR), save_distributed=True))
     if strategy.is_global_zero:
         groups = [{k: _jsonable(v) for k, v in g.items()} for g in osd["param_groups"]]
-        ckpt.atomic_write_text(
-            directory / OPTIMIZER_META,
-            json.dumps({"param_groups": groups, "scalars": _jsonable_tree(scalars)}, indent=1),
-        )
+        body = {"param_groups": groups, "scalars": _jsonable_tree(scalars), "aliases": aliases}
+        ckpt.atomic_write_text(directory / SHARDED_META, json.dumps(body, indent=1))
         ckpt.write_trainer_state(directory, {**trainer_state, "layout": "sharded", "world_size": strategy.world_size})
     strategy.barrier()
 
@@ -258,10 +275,12 @@ def load_checkpoint(
         return state
     # sharded: DCP reshards every tensor onto this run's layout
     try:
+        meta = read_sharded_meta(directory)
         msd, osd = get_state_dict(module, optimizer)
-        dcp.load(msd, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
+        stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
+        dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
         set_model_state_dict(module, msd)
-        groups, scalars = read_optimizer_meta(directory)
+        groups, scalars = meta["param_groups"], meta["scalars"]
         tensors, _ = flatten_optimizer_state(osd["state"])
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
     except CheckpointError:

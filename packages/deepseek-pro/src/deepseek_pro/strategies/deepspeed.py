@@ -73,18 +73,6 @@ def apply_cuda_arch_sanitizer(environ: MutableMapping[str, str] | None = None) -
     return new
 
 
-def tied_aliases(model: Any) -> dict[str, str]:
-    """Tied parameters of ``model``: first name -> the other state-dict name of the same tensor."""
-    first: dict[int, str] = {}
-    out: dict[str, str] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        if id(p) in first:
-            out[first[id(p)]] = name
-        else:
-            first[id(p)] = name
-    return out
-
-
 @dataclass(frozen=True)
 class DeepSpeedOptions(DistributedOptions):
     """``[strategy]`` keys of ``deepspeed``."""
@@ -181,6 +169,8 @@ class DeepSpeedStrategy(DistributedStrategy):
         import deepspeed
 
         o = self.options
+        from deepseek_pro.checkpoint import tied_aliases
+
         self._aliases = tied_aliases(model)
         self._template = copy.deepcopy(model).to("meta")
         names = {id(p): n for n, p in model.named_parameters()}
@@ -316,7 +306,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         for name, buf in self.engine.module.named_buffers():
             if name in self._template.state_dict():
                 model[name] = buf.detach().float().cpu()
-        for name, alias in self._aliases.items():
+        for alias, name in self._aliases.items():
             model[alias] = model[name]
         groups = []
         inner = self.engine.optimizer.param_groups

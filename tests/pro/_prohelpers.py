@@ -1,0 +1,180 @@
+"""Helpers of the pro tests (fixtures in ``conftest.py`` hand them out): run commands under
+torchrun (N processes, a free port, a timeout) and read the metrics the trainer wrote.
+
+- :func:`run_torchrun` runs ``python -m torch.distributed.run --nproc-per-node N --master-port P
+  ARGS`` and fails the test with the output's tail if it fails or times out;
+- :func:`run_train_jobs` runs several training jobs (config tables + run folders, optionally
+  ``resume``) one after another in ONE torchrun job through core's real Trainer, and returns each
+  run's parsed ``metrics.jsonl``;
+- :func:`tiny_config` is the small GPT setup every pro test trains (d_model 64, 2 layers,
+  seq 32, global batch 4), as TOML-like tables.
+
+Test modules in this folder may also ``import _prohelpers`` for the constants and functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+TRAIN_JOBS = HERE / "_train_jobs.py"
+TAIL = 6000
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for ``--master-port``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_torchrun(
+    args: Sequence[str],
+    *,
+    nproc: int = 2,
+    timeout: float = 300,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` (a script path or ``-m module`` plus its arguments) on ``nproc`` local
+    processes under torchrun. With ``check``, a non-zero exit or a timeout fails the test."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
+    full_env.pop("TORCH_CUDA_ARCH_LIST", None)
+    full_env.update(env or {})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
+    try:
+        proc = subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"")[-TAIL:] if isinstance(exc.stdout, bytes) else (exc.stdout or "")[-TAIL:]
+        pytest.fail(f"torchrun timed out after {timeout} s: {' '.join(cmd)}\n{out}")
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"torchrun exited with {proc.returncode}: {' '.join(cmd)}\n"
+            f"--- stdout ---\n{proc.stdout[-TAIL:]}\n--- stderr ---\n{proc.stderr[-TAIL:]}"
+        )
+    return proc
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of ``<run_dir>/metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def train_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The per-step training records (those with a ``loss``), in step order."""
+    return sorted((r for r in read_metrics(run_dir) if "loss" in r), key=lambda r: r["step"])
+
+
+def tiny_config(
+    strategy: str = "single", steps: int = 5, *, options: Mapping[str, Any] | None = None, **sections: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Tables of a tiny, fast, deterministic run: GPT d_model 64 / 4 heads / 2 layers, seq 32,
+    global batch 4, fp32, no evaluation, a checkpoint only at the end. ``sections`` update tables
+    (``train={"grad_accum": 2}``)."""
+    config: dict[str, Any] = {
+        "model": {"preset": "tiny", "d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32},
+        "data": {"seq_len": 32, "batch_size": 4, "eval_batches": 1, "shuffle_buffer": 64},
+        "train": {"max_steps": steps, "warmup_steps": 2, "eval_interval": 0, "lr": 3e-3, "min_lr": 3e-4,
+                  "seed": 1234},
+        "precision": {"dtype": "fp32"},
+        "checkpoint": {"interval": 0, "keep_last": 10},
+        "logging": {"progress": False, "plot": False},
+        "strategy": {"name": strategy, **(options or {})},
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return copy.deepcopy(config)
+
+
+def run_train_jobs(
+    jobs: Sequence[Mapping[str, Any]], workdir: Path, *, nproc: int = 2, timeout: float = 420
+) -> dict[str, list[dict[str, Any]]]:
+    """Run ``jobs`` (``{"name", "config", "resume"?}``) in one torchrun job; each writes
+    ``workdir/<name>``. Returns ``{name: train_records}``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = []
+    for job in jobs:
+        spec.append({"config": job["config"], "run_dir": str(workdir / job["name"]),
+                     "resume": str(job["resume"]) if job.get("resume") else None})
+    spec_path = workdir / f"jobs-{len(list(workdir.glob('jobs-*.json')))}.json"
+    spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    run_torchrun([str(TRAIN_JOBS), str(spec_path)], nproc=nproc, timeout=timeout)
+    return {job["name"]: train_records(workdir / job["name"]) for job in jobs}
+
+
+def run_single(config: Mapping[str, Any], run_dir: Path, resume: Path | None = None) -> list[dict[str, Any]]:
+    """Train in this process (strategy ``single``); returns the step records."""
+    import torch
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.trainer import Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(config_from_dict(dict(config)), run_dir=run_dir, resume=resume, quiet=True).fit()
+    finally:
+        torch.set_num_threads(threads)
+    return train_records(run_dir)
+
+
+
+
+# ----------------------------------------------------------------------------- shared runs
+# One torchrun job trains every strategy of ddp / fsdp / deepspeed from the same seed and global
+# batch; test_ddp, test_fsdp, test_deepspeed, test_compression and test_checkpoint all read it.
+
+REF_STEPS = 10
+PARITY_STEPS = 5
+POWERSGD = {"compression": "powersgd", "powersgd_rank": 1, "powersgd_start_iter": 2}
+
+
+def tiny_run(strategy: str, steps: int = PARITY_STEPS, options: Mapping[str, Any] | None = None,
+          **sections: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`tiny_config` with the decay horizon fixed at ``REF_STEPS``: runs of different
+    lengths share one learning-rate schedule, so their losses are comparable step by step."""
+    train = {"decay_steps": REF_STEPS, **sections.pop("train", {})}
+    return tiny_config(strategy, steps, options=options, train=train, **sections)
+
+
+def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
+    """The shared parity runs (name -> config)."""
+    every = {"interval": 4}  # a checkpoint at step 4 (and at the end) for the checkpoint tests
+    return [
+        {"name": "ddp", "config": tiny_run("ddp", 6, checkpoint={"interval": 3})},
+        {"name": "ddp_accum", "config": tiny_run("ddp", train={"grad_accum": 2, "activation_checkpointing": True})},
+        {"name": "ddp_bf16", "config": tiny_run("ddp", options={"compression": "bf16"})},
+        {"name": "ddp_fp16", "config": tiny_run("ddp", options={"compression": "fp16"})},
+        {"name": "ddp_powersgd", "config": tiny_run("ddp", options=POWERSGD)},
+        {"name": "fsdp", "config": tiny_run("zero3", checkpoint=every)},
+        {"name": "fsdp_accum", "config": tiny_run("fsdp", train={"grad_accum": 2, "activation_checkpointing": True})},
+        {"name": "fsdp_bf16", "config": tiny_run("fsdp", options={"compression": "bf16"})},
+        {"name": "fsdp_sharded", "config": tiny_run("fsdp", options={"checkpoint": "sharded"}, checkpoint=every)},
+        {"name": "ds1", "config": tiny_run("deepspeed", options={"stage": 1})},
+        {"name": "ds2_accum", "config": tiny_run("deepspeed", options={"stage": 2}, train={"grad_accum": 2})},
+        {"name": "ds2_offload", "config": tiny_run("deepspeed", options={"stage": 2, "offload_optimizer": True})},
+        {"name": "ds3", "config": tiny_run("deepspeed", options={"stage": 3})},
+        {"name": "ds3_offload", "config": tiny_run("deepspeed", options={"stage": 3, "offload_optimizer": True,
+                                                                       "offload_params": True})},
+        {"name": "ds_json", "config": tiny_run("deepspeed", options={"config_path": str(ds_json)})},
+    ]
+
+
+
+
+def losses(records: Sequence[Mapping[str, Any]]) -> list[float]:
+    """The ``loss`` of each step record."""
+    return [float(r["loss"]) for r in records]

@@ -1,0 +1,36 @@
+"""Run several training jobs, one after another, inside one torchrun job (test helper).
+
+Usage (under torchrun): ``python tests/pro/_train_jobs.py JOBS.json``. ``JOBS.json`` is a list
+of ``{"config": {...TOML-like tables...}, "run_dir": "...", "resume": "..." | null}``; each job is
+run by core's real :class:`~deepseek.training.trainer.Trainer`. One gloo process group is created
+first and shared by every job (a strategy reuses an existing group and leaves it alone), so the
+jobs pay for interpreter start-up, imports and rendezvous once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(spec: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    try:
+        for job in json.loads(Path(spec).read_text(encoding="utf-8")):
+            config = config_from_dict(job["config"])
+            Trainer(config, run_dir=job["run_dir"], resume=job.get("resume"), quiet=True).fit()
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,58 @@
+"""Fixtures of the pro tests; the functions behind them live in ``_prohelpers.py``.
+
+- ``torchrun``: :func:`_prohelpers.run_torchrun` (a command on N processes under torchrun, with a
+  free port and a timeout; fails the test with the output's tail);
+- ``train_jobs``: :func:`_prohelpers.run_train_jobs` (several training jobs through core's real
+  Trainer in one torchrun job; returns each run's metrics);
+- ``pro_runs``: every ddp / fsdp / deepspeed variant trained once for the whole session;
+- ``single_reference``: ``single`` in this process, the reference the others must match.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from _prohelpers import (
+    REF_STEPS,
+    run_single,
+    run_torchrun,
+    run_train_jobs,
+    strategy_jobs,
+    tiny_run,
+)
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> Any:
+    """:func:`run_torchrun`."""
+    return run_torchrun
+
+
+@pytest.fixture(scope="session")
+def train_jobs() -> Any:
+    """:func:`run_train_jobs`."""
+    return run_train_jobs
+
+@pytest.fixture(scope="session")
+def pro_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Runs every job of :func:`strategy_jobs` in one 2-process torchrun job; returns
+    ``{"dir": Path, "records": {name: [step records]}}``."""
+    work = tmp_path_factory.mktemp("pro_runs")
+    ds_json = work / "ds_config.json"
+    ds_json.write_text(json.dumps({
+        "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": 2}, "zero_allow_untested_optimizer": True,
+    }), encoding="utf-8")
+    records = run_train_jobs(strategy_jobs(ds_json), work, timeout=900)
+    return {"dir": work, "records": records}
+
+
+@pytest.fixture(scope="session")
+def single_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``single`` in this process for ``REF_STEPS`` steps, a checkpoint every 2 steps; returns
+    ``{"dir": Path, "records": [...]}``."""
+    run = tmp_path_factory.mktemp("single_ref") / "run"
+    records = run_single(tiny_run("single", REF_STEPS, checkpoint={"interval": 2}), run)
+    return {"dir": run, "records": records}

@@ -1,0 +1,71 @@
+"""``ddp`` under torchrun (2 processes, gloo, CPU) against ``single`` in one process.
+
+Tolerance: fp32 on CPU. DDP averages the two ranks' gradients of half the batch each, ``single``
+takes the gradient of the whole batch: the same sums in another order, so they differ by float32
+rounding (~1e-7 relative per step), which AdamW and a few steps keep far below 1e-5. Anything
+wrong (a missing all-reduce, a wrong average, a rank seeing the wrong rows) moves the loss by
+1e-3 or more after one step.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _prohelpers import PARITY_STEPS, losses
+
+from deepseek.errors import ConfigError, UsageError
+
+RTOL = 1e-5
+
+
+def test_ddp_losses_equal_single(pro_runs: dict, single_reference: dict) -> None:
+    ref = losses(single_reference["records"])
+    got = losses(pro_runs["records"]["ddp"])
+    assert len(got) == 6
+    assert got == pytest.approx(ref[:6], rel=RTOL)
+    assert got[-1] < got[0]
+
+
+def test_ddp_accumulation_and_activation_checkpointing_equal_single(pro_runs: dict, single_reference: dict) -> None:
+    # grad_accum=2 (no_sync on the first micro-batch) + recomputed activations: same gradient.
+    got = losses(pro_runs["records"]["ddp_accum"])
+    assert got == pytest.approx(losses(single_reference["records"])[:PARITY_STEPS], rel=RTOL)
+
+
+def test_ddp_reports_uncompressed_traffic_without_compression(pro_runs: dict, single_reference: dict) -> None:
+    import torch
+
+    from deepseek.training.checkpoint import load_model_state
+
+    # DDP all-reduces every distinct parameter's fp32 gradient once per step.
+    ckpt = single_reference["dir"] / "checkpoints" / "step-2" / "model.safetensors"
+    state = load_model_state(ckpt)
+    distinct = sum(t.numel() for k, t in state.items() if k != "lm_head.weight")  # tied to wte
+    for record in pro_runs["records"]["ddp"]:
+        assert record["comm_bytes"] == record["comm_bytes_uncompressed"] == distinct * 4
+        assert record["comm_reduction"] == 0.0
+    assert torch.is_tensor(state["wte.weight"])
+
+
+def test_options_are_validated() -> None:
+    from deepseek.config.validate import build_dataclass
+    from deepseek_pro.strategies.ddp import DDPOptions
+
+    with pytest.raises(ConfigError, match=r"strategy\.compression: 'zip' .*is not allowed"):
+        build_dataclass(DDPOptions, {"compression": "zip"}, path="strategy")
+    with pytest.raises(ConfigError, match=r"strategy\.powersgd_start_iter: .* >= 2"):
+        build_dataclass(DDPOptions, {"compression": "powersgd", "powersgd_start_iter": 1}, path="strategy")
+    with pytest.raises(ConfigError, match=r"strategy\.powersgd_rank: must be >= 1"):
+        build_dataclass(DDPOptions, {"powersgd_rank": 0}, path="strategy")
+    with pytest.raises(ConfigError, match=r"strategy\.timeout_s: must be > 0"):
+        build_dataclass(DDPOptions, {"timeout_s": 0}, path="strategy")
+
+
+def test_without_torchrun_environment_says_how_to_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepseek.training.precision import Precision
+    from deepseek_pro.strategies.ddp import DDPStrategy
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    strategy = DDPStrategy({}, precision=Precision("fp32"))
+    with pytest.raises(UsageError, match=r"deepseek launch -n N -- train --strategy ddp"):
+        strategy.setup_environment()

@@ -1,0 +1,86 @@
+"""``deepspeed`` (ZeRO 1/2/3, CPU offload) under torchrun (2 processes, gloo, DS_ACCELERATOR=cpu)
+against ``single``.
+
+Tolerance: DeepSpeed runs *our* torch AdamW on its flat fp32 partitions; AdamW is element-wise,
+so the update equals the unsharded one and only the gradient reduction's summation order (and
+DeepSpeed's own clipping arithmetic) differ: float32 rounding, 1e-5 relative over a few steps.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _prohelpers import PARITY_STEPS, losses
+
+from deepseek.errors import ConfigError
+
+RTOL = 1e-5
+RUNS = ["ds1", "ds2_accum", "ds2_offload", "ds3", "ds3_offload", "ds_json"]
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_zero_stages_and_offload_equal_single(name: str, pro_runs: dict, single_reference: dict) -> None:
+    got = losses(pro_runs["records"][name])
+    assert got == pytest.approx(losses(single_reference["records"])[:PARITY_STEPS], rel=RTOL)
+    norms = [r["grad_norm"] for r in pro_runs["records"][name]]
+    ref = [r["grad_norm"] for r in single_reference["records"][:PARITY_STEPS]]
+    assert norms == pytest.approx(ref, rel=1e-4)
+    assert all(r["skipped"] == 0 for r in pro_runs["records"][name])
+
+
+def test_cuda_arch_list_sanitizer() -> None:
+    from deepseek_pro.strategies.deepspeed import apply_cuda_arch_sanitizer, sanitize_cuda_arch_list
+
+    assert sanitize_cuda_arch_list("9.0a") == "9.0"
+    assert sanitize_cuda_arch_list("8.0;9.0a+PTX") == "8.0;9.0+PTX"
+    assert sanitize_cuda_arch_list("8.6 9.0a 9.0") == "8.6;9.0"
+    assert sanitize_cuda_arch_list("10.0a;12.0") == "10.0;12.0"
+    env = {"TORCH_CUDA_ARCH_LIST": "9.0a"}
+    assert apply_cuda_arch_sanitizer(env) == "9.0" and env["TORCH_CUDA_ARCH_LIST"] == "9.0"
+    assert apply_cuda_arch_sanitizer(env) is None  # already clean: untouched
+    assert apply_cuda_arch_sanitizer({}) is None
+
+
+def test_sanitized_list_parses_in_deepspeeds_op_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The trap on H100/H200 images: DeepSpeed's JIT op builder parses each entry's minor version
+    # as an int, so "9.0a" raises ValueError when it builds e.g. fused_adam.
+    from deepspeed.ops.op_builder.fused_adam import FusedAdamBuilder
+
+    from deepseek_pro.strategies.deepspeed import sanitize_cuda_arch_list
+
+    builder = FusedAdamBuilder()
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;9.0a")
+    with pytest.raises(ValueError, match="0a"):
+        builder.compute_capability_args()
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", sanitize_cuda_arch_list("8.0;9.0a"))
+    flags = builder.compute_capability_args()
+    assert flags == ["-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90"]
+
+
+def test_generated_config() -> None:
+    from deepseek.config.validate import build_dataclass
+    from deepseek_pro.strategies.deepspeed import DeepSpeedOptions, build_ds_config
+
+    opts = build_dataclass(DeepSpeedOptions, {"stage": 3, "offload_optimizer": True, "offload_params": True},
+                           path="strategy")
+    cfg = build_ds_config(opts, precision="bf16", world_size=2, on_cuda=False)
+    assert cfg["zero_optimization"]["stage"] == 3
+    assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert cfg["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert cfg["bf16"] == {"enabled": True} and "fp16" not in cfg
+    assert cfg["train_batch_size"] == 2 and "optimizer" not in cfg
+    fp16 = build_ds_config(build_dataclass(DeepSpeedOptions, {}, path="strategy"), precision="fp16",
+                           world_size=4, on_cuda=True, init_scale=2.0**12, growth_interval=500)
+    assert fp16["fp16"] == {"enabled": True, "loss_scale": 0, "initial_scale_power": 12, "loss_scale_window": 500}
+    assert fp16["zero_optimization"] == {"stage": 2, "contiguous_gradients": True, "overlap_comm": True}
+
+
+def test_bad_options_name_the_field(tmp_path) -> None:
+    from deepseek.config.validate import build_dataclass
+    from deepseek_pro.strategies.deepspeed import DeepSpeedOptions
+
+    with pytest.raises(ConfigError, match=r"strategy\.offload_params: parameter offload needs ZeRO stage 3"):
+        build_dataclass(DeepSpeedOptions, {"stage": 2, "offload_params": True}, path="strategy")
+    with pytest.raises(ConfigError, match=r"strategy\.stage: 4 .*is not allowed"):
+        build_dataclass(DeepSpeedOptions, {"stage": 4}, path="strategy")
+    with pytest.raises(ConfigError, match=r"strategy\.config_path: .* is not a file"):
+        build_dataclass(DeepSpeedOptions, {"config_path": str(tmp_path / "nope.json")}, path="strategy")
