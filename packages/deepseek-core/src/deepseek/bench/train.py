@@ -43,6 +43,7 @@ class BenchSettings:
     steps: int = 20
     warmup: int = 5
     strategy: str = "single"
+    strategy_options: tuple[str, ...] = ()
     compile: bool = False
     compile_scope: str = "blocks"
     compile_mode: str = "default"
@@ -67,11 +68,14 @@ def _attention_context(name: str) -> contextlib.AbstractContextManager[Any]:
 
 
 def _config(s: BenchSettings) -> Any:
-    from deepseek.config.load import config_from_dict
+    from deepseek.config.load import config_from_dict, parse_override
 
     strategy: dict[str, Any] = {"name": s.strategy}
     if s.strategy == "single":
         strategy["device"] = s.device
+    for item in s.strategy_options:
+        keys, value = parse_override(f"strategy.{item}")
+        strategy[".".join(keys[1:])] = value
     return config_from_dict({
         "model": {"preset": s.model},
         "data": {"seq_len": s.seq, "batch_size": s.batch},
@@ -225,7 +229,8 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
         peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
         kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
         tokens = s.batch * s.seq
-        ours = f"deepseek {s.strategy}" + (f" + compile ({s.compile_scope})" if s.compile else "")
+        opts = f"({','.join(s.strategy_options)})" if s.strategy_options else ""
+        ours = f"deepseek {s.strategy}{opts}" + (f" + compile ({s.compile_scope})" if s.compile else "")
         # Known syncs of our path: clip_grad_norm returns a float, the trainer logs loss.item().
         rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 2), flops, tokens, peak, kind)]
         dp_size, world = strategy.dp_size, strategy.world_size
@@ -290,6 +295,8 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 @click.option("--steps", type=int, default=20, show_default=True, help="Measured steps.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Warm-up steps (not measured).")
 @click.option("--strategy", default="single", show_default=True, help="Registered strategy for our path.")
+@click.option("--strategy-option", "strategy_options", multiple=True, metavar="KEY=VALUE",
+              help="A [strategy] key for our path, e.g. stage=3 (repeatable).")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
               help="torch.compile our path (the trainer's train.compile).")
 @click.option("--compile-scope", type=click.Choice(["blocks", "model"]), default="blocks", show_default=True,
