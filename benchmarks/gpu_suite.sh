@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu scale mem lat comp
+# Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
+# DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
+# file: the device tool returns at most 8) and a summary table is printed last.
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 DEEPSEEK_DISABLE_PLUGINS=deepseek-tidy
+# NVLink multicast stays off on shared hosts (device README).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+RES=/tmp/res; mkdir -p "$RES"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+cd /tmp
+run() {  # run NAME TIMEOUT CMD...
+  local name=$1 limit=$2; shift 2
+  echo "== $name ($(date +%T))"
+  timeout "$limit" "$@" >"$RES/$name.log" 2>&1; echo "rc=$?" >>"$RES/$name.log"
+  grep -E '│|rc=|error|Error' "$RES/$name.log" | tail -8
+}
+BT="python3 -m deepseek bench train --precision bf16"
+LAUNCH="python3 -m deepseek launch -n 2 --"
+for group in "$@"; do
+  case $group in
+  env)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$RES/env.txt"
+    python3 -c "import torch,deepseek;print(torch.__version__, torch.cuda.device_count(), deepseek.__version__)" >>"$RES/env.txt" 2>&1
+    python3 -m deepseek plugins list >>"$RES/env.txt" 2>&1; cat "$RES/env.txt";;
+  mfu)  # 1.3b at batch 8 x 2048 on one H200: our path vs a plain loop, both compiled
+    run mfu-1.3b 420 env CUDA_VISIBLE_DEVICES=0 $BT --model 1.3b --batch 8 --seq 2048 --steps 20 --warmup 6 \
+      --compile --compile-scope model --attention "${ATTN:-auto}" --baseline --baseline-variants compile \
+      --json "$RES/mfu-1.3b.json";;
+  mfu-small)
+    run mfu-small 300 env CUDA_VISIBLE_DEVICES=0 $BT --model small --batch 16 --seq 1024 --steps 30 --warmup 6 \
+      --compile --compile-scope model --baseline --baseline-variants compile --json "$RES/mfu-small.json";;
+  scale)  # tokens/s per GPU, same micro-batch per GPU: 1 GPU single vs 2 GPUs per strategy (eager)
+    S="--model 1.3b --batch 8 --seq 2048 --steps 10 --warmup 3"
+    run scale-single 240 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
+    run scale-ddp 300 $LAUNCH bench train $S --precision bf16 --strategy ddp --json "$RES/scale-ddp.json"
+    run scale-fsdp 300 $LAUNCH bench train $S --precision bf16 --strategy fsdp --json "$RES/scale-fsdp.json"
+    run scale-ds3 360 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
+      --json "$RES/scale-ds3.json";;
+  mem)  # ZeRO-3 with CPU offload (slow optimizer on the host: few steps)
+    S="--model 1.3b --batch 8 --seq 2048 --steps 3 --warmup 1"
+    run mem-fsdp-offload 360 $LAUNCH bench train $S --precision bf16 --strategy fsdp \
+      --strategy-option cpu_offload=true --json "$RES/mem-fsdp-offload.json";;
+  lat)  # GPU latency: decode step at batch 1, prefill 8 x 512 (small model)
+    run lat-decode 240 python3 -m deepseek bench latency --model small --device cuda --mode decode \
+      --batch 1 --seq 128 --runs 50 --json "$RES/lat-decode.json"
+    run lat-prefill 300 python3 -m deepseek bench latency --model small --device cuda --batch 8 --seq 512 \
+      --runs 30 --json "$RES/lat-prefill.json";;
+  comp)  # gradient compression on 2 GPUs: bytes per step and final loss after a fixed budget
+    for c in none bf16 powersgd-1 powersgd-4; do
+      kind=${c%%-*}; rank=${c#*-}; [ "$rank" = "$c" ] && rank=1
+      run "comp-$c" 300 $LAUNCH train --strategy ddp --set model.preset=small --set data.seq_len=256 \
+        --set data.batch_size=32 --set train.max_steps=300 --set train.eval_interval=100 \
+        --set strategy.compression="\"$kind\"" --set strategy.powersgd_rank=$rank \
+        --set checkpoint.at_end=false --set checkpoint.interval=0 --run-dir "$RES/comp-$c" --quiet
+    done;;
+  *) echo "unknown group $group";;
+  esac
+done
+find "$RES" -name '*.safetensors' -delete
+tar czf "$OUT/results.tgz" -C "$RES" .
+echo "== done $(date +%T)"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Prepares .whl/ for a device-machine call: our three editions as wheels, plus DeepSpeed and the
+# pure-Python packages the GPU image lacks. Run from the repo root before each GPU call.
+set -euo pipefail
+[ -f .whl/deepspeed-0.19.8-py3-none-any.whl ] || ../shared/tools/build-deepspeed-wheel
+rm -f .whl/deepseek_*.whl
+for p in core pro enterprise; do uv build -q --wheel "packages/deepseek-$p" -o .whl; done
+ls .whl/tomli_w-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps tomli-w -d .whl
+ls -la .whl
