@@ -104,11 +104,11 @@ class Watchdog(threading.Thread):
         self.dump_grace = dump_grace
         self.verdict: str | None = None
         self.stuck: list[Beat] = []
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def stop(self) -> None:
         """End the thread (the job is over)."""
-        self._stop.set()
+        self._done.set()
 
     def limit(self, b: Beat) -> float:
         """Seconds of silence allowed after beat ``b``."""
@@ -126,7 +126,7 @@ class Watchdog(threading.Thread):
         return sorted(laggards or overdue, key=lambda b: b.rank)
 
     def run(self) -> None:
-        while not self._stop.wait(self.poll):
+        while not self._done.wait(self.poll):
             stuck = self.check()
             if stuck:
                 self._fire(stuck)

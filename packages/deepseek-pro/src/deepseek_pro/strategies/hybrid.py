@@ -58,6 +58,19 @@ class HybridStrategy(PipelineStrategy):
         self.mesh: Any = None
 
     @classmethod
+    def check_config(cls, config: Config) -> None:
+        """Reject ``pp_size`` above the model's layer count (needs no world size)."""
+        from deepseek_pro.launch.checks import model_layers
+
+        n_layers = model_layers(config)
+        if config.strategy.options.pp_size > n_layers:
+            raise ConfigError(
+                f"strategy.pp_size: {config.strategy.options.pp_size} stages but the model has "
+                f"{n_layers} layers (one block per stage at least); lower strategy.pp_size or raise "
+                "model.n_layers"
+            )
+
+    @classmethod
     def check_launch(cls, config: Config, world_size: int, n_layers: int) -> None:
         """Reject before launch what cannot fit ``world_size`` ranks (called by the launcher)."""
         try:

@@ -1,0 +1,152 @@
+"""The launcher's parts without a cluster: argument splitting, worker environment, heartbeats and
+the watchdog (against a real process), the failure report, and the pre-launch checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from deepseek.config.load import load_config
+from deepseek.errors import ConfigError
+from deepseek_pro.launch import checks, heartbeat
+from deepseek_pro.launch.cli import split_command, validate_train
+from deepseek_pro.launch.env import sanitize_arch_list, worker_env
+from deepseek_pro.launch.heartbeat import Beat, Watchdog, beat, read_beats
+from deepseek_pro.launch.runner import EXIT_HUNG, failure_report
+
+
+def test_split_command_skips_root_options() -> None:
+    assert split_command(["--debug", "--plugins", "a,b", "train", "x.toml", "--set", "a.b=1"]) == (
+        ["--debug", "--plugins", "a,b"], "train", ["x.toml", "--set", "a.b=1"])
+    assert split_command(["--debug"]) == (["--debug"], None, [])
+
+
+def test_worker_env_fills_in_only_what_is_missing() -> None:
+    env = worker_env(2, cuda=False, heartbeat_dir="/hb", environ={})
+    assert env["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert env["DS_ACCELERATOR"] == "cpu" and env[heartbeat.ENV_DIR] == "/hb"
+    kept = worker_env(2, cuda=True, heartbeat_dir="/hb", environ={"OMP_NUM_THREADS": "7"})
+    assert "OMP_NUM_THREADS" not in kept and "DS_ACCELERATOR" not in kept
+    assert worker_env(1, cuda=True, heartbeat_dir="/hb", environ={"TORCH_CUDA_ARCH_LIST": "9.0;bogus;8.6+PTX"})[
+        "TORCH_CUDA_ARCH_LIST"] == "9.0;8.6+PTX"
+    assert worker_env(1, cuda=True, heartbeat_dir="/hb", environ={"TORCH_CUDA_ARCH_LIST": "x"})["TORCH_CUDA_ARCH_LIST"] is None
+    assert sanitize_arch_list("8.0 9.0a") == "8.0;9.0a"
+
+
+def test_beat_is_a_no_op_outside_the_launcher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(heartbeat.ENV_DIR, raising=False)
+    beat("step", 3)
+    monkeypatch.setenv(heartbeat.ENV_DIR, str(tmp_path))
+    monkeypatch.setenv("RANK", "3")
+    beat("step", 4)
+    beat("step", 5)
+    (got,) = read_beats(tmp_path).values()
+    assert (got.rank, got.pid, got.phase, got.step) == (3, os.getpid(), "step", 5)
+    assert got.seq >= 2 and abs(got.time - time.time()) < 5
+    (tmp_path / "rank-9.json").write_text("{truncated")  # half-written files are skipped
+    assert set(read_beats(tmp_path)) == {3}
+
+
+def _write(directory: Path, rank: int, seq: int, phase: str, step: int, age: float, pid: int = 1) -> None:
+    body = {"rank": rank, "pid": pid, "seq": seq, "phase": phase, "step": step, "time": time.time() - age}
+    (directory / f"rank-{rank}.json").write_text(json.dumps(body))
+
+
+def test_watchdog_blames_the_laggard(tmp_path: Path) -> None:
+    dog = Watchdog(tmp_path, timeout=10, startup_timeout=100)
+    _write(tmp_path, 0, seq=5, phase="step", step=3, age=11)
+    _write(tmp_path, 1, seq=4, phase="step", step=2, age=12)
+    assert [b.rank for b in dog.check()] == [1]  # both silent; rank 1 is behind
+    _write(tmp_path, 1, seq=5, phase="step", step=3, age=1)
+    assert [b.rank for b in dog.check()] == [0]
+    _write(tmp_path, 0, seq=5, phase="step", step=3, age=1)
+    assert dog.check() == []
+
+
+def test_watchdog_start_up_limit_and_finished_ranks(tmp_path: Path) -> None:
+    dog = Watchdog(tmp_path, timeout=10, startup_timeout=100)
+    _write(tmp_path, 0, seq=1, phase="start", step=0, age=50)
+    _write(tmp_path, 1, seq=2, phase="train", step=0, age=50)
+    assert dog.check() == []  # still within the start-up limit
+    _write(tmp_path, 0, seq=9, phase="end", step=9, age=500)
+    _write(tmp_path, 1, seq=9, phase="end", step=9, age=500)
+    assert dog.check() == []  # finished ranks are not watched
+
+
+def test_watchdog_kills_a_hung_process(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        _write(tmp_path, 0, seq=6, phase="step", step=4, age=0, pid=os.getpid())
+        _write(tmp_path, 1, seq=5, phase="step", step=3, age=2, pid=sleeper.pid)
+        dog = Watchdog(tmp_path, timeout=1, startup_timeout=1, poll=0.1, dump_grace=0.1)
+        dog.start()
+        assert sleeper.wait(timeout=30) in (-signal.SIGUSR1, -signal.SIGKILL)
+        dog.join(timeout=10)
+        assert [b.rank for b in dog.stuck] == [1]
+        assert dog.verdict.startswith("rank 1 made no progress for")
+        assert "last heartbeat: step 3" in dog.verdict and "the other ranks reached step 4" in dog.verdict
+    finally:
+        sleeper.kill()
+
+
+def _failure(rank: int, exitcode: int, ts: int = 100) -> SimpleNamespace:
+    sig = {-9: "SIGKILL", -15: "SIGTERM"}.get(exitcode, "")
+    return SimpleNamespace(local_rank=rank, pid=1000 + rank, exitcode=exitcode, timestamp=ts, signal_name=lambda: sig)
+
+
+def test_failure_report_names_the_root_cause(tmp_path: Path) -> None:
+    logs = {0: tmp_path / "0.log", 1: tmp_path / "1.log"}
+    logs[0].write_text("step 1\ninternal error: RuntimeError: Connection reset by peer\n")
+    logs[1].write_text("Traceback ...\nerror: data.path: 'x' does not exist\n")
+    # same second: rank 0 only lost its peer, rank 1 is the cause; its usage error keeps code 2
+    report = failure_report({0: _failure(0, 1), 1: _failure(1, 2)}, None, logs.__getitem__)
+    assert report.exit_code == 2
+    assert report.message == "rank 1 (pid 1001) exited with code 2: data.path: 'x' does not exist; the other ranks were stopped"
+    assert report.tail[-1].startswith("error: data.path") and report.log_path == str(logs[1])
+    killed = failure_report({0: _failure(0, -15, 101), 1: _failure(1, -9)}, None, logs.__getitem__)
+    assert killed.exit_code == 1 and killed.message.startswith("rank 1 (pid 1001) was killed by signal SIGKILL")
+
+
+def test_failure_report_prefers_the_watchdog_verdict(tmp_path: Path) -> None:
+    dog = Watchdog(tmp_path, timeout=1, startup_timeout=1)
+    dog.verdict, dog.stuck = "rank 1 made no progress for 9 s", [Beat(1, 5, 3, "step", 2, 0.0)]
+    (tmp_path / "1.log").write_text("Current thread (most recent call first):\n  File x.py\n")
+    report = failure_report({1: _failure(1, -9), 0: _failure(0, -15)}, dog, lambda r: tmp_path / f"{r}.log")
+    assert report.exit_code == EXIT_HUNG and report.message == dog.verdict and "File x.py" in report.tail[-1]
+
+
+def test_compression_conflicts_name_both_sides() -> None:
+    class Fsdp:
+        supports_compression = ("fp16", "bf16")
+
+    msg = checks.compression_conflict("fsdp", Fsdp, "powersgd")
+    assert msg.startswith("strategy.compression: 'powersgd' cannot be used with strategy 'fsdp' (it supports 'fp16', 'bf16')")
+    assert checks.compression_conflict("fsdp", Fsdp, "bf16") is None
+    assert checks.compression_conflict("fsdp", Fsdp, "none") is None
+    with pytest.raises(ConfigError, match="strategy 'pipeline' .*compresses no gradients"):
+        checks.check_raw_strategy({"name": "pipeline", "compression": "fp16"})
+
+
+def test_validate_config_hook_runs_under_deepseek_train() -> None:
+    """pro's deepseek_validate_config: a config that cannot work fails at load time."""
+    with pytest.raises(ConfigError, match="strategy.pp_size: 9 stages but the model has 4 layers"):
+        load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=9"])
+    assert load_config(None, ['strategy.name="ddp"', 'strategy.compression="powersgd"']).strategy.name == "ddp"
+
+
+def test_validate_train_sets_the_collective_timeout() -> None:
+    common = {"world_size": 2, "nproc_per_node": 2, "cuda_devices": 0}
+    assert validate_train(["--strategy", "ddp"], timeout=30, **common)[-2:] == ["--set", "strategy.timeout_s=60"]
+    assert validate_train(["--strategy", "ddp"], timeout=300, **common) == ["--strategy", "ddp"]  # 600 = default
+    own = ["--strategy", "ddp", "--set", "strategy.timeout_s=45"]
+    assert validate_train(own, timeout=30, **common) == own  # the user's setting wins
+    with pytest.raises(ConfigError, match="-n 4 processes per node but only 2 CUDA device"):
+        validate_train(["--strategy", "ddp"], timeout=30, world_size=4, nproc_per_node=4, cuda_devices=2)

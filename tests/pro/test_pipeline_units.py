@@ -1,0 +1,93 @@
+"""Pipeline / hybrid pieces that need no process group: the micro-batch rule, the fit checks, the
+mesh shape, merging stage parts into canonical checkpoint files, rebuilding the full model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepseek.config.load import load_config
+from deepseek.errors import ConfigError, UsageError
+from deepseek.models.gpt import GPT, GPTConfig
+from deepseek.training import checkpoint as ckpt
+from deepseek_pro.strategies import pipeline_state
+from deepseek_pro.strategies.hybrid import HybridStrategy, mesh_shape
+from deepseek_pro.strategies.pipeline import (
+    PipelineStrategy,
+    check_pipeline_fit,
+    pipeline_microbatches,
+)
+
+
+def _config(*sets: str):
+    return load_config(None, ['strategy.name="pipeline"', "data.batch_size=8", *sets])
+
+
+def test_microbatch_rule() -> None:
+    opts = _config().strategy.options
+    assert pipeline_microbatches(opts, grad_accum=1, stages=2) == 2  # at least one per stage
+    assert pipeline_microbatches(opts, grad_accum=4, stages=2) == 4  # else the grad-accum count
+    assert pipeline_microbatches(_config("strategy.microbatches=8").strategy.options, 1, 2) == 8
+
+
+def test_fit_checks_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="4 layers for 5 stages"):
+        check_pipeline_fit(_config(), stages=5, dp=1, n_layers=4)
+    with pytest.raises(ConfigError, match="8 rows per pipeline do not split into 3 micro-batches"):
+        check_pipeline_fit(_config("strategy.microbatches=3"), stages=2, dp=1, n_layers=4)
+    with pytest.raises(ConfigError, match="1f1b schedule needs at least one micro-batch per stage"):
+        check_pipeline_fit(_config("strategy.microbatches=2"), stages=4, dp=1, n_layers=4)
+    check_pipeline_fit(_config('strategy.schedule="gpipe"', "strategy.microbatches=2"), stages=4, dp=1, n_layers=4)
+    with pytest.raises(ConfigError, match="strategy.schedule: 'zigzag' .*allowed values: 'gpipe', '1f1b'"):
+        _config('strategy.schedule="zigzag"')
+
+
+def test_mesh_shape() -> None:
+    assert mesh_shape(4, 2) == (2, 2) and mesh_shape(2, 1) == (1, 2) and mesh_shape(2, 2) == (2, 1)
+    with pytest.raises(UsageError, match="3 pipeline stages do not divide 4 processes"):
+        mesh_shape(4, 3)
+
+
+def test_launch_checks_of_both_strategies() -> None:
+    PipelineStrategy.check_launch(_config(), world_size=2, n_layers=4)
+    hybrid = load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=2", "data.batch_size=8"])
+    HybridStrategy.check_launch(hybrid, world_size=4, n_layers=4)
+    with pytest.raises(ConfigError, match="strategy.pp_size"):
+        HybridStrategy.check_launch(hybrid, world_size=3, n_layers=4)
+
+
+def test_merge_parts_gives_single_files(tmp_path: Path) -> None:
+    """Stage parts (full names, tied copy only in the model file) merge into exactly the names
+    and parameter groups that ``single`` writes, and the parts are removed."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
+    stages = model.split_stages(2)
+    for i, stage in enumerate(stages):
+        opt = torch.optim.AdamW([{"params": [p for p in stage.parameters() if p.ndim >= 2]},
+                                 {"params": [p for p in stage.parameters() if p.ndim < 2]}])
+        sum(p.sum() for p in stage.parameters()).backward()
+        opt.step()
+        msd, osd = pipeline_state.stage_state(stage, opt, tied_copy=i == 1)
+        ckpt.save_model_state(pipeline_state.part_path(tmp_path, i, ckpt.MODEL_FILE), msd)
+        ckpt.save_optimizer_state(pipeline_state.part_path(tmp_path, i, ckpt.OPTIMIZER_FILE), osd)
+    pipeline_state.merge_parts(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "optimizer.safetensors"]
+    weights = ckpt.load_model_state(tmp_path / ckpt.MODEL_FILE)
+    assert sorted(weights) == sorted(model.state_dict())  # lm_head.weight included, as single writes
+    optim = ckpt.load_optimizer_state(tmp_path / ckpt.OPTIMIZER_FILE)
+    names = {n for n, _ in model.named_parameters()}  # the tied head is not a separate parameter
+    assert set(optim["state"]) == names
+    assert sorted(n for g in optim["param_groups"] for n in g["params"]) == sorted(names)
+
+
+def test_rebuild_model_draws_no_random_numbers() -> None:
+    model = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    full = pipeline_state.rebuild_model(model, model.state_dict())
+    assert torch.equal(torch.get_rng_state(), before)
+    assert full.lm_head.weight is full.wte.weight
+    idx = torch.randint(0, 256, (2, 8))
+    assert torch.equal(full(idx), model(idx))
