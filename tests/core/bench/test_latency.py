@@ -1,0 +1,69 @@
+"""``deepseek bench latency``: rows, statistics, errors and JSON (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import deepseek
+from deepseek.bench.latency import run_latency
+from deepseek.cli.main import cli
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSEEK_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return deepseek.create_model("tiny", n_layers=2, d_model=64)
+
+
+@pytest.mark.parametrize("mode", ["forward", "decode"])
+def test_rows_have_consistent_statistics_and_errors(mode: str) -> None:
+    result = run_latency(
+        tiny(), batch=1, seq=16, mode=mode, runs=20, warmup=1,
+        only=["deepseek.optimize"], optimize_kwargs={"stages": ["fx"], "runs": 2, "warmup": 1},
+    )
+    names = [r.name for r in result.rows]
+    assert names == ["eager", "deepseek.optimize"]
+    for r in result.rows:
+        assert 0 < r.p10_ms <= r.median_ms <= r.p90_ms
+        assert r.max_rel_error <= 1e-4
+    assert result.rows[0].max_rel_error == 0.0 and result.rows[0].speedup_vs_eager == 1.0
+    info = result.info
+    assert info["mode"] == mode and info["runs"] == 20 and info["threads"] == torch.get_num_threads()
+    assert info["torch"] == torch.__version__ and info["cpu"]
+
+
+def test_cli_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "lat.json"
+    args = ["bench", "latency", "--model", "tiny", "--seq", "8", "--runs", "20", "--warmup", "1",
+            "--only", "eager", "--json", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["name"] for r in data["rows"]] == ["eager"]
+    row = data["rows"][0]
+    assert {"name", "median_ms", "max_rel_error", "p10_ms", "p90_ms"} <= set(row)
+    assert data["info"]["model"] == "tiny" and data["info"]["seq"] == 8
+    assert "eager" in result.output
+
+
+def test_cli_rejects_too_long_sequences_and_missing_cuda() -> None:
+    result = CliRunner().invoke(cli, ["bench", "latency", "--model", "tiny", "--seq", "4096"])
+    assert result.exit_code != 0 and "at most 128 positions" in str(result.exception or result.output)
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(cli, ["bench", "latency", "--model", "tiny", "--device", "cuda"])
+        assert "CUDA is not available" in str(result.exception or result.output)
+
+
+def test_bench_help_lists_train_without_importing_it() -> None:
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0
+    assert "latency" in result.output and "train" in result.output

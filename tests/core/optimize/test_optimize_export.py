@@ -1,0 +1,141 @@
+"""Export round trips (.pt2 with torch alone, ONNX checked by onnx / run by onnxruntime) and the
+``deepseek optimize`` / ``deepseek export`` commands on a trained-model weights file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import deepseek
+from deepseek.cli.main import cli
+from deepseek.errors import UsageError
+from deepseek.optimize.export import export_model, load_exported, read_metadata, token_dims
+
+MODEL_CFG = {"preset": "tiny", "n_layers": 2, "d_model": 64}
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return deepseek.create_model("tiny", n_layers=2, d_model=64).eval()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory, model: torch.nn.Module) -> Path:
+    """A self-describing weights file, as ``export_weights`` writes it for a trained run."""
+    from deepseek.training.checkpoint import save_model_state
+
+    path = tmp_path_factory.mktemp("run") / "weights.safetensors"
+    save_model_state(path, model.state_dict(), {"format": "deepseek-weights", "model": json.dumps(MODEL_CFG)})
+    return path
+
+
+def test_pt2_round_trip_with_dynamic_batch_and_seq(tmp_path: Path, model: torch.nn.Module) -> None:
+    x = torch.randint(0, 256, (2, 16))
+    path = export_model(model, (x,), tmp_path / "m.pt2", dynamic=[token_dims(128)], metadata={"model": MODEL_CFG})
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt2"], "no temp file left behind"
+    loaded = load_exported(path)
+    for shape in ((2, 16), (1, 5), (3, 40)):
+        y = torch.randint(0, 256, shape)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(y), model(y), rtol=1e-5, atol=1e-5)
+    meta = read_metadata(path)
+    assert meta["model"] == MODEL_CFG and meta["inputs"] == [{"shape": [2, 16], "dtype": "torch.int64"}]
+
+
+def test_pt2_loads_and_runs_without_optional_packages(tmp_path: Path, model: torch.nn.Module) -> None:
+    x = torch.randint(0, 256, (2, 8))
+    path = export_model(model, (x,), tmp_path / "m.pt2")
+    with torch.no_grad():
+        expected = model(x)
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(expected, tmp_path / "y.pt")
+    blocked = ["onnx", "onnxscript", "onnxruntime", "deepseek_pro", "deepseek_enterprise", "deepspeed", "timm", "torchaudio"]
+    script = f"""
+import sys
+for name in {blocked!r}:
+    sys.modules[name] = None  # as if not installed: import fails, find_spec() is None
+import torch
+from deepseek.optimize.export import load_exported
+f = load_exported({str(path)!r})
+x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)
+y = torch.load({str(tmp_path / 'y.pt')!r}, weights_only=True)
+torch.testing.assert_close(f(x), y, rtol=1e-5, atol=1e-5)
+print('ok')
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_onnx_export_is_a_valid_model(tmp_path: Path, model: torch.nn.Module) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    x = torch.randint(0, 256, (2, 16))
+    path = export_model(model, (x,), tmp_path / "m.onnx", fmt="onnx", dynamic=[token_dims(128)])
+    onnx.checker.check_model(str(path))
+    graph = onnx.load(str(path)).graph
+    assert len(graph.input) == 1 and len(graph.output) == 1
+    if importlib.util.find_spec("onnxruntime") is not None:
+        y = torch.randint(0, 256, (3, 20))
+        with torch.no_grad():
+            torch.testing.assert_close(load_exported(path)(y), model(y), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_without_its_packages_names_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              model: torch.nn.Module) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(UsageError, match=r"onnxscript.*pip install 'deepseek-core\[onnx\]'"):
+        export_model(model, (torch.randint(0, 256, (2, 4)),), tmp_path / "m.onnx", fmt="onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_load_exported_rejects_missing_and_corrupt_files(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        load_exported(tmp_path / "nope.pt2")
+    bad = tmp_path / "bad.pt2"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(UsageError, match="not a loadable"):
+        load_exported(bad)
+
+
+def test_cli_export_pt2(weights: Path, tmp_path: Path, model: torch.nn.Module) -> None:
+    out = tmp_path / "deploy" / "gpt.pt2"
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", str(weights), "--format", "pt2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and out.is_file()
+    y = torch.randint(0, 256, (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(load_exported(out)(y), model(y), rtol=1e-5, atol=1e-5)
+    assert read_metadata(out)["model"]["d_model"] == 64
+
+
+def test_cli_optimize_reports_each_pass_as_json(weights: Path) -> None:
+    args = ["optimize", "--checkpoint", str(weights), "--seq", "16", "--json",
+            "--passes", "drop-dropout,fuse-linear,merge-siblings,attention-sdpa,const-fold"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    passes = {p["name"]: p for p in data["passes"]}
+    assert list(passes) == ["drop-dropout", "fuse-linear", "merge-siblings", "attention-sdpa", "const-fold"]
+    assert passes["drop-dropout"]["status"] == "applied" and passes["drop-dropout"]["changes"] == ["removed 5 dropout"]
+    assert passes["fuse-linear"]["status"] == "no-op"
+    assert data["max_rel_error"] <= 1e-4 and data["model"]["d_model"] == 64
+
+
+def test_cli_bad_checkpoint_is_one_line_exit_2(tmp_path: Path) -> None:
+    from deepseek.cli.main import main
+
+    done = subprocess.run([sys.executable, "-m", "deepseek", "export", "--checkpoint", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "error:" in done.stderr
+    assert main is not None
