@@ -1,6 +1,7 @@
 """``pipeline`` and ``hybrid`` train exactly like ``single``: same losses, gradient norms and
 validation loss over N steps from the same seed and global batch, with gradient accumulation,
-activation checkpointing, bf16, and checkpoints that move between the strategies.
+activation checkpointing, bf16 and fp16 (loss scaling with the overflow check agreed across
+stages), and checkpoints that move between the strategies.
 
 All distributed cases of one world size run in ONE torchrun job (this file is also the worker
 script: ``python test_pipeline_hybrid.py OUT CASE...``), so process start-up is paid once.
@@ -8,8 +9,8 @@ script: ``python test_pipeline_hybrid.py OUT CASE...``), so process start-up is 
 Tolerance: relative 1e-4 on fp32 losses and gradient norms (observed ~1e-6). The runs are not
 bit-identical because the reductions happen in a different order: the pipeline cuts the step's
 rows into its own micro-batches, FSDP reduce-scatters gradient sums over ranks, and the clipping
-norm is a sum of squares across stages instead of torch's norm of per-tensor norms. bf16 runs
-round differently along the same paths, hence 5e-3.
+norm is a sum of squares across stages instead of torch's norm of per-tensor norms. bf16 and
+fp16 runs round differently along the same paths, hence 5e-3.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ TINY = [
 ]
 ACCUM_CKPT = ["train.grad_accum=2", "train.activation_checkpointing=true"]
 BF16 = ['precision.dtype="bf16"']
+FP16 = ['precision.dtype="fp16"', "precision.init_scale=131072"]  # step 1 overflows: skipped
 SAVE_AT_2 = ["checkpoint.interval=2", "checkpoint.keep_last=5"]
 
 # case -> (strategy, strategy options, settings shared with its single reference)
@@ -40,6 +42,8 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "pipeline-1f1b-accum-ckpt": ("pipeline", [], ACCUM_CKPT),
     "pipeline-gpipe-accum-ckpt": ("pipeline", ['strategy.schedule="gpipe"'], ACCUM_CKPT),
     "pipeline-bf16": ("pipeline", [], BF16),
+    "pipeline-fp16": ("pipeline", [], FP16),
+    "hybrid-pp2-dp1-fp16": ("hybrid", [], FP16),
     "hybrid-pp2-dp1": ("hybrid", ["strategy.pp_size=2"], []),
     "hybrid-pp1-dp2": ("hybrid", ["strategy.pp_size=1"], []),
     "hybrid-pp2-dp1-accum-ckpt": ("hybrid", ['strategy.schedule="gpipe"'], ACCUM_CKPT),
@@ -51,7 +55,7 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "hybrid-pp2-dp1-resume": ("hybrid", [], []),
 }
 FOUR_PROCS = {"hybrid-pp2-dp2": ("hybrid", ["strategy.pp_size=2"], [])}
-RTOL = {"fp32": 1e-4, "bf16": 5e-3}
+RTOL = {"fp32": 1e-4, "half": 5e-3}
 
 
 def run_case(strategy: str, sets: list[str], run_dir: Path, resume: Path | None = None) -> dict:
@@ -66,6 +70,7 @@ def run_case(strategy: str, sets: list[str], run_dir: Path, resume: Path | None 
         "step": [r["step"] for r in trainer.history],
         "loss": [r["loss"] for r in trainer.history],
         "grad_norm": [r["grad_norm"] for r in trainer.history],
+        "skipped": [r["skipped"] for r in trainer.history],
         "val_loss": result.metrics["val_loss"],
     }
 
@@ -103,7 +108,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """References under ``single`` (in this process), keyed by the shared settings."""
     root = tmp_path_factory.mktemp("single")
     refs = {}
-    for shared in ([], ACCUM_CKPT, BF16):
+    for shared in ([], ACCUM_CKPT, BF16, FP16):
         refs[tuple(shared)] = run_case("single", shared, root / f"ref-{len(refs)}")
     refs["save"] = run_case("single", SAVE_AT_2, root / "save")
     refs["ckpt"] = root / "save" / "checkpoints" / "step-2"
@@ -122,6 +127,7 @@ def reference(single: dict, shared: list[str]) -> dict:
 
 def assert_same(got: dict, want: dict, rtol: float, steps: slice = slice(None)) -> None:
     assert got["step"] == want["step"][steps]
+    assert got["skipped"] == want["skipped"][steps]
     for key in ("loss", "grad_norm"):
         assert got[key] == pytest.approx(want[key][steps], rel=rtol), key
     assert got["val_loss"] == pytest.approx(want["val_loss"], rel=rtol)
@@ -134,13 +140,18 @@ def assert_same(got: dict, want: dict, rtol: float, steps: slice = slice(None)) 
 def test_same_losses_as_single(case: str, two_procs: tuple[dict, Path], single: dict) -> None:
     results, _ = two_procs
     _, _, shared = CASES[case]
-    rtol = RTOL["bf16" if shared == BF16 else "fp32"]
+    rtol = RTOL["half" if shared in (BF16, FP16) else "fp32"]
     assert_same(results[case], reference(single, shared), rtol)
 
 
 def test_losses_fall(two_procs: tuple[dict, Path]) -> None:
     loss = two_procs[0]["pipeline-1f1b"]["loss"]
     assert loss[-1] < loss[0] - 0.5
+
+
+def test_fp16_overflow_skips_the_step_on_every_stage(two_procs: tuple[dict, Path]) -> None:
+    for case in ("pipeline-fp16", "hybrid-pp2-dp1-fp16"):
+        assert two_procs[0][case]["skipped"] == [1, 0, 0, 0]
 
 
 @pytest.mark.parametrize("case", ["pipeline-resume", "hybrid-pp2-dp1-resume"])
