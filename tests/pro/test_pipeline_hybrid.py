@@ -169,3 +169,42 @@ def test_hybrid_pp2_dp2_on_four_processes(single: dict[str, Any], train_jobs: An
     cases = {"hybrid-pp2-dp2": ("hybrid", {"pp_size": 2}, NONE)}
     train_jobs(jobs(cases, single["ckpt"]), tmp_path, nproc=4, timeout=900)
     assert_same(summary(tmp_path / "hybrid-pp2-dp2"), single["plain"], RTOL["fp32"])
+
+
+UNWRAP_SCRIPT = '''
+import json, sys
+import torch, torch.distributed as dist
+from deepseek.config.load import config_from_dict
+from deepseek.training.checkpoint import load_model_state
+from deepseek.training.trainer import Trainer
+
+dist.init_process_group("gloo")
+out = {}
+for name, table in json.loads(open(sys.argv[1]).read()).items():
+    trainer = Trainer(config_from_dict(table), run_dir=f"{sys.argv[2]}/{name}", quiet=True)
+    result = trainer.fit()
+    model = trainer.strategy.unwrapped_model()  # collective: every rank calls it
+    saved = load_model_state(result.checkpoint / "model.safetensors")
+    diff = max((model.state_dict()[k] - v).abs().max().item() for k, v in saved.items())
+    out[name] = {"diff": diff, "tied": model.lm_head.weight is model.wte.weight,
+                 "logits": list(model(torch.zeros(1, 4, dtype=torch.long)).shape)}
+if dist.get_rank() == 1:  # the last stage: the model must be whole there too
+    open(f"{sys.argv[2]}/out.json", "w").write(json.dumps(out))
+dist.destroy_process_group()
+'''
+
+
+def test_unwrapped_model_is_the_whole_trained_model(torchrun: Any, tmp_path: Path) -> None:
+    """``unwrapped_model()`` gathers every stage into a plain, tied GPT equal to the checkpoint."""
+    import json
+
+    script, spec = tmp_path / "unwrap.py", tmp_path / "spec.json"
+    script.write_text(UNWRAP_SCRIPT)
+    spec.write_text(json.dumps({
+        "pipeline": config("pipeline", {}, NONE) | {"train": {**config("pipeline", {}, NONE)["train"], "max_steps": 2}},
+        "hybrid": config("hybrid", {"pp_size": 1}, NONE) | {"train": {**config("hybrid", {}, NONE)["train"], "max_steps": 2}},
+    }))
+    torchrun([str(script), str(spec), str(tmp_path)], nproc=2, timeout=600)
+    out = json.loads((tmp_path / "out.json").read_text())
+    for name in ("pipeline", "hybrid"):
+        assert out[name] == {"diff": 0.0, "tied": True, "logits": [1, 4, 256]}, name

@@ -86,7 +86,7 @@ def test_rebuild_model_draws_no_random_numbers() -> None:
     model = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
     torch.manual_seed(5)
     before = torch.get_rng_state()
-    full = pipeline_state.rebuild_model(model, model.state_dict())
+    full = pipeline_state.rebuild_model(GPT, model.config, model.state_dict())
     assert torch.equal(torch.get_rng_state(), before)
     assert full.lm_head.weight is full.wte.weight
     idx = torch.randint(0, 256, (2, 8))

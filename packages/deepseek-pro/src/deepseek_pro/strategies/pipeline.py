@@ -106,7 +106,8 @@ class PipelineStrategy(DistributedStrategy):
         self._raw_losses: list[torch.Tensor] = []
         self._tied_copy: nn.Parameter | None = None
         self._tied_source: nn.Parameter | None = None
-        self._model_template: nn.Module | None = None
+        self._model_cls: type | None = None
+        self._model_config: Any = None
 
     # ------------------------------------------------------------------ topology
 
@@ -171,7 +172,8 @@ class PipelineStrategy(DistributedStrategy):
                 f"strategy.name: {self.name!r} needs a model with split_stages(n); "
                 f"{type(model).__name__} has none, use another strategy"
             )
-        self._model_template = model
+        # Keep only what rebuilds a full model: other stages' weights are freed with ``model``.
+        self._model_cls, self._model_config = type(model), getattr(model, "config", None)
         stages = splitter(self.pp_size)
         tied = tied_parameters(stages) if self.pp_size > 1 else None
         stage = self.shard_stage(stages[self.pp_rank].to(self.device))
@@ -298,7 +300,7 @@ class PipelineStrategy(DistributedStrategy):
         stage.eval()
         try:
             x, y = batch[0].to(self.device), batch[1].to(self.device)
-            d_model = self._model_template.config.d_model  # type: ignore[union-attr]
+            d_model = self._model_config.d_model
             if self.is_first:
                 h = x
             else:
@@ -345,11 +347,11 @@ class PipelineStrategy(DistributedStrategy):
 
     def unwrapped_model(self) -> nn.Module:
         """A full, plain copy of the model with every stage's current weights (on every rank)."""
-        assert self._model_template is not None
+        assert self._model_cls is not None
         model_sd, _ = self.stage_state()
         parts: list[Any] = [None] * self.world_size
         dist.all_gather_object(parts, model_sd if self._writes_part() else {})
         merged: dict[str, torch.Tensor] = {}
         for part in parts:
             merged.update(part)
-        return pstate.rebuild_model(self._model_template, merged)
+        return pstate.rebuild_model(self._model_cls, self._model_config, merged)

@@ -138,14 +138,14 @@ def _restrict_optimizer_state(
     return {"state": state, "param_groups": groups}
 
 
-def rebuild_model(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A fresh CPU model like ``template`` (built on ``meta``, no RNG drawn) holding ``state``."""
+def rebuild_model(model_cls: type, config: Any, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A fresh CPU ``model_cls(config)`` (built on ``meta``, no RNG drawn) holding ``state``."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.random.fork_rng(devices=[]))
         stack.enter_context(torch.device("meta"))
-        full = type(template)(template.config)  # type: ignore[call-arg]
+        full = model_cls(config)
     full = full.to_empty(device="cpu")
     full.load_state_dict(state, strict=True)
-    if getattr(template.config, "tie_embeddings", False):
-        full.lm_head.weight = full.wte.weight  # type: ignore[union-attr]
+    if getattr(config, "tie_embeddings", False):
+        full.lm_head.weight = full.wte.weight
     return full
