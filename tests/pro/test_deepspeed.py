@@ -66,6 +66,7 @@ def test_generated_config() -> None:
     assert cfg["zero_optimization"]["stage"] == 3
     assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert cfg["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert cfg["zero_optimization"]["memory_efficient_linear"] is False
     assert cfg["bf16"] == {"enabled": True} and "fp16" not in cfg
     assert cfg["train_batch_size"] == 2 and "optimizer" not in cfg
     fp16 = build_ds_config(build_dataclass(DeepSpeedOptions, {}, path="strategy"), precision="fp16",

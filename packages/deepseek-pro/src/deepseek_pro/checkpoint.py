@@ -136,7 +136,7 @@ def read_sharded_meta(directory: Path) -> dict[str, Any]:
     path = directory / SHARDED_META
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
-        return {"param_groups": [_from_json(g) for g in body["param_groups"]],
+        return {"param_groups": [{k: _from_json(v) for k, v in g.items()} for g in body["param_groups"]],
                 "scalars": dict(body.get("scalars", {})), "aliases": dict(body.get("aliases", {}))}
     except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
@@ -251,25 +251,22 @@ def load_checkpoint(
         layout = layout_of(directory)
     except CheckpointError as exc:
         problem = str(exc)
-    problem = strategy.broadcast_object(problem)
-    if problem:
-        raise CheckpointError(problem)
+    raise_if_any(strategy, problem)
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if layout == "full":
+        # Every rank reads the files (the checkpoint folder is on storage all ranks see, as for
+        # saving) and keeps its own part; every rank agrees on a failure before any collective.
         msd: dict[str, Any] = {}
         osd: dict[str, Any] = {}
-        if strategy.is_global_zero:
-            try:
-                msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
-                check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
-                osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
-                _check_optimizer_fit(osd, optimizer, module, directory / ckpt.OPTIMIZER_FILE)
-            except CheckpointError as exc:
-                problem = str(exc)
-        problem = strategy.broadcast_object(problem)
-        if problem:
-            raise CheckpointError(problem)
-        opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        try:
+            msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
+            check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
+            osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
+            _check_optimizer_fit(osd, optimizer, module, directory / ckpt.OPTIMIZER_FILE)
+        except CheckpointError as exc:
+            problem = str(exc)
+        raise_if_any(strategy, problem)
+        opts = StateDictOptions(full_state_dict=True)
         set_model_state_dict(module, msd, options=opts)
         set_optimizer_state_dict(module, optimizer, osd, options=opts)
         return state
@@ -295,6 +292,19 @@ def load_checkpoint(
         module, optimizer, {"state": unflatten_optimizer_state(tensors, scalars), "param_groups": new_groups}
     )
     return state
+
+
+def raise_if_any(strategy: DistributedStrategy, problem: str | None) -> None:
+    """Raise ``problem`` (or another rank's) as CheckpointError on every rank, or nothing."""
+    import torch.distributed as dist
+
+    problems: list[Any] = [problem]
+    if dist.is_initialized() and strategy.world_size > 1:
+        problems = [None] * strategy.world_size
+        dist.all_gather_object(problems, problem)
+    first = next((p for p in problems if p), None)
+    if first:
+        raise CheckpointError(first)
 
 
 def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Module, where: Path) -> None:

@@ -111,6 +111,9 @@ def build_ds_config(
     """The DeepSpeed config for ``options``; micro-batch size, accumulation and clipping start
     at neutral values and are set from the trainer's batches and ``clip_grad_norm`` calls."""
     zero: dict[str, Any] = {"stage": options.stage, "contiguous_gradients": True, "overlap_comm": on_cuda}
+    if options.stage == 3:
+        # Otherwise ZeRO-3 replaces torch.nn.functional.linear process-wide, for good.
+        zero["memory_efficient_linear"] = False
     if options.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_cuda}
     if options.offload_params:
@@ -372,13 +375,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         except CheckpointError as exc:
             problem = str(exc)
         # Every rank reads the files; agree on failure so that no rank waits in a collective.
-        problems = [None] * self.world_size
-        import torch.distributed as dist
-
-        dist.all_gather_object(problems, problem)
-        first = next((p for p in problems if p), None)
-        if first:
-            raise CheckpointError(first)
+        pro_ckpt.raise_if_any(self, problem)
         self._load_full(model, optim)
         return state
 

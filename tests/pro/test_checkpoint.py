@@ -1,0 +1,154 @@
+"""Portable checkpoints: a run hops zero3@2 -> single@1 -> ddp@2 -> deepspeed@2 (and sharded
+fsdp -> ddp / deepspeed, export -> core alone), and every hop continues the loss curve of one
+uninterrupted ``single`` run, with the weights and AdamW moments equal to that run's at each hop.
+
+Tolerance: each hop is exact up to the float32 summation order of the data-parallel gradient
+reduction (see test_ddp): 1e-5 relative on losses, 1e-5 absolute on weights and moments after
+up to ten AdamW steps. Resume under the same strategy and world size is bit-identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from _prohelpers import REF_STEPS, losses, run_single, run_train_jobs, tiny_run
+
+from deepseek.errors import CheckpointError
+from deepseek.training import checkpoint as ckpt
+from deepseek_pro.checkpoint import export_checkpoint, layout_of, read_full_state
+
+RTOL = 1e-5
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def hops(pro_runs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """hop1 = the shared zero3@2 run's step-4 checkpoint; hop2 single@1 to step 6 (here);
+    then in one torchrun job: hop3 ddp@2 to 8, hop4 deepspeed ZeRO-3@2 to 10, and side hops."""
+    work = tmp_path_factory.mktemp("hops")
+    runs = pro_runs["dir"]
+    hop1 = runs / "fsdp" / "checkpoints" / "step-4"
+    records = {"hop2": run_single(tiny_run("single", 6), work / "hop2", resume=hop1)}
+    hop2 = work / "hop2" / "checkpoints" / "step-6"
+    hop3 = work / "hop3" / "checkpoints" / "step-8"
+    sharded = runs / "fsdp_sharded" / "checkpoints" / "step-4"
+    # DeepSpeed jobs last: DeepSpeed may leave process-wide patches behind for later jobs.
+    jobs = [
+        {"name": "hop3", "config": tiny_run("ddp", 8), "resume": hop2},
+        {"name": "fsdp_from_ddp", "config": tiny_run("fsdp", REF_STEPS), "resume": hop3},
+        {"name": "ddp_resume", "config": tiny_run("ddp", 6), "resume": runs / "ddp" / "checkpoints" / "step-3"},
+        {"name": "ddp_from_sharded", "config": tiny_run("ddp", 6), "resume": sharded},
+        {"name": "fsdp_sharded_resume", "config": tiny_run("fsdp", 6, options={"checkpoint": "sharded"}),
+         "resume": sharded},
+        {"name": "hop4", "config": tiny_run("deepspeed", REF_STEPS, options={"stage": 3}), "resume": hop3},
+        {"name": "ds1_from_ddp", "config": tiny_run("deepspeed", REF_STEPS, options={"stage": 1}), "resume": hop3},
+        {"name": "ds2_from_sharded", "config": tiny_run("deepspeed", 6, options={"stage": 2}), "resume": sharded},
+    ]
+    records.update(run_train_jobs(jobs, work, timeout=600))
+    return {"dir": work, "records": records, "hop1": hop1, "sharded": sharded}
+
+
+def _ref(single_reference: dict, step: int) -> Path:
+    return single_reference["dir"] / "checkpoints" / f"step-{step}"
+
+
+def _assert_same_state(directory: Path, reference: Path) -> None:
+    model, optim = read_full_state(directory)
+    ref_model, ref_optim = read_full_state(reference)
+    assert set(model) == set(ref_model)
+    for key, value in ref_model.items():
+        torch.testing.assert_close(model[key], value, rtol=0, atol=ATOL, msg=lambda m, k=key: f"{k}: {m}")
+    assert set(optim["state"]) == set(ref_optim["state"])
+    for name, values in ref_optim["state"].items():
+        for key, value in values.items():
+            torch.testing.assert_close(optim["state"][name][key].float(), value.float(), rtol=0, atol=ATOL,
+                                       msg=lambda m, n=name, k=key: f"{n}/{k}: {m}")
+
+
+def _losses_from(records: list[dict], first_step: int) -> list[float]:
+    assert records[0]["step"] == first_step, [r["step"] for r in records]
+    return losses(records)
+
+
+def test_chain_zero3_single_ddp_deepspeed(hops: dict, single_reference: dict) -> None:
+    ref = losses(single_reference["records"])
+    steps = {"hop2": (5, 6), "hop3": (7, 8), "hop4": (9, 10)}
+    _assert_same_state(hops["hop1"], _ref(single_reference, 4))
+    assert layout_of(hops["hop1"]) == "full"
+    for name, (first, last) in steps.items():
+        got = _losses_from(hops["records"][name], first)
+        assert got == pytest.approx(ref[first - 1:last], rel=RTOL), name
+        _assert_same_state(hops["dir"] / name / "checkpoints" / f"step-{last}", _ref(single_reference, last))
+    assert ckpt.read_trainer_state(hops["dir"] / "hop4" / "checkpoints" / "step-10")["world_size"] == 2
+
+
+@pytest.mark.parametrize("name", ["ds1_from_ddp", "fsdp_from_ddp"])
+def test_side_hops_from_ddp(name: str, hops: dict, single_reference: dict) -> None:
+    got = _losses_from(hops["records"][name], 9)
+    assert got == pytest.approx(losses(single_reference["records"])[8:10], rel=RTOL)
+    _assert_same_state(hops["dir"] / name / "checkpoints" / "step-10", _ref(single_reference, 10))
+
+
+def test_ddp_resume_is_bit_identical(pro_runs: dict, hops: dict) -> None:
+    straight = pro_runs["records"]["ddp"]
+    resumed = hops["records"]["ddp_resume"]
+    assert [r["step"] for r in resumed] == [4, 5, 6]
+    assert losses(resumed) == losses(straight)[3:6]
+    a = ckpt.load_model_state(pro_runs["dir"] / "ddp" / "checkpoints" / "step-6" / ckpt.MODEL_FILE)
+    b = ckpt.load_model_state(hops["dir"] / "ddp_resume" / "checkpoints" / "step-6" / ckpt.MODEL_FILE)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ["ddp_from_sharded", "ds2_from_sharded", "fsdp_sharded_resume"])
+def test_sharded_checkpoint_loads_under_other_strategies(name: str, hops: dict, single_reference: dict) -> None:
+    assert layout_of(hops["sharded"]) == "sharded"
+    got = _losses_from(hops["records"][name], 5)
+    assert got == pytest.approx(losses(single_reference["records"])[4:6], rel=RTOL)
+    _assert_same_state(hops["dir"] / name / "checkpoints" / "step-6", _ref(single_reference, 6))
+
+
+def test_sharded_layout_is_per_rank_safetensors(hops: dict) -> None:
+    files = sorted(p.name for p in (hops["sharded"] / "model").glob("*.safetensors"))
+    assert len(files) == 2, files  # one shard file per rank, no pickle anywhere
+    assert not list(hops["sharded"].rglob("*.distcp")) and not list(hops["sharded"].rglob(".metadata"))
+
+
+def test_export_to_canonical_loads_with_core_alone(hops: dict, single_reference: dict, tmp_path: Path) -> None:
+    import deepseek
+
+    out = export_checkpoint(hops["sharded"], tmp_path / "exported")
+    assert layout_of(out) == "full"
+    _assert_same_state(out, _ref(single_reference, 4))
+    # What core's single strategy does on --resume: strict canonical loads.
+    model = deepseek.create_model("tiny", d_model=64, n_heads=4, n_layers=2, max_seq_len=32)
+    ckpt.load_into_model(model, out / ckpt.MODEL_FILE)
+    named = ckpt.load_optimizer_state(out / ckpt.OPTIMIZER_FILE)
+    assert set(named["state"]) == {n for n, _ in model.named_parameters()}
+    # and training resumes from it under single, on the reference curve
+    records = run_single(tiny_run("single", 5), tmp_path / "resumed", resume=out)
+    assert losses(records) == pytest.approx(losses(single_reference["records"])[4:5], rel=RTOL)
+
+
+def test_export_errors(hops: dict, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(CheckpointError, match="already exists"):
+        export_checkpoint(hops["sharded"], tmp_path / "taken")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        export_checkpoint(tmp_path / "missing", tmp_path / "out")
+
+
+def test_damaged_sharded_checkpoint_is_a_clear_error(hops: dict, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(hops["sharded"], broken)
+    victim = sorted((broken / "model").glob("*.safetensors"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"sharded checkpoint is corrupt or incomplete"):
+        read_full_state(broken)
+    (broken / "sharded.json").write_text("{", encoding="utf-8")
+    shutil.rmtree(broken / "model")
+    with pytest.raises(CheckpointError, match=r"no model weights"):
+        read_full_state(broken)
