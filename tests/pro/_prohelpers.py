@@ -163,6 +163,9 @@ def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
         {"name": "fsdp_accum", "config": tiny_run("fsdp", train={"grad_accum": 2, "activation_checkpointing": True})},
         {"name": "fsdp_bf16", "config": tiny_run("fsdp", options={"compression": "bf16"})},
         {"name": "fsdp_sharded", "config": tiny_run("fsdp", options={"checkpoint": "sharded"}, checkpoint=every)},
+        {"name": "ddp_fp16prec", "config": tiny_run("ddp", precision={"dtype": "fp16"})},
+        {"name": "fsdp_bf16prec", "config": tiny_run("fsdp", precision={"dtype": "bf16"})},
+        # DeepSpeed last: it may leave process-wide patches behind for later jobs.
         {"name": "ds1", "config": tiny_run("deepspeed", options={"stage": 1})},
         {"name": "ds2_accum", "config": tiny_run("deepspeed", options={"stage": 2}, train={"grad_accum": 2})},
         {"name": "ds2_offload", "config": tiny_run("deepspeed", options={"stage": 2, "offload_optimizer": True})},
@@ -170,6 +173,7 @@ def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
         {"name": "ds3_offload", "config": tiny_run("deepspeed", options={"stage": 3, "offload_optimizer": True,
                                                                        "offload_params": True})},
         {"name": "ds_json", "config": tiny_run("deepspeed", options={"config_path": str(ds_json)})},
+        {"name": "ds3_bf16prec", "config": tiny_run("deepspeed", options={"stage": 3}, precision={"dtype": "bf16"})},
     ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from _prohelpers import (
+    PARITY_STEPS,
     REF_STEPS,
     run_single,
     run_torchrun,
@@ -56,3 +57,11 @@ def single_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     run = tmp_path_factory.mktemp("single_ref") / "run"
     records = run_single(tiny_run("single", REF_STEPS, checkpoint={"interval": 2}), run)
     return {"dir": run, "records": records}
+
+
+@pytest.fixture(scope="session")
+def single_mixed_precision(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``single`` in bf16 and in fp16 (``PARITY_STEPS`` steps each): ``{"bf16": [...], "fp16": [...]}``."""
+    work = tmp_path_factory.mktemp("single_mixed")
+    return {dtype: run_single(tiny_run("single", PARITY_STEPS, precision={"dtype": dtype}), work / dtype)
+            for dtype in ("bf16", "fp16")}

@@ -69,3 +69,30 @@ def test_without_torchrun_environment_says_how_to_launch(monkeypatch: pytest.Mon
     strategy = DDPStrategy({}, precision=Precision("fp32"))
     with pytest.raises(UsageError, match=r"deepseek launch -n N -- train --strategy ddp"):
         strategy.setup_environment()
+
+
+def test_fp16_loss_scaling_under_ddp_follows_single(pro_runs: dict, single_mixed_precision: dict) -> None:
+    # The scaler checks the all-reduced gradients, so every rank skips (or takes) the same steps
+    # as single does; fp16 autocast on both sides, so only the reduction order differs.
+    got = pro_runs["records"]["ddp_fp16prec"]
+    ref = single_mixed_precision["fp16"]
+    assert [r["skipped"] for r in got] == [r["skipped"] for r in ref]
+    assert [r["loss_scale"] for r in got] == [r["loss_scale"] for r in ref]
+    assert losses(got) == pytest.approx(losses(ref), rel=1e-3)
+
+
+def test_cluster_reports_are_compared_by_distribution() -> None:
+    from deepseek_pro.strategies.base import compare_reports
+
+    same = {"deepseek": "0.1.0", "torch": "2.11", "distributions": {"deepseek-core": "0.1.0 (ok)",
+                                                                      "deepseek-pro": "0.1.0 (ok)"}}
+    assert compare_reports([same, dict(same)]) is None
+    other = {**same, "distributions": {**same["distributions"], "deepseek-pro": "0.2.0 (ok)"}}
+    assert compare_reports([same, same, other]) == (
+        "cluster mismatch: rank 2 has deepseek-pro 0.2.0 (ok) but rank 0 has deepseek-pro 0.1.0 (ok); "
+        "install the same plugin distributions and versions (and the same DEEPSEEK_PLUGINS / "
+        "DEEPSEEK_DISABLE_PLUGINS settings) on every node"
+    )
+    missing = {**same, "distributions": {"deepseek-core": "0.1.0 (ok)"}}
+    assert "rank 1 has deepseek-pro not installed" in compare_reports([same, missing])
+    assert "rank 1 runs torch 2.12" in compare_reports([same, {**same, "torch": "2.12"}])

@@ -85,3 +85,9 @@ def test_bad_options_name_the_field(tmp_path) -> None:
         build_dataclass(DeepSpeedOptions, {"stage": 4}, path="strategy")
     with pytest.raises(ConfigError, match=r"strategy\.config_path: .* is not a file"):
         build_dataclass(DeepSpeedOptions, {"config_path": str(tmp_path / "nope.json")}, path="strategy")
+
+
+def test_bf16_section_tracks_single_bf16(pro_runs: dict, single_mixed_precision: dict) -> None:
+    # DeepSpeed's bf16 mode keeps bf16 weights with fp32 masters; single autocasts: 1e-2 relative.
+    got = losses(pro_runs["records"]["ds3_bf16prec"])
+    assert got == pytest.approx(losses(single_mixed_precision["bf16"]), rel=1e-2)

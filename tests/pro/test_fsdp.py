@@ -51,3 +51,17 @@ def test_powersgd_with_fsdp_is_rejected_naming_the_conflict() -> None:
         build_dataclass(FSDPOptions, {"compression": "bf16", "reduce_dtype": "fp16"}, path="strategy")
     assert build_dataclass(FSDPOptions, {"compression": "bf16"}, path="strategy").resolved_reduce_dtype == "bf16"
     assert build_dataclass(FSDPOptions, {}, path="strategy").resolved_reduce_dtype == "fp32"
+
+
+def test_bf16_mixed_precision_policy_tracks_single_bf16(pro_runs: dict, single_mixed_precision: dict) -> None:
+    # FSDP casts parameters to bf16 (MixedPrecisionPolicy) where single autocasts matmuls: both
+    # compute in bf16 with fp32 masters, rounding at different places -> 1e-2 relative.
+    got = losses(pro_runs["records"]["fsdp_bf16prec"])
+    assert got == pytest.approx(losses(single_mixed_precision["bf16"]), rel=1e-2)
+
+
+def test_fp16_is_rejected_before_launch() -> None:
+    from deepseek.config.load import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"precision\.dtype: fsdp/zero3 runs fp32 or bf16"):
+        config_from_dict({"strategy": {"name": "zero3"}, "precision": {"dtype": "fp16"}})

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from deepseek.errors import CheckpointError, ConfigError
+from deepseek.errors import CheckpointError, ConfigError, UsageError
 from deepseek.training.strategy import Batch, OptimizerFactory
 from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
 
@@ -166,6 +166,12 @@ class DeepSpeedStrategy(DistributedStrategy):
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         apply_cuda_arch_sanitizer()
         super().setup_environment()
+        if self.precision.name == "fp16" and self.device.type != "cuda":
+            self.teardown()
+            raise UsageError(
+                "precision.dtype: DeepSpeed has no fp16 on the CPU; use precision.dtype = 'bf16' or "
+                "'fp32' here (fp16 works on CUDA devices)"
+            )
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
 
     def setup(self, model: Any, optimizer_factory: OptimizerFactory) -> None:

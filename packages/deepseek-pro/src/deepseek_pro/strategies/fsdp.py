@@ -33,6 +33,10 @@ from deepseek.training.strategy import Batch, OptimizerFactory
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
 
+_FP16_MESSAGE = (
+    "precision.dtype: fsdp/zero3 runs fp32 or bf16 (its gradients are sharded, so fp16 loss "
+    "scaling cannot check them on one rank); use precision.dtype = 'bf16', or strategy ddp for fp16"
+)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -85,15 +89,17 @@ class FSDPStrategy(DistributedStrategy):
         self._metrics: dict[str, float] = {}
         self._per_step: dict[str, float] = {}
 
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Before launch: fp16 (loss scaling over sharded gradients) is not supported."""
+        if config.precision.dtype == "fp16":
+            raise ConfigError(_FP16_MESSAGE)
+
     def setup_environment(self) -> None:
         super().setup_environment()
         if self.precision.name == "fp16":
             self.teardown()
-            raise UsageError(
-                "precision.dtype: fsdp/zero3 runs fp32 or bf16 (its gradients are sharded, so fp16 "
-                "loss scaling cannot check them on one rank); use precision.dtype = 'bf16' or "
-                "strategy ddp / deepspeed for fp16"
-            )
+            raise UsageError(_FP16_MESSAGE)
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
         from torch.distributed.device_mesh import init_device_mesh
