@@ -152,3 +152,20 @@ def test_damaged_sharded_checkpoint_is_a_clear_error(hops: dict, tmp_path: Path)
     shutil.rmtree(broken / "model")
     with pytest.raises(CheckpointError, match=r"no model weights"):
         read_full_state(broken)
+
+
+def test_checkpoint_cli_info_and_export(hops: dict, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from deepseek.cli.main import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["checkpoint", "info", "--json", str(hops["sharded"])])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert (row["layout"], row["step"], row["strategy"], row["world_size"]) == ("sharded", 4, "fsdp", 2)
+    result = runner.invoke(cli, ["checkpoint", "export", str(hops["sharded"]), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert layout_of(tmp_path / "out") == "full"

@@ -30,9 +30,12 @@ def deepseek_register_strategies(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_commands(register: RegisterFn) -> None:
-    """``deepseek launch``: torchrun's elastic agent with validation and a hang watchdog."""
+    """``deepseek launch`` (torchrun's elastic agent with validation and a hang watchdog) and
+    ``deepseek checkpoint`` (info / export to the canonical format)."""
     register("launch", "deepseek_pro.launch.cli:launch",
              description="run a command on N processes / nodes (wraps torchrun)")
+    register("checkpoint", "deepseek_pro.checkpoint_cmd:checkpoint",
+             description="inspect checkpoints; export any (sharded too) to the canonical format")
 
 
 # ----------------------------------------------------------------------------- validation

@@ -1,0 +1,52 @@
+"""``deepseek checkpoint``: inspect any checkpoint and export it to the canonical format.
+
+``deepseek checkpoint export SRC DST`` turns a checkpoint written under any strategy and world size
+(full or sharded) into a canonical checkpoint folder that deepseek-core alone loads (``deepseek
+train --resume DST``, ``deepseek generate --checkpoint DST``). ``deepseek checkpoint info SRC``
+prints its layout, step, strategy and world size. Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group("checkpoint")
+def checkpoint() -> None:
+    """Inspect checkpoints and export them to the canonical format."""
+
+
+@checkpoint.command("export")
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+def export(src: str, dst: str) -> None:
+    """Write SRC (a run or checkpoint folder, full or sharded) as a canonical checkpoint DST."""
+    from deepseek_pro.checkpoint import export_checkpoint
+
+    out = export_checkpoint(src, dst)
+    click.echo(f"exported {src} -> {out} (canonical safetensors; loads with deepseek-core alone)")
+
+
+@checkpoint.command("info")
+@click.argument("src", metavar="SRC")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(src: str, as_json: bool) -> None:
+    """Layout (full or sharded), step, strategy and world size of the checkpoint SRC."""
+    from deepseek.training import checkpoint as ckpt
+    from deepseek_pro.checkpoint import layout_of
+
+    directory = ckpt.resolve_checkpoint(src)
+    state = ckpt.read_trainer_state(directory)
+    row = {
+        "path": str(directory),
+        "layout": layout_of(directory),
+        "step": state.get("step"),
+        "strategy": state.get("strategy"),
+        "world_size": state.get("world_size"),
+    }
+    if as_json:
+        click.echo(json.dumps(row))
+    else:
+        click.echo("  ".join(f"{k}: {v}" for k, v in row.items()))
