@@ -300,3 +300,38 @@ def test_const_fold_does_not_copy_views_of_parameters() -> None:
 
     out, _, _ = run(ConstantFolding(), Tied(), torch.randn(2, 3))
     assert out is None
+
+
+# ------------------------------------------------------------------ onednn-linear
+
+
+class ResidualMLP(nn.Module):
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.fc, self.act, self.proj = nn.Linear(d, 4 * d), nn.GELU(approximate="tanh"), nn.Linear(4 * d, d)
+        self.head = nn.Linear(d, 8, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.proj(self.act(self.fc(x)))
+        return self.head(x)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+def test_onednn_linear_packs_weights_and_fuses_epilogues() -> None:
+    from deepseek.optimize.onednn import OneDNNLinear
+
+    out, report, _ = run(OneDNNLinear(), ResidualMLP(), torch.randn(2, 5, 16))
+    assert out is not None
+    assert count(out, nn.Linear) == 0 and count(out, nn.GELU) == 0
+    ops = [n.target for n in out.graph.nodes if n.op == "call_function"]
+    assert ops.count(torch.ops.mkldnn._linear_pointwise.default) == 2
+    assert ops.count(torch.ops.mkldnn._linear_pointwise.binary) == 1
+    assert report.changes == ["packed 3 Linear weight(s) for oneDNN",
+                              "fused into GEMM epilogues: 1 activation, 1 residual add"]
+
+
+def test_onednn_linear_is_a_no_op_without_linear_layers() -> None:
+    from deepseek.optimize.onednn import OneDNNLinear
+
+    out, _, _ = run(OneDNNLinear(), nn.Sequential(nn.ReLU(), nn.Tanh()), torch.randn(2, 4))
+    assert out is None

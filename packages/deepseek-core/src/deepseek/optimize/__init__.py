@@ -22,17 +22,10 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
-from deepseek.optimize.optimizer import (
-    DEFAULT_GRAPH_PASSES,
-    PRECISIONS,
-    STATS,
-    OptimizerWarning,
-    Plan,
-    build,
-    parse_spec,
-    signature_of,
-)
+from deepseek.optimize.optimizer import DEFAULT_GRAPH_PASSES, PRECISIONS, build, parse_spec
 from deepseek.optimize.passes import FP32_TOLERANCE, GraphPass, PassReport, max_rel_error
+from deepseek.optimize.plan import STATS, OptimizerWarning, Plan
+from deepseek.optimize.verify import device_of, signature_of
 
 __all__ = [
     "DEFAULT_GRAPH_PASSES",
@@ -107,8 +100,6 @@ class OptimizedModel(nn.Module):
 
 
 def _device(model: nn.Module, args: Sequence[Any]) -> torch.device:
-    from deepseek.optimize.optimizer import device_of
-
     return device_of(model, args)
 
 
@@ -136,8 +127,10 @@ def optimize(
             rewritten graph, or inductor), ``"none"``, or a list of registered pass names (any
             plugin's, see ``deepseek.list_passes()``) applied in order. ``["auto", "x"]`` adds
             the pass ``x`` to the auto search.
-        stages: with ``auto``, only these final-stage candidates (``"fx"``, ``"inductor"``,
-            ``"inductor-cpp-gemm"`` on CPU); eager is always one.
+        stages: with ``auto``, time these final candidates instead of the defaults: ``"fx"``
+            (the rewritten graph), ``"inductor"``; on CPU also ``"onednn"`` (oneDNN-packed
+            Linear layers) and, only when named, ``"onednn-inductor"``, ``"inductor-cpp-gemm"``.
+            Eager is always a candidate.
         precision: ``"fp32"``, or opt-in ``"bf16"`` / ``"int8"`` (each with its own tolerance;
             the plan reports the measured max relative error and top-1 agreement).
         tolerance: max relative error accepted (default 1e-4 for fp32; see ``FP32_TOLERANCE``).

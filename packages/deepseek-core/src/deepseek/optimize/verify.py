@@ -1,0 +1,115 @@
+"""Checking candidates against eager, and timing them."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from deepseek.optimize.passes import GraphPass, PassReport, copy_graph_module, max_rel_error
+from deepseek.optimize.plan import STATS, OptimizerWarning
+
+
+def signature_of(args: Sequence[Any]) -> tuple[Any, ...]:
+    """Shapes, dtypes and devices of tensor arguments (values of the others): the cache key."""
+    sig: list[Any] = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            sig.append(("T", tuple(a.shape), str(a.dtype), str(a.device)))
+        else:
+            sig.append(("V", repr(a)))
+    return tuple(sig)
+
+
+def device_of(model: nn.Module, args: Sequence[Any]) -> torch.device:
+    """The device the model runs on (first tensor input, else first parameter, else CPU)."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.device
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[..., Any], args: Sequence[Any], *, runs: int, warmup: int, device: torch.device) -> float:
+    """Median wall time of ``fn(*args)`` in milliseconds, after ``warmup`` calls."""
+    times = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn(*args)
+        _sync(device)
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn(*args)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2] * 1e3
+
+
+def top1_agreement(actual: Any, expected: Any) -> float | None:
+    """Fraction of positions whose argmax over the last dim agrees (first tensor output)."""
+    a = torch.utils._pytree.tree_leaves(actual)
+    e = torch.utils._pytree.tree_leaves(expected)
+    if not a or not e or not isinstance(e[0], torch.Tensor) or not isinstance(a[0], torch.Tensor):
+        return None
+    if e[0].dim() < 2 or not e[0].is_floating_point() or a[0].shape != e[0].shape:
+        return None
+    return float((a[0].argmax(-1) == e[0].argmax(-1)).float().mean())
+
+
+def warn_drop(name: str, why: str) -> None:
+    """Count and announce a dropped pass."""
+    STATS["dropped"] += 1
+    warnings.warn(f"optimizer: pass {name!r} dropped: {why}; continuing without it", OptimizerWarning, stacklevel=5)
+
+
+class Verifier:
+    """Runs candidates on the example inputs and compares them with eager's outputs."""
+
+    def __init__(self, inputs: tuple[Any, ...], reference: Any) -> None:
+        self.inputs = inputs
+        self.reference = reference
+
+    def error(self, module: Callable[..., Any]) -> tuple[float, Any]:
+        """``(max relative error, outputs)`` of ``module`` on the example inputs."""
+        with torch.no_grad():
+            out = module(*self.inputs)
+        return max_rel_error(out, self.reference), out
+
+    def apply(self, gp: GraphPass, current: nn.Module, tolerance: float) -> tuple[nn.Module | None, PassReport]:
+        """Run ``gp`` on a copy of ``current``; the result if it verified, else ``None``."""
+        try:
+            src = copy_graph_module(current) if isinstance(current, fx.GraphModule) else current
+            with torch.no_grad():
+                out, report = gp.run(src, self.inputs)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - a broken pass is dropped, never fatal
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            report = PassReport(gp.name, status="error", error=f"{type(exc).__name__}: {first}")
+            warn_drop(gp.name, f"it raised {type(exc).__name__}: {first}")
+            return None, report
+        if out is None:
+            return None, report
+        try:
+            err, _ = self.error(out)
+        except Exception as exc:  # noqa: BLE001
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            report.status, report.error = "error", f"{type(exc).__name__}: {first}"
+            warn_drop(gp.name, f"its graph raised {type(exc).__name__} when run")
+            return None, report
+        report.max_rel_error = err
+        if not err <= tolerance:
+            report.status = "dropped"
+            report.error = f"max relative error {err:.3g} > tolerance {tolerance:g}"
+            warn_drop(gp.name, f"max relative error {err:.3g} exceeds {tolerance:g}")
+            return None, report
+        return out, report
