@@ -168,8 +168,9 @@ class DistributedStrategy(Strategy):
             kwargs: dict[str, Any] = {}
             if backend == "nccl":
                 kwargs["device_id"] = self._device
+            # CPU tensors (FSDP2 CPU offload, object collectives) need gloo beside NCCL.
             dist.init_process_group(
-                backend=backend,
+                backend="cpu:gloo,cuda:nccl" if backend == "nccl" else backend,
                 rank=self._rank,
                 world_size=self._world_size,
                 timeout=timedelta(seconds=self.options.timeout_s),
