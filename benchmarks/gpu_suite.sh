@@ -5,7 +5,7 @@
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 DEEPSEEK_DISABLE_PLUGINS=deepseek-tidy
 # NVLink multicast stays off on shared hosts (device README).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -39,9 +39,11 @@ for group in "$@"; do
     run scale-fsdp 300 $LAUNCH bench train $S --precision bf16 --strategy fsdp --json "$RES/scale-fsdp.json"
     run scale-ds3 360 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
       --json "$RES/scale-ds3.json";;
-  mem)  # ZeRO-3 with CPU offload (slow optimizer on the host: few steps)
-    S="--model 1.3b --batch 8 --seq 2048 --steps 3 --warmup 1"
-    run mem-fsdp-offload 360 $LAUNCH bench train $S --precision bf16 --strategy fsdp \
+  mem)  # peak memory per GPU, 1.3b, same micro-batch, activation checkpointing on for all
+    S="--model 1.3b --batch 8 --seq 2048 --steps 3 --warmup 1 --activation-checkpointing"
+    [ -n "${ONLY_OFFLOAD:-}" ] || run mem-ddp 240 $LAUNCH bench train $S --precision bf16 --strategy ddp --json "$RES/mem-ddp.json"
+    [ -n "${ONLY_OFFLOAD:-}" ] || run mem-fsdp 240 $LAUNCH bench train $S --precision bf16 --strategy fsdp --json "$RES/mem-fsdp.json"
+    run mem-fsdp-offload 300 $LAUNCH bench train $S --precision bf16 --strategy fsdp \
       --strategy-option cpu_offload=true --json "$RES/mem-fsdp-offload.json";;
   lat)  # GPU latency: decode step at batch 1, prefill 8 x 512 (small model)
     run lat-decode 240 python3 -m deepseek bench latency --model small --device cuda --mode decode \
@@ -49,7 +51,7 @@ for group in "$@"; do
     run lat-prefill 300 python3 -m deepseek bench latency --model small --device cuda --batch 8 --seq 512 \
       --runs 30 --json "$RES/lat-prefill.json";;
   comp)  # gradient compression on 2 GPUs: bytes per step and final loss after a fixed budget
-    for c in none bf16 powersgd-1 powersgd-4; do
+    for c in none bf16 powersgd-4 powersgd-16; do
       kind=${c%%-*}; rank=${c#*-}; [ "$rank" = "$c" ] && rank=1
       run "comp-$c" 300 $LAUNCH train --strategy ddp --set model.preset=small --set data.seq_len=256 \
         --set data.batch_size=32 --set train.max_steps=300 --set train.eval_interval=100 \
