@@ -102,13 +102,14 @@ def tiny_config(
 def run_train_jobs(
     jobs: Sequence[Mapping[str, Any]], workdir: Path, *, nproc: int = 2, timeout: float = 420
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run ``jobs`` (``{"name", "config", "resume"?}``) in one torchrun job; each writes
-    ``workdir/<name>``. Returns ``{name: train_records}``."""
+    """Run ``jobs`` (``{"name", "config", "resume"?, "unwrapped"?}``) in one torchrun job; each
+    writes ``workdir/<name>`` (see ``_train_jobs.py``). Returns ``{name: train_records}``."""
     workdir.mkdir(parents=True, exist_ok=True)
     spec = []
     for job in jobs:
         spec.append({"config": job["config"], "run_dir": str(workdir / job["name"]),
-                     "resume": str(job["resume"]) if job.get("resume") else None})
+                     "resume": str(job["resume"]) if job.get("resume") else None,
+                     "unwrapped": bool(job.get("unwrapped"))})
     spec_path = workdir / f"jobs-{len(list(workdir.glob('jobs-*.json')))}.json"
     spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     run_torchrun([str(TRAIN_JOBS), str(spec_path)], nproc=nproc, timeout=timeout)
@@ -154,12 +155,12 @@ def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
     """The shared parity runs (name -> config)."""
     every = {"interval": 4}  # a checkpoint at step 4 (and at the end) for the checkpoint tests
     return [
-        {"name": "ddp", "config": tiny_run("ddp", 6, checkpoint={"interval": 3})},
+        {"name": "ddp", "config": tiny_run("ddp", 6, checkpoint={"interval": 3}), "unwrapped": True},
         {"name": "ddp_accum", "config": tiny_run("ddp", train={"grad_accum": 2, "activation_checkpointing": True})},
         {"name": "ddp_bf16", "config": tiny_run("ddp", options={"compression": "bf16"})},
         {"name": "ddp_fp16", "config": tiny_run("ddp", options={"compression": "fp16"})},
         {"name": "ddp_powersgd", "config": tiny_run("ddp", options=POWERSGD)},
-        {"name": "fsdp", "config": tiny_run("zero3", checkpoint=every)},
+        {"name": "fsdp", "config": tiny_run("zero3", checkpoint=every), "unwrapped": True},
         {"name": "fsdp_accum", "config": tiny_run("fsdp", train={"grad_accum": 2, "activation_checkpointing": True})},
         {"name": "fsdp_bf16", "config": tiny_run("fsdp", options={"compression": "bf16"})},
         {"name": "fsdp_sharded", "config": tiny_run("fsdp", options={"checkpoint": "sharded"}, checkpoint=every)},
@@ -169,7 +170,7 @@ def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
         {"name": "ds1", "config": tiny_run("deepspeed", options={"stage": 1})},
         {"name": "ds2_accum", "config": tiny_run("deepspeed", options={"stage": 2}, train={"grad_accum": 2})},
         {"name": "ds2_offload", "config": tiny_run("deepspeed", options={"stage": 2, "offload_optimizer": True})},
-        {"name": "ds3", "config": tiny_run("deepspeed", options={"stage": 3})},
+        {"name": "ds3", "config": tiny_run("deepspeed", options={"stage": 3}), "unwrapped": True},
         {"name": "ds3_offload", "config": tiny_run("deepspeed", options={"stage": 3, "offload_optimizer": True,
                                                                        "offload_params": True})},
         {"name": "ds_json", "config": tiny_run("deepspeed", options={"config_path": str(ds_json)})},

@@ -1,8 +1,10 @@
 """Run several training jobs, one after another, inside one torchrun job (test helper).
 
 Usage (under torchrun): ``python tests/pro/_train_jobs.py JOBS.json``. ``JOBS.json`` is a list
-of ``{"config": {...TOML-like tables...}, "run_dir": "...", "resume": "..." | null}``; each job is
-run by core's real :class:`~deepseek.training.trainer.Trainer`. One gloo process group is created
+of ``{"config": {...TOML-like tables...}, "run_dir": "...", "resume": "..." | null,
+"unwrapped": bool}``; each job is run by core's real :class:`~deepseek.training.trainer.Trainer`.
+With ``unwrapped``, the strategy's ``unwrapped_model()`` (a collective for sharded strategies) is
+written by rank 0 to ``<run_dir>/unwrapped.safetensors`` after training. One gloo process group is created
 first and shared by every job (a strategy reuses an existing group and leaves it alone), so the
 jobs pay for interpreter start-up, imports and rendezvous once.
 """
@@ -19,6 +21,7 @@ def main(spec: str) -> None:
     import torch.distributed as dist
 
     from deepseek.config.load import config_from_dict
+    from deepseek.training.checkpoint import save_model_state
     from deepseek.training.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -26,7 +29,12 @@ def main(spec: str) -> None:
     try:
         for job in json.loads(Path(spec).read_text(encoding="utf-8")):
             config = config_from_dict(job["config"])
-            Trainer(config, run_dir=job["run_dir"], resume=job.get("resume"), quiet=True).fit()
+            trainer = Trainer(config, run_dir=job["run_dir"], resume=job.get("resume"), quiet=True)
+            trainer.fit()
+            if job.get("unwrapped"):
+                model = trainer.strategy.unwrapped_model()
+                if dist.get_rank() == 0:
+                    save_model_state(Path(job["run_dir"]) / "unwrapped.safetensors", model.state_dict())
             dist.barrier()
     finally:
         dist.destroy_process_group()

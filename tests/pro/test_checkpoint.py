@@ -169,3 +169,14 @@ def test_checkpoint_cli_info_and_export(hops: dict, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["checkpoint", "export", str(hops["sharded"]), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert layout_of(tmp_path / "out") == "full"
+
+
+@pytest.mark.parametrize(("name", "step"), [("ddp", 6), ("fsdp", 5), ("ds3", 5)])
+def test_unwrapped_model_is_the_whole_trained_model(name: str, step: int, pro_runs: dict) -> None:
+    # fsdp / ZeRO-3 gather every shard into a plain CPU model equal to the last checkpoint.
+    run = pro_runs["dir"] / name
+    plain = ckpt.load_model_state(run / "unwrapped.safetensors")
+    saved = ckpt.load_model_state(run / "checkpoints" / f"step-{step}" / ckpt.MODEL_FILE)
+    assert set(plain) == set(saved)
+    for key, value in saved.items():
+        assert torch.equal(plain[key], value), key

@@ -26,121 +26,27 @@ DeepSpeed's own loss-scaler state (fp16) is not carried over: it restarts at the
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 import os
-import re
-from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from deepseek.errors import CheckpointError, ConfigError, UsageError
+import torch
+
+from deepseek.errors import CheckpointError, UsageError
 from deepseek.training.strategy import Batch, OptimizerFactory
-from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+from deepseek_pro.strategies.base import DistributedStrategy
+from deepseek_pro.strategies.deepspeed_config import (
+    DeepSpeedOptions,
+    apply_cuda_arch_sanitizer,
+    build_ds_config,
+    read_user_config,
+    sanitize_cuda_arch_list,
+)
 
-log = logging.getLogger(__name__)
-_ARCH_RE = re.compile(r"^(\d+\.\d+)[a-z]?(\+PTX)?$")
-
-
-def sanitize_cuda_arch_list(value: str) -> str:
-    """``TORCH_CUDA_ARCH_LIST`` without arch-specific suffixes (``9.0a`` -> ``9.0``,
-    ``9.0a+PTX`` -> ``9.0+PTX``) and duplicates, which DeepSpeed's op builder cannot parse."""
-    out: list[str] = []
-    for entry in re.split(r"[;,\s]+", value.strip()):
-        if not entry:
-            continue
-        m = _ARCH_RE.match(entry)
-        clean = f"{m.group(1)}{m.group(2) or ''}" if m else entry
-        if clean not in out:
-            out.append(clean)
-    return ";".join(out)
-
-
-def apply_cuda_arch_sanitizer(environ: MutableMapping[str, str] | None = None) -> str | None:
-    """Rewrite ``TORCH_CUDA_ARCH_LIST`` in ``environ`` (default ``os.environ``) if DeepSpeed would
-    choke on it; returns the new value when something changed, else ``None``."""
-    env = os.environ if environ is None else environ
-    old = env.get("TORCH_CUDA_ARCH_LIST")
-    if not old:
-        return None
-    new = sanitize_cuda_arch_list(old)
-    if new == old:
-        return None
-    env["TORCH_CUDA_ARCH_LIST"] = new
-    log.warning("TORCH_CUDA_ARCH_LIST=%r rewritten to %r for DeepSpeed's op builder", old, new)
-    return new
-
-
-@dataclass(frozen=True)
-class DeepSpeedOptions(DistributedOptions):
-    """``[strategy]`` keys of ``deepspeed``."""
-
-    stage: Literal[1, 2, 3] = 2
-    """ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters."""
-    offload_optimizer: bool = False
-    """Keep optimizer state (and run the optimizer) on the CPU."""
-    offload_params: bool = False
-    """Keep sharded parameters on the CPU between uses (stage 3 only)."""
-    optimizer: Literal["torch", "deepspeed"] = "torch"
-    """``torch``: our AdamW/SGD (exact parity); ``deepspeed``: DeepSpeed's fused/CPU Adam."""
-    config_path: str = ""
-    """A DeepSpeed JSON config to use as is instead of the generated one."""
-
-    def __post_init__(self) -> None:
-        if self.offload_params and self.stage != 3:
-            raise ConfigError(
-                f"strategy.offload_params: parameter offload needs ZeRO stage 3, got stage = {self.stage}; "
-                "set stage = 3 or offload_params = false"
-            )
-        if self.config_path and not Path(self.config_path).is_file():
-            raise ConfigError(f"strategy.config_path: {self.config_path!r} is not a file; give a DeepSpeed JSON path")
-
-
-def build_ds_config(
-    options: DeepSpeedOptions,
-    *,
-    precision: str,
-    world_size: int,
-    on_cuda: bool,
-    optimizer_params: dict[str, Any] | None = None,
-    init_scale: float = 2.0**16,
-    growth_interval: int = 2000,
-) -> dict[str, Any]:
-    """The DeepSpeed config for ``options``; micro-batch size, accumulation and clipping start
-    at neutral values and are set from the trainer's batches and ``clip_grad_norm`` calls."""
-    zero: dict[str, Any] = {"stage": options.stage, "contiguous_gradients": True, "overlap_comm": on_cuda}
-    if options.stage == 3:
-        # Otherwise ZeRO-3 replaces torch.nn.functional.linear process-wide, for good.
-        zero["memory_efficient_linear"] = False
-    if options.offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_cuda}
-    if options.offload_params:
-        zero["offload_param"] = {"device": "cpu", "pin_memory": on_cuda}
-    cfg: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": 1,
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": world_size,
-        "gradient_clipping": 0.0,
-        "zero_optimization": zero,
-        "zero_allow_untested_optimizer": True,
-        "zero_force_ds_cpu_optimizer": False,
-        "steps_per_print": 2**31 - 1,
-        "wall_clock_breakdown": False,
-    }
-    if precision == "bf16":
-        cfg["bf16"] = {"enabled": True}
-    elif precision == "fp16":
-        cfg["fp16"] = {
-            "enabled": True,
-            "loss_scale": 0,
-            "initial_scale_power": int(round(math.log2(init_scale))),
-            "loss_scale_window": growth_interval,
-        }
-    if optimizer_params is not None:
-        cfg["optimizer"] = {"type": "AdamW", "params": optimizer_params}
-    return cfg
+__all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer", "build_ds_config",
+           "sanitize_cuda_arch_list"]
 
 
 class DeepSpeedStrategy(DistributedStrategy):
@@ -160,8 +66,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._shape: tuple[int, int] = (1, 1)
 
     def setup_environment(self) -> None:
-        import torch
-
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         apply_cuda_arch_sanitizer()
@@ -188,7 +92,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         model = model.to(self.device)
         kwargs: dict[str, Any] = {}
         if o.config_path:
-            self.ds_config = self._read_user_config(o.config_path)
+            self.ds_config = read_user_config(o.config_path, self.world_size)
         else:
             params = None
             if o.optimizer == "deepspeed":
@@ -211,19 +115,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         )
         self.model = self.engine
 
-    def _read_user_config(self, path: str) -> dict[str, Any]:
-        try:
-            cfg = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"strategy.config_path: {path!r} must hold a JSON object")
-        micro = int(cfg.setdefault("train_micro_batch_size_per_gpu", 1))
-        cfg.setdefault("gradient_accumulation_steps", 1)
-        cfg["train_batch_size"] = micro * int(cfg["gradient_accumulation_steps"]) * self.world_size
-        cfg.setdefault("zero_allow_untested_optimizer", True)
-        return cfg
-
     # ------------------------------------------------------------------ the step
 
     def _fit_batches(self, micro: int, accum: int) -> None:
@@ -234,8 +125,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._shape = (micro, accum)
 
     def forward_backward(self, micro_batches: Sequence[Batch]) -> Any:
-        import torch
-
         engine = self.engine
         assert engine is not None, "call setup() first"
         self._fit_batches(int(micro_batches[0][0].size(0)), len(micro_batches))
@@ -274,8 +163,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         self.engine.zero_grad()
 
     def evaluate_loss(self, batch: Batch) -> Any:
-        import torch
-
         was_training = self.engine.training
         self.engine.eval()
         try:
@@ -310,8 +197,8 @@ class DeepSpeedStrategy(DistributedStrategy):
             model[name] = safe_get_full_fp32_param(p).detach().cpu()
             if keys:
                 state[name] = {k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in keys}
-                if step is not None:
-                    state[name]["step"] = step.clone()
+                if step is not None:  # torch keeps a tensor, DeepSpeed's own Adam an int
+                    state[name]["step"] = torch.as_tensor(step, dtype=torch.float32).clone()
         for name, buf in self.engine.module.named_buffers():
             if name in self._template.state_dict():
                 model[name] = buf.detach().float().cpu()
@@ -340,8 +227,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         return [inner.state[p] for p in flats if inner.state.get(p)]
 
     def _optimizer_keys(self) -> list[str]:
-        import torch
-
         states = self._inner_states()
         return [k for k, v in states[0].items() if torch.is_tensor(v) and v.dim() > 0] if states else []
 
@@ -386,7 +271,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         return state
 
     def _load_full(self, model: dict[str, Any], optim: dict[str, Any]) -> None:
-        import torch
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
 
         saved = optim.get("state", {})
@@ -400,7 +284,10 @@ class DeepSpeedStrategy(DistributedStrategy):
         steps = [v["step"] for v in saved.values() if "step" in v]
         for st in self._inner_states():
             if steps and "step" in st:
-                st["step"] = torch.as_tensor(steps[0], dtype=st["step"].dtype).clone()
+                if torch.is_tensor(st["step"]):
+                    st["step"] = torch.as_tensor(steps[0], dtype=st["step"].dtype).clone()
+                else:
+                    st["step"] = int(steps[0])
         # Low-precision module weights follow the fp32 masters.
         with torch.no_grad():
             for name, buf in self.engine.module.named_buffers():
@@ -424,8 +311,6 @@ class DeepSpeedStrategy(DistributedStrategy):
     def _init_optimizer_state(self) -> None:
         """Create the inner optimizer's state as its first step would (zeros, step 0), so that
         DeepSpeed's optimizer-state fragments exist before any step has run."""
-        import torch
-
         inner, flats = self._flat_masters()
         momentum = float(inner.defaults.get("momentum", 0) or 0)
         for p in flats:

@@ -140,7 +140,7 @@ class FSDPStrategy(DistributedStrategy):
             rows = p.shape[0] if p.dim() else 1
             padded += math.ceil(rows / w) * w * (p.numel() // max(rows, 1))
         reduce_size = _DTYPES[self.options.resolved_reduce_dtype].itemsize
-        param_size = (self.precision.dtype if self.precision.dtype != torch.float32 else torch.float32).itemsize
+        param_size = self.precision.dtype.itemsize  # parameters are all-gathered in the compute dtype
         gathers = 2 if self.options.reshard_after_forward else 1  # forward, and again in backward
         return {
             "comm_bytes": float(padded * reduce_size),

@@ -1,0 +1,138 @@
+"""DeepSpeed configuration for the ``deepspeed`` strategy: its options, the config generated from
+our typed config, a user's own JSON passed through, and the ``TORCH_CUDA_ARCH_LIST`` sanitizer.
+
+Nothing here imports torch or deepspeed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from deepseek.errors import ConfigError
+from deepseek_pro.strategies.base import DistributedOptions
+
+log = logging.getLogger(__name__)
+_ARCH_RE = re.compile(r"^(\d+\.\d+)[a-z]?(\+PTX)?$")
+
+
+def sanitize_cuda_arch_list(value: str) -> str:
+    """``TORCH_CUDA_ARCH_LIST`` without arch-specific suffixes (``9.0a`` -> ``9.0``,
+    ``9.0a+PTX`` -> ``9.0+PTX``) and duplicates, which DeepSpeed's op builder cannot parse."""
+    out: list[str] = []
+    for entry in re.split(r"[;,\s]+", value.strip()):
+        if not entry:
+            continue
+        m = _ARCH_RE.match(entry)
+        clean = f"{m.group(1)}{m.group(2) or ''}" if m else entry
+        if clean not in out:
+            out.append(clean)
+    return ";".join(out)
+
+
+def apply_cuda_arch_sanitizer(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """Rewrite ``TORCH_CUDA_ARCH_LIST`` in ``environ`` (default ``os.environ``) if DeepSpeed would
+    choke on it; returns the new value when something changed, else ``None``."""
+    env = os.environ if environ is None else environ
+    old = env.get("TORCH_CUDA_ARCH_LIST")
+    if not old:
+        return None
+    new = sanitize_cuda_arch_list(old)
+    if new == old:
+        return None
+    env["TORCH_CUDA_ARCH_LIST"] = new
+    log.warning("TORCH_CUDA_ARCH_LIST=%r rewritten to %r for DeepSpeed's op builder", old, new)
+    return new
+
+
+@dataclass(frozen=True)
+class DeepSpeedOptions(DistributedOptions):
+    """``[strategy]`` keys of ``deepspeed``."""
+
+    stage: Literal[1, 2, 3] = 2
+    """ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters."""
+    offload_optimizer: bool = False
+    """Keep optimizer state (and run the optimizer) on the CPU."""
+    offload_params: bool = False
+    """Keep sharded parameters on the CPU between uses (stage 3 only)."""
+    optimizer: Literal["torch", "deepspeed"] = "torch"
+    """``torch``: our AdamW/SGD (exact parity); ``deepspeed``: DeepSpeed's fused/CPU Adam."""
+    config_path: str = ""
+    """A DeepSpeed JSON config to use as is instead of the generated one."""
+
+    def __post_init__(self) -> None:
+        if self.offload_params and self.stage != 3:
+            raise ConfigError(
+                f"strategy.offload_params: parameter offload needs ZeRO stage 3, got stage = {self.stage}; "
+                "set stage = 3 or offload_params = false"
+            )
+        if self.config_path and not Path(self.config_path).is_file():
+            raise ConfigError(f"strategy.config_path: {self.config_path!r} is not a file; give a DeepSpeed JSON path")
+
+
+def build_ds_config(
+    options: DeepSpeedOptions,
+    *,
+    precision: str,
+    world_size: int,
+    on_cuda: bool,
+    optimizer_params: dict[str, Any] | None = None,
+    init_scale: float = 2.0**16,
+    growth_interval: int = 2000,
+) -> dict[str, Any]:
+    """The DeepSpeed config for ``options``; micro-batch size, accumulation and clipping start
+    at neutral values and are set from the trainer's batches and ``clip_grad_norm`` calls."""
+    zero: dict[str, Any] = {"stage": options.stage, "contiguous_gradients": True, "overlap_comm": on_cuda}
+    if options.stage == 3:
+        # Otherwise ZeRO-3 replaces torch.nn.functional.linear process-wide, for good.
+        zero["memory_efficient_linear"] = False
+    if options.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_cuda}
+    if options.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": on_cuda}
+    cfg: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": world_size,
+        "gradient_clipping": 0.0,
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    if precision == "bf16":
+        cfg["bf16"] = {"enabled": True}
+    elif precision == "fp16":
+        cfg["fp16"] = {
+            "enabled": True,
+            "loss_scale": 0,
+            "initial_scale_power": int(round(math.log2(init_scale))),
+            "loss_scale_window": growth_interval,
+        }
+    if optimizer_params is not None:
+        cfg["optimizer"] = {"type": "AdamW", "params": optimizer_params}
+    return cfg
+
+
+def read_user_config(path: str, world_size: int) -> dict[str, Any]:
+    """A user's DeepSpeed JSON, with the batch keys our step needs filled in (micro-batch size and
+    accumulation are then set from the trainer's batches)."""
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"strategy.config_path: {path!r} must hold a JSON object")
+    micro = int(cfg.setdefault("train_micro_batch_size_per_gpu", 1))
+    cfg.setdefault("gradient_accumulation_steps", 1)
+    cfg["train_batch_size"] = micro * int(cfg["gradient_accumulation_steps"]) * world_size
+    cfg.setdefault("zero_allow_untested_optimizer", True)
+    return cfg
