@@ -224,7 +224,11 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
         device = strategy.device
         precision = strategy.precision.name
         cfg = model.config
-        flops = int(model.flops_per_token(s.seq))
+        # From a meta-device twin: under ZeRO-3 the live parameters are partitioned (numel 0).
+        from deepseek.models.gpt import GPT
+
+        with torch.device("meta"):
+            flops = int(GPT(cfg).flops_per_token(s.seq))
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
         kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
