@@ -163,3 +163,30 @@ def test_bf16_path_reports_its_accuracy() -> None:
         out = om(x)
     assert out.dtype == torch.float32
     assert next(model.parameters()).dtype == torch.float32, "the user's model stays fp32"
+
+
+class Counter(nn.Module):
+    """Reads and updates a tensor held in plain Python state (like a KV cache)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.state = [torch.zeros(4)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.state[0].add_(1.0)
+        return self.lin(x) + self.state[0]
+
+
+def test_models_with_python_held_state_are_not_frozen_into_a_graph() -> None:
+    model, x = Counter().eval(), torch.randn(2, 4)
+    with pytest.warns(OptimizerWarning, match="could not capture a graph"):
+        om = optimize(model, x, stages=["fx", "onednn"], cache=False, runs=1, warmup=0)
+    plan = om.plan
+    assert plan.stage == "eager" and plan.capture.startswith("failed")
+    assert {c["name"]: c["status"] for c in plan.candidates}["onednn"] == "skipped"
+    before = model.state[0][0].item()
+    with torch.no_grad():
+        out = om(x)
+    assert model.state[0][0].item() == before + 1, "the state update must still happen"
+    torch.testing.assert_close(out, model.lin(x) + model.state[0])

@@ -37,6 +37,7 @@ class Row:
     p10_ms: float
     p90_ms: float
     max_rel_error: float
+    top1_agreement: float | None = None
     speedup_vs_eager: float = 1.0
     setup_s: float = 0.0
     note: str = ""
@@ -107,9 +108,14 @@ def _sync(device: torch.device) -> None:
 
 
 def build_variants(
-    target: nn.Module, example: torch.Tensor, device: torch.device, optimize_kwargs: dict[str, Any]
+    target: nn.Module,
+    example: torch.Tensor,
+    device: torch.device,
+    optimize_kwargs: dict[str, Any],
+    reduced: bool = False,
 ) -> list[tuple[str, Callable[[], Callable[..., Any]], str]]:
-    """``(name, builder, note)`` of each variant; builders compile on first use."""
+    """``(name, builder, note)`` of each variant; builders compile on first use. ``reduced``
+    adds deepseek.optimize's opt-in bf16 and int8 paths (their errors are against fp32 eager)."""
 
     def compiled(**kwargs: Any) -> Callable[[], Callable[..., Any]]:
         def make() -> Callable[..., Any]:
@@ -131,10 +137,13 @@ def build_variants(
 
         return call
 
-    def optimized() -> Callable[..., Any]:
-        from deepseek.optimize import optimize
+    def optimized(**extra: Any) -> Callable[[], Callable[..., Any]]:
+        def make() -> Callable[..., Any]:
+            from deepseek.optimize import optimize
 
-        return optimize(target, (example,), **optimize_kwargs)
+            return optimize(target, (example,), **{**optimize_kwargs, **extra})
+
+        return make
 
     variants: list[tuple[str, Callable[[], Callable[..., Any]], str]] = [
         ("eager", lambda: target, "plain PyTorch, torch.no_grad()"),
@@ -144,7 +153,10 @@ def build_variants(
         variants.append(("torch.compile+freezing", frozen, "inductor freezing=True"))
     else:
         variants.append(("torch.compile reduce-overhead", compiled(mode="reduce-overhead"), "CUDA graphs"))
-    variants.append(("deepseek.optimize", optimized, "auto: verified fastest pipeline"))
+    variants.append(("deepseek.optimize", optimized(), "auto: verified fastest pipeline"))
+    if reduced:
+        variants.append(("deepseek.optimize bf16", optimized(precision="bf16"), "opt-in bf16"))
+        variants.append(("deepseek.optimize int8", optimized(precision="int8"), "opt-in int8 dynamic"))
     return variants
 
 
@@ -161,6 +173,7 @@ def run_latency(
     rotate: int = 4,
     optimize_kwargs: dict[str, Any] | None = None,
     only: list[str] | None = None,
+    reduced: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> LatencyResult:
     """Measure ``model`` under every variant; see the module docstring."""
@@ -182,7 +195,7 @@ def run_latency(
     with torch.no_grad():
         references = [target(x).float().clone() for x in inputs]
     built: list[tuple[str, Callable[..., Any], float, str]] = []
-    for name, make, note in build_variants(target, inputs[0], dev, dict(optimize_kwargs or {})):
+    for name, make, note in build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced):
         if only and name not in only and name != "eager":
             continue
         say(f"preparing {name}")
@@ -198,17 +211,20 @@ def run_latency(
             say(f"{name} failed: {type(exc).__name__}: {exc}")
             continue
         _sync(dev)
-        if name == "deepseek.optimize":
+        if name.startswith("deepseek.optimize"):
             plan = fn.plan  # type: ignore[attr-defined]
             note = f"{' -> '.join(plan.pipeline)}{' (cached decision)' if plan.cache_hit else ''}"
         built.append((name, fn, time.perf_counter() - start, note))
     times: dict[str, list[float]] = {name: [] for name, *_ in built}
     errors: dict[str, float] = {name: 0.0 for name, *_ in built}
+    agree: dict[str, list[float]] = {name: [] for name, *_ in built}
     say(f"timing {len(built)} variants x {runs} runs")
     with torch.no_grad():
         for name, fn, *_ in built:
             for x, ref in zip(inputs, references, strict=True):
-                errors[name] = max(errors[name], max_rel_error(fn(x).float(), ref))
+                out = fn(x).float()
+                errors[name] = max(errors[name], max_rel_error(out, ref))
+                agree[name].append(float((out.argmax(-1) == ref.argmax(-1)).float().mean()))
         for i in range(runs):
             x = inputs[i % len(inputs)]
             for name, fn, *_ in built:
@@ -221,7 +237,8 @@ def run_latency(
     for name, _fn, setup, note in built:
         t = sorted(times[name])
         q = statistics.quantiles(t, n=10) if len(t) >= 2 else [t[0]] * 9
-        rows.append(Row(name, statistics.median(t), q[0], q[-1], errors[name], setup_s=round(setup, 1), note=note))
+        top1 = round(statistics.fmean(agree[name]), 4) if agree[name] else None
+        rows.append(Row(name, statistics.median(t), q[0], q[-1], errors[name], top1, setup_s=round(setup, 1), note=note))
     eager = next((r.median_ms for r in rows if r.name == "eager"), None)
     for r in rows:
         r.speedup_vs_eager = round(eager / r.median_ms, 3) if eager else 1.0

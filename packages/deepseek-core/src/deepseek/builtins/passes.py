@@ -10,6 +10,7 @@ _PASSES: tuple[tuple[str, str, str], ...] = (
     ("attention-sdpa", "attention:AttentionToSDPA", "rewrite hand-written softmax(QK^T/sqrt(d)+mask)V into scaled_dot_product_attention"),
     ("const-fold", "const_fold:ConstantFolding", "fold input-independent sub-graphs and input-shape queries into constants"),
     ("onednn-linear", "onednn:OneDNNLinear", "CPU: pre-pack Linear weights for oneDNN GEMM kernels, fusing activations and residual adds"),
+    ("attention-bmm", "attention_bmm:AttentionBMM", "CPU: short causal/unmasked SDPA as baddbmm + softmax + bmm with a constant mask"),
     ("inductor", "inductor:InductorStage", "torch.compile (inductor): freezing on CPU, CUDA graphs on GPU (final stage)"),
     ("bf16", "precision:BFloat16", "opt-in: run in bfloat16 with fp32 inputs/outputs (own tolerance)"),
     ("int8-dynamic", "precision:Int8Dynamic", "opt-in: int8 dynamic quantization of Linear layers (own tolerance)"),

@@ -85,12 +85,14 @@ def _table(result: Any) -> Any:
              f"on {where}, torch {info['torch']}")
     table = Table(title=title)
     for col, justify in (("variant", "left"), ("median ms", "right"), ("p10-p90 ms", "right"),
-                         ("speedup vs eager", "right"), ("max rel err", "right"), ("setup s", "right"),
+                         ("speedup vs eager", "right"), ("max rel err", "right"), ("top-1 agree", "right"),
+                         ("setup s", "right"),
                          ("note", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in result.rows:
         table.add_row(r.name, f"{r.median_ms:.1f}", f"{r.p10_ms:.1f}-{r.p90_ms:.1f}", f"{r.speedup_vs_eager:.2f}x",
-                      f"{r.max_rel_error:.1e}", f"{r.setup_s:.0f}", r.note)
+                      f"{r.max_rel_error:.1e}", "" if r.top1_agreement is None else f"{r.top1_agreement:.1%}",
+                      f"{r.setup_s:.0f}", r.note)
     return table
 
 
@@ -108,9 +110,10 @@ def _table(result: Any) -> Any:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch.set_num_threads (default: all).")
 @click.option("--only", metavar="A,B", help="Only these variants (eager is always run).")
 @click.option("--no-cache", is_flag=True, help="deepseek.optimize searches again instead of reusing its decision.")
+@click.option("--reduced", is_flag=True, help="Also time deepseek.optimize's opt-in bf16 and int8 paths.")
 @click.option("--json", "json_path", metavar="PATH", help="Write rows and device info as JSON ('-': stdout).")
 def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode: str, runs: int, warmup: int,
-            threads: int | None, only: str | None, no_cache: bool, json_path: str | None) -> None:
+            threads: int | None, only: str | None, no_cache: bool, reduced: bool, json_path: str | None) -> None:
     """Inference latency: eager vs torch.compile variants vs deepseek.optimize, same inputs."""
     import torch
 
@@ -138,6 +141,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         model, batch=batch, seq=seq, device=device, dtype=dtype, mode=mode, runs=runs, warmup=warmup,
         optimize_kwargs={"cache": not no_cache},
         only=[s.strip() for s in only.split(",")] if only else None,
+        reduced=reduced,
         progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
     )
     result.info["model"] = model_name

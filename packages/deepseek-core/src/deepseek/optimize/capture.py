@@ -10,6 +10,11 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+_STATE_MESSAGE = (
+    "the model reads or mutates tensors outside its parameters, buffers and inputs (e.g. a KV "
+    "cache); graph passes need a stateless forward"
+)
+
 
 class CaptureError(RuntimeError):
     """Neither fx symbolic tracing nor torch.export could capture the model."""
@@ -21,6 +26,11 @@ def capture(model: nn.Module, example_inputs: Sequence[Any]) -> tuple[fx.GraphMo
     Parameters after the example inputs are traced at their defaults (``targets=None`` stays
     ``None``), so the graph computes ``model(*example_inputs)``. Captured graphs share the
     model's parameters; the passes never modify them in place.
+
+    A model that reads tensors which are neither parameters, buffers nor inputs (Python-held
+    state such as a KV cache) is refused: a graph would freeze that state into constants and
+    lose its updates. Such models are left to eager and the inductor stage (dynamo guards on
+    Python state).
     """
     if isinstance(model, fx.GraphModule):
         return model, "graph"
@@ -28,16 +38,24 @@ def capture(model: nn.Module, example_inputs: Sequence[Any]) -> tuple[fx.GraphMo
     errors = []
     try:
         gm = fx.symbolic_trace(model, concrete_args=concrete or None)
-        return gm, "fx.symbolic_trace"
     except Exception as exc:  # noqa: BLE001 - fall through to torch.export
         errors.append(f"fx: {type(exc).__name__}: {exc}")
+    else:
+        baked = [str(n.target) for n in gm.graph.nodes if n.op == "get_attr" and str(n.target).startswith("_tensor_constant")]
+        if not baked:
+            return gm, "fx.symbolic_trace"
+        raise CaptureError(_STATE_MESSAGE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exported = torch.export.export(model, tuple(example_inputs), strict=False)
-        return exported.module(), "torch.export"  # type: ignore[return-value]
     except Exception as exc:  # noqa: BLE001
         errors.append(f"torch.export: {type(exc).__name__}: {exc}")
+    else:
+        sig = exported.graph_signature
+        if exported.constants or sig.buffers_to_mutate or sig.user_inputs_to_mutate:
+            raise CaptureError(_STATE_MESSAGE)
+        return exported.module(), "torch.export"  # type: ignore[return-value]
     raise CaptureError("; ".join(e.splitlines()[0][:300] for e in errors))
 
 

@@ -29,13 +29,14 @@ class Stage:
 def all_stages(device: torch.device) -> tuple[list[Stage], list[Stage]]:
     """``(default, extra)`` stage candidates on ``device``: ``auto`` times the defaults; the extras
     run only when named in ``stages=``."""
+    from deepseek.optimize.attention_bmm import AttentionBMM
     from deepseek.optimize.inductor import InductorStage
     from deepseek.optimize.onednn import OneDNNLinear
 
     default = [Stage("fx"), Stage("inductor", (InductorStage(),))]
     extra: list[Stage] = []
     if device.type == "cpu":
-        default.insert(1, Stage("onednn", (OneDNNLinear(),)))
+        default[1:1] = [Stage("onednn", (OneDNNLinear(),)), Stage("onednn-bmm", (OneDNNLinear(), AttentionBMM()))]
         extra = [
             Stage("onednn-inductor", (OneDNNLinear(), InductorStage())),
             Stage("inductor-cpp-gemm", (InductorStage(config=InductorStage.CPP_GEMM),)),
