@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,28 @@ def _unary(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str] | None:
     return None
 
 
+_PACKED: weakref.WeakKeyDictionary[torch.Tensor, dict[tuple[int, int], torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def packed_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """``weight`` in oneDNN's blocked layout for about ``rows`` input rows.
+
+    Graphs built for several input shapes share one packed copy per weight and power-of-two
+    row bucket (the layout is valid for any row count; the hint only tunes it), so deferred
+    optimization does not hold a copy of the model per shape. A weight changed in place since
+    (its version moved) is packed again.
+    """
+    bucket = 1 << max(0, min(rows, 4096) - 1).bit_length()
+    per_weight = _PACKED.setdefault(weight, {})
+    key = (bucket, weight._version)
+    if key not in per_weight:
+        for stale in [k for k in per_weight if k[1] != weight._version]:
+            del per_weight[stale]
+        with torch.no_grad():
+            per_weight[key] = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), bucket)
+    return per_weight[key]
+
+
 def _packable(gm: fx.GraphModule, node: fx.Node) -> bool:
     lv = as_linear(gm, node)
     return lv is not None and lv.weight.dtype in _DTYPES and lv.weight.device.type == "cpu"
@@ -107,8 +130,7 @@ class OneDNNLinear(GraphPass):
         rows = math.prod(in_meta.shape[:-1])
         if rows < 1:
             return False
-        with torch.no_grad():
-            packed = torch.ops.mkldnn._reorder_linear_weight(lv.weight.detach(), rows)
+        packed = packed_weight(lv.weight, rows)
         label = str(node.target) if node.op == "call_module" else node.name
         w_name = add_constant(gm, f"{label}_onednn_w", packed)
         b_name = None if lv.bias is None else add_constant(gm, f"{label}_onednn_b", lv.bias.detach().clone())

@@ -78,9 +78,39 @@ class BFloat16(GraphPass):
         return finish(new)
 
 
+def _int_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # On CUDA, torch._int_mm wants more than 16 rows; pad small batches there.
+    rows = a.shape[0]
+    if a.is_cuda and rows <= 16:
+        a = torch.nn.functional.pad(a, (0, 0, 0, 17 - rows))
+        return torch._int_mm(a, b)[:rows]
+    return torch._int_mm(a, b)
+
+
+@torch.library.custom_op("deepseek::int8_linear", mutates_args=())
+def int8_linear(
+    x: torch.Tensor, weight_t: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``x W^T + b`` with ``W`` stored as int8 ``weight_t`` (``(in, out)``, per-output-channel
+    ``weight_scale``) and ``x`` quantized to int8 per row at run time (symmetric)."""
+    shape = x.shape
+    x2 = x.reshape(-1, shape[-1]).float()
+    x_scale = x2.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
+    xq = torch.round(x2 / x_scale).clamp(-127, 127).to(torch.int8)
+    y = _int_mm(xq, weight_t).float() * x_scale * weight_scale
+    if bias is not None:
+        y = y + bias
+    return y.to(x.dtype).reshape(*shape[:-1], weight_t.shape[1])
+
+
+@int8_linear.register_fake
+def _(x: torch.Tensor, weight_t: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x.new_empty(*x.shape[:-1], weight_t.shape[1])
+
+
 class Int8DynamicLinear(nn.Module):
-    """``y = x W^T + b`` with int8 weights (per output channel) and int8 activations quantized
-    per row at run time (symmetric); the int32 product is rescaled to the input's dtype."""
+    """A Linear layer with int8 weights (per output channel) and int8 activations quantized per
+    row at run time; one opaque op (``deepseek::int8_linear``) so compilers call it as is."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -95,27 +125,10 @@ class Int8DynamicLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Quantize ``x`` per row, multiply in int8 with int32 accumulation, rescale."""
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1]).float()
-        x_scale = x2.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
-        xq = torch.round(x2 / x_scale).clamp(-127, 127).to(torch.int8)
-        acc = _int_mm(xq, self.weight_t)
-        y = acc.float() * x_scale * self.weight_scale
-        if self.bias is not None:
-            y = y + self.bias
-        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        return torch.ops.deepseek.int8_linear(x, self.weight_t, self.weight_scale, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
-
-
-def _int_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # On CUDA, torch._int_mm wants more than 16 rows; pad small batches there.
-    rows = a.shape[0]
-    if a.is_cuda and rows <= 16:
-        a = torch.nn.functional.pad(a, (0, 0, 0, 17 - rows))
-        return torch._int_mm(a, b)[:rows]
-    return torch._int_mm(a, b)
 
 
 class Int8Dynamic(GraphPass):
