@@ -190,3 +190,23 @@ def test_models_with_python_held_state_are_not_frozen_into_a_graph() -> None:
         out = om(x)
     assert model.state[0][0].item() == before + 1, "the state update must still happen"
     torch.testing.assert_close(out, model.lin(x) + model.state[0])
+
+
+class CountingNoop(GraphPass):
+    """A plugin-style pass that records that it ran and changes nothing."""
+
+    name = "test.counting"
+    description = "counts calls"
+    calls = 0
+
+    def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> None:
+        CountingNoop.calls += 1
+        return None
+
+
+def test_extra_passes_join_the_auto_search_after_the_builtins() -> None:
+    model, x = tiny_gpt(), tokens()
+    plan = optimize(model, x, passes=["auto", CountingNoop()], stages=["fx"], runs=1, warmup=0).plan
+    names = [r.name for r in plan.passes]
+    assert names[:6] == list(deepseek.optimize.DEFAULT_GRAPH_PASSES) and names[6] == "test.counting"
+    assert CountingNoop.calls == 1 and plan.cache_path is None, "unnamed passes make the decision uncacheable"
