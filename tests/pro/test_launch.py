@@ -157,3 +157,26 @@ def test_launch_runs_each_strategy(strategy: str, tmp_path: Path, plugin_dirs: t
     assert len(losses) == 2 and all(0 < v < 10 for v in losses)
     assert (tmp_path / "run" / "checkpoints" / "step-2" / "model.safetensors").is_file()
     assert "[rank0]" in proc.stdout  # rank 0's output is shown, prefixed
+
+
+def test_two_nodes_on_one_machine(tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
+    """The multi-node path (static rendezvous at node 0's endpoint): two launchers, one each."""
+    from _prohelpers import free_port
+
+    endpoint = f"127.0.0.1:{free_port()}"
+    train = ["train", "--strategy", "ddp", "--max-steps", "2", "--run-dir", "run", *TINY]
+    plugins, site = plugin_dirs
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(plugins)]), "PYTHONWARNINGS": "ignore"}
+    node = [*DEEPSEEK, "launch", "-n", "1", "--nnodes", "2", "--rdzv-endpoint", endpoint, "--node-rank"]
+    other = subprocess.Popen([*node, "1", "--", *train], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        first = subprocess.run([*node, "0", "--", *train], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=600)
+        _, other_err = other.communicate(timeout=120)
+    finally:
+        other.kill()
+    assert first.returncode == 0 and other.returncode == 0, first.stderr[-3000:] + other_err[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    assert json.loads((tmp_path / "run" / "checkpoints" / "step-2" / "trainer.json").read_text())["world_size"] == 2

@@ -86,7 +86,8 @@ def validate_train(
               help="This node's index (0 hosts the rendezvous).")
 @click.option("--rdzv-endpoint", default="", metavar="HOST:PORT",
               help="Address of node 0 (required with --nnodes > 1).")
-@click.option("--rdzv-id", default="", metavar="ID", help="Job id (log folder name; same on all nodes).")
+@click.option("--rdzv-id", default="", metavar="ID",
+              help="Job id, the same on every node (default: 'deepseek-job' on several nodes, random on one).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="SECONDS",
               help="A rank that makes no progress (no finished step) for this long is reported as hung "
                    "and the job is stopped; collectives time out after twice this.")

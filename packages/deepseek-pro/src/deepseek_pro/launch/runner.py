@@ -80,7 +80,8 @@ def run(spec: LaunchSpec) -> LaunchResult:
     changes = worker_env(spec.nproc_per_node, cuda=torch.cuda.is_available(), heartbeat_dir=heartbeat_dir)
     saved = _apply_env(changes)
     multi = spec.nnodes > 1 or bool(spec.rdzv_endpoint)
-    run_id = spec.rdzv_id or uuid.uuid4().hex[:12]
+    # Every node of a job must use the same id: the rendezvous keys are prefixed with it.
+    run_id = spec.rdzv_id or ("deepseek-job" if multi else uuid.uuid4().hex[:12])
     config = LaunchConfig(
         min_nodes=spec.nnodes,
         max_nodes=spec.nnodes,
