@@ -210,3 +210,23 @@ def test_extra_passes_join_the_auto_search_after_the_builtins() -> None:
     names = [r.name for r in plan.passes]
     assert names[:6] == list(deepseek.optimize.DEFAULT_GRAPH_PASSES) and names[6] == "test.counting"
     assert CountingNoop.calls == 1 and plan.cache_path is None, "unnamed passes make the decision uncacheable"
+
+
+def test_decision_key_is_stable_across_processes() -> None:
+    import subprocess
+    import sys
+
+    from deepseek.optimize.cache import decision_key
+
+    script = (
+        "import torch, deepseek\n"
+        "from deepseek.optimize.cache import decision_key\n"
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
+        "m = deepseek.create_model('tiny', n_layers=2)\n"
+        "print(decision_key(m, ('sig',), 'cpu', {'x': 1}))\n"
+    )
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2")}
+    here = decision_key(deepseek.create_model("tiny", n_layers=2), ("sig",), "cpu", {"x": 1})
+    assert outs == {here}

@@ -40,7 +40,8 @@ def structure_hash(model: nn.Module) -> str:
     h.update(f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}\n".encode())
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
-    for mod in {type(m) for m in model.modules()}:
+    classes = {type(m) for m in model.modules()}
+    for mod in sorted(classes, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
         try:
             h.update(inspect.getsource(mod.forward).encode())
         except (OSError, TypeError):
