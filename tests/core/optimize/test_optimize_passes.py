@@ -335,3 +335,20 @@ def test_onednn_linear_is_a_no_op_without_linear_layers() -> None:
 
     out, _, _ = run(OneDNNLinear(), nn.Sequential(nn.ReLU(), nn.Tanh()), torch.randn(2, 4))
     assert out is None
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+def test_onednn_packed_weights_are_shared_and_never_confused() -> None:
+    from deepseek.optimize.onednn import packed_weight
+
+    w = torch.randn(32, 16)
+    a, b = packed_weight(w, 100), packed_weight(w, 120)  # same power-of-two bucket: shared
+    assert a is b
+    for _ in range(50):  # short-lived weights reuse ids; a stale entry must never be returned
+        other = torch.randn(32, 16)
+        p = packed_weight(other, 100)
+        x = torch.randn(3, 16)
+        torch.testing.assert_close(torch.ops.mkldnn._linear_pointwise(x, p, None, "none", [], ""), x @ other.t())
+    with torch.no_grad():
+        w.mul_(2)  # in-place change: packed again
+    assert packed_weight(w, 100) is not a

@@ -178,6 +178,7 @@ def run_latency(
 ) -> LatencyResult:
     """Measure ``model`` under every variant; see the module docstring."""
     dev = torch.device(device)
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model = model.to(dev, DTYPES[dtype]).eval()
     vocab = getattr(getattr(model, "config", None), "vocab_size", 256)
     gen = torch.Generator().manual_seed(0)
@@ -243,6 +244,7 @@ def run_latency(
     for r in rows:
         r.speedup_vs_eager = round(eager / r.median_ms, 3) if eager else 1.0
     info = device_info(dev)
+    info["load_avg_1m"] = load_start
     info.update(batch=batch, seq=seq, mode=mode, dtype=dtype, runs=runs, warmup=warmup, rotating_inputs=rotate,
                 load_avg_1m_end=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
     return LatencyResult(rows, info)

@@ -62,7 +62,7 @@ def _unary(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str] | None:
     return None
 
 
-_PACKED: weakref.WeakKeyDictionary[torch.Tensor, dict[tuple[int, int], torch.Tensor]] = weakref.WeakKeyDictionary()
+_PACKED: dict[tuple[int, int, int], tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]] = {}
 
 
 def packed_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -70,18 +70,23 @@ def packed_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
 
     Graphs built for several input shapes share one packed copy per weight and power-of-two
     row bucket (the layout is valid for any row count; the hint only tunes it), so deferred
-    optimization does not hold a copy of the model per shape. A weight changed in place since
-    (its version moved) is packed again.
+    optimization does not hold a copy of the model per shape. The cache holds nothing alive:
+    a packed copy lives as long as a graph uses it; a weight changed in place (its version
+    moved) is packed again.
     """
     bucket = 1 << max(0, min(rows, 4096) - 1).bit_length()
-    per_weight = _PACKED.setdefault(weight, {})
-    key = (bucket, weight._version)
-    if key not in per_weight:
-        for stale in [k for k in per_weight if k[1] != weight._version]:
-            del per_weight[stale]
-        with torch.no_grad():
-            per_weight[key] = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), bucket)
-    return per_weight[key]
+    key = (id(weight), bucket, weight._version)
+    hit = _PACKED.get(key)
+    if hit is not None:
+        owner, cached = hit[0](), hit[1]()
+        if owner is weight and cached is not None:
+            return cached
+    with torch.no_grad():
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), bucket)
+    for dead in [k for k, (w, p) in _PACKED.items() if w() is None or p() is None]:
+        del _PACKED[dead]
+    _PACKED[key] = (weakref.ref(weight), weakref.ref(packed))
+    return packed
 
 
 def _packable(gm: fx.GraphModule, node: fx.Node) -> bool:
