@@ -6,7 +6,9 @@ Without example inputs the work is deferred to the first call, and repeated for 
 signature (shapes, dtypes, devices), keeping the ``max_shapes`` most recent ones.
 
 The result is an inference module: it runs under ``torch.no_grad()`` and puts the model in eval
-mode.
+mode. Rewritten weights (fused, merged, folded, packed for oneDNN, quantized) are snapshots taken
+when a signature is optimized: after changing the model's weights, optimize it again. Models that
+keep tensors in Python state (a KV cache) are not captured as graphs; they get eager or inductor.
 """
 
 from __future__ import annotations
