@@ -1,0 +1,93 @@
+"""The enterprise edition is an ordinary entry-point plugin that adds hookspecs of its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.errors import PluginError
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+
+@pytest.fixture
+def host() -> PluginHost:
+    return PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+
+
+def test_enterprise_pins_pro_and_core_exactly() -> None:
+    requires = metadata.requires("deepseek-enterprise") or []
+    version = metadata.version("deepseek-enterprise")
+    assert f"deepseek-pro=={version}" in [r.replace(" ", "") for r in requires]
+    assert metadata.version("deepseek-pro") == metadata.version("deepseek-core") == version
+
+
+def test_enterprise_loads_through_its_entry_point(host: PluginHost) -> None:
+    record = host.records["deepseek-enterprise"]
+    assert record.status == "ok", record.reason
+    assert record.edition == "enterprise (V3)"
+    assert record.modules == ["deepseek_enterprise.plugin"]
+
+
+def test_enterprise_hookspecs_become_registration_kinds(host: PluginHost) -> None:
+    kinds = host.registration_hooks()
+    assert kinds["deepseek_register_compressors"] == "compressor"
+    assert kinds["deepseek_register_tuners"] == "tuner"
+    assert host.pm.hook.deepseek_register_compressors.has_spec()
+
+
+def test_a_third_party_compressor_registers_through_the_enterprise_hook() -> None:
+    class Prune:
+        @hookimpl
+        def deepseek_register_compressors(self, register):  # type: ignore[no-untyped-def]
+            register("prune.magnitude", "deepseek_enterprise.plugin:deepseek_add_hookspecs",
+                     description="magnitude pruning")
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    # Attribute the plugin to the enterprise record, as if enterprise shipped it.
+    loaded = host._loaded[-1].__class__(host.records["deepseek-enterprise"], Prune(), "prune")
+    host.pm.register(loaded.plugin, name="prune")
+    host._loaded.append(loaded)
+    host._run_registration(loaded, host.registration_hooks())
+    comp = host.resolve("compressor", "prune.magnitude")
+    assert comp.description == "magnitude pruning"
+    assert comp.dist == "deepseek-enterprise"
+
+
+def test_invalid_compressor_registration_names_plugin_and_hook() -> None:
+    class Bad:
+        @hookimpl
+        def deepseek_register_compressors(self, register):  # type: ignore[no-untyped-def]
+            register("Bad Name", lambda: None)
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
+                                     strict=True))
+    loaded = host._loaded[-1].__class__(host.records["deepseek-enterprise"], Bad(), "bad")
+    host.pm.register(loaded.plugin, name="bad")
+    host._loaded.append(loaded)
+    with pytest.raises(PluginError, match="deepseek_register_compressors.*invalid compressor name"):
+        host._run_registration(loaded, host.registration_hooks())
+
+
+def test_plugins_list_json_shows_all_three_editions() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "deepseek", "plugins", "list", "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    records = {r["distribution"]: r for r in json.loads(out)}
+    assert {"deepseek-core", "deepseek-pro", "deepseek-enterprise"} <= set(records)
+    assert records["deepseek-enterprise"]["status"] == "ok"
+    assert records["deepseek-pro"]["components"]["strategy"]
+
+
+def test_enterprise_dependencies_import() -> None:
+    import timm
+    import torchaudio
+
+    assert timm.list_models("swin*"), "timm ships Swin architectures"
+    assert torchaudio.transforms.MelSpectrogram(sample_rate=16000)
