@@ -108,14 +108,6 @@ class SingleDeviceStrategy(Strategy):
             norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         return float(norm)
 
-    def optimizer_step(self) -> bool:
-        assert self.optimizer is not None
-        return self.precision.step(self.optimizer)
-
-    def zero_grad(self) -> None:
-        assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
-
     @torch.no_grad()
     def evaluate_loss(self, batch: Batch) -> torch.Tensor:
         assert self.model is not None

@@ -147,13 +147,15 @@ class Strategy(ABC):
         """Clip gradients to ``max_norm`` (skip when ``max_norm <= 0``); return the total norm
         before clipping, over the whole model (all shards)."""
 
-    @abstractmethod
     def optimizer_step(self) -> bool:
         """Apply the optimizer. Return False if the step was skipped (fp16 overflow)."""
+        assert self.optimizer is not None
+        return self.precision.step(self.optimizer)
 
-    @abstractmethod
     def zero_grad(self) -> None:
         """Reset gradients for the next step."""
+        assert self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every parameter group (the trainer owns the schedule)."""

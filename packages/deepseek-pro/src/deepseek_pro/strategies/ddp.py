@@ -123,14 +123,6 @@ class DDPStrategy(DistributedStrategy):
             torch.nn.utils.clip_grads_with_norm_(list(self.module.parameters()), max_norm, norm)
         return float(norm)
 
-    def optimizer_step(self) -> bool:
-        assert self.optimizer is not None
-        return self.precision.step(self.optimizer)
-
-    def zero_grad(self) -> None:
-        assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
-
     @torch.no_grad()
     def evaluate_loss(self, batch: Batch) -> torch.Tensor:
         module = self.module

@@ -184,14 +184,6 @@ class FSDPStrategy(DistributedStrategy):
                 g.mul_(coef.item())
         return float(norm)
 
-    def optimizer_step(self) -> bool:
-        assert self.optimizer is not None
-        return self.precision.step(self.optimizer)
-
-    def zero_grad(self) -> None:
-        assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
-
     @torch.no_grad()
     def evaluate_loss(self, batch: Batch) -> torch.Tensor:
         assert self.model is not None

@@ -283,14 +283,6 @@ class PipelineStrategy(DistributedStrategy):
                     (g.to_local() if hasattr(g, "to_local") else g).mul_(coef)
         return total
 
-    def optimizer_step(self) -> bool:
-        assert self.optimizer is not None
-        return self.precision.step(self.optimizer)
-
-    def zero_grad(self) -> None:
-        assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
-
     @torch.no_grad()
     def evaluate_loss(self, batch: Batch) -> torch.Tensor:
         """A plain forward through the stages with point-to-point sends (any batch shape)."""
