@@ -85,26 +85,6 @@ def unflatten_optimizer_state(tensors: Mapping[str, Any], scalars: Mapping[str, 
     return state
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return {"__tuple__": [_jsonable(v) for v in value]}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, dict) and "__tuple__" in value:
-        return tuple(_from_json(v) for v in value["__tuple__"])
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
 def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """All tensors of a sharded (DCP safetensors) folder as full CPU tensors, in this process."""
     import torch
@@ -136,7 +116,7 @@ def read_sharded_meta(directory: Path) -> dict[str, Any]:
     path = directory / SHARDED_META
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
-        return {"param_groups": [{k: _from_json(v) for k, v in g.items()} for g in body["param_groups"]],
+        return {"param_groups": [{k: ckpt.from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
                 "scalars": dict(body.get("scalars", {})), "aliases": dict(body.get("aliases", {}))}
     except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
@@ -217,7 +197,7 @@ def save_checkpoint(
     tensors, scalars = flatten_optimizer_state(osd["state"])
     dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(directory / OPTIMIZER_DIR), save_distributed=True))
     if strategy.is_global_zero:
-        groups = [{k: _jsonable(v) for k, v in g.items()} for g in osd["param_groups"]]
+        groups = [{k: ckpt.jsonable(v) for k, v in g.items()} for g in osd["param_groups"]]
         body = {"param_groups": groups, "scalars": _jsonable_tree(scalars), "aliases": aliases}
         ckpt.atomic_write_text(directory / SHARDED_META, json.dumps(body, indent=1))
         ckpt.write_trainer_state(directory, {**trainer_state, "layout": "sharded", "world_size": strategy.world_size})
@@ -227,7 +207,7 @@ def save_checkpoint(
 def _jsonable_tree(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable_tree(v) for k, v in value.items()}
-    return _jsonable(value)
+    return ckpt.jsonable(value)
 
 
 def load_checkpoint(

@@ -214,7 +214,7 @@ def save_optimizer_state(
             else:
                 scalars.setdefault(name, {})[k] = v
     plain_groups = [
-        {**{k: _jsonable(v) for k, v in g.items() if k != "params"}, "params": [name_of(i) for i in g["params"]]}
+        {**{k: jsonable(v) for k, v in g.items() if k != "params"}, "params": [name_of(i) for i in g["params"]]}
         for g in groups
     ]
     meta = {
@@ -276,11 +276,12 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
     return {"state": state, "param_groups": groups}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """An optimizer hyper-parameter as JSON (tuples tagged so :func:`from_jsonable` restores them)."""
     if isinstance(value, tuple):
-        return {"__tuple__": [_jsonable(v) for v in value]}
+        return {"__tuple__": [jsonable(v) for v in value]}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     if hasattr(value, "item"):
@@ -288,13 +289,17 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
-    def back(v: Any) -> Any:
-        if isinstance(v, dict) and "__tuple__" in v:
-            return tuple(back(x) for x in v["__tuple__"])
-        return v
+def from_jsonable(value: Any) -> Any:
+    """Inverse of :func:`jsonable`."""
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(from_jsonable(v) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    return value
 
-    return {k: back(v) for k, v in group.items()}
+
+def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
+    return {k: from_jsonable(v) for k, v in group.items()}
 
 
 # ----------------------------------------------------------------------------- trainer state, RNG
