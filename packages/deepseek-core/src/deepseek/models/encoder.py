@@ -13,7 +13,7 @@ from torch import nn
 
 from deepseek.errors import ConfigError
 from deepseek.models.gpt import GPTConfig
-from deepseek.models.layers import Block, init_weights, run_blocks
+from deepseek.models.layers import init_weights, make_blocks, run_blocks
 
 
 class TextTransformerEncoder(nn.Module):
@@ -50,10 +50,7 @@ class TextTransformerEncoder(nn.Module):
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         self.wpe = nn.Embedding(c.max_seq_len, c.d_model)
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(
-            Block(c.d_model, c.n_heads, c.d_ff or 4 * c.d_model, bias=c.bias, dropout=c.dropout, norm_eps=c.norm_eps)
-            for _ in range(c.n_layers)
-        )
+        self.blocks = make_blocks(c)
         self.ln_f = nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)
         self.activation_checkpointing = False
         init_weights(self, c.n_layers)

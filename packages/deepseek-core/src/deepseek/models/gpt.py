@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.layers import Block, KVCache, init_weights, run_blocks
+from deepseek.models.layers import KVCache, init_weights, make_blocks, run_blocks
 
 if TYPE_CHECKING:
     from deepseek.models.stages import GPTStage
@@ -87,10 +87,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         self.wpe = nn.Embedding(c.max_seq_len, c.d_model)
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(
-            Block(c.d_model, c.n_heads, c.d_ff or 4 * c.d_model, bias=c.bias, dropout=c.dropout, norm_eps=c.norm_eps)
-            for _ in range(c.n_layers)
-        )
+        self.blocks = make_blocks(c)
         self.ln_f = nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.activation_checkpointing = False

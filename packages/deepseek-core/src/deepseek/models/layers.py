@@ -8,6 +8,8 @@ passes without a KV cache have no data-dependent Python control flow, so the blo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -193,3 +195,12 @@ def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
                 nn.init.ones_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def make_blocks(c: Any) -> nn.ModuleList:
+    """The Transformer trunk shared by GPT and the text encoder, from a ``GPTConfig``."""
+    d_ff = c.d_ff or 4 * c.d_model
+    return nn.ModuleList(
+        Block(c.d_model, c.n_heads, d_ff, bias=c.bias, dropout=c.dropout, norm_eps=c.norm_eps)
+        for _ in range(c.n_layers)
+    )
