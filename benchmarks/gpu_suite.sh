@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu scale mem lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu-small scale scale2 mem lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -15,7 +15,7 @@ run() {  # run NAME TIMEOUT CMD...
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T))"
   timeout "$limit" "$@" >"$RES/$name.log" 2>&1; echo "rc=$?" >>"$RES/$name.log"
-  grep -E '│|rc=|error|Error' "$RES/$name.log" | tail -8
+  grep -E '│|rc=|error|Error' "$RES/$name.log" | tail -20
 }
 BT="python3 -m deepseek bench train --precision bf16"
 LAUNCH="python3 -m deepseek launch -n 2 --"
@@ -29,6 +29,29 @@ for group in "$@"; do
     run mfu-1.3b 420 env CUDA_VISIBLE_DEVICES=0 $BT --model 1.3b --batch 8 --seq 2048 --steps 20 --warmup 6 \
       --compile --compile-scope model --attention "${ATTN:-auto}" --baseline --baseline-variants compile \
       --json "$RES/mfu-1.3b.json";;
+  mfu2)  # issue 6 MFU levers, two chains at once (GPU 0 and GPU 1), each a separate process
+    M="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn"
+    ( run mfu-ours 420 env CUDA_VISIBLE_DEVICES=0 $BT $M --steps 20 --warmup 6 --profile --baseline \
+        --baseline-variants compile --json "$RES/mfu-ours.json"
+      run mfu-bf16res 300 env CUDA_VISIBLE_DEVICES=0 $BT $M --steps 20 --warmup 6 --no-fp32-residual --profile \
+        --json "$RES/mfu-bf16res.json" ) > "$RES/chain0.txt" 2>&1 &
+    ( run mfu-bf16res-accum4 300 env CUDA_VISIBLE_DEVICES=1 $BT $M --steps 10 --warmup 4 --no-fp32-residual \
+        --grad-accum 4 --json "$RES/mfu-bf16res-accum4.json"
+      run mfu-autotune 330 env CUDA_VISIBLE_DEVICES=1 $BT $M --steps 20 --warmup 4 --no-fp32-residual \
+        --compile-mode max-autotune-no-cudagraphs --json "$RES/mfu-autotune.json" ) > "$RES/chain1.txt" 2>&1 &
+    wait; cat "$RES/chain0.txt" "$RES/chain1.txt";;
+  scale2)  # tokens/s per GPU, 1 GPU single vs 2 GPUs, eager, with the tuning options measured side by side
+    S="--model 1.3b --batch 8 --seq 2048 --steps 10 --warmup 3"
+    run scale-single 240 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
+    run scale-ddp 240 $LAUNCH bench train $S --precision bf16 --strategy ddp --json "$RES/scale-ddp.json"
+    run scale-ddp-b100 240 $LAUNCH bench train $S --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=100 \
+      --json "$RES/scale-ddp-b100.json"
+    run scale-fsdp 240 $LAUNCH bench train $S --precision bf16 --strategy fsdp --json "$RES/scale-fsdp.json"
+    run scale-ds3 300 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
+      --json "$RES/scale-ds3.json"
+    run scale-ds3-tuned 300 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
+      --strategy-option prefetch_bucket_size=200000000 --strategy-option reduce_bucket_size=200000000 \
+      --strategy-option param_persistence_threshold=1000000 --json "$RES/scale-ds3-tuned.json";;
   mfu-small)
     run mfu-small 300 env CUDA_VISIBLE_DEVICES=0 $BT --model small --batch 16 --seq 1024 --steps 30 --warmup 6 \
       --compile --compile-scope model --baseline --baseline-variants compile --json "$RES/mfu-small.json";;

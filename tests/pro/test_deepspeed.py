@@ -67,12 +67,19 @@ def test_generated_config() -> None:
     assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert cfg["zero_optimization"]["offload_param"]["device"] == "cpu"
     assert cfg["zero_optimization"]["memory_efficient_linear"] is False
+    assert cfg["zero_optimization"]["stage3_prefetch_bucket_size"] == 50_000_000  # DeepSpeed's defaults
+    assert cfg["zero_optimization"]["stage3_param_persistence_threshold"] == 100_000
+    tuned = build_dataclass(DeepSpeedOptions, {"stage": 3, "prefetch_bucket_size": 200_000_000,
+                                               "reduce_bucket_size": 100_000_000}, path="strategy")
+    zero = build_ds_config(tuned, precision="bf16", world_size=2, on_cuda=True)["zero_optimization"]
+    assert zero["stage3_prefetch_bucket_size"] == 200_000_000 and zero["reduce_bucket_size"] == 100_000_000
     assert cfg["bf16"] == {"enabled": True} and "fp16" not in cfg
     assert cfg["train_batch_size"] == 2 and "optimizer" not in cfg
     fp16 = build_ds_config(build_dataclass(DeepSpeedOptions, {}, path="strategy"), precision="fp16",
                            world_size=4, on_cuda=True, init_scale=2.0**12, growth_interval=500)
     assert fp16["fp16"] == {"enabled": True, "loss_scale": 0, "initial_scale_power": 12, "loss_scale_window": 500}
-    assert fp16["zero_optimization"] == {"stage": 2, "contiguous_gradients": True, "overlap_comm": True}
+    assert fp16["zero_optimization"] == {"stage": 2, "contiguous_gradients": True, "overlap_comm": True,
+                                         "reduce_bucket_size": 500_000_000}
 
 
 def test_bad_options_name_the_field(tmp_path) -> None:
@@ -81,6 +88,8 @@ def test_bad_options_name_the_field(tmp_path) -> None:
 
     with pytest.raises(ConfigError, match=r"strategy\.offload_params: parameter offload needs ZeRO stage 3"):
         build_dataclass(DeepSpeedOptions, {"stage": 2, "offload_params": True}, path="strategy")
+    with pytest.raises(ConfigError, match=r"strategy\.prefetch_bucket_size: must be > 0"):
+        build_dataclass(DeepSpeedOptions, {"prefetch_bucket_size": 0}, path="strategy")
     with pytest.raises(ConfigError, match=r"strategy\.stage: 4 .*is not allowed"):
         build_dataclass(DeepSpeedOptions, {"stage": 4}, path="strategy")
     with pytest.raises(ConfigError, match=r"strategy\.config_path: .* is not a file"):

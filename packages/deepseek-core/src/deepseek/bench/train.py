@@ -49,6 +49,10 @@ class BenchSettings:
     compile_mode: str = "default"
     attention: str = "auto"
     activation_checkpointing: bool = False
+    grad_accum: int = 1
+    fp32_residual: bool = True
+    model_options: tuple[str, ...] = ()
+    profile: bool = False
     device: str = "auto"
     lr: float = 3e-4
     seed: int = 1337
@@ -77,14 +81,25 @@ def _config(s: BenchSettings) -> Any:
         keys, value = parse_override(f"strategy.{item}")
         strategy[".".join(keys[1:])] = value
     return config_from_dict({
-        "model": {"preset": s.model},
-        "data": {"seq_len": s.seq, "batch_size": s.batch},
+        "model": {"preset": s.model, **_model_overrides(s)},
+        "data": {"seq_len": s.seq, "batch_size": s.batch * s.grad_accum},
         "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_scope == "blocks"
                   and s.compile_mode == "default",
-                  "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0},
-        "precision": {"dtype": s.precision},
+                  "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
+                  "grad_accum": s.grad_accum},
+        "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual},
         "strategy": strategy,
     }, validate=False)
+
+
+def _model_overrides(s: BenchSettings) -> dict[str, Any]:
+    from deepseek.config.load import parse_override
+
+    out: dict[str, Any] = {}
+    for item in s.model_options:
+        keys, value = parse_override(f"model.{item}")
+        out[".".join(keys[1:])] = value
+    return out
 
 
 def _compile(model: Any, s: BenchSettings, *, whole: bool) -> Any:
@@ -139,17 +154,19 @@ def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[]
     if s.compile and not cfg.train.compile:
         _compile(model, s, whole=s.compile_scope == "model")
     strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
-    rows = s.batch * strategy.dp_size
+    rows = s.batch * s.grad_accum * strategy.dp_size
     batches = _batches(s, model.config.vocab_size, rows, strategy.device.type == "cuda")
 
     def step(i: int) -> float:
         strategy.set_lr(s.lr)
         x, y = strategy.shard_batch(batches[i % len(batches)])
-        loss = strategy.forward_backward([(x, y)])
-        strategy.clip_grad_norm(cfg.train.grad_clip)
+        loss = strategy.forward_backward(list(zip(x.split(s.batch), y.split(s.batch), strict=True)))
+        norm = strategy.clip_grad_norm(cfg.train.grad_clip)
         strategy.optimizer_step()
         strategy.zero_grad()
-        return float(loss.item())  # the trainer logs every step's loss
+        value = float(loss.item())  # the trainer logs every step's loss and gradient norm
+        float(norm)
+        return value
 
     return step, strategy, model, strategy.teardown
 
@@ -161,7 +178,7 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tup
     from deepseek.models.presets import build
 
     torch.manual_seed(s.seed)
-    model = build(s.model).float().to(device)
+    model = build(s.model, **_model_overrides(s)).float().to(device)
     model.set_activation_checkpointing(s.activation_checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
@@ -170,18 +187,19 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tup
     fwd = torch.compile(model, **({} if s.compile_mode == "default" else {"mode": s.compile_mode})) if compiled else model
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    batches = _batches(s, model.config.vocab_size, s.batch, device.type == "cuda")
+    batches = _batches(s, model.config.vocab_size, s.batch * s.grad_accum, device.type == "cuda")
 
     def step(i: int) -> Any:
         x, y = batches[i % len(batches)]
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = fwd(x, y)
+        total = torch.zeros((), device=device)
+        for xm, ym in zip(x.split(s.batch), y.split(s.batch), strict=True):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = fwd(xm, ym) / s.grad_accum
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            total += loss.detach().float()
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.unscale_(opt)
-        else:
-            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         if scaler is not None:
             scaler.step(opt)
@@ -189,7 +207,7 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tup
         else:
             opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss.detach()
+        return total
 
     return step, model
 
@@ -232,12 +250,17 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
         kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
-        tokens = s.batch * s.seq
+        tokens = s.batch * s.seq * s.grad_accum
         opts = f"({','.join(s.strategy_options)})" if s.strategy_options else ""
         ours = f"deepseek {s.strategy}{opts}" + (f" + compile ({s.compile_scope})" if s.compile else "")
-        # Known syncs of our path: clip_grad_norm returns a float, the trainer logs loss.item().
-        rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 2), flops, tokens, peak, kind)]
+        # Known sync of our path: the trainer reads the loss (and the gradient norm) every step.
+        rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 1), flops, tokens, peak, kind)]
         dp_size, world = strategy.dp_size, strategy.world_size
+        profiled = None
+        if s.profile and device.type == "cuda":
+            from deepseek.bench._profile import profile_steps
+
+            profiled = profile_steps(step, s.warmup + s.steps + 1, 3, rows[0].median_step_s)
         del step, model
         if s.baseline and world == 1:
             strategy.model = strategy.optimizer = None
@@ -257,6 +280,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
                   "flops_formula": "6*N + 12*L*d*T (PaLM), N = parameters without the position table"},
         "settings": {**asdict(s), "precision": precision, "tokens_per_step": tokens},
         "rows": [asdict(r) for r in rows],
+        **({"profile": profiled} if profiled else {}),
     }
 
 
@@ -280,6 +304,10 @@ def _print(result: dict[str, Any]) -> None:
     if not console.is_terminal:
         console = Console(width=140)
     console.print(table)
+    if "profile" in result:
+        from deepseek.bench._profile import print_profile
+
+        print_profile(result["profile"])
     console.print(f"[dim]memory: {result['rows'][0]['memory_kind']}; FLOPs/token {result['model']['flops_per_token']:,} "
                   f"({result['model']['flops_formula']})[/]")
 
@@ -311,6 +339,14 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 @click.option("--attention", type=click.Choice(["auto", "flash", "efficient", "cudnn", "math"]), default="auto",
               show_default=True, help="Force one scaled_dot_product_attention kernel.")
 @click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True)
+@click.option("--grad-accum", type=int, default=1, show_default=True,
+              help="Micro-batches per optimizer step (each --batch rows), for both paths.")
+@click.option("--fp32-residual/--no-fp32-residual", default=True, show_default=True,
+              help="Our path's precision.fp32_residual (false: residual stream in bf16).")
+@click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+              help="A [model] key for our path, e.g. n_layers=32 (repeatable).")
+@click.option("--profile/--no-profile", default=False, show_default=True,
+              help="On CUDA, profile 3 more steps of our path: GPU time per kernel category.")
 @click.option("--baseline/--no-baseline", default=False, show_default=True,
               help="Also run a plain PyTorch loop (eager and torch.compile) in the same process.")
 @click.option("--baseline-variants", default="eager,compile", show_default=True,
@@ -325,9 +361,9 @@ def train_command(compile_: bool, json_path: Path | None, **options: Any) -> Non
     from deepseek.errors import UsageError
 
     s = BenchSettings(compile=compile_, **options)
-    for opt in ("batch", "seq", "steps"):
+    for opt in ("batch", "seq", "steps", "grad_accum"):
         if getattr(s, opt) < 1:
-            raise UsageError(f"--{opt}: must be >= 1, got {getattr(s, opt)}")
+            raise UsageError(f"--{opt.replace('_', '-')}: must be >= 1, got {getattr(s, opt)}")
     if s.warmup < 0:
         raise UsageError(f"--warmup: must be >= 0, got {s.warmup}")
     _variants(s.baseline_variants)

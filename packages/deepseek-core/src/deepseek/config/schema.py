@@ -113,6 +113,9 @@ class PrecisionConfig:
     """``[precision]``: compute dtype under autocast and fp16 loss scaling."""
 
     dtype: PrecisionName = "auto"
+    fp32_residual: bool = True
+    """Keep the residual stream in fp32 under autocast; ``false`` carries it in the compute
+    dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics."""
     init_scale: float = field(default=2.0**16, metadata={"check": positive})
     growth_interval: int = field(default=2000, metadata={"check": _positive_int})
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.layers import KVCache, init_weights, make_blocks, run_blocks
+from deepseek.models.layers import KVCache, init_weights, make_blocks, residual_cast, run_blocks
 
 if TYPE_CHECKING:
     from deepseek.models.stages import GPTStage
@@ -91,6 +91,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.activation_checkpointing = False
+        self.fp32_residual = True
         init_weights(self, c.n_layers)
         if c.tie_embeddings:
             self.lm_head.weight = self.wte.weight
@@ -101,7 +102,7 @@ class GPT(nn.Module):
         """Logits ``(B, T, V)`` for token ids ``idx`` ``(B, T)``; with ``targets`` ``(B, T)`` the
         mean cross-entropy (a 0-dim tensor; targets equal to -100 are ignored)."""
         self._check_input(idx)
-        x = self.embed(idx)
+        x = residual_cast(self.embed(idx), self.fp32_residual)
         x = run_blocks(self.blocks, x, checkpointing=self.activation_checkpointing)
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
@@ -155,6 +156,12 @@ class GPT(nn.Module):
         """Recompute each block's activations in backward (``torch.utils.checkpoint``,
         ``use_reentrant=False``), trading ~1/3 more compute for much less activation memory."""
         self.activation_checkpointing = bool(enabled)
+
+    def set_fp32_residual(self, enabled: bool) -> None:
+        """Keep the residual stream in fp32 under autocast (default), or with ``False`` in the
+        autocast dtype: less memory traffic and activation memory, slightly different numerics
+        (LayerNorm and the loss still compute in fp32). No effect without autocast."""
+        self.fp32_residual = bool(enabled)
 
     def split_stages(self, n: int) -> list[GPTStage]:
         """Split into ``n`` pipeline stages; see :func:`deepseek.models.stages.split_stages`."""

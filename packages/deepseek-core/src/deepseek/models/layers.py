@@ -178,6 +178,16 @@ def run_blocks(
     return x
 
 
+def residual_cast(x: torch.Tensor, fp32_residual: bool) -> torch.Tensor:
+    """The embeddings as the residual stream: unchanged (fp32 under autocast over fp32 weights)
+    or, with ``fp32_residual=False`` under autocast, in the autocast dtype (Megatron's default),
+    which halves the residual stream's memory traffic and its saved activations."""
+    kind = x.device.type
+    if fp32_residual or not torch.is_autocast_enabled(kind):
+        return x
+    return x.to(torch.get_autocast_dtype(kind))
+
+
 def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
     """GPT-2 initialisation: N(0, std) for Linear and Embedding weights, zero biases, and
     std / sqrt(2 * n_layers) for the projections that write into the residual stream."""

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
-from deepseek.models.layers import run_blocks
+from deepseek.models.layers import residual_cast, run_blocks
 
 
 class GPTStage(nn.Module):
@@ -54,12 +54,13 @@ class GPTStage(nn.Module):
             self.ln_f = model.ln_f
             self.lm_head = lm_head if lm_head is not None else model.lm_head
         self.activation_checkpointing = bool(getattr(model, "activation_checkpointing", False))
+        self.fp32_residual = bool(getattr(model, "fp32_residual", True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Token ids (first stage) or hidden states in; hidden states or logits (last) out."""
         if self.first:
             pos = torch.arange(x.size(1), device=x.device)
-            x = self.drop(self.wte(x) + self.wpe(pos))
+            x = residual_cast(self.drop(self.wte(x) + self.wpe(pos)), self.fp32_residual)
         x = run_blocks(list(self.blocks.values()), x, checkpointing=self.activation_checkpointing)
         if self.last:
             x = self.lm_head(self.ln_f(x))

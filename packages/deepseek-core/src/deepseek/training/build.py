@@ -53,7 +53,7 @@ def build_model(config: Config, *, for_training: bool = True) -> nn.Module:
 
 
 def prepare_model(model: nn.Module, config: Config) -> nn.Module:
-    """Apply activation checkpointing and ``torch.compile`` (per block, in place: parameter
+    """Apply activation checkpointing, the residual dtype and ``torch.compile`` (per block, in place: parameter
     names do not change) before the strategy wraps the model, as torchtitan orders them."""
     if config.train.activation_checkpointing:
         setter = getattr(model, "set_activation_checkpointing", None)
@@ -63,6 +63,13 @@ def prepare_model(model: nn.Module, config: Config) -> nn.Module:
                 "set it to false"
             )
         setter(True)
+    if not config.precision.fp32_residual:
+        setter = getattr(model, "set_fp32_residual", None)
+        if setter is None:
+            raise ConfigError(
+                f"precision.fp32_residual: model {config.model.preset!r} does not support it; set it to true"
+            )
+        setter(False)
     if config.train.compile:
         blocks = getattr(model, "blocks", None)
         if isinstance(blocks, nn.ModuleList) and len(blocks):

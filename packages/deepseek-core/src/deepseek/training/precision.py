@@ -23,6 +23,8 @@ from deepseek.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
+from deepseek.training import clip
+
 NAMES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -144,7 +146,10 @@ class Precision:
         """
         self._ensure_bound()
         if self._scaler is None:
-            optimizer.step()
+            try:
+                optimizer.step()  # applies a grad_scale deferred by training.clip, if any
+            finally:
+                clip.release(optimizer)
             self._last_skipped = False
             return True
         self.unscale_(optimizer)

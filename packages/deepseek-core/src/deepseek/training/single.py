@@ -13,6 +13,7 @@ from torch import nn
 
 from deepseek.errors import ConfigError
 from deepseek.training import checkpoint as ckpt
+from deepseek.training import clip
 from deepseek.training.strategy import Batch, OptimizerFactory, Strategy
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -96,17 +97,11 @@ class SingleDeviceStrategy(Strategy):
             total += weighted.detach().float()
         return total
 
-    def clip_grad_norm(self, max_norm: float) -> float:
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         assert self.model is not None and self.optimizer is not None
         self.precision.unscale_(self.optimizer)
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        if not params:
-            return 0.0
-        if max_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        return float(norm)
+        fused_ok = self.precision.scaler is None
+        return clip.clip_gradients(self.model.parameters(), max_norm, optimizer=self.optimizer if fused_ok else None)
 
     @torch.no_grad()
     def evaluate_loss(self, batch: Batch) -> torch.Tensor:

@@ -143,9 +143,11 @@ class Strategy(ABC):
         """
 
     @abstractmethod
-    def clip_grad_norm(self, max_norm: float) -> float:
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor | float:
         """Clip gradients to ``max_norm`` (skip when ``max_norm <= 0``); return the total norm
-        before clipping, over the whole model (all shards)."""
+        before clipping, over the whole model (all shards), preferably as a 0-dim device tensor:
+        the trainer reads it together with the loss, so a step syncs with the host once.
+        :func:`deepseek.training.clip.clip_gradients` does this for plain tensors."""
 
     def optimizer_step(self) -> bool:
         """Apply the optimizer. Return False if the step was skipped (fp16 overflow)."""

@@ -259,7 +259,8 @@ class Trainer:
         grad_norm = strategy.clip_grad_norm(cfg.train.grad_clip)
         stepped = strategy.optimizer_step()
         strategy.zero_grad()
-        loss_value = float(loss.item())
+        loss_value = float(loss.item())  # the step's one host sync
+        grad_norm = float(grad_norm)
         elapsed = time.perf_counter() - start
         tokens = cfg.data.batch_size * cfg.data.seq_len
         self.step = step

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from deepseek.config.validate import positive
 from deepseek.errors import ConfigError
+from deepseek.training import clip
 from deepseek.training.strategy import Batch, OptimizerFactory
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.compression import CountingHook, PowerSGDConfig
@@ -111,17 +112,12 @@ class DDPStrategy(DistributedStrategy):
         self._metrics = self.hook.take()
         return loss
 
-    def clip_grad_norm(self, max_norm: float) -> float:
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         assert self.optimizer is not None
         self.precision.unscale_(self.optimizer)
-        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
-        if not grads:
-            return 0.0
         # Gradients are identical on every rank after the all-reduce: a local norm is global.
-        norm = torch.nn.utils.get_total_norm(grads)
-        if max_norm > 0:
-            torch.nn.utils.clip_grads_with_norm_(list(self.module.parameters()), max_norm, norm)
-        return float(norm)
+        fused_ok = self.precision.scaler is None
+        return clip.clip_gradients(self.module.parameters(), max_norm, optimizer=self.optimizer if fused_ok else None)
 
     @torch.no_grad()
     def evaluate_loss(self, batch: Batch) -> torch.Tensor:

@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,14 @@ def apply_cuda_arch_sanitizer(environ: MutableMapping[str, str] | None = None) -
     return new
 
 
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _non_negative(value: int) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
 @dataclass(frozen=True)
 class DeepSpeedOptions(DistributedOptions):
     """``[strategy]`` keys of ``deepspeed``."""
@@ -66,6 +74,14 @@ class DeepSpeedOptions(DistributedOptions):
     """``torch``: our AdamW/SGD (exact parity); ``deepspeed``: DeepSpeed's fused/CPU Adam."""
     config_path: str = ""
     """A DeepSpeed JSON config to use as is instead of the generated one."""
+    reduce_bucket_size: int = field(default=500_000_000, metadata={"check": _positive})
+    """Elements per gradient reduce bucket (``zero_optimization.reduce_bucket_size``)."""
+    prefetch_bucket_size: int = field(default=50_000_000, metadata={"check": _positive})
+    """Stage 3: elements of parameters all-gathered ahead of use (``stage3_prefetch_bucket_size``)."""
+    param_persistence_threshold: int = field(default=100_000, metadata={"check": _non_negative})
+    """Stage 3: parameters with fewer elements stay gathered (``stage3_param_persistence_threshold``)."""
+    max_live_parameters: int = field(default=1_000_000_000, metadata={"check": _positive})
+    """Stage 3: gathered elements allowed at once (``stage3_max_live_parameters``)."""
 
     def __post_init__(self) -> None:
         if self.offload_params and self.stage != 3:
@@ -89,10 +105,14 @@ def build_ds_config(
 ) -> dict[str, Any]:
     """The DeepSpeed config for ``options``; micro-batch size, accumulation and clipping start
     at neutral values and are set from the trainer's batches and ``clip_grad_norm`` calls."""
-    zero: dict[str, Any] = {"stage": options.stage, "contiguous_gradients": True, "overlap_comm": on_cuda}
+    zero: dict[str, Any] = {"stage": options.stage, "contiguous_gradients": True, "overlap_comm": on_cuda,
+                            "reduce_bucket_size": options.reduce_bucket_size}
     if options.stage == 3:
         # Otherwise ZeRO-3 replaces torch.nn.functional.linear process-wide, for good.
         zero["memory_efficient_linear"] = False
+        zero["stage3_prefetch_bucket_size"] = options.prefetch_bucket_size
+        zero["stage3_param_persistence_threshold"] = options.param_persistence_threshold
+        zero["stage3_max_live_parameters"] = options.max_live_parameters
     if options.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_cuda}
     if options.offload_params:
