@@ -139,6 +139,10 @@ def test_bytes_per_param_follow_the_zero_paper() -> None:
     assert rows["zero1"].bytes_per_param == {"weights": 2, "gradients": 2, "optimizer": 12}
     # autocast over fp32 parameters keeps fp32 gradients
     assert rows["ddp"].bytes_per_param["gradients"] == 4
+    # FSDP2: the fp32 shard is the master (in the 12), no persistent 16-bit copy, fp32 gradients
+    assert rows["zero3"].bytes_per_param == {"weights": 0, "gradients": 4, "optimizer": 12}
+    fp32 = {e.key: e for e in estimate_all(shape, TrainSetup(2048, 1, "fp32", gpus=2), gpu_memory=80 * GiB)}
+    assert fp32["zero3"].bytes_per_param == {"weights": 4, "gradients": 4, "optimizer": 8}
 
 
 def test_zero_stages_shard_what_they_should() -> None:
@@ -150,9 +154,11 @@ def test_zero_stages_shard_what_they_should() -> None:
     assert ddp.weights == z1.weights == z2.weights == 2 * p
     assert z1.optimizer == pytest.approx(ddp.optimizer / n, rel=1e-6)
     assert z1.gradients == 2 * p and z2.gradients == pytest.approx(2 * p / n, rel=1e-6)
-    # ZeRO-3: every model state is ~1/N of DDP's
-    for part in ("weights", "gradients", "optimizer"):
+    # ZeRO-3 (FSDP2): gradients and optimizer state are 1/N of DDP's; its 16-bit weights exist
+    # only as gathered blocks (buffers), so no autocast weight copies
+    for part in ("gradients", "optimizer"):
         assert getattr(z3, part) == pytest.approx(getattr(ddp, part) / n, rel=1e-6)
+    assert z3.weights == 0 and z3.buffers > 0
     assert all(e.activations == ddp.activations for e in rows.values())
     assert z3.total < z2.total < ddp.total
 

@@ -5,12 +5,16 @@ written out in ``docs/advise.md``; in short, per parameter (``P``) and per GPU (
 
 * model states follow the ZeRO paper (Rajbhandari et al. 2020): mixed precision keeps a 16-bit
   working copy (2 B), 16-bit gradients (2 B) and fp32 master + Adam ``m`` + ``v`` (12 B); fp32
-  keeps 4 + 4 + 8 B. Strategies that run under ``torch.autocast`` over fp32 parameters
-  (``single``, ``ddp``, ``fsdp``) hold fp32 gradients, so their gradients count 4 B.
+  keeps 4 + 4 + 8 B. Our engines differ: ``single`` and ``ddp`` run ``torch.autocast`` over fp32
+  parameters, so their gradients are fp32 (4 B); ``fsdp`` (FSDP2 with a ``MixedPrecisionPolicy``)
+  keeps fp32 shards and fp32 gradients and no persistent 16-bit copy (0 B): its 16-bit weights
+  exist only as gathered blocks, counted in its buffers.
 * activations per layer are measured-exact for our block (pre-norm, fused qkv, SDPA, GELU):
   ``s*b*(2*r*h + e*(6h + 2f) + 4a + 16)`` bytes with ``e`` the activation width (2 or 4) and
-  ``r = 4`` the fp32 residual stream; Korthikanti et al.'s ``sbh(34 + 5as/h)`` without the
+  ``r = 4`` the fp32 LayerNorm inputs; Korthikanti et al.'s ``sbh(34 + 5as/h)`` without the
   ``s^2`` softmax term (SDPA's flash / memory-efficient kernels keep only a log-sum-exp).
+* the peak is the larger of the forward/backward phase and the optimizer step (where torch's
+  foreach AdamW, used for FSDP's DTensor parameters, adds one fp32 temporary per parameter).
 """
 
 from __future__ import annotations
@@ -177,6 +181,14 @@ class StrategySpec:
     """Gradient memory stays allocated across steps (DDP buckets, DeepSpeed partitions); else
     ``zero_grad(set_to_none=True)`` frees it, so it never coexists with the forward's activations."""
     buffers: Literal["none", "deepspeed", "gather"] = "none"
+    params_cast_on_gather: bool = False
+    """FSDP2 ``MixedPrecisionPolicy(param_dtype=compute)``: parameters are all-gathered in the
+    compute dtype and floating-point forward inputs are cast to it. No persistent 16-bit weight
+    copy (the fp32 shard is the master, in the optimizer's 12 B), and the residual stream, so
+    each checkpointed block input, is 16-bit."""
+    foreach_step: bool = False
+    """AdamW runs torch's foreach kernels on the GPU (our optimizer factory keeps the fused one off
+    for DTensor parameters): the step holds one fp32 temporary, ``sqrt(v)``, per local parameter."""
 
 
 STRATEGIES: tuple[StrategySpec, ...] = (
@@ -195,10 +207,11 @@ STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec("zero2+offload", "zero2+offload", "deepspeed", "pro", shard_grads=True,
                  shard_optimizer=True, offload_optimizer=True, grads_persist=True, buffers="deepspeed"),
     StrategySpec("zero3", "zero3", "fsdp", "pro", shard_weights=True, shard_grads=True,
-                 shard_optimizer=True, autocast=True, buffers="gather"),
+                 shard_optimizer=True, autocast=True, buffers="gather", params_cast_on_gather=True,
+                 foreach_step=True),
     StrategySpec("zero3+offload", "zero3+offload", "fsdp", "pro",
                  shard_weights=True, shard_grads=True, shard_optimizer=True, offload_optimizer=True,
-                 offload_params=True, autocast=True, buffers="gather"),
+                 offload_params=True, autocast=True, buffers="gather", params_cast_on_gather=True),
 )
 """Every row the advisor estimates; ``engine`` is the registered strategy that realises it
 (``None``: estimated for comparison, not offered)."""
@@ -207,6 +220,8 @@ STRATEGIES: tuple[StrategySpec, ...] = (
 def state_bytes(spec: StrategySpec, setup: TrainSetup) -> StateBytes:
     """Bytes per parameter this strategy's engine holds (before sharding)."""
     paper = PAPER_BYTES["mixed" if setup.mixed else "fp32"]
+    if setup.mixed and spec.params_cast_on_gather:  # fp32 shards are the masters; no 16-bit copy
+        return StateBytes(0, 4, paper.optimizer)
     if setup.mixed and spec.autocast:  # autocast over fp32 parameters: fp32 gradients
         return StateBytes(paper.weights, 4, paper.optimizer)
     return paper
@@ -222,18 +237,25 @@ class Activations:
     formula: str
 
 
-def activation_bytes(shape: ModelShape, setup: TrainSetup) -> Activations:
-    """Bytes of saved activations for one micro-batch (see the module docstring)."""
+def activation_bytes(
+    shape: ModelShape, setup: TrainSetup, *, residual_in_compute_dtype: bool = False,
+) -> Activations:
+    """Bytes of saved activations for one micro-batch (see the module docstring).
+
+    ``residual_in_compute_dtype``: the residual stream is 16-bit (FSDP2's mixed-precision policy),
+    so checkpointed block inputs take ``e`` bytes instead of 4. One layer's saved tensors do not
+    change: CUDA autocast runs LayerNorm in fp32 and saves an fp32 copy of its input."""
     s, b = setup.seq_len, setup.micro_batch
     h, f, a, v = shape.d_model, shape.d_ff, shape.n_heads, shape.vocab_size
     e = 2 if setup.mixed else 4  # width of matmul inputs/outputs under autocast
-    r = 4  # the residual stream (LayerNorm inputs) stays fp32 under autocast
+    r = 4  # LayerNorm inputs are fp32 under autocast
     per_layer = s * b * (2 * r * h + e * (6 * h + 2 * f) + 4 * a + 16)
     # Final LayerNorm input + LM-head input, fp32 logits and their log-softmax for the loss.
     head = s * b * (r * h + e * h + 8 * v + 8)
     if setup.activation_checkpointing:
-        total = shape.n_layers * s * b * r * h + per_layer + head
-        formula = "L*s*b*h*4 (block inputs) + one recomputed block + head"
+        x = e if residual_in_compute_dtype else 4  # width of the residual stream
+        total = shape.n_layers * s * b * x * h + per_layer + head
+        formula = f"L*s*b*h*{x} (block inputs) + one recomputed block + head"
     else:
         total = shape.n_layers * per_layer + head
         formula = f"L*s*b*(8h + {e}*(6h + 2f) + 4a + 16) + head"
@@ -260,15 +282,21 @@ class Estimate:
     host_fits: bool = True
     applicable: bool = True
     grads_persist: bool = True
+    step_temp: int = 0
+    """Optimizer-step temporaries on the GPU (foreach AdamW's ``sqrt(v)``)."""
 
     @property
     def total(self) -> int:
-        """Peak on one GPU: gradients freed between steps (set_to_none) grow in backward while
-        activations are freed, so only the larger of the two counts; else both."""
-        states = self.weights + self.optimizer + self.buffers + self.overhead
+        """Peak on one GPU, the larger of two phases on top of weights, optimizer state and
+        overhead. Forward/backward: buffers, gradients and activations; gradients freed between
+        steps (set_to_none) grow in backward while activations are freed, so only the larger of
+        the two counts, else both. Optimizer step: gradients and the step's temporaries."""
+        base = self.weights + self.optimizer + self.overhead
         if self.grads_persist:
-            return states + self.gradients + self.activations
-        return states + max(self.gradients, self.activations)
+            train = self.buffers + self.gradients + self.activations
+        else:
+            train = self.buffers + max(self.gradients, self.activations)
+        return base + max(train, self.gradients + self.step_temp)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with ``total``."""
@@ -281,9 +309,13 @@ def _buffers(spec: StrategySpec, shape: ModelShape, per: StateBytes, setup: Trai
     p = shape.n_params
     if spec.buffers == "deepspeed":  # one reduce bucket and one all-gather bucket
         return int(2 * min(p, DEEPSPEED_BUCKET_ELEMENTS) * per.weights)
-    if spec.buffers == "gather":  # two gathered blocks (current + prefetch) + one block's grads
-        unit = max(shape.layer_params, shape.embedding_params)
-        return int(3 * unit * (2 if setup.mixed else 4))
+    if spec.buffers == "gather":
+        c = 2 if setup.mixed else 4  # gathered parameters and autograd's unsharded gradients
+        # Per block parameter: current + prefetched gathered block, one block's unsharded
+        # gradients, and its fp32 reduce-scatter input (kept until the next block reduces).
+        # Per root parameter (embeddings; gathered from forward to the end of backward): the
+        # gathered copy and its gradients or fp32 reduce-scatter input.
+        return int((3 * c + 4) * shape.layer_params + (c + 4) * shape.embedding_params)
     return 0
 
 
@@ -298,6 +330,7 @@ def estimate_strategy(
     w = per.weights * p / (n if spec.shard_weights else 1)
     g = per.gradients * p / (n if spec.shard_grads else 1)
     o = per.optimizer * p / (n if spec.shard_optimizer else 1)
+    temp = 4 * p / (n if spec.shard_optimizer else 1) if spec.foreach_step else 0.0
     host_per_gpu = 0.0
     if spec.offload_optimizer:
         host_per_gpu += o + 4 * p / (n if spec.shard_optimizer else 1)  # fp32 grads for the step
@@ -307,13 +340,14 @@ def estimate_strategy(
     if spec.offload_params:
         host_per_gpu += w
         w = 0.0
-    act = activation_bytes(shape, setup).total
+    act = activation_bytes(shape, setup, residual_in_compute_dtype=spec.params_cast_on_gather).total
     est = Estimate(
         key=spec.key, label=spec.label, engine=spec.engine, edition=spec.edition,
         weights=int(w), gradients=int(g), optimizer=int(o), activations=act,
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
         applicable=_applicable(spec, setup.gpus), grads_persist=spec.grads_persist,
+        step_temp=int(temp),
     )
     fits = usable_gpu is not None and est.total <= usable_gpu
     host_fits = host_memory is None or est.host <= host_memory

@@ -1,0 +1,127 @@
+"""The memory model against GPU measurements (1.3b on H200), and the FSDP2 behaviour its fsdp rows
+assume, checked with torch's own ``fully_shard`` on the CPU."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from deepseek.advise.estimate import (
+    STRATEGIES,
+    Estimate,
+    TrainSetup,
+    activation_bytes,
+    estimate_strategy,
+    shape_from_config,
+)
+from deepseek.models import GPTConfig
+from deepseek.models.presets import PRESETS, build
+
+SPEC = {s.key: s for s in STRATEGIES}
+GiB = 1024**3
+
+# torch.cuda.max_memory_allocated per GPU, measured 2026-11-30 on 2 x H200 (torch 2.11):
+# `deepseek launch -n 2 -- bench train --model 1.3b --batch 8 --seq 2048 --precision bf16
+# --strategy S [--strategy-option cpu_offload=true] [--activation-checkpointing]`
+# (single: `deepseek bench train` on one H200). Compared with the estimate without overhead.
+MEASURED: tuple[tuple[str, bool, int], ...] = (
+    ("ddp", True, 25_892_551_168),
+    ("zero3", True, 12_201_132_544),
+    ("zero3+offload", True, 3_604_765_696),
+    ("zero3", False, 37_091_113_472),
+    ("ddp", False, 51_563_987_456),
+    ("single", False, 46_710_718_976),
+)
+
+
+def _estimate_1p3b(key: str, checkpointing: bool) -> Estimate:
+    shape = shape_from_config(PRESETS["1.3b"], "1.3b")
+    assert shape.n_params == 1_213_321_216
+    setup = TrainSetup(2048, 8, "bf16", activation_checkpointing=checkpointing, gpus=2)
+    return estimate_strategy(SPEC[key], shape, setup, overhead=0)
+
+
+@pytest.mark.parametrize("key,checkpointing,measured", MEASURED)
+def test_estimate_is_within_15_percent_of_h200_measurement(
+    key: str, checkpointing: bool, measured: int
+) -> None:
+    est = _estimate_1p3b(key, checkpointing)
+    assert est.total == pytest.approx(measured, rel=0.15), (est.total / GiB, measured / GiB)
+
+
+def test_fsdp_peak_is_the_foreach_adamw_step_with_checkpointing() -> None:
+    """With checkpointing the fsdp peak is the optimizer step: fp32 shards + m + v (12 B), fp32
+    gradients (4 B) and foreach AdamW's sqrt(v) (4 B), over 2 GPUs. With CPU offload the step
+    runs on the host, so the GPU holds activations and gather buffers only."""
+    p = 1_213_321_216
+    z3 = _estimate_1p3b("zero3", True)
+    assert (z3.weights, z3.step_temp) == (0, 4 * p // 2)
+    assert z3.total == z3.optimizer + z3.gradients + z3.step_temp == 20 * p // 2
+    assert z3.buffers + max(z3.gradients, z3.activations) < z3.gradients + z3.step_temp
+    off = _estimate_1p3b("zero3+offload", True)
+    assert (off.weights, off.gradients, off.optimizer, off.step_temp) == (0, 0, 0, 0)
+    assert off.total == off.activations + off.buffers
+    assert off.host == 16 * p  # fp32 params + gradients + m + v, both GPUs' shards
+    # without checkpointing the activations dominate; the step phase does not count
+    full = _estimate_1p3b("zero3", False)
+    assert full.total == full.optimizer + full.buffers + full.activations
+
+
+@contextlib.contextmanager
+def _one_rank_gloo() -> Iterator[None]:
+    import torch.distributed as dist
+
+    if not dist.is_available() or dist.is_initialized():
+        pytest.skip("needs torch.distributed and no process group already running")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _checkpointed_input_bytes(fsdp: bool) -> tuple[int, torch.nn.Module]:
+    """Bytes of the tensors the checkpointed blocks keep (their inputs), after one step's
+    forward and backward under bf16 autocast; with ``fsdp``, sharded like deepseek-pro's fsdp."""
+    torch.manual_seed(0)
+    model = build("tiny", d_model=64, n_heads=4, n_layers=3, max_seq_len=32)
+    model.set_activation_checkpointing(True)
+    if fsdp:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = init_device_mesh("cpu", (1,))
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        for block in model.blocks:
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)
+    kept: list[torch.Tensor] = []
+    for block in model.blocks:  # prepended: sees what checkpoint() was given, before any FSDP cast
+        block.register_forward_pre_hook(lambda _m, args: kept.append(args[0]), prepend=True)
+    x = torch.randint(0, 256, (3, 20))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(x, x)
+    held = sum(t.numel() * t.element_size() for t in kept)  # before backward's recomputation
+    loss.backward()
+    return held, model
+
+
+def test_fsdp2_mixed_precision_keeps_a_16_bit_residual_and_fp32_shards() -> None:
+    shape = shape_from_config(GPTConfig(d_model=64, n_heads=4, n_layers=3, max_seq_len=32), "t")
+    setup = TrainSetup(seq_len=20, micro_batch=3, precision="bf16", activation_checkpointing=True)
+
+    def inputs_term(residual_in_compute_dtype: bool) -> int:
+        act = activation_bytes(shape, setup, residual_in_compute_dtype=residual_in_compute_dtype)
+        return act.total - act.per_layer - act.head
+
+    plain, _ = _checkpointed_input_bytes(fsdp=False)
+    assert plain == inputs_term(False) == 3 * 20 * 3 * 64 * 4  # fp32 residual under autocast
+    with _one_rank_gloo():
+        sharded, model = _checkpointed_input_bytes(fsdp=True)
+        # the estimator's fsdp accounting: fp32 shards (the masters) and fp32 gradients
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert {p.grad.dtype for p in model.parameters()} == {torch.float32}
+    assert sharded == inputs_term(True) == plain // 2
