@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu-small scale scale2 mem lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu-final mfu-small scale scale2 largest largest-offload mem lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -11,11 +11,16 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 DEEPSEEK_DISABLE_PLUGINS=deepseek
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 RES=/tmp/res; mkdir -p "$RES"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 cd /tmp
-run() {  # run NAME TIMEOUT CMD...
+START=$(date +%s); BUDGET=${BUDGET:-575}  # seconds this call may use (the device tool stops at 600)
+run() {  # run NAME TIMEOUT CMD...: skipped or cut short when the call's BUDGET runs out
   local name=$1 limit=$2; shift 2
-  echo "== $name ($(date +%T))"
+  local left=$((BUDGET - ($(date +%s) - START)))
+  if [ "$left" -lt 45 ]; then echo "== $name skipped: ${left}s of the budget left"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name ($(date +%T), limit ${limit}s)"
   timeout "$limit" "$@" >"$RES/$name.log" 2>&1; echo "rc=$?" >>"$RES/$name.log"
   grep -E '│|rc=|error|Error' "$RES/$name.log" | tail -20
+  tar czf "$OUT/results.tgz" -C "$RES" --exclude='*.safetensors' .  # what finished comes back even if cut
 }
 BT="python3 -m deepseek bench train --precision bf16"
 LAUNCH="python3 -m deepseek launch -n 2 --"
@@ -40,18 +45,39 @@ for group in "$@"; do
       run mfu-autotune 330 env CUDA_VISIBLE_DEVICES=1 $BT $M --steps 20 --warmup 4 --no-fp32-residual \
         --compile-mode max-autotune-no-cudagraphs --json "$RES/mfu-autotune.json" ) > "$RES/chain1.txt" 2>&1 &
     wait; cat "$RES/chain0.txt" "$RES/chain1.txt";;
+  mfu3)  # CUDA graphs (reduce-overhead) for the bf16-residual path, with and without accumulation, vs plain
+    M="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual"
+    ( run mfu-graphs 280 env CUDA_VISIBLE_DEVICES=0 $BT $M --steps 20 --warmup 6 --compile-mode reduce-overhead \
+        --baseline --baseline-variants compile --json "$RES/mfu-graphs.json" ) > "$RES/chain0.txt" 2>&1 &
+    ( run mfu-accum4 280 env CUDA_VISIBLE_DEVICES=1 $BT $M --steps 8 --warmup 3 --grad-accum 4 \
+        --baseline --baseline-variants compile --json "$RES/mfu-accum4.json" ) > "$RES/chain1.txt" 2>&1 &
+    wait; cat "$RES/chain0.txt" "$RES/chain1.txt";;
   scale2)  # tokens/s per GPU, 1 GPU single vs 2 GPUs, eager, with the tuning options measured side by side
-    S="--model 1.3b --batch 8 --seq 2048 --steps 10 --warmup 3"
+    S="--model 1.3b --batch 8 --seq 2048 --steps 8 --warmup 3"
     run scale-single 240 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
     run scale-ddp 240 $LAUNCH bench train $S --precision bf16 --strategy ddp --json "$RES/scale-ddp.json"
     run scale-ddp-b100 240 $LAUNCH bench train $S --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=100 \
       --json "$RES/scale-ddp-b100.json"
     run scale-fsdp 240 $LAUNCH bench train $S --precision bf16 --strategy fsdp --json "$RES/scale-fsdp.json"
-    run scale-ds3 300 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
-      --json "$RES/scale-ds3.json"
     run scale-ds3-tuned 300 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
       --strategy-option prefetch_bucket_size=200000000 --strategy-option reduce_bucket_size=200000000 \
       --strategy-option param_persistence_threshold=1000000 --json "$RES/scale-ds3-tuned.json";;
+  largest)  # largest model per strategy on 2 GPUs (8 x 2048 per GPU, checkpointing): the advisor's last fit and
+    # the next size up, weights created on the GPU (train.init_device = "device")
+    L="--batch 8 --seq 2048 --steps 2 --warmup 1 --activation-checkpointing --init-device device --precision bf16"
+    for n in 36 38; do run "largest-ddp-$n" 150 $LAUNCH bench train --model 1.3b --model-option d_model=4096 \
+      --model-option n_heads=32 --model-option n_layers=$n $L --strategy ddp --json "$RES/largest-ddp-$n.json"; done
+    for n in 46 48; do run "largest-fsdp-$n" 180 $LAUNCH bench train --model 1.3b --model-option d_model=5120 \
+      --model-option n_heads=40 --model-option n_layers=$n $L --strategy fsdp --json "$RES/largest-fsdp-$n.json"; done;;
+  largest-offload)  # fsdp + CPU offload: its ceiling is host memory (sharded fp32 states live there)
+    L="--batch 8 --seq 2048 --steps 1 --warmup 1 --activation-checkpointing --init-device device --precision bf16"
+    for n in 40 48; do run "largest-offload-$n" 260 $LAUNCH bench train --model 1.3b --model-option d_model=5120 \
+      --model-option n_heads=40 --model-option n_layers=$n $L --strategy fsdp --strategy-option cpu_offload=true \
+      --json "$RES/largest-offload-$n.json"; free -g | sed -n 2p; done;;
+  mfu-final)  # the bf16-residual path vs the plain loop, same process, both compiled
+    run mfu-final 300 env CUDA_VISIBLE_DEVICES=0 $BT --model 1.3b --batch 8 --seq 2048 --compile --compile-scope model \
+      --attention cudnn --no-fp32-residual --steps 20 --warmup 6 --baseline --baseline-variants compile \
+      --json "$RES/mfu-final.json";;
   mfu-small)
     run mfu-small 300 env CUDA_VISIBLE_DEVICES=0 $BT --model small --batch 16 --seq 1024 --steps 30 --warmup 6 \
       --compile --compile-scope model --baseline --baseline-variants compile --json "$RES/mfu-small.json";;

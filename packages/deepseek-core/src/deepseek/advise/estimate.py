@@ -211,7 +211,8 @@ STRATEGIES: tuple[StrategySpec, ...] = (
                  foreach_step=True),
     StrategySpec("zero3+offload", "zero3+offload", "fsdp", "pro",
                  shard_weights=True, shard_grads=True, shard_optimizer=True, offload_optimizer=True,
-                 offload_params=True, autocast=True, buffers="gather", params_cast_on_gather=True),
+                 offload_params=True, autocast=True, buffers="gather", params_cast_on_gather=True,
+                 foreach_step=True),
 )
 """Every row the advisor estimates; ``engine`` is the registered strategy that realises it
 (``None``: estimated for comparison, not offered)."""
@@ -333,8 +334,9 @@ def estimate_strategy(
     temp = 4 * p / (n if spec.shard_optimizer else 1) if spec.foreach_step else 0.0
     host_per_gpu = 0.0
     if spec.offload_optimizer:
-        host_per_gpu += o + 4 * p / (n if spec.shard_optimizer else 1)  # fp32 grads for the step
-        o = 0.0
+        # fp32 grads for the step; the step itself, with its temporaries, runs on the host
+        host_per_gpu += o + 4 * p / (n if spec.shard_optimizer else 1) + temp
+        o = temp = 0.0
         if spec.shard_grads:  # gradients stream to the host as they are reduced
             g = 0.0
     if spec.offload_params:

@@ -175,7 +175,8 @@ def render(report: dict[str, Any], console: Any = None) -> None:
     console.print(
         f"[dim]bytes/parameter (ZeRO paper): weights {bpp['weights']:g} + grads {bpp['gradients']:g} + "
         f"optimizer {bpp['optimizer']:g}; autocast strategies keep fp32 grads. total counts the larger of "
-        f"grads and activations where grads are freed between steps (single, fsdp). * needs more than "
+        f"grads and activations where grads are freed between steps (single, fsdp), or the optimizer "
+        f"step when it is larger (fsdp's foreach AdamW holds 4 B/param more). * needs more than "
         f"one GPU. Formulas: docs/advise.md[/]"
     )
     r = report["recommendation"]

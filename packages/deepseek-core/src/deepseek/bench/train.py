@@ -49,6 +49,7 @@ class BenchSettings:
     compile_mode: str = "default"
     attention: str = "auto"
     activation_checkpointing: bool = False
+    init_device: str = "cpu"
     grad_accum: int = 1
     fp32_residual: bool = True
     model_options: tuple[str, ...] = ()
@@ -86,7 +87,7 @@ def _config(s: BenchSettings) -> Any:
         "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_scope == "blocks"
                   and s.compile_mode == "default",
                   "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
-                  "grad_accum": s.grad_accum},
+                  "grad_accum": s.grad_accum, "init_device": s.init_device},
         "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual},
         "strategy": strategy,
     }, validate=False)
@@ -150,7 +151,7 @@ def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[]
         )
     strategy.setup_environment()
     precision.bind(strategy.device)
-    model = prepare_model(build_model(cfg), cfg)
+    model = prepare_model(build_model(cfg, device=strategy.device), cfg)
     if s.compile and not cfg.train.compile:
         _compile(model, s, whole=s.compile_scope == "model")
     strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
@@ -339,6 +340,8 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 @click.option("--attention", type=click.Choice(["auto", "flash", "efficient", "cudnn", "math"]), default="auto",
               show_default=True, help="Force one scaled_dot_product_attention kernel.")
 @click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True)
+@click.option("--init-device", type=click.Choice(["cpu", "device"]), default="cpu", show_default=True,
+              help="train.init_device: create the weights on the CPU or directly on the device.")
 @click.option("--grad-accum", type=int, default=1, show_default=True,
               help="Micro-batches per optimizer step (each --batch rows), for both paths.")
 @click.option("--fp32-residual/--no-fp32-residual", default=True, show_default=True,

@@ -106,6 +106,10 @@ class TrainConfig:
     compile: bool = False
     """``torch.compile`` each block (in place, names unchanged) before the strategy wraps it."""
     activation_checkpointing: bool = False
+    init_device: Literal["cpu", "device"] = "cpu"
+    """Where the model's weights are created: ``cpu`` (the same seeded weights under every
+    strategy and device) or ``device``, directly on the strategy's device (fast for large models;
+    the weights then come from that device's random generator)."""
 
 
 @dataclass(frozen=True)

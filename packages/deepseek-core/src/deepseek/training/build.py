@@ -31,14 +31,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: Config, *, for_training: bool = True) -> nn.Module:
-    """The ``[model]`` preset with its overrides, seeded with ``train.seed``, on CPU in fp32.
+def build_model(
+    config: Config, *, for_training: bool = True, device: torch.device | None = None
+) -> nn.Module:
+    """The ``[model]`` preset with its overrides, seeded with ``train.seed``, in fp32: on the CPU,
+    or on ``device`` when ``train.init_device = "device"``.
 
     ``for_training`` also checks that ``data.seq_len`` fits the model."""
     from deepseek.plugins.registry import create_model
 
     seed_everything(config.train.seed)
-    with torch.device("cpu"):
+    where = device if device is not None and config.train.init_device == "device" else torch.device("cpu")
+    with torch.device(where):
         model = create_model(config.model.preset, **config.model.overrides())
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model.preset: {config.model.preset!r} did not build a torch.nn.Module")

@@ -127,7 +127,7 @@ class Trainer:
             )
         self.micro_rows = rows // cfg.train.grad_accum
         self.run_dir = self._pick_run_dir()
-        model = prepare_model(build_model(cfg), cfg)
+        model = prepare_model(build_model(cfg, device=strategy.device), cfg)
         strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)

@@ -112,7 +112,7 @@ class FSDPStrategy(DistributedStrategy):
         )
 
         o = self.options
-        self._template = copy.deepcopy(model).to("meta")
+        self._template = meta_twin(model)
         self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("dp",))
         compute = self.precision.dtype
         policy = MixedPrecisionPolicy(
@@ -238,3 +238,14 @@ def _by_device(tensors: list[torch.Tensor]) -> dict[torch.device, list[torch.Ten
     for t in tensors:
         out.setdefault(t.device, []).append(t)
     return out
+
+
+def meta_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on the meta device, made without copying any weight (a plain
+    ``deepcopy`` would first duplicate every tensor in memory)."""
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    return copy.deepcopy(model, memo)
