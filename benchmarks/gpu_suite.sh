@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu-final mfu-small scale scale2 largest largest-offload mem lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu-final mfu-small scale scale2 scale-bf16 largest largest-offload mem lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -62,6 +62,11 @@ for group in "$@"; do
     run scale-ds3-tuned 300 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
       --strategy-option prefetch_bucket_size=200000000 --strategy-option reduce_bucket_size=200000000 \
       --strategy-option param_persistence_threshold=1000000 --json "$RES/scale-ds3-tuned.json";;
+  scale-bf16)  # ddp with bf16 gradient all-reduce (half the bytes) against one GPU, same call
+    S="--model 1.3b --batch 8 --seq 2048 --steps 8 --warmup 3"
+    run scale-single 120 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
+    run scale-ddp-bf16 120 $LAUNCH bench train $S --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=100 \
+      --strategy-option 'compression="bf16"' --json "$RES/scale-ddp-bf16.json";;
   largest)  # largest model per strategy on 2 GPUs (8 x 2048 per GPU, checkpointing): the advisor's last fit and
     # the next size up, weights created on the GPU (train.init_device = "device")
     L="--batch 8 --seq 2048 --steps 2 --warmup 1 --activation-checkpointing --init-device device --precision bf16"
