@@ -79,3 +79,54 @@ def test_cli_wiring_bad_input_exits_2() -> None:
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: --steps: must be >= 1, got 0"]
+
+
+def _bench(tmp_path: Path, name: str, *args: str) -> dict:
+    """One tiny fp32 CPU run (seq 32, 2 measured steps); the JSON it wrote."""
+    out = tmp_path / f"{name}.json"
+    base = ["--model", "tiny", "--seq", "32", "--steps", "2", "--warmup", "1", "--device", "cpu",
+            "--precision", "fp32", "--json", str(out)]
+    result = CliRunner().invoke(train_command, [*base, *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_grad_accum_matches_the_plain_loop_and_one_big_batch(tmp_path: Path) -> None:
+    accum = _bench(tmp_path, "accum", "--batch", "2", "--grad-accum", "2", "--baseline", "--baseline-variants", "eager")
+    assert accum["settings"]["grad_accum"] == 2 and accum["settings"]["tokens_per_step"] == 2 * 32 * 2
+    ours, plain = accum["rows"]
+    # Tolerances as in the test above: the same loss in both loops, the same updates.
+    assert ours["loss_first"] == pytest.approx(plain["loss_first"], rel=1e-5)
+    assert ours["loss_last"] == pytest.approx(plain["loss_last"], rel=1e-4)
+    # The same 4 rows per step in one micro-batch: the mean of the two micro-batch losses is the
+    # full batch's loss, and the accumulated gradient the full batch's gradient.
+    (big,) = _bench(tmp_path, "big", "--batch", "4")["rows"]
+    assert ours["loss_first"] == pytest.approx(big["loss_first"], rel=1e-5)
+    assert ours["loss_last"] == pytest.approx(big["loss_last"], rel=1e-4)
+
+
+def test_model_option_changes_the_model_of_both_paths(tmp_path: Path) -> None:
+    data = _bench(tmp_path, "layers", "--batch", "2", "--model-option", "n_layers=2", "--baseline",
+                  "--baseline-variants", "eager")
+    model = data["model"]
+    assert model["n_layers"] == 2  # the tiny preset has 4
+    assert model["flops_per_token"] == 6 * _non_embedding(model) + 12 * 2 * 128 * 32
+    ours, plain = data["rows"]  # the plain loop builds the same 2-layer model: same losses
+    assert ours["loss_first"] == pytest.approx(plain["loss_first"], rel=1e-5)
+    assert ours["loss_last"] == pytest.approx(plain["loss_last"], rel=1e-4)
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--grad-accum", "0"], r"error: --grad-accum: must be >= 1, got 0"),
+    (["--model-option", "n_layerz=2"], r"error: model\.n_layerz: unknown key \(did you mean 'n_layers'\?\); .*"),
+])
+def test_bad_new_options_exit_2_with_one_line(args: list[str], line: str) -> None:
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "deepseek", "bench", "train", "--model", "tiny", "--device", "cpu",
+                          "--steps", "1", "--warmup", "0", *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(line, lines[0]), out.stderr

@@ -16,9 +16,9 @@ from typing import Any
 # First match wins; patterns are matched against the kernel name, case-insensitive.
 CATEGORIES: tuple[tuple[str, str], ...] = (
     ("communication", r"nccl|gloo"),
-    ("attention", r"flash|fmha|cudnn.*(sdpa|attn|fprop|bprop)|attention|sdpa"),
+    ("attention", r"flash|fmha|cudnn.*(sdpa|attn|fprop|bprop|dot_do_o)|attention|sdpa"),
     ("matmul", r"gemm|nvjet|cutlass|xmma|cublas|sm\d+_.*(tensorop|wgmma)|_mm_|triton_tem_fused_mm|mm_kernel"),
-    ("optimizer + clipping", r"adam|multi_tensor|foreach|lpnorm|norm_kernel"),
+    ("optimizer + clipping", r"adam|multi_tensor|foreach|lpnorm|(?<!layer_)norm_kernel"),
     ("fused elementwise / norm (compiled)", r"^triton_"),
     ("elementwise / norm (eager)", r"elementwise|vectorized|reduce|layer_norm|softmax|gelu|cross_entropy|nll"),
     ("copies / memset", r"memcpy|memset|copy|cat"),

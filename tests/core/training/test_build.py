@@ -1,0 +1,61 @@
+"""deepseek.training.build: ``precision.fp32_residual`` in ``prepare_model`` and
+``train.init_device`` in ``build_model``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from deepseek.config.load import config_from_dict
+from deepseek.errors import ConfigError
+from deepseek.models.encoder import TextTransformerEncoder
+from deepseek.training.build import build_model, prepare_model
+
+
+def test_prepare_model_applies_fp32_residual(tiny_config) -> None:
+    off = tiny_config(precision={"fp32_residual": False})
+    model = prepare_model(build_model(off), off)
+    assert model.fp32_residual is False
+    default = tiny_config()
+    assert default.precision.fp32_residual is True
+    assert prepare_model(build_model(default), default).fp32_residual is True
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Linear(4, 4), lambda: TextTransformerEncoder(d_model=32, n_heads=2, n_layers=1)],
+                         ids=["plain-module", "text-encoder"])
+def test_fp32_residual_off_needs_a_model_that_supports_it(tiny_config, make) -> None:
+    model = make()
+    assert not hasattr(model, "set_fp32_residual")
+    with pytest.raises(ConfigError, match=r"^precision\.fp32_residual: model 'tiny' does not support it; set it to true$"):
+        prepare_model(model, tiny_config(precision={"fp32_residual": False}))
+    assert prepare_model(model, tiny_config()) is model  # the default asks nothing of the model
+
+
+def _devices(model: nn.Module) -> set[str]:
+    return {t.device.type for t in [*model.parameters(), *model.buffers()]}
+
+
+def test_init_device_device_builds_on_the_given_device(tiny_config) -> None:
+    cfg = tiny_config(train={"init_device": "device"})
+    assert _devices(build_model(cfg, device=torch.device("meta"))) == {"meta"}
+    assert _devices(build_model(cfg)) == {"cpu"}  # no device given: the CPU
+
+
+def test_init_device_cpu_ignores_the_device(tiny_config) -> None:
+    cfg = tiny_config()
+    assert cfg.train.init_device == "cpu"
+    model = build_model(cfg, device=torch.device("meta"))
+    assert _devices(model) == {"cpu"}
+    # Seeded the same way: identical weights to a build without a device, and to init_device =
+    # "device" on the CPU (the CPU generator either way).
+    for other in (build_model(cfg), build_model(tiny_config(train={"init_device": "device"}), device=torch.device("cpu"))):
+        for (name, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
+            assert torch.equal(a, b), name
+
+
+def test_init_device_rejects_other_values() -> None:
+    with pytest.raises(ConfigError, match=r"^train\.init_device: 'gpu' \(str\) is not allowed.*allowed values: 'cpu', 'device'$"):
+        config_from_dict({"train": {"init_device": "gpu"}})
+    with pytest.raises(ConfigError, match=r"did you mean 'device'\?"):
+        config_from_dict({"train": {"init_device": "devise"}})
