@@ -79,3 +79,18 @@ def test_twin_materializes_into_the_same_model() -> None:
     plain.load_state_dict(model.state_dict())
     idx = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(plain(idx), model(idx), rtol=0, atol=0)
+
+
+def test_materialize_keeps_tied_weights_tied() -> None:
+    """``Module.to_empty`` gives each owner of a shared parameter its own tensor; ``materialize``
+    (used by ``FSDPStrategy.unwrapped_model``) re-shares them."""
+    from deepseek_pro.strategies.fsdp import materialize
+
+    model = presets.build("tiny")
+    plain = materialize(meta_twin(model), "cpu")
+    assert not any(p.is_meta for p in plain.parameters())
+    assert plain.lm_head.weight is plain.wte.weight
+    assert plain.num_parameters() == model.num_parameters()
+    plain.load_state_dict(model.state_dict())
+    idx = torch.randint(0, 256, (2, 16))
+    assert torch.equal(plain(idx), model(idx))

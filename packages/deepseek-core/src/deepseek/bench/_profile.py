@@ -20,7 +20,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("matmul", r"gemm|nvjet|cutlass|xmma|cublas|sm\d+_.*(tensorop|wgmma)|_mm_|triton_tem_fused_mm|mm_kernel"),
     ("optimizer + clipping", r"adam|multi_tensor|foreach|lpnorm|(?<!layer_)norm_kernel"),
     ("fused elementwise / norm (compiled)", r"^triton_"),
-    ("elementwise / norm (eager)", r"elementwise|vectorized|reduce|layer_norm|softmax|gelu|cross_entropy|nll"),
+    ("elementwise / norm (eager)", r"elementwise|vectorized|reduce|layer_?norm|gammabeta|softmax|gelu|cross_entropy|nll"),
     ("copies / memset", r"memcpy|memset|copy|cat"),
 )
 

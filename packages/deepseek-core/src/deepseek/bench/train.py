@@ -95,10 +95,13 @@ def _config(s: BenchSettings) -> Any:
 
 def _model_overrides(s: BenchSettings) -> dict[str, Any]:
     from deepseek.config.load import parse_override
+    from deepseek.errors import UsageError
 
     out: dict[str, Any] = {}
     for item in s.model_options:
         keys, value = parse_override(f"model.{item}")
+        if keys[1:] == ["preset"]:
+            raise UsageError(f"--model-option {item!r}: pick the preset with --model, not --model-option")
         out[".".join(keys[1:])] = value
     return out
 

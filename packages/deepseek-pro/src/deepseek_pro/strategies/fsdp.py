@@ -216,7 +216,7 @@ class FSDPStrategy(DistributedStrategy):
         assert self.model is not None and self._template is not None
         # Without cpu_offload every rank receives the full tensors (rank 0 only, with it).
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
-        plain = copy.deepcopy(self._template).to_empty(device="cpu")
+        plain = materialize(self._template, "cpu")
         plain.load_state_dict({k: v.detach().cpu() for k, v in full.items()})
         return plain
 
@@ -249,3 +249,18 @@ def meta_twin(model: nn.Module) -> nn.Module:
     for b in model.buffers():
         memo[id(b)] = torch.empty_like(b, device="meta")
     return copy.deepcopy(model, memo)
+
+
+def materialize(template: nn.Module, device: torch.device | str) -> nn.Module:
+    """An uninitialised copy of a meta ``template`` on ``device`` with shared parameters (tied
+    embeddings) still shared: ``Module.to_empty`` alone gives each owner its own tensor."""
+    owners: dict[int, list[str]] = {}
+    for name, p in template.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(p), []).append(name)
+    model = copy.deepcopy(template).to_empty(device=device)
+    for names in owners.values():
+        shared = model.get_parameter(names[0])
+        for name in names[1:]:
+            parent, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(parent), leaf, shared)
+    return model
