@@ -135,6 +135,15 @@ def test_compression_conflicts_name_both_sides() -> None:
         checks.check_raw_strategy({"name": "pipeline", "compression": "fp16"})
 
 
+def test_deepseek_train_names_the_strategies_that_compress() -> None:
+    """Outside the launcher too: compression on a strategy without it is a conflict, not an unknown key."""
+    from deepseek.config.load import load_config
+
+    with pytest.raises(ConfigError, match=r"strategy\.compression: strategy 'pipeline' compresses no gradients "
+                       r"\(got 'bf16'\); use ddp \(fp16, bf16, powersgd\) or fsdp \(fp16, bf16\)"):
+        load_config(overrides=["strategy.name='pipeline'", "strategy.compression='bf16'"])
+
+
 def test_validate_config_hook_runs_under_deepseek_train() -> None:
     """pro's deepseek_validate_config: a config that cannot work fails at load time."""
     with pytest.raises(ConfigError, match="strategy.pp_size: 9 stages but the model has 4 layers"):

@@ -83,6 +83,7 @@ def test_bad_override_syntax(item: str) -> None:
         (["strategy.name=warp"], r"strategy\.name: unknown strategy 'warp'"),
         (["strategy.devcie=cpu"], r"strategy\.devcie: unknown key \(did you mean 'device'\?\)"),
         (["strategy.device=tpu"], r"strategy\.device: .*'cuda:N'"),
+        (["strategy.compression='bf16'"], r"strategy\.compression: strategy 'single' compresses no gradients \(got 'bf16'\)"),
         (["model.preset=tinny"], r"model\.preset: unknown model 'tinny' \(did you mean 'tiny'\?\)"),
         (["data.path=/no/such/corpus"], r"data\.path: '/no/such/corpus' does not exist"),
         (["data.batch_size=10", "train.grad_accum=3"], r"train\.grad_accum: data\.batch_size=10 is not divisible"),

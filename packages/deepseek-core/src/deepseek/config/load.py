@@ -147,7 +147,30 @@ def _build_strategy(table: dict[str, Any]) -> StrategyConfig:
             keys = ", ".join(sorted(table))
             raise ConfigError(f"strategy.{sorted(table)[0]}: strategy {name!r} takes no options (got {keys})")
         return StrategyConfig(name=name, options=None)
+    fields = {f.name for f in dataclasses.fields(options_cls)}
+    if "compression" in table and "compression" not in fields:
+        raise ConfigError(_no_compression(name, table["compression"]))
     return StrategyConfig(name=name, options=build_dataclass(options_cls, table, path="strategy"))
+
+
+def _no_compression(name: str, method: Any) -> str:
+    """The error for ``strategy.compression`` on a strategy that compresses no gradients, naming
+    the registered strategies that do."""
+    from deepseek.plugins.host import get_host
+
+    offered, seen = [], set()
+    for other in get_host().names("strategy"):
+        try:
+            cls = get_host().resolve("strategy", other).load()
+        except Exception:  # noqa: BLE001  (a broken or ambiguous plugin must not hide this message)
+            continue
+        methods = tuple(getattr(cls, "supports_compression", ()))
+        if methods and cls not in seen:
+            seen.add(cls)
+            offered.append(f"{other} ({', '.join(methods)})")
+    where = f"use {' or '.join(offered)}" if offered else "no installed strategy compresses gradients"
+    return (f"strategy.compression: strategy {name!r} compresses no gradients (got {method!r}); "
+            f"{where}, or remove strategy.compression")
 
 
 def _apply_prefer(prefer: tuple[str, ...]) -> None:
