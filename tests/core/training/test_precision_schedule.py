@@ -89,3 +89,12 @@ def test_warmup_then_cosine_to_floor() -> None:
 def test_no_warmup() -> None:
     s = WarmupCosine(lr=1.0, min_lr=0.0, warmup_steps=0, decay_steps=10)
     assert s(0) == pytest.approx(1.0) and s(10) == 0.0
+
+
+def test_use_scaler_replaces_the_fp16_scaler_only() -> None:
+    p = Precision("fp16").bind("cpu")
+    mine = torch.amp.GradScaler("cpu", init_scale=8.0)
+    p.use_scaler(mine)
+    assert p.scaler is mine and p.loss_scale == 8.0
+    with pytest.raises(ValueError, match="precision 'bf16' uses no loss scaler; only fp16 does"):
+        Precision("bf16").bind("cpu").use_scaler(mine)

@@ -99,6 +99,16 @@ class Precision:
         self._ensure_bound()
         return self._scaler
 
+    def use_scaler(self, scaler: Any) -> None:
+        """Replace the fp16 loss scaler, e.g. by a ``ShardedGradScaler`` whose inf check is
+        all-reduced so that every rank skips the same steps. Call it after :meth:`bind`, before
+        the first step; only fp16 has a scaler to replace."""
+        self._ensure_bound()
+        if self._scaler is None:
+            raise ValueError(f"use_scaler: precision {self.name!r} uses no loss scaler; only fp16 does")
+        self._scaler = scaler
+        self._unscaled = False
+
     @property
     def loss_scale(self) -> float:
         """Current fp16 loss scale (1.0 without scaling)."""

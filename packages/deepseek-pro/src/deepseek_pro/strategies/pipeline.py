@@ -198,13 +198,12 @@ class PipelineStrategy(DistributedStrategy):
             return
         from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 
-        # Precision has no public setter for its scaler yet; it is replaced once, before step 1.
-        self.precision._scaler = ShardedGradScaler(
+        self.precision.use_scaler(ShardedGradScaler(
             self.device.type,
             init_scale=self.precision.init_scale,
             growth_interval=self.precision.growth_interval,
             process_group=dist.group.WORLD,
-        )
+        ))
 
     def _schedule(self, n: int) -> Any:
         from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
