@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu-final mfu-small scale scale2 scale-bf16 largest largest-offload mem lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu-final mfu-small scale scale2 scale-bf16 scale-static largest largest-offload mem lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -67,6 +67,11 @@ for group in "$@"; do
     run scale-single 120 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
     run scale-ddp-bf16 120 $LAUNCH bench train $S --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=100 \
       --strategy-option 'compression="bf16"' --json "$RES/scale-ddp-bf16.json";;
+  scale-static)  # ddp with static_graph (no per-step hook bookkeeping) and 100 MB buckets, vs one GPU
+    S="--model 1.3b --batch 8 --seq 2048 --steps 8 --warmup 3"
+    run scale-single 60 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
+    run scale-ddp-static 60 $LAUNCH bench train $S --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=100 \
+      --strategy-option static_graph=true --json "$RES/scale-ddp-static.json";;
   largest)  # largest model per strategy on 2 GPUs (8 x 2048 per GPU, checkpointing): the advisor's last fit and
     # the next size up, weights created on the GPU (train.init_device = "device")
     L="--batch 8 --seq 2048 --steps 2 --warmup 1 --activation-checkpointing --init-device device --precision bf16"
