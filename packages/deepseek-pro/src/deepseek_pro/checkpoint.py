@@ -1,18 +1,23 @@
-"""Portable checkpoints for the distributed strategies.
+"""Portable checkpoints for the distributed strategies: writing both layouts, loading them
+under any strategy and world size, and export.
 
 Two layouts of one checkpoint folder (both hold ``trainer.json`` and ``rng-<rank>.safetensors``):
 
 ``full`` (the canonical format of :mod:`deepseek.training.checkpoint`)
     ``model.safetensors`` + ``optimizer.safetensors`` gathered on rank 0 with
-    ``torch.distributed.checkpoint.state_dict.get_state_dict(full_state_dict=True)``. deepseek-core
-    alone loads it (strategy ``single``).
+    ``torch.distributed.checkpoint.state_dict.get_state_dict(full_state_dict=True)``.
 
 ``sharded``
     ``model/`` and ``optimizer/``: every rank writes its own shards through
     ``torch.distributed.checkpoint`` with the safetensors storage writer (no pickle: the shard
     offsets live in each file's safetensors metadata), plus ``sharded.json`` (parameter groups,
-    non-tensor optimizer state and tied-parameter aliases in ``sharded.json``. Optimizer tensors are keyed ``state/<param>/<key>`` as in the canonical
-    file. Loading reshards to any world size; :func:`export_checkpoint` turns it into ``full``.
+    non-tensor optimizer state and tied-parameter aliases). Optimizer tensors are keyed
+    ``state/<param>/<key>`` as in the canonical file. Loading reshards to any world size;
+    :func:`export_checkpoint` turns it into ``full``.
+
+The reading side of the sharded layout (:func:`layout_of`, :func:`read_full_state`, ...) lives in
+core (:mod:`deepseek.training.checkpoint_sharded`) and is re-exported here: deepseek-core alone
+loads both layouts (strategy ``single``, ``deepseek generate`` / ``eval``).
 
 Every pro strategy loads both layouts, whatever strategy and world size wrote them, so a run can
 hop zero3@2 -> single@1 -> ddp@2 -> deepspeed@2. What carries over: weights, AdamW/SGD state
@@ -32,6 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.checkpoint_sharded import (
+    MODEL_DIR,
+    OPTIMIZER_DIR,
+    SHARDED_META,
+    flatten_optimizer_state,
+    layout_of,
+    read_full_state,
+    read_sharded_meta,
+    read_sharded_tensors,
+    unflatten_optimizer_state,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -39,87 +55,28 @@ if TYPE_CHECKING:
 
     from deepseek_pro.strategies.base import DistributedStrategy
 
-MODEL_DIR = "model"
-OPTIMIZER_DIR = "optimizer"
-SHARDED_META = "sharded.json"
+__all__ = [
+    "MODEL_DIR",
+    "OPTIMIZER_DIR",
+    "SHARDED_META",
+    "check_model_fit",
+    "export_checkpoint",
+    "flatten_optimizer_state",
+    "layout_of",
+    "load_checkpoint",
+    "raise_if_any",
+    "read_full_state",
+    "read_sharded_meta",
+    "read_sharded_tensors",
+    "save_checkpoint",
+    "tied_aliases",
+    "unflatten_optimizer_state",
+]
+
 _HINT = "resume from an earlier checkpoint or start a fresh run"
 
 
-def layout_of(directory: str | os.PathLike[str]) -> str:
-    """``"full"`` or ``"sharded"``; :class:`CheckpointError` if the folder holds neither."""
-    d = Path(directory)
-    if (d / ckpt.MODEL_FILE).is_file():
-        return "full"
-    if (d / MODEL_DIR).is_dir():
-        return "sharded"
-    raise CheckpointError(
-        f"{d}: no model weights ({ckpt.MODEL_FILE} or {MODEL_DIR}/ shards); the checkpoint is "
-        f"incomplete, {_HINT}"
-    )
-
-
 # ----------------------------------------------------------------------------- state-dict helpers
-
-
-def flatten_optimizer_state(state: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``{name: {key: value}}`` -> (``{"state/<name>/<key>": tensor}``, non-tensor values)."""
-    import torch
-
-    tensors: dict[str, Any] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for name, values in state.items():
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state/{name}/{key}"] = value
-            else:
-                scalars.setdefault(name, {})[key] = value
-    return tensors, scalars
-
-
-def unflatten_optimizer_state(tensors: Mapping[str, Any], scalars: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Inverse of :func:`flatten_optimizer_state`."""
-    state: dict[str, dict[str, Any]] = {name: dict(v) for name, v in scalars.items()}
-    for key, value in tensors.items():
-        name, _, k = key.removeprefix("state/").rpartition("/")
-        state.setdefault(name, {})[k] = value
-    return state
-
-
-def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """All tensors of a sharded (DCP safetensors) folder as full CPU tensors, in this process."""
-    import torch
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint import HuggingFaceStorageReader
-    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
-    d = Path(directory)
-    if not d.is_dir() or not any(d.glob("*.safetensors")):
-        raise CheckpointError(f"{d}: sharded checkpoint folder is missing or empty; {_HINT}")
-    reader = HuggingFaceStorageReader(str(d))
-    try:
-        meta = reader.read_metadata()
-        full: dict[str, torch.Tensor] = {}
-        for fqn, md in meta.state_dict_metadata.items():
-            if isinstance(md, TensorStorageMetadata):
-                full[fqn] = torch.empty(md.size, dtype=md.properties.dtype)
-        dcp.load(full, storage_reader=HuggingFaceStorageReader(str(d)), no_dist=True)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
-        raise CheckpointError(f"{d}: sharded checkpoint is corrupt or incomplete ({exc}); {_HINT}") from exc
-    return full
-
-
-def read_sharded_meta(directory: Path) -> dict[str, Any]:
-    """``sharded.json`` of a sharded checkpoint: ``param_groups``, ``scalars`` (non-tensor
-    optimizer state) and ``aliases`` (tied state-dict name -> the stored name)."""
-    path = directory / SHARDED_META
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-        return {"param_groups": [{k: ckpt.from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
-                "scalars": dict(body.get("scalars", {})), "aliases": dict(body.get("aliases", {}))}
-    except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
 
 
 def tied_aliases(module: nn.Module) -> dict[str, str]:
@@ -133,20 +90,6 @@ def tied_aliases(module: nn.Module) -> dict[str, str]:
         else:
             first[id(p)] = name
     return out
-
-
-def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(model state dict, named optimizer state dict ``{"state", "param_groups"}``) of either
-    layout, as full CPU tensors, without a process group."""
-    d = Path(directory)
-    if layout_of(d) == "full":
-        return ckpt.load_model_state(d / ckpt.MODEL_FILE), ckpt.load_optimizer_state(d / ckpt.OPTIMIZER_FILE)
-    model = read_sharded_tensors(d / MODEL_DIR)
-    meta = read_sharded_meta(d)
-    for alias, name in meta["aliases"].items():
-        model[alias] = model[name]
-    tensors = read_sharded_tensors(d / OPTIMIZER_DIR) if (d / OPTIMIZER_DIR).is_dir() else {}
-    return model, {"state": unflatten_optimizer_state(tensors, meta["scalars"]), "param_groups": meta["param_groups"]}
 
 
 def check_model_fit(model_state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Path) -> None:

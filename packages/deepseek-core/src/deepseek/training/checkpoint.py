@@ -12,7 +12,9 @@ A checkpoint is a directory ``checkpoints/step-N/`` holding
 It is written into ``step-N.tmp-XXXX`` and renamed into place (:func:`commit_checkpoint`), then
 the ``latest`` pointer file is replaced atomically. Anything missing, truncated or corrupt raises
 :class:`~deepseek.errors.CheckpointError` naming the file and what to do. Sharded strategies
-reuse :func:`save_model_state` / :func:`save_optimizer_state` with full (gathered) state dicts.
+reuse :func:`save_model_state` / :func:`save_optimizer_state` with full (gathered) state dicts;
+deepseek-pro's ``sharded`` layout is read by :mod:`deepseek.training.checkpoint_sharded`, and the
+``load_*`` functions here take a checkpoint folder of either layout.
 """
 
 from __future__ import annotations
@@ -137,13 +139,19 @@ def save_model_state(
 
 
 def load_model_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a model state dict (CPU tensors) written by :func:`save_model_state`."""
+    """Read a model state dict (CPU tensors) written by :func:`save_model_state`, or the weights
+    of a checkpoint folder of either layout (:mod:`deepseek.training.checkpoint_sharded`)."""
+    if Path(path).is_dir():
+        from deepseek.training.checkpoint_sharded import read_model_state
+
+        return read_model_state(path)
     tensors, _ = _load_tensors(Path(path), "model weights")
     return tensors
 
 
 def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load ``path`` into ``model`` strictly; a mismatch names the keys and the fix."""
+    """Load ``path`` (a weights file or a checkpoint folder, see :func:`load_model_state`) into
+    ``model`` strictly; a mismatch names the keys and the fix."""
     state = load_model_state(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -233,9 +241,24 @@ def load_optimizer_state(
     optimizer: torch.optim.Optimizer | None = None,
     param_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Read optimizer state; returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
+    """Read optimizer state (a file written by :func:`save_optimizer_state`, or a checkpoint
+    folder of either layout); returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
     parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer."""
     p = Path(path)
+    if p.is_dir():
+        from deepseek.training.checkpoint_sharded import read_optimizer_state
+
+        named = read_optimizer_state(p)
+    else:
+        named = _read_optimizer_file(p)
+    if optimizer is not None:
+        if param_names is None:
+            raise ValueError("load_optimizer_state: pass param_names together with optimizer")
+        optimizer.load_state_dict(_to_indexed(named, optimizer, param_names, p))
+    return named
+
+
+def _read_optimizer_file(p: Path) -> dict[str, Any]:
     tensors, meta = _load_tensors(p, "optimizer state")
     try:
         groups = json.loads(meta["param_groups"])
@@ -246,12 +269,7 @@ def load_optimizer_state(
     for key, tensor in tensors.items():
         name, _, k = key.removeprefix("state/").rpartition("/")
         state.setdefault(name, {})[k] = tensor
-    named = {"state": state, "param_groups": [_restore_group(g) for g in groups]}
-    if optimizer is not None:
-        if param_names is None:
-            raise ValueError("load_optimizer_state: pass param_names together with optimizer")
-        optimizer.load_state_dict(_to_indexed(named, optimizer, param_names, p))
-    return named
+    return {"state": state, "param_groups": [_restore_group(g) for g in groups]}
 
 
 def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: Path) -> dict[str, Any]:
@@ -380,7 +398,7 @@ def export_weights(source: str | os.PathLike[str], out: str | os.PathLike[str]) 
     whose metadata carries the ``[model]`` config."""
     ckpt = resolve_checkpoint(source)
     state = read_trainer_state(ckpt)
-    weights = load_model_state(ckpt / MODEL_FILE)
+    weights = load_model_state(ckpt)
     model_cfg = (state.get("config") or {}).get("model", {})
     return save_model_state(
         out, weights, {"format": "deepseek-weights", "model": json.dumps(model_cfg), "step": str(state.get("step", 0))}

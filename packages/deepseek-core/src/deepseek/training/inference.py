@@ -46,7 +46,7 @@ def load_trained(
         directory = ckpt.resolve_checkpoint(p)
         state = ckpt.read_trainer_state(directory)
         data = state.get("config") or {}
-        weights = directory / ckpt.MODEL_FILE
+        weights = directory  # either layout, full or sharded
     config = config_from_dict(_as_single(data, need_data), validate=False)
     model = build_model(config, for_training=need_data)
     ckpt.load_into_model(model, weights)

@@ -127,9 +127,11 @@ class SingleDeviceStrategy(Strategy):
         ckpt.write_trainer_state(directory, trainer_state)
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
+        """Restore from a checkpoint of either layout: ``full`` (any strategy) or the ``sharded``
+        one of deepseek-pro, reassembled in this process (any world size)."""
         assert self.model is not None and self.optimizer is not None
         directory = Path(directory)
         state = ckpt.read_trainer_state(directory)
-        ckpt.load_into_model(self.model, directory / ckpt.MODEL_FILE)
-        ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE, self.optimizer, self._param_names)
+        ckpt.load_into_model(self.model, directory)
+        ckpt.load_optimizer_state(directory, self.optimizer, self._param_names)
         return state

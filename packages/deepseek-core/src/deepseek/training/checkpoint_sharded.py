@@ -1,0 +1,177 @@
+"""Reading the ``sharded`` checkpoint layout in one process, without a process group.
+
+A checkpoint folder holds ``trainer.json`` and ``rng-<rank>.safetensors`` plus its weights in one
+of two layouts:
+
+``full``
+    ``model.safetensors`` + ``optimizer.safetensors`` (:mod:`deepseek.training.checkpoint`).
+
+``sharded`` (written by deepseek-pro's ddp / fsdp with ``checkpoint = "sharded"``)
+    ``model/`` and ``optimizer/``: every rank's shards, written by ``torch.distributed.checkpoint``
+    with its safetensors storage writer (the shard offsets live in each file's safetensors
+    metadata, no pickle); optimizer tensors keyed ``state/<param>/<key>`` as in the full
+    layout; and ``sharded.json``: parameter groups, non-tensor optimizer state and tied-parameter
+    aliases (``lm_head.weight`` -> ``wte.weight``; a tied tensor is stored once).
+
+Everything here reassembles full CPU tensors with ``torch.distributed.checkpoint``'s
+``no_dist`` mode, so deepseek-core alone (strategy ``single``, ``deepseek generate`` / ``eval``)
+reads a checkpoint whatever strategy and world size wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.errors import CheckpointError
+from deepseek.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    import torch
+
+MODEL_DIR = "model"
+OPTIMIZER_DIR = "optimizer"
+SHARDED_META = "sharded.json"
+_HINT = "resume from an earlier checkpoint or start a fresh run"
+
+__all__ = [
+    "MODEL_DIR",
+    "OPTIMIZER_DIR",
+    "SHARDED_META",
+    "flatten_optimizer_state",
+    "layout_of",
+    "read_full_state",
+    "read_model_state",
+    "read_optimizer_state",
+    "read_sharded_meta",
+    "read_sharded_tensors",
+    "unflatten_optimizer_state",
+]
+
+
+def layout_of(directory: str | os.PathLike[str]) -> str:
+    """``"full"`` or ``"sharded"``; :class:`CheckpointError` if the folder holds neither."""
+    d = Path(directory)
+    if (d / ckpt.MODEL_FILE).is_file():
+        return "full"
+    if (d / MODEL_DIR).is_dir():
+        return "sharded"
+    raise CheckpointError(
+        f"{d}: no model weights ({ckpt.MODEL_FILE} or {MODEL_DIR}/ shards); the checkpoint is "
+        f"incomplete, {_HINT}"
+    )
+
+
+def flatten_optimizer_state(state: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{name: {key: value}}`` -> (``{"state/<name>/<key>": tensor}``, non-tensor values)."""
+    import torch
+
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for name, values in state.items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state/{name}/{key}"] = value
+            else:
+                scalars.setdefault(name, {})[key] = value
+    return tensors, scalars
+
+
+def unflatten_optimizer_state(
+    tensors: Mapping[str, Any], scalars: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Inverse of :func:`flatten_optimizer_state`."""
+    state: dict[str, dict[str, Any]] = {name: dict(v) for name, v in scalars.items()}
+    for key, value in tensors.items():
+        name, _, k = key.removeprefix("state/").rpartition("/")
+        state.setdefault(name, {})[k] = value
+    return state
+
+
+def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """All tensors of a sharded (DCP safetensors) folder as full CPU tensors, in this process."""
+    import torch
+
+    d = Path(directory)
+    if not d.is_dir() or not any(d.glob("*.safetensors")):
+        raise CheckpointError(f"{d}: sharded checkpoint folder is missing or empty; {_HINT}")
+    try:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint import HuggingFaceStorageReader
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+    except ImportError as exc:
+        raise CheckpointError(
+            f"{d}: reading a sharded checkpoint needs torch.distributed.checkpoint's safetensors "
+            f"reader, absent from torch {torch.__version__} ({exc}); upgrade torch to 2.8 or newer"
+        ) from exc
+    try:
+        meta = HuggingFaceStorageReader(str(d)).read_metadata()
+        full: dict[str, torch.Tensor] = {}
+        for fqn, md in meta.state_dict_metadata.items():
+            if isinstance(md, TensorStorageMetadata):
+                full[fqn] = torch.empty(md.size, dtype=md.properties.dtype)
+        with warnings.catch_warnings():  # no_dist is what we ask for, not a fallback to warn about
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+            dcp.load(full, storage_reader=HuggingFaceStorageReader(str(d)), no_dist=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{d}: sharded checkpoint is corrupt or incomplete ({detail}); {_HINT}") from exc
+    return full
+
+
+def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """``sharded.json`` of a sharded checkpoint: ``param_groups``, ``scalars`` (non-tensor
+    optimizer state) and ``aliases`` (tied state-dict name -> the stored name)."""
+    path = Path(directory) / SHARDED_META
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            "param_groups": [{k: ckpt.from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
+            "scalars": dict(body.get("scalars", {})),
+            "aliases": dict(body.get("aliases", {})),
+        }
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
+
+
+def read_model_state(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The full model state dict (CPU tensors, tied names included) of a checkpoint folder of
+    either layout."""
+    d = Path(directory)
+    if layout_of(d) == "full":
+        return ckpt.load_model_state(d / ckpt.MODEL_FILE)
+    model = read_sharded_tensors(d / MODEL_DIR)
+    for alias, name in read_sharded_meta(d)["aliases"].items():
+        if name not in model:
+            raise CheckpointError(
+                f"{d / SHARDED_META}: tied weight {alias!r} points at {name!r}, which {MODEL_DIR}/ does not "
+                f"hold; the checkpoint is damaged, {_HINT}"
+            )
+        model[alias] = model[name]
+    return model
+
+
+def read_optimizer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The optimizer state ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by parameter
+    name, of a checkpoint folder of either layout (what :func:`ckpt.load_optimizer_state` returns)."""
+    d = Path(directory)
+    if layout_of(d) == "full":
+        return ckpt.load_optimizer_state(d / ckpt.OPTIMIZER_FILE)
+    meta = read_sharded_meta(d)
+    shards = d / OPTIMIZER_DIR
+    if not shards.is_dir():
+        raise CheckpointError(f"{shards}: optimizer shards folder is missing; the checkpoint is incomplete, {_HINT}")
+    # An optimizer without tensor state (before its first step, SGD without momentum) writes an
+    # empty folder.
+    tensors = read_sharded_tensors(shards) if any(shards.glob("*.safetensors")) else {}
+    return {"state": unflatten_optimizer_state(tensors, meta["scalars"]), "param_groups": meta["param_groups"]}
+
+
+def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model state dict, named optimizer state dict ``{"state", "param_groups"}``) of either
+    layout, as full CPU tensors, without a process group."""
+    return read_model_state(directory), read_optimizer_state(directory)
