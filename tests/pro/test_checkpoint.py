@@ -42,6 +42,7 @@ def hops(pro_runs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"name": "ddp_from_sharded", "config": tiny_run("ddp", 6), "resume": sharded},
         {"name": "fsdp_sharded_resume", "config": tiny_run("fsdp", 6, options={"checkpoint": "sharded"}),
          "resume": sharded},
+        {"name": "pipeline_from_sharded", "config": tiny_run("pipeline", 6), "resume": sharded},
         {"name": "hop4", "config": tiny_run("deepspeed", REF_STEPS, options={"stage": 3}), "resume": hop3},
         {"name": "ds1_from_ddp", "config": tiny_run("deepspeed", REF_STEPS, options={"stage": 1}), "resume": hop3},
         {"name": "ds2_from_sharded", "config": tiny_run("deepspeed", 6, options={"stage": 2}), "resume": sharded},
@@ -107,6 +108,12 @@ def test_sharded_checkpoint_loads_under_other_strategies(name: str, hops: dict, 
     got = _losses_from(hops["records"][name], 5)
     assert got == pytest.approx(losses(single_reference["records"])[4:6], rel=RTOL)
     _assert_same_state(hops["dir"] / name / "checkpoints" / "step-6", _ref(single_reference, 6))
+
+
+def test_sharded_checkpoint_resumes_under_pipeline(hops: dict, single_reference: dict) -> None:
+    """Each pipeline stage picks its own parameters and optimizer state out of the DCP shards."""
+    got = _losses_from(hops["records"]["pipeline_from_sharded"], 5)
+    assert got == pytest.approx(losses(single_reference["records"])[4:6], rel=RTOL)
 
 
 def test_sharded_layout_is_per_rank_safetensors(hops: dict) -> None:

@@ -83,8 +83,8 @@ def merge_parts(directory: Path, n_parts: int) -> None:
 
 
 def load_stage(module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path, *, tied_copy: bool) -> None:
-    """Load this stage's parameters and optimizer state from a canonical checkpoint written by
-    any strategy (collective under FSDP)."""
+    """Load this stage's parameters and optimizer state from a checkpoint of either layout
+    written by any strategy (collective under FSDP)."""
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
@@ -92,8 +92,8 @@ def load_stage(module: nn.Module, optimizer: torch.optim.Optimizer, directory: P
     )
 
     model_path = directory / ckpt.MODEL_FILE
-    full = ckpt.load_model_state(model_path)
-    named = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
+    full = ckpt.load_model_state(directory)  # either layout: full files or DCP shards
+    named = ckpt.load_optimizer_state(directory)
     own = module.state_dict()
     if tied_copy and TIED_COPY not in full and TIED_SOURCE in full:
         full[TIED_COPY] = full[TIED_SOURCE]
