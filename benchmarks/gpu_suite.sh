@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu-final mfu-small scale scale2 scale-bf16 scale-static largest largest-offload mem lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale-bf16 scale-static largest largest-offload mem lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -23,6 +23,10 @@ run() {  # run NAME TIMEOUT CMD...: skipped or cut short when the call's BUDGET 
   tar czf "$OUT/results.tgz" -C "$RES" --exclude='*.safetensors' .  # what finished comes back even if cut
 }
 BT="python3 -m deepseek bench train --precision bf16"
+# Clocks, power and temperature of every GPU once a second, for the whole call.
+nvidia-smi --query-gpu=timestamp,index,clocks.sm,power.draw,power.limit,temperature.gpu,utilization.gpu \
+  --format=csv,noheader -l 1 >"$RES/gpu-samples.csv" 2>/dev/null &
+SAMPLER=$!
 LAUNCH="python3 -m deepseek launch -n 2 --"
 for group in "$@"; do
   case $group in
@@ -52,6 +56,55 @@ for group in "$@"; do
     ( run mfu-accum4 280 env CUDA_VISIBLE_DEVICES=1 $BT $M --steps 8 --warmup 3 --grad-accum 4 \
         --baseline --baseline-variants compile --json "$RES/mfu-accum4.json" ) > "$RES/chain1.txt" 2>&1 &
     wait; cat "$RES/chain0.txt" "$RES/chain1.txt";;
+  mfu4)  # session 3: batched loss reads (--log-every) and accumulation, two chains at once (GPU 0 and GPU 1)
+    M="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual"
+    ( run mfu4-read1 300 env CUDA_VISIBLE_DEVICES=0 $BT $M --steps 20 --warmup 6 --log-every 1 --profile \
+        --json "$RES/mfu4-read1.json"
+      run mfu4-read10 300 env CUDA_VISIBLE_DEVICES=0 $BT $M --steps 20 --warmup 6 --log-every 10 --profile \
+        --baseline --baseline-variants compile --json "$RES/mfu4-read10.json" ) > "$RES/chain0.txt" 2>&1 &
+    ( run mfu4-accum4 300 env CUDA_VISIBLE_DEVICES=1 $BT $M --steps 10 --warmup 3 --grad-accum 4 --log-every 10 \
+        --baseline --baseline-variants compile --json "$RES/mfu4-accum4.json"
+      run mfu4-accum8 240 env CUDA_VISIBLE_DEVICES=1 $BT $M --steps 6 --warmup 2 --grad-accum 8 --log-every 10 \
+        --json "$RES/mfu4-accum8.json" ) > "$RES/chain1.txt" 2>&1 &
+    wait; cat "$RES/chain0.txt" "$RES/chain1.txt";;
+  scale3)  # session 3: ddp without a Python comm hook, NCCL stream priority and channel count, a profiled ddp
+    # step (exposed communication), fsdp; loss read every 10 steps; weights made on the GPU
+    S="--model 1.3b --batch 8 --seq 2048 --steps 10 --warmup 3 --log-every 10 --init-device device"
+    run s3-single 120 env CUDA_VISIBLE_DEVICES=0 $BT $S --profile --json "$RES/s3-single.json"
+    run s3-ddp 120 $LAUNCH bench train $S --precision bf16 --strategy ddp --profile --json "$RES/s3-ddp.json"
+    run s3-ddp-hipri 120 env TORCH_NCCL_HIGH_PRIORITY=1 $LAUNCH bench train $S --precision bf16 --strategy ddp \
+      --json "$RES/s3-ddp-hipri.json"
+    run s3-ddp-ch8 120 env NCCL_MAX_NCHANNELS=8 $LAUNCH bench train $S --precision bf16 --strategy ddp \
+      --json "$RES/s3-ddp-ch8.json"
+    run s3-fsdp 120 $LAUNCH bench train $S --precision bf16 --strategy fsdp --profile --json "$RES/s3-fsdp.json"
+    A="--model 1.3b --batch 8 --seq 2048 --steps 4 --warmup 2 --grad-accum 4 --log-every 10 --init-device device"
+    run s3-single-accum4 120 env CUDA_VISIBLE_DEVICES=0 $BT $A --json "$RES/s3-single-accum4.json"
+    run s3-ddp-accum4 120 $LAUNCH bench train $A --precision bf16 --strategy ddp --json "$RES/s3-ddp-accum4.json"
+    C="$S --compile --compile-scope blocks --attention cudnn --no-fp32-residual"  # the trainer's train.compile
+    run s3c-single 200 env CUDA_VISIBLE_DEVICES=0 $BT $C --json "$RES/s3c-single.json"
+    run s3c-ddp 200 $LAUNCH bench train $C --precision bf16 --strategy ddp --json "$RES/s3c-ddp.json";;
+  scale4)  # session 3: NCCL picked its LL protocol for DDP's buckets (2x the bytes on the wire, and the GPUs
+    # run at their 700 W cap): Simple and LL128 side by side; then the trainer's compiled blocks, with and
+    # without accumulation, under the best protocol
+    S="--model 1.3b --batch 8 --seq 2048 --steps 10 --warmup 3 --log-every 10 --init-device device"
+    run s4-single 120 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/s4-single.json"
+    run s4-ddp-simple 120 env NCCL_PROTO=Simple $LAUNCH bench train $S --precision bf16 --strategy ddp --profile \
+      --json "$RES/s4-ddp-simple.json"
+    run s4-ddp-ll128 120 env NCCL_PROTO=LL128 $LAUNCH bench train $S --precision bf16 --strategy ddp \
+      --json "$RES/s4-ddp-ll128.json"
+    run s4-ddp-simple-b100 120 env NCCL_PROTO=Simple $LAUNCH bench train $S --precision bf16 --strategy ddp \
+      --strategy-option bucket_cap_mb=100 --json "$RES/s4-ddp-simple-b100.json"
+    run s4-fsdp-simple 120 env NCCL_PROTO=Simple $LAUNCH bench train $S --precision bf16 --strategy fsdp \
+      --json "$RES/s4-fsdp-simple.json"
+    C="$S --compile --compile-scope blocks --attention cudnn --no-fp32-residual"
+    run s4c-single 150 env CUDA_VISIBLE_DEVICES=0 $BT $C --json "$RES/s4c-single.json"
+    run s4c-ddp-simple 150 env NCCL_PROTO=Simple $LAUNCH bench train $C --precision bf16 --strategy ddp \
+      --json "$RES/s4c-ddp-simple.json"
+    A="--model 1.3b --batch 8 --seq 2048 --steps 4 --warmup 2 --grad-accum 4 --log-every 10 --init-device device"
+    A="$A --compile --compile-scope blocks --attention cudnn --no-fp32-residual"
+    run s4c-single-accum4 150 env CUDA_VISIBLE_DEVICES=0 $BT $A --json "$RES/s4c-single-accum4.json"
+    run s4c-ddp-accum4 150 env NCCL_PROTO=Simple $LAUNCH bench train $A --precision bf16 --strategy ddp \
+      --json "$RES/s4c-ddp-accum4.json";;
   scale2)  # tokens/s per GPU, 1 GPU single vs 2 GPUs, eager, with the tuning options measured side by side
     S="--model 1.3b --batch 8 --seq 2048 --steps 8 --warmup 3"
     run scale-single 240 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
@@ -120,6 +173,7 @@ for group in "$@"; do
   *) echo "unknown group $group";;
   esac
 done
+kill "$SAMPLER" 2>/dev/null
 find "$RES" -name '*.safetensors' -delete
 tar czf "$OUT/results.tgz" -C "$RES" .
 echo "== done $(date +%T)"

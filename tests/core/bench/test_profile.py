@@ -26,3 +26,24 @@ def test_categorize(kernel: str, category: str) -> None:
 def test_categories_are_distinct() -> None:
     names = [name for name, _ in CATEGORIES]
     assert len(set(names)) == len(names) and "other" not in names
+
+
+def test_timeline_finds_gaps_and_exposed_communication() -> None:
+    from deepseek.bench._profile import timeline
+
+    us = 1000.0  # one millisecond in the profiler's microseconds
+    kernels = [
+        (0 * us, 4 * us, "nvjet_sm90_gemm"),          # compute 0-4
+        (3 * us, 6 * us, "ncclDevKernel_AllReduce"),  # comm 3-6: 1 ms under compute, 2 ms exposed
+        (6 * us, 7 * us, "triton_poi_fused_add"),     # compute 6-7
+        (10 * us, 11 * us, "multi_tensor_apply_kernel"),  # 3 ms idle before it
+        (11.5 * us, 12 * us, "nvjet_sm90_gemm"),      # 0.5 ms idle before it
+    ]
+    got = timeline(kernels, steps=1)
+    assert got["gaps_ms"] == 3.5
+    assert got["exposed_communication_ms"] == 2.0
+    first, second = got["largest_gaps"]
+    assert (first["ms"], first["after"], first["before"]) == (3.0, "triton_poi_fused_add", "multi_tensor_apply_kernel")
+    assert (second["ms"], second["before"]) == (0.5, "nvjet_sm90_gemm")
+    assert timeline(kernels, steps=2)["gaps_ms"] == 1.75
+    assert timeline([], steps=1) == {"gaps_ms": 0.0, "largest_gaps": [], "exposed_communication_ms": 0.0}

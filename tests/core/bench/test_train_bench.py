@@ -34,9 +34,11 @@ def test_tiny_on_cpu_writes_json_and_matches_the_plain_loop(tmp_path: Path) -> N
     for row in (ours, plain):
         assert row["steps"] == 3 and len(row["step_times_s"]) == 3
         assert row["median_step_s"] > 0 and row["tokens_per_s"] > 0 and row["tflops"] > 0
+        assert row["tokens_per_s"] == pytest.approx(4 * 128 / (sum(row["step_times_s"]) / 3))
         assert row["mfu"] is None and row["peak_memory_bytes"] > 0
         assert row["memory_kind"].startswith("process peak RSS")
-    assert ours["host_syncs_per_step"] == 1 and plain["host_syncs_per_step"] == 0
+    assert ours["host_syncs_per_step"] == 1 and plain["host_syncs_per_step"] == 0  # CPU: read every step
+    assert "read every 1" in ours["name"]
     # Same seed, same batches, same AdamW settings: the two loops train identically.
     assert ours["loss_first"] == pytest.approx(plain["loss_first"], rel=1e-5)
     assert ours["loss_last"] == pytest.approx(plain["loss_last"], rel=1e-4)
@@ -49,6 +51,17 @@ def _non_embedding(model: dict) -> int:
     n = gpt_param_count(vocab_size=model["vocab_size"], d_model=model["d_model"], n_layers=model["n_layers"],
                         d_ff=model["d_ff"], max_seq_len=model["max_seq_len"])
     return n - model["max_seq_len"] * model["d_model"]
+
+
+def test_log_every_sets_our_read_interval(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--seq", "64", "--batch", "2", "--steps", "4", "--warmup", "0",
+            "--device", "cpu", "--precision", "fp32", "--log-every", "4", "--json", str(out)]
+    result = CliRunner().invoke(train_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (ours,) = json.loads(out.read_text())["rows"]
+    assert "read every 4" in ours["name"] and ours["host_syncs_per_step"] == 0.25
+    assert ours["loss_last"] < ours["loss_first"]
 
 
 def test_peak_table() -> None:

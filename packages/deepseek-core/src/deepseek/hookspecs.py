@@ -174,7 +174,11 @@ def deepseek_train_start(trainer: Trainer) -> None:
 
 @hookspec
 def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-    """Called after each optimizer step with that step's metrics (``loss``, ``lr``, ...).
+    """Called once per optimizer step with that step's metrics (``loss``, ``lr``, ...), in step
+    order, once the step's loss and gradient norm have been read from the device. Reading is
+    batched (``logging.every_n_steps``, default 10 on an accelerator): the calls for steps
+    ``k+1 .. k+N`` come together after step ``k+N``, so ``trainer.step`` may be ahead of ``step``.
+    Every step is read before an evaluation, a checkpoint and the end.
 
     ``metrics`` may be extended in place: whatever a plugin adds is logged with the step.
     Raising stops training: ``deepseek_train_end`` is still called, then the error propagates

@@ -38,6 +38,8 @@ class Row:
     steps: int
     median_step_s: float
     mean_step_s: float
+    """Mean of the timed steps (CUDA events, or ``perf_counter`` on the CPU): tokens/s and MFU."""
+    wall_step_s: float
     tokens_per_s: float
     tflops: float
     mfu: float | None
@@ -45,7 +47,7 @@ class Row:
     memory_kind: str
     loss_first: float
     loss_last: float
-    host_syncs_per_step: int
+    host_syncs_per_step: float
     step_times_s: list[float] = field(default_factory=list)
 
 
@@ -64,8 +66,9 @@ def _rss_peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _count_syncs(step: Callable[[int], Any], i: int) -> int:
-    """Host syncs one (untimed) CUDA step makes, from ``torch.cuda.set_sync_debug_mode``."""
+def _count_syncs(step: Callable[[int], Any], first: int, window: int) -> float:
+    """Host syncs per step over ``window`` more (untimed) CUDA steps, from
+    ``torch.cuda.set_sync_debug_mode``."""
     import warnings
 
     import torch
@@ -74,16 +77,18 @@ def _count_syncs(step: Callable[[int], Any], i: int) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            step(i)
+            for i in range(first, first + window):
+                step(i)
             torch.cuda.set_sync_debug_mode("default")
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return sum("synchroniz" in str(w.message) for w in caught) / window
 
 
-def measure(step: Callable[[int], Any], s: Any, device: Any, syncs: int) -> tuple[Any, ...]:
+def measure(step: Callable[[int], Any], s: Any, device: Any, syncs: float, window: int = 1) -> tuple[Any, ...]:
     """Run warm-up then measured steps; return step times, wall mean, peak memory, losses and
-    the host syncs per step (counted on CUDA after the timing; ``syncs`` on the CPU)."""
+    the host syncs per step (counted on CUDA after the timing over ``window`` steps, the
+    read interval; ``syncs`` on the CPU)."""
     import torch
 
     cuda = device.type == "cuda"
@@ -112,18 +117,21 @@ def measure(step: Callable[[int], Any], s: Any, device: Any, syncs: int) -> tupl
         peak = _rss_peak()
     wall = (time.perf_counter() - start) / s.steps
     if cuda:
-        syncs = _count_syncs(step, s.warmup + s.steps)
+        done = s.warmup + s.steps
+        syncs = _count_syncs(step, done + (-done) % window, window)  # one whole read window
     return times, wall, peak, losses, syncs
 
 
 def make_row(name: str, path: str, compiled: bool, s: Any, measured: Any,
          flops_per_token: int, tokens_per_step: int, peak: float | None, kind: str) -> Row:
     times, wall, mem, losses, syncs = measured
-    median = statistics.median(times)
-    tps = tokens_per_step / median
+    # The mean, not the median: with batched loss reads only some steps wait for the host.
+    mean = sum(times) / len(times)
+    tps = tokens_per_step / mean
     values = [float(v) for v in losses]
     return Row(
-        name=name, path=path, compile=compiled, steps=s.steps, median_step_s=median, mean_step_s=wall,
+        name=name, path=path, compile=compiled, steps=s.steps, median_step_s=statistics.median(times),
+        mean_step_s=mean, wall_step_s=wall,
         tokens_per_s=tps, tflops=tps * flops_per_token / 1e12,
         mfu=(tps * flops_per_token / (peak * 1e12)) if peak else None, peak_memory_bytes=int(mem),
         memory_kind=kind, loss_first=values[0], loss_last=values[-1], host_syncs_per_step=syncs,

@@ -3,14 +3,16 @@ with a plain PyTorch loop of the same model (eager and ``torch.compile``) in the
 
 Our path is exactly the trainer's: the model is built and prepared by
 :mod:`deepseek.training.build` (``build_model``, ``prepare_model``, ``optimizer_factory``), and
-each step is ``set_lr -> forward_backward -> clip_grad_norm -> optimizer_step -> zero_grad ->
-loss.item()`` on a strategy from ``create_strategy``. The plain loop is what a user would write:
+each step is ``set_lr -> forward_backward -> clip_grad_norm -> optimizer_step -> zero_grad`` on a
+strategy from ``create_strategy``, and the loss and gradient norm are read from the device every
+``--log-every`` steps, as the trainer's ``logging.every_n_steps`` does. The plain loop is what a user would write:
 autocast, ``loss.backward()``, ``clip_grad_norm_``, AdamW (``fused=True`` on CUDA), no host sync.
 
 Timing: warm-up steps (compilation included) are excluded; each measured step is bracketed by
 CUDA events (no extra host sync; one ``synchronize`` at the end) or ``perf_counter`` on CPU;
-the median step time is reported. On CUDA one extra untimed step runs under
-``torch.cuda.set_sync_debug_mode("warn")`` to count the host syncs a step makes. Tokens/s are
+the mean step time (the steps that read the loss included) gives tokens/s and MFU; the median
+is kept too. On CUDA one more untimed read window runs under
+``torch.cuda.set_sync_debug_mode("warn")`` to count the host syncs per step. Tokens/s are
 per device (``batch * seq`` per step). MFU uses the PaLM formula, ``GPT.flops_per_token``:
 ``6 N + 12 L d T`` FLOPs per token, ``N`` = parameters without the position table (the tied
 token table stays in, it is the LM head's matmul weight), divided by the device's dense peak.
@@ -30,6 +32,7 @@ from typing import Any
 import click
 
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
+from deepseek.training.metrics import read_scalars
 
 
 @dataclass
@@ -51,6 +54,7 @@ class BenchSettings:
     activation_checkpointing: bool = False
     init_device: str = "cpu"
     grad_accum: int = 1
+    log_every: int | None = None
     fp32_residual: bool = True
     model_options: tuple[str, ...] = ()
     profile: bool = False
@@ -160,19 +164,30 @@ def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[]
     strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
     rows = s.batch * s.grad_accum * strategy.dp_size
     batches = _batches(s, model.config.vocab_size, rows, strategy.device.type == "cuda")
+    every = read_every(s, strategy.device)
+    pending: list[Any] = []
 
-    def step(i: int) -> float:
+    def step(i: int) -> Any:
         strategy.set_lr(s.lr)
         x, y = strategy.shard_batch(batches[i % len(batches)])
         loss = strategy.forward_backward(list(zip(x.split(s.batch), y.split(s.batch), strict=True)))
         norm = strategy.clip_grad_norm(cfg.train.grad_clip)
         strategy.optimizer_step()
         strategy.zero_grad()
-        value = float(loss.item())  # the trainer logs every step's loss and gradient norm
-        float(norm)
-        return value
+        pending.extend((loss, norm))
+        if (i + 1) % every == 0:  # the trainer's read of the window's losses and norms
+            read_scalars(pending)
+            pending.clear()
+        return loss
 
     return step, strategy, model, strategy.teardown
+
+
+def read_every(s: BenchSettings, device: Any) -> int:
+    """Steps between reads of the loss (``--log-every``, else the trainer's default)."""
+    if s.log_every is not None:
+        return s.log_every
+    return 1 if device.type == "cpu" else 10
 
 
 def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tuple[Callable[[int], Any], Any]:
@@ -257,14 +272,17 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
         tokens = s.batch * s.seq * s.grad_accum
         opts = f"({','.join(s.strategy_options)})" if s.strategy_options else ""
         ours = f"deepseek {s.strategy}{opts}" + (f" + compile ({s.compile_scope})" if s.compile else "")
-        # Known sync of our path: the trainer reads the loss (and the gradient norm) every step.
-        rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 1), flops, tokens, peak, kind)]
+        every = read_every(s, device)
+        ours += f", read every {every}"
+        # On the CPU, syncs are counted from what our path does: one read per window.
+        rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 1 / every, window=every),
+                         flops, tokens, peak, kind)]
         dp_size, world = strategy.dp_size, strategy.world_size
         profiled = None
         if s.profile and device.type == "cuda":
             from deepseek.bench._profile import profile_steps
 
-            profiled = profile_steps(step, s.warmup + s.steps + 1, 3, rows[0].median_step_s)
+            profiled = profile_steps(step, s.warmup + s.steps + 1, 3, rows[0].mean_step_s)
         del step, model
         if s.baseline and world == 1:
             strategy.model = strategy.optimizer = None
@@ -297,11 +315,11 @@ def _print(result: dict[str, Any]) -> None:
              f"{st['steps']} steps after {st['warmup']} warm-up, on {d['name']} (peak "
              f"{d['peak_tflops'] or 'n/a'} TFLOP/s)")
     table = Table(title=title, title_justify="left")
-    for col in ("variant", "median step ms", "tokens/s", "TFLOP/s", "MFU", "peak memory GiB", "loss first->last"):
+    for col in ("variant", "mean step ms", "tokens/s", "TFLOP/s", "MFU", "peak memory GiB", "loss first->last"):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for r in result["rows"]:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-        table.add_row(r["name"], f"{r['median_step_s'] * 1e3:.1f}", f"{r['tokens_per_s']:,.0f}",
+        table.add_row(r["name"], f"{r['mean_step_s'] * 1e3:.1f}", f"{r['tokens_per_s']:,.0f}",
                       f"{r['tflops']:.2f}", mfu, f"{r['peak_memory_bytes'] / 1024**3:.2f}",
                       f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}")
     console = Console()
@@ -347,6 +365,8 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
               help="train.init_device: create the weights on the CPU or directly on the device.")
 @click.option("--grad-accum", type=int, default=1, show_default=True,
               help="Micro-batches per optimizer step (each --batch rows), for both paths.")
+@click.option("--log-every", type=int, help="Read the loss every N steps (logging.every_n_steps; "
+              "default: 1 on the CPU, 10 on CUDA).")
 @click.option("--fp32-residual/--no-fp32-residual", default=True, show_default=True,
               help="Our path's precision.fp32_residual (false: residual stream in bf16).")
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
@@ -367,8 +387,8 @@ def train_command(compile_: bool, json_path: Path | None, **options: Any) -> Non
     from deepseek.errors import UsageError
 
     s = BenchSettings(compile=compile_, **options)
-    for opt in ("batch", "seq", "steps", "grad_accum"):
-        if getattr(s, opt) < 1:
+    for opt in ("batch", "seq", "steps", "grad_accum", "log_every"):
+        if getattr(s, opt) is not None and getattr(s, opt) < 1:
             raise UsageError(f"--{opt.replace('_', '-')}: must be >= 1, got {getattr(s, opt)}")
     if s.warmup < 0:
         raise UsageError(f"--warmup: must be >= 0, got {s.warmup}")

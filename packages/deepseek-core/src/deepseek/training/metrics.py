@@ -163,3 +163,20 @@ def plot_losses(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[str
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def read_scalars(values: list[Any]) -> list[float]:
+    """``values`` (0-dim tensors on any devices, or plain numbers) as floats, with one copy to the
+    host per device."""
+    import torch
+
+    out: list[float | None] = [None if isinstance(v, torch.Tensor) else float(v) for v in values]
+    by_device: dict[torch.device, list[int]] = {}
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor):
+            by_device.setdefault(v.device, []).append(i)
+    for indices in by_device.values():
+        read = torch.stack([values[i].float().reshape(()) for i in indices]).tolist()
+        for i, x in zip(indices, read, strict=True):
+            out[i] = x
+    return [float(x) for x in out]  # type: ignore[arg-type]

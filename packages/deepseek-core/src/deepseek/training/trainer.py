@@ -36,6 +36,7 @@ from deepseek.training.metrics import (
     ProgressBar,
     plot_losses,
     read_metrics,
+    read_scalars,
 )
 from deepseek.training.schedule import WarmupCosine
 from deepseek.training.strategy import Strategy
@@ -84,6 +85,8 @@ class Trainer:
         self.strategy: Strategy | None = None
         self.last_checkpoint: Path | None = None
         self._tokens_seen = 0
+        self._pending: list[dict[str, Any]] = []
+        self._window_start = 0.0
 
     # ------------------------------------------------------------------ views for plugins
 
@@ -225,31 +228,49 @@ class Trainer:
         show = self.strategy.is_global_zero and cfg.logging.progress and not self.quiet
         progress = ProgressBar(cfg.train.max_steps, start=self.step, enabled=show)
         self.progress = progress
+        every = self.read_every()
+        first = self.step + 1
         try:
             self.hooks.deepseek_train_start(trainer=self)
             try:
                 if self.step == 0:
                     self._evaluate(progress)
                 while self.step < cfg.train.max_steps:
-                    record = self._train_step()
-                    progress.update(self.step, record["loss"], record["tokens_per_s"])
-                    interval = cfg.train.eval_interval
-                    if self.step == cfg.train.max_steps or (interval and self.step % interval == 0):
+                    self._train_step()
+                    interval, keep = cfg.train.eval_interval, cfg.checkpoint.interval
+                    last = self.step == cfg.train.max_steps
+                    evaluate = last or bool(interval and self.step % interval == 0)
+                    save = (cfg.checkpoint.at_end and last) or bool(keep and self.step % keep == 0)
+                    if evaluate or save or self.step == first or len(self._pending) >= every:
+                        self._read_pending(progress)
+                    if evaluate:
                         self._evaluate(progress)
-                    every = cfg.checkpoint.interval
-                    at_end = cfg.checkpoint.at_end and self.step == cfg.train.max_steps
-                    if at_end or (every and self.step % every == 0):
+                    if save:
                         self.save_checkpoint()
             finally:
+                if self._pending:  # an error stopped the loop: keep what the finished steps measured
+                    with contextlib.suppress(Exception):
+                        for record in self._records(self._take_pending()):
+                            self.metrics_out.write(record)
                 progress.close()
                 self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
         finally:
             self.metrics_out.close()
 
-    def _train_step(self) -> dict[str, Any]:
+    def read_every(self) -> int:
+        """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
+        default 1 on the CPU, 10 on an accelerator, where a sync per step leaves it idle)."""
+        assert self.strategy is not None
+        chosen = self.config.logging.every_n_steps
+        if chosen is not None:
+            return chosen
+        return 1 if self.strategy.device.type == "cpu" else 10
+
+    def _train_step(self) -> None:
         assert self.strategy is not None
         strategy, cfg = self.strategy, self.config
-        start = time.perf_counter()
+        if not self._pending:
+            self._window_start = time.perf_counter()
         step = self.step + 1
         lr = self.schedule(step)
         strategy.set_lr(lr)
@@ -259,30 +280,49 @@ class Trainer:
         grad_norm = strategy.clip_grad_norm(cfg.train.grad_clip)
         stepped = strategy.optimizer_step()
         strategy.zero_grad()
-        loss_value = float(loss.item())  # the step's one host sync
-        grad_norm = float(grad_norm)
-        elapsed = time.perf_counter() - start
-        tokens = cfg.data.batch_size * cfg.data.seq_len
         self.step = step
-        self._tokens_seen += tokens
-        record: dict[str, Any] = {
+        self._tokens_seen += cfg.data.batch_size * cfg.data.seq_len
+        entry: dict[str, Any] = {
             "step": step,
-            "loss": loss_value,
+            "loss": loss.detach() if isinstance(loss, torch.Tensor) else loss,
             "lr": lr,
-            "grad_norm": grad_norm,
+            "grad_norm": grad_norm.detach() if isinstance(grad_norm, torch.Tensor) else grad_norm,
             "tokens": self._tokens_seen,
-            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-            "step_time": elapsed,
             "skipped": int(not stepped),
         }
         if self.precision.scaler is not None:
-            record["loss_scale"] = self.precision.loss_scale
-        record.update(strategy.step_metrics())
-        self.hooks.deepseek_train_step_end(trainer=self, step=step, metrics=record)
-        self.history.append(record)
-        self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
-        self.metrics_out.write(record)
-        return record
+            entry["loss_scale"] = self.precision.loss_scale
+        entry.update(strategy.step_metrics())
+        self._pending.append(entry)
+
+    def _take_pending(self) -> list[dict[str, Any]]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    def _records(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The finished records of ``pending`` steps: device scalars read in one go, the window's
+        wall time shared evenly between its steps."""
+        values = read_scalars([v for e in pending for v in (e["loss"], e["grad_norm"])])
+        seconds = (time.perf_counter() - self._window_start) / max(len(pending), 1)
+        tokens = self.config.data.batch_size * self.config.data.seq_len
+        records = []
+        for i, e in enumerate(pending):
+            record = {"step": e["step"], "loss": values[2 * i], "lr": e["lr"], "grad_norm": values[2 * i + 1],
+                      "tokens": e["tokens"], "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+                      "step_time": seconds}
+            record.update({k: v for k, v in e.items() if k not in record})
+            records.append(record)
+        return records
+
+    def _read_pending(self, progress: ProgressBar) -> None:
+        """Read the steps since the last read (one host sync), then log them and run their hooks."""
+        for record in self._records(self._take_pending()):
+            step = record["step"]
+            self.hooks.deepseek_train_step_end(trainer=self, step=step, metrics=record)
+            self.history.append(record)
+            self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
+            self.metrics_out.write(record)
+            progress.update(step, record["loss"], record["tokens_per_s"])
 
     def evaluate(self) -> float:
         """Mean validation loss over the first ``data.eval_batches`` validation batches."""

@@ -1,5 +1,6 @@
 """``ddp``: torch DistributedDataParallel, one full replica per rank, optional gradient
 compression (fp16 / bf16 / PowerSGD) with the communicated bytes counted every step.
+Without compression no communication hook is registered (DDP's C++ all-reduce runs alone).
 
 Gradient accumulation skips the all-reduce on all but the last micro-batch (``no_sync``).
 Activation checkpointing is the model's own (``train.activation_checkpointing``), mixed precision
@@ -76,6 +77,7 @@ class DDPStrategy(DistributedStrategy):
         super().__init__(options, precision=precision)
         self.ddp: DistributedDataParallel | None = None
         self.hook: CountingHook | None = None
+        self._plain_bytes = 0.0
         self._metrics: dict[str, float] = {}
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
@@ -88,15 +90,21 @@ class DDPStrategy(DistributedStrategy):
             static_graph=o.static_graph,
             gradient_as_bucket_view=True,
         )
-        psgd = PowerSGDConfig(
-            rank=o.powersgd_rank,
-            start_iter=o.powersgd_start_iter,
-            error_feedback=o.powersgd_error_feedback,
-            warm_start=o.powersgd_warm_start,
-            min_compression_rate=o.powersgd_min_compression_rate,
-        )
-        self.hook = CountingHook(o.compression, powersgd=psgd)
-        self.ddp.register_comm_hook(state=None, hook=self.hook.as_hook())
+        if o.compression == "none":
+            # DDP's own C++ all-reduce: no Python on the backward's critical path. Every bucket
+            # holds exactly the gradients, so the bytes sent per step are known up front.
+            grads = [p for p in model.parameters() if p.requires_grad]  # tied weights once
+            self._plain_bytes = float(sum(p.numel() * p.element_size() for p in grads))
+        else:
+            psgd = PowerSGDConfig(
+                rank=o.powersgd_rank,
+                start_iter=o.powersgd_start_iter,
+                error_feedback=o.powersgd_error_feedback,
+                warm_start=o.powersgd_warm_start,
+                min_compression_rate=o.powersgd_min_compression_rate,
+            )
+            self.hook = CountingHook(o.compression, powersgd=psgd)
+            self.ddp.register_comm_hook(state=None, hook=self.hook.as_hook())
         self.model = self.ddp
         self.optimizer = optimizer_factory(model.parameters())
 
@@ -107,9 +115,13 @@ class DDPStrategy(DistributedStrategy):
         return self.ddp.module
 
     def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
-        assert self.ddp is not None and self.hook is not None, "call setup() first"
+        assert self.ddp is not None, "call setup() first"
         loss = self.accumulate(self.ddp, micro_batches, no_sync=self.ddp.no_sync)
-        self._metrics = self.hook.take()
+        if self.hook is not None:
+            self._metrics = self.hook.take()
+        else:
+            sent = self._plain_bytes
+            self._metrics = {"comm_bytes": sent, "comm_bytes_uncompressed": sent, "comm_reduction": 0.0}
         return loss
 
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
