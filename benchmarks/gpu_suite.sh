@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale-bf16 scale-static largest largest-offload mem lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -105,6 +105,35 @@ for group in "$@"; do
     run s4c-single-accum4 150 env CUDA_VISIBLE_DEVICES=0 $BT $A --json "$RES/s4c-single-accum4.json"
     run s4c-ddp-accum4 150 env NCCL_PROTO=Simple $LAUNCH bench train $A --precision bf16 --strategy ddp \
       --json "$RES/s4c-ddp-accum4.json";;
+  scale5)  # session 3: does overlapping cost more than it hides? one 10 GB bucket (all-reduce after the
+    # backward, no overlap) against the default, eager and compiled
+    S="--model 1.3b --batch 8 --seq 2048 --steps 10 --warmup 3 --log-every 10 --init-device device"
+    run s5-single 120 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/s5-single.json"
+    run s5-ddp 120 $LAUNCH bench train $S --precision bf16 --strategy ddp --json "$RES/s5-ddp.json"
+    run s5-ddp-serial 120 $LAUNCH bench train $S --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=10000 \
+      --profile --json "$RES/s5-ddp-serial.json"
+    run s5-ddp-serial-simple 120 env NCCL_PROTO=Simple $LAUNCH bench train $S --precision bf16 --strategy ddp \
+      --strategy-option bucket_cap_mb=10000 --json "$RES/s5-ddp-serial-simple.json"
+    run s5-ddp-fp16 120 $LAUNCH bench train $S --precision bf16 --strategy ddp --strategy-option 'compression="fp16"' \
+      --json "$RES/s5-ddp-fp16.json"
+    C="$S --compile --compile-scope blocks --attention cudnn --no-fp32-residual"
+    run s5c-single 150 env CUDA_VISIBLE_DEVICES=0 $BT $C --json "$RES/s5c-single.json"
+    run s5c-ddp 150 $LAUNCH bench train $C --precision bf16 --strategy ddp --json "$RES/s5c-ddp.json"
+    run s5c-ddp-serial 150 $LAUNCH bench train $C --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=10000 \
+      --json "$RES/s5c-ddp-serial.json";;
+  scale6)  # session 3: the serial all-reduce (one bucket) ran at ~230 GB/s; more NCCL channels and the
+    # Simple protocol for it, NCCL's own choice logged; compiled blocks and eager
+    S="--model 1.3b --batch 8 --seq 2048 --steps 10 --warmup 3 --log-every 10 --init-device device"
+    C="$S --compile --compile-scope blocks --attention cudnn --no-fp32-residual"
+    N="env NCCL_PROTO=Simple NCCL_MIN_NCHANNELS=32"
+    run s6c-single 150 env CUDA_VISIBLE_DEVICES=0 $BT $C --json "$RES/s6c-single.json"
+    run s6c-ddp-serial-ch32 150 $N NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,TUNING $LAUNCH bench train $C \
+      --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=10000 --profile --json "$RES/s6c-ddp-serial-ch32.json"
+    run s6c-ddp-serial 150 $LAUNCH bench train $C --precision bf16 --strategy ddp --strategy-option bucket_cap_mb=10000 \
+      --json "$RES/s6c-ddp-serial.json"
+    run s6-single 120 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/s6-single.json"
+    run s6-ddp-serial-ch32 120 $N $LAUNCH bench train $S --precision bf16 --strategy ddp \
+      --strategy-option bucket_cap_mb=10000 --json "$RES/s6-ddp-serial-ch32.json";;
   scale2)  # tokens/s per GPU, 1 GPU single vs 2 GPUs, eager, with the tuning options measured side by side
     S="--model 1.3b --batch 8 --seq 2048 --steps 8 --warmup 3"
     run scale-single 240 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"
