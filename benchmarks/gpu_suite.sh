@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -186,6 +186,12 @@ for group in "$@"; do
     [ -n "${ONLY_OFFLOAD:-}" ] || run mem-fsdp 240 $LAUNCH bench train $S --precision bf16 --strategy fsdp --json "$RES/mem-fsdp.json"
     run mem-fsdp-offload 300 $LAUNCH bench train $S --precision bf16 --strategy fsdp \
       --strategy-option cpu_offload=true --json "$RES/mem-fsdp-offload.json";;
+  mem-ds)  # session 3: DeepSpeed's rows of `deepseek advise` against measurement (same settings as mem)
+    S="--model 1.3b --batch 8 --seq 2048 --steps 3 --warmup 1 --activation-checkpointing --init-device device"
+    for st in 1 2 3; do run "mem-ds$st" 150 $LAUNCH bench train $S --precision bf16 --strategy deepspeed \
+      --strategy-option stage=$st --json "$RES/mem-ds$st.json"; done
+    run mem-ds2-offload 240 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=2 \
+      --strategy-option offload_optimizer=true --json "$RES/mem-ds2-offload.json";;
   lat)  # GPU latency: decode step at batch 1, prefill 8 x 512 (small model)
     run lat-decode 240 python3 -m deepseek bench latency --model small --device cuda --mode decode \
       --batch 1 --seq 128 --runs 50 --json "$RES/lat-decode.json"
