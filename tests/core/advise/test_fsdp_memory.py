@@ -1,5 +1,7 @@
 """The memory model against GPU measurements (1.3b on H200), and the FSDP2 behaviour its fsdp rows
-assume, checked with torch's own ``fully_shard`` on the CPU."""
+assume, checked with torch's own ``fully_shard`` on the CPU. The DeepSpeed rows' rule (reduce
+bucket and gradient partitions only in backward, so only the larger of them and the activations
+counts) is what makes ZeRO-1 and ZeRO-2 measure the same peak."""
 
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ MEASURED: tuple[tuple[str, bool, int], ...] = (
     ("zero3", False, 37_091_113_472),
     ("ddp", False, 51_563_987_456),
     ("single", False, 46_710_718_976),
+    # DeepSpeed (`--strategy deepspeed --strategy-option stage=N [offload_optimizer=true]`, third session)
+    ("zero1", True, 14_769_300_480),
+    ("zero2", True, 14_769_300_480),
+    ("zero2+offload", True, 7_520_121_856),
 )
 
 
@@ -155,3 +161,11 @@ def test_largest_trainable_model_on_two_h200(key: str, d_model: int, heads: int,
     assert est.fits == (measured is not None), (est.total / GiB, est.host / GiB)
     if measured is not None:
         assert est.total == pytest.approx(measured, rel=0.05), (est.total / GiB, measured / GiB)
+
+
+def test_deepspeed_peak_is_activations_or_backward_buckets_not_both() -> None:
+    z1, z2 = _estimate_1p3b("zero1", True), _estimate_1p3b("zero2", True)
+    assert z1.activations > z1.buffers + z1.gradients  # so sharding the gradients changes nothing
+    assert z1.total == z2.total == z1.weights + z1.optimizer + z1.activations
+    off = _estimate_1p3b("zero2+offload", True)
+    assert off.total == off.weights + off.activations and off.optimizer == 0

@@ -178,8 +178,12 @@ class StrategySpec:
     offload_params: bool = False
     autocast: bool = False
     grads_persist: bool = False
-    """Gradient memory stays allocated across steps (DDP buckets, DeepSpeed partitions); else
+    """Gradient memory stays allocated across steps (DDP's buckets); else
     ``zero_grad(set_to_none=True)`` frees it, so it never coexists with the forward's activations."""
+    backward_buffers: bool = False
+    """DeepSpeed ZeRO-1/2: gradients go through the reduce bucket into partitions that exist from
+    the first backward hook until the step ends, so bucket and gradients never coexist with the
+    forward's peak activations (measured on 2 x H200, docs/advise.md)."""
     buffers: Literal["none", "deepspeed", "gather"] = "none"
     params_cast_on_gather: bool = False
     """FSDP2 ``MixedPrecisionPolicy(param_dtype=compute)``: parameters are all-gathered in the
@@ -194,18 +198,18 @@ class StrategySpec:
 STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec("single", "single", "single", "core", autocast=True),
     StrategySpec("single+offload", "single+offload", "deepspeed", "pro", shard_grads=True,
-                 shard_optimizer=True, offload_optimizer=True, grads_persist=True, buffers="deepspeed"),
+                 shard_optimizer=True, offload_optimizer=True, backward_buffers=True, buffers="deepspeed"),
     StrategySpec("ddp", "ddp", "ddp", "pro", autocast=True, grads_persist=True),
     StrategySpec("ddp+offload", "ddp+offload", None, None,
                  offload_optimizer=True, autocast=True, grads_persist=True),
-    StrategySpec("zero1", "zero1", "deepspeed", "pro", shard_optimizer=True, grads_persist=True,
+    StrategySpec("zero1", "zero1", "deepspeed", "pro", shard_optimizer=True, backward_buffers=True,
                  buffers="deepspeed"),
     StrategySpec("zero1+offload", "zero1+offload", "deepspeed", "pro", shard_optimizer=True,
-                 offload_optimizer=True, grads_persist=True, buffers="deepspeed"),
+                 offload_optimizer=True, backward_buffers=True, buffers="deepspeed"),
     StrategySpec("zero2", "zero2", "deepspeed", "pro", shard_grads=True, shard_optimizer=True,
-                 grads_persist=True, buffers="deepspeed"),
+                 backward_buffers=True, buffers="deepspeed"),
     StrategySpec("zero2+offload", "zero2+offload", "deepspeed", "pro", shard_grads=True,
-                 shard_optimizer=True, offload_optimizer=True, grads_persist=True, buffers="deepspeed"),
+                 shard_optimizer=True, offload_optimizer=True, backward_buffers=True, buffers="deepspeed"),
     StrategySpec("zero3", "zero3", "fsdp", "pro", shard_weights=True, shard_grads=True,
                  shard_optimizer=True, autocast=True, buffers="gather", params_cast_on_gather=True,
                  foreach_step=True),
@@ -283,6 +287,7 @@ class Estimate:
     host_fits: bool = True
     applicable: bool = True
     grads_persist: bool = True
+    backward_buffers: bool = False
     step_temp: int = 0
     """Optimizer-step temporaries on the GPU (foreach AdamW's ``sqrt(v)``)."""
 
@@ -291,10 +296,13 @@ class Estimate:
         """Peak on one GPU, the larger of two phases on top of weights, optimizer state and
         overhead. Forward/backward: buffers, gradients and activations; gradients freed between
         steps (set_to_none) grow in backward while activations are freed, so only the larger of
-        the two counts, else both. Optimizer step: gradients and the step's temporaries."""
+        the two counts, else both; DeepSpeed's reduce bucket lives only in backward, beside the
+        gradients. Optimizer step: gradients and the step's temporaries."""
         base = self.weights + self.optimizer + self.overhead
         if self.grads_persist:
             train = self.buffers + self.gradients + self.activations
+        elif self.backward_buffers:
+            train = max(self.activations, self.buffers + self.gradients)
         else:
             train = self.buffers + max(self.gradients, self.activations)
         return base + max(train, self.gradients + self.step_temp)
@@ -349,6 +357,7 @@ def estimate_strategy(
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
         applicable=_applicable(spec, setup.gpus), grads_persist=spec.grads_persist,
+        backward_buffers=spec.backward_buffers,
         step_temp=int(temp),
     )
     fits = usable_gpu is not None and est.total <= usable_gpu
