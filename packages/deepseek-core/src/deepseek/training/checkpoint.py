@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,10 @@ from deepseek.training.checkpoint_dirs import (
     resolve_checkpoint,
     step_dir_name,
 )
+from deepseek.training.checkpoint_io import HINT as _HINT
+from deepseek.training.checkpoint_io import load_tensors as _load_tensors
+from deepseek.training.checkpoint_io import save_tensors as _save_tensors
+from deepseek.training.checkpoint_rng import load_rng_state, save_rng_state
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +51,6 @@ if TYPE_CHECKING:
 
 FORMAT = "deepseek-checkpoint"
 FORMAT_VERSION = 1
-_HINT = "resume from an earlier checkpoint or start a fresh run"
 
 __all__ = [
     "FORMAT",
@@ -78,34 +80,6 @@ __all__ = [
     "step_dir_name",
     "write_trainer_state",
 ]
-
-
-# ----------------------------------------------------------------------------- small I/O
-
-
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def _load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-
-    if not path.is_file():
-        raise CheckpointError(f"{path}: {what} file is missing; the checkpoint is incomplete, {_HINT}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            metadata = dict(fh.metadata() or {})
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"{path}: {what} file is corrupt or truncated ({exc}); {_HINT}"
-        ) from exc
-    return tensors, metadata
 
 
 def _cpu_unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -346,51 +320,6 @@ def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
             f"understands ({FORMAT_VERSION}); upgrade deepseek-core"
         )
     return state
-
-
-def save_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> Path:
-    """Write this process's torch, CUDA, python and numpy generator states."""
-    import numpy as np
-    import torch
-
-    tensors = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"torch_cuda.{i}"] = s
-    version, internal, gauss = random.getstate()
-    tensors["python"] = torch.tensor(internal, dtype=torch.int64)
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    tensors["numpy"] = torch.from_numpy(keys.astype(np.int64))
-    meta = {
-        "format": "deepseek-rng",
-        "python": json.dumps([version, gauss]),
-        "numpy": json.dumps([kind, int(pos), int(has_gauss), float(cached)]),
-    }
-    path = Path(directory) / f"rng-{rank}.safetensors"
-    _save_tensors(path, tensors, meta)
-    return path
-
-
-def load_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> None:
-    """Restore what :func:`save_rng_state` wrote (rank 0's file when this rank has none)."""
-    import numpy as np
-    import torch
-
-    path = Path(directory) / f"rng-{rank}.safetensors"
-    if not path.exists():
-        path = Path(directory) / "rng-0.safetensors"
-    tensors, meta = _load_tensors(path, "random generator state")
-    try:
-        torch.set_rng_state(tensors["torch_cpu"])
-        version, gauss = json.loads(meta["python"])
-        random.setstate((version, tuple(int(v) for v in tensors["python"].tolist()), gauss))
-        kind, pos, has_gauss, cached = json.loads(meta["numpy"])
-        np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: random generator state is corrupt ({exc}); {_HINT}") from exc
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
 
 
 def export_weights(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:

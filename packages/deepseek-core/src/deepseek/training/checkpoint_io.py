@@ -1,0 +1,43 @@
+"""Reading and writing one safetensors file of a checkpoint: atomic writes, and errors that
+name the file and what to do."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deepseek.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+HINT = "resume from an earlier checkpoint or start a fresh run"
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write ``tensors`` and string ``metadata`` to ``path`` via a temporary file and a rename."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of ``path``; a missing or corrupt file is a :class:`CheckpointError`
+    naming ``what`` the file holds."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file is missing; the checkpoint is incomplete, {HINT}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            metadata = dict(fh.metadata() or {})
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: {what} file is corrupt or truncated ({exc}); {HINT}"
+        ) from exc
+    return tensors, metadata

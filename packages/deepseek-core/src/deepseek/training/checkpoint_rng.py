@@ -1,0 +1,57 @@
+"""Random generator state of one rank in a checkpoint: ``rng-<rank>.safetensors`` holds torch's
+CPU and CUDA generator states, python's and numpy's (as tensors plus JSON metadata)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from deepseek.errors import CheckpointError
+from deepseek.training.checkpoint_io import HINT, load_tensors, save_tensors
+
+
+def save_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> Path:
+    """Write this process's torch, CUDA, python and numpy generator states."""
+    import numpy as np
+    import torch
+
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda.{i}"] = s
+    version, internal, gauss = random.getstate()
+    tensors["python"] = torch.tensor(internal, dtype=torch.int64)
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["numpy"] = torch.from_numpy(keys.astype(np.int64))
+    meta = {
+        "format": "deepseek-rng",
+        "python": json.dumps([version, gauss]),
+        "numpy": json.dumps([kind, int(pos), int(has_gauss), float(cached)]),
+    }
+    path = Path(directory) / f"rng-{rank}.safetensors"
+    save_tensors(path, tensors, meta)
+    return path
+
+
+def load_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> None:
+    """Restore what :func:`save_rng_state` wrote (rank 0's file when this rank has none)."""
+    import numpy as np
+    import torch
+
+    path = Path(directory) / f"rng-{rank}.safetensors"
+    if not path.exists():
+        path = Path(directory) / "rng-0.safetensors"
+    tensors, meta = load_tensors(path, "random generator state")
+    try:
+        torch.set_rng_state(tensors["torch_cpu"])
+        version, gauss = json.loads(meta["python"])
+        random.setstate((version, tuple(int(v) for v in tensors["python"].tolist()), gauss))
+        kind, pos, has_gauss, cached = json.loads(meta["numpy"])
+        np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: random generator state is corrupt ({exc}); {HINT}") from exc
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
