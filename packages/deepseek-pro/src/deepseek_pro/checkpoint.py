@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.checkpoint import check_model_fit
 from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
     OPTIMIZER_DIR,
@@ -90,20 +91,6 @@ def tied_aliases(module: nn.Module) -> dict[str, str]:
         else:
             first[id(p)] = name
     return out
-
-
-def check_model_fit(model_state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Path) -> None:
-    """CheckpointError naming the keys when ``model_state`` does not fit a model of ``shapes``."""
-    missing = sorted(set(shapes) - set(model_state))
-    unexpected = sorted(set(model_state) - set(shapes))
-    bad = [k for k in shapes if k in model_state and tuple(model_state[k].shape) != tuple(shapes[k])]
-    if missing or unexpected or bad:
-        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
-                 f"shape mismatch {bad[:3]}" if bad else ""]
-        raise CheckpointError(
-            f"{where}: weights do not fit this model ({'; '.join(p for p in parts if p)}); use the "
-            "[model] config of the run that wrote the checkpoint"
-        )
 
 
 # ----------------------------------------------------------------------------- save / load (DCP)

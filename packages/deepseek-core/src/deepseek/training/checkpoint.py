@@ -60,6 +60,7 @@ __all__ = [
     "OPTIMIZER_FILE",
     "TRAINER_FILE",
     "atomic_write_text",
+    "check_model_fit",
     "commit_checkpoint",
     "export_weights",
     "list_checkpoints",
@@ -123,14 +124,12 @@ def load_model_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load ``path`` (a weights file or a checkpoint folder, see :func:`load_model_state`) into
-    ``model`` strictly; a mismatch names the keys and the fix."""
-    state = load_model_state(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad_shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+def check_model_fit(state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Any) -> None:
+    """:class:`CheckpointError` naming the keys when ``state`` (name -> tensor) does not fit a
+    model whose state has ``shapes`` (name -> shape); ``where`` names the file in the message."""
+    missing = sorted(set(shapes) - set(state))
+    unexpected = sorted(set(state) - set(shapes))
+    bad_shapes = [k for k in shapes if k in state and tuple(state[k].shape) != tuple(shapes[k])]
     if missing or unexpected or bad_shapes:
         detail = "; ".join(
             part
@@ -142,9 +141,16 @@ def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
             if part
         )
         raise CheckpointError(
-            f"{path}: weights do not fit this model ({detail}); use the [model] config of the run "
+            f"{where}: weights do not fit this model ({detail}); use the [model] config of the run "
             "that wrote the checkpoint"
         )
+
+
+def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load ``path`` (a weights file or a checkpoint folder, see :func:`load_model_state`) into
+    ``model`` strictly; a mismatch names the keys and the fix."""
+    state = load_model_state(path)
+    check_model_fit(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, path)
     model.load_state_dict(state, strict=True)
 
 
