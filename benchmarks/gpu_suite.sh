@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -192,6 +192,15 @@ for group in "$@"; do
       --strategy-option stage=$st --json "$RES/mem-ds$st.json"; done
     run mem-ds2-offload 240 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=2 \
       --strategy-option offload_optimizer=true --json "$RES/mem-ds2-offload.json";;
+  train-check)  # session 3: `deepseek train` on CUDA with batched loss reads (logging.every_n_steps default 10):
+    # every step must be in metrics.jsonl, single and ddp
+    T="--set model.preset=small --set data.seq_len=256 --set data.batch_size=16 --set train.max_steps=45"
+    T="$T --set train.eval_interval=20 --set checkpoint.interval=20 --quiet"
+    run train-single 150 python3 -m deepseek train $T --run-dir "$RES/train-single"
+    run train-ddp 150 $LAUNCH train --strategy ddp $T --run-dir "$RES/train-ddp"
+    for r in train-single train-ddp; do python3 -c "import json,sys; rs=[json.loads(l) for l in open(sys.argv[1])]; \
+      s=[r['step'] for r in rs if 'loss' in r]; print(sys.argv[1], 'steps', s[0], '..', s[-1], len(s), 'records; val', \
+      [(r['step'], round(r['val_loss'], 3)) for r in rs if 'val_loss' in r])" "$RES/$r/metrics.jsonl"; done;;
   lat)  # GPU latency: decode step at batch 1, prefill 8 x 512 (small model)
     run lat-decode 240 python3 -m deepseek bench latency --model small --device cuda --mode decode \
       --batch 1 --seq 128 --runs 50 --json "$RES/lat-decode.json"
