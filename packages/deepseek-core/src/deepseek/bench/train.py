@@ -32,7 +32,7 @@ from typing import Any
 import click
 
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
-from deepseek.training.metrics import read_scalars
+from deepseek.training.metrics import read_interval, read_scalars
 
 
 @dataclass
@@ -164,7 +164,7 @@ def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[]
     strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
     rows = s.batch * s.grad_accum * strategy.dp_size
     batches = _batches(s, model.config.vocab_size, rows, strategy.device.type == "cuda")
-    every = read_every(s, strategy.device)
+    every = read_interval(s.log_every, strategy.device.type)
     pending: list[Any] = []
 
     def step(i: int) -> Any:
@@ -181,13 +181,6 @@ def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[]
         return loss
 
     return step, strategy, model, strategy.teardown
-
-
-def read_every(s: BenchSettings, device: Any) -> int:
-    """Steps between reads of the loss (``--log-every``, else the trainer's default)."""
-    if s.log_every is not None:
-        return s.log_every
-    return 1 if device.type == "cpu" else 10
 
 
 def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tuple[Callable[[int], Any], Any]:
@@ -272,7 +265,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
         tokens = s.batch * s.seq * s.grad_accum
         opts = f"({','.join(s.strategy_options)})" if s.strategy_options else ""
         ours = f"deepseek {s.strategy}{opts}" + (f" + compile ({s.compile_scope})" if s.compile else "")
-        every = read_every(s, device)
+        every = read_interval(s.log_every, device.type)
         ours += f", read every {every}"
         # On the CPU, syncs are counted from what our path does: one read per window.
         rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 1 / every, window=every),

@@ -35,6 +35,7 @@ from deepseek.training.metrics import (
     MetricsWriter,
     ProgressBar,
     plot_losses,
+    read_interval,
     read_metrics,
     read_scalars,
 )
@@ -261,10 +262,7 @@ class Trainer:
         """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
         default 1 on the CPU, 10 on an accelerator, where a sync per step leaves it idle)."""
         assert self.strategy is not None
-        chosen = self.config.logging.every_n_steps
-        if chosen is not None:
-            return chosen
-        return 1 if self.strategy.device.type == "cpu" else 10
+        return read_interval(self.config.logging.every_n_steps, self.strategy.device.type)
 
     def _train_step(self) -> None:
         assert self.strategy is not None
