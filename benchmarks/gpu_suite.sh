@@ -194,7 +194,7 @@ for group in "$@"; do
       --strategy-option offload_optimizer=true --json "$RES/mem-ds2-offload.json";;
   train-check)  # session 3: `deepseek train` on CUDA with batched loss reads (logging.every_n_steps default 10):
     # every step must be in metrics.jsonl, single and ddp
-    T="--set model.preset=small --set data.seq_len=256 --set data.batch_size=16 --set train.max_steps=45"
+    T="--set model.name=small --set data.seq_len=256 --set data.batch_size=16 --set train.max_steps=45"
     T="$T --set train.eval_interval=20 --set checkpoint.interval=20 --quiet"
     run train-single 150 python3 -m deepseek train $T --run-dir "$RES/train-single"
     run train-ddp 150 $LAUNCH train --strategy ddp $T --run-dir "$RES/train-ddp"
@@ -209,7 +209,7 @@ for group in "$@"; do
   comp)  # gradient compression on 2 GPUs: bytes per step and final loss after a fixed budget
     for c in none bf16 powersgd-4 powersgd-16; do
       kind=${c%%-*}; rank=${c#*-}; [ "$rank" = "$c" ] && rank=1
-      run "comp-$c" 300 $LAUNCH train --strategy ddp --set model.preset=small --set data.seq_len=256 \
+      run "comp-$c" 300 $LAUNCH train --strategy ddp --set model.name=small --set data.seq_len=256 \
         --set data.batch_size=32 --set train.max_steps=300 --set train.eval_interval=100 \
         --set strategy.compression="\"$kind\"" --set strategy.powersgd_rank=$rank \
         --set checkpoint.at_end=false --set checkpoint.interval=0 --run-dir "$RES/comp-$c" --quiet

@@ -25,7 +25,7 @@ from deepseek.training.strategy import Strategy
 STRATEGIES = deepseek.list_strategies()
 
 TINY = {
-    "model": {"preset": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
+    "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
     "data": {"seq_len": 32, "batch_size": 8, "eval_batches": 1, "shuffle_buffer": 64},
     "train": {"max_steps": 3, "warmup_steps": 1, "eval_interval": 0, "lr": 3e-3, "min_lr": 3e-4},
     "precision": {"dtype": "fp32"},

@@ -85,7 +85,7 @@ def tiny_config(
     global batch 4, fp32, no evaluation, a checkpoint only at the end. ``sections`` update tables
     (``train={"grad_accum": 2}``)."""
     config: dict[str, Any] = {
-        "model": {"preset": "tiny", "d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32},
+        "model": {"name": "tiny", "d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32},
         "data": {"seq_len": 32, "batch_size": 4, "eval_batches": 1, "shuffle_buffer": 64},
         "train": {"max_steps": steps, "warmup_steps": 2, "eval_interval": 0, "lr": 3e-3, "min_lr": 3e-4,
                   "seed": 1234},

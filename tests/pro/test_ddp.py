@@ -61,7 +61,7 @@ def test_options_are_validated() -> None:
 
 
 def test_without_torchrun_environment_says_how_to_launch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from deepseek.training.precision import Precision
+    from deepseek.training.mixed_precision import Precision
     from deepseek_pro.strategies.ddp import DDPStrategy
 
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):

@@ -100,3 +100,19 @@ def test_bf16_section_tracks_single_bf16(pro_runs: dict, single_mixed_precision:
     # DeepSpeed's bf16 mode keeps bf16 weights with fp32 masters; single autocasts: 1e-2 relative.
     got = losses(pro_runs["records"]["ds3_bf16prec"])
     assert got == pytest.approx(losses(single_mixed_precision["bf16"]), rel=1e-2)
+
+
+def test_every_private_deepspeed_attribute_we_use_still_exists() -> None:
+    """deepseek_pro.strategies.deepspeed_internals is the one place that touches DeepSpeed's
+    private attributes; this fails when an upgrade renames or drops one of them."""
+    import importlib
+    import inspect
+
+    from deepseek_pro.strategies.deepspeed_internals import PRIVATE_ATTRIBUTES
+
+    for where, names in PRIVATE_ATTRIBUTES.items():
+        module, cls_name = where.split(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        source = inspect.getsource(cls)
+        missing = [n for n in names if not hasattr(cls, n) and f"self.{n} =" not in source]
+        assert not missing, f"{where} no longer has {missing}; update deepspeed_internals"

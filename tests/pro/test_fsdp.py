@@ -45,7 +45,7 @@ def test_powersgd_with_fsdp_is_rejected_naming_the_conflict() -> None:
     from deepseek.config.validate import build_dataclass
     from deepseek_pro.strategies.fsdp import FSDPOptions
 
-    with pytest.raises(ConfigError, match=r"strategy\.compression: 'powersgd' is a DDP-only"):
+    with pytest.raises(ConfigError, match=r"strategy\.compression: 'powersgd' \(str\) is not allowed"):
         build_dataclass(FSDPOptions, {"compression": "powersgd"}, path="strategy")
     with pytest.raises(ConfigError, match=r"strategy\.reduce_dtype: 'fp16' contradicts"):
         build_dataclass(FSDPOptions, {"compression": "bf16", "reduce_dtype": "fp16"}, path="strategy")

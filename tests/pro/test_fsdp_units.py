@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from deepseek.models import presets
-from deepseek_pro.strategies.fsdp import meta_twin
+import deepseek
+from deepseek_pro.strategies.twin import meta_twin
 
 
 class _RealTensorOps(TorchDispatchMode):
@@ -31,7 +31,7 @@ class _RealTensorOps(TorchDispatchMode):
 
 def _tiny() -> nn.Module:
     torch.manual_seed(0)
-    return presets.build("tiny")
+    return deepseek.create_model("tiny")
 
 
 def _real_ops(make: Callable[[], nn.Module]) -> tuple[nn.Module, list[str]]:
@@ -84,9 +84,9 @@ def test_twin_materializes_into_the_same_model() -> None:
 def test_materialize_keeps_tied_weights_tied() -> None:
     """``Module.to_empty`` gives each owner of a shared parameter its own tensor; ``materialize``
     (used by ``FSDPStrategy.unwrapped_model``) re-shares them."""
-    from deepseek_pro.strategies.fsdp import materialize
+    from deepseek_pro.strategies.twin import materialize
 
-    model = presets.build("tiny")
+    model = deepseek.create_model("tiny")
     plain = materialize(meta_twin(model), "cpu")
     assert not any(p.is_meta for p in plain.parameters())
     assert plain.lm_head.weight is plain.wte.weight

@@ -16,7 +16,7 @@ import pytest
 
 from deepseek.config.load import load_config
 from deepseek.errors import ConfigError
-from deepseek_pro.launch import checks, heartbeat
+from deepseek_pro.launch import heartbeat
 from deepseek_pro.launch.cli import split_command, validate_train
 from deepseek_pro.launch.env import sanitize_arch_list, worker_env
 from deepseek_pro.launch.heartbeat import Beat, Watchdog, beat, read_beats
@@ -123,31 +123,28 @@ def test_failure_report_prefers_the_watchdog_verdict(tmp_path: Path) -> None:
     assert report.exit_code == EXIT_HUNG and report.message == dog.verdict and "File x.py" in report.tail[-1]
 
 
-def test_compression_conflicts_name_both_sides() -> None:
-    class Fsdp:
-        supports_compression = ("fp16", "bf16")
+def test_compression_rule_names_both_sides() -> None:
+    from deepseek.training.strategy import compression_problem
+    from deepseek_pro.strategies.fsdp import FSDPStrategy
 
-    msg = checks.compression_conflict("fsdp", Fsdp, "powersgd")
+    msg = compression_problem("fsdp", FSDPStrategy, "powersgd", ["ddp (fp16, bf16, powersgd)"])
     assert msg.startswith("strategy.compression: 'powersgd' cannot be used with strategy 'fsdp' (it supports 'fp16', 'bf16')")
-    assert checks.compression_conflict("fsdp", Fsdp, "bf16") is None
-    assert checks.compression_conflict("fsdp", Fsdp, "none") is None
-    with pytest.raises(ConfigError, match="strategy 'pipeline' .*compresses no gradients"):
-        checks.check_raw_strategy({"name": "pipeline", "compression": "fp16"})
+    assert "PowerSGD is a DDP communication hook" in msg and "use ddp (fp16, bf16, powersgd)" in msg
+    assert compression_problem("fsdp", FSDPStrategy, "bf16", []) is None
+    assert compression_problem("fsdp", FSDPStrategy, "none", []) is None
 
 
-def test_deepseek_train_names_the_strategies_that_compress() -> None:
-    """Outside the launcher too: compression on a strategy without it is a conflict, not an unknown key."""
-    from deepseek.config.load import load_config
-
-    with pytest.raises(ConfigError, match=r"strategy\.compression: strategy 'pipeline' compresses no gradients "
-                       r"\(got 'bf16'\); use ddp \(fp16, bf16, powersgd\) or fsdp \(fp16, bf16\)"):
-        load_config(overrides=["strategy.name='pipeline'", "strategy.compression='bf16'"])
-
-
-def test_validate_config_hook_runs_under_deepseek_train() -> None:
-    """pro's deepseek_validate_config: a config that cannot work fails at load time."""
-    with pytest.raises(ConfigError, match="strategy.pp_size: 9 stages but the model has 4 layers"):
-        load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=9"])
+@pytest.mark.parametrize(("name", "method", "has"), [
+    ("pipeline", "bf16", "it compresses no gradients"),
+    ("fsdp", "powersgd", "it supports 'fp16', 'bf16'"),
+    ("zero3", "powersgd", "it supports 'fp16', 'bf16'"),
+])
+def test_deepseek_train_names_the_strategies_that_compress(name: str, method: str, has: str) -> None:
+    """Outside the launcher too: compression on a strategy without it is the one rule's conflict,
+    not an unknown key, naming the strategies that can."""
+    with pytest.raises(ConfigError, match=rf"^strategy\.compression: '{method}' cannot be used with strategy "
+                       rf"'{name}' \({has}\): .*; use ddp \(fp16, bf16, powersgd\) or fsdp \(fp16, bf16\), or remove"):
+        load_config(overrides=[f"strategy.name='{name}'", f"strategy.compression='{method}'"])
     assert load_config(None, ['strategy.name="ddp"', 'strategy.compression="powersgd"']).strategy.name == "ddp"
 
 

@@ -33,13 +33,13 @@ def test_microbatch_rule() -> None:
 
 
 def test_fit_checks_name_the_field() -> None:
-    with pytest.raises(ConfigError, match="4 layers for 5 stages"):
-        check_pipeline_fit(_config(), stages=5, dp=1, n_layers=4)
+    with pytest.raises(ConfigError, match="4 blocks for 5 stages"):
+        check_pipeline_fit(_config(), stages=5, dp=1, n_blocks=4)
     with pytest.raises(ConfigError, match="8 rows per pipeline do not split into 3 micro-batches"):
-        check_pipeline_fit(_config("strategy.microbatches=3"), stages=2, dp=1, n_layers=4)
+        check_pipeline_fit(_config("strategy.microbatches=3"), stages=2, dp=1, n_blocks=4)
     with pytest.raises(ConfigError, match="1f1b schedule needs at least one micro-batch per stage"):
-        check_pipeline_fit(_config("strategy.microbatches=2"), stages=4, dp=1, n_layers=4)
-    check_pipeline_fit(_config('strategy.schedule="gpipe"', "strategy.microbatches=2"), stages=4, dp=1, n_layers=4)
+        check_pipeline_fit(_config("strategy.microbatches=2"), stages=4, dp=1, n_blocks=4)
+    check_pipeline_fit(_config('strategy.schedule="gpipe"', "strategy.microbatches=2"), stages=4, dp=1, n_blocks=4)
     with pytest.raises(ConfigError, match="strategy.schedule: 'zigzag' .*allowed values: 'gpipe', '1f1b'"):
         _config('strategy.schedule="zigzag"')
 
@@ -51,11 +51,29 @@ def test_mesh_shape() -> None:
 
 
 def test_launch_checks_of_both_strategies() -> None:
-    PipelineStrategy.check_launch(_config(), world_size=2, n_layers=4)
+    four = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=4, max_seq_len=16))
+    PipelineStrategy.check_launch(_config(), world_size=2, model=four)
+    with pytest.raises(ConfigError, match="4 blocks for 8 stages"):
+        PipelineStrategy.check_launch(_config("data.batch_size=16"), world_size=8, model=four)
     hybrid = load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=2", "data.batch_size=8"])
-    HybridStrategy.check_launch(hybrid, world_size=4, n_layers=4)
+    HybridStrategy.check_launch(hybrid, world_size=4, model=four)
     with pytest.raises(ConfigError, match="strategy.pp_size"):
-        HybridStrategy.check_launch(hybrid, world_size=3, n_layers=4)
+        HybridStrategy.check_launch(hybrid, world_size=3, model=four)
+    nine = load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=9", "data.batch_size=18"])
+    with pytest.raises(ConfigError, match="4 blocks for 9 stages"):
+        HybridStrategy.check_launch(nine, world_size=9, model=four)
+
+
+def test_pipeline_needs_a_model_with_stages() -> None:
+    from deepseek.models.protocol import require_capabilities
+    from deepseek.training.build import needed_capabilities
+
+    needed = needed_capabilities(_config(), PipelineStrategy)
+    require_capabilities(GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16)), needed, model_name="tiny")
+    with pytest.raises(ConfigError, match=r"^strategy 'pipeline' needs pipeline stages \(split_stages, "
+                       r"pipeline_batch, pipeline_loss\), which model 'lin' \(Linear\) does not offer; use another "
+                       r"strategy \(ddp, fsdp, deepspeed\)"):
+        require_capabilities(torch.nn.Linear(2, 2), needed, model_name="lin")
 
 
 def test_merge_parts_gives_single_files(tmp_path: Path) -> None:
@@ -69,7 +87,7 @@ def test_merge_parts_gives_single_files(tmp_path: Path) -> None:
                                  {"params": [p for p in stage.parameters() if p.ndim < 2]}])
         sum(p.sum() for p in stage.parameters()).backward()
         opt.step()
-        msd, osd = pipeline_state.stage_state(stage, opt, tied_copy=i == 1)
+        msd, osd = pipeline_state.stage_state(stage, opt, tied={"lm_head.weight": "wte.weight"} if i == 1 else {})
         ckpt.save_model_state(pipeline_state.part_path(tmp_path, i, ckpt.MODEL_FILE), msd)
         ckpt.save_optimizer_state(pipeline_state.part_path(tmp_path, i, ckpt.OPTIMIZER_FILE), osd)
     pipeline_state.merge_parts(tmp_path, 2)
@@ -83,10 +101,12 @@ def test_merge_parts_gives_single_files(tmp_path: Path) -> None:
 
 
 def test_rebuild_model_draws_no_random_numbers() -> None:
+    from deepseek_pro.strategies.twin import meta_twin
+
     model = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
     torch.manual_seed(5)
     before = torch.get_rng_state()
-    full = pipeline_state.rebuild_model(GPT, model.config, model.state_dict())
+    full = pipeline_state.rebuild_model(meta_twin(model), model.state_dict())
     assert torch.equal(torch.get_rng_state(), before)
     assert full.lm_head.weight is full.wte.weight
     idx = torch.randint(0, 256, (2, 8))

@@ -16,7 +16,7 @@ from torch import nn
 from deepseek_tidy.casts import cast_method
 
 TINY = {
-    "model": {"preset": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
+    "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
     "data": {"seq_len": 32, "batch_size": 4, "eval_batches": 1, "shuffle_buffer": 16},
     "train": {"max_steps": 5, "warmup_steps": 1, "eval_interval": 0},
     "precision": {"dtype": "fp32"},

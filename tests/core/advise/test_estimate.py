@@ -10,6 +10,7 @@ import textwrap
 import pytest
 import torch
 
+import deepseek
 from deepseek.advise.estimate import (
     PAPER_BYTES,
     STRATEGIES,
@@ -23,7 +24,7 @@ from deepseek.advise.estimate import (
 )
 from deepseek.errors import UsageError
 from deepseek.models import GPT, GPTConfig
-from deepseek.models.presets import PRESETS, build
+from deepseek.models.presets import PRESETS, preset_config
 
 SPEC = {s.key: s for s in STRATEGIES}
 GiB = 1024**3
@@ -31,8 +32,8 @@ GiB = 1024**3
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_param_count_of_presets_matches_the_built_model(name: str) -> None:
-    model = build(name, device="meta")
-    assert shape_from_config(PRESETS[name], source=name).n_params == model.num_parameters()
+    model = deepseek.create_model(name, device="meta")
+    assert shape_from_config(preset_config(name), source=name).n_params == model.num_parameters()
 
 
 @pytest.mark.parametrize("bias,tie", [(False, False), (True, False), (False, True)])
@@ -57,7 +58,7 @@ def _states_nbytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
 
 def test_param_and_optimizer_estimate_matches_tensor_bytes_after_one_adamw_step() -> None:
     torch.manual_seed(0)
-    model = build("tiny", d_model=192, n_heads=4, n_layers=3)
+    model = deepseek.create_model("tiny", d_model=192, n_heads=4, n_layers=3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(0, 256, (2, 32))
     model(x, x).backward()
@@ -72,20 +73,19 @@ def test_param_and_optimizer_estimate_matches_tensor_bytes_after_one_adamw_step(
 
 
 RSS_SCRIPT = textwrap.dedent("""
-    import gc, json, os, torch
-    from deepseek.models.presets import build
+    import gc, json, os, torch, deepseek
     torch.set_num_threads(1)
     def anon():  # resident minus file-backed pages: what tensors take
         f = open("/proc/self/statm").read().split()
         return (int(f[1]) - int(f[2])) * os.sysconf("SC_PAGE_SIZE")
     x = torch.randint(0, 256, (1, 16))
     # The first AdamW step lazily imports ~70 MB of Python modules: pay that before measuring.
-    warm = build("tiny", d_model=32, n_heads=2, n_layers=1)
+    warm = deepseek.create_model("tiny", d_model=32, n_heads=2, n_layers=1)
     opt = torch.optim.AdamW(warm.parameters()); warm(x, x).backward(); opt.step()
     del warm, opt; gc.collect()
     before = anon()
     torch.manual_seed(0)
-    model = build("tiny", d_model=512, n_heads=8, n_layers=8)
+    model = deepseek.create_model("tiny", d_model=512, n_heads=8, n_layers=8)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(x, x).backward(); opt.step(); gc.collect()
     print(json.dumps({"delta": anon() - before, "config": model.config.to_dict()}))
@@ -105,7 +105,7 @@ def test_param_and_optimizer_estimate_matches_process_memory_within_15_percent()
 def _saved_activation_bytes(n_layers: int, precision: str) -> int:
     """Bytes autograd saves for backward, excluding parameters and their autocast copies."""
     torch.manual_seed(0)
-    model = build("tiny", d_model=64, n_heads=4, n_layers=n_layers, max_seq_len=32)
+    model = deepseek.create_model("tiny", d_model=64, n_heads=4, n_layers=n_layers, max_seq_len=32)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     weight_shapes = {tuple(p.shape) for p in model.parameters()} | {tuple(p.shape)[::-1] for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -176,7 +176,7 @@ def test_offload_moves_optimizer_states_to_the_host() -> None:
 
 
 def test_activation_checkpointing_and_micro_batch_scale_activations() -> None:
-    shape = shape_from_config(PRESETS["1.3b"], "1.3b")
+    shape = shape_from_config(preset_config("1.3b"), "1.3b")
     full = activation_bytes(shape, TrainSetup(2048, 8, "bf16"))
     ckpt = activation_bytes(shape, TrainSetup(2048, 8, "bf16", activation_checkpointing=True))
     half = activation_bytes(shape, TrainSetup(2048, 4, "bf16"))
@@ -187,7 +187,7 @@ def test_activation_checkpointing_and_micro_batch_scale_activations() -> None:
 
 
 def test_fits_respects_headroom_and_overhead() -> None:
-    shape = shape_from_config(PRESETS["small"], "small")
+    shape = shape_from_config(preset_config("small"), "small")
     setup = TrainSetup(1024, 8, "bf16", gpus=1)
     single = estimate_all(shape, setup, gpu_memory=80 * GiB)[0]
     assert single.fits
@@ -215,7 +215,7 @@ def test_total_counts_freed_gradients_against_activations() -> None:
     """single/fsdp free gradients between steps (set_to_none): peak = max(grads, activations);
     DDP's buckets and DeepSpeed's partitions stay, so both count. Measured on one H200 for 1.3b,
     bf16, 8 x 2048: max_memory_allocated 43.50 GiB eager against this model's 43.07 GiB."""
-    shape = shape_from_config(PRESETS["1.3b"], "1.3b")
+    shape = shape_from_config(preset_config("1.3b"), "1.3b")
     rows = {e.key: e for e in estimate_all(shape, TrainSetup(2048, 8, "bf16", gpus=2), gpu_memory=140 * GiB)}
     single, ddp = rows["single"], rows["ddp"]
     assert single.total == single.weights + single.optimizer + single.overhead + max(single.gradients, single.activations)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+import deepseek
 from deepseek.advise.estimate import (
     STRATEGIES,
     Estimate,
@@ -20,7 +21,7 @@ from deepseek.advise.estimate import (
     shape_from_config,
 )
 from deepseek.models import GPTConfig
-from deepseek.models.presets import PRESETS, build
+from deepseek.models.presets import preset_config
 
 SPEC = {s.key: s for s in STRATEGIES}
 GiB = 1024**3
@@ -44,7 +45,7 @@ MEASURED: tuple[tuple[str, bool, int], ...] = (
 
 
 def _estimate_1p3b(key: str, checkpointing: bool) -> Estimate:
-    shape = shape_from_config(PRESETS["1.3b"], "1.3b")
+    shape = shape_from_config(preset_config("1.3b"), "1.3b")
     assert shape.n_params == 1_213_321_216
     setup = TrainSetup(2048, 8, "bf16", activation_checkpointing=checkpointing, gpus=2)
     return estimate_strategy(SPEC[key], shape, setup, overhead=0)
@@ -94,7 +95,7 @@ def _checkpointed_input_bytes(fsdp: bool) -> tuple[int, torch.nn.Module]:
     """Bytes of the tensors the checkpointed blocks keep (their inputs), after one step's
     forward and backward under bf16 autocast; with ``fsdp``, sharded like deepseek-pro's fsdp."""
     torch.manual_seed(0)
-    model = build("tiny", d_model=64, n_heads=4, n_layers=3, max_seq_len=32)
+    model = deepseek.create_model("tiny", d_model=64, n_heads=4, n_layers=3, max_seq_len=32)
     model.set_activation_checkpointing(True)
     if fsdp:
         from torch.distributed.device_mesh import init_device_mesh

@@ -10,7 +10,7 @@ from deepseek.advise.estimate import TrainSetup, estimate_all, shape_from_config
 from deepseek.advise.recommend import parse_modalities, recommend
 from deepseek.advise.tco import SEED_COSTS, load_costs, tco_dict
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.presets import PRESETS
+from deepseek.models.presets import preset_config
 
 GiB = 1024**3
 
@@ -22,12 +22,12 @@ def _advise(shape, gpus: int, memory: int, modalities=("text",), batch: int = 8,
 
 
 def test_one_gpu_that_fits_is_core_single() -> None:
-    rec = _advise(shape_from_config(PRESETS["small"], "small"), 1, 80 * GiB, seq=1024)
+    rec = _advise(shape_from_config(preset_config("small"), "small"), 1, 80 * GiB, seq=1024)
     assert (rec.edition, rec.strategy, rec.engine) == ("core", "single", "single")
 
 
 def test_more_than_one_gpu_is_pro_and_prefers_ddp_when_it_fits() -> None:
-    rec = _advise(shape_from_config(PRESETS["small"], "small"), 2, 80 * GiB, seq=1024)
+    rec = _advise(shape_from_config(preset_config("small"), "small"), 2, 80 * GiB, seq=1024)
     assert (rec.edition, rec.strategy) == ("pro", "ddp")
 
 
@@ -44,7 +44,7 @@ def test_only_a_sharded_strategy_fits_picks_the_least_sharded() -> None:
 
 
 def test_modalities_beyond_text_need_enterprise() -> None:
-    rec = _advise(shape_from_config(PRESETS["small"], "small"), 1, 80 * GiB, ("text", "vision"), seq=1024)
+    rec = _advise(shape_from_config(preset_config("small"), "small"), 1, 80 * GiB, ("text", "vision"), seq=1024)
     assert rec.edition == "enterprise" and rec.strategy == "single"
     assert any("multimodal" in n for n in rec.seed_notes)
 
@@ -53,13 +53,13 @@ def test_nothing_fits_gives_suggestions() -> None:
     rec = _advise(shape_from_params(70e9), 2, 24 * GiB, batch=8)
     assert rec.strategy is None and rec.edition == "pro"
     assert any("GPUs" in s for s in rec.suggestions)
-    small = _advise(shape_from_config(PRESETS["1.3b"], "1.3b"), 1, 24 * GiB, batch=16)
+    small = _advise(shape_from_config(preset_config("1.3b"), "1.3b"), 1, 24 * GiB, batch=16)
     assert small.strategy is None
     assert any("checkpointing" in s or "--batch" in s for s in small.suggestions)
 
 
 def test_cpu_is_core_single() -> None:
-    rec = _advise(shape_from_config(PRESETS["tiny"], "tiny"), 0, 16 * GiB, seq=128)
+    rec = _advise(shape_from_config(preset_config("tiny"), "tiny"), 0, 16 * GiB, seq=128)
     assert (rec.edition, rec.strategy) == ("core", "single")
 
 

@@ -95,7 +95,7 @@ BAD_INPUTS = [
     ("missing config file", ["nope.toml"], "nope.toml: config file not found"),
     ("malformed TOML", ["bad.toml"], "bad.toml: not valid TOML"),
     ("bad --set syntax", ["--set", "trainlr"], "--set 'trainlr': expected SECTION.KEY=VALUE"),
-    ("unknown preset", ["--set", "model.preset=tinny"], "model.preset: unknown model 'tinny' (did you mean 'tiny'?)"),
+    ("unknown model", ["--set", "model.name=tinny"], "model.name: unknown model 'tinny'; did you mean 'tiny'?"),
     ("corrupt checkpoint", ["--resume", "corrupt"], "trainer.json: trainer state is corrupt"),
     ("missing checkpoint", ["--resume", "no-such-run"], "no-such-run: no such checkpoint or run folder"),
     ("max-steps not a number", ["--max-steps", "many"], "'many' is not a valid integer"),

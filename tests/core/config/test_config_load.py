@@ -22,9 +22,10 @@ from deepseek.plugins.host import get_host
 
 def test_defaults_are_the_main_job() -> None:
     config = load_config()
-    assert config.model.preset == "tiny" and config.strategy.name == "single"
+    assert config.model.name == "tiny" and config.strategy.name == "single"
     assert config.strategy.options.device == "auto"
-    assert config.data.path == "" and config.precision.dtype == "auto"
+    assert config.data.name == "text" and config.data.options.path == "" and config.precision.dtype == "auto"
+    assert config.model.options.d_model == 128  # the preset's defaults are the model's options
 
 
 def test_toml_file_and_overrides(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_toml_file_and_overrides(tmp_path: Path) -> None:
     assert config.train.lr == 3e-4 and config.train.max_steps == 50
     assert config.optimizer.betas == (0.8, 0.9)
     assert config.logging.name == "demo"  # a bare word falls back to a string
-    assert config.model.overrides() == {"n_layers": 2}
+    assert config.model.options.n_layers == 2 and config.model.options.d_model == 128
     assert config.strategy.options.device == "cpu"
 
 
@@ -55,7 +56,7 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ("train.lr=1e-3", ["train", "lr"], 1e-3),
         ("train.compile=true", ["train", "compile"], True),
         ("data.path=/tmp/some dir", ["data", "path"], "/tmp/some dir"),
-        ('model.preset="small"', ["model", "preset"], "small"),
+        ('model.name="small"', ["model", "name"], "small"),
         ("strategy.name = single", ["strategy", "name"], "single"),
     ],
 )
@@ -83,8 +84,13 @@ def test_bad_override_syntax(item: str) -> None:
         (["strategy.name=warp"], r"strategy\.name: unknown strategy 'warp'"),
         (["strategy.devcie=cpu"], r"strategy\.devcie: unknown key \(did you mean 'device'\?\)"),
         (["strategy.device=tpu"], r"strategy\.device: .*'cuda:N'"),
-        (["strategy.compression='bf16'"], r"strategy\.compression: strategy 'single' compresses no gradients \(got 'bf16'\)"),
-        (["model.preset=tinny"], r"model\.preset: unknown model 'tinny' \(did you mean 'tiny'\?\)"),
+        (["strategy.compression='bf16'"], r"strategy\.compression: 'bf16' cannot be used with strategy 'single' \(it compresses no gradients\)"),
+        (["model.name=tinny"], r"model\.name: unknown model 'tinny'; did you mean 'tiny'\?"),
+        (["model.n_layer=2"], r"model\.n_layer: unknown key \(did you mean 'n_layers'\?\); allowed keys: .*name"),
+        (["model.d_model=ten"], r"model\.d_model: expected an integer, got 'ten'"),
+        (["model.name=tiny", "model.preset=tiny"], r"model\.preset: give the model as model\.name only"),
+        (["data.name=texts"], r"data\.name: unknown dataset 'texts'; did you mean 'text'\?"),
+        (["data.seq_lenn=3"], r"data\.seq_lenn: unknown key \(did you mean 'seq_len'\?\); allowed keys: batch_size, eval_batches, name, "),
         (["data.path=/no/such/corpus"], r"data\.path: '/no/such/corpus' does not exist"),
         (["data.batch_size=10", "train.grad_accum=3"], r"train\.grad_accum: data\.batch_size=10 is not divisible"),
         (["train.min_lr=1", "train.lr=0.1"], r"train\.min_lr: 1\.0 is above train\.lr"),
@@ -120,15 +126,25 @@ def test_data_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "corpus.txt").write_text("hello world\n" * 100)
     monkeypatch.chdir(tmp_path)
     config = load_config(overrides=["data.path=corpus.txt"])
-    assert config.data.path == str(tmp_path / "corpus.txt")
+    assert config.data.options.path == str(tmp_path / "corpus.txt")
 
 
-def test_model_section_covers_every_gpt_field() -> None:
+def test_model_options_are_the_gpt_fields_with_the_preset_defaults() -> None:
     from deepseek.models import GPTConfig
 
-    gpt = {f.name for f in dataclasses.fields(GPTConfig)}
-    ours = {f.name for f in dataclasses.fields(ModelConfig)} - {"preset"}
-    assert gpt == ours
+    config = load_config(overrides=["model.name=small", "model.n_layers=2"])
+    assert {f.name for f in dataclasses.fields(config.model.options)} == {f.name for f in dataclasses.fields(GPTConfig)}
+    assert (config.model.options.d_model, config.model.options.n_layers) == (768, 2)
+    assert {f.name for f in dataclasses.fields(ModelConfig)} == {"name", "options"}
+
+
+def test_old_preset_key_is_read_with_a_deprecation_warning() -> None:
+    from deepseek.config.load import DeprecatedConfigWarning
+
+    with pytest.warns(DeprecatedConfigWarning, match=r"model\.preset is deprecated; write model\.name = 'small'"):
+        config = load_config(overrides=["model.preset=small", "model.n_layers=2"])
+    assert config.model.name == "small" and config.model.options.n_layers == 2
+    assert "preset" not in dump_config(config)
 
 
 class Validator:

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from deepseek.models import GPT, GPTConfig, presets
+import deepseek
+from deepseek.models import GPT, GPTConfig
 
 CFG = GPTConfig(d_model=64, n_heads=4, n_layers=3, max_seq_len=32)
 
@@ -62,7 +63,7 @@ def test_no_effect_without_autocast() -> None:
 
 def test_loss_and_logits_close_to_fp32_residual_but_not_identical() -> None:
     torch.manual_seed(0)
-    model = presets.build("tiny").eval()
+    model = deepseek.create_model("tiny").eval()
     g = torch.Generator().manual_seed(0)
     idx, targets = torch.randint(0, 256, (4, 64), generator=g), torch.randint(0, 256, (4, 64), generator=g)
     results = {}

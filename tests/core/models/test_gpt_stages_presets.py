@@ -7,7 +7,7 @@ import torch
 
 import deepseek
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models import GPT, PRESETS, GPTConfig, gpt_1_3b, small, tiny
+from deepseek.models import GPT, PRESETS, GPTConfig
 from deepseek.models.stages import stage_sizes, tied_parameters
 
 
@@ -53,11 +53,11 @@ def test_too_many_stages_is_a_usage_error() -> None:
 
 
 def test_preset_parameter_counts() -> None:
-    assert 0.5e6 < tiny().num_parameters() < 2e6
-    s = small(device="meta")
+    assert 0.5e6 < deepseek.create_model("tiny").num_parameters() < 2e6
+    s = deepseek.create_model("small", device="meta")
     assert (s.config.d_model, s.config.n_heads, s.config.n_layers) == (768, 12, 12)
     assert s.num_parameters() == 86_039_040
-    big = gpt_1_3b(device="meta")
+    big = deepseek.create_model("1.3b", device="meta")
     assert big.wte.weight.is_meta
     assert 1.2e9 <= big.num_parameters() <= 1.45e9
     assert big.num_parameters() == 1_213_321_216
@@ -72,6 +72,6 @@ def test_preset_overrides_and_registry() -> None:
 
 def test_unknown_override_suggests_field() -> None:
     with pytest.raises(ConfigError, match=r"model\.n_layer: unknown key \(did you mean 'n_layers'\?\)"):
-        tiny(n_layer=2)
+        deepseek.create_model("tiny", n_layer=2)
     with pytest.raises(ConfigError, match="model.dropout"):
-        tiny(dropout="high")
+        deepseek.create_model("tiny", dropout="high")

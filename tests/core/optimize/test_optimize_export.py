@@ -18,7 +18,7 @@ from deepseek.cli.main import cli
 from deepseek.errors import UsageError
 from deepseek.optimize.export import export_model, load_exported, read_metadata, token_dims
 
-MODEL_CFG = {"preset": "tiny", "n_layers": 2, "d_model": 64}
+MODEL_CFG = {"name": "tiny", "n_layers": 2, "d_model": 64}
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def deepseek_train_end(trainer, metrics):
 '''
 
 TINY = {
-    "model": {"preset": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
+    "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
     "data": {"seq_len": 32, "batch_size": 4, "eval_batches": 1, "shuffle_buffer": 16},
     "train": {"max_steps": 4, "warmup_steps": 1, "eval_interval": 2},
     "precision": {"dtype": "fp32"},

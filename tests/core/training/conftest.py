@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 TINY: dict[str, Any] = {
-    "model": {"preset": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
+    "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
     "data": {"seq_len": 32, "batch_size": 8, "eval_batches": 2, "shuffle_buffer": 64},
     "train": {"max_steps": 4, "warmup_steps": 2, "eval_interval": 0, "lr": 3e-3, "min_lr": 3e-4},
     "precision": {"dtype": "fp32"},

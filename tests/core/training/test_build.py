@@ -10,7 +10,8 @@ from torch import nn
 from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import TextTransformerEncoder
-from deepseek.training.build import build_model, prepare_model
+from deepseek.models.protocol import model_capabilities, require_capabilities
+from deepseek.training.build import build_model, needed_capabilities, prepare_model
 
 
 def test_prepare_model_applies_fp32_residual(tiny_config) -> None:
@@ -24,12 +25,15 @@ def test_prepare_model_applies_fp32_residual(tiny_config) -> None:
 
 @pytest.mark.parametrize("make", [lambda: nn.Linear(4, 4), lambda: TextTransformerEncoder(d_model=32, n_heads=2, n_layers=1)],
                          ids=["plain-module", "text-encoder"])
-def test_fp32_residual_off_needs_a_model_that_supports_it(tiny_config, make) -> None:
+def test_fp32_residual_off_needs_a_model_that_offers_it(tiny_config, make) -> None:
     model = make()
-    assert not hasattr(model, "set_fp32_residual")
-    with pytest.raises(ConfigError, match=r"^precision\.fp32_residual: model 'tiny' does not support it; set it to true$"):
-        prepare_model(model, tiny_config(precision={"fp32_residual": False}))
-    assert prepare_model(model, tiny_config()) is model  # the default asks nothing of the model
+    assert "residual_dtype" not in model_capabilities(model)
+    needed = needed_capabilities(tiny_config(precision={"fp32_residual": False}))
+    with pytest.raises(ConfigError, match=r"^precision\.fp32_residual = false needs a configurable residual dtype "
+                       r"\(set_fp32_residual\), which model 'm' \(\w+\) does not offer; set it to true, or use a "
+                       r"model that offers it"):
+        require_capabilities(model, needed, model_name="m")
+    require_capabilities(model, needed_capabilities(tiny_config()), model_name="m")  # the default asks nothing
 
 
 def _devices(model: nn.Module) -> set[str]:

@@ -105,10 +105,12 @@ def _strategy(config: Any, directory: Path) -> Any:
         prepare_model,
     )
     from deepseek.training.single import SingleDeviceStrategy, SingleOptions
+    from deepseek.training.strategy import StepSettings
 
     strategy = SingleDeviceStrategy(SingleOptions(device="cpu"), precision=build_precision(config))
     strategy.setup_environment()
-    strategy.setup(prepare_model(build_model(config), config), optimizer_factory(config.optimizer, config.train.lr))
+    strategy.setup(prepare_model(build_model(config), config), optimizer_factory(config.optimizer, config.train.lr),
+                   StepSettings())
     strategy.load_checkpoint(directory)
     return strategy
 
@@ -169,7 +171,7 @@ def test_generate_and_eval_read_sharded(runs: dict) -> None:
     model, config, state = load_trained(runs["sharded"])
     ref, _, _ = load_trained(runs["full"])
     _assert_equal_tree(model.state_dict(), ref.state_dict())
-    assert state["step"] == 3 and config.model.dropout == 0.1
+    assert state["step"] == 3 and config.model.options.dropout == 0.1
 
     cli = CliRunner()
     args = ["--max-new-tokens", "8", "--device", "cpu"]

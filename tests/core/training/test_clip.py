@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from deepseek.training import clip
-from deepseek.training.precision import Precision
+from deepseek.training.mixed_precision import Precision
 
 
 def _model_with_grads(scale: float) -> nn.Module:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepseek.errors import ConfigError
-from deepseek.training.precision import Precision
+from deepseek.training.mixed_precision import Precision
 from deepseek.training.schedule import WarmupCosine
 
 

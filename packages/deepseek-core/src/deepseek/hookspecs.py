@@ -99,10 +99,30 @@ def deepseek_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
 
 @hookspec
 def deepseek_register_models(register: RegisterFn) -> None:
-    """Register model builders.
+    """Register trainable models.
 
-    ``target`` is called as ``target(**overrides)`` and returns a ``torch.nn.Module``. Core
-    registers the GPT presets ``tiny``, ``small`` and ``1.3b``.
+    ``target`` carries ``Options``, a dataclass of the model's own ``[model]`` keys
+    (``deepseek.config.components.NoOptions`` when it has none), and is called as
+    ``target(options)`` with the validated instance; it returns a ``torch.nn.Module``. A
+    :class:`deepseek.models.protocol.TrainableModel` subclass is such a target by itself. The
+    module is called with a batch's entries as keyword arguments, ``model(**batch)``, and returns
+    the mean loss (a 0-dim tensor) or a mapping with ``"loss"`` and named scalar metrics; its
+    optional capabilities (per-block structure, activation checkpointing, residual dtype,
+    pipeline stages) are the methods of ``TrainableModel`` it overrides. Core registers the GPT
+    presets ``tiny``, ``small`` and ``1.3b``.
+    """
+
+
+@hookspec
+def deepseek_register_datasets(register: RegisterFn) -> None:
+    """Register datasets.
+
+    ``target`` is a subclass of :class:`deepseek.data.dataset.Dataset` with ``Options`` (its own
+    ``[data]`` keys), created on every rank as
+    ``target(options, batch_size=data.batch_size, seed=train.seed)``. It yields global training
+    batches (mappings of names to tensors, rows along the first dimension), has a fixed
+    validation set (``validation_batches(limit)``) and a JSON-ready ``state_dict()`` /
+    ``load_state_dict()`` so that a resumed run sees the same batches. Core registers ``text``.
     """
 
 
@@ -210,6 +230,7 @@ def deepseek_train_end(trainer: Trainer, metrics: dict[str, float]) -> None:
 
 REGISTRATION_HOOKS: dict[str, str] = {
     "deepseek_register_models": "model",
+    "deepseek_register_datasets": "dataset",
     "deepseek_register_strategies": "strategy",
     "deepseek_register_passes": "pass",
     "deepseek_register_encoders": "encoder",

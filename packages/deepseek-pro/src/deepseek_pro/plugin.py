@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from deepseek.hookspecs import RegisterFn, hookimpl
 
 if TYPE_CHECKING:
-    from deepseek.config.schema import Config
     from deepseek.training.trainer import Trainer
 
 
@@ -36,18 +35,6 @@ def deepseek_register_commands(register: RegisterFn) -> None:
              description="run a command on N processes / nodes (wraps torchrun)")
     register("checkpoint", "deepseek_pro.checkpoint_cmd:checkpoint",
              description="inspect checkpoints; export any (sharded too) to the canonical format")
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-@hookimpl
-def deepseek_validate_config(config: Config) -> None:
-    """Strategy, compression and precision must fit together (see deepseek_pro.launch.checks);
-    ``deepseek train`` and ``deepseek launch`` both run this before anything starts."""
-    from deepseek_pro.launch.checks import check_config
-
-    check_config(config)
 
 
 # ----------------------------------------------------------------------------- heartbeats

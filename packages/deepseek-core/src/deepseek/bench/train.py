@@ -1,11 +1,11 @@
 """``deepseek bench train``: training throughput and MFU of our training path, side by side
 with a plain PyTorch loop of the same model (eager and ``torch.compile``) in the same process.
 
-Our path is exactly the trainer's: the model is built and prepared by
-:mod:`deepseek.training.build` (``build_model``, ``prepare_model``, ``optimizer_factory``), and
-each step is ``set_lr -> forward_backward -> clip_grad_norm -> optimizer_step -> zero_grad`` on a
-strategy from ``create_strategy``, and the loss and gradient norm are read from the device every
-``--log-every`` steps, as the trainer's ``logging.every_n_steps`` does. The plain loop is what a user would write:
+Our path is exactly the trainer's: the :class:`~deepseek.training.engine.StepEngine` the trainer
+uses sets up the strategy, builds, checks and prepares the model and runs each optimizer step
+(the strategy's ``train_step``); the loss and gradient norm are read from the device every
+``--log-every`` steps, as the trainer's ``logging.every_n_steps`` does. Only the data differ: a
+few fixed random token batches instead of the corpus. The plain loop is what a user would write:
 autocast, ``loss.backward()``, ``clip_grad_norm_``, AdamW (``fused=True`` on CUDA), no host sync.
 
 Timing: warm-up steps (compilation included) are excluded; each measured step is bracketed by
@@ -76,7 +76,7 @@ def _attention_context(name: str) -> contextlib.AbstractContextManager[Any]:
     return sdpa_kernel([backends[name]])
 
 
-def _config(s: BenchSettings) -> Any:
+def _config(s: BenchSettings, host: Any) -> Any:
     from deepseek.config.load import config_from_dict, parse_override
 
     strategy: dict[str, Any] = {"name": s.strategy}
@@ -85,16 +85,17 @@ def _config(s: BenchSettings) -> Any:
     for item in s.strategy_options:
         keys, value = parse_override(f"strategy.{item}")
         strategy[".".join(keys[1:])] = value
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))  # --batch is per device: the global batch spans ranks
     return config_from_dict({
-        "model": {"preset": s.model, **_model_overrides(s)},
-        "data": {"seq_len": s.seq, "batch_size": s.batch * s.grad_accum},
+        "model": {"name": s.model, **_model_overrides(s)},
+        "data": {"seq_len": s.seq, "batch_size": s.batch * s.grad_accum * ranks},
         "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_scope == "blocks"
                   and s.compile_mode == "default",
                   "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
                   "grad_accum": s.grad_accum, "init_device": s.init_device},
         "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual},
         "strategy": strategy,
-    }, validate=False)
+    }, validate=False, host=host)
 
 
 def _model_overrides(s: BenchSettings) -> dict[str, Any]:
@@ -104,8 +105,8 @@ def _model_overrides(s: BenchSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in s.model_options:
         keys, value = parse_override(f"model.{item}")
-        if keys[1:] == ["preset"]:
-            raise UsageError(f"--model-option {item!r}: pick the preset with --model, not --model-option")
+        if keys[1:] in (["name"], ["preset"]):
+            raise UsageError(f"--model-option {item!r}: pick the model with --model, not --model-option")
         out[".".join(keys[1:])] = value
     return out
 
@@ -121,8 +122,8 @@ def _compile(model: Any, s: BenchSettings, *, whole: bool) -> Any:
     return model
 
 
-def _batches(s: BenchSettings, vocab: int, rows: int, pin: bool) -> list[tuple[Any, Any]]:
-    """A few fixed random batches on the host (pinned for CUDA), cycled through."""
+def _batches(s: BenchSettings, vocab: int, rows: int, pin: bool) -> list[dict[str, Any]]:
+    """A few fixed random token batches on the host (pinned for CUDA), cycled through."""
     import torch
 
     gen = torch.Generator().manual_seed(s.seed)
@@ -130,67 +131,53 @@ def _batches(s: BenchSettings, vocab: int, rows: int, pin: bool) -> list[tuple[A
     for _ in range(4):
         tokens = torch.randint(0, vocab, (rows, s.seq + 1), generator=gen)
         x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-        out.append((x.pin_memory(), y.pin_memory()) if pin else (x, y))
+        out.append({"input_ids": x.pin_memory(), "targets": y.pin_memory()} if pin else {"input_ids": x, "targets": y})
     return out
 
 
-def _ours(s: BenchSettings) -> tuple[Callable[[int], Any], Any, Any, Callable[[], None]]:
-    """Our training path: model/precision/optimizer from training.build, a registered strategy."""
+def _ours(s: BenchSettings, host: Any) -> tuple[Callable[[int], Any], Any, Any, Callable[[], None]]:
+    """Our training path: the trainer's step engine on a registered strategy."""
     from deepseek.errors import UsageError
-    from deepseek.plugins.registry import create_strategy
-    from deepseek.training.build import (
-        build_model,
-        build_precision,
-        optimizer_factory,
-        prepare_model,
-    )
-    from deepseek.training.strategy import Strategy
+    from deepseek.training.engine import StepEngine
 
-    cfg = _config(s)
-    precision = build_precision(cfg)
-    strategy = create_strategy(cfg.strategy.name, cfg.strategy.options, precision=precision)
-    if not isinstance(strategy, Strategy):
-        raise UsageError(f"--strategy: {s.strategy!r} is not a deepseek Strategy")
-    if getattr(strategy, "needs_launcher", False) and "RANK" not in os.environ:
+    cfg = _config(s, host)
+    engine = StepEngine(cfg, host=host)
+    strategy = engine.strategy
+    if strategy.needs_launcher and "RANK" not in os.environ:
         raise UsageError(
             f"--strategy: {s.strategy!r} runs one process per device; start the benchmark under "
             "torchrun (or deepseek launch), e.g. torchrun --nproc-per-node 2 -m deepseek bench train ..."
         )
-    strategy.setup_environment()
-    precision.bind(strategy.device)
-    model = prepare_model(build_model(cfg, device=strategy.device), cfg)
+    engine.setup_environment()
+    model = engine.build_model()
     if s.compile and not cfg.train.compile:
         _compile(model, s, whole=s.compile_scope == "model")
-    strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
-    rows = s.batch * s.grad_accum * strategy.dp_size
-    batches = _batches(s, model.config.vocab_size, rows, strategy.device.type == "cuda")
+    engine.setup_model(model)
+    batches = _batches(s, model.config.vocab_size, cfg.data.batch_size, strategy.device.type == "cuda")
     every = read_interval(s.log_every, strategy.device.type)
     pending: list[Any] = []
 
     def step(i: int) -> Any:
-        strategy.set_lr(s.lr)
-        x, y = strategy.shard_batch(batches[i % len(batches)])
-        loss = strategy.forward_backward(list(zip(x.split(s.batch), y.split(s.batch), strict=True)))
-        norm = strategy.clip_grad_norm(cfg.train.grad_clip)
-        strategy.optimizer_step()
-        strategy.zero_grad()
-        pending.extend((loss, norm))
+        result = engine.step(batches[i % len(batches)], s.lr)
+        pending.extend((result.loss, result.grad_norm))
         if (i + 1) % every == 0:  # the trainer's read of the window's losses and norms
             read_scalars(pending)
             pending.clear()
-        return loss
+        return result.loss
 
     return step, strategy, model, strategy.teardown
 
 
-def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tuple[Callable[[int], Any], Any]:
+def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool, host: Any) -> tuple[Callable[[int], Any], Any]:
     """A plain PyTorch loop over the same model, seeded the same way."""
     import torch
 
-    from deepseek.models.presets import build
+    from deepseek.models.factory import instantiate_model
+    from deepseek.plugins.host import get_host
 
     torch.manual_seed(s.seed)
-    model = build(s.model, **_model_overrides(s)).float().to(device)
+    target = (host or get_host()).resolve("model", s.model).load()
+    model = instantiate_model(target, _model_overrides(s), name=s.model).float().to(device)
     model.set_activation_checkpointing(s.activation_checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
@@ -202,8 +189,9 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool) -> tup
     batches = _batches(s, model.config.vocab_size, s.batch * s.grad_accum, device.type == "cuda")
 
     def step(i: int) -> Any:
-        x, y = batches[i % len(batches)]
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        batch = batches[i % len(batches)]
+        x = batch["input_ids"].to(device, non_blocking=True)
+        y = batch["targets"].to(device, non_blocking=True)
         total = torch.zeros((), device=device)
         for xm, ym in zip(x.split(s.batch), y.split(s.batch), strict=True):
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -243,14 +231,15 @@ def _release() -> None:
         torch._dynamo.reset()
 
 
-def run_bench(s: BenchSettings) -> dict[str, Any]:
-    """Measure our path (and with ``baseline`` the plain loop, eager and compiled)."""
+def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
+    """Measure our path (and with ``baseline`` the plain loop, eager and compiled); components
+    come from ``host`` (default: the process's plugin host)."""
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     with _attention_context(s.attention):
-        step, strategy, model, teardown = _ours(s)
+        step, strategy, model, teardown = _ours(s, host)
         device = strategy.device
         precision = strategy.precision.name
         cfg = model.config
@@ -281,7 +270,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
             strategy.model = strategy.optimizer = None
             _release()
             for compiled in [v == "compile" for v in _variants(s.baseline_variants)]:
-                plain, plain_model = _plain(s, precision, device, compiled)
+                plain, plain_model = _plain(s, precision, device, compiled, host)
                 label = "plain PyTorch + torch.compile" if compiled else "plain PyTorch eager"
                 rows.append(make_row(label, "plain", compiled, s, measure(plain, s, device, 0),
                                  flops, tokens, peak, kind))
@@ -291,7 +280,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
     return {
         "device": {"type": device.type, "name": name, "peak_tflops": peak, "torch": torch.__version__,
                    "dp_size": dp_size, "world_size": world},
-        "model": {"preset": s.model, **cfg.to_dict(), "flops_per_token": flops,
+        "model": {"name": s.model, **cfg.to_dict(), "flops_per_token": flops,
                   "flops_formula": "6*N + 12*L*d*T (PaLM), N = parameters without the position table"},
         "settings": {**asdict(s), "precision": precision, "tokens_per_step": tokens},
         "rows": [asdict(r) for r in rows],
@@ -304,7 +293,7 @@ def _print(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     d, st = result["device"], result["settings"]
-    title = (f"bench train: {result['model']['preset']} {st['precision']} batch {st['batch']} x seq {st['seq']}, "
+    title = (f"bench train: {result['model']['name']} {st['precision']} batch {st['batch']} x seq {st['seq']}, "
              f"{st['steps']} steps after {st['warmup']} warm-up, on {d['name']} (peak "
              f"{d['peak_tflops'] or 'n/a'} TFLOP/s)")
     table = Table(title=title, title_justify="left")
@@ -388,7 +377,9 @@ def train_command(compile_: bool, json_path: Path | None, **options: Any) -> Non
     _variants(s.baseline_variants)
     if s.peak_tflops is not None and s.peak_tflops <= 0:
         raise UsageError(f"--peak-tflops: must be > 0, got {s.peak_tflops}")
-    result = run_bench(s)
+    from deepseek.cli.context import command_host
+
+    result = run_bench(s, command_host())
     if result["device"]["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return
     _print(result)

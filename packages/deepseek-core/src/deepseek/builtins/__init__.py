@@ -2,6 +2,7 @@
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "deepseek.builtins.models",
+    "deepseek.builtins.datasets",
     "deepseek.builtins.strategies",
     "deepseek.builtins.passes",
     "deepseek.builtins.encoders",

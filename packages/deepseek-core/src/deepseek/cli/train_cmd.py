@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from deepseek.cli.context import command_host
 from deepseek.errors import UsageError
 
 
@@ -28,9 +29,11 @@ def build_train_config(
     precision: str | None = None,
     max_steps: int | None = None,
     resume: str | None = None,
+    host: Any = None,
 ) -> Any:
     """The validated Config ``deepseek train`` runs: the file (or, when resuming without one, the
-    checkpoint's own config, else the defaults), then the options, then ``--set`` overrides."""
+    checkpoint's own config, else the defaults), then the options, then ``--set`` overrides;
+    components are looked up on ``host`` (default: the process's plugin host)."""
     from deepseek.config.load import apply_overrides, config_from_dict, read_toml
 
     data: dict[str, Any] = {}
@@ -52,7 +55,7 @@ def build_train_config(
         extra.append(f"precision.dtype={_toml_string(precision)}")
     if max_steps is not None:
         extra.append(f"train.max_steps={max_steps}")
-    return config_from_dict(apply_overrides(data, [*extra, *overrides]))
+    return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
 
 
 def _saved_config(directory: Path) -> dict[str, Any]:
@@ -97,22 +100,28 @@ def train(
 ) -> None:
     """Train a model. Without arguments: the tiny GPT on the embedded corpus (CPU, or a GPU
     when there is one), written to runs/<timestamp>."""
+    host = command_host()
     config = build_train_config(
-        config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume
+        config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,
+        host=host,
     )
     from deepseek.training.trainer import Trainer
 
-    result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet).fit()
+    result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet, host=host).fit()
     if not result.is_global_zero:
         return
-    tokens = result.metrics.get("tokens", 0)
     if len(result.val_losses) > 1:
         (s0, v0), (s1, v1) = result.val_losses[0], result.val_losses[-1]
-        click.echo(f"validation loss {v0:.3f} (step {s0}) -> {v1:.3f} (step {s1}) nats/byte")
+        click.echo(f"validation loss {v0:.3f} (step {s0}) -> {v1:.3f} (step {s1})")
     elif result.val_losses:
         s1, v1 = result.val_losses[0]
-        click.echo(f"validation loss {v1:.3f} (step {s1}) nats/byte")
-    click.echo(f"{result.step} steps, {tokens:,.0f} tokens in {result.seconds:.0f} s")
+        click.echo(f"validation loss {v1:.3f} (step {s1})")
+    others = {k: v for k, v in result.val_metrics.items() if k != "val_loss"}
+    if others:
+        click.echo("validation " + ", ".join(f"{k[4:]} {v:.4f}" for k, v in others.items()))
+    tokens = result.metrics.get("tokens")
+    seen = f"{tokens:,.0f} tokens" if tokens is not None else f"{result.metrics.get('samples', 0):,.0f} samples"
+    click.echo(f"{result.step} steps, {seen} in {result.seconds:.0f} s")
     click.echo(f"run folder: {_show_path(result.run_dir)}")
     if result.checkpoint is not None:
         click.echo(f"try: deepseek generate --checkpoint {_show_path(result.run_dir)} \"def \"")
@@ -137,13 +146,15 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool) -
     from deepseek.training.inference import evaluate_model, load_trained
     from deepseek.training.single import pick_device
 
-    model, config, state = load_trained(checkpoint, _device(device, pick_device), need_data=True)
-    loss = evaluate_model(model, config, batches)
+    host = command_host()
+    model, config, state = load_trained(checkpoint, _device(device, pick_device), need_data=True, host=host)
+    values = evaluate_model(model, config, batches, host)
     step = state.get("step")
     if as_json:
-        click.echo(json.dumps({"checkpoint": checkpoint, "step": step, "val_loss": loss}))
+        click.echo(json.dumps({"checkpoint": checkpoint, "step": step, **values}))
     else:
-        click.echo(f"val_loss {loss:.4f} nats/byte (step {step}, {config.model.preset})")
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        click.echo(f"{shown} (step {step}, model {config.model.name})")
 
 
 @click.command("generate")
@@ -163,7 +174,7 @@ def generate(
     from deepseek.training.inference import load_trained, sample
     from deepseek.training.single import pick_device
 
-    model, _, _ = load_trained(checkpoint, _device(device, pick_device))
+    model, _, _ = load_trained(checkpoint, _device(device, pick_device), host=command_host())
     text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
     click.echo(prompt + text)
 

@@ -1,9 +1,10 @@
 """Load a :class:`~deepseek.config.schema.Config` from TOML, ``--set`` overrides or plain data.
 
 Order: file (or a saved config) -> ``--set a.b=c`` overrides -> typed sections (unknown keys are
-errors with a did-you-mean) -> the strategy's own ``Options`` -> core's cross-field checks ->
-every plugin's ``deepseek_validate_config`` hook. All of it runs before anything heavy starts;
-torch is not imported here.
+errors with a did-you-mean) -> core's cross-field checks -> the model, dataset and strategy named
+in ``[model]``, ``[data]`` and ``[strategy]``, each validating its own keys with its ``Options``
+-> the strategy's ``check_config`` -> every plugin's ``deepseek_validate_config`` hook. All of it
+runs before anything heavy starts; loading a component's ``Options`` may import torch.
 """
 
 from __future__ import annotations
@@ -14,13 +15,25 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deepseek.config.schema import SECTIONS, Config, StrategyConfig
+from deepseek.config.components import build_options
+from deepseek.config.schema import (
+    DATA_COMMON_KEYS,
+    SECTIONS,
+    Config,
+    DataConfig,
+    ModelConfig,
+    StrategyConfig,
+)
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
 
 _DEFAULT = Config()
 
@@ -54,7 +67,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     """``"train.lr=1e-3"`` -> ``(["train", "lr"], 0.001)``.
 
     The value is read as a TOML literal (``3``, ``1e-3``, ``true``, ``"x"``, ``[1, 2]``) and
-    otherwise taken as a plain string (``model.preset=tiny``).
+    otherwise taken as a plain string (``model.name=tiny``).
     """
     key, sep, raw = item.partition("=")
     parts = [p.strip() for p in key.strip().split(".")]
@@ -92,15 +105,21 @@ def load_config(
     *,
     base: Mapping[str, Any] | None = None,
     validate: bool = True,
+    host: PluginHost | None = None,
 ) -> Config:
     """Build a validated Config from a TOML file (or ``base`` data, or the defaults) plus
     ``--set`` overrides. ``validate=False`` skips the plugins' ``deepseek_validate_config``."""
     data: dict[str, Any] = dict(base or {}) if path is None else read_toml(path)
-    return config_from_dict(apply_overrides(data, overrides), validate=validate)
+    return config_from_dict(apply_overrides(data, overrides), validate=validate, host=host)
 
 
-def config_from_dict(data: Mapping[str, Any], *, validate: bool = True) -> Config:
-    """Build and check a Config from plain data (what a TOML file or ``Config.to_dict`` gives)."""
+def config_from_dict(
+    data: Mapping[str, Any], *, validate: bool = True, host: PluginHost | None = None
+) -> Config:
+    """Build and check a Config from plain data (what a TOML file or ``Config.to_dict`` gives).
+
+    Components are resolved on ``host`` (default: the process's host) with the config's own
+    ``[plugins] prefer`` applied to these lookups only; the host is not changed."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a table, got {type(data).__name__}")
     for key, value in data.items():
@@ -113,102 +132,129 @@ def config_from_dict(data: Mapping[str, Any], *, validate: bool = True) -> Confi
             raise ConfigError(f"{key}: expected a [{key}] table, got {value!r}")
     sections: dict[str, Any] = {}
     for name in SECTIONS:
-        table = dict(data.get(name, {}))
-        if name == "strategy":
-            continue
-        sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), table, path=name)
-    _apply_prefer(sections["plugins"].prefer)
-    # Cheap checks first; loading the strategy class imports torch.
-    config = _resolve_paths(Config(**sections, strategy=StrategyConfig()))
-    check_config(config)
-    strategy = _build_strategy(dict(data.get("strategy", {})))
-    config = dataclasses.replace(config, strategy=strategy)
+        if name not in COMPONENT_SECTIONS:
+            sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), dict(data.get(name, {})), path=name)
+    lookups = _run_host(host, sections["plugins"].prefer)
+    model_table = _model_table(dict(data.get("model", {})))
+    data_table = dict(data.get("data", {}))
+    common = {k: data_table.pop(k) for k in DATA_COMMON_KEYS if k in data_table}
+    data_section = build_dataclass(DataConfig, {"name": data_table.pop("name", "text"), **common}, path="data")
+    # Cheap cross-field checks first; loading the components imports torch.
+    check_config(Config(**sections, data=data_section))
+    model_name, model_options, _ = _component(lookups, "model", model_table, default="tiny")
+    data_name, data_options, _ = _component(lookups, "dataset", data_table, default=data_section.name, section="data")
+    strategy_table = dict(data.get("strategy", {}))
+    strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table, default="single")
+    config = Config(
+        **sections,
+        model=ModelConfig(name=model_name, options=model_options),
+        data=dataclasses.replace(data_section, name=data_name, options=data_options),
+        strategy=StrategyConfig(name=strategy_name, options=strategy_options),
+    )
+    strategy_cls.check_config(config)
     if validate:
-        from deepseek.plugins.host import get_host
-
-        get_host().hook.deepseek_validate_config(config=config)
+        lookups.hook.deepseek_validate_config(config=config)
     return config
 
 
-def _build_strategy(table: dict[str, Any]) -> StrategyConfig:
+COMPONENT_SECTIONS: dict[str, str] = {"model": "model", "data": "dataset", "strategy": "strategy"}
+"""Config sections that name a registered component -> the component kind."""
+
+
+def _run_host(host: PluginHost | None, prefer: tuple[str, ...]) -> PluginHost:
     from deepseek.plugins.host import get_host
 
-    name = table.pop("name", "single")
+    return (host or get_host()).with_preference(prefer)
+
+
+def _model_table(table: dict[str, Any]) -> dict[str, Any]:
+    """``[model]`` with the deprecated ``preset`` key read as ``name``."""
+    if "preset" not in table:
+        return table
+    if "name" in table:
+        raise ConfigError(
+            "model.preset: give the model as model.name only (model.preset is its old spelling); "
+            "remove model.preset"
+        )
+    warnings.warn(
+        f"model.preset is deprecated; write model.name = {table['preset']!r} instead",
+        DeprecatedConfigWarning, stacklevel=4,
+    )
+    table["name"] = table.pop("preset")
+    return table
+
+
+class DeprecatedConfigWarning(FutureWarning):
+    """A config key that still works under an old spelling; the message names the new one."""
+
+
+def _component(
+    lookups: PluginHost, kind: str, table: dict[str, Any], *, default: str, section: str | None = None
+) -> tuple[str, Any, Any]:
+    """``(name as recorded, validated options, loaded target)`` of a component section.
+
+    The recorded name is qualified (``dist:name``) when several distributions register the
+    name, so that a later ``generate`` / ``eval`` / ``--resume`` of the run picks the same one."""
+    section = section or kind
+    name = table.pop("name", default)
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"strategy.name: expected a strategy name (string), got {name!r}")
+        raise ConfigError(f"{section}.name: expected the name of a registered {kind} (a string), got {name!r}")
     try:
-        component = get_host().resolve("strategy", name)
+        resolution = lookups.explain(kind, name)
+        component = lookups.resolve(kind, name)
     except (ComponentNotFoundError, ComponentConflictError) as exc:
-        raise ConfigError(f"strategy.name: {exc}") from exc
-    cls = component.load()
-    options_cls = getattr(cls, "Options", None)
-    if options_cls is None or not dataclasses.is_dataclass(options_cls):
-        if table:
-            keys = ", ".join(sorted(table))
-            raise ConfigError(f"strategy.{sorted(table)[0]}: strategy {name!r} takes no options (got {keys})")
-        return StrategyConfig(name=name, options=None)
-    fields = {f.name for f in dataclasses.fields(options_cls)}
-    if "compression" in table and "compression" not in fields:
-        raise ConfigError(_no_compression(name, table["compression"]))
-    return StrategyConfig(name=name, options=build_dataclass(options_cls, table, path="strategy"))
+        raise ConfigError(f"{section}.name: {exc}") from exc
+    target = component.load()
+    _check_kind(kind, name, target)
+    if kind == "strategy" and "compression" in table:
+        _check_compression(lookups, name, target, table["compression"])
+    known = ("name", *DATA_COMMON_KEYS) if section == "data" else ("name",)
+    options = build_options(target, table, kind=kind, name=name, path=section, known=known)
+    recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
+    return recorded, options, target
 
 
-def _no_compression(name: str, method: Any) -> str:
-    """The error for ``strategy.compression`` on a strategy that compresses no gradients, naming
-    the registered strategies that do."""
-    from deepseek.plugins.host import get_host
+def _check_kind(kind: str, name: str, target: Any) -> None:
+    """The registered target is of its kind's type (a PluginError naming it otherwise)."""
+    from deepseek.errors import PluginError
+
+    if kind == "strategy":
+        from deepseek.training.strategy import Strategy as base
+    elif kind == "dataset":
+        from deepseek.data.dataset import Dataset as base
+    else:
+        if not callable(target):
+            raise PluginError(f"model {name!r}: its target {target!r} is not callable; register a class or factory")
+        return
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise PluginError(
+            f"{kind} {name!r}: its target {target!r} is not a subclass of "
+            f"{base.__module__}.{base.__name__}; fix the plugin's registration"
+        )
+
+
+def _check_compression(lookups: PluginHost, name: str, cls: Any, method: Any) -> None:
+    """``strategy.compression`` on a strategy that cannot apply it: the one rule
+    (:func:`deepseek.training.strategy.compression_problem`), naming the strategies that can."""
+    from deepseek.training.strategy import Strategy, compression_problem
 
     offered, seen = [], set()
-    for other in get_host().names("strategy"):
+    for other in lookups.names("strategy"):
         try:
-            cls = get_host().resolve("strategy", other).load()
+            other_cls = lookups.resolve("strategy", other).load()
         except Exception:  # noqa: BLE001  (a broken or ambiguous plugin must not hide this message)
             continue
-        methods = tuple(getattr(cls, "supports_compression", ()))
-        if methods and cls not in seen:
-            seen.add(cls)
-            offered.append(f"{other} ({', '.join(methods)})")
-    where = f"use {' or '.join(offered)}" if offered else "no installed strategy compresses gradients"
-    return (f"strategy.compression: strategy {name!r} compresses no gradients (got {method!r}); "
-            f"{where}, or remove strategy.compression")
-
-
-def _apply_prefer(prefer: tuple[str, ...]) -> None:
-    """Feed ``[plugins] prefer`` into the plugin host's conflict precedence (before lookups)."""
-    from deepseek.plugins import host as host_mod
-
-    host_mod.set_preference(prefer)
-
-
-def _resolve_paths(config: Config) -> Config:
-    if not config.data.path:
-        return config
-    path = Path(config.data.path).expanduser()
-    if not path.exists():
-        raise ConfigError(
-            f"data.path: {config.data.path!r} does not exist; point it at a text file or a folder "
-            "of text files, or leave it empty for the embedded corpus"
-        )
-    data = dataclasses.replace(config.data, path=str(path.resolve()))
-    return dataclasses.replace(config, data=data)
+        if isinstance(other_cls, type) and issubclass(other_cls, Strategy) and other_cls.supports_compression \
+                and other_cls not in seen:
+            seen.add(other_cls)
+            offered.append(f"{other} ({', '.join(other_cls.supports_compression)})")
+    problem = compression_problem(name, cls, method, offered)
+    if problem:
+        raise ConfigError(problem)
 
 
 def check_config(config: Config) -> None:
     """Core's cross-field checks (one ConfigError naming the fields and the fix)."""
-    from deepseek.plugins.host import get_host
-
-    host = get_host()
-    preset = config.model.preset
-    try:
-        host.resolve("model", preset)
-    except (ComponentNotFoundError, ComponentConflictError) as exc:
-        names = host.names("model")
-        if isinstance(exc, ComponentConflictError):
-            raise ConfigError(f"model.preset: {exc}") from exc
-        raise ConfigError(
-            f"model.preset: unknown model {preset!r}{did_you_mean(preset, names)}; "
-            f"available: {', '.join(names) or 'none'}"
-        ) from exc
     t, d = config.train, config.data
     if d.batch_size % t.grad_accum:
         raise ConfigError(

@@ -4,8 +4,9 @@ Every field has a default, so an empty file (or no file) is the main job: train 
 embedded corpus on CPU. Values are checked by :func:`deepseek.config.validate.build_dataclass`;
 a field's ``metadata["check"]`` rejects out-of-range values with the field path.
 
-The ``[strategy]`` table holds ``name`` plus the chosen strategy's own keys, which are validated
-by that strategy's ``Options`` dataclass (see :mod:`deepseek.config.load`).
+The ``[model]``, ``[data]`` and ``[strategy]`` tables name a registered component and hold that
+component's own keys beside ``name``, validated by its ``Options`` dataclass
+(:mod:`deepseek.config.components`, :mod:`deepseek.config.load`).
 """
 
 from __future__ import annotations
@@ -36,52 +37,32 @@ def _betas(value: tuple[float, ...]) -> str | None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``[model]``: a registered model (``preset``) and overrides of its GPT shape.
+    """``[model]``: ``name`` of a registered model plus that model's own keys, validated by the
+    model's ``Options`` (see ``deepseek plugins list`` and docs/config.md). The GPT presets
+    ``tiny``, ``small`` and ``1.3b`` take :class:`deepseek.models.GPTConfig`'s fields as overrides."""
 
-    Overrides left unset keep the preset's value; see :class:`deepseek.models.GPTConfig`.
-    """
-
-    preset: str = "tiny"
-    vocab_size: int | None = None
-    d_model: int | None = None
-    n_heads: int | None = None
-    n_layers: int | None = None
-    d_ff: int | None = None
-    max_seq_len: int | None = None
-    dropout: float | None = None
-    bias: bool | None = None
-    tie_embeddings: bool | None = None
-    norm_eps: float | None = None
-
-    def overrides(self) -> dict[str, Any]:
-        """The shape overrides that are set, as keyword arguments for ``create_model``."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "preset" and getattr(self, f.name) is not None
-        }
+    name: str = "tiny"
+    options: Any = None
+    """The model's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``[data]``: what to train on and how batches are shaped.
+    """``[data]``: ``name`` of a registered dataset, the keys every dataset gets (below), and the
+    dataset's own keys, validated by its ``Options``. The default dataset ``text`` reads the
+    embedded corpus (the running Python's standard-library sources) or your text files."""
 
-    ``path`` empty means the embedded corpus (the running Python's standard library sources);
-    otherwise a text file or a folder of text files, streamed.
-    """
-
-    path: str = ""
-    pattern: str = ""
-    """Glob of files to read under a ``path`` folder (default ``**/*``: every non-hidden file)."""
-    seq_len: int = field(default=128, metadata={"check": _positive_int})
+    name: str = "text"
     batch_size: int = field(default=16, metadata={"check": _positive_int})
-    """Global batch in sequences (all ranks and micro-batches together)."""
-    val_fraction: float = field(default=0.05, metadata={"check": _fraction})
-    """Share of files (by a stable hash of their names) held out for validation."""
+    """Global batch in rows (all ranks and micro-batches together)."""
     eval_batches: int = field(default=8, metadata={"check": _positive_int})
     """Validation batches per evaluation (always the same ones)."""
-    shuffle_buffer: int = field(default=1024, metadata={"check": _positive_int})
-    """Rows shuffled together; memory is about ``shuffle_buffer * seq_len`` bytes."""
+    options: Any = None
+    """The dataset's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
+
+
+DATA_COMMON_KEYS: tuple[str, ...] = ("batch_size", "eval_batches")
+"""``[data]`` keys that every dataset accepts (the rest belong to the dataset's ``Options``)."""
 
 
 @dataclass(frozen=True)
@@ -198,17 +179,15 @@ class Config:
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain TOML-ready data: ``None`` values left out, the strategy's options inlined."""
+        """Plain TOML-ready data: ``None`` values left out, components' options inlined."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             section = getattr(self, f.name)
-            if f.name == "strategy":
-                table = {"name": section.name}
-                if section.options is not None and dataclasses.is_dataclass(section.options):
-                    table.update(_plain(dataclasses.asdict(section.options)))
-                out[f.name] = table
-            else:
-                out[f.name] = _plain(dataclasses.asdict(section))
+            table = {k.name: getattr(section, k.name) for k in dataclasses.fields(section) if k.name != "options"}
+            options = getattr(section, "options", None)
+            if options is not None and dataclasses.is_dataclass(options):
+                table.update(dataclasses.asdict(options))
+            out[f.name] = _plain(table)
         return out
 
 

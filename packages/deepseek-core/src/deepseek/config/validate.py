@@ -25,18 +25,19 @@ def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str) -> T:
+def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str, known: typing.Iterable[str] = ()) -> T:
     """Instantiate dataclass ``cls`` from ``data``; unknown keys and bad values raise
-    :class:`ConfigError` naming ``path.key``."""
+    :class:`ConfigError` naming ``path.key``. ``known``: further keys of the same table that
+    are handled elsewhere (listed among the allowed keys of the message)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = get_type_hints(cls)
     for key in data:
         if key not in fields:
-            allowed = ", ".join(sorted(fields)) or "none"
+            names = sorted({*fields, *known})
             raise ConfigError(
-                f"{path}.{key}: unknown key{did_you_mean(key, fields)}; allowed keys: {allowed}"
+                f"{path}.{key}: unknown key{did_you_mean(key, names)}; allowed keys: {', '.join(names) or 'none'}"
             )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():

@@ -1,10 +1,29 @@
-"""deepseek.models: the GPT decoder, its presets and the bidirectional text encoder.
+"""deepseek.models: the model contract, the GPT decoder, its presets and the text encoder.
 
 Importing this package imports torch; the plugin registry refers to it only by lazy strings.
 """
 
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.layers import Block, KVCache
-from deepseek.models.presets import PRESETS, gpt_1_3b, preset_config, small, tiny
+from deepseek.models.presets import PRESETS, preset_config
+from deepseek.models.protocol import (
+    CAPABILITIES,
+    TrainableModel,
+    model_capabilities,
+    require_capabilities,
+    split_output,
+)
 
-__all__ = ["GPT", "PRESETS", "Block", "GPTConfig", "KVCache", "gpt_1_3b", "preset_config", "small", "tiny"]
+__all__ = [
+    "CAPABILITIES",
+    "GPT",
+    "PRESETS",
+    "Block",
+    "GPTConfig",
+    "KVCache",
+    "TrainableModel",
+    "model_capabilities",
+    "preset_config",
+    "require_capabilities",
+    "split_output",
+]

@@ -1,18 +1,22 @@
 """Decoder-only GPT: pre-norm LayerNorm blocks, learned positions, tied embeddings.
 
-``GPT(config)(idx)`` returns logits ``(B, T, V)``; ``GPT(config)(idx, targets)`` returns the mean
-cross-entropy loss. Without a KV cache the forward pass has no data-dependent Python control flow,
-so the model traces with ``torch.fx``/``torch.export`` and compiles with ``torch.compile`` without
-graph breaks (activation checkpointing included). ``torch.fx.symbolic_trace`` needs
+``GPT(config)(input_ids)`` returns logits ``(B, T, V)``; with ``targets`` (a training batch
+``{"input_ids": x, "targets": y}`` passed as ``model(**batch)``) it returns the mean cross-entropy
+loss. Without a KV cache the forward pass has no data-dependent Python control flow, so the model
+traces with ``torch.fx``/``torch.export`` and compiles with ``torch.compile`` without graph breaks
+(activation checkpointing included). ``torch.fx.symbolic_trace`` needs
 ``concrete_args={"targets": None}`` to trace the logits path (an unbound ``targets`` placeholder
-would take the loss branch); ``torch.export.export(model, (idx,))`` needs nothing.
+would take the loss branch); ``torch.export.export(model, (input_ids,))`` needs nothing.
+
+The GPT offers every optional capability of :mod:`deepseek.models.protocol`: per-block structure,
+activation checkpointing, the residual dtype and pipeline stages.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +24,11 @@ from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.layers import KVCache, init_weights, make_blocks, residual_cast, run_blocks
+from deepseek.models.protocol import Batch, TrainableModel
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from deepseek.models.stages import GPTStage
 
 
@@ -76,9 +83,14 @@ def _divisors(n: int) -> str:
     return ", ".join(str(d) for d in range(1, min(n, 64) + 1) if n % d == 0)
 
 
-class GPT(nn.Module):
+class GPT(TrainableModel):
     """GPT-2-style decoder. Parameter names: ``wte``, ``wpe``, ``blocks.<i>.*``, ``ln_f``,
-    ``lm_head`` (``lm_head.weight`` *is* ``wte.weight`` when ``tie_embeddings``)."""
+    ``lm_head`` (``lm_head.weight`` *is* ``wte.weight`` when ``tie_embeddings``).
+
+    Registered as the model ``gpt`` (its ``[model]`` keys are :class:`GPTConfig`'s fields);
+    the presets ``tiny``, ``small`` and ``1.3b`` are GPTs with other defaults."""
+
+    Options = GPTConfig
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -98,16 +110,16 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``(B, T, V)`` for token ids ``idx`` ``(B, T)``; with ``targets`` ``(B, T)`` the
-        mean cross-entropy (a 0-dim tensor; targets equal to -100 are ignored)."""
-        self._check_input(idx)
-        x = residual_cast(self.embed(idx), self.fp32_residual)
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for token ids ``input_ids`` ``(B, T)``; with ``targets`` ``(B, T)``
+        the mean cross-entropy (a 0-dim tensor; targets equal to -100 are ignored)."""
+        self._check_input(input_ids)
+        x = residual_cast(self.embed(input_ids), self.fp32_residual)
         x = run_blocks(self.blocks, x, checkpointing=self.activation_checkpointing)
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        return cross_entropy(logits, targets)
 
     def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Token + position embeddings of ``idx`` placed at positions ``start ..``."""
@@ -150,7 +162,30 @@ class GPT(nn.Module):
         c = self.config
         return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layers * c.d_model * seq_len
 
+    def check_data(self, batch: Batch, dataset: Any) -> None:
+        """Token ids must fit the position table, and the data's vocabulary the model's."""
+        ids = batch.get("input_ids")
+        if not isinstance(ids, torch.Tensor):
+            raise UsageError(f"model input: the GPT takes batches with 'input_ids' (token ids); got keys {sorted(batch)}")
+        if ids.dim() != 2:
+            raise UsageError(f"model input: expected token ids of shape (batch, seq), got {tuple(ids.shape)}")
+        if ids.size(1) > self.config.max_seq_len:
+            raise UsageError(
+                f"data.seq_len: sequences of {ids.size(1)} tokens are longer than the model's "
+                f"max_seq_len={self.config.max_seq_len}; lower data.seq_len or set model.max_seq_len = {ids.size(1)}"
+            )
+        vocab = dataset.vocab_size if dataset.vocab_size is not None else int(ids.max()) + 1 if ids.numel() else 0
+        if vocab > self.config.vocab_size:
+            raise UsageError(
+                f"model.vocab_size: the data's tokens take {vocab} values but the model's vocabulary "
+                f"has {self.config.vocab_size}; set model.vocab_size to at least {vocab}"
+            )
+
     # ------------------------------------------------------------------ training options
+
+    def block_modules(self) -> Sequence[nn.Module]:
+        """The decoder blocks (compile, FSDP and pipeline units)."""
+        return list(self.blocks)
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute each block's activations in backward (``torch.utils.checkpoint``,
@@ -168,6 +203,21 @@ class GPT(nn.Module):
         from deepseek.models.stages import split_stages
 
         return split_stages(self, n)
+
+    def pipeline_batch(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Stage 0 takes the token ids; the loss needs the targets."""
+        return (batch["input_ids"],), batch["targets"]
+
+    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The training loss from the last stage's logits."""
+        return cross_entropy(output, target)
+
+    def tied_parameters(self, stages: Sequence[nn.Module]) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        """``wte.weight`` on the first stage and its copy ``lm_head.weight`` on the last one."""
+        from deepseek.models.stages import tied_parameters
+
+        pair = tied_parameters(list(stages))
+        return [pair] if pair is not None else []
 
     # ------------------------------------------------------------------ decoding
 
@@ -232,6 +282,11 @@ class GPT(nn.Module):
             return torch.cat(out, dim=1)
         finally:
             self.train(was_training)
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean token cross-entropy of logits ``(B, T, V)`` against ``targets`` ``(B, T)``, in fp32."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
 def _sample(

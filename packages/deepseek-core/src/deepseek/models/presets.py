@@ -1,8 +1,8 @@
 """GPT presets, registered as models ``tiny``, ``small`` and ``1.3b``.
 
-Each builder takes config overrides (validated: an unknown key is a ConfigError with a
-did-you-mean) and an optional ``device``; ``device="meta"`` builds the model without allocating
-memory (parameter counts, FLOP estimates, sharded initialisation).
+A preset is a GPT with other defaults: its ``Options`` is a :class:`GPTConfig` subclass whose
+defaults are the preset's shape, so ``[model] name = "small"`` with ``n_layers = 6`` is the small
+GPT with six layers, validated like every ``[model]`` key. ``d_ff`` defaults to ``4 * d_model``.
 
 Parameter counts (byte vocabulary of 256, biases on, tied embeddings):
 ``tiny`` 0.83 M, ``small`` 85.8 M, ``1.3b`` 1,213,321,216.
@@ -10,63 +10,76 @@ Parameter counts (byte vocabulary of 256, biases on, tied embeddings):
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deepseek.config.validate import build_dataclass
 from deepseek.models.gpt import GPTConfig
 
 if TYPE_CHECKING:
-    import torch
-
     from deepseek.models.gpt import GPT
 
-PRESETS: dict[str, GPTConfig] = {
-    # Trains on 2 CPU cores in a minute or two and visibly learns the stdlib's byte statistics.
-    "tiny": GPTConfig(d_model=128, n_heads=4, n_layers=4, max_seq_len=128),
-    # The seed's V1 "lightweight variant": 768 hidden, 12 heads, 12 layers.
-    "small": GPTConfig(d_model=768, n_heads=12, n_layers=12, max_seq_len=1024),
-    "1.3b": GPTConfig(d_model=2048, n_heads=16, n_layers=24, max_seq_len=2048),
-}
+
+@dataclass(frozen=True)
+class TinyOptions(GPTConfig):
+    """``tiny``: trains on 2 CPU cores in a minute or two and visibly learns byte statistics."""
+
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    max_seq_len: int = 128
+
+
+@dataclass(frozen=True)
+class SmallOptions(GPTConfig):
+    """``small``: the seed's V1 "lightweight variant", 768 hidden, 12 heads, 12 layers."""
+
+    d_model: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    max_seq_len: int = 1024
+
+
+@dataclass(frozen=True)
+class Large13BOptions(GPTConfig):
+    """``1.3b``: 2048 hidden, 16 heads, 24 layers, 2048 positions (1.21e9 parameters)."""
+
+    d_model: int = 2048
+    n_heads: int = 16
+    n_layers: int = 24
+    max_seq_len: int = 2048
+
+
+class GPTPreset:
+    """A registered model target: builds a :class:`~deepseek.models.gpt.GPT` from the preset's
+    ``Options``."""
+
+    def __init__(self, name: str, options: type[GPTConfig]) -> None:
+        self.name = name
+        self.Options = options
+
+    def __call__(self, options: GPTConfig) -> GPT:
+        from deepseek.models.gpt import GPT
+
+        return GPT(options)
+
+    def __repr__(self) -> str:
+        return f"GPTPreset({self.name!r})"
+
+
+tiny = GPTPreset("tiny", TinyOptions)
+small = GPTPreset("small", SmallOptions)
+gpt_1_3b = GPTPreset("1.3b", Large13BOptions)
+
+PRESETS: dict[str, GPTPreset] = {p.name: p for p in (tiny, small, gpt_1_3b)}
+"""The presets by registered name."""
 
 
 def preset_config(name: str, **overrides: Any) -> GPTConfig:
-    """The preset's config with ``overrides`` applied and validated (field paths ``model.*``)."""
+    """Preset ``name``'s shape with ``overrides`` applied and validated (field paths ``model.*``)."""
     from deepseek.config.validate import did_you_mean
     from deepseek.errors import ConfigError
 
     if name not in PRESETS:
         raise ConfigError(f"model: unknown preset {name!r}{did_you_mean(name, PRESETS)}; choose from {', '.join(PRESETS)}")
-    base = dataclasses.asdict(PRESETS[name])
-    if "d_model" in overrides and "d_ff" not in overrides:
-        base["d_ff"] = None  # keep d_ff = 4 * d_model when only the width changes
-    base.update(overrides)
-    return build_dataclass(GPTConfig, base, path="model")
-
-
-def build(name: str, *, device: torch.device | str | None = None, **overrides: Any) -> GPT:
-    """Build preset ``name`` with ``overrides`` on ``device`` (default: the current default)."""
-    import torch
-
-    from deepseek.models.gpt import GPT
-
-    config = preset_config(name, **overrides)
-    if device is None:
-        return GPT(config)
-    with torch.device(device):
-        return GPT(config)
-
-
-def tiny(*, device: torch.device | str | None = None, **overrides: Any) -> GPT:
-    """GPT ``tiny``: 128 hidden, 4 heads, 4 layers, 128 positions (CPU demo and tests)."""
-    return build("tiny", device=device, **overrides)
-
-
-def small(*, device: torch.device | str | None = None, **overrides: Any) -> GPT:
-    """GPT ``small``: 768 hidden, 12 heads, 12 layers, 1024 positions."""
-    return build("small", device=device, **overrides)
-
-
-def gpt_1_3b(*, device: torch.device | str | None = None, **overrides: Any) -> GPT:
-    """GPT ``1.3b``: 2048 hidden, 16 heads, 24 layers, 2048 positions (1.21e9 parameters)."""
-    return build("1.3b", device=device, **overrides)
+    return build_dataclass(PRESETS[name].Options, overrides, path="model")

@@ -28,10 +28,12 @@ from torch import nn
 
 from deepseek.errors import UsageError
 from deepseek.models.layers import residual_cast, run_blocks
+from deepseek.models.protocol import TrainableModel
 
 
-class GPTStage(nn.Module):
-    """One pipeline stage: optional embeddings, a run of blocks, optional final norm + head."""
+class GPTStage(TrainableModel):
+    """One pipeline stage: optional embeddings, a run of blocks, optional final norm + head.
+    Offers per-block structure (``hybrid`` shards each block) and activation checkpointing."""
 
     def __init__(
         self,
@@ -65,6 +67,10 @@ class GPTStage(nn.Module):
         if self.last:
             x = self.lm_head(self.ln_f(x))
         return x
+
+    def block_modules(self) -> list[nn.Module]:
+        """This stage's blocks, in order."""
+        return list(self.blocks.values())
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute this stage's block activations in backward."""

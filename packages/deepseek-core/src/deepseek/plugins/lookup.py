@@ -69,6 +69,14 @@ class LookupMixin:
                 out.append(d)
         return tuple(out)
 
+    def with_preference(self, dists: Sequence[str]) -> Any:
+        """TEMPORARY: a view with the config's precedence."""
+        import copy
+
+        view = copy.copy(self)
+        view.config_prefer = normalized(dists)
+        return view
+
     def set_preference(self, dists: Sequence[str]) -> None:
         """Precedence from the config's ``[plugins] prefer`` list (the environment comes first)."""
         self.config_prefer = normalized(dists)

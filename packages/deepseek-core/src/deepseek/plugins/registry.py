@@ -44,13 +44,31 @@ def create_encoder(name: str, /, *args: Any, **kwargs: Any) -> Any:
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Names of registered model builders."""
+    """Names of registered models."""
     return _list("model", pattern)
 
 
-def create_model(name: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Build the model registered as ``name``."""
-    return get_host().create("model", name, *args, **kwargs)
+def create_model(name: str, /, *, device: Any = None, **options: Any) -> Any:
+    """Build the model registered as ``name`` with its ``[model]`` keys as keyword arguments
+    (validated by the model's ``Options``), on ``device`` (``"meta"``: no memory) or the
+    current default device."""
+    from deepseek.models.factory import instantiate_model
+
+    component = get_host().resolve("model", name)
+    return instantiate_model(component.load(), options, name=name, device=device)
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    """Names of registered datasets."""
+    return _list("dataset", pattern)
+
+
+def create_dataset(name: str, /, *, batch_size: int, seed: int = 0, **options: Any) -> Any:
+    """The dataset registered as ``name`` with its ``[data]`` keys as keyword arguments."""
+    from deepseek.config.components import build_options
+
+    cls = get_host().resolve("dataset", name).load()
+    return cls(build_options(cls, options, kind="dataset", name=name, path="data"), batch_size=batch_size, seed=seed)
 
 
 def list_components(kind: str, pattern: str | None = None) -> list[str]:

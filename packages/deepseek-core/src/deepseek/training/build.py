@@ -1,7 +1,8 @@
-"""Building what a run needs from its config: model, optimizer factory, data, precision.
+"""Building what a run needs from its config: model, optimizer factory, dataset, precision.
 
 The model is built on the CPU in fp32 right after seeding, before any strategy moves or shards it,
-so every strategy starts from the same weights.
+so every strategy starts from the same weights. Components are resolved on the run's plugin host
+with the config's ``[plugins] prefer`` (:meth:`deepseek.plugins.host.PluginHost.with_preference`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import torch
 from torch import nn
 
 from deepseek.config.schema import Config, OptimizerConfig
-from deepseek.errors import ConfigError
-from deepseek.training.precision import Precision
+from deepseek.training.mixed_precision import Precision
 
 if TYPE_CHECKING:
-    from deepseek.data.loader import PackedBatches
+    from deepseek.data.dataset import Dataset
+    from deepseek.plugins.host import PluginHost
     from deepseek.training.strategy import OptimizerFactory
 
 
@@ -31,53 +32,63 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(
-    config: Config, *, for_training: bool = True, device: torch.device | None = None
-) -> nn.Module:
-    """The ``[model]`` preset with its overrides, seeded with ``train.seed``, in fp32: on the CPU,
-    or on ``device`` when ``train.init_device = "device"``.
+def run_host(config: Config, host: PluginHost | None = None) -> PluginHost:
+    """The lookups of this run: ``host`` (default: the process's) with the config's precedence."""
+    from deepseek.plugins.host import get_host
 
-    ``for_training`` also checks that ``data.seq_len`` fits the model."""
-    from deepseek.plugins.registry import create_model
+    return (host or get_host()).with_preference(config.plugins.prefer)
+
+
+def needed_capabilities(config: Config, strategy_cls: Any = None) -> dict[str, tuple[str, str]]:
+    """Model capabilities this config asks for: capability -> (the setting, how to do without)."""
+    needed: dict[str, tuple[str, str]] = {}
+    if config.train.activation_checkpointing:
+        needed["activation_checkpointing"] = ("train.activation_checkpointing = true", "set it to false")
+    if not config.precision.fp32_residual:
+        needed["residual_dtype"] = ("precision.fp32_residual = false", "set it to true")
+    if strategy_cls is not None:
+        for capability, reason in strategy_cls.required_capabilities(config).items():
+            needed[capability] = (reason, "use another strategy (ddp, fsdp, deepspeed)")
+    return needed
+
+
+def build_model(
+    config: Config,
+    *,
+    host: PluginHost | None = None,
+    device: torch.device | None = None,
+    strategy_cls: Any = None,
+    create_on: torch.device | None = None,
+) -> nn.Module:
+    """The ``[model]`` component with its options, seeded with ``train.seed``, in fp32: on the
+    CPU, or on ``device`` when ``train.init_device = "device"``, or on ``create_on`` when given
+    (``meta``: shapes only). Capabilities the config (and ``strategy_cls``) asks for are checked
+    here."""
+    from deepseek.models.factory import instantiate_model
+    from deepseek.models.protocol import require_capabilities
 
     seed_everything(config.train.seed)
     where = device if device is not None and config.train.init_device == "device" else torch.device("cpu")
-    with torch.device(where):
-        model = create_model(config.model.preset, **config.model.overrides())
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"model.preset: {config.model.preset!r} did not build a torch.nn.Module")
-    model = model.float()
-    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
-    if for_training and max_len is not None and config.data.seq_len > max_len:
-        raise ConfigError(
-            f"data.seq_len: {config.data.seq_len} is longer than the model's max_seq_len={max_len}; "
-            f"lower data.seq_len or set model.max_seq_len = {config.data.seq_len}"
-        )
+    where = create_on if create_on is not None else where
+    target = run_host(config, host).resolve("model", config.model.name).load()
+    model = instantiate_model(target, config.model.options, name=config.model.name, device=where).float()
+    require_capabilities(model, needed_capabilities(config, strategy_cls), model_name=config.model.name)
     return model
 
 
 def prepare_model(model: nn.Module, config: Config) -> nn.Module:
-    """Apply activation checkpointing, the residual dtype and ``torch.compile`` (per block, in place: parameter
-    names do not change) before the strategy wraps the model, as torchtitan orders them."""
+    """Apply activation checkpointing, the residual dtype and ``torch.compile`` (per block when the
+    model offers blocks, in place: parameter names do not change) before the strategy wraps the
+    model, as torchtitan orders them. The capabilities were checked by :func:`build_model`."""
+    from deepseek.models.protocol import model_capabilities
+
     if config.train.activation_checkpointing:
-        setter = getattr(model, "set_activation_checkpointing", None)
-        if setter is None:
-            raise ConfigError(
-                f"train.activation_checkpointing: model {config.model.preset!r} does not support it; "
-                "set it to false"
-            )
-        setter(True)
+        model.set_activation_checkpointing(True)  # type: ignore[operator]
     if not config.precision.fp32_residual:
-        setter = getattr(model, "set_fp32_residual", None)
-        if setter is None:
-            raise ConfigError(
-                f"precision.fp32_residual: model {config.model.preset!r} does not support it; set it to true"
-            )
-        setter(False)
+        model.set_fp32_residual(False)  # type: ignore[operator]
     if config.train.compile:
-        blocks = getattr(model, "blocks", None)
-        if isinstance(blocks, nn.ModuleList) and len(blocks):
-            for block in blocks:
+        if "blocks" in model_capabilities(model):
+            for block in model.block_modules():  # type: ignore[operator]
                 block.compile()
         else:
             model.compile()
@@ -120,14 +131,9 @@ def optimizer_factory(config: OptimizerConfig, lr: float) -> OptimizerFactory:
     return factory
 
 
-def build_batches(config: Config) -> PackedBatches:
-    """Training batches of the ``[data]`` corpus (global batches, seeded with ``train.seed``);
-    their ``val_batches(n)`` are the fixed evaluation set."""
-    from deepseek.data.corpus import open_corpus
-    from deepseek.data.loader import PackedBatches
-
-    d = config.data
-    corpus = open_corpus(d.path or None, pattern=d.pattern or None, val_fraction=d.val_fraction)
-    return PackedBatches(
-        corpus, d.seq_len, d.batch_size, "train", seed=config.train.seed, shuffle_buffer=d.shuffle_buffer
-    )
+def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:
+    """The ``[data]`` component: global batches of ``data.batch_size`` rows, seeded with
+    ``train.seed``; its ``validation_batches`` are the fixed evaluation set."""
+    cls = run_host(config, host).resolve("dataset", config.data.name).load()
+    options = config.data.options if config.data.options is not None else cls.Options()
+    return cls(options, batch_size=config.data.batch_size, seed=config.train.seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -15,18 +15,25 @@ from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
 
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
+
 
 def _as_single(config_data: dict[str, Any], need_data: bool) -> dict[str, Any]:
-    # Any checkpoint loads with core alone: ignore the training strategy and its options.
+    # Any checkpoint loads with core alone: ignore the training strategy and its options, and
+    # the data unless it is evaluated (its files need not exist where the model is used).
     out = {**config_data, "strategy": {"name": "single"}}
     if not need_data:
-        data = {k: v for k, v in out.get("data", {}).items() if k not in ("path", "pattern")}
-        out["data"] = data
+        out["data"] = {}
     return out
 
 
 def load_trained(
-    path: str | Path, device: str | torch.device = "cpu", *, need_data: bool = False
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    need_data: bool = False,
+    host: PluginHost | None = None,
 ) -> tuple[nn.Module, Config, dict[str, Any]]:
     """The model of a run folder, checkpoint folder or exported ``.safetensors`` file, on
     ``device`` in eval mode; with its config and the checkpoint's trainer state (``{}`` for an
@@ -47,8 +54,8 @@ def load_trained(
         state = ckpt.read_trainer_state(directory)
         data = state.get("config") or {}
         weights = directory  # either layout, full or sharded
-    config = config_from_dict(_as_single(data, need_data), validate=False)
-    model = build_model(config, for_training=need_data)
+    config = config_from_dict(_as_single(data, need_data), validate=False, host=host)
+    model = build_model(config, host=host)
     ckpt.load_into_model(model, weights)
     model.to(device).eval()
     return model, config, state
@@ -65,7 +72,13 @@ def sample(
 ) -> str:
     """``prompt`` continued by the model (KV-cache ``generate``), decoded as UTF-8 bytes."""
     from deepseek.data.tokenizer import ByteTokenizer
+    from deepseek.errors import UsageError
 
+    if not callable(getattr(model, "generate", None)):
+        raise UsageError(
+            f"generate: the model ({type(model).__name__}) does not generate text; 'deepseek "
+            "generate' needs a model with generate(), such as the GPT presets"
+        )
     tok = ByteTokenizer()
     ids = tok.encode(prompt) or [ord("\n")]
     device = next(model.parameters()).device
@@ -75,14 +88,15 @@ def sample(
     return tok.decode(out[0, len(ids):].tolist())
 
 
-@torch.no_grad()
-def evaluate_model(model: nn.Module, config: Config, batches: int | None = None) -> float:
-    """Mean loss of ``model`` on the run's fixed validation batches."""
-    from deepseek.training.build import build_batches
+def evaluate_model(
+    model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None
+) -> dict[str, float]:
+    """Mean loss and metrics of ``model`` on the run's fixed validation batches (``val_loss``,
+    ``val_<metric>``), in fp32 on the model's device."""
+    from deepseek.training.build import build_dataset
+    from deepseek.training.evaluation import evaluate_batch, summarize
 
     n = batches or config.data.eval_batches
     device = next(model.parameters()).device
-    losses = []
-    for x, y in build_batches(config).val_batches(n):
-        losses.append(float(model(x.to(device), y.to(device)).item()))
-    return sum(losses) / max(len(losses), 1)
+    val = build_dataset(config, host).validation_batches(n)
+    return summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val])

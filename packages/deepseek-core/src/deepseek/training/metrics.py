@@ -82,7 +82,8 @@ class MetricsWriter:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr: step, loss, tokens/s, time left."""
+    """A rich progress bar on stderr: step, loss, the model's metrics, throughput (tokens/s when
+    the data has tokens, else samples/s), time left."""
 
     def __init__(self, total: int, *, start: int = 0, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -105,18 +106,25 @@ class ProgressBar:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("{task.fields[extra]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
         )
-        self._task = self._progress.add_task("train", total=total, completed=start, loss="-", tps="-")
+        self._task = self._progress.add_task("train", total=total, completed=start, loss="-", extra="", rate="-")
         self._progress.start()
 
-    def update(self, step: int, loss: float, tokens_per_s: float) -> None:
-        """Move to ``step`` and show the latest loss and throughput."""
-        if self._progress is not None:
-            self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", tps=f"{tokens_per_s:,.0f}")
+    def update(self, step: int, record: Mapping[str, Any], metric_names: Iterable[str] = ()) -> None:
+        """Move to ``step`` and show its loss, the named metrics and the throughput of ``record``."""
+        if self._progress is None:
+            return
+        if "tokens_per_s" in record:
+            rate = f"{record['tokens_per_s']:,.0f} tok/s"
+        else:
+            rate = f"{record.get('samples_per_s', 0.0):,.1f} samples/s"
+        extra = "  ".join(f"{k} {record[k]:.4f}" for k in metric_names if k in record)
+        self._progress.update(self._task, completed=step, loss=f"{record['loss']:.4f}", extra=extra, rate=rate)
 
     def log(self, message: str) -> None:
         """Print a line above the bar (or to stderr when the bar is off)."""
@@ -130,28 +138,31 @@ class ProgressBar:
             self._progress = None
 
 
-def plot_losses(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[str], title: str = "") -> Path:
-    """Train and validation loss against step, as a PNG (matplotlib, Agg), written atomically."""
+def plot_metrics(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[str], title: str = "") -> Path:
+    """Train and validation loss against step, and one more panel per model metric (those with a
+    ``val_<name>`` in the records), as a PNG (matplotlib, Agg), written atomically."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     rows = list(records)
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r and _finite(r["loss"])]
-    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r and _finite(r["val_loss"])]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    names = sorted({k[4:] for r in rows for k in r if k.startswith("val_") and k != "val_loss"})
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(7 + 4 * len(names), 4), dpi=100, squeeze=False)
     try:
-        if train:
-            ax.plot(*zip(*train, strict=True), lw=1, alpha=0.8, label="train loss")
-        if val:
-            ax.plot(*zip(*val, strict=True), "o-", lw=1.5, label="validation loss")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats / token)")
-        ax.set_title(title or "loss")
-        ax.grid(alpha=0.3)
-        if train or val:
-            ax.legend()
+        for ax, name in zip(axes[0], ["loss", *names], strict=True):
+            train = [(r["step"], r[name]) for r in rows if name in r and _finite(r[name])]
+            val = [(r["step"], r[f"val_{name}"]) for r in rows if _finite(r.get(f"val_{name}"))]
+            if train:
+                ax.plot(*zip(*train, strict=True), lw=1, alpha=0.8, label=f"train {name}")
+            if val:
+                ax.plot(*zip(*val, strict=True), "o-", lw=1.5, label=f"validation {name}")
+            ax.set_xlabel("step")
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            if train or val:
+                ax.legend()
+        axes[0][0].set_title(title or "loss")
         target = Path(out)
         tmp = target.with_name(f".{target.name}.tmp")
         fig.savefig(tmp, format="png", bbox_inches="tight")

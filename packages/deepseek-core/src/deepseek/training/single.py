@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,8 +12,7 @@ from torch import nn
 
 from deepseek.errors import ConfigError
 from deepseek.training import checkpoint as ckpt
-from deepseek.training import clip
-from deepseek.training.strategy import Batch, OptimizerFactory, Strategy
+from deepseek.training.strategy import OptimizerFactory, StepSettings, Strategy
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -52,10 +50,11 @@ def pick_device(spec: str, where: str = "strategy.device") -> torch.device:
 
 
 class SingleDeviceStrategy(Strategy):
-    """Everything in this process on one device: no wrapping, plain gradient accumulation."""
+    """Everything in this process on one device: no wrapping; the base class's step."""
 
     name: ClassVar[str] = "single"
     Options: ClassVar[type] = SingleOptions
+    memory_rows: ClassVar[tuple[Any, ...]] = ()
 
     def __init__(self, options: Any = None, *, precision: Any) -> None:
         super().__init__(options, precision=precision)
@@ -72,48 +71,11 @@ class SingleDeviceStrategy(Strategy):
             torch.cuda.set_device(self._device)
         self.precision.bind(self._device)
 
-    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
+    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
+        self.settings = settings
         self.model = model.to(self._device)
         self.optimizer = optimizer_factory(self.model.parameters())
         self._param_names = ckpt.optimizer_param_names(self.optimizer, self.model)
-
-    def _to_device(self, batch: Batch) -> Batch:
-        x, y = batch
-        non_blocking = self._device.type == "cuda"
-        return x.to(self._device, non_blocking=non_blocking), y.to(self._device, non_blocking=non_blocking)
-
-    def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
-        assert self.model is not None, "call setup() first"
-        self.model.train()
-        rows = sum(int(x.size(0)) for x, _ in micro_batches)
-        total = torch.zeros((), device=self._device)
-        for batch in micro_batches:
-            x, y = self._to_device(batch)
-            with self.precision.autocast():
-                loss = self.model(x, y)
-            # Weight each micro-batch by its rows so the gradient is that of the batch mean.
-            weighted = loss * (x.size(0) / rows)
-            self.precision.backward(weighted)
-            total += weighted.detach().float()
-        return total
-
-    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
-        assert self.model is not None and self.optimizer is not None
-        self.precision.unscale_(self.optimizer)
-        fused_ok = self.precision.scaler is None
-        return clip.clip_gradients(self.model.parameters(), max_norm, optimizer=self.optimizer if fused_ok else None)
-
-    @torch.no_grad()
-    def evaluate_loss(self, batch: Batch) -> torch.Tensor:
-        assert self.model is not None
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            x, y = self._to_device(batch)
-            with self.precision.autocast():
-                return self.model(x, y).detach().float()
-        finally:
-            self.model.train(was_training)
 
     def unwrapped_model(self) -> nn.Module:
         assert self.model is not None

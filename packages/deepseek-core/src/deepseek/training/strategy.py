@@ -1,62 +1,94 @@
 """The strategy interface: how one training job spreads over devices and processes.
 
 The trainer talks only to this interface, so DDP, FSDP2, DeepSpeed and pipeline parallelism are
-plugins with no special case in the trainer. Inspired by Lightning's Strategy/Fabric and
-torchtitan's ``parallelize_model``: the strategy owns process set-up, model wrapping, the
-forward/backward of one optimizer step (so a pipeline schedule can run its micro-batches its own
-way), the optimizer step, and checkpoint I/O (so a sharded strategy writes shards).
+plugins with no special case in the trainer (Lightning's Strategy, torchtitan's
+``parallelize_fn``). A strategy owns process set-up, model wrapping, the optimizer step of one
+training step (:meth:`Strategy.train_step`), evaluation and checkpoint I/O.
 
-Data contract (what makes losses comparable across strategies): the trainer draws the same
-*global* batch on every rank and hands each rank ``global_batch[dp_rank::dp_size]`` rows via
-:meth:`Strategy.shard_batch`; the trainer splits that shard into ``grad_accum`` equal
-micro-batches and hands them to :meth:`Strategy.forward_backward` (a pipeline strategy may
-schedule them as its own micro-batches).
-The reported loss is the mean over the global batch. Batches reach the strategy as CPU tensors;
-the strategy moves them to its device. Mixed precision goes through
-:class:`~deepseek.training.precision.Precision` (``autocast()``, ``backward()``, ``unscale_()``
-before clipping, ``step()`` which returns False when fp16 skipped the step); canonical checkpoint
-I/O through :mod:`deepseek.training.checkpoint` (``save_model_state``, ``save_optimizer_state``,
-``write_trainer_state`` and their ``load_*`` / ``read_*`` counterparts, with full state dicts).
+Data contract (what makes losses comparable across strategies): every rank draws the same
+*global* batch; the dataset hands this rank its data-parallel rows (``dataset.shard(batch,
+strategy.dp_rank, strategy.dp_size)``); the trainer cuts them into ``train.grad_accum`` equal
+micro-batches and calls :meth:`Strategy.train_step`. Batches are pytrees of CPU tensors (see
+:mod:`deepseek.data.batch`); the strategy moves them to its device. The model is called as
+``model(**batch)`` and returns its loss, or a mapping with ``"loss"`` and named metrics
+(:mod:`deepseek.models.protocol`). The reported loss and metrics are means over the global batch.
 
-Lifecycle, called by the trainer in this order::
+One step, as :meth:`Strategy.train_step` composes it by default from parts a strategy overrides::
 
-    strategy = create_strategy(name, options, precision=precision)
-    strategy.setup_environment()              # process group, device
-    precision.bind(strategy.device)           # by the trainer, unless the strategy already did
-    strategy.setup(model, optimizer_factory)  # wrap, shard, build optimizer
+    loss, metrics = self.forward_backward(micro_batches)   # accumulation, written once here
+    grad_norm = self.clip_grad_norm(self.settings.grad_clip)
+    stepped = self.optimizer_step()
+    self.zero_grad()
+
+:meth:`forward_backward` in turn runs, per micro-batch, :meth:`accumulation` (DDP's ``no_sync``
+on all but the last), :meth:`to_device`, the model under :meth:`autocast`, and
+:meth:`backward`, then :meth:`reduce_mean` over the data-parallel ranks. An engine that clips
+inside its own step (DeepSpeed) overrides :meth:`train_step`: ``settings.grad_clip`` is known at
+:meth:`setup`. Mixed precision goes through :class:`~deepseek.training.mixed_precision.Precision`.
+
+Lifecycle, called by the trainer (:class:`deepseek.training.engine.StepEngine`) in this order::
+
+    strategy = cls(options, precision=precision)
+    strategy.setup_environment()                         # process group, device
+    strategy.setup(model, optimizer_factory, settings)   # wrap, shard, build the optimizer
     loop:
-        loss = strategy.forward_backward(micro_batches)
-        grad_norm = strategy.clip_grad_norm(max_norm)
-        stepped = strategy.optimizer_step()   # False if fp16 overflow skipped the step
-        strategy.zero_grad()
+        result = strategy.train_step(micro_batches)
+    strategy.evaluate(batch)
     strategy.save_checkpoint(dir, trainer_state) / strategy.load_checkpoint(dir)
     strategy.teardown()
+
+Rules that need no process (checked when a config is loaded and again before ``deepseek launch``
+starts any process) are the class methods :meth:`check_config` and :meth:`check_launch`; the model
+capabilities a strategy needs are :meth:`required_capabilities`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from deepseek.config.components import NoOptions
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from deepseek.training.precision import Precision
+    from deepseek.config.schema import Config
+    from deepseek.data.batch import Batch
+    from deepseek.training.mixed_precision import Precision
 
 OptimizerFactory = Callable[[Iterable[Any]], "torch.optim.Optimizer"]
 """Builds the optimizer from parameters or parameter groups (decay / no-decay)."""
 
-Batch = tuple["torch.Tensor", "torch.Tensor"]
-"""(inputs, targets), both ``(batch, seq)`` int64 token ids."""
-
 
 @dataclass(frozen=True)
-class NoOptions:
-    """Options of a strategy that takes none."""
+class StepSettings:
+    """What a strategy's step needs to know at set-up."""
+
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (``train.grad_clip``; 0: measure only)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (``train.grad_accum``)."""
+    model_name: str = "model"
+    """The registered model's name, for error messages."""
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step measured; values may be device tensors (read them in batches)."""
+
+    loss: Any
+    """Mean loss over the global batch (0-dim tensor or float)."""
+    grad_norm: Any
+    """Total gradient norm before clipping, over the whole model (0-dim tensor or float)."""
+    stepped: bool
+    """False when the optimizer step was skipped (fp16 overflow)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The model's own metrics, means over the global batch."""
 
 
 class Strategy(ABC):
@@ -70,10 +102,13 @@ class Strategy(ABC):
     name: ClassVar[str] = "?"
     Options: ClassVar[type] = NoOptions
     supports_compression: ClassVar[tuple[str, ...]] = ()
-    """Gradient compression methods this strategy can apply (e.g. ``("bf16", "powersgd")``)."""
+    """Gradient compression methods this strategy applies (``strategy.compression`` values)."""
     needs_launcher: ClassVar[bool] = False
     """True when the strategy needs one process per device started by a launcher
     (``deepseek launch`` / torchrun); False when it trains inside the calling process."""
+    memory_rows: ClassVar[tuple[Any, ...]] = ()
+    """The advisor's memory-model rows this strategy realises
+    (:class:`deepseek.advise.estimate.StrategySpec`; docs/advise.md)."""
 
     def __init__(self, options: Mapping[str, Any] | Any = None, *, precision: Precision) -> None:
         from deepseek.config.validate import build_dataclass
@@ -82,8 +117,27 @@ class Strategy(ABC):
             options = build_dataclass(self.Options, dict(options or {}), path="strategy")
         self.options = options
         self.precision = precision
+        self.settings = StepSettings()
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+
+    # ------------------------------------------------------------------ rules (no process needed)
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """Raise :class:`~deepseek.errors.ConfigError` (one line) for a config this strategy
+        cannot run; called when a config is loaded and before ``deepseek launch``."""
+
+    @classmethod
+    def check_launch(cls, config: Config, world_size: int, model: nn.Module) -> None:
+        """Like :meth:`check_config`, with the job's size and the model built on the meta
+        device; called by ``deepseek launch`` before any process starts."""
+
+    @classmethod
+    def required_capabilities(cls, config: Config) -> dict[str, str]:
+        """Model capabilities this strategy needs (:mod:`deepseek.models.protocol`), each with
+        the reason, e.g. ``{"pipeline": "strategy 'pipeline' runs the model as stages"}``."""
+        return {}
 
     # ------------------------------------------------------------------ topology
 
@@ -123,31 +177,103 @@ class Strategy(ABC):
     # ------------------------------------------------------------------ model and optimizer
 
     @abstractmethod
-    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
-        """Move/wrap/shard ``model`` and build the optimizer; set ``self.model`` and
-        ``self.optimizer``. ``model`` is built on CPU in fp32 with the run's seed."""
+    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
+        """Move/wrap/shard ``model`` and build the optimizer; set ``self.model`` (what
+        training calls) and ``self.optimizer``, and keep ``settings`` as ``self.settings``.
+        ``model`` is built on CPU in fp32 with the run's seed (or on the device, see
+        ``train.init_device``)."""
 
-    def shard_batch(self, global_batch: Batch) -> Batch:
-        """This data-parallel rank's rows of the global batch."""
-        x, y = global_batch
-        if self.dp_size == 1:
-            return x, y
-        return x[self.dp_rank :: self.dp_size], y[self.dp_rank :: self.dp_size]
-
-    @abstractmethod
-    def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
-        """Forward and backward over one optimizer step's micro-batches (gradient accumulation).
-
-        Returns the detached mean loss over the *global* batch (reduced across data-parallel
-        ranks), as a 0-dim float tensor on CPU or the device.
-        """
+    @property
+    def eval_module(self) -> nn.Module:
+        """The module evaluation calls (default: the training module; DDP evaluates its inner
+        module, which needs no gradient synchronisation)."""
+        assert self.model is not None, "call setup() first"
+        return self.model
 
     @abstractmethod
+    def unwrapped_model(self) -> nn.Module:
+        """The plain model (for sampling and export); may gather shards (a collective)."""
+
+    # ------------------------------------------------------------------ the step and its parts
+
+    def train_step(self, micro_batches: Sequence[Batch]) -> StepResult:
+        """One optimizer step over this rank's micro-batches (see the module docstring)."""
+        loss, metrics = self.forward_backward(micro_batches)
+        grad_norm = self.clip_grad_norm(self.settings.grad_clip)
+        stepped = self.optimizer_step()
+        self.zero_grad()
+        return StepResult(loss, grad_norm, stepped, metrics)
+
+    def forward_backward(self, micro_batches: Sequence[Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and backward over the micro-batches, each loss weighted by its share of the
+        rows (so the gradient is that of the mean loss); returns the detached mean loss and
+        metrics over all data-parallel ranks."""
+
+        from deepseek.data.batch import batch_rows
+        from deepseek.models.protocol import split_output
+
+        module = self.model
+        assert module is not None, "call setup() first"
+        module.train()
+        total_rows = sum(batch_rows(b) for b in micro_batches)
+        loss_sum: torch.Tensor | None = None
+        sums: dict[str, torch.Tensor] = {}
+        last = len(micro_batches) - 1
+        for i, micro in enumerate(micro_batches):
+            with self.accumulation(is_last=i == last):
+                batch = self.to_device(micro)
+                with self.autocast():
+                    loss, metrics = split_output(module(**batch), model_name=self.settings.model_name)
+                weight = batch_rows(micro) / total_rows
+                self.backward(loss, weight)
+            part = loss.detach().float() * weight
+            loss_sum = part if loss_sum is None else loss_sum + part
+            for key, value in metrics.items():
+                value = value.detach().float() * weight
+                sums[key] = sums[key] + value if key in sums else value
+        assert loss_sum is not None, "train_step needs at least one micro-batch"
+        return self.reduce_mean(loss_sum, sums)
+
+    @contextlib.contextmanager
+    def accumulation(self, *, is_last: bool) -> Iterator[None]:
+        """Context of one micro-batch's forward and backward: gradient synchronisation belongs
+        to the last one (DDP's ``no_sync`` around the others). Default: nothing."""
+        yield
+
+    def to_device(self, batch: Batch) -> Batch:
+        """``batch`` on this rank's device."""
+        from deepseek.data.batch import move_to
+
+        return move_to(batch, self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The forward's mixed-precision context (default: the run's :class:`Precision`)."""
+        return self.precision.autocast()
+
+    def backward(self, loss: torch.Tensor, weight: float) -> None:
+        """Backward of ``loss * weight`` (the micro-batch's share of the step's rows)."""
+        self.precision.backward(loss * weight)
+
+    def reduce_mean(
+        self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean of this rank's loss and metrics over the data-parallel ranks (default: one rank)."""
+        return loss, metrics
+
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor | float:
         """Clip gradients to ``max_norm`` (skip when ``max_norm <= 0``); return the total norm
-        before clipping, over the whole model (all shards), preferably as a 0-dim device tensor:
+        before clipping over the whole model (all shards), preferably as a 0-dim device tensor:
         the trainer reads it together with the loss, so a step syncs with the host once.
-        :func:`deepseek.training.clip.clip_gradients` does this for plain tensors."""
+
+        Default: unscale fp16 gradients, then :func:`deepseek.training.clip.clip_gradients` over
+        the local parameters (which are whole: right for one device and for DDP, whose
+        gradients are all-reduced before this)."""
+        from deepseek.training import clip
+
+        assert self.model is not None and self.optimizer is not None
+        self.precision.unscale_(self.optimizer)
+        fused_ok = self.precision.scaler is None
+        return clip.clip_gradients(self.model.parameters(), max_norm, optimizer=self.optimizer if fused_ok else None)
 
     def optimizer_step(self) -> bool:
         """Apply the optimizer. Return False if the step was skipped (fp16 overflow)."""
@@ -165,13 +291,21 @@ class Strategy(ABC):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    @abstractmethod
-    def evaluate_loss(self, batch: Batch) -> torch.Tensor:
-        """Mean loss on ``batch`` (this rank's shard), no gradients, reduced across ranks."""
+    def step_metrics(self) -> dict[str, float]:
+        """Extra metrics of the last step (e.g. ``comm_bytes``); logged with the step."""
+        return {}
 
-    @abstractmethod
-    def unwrapped_model(self) -> nn.Module:
-        """The plain model (for sampling and export); may gather shards on rank 0."""
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean loss and metrics of this rank's shard of a validation batch, without gradients,
+        in eval mode (:func:`deepseek.training.evaluation.evaluate_batch`), averaged over the
+        data-parallel ranks."""
+        from deepseek.training.evaluation import evaluate_batch
+
+        loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast(),
+                                       model_name=self.settings.model_name)
+        return self.reduce_mean(loss, metrics)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -190,17 +324,28 @@ class Strategy(ABC):
     def barrier(self) -> None:
         """Wait for every rank (no-op for one process)."""
 
-    def all_reduce_mean(self, value: float) -> float:
-        """Mean of ``value`` over ranks."""
-        return value
-
     def broadcast_object(self, obj: Any, src: int = 0) -> Any:
         """``obj`` from rank ``src`` on every rank."""
         return obj
 
-    def step_metrics(self) -> dict[str, float]:
-        """Extra metrics for the last step (e.g. ``comm_bytes``); logged with the step."""
-        return {}
-
     def teardown(self) -> None:
         """Release process groups and other resources."""
+
+
+def compression_problem(name: str, cls: type, method: Any, offered: Sequence[str]) -> str | None:
+    """The one rule for ``strategy.compression``: the one-line error when strategy ``name``
+    (class ``cls``) cannot apply gradient compression ``method``, naming the registered
+    strategies that can (``offered``: ``"ddp ('fp16', 'bf16', 'powersgd')"`` ...), or ``None``."""
+    if method is None or method in ("none", ""):
+        return None
+    supported = tuple(cls.supports_compression) if issubclass(cls, Strategy) else ()
+    if method in supported:
+        return None
+    has = f"it supports {', '.join(map(repr, supported))}" if supported else "it compresses no gradients"
+    if method == "powersgd":
+        why = "PowerSGD is a DDP communication hook and needs whole, replicated gradients"
+    else:
+        why = f"{name!r} does not reduce gradients in {method}"
+    where = f"use {' or '.join(offered)}" if offered else "no installed strategy compresses gradients"
+    return (f"strategy.compression: {method!r} cannot be used with strategy {name!r} ({has}): {why}; "
+            f"{where}, or remove strategy.compression")

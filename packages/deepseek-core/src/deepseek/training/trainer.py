@@ -1,11 +1,11 @@
 """The training loop. It talks to parallelism only through :class:`Strategy`, so every strategy
 (single, DDP, FSDP2, DeepSpeed, pipeline) runs the same loop with no special case here.
 
-Per step: the same global batch is drawn on every rank, the strategy takes its data-parallel rows
-(``shard_batch``), the shard is split into ``grad_accum`` micro-batches, then
-``forward_backward`` -> ``clip_grad_norm`` -> ``optimizer_step`` -> ``zero_grad``. The trainer
-owns the learning-rate schedule (``set_lr``), data, evaluation, checkpoint timing and the run
-folder; plugins see it through the ``deepseek_train_*`` lifecycle hooks.
+Per step: the same global batch is drawn from the dataset on every rank and handed to the
+:class:`~deepseek.training.engine.StepEngine`, which takes this rank's rows (``dataset.shard``),
+cuts them into ``grad_accum`` micro-batches and runs the strategy's ``train_step``. The trainer
+owns the learning-rate schedule, data, evaluation, checkpoint timing and the run folder; plugins
+see it through the ``deepseek_train_*`` lifecycle hooks.
 """
 
 from __future__ import annotations
@@ -15,32 +15,32 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from deepseek.config.load import write_config
 from deepseek.config.schema import Config
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import UsageError
+from deepseek.models.protocol import TrainableModel
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.build import (
-    build_batches,
-    build_model,
-    build_precision,
-    optimizer_factory,
-    prepare_model,
-)
+from deepseek.training.build import build_dataset
+from deepseek.training.engine import StepEngine
+from deepseek.training.evaluation import summarize
 from deepseek.training.metrics import (
     PLOT_FILE,
     MetricsWriter,
     ProgressBar,
-    plot_losses,
+    plot_metrics,
     read_interval,
     read_metrics,
-    read_scalars,
 )
 from deepseek.training.schedule import WarmupCosine
+from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
+
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
 
 
 @dataclass
@@ -57,6 +57,8 @@ class TrainResult:
     """Training loss of every step of this session."""
     seconds: float = 0.0
     is_global_zero: bool = True
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    """Every ``val_*`` value of the last evaluation."""
 
 
 class Trainer:
@@ -64,6 +66,7 @@ class Trainer:
 
     ``run_dir``: the run folder (default ``<logging.runs_dir>/<logging.name or timestamp>``, or the
     run the checkpoint belongs to when resuming). ``resume``: a run folder or checkpoint folder.
+    ``host``: the plugin host whose components and hooks the run uses (default: the process's).
     """
 
     def __init__(
@@ -73,8 +76,10 @@ class Trainer:
         run_dir: str | Path | None = None,
         resume: str | Path | None = None,
         quiet: bool = False,
+        host: PluginHost | None = None,
     ) -> None:
         self.config = config
+        self.host = host
         self.resume_from = ckpt.resolve_checkpoint(resume) if resume is not None else None
         self._run_dir_arg = Path(run_dir) if run_dir is not None else None
         self.quiet = quiet
@@ -82,12 +87,13 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.val_losses: list[tuple[int, float]] = []
         self.last_metrics: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}
         self.run_dir: Path = Path()
         self.strategy: Strategy | None = None
         self.last_checkpoint: Path | None = None
+        self._samples_seen = 0
         self._tokens_seen = 0
-        self._pending: list[dict[str, Any]] = []
-        self._window_start = 0.0
+        self._window = StepWindow()
 
     # ------------------------------------------------------------------ views for plugins
 
@@ -109,34 +115,27 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
 
     def _setup(self) -> None:
-        from deepseek.plugins.host import get_host
-        from deepseek.plugins.registry import create_strategy
-
         cfg = self.config
-        self.hooks = get_host().hook
-        self.precision = build_precision(cfg)
-        strategy = create_strategy(cfg.strategy.name, cfg.strategy.options, precision=self.precision)
-        if not isinstance(strategy, Strategy):
-            raise ConfigError(f"strategy.name: {cfg.strategy.name!r} is not a deepseek Strategy")
-        self.strategy = strategy
-        strategy.setup_environment()
-        if not self.precision.is_bound:
-            self.precision.bind(strategy.device)
-        rows = cfg.data.batch_size // max(strategy.dp_size, 1)
-        if cfg.data.batch_size % strategy.dp_size or rows % cfg.train.grad_accum:
-            raise ConfigError(
-                f"data.batch_size: {cfg.data.batch_size} sequences must split evenly over "
-                f"{strategy.dp_size} data-parallel rank(s) x train.grad_accum={cfg.train.grad_accum}; "
-                f"use a multiple of {strategy.dp_size * cfg.train.grad_accum}"
+        self.engine = engine = StepEngine(cfg, host=self.host)
+        self.hooks = engine.lookups.hook
+        self.precision = engine.precision
+        self.strategy = strategy = engine.strategy
+        engine.setup_environment()
+        self.dataset = build_dataset(cfg, engine.lookups)
+        engine.shard = self.dataset.shard
+        self.val_set = self.dataset.validation_batches(cfg.data.eval_batches)
+        if not self.val_set:
+            raise UsageError(
+                f"data: dataset {cfg.data.name!r} gave no validation batches; give it validation data "
+                "(for 'text': a larger corpus or a higher data.val_fraction)"
             )
-        self.micro_rows = rows // cfg.train.grad_accum
+        model = engine.build_model()
+        if isinstance(model, TrainableModel):
+            model.check_data(self.val_set[0], self.dataset)
         self.run_dir = self._pick_run_dir()
-        model = prepare_model(build_model(cfg, device=strategy.device), cfg)
-        strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr))
+        engine.setup_model(model)
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
-        self.train_batches = build_batches(cfg)
-        self.val_set = self.train_batches.val_batches(cfg.data.eval_batches)
         zero = strategy.is_global_zero
         ckpt_root = self.run_dir / "checkpoints"
         if zero:
@@ -188,7 +187,8 @@ class Trainer:
                 f"{self.config.train.max_steps}; raise --max-steps to train further"
             )
         self._tokens_seen = int(state.get("tokens_seen", 0))
-        self.train_batches.load_state_dict(state["data"])
+        self._samples_seen = int(state.get("samples_seen", self.step * self.config.data.batch_size))
+        self.dataset.load_state_dict(state["data"])
         self.precision.load_state_dict(state.get("precision", {}))
         self.last_metrics = dict(state.get("metrics", {}))
         ckpt.load_rng_state(directory, self.strategy.rank)
@@ -221,6 +221,7 @@ class Trainer:
             [r["loss"] for r in self.history],
             time.perf_counter() - started,
             self.strategy.is_global_zero,
+            dict(self.last_eval),
         )
 
     def _loop(self) -> None:
@@ -242,16 +243,16 @@ class Trainer:
                     last = self.step == cfg.train.max_steps
                     evaluate = last or bool(interval and self.step % interval == 0)
                     save = (cfg.checkpoint.at_end and last) or bool(keep and self.step % keep == 0)
-                    if evaluate or save or self.step == first or len(self._pending) >= every:
-                        self._read_pending(progress)
+                    if evaluate or save or self.step == first or len(self._window) >= every:
+                        self._read_window(progress)
                     if evaluate:
                         self._evaluate(progress)
                     if save:
                         self.save_checkpoint()
             finally:
-                if self._pending:  # an error stopped the loop: keep what the finished steps measured
+                if len(self._window):  # an error stopped the loop: keep what the finished steps measured
                     with contextlib.suppress(Exception):
-                        for record in self._records(self._take_pending()):
+                        for record in self._window.take_records():
                             self.metrics_out.write(record)
                 progress.close()
                 self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
@@ -266,79 +267,49 @@ class Trainer:
 
     def _train_step(self) -> None:
         assert self.strategy is not None
-        strategy, cfg = self.strategy, self.config
-        if not self._pending:
-            self._window_start = time.perf_counter()
+        started = time.perf_counter()
         step = self.step + 1
         lr = self.schedule(step)
-        strategy.set_lr(lr)
-        x, y = strategy.shard_batch(next(self.train_batches))
-        micro = list(zip(x.split(self.micro_rows), y.split(self.micro_rows), strict=True))
-        loss = strategy.forward_backward(micro)
-        grad_norm = strategy.clip_grad_norm(cfg.train.grad_clip)
-        stepped = strategy.optimizer_step()
-        strategy.zero_grad()
+        batch = next(self.dataset)
+        result = self.engine.step(batch, lr)
         self.step = step
-        self._tokens_seen += cfg.data.batch_size * cfg.data.seq_len
-        entry: dict[str, Any] = {
-            "step": step,
-            "loss": loss.detach() if isinstance(loss, torch.Tensor) else loss,
-            "lr": lr,
-            "grad_norm": grad_norm.detach() if isinstance(grad_norm, torch.Tensor) else grad_norm,
-            "tokens": self._tokens_seen,
-            "skipped": int(not stepped),
-        }
+        rows = self.config.data.batch_size
+        tokens = self.dataset.count_tokens(batch)
+        self._samples_seen += rows
+        self._tokens_seen += tokens or 0
+        extra: dict[str, Any] = {}
         if self.precision.scaler is not None:
-            entry["loss_scale"] = self.precision.loss_scale
-        entry.update(strategy.step_metrics())
-        self._pending.append(entry)
+            extra["loss_scale"] = self.precision.loss_scale
+        extra.update(self.strategy.step_metrics())
+        self._window.add(step, result, lr=lr, rows=rows, samples=self._samples_seen, tokens=tokens,
+                         tokens_seen=self._tokens_seen if tokens is not None else None, extra=extra,
+                         started=started)
 
-    def _take_pending(self) -> list[dict[str, Any]]:
-        pending, self._pending = self._pending, []
-        return pending
-
-    def _records(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The finished records of ``pending`` steps: device scalars read in one go, the window's
-        wall time shared evenly between its steps."""
-        values = read_scalars([v for e in pending for v in (e["loss"], e["grad_norm"])])
-        seconds = (time.perf_counter() - self._window_start) / max(len(pending), 1)
-        tokens = self.config.data.batch_size * self.config.data.seq_len
-        records = []
-        for i, e in enumerate(pending):
-            record = {"step": e["step"], "loss": values[2 * i], "lr": e["lr"], "grad_norm": values[2 * i + 1],
-                      "tokens": e["tokens"], "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-                      "step_time": seconds}
-            record.update({k: v for k, v in e.items() if k not in record})
-            records.append(record)
-        return records
-
-    def _read_pending(self, progress: ProgressBar) -> None:
+    def _read_window(self, progress: ProgressBar) -> None:
         """Read the steps since the last read (one host sync), then log them and run their hooks."""
-        for record in self._records(self._take_pending()):
+        for record in self._window.take_records():
             step = record["step"]
             self.hooks.deepseek_train_step_end(trainer=self, step=step, metrics=record)
             self.history.append(record)
             self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
             self.metrics_out.write(record)
-            progress.update(step, record["loss"], record["tokens_per_s"])
+            progress.update(step, record, self._window.metric_names)
 
-    def evaluate(self) -> float:
-        """Mean validation loss over the first ``data.eval_batches`` validation batches."""
-        assert self.strategy is not None
-        losses = [
-            float(self.strategy.evaluate_loss(self.strategy.shard_batch(batch)).item())
-            for batch in self.val_set
-        ]
-        return sum(losses) / max(len(losses), 1)
+    def evaluate(self) -> dict[str, float]:
+        """Mean validation loss and model metrics over the fixed validation batches:
+        ``{"val_loss": ..., "val_<metric>": ...}``."""
+        return summarize([self.engine.evaluate(batch) for batch in self.val_set])
 
     def _evaluate(self, progress: ProgressBar) -> None:
-        val = self.evaluate()
-        record: dict[str, Any] = {"step": self.step, "val_loss": val}
+        values = self.evaluate()
+        record: dict[str, Any] = {"step": self.step, **values}
         self.hooks.deepseek_evaluate(trainer=self, step=self.step, metrics=record)
         self.last_metrics.update({k: v for k, v in record.items() if k != "step"})
-        self.val_losses.append((self.step, val))
+        self.last_eval = {k: v for k, v in record.items() if k.startswith("val_")}
+        self.val_losses.append((self.step, values["val_loss"]))
         self.metrics_out.write(record)
-        progress.log(f"step {self.step:>6}  val_loss {val:.4f}")
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+        progress.log(f"step {self.step:>6}  {shown}")
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -348,7 +319,8 @@ class Trainer:
         return {
             "step": self.step,
             "tokens_seen": self._tokens_seen,
-            "data": self.train_batches.state_dict(),
+            "samples_seen": self._samples_seen,
+            "data": self.dataset.state_dict(),
             "schedule": self.schedule.state_dict(),
             "precision": self.precision.state_dict(),
             "config": self.config.to_dict(),
@@ -386,5 +358,5 @@ class Trainer:
             return
         if self.config.logging.plot:
             records = read_metrics(self.run_dir / "metrics.jsonl")
-            plot_losses(records, self.run_dir / PLOT_FILE, title=f"{self.config.model.preset} - {self.run_dir.name}")
+            plot_metrics(records, self.run_dir / PLOT_FILE, title=f"{self.config.model.name} - {self.run_dir.name}")
 

@@ -10,7 +10,6 @@ module level.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
@@ -30,22 +29,6 @@ def split_command(args: Sequence[str]) -> tuple[list[str], str | None, list[str]
     return list(args[:i]), args[i], list(args[i + 1 :])
 
 
-def _raw_strategy_table(params: dict[str, Any]) -> dict[str, Any]:
-    """The ``[strategy]`` table as the user wrote it (file, ``--strategy``, ``--set``), before
-    the strategy's options are validated; mirrors ``deepseek train``'s precedence."""
-    from deepseek.config.load import apply_overrides, read_toml
-
-    data: dict[str, Any] = read_toml(params["config_file"]) if params.get("config_file") else {}
-    table = data.get("strategy") if isinstance(data.get("strategy"), dict) else {}
-    if params.get("strategy"):
-        same = table.get("name", "single") == params["strategy"]
-        table = {**(table if same else {}), "name": params["strategy"]}
-    data["strategy"] = table
-    data = apply_overrides(data, params.get("overrides") or ())
-    strategy = data.get("strategy")
-    return strategy if isinstance(strategy, dict) else {}
-
-
 def validate_train(
     train_args: list[str], *, world_size: int, nproc_per_node: int, cuda_devices: int, timeout: float
 ) -> list[str]:
@@ -53,19 +36,19 @@ def validate_train(
     arguments to run (the collective timeout is set to twice ``timeout`` unless configured)."""
     import dataclasses
 
+    from deepseek.cli.context import command_host
     from deepseek.cli.train_cmd import build_train_config
     from deepseek.cli.train_cmd import train as train_command
     from deepseek_pro.launch import checks
 
+    host = command_host()
     ctx = train_command.make_context("train", list(train_args))
     p = ctx.params
-    if not (p.get("resume") and not p.get("config_file")):
-        checks.check_raw_strategy(_raw_strategy_table(p))
     config = build_train_config(
         p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
-        max_steps=p["max_steps"], resume=p["resume"],
+        max_steps=p["max_steps"], resume=p["resume"], host=host,
     )
-    checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node)
+    checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node, host=host)
     options = config.strategy.options
     fields = {f.name: f for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else {}
     if "timeout_s" in fields and options.timeout_s == fields["timeout_s"].default:

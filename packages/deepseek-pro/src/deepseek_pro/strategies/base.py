@@ -9,9 +9,8 @@ same plugin distributions at the same versions before any training starts.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,9 +21,6 @@ from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
-
-    from deepseek.training.strategy import Batch
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -203,12 +199,6 @@ class DistributedStrategy(Strategy):
             else:
                 dist.barrier()
 
-    def all_reduce_mean(self, value: float) -> float:
-        import torch
-
-        t = torch.tensor([float(value)], dtype=torch.float64, device=self.comm_device)
-        return float(self.all_reduce_tensor_mean(t).item())
-
     def all_reduce_tensor_mean(self, tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
         """Mean of ``tensor`` over the ranks of ``group`` (all ranks by default), in place."""
         import torch.distributed as dist
@@ -242,36 +232,16 @@ class DistributedStrategy(Strategy):
             dist.destroy_process_group()
         self._owns_group = False
 
-    # ------------------------------------------------------------------ shared data-parallel step
+    # ------------------------------------------------------------------ the data-parallel mean
 
-    def to_device(self, batch: Batch) -> Batch:
-        """``batch`` moved to this rank's device."""
-        x, y = batch
-        blocking = self.device.type != "cuda"
-        return x.to(self.device, non_blocking=not blocking), y.to(self.device, non_blocking=not blocking)
-
-    def accumulate(
-        self,
-        model: nn.Module,
-        micro_batches: Sequence[Batch],
-        no_sync: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
-    ) -> torch.Tensor:
-        """Forward/backward over this rank's micro-batches, each loss weighted by its share of
-        the rows (so the gradient is that of the shard's mean loss); ``no_sync()`` wraps all but
-        the last micro-batch. Returns the detached mean loss over all data-parallel ranks."""
+    def reduce_mean(
+        self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean of the loss and metrics over all ranks, in one all-reduce."""
         import torch
 
-        model.train()
-        rows = sum(int(x.size(0)) for x, _ in micro_batches)
-        total = torch.zeros((), device=self.device)
-        last = len(micro_batches) - 1
-        for i, batch in enumerate(micro_batches):
-            x, y = self.to_device(batch)
-            ctx = no_sync() if (no_sync is not None and i < last) else contextlib.nullcontext()
-            with ctx:
-                with self.precision.autocast():
-                    loss = model(x, y)
-                weighted = loss * (x.size(0) / rows)
-                self.precision.backward(weighted)
-            total += weighted.detach().float()
-        return self.all_reduce_tensor_mean(total.to(self.comm_device))
+        keys = sorted(metrics)
+        values = [loss, *(metrics[k] for k in keys)]
+        stacked = torch.stack([v.detach().float().reshape(()) for v in values]).to(self.comm_device)
+        self.all_reduce_tensor_mean(stacked)
+        return stacked[0], {k: stacked[i + 1] for i, k in enumerate(keys)}

@@ -2,9 +2,11 @@
 compression (fp16 / bf16 / PowerSGD) with the communicated bytes counted every step.
 Without compression no communication hook is registered (DDP's C++ all-reduce runs alone).
 
-Gradient accumulation skips the all-reduce on all but the last micro-batch (``no_sync``).
+Gradient accumulation skips the all-reduce on all but the last micro-batch (``no_sync``, the
+``accumulation`` part of the base class's step); clipping and evaluation are the base class's
+(gradients are whole and identical on every rank after the all-reduce).
 Activation checkpointing is the model's own (``train.activation_checkpointing``), mixed precision
-is core's :class:`~deepseek.training.precision.Precision` (autocast + fp16 loss scaling; the
+is core's :class:`~deepseek.training.mixed_precision.Precision` (autocast + fp16 loss scaling; the
 scaler's unscale/inf check runs on the already all-reduced gradients, so every rank skips the
 same steps). Checkpoints: see :mod:`deepseek_pro.checkpoint` (``checkpoint = "full"`` writes the
 canonical files from rank 0; ``"sharded"`` writes DCP safetensors shards).
@@ -12,7 +14,8 @@ canonical files from rank 0; ``"sharded"`` writes DCP safetensors shards).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -23,8 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from deepseek.config.validate import positive
 from deepseek.errors import ConfigError
-from deepseek.training import clip
-from deepseek.training.strategy import Batch, OptimizerFactory
+from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.compression import CountingHook, PowerSGDConfig
 from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
@@ -80,7 +82,8 @@ class DDPStrategy(DistributedStrategy):
         self._plain_bytes = 0.0
         self._metrics: dict[str, float] = {}
 
-    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
+    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
+        self.settings = settings
         o = self.options
         model = model.to(self.device)
         self.ddp = DistributedDataParallel(
@@ -114,35 +117,25 @@ class DDPStrategy(DistributedStrategy):
         assert self.ddp is not None, "call setup() first"
         return self.ddp.module
 
-    def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
+    @property
+    def eval_module(self) -> nn.Module:
+        """Evaluation runs the inner module: no gradients, nothing to synchronise."""
+        return self.module
+
+    @contextlib.contextmanager
+    def accumulation(self, *, is_last: bool) -> Iterator[None]:
         assert self.ddp is not None, "call setup() first"
-        loss = self.accumulate(self.ddp, micro_batches, no_sync=self.ddp.no_sync)
+        with contextlib.nullcontext() if is_last else self.ddp.no_sync():
+            yield
+
+    def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = super().forward_backward(micro_batches)
         if self.hook is not None:
             self._metrics = self.hook.take()
         else:
             sent = self._plain_bytes
             self._metrics = {"comm_bytes": sent, "comm_bytes_uncompressed": sent, "comm_reduction": 0.0}
-        return loss
-
-    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
-        assert self.optimizer is not None
-        self.precision.unscale_(self.optimizer)
-        # Gradients are identical on every rank after the all-reduce: a local norm is global.
-        fused_ok = self.precision.scaler is None
-        return clip.clip_gradients(self.module.parameters(), max_norm, optimizer=self.optimizer if fused_ok else None)
-
-    @torch.no_grad()
-    def evaluate_loss(self, batch: Batch) -> torch.Tensor:
-        module = self.module
-        was_training = module.training
-        module.eval()
-        try:
-            x, y = self.to_device(batch)
-            with self.precision.autocast():
-                loss = module(x, y).detach().float()
-        finally:
-            module.train(was_training)
-        return self.all_reduce_tensor_mean(loss.to(self.comm_device))
+        return out
 
     def unwrapped_model(self) -> nn.Module:
         return self.module

@@ -1,13 +1,14 @@
 """``deepspeed``: DeepSpeed ZeRO stage 1/2/3 with optimizer and parameter CPU offload.
 
 The DeepSpeed config is generated from our typed config (:func:`build_ds_config`); users write
-DeepSpeed JSON only when they want to (``config_path``, passed through). Our step maps onto the
-engine like this: every micro-batch runs ``engine(x, y)`` and ``engine.backward(loss)`` (which
-divides by the accumulation steps) with the accumulation boundary set explicitly on the last one;
-DeepSpeed computes the gradient norm and clips *inside* its step, so :meth:`clip_grad_norm` runs
-``engine.step()`` with the requested ``max_norm`` and returns the norm DeepSpeed measured before
-clipping, and :meth:`optimizer_step` reports whether that step was applied (fp16 overflow skips).
-Micro-batch size and accumulation steps are read off the batches the trainer hands in.
+DeepSpeed JSON only when they want to (``config_path``, passed through). The engine owns what it
+owns: the step is the base class's accumulation loop with the engine's parts plugged in (every
+micro-batch runs ``engine(**batch)`` and ``engine.backward(loss)``, which divides by the
+accumulation steps, with the accumulation boundary set on the last one; DeepSpeed's own mixed
+precision instead of autocast), then ``engine.step()``, which clips to ``train.grad_clip`` (set in
+the DeepSpeed config at set-up) and skips on fp16 overflow; the step reports the norm DeepSpeed
+measured before clipping and whether the step was applied. Micro-batch size and accumulation
+steps are read off the batches the trainer hands in.
 
 Optimizer: ``optimizer = "torch"`` (default) hands DeepSpeed the torch AdamW/SGD built by our
 optimizer factory. ZeRO then runs that optimizer on flat fp32 partitions; AdamW is element-wise,
@@ -25,17 +26,18 @@ DeepSpeed's own loss-scaler state (fp16) is not carried over: it restarts at the
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from deepseek.errors import CheckpointError, UsageError
-from deepseek.training.strategy import Batch, OptimizerFactory
+from deepseek.training.strategy import OptimizerFactory, StepResult, StepSettings
+from deepseek_pro.strategies import deepspeed_internals as internals
 from deepseek_pro.strategies.base import DistributedStrategy
 from deepseek_pro.strategies.deepspeed_config import (
     DeepSpeedOptions,
@@ -44,6 +46,7 @@ from deepseek_pro.strategies.deepspeed_config import (
     read_user_config,
     sanitize_cuda_arch_list,
 )
+from deepseek_pro.strategies.twin import materialize, meta_twin
 
 __all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer", "build_ds_config",
            "sanitize_cuda_arch_list"]
@@ -62,7 +65,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._template: Any = None
         self._group_names: list[list[str]] = []
         self._aliases: dict[str, str] = {}
-        self._stepped: bool | None = None
         self._shape: tuple[int, int] = (1, 1)
 
     def setup_environment(self) -> None:
@@ -78,14 +80,15 @@ class DeepSpeedStrategy(DistributedStrategy):
             )
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
 
-    def setup(self, model: Any, optimizer_factory: OptimizerFactory) -> None:
+    def setup(self, model: Any, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         import deepspeed
 
         o = self.options
+        self.settings = settings
         from deepseek_pro.checkpoint import tied_aliases
 
         self._aliases = tied_aliases(model)
-        self._template = copy.deepcopy(model).to("meta")
+        self._template = meta_twin(model)
         names = {id(p): n for n, p in model.named_parameters()}
         optimizer = optimizer_factory(model.parameters())
         self._group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
@@ -93,6 +96,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         kwargs: dict[str, Any] = {}
         if o.config_path:
             self.ds_config = read_user_config(o.config_path, self.world_size)
+            self.ds_config["gradient_clipping"] = max(settings.grad_clip, 0.0)
         else:
             params = None
             if o.optimizer == "deepspeed":
@@ -103,6 +107,7 @@ class DeepSpeedStrategy(DistributedStrategy):
                 o, precision=self.precision.name, world_size=self.world_size,
                 on_cuda=self.device.type == "cuda", optimizer_params=params,
                 init_scale=self.precision.init_scale, growth_interval=self.precision.growth_interval,
+                grad_clip=settings.grad_clip,
             )
         if "optimizer" in self.ds_config:
             kwargs["model_parameters"] = [
@@ -124,54 +129,32 @@ class DeepSpeedStrategy(DistributedStrategy):
         self.engine.set_train_batch_size(micro * accum * self.world_size)
         self._shape = (micro, accum)
 
-    def forward_backward(self, micro_batches: Sequence[Batch]) -> Any:
-        engine = self.engine
-        assert engine is not None, "call setup() first"
-        self._fit_batches(int(micro_batches[0][0].size(0)), len(micro_batches))
-        engine.train()
-        total = torch.zeros((), device=self.device)
-        last = len(micro_batches) - 1
-        for i, batch in enumerate(micro_batches):
-            x, y = self.to_device(batch)
-            engine.set_gradient_accumulation_boundary(i == last)
-            loss = engine(x, y)
-            engine.backward(loss)  # DeepSpeed divides by gradient_accumulation_steps
-            total += loss.detach().float() / len(micro_batches)
-        self._stepped = None
-        return self.all_reduce_tensor_mean(total.to(self.comm_device))
+    def train_step(self, micro_batches: Sequence[Any]) -> StepResult:
+        """The base class's accumulation loop on the engine's parts, then ``engine.step()``,
+        which clips and applies (or, on fp16 overflow, skips) the update."""
+        from deepseek.data.batch import batch_rows
 
-    def clip_grad_norm(self, max_norm: float) -> float:
-        clip = max(float(max_norm), 0.0)
-        self.engine._config.gradient_clipping = clip
-        if hasattr(self.engine.optimizer, "clip_grad"):
-            self.engine.optimizer.clip_grad = clip
-        self.ds_config["gradient_clipping"] = clip
-        self._step()
+        assert self.engine is not None, "call setup() first"
+        self._fit_batches(batch_rows(micro_batches[0]), len(micro_batches))
+        loss, metrics = self.forward_backward(micro_batches)
+        self.engine.step()
         norm = self.engine.get_global_grad_norm()
-        return float(norm) if norm is not None else float("nan")
-
-    def _step(self) -> None:
-        if self._stepped is None:
-            self.engine.step()
-            self._stepped = bool(self.engine.was_step_applied())
-
-    def optimizer_step(self) -> bool:
-        self._step()
-        return bool(self._stepped)
-
-    def zero_grad(self) -> None:
+        stepped = bool(self.engine.was_step_applied())
         self.engine.zero_grad()
+        return StepResult(loss, float(norm) if norm is not None else float("nan"), stepped, metrics)
 
-    def evaluate_loss(self, batch: Batch) -> Any:
-        was_training = self.engine.training
-        self.engine.eval()
-        try:
-            x, y = self.to_device(batch)
-            with torch.no_grad():
-                loss = self.engine(x, y).detach().float()
-        finally:
-            self.engine.train(was_training)
-        return self.all_reduce_tensor_mean(loss.to(self.comm_device))
+    @contextlib.contextmanager
+    def accumulation(self, *, is_last: bool) -> Iterator[None]:
+        self.engine.set_gradient_accumulation_boundary(is_last)
+        yield
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """DeepSpeed runs its own mixed precision (the ``bf16`` / ``fp16`` config sections)."""
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, weight: float) -> None:
+        """``engine.backward`` divides by the accumulation steps itself (equal micro-batches)."""
+        self.engine.backward(loss)
 
     def step_metrics(self) -> dict[str, float]:
         if self.precision.name == "fp16" and hasattr(self.engine.optimizer, "cur_scale"):
@@ -188,7 +171,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         A collective: call it on every rank."""
         from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
 
-        self._relink_optimizer_state()
+        internals.relink_optimizer_state(self.engine.optimizer)
         keys = self._optimizer_keys()
         model: dict[str, Any] = {}
         state: dict[str, dict[str, Any]] = {}
@@ -211,19 +194,8 @@ class DeepSpeedStrategy(DistributedStrategy):
             groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
         return model, {"state": state, "param_groups": groups}
 
-    def _flat_masters(self) -> tuple[Any, list[Any]]:
-        """(the torch optimizer ZeRO drives, its flat fp32 partitions: one per (sub-)group)."""
-        zero = self.engine.optimizer
-        inner = getattr(zero, "optimizer", zero)
-        flats = getattr(zero, "fp32_partitioned_groups_flat", None)  # ZeRO 3
-        if flats is None:
-            flats = getattr(zero, "single_partition_of_fp32_groups", None)  # ZeRO 1/2
-        if flats is None:
-            flats = [p for g in inner.param_groups for p in g["params"]]
-        return inner, list(flats)
-
     def _inner_states(self) -> list[dict[str, Any]]:
-        inner, flats = self._flat_masters()
+        inner, flats = internals.flat_masters(self.engine.optimizer)
         return [inner.state[p] for p in flats if inner.state.get(p)]
 
     def _optimizer_keys(self) -> list[str]:
@@ -237,7 +209,7 @@ class DeepSpeedStrategy(DistributedStrategy):
     def unwrapped_model(self) -> Any:
         """A plain CPU copy with the full fp32 weights (a collective: call it on every rank)."""
         model, _ = self.full_state()
-        plain = copy.deepcopy(self._template).to_empty(device="cpu")
+        plain = materialize(self._template, "cpu")
         plain.load_state_dict(model)
         return plain
 
@@ -293,25 +265,12 @@ class DeepSpeedStrategy(DistributedStrategy):
             for name, buf in self.engine.module.named_buffers():
                 if name in model:
                     buf.copy_(model[name])
-        self._sync_lp_from_hp()
-
-    def _sync_lp_from_hp(self) -> None:
-        """Copy the fp32 masters into the module's (low-precision, partitioned) weights."""
-        opt = self.engine.optimizer
-        if hasattr(opt, "update_lp_params"):  # ZeRO 1/2
-            opt.update_lp_params()
-            return
-        for i in range(len(opt.fp16_groups)):  # ZeRO 3
-            opt._reassign_or_swap_out_partitioned_parameters(i)
-        if opt.persistent_parameters:
-            opt.persistent_parameters[0].all_gather(opt.persistent_parameters)
-        if hasattr(opt, "invalidate_secondary_tensor"):
-            opt.invalidate_secondary_tensor()
+        internals.sync_lp_from_hp(self.engine.optimizer)
 
     def _init_optimizer_state(self) -> None:
         """Create the inner optimizer's state as its first step would (zeros, step 0), so that
         DeepSpeed's optimizer-state fragments exist before any step has run."""
-        inner, flats = self._flat_masters()
+        inner, flats = internals.flat_masters(self.engine.optimizer)
         momentum = float(inner.defaults.get("momentum", 0) or 0)
         for p in flats:
             if inner.state.get(p):
@@ -321,12 +280,4 @@ class DeepSpeedStrategy(DistributedStrategy):
                                   "exp_avg_sq": torch.zeros_like(p)}
             elif isinstance(inner, torch.optim.SGD) and momentum:
                 inner.state[p] = {"momentum_buffer": torch.zeros_like(p)}
-        self._relink_optimizer_state()
-
-    def _relink_optimizer_state(self) -> None:
-        # ZeRO 1/2 link each parameter's optimizer-state fragments once, right after the first
-        # group's first step, when later groups have no state yet; link them again now.
-        zero = self.engine.optimizer
-        if hasattr(zero, "_lazy_init_hp_params_optimizer_state"):
-            zero._hp_optimizer_states_linked = False
-            zero._lazy_init_hp_params_optimizer_state()
+        internals.relink_optimizer_state(self.engine.optimizer)

@@ -102,9 +102,11 @@ def build_ds_config(
     optimizer_params: dict[str, Any] | None = None,
     init_scale: float = 2.0**16,
     growth_interval: int = 2000,
+    grad_clip: float = 0.0,
 ) -> dict[str, Any]:
-    """The DeepSpeed config for ``options``; micro-batch size, accumulation and clipping start
-    at neutral values and are set from the trainer's batches and ``clip_grad_norm`` calls."""
+    """The DeepSpeed config for ``options``, clipping to ``grad_clip`` inside ``engine.step()``;
+    micro-batch size and accumulation start at neutral values and are set from the trainer's
+    batches."""
     zero: dict[str, Any] = {"stage": options.stage, "contiguous_gradients": True, "overlap_comm": on_cuda,
                             "reduce_bucket_size": options.reduce_bucket_size}
     if options.stage == 3:
@@ -121,7 +123,7 @@ def build_ds_config(
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
         "train_batch_size": world_size,
-        "gradient_clipping": 0.0,
+        "gradient_clipping": max(float(grad_clip), 0.0),
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,

@@ -1,14 +1,16 @@
 """``fsdp`` (alias ``zero3``): FSDP2 ``fully_shard`` — parameters, gradients and optimizer state
 sharded over every rank (ZeRO stage 3).
 
-Each Transformer block is its own FSDP unit (all-gathered just before it runs, resharded after),
-then the root (embeddings, final norm, tied head). Mixed precision is a ``MixedPrecisionPolicy``:
+Each block of a model that offers per-block structure (``block_modules``, see
+:mod:`deepseek.models.protocol`) is its own FSDP unit (all-gathered just before it runs, resharded
+after), then the root (embeddings, final norm, tied head); a model without blocks is one unit. Mixed precision is a ``MixedPrecisionPolicy``:
 parameters are cast to the run's compute dtype for forward/backward (``param_dtype``), gradients
 are reduce-scattered in ``reduce_dtype`` — fp32 by default; ``compression = "bf16"`` (or
 ``reduce_dtype = "bf16"``) halves the gradient traffic, FSDP's form of gradient compression.
 ``cpu_offload`` keeps sharded parameters, gradients and optimizer state in host memory
 (``CPUOffloadPolicy``). Gradient accumulation turns gradient sync off on all but the last
-micro-batch. Clipping computes the total norm over the sharded gradients (a DTensor reduction).
+micro-batch (the ``accumulation`` part of the base class's step). Clipping computes the total norm
+over the sharded gradients (a DTensor reduction).
 
 ``step_metrics`` reports ``comm_bytes`` (reduce-scatter payload per rank and step) computed from
 the sharded parameters' padded sizes and the reduce dtype, not counted by a hook, next to
@@ -18,7 +20,6 @@ the sharded parameters' padded sizes and the reduce dtype, not counted by a hook
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ import torch
 from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
+from deepseek.models.protocol import model_capabilities
 from deepseek.training import clip
-from deepseek.training.strategy import Batch, OptimizerFactory
+from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+from deepseek_pro.strategies.twin import materialize, meta_twin
 
 _FP16_MESSAGE = (
     "precision.dtype: fsdp/zero3 runs fp32 or bf16 (its gradients are sharded, so fp16 loss "
@@ -45,8 +48,8 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 class FSDPOptions(DistributedOptions):
     """``[strategy]`` keys of ``fsdp`` / ``zero3``."""
 
-    compression: Literal["none", "fp16", "bf16", "powersgd"] = "none"
-    """Reduced-precision gradient reduce-scatter (``bf16``/``fp16``); PowerSGD is DDP-only."""
+    compression: Literal["none", "fp16", "bf16"] = "none"
+    """Reduced-precision gradient reduce-scatter (``bf16``/``fp16``)."""
     reduce_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """dtype of the gradient reduce-scatter; ``auto``: from ``compression``, else fp32."""
     cpu_offload: bool = False
@@ -56,12 +59,6 @@ class FSDPOptions(DistributedOptions):
     """``full``: canonical safetensors gathered on rank 0; ``sharded``: DCP shards per rank."""
 
     def __post_init__(self) -> None:
-        if self.compression == "powersgd":
-            raise ConfigError(
-                "strategy.compression: 'powersgd' is a DDP-only gradient compressor (a DDP comm hook); "
-                "fsdp/zero3 supports 'none', 'bf16' and 'fp16' (reduced-precision reduce-scatter); "
-                "use strategy ddp for PowerSGD or compression = 'bf16'"
-            )
         if self.compression != "none" and self.reduce_dtype not in ("auto", self.compression):
             raise ConfigError(
                 f"strategy.reduce_dtype: {self.reduce_dtype!r} contradicts compression = "
@@ -92,7 +89,7 @@ class FSDPStrategy(DistributedStrategy):
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        """Before launch: fp16 (loss scaling over sharded gradients) is not supported."""
+        """fp16 (loss scaling over sharded gradients) is not supported."""
         if config.precision.dtype == "fp16":
             raise ConfigError(_FP16_MESSAGE)
 
@@ -102,7 +99,7 @@ class FSDPStrategy(DistributedStrategy):
             self.teardown()
             raise UsageError(_FP16_MESSAGE)
 
-    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
+    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import (
             CPUOffloadPolicy,
@@ -112,6 +109,7 @@ class FSDPStrategy(DistributedStrategy):
         )
 
         o = self.options
+        self.settings = settings
         self._template = meta_twin(model)
         self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("dp",))
         compute = self.precision.dtype
@@ -124,8 +122,7 @@ class FSDPStrategy(DistributedStrategy):
             model = model.to(self.device)
         kwargs = {"mesh": self.mesh, "mp_policy": policy, "offload_policy": offload,
                   "reshard_after_forward": o.reshard_after_forward}
-        blocks = getattr(model, "blocks", None)
-        units = list(blocks) if isinstance(blocks, nn.ModuleList) else []
+        units = list(model.block_modules()) if "blocks" in model_capabilities(model) else []
         resharded: list[nn.Module] = []
         for i, block in enumerate(units):
             # The last block's parameters are needed again at once by backward: keep them (torchtitan).
@@ -160,23 +157,22 @@ class FSDPStrategy(DistributedStrategy):
         return total
 
     @contextlib.contextmanager
-    def _no_sync(self) -> Iterator[None]:
+    def accumulation(self, *, is_last: bool) -> Iterator[None]:
         assert self.model is not None
-        self.model.set_requires_gradient_sync(False)  # type: ignore[operator]
+        self.model.set_requires_gradient_sync(is_last)  # type: ignore[operator]
         try:
             yield
         finally:
             self.model.set_requires_gradient_sync(True)  # type: ignore[operator]
 
-    def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
-        assert self.model is not None, "call setup() first"
-        loss = self.accumulate(self.model, micro_batches, no_sync=self._no_sync)
+    def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = super().forward_backward(micro_batches)
         m = dict(self._per_step)
         m["comm_reduction"] = 1.0 - m["comm_bytes"] / m["comm_bytes_uncompressed"]
         # Under accumulation, parameters are gathered once per micro-batch.
         m["allgather_bytes"] *= len(micro_batches)
         self._metrics = m
-        return loss
+        return out
 
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         assert self.model is not None
@@ -195,19 +191,6 @@ class FSDPStrategy(DistributedStrategy):
             for group in _by_device(local).values():
                 torch._foreach_mul_(group, coef.to(group[0].device))
         return norm
-
-    @torch.no_grad()
-    def evaluate_loss(self, batch: Batch) -> torch.Tensor:
-        assert self.model is not None
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            x, y = self.to_device(batch)
-            with self.precision.autocast():
-                loss = self.model(x, y).detach().float()
-        finally:
-            self.model.train(was_training)
-        return self.all_reduce_tensor_mean(loss.to(self.comm_device))
 
     def unwrapped_model(self) -> nn.Module:
         """A plain CPU copy with the full weights (a collective: call it on every rank)."""
@@ -238,29 +221,3 @@ def _by_device(tensors: list[torch.Tensor]) -> dict[torch.device, list[torch.Ten
     for t in tensors:
         out.setdefault(t.device, []).append(t)
     return out
-
-
-def meta_twin(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` on the meta device, made without copying any weight (a plain
-    ``deepcopy`` would first duplicate every tensor in memory)."""
-    memo: dict[int, Any] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    return copy.deepcopy(model, memo)
-
-
-def materialize(template: nn.Module, device: torch.device | str) -> nn.Module:
-    """An uninitialised copy of a meta ``template`` on ``device`` with shared parameters (tied
-    embeddings) still shared: ``Module.to_empty`` alone gives each owner its own tensor."""
-    owners: dict[int, list[str]] = {}
-    for name, p in template.named_parameters(remove_duplicate=False):
-        owners.setdefault(id(p), []).append(name)
-    model = copy.deepcopy(template).to_empty(device=device)
-    for names in owners.values():
-        shared = model.get_parameter(names[0])
-        for name in names[1:]:
-            parent, _, leaf = name.rpartition(".")
-            setattr(model.get_submodule(parent), leaf, shared)
-    return model

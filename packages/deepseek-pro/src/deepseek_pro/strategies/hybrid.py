@@ -20,7 +20,13 @@ from torch import nn
 
 from deepseek.config.validate import positive
 from deepseek.errors import ConfigError, UsageError
-from deepseek_pro.strategies.pipeline import PipelineOptions, PipelineStrategy, check_pipeline_fit
+from deepseek.models.protocol import model_capabilities
+from deepseek_pro.strategies.pipeline import (
+    PipelineOptions,
+    PipelineStrategy,
+    check_pipeline_fit,
+    model_blocks,
+)
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -58,26 +64,13 @@ class HybridStrategy(PipelineStrategy):
         self.mesh: Any = None
 
     @classmethod
-    def check_config(cls, config: Config) -> None:
-        """Reject ``pp_size`` above the model's layer count (needs no world size)."""
-        from deepseek_pro.launch.checks import model_layers
-
-        n_layers = model_layers(config)
-        if config.strategy.options.pp_size > n_layers:
-            raise ConfigError(
-                f"strategy.pp_size: {config.strategy.options.pp_size} stages but the model has "
-                f"{n_layers} layers (one block per stage at least); lower strategy.pp_size or raise "
-                "model.n_layers"
-            )
-
-    @classmethod
-    def check_launch(cls, config: Config, world_size: int, n_layers: int) -> None:
+    def check_launch(cls, config: Config, world_size: int, model: nn.Module) -> None:
         """Reject before launch what cannot fit ``world_size`` ranks (called by the launcher)."""
         try:
             pp, dp = mesh_shape(world_size, config.strategy.options.pp_size)
         except UsageError as exc:
             raise ConfigError(str(exc)) from exc
-        check_pipeline_fit(config, pp, dp, n_layers)
+        check_pipeline_fit(config, pp, dp, model_blocks(model))
 
     def _build_topology(self) -> None:
         from torch.distributed.device_mesh import init_device_mesh
@@ -98,7 +91,8 @@ class HybridStrategy(PipelineStrategy):
 
         dp_mesh = self.mesh["dp"]
         reshard = self.options.reshard_after_forward
-        for block in getattr(stage, "blocks", {}).values():
+        blocks = stage.block_modules() if "blocks" in model_capabilities(stage) else []  # type: ignore[operator]
+        for block in blocks:
             fully_shard(block, mesh=dp_mesh, reshard_after_forward=reshard)
         fully_shard(stage, mesh=dp_mesh, reshard_after_forward=reshard)
         return stage

@@ -1,24 +1,28 @@
 """``pipeline``: one pipeline stage per rank, on torch.distributed.pipelining.
 
-The model is cut with its own ``split_stages(n)`` (stage 0 takes token ids, the last stage returns
-logits); each rank keeps its stage, its optimizer and its part of every checkpoint. A step runs
-the GPipe or 1F1B schedule over ``n`` pipeline micro-batches:
+The model must offer the ``pipeline`` capability (:mod:`deepseek.models.protocol`): it is cut
+with its own ``split_stages(n)``; each rank keeps its stage, its optimizer and its part of every
+checkpoint. A step runs the GPipe or 1F1B schedule over ``n`` pipeline micro-batches:
 
     n = strategy.microbatches, or (when 0, the default) max(train.grad_accum, number of stages)
 
-The step's rows (all of the trainer's grad-accum micro-batches) are concatenated and cut into
-``n`` equal chunks, so the gradient is that of the mean loss over the batch, as under ``single``.
-The loss is the model's cross-entropy, computed on the last stage and summed to every rank.
+The step's rows (all of the trainer's grad-accum micro-batches) are joined, turned into stage-0
+arguments and a target by the model's ``pipeline_batch``, and cut into ``n`` equal chunks, so the
+gradient is that of the mean loss over the batch, as under ``single``. The loss is the model's
+``pipeline_loss``, computed on the last stage and summed to every rank. ``pipeline_loss`` is
+called on a weightless (meta-device) copy of the model: it must not read parameters.
 
-Tied embeddings: ``split_stages`` gives the last stage its own copy of ``wte.weight`` as
-``lm_head.weight``; their gradients are summed between the first and the last stage before
-clipping (Megatron's embedding group), so both copies receive the tied weight's true gradient and
-stay bit-identical under the same optimizer. The clipping norm counts the copy once.
+Tied weights: the model's ``tied_parameters(stages)`` names weights held by two stages (the GPT's
+``wte.weight`` on the first stage and its copy ``lm_head.weight`` on the last); their gradients are
+summed between the two stages before clipping (Megatron's embedding group), so both copies receive
+the tied weight's true gradient and stay bit-identical under the same optimizer. The clipping norm
+counts each copy once. Clipping needs no host sync.
 
 Checkpoints are canonical (see :mod:`deepseek_pro.strategies.pipeline_state`): each stage writes
 its part under the full model's names and rank 0 merges the parts into the files ``single``
-writes, so a checkpoint moves freely between ``single``, ``pipeline`` and ``hybrid``. :class:`~deepseek_pro.strategies.hybrid.HybridStrategy` reuses all
-of this with each stage sharded over a data-parallel group.
+writes, so a checkpoint moves freely between ``single``, ``pipeline`` and ``hybrid``.
+:class:`~deepseek_pro.strategies.hybrid.HybridStrategy` reuses all of this with each stage
+sharded over a data-parallel group.
 """
 
 from __future__ import annotations
@@ -30,15 +34,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from deepseek.config.validate import non_negative
+from deepseek.data.batch import concat_rows, move_to
 from deepseek.errors import ConfigError, UsageError
+from deepseek.models.protocol import model_capabilities
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.strategy import Batch, OptimizerFactory
+from deepseek.training import clip
+from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies import pipeline_state as pstate
 from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+from deepseek_pro.strategies.twin import meta_twin
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -55,23 +62,23 @@ class PipelineOptions(DistributedOptions):
     """Pipeline micro-batches per step; 0: max(train.grad_accum, number of stages)."""
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The GPT's training loss: mean token cross-entropy, computed in fp32."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-
 def pipeline_microbatches(options: Any, grad_accum: int, stages: int) -> int:
     """How many pipeline micro-batches one optimizer step runs (see the module docstring)."""
     return int(options.microbatches) or max(grad_accum, stages)
 
 
-def check_pipeline_fit(config: Config, stages: int, dp: int, n_layers: int) -> None:
-    """ConfigError when ``config`` cannot run as ``stages`` pipeline stages x ``dp`` replicas."""
-    if stages > n_layers:
+def model_blocks(model: nn.Module) -> int | None:
+    """How many blocks ``model`` has (``None`` when it offers no per-block structure)."""
+    return len(model.block_modules()) if "blocks" in model_capabilities(model) else None  # type: ignore[operator]
+
+
+def check_pipeline_fit(config: Config, stages: int, dp: int, n_blocks: int | None) -> None:
+    """ConfigError when ``config`` cannot run as ``stages`` pipeline stages x ``dp`` replicas
+    (``n_blocks``: the model's blocks, one per stage at least; ``None``: not known)."""
+    if n_blocks is not None and stages > n_blocks:
         raise ConfigError(
-            f"strategy.name: {config.strategy.name!r} needs one transformer block per stage, but the "
-            f"model has {n_layers} layers for {stages} stages; use at most {n_layers} stages or "
-            f"raise model.n_layers"
+            f"strategy.name: {config.strategy.name!r} needs one block per stage, but the model has "
+            f"{n_blocks} blocks for {stages} stages; use at most {n_blocks} stages or a deeper model"
         )
     rows = config.data.batch_size // max(dp, 1)
     n = pipeline_microbatches(config.strategy.options, config.train.grad_accum, stages)
@@ -99,15 +106,26 @@ class PipelineStrategy(DistributedStrategy):
         self.pp_size, self.pp_rank = 1, 0
         self._dp_size, self._dp_rank = 1, 0
         self.pp_group: Any = None
-        self._tied_group: Any = None
         self._stage_mod: nn.Module | None = None
         self._pipe_stage: Any = None
         self._schedules: dict[int, Any] = {}
         self._raw_losses: list[torch.Tensor] = []
-        self._tied_copy: nn.Parameter | None = None
-        self._tied_source: nn.Parameter | None = None
-        self._model_cls: type | None = None
-        self._model_config: Any = None
+        self._template: nn.Module | None = None
+        self._tied: dict[str, str] = {}
+        """This model's tied weights as {copy name: source name} (names within their stages)."""
+        self._tied_sync: list[tuple[str, Any]] = []
+        """(name of a tied weight in this stage, the process group of its two stages)."""
+
+    # ------------------------------------------------------------------ rules
+
+    @classmethod
+    def required_capabilities(cls, config: Config) -> dict[str, str]:
+        return {"pipeline": f"strategy {config.strategy.name!r}"}
+
+    @classmethod
+    def check_launch(cls, config: Config, world_size: int, model: nn.Module) -> None:
+        """Reject before launch what cannot fit ``world_size`` ranks (called by the launcher)."""
+        check_pipeline_fit(config, world_size, 1, model_blocks(model))
 
     # ------------------------------------------------------------------ topology
 
@@ -121,65 +139,41 @@ class PipelineStrategy(DistributedStrategy):
 
     @property
     def is_first(self) -> bool:
-        """This rank runs the first stage (embeddings)."""
+        """This rank runs the first stage."""
         return self.pp_rank == 0
 
     @property
     def is_last(self) -> bool:
-        """This rank runs the last stage (head and loss)."""
+        """This rank runs the last stage (and the loss)."""
         return self.pp_rank == self.pp_size - 1
 
     def pp_peer(self, pp_index: int) -> int:
         """Global rank of stage ``pp_index`` in this rank's pipeline."""
         return pp_index * self._dp_size + self._dp_rank
 
-    @classmethod
-    def check_launch(cls, config: Config, world_size: int, n_layers: int) -> None:
-        """Reject before launch what cannot fit ``world_size`` ranks (called by the launcher)."""
-        check_pipeline_fit(config, world_size, 1, n_layers)
-
     def setup_environment(self) -> None:
         super().setup_environment()
         self._build_topology()
-        self._build_tied_groups()
 
     def _build_topology(self) -> None:
         """Pipeline only: every rank is one stage of the one pipeline."""
         self.pp_size, self.pp_rank = self.world_size, self.rank
         self.pp_group = dist.group.WORLD
 
-    def _build_tied_groups(self) -> None:
-        """One {first, last} group per pipeline for the tied embedding (every rank creates all)."""
-        self._tied_group = None
-        if self.pp_size < 2:
-            return
-        for d in range(self._dp_size):
-            ranks = [d, (self.pp_size - 1) * self._dp_size + d]
-            group = dist.new_group(ranks) if self.pp_size > 2 or self._dp_size > 1 else dist.group.WORLD
-            if self.rank in ranks:
-                self._tied_group = group
-
     # ------------------------------------------------------------------ set-up
 
-    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory) -> None:
+    def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         from torch.distributed.pipelining import PipelineStage
 
-        from deepseek.models.stages import tied_parameters
-
-        splitter = getattr(model, "split_stages", None)
-        if splitter is None:
-            raise ConfigError(
-                f"strategy.name: {self.name!r} needs a model with split_stages(n); "
-                f"{type(model).__name__} has none, use another strategy"
-            )
-        # Keep only what rebuilds a full model: other stages' weights are freed with ``model``.
-        self._model_cls, self._model_config = type(model), getattr(model, "config", None)
-        stages = splitter(self.pp_size)
-        tied = tied_parameters(stages) if self.pp_size > 1 else None
+        self.settings = settings
+        # Keep a weightless copy (the loss, the full model for export); other stages' weights
+        # are freed with ``model``.
+        self._template = meta_twin(model)
+        stages = model.split_stages(self.pp_size)  # type: ignore[operator]
+        pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
+        tied_groups = self._tied_groups(stages, pairs)
         stage = self.shard_stage(stages[self.pp_rank].to(self.device))
-        if tied is not None:  # looked up after sharding, which replaces the parameters
-            self._tied_source = stage.wte.weight if self.is_first else None
-            self._tied_copy = stage.lm_head.weight if self.is_last else None
+        self._tied_sync = [(name, group) for (i, name), group in tied_groups.items() if i == self.pp_rank]
         self._stage_mod = stage
         self.model = self._stage_mod
         self.optimizer = optimizer_factory(self._stage_mod.parameters())
@@ -187,6 +181,22 @@ class PipelineStrategy(DistributedStrategy):
             self._stage_mod, self.pp_rank, self.pp_size, self.device, group=self.pp_group
         )
         self._use_distributed_scaler()
+
+    def _tied_groups(self, stages: list[nn.Module], pairs: list[tuple[Any, Any]]) -> dict[tuple[int, str], Any]:
+        """For every tied pair, its names in its two stages and one process group per pipeline
+        joining those stages (every rank creates every group, in the same order)."""
+        out: dict[tuple[int, str], Any] = {}
+        self._tied = {}
+        for source, copy in pairs:
+            (i, src_name), (j, copy_name) = _locate(stages, source), _locate(stages, copy)
+            self._tied[copy_name] = src_name
+            for d in range(self._dp_size):
+                ranks = sorted({i * self._dp_size + d, j * self._dp_size + d})
+                group = dist.new_group(ranks) if self.world_size > len(ranks) else dist.group.WORLD
+                if self.rank in ranks:
+                    out[(i, src_name)] = group
+                    out[(j, copy_name)] = group
+        return out
 
     def shard_stage(self, stage: nn.Module) -> nn.Module:
         """Wrap this rank's stage (hybrid shards it); the pipeline keeps it as it is."""
@@ -218,22 +228,23 @@ class PipelineStrategy(DistributedStrategy):
             self._schedules[n] = cls(self._pipe_stage, n, loss_fn=self._loss_fn)
         return self._schedules[n]
 
-    def _loss_fn(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = cross_entropy(logits, targets)
+    def _loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        assert self._template is not None
+        loss = self._template.pipeline_loss(output, target)  # type: ignore[operator]
         self._raw_losses.append(loss.detach().float())
         return self.precision.scale(loss)
 
     # ------------------------------------------------------------------ the step
 
-    def forward_backward(self, micro_batches: Sequence[Batch]) -> torch.Tensor:
-        assert self._stage_mod is not None, "call setup() first"
+    def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assert self._stage_mod is not None and self._template is not None, "call setup() first"
         self._stage_mod.train()
-        x = torch.cat([mb[0] for mb in micro_batches]).to(self.device)
-        y = torch.cat([mb[1] for mb in micro_batches]).to(self.device)
+        args, target = self._template.pipeline_batch(concat_rows(list(micro_batches)))  # type: ignore[operator]
+        rows = int(target.size(0))
         n = pipeline_microbatches(self.options, len(micro_batches), self.pp_size)
-        if x.size(0) % n:
+        if rows % n:
             raise UsageError(
-                f"strategy.microbatches: {x.size(0)} rows per step do not split into {n} pipeline "
+                f"strategy.microbatches: {rows} rows per step do not split into {n} pipeline "
                 f"micro-batches; make data.batch_size a multiple of {n * self._dp_size}"
             )
         schedule = self._schedule(n)
@@ -241,79 +252,93 @@ class PipelineStrategy(DistributedStrategy):
         if self.precision.scaler is not None:
             # Only the last stage scales a loss; the others' scalers must be initialised too.
             self.precision.scale(torch.zeros((), device=self.device))
-        args = (x,) if self.is_first else ()
-        kwargs: dict[str, Any] = {"target": y, "losses": []} if self.is_last else {}
-        with self.precision.autocast():
-            schedule.step(*args, return_outputs=False, **kwargs)
+        # The schedule checks every micro-batch against the strides it inferred once: contiguous.
+        stage_args = tuple(a.contiguous() for a in move_to(list(args), self.device)) if self.is_first else ()
+        kwargs: dict[str, Any] = {"target": target.to(self.device).contiguous(), "losses": []} if self.is_last else {}
+        with self.autocast():
+            schedule.step(*stage_args, return_outputs=False, **kwargs)
         self._sync_tied_grads()
         local = torch.stack(self._raw_losses).mean() if self.is_last else torch.zeros(())
-        return self._sum_from_last(local)
+        return self._sum_from_last(local), {}
 
     def _sum_from_last(self, local: torch.Tensor) -> torch.Tensor:
         """Every rank gets the mean over data-parallel ranks of the last stages' ``local``."""
         t = local.detach().float().reshape(1).to(self.comm_device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return (t / self._dp_size).reshape(()).cpu()
+        return (t / self._dp_size).reshape(())
 
     def _sync_tied_grads(self) -> None:
-        param = self._tied_source if self.is_first else self._tied_copy
-        if self._tied_group is None or param is None or param.grad is None:
-            return
-        grad = param.grad
-        local = grad.to_local() if hasattr(grad, "to_local") else grad
-        dist.all_reduce(local, op=dist.ReduceOp.SUM, group=self._tied_group)
+        assert self._stage_mod is not None
+        for name, group in self._tied_sync:
+            grad = self._stage_mod.get_parameter(name).grad
+            if grad is not None:
+                dist.all_reduce(grad.to_local() if hasattr(grad, "to_local") else grad, op=dist.ReduceOp.SUM, group=group)
 
-    def clip_grad_norm(self, max_norm: float) -> float:
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """Total norm over every stage (each tied weight counted once), as a device tensor;
+        gradients scaled on the device (no host sync)."""
         assert self._stage_mod is not None and self.optimizer is not None
         self.precision.unscale_(self.optimizer)
-        grads = [p.grad for p in self._stage_mod.parameters() if p.grad is not None]
-        counted = [p.grad for p in self._stage_mod.parameters() if p.grad is not None and p is not self._tied_copy]
+        named = [(n, p) for n, p in self._stage_mod.named_parameters() if p.grad is not None]
+        local = [(n, p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad) for n, p in named]
         sq = torch.zeros(1, dtype=torch.float32, device=self.device)
-        for g in counted:
-            local = g.to_local() if hasattr(g, "to_local") else g
-            sq += local.detach().float().pow(2).sum()
+        for n, g in local:
+            if n not in self._tied:  # a copy's gradient equals its source's: count it once
+                sq += g.detach().float().pow(2).sum()
         sq = sq.to(self.comm_device)
         dist.all_reduce(sq, op=dist.ReduceOp.SUM)
-        total = float(sq.sqrt().item())
-        if max_norm > 0:
-            coef = min(max_norm / (total + 1e-6), 1.0)
-            if coef < 1.0:
-                for g in grads:
-                    (g.to_local() if hasattr(g, "to_local") else g).mul_(coef)
+        total = sq.sqrt().reshape(())
+        if max_norm > 0 and local:
+            coef = torch.clamp(max_norm / (total + clip.EPS), max=1.0).to(self.device)
+            for _, g in local:
+                g.mul_(coef)
         return total
 
-    @torch.no_grad()
-    def evaluate_loss(self, batch: Batch) -> torch.Tensor:
+    def evaluate(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A plain forward through the stages with point-to-point sends (any batch shape)."""
-        assert self._stage_mod is not None
+        assert self._stage_mod is not None and self._template is not None
         stage = self._stage_mod
         was_training = stage.training
         stage.eval()
         try:
-            x, y = batch[0].to(self.device), batch[1].to(self.device)
-            d_model = self._model_config.d_model
-            if self.is_first:
-                h = x
-            else:
-                h = torch.empty(x.size(0), x.size(1), d_model, device=self.device)
-                dist.recv(h, src=self.pp_peer(self.pp_rank - 1))
-            with self.precision.autocast():
-                out = stage(h)
-            if not self.is_last:
-                dist.send(out.float().contiguous(), dst=self.pp_peer(self.pp_rank + 1))
-                local = torch.zeros(())
-            else:
-                local = cross_entropy(out, y)
-            return self._sum_from_last(local)
+            with torch.no_grad():
+                args, target = self._template.pipeline_batch(batch)  # type: ignore[operator]
+                if self.is_first:
+                    inputs = tuple(move_to(list(args), self.device))
+                else:
+                    inputs = (self._recv(self.pp_peer(self.pp_rank - 1)),)
+                with self.autocast():
+                    out = stage(*inputs)
+                if not self.is_last:
+                    self._send(out, self.pp_peer(self.pp_rank + 1))
+                    local = torch.zeros(())
+                else:
+                    local = self._template.pipeline_loss(out, target.to(self.device)).detach().float()  # type: ignore[operator]
+                return self._sum_from_last(local), {}
         finally:
             stage.train(was_training)
+
+    def _send(self, tensor: torch.Tensor, dst: int) -> None:
+        """``tensor`` to rank ``dst`` as fp32: its shape first, then the values."""
+        shape = torch.tensor([tensor.dim(), *tensor.shape], dtype=torch.int64, device=self.comm_device)
+        dist.send(torch.nn.functional.pad(shape, (0, 8 - shape.numel())), dst=dst)
+        dist.send(tensor.float().contiguous().to(self.comm_device), dst=dst)
+
+    def _recv(self, src: int) -> torch.Tensor:
+        """A tensor sent by :meth:`_send` from rank ``src``, on this rank's device."""
+        header = torch.zeros(8, dtype=torch.int64, device=self.comm_device)
+        dist.recv(header, src=src)
+        dims = [int(v) for v in header[1 : 1 + int(header[0])].tolist()]
+        out = torch.empty(dims, dtype=torch.float32, device=self.comm_device)
+        dist.recv(out, src=src)
+        return out.to(self.device)
 
     # ------------------------------------------------------------------ state
 
     def stage_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """This stage's full (unsharded) model and optimizer state under canonical names."""
         assert self._stage_mod is not None and self.optimizer is not None
-        return pstate.stage_state(self._stage_mod, self.optimizer, tied_copy=self._tied_copy is not None)
+        return pstate.stage_state(self._stage_mod, self.optimizer, tied=self._tied)
 
     def _writes_part(self) -> bool:
         return self._dp_rank == 0
@@ -333,16 +358,25 @@ class PipelineStrategy(DistributedStrategy):
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         assert self._stage_mod is not None and self.optimizer is not None
         state = ckpt.read_trainer_state(Path(directory))
-        pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied_copy=self._tied_copy is not None)
+        pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied=self._tied)
         return state
 
     def unwrapped_model(self) -> nn.Module:
         """A full, plain copy of the model with every stage's current weights (on every rank)."""
-        assert self._model_cls is not None
+        assert self._template is not None
         model_sd, _ = self.stage_state()
         parts: list[Any] = [None] * self.world_size
         dist.all_gather_object(parts, model_sd if self._writes_part() else {})
         merged: dict[str, torch.Tensor] = {}
         for part in parts:
             merged.update(part)
-        return pstate.rebuild_model(self._model_cls, self._model_config, merged)
+        return pstate.rebuild_model(self._template, merged)
+
+
+def _locate(stages: list[nn.Module], param: nn.Parameter) -> tuple[int, str]:
+    """``(stage index, name in that stage)`` of ``param``."""
+    for i, stage in enumerate(stages):
+        for name, p in stage.named_parameters(remove_duplicate=False):
+            if p is param:
+                return i, name
+    raise UsageError("pipeline: a tied parameter returned by the model's tied_parameters() is in no stage")

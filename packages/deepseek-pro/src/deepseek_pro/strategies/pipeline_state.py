@@ -7,14 +7,15 @@ data-parallel rank 0 under ``hybrid``) writes ``part-<stage>-model.safetensors``
 ``model.safetensors`` / ``optimizer.safetensors`` and deletes them — the files ``single`` writes.
 Loading reads the canonical files and keeps this stage's names.
 
-Tied embeddings split over two stages: the last stage's ``lm_head.weight`` is a copy of
-``wte.weight``. The model file keeps both names (as ``single``'s does); the optimizer file keeps
-only ``wte.weight`` (``single``'s optimizer has one parameter) and the copy is restored from it.
+Tied weights split over two stages (``tied``: {copy name: source name}, e.g. the GPT's
+``{"lm_head.weight": "wte.weight"}``): the model file keeps both names (as ``single``'s does); the
+optimizer file keeps only the source (``single``'s optimizer has one parameter) and the copy is
+restored from it.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,6 @@ from torch import nn
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
 
-TIED_COPY = "lm_head.weight"
-TIED_SOURCE = "wte.weight"
-
 
 def part_path(directory: Path, stage: int, filename: str) -> Path:
     """Where stage ``stage`` writes its part of ``filename``."""
@@ -34,7 +32,7 @@ def part_path(directory: Path, stage: int, filename: str) -> Path:
 
 
 def stage_state(
-    module: nn.Module, optimizer: torch.optim.Optimizer, *, tied_copy: bool
+    module: nn.Module, optimizer: torch.optim.Optimizer, *, tied: Mapping[str, str]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The stage's full (unsharded, CPU) model state and name-keyed optimizer state.
 
@@ -54,10 +52,10 @@ def stage_state(
         for name, values in optim_sd["state"].items()
     }
     groups = [dict(g) for g in optim_sd["param_groups"]]
-    if tied_copy:
-        state.pop(TIED_COPY, None)
+    for copy in tied:
+        state.pop(copy, None)
         for g in groups:
-            g["params"] = [p for p in g["params"] if p != TIED_COPY]
+            g["params"] = [p for p in g["params"] if p != copy]
     return model_sd, {"state": state, "param_groups": groups}
 
 
@@ -82,7 +80,9 @@ def merge_parts(directory: Path, n_parts: int) -> None:
         p.unlink()
 
 
-def load_stage(module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path, *, tied_copy: bool) -> None:
+def load_stage(
+    module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path, *, tied: Mapping[str, str]
+) -> None:
     """Load this stage's parameters and optimizer state from a checkpoint of either layout
     written by any strategy (collective under FSDP)."""
     from torch.distributed.checkpoint.state_dict import (
@@ -95,8 +95,9 @@ def load_stage(module: nn.Module, optimizer: torch.optim.Optimizer, directory: P
     full = ckpt.load_model_state(directory)  # either layout: full files or DCP shards
     named = ckpt.load_optimizer_state(directory)
     own = module.state_dict()
-    if tied_copy and TIED_COPY not in full and TIED_SOURCE in full:
-        full[TIED_COPY] = full[TIED_SOURCE]
+    for copy, source in tied.items():
+        if copy in own and copy not in full and source in full:
+            full[copy] = full[source]
     missing = sorted(k for k in own if k not in full)
     bad = sorted(k for k in own if k in full and tuple(full[k].shape) != tuple(own[k].shape))
     if missing or bad:
@@ -106,17 +107,18 @@ def load_stage(module: nn.Module, optimizer: torch.optim.Optimizer, directory: P
         )
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(module, {k: full[k] for k in own}, options=opts)
-    optim_sd = _restrict_optimizer_state(named, module, optimizer, directory, tied_copy=tied_copy)
+    optim_sd = _restrict_optimizer_state(named, module, optimizer, directory, tied=tied)
     set_optimizer_state_dict(module, optimizer, optim_sd, options=opts)
 
 
 def _restrict_optimizer_state(
-    named: dict[str, Any], module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path, *, tied_copy: bool
+    named: dict[str, Any], module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path,
+    *, tied: Mapping[str, str],
 ) -> dict[str, Any]:
     """The saved optimizer state restricted to this stage's parameters, group by group."""
     path = directory / ckpt.OPTIMIZER_FILE
     names = ckpt.optimizer_param_names(optimizer, module)
-    source = {n: (TIED_SOURCE if tied_copy and n == TIED_COPY else n) for n in names}
+    source = {n: tied.get(n, n) for n in names}
     saved_groups = named["param_groups"]
     if len(saved_groups) != len(optimizer.param_groups):
         raise CheckpointError(
@@ -138,14 +140,11 @@ def _restrict_optimizer_state(
     return {"state": state, "param_groups": groups}
 
 
-def rebuild_model(model_cls: type, config: Any, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A fresh CPU ``model_cls(config)`` (built on ``meta``, no RNG drawn) holding ``state``."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.random.fork_rng(devices=[]))
-        stack.enter_context(torch.device("meta"))
-        full = model_cls(config)
-    full = full.to_empty(device="cpu")
+def rebuild_model(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A plain CPU copy of the meta ``template`` holding ``state`` (tied weights stay tied; no
+    random numbers are drawn)."""
+    from deepseek_pro.strategies.twin import materialize
+
+    full = materialize(template, "cpu")
     full.load_state_dict(state, strict=True)
-    if getattr(config, "tie_embeddings", False):
-        full.lm_head.weight = full.wte.weight
     return full

@@ -1,0 +1,57 @@
+"""Config sections that name a registered component: ``[model]``, ``[data]``, ``[strategy]``.
+
+Each such table holds ``name`` (the registered component), keys every component of that kind
+accepts (``[data]``'s ``batch_size`` and ``eval_batches``), and the component's own keys, which
+its ``Options`` dataclass validates exactly like a core section: unknown key, wrong type or
+out-of-range value -> one line with the field path and a did-you-mean. The loaded target of every
+model, dataset and strategy carries ``Options`` (a dataclass; :class:`NoOptions` when it takes
+none); it is created with the validated instance as its first argument.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from deepseek.config.validate import build_dataclass
+from deepseek.errors import ConfigError, PluginError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a component that takes none."""
+
+
+def options_class(target: Any, *, kind: str, name: str) -> type:
+    """The ``Options`` dataclass that component ``name`` declares (a :class:`PluginError` naming
+    it when the target breaks that contract)."""
+    cls = getattr(target, "Options", None)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise PluginError(
+            f"{kind} {name!r}: its target {target!r} declares no Options dataclass; every "
+            f"registered {kind} carries 'Options' (deepseek.config.components.NoOptions when it "
+            "takes no keys), see docs/plugins.md"
+        )
+    return cls
+
+
+def build_options(
+    target: Any, table: dict[str, Any], *, kind: str, name: str, path: str, known: tuple[str, ...] = ()
+) -> Any:
+    """Validate ``table`` against the component's ``Options`` (field paths ``path.key``);
+    ``known``: the section's other keys (``name`` ...), listed in the unknown-key message."""
+    cls = options_class(target, kind=kind, name=name)
+    if not dataclasses.fields(cls) and table:
+        keys = ", ".join(sorted(table))
+        raise ConfigError(f"{path}.{sorted(table)[0]}: {kind} {name!r} takes no options (got {keys})")
+    return build_dataclass(cls, table, path=path, known=known)
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    """A component's validated options as plain data (``None`` values left out)."""
+    if options is None or not dataclasses.is_dataclass(options):
+        return {}
+    return {k: v for k, v in dataclasses.asdict(options).items() if v is not None}

@@ -1,0 +1,90 @@
+"""Batches as pytrees: a mapping of names to tensors (or nested lists, tuples and mappings of
+tensors), every tensor holding the batch's rows along its first dimension.
+
+These functions are the one implementation of what the trainer and the strategies do to a batch:
+count its rows, take a data-parallel rank's rows, cut it into micro-batches, join micro-batches,
+and move it to a device. Leaves that are not tensors (strings, numbers) are carried unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from deepseek.errors import UsageError
+
+Batch = Mapping[str, Any]
+
+
+def _tensors(batch: Any) -> list[torch.Tensor]:
+    return [t for t in pytree.tree_leaves(batch) if isinstance(t, torch.Tensor)]
+
+
+def check_batch(batch: Any, *, where: str) -> int:
+    """The number of rows of ``batch``; a one-line :class:`UsageError` naming ``where`` when it is
+    not a mapping of tensors that agree on their first dimension."""
+    if not isinstance(batch, Mapping) or not batch:
+        raise UsageError(
+            f"{where}: a batch must be a non-empty mapping of names to tensors, got {type(batch).__name__}"
+        )
+    tensors = _tensors(batch)
+    if not tensors:
+        raise UsageError(f"{where}: the batch holds no tensors (keys {sorted(map(str, batch))})")
+    sizes = {int(t.size(0)) if t.dim() else -1 for t in tensors}
+    if len(sizes) != 1 or -1 in sizes:
+        raise UsageError(
+            f"{where}: every tensor of a batch needs the rows along its first dimension, and the "
+            f"same number of them; got first dimensions {sorted(sizes)}"
+        )
+    return sizes.pop()
+
+
+def batch_rows(batch: Any) -> int:
+    """Rows of ``batch`` (the first dimension of its first tensor)."""
+    tensors = _tensors(batch)
+    return int(tensors[0].size(0)) if tensors else 0
+
+
+def shard_rows(batch: Any, rank: int, size: int) -> Any:
+    """Rows ``rank::size`` of every tensor: the default data-parallel shard."""
+    if size == 1:
+        return batch
+    return pytree.tree_map(lambda t: t[rank::size] if isinstance(t, torch.Tensor) else t, batch)
+
+
+def split_rows(batch: Any, n: int) -> list[Any]:
+    """``batch`` cut into ``n`` micro-batches of equal rows, in order."""
+    if n == 1:
+        return [batch]
+    rows = batch_rows(batch)
+    if rows % n:
+        raise UsageError(f"train.grad_accum: {rows} rows do not split into {n} micro-batches")
+    step = rows // n
+    return [
+        pytree.tree_map(lambda t, i=i: t[i * step:(i + 1) * step] if isinstance(t, torch.Tensor) else t, batch)
+        for i in range(n)
+    ]
+
+
+def concat_rows(batches: Sequence[Any]) -> Any:
+    """The micro-batches ``batches`` joined back into one batch."""
+    if len(batches) == 1:
+        return batches[0]
+    leaves, spec = pytree.tree_flatten(batches[0])
+    columns = [pytree.tree_flatten(b)[0] for b in batches]
+    joined = [
+        torch.cat([c[i] for c in columns]) if isinstance(leaf, torch.Tensor) else leaf
+        for i, leaf in enumerate(leaves)
+    ]
+    return pytree.tree_unflatten(joined, spec)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """``batch`` on ``device`` (asynchronous copies to CUDA)."""
+    non_blocking = device.type == "cuda"
+    return pytree.tree_map(
+        lambda t: t.to(device, non_blocking=non_blocking) if isinstance(t, torch.Tensor) else t, batch
+    )

@@ -1,0 +1,74 @@
+"""The dataset contract: what every registered dataset provides.
+
+A dataset (hook ``deepseek_register_datasets``) is a :class:`Dataset` subclass. ``Options`` is
+the dataclass of its own ``[data]`` keys; the keys every dataset gets, ``data.batch_size`` and
+``data.eval_batches``, are the trainer's. It is created on every rank, with the same arguments::
+
+    dataset = cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
+
+and then:
+
+- ``next(dataset)`` yields the next *global* training batch: a mapping of names to tensors (or
+  nested lists, tuples and mappings of tensors), every tensor with ``batch_size`` rows along its
+  first dimension. Every rank draws the same batch; :meth:`Dataset.shard` takes a data-parallel
+  rank's rows (by default rows ``rank::size`` of every tensor).
+- :meth:`Dataset.validation_batches` returns a fixed list of global validation batches, the same
+  every time it is called and on every rank.
+- :meth:`Dataset.state_dict` / :meth:`Dataset.load_state_dict`: the position as JSON-ready data;
+  a dataset that loads a saved state yields exactly the batches the saved one would have yielded
+  next, so a resumed run sees the same data.
+- :meth:`Dataset.count_tokens`: tokens in a batch, for ``tokens/s``; ``None`` (the default) when
+  the data has no tokens (``samples/s`` is always logged). :attr:`Dataset.vocab_size`: how many
+  token ids the data uses, when it has tokens (models check theirs against it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from deepseek.config.components import NoOptions
+from deepseek.data.batch import Batch, shard_rows
+
+
+class Dataset(ABC):
+    """Base class of every registered dataset (see the module docstring)."""
+
+    Options: ClassVar[type] = NoOptions
+    vocab_size: int | None = None
+    """Number of distinct token ids the data may hold (ids ``0 .. vocab_size - 1``), or ``None``
+    when it has no tokens."""
+
+    def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
+        self.options = options
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    @abstractmethod
+    def __next__(self) -> Batch:
+        """The next global training batch (``batch_size`` rows)."""
+
+    @abstractmethod
+    def validation_batches(self, limit: int) -> list[Batch]:
+        """At most ``limit`` global validation batches, always the same ones."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """The training position as JSON-ready data."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`; raise :class:`~deepseek.errors.UsageError` naming
+        what differs when the state belongs to other data or settings."""
+
+    def shard(self, batch: Batch, rank: int, size: int) -> Batch:
+        """Data-parallel rank ``rank``'s rows of a global batch (of ``size`` ranks)."""
+        return shard_rows(batch, rank, size)
+
+    def count_tokens(self, batch: Batch) -> int | None:
+        """Tokens in ``batch`` (for tokens/s), or ``None`` when the data has no tokens."""
+        return None

@@ -1,0 +1,85 @@
+"""The ``text`` dataset: byte tokens of the embedded corpus or of your text files, packed.
+
+Batches are ``{"input_ids": x, "targets": y}``, both ``(batch_size, seq_len)`` int64 with ``y``
+being ``x`` shifted by one token: what the GPT models take. See :mod:`deepseek.data.corpus` for the
+corpus and the train/validation split, :mod:`deepseek.data.loader` for packing and resuming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepseek.data.batch import Batch
+from deepseek.data.dataset import Dataset
+from deepseek.errors import ConfigError
+
+
+def _positive(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """``[data]`` keys of the ``text`` dataset."""
+
+    path: str = ""
+    """A text file or a folder of text files, streamed; empty: the embedded corpus (the running
+    Python's standard-library sources). Stored as an absolute path."""
+    pattern: str = ""
+    """Glob of files to read under a ``path`` folder (default ``**/*``: every non-hidden file)."""
+    seq_len: int = field(default=128, metadata={"check": _positive})
+    """Tokens per row."""
+    val_fraction: float = field(default=0.05, metadata={"check": _fraction})
+    """Share of files (by a stable hash of their names) held out for validation."""
+    shuffle_buffer: int = field(default=1024, metadata={"check": _positive})
+    """Rows shuffled together; memory is about ``shuffle_buffer * seq_len`` bytes."""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            return
+        path = Path(self.path).expanduser()
+        if not path.exists():
+            raise ConfigError(
+                f"data.path: {self.path!r} does not exist; point it at a text file or a folder "
+                "of text files, or leave it empty for the embedded corpus"
+            )
+        object.__setattr__(self, "path", str(path.resolve()))
+
+
+class TextDataset(Dataset):
+    """Packed byte-token rows of a text corpus (global batches, seeded, resumable)."""
+
+    Options = TextOptions
+    vocab_size = 256  # byte tokens
+
+    def __init__(self, options: TextOptions, *, batch_size: int, seed: int) -> None:
+        from deepseek.data.corpus import open_corpus
+        from deepseek.data.loader import PackedBatches
+
+        super().__init__(options, batch_size=batch_size, seed=seed)
+        corpus = open_corpus(options.path or None, pattern=options.pattern or None, val_fraction=options.val_fraction)
+        self.loader = PackedBatches(
+            corpus, options.seq_len, batch_size, "train", seed=seed, shuffle_buffer=options.shuffle_buffer
+        )
+
+    def __next__(self) -> Batch:
+        x, y = next(self.loader)
+        return {"input_ids": x, "targets": y}
+
+    def validation_batches(self, limit: int) -> list[Batch]:
+        return [{"input_ids": x, "targets": y} for x, y in self.loader.val_batches(limit)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader.load_state_dict(state)
+
+    def count_tokens(self, batch: Batch) -> int | None:
+        return int(batch["input_ids"].numel())

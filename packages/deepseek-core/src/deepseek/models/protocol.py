@@ -1,0 +1,182 @@
+"""The model contract: what every trainable model provides, and what it may offer on top.
+
+**Every model.** A registered model (``deepseek_register_models``) is a target carrying
+``Options`` (a dataclass of its ``[model]`` keys) that is called with the validated options and
+returns a ``torch.nn.Module``. The trainer and every strategy call that module with one batch's
+entries as keyword arguments, ``model(**batch)``, and it returns its loss, either
+
+- a 0-dim tensor: the mean loss over the batch's rows, or
+- a mapping with the key ``"loss"`` and, optionally, further named 0-dim tensors or numbers: the
+  model's metrics (``"accuracy"``, ...), averaged over rows and ranks like the loss and logged
+  beside it (``accuracy`` on training steps, ``val_accuracy`` on evaluations). Entries that are
+  not scalars (logits, hidden states) are ignored, so a Hugging Face ``ModelOutput`` qualifies.
+
+**Optional capabilities.** Subclass :class:`TrainableModel` and override a capability's methods
+to offer it; :func:`model_capabilities` reads which ones a model overrides. A capability that the
+config asks for and the model lacks is refused when the model is created
+(:func:`require_capabilities`), naming the capability and the model:
+
+- ``blocks``: :meth:`TrainableModel.block_modules`, the repeated blocks in forward order. With it
+  ``train.compile`` compiles each block in place and ``fsdp`` wraps each block as its own unit;
+  without it the whole model is compiled and wrapped as one unit.
+- ``activation_checkpointing``: :meth:`~TrainableModel.set_activation_checkpointing`
+  (``train.activation_checkpointing``).
+- ``residual_dtype``: :meth:`~TrainableModel.set_fp32_residual` (``precision.fp32_residual``).
+- ``pipeline``: :meth:`~TrainableModel.split_stages`, :meth:`~TrainableModel.pipeline_batch`,
+  :meth:`~TrainableModel.pipeline_loss` and, for weights shared between stages,
+  :meth:`~TrainableModel.tied_parameters` (strategies ``pipeline`` and ``hybrid``).
+
+:meth:`TrainableModel.check_data` (default: accept) lets a model refuse data it cannot take
+(sequences longer than its positions, a vocabulary larger than its own) with one clear line
+before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from deepseek.config.components import NoOptions
+from deepseek.errors import ConfigError, UsageError
+
+Batch = Mapping[str, Any]
+"""One batch: a mapping of names to tensors (or nested lists, tuples and mappings of tensors),
+every tensor with the batch's rows along its first dimension."""
+
+
+@dataclass(frozen=True)
+class Capability:
+    """An optional part of the model contract."""
+
+    name: str
+    methods: tuple[str, ...]
+    what: str
+
+
+CAPABILITIES: dict[str, Capability] = {
+    c.name: c
+    for c in (
+        Capability("blocks", ("block_modules",), "per-block structure (block_modules)"),
+        Capability("activation_checkpointing", ("set_activation_checkpointing",),
+                   "activation checkpointing (set_activation_checkpointing)"),
+        Capability("residual_dtype", ("set_fp32_residual",), "a configurable residual dtype (set_fp32_residual)"),
+        Capability("pipeline", ("split_stages", "pipeline_batch", "pipeline_loss"),
+                   "pipeline stages (split_stages, pipeline_batch, pipeline_loss)"),
+    )
+}
+"""Every optional capability by name."""
+
+
+class TrainableModel(nn.Module):
+    """Base class of models that offer optional capabilities (see the module docstring).
+
+    Subclasses implement ``forward(**batch)`` returning the loss (or a mapping with ``"loss"``)
+    and override the methods of the capabilities they offer; the defaults here say "not offered".
+    ``Options`` is the dataclass of the model's ``[model]`` keys; a subclass registered directly
+    as a model target is created as ``cls(options)``.
+    """
+
+    Options: ClassVar[type] = NoOptions
+
+    def check_data(self, batch: Batch, dataset: Any) -> None:
+        """Raise :class:`~deepseek.errors.UsageError` (one line) when this model cannot train on
+        ``dataset`` (a :class:`deepseek.data.dataset.Dataset`), of which ``batch`` is one
+        validation batch; called before training starts. Default: accept."""
+
+    # ------------------------------------------------------------------ capability "blocks"
+
+    def block_modules(self) -> Sequence[nn.Module]:
+        """The repeated blocks in forward order (compile and sharding units)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ "activation_checkpointing"
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute activations in backward instead of keeping them."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ "residual_dtype"
+
+    def set_fp32_residual(self, enabled: bool) -> None:
+        """Keep the residual stream in fp32 under autocast (``True``) or in the compute dtype."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ "pipeline"
+
+    def split_stages(self, n: int) -> list[nn.Module]:
+        """``n`` modules that, chained, compute the model: stage 0 takes
+        ``pipeline_batch(batch)[0]`` as positional arguments, each later stage takes the previous
+        stage's output tensor, and :meth:`pipeline_loss` turns the last stage's output into the
+        loss. Stages hold the model's own modules with the model's parameter names."""
+        raise NotImplementedError
+
+    def pipeline_batch(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """``(stage-0 arguments, target)`` of a batch; both are cut into pipeline micro-batches
+        along their first dimension."""
+        raise NotImplementedError
+
+    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The mean loss of one pipeline micro-batch from the last stage's output."""
+        raise NotImplementedError
+
+    def tied_parameters(self, stages: Sequence[nn.Module]) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        """Pairs ``(source, copy)`` of one weight held by two stages, whose gradients the pipeline
+        strategy sums so that both copies stay equal. Default: none."""
+        return []
+
+
+def model_capabilities(model: nn.Module | type) -> frozenset[str]:
+    """The capabilities a model (or model class) offers: those whose methods it overrides."""
+    cls = model if isinstance(model, type) else type(model)
+    if not issubclass(cls, TrainableModel):
+        return frozenset()
+    return frozenset(
+        c.name for c in CAPABILITIES.values()
+        if all(getattr(cls, m) is not getattr(TrainableModel, m) for m in c.methods)
+    )
+
+
+def require_capabilities(model: nn.Module, needed: Mapping[str, tuple[str, str]], *, model_name: str) -> None:
+    """Refuse ``model`` when it lacks a capability of ``needed`` (capability -> (what needs it,
+    how to do without)), with one line naming the setting, the capability and the model."""
+    offered = model_capabilities(model)
+    for name, (asked_by, instead) in needed.items():
+        if name in offered:
+            continue
+        cap = CAPABILITIES[name]
+        raise ConfigError(
+            f"{asked_by} needs {cap.what}, which model {model_name!r} ({type(model).__name__}) does "
+            f"not offer; {instead}, or use a model that offers it (docs/plugins.md, 'Models')"
+        )
+
+
+def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(loss, metrics)`` of what a model returned for a batch (see the module docstring)."""
+    if isinstance(output, torch.Tensor):
+        if output.dim() != 0:
+            raise UsageError(
+                f"model {model_name!r} returned a tensor of shape {tuple(output.shape)} for a batch; "
+                "it must return the mean loss (a 0-dim tensor) or a mapping with 'loss'"
+            )
+        return output, {}
+    if not isinstance(output, Mapping) or "loss" not in output:
+        raise UsageError(
+            f"model {model_name!r} returned {type(output).__name__} for a batch; it must return the "
+            "mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"
+        )
+    loss = output["loss"]
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise UsageError(f"model {model_name!r}: output['loss'] must be a 0-dim tensor, got {loss!r:.80}")
+    metrics: dict[str, torch.Tensor] = {}
+    for key, value in output.items():
+        if key == "loss":
+            continue
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            metrics[str(key)] = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[str(key)] = torch.tensor(float(value), device=loss.device)
+    return loss, metrics

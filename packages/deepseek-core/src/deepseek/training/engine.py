@@ -1,0 +1,89 @@
+"""The step engine: set-up and one optimizer step, shared by the trainer and ``bench train``.
+
+:class:`StepEngine` turns a validated config into a ready strategy (precision, process set-up,
+model built, capability-checked and prepared, then wrapped with its optimizer) and runs optimizer
+steps on global batches. It reads nothing back from the device: :meth:`StepEngine.step` returns
+device tensors, and the caller decides when to read them (the trainer every
+``logging.every_n_steps`` steps). Because benchmarks drive this same object, the measured path
+and the trained path cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from deepseek.data.batch import Batch, shard_rows, split_rows
+from deepseek.errors import ConfigError, PluginError
+from deepseek.training.build import (
+    build_model,
+    build_precision,
+    optimizer_factory,
+    prepare_model,
+    run_host,
+)
+from deepseek.training.strategy import StepResult, StepSettings, Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from deepseek.config.schema import Config
+    from deepseek.plugins.host import PluginHost
+
+Sharder = Callable[[Batch, int, int], Batch]
+
+
+class StepEngine:
+    """Strategy, model and optimizer of one run, and its optimizer step."""
+
+    def __init__(self, config: Config, *, host: PluginHost | None = None) -> None:
+        self.config = config
+        self.lookups = run_host(config, host)
+        self.precision = build_precision(config)
+        cls = self.lookups.resolve("strategy", config.strategy.name).load()
+        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+            raise PluginError(f"strategy.name: {config.strategy.name!r} is not a deepseek Strategy")
+        self.strategy: Strategy = cls(config.strategy.options, precision=self.precision)
+        self.micro_batches = config.train.grad_accum
+        self.shard: Sharder = shard_rows
+
+    def setup_environment(self) -> None:
+        """Process group and device; checks that the batch splits over the ranks."""
+        cfg, strategy = self.config, self.strategy
+        strategy.setup_environment()
+        if not self.precision.is_bound:
+            self.precision.bind(strategy.device)
+        rows = cfg.data.batch_size // max(strategy.dp_size, 1)
+        if cfg.data.batch_size % strategy.dp_size or rows % cfg.train.grad_accum:
+            raise ConfigError(
+                f"data.batch_size: {cfg.data.batch_size} rows must split evenly over "
+                f"{strategy.dp_size} data-parallel rank(s) x train.grad_accum={cfg.train.grad_accum}; "
+                f"use a multiple of {strategy.dp_size * cfg.train.grad_accum}"
+            )
+
+    def build_model(self) -> nn.Module:
+        """The run's model, capability-checked for this strategy, prepared (activation
+        checkpointing, residual dtype, compile), not yet wrapped."""
+        model = build_model(self.config, host=self.lookups, device=self.strategy.device,
+                            strategy_cls=type(self.strategy))
+        return prepare_model(model, self.config)
+
+    def setup_model(self, model: nn.Module) -> None:
+        """Hand ``model`` to the strategy, which wraps it and builds the optimizer."""
+        cfg = self.config
+        settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
+                                model_name=cfg.model.name)
+        self.strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr), settings)
+
+    def step(self, global_batch: Batch, lr: float) -> StepResult:
+        """One optimizer step on this rank's rows of ``global_batch`` at learning rate ``lr``
+        (values stay on the device)."""
+        strategy = self.strategy
+        strategy.set_lr(lr)
+        rows = self.shard(global_batch, strategy.dp_rank, strategy.dp_size)
+        return strategy.train_step(split_rows(rows, self.micro_batches))
+
+    def evaluate(self, batch: Batch) -> tuple[Any, dict[str, Any]]:
+        """Mean loss and metrics of a global validation batch over the data-parallel ranks."""
+        strategy = self.strategy
+        return strategy.evaluate(self.shard(batch, strategy.dp_rank, strategy.dp_size))

@@ -1,0 +1,78 @@
+"""Every use of DeepSpeed's private attributes, in one place (written against DeepSpeed 0.19.8).
+
+The ``deepspeed`` strategy writes checkpoints in the canonical full format and loads them under
+any ZeRO stage. DeepSpeed's public helpers (``deepspeed.utils.safe_get_full_fp32_param``,
+``safe_set_full_fp32_param``, ``safe_get_full_optimizer_state``, ``safe_set_full_optimizer_state``)
+move the tensors, but three things have no public API, so this module reaches into DeepSpeed's
+ZeRO optimizers for them:
+
+1. the flat fp32 master partitions that the wrapped torch optimizer steps
+   (:func:`flat_masters`: reads ``fp32_partitioned_groups_flat`` of ZeRO-3 and
+   ``single_partition_of_fp32_groups`` of ZeRO-1/2), to create optimizer state before the first
+   step and to read the step count;
+2. re-linking each parameter's optimizer-state fragments after that state was created
+   (:func:`relink_optimizer_state`: the one *write* to a private attribute, see there);
+3. copying the fp32 masters into the module's low-precision weights after loading
+   (:func:`sync_lp_from_hp`: ZeRO-3 has no public call for it).
+
+:data:`PRIVATE_ATTRIBUTES` lists every private name used; ``tests/pro/test_deepspeed.py`` checks
+that the installed DeepSpeed still has each one, so an upgrade that removes one fails a test
+instead of a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRIVATE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "deepspeed.runtime.zero.stage_1_and_2:DeepSpeedZeroOptimizer": (
+        "single_partition_of_fp32_groups",
+        "_lazy_init_hp_params_optimizer_state",
+        "_hp_optimizer_states_linked",
+    ),
+    "deepspeed.runtime.zero.stage3:DeepSpeedZeroOptimizer_Stage3": (
+        "fp32_partitioned_groups_flat",
+        "fp16_groups",
+        "persistent_parameters",
+        "_reassign_or_swap_out_partitioned_parameters",
+    ),
+}
+"""Class -> the private (or undocumented) attributes of it that this module uses."""
+
+
+def flat_masters(zero_optimizer: Any) -> tuple[Any, list[Any]]:
+    """``(the torch optimizer ZeRO drives, its flat fp32 partitions: one per (sub-)group)``."""
+    inner = getattr(zero_optimizer, "optimizer", zero_optimizer)
+    flats = getattr(zero_optimizer, "fp32_partitioned_groups_flat", None)  # ZeRO 3
+    if flats is None:
+        flats = getattr(zero_optimizer, "single_partition_of_fp32_groups", None)  # ZeRO 1/2
+    if flats is None:
+        flats = [p for g in inner.param_groups for p in g["params"]]
+    return inner, list(flats)
+
+
+def relink_optimizer_state(zero_optimizer: Any) -> None:
+    """Link each parameter's optimizer-state fragments to the inner optimizer's current state.
+
+    ZeRO-1/2 link them once, lazily, right after the first parameter group's first step, when the
+    later groups have no state yet; after we create or load state ourselves they must be linked
+    again. DeepSpeed 0.19 guards ``_lazy_init_hp_params_optimizer_state`` with the private flag
+    ``_hp_optimizer_states_linked`` and offers no public way to re-run it, so the flag is reset
+    here. ZeRO-3 keeps no such links (nothing to do).
+    """
+    if hasattr(zero_optimizer, "_lazy_init_hp_params_optimizer_state"):
+        zero_optimizer._hp_optimizer_states_linked = False
+        zero_optimizer._lazy_init_hp_params_optimizer_state()
+
+
+def sync_lp_from_hp(zero_optimizer: Any) -> None:
+    """Copy the fp32 masters into the module's (low-precision, partitioned) weights."""
+    if hasattr(zero_optimizer, "update_lp_params"):  # ZeRO 1/2: public
+        zero_optimizer.update_lp_params()
+        return
+    for i in range(len(zero_optimizer.fp16_groups)):  # ZeRO 3
+        zero_optimizer._reassign_or_swap_out_partitioned_parameters(i)
+    if zero_optimizer.persistent_parameters:
+        zero_optimizer.persistent_parameters[0].all_gather(zero_optimizer.persistent_parameters)
+    if hasattr(zero_optimizer, "invalidate_secondary_tensor"):
+        zero_optimizer.invalidate_secondary_tensor()

@@ -1,0 +1,108 @@
+"""A third-party model and dataset that are not a GPT (``tests/toyplugin``: a classifier over a
+dict batch, Gaussian blobs), registered through entry points with ``deepseek_register_models``
+and ``deepseek_register_datasets``, train through core's trainer with no special case: options
+validated per component, model metrics logged, checkpoint, bit-exact resume, ``deepseek eval``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plugin_testing import base_env, host_for
+
+from deepseek.config.load import config_from_dict
+from deepseek.errors import ConfigError
+from deepseek.training.metrics import read_metrics
+from deepseek.training.trainer import Trainer
+
+TOY = Path(__file__).resolve().parents[2] / "toyplugin"
+DIST = "deepseek-toyclf"
+
+
+def toy_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "model": {"name": "toyclf.mlp", "hidden": 32, "dropout": 0.1},
+        "data": {"name": "toyclf.blobs", "batch_size": 16, "eval_batches": 2},
+        "train": {"max_steps": 6, "decay_steps": 6, "warmup_steps": 1, "eval_interval": 3, "lr": 1e-2, "min_lr": 1e-3},
+        "precision": {"dtype": "fp32"},
+        "strategy": {"name": "single", "device": "cpu"},
+        "checkpoint": {"interval": 3, "keep_last": 3},
+        "logging": {"runs_dir": str(tmp_path / "runs"), "progress": False},
+    }
+    for name, table in sections.items():
+        data[name] = {**data.get(name, {}), **table}
+    return data
+
+
+@pytest.fixture
+def host(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(TOY))
+    host = host_for(DIST)
+    assert host.records[DIST].status == "ok", host.records[DIST].reason
+    yield host
+    for name in [m for m in sys.modules if m.startswith("deepseek_toyclf")]:
+        del sys.modules[name]
+
+
+def test_registered_with_their_options(host: Any) -> None:
+    assert host.resolve("model", "toyclf.mlp").dist == DIST
+    assert host.resolve("dataset", "toyclf.blobs").dist == DIST
+    config = config_from_dict({"model": {"name": "toyclf.mlp", "hidden": 8},
+                               "data": {"name": "toyclf.blobs", "noise": 0.5}}, host=host)
+    assert (config.model.options.hidden, config.model.options.depth) == (8, 2)
+    assert config.data.options.noise == 0.5 and config.data.batch_size == 16
+    with pytest.raises(ConfigError, match=r"^model\.hiden: unknown key \(did you mean 'hidden'\?\)"):
+        config_from_dict({"model": {"name": "toyclf.mlp", "hiden": 8}}, host=host)
+    with pytest.raises(ConfigError, match=r"^data\.noise: expected a number, got 'loud'"):
+        config_from_dict({"data": {"name": "toyclf.blobs", "noise": "loud"}}, host=host)
+
+
+def test_trains_logs_its_metrics_and_resumes_bit_exactly(host: Any, tmp_path: Path) -> None:
+    full = Trainer(config_from_dict(toy_config(tmp_path), host=host), run_dir=tmp_path / "full", host=host).fit()
+    assert full.losses[-1] < full.losses[0]
+    records = read_metrics(full.run_dir / "metrics.jsonl")
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["samples_per_s"] > 0 for r in steps)
+    assert not any("tokens_per_s" in r for r in steps)  # blobs have no tokens
+    evals = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in evals] == [0, 3, 6] and all("val_accuracy" in r for r in evals)
+    assert full.val_metrics["val_accuracy"] > evals[0]["val_accuracy"]
+    assert (full.run_dir / "loss.png").stat().st_size > 0
+
+    part = Trainer(config_from_dict(toy_config(tmp_path, train={"max_steps": 3}), host=host),
+                   run_dir=tmp_path / "part", host=host).fit()
+    resumed = Trainer(config_from_dict(toy_config(tmp_path), host=host), resume=part.checkpoint, host=host).fit()
+    assert resumed.losses == full.losses[3:]  # dropout on: the RNG state came back too
+    assert resumed.val_metrics == full.val_metrics
+
+
+def test_capability_asked_for_and_missing_is_refused_before_anything_is_written(host: Any, tmp_path: Path) -> None:
+    ok = config_from_dict(toy_config(tmp_path, train={"activation_checkpointing": True, "max_steps": 1}), host=host)
+    Trainer(ok, run_dir=tmp_path / "ac", host=host).fit()  # the model offers it
+    config = config_from_dict(toy_config(tmp_path, precision={"fp32_residual": False}), host=host)
+    with pytest.raises(ConfigError, match=r"^precision\.fp32_residual = false needs a configurable residual dtype "
+                       r"\(set_fp32_residual\), which model 'toyclf\.mlp' \(BlobClassifier\) does not offer"):
+        Trainer(config, run_dir=tmp_path / "refused", host=host).fit()
+    assert not (tmp_path / "refused").exists()
+
+
+def test_eval_and_checkpoint_with_core_only_cli(host: Any, tmp_path: Path) -> None:
+    result = Trainer(config_from_dict(toy_config(tmp_path), host=host), run_dir=tmp_path / "run", host=host).fit()
+    env = base_env(PYTHONPATH=str(TOY))
+    out = subprocess.run([sys.executable, "-m", "deepseek", "eval", "--checkpoint", str(result.run_dir), "--json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    values = json.loads(out.stdout)
+    assert values["step"] == 6
+    assert values["val_loss"] == pytest.approx(result.val_metrics["val_loss"], rel=1e-6)
+    assert values["val_accuracy"] == pytest.approx(result.val_metrics["val_accuracy"], rel=1e-6)
+    gen = subprocess.run([sys.executable, "-m", "deepseek", "generate", "--checkpoint", str(result.run_dir)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert gen.returncode == 2 and gen.stderr.count("\n") == 1 and "does not generate text" in gen.stderr
+    assert sorted(p.name for p in (result.run_dir / "checkpoints" / "step-6").iterdir()) == [
+        "model.safetensors", "optimizer.safetensors", "rng-0.safetensors", "trainer.json"]
