@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,20 +41,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Core only (no plugin distributions), and the shared plugin host restored afterwards."""
-    from deepseek.plugins import host as host_mod
-
-    for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD", "1")
-    saved = (host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER)
-    host_mod.configure(None)
-    yield
-    host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER = saved
 
 
 @pytest.fixture

@@ -16,11 +16,14 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepseek.config.schema import SECTIONS, Config, StrategyConfig
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
 
 _DEFAULT = Config()
 
@@ -92,15 +95,23 @@ def load_config(
     *,
     base: Mapping[str, Any] | None = None,
     validate: bool = True,
+    host: PluginHost | None = None,
 ) -> Config:
     """Build a validated Config from a TOML file (or ``base`` data, or the defaults) plus
-    ``--set`` overrides. ``validate=False`` skips the plugins' ``deepseek_validate_config``."""
+    ``--set`` overrides. ``validate=False`` skips the plugins' ``deepseek_validate_config``;
+    ``host`` as in :func:`config_from_dict`."""
     data: dict[str, Any] = dict(base or {}) if path is None else read_toml(path)
-    return config_from_dict(apply_overrides(data, overrides), validate=validate)
+    return config_from_dict(apply_overrides(data, overrides), validate=validate, host=host)
 
 
-def config_from_dict(data: Mapping[str, Any], *, validate: bool = True) -> Config:
-    """Build and check a Config from plain data (what a TOML file or ``Config.to_dict`` gives)."""
+def config_from_dict(
+    data: Mapping[str, Any], *, validate: bool = True, host: PluginHost | None = None
+) -> Config:
+    """Build and check a Config from plain data (what a TOML file or ``Config.to_dict`` gives).
+
+    Component lookups (strategy, model, the validate hook) go through ``host`` (default: the
+    process's host) with the config's ``[plugins] prefer`` applied to them only; the host itself
+    is left as it was."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a table, got {type(data).__name__}")
     for key, value in data.items():
@@ -117,27 +128,30 @@ def config_from_dict(data: Mapping[str, Any], *, validate: bool = True) -> Confi
         if name == "strategy":
             continue
         sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), table, path=name)
-    _apply_prefer(sections["plugins"].prefer)
+    lookups = _lookups(host, sections["plugins"].prefer)
     # Cheap checks first; loading the strategy class imports torch.
     config = _resolve_paths(Config(**sections, strategy=StrategyConfig()))
-    check_config(config)
-    strategy = _build_strategy(dict(data.get("strategy", {})))
+    check_config(config, host=lookups)
+    strategy = _build_strategy(dict(data.get("strategy", {})), lookups)
     config = dataclasses.replace(config, strategy=strategy)
     if validate:
-        from deepseek.plugins.host import get_host
-
-        get_host().hook.deepseek_validate_config(config=config)
+        lookups.hook.deepseek_validate_config(config=config)
     return config
 
 
-def _build_strategy(table: dict[str, Any]) -> StrategyConfig:
+def _lookups(host: PluginHost | None, prefer: Iterable[str]) -> PluginHost:
+    """``host`` (default: the process's) as seen by one config: its ``[plugins] prefer`` applied."""
     from deepseek.plugins.host import get_host
 
+    return (host or get_host()).with_preference(prefer)
+
+
+def _build_strategy(table: dict[str, Any], host: PluginHost) -> StrategyConfig:
     name = table.pop("name", "single")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"strategy.name: expected a strategy name (string), got {name!r}")
     try:
-        component = get_host().resolve("strategy", name)
+        component = host.resolve("strategy", name)
     except (ComponentNotFoundError, ComponentConflictError) as exc:
         raise ConfigError(f"strategy.name: {exc}") from exc
     cls = component.load()
@@ -149,19 +163,17 @@ def _build_strategy(table: dict[str, Any]) -> StrategyConfig:
         return StrategyConfig(name=name, options=None)
     fields = {f.name for f in dataclasses.fields(options_cls)}
     if "compression" in table and "compression" not in fields:
-        raise ConfigError(_no_compression(name, table["compression"]))
+        raise ConfigError(_no_compression(name, table["compression"], host))
     return StrategyConfig(name=name, options=build_dataclass(options_cls, table, path="strategy"))
 
 
-def _no_compression(name: str, method: Any) -> str:
+def _no_compression(name: str, method: Any, host: PluginHost) -> str:
     """The error for ``strategy.compression`` on a strategy that compresses no gradients, naming
     the registered strategies that do."""
-    from deepseek.plugins.host import get_host
-
     offered, seen = [], set()
-    for other in get_host().names("strategy"):
+    for other in host.names("strategy"):
         try:
-            cls = get_host().resolve("strategy", other).load()
+            cls = host.resolve("strategy", other).load()
         except Exception:  # noqa: BLE001  (a broken or ambiguous plugin must not hide this message)
             continue
         methods = tuple(getattr(cls, "supports_compression", ()))
@@ -171,13 +183,6 @@ def _no_compression(name: str, method: Any) -> str:
     where = f"use {' or '.join(offered)}" if offered else "no installed strategy compresses gradients"
     return (f"strategy.compression: strategy {name!r} compresses no gradients (got {method!r}); "
             f"{where}, or remove strategy.compression")
-
-
-def _apply_prefer(prefer: tuple[str, ...]) -> None:
-    """Feed ``[plugins] prefer`` into the plugin host's conflict precedence (before lookups)."""
-    from deepseek.plugins import host as host_mod
-
-    host_mod.set_preference(prefer)
 
 
 def _resolve_paths(config: Config) -> Config:
@@ -193,11 +198,10 @@ def _resolve_paths(config: Config) -> Config:
     return dataclasses.replace(config, data=data)
 
 
-def check_config(config: Config) -> None:
-    """Core's cross-field checks (one ConfigError naming the fields and the fix)."""
-    from deepseek.plugins.host import get_host
-
-    host = get_host()
+def check_config(config: Config, *, host: PluginHost | None = None) -> None:
+    """Core's cross-field checks (one ConfigError naming the fields and the fix); the model is
+    looked up in ``host`` (default: the process's) with the config's ``[plugins] prefer``."""
+    host = _lookups(host, config.plugins.prefer)
     preset = config.model.preset
     try:
         host.resolve("model", preset)
