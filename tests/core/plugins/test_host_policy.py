@@ -99,6 +99,14 @@ def test_autoload_off_loads_only_builtins_unless_allowed(make_dist: DistFactory)
     assert PluginHost(PluginSettings.from_env(env)).records["deepseek-aa"].status == "ok"
 
 
+def test_cli_options_replace_the_allowlist_and_add_to_the_blocklist() -> None:
+    env = PluginSettings.from_env({"DEEPSEEK_PLUGINS": "aa", "DEEPSEEK_DISABLE_PLUGINS": "bb"})
+    assert env.with_cli_options() == env
+    changed = env.with_cli_options(plugins="cc,Deepseek_DD", disable_plugins="ee", no_plugin_autoload=True, strict_plugins=True)
+    assert (changed.allow, changed.deny) == (frozenset({"cc", "deepseek-dd"}), frozenset({"bb", "ee"}))
+    assert (changed.autoload, changed.strict) == (False, True)
+
+
 def test_deny_wins_over_allow(make_dist: DistFactory) -> None:
     _pass_dist(make_dist, "aa", "aa.pass")
     host = host_for(allow=frozenset({"deepseek-aa"}), deny=frozenset({"deepseek-aa"}))

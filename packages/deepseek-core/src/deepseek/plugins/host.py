@@ -129,8 +129,9 @@ class PluginHost(LookupMixin):
         :class:`~deepseek.errors.PluginError` in strict mode), and the blocklist
         (``DEEPSEEK_DISABLE_PLUGINS``). The allowlist and autoload choose among *installed*
         distributions and do not apply. ``deepseek plugins list`` / ``which`` show it under
-        ``dist``. Returns the distribution's record (check ``status``); a ``dist`` this host
-        already knows is refused.
+        ``dist``; ``name`` (default: the module's or class's name) plays the entry point's name.
+        Returns the distribution's record (check ``status``); a ``dist`` this host already knows
+        is refused.
         """
         dist = normalize_dist(dist)
         if not NAME_RE.match(dist):
