@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
 TINY: dict[str, Any] = {
     "model": {"preset": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
     "data": {"seq_len": 32, "batch_size": 8, "eval_batches": 2, "shuffle_buffer": 64},
@@ -43,13 +46,20 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def core_host() -> PluginHost:
+    """A plugin host with core's built-ins only, whatever else is installed."""
+    return PluginHost(PluginSettings(autoload=False))
+
+
 @pytest.fixture
-def tiny_config(tmp_path: Path) -> Callable[..., Any]:
-    """``tiny_config(train={"max_steps": 6}, ...)``: a validated Config writing under tmp_path."""
+def tiny_config(tmp_path: Path, core_host: PluginHost) -> Callable[..., Any]:
+    """``tiny_config(train={"max_steps": 6}, ...)``: a Config writing under tmp_path, validated
+    with core's built-ins only (``core_host``)."""
     from deepseek.config.load import config_from_dict
 
     def make(**sections: dict[str, Any]) -> Any:
         data = merge(TINY, {"logging": {"runs_dir": str(tmp_path / "runs")}})
-        return config_from_dict(merge(data, sections))
+        return config_from_dict(merge(data, sections), host=core_host)
 
     return make
