@@ -8,12 +8,17 @@ the type its kind promises. Deeper per-kind checks live next to this module.
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import click
 import pytest
 
+from deepseek import __version__
+from deepseek.errors import ComponentNotFoundError
 from deepseek.plugins import catalogue
-from deepseek.plugins.host import get_host
+from deepseek.plugins.host import PluginHost, get_host
 from deepseek.plugins.records import NAME_RE
+from deepseek.plugins.settings import PluginSettings
 
 HOST = get_host()
 COMPONENTS = [c for kind in HOST.known_kinds() for c in HOST.components(kind)]
@@ -80,11 +85,49 @@ def _command(comp, obj) -> None:  # noqa: ANN001
 KIND_CHECKS = {"strategy": _strategy, "pass": _pass, "command": _command}
 
 
+def _installed(dist: str) -> bool:
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# A host loading everything installed, whatever the environment variables say.
+EVERYTHING = PluginHost(PluginSettings())
+
+
 @pytest.mark.parametrize(("kind", "name"), sorted(catalogue.CATALOGUE), ids=lambda v: str(v))
-def test_catalogue_matches_what_an_edition_registers(kind: str, name: str) -> None:
-    """The edition-aware "not found" messages must name components the edition really has."""
+def test_catalogue_entry_is_what_its_edition_registers(kind: str, name: str) -> None:
+    """Installed, the edition registers the component; missing, the error names the install."""
     provider = catalogue.CATALOGUE[(kind, name)]
-    record = HOST.records.get(provider)
-    if record is None or record.status != "ok" or not record.components.get(kind):
-        pytest.skip(f"{provider} is not installed/loaded or registers no {kind} yet")
-    assert name in HOST.names(kind), f"catalogue lists {kind} {name!r} for {provider}, which does not register it"
+    if _installed(provider):
+        assert EVERYTHING.records[provider].status == "ok", EVERYTHING.records[provider].reason
+        assert provider in {c.dist for c in EVERYTHING.candidates(kind, name)}, (
+            f"catalogue lists {kind} {name!r} for {provider}, which does not register it"
+        )
+    else:
+        with pytest.raises(ComponentNotFoundError) as info:
+            EVERYTHING.resolve(kind, name)
+        assert str(info.value) == (
+            f"{kind} {name!r} is provided by {provider} ({catalogue.edition_of(provider)}), which "
+            f"is not installed; install it with: pip install {provider}=={__version__}"
+        )
+
+
+@pytest.mark.parametrize("kind", sorted(catalogue.KIND_PROVIDERS))
+def test_kind_provider_is_the_edition_that_adds_the_kind(kind: str) -> None:
+    provider = catalogue.KIND_PROVIDERS[kind]
+    if _installed(provider):
+        assert kind in EVERYTHING.known_kinds()
+        without = PluginHost(PluginSettings(deny=frozenset({provider})))
+        assert kind not in without.known_kinds(), f"{kind} does not come from {provider}"
+        with pytest.raises(ComponentNotFoundError, match=f"^component kind {kind!r} is added by {provider} "):
+            without.check_kind(kind)
+    else:
+        with pytest.raises(ComponentNotFoundError) as info:
+            EVERYTHING.check_kind(kind)
+        assert str(info.value) == (
+            f"component kind {kind!r} is added by {provider} ({catalogue.edition_of(provider)}), "
+            f"which is not installed; install it with: pip install {provider}=={__version__}"
+        )

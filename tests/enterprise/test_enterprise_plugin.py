@@ -11,7 +11,7 @@ import pytest
 
 from deepseek import hookimpl
 from deepseek.errors import PluginError
-from deepseek.plugins.host import PluginHost
+from deepseek.plugins.host import PluginHost, PluginWarning
 from deepseek.plugins.settings import PluginSettings
 
 
@@ -41,22 +41,29 @@ def test_enterprise_hookspecs_become_registration_kinds(host: PluginHost) -> Non
     assert host.pm.hook.deepseek_register_compressors.has_spec()
 
 
-def test_a_third_party_compressor_registers_through_the_enterprise_hook() -> None:
+def test_a_third_party_compressor_registers_through_the_enterprise_hook(host: PluginHost) -> None:
     class Prune:
         @hookimpl
         def deepseek_register_compressors(self, register):  # type: ignore[no-untyped-def]
             register("prune.magnitude", "deepseek_enterprise.plugin:deepseek_add_hookspecs",
                      description="magnitude pruning")
 
-    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    # Attribute the plugin to the enterprise record, as if enterprise shipped it.
-    loaded = host._loaded[-1].__class__(host.records["deepseek-enterprise"], Prune(), "prune")
-    host.pm.register(loaded.plugin, name="prune")
-    host._loaded.append(loaded)
-    host._run_registration(loaded, host.registration_hooks())
+    record = host.register_plugin(Prune(), dist="deepseek-prune", version="1.0")
+    assert record.status == "ok", record.reason
+    assert record.components == {"compressor": ["prune.magnitude"]}
     comp = host.resolve("compressor", "prune.magnitude")
-    assert comp.description == "magnitude pruning"
-    assert comp.dist == "deepseek-enterprise"
+    assert (comp.description, comp.dist, comp.version) == ("magnitude pruning", "deepseek-prune", "1.0")
+
+
+def test_the_enterprise_hook_needs_enterprise_loaded() -> None:
+    class Prune:
+        @hookimpl
+        def deepseek_register_compressors(self, register):  # type: ignore[no-untyped-def]
+            register("prune.magnitude", "m:x")
+
+    without = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro"})))
+    with pytest.warns(PluginWarning, match="implements unknown hook 'deepseek_register_compressors'"):
+        assert without.register_plugin(Prune(), dist="deepseek-prune").status == "failed"
 
 
 def test_invalid_compressor_registration_names_plugin_and_hook() -> None:
@@ -67,11 +74,10 @@ def test_invalid_compressor_registration_names_plugin_and_hook() -> None:
 
     host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
                                      strict=True))
-    loaded = host._loaded[-1].__class__(host.records["deepseek-enterprise"], Bad(), "bad")
-    host.pm.register(loaded.plugin, name="bad")
-    host._loaded.append(loaded)
-    with pytest.raises(PluginError, match="deepseek_register_compressors.*invalid compressor name"):
-        host._run_registration(loaded, host.registration_hooks())
+    with pytest.raises(PluginError, match=r"^deepseek-bad 0\.0\.0 \(deepseek-bad:Bad, "
+                       r"deepseek_register_compressors\): invalid compressor name 'Bad Name'"):
+        host.register_plugin(Bad(), dist="deepseek-bad")
+    assert "Bad Name" not in host.names("compressor")
 
 
 def test_plugins_list_json_shows_all_three_editions() -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from deepseek.plugins import host as host_mod
-from deepseek.plugins.settings import PluginSettings
+from deepseek.plugins.host import get_host
 from torch import nn
 
 from deepseek_tidy.casts import cast_method
@@ -27,17 +24,14 @@ TINY = {
 
 
 @pytest.fixture
-def tidy_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The shared plugin host with core's built-ins and deepseek-tidy only."""
-    for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
-        monkeypatch.delenv(key)
-    saved = (host_mod._HOST, host_mod._SETTINGS)
-    host_mod.configure(PluginSettings(allow=frozenset({"deepseek-tidy"})))
-    yield
-    host_mod._HOST, host_mod._SETTINGS = saved
+def tidy_loaded() -> None:
+    """The trainer and ``deepseek.optimize`` look components up in the process's host, which
+    loads every installed plugin the environment allows: deepseek-tidy must be one of them."""
+    record = get_host().records.get("deepseek-tidy")
+    assert record is not None and record.status == "ok", record and record.reason
 
 
-def test_training_run_writes_losses_csv(tidy_only: None, tmp_path: Path) -> None:
+def test_training_run_writes_losses_csv(tidy_loaded: None, tmp_path: Path) -> None:
     from deepseek.config.load import config_from_dict
     from deepseek.training.trainer import Trainer
 
@@ -61,7 +55,7 @@ class Casty(nn.Module):
         return self.b(torch.relu(h).contiguous())
 
 
-def test_optimizer_runs_the_pass_by_name(tidy_only: None) -> None:
+def test_optimizer_runs_the_pass_by_name(tidy_loaded: None) -> None:
     torch.manual_seed(0)
     model = Casty().eval()
     x = torch.randn(3, 16)

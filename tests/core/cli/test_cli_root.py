@@ -1,11 +1,23 @@
-"""The ``deepseek`` root command: --version, --help, and one-line errors with exit code 2."""
+"""The ``deepseek`` root command: --version, --help, one-line errors with exit code 2, and the
+plugin host a command runs with."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
+
+import click
+import pytest
+
+from deepseek import hookimpl
+from deepseek.cli.context import command_host
+from deepseek.cli.main import main
+from deepseek.plugins.host import PluginHost, get_host
+from deepseek.plugins.settings import PluginSettings
 
 HAS_PRO = importlib.util.find_spec("deepseek_pro") is not None
 
@@ -82,3 +94,67 @@ def test_traceback_only_with_debug() -> None:
     assert debug.returncode != 0
     assert "Traceback (most recent call last)" in debug.stderr
     assert "ComponentNotFoundError: unknown strategy 'nope'" in debug.stderr
+
+
+# ----------------------------------------------------------------- the host of a command
+
+
+@click.command("nb-hosts")
+def show_host() -> None:
+    """Print the distributions of the host this command runs with."""
+    click.echo(",".join(sorted(d for d, r in command_host().records.items() if r.status == "ok")))
+
+
+class Notebook:
+    @hookimpl
+    def deepseek_register_commands(self, register):  # noqa: ANN001, ANN201
+        register("nb-hosts", show_host)
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str, host: PluginHost | None = None) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(args), host=host)
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+@pytest.fixture
+def notebook_host() -> PluginHost:
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Notebook(), dist="deepseek-notebook", version="0.2").status == "ok"
+    return host
+
+
+def test_commands_run_with_the_host_given_to_main(notebook_host: PluginHost, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main(capsys, "nb-hosts", host=notebook_host)[:2] == (0, "deepseek-core,deepseek-notebook\n")
+    code, out, _ = run_main(capsys, "plugins", "list", "--json", host=notebook_host)
+    records = {r["distribution"]: r for r in json.loads(out)}
+    assert code == 0 and records["deepseek-notebook"]["components"] == {"command": ["nb-hosts"]}
+    assert (records["deepseek-notebook"]["version"], records["deepseek-notebook"]["edition"]) == ("0.2", "third-party")
+    code, out, _ = run_main(capsys, "plugins", "which", "command", "nb-hosts", host=notebook_host)
+    assert code == 0 and out.splitlines()[0] == "command nb-hosts -> deepseek-notebook:nb-hosts"
+    assert "deepseek-notebook 0.2 (third-party)" in out
+    code, out, _ = run_main(capsys, "--help", host=notebook_host)
+    assert code == 0 and re.search(r"\n  nb-hosts +Print the distributions of the host", out)
+
+
+def test_plugin_options_do_not_apply_to_a_given_host(notebook_host: PluginHost, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "--plugins", "deepseek-core", "plugins", "list", host=notebook_host)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: --plugins: the plugins are those of the host given to deepseek.cli.main.main(host=...); "
+        "drop the option or build that host with PluginSettings to match"
+    ]
+
+
+def test_plugin_options_build_the_command_host_and_leave_the_process_host(capsys: pytest.CaptureFixture[str]) -> None:
+    process_host = get_host()
+    statuses = {d: r.status for d, r in process_host.records.items()}
+    code, out, _ = run_main(capsys, "--no-plugin-autoload", "plugins", "list", "--json")
+    assert code == 0
+    assert [r["distribution"] for r in json.loads(out) if r["status"] == "ok"] == ["deepseek-core"]
+    assert get_host() is process_host
+    assert {d: r.status for d, r in process_host.records.items()} == statuses
+    # Without plugin options a command runs with the process's host.
+    code, out, _ = run_main(capsys, "plugins", "list", "--json")
+    assert {r["distribution"]: r["status"] for r in json.loads(out)} == statuses

@@ -17,7 +17,8 @@ from deepseek.config.load import (
 )
 from deepseek.config.schema import Config, ModelConfig
 from deepseek.errors import ConfigError, UsageError
-from deepseek.plugins.host import get_host
+from deepseek.plugins.host import PluginHost, get_host
+from deepseek.plugins.settings import PluginSettings
 
 
 def test_defaults_are_the_main_job() -> None:
@@ -107,8 +108,9 @@ def test_bad_values_name_the_field(overrides: list[str], message: str) -> None:
 
 
 def test_strategy_with_core_missing_edition_says_what_to_install() -> None:
+    core_only = PluginHost(PluginSettings(autoload=False))
     with pytest.raises(ConfigError, match="strategy.name: .*zero3.*deepseek-pro"):
-        load_config(overrides=["strategy.name=zero3"])
+        load_config(overrides=["strategy.name=zero3"], host=core_only)
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
@@ -172,8 +174,3 @@ def test_validate_config_hook_runs_before_anything_heavy() -> None:
     finally:
         host.pm.unregister(validator)
     assert len(validator.seen) == 2 and isinstance(validator.seen[0], Config)
-
-
-def test_plugins_prefer_feeds_the_host_precedence() -> None:
-    load_config(overrides=['plugins.prefer=["Deepseek_Pro", "deepseek-enterprise"]'])
-    assert get_host().preference() == ("deepseek-pro", "deepseek-enterprise")

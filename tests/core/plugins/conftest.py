@@ -15,6 +15,9 @@ from plugin_testing import DistFactory
 @pytest.fixture
 def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DistFactory]:
     """Factory of throwaway plugin distributions visible to this test only."""
+    from deepseek.plugins.host import get_host
+
+    get_host()  # the process's host is built before they exist: they reach only the test's own hosts
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
@@ -27,12 +30,7 @@ def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DistF
 
 
 @pytest.fixture(autouse=True)
-def _clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No DEEPSEEK_* variable of the developer's shell leaks in; the shared host is restored."""
-    from deepseek.plugins import host as host_mod
-
+def _clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DEEPSEEK_* variable of the developer's shell reaches a host built from the environment."""
     for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
         monkeypatch.delenv(key)
-    saved = (host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER)
-    yield
-    host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER = saved

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from plugin_testing import DistFactory, host_for
 
 EXT_SPECS = '''
@@ -71,16 +74,23 @@ def test_plugin_hookspecs_get_the_register_callback(make_dist: DistFactory) -> N
     assert host.hook.deepseek_widget_made(widget="w") == ["seen w"]
 
 
-def test_generic_registry_functions(make_dist: DistFactory) -> None:
-    from deepseek.plugins import host as host_mod
-    from deepseek.plugins.registry import create_component, list_components
-    from deepseek.plugins.settings import PluginSettings
+REGISTRY_SCRIPT = """
+from deepseek.plugins.registry import create_component, list_components
 
+print(list_components("widget"))
+print(list_components("widget", "user.*"))
+print(create_component("widget", "deepseek-aaa-user:user.widget", b=2))
+"""
+
+
+def test_generic_registry_functions(make_dist: DistFactory) -> None:
+    # The registry functions use the process's host, which the environment configures: a
+    # process of its own sees exactly these plugins.
     _make(make_dist)
-    host_mod.configure(PluginSettings(allow=frozenset({"deepseek-aaa-user", "deepseek-ext"})))
-    assert list_components("widget") == ["ext.widget", "user.widget"]
-    assert list_components("widget", "user.*") == ["user.widget"]
-    assert create_component("widget", "deepseek-aaa-user:user.widget", b=2) == {"b": 2}
+    env = make_dist.env(DEEPSEEK_PLUGINS="deepseek-aaa-user,deepseek-ext")
+    proc = subprocess.run([sys.executable, "-c", REGISTRY_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["['ext.widget', 'user.widget']", "['user.widget']", "{'b': 2}"]
 
 
 def test_without_the_extension_its_hooks_are_unknown(make_dist: DistFactory) -> None:

@@ -10,7 +10,6 @@ from plugin_testing import PASS_PLUGIN, DistFactory, host_for
 
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, PluginError, UsageError
 from deepseek.plugins import catalogue
-from deepseek.plugins import host as host_mod
 from deepseek.plugins.host import PluginHost, PluginWarning
 from deepseek.plugins.records import PluginRecord
 from deepseek.plugins.settings import PluginSettings
@@ -100,6 +99,14 @@ def test_autoload_off_loads_only_builtins_unless_allowed(make_dist: DistFactory)
     assert PluginHost(PluginSettings.from_env(env)).records["deepseek-aa"].status == "ok"
 
 
+def test_cli_options_replace_the_allowlist_and_add_to_the_blocklist() -> None:
+    env = PluginSettings.from_env({"DEEPSEEK_PLUGINS": "aa", "DEEPSEEK_DISABLE_PLUGINS": "bb"})
+    assert env.with_cli_options() == env
+    changed = env.with_cli_options(plugins="cc,Deepseek_DD", disable_plugins="ee", no_plugin_autoload=True, strict_plugins=True)
+    assert (changed.allow, changed.deny) == (frozenset({"cc", "deepseek-dd"}), frozenset({"bb", "ee"}))
+    assert (changed.autoload, changed.strict) == (False, True)
+
+
 def test_deny_wins_over_allow(make_dist: DistFactory) -> None:
     _pass_dist(make_dist, "aa", "aa.pass")
     host = host_for(allow=frozenset({"deepseek-aa"}), deny=frozenset({"deepseek-aa"}))
@@ -144,26 +151,14 @@ def test_precedence_env_first_then_config(make_dist: DistFactory, monkeypatch: p
     host = host_for("deepseek-aa", "deepseek-bb", prefer=("deepseek-bb",))
     res = host.explain("pass", "dup.pass")
     assert (res.winner.dist, res.reason) == ("deepseek-bb", "preferred by DEEPSEEK_PLUGIN_PREFER")
-    host.set_preference(["deepseek-aa"])  # the config's [plugins] prefer: after the environment
-    assert host.resolve("pass", "dup.pass").dist == "deepseek-bb"
+    config_view = host.with_preference(["deepseek-aa"])  # a config's [plugins] prefer: after the environment
+    assert config_view.resolve("pass", "dup.pass").dist == "deepseek-bb"
+    assert config_view.preference() == ("deepseek-bb", "deepseek-aa")
     plain = host_for("deepseek-aa", "deepseek-bb")
-    plain.set_preference(["deepseek_aa"])
-    res = plain.explain("pass", "dup.pass")
+    res = plain.with_preference(["deepseek_aa"]).explain("pass", "dup.pass")
     assert (res.winner.dist, res.reason) == ("deepseek-aa", "preferred by [plugins] prefer")
     monkeypatch.setenv("DEEPSEEK_PLUGIN_PREFER", "bb,aa")
     assert PluginSettings.from_env().prefer == ("bb", "aa")
-
-
-def test_set_preference_feeds_the_shared_host(make_dist: DistFactory) -> None:
-    _pass_dist(make_dist, "aa")
-    _pass_dist(make_dist, "bb")
-    host_mod.configure(PluginSettings(allow=frozenset({"deepseek-aa", "deepseek-bb"})))
-    with pytest.raises(ComponentConflictError):
-        host_mod.get_host().resolve("pass", "dup.pass")
-    host_mod.set_preference(["deepseek-bb"])
-    assert host_mod.get_host().resolve("pass", "dup.pass").dist == "deepseek-bb"
-    host_mod.configure(host_mod.get_host().settings)  # a rebuilt host keeps the config's preference
-    assert host_mod.get_host().resolve("pass", "dup.pass").dist == "deepseek-bb"
 
 
 def test_same_dist_registering_a_name_twice_is_invalid(make_dist: DistFactory) -> None:
@@ -230,9 +225,10 @@ def test_unknown_kind() -> None:
     host = host_for()
     with pytest.raises(UsageError, match=r"unknown component kind 'strategie'; did you mean 'strategy'\?"):
         host.resolve("strategie", "single")
-    if importlib.util.find_spec("deepseek_enterprise") is None:
-        with pytest.raises(ComponentNotFoundError, match="added by deepseek-enterprise, which is not installed"):
-            host.resolve("compressor", "prune")
+    installed = importlib.util.find_spec("deepseek_enterprise") is not None
+    expected = "0.1.0, which is installed but disabled" if installed else r"\(enterprise \(V3\)\), which is not installed"
+    with pytest.raises(ComponentNotFoundError, match=f"^component kind 'compressor' is added by deepseek-enterprise {expected}"):
+        host.resolve("compressor", "prune")
 
 
 def test_aliases_and_descriptions(make_dist: DistFactory) -> None:

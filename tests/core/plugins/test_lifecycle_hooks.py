@@ -4,14 +4,14 @@ with the real trainer (a tiny GPT on CPU), through a throwaway plugin that recor
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from plugin_testing import DistFactory, run_cli
+from plugin_testing import DistFactory, host_for, run_cli
 
 from deepseek.errors import ConfigError
-from deepseek.plugins import host as host_mod
-from deepseek.plugins.settings import PluginSettings
 
 RECORDER = '''
 import click
@@ -79,39 +79,56 @@ TINY = {
 @pytest.fixture
 def recorder(make_dist: DistFactory) -> DistFactory:
     make_dist("deepseek-recorder", {"recorder_plugin": RECORDER})
-    host_mod.configure(PluginSettings(allow=frozenset({"deepseek-recorder"})))
     return make_dist
 
 
-def _config(tmp_path: Path, **train: int):  # noqa: ANN202 - deepseek.config.schema.Config
-    from deepseek.config.load import config_from_dict
+def _data(tmp_path: Path, **train: int) -> dict:
+    return {**TINY, "train": {**TINY["train"], **train}, "logging": {**TINY["logging"], "runs_dir": str(tmp_path / "runs")}}
 
-    data = {**TINY, "train": {**TINY["train"], **train}, "logging": {**TINY["logging"], "runs_dir": str(tmp_path / "runs")}}
-    return config_from_dict(data)
+
+# The trainer looks components up in the process's host, so the run gets a process whose
+# environment loads the recorder.
+TRAIN_SCRIPT = """
+import json, sys
+
+import recorder_plugin
+from deepseek.config.load import config_from_dict
+from deepseek.training.trainer import Trainer
+
+result = Trainer(config_from_dict(json.loads(sys.argv[1])), run_dir=sys.argv[2], quiet=True).fit()
+print(json.dumps({"events": recorder_plugin.EVENTS, "losses": result.losses}))
+"""
 
 
 def test_training_calls_the_lifecycle_hooks_in_order(recorder: DistFactory, tmp_path: Path) -> None:
-    import recorder_plugin
-
     from deepseek.training.metrics import read_metrics
-    from deepseek.training.trainer import Trainer
 
-    result = Trainer(_config(tmp_path), run_dir=tmp_path / "run", quiet=True).fit()
-    events = [e[:2] for e in recorder_plugin.EVENTS]
-    assert events == [
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_SCRIPT, json.dumps(_data(tmp_path)), str(tmp_path / "run")],
+        capture_output=True, text=True, env=recorder.env(DEEPSEEK_PLUGINS="deepseek-recorder"), timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    events, losses = [tuple(e) for e in answer["events"]], answer["losses"]
+    assert [e[:2] for e in events] == [
         ("start", 0), ("evaluate", 0), ("step", 1), ("step", 2), ("evaluate", 2), ("checkpoint", 2),
         ("step", 3), ("step", 4), ("evaluate", 4), ("checkpoint", 4), ("end", 4),
     ]
-    assert all(e[2] is True for e in recorder_plugin.EVENTS if e[0] != "step")
-    assert [e[2] for e in recorder_plugin.EVENTS if e[0] == "step"] == [round(x, 6) for x in result.losses]
-    steps = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "loss" in r]
+    assert all(e[2] is True for e in events if e[0] != "step")
+    assert [e[2] for e in events if e[0] == "step"] == [round(x, 6) for x in losses]
+    steps = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert [r["recorder.twice_loss"] for r in steps] == pytest.approx([2 * r["loss"] for r in steps])
 
 
 def test_validate_config_hook_rejects_before_anything_runs(recorder: DistFactory, tmp_path: Path) -> None:
+    from deepseek.config.load import config_from_dict
+
+    host = host_for("deepseek-recorder")
     with pytest.raises(ConfigError, match="the recorder plugin refuses 13"):
-        _config(tmp_path, max_steps=13)
+        config_from_dict(_data(tmp_path, max_steps=13), host=host)
     assert not (tmp_path / "runs").exists()
+    assert config_from_dict(_data(tmp_path, max_steps=12), host=host).train.max_steps == 12
+    assert config_from_dict(_data(tmp_path, max_steps=13), host=host_for()).train.max_steps == 13  # a host without it
 
 
 def test_registered_command_runs_and_shows_in_help(recorder: DistFactory) -> None:

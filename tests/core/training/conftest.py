@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
 
 TINY: dict[str, Any] = {
     "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
@@ -44,27 +46,20 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Core only (no plugin distributions), and the shared plugin host restored afterwards."""
-    from deepseek.plugins import host as host_mod
-
-    for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD", "1")
-    saved = (host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER)
-    host_mod.configure(None)
-    yield
-    host_mod._HOST, host_mod._SETTINGS, host_mod._CONFIG_PREFER = saved
+@pytest.fixture(scope="session")
+def core_host() -> PluginHost:
+    """A plugin host with core's built-ins only, whatever else is installed."""
+    return PluginHost(PluginSettings(autoload=False))
 
 
 @pytest.fixture
-def tiny_config(tmp_path: Path) -> Callable[..., Any]:
-    """``tiny_config(train={"max_steps": 6}, ...)``: a validated Config writing under tmp_path."""
+def tiny_config(tmp_path: Path, core_host: PluginHost) -> Callable[..., Any]:
+    """``tiny_config(train={"max_steps": 6}, ...)``: a Config writing under tmp_path, validated
+    with core's built-ins only (``core_host``)."""
     from deepseek.config.load import config_from_dict
 
     def make(**sections: dict[str, Any]) -> Any:
         data = merge(TINY, {"logging": {"runs_dir": str(tmp_path / "runs")}})
-        return config_from_dict(merge(data, sections))
+        return config_from_dict(merge(data, sections), host=core_host)
 
     return make

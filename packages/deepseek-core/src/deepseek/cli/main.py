@@ -1,7 +1,8 @@
 """The ``deepseek`` command: a click group whose sub-commands come from plugins.
 
-Bad input ends with one line on stderr (what, where, how to fix) and exit code 2; a traceback is
-shown only with ``--debug``. Nothing here imports torch.
+The plugin host of an invocation lives on the click context (see :mod:`deepseek.cli.context`);
+this module keeps no state of its own. Bad input ends with one line on stderr (what, where, how
+to fix) and exit code 2; a traceback is shown only with ``--debug``. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -14,56 +15,39 @@ from typing import Any
 import click
 
 from deepseek._version import __version__
+from deepseek.cli.context import command_host, refuse_options_with_given_host
 from deepseek.errors import DeepseekError, PluginError, UsageError
-from deepseek.plugins import host as host_mod
-from deepseek.plugins.settings import PluginSettings, _names
-
-
-def _settings(ctx: click.Context) -> PluginSettings:
-    root = ctx.find_root()
-    params = root.params
-    base = PluginSettings.from_env()
-    return base.with_(
-        strict=True if params.get("strict_plugins") else None,
-        autoload=False if params.get("no_plugin_autoload") else None,
-        allow=_names(params.get("plugins")),
-        deny=(base.deny | _names(params["disable_plugins"]))  # type: ignore[operator]
-        if params.get("disable_plugins")
-        else None,
-    )
-
-
-def _host(ctx: click.Context) -> host_mod.PluginHost:
-    settings = _settings(ctx)
-    current = host_mod._HOST
-    if current is None or current.settings != settings:
-        host_mod.configure(settings)
-    return host_mod.get_host()
+from deepseek.plugins.host import CORE_DIST, PluginHost
 
 
 class PluginGroup(click.Group):
     """A click group whose commands are the ``command`` components of the plugin host."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        refuse_options_with_given_host(ctx)
+        return rest
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(_host(ctx).names("command")))
+        return sorted(set(super().list_commands(ctx)) | set(command_host(ctx).names("command")))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         builtin = super().get_command(ctx, cmd_name)
         if builtin is not None:
             return builtin
-        host = _host(ctx)
+        host = command_host(ctx)
         if not host.candidates("command", cmd_name):
             from deepseek.plugins import catalogue
 
-            provider = catalogue.provider_of("command", cmd_name)
-            if provider is not None:
-                raise UsageError(host._not_found_message("command", cmd_name))
+            if catalogue.provider_of("command", cmd_name) is not None:
+                raise UsageError(host.explain("command", cmd_name).reason)
             return None
-        command = host.resolve("command", cmd_name).load()
+        component = host.resolve("command", cmd_name)
+        command = component.load()
         if not isinstance(command, click.Command):
             raise PluginError(
-                f"command {cmd_name!r} from {host.resolve('command', cmd_name).dist} is not a "
-                "click.Command; register a click command object"
+                f"command {cmd_name!r} from {component.dist} is not a click.Command; register a "
+                "click command object"
             )
         return command
 
@@ -79,7 +63,7 @@ class PluginGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        host = _host(ctx)
+        host = command_host(ctx)
         rows = []
         for name in self.list_commands(ctx):
             comps = host.candidates("command", name)
@@ -96,10 +80,10 @@ class PluginGroup(click.Group):
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    host = _host(ctx)
+    host = command_host(ctx)
     click.echo(f"deepseek-core {__version__}")
     for record in sorted(host.records.values(), key=lambda r: r.dist):
-        if record.dist == host_mod.CORE_DIST:
+        if record.dist == CORE_DIST:
             continue
         status = "" if record.status == "ok" else f" [{record.status}]"
         click.echo(f"{record.dist} {record.version} ({record.edition}){status}")
@@ -120,23 +104,29 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.pass_context
 def cli(ctx: click.Context, **_: Any) -> None:
     """DeepSeek framework: build, train, optimize and deploy Transformer models."""
-    _host(ctx)
+    command_host(ctx)
 
 
-def _one_line_warnings() -> None:
-    def show(message: Any, category: type, *_: Any, **__: Any) -> None:
-        click.secho(f"warning: {message}", fg="yellow", err=True)
-
-    warnings.showwarning = show  # type: ignore[assignment]
+def _show_warning_on_one_line(message: Any, category: type, *_: Any, **__: Any) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
+def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> None:
+    """Console entry point: run ``deepseek ARGV`` and exit with its status.
+
+    ``host`` is the plugin host the commands use (sub-commands get it from
+    :func:`deepseek.cli.context.command_host`); by default the root options and the environment
+    choose it. Warnings show as one line each while the command runs.
+    """
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning_on_one_line  # type: ignore[assignment]
+        _run(list(sys.argv[1:] if argv is None else argv), host)
+
+
+def _run(args: list[str], host: PluginHost | None) -> None:
     debug = "--debug" in args or os.environ.get("DEEPSEEK_DEBUG") == "1"
-    _one_line_warnings()
     try:
-        rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False, obj=host)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

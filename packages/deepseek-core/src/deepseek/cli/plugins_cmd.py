@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
+from deepseek.cli.context import command_host
 from deepseek.errors import ComponentNotFoundError
-from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord, get_host
+from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord
 
 _STATUS_STYLE = {"ok": "green", "disabled": "dim", "blocked": "red", "failed": "red"}
 
@@ -30,7 +31,7 @@ def plugins() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
 def list_plugins(as_json: bool) -> None:
     """Plugin distributions: version, edition, components by kind and status."""
-    host = get_host()
+    host = command_host()
     records = _records(host)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in records], indent=2))
@@ -75,7 +76,7 @@ def which(kind: str, name: str, as_json: bool) -> None:
     KIND is strategy, pass, encoder, model, command (or a kind a plugin adds). NAME may be
     qualified as DIST:NAME.
     """
-    host = get_host()
+    host = command_host()
     kind = _kind(host, kind)
     res = host.explain(kind, name)
     if not res.candidates and res.winner is None:

@@ -23,13 +23,10 @@ CATALOGUE: dict[tuple[str, str], str] = {
         for n in ("ddp", "fsdp", "zero3", "deepspeed", "pipeline", "hybrid")
     },
     ("command", "launch"): "deepseek-pro",
-    **{
-        ("encoder", n): "deepseek-enterprise"
-        for n in ("vision.swin", "speech.conv-transformer", "fusion.cross-attention")
-    },
-    **{("command", n): "deepseek-enterprise" for n in ("compress", "tune", "tenants")},
+    ("command", "checkpoint"): "deepseek-pro",
 }
-"""(kind, name) -> the first-party distribution that provides it."""
+"""(kind, name) -> the first-party distribution that registers it. Only what an edition really
+registers belongs here: tests/contract checks every entry against the installed editions."""
 
 KIND_PROVIDERS: dict[str, str] = {"compressor": "deepseek-enterprise", "tuner": "deepseek-enterprise"}
 """Component kinds that a first-party edition adds through hookspecs of its own."""
@@ -64,15 +61,27 @@ def unavailable_reason(kind: str, name: str, records: Mapping[str, PluginRecord]
     provider = provider_of(kind, name)
     if provider is None:
         return None
+    return _provider_unavailable(f"{kind} {name!r} is provided by", provider, records)
+
+
+def kind_unavailable_reason(kind: str, records: Mapping[str, PluginRecord]) -> str | None:
+    """Why a component kind that a first-party edition adds is unknown, or ``None`` (as
+    :func:`unavailable_reason`, for kinds)."""
+    provider = kind_provider(kind)
+    if provider is None:
+        return None
+    return _provider_unavailable(f"component kind {kind!r} is added by", provider, records)
+
+
+def _provider_unavailable(
+    what: str, provider: str, records: Mapping[str, PluginRecord]
+) -> str | None:
     record = records.get(provider)
     if record is None:
         return (
-            f"{kind} {name!r} is provided by {provider} ({edition_of(provider)}), which is not "
-            f"installed; install it with: {install_command(provider)}"
+            f"{what} {provider} ({edition_of(provider)}), which is not installed; "
+            f"install it with: {install_command(provider)}"
         )
     if record.status == "ok":
         return None
-    return (
-        f"{kind} {name!r} is provided by {provider} {record.version}, which is installed but "
-        f"{record.status}: {record.reason}"
-    )
+    return f"{what} {provider} {record.version}, which is installed but {record.status}: {record.reason}"

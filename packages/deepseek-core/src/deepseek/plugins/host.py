@@ -11,20 +11,24 @@ every failure is blamed on the plugin that caused it:
 4. run every registration hook plugin by plugin, each in a transaction: a plugin that raises or
    registers something invalid keeps nothing it registered.
 
+:meth:`PluginHost.register_plugin` runs passes 2-4 for one in-process plugin (tests, notebooks).
 A failing plugin is reported (distribution, version, error) as a :class:`PluginWarning` and
 skipped; in strict mode the first failure raises :class:`~deepseek.errors.PluginError`.
+
+A host is a value: code that looks components up takes the host to use (``load_config(host=)``,
+``deepseek.cli.main.main(host=)``). :func:`get_host` is the process's host, built once from the
+environment, for the library calls that take none (``deepseek.create_strategy``, ...).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import sys
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import pluggy
@@ -34,16 +38,19 @@ from deepseek._version import __version__
 from deepseek.errors import PluginError
 from deepseek.plugins import catalogue
 from deepseek.plugins.compat import incompatibility
-from deepseek.plugins.lookup import LookupMixin, normalized
+from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
+from deepseek.plugins.lookup import LookupMixin
 from deepseek.plugins.records import (
+    NAME_RE,
     Component,
     PluginRecord,
     PluginWarning,
     Resolution,
     describe_error,
+    target_text,
 )
 from deepseek.plugins.registrar import InvalidRegistration, Registrar
-from deepseek.plugins.settings import ENV_DENY, PluginSettings
+from deepseek.plugins.settings import ENV_DENY, PluginSettings, normalize_dist
 
 __all__ = [
     "CORE_DIST",
@@ -53,13 +60,10 @@ __all__ = [
     "PluginRecord",
     "PluginWarning",
     "Resolution",
-    "configure",
     "get_host",
-    "set_preference",
 ]
 
 CORE_DIST = "deepseek-core"
-ENTRY_POINT_GROUP = "deepseek"
 ADD_HOOKSPECS = "deepseek_add_hookspecs"
 
 
@@ -70,16 +74,14 @@ class _Loaded:
     name: str  # the name pluggy knows the plugin by
 
 
-@dataclass(frozen=True)
-class _Dist:
-    name: str
-    version: str
-    eps: list[metadata.EntryPoint]
-    distribution: metadata.Distribution | None
-
-
 class PluginHost(LookupMixin):
-    """Discovers plugins and answers component lookups. Use :func:`get_host` for the shared one."""
+    """Loads core's built-ins and the installed plugins ``settings`` allow (default: from the
+    environment), then answers component lookups.
+
+    Every host is independent: building one changes no other host and no process state, so a
+    test or a notebook builds the host it needs (``PluginHost(PluginSettings(allow=...))``) and
+    adds in-process plugins with :meth:`register_plugin`.
+    """
 
     def __init__(self, settings: PluginSettings | None = None) -> None:
         self.settings = settings or PluginSettings.from_env()
@@ -87,7 +89,7 @@ class PluginHost(LookupMixin):
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
         self.problems: list[str] = []
-        self.config_prefer: tuple[str, ...] = _CONFIG_PREFER
+        self._config_prefer: tuple[str, ...] = ()
         self._components: dict[str, dict[str, list[Component]]] = {}
         self._loaded: list[_Loaded] = []
         if self.settings.trace:
@@ -104,7 +106,7 @@ class PluginHost(LookupMixin):
         core.modules = list(BUILTIN_PLUGINS)
         self.records[CORE_DIST] = core
         staged = [_Loaded(core, importlib.import_module(m), f"core:{m}") for m in BUILTIN_PLUGINS]
-        dists = [d for d in _entry_points_by_dist() if d.name != CORE_DIST]
+        dists = [d for d in installed_dists() if d.name != CORE_DIST]
         for name in self.settings.unknown_names([CORE_DIST, *(d.name for d in dists)]):
             self._problem(
                 f"plugin distribution {name!r} named in DEEPSEEK_PLUGINS / DEEPSEEK_DISABLE_PLUGINS "
@@ -113,17 +115,62 @@ class PluginHost(LookupMixin):
             )
         for dist in dists:
             staged.extend(self._import_distribution(dist))
+        self._install(staged)
+
+    def register_plugin(
+        self, plugin: object, *, dist: str, version: str = "0.0.0", name: str | None = None
+    ) -> PluginRecord:
+        """Load ``plugin`` (a module or object with ``@hookimpl`` methods) as the entry point of
+        a distribution ``dist`` ``version`` that is not installed: for tests and notebooks.
+
+        It takes the path of an installed plugin after its import: its ``deepseek_add_hookspecs``,
+        pluggy's validation, the unknown-hook check, the registration hooks as transactions,
+        failures reported with distribution, plugin and hook (a :class:`PluginWarning`, or
+        :class:`~deepseek.errors.PluginError` in strict mode), and the blocklist
+        (``DEEPSEEK_DISABLE_PLUGINS``). The allowlist and autoload choose among *installed*
+        distributions and do not apply. ``deepseek plugins list`` / ``which`` show it under
+        ``dist``; ``name`` (default: the module's or class's name) plays the entry point's name.
+        Returns the distribution's record (check ``status``); a ``dist`` this host already knows
+        is refused.
+        """
+        dist = normalize_dist(dist)
+        if not NAME_RE.match(dist):
+            raise PluginError(
+                f"register_plugin: invalid distribution name {dist!r}; use letters, digits and "
+                "'-', e.g. 'deepseek-notebook'"
+            )
+        known = self.records.get(dist)
+        if known is not None:
+            raise PluginError(
+                f"register_plugin: distribution {dist!r} is already known to this host "
+                f"({known.version}, {known.status}); use another distribution name or a fresh "
+                "PluginHost"
+            )
+        record = PluginRecord(dist, version, catalogue.edition_of(dist))
+        module = plugin.__name__ if inspect.ismodule(plugin) else target_text(plugin)
+        record.modules = [module]
+        self.records[dist] = record
+        if denied := self.settings.denied(dist):
+            record.status, record.reason = "disabled", denied
+            self._trace(f"skip {dist} {version}: {denied}")
+            return record
+        label = name or module.rpartition(":")[2].rpartition(".")[2] or module
+        self._trace(f"register {dist} {version}: {label} = {module} (in-process)")
+        self._install([_Loaded(record, plugin, f"{dist}:{label}")])
+        return record
+
+    def _install(self, staged: list[_Loaded]) -> None:
+        """Passes 2-4 for imported plugins: hookspecs, pluggy registration, unknown hooks,
+        registration hooks."""
         staged = [ld for ld in staged if self._add_hookspecs(ld)]
-        for ld in staged:
-            if ld.record.status == "ok":
-                self._register(ld)
-        self._reject_unknown_hooks()
+        batch = [ld for ld in staged if ld.record.status == "ok" and self._register(ld)]
+        self._reject_unknown_hooks(batch)
         hooks = self.registration_hooks()
-        for ld in list(self._loaded):
+        for ld in batch:
             if ld in self._loaded:
                 self._run_registration(ld, hooks)
 
-    def _import_distribution(self, dist: _Dist) -> list[_Loaded]:
+    def _import_distribution(self, dist: InstalledDist) -> list[_Loaded]:
         record = PluginRecord(dist.name, dist.version, catalogue.edition_of(dist.name))
         record.modules = [ep.value for ep in dist.eps]
         self.records[dist.name] = record
@@ -171,7 +218,7 @@ class PluginHost(LookupMixin):
                 return False
         return True
 
-    def _register(self, ld: _Loaded) -> None:
+    def _register(self, ld: _Loaded) -> bool:
         undecorated = [
             attr
             for attr in dir(ld.plugin)
@@ -186,15 +233,16 @@ class PluginHost(LookupMixin):
                 f"{ld.name} defines {', '.join(undecorated)} without @hookimpl, so it would "
                 "never be called; decorate it with 'from deepseek import hookimpl'",
             )
-            return
+            return False
         try:
             self.pm.register(ld.plugin, name=ld.name)
         except Exception as exc:  # noqa: BLE001 - pluggy's validation names the hook
             self._drop(ld.record, f"{ld.name} rejected by the plugin manager: {describe_error(exc)}")
-            return
+            return False
         self._loaded.append(ld)
+        return True
 
-    def _reject_unknown_hooks(self) -> None:
+    def _reject_unknown_hooks(self, batch: list[_Loaded]) -> None:
         callers = {
             n: h for n in dir(self.pm.hook) if isinstance(h := getattr(self.pm.hook, n), pluggy.HookCaller)
         }
@@ -203,8 +251,8 @@ class PluginHost(LookupMixin):
             if hook.has_spec():
                 continue
             for impl in hook.get_hookimpls():
-                ld = next((x for x in self._loaded if x.plugin is impl.plugin), None)
-                if ld is None or impl.optionalhook:
+                ld = next((x for x in batch if x.plugin is impl.plugin), None)
+                if ld is None or ld not in self._loaded or impl.optionalhook:
                     continue
                 close = difflib.get_close_matches(hook_name, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -279,7 +327,7 @@ class PluginHost(LookupMixin):
                 if not kind_map[name]:
                     del kind_map[name]
         record.components.clear()
-        message = why if why.startswith(record.dist) else f"{record.dist} {record.version}: {why}"
+        message = why if why.startswith(f"{record.dist} ") else f"{record.dist} {record.version}: {why}"
         if ENV_DENY not in message:
             message += f"; fix the plugin or skip it with {ENV_DENY}={record.dist}"
         self._fail(record, "failed", message)
@@ -324,51 +372,14 @@ def _kind_from_hook(hook_name: str) -> str:
     return kind[:-1] if kind.endswith("s") else kind
 
 
-def _entry_points_by_dist() -> list[_Dist]:
-    from deepseek.plugins.settings import normalize_dist
-
-    grouped: dict[str, _Dist] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist
-        name = normalize_dist(dist.name) if dist is not None else ep.module.split(".")[0]
-        entry = grouped.setdefault(
-            name, _Dist(name, dist.version if dist is not None else "?", [], dist)
-        )
-        if all(e.value != ep.value for e in entry.eps):
-            entry.eps.append(ep)
-    return [
-        _Dist(d.name, d.version, sorted(d.eps, key=lambda e: e.name), d.distribution)
-        for _, d in sorted(grouped.items())
-    ]
-
-
-_HOST: PluginHost | None = None
-_SETTINGS: PluginSettings | None = None
-_CONFIG_PREFER: tuple[str, ...] = ()
-
-
-def configure(settings: PluginSettings | None) -> None:
-    """Set the loading policy for the shared host and forget any host already built."""
-    global _HOST, _SETTINGS
-    _SETTINGS = settings
-    _HOST = None
-
-
-def set_preference(dists: Sequence[str]) -> None:
-    """Feed the config's ``[plugins] prefer`` list: earlier distributions win name conflicts.
-
-    Applies to the shared host now and to any host built later; ``DEEPSEEK_PLUGIN_PREFER``
-    still comes first.
-    """
-    global _CONFIG_PREFER
-    _CONFIG_PREFER = normalized(dists)
-    if _HOST is not None:
-        _HOST.set_preference(_CONFIG_PREFER)
-
-
+@functools.cache
 def get_host() -> PluginHost:
-    """The shared plugin host, built on first use."""
-    global _HOST
-    if _HOST is None:
-        _HOST = PluginHost(_SETTINGS)
-    return _HOST
+    """The process's host, for library calls that take no host (``deepseek.create_strategy``,
+    ``deepseek.list_passes``, ...): built on first use with the settings of the ``DEEPSEEK_*``
+    environment variables, then the same host for the life of the process.
+
+    Nothing replaces or reconfigures it. Code that needs other settings builds its own
+    :class:`PluginHost` and passes it on (``load_config(host=...)``, ``main(host=...)``); a config's
+    ``[plugins] prefer`` applies through :meth:`PluginHost.with_preference`, never here.
+    """
+    return PluginHost(PluginSettings.from_env())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -12,6 +13,8 @@ from deepseek.errors import ComponentConflictError, ComponentNotFoundError, Usag
 from deepseek.plugins import catalogue
 from deepseek.plugins.records import Component, PluginRecord, Resolution
 from deepseek.plugins.settings import ENV_PREFER, PluginSettings, normalize_dist, same_dist
+
+_Host = TypeVar("_Host", bound="LookupMixin")
 
 
 def normalized(dists: Iterable[str]) -> tuple[str, ...]:
@@ -29,7 +32,7 @@ class LookupMixin:
     settings: PluginSettings
     pm: pluggy.PluginManager
     records: dict[str, PluginRecord]
-    config_prefer: tuple[str, ...]
+    _config_prefer: tuple[str, ...]
     _components: dict[str, dict[str, list[Component]]]
 
     def registration_hooks(self) -> dict[str, str]:  # provided by the host
@@ -61,37 +64,40 @@ class LookupMixin:
         """Every component registered under ``name`` (without qualification)."""
         return list(self._components.get(kind, {}).get(name, []))
 
+    @property
+    def config_prefer(self) -> tuple[str, ...]:
+        """The config precedence this host applies (see :meth:`with_preference`); ``()`` on a
+        host that is not such a view."""
+        return self._config_prefer
+
+    def with_preference(self: _Host, dists: Iterable[str]) -> _Host:
+        """A view of this host that also resolves name conflicts by ``dists`` (a config's
+        ``[plugins] prefer``; earlier wins), after ``DEEPSEEK_PLUGIN_PREFER``.
+
+        The view shares everything else with this host (settings, loaded plugins, components,
+        records, hooks): a plugin registered through either is seen by both. This host's own
+        precedence does not change, so one run's config cannot change another's lookups.
+        """
+        view = copy.copy(self)
+        view._config_prefer = normalized(dists)
+        return view
+
     def preference(self) -> tuple[str, ...]:
         """Distributions in precedence order: ``DEEPSEEK_PLUGIN_PREFER`` then the config's."""
         out: list[str] = []
-        for d in (*self.settings.prefer, *self.config_prefer):
+        for d in (*self.settings.prefer, *self._config_prefer):
             if d not in out:
                 out.append(d)
         return tuple(out)
-
-    def with_preference(self, dists: Sequence[str]) -> Any:
-        """TEMPORARY: a view with the config's precedence."""
-        import copy
-
-        view = copy.copy(self)
-        view.config_prefer = normalized(dists)
-        return view
-
-    def set_preference(self, dists: Sequence[str]) -> None:
-        """Precedence from the config's ``[plugins] prefer`` list (the environment comes first)."""
-        self.config_prefer = normalized(dists)
 
     def check_kind(self, kind: str) -> None:
         """Raise a one-line :class:`UsageError` if no registration hook accepts ``kind``."""
         known = self.known_kinds()
         if kind in known:
             return
-        provider = catalogue.kind_provider(kind)
-        if provider is not None and self.records.get(provider, None) is None:
-            raise ComponentNotFoundError(
-                f"component kind {kind!r} is added by {provider}, which is not installed; "
-                f"install it with: {catalogue.install_command(provider)}"
-            )
+        reason = catalogue.kind_unavailable_reason(kind, self.records)
+        if reason is not None:
+            raise ComponentNotFoundError(reason)
         close = difflib.get_close_matches(kind.rstrip("s"), known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UsageError(f"unknown component kind {kind!r}; {hint}kinds: {', '.join(known)}")

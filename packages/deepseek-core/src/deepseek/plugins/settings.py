@@ -80,10 +80,34 @@ class PluginSettings:
         """A copy with some fields changed (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def wants(self, dist: str) -> tuple[bool, str]:
-        """Whether to load ``dist``, and if not, why."""
+    def with_cli_options(
+        self,
+        *,
+        plugins: str | None = None,
+        disable_plugins: str | None = None,
+        no_plugin_autoload: bool = False,
+        strict_plugins: bool = False,
+    ) -> PluginSettings:
+        """These settings with the ``deepseek`` root options applied: ``--plugins A,B`` replaces
+        the allowlist, ``--disable-plugins A,B`` adds to the blocklist, the flags switch on."""
+        return self.with_(
+            allow=_names(plugins),
+            deny=(self.deny | (_names(disable_plugins) or frozenset())) if disable_plugins else None,
+            autoload=False if no_plugin_autoload else None,
+            strict=True if strict_plugins else None,
+        )
+
+    def denied(self, dist: str) -> str:
+        """Why the blocklist keeps ``dist`` out, or ``""``. It applies to every way of loading a
+        plugin, entry point or :meth:`PluginHost.register_plugin`."""
         if any(same_dist(d, dist) for d in self.deny):
-            return False, f"disabled by {ENV_DENY} / --disable-plugins (remove it there to load it)"
+            return f"disabled by {ENV_DENY} / --disable-plugins (remove it there to load it)"
+        return ""
+
+    def wants(self, dist: str) -> tuple[bool, str]:
+        """Whether to load the installed distribution ``dist``, and if not, why."""
+        if denied := self.denied(dist):
+            return False, denied
         if self.allow is not None and not any(same_dist(a, dist) for a in self.allow):
             return False, f"not in the allowlist {ENV_ALLOW} / --plugins (add it there to load it)"
         if not self.autoload and self.allow is None:
