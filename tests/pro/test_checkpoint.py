@@ -17,7 +17,8 @@ from _prohelpers import REF_STEPS, losses, run_single, run_train_jobs, tiny_run
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
-from deepseek_pro.checkpoint import export_checkpoint, layout_of, read_full_state
+from deepseek.training.checkpoint import layout_of, read_full_state
+from deepseek_pro.checkpoint import export_checkpoint
 
 RTOL = 1e-5
 ATOL = 1e-5

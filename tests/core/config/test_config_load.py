@@ -17,7 +17,7 @@ from deepseek.config.load import (
 )
 from deepseek.config.schema import Config, ModelConfig
 from deepseek.errors import ConfigError, UsageError
-from deepseek.plugins.host import PluginHost, get_host
+from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
 
@@ -164,13 +164,10 @@ class Validator:
 
 def test_validate_config_hook_runs_before_anything_heavy() -> None:
     validator = Validator()
-    host = get_host()
-    host.pm.register(validator, name="test-validator")
-    try:
-        load_config(overrides=["precision.dtype=fp16"])
-        with pytest.raises(ConfigError, match="fp16 with train.activation_checkpointing"):
-            load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"])
-        load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"], validate=False)
-    finally:
-        host.pm.unregister(validator)
+    host = PluginHost(PluginSettings(autoload=False))
+    host.register_plugin(validator, dist="deepseek-validator")
+    load_config(overrides=["precision.dtype=fp16"], host=host)
+    with pytest.raises(ConfigError, match="fp16 with train.activation_checkpointing"):
+        load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"], host=host)
+    load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"], validate=False, host=host)
     assert len(validator.seen) == 2 and isinstance(validator.seen[0], Config)

@@ -19,12 +19,25 @@ CONFLICTING = """
 from dataclasses import dataclass
 
 from deepseek import hookimpl
+from deepseek.training.strategy import Strategy as Base
 
 
-class Strategy:
+class Strategy(Base):
     @dataclass(frozen=True)
     class Options:
         {short}_knob: int = 1
+
+
+class Build:
+    @dataclass(frozen=True)
+    class Options:
+        {short}_width: int = 4
+
+    def __call__(self, options):
+        raise AssertionError("loading a config builds no model")
+
+
+build = Build()
 
 
 @hookimpl
@@ -35,17 +48,13 @@ def deepseek_register_strategies(register):
 @hookimpl
 def deepseek_register_models(register):
     register("dup.model", "{module}:build", description="a model named like another's")
-
-
-def build(**overrides):
-    raise AssertionError("loading a config builds no model")
 """
 
 
 def _data(*prefer: str, **strategy: Any) -> dict[str, Any]:
     return {
         "plugins": {"prefer": list(prefer)},
-        "model": {"preset": "dup.model"},
+        "model": {"name": "dup.model"},
         "strategy": {"name": "dup.strategy", **strategy},
     }
 
@@ -68,6 +77,10 @@ def test_config_prefer_picks_its_components_and_leaves_the_host_as_it_was(host: 
     config = config_from_dict(_data("deepseek-bb", bb_knob=3), host=host)
     assert type(config.strategy.options).__module__ == "bb_conflicting"
     assert config.strategy.options.bb_knob == 3
+    assert type(config.model.options).__module__ == "bb_conflicting"
+    # The chosen components are recorded qualified: a later eval or --resume picks the same ones.
+    assert (config.model.name, config.strategy.name) == ("deepseek-bb:dup.model", "deepseek-bb:dup.strategy")
+    assert config_from_dict(config.to_dict(), host=host_for("deepseek-aa", "deepseek-bb")) == config
     # The host's own resolution is unchanged: the conflict still needs a choice.
     assert host.preference() == () and host.config_prefer == ()
     with pytest.raises(ComponentConflictError, match="registered by both deepseek-aa"):
@@ -82,10 +95,10 @@ def test_config_prefer_picks_its_components_and_leaves_the_host_as_it_was(host: 
 
 
 def test_without_prefer_the_config_names_the_conflict(host: PluginHost) -> None:
-    with pytest.raises(ConfigError, match=r"^model\.preset: model 'dup\.model' is registered by both deepseek-aa"):
+    with pytest.raises(ConfigError, match=r"^model\.name: model 'dup\.model' is registered by both deepseek-aa"):
         config_from_dict(_data(), host=host)
     with pytest.raises(ConfigError, match=r"^strategy\.name: strategy 'dup\.strategy' is registered by both"):
-        config_from_dict({**_data(), "model": {"preset": "tiny"}}, host=host)
+        config_from_dict({**_data(), "model": {"name": "tiny"}}, host=host)
 
 
 def test_environment_precedence_comes_before_the_config(conflicting: tuple[str, str]) -> None:
@@ -104,8 +117,8 @@ def test_load_config_takes_the_host_and_the_validate_hook_runs_on_it(host: Plugi
 
     host.register_plugin(Validator(), dist="deepseek-validator")
     path = tmp_path / "run.toml"
-    path.write_text('[plugins]\nprefer = ["bb"]\n[model]\npreset = "dup.model"\n[strategy]\nname = "dup.strategy"\n')
+    path.write_text('[plugins]\nprefer = ["bb"]\n[model]\nname = "dup.model"\n[strategy]\nname = "dup.strategy"\n')
     config = load_config(path, ["strategy.bb_knob=2"], host=host)
-    assert config.strategy.options.bb_knob == 2 and seen == ["dup.strategy"]
+    assert config.strategy.options.bb_knob == 2 and seen == ["deepseek-bb:dup.strategy"]
     load_config(path, host=host, validate=False)
-    assert seen == ["dup.strategy"]
+    assert seen == ["deepseek-bb:dup.strategy"]

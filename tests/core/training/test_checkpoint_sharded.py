@@ -23,13 +23,12 @@ import torch
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.checkpoint import layout_of, read_full_state
 from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
     OPTIMIZER_DIR,
     SHARDED_META,
     flatten_optimizer_state,
-    layout_of,
-    read_full_state,
 )
 from deepseek.training.trainer import Trainer
 

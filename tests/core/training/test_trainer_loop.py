@@ -11,7 +11,8 @@ import torch
 from deepseek import hookimpl
 from deepseek.config.load import load_config
 from deepseek.errors import ConfigError
-from deepseek.plugins.host import get_host
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
 from deepseek.training.build import build_model
 from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
@@ -99,13 +100,10 @@ class Recorder:
 
 def test_lifecycle_hooks_in_order(tiny_config, tmp_path: Path) -> None:
     recorder = Recorder()
-    host = get_host()
-    host.pm.register(recorder, name="test-recorder")
-    try:
-        config = tiny_config(train={"max_steps": 4, "eval_interval": 2}, checkpoint={"interval": 2})
-        run = Trainer(config, run_dir=tmp_path / "run").fit().run_dir
-    finally:
-        host.pm.unregister(recorder)
+    host = host_for_tests()
+    host.register_plugin(recorder, dist="deepseek-recorder")
+    config = tiny_config(train={"max_steps": 4, "eval_interval": 2}, checkpoint={"interval": 2})
+    run = Trainer(config, run_dir=tmp_path / "run", host=host).fit().run_dir
     assert recorder.calls == [
         ("start", 0), ("eval", 0),
         ("step", 1), ("step", 2), ("eval", 2), ("ckpt", 2),
@@ -118,13 +116,10 @@ def test_lifecycle_hooks_in_order(tiny_config, tmp_path: Path) -> None:
 
 def test_train_end_is_called_when_training_fails(tiny_config, tmp_path: Path) -> None:
     recorder = Recorder(fail_at=2)
-    host = get_host()
-    host.pm.register(recorder, name="test-recorder-fail")
-    try:
-        with pytest.raises(RuntimeError, match="plugin failure"):
-            Trainer(tiny_config(), run_dir=tmp_path / "run").fit()
-    finally:
-        host.pm.unregister(recorder)
+    host = host_for_tests()
+    host.register_plugin(recorder, dist="deepseek-recorder")
+    with pytest.raises(RuntimeError, match="plugin failure"):
+        Trainer(tiny_config(), run_dir=tmp_path / "run", host=host).fit()
     assert recorder.calls[-1] == ("end", 2)
 
 
@@ -163,3 +158,8 @@ def test_tensorboard_mirror(tiny_config, tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     run = Trainer(tiny_config(train={"max_steps": 2}, logging={"tensorboard": True}), run_dir=tmp_path / "r").fit().run_dir
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def host_for_tests() -> PluginHost:
+    """A fresh host with core's built-ins only, for plugins registered in-process by one test."""
+    return PluginHost(PluginSettings(autoload=False))

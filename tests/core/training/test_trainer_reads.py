@@ -12,7 +12,8 @@ import torch
 
 from deepseek import hookimpl
 from deepseek.errors import ConfigError
-from deepseek.plugins.host import get_host
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
 from deepseek.training.metrics import read_metrics, read_scalars
 from deepseek.training.trainer import Trainer
 
@@ -29,14 +30,11 @@ class StepSpy:
 
 
 def _fit_with_spy(config, run_dir: Path) -> tuple[StepSpy, object]:
+    """Train ``config`` on a fresh core host with a step spy registered in-process."""
     spy = StepSpy()
-    host = get_host()
-    host.pm.register(spy, name=f"spy-{run_dir.name}")
-    try:
-        result = Trainer(config, run_dir=run_dir).fit()
-    finally:
-        host.pm.unregister(spy)
-    return spy, result
+    host = host_for_tests()
+    host.register_plugin(spy, dist="deepseek-spy")
+    return spy, Trainer(config, run_dir=run_dir, host=host).fit()
 
 
 def test_every_n_steps_batches_the_reads_and_keeps_every_step(tiny_config, tmp_path: Path) -> None:
@@ -100,3 +98,8 @@ def test_read_scalars_keeps_order_across_numbers_and_tensors() -> None:
     values = [1.5, torch.tensor(2.0), torch.tensor(3, dtype=torch.int64), 4, torch.tensor([5.0]).sum()]
     assert read_scalars(values) == [1.5, 2.0, 3.0, 4.0, 5.0]
     assert read_scalars([]) == []
+
+
+def host_for_tests() -> PluginHost:
+    """A fresh host with core's built-ins only, for plugins registered in-process by one test."""
+    return PluginHost(PluginSettings(autoload=False))

@@ -15,9 +15,9 @@ Two layouts of one checkpoint folder (both hold ``trainer.json`` and ``rng-<rank
     ``state/<param>/<key>`` as in the canonical file. Loading reshards to any world size;
     :func:`export_checkpoint` turns it into ``full``.
 
-The reading side of the sharded layout (:func:`layout_of`, :func:`read_full_state`, ...) lives in
-core (:mod:`deepseek.training.checkpoint_sharded`) and is re-exported here: deepseek-core alone
-loads both layouts (strategy ``single``, ``deepseek generate`` / ``eval``).
+The reading side of both layouts lives in core (``deepseek.training.checkpoint.read_full_state``,
+:mod:`deepseek.training.checkpoint_sharded`): deepseek-core alone loads both layouts (strategy
+``single``, ``deepseek generate`` / ``eval``).
 
 Every pro strategy loads both layouts, whatever strategy and world size wrote them, so a run can
 hop zero3@2 -> single@1 -> ddp@2 -> deepspeed@2. What carries over: weights, AdamW/SGD state
@@ -37,16 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.checkpoint import check_model_fit
 from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
     OPTIMIZER_DIR,
     SHARDED_META,
     flatten_optimizer_state,
-    layout_of,
-    read_full_state,
     read_sharded_meta,
-    read_sharded_tensors,
     unflatten_optimizer_state,
 )
 
@@ -56,23 +52,7 @@ if TYPE_CHECKING:
 
     from deepseek_pro.strategies.base import DistributedStrategy
 
-__all__ = [
-    "MODEL_DIR",
-    "OPTIMIZER_DIR",
-    "SHARDED_META",
-    "check_model_fit",
-    "export_checkpoint",
-    "flatten_optimizer_state",
-    "layout_of",
-    "load_checkpoint",
-    "raise_if_any",
-    "read_full_state",
-    "read_sharded_meta",
-    "read_sharded_tensors",
-    "save_checkpoint",
-    "tied_aliases",
-    "unflatten_optimizer_state",
-]
+__all__ = ["export_checkpoint", "load_checkpoint", "raise_if_any", "save_checkpoint", "tied_aliases"]
 
 _HINT = "resume from an earlier checkpoint or start a fresh run"
 
@@ -158,7 +138,7 @@ def load_checkpoint(
     problem: str | None = None
     try:
         state = ckpt.read_trainer_state(directory)
-        layout = layout_of(directory)
+        layout = ckpt.layout_of(directory)
     except CheckpointError as exc:
         problem = str(exc)
     raise_if_any(strategy, problem)
@@ -170,7 +150,7 @@ def load_checkpoint(
         osd: dict[str, Any] = {}
         try:
             msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
-            check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
+            ckpt.check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
             osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
             _check_optimizer_fit(osd, optimizer, module, directory / ckpt.OPTIMIZER_FILE)
         except CheckpointError as exc:
@@ -239,7 +219,7 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
     if target.exists():
         raise CheckpointError(f"{target}: already exists; pick a new destination folder")
     state = ckpt.read_trainer_state(source)
-    model, optim = read_full_state(source)
+    model, optim = ckpt.read_full_state(source)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

@@ -35,7 +35,7 @@ def export(src: str, dst: str) -> None:
 def info(src: str, as_json: bool) -> None:
     """Layout (full or sharded), step, strategy and world size of the checkpoint SRC."""
     from deepseek.training import checkpoint as ckpt
-    from deepseek_pro.checkpoint import layout_of
+    from deepseek.training.checkpoint import layout_of
 
     directory = ckpt.resolve_checkpoint(src)
     state = ckpt.read_trainer_state(directory)

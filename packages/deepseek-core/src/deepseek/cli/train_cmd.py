@@ -40,7 +40,7 @@ def build_train_config(
     if config_file is not None:
         data = read_toml(config_file)
     elif resume is not None:
-        from deepseek.training.checkpoint_dirs import resolve_checkpoint
+        from deepseek.training.checkpoint import resolve_checkpoint
 
         directory = resolve_checkpoint(resume)
         data = _saved_config(directory)
@@ -59,22 +59,16 @@ def build_train_config(
 
 
 def _saved_config(directory: Path) -> dict[str, Any]:
+    """The config a checkpoint was trained with (its ``trainer.json``, validated)."""
     from deepseek.errors import CheckpointError
-    from deepseek.training.checkpoint_dirs import TRAINER_FILE
+    from deepseek.training.checkpoint import TRAINER_FILE, read_trainer_state
 
-    path = directory / TRAINER_FILE
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        config = state["config"]
-        if not isinstance(config, dict):
-            raise TypeError("config is not a table")
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{path}: trainer state file is missing; the checkpoint is incomplete") from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    config = read_trainer_state(directory).get("config")
+    if not isinstance(config, dict):
         raise CheckpointError(
-            f"{path}: trainer state is corrupt or truncated ({exc}); resume from an earlier "
-            "checkpoint or pass the run's config.toml"
-        ) from exc
+            f"{directory / TRAINER_FILE}: holds no config table; resume from an earlier checkpoint or "
+            "pass the run's config.toml"
+        )
     return config
 
 

@@ -14,7 +14,11 @@ the ``latest`` pointer file is replaced atomically. Anything missing, truncated 
 :class:`~deepseek.errors.CheckpointError` naming the file and what to do. Sharded strategies
 reuse :func:`save_model_state` / :func:`save_optimizer_state` with full (gathered) state dicts;
 deepseek-pro's ``sharded`` layout is read by :mod:`deepseek.training.checkpoint_sharded`, and the
-``load_*`` functions here take a checkpoint folder of either layout.
+``load_*`` / :func:`read_full_state` functions here take a checkpoint folder of either layout.
+
+This module is the checkpoint API; ``checkpoint_dirs`` (folders, atomic commit, ``latest``),
+``checkpoint_io`` (one safetensors file), ``checkpoint_rng`` and ``checkpoint_sharded`` are its
+parts, and callers outside them import from here.
 """
 
 from __future__ import annotations
@@ -41,9 +45,15 @@ from deepseek.training.checkpoint_dirs import (
     step_dir_name,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
+from deepseek.training.checkpoint_io import from_jsonable, jsonable
 from deepseek.training.checkpoint_io import load_tensors as _load_tensors
 from deepseek.training.checkpoint_io import save_tensors as _save_tensors
 from deepseek.training.checkpoint_rng import load_rng_state, save_rng_state
+from deepseek.training.checkpoint_sharded import (
+    layout_of,
+    read_sharded_model,
+    read_sharded_optimizer,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -63,6 +73,9 @@ __all__ = [
     "check_model_fit",
     "commit_checkpoint",
     "export_weights",
+    "from_jsonable",
+    "jsonable",
+    "layout_of",
     "list_checkpoints",
     "load_into_model",
     "load_model_state",
@@ -71,6 +84,7 @@ __all__ = [
     "new_temp_dir",
     "optimizer_param_names",
     "prune_checkpoints",
+    "read_full_state",
     "read_trainer_state",
     "read_weights_metadata",
     "remove_stale",
@@ -116,11 +130,12 @@ def save_model_state(
 def load_model_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a model state dict (CPU tensors) written by :func:`save_model_state`, or the weights
     of a checkpoint folder of either layout (:mod:`deepseek.training.checkpoint_sharded`)."""
-    if Path(path).is_dir():
-        from deepseek.training.checkpoint_sharded import read_model_state
-
-        return read_model_state(path)
-    tensors, _ = _load_tensors(Path(path), "model weights")
+    p = Path(path)
+    if p.is_dir():
+        if layout_of(p) == "sharded":
+            return read_sharded_model(p)
+        p = p / MODEL_FILE
+    tensors, _ = _load_tensors(p, "model weights")
     return tensors
 
 
@@ -225,11 +240,10 @@ def load_optimizer_state(
     folder of either layout); returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
     parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer."""
     p = Path(path)
-    if p.is_dir():
-        from deepseek.training.checkpoint_sharded import read_optimizer_state
-
-        named = read_optimizer_state(p)
+    if p.is_dir() and layout_of(p) == "sharded":
+        named = read_sharded_optimizer(p)
     else:
+        p = p / OPTIMIZER_FILE if p.is_dir() else p
         named = _read_optimizer_file(p)
     if optimizer is not None:
         if param_names is None:
@@ -274,30 +288,14 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
     return {"state": state, "param_groups": groups}
 
 
-def jsonable(value: Any) -> Any:
-    """An optimizer hyper-parameter as JSON (tuples tagged so :func:`from_jsonable` restores them)."""
-    if isinstance(value, tuple):
-        return {"__tuple__": [jsonable(v) for v in value]}
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def from_jsonable(value: Any) -> Any:
-    """Inverse of :func:`jsonable`."""
-    if isinstance(value, dict) and "__tuple__" in value:
-        return tuple(from_jsonable(v) for v in value["__tuple__"])
-    if isinstance(value, list):
-        return [from_jsonable(v) for v in value]
-    return value
-
-
 def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
     return {k: from_jsonable(v) for k, v in group.items()}
+
+
+def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model state dict, named optimizer state ``{"state", "param_groups"}``) of a checkpoint
+    folder of either layout, as full CPU tensors, without a process group."""
+    return load_model_state(directory), load_optimizer_state(directory)
 
 
 # ----------------------------------------------------------------------------- trainer state, RNG

@@ -1,11 +1,11 @@
-"""Reading and writing one safetensors file of a checkpoint: atomic writes, and errors that
-name the file and what to do."""
+"""Reading and writing one safetensors file of a checkpoint: atomic writes, errors that name the
+file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 
@@ -41,3 +41,25 @@ def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
             f"{path}: {what} file is corrupt or truncated ({exc}); {HINT}"
         ) from exc
     return tensors, metadata
+
+
+def jsonable(value: Any) -> Any:
+    """An optimizer hyper-parameter as JSON (tuples tagged so :func:`from_jsonable` restores them)."""
+    if isinstance(value, tuple):
+        return {"__tuple__": [jsonable(v) for v in value]}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def from_jsonable(value: Any) -> Any:
+    """Inverse of :func:`jsonable`."""
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(from_jsonable(v) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    return value

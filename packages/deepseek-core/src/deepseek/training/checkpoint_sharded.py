@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
-from deepseek.training import checkpoint as ckpt
+from deepseek.training.checkpoint_dirs import MODEL_FILE
+from deepseek.training.checkpoint_io import HINT as _HINT
+from deepseek.training.checkpoint_io import from_jsonable
 
 if TYPE_CHECKING:
     import torch
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 MODEL_DIR = "model"
 OPTIMIZER_DIR = "optimizer"
 SHARDED_META = "sharded.json"
-_HINT = "resume from an earlier checkpoint or start a fresh run"
 
 __all__ = [
     "MODEL_DIR",
@@ -44,10 +45,9 @@ __all__ = [
     "SHARDED_META",
     "flatten_optimizer_state",
     "layout_of",
-    "read_full_state",
-    "read_model_state",
-    "read_optimizer_state",
     "read_sharded_meta",
+    "read_sharded_model",
+    "read_sharded_optimizer",
     "read_sharded_tensors",
     "unflatten_optimizer_state",
 ]
@@ -56,12 +56,12 @@ __all__ = [
 def layout_of(directory: str | os.PathLike[str]) -> str:
     """``"full"`` or ``"sharded"``; :class:`CheckpointError` if the folder holds neither."""
     d = Path(directory)
-    if (d / ckpt.MODEL_FILE).is_file():
+    if (d / MODEL_FILE).is_file():
         return "full"
     if (d / MODEL_DIR).is_dir():
         return "sharded"
     raise CheckpointError(
-        f"{d}: no model weights ({ckpt.MODEL_FILE} or {MODEL_DIR}/ shards); the checkpoint is "
+        f"{d}: no model weights ({MODEL_FILE} or {MODEL_DIR}/ shards); the checkpoint is "
         f"incomplete, {_HINT}"
     )
 
@@ -130,7 +130,7 @@ def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
         return {
-            "param_groups": [{k: ckpt.from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
+            "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
             "scalars": dict(body.get("scalars", {})),
             "aliases": dict(body.get("aliases", {})),
         }
@@ -138,12 +138,9 @@ def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
 
 
-def read_model_state(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The full model state dict (CPU tensors, tied names included) of a checkpoint folder of
-    either layout."""
+def read_sharded_model(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The full model state dict (CPU tensors, tied names included) of a sharded checkpoint."""
     d = Path(directory)
-    if layout_of(d) == "full":
-        return ckpt.load_model_state(d / ckpt.MODEL_FILE)
     model = read_sharded_tensors(d / MODEL_DIR)
     for alias, name in read_sharded_meta(d)["aliases"].items():
         if name not in model:
@@ -155,12 +152,10 @@ def read_model_state(directory: str | os.PathLike[str]) -> dict[str, torch.Tenso
     return model
 
 
-def read_optimizer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
+def read_sharded_optimizer(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """The optimizer state ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by parameter
-    name, of a checkpoint folder of either layout (what :func:`ckpt.load_optimizer_state` returns)."""
+    name, of a sharded checkpoint."""
     d = Path(directory)
-    if layout_of(d) == "full":
-        return ckpt.load_optimizer_state(d / ckpt.OPTIMIZER_FILE)
     meta = read_sharded_meta(d)
     shards = d / OPTIMIZER_DIR
     if not shards.is_dir():
@@ -169,9 +164,3 @@ def read_optimizer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
     # empty folder.
     tensors = read_sharded_tensors(shards) if any(shards.glob("*.safetensors")) else {}
     return {"state": unflatten_optimizer_state(tensors, meta["scalars"]), "param_groups": meta["param_groups"]}
-
-
-def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(model state dict, named optimizer state dict ``{"state", "param_groups"}``) of either
-    layout, as full CPU tensors, without a process group."""
-    return read_model_state(directory), read_optimizer_state(directory)

@@ -232,9 +232,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         problem = None
         try:
             state = ckpt.read_trainer_state(directory)
-            model, optim = pro_ckpt.read_full_state(directory)
+            model, optim = ckpt.read_full_state(directory)
             shapes = {k: tuple(v.shape) for k, v in self._template.state_dict().items()}
-            pro_ckpt.check_model_fit(model, shapes, directory)
+            ckpt.check_model_fit(model, shapes, directory)
         except CheckpointError as exc:
             problem = str(exc)
         # Every rank reads the files; agree on failure so that no rank waits in a collective.
