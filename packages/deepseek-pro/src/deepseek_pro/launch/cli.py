@@ -30,18 +30,18 @@ def split_command(args: Sequence[str]) -> tuple[list[str], str | None, list[str]
 
 
 def validate_train(
-    train_args: list[str], *, world_size: int, nproc_per_node: int, cuda_devices: int, timeout: float
+    train_args: list[str], *, world_size: int, nproc_per_node: int, cuda_devices: int, timeout: float,
+    host: Any = None,
 ) -> list[str]:
     """Validate ``deepseek train TRAIN_ARGS`` for a job of ``world_size`` processes; return the
-    arguments to run (the collective timeout is set to twice ``timeout`` unless configured)."""
+    arguments to run (the collective timeout is set to twice ``timeout`` unless configured).
+    Components are looked up on ``host`` (default: the process's plugin host)."""
     import dataclasses
 
-    from deepseek.cli.context import command_host
     from deepseek.cli.train_cmd import build_train_config
     from deepseek.cli.train_cmd import train as train_command
     from deepseek_pro.launch import checks
 
-    host = command_host()
     ctx = train_command.make_context("train", list(train_args))
     p = ctx.params
     config = build_train_config(
@@ -109,9 +109,11 @@ def launch(
         import torch
 
         cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        from deepseek.cli.context import command_host
+
         rest = validate_train(
             rest, world_size=nnodes * nproc_per_node, nproc_per_node=nproc_per_node, cuda_devices=cuda,
-            timeout=timeout,
+            timeout=timeout, host=command_host(),
         )
     from deepseek_pro.launch.runner import LaunchSpec, run
 
