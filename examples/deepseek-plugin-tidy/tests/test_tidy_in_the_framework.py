@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import deepseek
 import pytest
 import torch
 from deepseek.plugins import host as host_mod
@@ -66,9 +67,7 @@ def test_optimizer_runs_the_pass_by_name(tidy_only: None) -> None:
     model = Casty().eval()
     x = torch.randn(3, 16)
     expected = model(x)
-    from deepseek.optimize import optimize
-
-    optimized = optimize(model, (x,), passes=["tidy.drop-noop-casts"], cache=False, runs=2, warmup=1)
+    optimized = deepseek.optimize(model, (x,), passes=["tidy.drop-noop-casts"], cache=False, runs=2, warmup=1)
     report = next(r for r in optimized.plan.passes if r.name == "tidy.drop-noop-casts")
     assert report.status == "applied", report
     assert report.changes == ["removed 3 no-op conversion(s): contiguous x1, float x1, to x1"]

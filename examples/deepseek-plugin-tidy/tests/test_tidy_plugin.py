@@ -7,7 +7,7 @@ import sys
 
 import deepseek
 import torch
-from deepseek.optimize.passes import GraphPass
+from deepseek.graph.passes import GraphPass
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from torch import fx, nn

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from deepseek.optimize.passes import GraphPass, attr_value, finish
+from deepseek.graph.passes import GraphPass, attr_value, finish
 from torch import fx
 
 DTYPE_METHODS: dict[str, torch.dtype] = {

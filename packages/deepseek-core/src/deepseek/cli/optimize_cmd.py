@@ -74,14 +74,14 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
     """Optimize a trained model for (batch, seq) token inputs and report what each pass did."""
     import warnings
 
-    from deepseek.optimize import optimize as run_optimize
+    import deepseek
 
     model, info = load_checkpoint_model(checkpoint, device)
     x = _example_tokens(model, batch, seq, device)
     spec: Any = passes if passes in ("auto", "none") else [p.strip() for p in passes.split(",") if p.strip()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plan = run_optimize(model, x, spec, precision=precision, cache=not no_cache).plan
+        plan = deepseek.optimize(model, x, spec, precision=precision, cache=not no_cache).plan
     assert plan is not None
     dropped = [str(w.message) for w in caught if "optimizer:" in str(w.message)]
     if as_json:
@@ -96,7 +96,7 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
     console.print(_plan_table(plan))
     for message in dropped:
         console.print(f"[yellow]warning: {message}[/yellow]")
-    eager, best = plan.timing("eager"), plan.timing(plan.stage)
+    eager, best = plan.timing("eager"), plan.median_ms
     speed = f", {eager / best:.2f}x eager" if eager and best else ""
     hit = " (cached decision)" if plan.cache_hit else ""
     console.print(f"pipeline: {' -> '.join(plan.pipeline)}{hit}; max relative error "
@@ -113,7 +113,7 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
 @click.option("--static", is_flag=True, help="Fix the example's shape instead of dynamic batch/seq.")
 def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, static: bool) -> None:
     """Export a trained model for deployment (torch.export .pt2, or ONNX)."""
-    from deepseek.optimize.export import export_model, missing_onnx_packages, token_dims
+    from deepseek.graph.export import export_model, missing_onnx_packages, token_dims
 
     if fmt == "onnx" and missing_onnx_packages():
         missing = ", ".join(missing_onnx_packages())
@@ -129,4 +129,4 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
                         metadata={"model": info, "checkpoint": str(checkpoint)})
     size = path.stat().st_size / 2**20
-    click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB); load it with deepseek.optimize.export.load_exported")
+    click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB); load it with deepseek.graph.export.load_exported")

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-from deepseek.optimize.eliminate import DropDropoutIdentity
-from deepseek.optimize.passes import GraphPass, finish
+from deepseek.graph.eliminate import DropDropoutIdentity
+from deepseek.graph.match import match_add
+from deepseek.graph.passes import GraphPass, finish
 
 _MATMUL = {torch.matmul, operator.matmul}
 _SOFTMAX = {F.softmax, torch.softmax}
 _TRANSPOSE = {torch.transpose}
 _MASKED_FILL = {torch.masked_fill}
-_ADD = {operator.add, torch.add}
 
 
 @dataclass
@@ -125,18 +125,14 @@ def _match(gm: fx.GraphModule, out: fx.Node) -> _Match | None:
         else:
             return None
         scores = scores.args[0]
-    elif _is_call(scores, _ADD, "add") and _single_use(scores) and len(scores.args) == 2:  # type: ignore[arg-type]
-        assert isinstance(scores, fx.Node)
-        a, b = scores.args
-        for cand, other in ((a, b), (b, a)):
+    elif isinstance(scores, fx.Node) and (add := match_add(scores)) is not None and _single_use(scores):
+        for cand, other in ((add.left, add.right), (add.right, add.left)):
             if isinstance(other, fx.Node) and _scaled_qk(cand) is not None:
                 if _dtype(other) != _dtype(cand):
                     return None
                 scores, mask, kind = cand, other, "additive"
                 break
         else:
-            return None
-        if scores.kwargs.get("alpha", 1) != 1:  # type: ignore[union-attr]
             return None
     qk = _scaled_qk(scores)
     if qk is None:

@@ -10,14 +10,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from deepseek.optimize.passes import (
-    GraphPass,
-    add_module,
-    as_linear,
-    finish,
-    get_module,
-    make_linear,
-)
+from deepseek.graph.match import match_linear
+from deepseek.graph.passes import GraphPass, add_module, finish, get_module, make_linear
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
@@ -47,7 +41,7 @@ class FoldBatchNorm(GraphPass):
             if not isinstance(prev, fx.Node) or len(prev.users) != 1:
                 continue
             folded: nn.Module | None = None
-            lin = as_linear(gm, prev)
+            lin = match_linear(gm, prev)
             if lin is not None and type(bn) is nn.BatchNorm1d:
                 if not shapes_known:
                     ShapeProp(gm).propagate(*example_inputs)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import fx, nn
 
-from deepseek.optimize.passes import GraphPass
+from deepseek.graph.passes import GraphPass
 
 
 def _device_of(example_inputs: Sequence[Any], module: nn.Module) -> torch.device:
