@@ -68,34 +68,38 @@ def slow_identity(x):
     return x
 
 
-def _padding_calls(gm):
-    return [n for n in gm.graph.nodes if getattr(n.target, "__name__", "") == "padded"]
+class _Padding(GraphPass):
+    """Rewrites each call of ``padded`` with ``rewrite``."""
+
+    verb = ""
+
+    def apply(self, gm, example_inputs):
+        calls = [n for n in gm.graph.nodes if getattr(n.target, "__name__", "") == "padded"]
+        for node in calls:
+            self.rewrite(gm, node)
+        self.record(f"{self.verb} {len(calls)} padded call(s)")
+        return finish(gm) if calls else None
 
 
-class DropPadding(GraphPass):
+class DropPadding(_Padding):
     name = "acme.drop-padding"
     description = "remove calls to padded (an identity)"
+    verb = "removed"
 
-    def apply(self, gm, example_inputs):
-        calls = _padding_calls(gm)
-        for node in calls:
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
-        self.record(f"removed {len(calls)} padded call(s)")
-        return finish(gm) if calls else None
+    def rewrite(self, gm, node):
+        node.replace_all_uses_with(node.args[0])
+        gm.graph.erase_node(node)
 
 
-class AddPadding(GraphPass):
+class AddPadding(_Padding):
     name = "acme.add-padding"
     description = "exact but slower: a second sleeping identity after each padded call"
+    verb = "doubled"
 
-    def apply(self, gm, example_inputs):
-        calls = _padding_calls(gm)
-        for node in calls:
-            with gm.graph.inserting_after(node):
-                slow = gm.graph.call_function(slow_identity, (node,))
-            node.replace_all_uses_with(slow, delete_user_cb=lambda user: user is not slow)
-        return finish(gm) if calls else None
+    def rewrite(self, gm, node):
+        with gm.graph.inserting_after(node):
+            slow = gm.graph.call_function(slow_identity, (node,))
+        node.replace_all_uses_with(slow, delete_user_cb=lambda user: user is not slow)
 
 
 class Explodes(GraphPass):

@@ -49,7 +49,10 @@ def _plan_table(plan: Any) -> Any:
         table.add_column(col)
     for r in plan.passes:
         err = "" if r.max_rel_error is None else f"{r.max_rel_error:.2e}"
-        table.add_row(r.name, r.status, "; ".join(r.changes) or (r.error or ""), err)
+        detail = "; ".join(r.changes) or (r.error or "")
+        if r.ms_with is not None:  # tried by auto: the pipeline timed with and without it
+            detail += f" ({r.ms_with:.2f} ms with it, {r.ms_without:.2f} ms without)"
+        table.add_row(r.name, r.status, detail, err)
     for c in plan.candidates:
         ms = c.get("median_ms")
         detail = f"{ms:.2f} ms" if ms is not None else (c.get("error") or "")

@@ -15,7 +15,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from deepseek.graph.eliminate import DropDropoutIdentity
 from deepseek.graph.match import match_add
-from deepseek.graph.passes import GraphPass, finish
+from deepseek.graph.passes import GraphPass, finish, replace_node
 
 _MATMUL = {torch.matmul, operator.matmul}
 _SOFTMAX = {F.softmax, torch.softmax}
@@ -59,10 +59,8 @@ class AttentionToSDPA(GraphPass):
                     mask = gm.graph.call_function(torch.logical_not, (m.mask,))
                 elif m.mask_kind == "fill-value":
                     mask = gm.graph.call_function(torch.where, (m.mask, m.fill_value, 0.0))
-                kwargs: dict[str, Any] = {"attn_mask": mask, "scale": m.scale}
-                new = gm.graph.call_function(F.scaled_dot_product_attention, (m.q, m.k, m.v), kwargs)
-            m.out.replace_all_uses_with(new)
-            gm.graph.erase_node(m.out)
+            replace_node(gm, m.out, F.scaled_dot_product_attention, (m.q, m.k, m.v),
+                         {"attn_mask": mask, "scale": m.scale})
             masked = "" if m.mask_kind == "none" else f", {m.mask_kind} mask"
             self.record(f"{m.out.name}: attention -> scaled_dot_product_attention (scale {m.scale:.6g}{masked})")
         return finish(gm) if matches else None

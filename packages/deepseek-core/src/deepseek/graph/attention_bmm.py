@@ -11,7 +11,7 @@ from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
 from deepseek.graph.match import match_attention
-from deepseek.graph.passes import GraphPass, add_constant, finish
+from deepseek.graph.passes import GraphPass, add_constant, finish, replace_node
 
 MAX_SCORES = 1 << 23
 """Largest ``batch * heads * T * S`` rewritten (32 MiB of fp32 scores): beyond it the
@@ -76,11 +76,7 @@ class AttentionBMM(GraphPass):
                     masks[(t, s)] = add_constant(gm, f"causal_mask_{t}x{s}", mask)
                 with gm.graph.inserting_before(node):
                     mask_node = gm.graph.get_attr(masks[(t, s)])
-            with gm.graph.inserting_before(node):
-                new = gm.graph.call_function(bmm_attention, (q, k, v, mask_node, scale))
-            new.meta.update(node.meta)
-            node.replace_all_uses_with(new)
-            gm.graph.erase_node(node)
+            replace_node(gm, node, bmm_attention, (q, k, v, mask_node, scale))
             done += 1
         if not done:
             return None

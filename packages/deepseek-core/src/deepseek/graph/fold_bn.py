@@ -11,7 +11,14 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from deepseek.graph.match import match_linear
-from deepseek.graph.passes import GraphPass, add_module, finish, get_module, make_linear
+from deepseek.graph.passes import (
+    GraphPass,
+    add_module,
+    finish,
+    get_module,
+    make_linear,
+    replace_node,
+)
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
@@ -63,10 +70,7 @@ class FoldBatchNorm(GraphPass):
                 continue
             label = str(prev.target) if prev.op == "call_module" else prev.name
             target = add_module(gm, f"{label}_bn", folded)
-            with gm.graph.inserting_before(node):
-                new = gm.graph.call_module(target, (src,))
-            node.replace_all_uses_with(new)
-            gm.graph.erase_node(node)
+            replace_node(gm, node, target, (src,))
             gm.graph.erase_node(prev)
             self.record(f"folded {node.target} into {label} -> {target}")
             fired = True

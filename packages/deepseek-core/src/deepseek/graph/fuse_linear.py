@@ -9,7 +9,7 @@ import torch
 from torch import fx, nn
 
 from deepseek.graph.match import match_linear
-from deepseek.graph.passes import GraphPass, add_module, finish, make_linear
+from deepseek.graph.passes import GraphPass, add_module, finish, make_linear, replace_node
 
 
 class FuseConsecutiveLinear(GraphPass):
@@ -51,10 +51,7 @@ class FuseConsecutiveLinear(GraphPass):
                 a_name, b_name = _label(first.node), _label(second.node)
                 fused: nn.Linear = make_linear(weight, bias)
                 target = add_module(gm, f"fused_{a_name}_{b_name}", fused)
-                with gm.graph.inserting_before(second.node):
-                    new = gm.graph.call_module(target, (first.input,))
-                second.node.replace_all_uses_with(new)
-                gm.graph.erase_node(second.node)
+                replace_node(gm, second.node, target, (first.input,))
                 gm.graph.erase_node(first.node)
                 self.record(
                     f"{a_name} ({k}->{mid}) + {b_name} ({mid}->{n}) -> {target} ({k}->{n})"

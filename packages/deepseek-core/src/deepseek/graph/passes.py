@@ -201,6 +201,21 @@ def make_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return lin.eval().requires_grad_(False)
 
 
+def replace_node(gm: fx.GraphModule, node: fx.Node, target: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any] | None = None) -> fx.Node:
+    """Put a call of ``target`` (a sub-module path: ``call_module``; else ``call_function``) in
+    place of ``node``: inserted before it, given its users and metadata; ``node`` is erased."""
+    with gm.graph.inserting_before(node):
+        if isinstance(target, str):
+            new = gm.graph.call_module(target, args, kwargs)
+        else:
+            new = gm.graph.call_function(target, args, kwargs)
+    new.meta.update(node.meta)
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+    return new
+
+
 def finish(gm: fx.GraphModule) -> fx.GraphModule:
     """Dead-code-eliminate, lint and recompile ``gm`` after a rewrite."""
     gm.graph.eliminate_dead_code()

@@ -15,7 +15,7 @@ import torch
 from torch import fx, nn
 
 from deepseek.graph.match import match_linear
-from deepseek.graph.passes import GraphPass, add_module, finish
+from deepseek.graph.passes import GraphPass, add_module, finish, replace_node
 
 BF16_TOLERANCE = 5e-2
 """Max relative error accepted for the bf16 path (8-bit mantissa, errors grow with depth)."""
@@ -152,10 +152,7 @@ class Int8Dynamic(GraphPass):
                 continue
             label = str(node.target) if node.op == "call_module" else node.name
             target = add_module(gm, f"{label}_int8", Int8DynamicLinear(lv.weight, lv.bias))
-            with gm.graph.inserting_before(node):
-                new = gm.graph.call_module(target, (lv.input,))
-            node.replace_all_uses_with(new)
-            gm.graph.erase_node(node)
+            replace_node(gm, node, target, (lv.input,))
             replaced += 1
         if not replaced:
             return None

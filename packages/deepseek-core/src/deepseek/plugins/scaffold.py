@@ -187,7 +187,7 @@ from typing import Any
 
 import torch.nn.functional as F
 from deepseek.graph.match import match_linear
-from deepseek.graph.passes import GraphPass, finish
+from deepseek.graph.passes import GraphPass, finish, replace_node
 from torch import fx
 
 
@@ -214,9 +214,7 @@ class InlineLinear(GraphPass):
             with gm.graph.inserting_before(node):
                 weight = gm.graph.get_attr(linear.weight_attr)
                 bias = None if linear.bias_attr is None else gm.graph.get_attr(linear.bias_attr)
-                call = gm.graph.call_function(F.linear, (linear.input, weight, bias))
-            node.replace_all_uses_with(call)
-            gm.graph.erase_node(node)
+            replace_node(gm, node, F.linear, (linear.input, weight, bias))
             inlined += 1
         if not inlined:
             return None
