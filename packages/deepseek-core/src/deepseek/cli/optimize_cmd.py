@@ -99,7 +99,7 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
     console.print(_plan_table(plan))
     for message in dropped:
         console.print(f"[yellow]warning: {message}[/yellow]")
-    eager, best = plan.timing("eager"), plan.median_ms
+    eager, best = plan.timing("eager"), plan.timing(plan.stage)
     speed = f", {eager / best:.2f}x eager" if eager and best else ""
     hit = " (cached decision)" if plan.cache_hit else ""
     console.print(f"pipeline: {' -> '.join(plan.pipeline)}{hit}; max relative error "

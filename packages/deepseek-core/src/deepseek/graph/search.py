@@ -84,8 +84,7 @@ def build(model: nn.Module, inputs: tuple[Any, ...], spec: Spec) -> tuple[Callab
             plan = Plan(signature=plan.signature, precision=spec.precision, tolerance=_base_tolerance(spec, reference))
     fn = _search(model, spec, verifier, plan, device) if spec.auto else _pipeline(model, spec, verifier, plan)
     if key is not None and directory is not None:
-        decision = {"pipeline": plan.pipeline, "stage": plan.stage, "candidates": plan.candidates,
-                    "median_ms": plan.median_ms}
+        decision = {"pipeline": plan.pipeline, "stage": plan.stage, "candidates": plan.candidates}
         path = disk.store(key, directory, decision)
         plan.cache_path = None if path is None else str(path)
     plan.seconds = time.perf_counter() - start
@@ -181,7 +180,7 @@ def _search(model: nn.Module, spec: Spec, verifier: Verifier, plan: Plan, device
     plan.passes[trials_at:trials_at] = [PassReport(**vars(r)) for r in spec.unavailable]
     if graph is not None:
         best = _try_passes(spec, graph, best, verifier, plan, device, trials_at + len(spec.unavailable), graph_tolerance)
-    plan.stage, plan.stage_passes, plan.median_ms = best.stage, best.stage_passes, round(best.ms, 3)
+    plan.stage, plan.stage_passes = best.stage, best.stage_passes
     _finalize(plan, best.fn, verifier)
     return best.fn
 
@@ -300,7 +299,6 @@ def _replay(model: nn.Module, decision: dict[str, Any], spec: Spec, verifier: Ve
     if any(n not in by_name and (pp is None or n != pp.name) for n in kept):
         return None
     plan.candidates = list(decision.get("candidates", []))
-    plan.median_ms = decision.get("median_ms")
     fn: Callable[..., Any] = model
     if stage_name != "eager":
         stage = next((s for s in spec.stages if s.name == stage_name), Stage("fx") if stage_name == "fx" else None)
