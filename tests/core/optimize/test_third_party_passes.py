@@ -148,7 +148,7 @@ def search(model: nn.Module, x: torch.Tensor, **options: object) -> tuple[nn.Mod
     """``deepseek.optimize`` in ``auto`` on the plain graph stage; the warnings it gave."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        om = deepseek.optimize(model, x, stages=["fx"], runs=3, warmup=1, **options)
+        om = deepseek.optimize(model, x, stages=["fx"], runs=5, warmup=1, **options)
     assert om.plan is not None
     return om, om.plan, [str(w.message) for w in caught if issubclass(w.category, OptimizerWarning)]
 
