@@ -1,6 +1,7 @@
 """Contract every registered graph pass meets, whoever registered it (timm's test_models idea):
-it loads, is a GraphPass with a name and a description, and either does not apply to the
-reference graph or keeps its numbers within the pass's own tolerance."""
+it loads, is a GraphPass with a name and a description, and on the graph the optimizer captures,
+in both forms (see deepseek.graph.capture), either does not apply or keeps the numbers within
+the pass's own tolerance, without touching the model."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 import deepseek
-from deepseek.optimize.passes import FP32_TOLERANCE, GraphPass, max_rel_error
+from deepseek.graph.capture import capture
+from deepseek.graph.passes import FP32_TOLERANCE, GraphPass, max_rel_error
 
 PASSES = deepseek.list_passes()
 
@@ -46,14 +48,28 @@ class Reference(nn.Module):
         return y.to(torch.float32).contiguous()
 
 
+class ShapeChecked(Reference):
+    """The same model with Python control flow on a shape: symbolic tracing fails on it, so the
+    optimizer captures it with torch.export (the aten form)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] < 1:
+            raise ValueError("empty batch")
+        return super().forward(x)
+
+
+FORMS = {"module-form": (Reference, "fx.symbolic_trace"), "aten-form": (ShapeChecked, "torch.export")}
+
+
 def test_core_passes_registered() -> None:
     expected = {"drop-dropout", "fold-batchnorm", "fuse-linear", "merge-siblings", "attention-sdpa",
                 "const-fold", "inductor", "bf16", "int8-dynamic"}
     assert expected <= set(PASSES)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", PASSES)
-def test_pass_contract(name: str) -> None:
+def test_pass_contract(name: str, form: str) -> None:
     gp = deepseek.create_pass(name)
     assert isinstance(gp, GraphPass), f"{name} created {type(gp).__name__}, not a GraphPass"
     assert gp.name == name.split(":")[-1]
@@ -61,11 +77,13 @@ def test_pass_contract(name: str) -> None:
     assert gp.tolerance is None or 0 < gp.tolerance < 1
 
     torch.manual_seed(0)
-    model = Reference().eval()
+    model_type, method = FORMS[form]
+    model = model_type().eval()
     x = torch.randn(2, 6, 16)
     with torch.no_grad():
         expected = model(x)
-        gm = fx.symbolic_trace(model)
+        gm, captured = capture(model, (x,))
+        assert captured == method
         out, report = gp.run(gm, (x,))
         assert report.name == gp.name
         if out is None:

@@ -71,7 +71,7 @@ def _strategy(comp, obj) -> None:  # noqa: ANN001
 
 
 def _pass(comp, obj) -> None:  # noqa: ANN001
-    from deepseek.optimize.passes import GraphPass
+    from deepseek.graph.passes import GraphPass
 
     instance = obj()
     assert isinstance(instance, GraphPass), f"{comp.target_text}() is not a GraphPass"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from deepseek.graph.capture import capture
 from torch import fx, nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
@@ -35,12 +36,37 @@ def test_removes_noops_found_by_running_the_example_and_keeps_numbers() -> None:
     model = Casty().eval()
     x = torch.randn(4, 6)
     expected = model(x)
-    gm = fx.symbolic_trace(model)
+    gm, method = capture(model, (x,))  # the graph deepseek.optimize hands the pass
+    assert method == "fx.symbolic_trace"
     assert _casts(gm) == ["float", "to", "contiguous", "contiguous", "to", "half", "float", "float"]
     out, report = DropNoopCasts().run(gm, (x,))
     assert report.status == "applied"
     assert report.changes == ["removed 3 no-op conversion(s): contiguous x1, float x1, to x1"]
     assert _casts(out) == ["contiguous", "to", "half", "float", "float"]
+    assert torch.equal(out(x), expected)
+
+
+class ShapeCheckedCasty(Casty):
+    """Python control flow on a shape: the optimizer captures it with torch.export (aten form)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] < 1:
+            raise ValueError("empty batch")
+        return super().forward(x)
+
+
+def test_removes_noops_in_the_aten_form_too() -> None:
+    torch.manual_seed(0)
+    model = ShapeCheckedCasty().eval()
+    x = torch.randn(4, 6)
+    expected = model(x)
+    gm, method = capture(model, (x,))
+    assert method == "torch.export"
+    # export already dropped the no-op contiguous(); x.float() and .to(float32) are aten.to calls
+    assert _casts(gm) == ["to", "to", "contiguous", "to", "to", "to", "to"]
+    out, report = DropNoopCasts().run(gm, (x,))
+    assert report.changes == ["removed 2 no-op conversion(s): to x2"]
+    assert _casts(out) == ["contiguous", "to", "to", "to", "to"]
     assert torch.equal(out(x), expected)
 
 

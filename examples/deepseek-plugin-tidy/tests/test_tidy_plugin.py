@@ -7,10 +7,11 @@ import sys
 
 import deepseek
 import torch
-from deepseek.optimize.passes import GraphPass
+from deepseek.graph.capture import capture
+from deepseek.graph.passes import GraphPass
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
-from torch import fx, nn
+from torch import nn
 
 from deepseek_tidy import plugin
 
@@ -34,8 +35,9 @@ def test_create_pass_through_the_public_api() -> None:
     graph_pass = deepseek.create_pass(plugin.PASS_NAME)
     assert isinstance(graph_pass, GraphPass) and graph_pass.name == plugin.PASS_NAME
     model = nn.Sequential(nn.Linear(3, 3)).eval()
-    gm = fx.symbolic_trace(model)
-    out, report = graph_pass.run(gm, (torch.randn(2, 3),))
+    x = torch.randn(2, 3)
+    gm, _ = capture(model, (x,))
+    out, report = graph_pass.run(gm, (x,))
     assert report.status == "no-op" and out is None
 
 

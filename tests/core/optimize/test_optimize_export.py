@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import deepseek
 from deepseek.cli.main import cli
 from deepseek.errors import UsageError
-from deepseek.optimize.export import export_model, load_exported, read_metadata, token_dims
+from deepseek.graph.export import export_model, load_exported, read_metadata, token_dims
 
 MODEL_CFG = {"name": "tiny", "n_layers": 2, "d_model": 64}
 
@@ -63,7 +63,7 @@ import sys
 for name in {blocked!r}:
     sys.modules[name] = None  # as if not installed: import fails, find_spec() is None
 import torch
-from deepseek.optimize.export import load_exported
+from deepseek.graph.export import load_exported
 f = load_exported({str(path)!r})
 x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)
 y = torch.load({str(tmp_path / 'y.pt')!r}, weights_only=True)

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from deepseek.optimize.attention import AttentionToSDPA
-from deepseek.optimize.const_fold import ConstantFolding
-from deepseek.optimize.eliminate import DropDropoutIdentity
-from deepseek.optimize.fold_bn import FoldBatchNorm
-from deepseek.optimize.fuse_linear import FuseConsecutiveLinear
-from deepseek.optimize.merge_siblings import MergeSiblingLinear
-from deepseek.optimize.passes import GraphPass, max_rel_error
+from deepseek.graph.attention import AttentionToSDPA
+from deepseek.graph.const_fold import ConstantFolding
+from deepseek.graph.eliminate import DropDropoutIdentity
+from deepseek.graph.fold_bn import FoldBatchNorm
+from deepseek.graph.fuse_linear import FuseConsecutiveLinear
+from deepseek.graph.merge_siblings import MergeSiblingLinear
+from deepseek.graph.passes import GraphPass, max_rel_error
 
 
 def run(gp: GraphPass, model: nn.Module, *inputs: torch.Tensor):
@@ -318,7 +318,7 @@ class ResidualMLP(nn.Module):
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
 def test_onednn_linear_packs_weights_and_fuses_epilogues() -> None:
-    from deepseek.optimize.onednn import OneDNNLinear
+    from deepseek.graph.onednn import OneDNNLinear
 
     out, report, _ = run(OneDNNLinear(), ResidualMLP(), torch.randn(2, 5, 16))
     assert out is not None
@@ -331,7 +331,7 @@ def test_onednn_linear_packs_weights_and_fuses_epilogues() -> None:
 
 
 def test_onednn_linear_is_a_no_op_without_linear_layers() -> None:
-    from deepseek.optimize.onednn import OneDNNLinear
+    from deepseek.graph.onednn import OneDNNLinear
 
     out, _, _ = run(OneDNNLinear(), nn.Sequential(nn.ReLU(), nn.Tanh()), torch.randn(2, 4))
     assert out is None
@@ -339,7 +339,7 @@ def test_onednn_linear_is_a_no_op_without_linear_layers() -> None:
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
 def test_onednn_packed_weights_are_shared_and_never_confused() -> None:
-    from deepseek.optimize.onednn import packed_weight
+    from deepseek.graph.onednn import packed_weight
 
     w = torch.randn(32, 16)
     a, b = packed_weight(w, 100), packed_weight(w, 120)  # same power-of-two bucket: shared

@@ -14,9 +14,12 @@ import torch
 from torch import fx, nn
 
 import deepseek
+from deepseek import optimize
 from deepseek.errors import UsageError
-from deepseek.optimize import STATS, GraphPass, OptimizerWarning, max_rel_error, optimize
-from deepseek.optimize.precision import cpu_supports_bf16
+from deepseek.graph.passes import GraphPass, max_rel_error
+from deepseek.graph.plan import STATS, OptimizerWarning
+from deepseek.graph.reduced_precision import cpu_supports_bf16
+from deepseek.graph.spec import DEFAULT_GRAPH_PASSES
 
 
 def tiny_gpt() -> nn.Module:
@@ -208,7 +211,7 @@ def test_extra_passes_join_the_auto_search_after_the_builtins() -> None:
     model, x = tiny_gpt(), tokens()
     plan = optimize(model, x, passes=["auto", CountingNoop()], stages=["fx"], runs=1, warmup=0).plan
     names = [r.name for r in plan.passes]
-    assert names[:6] == list(deepseek.optimize.DEFAULT_GRAPH_PASSES) and names[6] == "test.counting"
+    assert names[:6] == list(DEFAULT_GRAPH_PASSES) and names[6] == "test.counting"
     assert CountingNoop.calls == 1 and plan.cache_path is None, "unnamed passes make the decision uncacheable"
 
 
@@ -216,11 +219,11 @@ def test_decision_key_is_stable_across_processes() -> None:
     import subprocess
     import sys
 
-    from deepseek.optimize.cache import decision_key
+    from deepseek.graph.cache import decision_key
 
     script = (
         "import torch, deepseek\n"
-        "from deepseek.optimize.cache import decision_key\n"
+        "from deepseek.graph.cache import decision_key\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
         "m = deepseek.create_model('tiny', n_layers=2)\n"
         "print(decision_key(m, ('sig',), 'cpu', {'x': 1}))\n"
@@ -230,3 +233,37 @@ def test_decision_key_is_stable_across_processes() -> None:
             for seed in ("1", "2")}
     here = decision_key(deepseek.create_model("tiny", n_layers=2), ("sig",), "cpu", {"x": 1})
     assert outs == {here}
+
+
+class ShapeBranch(nn.Module):
+    """Python control flow on a shape: symbolic tracing fails, torch.export captures it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(16, 32), nn.Linear(32, 16), nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            x = x * 2
+        h = self.b(self.a(x))  # consecutive Linear layers: fuse-linear's pattern
+        return self.c(h).relu() + h
+
+
+def test_models_symbolic_tracing_cannot_follow_get_the_aten_form() -> None:
+    torch.manual_seed(0)
+    model, x = ShapeBranch().eval(), torch.randn(4, 16)
+    plan = optimize(model, x, passes=["fuse-linear"], precision="int8", cache=False).plan
+    assert plan.capture == "torch.export"
+    statuses = {r.name: (r.status, r.changes) for r in plan.passes}
+    assert statuses["fuse-linear"] == ("applied", ["linear (16->32) + linear_1 (32->16) -> fused_linear_linear_1 (16->16)"])
+    assert statuses["int8-dynamic"][0] == "applied"
+    assert "quantized 2 Linear layer(s)" in statuses["int8-dynamic"][1][0]
+
+
+def test_deepseek_optimize_is_the_function_and_has_one_import_path() -> None:
+    import importlib.util
+
+    from deepseek.graph.optimized import optimize as defined
+
+    assert deepseek.optimize is defined and optimize is defined
+    assert importlib.util.find_spec("deepseek.optimize") is None, "no module shadows the function"

@@ -71,6 +71,19 @@ def _install_by_hand(project: Path, site: Path) -> None:
     )
 
 
+def _gpt_weights(path: Path) -> Path:
+    """A trained-model weights file of core's tiny GPT preset, as ``deepseek optimize`` reads it."""
+    import torch
+
+    import deepseek
+    from deepseek.training.checkpoint import save_model_state
+
+    torch.manual_seed(0)
+    model = deepseek.create_model("tiny")
+    save_model_state(path, model.state_dict(), {"format": "deepseek-weights", "model": json.dumps({"preset": "tiny"})})
+    return path
+
+
 def test_generated_plugin_installs_and_its_own_test_passes(tmp_path: Path) -> None:
     project = scaffold("acme", tmp_path)
     site = tmp_path / "site"
@@ -81,11 +94,21 @@ def test_generated_plugin_installs_and_its_own_test_passes(tmp_path: Path) -> No
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    assert "5 passed" in proc.stdout
     listing = run_cli("plugins", "list", "--json", env=env)
     record = next(r for r in json.loads(listing.stdout) if r["distribution"] == "deepseek-acme")
     assert (record["status"], record["edition"], record["components"]) == (
-        "ok", "third-party", {"pass": ["acme.remove-identity"]},
+        "ok", "third-party", {"pass": ["acme.inline-linear"]},
     )
-    which = run_cli("plugins", "which", "pass", "acme.remove-identity", env=env)
-    assert "deepseek_acme.passes:RemoveIdentity" in which.stdout
+    which = run_cli("plugins", "which", "pass", "acme.inline-linear", env=env)
+    assert "deepseek_acme.passes:InlineLinear" in which.stdout
+    # The generated pass fires in `deepseek optimize` on a GPT checkpoint and keeps the numbers.
+    weights = _gpt_weights(tmp_path / "weights.safetensors")
+    optimized = run_cli("optimize", "--checkpoint", str(weights), "--seq", "16", "--json",
+                        "--passes", "acme.inline-linear", env=env)
+    assert optimized.returncode == 0, optimized.stderr
+    plan = json.loads(optimized.stdout)
+    assert plan["capture"] == "fx.symbolic_trace" and plan["pipeline"] == ["acme.inline-linear", "fx"]
+    (report,) = plan["passes"]
+    assert (report["status"], report["changes"]) == ("applied", ["inlined 17 nn.Linear call(s) as F.linear"])
+    assert plan["max_rel_error"] == 0.0

@@ -3,6 +3,9 @@
 ``x.to(torch.float32)`` on a float32 tensor, ``x.contiguous()`` on a contiguous one,
 ``x.float()``, ``x.type(torch.float32)``, ``x.cpu()``... return ``x`` itself when there is
 nothing to convert, so replacing the call by its input is exact (same object, same numbers).
+The pass works on both forms of graph the optimizer captures (``deepseek.graph.capture``): the
+module form, where conversions are Tensor-method calls, and the aten form, where they are
+``aten.to`` / ``aten.contiguous`` overloads.
 
 Whether a call is a no-op is decided, in this order, by
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from deepseek.optimize.passes import GraphPass, attr_value, finish
+from deepseek.graph.passes import GraphPass, attr_value, finish
 from torch import fx
 
 DTYPE_METHODS: dict[str, torch.dtype] = {
@@ -42,6 +45,15 @@ DTYPE_METHODS: dict[str, torch.dtype] = {
 
 CAST_METHODS = frozenset({"to", "type", "contiguous", "cpu", *DTYPE_METHODS})
 """Every conversion the pass looks at."""
+
+ATEN_CASTS: dict[Any, str] = {
+    torch.ops.aten.to.dtype: "to",
+    torch.ops.aten.to.dtype_layout: "to",
+    torch.ops.aten.to.device: "to",
+    torch.ops.aten.contiguous.default: "contiguous",
+}
+"""The same conversions in the aten form of the captured graph (``torch.export``), where every
+``.float()`` / ``.type()`` / ``.cpu()`` / ``.to()`` became an ``aten.to`` overload."""
 
 _PRESERVE = (None, torch.preserve_format)
 
@@ -62,6 +74,8 @@ def cast_method(node: fx.Node) -> str | None:
     if node.op == "call_method" and node.target in CAST_METHODS:
         return str(node.target)
     if node.op == "call_function":
+        if node.target in ATEN_CASTS:
+            return ATEN_CASTS[node.target]
         name = getattr(node.target, "__name__", "")
         if name in CAST_METHODS and getattr(torch.Tensor, name, None) is node.target:
             return name
@@ -94,9 +108,11 @@ def _parse_to(
     args: Sequence[Any], kwargs: dict[str, Any], info_of: Callable[[fx.Node], TensorInfo | None]
 ) -> tuple[torch.dtype | None, torch.device | None] | None:
     """(dtype, device) a ``.to(...)`` call asks for; ``None`` if it may copy or is not understood."""
-    if set(kwargs) - {"dtype", "device", "non_blocking", "copy", "memory_format"}:
+    if set(kwargs) - {"dtype", "device", "non_blocking", "copy", "memory_format", "layout"}:
         return None
     if kwargs.get("copy") or kwargs.get("memory_format") not in _PRESERVE:
+        return None
+    if kwargs.get("layout") not in (None, torch.strided):
         return None
     dtype, device = kwargs.get("dtype"), kwargs.get("device")
     for a in args:

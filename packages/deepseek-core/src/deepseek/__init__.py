@@ -35,7 +35,7 @@ from deepseek.plugins.registry import (
 )
 
 if TYPE_CHECKING:
-    from deepseek.optimize import optimize as optimize
+    from deepseek.graph.optimized import optimize as optimize
 
 __all__ = [
     "CheckpointError",
@@ -60,8 +60,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # ``deepseek.optimize`` is the graph optimizer's entry point, imported (with torch) on first use.
     if name == "optimize":
-        from deepseek.optimize import optimize
+        from deepseek.graph.optimized import optimize
 
         return optimize
     raise AttributeError(f"module 'deepseek' has no attribute {name!r}")

@@ -140,11 +140,16 @@ def deepseek_register_strategies(register: RegisterFn) -> None:
 def deepseek_register_passes(register: RegisterFn) -> None:
     """Register graph-optimizer passes.
 
-    ``target`` is a subclass of :class:`deepseek.optimize.passes.GraphPass` (or a factory
+    ``target`` is a subclass of :class:`deepseek.graph.passes.GraphPass` (or a factory
     returning an instance), created without arguments. A pass implements
-    ``apply(gm, example_inputs)``: it rewrites a ``torch.fx.GraphModule`` and returns it (or
-    ``None`` when it did not fire), noting what it changed with ``self.record(...)``. The
-    optimizer checks every result against eager and drops a pass that changes the numbers.
+    ``apply(gm, example_inputs)``: it rewrites the ``torch.fx.GraphModule`` that
+    :func:`deepseek.graph.capture.capture` made from the model and returns it (or ``None`` when
+    it did not fire), noting what it changed with ``self.record(...)``. That graph has one of two
+    forms (``call_module`` nodes from ``fx.symbolic_trace``, or ``aten`` ops from
+    ``torch.export``); :mod:`deepseek.graph.match` recognises linears, adds, attention and
+    activations in both. The optimizer checks every result against eager and drops a pass that
+    changes the numbers. ``passes="auto"`` considers every registered third-party pass after
+    core's and keeps it only when the pipeline is faster with it. Guide: docs/graph-passes.md.
     """
 
 

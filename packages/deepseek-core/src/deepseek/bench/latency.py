@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepseek.optimize.passes import max_rel_error
+from deepseek.graph.passes import max_rel_error
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -139,9 +139,9 @@ def build_variants(
 
     def optimized(**extra: Any) -> Callable[[], Callable[..., Any]]:
         def make() -> Callable[..., Any]:
-            from deepseek.optimize import optimize
+            import deepseek
 
-            return optimize(target, (example,), **{**optimize_kwargs, **extra})
+            return deepseek.optimize(target, (example,), **{**optimize_kwargs, **extra})
 
         return make
 

@@ -1,4 +1,4 @@
-"""Built-in graph-optimizer passes (see deepseek.optimize); registered lazily, no torch import."""
+"""Built-in graph-optimizer passes (see deepseek.graph); registered lazily, no torch import."""
 
 from deepseek.hookspecs import RegisterFn, hookimpl
 
@@ -12,8 +12,8 @@ _PASSES: tuple[tuple[str, str, str], ...] = (
     ("onednn-linear", "onednn:OneDNNLinear", "CPU: pre-pack Linear weights for oneDNN GEMM kernels, fusing activations and residual adds"),
     ("attention-bmm", "attention_bmm:AttentionBMM", "CPU: short causal/unmasked SDPA as baddbmm + softmax + bmm with a constant mask"),
     ("inductor", "inductor:InductorStage", "torch.compile (inductor): freezing on CPU, CUDA graphs on GPU (final stage)"),
-    ("bf16", "precision:BFloat16", "opt-in: run in bfloat16 with fp32 inputs/outputs (own tolerance)"),
-    ("int8-dynamic", "precision:Int8Dynamic", "opt-in: int8 dynamic quantization of Linear layers (own tolerance)"),
+    ("bf16", "reduced_precision:BFloat16", "opt-in: run in bfloat16 with fp32 inputs/outputs (own tolerance)"),
+    ("int8-dynamic", "reduced_precision:Int8Dynamic", "opt-in: int8 dynamic quantization of Linear layers (own tolerance)"),
 )
 
 
@@ -21,4 +21,4 @@ _PASSES: tuple[tuple[str, str, str], ...] = (
 def deepseek_register_passes(register: RegisterFn) -> None:
     """The deploy-time graph passes."""
     for name, target, description in _PASSES:
-        register(name, f"deepseek.optimize.{target}", description=description)
+        register(name, f"deepseek.graph.{target}", description=description)

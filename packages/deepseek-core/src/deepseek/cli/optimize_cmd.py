@@ -49,7 +49,10 @@ def _plan_table(plan: Any) -> Any:
         table.add_column(col)
     for r in plan.passes:
         err = "" if r.max_rel_error is None else f"{r.max_rel_error:.2e}"
-        table.add_row(r.name, r.status, "; ".join(r.changes) or (r.error or ""), err)
+        detail = "; ".join(r.changes) or (r.error or "")
+        if r.ms_with is not None:  # tried by auto: the pipeline timed with and without it
+            detail += f" ({r.ms_with:.2f} ms with it, {r.ms_without:.2f} ms without)"
+        table.add_row(r.name, r.status, detail, err)
     for c in plan.candidates:
         ms = c.get("median_ms")
         detail = f"{ms:.2f} ms" if ms is not None else (c.get("error") or "")
@@ -74,14 +77,14 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
     """Optimize a trained model for (batch, seq) token inputs and report what each pass did."""
     import warnings
 
-    from deepseek.optimize import optimize as run_optimize
+    import deepseek
 
     model, info = load_checkpoint_model(checkpoint, device)
     x = _example_tokens(model, batch, seq, device)
     spec: Any = passes if passes in ("auto", "none") else [p.strip() for p in passes.split(",") if p.strip()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plan = run_optimize(model, x, spec, precision=precision, cache=not no_cache).plan
+        plan = deepseek.optimize(model, x, spec, precision=precision, cache=not no_cache).plan
     assert plan is not None
     dropped = [str(w.message) for w in caught if "optimizer:" in str(w.message)]
     if as_json:
@@ -113,7 +116,7 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
 @click.option("--static", is_flag=True, help="Fix the example's shape instead of dynamic batch/seq.")
 def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, static: bool) -> None:
     """Export a trained model for deployment (torch.export .pt2, or ONNX)."""
-    from deepseek.optimize.export import export_model, missing_onnx_packages, token_dims
+    from deepseek.graph.export import export_model, missing_onnx_packages, token_dims
 
     if fmt == "onnx" and missing_onnx_packages():
         missing = ", ".join(missing_onnx_packages())
@@ -129,4 +132,4 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
                         metadata={"model": info, "checkpoint": str(checkpoint)})
     size = path.stat().st_size / 2**20
-    click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB); load it with deepseek.optimize.export.load_exported")
+    click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB); load it with deepseek.graph.export.load_exported")

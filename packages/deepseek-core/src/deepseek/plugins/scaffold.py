@@ -46,7 +46,7 @@ def render(short: str) -> dict[str, str]:
         "dist": dist,
         "pkg": pkg,
         "short": short,
-        "pass_name": f"{short}.remove-identity",
+        "pass_name": f"{short}.inline-linear",
         "core_req": _core_requirement(),
     }
     return {
@@ -114,7 +114,8 @@ _README = """\
 
 A plugin for the DeepSeek framework, made by `deepseek plugins new {short}`.
 
-- graph pass `{pass_name}`: removes `nn.Identity` calls from a `torch.fx` graph;
+- graph pass `{pass_name}`: calls `nn.Linear` layers as `F.linear` on their own parameters
+  (identical numbers, less call overhead); it fires on the GPT presets in `deepseek optimize`;
 - training callback: adds `{short}.loss_ema` (moving average of the loss) to every step's metrics.
 
 ```bash
@@ -122,9 +123,12 @@ pip install -e ./{dist}
 pytest {dist}
 deepseek plugins list            # shows {dist} and its pass
 deepseek plugins which pass {pass_name}
+deepseek optimize --checkpoint RUN --passes {pass_name}   # the pass alone: status "applied"
+deepseek optimize --checkpoint RUN                        # auto tries it, keeps it if faster
 ```
 
-See the plugin authoring guide (docs/plugins.md) and the hook reference (docs/hooks.md).
+See the graph-pass guide (docs/graph-passes.md), the plugin authoring guide (docs/plugins.md)
+and the hook reference (docs/hooks.md).
 """
 
 _INIT = '''\
@@ -156,8 +160,8 @@ def deepseek_register_passes(register: RegisterFn) -> None:
     """Register the graph pass of this plugin."""
     register(
         PASS_NAME,
-        "{pkg}.passes:RemoveIdentity",
-        description="remove nn.Identity calls from a torch.fx graph",
+        "{pkg}.passes:InlineLinear",
+        description="call nn.Linear layers as F.linear on their own parameters",
     )
 
 
@@ -181,30 +185,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from deepseek.optimize.passes import GraphPass, finish
-from torch import fx, nn
+import torch.nn.functional as F
+from deepseek.graph.match import match_linear
+from deepseek.graph.passes import GraphPass, finish, replace_node
+from torch import fx
 
 
-class RemoveIdentity(GraphPass):
-    """Remove calls to ``nn.Identity`` sub-modules: their output is exactly their input."""
+class InlineLinear(GraphPass):
+    """Call ``nn.Linear`` layers as ``F.linear`` on their own parameters.
+
+    The numbers are identical (``nn.Linear.forward`` is that very call) and each layer skips
+    ``nn.Module.__call__``'s bookkeeping. ``match_linear`` recognises a linear layer in every
+    form the optimizer captures. In the module form (``fx.symbolic_trace``, which every GPT
+    preset gets) an ``nn.Linear`` is a ``call_module`` node: this pass replaces it. In the aten
+    form (``torch.export``) linear layers already are function calls: the pass does not fire.
+    """
 
     name = "{pass_name}"
-    description = "remove nn.Identity calls from a torch.fx graph"
+    description = "call nn.Linear layers as F.linear on their own parameters"
 
     def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule | None:
-        """Rewrite ``gm``; return it, or ``None`` when there was nothing to remove."""
-        removed = 0
+        """Rewrite ``gm``; return it, or ``None`` when there was nothing to inline."""
+        inlined = 0
         for node in list(gm.graph.nodes):
-            if node.op != "call_module" or not node.args:
+            linear = match_linear(gm, node)
+            if linear is None or node.op != "call_module":
                 continue
-            if not isinstance(gm.get_submodule(node.target), nn.Identity):
-                continue
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
-            removed += 1
-        if not removed:
+            with gm.graph.inserting_before(node):
+                weight = gm.graph.get_attr(linear.weight_attr)
+                bias = None if linear.bias_attr is None else gm.graph.get_attr(linear.bias_attr)
+            replace_node(gm, node, F.linear, (linear.input, weight, bias))
+            inlined += 1
+        if not inlined:
             return None
-        self.record(f"removed {{removed}} nn.Identity call(s)")
+        self.record(f"inlined {{inlined}} nn.Linear call(s) as F.linear")
         return finish(gm)
 '''
 
@@ -213,11 +227,14 @@ _TEST = '''\
 
 from __future__ import annotations
 
+import deepseek
 import pytest
 import torch
+from deepseek.graph.capture import capture
+from deepseek.models.presets import tiny
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
-from torch import fx, nn
+from torch import nn
 
 from {pkg} import plugin
 
@@ -227,15 +244,10 @@ def make_host() -> PluginHost:
     return PluginHost(PluginSettings(allow=frozenset({{"{dist}"}})))
 
 
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Linear(8, 8)
-        self.skip = nn.Identity()
-        self.b = nn.Linear(8, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.b(torch.relu(self.skip(self.a(x))))
+def tiny_gpt() -> tuple[nn.Module, torch.Tensor]:
+    """Core's tiny GPT preset (4 blocks of 4 Linear layers, plus the head) and token ids."""
+    torch.manual_seed(0)
+    return tiny().eval(), torch.randint(0, 256, (2, 32))
 
 
 def test_plugin_is_discovered_and_registers_its_pass() -> None:
@@ -246,22 +258,45 @@ def test_plugin_is_discovered_and_registers_its_pass() -> None:
     assert host.resolve("pass", plugin.PASS_NAME).dist == "{dist}"
 
 
-def test_pass_removes_identity_and_keeps_the_numbers() -> None:
-    torch.manual_seed(0)
-    model = Net().eval()
-    x = torch.randn(4, 8)
-    expected = model(x)
-    gm = fx.symbolic_trace(model)
+def test_pass_fires_in_the_optimizer_on_a_gpt() -> None:
+    model, x = tiny_gpt()
     graph_pass = make_host().create("pass", plugin.PASS_NAME)
-    out, report = graph_pass.run(gm, (x,))
-    assert report.changes == ["removed 1 nn.Identity call(s)"]
-    assert [n.target for n in out.graph.nodes if n.op == "call_module"] == ["a", "b"]
-    assert torch.equal(out(x), expected)
+    optimized = deepseek.optimize(model, x, passes=[graph_pass], cache=False)
+    report = next(r for r in optimized.plan.passes if r.name == plugin.PASS_NAME)
+    assert report.status == "applied", report
+    assert report.changes == ["inlined 17 nn.Linear call(s) as F.linear"]
+    with torch.no_grad():
+        assert torch.equal(optimized(x), model(x))
 
 
-def test_pass_leaves_a_graph_without_identity_alone() -> None:
-    gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
-    out, report = make_host().create("pass", plugin.PASS_NAME).run(gm, ())
+def test_pass_rewrites_the_graph_the_optimizer_captures() -> None:
+    model, x = tiny_gpt()
+    gm, method = capture(model, (x,))
+    assert method == "fx.symbolic_trace"  # the module form: each nn.Linear is a call_module node
+    out, report = make_host().create("pass", plugin.PASS_NAME).run(gm, (x,))
+    assert report.status == "applied"
+    modules = [type(out.get_submodule(n.target)) for n in out.graph.nodes if n.op == "call_module"]
+    assert nn.Linear not in modules
+    with torch.no_grad():
+        assert torch.equal(out(x), model(x))
+
+
+class ShapeBranch(nn.Module):
+    """Python control flow on a shape: symbolic tracing fails, so the capture uses torch.export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) if x.shape[0] > 1 else x
+
+
+def test_in_the_aten_form_linear_layers_already_are_functions() -> None:
+    x = torch.randn(4, 8)
+    gm, method = capture(ShapeBranch().eval(), (x,))
+    assert method == "torch.export"
+    out, report = make_host().create("pass", plugin.PASS_NAME).run(gm, (x,))
     assert out is None and report.status == "no-op"
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from deepseek.optimize.passes import GraphPass, PassReport, copy_graph_module, max_rel_error
-from deepseek.optimize.plan import STATS, OptimizerWarning
+from deepseek.graph.passes import GraphPass, PassReport, copy_graph_module, max_rel_error
+from deepseek.graph.plan import STATS, OptimizerWarning
 
 
 def signature_of(args: Sequence[Any]) -> tuple[Any, ...]:
@@ -40,20 +40,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[..., Any], args: Sequence[Any], *, runs: int, warmup: int, device: torch.device) -> float:
-    """Median wall time of ``fn(*args)`` in milliseconds, after ``warmup`` calls."""
-    times = []
+def median_ms(fns: Sequence[Callable[..., Any]], args: Sequence[Any], *, runs: int, warmup: int,
+              device: torch.device) -> list[float]:
+    """Median wall time of each ``fn(*args)`` in milliseconds, after ``warmup`` calls of each.
+
+    The functions take turns call by call, so a change in machine load during the measurement
+    affects them alike (what a comparison between them needs).
+    """
+    times: list[list[float]] = [[] for _ in fns]
     with torch.no_grad():
         for _ in range(warmup):
-            fn(*args)
+            for fn in fns:
+                fn(*args)
         _sync(device)
         for _ in range(runs):
-            start = time.perf_counter()
-            fn(*args)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2] * 1e3
+            for fn, own in zip(fns, times, strict=True):
+                start = time.perf_counter()
+                fn(*args)
+                _sync(device)
+                own.append(time.perf_counter() - start)
+    return [sorted(own)[len(own) // 2] * 1e3 for own in times]
 
 
 def top1_agreement(actual: Any, expected: Any) -> float | None:

@@ -10,13 +10,14 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from deepseek.optimize.passes import (
+from deepseek.graph.match import match_linear
+from deepseek.graph.passes import (
     GraphPass,
     add_module,
-    as_linear,
     finish,
     get_module,
     make_linear,
+    replace_node,
 )
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -47,7 +48,7 @@ class FoldBatchNorm(GraphPass):
             if not isinstance(prev, fx.Node) or len(prev.users) != 1:
                 continue
             folded: nn.Module | None = None
-            lin = as_linear(gm, prev)
+            lin = match_linear(gm, prev)
             if lin is not None and type(bn) is nn.BatchNorm1d:
                 if not shapes_known:
                     ShapeProp(gm).propagate(*example_inputs)
@@ -69,10 +70,7 @@ class FoldBatchNorm(GraphPass):
                 continue
             label = str(prev.target) if prev.op == "call_module" else prev.name
             target = add_module(gm, f"{label}_bn", folded)
-            with gm.graph.inserting_before(node):
-                new = gm.graph.call_module(target, (src,))
-            node.replace_all_uses_with(new)
-            gm.graph.erase_node(node)
+            replace_node(gm, node, target, (src,))
             gm.graph.erase_node(prev)
             self.record(f"folded {node.target} into {label} -> {target}")
             fired = True

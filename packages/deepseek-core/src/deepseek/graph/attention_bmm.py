@@ -7,17 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-from deepseek.optimize.passes import GraphPass, add_constant, finish
+from deepseek.graph.match import match_attention
+from deepseek.graph.passes import GraphPass, add_constant, finish, replace_node
 
 MAX_SCORES = 1 << 23
 """Largest ``batch * heads * T * S`` rewritten (32 MiB of fp32 scores): beyond it the
 flash kernel's tiling, which never materialises the scores, is the better trade."""
-
-_SDPA = {F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default}
 
 
 def bmm_attention(
@@ -37,12 +35,6 @@ def bmm_attention(
     return out.view(*q.shape[:-1], v.shape[-1])
 
 
-def _arg(node: fx.Node, i: int, name: str, default: Any) -> Any:
-    if name in node.kwargs:
-        return node.kwargs[name]
-    return node.args[i] if len(node.args) > i else default
-
-
 class AttentionBMM(GraphPass):
     """Rewrite ``scaled_dot_product_attention`` on short sequences (no mask, or causal) into
     :func:`bmm_attention` with a pre-built causal mask. On 2-core CPUs at T=128 the flash
@@ -52,19 +44,20 @@ class AttentionBMM(GraphPass):
     description = "CPU: short causal/unmasked SDPA as baddbmm + softmax + bmm with a constant mask"
 
     def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule | None:
-        nodes = [n for n in gm.graph.nodes if n.op == "call_function" and n.target in _SDPA]
+        views = [v for n in gm.graph.nodes if (v := match_attention(n)) is not None]
         tensors = [x for x in example_inputs if isinstance(x, torch.Tensor)]
-        if not nodes or any(x.device.type != "cpu" for x in tensors):
+        if not views or any(x.device.type != "cpu" for x in tensors):
             return None
         ShapeProp(gm).propagate(*example_inputs)
         masks: dict[tuple[int, int], str] = {}
         done = 0
-        for node in nodes:
-            q, k, v = (node.args + (None, None, None))[:3]
-            metas = [getattr(x, "meta", {}).get("tensor_meta") for x in (q, k, v)]
-            if any(m is None for m in metas) or _arg(node, 3, "attn_mask", None) is not None:
+        for view in views:
+            node = view.node
+            q, k, v = view.query, view.key, view.value
+            metas = [x.meta.get("tensor_meta") for x in (q, k, v)]
+            if any(m is None for m in metas) or view.attn_mask is not None:
                 continue
-            if _arg(node, 4, "dropout_p", 0.0) != 0.0 or node.kwargs.get("enable_gqa", False):
+            if view.dropout_p != 0.0 or view.enable_gqa:
                 continue
             qm, km, vm = metas
             if qm.dtype != torch.float32 or len(qm.shape) < 3:
@@ -72,11 +65,10 @@ class AttentionBMM(GraphPass):
             if qm.shape[:-2] != km.shape[:-2] or km.shape[:-2] != vm.shape[:-2]:
                 continue
             t, s = qm.shape[-2], km.shape[-2]
-            causal = bool(_arg(node, 5, "is_causal", False))
+            causal = bool(view.is_causal)
             if math.prod(qm.shape[:-1]) * s > MAX_SCORES or (causal and t != s):
                 continue
-            scale = _arg(node, 6, "scale", None)
-            scale = 1.0 / math.sqrt(qm.shape[-1]) if scale is None else float(scale)
+            scale = 1.0 / math.sqrt(qm.shape[-1]) if view.scale is None else float(view.scale)
             mask_node = None
             if causal:
                 if (t, s) not in masks:
@@ -84,11 +76,7 @@ class AttentionBMM(GraphPass):
                     masks[(t, s)] = add_constant(gm, f"causal_mask_{t}x{s}", mask)
                 with gm.graph.inserting_before(node):
                     mask_node = gm.graph.get_attr(masks[(t, s)])
-            with gm.graph.inserting_before(node):
-                new = gm.graph.call_function(bmm_attention, (q, k, v, mask_node, scale))
-            new.meta.update(node.meta)
-            node.replace_all_uses_with(new)
-            gm.graph.erase_node(node)
+            replace_node(gm, node, bmm_attention, (q, k, v, mask_node, scale))
             done += 1
         if not done:
             return None

@@ -9,7 +9,7 @@ import torch
 from torch import fx, nn
 from torch.fx.node import map_arg
 
-from deepseek.optimize.passes import GraphPass, add_constant, attr_value, finish, get_module
+from deepseek.graph.passes import GraphPass, add_constant, attr_value, finish, get_module
 
 _META_METHODS = {"size", "dim", "numel", "ndimension"}
 _META_ATTRS = {"shape", "device", "dtype", "ndim"}

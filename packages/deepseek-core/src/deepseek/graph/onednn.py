@@ -12,24 +12,16 @@ only where it wins.
 from __future__ import annotations
 
 import math
-import operator
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import fx, nn
+from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-from deepseek.optimize.passes import (
-    GraphPass,
-    LinearView,
-    add_constant,
-    as_linear,
-    finish,
-    get_module,
-)
+from deepseek.graph.match import LinearView, match_activation, match_add, match_linear
+from deepseek.graph.passes import GraphPass, add_constant, finish
 
 _DTYPES = (torch.float32, torch.bfloat16)
 
@@ -39,27 +31,8 @@ def onednn_available() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-def _unary(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str] | None:
-    """``(attr, algorithm)`` of an activation oneDNN can fuse, or ``None``."""
-    if node.op == "call_module":
-        mod = get_module(gm, str(node.target))
-        if type(mod) is nn.GELU:
-            return "gelu", mod.approximate
-        if type(mod) is nn.ReLU:
-            return "relu", ""
-        if type(mod) is nn.SiLU:
-            return "swish", ""
-        return None
-    if node.op == "call_function" and len(node.args) == 1:
-        if node.target is F.gelu and set(node.kwargs) <= {"approximate"}:
-            return "gelu", str(node.kwargs.get("approximate", "none"))
-        if node.target in (F.relu, torch.relu) and not node.kwargs:
-            return "relu", ""
-        if node.target is F.silu and not node.kwargs:
-            return "swish", ""
-    if node.op == "call_method" and node.target == "relu" and len(node.args) == 1:
-        return "relu", ""
-    return None
+_ONEDNN_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "swish"}
+"""Activation kind (see :func:`~deepseek.graph.match.match_activation`) -> oneDNN's name for it."""
 
 
 _PACKED: dict[tuple[int, int, int], tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]] = {}
@@ -90,7 +63,7 @@ def packed_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def _packable(gm: fx.GraphModule, node: fx.Node) -> bool:
-    lv = as_linear(gm, node)
+    lv = match_linear(gm, node)
     return lv is not None and lv.weight.dtype in _DTYPES and lv.weight.device.type == "cpu"
 
 
@@ -114,7 +87,7 @@ class OneDNNLinear(GraphPass):
         ShapeProp(gm).propagate(*example_inputs)
         counts = {"linear": 0, "activation": 0, "residual add": 0}
         for node in candidates:
-            lv = as_linear(gm, node)  # re-read: earlier rewrites may have replaced its input node
+            lv = match_linear(gm, node)  # re-read: earlier rewrites may have replaced its input node
             if lv is not None and self._rewrite(gm, lv, counts):
                 counts["linear"] += 1
         if not counts["linear"]:
@@ -146,9 +119,12 @@ class OneDNNLinear(GraphPass):
             b_node = None if b_name is None else graph.get_attr(b_name)
         op = torch.ops.mkldnn._linear_pointwise
         new: fx.Node | None = None
-        if len(users) == 1 and users[0].args[:1] == (node,) and (act := _unary(gm, users[0])) is not None:
+        act = match_activation(gm, users[0]) if len(users) == 1 else None
+        if act is not None and act.input is node:
             with graph.inserting_before(users[0]):
-                new = graph.call_function(op.default, (lv.input, w_node, b_node, act[0], [], act[1]))
+                algorithm = act.approximate if act.kind == "gelu" else ""
+                args = (lv.input, w_node, b_node, _ONEDNN_ACTIVATIONS[act.kind], [], algorithm)
+                new = graph.call_function(op.default, args)
             replace = users[0]
             counts["activation"] += 1
         elif len(users) == 1 and (other := self._residual(users[0], node, out_meta)) is not None:
@@ -169,13 +145,9 @@ class OneDNNLinear(GraphPass):
     @staticmethod
     def _residual(user: fx.Node, node: fx.Node, out_meta: Any) -> fx.Node | None:
         """The other operand of ``node + other`` / ``other + node`` when it has the same shape."""
-        if user.op != "call_function" or user.target not in (operator.add, torch.add) or user.kwargs:
-            return None
-        if len(user.args) != 2:
-            return None
-        a, b = user.args
-        other = b if a is node else a if b is node else None
-        if other is node or not isinstance(other, fx.Node):
+        add = match_add(user)
+        other = None if add is None else add.other(node)
+        if not isinstance(other, fx.Node):
             return None
         meta = _meta(other)
         if meta is None or tuple(meta.shape) != tuple(out_meta.shape) or meta.dtype != out_meta.dtype:

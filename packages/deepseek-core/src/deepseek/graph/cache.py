@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:

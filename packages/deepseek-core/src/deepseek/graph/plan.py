@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from deepseek.optimize.passes import GraphPass, PassReport
+from deepseek.graph.passes import GraphPass, PassReport
 
 STATS: Counter[str] = Counter()
 """Process-wide counters: ``searches`` (auto searches run), ``cache_hits``, ``dropped``."""
@@ -29,9 +29,9 @@ class Stage:
 def all_stages(device: torch.device) -> tuple[list[Stage], list[Stage]]:
     """``(default, extra)`` stage candidates on ``device``: ``auto`` times the defaults; the extras
     run only when named in ``stages=``."""
-    from deepseek.optimize.attention_bmm import AttentionBMM
-    from deepseek.optimize.inductor import InductorStage
-    from deepseek.optimize.onednn import OneDNNLinear
+    from deepseek.graph.attention_bmm import AttentionBMM
+    from deepseek.graph.inductor import InductorStage
+    from deepseek.graph.onednn import OneDNNLinear
 
     default = [Stage("fx"), Stage("inductor", (InductorStage(),))]
     extra: list[Stage] = []
@@ -44,23 +44,47 @@ def all_stages(device: torch.device) -> tuple[list[Stage], list[Stage]]:
     return default, extra
 
 
+CANDIDATE_STATUSES: dict[str, str] = {
+    "ok": "verified and timed (median_ms)",
+    "dropped": "its outputs, or those of one of its passes, differ from eager's by more than the tolerance",
+    "slow": "its first call took over 3x the best median so far; median_ms is that one call",
+    "skipped": "needs a captured graph and the model could not be captured",
+    "no-op": "every pass of the stage declined: it would equal the plain graph",
+    "error": "a pass of the stage raised",
+}
+"""Every ``status`` of a :attr:`Plan.candidates` entry, with its meaning."""
+
+
 @dataclass
 class Plan:
-    """What the optimizer decided for one input signature, and why."""
+    """What the optimizer decided for one input signature, and why (JSON: :meth:`as_dict`)."""
 
     signature: str
+    """Shapes, dtypes and devices of the inputs this plan is for."""
     precision: str
+    """``fp32``, ``bf16`` or ``int8`` as asked."""
     tolerance: float
+    """Max relative error accepted (the precision pass's own once it was applied)."""
     capture: str = "none"
+    """``fx.symbolic_trace``, ``torch.export``, ``graph`` (the model was a GraphModule),
+    ``failed (why)``, or ``none`` (nothing captured: eager replayed from the cache)."""
     passes: list[PassReport] = field(default_factory=list)
+    """Every graph pass considered, in pipeline order: graph passes, tried passes, precision."""
     stage: str = "eager"
+    """The chosen final stage: ``eager``, ``fx``, ``onednn``, ``onednn-bmm``, ``inductor``..."""
     stage_passes: list[PassReport] = field(default_factory=list)
+    """Reports of the chosen stage's own passes (e.g. ``onednn-linear``)."""
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    """``auto``: each stage considered: ``name``, ``status`` (:data:`CANDIDATE_STATUSES`),
+    ``max_rel_error``, ``top1_agreement``, ``changes``, ``median_ms`` (timed ones), ``error``."""
     max_rel_error: float = 0.0
+    """Of the chosen pipeline's outputs against eager's, on the example inputs."""
     top1_agreement: float | None = None
+    """Share of positions whose argmax over the last dim matches eager's (first output)."""
     cache_hit: bool = False
     cache_path: str | None = None
     seconds: float = 0.0
+    """Time spent optimizing this signature."""
 
     @property
     def pipeline(self) -> list[str]:

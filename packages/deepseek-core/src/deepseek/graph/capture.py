@@ -1,4 +1,19 @@
-"""Turn a model into a ``torch.fx.GraphModule`` the passes can rewrite."""
+"""The graph every pass receives: ``capture(model, example_inputs)``.
+
+The optimizer, the contract tests and a plugin's own tests all call this one function, so a pass
+sees in its tests exactly the graph it gets in production. The form depends on the model:
+
+- ``fx.symbolic_trace`` first: the *module form*. Sub-modules stay ``call_module`` nodes (an
+  ``nn.Linear`` is one node), functions and Tensor methods appear as the model wrote them. Every
+  GPT preset is captured this way.
+- ``torch.export`` (non-strict) when symbolic tracing fails (Python control flow on tensor
+  shapes or values, iteration over a tensor...): the *aten form*. Modules are inlined into
+  ``aten`` ops (``aten.linear.default``, ``aten.add.Tensor``,
+  ``aten.scaled_dot_product_attention.default``), parameters are ``get_attr`` nodes, and the
+  first node after the placeholders calls ``_guards_fn`` (export's input checks).
+
+:mod:`deepseek.graph.match` recognises common ops in both forms.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +36,8 @@ class CaptureError(RuntimeError):
 
 
 def capture(model: nn.Module, example_inputs: Sequence[Any]) -> tuple[fx.GraphModule, str]:
-    """``(graph_module, method)``: fx symbolic tracing, else ``torch.export`` (non-strict).
+    """``(graph_module, method)``; ``method`` is ``"fx.symbolic_trace"`` (module form),
+    ``"torch.export"`` (aten form), or ``"graph"`` when ``model`` already is a GraphModule.
 
     Parameters after the example inputs are traced at their defaults (``targets=None`` stays
     ``None``), so the graph computes ``model(*example_inputs)``. Captured graphs share the

@@ -8,16 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import fx, nn
 
-from deepseek.optimize.passes import GraphPass
-
-
-def _device_of(example_inputs: Sequence[Any], module: nn.Module) -> torch.device:
-    for x in example_inputs:
-        if isinstance(x, torch.Tensor):
-            return x.device
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
+from deepseek.graph.passes import GraphPass
+from deepseek.graph.verify import device_of
 
 
 class CompiledModule(nn.Module):
@@ -77,7 +69,7 @@ class InductorStage(GraphPass):
         return mode, config
 
     def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> nn.Module | None:
-        device = _device_of(example_inputs, gm)
+        device = device_of(gm, example_inputs)
         mode, config = self.settings(device)
         compiled = torch.compile(gm, backend="inductor", mode=mode, dynamic=False)
         result = CompiledModule(gm, compiled, config)

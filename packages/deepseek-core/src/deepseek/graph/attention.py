@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-from deepseek.optimize.eliminate import DropDropoutIdentity
-from deepseek.optimize.passes import GraphPass, finish
+from deepseek.graph.eliminate import DropDropoutIdentity
+from deepseek.graph.match import match_add
+from deepseek.graph.passes import GraphPass, finish, replace_node
 
 _MATMUL = {torch.matmul, operator.matmul}
 _SOFTMAX = {F.softmax, torch.softmax}
 _TRANSPOSE = {torch.transpose}
 _MASKED_FILL = {torch.masked_fill}
-_ADD = {operator.add, torch.add}
 
 
 @dataclass
@@ -59,10 +59,8 @@ class AttentionToSDPA(GraphPass):
                     mask = gm.graph.call_function(torch.logical_not, (m.mask,))
                 elif m.mask_kind == "fill-value":
                     mask = gm.graph.call_function(torch.where, (m.mask, m.fill_value, 0.0))
-                kwargs: dict[str, Any] = {"attn_mask": mask, "scale": m.scale}
-                new = gm.graph.call_function(F.scaled_dot_product_attention, (m.q, m.k, m.v), kwargs)
-            m.out.replace_all_uses_with(new)
-            gm.graph.erase_node(m.out)
+            replace_node(gm, m.out, F.scaled_dot_product_attention, (m.q, m.k, m.v),
+                         {"attn_mask": mask, "scale": m.scale})
             masked = "" if m.mask_kind == "none" else f", {m.mask_kind} mask"
             self.record(f"{m.out.name}: attention -> scaled_dot_product_attention (scale {m.scale:.6g}{masked})")
         return finish(gm) if matches else None
@@ -125,18 +123,14 @@ def _match(gm: fx.GraphModule, out: fx.Node) -> _Match | None:
         else:
             return None
         scores = scores.args[0]
-    elif _is_call(scores, _ADD, "add") and _single_use(scores) and len(scores.args) == 2:  # type: ignore[arg-type]
-        assert isinstance(scores, fx.Node)
-        a, b = scores.args
-        for cand, other in ((a, b), (b, a)):
+    elif isinstance(scores, fx.Node) and (add := match_add(scores)) is not None and _single_use(scores):
+        for cand, other in ((add.left, add.right), (add.right, add.left)):
             if isinstance(other, fx.Node) and _scaled_qk(cand) is not None:
                 if _dtype(other) != _dtype(cand):
                     return None
                 scores, mask, kind = cand, other, "additive"
                 break
         else:
-            return None
-        if scores.kwargs.get("alpha", 1) != 1:  # type: ignore[union-attr]
             return None
     qk = _scaled_qk(scores)
     if qk is None:

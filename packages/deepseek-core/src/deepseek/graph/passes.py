@@ -1,10 +1,11 @@
-"""The graph-pass interface and the helpers every pass shares.
+"""The graph-pass interface and the graph-editing helpers every pass shares.
 
-A pass rewrites a :class:`torch.fx.GraphModule` traced from a model in eval mode. It returns the
-rewritten module, or ``None`` when it did not fire. While it works it records what it changed
-with :meth:`GraphPass.record`; :meth:`GraphPass.run` turns that into a :class:`PassReport`. The
-optimizer checks every result against eager and drops a pass that changes the numbers, so a pass
-may assume nothing about being kept.
+A pass rewrites the ``torch.fx.GraphModule`` that :func:`deepseek.graph.capture.capture` made
+from a model in eval mode (its two forms, and how to recognise ops in both, are described in
+:mod:`deepseek.graph.match`). It returns the rewritten module, or ``None`` when it did not fire.
+While it works it records what it changed with :meth:`GraphPass.record`; :meth:`GraphPass.run`
+turns that into a :class:`PassReport`. The optimizer checks every result against eager and drops
+a pass that changes the numbers, so a pass may assume nothing about being kept.
 
 Rules for pass authors:
 
@@ -18,36 +19,48 @@ Rules for pass authors:
 
 from __future__ import annotations
 
-import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 FP32_TOLERANCE = 1e-4
 """Largest max-relative error an fp32 pass may introduce (see :func:`max_rel_error`)."""
 
 
+STATUSES: dict[str, str] = {
+    "applied": "fired, verified and kept in the pipeline",
+    "no-op": "did not fire (apply returned None)",
+    "dropped": "fired, but its outputs differ from eager's by more than the tolerance",
+    "error": "raised while being created or applied, or its graph raised when run",
+    "not-faster": "auto: fired and verified, but the pipeline was not faster with it",
+}
+"""Every :attr:`PassReport.status`, with its meaning."""
+
+
 @dataclass
 class PassReport:
-    """What one pass did to one graph."""
+    """What one pass did to one graph (its JSON form is :meth:`as_dict`)."""
 
     name: str
     status: str = "no-op"
-    """``applied``, ``no-op`` (did not fire), ``dropped`` (failed verification) or ``error``."""
+    """One of :data:`STATUSES`."""
     changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     max_rel_error: float | None = None
     error: str | None = None
+    ms_with: float | None = None
+    """``auto`` tried the pass on its own: median ms of the pipeline with it ..."""
+    ms_without: float | None = None
+    """... and without it, timed alternately on the example inputs."""
 
     @property
     def fired(self) -> bool:
-        """True when the pass changed the graph."""
-        return self.status in ("applied", "dropped")
+        """True when the pass changed the graph (whether or not the change was kept)."""
+        return self.status in ("applied", "dropped", "not-faster")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -58,6 +71,8 @@ class PassReport:
             "seconds": round(self.seconds, 4),
             "max_rel_error": self.max_rel_error,
             "error": self.error,
+            "ms_with": self.ms_with,
+            "ms_without": self.ms_without,
         }
 
 
@@ -175,39 +190,6 @@ def attr_value(gm: fx.GraphModule, node: fx.Node) -> Any:
     return obj
 
 
-_LINEAR_FUNCS = (F.linear, torch._C._nn.linear, torch.ops.aten.linear.default)
-
-
-@dataclass
-class LinearView:
-    """A linear layer found in a graph: ``y = x @ weight.T + bias``."""
-
-    node: fx.Node
-    input: fx.Node
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-
-def as_linear(gm: fx.GraphModule, node: fx.Node) -> LinearView | None:
-    """Recognise ``nn.Linear`` modules and ``F.linear`` calls whose weights are attributes."""
-    if node.op == "call_module":
-        mod = get_module(gm, str(node.target))
-        if type(mod) is nn.Linear and len(node.args) == 1 and not node.kwargs:
-            return LinearView(node, node.args[0], mod.weight, mod.bias)  # type: ignore[arg-type]
-        return None
-    if node.op == "call_function" and node.target in _LINEAR_FUNCS:
-        args = list(node.args) + [None] * (3 - len(node.args))
-        x = args[0]
-        w = node.kwargs.get("weight", args[1])
-        b = node.kwargs.get("bias", args[2])
-        if not isinstance(w, fx.Node) or w.op != "get_attr":
-            return None
-        if b is not None and (not isinstance(b, fx.Node) or b.op != "get_attr"):
-            return None
-        return LinearView(node, x, attr_value(gm, w), None if b is None else attr_value(gm, b))
-    return None
-
-
 def make_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     """A new eval-mode ``nn.Linear`` holding copies of ``weight`` and ``bias``."""
     out_f, in_f = weight.shape
@@ -219,9 +201,19 @@ def make_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return lin.eval().requires_grad_(False)
 
 
-def is_getitem(node: fx.Node) -> bool:
-    """True for ``x[i]`` nodes."""
-    return node.op == "call_function" and node.target is operator.getitem
+def replace_node(gm: fx.GraphModule, node: fx.Node, target: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any] | None = None) -> fx.Node:
+    """Put a call of ``target`` (a sub-module path: ``call_module``; else ``call_function``) in
+    place of ``node``: inserted before it, given its users and metadata; ``node`` is erased."""
+    with gm.graph.inserting_before(node):
+        if isinstance(target, str):
+            new = gm.graph.call_module(target, args, kwargs)
+        else:
+            new = gm.graph.call_function(target, args, kwargs)
+    new.meta.update(node.meta)
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+    return new
 
 
 def finish(gm: fx.GraphModule) -> fx.GraphModule:

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from deepseek.optimize.passes import GraphPass, finish
+from deepseek.graph.match import match_linear
+from deepseek.graph.passes import GraphPass, add_module, finish, replace_node
 
 BF16_TOLERANCE = 5e-2
 """Max relative error accepted for the bf16 path (8-bit mantissa, errors grow with depth)."""
@@ -73,6 +74,10 @@ class BFloat16(GraphPass):
             return None
         new = copy.deepcopy(gm).to(torch.bfloat16)
         _cast_io(new, torch.bfloat16)
+        # The aten form asserts the fp32 dtypes it was traced with; bf16 changes them on purpose.
+        for node in list(new.graph.nodes):
+            if node.op == "call_function" and node.target is torch.ops.aten._assert_tensor_metadata.default:
+                new.graph.erase_node(node)
         params = sum(p.numel() for p in new.parameters())
         self.record(f"converted {params:,} parameters to bf16; fp32 inputs/outputs cast at the edges")
         return finish(new)
@@ -112,16 +117,16 @@ class Int8DynamicLinear(nn.Module):
     """A Linear layer with int8 weights (per output channel) and int8 activations quantized per
     row at run time; one opaque op (``deepseek::int8_linear``) so compilers call it as is."""
 
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         with torch.no_grad():
-            w = linear.weight.detach().float()
+            w = weight.detach().float()
             scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
             q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
         self.register_buffer("weight_t", q.t().contiguous())  # (in, out) for torch._int_mm
         self.register_buffer("weight_scale", scale)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.out_features, self.in_features = weight.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Quantize ``x`` per row, multiply in int8 with int32 accumulation, rescale."""
@@ -132,7 +137,8 @@ class Int8DynamicLinear(nn.Module):
 
 
 class Int8Dynamic(GraphPass):
-    """Replace every ``nn.Linear`` with int8 weights and dynamically quantized activations."""
+    """Replace every fp32 Linear layer (any captured form) with int8 weights and dynamically
+    quantized activations."""
 
     name = "int8-dynamic"
     description = "opt-in: int8 dynamic quantization of Linear layers (int8 weights and activations)"
@@ -140,30 +146,18 @@ class Int8Dynamic(GraphPass):
 
     def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> fx.GraphModule | None:
         replaced = 0
-        new = fx.GraphModule(gm, copy.deepcopy(gm.graph))
-        for node in new.graph.nodes:
-            if node.op != "call_module":
+        for node in list(gm.graph.nodes):
+            lv = match_linear(gm, node)
+            if lv is None or lv.weight.dtype != torch.float32:
                 continue
-            mod = new.get_submodule(str(node.target))
-            if type(mod) is nn.Linear and mod.weight.dtype == torch.float32:
-                _set_submodule(new, str(node.target), Int8DynamicLinear(mod))
-                replaced += 1
+            label = str(node.target) if node.op == "call_module" else node.name
+            target = add_module(gm, f"{label}_int8", Int8DynamicLinear(lv.weight, lv.bias))
+            replace_node(gm, node, target, (lv.input,))
+            replaced += 1
         if not replaced:
             return None
         self.record(f"quantized {replaced} Linear layer(s) to int8 (per-channel weights, per-row activations)")
-        return finish(new)
-
-
-def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
-    """Point ``root``'s path ``target`` at ``module``, copying parents so the originals stay intact."""
-    parts = target.split(".")
-    parent = root
-    for part in parts[:-1]:
-        child = copy.copy(getattr(parent, part))
-        child._modules = dict(child._modules)  # type: ignore[assignment]
-        setattr(parent, part, child)
-        parent = child
-    setattr(parent, parts[-1], module)
+        return finish(gm)
 
 
 __all__ = ["BF16_TOLERANCE", "INT8_TOLERANCE", "BFloat16", "Int8Dynamic", "Int8DynamicLinear", "cpu_supports_bf16"]

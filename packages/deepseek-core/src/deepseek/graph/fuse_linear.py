@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from deepseek.optimize.passes import GraphPass, add_module, as_linear, finish, make_linear
+from deepseek.graph.match import match_linear
+from deepseek.graph.passes import GraphPass, add_module, finish, make_linear, replace_node
 
 
 class FuseConsecutiveLinear(GraphPass):
@@ -28,10 +29,10 @@ class FuseConsecutiveLinear(GraphPass):
         while changed:  # chains A -> B -> C collapse pairwise
             changed = False
             for node in list(gm.graph.nodes):
-                second = as_linear(gm, node)
+                second = match_linear(gm, node)
                 if second is None or not isinstance(second.input, fx.Node):
                     continue
-                first = as_linear(gm, second.input)
+                first = match_linear(gm, second.input)
                 if first is None or len(first.node.users) != 1:
                     continue
                 w_a, w_b = first.weight, second.weight
@@ -50,10 +51,7 @@ class FuseConsecutiveLinear(GraphPass):
                 a_name, b_name = _label(first.node), _label(second.node)
                 fused: nn.Linear = make_linear(weight, bias)
                 target = add_module(gm, f"fused_{a_name}_{b_name}", fused)
-                with gm.graph.inserting_before(second.node):
-                    new = gm.graph.call_module(target, (first.input,))
-                second.node.replace_all_uses_with(new)
-                gm.graph.erase_node(second.node)
+                replace_node(gm, second.node, target, (first.input,))
                 gm.graph.erase_node(first.node)
                 self.record(
                     f"{a_name} ({k}->{mid}) + {b_name} ({mid}->{n}) -> {target} ({k}->{n})"

@@ -1,7 +1,8 @@
-"""Deploy-time graph optimizer: ``deepseek.optimize(model, example_inputs)``.
+"""``deepseek.optimize(model, example_inputs)`` and the :class:`OptimizedModel` it returns.
 
-The model is traced into a ``torch.fx`` graph, rewritten by graph passes (each checked against
-eager), then run as is or compiled with inductor, whichever is fastest on the example inputs.
+The model is captured into a ``torch.fx`` graph (:mod:`deepseek.graph.capture`), rewritten by
+graph passes (each checked against eager), then run as is or through a final stage (oneDNN-packed
+GEMMs, inductor), whichever is fastest on the example inputs (:mod:`deepseek.graph.search`).
 Without example inputs the work is deferred to the first call, and repeated for each new input
 signature (shapes, dtypes, devices), keeping the ``max_shapes`` most recent ones.
 
@@ -13,8 +14,6 @@ keep tensors in Python state (a KV cache) are not captured as graphs; they get e
 
 from __future__ import annotations
 
-import sys
-import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,24 +23,11 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
-from deepseek.optimize.optimizer import DEFAULT_GRAPH_PASSES, PRECISIONS, build, parse_spec
-from deepseek.optimize.passes import FP32_TOLERANCE, GraphPass, PassReport, max_rel_error
-from deepseek.optimize.plan import STATS, OptimizerWarning, Plan
-from deepseek.optimize.verify import device_of, signature_of
-
-__all__ = [
-    "DEFAULT_GRAPH_PASSES",
-    "FP32_TOLERANCE",
-    "PRECISIONS",
-    "STATS",
-    "GraphPass",
-    "OptimizedModel",
-    "OptimizerWarning",
-    "PassReport",
-    "Plan",
-    "max_rel_error",
-    "optimize",
-]
+from deepseek.graph.passes import GraphPass
+from deepseek.graph.plan import Plan
+from deepseek.graph.search import build
+from deepseek.graph.spec import parse_spec
+from deepseek.graph.verify import device_of, signature_of
 
 
 class OptimizedModel(nn.Module):
@@ -75,7 +61,7 @@ class OptimizedModel(nn.Module):
         if entry is not None:
             self._entries.move_to_end(key)
             return entry
-        device = _device(self.model, args)
+        device = device_of(self.model, args)
         spec = parse_spec(self._passes, device=device, **self._options)
         entry = build(self.model, args, spec)
         self._entries[key] = entry
@@ -101,10 +87,6 @@ class OptimizedModel(nn.Module):
         return super().train(False)
 
 
-def _device(model: nn.Module, args: Sequence[Any]) -> torch.device:
-    return device_of(model, args)
-
-
 def optimize(
     model: nn.Module,
     example_inputs: Any = None,
@@ -125,25 +107,29 @@ def optimize(
         model: the model; it is put in eval mode. Its parameters are shared, never modified.
         example_inputs: a tensor or tuple of positional inputs to optimize for now; ``None``
             defers the work to the first call (and to each new input signature).
-        passes: ``"auto"`` (built-in graph passes, then the fastest verified stage: eager, the
-            rewritten graph, or inductor), ``"none"``, or a list of registered pass names (any
-            plugin's, see ``deepseek.list_passes()``) applied in order. ``["auto", "x"]`` adds
-            the pass ``x`` to the auto search.
+        passes: ``"auto"`` (core's graph passes; every further pass it considers, kept only
+            where it makes the pipeline faster; then the fastest verified stage: eager, the
+            rewritten graph, oneDNN, inductor), ``"none"``, or a list of registered pass names
+            (any plugin's, see ``deepseek.list_passes()``) applied in order. ``auto`` considers
+            the passes registered by third-party plugins; ``["auto", "x"]`` also considers ``x``.
         stages: with ``auto``, time these final candidates instead of the defaults: ``"fx"``
-            (the rewritten graph), ``"inductor"``; on CPU also ``"onednn"`` (oneDNN-packed
-            Linear layers) and, only when named, ``"onednn-inductor"``, ``"inductor-cpp-gemm"``.
-            Eager is always a candidate.
+            (the rewritten graph), ``"inductor"``, registered third-party terminal passes; on
+            CPU also ``"onednn"`` (oneDNN-packed Linear layers), ``"onednn-bmm"`` and, only when
+            named, ``"onednn-inductor"``, ``"inductor-cpp-gemm"``. Eager is always a candidate.
         precision: ``"fp32"``, or opt-in ``"bf16"`` / ``"int8"`` (each with its own tolerance;
             the plan reports the measured max relative error and top-1 agreement).
-        tolerance: max relative error accepted (default 1e-4 for fp32; see ``FP32_TOLERANCE``).
+        tolerance: max relative error accepted (default 1e-4 for fp32, see
+            ``deepseek.graph.passes.FP32_TOLERANCE``; 2e-2 for models computing in bf16/fp16).
         cache: reuse and store ``auto`` decisions on disk (``$DEEPSEEK_CACHE_DIR/optimize`` or
             ``~/.cache/deepseek/optimize``), keyed by model structure, input signature, device
-            and versions; ``cache_dir`` overrides the location.
+            and versions, options and the third-party passes considered; ``cache_dir``
+            overrides the location.
         max_shapes: input signatures kept (least recently used dropped first).
         runs, warmup: timing repetitions per candidate during the ``auto`` search.
 
     A pass that raises or changes the numbers beyond the tolerance is dropped with an
-    :class:`OptimizerWarning` naming it; the worst case is eager.
+    :class:`~deepseek.graph.plan.OptimizerWarning` naming it; the worst case is eager. What was
+    decided, and why, is ``result.plan`` (:class:`~deepseek.graph.plan.Plan`).
     """
     if not isinstance(model, nn.Module):
         raise UsageError(f"optimize() needs a torch.nn.Module, got {type(model).__name__}")
@@ -161,7 +147,7 @@ def optimize(
     }
     inputs = () if example_inputs is None else _as_tuple(example_inputs)
     # Resolve names now so that a typo fails here rather than on the first call.
-    parse_spec(passes, device=_device(model, inputs), **options)
+    parse_spec(passes, device=device_of(model, inputs), **options)
     wrapped = OptimizedModel(model, passes, max_shapes=max_shapes, options=options)
     if inputs:
         wrapped.prepare(*inputs)
@@ -172,14 +158,3 @@ def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
     if isinstance(example_inputs, (tuple, list)):
         return tuple(example_inputs)
     return (example_inputs,)
-
-
-class _CallableModule(types.ModuleType):
-    """Importing ``deepseek.optimize`` binds the package over ``deepseek.optimize`` the function;
-    making the package callable keeps ``deepseek.optimize(model, ...)`` working either way."""
-
-    def __call__(self, model: nn.Module, example_inputs: Any = None, passes: Any = "auto", **kwargs: Any) -> OptimizedModel:
-        return optimize(model, example_inputs, passes, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -9,14 +9,8 @@ from typing import Any
 import torch
 from torch import fx
 
-from deepseek.optimize.passes import (
-    GraphPass,
-    LinearView,
-    add_module,
-    as_linear,
-    finish,
-    make_linear,
-)
+from deepseek.graph.match import LinearView, match_linear
+from deepseek.graph.passes import GraphPass, add_module, finish, make_linear
 
 
 class MergeSiblingLinear(GraphPass):
@@ -34,7 +28,7 @@ class MergeSiblingLinear(GraphPass):
         for node in list(gm.graph.nodes):
             groups: dict[tuple[Any, ...], list[LinearView]] = {}
             for user in node.users:
-                lin = as_linear(gm, user)
+                lin = match_linear(gm, user)
                 if lin is None or lin.input is not node:
                     continue
                 key = (lin.weight.shape[1], lin.weight.dtype, lin.weight.device, lin.bias is None)
