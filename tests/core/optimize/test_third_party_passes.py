@@ -21,7 +21,7 @@ from torch import fx, nn
 
 import deepseek
 from deepseek.graph.plan import OptimizerWarning, Plan
-from deepseek.plugins import host as host_mod
+from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
 PAD_SECONDS = 0.02
@@ -124,8 +124,8 @@ class ScaleOutput(GraphPass):
 
 
 @pytest.fixture
-def use_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """``use_plugins(*dists)``: the shared plugin host loads core plus exactly ``dists``, of which
+def use_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., PluginHost]]:
+    """``use_plugins(*dists)``: a fresh plugin host loading core plus exactly ``dists``, of which
     ``deepseek-acme`` is the throwaway distribution holding :data:`PASSES`."""
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "plugins"))
     from plugin_testing import DistFactory
@@ -134,13 +134,13 @@ def use_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
     DistFactory(site)("deepseek-acme", {"acme_passes": PASSES})
-    saved = (host_mod._HOST, host_mod._SETTINGS)
+    hosts: list[PluginHost] = []
 
-    def use(*dists: str) -> None:
-        host_mod.configure(PluginSettings(allow=frozenset(dists)))
+    def use(*dists: str) -> PluginHost:
+        hosts.append(PluginHost(PluginSettings(allow=frozenset(dists))))
+        return hosts[-1]
 
     yield use
-    host_mod._HOST, host_mod._SETTINGS = saved
     sys.modules.pop("acme_passes", None)
 
 
@@ -153,11 +153,11 @@ def search(model: nn.Module, x: torch.Tensor, **options: object) -> tuple[nn.Mod
     return om, om.plan, [str(w.message) for w in caught if issubclass(w.category, OptimizerWarning)]
 
 
-def test_auto_keeps_a_faster_exact_pass_and_drops_the_others_with_reasons(use_plugins: Callable[..., None]) -> None:
-    use_plugins("deepseek-acme")
+def test_auto_keeps_a_faster_exact_pass_and_drops_the_others_with_reasons(use_plugins: Callable[..., PluginHost]) -> None:
+    host = use_plugins("deepseek-acme")
     torch.manual_seed(0)
     model, x = Padded().eval(), torch.randn(3, 16)
-    om, plan, messages = search(model, x, cache=False)
+    om, plan, messages = search(model, x, cache=False, host=host)
     reports = {r.name: r for r in plan.passes}
     tried = ["acme.add-padding", "acme.drop-padding", "acme.explodes", "acme.missing", "acme.scale-output"]
     assert sorted(r.name for r in plan.passes if r.name.startswith("acme.")) == tried
@@ -184,18 +184,17 @@ def test_auto_keeps_a_faster_exact_pass_and_drops_the_others_with_reasons(use_pl
 
 
 def test_the_decision_cache_knows_which_third_party_passes_were_considered(
-    use_plugins: Callable[..., None], tmp_path: Path,
+    use_plugins: Callable[..., PluginHost], tmp_path: Path,
 ) -> None:
     torch.manual_seed(0)
     model, x = Padded().eval(), torch.randn(3, 16)
-    use_plugins()
-    _, without, _ = search(model, x, cache_dir=tmp_path)
+    _, without, _ = search(model, x, cache_dir=tmp_path, host=use_plugins())
     assert "acme.drop-padding" not in without.pipeline and without.cache_path is not None
-    use_plugins("deepseek-acme")
-    _, first, _ = search(model, x, cache_dir=tmp_path)
+    host = use_plugins("deepseek-acme")
+    _, first, _ = search(model, x, cache_dir=tmp_path, host=host)
     assert first.cache_path != without.cache_path and not first.cache_hit
     assert "acme.drop-padding" in first.pipeline
-    om, replayed, _ = search(model, x, cache_dir=tmp_path)
+    om, replayed, _ = search(model, x, cache_dir=tmp_path, host=host)
     assert replayed.cache_hit and replayed.cache_path == first.cache_path
     assert replayed.pipeline == first.pipeline
     with torch.no_grad():

@@ -19,14 +19,11 @@ def load_checkpoint_model(checkpoint: str, device: str = "cpu") -> tuple[Any, di
     mode on ``device``, and its model config as a dict."""
     import dataclasses
 
+    from deepseek.cli.context import command_host
     from deepseek.training.inference import load_trained
 
-    model, config, _ = load_trained(checkpoint, device)
-    model_cfg = getattr(model, "config", None)
-    info = dataclasses.asdict(model_cfg) if dataclasses.is_dataclass(model_cfg) else {}
-    preset = getattr(getattr(config, "model", None), "preset", None)
-    if preset:
-        info["preset"] = preset
+    model, config, _ = load_trained(checkpoint, device, host=command_host())
+    info = {"name": config.model.name, **dataclasses.asdict(config.model.options)}
     return model.eval(), info
 
 
@@ -78,13 +75,14 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
     import warnings
 
     import deepseek
+    from deepseek.cli.context import command_host
 
     model, info = load_checkpoint_model(checkpoint, device)
     x = _example_tokens(model, batch, seq, device)
     spec: Any = passes if passes in ("auto", "none") else [p.strip() for p in passes.split(",") if p.strip()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plan = deepseek.optimize(model, x, spec, precision=precision, cache=not no_cache).plan
+        plan = deepseek.optimize(model, x, spec, precision=precision, cache=not no_cache, host=command_host()).plan
     assert plan is not None
     dropped = [str(w.message) for w in caught if "optimizer:" in str(w.message)]
     if as_json:

@@ -100,6 +100,7 @@ def optimize(
     max_shapes: int = 8,
     runs: int = 10,
     warmup: int = 2,
+    host: Any = None,
 ) -> OptimizedModel:
     """Return a module computing ``model``'s function faster, verified against eager.
 
@@ -126,6 +127,8 @@ def optimize(
             overrides the location.
         max_shapes: input signatures kept (least recently used dropped first).
         runs, warmup: timing repetitions per candidate during the ``auto`` search.
+        host: the :class:`~deepseek.plugins.host.PluginHost` pass names resolve on and whose
+            third-party passes ``auto`` considers (default: the process's, ``get_host()``).
 
     A pass that raises or changes the numbers beyond the tolerance is dropped with an
     :class:`~deepseek.graph.plan.OptimizerWarning` naming it; the worst case is eager. What was
@@ -144,6 +147,7 @@ def optimize(
         "cache_dir": None if cache_dir is None else Path(cache_dir),
         "runs": runs,
         "warmup": warmup,
+        "host": host,
     }
     inputs = () if example_inputs is None else _as_tuple(example_inputs)
     # Resolve names now so that a typo fails here rather than on the first call.

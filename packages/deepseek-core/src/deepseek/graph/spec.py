@@ -36,13 +36,14 @@ PRECISIONS: dict[str, str | None] = {"fp32": None, "bf16": "bf16", "int8": "int8
 """``precision=`` value -> the pass that implements it."""
 
 
-def resolve_pass(spec: str | GraphPass) -> GraphPass:
-    """A pass instance from a registered name (third-party plugins included) or an instance."""
+def resolve_pass(spec: str | GraphPass, host: Any = None) -> GraphPass:
+    """A pass instance from a name registered on ``host`` (default: the process's plugin host;
+    third-party plugins included) or an instance."""
     if isinstance(spec, GraphPass):
         return spec
-    from deepseek.plugins.registry import create_pass
+    from deepseek.plugins.host import get_host
 
-    obj = create_pass(spec)
+    obj = (host or get_host()).create("pass", spec)
     if not isinstance(obj, GraphPass):
         raise UsageError(
             f"pass {spec!r} created a {type(obj).__name__}, not a deepseek.graph.passes.GraphPass; "
@@ -63,11 +64,12 @@ class ThirdParty:
     """``dist==version:name`` of each one considered (part of the decision-cache key)."""
 
 
-def third_party_passes(exclude: set[str]) -> ThirdParty:
-    """Every pass registered by a distribution other than deepseek-core, except ``exclude``."""
+def third_party_passes(exclude: set[str], host: Any = None) -> ThirdParty:
+    """Every pass registered on ``host`` (default: the process's plugin host) by a distribution
+    other than deepseek-core, except ``exclude``."""
     from deepseek.plugins.host import CORE_DIST, get_host
 
-    host = get_host()
+    host = host or get_host()
     found = ThirdParty()
     for comp in host.components("pass"):
         if comp.dist == CORE_DIST or comp.name in exclude:
@@ -110,6 +112,8 @@ class Spec:
     cache_dir: Path | None = None
     runs: int = 10
     warmup: int = 2
+    host: Any = None
+    """The plugin host pass names resolve on (``None``: the process's)."""
 
     @property
     def cacheable(self) -> bool:
@@ -117,7 +121,7 @@ class Spec:
 
     def precision_pass(self) -> GraphPass | None:
         name = PRECISIONS[self.precision]
-        return None if name is None else resolve_pass(name)
+        return None if name is None else resolve_pass(name, self.host)
 
     def cache_extra(self) -> dict[str, Any]:
         return {
@@ -152,7 +156,8 @@ def parse_spec(
     else:
         items = list(passes)
     auto = "auto" in items
-    resolved = [resolve_pass(p) for p in items if p != "auto"]
+    host = options.get("host")
+    resolved = [resolve_pass(p, host) for p in items if p != "auto"]
     graph = [p for p in resolved if not p.terminal]
     terminal = [p for p in resolved if p.terminal]
     use_cache = options.get("use_cache", True) and all(isinstance(p, str) for p in items)
@@ -162,8 +167,8 @@ def parse_spec(
             names = ", ".join(p.name for p in terminal)
             raise UsageError(f"passes {names} are all final stages; name at most one of them")
         return Spec(auto=False, graph_passes=graph, stages=[Stage(p.name, (p,)) for p in terminal], **options)
-    builtin = [resolve_pass(n) for n in DEFAULT_GRAPH_PASSES]
-    others = third_party_passes({p.name for p in resolved} | set(DEFAULT_GRAPH_PASSES))
+    builtin = [resolve_pass(n, host) for n in DEFAULT_GRAPH_PASSES]
+    others = third_party_passes({p.name for p in resolved} | set(DEFAULT_GRAPH_PASSES), host)
     trials = [p for p in graph if p.name not in DEFAULT_GRAPH_PASSES] + others.trials
     default, extra = all_stages(device)
     own = [Stage(p.name, (p,)) for p in terminal + others.stages]

@@ -231,7 +231,6 @@ import deepseek
 import pytest
 import torch
 from deepseek.graph.capture import capture
-from deepseek.models.presets import tiny
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from torch import nn
@@ -247,7 +246,7 @@ def make_host() -> PluginHost:
 def tiny_gpt() -> tuple[nn.Module, torch.Tensor]:
     """Core's tiny GPT preset (4 blocks of 4 Linear layers, plus the head) and token ids."""
     torch.manual_seed(0)
-    return tiny().eval(), torch.randint(0, 256, (2, 32))
+    return deepseek.create_model("tiny").eval(), torch.randint(0, 256, (2, 32))
 
 
 def test_plugin_is_discovered_and_registers_its_pass() -> None:

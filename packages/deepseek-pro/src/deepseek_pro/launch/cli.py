@@ -10,6 +10,7 @@ module level.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
