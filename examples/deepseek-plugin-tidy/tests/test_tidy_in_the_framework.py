@@ -8,7 +8,8 @@ from pathlib import Path
 import deepseek
 import pytest
 import torch
-from deepseek.plugins.host import get_host
+from deepseek.plugins.host import PluginHost, get_host
+from deepseek.plugins.settings import PluginSettings
 from torch import nn
 
 from deepseek_tidy.casts import cast_method
@@ -69,11 +70,12 @@ def test_optimizer_runs_the_pass_by_name(tidy_loaded: None) -> None:
     assert [m for n in torch.fx.symbolic_trace(model).graph.nodes if (m := cast_method(n))] == ["float", "to", "contiguous"]
 
 
-def test_auto_considers_the_pass(tidy_only: None) -> None:
+def test_auto_considers_the_pass() -> None:
     torch.manual_seed(0)
     model = Casty().eval()
     x = torch.randn(3, 16)
-    optimized = deepseek.optimize(model, (x,), stages=["fx"], cache=False, runs=2, warmup=1)
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-tidy"})))
+    optimized = deepseek.optimize(model, (x,), stages=["fx"], cache=False, runs=2, warmup=1, host=host)
     report = next(r for r in optimized.plan.passes if r.name == "tidy.drop-noop-casts")
     # fired and verified exact; kept ("applied") only when the timed pipeline was faster with it
     assert report.status in ("applied", "not-faster"), report

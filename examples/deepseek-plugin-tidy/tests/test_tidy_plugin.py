@@ -24,7 +24,8 @@ def test_discovered_through_its_entry_point() -> None:
     host = _host()
     record = host.records["deepseek-tidy"]
     assert (record.status, record.edition, record.modules) == ("ok", "third-party", ["deepseek_tidy.plugin"])
-    assert record.components == {"pass": [plugin.PASS_NAME]}
+    assert record.components == {"pass": [plugin.PASS_NAME], "model": ["tidy.line-classifier"],
+                                 "dataset": ["tidy.source-lines"]}
     comp = host.resolve("pass", plugin.PASS_NAME)
     assert (comp.dist, comp.target) == ("deepseek-tidy", "deepseek_tidy.casts:DropNoopCasts")
     names = {impl.plugin_name for impl in host.hook.deepseek_train_step_end.get_hookimpls()}

@@ -1,7 +1,8 @@
 """The module named by deepseek-tidy's ``deepseek`` entry point.
 
-It imports no torch: the graph pass is registered as a lazy ``module:attribute`` target, and
-the training callbacks live in :mod:`deepseek_tidy.losses` (stdlib only).
+It imports no torch: the graph pass, the model and the dataset are registered as lazy
+``module:attribute`` targets, and the training callbacks live in :mod:`deepseek_tidy.losses`
+(stdlib only).
 """
 
 from __future__ import annotations
@@ -25,6 +26,20 @@ def deepseek_register_passes(register: RegisterFn) -> None:
         description="remove .to()/.type()/.float()/.contiguous()/.cpu() calls that change "
         "nothing (same dtype, device and layout)",
     )
+
+
+@hookimpl
+def deepseek_register_models(register: RegisterFn) -> None:
+    """Register ``tidy.line-classifier``."""
+    register("tidy.line-classifier", "deepseek_tidy.classifier:LineClassifier",
+             description="classifies source lines as code, comment or import (bytes, mean-pooled)")
+
+
+@hookimpl
+def deepseek_register_datasets(register: RegisterFn) -> None:
+    """Register ``tidy.source-lines``."""
+    register("tidy.source-lines", "deepseek_tidy.lines:SourceLines",
+             description="standard-library source lines labelled code / comment / import")
 
 
 @hookimpl

@@ -59,6 +59,8 @@ class TrainResult:
     is_global_zero: bool = True
     val_metrics: dict[str, float] = field(default_factory=dict)
     """Every ``val_*`` value of the last evaluation."""
+    generates: bool = False
+    """Whether the model samples text (``deepseek generate`` works on the run)."""
 
 
 class Trainer:
@@ -92,6 +94,7 @@ class Trainer:
         self.strategy: Strategy | None = None
         self.last_checkpoint: Path | None = None
         self._samples_seen = 0
+        self.generates = False
         self._tokens_seen = 0
         self._window = StepWindow()
 
@@ -130,6 +133,7 @@ class Trainer:
                 "(for 'text': a larger corpus or a higher data.val_fraction)"
             )
         model = engine.build_model()
+        self.generates = callable(getattr(model, "generate", None))
         if isinstance(model, TrainableModel):
             model.check_data(self.val_set[0], self.dataset)
         self.run_dir = self._pick_run_dir()
@@ -222,6 +226,7 @@ class Trainer:
             time.perf_counter() - started,
             self.strategy.is_global_zero,
             dict(self.last_eval),
+            self.generates,
         )
 
     def _loop(self) -> None:
