@@ -133,3 +133,23 @@ def test_corrupt_weights_for_resume_is_one_line(trained_run: Path, tmp_path: Pat
 def test_train_command_module_does_not_import_torch() -> None:
     code = "import sys, deepseek.cli.train_cmd; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=_env()).returncode == 0
+
+
+def test_config_show_prints_the_resolved_config_that_loads_back(tmp_path: Path) -> None:
+    from deepseek.config.load import load_config
+
+    config = tmp_path / "run.toml"
+    config.write_text('[model]\nname = "small"\nn_layers = 2\n[train]\nlr = 1e-3\n')
+    out = deepseek("config", "show", str(config), "--set", "data.batch_size=8", "--max-steps", "7", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    shown = tmp_path / "shown.toml"
+    shown.write_text(out.stdout)
+    resolved = load_config(shown)
+    assert (resolved.model.name, resolved.model.options.n_layers, resolved.model.options.d_model) == ("small", 2, 768)
+    assert (resolved.train.lr, resolved.train.max_steps, resolved.data.batch_size) == (1e-3, 7, 8)
+    assert 'device = "auto"' in out.stdout and "seq_len = 128" in out.stdout  # defaults filled in
+    bad = deepseek("config", "show", "--set", "train.lrr=1", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip() == ("error: train.lrr: unknown key (did you mean 'lr'?); allowed keys: "
+                                  "activation_checkpointing, compile, decay_steps, eval_interval, grad_accum, "
+                                  "grad_clip, init_device, lr, max_steps, min_lr, seed, warmup_steps")

@@ -171,3 +171,11 @@ def test_validate_config_hook_runs_before_anything_heavy() -> None:
         load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"], host=host)
     load_config(overrides=["precision.dtype=fp16", "train.activation_checkpointing=true"], validate=False, host=host)
     assert len(validator.seen) == 2 and isinstance(validator.seen[0], Config)
+
+
+def test_config_md_is_current() -> None:
+    from deepseek.config.docgen import render
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "config.md").read_text(encoding="utf-8")
+    assert page == render(), "docs/config.md is stale: run python -m deepseek.config.docgen > docs/config.md"
+    assert "|  |" not in page, "a config key without a meaning: give the field a docstring"

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from deepseek.models.protocol import TrainableModel
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-
-from deepseek.models.protocol import TrainableModel
 
 from deepseek_tidy.lines import LABELS
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from deepseek.data.dataset import Dataset
 from deepseek.errors import UsageError
 

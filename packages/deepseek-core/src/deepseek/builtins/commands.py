@@ -8,6 +8,7 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     """Core's sub-commands (lazy: their modules import torch only when run)."""
     register("plugins", "deepseek.cli.plugins_cmd:plugins", description="inspect and scaffold plugins")
     register("train", "deepseek.cli.train_cmd:train", description="train a model")
+    register("config", "deepseek.cli.config_cmd:config", description="show the resolved config with every default")
     register("eval", "deepseek.cli.train_cmd:evaluate", description="evaluate a checkpoint")
     register("generate", "deepseek.cli.train_cmd:generate", description="sample text from a checkpoint")
     register("optimize", "deepseek.cli.optimize_cmd:optimize", description="optimize a trained model's graph")

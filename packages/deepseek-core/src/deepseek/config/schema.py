@@ -70,23 +70,31 @@ class TrainConfig:
     """``[train]``: the optimisation loop and the learning-rate schedule (warmup + cosine)."""
 
     max_steps: int = field(default=600, metadata={"check": _positive_int})
+    """Optimizer steps of the run (``--max-steps``)."""
     lr: float = field(default=2e-3, metadata={"check": positive})
+    """Peak learning rate, reached after the warm-up."""
     min_lr: float = field(default=1e-4, metadata={"check": non_negative})
+    """Learning rate at the end of the cosine decay (at most ``lr``)."""
     warmup_steps: int = field(default=30, metadata={"check": non_negative})
+    """Steps of linear warm-up from 0 to ``lr``."""
     decay_steps: int | None = field(
         default=None,
         metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},
     )
     """Length of the cosine decay (default ``max_steps``); set it to extend a run later."""
     grad_accum: int = field(default=1, metadata={"check": _positive_int})
+    """Micro-batches per optimizer step (gradient accumulation); ``data.batch_size`` must split
+    evenly over data-parallel ranks x ``grad_accum``."""
     grad_clip: float = field(default=1.0, metadata={"check": non_negative})
     """Clip the global gradient norm to this value; 0 disables clipping."""
     eval_interval: int = field(default=50, metadata={"check": non_negative})
     """Evaluate every N steps (0: only at the end)."""
     seed: int = 1337
+    """Seeds the model's initial weights, the data order and every random generator."""
     compile: bool = False
     """``torch.compile`` each block (in place, names unchanged) before the strategy wraps it."""
     activation_checkpointing: bool = False
+    """Recompute activations in backward (the model must offer it: docs/plugins.md)."""
     init_device: Literal["cpu", "device"] = "cpu"
     """Where the model's weights are created: ``cpu`` (the same seeded weights under every
     strategy and device) or ``device``, directly on the strategy's device (fast for large models;
@@ -98,11 +106,15 @@ class PrecisionConfig:
     """``[precision]``: compute dtype under autocast and fp16 loss scaling."""
 
     dtype: PrecisionName = "auto"
+    """Compute dtype under autocast; ``auto``: bf16 on a CUDA device that supports it, fp32
+    otherwise. Parameters and optimizer state stay fp32."""
     fp32_residual: bool = True
     """Keep the residual stream in fp32 under autocast; ``false`` carries it in the compute
     dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics."""
     init_scale: float = field(default=2.0**16, metadata={"check": positive})
+    """fp16 only: the initial loss scale."""
     growth_interval: int = field(default=2000, metadata={"check": _positive_int})
+    """fp16 only: steps without overflow before the loss scale doubles."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +122,13 @@ class OptimizerConfig:
     """``[optimizer]``: AdamW (decoupled weight decay on matrices only) or plain SGD."""
 
     name: Literal["adamw", "sgd"] = "adamw"
+    """``adamw`` (torch's AdamW) or ``sgd`` (with momentum)."""
     betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata={"check": _betas})
+    """AdamW's moment decay rates."""
     eps: float = field(default=1e-8, metadata={"check": positive})
+    """AdamW's denominator epsilon."""
     weight_decay: float = field(default=0.1, metadata={"check": non_negative})
+    """Decoupled weight decay, applied to matrices only (not to biases and norms)."""
     momentum: float = field(default=0.9, metadata={"check": _fraction})
     """SGD only."""
     fused: bool | None = None
@@ -135,7 +151,9 @@ class CheckpointConfig:
     interval: int = field(default=200, metadata={"check": non_negative})
     """Every N steps (0: only at the end)."""
     keep_last: int = field(default=2, metadata={"check": _positive_int})
+    """Checkpoints kept in the run folder (older ones are deleted)."""
     at_end: bool = True
+    """Write a checkpoint after the last step."""
 
 
 @dataclass(frozen=True)
@@ -143,11 +161,15 @@ class LoggingConfig:
     """``[logging]``: where runs go and what is written there (rank 0 only)."""
 
     runs_dir: str = "runs"
+    """Folder that holds run folders."""
     name: str = ""
     """Run folder name under ``runs_dir`` (default: a timestamp)."""
     progress: bool = True
+    """Show a progress bar (``--quiet`` turns it off)."""
     tensorboard: bool = False
+    """Also write TensorBoard event files (needs the ``tensorboard`` package)."""
     plot: bool = True
+    """Write ``loss.png`` (losses and the model's metrics against step) at the end."""
     every_n_steps: int | None = field(
         default=None,
         metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},
@@ -162,6 +184,8 @@ class PluginsConfig:
     """``[plugins]``: ``prefer`` lists distributions that win component-name conflicts."""
 
     prefer: tuple[str, ...] = ()
+    """Distributions whose components win name conflicts, first first; applies to this config's
+    lookups only (``DEEPSEEK_PLUGIN_PREFER`` comes first)."""
 
 
 @dataclass(frozen=True)

@@ -40,15 +40,25 @@ class GPTConfig:
     """
 
     vocab_size: int = 256
+    """Token ids the model embeds (at least the data's vocabulary: 256 for byte tokens)."""
     d_model: int = 768
+    """Width of the residual stream."""
     n_heads: int = 12
+    """Attention heads (``d_model`` must be divisible by it)."""
     n_layers: int = 12
+    """Decoder blocks."""
     d_ff: int | None = None
+    """Hidden width of each block's MLP (unset: ``4 * d_model``)."""
     max_seq_len: int = 1024
+    """Positions of the learned position table: the longest sequence the model takes."""
     dropout: float = 0.0
+    """Dropout after embeddings, attention and MLP (training only)."""
     bias: bool = True
+    """Biases in linear layers and LayerNorms."""
     tie_embeddings: bool = True
+    """The output head shares the token embedding's weight."""
     norm_eps: float = 1e-5
+    """LayerNorm epsilon."""
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "max_seq_len"):

@@ -54,7 +54,7 @@ def phase_of(name: str) -> str:
     return "lifecycle"
 
 
-def _markdown(doc: str) -> str:
+def markdown_of(doc: str) -> str:
     """reST-flavoured docstring text -> Markdown (roles, double backticks, literal blocks)."""
     doc = re.sub(r":(?:func|class|data|mod|meth|attr|exc):`~?([^`]+)`", r"`\1`", doc)
     doc = doc.replace("``", "`")
@@ -102,7 +102,7 @@ def _hook_section(name: str, fn: Callable[..., Any]) -> list[str]:
         lines += [f"Component kind: `{kind}`; looked up with {_LOOKUPS.get(kind, '`PluginHost.create`')}.", ""]
     if flags:
         lines += [f"Flags: {', '.join(flags)}.", ""]
-    lines += [_markdown(inspect.getdoc(fn) or ""), ""]
+    lines += [markdown_of(inspect.getdoc(fn) or ""), ""]
     return lines
 
 
@@ -115,7 +115,7 @@ def render(module: ModuleType = hookspecs) -> str:
         "<!-- Generated from deepseek/hookspecs.py by `python -m deepseek.plugins.docgen > "
         "docs/hooks.md`; do not edit by hand. -->",
         "",
-        _markdown(inspect.getdoc(module) or ""),
+        markdown_of(inspect.getdoc(module) or ""),
         "",
         "See also the plugin authoring guide, [plugins.md](plugins.md).",
         "",
@@ -125,7 +125,7 @@ def render(module: ModuleType = hookspecs) -> str:
         "register(name: str, target: Any, *, aliases: Sequence[str] = (), description: str = \"\") -> None",
         "```",
         "",
-        _markdown(inspect.getdoc(hookspecs.RegisterFn) or ""),
+        markdown_of(inspect.getdoc(hookspecs.RegisterFn) or ""),
         "",
         "| registration hook | component kind |",
         "|---|---|",
