@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -199,6 +199,18 @@ for group in "$@"; do
     run train-single 150 python3 -m deepseek train $T --run-dir "$RES/train-single"
     run train-ddp 150 $LAUNCH train --strategy ddp $T --run-dir "$RES/train-ddp"
     for r in train-single train-ddp; do python3 -c "import json,sys; rs=[json.loads(l) for l in open(sys.argv[1])]; \
+      s=[r['step'] for r in rs if 'loss' in r]; print(sys.argv[1], 'steps', s[0], '..', s[-1], len(s), 'records; val', \
+      [(r['step'], round(r['val_loss'], 3)) for r in rs if 'val_loss' in r])" "$RES/$r/metrics.jsonl"; done;;
+  gpu-engine)  # session 4: the step engine on CUDA with one GPU: `deepseek train` single, and fsdp and
+    # DeepSpeed ZeRO-2 under `deepseek launch -n 1`; every step must be in metrics.jsonl
+    T="--set model.name=small --set data.seq_len=256 --set data.batch_size=16 --set train.eval_interval=20"
+    T="$T --set checkpoint.interval=20 --quiet"
+    run engine-single 150 python3 -m deepseek train $T --set train.max_steps=45 --run-dir "$RES/engine-single"
+    run engine-fsdp 150 python3 -m deepseek launch -n 1 -- train --strategy fsdp $T --set train.max_steps=25 \
+      --run-dir "$RES/engine-fsdp"
+    run engine-ds2 150 python3 -m deepseek launch -n 1 -- train --strategy deepspeed --set strategy.stage=2 $T \
+      --set train.max_steps=25 --run-dir "$RES/engine-ds2"
+    for r in engine-single engine-fsdp engine-ds2; do python3 -c "import json,sys; rs=[json.loads(l) for l in open(sys.argv[1])]; \
       s=[r['step'] for r in rs if 'loss' in r]; print(sys.argv[1], 'steps', s[0], '..', s[-1], len(s), 'records; val', \
       [(r['step'], round(r['val_loss'], 3)) for r in rs if 'val_loss' in r])" "$RES/$r/metrics.jsonl"; done;;
   lat)  # GPU latency: decode step at batch 1, prefill 8 x 512 (small model)
