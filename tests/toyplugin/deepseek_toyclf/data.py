@@ -10,6 +10,8 @@ from deepseek.data.dataset import Dataset
 
 @dataclass(frozen=True)
 class BlobOptions:
+    """``[data]`` keys: the blobs' dimension and count, their spread, the validation size."""
+
     features: int = 16
     classes: int = 4
     noise: float = 1.5

@@ -12,22 +12,15 @@ from deepseek.models.protocol import TrainableModel
 
 @dataclass(frozen=True)
 class MLPOptions:
-    features: int = 16
+    features: int = 16  # input width, as the dataset's
     hidden: int = 32
     classes: int = 4
-    depth: int = 2
+    depth: int = 2  # hidden layers, each an FSDP unit
     dropout: float = 0.0
 
 
-class Block(nn.Module):
-    def __init__(self, width: int, dropout: float) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(width)
-        self.fc = nn.Linear(width, width)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop(F.gelu(self.fc(self.norm(x))))
+def hidden_layer(width: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Dropout(dropout))
 
 
 class BlobClassifier(TrainableModel):
@@ -36,7 +29,7 @@ class BlobClassifier(TrainableModel):
     def __init__(self, options: MLPOptions) -> None:
         super().__init__()
         self.inp = nn.Linear(options.features, options.hidden)
-        self.blocks = nn.ModuleList(Block(options.hidden, options.dropout) for _ in range(options.depth))
+        self.blocks = nn.ModuleList(hidden_layer(options.hidden, options.dropout) for _ in range(options.depth))
         self.head = nn.Linear(options.hidden, options.classes)
         self.checkpointing = False
 

@@ -2,12 +2,19 @@
 
 from deepseek import hookimpl
 
+COMPONENTS = {
+    "model": ("toyclf.mlp", "deepseek_toyclf.model:BlobClassifier", "MLP classifier over feature vectors"),
+    "dataset": ("toyclf.blobs", "deepseek_toyclf.data:Blobs", "Gaussian blobs, one per class"),
+}
+
 
 @hookimpl
 def deepseek_register_models(register):
-    register("toyclf.mlp", "deepseek_toyclf.model:BlobClassifier", description="MLP classifier over feature vectors")
+    name, target, description = COMPONENTS["model"]
+    register(name, target, description=description)
 
 
 @hookimpl
 def deepseek_register_datasets(register):
-    register("toyclf.blobs", "deepseek_toyclf.data:Blobs", description="Gaussian blobs, one per class")
+    name, target, description = COMPONENTS["dataset"]
+    register(name, target, description=description)

@@ -12,19 +12,15 @@ from deepseek.models.protocol import TrainableModel
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from deepseek_tidy.lines import LABELS
-
-
-def _positive(value: int) -> str | None:
-    return None if value >= 1 else "must be >= 1"
+from deepseek_tidy.lines import LABELS, positive
 
 
 @dataclass(frozen=True)
 class ClassifierOptions:
     """``[model]`` keys of ``tidy.line-classifier``."""
 
-    width: int = field(default=64, metadata={"check": _positive})
-    depth: int = field(default=2, metadata={"check": _positive})
+    width: int = field(default=64, metadata={"check": positive})
+    depth: int = field(default=2, metadata={"check": positive})
     dropout: float = 0.0
 
 

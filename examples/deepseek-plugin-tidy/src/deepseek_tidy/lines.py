@@ -34,7 +34,8 @@ def label_of(line: str) -> int | None:
     return 0
 
 
-def _positive(value: int) -> str | None:
+def positive(value: int) -> str | None:
+    """Field check of the tidy options: 1 or more."""
     return None if value >= 1 else "must be >= 1"
 
 
@@ -42,9 +43,9 @@ def _positive(value: int) -> str | None:
 class LinesOptions:
     """``[data]`` keys of ``tidy.source-lines``."""
 
-    width: int = field(default=48, metadata={"check": _positive})
+    width: int = field(default=48, metadata={"check": positive})
     """Bytes kept per line (longer lines are cut, shorter ones padded)."""
-    files: int = field(default=200, metadata={"check": _positive})
+    files: int = field(default=200, metadata={"check": positive})
     """Standard-library files read (the first ones by path)."""
     val_fraction: float = 0.1
     """Share of files held out for validation."""

@@ -72,14 +72,26 @@ def _saved_config(directory: Path) -> dict[str, Any]:
     return config
 
 
+def config_options(command: Any) -> Any:
+    """The arguments that choose a training config, shared by ``train`` and ``config show``:
+    ``[CONFIG.toml] --set --strategy --precision --resume --max-steps`` (see
+    :func:`build_train_config`)."""
+    decorators = [
+        click.argument("config_file", required=False, metavar="[CONFIG.toml]"),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config value, e.g. --set train.lr=1e-3 (repeatable)."),
+        click.option("--strategy", metavar="NAME", help="Parallelism strategy (see 'deepseek plugins list')."),
+        click.option("--precision", metavar="P", help="auto, fp32, bf16 or fp16."),
+        click.option("--resume", metavar="PATH", help="Continue from a run folder or checkpoint folder."),
+        click.option("--max-steps", type=int, metavar="N", help="Total optimizer steps (train.max_steps)."),
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
 @click.command("train")
-@click.argument("config_file", required=False, metavar="[CONFIG.toml]")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set train.lr=1e-3 (repeatable).")
-@click.option("--strategy", metavar="NAME", help="Parallelism strategy (see 'deepseek plugins list').")
-@click.option("--precision", metavar="P", help="auto, fp32, bf16 or fp16.")
-@click.option("--resume", metavar="PATH", help="Continue from a run folder or checkpoint folder.")
-@click.option("--max-steps", type=int, metavar="N", help="Total optimizer steps (train.max_steps).")
+@config_options
 @click.option("--run-dir", metavar="DIR", help="Run folder (default runs/<timestamp>).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(

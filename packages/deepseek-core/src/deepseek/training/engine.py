@@ -43,7 +43,7 @@ class StepEngine:
         cls = self.lookups.resolve("strategy", config.strategy.name).load()
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise PluginError(f"strategy.name: {config.strategy.name!r} is not a deepseek Strategy")
-        self.strategy: Strategy = cls(config.strategy.options, precision=self.precision)
+        self.strategy: Strategy = cls(config.strategy.options, precision=self.precision, host=self.lookups)
         self.micro_batches = config.train.grad_accum
         self.shard: Sharder = shard_rows
 

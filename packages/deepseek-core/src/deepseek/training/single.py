@@ -54,10 +54,9 @@ class SingleDeviceStrategy(Strategy):
 
     name: ClassVar[str] = "single"
     Options: ClassVar[type] = SingleOptions
-    memory_rows: ClassVar[tuple[Any, ...]] = ()
 
-    def __init__(self, options: Any = None, *, precision: Any) -> None:
-        super().__init__(options, precision=precision)
+    def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
+        super().__init__(options, precision=precision, host=host)
         self._device = torch.device("cpu")
         self._param_names: list[str] = []
 

@@ -28,7 +28,7 @@ inside its own step (DeepSpeed) overrides :meth:`train_step`: ``settings.grad_cl
 
 Lifecycle, called by the trainer (:class:`deepseek.training.engine.StepEngine`) in this order::
 
-    strategy = cls(options, precision=precision)
+    strategy = cls(options, precision=precision, host=host)
     strategy.setup_environment()                         # process group, device
     strategy.setup(model, optimizer_factory, settings)   # wrap, shard, build the optimizer
     loop:
@@ -106,17 +106,16 @@ class Strategy(ABC):
     needs_launcher: ClassVar[bool] = False
     """True when the strategy needs one process per device started by a launcher
     (``deepseek launch`` / torchrun); False when it trains inside the calling process."""
-    memory_rows: ClassVar[tuple[Any, ...]] = ()
-    """The advisor's memory-model rows this strategy realises
-    (:class:`deepseek.advise.estimate.StrategySpec`; docs/advise.md)."""
 
-    def __init__(self, options: Mapping[str, Any] | Any = None, *, precision: Precision) -> None:
+    def __init__(self, options: Mapping[str, Any] | Any = None, *, precision: Precision, host: Any = None) -> None:
         from deepseek.config.validate import build_dataclass
 
         if options is None or isinstance(options, Mapping):
             options = build_dataclass(self.Options, dict(options or {}), path="strategy")
         self.options = options
         self.precision = precision
+        self.host = host
+        """The plugin host of the run (``None``: the process's); e.g. for cluster checks."""
         self.settings = StepSettings()
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None

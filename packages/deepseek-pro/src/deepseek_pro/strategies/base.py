@@ -63,14 +63,15 @@ def torchrun_env(strategy_name: str, environ: Mapping[str, str] | None = None) -
         raise UsageError(f"torchrun environment is malformed ({exc}); start with `deepseek launch`") from exc
 
 
-def cluster_report() -> dict[str, Any]:
-    """What this process runs: plugin distributions (name, version, status) and library versions."""
+def cluster_report(host: Any = None) -> dict[str, Any]:
+    """What this process runs: the plugin distributions of ``host`` (default: the process's host;
+    name, version, status) and library versions."""
     import torch
 
     from deepseek._version import __version__
     from deepseek.plugins.host import get_host
 
-    dists = {dist: f"{version} ({status})" for dist, version, status in get_host().fingerprint()}
+    dists = {dist: f"{version} ({status})" for dist, version, status in (host or get_host()).fingerprint()}
     return {"distributions": dists, "deepseek": __version__, "torch": torch.__version__}
 
 
@@ -103,8 +104,8 @@ class DistributedStrategy(Strategy):
     Options: type = DistributedOptions
     needs_launcher: bool = True
 
-    def __init__(self, options: Any = None, *, precision: Any) -> None:
-        super().__init__(options, precision=precision)
+    def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
+        super().__init__(options, precision=precision, host=host)
         self._rank = 0
         self._world_size = 1
         self._local_rank = 0
@@ -182,7 +183,7 @@ class DistributedStrategy(Strategy):
         import torch.distributed as dist
 
         reports: list[Any] = [None] * self._world_size
-        dist.all_gather_object(reports, cluster_report())
+        dist.all_gather_object(reports, cluster_report(self.host))
         problem = compare_reports(reports)
         if problem:
             self.teardown()

@@ -75,8 +75,8 @@ class DDPStrategy(DistributedStrategy):
     Options: ClassVar[type] = DDPOptions
     supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16", "powersgd")
 
-    def __init__(self, options: Any = None, *, precision: Any) -> None:
-        super().__init__(options, precision=precision)
+    def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
+        super().__init__(options, precision=precision, host=host)
         self.ddp: DistributedDataParallel | None = None
         self.hook: CountingHook | None = None
         self._plain_bytes = 0.0

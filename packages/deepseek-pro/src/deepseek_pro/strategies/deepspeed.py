@@ -58,8 +58,8 @@ class DeepSpeedStrategy(DistributedStrategy):
     name: ClassVar[str] = "deepspeed"
     Options: ClassVar[type] = DeepSpeedOptions
 
-    def __init__(self, options: Any = None, *, precision: Any) -> None:
-        super().__init__(options, precision=precision)
+    def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
+        super().__init__(options, precision=precision, host=host)
         self.engine: Any = None
         self.ds_config: dict[str, Any] = {}
         self._template: Any = None

@@ -59,8 +59,8 @@ class HybridStrategy(PipelineStrategy):
     name: ClassVar[str] = "hybrid"
     Options: ClassVar[type] = HybridOptions
 
-    def __init__(self, options: Any = None, *, precision: Any) -> None:
-        super().__init__(options, precision=precision)
+    def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
+        super().__init__(options, precision=precision, host=host)
         self.mesh: Any = None
 
     @classmethod

@@ -101,8 +101,8 @@ class PipelineStrategy(DistributedStrategy):
     Options: ClassVar[type] = PipelineOptions
     needs_launcher: ClassVar[bool] = True
 
-    def __init__(self, options: Any = None, *, precision: Any) -> None:
-        super().__init__(options, precision=precision)
+    def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
+        super().__init__(options, precision=precision, host=host)
         self.pp_size, self.pp_rank = 1, 0
         self._dp_size, self._dp_rank = 1, 0
         self.pp_group: Any = None
