@@ -1,11 +1,15 @@
-"""Contract every registered model builder and text encoder meets (timm's test_models idea).
+"""Contract every registered model and text encoder meets (timm's test_models idea).
 
-Model builders are called as ``create_model(name, device="meta")`` (free, any size) and with
-``SHRINK`` overrides (a small model of the same family) for the numerical checks.
+Every model: its target carries an ``Options`` dataclass whose keys all have defaults, it builds
+on the meta device (free, any size) as a ``torch.nn.Module``, and each optional capability of
+``deepseek.models.protocol`` is offered whole or not at all. Models of the GPT family also pass
+the numerical checks on a small shape (``SHRINK``): logits, loss, gradients, pipeline stages,
+KV-cache decoding.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,53 +17,91 @@ import torch
 from torch import nn
 
 import deepseek
+from deepseek.config.components import options_class
+from deepseek.models import GPT
+from deepseek.models.protocol import CAPABILITIES, TrainableModel, model_capabilities
+from deepseek.plugins.host import get_host
 
 SHRINK = {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
 MODELS = deepseek.list_models()
 TEXT_ENCODERS = deepseek.list_encoders("text.*")
 
 
+def _gpt_family(name: str) -> bool:
+    with torch.device("meta"):
+        return isinstance(deepseek.create_model(name, device="meta"), GPT)
+
+
+GPT_MODELS = [n for n in MODELS if _gpt_family(n)]
+
+
 def test_core_models_registered() -> None:
-    assert {"tiny", "small", "1.3b"} <= set(MODELS)
+    assert {"tiny", "small", "1.3b"} <= set(GPT_MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_builds_on_meta_device(name: str) -> None:
+def test_options_and_meta_build(name: str) -> None:
+    target = get_host().resolve("model", name).load()
+    options = options_class(target, kind="model", name=name)
+    assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in dataclasses.fields(options)), f"{name}: every [model] key needs a default"
     model = deepseek.create_model(name, device="meta")
     assert isinstance(model, nn.Module)
     params = list(model.parameters())
     assert params and all(p.is_meta for p in params)
-    unique = {id(p): p.numel() for p in params}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_capabilities_are_offered_whole(name: str) -> None:
+    model = deepseek.create_model(name, device="meta")
+    if not isinstance(model, TrainableModel):
+        assert model_capabilities(model) == frozenset()
+        return
+    cls = type(model)
+    for cap in CAPABILITIES.values():
+        overridden = [m for m in cap.methods if getattr(cls, m) is not getattr(TrainableModel, m)]
+        assert overridden in ([], list(cap.methods)), (
+            f"{name}: capability {cap.name!r} needs all of {cap.methods}, overrides only {overridden}")
+    if "blocks" in model_capabilities(model):
+        blocks = model.block_modules()
+        assert blocks and all(isinstance(b, nn.Module) for b in blocks)
+
+
+@pytest.mark.parametrize("name", GPT_MODELS)
+def test_gpt_counts_parameters_and_flops(name: str) -> None:
+    model = deepseek.create_model(name, device="meta")
+    unique = {id(p): p.numel() for p in model.parameters()}
     assert model.num_parameters() == sum(unique.values())
     assert model.flops_per_token(model.config.max_seq_len) > 6 * model.num_parameters(non_embedding=True)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_logits_loss_and_gradients(name: str) -> None:
+@pytest.mark.parametrize("name", GPT_MODELS)
+def test_gpt_logits_loss_and_gradients(name: str) -> None:
     torch.manual_seed(0)
     model = deepseek.create_model(name, **SHRINK)
     vocab = model.config.vocab_size
-    idx = torch.randint(0, vocab, (2, 32))
-    targets = torch.randint(0, vocab, (2, 32))
-    assert model(idx).shape == (2, 32, vocab)
-    loss = model(idx, targets)
+    batch = {"input_ids": torch.randint(0, vocab, (2, 32)), "targets": torch.randint(0, vocab, (2, 32))}
+    assert model(batch["input_ids"]).shape == (2, 32, vocab)
+    loss = model(**batch)
     assert loss.dim() == 0 and abs(loss.item() - math.log(vocab)) < 0.5
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_pipeline_stages_compose(name: str) -> None:
+@pytest.mark.parametrize("name", GPT_MODELS)
+def test_gpt_pipeline_stages_compose(name: str) -> None:
     model = deepseek.create_model(name, **SHRINK).eval()
     idx = torch.randint(0, model.config.vocab_size, (1, 16))
-    h = idx
+    (args, target) = model.pipeline_batch({"input_ids": idx, "targets": idx})
+    h = args
     for stage in model.split_stages(2):
-        h = stage(h)
-    torch.testing.assert_close(h, model(idx))
+        h = (stage(*h),)
+    torch.testing.assert_close(h[0], model(idx))
+    torch.testing.assert_close(model.pipeline_loss(h[0], target), model(idx, idx))
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_generate_with_cache(name: str) -> None:
+@pytest.mark.parametrize("name", GPT_MODELS)
+def test_gpt_generate_with_cache(name: str) -> None:
     model = deepseek.create_model(name, **SHRINK)
     out = model.generate(torch.zeros(1, 3, dtype=torch.long), 5, temperature=0)
     assert out.shape == (1, 8)

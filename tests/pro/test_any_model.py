@@ -118,7 +118,7 @@ def test_pipeline_refuses_the_model_before_any_process(strategy: str, tmp_path: 
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip() == (
         f"error: strategy '{strategy}' needs pipeline stages (split_stages, pipeline_batch, pipeline_loss), which "
-        "model 'toyclf.mlp' (BlobClassifier) does not offer; use another strategy (ddp, fsdp, deepspeed), or use "
+        "model 'toyclf.mlp' (BlobClassifier) does not offer; use another strategy (ddp, deepspeed, fsdp), or use "
         "a model that offers it (docs/plugins.md, 'Models')"
     )
     assert not (tmp_path / "run").exists()

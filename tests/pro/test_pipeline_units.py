@@ -72,7 +72,7 @@ def test_pipeline_needs_a_model_with_stages() -> None:
     require_capabilities(GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16)), needed, model_name="tiny")
     with pytest.raises(ConfigError, match=r"^strategy 'pipeline' needs pipeline stages \(split_stages, "
                        r"pipeline_batch, pipeline_loss\), which model 'lin' \(Linear\) does not offer; use another "
-                       r"strategy \(ddp, fsdp, deepspeed\)"):
+                       r"strategy \(ddp, deepspeed, fsdp\)"):
         require_capabilities(torch.nn.Linear(2, 2), needed, model_name="lin")
 
 

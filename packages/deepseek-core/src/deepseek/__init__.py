@@ -24,10 +24,12 @@ from deepseek.errors import (
 )
 from deepseek.hookspecs import hookimpl
 from deepseek.plugins.registry import (
+    create_dataset,
     create_encoder,
     create_model,
     create_pass,
     create_strategy,
+    list_datasets,
     list_encoders,
     list_models,
     list_passes,
@@ -46,11 +48,13 @@ __all__ = [
     "PluginError",
     "UsageError",
     "__version__",
+    "create_dataset",
     "create_encoder",
     "create_model",
     "create_pass",
     "create_strategy",
     "hookimpl",
+    "list_datasets",
     "list_encoders",
     "list_models",
     "list_passes",

@@ -39,17 +39,45 @@ def run_host(config: Config, host: PluginHost | None = None) -> PluginHost:
     return (host or get_host()).with_preference(config.plugins.prefer)
 
 
-def needed_capabilities(config: Config, strategy_cls: Any = None) -> dict[str, tuple[str, str]]:
-    """Model capabilities this config asks for: capability -> (the setting, how to do without)."""
+def needed_capabilities(
+    config: Config, strategy_cls: Any = None, host: PluginHost | None = None
+) -> dict[str, tuple[str, str]]:
+    """Model capabilities this config asks for: capability -> (the setting, how to do without;
+    for a strategy's needs, the registered strategies on ``host`` of the same kind (one process
+    or a launcher's several) that do not have them)."""
     needed: dict[str, tuple[str, str]] = {}
     if config.train.activation_checkpointing:
         needed["activation_checkpointing"] = ("train.activation_checkpointing = true", "set it to false")
     if not config.precision.fp32_residual:
         needed["residual_dtype"] = ("precision.fp32_residual = false", "set it to true")
     if strategy_cls is not None:
-        for capability, reason in strategy_cls.required_capabilities(config).items():
-            needed[capability] = (reason, "use another strategy (ddp, fsdp, deepspeed)")
+        required = strategy_cls.required_capabilities(config)
+        if required:
+            others = strategies_where(host, lambda cls: cls.needs_launcher == strategy_cls.needs_launcher
+                                      and not set(required) & set(cls.required_capabilities(config)))
+            instead = f"use another strategy ({', '.join(others)})" if others else "use another strategy"
+            for capability, reason in required.items():
+                needed[capability] = (reason, instead)
     return needed
+
+
+def strategies_where(host: PluginHost | None, keep: Any) -> list[str]:
+    """Names of the registered strategies (one name per class, aliases left out) whose class
+    passes ``keep``; a plugin that fails to load is left out."""
+    from deepseek.plugins.host import get_host
+    from deepseek.training.strategy import Strategy
+
+    lookups = host or get_host()
+    names, seen = [], set()
+    for comp in lookups.components("strategy"):
+        try:
+            cls = comp.load()
+        except Exception:  # noqa: BLE001 - a hint never fails on a broken plugin
+            continue
+        if isinstance(cls, type) and issubclass(cls, Strategy) and cls not in seen and keep(cls):
+            seen.add(cls)
+            names.append(comp.name)
+    return names
 
 
 def build_model(
@@ -72,7 +100,7 @@ def build_model(
     where = create_on if create_on is not None else where
     target = run_host(config, host).resolve("model", config.model.name).load()
     model = instantiate_model(target, config.model.options, name=config.model.name, device=where).float()
-    require_capabilities(model, needed_capabilities(config, strategy_cls), model_name=config.model.name)
+    require_capabilities(model, needed_capabilities(config, strategy_cls, host), model_name=config.model.name)
     return model
 
 

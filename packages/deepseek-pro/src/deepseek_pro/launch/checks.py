@@ -25,14 +25,16 @@ def check_launch(
     """Rules that need the job's size: raise ConfigError before any process starts."""
     import torch
 
-    from deepseek.training.build import build_model, run_host
+    from deepseek.training.build import build_model, run_host, strategies_where
 
     name = config.strategy.name
-    cls: Any = run_host(config, host).resolve("strategy", name).load()
+    lookups = run_host(config, host)
+    cls: Any = lookups.resolve("strategy", name).load()
     if world_size > 1 and not cls.needs_launcher:
+        several = strategies_where(lookups, lambda c: c.needs_launcher)
         raise ConfigError(
             f"strategy.name: {name!r} trains in one process, but this launch starts {world_size}; "
-            "use --strategy ddp (or fsdp, deepspeed, pipeline, hybrid), or launch -n 1"
+            f"use --strategy {' or '.join(several) or 'with needs_launcher'}, or launch -n 1"
         )
     backend = getattr(config.strategy.options, "backend", "auto")
     if cuda_devices and backend in ("auto", "nccl") and nproc_per_node > cuda_devices:

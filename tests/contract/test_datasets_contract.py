@@ -1,0 +1,55 @@
+"""Contract every registered dataset meets, whoever registered it: ``Options`` with defaults,
+global batches of ``batch_size`` rows (a mapping of tensors agreeing on dimension 0), a fixed
+validation set, a JSON-ready position that resumes the same batches, the default shard."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch.utils import _pytree as pytree
+
+import deepseek
+from deepseek.config.components import options_class
+from deepseek.data.batch import check_batch
+from deepseek.data.dataset import Dataset
+from deepseek.plugins.host import get_host
+
+DATASETS = deepseek.list_datasets()
+ROWS = 4
+
+
+def _equal(a: object, b: object) -> bool:
+    la, sa = pytree.tree_flatten(a)
+    lb, sb = pytree.tree_flatten(b)
+    return sa == sb and all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(la, lb, strict=True))
+
+
+def test_core_datasets_registered() -> None:
+    assert "text" in DATASETS
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_dataset_contract(name: str) -> None:
+    cls = get_host().resolve("dataset", name).load()
+    assert isinstance(cls, type) and issubclass(cls, Dataset)
+    options = options_class(cls, kind="dataset", name=name)
+    assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in dataclasses.fields(options)), f"{name}: every [data] key needs a default"
+    data = deepseek.create_dataset(name, batch_size=ROWS, seed=3)
+    first = next(data)
+    assert check_batch(first, where=name) == ROWS
+    val = data.validation_batches(2)
+    assert 1 <= len(val) <= 2 and all(check_batch(b, where=name) == ROWS for b in val)
+    assert all(_equal(a, b) for a, b in zip(val, data.validation_batches(2), strict=True))
+    state = json.loads(json.dumps(data.state_dict()))  # JSON-ready
+    expected = [next(data) for _ in range(2)]
+    again = deepseek.create_dataset(name, batch_size=ROWS, seed=3)
+    again.load_state_dict(state)
+    assert all(_equal(a, next(again)) for a in expected)
+    shard = data.shard(first, 1, 2)
+    assert check_batch(shard, where=name) == ROWS // 2
+    tokens = data.count_tokens(first)
+    assert tokens is None or (isinstance(tokens, int) and tokens > 0)
