@@ -115,6 +115,23 @@ def test_catalogue_entry_is_what_its_edition_registers(kind: str, name: str) -> 
         )
 
 
+@pytest.mark.parametrize(("kind", "name"), sorted(catalogue.DECLARED), ids=lambda v: str(v))
+def test_catalogue_declarations_are_what_the_edition_declares(kind: str, name: str) -> None:
+    """Installed, the edition declares exactly the catalogue's copy; missing, the copy stands in
+    (the advisor still maps its memory rows to that edition's strategy)."""
+    from deepseek.advise.engines import row_engines
+
+    provider = catalogue.provider_of(kind, name)
+    assert provider is not None, f"catalogue.DECLARED names {kind} {name!r}, which CATALOGUE does not list"
+    copy = catalogue.DECLARED[(kind, name)]
+    if _installed(provider):
+        comp = next(c for c in EVERYTHING.candidates(kind, name) if c.dist == provider)
+        assert dict(comp.declares) == copy, f"{provider} declares {dict(comp.declares)} for {kind} {name!r}"
+    engines = row_engines(EVERYTHING)
+    for row in copy.get("memory_rows", ()):
+        assert engines[row] == (name, provider.removeprefix("deepseek-")), row
+
+
 @pytest.mark.parametrize("kind", sorted(catalogue.KIND_PROVIDERS))
 def test_kind_provider_is_the_edition_that_adds_the_kind(kind: str) -> None:
     provider = catalogue.KIND_PROVIDERS[kind]

@@ -147,3 +147,29 @@ def test_a_view_with_preference_sees_plugins_registered_later() -> None:
     host.register_plugin(Notebook(), dist="deepseek-notebook")
     assert view.resolve("pass", "nb.pass").dist == "deepseek-notebook"
     assert view.records is host.records
+
+
+def test_declarations_are_checked_and_read_without_importing_the_target() -> None:
+    from deepseek.advise.engines import row_engines
+
+    class Declaring:
+        @hookimpl
+        def deepseek_register_strategies(self, register):
+            register("acme.offload", "acme_never_imported.strategy:Offload", description="a declared strategy",
+                     declares={"memory_rows": ["ddp+offload"], "nodes": 2})
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Declaring(), dist="deepseek-acme").status == "ok"
+    comp = host.resolve("strategy", "acme.offload")
+    assert comp.declared("memory_rows") == ("ddp+offload",) and comp.declared("nodes") == 2
+    assert comp.as_dict()["declares"] == {"memory_rows": ["ddp+offload"], "nodes": 2}
+    assert row_engines(host)["ddp+offload"] == ("acme.offload", "deepseek-acme")  # the target stays unimported
+
+    class Bad:
+        @hookimpl
+        def deepseek_register_strategies(self, register):
+            register("acme.bad", "acme.s:S", declares={"memory_rows": [object()]})
+
+    with pytest.warns(PluginWarning, match=r"strategy 'acme\.bad': declares\['memory_rows'\] must be a string key"):
+        record = host.register_plugin(Bad(), dist="deepseek-bad")
+    assert record.status == "failed"

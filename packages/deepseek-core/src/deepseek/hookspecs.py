@@ -35,7 +35,7 @@ and skipped; with ``--strict-plugins`` or ``DEEPSEEK_STRICT_PLUGINS=1`` that is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -66,6 +66,10 @@ class RegisterFn(Protocol):
     - ``aliases``: a list or tuple of further names for the same component.
     - ``description``: one line shown by ``deepseek plugins list`` and ``deepseek --help``;
       defaults to the first docstring paragraph of a non-lazy target.
+    - ``declares``: facts tools read without importing the target (a mapping of strings to
+      strings, numbers, booleans or lists of them). Strategies declare ``memory_rows``: the
+      rows of the advisor's memory model they realise (docs/advise.md), e.g.
+      ``declares={"memory_rows": ["zero3", "zero3+offload"]}``.
 
     An invalid call raises :class:`deepseek.errors.PluginError`, naming distribution, plugin
     and hook; the plugin is then skipped as a whole. ``register`` is valid only while its hook
@@ -79,6 +83,7 @@ class RegisterFn(Protocol):
         *,
         aliases: Sequence[str] = (),
         description: str = "",
+        declares: Mapping[str, Any] | None = None,
     ) -> None: ...
 
 

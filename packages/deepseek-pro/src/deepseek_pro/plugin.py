@@ -16,11 +16,14 @@ if TYPE_CHECKING:
 def deepseek_register_strategies(register: RegisterFn) -> None:
     """ddp, fsdp (alias zero3), deepspeed, pipeline, hybrid."""
     register("ddp", "deepseek_pro.strategies.ddp:DDPStrategy",
-             description="torch DistributedDataParallel, optional gradient compression")
+             description="torch DistributedDataParallel, optional gradient compression",
+             declares={"memory_rows": ["ddp"]})
     register("fsdp", "deepseek_pro.strategies.fsdp:FSDPStrategy", aliases=("zero3",),
-             description="FSDP2 fully_shard (ZeRO-3), mixed-precision policy, CPU offload")
+             description="FSDP2 fully_shard (ZeRO-3), mixed-precision policy, CPU offload",
+             declares={"memory_rows": ["zero3", "zero3+offload"]})
     register("deepspeed", "deepseek_pro.strategies.deepspeed:DeepSpeedStrategy",
-             description="DeepSpeed ZeRO stage 1/2/3 with optimizer/parameter CPU offload")
+             description="DeepSpeed ZeRO stage 1/2/3 with optimizer/parameter CPU offload",
+             declares={"memory_rows": ["single+offload", "zero1", "zero1+offload", "zero2", "zero2+offload"]})
     register("pipeline", "deepseek_pro.strategies.pipeline:PipelineStrategy",
              description="torch.distributed.pipelining, GPipe or 1F1B schedule")
     register("hybrid", "deepseek_pro.strategies.hybrid:HybridStrategy",

@@ -20,10 +20,14 @@ written out in ``docs/advise.md``; in short, per parameter (``P``) and per GPU (
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek.advise.engines import Engine
 
 GiB = 1024**3
 PrecisionName = Literal["bf16", "fp16", "fp32"]
@@ -169,8 +173,6 @@ class StrategySpec:
 
     key: str
     label: str
-    engine: str | None
-    edition: str | None
     shard_weights: bool = False
     shard_grads: bool = False
     shard_optimizer: bool = False
@@ -196,30 +198,29 @@ class StrategySpec:
 
 
 STRATEGIES: tuple[StrategySpec, ...] = (
-    StrategySpec("single", "single", "single", "core", autocast=True),
-    StrategySpec("single+offload", "single+offload", "deepspeed", "pro", shard_grads=True,
+    StrategySpec("single", "single", autocast=True),
+    StrategySpec("single+offload", "single+offload", shard_grads=True,
                  shard_optimizer=True, offload_optimizer=True, backward_buffers=True, buffers="deepspeed"),
-    StrategySpec("ddp", "ddp", "ddp", "pro", autocast=True, grads_persist=True),
-    StrategySpec("ddp+offload", "ddp+offload", None, None,
-                 offload_optimizer=True, autocast=True, grads_persist=True),
-    StrategySpec("zero1", "zero1", "deepspeed", "pro", shard_optimizer=True, backward_buffers=True,
+    StrategySpec("ddp", "ddp", autocast=True, grads_persist=True),
+    StrategySpec("ddp+offload", "ddp+offload", offload_optimizer=True, autocast=True, grads_persist=True),
+    StrategySpec("zero1", "zero1", shard_optimizer=True, backward_buffers=True,
                  buffers="deepspeed"),
-    StrategySpec("zero1+offload", "zero1+offload", "deepspeed", "pro", shard_optimizer=True,
+    StrategySpec("zero1+offload", "zero1+offload", shard_optimizer=True,
                  offload_optimizer=True, backward_buffers=True, buffers="deepspeed"),
-    StrategySpec("zero2", "zero2", "deepspeed", "pro", shard_grads=True, shard_optimizer=True,
+    StrategySpec("zero2", "zero2", shard_grads=True, shard_optimizer=True,
                  backward_buffers=True, buffers="deepspeed"),
-    StrategySpec("zero2+offload", "zero2+offload", "deepspeed", "pro", shard_grads=True,
+    StrategySpec("zero2+offload", "zero2+offload", shard_grads=True,
                  shard_optimizer=True, offload_optimizer=True, backward_buffers=True, buffers="deepspeed"),
-    StrategySpec("zero3", "zero3", "fsdp", "pro", shard_weights=True, shard_grads=True,
+    StrategySpec("zero3", "zero3", shard_weights=True, shard_grads=True,
                  shard_optimizer=True, autocast=True, buffers="gather", params_cast_on_gather=True,
                  foreach_step=True),
-    StrategySpec("zero3+offload", "zero3+offload", "fsdp", "pro",
-                 shard_weights=True, shard_grads=True, shard_optimizer=True, offload_optimizer=True,
-                 offload_params=True, autocast=True, buffers="gather", params_cast_on_gather=True,
+    StrategySpec("zero3+offload", "zero3+offload", shard_weights=True, shard_grads=True,
+                 shard_optimizer=True, offload_optimizer=True, offload_params=True, autocast=True, buffers="gather", params_cast_on_gather=True,
                  foreach_step=True),
 )
-"""Every row the advisor estimates; ``engine`` is the registered strategy that realises it
-(``None``: estimated for comparison, not offered)."""
+"""Every row the advisor estimates. Which registered strategy realises a row is what the strategies
+declare (:func:`deepseek.advise.engines.row_engines`); a row none declares (``ddp+offload``) is
+estimated for comparison, not offered."""
 
 
 def state_bytes(spec: StrategySpec, setup: TrainSetup) -> StateBytes:
@@ -330,9 +331,10 @@ def _buffers(spec: StrategySpec, shape: ModelShape, per: StateBytes, setup: Trai
 
 def estimate_strategy(
     spec: StrategySpec, shape: ModelShape, setup: TrainSetup, *, overhead: int,
-    usable_gpu: int | None = None, host_memory: int | None = None,
+    usable_gpu: int | None = None, host_memory: int | None = None, engine: Engine | None = None,
 ) -> Estimate:
-    """Per-GPU bytes of ``spec`` for ``shape`` and ``setup``; ``fits`` against ``usable_gpu``."""
+    """Per-GPU bytes of ``spec`` for ``shape`` and ``setup``; ``fits`` against ``usable_gpu``;
+    ``engine``: the strategy realising the row (``None``: not offered)."""
     n = max(1, setup.gpus) if spec.key not in ("single", "single+offload") else 1
     p = shape.n_params
     per = state_bytes(spec, setup)
@@ -352,11 +354,12 @@ def estimate_strategy(
         w = 0.0
     act = activation_bytes(shape, setup, residual_in_compute_dtype=spec.params_cast_on_gather).total
     est = Estimate(
-        key=spec.key, label=spec.label, engine=spec.engine, edition=spec.edition,
+        key=spec.key, label=spec.label, engine=engine.strategy if engine else None,
+        edition=engine.edition if engine else None,
         weights=int(w), gradients=int(g), optimizer=int(o), activations=act,
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
-        applicable=_applicable(spec, setup.gpus), grads_persist=spec.grads_persist,
+        applicable=engine is not None and _applicable(spec, setup.gpus), grads_persist=spec.grads_persist,
         backward_buffers=spec.backward_buffers,
         step_temp=int(temp),
     )
@@ -370,8 +373,6 @@ _ONE_GPU = ("single", "single+offload", "zero3+offload")
 
 def _applicable(spec: StrategySpec, gpus: int) -> bool:
     """Whether the row is offered for this many GPUs (0 = CPU only: ``single``)."""
-    if spec.engine is None:
-        return False
     if gpus == 0:
         return spec.key == "single"
     return gpus > 1 or spec.key in _ONE_GPU
@@ -385,13 +386,18 @@ def _replace(est: Estimate, **changes: Any) -> Estimate:
 
 def estimate_all(
     shape: ModelShape, setup: TrainSetup, *, gpu_memory: int, headroom: float = 0.10,
-    overhead: int = GiB, host_memory: int | None = None,
+    overhead: int = GiB, host_memory: int | None = None, engines: Mapping[str, Engine] | None = None,
 ) -> list[Estimate]:
     """Every row of :data:`STRATEGIES`; a row fits when its total is within ``gpu_memory``
     minus ``headroom`` (fraction kept free for allocator fragmentation) and its host part
-    within ``host_memory``."""
+    within ``host_memory``. ``engines``: row -> realising strategy (default: what the strategies
+    registered on the process's plugin host declare, :func:`deepseek.advise.engines.row_engines`)."""
+    from deepseek.advise.engines import row_engines
+
+    engines = row_engines() if engines is None else engines
     usable = int(gpu_memory * (1 - headroom))
     return [
-        estimate_strategy(spec, shape, setup, overhead=overhead, usable_gpu=usable, host_memory=host_memory)
+        estimate_strategy(spec, shape, setup, overhead=overhead, usable_gpu=usable, host_memory=host_memory,
+                          engine=engines.get(spec.key))
         for spec in STRATEGIES
     ]

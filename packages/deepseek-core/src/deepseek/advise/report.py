@@ -94,8 +94,11 @@ def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices) -> TrainSetup
     )
 
 
-def advise(inp: AdviseInputs) -> dict[str, Any]:
-    """The whole advice as a JSON-ready dict (sizes in bytes)."""
+def advise(inp: AdviseInputs, plugin_host: Any = None) -> dict[str, Any]:
+    """The whole advice as a JSON-ready dict (sizes in bytes); the strategies realising each
+    memory row are what those registered on ``plugin_host`` declare (default: the process's)."""
+    from deepseek.advise.engines import row_engines
+
     if not 0 <= inp.headroom < 1:
         raise UsageError(f"--headroom: a fraction in [0, 1), got {inp.headroom}")
     modalities = parse_modalities(inp.modalities)
@@ -112,7 +115,7 @@ def advise(inp: AdviseInputs) -> dict[str, Any]:
         overhead = GPU_OVERHEAD if devices.count else CPU_OVERHEAD
     costs = load_costs(inp.costs, inp.cost)
     kw: dict[str, Any] = {"gpu_memory": devices.memory, "headroom": inp.headroom, "overhead": overhead,
-                          "host_memory": host}
+                          "host_memory": host, "engines": row_engines(plugin_host)}
     estimates = estimate_all(shape, setup, **kw)
     rec = recommend(shape, setup, modalities, estimates, **kw)
     act = activation_bytes(shape, setup)

@@ -10,4 +10,5 @@ def deepseek_register_strategies(register: RegisterFn) -> None:
         "single",
         "deepseek.training.single:SingleDeviceStrategy",
         description="one process on one device (CPU or CUDA)",
+        declares={"memory_rows": ["single"]},
     )

@@ -60,7 +60,9 @@ def advise(as_json: bool, params: str | None, **options: object) -> None:
 
     count = parse_count(params) if params is not None else None
     precision = str(options.pop("precision")).lower()
-    report = build(AdviseInputs(params=count, precision=precision, **options))  # type: ignore[arg-type]
+    from deepseek.cli.context import command_host
+
+    report = build(AdviseInputs(params=count, precision=precision, **options), command_host())  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

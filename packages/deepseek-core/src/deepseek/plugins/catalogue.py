@@ -28,6 +28,15 @@ CATALOGUE: dict[tuple[str, str], str] = {
 """(kind, name) -> the first-party distribution that registers it. Only what an edition really
 registers belongs here: tests/contract checks every entry against the installed editions."""
 
+DECLARED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("strategy", "ddp"): {"memory_rows": ("ddp",)},
+    ("strategy", "fsdp"): {"memory_rows": ("zero3", "zero3+offload")},
+    ("strategy", "deepspeed"): {"memory_rows": ("single+offload", "zero1", "zero1+offload", "zero2", "zero2+offload")},
+}
+"""What those components declare at registration (``register(..., declares=...)``), for tools
+that describe an edition that is not installed (the advisor's memory rows). tests/contract checks
+every entry against what the installed edition really declares."""
+
 KIND_PROVIDERS: dict[str, str] = {"compressor": "deepseek-enterprise", "tuner": "deepseek-enterprise"}
 """Component kinds that a first-party edition adds through hookspecs of its own."""
 

@@ -55,6 +55,13 @@ class Component:
     aliases: tuple[str, ...] = ()
     description: str = ""
     alias_of: str | None = None
+    declares: tuple[tuple[str, Any], ...] = ()
+    """Facts the plugin declared at registration (``register(..., declares={...})``), readable
+    without importing the target, as sorted ``(key, value)`` pairs (lists become tuples)."""
+
+    def declared(self, key: str, default: Any = None) -> Any:
+        """One declared fact (``default`` when the plugin declared none under ``key``)."""
+        return dict(self.declares).get(key, default)
 
     @property
     def qualified_name(self) -> str:
@@ -94,6 +101,7 @@ class Component:
             "target": self.target_text,
             "description": self.description,
             "aliases": list(self.aliases),
+            "declares": {k: list(v) if isinstance(v, tuple) else v for k, v in self.declares},
             "alias_of": self.alias_of,
         }
 

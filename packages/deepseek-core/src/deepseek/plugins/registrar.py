@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deepseek.errors import PluginError
@@ -70,6 +70,24 @@ class Registrar:
             raise self._error(f"{self.kind} {name!r} registered twice; register it once")
         return name
 
+    def _declares(self, name: str, declares: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+        """``declares`` checked (string keys; strings, numbers, booleans or lists of them) and
+        frozen as sorted pairs."""
+        if declares is None:
+            return ()
+        if not isinstance(declares, Mapping):
+            raise self._error(f"{self.kind} {name!r}: declares must be a mapping, got {type(declares).__name__}")
+        out = []
+        for key, value in declares.items():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if not isinstance(key, str) or not all(isinstance(v, (str, int, float, bool)) for v in items):
+                raise self._error(
+                    f"{self.kind} {name!r}: declares[{key!r}] must be a string key with a string, "
+                    f"number, boolean or list of them, got {value!r}"
+                )
+            out.append((key, tuple(value) if isinstance(value, (list, tuple)) else value))
+        return tuple(sorted(out))
+
     def __call__(
         self,
         name: str,
@@ -77,6 +95,7 @@ class Registrar:
         *,
         aliases: Sequence[str] = (),
         description: str = "",
+        declares: Mapping[str, Any] | None = None,
     ) -> None:
         """Register ``target`` as the component ``name`` (see :class:`deepseek.hookspecs.RegisterFn`)."""
         if self._closed:
@@ -111,7 +130,7 @@ class Registrar:
         )
         common: dict[str, Any] = dict(
             kind=self.kind, target=target, dist=self.dist, version=self.version,
-            module=self.module, description=description,
+            module=self.module, description=description, declares=self._declares(name, declares),
         )
         staged = [Component(name=name, aliases=tuple(aliases), **common)]
         for alias in aliases:
