@@ -106,3 +106,29 @@ def test_eval_and_checkpoint_with_core_only_cli(host: Any, tmp_path: Path) -> No
     assert gen.returncode == 2 and gen.stderr.count("\n") == 1 and "does not generate text" in gen.stderr
     assert sorted(p.name for p in (result.run_dir / "checkpoints" / "step-6").iterdir()) == [
         "model.safetensors", "optimizer.safetensors", "rng-0.safetensors", "trainer.json"]
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda b: [b["features"]], r"a batch must be a non-empty mapping of names to tensors, got list"),
+    (lambda b: {"features": b["features"], "label": b["label"][:3]}, r"the same number of them; got first dimensions \[3, 16\]"),
+    (lambda b: {k: v[:8] for k, v in b.items()}, r"gave a training batch of step 1 of 8 rows, but data\.batch_size is 16"),
+])
+def test_a_dataset_yielding_bad_batches_is_named(host: Any, tmp_path: Path, make: Any, message: str) -> None:
+    from deepseek_toyclf.data import Blobs
+
+    from deepseek import hookimpl
+
+    class Broken(Blobs):
+        def __next__(self) -> Any:
+            return make(super().__next__())
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_datasets(self, register):
+            register("broken.blobs", Broken, description="blobs gone wrong")
+
+    host.register_plugin(Plugin(), dist="deepseek-broken")
+    config = config_from_dict(toy_config(tmp_path, data={"name": "broken.blobs"}), host=host)
+    with pytest.raises(Exception, match=message) as info:
+        Trainer(config, run_dir=tmp_path / "run", host=host).fit()
+    assert "\n" not in str(info.value) and "dataset 'broken.blobs'" in str(info.value)

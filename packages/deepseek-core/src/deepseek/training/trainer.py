@@ -21,6 +21,7 @@ import torch
 
 from deepseek.config.load import write_config
 from deepseek.config.schema import Config
+from deepseek.data.batch import check_batch
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
 from deepseek.training import checkpoint as ckpt
@@ -132,6 +133,8 @@ class Trainer:
                 f"data: dataset {cfg.data.name!r} gave no validation batches; give it validation data "
                 "(for 'text': a larger corpus or a higher data.val_fraction)"
             )
+        for batch in self.val_set:
+            self._check_rows(batch, "validation batch")
         model = engine.build_model()
         self.generates = callable(getattr(model, "generate", None))
         if isinstance(model, TrainableModel):
@@ -276,6 +279,7 @@ class Trainer:
         step = self.step + 1
         lr = self.schedule(step)
         batch = next(self.dataset)
+        self._check_rows(batch, f"training batch of step {step}")
         result = self.engine.step(batch, lr)
         self.step = step
         rows = self.config.data.batch_size
@@ -289,6 +293,16 @@ class Trainer:
         self._window.add(step, result, lr=lr, rows=rows, samples=self._samples_seen, tokens=tokens,
                          tokens_seen=self._tokens_seen if tokens is not None else None, extra=extra,
                          started=started)
+
+    def _check_rows(self, batch: Any, what: str) -> None:
+        """A batch from the dataset must be a mapping of tensors with ``data.batch_size`` rows."""
+        rows = check_batch(batch, where=f"data: dataset {self.config.data.name!r}, {what}")
+        if rows != self.config.data.batch_size:
+            raise UsageError(
+                f"data: dataset {self.config.data.name!r} gave a {what} of {rows} rows, but "
+                f"data.batch_size is {self.config.data.batch_size}; a dataset yields global batches of "
+                "data.batch_size rows (docs/plugins.md, 'Datasets')"
+            )
 
     def _read_window(self, progress: ProgressBar) -> None:
         """Read the steps since the last read (one host sync), then log them and run their hooks."""
