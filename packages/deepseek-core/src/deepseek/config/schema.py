@@ -95,6 +95,11 @@ class TrainConfig:
     """``torch.compile`` each block (in place, names unchanged) before the strategy wraps it."""
     activation_checkpointing: bool = False
     """Recompute activations in backward (the model must offer it: docs/plugins.md)."""
+    on_nonfinite: Literal["stop", "skip", "continue"] = "stop"
+    """A step whose loss or gradient norm is NaN or infinite: ``stop`` ends the run with a message
+    naming the step (at the next read of the step values, before any checkpoint); ``skip`` does
+    not apply that step (its update is dropped; one host sync per step); ``continue`` trains on.
+    Whatever the choice, a checkpoint with non-finite weights is never written."""
     init_device: Literal["cpu", "device"] = "cpu"
     """Where the model's weights are created: ``cpu`` (the same seeded weights under every
     strategy and device) or ``device``, directly on the strategy's device (fast for large models;

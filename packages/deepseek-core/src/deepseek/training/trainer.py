@@ -28,6 +28,7 @@ from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
 from deepseek.training.evaluation import summarize
+from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
     MetricsWriter,
@@ -305,14 +306,17 @@ class Trainer:
             )
 
     def _read_window(self, progress: ProgressBar) -> None:
-        """Read the steps since the last read (one host sync), then log them and run their hooks."""
-        for record in self._window.take_records():
+        """Read the steps since the last read (one host sync), then log them and run their hooks;
+        a non-finite step then stops the run under ``train.on_nonfinite = "stop"``."""
+        records = self._window.take_records()
+        for record in records:
             step = record["step"]
             self.hooks.deepseek_train_step_end(trainer=self, step=step, metrics=record)
             self.history.append(record)
             self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
             self.metrics_out.write(record)
             progress.update(step, record, self._window.metric_names)
+        check_steps(records, self.config.train.on_nonfinite, self.config.train.lr)
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
@@ -349,10 +353,15 @@ class Trainer:
             "torch": torch.__version__,
         }
 
-    def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-N`` atomically on every rank; prune to ``keep_last``."""
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step-N`` atomically on every rank; prune to ``keep_last``. Weights
+        that are not finite are never written (``None``; or the run stops, see
+        ``train.on_nonfinite``)."""
         assert self.strategy is not None
         strategy = self.strategy
+        if not strategy.weights_finite():
+            refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
+            return None
         root = self.run_dir / "checkpoints"
         tmp = ckpt.new_temp_dir(root, self.step) if strategy.is_global_zero else None
         tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
