@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import (
+    BEST_FILE,
     LATEST_FILE,
     MODEL_FILE,
     OPTIMIZER_FILE,
@@ -38,6 +39,7 @@ from deepseek.training.checkpoint_dirs import (
     atomic_write_text,
     commit_checkpoint,
     list_checkpoints,
+    mark_best,
     new_temp_dir,
     prune_checkpoints,
     remove_stale,
@@ -63,6 +65,7 @@ FORMAT = "deepseek-checkpoint"
 FORMAT_VERSION = 1
 
 __all__ = [
+    "BEST_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "LATEST_FILE",
@@ -81,6 +84,7 @@ __all__ = [
     "load_model_state",
     "load_optimizer_state",
     "load_rng_state",
+    "mark_best",
     "new_temp_dir",
     "optimizer_param_names",
     "prune_checkpoints",
