@@ -54,6 +54,13 @@ def deepseek_register_datasets(register: RegisterFn) -> None:
 
 
 @hookimpl
+def deepseek_register_commands(register: RegisterFn) -> None:
+    """``deepseek multimodal study|table``."""
+    register("multimodal", "deepseek_enterprise.cli:multimodal",
+             description="multimodal fusion study: train, test on the held-out split, tables")
+
+
+@hookimpl
 def deepseek_train_start(trainer: Any) -> None:
     """Record which images and recordings each split holds in the run folder (rank 0)."""
     from deepseek_enterprise.digits.dataset import MultimodalDigits
