@@ -6,9 +6,11 @@ Two tasks (``task``), so that fusion is measured honestly:
   ``c``, a spelling of ``c``; each corrupted (image: Gaussian noise and an occluding square; audio:
   noise and a masked time span; text: with probability ``text_swap`` the spelling of another
   digit), so that no single modality is reliable.
-- ``complementary``: the answer needs all three at once: the image shows ``a``, the recording says
-  ``b``, the text names an operation (plus, minus, times, in several spellings) and the class is
-  ``(a op b) mod 10``. Each modality alone, and late fusion, are near chance.
+- ``complementary``: the image shows ``a``, the recording says another digit ``b`` and the text
+  names which of the two to answer ("image", "listen", "图", ... in several languages); the class
+  is that digit. Text alone is at chance, vision or audio alone is right at most half the time,
+  and late fusion (summed per-modality votes) cannot route; a model that reads the text to pick
+  the modality reaches ``(vision accuracy + audio accuracy) / 2``.
 
 Samples are drawn from the split's images and recordings (see :mod:`.sources`: no image or
 recording is in two splits) from ``(seed, batch index)``; the validation (``eval_split``) and test
@@ -32,11 +34,11 @@ from deepseek.errors import ConfigError, UsageError
 from deepseek_enterprise.digits.sources import SPLITS, load_images, load_speech, spellings
 
 MODALITIES = ("vision", "audio", "text")
-OPERATIONS = {
-    "plus": (("plus", "add", "+", "sum"), lambda a, b: (a + b) % 10),
-    "minus": (("minus", "subtract", "-", "difference"), lambda a, b: (a - b) % 10),
-    "times": (("times", "multiply", "×", "product"), lambda a, b: (a * b) % 10),
+ROUTES = {
+    "vision": ("image", "picture", "look", "seen", "bild", "图像", "看", "画像"),
+    "audio": ("sound", "audio", "listen", "heard", "ton", "声音", "听", "音声"),
 }
+"""Complementary task: the spellings of "answer with the image" and "answer with the recording"."""
 
 
 def _fraction(value: float) -> str | None:
@@ -52,7 +54,8 @@ class DigitsOptions:
     """``[data]`` keys of ``multimodal.digits``."""
 
     task: Literal["redundant", "complementary"] = "redundant"
-    """``redundant``: every modality carries the class; ``complementary``: the class needs all three."""
+    """``redundant``: every modality carries the class; ``complementary``: the text says whether the
+    image or the recording does."""
     image_noise: float = field(default=0.5, metadata={"check": _non_negative})
     """Standard deviation of Gaussian noise added to the [0, 1] pixels."""
     image_occlusion: int = field(default=4, metadata={"check": lambda v: None if 0 <= v <= 8 else "must be in 0..8"})
@@ -115,10 +118,11 @@ class MultimodalDigits(Dataset):
             forms = self.spell[said]
             text = forms[int(rng.integers(len(forms)))]
         else:
-            a, b = int(rng.integers(10)), int(rng.integers(10))
-            op = list(OPERATIONS)[int(rng.integers(len(OPERATIONS)))]
-            forms, fn = OPERATIONS[op]
-            text, label = forms[int(rng.integers(len(forms)))], int(fn(a, b))
+            a = int(rng.integers(10))
+            b = int((a + rng.integers(1, 10)) % 10)
+            route = "vision" if rng.random() < 0.5 else "audio"
+            forms = ROUTES[route]
+            text, label = forms[int(rng.integers(len(forms)))], a if route == "vision" else b
         image = self.images.pixels[split][images[a][int(rng.integers(len(images[a])))]].copy()
         frames = self.speech.frames[split][recordings[b][int(rng.integers(len(recordings[b])))]]
         return {"image": self._corrupt_image(image, rng), "frames": self._corrupt_audio(frames, rng),
