@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -44,6 +45,11 @@ class Encoder(nn.Module):
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute activations in backward (default: nothing to recompute)."""
+
+    def block_modules(self) -> Sequence[nn.Module]:
+        """The repeated blocks, in forward order, that a model built on this encoder offers as
+        its own (sharding units of ``fsdp``, activation checkpointing); default: none."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -125,3 +131,7 @@ class TextTransformerEncoder(Encoder):
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute block activations in backward."""
         self.activation_checkpointing = bool(enabled)
+
+    def block_modules(self) -> Sequence[nn.Module]:
+        """The Transformer blocks."""
+        return list(self.blocks)
