@@ -1,4 +1,5 @@
-"""``deepseek multimodal``: the fusion study (train, test, table) of the enterprise edition.
+"""``deepseek multimodal``: the fusion study (train, test, table) and the evaluation of a trained
+multimodal classifier (``eval``) of the enterprise edition.
 
 Nothing here imports torch at module level (``deepseek --help`` stays fast).
 """
@@ -48,13 +49,56 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def table_command(files: tuple[Path, ...]) -> None:
     """Merge results.jsonl files of studies into the tables."""
-    from deepseek_enterprise.study import table
+    from deepseek_enterprise.study import check_row, table
 
     rows = []
     for path in files:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); pass results.jsonl files of 'study'") from None
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{n}: not a results line ({exc.msg}); pass results.jsonl files of 'study'") from exc
+                raise UsageError(f"{path}:{n}: not a results line ({exc.msg}); pass results.jsonl files of 'study'") from None
+            problem = check_row(row)
+            if problem:
+                raise UsageError(f"{path}:{n}: {problem}; pass results.jsonl files of 'study'")
+            rows.append(row)
+    if not rows:
+        raise UsageError(f"{', '.join(map(str, files))}: no results lines; pass results.jsonl files of 'study'")
     click.echo(table(rows))
+
+
+@multimodal.command("eval")
+@click.option("--checkpoint", required=True, metavar="PATH", help="Run folder or checkpoint folder.")
+@click.option("--split", type=click.Choice(["val", "test"]), default="val", show_default=True,
+              help="Which held-out split to read (test: only for final figures).")
+@click.option("--missing", default="", metavar="NAMES", help="Modalities to hide, comma-separated (e.g. audio,text).")
+@click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PNG",
+              help="Also draw the confusion matrix to this PNG file.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_command(checkpoint: str, split: str, missing: str, confusion: Path | None, device: str, as_json: bool) -> None:
+    """Accuracy of a trained multimodal classifier on a split, per modality, with a confusion matrix."""
+    import re
+
+    from deepseek.cli.context import command_host
+    from deepseek.training.single import pick_device
+    from deepseek_enterprise.report import format_report, plot_confusion, split_report
+
+    names = tuple(m.strip() for m in missing.split(",")) if missing.strip() else ()
+    if any(not m for m in names):
+        raise UsageError(f"--missing: {missing!r} has an empty name; give names like audio,text")
+    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", device):
+        raise UsageError(f"--device: {device!r} is not allowed; use auto, cpu, cuda or cuda:N")
+    if confusion is not None and (confusion.suffix.lower() != ".png" or not confusion.parent.resolve().is_dir()):
+        raise UsageError(f"--confusion: {confusion} must be a .png file in an existing folder")
+    report = split_report(checkpoint, split=split, missing=names, device=pick_device(device, where="--device"),
+                          host=command_host())
+    if confusion is not None:
+        plot_confusion(report, confusion)
+    click.echo(json.dumps(report) if as_json else format_report(report))

@@ -44,7 +44,7 @@ def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, l
                   "eval_interval": max(steps // 6, 1), "seed": seed},
         "precision": {"dtype": "fp32"},
         "strategy": {"name": "single", "device": device},
-        "checkpoint": {"interval": 0, "at_end": False},
+        "checkpoint": {"interval": 0, "at_end": True},
         "logging": {"progress": False, "plot": False, "runs_dir": runs_dir, "name": f"{task}-{config}-s{seed}"},
     }
 
@@ -125,6 +125,30 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
     return rows
+
+
+def check_row(row: Any) -> str | None:
+    """What is wrong with a results line read back from disk (None: nothing)."""
+    def fraction(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+    if not isinstance(row, dict):
+        return "a results line is a JSON object"
+    if row.get("task") not in ("redundant", "complementary"):
+        return f"task {row.get('task')!r} is not redundant or complementary"
+    if row.get("config") not in CONFIGS:
+        return f"config {row.get('config')!r} is not one of {', '.join(CONFIGS)}"
+    if not isinstance(row.get("seed"), int) or isinstance(row.get("seed"), bool):
+        return f"seed {row.get('seed')!r} is not an integer"
+    test = row.get("test")
+    if not isinstance(test, dict) or not fraction(test.get("test_accuracy")):
+        return "test.test_accuracy must be a number in [0, 1]"
+    missing = row.get("missing")
+    modalities = CONFIGS[row["config"]][0]
+    if len(modalities) > 1 and (not isinstance(missing, dict)
+                                or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
+        return "missing must give a number in [0, 1] for vision, audio and text"
+    return None
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -14,8 +14,8 @@ PyTorch's convention; an input with nothing to mask gives an all-False mask). Na
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
