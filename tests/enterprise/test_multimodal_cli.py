@@ -43,7 +43,10 @@ def test_study_writes_every_run_and_the_tables(study: dict[str, Any]) -> None:
     assert all(set(r["missing"]) == {"vision", "audio", "text"} for r in fused)
     assert all(r["latency"]["p50_ms"] <= r["latency"]["p90_ms"] for r in fused)
     mean = sum(r["test"]["test_accuracy"] for r in fused) / 2
-    assert f"| cross_attention | {100 * mean:.1f} +- " in study["stdout"]
+    params = fused[0]["parameters"]
+    assert params == fused[1]["parameters"] > 0
+    assert f"| cross_attention | {params / 1e6:.2f} M | {100 * mean:.1f} +- " in study["stdout"]
+    assert "cross_attention, batch 1 on cpu (2 runs, " in study["stdout"]
     again = deepseek("multimodal", "table", "res/results.jsonl", cwd=study["dir"])
     assert again.returncode == 0 and again.stdout == study["stdout"]
 

@@ -94,3 +94,28 @@ def test_materialize_keeps_tied_weights_tied() -> None:
     plain.load_state_dict(model.state_dict())
     idx = torch.randint(0, 256, (2, 16))
     assert torch.equal(plain(idx), model(idx))
+
+
+def test_materialize_restores_buffers_no_state_dict_carries() -> None:
+    """A non-persistent buffer (Swin's relative-position index, a causal mask) is not in the state
+    dict, so a model rebuilt from a twin and a state dict would hold garbage there: the twin keeps
+    its values and ``materialize`` puts them back; persistent buffers stay weightless."""
+    from deepseek_pro.strategies.twin import materialize
+
+    class WithIndex(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.register_buffer("index", torch.arange(9).view(3, 3), persistent=False)
+            self.register_buffer("stats", torch.ones(4))
+
+    model = nn.Sequential(WithIndex(), WithIndex())
+    model[1].index.mul_(2)
+    twin = meta_twin(model)
+    assert twin[0].index.device.type == "cpu" and twin[0].stats.is_meta and twin[0].lin.weight.is_meta
+    plain = materialize(twin, "cpu")
+    plain.load_state_dict(model.state_dict())
+    assert torch.equal(plain[0].index, torch.arange(9).view(3, 3))
+    assert torch.equal(plain[1].index, 2 * torch.arange(9).view(3, 3))
+    assert torch.equal(plain[1].stats, model[1].stats)
+    assert plain[0].index.data_ptr() != twin[0].index.data_ptr()

@@ -18,7 +18,8 @@ the unimodal predictions, used by ``late`` and by per-modality auxiliary losses)
 - ``cross_attention``: each modality's tokens, projected to ``d_model`` with a learned modality
   embedding, attend to the tokens of the other present modalities (plus one learned null token,
   so a sample with nothing to attend to stays defined), in ``layers`` residual blocks; the
-  attended tokens are pooled per modality and averaged over the present ones for the classifier.
+  attended tokens are pooled per modality, and these (zeros for missing ones) with the presence
+  flags go through the same kind of MLP as ``concat``'s, so the two differ only in attention.
   ``queries`` chooses which modalities attend (the product document sketches text querying
   vision); the default is every direction.
 """
@@ -95,6 +96,24 @@ class Fusion(nn.Module):
         return {m: self.heads[m](pooled[m]) for m in self.modalities}
 
 
+class PresenceMLP(nn.Module):
+    """Per-modality vectors (zeroed where the modality is missing) and presence flags,
+    concatenated, then ``Linear -> GELU -> Linear``."""
+
+    def __init__(self, modalities: list[str], width: int, hidden: int, num_classes: int) -> None:
+        super().__init__()
+        self.modalities = modalities
+        self.mlp = nn.Sequential(nn.Linear(len(modalities) * (width + 1), hidden), nn.GELU(),
+                                 nn.Linear(hidden, num_classes))
+
+    def forward(self, vectors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        for m in self.modalities:
+            flag = present[m].to(vectors[m].dtype).unsqueeze(-1)
+            parts += [vectors[m] * flag, flag]
+        return self.mlp(torch.cat(parts, -1))
+
+
 @dataclass(frozen=True)
 class ConcatOptions(FusionBaseOptions):
     """Keys of ``concat``."""
@@ -110,16 +129,11 @@ class ConcatFusion(Fusion):
 
     def __init__(self, options: ConcatOptions, *, dims: Mapping[str, int], num_classes: int) -> None:
         super().__init__(options, dims=dims, num_classes=num_classes)
-        width = len(dims) * (options.d_model + 1)
-        self.mlp = nn.Sequential(nn.Linear(width, options.hidden), nn.GELU(), nn.Linear(options.hidden, num_classes))
+        self.mlp = PresenceMLP(self.modalities, options.d_model, options.hidden, num_classes)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
         pooled = self.pool(features)
-        parts = []
-        for m in self.modalities:
-            flag = present[m].to(pooled[m].dtype).unsqueeze(-1)
-            parts += [pooled[m] * flag, flag]
-        return FusionOutput(self.mlp(torch.cat(parts, -1)), self.classify(pooled), pooled)
+        return FusionOutput(self.mlp(pooled, present), self.classify(pooled), pooled)
 
 
 class LateFusion(Fusion):
@@ -145,6 +159,8 @@ class CrossAttentionOptions(FusionBaseOptions):
     """Dropout in training."""
     queries: tuple[str, ...] = ()
     """Modalities whose tokens attend to the others (empty: every modality)."""
+    hidden: int = field(default=128, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    """Hidden width of the MLP over the attended modalities."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.heads:
@@ -183,7 +199,7 @@ class CrossAttentionFusion(Fusion):
         self.null = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.blocks = nn.ModuleList(CrossBlock(d, options.heads, options.dropout) for _ in range(options.layers))
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, num_classes)
+        self.head = PresenceMLP(self.queries, d, options.hidden, num_classes)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
         pooled = self.pool(features)
@@ -202,5 +218,4 @@ class CrossAttentionFusion(Fusion):
             for block in self.blocks:
                 q = block(q, kv, kv_mask)
             attended[m] = masked_mean(EncoderOutput(self.norm(q), hidden[m]))
-        fused = present_mean(attended, {m: present[m] for m in attended})
-        return FusionOutput(self.head(fused), self.classify(pooled), pooled)
+        return FusionOutput(self.head(attended, present), self.classify(pooled), pooled)

@@ -7,14 +7,19 @@ A batch holds, per modality, its encoder's inputs, and for every modality a pres
      "audio":  {"inputs": (B, T, 13), "padding_mask": (B, T)},
      "text":   {"inputs": (B, L) int64, "padding_mask": (B, L)},
      "present": {"vision": (B,) bool, "audio": (B,) bool, "text": (B,) bool},
-     "label": (B,) int64}
+     "label": (B,) int64,
+     "modality_labels": {"vision": (B,) int64, ...}}     # optional
 
 The loss is the fused cross-entropy, plus ``aux_loss_weight`` x the mean of each present
-modality's own classifier's cross-entropy, plus ``contrastive_weight`` x InfoNCE between the pooled
-embeddings of every pair of modalities present in the same samples (temperature ``temperature``).
+modality's own classifier's cross-entropy against that modality's own label
+(``modality_labels``, -100 where a sample has none; the class where the batch gives none), plus
+``contrastive_weight`` x InfoNCE between the pooled embeddings of every pair of modalities present
+in the same samples (temperature ``temperature``), which also reports in-batch cross-modal
+recall@1 (``recall_vision_audio`` ...).
+
 ``modality_dropout`` hides each modality of each training sample with that probability (never
 all of a sample's modalities). The model reports ``accuracy`` and, per modality, the accuracy of
-its own classifier (``accuracy_vision`` ...).
+its own classifier against the modality's own label (``accuracy_vision`` ...).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from deepseek.models.encoder import EncoderOutput
 from deepseek.models.protocol import Batch, TrainableModel
 
 MODALITIES = ("vision", "audio", "text")
+IGNORE = -100
+"""A ``modality_labels`` entry for a sample whose modality has no label of its own."""
 ENCODERS = {"vision": "vision.swin", "audio": "audio.conv_transformer", "text": "text.transformer"}
 
 
@@ -127,7 +134,8 @@ class MultimodalClassifier(TrainableModel):
             present = {m: stacked[:, i] & ~dropped[:, i] for i, m in enumerate(self.modalities)}
         return present
 
-    def forward(self, label: torch.Tensor, present: Mapping[str, torch.Tensor], **inputs: Any) -> dict[str, torch.Tensor]:
+    def forward(self, label: torch.Tensor, present: Mapping[str, torch.Tensor],
+                modality_labels: Mapping[str, torch.Tensor] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
         batch = {**inputs, "present": present}
         avail = self.presence(batch)
         out = self.fusion(self.encode(batch), avail)
@@ -135,18 +143,38 @@ class MultimodalClassifier(TrainableModel):
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         aux = []
         for m in self.modalities:
-            mask = avail[m]
+            # A modality's own classifier learns (and is scored on) the modality's own label where
+            # the batch gives one (-100: none for that sample), else the class.
+            own = (modality_labels or {}).get(m, label)
+            mask = avail[m] & (own != IGNORE)
             logits = out.modality_logits[m].float()
-            hit = (logits.argmax(-1) == label) & mask
-            result[f"accuracy_{m}"] = hit.float().sum() / mask.float().sum().clamp_min(1.0)
+            count = mask.float().sum().clamp_min(1.0)
+            result[f"accuracy_{m}"] = ((logits.argmax(-1) == own) & mask).float().sum() / count
             if self.options.aux_loss_weight:
-                per = F.cross_entropy(logits, label, reduction="none")
-                aux.append((per * mask.float()).sum() / mask.float().sum().clamp_min(1.0))
+                per = F.cross_entropy(logits, own.clamp_min(0), reduction="none")
+                aux.append((per * mask.float()).sum() / count)
         if aux:
             loss = loss + self.options.aux_loss_weight * torch.stack(aux).mean()
         if self.options.contrastive_weight and len(self.modalities) > 1:
             loss = loss + self.options.contrastive_weight * self.contrastive(out.pooled, avail)
+            result.update(self.retrieval(out.pooled, avail))
         return {"loss": loss, **result}
+
+    @torch.no_grad()
+    def retrieval(self, pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cross-modal recall@1 within the batch (``recall_<a>_<b>``: how often the nearest
+        ``b`` embedding to a sample's ``a`` embedding is that sample's own), both directions
+        averaged, over the samples having both modalities."""
+        out = {}
+        for a, b in itertools.combinations(self.modalities, 2):
+            both = present[a] & present[b]
+            za = F.normalize(pooled[a].float()[both], dim=-1)
+            zb = F.normalize(pooled[b].float()[both], dim=-1)
+            sim = za @ zb.T
+            target = torch.arange(sim.size(0), device=sim.device)
+            hits = ((sim.argmax(1) == target).float().mean() + (sim.argmax(0) == target).float().mean()) / 2
+            out[f"recall_{a}_{b}"] = hits if len(target) else sim.new_zeros(())
+        return out
 
     def contrastive(self, pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Symmetric InfoNCE between each pair of modalities, over the samples having both."""

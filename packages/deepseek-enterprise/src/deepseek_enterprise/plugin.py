@@ -71,3 +71,27 @@ def deepseek_train_start(trainer: Any) -> None:
         from deepseek.training.checkpoint import atomic_write_text
 
         atomic_write_text(trainer.run_dir / "splits.json", json.dumps(trainer.dataset.split_record()))
+
+
+@hookimpl
+def deepseek_evaluate(trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    """A multimodal classifier's confusion matrix on the validation split after each evaluation:
+    ``confusion.json`` and ``confusion.png`` in the run folder (overwritten; gathering the model
+    is a collective, so every rank takes part and rank 0 writes)."""
+    from deepseek_enterprise.digits.dataset import MultimodalDigits
+
+    if not isinstance(trainer.dataset, MultimodalDigits):
+        return
+    from deepseek_enterprise.multimodal import MultimodalClassifier
+
+    model = trainer.strategy.unwrapped_model()
+    if trainer.is_global_zero and isinstance(model, MultimodalClassifier):
+        import json
+
+        from deepseek.training.checkpoint import atomic_write_text
+        from deepseek_enterprise.report import evaluate_split, plot_confusion
+
+        report = {"step": step, **evaluate_split(model, trainer.dataset, trainer.dataset.options.eval_split)}
+        atomic_write_text(trainer.run_dir / "confusion.json", json.dumps(report))
+        if trainer.config.logging.plot:
+            plot_confusion(report, trainer.run_dir / "confusion.png")

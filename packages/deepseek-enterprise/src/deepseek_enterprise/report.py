@@ -14,11 +14,9 @@ from deepseek.errors import UsageError
 def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], device: Any, host: Any) -> dict[str, Any]:
     """Predictions of the checkpoint's model on every batch of ``split`` of its run's dataset
     (``missing``: modalities hidden), summarised: ``accuracy``, ``accuracy_<modality>`` (modalities
-shown),
+shown, each against its own label: the digit it shows),
     ``confusion`` (rows: true class, columns: predicted), ``samples``."""
-    import torch
 
-    from deepseek.data.batch import move_to
     from deepseek.training.build import build_dataset
     from deepseek.training.inference import load_trained
     from deepseek_enterprise.digits.dataset import MultimodalDigits
@@ -41,24 +39,45 @@ shown),
                          "leave at least one")
     options = dataclasses.replace(dataset.options, missing=tuple(missing))
     dataset = MultimodalDigits(options, batch_size=dataset.batch_size, seed=dataset.seed)
+    return {"checkpoint": checkpoint, "step": state.get("step"), **evaluate_split(model, dataset, split)}
+
+
+def evaluate_split(model: Any, dataset: Any, split: str) -> dict[str, Any]:
+    """``model`` (a multimodal classifier, in eval mode for the call) on every batch of ``split``
+    of ``dataset`` (its ``missing`` modalities hidden): ``split``, ``missing``, ``samples``,
+    ``accuracy``, ``accuracy_<modality>`` and ``confusion``."""
+    import torch
+
+    from deepseek.data.batch import move_to
+    from deepseek_enterprise.multimodal import IGNORE
+
+    missing = dataset.options.missing
     classes = model.options.num_classes
     confusion = torch.zeros(classes, classes, dtype=torch.int64)
     right = {m: 0 for m in model.modalities if m not in missing}
+    scored = dict(right)
     total = 0
-    for batch in dataset.split_batches(split):
-        batch = move_to(batch, next(model.parameters()).device)
-        out = model.predict(batch)
-        label = batch["label"]
-        pred = out.logits.argmax(-1)
-        confusion += torch.bincount(label.cpu() * classes + pred.cpu(), minlength=classes * classes).view(classes, classes)
-        for m in right:
-            right[m] += int((out.modality_logits[m].argmax(-1) == label).sum())
-        total += len(label)
-    report: dict[str, Any] = {"checkpoint": checkpoint, "step": state.get("step"), "split": split,
-                              "missing": list(missing), "samples": total,
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in dataset.split_batches(split):
+            batch = move_to(batch, next(model.parameters()).device)
+            out = model.predict(batch)
+            label = batch["label"].cpu()
+            pred = out.logits.argmax(-1).cpu()
+            confusion += torch.bincount(label * classes + pred, minlength=classes * classes).view(classes, classes)
+            for m in right:
+                own = batch["modality_labels"][m]
+                right[m] += int((out.modality_logits[m].argmax(-1) == own).sum())
+                scored[m] += int((own != IGNORE).sum())
+            total += len(label)
+    finally:
+        model.train(was_training)
+    report: dict[str, Any] = {"split": split, "missing": list(missing), "samples": total,
                               "accuracy": float(confusion.diag().sum()) / total}
     for m, n in right.items():
-        report[f"accuracy_{m}"] = n / total
+        if scored[m]:
+            report[f"accuracy_{m}"] = n / scored[m]
     report["confusion"] = confusion.tolist()
     return report
 
@@ -68,7 +87,7 @@ def format_report(report: dict[str, Any]) -> str:
     hidden = f", hidden: {', '.join(report['missing'])}" if report["missing"] else ""
     lines = [f"{report['split']} split, {report['samples']} samples (step {report['step']}{hidden})",
              f"accuracy {100 * report['accuracy']:.1f}%"]
-    lines += [f"  {key.removeprefix('accuracy_')} classifier alone {100 * value:.1f}%"
+    lines += [f"  {key.removeprefix('accuracy_')} head, against its own label: {100 * value:.1f}%"
               for key, value in report.items() if key.startswith("accuracy_")]
     matrix = report["confusion"]
     width = max(4, len(str(max(max(row) for row in matrix))) + 1)

@@ -13,6 +13,7 @@ model (p50/p90) and its peak memory. ``deepseek multimodal table`` merges result
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_metrics(trainer: Any, missing: tuple[str, ...] = ()) -> dict[str, float
 
 
 def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
-    """Batch-1 inference of the trained model: p50/p90 milliseconds and peak memory."""
+    """Batch-1 inference of the trained model: p50/p90 milliseconds, peak GPU memory of the calls
+    (CUDA) and the process's peak resident memory (its whole run so far)."""
     import torch
 
     module = trainer.strategy.eval_module.eval()
@@ -92,6 +94,7 @@ def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
     times.sort()
     return {"p50_ms": times[len(times) // 2], "p90_ms": times[int(len(times) * 0.9)],
             "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "parameters": sum(p.numel() for p in module.parameters()), "device": str(device)}
 
 
@@ -112,7 +115,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 start = time.perf_counter()
                 trainer = Trainer(config, quiet=True, host=host)
                 trainer.fit()
-                row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps,
+                params = sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
+                row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
                                        "seconds": time.perf_counter() - start, "test": test_metrics(trainer)}
                 row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in read_metrics(trainer.run_dir / "metrics.jsonl")
                                     if "val_accuracy" in r]
@@ -165,18 +169,30 @@ def table(rows: list[dict[str, Any]]) -> str:
         mine = [r for r in rows if r["task"] == task]
         seeds = sorted({r["seed"] for r in mine})
         lines += [f"### {task} (test accuracy %, mean +- std over seeds {seeds})", "",
-                  "| model | accuracy | without vision | without audio | without text |", "|---|---|---|---|---|"]
+                  "| model | parameters | accuracy | without vision | without audio | without text |",
+                  "|---|---|---|---|---|---|"]
         for name in CONFIGS:
             rs = [r for r in mine if r["config"] == name]
             if not rs:
                 continue
             acc = stat([r["test"]["test_accuracy"] for r in rs])
             miss = [stat([r["missing"][m] for r in rs]) if "missing" in rs[0] else "-" for m in ("vision", "audio", "text")]
-            lines.append(f"| {name} | {acc} | {' | '.join(miss)} |")
+            params = rs[0].get("parameters")
+            shown = f"{params / 1e6:.2f} M" if isinstance(params, int) else "-"
+            lines.append(f"| {name} | {shown} | {acc} | {' | '.join(miss)} |")
         lines.append("")
     red = [r for r in rows if r["task"] == "redundant"]
     vision = [r["test"]["test_accuracy"] for r in red if r["config"] == "vision"]
     audio = [r["test"]["test_accuracy"] for r in red if r["config"] == "audio"]
+    timed = [r for r in rows if isinstance(r.get("latency"), dict)]
+    for device in sorted({r["latency"].get("device", "?") for r in timed}):
+        lat = [r["latency"] for r in timed if r["latency"].get("device") == device]
+        gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
+        memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
+        lines.append(f"cross_attention, batch 1 on {device} ({len(lat)} runs, {lat[0].get('parameters', 0) / 1e6:.2f} M "
+                     f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
+                     f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}")
+        lines.append("")
     if vision and audio:
         lines.append(f"Ceiling of the complementary task (mean of the vision and audio models' redundant accuracy): "
                      f"{50 * (statistics.mean(vision) + statistics.mean(audio)):.1f}%")

@@ -6,18 +6,22 @@ Two tasks (``task``), so that fusion is measured honestly:
   ``c``, a spelling of ``c``; each corrupted (image: Gaussian noise and an occluding square; audio:
   noise and a masked time span; text: with probability ``text_swap`` the spelling of another
   digit), so that no single modality is reliable.
-- ``complementary``: the image shows ``a``, the recording says another digit ``b`` and the text
-  names which of the two to answer ("image", "listen", "图", ... in several languages); the class
-  is that digit. Text alone is at chance, vision or audio alone is right at most half the time,
-  and late fusion (summed per-modality votes) cannot route; a model that reads the text to pick
-  the modality reaches ``(vision accuracy + audio accuracy) / 2``.
+- ``complementary``: the answer needs all three at once: the image shows ``a``, the recording
+  says ``b``, the text names an operation (plus or minus, in several spellings and scripts) and
+  the class is ``(a op b) mod 10``. For every ``a`` (or ``b``, or operation) all ten classes are
+  equally likely, so each modality alone, and late fusion, are at chance.
+
+Each sample also carries every modality's own label (``modality_labels``), which the
+classifier's per-modality heads learn from (its auxiliary losses): in the redundant task the class
+for all three; in the complementary task the image's digit, the spoken digit, and -100 (none) for
+the operation word.
 
 Samples are drawn from the split's images and recordings (see :mod:`.sources`: no image or
 recording is in two splits) from ``(seed, batch index)``; the validation (``eval_split``) and test
 batches are fixed. Recordings are standardised with the training split's per-coefficient mean and
 deviation and padded to ``max_frames``; text is UTF-8 bytes padded to ``text_bytes``. Batches:
 ``{"vision": {"inputs"}, "audio": {"inputs", "padding_mask"}, "text": {"inputs", "padding_mask"},
-"present": {modality: (B,) bool}, "label"}``; ``missing`` marks modalities absent at evaluation.
+"present": {modality: (B,) bool}, "label", "modality_labels": {modality}}``; ``missing`` marks modalities absent at evaluation.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from deepseek.errors import ConfigError, UsageError
 from deepseek_enterprise.digits.sources import SPLITS, load_images, load_speech, spellings
 
 MODALITIES = ("vision", "audio", "text")
-ROUTES = {
-    "vision": ("image", "picture", "look", "seen", "bild", "图像", "看", "画像"),
-    "audio": ("sound", "audio", "listen", "heard", "ton", "声音", "听", "音声"),
+OPERATIONS = {
+    "plus": (("plus", "+", "add", "sum", "und", "加", "足す", "mais"), lambda a, b: (a + b) % 10),
+    "minus": (("minus", "-", "subtract", "less", "moins", "减", "引く", "menos"), lambda a, b: (a - b) % 10),
 }
-"""Complementary task: the spellings of "answer with the image" and "answer with the recording"."""
+"""Complementary task: the spellings of each operation, and the operation modulo 10."""
+IGNORE = -100
+"""A modality label that does not exist (the operation word's)."""
 
 
 def _fraction(value: float) -> str | None:
@@ -54,8 +60,7 @@ class DigitsOptions:
     """``[data]`` keys of ``multimodal.digits``."""
 
     task: Literal["redundant", "complementary"] = "redundant"
-    """``redundant``: every modality carries the class; ``complementary``: the text says whether the
-    image or the recording does."""
+    """``redundant``: every modality carries the class; ``complementary``: the class needs all three."""
     image_noise: float = field(default=0.5, metadata={"check": _non_negative})
     """Standard deviation of Gaussian noise added to the [0, 1] pixels."""
     image_occlusion: int = field(default=4, metadata={"check": lambda v: None if 0 <= v <= 8 else "must be in 0..8"})
@@ -117,16 +122,16 @@ class MultimodalDigits(Dataset):
             said = int((label + rng.integers(1, 10)) % 10) if wrong else label
             forms = self.spell[said]
             text = forms[int(rng.integers(len(forms)))]
+            said = label  # the text's own label is the class: its head learns how far to trust it
         else:
-            a = int(rng.integers(10))
-            b = int((a + rng.integers(1, 10)) % 10)
-            route = "vision" if rng.random() < 0.5 else "audio"
-            forms = ROUTES[route]
-            text, label = forms[int(rng.integers(len(forms)))], a if route == "vision" else b
+            a, b = int(rng.integers(10)), int(rng.integers(10))
+            forms, fn = OPERATIONS[list(OPERATIONS)[int(rng.integers(len(OPERATIONS)))]]
+            text, label, said = forms[int(rng.integers(len(forms)))], int(fn(a, b)), IGNORE
         image = self.images.pixels[split][images[a][int(rng.integers(len(images[a])))]].copy()
         frames = self.speech.frames[split][recordings[b][int(rng.integers(len(recordings[b])))]]
         return {"image": self._corrupt_image(image, rng), "frames": self._corrupt_audio(frames, rng),
-                "text": text, "label": label}
+                "text": text, "label": label,
+                "own": (a, b, said)}
 
     def _corrupt_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         o = self.options
@@ -166,6 +171,8 @@ class MultimodalDigits(Dataset):
             "text": {"inputs": torch.from_numpy(text), "padding_mask": torch.from_numpy(text_pad)},
             "present": present,
             "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+            "modality_labels": {m: torch.tensor([s["own"][i] for s in samples], dtype=torch.int64)
+                                for i, m in enumerate(MODALITIES)},
         }
 
     # ------------------------------------------------------------------ the dataset contract
