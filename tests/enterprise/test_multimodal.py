@@ -153,3 +153,15 @@ def test_unimodal_model_and_missing_modality_at_evaluation(tmp_path: Path) -> No
         _config(tmp_path, {}, {"missing": ["vision", "audio", "text"]})
     with pytest.raises(ConfigError, match=r"^model\.modalities: \['smell'\]"):
         _config(tmp_path, {"modalities": ["smell"]})
+
+
+def test_example_config_trains(tmp_path: Path) -> None:
+    """examples/multimodal/digits.toml is a valid config that trains (2 steps here)."""
+    from deepseek.config.load import load_config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "multimodal" / "digits.toml"
+    config = load_config(example, overrides=["train.max_steps=2", "train.eval_interval=2", "data.eval_batches=1",
+                                             "data.eval_size=64", f"logging.runs_dir={json.dumps(str(tmp_path))}"])
+    assert (config.model.name, config.data.name) == ("multimodal.classifier", "multimodal.digits")
+    result = Trainer(config, quiet=True).fit()
+    assert result.step == 2 and (result.run_dir / "confusion.json").is_file()

@@ -75,12 +75,13 @@ def deepseek_train_start(trainer: Any) -> None:
 
 @hookimpl
 def deepseek_evaluate(trainer: Any, step: int, metrics: dict[str, float]) -> None:
-    """A multimodal classifier's confusion matrix on the validation split after each evaluation:
+    """A multimodal classifier's confusion matrix on the validation split after each evaluation
+    but the one before training:
     ``confusion.json`` and ``confusion.png`` in the run folder (overwritten; gathering the model
     is a collective, so every rank takes part and rank 0 writes)."""
     from deepseek_enterprise.digits.dataset import MultimodalDigits
 
-    if not isinstance(trainer.dataset, MultimodalDigits):
+    if step == 0 or not isinstance(trainer.dataset, MultimodalDigits):
         return
     from deepseek_enterprise.multimodal import MultimodalClassifier
 
