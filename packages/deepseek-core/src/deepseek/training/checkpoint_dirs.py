@@ -16,8 +16,9 @@ Layout of ``<run>/checkpoints/``:
   abandoned continuation that has a higher number.
 
 Every step of :func:`commit_checkpoint` and :func:`prune_checkpoints` is a rename or happens on
-a name nothing reads, so a crash (Ctrl-C, SIGKILL, power loss) at any point leaves complete
-checkpoints and leftovers, never a partial folder under a final name. Checkpoints written before
+a name nothing reads, so a crash (SIGKILL, power loss) at any point leaves complete checkpoints
+and leftovers, never a partial folder under a final name. Ctrl-C is held back while they run
+(a fraction of a second), so an interrupted run leaves no leftovers of them at all. Checkpoints written before
 the commit record existed (no ``commit.json``) count as complete with ``trainer.json`` and order
 below every recorded one (among themselves: ``latest`` first, then by step).
 
@@ -27,11 +28,15 @@ its rank 0 calls the functions that change this folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,11 +169,28 @@ def _read_latest_name(root: Path) -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold SIGINT back (main thread, POSIX) until the block is done; it is delivered after."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def commit_checkpoint(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
     """Turn the fully written temp folder ``tmp`` into the checkpoint ``final`` and point
     ``latest`` at it. The rename is the commit: before it the checkpoint does not exist, after it
     it is complete (its commit record lists every file)."""
-    tmp_p, final_p = Path(tmp), Path(final)
+    with _ctrl_c_deferred():
+        return _commit(Path(tmp), Path(final))
+
+
+def _commit(tmp_p: Path, final_p: Path) -> Path:
     root = final_p.parent
     seq = max((f.seq for f in _scan(root) if f.problem is None), default=0) + 1
     record = {"seq": seq, "files": _files_of(tmp_p)}
@@ -197,8 +219,9 @@ def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path
     just committed always stays); each is renamed away before it is deleted (:func:`discard`)."""
     ckpts = list_checkpoints(root)
     doomed = [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)]]
-    for path in doomed:
-        discard(path)
+    with _ctrl_c_deferred():
+        for path in doomed:
+            discard(path)
     return doomed
 
 
