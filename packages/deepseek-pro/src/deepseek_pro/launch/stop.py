@@ -1,0 +1,100 @@
+"""Stop requests that reach the launcher: SIGTERM and SIGUSR1 are forwarded to every local
+worker, which then stop together after the current step with a checkpoint (see
+:mod:`deepseek.training.preemption`), and the launcher waits for them.
+
+torchrun's agent would treat SIGTERM as "stop the workers now" (it passes the signal on and kills
+them 30 s later), so the runner leaves SIGTERM out of the agent's signals
+(:data:`AGENT_SIGNALS`) and :class:`StopForwarder` handles SIGTERM and SIGUSR1 instead; SIGINT
+(Ctrl-C), SIGHUP and SIGQUIT still stop the job at once through the agent.
+
+Workers are found by their heartbeats (``rank-N.json`` carries the pid; a worker writes one as its
+very first action). Workers still running ``grace_s + margin_s`` seconds after the first signal
+are killed (SIGKILL), so a job never outlives its stop request for long; their own grace
+(``train.preempt_grace_s``) ends them first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from deepseek.training.preemption import STOP_SIGNALS
+from deepseek_pro.launch.heartbeat import read_beats
+
+AGENT_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
+"""The signals the agent handles (``LaunchConfig.signals_to_handle``): its defaults but SIGTERM."""
+KILL_MARGIN_S = 10.0
+"""Seconds past the workers' own grace before the launcher kills them."""
+
+
+class StopForwarder:
+    """Context manager around the agent's run: forwards stop signals to the workers."""
+
+    def __init__(self, heartbeat_dir: str | os.PathLike[str], grace_s: float, *, margin_s: float = KILL_MARGIN_S) -> None:
+        self.heartbeat_dir = Path(heartbeat_dir)
+        self.deadline_s = float(grace_s) + margin_s
+        self.received: str | None = None
+        """Name of the first stop signal the launcher received."""
+        self.killed: list[int] = []
+        """Pids of workers killed because they outlived the deadline."""
+        self._previous: dict[int, Any] = {}
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> StopForwarder:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def workers(self) -> list[int]:
+        """Pids of this node's workers (those that have written a heartbeat)."""
+        return sorted(b.pid for b in read_beats(self.heartbeat_dir).values())
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        for pid in self.workers():
+            _signal(pid, number)
+        if self.received is None:
+            self.received = signal.Signals(number).name
+            self._timer = threading.Timer(self.deadline_s, self._kill_all)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _kill_all(self) -> None:
+        for pid in self.workers():
+            if _is_my_child(pid) and _signal(pid, signal.SIGKILL):
+                self.killed.append(pid)
+
+
+def _is_my_child(pid: int) -> bool:
+    """Whether ``pid`` is still a child of this process (not a reused pid); True where /proc is
+    missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (name) ": state, ppid, ...
+    return fields[0] != "Z" and int(fields[1]) == os.getpid()
+
+
+def _signal(pid: int, number: int) -> bool:
+    """Send ``number`` to ``pid``; False when it is gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, number)
+        return True
+    return False
