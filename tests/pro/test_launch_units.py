@@ -158,6 +158,12 @@ def test_validate_train_sets_the_collective_timeout() -> None:
         validate_train(["--strategy", "ddp"], timeout=30, world_size=4, nproc_per_node=4, cuda_devices=2)
 
 
+def test_deepspeed_refuses_skipping_non_finite_steps() -> None:
+    with pytest.raises(ConfigError, match=r"^train\.on_nonfinite: 'skip' cannot be used with strategy 'deepspeed'"):
+        load_config(None, ['strategy.name="deepspeed"', 'train.on_nonfinite="skip"'])
+    assert load_config(None, ['strategy.name="ddp"', 'train.on_nonfinite="skip"']).train.on_nonfinite == "skip"
+
+
 def test_failure_report_of_a_stop_request(tmp_path: Path) -> None:
     """Ranks that saved and exited with 75 (or were stopped by the agent right after): the job
     ends with 75 and rank 0's ``stopped:`` line, no error and no log tail."""

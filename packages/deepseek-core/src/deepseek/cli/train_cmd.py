@@ -137,6 +137,9 @@ def train(
     seen = f"{tokens:,.0f} tokens" if tokens is not None else f"{result.metrics.get('samples', 0):,.0f} samples"
     click.echo(f"{result.step} steps, {seen} in {result.seconds:.0f} s")
     click.echo(f"run folder: {_show_path(result.run_dir)}")
+    if result.best_checkpoint is not None:
+        m = result.monitor
+        click.echo(f"best checkpoint: {_show_path(result.best_checkpoint)} ({m['name']} {m['best']:.4f})")
     if result.checkpoint is not None and result.generates:
         click.echo(f"try: deepseek generate --checkpoint {_show_path(result.run_dir)} \"def \"")
 

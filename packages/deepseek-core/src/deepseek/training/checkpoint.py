@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import (
+    BEST_FILE,
     COMMIT_FILE,
     LATEST_FILE,
     MODEL_FILE,
@@ -42,6 +43,7 @@ from deepseek.training.checkpoint_dirs import (
     commit_checkpoint,
     discard,
     list_checkpoints,
+    mark_best,
     new_temp_dir,
     prune_checkpoints,
     remove_stale,
@@ -67,6 +69,7 @@ FORMAT = "deepseek-checkpoint"
 FORMAT_VERSION = 1
 
 __all__ = [
+    "BEST_FILE",
     "COMMIT_FILE",
     "FORMAT",
     "FORMAT_VERSION",
@@ -87,6 +90,7 @@ __all__ = [
     "load_model_state",
     "load_optimizer_state",
     "load_rng_state",
+    "mark_best",
     "new_temp_dir",
     "optimizer_param_names",
     "prune_checkpoints",

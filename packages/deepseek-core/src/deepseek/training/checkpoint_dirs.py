@@ -46,9 +46,12 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_FILE = "trainer.json"
 COMMIT_FILE = "commit.json"
+BEST_FILE = "best"
+"""Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
 LATEST_FILE = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 _LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", ".old-")  # ``.old-``: written by earlier versions
+_POINTER_TEMPS = (f".{LATEST_FILE}.", f".{BEST_FILE}.")  # atomic_write_text's temp files
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -214,11 +217,18 @@ def list_checkpoints(root: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return [(f.step, f.path) for f in _scan(Path(root)) if f.problem is None]
 
 
+def mark_best(root: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> None:
+    """Name ``checkpoint`` the best one in ``root`` (the ``best`` pointer file, atomically)."""
+    atomic_write_text(Path(root) / BEST_FILE, Path(checkpoint).name + "\n")
+
+
 def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
     """Delete all but the ``keep_last`` newest complete checkpoints (by commit order, so the one
-    just committed always stays); each is renamed away before it is deleted (:func:`discard`)."""
+    just committed always stays) and the ``best`` one; each is renamed away before it is deleted
+    (:func:`discard`)."""
     ckpts = list_checkpoints(root)
-    doomed = [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)]]
+    best = _read_pointer(Path(root), BEST_FILE)
+    doomed = [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)] if path != best]
     with _ctrl_c_deferred():
         for path in doomed:
             discard(path)
@@ -226,8 +236,9 @@ def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path
 
 
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """Delete what an interrupted save, prune or ``latest`` update left under ``root``: temp and
-    trash folders and ``.latest.*.tmp`` files. Call it only while holding the run folder's lock."""
+    """Delete what an interrupted save, prune or pointer update left under ``root``: temp and
+    trash folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files. Call it only while holding the run
+    folder's lock."""
     base = Path(root)
     if not base.is_dir():
         return []
@@ -236,15 +247,28 @@ def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
         if child.is_dir() and any(tag in child.name for tag in _LEFTOVER_DIR_TAGS):
             shutil.rmtree(child, ignore_errors=True)
             stale.append(child)
-        elif child.is_file() and child.name.startswith(f".{LATEST_FILE}.") and child.name.endswith(".tmp"):
+        elif child.is_file() and child.name.startswith(_POINTER_TEMPS) and child.name.endswith(".tmp"):
             child.unlink(missing_ok=True)
             stale.append(child)
     return stale
 
 
+def _read_pointer(root: Path, name: str) -> Path | None:
+    """The checkpoint a pointer file (``latest``, ``best``) in ``root`` names, when complete."""
+    try:
+        target = (root / name).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    m = _STEP_RE.match(target)
+    if m is None or not (root / target).is_dir():
+        return None
+    return root / target if _inspect(root / target, int(m.group(1))).problem is None else None
+
+
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, or a run folder
-    or ``checkpoints`` folder (its newest complete checkpoint)."""
+    """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder,
+    ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
+    file (the checkpoint it names)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(
@@ -252,7 +276,13 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             "checkpoint folder (runs/<name>/checkpoints/step-N)"
         )
     if p.is_file():
-        raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
+        if p.name == LATEST_FILE:  # the newest complete one, whatever an interrupted update left in it
+            p = p.parent
+        else:
+            named = _read_pointer(p.parent, p.name) if p.name == BEST_FILE else None
+            if named is not None:
+                return named
+            raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
     if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
         problem = _inspect(p, 0).problem if (p / COMMIT_FILE).exists() else None
         if problem:
