@@ -294,6 +294,7 @@ def test_sigkill_of_the_launcher_kills_its_workers_and_frees_the_run_folder(
         assert refused.returncode == 2, refused.stderr[-4000:]
         last = error_lines(refused.stderr)[-1]
         assert f"run folder {tmp_path / 'run'} is in use by another live job (pid {holder} on host" in last, last
+        assert "last lines of" not in refused.stderr  # a usage error is its one line
 
         first.kill()  # SIGKILL: the launcher cannot clean up or stop anyone
         first.wait()

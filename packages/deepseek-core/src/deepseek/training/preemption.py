@@ -27,7 +27,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
@@ -39,23 +39,23 @@ later). A requeue script resumes the run when it sees it; ``deepseek launch`` ex
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
 """Signals that ask a run to stop after the current step (those this platform has)."""
 
+_Scope = TypeVar("_Scope", bound="SignalScope")
 
-class StopSignals:
-    """Context manager: stop requests by signal for the span of one run.
 
-    ``grace_s``: seconds from the first signal until the process gives up stopping cleanly:
-    ``on_expire(message)`` (default: the message on stderr, then ``os._exit(EXIT_PREEMPTED)``).
-    """
+class SignalScope:
+    """Context manager: handlers for :data:`STOP_SIGNALS` for the span of the block (installed
+    in the main thread only; the previous ones come back after). Records the first signal and,
+    from it, runs :meth:`on_deadline` after ``deadline_s`` seconds in a daemon timer, cancelled
+    when the block ends. Subclasses say what a signal and the deadline do."""
 
-    def __init__(self, grace_s: float, *, on_expire: Callable[[str], None] | None = None) -> None:
-        self.grace_s = float(grace_s)
+    def __init__(self, deadline_s: float) -> None:
+        self.deadline_s = float(deadline_s)
         self.received: str | None = None
         """Name of the first stop signal this process received."""
-        self._on_expire = on_expire or _exit_now
         self._previous: dict[int, Any] = {}
         self._timer: threading.Timer | None = None
 
-    def __enter__(self) -> StopSignals:
+    def __enter__(self: _Scope) -> _Scope:
         if threading.current_thread() is threading.main_thread():
             for name in STOP_SIGNALS:
                 number = getattr(signal, name, None)
@@ -66,21 +66,41 @@ class StopSignals:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
+        self._previous = {}
         if self._timer is not None:
             self._timer.cancel()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        if self.received is not None:
-            return
-        self.received = signal.Signals(number).name
-        message = (
-            f"error: stopping on {self.received} took longer than train.preempt_grace_s = {self.grace_s:g} s; "
+        self.on_signal(number)
+        if self.received is None:
+            self.received = signal.Signals(number).name
+            self._timer = threading.Timer(self.deadline_s, self.on_deadline)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def on_signal(self, number: int) -> None:
+        """Every stop signal, repeats included (in the main thread, between bytecodes)."""
+
+    def on_deadline(self) -> None:
+        """``deadline_s`` after the first signal, unless the block ended (in the timer thread)."""
+
+
+class StopSignals(SignalScope):
+    """Stop requests by signal for the span of one run (the trainer's ``fit``).
+
+    ``grace_s``: seconds from the first signal until the process gives up stopping cleanly:
+    ``on_expire(message)`` (default: the message on stderr, then ``os._exit(EXIT_PREEMPTED)``).
+    """
+
+    def __init__(self, grace_s: float, *, on_expire: Callable[[str], None] | None = None) -> None:
+        super().__init__(grace_s)
+        self._on_expire = on_expire or _exit_now
+
+    def on_deadline(self) -> None:
+        self._on_expire(
+            f"error: stopping on {self.received} took longer than train.preempt_grace_s = {self.deadline_s:g} s; "
             "exiting without a new checkpoint (--resume continues from the last complete one)"
         )
-        self._timer = threading.Timer(self.grace_s, self._on_expire, args=(message,))
-        self._timer.daemon = True
-        self._timer.start()
 
     def agreed(self, strategy: Strategy) -> bool:
         """Whether any rank received a stop signal; a collective: every rank calls it at the same

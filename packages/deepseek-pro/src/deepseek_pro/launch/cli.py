@@ -135,7 +135,7 @@ def launch(
         click.echo(result.message, err=True)
     elif result.exit_code:
         click.secho(f"error: {result.message}", fg="red", err=True)
-        if result.tail:
+        if result.tail and result.exit_code != 2:  # bad input: the one error line says it all
             where = result.log_path or "its log (removed with the launcher's temp folder; keep logs with --log-dir)"
             click.echo(f"last lines of {where}:", err=True)
             for line in result.tail:

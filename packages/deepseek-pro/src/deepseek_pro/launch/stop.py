@@ -18,12 +18,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any
 
-from deepseek.training.preemption import STOP_SIGNALS
+from deepseek.training.preemption import SignalScope
 from deepseek_pro.launch.heartbeat import read_beats
 
 AGENT_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
@@ -32,48 +29,25 @@ KILL_MARGIN_S = 10.0
 """Seconds past the workers' own grace before the launcher kills them."""
 
 
-class StopForwarder:
-    """Context manager around the agent's run: forwards stop signals to the workers."""
+class StopForwarder(SignalScope):
+    """Context manager around the agent's run: forwards stop signals to the workers and kills
+    those still running ``grace_s + margin_s`` seconds after the first."""
 
     def __init__(self, heartbeat_dir: str | os.PathLike[str], grace_s: float, *, margin_s: float = KILL_MARGIN_S) -> None:
+        super().__init__(float(grace_s) + margin_s)
         self.heartbeat_dir = Path(heartbeat_dir)
-        self.deadline_s = float(grace_s) + margin_s
-        self.received: str | None = None
-        """Name of the first stop signal the launcher received."""
         self.killed: list[int] = []
         """Pids of workers killed because they outlived the deadline."""
-        self._previous: dict[int, Any] = {}
-        self._timer: threading.Timer | None = None
-
-    def __enter__(self) -> StopForwarder:
-        if threading.current_thread() is threading.main_thread():
-            for name in STOP_SIGNALS:
-                number = getattr(signal, name, None)
-                if number is not None:
-                    self._previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
-        if self._timer is not None:
-            self._timer.cancel()
 
     def workers(self) -> list[int]:
         """Pids of this node's workers (those that have written a heartbeat)."""
         return sorted(b.pid for b in read_beats(self.heartbeat_dir).values())
 
-    def _handle(self, number: int, frame: FrameType | None) -> None:
+    def on_signal(self, number: int) -> None:
         for pid in self.workers():
             _signal(pid, number)
-        if self.received is None:
-            self.received = signal.Signals(number).name
-            self._timer = threading.Timer(self.deadline_s, self._kill_all)
-            self._timer.daemon = True
-            self._timer.start()
 
-    def _kill_all(self) -> None:
+    def on_deadline(self) -> None:
         for pid in self.workers():
             if _is_my_child(pid) and _signal(pid, signal.SIGKILL):
                 self.killed.append(pid)
