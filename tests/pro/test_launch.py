@@ -205,8 +205,16 @@ def test_two_nodes_on_one_machine(tmp_path: Path, plugin_dirs: tuple[Path, Path]
 
 
 def start_launch(args: list[str], cwd: Path, plugin_dirs: tuple[Path, Path], markers: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([*DEEPSEEK, "launch", *args], cwd=cwd, env=launch_env(cwd, plugin_dirs, markers),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """The launcher in the background, its output in ``<cwd>/<markers name>.out|.err`` (a pipe
+    nobody reads could fill up and stall it); :func:`stderr_of` reads it."""
+    with open(cwd / f"{markers.name}.out", "w") as out, open(cwd / f"{markers.name}.err", "w") as err:
+        return subprocess.Popen([*DEEPSEEK, "launch", *args], cwd=cwd, env=launch_env(cwd, plugin_dirs, markers),
+                                stdout=out, stderr=err, text=True)
+
+
+def stderr_of(cwd: Path, markers: Path) -> str:
+    """What a :func:`start_launch` process wrote to stderr so far."""
+    return (cwd / f"{markers.name}.err").read_text()
 
 
 def step_records(run: Path) -> list[dict]:
@@ -218,7 +226,7 @@ def step_records(run: Path) -> list[dict]:
 def wait_for(check, proc: subprocess.Popen[str], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert proc.poll() is None, f"exited early with {proc.returncode}: {proc.communicate()[1][-3000:]}"
+        assert proc.poll() is None, f"exited early with {proc.returncode}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
@@ -246,7 +254,8 @@ def test_sigterm_to_the_launcher_stops_every_rank_after_one_step(tmp_path: Path,
     try:
         wait_for(lambda: len(step_records(tmp_path / "run")) >= 2, proc)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
+        err = stderr_of(tmp_path, tmp_path / "markers")
     finally:
         proc.kill()
     assert proc.returncode == 75, err[-4000:]

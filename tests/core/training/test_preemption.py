@@ -56,21 +56,24 @@ def _losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
 
 
-def _signal_mid_run(cwd: Path, sig: int) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Start the CLI run, send ``sig`` once two steps are logged; (the finished process, seconds
-    from the signal to its exit)."""
-    proc = subprocess.Popen([sys.executable, "-m", "deepseek", "train", *CLI_ARGS], cwd=cwd, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _signal_mid_run(cwd: Path, sig: int, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Start the CLI run, send ``sig`` once two steps are logged; (the finished process,
+    seconds from the signal to its exit). Output goes to files: a pipe nobody reads could stall it."""
+    with open(cwd / "out.log", "w") as out, open(cwd / "err.log", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "deepseek", "train", *CLI_ARGS, *extra], cwd=cwd, env=_env(),
+                                stdout=out, stderr=err, text=True)
     metrics = cwd / "run" / "metrics.jsonl"
     try:
         while proc.poll() is None and not (metrics.exists() and len(_losses(cwd / "run")) >= 2):
             time.sleep(0.02)
         sent = time.monotonic()
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         proc.kill()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), time.monotonic() - sent
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, (cwd / "out.log").read_text(),
+                                       (cwd / "err.log").read_text())
+    return done, time.monotonic() - sent
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +106,9 @@ def test_signal_stops_after_the_step_and_resume_is_bit_exact(name: str, tmp_path
 
 
 def test_ctrl_c_stops_at_once_and_leaves_only_complete_checkpoints(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "deepseek", "train", *CLI_ARGS, "--set", "checkpoint.interval=1"],
-                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        while proc.poll() is None and not ((tmp_path / "run" / "metrics.jsonl").exists()
-                                           and len(_losses(tmp_path / "run")) >= 3):
-            time.sleep(0.02)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err[-3000:]
-    assert time.monotonic() - sent < 30 and "Traceback" not in err
+    proc, seconds = _signal_mid_run(tmp_path, signal.SIGINT, "--set", "checkpoint.interval=1")
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert seconds < 30 and "Traceback" not in proc.stderr
     root = tmp_path / "run" / "checkpoints"
     names = sorted(p.name for p in root.iterdir())
     assert all(n == "latest" or n.startswith("step-") and "." not in n for n in names), names
