@@ -192,3 +192,25 @@ def test_job_dirs_of_dead_launchers_are_removed_live_ones_kept(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.path.name, "deepseek-job-legacy"])
     live.remove()
     assert not live.path.exists()
+
+
+def test_stop_forwarder_passes_the_signal_on_then_kills_at_the_deadline(tmp_path: Path) -> None:
+    """A worker that handles SIGTERM but does not exit gets it forwarded, then SIGKILL once its
+    grace and the margin are over; a heartbeat naming a process that is not our child (pid 1)
+    is never signalled."""
+    from deepseek_pro.launch.stop import StopForwarder
+
+    script = "import signal, time\nsignal.signal(signal.SIGTERM, lambda *a: print('asked', flush=True))\ntime.sleep(60)"
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # its handler is installed
+        _write(tmp_path, 0, seq=1, phase="step", step=1, age=0, pid=worker.pid)
+        _write(tmp_path, 1, seq=1, phase="step", step=1, age=0, pid=1)
+        with StopForwarder(tmp_path, grace_s=0.5, margin_s=0.5) as stop:
+            assert stop.workers() == [worker.pid]
+            os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends the launcher
+            assert worker.wait(timeout=30) == -signal.SIGKILL
+        assert stop.received == "SIGTERM" and stop.killed == [worker.pid]
+        assert worker.stdout is not None and worker.stdout.read() == "asked\n"
+    finally:
+        worker.kill()

@@ -40,8 +40,9 @@ class StopForwarder(SignalScope):
         """Pids of workers killed because they outlived the deadline."""
 
     def workers(self) -> list[int]:
-        """Pids of this node's workers (those that have written a heartbeat)."""
-        return sorted(b.pid for b in read_beats(self.heartbeat_dir).values())
+        """Pids of this node's running workers (those that wrote a heartbeat and are still
+        children of this process, so a pid the system reused is never signalled)."""
+        return sorted(b.pid for b in read_beats(self.heartbeat_dir).values() if _is_my_child(b.pid))
 
     def on_signal(self, number: int) -> None:
         for pid in self.workers():
@@ -49,7 +50,7 @@ class StopForwarder(SignalScope):
 
     def on_deadline(self) -> None:
         for pid in self.workers():
-            if _is_my_child(pid) and _signal(pid, signal.SIGKILL):
+            if _signal(pid, signal.SIGKILL):
                 self.killed.append(pid)
 
 
