@@ -148,7 +148,7 @@ def _inspect(path: Path, step: int) -> _Found:
         if not file.is_file():
             return _Found(step, path, seq, f"{name} missing")
         if file.stat().st_size != size:
-            return _Found(step, path, seq, f"{name} has {file.stat().st_size} bytes, {size} were written")
+            return _Found(step, path, seq, f"{name} is corrupt or truncated: {file.stat().st_size} bytes, {size} were written")
     return _Found(step, path, seq, None)
 
 
@@ -291,9 +291,15 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             raise CheckpointError(f"{p}: the checkpoint is incomplete ({problem}); {hint} or start a fresh run")
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    ckpts = list_checkpoints(root)
-    if ckpts:
-        return ckpts[-1][1]
+    found = _scan(root)
+    complete = [f.path for f in found if f.problem is None]
+    if complete:
+        return complete[-1]
+    if found:
+        raise CheckpointError(
+            f"{p}: no complete checkpoint to resume from: {found[-1].path.name} is incomplete ({found[-1].problem}); "
+            "start a fresh run"
+        )
     raise CheckpointError(
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "
         "train longer than checkpoint.interval steps or pass a checkpoint folder"
