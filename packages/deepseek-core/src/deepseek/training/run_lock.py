@@ -102,7 +102,8 @@ def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
         else:
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
             os.ftruncate(lock.fd, 0)
-            os.pwrite(lock.fd, json.dumps(holder).encode(), 0)
+            os.lseek(lock.fd, 0, os.SEEK_SET)
+            os.write(lock.fd, json.dumps(holder).encode())
     problem = strategy.broadcast_object(problem)
     if problem:
         lock.release()
