@@ -164,6 +164,7 @@ def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
         {"name": "fsdp_accum", "config": tiny_run("fsdp", train={"grad_accum": 2, "activation_checkpointing": True})},
         {"name": "fsdp_bf16", "config": tiny_run("fsdp", options={"compression": "bf16"})},
         {"name": "fsdp_sharded", "config": tiny_run("fsdp", options={"checkpoint": "sharded"}, checkpoint=every)},
+        {"name": "fsdp_offload", "config": tiny_run("fsdp", options={"cpu_offload": True})},
         {"name": "ddp_fp16prec", "config": tiny_run("ddp", precision={"dtype": "fp16"})},
         {"name": "fsdp_bf16prec", "config": tiny_run("fsdp", precision={"dtype": "bf16"})},
         # DeepSpeed last: it may leave process-wide patches behind for later jobs.

@@ -25,6 +25,12 @@ def test_fsdp_accumulation_and_activation_checkpointing_equal_single(pro_runs: d
     assert got == pytest.approx(losses(single_reference["records"])[:PARITY_STEPS], rel=RTOL)
 
 
+def test_cpu_offload_on_a_cpu_only_machine_trains_like_single(pro_runs: dict, single_reference: dict) -> None:
+    # CPUOffloadPolicy pins host memory only where a CUDA device is there to copy to.
+    got = losses(pro_runs["records"]["fsdp_offload"])
+    assert got == pytest.approx(losses(single_reference["records"])[:PARITY_STEPS], rel=RTOL)
+
+
 def test_grad_norm_is_global_over_shards(pro_runs: dict, single_reference: dict) -> None:
     # Each rank holds half of every parameter: a local norm would be ~1/sqrt(2) of the true one.
     got = [r["grad_norm"] for r in pro_runs["records"]["fsdp"]]

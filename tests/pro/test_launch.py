@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,22 +65,36 @@ def plugin_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return plugins, site
 
 
-def launch(
-    args: list[str], cwd: Path, plugin_dirs: tuple[Path, Path], markers: Path, **env: str
-) -> tuple[subprocess.CompletedProcess[str], float]:
+def launch_env(cwd: Path, plugin_dirs: tuple[Path, Path], markers: Path, **env: str) -> dict[str, str]:
+    """The environment of a test launch: the fault plugin, worker markers, and ``TMPDIR`` set to
+    ``<cwd>/tmp`` (see :func:`assert_no_temp_left`)."""
     plugins, site = plugin_dirs
     markers.mkdir(exist_ok=True)
-    full_env = {
+    (cwd / "tmp").mkdir(exist_ok=True)
+    return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), str(plugins), os.environ.get("PYTHONPATH", "")]),
         "DEEPSEEK_TEST_MARKERS": str(markers),
         "PYTHONWARNINGS": "ignore",
+        "TMPDIR": str(cwd / "tmp"),
         **env,
     }
+
+
+def launch(
+    args: list[str], cwd: Path, plugin_dirs: tuple[Path, Path], markers: Path, **env: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    full_env = launch_env(cwd, plugin_dirs, markers, **env)
     start = time.monotonic()
     proc = subprocess.run([*DEEPSEEK, "launch", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=600)
     return proc, time.monotonic() - start
+
+
+def assert_no_temp_left(cwd: Path) -> None:
+    """The launcher (and its workers) left nothing in the temp dir they were given but torch's
+    compile cache (``torchinductor_<user>``: one folder, shared and reused by every run)."""
+    assert sorted(p.name for p in (cwd / "tmp").iterdir() if not p.name.startswith("torchinductor_")) == []
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -133,6 +148,7 @@ def test_killed_rank_ends_the_job(tmp_path: Path, plugin_dirs: tuple[Path, Path]
     assert last.startswith("error: rank 1 (pid ") and "exited with code 17" in last, proc.stderr
     assert "the other ranks were stopped" in last
     assert seconds < 300  # found by the agent at once, not by the 300 s watchdog
+    assert_no_temp_left(tmp_path)  # also after a failure
 
 
 def test_hung_rank_ends_within_timeout(tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
@@ -144,7 +160,9 @@ def test_hung_rank_ends_within_timeout(tmp_path: Path, plugin_dirs: tuple[Path, 
     assert "the other ranks reached step 2" in last
     # the hung rank's stack, dumped on the watchdog's request, is in the log tail
     assert "deepseek_faulty.py" in proc.stderr
+    assert "last lines of its log (removed with the launcher's temp folder; keep logs with --log-dir):" in proc.stderr
     assert seconds < 600
+    assert_no_temp_left(tmp_path)
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp", "deepspeed", "pipeline", "hybrid"])
@@ -157,6 +175,7 @@ def test_launch_runs_each_strategy(strategy: str, tmp_path: Path, plugin_dirs: t
     assert len(losses) == 2 and all(0 < v < 10 for v in losses)
     assert (tmp_path / "run" / "checkpoints" / "step-2" / "model.safetensors").is_file()
     assert "[rank0]" in proc.stdout  # rank 0's output is shown, prefixed
+    assert_no_temp_left(tmp_path)
 
 
 def test_two_nodes_on_one_machine(tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
@@ -180,3 +199,127 @@ def test_two_nodes_on_one_machine(tmp_path: Path, plugin_dirs: tuple[Path, Path]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2]
     assert json.loads((tmp_path / "run" / "checkpoints" / "step-2" / "trainer.json").read_text())["world_size"] == 2
+
+
+# ----------------------------------------------------------------------------- stop requests, lock
+
+
+def start_launch(args: list[str], cwd: Path, plugin_dirs: tuple[Path, Path], markers: Path) -> subprocess.Popen[str]:
+    """The launcher in the background, its output in ``<cwd>/<markers name>.out|.err`` (a pipe
+    nobody reads could fill up and stall it); :func:`stderr_of` reads it."""
+    with open(cwd / f"{markers.name}.out", "w") as out, open(cwd / f"{markers.name}.err", "w") as err:
+        return subprocess.Popen([*DEEPSEEK, "launch", *args], cwd=cwd, env=launch_env(cwd, plugin_dirs, markers),
+                                stdout=out, stderr=err, text=True)
+
+
+def stderr_of(cwd: Path, markers: Path) -> str:
+    """What a :func:`start_launch` process wrote to stderr so far."""
+    return (cwd / f"{markers.name}.err").read_text()
+
+
+def step_records(run: Path) -> list[dict]:
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    return [r for r in map(json.loads, lines) if "loss" in r]
+
+
+def wait_for(check, proc: subprocess.Popen[str], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert proc.poll() is None, f"exited early with {proc.returncode}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def worker_pids(markers: Path) -> list[int]:
+    return sorted(int(p.name.rsplit("-", 1)[1]) for p in markers.iterdir())
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has not reaped it yet
+
+
+STOPPABLE = ["train", "--strategy", "ddp", "--max-steps", "30", "--run-dir", "run", *TINY,
+             "--set", "model.dropout=0.1", "--set", "checkpoint.interval=0"]
+
+
+def test_sigterm_to_the_launcher_stops_every_rank_after_one_step(tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
+    """The launcher forwards SIGTERM; the ranks agree on the step, save it whole, exit with 75;
+    the same command with --resume continues bit-exactly."""
+    proc = start_launch(["-n", "2", "--", *STOPPABLE], tmp_path, plugin_dirs, tmp_path / "markers")
+    try:
+        wait_for(lambda: len(step_records(tmp_path / "run")) >= 2, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=300)
+        err = stderr_of(tmp_path, tmp_path / "markers")
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, err[-4000:]
+    step = step_records(tmp_path / "run")[-1]["step"]
+    assert err.strip().splitlines()[-1] == (
+        f"stopped: SIGTERM after step {step}; checkpoint run/checkpoints/step-{step}; continue with --resume run")
+    assert "error:" not in err and "Traceback" not in err
+    saved = tmp_path / "run" / "checkpoints" / f"step-{step}"
+    from deepseek.training import checkpoint as ckpt
+
+    assert [s for s, _ in ckpt.list_checkpoints(saved.parent)] == [step]  # whole
+    assert sorted(p.name for p in saved.glob("rng-*")) == ["rng-0.safetensors", "rng-1.safetensors"]  # both ranks
+    state = ckpt.read_trainer_state(saved)
+    assert (state["step"], state["world_size"]) == (step, 2)
+    assert_no_temp_left(tmp_path)
+
+    resumed, _ = launch(["-n", "2", "--", *STOPPABLE, "--resume", "run"], tmp_path, plugin_dirs, tmp_path / "markers")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert f"resumed from run/checkpoints/step-{step} at step {step}" in resumed.stdout + resumed.stderr
+    straight, _ = launch(["-n", "2", "--", *STOPPABLE, "--run-dir", "straight"], tmp_path, plugin_dirs,
+                         tmp_path / "markers")
+    assert straight.returncode == 0, straight.stderr[-4000:]
+    got = [(r["step"], r["loss"]) for r in step_records(tmp_path / "run")]
+    assert got == [(r["step"], r["loss"]) for r in step_records(tmp_path / "straight")]  # bit-identical
+    assert_no_temp_left(tmp_path)
+
+
+def test_sigkill_of_the_launcher_kills_its_workers_and_frees_the_run_folder(
+    tmp_path: Path, plugin_dirs: tuple[Path, Path]
+) -> None:
+    """While the first job lives, a second job on its run folder is refused (exit 2, one line
+    naming the folder and the live process). SIGKILL of the first launcher takes its workers
+    with it; then the second job is accepted, and it also removes the first launcher's temp folder."""
+    first_args = ["-n", "2", "--", *STOPPABLE, "--max-steps", "100000", "--set", "checkpoint.interval=2"]
+    first = start_launch(first_args, tmp_path, plugin_dirs, tmp_path / "first")
+    try:
+        wait_for(lambda: (tmp_path / "run" / "checkpoints" / "latest").exists(), first)
+        workers = worker_pids(tmp_path / "first")
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+        holder = json.loads((tmp_path / "run" / ".lock").read_text())["pid"]
+        assert holder in workers  # rank 0 holds the lock
+
+        second = ["-n", "2", "--", *STOPPABLE, "--resume", "run", "--max-steps", "100000"]
+        refused, _ = launch(second, tmp_path, plugin_dirs, tmp_path / "second")
+        assert refused.returncode == 2, refused.stderr[-4000:]
+        last = error_lines(refused.stderr)[-1]
+        assert f"run folder {tmp_path / 'run'} is in use by another live job (pid {holder} on host" in last, last
+        assert "last lines of" not in refused.stderr  # a usage error is its one line
+
+        first.kill()  # SIGKILL: the launcher cannot clean up or stop anyone
+        first.wait()
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        first.kill()
+    assert [p.name for p in (tmp_path / "tmp").glob("deepseek-job-*")] != []  # abandoned
+
+    from deepseek.training import checkpoint as ckpt
+
+    step = ckpt.read_trainer_state(ckpt.resolve_checkpoint(tmp_path / "run"))["step"]
+    accepted, _ = launch(["-n", "2", "--", *STOPPABLE, "--resume", "run", "--max-steps", str(step + 1)],
+                         tmp_path, plugin_dirs, tmp_path / "third")
+    assert accepted.returncode == 0, accepted.stderr[-4000:]
+    assert step_records(tmp_path / "run")[-1]["step"] == step + 1
+    assert_no_temp_left(tmp_path)

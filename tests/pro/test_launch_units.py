@@ -20,7 +20,7 @@ from deepseek_pro.launch import heartbeat
 from deepseek_pro.launch.cli import split_command, validate_train
 from deepseek_pro.launch.env import sanitize_arch_list, worker_env
 from deepseek_pro.launch.heartbeat import Beat, Watchdog, beat, read_beats
-from deepseek_pro.launch.runner import EXIT_HUNG, failure_report
+from deepseek_pro.launch.runner import EXIT_HUNG, EXIT_PREEMPTED, failure_report
 
 
 def test_split_command_skips_root_options() -> None:
@@ -88,7 +88,7 @@ def test_watchdog_kills_a_hung_process(tmp_path: Path) -> None:
         _write(tmp_path, 1, seq=5, phase="step", step=3, age=2, pid=sleeper.pid)
         dog = Watchdog(tmp_path, timeout=1, startup_timeout=1, poll=0.1, dump_grace=0.1)
         dog.start()
-        assert sleeper.wait(timeout=30) in (-signal.SIGUSR1, -signal.SIGKILL)
+        assert sleeper.wait(timeout=30) in (-signal.SIGUSR2, -signal.SIGKILL)
         dog.join(timeout=10)
         assert [b.rank for b in dog.stuck] == [1]
         assert dog.verdict.startswith("rank 1 made no progress for")
@@ -150,10 +150,10 @@ def test_deepseek_train_names_the_strategies_that_compress(name: str, method: st
 
 def test_validate_train_sets_the_collective_timeout() -> None:
     common = {"world_size": 2, "nproc_per_node": 2, "cuda_devices": 0}
-    assert validate_train(["--strategy", "ddp"], timeout=30, **common)[-2:] == ["--set", "strategy.timeout_s=60"]
-    assert validate_train(["--strategy", "ddp"], timeout=300, **common) == ["--strategy", "ddp"]  # 600 = default
-    own = ["--strategy", "ddp", "--set", "strategy.timeout_s=45"]
-    assert validate_train(own, timeout=30, **common) == own  # the user's setting wins
+    assert validate_train(["--strategy", "ddp"], timeout=30, **common)[0][-2:] == ["--set", "strategy.timeout_s=60"]
+    assert validate_train(["--strategy", "ddp"], timeout=300, **common) == (["--strategy", "ddp"], 120.0)  # defaults
+    own = ["--strategy", "ddp", "--set", "strategy.timeout_s=45", "--set", "train.preempt_grace_s=7"]
+    assert validate_train(own, timeout=30, **common) == (own, 7.0)  # the user's settings win
     with pytest.raises(ConfigError, match="-n 4 processes per node but only 2 CUDA device"):
         validate_train(["--strategy", "ddp"], timeout=30, world_size=4, nproc_per_node=4, cuda_devices=2)
 
@@ -162,3 +162,55 @@ def test_deepspeed_refuses_skipping_non_finite_steps() -> None:
     with pytest.raises(ConfigError, match=r"^train\.on_nonfinite: 'skip' cannot be used with strategy 'deepspeed'"):
         load_config(None, ['strategy.name="deepspeed"', 'train.on_nonfinite="skip"'])
     assert load_config(None, ['strategy.name="ddp"', 'train.on_nonfinite="skip"']).train.on_nonfinite == "skip"
+
+
+def test_failure_report_of_a_stop_request(tmp_path: Path) -> None:
+    """Ranks that saved and exited with 75 (or were stopped by the agent right after): the job
+    ends with 75 and rank 0's ``stopped:`` line, no error and no log tail."""
+    (tmp_path / "0.log").write_text("stopped: SIGTERM after step 7; checkpoint run/checkpoints/step-7; continue "
+                                    "with --resume run\n")
+    (tmp_path / "1.log").write_text("")
+    report = failure_report({0: _failure(0, EXIT_PREEMPTED), 1: _failure(1, -15)}, None,
+                            lambda r: tmp_path / f"{r}.log", stop_signal="SIGTERM")
+    assert (report.exit_code, report.tail) == (EXIT_PREEMPTED, [])
+    assert report.message == "stopped: SIGTERM after step 7; checkpoint run/checkpoints/step-7; continue with --resume run"
+    early = failure_report({0: _failure(0, -15), 1: _failure(1, -15)}, None, lambda r: tmp_path / f"{r}.log",
+                           stop_signal="SIGUSR1")
+    assert early.exit_code == EXIT_PREEMPTED and "launcher received SIGUSR1" in early.message
+
+
+def test_job_dirs_of_dead_launchers_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    from deepseek_pro.launch.jobdir import create_job_dir, remove_abandoned
+
+    live, dead = create_job_dir(tmp_path), create_job_dir(tmp_path)
+    assert live.heartbeats.is_dir() and live.logs.is_dir()
+    assert dead.fd is not None
+    os.close(dead.fd)  # what the kernel does when a launcher dies without cleaning up
+    dead.fd = None
+    (tmp_path / "deepseek-job-legacy").mkdir()  # no lock file: not ours to judge
+    assert remove_abandoned(tmp_path) == [dead.path]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.path.name, "deepseek-job-legacy"])
+    live.remove()
+    assert not live.path.exists()
+
+
+def test_stop_forwarder_passes_the_signal_on_then_kills_at_the_deadline(tmp_path: Path) -> None:
+    """A worker that handles SIGTERM but does not exit gets it forwarded, then SIGKILL once its
+    grace and the margin are over; a heartbeat naming a process that is not our child (pid 1)
+    is never signalled."""
+    from deepseek_pro.launch.stop import StopForwarder
+
+    script = "import signal, time\nsignal.signal(signal.SIGTERM, lambda *a: print('asked', flush=True))\ntime.sleep(60)"
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # its handler is installed
+        _write(tmp_path, 0, seq=1, phase="step", step=1, age=0, pid=worker.pid)
+        _write(tmp_path, 1, seq=1, phase="step", step=1, age=0, pid=1)
+        with StopForwarder(tmp_path, grace_s=0.5, margin_s=0.5) as stop:
+            assert stop.workers() == [worker.pid]
+            os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends the launcher
+            assert worker.wait(timeout=30) == -signal.SIGKILL
+        assert stop.received == "SIGTERM" and stop.killed == [worker.pid]
+        assert worker.stdout is not None and worker.stdout.read() == "asked\n"
+    finally:
+        worker.kill()

@@ -143,7 +143,7 @@ def test_single_checkpoint_resumes_under_pipeline(case: str, two_procs: tuple[di
 def test_pipeline_checkpoint_resumes_under_single(case: str, two_procs: tuple[dict, Path], single: dict, tmp_path: Path) -> None:
     ckpt = two_procs[1] / case / "checkpoints" / "step-2"
     assert sorted(p.name for p in ckpt.iterdir() if not p.name.startswith("rng")) == [
-        "model.safetensors", "optimizer.safetensors", "trainer.json"
+        "commit.json", "model.safetensors", "optimizer.safetensors", "trainer.json"
     ]  # canonical files only: the stages' part files were merged and removed
     run_single(config("single", {}, NONE), tmp_path / "resumed", resume=ckpt)
     assert_same(summary(tmp_path / "resumed"), single["plain"], RTOL["fp32"], slice(2, None))

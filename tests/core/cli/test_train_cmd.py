@@ -48,7 +48,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_writes_the_run_folder(trained_run: Path) -> None:
     names = sorted(p.name for p in trained_run.iterdir())
-    assert names == ["checkpoints", "config.toml", "loss.png", "metrics.jsonl"]
+    assert names == [".lock", "checkpoints", "config.toml", "loss.png", "metrics.jsonl"]
     assert (trained_run / "checkpoints" / "step-4" / "model.safetensors").is_file()
     assert "max_steps = 4" in (trained_run / "config.toml").read_text()
 

@@ -105,7 +105,7 @@ def test_eval_and_checkpoint_with_core_only_cli(host: Any, tmp_path: Path) -> No
                          capture_output=True, text=True, env=env, timeout=120)
     assert gen.returncode == 2 and gen.stderr.count("\n") == 1 and "does not generate text" in gen.stderr
     assert sorted(p.name for p in (result.run_dir / "checkpoints" / "step-6").iterdir()) == [
-        "model.safetensors", "optimizer.safetensors", "rng-0.safetensors", "trainer.json"]
+        "commit.json", "model.safetensors", "optimizer.safetensors", "rng-0.safetensors", "trainer.json"]
 
 
 @pytest.mark.parametrize(("make", "message"), [

@@ -52,14 +52,20 @@ def core_host() -> PluginHost:
     return PluginHost(PluginSettings(autoload=False))
 
 
-@pytest.fixture
-def tiny_config(tmp_path: Path, core_host: PluginHost) -> Callable[..., Any]:
-    """``tiny_config(train={"max_steps": 6}, ...)``: a Config writing under tmp_path, validated
-    with core's built-ins only (``core_host``)."""
+@pytest.fixture(scope="session")
+def config_under(core_host: PluginHost) -> Callable[..., Any]:
+    """``config_under(folder, train={"max_steps": 6}, ...)``: the tiny Config with its runs under
+    ``folder``, validated with core's built-ins only (``core_host``)."""
     from deepseek.config.load import config_from_dict
 
-    def make(**sections: dict[str, Any]) -> Any:
-        data = merge(TINY, {"logging": {"runs_dir": str(tmp_path / "runs")}})
+    def make(folder: Path, **sections: dict[str, Any]) -> Any:
+        data = merge(TINY, {"logging": {"runs_dir": str(folder / "runs")}})
         return config_from_dict(merge(data, sections), host=core_host)
 
     return make
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, config_under: Callable[..., Any]) -> Callable[..., Any]:
+    """``tiny_config(train={"max_steps": 6}, ...)``: :func:`config_under` ``tmp_path``."""
+    return lambda **sections: config_under(tmp_path, **sections)

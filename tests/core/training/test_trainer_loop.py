@@ -127,7 +127,8 @@ def test_run_folder_contents(tiny_config, tmp_path: Path) -> None:
     config = tiny_config(train={"max_steps": 3, "eval_interval": 2}, logging={"plot": True})
     result = Trainer(config, run_dir=tmp_path / "run").fit()
     run = result.run_dir
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "loss.png", "metrics.jsonl"]
+    # .lock: the run-folder lock file (deepseek.training.run_lock), empty of meaning once the run ended
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "config.toml", "loss.png", "metrics.jsonl"]
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert load_config(run / "config.toml") == config  # the resolved config loads back equal
     records = read_metrics(run / "metrics.jsonl")

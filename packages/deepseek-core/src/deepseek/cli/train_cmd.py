@@ -103,9 +103,10 @@ def train(
     max_steps: int | None,
     run_dir: str | None,
     quiet: bool,
-) -> None:
+) -> int | None:
     """Train a model. Without arguments: the tiny GPT on the embedded corpus (CPU, or a GPU
-    when there is one), written to runs/<timestamp>."""
+    when there is one), written to runs/<timestamp>. SIGTERM or SIGUSR1 stop it after the
+    current step with a checkpoint and exit code 75 (continue with --resume)."""
     host = command_host()
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,
@@ -114,8 +115,15 @@ def train(
     from deepseek.training.trainer import Trainer
 
     result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet, host=host).fit()
+    if result.stopped_by is not None:  # SIGTERM / SIGUSR1: every rank exits with the same code
+        from deepseek.training.preemption import EXIT_PREEMPTED, stopped_line
+
+        checkpoint = _show_path(result.checkpoint) if result.checkpoint is not None else None
+        if result.is_global_zero:
+            click.echo(stopped_line(result.stopped_by, result.step, checkpoint, _show_path(result.run_dir)), err=True)
+        return EXIT_PREEMPTED
     if not result.is_global_zero:
-        return
+        return None
     if len(result.val_losses) > 1:
         (s0, v0), (s1, v1) = result.val_losses[0], result.val_losses[-1]
         click.echo(f"validation loss {v0:.3f} (step {s0}) -> {v1:.3f} (step {s1})")

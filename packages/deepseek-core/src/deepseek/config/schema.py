@@ -95,6 +95,11 @@ class TrainConfig:
     """Evaluate every N steps (0: only at the end)."""
     seed: int = 1337
     """Seeds the model's initial weights, the data order and every random generator."""
+    preempt_grace_s: float = field(default=120.0, metadata={"check": positive})
+    """Seconds a run may take to stop after SIGTERM or SIGUSR1 (finish the step, write a
+    checkpoint, exit with code 75); past it the process exits with code 75 without the new
+    checkpoint. Set it a little below the scheduler's own grace before SIGKILL
+    (docs/distributed.md, "Preemption")."""
     compile: bool = False
     """``torch.compile`` each block (in place, names unchanged) before the strategy wraps it."""
     activation_checkpointing: bool = False

@@ -9,8 +9,10 @@ A checkpoint is a directory ``checkpoints/step-N/`` holding
 - ``rng-<rank>.safetensors``: torch CPU/CUDA generator states as tensors, python's and
   numpy's as tensors + JSON metadata.
 
-It is written into ``step-N.tmp-XXXX`` and renamed into place (:func:`commit_checkpoint`), then
-the ``latest`` pointer file is replaced atomically. Anything missing, truncated or corrupt raises
+It is written into ``step-N.tmp-XXXX`` and renamed into place (:func:`commit_checkpoint`) with a
+commit record (``commit.json``: sequence number, every file's size), then the ``latest`` pointer
+file is replaced atomically; resume takes the newest complete checkpoint (see
+:mod:`deepseek.training.checkpoint_dirs` for the crash-consistency rules). Anything missing, truncated or corrupt raises
 :class:`~deepseek.errors.CheckpointError` naming the file and what to do. Sharded strategies
 reuse :func:`save_model_state` / :func:`save_optimizer_state` with full (gathered) state dicts;
 deepseek-pro's ``sharded`` layout is read by :mod:`deepseek.training.checkpoint_sharded`, and the
@@ -32,12 +34,14 @@ from typing import TYPE_CHECKING, Any
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import (
     BEST_FILE,
+    COMMIT_FILE,
     LATEST_FILE,
     MODEL_FILE,
     OPTIMIZER_FILE,
     TRAINER_FILE,
     atomic_write_text,
     commit_checkpoint,
+    discard,
     list_checkpoints,
     mark_best,
     new_temp_dir,
@@ -66,6 +70,7 @@ FORMAT_VERSION = 1
 
 __all__ = [
     "BEST_FILE",
+    "COMMIT_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "LATEST_FILE",
@@ -75,6 +80,7 @@ __all__ = [
     "atomic_write_text",
     "check_model_fit",
     "commit_checkpoint",
+    "discard",
     "export_weights",
     "from_jsonable",
     "jsonable",

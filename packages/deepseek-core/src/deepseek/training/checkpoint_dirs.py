@@ -1,15 +1,43 @@
-"""Checkpoint folders: temp dir + atomic rename, the ``latest`` pointer, keep-last-N, lookup.
+"""Checkpoint folders: temp dir + atomic rename, the commit record, ``latest``, keep-last-N,
+lookup, and the cleanup of what an interrupted save or prune leaves behind.
 
-Layout of a run: ``<run>/checkpoints/step-N/`` (complete checkpoints), ``step-N.tmp-XXXX``
-(being written; ignored and cleaned up after a crash) and ``latest`` (name of the newest).
+Layout of ``<run>/checkpoints/``:
+
+- ``step-N/``: a committed checkpoint. Its ``commit.json`` (written last, just before the rename)
+  records the commit sequence number and the size of every file, so a folder under a final name
+  is complete exactly when every file it lists is there with that size.
+- ``step-N.tmp-XXXX/``: being written; ``step-N.trash-XXXX/``: being deleted (pruned, or an
+  older save of the same step); ``.latest.XXXX.tmp``: ``latest`` being replaced. All of them are
+  leftovers once the job that made them is gone, and :func:`remove_stale` deletes them.
+- ``latest``: the name of the newest checkpoint, for people and tools. Lookups do not depend on
+  it: the newest complete checkpoint is the one committed last (highest sequence number), so a
+  crash between the rename and the ``latest`` update loses nothing, and a run continued from an
+  earlier checkpoint in the same folder resumes from what it saved, not from a step of the
+  abandoned continuation that has a higher number.
+
+Every step of :func:`commit_checkpoint` and :func:`prune_checkpoints` is a rename or happens on
+a name nothing reads, so a crash (SIGKILL, power loss) at any point leaves complete checkpoints
+and leftovers, never a partial folder under a final name. Ctrl-C is held back while they run
+(a fraction of a second), so an interrupted run leaves no leftovers of them at all. Checkpoints written before
+the commit record existed (no ``commit.json``) count as complete with ``trainer.json`` and order
+below every recorded one (among themselves: ``latest`` first, then by step).
+
+Only one job may write into a run folder at a time (:mod:`deepseek.training.run_lock`), and only
+its rank 0 calls the functions that change this folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from deepseek.errors import CheckpointError
@@ -17,10 +45,13 @@ from deepseek.errors import CheckpointError
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_FILE = "trainer.json"
+COMMIT_FILE = "commit.json"
 BEST_FILE = "best"
 """Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
 LATEST_FILE = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)$")
+_LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", ".old-")  # ``.old-``: written by earlier versions
+_POINTER_TEMPS = (f".{LATEST_FILE}.", f".{BEST_FILE}.")  # atomic_write_text's temp files
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -51,12 +82,30 @@ def new_temp_dir(root: str | os.PathLike[str], step: int) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{step_dir_name(step)}.tmp-", dir=base))
 
 
+def discard(directory: str | os.PathLike[str]) -> None:
+    """Delete a checkpoint or temp folder: first renamed to ``<name>.trash-XXXX`` (one atomic
+    step: the folder is gone from its name at once), then removed. Missing folders are fine."""
+    path = Path(directory)
+    if not path.exists():
+        return
+    if not any(tag in path.name for tag in _LEFTOVER_DIR_TAGS):
+        trash = Path(tempfile.mkdtemp(prefix=f"{path.name}.trash-", dir=path.parent))
+        os.replace(path, trash / path.name)
+        path = trash
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _files_of(directory: Path) -> dict[str, int]:
+    return {f.relative_to(directory).as_posix(): f.stat().st_size for f in sorted(directory.rglob("*")) if f.is_file()}
+
+
 def _fsync_tree(directory: Path) -> None:
     for file in directory.rglob("*"):
         if file.is_file():
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
-    _fsync_dir(directory)
+    for folder in [*(d for d in directory.rglob("*") if d.is_dir()), directory]:
+        _fsync_dir(folder)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -72,33 +121,100 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A ``step-N`` folder and what its commit record says."""
+
+    step: int
+    path: Path
+    seq: int
+    """Commit sequence number (0: written before commit records existed)."""
+    problem: str | None
+    """Why the folder is not a complete checkpoint, or ``None``."""
+
+
+def _inspect(path: Path, step: int) -> _Found:
+    record = path / COMMIT_FILE
+    if not record.is_file():
+        ok = (path / TRAINER_FILE).is_file()
+        return _Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
+    try:
+        body = json.loads(record.read_text(encoding="utf-8"))
+        seq, files = int(body["seq"]), dict(body["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
+    for name, size in files.items():
+        file = path / name
+        if not file.is_file():
+            return _Found(step, path, seq, f"{name} missing")
+        if file.stat().st_size != size:
+            return _Found(step, path, seq, f"{name} is corrupt or truncated: {file.stat().st_size} bytes, {size} were written")
+    return _Found(step, path, seq, None)
+
+
+def _scan(root: Path) -> list[_Found]:
+    """Every ``step-N`` folder under ``root``, oldest commit first (complete or not)."""
+    if not root.is_dir():
+        return []
+    latest = _read_latest_name(root)
+    found = []
+    for child in root.iterdir():
+        m = _STEP_RE.match(child.name)
+        if m and child.is_dir():
+            found.append(_inspect(child, int(m.group(1))))
+    return sorted(found, key=lambda f: (f.seq, f.path.name == latest, f.step))
+
+
+def _read_latest_name(root: Path) -> str | None:
+    try:
+        return (root / LATEST_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold SIGINT back (main thread, POSIX) until the block is done; it is delivered after."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def commit_checkpoint(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
-    """Rename a fully written temp folder to ``final`` and point ``latest`` at it."""
-    tmp_p, final_p = Path(tmp), Path(final)
+    """Turn the fully written temp folder ``tmp`` into the checkpoint ``final`` and point
+    ``latest`` at it. The rename is the commit: before it the checkpoint does not exist, after it
+    it is complete (its commit record lists every file)."""
+    with _ctrl_c_deferred():
+        return _commit(Path(tmp), Path(final))
+
+
+def _commit(tmp_p: Path, final_p: Path) -> Path:
+    root = final_p.parent
+    seq = max((f.seq for f in _scan(root) if f.problem is None), default=0) + 1
+    record = {"seq": seq, "files": _files_of(tmp_p)}
+    (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
     _fsync_tree(tmp_p)
     old = None
-    if final_p.exists():  # re-saving the same step: move the old one aside first
-        old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.old-", dir=final_p.parent))
+    if final_p.exists():  # this step was saved before (a run continued from an earlier checkpoint)
+        old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.trash-", dir=root))
         os.replace(final_p, old / final_p.name)
     os.replace(tmp_p, final_p)
-    _fsync_dir(final_p.parent)
-    atomic_write_text(final_p.parent / LATEST_FILE, final_p.name + "\n")
+    _fsync_dir(root)
+    atomic_write_text(root / LATEST_FILE, final_p.name + "\n")
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final_p
 
 
 def list_checkpoints(root: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """Complete checkpoints ``(step, path)`` under ``root``, oldest first (temp dirs ignored)."""
-    base = Path(root)
-    if not base.is_dir():
-        return []
-    found = []
-    for child in base.iterdir():
-        m = _STEP_RE.match(child.name)
-        if m and child.is_dir() and (child / TRAINER_FILE).exists():
-            found.append((int(m.group(1)), child))
-    return sorted(found)
+    """Complete checkpoints ``(step, path)`` under ``root``, in commit order: oldest first, the
+    newest (what ``--resume <run>`` takes) last. Temp, trash and incomplete folders are left out."""
+    return [(f.step, f.path) for f in _scan(Path(root)) if f.problem is None]
 
 
 def mark_best(root: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> None:
@@ -107,48 +223,52 @@ def mark_best(root: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) 
 
 
 def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints (never the ``latest`` or ``best`` one)."""
-    base = Path(root)
-    kept = {p.name for p in (_read_pointer(base, LATEST_FILE), _read_pointer(base, BEST_FILE)) if p is not None}
-    ckpts = list_checkpoints(base)
-    removed = []
-    for _, path in ckpts[: max(len(ckpts) - keep_last, 0)]:
-        if path.name in kept:
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
+    """Delete all but the ``keep_last`` newest complete checkpoints (by commit order, so the one
+    just committed always stays) and the ``best`` one; each is renamed away before it is deleted
+    (:func:`discard`)."""
+    ckpts = list_checkpoints(root)
+    best = _read_pointer(Path(root), BEST_FILE)
+    doomed = [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)] if path != best]
+    with _ctrl_c_deferred():
+        for path in doomed:
+            discard(path)
+    return doomed
 
 
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """Delete temp folders left by a crash in the middle of a save."""
+    """Delete what an interrupted save, prune or pointer update left under ``root``: temp and
+    trash folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files. Call it only while holding the run
+    folder's lock."""
     base = Path(root)
     if not base.is_dir():
         return []
-    stale = [c for c in base.iterdir() if c.is_dir() and (".tmp-" in c.name or ".old-" in c.name)]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
+    stale = []
+    for child in base.iterdir():
+        if child.is_dir() and any(tag in child.name for tag in _LEFTOVER_DIR_TAGS):
+            shutil.rmtree(child, ignore_errors=True)
+            stale.append(child)
+        elif child.is_file() and child.name.startswith(_POINTER_TEMPS) and child.name.endswith(".tmp"):
+            child.unlink(missing_ok=True)
+            stale.append(child)
     return stale
-
-
-def _read_latest(root: Path) -> Path | None:
-    return _read_pointer(root, LATEST_FILE)
 
 
 def _read_pointer(root: Path, name: str) -> Path | None:
     """The checkpoint a pointer file (``latest``, ``best``) in ``root`` names, when complete."""
-    pointer = root / name
     try:
-        name = pointer.read_text(encoding="utf-8").strip()
+        target = (root / name).read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    candidate = root / name
-    return candidate if _STEP_RE.match(name) and (candidate / TRAINER_FILE).exists() else None
+    m = _STEP_RE.match(target)
+    if m is None or not (root / target).is_dir():
+        return None
+    return root / target if _inspect(root / target, int(m.group(1))).problem is None else None
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder
-    (its ``checkpoints/latest``), or a ``checkpoints`` folder."""
+    """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder,
+    ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
+    file (the checkpoint it names)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(
@@ -156,22 +276,31 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             "checkpoint folder (runs/<name>/checkpoints/step-N)"
         )
     if p.is_file():
-        named = _read_pointer(p.parent, p.name) if p.name in (LATEST_FILE, BEST_FILE) else None
-        if named is not None:
-            return named
-        raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
-    if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE)):
+        if p.name == LATEST_FILE:  # the newest complete one, whatever an interrupted update left in it
+            p = p.parent
+        else:
+            named = _read_pointer(p.parent, p.name) if p.name == BEST_FILE else None
+            if named is not None:
+                return named
+            raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
+    if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
+        problem = _inspect(p, 0).problem if (p / COMMIT_FILE).exists() else None
+        if problem:
+            others = list_checkpoints(p.parent)
+            hint = f"resume from {others[-1][1]}" if others else "resume from an earlier checkpoint"
+            raise CheckpointError(f"{p}: the checkpoint is incomplete ({problem}); {hint} or start a fresh run")
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    latest = _read_latest(root)
-    if latest is not None:
-        return latest
-    ckpts = list_checkpoints(root)
-    if ckpts:
-        return ckpts[-1][1]
+    found = _scan(root)
+    complete = [f.path for f in found if f.problem is None]
+    if complete:
+        return complete[-1]
+    if found:
+        raise CheckpointError(
+            f"{p}: no complete checkpoint to resume from: {found[-1].path.name} is incomplete ({found[-1].problem}); "
+            "start a fresh run"
+        )
     raise CheckpointError(
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "
         "train longer than checkpoint.interval steps or pass a checkpoint folder"
     )
-
-

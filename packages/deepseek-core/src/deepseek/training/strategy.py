@@ -32,6 +32,7 @@ Lifecycle, called by the trainer (:class:`deepseek.training.engine.StepEngine`) 
     strategy.setup_environment()                         # process group, device
     strategy.setup(model, optimizer_factory, settings)   # wrap, shard, build the optimizer
     loop:
+        strategy.any_rank(stop_requested)                # every step boundary (preemption.py)
         result = strategy.train_step(micro_batches)
     strategy.evaluate(batch)
     strategy.save_checkpoint(dir, trainer_state) / strategy.load_checkpoint(dir)
@@ -351,6 +352,12 @@ class Strategy(ABC):
     def broadcast_object(self, obj: Any, src: int = 0) -> Any:
         """``obj`` from rank ``src`` on every rank."""
         return obj
+
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any rank. The trainer calls it at every
+        step boundary (stop requests), so it must be cheap and never wait for the device: a
+        host-side all-reduce of one number. One process: ``flag`` itself."""
+        return flag
 
     def teardown(self) -> None:
         """Release process groups and other resources."""

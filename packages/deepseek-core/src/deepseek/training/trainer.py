@@ -11,6 +11,7 @@ see it through the ``deepseek_train_*`` lifecycle hooks.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,8 @@ from deepseek.training.metrics import (
     read_metrics,
 )
 from deepseek.training.monitor import Monitor
+from deepseek.training.preemption import StopSignals
+from deepseek.training.run_lock import RunLock, lock_run_folder
 from deepseek.training.schedule import WarmupCosine
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
@@ -68,6 +71,9 @@ class TrainResult:
     """The best checkpoint of this session (``checkpoint.keep_best``)."""
     monitor: dict[str, Any] = field(default_factory=dict)
     """The monitored metric's state (name, best value and step, evaluations without improvement)."""
+    stopped_by: str | None = None
+    """The signal that stopped the run before ``train.max_steps`` (``None``: it ran to the end);
+    see :mod:`deepseek.training.preemption`."""
 
 
 class Trainer:
@@ -105,6 +111,11 @@ class Trainer:
         self.best_checkpoint: Path | None = None
         self._tokens_seen = 0
         self._window = StepWindow()
+        self._saved_step = 0
+        """Step of the newest checkpoint of this run (on disk already when resuming)."""
+        self._lock: RunLock | None = None
+        self._stop = StopSignals(config.train.preempt_grace_s)
+        self.stopped_by: str | None = None
 
     # ------------------------------------------------------------------ views for plugins
 
@@ -147,6 +158,7 @@ class Trainer:
         if isinstance(model, TrainableModel):
             model.check_data(self.val_set[0], self.dataset)
         self.run_dir = self._pick_run_dir()
+        self._lock = lock_run_folder(self.run_dir, strategy)  # before anything in it changes
         engine.setup_model(model)
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
@@ -164,6 +176,8 @@ class Trainer:
                 self.metrics_out.close()
                 raise
             self.metrics_out.truncate_after(self.step)
+            if zero:
+                print(f"resumed from {self.resume_from} at step {self.step}", file=sys.stderr, flush=True)
         if zero:
             write_config(cfg, self.run_dir / "config.toml")
         strategy.barrier()
@@ -195,7 +209,7 @@ class Trainer:
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
         state = self.strategy.load_checkpoint(directory)
-        self.step = int(state.get("step", 0))
+        self.step = self._saved_step = int(state.get("step", 0))
         if self.step >= self.config.train.max_steps:
             raise UsageError(
                 f"--resume {directory}: the checkpoint is at step {self.step} and train.max_steps is "
@@ -217,9 +231,11 @@ class Trainer:
         started = time.perf_counter()
         ok = False
         try:
-            self._setup()
-            self._loop()
-            self._finish()
+            with self._stop:  # SIGTERM / SIGUSR1: stop after the current step (preemption.py)
+                self._setup()
+                self._loop()
+            if self.stopped_by is None:
+                self._finish()
             ok = True
         finally:
             if self.strategy is not None:
@@ -228,6 +244,8 @@ class Trainer:
                 else:  # keep the original error, not one from tearing down after it
                     with contextlib.suppress(Exception):
                         self.strategy.teardown()
+            if self._lock is not None:
+                self._lock.release()
         assert self.strategy is not None
         return TrainResult(
             self.run_dir,
@@ -242,6 +260,7 @@ class Trainer:
             self.generates,
             self.best_checkpoint,
             self.monitor.state_dict(),
+            self.stopped_by,
         )
 
     def _loop(self) -> None:
@@ -258,6 +277,9 @@ class Trainer:
                 if self.step == 0:
                     self._evaluate(progress)
                 while self.step < cfg.train.max_steps:
+                    if self._stop.agreed(self.strategy):  # a collective: every rank, every step
+                        self._stop_here(progress)
+                        break
                     self._train_step()
                     interval, keep = cfg.train.eval_interval, cfg.checkpoint.interval
                     last = self.step == cfg.train.max_steps
@@ -282,6 +304,15 @@ class Trainer:
                 self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
         finally:
             self.metrics_out.close()
+
+    def _stop_here(self, progress: ProgressBar) -> None:
+        """End the loop on a stop request: log what is pending and save the step reached."""
+        if len(self._window):
+            self._read_window(progress)
+        if self.step > self._saved_step:
+            self.save_checkpoint()
+        self.stopped_by = self._stop.describe()
+        progress.log(f"step {self.step:>6}  stopped on {self.stopped_by}")
 
     def read_every(self) -> int:
         """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
@@ -383,20 +414,25 @@ class Trainer:
         root = self.run_dir / "checkpoints"
         tmp = ckpt.new_temp_dir(root, self.step) if strategy.is_global_zero else None
         tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
-        tmp.mkdir(parents=True, exist_ok=True)
-        strategy.save_checkpoint(tmp, self.trainer_state())
-        ckpt.save_rng_state(tmp, strategy.rank)
-        strategy.barrier()
         final = root / ckpt.step_dir_name(self.step)
-        if strategy.is_global_zero:
-            ckpt.commit_checkpoint(tmp, final)
-            if best:
-                ckpt.mark_best(root, final)
-            ckpt.prune_checkpoints(root, self.config.checkpoint.keep_last)
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            strategy.save_checkpoint(tmp, self.trainer_state())
+            ckpt.save_rng_state(tmp, strategy.rank)
+            strategy.barrier()
+            if strategy.is_global_zero:
+                ckpt.commit_checkpoint(tmp, final)
+                if best:
+                    ckpt.mark_best(root, final)
+                ckpt.prune_checkpoints(root, self.config.checkpoint.keep_last)
+        except BaseException:  # Ctrl-C or an error: leave no half-written folder behind
+            if strategy.is_global_zero:
+                ckpt.discard(tmp)
+            raise
         if best:
             self.best_checkpoint = final
         strategy.barrier()
-        self.last_checkpoint = final
+        self.last_checkpoint, self._saved_step = final, self.step
         self.hooks.deepseek_checkpoint_saved(trainer=self, path=final, step=self.step)
         return final
 

@@ -33,10 +33,11 @@ def split_command(args: Sequence[str]) -> tuple[list[str], str | None, list[str]
 def validate_train(
     train_args: list[str], *, world_size: int, nproc_per_node: int, cuda_devices: int, timeout: float,
     host: Any = None,
-) -> list[str]:
+) -> tuple[list[str], float]:
     """Validate ``deepseek train TRAIN_ARGS`` for a job of ``world_size`` processes; return the
-    arguments to run (the collective timeout is set to twice ``timeout`` unless configured).
-    Components are looked up on ``host`` (default: the process's plugin host)."""
+    arguments to run (the collective timeout is set to twice ``timeout`` unless configured) and
+    the run's ``train.preempt_grace_s``. Components are looked up on ``host`` (default: the
+    process's plugin host)."""
     import dataclasses
 
     from deepseek.cli.train_cmd import build_train_config
@@ -52,11 +53,12 @@ def validate_train(
     checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node, host=host)
     options = config.strategy.options
     fields = {f.name: f for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else {}
+    grace = config.train.preempt_grace_s
     if "timeout_s" in fields and options.timeout_s == fields["timeout_s"].default:
         wanted = 2 * timeout
         if wanted != options.timeout_s:
-            return [*train_args, "--set", f"strategy.timeout_s={wanted:g}"]
-    return list(train_args)
+            return [*train_args, "--set", f"strategy.timeout_s={wanted:g}"], grace
+    return list(train_args), grace
 
 
 @click.command(
@@ -106,13 +108,16 @@ def launch(
         raise UsageError(f"launch: --nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address)")
     if node_rank >= nnodes:
         raise UsageError(f"launch: --node-rank {node_rank} must be below --nnodes {nnodes}")
+    from deepseek.config.schema import TrainConfig
+
+    grace = TrainConfig.preempt_grace_s
     if command == "train" and not _HELP.intersection(rest):
         import torch
 
         cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         from deepseek.cli.context import command_host
 
-        rest = validate_train(
+        rest, grace = validate_train(
             rest, world_size=nnodes * nproc_per_node, nproc_per_node=nproc_per_node, cuda_devices=cuda,
             timeout=timeout, host=command_host(),
         )
@@ -121,13 +126,19 @@ def launch(
     spec = LaunchSpec(
         args=(*root, command, *rest), nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, timeout=timeout, startup_timeout=startup_timeout,
-        log_dir=log_dir, watchdog=not no_watchdog and command == "train", verbose=verbose,
+        log_dir=log_dir, watchdog=not no_watchdog and command == "train", verbose=verbose, stop_grace=grace,
     )
     result = run(spec)
-    if result.exit_code:
+    from deepseek.training.preemption import EXIT_PREEMPTED
+
+    if result.exit_code == EXIT_PREEMPTED:  # stopped on request, resumable: no error
+        click.echo(result.message, err=True)
+    elif result.exit_code:
         click.secho(f"error: {result.message}", fg="red", err=True)
-        if result.tail:
-            click.echo(f"last lines of {result.log_path}:", err=True)
+        if result.tail and result.exit_code != 2:  # bad input: the one error line says it all
+            where = result.log_path or "its log (removed with the launcher's temp folder; keep logs with --log-dir)"
+            click.echo(f"last lines of {where}:", err=True)
             for line in result.tail:
                 click.echo(f"  | {line}", err=True)
+    if result.exit_code:
         click.get_current_context().exit(result.exit_code)

@@ -8,6 +8,8 @@ Variables the user already set are kept; the launcher only fills in what is miss
 - ``PYTHONUNBUFFERED=1``: worker logs arrive line by line, so a failure report's log tail is
   current;
 - ``DEEPSEEK_HEARTBEAT_DIR``: where workers write heartbeats for the hang watchdog;
+- ``DEEPSEEK_LAUNCHER_PID``: the launcher's pid, so a worker whose launcher is already gone when
+  it starts exits at once (:mod:`deepseek_pro.launch.worker`);
 - ``TORCH_CUDA_ARCH_LIST``: when set, entries that are not compute capabilities (``8.0``,
   ``9.0a``, ``8.6+PTX``) are dropped (the variable is removed when none is left), because a
   malformed list breaks DeepSpeed's op builder.
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 
 from deepseek_pro.launch.heartbeat import ENV_DIR
 
+ENV_LAUNCHER_PID = "DEEPSEEK_LAUNCHER_PID"
 _ARCH = re.compile(r"^\d+\.\d+[a-z]?(\+PTX)?$")
 
 
@@ -48,7 +51,7 @@ def worker_env(
     """The variables to add to (or change in) the launcher's environment for its workers;
     ``None`` removes a variable."""
     env = os.environ if environ is None else environ
-    out: dict[str, str | None] = {ENV_DIR: heartbeat_dir, "PYTHONUNBUFFERED": "1"}
+    out: dict[str, str | None] = {ENV_DIR: heartbeat_dir, "PYTHONUNBUFFERED": "1", ENV_LAUNCHER_PID: str(os.getpid())}
     if "OMP_NUM_THREADS" not in env:
         out["OMP_NUM_THREADS"] = str(max(1, available_cores() // max(1, nproc_per_node)))
     if not cuda and "DS_ACCELERATOR" not in env:

@@ -8,7 +8,7 @@ sequence number is the one holding the others back.
 
 The :class:`Watchdog` thread in the launcher reads the files. When a rank has not beaten for
 ``timeout`` seconds (``startup_timeout`` until its first optimizer step is done), it asks the
-laggard ranks for a stack dump (SIGUSR1, see :mod:`deepseek_pro.launch.worker`), kills them, and
+laggard ranks for a stack dump (:data:`DUMP_SIGNAL`, see :mod:`deepseek_pro.launch.worker`), kills them, and
 records a verdict; the elastic agent then sees the dead worker and stops the rest of the job.
 Nothing here imports torch.
 """
@@ -27,6 +27,8 @@ ENV_DIR = "DEEPSEEK_HEARTBEAT_DIR"
 STARTUP_PHASES = frozenset({"start", "train"})
 """Phases before the first optimizer step finished (slow: imports, set-up, compilation)."""
 DONE_PHASES = frozenset({"end"})
+DUMP_SIGNAL = getattr(signal, "SIGUSR2", None)
+"""The signal a worker answers with a stack dump of every thread (SIGUSR1 asks it to stop)."""
 
 _seq = 0
 
@@ -144,7 +146,7 @@ class Watchdog(threading.Thread):
             f"(limit {self.limit(stuck[0]):.0f} s; last heartbeat: {stuck[0].where()}){others}; "
             "the job was stopped"
         )
-        for sig in (getattr(signal, "SIGUSR1", None), signal.SIGKILL):
+        for sig in (DUMP_SIGNAL, signal.SIGKILL):
             for b in stuck:
                 if sig is not None:
                     _signal(b.pid, sig)

@@ -5,25 +5,31 @@ The agent (``torch.distributed.launcher.api.elastic_launch``) starts ``nproc_per
 when one worker exits non-zero stops the others and raises ``ChildFailedError``. Every worker's
 stdout/stderr go to ``<log dir>/<run id>/attempt_0/<local rank>/``; rank 0's are also shown on the
 console. A hung worker is found by the heartbeat :class:`~deepseek_pro.launch.heartbeat.Watchdog`,
-which kills it so that the agent ends the job the same way.
+which kills it so that the agent ends the job the same way. SIGTERM / SIGUSR1 sent to the
+launcher are forwarded to the workers (:mod:`~deepseek_pro.launch.stop`), which stop after the
+current step with a checkpoint; the job then ends with :data:`EXIT_PREEMPTED`. Heartbeats and
+(by default) logs live in a temp folder (:mod:`~deepseek_pro.launch.jobdir`) removed at the end,
+after success, failure or a signal.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepseek.config.schema import TrainConfig
+from deepseek.training.preemption import EXIT_PREEMPTED
 from deepseek_pro.launch.env import worker_env
 from deepseek_pro.launch.heartbeat import Watchdog
+from deepseek_pro.launch.jobdir import create_job_dir, remove_abandoned
+from deepseek_pro.launch.stop import AGENT_SIGNALS, StopForwarder
 
 WORKER_MODULE = "deepseek_pro.launch.worker"
 TAIL_LINES = 20
@@ -53,6 +59,8 @@ class LaunchSpec:
     log_dir: str | None = None
     watchdog: bool = True
     verbose: bool = False
+    stop_grace: float = TrainConfig.preempt_grace_s
+    """Seconds the workers get to stop after SIGTERM / SIGUSR1 (``train.preempt_grace_s``)."""
 
 
 @dataclass
@@ -62,6 +70,7 @@ class LaunchResult:
     exit_code: int
     message: str = ""
     log_path: str = ""
+    """The log the tail comes from; empty when the logs were in the removed temp folder."""
     tail: list[str] = field(default_factory=list)
 
 
@@ -75,8 +84,10 @@ def run(spec: LaunchSpec) -> LaunchResult:
 
     if not spec.verbose:
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    heartbeat_dir = tempfile.mkdtemp(prefix="deepseek-heartbeat-")
-    log_dir = spec.log_dir or tempfile.mkdtemp(prefix="deepseek-launch-")
+    remove_abandoned()
+    job = create_job_dir()
+    heartbeat_dir = str(job.heartbeats)
+    log_dir = spec.log_dir or str(job.logs)
     changes = worker_env(spec.nproc_per_node, cuda=torch.cuda.is_available(), heartbeat_dir=heartbeat_dir)
     saved = _apply_env(changes)
     multi = spec.nnodes > 1 or bool(spec.rdzv_endpoint)
@@ -94,17 +105,24 @@ def run(spec: LaunchSpec) -> LaunchResult:
         monitor_interval=0.5,
         logs_specs=DefaultLogsSpecs(log_dir=log_dir, redirects=Std.ALL, tee=Std.ALL, local_ranks_filter={0}),
         log_line_prefix_template="[rank${rank}] ",
+        signals_to_handle=AGENT_SIGNALS,
     )
     watchdog = None
     if spec.watchdog:
         watchdog = Watchdog(heartbeat_dir, timeout=spec.timeout, startup_timeout=spec.startup_timeout)
         watchdog.start()
+    stop = StopForwarder(heartbeat_dir, spec.stop_grace)
     try:
-        elastic_launch(config, entrypoint=sys.executable)("-u", "-m", WORKER_MODULE, *spec.args)
+        with stop:
+            elastic_launch(config, entrypoint=sys.executable)("-u", "-m", WORKER_MODULE, *spec.args)
         return LaunchResult(0)
     except ChildFailedError as exc:
         logs, failures = _attempt_dir(log_dir, run_id), exc.failures
-        return failure_report(failures, watchdog, lambda r: logs / str(_local(failures, r, spec)) / "stderr.log")
+        report = failure_report(failures, watchdog, lambda r: logs / str(_local(failures, r, spec)) / "stderr.log",
+                                stop_signal=stop.received)
+        if spec.log_dir is None:  # the log is removed with the temp folder below
+            report.log_path = ""
+        return report
     except SignalException as exc:
         return LaunchResult(130, f"launcher received {exc.sigval.name}; all workers were stopped")
     except RendezvousError as exc:
@@ -118,19 +136,23 @@ def run(spec: LaunchSpec) -> LaunchResult:
         if watchdog is not None:
             watchdog.stop()
         _restore_env(saved)
-        shutil.rmtree(heartbeat_dir, ignore_errors=True)
+        job.remove()
 
 
 def failure_report(
-    failures: Mapping[int, Any], watchdog: Watchdog | None, log_of: Callable[[int], Path]
+    failures: Mapping[int, Any], watchdog: Watchdog | None, log_of: Callable[[int], Path],
+    *, stop_signal: str | None = None,
 ) -> LaunchResult:
     """One line naming the rank that failed first (or hung) and how, plus its log tail.
     ``failures`` maps global ranks to the agent's ``ProcessFailure``; ``log_of(rank)`` is that
-    rank's stderr log."""
+    rank's stderr log; ``stop_signal``: the stop signal the launcher received, if any."""
     if watchdog is not None and watchdog.verdict:
         log = log_of(watchdog.stuck[0].rank)
         return LaunchResult(EXIT_HUNG, watchdog.verdict, str(log), _tail(log))
     tails = {rank: _tail(log_of(rank)) for rank in failures}
+    stopped = sorted(rank for rank, f in failures.items() if f.exitcode == EXIT_PREEMPTED)
+    if stopped or stop_signal:
+        return _stop_report(stopped, tails, stop_signal)
     # Failure times have a resolution of one second; within it, a rank that only saw its peer
     # vanish (or was stopped by the agent) is not the root cause.
     rank, first = min(
@@ -145,6 +167,22 @@ def failure_report(
     said = said.removeprefix("error:").strip()
     message = f"rank {rank} (pid {first.pid}) {how}{': ' + said if said else ''}; the other ranks were stopped"
     return LaunchResult(2 if first.exitcode == 2 else 1, message, str(log_of(rank)), tail)
+
+
+def _stop_report(stopped: list[int], tails: Mapping[int, list[str]], stop_signal: str | None) -> LaunchResult:
+    """The job ended on a stop request: the ``stopped:`` line of the ranks that saved and exited
+    (rank 0 prints it), or, when none got that far, what the launcher received."""
+    said = [line.strip().split("stopped:", 1)[1].strip()
+            for rank in stopped for line in tails.get(rank, []) if "stopped:" in line]
+    if said:
+        return LaunchResult(EXIT_PREEMPTED, f"stopped: {said[-1]}")
+    if stopped:
+        return LaunchResult(EXIT_PREEMPTED, f"stopped: rank {stopped[0]} stopped on request")
+    return LaunchResult(
+        EXIT_PREEMPTED,
+        f"stopped: the launcher received {stop_signal}; the workers ended before they could save a checkpoint "
+        "(in set-up, or past their grace); --resume continues from the last complete checkpoint",
+    )
 
 
 def _is_secondary(failure: Any, tail: list[str]) -> bool:

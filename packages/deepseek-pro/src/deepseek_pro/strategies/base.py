@@ -219,6 +219,19 @@ class DistributedStrategy(Strategy):
         dist.broadcast_object_list(box, src=src, device=self.comm_device)
         return box[0]
 
+    def any_rank(self, flag: bool) -> bool:
+        """MAX-all-reduce of one number, on the CPU whenever the process group has a CPU backend
+        (gloo, or the gloo half of ``cpu:gloo,cuda:nccl``): no device sync in the step loop."""
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return flag
+        on_cpu = "cpu:" in str(dist.get_backend_config())
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device="cpu" if on_cpu else self.comm_device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     @property
     def comm_device(self) -> torch.device:
         """Where tensors handed to collectives must live (the CUDA device for NCCL, else CPU)."""

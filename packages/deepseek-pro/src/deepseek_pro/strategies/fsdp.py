@@ -8,8 +8,10 @@ parameters are cast to the run's compute dtype for forward/backward (``param_dty
 are reduce-scattered in ``reduce_dtype`` — fp32 by default; ``compression = "bf16"`` (or
 ``reduce_dtype = "bf16"``) halves the gradient traffic, FSDP's form of gradient compression.
 ``cpu_offload`` keeps sharded parameters, gradients and optimizer state in host memory
-(``CPUOffloadPolicy``). Gradient accumulation turns gradient sync off on all but the last
-micro-batch (the ``accumulation`` part of the base class's step). Clipping computes the total norm
+(``CPUOffloadPolicy``; its host buffers are pinned for fast copies to a CUDA device, and not
+pinned on a CPU-only machine, where pinning needs a GPU and there is nothing to copy to).
+Gradient accumulation turns gradient sync off on all but the last micro-batch (the
+``accumulation`` part of the base class's step). Clipping computes the total norm
 over the sharded gradients (a DTensor reduction).
 
 ``step_metrics`` reports ``comm_bytes`` (reduce-scatter payload per rank and step) computed from
@@ -117,7 +119,7 @@ class FSDPStrategy(DistributedStrategy):
             param_dtype=None if compute == torch.float32 else compute,
             reduce_dtype=_DTYPES[o.resolved_reduce_dtype],
         )
-        offload = CPUOffloadPolicy() if o.cpu_offload else OffloadPolicy()
+        offload = CPUOffloadPolicy(pin_memory=self.device.type == "cuda") if o.cpu_offload else OffloadPolicy()
         if not o.cpu_offload:
             model = model.to(self.device)
         kwargs = {"mesh": self.mesh, "mp_policy": policy, "offload_policy": offload,

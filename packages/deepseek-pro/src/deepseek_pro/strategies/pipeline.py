@@ -163,8 +163,6 @@ class PipelineStrategy(DistributedStrategy):
     # ------------------------------------------------------------------ set-up
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        from torch.distributed.pipelining import PipelineStage
-
         self.settings = settings
         # Keep a weightless copy (the loss, the full model for export); other stages' weights
         # are freed with ``model``.
@@ -177,7 +175,7 @@ class PipelineStrategy(DistributedStrategy):
         self._stage_mod = stage
         self.model = self._stage_mod
         self.optimizer = optimizer_factory(self._stage_mod.parameters())
-        self._pipe_stage = PipelineStage(
+        self._pipe_stage = _rng_neutral_stage_class()(
             self._stage_mod, self.pp_rank, self.pp_size, self.device, group=self.pp_group
         )
         self._use_distributed_scaler()
@@ -371,6 +369,24 @@ class PipelineStrategy(DistributedStrategy):
         for part in parts:
             merged.update(part)
         return pstate.rebuild_model(self._template, merged)
+
+
+def _rng_neutral_stage_class() -> type:
+    """torch's ``PipelineStage`` whose shape inference leaves the random generators as it found
+    them. The stage infers shapes on the first schedule step with an extra forward in train mode,
+    which draws dropout masks: a run resumed at step k would draw them at step k+1, a run from the
+    start only at step 1, and the masks of every later step would differ. On a forked random
+    state neither draws, so resume is bit-exact with dropout on (tests/pro/test_resume_dropout.py
+    fails if a torch release moves this method)."""
+    from torch.distributed.pipelining import PipelineStage
+
+    class RngNeutralStage(PipelineStage):
+        def _shape_inference(self, args: Any, kwargs: Any = None) -> Any:
+            cuda = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda, device_type=self.device.type):
+                return super()._shape_inference(args, kwargs)
+
+    return RngNeutralStage
 
 
 def _locate(stages: list[nn.Module], param: nn.Parameter) -> tuple[int, str]:

@@ -1,0 +1,126 @@
+"""Stopping a run on request: SIGTERM and SIGUSR1 (what Slurm and Kubernetes send before they
+preempt a job) make the trainer finish the step in progress, write a checkpoint and exit with
+:data:`EXIT_PREEMPTED`, so that the same command with ``--resume`` continues bit-exactly.
+
+- :class:`StopSignals` installs the handlers for the span of ``Trainer.fit`` (in the main thread
+  only; the previous handlers come back after). A handler only records the signal and starts the
+  grace timer; the trainer acts at the next step boundary.
+- At every step boundary all ranks ask :meth:`StopSignals.agreed` together: one host-side
+  all-reduce of the flag (``Strategy.any_rank``; nothing for one process). Every rank therefore
+  stops after the same step and the checkpoint is whole, even when the signal reached only some
+  ranks, or reached them during different steps.
+- Grace: ``train.preempt_grace_s`` seconds after the first signal a process that is still running
+  prints one line and exits with :data:`EXIT_PREEMPTED` at once, without the new checkpoint. The
+  last complete checkpoint stays, and what the interrupted save left is cleaned when the run is
+  resumed (:mod:`deepseek.training.checkpoint_dirs`). Set it a little below the time the scheduler
+  grants between its signal and its SIGKILL.
+- Repeated signals change nothing (Slurm may signal the workers and ``deepseek launch`` alike,
+  and the launcher forwards what it receives).
+- SIGINT (Ctrl-C) is left alone: ``KeyboardInterrupt`` stops the run at once, and a checkpoint
+  being written is removed, never committed half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from deepseek.training.strategy import Strategy
+
+EXIT_PREEMPTED = 75
+"""Exit code of a run that stopped on SIGTERM / SIGUSR1 (``EX_TEMPFAIL`` of sysexits.h: try again
+later). A requeue script resumes the run when it sees it; ``deepseek launch`` exits with it too."""
+
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+"""Signals that ask a run to stop after the current step (those this platform has)."""
+
+_Scope = TypeVar("_Scope", bound="SignalScope")
+
+
+class SignalScope:
+    """Context manager: handlers for :data:`STOP_SIGNALS` for the span of the block (installed
+    in the main thread only; the previous ones come back after). Records the first signal and,
+    from it, runs :meth:`on_deadline` after ``deadline_s`` seconds in a daemon timer, cancelled
+    when the block ends. Subclasses say what a signal and the deadline do."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self.deadline_s = float(deadline_s)
+        self.received: str | None = None
+        """Name of the first stop signal this process received."""
+        self._previous: dict[int, Any] = {}
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self: _Scope) -> _Scope:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        self.on_signal(number)
+        if self.received is None:
+            self.received = signal.Signals(number).name
+            self._timer = threading.Timer(self.deadline_s, self.on_deadline)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def on_signal(self, number: int) -> None:
+        """Every stop signal, repeats included (in the main thread, between bytecodes)."""
+
+    def on_deadline(self) -> None:
+        """``deadline_s`` after the first signal, unless the block ended (in the timer thread)."""
+
+
+class StopSignals(SignalScope):
+    """Stop requests by signal for the span of one run (the trainer's ``fit``).
+
+    ``grace_s``: seconds from the first signal until the process gives up stopping cleanly:
+    ``on_expire(message)`` (default: the message on stderr, then ``os._exit(EXIT_PREEMPTED)``).
+    """
+
+    def __init__(self, grace_s: float, *, on_expire: Callable[[str], None] | None = None) -> None:
+        super().__init__(grace_s)
+        self._on_expire = on_expire or _exit_now
+
+    def on_deadline(self) -> None:
+        self._on_expire(
+            f"error: stopping on {self.received} took longer than train.preempt_grace_s = {self.deadline_s:g} s; "
+            "exiting without a new checkpoint (--resume continues from the last complete one)"
+        )
+
+    def agreed(self, strategy: Strategy) -> bool:
+        """Whether any rank received a stop signal; a collective: every rank calls it at the same
+        step boundary and gets the same answer."""
+        return strategy.any_rank(self.received is not None)
+
+    def describe(self) -> str:
+        """What stopped the run, for messages (``SIGTERM``, or a signal seen by another rank)."""
+        return self.received or "a stop signal sent to another rank"
+
+
+def _exit_now(message: str) -> None:
+    """End the process from the timer thread: no clean-up runs, the run-folder lock goes with it."""
+    os.write(2, (message + "\n").encode())
+    os._exit(EXIT_PREEMPTED)
+
+
+def stopped_line(signal_name: str, step: int, checkpoint: str | None, run_dir: str) -> str:
+    """The one line ``deepseek train`` prints (stderr) when a run stopped on request; the
+    launcher repeats it. ``checkpoint``: the checkpoint of ``step``, or ``None`` when no step
+    was trained in this session (nothing new to save)."""
+    saved = f"checkpoint {checkpoint}" if checkpoint is not None else "nothing new to save"
+    return f"stopped: {signal_name} after step {step}; {saved}; continue with --resume {run_dir}"

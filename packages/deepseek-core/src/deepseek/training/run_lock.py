@@ -1,0 +1,111 @@
+"""One live job per run folder: an exclusive ``flock`` on ``<run>/.lock``, held by rank 0 from
+set-up to the end of training.
+
+The kernel drops a ``flock`` when the process holding it ends, however it ends (an error,
+SIGKILL, the OOM killer), so a crash cannot leave a run folder locked; the file stays behind and
+means nothing without a live holder. The holder writes its pid, host and start time into the
+file, which is what a second job's error names. The lock is taken before anything in the folder
+is written or cleaned (:func:`deepseek.training.checkpoint.remove_stale` deletes the temp folders
+of a save in progress, so it must never run beside a live job).
+
+:func:`try_lock` / :func:`unlock` are the primitive, also used by ``deepseek launch`` for its
+temp folders. On platforms without ``fcntl`` (Windows) no lock is taken. Over NFS, Linux maps
+``flock`` to POSIX record locks, which the server keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek.training.strategy import Strategy
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
+
+
+class RunFolderBusy(UsageError):
+    """Another live job holds the run folder."""
+
+
+def try_lock(path: str | os.PathLike[str]) -> int | None:
+    """Open (creating) ``path`` and take an exclusive lock without waiting: the open descriptor
+    (the lock lasts until :func:`unlock` or the process ends), or ``None`` when another open
+    file holds it. Without ``fcntl`` the descriptor is returned unlocked."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlock(fd: int) -> None:
+    """Release a lock taken by :func:`try_lock` (closing the descriptor releases it)."""
+    os.close(fd)
+
+
+@dataclass
+class RunLock:
+    """The run folder lock of this process (``fd`` is ``None`` on ranks other than 0)."""
+
+    path: Path
+    fd: int | None = None
+
+    def release(self) -> None:
+        """Let another job use the folder (idempotent)."""
+        if self.fd is not None:
+            unlock(self.fd)
+            self.fd = None
+
+
+def describe_holder(path: Path) -> str:
+    """``pid 123 on host h, since 2025-01-01 12:00:00`` from a lock file, as far as readable."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return f"pid {int(info['pid'])} on host {info['host']}, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its pid is not recorded yet"
+
+
+def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
+    """Take the lock of ``run_dir`` on rank 0 (creating the folder) and tell every rank the
+    outcome; :class:`RunFolderBusy` (exit 2) on every rank when a live job holds it."""
+    lock = RunLock(Path(run_dir) / LOCK_FILE)
+    problem = None
+    if strategy.is_global_zero:
+        lock.path.parent.mkdir(parents=True, exist_ok=True)
+        lock.fd = try_lock(lock.path)
+        if lock.fd is None:
+            problem = (
+                f"run folder {run_dir} is in use by another live job ({describe_holder(lock.path)}); "
+                "wait for it to end or stop it, or pick another --run-dir / logging.name"
+            )
+        else:
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            os.ftruncate(lock.fd, 0)
+            os.lseek(lock.fd, 0, os.SEEK_SET)
+            os.write(lock.fd, json.dumps(holder).encode())
+    problem = strategy.broadcast_object(problem)
+    if problem:
+        lock.release()
+        raise RunFolderBusy(problem)
+    return lock

@@ -1,0 +1,75 @@
+"""Stop requests that reach the launcher: SIGTERM and SIGUSR1 are forwarded to every local
+worker, which then stop together after the current step with a checkpoint (see
+:mod:`deepseek.training.preemption`), and the launcher waits for them.
+
+torchrun's agent would treat SIGTERM as "stop the workers now" (it passes the signal on and kills
+them 30 s later), so the runner leaves SIGTERM out of the agent's signals
+(:data:`AGENT_SIGNALS`) and :class:`StopForwarder` handles SIGTERM and SIGUSR1 instead; SIGINT
+(Ctrl-C), SIGHUP and SIGQUIT still stop the job at once through the agent.
+
+Workers are found by their heartbeats (``rank-N.json`` carries the pid; a worker writes one as its
+very first action). Workers still running ``grace_s + margin_s`` seconds after the first signal
+are killed (SIGKILL), so a job never outlives its stop request for long; their own grace
+(``train.preempt_grace_s``) ends them first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+from deepseek.training.preemption import SignalScope
+from deepseek_pro.launch.heartbeat import read_beats
+
+AGENT_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
+"""The signals the agent handles (``LaunchConfig.signals_to_handle``): its defaults but SIGTERM."""
+KILL_MARGIN_S = 10.0
+"""Seconds past the workers' own grace before the launcher kills them."""
+
+
+class StopForwarder(SignalScope):
+    """Context manager around the agent's run: forwards stop signals to the workers and kills
+    those still running ``grace_s + margin_s`` seconds after the first."""
+
+    def __init__(self, heartbeat_dir: str | os.PathLike[str], grace_s: float, *, margin_s: float = KILL_MARGIN_S) -> None:
+        super().__init__(float(grace_s) + margin_s)
+        self.heartbeat_dir = Path(heartbeat_dir)
+        self.killed: list[int] = []
+        """Pids of workers killed because they outlived the deadline."""
+
+    def workers(self) -> list[int]:
+        """Pids of this node's running workers (those that wrote a heartbeat and are still
+        children of this process, so a pid the system reused is never signalled)."""
+        return sorted(b.pid for b in read_beats(self.heartbeat_dir).values() if _is_my_child(b.pid))
+
+    def on_signal(self, number: int) -> None:
+        for pid in self.workers():
+            _signal(pid, number)
+
+    def on_deadline(self) -> None:
+        for pid in self.workers():
+            if _signal(pid, signal.SIGKILL):
+                self.killed.append(pid)
+
+
+def _is_my_child(pid: int) -> bool:
+    """Whether ``pid`` is still a child of this process (not a reused pid); True where /proc is
+    missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (name) ": state, ppid, ...
+    return fields[0] != "Z" and int(fields[1]) == os.getpid()
+
+
+def _signal(pid: int, number: int) -> bool:
+    """Send ``number`` to ``pid``; False when it is gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, number)
+        return True
+    return False

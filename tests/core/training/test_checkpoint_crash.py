@@ -1,0 +1,197 @@
+"""Crash consistency of a checkpoint save: the process is SIGKILLed at each point of the
+write / commit / ``latest`` / prune sequence, then the folder is inspected and the run resumed.
+
+Each crash happens in a forked copy of this process (no interpreter start-up per case) that runs
+the real Trainer; the kill point is found by wrapping ``os.replace`` / ``os.unlink`` /
+``checkpoint.commit_checkpoint``, which still do their real work before or after the SIGKILL.
+After every crash: each ``step-N`` folder is complete, the run resumes from the newest complete
+checkpoint (not from what ``latest`` says), the leftovers are gone once it started, and the
+losses after it equal those of an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek.errors import CheckpointError
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.trainer import Trainer
+
+RUN = {
+    "model": {"dropout": 0.1},
+    "train": {"max_steps": 6, "decay_steps": 6, "warmup_steps": 2},
+    "checkpoint": {"interval": 2, "keep_last": 1},
+}
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _name(path: Any) -> str:
+    return os.path.basename(os.fspath(path))
+
+
+# kill point -> (step of the checkpoint resume must take, installs the kill in the child)
+def _on_replace(test: Callable[[str, str], bool], *, after: bool, nth: int = 1) -> Callable[[], None]:
+    def install() -> None:
+        real, seen = os.replace, [0]
+
+        def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            hit = test(os.fspath(src), os.fspath(dst))
+            if hit:
+                seen[0] += 1
+            if hit and seen[0] == nth and not after:
+                _kill_self()
+            real(src, dst, *args, **kwargs)
+            if hit and seen[0] == nth and after:
+                _kill_self()
+
+        os.replace = replace  # type: ignore[assignment]
+
+    return install
+
+
+def _before_commit() -> None:
+    real = ckpt.commit_checkpoint
+
+    def commit(tmp: Path, final: Path) -> Path:
+        if _name(final) == "step-4":
+            _kill_self()
+        return real(tmp, final)
+
+    ckpt.commit_checkpoint = commit  # type: ignore[assignment]
+
+
+def _mid_rmtree() -> None:
+    real = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        real(path, *args, **kwargs)
+        if _name(path) == "model.safetensors":  # only a prune's rmtree deletes one
+            _kill_self()
+
+    os.unlink = unlink  # type: ignore[assignment]
+
+
+POINTS: dict[str, tuple[int, Callable[[], None]]] = {
+    "writing-files": (2, _on_replace(lambda s, d: "step-4.tmp-" in d and _name(d) == ckpt.OPTIMIZER_FILE, after=False)),
+    "files-written": (2, _before_commit),
+    "before-rename": (2, _on_replace(lambda s, d: _name(d) == "step-4", after=False)),
+    "before-latest": (4, _on_replace(lambda s, d: _name(d) == "step-4", after=True)),
+    "writing-latest": (4, _on_replace(lambda s, d: _name(d) == ckpt.LATEST_FILE, after=False, nth=2)),
+    "prune-renamed": (4, _on_replace(lambda s, d: _name(s) == "step-2", after=True)),
+    "prune-deleting": (4, _mid_rmtree),
+}
+
+
+def _crash(config: Any, run: Path, install: Callable[[], None], resume: Path | None = None) -> None:
+    """Train in a forked child that installs its kill point; it must die by SIGKILL."""
+
+    def child() -> None:
+        install()
+        Trainer(config, run_dir=run, resume=resume, quiet=True).fit()
+        os._exit(0)  # not reached when the kill point was hit
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(timeout=300)
+    assert proc.exitcode == -signal.SIGKILL, f"the child did not reach its kill point (exit code {proc.exitcode})"
+
+
+def _assert_consistent(root: Path) -> None:
+    """Every folder under a final name is a complete checkpoint."""
+    finals = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and "." not in p.name)
+    assert finals == sorted(p.name for _, p in ckpt.list_checkpoints(root)), finals
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory, config_under: Any) -> list[float]:
+    """Losses of the uninterrupted 6-step run."""
+    work = tmp_path_factory.mktemp("straight")
+    return Trainer(config_under(work, **RUN), run_dir=work / "run", quiet=True).fit().losses
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+def test_kill_at_every_point_of_a_save(point: str, tiny_config: Any, tmp_path: Path, straight: list[float]) -> None:
+    expected, install = POINTS[point]
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    _crash(tiny_config(**RUN), run, install)
+
+    _assert_consistent(root)
+    leftovers = sorted(p.name for p in root.iterdir() if not p.name.startswith("step-") or "." in p.name)
+    assert ckpt.resolve_checkpoint(run) == root / f"step-{expected}", leftovers
+
+    result = Trainer(tiny_config(**RUN), resume=run, quiet=True).fit()
+    assert result.losses == straight[expected:]  # bit-identical continuation
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-6"]  # leftovers cleaned, pruned
+
+
+def test_latest_is_not_trusted_over_a_newer_complete_checkpoint(tiny_config: Any, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _crash(tiny_config(**RUN), run, POINTS["before-latest"][1])
+    root = run / "checkpoints"
+    assert (root / ckpt.LATEST_FILE).read_text().strip() == "step-2"
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2, 4]  # prune had not run yet
+    assert ckpt.resolve_checkpoint(run) == root / "step-4"
+
+
+def test_kill_while_replacing_a_step_saved_before(tiny_config: Any, tmp_path: Path, straight: list[float]) -> None:
+    """A run continued from step 2 in its own folder saves step 4 again; killed between moving
+    the old step-4 away and renaming the new one in, it resumes from step 2."""
+    keep = {**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}
+    run = tmp_path / "run"
+    Trainer(tiny_config(**{**keep, "train": {**RUN["train"], "max_steps": 4}}), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    move_old = _on_replace(lambda s, d: _name(s) == "step-4" and ".trash-" in d, after=True)
+    _crash(tiny_config(**keep), run, move_old, resume=root / "step-2")
+    _assert_consistent(root)
+    assert ckpt.resolve_checkpoint(run) == root / "step-2"
+    result = Trainer(tiny_config(**keep), resume=run, quiet=True).fit()
+    assert result.losses == straight[2:]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-2", "step-4", "step-6"]
+
+
+def test_run_continued_from_an_earlier_checkpoint_resumes_from_what_it_saved(tiny_config: Any, tmp_path: Path) -> None:
+    """Newest means committed last, not the highest step: after going back to step 2 in the same
+    folder and saving step 3, resuming takes step 3, not step 6 of the abandoned continuation."""
+    keep = {**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}
+    run = tmp_path / "run"
+    Trainer(tiny_config(**keep), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    back = {**keep, "train": {**RUN["train"], "max_steps": 3}, "checkpoint": {"interval": 0, "keep_last": 5}}
+    Trainer(tiny_config(**back), resume=root / "step-2", quiet=True).fit()
+    assert ckpt.resolve_checkpoint(run) == root / "step-3"
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2, 4, 6, 3]  # commit order
+
+
+def test_incomplete_checkpoint_folder_is_named_and_skipped(tiny_config: Any, tmp_path: Path) -> None:
+    """A folder under a final name with a file missing (e.g. deleted by hand) is never resumed
+    from; passed explicitly, the error names the file and the newest complete checkpoint."""
+    run = tmp_path / "run"
+    Trainer(tiny_config(**{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    (root / "step-6" / ckpt.OPTIMIZER_FILE).unlink()
+    assert ckpt.resolve_checkpoint(run) == root / "step-4"
+    with pytest.raises(CheckpointError, match=r"step-6: the checkpoint is incomplete \(optimizer.safetensors "
+                                                    r"missing\); resume from .*step-4"):
+        ckpt.resolve_checkpoint(root / "step-6")
+
+
+def test_remove_stale_deletes_every_kind_of_leftover(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    for name in ("step-4.tmp-abc", "step-2.trash-x", "step-3.old-y", "step-5"):
+        (root / name).mkdir(parents=True)
+    (root / ".latest.k2j3.tmp").write_text("step-4\n")
+    (root / "step-5" / ckpt.TRAINER_FILE).write_text("{}")
+    removed = sorted(p.name for p in ckpt.remove_stale(root))
+    assert removed == [".latest.k2j3.tmp", "step-2.trash-x", "step-3.old-y", "step-4.tmp-abc"]
+    assert sorted(p.name for p in root.iterdir()) == ["step-5"]

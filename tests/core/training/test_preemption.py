@@ -1,0 +1,219 @@
+"""Stopping on SIGTERM / SIGUSR1 and the run-folder lock, with real processes and real signals.
+
+``deepseek train`` runs in a subprocess and is signalled from outside mid-run: it exits with
+code 75 after a whole checkpoint of the step reached, and the same command with ``--resume``
+says where it resumed and continues bit-exactly (dropout on). In-process runs get their signal
+from a plugin hook, so the step is known. A second job on a live run folder is refused with one
+line and exit code 2, and accepted once the holder died.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek.hookspecs import hookimpl
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.preemption import EXIT_PREEMPTED, StopSignals
+from deepseek.training.run_lock import LOCK_FILE, RunFolderBusy
+from deepseek.training.trainer import Trainer
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+
+STEPS = 40
+CLI_ARGS = [
+    "--max-steps", str(STEPS), "--run-dir", "run", "--quiet",
+    "--set", "model.d_model=32", "--set", "model.n_heads=2", "--set", "model.n_layers=2",
+    "--set", "model.max_seq_len=32", "--set", "model.dropout=0.1", "--set", "data.seq_len=32",
+    "--set", "data.batch_size=8", "--set", "data.eval_batches=1", "--set", "train.eval_interval=0",
+    "--set", "train.warmup_steps=2", "--set", "logging.plot=false", "--set", "checkpoint.interval=0",
+    "--set", 'strategy.name="single"', "--set", 'strategy.device="cpu"',
+]
+RUN = {"model": {"dropout": 0.1}, "train": {"max_steps": 6, "decay_steps": 6}, "checkpoint": {"interval": 0}}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _train(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deepseek", "train", *CLI_ARGS, *extra], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
+
+
+def _signal_mid_run(cwd: Path, sig: int, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Start the CLI run, send ``sig`` once two steps are logged; (the finished process,
+    seconds from the signal to its exit). Output goes to files: a pipe nobody reads could stall it."""
+    with open(cwd / "out.log", "w") as out, open(cwd / "err.log", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "deepseek", "train", *CLI_ARGS, *extra], cwd=cwd, env=_env(),
+                                stdout=out, stderr=err, text=True)
+    metrics = cwd / "run" / "metrics.jsonl"
+    try:
+        while proc.poll() is None and not (metrics.exists() and len(_losses(cwd / "run")) >= 2):
+            time.sleep(0.02)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, (cwd / "out.log").read_text(),
+                                       (cwd / "err.log").read_text())
+    return done, time.monotonic() - sent
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float]]:
+    """``(step, loss)`` of the uninterrupted CLI run."""
+    work = tmp_path_factory.mktemp("straight")
+    proc = _train(work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _losses(work / "run")
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
+def test_signal_stops_after_the_step_and_resume_is_bit_exact(name: str, tmp_path: Path, straight: list) -> None:
+    proc, _ = _signal_mid_run(tmp_path, getattr(signal, name))
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    step = _losses(tmp_path / "run")[-1][0]
+    assert 2 <= step < STEPS
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"stopped: {name} after step {step}; checkpoint run/checkpoints/step-{step}; continue with --resume run"
+    assert "Traceback" not in proc.stderr
+    root = tmp_path / "run" / "checkpoints"
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [step]  # whole: its commit record checks out
+    assert ckpt.read_trainer_state(root / f"step-{step}")["step"] == step
+    assert sorted(p.name for p in root.iterdir()) == ["latest", f"step-{step}"]
+
+    resumed = _train(tmp_path, "--resume", "run")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from run/checkpoints/step-{step} at step {step}" in resumed.stderr
+    assert _losses(tmp_path / "run") == straight  # every step once, losses bit-identical
+
+
+def test_ctrl_c_stops_at_once_and_leaves_only_complete_checkpoints(tmp_path: Path) -> None:
+    proc, seconds = _signal_mid_run(tmp_path, signal.SIGINT, "--set", "checkpoint.interval=1")
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert seconds < 30 and "Traceback" not in proc.stderr
+    root = tmp_path / "run" / "checkpoints"
+    names = sorted(p.name for p in root.iterdir())
+    assert all(n == "latest" or n.startswith("step-") and "." not in n for n in names), names
+    assert len(ckpt.list_checkpoints(root)) == len(names) - 1  # every step-N folder is complete
+
+
+class _SignalAt:
+    """A plugin sending ``sig`` to this very process when step ``step`` has been logged."""
+
+    def __init__(self, step: int, sig: int = signal.SIGTERM) -> None:
+        self.step, self.sig = step, sig
+
+    @hookimpl
+    def deepseek_train_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+        if step == self.step:
+            os.kill(os.getpid(), self.sig)
+
+    @hookimpl
+    def deepseek_train_start(self, trainer: Any) -> None:
+        if self.step == 0:
+            os.kill(os.getpid(), self.sig)
+
+
+def _host(plugin: Any) -> PluginHost:
+    host = PluginHost(PluginSettings(autoload=False))
+    host.register_plugin(plugin, dist="signal-at")
+    return host
+
+
+def test_in_process_stop_at_a_known_step_and_handlers_restored(config_under: Any, tmp_path: Path) -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    straight = Trainer(config_under(tmp_path / "a", **RUN), run_dir=tmp_path / "a" / "run", quiet=True).fit()
+
+    config = config_under(tmp_path, **RUN)
+    stopped = Trainer(config, run_dir=tmp_path / "run", quiet=True, host=_host(_SignalAt(3, signal.SIGUSR1))).fit()
+    assert (stopped.stopped_by, stopped.step) == ("SIGUSR1", 3)
+    assert stopped.checkpoint == tmp_path / "run" / "checkpoints" / "step-3"
+    assert {s: signal.getsignal(s) for s in before} == before  # the trainer's handlers are gone again
+
+    # stopped again during set-up of the resumed run: no step, nothing new to save
+    again = Trainer(config, resume=tmp_path / "run", quiet=True, host=_host(_SignalAt(0))).fit()
+    assert (again.stopped_by, again.step, again.checkpoint, again.losses) == ("SIGTERM", 3, None, [])
+
+    resumed = Trainer(config, resume=tmp_path / "run", quiet=True).fit()
+    assert stopped.losses + resumed.losses == straight.losses
+
+
+def test_grace_runs_out_exits_with_the_preempted_code(tmp_path: Path) -> None:
+    """A stop that takes longer than the grace ends the process anyway, with one line."""
+    script = (
+        "import os, signal, time\n"
+        "from deepseek.training.preemption import StopSignals\n"
+        "with StopSignals(0.5):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED
+    assert time.monotonic() - started < 30
+    assert proc.stderr.strip() == (
+        "error: stopping on SIGTERM took longer than train.preempt_grace_s = 0.5 s; exiting without a new "
+        "checkpoint (--resume continues from the last complete one)"
+    )
+
+
+def test_repeated_signals_are_one_request() -> None:
+    with StopSignals(60) as stop:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert stop.received == "SIGUSR1"
+
+
+HOLDER = """
+import sys, time
+from deepseek.training.run_lock import try_lock
+assert try_lock(sys.argv[1]) is not None
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> None:
+    config = config_under(tmp_path, **RUN)
+    run = tmp_path / "run"
+    Trainer(config_under(tmp_path, **{**RUN, "train": {"max_steps": 2, "decay_steps": 6}}), run_dir=run,
+            quiet=True).fit()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        (run / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": "h", "since": "now"}))
+        before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+
+        proc = subprocess.run([sys.executable, "-m", "deepseek", "train", "--resume", str(run), "--max-steps", "6",
+                               "--quiet"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        errors = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert errors == [f"error: run folder {run} is in use by another live job (pid {holder.pid} on host h, "
+                          "since now); wait for it to end or stop it, or pick another --run-dir / logging.name"]
+        with pytest.raises(RunFolderBusy, match=f"pid {holder.pid}"):
+            Trainer(config, resume=run, quiet=True).fit()
+        assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written or changed
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without releasing anything: the kernel dropped its lock
+    assert Trainer(config, resume=run, quiet=True).fit().step == 6
