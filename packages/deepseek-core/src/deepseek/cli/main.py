@@ -123,8 +123,41 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
         _run(list(sys.argv[1:] if argv is None else argv), host)
 
 
+def root_arguments(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` with ``--debug`` moved in front of the command (it is the root's option, accepted
+    anywhere before a ``--``; what follows ``--`` belongs to the command), and whether it was given."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--debug"]
+    debug = len(head) < end
+    return (["--debug"] if debug else []) + head + args[end:], debug
+
+
+def undecodable_argument(args: list[str]) -> str | None:
+    """The one-line error for the first argument that is not valid UTF-8 (``None`` when all are).
+
+    Python hands undecodable bytes over as lone surrogates; deepseek writes arguments into configs,
+    JSON and file names, which must be UTF-8, so such bytes are refused here, for every command."""
+    for i, arg in enumerate(args):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            before = args[i - 1] if i and args[i - 1].startswith("-") else None
+            where = f"the value of {before}" if before else f"argument {i + 1}"
+            return (
+                f"{where} ('{shown}') is not valid UTF-8 text (character {exc.start + 1}); "
+                "deepseek reads arguments as UTF-8: pass UTF-8 text, or rename the file"
+            )
+    return None
+
+
 def _run(args: list[str], host: PluginHost | None) -> None:
-    debug = "--debug" in args or os.environ.get("DEEPSEEK_DEBUG") == "1"
+    args, debug = root_arguments(args)
+    debug = debug or os.environ.get("DEEPSEEK_DEBUG") == "1"
+    bad = undecodable_argument(args)
+    if bad is not None:
+        click.secho(f"error: {bad}", fg="red", err=True)
+        sys.exit(2)
     try:
         rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False, obj=host)
     except click.exceptions.Exit as exc:

@@ -1,0 +1,48 @@
+"""Device names (``auto``, ``cpu``, ``cuda``, ``cuda:N``): the one syntax check and the one
+availability check, used by ``[strategy] device`` of ``single`` and by every command taking
+``--device`` (through :class:`deepseek.cli.params.Device`). Imports torch only to resolve.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from deepseek.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def device_problem(spec: str, *, allow_auto: bool = True) -> str | None:
+    """Why ``spec`` is not a device name (``None`` when it is one)."""
+    if _DEVICE_RE.match(spec) and (allow_auto or spec != "auto"):
+        return None
+    allowed = "'auto', 'cpu', 'cuda', 'cuda:N'" if allow_auto else "'cpu', 'cuda', 'cuda:N'"
+    return f"is not allowed; allowed values: {allowed}"
+
+
+def resolve_device(spec: str, where: str = "strategy.device") -> torch.device:
+    """Turn ``auto`` / ``cpu`` / ``cuda[:N]`` into a device this machine has, with a one-line
+    ConfigError naming ``where`` when the name is malformed or the device absent."""
+    import torch
+
+    problem = device_problem(spec)
+    if problem:
+        raise ConfigError(f"{where}: {spec!r} {problem}")
+    if spec == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{where}: {spec!r} but no CUDA device is available; use 'cpu'")
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{where}: {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+        device = torch.device("cuda", index)
+    return device
