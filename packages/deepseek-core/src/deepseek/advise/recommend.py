@@ -23,9 +23,11 @@ _ORDER_MANY = ("ddp", "zero1", "zero2", "zero3", "zero1+offload", "zero2+offload
 
 def parse_modalities(text: str | None) -> tuple[str, ...]:
     """``"text,vision"`` -> ``("text", "vision")``; unknown names raise :class:`UsageError`."""
-    if text is None or not text.strip():
+    if text is None:
         return ("text",)
-    names = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    from deepseek.cli.params import split_names
+
+    names = tuple(dict.fromkeys(p.lower() for p in split_names(text, where="--modalities")))
     for name in names:
         if name not in MODALITIES:
             from deepseek.config.validate import did_you_mean
