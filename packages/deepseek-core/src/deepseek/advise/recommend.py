@@ -13,6 +13,7 @@ from typing import Any
 
 from deepseek.advise.estimate import Estimate, ModelShape, TrainSetup, estimate_all
 from deepseek.errors import UsageError
+from deepseek.plugins.install import install_command
 
 MODALITIES: tuple[str, ...] = ("text", "vision", "speech")
 
@@ -25,7 +26,7 @@ def parse_modalities(text: str | None) -> tuple[str, ...]:
     """``"text,vision"`` -> ``("text", "vision")``; unknown names raise :class:`UsageError`."""
     if text is None:
         return ("text",)
-    from deepseek.cli.params import split_names
+    from deepseek.names import split_names
 
     names = tuple(dict.fromkeys(p.lower() for p in split_names(text, where="--modalities")))
     for name in names:
@@ -54,7 +55,7 @@ class Recommendation:
         """JSON-ready dict."""
         return {
             "edition": self.edition, "strategy": self.strategy, "engine": self.engine,
-            "install": f"pip install deepseek-{self.edition}", "reasons": self.reasons,
+            "install": install_command(f"deepseek-{self.edition}"), "reasons": self.reasons,
             "suggestions": self.suggestions, "seed_notes": self.seed_notes,
         }
 

@@ -3,7 +3,7 @@
 - :class:`FiniteFloat`: a finite number, optionally bounded (``nan``, ``inf`` and numbers too
   large for a float are refused, whatever the bounds);
 - :data:`SEED`, :func:`count`: whole numbers in range (``click.IntRange`` underneath);
-- :func:`split_names` / :class:`NameList`: ``A,B,C`` with no empty item;
+- :class:`NameList`: ``A,B,C`` with no empty item (:func:`deepseek.names.split_names`);
 - :class:`Device`: ``auto`` / ``cpu`` / ``cuda[:N]``, checked against the devices this machine has
   (:func:`deepseek.devices.resolve_device`) and returned as the resolved device's name.
 
@@ -68,26 +68,14 @@ class FiniteFloat(click.ParamType):
         return f"FiniteFloat({self.min!r}, {self.max!r})"
 
 
-def split_names(text: str, *, where: str) -> tuple[str, ...]:
-    """``"a, b,c"`` -> ``("a", "b", "c")``; an empty item (``a,,b``, ``,``, ``""``) is a
-    UsageError naming ``where``."""
-    from deepseek.errors import UsageError
-
-    items = tuple(item.strip() for item in str(text).split(","))
-    if not all(items):
-        raise UsageError(
-            f"{where}: {text!r} has an empty name; give names separated by single commas, e.g. a,b"
-        )
-    return items
-
-
 class NameList(click.ParamType):
-    """``A,B,C`` -> ``("A", "B", "C")`` (:func:`split_names`)."""
+    """``A,B,C`` -> ``("A", "B", "C")`` (:func:`deepseek.names.split_names`)."""
 
     name = "A,B"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
         from deepseek.errors import UsageError
+        from deepseek.names import split_names
 
         if isinstance(value, tuple):
             return value
