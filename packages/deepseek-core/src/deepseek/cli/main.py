@@ -123,13 +123,12 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
         _run(list(sys.argv[1:] if argv is None else argv), host)
 
 
-def root_arguments(args: list[str]) -> tuple[list[str], bool]:
-    """``args`` with ``--debug`` moved in front of the command (it is the root's option, accepted
-    anywhere before a ``--``; what follows ``--`` belongs to the command), and whether it was given."""
+def split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without ``--debug``, and whether it was given. ``--debug`` is the root's option,
+    accepted anywhere before a ``--`` (what follows ``--`` belongs to the command)."""
     end = args.index("--") if "--" in args else len(args)
     head = [a for a in args[:end] if a != "--debug"]
-    debug = len(head) < end
-    return (["--debug"] if debug else []) + head + args[end:], debug
+    return head + args[end:], len(head) < end
 
 
 def undecodable_argument(args: list[str]) -> str | None:
@@ -152,7 +151,8 @@ def undecodable_argument(args: list[str]) -> str | None:
 
 
 def _run(args: list[str], host: PluginHost | None) -> None:
-    args, debug = root_arguments(args)
+    args, debug = split_debug(args)
+    args = ["--debug", *args] if debug else args
     debug = debug or os.environ.get("DEEPSEEK_DEBUG") == "1"
     bad = undecodable_argument(args)
     if bad is not None:
