@@ -56,8 +56,13 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         raise ConfigError(f"{p}: is a directory, expected a TOML config file")
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "
+            "not UTF-8; save the file as UTF-8 text"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
