@@ -1,10 +1,13 @@
-"""Device names (``auto``, ``cpu``, ``cuda``, ``cuda:N``): the one syntax check and the one
-availability check, used by ``[strategy] device`` of ``single`` and by every command taking
-``--device`` (through :class:`deepseek.cli.params.Device`). Imports torch only to resolve.
+"""Devices: the one syntax check and the one availability check of device names (``auto``,
+``cpu``, ``cuda``, ``cuda:N``), used by ``[strategy] device`` of ``single`` and by every command
+taking ``--device`` (through :class:`deepseek.cli.params.Device`); and the CPU cores a process
+may use, with the default number of intra-op threads of the commands that run a model.
+Imports torch only to resolve a device or set the threads.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -46,3 +49,31 @@ def resolve_device(spec: str, where: str = "strategy.device") -> torch.device:
             )
         device = torch.device("cuda", index)
     return device
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_cpu_threads() -> int:
+    """Intra-op threads of a command when ``OMP_NUM_THREADS`` is unset: half the cores (at least
+    one). With every core in use, OpenMP's threads wait on each other whenever another process
+    takes a core; measured on 2 cores (BENCHMARKS.md, "CPU threads"), 2 threads trained 1.5x
+    faster than 1 on a quiet machine but 2.8x slower while another job ran."""
+    return max(1, available_cores() // 2)
+
+
+def use_default_cpu_threads() -> int | None:
+    """Set torch's intra-op threads to :func:`default_cpu_threads` unless ``OMP_NUM_THREADS``
+    chooses them (as ``deepseek launch`` does for its workers); returns the number set, if any."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    import torch
+
+    threads = default_cpu_threads()
+    torch.set_num_threads(threads)
+    return threads

@@ -108,11 +108,14 @@ def train(
 ) -> None:
     """Train a model. Without arguments: the tiny GPT on the embedded corpus (CPU, or a GPU
     when there is one), written to runs/<timestamp>."""
+    from deepseek.devices import use_default_cpu_threads
+
     host = command_host()
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,
         host=host,
     )
+    use_default_cpu_threads()
     from deepseek.paths import check_output, created_note
     from deepseek.training.trainer import Trainer
 
@@ -174,8 +177,10 @@ def deepseek_command() -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool) -> None:
     """Validation loss of a trained model on its run's validation data."""
+    from deepseek.devices import use_default_cpu_threads
     from deepseek.training.inference import evaluate_model, load_trained
 
+    use_default_cpu_threads()
     host = command_host()
     model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
     values = evaluate_model(model, config, batches, host)
@@ -201,8 +206,10 @@ def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
+    from deepseek.devices import use_default_cpu_threads
     from deepseek.training.inference import load_trained, sample
 
+    use_default_cpu_threads()
     model, _, _ = load_trained(checkpoint, device, host=command_host())
     text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
     click.echo(prompt + text)
