@@ -101,3 +101,14 @@ def test_cpu_threads_default_to_half_the_cores(monkeypatch: pytest.MonkeyPatch) 
         assert devices.use_default_cpu_threads() is None  # the user's (or the launcher's) choice stands
     finally:
         torch.set_num_threads(before)
+
+
+def test_running_out_of_memory_is_one_line_naming_the_fix() -> None:
+    import torch
+
+    from deepseek.cli.main import out_of_memory
+
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes"))
+    assert not out_of_memory(RuntimeError("shape mismatch"))

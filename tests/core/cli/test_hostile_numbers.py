@@ -91,6 +91,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("advise vocab zero", ["advise", "--params", "1e6", "--vocab", "0"], ["--vocab"]),
     ("advise layers zero", ["advise", "--params", "1e6", "--layers", "0"], ["--layers"]),
     ("advise gpu memory huge", ["advise", "--params", "1e6", "--gpus", "1", "--gpu-memory", "1e999GiB"], ["--gpu-memory"]),
+    ("advise params too many", ["advise", "--params", "1e300"], ["--params", "beyond what the advisor models"]),
     ("advise gpu memory word", ["advise", "--params", "1e6", "--gpus", "1", "--gpu-memory", "lots"], ["--gpu-memory"]),
     ("advise host memory negative", ["advise", "--model", "tiny", "--host-memory", "-1GiB"], ["--host-memory"]),
     ("advise overhead huge", ["advise", "--model", "tiny", "--overhead", "9e999"], ["--overhead"]),

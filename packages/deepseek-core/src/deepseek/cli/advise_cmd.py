@@ -16,6 +16,8 @@ from deepseek.errors import UsageError
 
 _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
 _SCALE = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+MAX_PARAMS = 1e15
+"""The largest parameter count the advisor takes (a thousand times today's largest models)."""
 
 
 def parse_count(text: str) -> float:
@@ -26,8 +28,11 @@ def parse_count(text: str) -> float:
             f"--params: cannot read {text!r}; give a positive parameter count such as 1.3e9, 1.3B or 350M"
         )
     value = float(m.group(1)) * _SCALE[m.group(2).lower()]
-    if not math.isfinite(value):
-        raise UsageError(f"--params: {text!r} is too large to count; give a parameter count such as 1.3e9")
+    if not math.isfinite(value) or value > MAX_PARAMS:
+        raise UsageError(
+            f"--params: {text!r} is beyond what the advisor models (at most {MAX_PARAMS:.0e}); give a "
+            "parameter count such as 1.3e9"
+        )
     if value < 1:
         raise UsageError(f"--params: need at least one parameter, got {text!r}")
     return value

@@ -150,6 +150,14 @@ def undecodable_argument(args: list[str]) -> str | None:
     return None
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out (Python's, torch's CPU allocator or a GPU's): what was
+    asked for is too large for this machine, a one-line error rather than an internal one."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
+
+
 def _run(args: list[str], host: PluginHost | None) -> None:
     args, debug = split_debug(args)
     args = ["--debug", *args] if debug else args
@@ -194,6 +202,14 @@ def _run(args: list[str], host: PluginHost | None) -> None:
     except Exception as exc:
         if debug:
             raise
+        if out_of_memory(exc):
+            command = " ".join(a for a in args[:2] if not a.startswith("-"))
+            click.secho(
+                f"error: deepseek {command}: out of memory ({' '.join(str(exc).split())[:160]}); ask for "
+                "less at once: a smaller --batch, --seq, --batches or data.batch_size, or a smaller model",
+                fg="red", err=True,
+            )
+            sys.exit(2)
         click.secho(
             f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
             fg="red", err=True,
