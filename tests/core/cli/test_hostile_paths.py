@@ -29,6 +29,7 @@ def _layout(work: Path) -> None:
     (work / "binary.toml").write_bytes(bytes(range(256)))
     (work / "bad.toml").write_text("[train\nlr = 1\n")
     (work / "list.toml").write_text("checkpoint = [1, 2]\n")
+    (work / "loop").symlink_to("loop")
 
 
 OUTPUTS: list[tuple[str, list[str], list[str]]] = [
@@ -38,6 +39,12 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
     ("train runs_dir is a file", ["train", *TINY, "--set", "logging.runs_dir=afile"], ["logging.runs_dir", "afile"]),
     ("train runs_dir below a file", ["train", *TINY, "--set", "logging.runs_dir=afile/runs"], ["logging.runs_dir"]),
     ("train run-dir in /proc", ["train", *TINY, "--run-dir", "/proc/self/run"], ["--run-dir"]),
+    ("train run-dir a symlink loop", ["train", *TINY, "--run-dir", "loop"], ["--run-dir", "loop cannot be used"]),
+    ("train run-dir below a symlink loop", ["train", *TINY, "--run-dir", "loop/run"], ["--run-dir"]),
+    ("export out a symlink loop", ["export", "--checkpoint", "RUN", "--out", "loop"], ["--out", "loop cannot be used"]),
+    ("latency json a symlink loop", ["bench", "latency", "--model", "tiny", "--json", "loop"], ["--json"]),
+    ("config a symlink loop", ["train", "loop", *TINY], ["loop"]),
+    ("checkpoint a symlink loop", ["generate", "--checkpoint", "loop"], ["loop"]),
     ("train run-dir name too long", ["train", *TINY, "--run-dir", "n" * 300], ["--run-dir"]),
     ("export out is a folder", ["export", "--checkpoint", "RUN", "--out", "adir"], ["--out", "adir is a folder", "model.pt2"]),
     ("export out below a file", ["export", "--checkpoint", "RUN", "--out", "afile/m.pt2"], ["--out", "afile is a file"]),

@@ -17,6 +17,7 @@ from hostile_cli import Hostile
 STEP = Path("checkpoints") / "step-1"
 READERS: dict[str, list[str]] = {
     "resume": ["train", "--resume", "run", "--max-steps", "3", "--quiet"],
+    "resume elsewhere": ["train", "--resume", "run", "--max-steps", "3", "--quiet", "--run-dir", "new/run"],
     "generate": ["generate", "--checkpoint", "run", "--max-new-tokens", "2", "--device", "cpu"],
     "eval": ["eval", "--checkpoint", "run", "--device", "cpu"],
     "optimize": ["optimize", "--checkpoint", "run", "--seq", "8"],
@@ -108,21 +109,27 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("optimizer truncated", _truncate(str(STEP / "optimizer.safetensors"), 50), ["optimizer.safetensors"]),
     ("optimizer header garbage", _garbage_header(str(STEP / "optimizer.safetensors")), ["optimizer.safetensors"]),
     ("rng truncated", _truncate(str(STEP / "rng-0.safetensors"), 20), ["rng-0.safetensors"]),
+    ("max steps already reached", lambda run: None, ["--resume", "raise --max-steps"]),
+]
+"""Files only a resumed run reads, and resuming a run that is done (``max steps``)."""
+
+METRICS_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("metrics line garbage", _write("metrics.jsonl", b'{"step": 0, "val_loss": 5.0}\n{oops\n{"step": 1, "loss": 5}\n'),
      ["metrics.jsonl:2", "delete or repair"]),
     ("metrics line a list", _write("metrics.jsonl", b'[1]\n{"step": 1, "loss": 5}\n'), ["metrics.jsonl:1"]),
     ("metrics step a string", _write("metrics.jsonl", b'{"step": "one"}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
     ("metrics step negative", _write("metrics.jsonl", b'{"step": -1}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
     ("metrics not UTF-8", _write("metrics.jsonl", b'{"step": 0, "x": "\xff"}\n'), ["metrics.jsonl", "cannot read"]),
-    ("max steps already reached", lambda run: None, ["--resume", "raise --max-steps"]),
 ]
-"""Files only a resumed run reads, and resuming a run that is done (``max steps``)."""
+"""The run's metrics, read when a run continues in its own folder."""
 
 
 def _cases() -> list[Any]:
     cases = [pytest.param(reader, corrupt, words, id=f"{reader}: {what}")
              for what, corrupt, words in STATE_CASES for reader in READERS]
-    return cases + [pytest.param("resume", corrupt, words, id=f"resume: {what}") for what, corrupt, words in RESUME_ONLY]
+    cases += [pytest.param(reader, corrupt, words, id=f"{reader}: {what}")
+              for what, corrupt, words in RESUME_ONLY for reader in ("resume", "resume elsewhere")]
+    return cases + [pytest.param("resume", corrupt, words, id=f"resume: {what}") for what, corrupt, words in METRICS_CASES]
 
 
 @pytest.mark.parametrize(("reader", "corrupt", "words"), _cases())

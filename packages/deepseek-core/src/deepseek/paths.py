@@ -24,6 +24,7 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
     the example a file output's message suggests when ``path`` is a folder."""
     target = Path(path)
     try:
+        target.resolve()  # a loop of symbolic links raises here
         exists = target.exists()
         if exists and folder and not target.is_dir():
             raise UsageError(f"{where}: {target} is a file, not a folder; give a folder path")
@@ -36,8 +37,9 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         while not current.exists():
             missing.append(current)
             current = current.parent
-    except OSError as exc:  # a name too long, a loop of links: the path itself is unusable
-        raise UsageError(f"{where}: {target} cannot be used ({exc.strerror}); give another path") from exc
+    except (OSError, RuntimeError) as exc:  # a name too long, a loop of links: the path is unusable
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"{where}: {target} cannot be used ({reason}); give another path") from exc
     if not current.is_dir():
         raise UsageError(
             f"{where}: {current} is a file, so {target} cannot be created below it; give a path "

@@ -176,8 +176,8 @@ class Trainer:
                 n = 2
                 while chosen.exists():
                     chosen, n = root / f"{name}-{n}", n + 1
-        chosen = Path(self.strategy.broadcast_object(str(chosen.resolve())))
         check_output(chosen, where="--run-dir" if self._run_dir_arg is not None else "logging.runs_dir", folder=True)
+        chosen = Path(self.strategy.broadcast_object(str(chosen.resolve())))
         metrics = chosen / "metrics.jsonl"
         used = (metrics.exists() and metrics.stat().st_size > 0) or (chosen / "checkpoints").exists()
         if used and self.resume_from is None:
