@@ -2,7 +2,9 @@
 
 The plugin host of an invocation lives on the click context (see :mod:`deepseek.cli.context`);
 this module keeps no state of its own. Bad input ends with one line on stderr (what, where, how
-to fix) and exit code 2; a traceback is shown only with ``--debug``. Nothing here imports torch.
+to fix) and exit code 2: usage errors of click and of deepseek, arguments that are not UTF-8, and
+requests too large for the machine's memory; a traceback is shown only with ``--debug``, which is
+accepted anywhere before a ``--``. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -159,13 +161,13 @@ def out_of_memory(exc: BaseException) -> bool:
 
 
 def _run(args: list[str], host: PluginHost | None) -> None:
-    args, debug = split_debug(args)
-    args = ["--debug", *args] if debug else args
-    debug = debug or os.environ.get("DEEPSEEK_DEBUG") == "1"
     bad = undecodable_argument(args)
     if bad is not None:
         click.secho(f"error: {bad}", fg="red", err=True)
         sys.exit(2)
+    args, debug = split_debug(args)
+    args = ["--debug", *args] if debug else args
+    debug = debug or os.environ.get("DEEPSEEK_DEBUG") == "1"
     try:
         rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False, obj=host)
     except click.exceptions.Exit as exc:
@@ -203,9 +205,8 @@ def _run(args: list[str], host: PluginHost | None) -> None:
         if debug:
             raise
         if out_of_memory(exc):
-            command = " ".join(a for a in args[:2] if not a.startswith("-"))
             click.secho(
-                f"error: deepseek {command}: out of memory ({' '.join(str(exc).split())[:160]}); ask for "
+                f"error: out of memory ({' '.join(str(exc).split())[:160]}); ask for "
                 "less at once: a smaller --batch, --seq, --batches or data.batch_size, or a smaller model",
                 fg="red", err=True,
             )
