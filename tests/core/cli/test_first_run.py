@@ -76,10 +76,10 @@ def test_install_hints_follow_how_core_was_installed(tmp_path: Path) -> None:
 
 
 def test_the_installer_is_the_one_this_environment_has() -> None:
-    import importlib.util
+    from importlib import metadata
 
     command = install.installer()
-    if importlib.util.find_spec("pip") is None:
+    if not any(d.metadata["Name"] == "pip" for d in metadata.distributions()):
         assert command.startswith("uv pip install --python ") or "ensurepip" in command
     else:
         assert command.endswith("pip install")

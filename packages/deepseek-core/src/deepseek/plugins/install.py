@@ -14,7 +14,6 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import shutil
@@ -32,7 +31,7 @@ CORE_DIST = "deepseek-core"
 def installer() -> str:
     """The install command of this interpreter's environment (without what to install)."""
     python = shlex.quote(sys.executable)
-    if importlib.util.find_spec("pip") is not None:
+    if _has_pip():
         found = shutil.which("pip")
         if found and Path(found).parent == Path(sys.executable).parent:
             return "pip install"
@@ -40,6 +39,17 @@ def installer() -> str:
     if shutil.which("uv"):
         return f"uv pip install --python {python}"
     return f"{python} -m ensurepip && {python} -m pip install"
+
+
+def _has_pip() -> bool:
+    # Installed metadata, not importlib.util.find_spec("pip"): setuptools' distutils shim reacts
+    # to a lookup of "pip" by switching itself off for the whole process (torch's inductor then
+    # breaks on the standard library's distutils).
+    try:
+        metadata.distribution("pip")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _core_origin() -> dict[str, Any] | None:
