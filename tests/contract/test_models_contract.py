@@ -19,6 +19,7 @@ from torch import nn
 import deepseek
 from deepseek.config.components import options_class
 from deepseek.models import GPT
+from deepseek.models.encoder import EncoderOutput
 from deepseek.models.protocol import CAPABILITIES, TrainableModel, model_capabilities
 from deepseek.plugins.host import get_host
 
@@ -113,9 +114,11 @@ def test_text_encoder_contract(name: str) -> None:
     enc = deepseek.create_encoder(name).eval()
     tokens = torch.randint(1, 256, (2, 12))
     out = enc(tokens)
-    assert out.dim() == 3 and out.shape[:2] == (2, 12) and torch.isfinite(out).all()
+    assert isinstance(out, EncoderOutput) and out.features.shape == (2, 12, enc.output_dim)
+    assert torch.isfinite(out.features).all() and not out.padding_mask.any()
     mask = torch.zeros(2, 12, dtype=torch.bool)
     mask[1, 8:] = True
     masked = enc(tokens, padding_mask=mask)
-    assert masked.shape == out.shape and torch.isfinite(masked).all()
-    torch.testing.assert_close(masked[0], out[0])
+    assert masked.features.shape == out.features.shape and torch.isfinite(masked.features).all()
+    assert torch.equal(masked.padding_mask, mask) and masked.features[1, 8:].abs().max() == 0
+    torch.testing.assert_close(masked.features[0], out.features[0])

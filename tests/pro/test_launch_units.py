@@ -156,3 +156,9 @@ def test_validate_train_sets_the_collective_timeout() -> None:
     assert validate_train(own, timeout=30, **common) == own  # the user's setting wins
     with pytest.raises(ConfigError, match="-n 4 processes per node but only 2 CUDA device"):
         validate_train(["--strategy", "ddp"], timeout=30, world_size=4, nproc_per_node=4, cuda_devices=2)
+
+
+def test_deepspeed_refuses_skipping_non_finite_steps() -> None:
+    with pytest.raises(ConfigError, match=r"^train\.on_nonfinite: 'skip' cannot be used with strategy 'deepspeed'"):
+        load_config(None, ['strategy.name="deepspeed"', 'train.on_nonfinite="skip"'])
+    assert load_config(None, ['strategy.name="ddp"', 'train.on_nonfinite="skip"']).train.on_nonfinite == "skip"

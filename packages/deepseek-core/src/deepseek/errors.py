@@ -32,5 +32,9 @@ class ComponentConflictError(UsageError):
     """Several distributions registered the same component name and none was chosen."""
 
 
+class TrainingDivergedError(DeepseekError):
+    """Training produced a NaN or infinite loss, gradient norm or weight (``train.on_nonfinite``)."""
+
+
 class CheckpointError(UsageError):
     """A checkpoint is missing, truncated, corrupt or incompatible."""

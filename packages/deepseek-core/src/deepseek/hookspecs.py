@@ -162,9 +162,11 @@ def deepseek_register_passes(register: RegisterFn) -> None:
 def deepseek_register_encoders(register: RegisterFn) -> None:
     """Register modality encoders.
 
-    ``target`` is called as ``target(**options)`` and returns a ``torch.nn.Module`` mapping a
-    batch of one modality to ``(batch, tokens, dim)`` features. Names are ``modality.kind``,
-    e.g. ``text.transformer`` or ``vision.swin``.
+    ``target`` carries ``Options`` (a dataclass of the encoder's keys) and is called as
+    ``target(options)``; it returns a :class:`deepseek.models.encoder.Encoder`: a module with
+    ``output_dim`` whose ``forward(inputs, padding_mask=None)`` returns an ``EncoderOutput``,
+    features ``(batch, tokens, output_dim)`` and their padding mask ``(batch, tokens)`` (True at
+    padding). Names are ``modality.kind``, e.g. ``text.transformer`` or ``vision.swin``.
     """
 
 

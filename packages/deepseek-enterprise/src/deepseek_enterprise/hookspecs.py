@@ -4,6 +4,18 @@ from deepseek.hookspecs import RegisterFn, hookspec
 
 
 @hookspec
+def deepseek_register_fusions(register: RegisterFn) -> None:
+    """Register multimodal fusion methods (kind ``fusion``).
+
+    ``target`` is a subclass of :class:`deepseek_enterprise.fusion.Fusion` with ``Options``,
+    created by a multimodal model as ``target(options, dims={modality: width}, num_classes=n)``;
+    its ``forward(features, present)`` returns a ``FusionOutput`` (fused logits, per-modality
+    logits, pooled embeddings) for any subset of present modalities. Enterprise registers
+    ``concat``, ``late`` and ``cross_attention``.
+    """
+
+
+@hookspec
 def deepseek_register_compressors(register: RegisterFn) -> None:
     """Register model compressors (pruning, quantization, distillation).
 

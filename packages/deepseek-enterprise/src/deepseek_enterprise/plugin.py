@@ -1,14 +1,73 @@
-"""deepseek-enterprise's entry-point plugin. Its features arrive in later issues; for now it
-declares its identity and adds its own hookspecs (compressors and tuners)."""
+"""deepseek-enterprise's entry-point plugin: its own hookspecs (fusion methods, compressors,
+tuners), the multimodal encoders, fusion methods, model and datasets, registered lazily
+(nothing heavy is imported until a component is created)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import pluggy
 
-from deepseek.hookspecs import hookimpl
+from deepseek.hookspecs import RegisterFn, hookimpl
 
 
 @hookimpl
 def deepseek_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
-    """Add the enterprise hookspecs (compressors, tuners)."""
+    """Add the enterprise hookspecs (fusions, compressors, tuners)."""
     from deepseek_enterprise import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def deepseek_register_encoders(register: RegisterFn) -> None:
+    """``vision.swin`` (timm) and ``audio.conv_transformer`` (torchaudio)."""
+    register("vision.swin", "deepseek_enterprise.encoders:SwinEncoder",
+             description="timm Swin Transformer: small-image shapes, or any timm Swin by name")
+    register("audio.conv_transformer", "deepseek_enterprise.encoders:AudioConvTransformer",
+             description="torchaudio MFCC/mel front end or feature frames, conv subsampling, Transformer/Conformer")
+
+
+@hookimpl
+def deepseek_register_fusions(register: RegisterFn) -> None:
+    """``concat``, ``late`` and ``cross_attention``."""
+    register("concat", "deepseek_enterprise.fusion:ConcatFusion",
+             description="pooled modality embeddings and presence flags, concatenated, then an MLP")
+    register("late", "deepseek_enterprise.fusion:LateFusion",
+             description="the mean of the present modalities' own predictions")
+    register("cross_attention", "deepseek_enterprise.fusion:CrossAttentionFusion",
+             description="each modality attends to the others, with learned modality embeddings")
+
+
+@hookimpl
+def deepseek_register_models(register: RegisterFn) -> None:
+    """``multimodal.classifier``: encoders per modality, a fusion method, a classifier."""
+    register("multimodal.classifier", "deepseek_enterprise.multimodal:MultimodalClassifier",
+             description="vision/audio/text encoders, a registered fusion method, one classifier")
+
+
+@hookimpl
+def deepseek_register_datasets(register: RegisterFn) -> None:
+    """``multimodal.digits``: images, speech and text of digits, redundant or complementary."""
+    register("multimodal.digits", "deepseek_enterprise.digits.dataset:MultimodalDigits",
+             description="digit images (scikit-learn), spoken digits (FSDD) and spellings; two tasks")
+
+
+@hookimpl
+def deepseek_register_commands(register: RegisterFn) -> None:
+    """``deepseek multimodal study|table``."""
+    register("multimodal", "deepseek_enterprise.cli:multimodal",
+             description="multimodal fusion study: train, test on the held-out split, tables")
+
+
+@hookimpl
+def deepseek_train_start(trainer: Any) -> None:
+    """Record which images and recordings each split holds in the run folder (rank 0)."""
+    from deepseek_enterprise.digits.dataset import MultimodalDigits
+
+    if trainer.is_global_zero and isinstance(trainer.dataset, MultimodalDigits):
+        import json
+
+        from deepseek.training.checkpoint import atomic_write_text
+
+        atomic_write_text(trainer.run_dir / "splits.json", json.dumps(trainer.dataset.split_record()))

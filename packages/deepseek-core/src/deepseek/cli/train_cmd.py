@@ -141,6 +141,9 @@ def train(
     seen = f"{tokens:,.0f} tokens" if tokens is not None else f"{result.metrics.get('samples', 0):,.0f} samples"
     click.echo(f"{result.step} steps, {seen} in {result.seconds:.0f} s")
     click.echo(f"run folder: {_show_path(result.run_dir)}{created_note([m for m in missing if m.resolve() != result.run_dir])}")
+    if result.best_checkpoint is not None:
+        m = result.monitor
+        click.echo(f"best checkpoint: {_show_path(result.best_checkpoint)} ({m['name']} {m['best']:.4f})")
     if result.checkpoint is not None and result.generates:
         run = shlex.quote(_show_path(result.run_dir))
         click.echo(f"try: {deepseek_command()} generate --checkpoint {run} \"def \"")

@@ -29,6 +29,10 @@ def _fraction(value: float) -> str | None:
     return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
 
 
+def _evaluation_value(value: str) -> str | None:
+    return None if value.startswith("val_") and len(value) > 4 else "must name an evaluation value such as 'val_loss'"
+
+
 def _betas(value: tuple[float, ...]) -> str | None:
     if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
         return "must be two numbers in [0, 1), e.g. [0.9, 0.95]"
@@ -95,6 +99,20 @@ class TrainConfig:
     """``torch.compile`` each block (in place, names unchanged) before the strategy wraps it."""
     activation_checkpointing: bool = False
     """Recompute activations in backward (the model must offer it: docs/plugins.md)."""
+    monitor: str = field(default="val_loss", metadata={"check": _evaluation_value})
+    """The evaluation value that best checkpoints and early stopping follow: ``val_loss`` or
+    ``val_<metric>`` of a metric the model reports (``val_accuracy``)."""
+    monitor_mode: Literal["min", "max"] = "min"
+    """Whether a lower (``min``) or a higher (``max``) ``monitor`` is better."""
+    early_stop_patience: int = field(default=0, metadata={"check": non_negative})
+    """Stop after this many evaluations in a row without improvement of ``monitor`` (0: never)."""
+    early_stop_min_delta: float = field(default=0.0, metadata={"check": non_negative})
+    """An evaluation improves when it beats the best so far by more than this."""
+    on_nonfinite: Literal["stop", "skip", "continue"] = "stop"
+    """A step whose loss or gradient norm is NaN or infinite: ``stop`` ends the run with a message
+    naming the step (at the next read of the step values, before any checkpoint); ``skip`` does
+    not apply that step (its update is dropped; one host sync per step); ``continue`` trains on.
+    Whatever the choice, a checkpoint with non-finite weights is never written."""
     init_device: Literal["cpu", "device"] = "cpu"
     """Where the model's weights are created: ``cpu`` (the same seeded weights under every
     strategy and device) or ``device``, directly on the strategy's device (fast for large models;
@@ -154,6 +172,9 @@ class CheckpointConfig:
     """Checkpoints kept in the run folder (older ones are deleted)."""
     at_end: bool = True
     """Write a checkpoint after the last step."""
+    keep_best: bool = False
+    """Also checkpoint every evaluation that improves ``train.monitor`` and keep the best one
+    (named in ``checkpoints/best``) beside the ``keep_last`` newest."""
 
 
 @dataclass(frozen=True)

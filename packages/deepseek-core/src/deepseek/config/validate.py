@@ -1,6 +1,6 @@
 """Build frozen dataclasses from plain TOML data, with errors that name the field path.
 
-Supported field types: ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, ``X | None``,
+Supported field types: ``bool``, ``int``, ``float`` (finite: ``inf`` and ``nan`` are refused), ``str``, ``Literal[...]``, ``X | None``,
 ``tuple[X, ...]``, ``list[X]``, ``dict[str, X]`` and nested dataclasses. A field may add a check
 through ``field(metadata={"check": fn, "help": "..."})`` where ``fn(value)`` returns an error
 string or ``None``.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -108,6 +109,8 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number, got {value}; give a finite value")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -1,22 +1,82 @@
-"""Bidirectional Transformer text encoder built from the GPT :class:`~deepseek.models.layers.Block`.
+"""The encoder contract, and core's encoder ``text.transformer``.
 
-Registered as encoder ``text.transformer``::
+A registered encoder (``deepseek_register_encoders``) is a target carrying ``Options`` (a
+dataclass of its keys), called as ``target(options)``; it returns an :class:`Encoder`: a module
+mapping one modality's inputs (and an optional padding mask) to an :class:`EncoderOutput`, a
+sequence of features ``(B, T, output_dim)`` and its padding mask ``(B, T)`` (True at padding,
+PyTorch's convention; an input with nothing to mask gives an all-False mask). Names are
+``modality.kind``: ``text.transformer``, ``vision.swin``, ``audio.conv_transformer``::
 
     enc = deepseek.create_encoder("text.transformer", d_model=256)
-    feats = enc(tokens, padding_mask=tokens == 0)   # (B, T, D)
+    out = enc(tokens, padding_mask=tokens == 0)   # out.features (B, T, 256), out.padding_mask (B, T)
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
 import torch
 from torch import nn
 
+from deepseek.config.components import NoOptions
 from deepseek.errors import ConfigError
 from deepseek.models.gpt import GPTConfig
 from deepseek.models.layers import init_weights, make_blocks, run_blocks
 
 
-class TextTransformerEncoder(nn.Module):
+class EncoderOutput(NamedTuple):
+    """What every encoder returns."""
+
+    features: torch.Tensor
+    """``(B, T, output_dim)``; rows at padding are zero."""
+    padding_mask: torch.Tensor
+    """``(B, T)`` bool, True at padding positions."""
+
+
+class Encoder(nn.Module):
+    """Base class of modality encoders: ``forward(inputs, padding_mask=None) -> EncoderOutput``;
+    ``output_dim`` is the feature width."""
+
+    Options: ClassVar[type] = NoOptions
+    output_dim: int
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute activations in backward (default: nothing to recompute)."""
+
+    def block_modules(self) -> Sequence[nn.Module]:
+        """The repeated blocks, in forward order, that a model built on this encoder offers as
+        its own (sharding units of ``fsdp``, activation checkpointing); default: none."""
+        return []
+
+
+@dataclass(frozen=True)
+class TextEncoderOptions:
+    """Keys of ``text.transformer`` (the GPT's shape fields, with an encoder's defaults)."""
+
+    vocab_size: int = 256
+    """Token ids the encoder embeds (byte tokens: 256)."""
+    d_model: int = 256
+    """Feature width (``output_dim``)."""
+    n_heads: int = 4
+    """Attention heads."""
+    n_layers: int = 4
+    """Transformer blocks."""
+    d_ff: int | None = None
+    """MLP width (unset: ``4 * d_model``)."""
+    max_seq_len: int = 512
+    """Longest token sequence."""
+    dropout: float = 0.0
+    """Dropout in training."""
+    bias: bool = True
+    """Biases in linear layers and norms."""
+    norm_eps: float = 1e-5
+    """LayerNorm epsilon."""
+
+
+class TextTransformerEncoder(Encoder):
     """Byte-token encoder: token + learned position embeddings, ``n_layers`` pre-norm blocks
     with full (non-causal) attention, final LayerNorm. ``output_dim == d_model``.
 
@@ -24,29 +84,17 @@ class TextTransformerEncoder(nn.Module):
     ``encoder.text.transformer.<field>``).
     """
 
-    def __init__(
-        self,
-        *,
-        vocab_size: int = 256,
-        d_model: int = 256,
-        n_heads: int = 4,
-        n_layers: int = 4,
-        d_ff: int | None = None,
-        max_seq_len: int = 512,
-        dropout: float = 0.0,
-        bias: bool = True,
-        norm_eps: float = 1e-5,
-    ) -> None:
+    Options = TextEncoderOptions
+
+    def __init__(self, options: TextEncoderOptions | None = None, **keys: Any) -> None:
         super().__init__()
+        o = options if options is not None else TextEncoderOptions(**keys)
         try:
-            c = GPTConfig(
-                vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
-                max_seq_len=max_seq_len, dropout=dropout, bias=bias, tie_embeddings=False, norm_eps=norm_eps,
-            )  # fmt: skip
+            c = GPTConfig(**dataclasses.asdict(o), tie_embeddings=False)
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("model.", "encoder.text.transformer.", 1)) from None
         self.config = c
-        self.output_dim = d_model
+        self.output_dim = c.d_model
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         self.wpe = nn.Embedding(c.max_seq_len, c.d_model)
         self.drop = nn.Dropout(c.dropout)
@@ -55,7 +103,7 @@ class TextTransformerEncoder(nn.Module):
         self.activation_checkpointing = False
         init_weights(self, c.n_layers)
 
-    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """Features ``(B, T, D)`` of token ids ``(B, T)``.
 
         ``padding_mask`` ``(B, T)`` bool is True at padding positions (PyTorch's
@@ -75,10 +123,15 @@ class TextTransformerEncoder(nn.Module):
             self.blocks, x, checkpointing=self.activation_checkpointing, is_causal=False, attn_mask=attn_mask
         )
         x = self.ln_f(x)
-        if padding_mask is not None:
-            x = x.masked_fill(padding_mask.bool()[..., None], 0.0)
-        return x
+        if padding_mask is None:
+            return EncoderOutput(x, torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device))
+        mask = padding_mask.bool()
+        return EncoderOutput(x.masked_fill(mask[..., None], 0.0), mask)
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute block activations in backward."""
         self.activation_checkpointing = bool(enabled)
+
+    def block_modules(self) -> Sequence[nn.Module]:
+        """The Transformer blocks."""
+        return list(self.blocks)

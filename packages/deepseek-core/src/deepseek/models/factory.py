@@ -1,5 +1,6 @@
-"""Creating a registered model from its validated options: the one place that calls a model
-target (:func:`deepseek.create_model` and the trainer both come here)."""
+"""Creating a registered model or encoder from its validated options: the one place that calls
+such a target (:func:`deepseek.create_model`, :func:`deepseek.create_encoder`, the trainer and
+the models that hold encoders all come here)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from deepseek.config.components import build_options
 from deepseek.errors import PluginError
 
 
-def instantiate_model(target: Any, options: Any, *, name: str, device: Any = None) -> nn.Module:
+def instantiate_model(
+    target: Any, options: Any, *, name: str, device: Any = None, kind: str = "model", path: str = "model"
+) -> nn.Module:
     """``target(options)`` on ``device`` (``None``: the current default device); ``options`` is
-    the model's ``Options`` instance or a mapping of its keys, validated here (paths ``model.*``)."""
+    the component's ``Options`` instance or a mapping of its keys, validated here (field paths
+    ``path.key``). ``kind``: ``model`` or ``encoder``."""
     if options is None or isinstance(options, Mapping):
-        options = build_options(target, dict(options or {}), kind="model", name=name, path="model")
+        options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
     where = torch.device(device) if device is not None else contextlib.nullcontext()
     with where:
         model = target(options)
     if not isinstance(model, nn.Module):
         raise PluginError(
-            f"model {name!r}: its target returned {type(model).__name__}, not a torch.nn.Module; "
-            "fix the plugin's deepseek_register_models target"
+            f"{kind} {name!r}: its target returned {type(model).__name__}, not a torch.nn.Module; "
+            f"fix the plugin's deepseek_register_{kind}s target"
         )
     return model

@@ -24,6 +24,11 @@ CATALOGUE: dict[tuple[str, str], str] = {
     },
     ("command", "launch"): "deepseek-pro",
     ("command", "checkpoint"): "deepseek-pro",
+    ("encoder", "vision.swin"): "deepseek-enterprise",
+    ("encoder", "audio.conv_transformer"): "deepseek-enterprise",
+    ("model", "multimodal.classifier"): "deepseek-enterprise",
+    ("dataset", "multimodal.digits"): "deepseek-enterprise",
+    ("command", "multimodal"): "deepseek-enterprise",
 }
 """(kind, name) -> the first-party distribution that registers it. Only what an edition really
 registers belongs here: tests/contract checks every entry against the installed editions."""
@@ -37,7 +42,11 @@ DECLARED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 that describe an edition that is not installed (the advisor's memory rows). tests/contract checks
 every entry against what the installed edition really declares."""
 
-KIND_PROVIDERS: dict[str, str] = {"compressor": "deepseek-enterprise", "tuner": "deepseek-enterprise"}
+KIND_PROVIDERS: dict[str, str] = {
+    "fusion": "deepseek-enterprise",
+    "compressor": "deepseek-enterprise",
+    "tuner": "deepseek-enterprise",
+}
 """Component kinds that a first-party edition adds through hookspecs of its own."""
 
 

@@ -38,9 +38,14 @@ def list_encoders(pattern: str | None = None) -> list[str]:
     return _list("encoder", pattern)
 
 
-def create_encoder(name: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Build the encoder registered as ``name``."""
-    return get_host().create("encoder", name, *args, **kwargs)
+def create_encoder(name: str, /, *, device: Any = None, **options: Any) -> Any:
+    """Build the encoder registered as ``name`` with its keys as keyword arguments (validated by
+    its ``Options``; errors name ``encoder.<name>.<key>``)."""
+    from deepseek.models.factory import instantiate_model
+
+    component = get_host().resolve("encoder", name)
+    return instantiate_model(component.load(), options, name=name, device=device, kind="encoder",
+                             path=f"encoder.{name}")
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import (
+    BEST_FILE,
     LATEST_FILE,
     MODEL_FILE,
     OPTIMIZER_FILE,
@@ -38,6 +39,7 @@ from deepseek.training.checkpoint_dirs import (
     atomic_write_text,
     commit_checkpoint,
     list_checkpoints,
+    mark_best,
     new_temp_dir,
     prune_checkpoints,
     remove_stale,
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "BEST_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "LATEST_FILE",
@@ -80,6 +83,7 @@ __all__ = [
     "load_model_state",
     "load_optimizer_state",
     "load_rng_state",
+    "mark_best",
     "new_temp_dir",
     "optimizer_param_names",
     "prune_checkpoints",

@@ -17,6 +17,8 @@ from deepseek.errors import CheckpointError
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_FILE = "trainer.json"
+BEST_FILE = "best"
+"""Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
 LATEST_FILE = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 
@@ -99,14 +101,19 @@ def list_checkpoints(root: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def mark_best(root: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> None:
+    """Name ``checkpoint`` the best one in ``root`` (the ``best`` pointer file, atomically)."""
+    atomic_write_text(Path(root) / BEST_FILE, Path(checkpoint).name + "\n")
+
+
 def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints (never the ``latest`` one)."""
+    """Delete all but the newest ``keep_last`` checkpoints (never the ``latest`` or ``best`` one)."""
     base = Path(root)
-    latest = _read_latest(base)
+    kept = {p.name for p in (_read_pointer(base, LATEST_FILE), _read_pointer(base, BEST_FILE)) if p is not None}
     ckpts = list_checkpoints(base)
     removed = []
     for _, path in ckpts[: max(len(ckpts) - keep_last, 0)]:
-        if latest is not None and path.name == latest.name:
+        if path.name in kept:
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
@@ -125,7 +132,12 @@ def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def _read_latest(root: Path) -> Path | None:
-    pointer = root / LATEST_FILE
+    return _read_pointer(root, LATEST_FILE)
+
+
+def _read_pointer(root: Path, name: str) -> Path | None:
+    """The checkpoint a pointer file (``latest``, ``best``) in ``root`` names, when complete."""
+    pointer = root / name
     try:
         name = pointer.read_text(encoding="utf-8").strip()
     except OSError:
@@ -144,6 +156,9 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             "checkpoint folder (runs/<name>/checkpoints/step-N)"
         )
     if p.is_file():
+        named = _read_pointer(p.parent, p.name) if p.name in (LATEST_FILE, BEST_FILE) else None
+        if named is not None:
+            return named
         raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
     if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE)):
         return p

@@ -72,7 +72,7 @@ class StepEngine:
         """Hand ``model`` to the strategy, which wraps it and builds the optimizer."""
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
-                                model_name=cfg.model.name)
+                                model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip")
         self.strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr), settings)
 
     def step(self, global_batch: Batch, lr: float) -> StepResult:

@@ -75,6 +75,9 @@ class StepSettings:
     """Micro-batches per optimizer step (``train.grad_accum``)."""
     model_name: str = "model"
     """The registered model's name, for error messages."""
+    skip_nonfinite: bool = False
+    """``train.on_nonfinite = "skip"``: a step whose loss or gradient norm is not finite is not
+    applied (the check reads both from the device: one host sync per step)."""
 
 
 @dataclass
@@ -196,12 +199,34 @@ class Strategy(ABC):
     # ------------------------------------------------------------------ the step and its parts
 
     def train_step(self, micro_batches: Sequence[Batch]) -> StepResult:
-        """One optimizer step over this rank's micro-batches (see the module docstring)."""
+        """One optimizer step over this rank's micro-batches (see the module docstring). With
+        ``settings.skip_nonfinite`` a non-finite loss or gradient norm skips the update (under
+        fp16 the loss scaler already skips steps with non-finite gradients)."""
         loss, metrics = self.forward_backward(micro_batches)
         grad_norm = self.clip_grad_norm(self.settings.grad_clip)
+        if self.settings.skip_nonfinite and self.precision.scaler is None and not _finite(loss, grad_norm):
+            self.discard_step()
+            return StepResult(loss, grad_norm, False, metrics)
         stepped = self.optimizer_step()
         self.zero_grad()
         return StepResult(loss, grad_norm, stepped, metrics)
+
+    def discard_step(self) -> None:
+        """Drop this step's gradients without applying them (a skipped step)."""
+        from deepseek.training import clip
+
+        assert self.optimizer is not None
+        clip.release(self.optimizer)
+        self.zero_grad()
+
+    def weights_finite(self) -> bool:
+        """Whether every weight is finite, over the whole model (all ranks: a collective for
+        sharded or split models). Checked before a checkpoint is written."""
+        import torch
+
+        assert self.model is not None
+        flags = [torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all() for p in self.model.parameters()]
+        return bool(torch.stack(flags).all()) if flags else True
 
     def forward_backward(self, micro_batches: Sequence[Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward and backward over the micro-batches, each loss weighted by its share of the
@@ -329,6 +354,15 @@ class Strategy(ABC):
 
     def teardown(self) -> None:
         """Release process groups and other resources."""
+
+
+def _finite(*values: Any) -> bool:
+    """Whether every value (0-dim tensors or numbers) is finite (one host read per device)."""
+    import math
+
+    from deepseek.training.metrics import read_scalars
+
+    return all(math.isfinite(v) for v in read_scalars(list(values)))
 
 
 def compression_problem(name: str, cls: type, method: Any, offered: Sequence[str]) -> str | None:

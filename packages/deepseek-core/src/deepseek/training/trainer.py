@@ -29,6 +29,7 @@ from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
 from deepseek.training.evaluation import summarize
+from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
     MetricsWriter,
@@ -37,6 +38,7 @@ from deepseek.training.metrics import (
     read_interval,
     read_metrics,
 )
+from deepseek.training.monitor import Monitor
 from deepseek.training.schedule import WarmupCosine
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
@@ -63,6 +65,10 @@ class TrainResult:
     """Every ``val_*`` value of the last evaluation."""
     generates: bool = False
     """Whether the model samples text (``deepseek generate`` works on the run)."""
+    best_checkpoint: Path | None = None
+    """The best checkpoint of this session (``checkpoint.keep_best``)."""
+    monitor: dict[str, Any] = field(default_factory=dict)
+    """The monitored metric's state (name, best value and step, evaluations without improvement)."""
 
 
 class Trainer:
@@ -97,6 +103,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._samples_seen = 0
         self.generates = False
+        self.best_checkpoint: Path | None = None
         self._tokens_seen = 0
         self._window = StepWindow()
 
@@ -144,6 +151,7 @@ class Trainer:
         engine.setup_model(model)
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
+        self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience)
         if self.resume_from is not None:  # read (and checked) before anything is written
             self._restore(self.resume_from)
         zero = strategy.is_global_zero
@@ -205,6 +213,8 @@ class Trainer:
         self.precision.load_state_dict(state.get("precision", {}))
         self.last_metrics = dict(state.get("metrics", {}))
         ckpt.load_rng_state(directory, self.strategy.rank)
+        if "monitor" in state:
+            self.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
 
     # ------------------------------------------------------------------ the loop
 
@@ -236,6 +246,8 @@ class Trainer:
             self.strategy.is_global_zero,
             dict(self.last_eval),
             self.generates,
+            self.best_checkpoint,
+            self.monitor.state_dict(),
         )
 
     def _loop(self) -> None:
@@ -259,10 +271,14 @@ class Trainer:
                     save = (cfg.checkpoint.at_end and last) or bool(keep and self.step % keep == 0)
                     if evaluate or save or self.step == first or len(self._window) >= every:
                         self._read_window(progress)
-                    if evaluate:
-                        self._evaluate(progress)
-                    if save:
-                        self.save_checkpoint()
+                    best = evaluate and self._evaluate(progress) and cfg.checkpoint.keep_best
+                    stop = self.monitor.exhausted
+                    if stop:
+                        progress.log(self.monitor.describe())
+                    if save or best or (stop and cfg.checkpoint.at_end):
+                        self.save_checkpoint(best=bool(best))
+                    if stop:
+                        break
             finally:
                 if len(self._window):  # an error stopped the loop: keep what the finished steps measured
                     with contextlib.suppress(Exception):
@@ -311,21 +327,25 @@ class Trainer:
             )
 
     def _read_window(self, progress: ProgressBar) -> None:
-        """Read the steps since the last read (one host sync), then log them and run their hooks."""
-        for record in self._window.take_records():
+        """Read the steps since the last read (one host sync), then log them and run their hooks;
+        a non-finite step then stops the run under ``train.on_nonfinite = "stop"``."""
+        records = self._window.take_records()
+        for record in records:
             step = record["step"]
             self.hooks.deepseek_train_step_end(trainer=self, step=step, metrics=record)
             self.history.append(record)
             self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
             self.metrics_out.write(record)
             progress.update(step, record, self._window.metric_names)
+        check_steps(records, self.config.train.on_nonfinite, self.config.train.lr)
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
         ``{"val_loss": ..., "val_<metric>": ...}``."""
         return summarize([self.engine.evaluate(batch) for batch in self.val_set])
 
-    def _evaluate(self, progress: ProgressBar) -> None:
+    def _evaluate(self, progress: ProgressBar) -> bool:
+        """Evaluate, log and run the hooks; ``True`` when ``train.monitor`` improved."""
         values = self.evaluate()
         record: dict[str, Any] = {"step": self.step, **values}
         self.hooks.deepseek_evaluate(trainer=self, step=self.step, metrics=record)
@@ -335,6 +355,7 @@ class Trainer:
         self.metrics_out.write(record)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
         progress.log(f"step {self.step:>6}  {shown}")
+        return self.monitor.update(values, self.step)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -350,15 +371,21 @@ class Trainer:
             "precision": self.precision.state_dict(),
             "config": self.config.to_dict(),
             "metrics": dict(self.last_metrics),
+            "monitor": self.monitor.state_dict(),
             "strategy": self.config.strategy.name,
             "world_size": self.strategy.world_size,
             "torch": torch.__version__,
         }
 
-    def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-N`` atomically on every rank; prune to ``keep_last``."""
+    def save_checkpoint(self, *, best: bool = False) -> Path | None:
+        """Write ``checkpoints/step-N`` atomically on every rank (``best``: and mark it the best,
+        kept from pruning); prune to ``keep_last``. Weights that are not finite are never written
+        (``None``; or the run stops, see ``train.on_nonfinite``)."""
         assert self.strategy is not None
         strategy = self.strategy
+        if not strategy.weights_finite():
+            refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
+            return None
         root = self.run_dir / "checkpoints"
         tmp = ckpt.new_temp_dir(root, self.step) if strategy.is_global_zero else None
         tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
@@ -369,7 +396,11 @@ class Trainer:
         final = root / ckpt.step_dir_name(self.step)
         if strategy.is_global_zero:
             ckpt.commit_checkpoint(tmp, final)
+            if best:
+                ckpt.mark_best(root, final)
             ckpt.prune_checkpoints(root, self.config.checkpoint.keep_last)
+        if best:
+            self.best_checkpoint = final
         strategy.barrier()
         self.last_checkpoint = final
         self.hooks.deepseek_checkpoint_saved(trainer=self, path=final, step=self.step)

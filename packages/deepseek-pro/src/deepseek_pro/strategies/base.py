@@ -233,6 +233,20 @@ class DistributedStrategy(Strategy):
             dist.destroy_process_group()
         self._owns_group = False
 
+    def weights_finite(self) -> bool:
+        """This rank's weights (its shards or stage) finite on every rank: one all-reduce."""
+        return self.all_ranks(super().weights_finite())
+
+    def all_ranks(self, flag: bool) -> bool:
+        """``flag`` and-ed over every rank (the same answer everywhere)."""
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.comm_device)
+        if dist.is_initialized():
+            dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item() > 0)
+
     # ------------------------------------------------------------------ the data-parallel mean
 
     def reduce_mean(

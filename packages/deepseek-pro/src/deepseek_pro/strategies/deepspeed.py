@@ -67,6 +67,17 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._aliases: dict[str, str] = {}
         self._shape: tuple[int, int] = (1, 1)
 
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """DeepSpeed's engine applies every bf16/fp32 step it is given: no skipping."""
+        from deepseek.errors import ConfigError
+
+        if config.train.on_nonfinite == "skip":
+            raise ConfigError(
+                "train.on_nonfinite: 'skip' cannot be used with strategy 'deepspeed' (its engine applies "
+                "every step it runs); use 'stop', or a strategy such as ddp or fsdp"
+            )
+
     def setup_environment(self) -> None:
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -155,6 +166,13 @@ class DeepSpeedStrategy(DistributedStrategy):
     def backward(self, loss: torch.Tensor, weight: float) -> None:
         """``engine.backward`` divides by the accumulation steps itself (equal micro-batches)."""
         self.engine.backward(loss)
+
+    def weights_finite(self) -> bool:
+        """The fp32 master partitions (ZeRO keeps the module's own weights partitioned or in
+        16 bit) finite on every rank."""
+        _, flats = internals.flat_masters(self.engine.optimizer)
+        local = all(bool(torch.isfinite(p).all()) for p in flats)
+        return self.all_ranks(local)
 
     def step_metrics(self) -> dict[str, float]:
         if self.precision.name == "fp16" and hasattr(self.engine.optimizer, "cur_scale"):

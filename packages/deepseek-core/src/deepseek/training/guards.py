@@ -1,0 +1,50 @@
+"""What the trainer does when training goes wrong: non-finite steps (``train.on_nonfinite``) and
+checkpoints of non-finite weights (never written).
+
+A step is non-finite when its loss is NaN or infinite, or when its gradient norm is and the step
+was applied (under fp16 the loss scaler skips steps whose gradients overflow: those are normal).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from deepseek.errors import TrainingDivergedError
+
+
+def nonfinite_step(record: Mapping[str, Any]) -> str | None:
+    """What is not finite in a step record (``"loss"``, ``"gradient norm"``), or ``None``."""
+    if not math.isfinite(record["loss"]):
+        return "loss"
+    if not math.isfinite(record["grad_norm"]) and not record.get("skipped"):
+        return "gradient norm"
+    return None
+
+
+def check_steps(records: Iterable[Mapping[str, Any]], policy: str, lr_hint: float) -> None:
+    """Under ``policy == "stop"``, raise :class:`TrainingDivergedError` at the first non-finite
+    step of ``records`` (read from the device, oldest first)."""
+    if policy != "stop":
+        return
+    for record in records:
+        what = nonfinite_step(record)
+        if what is not None:
+            value = record["loss"] if what == "loss" else record["grad_norm"]
+            raise TrainingDivergedError(
+                f"training diverged: the {what} is {value} at step {record['step']} (train.lr={lr_hint:g}); "
+                "lower train.lr or raise train.warmup_steps, or set train.on_nonfinite = 'skip' to drop "
+                "such steps; no checkpoint was written after it"
+            )
+
+
+def refuse_nonfinite_checkpoint(step: int, policy: str) -> None:
+    """Weights are not finite at ``step``: stop (``policy == "stop"``) or warn that the checkpoint
+    is not written."""
+    message = (f"the model's weights are not finite at step {step}; the checkpoint of this step is "
+               "not written (lower train.lr or raise train.warmup_steps)")
+    if policy == "stop":
+        raise TrainingDivergedError(f"training diverged: {message}")
+    warnings.warn(message, RuntimeWarning, stacklevel=3)

@@ -1,0 +1,83 @@
+"""The monitored evaluation metric: best-checkpoint tracking and early stopping.
+
+``train.monitor`` names an evaluation value (``val_loss``, or ``val_<metric>`` of a metric the
+model reports) and ``train.monitor_mode`` whether lower (``min``) or higher (``max``) is better.
+An evaluation *improves* when it beats the best so far by more than
+``train.early_stop_min_delta``. With ``checkpoint.keep_best`` the trainer checkpoints each
+improving evaluation and marks it best (kept from pruning); with ``train.early_stop_patience = N``
+it stops after N evaluations in a row without improvement (Lightning's ``EarlyStopping``, the HF
+Trainer's ``EarlyStoppingCallback``). The state is saved in every checkpoint, so a resumed run
+continues the count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from deepseek.errors import CheckpointError, ConfigError
+
+
+@dataclass
+class Monitor:
+    """Tracks the best value of one evaluation metric."""
+
+    name: str = "val_loss"
+    mode: str = "min"
+    min_delta: float = 0.0
+    patience: int = 0
+    best: float | None = None
+    best_step: int | None = None
+    stale: int = 0
+    """Evaluations in a row without improvement."""
+
+    def update(self, values: dict[str, float], step: int) -> bool:
+        """Record one evaluation; ``True`` when it improved on the best so far."""
+        if self.name not in values:
+            raise ConfigError(
+                f"train.monitor: {self.name!r} is not an evaluation value of this run; it reports "
+                f"{', '.join(sorted(values))}"
+            )
+        value = values[self.name]
+        if not math.isfinite(value):
+            improved = False
+        elif self.best is None:
+            improved = True
+        elif self.mode == "min":
+            improved = value < self.best - self.min_delta
+        else:
+            improved = value > self.best + self.min_delta
+        if improved:
+            self.best, self.best_step, self.stale = value, step, 0
+        else:
+            self.stale += 1
+        return improved
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether early stopping should end the run now."""
+        return self.patience > 0 and self.stale >= self.patience
+
+    def describe(self) -> str:
+        """One line for the log: why the run stopped early."""
+        return (f"early stopping: {self.name} did not improve by more than {self.min_delta:g} in "
+                f"{self.stale} evaluations (best {self.best:.4f} at step {self.best_step})")
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready state for ``trainer.json``."""
+        return asdict(self)
+
+    def load_state_dict(self, state: Any, where: Any) -> None:
+        """Continue from a saved :meth:`state_dict` (``where`` names the file for errors); a state
+        of another metric or direction starts over."""
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{where}: 'monitor' must be a table, got {state!r}; resume from an earlier checkpoint")
+        if (state.get("name"), state.get("mode")) != (self.name, self.mode):
+            return
+        best, step, stale = state.get("best"), state.get("best_step"), state.get("stale", 0)
+        ok = (best is None or isinstance(best, (int, float))) and (step is None or isinstance(step, int)) \
+            and isinstance(stale, int) and stale >= 0
+        if not ok:
+            raise CheckpointError(f"{where}: 'monitor' holds invalid values {state!r}; resume from an earlier checkpoint")
+        self.best, self.best_step, self.stale = best, step, stale

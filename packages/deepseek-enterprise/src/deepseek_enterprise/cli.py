@@ -1,0 +1,103 @@
+"""``deepseek multimodal``: the fusion study (train, test, table) and the evaluation of a trained
+multimodal classifier (``eval``) of the enterprise edition.
+
+Nothing here imports torch at module level (``deepseek --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from deepseek.cli.params import SEED, Device, FiniteFloat, count
+from deepseek.errors import UsageError
+
+
+@click.group("multimodal")
+def multimodal() -> None:
+    """Multimodal fusion: the study behind BENCHMARKS.md's fusion tables."""
+
+
+@multimodal.command("study")
+@click.option("--task", "tasks", multiple=True, type=click.Choice(["redundant", "complementary"]),
+              help="Tasks to run (repeatable; default both).")
+@click.option("--seed", "seeds", multiple=True, type=SEED, help="Seeds (repeatable; default 0 1 2).")
+@click.option("--config", "configs", multiple=True,
+              type=click.Choice(["vision", "audio", "text", "late", "concat", "cross_attention"]),
+              help="Models to train (repeatable; default all).")
+@click.option("--steps", type=count(), default=1500, show_default=True, help="Optimizer steps per run.")
+@click.option("--batch", type=count(), default=64, show_default=True)
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1.0), default=2e-3, show_default=True)
+@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for runs and results.jsonl (created if missing).")
+def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,
+          lr: float, device: str, out: Path) -> None:
+    """Train every model per task and seed, test each once on the held-out split, print the tables."""
+    from deepseek.cli.context import command_host
+    from deepseek.paths import check_output
+    from deepseek_enterprise.study import CONFIGS, run_study, table
+
+    check_output(out, where="--out", folder=True)
+    rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
+                     list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host())
+    click.echo(table(rows))
+
+
+@multimodal.command("table")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def table_command(files: tuple[Path, ...]) -> None:
+    """Merge results.jsonl files of studies into the tables."""
+    from deepseek_enterprise.study import check_row, table
+
+    rows = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); pass results.jsonl files of 'study'") from None
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{n}: not a results line ({exc.msg}); pass results.jsonl files of 'study'") from None
+            problem = check_row(row)
+            if problem:
+                raise UsageError(f"{path}:{n}: {problem}; pass results.jsonl files of 'study'")
+            rows.append(row)
+    if not rows:
+        raise UsageError(f"{', '.join(map(str, files))}: no results lines; pass results.jsonl files of 'study'")
+    click.echo(table(rows))
+
+
+@multimodal.command("eval")
+@click.option("--checkpoint", required=True, metavar="PATH", help="Run folder or checkpoint folder.")
+@click.option("--split", type=click.Choice(["val", "test"]), default="val", show_default=True,
+              help="Which held-out split to read (test: only for final figures).")
+@click.option("--missing", default="", metavar="NAMES", help="Modalities to hide, comma-separated (e.g. audio,text).")
+@click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PNG",
+              help="Also draw the confusion matrix to this PNG file.")
+@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_command(checkpoint: str, split: str, missing: str, confusion: Path | None, device: str, as_json: bool) -> None:
+    """Accuracy of a trained multimodal classifier on a split, per modality, with a confusion matrix."""
+    from deepseek.cli.context import command_host
+    from deepseek.names import split_names
+    from deepseek.paths import check_output, make_folders
+    from deepseek_enterprise.report import format_report, plot_confusion, split_report
+
+    names = split_names(missing, where="--missing") if missing else ()
+    folders = []
+    if confusion is not None:
+        if confusion.suffix.lower() != ".png":
+            raise UsageError(f"--confusion: {confusion} must be a .png file; give a name ending in .png")
+        folders = check_output(confusion, where="--confusion", folder=False, file_name="confusion.png")
+    report = split_report(checkpoint, split=split, missing=names, device=device, host=command_host())
+    if confusion is not None:
+        make_folders(folders, where="--confusion")
+        plot_confusion(report, confusion)
+    click.echo(json.dumps(report) if as_json else format_report(report))

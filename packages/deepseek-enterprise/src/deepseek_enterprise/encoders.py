@@ -1,0 +1,257 @@
+"""The enterprise edition's modality encoders (core's encoder contract:
+:class:`deepseek.models.encoder.Encoder`, returning features and a padding mask).
+
+- ``vision.swin``: timm's ``SwinTransformer`` configured for small images (image size, patch size,
+  window size, depth and width are options), or any standard timm Swin shape by name
+  (``swin_tiny_patch4_window7_224`` ...) for users with their own weights; never downloads,
+  optionally loads a local safetensors file.
+- ``audio.conv_transformer``: a torchaudio front end (``MFCC`` or ``MelSpectrogram`` from raw
+  waveforms) or precomputed feature frames, a 1-D convolutional subsampling stack, then a
+  Transformer or torchaudio's ``Conformer``, with padding masks for variable lengths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from deepseek.config.validate import positive
+from deepseek.errors import ConfigError
+from deepseek.models.encoder import Encoder, EncoderOutput
+
+
+def _at_least_one(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def _all_positive(values: tuple[int, ...]) -> str | None:
+    return None if values and all(v >= 1 for v in values) else "must be a non-empty list of numbers >= 1"
+
+
+@dataclass(frozen=True)
+class SwinOptions:
+    """Keys of ``vision.swin``."""
+
+    timm_name: str = ""
+    """A timm Swin model name (``swin_tiny_patch4_window7_224`` ...) built with its standard shape
+    and random weights (no download); empty: the small shape below."""
+    weights: str = ""
+    """A local ``.safetensors`` file of the encoder's weights (timm's names); empty: random."""
+    img_size: int = field(default=8, metadata={"check": _at_least_one})
+    """Image height and width in pixels."""
+    in_chans: int = field(default=1, metadata={"check": _at_least_one})
+    """Image channels."""
+    patch_size: int = field(default=2, metadata={"check": _at_least_one})
+    """Pixels per patch side."""
+    window_size: int = field(default=2, metadata={"check": _at_least_one})
+    """Attention window side, in patches."""
+    embed_dim: int = field(default=32, metadata={"check": _at_least_one})
+    """Width of the first stage (doubles at each later stage)."""
+    depths: tuple[int, ...] = field(default=(2, 2), metadata={"check": _all_positive})
+    """Blocks per stage."""
+    num_heads: tuple[int, ...] = field(default=(2, 4), metadata={"check": _all_positive})
+    """Attention heads per stage."""
+    drop_path_rate: float = 0.0
+    """Stochastic depth in training."""
+
+    def __post_init__(self) -> None:
+        if self.timm_name:
+            return
+        if len(self.depths) != len(self.num_heads):
+            raise ConfigError(f"encoder.vision.swin.num_heads: one entry per stage ({len(self.depths)}), got {list(self.num_heads)}")
+        grid = self.img_size // self.patch_size
+        if self.img_size % self.patch_size or grid % (2 ** (len(self.depths) - 1)):
+            raise ConfigError(
+                f"encoder.vision.swin.img_size: {self.img_size} px in {self.patch_size}-px patches must give a grid "
+                f"divisible by {2 ** (len(self.depths) - 1)} (one halving per later stage); change img_size, "
+                "patch_size or depths"
+            )
+
+
+class SwinEncoder(Encoder):
+    """timm's Swin Transformer as an encoder: the last stage's patch features, ``(B, H*W, C)``."""
+
+    Options = SwinOptions
+
+    def __init__(self, options: SwinOptions) -> None:
+        super().__init__()
+        import timm
+        from timm.models.swin_transformer import SwinTransformer
+
+        if options.timm_name:
+            if not options.timm_name.startswith("swin"):
+                raise ConfigError(f"encoder.vision.swin.timm_name: {options.timm_name!r} is not a timm Swin model; "
+                                  "use a name such as 'swin_tiny_patch4_window7_224'")
+            try:
+                self.swin = timm.create_model(options.timm_name, pretrained=False, num_classes=0)
+            except RuntimeError as exc:
+                raise ConfigError(f"encoder.vision.swin.timm_name: {exc}") from exc
+        else:
+            self.swin = SwinTransformer(
+                img_size=options.img_size, patch_size=options.patch_size, in_chans=options.in_chans, num_classes=0,
+                embed_dim=options.embed_dim, depths=options.depths, num_heads=options.num_heads,
+                window_size=options.window_size, drop_path_rate=options.drop_path_rate,
+            )
+        if options.weights:
+            _load_weights(self.swin, options.weights)
+        self.output_dim = int(self.swin.num_features)
+
+    def forward(self, pixels: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
+        """``pixels`` ``(B, C, H, W)``; an image has no padding (``padding_mask`` is ignored)."""
+        f = self.swin.forward_features(pixels)  # (B, H', W', C), channels last
+        f = f.reshape(f.size(0), -1, f.size(-1))
+        return EncoderOutput(f, torch.zeros(f.shape[:2], dtype=torch.bool, device=f.device))
+
+    def block_modules(self) -> list[nn.Module]:
+        """The Swin blocks of every stage."""
+        return [block for stage in self.swin.layers for block in stage.blocks]
+
+
+def _load_weights(module: nn.Module, path: str) -> None:
+    from pathlib import Path
+
+    from deepseek.training.checkpoint import check_model_fit, load_model_state
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"encoder.vision.swin.weights: {path!r} is not a file; give a local .safetensors file")
+    state = load_model_state(p)
+    check_model_fit(state, {k: tuple(v.shape) for k, v in module.state_dict().items()}, p)
+    module.load_state_dict(state)
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    """Keys of ``audio.conv_transformer``."""
+
+    input: Literal["features", "waveform"] = "features"
+    """``features``: precomputed frames ``(B, T, n_features)``; ``waveform``: raw audio
+    ``(B, samples)`` turned into frames by the torchaudio front end below."""
+    front_end: Literal["mfcc", "mel"] = "mfcc"
+    """With ``waveform``: ``MFCC`` or log ``MelSpectrogram`` frames."""
+    sample_rate: int = field(default=8000, metadata={"check": _at_least_one})
+    """With ``waveform``: samples per second."""
+    n_features: int = field(default=13, metadata={"check": _at_least_one})
+    """Coefficients (or mel bands) per frame."""
+    d_model: int = field(default=64, metadata={"check": _at_least_one})
+    """Feature width (``output_dim``)."""
+    conv_layers: int = field(default=1, metadata={"check": lambda v: None if v >= 0 else "must be >= 0"})
+    """Stride-2 convolutions before the Transformer (each halves the frames)."""
+    backbone: Literal["transformer", "conformer"] = "transformer"
+    """``transformer`` (``torch.nn.TransformerEncoder``) or torchaudio's ``Conformer``."""
+    n_layers: int = field(default=2, metadata={"check": _at_least_one})
+    """Transformer (or Conformer) layers."""
+    n_heads: int = field(default=4, metadata={"check": _at_least_one})
+    """Attention heads."""
+    max_frames: int = field(default=512, metadata={"check": _at_least_one})
+    """Longest frame sequence after subsampling (learned positions)."""
+    dropout: float = field(default=0.0, metadata={"check": lambda v: None if 0 <= v < 1 else "must be in [0, 1)"})
+    """Dropout in training."""
+    hop_length: int = field(default=80, metadata={"check": positive})
+    """With ``waveform``: samples between frames (10 ms at 8 kHz)."""
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"encoder.audio.conv_transformer.n_heads: d_model={self.d_model} is not divisible "
+                              f"by n_heads={self.n_heads}")
+
+
+def _zero_beyond(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, T, D)`` with the steps at or past each sample's length set to zero."""
+    beyond = torch.arange(x.size(1), device=x.device)[None, :] >= lengths[:, None]
+    return x.masked_fill(beyond[..., None], 0.0)
+
+
+class AudioConvTransformer(Encoder):
+    """Frames -> stride-2 convolutions -> Transformer/Conformer, with a padding mask."""
+
+    Options = AudioOptions
+
+    def __init__(self, options: AudioOptions) -> None:
+        super().__init__()
+        o = self.options = options
+        self.front = None
+        if o.input == "waveform":
+            import torchaudio
+
+            if o.front_end == "mfcc":
+                self.front = torchaudio.transforms.MFCC(
+                    sample_rate=o.sample_rate, n_mfcc=o.n_features,
+                    melkwargs={"n_fft": 4 * o.hop_length, "hop_length": o.hop_length, "n_mels": max(2 * o.n_features, 23)})
+            else:
+                self.front = torchaudio.transforms.MelSpectrogram(
+                    sample_rate=o.sample_rate, n_fft=4 * o.hop_length, hop_length=o.hop_length, n_mels=o.n_features)
+        self.norm_in = nn.LayerNorm(o.n_features)
+        convs: list[nn.Module] = []
+        width = o.n_features
+        for _ in range(o.conv_layers):
+            convs += [nn.Conv1d(width, o.d_model, kernel_size=3, stride=2, padding=1), nn.GELU()]
+            width = o.d_model
+        self.convs = nn.Sequential(*convs)
+        self.proj = nn.Linear(width, o.d_model)
+        self.pos = nn.Embedding(o.max_frames, o.d_model)
+        if o.backbone == "conformer":
+            import torchaudio
+
+            self.backbone = torchaudio.models.Conformer(
+                input_dim=o.d_model, num_heads=o.n_heads, ffn_dim=4 * o.d_model, num_layers=o.n_layers,
+                depthwise_conv_kernel_size=3, dropout=o.dropout)
+            self._layers = list(self.backbone.conformer_layers)
+        else:
+            layer = nn.TransformerEncoderLayer(o.d_model, o.n_heads, 4 * o.d_model, o.dropout, batch_first=True,
+                                               norm_first=True, activation="gelu")
+            self.backbone = nn.TransformerEncoder(layer, o.n_layers, enable_nested_tensor=False)
+            self._layers = list(self.backbone.layers)
+        self.norm_out = nn.LayerNorm(o.d_model)
+        self.output_dim = o.d_model
+
+    def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
+        """``inputs``: frames ``(B, T, n_features)`` or a waveform ``(B, samples)``;
+        ``padding_mask`` ``(B, T)`` (or ``(B, samples)``) True at padding."""
+        lengths = self._lengths(inputs, padding_mask)
+        x = inputs if padding_mask is None else inputs.masked_fill(self._unpadded(padding_mask, inputs), 0.0)
+        if self.front is not None:
+            x = self.front(x.float()).transpose(1, 2)  # (B, frames, n_features)
+            if self.options.front_end == "mel":
+                x = torch.log(x + 1e-6)
+            lengths = torch.div(lengths, self.options.hop_length, rounding_mode="floor") + 1
+        # What lies beyond a sample's length is zeroed before every convolution, so padding
+        # never reaches the frames that are kept.
+        x = _zero_beyond(self.norm_in(x), lengths)
+        for i in range(self.options.conv_layers):
+            conv, act = self.convs[2 * i], self.convs[2 * i + 1]
+            x = act(conv(x.transpose(1, 2))).transpose(1, 2)
+            lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+            x = _zero_beyond(x, lengths)
+        if x.size(1) > self.options.max_frames:
+            raise ConfigError(f"encoder.audio.conv_transformer.max_frames: the input gives {x.size(1)} frames, more "
+                              f"than max_frames={self.options.max_frames}; raise it or add conv_layers")
+        x = self.proj(x) + self.pos(torch.arange(x.size(1), device=x.device))
+        mask = torch.arange(x.size(1), device=x.device)[None, :] >= lengths[:, None]
+        if self.options.backbone == "conformer":
+            x, _ = self.backbone(x, lengths.clamp(min=1))
+        else:
+            # A sequence that is all padding attends everywhere (softmax over nothing is NaN);
+            # its output is zeroed below.
+            x = self.backbone(x, src_key_padding_mask=mask & ~mask.all(1, keepdim=True))
+        x = self.norm_out(x).masked_fill(mask[..., None], 0.0)
+        return EncoderOutput(x, mask)
+
+    @staticmethod
+    def _unpadded(padding_mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        mask = padding_mask.bool()
+        return mask.view(*mask.shape, *([1] * (inputs.dim() - mask.dim())))
+
+    @staticmethod
+    def _lengths(inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        steps = inputs.size(1)
+        if padding_mask is None:
+            return torch.full((inputs.size(0),), steps, dtype=torch.long, device=inputs.device)
+        return (~padding_mask.bool()).sum(1).long()
+
+    def block_modules(self) -> list[nn.Module]:
+        """The Transformer / Conformer layers."""
+        return list(self._layers)

@@ -1,0 +1,206 @@
+"""Fusion methods: how a multimodal model combines its modalities' encoder outputs.
+
+A fusion method (hook ``deepseek_register_fusions``, kind ``fusion``) is a :class:`Fusion`
+subclass with ``Options``, created as ``cls(options, dims=..., num_classes=...)`` where ``dims``
+maps each modality to its encoder's ``output_dim``. Its ``forward(features, present)`` takes each
+modality's :class:`~deepseek.models.encoder.EncoderOutput` and a ``(B,)`` bool tensor per
+modality, False where a sample lacks that modality (missing at inference, or dropped in training),
+and returns a :class:`FusionOutput`. Every fusion handles any subset of modalities per sample.
+
+The base class gives every method the same two parts: ``pooled`` embeddings in one space of
+width ``d_model`` (masked mean over a modality's tokens, projected; used by the contrastive
+objective and retrieval), and one linear classifier per modality on them (``modality_logits``:
+the unimodal predictions, used by ``late`` and by per-modality auxiliary losses).
+
+- ``concat``: the present modalities' pooled embeddings (zeros for missing ones) and presence
+  flags, concatenated, through an MLP.
+- ``late``: the mean of the present modalities' logits.
+- ``cross_attention``: each modality's tokens, projected to ``d_model`` with a learned modality
+  embedding, attend to the tokens of the other present modalities (plus one learned null token,
+  so a sample with nothing to attend to stays defined), in ``layers`` residual blocks; the
+  attended tokens are pooled per modality and averaged over the present ones for the classifier.
+  ``queries`` chooses which modalities attend (the product document sketches text querying
+  vision); the default is every direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from deepseek.config.components import NoOptions
+from deepseek.errors import ConfigError
+from deepseek.models.encoder import EncoderOutput
+
+
+class FusionOutput(NamedTuple):
+    """What a fusion method returns."""
+
+    logits: torch.Tensor
+    """``(B, num_classes)``: the fused prediction."""
+    modality_logits: dict[str, torch.Tensor]
+    """``(B, num_classes)`` per modality: its own classifier's prediction."""
+    pooled: dict[str, torch.Tensor]
+    """``(B, d_model)`` per modality: pooled embeddings in the shared space."""
+
+
+def masked_mean(out: EncoderOutput) -> torch.Tensor:
+    """Mean of an encoder's features over its non-padding tokens, ``(B, D)``."""
+    keep = (~out.padding_mask).unsqueeze(-1).to(out.features.dtype)
+    return (out.features * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+
+
+def present_mean(values: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over the present modalities of per-modality ``(B, ...)`` values (zeros where none is)."""
+    names = list(values)
+    weights = torch.stack([present[m].to(values[m].dtype) for m in names], 0)  # (M, B)
+    stacked = torch.stack([values[m] for m in names], 0)  # (M, B, ...)
+    shape = weights.shape + (1,) * (stacked.dim() - 2)
+    return (stacked * weights.view(shape)).sum(0) / weights.sum(0).clamp_min(1.0).view(shape[1:])
+
+
+@dataclass(frozen=True)
+class FusionBaseOptions:
+    """Keys every fusion method takes."""
+
+    d_model: int = field(default=64, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    """Width of the shared embedding space."""
+
+
+class Fusion(nn.Module):
+    """Base class of fusion methods (see the module docstring)."""
+
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: FusionBaseOptions, *, dims: Mapping[str, int], num_classes: int) -> None:
+        super().__init__()
+        if not dims:
+            raise ConfigError("model.modalities: a multimodal model needs at least one modality")
+        self.options = options
+        self.modalities = list(dims)
+        d = options.d_model
+        self.project = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in dims.items()})
+        self.heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m in dims})
+
+    def pool(self, features: Mapping[str, EncoderOutput]) -> dict[str, torch.Tensor]:
+        """Each modality's masked mean, projected to the shared space."""
+        return {m: self.project[m](masked_mean(features[m])) for m in self.modalities}
+
+    def classify(self, pooled: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each modality's own prediction."""
+        return {m: self.heads[m](pooled[m]) for m in self.modalities}
+
+
+@dataclass(frozen=True)
+class ConcatOptions(FusionBaseOptions):
+    """Keys of ``concat``."""
+
+    hidden: int = field(default=128, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    """Hidden width of the fused MLP."""
+
+
+class ConcatFusion(Fusion):
+    """Pooled embeddings and presence flags concatenated, then an MLP."""
+
+    Options = ConcatOptions
+
+    def __init__(self, options: ConcatOptions, *, dims: Mapping[str, int], num_classes: int) -> None:
+        super().__init__(options, dims=dims, num_classes=num_classes)
+        width = len(dims) * (options.d_model + 1)
+        self.mlp = nn.Sequential(nn.Linear(width, options.hidden), nn.GELU(), nn.Linear(options.hidden, num_classes))
+
+    def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
+        pooled = self.pool(features)
+        parts = []
+        for m in self.modalities:
+            flag = present[m].to(pooled[m].dtype).unsqueeze(-1)
+            parts += [pooled[m] * flag, flag]
+        return FusionOutput(self.mlp(torch.cat(parts, -1)), self.classify(pooled), pooled)
+
+
+class LateFusion(Fusion):
+    """The mean of the present modalities' own predictions."""
+
+    Options = FusionBaseOptions
+
+    def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
+        pooled = self.pool(features)
+        logits = self.classify(pooled)
+        return FusionOutput(present_mean(logits, present), logits, pooled)
+
+
+@dataclass(frozen=True)
+class CrossAttentionOptions(FusionBaseOptions):
+    """Keys of ``cross_attention``."""
+
+    layers: int = field(default=2, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    """Cross-attention blocks."""
+    heads: int = field(default=4, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    """Attention heads."""
+    dropout: float = 0.0
+    """Dropout in training."""
+    queries: tuple[str, ...] = ()
+    """Modalities whose tokens attend to the others (empty: every modality)."""
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ConfigError(f"model.fusion_options.heads: d_model={self.d_model} is not divisible by heads={self.heads}")
+
+
+class CrossBlock(nn.Module):
+    """Queries attend to keys/values (pre-norm), then a feed-forward layer; both residual."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_q, self.norm_kv, self.norm_ff = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(dropout))
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
+        kv = self.norm_kv(kv)
+        q = q + self.attn(self.norm_q(q), kv, kv, key_padding_mask=kv_mask, need_weights=False)[0]
+        return q + self.ff(self.norm_ff(q))
+
+
+class CrossAttentionFusion(Fusion):
+    """Each modality attends to the others (see the module docstring)."""
+
+    Options = CrossAttentionOptions
+
+    def __init__(self, options: CrossAttentionOptions, *, dims: Mapping[str, int], num_classes: int) -> None:
+        super().__init__(options, dims=dims, num_classes=num_classes)
+        unknown = [q for q in options.queries if q not in dims]
+        if unknown:
+            raise ConfigError(f"model.fusion_options.queries: {unknown} are not modalities of the model ({list(dims)})")
+        d = options.d_model
+        self.queries = list(options.queries) or list(dims)
+        self.tokens = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in dims.items()})
+        self.modality_embedding = nn.ParameterDict({m: nn.Parameter(torch.randn(d) * 0.02) for m in dims})
+        self.null = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.blocks = nn.ModuleList(CrossBlock(d, options.heads, options.dropout) for _ in range(options.layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, num_classes)
+
+    def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
+        pooled = self.pool(features)
+        tokens = {m: self.tokens[m](features[m].features) + self.modality_embedding[m] for m in self.modalities}
+        # A token is hidden when it is padding or its modality is missing for that sample.
+        hidden = {m: features[m].padding_mask | ~present[m].bool().unsqueeze(-1) for m in self.modalities}
+        batch = next(iter(tokens.values())).size(0)
+        attended: dict[str, torch.Tensor] = {}
+        for m in self.queries:
+            others = [o for o in self.modalities if o != m]
+            null = self.null.expand(batch, 1, -1)
+            kv = torch.cat([null, *(tokens[o] for o in others)], 1)
+            kv_mask = torch.cat([torch.zeros(batch, 1, dtype=torch.bool, device=kv.device),
+                                 *(hidden[o] for o in others)], 1)
+            q = tokens[m]
+            for block in self.blocks:
+                q = block(q, kv, kv_mask)
+            attended[m] = masked_mean(EncoderOutput(self.norm(q), hidden[m]))
+        fused = present_mean(attended, {m: present[m] for m in attended})
+        return FusionOutput(self.head(fused), self.classify(pooled), pooled)

@@ -1,0 +1,185 @@
+"""``multimodal.classifier``: registered encoders per modality, a registered fusion method, one
+classification head; any subset of modalities, in training and at inference.
+
+A batch holds, per modality, its encoder's inputs, and for every modality a presence flag::
+
+    {"vision": {"inputs": (B, 1, 8, 8)},
+     "audio":  {"inputs": (B, T, 13), "padding_mask": (B, T)},
+     "text":   {"inputs": (B, L) int64, "padding_mask": (B, L)},
+     "present": {"vision": (B,) bool, "audio": (B,) bool, "text": (B,) bool},
+     "label": (B,) int64}
+
+The loss is the fused cross-entropy, plus ``aux_loss_weight`` x the mean of each present
+modality's own classifier's cross-entropy, plus ``contrastive_weight`` x InfoNCE between the pooled
+embeddings of every pair of modalities present in the same samples (temperature ``temperature``).
+``modality_dropout`` hides each modality of each training sample with that probability (never
+all of a sample's modalities). The model reports ``accuracy`` and, per modality, the accuracy of
+its own classifier (``accuracy_vision`` ...).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepseek.errors import ConfigError
+from deepseek.models.encoder import EncoderOutput
+from deepseek.models.protocol import Batch, TrainableModel
+
+MODALITIES = ("vision", "audio", "text")
+ENCODERS = {"vision": "vision.swin", "audio": "audio.conv_transformer", "text": "text.transformer"}
+
+
+def _probability(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
+
+
+@dataclass(frozen=True)
+class MultimodalOptions:
+    """``[model]`` keys of ``multimodal.classifier``."""
+
+    modalities: tuple[str, ...] = MODALITIES
+    """The modalities the model uses (a subset of vision, audio, text): one gives a unimodal model."""
+    num_classes: int = field(default=10, metadata={"check": lambda v: None if v >= 2 else "must be >= 2"})
+    """Classes of the task."""
+    fusion: str = "cross_attention"
+    """A registered fusion method: ``concat``, ``late``, ``cross_attention`` or a plugin's."""
+    fusion_options: dict[str, Any] = field(default_factory=dict)
+    """The fusion method's own keys (its ``Options``)."""
+    vision_encoder: str = ENCODERS["vision"]
+    """A registered ``vision.*`` encoder."""
+    vision: dict[str, Any] = field(default_factory=dict)
+    """The vision encoder's keys."""
+    audio_encoder: str = ENCODERS["audio"]
+    """A registered ``audio.*`` encoder."""
+    audio: dict[str, Any] = field(default_factory=dict)
+    """The audio encoder's keys."""
+    text_encoder: str = ENCODERS["text"]
+    """A registered ``text.*`` encoder."""
+    text: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32})
+    """The text encoder's keys."""
+    modality_dropout: float = field(default=0.0, metadata={"check": _probability})
+    """Training only: hide each modality of each sample with this probability."""
+    aux_loss_weight: float = field(default=0.0, metadata={"check": lambda v: None if v >= 0 else "must be >= 0"})
+    """Weight of the per-modality classifiers' losses."""
+    contrastive_weight: float = field(default=0.0, metadata={"check": lambda v: None if v >= 0 else "must be >= 0"})
+    """Weight of the InfoNCE alignment between modalities' pooled embeddings."""
+    temperature: float = field(default=0.1, metadata={"check": lambda v: None if v > 0 else "must be > 0"})
+    """InfoNCE temperature."""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"model.modalities: {list(self.modalities)}; give distinct modalities among "
+                              f"{', '.join(MODALITIES)}")
+
+
+class MultimodalClassifier(TrainableModel):
+    """Encoders -> fusion -> loss and metrics (see the module docstring)."""
+
+    Options = MultimodalOptions
+
+    def __init__(self, options: MultimodalOptions, host: Any = None) -> None:
+        super().__init__()
+        from deepseek.models.factory import instantiate_model
+        from deepseek.plugins.host import get_host
+
+        lookups = host or get_host()
+        self.options = options
+        self.modalities = list(options.modalities)
+        encoders = {}
+        for m in self.modalities:
+            name = getattr(options, f"{m}_encoder")
+            if not name.startswith(f"{m}."):
+                raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
+            target = lookups.resolve("encoder", name).load()
+            encoders[m] = instantiate_model(target, getattr(options, m), name=name, kind="encoder", path=f"model.{m}")
+        self.encoders = nn.ModuleDict(encoders)
+        fusion_cls = lookups.resolve("fusion", options.fusion).load()
+        from deepseek.config.components import build_options
+
+        fusion_options = build_options(fusion_cls, dict(options.fusion_options), kind="fusion", name=options.fusion,
+                                       path="model.fusion_options")
+        dims = {m: int(enc.output_dim) for m, enc in self.encoders.items()}
+        self.fusion = fusion_cls(fusion_options, dims=dims, num_classes=options.num_classes)
+
+    # ------------------------------------------------------------------ forward
+
+    def encode(self, batch: Mapping[str, Any]) -> dict[str, EncoderOutput]:
+        """Each modality's encoder output."""
+        return {m: self.encoders[m](batch[m]["inputs"], batch[m].get("padding_mask")) for m in self.modalities}
+
+    def presence(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Which samples have each modality, after modality dropout in training."""
+        present = {m: batch["present"][m].bool() for m in self.modalities}
+        p = self.options.modality_dropout
+        if self.training and p > 0 and len(self.modalities) > 1:
+            stacked = torch.stack([present[m] for m in self.modalities], 1)  # (B, M)
+            dropped = stacked & (torch.rand(stacked.shape, device=stacked.device) < p)
+            # A sample that would be left with no modality keeps them all.
+            dropped &= (stacked & ~dropped).any(1, keepdim=True)
+            present = {m: stacked[:, i] & ~dropped[:, i] for i, m in enumerate(self.modalities)}
+        return present
+
+    def forward(self, label: torch.Tensor, present: Mapping[str, torch.Tensor], **inputs: Any) -> dict[str, torch.Tensor]:
+        batch = {**inputs, "present": present}
+        avail = self.presence(batch)
+        out = self.fusion(self.encode(batch), avail)
+        loss = F.cross_entropy(out.logits.float(), label)
+        result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
+        aux = []
+        for m in self.modalities:
+            mask = avail[m]
+            logits = out.modality_logits[m].float()
+            hit = (logits.argmax(-1) == label) & mask
+            result[f"accuracy_{m}"] = hit.float().sum() / mask.float().sum().clamp_min(1.0)
+            if self.options.aux_loss_weight:
+                per = F.cross_entropy(logits, label, reduction="none")
+                aux.append((per * mask.float()).sum() / mask.float().sum().clamp_min(1.0))
+        if aux:
+            loss = loss + self.options.aux_loss_weight * torch.stack(aux).mean()
+        if self.options.contrastive_weight and len(self.modalities) > 1:
+            loss = loss + self.options.contrastive_weight * self.contrastive(out.pooled, avail)
+        return {"loss": loss, **result}
+
+    def contrastive(self, pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Symmetric InfoNCE between each pair of modalities, over the samples having both."""
+        losses = []
+        for a, b in itertools.combinations(self.modalities, 2):
+            both = present[a] & present[b]
+            za = F.normalize(pooled[a].float()[both], dim=-1)
+            zb = F.normalize(pooled[b].float()[both], dim=-1)
+            sim = za @ zb.T / self.options.temperature
+            target = torch.arange(sim.size(0), device=sim.device)
+            losses.append((F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2 if len(target) > 1
+                          else sim.sum() * 0.0)
+        return torch.stack(losses).mean()
+
+    @torch.no_grad()
+    def predict(self, batch: Mapping[str, Any]) -> Any:
+        """The fusion output for a batch (eval mode as set by the caller): logits per modality
+        and fused, pooled embeddings."""
+        return self.fusion(self.encode(batch), {m: batch["present"][m].bool() for m in self.modalities})
+
+    # ------------------------------------------------------------------ capabilities
+
+    def block_modules(self) -> list[nn.Module]:
+        """Every encoder's blocks (FSDP units)."""
+        return [b for enc in self.encoders.values() for b in enc.block_modules()]
+
+    def check_data(self, batch: Batch, dataset: Any) -> None:
+        """The batch must carry every modality this model uses."""
+        from deepseek.errors import UsageError
+
+        missing = [m for m in self.modalities if m not in batch or m not in batch.get("present", {})]
+        if missing or "label" not in batch:
+            raise UsageError(
+                f"data: batches of dataset {type(dataset).__name__} lack {missing or ['label']}, which model "
+                f"multimodal.classifier (modalities {self.modalities}) needs; use a multimodal dataset"
+            )

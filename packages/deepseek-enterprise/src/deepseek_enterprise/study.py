@@ -1,0 +1,183 @@
+"""``deepseek multimodal study``: the fusion figures, measured honestly.
+
+For each task and seed it trains, with the same step budget and recipe, the unimodal models
+(vision, audio, text) and the fused models (``late``, ``concat``, ``cross_attention``) through the
+ordinary trainer (validation on the ``val`` split only), then evaluates every model once on the
+held-out ``test`` split: fused accuracy, each modality's own accuracy, and for fused models the
+accuracy with each modality missing. The ceiling of the complementary task (the text routes every
+sample to the right modality, which is then read as well as its unimodal model reads it) is the
+mean of the vision and audio models' accuracies on the redundant task, same corruption. It also times batch-1 inference of the fused cross-attention
+model (p50/p90) and its peak memory. ``deepseek multimodal table`` merges result files.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+CONFIGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "vision": (("vision",), "late"),
+    "audio": (("audio",), "late"),
+    "text": (("text",), "late"),
+    "late": (("vision", "audio", "text"), "late"),
+    "concat": (("vision", "audio", "text"), "concat"),
+    "cross_attention": (("vision", "audio", "text"), "cross_attention"),
+}
+RECIPE = {"aux_loss_weight": 0.5, "modality_dropout": 0.2}
+"""The fused models' training recipe: per-modality auxiliary losses and modality dropout."""
+
+
+def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, lr: float, device: str,
+                 runs_dir: str) -> dict[str, Any]:
+    """The ``deepseek train`` config of one run of the study."""
+    modalities, fusion = CONFIGS[config]
+    model: dict[str, Any] = {"name": "multimodal.classifier", "modalities": list(modalities), "fusion": fusion}
+    if len(modalities) > 1:
+        model.update(RECIPE)
+    return {
+        "model": model,
+        "data": {"name": "multimodal.digits", "task": task, "batch_size": batch, "eval_batches": 16},
+        "train": {"max_steps": steps, "warmup_steps": max(steps // 20, 1), "lr": lr, "min_lr": lr / 20,
+                  "eval_interval": max(steps // 6, 1), "seed": seed},
+        "precision": {"dtype": "fp32"},
+        "strategy": {"name": "single", "device": device},
+        "checkpoint": {"interval": 0, "at_end": True},
+        "logging": {"progress": False, "plot": False, "runs_dir": runs_dir, "name": f"{task}-{config}-s{seed}"},
+    }
+
+
+def test_metrics(trainer: Any, missing: tuple[str, ...] = ()) -> dict[str, float]:
+    """Accuracy of a trained model on the test split (``missing``: modalities hidden)."""
+    import dataclasses
+
+    from deepseek.training.evaluation import evaluate_batch, summarize
+    from deepseek_enterprise.digits.dataset import MultimodalDigits
+
+    data = trainer.dataset
+    options = dataclasses.replace(data.options, missing=tuple(missing))
+    dataset = MultimodalDigits(options, batch_size=data.batch_size, seed=data.seed)
+    module = trainer.strategy.eval_module
+    values = summarize([evaluate_batch(module, b, device=trainer.strategy.device, model_name="multimodal")
+                        for b in dataset.split_batches("test")])
+    return {"test_" + k.removeprefix("val_"): v for k, v in values.items()}
+
+
+def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
+    """Batch-1 inference of the trained model: p50/p90 milliseconds and peak memory."""
+    import torch
+
+    module = trainer.strategy.eval_module.eval()
+    device = trainer.strategy.device
+    from deepseek.data.batch import move_to
+
+    batch = move_to(trainer.dataset.split_batches("test", 1)[0], device)
+    one = {k: ({m: v[:1] for m, v in val.items()} if isinstance(val, dict) else val[:1]) for k, val in batch.items()}
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    with torch.no_grad():
+        for i in range(runs + 10):
+            if cuda:
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            module(**one)
+            if cuda:
+                torch.cuda.synchronize(device)
+            if i >= 10:
+                times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return {"p50_ms": times[len(times) // 2], "p90_ms": times[int(len(times) * 0.9)],
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+            "parameters": sum(p.numel() for p in module.parameters()), "device": str(device)}
+
+
+def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int, *, batch: int, lr: float,
+              device: str, out: Path, host: Any = None) -> list[dict[str, Any]]:
+    """Train and test every (task, config, seed); write ``out/results.jsonl`` as it goes."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.metrics import read_metrics
+    from deepseek.training.trainer import Trainer
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for task in tasks:
+        for seed in seeds:
+            for name in configs:
+                config = config_from_dict(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
+                                                       runs_dir=str(out / "runs")), host=host)
+                start = time.perf_counter()
+                trainer = Trainer(config, quiet=True, host=host)
+                trainer.fit()
+                row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps,
+                                       "seconds": time.perf_counter() - start, "test": test_metrics(trainer)}
+                row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in read_metrics(trainer.run_dir / "metrics.jsonl")
+                                    if "val_accuracy" in r]
+                modalities = CONFIGS[name][0]
+                if len(modalities) > 1:
+                    row["missing"] = {m: test_metrics(trainer, (m,))["test_accuracy"] for m in modalities}
+                if name == "cross_attention":
+                    row["latency"] = latency(trainer)
+                rows.append(row)
+                with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    return rows
+
+
+def check_row(row: Any) -> str | None:
+    """What is wrong with a results line read back from disk (None: nothing)."""
+    def fraction(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+    if not isinstance(row, dict):
+        return "a results line is a JSON object"
+    if row.get("task") not in ("redundant", "complementary"):
+        return f"task {row.get('task')!r} is not redundant or complementary"
+    if row.get("config") not in CONFIGS:
+        return f"config {row.get('config')!r} is not one of {', '.join(CONFIGS)}"
+    if not isinstance(row.get("seed"), int) or isinstance(row.get("seed"), bool):
+        return f"seed {row.get('seed')!r} is not an integer"
+    test = row.get("test")
+    if not isinstance(test, dict) or not fraction(test.get("test_accuracy")):
+        return "test.test_accuracy must be a number in [0, 1]"
+    missing = row.get("missing")
+    modalities = CONFIGS[row["config"]][0]
+    if len(modalities) > 1 and (not isinstance(missing, dict)
+                                or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
+        return "missing must give a number in [0, 1] for vision, audio and text"
+    return None
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown tables: test accuracy mean +- std over seeds per task and config, robustness with
+    one modality missing, and the complementary task's unimodal ceiling."""
+    def stat(values: list[float]) -> str:
+        if not values:
+            return "-"
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{100 * statistics.mean(values):.1f} +- {100 * sd:.1f}"
+
+    lines = []
+    for task in sorted({r["task"] for r in rows}):
+        mine = [r for r in rows if r["task"] == task]
+        seeds = sorted({r["seed"] for r in mine})
+        lines += [f"### {task} (test accuracy %, mean +- std over seeds {seeds})", "",
+                  "| model | accuracy | without vision | without audio | without text |", "|---|---|---|---|---|"]
+        for name in CONFIGS:
+            rs = [r for r in mine if r["config"] == name]
+            if not rs:
+                continue
+            acc = stat([r["test"]["test_accuracy"] for r in rs])
+            miss = [stat([r["missing"][m] for r in rs]) if "missing" in rs[0] else "-" for m in ("vision", "audio", "text")]
+            lines.append(f"| {name} | {acc} | {' | '.join(miss)} |")
+        lines.append("")
+    red = [r for r in rows if r["task"] == "redundant"]
+    vision = [r["test"]["test_accuracy"] for r in red if r["config"] == "vision"]
+    audio = [r["test"]["test_accuracy"] for r in red if r["config"] == "audio"]
+    if vision and audio:
+        lines.append(f"Ceiling of the complementary task (mean of the vision and audio models' redundant accuracy): "
+                     f"{50 * (statistics.mean(vision) + statistics.mean(audio)):.1f}%")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""The multimodal capability: encoders (shapes, masks), fusion methods with missing modalities,
+the digits data (disjoint, deterministic splits), and short training runs through core's trainer
+that beat chance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import deepseek
+from deepseek.config.load import config_from_dict
+from deepseek.errors import ConfigError
+from deepseek.models.encoder import EncoderOutput
+from deepseek.plugins.host import get_host
+from deepseek.training.trainer import Trainer
+from deepseek_enterprise.digits.sources import SPLITS, load_images, load_speech, spellings
+from deepseek_enterprise.fusion import FusionOutput
+
+
+def test_registered_encoders_fusions_model_and_dataset() -> None:
+    host = get_host()
+    assert {"vision.swin", "audio.conv_transformer", "text.transformer"} <= set(host.names("encoder"))
+    assert {"concat", "late", "cross_attention"} <= set(host.names("fusion"))
+    assert host.resolve("model", "multimodal.classifier").dist == "deepseek-enterprise"
+    assert host.resolve("dataset", "multimodal.digits").dist == "deepseek-enterprise"
+
+
+def test_swin_encoder_shapes_and_options() -> None:
+    enc = deepseek.create_encoder("vision.swin").eval()
+    out = enc(torch.randn(3, 1, 8, 8))
+    assert isinstance(out, EncoderOutput) and out.features.shape == (3, 4, enc.output_dim)
+    assert not out.padding_mask.any() and enc.output_dim == 64
+    big = deepseek.create_encoder("vision.swin", timm_name="swin_tiny_patch4_window7_224", device="meta")
+    assert big.output_dim == 768  # a standard timm shape, random weights, nothing downloaded
+    with pytest.raises(ConfigError, match=r"^encoder\.vision\.swin\.img_size: 10 px in 2-px patches"):
+        deepseek.create_encoder("vision.swin", img_size=10)
+    with pytest.raises(ConfigError, match=r"^encoder\.vision\.swin\.num_head: unknown key \(did you mean 'num_heads'\?\)"):
+        deepseek.create_encoder("vision.swin", num_head=[2])
+
+
+@pytest.mark.parametrize("backbone", ["transformer", "conformer"])
+def test_audio_encoder_masks_padding(backbone: str) -> None:
+    torch.manual_seed(0)
+    enc = deepseek.create_encoder("audio.conv_transformer", backbone=backbone, d_model=32, conv_layers=1).eval()
+    frames = torch.randn(2, 20, 13)
+    mask = torch.zeros(2, 20, dtype=torch.bool)
+    mask[1, 9:] = True
+    out = enc(frames, mask)
+    assert out.features.shape == (2, 10, 32)
+    assert out.padding_mask.tolist()[1] == [False] * 5 + [True] * 5  # 9 frames -> 5 after one stride-2 conv
+    assert out.features[1, 5:].abs().max() == 0
+    # what lies beyond a sample's length does not change its features
+    changed = frames.clone()
+    changed[1, 9:] = 100.0
+    torch.testing.assert_close(enc(changed, mask).features[1, :5], out.features[1, :5])
+
+
+def test_audio_encoder_from_waveforms() -> None:
+    enc = deepseek.create_encoder("audio.conv_transformer", input="waveform", d_model=32, conv_layers=2).eval()
+    t = torch.arange(8000) / 8000
+    wave = torch.stack([torch.sin(2 * torch.pi * 440 * t), torch.sin(2 * torch.pi * 880 * t)])
+    mask = torch.zeros(2, 8000, dtype=torch.bool)
+    mask[1, 4000:] = True
+    out = enc(wave, mask)
+    lengths = (~out.padding_mask).sum(1).tolist()
+    assert out.features.shape[0] == 2 and lengths[0] > lengths[1] > 0 and torch.isfinite(out.features).all()
+
+
+def _features(batch: int = 4) -> dict[str, EncoderOutput]:
+    torch.manual_seed(0)
+    out = {}
+    for m, (t, d) in {"vision": (4, 16), "audio": (6, 8), "text": (5, 12)}.items():
+        mask = torch.zeros(batch, t, dtype=torch.bool)
+        mask[0, t // 2:] = True
+        out[m] = EncoderOutput(torch.randn(batch, t, d).masked_fill(mask[..., None], 0.0), mask)
+    return out
+
+
+@pytest.mark.parametrize("name", ["concat", "late", "cross_attention"])
+def test_fusion_handles_any_subset_of_modalities(name: str) -> None:
+    cls = get_host().resolve("fusion", name).load()
+    fusion = cls(cls.Options(d_model=16) if name != "cross_attention" else cls.Options(d_model=16, heads=2),
+                 dims={"vision": 16, "audio": 8, "text": 12}, num_classes=10).eval()
+    feats = _features()
+    all_present = {m: torch.ones(4, dtype=torch.bool) for m in feats}
+    out = fusion(feats, all_present)
+    assert isinstance(out, FusionOutput) and out.logits.shape == (4, 10) and torch.isfinite(out.logits).all()
+    assert set(out.modality_logits) == set(out.pooled) == set(feats)
+    # A missing modality is masked: changing its features changes nothing.
+    present = {**all_present, "audio": torch.tensor([True, False, True, False])}
+    noisy = {**feats, "audio": EncoderOutput(feats["audio"].features + 5.0, feats["audio"].padding_mask)}
+    a, b = fusion(feats, present).logits, fusion(noisy, present).logits
+    torch.testing.assert_close(a[[1, 3]], b[[1, 3]])
+    assert not torch.allclose(a[[0, 2]], b[[0, 2]])
+    only_text = {m: torch.tensor([m == "text"] * 4) for m in feats}
+    assert torch.isfinite(fusion(feats, only_text).logits).all()
+
+
+def test_data_splits_are_disjoint_deterministic_and_speaker_balanced() -> None:
+    images, speech = load_images(), load_speech()
+    assert sum(len(images.index[s]) for s in SPLITS) == 1797
+    assert sum(len(speech.index[s]) for s in SPLITS) == 3000
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not set(images.index[a]) & set(images.index[b])
+                assert not set(speech.index[a]) & set(speech.index[b])
+    # the recovered speakers: ~500 recordings each with ~50 of every digit; whole speakers per split
+    sizes = np.bincount(speech.speaker)
+    assert len(sizes) == 6 and sizes.min() > 400 and sizes.max() < 600
+    test_speakers = set(speech.speaker[speech.index["test"]])
+    assert len(test_speakers) == 1 and not test_speakers & set(speech.speaker[speech.index["train"]])
+    assert all(np.bincount(speech.labels["test"], minlength=10) > 30)
+    assert all(len(forms) >= 5 for forms in spellings())
+
+
+def _config(tmp_path: Path, model: dict[str, Any], data: dict[str, Any] | None = None, steps: int = 60) -> Any:
+    return config_from_dict({
+        "model": {"name": "multimodal.classifier", **model},
+        "data": {"name": "multimodal.digits", "batch_size": 32, "eval_batches": 8, "eval_size": 256, **(data or {})},
+        "train": {"max_steps": steps, "warmup_steps": 5, "lr": 3e-3, "min_lr": 3e-4, "eval_interval": steps},
+        "precision": {"dtype": "fp32"},
+        "strategy": {"name": "single", "device": "cpu"},
+        "checkpoint": {"interval": 0, "at_end": True},
+        "logging": {"progress": False, "plot": True, "runs_dir": str(tmp_path)},
+    })
+
+
+def test_trimodal_training_beats_chance_and_records_its_splits(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"fusion": "cross_attention", "aux_loss_weight": 0.5, "modality_dropout": 0.2,
+                                "contrastive_weight": 0.1})
+    result = Trainer(config, run_dir=tmp_path / "run", quiet=True).fit()
+    assert result.val_metrics["val_accuracy"] > 0.2  # chance is 0.1
+    assert {"val_accuracy_vision", "val_accuracy_audio", "val_accuracy_text"} <= set(result.val_metrics)
+    splits = json.loads((result.run_dir / "splits.json").read_text())
+    assert set(splits) == {"images", "recordings", "speaker_clusters"}
+    assert (result.run_dir / "loss.png").stat().st_size > 0
+
+
+def test_unimodal_model_and_missing_modality_at_evaluation(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"modalities": ["text"], "fusion": "late"}, steps=30)
+    assert Trainer(config, run_dir=tmp_path / "text", quiet=True).fit().val_metrics["val_accuracy"] > 0.2
+    with pytest.raises(ConfigError, match=r"^data\.missing: \['vision', 'audio', 'text'\]; name at most two"):
+        _config(tmp_path, {}, {"missing": ["vision", "audio", "text"]})
+    with pytest.raises(ConfigError, match=r"^model\.modalities: \['smell'\]"):
+        _config(tmp_path, {"modalities": ["smell"]})

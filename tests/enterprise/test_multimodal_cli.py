@@ -1,0 +1,111 @@
+"""``deepseek multimodal study|table|eval`` from the command line: a small study writes results
+and tables, ``eval`` agrees with core's ``deepseek eval`` and with the study's test figures,
+and hostile input is one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEEPSEEK = [sys.executable, "-m", "deepseek"]
+
+
+def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("study")
+    out = deepseek("multimodal", "study", "--task", "redundant", "--seed", "0", "--seed", "1", "--config", "vision",
+                   "--config", "cross_attention", "--steps", "8", "--batch", "16", "--device", "cpu", "--out", "res",
+                   cwd=work)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {"dir": work, "stdout": out.stdout,
+            "rows": [json.loads(line) for line in (work / "res" / "results.jsonl").read_text().splitlines()]}
+
+
+def test_study_writes_every_run_and_the_tables(study: dict[str, Any]) -> None:
+    rows = study["rows"]
+    assert sorted((r["config"], r["seed"]) for r in rows) == [("cross_attention", 0), ("cross_attention", 1),
+                                                              ("vision", 0), ("vision", 1)]
+    for r in rows:
+        assert 0.0 <= r["test"]["test_accuracy"] <= 1.0 and r["steps"] == 8
+        assert [step for step, _ in r["val_curve"]][-1] == 8
+    fused = [r for r in rows if r["config"] == "cross_attention"]
+    assert all(set(r["missing"]) == {"vision", "audio", "text"} for r in fused)
+    assert all(r["latency"]["p50_ms"] <= r["latency"]["p90_ms"] for r in fused)
+    mean = sum(r["test"]["test_accuracy"] for r in fused) / 2
+    assert f"| cross_attention | {100 * mean:.1f} +- " in study["stdout"]
+    again = deepseek("multimodal", "table", "res/results.jsonl", cwd=study["dir"])
+    assert again.returncode == 0 and again.stdout == study["stdout"]
+
+
+def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_path: Path) -> None:
+    run = study["dir"] / "res" / "runs" / "redundant-cross_attention-s0"
+    row = next(r for r in study["rows"] if r["config"] == "cross_attention" and r["seed"] == 0)
+    out = deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--json",
+                   "--confusion", str(tmp_path / "c.png"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["accuracy"] == pytest.approx(row["test"]["test_accuracy"], abs=1e-6)
+    assert report["accuracy_vision"] == pytest.approx(row["test"]["test_accuracy_vision"], abs=1e-6)
+    confusion = report["confusion"]
+    assert sum(map(sum, confusion)) == report["samples"] == 1024
+    assert sum(confusion[i][i] for i in range(10)) / 1024 == pytest.approx(report["accuracy"])
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    hidden = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--missing",
+                                 "audio", "--json", cwd=tmp_path).stdout)
+    assert hidden["accuracy"] == pytest.approx(row["missing"]["audio"], abs=1e-6)
+    assert "accuracy_audio" not in hidden
+
+    core = deepseek("eval", "--checkpoint", str(run), "--batches", "64", "--json", cwd=tmp_path)  # 1024 samples
+    val = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--json", cwd=tmp_path).stdout)
+    assert core.returncode == 0, core.stderr
+    assert json.loads(core.stdout)["val_accuracy"] == pytest.approx(val["accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["eval", "--checkpoint", "RUN", "--missing", "smell"],
+     "error: --missing: smell is not a modality of this model; use some of vision, audio, text"),
+    (["eval", "--checkpoint", "RUN", "--missing", "audio,,text"],
+     "error: --missing: 'audio,,text' has an empty name; give names separated by single commas, e.g. a,b"),
+    (["eval", "--checkpoint", "RUN", "--missing", "vision,audio,text"],
+     "error: --missing: hides every modality of this model (vision, audio, text); leave at least one"),
+    (["eval", "--checkpoint", "RUN", "--confusion", "c.jpg"],
+     "error: --confusion: c.jpg must be a .png file; give a name ending in .png"),
+    (["eval", "--checkpoint", "RUN", "--confusion", "RUN/config.toml/c.png"],
+     "error: --confusion: RUN/config.toml is a file, so RUN/config.toml/c.png cannot be created below it; give a "
+     "path whose parents are folders"),
+    (["eval", "--checkpoint", "RUN", "--device", "tpu"],
+     "error: Invalid value for '--device': 'tpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda', 'cuda:N' "
+     "(see 'deepseek multimodal eval --help')"),
+])
+def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: list[str], message: str) -> None:
+    run = str(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0")
+    out = deepseek("multimodal", *[a.replace("RUN", run) for a in args], cwd=tmp_path)
+    assert (out.returncode, out.stderr.strip(), out.stdout) == (2, message.replace("RUN", run), "")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json\n", "bad.jsonl:1: not a results line (Expecting property name enclosed in double quotes)"),
+    ('[1, 2]\n', "bad.jsonl:1: a results line is a JSON object"),
+    ('{"task": "sum", "config": "late", "seed": 0}\n', "bad.jsonl:1: task 'sum' is not redundant or complementary"),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 7}}\n',
+     "bad.jsonl:1: test.test_accuracy must be a number in [0, 1]"),
+    ('{"task": "redundant", "config": "late", "seed": 0, "test": {"test_accuracy": 0.5}}\n',
+     "bad.jsonl:1: missing must give a number in [0, 1] for vision, audio and text"),
+    ("\n", "bad.jsonl: no results lines"),
+])
+def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "bad.jsonl").write_text(content)
+    out = deepseek("multimodal", "table", "bad.jsonl", cwd=tmp_path)
+    assert (out.returncode, out.stderr.strip()) == (2, f"error: {message}; pass results.jsonl files of 'study'")
