@@ -82,9 +82,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job: `deepseek train` on the embedded corpus (core only)."""
+    """The main job: `deepseek train` on the embedded corpus (core only). Run as `python -m
+    deepseek`, so its closing `try:` line names this environment's python, which works from the
+    user's shell (the bare `deepseek` exists only on the session's PATH)."""
     _install(session, CORE)
-    session.run("deepseek", "train", *session.posargs)
+    session.run("python", "-m", "deepseek", "train", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)

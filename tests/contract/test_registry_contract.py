@@ -13,10 +13,10 @@ from importlib import metadata
 import click
 import pytest
 
-from deepseek import __version__
 from deepseek.errors import ComponentNotFoundError
 from deepseek.plugins import catalogue
 from deepseek.plugins.host import PluginHost, get_host
+from deepseek.plugins.install import install_command
 from deepseek.plugins.records import NAME_RE
 from deepseek.plugins.settings import PluginSettings
 
@@ -111,7 +111,7 @@ def test_catalogue_entry_is_what_its_edition_registers(kind: str, name: str) -> 
             EVERYTHING.resolve(kind, name)
         assert str(info.value) == (
             f"{kind} {name!r} is provided by {provider} ({catalogue.edition_of(provider)}), which "
-            f"is not installed; install it with: pip install {provider}=={__version__}"
+            f"is not installed; install it with: {install_command(provider)}"
         )
 
 
@@ -146,5 +146,5 @@ def test_kind_provider_is_the_edition_that_adds_the_kind(kind: str) -> None:
             EVERYTHING.check_kind(kind)
         assert str(info.value) == (
             f"component kind {kind!r} is added by {provider} ({catalogue.edition_of(provider)}), "
-            f"which is not installed; install it with: pip install {provider}=={__version__}"
+            f"which is not installed; install it with: {install_command(provider)}"
         )

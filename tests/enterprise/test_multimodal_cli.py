@@ -80,18 +80,22 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
     (["eval", "--checkpoint", "RUN", "--missing", "smell"],
      "error: --missing: smell is not a modality of this model; use some of vision, audio, text"),
     (["eval", "--checkpoint", "RUN", "--missing", "audio,,text"],
-     "error: --missing: 'audio,,text' has an empty name; give names like audio,text"),
+     "error: --missing: 'audio,,text' has an empty name; give names separated by single commas, e.g. a,b"),
     (["eval", "--checkpoint", "RUN", "--missing", "vision,audio,text"],
      "error: --missing: hides every modality of this model (vision, audio, text); leave at least one"),
-    (["eval", "--checkpoint", "RUN", "--confusion", "nowhere/c.png"],
-     "error: --confusion: nowhere/c.png must be a .png file in an existing folder"),
+    (["eval", "--checkpoint", "RUN", "--confusion", "c.jpg"],
+     "error: --confusion: c.jpg must be a .png file; give a name ending in .png"),
+    (["eval", "--checkpoint", "RUN", "--confusion", "RUN/config.toml/c.png"],
+     "error: --confusion: RUN/config.toml is a file, so RUN/config.toml/c.png cannot be created below it; give a "
+     "path whose parents are folders"),
     (["eval", "--checkpoint", "RUN", "--device", "tpu"],
-     "error: --device: 'tpu' is not allowed; use auto, cpu, cuda or cuda:N"),
+     "error: Invalid value for '--device': 'tpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda', 'cuda:N' "
+     "(see 'deepseek multimodal eval --help')"),
 ])
 def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: list[str], message: str) -> None:
     run = str(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0")
-    out = deepseek("multimodal", *[run if a == "RUN" else a for a in args], cwd=tmp_path)
-    assert (out.returncode, out.stderr.strip(), out.stdout) == (2, message, "")
+    out = deepseek("multimodal", *[a.replace("RUN", run) for a in args], cwd=tmp_path)
+    assert (out.returncode, out.stderr.strip(), out.stdout) == (2, message.replace("RUN", run), "")
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -113,7 +113,7 @@ def test_bad_cost_overrides(overrides: list[str], match: str) -> None:
 
 
 def test_bad_cost_files(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(UsageError, match="missing.toml: config file not found"):
         load_costs(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("years = \n")

@@ -11,6 +11,7 @@ from plugin_testing import PASS_PLUGIN, DistFactory, host_for
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, PluginError, UsageError
 from deepseek.plugins import catalogue
 from deepseek.plugins.host import PluginHost, PluginWarning
+from deepseek.plugins.install import install_command, installer
 from deepseek.plugins.records import PluginRecord
 from deepseek.plugins.settings import PluginSettings
 
@@ -32,7 +33,7 @@ def test_incompatible_core_is_blocked_without_importing(make_dist: DistFactory) 
     assert record.status == "blocked"
     assert record.reason == (
         "deepseek-future 3.0 requires deepseek-core<10,>=9.0 but deepseek-core 0.1.0 is installed; "
-        "fix: pip install 'deepseek-core<10,>=9.0' (or install a release of deepseek-future that "
+        f"fix: {installer()} 'deepseek-core<10,>=9.0' (or install a release of deepseek-future that "
         "supports deepseek-core 0.1.0)"
     )
     assert "future_plugin" not in sys.modules
@@ -44,7 +45,7 @@ def test_missing_edition_requirement_gives_the_install_command(make_dist: DistFa
     assert record.status == "blocked"
     assert record.reason == (
         "deepseek-needs 0.1.0 requires deepseek-nonexistent>=1.2, which is not installed; "
-        "fix: pip install 'deepseek-nonexistent>=1.2'"
+        f"fix: {installer()} 'deepseek-nonexistent>=1.2'"
     )
 
 
@@ -200,7 +201,7 @@ def test_edition_aware_not_found_when_pro_is_missing() -> None:
     core_only = {"deepseek-core": PluginRecord("deepseek-core", "0.1.0", "core (V1)")}
     assert catalogue.unavailable_reason("strategy", "zero3", core_only) == (
         "strategy 'zero3' is provided by deepseek-pro (pro (V2)), which is not installed; "
-        "install it with: pip install deepseek-pro==0.1.0"
+        f"install it with: {install_command('deepseek-pro')}"
     )
     assert catalogue.unavailable_reason("strategy", "nonsense", core_only) is None
 
@@ -210,7 +211,7 @@ def test_edition_aware_not_found_through_the_host() -> None:
     with pytest.raises(ComponentNotFoundError) as info:
         host.resolve("strategy", "zero3")
     if importlib.util.find_spec("deepseek_pro") is None:
-        assert str(info.value).endswith("which is not installed; install it with: pip install deepseek-pro==0.1.0")
+        assert str(info.value).endswith(f"which is not installed; install it with: {install_command('deepseek-pro')}")
     else:
         assert str(info.value).startswith("strategy 'zero3' is provided by deepseek-pro 0.1.0, which is installed but disabled")
 

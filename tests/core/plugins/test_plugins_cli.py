@@ -7,6 +7,8 @@ import json
 
 from plugin_testing import PASS_PLUGIN, DistFactory, base_env, run_cli
 
+from deepseek.plugins.install import install_command
+
 HAS_PRO = importlib.util.find_spec("deepseek_pro") is not None
 
 
@@ -105,8 +107,10 @@ def test_which_conflict_lists_candidates_and_prefer_picks(make_dist: DistFactory
         make_dist(f"deepseek-{short}", {module: PASS_PLUGIN.format(name="dup.pass", module=module)})
     env = make_dist.env(DEEPSEEK_PLUGINS="aa,bb")
     proc = run_cli("plugins", "which", "pass", "dup.pass", env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "no candidate wins" in proc.stdout and "registered by both deepseek-aa" in proc.stdout
+    assert proc.returncode == 2, proc.stderr  # the lookup fails: the candidates are printed, then one error line
+    error = proc.stderr.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: pass 'dup.pass': no candidate wins: ")
+    assert "registered by both deepseek-aa" in error[0]
     assert "deepseek-aa:dup.pass" in proc.stdout and "deepseek-bb:dup.pass" in proc.stdout
     proc = run_cli("plugins", "which", "pass", "dup.pass", "--json", env={**env, "DEEPSEEK_PLUGIN_PREFER": "bb"})
     answer = json.loads(proc.stdout)
@@ -122,7 +126,7 @@ def test_which_zero3_with_only_core_names_the_edition() -> None:
     assert len(lines) == 1
     assert lines[0].startswith("error: strategy 'zero3' is provided by deepseek-pro")
     if not HAS_PRO:
-        assert lines[0].endswith("install it with: pip install deepseek-pro==0.1.0")
+        assert lines[0].endswith(f"install it with: {install_command('deepseek-pro')}")
 
 
 def test_which_unknown_kind_and_name() -> None:

@@ -13,6 +13,7 @@ import tomllib
 from plugin_testing import base_env, run_cli
 
 from deepseek.errors import UsageError
+from deepseek.plugins.install import installer
 from deepseek.plugins.scaffold import scaffold, validate_name
 
 
@@ -41,7 +42,8 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_cli_new_and_its_errors(tmp_path: Path) -> None:
     proc = run_cli("plugins", "new", "acme", "--dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert f"created {tmp_path / 'deepseek-acme'}/" in proc.stdout and "pip install -e" in proc.stdout
+    assert f"created {tmp_path / 'deepseek-acme'}/" in proc.stdout
+    assert f"{installer()} -e {tmp_path / 'deepseek-acme'}" in proc.stdout  # works here, pip or uv
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert files == [
         "deepseek-acme/README.md",
@@ -85,7 +87,7 @@ def _gpt_weights(path: Path) -> Path:
 
 
 def test_generated_plugin_installs_and_its_own_test_passes(tmp_path: Path) -> None:
-    project = scaffold("acme", tmp_path)
+    project, _ = scaffold("acme", tmp_path)
     site = tmp_path / "site"
     _install_by_hand(project, site)
     env = base_env(PYTHONPATH=os.pathsep.join([str(site), str(project / "src")]))

@@ -7,6 +7,7 @@ torch is imported only here and only when detection is needed.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ def parse_size(text: str, *, option: str = "size", allow_zero: bool = False) -> 
             f"{option}: cannot read memory size {text!r}; write a number with a unit, e.g. 80GiB, 80GB or 512MiB"
         )
     value = float(m.group(1)) * _UNITS[unit]
+    if not math.isfinite(value):
+        raise UsageError(f"{option}: memory size {text!r} is too large; write a size such as 80GiB")
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(f"{option}: memory size must be positive, got {text!r}")
     return int(value)

@@ -13,6 +13,7 @@ from typing import Any
 
 from deepseek.advise.estimate import Estimate, ModelShape, TrainSetup, estimate_all
 from deepseek.errors import UsageError
+from deepseek.plugins.install import install_command
 
 MODALITIES: tuple[str, ...] = ("text", "vision", "speech")
 
@@ -23,9 +24,11 @@ _ORDER_MANY = ("ddp", "zero1", "zero2", "zero3", "zero1+offload", "zero2+offload
 
 def parse_modalities(text: str | None) -> tuple[str, ...]:
     """``"text,vision"`` -> ``("text", "vision")``; unknown names raise :class:`UsageError`."""
-    if text is None or not text.strip():
+    if text is None:
         return ("text",)
-    names = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    from deepseek.names import split_names
+
+    names = tuple(dict.fromkeys(p.lower() for p in split_names(text, where="--modalities")))
     for name in names:
         if name not in MODALITIES:
             from deepseek.config.validate import did_you_mean
@@ -52,7 +55,7 @@ class Recommendation:
         """JSON-ready dict."""
         return {
             "edition": self.edition, "strategy": self.strategy, "engine": self.engine,
-            "install": f"pip install deepseek-{self.edition}", "reasons": self.reasons,
+            "install": install_command(f"deepseek-{self.edition}"), "reasons": self.reasons,
             "suggestions": self.suggestions, "seed_notes": self.seed_notes,
         }
 

@@ -16,7 +16,7 @@ file (``--costs FILE``) and/or ``--cost EDITION.FIELD=VALUE``::
 from __future__ import annotations
 
 import dataclasses
-import sys
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,14 @@ SEED_LABEL = "seed document, 3-year costs (V1/V2/V3)"
 
 
 def _non_negative(value: float) -> str | None:
+    if not math.isfinite(value):
+        return "must be a finite number"
     return None if value >= 0 else "must be >= 0"
 
 
 def _positive(value: float) -> str | None:
+    if not math.isfinite(value):
+        return "must be a finite number"
     return None if value > 0 else "must be > 0"
 
 
@@ -66,17 +70,12 @@ SEED_COSTS = CostModel()
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+    from deepseek.config.load import read_toml
+
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"--costs: file {str(path)!r} does not exist; give a TOML file of edition costs") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--costs: {path}: not valid TOML ({exc}); see docs/advise.md for the format") from None
+        data = read_toml(path, missing_hint="give a TOML file of edition costs (format: docs/advise.md)")
+    except ConfigError as exc:
+        raise ConfigError(f"--costs: {exc}") from None
     return data.get("tco", data) if isinstance(data.get("tco"), dict) else data
 
 

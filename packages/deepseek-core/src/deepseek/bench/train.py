@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from typing import Any
 import click
 
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
+from deepseek.cli.params import SEED, Device, FiniteFloat, NameList, count
 from deepseek.training.metrics import read_interval, read_scalars
 
 
@@ -62,7 +62,7 @@ class BenchSettings:
     lr: float = 3e-4
     seed: int = 1337
     baseline: bool = False
-    baseline_variants: str = "eager,compile"
+    baseline_variants: tuple[str, ...] = ("eager", "compile")
     peak_tflops: float | None = None
 
 
@@ -212,12 +212,11 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool, host: 
     return step, model
 
 
-def _variants(text: str) -> list[str]:
+def _variants(names: tuple[str, ...]) -> list[str]:
     from deepseek.errors import UsageError
 
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    if not names or any(v not in ("eager", "compile") for v in names):
-        raise UsageError(f"--baseline-variants: {text!r}; give eager, compile or eager,compile")
+    if any(v not in ("eager", "compile") for v in names):
+        raise UsageError(f"--baseline-variants: {','.join(names)!r}; give eager, compile or eager,compile")
     return list(dict.fromkeys(names))
 
 
@@ -316,20 +315,13 @@ def _print(result: dict[str, Any]) -> None:
                   f"({result['model']['flops_formula']})[/]")
 
 
-def _write_json(path: Path, result: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
-
-
 @click.command("train")
 @click.option("--model", default="small", show_default=True, help="GPT preset: tiny, small, 1.3b.")
 @click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32", "auto"]), default="bf16", show_default=True)
-@click.option("--batch", type=int, default=8, show_default=True, help="Micro-batch per device.")
-@click.option("--seq", type=int, default=2048, show_default=True, help="Sequence length.")
-@click.option("--steps", type=int, default=20, show_default=True, help="Measured steps.")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Warm-up steps (not measured).")
+@click.option("--batch", type=count(), default=8, show_default=True, help="Micro-batch per device.")
+@click.option("--seq", type=count(), default=2048, show_default=True, help="Sequence length.")
+@click.option("--steps", type=count(), default=20, show_default=True, help="Measured steps.")
+@click.option("--warmup", type=count(0), default=5, show_default=True, help="Warm-up steps (not measured).")
 @click.option("--strategy", default="single", show_default=True, help="Registered strategy for our path.")
 @click.option("--strategy-option", "strategy_options", multiple=True, metavar="KEY=VALUE",
               help="A [strategy] key for our path, e.g. stage=3 (repeatable).")
@@ -345,9 +337,9 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 @click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True)
 @click.option("--init-device", type=click.Choice(["cpu", "device"]), default="cpu", show_default=True,
               help="train.init_device: create the weights on the CPU or directly on the device.")
-@click.option("--grad-accum", type=int, default=1, show_default=True,
+@click.option("--grad-accum", type=count(), default=1, show_default=True,
               help="Micro-batches per optimizer step (each --batch rows), for both paths.")
-@click.option("--log-every", type=int, help="Read the loss every N steps (logging.every_n_steps; "
+@click.option("--log-every", type=count(), help="Read the loss every N steps (logging.every_n_steps; "
               "default: 1 on the CPU, 10 on CUDA).")
 @click.option("--fp32-residual/--no-fp32-residual", default=True, show_default=True,
               help="Our path's precision.fp32_residual (false: residual stream in bf16).")
@@ -357,26 +349,22 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
               help="On CUDA, profile 3 more steps of our path: GPU time per kernel category.")
 @click.option("--baseline/--no-baseline", default=False, show_default=True,
               help="Also run a plain PyTorch loop (eager and torch.compile) in the same process.")
-@click.option("--baseline-variants", default="eager,compile", show_default=True,
+@click.option("--baseline-variants", type=NameList(), default="eager,compile", show_default=True,
               help="Which plain loops --baseline runs: eager, compile or both.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--peak-tflops", type=float, help="Peak TFLOP/s for MFU when the device is not known.")
-@click.option("--lr", type=float, default=3e-4, show_default=True)
-@click.option("--seed", type=int, default=1337, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results here.")
+@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--peak-tflops", type=FiniteFloat(min=0, min_open=True),
+              help="Peak TFLOP/s for MFU when the device is not known.")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--seed", type=SEED, default=1337, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write results here.")
 def train_command(compile_: bool, json_path: Path | None, **options: Any) -> None:
     """Training throughput, peak memory and MFU of our path vs a plain PyTorch loop."""
-    from deepseek.errors import UsageError
+    from deepseek.paths import check_output, created_note, make_folders
 
     s = BenchSettings(compile=compile_, **options)
-    for opt in ("batch", "seq", "steps", "grad_accum", "log_every"):
-        if getattr(s, opt) is not None and getattr(s, opt) < 1:
-            raise UsageError(f"--{opt.replace('_', '-')}: must be >= 1, got {getattr(s, opt)}")
-    if s.warmup < 0:
-        raise UsageError(f"--warmup: must be >= 0, got {s.warmup}")
     _variants(s.baseline_variants)
-    if s.peak_tflops is not None and s.peak_tflops <= 0:
-        raise UsageError(f"--peak-tflops: must be > 0, got {s.peak_tflops}")
+    to_file = json_path is not None and str(json_path) != "-"
+    missing = check_output(json_path, where="--json", folder=False, file_name="bench.json") if to_file else []
     from deepseek.cli.context import command_host
 
     result = run_bench(s, command_host())
@@ -384,8 +372,11 @@ def train_command(compile_: bool, json_path: Path | None, **options: Any) -> Non
         return
     _print(result)
     if json_path is not None:
-        _write_json(json_path, result)
-        click.echo(f"wrote {json_path}")
+        from deepseek.cli.bench_cmd import write_json
+
+        make_folders(missing, where="--json")
+        write_json(str(json_path), result)
+        click.echo(f"wrote {json_path}{created_note(missing)}")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,18 @@ Imports no torch unless it must detect GPUs (and torch is installed) or read a p
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import click
 
+from deepseek.cli.params import FiniteFloat, count
 from deepseek.errors import UsageError
 
 _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
 _SCALE = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+MAX_PARAMS = 1e15
+"""The largest parameter count the advisor takes (a thousand times today's largest models)."""
 
 
 def parse_count(text: str) -> float:
@@ -24,6 +28,11 @@ def parse_count(text: str) -> float:
             f"--params: cannot read {text!r}; give a positive parameter count such as 1.3e9, 1.3B or 350M"
         )
     value = float(m.group(1)) * _SCALE[m.group(2).lower()]
+    if not math.isfinite(value) or value > MAX_PARAMS:
+        raise UsageError(
+            f"--params: {text!r} is beyond what the advisor models (at most {MAX_PARAMS:.0e}); give a "
+            "parameter count such as 1.3e9"
+        )
     if value < 1:
         raise UsageError(f"--params: need at least one parameter, got {text!r}")
     return value
@@ -32,23 +41,23 @@ def parse_count(text: str) -> float:
 @click.command("advise")
 @click.option("--params", metavar="N", help="Parameter count: 1.3e9, 1.3B, 350M (or use --model).")
 @click.option("--model", metavar="PRESET", help="A GPT preset (tiny, small, 1.3b), counted analytically.")
-@click.option("--gpus", type=int, help="Number of GPUs (default: detected; 0 = CPU).")
+@click.option("--gpus", type=count(0), help="Number of GPUs (default: detected; 0 = CPU).")
 @click.option("--gpu-memory", metavar="SIZE", help="Memory per GPU, e.g. 80GiB (default: detected).")
 @click.option("--host-memory", metavar="SIZE", help="Host RAM for offload (default: this machine's, when detected).")
 @click.option("--modalities", default="text", show_default=True, help="Comma list of text, vision, speech.")
-@click.option("--seq", type=int, help="Sequence length (default: the preset's, at most 2048).")
-@click.option("--batch", type=int, default=8, show_default=True, help="Micro-batch per GPU.")
+@click.option("--seq", type=count(), help="Sequence length (default: the preset's, at most 2048).")
+@click.option("--batch", type=count(), default=8, show_default=True, help="Micro-batch per GPU.")
 @click.option("--precision", default="auto", show_default=True,
               help="bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU).")
 @click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True,
               help="Recompute each block's activations in backward.")
-@click.option("--headroom", type=float, default=0.10, show_default=True,
+@click.option("--headroom", type=FiniteFloat(0, 1, max_open=True), default=0.10, show_default=True,
               help="Fraction of GPU memory kept free (fragmentation).")
 @click.option("--overhead", metavar="SIZE", help="CUDA context etc. per GPU (default 1GiB; CPU 0.75GiB).")
-@click.option("--layers", type=int, help="With --params: number of layers (default: GPT-3-like).")
-@click.option("--hidden", type=int, help="With --params: hidden size.")
-@click.option("--heads", type=int, help="With --params: attention heads.")
-@click.option("--vocab", type=int, default=256, show_default=True, help="With --params: vocabulary size.")
+@click.option("--layers", type=count(), help="With --params: number of layers (default: GPT-3-like).")
+@click.option("--hidden", type=count(), help="With --params: hidden size.")
+@click.option("--heads", type=count(), help="With --params: attention heads.")
+@click.option("--vocab", type=count(), default=256, show_default=True, help="With --params: vocabulary size.")
 @click.option("--costs", metavar="FILE", help="TOML file of edition costs (defaults: the seed's table).")
 @click.option("--cost", multiple=True, metavar="EDITION.FIELD=V", help="Override one cost, e.g. pro.labor=150000.")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from deepseek.cli.params import Device, NameList, count
 from deepseek.errors import UsageError
 
 _LAZY: dict[str, tuple[str, str]] = {
@@ -98,30 +99,32 @@ def _table(result: Any) -> Any:
 
 @bench.command("latency")
 @click.option("--model", "model_name", default="small", show_default=True, help="Registered model name.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--seq", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--batch", type=count(), default=1, show_default=True)
+@click.option("--seq", type=count(), default=128, show_default=True,
               help="Tokens per sequence (decode: prompt length before the timed step).")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--device", type=Device(allow_auto=False), default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--mode", type=click.Choice(["forward", "decode"]), default="forward", show_default=True,
               help="forward: logits of batch x seq (prefill); decode: one KV-cached step.")
-@click.option("--runs", type=click.IntRange(min=20), default=20, show_default=True, help="Timed calls per variant.")
-@click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch.set_num_threads (default: all).")
-@click.option("--only", metavar="A,B", help="Only these variants (eager is always run).")
+@click.option("--runs", type=count(20), default=20, show_default=True, help="Timed calls per variant.")
+@click.option("--warmup", type=count(), default=3, show_default=True)
+@click.option("--threads", type=count(), default=None, help="torch.set_num_threads (default: all).")
+@click.option("--only", type=NameList(), metavar="A,B", help="Only these variants (eager is always run).")
 @click.option("--no-cache", is_flag=True, help="deepseek.optimize searches again instead of reusing its decision.")
 @click.option("--reduced", is_flag=True, help="Also time deepseek.optimize's opt-in bf16 and int8 paths.")
 @click.option("--json", "json_path", metavar="PATH", help="Write rows and device info as JSON ('-': stdout).")
 def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode: str, runs: int, warmup: int,
-            threads: int | None, only: str | None, no_cache: bool, reduced: bool, json_path: str | None) -> None:
+            threads: int | None, only: tuple[str, ...] | None, no_cache: bool, reduced: bool,
+            json_path: str | None) -> None:
     """Inference latency: eager vs torch.compile variants vs deepseek.optimize, same inputs."""
     import torch
 
     from deepseek.bench.latency import run_latency
+    from deepseek.paths import check_output, created_note, make_folders
     from deepseek.plugins.registry import create_model
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
+    to_file = json_path is not None and json_path != "-"
+    missing = check_output(json_path, where="--json", folder=False, file_name="latency.json") if to_file else []
     if dtype == "float16" and not device.startswith("cuda"):
         raise UsageError("--dtype float16 is for GPUs; use float32 or bfloat16 on CPU")
     if threads is not None:
@@ -140,7 +143,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     result = run_latency(
         model, batch=batch, seq=seq, device=device, dtype=dtype, mode=mode, runs=runs, warmup=warmup,
         optimize_kwargs={"cache": not no_cache},
-        only=[s.strip() for s in only.split(",")] if only else None,
+        only=list(only) if only else None,
         reduced=reduced,
         progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
     )
@@ -154,4 +157,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         out = Console(width=160)
     out.print(_table(result))
     if json_path:
+        make_folders(missing, where="--json")
         write_json(json_path, result.as_dict())
+        if to_file:
+            click.echo(f"wrote {json_path}{created_note(missing)}")

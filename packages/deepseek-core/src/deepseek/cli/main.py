@@ -2,7 +2,9 @@
 
 The plugin host of an invocation lives on the click context (see :mod:`deepseek.cli.context`);
 this module keeps no state of its own. Bad input ends with one line on stderr (what, where, how
-to fix) and exit code 2; a traceback is shown only with ``--debug``. Nothing here imports torch.
+to fix) and exit code 2: usage errors of click and of deepseek, arguments that are not UTF-8, and
+requests too large for the machine's memory; a traceback is shown only with ``--debug``, which is
+accepted anywhere before a ``--``. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -123,8 +125,49 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
         _run(list(sys.argv[1:] if argv is None else argv), host)
 
 
+def split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without ``--debug``, and whether it was given. ``--debug`` is the root's option,
+    accepted anywhere before a ``--`` (what follows ``--`` belongs to the command)."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--debug"]
+    return head + args[end:], len(head) < end
+
+
+def undecodable_argument(args: list[str]) -> str | None:
+    """The one-line error for the first argument that is not valid UTF-8 (``None`` when all are).
+
+    Python hands undecodable bytes over as lone surrogates; deepseek writes arguments into configs,
+    JSON and file names, which must be UTF-8, so such bytes are refused here, for every command."""
+    for i, arg in enumerate(args):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            before = args[i - 1] if i and args[i - 1].startswith("-") else None
+            where = f"the value of {before}" if before else f"argument {i + 1}"
+            return (
+                f"{where} ('{shown}') is not valid UTF-8 text (character {exc.start + 1}); "
+                "deepseek reads arguments as UTF-8: pass UTF-8 text, or rename the file"
+            )
+    return None
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out (Python's, torch's CPU allocator or a GPU's): what was
+    asked for is too large for this machine, a one-line error rather than an internal one."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
+
+
 def _run(args: list[str], host: PluginHost | None) -> None:
-    debug = "--debug" in args or os.environ.get("DEEPSEEK_DEBUG") == "1"
+    bad = undecodable_argument(args)
+    if bad is not None:
+        click.secho(f"error: {bad}", fg="red", err=True)
+        sys.exit(2)
+    args, debug = split_debug(args)
+    args = ["--debug", *args] if debug else args
+    debug = debug or os.environ.get("DEEPSEEK_DEBUG") == "1"
     try:
         rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False, obj=host)
     except click.exceptions.Exit as exc:
@@ -161,6 +204,13 @@ def _run(args: list[str], host: PluginHost | None) -> None:
     except Exception as exc:
         if debug:
             raise
+        if out_of_memory(exc):
+            click.secho(
+                f"error: out of memory ({' '.join(str(exc).split())[:160]}); ask for "
+                "less at once: a smaller --batch, --seq, --batches or data.batch_size, or a smaller model",
+                fg="red", err=True,
+            )
+            sys.exit(2)
         click.secho(
             f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
             fg="red", err=True,

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from deepseek.cli.params import Device, NameList, count
 from deepseek.errors import UsageError
 
 
@@ -61,15 +62,15 @@ def _plan_table(plan: Any) -> Any:
 
 @click.command("optimize")
 @click.option("--checkpoint", required=True, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--seq", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--passes", default="auto", show_default=True, metavar="auto|A,B,...",
+@click.option("--batch", type=count(), default=1, show_default=True)
+@click.option("--seq", type=count(), default=128, show_default=True)
+@click.option("--passes", type=NameList(), default="auto", show_default=True, metavar="auto|A,B,...",
               help="'auto' or registered pass names in order (see 'deepseek plugins list').")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "int8"]), default="fp32", show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--device", type=Device(allow_auto=False), default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--no-cache", is_flag=True, help="Search again even if a decision is cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str, device: str,
+def optimize(checkpoint: str, batch: int, seq: int, passes: tuple[str, ...], precision: str, device: str,
              no_cache: bool, as_json: bool) -> None:
     """Optimize a trained model for (batch, seq) token inputs and report what each pass did."""
     import warnings
@@ -79,7 +80,7 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
 
     model, info = load_checkpoint_model(checkpoint, device)
     x = _example_tokens(model, batch, seq, device)
-    spec: Any = passes if passes in ("auto", "none") else [p.strip() for p in passes.split(",") if p.strip()]
+    spec: Any = passes[0] if passes in (("auto",), ("none",)) else list(passes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan = deepseek.optimize(model, x, spec, precision=precision, cache=not no_cache, host=command_host()).plan
@@ -108,9 +109,9 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: str, precision: str,
 @click.option("--checkpoint", required=True, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
 @click.option("--format", "fmt", type=click.Choice(["pt2", "onnx"]), default="pt2", show_default=True)
 @click.option("--out", metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run).")
-@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--batch", type=count(), default=2, show_default=True,
               help="Batch of the example input (batch and seq stay dynamic unless --static).")
-@click.option("--seq", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seq", type=count(), default=16, show_default=True)
 @click.option("--static", is_flag=True, help="Fix the example's shape instead of dynamic batch/seq.")
 def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, static: bool) -> None:
     """Export a trained model for deployment (torch.export .pt2, or ONNX)."""
@@ -119,15 +120,19 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     if fmt == "onnx" and missing_onnx_packages():
         missing = ", ".join(missing_onnx_packages())
         raise UsageError(f"export --format onnx needs {missing}; install with: pip install 'deepseek-core[onnx]'")
+    from deepseek.paths import check_output, created_note, make_folders
+
+    src = Path(checkpoint)
+    target = Path(out) if out else (src if src.is_dir() else src.parent) / f"model.{fmt}"
+    missing = check_output(target, where="--out", folder=False, file_name=f"model.{fmt}")
     model, info = load_checkpoint_model(checkpoint, "cpu")
     if not static:  # torch.export specializes dims of size 0/1: trace dynamic dims at >= 2
         batch, seq = max(batch, 2), max(seq, 2)
     x = _example_tokens(model, batch, seq, "cpu")
-    src = Path(checkpoint)
-    base = src if src.is_dir() else src.parent
-    target = Path(out) if out else base / f"model.{fmt}"
     dims = None if static else [token_dims(info.get("max_seq_len"))]
+    make_folders(missing, where="--out")
     path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
                         metadata={"model": info, "checkpoint": str(checkpoint)})
     size = path.stat().st_size / 2**20
-    click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB); load it with deepseek.graph.export.load_exported")
+    click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB){created_note(missing)}; load it with "
+               "deepseek.graph.export.load_exported")

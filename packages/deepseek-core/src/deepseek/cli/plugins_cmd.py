@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from deepseek.cli.context import command_host
-from deepseek.errors import ComponentNotFoundError
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError
 from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord
 
 _STATUS_STYLE = {"ok": "green", "disabled": "dim", "blocked": "red", "failed": "red"}
@@ -90,10 +90,8 @@ def which(kind: str, name: str, as_json: bool) -> None:
             "candidates": [c.as_dict() for c in res.candidates],
         }
         click.echo(json.dumps(payload, indent=2))
-        return
-    if res.winner is None:
+    elif res.winner is None:
         click.echo(f"{kind} {name}: no candidate wins")
-        click.echo(f"  why           {res.reason}")
     else:
         w = host.records.get(res.winner.dist)
         edition = f" ({w.edition})" if w else ""
@@ -109,29 +107,34 @@ def which(kind: str, name: str, as_json: bool) -> None:
         ]
         for key, value in rows:
             click.echo(f"  {key:<13} {value}")
-    click.echo("  candidates")
-    for c in res.candidates:
-        mark = "*" if c is res.winner else " "
-        click.echo(f"   {mark} {c.qualified_name:<32} {c.version:<10} {c.target_text}")
+    if not as_json:
+        click.echo("  candidates")
+        for c in res.candidates:
+            mark = "*" if c is res.winner else " "
+            click.echo(f"   {mark} {c.qualified_name:<32} {c.version:<10} {c.target_text}")
+    if res.winner is None:  # the candidates are printed, the lookup itself fails: exit 2
+        raise ComponentConflictError(f"{kind} {name!r}: no candidate wins: {res.reason}")
 
 
 @plugins.command("new")
 @click.argument("name")
 @click.option(
-    "--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-    show_default=True, help="Folder in which to create deepseek-NAME/.",
+    "--dir", "parent", type=click.Path(path_type=Path), default=Path("."),
+    show_default=True, help="Folder in which to create deepseek-NAME/ (created if missing).",
 )
 def new(name: str, parent: Path) -> None:
     """Scaffold deepseek-NAME/: a plugin with a graph pass, a training callback and a test."""
+    from deepseek.paths import created_note
+    from deepseek.plugins.install import installer
     from deepseek.plugins.scaffold import scaffold
 
-    target = scaffold(name, parent)
+    target, made = scaffold(name, parent)
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     shown = str(target) if target.is_absolute() else f"./{target.as_posix()}"
-    click.echo(f"created {shown}/")
+    click.echo(f"created {shown}/{created_note(made)}")
     for f in files:
         click.echo(f"  {f}")
     click.echo("next:")
-    click.echo(f"  pip install -e {shown}")
+    click.echo(f"  {installer()} -e {shown}")
     click.echo(f"  pytest {shown}")
     click.echo("  deepseek plugins list")

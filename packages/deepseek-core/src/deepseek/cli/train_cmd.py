@@ -8,13 +8,14 @@ exit code 2.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import click
 
 from deepseek.cli.context import command_host
-from deepseek.errors import UsageError
+from deepseek.cli.params import SEED, Device, FiniteFloat, count
 
 
 def _toml_string(value: str) -> str:
@@ -83,7 +84,8 @@ def config_options(command: Any) -> Any:
         click.option("--strategy", metavar="NAME", help="Parallelism strategy (see 'deepseek plugins list')."),
         click.option("--precision", metavar="P", help="auto, fp32, bf16 or fp16."),
         click.option("--resume", metavar="PATH", help="Continue from a run folder or checkpoint folder."),
-        click.option("--max-steps", type=int, metavar="N", help="Total optimizer steps (train.max_steps)."),
+        click.option("--max-steps", type=int, metavar="N",  # its range is train.max_steps's rule
+                     help="Total optimizer steps (train.max_steps)."),
     ]
     for decorate in reversed(decorators):
         command = decorate(command)
@@ -107,13 +109,23 @@ def train(
     """Train a model. Without arguments: the tiny GPT on the embedded corpus (CPU, or a GPU
     when there is one), written to runs/<timestamp>. SIGTERM or SIGUSR1 stop it after the
     current step with a checkpoint and exit code 75 (continue with --resume)."""
+    from deepseek.devices import use_default_cpu_threads
+
     host = command_host()
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,
         host=host,
     )
+    use_default_cpu_threads()
+    from deepseek.paths import check_output, created_note
     from deepseek.training.trainer import Trainer
 
+    # Checked here as well as by the trainer: before the model is built, and to name what it creates.
+    missing: list[Path] = []
+    if run_dir is not None:
+        missing = check_output(run_dir, where="--run-dir", folder=True)
+    elif resume is None:
+        missing = check_output(config.logging.runs_dir, where="logging.runs_dir", folder=True)
     result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet, host=host).fit()
     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: every rank exits with the same code
         from deepseek.training.preemption import EXIT_PREEMPTED, stopped_line
@@ -136,12 +148,13 @@ def train(
     tokens = result.metrics.get("tokens")
     seen = f"{tokens:,.0f} tokens" if tokens is not None else f"{result.metrics.get('samples', 0):,.0f} samples"
     click.echo(f"{result.step} steps, {seen} in {result.seconds:.0f} s")
-    click.echo(f"run folder: {_show_path(result.run_dir)}")
+    click.echo(f"run folder: {_show_path(result.run_dir)}{created_note([m for m in missing if m.resolve() != result.run_dir])}")
     if result.best_checkpoint is not None:
         m = result.monitor
         click.echo(f"best checkpoint: {_show_path(result.best_checkpoint)} ({m['name']} {m['best']:.4f})")
     if result.checkpoint is not None and result.generates:
-        click.echo(f"try: deepseek generate --checkpoint {_show_path(result.run_dir)} \"def \"")
+        run = shlex.quote(_show_path(result.run_dir))
+        click.echo(f"try: {deepseek_command()} generate --checkpoint {run} \"def \"")
 
 
 def _show_path(path: Path) -> str:
@@ -151,20 +164,36 @@ def _show_path(path: Path) -> str:
         return str(path)
 
 
+def deepseek_command() -> str:
+    """How to start deepseek again from this shell: ``deepseek`` when this process is the console
+    script that ``deepseek`` finds on PATH, else this interpreter's path with ``-m deepseek`` (a
+    run through ``python -m deepseek``, e.g. inside a nox session, whose folder the shell does not
+    have on PATH)."""
+    import shutil
+    import sys
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    found = shutil.which("deepseek")
+    if script is not None and script.name == "deepseek" and found and Path(found).resolve() == script.resolve():
+        return "deepseek"
+    return f"{shlex.quote(_show_path(Path(sys.executable).absolute()))} -m deepseek"
+
+
 @click.command("eval")
 @click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
               help="Run folder, checkpoint folder or exported .safetensors.")
-@click.option("--batches", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--batches", type=count(), default=None, metavar="N",
               help="Validation batches (default: the run's data.eval_batches).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool) -> None:
     """Validation loss of a trained model on its run's validation data."""
+    from deepseek.devices import use_default_cpu_threads
     from deepseek.training.inference import evaluate_model, load_trained
-    from deepseek.training.single import pick_device
 
+    use_default_cpu_threads()
     host = command_host()
-    model, config, state = load_trained(checkpoint, _device(device, pick_device), need_data=True, host=host)
+    model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
     values = evaluate_model(model, config, batches, host)
     step = state.get("step")
     if as_json:
@@ -178,27 +207,21 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool) -
 @click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
               help="Run folder, checkpoint folder or exported .safetensors.")
 @click.argument("prompt", required=False, default="")
-@click.option("--max-new-tokens", type=click.IntRange(min=0), default=200, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8, show_default=True,
+@click.option("--max-new-tokens", type=count(0), default=200, show_default=True)
+@click.option("--temperature", type=FiniteFloat(min=0.0), default=0.8, show_default=True,
               help="0 is greedy.")
-@click.option("--top-k", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--top-k", type=count(), default=50, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
+    from deepseek.devices import use_default_cpu_threads
     from deepseek.training.inference import load_trained, sample
-    from deepseek.training.single import pick_device
 
-    model, _, _ = load_trained(checkpoint, _device(device, pick_device), host=command_host())
+    use_default_cpu_threads()
+    model, _, _ = load_trained(checkpoint, device, host=command_host())
     text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
     click.echo(prompt + text)
 
-
-def _device(spec: str, pick: Any) -> Any:
-    import re
-
-    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", spec):
-        raise UsageError(f"--device: {spec!r} is not allowed; use auto, cpu, cuda or cuda:N")
-    return pick(spec, where="--device")

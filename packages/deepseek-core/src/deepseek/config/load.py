@@ -43,20 +43,26 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a TOML file; a missing, unreadable or malformed file is one clear ConfigError."""
+_TRAIN_DEFAULTS_HINT = "check the path, or run 'deepseek train' without a file to use the defaults"
+
+
+def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> dict[str, Any]:
+    """Parse a TOML file; a missing, unreadable, non-UTF-8 or malformed file is one clear
+    ConfigError (``missing_hint`` is the fix a missing file's message offers)."""
     p = Path(path)
     if not p.exists():
-        raise ConfigError(
-            f"{p}: config file not found; check the path, or run 'deepseek train' without a file "
-            "to use the defaults"
-        )
+        raise ConfigError(f"{p}: config file not found; {missing_hint}")
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory, expected a TOML config file")
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "
+            "not UTF-8; save the file as UTF-8 text"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -206,6 +206,25 @@ class PackedBatches:
             "done": self._done and at_end,
         }
 
+    def _check_position(self, state: dict[str, Any]) -> None:
+        """The position's numbers are whole numbers within this split and block size."""
+        pieces = self._stream.pieces
+        limits = {"epoch": None, "cursor": len(pieces), "offset": max(p.length for p in pieces),
+                  "block_index": None, "row": self.shuffle_buffer}
+        for key, limit in limits.items():
+            value = state.get(key)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
+                limit is not None and value > limit
+            ):
+                bound = f" and <= {limit}" if limit is not None else ""
+                raise UsageError(
+                    f"data position: {key} is {value!r}, expected a whole number >= 0{bound}; the saved "
+                    "position is corrupt: resume from an earlier checkpoint or start a new run"
+                )
+        if not isinstance(state.get("done", False), bool):
+            raise UsageError(f"data position: done is {state['done']!r}, expected true or false; the saved "
+                             "position is corrupt: resume from an earlier checkpoint or start a new run")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict`; the data and shape settings must match."""
         for key in ("split", "seed", "seq_len", "shuffle_buffer", "fingerprint"):
@@ -213,9 +232,10 @@ class PackedBatches:
             if state.get(key) != mine:
                 what = "the corpus changed since it was saved" if key == "fingerprint" else f"it was saved with {key}={state.get(key)!r}, this run has {mine!r}"
                 raise UsageError(f"data position: cannot resume: {what}; use the same data settings or start a new run")
-        self._block_start = (int(state["epoch"]), int(state["cursor"]), int(state["offset"]))
-        self._block_index, self._row = int(state["block_index"]), int(state["row"])
-        self._rows, self._done = None, bool(state.get("done", False))
+        self._check_position(state)
+        self._block_start = (state["epoch"], state["cursor"], state["offset"])
+        self._block_index, self._row = state["block_index"], state["row"]
+        self._rows, self._done = None, state.get("done", False)
         if self._done:
             self._rows = torch.zeros((0, self.seq_len + 1), dtype=torch.uint8)
             self._next_block_start = self._block_start

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from deepseek._version import __version__
+from deepseek.plugins.install import install_command
 
 if TYPE_CHECKING:
     from deepseek.plugins.records import PluginRecord
@@ -58,11 +58,6 @@ def provider_of(kind: str, name: str) -> str | None:
 def kind_provider(kind: str) -> str | None:
     """The first-party distribution whose hookspecs add the component kind ``kind``, if any."""
     return KIND_PROVIDERS.get(kind)
-
-
-def install_command(dist: str) -> str:
-    """The pip command that installs a first-party distribution matching this core."""
-    return f"pip install {dist}=={__version__}"
 
 
 def edition_of(dist: str) -> str:

@@ -46,7 +46,7 @@ def incompatibility(dist: str | metadata.Distribution) -> str | None:
 
     Reads the distribution's declared requirements (``Requires-Dist``, nothing is imported) and
     checks every requirement on a ``deepseek-*`` distribution against what is installed. The
-    message names the exact ``pip install`` command that fixes it.
+    message names the exact install command that fixes it (:mod:`deepseek.plugins.install`).
     """
     if isinstance(dist, str):
         try:
@@ -73,15 +73,16 @@ def incompatibility(dist: str | metadata.Distribution) -> str | None:
             continue
         wanted = f"{target}{spec}"
         installed = _installed_version(target)
+        from deepseek.plugins.catalogue import EDITIONS
+        from deepseek.plugins.install import install_command, installer
+
         if installed is None:
-            return (
-                f"{name} {own} requires {wanted}, which is not installed; "
-                f"fix: pip install '{wanted}'"
-            )
+            fix = install_command(target) if target in EDITIONS else f"{installer()} '{wanted}'"
+            return f"{name} {own} requires {wanted}, which is not installed; fix: {fix}"
         if spec and not spec.contains(installed, prereleases=True):
             return (
                 f"{name} {own} requires {wanted} but {target} {installed} is installed; "
-                f"fix: pip install '{wanted}' (or install a release of {name} that supports "
+                f"fix: {installer()} '{wanted}' (or install a release of {name} that supports "
                 f"{target} {installed})"
             )
     return None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deepseek._version import __version__
 from deepseek.errors import UsageError
+from deepseek.paths import check_output, make_folders
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 RESERVED = frozenset({"core", "pro", "enterprise"})
@@ -55,18 +56,19 @@ def render(short: str) -> dict[str, str]:
     }
 
 
-def scaffold(name: str, parent: Path | str = ".") -> Path:
-    """Write ``deepseek-NAME/`` under ``parent`` (all files or none) and return its path."""
+def scaffold(name: str, parent: Path | str = ".") -> tuple[Path, list[Path]]:
+    """Write ``deepseek-NAME/`` under ``parent`` (all files or none; ``parent`` and its missing
+    parents are created); return its path and the folders created for ``parent``."""
     short = validate_name(name)
     parent = Path(parent)
-    if not parent.is_dir():
-        raise UsageError(f"plugins new: --dir {str(parent)!r} is not a directory; create it first")
+    missing = check_output(parent, where="plugins new: --dir", folder=True)
     target = parent / f"deepseek-{short}"
     if target.exists():
         raise UsageError(
             f"plugins new: {target} already exists; nothing was written (choose another name "
             "or --dir)"
         )
+    make_folders(missing, where="plugins new: --dir")
     tmp = Path(tempfile.mkdtemp(prefix=f".deepseek-{short}-", dir=parent))
     try:
         for rel, text in render(short).items():
@@ -79,7 +81,7 @@ def scaffold(name: str, parent: Path | str = ".") -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
+    return target, missing
 
 
 _PYPROJECT = """\

@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from deepseek.names import split_names
+
 ENV_AUTOLOAD_OFF = "DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ALLOW = "DEEPSEEK_PLUGINS"
 ENV_DENY = "DEEPSEEK_DISABLE_PLUGINS"
@@ -26,20 +28,22 @@ def same_dist(wanted: str, dist: str) -> bool:
     return wanted == dist or f"deepseek-{wanted}" == dist
 
 
-def _names(value: str | None) -> frozenset[str] | None:
+def _names(value: str | None, where: str) -> frozenset[str] | None:
     if value is None:
         return None
-    return frozenset(normalize_dist(v) for v in value.split(",") if v.strip())
+    return frozenset(_names_ordered(value, where))
 
 
-def _names_ordered(value: str | None) -> list[str]:
-    if not value:
+def _names_ordered(value: str | None, where: str) -> list[str]:
+    if value is None:
         return []
-    out: list[str] = []
-    for v in value.split(","):
-        if v.strip() and normalize_dist(v) not in out:
-            out.append(normalize_dist(v))
-    return out
+    return list(dict.fromkeys(normalize_dist(v) for v in split_names(value, where=where)))
+
+
+def _value(env: Mapping[str, str], name: str) -> str | None:
+    """An environment variable's value; set but blank counts as not set."""
+    value = env.get(name)
+    return value if value is not None and value.strip() else None
 
 
 def _flag(value: str | None) -> bool:
@@ -69,11 +73,11 @@ class PluginSettings:
         env = os.environ if environ is None else environ
         return cls(
             autoload=not _flag(env.get(ENV_AUTOLOAD_OFF)),
-            allow=_names(env.get(ENV_ALLOW)),
-            deny=_names(env.get(ENV_DENY)) or frozenset(),
+            allow=_names(_value(env, ENV_ALLOW), ENV_ALLOW),
+            deny=_names(_value(env, ENV_DENY), ENV_DENY) or frozenset(),
             strict=_flag(env.get(ENV_STRICT)),
             trace=_flag(env.get(ENV_TRACE)),
-            prefer=tuple(_names_ordered(env.get(ENV_PREFER))),
+            prefer=tuple(_names_ordered(_value(env, ENV_PREFER), ENV_PREFER)),
         )
 
     def with_(self, **changes: object) -> PluginSettings:
@@ -91,8 +95,9 @@ class PluginSettings:
         """These settings with the ``deepseek`` root options applied: ``--plugins A,B`` replaces
         the allowlist, ``--disable-plugins A,B`` adds to the blocklist, the flags switch on."""
         return self.with_(
-            allow=_names(plugins),
-            deny=(self.deny | (_names(disable_plugins) or frozenset())) if disable_plugins else None,
+            allow=_names(plugins, "--plugins"),
+            deny=(self.deny | (_names(disable_plugins, "--disable-plugins") or frozenset()))
+            if disable_plugins is not None else None,
             autoload=False if no_plugin_autoload else None,
             strict=True if strict_plugins else None,
         )

@@ -60,13 +60,12 @@ from deepseek.training.checkpoint_sharded import (
     read_sharded_model,
     read_sharded_optimizer,
 )
+from deepseek.training.checkpoint_state import FORMAT, FORMAT_VERSION, check_trainer_state
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-FORMAT = "deepseek-checkpoint"
-FORMAT_VERSION = 1
 
 __all__ = [
     "BEST_FILE",
@@ -318,7 +317,8 @@ def write_trainer_state(directory: str | os.PathLike[str], state: Mapping[str, A
 
 
 def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``trainer.json``."""
+    """Read ``trainer.json`` and check every field the trainer reads back
+    (:func:`deepseek.training.checkpoint_state.check_trainer_state`)."""
     path = Path(directory) / TRAINER_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: trainer state file is missing; the checkpoint is incomplete, {_HINT}")
@@ -326,14 +326,7 @@ def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: trainer state is corrupt or truncated ({exc}); {_HINT}") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a deepseek checkpoint (format field missing); {_HINT}")
-    if int(state.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: format version {state['format_version']} is newer than this deepseek-core "
-            f"understands ({FORMAT_VERSION}); upgrade deepseek-core"
-        )
-    return state
+    return check_trainer_state(state, path)
 
 
 def export_weights(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:

@@ -46,7 +46,13 @@ def load_trained(
                 f"{p}: has no [model] config in its metadata; export it with deepseek's export_weights "
                 "or pass the run folder"
             )
-        data = {"model": json.loads(meta["model"])}
+        try:
+            data = {"model": json.loads(meta["model"])}
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(
+                f"{p}: the [model] config in its metadata is not valid JSON ({exc}); export the weights "
+                "again or pass the run folder"
+            ) from exc
         state: dict[str, Any] = {}
         weights = p
     else:

@@ -17,17 +17,37 @@ PLOT_FILE = "loss.png"
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of a ``metrics.jsonl`` (a torn last line from a crash is ignored)."""
+    """Records of a ``metrics.jsonl``: JSON objects with a whole ``step`` >= 0, one a line. A torn
+    last line (a crash in the middle of a write) is ignored; any other line that is not such a
+    record is a UsageError naming the file and the line."""
+    from deepseek.errors import UsageError
+
     p = Path(path)
     if not p.exists():
         return []
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{p}: cannot read the run's metrics ({exc}); {_METRICS_FIX}") from exc
     out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, start=1):
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            if number == len(lines):
+                continue
+            record = None
+        step = record.get("step") if isinstance(record, dict) else None
+        if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+            raise UsageError(
+                f"{p}:{number}: not a metrics record (a JSON object with a whole step >= 0): "
+                f"{line[:60]!r}; {_METRICS_FIX}"
+            )
+        out.append(record)
     return out
+
+
+_METRICS_FIX = "delete or repair that line (every line is one JSON record), or start a new run"
 
 
 class MetricsWriter:
@@ -52,7 +72,7 @@ class MetricsWriter:
         """Drop records past ``step`` (a resumed run rewrites what followed its checkpoint)."""
         if not self.enabled:
             return
-        kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
+        kept = [r for r in read_metrics(self.path) if r["step"] <= step]
         self._fh.close()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,43 +9,17 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from deepseek.errors import ConfigError
+from deepseek.devices import device_problem, resolve_device
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.strategy import OptimizerFactory, StepSettings, Strategy
-
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def _check_device(value: str) -> str | None:
-    if _DEVICE_RE.match(value):
-        return None
-    return "is not allowed; allowed values: 'auto', 'cpu', 'cuda', 'cuda:N'"
 
 
 @dataclass(frozen=True)
 class SingleOptions:
     """``[strategy]`` keys of ``single``."""
 
-    device: str = field(default="auto", metadata={"check": _check_device})
+    device: str = field(default="auto", metadata={"check": device_problem})
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-
-
-def pick_device(spec: str, where: str = "strategy.device") -> torch.device:
-    """Turn ``auto`` / ``cpu`` / ``cuda[:N]`` into a device, with a clear error (naming
-    ``where``) when it is absent."""
-    if spec == "auto":
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{where}: {spec!r} but no CUDA device is available; use 'cpu' or 'auto'")
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"{where}: {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-        device = torch.device("cuda", index)
-    return device
 
 
 class SingleDeviceStrategy(Strategy):
@@ -65,7 +38,7 @@ class SingleDeviceStrategy(Strategy):
         return self._device
 
     def setup_environment(self) -> None:
-        self._device = pick_device(self.options.device)
+        self._device = resolve_device(self.options.device)
         if self._device.type == "cuda":
             torch.cuda.set_device(self._device)
         self.precision.bind(self._device)

@@ -25,6 +25,7 @@ from deepseek.config.schema import Config
 from deepseek.data.batch import check_batch
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
+from deepseek.paths import check_output
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
@@ -163,6 +164,8 @@ class Trainer:
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
         self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience)
+        if self.resume_from is not None:  # read (and checked) before anything is written
+            self._restore(self.resume_from)
         zero = strategy.is_global_zero
         ckpt_root = self.run_dir / "checkpoints"
         if zero:
@@ -171,11 +174,10 @@ class Trainer:
         self.metrics_out = MetricsWriter(self.run_dir, enabled=zero, tensorboard=cfg.logging.tensorboard)
         if self.resume_from is not None:
             try:
-                self._restore(self.resume_from)
+                self.metrics_out.truncate_after(self.step)
             except BaseException:
                 self.metrics_out.close()
                 raise
-            self.metrics_out.truncate_after(self.step)
             if zero:
                 print(f"resumed from {self.resume_from} at step {self.step}", file=sys.stderr, flush=True)
         if zero:
@@ -196,6 +198,7 @@ class Trainer:
                 n = 2
                 while chosen.exists():
                     chosen, n = root / f"{name}-{n}", n + 1
+        check_output(chosen, where="--run-dir" if self._run_dir_arg is not None else "logging.runs_dir", folder=True)
         chosen = Path(self.strategy.broadcast_object(str(chosen.resolve())))
         metrics = chosen / "metrics.jsonl"
         used = (metrics.exists() and metrics.stat().st_size > 0) or (chosen / "checkpoints").exists()
@@ -217,7 +220,10 @@ class Trainer:
             )
         self._tokens_seen = int(state.get("tokens_seen", 0))
         self._samples_seen = int(state.get("samples_seen", self.step * self.config.data.batch_size))
-        self.dataset.load_state_dict(state["data"])
+        try:
+            self.dataset.load_state_dict(state["data"])
+        except UsageError as exc:
+            raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
         self.precision.load_state_dict(state.get("precision", {}))
         self.last_metrics = dict(state.get("metrics", {}))
         ckpt.load_rng_state(directory, self.strategy.rank)

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from deepseek.cli.params import FiniteFloat, count
 from deepseek.errors import UsageError
 
 _ROOT_VALUE_OPTIONS = frozenset({"--plugins", "--disable-plugins"})
@@ -40,11 +41,12 @@ def validate_train(
     process's plugin host)."""
     import dataclasses
 
+    from deepseek.cli.main import split_debug
     from deepseek.cli.train_cmd import build_train_config
     from deepseek.cli.train_cmd import train as train_command
     from deepseek_pro.launch import checks
 
-    ctx = train_command.make_context("train", list(train_args))
+    ctx = train_command.make_context("train", split_debug(list(train_args))[0])
     p = ctx.params
     config = build_train_config(
         p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
@@ -65,21 +67,21 @@ def validate_train(
     "launch",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.option("-n", "--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("-n", "--nproc-per-node", type=count(), default=1, show_default=True,
               help="Processes per node (one per GPU on CUDA).")
-@click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of nodes.")
-@click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--nnodes", type=count(), default=1, show_default=True, help="Number of nodes.")
+@click.option("--node-rank", type=count(0), default=0, show_default=True,
               help="This node's index (0 hosts the rendezvous).")
 @click.option("--rdzv-endpoint", default="", metavar="HOST:PORT",
               help="Address of node 0 (required with --nnodes > 1).")
 @click.option("--rdzv-id", default="", metavar="ID",
               help="Job id, the same on every node (default: 'deepseek-job' on several nodes, random on one).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", type=FiniteFloat(min=1), default=300.0, show_default=True, metavar="SECONDS",
               help="A rank that makes no progress (no finished step) for this long is reported as hung "
                    "and the job is stopped; collectives time out after twice this.")
-@click.option("--startup-timeout", type=click.FloatRange(min=1), default=900.0, show_default=True,
+@click.option("--startup-timeout", type=FiniteFloat(min=1), default=900.0, show_default=True,
               metavar="SECONDS", help="The same limit until the first step is done (imports, set-up, compile).")
-@click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--log-dir", default=None, metavar="DIR",
               help="Where each rank's stdout/stderr are kept (default: a temp folder).")
 @click.option("--no-watchdog", is_flag=True, help="Do not watch for hung ranks.")
 @click.option("--verbose", is_flag=True, help="Show the elastic agent's own log.")
@@ -110,6 +112,10 @@ def launch(
         raise UsageError(f"launch: --node-rank {node_rank} must be below --nnodes {nnodes}")
     from deepseek.config.schema import TrainConfig
 
+    if log_dir is not None:
+        from deepseek.paths import check_output
+
+        check_output(log_dir, where="launch: --log-dir", folder=True)
     grace = TrainConfig.preempt_grace_s
     if command == "train" and not _HELP.intersection(rest):
         import torch

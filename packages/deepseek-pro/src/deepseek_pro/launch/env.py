@@ -21,18 +21,11 @@ import os
 import re
 from collections.abc import Mapping
 
+from deepseek.devices import available_cores
 from deepseek_pro.launch.heartbeat import ENV_DIR
 
 ENV_LAUNCHER_PID = "DEEPSEEK_LAUNCHER_PID"
 _ARCH = re.compile(r"^\d+\.\d+[a-z]?(\+PTX)?$")
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def sanitize_arch_list(value: str) -> str:

@@ -1,0 +1,108 @@
+"""Click parameter types shared by every command: one rule per kind of value.
+
+- :class:`FiniteFloat`: a finite number, optionally bounded (``nan``, ``inf`` and numbers too
+  large for a float are refused, whatever the bounds);
+- :data:`SEED`, :func:`count`: whole numbers in range (``click.IntRange`` underneath);
+- :class:`NameList`: ``A,B,C`` with no empty item (:func:`deepseek.names.split_names`);
+- :class:`Device`: ``auto`` / ``cpu`` / ``cuda[:N]``, checked against the devices this machine has
+  (:func:`deepseek.devices.resolve_device`) and returned as the resolved device's name.
+
+A bad value is a ``click.BadParameter``, which ``deepseek.cli.main`` prints as one line naming
+the option and exits with code 2. Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+SEED = click.IntRange(0, 2**32 - 1)
+"""A random seed: a whole number from 0 to 2**32 - 1 (what every generator involved accepts)."""
+
+
+def count(minimum: int = 1, maximum: int | None = None) -> click.IntRange:
+    """A whole number of things, at least ``minimum`` (and at most ``maximum``)."""
+    return click.IntRange(min=minimum, max=maximum)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float, with optional bounds; ``min_open``/``max_open`` exclude the bound."""
+
+    name = "number"
+
+    def __init__(
+        self,
+        min: float | None = None,  # noqa: A002 - click's own spelling (FloatRange)
+        max: float | None = None,  # noqa: A002
+        *,
+        min_open: bool = False,
+        max_open: bool = False,
+    ) -> None:
+        self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
+
+    def expected(self) -> str:
+        """What a valid value looks like, for the error message."""
+        parts = []
+        if self.min is not None:
+            parts.append(f"{'>' if self.min_open else '>='} {self.min:g}")
+        if self.max is not None:
+            parts.append(f"{'<' if self.max_open else '<='} {self.max:g}")
+        return "give a finite number" + (f" {' and '.join(parts)}" if parts else "")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number; {self.expected()}", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; {self.expected()}", param, ctx)
+        low = self.min is not None and (number < self.min or (self.min_open and number == self.min))
+        high = self.max is not None and (number > self.max or (self.max_open and number == self.max))
+        if low or high:
+            self.fail(f"{value!r} is out of range; {self.expected()}", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat({self.min!r}, {self.max!r})"
+
+
+class NameList(click.ParamType):
+    """``A,B,C`` -> ``("A", "B", "C")`` (:func:`deepseek.names.split_names`)."""
+
+    name = "A,B"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        from deepseek.errors import UsageError
+        from deepseek.names import split_names
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return split_names(value, where="")
+        except UsageError as exc:
+            self.fail(str(exc).removeprefix(": "), param, ctx)
+
+
+class Device(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` that this machine has -> the device's name
+    (``cpu``, ``cuda:0``); ``allow_auto=False`` refuses ``auto``."""
+
+    name = "device"
+
+    def __init__(self, *, allow_auto: bool = True) -> None:
+        self.allow_auto = allow_auto
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from deepseek.devices import device_problem, resolve_device
+        from deepseek.errors import ConfigError
+
+        problem = device_problem(str(value), allow_auto=self.allow_auto)
+        if problem:
+            self.fail(f"{value!r} {problem}", param, ctx)
+        where = f"--{param.name.replace('_', '-')}" if param is not None and param.name else "--device"
+        try:
+            return str(resolve_device(str(value), where=where))
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).removeprefix(f"{where}: "), ctx, param) from None

@@ -1,0 +1,78 @@
+"""Where deepseek writes: the one check of an output path, made before anything is written, and
+the one way its missing folders are created.
+
+The rule, the same for every command and for the trainer's run folder: an output's missing
+folders are created (``mkdir -p``) and the command's report names them; an output is refused
+with one line when a file stands where a folder is needed (the path itself, or one of its
+parents) or a folder where a file is needed, or when the nearest existing folder cannot be
+written. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from deepseek.errors import UsageError
+
+
+def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME") -> list[Path]:
+    """Check that ``path`` can be written as a folder (``folder=True``) or a file; return the
+    folders that do not exist yet and must be created for it, outermost first (a folder output
+    includes itself). ``where`` names the option or config key in the message; ``file_name`` is
+    the example a file output's message suggests when ``path`` is a folder."""
+    target = Path(path)
+    try:
+        target.resolve()  # a loop of symbolic links raises here
+        exists = target.exists()
+        if exists and folder and not target.is_dir():
+            raise UsageError(f"{where}: {target} is a file, not a folder; give a folder path")
+        if exists and not folder and target.is_dir():
+            raise UsageError(
+                f"{where}: {target} is a folder; give a file path, e.g. {target / file_name}"
+            )
+        missing = []
+        current = target if folder else target.parent
+        while not current.exists():
+            missing.append(current)
+            current = current.parent
+    except (OSError, RuntimeError) as exc:  # a name too long, a loop of links: the path is unusable
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"{where}: {target} cannot be used ({reason}); give another path") from exc
+    if not current.is_dir():
+        raise UsageError(
+            f"{where}: {current} is a file, so {target} cannot be created below it; give a path "
+            "whose parents are folders"
+        )
+    if not os.access(current, os.W_OK | os.X_OK):
+        raise UsageError(f"{where}: {current} is not writable; give a path in a folder you can write")
+    return missing[::-1]
+
+
+def make_folders(folders: Sequence[Path], *, where: str) -> None:
+    """Create ``folders`` (as returned by :func:`check_output`); a failure is one UsageError."""
+    for folder in folders:
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"{where}: cannot create the folder {folder} ({exc.strerror}); give a path in a "
+                "folder you can write"
+            ) from exc
+
+
+def prepare_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME") -> list[Path]:
+    """:func:`check_output`, then the missing folders created; returns those folders (for
+    :func:`created_note`). The folder itself is created too when ``folder`` is true."""
+    missing = check_output(path, where=where, folder=folder, file_name=file_name)
+    make_folders(missing, where=where)
+    return missing
+
+
+def created_note(folders: Sequence[Path]) -> str:
+    """`` (created folder a/b)`` for a command's report, or ``""`` when none was created."""
+    if not folders:
+        return ""
+    plural = "s" if len(folders) > 1 else ""
+    return f" (created folder{plural} {', '.join(str(f) for f in folders)})"

@@ -1,0 +1,81 @@
+"""What ``trainer.json`` may hold: every field the trainer reads back is checked here, so a
+corrupt or hand-edited file is one :class:`~deepseek.errors.CheckpointError` naming the file and
+the field, never a crash or a silently wrong resume (a negative step would train with negative
+learning rates and drop the run's earlier metrics).
+
+Required: ``format``, ``format_version``, ``step``, ``data`` (the dataset's position, an object
+the dataset checks itself on resume) and ``config`` (the run's config table). Optional, checked
+when present: the counters ``tokens_seen`` / ``samples_seen``, the tables ``schedule``,
+``precision`` and ``metrics``, and the record fields ``strategy``, ``world_size``, ``layout``,
+``torch``, ``exported_from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import CheckpointError
+from deepseek.training.checkpoint_io import HINT
+
+FORMAT = "deepseek-checkpoint"
+FORMAT_VERSION = 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
+    """``state`` (parsed ``trainer.json`` at ``path``) if every field is well-formed; otherwise
+    a CheckpointError naming ``path``, the field, what it holds and what it should hold."""
+
+    def bad(field: str, expected: str, value: Any) -> CheckpointError:
+        return CheckpointError(
+            f"{path}: {field} is {_kind(value)} ({value!r:.60}), expected {expected}; the file is "
+            f"corrupt or was edited: {HINT}"
+        )
+
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a deepseek checkpoint (format field missing); {HINT}")
+    version = state.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise bad("format_version", "a whole number >= 1", version)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {version} is newer than this deepseek-core understands "
+            f"({FORMAT_VERSION}); upgrade deepseek-core"
+        )
+    for field in ("step", "data", "config"):
+        if field not in state:
+            raise CheckpointError(f"{path}: has no {field!r} field; the file is incomplete: {HINT}")
+    counters = ("step", "tokens_seen", "samples_seen")
+    for field in counters:
+        if field in state and not (_is_int(state[field]) and state[field] >= 0):
+            raise bad(field, "a whole number >= 0", state[field])
+    for field in ("data", "config", "schedule", "precision", "metrics"):
+        if field in state and not isinstance(state[field], dict):
+            raise bad(field, "an object", state[field])
+    for key, value in state.get("metrics", {}).items():
+        if value is not None and not _is_number(value):
+            raise bad(f"metrics.{key}", "a number", value)
+    scaler = state.get("precision", {}).get("scaler")
+    if scaler is not None and not (isinstance(scaler, Mapping) and all(_is_number(v) for v in scaler.values())):
+        raise bad("precision.scaler", "an object of numbers", scaler)
+    if "world_size" in state and not (_is_int(state["world_size"]) and state["world_size"] >= 1):
+        raise bad("world_size", "a whole number >= 1", state["world_size"])
+    for field in ("strategy", "layout", "torch", "exported_from"):
+        if field in state and not isinstance(state[field], str):
+            raise bad(field, "a string", state[field])
+    return state

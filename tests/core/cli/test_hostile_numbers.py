@@ -1,0 +1,130 @@
+"""Hostile numbers and option values, every command of core: non-finite and out-of-range numbers,
+wrong types, empty name lists, devices this machine lacks. Each is refused with one line, exit 2,
+nothing written (:func:`hostile_cli.assert_refused`). ``RUN`` stands for the trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hostile_cli import TINY, Hostile
+
+NON_FINITE = ["nan", "inf", "-inf", "NaN", "1e999"]
+
+CASES: list[tuple[str, list[str], list[str]]] = [
+    # generate
+    *[(f"generate temperature {v}", ["generate", "--checkpoint", "RUN", "--temperature", v, "x"],
+       ["--temperature", "finite"]) for v in NON_FINITE],
+    ("generate temperature negative", ["generate", "--checkpoint", "RUN", "--temperature", "-0.5"], ["--temperature"]),
+    ("generate temperature word", ["generate", "--checkpoint", "RUN", "--temperature", "hot"], ["not a number"]),
+    ("generate top-k zero", ["generate", "--checkpoint", "RUN", "--top-k", "0"], ["--top-k"]),
+    ("generate top-k float", ["generate", "--checkpoint", "RUN", "--top-k", "2.5"], ["--top-k"]),
+    ("generate top-k nan", ["generate", "--checkpoint", "RUN", "--top-k", "nan"], ["--top-k"]),
+    ("generate tokens negative", ["generate", "--checkpoint", "RUN", "--max-new-tokens", "-1"], ["--max-new-tokens"]),
+    ("generate seed negative", ["generate", "--checkpoint", "RUN", "--seed", "-1"], ["--seed"]),
+    ("generate seed huge", ["generate", "--checkpoint", "RUN", "--seed", str(2**64)], ["--seed"]),
+    ("generate seed float", ["generate", "--checkpoint", "RUN", "--seed", "1.5"], ["--seed"]),
+    ("generate device absent", ["generate", "--checkpoint", "RUN", "--device", "cuda:3"], ["--device", "cuda:3"]),
+    ("generate device typo", ["generate", "--checkpoint", "RUN", "--device", "gpu"], ["--device", "'gpu'"]),
+    # eval
+    ("eval batches zero", ["eval", "--checkpoint", "RUN", "--batches", "0"], ["--batches"]),
+    ("eval batches nan", ["eval", "--checkpoint", "RUN", "--batches", "nan"], ["--batches"]),
+    ("eval device absent", ["eval", "--checkpoint", "RUN", "--device", "cuda"], ["--device"]),
+    ("eval device index typo", ["eval", "--checkpoint", "RUN", "--device", "cuda:-1"], ["--device"]),
+    # optimize
+    ("optimize device absent", ["optimize", "--checkpoint", "RUN", "--device", "cuda:3"], ["--device", "cuda:3"]),
+    ("optimize device auto", ["optimize", "--checkpoint", "RUN", "--device", "auto"], ["--device"]),
+    ("optimize passes commas", ["optimize", "--checkpoint", "RUN", "--passes", ",,"], ["--passes", "empty name"]),
+    ("optimize passes hole", ["optimize", "--checkpoint", "RUN", "--passes", "fuse-linear,,attention-sdpa"],
+     ["--passes", "empty name"]),
+    ("optimize passes blank", ["optimize", "--checkpoint", "RUN", "--passes", " "], ["--passes"]),
+    ("optimize batch zero", ["optimize", "--checkpoint", "RUN", "--batch", "0"], ["--batch"]),
+    ("optimize seq nan", ["optimize", "--checkpoint", "RUN", "--seq", "nan"], ["--seq"]),
+    ("optimize seq too long", ["optimize", "--checkpoint", "RUN", "--seq", "100000"], ["--seq 100000", "max_seq_len"]),
+    ("optimize precision", ["optimize", "--checkpoint", "RUN", "--precision", "fp8"], ["--precision"]),
+    # export
+    ("export batch negative", ["export", "--checkpoint", "RUN", "--batch", "-2", "--out", "m.pt2"], ["--batch"]),
+    ("export seq zero", ["export", "--checkpoint", "RUN", "--seq", "0", "--out", "m.pt2"], ["--seq"]),
+    ("export seq too long", ["export", "--checkpoint", "RUN", "--seq", "4096", "--out", "m.pt2"], ["max_seq_len"]),
+    ("export format", ["export", "--checkpoint", "RUN", "--format", "tflite", "--out", "m.pt2"], ["--format"]),
+    # train: options of the command line (config values are validated by the config's own rules)
+    ("train max-steps nan", ["train", *TINY, "--max-steps", "nan"], ["--max-steps"]),
+    ("train max-steps inf", ["train", *TINY, "--max-steps", "inf"], ["--max-steps"]),
+    ("train max-steps negative", ["train", *TINY, "--max-steps", "-3"], ["train.max_steps"]),
+    ("train max-steps float", ["train", *TINY, "--max-steps", "2.5"], ["--max-steps"]),
+    ("train device absent", ["train", *TINY, "--set", "strategy.device=\"cuda:5\""], ["strategy.device", "cuda:5"]),
+    ("train device typo", ["train", *TINY, "--set", "strategy.device=\"tpu\""], ["strategy.device"]),
+    ("train unknown precision", ["train", *TINY, "--precision", "fp4"], ["precision.dtype"]),
+    # bench latency
+    ("latency batch zero", ["bench", "latency", "--model", "tiny", "--batch", "0"], ["--batch"]),
+    ("latency seq nan", ["bench", "latency", "--model", "tiny", "--seq", "nan"], ["--seq"]),
+    ("latency runs too few", ["bench", "latency", "--model", "tiny", "--runs", "3"], ["--runs"]),
+    ("latency warmup zero", ["bench", "latency", "--model", "tiny", "--warmup", "0"], ["--warmup"]),
+    ("latency threads zero", ["bench", "latency", "--model", "tiny", "--threads", "0"], ["--threads"]),
+    ("latency device absent", ["bench", "latency", "--model", "tiny", "--device", "cuda:1"], ["--device"]),
+    ("latency only commas", ["bench", "latency", "--model", "tiny", "--only", ","], ["--only", "empty name"]),
+    ("latency dtype", ["bench", "latency", "--model", "tiny", "--dtype", "float8"], ["--dtype"]),
+    ("latency seq too long", ["bench", "latency", "--model", "tiny", "--seq", "99999"], ["--seq 99999"]),
+    # bench train
+    ("bench train lr nan", ["bench", "train", "--model", "tiny", "--lr", "nan"], ["--lr", "finite"]),
+    ("bench train lr inf", ["bench", "train", "--model", "tiny", "--lr", "inf"], ["--lr", "finite"]),
+    ("bench train lr zero", ["bench", "train", "--model", "tiny", "--lr", "0"], ["--lr"]),
+    ("bench train peak nan", ["bench", "train", "--model", "tiny", "--peak-tflops", "nan"], ["--peak-tflops"]),
+    ("bench train peak negative", ["bench", "train", "--model", "tiny", "--peak-tflops", "-1"], ["--peak-tflops"]),
+    ("bench train batch zero", ["bench", "train", "--model", "tiny", "--batch", "0"], ["--batch"]),
+    ("bench train steps nan", ["bench", "train", "--model", "tiny", "--steps", "nan"], ["--steps"]),
+    ("bench train warmup negative", ["bench", "train", "--model", "tiny", "--warmup", "-1"], ["--warmup"]),
+    ("bench train seed negative", ["bench", "train", "--model", "tiny", "--seed", "-5"], ["--seed"]),
+    ("bench train device absent", ["bench", "train", "--model", "tiny", "--device", "cuda:2"], ["--device"]),
+    ("bench train variants", ["bench", "train", "--model", "tiny", "--baseline-variants", "eager,,"],
+     ["--baseline-variants"]),
+    ("bench train variants unknown", ["bench", "train", "--model", "tiny", "--baseline-variants", "jit"],
+     ["--baseline-variants"]),
+    # advise
+    *[(f"advise params {v}", ["advise", "--params", v], ["--params"]) for v in ["nan", "inf", "1e999", "-5", "0", "lots"]],
+    *[(f"advise headroom {v}", ["advise", "--model", "tiny", "--headroom", v], ["--headroom"])
+      for v in ["nan", "inf", "1", "-0.1", "x"]],
+    ("advise gpus negative", ["advise", "--model", "tiny", "--gpus", "-1"], ["--gpus"]),
+    ("advise gpus float", ["advise", "--model", "tiny", "--gpus", "1.5"], ["--gpus"]),
+    ("advise seq zero", ["advise", "--model", "tiny", "--seq", "0"], ["--seq"]),
+    ("advise batch negative", ["advise", "--model", "tiny", "--batch", "-8"], ["--batch"]),
+    ("advise vocab zero", ["advise", "--params", "1e6", "--vocab", "0"], ["--vocab"]),
+    ("advise layers zero", ["advise", "--params", "1e6", "--layers", "0"], ["--layers"]),
+    ("advise gpu memory huge", ["advise", "--params", "1e6", "--gpus", "1", "--gpu-memory", "1e999GiB"], ["--gpu-memory"]),
+    ("advise params too many", ["advise", "--params", "1e300"], ["--params", "beyond what the advisor models"]),
+    ("advise gpu memory word", ["advise", "--params", "1e6", "--gpus", "1", "--gpu-memory", "lots"], ["--gpu-memory"]),
+    ("advise host memory negative", ["advise", "--model", "tiny", "--host-memory", "-1GiB"], ["--host-memory"]),
+    ("advise overhead huge", ["advise", "--model", "tiny", "--overhead", "9e999"], ["--overhead"]),
+    *[(f"advise cost {v}", ["advise", "--model", "tiny", "--cost", f"pro.labor={v}"], ["tco.pro.labor"])
+      for v in ["nan", "inf", "-inf", "-1"]],
+    ("advise cost years inf", ["advise", "--model", "tiny", "--cost", "years=inf"], ["tco.years"]),
+    ("advise modalities commas", ["advise", "--model", "tiny", "--modalities", "text,,vision"], ["--modalities"]),
+    ("advise modalities empty", ["advise", "--model", "tiny", "--modalities", ""], ["--modalities"]),
+    # plugins and the root options
+    ("root plugins commas", ["--plugins", ",,", "plugins", "list"], ["--plugins", "empty name"]),
+    ("root disable commas", ["--disable-plugins", "pro,", "plugins", "list"], ["--disable-plugins"]),
+    ("which unknown kind", ["plugins", "which", "gadget", "x"], ["gadget"]),
+    ("which unknown model", ["plugins", "which", "model", "X"], ["'X'"]),
+    ("new bad name", ["plugins", "new", "Bad_Name"], ["invalid plugin name"]),
+    ("new reserved name", ["plugins", "new", "pro"], ["first-party edition"]),
+]
+
+
+@pytest.mark.parametrize(("what", "argv", "expect"), CASES, ids=[c[0] for c in CASES])
+def test_hostile_value_is_refused(hostile: Hostile, trained_run: Path, what: str, argv: list[str],
+                                  expect: list[str]) -> None:
+    argv = [str(trained_run) if a == "RUN" else a for a in argv]
+    if argv[:2] == ["--plugins", ",,"] or argv[:1] == ["--disable-plugins"]:
+        hostile.host = None  # root plugin options need the host they choose
+    hostile.refused(*argv, expect=expect)
+
+
+def test_finite_float_accepts_plain_numbers() -> None:
+    import click
+
+    from deepseek.cli.params import FiniteFloat
+
+    assert FiniteFloat(min=0).convert("0.8", None, None) == 0.8
+    assert FiniteFloat(min=0).convert("0", None, None) == 0.0
+    with pytest.raises(click.BadParameter, match="finite number > 0"):
+        FiniteFloat(min=0, min_open=True).convert("0", None, None)

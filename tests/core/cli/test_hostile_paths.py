@@ -1,0 +1,133 @@
+"""Hostile paths and text, every core command: outputs that are files, folders, below a file or
+unwritable; inputs that are missing, folders, files or not what they claim; non-UTF-8 bytes in
+arguments and in files. Each is refused with one line, exit 2, nothing written. Where an output's
+folders are missing, they are created and the command says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hostile_cli import TINY, Hostile
+
+NOT_UTF8 = b"\xff\xfe caf\xe9"
+"""Latin-1 bytes: not UTF-8."""
+NOT_UTF8_ARG = NOT_UTF8.decode("utf-8", "surrogateescape")
+"""What Python makes of those bytes in ``sys.argv``."""
+
+
+def _layout(work: Path) -> None:
+    """The files and folders the cases point at."""
+    (work / "afile").write_text("x\n")
+    (work / "adir").mkdir()
+    (work / "empty-run").mkdir()
+    (work / "notes.safetensors").write_bytes(b"\x00" * 40)
+    (work / "latin1.toml").write_bytes(b"[train]\nlr = 1e-3\n# " + NOT_UTF8 + b"\n")
+    (work / "binary.toml").write_bytes(bytes(range(256)))
+    (work / "bad.toml").write_text("[train\nlr = 1\n")
+    (work / "list.toml").write_text("checkpoint = [1, 2]\n")
+    (work / "loop").symlink_to("loop")
+
+
+OUTPUTS: list[tuple[str, list[str], list[str]]] = [
+    ("train run-dir is a file", ["train", *TINY, "--run-dir", "afile"], ["--run-dir", "afile is a file"]),
+    ("train run-dir below a file", ["train", *TINY, "--run-dir", "afile/run"], ["--run-dir", "afile is a file"]),
+    ("train run-dir deep below a file", ["train", *TINY, "--run-dir", "afile/a/b"], ["afile is a file"]),
+    ("train runs_dir is a file", ["train", *TINY, "--set", "logging.runs_dir=afile"], ["logging.runs_dir", "afile"]),
+    ("train runs_dir below a file", ["train", *TINY, "--set", "logging.runs_dir=afile/runs"], ["logging.runs_dir"]),
+    ("train run-dir in /proc", ["train", *TINY, "--run-dir", "/proc/self/run"], ["--run-dir"]),
+    ("train run-dir a symlink loop", ["train", *TINY, "--run-dir", "loop"], ["--run-dir", "loop cannot be used"]),
+    ("train run-dir below a symlink loop", ["train", *TINY, "--run-dir", "loop/run"], ["--run-dir"]),
+    ("export out a symlink loop", ["export", "--checkpoint", "RUN", "--out", "loop"], ["--out", "loop cannot be used"]),
+    ("latency json a symlink loop", ["bench", "latency", "--model", "tiny", "--json", "loop"], ["--json"]),
+    ("config a symlink loop", ["train", "loop", *TINY], ["loop"]),
+    ("checkpoint a symlink loop", ["generate", "--checkpoint", "loop"], ["loop"]),
+    ("train run-dir name too long", ["train", *TINY, "--run-dir", "n" * 300], ["--run-dir"]),
+    ("export out is a folder", ["export", "--checkpoint", "RUN", "--out", "adir"], ["--out", "adir is a folder", "model.pt2"]),
+    ("export out below a file", ["export", "--checkpoint", "RUN", "--out", "afile/m.pt2"], ["--out", "afile is a file"]),
+    ("export out in /proc", ["export", "--checkpoint", "RUN", "--out", "/proc/self/m.pt2"], ["--out"]),
+    ("latency json is a folder", ["bench", "latency", "--model", "tiny", "--json", "adir"], ["--json", "folder"]),
+    ("latency json below a file", ["bench", "latency", "--model", "tiny", "--json", "afile/x.json"], ["--json"]),
+    ("bench train json is a folder", ["bench", "train", "--model", "tiny", "--json", "adir"], ["--json", "folder"]),
+    ("bench train json below a file", ["bench", "train", "--model", "tiny", "--json", "afile/x.json"], ["--json"]),
+    ("plugins new dir is a file", ["plugins", "new", "acme", "--dir", "afile"], ["--dir", "afile is a file"]),
+    ("plugins new dir below a file", ["plugins", "new", "acme", "--dir", "afile/sub"], ["--dir", "afile is a file"]),
+]
+
+INPUTS: list[tuple[str, list[str], list[str]]] = [
+    *[(f"{cmd} checkpoint {name}", [cmd, "--checkpoint", path, *extra], [path])
+      for cmd, extra in (("generate", []), ("eval", []), ("optimize", []), ("export", ["--out", "m.pt2"]))
+      for name, path in (("missing", "no/such/run"), ("a file", "afile"), ("an empty folder", "empty-run"),
+                         ("garbage safetensors", "notes.safetensors"))],
+    ("resume missing", ["train", *TINY, "--resume", "no/such/run"], ["no/such/run"]),
+    ("resume a file", ["train", *TINY, "--resume", "afile"], ["afile: is a file"]),
+    ("resume an empty folder", ["train", *TINY, "--resume", "empty-run"], ["contains no complete checkpoint"]),
+    ("config is a folder", ["train", "adir", *TINY], ["adir: is a directory"]),
+    ("config missing", ["train", "nope.toml", *TINY], ["nope.toml: config file not found"]),
+    ("config not UTF-8", ["train", "latin1.toml", *TINY], ["latin1.toml", "cannot read"]),
+    ("config binary", ["train", "binary.toml", *TINY], ["binary.toml"]),
+    ("config malformed", ["train", "bad.toml", *TINY], ["bad.toml: not valid TOML"]),
+    ("config section not a table", ["train", "list.toml", *TINY], ["checkpoint: expected a [checkpoint] table"]),
+    ("config show not UTF-8", ["config", "show", "latin1.toml"], ["latin1.toml"]),
+    ("costs is a folder", ["advise", "--model", "tiny", "--costs", "adir"], ["--costs", "is a directory"]),
+    ("costs missing", ["advise", "--model", "tiny", "--costs", "none.toml"], ["--costs", "none.toml"]),
+    ("costs not UTF-8", ["advise", "--model", "tiny", "--costs", "latin1.toml"], ["--costs", "latin1.toml"]),
+    ("costs malformed", ["advise", "--model", "tiny", "--costs", "bad.toml"], ["--costs", "not valid TOML"]),
+    ("data path missing", ["train", *TINY, "--set", "data.path=no/such/dir"], ["data.path"]),
+]
+
+TEXT: list[tuple[str, list[str], list[str]]] = [
+    ("generate prompt", ["generate", "--checkpoint", "RUN", NOT_UTF8_ARG], ["not valid UTF-8"]),
+    ("generate prompt after --", ["generate", "--checkpoint", "RUN", "--", NOT_UTF8_ARG], ["not valid UTF-8"]),
+    ("train run-dir", ["train", *TINY, "--run-dir", NOT_UTF8_ARG], ["the value of --run-dir", "not valid UTF-8"]),
+    ("train --set value", ["train", *TINY, "--set", f"logging.name={NOT_UTF8_ARG}"], ["--set", "not valid UTF-8"]),
+    ("train config name", ["train", NOT_UTF8_ARG, *TINY], ["not valid UTF-8"]),
+    ("export out", ["export", "--checkpoint", "RUN", "--out", NOT_UTF8_ARG], ["--out", "not valid UTF-8"]),
+    ("plugins new name", ["plugins", "new", NOT_UTF8_ARG], ["not valid UTF-8"]),
+    ("advise params", ["advise", "--params", NOT_UTF8_ARG], ["--params", "not valid UTF-8"]),
+]
+
+CASES = [*OUTPUTS, *INPUTS, *TEXT]
+
+
+@pytest.mark.parametrize(("what", "argv", "expect"), CASES, ids=[c[0] for c in CASES])
+def test_hostile_path_or_text_is_refused(hostile: Hostile, trained_run: Path, what: str, argv: list[str],
+                                         expect: list[str]) -> None:
+    _layout(hostile.work)
+    argv = [str(trained_run) if a == "RUN" else a for a in argv]
+    hostile.refused(*argv, expect=expect)
+
+
+def test_unwritable_folder_is_refused(hostile: Hostile, trained_run: Path) -> None:
+    locked = hostile.work / "locked"
+    locked.mkdir(mode=0o500)
+    if os.access(locked, os.W_OK):
+        pytest.skip("running as root: permissions do not stop writes (the /proc cases cover it)")
+    hostile.refused("train", *TINY, "--run-dir", "locked/run", expect=["locked is not writable"])
+    hostile.refused("export", "--checkpoint", str(trained_run), "--out", "locked/m.pt2", expect=["--out"])
+
+
+def test_missing_output_folders_are_created_and_named(hostile: Hostile, trained_run: Path) -> None:
+    done = hostile.run("export", "--checkpoint", str(trained_run), "--out", "deploy/v1/model.pt2")
+    assert done.code == 0, done.stderr
+    assert "wrote deploy/v1/model.pt2" in done.stdout and "(created folders deploy, deploy/v1)" in done.stdout
+    assert (hostile.work / "deploy" / "v1" / "model.pt2").is_file()
+    made = hostile.run("plugins", "new", "acme", "--dir", "plugins/here")
+    assert made.code == 0, made.stderr
+    assert "(created folders plugins, plugins/here)" in made.stdout
+    assert (hostile.work / "plugins" / "here" / "deepseek-acme" / "pyproject.toml").is_file()
+
+
+def test_non_utf8_bytes_from_a_real_command_line(tmp_path: Path, trained_run: Path) -> None:
+    """The bytes as a shell passes them (what Python decodes with surrogateescape)."""
+    env = {**os.environ, "DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepseek", "generate", "--checkpoint", str(trained_run), NOT_UTF8],
+        capture_output=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: argument 4 ('\\xff\\xfe caf\\xe9') is not valid UTF-8")

@@ -1,0 +1,178 @@
+"""Corrupt files read back from disk: ``trainer.json``, ``metrics.jsonl``, safetensors weights,
+optimizer and RNG state, exported weights. Every command that reads a run (train --resume,
+generate, eval, optimize, export) refuses each with one line naming the file, exit 2, and leaves
+the run as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_cli import Hostile
+
+STEP = Path("checkpoints") / "step-1"
+READERS: dict[str, list[str]] = {
+    "resume": ["train", "--resume", "run", "--max-steps", "3", "--quiet"],
+    "resume elsewhere": ["train", "--resume", "run", "--max-steps", "3", "--quiet", "--run-dir", "new/run"],
+    "generate": ["generate", "--checkpoint", "run", "--max-new-tokens", "2", "--device", "cpu"],
+    "eval": ["eval", "--checkpoint", "run", "--device", "cpu"],
+    "optimize": ["optimize", "--checkpoint", "run", "--seq", "8"],
+    "export": ["export", "--checkpoint", "run", "--out", "m.pt2", "--seq", "8"],
+}
+
+
+def _edit_state(change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    def corrupt(run: Path) -> None:
+        path = run / STEP / "trainer.json"
+        state = json.loads(path.read_text())
+        change(state)
+        path.write_text(json.dumps(state))
+    return corrupt
+
+
+def _set(**values: Any) -> Callable[[Path], None]:
+    return _edit_state(lambda state: state.update(values))
+
+
+def _drop(key: str) -> Callable[[Path], None]:
+    return _edit_state(lambda state: state.pop(key))
+
+
+def _set_data(**values: Any) -> Callable[[Path], None]:
+    return _edit_state(lambda state: state["data"].update(values))
+
+
+def _write(name: str, data: bytes) -> Callable[[Path], None]:
+    def corrupt(run: Path) -> None:
+        (run / name).write_bytes(data)
+    return corrupt
+
+
+def _truncate(name: str, keep: int) -> Callable[[Path], None]:
+    def corrupt(run: Path) -> None:
+        path = run / name
+        path.write_bytes(path.read_bytes()[:keep])
+    return corrupt
+
+
+def _garbage_header(name: str) -> Callable[[Path], None]:
+    """A length prefix that fits the file, then bytes that are not the JSON header."""
+    def corrupt(run: Path) -> None:
+        path = run / name
+        size = path.stat().st_size
+        path.write_bytes((64).to_bytes(8, "little") + b"{" * 64 + b"\x00" * (size - 72))
+    return corrupt
+
+
+TRAINER = str(STEP / "trainer.json")
+MODEL = str(STEP / "model.safetensors")
+STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
+    ("step not a number", _set(step="three"), ["step is a string"]),
+    ("step negative", _set(step=-4), ["step is a number (-4)", "whole number >= 0"]),
+    ("step fraction", _set(step=1.5), ["step"]),
+    ("step boolean", _set(step=True), ["step is a boolean"]),
+    ("step null", _set(step=None), ["step is null"]),
+    ("step missing", _drop("step"), ["no 'step' field"]),
+    ("tokens negative", _set(tokens_seen=-1), ["tokens_seen"]),
+    ("samples a string", _set(samples_seen="many"), ["samples_seen"]),
+    ("data a list", _set(data=[1, 2]), ["data is a list"]),
+    ("data missing", _drop("data"), ["no 'data' field"]),
+    ("config a string", _set(config="tiny"), ["config is a string"]),
+    ("config missing", _drop("config"), ["no 'config' field"]),
+    ("format version a string", _set(format_version="1"), ["format_version"]),
+    ("format version newer", _set(format_version=99), ["upgrade deepseek-core"]),
+    ("format wrong", _set(format="other"), ["not a deepseek checkpoint"]),
+    ("metrics not numbers", _set(metrics={"loss": "low"}), ["metrics.loss"]),
+    ("scaler not numbers", _set(precision={"name": "fp16", "scaler": {"scale": "big"}}), ["precision.scaler"]),
+    ("world size zero", _set(world_size=0), ["world_size"]),
+    ("not UTF-8", _write(TRAINER, b'{"format": "deepseek-checkpoint", "step": \xff}'), ["trainer.json"]),
+    ("truncated", _truncate(TRAINER, 30), ["trainer.json", "corrupt or truncated"]),
+    ("a JSON list", _write(TRAINER, b"[1, 2, 3]"), ["not a deepseek checkpoint"]),
+    ("empty", _write(TRAINER, b""), ["corrupt or truncated"]),
+    ("weights truncated", _truncate(MODEL, 100), ["model.safetensors", "corrupt or truncated"]),
+    ("weights empty", _write(MODEL, b""), ["model.safetensors"]),
+    ("weights header garbage", _garbage_header(MODEL), ["model.safetensors"]),
+]
+"""``(what, corrupt(run), words of the message)``; every message also names the file."""
+
+RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
+    ("data epoch a string", _set_data(epoch="x"), ["data position: epoch"]),
+    ("data cursor past the corpus", _set_data(cursor=10**9), ["data position: cursor"]),
+    ("data row negative", _set_data(row=-1), ["data position: row"]),
+    ("data done a string", _set_data(done="yes"), ["data position: done"]),
+    ("data offset huge", _set_data(offset=10**12), ["data position: offset"]),
+    ("data from another corpus", _set_data(fingerprint="0" * 16), ["the corpus changed"]),
+    ("optimizer truncated", _truncate(str(STEP / "optimizer.safetensors"), 50), ["optimizer.safetensors"]),
+    ("optimizer header garbage", _garbage_header(str(STEP / "optimizer.safetensors")), ["optimizer.safetensors"]),
+    ("rng truncated", _truncate(str(STEP / "rng-0.safetensors"), 20), ["rng-0.safetensors"]),
+    ("max steps already reached", lambda run: None, ["--resume", "raise --max-steps"]),
+]
+"""Files only a resumed run reads, and resuming a run that is done (``max steps``)."""
+
+METRICS_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
+    ("metrics line garbage", _write("metrics.jsonl", b'{"step": 0, "val_loss": 5.0}\n{oops\n{"step": 1, "loss": 5}\n'),
+     ["metrics.jsonl:2", "delete or repair"]),
+    ("metrics line a list", _write("metrics.jsonl", b'[1]\n{"step": 1, "loss": 5}\n'), ["metrics.jsonl:1"]),
+    ("metrics step a string", _write("metrics.jsonl", b'{"step": "one"}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
+    ("metrics step negative", _write("metrics.jsonl", b'{"step": -1}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
+    ("metrics not UTF-8", _write("metrics.jsonl", b'{"step": 0, "x": "\xff"}\n'), ["metrics.jsonl", "cannot read"]),
+]
+"""The run's metrics, read when a run continues in its own folder."""
+
+
+def _cases() -> list[Any]:
+    cases = [pytest.param(reader, corrupt, words, id=f"{reader}: {what}")
+             for what, corrupt, words in STATE_CASES for reader in READERS]
+    cases += [pytest.param(reader, corrupt, words, id=f"{reader}: {what}")
+              for what, corrupt, words in RESUME_ONLY for reader in ("resume", "resume elsewhere")]
+    return cases + [pytest.param("resume", corrupt, words, id=f"resume: {what}") for what, corrupt, words in METRICS_CASES]
+
+
+@pytest.mark.parametrize(("reader", "corrupt", "words"), _cases())
+def test_corrupt_state_is_refused(hostile: Hostile, trained_run: Path, reader: str,
+                                  corrupt: Callable[[Path], None], words: list[str]) -> None:
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    corrupt(run)
+    argv = list(READERS[reader])
+    if "raise --max-steps" in words:  # the checkpoint is at step 1: train to step 1 again
+        argv[argv.index("--max-steps") + 1] = "1"
+    hostile.refused(*argv, expect=words)
+
+
+def _exported(trained_run: Path, path: Path, model_meta: str | None) -> None:
+    from safetensors.torch import save_file
+
+    from deepseek.training.checkpoint import load_model_state
+
+    meta = {"format": "deepseek-weights"} | ({"model": model_meta} if model_meta is not None else {})
+    save_file(load_model_state(trained_run / STEP), str(path), metadata=meta)
+
+
+@pytest.mark.parametrize(("what", "meta", "words"), [
+    ("no model config", None, ["has no [model] config"]),
+    ("model config not JSON", "{tiny", ["[model] config in its metadata is not"]),
+    ("model config a string", '"tiny"', ["model: expected a [model] table"]),
+    ("model config of another model", '{"name": "tiny", "d_model": 64}', ["weights do not fit"]),
+])
+def test_corrupt_exported_weights_are_refused(hostile: Hostile, trained_run: Path, what: str, meta: str | None,
+                                              words: list[str]) -> None:
+    weights = hostile.work / "w.safetensors"
+    _exported(trained_run, weights, meta)
+    for argv in (["generate", "--checkpoint", str(weights), "--device", "cpu"], ["export", "--checkpoint", str(weights)]):
+        hostile.refused(*argv, expect=words)
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(hostile: Hostile, trained_run: Path) -> None:
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 2, "lo')
+    done = hostile.run("train", "--resume", "run", "--max-steps", "2", "--quiet")
+    assert done.code == 0, done.stderr
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 2

@@ -1,0 +1,107 @@
+"""Hostile inputs to deepseek-pro's commands, ``launch`` and ``checkpoint``: numbers, paths and
+corrupt checkpoints are refused with one line, exit 2, before any process starts and with nothing
+written (the same verdict as core's tests: tests/core/cli/hostile_cli.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "cli"))
+from hostile_cli import TINY, Hostile, invoke  # noqa: E402
+
+from deepseek.config.load import load_config  # noqa: E402
+from deepseek.plugins.host import PluginHost  # noqa: E402
+from deepseek.plugins.settings import PluginSettings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pro_host() -> PluginHost:
+    """Core and deepseek-pro, whatever the environment says."""
+    return PluginHost(PluginSettings(autoload=False, allow=frozenset({"deepseek-pro"})))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, pro_host: PluginHost) -> Path:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = tmp_path_factory.mktemp("pro-hostile") / "run"
+        done = invoke(["train", *TINY, "--run-dir", str(path)], pro_host)
+    finally:
+        torch.set_num_threads(threads)
+    assert done.code == 0, done.stderr
+    return path
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pro_host: PluginHost, run: Path) -> Hostile:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "afile").write_text("x\n")
+    (work / "adir").mkdir()
+    shutil.copytree(run, work / "run")
+    step = work / "run" / "checkpoints" / "step-1"
+    shutil.copytree(step, work / "negative-step")
+    state = json.loads((step / "trainer.json").read_text())
+    (work / "negative-step" / "trainer.json").write_text(json.dumps({**state, "step": -3}))
+    monkeypatch.chdir(work)
+    return Hostile(pro_host, work, [run])
+
+
+CASES: list[tuple[str, list[str], list[str]]] = [
+    ("launch n zero", ["launch", "-n", "0", "--", "train"], ["-n"]),
+    ("launch n nan", ["launch", "-n", "nan", "--", "train"], ["-n"]),
+    ("launch nnodes zero", ["launch", "--nnodes", "0", "--", "train"], ["--nnodes"]),
+    ("launch node rank negative", ["launch", "--node-rank", "-1", "--", "train"], ["--node-rank"]),
+    ("launch node rank too high", ["launch", "--node-rank", "1", "--", "train"], ["--node-rank 1"]),
+    *[(f"launch timeout {v}", ["launch", "--timeout", v, "--", "train"], ["--timeout"])
+      for v in ("nan", "inf", "-inf", "0", "-5", "soon", "1e999")],
+    ("launch startup timeout inf", ["launch", "--startup-timeout", "inf", "--", "train"], ["--startup-timeout"]),
+    ("launch log dir is a file", ["launch", "--log-dir", "afile", "--", "train"], ["--log-dir", "afile is a file"]),
+    ("launch log dir below a file", ["launch", "--log-dir", "afile/logs", "--", "train"], ["--log-dir"]),
+    ("launch nothing to run", ["launch", "-n", "2"], ["nothing to run"]),
+    ("launch nodes without endpoint", ["launch", "--nnodes", "2", "--", "train"], ["--rdzv-endpoint"]),
+    ("launch train unknown key", ["launch", "-n", "2", "--", "train", "--set", "train.lrr=1"], ["train.lrr"]),
+    ("launch train max steps nan", ["launch", "-n", "2", "--", "train", "--max-steps", "nan"], ["--max-steps"]),
+    ("launch train debug and a bad key", ["launch", "-n", "2", "--", "train", "--debug", "--set", "train.lrr=1"],
+     ["train.lrr"]),
+    ("launch single on two", ["launch", "-n", "2", "--", "train", "--strategy", "single"], ["trains in one process"]),
+    ("launch train config not UTF-8", ["launch", "-n", "2", "--", "train", "--run-dir", "\udcff"], ["not valid UTF-8"]),
+    ("launch train resume corrupt", ["launch", "-n", "2", "--", "train", "--resume", "negative-step"], ["step is a number (-3)"]),
+    ("export src missing", ["checkpoint", "export", "no/run", "out"], ["no/run"]),
+    ("export src a file", ["checkpoint", "export", "afile", "out"], ["afile: is a file"]),
+    ("export src empty", ["checkpoint", "export", "adir", "out"], ["contains no complete checkpoint"]),
+    ("export src corrupt", ["checkpoint", "export", "negative-step", "out"], ["trainer.json", "step"]),
+    ("export dst exists", ["checkpoint", "export", "run", "adir"], ["adir: already exists"]),
+    ("export dst a file", ["checkpoint", "export", "run", "afile"], ["afile is a file"]),
+    ("export dst below a file", ["checkpoint", "export", "run", "afile/out"], ["afile is a file"]),
+    ("info src missing", ["checkpoint", "info", "no/run"], ["no/run"]),
+    ("info src a file", ["checkpoint", "info", "afile"], ["afile: is a file"]),
+    ("info src corrupt", ["checkpoint", "info", "negative-step"], ["step is a number (-3)"]),
+]
+
+
+@pytest.mark.parametrize(("what", "argv", "expect"), CASES, ids=[c[0] for c in CASES])
+def test_hostile_pro_input_is_refused(hostile: Hostile, what: str, argv: list[str], expect: list[str]) -> None:
+    hostile.refused(*argv, expect=expect)
+
+
+def test_checkpoint_export_creates_missing_folders_and_says_so(hostile: Hostile) -> None:
+    done = hostile.run("checkpoint", "export", "run", "exports/v1/ckpt")
+    assert done.code == 0, done.stderr
+    assert "(created folders exports, exports/v1)" in done.stdout
+    assert (hostile.work / "exports" / "v1" / "ckpt" / "trainer.json").is_file()
+
+
+def test_the_pro_example_config_loads(pro_host: PluginHost) -> None:
+    config = load_config(REPO / "examples" / "configs" / "fsdp-2gpu.toml", host=pro_host)
+    assert (config.strategy.name, config.model.name) == ("fsdp", "1.3b")
