@@ -138,10 +138,29 @@ def test_corrupt_state_is_refused(hostile: Hostile, trained_run: Path, reader: s
     run = hostile.work / "run"
     shutil.copytree(trained_run, run)
     corrupt(run)
+    _agree_commit_record(run)  # the content checks are under test, not the commit record's sizes
     argv = list(READERS[reader])
     if "raise --max-steps" in words:  # the checkpoint is at step 1: train to step 1 again
         argv[argv.index("--max-steps") + 1] = "1"
     hostile.refused(*argv, expect=words)
+
+
+def _agree_commit_record(run: Path) -> None:
+    """Rewrite the checkpoint's commit record so it lists the files' sizes as they are now: an
+    edit made on purpose, which only the checks on the files' content can catch."""
+    record = run / STEP / "commit.json"
+    body = json.loads(record.read_text())
+    body["files"] = {name: (run / STEP / name).stat().st_size for name in body["files"]}
+    record.write_text(json.dumps(body))
+
+
+@pytest.mark.parametrize("reader", ["resume", "resume elsewhere"])
+def test_a_file_changed_after_its_commit_is_refused(hostile: Hostile, trained_run: Path, reader: str) -> None:
+    """A checkpoint whose trainer.json no longer has the size its commit record lists is incomplete."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    _set(step=1)(run)  # same value, different layout: a size the commit record does not list
+    hostile.refused(*READERS[reader], expect=["no complete checkpoint", "step-1 is incomplete", "trainer.json"])
 
 
 def _exported(trained_run: Path, path: Path, model_meta: str | None) -> None:

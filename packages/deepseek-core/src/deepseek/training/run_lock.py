@@ -86,6 +86,40 @@ def describe_holder(path: Path) -> str:
         return "its pid is not recorded yet"
 
 
+def is_held(path: Path) -> bool:
+    """Whether a live process holds the lock file ``path`` (reads only: creates nothing)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # no lock file: nobody has held the folder
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _busy(run_dir: Path, lock_path: Path) -> str:
+    return (
+        f"run folder {run_dir} is in use by another live job ({describe_holder(lock_path)}); "
+        "wait for it to end or stop it, or pick another --run-dir / logging.name"
+    )
+
+
+def refuse_if_busy(run_dir: Path, strategy: Strategy) -> None:
+    """:class:`RunFolderBusy` on every rank when a live job holds ``run_dir``; writes nothing, so
+    a run can check this before it reads (and validates) a checkpoint and only then lock."""
+    path = Path(run_dir) / LOCK_FILE
+    problem = _busy(run_dir, path) if strategy.is_global_zero and is_held(path) else None
+    problem = strategy.broadcast_object(problem)
+    if problem:
+        raise RunFolderBusy(problem)
+
+
 def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
     """Take the lock of ``run_dir`` on rank 0 (creating the folder) and tell every rank the
     outcome; :class:`RunFolderBusy` (exit 2) on every rank when a live job holds it."""
@@ -95,10 +129,7 @@ def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
         lock.path.parent.mkdir(parents=True, exist_ok=True)
         lock.fd = try_lock(lock.path)
         if lock.fd is None:
-            problem = (
-                f"run folder {run_dir} is in use by another live job ({describe_holder(lock.path)}); "
-                "wait for it to end or stop it, or pick another --run-dir / logging.name"
-            )
+            problem = _busy(run_dir, lock.path)
         else:
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
             os.ftruncate(lock.fd, 0)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,6 @@ from deepseek.config.schema import Config
 from deepseek.data.batch import check_batch
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
-from deepseek.paths import check_output
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
@@ -41,40 +38,15 @@ from deepseek.training.metrics import (
 )
 from deepseek.training.monitor import Monitor
 from deepseek.training.preemption import StopSignals
-from deepseek.training.run_lock import RunLock, lock_run_folder
+from deepseek.training.result import TrainResult
+from deepseek.training.run_folder import pick_run_folder
+from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.schedule import WarmupCosine
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
-
-
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.fit` returns."""
-
-    run_dir: Path
-    step: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    checkpoint: Path | None = None
-    val_losses: list[tuple[int, float]] = field(default_factory=list)
-    """``(step, val_loss)`` of every evaluation in this session."""
-    losses: list[float] = field(default_factory=list)
-    """Training loss of every step of this session."""
-    seconds: float = 0.0
-    is_global_zero: bool = True
-    val_metrics: dict[str, float] = field(default_factory=dict)
-    """Every ``val_*`` value of the last evaluation."""
-    generates: bool = False
-    """Whether the model samples text (``deepseek generate`` works on the run)."""
-    best_checkpoint: Path | None = None
-    """The best checkpoint of this session (``checkpoint.keep_best``)."""
-    monitor: dict[str, Any] = field(default_factory=dict)
-    """The monitored metric's state (name, best value and step, evaluations without improvement)."""
-    stopped_by: str | None = None
-    """The signal that stopped the run before ``train.max_steps`` (``None``: it ran to the end);
-    see :mod:`deepseek.training.preemption`."""
 
 
 class Trainer:
@@ -158,14 +130,17 @@ class Trainer:
         self.generates = callable(getattr(model, "generate", None))
         if isinstance(model, TrainableModel):
             model.check_data(self.val_set[0], self.dataset)
-        self.run_dir = self._pick_run_dir()
-        self._lock = lock_run_folder(self.run_dir, strategy)  # before anything in it changes
+        self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
+        refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model)
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
         self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience)
         if self.resume_from is not None:  # read (and checked) before anything is written
             self._restore(self.resume_from)
+            if strategy.is_global_zero:
+                read_metrics(self.run_dir / "metrics.jsonl")  # the rows truncate_after keeps
+        self._lock = lock_run_folder(self.run_dir, strategy)  # before anything in it changes
         zero = strategy.is_global_zero
         ckpt_root = self.run_dir / "checkpoints"
         if zero:
@@ -183,31 +158,6 @@ class Trainer:
         if zero:
             write_config(cfg, self.run_dir / "config.toml")
         strategy.barrier()
-
-    def _pick_run_dir(self) -> Path:
-        assert self.strategy is not None
-        if self._run_dir_arg is not None:
-            chosen = self._run_dir_arg
-        elif self.resume_from is not None and self.resume_from.parent.name == "checkpoints":
-            chosen = self.resume_from.parent.parent
-        else:
-            root = Path(self.config.logging.runs_dir)
-            name = self.config.logging.name or datetime.now().strftime("%Y%m%d-%H%M%S")
-            chosen = root / name
-            if self.strategy.is_global_zero and not self.config.logging.name:
-                n = 2
-                while chosen.exists():
-                    chosen, n = root / f"{name}-{n}", n + 1
-        check_output(chosen, where="--run-dir" if self._run_dir_arg is not None else "logging.runs_dir", folder=True)
-        chosen = Path(self.strategy.broadcast_object(str(chosen.resolve())))
-        metrics = chosen / "metrics.jsonl"
-        used = (metrics.exists() and metrics.stat().st_size > 0) or (chosen / "checkpoints").exists()
-        if used and self.resume_from is None:
-            raise UsageError(
-                f"run folder {chosen} already holds a run; continue it with --resume {chosen}, or "
-                "pick another --run-dir / logging.name"
-            )
-        return chosen
 
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None

@@ -1,0 +1,34 @@
+"""What a training run returns: :class:`TrainResult`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    run_dir: Path
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+    """``(step, val_loss)`` of every evaluation in this session."""
+    losses: list[float] = field(default_factory=list)
+    """Training loss of every step of this session."""
+    seconds: float = 0.0
+    is_global_zero: bool = True
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    """Every ``val_*`` value of the last evaluation."""
+    generates: bool = False
+    """Whether the model samples text (``deepseek generate`` works on the run)."""
+    best_checkpoint: Path | None = None
+    """The best checkpoint of this session (``checkpoint.keep_best``)."""
+    monitor: dict[str, Any] = field(default_factory=dict)
+    """The monitored metric's state (name, best value and step, evaluations without improvement)."""
+    stopped_by: str | None = None
+    """The signal that stopped the run before ``train.max_steps`` (``None``: it ran to the end);
+    see :mod:`deepseek.training.preemption`."""

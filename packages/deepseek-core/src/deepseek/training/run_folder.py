@@ -1,0 +1,47 @@
+"""Which folder a run writes into.
+
+``--run-dir`` when given; when resuming a checkpoint of ``<run>/checkpoints``, that run; else
+``<logging.runs_dir>/<logging.name>``, or a fresh timestamped folder (``-2``, ``-3``, ... when the
+timestamp is taken). The choice is checked as an output folder (not a file, not below one) and
+refused when the folder already holds a run that is not being resumed. Rank 0 decides and every
+rank gets its answer, so all ranks write into one folder.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deepseek.errors import UsageError
+from deepseek.paths import check_output
+
+if TYPE_CHECKING:
+    from deepseek.config.schema import Config
+    from deepseek.training.strategy import Strategy
+
+
+def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None) -> Path:
+    """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be."""
+    if run_dir is not None:
+        chosen = run_dir
+    elif resume_from is not None and resume_from.parent.name == "checkpoints":
+        chosen = resume_from.parent.parent
+    else:
+        root = Path(config.logging.runs_dir)
+        name = config.logging.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+        chosen = root / name
+        if strategy.is_global_zero and not config.logging.name:
+            n = 2
+            while chosen.exists():
+                chosen, n = root / f"{name}-{n}", n + 1
+    check_output(chosen, where="--run-dir" if run_dir is not None else "logging.runs_dir", folder=True)
+    chosen = Path(strategy.broadcast_object(str(chosen.resolve())))
+    metrics = chosen / "metrics.jsonl"
+    used = (metrics.exists() and metrics.stat().st_size > 0) or (chosen / "checkpoints").exists()
+    if used and resume_from is None:
+        raise UsageError(
+            f"run folder {chosen} already holds a run; continue it with --resume {chosen}, or "
+            "pick another --run-dir / logging.name"
+        )
+    return chosen
