@@ -165,3 +165,41 @@ def test_example_config_trains(tmp_path: Path) -> None:
     assert (config.model.name, config.data.name) == ("multimodal.classifier", "multimodal.digits")
     result = Trainer(config, quiet=True).fit()
     assert result.step == 2 and (result.run_dir / "confusion.json").is_file()
+
+
+def test_parts_resolve_on_the_host_of_the_run(tmp_path: Path) -> None:
+    """A fusion method registered in process on the host given to the trainer is the one the
+    classifier builds (the model gets the run's host, not the process's)."""
+    from deepseek import hookimpl
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+    from deepseek_enterprise.fusion import Fusion, FusionBaseOptions, present_mean
+
+    class MeanOfLogits(Fusion):
+        Options = FusionBaseOptions
+
+        def forward(self, features, present):  # type: ignore[no-untyped-def]
+            pooled = self.pool(features)
+            logits = self.classify(pooled)
+            return FusionOutput(present_mean(logits, present), logits, pooled)
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_fusions(self, register):  # type: ignore[no-untyped-def]
+            register("test.mean_of_logits", MeanOfLogits)
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    assert host.register_plugin(Plugin(), dist="deepseek-test-fusion").status == "ok"
+    assert "test.mean_of_logits" not in get_host().names("fusion")
+    config = config_from_dict({
+        "model": {"name": "multimodal.classifier", "fusion": "test.mean_of_logits"},
+        "data": {"name": "multimodal.digits", "batch_size": 16, "eval_batches": 1, "eval_size": 32},
+        "train": {"max_steps": 2, "warmup_steps": 1, "eval_interval": 2},
+        "precision": {"dtype": "fp32"},
+        "strategy": {"name": "single", "device": "cpu"},
+        "logging": {"progress": False, "plot": False, "runs_dir": str(tmp_path)},
+    }, host=host)
+    trainer = Trainer(config, quiet=True, host=host)
+    result = trainer.fit()
+    assert result.step == 2 and np.isfinite(result.losses).all()
+    assert type(trainer.strategy.unwrapped_model().fusion) is MeanOfLogits

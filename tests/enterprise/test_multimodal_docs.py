@@ -10,9 +10,9 @@ trains a ``multimodal.classifier`` with that fusion method and encoder for 2 ste
 ``Trainer(config, host=...)``: the loss must be finite and every parameter of the fusion method
 and of the plugin's encoder must have moved (weight decay is off, so only gradients move them).
 
-Why a subprocess and not ``PluginHost.register_plugin``: the classifier resolves its encoders and
-fusion method on the process's host (``get_host()``), not on the host given to the trainer, so a
-plugin registered in process only is not found (see the page's "Testing it").
+Why a subprocess: the page tells authors to publish the plugin as a distribution with an
+entry point, so the test loads it the way users will, from installed metadata (an in-process
+``PluginHost.register_plugin`` fusion is tested in ``test_multimodal.py``).
 """
 
 from __future__ import annotations

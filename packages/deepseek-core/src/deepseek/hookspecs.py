@@ -109,9 +109,11 @@ def deepseek_register_models(register: RegisterFn) -> None:
     ``target`` carries ``Options``, a dataclass of the model's own ``[model]`` keys
     (``deepseek.config.components.NoOptions`` when it has none), and is called as
     ``target(options)`` with the validated instance; it returns a ``torch.nn.Module``. A
-    :class:`deepseek.models.protocol.TrainableModel` subclass is such a target by itself. The
-    module is called with a batch's entries as keyword arguments, ``model(**batch)``, and returns
-    the mean loss (a 0-dim tensor) or a mapping with ``"loss"`` and named scalar metrics; its
+    :class:`deepseek.models.protocol.TrainableModel` subclass is such a target by itself; one that
+    also subclasses :class:`deepseek.models.protocol.BuildsComponents` (a model that creates
+    registered encoders or other parts) is called as ``target(options, host=host)`` with the
+    run's plugin host. The module is called with a batch's entries as keyword arguments,
+    ``model(**batch)``, and returns the mean loss (a 0-dim tensor) or a mapping with ``"loss"`` and named scalar metrics; its
     optional capabilities (per-block structure, activation checkpointing, residual dtype,
     pipeline stages) are the methods of ``TrainableModel`` it overrides. Core registers the GPT
     presets ``tiny``, ``small`` and ``1.3b``.

@@ -35,7 +35,7 @@ from torch import nn
 
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput
-from deepseek.models.protocol import Batch, TrainableModel
+from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
 
 MODALITIES = ("vision", "audio", "text")
 IGNORE = -100
@@ -87,17 +87,16 @@ class MultimodalOptions:
                               f"{', '.join(MODALITIES)}")
 
 
-class MultimodalClassifier(TrainableModel):
+class MultimodalClassifier(BuildsComponents, TrainableModel):
     """Encoders -> fusion -> loss and metrics (see the module docstring)."""
 
     Options = MultimodalOptions
 
-    def __init__(self, options: MultimodalOptions, host: Any = None) -> None:
+    def __init__(self, options: MultimodalOptions, *, host: Any) -> None:
         super().__init__()
         from deepseek.models.factory import instantiate_model
-        from deepseek.plugins.host import get_host
 
-        lookups = host or get_host()
+        lookups = host  # the run's host: its encoders and fusion methods, with its preferences
         self.options = options
         self.modalities = list(options.modalities)
         encoders = {}
@@ -106,7 +105,8 @@ class MultimodalClassifier(TrainableModel):
             if not name.startswith(f"{m}."):
                 raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
             target = lookups.resolve("encoder", name).load()
-            encoders[m] = instantiate_model(target, getattr(options, m), name=name, kind="encoder", path=f"model.{m}")
+            encoders[m] = instantiate_model(target, getattr(options, m), name=name, kind="encoder", path=f"model.{m}",
+                                            host=lookups)
         self.encoders = nn.ModuleDict(encoders)
         fusion_cls = lookups.resolve("fusion", options.fusion).load()
         from deepseek.config.components import build_options

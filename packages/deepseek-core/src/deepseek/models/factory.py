@@ -16,16 +16,28 @@ from deepseek.errors import PluginError
 
 
 def instantiate_model(
-    target: Any, options: Any, *, name: str, device: Any = None, kind: str = "model", path: str = "model"
+    target: Any, options: Any, *, name: str, device: Any = None, kind: str = "model", path: str = "model",
+    host: Any = None,
 ) -> nn.Module:
     """``target(options)`` on ``device`` (``None``: the current default device); ``options`` is
     the component's ``Options`` instance or a mapping of its keys, validated here (field paths
-    ``path.key``). ``kind``: ``model`` or ``encoder``."""
+    ``path.key``). ``kind``: ``model`` or ``encoder``. A target that subclasses
+    :class:`~deepseek.models.protocol.BuildsComponents` gets ``host=`` too (default: the
+    process's host)."""
+    from deepseek.models.protocol import BuildsComponents
+
     if options is None or isinstance(options, Mapping):
         options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
     where = torch.device(device) if device is not None else contextlib.nullcontext()
     with where:
-        model = target(options)
+        if isinstance(target, type) and issubclass(target, BuildsComponents):
+            if host is None:
+                from deepseek.plugins.host import get_host
+
+                host = get_host()
+            model = target(options, host=host)
+        else:
+            model = target(options)
     if not isinstance(model, nn.Module):
         raise PluginError(
             f"{kind} {name!r}: its target returned {type(model).__name__}, not a torch.nn.Module; "

@@ -71,6 +71,15 @@ CAPABILITIES: dict[str, Capability] = {
 """Every optional capability by name."""
 
 
+class BuildsComponents:
+    """Mixin of a model or encoder class that creates registered components itself (encoders,
+    fusion methods, ...). The factory creates such a class as ``cls(options, host=host)``:
+    ``host`` is the :class:`~deepseek.plugins.host.PluginHost` of the run, with its
+    ``[plugins] prefer``, so the parts resolve where the model did (a plugin registered on that
+    host only, a preferred provider). Look parts up on ``host`` and nowhere else; create them
+    with :func:`deepseek.models.factory.instantiate_model` passing ``host`` on."""
+
+
 class TrainableModel(nn.Module):
     """Base class of models that offer optional capabilities (see the module docstring).
 

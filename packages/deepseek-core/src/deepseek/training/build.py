@@ -98,8 +98,10 @@ def build_model(
     seed_everything(config.train.seed)
     where = device if device is not None and config.train.init_device == "device" else torch.device("cpu")
     where = create_on if create_on is not None else where
-    target = run_host(config, host).resolve("model", config.model.name).load()
-    model = instantiate_model(target, config.model.options, name=config.model.name, device=where).float()
+    lookups = run_host(config, host)
+    target = lookups.resolve("model", config.model.name).load()
+    model = instantiate_model(target, config.model.options, name=config.model.name, device=where,
+                              host=lookups).float()
     require_capabilities(model, needed_capabilities(config, strategy_cls, host), model_name=config.model.name)
     return model
 
