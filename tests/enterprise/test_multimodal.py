@@ -5,6 +5,7 @@ that beat chance."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,22 @@ def test_parts_resolve_on_the_host_of_the_run(tmp_path: Path) -> None:
     result = trainer.fit()
     assert result.step == 2 and np.isfinite(result.losses).all()
     assert type(trainer.strategy.unwrapped_model().fusion) is MeanOfLogits
+
+
+@pytest.mark.parametrize(("model", "data", "words"), [
+    ({"text": {"max_seq_len": 16}}, {"text_bytes": 24}, "model.text: encoder text.transformer: sequences of 24 tokens "
+                                                        "are longer than max_seq_len=16"),
+    ({"text": {"vocab_size": 100}}, {}, "model.text: encoder text.transformer: token ids span 0.."),
+    ({"audio": {"n_features": 20}}, {}, "model.audio: encoder audio.conv_transformer: frames must be (batch, time, "
+                                        "n_features=20)"),
+    ({"audio": {"max_frames": 8}}, {}, "model.audio: encoder audio.conv_transformer: the inputs give"),
+    ({"vision": {"img_size": 16, "patch_size": 4}}, {}, "model.vision: encoder vision.swin: images must be (batch, 1, 16, 16)"),
+])
+def test_data_the_encoders_cannot_take_is_one_line_before_anything_is_written(
+        tmp_path: Path, model: dict[str, Any], data: dict[str, Any], words: str) -> None:
+    from deepseek.errors import UsageError
+
+    config = _config(tmp_path / "runs", model, data, steps=1)
+    with pytest.raises(UsageError, match=r"^" + re.escape(words)):
+        Trainer(config, quiet=True).fit()
+    assert not (tmp_path / "runs").exists()

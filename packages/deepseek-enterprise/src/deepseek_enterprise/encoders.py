@@ -99,6 +99,13 @@ class SwinEncoder(Encoder):
             _load_weights(self.swin, options.weights)
         self.output_dim = int(self.swin.num_features)
 
+    def check_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> str | None:
+        """Images ``(B, in_chans, H, W)`` of the size the model was built for."""
+        want = (int(self.swin.patch_embed.proj.in_channels), *self.swin.patch_embed.img_size)
+        if inputs.dim() != 4 or tuple(inputs.shape[1:]) != want:
+            return f"images must be (batch, {want[0]}, {want[1]}, {want[2]}), got shape {tuple(inputs.shape)}"
+        return None
+
     def forward(self, pixels: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """``pixels`` ``(B, C, H, W)``; an image has no padding (``padding_mask`` is ignored)."""
         f = self.swin.forward_features(pixels)  # (B, H', W', C), channels last
@@ -207,6 +214,25 @@ class AudioConvTransformer(Encoder):
             self._layers = list(self.backbone.layers)
         self.norm_out = nn.LayerNorm(o.d_model)
         self.output_dim = o.d_model
+
+    def check_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> str | None:
+        """Frames ``(B, T, n_features)`` (``input = "features"``) or waveforms ``(B, samples)``,
+        giving at most ``max_frames`` frames after subsampling."""
+        o = self.options
+        if o.input == "features":
+            if inputs.dim() != 3 or inputs.shape[-1] != o.n_features:
+                return (f"frames must be (batch, time, n_features={o.n_features}), got shape {tuple(inputs.shape)}; "
+                        "set n_features to the data's width")
+            frames = inputs.shape[1]
+        else:
+            if inputs.dim() != 2:
+                return f"waveforms must be (batch, samples), got shape {tuple(inputs.shape)}; or set input = \"features\""
+            frames = inputs.shape[1] // o.hop_length + 1
+        for _ in range(o.conv_layers):
+            frames = (frames + 1) // 2
+        if frames > o.max_frames:
+            return f"the inputs give {frames} frames, more than max_frames={o.max_frames}; raise it or add conv_layers"
+        return None
 
     def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """``inputs``: frames ``(B, T, n_features)`` or a waveform ``(B, samples)``;

@@ -102,7 +102,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         encoders = {}
         for m in self.modalities:
             name = getattr(options, f"{m}_encoder")
-            if not name.startswith(f"{m}."):
+            if not name.rpartition(":")[2].startswith(f"{m}."):  # "dist:vision.x" names a provider
                 raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
             target = lookups.resolve("encoder", name).load()
             encoders[m] = instantiate_model(target, getattr(options, m), name=name, kind="encoder", path=f"model.{m}",
@@ -202,7 +202,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         return [b for enc in self.encoders.values() for b in enc.block_modules()]
 
     def check_data(self, batch: Batch, dataset: Any) -> None:
-        """The batch must carry every modality this model uses."""
+        """The batch must carry every modality this model uses, in a form its encoder takes."""
         from deepseek.errors import UsageError
 
         missing = [m for m in self.modalities if m not in batch or m not in batch.get("present", {})]
@@ -211,3 +211,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                 f"data: batches of dataset {type(dataset).__name__} lack {missing or ['label']}, which model "
                 f"multimodal.classifier (modalities {self.modalities}) needs; use a multimodal dataset"
             )
+        for m in self.modalities:
+            problem = self.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
+            if problem:
+                raise UsageError(f"model.{m}: encoder {getattr(self.options, f'{m}_encoder')}: {problem} "
+                                 f"(dataset {type(dataset).__name__})")

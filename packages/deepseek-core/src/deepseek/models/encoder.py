@@ -46,6 +46,12 @@ class Encoder(nn.Module):
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute activations in backward (default: nothing to recompute)."""
 
+    def check_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> str | None:
+        """What makes a batch's ``inputs`` unusable for this encoder (a sequence longer than it
+        embeds, token ids past its vocabulary, a wrong feature width...), in words, or ``None``;
+        a model calls it on a validation batch before training. Default: accept."""
+        return None
+
     def block_modules(self) -> Sequence[nn.Module]:
         """The repeated blocks, in forward order, that a model built on this encoder offers as
         its own (sharding units of ``fsdp``, activation checkpointing); default: none."""
@@ -102,6 +108,18 @@ class TextTransformerEncoder(Encoder):
         self.ln_f = nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)
         self.activation_checkpointing = False
         init_weights(self, c.n_layers)
+
+    def check_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> str | None:
+        """Token ids ``(B, T)`` within ``vocab_size`` and ``T`` within ``max_seq_len``."""
+        c = self.config
+        if inputs.dim() != 2 or inputs.dtype.is_floating_point:
+            return f"token ids must be a (batch, length) integer tensor, got {inputs.dtype} of shape {tuple(inputs.shape)}"
+        if inputs.shape[1] > c.max_seq_len:
+            return f"sequences of {inputs.shape[1]} tokens are longer than max_seq_len={c.max_seq_len}; raise max_seq_len"
+        if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= c.vocab_size):
+            return (f"token ids span {int(inputs.min())}..{int(inputs.max())} but vocab_size is {c.vocab_size}; "
+                    f"set vocab_size to at least {int(inputs.max()) + 1}")
+        return None
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """Features ``(B, T, D)`` of token ids ``(B, T)``.

@@ -21,7 +21,7 @@ recording is in two splits) from ``(seed, batch index)``; the validation (``eval
 batches are fixed. Recordings are standardised with the training split's per-coefficient mean and
 deviation and padded to ``max_frames``; text is UTF-8 bytes padded to ``text_bytes``. Batches:
 ``{"vision": {"inputs"}, "audio": {"inputs", "padding_mask"}, "text": {"inputs", "padding_mask"},
-"present": {modality: (B,) bool}, "label", "modality_labels": {modality}}``; ``missing`` marks modalities absent at evaluation.
+"present": {modality: (B,) bool}, "label", "modality_labels": {modality}}``; ``missing`` marks modalities absent from every batch (training, validation and test).
 """
 
 from __future__ import annotations

