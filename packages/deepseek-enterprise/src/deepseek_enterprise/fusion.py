@@ -17,11 +17,13 @@ the unimodal predictions, used by ``late`` and by per-modality auxiliary losses)
 - ``late``: the mean of the present modalities' logits.
 - ``cross_attention``: each modality's tokens, projected to ``d_model`` with a learned modality
   embedding, attend to the tokens of the other present modalities (plus one learned null token,
-  so a sample with nothing to attend to stays defined), in ``layers`` residual blocks; the
-  attended tokens are pooled per modality, and these (zeros for missing ones) with the presence
-  flags go through the same kind of MLP as ``concat``'s, so the two differ only in attention.
-  ``queries`` chooses which modalities attend (the product document sketches text querying
-  vision); the default is every direction.
+  so a sample with nothing to attend to stays defined), in ``layers`` residual blocks. The
+  attended tokens are pooled per modality, projected, and added to that modality's pooled
+  embedding through a learned gate ``tanh(g)`` with ``g = 0`` at the start (the gated
+  cross-attention of Flamingo); these (zeros for missing ones) with the presence flags go
+  through the same MLP as ``concat``'s. So training starts from ``concat``'s function and the
+  two differ only in what attention adds. ``queries`` chooses which modalities attend (the
+  product document sketches text querying vision); the default is every direction.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ class CrossAttentionOptions(FusionBaseOptions):
     queries: tuple[str, ...] = ()
     """Modalities whose tokens attend to the others (empty: every modality)."""
     hidden: int = field(default=128, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
-    """Hidden width of the MLP over the attended modalities."""
+    """Hidden width of the MLP over the modalities (pooled plus gated attention)."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.heads:
@@ -199,7 +201,10 @@ class CrossAttentionFusion(Fusion):
         self.null = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.blocks = nn.ModuleList(CrossBlock(d, options.heads, options.dropout) for _ in range(options.layers))
         self.norm = nn.LayerNorm(d)
-        self.head = PresenceMLP(self.queries, d, options.hidden, num_classes)
+        self.out = nn.ModuleDict({m: nn.Linear(d, d) for m in self.queries})
+        # tanh(0) = 0: training starts from concat's function and opens each gate as attention helps.
+        self.gate = nn.ParameterDict({m: nn.Parameter(torch.zeros(1)) for m in self.queries})
+        self.head = PresenceMLP(self.modalities, d, options.hidden, num_classes)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
         pooled = self.pool(features)
@@ -207,7 +212,7 @@ class CrossAttentionFusion(Fusion):
         # A token is hidden when it is padding or its modality is missing for that sample.
         hidden = {m: features[m].padding_mask | ~present[m].bool().unsqueeze(-1) for m in self.modalities}
         batch = next(iter(tokens.values())).size(0)
-        attended: dict[str, torch.Tensor] = {}
+        fused = dict(pooled)
         for m in self.queries:
             others = [o for o in self.modalities if o != m]
             null = self.null.expand(batch, 1, -1)
@@ -217,5 +222,6 @@ class CrossAttentionFusion(Fusion):
             q = tokens[m]
             for block in self.blocks:
                 q = block(q, kv, kv_mask)
-            attended[m] = masked_mean(EncoderOutput(self.norm(q), hidden[m]))
-        return FusionOutput(self.head(attended, present), self.classify(pooled), pooled)
+            attended = masked_mean(EncoderOutput(self.norm(q), hidden[m]))
+            fused[m] = pooled[m] + torch.tanh(self.gate[m]) * self.out[m](attended)
+        return FusionOutput(self.head(fused, present), self.classify(pooled), pooled)
