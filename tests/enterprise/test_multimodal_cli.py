@@ -112,3 +112,26 @@ def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str) -
     (tmp_path / "bad.jsonl").write_text(content)
     out = deepseek("multimodal", "table", "bad.jsonl", cwd=tmp_path)
     assert (out.returncode, out.stderr.strip()) == (2, f"error: {message}; pass results.jsonl files of 'study'")
+
+
+def test_bench_latency_times_a_multimodal_config(tmp_path: Path) -> None:
+    """`deepseek bench latency --config` times any model on rows of its dataset's validation
+    batches; every variant is compared with eager on the model's logits."""
+    config = tmp_path / "mm.toml"
+    config.write_text('[model]\nname = "multimodal.classifier"\nfusion = "concat"\n'
+                      '[data]\nname = "multimodal.digits"\nbatch_size = 8\neval_batches = 1\n')
+    out = deepseek("bench", "latency", "--config", str(config), "--only", "eager", "--runs", "20", "--batch", "2",
+                   "--json", "lat.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "lat.json").read_text())
+    assert result["info"]["model"] == "multimodal.classifier" and result["info"]["batch"] == 2
+    assert result["info"]["command"].startswith(f"deepseek bench latency --config {config} --batch 2")
+    (eager,) = result["rows"]
+    assert eager["name"] == "eager" and 0 < eager["p10_ms"] <= eager["median_ms"] <= eager["p90_ms"]
+    assert eager["max_rel_error"] == 0.0 and eager["top1_agreement"] == 1.0
+    too_many = deepseek("bench", "latency", "--config", str(config), "--batch", "9", cwd=tmp_path)
+    assert too_many.returncode == 2 and too_many.stderr.strip().splitlines() == [
+        f"error: --batch 9: the validation batches of 'multimodal.digits' ({config}) hold 8 rows; use --batch 8 "
+        "or less, or raise data.eval_batches"]
+    decode = deepseek("bench", "latency", "--config", str(config), "--mode", "decode", cwd=tmp_path)
+    assert decode.returncode == 2 and "with --config use --mode forward" in decode.stderr

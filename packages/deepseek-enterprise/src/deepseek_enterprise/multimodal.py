@@ -158,7 +158,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         if self.options.contrastive_weight and len(self.modalities) > 1:
             loss = loss + self.options.contrastive_weight * self.contrastive(out.pooled, avail)
             result.update(self.retrieval(out.pooled, avail))
-        return {"loss": loss, **result}
+        return {"loss": loss, **result, "logits": out.logits}  # logits: not a metric (not a scalar)
 
     @torch.no_grad()
     def retrieval(self, pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

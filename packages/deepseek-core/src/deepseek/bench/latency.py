@@ -6,7 +6,10 @@ p10 and p90 over ``runs`` calls are reported with its max relative error against
 
 Modes: ``forward`` (logits for ``batch x seq`` tokens: a prefill) and ``decode`` (one new token
 per sequence after a ``seq``-token prompt, with the KV cache; the cache length is reset before
-each call so every timed step is the same step).
+each call so every timed step is the same step). Any other model (a dict batch: images,
+recordings, several modalities) is timed on rows of its dataset's validation batches
+(``batches``): ``model(**batch)`` in eval mode, compared on its ``logits`` (or its loss). On
+CUDA each variant's peak memory of one call is reported too.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class Row:
     speedup_vs_eager: float = 1.0
     setup_s: float = 0.0
     note: str = ""
+    peak_mib: float | None = None
+    """CUDA: peak allocated memory during one call (weights included), MiB."""
 
 
 @dataclass
@@ -102,6 +107,25 @@ class DecodeStep(nn.Module):
         return out
 
 
+class BatchCall(nn.Module):
+    """``model(**batch)`` as a module of the batch's tensors in a fixed order (what
+    ``torch.compile`` and ``deepseek.optimize`` take); returns the output's ``logits`` when the
+    model gives a mapping with them, else its loss."""
+
+    def __init__(self, model: nn.Module, spec: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = spec
+
+    def forward(self, *leaves: torch.Tensor) -> torch.Tensor:
+        from torch.utils import _pytree as pytree
+
+        out = self.model(**pytree.tree_unflatten(list(leaves), self.spec))
+        if isinstance(out, dict):
+            return out["logits"] if "logits" in out else out["loss"]
+        return out
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -109,7 +133,7 @@ def _sync(device: torch.device) -> None:
 
 def build_variants(
     target: nn.Module,
-    example: torch.Tensor,
+    example: tuple[torch.Tensor, ...],
     device: torch.device,
     optimize_kwargs: dict[str, Any],
     reduced: bool = False,
@@ -141,7 +165,7 @@ def build_variants(
         def make() -> Callable[..., Any]:
             import deepseek
 
-            return deepseek.optimize(target, (example,), **{**optimize_kwargs, **extra})
+            return deepseek.optimize(target, example, **{**optimize_kwargs, **extra})
 
         return make
 
@@ -175,26 +199,36 @@ def run_latency(
     only: list[str] | None = None,
     reduced: bool = False,
     progress: Callable[[str], None] | None = None,
+    batches: list[Any] | None = None,
 ) -> LatencyResult:
-    """Measure ``model`` under every variant; see the module docstring."""
+    """Measure ``model`` under every variant; see the module docstring. ``batches``: dict batches
+    of ``batch`` rows to time ``model(**batch)`` on (instead of token ids)."""
+    from torch.utils import _pytree as pytree
+
     dev = torch.device(device)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model = model.to(dev, DTYPES[dtype]).eval()
     vocab = getattr(getattr(model, "config", None), "vocab_size", 256)
     gen = torch.Generator().manual_seed(0)
-    if mode == "decode":
+    inputs: list[tuple[torch.Tensor, ...]]
+    if batches is not None:
+        spec = pytree.tree_flatten(batches[0])[1]
+        target: nn.Module = BatchCall(model, spec)
+        inputs = [tuple(t.to(dev, DTYPES[dtype]) if t.is_floating_point() else t.to(dev)
+                        for t in pytree.tree_flatten(b)[0]) for b in batches]
+    elif mode == "decode":
         cache = model.new_cache(batch, seq + 1)  # type: ignore[operator]
         prompt = torch.randint(0, vocab, (batch, seq), generator=gen).to(dev)
         with torch.no_grad():
             model.forward_cached(prompt, cache)  # type: ignore[operator]
-        target: nn.Module = DecodeStep(model, cache, seq)
-        inputs = [torch.randint(0, vocab, (batch, 1), generator=gen).to(dev) for _ in range(rotate)]
+        target = DecodeStep(model, cache, seq)
+        inputs = [(torch.randint(0, vocab, (batch, 1), generator=gen).to(dev),) for _ in range(rotate)]
     else:
         target = model
-        inputs = [torch.randint(0, vocab, (batch, seq), generator=gen).to(dev) for _ in range(rotate)]
+        inputs = [(torch.randint(0, vocab, (batch, seq), generator=gen).to(dev),) for _ in range(rotate)]
     say = progress or (lambda _msg: None)
     with torch.no_grad():
-        references = [target(x).float().clone() for x in inputs]
+        references = [target(*x).float().clone() for x in inputs]
     built: list[tuple[str, Callable[..., Any], float, str]] = []
     for name, make, note in build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced):
         if only and name not in only and name != "eager":
@@ -207,7 +241,7 @@ def run_latency(
                 fn = make()
                 with torch.no_grad():
                     for x in inputs[: max(1, warmup)]:
-                        fn(x)
+                        fn(*x)
         except Exception as exc:  # noqa: BLE001 - a variant that cannot run is reported, not fatal
             say(f"{name} failed: {type(exc).__name__}: {exc}")
             continue
@@ -216,6 +250,15 @@ def run_latency(
             plan = fn.plan  # type: ignore[attr-defined]
             note = f"{' -> '.join(plan.pipeline)}{' (cached decision)' if plan.cache_hit else ''}"
         built.append((name, fn, time.perf_counter() - start, note))
+    peaks: dict[str, float] = {}
+    if dev.type == "cuda":  # one call per variant, after its warm-up
+        with torch.no_grad():
+            for name, fn, *_ in built:
+                torch.cuda.synchronize(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+                fn(*inputs[0])
+                torch.cuda.synchronize(dev)
+                peaks[name] = torch.cuda.max_memory_allocated(dev) / 2**20
     times: dict[str, list[float]] = {name: [] for name, *_ in built}
     errors: dict[str, float] = {name: 0.0 for name, *_ in built}
     agree: dict[str, list[float]] = {name: [] for name, *_ in built}
@@ -223,7 +266,7 @@ def run_latency(
     with torch.no_grad():
         for name, fn, *_ in built:
             for x, ref in zip(inputs, references, strict=True):
-                out = fn(x).float()
+                out = fn(*x).float()
                 errors[name] = max(errors[name], max_rel_error(out, ref))
                 agree[name].append(float((out.argmax(-1) == ref.argmax(-1)).float().mean()))
         for i in range(runs):
@@ -231,7 +274,7 @@ def run_latency(
             for name, fn, *_ in built:
                 _sync(dev)
                 start = time.perf_counter()
-                fn(x)
+                fn(*x)
                 _sync(dev)
                 times[name].append((time.perf_counter() - start) * 1e3)
     rows = []
@@ -239,7 +282,8 @@ def run_latency(
         t = sorted(times[name])
         q = statistics.quantiles(t, n=10) if len(t) >= 2 else [t[0]] * 9
         top1 = round(statistics.fmean(agree[name]), 4) if agree[name] else None
-        rows.append(Row(name, statistics.median(t), q[0], q[-1], errors[name], top1, setup_s=round(setup, 1), note=note))
+        rows.append(Row(name, statistics.median(t), q[0], q[-1], errors[name], top1, setup_s=round(setup, 1), note=note,
+                        peak_mib=round(peaks[name], 1) if name in peaks else None))
     eager = next((r.median_ms for r in rows if r.name == "eager"), None)
     for r in rows:
         r.speedup_vs_eager = round(eager / r.median_ms, 3) if eager else 1.0

@@ -82,19 +82,41 @@ def _table(result: Any) -> Any:
 
     info = result.info
     where = info.get("gpu") or f"{info['cpu']} ({info['threads']} threads)"
-    title = (f"{info['model']} {info['mode']} batch {info['batch']} x seq {info['seq']} {info['dtype']} "
-             f"on {where}, torch {info['torch']}")
+    shape = f"batch {info['batch']}" + (f" x seq {info['seq']}" if info.get("seq") is not None else " (validation rows)")
+    title = f"{info['model']} {info['mode']} {shape} {info['dtype']} on {where}, torch {info['torch']}"
     table = Table(title=title)
     for col, justify in (("variant", "left"), ("median ms", "right"), ("p10-p90 ms", "right"),
                          ("speedup vs eager", "right"), ("max rel err", "right"), ("top-1 agree", "right"),
-                         ("setup s", "right"),
+                         ("setup s", "right"), ("peak MiB", "right"),
                          ("note", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in result.rows:
         table.add_row(r.name, f"{r.median_ms:.1f}", f"{r.p10_ms:.1f}-{r.p90_ms:.1f}", f"{r.speedup_vs_eager:.2f}x",
                       f"{r.max_rel_error:.1e}", "" if r.top1_agreement is None else f"{r.top1_agreement:.1%}",
-                      f"{r.setup_s:.0f}", r.note)
+                      f"{r.setup_s:.0f}", "" if r.peak_mib is None else f"{r.peak_mib:.0f}", r.note)
     return table
+
+
+def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
+    """The model of a train config (seeded, on the CPU) and 4 batches of ``rows`` validation rows."""
+    from deepseek.cli.context import command_host
+    from deepseek.config.load import load_config
+    from deepseek.data.batch import batch_rows, concat_rows
+    from deepseek.training.build import build_dataset, build_model
+
+    host = command_host()
+    config = load_config(path, host=host)
+    model = build_model(config, host=host)
+    dataset = build_dataset(config, host=host)
+    joined = concat_rows(dataset.validation_batches(config.data.eval_batches))
+    have = batch_rows(joined)
+    if have < rows:
+        raise UsageError(f"--batch {rows}: the validation batches of {config.data.name!r} ({path}) hold {have} rows; "
+                         f"use --batch {have} or less, or raise data.eval_batches")
+    from torch.utils import _pytree as pytree
+
+    picks = [pytree.tree_map(lambda t, i=i: t[i * rows:(i + 1) * rows], joined) for i in range(min(4, have // rows))]
+    return model, picks, config.model.name
 
 
 @bench.command("latency")
@@ -113,10 +135,16 @@ def _table(result: Any) -> Any:
 @click.option("--no-cache", is_flag=True, help="deepseek.optimize searches again instead of reusing its decision.")
 @click.option("--reduced", is_flag=True, help="Also time deepseek.optimize's opt-in bf16 and int8 paths.")
 @click.option("--json", "json_path", metavar="PATH", help="Write rows and device info as JSON ('-': stdout).")
+@click.option("--config", "config_path", metavar="FILE.toml",
+              help="Time the [model] of a train config on rows of its [data] validation batches (any model: "
+                   "multimodal, ...) instead of --model on token ids.")
 def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode: str, runs: int, warmup: int,
             threads: int | None, only: tuple[str, ...] | None, no_cache: bool, reduced: bool,
-            json_path: str | None) -> None:
-    """Inference latency: eager vs torch.compile variants vs deepseek.optimize, same inputs."""
+            json_path: str | None, config_path: str | None) -> None:
+    """Inference latency: eager vs torch.compile variants vs deepseek.optimize, same inputs.
+
+    With --config, the model and inputs come from a train config: its model (untrained, seeded)
+    on --batch rows of its dataset's validation batches; on CUDA, peak memory per variant."""
     import torch
 
     from deepseek.bench.latency import run_latency
@@ -130,12 +158,18 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    with torch.device("cpu"):
-        model = create_model(model_name)
+    batches = None
+    if config_path is not None:
+        if mode == "decode":
+            raise UsageError("--mode decode times a GPT's cached step; with --config use --mode forward")
+        model, batches, model_name = _from_config(config_path, batch)
+    else:
+        with torch.device("cpu"):
+            model = create_model(model_name)
     if mode == "decode" and not hasattr(model, "forward_cached"):
         raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (forward_cached)")
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
-    if max_len is not None and seq + (mode == "decode") > max_len:
+    if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
         raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
     from rich.console import Console
 
@@ -146,10 +180,14 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         only=list(only) if only else None,
         reduced=reduced,
         progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
+        batches=batches,
     )
     result.info["model"] = model_name
+    if config_path is not None:
+        result.info.update(config=config_path, seq=None)
     result.info["command"] = "deepseek bench latency " + " ".join(
-        f"--{k} {v}" for k, v in (("model", model_name), ("batch", batch), ("seq", seq), ("device", device),
+        f"--{k} {v}" for k, v in (("config", config_path) if config_path else ("model", model_name), ("batch", batch),
+                                  *((("seq", seq),) if config_path is None else ()), ("device", device),
                                   ("dtype", dtype), ("mode", mode), ("runs", runs))
     )
     out = Console()
