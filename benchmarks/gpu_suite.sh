@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mfu mfu2 mfu3 mfu4 mfu-final gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -10,7 +10,7 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 DEEPSEEK_DISABLE_PLUGINS=deepseek
 # NVLink multicast stays off on shared hosts (device README).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 RES=/tmp/res; mkdir -p "$RES"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-cd /tmp
+REPO=$(pwd); cd /tmp
 START=$(date +%s); BUDGET=${BUDGET:-575}  # seconds this call may use (the device tool stops at 600)
 run() {  # run NAME TIMEOUT CMD...: skipped or cut short when the call's BUDGET runs out
   local name=$1 limit=$2; shift 2
@@ -218,18 +218,24 @@ for group in "$@"; do
       --batch 1 --seq 128 --runs 50 --json "$RES/lat-decode.json"
     run lat-prefill 300 python3 -m deepseek bench latency --model small --device cuda --batch 8 --seq 512 \
       --runs 30 --json "$RES/lat-prefill.json";;
-  fusion)  # session 4 (issue 19): the multimodal fusion study on one H200, 12 processes side by side
-    # (task x seed x {unimodal+late, concat+cross_attention}), same steps and recipe for every model
-    STEPS=${FUSION_STEPS:-3000}
+  fusion)  # issue 19: the multimodal fusion study on one H200, one process per (task, seed, model):
+    # 36 processes side by side, same steps and recipe for every model
+    STEPS=${FUSION_STEPS:-1200}
     for task in redundant complementary; do for seed in 0 1 2; do
-      for grp in "vision audio text late" "concat cross_attention"; do
-        name="fusion-$task-s$seed-${grp%% *}"; args=""; for c in $grp; do args="$args --config $c"; done
+      for c in vision audio text late concat cross_attention; do
+        name="fusion-$task-s$seed-$c"
         OMP_NUM_THREADS=1 timeout $((BUDGET - 30)) python3 -m deepseek multimodal study --task $task --seed $seed \
-          $args --steps "$STEPS" --device cuda --out "$RES/$name" >"$RES/$name.log" 2>&1 &
+          --config $c --steps "$STEPS" --device cuda --out "$RES/$name" >"$RES/$name.log" 2>&1 &
       done; done; done
     wait
     cat "$RES"/fusion-*/results.jsonl >"$RES/fusion-results.jsonl" 2>/dev/null
+    cp "$RES/fusion-results.jsonl" "$OUT/" 2>/dev/null
     python3 -m deepseek multimodal table "$RES/fusion-results.jsonl" | tee "$RES/fusion-table.md";;
+  mm-lat)  # issue 19: batch-1 latency and peak memory of the tri-modal example model, eager vs compiled
+    for dt in float32 bfloat16; do
+      run "mm-lat-$dt" 300 python3 -m deepseek bench latency --config "$REPO/examples/multimodal/digits.toml" \
+        --device cuda --dtype $dt --runs 200 --json "$RES/mm-lat-$dt.json"
+    done;;
   comp)  # gradient compression on 2 GPUs: bytes per step and final loss after a fixed budget
     for c in none bf16 powersgd-4 powersgd-16; do
       kind=${c%%-*}; rank=${c#*-}; [ "$rank" = "$c" ] && rank=1
