@@ -227,7 +227,11 @@ for group in "$@"; do
         OMP_NUM_THREADS=1 timeout $((BUDGET - 30)) python3 -m deepseek multimodal study --task $task --seed $seed \
           --config $c --steps "$STEPS" --device cuda --out "$RES/$name" >"$RES/$name.log" 2>&1 &
       done; done; done
-    wait
+    # What has finished comes back even when the call is cut short.
+    ( while sleep 15; do cat "$RES"/fusion-*/results.jsonl >"$OUT/fusion-results.jsonl" 2>/dev/null; done ) &
+    COPIER=$!
+    wait $(jobs -p | grep -v "^$COPIER$" | grep -v "^$SAMPLER$")
+    kill $COPIER
     cat "$RES"/fusion-*/results.jsonl >"$RES/fusion-results.jsonl" 2>/dev/null
     cp "$RES/fusion-results.jsonl" "$OUT/" 2>/dev/null
     python3 -m deepseek multimodal table "$RES/fusion-results.jsonl" | tee "$RES/fusion-table.md";;
