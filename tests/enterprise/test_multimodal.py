@@ -72,6 +72,26 @@ def test_audio_encoder_from_waveforms() -> None:
     assert out.features.shape[0] == 2 and lengths[0] > lengths[1] > 0 and torch.isfinite(out.features).all()
 
 
+def test_swin_encoder_loads_local_safetensors_weights(tmp_path: Path) -> None:
+    """`weights` loads a local safetensors file of the timm model's state; a file of another
+    shape is one line naming it."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    source = deepseek.create_encoder("vision.swin")
+    save_file({k: v.contiguous() for k, v in source.swin.state_dict().items()}, str(tmp_path / "swin.safetensors"))
+    torch.manual_seed(2)
+    loaded = deepseek.create_encoder("vision.swin", weights=str(tmp_path / "swin.safetensors")).eval()
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(loaded(x).features, source.eval()(x).features)
+    with pytest.raises(ConfigError, match=r"^encoder\.vision\.swin\.weights: .*swin\.safetensors: weights do not "
+                                          r"fit this model \(shape mismatch") as info:
+        deepseek.create_encoder("vision.swin", embed_dim=48, weights=str(tmp_path / "swin.safetensors"))
+    assert len(str(info.value).splitlines()) == 1
+    with pytest.raises(ConfigError, match=r"^encoder\.vision\.swin\.weights: .* is not a file"):
+        deepseek.create_encoder("vision.swin", weights=str(tmp_path / "missing.safetensors"))
+
+
 def _features(batch: int = 4) -> dict[str, EncoderOutput]:
     torch.manual_seed(0)
     out = {}

@@ -125,8 +125,15 @@ def _load_weights(module: nn.Module, path: str) -> None:
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(f"encoder.vision.swin.weights: {path!r} is not a file; give a local .safetensors file")
-    state = load_model_state(p)
-    check_model_fit(state, {k: tuple(v.shape) for k, v in module.state_dict().items()}, p)
+    from deepseek.errors import UsageError
+
+    try:
+        state = load_model_state(p)
+        check_model_fit(state, {k: tuple(v.shape) for k, v in module.state_dict().items()}, p)
+    except UsageError as exc:
+        shown = str(exc).split("; use the [model] config")[0]
+        raise ConfigError(f"encoder.vision.swin.weights: {shown}; give the weights of a Swin with these "
+                          "options (timm_name or img_size/patch_size/embed_dim/depths/num_heads)") from None
     module.load_state_dict(state)
 
 
