@@ -135,3 +135,7 @@ def test_bench_latency_times_a_multimodal_config(tmp_path: Path) -> None:
         "or less, or raise data.eval_batches"]
     decode = deepseek("bench", "latency", "--config", str(config), "--mode", "decode", cwd=tmp_path)
     assert decode.returncode == 2 and "with --config use --mode forward" in decode.stderr
+    other = tmp_path / "other.toml"
+    other.write_text('[model]\nname = "multimodal.classifier"\n[data]\nname = "text"\n')
+    mismatch = deepseek("bench", "latency", "--config", str(other), "--only", "eager", cwd=tmp_path)
+    assert mismatch.returncode == 2 and mismatch.stderr.startswith("error: data: batches of dataset TextDataset lack")
