@@ -53,6 +53,11 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pro_host: PluginHos
     shutil.copytree(step, work / "negative-step")
     state = json.loads((step / "trainer.json").read_text())
     (work / "negative-step" / "trainer.json").write_text(json.dumps({**state, "step": -3}))
+    # An edit made on purpose: the commit record lists the new size, so the content check is what refuses it.
+    record = work / "negative-step" / "commit.json"
+    body = json.loads(record.read_text())
+    body["files"]["trainer.json"] = (work / "negative-step" / "trainer.json").stat().st_size
+    record.write_text(json.dumps(body))
     monkeypatch.chdir(work)
     return Hostile(pro_host, work, [run])
 
