@@ -243,3 +243,17 @@ def test_data_the_encoders_cannot_take_is_one_line_before_anything_is_written(
     with pytest.raises(UsageError, match=r"^" + re.escape(words)):
         Trainer(config, quiet=True).fit()
     assert not (tmp_path / "runs").exists()
+
+
+def test_activation_checkpointing_keeps_the_losses(tmp_path: Path) -> None:
+    """train.activation_checkpointing recomputes the text and vision blocks: same losses."""
+    runs = []
+    for ckpt in (False, True):
+        config = config_from_dict({**_config(tmp_path / str(ckpt), {"fusion": "concat"}, steps=3).to_dict(),
+                                   "train": {"max_steps": 3, "warmup_steps": 1, "eval_interval": 3,
+                                             "activation_checkpointing": ckpt}})
+        trainer = Trainer(config, quiet=True)
+        runs.append(trainer.fit().losses)
+        swin = trainer.strategy.unwrapped_model().encoders["vision"].swin
+        assert all(stage.grad_checkpointing is ckpt for stage in swin.layers)
+    assert runs[0] == pytest.approx(runs[1], rel=1e-6)

@@ -99,6 +99,10 @@ class SwinEncoder(Encoder):
             _load_weights(self.swin, options.weights)
         self.output_dim = int(self.swin.num_features)
 
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """timm's gradient checkpointing of the Swin stages."""
+        self.swin.set_grad_checkpointing(bool(enabled))
+
     def check_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> str | None:
         """Images ``(B, in_chans, H, W)`` of the size the model was built for."""
         want = (int(self.swin.patch_embed.proj.in_channels), *self.swin.patch_embed.img_size)

@@ -201,6 +201,12 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         """Every encoder's blocks (FSDP units)."""
         return [b for enc in self.encoders.values() for b in enc.block_modules()]
 
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Each encoder recomputes what it can in backward (``Encoder.set_activation_checkpointing``:
+        text and vision recompute their blocks; an encoder without it keeps its activations)."""
+        for enc in self.encoders.values():
+            enc.set_activation_checkpointing(enabled)
+
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """The batch must carry every modality this model uses, in a form its encoder takes."""
         from deepseek.errors import UsageError
