@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from deepseek.graph.passes import max_rel_error
 
@@ -118,8 +119,6 @@ class BatchCall(nn.Module):
         self.spec = spec
 
     def forward(self, *leaves: torch.Tensor) -> torch.Tensor:
-        from torch.utils import _pytree as pytree
-
         out = self.model(**pytree.tree_unflatten(list(leaves), self.spec))
         if isinstance(out, dict):
             return out["logits"] if "logits" in out else out["loss"]
@@ -203,8 +202,6 @@ def run_latency(
 ) -> LatencyResult:
     """Measure ``model`` under every variant; see the module docstring. ``batches``: dict batches
     of ``batch`` rows to time ``model(**batch)`` on (instead of token ids)."""
-    from torch.utils import _pytree as pytree
-
     dev = torch.device(device)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model = model.to(dev, DTYPES[dtype]).eval()
