@@ -51,6 +51,19 @@ def test_core_strategy_registered() -> None:
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
+def test_memory_row_is_one_it_declares(name: str) -> None:
+    """The advisor row a strategy names for its default options (what ``deepseek tune`` checks a
+    trial against) is one of the ``memory_rows`` it declared at registration, or none."""
+    from deepseek.advise.estimate import STRATEGIES as ROWS
+
+    comp = get_host().resolve("strategy", name)
+    cls = comp.load()
+    row = cls.memory_row(build_dataclass(cls.Options, {}, path="strategy"))
+    assert row is None or row in comp.declared("memory_rows", ()), f"{name}: memory_row {row!r} not declared"
+    assert row is None or row in {r.key for r in ROWS}
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
 def test_subclasses_strategy_with_frozen_options(name: str) -> None:
     cls = _strategy_class(name)
     assert isinstance(cls, type) and issubclass(cls, Strategy), f"{name}: not a Strategy subclass"

@@ -26,4 +26,13 @@ def deepseek_register_compressors(register: RegisterFn) -> None:
 
 @hookspec
 def deepseek_register_tuners(register: RegisterFn) -> None:
-    """Register automated tuners (hyper-parameter search back ends)."""
+    """Register automated tuners (kind ``tuner``): kinds of ``deepseek tune`` study.
+
+    ``target`` is a subclass of :class:`deepseek_enterprise.tune.tuner.Tuner` with ``Options``
+    (the ``[tuner]`` table of the space file) and ``objectives`` (names it measures; ``val_*`` is
+    a prefix), created as ``target(options, host=host)``. Per trial, ``deepseek tune`` calls
+    ``skip_reason(config)`` (a reason: recorded as pruned, not run) and ``run(trial)``, which
+    returns the objective's value, reports intermediate values with ``trial.report(step,
+    value)`` (True: the pruner stops it, raise ``TrialStopped``) and raises ``TrialFailed`` for a
+    trial that broke. Enterprise registers ``training`` and ``system``; docs/tune.md.
+    """

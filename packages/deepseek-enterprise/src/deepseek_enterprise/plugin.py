@@ -55,9 +55,21 @@ def deepseek_register_datasets(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_commands(register: RegisterFn) -> None:
-    """``deepseek multimodal study|table``."""
+    """``deepseek multimodal study|table|eval`` and ``deepseek tune``."""
     register("multimodal", "deepseek_enterprise.cli:multimodal",
              description="multimodal fusion study: train, test on the held-out split, tables")
+    register("tune", "deepseek_enterprise.tune.cli:tune",
+             description="automated tuning on Optuna: training or system studies, advisor-pruned")
+
+
+@hookimpl
+def deepseek_register_tuners(register: RegisterFn) -> None:
+    """``training`` (validation metrics through deepseek train) and ``system`` (throughput
+    through bench train, trials that cannot fit skipped by the advisor)."""
+    register("training", "deepseek_enterprise.tune.training:TrainingTuner",
+             description="learning rate, warm-up, dropout, batch, model options... by a validation metric")
+    register("system", "deepseek_enterprise.tune.system:SystemTuner",
+             description="strategy, micro-batch, checkpointing, compile, buckets... by tokens/s")
 
 
 @hookimpl

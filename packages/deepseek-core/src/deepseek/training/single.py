@@ -28,6 +28,10 @@ class SingleDeviceStrategy(Strategy):
     name: ClassVar[str] = "single"
     Options: ClassVar[type] = SingleOptions
 
+    @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        return "single"
+
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
         self._device = torch.device("cpu")

@@ -142,6 +142,14 @@ class Strategy(ABC):
         the reason, e.g. ``{"pipeline": "strategy 'pipeline' runs the model as stages"}``."""
         return {}
 
+    @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        """The advisor's memory-model row (``deepseek.advise.estimate.STRATEGIES``) this strategy
+        realises with these validated ``options``, one of the ``memory_rows`` it declares at
+        registration; ``None`` (the default) when no row models it. ``deepseek tune`` asks the
+        advisor whether a trial fits through this row before running it."""
+        return None
+
     # ------------------------------------------------------------------ topology
 
     @property

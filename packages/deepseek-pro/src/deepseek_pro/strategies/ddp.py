@@ -75,6 +75,10 @@ class DDPStrategy(DistributedStrategy):
     Options: ClassVar[type] = DDPOptions
     supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16", "powersgd")
 
+    @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        return "ddp"
+
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
         self.ddp: DistributedDataParallel | None = None

@@ -58,6 +58,14 @@ class DeepSpeedStrategy(DistributedStrategy):
     name: ClassVar[str] = "deepspeed"
     Options: ClassVar[type] = DeepSpeedOptions
 
+    @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        """Stages 1 and 2 (with or without optimizer offload); the advisor's ZeRO-3 rows model
+        FSDP2's buffers, not DeepSpeed stage 3's, so stage 3 has none."""
+        if options.stage == 3 or options.config_path:
+            return None
+        return f"zero{options.stage}" + ("+offload" if options.offload_optimizer else "")
+
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
         self.engine: Any = None

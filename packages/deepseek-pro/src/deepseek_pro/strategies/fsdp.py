@@ -82,6 +82,10 @@ class FSDPStrategy(DistributedStrategy):
     Options: ClassVar[type] = FSDPOptions
     supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16")
 
+    @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        return "zero3+offload" if options.cpu_offload else "zero3"
+
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
         self.mesh: Any = None

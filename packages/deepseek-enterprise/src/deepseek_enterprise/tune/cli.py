@@ -1,0 +1,129 @@
+"""``deepseek tune``: automated tuning on Optuna (enterprise edition).
+
+Nothing here imports torch or optuna at module level (``deepseek --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepseek.cli.params import SEED, FiniteFloat, count
+from deepseek.errors import UsageError
+
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any]:
+    """The registered tuner ``name``, or the first that measures ``objective``."""
+    host.check_kind("tuner")
+    if name is not None:
+        target = host.resolve("tuner", name).load()
+        if not target.measures(objective):
+            raise UsageError(f"--objective {objective}: tuner {name!r} measures {', '.join(target.objectives)}")
+        return name, target
+    offered = []
+    for comp in host.components("tuner"):
+        target = comp.load()
+        if target.measures(objective):
+            return comp.name, target
+        offered.append(f"{comp.name}: {', '.join(target.objectives)}")
+    raise UsageError(f"--objective {objective}: no registered tuner measures it ({'; '.join(offered)})")
+
+
+@click.command("tune")
+@click.argument("config_file", metavar="CONFIG.toml", type=click.Path(path_type=Path))
+@click.option("--study", "study_name", required=True, metavar="NAME",
+              help="Study name; the same name on the same storage resumes or joins the study.")
+@click.option("--space", "space_file", required=True, type=click.Path(path_type=Path), metavar="FILE",
+              help="Search space TOML ([space] ranges/choices by config path, optional [tuner]).")
+@click.option("--trials", type=count(), required=True, help="Finished trials the study should hold.")
+@click.option("--objective", default="val_loss", show_default=True,
+              help="val_loss, val_acc or any val_ metric the model reports (training tuner); "
+                   "tokens_per_s or samples_per_s (system tuner).")
+@click.option("--tuner", "tuner_name", metavar="NAME", help="Registered tuner (default: the one measuring --objective).")
+@click.option("--timeout", type=FiniteFloat(min=0, min_open=True), metavar="S",
+              help="Start no new trial after S seconds.")
+@click.option("--storage", metavar="URL", help="Optuna storage: sqlite:///PATH (default: <out>/study.db), "
+              "postgresql://..., journal:PATH.")
+@click.option("--out", type=click.Path(path_type=Path), help="Study folder (default tune/<study>).")
+@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(["median", "halving", "none"]), default="median", show_default=True,
+              help="Stops trials early on their intermediate evaluations (training tuner).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler seed (same seed, same trials).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="A new study's first trial is the base config's own values.")
+def tune(config_file: Path, study_name: str, space_file: Path, trials: int, objective: str, tuner_name: str | None,
+         timeout: float | None, storage: str | None, out: Path | None, sampler: str, pruner: str, seed: int,
+         baseline: bool) -> int | None:
+    """Tune a config with Optuna: every trial in its own process; at the end best.toml (runs
+    with deepseek train as is), a table of trials, history.png and importances.png."""
+    from deepseek.cli.context import command_host
+    from deepseek.config.components import build_options
+    from deepseek.config.load import config_from_dict, read_toml
+    from deepseek.paths import check_output, created_note, make_folders
+    from deepseek_enterprise.tune.space import load_space
+
+    if not _STUDY_NAME.match(study_name):
+        raise UsageError(f"--study {study_name!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", objective):
+        raise UsageError(f"--objective {objective!r}: a metric name such as val_loss or tokens_per_s")
+    host = command_host()
+    base = read_toml(config_file)
+    config_text = Path(config_file).read_text(encoding="utf-8")
+    space = load_space(space_file)
+    name, target = pick_tuner(host, tuner_name, objective)
+    options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner")
+    tuner = target(options, host=host)
+    folder = out if out is not None else Path("tune") / study_name
+    missing = check_output(folder, where="--out", folder=True)
+
+    def build(data: dict[str, Any]) -> Any:
+        return config_from_dict(data, host=host)
+
+    from deepseek_enterprise.tune.study import StudySettings, check_study, run_study
+
+    settings = StudySettings(name=study_name, trials=trials, objective=objective, out=folder, storage=storage,
+                             timeout=timeout, sampler=sampler, pruner=pruner, seed=seed, baseline=baseline)
+    check_study(tuner, space, base, build)  # before any folder is made
+    make_folders(missing, where="--out")
+    click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
+               f"folder {folder}{created_note(missing)}")
+    study = run_study(settings, tuner, name, space, base, config_text, build, click.echo)
+    return _finish(study, settings, base, str(config_file))
+
+
+def _finish(study: Any, settings: Any, base: dict[str, Any], config_file: str) -> int | None:
+    from deepseek_enterprise.tune.study import quiet_optuna
+
+    with quiet_optuna():
+        return _report(study, settings, base, config_file)
+
+
+def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -> int | None:
+    from deepseek_enterprise.tune import report
+
+    report.print_table(study, settings.objective)
+    counts = report.summary(study)
+    click.echo(", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    report.write_trials(study, settings.out / "trials.json")
+    for note in report.write_plots(study, settings.out):
+        click.echo(note)
+    best = report.write_best(study, base, settings.out / "best.toml", settings.objective, config_file)
+    if best is None:
+        click.echo(f"no trial completed; each trial's note says why (see {settings.out / 'trials.json'})", err=True)
+        return 1
+    b = report.best_trial(study)
+    base_trial = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")), None)
+    against = ""
+    if base_trial is not None and base_trial.number != b.number:
+        shown = f"{base_trial.value:.6g}" if base_trial.value is not None else base_trial.state.name.lower()
+        against = f" (base config, trial {base_trial.number}: {shown})"
+    elif base_trial is not None:
+        against = " (the base config itself)"
+    click.echo(f"best trial {b.number}: {settings.objective} {b.value:.6g}{against}; wrote {best}, "
+               f"run it with: deepseek train {best}")
+    return None

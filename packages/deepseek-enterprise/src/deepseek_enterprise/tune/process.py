@@ -1,0 +1,86 @@
+"""One trial's child process: ``deepseek ...`` with its output in a log file, which dies with
+the tuner.
+
+A trial runs in its own process so that an out-of-memory, a crash or a hang fails that trial,
+never the study. On Linux the child asks the kernel to send it SIGTERM when the tuner dies
+(``PR_SET_PDEATHSIG``), so a tuner killed with SIGKILL leaves no training running behind it;
+``deepseek train`` and ``deepseek launch`` stop cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+STOP_GRACE_S = 30.0
+"""Seconds a stopped trial gets to exit after SIGTERM before SIGKILL."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setpgrp()  # its own process group: a Ctrl-C of the tuner reaches the tuner first
+
+
+def deepseek_argv(args: Sequence[str]) -> list[str]:
+    """``python -m deepseek ARGS`` with this interpreter (the installed editions)."""
+    return [sys.executable, "-m", "deepseek", *args]
+
+
+def tail(path: Path, lines: int = 1) -> str:
+    """The last non-empty lines of a log (what a failed trial said last)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])
+
+
+def run_child(
+    argv: Sequence[str], log: Path, *, poll: Callable[[], bool] | None = None, interval: float = 1.0,
+    env: dict[str, str] | None = None, timeout: float | None = None,
+) -> tuple[int, bool]:
+    """Run ``argv`` with stdout and stderr in ``log``; every ``interval`` s call ``poll``, and
+    when it returns True (a pruned trial) or ``timeout`` passes, stop the child (SIGTERM to its
+    group, SIGKILL after :data:`STOP_GRACE_S`). Returns ``(exit code, stopped by us)``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with open(log, "wb") as out:
+        child = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent)
+        stopped = False
+        try:
+            while True:
+                try:
+                    return child.wait(timeout=interval), stopped
+                except subprocess.TimeoutExpired:
+                    pass
+                late = timeout is not None and time.monotonic() - start > timeout
+                if not stopped and (late or (poll is not None and poll())):
+                    stopped = True
+                    _signal_group(child, signal.SIGTERM)
+                    try:
+                        return child.wait(timeout=STOP_GRACE_S), stopped
+                    except subprocess.TimeoutExpired:
+                        _signal_group(child, signal.SIGKILL)
+                        return child.wait(), stopped
+        except BaseException:  # Ctrl-C or an error in poll: never leave the child running
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+            raise
+
+
+def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(child.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

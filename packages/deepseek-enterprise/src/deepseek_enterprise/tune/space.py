@@ -1,0 +1,211 @@
+"""The search space of ``deepseek tune``: a TOML file, validated like a config.
+
+.. code-block:: toml
+
+    [space]
+    "train.lr" = { type = "float", low = 1e-4, high = 3e-2, log = true }
+    "train.warmup_steps" = { type = "int", low = 0, high = 100, step = 10 }
+    "data.batch_size" = { choices = [8, 16, 32] }
+    "strategy.name" = { choices = ["single", "ddp"] }
+
+    [tuner]            # options of the tuner (optional; docs/tune.md lists them)
+    steps = 10
+
+Every key of ``[space]`` is a config path (``SECTION.KEY`` or deeper, as ``--set`` takes it);
+a parameter is a float or int range (``low``/``high``, optional ``log`` or ``step``) or a list of
+``choices`` (strings, numbers, booleans). Nested tables (``[space.train] lr = {...}``) are read
+the same. Each parameter's end points and every choice are checked against the base config
+before the first trial (:func:`check_against`), so a bad path or value fails the command at once
+with the space entry named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepseek.config.validate import did_you_mean
+from deepseek.errors import ConfigError
+
+KINDS = ("float", "int", "categorical")
+_KEYS = {"type", "low", "high", "log", "step", "choices"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched config value: a range (``float``/``int``) or ``categorical`` choices."""
+
+    path: str
+    kind: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: Any) -> Any:
+        """The value this trial takes (Optuna's ``suggest_*``, the path as the parameter name)."""
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.path, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.path, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.path, float(self.low), float(self.high), step=self.step, log=self.log)
+
+    def corners(self) -> list[Any]:
+        """The values checked against the base config: both ends, or every choice."""
+        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take."""
+        if self.kind == "categorical":
+            return any(type(value) is type(c) and value == c for c in self.choices)
+        return _number(value) and self.low <= value <= self.high  # type: ignore[operator]
+
+    def describe(self) -> str:
+        """``[1e-4, 3e-2] log`` / ``{8, 16, 32}``."""
+        if self.kind == "categorical":
+            return "{" + ", ".join(map(repr, self.choices)) + "}"
+        extra = " log" if self.log else (f" step {self.step}" if self.step else "")
+        return f"[{self.low}, {self.high}]{extra}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The parameters and the ``[tuner]`` table of a space file."""
+
+    params: tuple[Param, ...]
+    tuner: dict[str, Any]
+    source: str
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """``{config path: value}`` for one trial."""
+        return {p.path: p.suggest(trial) for p in self.params}
+
+    def fingerprint(self) -> str:
+        """A stable description, stored with the study: resuming it with another space is refused."""
+        return "; ".join(f"{p.path} {p.kind} {p.describe()}" for p in self.params)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _leaves(table: dict[str, Any], prefix: str, where: str) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for key, value in table.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{where}: space.{path!r}: expected a table such as {{ type = \"float\", low = 1e-4, high = 1e-2 }} "
+                f"or {{ choices = [...] }}, got {value!r}"
+            )
+        if _KEYS & set(value) or not value:
+            out.append((path, value))
+        else:
+            out.extend(_leaves(value, path, where))
+    return out
+
+
+def _param(path: str, spec: dict[str, Any], where: str) -> Param:
+    at = f"{where}: space.{path!r}"
+    if path.count(".") < 1:
+        raise ConfigError(f"{at}: a parameter is a config path SECTION.KEY, e.g. \"train.lr\"")
+    unknown = sorted(set(spec) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{at}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], sorted(_KEYS))}; "
+                          f"a parameter takes {', '.join(sorted(_KEYS))}")
+    kind = spec.get("type", "categorical" if "choices" in spec else None)
+    if kind not in KINDS:
+        raise ConfigError(f"{at}: type must be one of {', '.join(KINDS)}, got {kind!r}"
+                          + (did_you_mean(kind, list(KINDS)) if isinstance(kind, str) else ""))
+    if kind == "categorical":
+        extra = sorted(set(spec) - {"type", "choices"})
+        if extra:
+            raise ConfigError(f"{at}: {extra[0]} is for ranges; a categorical parameter takes only choices")
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{at}: choices must be a non-empty list, e.g. choices = [8, 16, 32]")
+        for c in choices:
+            if not (isinstance(c, (str, bool)) or _number(c)):
+                raise ConfigError(f"{at}: choice {c!r} is not a string, number or boolean")
+        if len({repr(c) for c in choices}) != len(choices):
+            raise ConfigError(f"{at}: choices repeat a value: {choices!r}")
+        return Param(path, kind, choices=tuple(choices))
+    if "choices" in spec:
+        raise ConfigError(f"{at}: a {kind} range takes low/high, not choices (drop type for choices)")
+    low, high, step, log = spec.get("low"), spec.get("high"), spec.get("step"), spec.get("log", False)
+    for name, value in (("low", low), ("high", high)):
+        if not _number(value):
+            raise ConfigError(f"{at}: {name} must be a finite number, got {value!r}")
+    if kind == "int" and not all(isinstance(v, int) for v in (low, high)):
+        raise ConfigError(f"{at}: an int range needs whole low/high, got low={low!r}, high={high!r}")
+    if low >= high:  # type: ignore[operator]
+        raise ConfigError(f"{at}: low={low} must be below high={high}")
+    if not isinstance(log, bool):
+        raise ConfigError(f"{at}: log must be true or false, got {log!r}")
+    if log and low <= 0:  # type: ignore[operator]
+        raise ConfigError(f"{at}: log = true needs low > 0, got low={low}")
+    if step is not None:
+        if not _number(step) or step <= 0 or (kind == "int" and not isinstance(step, int)):
+            raise ConfigError(f"{at}: step must be a positive {'whole ' if kind == 'int' else ''}number, got {step!r}")
+        if log:
+            raise ConfigError(f"{at}: step and log = true cannot be combined; drop one")
+    return Param(path, kind, low=low, high=high, log=log, step=step)
+
+
+def parse_space(data: dict[str, Any], where: str) -> SearchSpace:
+    """Validate a space file's parsed TOML (``where`` names the file in messages)."""
+    unknown = sorted(set(data) - {"space", "tuner"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown table {unknown[0]!r}{did_you_mean(unknown[0], ['space', 'tuner'])}; "
+                          "a space file holds [space] and optionally [tuner]")
+    table = data.get("space")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{where}: no [space] table; add one, e.g. [space] \"train.lr\" = "
+                          "{ type = \"float\", low = 1e-4, high = 1e-2, log = true }")
+    tuner = data.get("tuner", {})
+    if not isinstance(tuner, dict):
+        raise ConfigError(f"{where}: [tuner] must be a table of the tuner's options")
+    params = tuple(_param(path, spec, where) for path, spec in _leaves(table, "", where))
+    return SearchSpace(params=params, tuner=dict(tuner), source=where)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a space file (one ConfigError line for anything wrong)."""
+    from deepseek.config.load import read_toml
+
+    return parse_space(read_toml(path, missing_hint="give a search space TOML file (docs/tune.md)"),
+                       str(path))
+
+
+def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The base config's data with the trial's values set at their paths."""
+    import copy
+
+    out = copy.deepcopy(base)
+    for path, value in values.items():
+        node = out
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"space.{path!r}: {part} is a value in the config, not a table")
+            node = child
+        if parts[0] == "strategy" and parts[-1] == "name" and len(parts) == 2 and node.get("name") != value:
+            # Options of another strategy do not carry over to the one this trial picks.
+            node.clear()
+        node[parts[-1]] = value
+    return out
+
+
+def check_against(space: SearchSpace, base: dict[str, Any], build: Any) -> None:
+    """Build the config with each parameter at each end point / choice (others at the base),
+    so a wrong path or an impossible value fails before any trial, naming the entry."""
+    for param in space.params:
+        for value in param.corners():
+            try:
+                build(trial_data(base, {param.path: value}))
+            except ConfigError as exc:
+                raise ConfigError(f"{space.source}: space.{param.path!r} = {value!r}: {exc}") from None

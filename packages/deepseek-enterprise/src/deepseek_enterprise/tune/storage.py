@@ -1,0 +1,121 @@
+"""Where a study lives, and who is running each of its trials.
+
+Storage: SQLite in the study folder by default; any Optuna RDB URL (``postgresql://``,
+``mysql://``, ``sqlite:///``) or ``journal:PATH`` (Optuna's journal file, for a shared file
+system) for many processes or machines. RDB storages record a heartbeat per running trial, so a
+trial whose machine died is failed (and re-run once) by the next process that asks for a trial.
+
+Every trial records its worker, ``host:pid:start``. A running trial whose worker is on this
+machine and no longer alive (SIGKILL, a power cut) is an interrupted trial: :func:`recover`
+marks it failed with ``interrupted`` and enqueues its parameters again, so the study re-runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import UsageError
+
+HEARTBEAT_S = 20
+GRACE_S = 120
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), else empty."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def worker_id() -> str:
+    """This process as a study worker: ``host:pid:start``."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+
+
+def worker_alive(worker: str) -> bool | None:
+    """Whether a worker of this machine still runs (None: another machine's, unknown here)."""
+    try:
+        host, pid_text, start = worker.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not start or _start_time(pid) in ("", start)
+
+
+def open_storage(url: str | None, folder: Path) -> Any:
+    """An Optuna storage for ``--storage`` (default: ``sqlite:///<folder>/study.db``)."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    if url is None:
+        url = f"sqlite:///{(folder / 'study.db').absolute()}"
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = url.removeprefix("journal:")
+        if not path:
+            raise UsageError("--storage: journal: needs a file path, e.g. journal:/shared/study.log")
+        try:
+            return JournalStorage(JournalFileBackend(path))
+        except OSError as exc:
+            raise UsageError(f"--storage: cannot open the journal {path} ({exc.strerror}); give a writable path") from None
+    if "://" not in url:
+        raise UsageError(f"--storage: {url!r} is not a storage URL; give sqlite:///PATH, "
+                         "postgresql://USER@HOST/DB (any SQLAlchemy URL) or journal:PATH")
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    try:
+        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise UsageError(f"--storage: {url.split('://')[0]} needs a database driver that is not installed "
+                         f"({exc}); install it, or use sqlite:///PATH") from None
+    except (optuna.exceptions.StorageInternalError, ValueError, Exception) as exc:  # SQLAlchemy's errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--storage: cannot open {url}: {first}") from None
+
+
+def recover(study: Any, storage: Any) -> list[int]:
+    """Fail this machine's trials whose worker is gone and enqueue their parameters again;
+    returns the numbers of the trials recovered. RDB storages also fail trials whose heartbeat
+    stopped (another machine's), re-running each once."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.storages.fail_stale_trials(study)
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if worker_alive(str(t.user_attrs.get("worker", ""))) is not False:
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_user_attr(t._trial_id, "note", f"interrupted: its tuner ({t.user_attrs['worker']}) stopped")
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker recovered it first
+        if t.params:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        recovered.append(t.number)
+    return recovered
+
+
+def record_heartbeat(storage: Any, trial: Any) -> None:
+    """One heartbeat of a running trial (RDB storages; others keep none)."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+        storage.record_heartbeat(trial._trial_id)

@@ -1,0 +1,307 @@
+"""The study loop of ``deepseek tune`` (Optuna's ask-and-tell).
+
+For each trial: recover trials of dead workers (:mod:`.storage`), stop when the study holds
+``trials`` finished trials (complete, pruned by the pruner, or failed; trials skipped without
+running and interrupted ones are not counted) or the time is up, ask Optuna for values, build
+and validate the trial's config, write it as ``trials/NNNN/trial.toml``, let the tuner skip it
+(recorded as pruned, with the reason) or run it, and tell Optuna the outcome. Several processes
+on one storage share the study: each asks for its own trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import ConfigError, UsageError
+from deepseek_enterprise.tune.space import SearchSpace, check_against, trial_data
+from deepseek_enterprise.tune.storage import (
+    HEARTBEAT_S,
+    open_storage,
+    record_heartbeat,
+    recover,
+    worker_id,
+)
+from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "halving", "none")
+SKIP_LIMIT = 10
+"""Trials skipped without running (advisor, invalid combination) allowed per requested trial."""
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What ``deepseek tune`` was asked for."""
+
+    name: str
+    trials: int
+    objective: str
+    out: Path
+    storage: str | None = None
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int | None = 0
+    baseline: bool = True
+
+
+def create_sampler(name: str, seed: int | None) -> Any:
+    """TPE (Optuna's default, seeded: the same trial sequence for the same results) or random."""
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, constant_liar=True)
+
+
+def create_pruner(name: str) -> Any:
+    """Median (stop a trial worse than the median of earlier ones at the same step) or
+    successive halving; both wait for two finished trials."""
+    import optuna
+
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto", reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+
+
+def _identity(settings: StudySettings, tuner_name: str, space: SearchSpace, config_text: str) -> dict[str, str]:
+    import hashlib
+
+    return {"objective": settings.objective, "tuner": tuner_name, "space": space.fingerprint(),
+            "config_sha256": hashlib.sha256(config_text.encode()).hexdigest()}
+
+
+def open_study(settings: StudySettings, direction: str, identity: dict[str, str]) -> tuple[Any, Any]:
+    """Create or load the study (same objective, tuner, space and base config, or refused)."""
+    import optuna
+
+    storage = open_storage(settings.storage, settings.out)
+    try:
+        study = optuna.create_study(
+            study_name=settings.name, storage=storage, sampler=create_sampler(settings.sampler, settings.seed),
+            pruner=create_pruner(settings.pruner), direction=direction, load_if_exists=True)
+    except ValueError as exc:  # an existing study with another direction
+        raise UsageError(f"--study {settings.name}: {exc}; use another --study name") from None
+    if study.direction.name.lower() != direction:
+        raise UsageError(f"--study {settings.name}: exists with direction {study.direction.name.lower()}, "
+                         f"this objective needs {direction}; use another --study name")
+    saved = study.user_attrs.get("deepseek")
+    if saved is None:
+        study.set_user_attr("deepseek", identity)
+    else:
+        for key, value in identity.items():
+            if saved.get(key) != value:
+                what = "the base config file's content" if key == "config_sha256" else f"{key} {saved.get(key)!r}"
+                raise UsageError(f"--study {settings.name}: was created with {what}, not this one; resume it with "
+                                 "the same config, space and objective, or use another --study name")
+    return study, storage
+
+
+def _counts(study: Any) -> tuple[int, int]:
+    """(finished trials that ran, trials skipped without running)."""
+    from optuna.trial import TrialState
+
+    ran = skipped = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.RUNNING, TrialState.WAITING) or t.user_attrs.get("interrupted"):
+            continue
+        if t.user_attrs.get("skipped"):
+            skipped += 1
+        else:
+            ran += 1
+    return ran, skipped
+
+
+class _Heartbeat:
+    """Records a running trial's heartbeat every HEARTBEAT_S seconds (RDB storages)."""
+
+    def __init__(self, storage: Any, trial: Any) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(storage, trial), daemon=True)
+
+    def _beat(self, storage: Any, trial: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                record_heartbeat(storage, trial)
+            except Exception:  # a busy database: the next beat will do
+                pass
+            self._stop.wait(HEARTBEAT_S)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: Callable[[dict[str, Any]], Any]) -> None:
+    """Everything checkable before a study starts: the base config, the tuner's own rule for it,
+    and every parameter of the space at its end points / choices (one ConfigError line)."""
+    tuner.check_config(build(base))
+    check_against(space, base, build)
+
+
+def quiet_optuna() -> contextlib.AbstractContextManager[Any]:
+    """Optuna's experimental/deprecation notices about the APIs used here, and its per-trial
+    log lines, kept out of the output (the study prints its own line per trial)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")  # said by _run_study
+    return stack
+
+
+def baseline_values(space: SearchSpace, base_config: Any) -> dict[str, Any]:
+    """The base config's own value at every searched path (defaults filled in)."""
+    data = base_config.to_dict()
+    out = {}
+    for param in space.params:
+        node: Any = data
+        for part in param.path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            out[param.path] = node
+    return out
+
+
+def run_study(
+    settings: StudySettings, tuner: Tuner, tuner_name: str, space: SearchSpace, base: dict[str, Any],
+    config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None],
+) -> Any:
+    """Run trials until the study holds ``settings.trials`` finished ones (or the time is up);
+    returns the study. ``build`` validates a config dict into a Config. A new study's first
+    trial is the base config itself (``baseline``), the point every other trial is judged against."""
+    with quiet_optuna():
+        return _run_study(settings, tuner, tuner_name, space, base, config_text, build, echo)
+
+
+def _run_study(
+    settings: StudySettings, tuner: Tuner, tuner_name: str, space: SearchSpace, base: dict[str, Any],
+    config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None],
+) -> Any:
+    base_config = build(base)
+    direction = tuner.direction(settings.objective)
+    study, storage = open_study(settings, direction, _identity(settings, tuner_name, space, config_text))
+    if settings.baseline and not study.get_trials(deepcopy=False):
+        values = baseline_values(space, base_config)
+        for param in space.params:
+            if param.path in values and not param.contains(values[param.path]):
+                echo(f"base config: {param.path} = {values[param.path]!r} lies outside the space "
+                     f"{param.describe()}; the baseline trial runs it as it is")
+        study.enqueue_trial(values, user_attrs={"baseline": True})
+    worker = worker_id()
+    start = time.monotonic()
+    skipped_here = 0
+    while True:
+        for number in recover(study, storage):
+            echo(f"trial {number}: interrupted (its tuner stopped); failed, and queued to run again")
+        ran, _ = _counts(study)
+        if ran >= settings.trials:
+            break
+        if settings.timeout is not None and time.monotonic() - start >= settings.timeout:
+            echo(f"--timeout {settings.timeout:g} s reached: no new trials ({ran} of {settings.trials} finished)")
+            break
+        if skipped_here >= SKIP_LIMIT * settings.trials:
+            echo(f"{skipped_here} trials skipped without running: the space is mostly infeasible; stopping")
+            break
+        trial = study.ask()
+        trial.set_user_attr("worker", worker)
+        skipped = _one_trial(study, storage, trial, settings, tuner, space, base, build, echo, ran)
+        skipped_here += skipped
+    return study
+
+
+def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tuner: Tuner, space: SearchSpace,
+               base: dict[str, Any], build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None],
+               ran: int) -> bool:
+    """Run one asked trial to its end in the study; True when it was skipped without running."""
+    from optuna.trial import TrialState
+
+    from deepseek.config.load import dump_config
+
+    values = space.suggest(trial)
+    shown = "  ".join(f"{k}={_short(v)}" for k, v in values.items())
+    folder = settings.out / "trials" / f"{trial.number:04d}"
+    try:
+        config = build(trial_data(base, values))
+    except ConfigError as exc:
+        return _skip(study, trial, f"invalid combination: {exc}", echo, shown)
+    reason = tuner.skip_reason(config)
+    if reason is not None:
+        return _skip(study, trial, reason, echo, shown)
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "trial.toml"
+    from deepseek.training.checkpoint import atomic_write_text
+
+    atomic_write_text(config_path, dump_config(config))
+    began = time.monotonic()
+
+    def should_stop(step: int, value: float) -> bool:
+        trial.report(value, step)
+        return trial.should_prune()
+
+    run = TrialRun(number=trial.number, config=config, config_path=config_path, folder=folder,
+                   objective=settings.objective, should_stop=should_stop)
+    state, value, note = TrialState.COMPLETE, None, ""
+    try:
+        with _Heartbeat(storage, trial):
+            value = tuner.run(run)
+    except TrialStopped as exc:
+        state, note = TrialState.PRUNED, str(exc)
+    except TrialFailed as exc:
+        state, note = TrialState.FAIL, str(exc)
+    except KeyboardInterrupt:
+        trial.set_user_attr("interrupted", True)
+        trial.set_user_attr("note", "interrupted (Ctrl-C)")
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        raise
+    for key, attr in run.attrs.items():
+        trial.set_user_attr(key, attr)
+    if note:
+        trial.set_user_attr("note", note)
+    study.tell(trial, value, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
+    seconds = time.monotonic() - began
+    outcome = f"{settings.objective} {value:.4g}" if value is not None else note
+    best = _best_text(study, settings.objective)
+    echo(f"trial {trial.number} [{ran + 1}/{settings.trials}] {state.name.lower()} in {seconds:.0f} s: {outcome}{best}"
+         f"\n    {shown}")
+    return False
+
+
+def _skip(study: Any, trial: Any, reason: str, echo: Callable[[str], None], shown: str) -> bool:
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("skipped", reason)
+    trial.set_user_attr("note", reason)
+    study.tell(trial, state=TrialState.PRUNED)
+    echo(f"trial {trial.number} skipped: {reason}\n    {shown}")
+    return True
+
+
+def _best_text(study: Any, objective: str) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return ""
+    return f" (best {best.value:.4g}, trial {best.number})"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,226 @@
+"""``system`` tuner: each trial is a short ``deepseek bench train`` of the trial's config in its
+own process (under ``deepseek launch -n N`` where the strategy needs it); the objective is
+throughput, ``tokens_per_s`` or ``samples_per_s``, summed over the data-parallel ranks.
+
+Before a trial runs, the advisor's memory model (``deepseek advise``) estimates its peak per
+device through the row its strategy realises (:meth:`Strategy.memory_row`); a trial that cannot
+fit is skipped and recorded as pruned with the estimate, so no trial is spent discovering an
+out-of-memory the arithmetic already predicts. A trial that still runs out of memory fails;
+the study goes on.
+
+The config's ``data.batch_size`` is the global batch: a trial's micro-batch per device is
+``batch_size / (train.grad_accum x processes)``, so searching ``train.grad_accum`` and the
+strategy at a fixed batch size compares set-ups that train the same model the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from deepseek.errors import ConfigError
+from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
+from deepseek_enterprise.tune.training import needs_launcher
+from deepseek_enterprise.tune.tuner import Direction, TrialFailed, TrialRun, Tuner
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def _size(value: str) -> str | None:
+    if not value:
+        return None
+    from deepseek.advise.hardware import parse_size
+    from deepseek.errors import UsageError
+
+    try:
+        parse_size(value, option="tuner.device_memory")
+    except UsageError:
+        return "must be a size such as 80GiB or 141e9"
+    return None
+
+
+@dataclass(frozen=True)
+class SystemTunerOptions:
+    """``[tuner]`` keys of the ``system`` tuner."""
+
+    nproc: int = field(default=2, metadata={"check": _positive})
+    """Processes (devices) for a strategy that needs a launcher (``deepseek launch -n``)."""
+    steps: int = field(default=10, metadata={"check": _positive})
+    """Measured steps of each trial's ``bench train``."""
+    warmup: int = field(default=3, metadata={"check": _non_negative})
+    """Warm-up steps before measuring (compilation included)."""
+    device_memory: str = field(default="", metadata={"check": _size})
+    """Memory per device the advisor checks against (``80GiB``); empty: this machine's GPU, or
+    its RAM on a CPU-only machine."""
+    headroom: float = field(default=0.10, metadata={"check": _fraction})
+    """Fraction of the device memory kept free for allocator fragmentation (as ``advise``)."""
+    trial_timeout_s: float = field(default=0.0, metadata={"check": _non_negative})
+    """Stop a trial running longer than this many seconds and record it failed (0: no limit)."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The advisor's verdict on one trial: the row, the estimate and the usable memory."""
+
+    row: str | None
+    total: int = 0
+    usable: int = 0
+    host: int = 0
+    host_memory: int | None = None
+
+    @property
+    def fits(self) -> bool:
+        return self.row is None or (self.total <= self.usable and
+                                    (self.host_memory is None or self.host <= self.host_memory))
+
+
+def _world(config: Any, host: Any, nproc: int) -> int:
+    return nproc if needs_launcher(config, host) else 1
+
+
+def micro_batch(config: Any, world: int) -> int | None:
+    """Rows per device per micro-step, or None when the batch does not divide."""
+    per = config.train.grad_accum * world
+    return config.data.batch_size // per if config.data.batch_size % per == 0 else None
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value)  # JSON numbers, booleans, strings and lists are TOML literals too
+
+
+class SystemTuner(Tuner):
+    """Strategy, micro-batch (through ``train.grad_accum``), activation checkpointing, compile,
+    residual dtype, DDP bucket size, DeepSpeed stage/offload/buckets...: judged by throughput."""
+
+    Options: ClassVar[type] = SystemTunerOptions
+    objectives: ClassVar[tuple[str, ...]] = ("tokens_per_s", "samples_per_s")
+
+    def direction(self, objective: str) -> Direction:
+        return "maximize"
+
+    def check_config(self, config: Any) -> None:
+        from deepseek.models.gpt import GPTConfig
+
+        if not isinstance(config.model.options, GPTConfig):
+            raise ConfigError(f"model.name: the system tuner measures GPT models with bench train; "
+                              f"{config.model.name!r} is not one (use a GPT preset such as small or 1.3b)")
+        if not hasattr(config.data.options, "seq_len"):
+            raise ConfigError(f"data.name: the system tuner needs token sequences (data.seq_len); "
+                              f"{config.data.name!r} has none")
+
+    def fit(self, config: Any) -> Fit:
+        """The advisor's estimate for this config (``row`` None: no row models its strategy)."""
+        from deepseek.advise.estimate import (
+            STRATEGIES,
+            TrainSetup,
+            estimate_strategy,
+            shape_from_config,
+        )
+        from deepseek.advise.hardware import detect_devices, host_memory, parse_size
+        from deepseek.advise.report import CPU_OVERHEAD, GPU_OVERHEAD
+        from deepseek.plugins.host import get_host
+
+        cls = (self.host or get_host()).resolve("strategy", config.strategy.name).load()
+        row = cls.memory_row(config.strategy.options)
+        spec = next((s for s in STRATEGIES if s.key == row), None)
+        if spec is None:
+            return Fit(None)
+        o = self.options
+        world = _world(config, self.host, o.nproc)
+        devices = detect_devices()
+        memory = parse_size(o.device_memory, option="tuner.device_memory") if o.device_memory else devices.memory
+        on_gpu = devices.count > 0 and getattr(config.strategy.options, "device", "auto") != "cpu"
+        precision = config.precision.dtype if config.precision.dtype != "auto" else ("bf16" if on_gpu else "fp32")
+        setup = TrainSetup(seq_len=config.data.options.seq_len, micro_batch=micro_batch(config, world) or 1,
+                           precision=precision, activation_checkpointing=config.train.activation_checkpointing,
+                           gpus=world)
+        shape = shape_from_config(config.model.options, source=config.model.name)
+        usable = int(memory * (1 - o.headroom))
+        est = estimate_strategy(spec, shape, setup, overhead=GPU_OVERHEAD if on_gpu else CPU_OVERHEAD,
+                                usable_gpu=usable)
+        return Fit(row, est.total, usable, est.host, host_memory())
+
+    def skip_reason(self, config: Any) -> str | None:
+        from deepseek.advise.hardware import format_gib
+
+        world = _world(config, self.host, self.options.nproc)
+        if micro_batch(config, world) is None:
+            return (f"data.batch_size={config.data.batch_size} does not divide into train.grad_accum="
+                    f"{config.train.grad_accum} x {world} process(es)")
+        fit = self.fit(config)
+        if fit.fits:
+            return None
+        if fit.total > fit.usable:
+            return (f"advisor: {fit.row} needs {format_gib(fit.total)} GiB per device, "
+                    f"{format_gib(fit.usable)} GiB usable")
+        return (f"advisor: {fit.row} needs {format_gib(fit.host)} GiB of host memory, "
+                f"{format_gib(fit.host_memory or 0)} GiB here")
+
+    def bench_args(self, config: Any, out: str) -> list[str]:
+        """``bench train`` options that measure this config."""
+        from deepseek.config.components import options_dict
+
+        o = self.options
+        world = _world(config, self.host, o.nproc)
+        t = config.train
+        args = ["bench", "train", "--model", config.model.name, "--seq", str(config.data.options.seq_len),
+                "--batch", str(micro_batch(config, world)), "--grad-accum", str(t.grad_accum),
+                "--steps", str(o.steps), "--warmup", str(o.warmup), "--strategy", config.strategy.name,
+                "--precision", config.precision.dtype, "--lr", repr(t.lr), "--seed", str(t.seed),
+                "--compile" if t.compile else "--no-compile",
+                "--activation-checkpointing" if t.activation_checkpointing else "--no-activation-checkpointing",
+                "--fp32-residual" if config.precision.fp32_residual else "--no-fp32-residual",
+                "--init-device", t.init_device, "--json", out]
+        for key, value in options_dict(config.model.options).items():
+            args += ["--model-option", f"{key}={_literal(value)}"]
+        for key, value in options_dict(config.strategy.options).items():
+            if key == "device":
+                args += ["--device", str(value)]
+            else:
+                args += ["--strategy-option", f"{key}={_literal(value)}"]
+        if needs_launcher(config, self.host):
+            args = ["launch", "-n", str(o.nproc), "--", *args]
+        return args
+
+    def run(self, trial: TrialRun) -> float:
+        from deepseek.advise.hardware import format_gib
+
+        fit = self.fit(trial.config)
+        if fit.row is not None:
+            trial.attrs["advisor_gib"] = round(fit.total / 1024**3, 2)
+        out = trial.folder / "bench.json"
+        log = trial.folder / "bench.log"
+        argv = deepseek_argv(self.bench_args(trial.config, str(out)))
+        code, stopped = run_child(argv, log, timeout=self.options.trial_timeout_s or None)
+        if stopped:
+            raise TrialFailed(f"ran past tuner.trial_timeout_s = {self.options.trial_timeout_s:g} s; stopped")
+        if code != 0:
+            said = tail(log)
+            oom = "out of memory" in said.lower()
+            raise TrialFailed(("out of memory: " if oom else f"bench train exited with {code}: ")
+                              + (said or "no output") + f" (log: {log})")
+        try:
+            result = json.loads(out.read_text(encoding="utf-8"))
+            row, dp = result["rows"][0], int(result["device"]["dp_size"])
+            tokens = float(row["tokens_per_s"]) * dp
+            trial.attrs["peak_gib"] = round(float(row["peak_memory_bytes"]) / 1024**3, 2)
+            if row.get("mfu") is not None:
+                trial.attrs["mfu"] = round(float(row["mfu"]), 4)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise TrialFailed(f"{out}: no readable bench result ({exc})") from None
+        if fit.row is not None and "peak_gib" in trial.attrs:
+            trial.attrs["advisor"] = f"{fit.row} {format_gib(fit.total)} GiB est."
+        if trial.objective == "samples_per_s":
+            return tokens / trial.config.data.options.seq_len
+        return tokens

@@ -1,0 +1,141 @@
+"""``training`` tuner: each trial is ``deepseek train trial.toml`` in its own process (under
+``deepseek launch -n N`` when the strategy needs one process per device); the objective is a
+validation metric the model reports (``val_loss``, ``val_acc``, ...).
+
+While the trial trains, the tuner reads the run folder's ``metrics.jsonl`` and reports every
+evaluation after step 0 to the study's pruner; when the pruner says stop, the trial gets
+SIGTERM (the trainer saves and exits) and is recorded as pruned at that step. The trial's value
+is the metric at the run's last evaluation (the trainer always evaluates at its final step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from deepseek.errors import ConfigError
+from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
+from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 (none) or more"
+
+
+@dataclass(frozen=True)
+class TrainingTunerOptions:
+    """``[tuner]`` keys of the ``training`` tuner."""
+
+    nproc: int = field(default=2, metadata={"check": _positive})
+    """Processes (devices) for a strategy that needs a launcher (``deepseek launch -n``)."""
+    trial_timeout_s: float = field(default=0.0, metadata={"check": _non_negative})
+    """Stop a trial running longer than this many seconds and record it failed (0: no limit)."""
+    poll_s: float = field(default=1.0, metadata={"check": _positive})
+    """Seconds between reads of the trial's metrics."""
+
+
+def read_values(metrics: Path, objective: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of every record of ``metrics.jsonl`` holding ``objective`` (a record being
+    written, the last line, may be torn: skipped)."""
+    import json
+
+    out: list[tuple[int, float]] = []
+    try:
+        lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        value, step = record.get(objective) if isinstance(record, dict) else None, record.get("step")
+        if isinstance(value, (int, float)) and isinstance(step, int) and not isinstance(value, bool):
+            out.append((step, float(value)))
+    return out
+
+
+def train_argv(trial: TrialRun, run_dir: Path, host: Any, nproc: int) -> list[str]:
+    """The command of one trial: ``deepseek train`` or ``deepseek launch -n N -- train``."""
+    args = ["train", str(trial.config_path), "--run-dir", str(run_dir), "--quiet"]
+    if needs_launcher(trial.config, host):
+        args = ["launch", "-n", str(nproc), "--", *args]
+    return deepseek_argv(args)
+
+
+def needs_launcher(config: Any, host: Any) -> bool:
+    """Whether the config's strategy runs one process per device."""
+    from deepseek.plugins.host import get_host
+
+    return bool((host or get_host()).resolve("strategy", config.strategy.name).load().needs_launcher)
+
+
+class TrainingTuner(Tuner):
+    """Learning rate, warm-up, weight decay, dropout, batch size, model and fusion options...:
+    anything in the config, judged by a validation metric."""
+
+    Options: ClassVar[type] = TrainingTunerOptions
+    objectives: ClassVar[tuple[str, ...]] = ("val_*",)
+
+    def check_config(self, config: Any) -> None:
+        if config.train.max_steps <= 0:
+            raise ConfigError("train.max_steps: a training study needs steps to train; set train.max_steps > 0")
+
+    def run(self, trial: TrialRun) -> float:
+        run_dir = trial.folder / "run"
+        metrics = run_dir / "metrics.jsonl"
+        seen: list[tuple[int, float]] = []
+        stop: list[TrialStopped] = []
+
+        def poll() -> bool:
+            for step, value in read_values(metrics, trial.objective)[len(seen):]:
+                seen.append((step, value))
+                if step > 0 and math.isfinite(value) and trial.report(step, value):
+                    stop.append(TrialStopped(step, value))
+                    return True
+            return False
+
+        o = self.options
+        argv = train_argv(trial, run_dir, self.host, o.nproc)
+        log = trial.folder / "train.log"
+        code, stopped = run_child(argv, log, poll=poll, interval=o.poll_s, timeout=o.trial_timeout_s or None)
+        trial.attrs["run_dir"] = str(run_dir.absolute())
+        if stop:
+            raise stop[0]
+        if stopped:
+            raise TrialFailed(f"ran past tuner.trial_timeout_s = {o.trial_timeout_s:g} s; stopped")
+        if code != 0:
+            raise TrialFailed(f"deepseek train exited with {code}: {tail(log) or 'no output'} (log: {log})")
+        values = read_values(metrics, trial.objective)
+        poll()  # the evaluations since the last poll go to the pruner's record too
+        if not values:
+            reported = _reported_names(metrics)
+            raise TrialFailed(f"the run reported no {trial.objective!r}; it reports {', '.join(reported) or 'nothing'} "
+                              "(choose --objective among them)")
+        step, value = values[-1]
+        if not math.isfinite(value):
+            raise TrialFailed(f"{trial.objective} is {value} at step {step} (the run diverged)")
+        return value
+
+
+def _reported_names(metrics: Path) -> list[str]:
+    import json
+
+    names: set[str] = set()
+    try:
+        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                names.update(k for k in record if k.startswith("val_"))
+    except OSError:
+        pass
+    return sorted(names)

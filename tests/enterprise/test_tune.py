@@ -1,0 +1,308 @@
+"""``deepseek tune`` end to end on CPU: a training study (pruner, baseline, best.toml that
+``deepseek train`` reproduces), resume after SIGKILL, two workers on one SQLite study, the
+advisor skipping a trial that cannot fit without running it, a failing trial recorded while the
+study goes on, and bad input refused with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEEPSEEK = [sys.executable, "-m", "deepseek"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+BASE = """
+[model]
+name = "tiny"
+d_model = 32
+n_heads = 2
+n_layers = 1
+max_seq_len = 32
+[data]
+seq_len = 32
+batch_size = 8
+eval_batches = 2
+[train]
+max_steps = {steps}
+lr = 3e-3
+min_lr = 1e-4
+warmup_steps = 5
+eval_interval = 10
+[precision]
+dtype = "fp32"
+[strategy]
+name = "single"
+device = "cpu"
+[checkpoint]
+interval = 0
+[logging]
+plot = false
+"""
+
+SPACE = """
+[space]
+"train.lr" = { type = "float", low = 1e-3, high = 2e-2, log = true }
+"train.warmup_steps" = { type = "int", low = 0, high = 10, step = 5 }
+"""
+
+
+def deepseek(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def write(folder: Path, steps: int = 30, space: str = SPACE) -> None:
+    (folder / "base.toml").write_text(BASE.format(steps=steps))
+    (folder / "space.toml").write_text(space)
+
+
+def trials(folder: Path) -> list[dict[str, Any]]:
+    return json.loads((folder / "trials.json").read_text())["trials"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("tune")
+    write(work)
+    out = deepseek("tune", "base.toml", "--study", "s", "--space", "space.toml", "--trials", "5", "--out", "st",
+                   cwd=work)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return {"dir": work, "out": work / "st", "stdout": out.stdout}
+
+
+def test_study_runs_its_trials_and_writes_every_artefact(study: dict[str, Any]) -> None:
+    rows = trials(study["out"])
+    ran = [r for r in rows if r["state"] in ("complete", "pruned", "fail")]
+    assert len(ran) == 5 and [r["number"] for r in rows] == list(range(len(rows)))
+    assert rows[0]["baseline"] is True and rows[0]["params"] == {"train.lr": 0.003, "train.warmup_steps": 5}
+    for r in rows:
+        assert 1e-3 <= r["params"]["train.lr"] <= 3e-3 or r["number"] == 0 or r["params"]["train.lr"] <= 2e-2
+        if r["state"] == "complete":
+            metrics = Path(r["run_dir"]) / "metrics.jsonl"
+            vals = [json.loads(x)["val_loss"] for x in metrics.read_text().splitlines() if "val_loss" in x]
+            assert vals[-1] == pytest.approx(r["value"])  # the value is the run's last evaluation
+        if r["state"] == "pruned":  # stopped early: the run never reached its last step
+            assert r["last_step"] < 30 and "stopped by the pruner" in r["note"]
+    for name in ("best.toml", "history.png", "importances.png", "study.db"):
+        assert (study["out"] / name).stat().st_size > 0, name
+    assert "best trial" in study["stdout"] and "base config, trial 0" in study["stdout"] or \
+        "(the base config itself)" in study["stdout"]
+
+
+def test_best_toml_trains_as_is_to_the_best_value(study: dict[str, Any]) -> None:
+    rows = [r for r in trials(study["out"]) if r["state"] == "complete"]
+    best = min(rows, key=lambda r: r["value"])
+    out = deepseek("train", str(study["out"] / "best.toml"), "--run-dir", "again", "--quiet", cwd=study["dir"])
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(x) for x in (study["dir"] / "again" / "metrics.jsonl").read_text().splitlines()]
+    final = [r["val_loss"] for r in records if "val_loss" in r][-1]
+    assert final == pytest.approx(best["value"], rel=1e-5)
+
+
+def test_same_seed_same_trials(tmp_path: Path) -> None:
+    """A seeded sampler proposes the same sequence for the same results (TPE, past its random start)."""
+    import optuna
+
+    from deepseek_enterprise.tune.space import parse_space
+    from deepseek_enterprise.tune.study import create_sampler
+
+    space = parse_space({"space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+                                   "data.batch_size": {"choices": [8, 16, 32]}}}, "space.toml")
+
+    def sequence(seed: int) -> list[dict[str, Any]]:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=create_sampler("tpe", seed))
+        out = []
+        for _ in range(8):
+            trial = study.ask()
+            values = space.suggest(trial)
+            study.tell(trial, abs(values["train.lr"] - 3e-3) * values["data.batch_size"])
+            out.append(values)
+        return out
+
+    assert sequence(7) == sequence(7)
+    assert sequence(7) != sequence(8)
+
+
+def _running_trial(folder: Path, number: int, timeout: float = 120) -> None:
+    metrics = folder / "trials" / f"{number:04d}" / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metrics.exists() and metrics.stat().st_size > 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"trial {number} never started")
+
+
+def _pids_running(marker: str) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    out.append(int(proc.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kill test is Linux-only")
+def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_interrupted(tmp_path: Path) -> None:
+    write(tmp_path, steps=400, space=SPACE)
+    args = [*DEEPSEEK, "tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "3", "--out", "st",
+            "--pruner", "none"]
+    tuner = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _running_trial(tmp_path / "st", 1)
+    finally:
+        tuner.send_signal(signal.SIGKILL)
+        tuner.wait()
+    trial_dir = str(tmp_path / "st" / "trials" / "0001")
+    deadline = time.monotonic() + 60  # the trial's training dies with its tuner (SIGTERM, then it exits)
+    while _pids_running(trial_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _pids_running(trial_dir), "the killed tuner's trial kept training"
+    out = deepseek("tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "3", "--out", "st",
+                   "--pruner", "none", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "trial 1: interrupted" in out.stdout
+    rows = {r["number"]: r for r in trials(tmp_path / "st")}
+    assert rows[0]["state"] == "complete" and rows[0]["baseline"]
+    assert rows[1]["state"] == "fail" and rows[1]["interrupted"]
+    rerun = [r for r in rows.values() if r.get("retry_of") == 1]
+    assert len(rerun) == 1 and rerun[0]["params"] == rows[1]["params"] and rerun[0]["state"] == "complete"
+    counted = [r for r in rows.values() if r["state"] in ("complete", "pruned", "fail") and not r.get("interrupted")]
+    assert len(counted) == 3
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
+    write(tmp_path)
+    args = [*DEEPSEEK, "tune", "base.toml", "--study", "w", "--space", "space.toml", "--trials", "4", "--out", "st",
+            "--no-baseline"]
+    (tmp_path / "st").mkdir()
+    workers = [subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outs
+    rows = trials(tmp_path / "st")
+    assert len({r["number"] for r in rows}) == len(rows) >= 4
+    assert len({r["worker"] for r in rows}) == 2  # both processes ran trials of the one study
+    assert len(list((tmp_path / "st" / "trials").iterdir())) == len(rows)
+
+
+def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    space = f"""
+[space]
+"data.path" = {{ choices = ["", {json.dumps(str(empty))}] }}
+"""
+    write(tmp_path, steps=10, space=space)
+    out = deepseek("tune", "base.toml", "--study", "f", "--space", "space.toml", "--trials", "4", "--out", "st",
+                   "--sampler", "random", "--seed", "3", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = trials(tmp_path / "st")
+    failed = [r for r in rows if r["state"] == "fail"]
+    assert failed and all("has no files matching" in r["note"] and r["params"]["data.path"] for r in failed)
+    assert any(r["state"] == "complete" for r in rows)
+
+
+def test_advisor_skips_a_trial_that_cannot_fit_without_running_it(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text("""
+[model]
+name = "small"
+n_layers = 1
+[data]
+seq_len = 512
+batch_size = 16
+[precision]
+dtype = "fp32"
+[strategy]
+name = "single"
+device = "cpu"
+""")
+    (tmp_path / "space.toml").write_text("""
+[space]
+"train.grad_accum" = { choices = [1, 16] }
+[tuner]
+steps = 2
+warmup = 1
+device_memory = "1GiB"
+headroom = 0.0
+""")
+    out = deepseek("tune", "base.toml", "--study", "a", "--space", "space.toml", "--trials", "1", "--out", "st",
+                   "--objective", "tokens_per_s", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = trials(tmp_path / "st")
+    skipped = [r for r in rows if r.get("skipped")]
+    assert skipped and all(r["params"]["train.grad_accum"] == 1 for r in skipped)
+    assert all(r["note"].startswith("advisor: single needs ") and "GiB per device, 1.00 GiB usable" in r["note"]
+               for r in skipped)
+    for r in skipped:  # never run: no trial folder, no bench process
+        assert not (tmp_path / "st" / "trials" / f"{r['number']:04d}").exists()
+    done = [r for r in rows if r["state"] == "complete"]
+    assert len(done) == 1 and done[0]["params"]["train.grad_accum"] == 16 and done[0]["value"] > 0
+    bench = json.loads((tmp_path / "st" / "trials" / f"{done[0]['number']:04d}" / "bench.json").read_text())
+    assert bench["settings"]["batch"] == 1 and bench["settings"]["grad_accum"] == 16
+    assert done[0]["value"] == pytest.approx(bench["rows"][0]["tokens_per_s"])
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ("[space]\n\"train.lr\" = { type = \"float\", low = 1e-2, high = 1e-3 }", "space.'train.lr': low=0.01 must be below high=0.001"),
+    ("[space]\n\"train.lr\" = { type = \"float\", low = 0.0, high = 1e-3, log = true }", "log = true needs low > 0"),
+    ("[space]\n\"train.lr\" = { typ = \"float\", low = 0.1, high = 0.2 }", "unknown key 'typ' (did you mean 'type'?)"),
+    ("[space]\n\"train.lr\" = { type = \"flaot\", low = 0.1, high = 0.2 }", "did you mean 'float'"),
+    ("[space]\n\"data.batch_size\" = { choices = [] }", "choices must be a non-empty list"),
+    ("[space]\n\"train.lrr\" = { type = \"float\", low = 0.1, high = 0.2 }", "space.'train.lrr' = 0.1: train.lrr: unknown"),
+    ("[space]\n\"train.lr\" = { type = \"float\", low = -1.0, high = 0.2 }", "space.'train.lr' = -1.0: train.lr"),
+    ("[spaces]\n", "unknown table 'spaces' (did you mean 'space'?)"),
+    ("[space]\n\"train.lr\" = { type = \"float\", low = 0.1, high = 0.2 }\n[tuner]\nnprocs = 2",
+     "tuner.nprocs: unknown"),
+])
+def test_bad_space_is_one_line(tmp_path: Path, space: str, message: str) -> None:
+    write(tmp_path, space=space)
+    out = deepseek("tune", "base.toml", "--study", "b", "--space", "space.toml", "--trials", "1", "--out", "st",
+                   cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+    assert not (tmp_path / "st").exists()  # nothing written
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--study", "a b"], "--study 'a b': use letters"),
+    (["--storage", "nonsense"], "--storage: 'nonsense' is not a storage URL"),
+    (["--objective", "tokens_per_s"], "model.name: the system tuner measures GPT models"),
+    (["--objective", "accuracy"], "--objective accuracy: no registered tuner measures it"),
+    (["--tuner", "systen"], "did you mean 'system'"),
+])
+def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    write(tmp_path)
+    base = (tmp_path / "base.toml").read_text().replace('name = "tiny"', 'name = "multimodal.classifier"', 1) \
+        if "tokens_per_s" in args else None
+    if base is not None:  # the system tuner refuses a model bench train cannot measure
+        (tmp_path / "base.toml").write_text("[model]\nname = \"multimodal.classifier\"\n"
+                                            "[data]\nname = \"multimodal.digits\"\n")
+    argv = ["tune", "base.toml", "--study", "b", "--space", "space.toml", "--trials", "1", "--out", "st"]
+    for i in range(0, len(args), 2):
+        if args[i] in argv:
+            argv[argv.index(args[i]) + 1] = args[i + 1]
+        else:
+            argv += args[i:i + 2]
+    out = deepseek(*argv, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+def test_resuming_with_another_space_is_refused(study: dict[str, Any], tmp_path: Path) -> None:
+    (study["dir"] / "space2.toml").write_text(SPACE.replace("2e-2", "3e-2"))
+    out = deepseek("tune", "base.toml", "--study", "s", "--space", "space2.toml", "--trials", "5", "--out", "st",
+                   cwd=study["dir"])
+    assert out.returncode == 2 and "--study s: was created with space" in out.stderr, out.stderr
+    assert len(trials(study["out"])) >= 5  # untouched
