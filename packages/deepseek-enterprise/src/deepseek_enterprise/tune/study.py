@@ -63,14 +63,14 @@ def create_sampler(name: str, seed: int | None) -> Any:
 
 def create_pruner(name: str) -> Any:
     """Median (stop a trial worse than the median of earlier ones at the same step) or
-    successive halving; both wait for two finished trials."""
+    successive halving; the median pruner waits for five finished trials."""
     import optuna
 
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto", reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
 
 def _identity(settings: StudySettings, tuner_name: str, space: SearchSpace, config_text: str) -> dict[str, str]:

@@ -93,10 +93,12 @@ class TrainingTuner(Tuner):
         seen: list[tuple[int, float]] = []
         stop: list[TrialStopped] = []
 
-        def poll() -> bool:
+        def poll(final: bool = False) -> bool:
+            """Report the evaluations written since the last call; True (while running) when the
+            pruner wants the trial stopped. After the run every value is reported, none stops it."""
             for step, value in read_values(metrics, trial.objective)[len(seen):]:
                 seen.append((step, value))
-                if step > 0 and math.isfinite(value) and trial.report(step, value):
+                if step > 0 and math.isfinite(value) and trial.report(step, value) and not final:
                     stop.append(TrialStopped(step, value))
                     return True
             return False
@@ -112,8 +114,8 @@ class TrainingTuner(Tuner):
             raise TrialFailed(f"ran past tuner.trial_timeout_s = {o.trial_timeout_s:g} s; stopped")
         if code != 0:
             raise TrialFailed(f"deepseek train exited with {code}: {tail(log) or 'no output'} (log: {log})")
+        poll(final=True)  # the evaluations since the last poll go to the study's record too
         values = read_values(metrics, trial.objective)
-        poll()  # the evaluations since the last poll go to the pruner's record too
         if not values:
             reported = _reported_names(metrics)
             raise TrialFailed(f"the run reported no {trial.objective!r}; it reports {', '.join(reported) or 'nothing'} "
