@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -240,6 +240,16 @@ for group in "$@"; do
       run "mm-lat-$dt" 300 python3 -m deepseek bench latency --config "$REPO/examples/multimodal/digits.toml" \
         --device cuda --dtype $dt --runs 200 --json "$RES/mm-lat-$dt.json"
     done;;
+  tune)  # issue 16: a system study of 1.3b at a fixed global batch (64 x 2048) on one H200 and, in the
+    # same call, BENCHMARKS.md's hand-tuned flags at that batch (compile the whole model, cuDNN attention,
+    # bf16 residual, 8 micro-batches of 8): the study's best against the base config and the hand tuning
+    run tune-system 400 env CUDA_VISIBLE_DEVICES=0 python3 -m deepseek tune "$REPO/examples/tune/system-1.3b.toml" \
+      --study sys13b --space "$REPO/examples/tune/system-space.toml" --objective tokens_per_s --trials 12 \
+      --timeout "${TUNE_TIMEOUT:-280}" --out "$RES/tune-sys"
+    cp "$RES/tune-sys/trials.json" "$OUT/tune-trials.json" 2>/dev/null
+    run tune-hand 150 env CUDA_VISIBLE_DEVICES=0 $BT --model 1.3b --batch 8 --seq 2048 --grad-accum 8 --steps 5 \
+      --warmup 2 --compile --compile-scope model --attention cudnn --no-fp32-residual --init-device device \
+      --json "$RES/tune-hand.json";;
   comp)  # gradient compression on 2 GPUs: bytes per step and final loss after a fixed budget
     for c in none bf16 powersgd-4 powersgd-16; do
       kind=${c%%-*}; rank=${c#*-}; [ "$rank" = "$c" ] && rank=1

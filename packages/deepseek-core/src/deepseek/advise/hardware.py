@@ -110,9 +110,11 @@ def _from_nvidia_smi() -> Devices | None:
     return Devices(len(rows), memory, rows[0][0].strip(), "nvidia-smi")
 
 
-def detect_devices() -> Devices:
-    """GPUs of this machine (torch.cuda, else nvidia-smi), else the CPU with host RAM."""
-    found = _from_torch() or _from_nvidia_smi()
+def detect_devices(*, keep_cuda_idle: bool = False) -> Devices:
+    """GPUs of this machine (torch.cuda, else nvidia-smi), else the CPU with host RAM.
+    ``keep_cuda_idle``: ask nvidia-smi first, so that a process which only plans work for child
+    processes (``deepseek tune``) does not initialise CUDA and hold GPU memory itself."""
+    found = (_from_nvidia_smi() or _from_torch()) if keep_cuda_idle else (_from_torch() or _from_nvidia_smi())
     if found is not None:
         return found
     return Devices(0, host_memory() or 0, "CPU", "host RAM")

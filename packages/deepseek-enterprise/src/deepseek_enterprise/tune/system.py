@@ -138,7 +138,7 @@ class SystemTuner(Tuner):
             return Fit(None)
         o = self.options
         world = _world(config, self.host, o.nproc)
-        devices = detect_devices()
+        devices = detect_devices(keep_cuda_idle=True)
         memory = parse_size(o.device_memory, option="tuner.device_memory") if o.device_memory else devices.memory
         on_gpu = devices.count > 0 and getattr(config.strategy.options, "device", "auto") != "cpu"
         precision = config.precision.dtype if config.precision.dtype != "auto" else ("bf16" if on_gpu else "fp32")
