@@ -120,7 +120,8 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -
     base_trial = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")), None)
     against = ""
     if base_trial is not None and base_trial.number != b.number:
-        shown = f"{base_trial.value:.6g}" if base_trial.value is not None else base_trial.state.name.lower()
+        shown = (f"{base_trial.value:.6g}" if base_trial.value is not None
+                 else base_trial.user_attrs.get("note") or base_trial.state.name.lower())
         against = f" (base config, trial {base_trial.number}: {shown})"
     elif base_trial is not None:
         against = " (the base config itself)"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek_enterprise.tune.space import trial_data
+from deepseek_enterprise.tune.tuner import format_value
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
@@ -116,10 +117,12 @@ def print_table(study: Any, objective: str, console: Any = None) -> None:
     for r in rows:
         state = "skipped" if r.get("skipped") else ("interrupted" if r.get("interrupted") else r["state"])
         mark = " *" if best is not None and r["number"] == best.number else ""
-        value = f"{r['value']:.4g}{mark}" if r["value"] is not None else "-"
+        value = f"{format_value(r['value'])}{mark}" if r["value"] is not None else "-"
         note = str(r.get("note", ""))
         if r.get("baseline"):
             note = "base config" + (f"; {note}" if note else "")
+        if r.get("copied_from") is not None:
+            state = "copied"
         if r.get("retry_of") is not None:
             note = f"re-run of {r['retry_of']}" + (f"; {note}" if note else "")
         extra = [f"{k} {r[k]}" for k in ("peak_gib", "advisor_gib", "mfu") if k in r]

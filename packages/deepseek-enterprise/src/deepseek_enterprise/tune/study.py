@@ -28,7 +28,7 @@ from deepseek_enterprise.tune.storage import (
     recover,
     worker_id,
 )
-from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner
+from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner, format_value
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "halving", "none")
@@ -218,7 +218,8 @@ def _run_study(
             echo(f"--timeout {settings.timeout:g} s reached: no new trials ({ran} of {settings.trials} finished)")
             break
         if skipped_here >= SKIP_LIMIT * settings.trials:
-            echo(f"{skipped_here} trials skipped without running: the space is mostly infeasible; stopping")
+            echo(f"{skipped_here} trials skipped without running (infeasible, invalid or measured already): "
+                 "the space is exhausted or mostly infeasible; stopping")
             break
         trial = study.ask()
         trial.set_user_attr("worker", worker)
@@ -238,6 +239,15 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
     values = space.suggest(trial)
     shown = "  ".join(f"{k}={_short(v)}" for k, v in values.items())
     folder = settings.out / "trials" / f"{trial.number:04d}"
+    same = _finished_with(study, trial.params)
+    if same is not None:  # a run is deterministic in its config: take the value, do not run it again
+        trial.set_user_attr("skipped", f"same values as trial {same.number}")
+        trial.set_user_attr("copied_from", same.number)
+        trial.set_user_attr("note", f"same values as trial {same.number}: its value, not run again")
+        study.tell(trial, same.value)
+        echo(f"trial {trial.number}: same values as trial {same.number}, its value {format_value(same.value)} "
+             "taken without running")
+        return True
     try:
         config = build(trial_data(base, values))
     except ConfigError as exc:
@@ -278,11 +288,21 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         trial.set_user_attr("note", note)
     study.tell(trial, value, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
     seconds = time.monotonic() - began
-    outcome = f"{settings.objective} {value:.4g}" if value is not None else note
+    outcome = f"{settings.objective} {format_value(value)}" if value is not None else note
     best = _best_text(study, settings.objective)
     echo(f"trial {trial.number} [{ran + 1}/{settings.trials}] {state.name.lower()} in {seconds:.0f} s: {outcome}{best}"
          f"\n    {shown}")
     return False
+
+
+def _finished_with(study: Any, params: dict[str, Any]) -> Any | None:
+    """A complete trial that ran with exactly these values, if any."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.params == params and not t.user_attrs.get("copied_from") and t.value is not None:
+            return t
+    return None
 
 
 def _skip(study: Any, trial: Any, reason: str, echo: Callable[[str], None], shown: str) -> bool:
@@ -300,7 +320,7 @@ def _best_text(study: Any, objective: str) -> str:
         best = study.best_trial
     except ValueError:
         return ""
-    return f" (best {best.value:.4g}, trial {best.number})"
+    return f" (best {format_value(best.value)}, trial {best.number})"
 
 
 def _short(value: Any) -> str:

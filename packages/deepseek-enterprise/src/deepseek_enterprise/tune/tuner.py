@@ -24,6 +24,11 @@ from deepseek.config.components import NoOptions
 Direction = Literal["minimize", "maximize"]
 
 
+def format_value(value: float) -> str:
+    """A measured value for people: ``59,179`` for throughput, ``2.362`` for a loss."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 class TrialFailed(Exception):
     """The trial ran and broke (crash, out of memory, no objective value): recorded as failed,
     with this message, while the study goes on."""
@@ -33,7 +38,7 @@ class TrialStopped(Exception):
     """The study's pruner stopped the trial after an intermediate report (recorded as pruned)."""
 
     def __init__(self, step: int, value: float) -> None:
-        super().__init__(f"stopped by the pruner at step {step} ({value:.4g})")
+        super().__init__(f"stopped by the pruner at step {step} ({format_value(value)})")
         self.step, self.value = step, value
 
 
