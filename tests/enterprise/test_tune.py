@@ -311,3 +311,29 @@ def test_resuming_with_another_space_is_refused(study: dict[str, Any], tmp_path:
                    cwd=study["dir"])
     assert out.returncode == 2 and "--study s: was created with space" in out.stderr, out.stderr
     assert len(trials(study["out"])) >= 8  # untouched
+
+
+def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path) -> None:
+    """A ddp config: the training trial runs as `deepseek launch -n 2 -- train` (2 gloo processes)
+    and the system trial as `launch -n 2 -- bench train`, whose tokens/s counts both ranks."""
+    base = BASE.format(steps=10).replace('name = "single"\ndevice = "cpu"', 'name = "ddp"')
+    (tmp_path / "base.toml").write_text(base)
+    (tmp_path / "space.toml").write_text(SPACE + "nproc = 2\n")
+    out = deepseek("tune", "base.toml", "--study", "d", "--space", "space.toml", "--trials", "1", "--out", "st",
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (row,) = trials(tmp_path / "st")
+    assert row["state"] == "complete" and row["value"] > 0
+    log = (tmp_path / "st" / "trials" / "0000" / "train.log").read_text()
+    assert "[rank0] 10 steps, 2,560 tokens" in log  # deepseek launch's rank prefix; 10 x 8 rows x 32 tokens
+
+    (tmp_path / "space.toml").write_text('[space]\n"train.grad_accum" = { choices = [1, 2] }\n'
+                                         "[tuner]\nnproc = 2\nsteps = 2\nwarmup = 1\n")
+    out = deepseek("tune", "base.toml", "--study", "e", "--space", "space.toml", "--trials", "1", "--out", "se",
+                   "--objective", "tokens_per_s", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (row,) = trials(tmp_path / "se")
+    bench = json.loads((tmp_path / "se" / "trials" / "0000" / "bench.json").read_text())
+    assert bench["device"]["world_size"] == 2 and bench["settings"]["strategy"] == "ddp"
+    assert bench["settings"]["batch"] == 4  # global 8 over 2 ranks, no accumulation
+    assert row["value"] == pytest.approx(2 * bench["rows"][0]["tokens_per_s"])
