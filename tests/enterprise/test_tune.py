@@ -337,3 +337,63 @@ def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path)
     assert bench["device"]["world_size"] == 2 and bench["settings"]["strategy"] == "ddp"
     assert bench["settings"]["batch"] == 4  # global 8 over 2 ranks, no accumulation
     assert row["value"] == pytest.approx(2 * bench["rows"][0]["tokens_per_s"])
+
+
+def test_a_third_party_tuner_from_the_docs_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/tune.md's "Writing a tuner": a Tuner subclass with Options and objectives, registered
+    through deepseek_register_tuners, picked by its objective; skip_reason and run as documented."""
+    import math
+    from dataclasses import dataclass
+
+    from deepseek import hookimpl
+    from deepseek.cli.main import main
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+    from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, Tuner
+
+    @dataclass(frozen=True)
+    class QuadraticOptions:
+        target: float = -2.5
+
+    class Quadratic(Tuner):
+        Options = QuadraticOptions
+        objectives = ("distance",)
+
+        def direction(self, objective: str) -> str:
+            return "minimize"
+
+        def skip_reason(self, config: Any) -> str | None:
+            return "too small" if config.train.lr < 2e-4 else None
+
+        def run(self, trial: TrialRun) -> float:
+            if trial.config.train.warmup_steps == 7:
+                raise TrialFailed("seven")
+            assert trial.config_path.is_file() and trial.folder.is_dir()
+            trial.attrs["seen_lr"] = trial.config.train.lr
+            return (math.log10(trial.config.train.lr) - self.options.target) ** 2
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+            register("quadratic", Quadratic, description="distance of log10(lr) from a target")
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    assert host.register_plugin(Plugin(), dist="deepseek-quadratic").status == "ok"
+    write(tmp_path)
+    (tmp_path / "space.toml").write_text('[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-1, log = true }\n'
+                                         '"train.warmup_steps" = { choices = [5, 7] }\n[tuner]\ntarget = -2.0\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "base.toml", "--study", "q", "--space", "space.toml", "--trials", "12", "--objective",
+              "distance", "--out", "st", "--seed", "1"], host=host)
+    assert exit_info.value.code == 0
+    rows = trials(tmp_path / "st")
+    done = [r for r in rows if r["state"] == "complete" and not r.get("skipped")]
+    assert len([r for r in rows if r["state"] in ("complete", "fail") and not r.get("skipped")]) == 12
+    assert all(r["note"] == "seven" for r in rows if r["state"] == "fail")
+    assert all(r["note"] == "too small" and r["params"]["train.lr"] < 2e-4 for r in rows if r.get("skipped") and
+               r["state"] == "pruned")
+    best = min(done, key=lambda r: r["value"])
+    assert best["value"] == pytest.approx((math.log10(best["seen_lr"]) + 2.0) ** 2)
+    assert best["value"] < 0.5  # near lr = 1e-2: the [tuner] option, not the default (10**-2.5)
+    assert f"lr = {best['params']['train.lr']!r}" in (tmp_path / "st" / "best.toml").read_text()
