@@ -6,15 +6,20 @@ study goes on, and bad input refused with one line."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from deepseek import hookimpl
+from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, Tuner
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -183,8 +188,11 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_interrupted(t
     assert rows[1]["state"] == "fail" and rows[1]["interrupted"]
     rerun = [r for r in rows.values() if r.get("retry_of") == 1]
     assert len(rerun) == 1 and rerun[0]["params"] == rows[1]["params"] and rerun[0]["state"] == "complete"
-    counted = [r for r in rows.values() if r["state"] in ("complete", "pruned", "fail") and not r.get("interrupted")]
+    counted = [r for r in rows.values() if r["state"] in ("complete", "pruned", "fail") and not r.get("interrupted")
+               and not r.get("skipped")]
     assert len(counted) == 3
+    # The resumed sampler does not replay the fresh study's first proposals (seed offset by the trials held).
+    assert not any(r.get("copied_from") for r in rows.values())
 
 
 def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
@@ -294,6 +302,7 @@ def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str)
     if base is not None:  # the system tuner refuses a model bench train cannot measure
         (tmp_path / "base.toml").write_text("[model]\nname = \"multimodal.classifier\"\n"
                                             "[data]\nname = \"multimodal.digits\"\n")
+        (tmp_path / "space.toml").write_text(SPACE.split("[tuner]")[0])
     argv = ["tune", "base.toml", "--study", "b", "--space", "space.toml", "--trials", "1", "--out", "st"]
     for i in range(0, len(args), 2):
         if args[i] in argv:
@@ -339,54 +348,68 @@ def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path)
     assert row["value"] == pytest.approx(2 * bench["rows"][0]["tokens_per_s"])
 
 
-def test_a_third_party_tuner_from_the_docs_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """docs/tune.md's "Writing a tuner": a Tuner subclass with Options and objectives, registered
-    through deepseek_register_tuners, picked by its objective; skip_reason and run as documented."""
-    import math
-    from dataclasses import dataclass
+@dataclass(frozen=True)
+class QuadraticOptions:
+    target: float = -2.5
 
-    from deepseek import hookimpl
+
+class Quadratic(Tuner):
+    """docs/tune.md's "Writing a tuner", in miniature: no process, a value from the config."""
+
+    Options = QuadraticOptions
+    objectives = ("distance",)
+
+    def direction(self, objective: str) -> str:  # type: ignore[override]
+        return "minimize"
+
+    def skip_reason(self, config: Any) -> str | None:
+        return "too small" if config.train.lr < 2e-4 else None
+
+    def run(self, trial: TrialRun) -> float:
+        if trial.config.train.warmup_steps == 7:
+            raise TrialFailed("seven")
+        assert trial.config_path.is_file() and trial.folder.is_dir()
+        trial.attrs["seen_lr"] = trial.config.train.lr
+        return (math.log10(trial.config.train.lr) - self.options.target) ** 2
+
+
+class QuadraticPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("quadratic", Quadratic, description="distance of log10(lr) from a target")
+
+
+def tune_in_process(tmp_path: Path, *args: str) -> int:
     from deepseek.cli.main import main
     from deepseek.plugins.host import PluginHost
     from deepseek.plugins.settings import PluginSettings
-    from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, Tuner
-
-    @dataclass(frozen=True)
-    class QuadraticOptions:
-        target: float = -2.5
-
-    class Quadratic(Tuner):
-        Options = QuadraticOptions
-        objectives = ("distance",)
-
-        def direction(self, objective: str) -> str:
-            return "minimize"
-
-        def skip_reason(self, config: Any) -> str | None:
-            return "too small" if config.train.lr < 2e-4 else None
-
-        def run(self, trial: TrialRun) -> float:
-            if trial.config.train.warmup_steps == 7:
-                raise TrialFailed("seven")
-            assert trial.config_path.is_file() and trial.folder.is_dir()
-            trial.attrs["seen_lr"] = trial.config.train.lr
-            return (math.log10(trial.config.train.lr) - self.options.target) ** 2
-
-    class Plugin:
-        @hookimpl
-        def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
-            register("quadratic", Quadratic, description="distance of log10(lr) from a target")
 
     host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    assert host.register_plugin(Plugin(), dist="deepseek-quadratic").status == "ok"
-    write(tmp_path)
-    (tmp_path / "space.toml").write_text('[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-1, log = true }\n'
-                                         '"train.warmup_steps" = { choices = [5, 7] }\n[tuner]\ntarget = -2.0\n')
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["tune", "base.toml", "--study", "q", "--space", "space.toml", "--trials", "12", "--objective",
-              "distance", "--out", "st", "--seed", "1"], host=host)
-    assert exit_info.value.code == 0
+    assert host.register_plugin(QuadraticPlugin(), dist="deepseek-quadratic").status == "ok"
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        main(["tune", "base.toml", "--space", "space.toml", "--objective", "distance", *args], host=host)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        os.chdir(cwd)
+    return 0
+
+
+QUADRATIC_SPACE = """[space]
+"train.lr" = { type = "float", low = 1e-4, high = 1e-1, log = true }
+"train.warmup_steps" = { choices = [5, 7] }
+[tuner]
+target = -2.0
+"""
+
+
+def test_a_third_party_tuner_from_the_docs_contract(tmp_path: Path) -> None:
+    """A Tuner subclass with Options and objectives, registered through deepseek_register_tuners,
+    picked by its objective; skip_reason, run, TrialFailed and attrs as documented."""
+    write(tmp_path, space=QUADRATIC_SPACE)
+    assert tune_in_process(tmp_path, "--study", "q", "--trials", "12", "--out", "st", "--seed", "1") == 0
     rows = trials(tmp_path / "st")
     done = [r for r in rows if r["state"] == "complete" and not r.get("skipped")]
     assert len([r for r in rows if r["state"] in ("complete", "fail") and not r.get("skipped")]) == 12
@@ -394,6 +417,49 @@ def test_a_third_party_tuner_from_the_docs_contract(tmp_path: Path, monkeypatch:
     assert all(r["note"] == "too small" and r["params"]["train.lr"] < 2e-4 for r in rows if r.get("skipped") and
                r["state"] == "pruned")
     best = min(done, key=lambda r: r["value"])
-    assert best["value"] == pytest.approx((math.log10(best["seen_lr"]) + 2.0) ** 2)
-    assert best["value"] < 0.5  # near lr = 1e-2: the [tuner] option, not the default (10**-2.5)
+    assert best["value"] == pytest.approx((math.log10(best["seen_lr"]) + 2.0) ** 2)  # the [tuner] target
+    assert best["value"] < 0.5
     assert f"lr = {best['params']['train.lr']!r}" in (tmp_path / "st" / "best.toml").read_text()
+
+
+def test_a_journal_storage_holds_the_study(tmp_path: Path) -> None:
+    write(tmp_path, space=QUADRATIC_SPACE)
+    journal = tmp_path / "shared" / "study.log"
+    journal.parent.mkdir()
+    args = ("--study", "j", "--storage", f"journal:{journal}", "--no-baseline", "--out", "st")
+    assert tune_in_process(tmp_path, *args, "--trials", "3") == 0
+    assert journal.stat().st_size > 0 and not (tmp_path / "st" / "study.db").exists()
+    assert tune_in_process(tmp_path, *args, "--trials", "5") == 0  # the same study, continued
+    rows = trials(tmp_path / "st")
+    assert len([r for r in rows if r["state"] in ("complete", "fail") and not r.get("skipped")]) == 5
+
+
+def test_conditional_parameters_are_searched_only_when_their_condition_holds() -> None:
+    import optuna
+
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space, trial_data
+
+    space = parse_space({"space": {
+        "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2},
+        "strategy.name": {"choices": ["single", "deepspeed"]},
+        "strategy.stage": {"choices": [1, 2], "when": {"strategy.name": "deepspeed"}},
+    }}, "space.toml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        values = space.suggest(trial)
+        study.tell(trial, 0.0)
+        assert ("strategy.stage" in values) == (values["strategy.name"] == "deepspeed")
+        table = trial_data({"strategy": {"name": "single", "device": "cpu"}}, values)["strategy"]
+        assert table == ({"name": "single", "device": "cpu"} if values["strategy.name"] == "single"
+                         else {"name": "deepspeed", "stage": values["strategy.stage"]})
+        seen.add(values["strategy.name"])
+    assert seen == {"single", "deepspeed"}
+    for when, message in (({"strategy.nam": "deepspeed"}, "not a parameter listed before this one (did you mean"),
+                          ({"strategy.name": "ddp"}, "a value strategy.name never takes"),
+                          ("deepspeed", "when must be a table")):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            parse_space({"space": {"strategy.name": {"choices": ["single", "deepspeed"]},
+                                   "strategy.stage": {"choices": [1, 2], "when": when}}}, "space.toml")

@@ -6,14 +6,16 @@
     "train.lr" = { type = "float", low = 1e-4, high = 3e-2, log = true }
     "train.warmup_steps" = { type = "int", low = 0, high = 100, step = 10 }
     "data.batch_size" = { choices = [8, 16, 32] }
-    "strategy.name" = { choices = ["single", "ddp"] }
+    "strategy.name" = { choices = ["ddp", "deepspeed"] }
+    "strategy.stage" = { choices = [1, 2], when = { "strategy.name" = "deepspeed" } }
 
     [tuner]            # options of the tuner (optional; docs/tune.md lists them)
     steps = 10
 
 Every key of ``[space]`` is a config path (``SECTION.KEY`` or deeper, as ``--set`` takes it);
 a parameter is a float or int range (``low``/``high``, optional ``log`` or ``step``) or a list of
-``choices`` (strings, numbers, booleans). Nested tables (``[space.train] lr = {...}``) are read
+``choices`` (strings, numbers, booleans), searched in every trial or only ``when`` parameters
+listed before it took given values. Nested tables (``[space.train] lr = {...}``) are read
 the same. Each parameter's end points and every choice are checked against the base config
 before the first trial (:func:`check_against`), so a bad path or value fails the command at once
 with the space entry named.
@@ -30,7 +32,7 @@ from deepseek.config.validate import did_you_mean
 from deepseek.errors import ConfigError
 
 KINDS = ("float", "int", "categorical")
-_KEYS = {"type", "low", "high", "log", "step", "choices"}
+_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class Param:
     log: bool = False
     step: float | int | None = None
     choices: tuple[Any, ...] = ()
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    """Searched only in trials where each named earlier parameter took one of these values."""
+
+    def applies(self, values: dict[str, Any]) -> bool:
+        """Whether this trial's earlier values meet ``when``."""
+        return all(path in values and any(_same(values[path], v) for v in allowed) for path, allowed in self.when)
 
     def suggest(self, trial: Any) -> Any:
         """The value this trial takes (Optuna's ``suggest_*``, the path as the parameter name)."""
@@ -60,7 +68,7 @@ class Param:
     def contains(self, value: Any) -> bool:
         """Whether ``value`` is one this parameter can take."""
         if self.kind == "categorical":
-            return any(type(value) is type(c) and value == c for c in self.choices)
+            return any(_same(value, c) for c in self.choices)
         return _number(value) and self.low <= value <= self.high  # type: ignore[operator]
 
     def describe(self) -> str:
@@ -80,12 +88,22 @@ class SearchSpace:
     source: str
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        """``{config path: value}`` for one trial."""
-        return {p.path: p.suggest(trial) for p in self.params}
+        """``{config path: value}`` for one trial (a parameter whose ``when`` is not met keeps
+        the base config's value and is not part of the trial)."""
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if p.applies(values):
+                values[p.path] = p.suggest(trial)
+        return values
 
     def fingerprint(self) -> str:
         """A stable description, stored with the study: resuming it with another space is refused."""
-        return "; ".join(f"{p.path} {p.kind} {p.describe()}" for p in self.params)
+        return "; ".join(f"{p.path} {p.kind} {p.describe()}" + (f" when {dict(p.when)}" if p.when else "")
+                         for p in self.params)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def _number(value: Any) -> bool:
@@ -108,7 +126,25 @@ def _leaves(table: dict[str, Any], prefix: str, where: str) -> list[tuple[str, d
     return out
 
 
-def _param(path: str, spec: dict[str, Any], where: str) -> Param:
+def _when(spec: dict[str, Any], at: str, earlier: dict[str, Param]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    when = spec.get("when", {})
+    if not isinstance(when, dict):
+        raise ConfigError(f"{at}: when must be a table of earlier parameters and their values, "
+                          "e.g. when = { \"strategy.name\" = \"deepspeed\" }")
+    out = []
+    for other, allowed in when.items():
+        if other not in earlier:
+            raise ConfigError(f"{at}: when names {other!r}, which is not a parameter listed before this one"
+                              f"{did_you_mean(other, list(earlier))}")
+        values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        for v in values:
+            if not earlier[other].contains(v):
+                raise ConfigError(f"{at}: when {other} = {v!r}, a value {other} never takes ({earlier[other].describe()})")
+        out.append((other, values))
+    return tuple(out)
+
+
+def _param(path: str, spec: dict[str, Any], where: str, earlier: dict[str, Param]) -> Param:
     at = f"{where}: space.{path!r}"
     if path.count(".") < 1:
         raise ConfigError(f"{at}: a parameter is a config path SECTION.KEY, e.g. \"train.lr\"")
@@ -121,7 +157,7 @@ def _param(path: str, spec: dict[str, Any], where: str) -> Param:
         raise ConfigError(f"{at}: type must be one of {', '.join(KINDS)}, got {kind!r}"
                           + (did_you_mean(kind, list(KINDS)) if isinstance(kind, str) else ""))
     if kind == "categorical":
-        extra = sorted(set(spec) - {"type", "choices"})
+        extra = sorted(set(spec) - {"type", "choices", "when"})
         if extra:
             raise ConfigError(f"{at}: {extra[0]} is for ranges; a categorical parameter takes only choices")
         choices = spec.get("choices")
@@ -132,7 +168,7 @@ def _param(path: str, spec: dict[str, Any], where: str) -> Param:
                 raise ConfigError(f"{at}: choice {c!r} is not a string, number or boolean")
         if len({repr(c) for c in choices}) != len(choices):
             raise ConfigError(f"{at}: choices repeat a value: {choices!r}")
-        return Param(path, kind, choices=tuple(choices))
+        return Param(path, kind, choices=tuple(choices), when=_when(spec, at, earlier))
     if "choices" in spec:
         raise ConfigError(f"{at}: a {kind} range takes low/high, not choices (drop type for choices)")
     low, high, step, log = spec.get("low"), spec.get("high"), spec.get("step"), spec.get("log", False)
@@ -152,7 +188,7 @@ def _param(path: str, spec: dict[str, Any], where: str) -> Param:
             raise ConfigError(f"{at}: step must be a positive {'whole ' if kind == 'int' else ''}number, got {step!r}")
         if log:
             raise ConfigError(f"{at}: step and log = true cannot be combined; drop one")
-    return Param(path, kind, low=low, high=high, log=log, step=step)
+    return Param(path, kind, low=low, high=high, log=log, step=step, when=_when(spec, at, earlier))
 
 
 def parse_space(data: dict[str, Any], where: str) -> SearchSpace:
@@ -168,7 +204,10 @@ def parse_space(data: dict[str, Any], where: str) -> SearchSpace:
     tuner = data.get("tuner", {})
     if not isinstance(tuner, dict):
         raise ConfigError(f"{where}: [tuner] must be a table of the tuner's options")
-    params = tuple(_param(path, spec, where) for path, spec in _leaves(table, "", where))
+    earlier: dict[str, Param] = {}
+    for path, spec in _leaves(table, "", where):
+        earlier[path] = _param(path, spec, where, earlier)
+    params = tuple(earlier.values())
     return SearchSpace(params=params, tuner=dict(tuner), source=where)
 
 
@@ -185,7 +224,9 @@ def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     import copy
 
     out = copy.deepcopy(base)
-    for path, value in values.items():
+    # A strategy chosen by the trial first: its own keys, searched too, then go into its table.
+    ordered = sorted(values.items(), key=lambda kv: kv[0] != "strategy.name")
+    for path, value in ordered:
         node = out
         parts = path.split(".")
         for part in parts[:-1]:
@@ -204,8 +245,9 @@ def check_against(space: SearchSpace, base: dict[str, Any], build: Any) -> None:
     """Build the config with each parameter at each end point / choice (others at the base),
     so a wrong path or an impossible value fails before any trial, naming the entry."""
     for param in space.params:
+        condition = {other: allowed[0] for other, allowed in param.when}  # where it applies
         for value in param.corners():
             try:
-                build(trial_data(base, {param.path: value}))
+                build(trial_data(base, {**condition, param.path: value}))
             except ConfigError as exc:
                 raise ConfigError(f"{space.source}: space.{param.path!r} = {value!r}: {exc}") from None

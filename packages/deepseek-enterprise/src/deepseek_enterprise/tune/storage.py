@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,6 @@ def worker_alive(worker: str) -> bool | None:
 
 def open_storage(url: str | None, folder: Path) -> Any:
     """An Optuna storage for ``--storage`` (default: ``sqlite:///<folder>/study.db``)."""
-    import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     if url is None:
@@ -78,14 +78,23 @@ def open_storage(url: str | None, folder: Path) -> Any:
                          "postgresql://USER@HOST/DB (any SQLAlchemy URL) or journal:PATH")
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     try:
-        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        for attempt in range(6):  # workers starting together race to create the tables
+            try:
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            except (ImportError, ModuleNotFoundError):
+                raise
+            except Exception:
+                if attempt == 5:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except (ImportError, ModuleNotFoundError) as exc:
         raise UsageError(f"--storage: {url.split('://')[0]} needs a database driver that is not installed "
                          f"({exc}); install it, or use sqlite:///PATH") from None
-    except (optuna.exceptions.StorageInternalError, ValueError, Exception) as exc:  # SQLAlchemy's errors
+    except Exception as exc:  # SQLAlchemy's errors, Optuna's StorageInternalError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--storage: cannot open {url}: {first}") from None
+        raise UsageError(f"--storage: cannot open {url}: {first}; give a working storage (--storage) "
+                         "or a new study folder (--out)") from None
 
 
 def recover(study: Any, storage: Any) -> list[int]:

@@ -94,6 +94,10 @@ def open_study(settings: StudySettings, direction: str, identity: dict[str, str]
     if study.direction.name.lower() != direction:
         raise UsageError(f"--study {settings.name}: exists with direction {study.direction.name.lower()}, "
                          f"this objective needs {direction}; use another --study name")
+    done = len(study.get_trials(deepcopy=False))
+    if done and settings.seed is not None:
+        # Resumed or joined: the same seed would propose the fresh study's first values again.
+        study.sampler = create_sampler(settings.sampler, (settings.seed * 1_000_003 + done) % 2**32)
     saved = study.user_attrs.get("deepseek")
     if saved is None:
         study.set_user_attr("deepseek", identity)
