@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
+from deepseek.cli.bench_cmd import baseline_options, check_baseline
 from deepseek.cli.params import SEED, Device, FiniteFloat, NameList, count
 from deepseek.training.metrics import read_interval, read_scalars
 
@@ -357,10 +358,14 @@ def _print(result: dict[str, Any]) -> None:
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--seed", type=SEED, default=1337, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write results here.")
-def train_command(compile_: bool, json_path: Path | None, **options: Any) -> None:
+@baseline_options
+def train_command(compile_: bool, json_path: Path | None, against: str | None, max_regression: float,
+                  **options: Any) -> int | None:
     """Training throughput, peak memory and MFU of our path vs a plain PyTorch loop."""
+    from deepseek.bench.baseline import load_baseline
     from deepseek.paths import check_output, created_note, make_folders
 
+    saved = load_baseline(against, "train") if against is not None else None
     s = BenchSettings(compile=compile_, **options)
     _variants(s.baseline_variants)
     to_file = json_path is not None and str(json_path) != "-"
@@ -377,6 +382,7 @@ def train_command(compile_: bool, json_path: Path | None, **options: Any) -> Non
         make_folders(missing, where="--json")
         write_json(str(json_path), result)
         click.echo(f"wrote {json_path}{created_note(missing)}")
+    return check_baseline(saved, result, "train", against, max_regression)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from deepseek.bench.baseline import load_baseline
 from deepseek.cli.params import Device, NameList, count
 from deepseek.errors import UsageError
 
@@ -126,6 +127,28 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
     return model, picks, config.model.name
 
 
+def baseline_options(command: Any) -> Any:
+    """``--against FILE.json --max-regression PERCENT`` of ``bench latency`` and ``bench train``
+    (``bench train --baseline`` already names its plain-PyTorch comparison)."""
+    from deepseek.cli.params import FiniteFloat
+
+    command = click.option("--max-regression", type=FiniteFloat(min=0), default=10.0, show_default=True,
+                           metavar="PERCENT", help="With --against: how much worse a variant may be, in percent.")(command)
+    return click.option("--against", "against", metavar="FILE.json",
+                        help="A saved --json result of this command: compare, exit 1 on a regression.")(command)
+
+
+def check_baseline(saved: dict[str, Any] | None, result: dict[str, Any], kind: str, path: str | None,
+                   max_regression: float) -> int:
+    """Compare with the saved result (when given) and print it; the command's exit code."""
+    if saved is None or path is None:
+        return 0
+    from deepseek.bench.baseline import compare, report
+
+    found = compare(saved, result, kind=kind, path=path, max_regression=max_regression / 100)
+    return report(found, kind=kind, path=path, max_regression=max_regression / 100)
+
+
 @bench.command("latency")
 @click.option("--model", "model_name", default="small", show_default=True, help="Registered model name.")
 @click.option("--batch", type=count(), default=1, show_default=True)
@@ -145,9 +168,10 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
 @click.option("--config", "config_path", metavar="FILE.toml",
               help="Time the [model] of a train config on rows of its [data] validation batches (any model: "
                    "multimodal, ...) instead of --model on token ids.")
+@baseline_options
 def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode: str, runs: int, warmup: int,
             threads: int | None, only: tuple[str, ...] | None, no_cache: bool, reduced: bool,
-            json_path: str | None, config_path: str | None) -> None:
+            json_path: str | None, config_path: str | None, against: str | None, max_regression: float) -> int:
     """Inference latency: eager vs torch.compile variants vs deepseek.optimize, same inputs.
 
     With --config, the model and inputs come from a train config: its model (untrained, seeded)
@@ -160,6 +184,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
 
     to_file = json_path is not None and json_path != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="latency.json") if to_file else []
+    saved = load_baseline(against, "latency") if against is not None else None
     if dtype == "float16" and not device.startswith("cuda"):
         raise UsageError("--dtype float16 is for GPUs; use float32 or bfloat16 on CPU")
     if threads is not None:
@@ -206,3 +231,5 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         write_json(json_path, result.as_dict())
         if to_file:
             click.echo(f"wrote {json_path}{created_note(missing)}")
+    return check_baseline(saved, result.as_dict(), "latency", against, max_regression)
+

@@ -1,0 +1,134 @@
+"""``deepseek bench latency|train --against FILE.json``: compare a run with a saved result and
+fail on a regression, so CI or a user can guard performance.
+
+The saved result is what the same command wrote with ``--json``. It is read back like user input:
+a file that is not that command's JSON, rows without the compared number, or a measurement of
+something else (another model, shape, dtype, strategy or device) is refused with one line
+naming the difference, since comparing those would mean nothing. Rows are matched by variant
+name; only rows in both are compared. Latency compares the median (lower is better), training
+the tokens/s (higher is better). A row is a regression when it is worse than the baseline by
+more than ``--max-regression`` percent; the command then exits with 1 (bad input stays 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import UsageError
+
+EXIT_REGRESSION = 1
+
+KINDS: dict[str, dict[str, Any]] = {
+    "latency": {"metric": "median_ms", "better": "lower", "unit": "ms", "section": "info",
+                "same": ("model", "config", "batch", "seq", "mode", "dtype", "gpu", "cpu", "threads")},
+    "train": {"metric": "tokens_per_s", "better": "higher", "unit": "tokens/s", "section": "settings",
+              "same": ("model", "precision", "batch", "seq", "grad_accum", "strategy", "strategy_options", "compile",
+                       "compile_scope", "activation_checkpointing", "fp32_residual", "model_options", "device_name")},
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One variant, baseline against now; ``change`` is the relative change (+ = more)."""
+
+    name: str
+    baseline: float
+    current: float
+    change: float
+    regressed: bool
+
+
+def _where(path: str) -> str:
+    return f"--against {path}"
+
+
+def _facts(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The keys two results must share to be comparable."""
+    spec = KINDS[kind]
+    section = dict(result.get(spec["section"]) or {})
+    if kind == "train":
+        device = result.get("device") or {}
+        section["device_name"] = device.get("name")
+    # Through JSON, as the saved file went: tuples become lists, so equal settings compare equal.
+    return json.loads(json.dumps({k: section.get(k) for k in spec["same"]}, default=str))
+
+
+def load_baseline(path: str, kind: str) -> dict[str, Any]:
+    """Read and validate a saved ``bench <kind> --json`` result."""
+    where = _where(path)
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{where}: no such file; give the JSON a previous 'deepseek bench {kind} --json' wrote")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{where}: not JSON ({exc}); give the file 'deepseek bench {kind} --json' wrote") from None
+    spec = KINDS[kind]
+    if not isinstance(data, dict) or not isinstance(data.get(spec["section"]), dict) or not isinstance(
+            data.get("rows"), list):
+        raise UsageError(f"{where}: not a 'bench {kind}' result (no {spec['section']!r} and 'rows'); "
+                         f"give the file 'deepseek bench {kind} --json' wrote")
+    for i, row in enumerate(data["rows"]):
+        value = row.get(spec["metric"]) if isinstance(row, dict) else None
+        if not (isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(value, (int, float))
+                and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            raise UsageError(f"{where}: rows[{i}] has no name or no positive finite {spec['metric']}; "
+                             "the file was edited or is from another command")
+    if not data["rows"]:
+        raise UsageError(f"{where}: holds no rows to compare against")
+    return data
+
+
+def compare(baseline: dict[str, Any], current: dict[str, Any], *, kind: str, path: str,
+            max_regression: float) -> list[Comparison]:
+    """The rows of both results, compared; a measurement of something else is refused."""
+    spec = KINDS[kind]
+    old, new = _facts(kind, baseline), _facts(kind, current)
+    for key in spec["same"]:
+        if old[key] != new[key]:
+            raise UsageError(f"{_where(path)}: measured {key} = {old[key]!r}, this run {new[key]!r}; "
+                             "compare like with like (the same options and machine), or save a new baseline")
+    before = {r["name"]: float(r[spec["metric"]]) for r in baseline["rows"]}
+    out = []
+    for row in current["rows"]:
+        if row["name"] not in before:
+            continue
+        b, c = before[row["name"]], float(row[spec["metric"]])
+        change = c / b - 1
+        worse = change > max_regression if spec["better"] == "lower" else -change > max_regression
+        out.append(Comparison(row["name"], b, c, change, worse))
+    if not out:
+        raise UsageError(f"{_where(path)}: no variant in common with this run (baseline: {', '.join(before)}); "
+                         "run the same variants")
+    return out
+
+
+def report(comparisons: list[Comparison], *, kind: str, path: str, max_regression: float) -> int:
+    """Print the comparison; the exit code (:data:`EXIT_REGRESSION` when a row regressed)."""
+    import click
+    from rich.console import Console
+    from rich.table import Table
+
+    spec = KINDS[kind]
+    table = Table(title=f"against {path} ({spec['metric']}, {spec['better']} is better; "
+                        f"regression beyond {max_regression:.0%})", title_justify="left")
+    for col in ("variant", f"baseline {spec['unit']}", f"now {spec['unit']}", "change", "verdict"):
+        table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
+    for c in comparisons:
+        fmt = "{:,.1f}" if kind == "latency" else "{:,.0f}"
+        table.add_row(c.name, fmt.format(c.baseline), fmt.format(c.current), f"{c.change:+.1%}",
+                      "REGRESSION" if c.regressed else "ok")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+    bad = [c for c in comparisons if c.regressed]
+    if bad:
+        click.echo(f"regression: {', '.join(f'{c.name} {c.change:+.1%}' for c in bad)} against {path} "
+                   f"(allowed {max_regression:.0%})", err=True)
+        return EXIT_REGRESSION
+    return 0

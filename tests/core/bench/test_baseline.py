@@ -1,0 +1,99 @@
+"""``deepseek bench latency|train --against FILE.json``: a saved result read back like user
+input, compared row by row, exit 1 on a regression beyond the threshold (timings are not
+asserted: the saved numbers are edited to be far better or far worse than any real run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepseek.bench.baseline import compare, load_baseline
+from deepseek.errors import UsageError
+
+LATENCY = ["bench", "latency", "--model", "tiny", "--seq", "16", "--runs", "20", "--warmup", "1", "--only", "eager"]
+TRAIN = ["bench", "train", "--model", "tiny", "--device", "cpu", "--precision", "fp32", "--batch", "2", "--seq", "32",
+         "--steps", "2", "--warmup", "1", "--model-option", "n_layers=1", "--model-option", "d_model=32",
+         "--model-option", "n_heads=2"]
+
+
+def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deepseek", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _edit(path: Path, key: str, factor: float) -> None:
+    data = json.loads(path.read_text())
+    for row in data["rows"]:
+        row[key] *= factor
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(("command", "key"), [(LATENCY, "median_ms"), (TRAIN, "tokens_per_s")])
+def test_regression_exits_1_and_a_faster_run_passes(tmp_path: Path, command: list[str], key: str) -> None:
+    out = deepseek(*command, "--json", "saved.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    saved = tmp_path / "saved.json"
+    # The baseline 100x better than anything this run can do: a regression, exit 1, named.
+    _edit(saved, key, 0.01 if key == "median_ms" else 100)
+    worse = deepseek(*command, "--against", "saved.json", cwd=tmp_path)
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "REGRESSION" in worse.stdout and worse.stderr.strip().splitlines()[-1].startswith("regression: ")
+    # 10^4x worse than that: now the run is far better than the baseline.
+    _edit(saved, key, 1e4 if key == "median_ms" else 1e-4)
+    better = deepseek(*command, "--against", "saved.json", cwd=tmp_path)
+    assert better.returncode == 0, better.stdout + better.stderr
+    assert "REGRESSION" not in better.stdout and " ok " in better.stdout.replace("│", " ")
+
+
+def _latency_result(**info: object) -> dict:
+    return {"info": {"model": "tiny", "batch": 1, "seq": 16, "mode": "forward", "dtype": "float32", "cpu": "x",
+                     "threads": 1, **info},
+            "rows": [{"name": "eager", "median_ms": 2.0}, {"name": "deepseek.optimize", "median_ms": 1.0}]}
+
+
+def test_threshold_is_relative_and_only_shared_rows_count() -> None:
+    base = _latency_result()
+    now = _latency_result()
+    now["rows"] = [{"name": "eager", "median_ms": 2.19}, {"name": "torch.compile", "median_ms": 9.0}]
+    (row,) = compare(base, now, kind="latency", path="b.json", max_regression=0.10)
+    assert row.name == "eager" and row.change == pytest.approx(0.095) and not row.regressed
+    (row,) = compare(base, now, kind="latency", path="b.json", max_regression=0.05)
+    assert row.regressed
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such file"),
+    ("not json", "not JSON"),
+    (json.dumps({"rows": []}), "not a 'bench latency' result"),
+    (json.dumps({"info": {}, "rows": []}), "holds no rows"),
+    (json.dumps({"info": {}, "rows": [{"name": "eager", "median_ms": float("nan")}]}), "rows[0] has no name"),
+    (json.dumps({"info": {}, "rows": [{"name": "eager", "median_ms": True}]}), "rows[0] has no name"),
+])
+def test_a_bad_baseline_file_is_one_line(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "b.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError) as info:
+        load_baseline(str(path), "latency")
+    assert message in str(info.value) and str(info.value).startswith(f"--against {path}: ")
+
+
+def test_another_measurement_is_refused_naming_the_difference() -> None:
+    with pytest.raises(UsageError, match=r"measured seq = 16, this run 32; compare like with like"):
+        compare(_latency_result(), _latency_result(seq=32), kind="latency", path="b.json", max_regression=0.1)
+    now = _latency_result()
+    now["rows"] = [{"name": "torch.compile", "median_ms": 1.0}]
+    with pytest.raises(UsageError, match="no variant in common"):
+        compare(_latency_result(), now, kind="latency", path="b.json", max_regression=0.1)
+
+
+def test_cli_bad_baseline_exits_2_before_measuring(tmp_path: Path) -> None:
+    (tmp_path / "b.json").write_text("{}")
+    out = deepseek(*LATENCY, "--against", "b.json", cwd=tmp_path)
+    assert out.returncode == 2 and "not a 'bench latency' result" in out.stderr
+    assert "timing" not in out.stderr  # refused before any variant ran
