@@ -58,6 +58,8 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     """``deepseek multimodal study|table|eval`` and ``deepseek tune``."""
     register("multimodal", "deepseek_enterprise.cli:multimodal",
              description="multimodal fusion study: train, test on the held-out split, tables")
+    register("compare", "deepseek_enterprise.compare:compare",
+             description="A/B of two trained models: paired examples, bootstrap CI, size, latency")
     register("tune", "deepseek_enterprise.tune.cli:tune",
              description="automated tuning on Optuna: training or system studies, advisor-pruned")
 

@@ -30,6 +30,7 @@ CATALOGUE: dict[tuple[str, str], str] = {
     ("dataset", "multimodal.digits"): "deepseek-enterprise",
     ("command", "multimodal"): "deepseek-enterprise",
     ("command", "tune"): "deepseek-enterprise",
+    ("command", "compare"): "deepseek-enterprise",
 }
 """(kind, name) -> the first-party distribution that registers it. Only what an edition really
 registers belongs here: tests/contract checks every entry against the installed editions."""

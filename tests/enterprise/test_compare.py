@@ -1,0 +1,108 @@
+"""``deepseek compare RUN_A RUN_B``: paired per-example evaluation of two trained models with a
+bootstrap interval and verdict, size and latency side by side; bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek_enterprise.compare import bootstrap
+
+CONFIG = """
+[model]
+name = "tiny"
+d_model = 32
+n_heads = 2
+n_layers = 1
+max_seq_len = 32
+[data]
+seq_len = 32
+batch_size = 8
+eval_batches = 4
+[train]
+max_steps = 40
+lr = {lr}
+min_lr = 1e-6
+warmup_steps = 5
+eval_interval = 40
+[precision]
+dtype = "fp32"
+[strategy]
+name = "single"
+device = "cpu"
+[checkpoint]
+interval = 0
+[logging]
+plot = false
+"""
+
+
+def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deepseek", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("compare")
+    for name, lr in (("good", 3e-3), ("poor", 1e-5)):
+        (work / f"{name}.toml").write_text(CONFIG.format(lr=lr))
+        out = deepseek("train", f"{name}.toml", "--run-dir", name, "--quiet", cwd=work)
+        assert out.returncode == 0, out.stderr
+    return work
+
+
+def report(work: Path, *args: str) -> dict[str, Any]:
+    out = deepseek("compare", *args, "--json", "r.json", "--latency-runs", "5", cwd=work)
+    assert out.returncode == 0, out.stderr
+    assert "paired examples" in out.stdout and "size and latency" in out.stdout
+    return json.loads((work / "r.json").read_text())
+
+
+def test_a_clearly_worse_model_is_significantly_worse(runs: Path) -> None:
+    r = report(runs, "good", "poor")
+    (loss,) = [p for p in r["paired"] if p["name"] == "loss"]
+    assert r["examples"] == 32  # 4 validation batches of 8 rows, each row its own example
+    assert loss["b"] > loss["a"] and loss["low"] > 0 and loss["p_value"] < 0.05
+    assert loss["verdict"].startswith("B worse")
+    # A's mean over the rows is `deepseek eval`'s validation loss on the same batches.
+    ev = json.loads(deepseek("eval", "--checkpoint", "good", "--json", cwd=runs).stdout)
+    assert loss["a"] == pytest.approx(ev["val_loss"], rel=1e-5)
+    a, b = r["runs"]["A"], r["runs"]["B"]
+    assert a["parameters"] == b["parameters"] > 0 and a["p50_ms"] > 0 and b["p50_ms"] > 0
+    weights = next((runs / "good" / "checkpoints").glob("step-*")) / "model.safetensors"
+    assert a["weights_bytes"] == weights.stat().st_size  # the model's weights, not the optimizer state
+
+
+def test_a_model_against_itself_has_no_difference(runs: Path) -> None:
+    r = report(runs, "good", "good")
+    (loss,) = r["paired"]
+    assert loss["diff"] == 0 and loss["p_value"] == 1 and loss["verdict"] == "no significant difference"
+
+
+def test_bootstrap_interval_and_p_value() -> None:
+    mean, low, high, p = bootstrap([0.0] * 50, [1.0] * 50, resamples=2000, seed=0)
+    assert (mean, low, high) == (1.0, 1.0, 1.0) and p == pytest.approx(1 / 2000)
+    noise = [(-1) ** i * 0.5 for i in range(40)]
+    mean, low, high, p = bootstrap([0.0] * 40, noise, resamples=4000, seed=1)
+    assert mean == 0 and low < 0 < high and p > 0.5
+    again = bootstrap([0.0] * 40, noise, resamples=4000, seed=1)
+    assert again == (mean, low, high, p)  # seeded
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["good", "missing"], "missing: no such checkpoint or run folder"),
+    (["good", "poor", "--data", "nope.toml"], "nope.toml: config file not found"),
+    (["good", "poor", "--resamples", "5"], "Invalid value for '--resamples'"),
+    (["good", "poor", "--json", "good"], "--json: good is a folder"),
+])
+def test_bad_input_is_one_line(runs: Path, args: list[str], message: str) -> None:
+    out = deepseek("compare", *args, cwd=runs)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
