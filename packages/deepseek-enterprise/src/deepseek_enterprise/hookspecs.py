@@ -17,10 +17,14 @@ def deepseek_register_fusions(register: RegisterFn) -> None:
 
 @hookspec
 def deepseek_register_compressors(register: RegisterFn) -> None:
-    """Register model compressors (pruning, quantization, distillation).
+    """Register model compressors (kind ``compressor``): methods of ``deepseek compress``.
 
-    ``target`` is called as ``target(**options)`` and returns an object with
-    ``compress(model) -> model``.
+    ``target`` is a subclass of :class:`deepseek_enterprise.compress.compressor.Compressor` with
+    ``Options`` (from ``deepseek compress --set KEY=VALUE``), created as ``target(options,
+    host=host)``; ``check_model(model, config)`` refuses a model it cannot take and
+    ``compress(model, config, calibration)`` returns a ``Compressed`` (the new model, the
+    ``[model]`` table that rebuilds it, a record of what was done, what loading it needs).
+    Enterprise registers ``prune.ffn``; docs/compress.md.
     """
 
 

@@ -58,10 +58,19 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     """``deepseek multimodal study|table|eval`` and ``deepseek tune``."""
     register("multimodal", "deepseek_enterprise.cli:multimodal",
              description="multimodal fusion study: train, test on the held-out split, tables")
+    register("compress", "deepseek_enterprise.compress.cli:compress",
+             description="compress a trained model (structured pruning, ...) into a new run folder")
     register("compare", "deepseek_enterprise.compare:compare",
              description="A/B of two trained models: paired examples, bootstrap CI, size, latency")
     register("tune", "deepseek_enterprise.tune.cli:tune",
              description="automated tuning on Optuna: training or system studies, advisor-pruned")
+
+
+@hookimpl
+def deepseek_register_compressors(register: RegisterFn) -> None:
+    """``prune.ffn``: structured pruning of a GPT's MLP channels (a smaller dense GPT)."""
+    register("prune.ffn", "deepseek_enterprise.compress.prune:PruneFFN",
+             description="remove each block's least important MLP channels (magnitude or Taylor)")
 
 
 @hookimpl

@@ -39,6 +39,14 @@ def _betas(value: tuple[float, ...]) -> str | None:
     return None
 
 
+def _existing_path(value: str) -> str | None:
+    if not value:
+        return None
+    import os
+
+    return None if os.path.exists(value) else "no such run folder, checkpoint folder or .safetensors file"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """``[model]``: ``name`` of a registered model plus that model's own keys, validated by the
@@ -95,6 +103,11 @@ class TrainConfig:
     """Evaluate every N steps (0: only at the end)."""
     seed: int = 1337
     """Seeds the model's initial weights, the data order and every random generator."""
+    init_from: str = field(default="", metadata={"check": _existing_path})
+    """Start from these model weights instead of random ones: a run folder, a checkpoint folder or
+    an exported ``.safetensors`` (fine-tuning, or recovering a pruned model); the optimizer, step
+    and schedule start fresh. Shapes must match the ``[model]``. Ignored by ``--resume``, whose
+    checkpoint holds the weights."""
     preempt_grace_s: float = field(default=120.0, metadata={"check": positive})
     """Seconds a run may take to stop after SIGTERM or SIGUSR1 (finish the step, write a
     checkpoint, exit with code 75); past it the process exits with code 75 without the new

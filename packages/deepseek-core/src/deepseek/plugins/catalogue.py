@@ -31,6 +31,7 @@ CATALOGUE: dict[tuple[str, str], str] = {
     ("command", "multimodal"): "deepseek-enterprise",
     ("command", "tune"): "deepseek-enterprise",
     ("command", "compare"): "deepseek-enterprise",
+    ("command", "compress"): "deepseek-enterprise",
 }
 """(kind, name) -> the first-party distribution that registers it. Only what an edition really
 registers belongs here: tests/contract checks every entry against the installed editions."""

@@ -103,7 +103,20 @@ def build_model(
     model = instantiate_model(target, config.model.options, name=config.model.name, device=where,
                               host=lookups).float()
     require_capabilities(model, needed_capabilities(config, strategy_cls, host), model_name=config.model.name)
+    if config.train.init_from and where.type != "meta":
+        load_initial_weights(model, config.train.init_from)
     return model
+
+
+def load_initial_weights(model: nn.Module, source: str) -> None:
+    """``train.init_from``: copy a run's, checkpoint's or exported file's model weights into
+    ``model`` (checked against its shapes, one CheckpointError line naming the mismatch)."""
+    from pathlib import Path
+
+    from deepseek.training.checkpoint import load_into_model, resolve_checkpoint
+
+    path = Path(source)
+    load_into_model(model, path if path.is_file() else resolve_checkpoint(path))
 
 
 def prepare_model(model: nn.Module, config: Config) -> nn.Module:

@@ -1,0 +1,143 @@
+"""``deepseek compress --checkpoint RUN --method NAME [--set KEY=VALUE] --out DIR``.
+
+Loads the trained model, applies a registered compressor, writes the result as a run folder
+(:mod:`.output`) and prints the compressed model against the original, measured in this call on
+the same validation batches: parameters, weights on disk, validation loss/metrics and batch-1
+latency p50 (``deepseek bench latency``'s eager timing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepseek.cli.params import Device, count
+from deepseek.errors import UsageError
+
+
+def create_compressor(host: Any, method: str, settings: tuple[str, ...]) -> Any:
+    """The registered compressor ``method`` with its options from ``--set KEY=VALUE``."""
+    from deepseek.config.components import build_options
+    from deepseek.config.load import parse_override
+
+    table: dict[str, Any] = {}
+    for item in settings:
+        keys, value = parse_override(f"compressor.{item}")
+        table[".".join(keys[1:])] = value
+    host.check_kind("compressor")
+    target = host.resolve("compressor", method).load()
+    options = build_options(target, table, kind="compressor", name=method, path=f"--set ({method})")
+    return target(options, host=host)
+
+
+def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path) -> dict[str, Any]:
+    from deepseek.training.evaluation import evaluate_batch, summarize
+    from deepseek_enterprise.compare import p50_ms
+
+    device = next(model.parameters()).device
+    values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val])
+    return {"parameters": sum(p.numel() for p in model.parameters()), **values,
+            "weights_bytes": path.stat().st_size if path.is_file() else None,
+            "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None}
+
+
+@click.command("compress")
+@click.option("--checkpoint", required=True, metavar="PATH", help="Run folder or checkpoint folder of a trained model.")
+@click.option("--method", required=True, metavar="NAME", help="Registered compressor (deepseek plugins list).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A compressor option, e.g. ratio=0.5.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New run folder for the result.")
+@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--calibration-batches", type=count(0), default=4, show_default=True,
+              help="Training batches for methods that need data (Taylor scores, calibration).")
+@click.option("--batches", type=count(), help="Validation batches to compare on (default: data.eval_batches).")
+@click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
+@click.option("--json", "json_path", metavar="PATH", help="Also write the comparison as JSON.")
+def compress(checkpoint: str, method: str, settings: tuple[str, ...], out: Path, device: str,
+             calibration_batches: int, batches: int | None, latency_runs: int, json_path: str | None) -> None:
+    """Compress a trained model (pruning, ...) into a new run folder; the table compares it with
+    the original on the same validation batches."""
+    import json
+
+    from deepseek.cli.context import command_host
+    from deepseek.devices import use_default_cpu_threads
+    from deepseek.paths import check_output, created_note, make_folders
+    from deepseek.training.build import build_dataset
+    from deepseek.training.checkpoint import MODEL_FILE, resolve_checkpoint
+    from deepseek.training.inference import load_trained
+
+    host = command_host()
+    compressor = create_compressor(host, method, settings)
+    missing = check_output(out, where="--out", folder=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")
+    use_default_cpu_threads()
+    model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
+    compressor.check_model(model, config)
+    dataset = build_dataset(config, host)
+    val = dataset.validation_batches(batches or config.data.eval_batches)
+    calibration = [next(dataset) for _ in range(calibration_batches)]
+    source = resolve_checkpoint(checkpoint)
+    before = _measure(model, config, val, latency_runs, source / MODEL_FILE)
+    result = compressor.compress(model, config, calibration)
+    from deepseek.config.load import config_from_dict
+
+    new_config = config_from_dict({**config.to_dict(), "model": result.model_table}, host=host)
+    report = {"method": method, "options": _plain(compressor.options), "source": str(checkpoint),
+              "loads_with": result.loads_with, "record": result.record}
+    make_folders(missing, where="--out")
+    final = _write(out, state, new_config, result, report)
+    after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE)
+    report["original"], report["compressed"] = before, after
+    from deepseek.training.checkpoint import atomic_write_text
+
+    atomic_write_text(out / "compression.json", json.dumps(report, indent=1, default=str))
+    _print(report, out)
+    if json_path is not None:
+        from deepseek.cli.bench_cmd import write_json
+
+        write_json(json_path, report)
+    click.echo(f"wrote {out}{created_note(missing)} (loads with {result.loads_with}); "
+               f"try: deepseek eval --checkpoint {out}")
+
+
+def _write(out: Path, state: dict[str, Any], config: Any, result: Any, report: dict[str, Any]) -> Path:
+    from deepseek_enterprise.compress.output import write_run
+
+    return write_run(out, source_state=state, config=config, compressed=result, report=report)
+
+
+def _plain(options: Any) -> dict[str, Any]:
+    from deepseek.config.components import options_dict
+
+    return options_dict(options)
+
+
+def _print(report: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    a, b = report["original"], report["compressed"]
+    table = Table(title=f"{report['method']} {report['options']}: {report['source']} -> {out}", title_justify="left")
+    for col in ("", "original", "compressed", "compressed / original"):
+        table.add_column(col, justify="left" if not col else "right")
+
+    def ratio(x: Any, y: Any) -> str:
+        return f"{y / x:.3f}x" if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x else "-"
+
+    table.add_row("parameters", f"{a['parameters']:,}", f"{b['parameters']:,}", ratio(a["parameters"], b["parameters"]))
+    table.add_row("weights on disk", _mib(a["weights_bytes"]), _mib(b["weights_bytes"]),
+                  ratio(a["weights_bytes"], b["weights_bytes"]))
+    for key in [k for k in a if k.startswith("val_") and k in b]:
+        table.add_row(key, f"{a[key]:.4f}", f"{b[key]:.4f}", f"{b[key] / a[key] - 1:+.2%}" if a[key] else "-")
+    if a["p50_ms"] is not None:
+        table.add_row("p50 batch 1 (eager)", f"{a['p50_ms']:.2f} ms", f"{b['p50_ms']:.2f} ms", ratio(a["p50_ms"], b["p50_ms"]))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+
+
+def _mib(n: Any) -> str:
+    return f"{n / 2**20:.2f} MiB" if isinstance(n, (int, float)) else "-"

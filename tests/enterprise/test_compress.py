@@ -1,0 +1,143 @@
+"""``deepseek compress`` and ``prune.ffn``: structure really removed (a smaller dense GPT that
+deepseek-core alone loads), dead channels removed first so the output is unchanged, the run
+folder's files, and bad input refused with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import deepseek
+from deepseek.config.load import config_from_dict
+from deepseek_enterprise.compress.prune import PruneFFN, PruneFFNOptions
+
+CONFIG = {
+    "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32, "d_ff": 64},
+    "data": {"seq_len": 32, "batch_size": 8, "eval_batches": 2},
+    "train": {"max_steps": 30, "warmup_steps": 3, "eval_interval": 0, "lr": 3e-3, "min_lr": 1e-4},
+    "precision": {"dtype": "fp32"},
+    "strategy": {"name": "single", "device": "cpu"},
+    "checkpoint": {"interval": 0},
+    "logging": {"plot": False, "progress": False},
+}
+
+
+def deepseek_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deepseek", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+@pytest.mark.parametrize("score", ["magnitude", "taylor"])
+def test_dead_channels_go_first_and_the_output_is_unchanged(score: str) -> None:
+    """Half of every block's MLP channels zeroed: both scores rank them last, so removing half
+    of the channels leaves exactly the same function in a smaller dense model."""
+    torch.manual_seed(0)
+    config = config_from_dict(CONFIG)
+    model = deepseek.create_model("tiny", **{k: v for k, v in CONFIG["model"].items() if k != "name"}).eval()
+    dead = torch.randperm(64)[:32]
+    with torch.no_grad():
+        for block in model.blocks:
+            block.mlp.fc.weight[dead] = 0
+            block.mlp.fc.bias[dead] = 0
+            block.mlp.proj.weight[:, dead] = 0
+    x = torch.randint(0, 256, (4, 16))
+    calibration = [{"input_ids": x, "targets": torch.randint(0, 256, (4, 16))}]
+    result = PruneFFN(PruneFFNOptions(ratio=0.5, score=score), host=None).compress(model, config, calibration)
+    pruned = result.model
+    assert pruned.config.d_ff == 32 and result.model_table["d_ff"] == 32
+    for block in pruned.blocks:
+        assert tuple(block.mlp.fc.weight.shape) == (32, 32) and tuple(block.mlp.proj.weight.shape) == (32, 32)
+        assert block.mlp.fc.weight.abs().sum(dim=1).min() > 0  # only live channels kept
+    assert pruned.lm_head.weight is pruned.wte.weight  # still tied
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model(x), rtol=1e-5, atol=1e-5)
+    assert sum(p.numel() for p in pruned.parameters()) == sum(p.numel() for p in model.parameters()) - 2 * (
+        32 * 32 * 2 + 32)
+    assert model.config.d_ff == 64  # the original is left as it was
+
+
+def test_ratios_that_keep_nothing_are_refused() -> None:
+    from deepseek.errors import UsageError
+
+    with pytest.raises(UsageError, match="keeps 0 channels"):
+        PruneFFN(PruneFFNOptions(ratio=0.99, multiple_of=8), host=None).kept(64)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import tomli_w
+
+    work = tmp_path_factory.mktemp("compress")
+    (work / "c.toml").write_text(tomli_w.dumps(CONFIG))
+    out = deepseek_cli("train", "c.toml", "--run-dir", "run", "--quiet", cwd=work)
+    assert out.returncode == 0, out.stderr
+    return work
+
+
+# deepseek-core alone: the editions' plugins disabled and their modules made unimportable.
+CORE_ONLY = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("deepseek_pro", "deepseek_enterprise", "deepspeed", "timm", "torchaudio"):
+            raise ImportError(f"{name} is not importable here")
+sys.meta_path.insert(0, Block())
+from deepseek.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_compress_writes_a_run_that_core_alone_evaluates(trained: Path) -> None:
+    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
+                       "--out", "pruned", "--latency-runs", "5", "--json", "c.json", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((trained / "c.json").read_text())
+    assert report["record"]["d_ff"] == [64, 32] and report["loads_with"] == "deepseek-core"
+    assert report["compressed"]["parameters"] < report["original"]["parameters"]
+    assert report["compressed"]["weights_bytes"] < report["original"]["weights_bytes"]
+    assert json.loads((trained / "pruned" / "compression.json").read_text())["compressed"] == report["compressed"]
+    assert "d_ff = 32" in (trained / "pruned" / "config.toml").read_text()
+    env = {"DEEPSEEK_DISABLE_PLUGINS": "deepseek-pro,deepseek-enterprise"}
+    ev = subprocess.run([sys.executable, "-c", CORE_ONLY, "eval", "--checkpoint", "pruned", "--json"], cwd=trained,
+                        capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
+    gen = subprocess.run([sys.executable, "-c", CORE_ONLY, "generate", "--checkpoint", "pruned", "def ",
+                          "--max-new-tokens", "8"], cwd=trained, capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=300)
+    assert gen.returncode == 0 and gen.stdout.startswith("def "), gen.stderr
+
+
+def test_a_pruned_model_fine_tunes_from_its_weights(trained: Path) -> None:
+    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
+                       "--out", "p2", "--latency-runs", "0", "--json", "p2.json", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    pruned_loss = json.loads((trained / "p2.json").read_text())["compressed"]["val_loss"]
+    tune = deepseek_cli("train", "p2/config.toml", "--set", 'train.init_from="p2"', "--max-steps", "10",
+                        "--run-dir", "ft", "--quiet", cwd=trained)
+    assert tune.returncode == 0, tune.stderr
+    records = [json.loads(x) for x in (trained / "ft" / "metrics.jsonl").read_text().splitlines()]
+    vals = [r["val_loss"] for r in records if "val_loss" in r]
+    assert vals[0] == pytest.approx(pruned_loss, rel=1e-5)  # it started from the pruned weights
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--method", "prune.fn"], "did you mean 'prune.ffn'"),
+    (["--method", "prune.ffn", "--set", "ratio=1.5"], "ratio: must be between 0 and 1"),
+    (["--method", "prune.ffn", "--set", "ratios=0.5"], "ratios: unknown"),
+    (["--method", "prune.ffn", "--out", "run"], "--out: run is not empty"),
+])
+def test_bad_input_is_one_line_and_nothing_is_written(trained: Path, args: list[str], message: str) -> None:
+    argv = ["compress", "--checkpoint", "run", "--out", "never", *args]
+    if "--out" in args[2:]:
+        argv = ["compress", "--checkpoint", "run", *args]
+    out = deepseek_cli(*argv, cwd=trained)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (trained / "never").exists()
