@@ -276,6 +276,8 @@ headroom = 0.0
     ("[space]\n\"train.lrr\" = { type = \"float\", low = 0.1, high = 0.2 }", "space.'train.lrr' = 0.1: train.lrr: unknown"),
     ("[space]\n\"train.lr\" = { type = \"float\", low = -1.0, high = 0.2 }", "space.'train.lr' = -1.0: train.lr"),
     ("[spaces]\n", "unknown table 'spaces' (did you mean 'space'?)"),
+    ("[space]\n\"strategy.name\" = { choices = [\"single\", \"zero9\"] }",
+     "space.'strategy.name' = 'zero9': strategy.name: unknown strategy 'zero9'; did you mean 'zero3'?"),
     ("[space]\n\"train.lr\" = { type = \"float\", low = 0.1, high = 0.2 }\n[tuner]\nnprocs = 2",
      "tuner.nprocs: unknown"),
 ])

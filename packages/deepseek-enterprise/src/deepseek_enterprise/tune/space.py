@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.config.validate import did_you_mean
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 
 KINDS = ("float", "int", "categorical")
 _KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
@@ -249,5 +249,5 @@ def check_against(space: SearchSpace, base: dict[str, Any], build: Any) -> None:
         for value in param.corners():
             try:
                 build(trial_data(base, {**condition, param.path: value}))
-            except ConfigError as exc:
+            except UsageError as exc:  # a bad value, or a component no plugin registers
                 raise ConfigError(f"{space.source}: space.{param.path!r} = {value!r}: {exc}") from None

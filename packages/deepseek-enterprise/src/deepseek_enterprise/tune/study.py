@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import UsageError
 from deepseek_enterprise.tune.space import SearchSpace, check_against, trial_data
 from deepseek_enterprise.tune.storage import (
     HEARTBEAT_S,
@@ -254,7 +254,7 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         return True
     try:
         config = build(trial_data(base, values))
-    except ConfigError as exc:
+    except UsageError as exc:
         return _skip(study, trial, f"invalid combination: {exc}", echo, shown)
     reason = tuner.skip_reason(config)
     if reason is not None:
