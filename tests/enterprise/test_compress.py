@@ -141,3 +141,64 @@ def test_bad_input_is_one_line_and_nothing_is_written(trained: Path, args: list[
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (trained / "never").exists()
+
+
+def _distill_config(teacher: str, alpha: float) -> dict:
+    student = {k: v for k, v in CONFIG["model"].items() if k != "d_ff"} | {"d_model": 16}
+    return {**CONFIG, "model": {"name": "distill", "teacher": teacher, "student": student, "alpha": alpha,
+                                "temperature": 2.0},
+            "train": {**CONFIG["train"], "max_steps": 6, "eval_interval": 3}}
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_distillation_trains_the_student_only_and_extracts_it(trained: Path) -> None:
+    import tomli_w
+
+    student_only = {**CONFIG, "model": _distill_config("run", 0.0)["model"]["student"],
+                    "train": _distill_config("run", 0.0)["train"]}
+    for name, config in (("d0", _distill_config("run", 0.0)), ("d5", _distill_config("run", 0.5)),
+                         ("plain", student_only)):
+        (trained / f"{name}.toml").write_text(tomli_w.dumps(config))
+        out = deepseek_cli("train", f"{name}.toml", "--run-dir", name, "--quiet", cwd=trained)
+        assert out.returncode == 0, out.stderr
+    d0, d5, plain = (_records(trained / n) for n in ("d0", "d5", "plain"))
+    # alpha = 0: the hard-label loss alone, so the very run of the plain student (same seed, data).
+    assert [r["loss"] for r in d0 if "loss" in r] == [r["loss"] for r in plain if "loss" in r]
+    # alpha = 0.5: the loss is the stated mix of the two terms it reports.
+    last = [r for r in d5 if "val_loss" in r][-1]
+    assert last["val_loss"] == pytest.approx(0.5 * last["val_kl"] + 0.5 * last["val_ce"], rel=1e-5)
+    # The checkpoint holds the student only: the teacher is neither saved nor trained.
+    from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
+
+    keys = load_model_state(resolve_checkpoint(trained / "d5"))
+    assert keys and all(k.startswith("student.") for k in keys)
+    teacher = load_model_state(resolve_checkpoint(trained / "run"))
+    out = deepseek_cli("compress", "--checkpoint", "d5", "--method", "distill.student", "--out", "student",
+                       "--latency-runs", "0", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    env = {"DEEPSEEK_DISABLE_PLUGINS": "deepseek-pro,deepseek-enterprise"}
+    ev = subprocess.run([sys.executable, "-c", CORE_ONLY, "eval", "--checkpoint", "student", "--json"], cwd=trained,
+                        capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["val_loss"] == pytest.approx(last["val_ce"], rel=1e-5)  # the student's own CE
+    assert all(torch.equal(v, load_model_state(resolve_checkpoint(trained / "run"))[k]) for k, v in teacher.items())
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ({"name": "distill"}, "model.teacher: distill needs a trained teacher"),
+    ({"name": "distill", "teacher": "run", "alpha": 2.0}, "model.alpha: must be in [0, 1]"),
+    ({"name": "distill", "teacher": "run", "student": {"name": "tiny", "vocab_size": 300, "d_model": 16,
+                                                       "n_heads": 2, "n_layers": 1, "max_seq_len": 32}},
+     "vocab_size 300 differs from the teacher's 256"),
+    ({"name": "distill", "teacher": "nowhere"}, "model.teacher: nowhere: no such checkpoint"),
+])
+def test_bad_distill_configs_are_one_line(trained: Path, model: dict, message: str) -> None:
+    import tomli_w
+
+    (trained / "bad.toml").write_text(tomli_w.dumps({**CONFIG, "model": model}))
+    out = deepseek_cli("train", "bad.toml", "--run-dir", "badrun", "--quiet", cwd=trained)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (trained / "badrun").exists()

@@ -41,9 +41,12 @@ def deepseek_register_fusions(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_models(register: RegisterFn) -> None:
-    """``multimodal.classifier``: encoders per modality, a fusion method, a classifier."""
+    """``multimodal.classifier`` (encoders per modality, a fusion method, a classifier) and
+    ``distill`` (knowledge distillation of a GPT student from a trained teacher)."""
     register("multimodal.classifier", "deepseek_enterprise.multimodal:MultimodalClassifier",
              description="vision/audio/text encoders, a registered fusion method, one classifier")
+    register("distill", "deepseek_enterprise.compress.distill:Distill",
+             description="a student GPT trained on a frozen teacher's soft targets (knowledge distillation)")
 
 
 @hookimpl
@@ -68,9 +71,12 @@ def deepseek_register_commands(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_compressors(register: RegisterFn) -> None:
-    """``prune.ffn``: structured pruning of a GPT's MLP channels (a smaller dense GPT)."""
+    """``prune.ffn`` (structured pruning of a GPT's MLP channels) and ``distill.student`` (the
+    student of a ``distill`` run)."""
     register("prune.ffn", "deepseek_enterprise.compress.prune:PruneFFN",
              description="remove each block's least important MLP channels (magnitude or Taylor)")
+    register("distill.student", "deepseek_enterprise.compress.distill:ExtractStudent",
+             description="the student of a distill run, as a model of its own")
 
 
 @hookimpl

@@ -27,6 +27,7 @@ CATALOGUE: dict[tuple[str, str], str] = {
     ("encoder", "vision.swin"): "deepseek-enterprise",
     ("encoder", "audio.conv_transformer"): "deepseek-enterprise",
     ("model", "multimodal.classifier"): "deepseek-enterprise",
+    ("model", "distill"): "deepseek-enterprise",
     ("dataset", "multimodal.digits"): "deepseek-enterprise",
     ("command", "multimodal"): "deepseek-enterprise",
     ("command", "tune"): "deepseek-enterprise",
