@@ -266,9 +266,11 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
 
             profiled = profile_steps(step, s.warmup + s.steps + 1, 3, rows[0].mean_step_s)
         del step, model
+        # The wrapped model (a DDP reducer, FSDP hooks) goes before its process group does: a
+        # reducer destroyed after destroy_process_group can abort the process at exit.
+        strategy.model = strategy.optimizer = None
+        _release()
         if s.baseline and world == 1:
-            strategy.model = strategy.optimizer = None
-            _release()
             for compiled in [v == "compile" for v in _variants(s.baseline_variants)]:
                 plain, plain_model = _plain(s, precision, device, compiled, host)
                 label = "plain PyTorch + torch.compile" if compiled else "plain PyTorch eager"
