@@ -160,6 +160,9 @@ class TrainSetup:
     precision: PrecisionName = "bf16"
     activation_checkpointing: bool = False
     gpus: int = 1
+    fp32_residual: bool = True
+    """``precision.fp32_residual``: false keeps the residual stream, so each checkpointed block
+    input, in the 16-bit compute dtype."""
 
     @property
     def mixed(self) -> bool:
@@ -352,7 +355,8 @@ def estimate_strategy(
     if spec.offload_params:
         host_per_gpu += w
         w = 0.0
-    act = activation_bytes(shape, setup, residual_in_compute_dtype=spec.params_cast_on_gather).total
+    residual16 = spec.params_cast_on_gather or (setup.mixed and not setup.fp32_residual)
+    act = activation_bytes(shape, setup, residual_in_compute_dtype=residual16).total
     est = Estimate(
         key=spec.key, label=spec.label, engine=engine.strategy if engine else None,
         edition=engine.edition if engine else None,
