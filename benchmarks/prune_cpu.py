@@ -15,18 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from _cli import deepseek  # benchmarks/_cli.py: run as python benchmarks/<script>.py
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def deepseek(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "deepseek", *args], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"deepseek {' '.join(args)} failed:\n{out.stderr[-2000:]}")
-    return out.stdout
 
 
 def val(run: Path) -> float:

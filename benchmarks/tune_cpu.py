@@ -20,21 +20,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from _cli import deepseek  # benchmarks/_cli.py: run as python benchmarks/<script>.py
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "examples" / "configs" / "quick-cpu.toml"
 SPACE = REPO / "examples" / "tune" / "training-space.toml"
 
 
-def deepseek(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "deepseek", *args], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"deepseek {' '.join(args)} failed:\n{out.stderr[-2000:]}")
-    return out.stdout
 
 
 def main() -> None:

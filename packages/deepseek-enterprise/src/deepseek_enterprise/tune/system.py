@@ -22,15 +22,14 @@ from typing import Any, ClassVar
 from deepseek.errors import ConfigError
 from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
 from deepseek_enterprise.tune.training import needs_launcher
-from deepseek_enterprise.tune.tuner import Direction, TrialFailed, TrialRun, Tuner
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be positive"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
+from deepseek_enterprise.tune.tuner import (
+    Direction,
+    TrialFailed,
+    TrialRun,
+    Tuner,
+    non_negative,
+    positive,
+)
 
 
 def _fraction(value: float) -> str | None:
@@ -54,18 +53,18 @@ def _size(value: str) -> str | None:
 class SystemTunerOptions:
     """``[tuner]`` keys of the ``system`` tuner."""
 
-    nproc: int = field(default=2, metadata={"check": _positive})
+    nproc: int = field(default=2, metadata={"check": positive})
     """Processes (devices) for a strategy that needs a launcher (``deepseek launch -n``)."""
-    steps: int = field(default=10, metadata={"check": _positive})
+    steps: int = field(default=10, metadata={"check": positive})
     """Measured steps of each trial's ``bench train``."""
-    warmup: int = field(default=3, metadata={"check": _non_negative})
+    warmup: int = field(default=3, metadata={"check": non_negative})
     """Warm-up steps before measuring (compilation included)."""
     device_memory: str = field(default="", metadata={"check": _size})
     """Memory per device the advisor checks against (``80GiB``); empty: this machine's GPU, or
     its RAM on a CPU-only machine."""
     headroom: float = field(default=0.10, metadata={"check": _fraction})
     """Fraction of the device memory kept free for allocator fragmentation (as ``advise``)."""
-    trial_timeout_s: float = field(default=0.0, metadata={"check": _non_negative})
+    trial_timeout_s: float = field(default=0.0, metadata={"check": non_negative})
     """Stop a trial running longer than this many seconds and record it failed (0: no limit)."""
 
 

@@ -17,26 +17,25 @@ from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError
 from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
-from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be positive"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else "must be 0 (none) or more"
+from deepseek_enterprise.tune.tuner import (
+    TrialFailed,
+    TrialRun,
+    TrialStopped,
+    Tuner,
+    non_negative,
+    positive,
+)
 
 
 @dataclass(frozen=True)
 class TrainingTunerOptions:
     """``[tuner]`` keys of the ``training`` tuner."""
 
-    nproc: int = field(default=2, metadata={"check": _positive})
+    nproc: int = field(default=2, metadata={"check": positive})
     """Processes (devices) for a strategy that needs a launcher (``deepseek launch -n``)."""
-    trial_timeout_s: float = field(default=0.0, metadata={"check": _non_negative})
+    trial_timeout_s: float = field(default=0.0, metadata={"check": non_negative})
     """Stop a trial running longer than this many seconds and record it failed (0: no limit)."""
-    poll_s: float = field(default=1.0, metadata={"check": _positive})
+    poll_s: float = field(default=1.0, metadata={"check": positive})
     """Seconds between reads of the trial's metrics."""
 
 

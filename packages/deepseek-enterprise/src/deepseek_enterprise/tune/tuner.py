@@ -24,6 +24,16 @@ from deepseek.config.components import NoOptions
 Direction = Literal["minimize", "maximize"]
 
 
+def positive(value: float) -> str | None:
+    """``[tuner]`` option check: > 0."""
+    return None if value > 0 else "must be positive"
+
+
+def non_negative(value: float) -> str | None:
+    """``[tuner]`` option check: >= 0."""
+    return None if value >= 0 else "must be 0 or more"
+
+
 def format_value(value: float) -> str:
     """A measured value for people: ``59,179`` for throughput, ``2.362`` for a loss."""
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
