@@ -116,3 +116,19 @@ def test_every_private_deepspeed_attribute_we_use_still_exists() -> None:
         source = inspect.getsource(cls)
         missing = [n for n in names if not hasattr(cls, n) and f"self.{n} =" not in source]
         assert not missing, f"{where} no longer has {missing}; update deepspeed_internals"
+
+
+def test_zero3_padding_is_not_checked_as_weights(tmp_path) -> None:
+    """ZeRO-3 leaves each partition's padding uninitialised; NaN bits there must not refuse a
+    checkpoint, while a NaN in a real weight still does (``_zero3_padding.py``)."""
+    import json
+
+    from _prohelpers import HERE, run_torchrun, tiny_config
+
+    config = tiny_config("deepspeed", steps=1, options={"stage": 3})
+    config["model"].update({"d_model": 31, "n_heads": 1, "n_layers": 1, "max_seq_len": 8})
+    config["data"]["seq_len"] = 8
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    out = tmp_path / "result.json"
+    run_torchrun([str(HERE / "_zero3_padding.py"), str(tmp_path / "config.json"), str(out)])
+    assert json.loads(out.read_text(encoding="utf-8")) == {"padding_nan": True, "weight_nan": False}

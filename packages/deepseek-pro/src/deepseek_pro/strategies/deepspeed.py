@@ -177,10 +177,8 @@ class DeepSpeedStrategy(DistributedStrategy):
 
     def weights_finite(self) -> bool:
         """The fp32 master partitions (ZeRO keeps the module's own weights partitioned or in
-        16 bit) finite on every rank."""
-        _, flats = internals.flat_masters(self.engine.optimizer)
-        local = all(bool(torch.isfinite(p).all()) for p in flats)
-        return self.all_ranks(local)
+        16 bit) finite on every rank; ZeRO-3's partition padding is not weights and is skipped."""
+        return self.all_ranks(internals.masters_finite(self.engine.optimizer, self.engine.module))
 
     def step_metrics(self) -> dict[str, float]:
         if self.precision.name == "fp16" and hasattr(self.engine.optimizer, "cur_scale"):

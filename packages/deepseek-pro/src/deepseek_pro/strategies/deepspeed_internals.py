@@ -9,7 +9,8 @@ ZeRO optimizers for them:
 1. the flat fp32 master partitions that the wrapped torch optimizer steps
    (:func:`flat_masters`: reads ``fp32_partitioned_groups_flat`` of ZeRO-3 and
    ``single_partition_of_fp32_groups`` of ZeRO-1/2), to create optimizer state before the first
-   step and to read the step count;
+   step and to read the step count (:func:`masters_finite` checks them, without ZeRO-3's
+   uninitialised padding);
 2. re-linking each parameter's optimizer-state fragments after that state was created
    (:func:`relink_optimizer_state`: the one *write* to a private attribute, see there);
 3. copying the fp32 masters into the module's low-precision weights after loading
@@ -49,6 +50,35 @@ def flat_masters(zero_optimizer: Any) -> tuple[Any, list[Any]]:
     if flats is None:
         flats = [p for g in inner.param_groups for p in g["params"]]
     return inner, list(flats)
+
+
+def masters_finite(zero_optimizer: Any, module: Any) -> bool:
+    """Whether this rank's fp32 master weights are finite, padding excluded.
+
+    ZeRO-1/2 pad their flat partitions with zeros, so the flats are checked whole. ZeRO-3 pads
+    each parameter's partition to an equal share per rank and leaves the padding uninitialised
+    (``torch.empty``): it may hold any bits, NaN included, so only each partition's first
+    ``ds_numel - rank * share`` elements (the real ones) are checked, through DeepSpeed's public
+    ``safe_get_local_fp32_param``.
+    """
+    import torch
+
+    if not hasattr(zero_optimizer, "fp32_partitioned_groups_flat"):
+        _, flats = flat_masters(zero_optimizer)
+        return all(bool(torch.isfinite(p).all()) for p in flats)
+    import torch.distributed as dist
+    from deepspeed.utils import safe_get_local_fp32_param
+
+    for param in module.parameters():
+        local = safe_get_local_fp32_param(param)
+        if local is None:  # frozen: not stepped
+            continue
+        share = local.numel()
+        rank = dist.get_rank(group=getattr(param, "ds_process_group", None))
+        real = max(0, min(share, param.ds_numel - rank * share))
+        if not bool(torch.isfinite(local.reshape(-1)[:real]).all()):
+            return False
+    return True
 
 
 def relink_optimizer_state(zero_optimizer: Any) -> None:
