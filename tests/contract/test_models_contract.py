@@ -20,6 +20,7 @@ import deepseek
 from deepseek.config.components import options_class
 from deepseek.models import GPT
 from deepseek.models.encoder import EncoderOutput
+from deepseek.models.gpt import GPTConfig
 from deepseek.models.protocol import CAPABILITIES, TrainableModel, model_capabilities
 from deepseek.plugins.host import get_host
 
@@ -29,6 +30,11 @@ TEXT_ENCODERS = deepseek.list_encoders("text.*")
 
 
 def _gpt_family(name: str) -> bool:
+    """Builds a GPT from GPT options (``d_model``, ``n_layers``...: ``SHRINK`` applies). A model
+    that builds a GPT from other options (``quantized``: a base table) is not shrunk here."""
+    target = get_host().resolve("model", name).load()
+    if not issubclass(options_class(target, kind="model", name=name), GPTConfig):
+        return False
     with torch.device("meta"):
         return isinstance(deepseek.create_model(name, device="meta"), GPT)
 

@@ -5,32 +5,15 @@ folder's files, and bad input refused with one line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _compresshelpers import CONFIG, core_only_cli, deepseek_cli, train_tiny
 
 import deepseek
 from deepseek.config.load import config_from_dict
 from deepseek_enterprise.compress.prune import PruneFFN, PruneFFNOptions
-
-CONFIG = {
-    "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32, "d_ff": 64},
-    "data": {"seq_len": 32, "batch_size": 8, "eval_batches": 2},
-    "train": {"max_steps": 30, "warmup_steps": 3, "eval_interval": 0, "lr": 3e-3, "min_lr": 1e-4},
-    "precision": {"dtype": "fp32"},
-    "strategy": {"name": "single", "device": "cpu"},
-    "checkpoint": {"interval": 0},
-    "logging": {"plot": False, "progress": False},
-}
-
-
-def deepseek_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deepseek", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 
 @pytest.mark.parametrize("score", ["magnitude", "taylor"])
@@ -71,26 +54,7 @@ def test_ratios_that_keep_nothing_are_refused() -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import tomli_w
-
-    work = tmp_path_factory.mktemp("compress")
-    (work / "c.toml").write_text(tomli_w.dumps(CONFIG))
-    out = deepseek_cli("train", "c.toml", "--run-dir", "run", "--quiet", cwd=work)
-    assert out.returncode == 0, out.stderr
-    return work
-
-
-# deepseek-core alone: the editions' plugins disabled and their modules made unimportable.
-CORE_ONLY = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("deepseek_pro", "deepseek_enterprise", "deepspeed", "timm", "torchaudio"):
-            raise ImportError(f"{name} is not importable here")
-sys.meta_path.insert(0, Block())
-from deepseek.cli.main import main
-main(sys.argv[1:])
-"""
+    return train_tiny(tmp_path_factory.mktemp("compress"))
 
 
 def test_compress_writes_a_run_that_core_alone_evaluates(trained: Path) -> None:
@@ -103,14 +67,10 @@ def test_compress_writes_a_run_that_core_alone_evaluates(trained: Path) -> None:
     assert report["compressed"]["weights_bytes"] < report["original"]["weights_bytes"]
     assert json.loads((trained / "pruned" / "compression.json").read_text())["compressed"] == report["compressed"]
     assert "d_ff = 32" in (trained / "pruned" / "config.toml").read_text()
-    env = {"DEEPSEEK_DISABLE_PLUGINS": "deepseek-pro,deepseek-enterprise"}
-    ev = subprocess.run([sys.executable, "-c", CORE_ONLY, "eval", "--checkpoint", "pruned", "--json"], cwd=trained,
-                        capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    ev = core_only_cli("eval", "--checkpoint", "pruned", "--json", cwd=trained)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
-    gen = subprocess.run([sys.executable, "-c", CORE_ONLY, "generate", "--checkpoint", "pruned", "def ",
-                          "--max-new-tokens", "8"], cwd=trained, capture_output=True, text=True,
-                         env={**os.environ, **env}, timeout=300)
+    gen = core_only_cli("generate", "--checkpoint", "pruned", "def ", "--max-new-tokens", "8", cwd=trained)
     assert gen.returncode == 0 and gen.stdout.startswith("def "), gen.stderr
 
 
@@ -179,9 +139,7 @@ def test_distillation_trains_the_student_only_and_extracts_it(trained: Path) -> 
     out = deepseek_cli("compress", "--checkpoint", "d5", "--method", "distill.student", "--out", "student",
                        "--latency-runs", "0", cwd=trained)
     assert out.returncode == 0, out.stderr
-    env = {"DEEPSEEK_DISABLE_PLUGINS": "deepseek-pro,deepseek-enterprise"}
-    ev = subprocess.run([sys.executable, "-c", CORE_ONLY, "eval", "--checkpoint", "student", "--json"], cwd=trained,
-                        capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    ev = core_only_cli("eval", "--checkpoint", "student", "--json", cwd=trained)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(last["val_ce"], rel=1e-5)  # the student's own CE
     assert all(torch.equal(v, load_model_state(resolve_checkpoint(trained / "run"))[k]) for k, v in teacher.items())

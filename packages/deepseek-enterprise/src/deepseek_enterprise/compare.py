@@ -92,18 +92,23 @@ def weights_size(path: str) -> int:
     return sum(f.stat().st_size for f in (folder / "model").rglob("*") if f.is_file())
 
 
-def p50_ms(model: Any, batches: list[Any], runs: int) -> float:
-    """Batch-1 eager latency (median ms) on the first validation rows, as bench latency times it."""
+def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager") -> float:
+    """Batch-1 latency (median ms) of ``variant`` (a ``deepseek bench latency`` variant:
+    ``eager``, ``deepseek.optimize``) on the first validation rows, in the model's own floating
+    dtype (a bf16 model is timed in bf16), as bench latency times it."""
     from torch.utils import _pytree as pytree
 
-    from deepseek.bench.latency import run_latency
+    from deepseek.bench.latency import DTYPES, run_latency
     from deepseek.data.batch import batch_rows, concat_rows
 
     joined = concat_rows(batches)
     picks = [pytree.tree_map(lambda t, i=i: t[i:i + 1], joined) for i in range(min(4, batch_rows(joined)))]
-    device = next(model.parameters()).device
-    result = run_latency(model, batch=1, device=device, runs=runs, warmup=2, only=["eager"], batches=picks)
-    return next(r.median_ms for r in result.rows if r.name == "eager")
+    params = list(model.parameters())
+    floating = next((p.dtype for p in params if p.is_floating_point()), None)
+    dtype = next((name for name, d in DTYPES.items() if d == floating), "float32")
+    result = run_latency(model, batch=1, device=params[0].device, dtype=dtype, runs=runs, warmup=2,
+                         only=[variant], batches=picks)
+    return next(r.median_ms for r in result.rows if r.name == variant)
 
 
 def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | None, device: str,

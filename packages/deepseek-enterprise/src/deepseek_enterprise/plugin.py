@@ -41,12 +41,15 @@ def deepseek_register_fusions(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_models(register: RegisterFn) -> None:
-    """``multimodal.classifier`` (encoders per modality, a fusion method, a classifier) and
-    ``distill`` (knowledge distillation of a GPT student from a trained teacher)."""
+    """``multimodal.classifier`` (encoders per modality, a fusion method, a classifier),
+    ``distill`` (knowledge distillation of a GPT student from a trained teacher) and
+    ``quantized`` (a registered model with torchao-quantized Linear layers)."""
     register("multimodal.classifier", "deepseek_enterprise.multimodal:MultimodalClassifier",
              description="vision/audio/text encoders, a registered fusion method, one classifier")
     register("distill", "deepseek_enterprise.compress.distill:Distill",
              description="a student GPT trained on a frozen teacher's soft targets (knowledge distillation)")
+    register("quantized", "deepseek_enterprise.compress.quantize:quantized",
+             description="a model with torchao-quantized Linear layers (written by deepseek compress)")
 
 
 @hookimpl
@@ -71,12 +74,21 @@ def deepseek_register_commands(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_compressors(register: RegisterFn) -> None:
-    """``prune.ffn`` (structured pruning of a GPT's MLP channels) and ``distill.student`` (the
-    student of a ``distill`` run)."""
+    """``prune.ffn`` (structured pruning of a GPT's MLP channels), ``distill.student`` (the
+    student of a ``distill`` run) and ``quantize.*`` (torchao int8, int8 weight-only, int4
+    weight-only, float8)."""
     register("prune.ffn", "deepseek_enterprise.compress.prune:PruneFFN",
              description="remove each block's least important MLP channels (magnitude or Taylor)")
     register("distill.student", "deepseek_enterprise.compress.distill:ExtractStudent",
              description="the student of a distill run, as a model of its own")
+    register("quantize.int8", "deepseek_enterprise.compress.quantize:Int8Dynamic",
+             description="torchao: int8 weights, int8 activations quantized per token (CPU, CUDA)")
+    register("quantize.int8-weight", "deepseek_enterprise.compress.quantize:Int8Weight",
+             description="torchao: int8 weights, floating-point activations (memory-bound decode)")
+    register("quantize.int4-weight", "deepseek_enterprise.compress.quantize:Int4Weight",
+             description="torchao: grouped int4 weights, bf16 activations (CUDA)")
+    register("quantize.float8", "deepseek_enterprise.compress.quantize:Float8",
+             description="torchao: float8 weights and activations, per-row scales (CUDA >= 8.9)")
 
 
 @hookimpl

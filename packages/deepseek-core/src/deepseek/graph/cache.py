@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek.graph.passes import is_tensor_subclass
+
 FORMAT_VERSION = 2
 
 
@@ -31,15 +33,18 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def structure_hash(model: nn.Module) -> str:
-    """Hash of the model's class, module tree, parameter names/shapes/dtypes and forward source.
+    """Hash of the model's class, module tree, parameter names/shapes/dtypes/tensor types and
+    forward source.
 
     Weight *values* are not part of it: a retrained model of the same architecture reuses the
-    decision (it is re-verified on every load anyway).
+    decision (it is re-verified on every load anyway). A tensor subclass (a torchao quantized
+    weight) adds its class and flattening metadata, so int8 weight-only and int8 dynamic weights
+    of one model are different structures.
     """
     h = hashlib.sha256()
     h.update(f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}\n".encode())
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}:{_tensor_kind(t)}\n".encode())
     classes = {type(m) for m in model.modules()}
     for mod in sorted(classes, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
         try:
@@ -47,6 +52,13 @@ def structure_hash(model: nn.Module) -> str:
         except (OSError, TypeError):
             h.update(mod.__qualname__.encode())
     return h.hexdigest()[:32]
+
+
+def _tensor_kind(t: torch.Tensor) -> str:
+    if not is_tensor_subclass(t):
+        return ""
+    names, meta = t.__tensor_flatten__()
+    return f"{type(t).__module__}.{type(t).__qualname__}{names}{meta!r}"
 
 
 def decision_key(model: nn.Module, signature: tuple[Any, ...], device: str, extra: dict[str, Any]) -> str:

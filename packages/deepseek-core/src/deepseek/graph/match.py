@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from deepseek.graph.passes import attr_value, get_module
+from deepseek.graph.passes import attr_value, get_module, is_tensor_subclass
 
 aten = torch.ops.aten
 
@@ -56,8 +56,16 @@ def match_linear(gm: fx.GraphModule, node: fx.Node) -> LinearView | None:
 
     Forms: ``call_module`` of an ``nn.Linear`` (module form), ``F.linear`` (module form, from a
     model calling it), ``aten.linear.default`` (aten form, from either). A weight computed in
-    the graph (not a ``get_attr``) does not match.
+    the graph (not a ``get_attr``) does not match, nor does a weight that is a tensor subclass (a
+    library's quantized weight, e.g. torchao's): it runs its own kernels, which no pass rewrites.
     """
+    view = _match_linear(gm, node)
+    if view is None or is_tensor_subclass(view.weight):
+        return None
+    return view
+
+
+def _match_linear(gm: fx.GraphModule, node: fx.Node) -> LinearView | None:
     if node.op == "call_module":
         target = str(node.target)
         mod = get_module(gm, target)

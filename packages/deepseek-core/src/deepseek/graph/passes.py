@@ -116,6 +116,11 @@ class GraphPass:
 # --------------------------------------------------------------------------- numerics
 
 
+def is_tensor_subclass(t: torch.Tensor) -> bool:
+    """A wrapper tensor subclass (``__tensor_flatten__``), such as a torchao quantized weight."""
+    return type(t) not in (torch.Tensor, nn.Parameter) and hasattr(t, "__tensor_flatten__")
+
+
 def max_rel_error(actual: Any, expected: Any) -> float:
     """Max abs difference over max abs reference value, over every tensor of two output trees.
 

@@ -10,7 +10,13 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from deepseek.graph.passes import GraphPass, PassReport, copy_graph_module, max_rel_error
+from deepseek.graph.passes import (
+    GraphPass,
+    PassReport,
+    copy_graph_module,
+    is_tensor_subclass,
+    max_rel_error,
+)
 from deepseek.graph.plan import STATS, OptimizerWarning
 
 
@@ -33,6 +39,12 @@ def device_of(model: nn.Module, args: Sequence[Any]) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def has_subclass_weights(model: nn.Module) -> bool:
+    """Whether any parameter or buffer of ``model`` is a wrapper tensor subclass: weights
+    quantized by a library (torchao) rather than by the optimizer's own passes."""
+    return any(is_tensor_subclass(t) for t in (*model.parameters(), *model.buffers()))
 
 
 def _sync(device: torch.device) -> None:

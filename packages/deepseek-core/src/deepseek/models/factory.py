@@ -21,16 +21,16 @@ def instantiate_model(
 ) -> nn.Module:
     """``target(options)`` on ``device`` (``None``: the current default device); ``options`` is
     the component's ``Options`` instance or a mapping of its keys, validated here (field paths
-    ``path.key``). ``kind``: ``model`` or ``encoder``. A target that subclasses
-    :class:`~deepseek.models.protocol.BuildsComponents` gets ``host=`` too (default: the
-    process's host)."""
+    ``path.key``). ``kind``: ``model`` or ``encoder``. A target that subclasses (a class) or is an
+    instance of (a factory object) :class:`~deepseek.models.protocol.BuildsComponents` gets
+    ``host=`` too (default: the process's host)."""
     from deepseek.models.protocol import BuildsComponents
 
     if options is None or isinstance(options, Mapping):
         options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
     where = torch.device(device) if device is not None else contextlib.nullcontext()
     with where:
-        if isinstance(target, type) and issubclass(target, BuildsComponents):
+        if isinstance(target, BuildsComponents) or (isinstance(target, type) and issubclass(target, BuildsComponents)):
             if host is None:
                 from deepseek.plugins.host import get_host
 

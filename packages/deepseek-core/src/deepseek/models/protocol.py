@@ -73,7 +73,8 @@ CAPABILITIES: dict[str, Capability] = {
 
 class BuildsComponents:
     """Mixin of a model or encoder class that creates registered components itself (encoders,
-    fusion methods, ...). The factory creates such a class as ``cls(options, host=host)``:
+    fusion methods, ...), or of a factory object (a target instance with ``Options`` and
+    ``__call__``) that does. The factory creates such a target as ``target(options, host=host)``:
     ``host`` is the :class:`~deepseek.plugins.host.PluginHost` of the run, with its
     ``[plugins] prefer``, so the parts resolve where the model did (a plugin registered on that
     host only, a preferred provider). Look parts up on ``host`` and nowhere else; create them

@@ -28,6 +28,7 @@ CATALOGUE: dict[tuple[str, str], str] = {
     ("encoder", "audio.conv_transformer"): "deepseek-enterprise",
     ("model", "multimodal.classifier"): "deepseek-enterprise",
     ("model", "distill"): "deepseek-enterprise",
+    ("model", "quantized"): "deepseek-enterprise",
     ("dataset", "multimodal.digits"): "deepseek-enterprise",
     ("command", "multimodal"): "deepseek-enterprise",
     ("command", "tune"): "deepseek-enterprise",

@@ -2,8 +2,9 @@
 
 Loads the trained model, applies a registered compressor, writes the result as a run folder
 (:mod:`.output`) and prints the compressed model against the original, measured in this call on
-the same validation batches: parameters, weights on disk, validation loss/metrics and batch-1
-latency p50 (``deepseek bench latency``'s eager timing).
+the same validation batches: parameters, weights on disk, Linear weights as stored, validation
+loss/metrics and batch-1 latency p50 (``deepseek bench latency``'s eager timing; with
+``--optimize`` also under ``deepseek.optimize``).
 """
 
 from __future__ import annotations
@@ -32,15 +33,20 @@ def create_compressor(host: Any, method: str, settings: tuple[str, ...]) -> Any:
     return target(options, host=host)
 
 
-def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path) -> dict[str, Any]:
+def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path, optimized: bool) -> dict[str, Any]:
+    import torch
+
     from deepseek.training.evaluation import evaluate_batch, summarize
     from deepseek_enterprise.compare import p50_ms
+    from deepseek_enterprise.compress.quantize import linear_weight_bytes
 
     device = next(model.parameters()).device
     values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val])
     return {"parameters": sum(p.numel() for p in model.parameters()), **values,
             "weights_bytes": path.stat().st_size if path.is_file() else None,
-            "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None}
+            "linear_weight_bytes": sum(linear_weight_bytes(m) for m in model.modules() if isinstance(m, torch.nn.Linear)),
+            "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None,
+            "p50_optimized_ms": p50_ms(model, val, latency_runs, "deepseek.optimize") if latency_runs and optimized else None}
 
 
 @click.command("compress")
@@ -48,16 +54,19 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--method", required=True, metavar="NAME", help="Registered compressor (deepseek plugins list).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A compressor option, e.g. ratio=0.5.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New run folder for the result.")
-@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--device", "--target-device", "device", type=Device(), default="auto", show_default=True,
+              help="Where the model is compressed and measured: auto, cpu or cuda[:N].")
 @click.option("--calibration-batches", type=count(0), default=4, show_default=True,
               help="Training batches for methods that need data (Taylor scores, calibration).")
 @click.option("--batches", type=count(), help="Validation batches to compare on (default: data.eval_batches).")
 @click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
+@click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
 @click.option("--json", "json_path", metavar="PATH", help="Also write the comparison as JSON.")
 def compress(checkpoint: str, method: str, settings: tuple[str, ...], out: Path, device: str,
-             calibration_batches: int, batches: int | None, latency_runs: int, json_path: str | None) -> None:
-    """Compress a trained model (pruning, ...) into a new run folder; the table compares it with
-    the original on the same validation batches."""
+             calibration_batches: int, batches: int | None, latency_runs: int, optimize: bool,
+             json_path: str | None) -> None:
+    """Compress a trained model (quantization, pruning, distillation) into a new run folder; the
+    table compares it with the original on the same validation batches."""
     import json
 
     from deepseek.cli.context import command_host
@@ -79,7 +88,7 @@ def compress(checkpoint: str, method: str, settings: tuple[str, ...], out: Path,
     val = dataset.validation_batches(batches or config.data.eval_batches)
     calibration = [next(dataset) for _ in range(calibration_batches)]
     source = resolve_checkpoint(checkpoint)
-    before = _measure(model, config, val, latency_runs, source / MODEL_FILE)
+    before = _measure(model, config, val, latency_runs, source / MODEL_FILE, optimize)
     result = compressor.compress(model, config, calibration)
     from deepseek.config.load import config_from_dict
 
@@ -88,7 +97,7 @@ def compress(checkpoint: str, method: str, settings: tuple[str, ...], out: Path,
               "loads_with": result.loads_with, "record": result.record}
     make_folders(missing, where="--out")
     final = _write(out, state, new_config, result, report)
-    after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE)
+    after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize)
     report["original"], report["compressed"] = before, after
     from deepseek.training.checkpoint import atomic_write_text
 
@@ -129,10 +138,15 @@ def _print(report: dict[str, Any], out: Path) -> None:
     table.add_row("parameters", f"{a['parameters']:,}", f"{b['parameters']:,}", ratio(a["parameters"], b["parameters"]))
     table.add_row("weights on disk", _mib(a["weights_bytes"]), _mib(b["weights_bytes"]),
                   ratio(a["weights_bytes"], b["weights_bytes"]))
+    table.add_row("Linear weights", _mib(a["linear_weight_bytes"]), _mib(b["linear_weight_bytes"]),
+                  ratio(a["linear_weight_bytes"], b["linear_weight_bytes"]))
     for key in [k for k in a if k.startswith("val_") and k in b]:
         table.add_row(key, f"{a[key]:.4f}", f"{b[key]:.4f}", f"{b[key] / a[key] - 1:+.2%}" if a[key] else "-")
     if a["p50_ms"] is not None:
         table.add_row("p50 batch 1 (eager)", f"{a['p50_ms']:.2f} ms", f"{b['p50_ms']:.2f} ms", ratio(a["p50_ms"], b["p50_ms"]))
+    if a["p50_optimized_ms"] is not None:
+        table.add_row("p50 batch 1 (deepseek.optimize)", f"{a['p50_optimized_ms']:.2f} ms", f"{b['p50_optimized_ms']:.2f} ms",
+                      ratio(a["p50_optimized_ms"], b["p50_optimized_ms"]))
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)

@@ -1,0 +1,270 @@
+"""Quantization with torchao: the ``quantize.*`` compressors and the ``quantized`` model.
+
+Each scheme is a torchao config applied with ``torchao.quantization.quantize_`` to the model's
+``nn.Linear`` layers (all of them but those named in ``skip``; ``lm_head`` by default, whose
+weight a GPT ties to its token embedding):
+
+* ``quantize.int8`` (scheme ``int8``; CPU, CUDA): ``Int8DynamicActivationInt8WeightConfig``,
+  int8 weights per output channel, activations quantized per token at run time, int8 GEMMs;
+* ``quantize.int8-weight`` (CPU, CUDA): ``Int8WeightOnlyConfig``, int8 weights dequantized in
+  the GEMM (for memory-bound decode; on a CPU slower than fp32);
+* ``quantize.int4-weight`` (CUDA): ``Int4WeightOnlyConfig``, groups of ``group_size`` weights,
+  torch's tinygemm kernel (``tile_packed_to_4d``), bf16 activations;
+* ``quantize.float8`` (CUDA, compute capability >= 8.9): ``Float8DynamicActivationFloat8WeightConfig``
+  with per-row scales, bf16 activations.
+
+None needs calibration data: activations are quantized on the fly or not at all.
+
+The result's ``[model]`` table is ``{name = "quantized", scheme, base = <the original [model]
+table>, skip, group_size}``. The ``quantized`` model builds ``base`` through the host, quantizes
+it the same way, and *is* that model (a GPT stays a GPT: ``eval``, ``generate``, ``compare``,
+``bench`` and ``deepseek.optimize`` take it as before), so a checkpoint's structure comes from its
+config as for every model. Quantized weights are torchao tensor subclasses; in a state dict each
+appears as its inner tensors under torchao's flattened names (``blocks.0.mlp.fc._weight_qdata``,
+``..._weight_scale``), so the safetensors file holds plain tensors and loading rebuilds each
+subclass from the model's own (its metadata: block size, activation scheme) and the file's data.
+Loading needs deepseek-enterprise and torchao; deepseek-core alone names them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from deepseek.errors import CheckpointError, ConfigError, UsageError
+from deepseek.models.protocol import BuildsComponents
+from deepseek_enterprise.compress.compressor import Compressed, Compressor
+
+Scheme = Literal["int8", "int8-weight", "int4-weight", "float8"]
+
+CUDA_SCHEMES = {"int4-weight": (8, 0), "float8": (8, 9)}
+"""Schemes that need CUDA, with the least compute capability."""
+
+BF16_SCHEMES = ("int4-weight", "float8")
+"""Schemes whose kernels take bf16 activations: the model is cast to bf16 before quantizing."""
+
+
+def _group_size(value: int) -> str | None:
+    return None if value in (32, 64, 128, 256) else "must be 32, 64, 128 or 256 (weights per int4 scale)"
+
+
+def torchao_config(scheme: str, group_size: int) -> Any:
+    """The torchao config of ``scheme``."""
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Int4WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+        PerRow,
+    )
+
+    if scheme == "int8":
+        return Int8DynamicActivationInt8WeightConfig()
+    if scheme == "int8-weight":
+        return Int8WeightOnlyConfig()
+    if scheme == "int4-weight":  # torchao's inductor settings stay unset: no global state changed
+        return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d",
+                                    set_inductor_config=False)
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
+
+
+def check_device(scheme: str, device: torch.device, where: str) -> None:
+    """:class:`UsageError` when ``scheme`` cannot run on ``device``."""
+    need = CUDA_SCHEMES.get(scheme)
+    if need is None or device.type == "meta":
+        return
+    if device.type != "cuda":
+        raise UsageError(f"{where}: quantize.{scheme} runs on CUDA only (torchao's {scheme} kernels); "
+                         "give --device cuda on a GPU machine, or use quantize.int8 or quantize.int8-weight on a CPU")
+    have = torch.cuda.get_device_capability(device)
+    if have < need:
+        raise UsageError(f"{where}: {scheme} needs a GPU of compute capability {need[0]}.{need[1]} or newer; "
+                         f"{torch.cuda.get_device_name(device)} is {have[0]}.{have[1]}")
+
+
+def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: int) -> list[str]:
+    """Quantize ``model``'s Linear layers in place (bf16 first for the schemes that need it);
+    returns the names of the layers quantized. The state-dict hooks that store each quantized
+    weight as plain tensors are attached to those layers."""
+    from torchao.quantization import quantize_
+
+    if scheme in BF16_SCHEMES:
+        model.to(torch.bfloat16)
+
+    def chosen(module: nn.Module, fqn: str) -> bool:
+        if not isinstance(module, nn.Linear) or any(fqn == s or fqn.startswith(s + ".") for s in skip):
+            return False
+        return scheme != "int4-weight" or module.in_features % group_size == 0
+
+    names = [fqn for fqn, m in model.named_modules() if chosen(m, fqn)]
+    if not names:
+        raise UsageError(f"quantize.{scheme}: the model has no Linear layer to quantize; change --set skip=... "
+                         f"(skip = {skip}{', or in_features not a multiple of group_size' if scheme == 'int4-weight' else ''})")
+    quantize_(model, torchao_config(scheme, group_size), filter_fn=chosen)
+    for fqn in names:
+        layer = model.get_submodule(fqn)
+        layer.register_state_dict_post_hook(_flatten_weights)
+        layer.register_load_state_dict_pre_hook(_unflatten_weights)
+    return names
+
+
+def _subclass_params(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    from deepseek.graph.passes import is_tensor_subclass
+
+    return [(n, p) for n, p in module.named_parameters(recurse=False) if is_tensor_subclass(p)]
+
+
+def _flatten_weights(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """State-dict hook: each quantized weight as its inner tensors (``<prefix>_weight_qdata``...)."""
+    for name, _ in _subclass_params(module):
+        tensor = state.pop(prefix + name)
+        inner, _ = tensor.__tensor_flatten__()
+        for part in inner:
+            state[f"{prefix}_{name}_{part}"] = getattr(tensor, part)
+
+
+def _unflatten_weights(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any, strict: bool,
+                       missing: list[str], unexpected: list[str], errors: list[str]) -> None:
+    """Load pre-hook: rebuild each quantized weight from the file's inner tensors, checked
+    against the model's own (dtype and shape: values read back from disk are input)."""
+    for name, own in _subclass_params(module):
+        parts, meta = own.__tensor_flatten__()
+        keys = {part: f"{prefix}_{name}_{part}" for part in parts}
+        if not all(k in state for k in keys.values()):
+            continue  # reported as missing keys by the strict load
+        inner = {}
+        for part, key in keys.items():
+            value, expected = state.pop(key), getattr(own, part)
+            if value.dtype != expected.dtype or value.shape != expected.shape:
+                raise CheckpointError(f"{key}: stored as {value.dtype} {tuple(value.shape)}, the {own.__class__.__name__} "
+                                      f"of this model needs {expected.dtype} {tuple(expected.shape)}; the weights "
+                                      "do not belong to this [model] config")
+            inner[part] = value.to(expected.device)
+        state[prefix + name] = type(own).__tensor_unflatten__(inner, meta, own.shape, own.stride())
+
+
+@dataclass(frozen=True)
+class QuantizedOptions:
+    """``[model]`` keys of ``quantized`` (written by ``deepseek compress --method quantize.*``)."""
+
+    base: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})
+    """The original model's ``[model]`` table (``name`` and options)."""
+    scheme: Scheme = "int8"
+    """What torchao does to the Linear layers (see :mod:`deepseek_enterprise.compress.quantize`)."""
+    skip: list[str] = field(default_factory=lambda: ["lm_head"])
+    """Linear layers (module names, with their children) left in floating point."""
+    group_size: int = field(default=128, metadata={"check": _group_size})
+    """int4-weight: weights sharing one scale and zero point."""
+
+
+class QuantizedModel(BuildsComponents):
+    """The ``quantized`` model target: builds ``base`` and quantizes it (a factory object, so the
+    result is the base model's own class)."""
+
+    Options: ClassVar[type] = QuantizedOptions
+
+    def __call__(self, options: QuantizedOptions, *, host: Any) -> nn.Module:
+        from deepseek.models.factory import instantiate_model
+
+        table = dict(options.base)
+        name = table.pop("name", None)
+        if not isinstance(name, str) or name == "quantized":
+            raise ConfigError("model.base.name: name the original model, e.g. base = { name = \"small\" }")
+        model = instantiate_model(host.resolve("model", name).load(), table, name=name, path="model.base", host=host)
+        device = next(model.parameters()).device
+        if options.scheme in CUDA_SCHEMES and device.type != "meta":
+            if not torch.cuda.is_available():
+                raise ConfigError(f"model.scheme: {options.scheme} runs on CUDA only and this machine has no GPU")
+            model.to("cuda")
+        quantize_model(model, options.scheme, list(options.skip), options.group_size)
+        return model
+
+    def __repr__(self) -> str:
+        return "QuantizedModel()"
+
+
+quantized = QuantizedModel()
+"""The registered ``quantized`` model target."""
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Options of ``quantize.int8``, ``quantize.int8-weight`` and ``quantize.float8``."""
+
+    skip: list[str] = field(default_factory=lambda: ["lm_head"])
+    """Linear layers (module names, with their children) left in floating point."""
+
+
+@dataclass(frozen=True)
+class Int4Options(QuantizeOptions):
+    """Options of ``quantize.int4-weight``."""
+
+    group_size: int = field(default=128, metadata={"check": _group_size})
+    """Weights sharing one scale and zero point."""
+
+
+class Quantize(Compressor):
+    """Quantize a trained model's Linear layers with torchao (``scheme`` set by each subclass)."""
+
+    Options: ClassVar[type] = QuantizeOptions
+    scheme: ClassVar[str] = "int8"
+
+    def check_model(self, model: Any, config: Any) -> None:
+        check_device(self.scheme, next(model.parameters()).device, f"--method quantize.{self.scheme}")
+
+    def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
+        from importlib.metadata import version
+
+        from deepseek.config.components import options_dict
+
+        group_size = getattr(self.options, "group_size", 128)
+        work = copy.deepcopy(model)
+        names = quantize_model(work, self.scheme, list(self.options.skip), group_size)
+        base = {"name": config.model.name, **options_dict(config.model.options)}
+        table = {"name": "quantized", "scheme": self.scheme, "base": base, "skip": list(self.options.skip),
+                 "group_size": group_size}
+        before = sum(linear_weight_bytes(model.get_submodule(n)) for n in names)
+        after = sum(linear_weight_bytes(work.get_submodule(n)) for n in names)
+        record = {"scheme": self.scheme, "layers": len(names), "linear_weight_bytes": [before, after],
+                  "linear_weight_ratio": round(before / after, 3), "torchao": version("torchao")}
+        return Compressed(work.eval(), table, record, loads_with=f"deepseek-enterprise with torchao {version('torchao')}")
+
+
+def linear_weight_bytes(layer: nn.Module) -> int:
+    """Bytes of a layer's weight as stored (a quantized weight's inner tensors)."""
+    from deepseek.graph.passes import is_tensor_subclass
+
+    w = layer.weight
+    if not is_tensor_subclass(w):
+        return w.numel() * w.element_size()
+    parts, _ = w.__tensor_flatten__()
+    return sum(getattr(w, p).numel() * getattr(w, p).element_size() for p in parts)
+
+
+class Int8Dynamic(Quantize):
+    """``quantize.int8``: int8 weights and dynamically quantized int8 activations."""
+
+    scheme = "int8"
+
+
+class Int8Weight(Quantize):
+    """``quantize.int8-weight``: int8 weights, floating-point activations."""
+
+    scheme = "int8-weight"
+
+
+class Int4Weight(Quantize):
+    """``quantize.int4-weight``: grouped int4 weights, bf16 activations (CUDA)."""
+
+    Options: ClassVar[type] = Int4Options
+    scheme = "int4-weight"
+
+
+class Float8(Quantize):
+    """``quantize.float8``: float8 weights and activations with per-row scales (CUDA, >= 8.9)."""
+
+    scheme = "float8"
