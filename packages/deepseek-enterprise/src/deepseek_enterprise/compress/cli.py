@@ -16,6 +16,7 @@ import click
 
 from deepseek.cli.params import Device, count
 from deepseek.errors import UsageError
+from deepseek_enterprise.compress.search import create_steps, parse_budget, parse_recipe
 
 
 def create_compressor(host: Any, method: str, settings: tuple[str, ...]) -> Any:
@@ -33,7 +34,7 @@ def create_compressor(host: Any, method: str, settings: tuple[str, ...]) -> Any:
     return target(options, host=host)
 
 
-def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path, optimized: bool) -> dict[str, Any]:
+def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool) -> dict[str, Any]:
     import torch
 
     from deepseek.training.evaluation import evaluate_batch, summarize
@@ -43,7 +44,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
     device = next(model.parameters()).device
     values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val])
     return {"parameters": sum(p.numel() for p in model.parameters()), **values,
-            "weights_bytes": path.stat().st_size if path.is_file() else None,
+            "weights_bytes": path.stat().st_size if path is not None and path.is_file() else None,
             "linear_weight_bytes": sum(linear_weight_bytes(m) for m in model.modules() if isinstance(m, torch.nn.Linear)),
             "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None,
             "p50_optimized_ms": p50_ms(model, val, latency_runs, "deepseek.optimize") if latency_runs and optimized else None}
@@ -51,7 +52,13 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 
 @click.command("compress")
 @click.option("--checkpoint", required=True, metavar="PATH", help="Run folder or checkpoint folder of a trained model.")
-@click.option("--method", required=True, metavar="NAME", help="Registered compressor (deepseek plugins list).")
+@click.option("--method", metavar="NAME", help="Registered compressor (deepseek plugins list).")
+@click.option("--max-drop", metavar="BUDGET",
+              help="Instead of --method: search the recipes, keep the smallest whose validation loss rises at most "
+                   "this much (1%) or whose accuracy falls at most this many points (0.5pt).")
+@click.option("--recipe", "recipes", multiple=True, metavar="STEPS",
+              help="With --max-drop: try these recipes instead of the built-in ones, e.g. "
+                   "'prune.ffn ratio=0.5 + quantize.int8' (repeat for several).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A compressor option, e.g. ratio=0.5.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New run folder for the result.")
 @click.option("--device", "--target-device", "device", type=Device(), default="auto", show_default=True,
@@ -62,7 +69,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
 @click.option("--json", "json_path", metavar="PATH", help="Also write the comparison as JSON.")
-def compress(checkpoint: str, method: str, settings: tuple[str, ...], out: Path, device: str,
+def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...], settings: tuple[str, ...], out: Path, device: str,
              calibration_batches: int, batches: int | None, latency_runs: int, optimize: bool,
              json_path: str | None) -> None:
     """Compress a trained model (quantization, pruning, distillation) into a new run folder; the
@@ -77,24 +84,43 @@ def compress(checkpoint: str, method: str, settings: tuple[str, ...], out: Path,
     from deepseek.training.inference import load_trained
 
     host = command_host()
-    compressor = create_compressor(host, method, settings)
+    if recipes and max_drop is None:
+        raise UsageError("--recipe: recipes are tried by a search; give --max-drop BUDGET with them")
+    if (method is None) == (max_drop is None):
+        raise UsageError("compress: give --method NAME (one compressor) or --max-drop BUDGET (a search), not both or neither")
+    if max_drop is not None and settings:
+        raise UsageError("--set: options belong to --method; --max-drop tries its own recipes (see docs/compress.md)")
+    budget = parse_budget(max_drop) if max_drop is not None else None
+    tried_recipes = [parse_recipe(r) for r in recipes]
+    for recipe in tried_recipes:
+        create_steps(host, recipe)
+    compressor = create_compressor(host, method, settings) if method is not None else None
     missing = check_output(out, where="--out", folder=True)
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")
     use_default_cpu_threads()
     model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
-    compressor.check_model(model, config)
+    if compressor is not None:
+        compressor.check_model(model, config)
     dataset = build_dataset(config, host)
     val = dataset.validation_batches(batches or config.data.eval_batches)
     calibration = [next(dataset) for _ in range(calibration_batches)]
     source = resolve_checkpoint(checkpoint)
     before = _measure(model, config, val, latency_runs, source / MODEL_FILE, optimize)
-    result = compressor.compress(model, config, calibration)
-    from deepseek.config.load import config_from_dict
+    if budget is not None and budget.unit == "pt" and "val_accuracy" not in before:
+        raise UsageError(f"--max-drop {budget.text}: {config.model.name!r} reports no validation accuracy; "
+                         "give a loss budget such as 1%")
+    if compressor is not None:
+        result = compressor.compress(model, config, calibration)
+        from deepseek.config.load import config_from_dict
 
-    new_config = config_from_dict({**config.to_dict(), "model": result.model_table}, host=host)
-    report = {"method": method, "options": _plain(compressor.options), "source": str(checkpoint),
-              "loads_with": result.loads_with, "record": result.record}
+        new_config = config_from_dict({**config.to_dict(), "model": result.model_table}, host=host)
+        report = {"method": method, "options": _plain(compressor.options), "source": str(checkpoint),
+                  "loads_with": result.loads_with, "record": result.record}
+    else:
+        result, new_config, report = _search(host, budget, tried_recipes, model, config, calibration, val,
+                                             latency_runs, before)
+        report["source"] = str(checkpoint)
     make_folders(missing, where="--out")
     final = _write(out, state, new_config, result, report)
     after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize)
@@ -109,6 +135,59 @@ def compress(checkpoint: str, method: str, settings: tuple[str, ...], out: Path,
         write_json(json_path, report)
     click.echo(f"wrote {out}{created_note(missing)} (loads with {result.loads_with}); "
                f"try: deepseek eval --checkpoint {out}")
+
+
+def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any, calibration: list[Any],
+            val: list[Any], latency_runs: int, before: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Run the recipe search (``recipes``, or the built-in ones); print every recipe tried; a
+    one-line error when none fits."""
+    from deepseek_enterprise.compress.search import default_recipes, search, state_bytes
+
+    def measure(m: Any, c: Any) -> dict[str, Any]:
+        return {**_measure(m, c, val, latency_runs, None, False), "weights_bytes": state_bytes(m)}
+
+    device = next(model.parameters()).device
+    original = {**before, "weights_bytes": state_bytes(model)}
+    best, tried = search(host, budget, recipes or default_recipes(device), model, config, calibration, original, measure,
+                         progress=_progress())
+    _print_search(tried, original, budget)
+    if best is None:
+        measured = [t for t in tried if t.drop is not None]
+        closest = min(measured, key=lambda t: t.drop).recipe.label if measured else None
+        near = f"; the closest was {closest} ({min(t.drop for t in measured):+.2f}{budget.unit})" if closest else ""
+        raise UsageError(f"--max-drop {budget.text}: no recipe stays within it{near}; nothing was written "
+                         "(raise the budget, or prune and fine-tune or distil: see docs/compress.md)")
+    result, new_config = best.result
+    report = {"method": "search", "max_drop": budget.text, "recipe": best.recipe.label,
+              "options": {"steps": [[n, o] for n, o in best.recipe.steps]}, "loads_with": result.loads_with,
+              "record": best.records, "candidates": [t.row() for t in tried]}
+    return result, new_config, report
+
+
+def _progress() -> Any:
+    """A line per recipe on stderr when it is a terminal (a log or a pipe gets the tables only)."""
+    import sys
+
+    return (lambda line: click.echo(line, err=True)) if sys.stderr.isatty() else None
+
+
+def _print_search(tried: list[Any], original: dict[str, Any], budget: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"recipes tried (budget {budget.text}; original val_loss {original['val_loss']:.4f}, "
+                        f"{_mib(original['weights_bytes'])})", title_justify="left")
+    for col in ("recipe", "val_loss", "drop", "weights", "p50 batch 1", "verdict"):
+        table.add_column(col, justify="left" if col in ("recipe", "verdict") else "right")
+    for t in tried:
+        f = t.figures
+        table.add_row(t.recipe.label, f"{f['val_loss']:.4f}" if f else "-",
+                      f"{t.drop:+.2f}{budget.unit}" if t.drop is not None else "-", _mib(f.get("weights_bytes")),
+                      f"{f['p50_ms']:.2f} ms" if f.get("p50_ms") is not None else "-", t.verdict)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
 
 
 def _write(out: Path, state: dict[str, Any], config: Any, result: Any, report: dict[str, Any]) -> Path:
@@ -128,7 +207,8 @@ def _print(report: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
     a, b = report["original"], report["compressed"]
-    table = Table(title=f"{report['method']} {report['options']}: {report['source']} -> {out}", title_justify="left")
+    what = f"search {report['max_drop']}: {report['recipe']}" if "recipe" in report else f"{report['method']} {report['options']}"
+    table = Table(title=f"{what}: {report['source']} -> {out}", title_justify="left")
     for col in ("", "original", "compressed", "compressed / original"):
         table.add_column(col, justify="left" if not col else "right")
 

@@ -1,0 +1,197 @@
+"""``deepseek compress --max-drop BUDGET``: accuracy-aware search over compression recipes.
+
+A recipe is a chain of registered compressors with their options (``prune.ffn ratio=0.5`` then
+``quantize.int8``); each step's result is the next step's input, its ``[model]`` table carried
+along, so a chain writes one run folder like a single method. Every recipe that applies to the
+model and the device (a compressor's ``check_model`` decides; CUDA adds ``int4-weight`` and
+``float8``) is applied to the trained model and measured on the same validation batches as the
+original: validation loss (and accuracy where the model reports it), weights as stored and
+batch-1 latency. The budget is
+
+* ``N%``: validation loss at most N percent (relative) above the original's, or
+* ``Npt``: validation accuracy at most N points below the original's (classifiers);
+
+among the recipes within it the one with the smallest weights wins (ties: the faster one). Every
+recipe tried is reported with its figures and why it was kept or rejected (Intel Neural
+Compressor's accuracy-driven tuning is the model: a tolerance on the metric, candidates from the
+most to the least compression, the first/smallest that fits kept). When none fits, nothing is
+written and the message names the closest one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+Step = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A chain of compressors (name, options) applied in order."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def label(self) -> str:
+        return " + ".join(name + "".join(f" {k}={v}" for k, v in opts.items()) for name, opts in self.steps)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The largest quality loss accepted."""
+
+    value: float
+    unit: str  # "%" (relative validation loss) or "pt" (accuracy points)
+
+    @property
+    def text(self) -> str:
+        return f"{self.value:g}{self.unit}"
+
+    def drop(self, original: dict[str, Any], compressed: dict[str, Any]) -> float | None:
+        """The drop in the budget's unit (``None``: the metric is missing)."""
+        if self.unit == "%":
+            return 100.0 * (compressed["val_loss"] / original["val_loss"] - 1.0)
+        if "val_accuracy" not in original or "val_accuracy" not in compressed:
+            return None
+        return 100.0 * (original["val_accuracy"] - compressed["val_accuracy"])
+
+
+def parse_budget(text: str) -> Budget:
+    """``"1%"`` or ``"0.5pt"`` as a :class:`Budget`; a one-line :class:`UsageError` otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%|pts?)\s*", text)
+    if m is None or float(m.group(1)) < 0:
+        raise UsageError(f"--max-drop: {text!r} is not a budget; give a relative validation-loss increase "
+                         "such as 1% or accuracy points such as 0.5pt")
+    return Budget(float(m.group(1)), "%" if m.group(2) == "%" else "pt")
+
+
+def parse_recipe(text: str) -> Recipe:
+    """``"prune.ffn ratio=0.5 + quantize.int8"`` as a :class:`Recipe` (values parsed like
+    ``--set``); a one-line :class:`UsageError` for an empty step or a malformed option."""
+    from deepseek.config.load import parse_override
+
+    steps: list[Step] = []
+    for part in text.split("+"):
+        words = part.split()
+        if not words:
+            raise UsageError(f"--recipe {text!r}: an empty step; write steps as 'prune.ffn ratio=0.5 + quantize.int8'")
+        options: dict[str, Any] = {}
+        for word in words[1:]:
+            if "=" not in word:
+                raise UsageError(f"--recipe {text!r}: {word!r} is not KEY=VALUE (options follow the compressor's name)")
+            keys, value = parse_override(f"recipe.{word}")
+            options[".".join(keys[1:])] = value
+        steps.append((words[0], options))
+    return Recipe(tuple(steps))
+
+
+def default_recipes(device: torch.device) -> list[Recipe]:
+    """The recipes tried, most compression first."""
+    recipes: list[Recipe] = []
+    if device.type == "cuda":
+        recipes.append(Recipe((("quantize.int4-weight", {}),)))
+    recipes += [
+        Recipe((("prune.ffn", {"ratio": 0.5}), ("quantize.int8", {}))),
+        Recipe((("prune.ffn", {"ratio": 0.25}), ("quantize.int8", {}))),
+        Recipe((("quantize.int8", {}),)),
+        Recipe((("quantize.int8-weight", {}),)),
+    ]
+    if device.type == "cuda":
+        recipes.append(Recipe((("quantize.float8", {}),)))
+    recipes += [Recipe((("prune.ffn", {"ratio": 0.5}),)), Recipe((("prune.ffn", {"ratio": 0.25}),))]
+    return recipes
+
+
+@dataclass
+class Tried:
+    """One recipe's outcome."""
+
+    recipe: Recipe
+    figures: dict[str, Any] = field(default_factory=dict)
+    drop: float | None = None
+    verdict: str = ""
+    result: Any = None  # (Compressed, config) of the last step, kept for the winner only
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.label, "steps": [[n, o] for n, o in self.recipe.steps], "drop": self.drop,
+                "verdict": self.verdict, **self.figures, "records": self.records}
+
+
+def create_steps(host: Any, recipe: Recipe) -> list[Any]:
+    """The compressors of ``recipe``, options validated (an unknown name or option is a one-line
+    error naming the recipe, raised before any work)."""
+    from deepseek.config.components import build_options
+
+    host.check_kind("compressor")
+    steps = []
+    for name, table in recipe.steps:
+        target = host.resolve("compressor", name).load()
+        options = build_options(target, dict(table), kind="compressor", name=name, path=f"--recipe ({name})")
+        steps.append(target(options, host=host))
+    return steps
+
+
+def apply_recipe(host: Any, recipe: Recipe, model: Any, config: Any, calibration: list[Any]) -> tuple[Any, Any, list]:
+    """``(Compressed, its config, records)`` of ``recipe`` applied to ``model`` (left as it was);
+    a :class:`UsageError` when a step does not apply to its input (its ``check_model``)."""
+    from deepseek.config.load import config_from_dict
+
+    current, current_config, result, records = model, config, None, []
+    for (name, _), compressor in zip(recipe.steps, create_steps(host, recipe), strict=True):
+        compressor.check_model(current, current_config)
+        result = compressor.compress(current, current_config, calibration)
+        current_config = config_from_dict({**current_config.to_dict(), "model": result.model_table}, host=host)
+        current = result.model
+        records.append({"method": name, "record": result.record})
+    return result, current_config, records
+
+
+def state_bytes(model: Any) -> int:
+    """Bytes of the model's state as stored (shared tensors once)."""
+    seen: dict[int, int] = {}
+    for t in model.state_dict().values():
+        seen[t.untyped_storage().data_ptr()] = max(seen.get(t.untyped_storage().data_ptr(), 0), t.numel() * t.element_size())
+    return sum(seen.values())
+
+
+def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config: Any, calibration: list[Any],
+           original: dict[str, Any], measure: Any, progress: Any = None) -> tuple[Tried | None, list[Tried]]:
+    """Try every recipe; return ``(the winner or None, every recipe tried)``. ``measure(model,
+    config)`` gives a recipe's figures (as for the original, ``weights_bytes`` from the state)."""
+    tried: list[Tried] = []
+    best: Tried | None = None
+    for i, recipe in enumerate(recipes):
+        if progress is not None:
+            progress(f"[{i + 1}/{len(recipes)}] {recipe.label}")
+        t = Tried(recipe)
+        tried.append(t)
+        try:
+            result, new_config, t.records = apply_recipe(host, recipe, model, config, calibration)
+        except UsageError as exc:
+            t.verdict = f"not applicable: {exc}"
+            continue
+        t.figures = measure(result.model, new_config)
+        t.drop = budget.drop(original, t.figures)
+        if t.drop is None:
+            t.verdict = f"rejected: the model reports no validation accuracy for a {budget.text} budget"
+        elif t.drop > budget.value:
+            t.verdict = f"rejected: drop {t.drop:+.2f}{budget.unit} > {budget.text}"
+        elif best is None or _rank(t) < _rank(best):
+            if best is not None:  # only the best so far keeps its model
+                best.verdict, best.result = "within budget; a smaller (or as small and faster) recipe was kept", None
+            t.verdict, t.result, best = "kept: the smallest within budget", (result, new_config), t
+        else:
+            t.verdict = "within budget; a smaller (or as small and faster) recipe was kept"
+    return best, tried
+
+
+def _rank(t: Tried) -> tuple[float, float]:
+    return (t.figures["weights_bytes"], t.figures.get("p50_ms") or 0.0)

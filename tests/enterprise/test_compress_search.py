@@ -1,0 +1,88 @@
+"""``deepseek compress --max-drop``: every recipe is tried and reported, only those within the
+budget are kept, the smallest of them is written, and a budget nothing meets writes nothing and
+says which recipe came closest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from _compresshelpers import CONFIG, deepseek_cli, train_tiny
+
+QCONFIG = {**CONFIG, "model": {**CONFIG["model"], "d_model": 64, "d_ff": 256}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("search"), QCONFIG)
+
+
+def _search(trained: Path, out: str, budget: str, *recipes: str) -> tuple[int, str, dict | None]:
+    args = ["compress", "--checkpoint", "run", "--max-drop", budget, "--out", out, "--latency-runs", "0",
+            "--json", f"{out}.json"]
+    for recipe in recipes:
+        args += ["--recipe", recipe]
+    proc = deepseek_cli(*args, cwd=trained)
+    report = json.loads((trained / f"{out}.json").read_text()) if proc.returncode == 0 else None
+    return proc.returncode, proc.stderr, report
+
+
+def test_every_recipe_is_reported_and_the_smallest_within_budget_is_written(trained: Path) -> None:
+    rc, err, report = _search(trained, "all", "50%")
+    assert rc == 0, err
+    candidates = report["candidates"]
+    assert [c["recipe"] for c in candidates][:3] == [
+        "prune.ffn ratio=0.5 + quantize.int8", "prune.ffn ratio=0.25 + quantize.int8", "quantize.int8"]
+    fits = [c for c in candidates if c["drop"] is not None and c["drop"] <= 50]
+    kept = [c for c in candidates if c["verdict"].startswith("kept")]
+    assert len(kept) == 1 and kept[0]["weights_bytes"] == min(c["weights_bytes"] for c in fits)
+    assert report["recipe"] == kept[0]["recipe"] == "prune.ffn ratio=0.5 + quantize.int8"
+    assert [r["method"] for r in report["record"]] == ["prune.ffn", "quantize.int8"]
+    ev = deepseek_cli("eval", "--checkpoint", "all", "--json", cwd=trained)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["val_loss"] == pytest.approx(kept[0]["val_loss"], rel=1e-6)
+    config = (trained / "all" / "config.toml").read_text()
+    assert 'name = "quantized"' in config and "d_ff = 128" in config  # pruned, then quantized
+
+
+def test_only_recipes_within_budget_are_kept_and_each_other_says_why(trained: Path) -> None:
+    recipes = ("prune.ffn ratio=0.9", "quantize.int8")
+    rc, err, wide = _search(trained, "wide", "50%", *recipes)
+    assert rc == 0, err
+    drops = {c["recipe"]: c["drop"] for c in wide["candidates"]}
+    assert drops["prune.ffn ratio=0.9"] > max(drops["quantize.int8"], 0)
+    budget = (drops["prune.ffn ratio=0.9"] + max(drops["quantize.int8"], 0)) / 2
+    rc, err, tight = _search(trained, "tight", f"{budget:.6f}%", *recipes)
+    assert rc == 0, err
+    verdicts = {c["recipe"]: c["verdict"] for c in tight["candidates"]}
+    assert verdicts["prune.ffn ratio=0.9"].startswith(f"rejected: drop +{drops['prune.ffn ratio=0.9']:.2f}% >")
+    assert verdicts["quantize.int8"].startswith("kept") and tight["recipe"] == "quantize.int8"
+
+
+def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(trained: Path) -> None:
+    weights = next((trained / "run" / "checkpoints").glob("step-*")) / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    rc, err, _ = _search(trained, "none", "0%", "prune.ffn ratio=0.9", "prune.ffn ratio=0.95 multiple_of=4")
+    assert rc == 2
+    assert err.startswith("error: --max-drop 0%: no recipe stays within it; the closest was prune.ffn ratio=0.9")
+    assert len(err.strip().splitlines()) == 1 and not (trained / "none").exists()
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == digest  # the original untouched
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-drop", "1"], "--max-drop: '1' is not a budget"),
+    (["--max-drop", "1pt"], "reports no validation accuracy; give a loss budget such as 1%"),
+    (["--max-drop", "1%", "--method", "quantize.int8"], "give --method NAME (one compressor) or --max-drop"),
+    ([], "give --method NAME (one compressor) or --max-drop"),
+    (["--recipe", "quantize.int8"], "--recipe: recipes are tried by a search"),
+    (["--max-drop", "1%", "--set", "ratio=0.5"], "--set: options belong to --method"),
+    (["--max-drop", "1%", "--recipe", "prune.fn"], "did you mean 'prune.ffn'"),
+    (["--max-drop", "1%", "--recipe", "prune.ffn ratio=2"], "--recipe (prune.ffn).ratio: must be between 0 and 1"),
+    (["--max-drop", "1%", "--recipe", "prune.ffn 0.5"], "'0.5' is not KEY=VALUE"),
+])
+def test_bad_search_input_is_one_line(trained: Path, args: list[str], message: str) -> None:
+    out = deepseek_cli("compress", "--checkpoint", "run", "--out", "never", *args, cwd=trained)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (trained / "never").exists()
