@@ -11,7 +11,8 @@ weight a GPT ties to its token embedding):
 * ``quantize.int4-weight`` (CUDA): ``Int4WeightOnlyConfig``, groups of ``group_size`` weights,
   torch's tinygemm kernel (``tile_packed_to_4d``), bf16 activations;
 * ``quantize.float8`` (CUDA, compute capability >= 8.9): ``Float8DynamicActivationFloat8WeightConfig``
-  with per-row scales, bf16 activations.
+  with per-tensor scales (``granularity = "row"``: per-row, which needs cuBLAS row-wise scaling;
+  on the H200 with torch 2.11+cu130 it failed with CUBLAS_STATUS_NOT_SUPPORTED), bf16 activations.
 
 None needs calibration data: activations are quantized on the fly or not at all.
 
@@ -52,7 +53,7 @@ def _group_size(value: int) -> str | None:
     return None if value in (32, 64, 128, 256) else "must be 32, 64, 128 or 256 (weights per int4 scale)"
 
 
-def torchao_config(scheme: str, group_size: int) -> Any:
+def torchao_config(scheme: str, group_size: int, granularity: str = "tensor") -> Any:
     """The torchao config of ``scheme``."""
     from torchao.quantization import (
         Float8DynamicActivationFloat8WeightConfig,
@@ -60,6 +61,7 @@ def torchao_config(scheme: str, group_size: int) -> Any:
         Int8DynamicActivationInt8WeightConfig,
         Int8WeightOnlyConfig,
         PerRow,
+        PerTensor,
     )
 
     if scheme == "int8":
@@ -69,7 +71,8 @@ def torchao_config(scheme: str, group_size: int) -> Any:
     if scheme == "int4-weight":  # torchao's inductor settings stay unset: no global state changed
         return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d",
                                     set_inductor_config=False)
-    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow() if granularity == "row" else PerTensor(),
+                                                     set_inductor_config=False)
 
 
 def check_device(scheme: str, device: torch.device, where: str) -> None:
@@ -86,7 +89,8 @@ def check_device(scheme: str, device: torch.device, where: str) -> None:
                          f"{torch.cuda.get_device_name(device)} is {have[0]}.{have[1]}")
 
 
-def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: int) -> list[str]:
+def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: int,
+                   granularity: str = "tensor") -> list[str]:
     """Quantize ``model``'s Linear layers in place (bf16 first for the schemes that need it);
     returns the names of the layers quantized. The state-dict hooks that store each quantized
     weight as plain tensors are attached to those layers."""
@@ -104,7 +108,7 @@ def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: i
     if not names:
         raise UsageError(f"quantize.{scheme}: the model has no Linear layer to quantize; change --set skip=... "
                          f"(skip = {skip}{', or in_features not a multiple of group_size' if scheme == 'int4-weight' else ''})")
-    quantize_(model, torchao_config(scheme, group_size), filter_fn=chosen)
+    quantize_(model, torchao_config(scheme, group_size, granularity), filter_fn=chosen)
     for fqn in names:
         layer = model.get_submodule(fqn)
         layer.register_state_dict_post_hook(_flatten_weights)
@@ -159,6 +163,8 @@ class QuantizedOptions:
     """Linear layers (module names, with their children) left in floating point."""
     group_size: int = field(default=128, metadata={"check": _group_size})
     """int4-weight: weights sharing one scale and zero point."""
+    granularity: Literal["row", "tensor"] = "tensor"
+    """float8: one scale per tensor, or per row (weights per output channel, activations per token)."""
 
 
 class QuantizedModel(BuildsComponents):
@@ -180,7 +186,7 @@ class QuantizedModel(BuildsComponents):
             if not torch.cuda.is_available():
                 raise ConfigError(f"model.scheme: {options.scheme} runs on CUDA only and this machine has no GPU")
             model.to("cuda")
-        quantize_model(model, options.scheme, list(options.skip), options.group_size)
+        quantize_model(model, options.scheme, list(options.skip), options.group_size, options.granularity)
         return model
 
     def __repr__(self) -> str:
@@ -193,7 +199,7 @@ quantized = QuantizedModel()
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    """Options of ``quantize.int8``, ``quantize.int8-weight`` and ``quantize.float8``."""
+    """Options of ``quantize.int8`` and ``quantize.int8-weight`` (and the others' shared ones)."""
 
     skip: list[str] = field(default_factory=lambda: ["lm_head"])
     """Linear layers (module names, with their children) left in floating point."""
@@ -205,6 +211,15 @@ class Int4Options(QuantizeOptions):
 
     group_size: int = field(default=128, metadata={"check": _group_size})
     """Weights sharing one scale and zero point."""
+
+
+@dataclass(frozen=True)
+class Float8Options(QuantizeOptions):
+    """Options of ``quantize.float8``."""
+
+    granularity: Literal["row", "tensor"] = "tensor"
+    """One scale per tensor, or per row (weights per output channel, activations per token; needs
+    cuBLAS row-wise scaling, which failed on the H200 with torch 2.11+cu130)."""
 
 
 class Quantize(Compressor):
@@ -222,11 +237,12 @@ class Quantize(Compressor):
         from deepseek.config.components import options_dict
 
         group_size = getattr(self.options, "group_size", 128)
+        granularity = getattr(self.options, "granularity", "tensor")
         work = copy.deepcopy(model)
-        names = quantize_model(work, self.scheme, list(self.options.skip), group_size)
+        names = quantize_model(work, self.scheme, list(self.options.skip), group_size, granularity)
         base = {"name": config.model.name, **options_dict(config.model.options)}
         table = {"name": "quantized", "scheme": self.scheme, "base": base, "skip": list(self.options.skip),
-                 "group_size": group_size}
+                 "group_size": group_size, "granularity": granularity}
         before = sum(linear_weight_bytes(model.get_submodule(n)) for n in names)
         after = sum(linear_weight_bytes(work.get_submodule(n)) for n in names)
         record = {"scheme": self.scheme, "layers": len(names), "linear_weight_bytes": [before, after],
@@ -265,6 +281,7 @@ class Int4Weight(Quantize):
 
 
 class Float8(Quantize):
-    """``quantize.float8``: float8 weights and activations with per-row scales (CUDA, >= 8.9)."""
+    """``quantize.float8``: float8 weights and activations, per-row or per-tensor scales (CUDA, >= 8.9)."""
 
+    Options: ClassVar[type] = Float8Options
     scheme = "float8"
