@@ -151,3 +151,37 @@ def test_cuda_schemes_round_trip(trained: Path, method: str) -> None:
     ev = deepseek_cli("eval", "--checkpoint", out_dir, "--device", "cuda", "--json", cwd=trained)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-3)
+
+
+MULTIMODAL = {
+    "model": {"name": "multimodal.classifier", "fusion": "cross_attention",
+              "vision": {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2]},
+              "audio": {"d_model": 32, "n_layers": 1},
+              "text": {"d_model": 32, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}},
+    "data": {"name": "multimodal.digits", "batch_size": 8, "eval_batches": 2, "eval_size": 16},
+    "train": {"max_steps": 10, "warmup_steps": 1, "eval_interval": 0, "lr": 3e-3, "seed": 3},
+    "precision": {"dtype": "fp32"},
+    "strategy": {"name": "single", "device": "cpu"},
+    "checkpoint": {"interval": 0},
+    "logging": {"plot": False, "progress": False},
+}
+
+
+def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: Path) -> None:
+    """Swin, audio and text encoders and the fusion: their Linear layers go to int8; an accuracy
+    budget (points) is read from val_accuracy; GPT-only pruning says it does not apply."""
+    train_tiny(tmp_path, MULTIMODAL)
+    out = deepseek_cli("compress", "--checkpoint", "run", "--max-drop", "100pt", "--recipe", "prune.ffn ratio=0.5",
+                       "--recipe", "quantize.int8", "--out", "mm8", "--latency-runs", "0", "--json", "mm8.json",
+                       cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "mm8.json").read_text())
+    verdicts = {c["recipe"]: c["verdict"] for c in report["candidates"]}
+    assert verdicts["prune.ffn ratio=0.5"].startswith("not applicable: --method prune.ffn: prunes GPT models")
+    assert verdicts["quantize.int8"].startswith("kept")
+    record = report["record"][0]["record"]
+    assert record["layers"] > 10 and record["linear_weight_ratio"] > 2
+    assert "val_accuracy" in report["compressed"]
+    ev = deepseek_cli("eval", "--checkpoint", "mm8", "--json", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)

@@ -1,8 +1,9 @@
 """Quantization with torchao: the ``quantize.*`` compressors and the ``quantized`` model.
 
 Each scheme is a torchao config applied with ``torchao.quantization.quantize_`` to the model's
-``nn.Linear`` layers (all of them but those named in ``skip``; ``lm_head`` by default, whose
-weight a GPT ties to its token embedding):
+``nn.Linear`` layers (all of them but those named in ``skip``, ``lm_head`` by default, whose
+weight a GPT ties to its token embedding; and but ``nn.MultiheadAttention``'s projections, whose
+weights its functional code reads directly):
 
 * ``quantize.int8`` (scheme ``int8``; CPU, CUDA): ``Int8DynamicActivationInt8WeightConfig``,
   int8 weights per output channel, activations quantized per token at run time, int8 GEMMs;
@@ -94,13 +95,18 @@ def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: i
     """Quantize ``model``'s Linear layers in place (bf16 first for the schemes that need it);
     returns the names of the layers quantized. The state-dict hooks that store each quantized
     weight as plain tensors are attached to those layers."""
+    from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
     from torchao.quantization import quantize_
 
     if scheme in BF16_SCHEMES:
         model.to(torch.bfloat16)
 
     def chosen(module: nn.Module, fqn: str) -> bool:
-        if not isinstance(module, nn.Linear) or any(fqn == s or fqn.startswith(s + ".") for s in skip):
+        # nn.MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear: MHA's functional
+        # code reads (and transposes) its weight directly, which a quantized weight cannot serve.
+        if not isinstance(module, nn.Linear) or isinstance(module, NonDynamicallyQuantizableLinear):
+            return False
+        if any(fqn == s or fqn.startswith(s + ".") for s in skip):
             return False
         return scheme != "int4-weight" or module.in_features % group_size == 0
 
