@@ -19,19 +19,16 @@ from deepseek.errors import UsageError
 from deepseek_enterprise.compress.search import create_steps, parse_budget, parse_recipe
 
 
-def create_compressor(host: Any, method: str, settings: tuple[str, ...]) -> Any:
+def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> Any:
     """The registered compressor ``method`` with its options from ``--set KEY=VALUE``."""
-    from deepseek.config.components import build_options
     from deepseek.config.load import parse_override
+    from deepseek_enterprise.compress.compressor import create_compressor
 
     table: dict[str, Any] = {}
     for item in settings:
         keys, value = parse_override(f"compressor.{item}")
         table[".".join(keys[1:])] = value
-    host.check_kind("compressor")
-    target = host.resolve("compressor", method).load()
-    options = build_options(target, table, kind="compressor", name=method, path=f"--set ({method})")
-    return target(options, host=host)
+    return create_compressor(host, method, table, where=f"--set ({method})")
 
 
 def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool) -> dict[str, Any]:
@@ -69,9 +66,9 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
 @click.option("--json", "json_path", metavar="PATH", help="Also write the comparison as JSON.")
-def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...], settings: tuple[str, ...], out: Path, device: str,
-             calibration_batches: int, batches: int | None, latency_runs: int, optimize: bool,
-             json_path: str | None) -> None:
+def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...],
+             settings: tuple[str, ...], out: Path, device: str, calibration_batches: int, batches: int | None,
+             latency_runs: int, optimize: bool, json_path: str | None) -> None:
     """Compress a trained model (quantization, pruning, distillation) into a new run folder; the
     table compares it with the original on the same validation batches."""
     import json
@@ -94,7 +91,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     tried_recipes = [parse_recipe(r) for r in recipes]
     for recipe in tried_recipes:
         create_steps(host, recipe)
-    compressor = create_compressor(host, method, settings) if method is not None else None
+    compressor = compressor_from_cli(host, method, settings) if method is not None else None
     missing = check_output(out, where="--out", folder=True)
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")

@@ -48,3 +48,13 @@ class Compressor(ABC):
     @abstractmethod
     def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
         """Compress ``model`` (do not modify it in place: the original is evaluated beside it)."""
+
+
+def create_compressor(host: Any, name: str, table: dict[str, Any], *, where: str) -> Compressor:
+    """The registered compressor ``name`` with options ``table`` validated (field paths
+    ``where.key``); an unknown name or option is a one-line error."""
+    from deepseek.config.components import build_options
+
+    host.check_kind("compressor")
+    target = host.resolve("compressor", name).load()
+    return target(build_options(target, dict(table), kind="compressor", name=name, path=where), host=host)

@@ -128,15 +128,9 @@ class Tried:
 def create_steps(host: Any, recipe: Recipe) -> list[Any]:
     """The compressors of ``recipe``, options validated (an unknown name or option is a one-line
     error naming the recipe, raised before any work)."""
-    from deepseek.config.components import build_options
+    from deepseek_enterprise.compress.compressor import create_compressor
 
-    host.check_kind("compressor")
-    steps = []
-    for name, table in recipe.steps:
-        target = host.resolve("compressor", name).load()
-        options = build_options(target, dict(table), kind="compressor", name=name, path=f"--recipe ({name})")
-        steps.append(target(options, host=host))
-    return steps
+    return [create_compressor(host, name, table, where=f"--recipe ({name})") for name, table in recipe.steps]
 
 
 def apply_recipe(host: Any, recipe: Recipe, model: Any, config: Any, calibration: list[Any]) -> tuple[Any, Any, list]:
