@@ -45,6 +45,41 @@ def test_dead_channels_go_first_and_the_output_is_unchanged(score: str) -> None:
     assert model.config.d_ff == 64  # the original is left as it was
 
 
+@pytest.mark.parametrize("score", ["magnitude", "taylor"])
+def test_dead_heads_go_first_and_the_output_is_unchanged(score: str) -> None:
+    """Two of four heads per block write nothing (value rows and output columns zeroed): both
+    scores rank them last, so prune.heads ratio=0.5 keeps the same function with n_heads 2,
+    head_dim unchanged, and the KV-cached decoding of core agrees with the full forward."""
+    from deepseek_enterprise.compress.prune import PruneHeads, PruneHeadsOptions
+
+    torch.manual_seed(0)
+    shape = {k: v for k, v in CONFIG["model"].items() if k != "name"} | {"n_heads": 4}
+    config = config_from_dict({**CONFIG, "model": {"name": "tiny", **shape}})
+    model = deepseek.create_model("tiny", **shape).eval()
+    hd, inner = 8, 32
+    with torch.no_grad():
+        for i, block in enumerate(model.blocks):
+            for h in ((0, 2), (1, 3))[i % 2]:
+                v = slice(2 * inner + h * hd, 2 * inner + (h + 1) * hd)
+                block.attn.qkv.weight[v] = 0
+                block.attn.qkv.bias[v] = 0
+                block.attn.proj.weight[:, h * hd:(h + 1) * hd] = 0
+    x = torch.randint(0, 256, (4, 16))
+    calibration = [{"input_ids": x, "targets": torch.randint(0, 256, (4, 16))}]
+    result = PruneHeads(PruneHeadsOptions(ratio=0.5, score=score), host=None).compress(model, config, calibration)
+    pruned = result.model
+    assert result.record["kept_heads"] == [[1, 3], [0, 2]]
+    assert pruned.config.n_heads == 2 and pruned.config.head_dim == 8 and result.model_table["head_dim"] == 8
+    for block in pruned.blocks:
+        assert tuple(block.attn.qkv.weight.shape) == (3 * 16, 32) and tuple(block.attn.proj.weight.shape) == (32, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model(x), rtol=1e-5, atol=1e-5)
+        out = pruned.generate(x[:1, :4], 6, temperature=0)
+        ref = model.generate(x[:1, :4], 6, temperature=0)
+    assert torch.equal(out, ref)
+    assert pruned.flops_per_token(16) < model.flops_per_token(16)
+
+
 def test_ratios_that_keep_nothing_are_refused() -> None:
     from deepseek.errors import UsageError
 
@@ -71,6 +106,20 @@ def test_compress_writes_a_run_that_core_alone_evaluates(trained: Path) -> None:
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
     gen = core_only_cli("generate", "--checkpoint", "pruned", "def ", "--max-new-tokens", "8", cwd=trained)
+    assert gen.returncode == 0 and gen.stdout.startswith("def "), gen.stderr
+
+
+def test_head_pruned_run_loads_and_generates_with_core_alone(trained: Path) -> None:
+    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.heads", "--set", "ratio=0.5",
+                       "--out", "heads", "--latency-runs", "0", "--json", "h.json", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((trained / "h.json").read_text())
+    assert report["record"]["n_heads"] == [2, 1] and report["compressed"]["parameters"] < report["original"]["parameters"]
+    assert "head_dim = 16" in (trained / "heads" / "config.toml").read_text()
+    ev = core_only_cli("eval", "--checkpoint", "heads", "--json", cwd=trained)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
+    gen = core_only_cli("generate", "--checkpoint", "heads", "def ", "--max-new-tokens", "8", cwd=trained)
     assert gen.returncode == 0 and gen.stdout.startswith("def "), gen.stderr
 
 

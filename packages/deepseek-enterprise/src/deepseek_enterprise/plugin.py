@@ -74,11 +74,14 @@ def deepseek_register_commands(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_compressors(register: RegisterFn) -> None:
-    """``prune.ffn`` (structured pruning of a GPT's MLP channels), ``distill.student`` (the
+    """``prune.ffn`` and ``prune.heads`` (structured pruning of a GPT's MLP channels and
+    attention heads), ``distill.student`` (the
     student of a ``distill`` run) and ``quantize.*`` (torchao int8, int8 weight-only, int4
     weight-only, float8)."""
     register("prune.ffn", "deepseek_enterprise.compress.prune:PruneFFN",
              description="remove each block's least important MLP channels (magnitude or Taylor)")
+    register("prune.heads", "deepseek_enterprise.compress.prune:PruneHeads",
+             description="remove each block's least important attention heads (magnitude or Taylor)")
     register("distill.student", "deepseek_enterprise.compress.distill:ExtractStudent",
              description="the student of a distill run, as a model of its own")
     register("quantize.int8", "deepseek_enterprise.compress.quantize:Int8Dynamic",

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Shape of a GPT. ``d_ff=None`` means ``4 * d_model`` (resolved on construction).
+    """Shape of a GPT. ``d_ff=None`` means ``4 * d_model`` and ``head_dim=None`` means
+    ``d_model // n_heads`` (both resolved on construction).
 
     Invalid values raise :class:`~deepseek.errors.ConfigError` naming ``model.<field>``.
     """
@@ -49,6 +50,9 @@ class GPTConfig:
     """Decoder blocks."""
     d_ff: int | None = None
     """Hidden width of each block's MLP (unset: ``4 * d_model``)."""
+    head_dim: int | None = None
+    """Width of each attention head (unset: ``d_model // n_heads``). Attention works at
+    ``n_heads * head_dim``, which a model with pruned heads has below ``d_model``."""
     max_seq_len: int = 1024
     """Positions of the learned position table: the longest sequence the model takes."""
     dropout: float = 0.0
@@ -68,19 +72,17 @@ class GPTConfig:
         _require("d_ff", self.d_ff, lambda v: isinstance(v, int) and v > 0, "must be a positive integer")
         _require("dropout", self.dropout, lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "must be in [0, 1)")
         _require("norm_eps", self.norm_eps, lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
-        if self.d_model % self.n_heads:
-            raise ConfigError(
-                f"model.n_heads: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                f"pick n_heads among {_divisors(self.d_model)}"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        """``d_model // n_heads``."""
-        return self.d_model // self.n_heads
+        if self.head_dim is None:
+            if self.d_model % self.n_heads:
+                raise ConfigError(
+                    f"model.n_heads: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                    f"pick n_heads among {_divisors(self.d_model)}"
+                )
+            object.__setattr__(self, "head_dim", self.d_model // self.n_heads)
+        _require("head_dim", self.head_dim, lambda v: isinstance(v, int) and v > 0, "must be a positive integer")
 
     def to_dict(self) -> dict[str, object]:
-        """Plain dict (``d_ff`` resolved), suitable for TOML/JSON and ``GPTConfig(**d)``."""
+        """Plain dict (``d_ff`` and ``head_dim`` resolved), suitable for TOML/JSON and ``GPTConfig(**d)``."""
         return dataclasses.asdict(self)
 
 
@@ -167,10 +169,11 @@ class GPT(TrainableModel):
         ``6 * N + 12 * L * d * T``, where ``N = num_parameters(non_embedding=True)`` (every
         parameter that takes part in a matmul: 2 FLOPs forward + 4 backward per token), and the
         second term counts the attention scores and weighted sum (``QK^T`` and ``AV``) over
-        ``T = seq_len`` positions, again x3 for forward + backward. MFU = tokens/s x this / peak.
+        ``T = seq_len`` positions, again x3 for forward + backward; ``d`` is the attention width
+        ``n_heads * head_dim`` (``d_model`` unless heads were pruned). MFU = tokens/s x this / peak.
         """
         c = self.config
-        return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layers * c.d_model * seq_len
+        return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layers * c.n_heads * c.head_dim * seq_len
 
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """Token ids must fit the position table, and the data's vocabulary the model's."""

@@ -55,16 +55,20 @@ class KVCache:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with a fused ``qkv`` Linear and SDPA."""
+    """Multi-head self-attention with a fused ``qkv`` Linear and SDPA, at width
+    ``n_heads * head_dim`` (``head_dim`` defaults to ``d_model // n_heads``)."""
 
-    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, *, head_dim: int | None = None, bias: bool = True,
+                 dropout: float = 0.0) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if head_dim is None:
+            if d_model % n_heads:
+                raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+            head_dim = d_model // n_heads
         self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
-        self.proj = nn.Linear(d_model, d_model, bias=bias)
+        self.head_dim = head_dim
+        self.qkv = nn.Linear(d_model, 3 * n_heads * head_dim, bias=bias)
+        self.proj = nn.Linear(n_heads * head_dim, d_model, bias=bias)
         self.dropout = dropout
         self.resid_drop = nn.Dropout(dropout)
 
@@ -79,7 +83,7 @@ class SelfAttention(nn.Module):
     ) -> torch.Tensor:
         """``x``: ``(B, T, D)``. ``attn_mask`` (bool, True = may attend) is broadcast to
         ``(B, H, T, S)``; it is only used when ``is_causal`` is False."""
-        # (B, T, 3D) -> (3, B, H, T, hd) without reading B or T in Python (fx-friendly).
+        # (B, T, 3 H hd) -> (3, B, H, T, hd) without reading B or T in Python (fx-friendly).
         qkv = self.qkv(x).unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         p = self.dropout if self.training else 0.0
@@ -133,13 +137,14 @@ class Block(nn.Module):
         n_heads: int,
         d_ff: int,
         *,
+        head_dim: int | None = None,
         bias: bool = True,
         dropout: float = 0.0,
         norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model, eps=norm_eps, bias=bias)
-        self.attn = SelfAttention(d_model, n_heads, bias=bias, dropout=dropout)
+        self.attn = SelfAttention(d_model, n_heads, head_dim=head_dim, bias=bias, dropout=dropout)
         self.ln2 = nn.LayerNorm(d_model, eps=norm_eps, bias=bias)
         self.mlp = MLP(d_model, d_ff, bias=bias, dropout=dropout)
 
@@ -211,6 +216,6 @@ def make_blocks(c: Any) -> nn.ModuleList:
     """The Transformer trunk shared by GPT and the text encoder, from a ``GPTConfig``."""
     d_ff = c.d_ff or 4 * c.d_model
     return nn.ModuleList(
-        Block(c.d_model, c.n_heads, d_ff, bias=c.bias, dropout=c.dropout, norm_eps=c.norm_eps)
+        Block(c.d_model, c.n_heads, d_ff, head_dim=c.head_dim, bias=c.bias, dropout=c.dropout, norm_eps=c.norm_eps)
         for _ in range(c.n_layers)
     )

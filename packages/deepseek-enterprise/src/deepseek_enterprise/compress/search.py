@@ -105,7 +105,8 @@ def default_recipes(device: torch.device) -> list[Recipe]:
     ]
     if device.type == "cuda":
         recipes.append(Recipe((("quantize.float8", {}),)))
-    recipes += [Recipe((("prune.ffn", {"ratio": 0.5}),)), Recipe((("prune.ffn", {"ratio": 0.25}),))]
+    recipes += [Recipe((("prune.ffn", {"ratio": 0.5}),)), Recipe((("prune.ffn", {"ratio": 0.25}),)),
+                Recipe((("prune.heads", {"ratio": 0.25}),))]
     return recipes
 
 
