@@ -185,3 +185,18 @@ def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: P
     ev = deepseek_cli("eval", "--checkpoint", "mm8", "--json", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ({"name": "quantized", "scheme": "int9"}, "model.scheme: 'int9' (str) is not allowed (did you mean 'int8'?)"),
+    ({"name": "quantized", "base": {"name": "tinyy"}}, "model.base.name: unknown model 'tinyy'; did you mean 'tiny'?"),
+    ({"name": "quantized", "group_size": 7}, "model.group_size: must be 32, 64, 128 or 256"),
+    ({"name": "quantized", "base": {"name": "tiny", "d_modle": 8}}, "model.base.d_modle"),
+])
+def test_bad_quantized_model_tables_are_one_line(tmp_path: Path, model: dict, message: str) -> None:
+    import tomli_w
+
+    (tmp_path / "bad.toml").write_text(tomli_w.dumps({**QCONFIG, "model": model}))
+    out = deepseek_cli("train", "bad.toml", "--run-dir", "never", "--max-steps", "1", cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()

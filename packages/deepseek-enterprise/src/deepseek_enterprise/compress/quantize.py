@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from deepseek.errors import CheckpointError, ConfigError, UsageError
+from deepseek.errors import CheckpointError, ComponentNotFoundError, ConfigError, UsageError
 from deepseek.models.protocol import BuildsComponents
 from deepseek_enterprise.compress.compressor import Compressed, Compressor
 
@@ -186,7 +186,11 @@ class QuantizedModel(BuildsComponents):
         name = table.pop("name", None)
         if not isinstance(name, str) or name == "quantized":
             raise ConfigError("model.base.name: name the original model, e.g. base = { name = \"small\" }")
-        model = instantiate_model(host.resolve("model", name).load(), table, name=name, path="model.base", host=host)
+        try:
+            target = host.resolve("model", name).load()
+        except ComponentNotFoundError as exc:
+            raise ConfigError(f"model.base.name: {exc}") from None
+        model = instantiate_model(target, table, name=name, path="model.base", host=host)
         device = next(model.parameters()).device
         if options.scheme in CUDA_SCHEMES and device.type != "meta":
             if not torch.cuda.is_available():
