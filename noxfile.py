@@ -10,7 +10,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests-core", "tests-pro", "tests-enterprise", "tests-plugin"]
+nox.options.sessions = ["lint", "tests-core", "tests-pro", "tests-enterprise", "tests-plugin", "tests-ecosystem"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
@@ -42,7 +42,8 @@ def tests_core(session: nox.Session) -> None:
     session.run(
         "python", "-c",
         "import importlib.util as u, sys;"
-        "bad=[m for m in ('deepspeed','timm','torchaudio','deepseek_pro','deepseek_enterprise') if u.find_spec(m)];"
+        "bad=[m for m in ('deepspeed','timm','torchaudio','deepseek_pro','deepseek_enterprise',"
+        "'tokenizers','datasets','transformers','mlflow','wandb') if u.find_spec(m)];"
         "sys.exit(f'tests-core must run without {bad}' if bad else 0)",
     )
     _pytest(session, "tests/core", "tests/contract")
@@ -71,6 +72,20 @@ def tests_plugin(session: nox.Session) -> None:
     """deepseek-core + the example third-party plugin, with the plugin's own tests."""
     _install(session, CORE, PLUGIN)
     _pytest(session, f"{PLUGIN}/tests", "tests/contract")
+
+
+@nox.session(name="tests-ecosystem", python=PYTHON)
+def tests_ecosystem(session: nox.Session) -> None:
+    """deepseek-core with its ecosystem extras (Hugging Face tokenizers and datasets, MLflow,
+    Weights & Biases, TensorBoard) + deepseek-pro for `deepseek launch`, and transformers to check
+    exported checkpoints against the library that defines the format."""
+    session.install(
+        "--compile-bytecode", "-c", "constraints.txt", "pytest>=8", "transformers>=4.45",
+        "-e", f"{CORE}[hf,mlflow,wandb,tensorboard]", "-e", PRO,
+    )
+    session.env["DS_ACCELERATOR"] = "cpu"
+    session.env["WANDB_MODE"] = "offline"
+    _pytest(session, "tests/ecosystem", "tests/contract")
 
 
 @nox.session(python=PYTHON)
