@@ -1,20 +1,57 @@
-"""Byte-level tokenizer: a token is one byte of the UTF-8 encoding (vocabulary 256)."""
+"""Tokenizers: the contract (:class:`Tokenizer`), byte tokens, and opening a ``data.tokenizer``.
+
+A tokenizer turns text into token ids and back, and names the id placed between documents in
+packed streams (:attr:`Tokenizer.separator`). Two kinds exist:
+
+- :class:`ByteTokenizer`: a token is one byte of the UTF-8 encoding (vocabulary 256, separator
+  byte ``0``); the default, needing nothing beyond core.
+- :class:`deepseek.data.bpe.BPETokenizer`: a Hugging Face ``tokenizers`` file
+  (``tokenizer.json``), trained with ``deepseek tokenizer train`` or brought along; it needs the
+  ``hf`` extra (``pip install 'deepseek-core[hf]'``).
+
+:func:`open_tokenizer` is the one way a ``data.tokenizer`` setting becomes a tokenizer. Nothing
+here imports torch or the extras.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 SEPARATOR = 0
 """Byte placed between documents in packed streams (NUL never occurs in text files)."""
+SEPARATOR_TOKEN = "<|endoftext|>"
+"""The document-separator token of a BPE tokenizer (id 0 in the ones deepseek trains)."""
+TOKENIZER_FILE = "tokenizer.json"
+"""Name of the tokenizer's copy in a run folder."""
 
 
-class ByteTokenizer:
+class Tokenizer:
+    """What the data pipeline and ``deepseek generate`` need of a tokenizer."""
+
+    vocab_size: int = 0
+    """Token ids ``0 .. vocab_size - 1``."""
+    separator: int = 0
+    """Id placed between documents."""
+    identity: str = ""
+    """What identifies this tokenizer in a saved data position (``"bytes"``, ``"bpe:<hash>"``)."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int] | Any) -> str:
+        """Text of token ids (a list or a 1-D tensor/array)."""
+        raise NotImplementedError
+
+
+class ByteTokenizer(Tokenizer):
     """UTF-8 bytes as tokens. ``decode`` replaces invalid sequences (a sampled model may emit
     half a multi-byte character) with U+FFFD instead of failing."""
 
-    vocab_size: ClassVar[int] = 256
-    separator: ClassVar[int] = SEPARATOR
+    vocab_size = 256
+    separator = SEPARATOR
+    identity = "bytes"
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``: its UTF-8 bytes."""
@@ -32,3 +69,13 @@ class ByteTokenizer:
 
     def __repr__(self) -> str:
         return "ByteTokenizer(vocab_size=256)"
+
+
+def open_tokenizer(path: str, separator_token: str = SEPARATOR_TOKEN, *, where: str = "data.tokenizer") -> Tokenizer:
+    """The tokenizer of a ``data.tokenizer`` setting: empty -> bytes; else the ``tokenizer.json``
+    at ``path``, validated (one-line :class:`~deepseek.errors.UsageError` naming ``where``)."""
+    if not path:
+        return ByteTokenizer()
+    from deepseek.data.bpe import load_bpe
+
+    return load_bpe(path, separator_token, where=where)

@@ -1,0 +1,152 @@
+"""Byte-level BPE tokenizers of Hugging Face ``tokenizers`` (the ``hf`` extra).
+
+:func:`train_bpe` learns one from texts: byte-level pre-tokenization (every byte has a token, so
+any text encodes), the document separator ``<|endoftext|>`` as special token id 0 (the id the
+packer puts between documents, like byte ``0`` of byte tokens). :func:`load_bpe` opens any
+local ``tokenizer.json``, validated like user input: unreadable, not JSON, not a tokenizers file,
+or without the separator token is one line naming the file. A tokenizer is identified by the
+hash of its file (:attr:`BPETokenizer.identity`), which saved data positions record.
+
+``tokenizers`` is imported inside functions only; without it the one line names the extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from deepseek.data.tokenizer import SEPARATOR_TOKEN, Tokenizer
+from deepseek.errors import UsageError
+
+INSTALL_HF = "pip install 'deepseek-core[hf]'"
+MIN_VOCAB = 257
+"""256 byte tokens and the separator."""
+
+
+def require_tokenizers(where: str) -> Any:
+    """The ``tokenizers`` module, or one line naming ``where`` and the extra to install."""
+    try:
+        import tokenizers
+    except ImportError:
+        raise UsageError(
+            f"{where}: BPE tokenizers need the Hugging Face tokenizers library, which is not "
+            f"installed; {INSTALL_HF}"
+        ) from None
+    return tokenizers
+
+
+class BPETokenizer(Tokenizer):
+    """A ``tokenizers.Tokenizer`` with its separator id and file hash (see the module docstring)."""
+
+    def __init__(self, hf: Any, *, separator: int, digest: str, source: str) -> None:
+        self.hf = hf
+        self.vocab_size = int(hf.get_vocab_size(with_added_tokens=True))
+        self.separator = separator
+        self.identity = f"bpe:{digest}"
+        self.source = source
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens added)."""
+        return list(self.hf.encode(text, add_special_tokens=False).ids)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of several texts (in parallel where ``tokenizers`` can)."""
+        return [list(e.ids) for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int] | Any) -> str:
+        """Text of token ids; ids outside the vocabulary are an error."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        ids = list(ids)
+        bad = [i for i in ids if not (isinstance(i, int) and 0 <= i < self.vocab_size)]
+        if bad:
+            raise ValueError(f"BPETokenizer.decode: id {bad[0]!r} is outside the vocabulary 0..{self.vocab_size - 1}")
+        return str(self.hf.decode(ids, skip_special_tokens=False))
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer({self.source}, vocab_size={self.vocab_size})"
+
+
+def file_digest(data: bytes) -> str:
+    """The short hash that identifies a tokenizer file's content."""
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKEN, *,
+             where: str = "data.tokenizer") -> BPETokenizer:
+    """The tokenizer in the ``tokenizer.json`` at ``path``, validated (see the module docstring)."""
+    tokenizers = require_tokenizers(where)
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UsageError(f"{where}: {str(p)!r} is a folder; name the tokenizer.json file in it")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read {str(p)!r} ({exc.strerror}); point it at a tokenizer.json "
+                         "('deepseek tokenizer train' writes one)") from None
+    try:
+        text = data.decode("utf-8")
+        json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{where}: {str(p)!r} is not valid JSON ({str(exc).splitlines()[0]}); point it at a "
+                         "Hugging Face tokenizer.json") from None
+    try:
+        hf = tokenizers.Tokenizer.from_str(text)
+    except Exception as exc:  # noqa: BLE001 - the library raises plain Exceptions for bad files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{where}: {str(p)!r} is not a Hugging Face tokenizers file ({first}); point it at a "
+                         "tokenizer.json written by tokenizers or 'deepseek tokenizer train'") from None
+    separator = hf.token_to_id(separator_token)
+    if separator is None:
+        raise UsageError(
+            f"{where}: {str(p)!r} has no document-separator token {separator_token!r}; add it as a special "
+            "token, or name one the tokenizer has (data.separator_token, or --separator)"
+        )
+    return BPETokenizer(hf, separator=int(separator), digest=file_digest(data), source=str(p))
+
+
+def train_bpe(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2,
+              separator_token: str = SEPARATOR_TOKEN) -> Any:
+    """A byte-level BPE ``tokenizers.Tokenizer`` learnt from ``texts``, ``separator_token`` at id 0."""
+    tokenizers = require_tokenizers("deepseek tokenizer train")
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    if vocab_size < MIN_VOCAB:
+        raise UsageError(f"--vocab-size: {vocab_size} is below {MIN_VOCAB} (256 bytes and the separator); "
+                         f"use at least {MIN_VOCAB}")
+    if min_frequency < 1:
+        raise UsageError(f"--min-frequency: must be >= 1, got {min_frequency}")
+    hf = tokenizers.Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[separator_token],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    hf.train_from_iterator(_nonempty(texts), trainer=trainer)
+    return hf
+
+
+def _nonempty(texts: Iterable[str]) -> Iterator[str]:
+    for t in texts:
+        if t:
+            yield t
+
+
+def write_tokenizer(hf: Any, out: str | os.PathLike[str]) -> Path:
+    """Write ``hf`` as ``tokenizer.json`` at ``out`` atomically (temp file + rename)."""
+    target = Path(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(hf.to_str(pretty=True))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
