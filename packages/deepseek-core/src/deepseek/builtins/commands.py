@@ -13,6 +13,7 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     register("generate", "deepseek.cli.train_cmd:generate", description="sample text from a checkpoint")
     register("optimize", "deepseek.cli.optimize_cmd:optimize", description="optimize a trained model's graph")
     register("export", "deepseek.cli.optimize_cmd:export", description="export a model for deployment")
+    register("import-hf", "deepseek.cli.import_cmd:import_hf", description="import a Hugging Face GPT-2 folder")
     register("tokenizer", "deepseek.cli.tokenizer_cmd:tokenizer", description="train or inspect BPE tokenizers")
     register("bench", "deepseek.cli.bench_cmd:bench", description="benchmarks (latency, training)")
     register("advise", "deepseek.cli.advise_cmd:advise", description="edition/strategy advisor with memory estimates")

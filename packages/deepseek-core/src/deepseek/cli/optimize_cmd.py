@@ -107,14 +107,23 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: tuple[str, ...], pre
 
 @click.command("export")
 @click.option("--checkpoint", required=True, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
-@click.option("--format", "fmt", type=click.Choice(["pt2", "onnx"]), default="pt2", show_default=True)
-@click.option("--out", metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run).")
+@click.option("--format", "fmt", type=click.Choice(["pt2", "onnx", "hf"]), default="pt2", show_default=True,
+              help="pt2 (torch.export), onnx, or hf: a Hugging Face GPT2LMHeadModel folder (docs/interop.md).")
+@click.option("--out", metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run); "
+              "for hf a new folder (default: hf/ in the run folder).")
 @click.option("--batch", type=count(), default=2, show_default=True,
               help="Batch of the example input (batch and seq stay dynamic unless --static).")
 @click.option("--seq", type=count(), default=16, show_default=True)
 @click.option("--static", is_flag=True, help="Fix the example's shape instead of dynamic batch/seq.")
-def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, static: bool) -> None:
-    """Export a trained model for deployment (torch.export .pt2, or ONNX)."""
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="hf only: the weights' dtype  [default: fp32]")
+def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, static: bool, dtype: str | None) -> None:
+    """Export a trained model for deployment (torch.export .pt2, ONNX, or a Hugging Face GPT-2 folder)."""
+    if fmt == "hf":
+        _export_hf(checkpoint, out, dtype or "fp32")
+        return
+    if dtype is not None:
+        raise UsageError(f"--dtype applies to --format hf only; leave it out for --format {fmt}")
     from deepseek.graph.export import export_model, missing_onnx_packages, token_dims
 
     if fmt == "onnx" and missing_onnx_packages():
@@ -136,3 +145,16 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     size = path.stat().st_size / 2**20
     click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB){created_note(missing)}; load it with "
                "deepseek.graph.export.load_exported")
+
+
+def _export_hf(checkpoint: str, out: str | None, dtype: str) -> None:
+    from deepseek.cli.context import command_host
+    from deepseek.interop.hf_folder import default_export_folder, export_hf
+
+    target = Path(out) if out else default_export_folder(Path(checkpoint))
+    path, notes = export_hf(checkpoint, target, dtype, host=command_host())
+    size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
+    click.echo(f"wrote {path} (Hugging Face GPT-2, {dtype}, {size:.1f} MiB); load it with "
+               f"transformers.GPT2LMHeadModel.from_pretrained({str(path)!r})")
+    for note in notes:
+        click.echo(note)

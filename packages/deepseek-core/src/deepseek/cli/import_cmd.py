@@ -1,0 +1,23 @@
+"""``deepseek import-hf``: a Hugging Face GPT-2 folder as deepseek weights and a config that
+trains from them (docs/interop.md). Nothing here imports torch at module level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("import-hf")
+@click.argument("path", metavar="PATH")
+@click.option("--out", required=True, metavar="DIR",
+              help="New folder for model.safetensors, config.toml (and tokenizer.json).")
+def import_hf(path: str, out: str) -> None:
+    """Import a local Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+    from deepseek.interop.hf_folder import import_hf as run_import
+
+    target, notes = run_import(Path(path), Path(out))
+    click.echo(f"wrote {target}: model.safetensors (for --checkpoint and train.init_from) and config.toml; "
+               f"train from it with: deepseek train {target / 'config.toml'}")
+    for note in notes:
+        click.echo(note)

@@ -1,0 +1,282 @@
+"""Hugging Face model folders on disk: ``deepseek export --format hf`` and ``deepseek import-hf``.
+
+An export folder holds ``config.json`` and ``model.safetensors`` (:mod:`deepseek.interop.gpt2`
+maps the names), plus the run's ``tokenizer.json`` and a minimal ``tokenizer_config.json`` when
+the run has one. An import folder holds deepseek's exported-weights file ``model.safetensors``
+(the ``[model]`` table in its metadata, as ``deepseek eval/generate --checkpoint`` and
+``train.init_from`` read it), a ``config.toml`` that trains from it and the source's
+``tokenizer.json`` when it has one. Either is written into a temporary folder beside the target
+and renamed into place, so a refused or failed command leaves nothing; an existing folder that
+is not empty is refused. Files read back (config.json, safetensors, tokenizer.json) are checked
+like user input: one :class:`UsageError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import UsageError
+from deepseek.interop import gpt2
+from deepseek.paths import check_output, make_folders
+
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_FILE = "model.safetensors"
+END_OF_TEXT = "<|endoftext|>"
+"""GPT-2's one special token: the bos/eos id of an export when the tokenizer has it."""
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def check_target(out: Path, where: str = "--out") -> list[Path]:
+    """Refuse ``out`` unless it can become a new folder (missing, or an empty folder); return the
+    parents to create (:func:`deepseek.paths.check_output`)."""
+    missing = check_output(out, where=where, folder=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"{where}: {out} already exists and is not empty; give a new folder (or remove it)")
+    return missing
+
+
+def write_folder(out: Path, missing: list[Path], fill: Callable[[Path], None], where: str = "--out") -> Path:
+    """Run ``fill(tmp)`` in a temporary folder beside ``out``, then rename it to ``out``."""
+    make_folders([p for p in missing if p != out], where=where)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        fill(tmp)
+        _usual_modes(tmp)
+        if out.is_dir():
+            out.rmdir()  # empty (checked); a folder that filled up meanwhile raises here
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _usual_modes(folder: Path) -> None:
+    """The modes a plain ``mkdir``/``open`` gives under the umask (``mkdtemp`` makes 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~mask)
+
+
+def read_tokenizer(path: Path, vocab_size: int) -> dict[str, Any]:
+    """``tokenizer.json`` checked: a JSON object with a ``model`` whose ids fit ``vocab_size``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable tokenizer.json ({exc}); save it with tokenizers' "
+                         "Tokenizer.save") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise UsageError(f"{path}: not a tokenizers tokenizer.json (no 'model' object); save it with "
+                         "tokenizers' Tokenizer.save")
+    vocab = data["model"].get("vocab")
+    ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab))) if isinstance(vocab, list) else []
+    added = data.get("added_tokens") or []
+    ids += [t.get("id") for t in added if isinstance(t, dict)]
+    ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+    if ids and max(ids) >= vocab_size:
+        raise UsageError(f"{path}: the tokenizer has token id {max(ids)} but the model's vocab_size is "
+                         f"{vocab_size}; use the tokenizer the model was trained with")
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _special_id(tokenizer: dict[str, Any], content: str) -> int | None:
+    for t in tokenizer.get("added_tokens") or []:
+        if isinstance(t, dict) and t.get("content") == content and isinstance(t.get("id"), int):
+            return int(t["id"])
+    return None
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def run_tokenizer(checkpoint: Path) -> Path | None:
+    """The run's ``tokenizer.json`` for a run folder, one of its checkpoint folders, or the folder
+    of an exported ``.safetensors``; ``None`` when there is none (byte tokens)."""
+    if checkpoint.is_file():
+        folder = checkpoint.parent
+    elif checkpoint.parent.name == "checkpoints":
+        folder = checkpoint.parent.parent
+    else:
+        folder = checkpoint
+    found = folder / TOKENIZER_FILE
+    return found if found.is_file() else None
+
+
+def default_export_folder(checkpoint: Path) -> Path:
+    """``hf/`` in the run folder (beside an exported ``.safetensors`` file)."""
+    if checkpoint.is_file():
+        return checkpoint.parent / "hf"
+    return (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint) / "hf"
+
+
+def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None) -> tuple[Path, list[str]]:
+    """Write ``checkpoint``'s GPT as a ``GPT2LMHeadModel`` folder ``out``; returns it and notes."""
+    import torch  # noqa: F401 - load_trained needs it anyway
+
+    from deepseek.training.checkpoint_io import save_tensors
+    from deepseek.training.inference import load_trained
+
+    missing = check_target(out)
+    model, config, _ = load_trained(checkpoint, "cpu", host=host)
+    options = config.model.options
+    problem = gpt2.export_problem(config.model.name, options, model)
+    if problem:
+        raise UsageError(f"export --format hf: {problem}")
+    tok_path = run_tokenizer(Path(checkpoint))
+    tokenizer = read_tokenizer(tok_path, options.vocab_size) if tok_path else None
+    eos = _special_id(tokenizer, END_OF_TEXT) if tokenizer else None
+    torch_dtype = gpt2.DTYPES[dtype]
+    tensors = gpt2.to_hf_state(model.state_dict(), options, torch_dtype)
+    hf_config = gpt2.hf_config(options, torch_dtype, bos=eos, eos=eos)
+
+    def fill(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+        save_tensors(tmp / WEIGHTS_FILE, tensors, {"format": "pt"})
+        if tok_path is not None:
+            shutil.copyfile(tok_path, tmp / TOKENIZER_FILE)
+            tok_config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast",
+                                          "model_max_length": options.max_seq_len}
+            if eos is not None:
+                tok_config.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT, unk_token=END_OF_TEXT)
+            (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
+
+    write_folder(out, missing, fill)
+    if tok_path is not None:
+        notes = [f"tokenizer: copied {tok_path} with a tokenizer_config.json; load it with "
+                 f"transformers.AutoTokenizer.from_pretrained({str(out)!r})"]
+    else:
+        notes = ["tokenizer: none written; the vocabulary is raw UTF-8 bytes (ids 0..255), so encode text as "
+                 "list(text.encode('utf-8')) and decode ids with bytes(ids).decode('utf-8', 'replace')"]
+    return out, notes
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def _source_files(src: Path) -> tuple[Path, list[Path]]:
+    """``config.json`` and the safetensors files of a GPT-2 folder, or one line saying what is wrong."""
+    if not src.exists():
+        raise UsageError(f"import-hf: {src} does not exist; give a folder written by save_pretrained")
+    if not src.is_dir():
+        raise UsageError(f"import-hf: {src} is a file; give the folder that holds config.json and model.safetensors")
+    config = src / "config.json"
+    if not config.is_file():
+        raise UsageError(f"import-hf: {src} has no config.json; give a folder written by save_pretrained")
+    single, index = src / WEIGHTS_FILE, src / f"{WEIGHTS_FILE}.index.json"
+    if single.is_file():
+        return config, [single]
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            files = sorted({src / str(name) for name in weight_map.values()})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"{index}: not a readable safetensors index ({exc!r}); save the model again") from None
+        absent = [f for f in files if not f.is_file() or f.parent != src]
+        if absent:
+            raise UsageError(f"{index}: names {absent[0].name}, which is not in {src}; copy every shard")
+        return config, files
+    pickled = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json") if (src / n).is_file()]
+    if pickled:
+        raise UsageError(f"import-hf: {src} has {pickled[0]} (a pickle, which can run code when loaded) and no "
+                         "model.safetensors; re-save it with safetensors: GPT2LMHeadModel.from_pretrained(PATH)"
+                         ".save_pretrained(NEW, safe_serialization=True)")
+    raise UsageError(f"import-hf: {src} has no model.safetensors; save the model with save_pretrained")
+
+
+def _read_tensors(files: list[Path]) -> dict[str, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    tensors: dict[str, Any] = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                    if key in tensors:
+                        raise UsageError(f"{path}: tensor {key} is also in another shard; save the model again")
+                    tensors[key] = fh.get_tensor(key)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise UsageError(f"{path}: not a readable safetensors file ({exc}); save the model again") from None
+    return tensors
+
+
+def _data_has_tokenizer() -> bool:
+    """Whether the ``text`` dataset has a ``tokenizer`` key (``[data] tokenizer``)."""
+    from deepseek.data.text import TextOptions
+
+    return any(f.name == "tokenizer" for f in dataclasses.fields(TextOptions))
+
+
+def train_config(options: Any, weights: Path, tokenizer: Path | None, source: Path,
+                 separator: str | None = None) -> str:
+    """``config.toml`` text: ``[model] name = "gpt"`` of ``options``, ``train.init_from = weights``,
+    and ``data.tokenizer`` (with the ``separator`` token between documents) when given."""
+    import tomli_w
+
+    data: dict[str, Any] = {"seq_len": min(128, options.max_seq_len)}
+    if tokenizer is not None:
+        data["tokenizer"] = str(tokenizer)
+        if separator is not None:
+            data["separator_token"] = separator
+    table = {"model": {"name": "gpt", **options.to_dict()}, "data": data, "train": {"init_from": str(weights)}}
+    head = (f"# Written by `deepseek import-hf {source}`: its GPT-2 as deepseek's GPT.\n"
+            f"# Train from it: deepseek train {weights.parent / 'config.toml'}\n\n")
+    return head + tomli_w.dumps(table)
+
+
+def import_hf(src: Path, out: Path) -> tuple[Path, list[str]]:
+    """Import the GPT-2 folder ``src`` into ``out``; returns ``out`` and notes for the report."""
+    from deepseek.training.checkpoint import save_model_state
+
+    missing = check_target(out)
+    config_path, files = _source_files(src)
+    try:
+        raw = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{config_path}: not valid JSON ({exc}); save the model again") from None
+    options, notes = gpt2.gpt_options(raw, config_path)
+    where = files[0] if len(files) == 1 else src / f"{WEIGHTS_FILE}.index.json"
+    state = gpt2.from_hf_state(_read_tensors(files), options, where)
+    tok_src = src / TOKENIZER_FILE
+    has_tok = tok_src.is_file()
+    separator = None
+    if has_tok:
+        tokenizer = read_tokenizer(tok_src, options.vocab_size)
+        eos = raw.get("eos_token_id")
+        separator = next((t["content"] for t in tokenizer.get("added_tokens") or []
+                          if isinstance(t, dict) and t.get("id") == eos and isinstance(t.get("content"), str)
+                          and _is_int(eos)), None)
+    final = out.resolve()
+    set_tokenizer = has_tok and _data_has_tokenizer()
+    text = train_config(options, final / WEIGHTS_FILE, final / TOKENIZER_FILE if set_tokenizer else None, src,
+                        separator)
+    meta = {"format": "deepseek-weights", "model": json.dumps({"name": "gpt", **options.to_dict()}),
+            "step": "0", "source": str(src.resolve())}
+
+    def fill(tmp: Path) -> None:
+        save_model_state(tmp / WEIGHTS_FILE, state, meta)
+        (tmp / "config.toml").write_text(text, encoding="utf-8")
+        if has_tok:
+            shutil.copyfile(tok_src, tmp / TOKENIZER_FILE)
+
+    write_folder(out, missing, fill)
+    if has_tok and not set_tokenizer:
+        notes.append("copied tokenizer.json, but this deepseek's text dataset has no tokenizer option: "
+                     "config.toml trains on byte tokens")
+    elif not has_tok:
+        notes.append(f"{src} has no tokenizer.json: config.toml trains on byte tokens (ids 0..255)")
+    return out, notes
