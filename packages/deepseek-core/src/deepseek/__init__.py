@@ -38,6 +38,8 @@ from deepseek.plugins.registry import (
 
 if TYPE_CHECKING:
     from deepseek.graph.optimized import optimize as optimize
+    from deepseek.training.script import evaluate as evaluate
+    from deepseek.training.script import fit as fit
 
 __all__ = [
     "CheckpointError",
@@ -53,6 +55,8 @@ __all__ = [
     "create_model",
     "create_pass",
     "create_strategy",
+    "evaluate",
+    "fit",
     "hookimpl",
     "list_datasets",
     "list_encoders",
@@ -64,9 +68,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # ``deepseek.optimize`` is the graph optimizer's entry point, imported (with torch) on first use.
+    # ``deepseek.optimize`` (the graph optimizer) and ``deepseek.fit`` / ``deepseek.evaluate``
+    # (training a script's own model and data) import torch on first use.
     if name == "optimize":
         from deepseek.graph.optimized import optimize
 
         return optimize
+    if name in ("fit", "evaluate"):
+        from deepseek.training import script
+
+        return getattr(script, name)
     raise AttributeError(f"module 'deepseek' has no attribute {name!r}")

@@ -147,8 +147,10 @@ def config_from_dict(
     data_section = build_dataclass(DataConfig, {"name": data_table.pop("name", "text"), **common}, path="data")
     # Cheap cross-field checks first; loading the components imports torch.
     check_config(Config(**sections, data=data_section))
+    sets_vocab = "vocab_size" in model_table
     model_name, model_options, _ = _component(lookups, "model", model_table, default="tiny")
-    data_name, data_options, _ = _component(lookups, "dataset", data_table, default=data_section.name, section="data")
+    data_name, data_options, data_cls = _component(lookups, "dataset", data_table, default=data_section.name, section="data")
+    model_options = _follow_data_vocab(model_options, data_cls.model_vocab_size(data_options), sets_vocab)
     strategy_table = dict(data.get("strategy", {}))
     strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table, default="single")
     config = Config(
@@ -218,6 +220,23 @@ def _component(
     options = build_options(target, table, kind=kind, name=name, path=section, known=known)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
     return recorded, options, target
+
+
+def _follow_data_vocab(options: Any, vocab: int | None, explicit: bool) -> Any:
+    """The model's vocabulary follows the data's tokenizer (``Dataset.model_vocab_size``): a model
+    whose options have ``vocab_size`` and do not set it gets the data's; a smaller one is refused."""
+    if vocab is None or not dataclasses.is_dataclass(options) or "vocab_size" not in {
+        f.name for f in dataclasses.fields(options)
+    }:
+        return options
+    if not explicit:
+        return dataclasses.replace(options, vocab_size=vocab)
+    if options.vocab_size < vocab:
+        raise ConfigError(
+            f"model.vocab_size: {options.vocab_size} is smaller than the tokenizer's vocabulary of {vocab} "
+            f"(data.tokenizer); remove model.vocab_size to follow the tokenizer, or set it >= {vocab}"
+        )
+    return options
 
 
 def _check_kind(kind: str, name: str, target: Any) -> None:

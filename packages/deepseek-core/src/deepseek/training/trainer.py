@@ -39,7 +39,7 @@ from deepseek.training.metrics import (
 from deepseek.training.monitor import Monitor
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
-from deepseek.training.run_folder import pick_run_folder
+from deepseek.training.run_folder import copy_run_files, pick_run_folder
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.schedule import WarmupCosine
 from deepseek.training.step_records import StepWindow
@@ -157,6 +157,7 @@ class Trainer:
                 print(f"resumed from {self.resume_from} at step {self.step}", file=sys.stderr, flush=True)
         if zero:
             write_config(cfg, self.run_dir / "config.toml")
+            copy_run_files(self.dataset.run_files(), self.run_dir)
         strategy.barrier()
 
     def _restore(self, directory: Path) -> None:

@@ -1,0 +1,39 @@
+"""``deepseek run SCRIPT.py [ARGS]``: a Python training script as ``__main__``.
+
+A script that trains its own model with :func:`deepseek.fit` runs the same way in one process
+(``deepseek run train.py``, or plain ``python train.py``) and in several (``deepseek launch -n 2
+-- run train.py --strategy ddp``, with deepseek-pro): the launcher starts ``deepseek run`` on
+every rank, and the strategy finds its rank in the environment the launcher sets. The script's
+``sys.argv`` is ``[SCRIPT, *ARGS]`` and its folder is first on ``sys.path``, as with ``python
+SCRIPT``. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with exit
+code 2, like every command's. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import click
+
+from deepseek.errors import UsageError
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("script", metavar="SCRIPT.py")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(script: str, args: tuple[str, ...]) -> None:
+    """Run a Python script (one that calls deepseek.fit) as __main__ with ARGS.
+
+    Example: deepseek launch -n 2 -- run examples/own_model/train.py --strategy ddp
+    """
+    import runpy
+    import sys
+    from pathlib import Path
+
+    path = Path(script)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise UsageError(f"run: {script!r} {what}; give the path of a Python script, e.g. deepseek run train.py")
+    if path.suffix != ".py":
+        raise UsageError(f"run: {script!r} is not a .py file; give the path of a Python script")
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, str(path.resolve().parent))
+    runpy.run_path(str(path), run_name="__main__")

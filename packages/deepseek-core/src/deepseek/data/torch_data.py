@@ -1,0 +1,243 @@
+"""A user's own PyTorch dataset as a deepseek :class:`~deepseek.data.dataset.Dataset`.
+
+:class:`TorchData` wraps a ``torch.utils.data.Dataset`` (map-style: ``len`` and ``[i]``) or an
+``IterableDataset`` without copying it: samples are read one by one when a batch needs them and
+collated (``torch.utils.data.default_collate`` unless ``collate_fn`` is given) into the global
+batches the trainer takes. A sample that is a mapping keeps its keys; a tuple/list (what
+``TensorDataset`` yields) or a bare tensor gets its keys from ``names``, which must then match
+the model's ``forward`` arguments (``model(**batch)``).
+
+Order and resume:
+
+- map-style: epoch ``e`` visits every index once, in a permutation seeded by ``(seed, e)``
+  (``shuffle=False``: in order); batches run on across epoch ends, so every batch is full. The
+  position is ``(epoch, index into the epoch's order)``.
+- iterable: epoch ``e`` is one pass of ``iter(dataset)`` (after ``dataset.set_epoch(e)`` where
+  the dataset has it); the position is ``(epoch, samples read in it)``, and resuming re-reads the
+  epoch's first samples to skip them. Resume is exact when the dataset yields the same samples in
+  the same order for the same epoch (its own shuffling must be seeded by the epoch).
+
+Both positions are saved in checkpoints with the data's length (map-style) and kind, and checked
+on load like user input. Validation: ``val`` (a dataset of the same kind of samples), read in
+order; without it, a map-style training set holds out ``val_fraction`` of its indices (a fixed
+permutation, seed 0, so the split never depends on ``train.seed``); an iterable one needs ``val``.
+Validation batches are full batches of ``batch_size`` rows (the trainer's rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from deepseek.data.batch import Batch
+from deepseek.data.dataset import Dataset
+from deepseek.errors import UsageError
+
+STATE_KIND = "torch-data"
+
+
+def _is_map_style(data: Any) -> bool:
+    return not isinstance(data, torch.utils.data.IterableDataset) and hasattr(data, "__getitem__") and hasattr(
+        data, "__len__"
+    )
+
+
+def check_source(data: Any, what: str) -> None:
+    """``data`` is a map-style or iterable torch dataset (one line naming ``what`` if not)."""
+    if isinstance(data, (str, bytes, Mapping)) or not (
+        _is_map_style(data) or isinstance(data, torch.utils.data.IterableDataset)
+    ):
+        raise UsageError(
+            f"{what}: expected a torch.utils.data.Dataset (len() and [i]) or IterableDataset, got "
+            f"{type(data).__name__}; wrap your data in one (e.g. torch.utils.data.TensorDataset)"
+        )
+
+
+class TorchData(Dataset):
+    """Global batches of ``batch_size`` samples of a torch dataset (see the module docstring)."""
+
+    def __init__(
+        self,
+        train: Any,
+        *,
+        batch_size: int,
+        seed: int,
+        val: Any = None,
+        names: Sequence[str] | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        shuffle: bool = True,
+        val_fraction: float = 0.1,
+    ) -> None:
+        super().__init__(None, batch_size=batch_size, seed=seed)
+        check_source(train, "data")
+        if val is not None:
+            check_source(val, "val_data")
+        if names is not None and (isinstance(names, str) or not all(isinstance(n, str) and n for n in names)):
+            raise UsageError(f"names: expected a list of argument names such as ('x', 'y'), got {names!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise UsageError(f"val_fraction: must be in (0, 1), got {val_fraction!r}")
+        self.names = tuple(names) if names is not None else None
+        self.collate_fn = collate_fn or torch.utils.data.default_collate
+        self.shuffle = shuffle
+        self.map_style = _is_map_style(train)
+        self.train, self.val = train, val
+        self.train_indices: list[int] | None = None
+        self.val_indices: list[int] | None = None
+        if self.map_style:
+            n = len(train)
+            if val is None:
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+                held = max(1, int(n * val_fraction))
+                self.val_indices, self.train_indices = sorted(order[:held]), sorted(order[held:])
+            else:
+                self.train_indices = list(range(n))
+            if not self.train_indices:
+                raise UsageError(f"data: the training set has {n} sample(s), none left for training; add data")
+        elif val is None:
+            raise UsageError(
+                "val_data: an IterableDataset cannot be split for validation; pass val_data= (a dataset "
+                "of held-out samples)"
+            )
+        self.epoch = 0
+        self.cursor = 0
+        self._order: list[int] | None = None
+        self._iter: Iterator[Any] | None = None
+
+    # ------------------------------------------------------------------ samples and batches
+
+    def _sample(self, item: Any, where: str) -> Mapping[str, Any]:
+        if isinstance(item, Mapping):
+            return item
+        parts = tuple(item) if isinstance(item, (tuple, list)) else (item,)
+        if self.names is None:
+            raise UsageError(
+                f"{where}: samples are {type(item).__name__}s, not mappings; pass names=(...) naming "
+                f"their {len(parts)} part(s) as the model's forward arguments, e.g. names=('x', 'y')"
+            )
+        if len(parts) != len(self.names):
+            raise UsageError(
+                f"{where}: a sample has {len(parts)} part(s) but names has {len(self.names)} "
+                f"({', '.join(self.names)}); give one name per part"
+            )
+        return dict(zip(self.names, parts, strict=True))
+
+    def _collate(self, samples: list[Any], where: str) -> Batch:
+        rows = [self._sample(s, where) for s in samples]
+        try:
+            batch = self.collate_fn(rows)
+        except Exception as exc:  # noqa: BLE001 - the user's data: say where, keep the cause
+            raise UsageError(f"{where}: collating {len(rows)} samples failed: {exc}") from exc
+        if not isinstance(batch, Mapping):
+            raise UsageError(f"{where}: collate_fn returned {type(batch).__name__}, expected a mapping of tensors")
+        return batch
+
+    def _epoch_order(self) -> list[int]:
+        if self._order is None:
+            assert self.train_indices is not None
+            if self.shuffle:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+                perm = torch.randperm(len(self.train_indices), generator=g).tolist()
+                self._order = [self.train_indices[i] for i in perm]
+            else:
+                self._order = list(self.train_indices)
+        return self._order
+
+    def _next_iterable(self) -> Any:
+        for attempt in range(2):
+            if self._iter is None:
+                set_epoch = getattr(self.train, "set_epoch", None)
+                if callable(set_epoch):
+                    set_epoch(self.epoch)
+                self._iter = iter(self.train)
+                for _ in range(self.cursor):  # resuming inside an epoch: skip what was read
+                    next(self._iter)
+            try:
+                item = next(self._iter)
+            except StopIteration:
+                if attempt or self.cursor == 0:
+                    raise UsageError("data: the IterableDataset yielded no samples in an epoch; check the dataset") from None
+                self.epoch, self.cursor, self._iter = self.epoch + 1, 0, None
+                continue
+            self.cursor += 1
+            return item
+        raise AssertionError("unreachable")
+
+    def __next__(self) -> Batch:
+        samples = []
+        for _ in range(self.batch_size):
+            if self.map_style:
+                order = self._epoch_order()
+                if self.cursor >= len(order):
+                    self.epoch, self.cursor, self._order = self.epoch + 1, 0, None
+                    order = self._epoch_order()
+                samples.append(self.train[order[self.cursor]])
+                self.cursor += 1
+            else:
+                samples.append(self._next_iterable())
+        return self._collate(samples, "data: training batch")
+
+    def validation_batches(self, limit: int) -> list[Batch]:
+        if self.val is None:
+            source: Any = (self.train[i] for i in self.val_indices or [])
+            have = len(self.val_indices or [])
+        elif _is_map_style(self.val):
+            source, have = (self.val[i] for i in range(len(self.val))), len(self.val)
+        else:
+            source, have = iter(self.val), None
+        out: list[Batch] = []
+        rows: list[Any] = []
+        for item in source:
+            rows.append(item)
+            if len(rows) == self.batch_size:
+                out.append(self._collate(rows, "val_data: validation batch"))
+                rows = []
+                if len(out) == limit:
+                    break
+        if not out and self.val is None:
+            raise UsageError(
+                f"val_data: the held-out share of the training set (val_fraction) is {have} sample(s), less "
+                f"than one batch of batch_size={self.batch_size}; pass val_data=, a larger val_fraction or a "
+                "smaller batch_size"
+            )
+        if not out:
+            count = have if have is not None else len(rows)
+            raise UsageError(
+                f"val_data: {count} validation sample(s) do not fill one batch of batch_size="
+                f"{self.batch_size}; give more validation samples or a smaller batch_size"
+            )
+        return out
+
+    # ------------------------------------------------------------------ resume
+
+    def _length(self) -> int | None:
+        return len(self.train) if self.map_style else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": STATE_KIND, "map_style": self.map_style, "length": self._length(),
+                "seed": self.seed, "shuffle": self.shuffle, "epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, Mapping) or state.get("kind") != STATE_KIND:
+            raise UsageError("data position: it was not saved by deepseek's torch-data wrapper; resume with "
+                             "the data the run was trained on, or start a new run")
+        mine = self.state_dict()
+        for key in ("map_style", "length", "seed", "shuffle"):
+            if state.get(key) != mine[key]:
+                raise UsageError(
+                    f"data position: cannot resume: it was saved with {key}={state.get(key)!r}, this run has "
+                    f"{mine[key]!r}; use the same data and settings, or start a new run"
+                )
+        limit = len(self.train_indices or []) if self.map_style else None
+        for key in ("epoch", "cursor"):
+            value = state.get(key)
+            bad = not isinstance(value, int) or isinstance(value, bool) or value < 0
+            if bad or (key == "cursor" and limit is not None and value > limit):
+                bound = f" and <= {limit}" if key == "cursor" and limit is not None else ""
+                raise UsageError(
+                    f"data position: {key} is {value!r}, expected a whole number >= 0{bound}; the saved position "
+                    "is corrupt: resume from an earlier checkpoint or start a new run"
+                )
+        self.epoch, self.cursor = state["epoch"], state["cursor"]
+        self._order, self._iter = None, None

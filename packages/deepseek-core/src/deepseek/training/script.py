@@ -1,0 +1,245 @@
+"""Training your own ``nn.Module`` on your own torch dataset from a script: :func:`fit` and
+:func:`evaluate` (exported as ``deepseek.fit`` / ``deepseek.evaluate``).
+
+There is no second training loop here. :func:`fit` registers the model and the data as the
+components ``script`` (model) and ``script`` (dataset) of an in-process plugin on a fresh
+:class:`~deepseek.plugins.host.PluginHost` (the process's host is left alone), builds the config
+from the arguments, and runs the ordinary :class:`~deepseek.training.trainer.Trainer`: every
+strategy, checkpoint layout, resume rule, lifecycle hook and guard applies unchanged.
+
+The model: an ``nn.Module`` *instance*, or a zero-argument callable (a class, a lambda) that
+builds one. A callable is called after seeding with ``train.seed`` on every rank, so every rank
+and every strategy start from the same weights (as with registered models). An instance was
+built by the script before; under several processes its weights are broadcast from rank 0 when
+the model is built, so the ranks agree even when the script did not seed. The model follows the
+model protocol (``docs/plugins.md``): ``model(**batch)`` returns the loss, or a mapping with
+``"loss"`` and scalar metrics; subclass :class:`~deepseek.models.protocol.TrainableModel` to
+offer capabilities (activation checkpointing, pipeline stages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.config.components import NoOptions
+from deepseek.errors import UsageError
+from deepseek.hookspecs import hookimpl
+from deepseek.models.protocol import BuildsComponents
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from deepseek.config.schema import Config
+    from deepseek.plugins.host import PluginHost
+    from deepseek.training.result import TrainResult
+
+SCRIPT_NAME = "script"
+"""Name under which :func:`fit` registers the script's model and dataset (seen in config.toml)."""
+SCRIPT_DIST = "deepseek-script"
+"""Distribution name of that in-process plugin (``deepseek plugins list`` style reports)."""
+
+
+class ScriptModel(BuildsComponents):
+    """Model target of a script's model object (see the module docstring)."""
+
+    Options = NoOptions
+
+    def __init__(self, model: Any) -> None:
+        from torch import nn
+
+        if not (isinstance(model, nn.Module) or callable(model)):
+            raise UsageError(
+                f"model: expected a torch.nn.Module or a zero-argument callable building one, got "
+                f"{type(model).__name__}"
+            )
+        self.model = model
+
+    def __call__(self, options: Any, *, host: Any = None) -> nn.Module:
+        from torch import nn
+
+        if isinstance(self.model, nn.Module):
+            _sync_from_rank_zero(self.model)
+            return self.model
+        built = self.model()
+        if not isinstance(built, nn.Module):
+            raise UsageError(f"model: the callable returned {type(built).__name__}, not a torch.nn.Module")
+        return built
+
+
+def _sync_from_rank_zero(model: nn.Module) -> None:
+    """Under several processes, give every rank rank 0's parameters and buffers."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    state = [model.state_dict() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(state, src=0)
+    model.load_state_dict(state[0])  # type: ignore[arg-type]
+
+
+def script_dataset(data: Any, val: Any, wrap: Mapping[str, Any]) -> type:
+    """Dataset target of a script's data: a :class:`~deepseek.data.dataset.Dataset` subclass as it
+    is, or a torch dataset bound into a subclass of :class:`~deepseek.data.torch_data.TorchData`
+    (created as ``cls(options, batch_size=, seed=)`` like every registered dataset)."""
+    from deepseek.data.dataset import Dataset
+    from deepseek.data.torch_data import TorchData, check_source
+
+    if isinstance(data, type) and issubclass(data, Dataset):
+        if val is not None or wrap:
+            raise UsageError("val_data/names/collate_fn: a deepseek Dataset class brings its own validation "
+                             "batches and collation; pass only data=")
+        return data
+    if isinstance(data, Dataset):
+        raise UsageError(f"data: pass the deepseek Dataset class ({type(data).__name__}), not an instance: "
+                         "every rank creates it with the run's batch_size and seed")
+    check_source(data, "data")
+    if val is not None:
+        check_source(val, "val_data")
+    bound = dict(wrap)
+
+    class ScriptData(TorchData):
+        """The script's torch dataset (registered by deepseek.fit)."""
+
+        def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
+            super().__init__(data, batch_size=batch_size, seed=seed, val=val, **bound)
+
+    return ScriptData
+
+
+class _ScriptPlugin:
+    def __init__(self, model: ScriptModel, data: type) -> None:
+        self.model, self.data = model, data
+
+    @hookimpl
+    def deepseek_register_models(self, register: Any) -> None:
+        register(SCRIPT_NAME, self.model, description="the model object of a training script (deepseek.fit)")
+
+    @hookimpl
+    def deepseek_register_datasets(self, register: Any) -> None:
+        register(SCRIPT_NAME, self.data, description="the data object of a training script (deepseek.fit)")
+
+
+def script_host(model: Any, data: Any, *, val_data: Any = None, wrap: Mapping[str, Any] | None = None,
+                host: PluginHost | None = None) -> PluginHost:
+    """A new host with ``host``'s settings (default: the process's) plus the script's model and
+    data registered as ``script``."""
+    from deepseek.errors import PluginError
+    from deepseek.plugins.host import PluginHost, get_host
+
+    base = host or get_host()
+    fresh = PluginHost(base.settings)
+    record = fresh.register_plugin(_ScriptPlugin(ScriptModel(model), script_dataset(data, val_data, wrap or {})),
+                                   dist=SCRIPT_DIST, name="script")
+    if record.status != "ok":
+        raise PluginError(f"deepseek.fit: registering the script's model and data failed: {record.reason}")
+    return fresh
+
+
+def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: int, strategy: str | None,
+                  host: PluginHost, data_options: bool = False) -> Config:
+    """The run's config: ``config`` (a TOML file or a mapping of sections), with ``[model]`` and
+    ``[data]`` naming the script's objects, ``data.batch_size`` and the strategy by name.
+    ``data_options``: the data is a Dataset class whose own keys ``[data]`` may set."""
+    from deepseek.config.load import config_from_dict, read_toml
+
+    if config is None:
+        data: dict[str, Any] = {}
+    elif isinstance(config, (str, Path)):
+        data = read_toml(Path(config))
+    elif isinstance(config, Mapping):
+        data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+    else:
+        raise UsageError(f"config: expected a TOML file path or a mapping of sections, got {type(config).__name__}")
+    for section in ("model", "data"):
+        table = data.get(section) or {}
+        keep = ("name", "batch_size", "eval_batches")
+        extra = sorted(k for k in table if k not in keep and not (section == "data" and data_options))
+        if table.get("name", SCRIPT_NAME) != SCRIPT_NAME or extra:
+            raise UsageError(
+                f"config: [{section}] comes from the script's objects in deepseek.fit; leave "
+                f"{section}.name{' and ' + ', '.join(f'{section}.{k}' for k in extra) if extra else ''} out"
+            )
+    data["model"] = {"name": SCRIPT_NAME}
+    data["data"] = {**(data.get("data") or {}), "name": SCRIPT_NAME, "batch_size": batch_size}
+    if strategy is not None:
+        data["strategy"] = {**(data.get("strategy") or {}), "name": strategy}
+    return config_from_dict(data, host=host)
+
+
+def fit(
+    model: nn.Module | Callable[[], nn.Module],
+    data: Any,
+    *,
+    val_data: Any = None,
+    batch_size: int = 32,
+    strategy: str | None = None,
+    config: str | Path | Mapping[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    names: Sequence[str] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    shuffle: bool = True,
+    val_fraction: float = 0.1,
+    quiet: bool = False,
+    host: PluginHost | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` with the ordinary trainer and return its
+    :class:`~deepseek.training.result.TrainResult`.
+
+    ``data``/``val_data``: torch datasets (map-style or iterable; see
+    :mod:`deepseek.data.torch_data` for order, splits and resume; ``names``, ``collate_fn``,
+    ``shuffle``, ``val_fraction`` are its options), or ``data`` a
+    :class:`~deepseek.data.dataset.Dataset` subclass (its own keys in ``config["data"]``).
+    ``strategy``: a registered strategy by name (``single``; with deepseek-pro ``ddp``, ``fsdp``,
+    ``deepspeed``, ... under ``deepseek launch -n N -- run script.py``). ``config``: the rest of
+    the run's settings, a TOML file or ``{"train": {"max_steps": 100, "lr": 1e-3}, ...}``.
+    ``run_dir``/``resume``: as ``deepseek train --run-dir`` / ``--resume`` (a run folder or
+    checkpoint). ``host``: whose settings and plugins to use (default: the process's)."""
+    from deepseek.training.trainer import Trainer
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    from deepseek.data.dataset import Dataset
+
+    own_class = isinstance(data, type) and issubclass(data, Dataset)
+    wrap = {} if own_class else {"names": names, "collate_fn": collate_fn, "shuffle": shuffle,
+                                 "val_fraction": val_fraction}
+    lookups = script_host(model, data, val_data=val_data, wrap=wrap, host=host)
+    cfg = script_config(config, batch_size=batch_size, strategy=strategy, host=lookups, data_options=own_class)
+    return Trainer(cfg, run_dir=run_dir, resume=resume, quiet=quiet, host=lookups).fit()
+
+
+def evaluate(
+    model: nn.Module,
+    data: Any,
+    *,
+    checkpoint: str | Path | None = None,
+    batch_size: int = 32,
+    batches: int | None = None,
+    names: Sequence[str] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Mean ``val_loss`` and ``val_<metric>`` of ``model`` over ``data`` (a torch dataset of
+    held-out samples, read in order, full batches of ``batch_size``; ``batches`` caps how many),
+    in fp32 on ``device``, in one process. ``checkpoint``: a run folder, checkpoint folder or
+    weights file whose model weights are loaded into ``model`` first (what :func:`fit` saved;
+    any strategy's layout)."""
+    import torch
+
+    from deepseek.data.torch_data import TorchData
+    from deepseek.training.checkpoint import load_into_model, resolve_checkpoint
+    from deepseek.training.evaluation import evaluate_batch, summarize
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        load_into_model(model, path if path.is_file() else resolve_checkpoint(path))
+    where = torch.device(device)
+    model.to(where)
+    reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn)
+    val = reader.validation_batches(batches if batches is not None else 1 << 62)
+    return summarize([evaluate_batch(model, b, device=where, model_name=SCRIPT_NAME) for b in val])

@@ -1,0 +1,224 @@
+"""deepseek.fit / deepseek.evaluate / deepseek run: a script's own nn.Module and torch datasets
+trained by the ordinary trainer (single strategy; the multi-process example runs in
+tests/ecosystem)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import deepseek
+from deepseek.data.dataset import Dataset
+from deepseek.errors import UsageError
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+CONFIG = {"train": {"max_steps": 60, "lr": 1e-2, "warmup_steps": 5, "eval_interval": 20},
+          "checkpoint": {"interval": 20, "keep_last": 5}, "logging": {"progress": False, "plot": False},
+          "data": {"eval_batches": 4}}
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost(PluginSettings(autoload=False))
+
+
+def points(n: int, seed: int) -> torch.utils.data.TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g)
+    return torch.utils.data.TensorDataset(x, (x[:, 0] * x[:, 1] > 0).long())
+
+
+class Quadrants(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 2))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(x)
+        return {"loss": nn.functional.cross_entropy(logits, y), "accuracy": (logits.argmax(-1) == y).float().mean()}
+
+
+class Stream(torch.utils.data.IterableDataset):
+    """An iterable dataset whose order depends on the epoch (set_epoch), as a sharded stream's does."""
+
+    def __init__(self, n: int) -> None:
+        self.base, self.epoch = points(n, 0), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        order = torch.randperm(len(self.base), generator=torch.Generator().manual_seed(100 + self.epoch))
+        for i in order.tolist():
+            x, y = self.base[i]
+            yield {"x": x, "y": y}
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def test_fit_trains_a_scripts_model_and_writes_a_run_folder(tmp_path: Path, host: PluginHost) -> None:
+    run = tmp_path / "run"
+    result = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG,
+                          run_dir=run, host=host)
+    assert result.step == 60 and (run / "checkpoints" / "step-60" / "model.safetensors").is_file()
+    assert 'name = "script"' in (run / "config.toml").read_text()
+    assert result.val_metrics["val_accuracy"] > 0.8  # held-out 10% of the map-style set
+    steps = [loss for _, loss in losses(run)]
+    assert sum(steps[-10:]) < 0.9 * sum(steps[:10])
+    # deepseek.evaluate loads the checkpoint into a fresh model: the trainer's own validation numbers
+    val = torch.utils.data.Subset(points(512, 0), sorted(torch.randperm(512, generator=torch.Generator().manual_seed(0))[:51].tolist()))
+    scores = deepseek.evaluate(Quadrants(), val, names=("x", "y"), checkpoint=run, batch_size=32, batches=4)
+    assert scores["val_loss"] == pytest.approx(result.val_metrics["val_loss"], rel=1e-6)
+
+
+def test_a_model_instance_and_a_class_train_alike(tmp_path: Path, host: PluginHost) -> None:
+    a = deepseek.fit(Quadrants, points(256, 0), val_data=points(64, 1), names=("x", "y"), batch_size=32,
+                     config=CONFIG, run_dir=tmp_path / "a", host=host)
+    torch.manual_seed(CONFIG.get("train", {}).get("seed", 1337))  # the trainer seeds before a class is built
+    b = deepseek.fit(Quadrants(), points(256, 0), val_data=points(64, 1), names=("x", "y"), batch_size=32,
+                     config=CONFIG, run_dir=tmp_path / "b", host=host)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert a.val_metrics == b.val_metrics
+
+
+@pytest.mark.parametrize("kind", ["map", "iterable"])
+def test_resume_continues_with_the_same_batches(tmp_path: Path, host: PluginHost, kind: str) -> None:
+    data: Any = points(512, 0) if kind == "map" else Stream(100)  # 100 samples: epochs end mid-batch
+    kwargs: dict[str, Any] = {"names": ("x", "y")} if kind == "map" else {"val_data": Stream(64)}
+    straight = tmp_path / "straight"
+    deepseek.fit(Quadrants, data, batch_size=32, config=CONFIG, run_dir=straight, host=host, **kwargs)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-60")
+    shutil.rmtree(resumed / "checkpoints" / "step-40")
+    deepseek.fit(Quadrants, data, batch_size=32, config=CONFIG, run_dir=resumed, host=host,
+                 resume=resumed / "checkpoints" / "step-20", **kwargs)
+    assert losses(resumed) == losses(straight)
+
+
+class CountingData(Dataset):
+    """A deepseek Dataset class passed as data= (its own keys in config["data"])."""
+
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Options:
+        scale: float = 1.0
+
+    def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
+        super().__init__(options, batch_size=batch_size, seed=seed)
+        self.step = 0
+
+    def _batch(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        x = torch.randn(self.batch_size, 2, generator=g) * self.options.scale
+        return {"x": x, "y": (x[:, 0] > 0).long()}
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        self.step += 1
+        return self._batch(self.step)
+
+    def validation_batches(self, limit: int) -> list[dict[str, torch.Tensor]]:
+        return [self._batch(-1 - i) for i in range(limit)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+
+
+def test_a_deepseek_dataset_class_takes_its_options_from_the_config(tmp_path: Path, host: PluginHost) -> None:
+    config = {**CONFIG, "data": {"eval_batches": 2, "scale": 3.0}}
+    result = deepseek.fit(Quadrants, CountingData, batch_size=16, config=config, run_dir=tmp_path / "r", host=host)
+    assert "scale = 3.0" in (tmp_path / "r" / "config.toml").read_text()
+    assert result.val_metrics["val_accuracy"] > 0.8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"data": points(512, 0)}, "samples are tuples, not mappings; pass names=(...)"),
+        ({"data": points(512, 0), "names": ("x",)}, "a sample has 2 part(s) but names has 1"),
+        ({"data": "data.csv"}, "data: expected a torch.utils.data.Dataset"),
+        ({"data": Stream(64)}, "val_data: an IterableDataset cannot be split"),
+        ({"data": points(512, 0), "names": ("x", "y"), "val_data": points(8, 1)},
+         "val_data: 8 validation sample(s) do not fill one batch of batch_size=32"),
+        ({"data": points(512, 0), "names": ("x", "y"), "config": {"model": {"name": "tiny"}}},
+         "config: [model] comes from the script's objects"),
+        ({"data": points(512, 0), "names": ("x", "y"), "batch_size": 0}, "batch_size: must be a positive integer"),
+        ({"data": points(512, 0), "names": ("x", "y"), "model": 3}, "model: expected a torch.nn.Module"),
+        ({"data": points(512, 0), "names": ("x", "y"), "model": lambda: 3}, "model: the callable returned int"),
+        ({"data": CountingData(None, batch_size=32, seed=0)}, "pass the deepseek Dataset class"),
+        ({"data": points(512, 0), "names": ("x", "y"), "config": {"train": {"max_step": 3}}},
+         "train.max_step: unknown key (did you mean 'max_steps'?)"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_write_nothing(
+    tmp_path: Path, host: PluginHost, kwargs: dict[str, Any], message: str
+) -> None:
+    args = {"model": Quadrants, "batch_size": 32, "config": CONFIG, "run_dir": tmp_path / "run", "host": host,
+            **kwargs}
+    with pytest.raises(UsageError) as info:
+        deepseek.fit(args.pop("model"), args.pop("data"), **args)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_corrupt_saved_position_is_refused(tmp_path: Path, host: PluginHost) -> None:
+    run = tmp_path / "run"
+    deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run, host=host)
+    state_file = run / "checkpoints" / "step-40" / "trainer.json"
+    text = state_file.read_text()
+    state = json.loads(text)
+    state["data"]["cursor"] = 10_000
+    state_file.write_text(json.dumps(state).ljust(len(text)))  # the size its commit record lists
+    with pytest.raises(UsageError, match=r"data position: cursor is 10000, expected a whole number >= 0 and <= 461"):
+        deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run,
+                     host=host, resume=run / "checkpoints" / "step-40")
+    with pytest.raises(UsageError, match=r"cannot resume: it was saved with length=512, this run has 600"):
+        deepseek.fit(Quadrants, points(600, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run,
+                     host=host, resume=run / "checkpoints" / "step-20")
+
+
+SCRIPT = """
+import sys
+import torch
+import deepseek
+from deepseek.errors import UsageError
+if sys.argv[1:] == ["--fail"]:
+    raise UsageError("my-script: --fail given; leave it out")
+print("args", sys.argv[1:])
+"""
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deepseek", "--no-plugin-autoload", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    ok = run("run", str(script), "--steps", "3", cwd=tmp_path)
+    assert ok.returncode == 0 and "args ['--steps', '3']" in ok.stdout, ok.stderr
+    bad = run("run", str(script), "--fail", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("my-script: --fail given; leave it out")
+    missing = run("run", "nope.py", cwd=tmp_path)
+    assert missing.returncode == 2 and "run: 'nope.py' does not exist" in missing.stderr
+    (tmp_path / "notes.txt").write_text("x")
+    wrong = run("run", "notes.txt", cwd=tmp_path)
+    assert wrong.returncode == 2 and "is not a .py file" in wrong.stderr
