@@ -41,10 +41,11 @@ def build_train_config(
     if config_file is not None:
         data = read_toml(config_file)
     elif resume is not None:
+        from deepseek.data.tokenizer import run_folder_of, with_run_tokenizer
         from deepseek.training.checkpoint import resolve_checkpoint
 
         directory = resolve_checkpoint(resume)
-        data = _saved_config(directory)
+        data = with_run_tokenizer(_saved_config(directory), run_folder_of(directory))
     if strategy is not None:
         table = data.get("strategy")
         current = table.get("name", "single") if isinstance(table, dict) else None
@@ -218,10 +219,12 @@ def generate(
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.inference import load_trained, sample
+    from deepseek.training.inference import load_trained, sample, trained_tokenizer
 
     use_default_cpu_threads()
     model, _, _ = load_trained(checkpoint, device, host=command_host())
-    text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+    tokenizer = trained_tokenizer(checkpoint)
+    text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                  tokenizer=tokenizer)
     click.echo(prompt + text)
 

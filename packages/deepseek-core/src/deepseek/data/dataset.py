@@ -20,12 +20,17 @@ and then:
 - :meth:`Dataset.count_tokens`: tokens in a batch, for ``tokens/s``; ``None`` (the default) when
   the data has no tokens (``samples/s`` is always logged). :attr:`Dataset.vocab_size`: how many
   token ids the data uses, when it has tokens (models check theirs against it).
+- :meth:`Dataset.model_vocab_size` (a classmethod, from the options alone, at config loading):
+  the vocabulary a model gets when its config sets none (a tokenizer's size); a config setting a
+  smaller one is refused. :meth:`Dataset.run_files`: files the run folder keeps a copy of (the
+  tokenizer), copied by rank 0 when the run starts.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from deepseek.config.components import NoOptions
@@ -72,3 +77,14 @@ class Dataset(ABC):
     def count_tokens(self, batch: Batch) -> int | None:
         """Tokens in ``batch`` (for tokens/s), or ``None`` when the data has no tokens."""
         return None
+
+    @classmethod
+    def model_vocab_size(cls, options: Any) -> int | None:
+        """The vocabulary size a model should take for this data when its config sets none
+        (``model.vocab_size``), known from the options alone; ``None`` (the default): the
+        model keeps its own default."""
+        return None
+
+    def run_files(self) -> dict[str, Path]:
+        """Files the run folder keeps a copy of: name in the run folder -> source file."""
+        return {}

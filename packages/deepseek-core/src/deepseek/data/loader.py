@@ -1,90 +1,144 @@
-"""Packed, shuffled, resumable batches of byte tokens.
+"""Packed, shuffled, resumable batches of token ids.
 
-The split's pieces (see :mod:`deepseek.data.corpus`) are concatenated into one token stream,
-each piece followed by the separator byte ``0`` (:data:`~deepseek.data.tokenizer.SEPARATOR`), so
-documents are packed back to back with a visible boundary and no padding. The training stream is
-endless: epoch ``e`` visits every piece once in an order shuffled by ``(seed, e)``.
+The split's documents (see :mod:`deepseek.data.sources`: the ``text`` corpus's pieces, the
+``hf`` dataset's records) are concatenated into one token stream, each document followed by the
+tokenizer's separator (byte ``0``, :data:`~deepseek.data.tokenizer.SEPARATOR`, for byte tokens),
+so documents are packed back to back with a visible boundary and no padding. The training stream
+is endless: epoch ``e`` visits every unit (piece, file) once in an order shuffled by
+``(seed, e)``.
 
 The stream is consumed in *blocks* of ``shuffle_buffer`` rows. A row is ``seq_len + 1``
 consecutive tokens (rows overlap by one token), giving ``x = row[:-1]`` and ``y = row[1:]``. The
 rows of a block are yielded in an order shuffled by ``(seed, block index)``, which mixes documents
-within a batch while only one block (``shuffle_buffer * seq_len`` bytes) is ever in memory.
+within a batch while only one block (``shuffle_buffer * seq_len`` tokens) is ever in memory.
 
-The position is a handful of integers (epoch, piece cursor, byte offset of the current block's
-start, block index, rows used): :meth:`PackedBatches.state_dict` is JSON-ready, and a loader that
-loads it yields exactly the batches the original would have yielded next.
+The position is a handful of integers (epoch, unit cursor, document index within the unit where
+units hold several, token offset of the current block's start, block index, rows used):
+:meth:`PackedBatches.state_dict` is JSON-ready (with the tokenizer's identity when it is not
+bytes), and a loader that loads it yields exactly the batches the original would have yielded
+next.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from deepseek.data.corpus import Piece, Split, TextCorpus
-from deepseek.data.tokenizer import SEPARATOR
+from deepseek.data.corpus import Split, TextCorpus
+from deepseek.data.sources import DocReader, DocSource, PieceReader, PieceSource
+from deepseek.data.tokenizer import SEPARATOR, ByteTokenizer
 from deepseek.errors import UsageError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 STATE_VERSION = 1
+_CORRUPT = "the saved position is corrupt: resume from an earlier checkpoint or start a new run"
 
 
 class TokenStream:
-    """Bytes of a split's pieces, each followed by the separator, epoch after epoch.
+    """Tokens of a split's units, each document followed by the separator, epoch after epoch.
 
-    The position is ``(epoch, cursor, offset)``: piece number ``cursor`` of the epoch's order,
-    ``offset`` bytes into it (``offset == piece.length`` is the separator). With ``shuffle`` the
-    order of epoch ``e`` is a permutation seeded by ``(seed, e)``, else the sorted order.
-    With ``endless=False`` the stream ends after one epoch.
+    The position is ``(epoch, cursor, offset)`` for units of one document each (``single_doc``),
+    else ``(epoch, cursor, doc, offset)``: unit number ``cursor`` of the epoch's order, its
+    document ``doc``, ``offset`` tokens into it (``offset`` equal to the document's length is the
+    separator). With ``shuffle`` the order of epoch ``e`` is a permutation seeded by ``(seed, e)``,
+    else the canonical order. With ``endless=False`` the stream ends after one epoch. The default
+    reader gives the bytes of text corpus pieces.
     """
 
-    def __init__(self, pieces: list[Piece], *, seed: int, shuffle: bool, endless: bool) -> None:
-        if not pieces:
+    def __init__(
+        self,
+        units: Sequence[Any],
+        *,
+        seed: int,
+        shuffle: bool,
+        endless: bool,
+        reader: DocReader | None = None,
+        separator: int = SEPARATOR,
+        single_doc: bool = True,
+    ) -> None:
+        if not units:
             raise UsageError("data: this split holds no text; use a larger corpus or change data.val_fraction")
-        self.pieces, self.seed, self.shuffle, self.endless = pieces, seed, shuffle, endless
-        self.epoch = self.cursor = self.offset = 0
-        self._order_epoch, self._order = -1, list(range(len(pieces)))
+        self.pieces, self.seed, self.shuffle, self.endless = list(units), seed, shuffle, endless
+        self.reader = reader or PieceReader(ByteTokenizer())
+        self.separator, self.single_doc = separator, single_doc
+        self.epoch = self.cursor = self.doc = self.offset = 0
+        self._order_epoch, self._order = -1, list(range(len(self.pieces)))
+        self._cache: dict[tuple[int, int], np.ndarray | None] = {}  # this document and the one before
+        self._dtype: Any = None
 
-    def _piece(self) -> Piece:
+    def _unit(self) -> int:
         if self.shuffle and self._order_epoch != self.epoch:
             self._order = list(range(len(self.pieces)))
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(self._order)
             self._order_epoch = self.epoch
-        return self.pieces[self._order[self.cursor]]
+        return self._order[self.cursor]
+
+    def _ids(self) -> np.ndarray | None:
+        key = (self._unit(), self.doc)
+        if key not in self._cache:
+            ids = self.reader.doc(self.pieces[key[0]], self.doc)
+            if len(self._cache) >= 2:
+                del self._cache[next(iter(self._cache))]
+            self._cache[key] = ids
+            if ids is not None and self._dtype is None:
+                self._dtype = ids.dtype
+        return self._cache[key]
 
     @property
-    def position(self) -> tuple[int, int, int]:
-        """``(epoch, cursor, offset)``."""
-        return self.epoch, self.cursor, self.offset
+    def position(self) -> tuple[int, ...]:
+        """``(epoch, cursor, offset)`` or ``(epoch, cursor, doc, offset)`` (see the class)."""
+        if self.single_doc:
+            return self.epoch, self.cursor, self.offset
+        return self.epoch, self.cursor, self.doc, self.offset
 
-    def seek(self, position: tuple[int, int, int]) -> None:
+    def seek(self, position: tuple[int, ...]) -> None:
         """Move to a position returned by :attr:`position`."""
-        self.epoch, self.cursor, self.offset = (int(v) for v in position)
+        values = [int(v) for v in position]
+        if self.single_doc:
+            values.insert(2, 0)
+        self.epoch, self.cursor, self.doc, self.offset = values
 
     def read(self, n: int) -> np.ndarray:
-        """The next ``n`` tokens as uint8 (fewer only at the end of a non-endless stream)."""
-        parts: list[bytes] = []
-        need = n
+        """The next ``n`` tokens (fewer only at the end of a non-endless stream)."""
+        parts: list[np.ndarray] = []
+        need, idle = n, 0
         while need > 0:
             if self.cursor == len(self.pieces):
                 if not self.endless:
                     break
-                self.epoch, self.cursor, self.offset = self.epoch + 1, 0, 0
-            piece = self._piece()
-            data = piece.read(self.offset, need)
-            if len(data) < min(need, piece.length - self.offset):
-                raise UsageError(f"data: {piece.path!r} shrank while reading; do not edit the corpus during a run")
-            parts.append(data)
-            need -= len(data)
-            self.offset += len(data)
-            if need > 0 and self.offset == piece.length:
-                parts.append(bytes([SEPARATOR]))
+                self.epoch, self.cursor, self.doc, self.offset = self.epoch + 1, 0, 0, 0
+            ids = self._ids()
+            if ids is None or (len(ids) == 0 and self.offset == 0):  # past the unit's end, or no text
+                idle += 1
+                if ids is None:
+                    self.cursor, self.doc, self.offset = self.cursor + 1, 0, 0
+                    if idle > 2 * len(self.pieces) and not parts:
+                        raise UsageError("data: this split holds no text (every document is empty); "
+                                         "give it documents with text")
+                else:
+                    self.doc += 1
+                continue
+            if self.offset > len(ids):
+                raise UsageError(f"data position: offset {self.offset} is past the end of its document "
+                                 f"({len(ids)} tokens); {_CORRUPT}")
+            take = ids[self.offset:self.offset + need]
+            parts.append(take)
+            need -= len(take)
+            self.offset += len(take)
+            if need > 0 and self.offset == len(ids):
+                parts.append(np.asarray([self.separator], dtype=ids.dtype))
                 need -= 1
-                self.cursor, self.offset = self.cursor + 1, 0
-        return np.frombuffer(b"".join(parts), dtype=np.uint8)
+                if self.single_doc:
+                    self.cursor, self.offset = self.cursor + 1, 0
+                else:
+                    self.doc, self.offset = self.doc + 1, 0
+        if not parts:
+            return np.zeros(0, dtype=self._dtype or np.uint8)
+        return np.concatenate(parts)
 
 
 class PackedBatches:
@@ -97,7 +151,7 @@ class PackedBatches:
 
     def __init__(
         self,
-        source: TextCorpus,
+        source: TextCorpus | DocSource,
         seq_len: int,
         global_batch: int,
         split: Split = "train",
@@ -107,16 +161,22 @@ class PackedBatches:
         for name, value in (("seq_len", seq_len), ("global_batch", global_batch), ("shuffle_buffer", shuffle_buffer)):
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"data.{name}: must be a positive integer, got {value!r}")
-        self.source, self.seq_len, self.global_batch = source, seq_len, global_batch
+        self.source = source if isinstance(source, DocSource) else PieceSource(source)
+        self.seq_len, self.global_batch = seq_len, global_batch
         self.split, self.seed = split, seed
         train = split == "train"
         self.shuffle_buffer = shuffle_buffer  # the block size; validation rows are not permuted
-        self._stream = TokenStream(source.pieces(split), seed=seed, shuffle=train, endless=train)
+        self._stream = self._open(split, shuffle=train, endless=train)
         self._block_start = self._stream.position
         self._block_index = 0
         self._row = 0
         self._rows: torch.Tensor | None = None  # the current block, rows in yield order
         self._done = False
+
+    def _open(self, split: Split, *, shuffle: bool, endless: bool) -> TokenStream:
+        src = self.source
+        return TokenStream(src.units(split), seed=self.seed if shuffle else 0, shuffle=shuffle, endless=endless,
+                           reader=src.reader(), separator=src.tokenizer.separator, single_doc=src.single_doc)
 
     # ------------------------------------------------------------------ iteration
 
@@ -175,9 +235,11 @@ class PackedBatches:
     def val_batches(self, n: int) -> list[Batch]:
         """The first ``n`` validation batches (canonical order, no shuffle); the validation stream
         is repeated if it is shorter than ``n`` batches."""
-        stream = TokenStream(self.source.pieces("val"), seed=0, shuffle=False, endless=True)
+        stream = self._open("val", shuffle=False, endless=True)
         need = n * self.global_batch * self.seq_len + 1
         tokens = torch.from_numpy(stream.read(need).copy()).long()
+        if len(tokens) < need:
+            raise UsageError("data: the validation split holds no text; give it documents with text")
         rows = tokens.unfold(0, self.seq_len + 1, self.seq_len)
         out = []
         for i in range(n):
@@ -190,50 +252,64 @@ class PackedBatches:
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready position: loading it into an equal loader resumes with the same batches."""
         at_end = self._rows is not None and self._row >= len(self._rows)
-        start = self._next_block_start if at_end else self._block_start
-        return {
+        start = list(self._next_block_start if at_end else self._block_start)
+        state: dict[str, Any] = {
             "version": STATE_VERSION,
             "split": self.split,
             "seed": self.seed,
             "seq_len": self.seq_len,
             "shuffle_buffer": self.shuffle_buffer,
             "fingerprint": self.source.fingerprint(self.split),
-            "epoch": start[0],
-            "cursor": start[1],
-            "offset": start[2],
+        }
+        if self.source.tokenizer.identity != ByteTokenizer.identity:
+            state["tokenizer"] = self.source.tokenizer.identity
+        state["epoch"], state["cursor"] = start[0], start[1]
+        if not self.source.single_doc:
+            state["doc"] = start[2]
+        state["offset"] = start[-1]
+        state.update({
             "block_index": self._block_index + (1 if at_end else 0),
             "row": 0 if at_end else self._row,
             "done": self._done and at_end,
-        }
+        })
+        return state
 
     def _check_position(self, state: dict[str, Any]) -> None:
         """The position's numbers are whole numbers within this split and block size."""
-        pieces = self._stream.pieces
-        limits = {"epoch": None, "cursor": len(pieces), "offset": max(p.length for p in pieces),
-                  "block_index": None, "row": self.shuffle_buffer}
+        limits: dict[str, int | None] = {
+            "epoch": None, "cursor": len(self._stream.pieces), "offset": self.source.offset_limit(self.split),
+            "block_index": None, "row": self.shuffle_buffer,
+        }
+        if not self.source.single_doc:
+            limits["doc"] = None
         for key, limit in limits.items():
             value = state.get(key)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
                 limit is not None and value > limit
             ):
                 bound = f" and <= {limit}" if limit is not None else ""
-                raise UsageError(
-                    f"data position: {key} is {value!r}, expected a whole number >= 0{bound}; the saved "
-                    "position is corrupt: resume from an earlier checkpoint or start a new run"
-                )
+                raise UsageError(f"data position: {key} is {value!r}, expected a whole number >= 0{bound}; {_CORRUPT}")
         if not isinstance(state.get("done", False), bool):
-            raise UsageError(f"data position: done is {state['done']!r}, expected true or false; the saved "
-                             "position is corrupt: resume from an earlier checkpoint or start a new run")
+            raise UsageError(f"data position: done is {state['done']!r}, expected true or false; {_CORRUPT}")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`; the data and shape settings must match."""
-        for key in ("split", "seed", "seq_len", "shuffle_buffer", "fingerprint"):
-            mine = self.state_dict()[key]
-            if state.get(key) != mine:
-                what = "the corpus changed since it was saved" if key == "fingerprint" else f"it was saved with {key}={state.get(key)!r}, this run has {mine!r}"
+        """Continue from a :meth:`state_dict`; the data, tokenizer and shape settings must match."""
+        if not isinstance(state, dict):
+            raise UsageError(f"data position: expected a table, got {type(state).__name__}; {_CORRUPT}")
+        mine = self.state_dict()
+        for key in ("split", "seed", "seq_len", "shuffle_buffer", "fingerprint", "tokenizer"):
+            if state.get(key) != mine.get(key):
+                if key == "fingerprint":
+                    what = "the corpus changed since it was saved"
+                elif key == "tokenizer":
+                    what = (f"it was saved with tokenizer {state.get(key) or 'bytes'}, this run has "
+                            f"{mine.get(key) or 'bytes'} (data.tokenizer)")
+                else:
+                    what = f"it was saved with {key}={state.get(key)!r}, this run has {mine.get(key)!r}"
                 raise UsageError(f"data position: cannot resume: {what}; use the same data settings or start a new run")
         self._check_position(state)
-        self._block_start = (state["epoch"], state["cursor"], state["offset"])
+        doc = () if self.source.single_doc else (state["doc"],)
+        self._block_start = (state["epoch"], state["cursor"], *doc, state["offset"])
         self._block_index, self._row = state["block_index"], state["row"]
         self._rows, self._done = None, state.get("done", False)
         if self._done:

@@ -15,7 +15,8 @@ here imports torch or the extras.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 SEPARATOR = 0
@@ -79,3 +80,20 @@ def open_tokenizer(path: str, separator_token: str = SEPARATOR_TOKEN, *, where: 
     from deepseek.data.bpe import load_bpe
 
     return load_bpe(path, separator_token, where=where)
+
+
+def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A run's saved config data with ``data.tokenizer`` pointing at the run folder's copy
+    (``RUN/tokenizer.json``) when the run has one: eval, generate and resume then work after the
+    original file moved."""
+    out = dict(config_data)
+    table = out.get("data")
+    copy = Path(run_dir) / TOKENIZER_FILE
+    if isinstance(table, Mapping) and table.get("tokenizer") and copy.is_file():
+        out["data"] = {**table, "tokenizer": str(copy)}
+    return out
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint folder (``RUN/checkpoints/step-N``), else the folder itself."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint

@@ -1,4 +1,6 @@
-"""Loading a trained model for evaluation and sampling (no optimizer, no strategy)."""
+"""Loading a trained model and its tokenizer for evaluation and sampling (no optimizer, no
+strategy). A run trained with ``data.tokenizer`` uses the run folder's copy
+(``RUN/tokenizer.json``) first, so eval and generate work after the original file moved."""
 
 from __future__ import annotations
 
@@ -11,6 +13,13 @@ from torch import nn
 
 from deepseek.config.load import config_from_dict
 from deepseek.config.schema import Config
+from deepseek.data.tokenizer import (
+    SEPARATOR_TOKEN,
+    TOKENIZER_FILE,
+    Tokenizer,
+    run_folder_of,
+    with_run_tokenizer,
+)
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
@@ -59,12 +68,39 @@ def load_trained(
         directory = ckpt.resolve_checkpoint(p)
         state = ckpt.read_trainer_state(directory)
         data = state.get("config") or {}
+        if need_data and isinstance(data, dict):
+            data = with_run_tokenizer(data, run_folder_of(directory))
         weights = directory  # either layout, full or sharded
     config = config_from_dict(_as_single(data, need_data), validate=False, host=host)
     model = build_model(config, host=host)
     ckpt.load_into_model(model, weights)
     model.to(device).eval()
     return model, config, state
+
+
+def trained_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer a run folder's, checkpoint folder's or exported file's model was trained
+    with: the run's ``tokenizer.json`` copy (or, failing that, its ``data.tokenizer``) when it
+    used one; a ``tokenizer.json`` beside an exported file; else bytes."""
+    from deepseek.data.tokenizer import ByteTokenizer, open_tokenizer
+
+    p = Path(path)
+    if p.is_file() and p.suffix == ".safetensors":
+        beside = p.parent / TOKENIZER_FILE
+        return open_tokenizer(str(beside), where=str(p)) if beside.is_file() else ByteTokenizer()
+    directory = ckpt.resolve_checkpoint(p)
+    config = ckpt.read_trainer_state(directory).get("config")
+    table = config.get("data") if isinstance(config, dict) else None
+    table = table if isinstance(table, dict) else {}
+    setting, separator = table.get("tokenizer", ""), table.get("separator_token", SEPARATOR_TOKEN)
+    if not isinstance(setting, str) or not isinstance(separator, str):
+        raise CheckpointError(f"{directory / ckpt.TRAINER_FILE}: data.tokenizer / data.separator_token are not "
+                              "strings; the checkpoint is corrupt: use another checkpoint")
+    if not setting:
+        return ByteTokenizer()
+    copy = run_folder_of(directory) / TOKENIZER_FILE
+    return open_tokenizer(str(copy) if copy.is_file() else setting, separator or SEPARATOR_TOKEN,
+                          where=f"{directory} (data.tokenizer)")
 
 
 def sample(
@@ -75,8 +111,10 @@ def sample(
     temperature: float = 0.8,
     top_k: int | None = 50,
     seed: int = 0,
+    tokenizer: Tokenizer | None = None,
 ) -> str:
-    """``prompt`` continued by the model (KV-cache ``generate``), decoded as UTF-8 bytes."""
+    """``prompt`` continued by the model (KV-cache ``generate``), encoded and decoded with
+    ``tokenizer`` (default: UTF-8 bytes)."""
     from deepseek.data.tokenizer import ByteTokenizer
     from deepseek.errors import UsageError
 
@@ -85,8 +123,14 @@ def sample(
             f"generate: the model ({type(model).__name__}) does not generate text; 'deepseek "
             "generate' needs a model with generate(), such as the GPT presets"
         )
-    tok = ByteTokenizer()
-    ids = tok.encode(prompt) or [ord("\n")]
+    tok = tokenizer or ByteTokenizer()
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(vocab, int) and tok.vocab_size > vocab:
+        raise UsageError(
+            f"generate: the tokenizer has {tok.vocab_size} tokens but the model's vocabulary only {vocab}; "
+            "pass the run folder the model was trained in (its tokenizer.json)"
+        )
+    ids = tok.encode(prompt) or tok.encode("\n")
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)

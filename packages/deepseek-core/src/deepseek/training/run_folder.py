@@ -4,7 +4,8 @@
 ``<logging.runs_dir>/<logging.name>``, or a fresh timestamped folder (``-2``, ``-3``, ... when the
 timestamp is taken). The choice is checked as an output folder (not a file, not below one) and
 refused when the folder already holds a run that is not being resumed. Rank 0 decides and every
-rank gets its answer, so all ranks write into one folder.
+rank gets its answer, so all ranks write into one folder. :func:`copy_run_files` puts the files
+a dataset asks to keep (its tokenizer) into the folder.
 """
 
 from __future__ import annotations
@@ -45,3 +46,27 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             "pick another --run-dir / logging.name"
         )
     return chosen
+
+
+def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
+    """Copy the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files` into the run folder
+    (temp file + rename; a copy already there with the same bytes is kept)."""
+    import os
+    import tempfile
+
+    for name, source in files.items():
+        target = run_dir / name
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"run folder: cannot copy {source} into it ({exc.strerror}); check the file") from None
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
