@@ -173,6 +173,21 @@ def deepseek_register_encoders(register: RegisterFn) -> None:
 
 
 @hookspec
+def deepseek_register_trackers(register: RegisterFn) -> None:
+    """Register experiment trackers (where a run's parameters, metrics and artefacts are sent).
+
+    ``target`` is a subclass of :class:`deepseek.tracking.Tracker` carrying ``Options`` (its keys,
+    the table ``[trackers.<name>]``), created on the global-zero rank only as ``target(options)``
+    when ``logging.trackers`` names it. The trainer calls ``start(run)`` before the first step,
+    ``log_metrics(step, metrics)`` with every row ``metrics.jsonl`` gets (training steps and
+    evaluations), ``log_artifact(path, kind)`` at the end (``loss.png``, ``config.toml`` and
+    ``final_checkpoint.json``) and ``finish(status)``. The classmethod ``check(options)`` runs when
+    the config is loaded (a missing library, a malformed URI: one-line ``ConfigError``). Core
+    registers ``tensorboard``, ``mlflow`` and ``wandb``. Guide: docs/tracking.md.
+    """
+
+
+@hookspec
 def deepseek_register_commands(register: RegisterFn) -> None:
     """Register sub-commands of the ``deepseek`` CLI.
 
@@ -248,6 +263,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "deepseek_register_strategies": "strategy",
     "deepseek_register_passes": "pass",
     "deepseek_register_encoders": "encoder",
+    "deepseek_register_trackers": "tracker",
     "deepseek_register_commands": "command",
 }
 """Registration hook name -> component kind."""

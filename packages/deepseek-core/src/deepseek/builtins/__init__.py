@@ -6,5 +6,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "deepseek.builtins.strategies",
     "deepseek.builtins.passes",
     "deepseek.builtins.encoders",
+    "deepseek.builtins.trackers",
     "deepseek.builtins.commands",
 )

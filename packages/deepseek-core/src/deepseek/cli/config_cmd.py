@@ -18,11 +18,11 @@ def config() -> None:
 @config.command("show")
 @config_options
 def show(config_file: str | None, overrides: tuple[str, ...], strategy: str | None, precision: str | None,
-         resume: str | None, max_steps: int | None) -> None:
+         resume: str | None, max_steps: int | None, trackers: tuple[str, ...]) -> None:
     """Print the config 'deepseek train' would run with these arguments, defaults included."""
     from deepseek.cli.context import command_host
     from deepseek.config.load import dump_config
 
     resolved = build_train_config(config_file, overrides, strategy=strategy, precision=precision,
-                                  max_steps=max_steps, resume=resume, host=command_host())
+                                  max_steps=max_steps, resume=resume, trackers=trackers, host=command_host())
     click.echo(dump_config(resolved), nl=False)

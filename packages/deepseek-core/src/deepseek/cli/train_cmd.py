@@ -30,6 +30,7 @@ def build_train_config(
     precision: str | None = None,
     max_steps: int | None = None,
     resume: str | None = None,
+    trackers: tuple[str, ...] = (),
     host: Any = None,
 ) -> Any:
     """The validated Config ``deepseek train`` runs: the file (or, when resuming without one, the
@@ -52,6 +53,10 @@ def build_train_config(
         # Options of another strategy do not carry over to the one picked on the command line.
         data["strategy"] = dict(table) if isinstance(table, dict) and current == strategy else {}
         data["strategy"]["name"] = strategy
+    if trackers and isinstance(data.setdefault("logging", {}), dict):
+        listed = data["logging"].get("trackers", [])
+        listed = list(listed) if isinstance(listed, (list, tuple)) else [listed]
+        data["logging"] = {**data["logging"], "trackers": [*listed, *(t for t in trackers if t not in listed)]}
     extra = []
     if precision is not None:
         extra.append(f"precision.dtype={_toml_string(precision)}")
@@ -76,7 +81,7 @@ def _saved_config(directory: Path) -> dict[str, Any]:
 
 def config_options(command: Any) -> Any:
     """The arguments that choose a training config, shared by ``train`` and ``config show``:
-    ``[CONFIG.toml] --set --strategy --precision --resume --max-steps`` (see
+    ``[CONFIG.toml] --set --strategy --precision --resume --max-steps --tracker`` (see
     :func:`build_train_config`)."""
     decorators = [
         click.argument("config_file", required=False, metavar="[CONFIG.toml]"),
@@ -87,6 +92,9 @@ def config_options(command: Any) -> Any:
         click.option("--resume", metavar="PATH", help="Continue from a run folder or checkpoint folder."),
         click.option("--max-steps", type=int, metavar="N",  # its range is train.max_steps's rule
                      help="Total optimizer steps (train.max_steps)."),
+        click.option("--tracker", "trackers", multiple=True, metavar="NAME",
+                     help="Also log to this experiment tracker (added to logging.trackers; repeatable): "
+                          "tensorboard, mlflow, wandb or a plugin's."),
     ]
     for decorate in reversed(decorators):
         command = decorate(command)
@@ -104,6 +112,7 @@ def train(
     precision: str | None,
     resume: str | None,
     max_steps: int | None,
+    trackers: tuple[str, ...],
     run_dir: str | None,
     quiet: bool,
 ) -> int | None:
@@ -115,7 +124,7 @@ def train(
     host = command_host()
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,
-        host=host,
+        trackers=trackers, host=host,
     )
     use_default_cpu_threads()
     from deepseek.paths import check_output, created_note

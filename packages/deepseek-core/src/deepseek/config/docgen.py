@@ -1,5 +1,5 @@
 """docs/config.md: every config key, its type, default and meaning, generated from the schema and
-from the ``Options`` of the components core registers (models, datasets, strategies).
+from the ``Options`` of the components core registers (models, datasets, strategies, trackers).
 
 ``python -m deepseek.config.docgen > docs/config.md`` (a core-only test keeps the page current).
 A key's meaning is the docstring written under its field, or its ``field(metadata={"help": ...})``.
@@ -107,6 +107,22 @@ def _component_docs(kind: str, host: Any) -> list[str]:
     return out
 
 
+def _tracker_docs(host: Any) -> list[str]:
+    """One table per tracker that deepseek-core registers, headed ``[trackers.<name>]``."""
+    from deepseek.config.components import options_class
+    from deepseek.plugins.host import CORE_DIST
+
+    out: list[str] = []
+    for comp in host.components("tracker"):
+        if comp.dist != CORE_DIST:
+            continue
+        cls = options_class(comp.load(), kind="tracker", name=comp.name)
+        out += [f"#### `[trackers.{comp.name}]`", "", comp.description + ".", ""]
+        rows = key_rows(cls)
+        out += _table(rows) if rows else ["No keys of its own.", ""]
+    return out
+
+
 def render(host: Any = None) -> str:
     """The whole page."""
     from deepseek.plugins.host import PluginHost
@@ -144,6 +160,8 @@ def render(host: Any = None) -> str:
                 lines += [f"Every dataset gets {', '.join(f'`{k}`' for k in DATA_COMMON_KEYS)}; the rest "
                           "are the dataset's own.", ""]
             lines += _component_docs(kind, host)
+        elif f.name == "trackers":
+            lines += ["Core's trackers (docs/tracking.md):", "", *_tracker_docs(host)]
         else:
             lines += _table(key_rows(section_cls))
     return "\n".join(lines).rstrip() + "\n"

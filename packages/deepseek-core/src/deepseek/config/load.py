@@ -3,15 +3,16 @@
 Order: file (or a saved config) -> ``--set a.b=c`` overrides -> typed sections (unknown keys are
 errors with a did-you-mean) -> core's cross-field checks -> the model, dataset and strategy named
 in ``[model]``, ``[data]`` and ``[strategy]``, each validating its own keys with its ``Options``
--> the strategy's ``check_config`` -> every plugin's ``deepseek_validate_config`` hook. All of it
-runs before anything heavy starts; loading a component's ``Options`` may import torch.
+-> the trackers of ``logging.trackers`` with their ``[trackers.<name>]`` options
+(:mod:`deepseek.tracking.resolve`) -> the strategy's ``check_config`` -> every plugin's
+``deepseek_validate_config`` hook. All of it runs before anything heavy starts; loading a
+component's ``Options`` may import torch.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import os
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from deepseek.config.schema import (
 )
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
+from deepseek.tracking.resolve import resolve_trackers
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
@@ -138,7 +140,7 @@ def config_from_dict(
             raise ConfigError(f"{key}: expected a [{key}] table, got {value!r}")
     sections: dict[str, Any] = {}
     for name in SECTIONS:
-        if name not in COMPONENT_SECTIONS:
+        if name not in COMPONENT_SECTIONS and name != "trackers":
             sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), dict(data.get(name, {})), path=name)
     lookups = _run_host(host, sections["plugins"].prefer)
     model_table = _model_table(dict(data.get("model", {})))
@@ -153,8 +155,10 @@ def config_from_dict(
     model_options = _follow_data_vocab(model_options, data_cls.model_vocab_size(data_options), sets_vocab)
     strategy_table = dict(data.get("strategy", {}))
     strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table, default="single")
+    sections["logging"], trackers = resolve_trackers(lookups, sections["logging"], data.get("trackers", {}))
     config = Config(
         **sections,
+        trackers=trackers,
         model=ModelConfig(name=model_name, options=model_options),
         data=dataclasses.replace(data_section, name=data_name, options=data_options),
         strategy=StrategyConfig(name=strategy_name, options=strategy_options),
@@ -288,11 +292,6 @@ def check_config(config: Config) -> None:
         )
     if t.min_lr > t.lr:
         raise ConfigError(f"train.min_lr: {t.min_lr} is above train.lr={t.lr}; set min_lr <= lr")
-    if config.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError(
-            "logging.tensorboard: true but the tensorboard package is not installed; "
-            "pip install tensorboard, or set logging.tensorboard = false"
-        )
 
 
 def dump_config(config: Config) -> str:

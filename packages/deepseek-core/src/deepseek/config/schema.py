@@ -205,8 +205,14 @@ class LoggingConfig:
     """Run folder name under ``runs_dir`` (default: a timestamp)."""
     progress: bool = True
     """Show a progress bar (``--quiet`` turns it off)."""
+    trackers: tuple[str, ...] = ()
+    """Experiment trackers the run is logged to, by registered name: ``tensorboard``, ``mlflow``,
+    ``wandb`` or a plugin's (``deepseek plugins list``); each one's options are the table
+    ``[trackers.<name>]``. Rank 0 only. ``deepseek train --tracker NAME`` adds one. See
+    docs/tracking.md."""
     tensorboard: bool = False
-    """Also write TensorBoard event files (needs the ``tensorboard`` package)."""
+    """Old spelling of ``trackers = ["tensorboard"]`` (TensorBoard event files in
+    ``<run>/tensorboard``); the resolved config records it in ``trackers``."""
     plot: bool = True
     """Write ``loss.png`` (losses and the model's metrics against step) at the end."""
     every_n_steps: int | None = field(
@@ -228,6 +234,16 @@ class PluginsConfig:
 
 
 @dataclass(frozen=True)
+class TrackersConfig:
+    """``[trackers]``: one table ``[trackers.<name>]`` per tracker listed in ``logging.trackers``,
+    holding that tracker's own keys, validated by its ``Options`` (a tracker without a table gets
+    its defaults)."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    """Tracker name -> its ``Options`` instance."""
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole training configuration (what ``deepseek train`` runs)."""
 
@@ -240,12 +256,16 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    trackers: TrackersConfig = field(default_factory=TrackersConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain TOML-ready data: ``None`` values left out, components' options inlined."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             section = getattr(self, f.name)
+            if isinstance(section, TrackersConfig):
+                out[f.name] = {n: _plain(dataclasses.asdict(o)) for n, o in section.options.items()}
+                continue
             table = {k.name: getattr(section, k.name) for k in dataclasses.fields(section) if k.name != "options"}
             options = getattr(section, "options", None)
             if options is not None and dataclasses.is_dataclass(options):

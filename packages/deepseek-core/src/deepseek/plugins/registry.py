@@ -76,6 +76,19 @@ def create_dataset(name: str, /, *, batch_size: int, seed: int = 0, **options: A
     return cls(build_options(cls, options, kind="dataset", name=name, path="data"), batch_size=batch_size, seed=seed)
 
 
+def list_trackers(pattern: str | None = None) -> list[str]:
+    """Names of registered experiment trackers."""
+    return _list("tracker", pattern)
+
+
+def create_tracker(name: str, /, **options: Any) -> Any:
+    """The experiment tracker registered as ``name`` with its ``[trackers.<name>]`` keys as keyword
+    arguments (validated by its ``Options``; errors name ``trackers.<name>.<key>``), not started."""
+    from deepseek.tracking.resolve import build_tracker
+
+    return build_tracker(get_host(), name, options)
+
+
 def list_components(kind: str, pattern: str | None = None) -> list[str]:
     """Names of registered components of any kind, including kinds that plugins add
     (``list_components("compressor")``)."""

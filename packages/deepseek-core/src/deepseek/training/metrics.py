@@ -1,4 +1,5 @@
-"""What a run writes about itself: JSONL metrics, optional TensorBoard, a progress bar, a plot.
+"""What a run writes about itself: JSONL metrics, a progress bar, a plot (experiment trackers such
+as TensorBoard: :mod:`deepseek.tracking`).
 
 Only the global-zero rank creates these objects with ``enabled=True``; elsewhere they do nothing.
 """
@@ -51,22 +52,16 @@ _METRICS_FIX = "delete or repair that line (every line is one JSON record), or s
 
 
 class MetricsWriter:
-    """Appends one JSON object per line to ``<run>/metrics.jsonl`` and mirrors numbers to
-    TensorBoard when asked."""
+    """Appends one JSON object per line to ``<run>/metrics.jsonl``."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, enabled: bool = True, tensorboard: bool = False) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.path = Path(run_dir) / METRICS_FILE
         self._fh: Any = None
-        self._tb: Any = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (a resumed run rewrites what followed its checkpoint)."""
@@ -85,20 +80,12 @@ class MetricsWriter:
             return
         self._fh.write(json.dumps(dict(record), default=float) + "\n")
         self._fh.flush()
-        if self._tb is not None:
-            step = int(record["step"])
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(key, value, step)
 
     def close(self) -> None:
-        """Flush and close the files."""
+        """Flush and close the file."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
 
 
 class ProgressBar:

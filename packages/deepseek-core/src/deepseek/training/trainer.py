@@ -23,6 +23,8 @@ from deepseek.config.schema import Config
 from deepseek.data.batch import check_batch
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
+from deepseek.tracking.session import TrackingSession, flat_params
+from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
@@ -89,6 +91,8 @@ class Trainer:
         self._lock: RunLock | None = None
         self._stop = StopSignals(config.train.preempt_grace_s)
         self.stopped_by: str | None = None
+        self.tracking = TrackingSession()
+        """The experiment trackers of ``logging.trackers`` (started on rank 0 only)."""
 
     # ------------------------------------------------------------------ views for plugins
 
@@ -146,7 +150,7 @@ class Trainer:
         if zero:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale(ckpt_root)
-        self.metrics_out = MetricsWriter(self.run_dir, enabled=zero, tensorboard=cfg.logging.tensorboard)
+        self.metrics_out = MetricsWriter(self.run_dir, enabled=zero)
         if self.resume_from is not None:
             try:
                 self.metrics_out.truncate_after(self.step)
@@ -158,6 +162,12 @@ class Trainer:
         if zero:
             write_config(cfg, self.run_dir / "config.toml")
             copy_run_files(self.dataset.run_files(), self.run_dir)
+        run = RunInfo(self.run_dir, self.run_dir.name, flat_params(cfg.to_dict()), self.step, strategy.world_size)
+        try:  # a tracker that cannot start stops the run here, before its first step
+            self.tracking = TrackingSession.open(cfg, engine.lookups, run, enabled=zero)
+        except BaseException:
+            self.metrics_out.close()
+            raise
         strategy.barrier()
 
     def _restore(self, directory: Path) -> None:
@@ -195,6 +205,8 @@ class Trainer:
                 self._finish()
             ok = True
         finally:
+            status = "stopped" if ok and self.stopped_by else "succeeded" if ok else "failed"
+            self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved_step)
             if self.strategy is not None:
                 if ok:
                     self.strategy.teardown()
@@ -257,6 +269,7 @@ class Trainer:
                     with contextlib.suppress(Exception):
                         for record in self._window.take_records():
                             self.metrics_out.write(record)
+                            self.tracking.log_metrics(record)
                 progress.close()
                 self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
         finally:
@@ -318,6 +331,7 @@ class Trainer:
             self.history.append(record)
             self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
             self.metrics_out.write(record)
+            self.tracking.log_metrics(record)
             progress.update(step, record, self._window.metric_names)
         check_steps(records, self.config.train.on_nonfinite, self.config.train.lr)
 
@@ -335,6 +349,7 @@ class Trainer:
         self.last_eval = {k: v for k, v in record.items() if k.startswith("val_")}
         self.val_losses.append((self.step, values["val_loss"]))
         self.metrics_out.write(record)
+        self.tracking.log_metrics(record)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
         progress.log(f"step {self.step:>6}  {shown}")
         return self.monitor.update(values, self.step)

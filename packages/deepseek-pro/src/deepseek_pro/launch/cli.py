@@ -50,7 +50,7 @@ def validate_train(
     p = ctx.params
     config = build_train_config(
         p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
-        max_steps=p["max_steps"], resume=p["resume"], host=host,
+        max_steps=p["max_steps"], resume=p["resume"], trackers=p["trackers"], host=host,
     )
     checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node, host=host)
     options = config.strategy.options

@@ -1,0 +1,81 @@
+"""``logging.trackers`` and the ``[trackers.<name>]`` tables, checked when a config is loaded.
+
+The one place that turns the config's tracker names into registered :class:`Tracker` classes and
+their validated ``Options``: an unknown name (did-you-mean), a table for a tracker that is not
+listed, a bad key (field path ``trackers.<name>.<key>``) and whatever the tracker's own
+:meth:`Tracker.check` refuses (a missing library) are one-line ``ConfigError`` s. The old
+spelling ``logging.tensorboard = true`` is read as the ``tensorboard`` tracker.
+
+Nothing here imports torch or a tracker's library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from deepseek.config.components import build_options
+from deepseek.config.validate import did_you_mean
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, PluginError
+from deepseek.tracking.tracker import Tracker
+
+if TYPE_CHECKING:
+    from deepseek.config.schema import LoggingConfig, TrackersConfig
+    from deepseek.plugins.host import PluginHost
+
+
+def tracker_class(host: PluginHost, name: str) -> type[Tracker]:
+    """The registered tracker ``name`` (a ConfigError naming ``logging.trackers`` when unknown)."""
+    try:
+        target = host.resolve("tracker", name).load()
+    except (ComponentNotFoundError, ComponentConflictError) as exc:
+        raise ConfigError(f"logging.trackers: {exc}") from exc
+    if not (isinstance(target, type) and issubclass(target, Tracker)):
+        raise PluginError(
+            f"tracker {name!r}: its target {target!r} is not a subclass of deepseek.tracking.Tracker; "
+            "fix the plugin's registration"
+        )
+    return target
+
+
+def tracker_options(host: PluginHost, name: str, table: Mapping[str, Any]) -> tuple[type[Tracker], Any]:
+    """``(class, validated and checked options)`` of tracker ``name`` from its table's keys."""
+    cls = tracker_class(host, name)
+    options = build_options(cls, dict(table), kind="tracker", name=name, path=f"trackers.{name}")
+    cls.check(options)
+    return cls, options
+
+
+def build_tracker(host: PluginHost, name: str, table: Mapping[str, Any]) -> Tracker:
+    """A tracker instance from its keys (``deepseek.create_tracker``), not started."""
+    cls, options = tracker_options(host, name, table)
+    return cls(options)
+
+
+def resolve_trackers(
+    host: PluginHost, logging: LoggingConfig, tables: Any
+) -> tuple[LoggingConfig, TrackersConfig]:
+    """``logging`` with the tracker names as the run records them (``tensorboard = true`` moved
+    into ``trackers``), and the options of each tracker from ``tables`` (the ``[trackers]`` table)."""
+    from deepseek.config.schema import TrackersConfig
+
+    if not isinstance(tables, Mapping):
+        raise ConfigError(f"trackers: expected a table of [trackers.<name>] tables, got {tables!r}")
+    names = list(logging.trackers)
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"logging.trackers: {name!r} is listed twice; list each tracker once")
+    if logging.tensorboard and "tensorboard" not in names:
+        names.append("tensorboard")
+    for key, table in tables.items():
+        if key not in names:
+            raise ConfigError(
+                f"trackers.{key}: options of a tracker that logging.trackers does not list"
+                f"{did_you_mean(key, names)}; add {key!r} to logging.trackers or remove [trackers.{key}]"
+            )
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"trackers.{key}: expected a table of the tracker's options, got {table!r}")
+    options = {name: tracker_options(host, name, tables.get(name, {}))[1] for name in names}
+    logging = dataclasses.replace(logging, trackers=tuple(names), tensorboard=False)
+    return logging, TrackersConfig(options=options)

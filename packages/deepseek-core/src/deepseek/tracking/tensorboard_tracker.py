@@ -1,0 +1,67 @@
+"""The ``tensorboard`` tracker: TensorBoard event files in the run folder (``<run>/tensorboard``).
+
+Every metric is a scalar at its step; the flattened config is a text summary at start; at the end
+``loss.png`` is an image and ``config.toml`` / ``final_checkpoint.json`` are text summaries.
+Needs the ``tensorboard`` package (``pip install 'deepseek-core[tensorboard]'``); writes through
+``torch.utils.tensorboard``. ``logging.tensorboard = true`` is the old spelling of
+``logging.trackers = ["tensorboard"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepseek.tracking.tracker import RunInfo, Status, Tracker, require_library
+
+
+@dataclass(frozen=True)
+class TensorBoardOptions:
+    """``[trackers.tensorboard]``."""
+
+    log_dir: str = "tensorboard"
+    """Folder of the event files; a relative path is taken from the run folder."""
+
+
+class TensorBoardTracker(Tracker):
+    """Writes the run's metrics and artefacts as TensorBoard summaries."""
+
+    Options = TensorBoardOptions
+
+    def __init__(self, options: TensorBoardOptions | None = None) -> None:
+        super().__init__(options)
+        self._writer: Any = None
+        self._step = 0
+
+    @classmethod
+    def check(cls, options: TensorBoardOptions) -> None:
+        require_library("tensorboard", "tensorboard", tracker="tensorboard")
+
+    def start(self, run: RunInfo) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(run.run_dir / self.options.log_dir))
+        self._step = run.start_step
+        rows = "\n".join(f"| {k} | {v} |" for k, v in run.params.items())
+        self._writer.add_text("config", f"| key | value |\n|---|---|\n{rows}", run.start_step)
+
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        for key, value in metrics.items():
+            self._writer.add_scalar(key, value, step)
+        self._step = step
+
+    def log_artifact(self, path: Path, kind: str) -> None:
+        if kind == "plot":
+            from matplotlib.image import imread
+
+            self._writer.add_image(path.stem, imread(path)[..., :3], self._step, dataformats="HWC")
+        else:
+            self._writer.add_text(path.name, "```\n" + path.read_text(encoding="utf-8") + "\n```", self._step)
+
+    def finish(self, status: Status) -> None:
+        if self._writer is not None:
+            self._writer.add_text("status", status, self._step)
+            self._writer.close()
+            self._writer = None
