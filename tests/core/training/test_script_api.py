@@ -222,3 +222,12 @@ def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(tmp_pat
     (tmp_path / "notes.txt").write_text("x")
     wrong = run("run", "notes.txt", cwd=tmp_path)
     assert wrong.returncode == 2 and "is not a .py file" in wrong.stderr
+
+
+def test_the_cli_says_where_a_scripts_model_can_be_evaluated(tmp_path: Path, host: PluginHost) -> None:
+    deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG,
+                 run_dir=tmp_path / "r", host=host)
+    out = run("eval", "--checkpoint", str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "model 'script' is the model object of a Python script trained with deepseek.fit" in out.stderr
+    assert "deepseek.evaluate(model, data, checkpoint=RUN)" in out.stderr

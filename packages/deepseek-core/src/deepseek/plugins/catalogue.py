@@ -70,12 +70,22 @@ def edition_of(dist: str) -> str:
     return EDITIONS.get(dist, "third-party")
 
 
+SCRIPT_COMPONENT = "script"
+"""The model and dataset name ``deepseek.fit`` gives a script's own objects
+(:mod:`deepseek.training.script`): registered only on the host of that script's run."""
+
+
 def unavailable_reason(kind: str, name: str, records: Mapping[str, PluginRecord]) -> str | None:
     """Why a first-party component is unavailable (not installed, disabled, broken), or ``None``.
 
     ``records`` are the host's plugin records by distribution. Returns ``None`` for names that
     no first-party edition provides, or when the providing edition is loaded fine.
     """
+    if name == SCRIPT_COMPONENT and kind in ("model", "dataset"):
+        return (
+            f"{kind} {name!r} is the {kind} object of a Python script trained with deepseek.fit, which "
+            "only that script can build; evaluate it there with deepseek.evaluate(model, data, checkpoint=RUN)"
+        )
     provider = provider_of(kind, name)
     if provider is None:
         return None

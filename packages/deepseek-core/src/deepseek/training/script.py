@@ -27,6 +27,7 @@ from deepseek.config.components import NoOptions
 from deepseek.errors import UsageError
 from deepseek.hookspecs import hookimpl
 from deepseek.models.protocol import BuildsComponents
+from deepseek.plugins.catalogue import SCRIPT_COMPONENT
 
 if TYPE_CHECKING:
     from torch import nn
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
     from deepseek.training.result import TrainResult
 
-SCRIPT_NAME = "script"
+SCRIPT_NAME = SCRIPT_COMPONENT
 """Name under which :func:`fit` registers the script's model and dataset (seen in config.toml)."""
 SCRIPT_DIST = "deepseek-script"
 """Distribution name of that in-process plugin (``deepseek plugins list`` style reports)."""
