@@ -1,0 +1,121 @@
+"""Packed token datasets: the ``[data]`` keys they share and their :class:`Dataset` base.
+
+The ``text`` and ``hf`` datasets differ only in where documents come from (a
+:class:`~deepseek.data.sources.DocSource`); tokenizing (bytes or ``data.tokenizer``), packing
+into ``{"input_ids", "targets"}`` rows, validation batches, the resumable position, the model's
+vocabulary and the run folder's tokenizer copy are this module's, once.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.data.batch import Batch
+from deepseek.data.dataset import Dataset
+from deepseek.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deepseek.data.sources import DocSource
+    from deepseek.data.tokenizer import Tokenizer
+
+
+def _positive(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
+
+
+@dataclass(frozen=True)
+class TokenOptions:
+    """``[data]`` keys of every packed token dataset."""
+
+    seq_len: int = field(default=128, metadata={"check": _positive})
+    """Tokens per row."""
+    val_fraction: float = field(default=0.05, metadata={"check": _fraction})
+    """Share of files (by a stable hash of their names) held out for validation."""
+    shuffle_buffer: int = field(default=1024, metadata={"check": _positive})
+    """Rows shuffled together; memory is about ``shuffle_buffer * seq_len`` tokens."""
+    tokenizer: str = ""
+    """A Hugging Face ``tokenizer.json`` (``deepseek tokenizer train`` writes one; needs
+    ``pip install 'deepseek-core[hf]'``): the data is its token ids, a model that sets no
+    ``vocab_size`` gets its vocabulary, and the run folder keeps a copy. Empty: byte tokens.
+    Stored as an absolute path."""
+    separator_token: str = "<|endoftext|>"
+    """With ``tokenizer``: its special token placed between documents."""
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer:
+            return
+        import importlib.util
+
+        from deepseek.data.bpe import INSTALL_HF
+
+        if importlib.util.find_spec("tokenizers") is None:
+            raise ConfigError(f"data.tokenizer: BPE tokenizers need the Hugging Face tokenizers library, which "
+                              f"is not installed; {INSTALL_HF}, or leave data.tokenizer empty for byte tokens")
+        path = Path(self.tokenizer).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"data.tokenizer: {self.tokenizer!r} is not a file; point it at a tokenizer.json "
+                              "('deepseek tokenizer train' writes one) or leave it empty for byte tokens")
+        if not self.separator_token:
+            raise ConfigError("data.separator_token: must not be empty with data.tokenizer; name the "
+                              "tokenizer's document-separator token, e.g. \"<|endoftext|>\"")
+        object.__setattr__(self, "tokenizer", str(path.resolve()))
+
+
+class TokenDataset(Dataset):
+    """Packed token rows of a :class:`DocSource` (global batches, seeded, resumable).
+    Subclasses build the source in :meth:`open_source`."""
+
+    Options = TokenOptions
+    vocab_size = 256  # byte tokens; a tokenizer's size with data.tokenizer
+
+    def __init__(self, options: TokenOptions, *, batch_size: int, seed: int) -> None:
+        from deepseek.data.loader import PackedBatches
+        from deepseek.data.tokenizer import open_tokenizer
+
+        super().__init__(options, batch_size=batch_size, seed=seed)
+        self.tokenizer = open_tokenizer(options.tokenizer, options.separator_token)
+        self.vocab_size = self.tokenizer.vocab_size
+        self.loader = PackedBatches(
+            self.open_source(self.tokenizer), options.seq_len, batch_size, "train", seed=seed,
+            shuffle_buffer=options.shuffle_buffer,
+        )
+
+    @abstractmethod
+    def open_source(self, tokenizer: Tokenizer) -> DocSource:
+        """The documents of ``self.options``, tokenized by ``tokenizer``."""
+
+    def __next__(self) -> Batch:
+        x, y = next(self.loader)
+        return {"input_ids": x, "targets": y}
+
+    def validation_batches(self, limit: int) -> list[Batch]:
+        return [{"input_ids": x, "targets": y} for x, y in self.loader.val_batches(limit)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader.load_state_dict(state)
+
+    def count_tokens(self, batch: Batch) -> int | None:
+        return int(batch["input_ids"].numel())
+
+    @classmethod
+    def model_vocab_size(cls, options: TokenOptions) -> int | None:
+        """The tokenizer's vocabulary with ``data.tokenizer``; bytes leave the model's default."""
+        from deepseek.data.tokenizer import open_tokenizer
+
+        return open_tokenizer(options.tokenizer, options.separator_token).vocab_size if options.tokenizer else None
+
+    def run_files(self) -> dict[str, Path]:
+        """``tokenizer.json``: the tokenizer, when there is one."""
+        from deepseek.data.tokenizer import TOKENIZER_FILE
+
+        return {TOKENIZER_FILE: Path(self.options.tokenizer)} if self.options.tokenizer else {}

@@ -1,0 +1,265 @@
+"""BPE tokenizers end to end: ``deepseek tokenizer train`` on the text dataset's training split,
+a GPT trained with ``[data] tokenizer`` (its vocabulary follows the tokenizer), the run folder's
+``tokenizer.json`` used by ``generate`` and ``eval`` (also after the original file is gone),
+exact resume, and hostile tokenizer files and settings (one line each). Every file is written
+here; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+tokenizers = pytest.importorskip("tokenizers")
+
+from deepseek.cli.main import main  # noqa: E402
+from deepseek.config.load import config_from_dict  # noqa: E402
+from deepseek.data.corpus import path_corpus  # noqa: E402
+from deepseek.data.loader import PackedBatches  # noqa: E402
+from deepseek.data.sources import PieceSource  # noqa: E402
+from deepseek.data.tokenizer import open_tokenizer  # noqa: E402
+from deepseek.plugins.host import PluginHost  # noqa: E402
+from deepseek.plugins.settings import PluginSettings  # noqa: E402
+from deepseek.training.inference import load_trained  # noqa: E402
+
+WORDS = ["alpha", "beta", "gamma", "delta", "the", "quick", "brown", "fox", "def", "return", "self", "x = 1"]
+UNSEEN = "zqxjv"
+"""A word written only into the validation file: the tokenizer must never learn it."""
+SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "model.n_heads=2",
+         "--set", "model.n_layers=1", "--set", "model.max_seq_len=32", "--set", "data.seq_len=16",
+         "--set", "data.batch_size=4", "--set", "data.eval_batches=2", "--set", "data.shuffle_buffer=8",
+         "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"", "--set", "train.warmup_steps=1",
+         "--set", "checkpoint.interval=2", "--precision", "fp32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    torch.set_num_threads(1)
+    return PluginHost(PluginSettings(autoload=False))
+
+
+def run(host: PluginHost, *argv: str) -> tuple[int, str, str]:
+    """``deepseek ARGV`` in this process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code: Any = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(argv), host=host)
+        except SystemExit as exc:
+            code = exc.code or 0
+    return int(code), out.getvalue(), err.getvalue()
+
+
+def ok(host: PluginHost, *argv: str) -> str:
+    code, out, err = run(host, *argv)
+    assert code == 0, err
+    return out
+
+
+def refused(host: PluginHost, *argv: str) -> str:
+    """The one ``error:`` line of a refused command (exit code 2)."""
+    code, out, err = run(host, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, out, err)
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def write_corpus(folder: Path) -> Path:
+    """20 files of words; the files the split holds out get a word no training file has."""
+    rng = random.Random(0)
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"doc{i:02d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(600)) + "\n")
+    val = path_corpus(folder, val_fraction=0.05).pieces("val")
+    assert 0 < len(val) < 20
+    for piece in val:
+        Path(piece.path).write_text(" ".join([UNSEEN] * 300 + [rng.choice(WORDS) for _ in range(300)]) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, host: PluginHost) -> dict[str, Any]:
+    """A tokenizer trained by the command, and a 4-step run of a tiny GPT that uses it."""
+    root = tmp_path_factory.mktemp("bpe")
+    corpus = write_corpus(root / "corpus")
+    tok = root / "tok" / "tokenizer.json"
+    out = ok(host, "tokenizer", "train", "--data", str(corpus), "--vocab-size", "300", "--out", str(tok))
+    data = ["--set", f"data.path={json.dumps(str(corpus))}", "--set", f"data.tokenizer={json.dumps(str(tok))}"]
+    ok(host, "train", *SMALL, *data, "--max-steps", "4", "--run-dir", str(root / "run"))
+    return {"root": root, "corpus": corpus, "tok": tok, "out": out, "run": root / "run", "data": data}
+
+
+def test_tokenizer_train_writes_a_byte_level_bpe_of_the_training_split(trained: dict[str, Any]) -> None:
+    hf = tokenizers.Tokenizer.from_file(str(trained["tok"]))
+    assert hf.get_vocab_size() == 300 and hf.token_to_id("<|endoftext|>") == 0
+    assert "vocabulary 300" in trained["out"] and "tokens/byte" in trained["out"]
+    vocab = hf.get_vocab()
+    assert any("quick" in t for t in vocab)  # training words are merged ...
+    assert not any(UNSEEN[:3] in t for t in vocab)  # ... the held-out file's never
+    text = "def quick(self):\n    return 'héllo' + \U0001F600"
+    assert hf.decode(hf.encode(text).ids) == text  # byte level: any text round-trips
+
+
+def test_model_vocabulary_and_run_folder_follow_the_tokenizer(trained: dict[str, Any]) -> None:
+    run = trained["run"]
+    assert (run / "tokenizer.json").read_bytes() == trained["tok"].read_bytes()
+    model, config, state = load_trained(run)
+    assert config.model.options.vocab_size == 300 and tuple(model.wte.weight.shape) == (300, 32)
+    tok = open_tokenizer(str(trained["tok"]))
+    assert state["data"]["tokenizer"] == tok.identity and tok.identity.startswith("bpe:")
+
+
+def test_generate_encodes_and_decodes_with_the_run_tokenizer(trained: dict[str, Any], host: PluginHost) -> None:
+    prompt = "the quick brown"
+    out = ok(host, "generate", "--checkpoint", str(trained["run"]), prompt, "--max-new-tokens", "8",
+             "--temperature", "0", "--device", "cpu")
+    hf = tokenizers.Tokenizer.from_file(str(trained["run"] / "tokenizer.json"))
+    ids = hf.encode(prompt).ids
+    assert hf.decode(ids) == prompt and len(ids) < len(prompt.encode())  # BPE, not bytes
+    model, _, _ = load_trained(trained["run"])
+    gen = torch.Generator().manual_seed(0)
+    new = model.generate(torch.tensor([ids]), 8, temperature=0.0, top_k=50, generator=gen)[0, len(ids):].tolist()
+    assert out == prompt + hf.decode(new) + "\n"
+
+
+def test_eval_and_generate_after_the_original_tokenizer_is_deleted(trained: dict[str, Any], host: PluginHost,
+                                                                  tmp_path: Path) -> None:
+    import shutil
+
+    tok, run = tmp_path / "elsewhere" / "tokenizer.json", tmp_path / "run"
+    tok.parent.mkdir()
+    shutil.copy(trained["tok"], tok)
+    ok(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(trained['corpus']))}",
+       "--set", f"data.tokenizer={json.dumps(str(tok))}", "--max-steps", "4", "--run-dir", str(run))
+    before = json.loads(ok(host, "eval", "--checkpoint", str(run), "--json", "--device", "cpu"))
+    gen = ok(host, "generate", "--checkpoint", str(run), "alpha", "--max-new-tokens", "5", "--device", "cpu")
+    tok.unlink()
+    after = json.loads(ok(host, "eval", "--checkpoint", str(run), "--json", "--device", "cpu"))
+    assert after["val_loss"] == before["val_loss"] and after["step"] == 4
+    assert ok(host, "generate", "--checkpoint", str(run), "alpha", "--max-new-tokens", "5", "--device", "cpu") == gen
+    # and resuming the run works from its own copy
+    ok(host, "train", "--resume", str(run), "--max-steps", "6")
+    assert (run / "checkpoints" / "step-6").is_dir()
+
+
+def test_resume_is_exact_with_a_tokenizer(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    same = [*SMALL, *trained["data"], "--set", "train.decay_steps=6"]  # one schedule for both
+    ok(host, "train", *same, "--max-steps", "6", "--run-dir", str(straight))
+    ok(host, "train", *same, "--max-steps", "2", "--run-dir", str(resumed))
+    ok(host, "train", "--resume", str(resumed), "--max-steps", "6")
+
+    def losses(run: Path) -> dict[int, float]:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+    a, b = losses(straight), losses(resumed)
+    assert [a[s] for s in (3, 4, 5, 6)] == [b[s] for s in (3, 4, 5, 6)]
+
+
+@pytest.mark.parametrize("consumed", [0, 1, 3, 5])
+def test_packed_bpe_batches_resume_exactly(trained: dict[str, Any], consumed: int) -> None:
+    tok = open_tokenizer(str(trained["tok"]))
+    source = PieceSource(path_corpus(trained["corpus"]), tok)
+    ref = PackedBatches(source, 16, 4, seed=3, shuffle_buffer=5)
+    for _ in range(consumed):
+        next(ref)
+    state = json.loads(json.dumps(ref.state_dict()))
+    expected = [next(ref) for _ in range(6)]
+    again = PackedBatches(PieceSource(path_corpus(trained["corpus"]), tok), 16, 4, seed=3, shuffle_buffer=5)
+    again.load_state_dict(state)
+    for (x1, y1), (x2, y2) in zip(expected, [next(again) for _ in range(6)], strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    x, _ = expected[0]
+    assert x.dtype == torch.int64 and int(x.max()) < tok.vocab_size
+
+
+def test_validation_stream_is_the_documents_ids_joined_by_the_separator(trained: dict[str, Any]) -> None:
+    tok = open_tokenizer(str(trained["tok"]))
+    corpus = path_corpus(trained["corpus"])
+    (x, y), = PackedBatches(PieceSource(corpus, tok), 16, 2).val_batches(1)
+    piece = corpus.pieces("val")[0]
+    ids = tok.encode(Path(piece.path).read_text())
+    assert x.flatten().tolist() == ids[:32] and y.flatten().tolist()[-1] == ids[32]
+    assert tok.decode(x[0]).startswith(UNSEEN)
+
+
+def test_a_smaller_model_vocabulary_is_refused(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
+    line = refused(host, "train", *SMALL, *trained["data"], "--set", "model.vocab_size=256",
+                   "--run-dir", str(tmp_path / "r"))
+    assert "model.vocab_size: 256 is smaller than the tokenizer's vocabulary of 300" in line
+    config = config_from_dict({"data": {"tokenizer": str(trained["tok"])}, "model": {"vocab_size": 512}},
+                              host=PluginHost(PluginSettings(autoload=False)))
+    assert config.model.options.vocab_size == 512  # a larger one is kept
+    assert not (tmp_path / "r").exists()
+
+
+def test_resuming_with_another_tokenizer_is_refused(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    ok(host, "tokenizer", "train", "--data", str(trained["corpus"]), "--vocab-size", "290", "--out", str(other))
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    line = refused(host, "train", "--resume", str(run), "--max-steps", "6",
+                   "--set", f"data.tokenizer={json.dumps(str(other))}")
+    assert "cannot resume" in line and "tokenizer bpe:" in line and "data.tokenizer" in line
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"{not json", ["is not valid JSON"]),
+    (b'{"version": "1.0"}', ["is not a Hugging Face tokenizers file"]),
+    (b"\xff\xfe", ["is not valid JSON"]),
+])
+def test_bad_tokenizer_files_are_one_line(host: PluginHost, tmp_path: Path, content: bytes, words: list[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(bad))}",
+                   "--run-dir", str(tmp_path / "r"))
+    assert "data.tokenizer" in line and str(bad) in line
+    for w in words:
+        assert w in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_separator_and_missing_file(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel()
+    hf.train_from_iterator(["alpha beta"] * 10, trainers.BpeTrainer(vocab_size=270, special_tokens=["<s>"],
+                                                                   show_progress=False))
+    nosep = tmp_path / "nosep.json"
+    hf.save(str(nosep))
+    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(nosep))}")
+    assert "no document-separator token '<|endoftext|>'" in line and "data.separator_token" in line
+    # naming the tokenizer's own separator makes it usable
+    config = config_from_dict({"data": {"tokenizer": str(nosep), "separator_token": "<s>"}},
+                              host=PluginHost(PluginSettings(autoload=False)))
+    assert config.model.options.vocab_size == hf.get_vocab_size()
+    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(tmp_path / 'nope.json'))}")
+    assert "data.tokenizer" in line and "is not a file" in line
+    assert "vocabulary" in ok(host, "tokenizer", "info", str(trained["tok"]))
+    assert "no document-separator token '<|x|>'" in refused(host, "tokenizer", "info", str(trained["tok"]),
+                                                           "--separator", "<|x|>")
+
+
+def test_tokenizer_train_hostile_options(host: PluginHost, tmp_path: Path) -> None:
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.txt").write_text("alpha beta " * 100)
+    assert "--vocab-size" in refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--vocab-size", "100",
+                                     "--out", str(tmp_path / "t.json"))
+    assert "does not exist" in refused(host, "tokenizer", "train", "--data", str(tmp_path / "nope"),
+                                       "--out", str(tmp_path / "t.json"))
+    (tmp_path / "afile").write_text("x")
+    line = refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "afile" / "t.json"))
+    assert "--out" in line
+    assert not (tmp_path / "t.json").exists()
