@@ -194,8 +194,39 @@ def test_distillation_trains_the_student_only_and_extracts_it(trained: Path) -> 
     assert all(torch.equal(v, load_model_state(resolve_checkpoint(trained / "run"))[k]) for k, v in teacher.items())
 
 
+def test_a_pruned_model_recovers_by_distillation_from_its_original(trained: Path) -> None:
+    """student_from: the distill run starts from the pruned model's shape and weights (its first
+    validation ce is the pruned model's own loss) and the extracted student keeps the pruned shape."""
+    import tomli_w
+
+    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
+                       "--out", "pruned", "--latency-runs", "0", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    pruned_loss = json.loads(deepseek_cli("eval", "--checkpoint", "pruned", "--json", cwd=trained).stdout)["val_loss"]
+    config = {**CONFIG, "model": {"name": "distill", "teacher": "run", "student_from": "pruned", "alpha": 0.5},
+              "train": {**CONFIG["train"], "max_steps": 6, "eval_interval": 3, "lr": 1e-3, "warmup_steps": 0}}
+    (trained / "recover.toml").write_text(tomli_w.dumps(config))
+    out = deepseek_cli("train", "recover.toml", "--run-dir", "recover", "--quiet", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
+
+    state = load_model_state(resolve_checkpoint(trained / "recover"))
+    assert tuple(state["student.blocks.0.mlp.fc.weight"].shape) == (32, 32)  # d_ff 64 -> 32
+    out = deepseek_cli("compress", "--checkpoint", "recover", "--method", "distill.student", "--out", "recovered",
+                       "--latency-runs", "0", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    recovered = json.loads(core_only_cli("eval", "--checkpoint", "recovered", "--json", cwd=trained).stdout)
+    last = [r for r in _records(trained / "recover") if "val_ce" in r][-1]
+    assert recovered["val_loss"] == pytest.approx(last["val_ce"], rel=1e-5)
+    # Step 0 is not evaluated; the run's first step starts from the pruned weights, so its training
+    # ce is close to the pruned model's validation loss, far below a fresh model's (~ln 256 = 5.5).
+    first = [r for r in _records(trained / "recover") if "ce" in r][0]
+    assert abs(first["ce"] - pruned_loss) < 0.5 and pruned_loss < 4.5
+
+
 @pytest.mark.parametrize(("model", "message"), [
     ({"name": "distill"}, "model.teacher: distill needs a trained teacher"),
+    ({"name": "distill", "teacher": "run", "student_from": "nowhere"}, "model.student_from: "),
     ({"name": "distill", "teacher": "run", "alpha": 2.0}, "model.alpha: must be in [0, 1]"),
     ({"name": "distill", "teacher": "run", "student": {"name": "tiny", "vocab_size": 300, "d_model": 16,
                                                        "n_heads": 2, "n_layers": 1, "max_seq_len": 32}},

@@ -46,7 +46,12 @@ class DistillOptions:
     teacher: str = ""
     """The trained teacher: a run folder, checkpoint folder or exported ``.safetensors`` of a GPT."""
     student: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})
-    """The student's ``[model]`` table: a registered GPT's ``name`` and its options."""
+    """The student's ``[model]`` table: a registered GPT's ``name`` and its options (ignored with
+    ``student_from``)."""
+    student_from: str = ""
+    """Start the student from a trained GPT instead (run folder, checkpoint folder or exported
+    ``.safetensors``): its ``[model]`` table and its weights, e.g. a ``prune.ffn`` output that
+    distillation then recovers."""
     temperature: float = field(default=2.0, metadata={"check": _temperature})
     """Softmax temperature of the soft targets."""
     alpha: float = field(default=0.5, metadata={"check": _alpha})
@@ -67,16 +72,19 @@ class Distill(BuildsComponents, TrainableModel):
         if not options.teacher and not shapes_only:
             raise ConfigError("model.teacher: distill needs a trained teacher; give its run folder, e.g. "
                               "teacher = \"runs/small\"")
-        table = dict(options.student)
-        name = table.pop("name", None)
-        if not isinstance(name, str):
-            raise ConfigError("model.student.name: name the student model, e.g. student = { name = \"tiny\" }")
-        target = host.resolve("model", name).load()
-        self.student = instantiate_model(target, table, name=name, path="model.student", host=host)
+        if options.student_from:
+            self.student, self.student_table = load_student(options.student_from, host)
+        else:
+            table = dict(options.student)
+            name = table.pop("name", None)
+            if not isinstance(name, str):
+                raise ConfigError("model.student.name: name the student model, e.g. student = { name = \"tiny\" }")
+            target = host.resolve("model", name).load()
+            self.student = instantiate_model(target, table, name=name, path="model.student", host=host)
+            self.student_table = {"name": name, **table}
         if not isinstance(self.student, GPT):
-            raise ConfigError(f"model.student.name: distill trains GPT students on logits; {name!r} is "
-                              f"{type(self.student).__name__}")
-        self.student_table = {"name": name, **table}
+            raise ConfigError(f"model.student: distill trains GPT students on logits; {self.student_table['name']!r} "
+                              f"is {type(self.student).__name__}")
         self.options = options
         if shapes_only and not options.teacher:
             return
@@ -112,6 +120,19 @@ class Distill(BuildsComponents, TrainableModel):
         kl = kl / logits.size(1) * t * t  # batchmean over rows, then per position: comparable with ce
         a = self.options.alpha
         return {"loss": a * kl + (1 - a) * ce, "ce": ce.detach(), "kl": kl.detach()}
+
+
+def load_student(path: str, host: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """``student_from``: a trained GPT to go on training (weights and ``[model]`` table)."""
+    from deepseek.training.inference import load_trained
+
+    try:
+        student, config, _ = load_trained(path, "cpu", host=host)
+    except UsageError as exc:
+        raise ConfigError(f"model.student_from: {exc}") from None
+    student.train()
+    table = config.to_dict()["model"]
+    return student, table
 
 
 def load_teacher(path: str, host: Any) -> nn.Module:
