@@ -29,11 +29,13 @@ from deepseek.plugins.registry import (
     create_model,
     create_pass,
     create_strategy,
+    create_tracker,
     list_datasets,
     list_encoders,
     list_models,
     list_passes,
     list_strategies,
+    list_trackers,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ __all__ = [
     "create_model",
     "create_pass",
     "create_strategy",
+    "create_tracker",
     "evaluate",
     "fit",
     "hookimpl",
@@ -63,6 +66,7 @@ __all__ = [
     "list_models",
     "list_passes",
     "list_strategies",
+    "list_trackers",
     "optimize",
 ]
 
