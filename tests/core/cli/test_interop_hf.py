@@ -223,3 +223,36 @@ def test_import_takes_the_hub_layout(hostile: Hostile, hf_export: Path) -> None:
     assert outcome.code == 0, outcome.stderr
     a, _, _ = load_trained(hostile.work / "out" / "model.safetensors", host=hostile.host)
     assert torch.equal(a.wte.weight, _tensors(hf_export / "model.safetensors")["transformer.wte.weight"])
+
+
+def test_import_reads_shards_and_half_precision(hostile: Hostile, hf_export: Path) -> None:
+    """Shards with model.safetensors.index.json, fp16 tensors, differing dropouts (noted)."""
+    src = _source(hostile, hf_export)
+    tensors = {k: v.half() for k, v in _tensors(src / "model.safetensors").items()}
+    (src / "model.safetensors").unlink()
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[:5], "model-00002-of-00002.safetensors": names[5:]}
+    for file, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, str(src / file), metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {k: f for f, keys in shards.items() for k in keys}}
+    (src / "model.safetensors.index.json").write_text(json.dumps(index))
+    _edit_config(src, attn_pdrop=0.2, resid_pdrop=0.1, embd_pdrop=0.1)
+    outcome = hostile.run("import-hf", str(src), "--out", "out")
+    assert outcome.code == 0, outcome.stderr
+    assert "took resid_pdrop = 0.1" in outcome.stdout
+    model, config, _ = load_trained(hostile.work / "out" / "model.safetensors", host=hostile.host)
+    assert config.model.options.dropout == 0.1 and model.wte.weight.dtype == torch.float32
+    assert torch.equal(model.blocks[0].attn.qkv.weight, tensors["transformer.h.0.attn.c_attn.weight"].float().t())
+    shutil.rmtree(hostile.work / "out")
+    (src / "model-00002-of-00002.safetensors").unlink()
+    _import_refused(hostile, src, ["model.safetensors.index.json", "model-00002-of-00002.safetensors",
+                                   "copy every shard"])
+
+
+def test_import_checks_the_tokenizer(hostile: Hostile, hf_export: Path) -> None:
+    src = _source(hostile, hf_export)
+    (src / "tokenizer.json").write_text("{}")
+    _import_refused(hostile, src, ["tokenizer.json: not a tokenizers tokenizer.json"])
+    vocab = {"a": 0, "b": 1, "z": 400}  # the model's vocab_size is 256
+    (src / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab, "merges": []}}))
+    _import_refused(hostile, src, ["token id 400", "vocab_size is 256"])
