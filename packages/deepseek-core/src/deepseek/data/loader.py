@@ -178,6 +178,11 @@ class PackedBatches:
         return TokenStream(src.units(split), seed=self.seed if shuffle else 0, shuffle=shuffle, endless=endless,
                            reader=src.reader(), separator=src.tokenizer.separator, single_doc=src.single_doc)
 
+    def probe(self, split: Split) -> None:
+        """Read the first token of ``split`` (a one-line UsageError when its data is unusable or
+        holds no text); the position does not move."""
+        self._open(split, shuffle=False, endless=True).read(1)
+
     # ------------------------------------------------------------------ iteration
 
     def __iter__(self) -> Iterator[Batch]:

@@ -1,0 +1,262 @@
+"""The ``hf`` dataset: Hugging Face ``datasets`` over local files, streamed and packed.
+
+``data.files`` (paths or globs) are JSON lines (``.jsonl``/``.json``), Parquet (``.parquet``),
+CSV (``.csv``) or plain text (``.txt``: one record per paragraph), the format read from each
+file's extension or set with ``data.format``. Each file is streamed with
+``datasets.load_dataset(<format>, data_files=[file], streaming=True)``: only local files, never
+the Hub. Every record's ``data.text_field`` is one document, tokenized (bytes or
+``data.tokenizer``) and packed like the ``text`` dataset (:mod:`deepseek.data.packed`).
+
+Validation: the files of ``data.val_files`` when given; else a file goes to validation when a
+stable hash of its name falls below ``data.val_fraction`` (as the ``text`` corpus splits files;
+when that leaves a split empty, the last file is validation), and a single file is split by
+record (record ``i`` by the hash of ``<name>#<i>``).
+
+Position: ``(epoch, file cursor, record, token offset)`` in the data position of checkpoints, so
+a resumed run reads exactly the batches an uninterrupted one would have (records before the
+position are skipped by reading through the file). Needs ``pip install 'deepseek-core[hf]'``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from deepseek.config.validate import did_you_mean
+from deepseek.data.packed import TokenDataset, TokenOptions
+from deepseek.data.sources import DocReader, DocSource
+from deepseek.data.tokenizer import ByteTokenizer, Tokenizer
+from deepseek.errors import ConfigError, UsageError
+
+FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
+INSTALL_HF = "pip install 'deepseek-core[hf]'"
+
+
+def _expand(patterns: Sequence[str], where: str) -> tuple[str, ...]:
+    """Absolute paths of the files ``patterns`` name (sorted, each once)."""
+    found: dict[str, None] = {}
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{where}: expected file paths or globs, got {pattern!r}")
+        matches = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p))
+        if not matches:
+            raise ConfigError(f"{where}: {pattern!r} matches no files; give local files (paths or globs such as "
+                              "\"data/*.jsonl\")")
+        found.update((str(Path(p).resolve()), None) for p in matches)
+    return tuple(sorted(found))
+
+
+def format_of(path: str, given: str) -> str:
+    """The ``datasets`` builder of ``path``: ``given``, else from its extension."""
+    if given:
+        return given
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"data.format: cannot tell the format of {path!r} from its extension; set data.format "
+                          f"to one of json, parquet, csv, text (extensions: {', '.join(FORMATS)})")
+    return fmt
+
+
+@dataclass(frozen=True)
+class HFOptions(TokenOptions):
+    """``[data]`` keys of the ``hf`` dataset."""
+
+    files: tuple[str, ...] = ()
+    """Local files to read: paths or globs (``**`` recurses). Stored as absolute paths."""
+    val_files: tuple[str, ...] = ()
+    """Validation files (paths or globs); empty: split ``files`` by ``val_fraction``."""
+    format: Literal["", "json", "parquet", "csv", "text"] = ""
+    """The files' format; empty: from each file's extension (``.jsonl``/``.json``, ``.parquet``,
+    ``.csv``, ``.txt``: one record per paragraph)."""
+    text_field: str = "text"
+    """The column holding each record's text."""
+
+    def __post_init__(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("datasets") is None:
+            raise ConfigError(f"data.name: the 'hf' dataset needs the Hugging Face datasets library, which is not "
+                              f"installed; {INSTALL_HF}")
+        super().__post_init__()
+        if not self.files:
+            raise ConfigError("data.files: the 'hf' dataset reads local files; set data.files = [\"data/*.jsonl\"] "
+                              "(JSON lines, Parquet, CSV or .txt)")
+        if not self.text_field:
+            raise ConfigError("data.text_field: must name a column, e.g. \"text\"")
+        files = _expand(self.files, "data.files")
+        val = _expand(self.val_files, "data.val_files") if self.val_files else ()
+        both = sorted(set(files) & set(val))
+        if both:
+            raise ConfigError(f"data.val_files: {both[0]!r} is also in data.files; a file is either trained on or "
+                              "held out")
+        for f in (*files, *val):
+            format_of(f, self.format)
+        object.__setattr__(self, "files", files)
+        object.__setattr__(self, "val_files", val)
+
+
+@dataclass(frozen=True)
+class FileUnit:
+    """File ``path`` (named ``key`` for the split), in format ``fmt``; ``keep``: its records all
+    (``"all"``) or only those of split ``"train"`` / ``"val"`` (a single file split by record)."""
+
+    path: str
+    key: str
+    fmt: str
+    keep: str = "all"
+
+
+def _unit_hash(key: str) -> float:
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def require_datasets() -> Any:
+    """The ``datasets`` module, or one line naming the extra to install."""
+    try:
+        import datasets
+    except ImportError:
+        raise UsageError(f"data.name: the 'hf' dataset needs the Hugging Face datasets library; {INSTALL_HF}") from None
+    return datasets
+
+
+class RecordReader(DocReader):
+    """Records of files, streamed: one file open at a time, read forward (a step back reopens it)."""
+
+    def __init__(self, tokenizer: Tokenizer, text_field: str, val_fraction: float) -> None:
+        self.tokenizer, self.text_field, self.val_fraction = tokenizer, text_field, val_fraction
+        self.bytes = isinstance(tokenizer, ByteTokenizer)
+        self._unit: FileUnit | None = None
+        self._records: Any = None
+        self._next = 0
+
+    def _open(self, unit: FileUnit) -> None:
+        datasets = require_datasets()
+        extra = {"sample_by": "paragraph"} if unit.fmt == "text" else {}
+        try:
+            ds = datasets.load_dataset(unit.fmt, data_files=[unit.path], split="train", streaming=True, **extra)
+            self._records = iter(ds)
+        except Exception as exc:  # noqa: BLE001 - the library's errors for unreadable files vary
+            raise UsageError(f"data.files: cannot read {unit.path!r} as {unit.fmt} ({_first_line(exc)}); check the "
+                             "file or set data.format") from None
+        self._unit, self._next = unit, 0
+
+    def _record(self) -> dict[str, Any] | None:
+        assert self._unit is not None
+        try:
+            record = next(self._records)
+        except StopIteration:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise UsageError(f"data.files: cannot read record {self._next} of {self._unit.path!r} "
+                             f"({_first_line(exc)}); fix the file") from None
+        self._next += 1
+        return record
+
+    def doc(self, unit: FileUnit, index: int) -> np.ndarray | None:
+        if self._unit != unit or index < self._next:
+            self._open(unit)
+        while self._next < index:
+            if self._record() is None:
+                return None
+        record = self._record()
+        if record is None:
+            return None
+        text = self._text(record, unit, index)
+        if not text or not self._kept(unit, index):
+            return np.zeros(0, dtype=np.uint8 if self.bytes else np.int32)
+        if self.bytes:
+            return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        return np.asarray(self.tokenizer.encode(text), dtype=np.int32)
+
+    def _kept(self, unit: FileUnit, index: int) -> bool:
+        if unit.keep == "all":
+            return True
+        return (_unit_hash(f"{unit.key}#{index}") < self.val_fraction) == (unit.keep == "val")
+
+    def _text(self, record: dict[str, Any], unit: FileUnit, index: int) -> str | None:
+        field_name = self.text_field
+        if field_name not in record:
+            columns = sorted(map(str, record))
+            raise UsageError(f"data.text_field: {unit.path!r} has no column {field_name!r}"
+                             f"{did_you_mean(field_name, columns)}; its columns: {', '.join(columns) or 'none'}")
+        value = record[field_name]
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"data.text_field: record {index} of {unit.path!r} holds {type(value).__name__} "
+                             f"{_short(value)} in column {field_name!r}, expected text; name a text column")
+        return value
+
+
+class FileSource(DocSource):
+    """The files of :class:`HFOptions` as units, split into train and validation."""
+
+    def __init__(self, options: HFOptions, tokenizer: Tokenizer) -> None:
+        self.options, self.tokenizer = options, tokenizer
+        self._splits = self._split()
+
+    def _split(self) -> dict[str, list[FileUnit]]:
+        o = self.options
+        paths = [*o.files, *o.val_files]
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
+
+        def unit(p: str, keep: str = "all") -> FileUnit:
+            return FileUnit(p, Path(p).relative_to(root).as_posix(), format_of(p, o.format), keep)
+
+        if o.val_files:
+            return {"train": [unit(p) for p in o.files], "val": [unit(p) for p in o.val_files]}
+        if len(o.files) == 1:
+            return {"train": [unit(o.files[0], "train")], "val": [unit(o.files[0], "val")] if o.val_fraction else []}
+        units = [unit(p) for p in o.files]
+        is_val = [_unit_hash(u.key) < o.val_fraction for u in units]
+        val = [u for u, v in zip(units, is_val, strict=True) if v]
+        train = [u for u, v in zip(units, is_val, strict=True) if not v]
+        if o.val_fraction > 0 and (not val or not train):
+            train, val = units[:-1], units[-1:]
+        return {"train": train, "val": val}
+
+    def units(self, split: str) -> list[FileUnit]:
+        units = self._splits[split]
+        if not units:
+            raise UsageError(f"data: the {split} split has no files; set data.val_files, or a data.val_fraction "
+                             "above 0 with more files")
+        return units
+
+    def reader(self) -> DocReader:
+        return RecordReader(self.tokenizer, self.options.text_field, self.options.val_fraction)
+
+    def fingerprint(self, split: str) -> str:
+        h = hashlib.blake2b(digest_size=8)
+        h.update(f"{self.options.text_field}\0{self.options.val_fraction}\n".encode())
+        for u in self._splits[split]:
+            h.update(f"{u.key}\0{u.fmt}\0{u.keep}\0{os.path.getsize(u.path)}\n".encode())
+        return h.hexdigest()
+
+
+class HFDataset(TokenDataset):
+    """Packed token rows of local files read by Hugging Face ``datasets`` (see the module)."""
+
+    Options = HFOptions
+
+    def __init__(self, options: HFOptions, *, batch_size: int, seed: int) -> None:
+        super().__init__(options, batch_size=batch_size, seed=seed)
+        self.loader.probe("train")  # the text column, its values and the split's text: before training
+
+    def open_source(self, tokenizer: Tokenizer) -> DocSource:
+        return FileSource(self.options, tokenizer)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
