@@ -87,6 +87,29 @@ def test_mlflow_local_store_holds_params_every_step_and_the_artefacts(tmp_path: 
         os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
 
 
+def test_a_resumed_run_is_a_new_mlflow_run_from_the_checkpoint_step(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    store = (tmp_path / "mlruns").as_uri()
+    args = [*CLI_TINY, "--tracker", "mlflow", "--set", f'trackers.mlflow.tracking_uri="{store}"']
+    first = cli("train", *args, "--set", "train.max_steps=2", "--run-dir", "run", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = cli("train", *args, "--set", "train.max_steps=4", "--resume", "run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        client = MlflowClient(tracking_uri=store)
+        runs = client.search_runs([client.get_experiment_by_name("deepseek").experiment_id], order_by=["start_time"])
+        assert [r.data.tags["deepseek.start_step"] for r in runs] == ["0", "2"]
+        assert [r.data.params["train.max_steps"] for r in runs] == ["2", "4"]
+        rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+        history = [sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, "loss")) for r in runs]
+        assert history == [column(rows, "loss")[:2], column(rows, "loss")[2:]]
+        assert json.loads((tmp_path / "run" / "final_checkpoint.json").read_text())["step"] == 4
+    finally:
+        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -67,16 +67,29 @@ class MemoryTracker(Tracker):
 
 
 class RecPlugin:
+    fail_step = 0
+    """A lifecycle hook stops training with an error at this step (0: never)."""
+
     @hookimpl
     def deepseek_register_trackers(self, register):  # noqa: ANN001, ANN201
         register("rec.memory", MemoryTracker, description="keeps every call in memory")
 
+    @hookimpl
+    def deepseek_train_step_end(self, trainer, step, metrics):  # noqa: ANN001, ANN201
+        if step == self.fail_step:
+            raise RuntimeError(f"the run breaks at step {step}")
+
 
 @pytest.fixture
-def host() -> PluginHost:
+def plugin() -> RecPlugin:
     MemoryTracker.CALLS.clear()
+    return RecPlugin()
+
+
+@pytest.fixture
+def host(plugin: RecPlugin) -> PluginHost:
     host = PluginHost(PluginSettings(autoload=False))
-    assert host.register_plugin(RecPlugin(), dist="deepseek-rec").status == "ok"
+    assert host.register_plugin(plugin, dist="deepseek-rec").status == "ok"
     return host
 
 
@@ -118,6 +131,18 @@ def test_a_tracker_failing_mid_run_is_disabled_and_training_goes_on(host: Plugin
     assert len([r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]) == 4
     kinds = [c[0] if c[0] != "metrics" else c[1] for c in MemoryTracker.CALLS]
     assert kinds == ["start", 0, 1, "finish"] and MemoryTracker.CALLS[-1] == ("finish", "failed")
+
+
+def test_a_failed_run_finishes_its_trackers_as_failed_without_artefacts(
+    plugin: RecPlugin, host: PluginHost, tmp_path: Path
+) -> None:
+    plugin.fail_step = 3
+    with pytest.raises(RuntimeError, match="the run breaks at step 3"):
+        Trainer(_config(host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    calls = MemoryTracker.CALLS
+    assert [c[1] for c in calls if c[0] == "metrics"] == [0, 1, 2, 2]  # steps 1-2, evaluations 0 and 2
+    assert not [c for c in calls if c[0] == "artifact"] and calls[-1] == ("finish", "failed")
+    assert not (tmp_path / "run" / "final_checkpoint.json").exists()
 
 
 def test_a_tracker_that_cannot_start_stops_the_run_before_its_first_step(host: PluginHost, tmp_path: Path) -> None:
