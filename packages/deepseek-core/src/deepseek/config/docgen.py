@@ -73,7 +73,8 @@ def _default(f: dataclasses.Field[Any]) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, tuple):
         value = list(value)
-    return f"`{value!r}`".replace("'", '"') if isinstance(value, (str, list)) else f"`{value}`"
+    shown = f"`{value!r}`".replace("'", '"') if isinstance(value, (str, list)) else f"`{value}`"
+    return shown.replace("|", "\\|")  # a table cell: an escaped pipe (GitHub renders it in code too)
 
 
 def key_rows(cls: type, *, skip: typing.Iterable[str] = ()) -> list[str]:
