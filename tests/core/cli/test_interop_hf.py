@@ -256,3 +256,18 @@ def test_import_checks_the_tokenizer(hostile: Hostile, hf_export: Path) -> None:
     vocab = {"a": 0, "b": 1, "z": 400}  # the model's vocab_size is 256
     (src / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab, "merges": []}}))
     _import_refused(hostile, src, ["token id 400", "vocab_size is 256"])
+
+
+def test_a_gpt2_folder_is_an_init_from(hostile: Hostile, hf_export: Path, trained_run: Path) -> None:
+    outcome = hostile.run("train", *TINY, "--set", f"train.init_from={json.dumps(str(hf_export))}",
+                          "--set", "model.name=gpt", "--run-dir", "run")
+    assert outcome.code == 0, outcome.stderr
+    records = [json.loads(line) for line in (hostile.work / "run" / "metrics.jsonl").read_text().splitlines()]
+    start = next(r for r in records if r["step"] == 0 and "val_loss" in r)
+    from deepseek.training.inference import evaluate_model
+
+    model, config, _ = load_trained(trained_run, need_data=True)
+    assert start["val_loss"] == pytest.approx(evaluate_model(model, config, 1)["val_loss"], rel=1e-6)
+    hostile.refused("train", *TINY, "--set", f"train.init_from={json.dumps(str(hf_export))}",
+                    "--set", "model.n_layers=2", "--run-dir", "run2",
+                    expect=["train.init_from", "n_layers = 1 but model.n_layers = 2", "set model.n_layers = 1"])

@@ -104,10 +104,10 @@ class TrainConfig:
     seed: int = 1337
     """Seeds the model's initial weights, the data order and every random generator."""
     init_from: str = field(default="", metadata={"check": _existing_path})
-    """Start from these model weights instead of random ones: a run folder, a checkpoint folder or
-    an exported ``.safetensors`` (fine-tuning, or recovering a pruned model); the optimizer, step
-    and schedule start fresh. Shapes must match the ``[model]``. Ignored by ``--resume``, whose
-    checkpoint holds the weights."""
+    """Start from these model weights instead of random ones: a run folder, a checkpoint folder,
+    an exported ``.safetensors`` or a Hugging Face GPT-2 folder (fine-tuning, or recovering a
+    pruned model; docs/interop.md); the optimizer, step and schedule start fresh. Shapes must
+    match the ``[model]``. Ignored by ``--resume``, whose checkpoint holds the weights."""
     preempt_grace_s: float = field(default=120.0, metadata={"check": positive})
     """Seconds a run may take to stop after SIGTERM or SIGUSR1 (finish the step, write a
     checkpoint, exit with code 75); past it the process exits with code 75 without the new

@@ -238,11 +238,9 @@ def train_config(options: Any, weights: Path, tokenizer: Path | None, source: Pa
     return head + tomli_w.dumps(table)
 
 
-def import_hf(src: Path, out: Path) -> tuple[Path, list[str]]:
-    """Import the GPT-2 folder ``src`` into ``out``; returns ``out`` and notes for the report."""
-    from deepseek.training.checkpoint import save_model_state
-
-    missing = check_target(out)
+def read_gpt2(src: Path) -> tuple[dict[str, Any], Any, dict[str, Any], list[str]]:
+    """A GPT-2 folder read and checked: its config.json, the GPT's options and fp32 state dict,
+    and notes on what was simplified."""
     config_path, files = _source_files(src)
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))
@@ -250,7 +248,41 @@ def import_hf(src: Path, out: Path) -> tuple[Path, list[str]]:
         raise UsageError(f"{config_path}: not valid JSON ({exc}); save the model again") from None
     options, notes = gpt2.gpt_options(raw, config_path)
     where = files[0] if len(files) == 1 else src / f"{WEIGHTS_FILE}.index.json"
-    state = gpt2.from_hf_state(_read_tensors(files), options, where)
+    return raw, options, gpt2.from_hf_state(_read_tensors(files), options, where), notes
+
+
+def is_gpt2_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder whose ``config.json`` says ``model_type = "gpt2"``."""
+    try:
+        return path.is_dir() and json.loads((path / "config.json").read_text(encoding="utf-8")).get(
+            "model_type") == "gpt2"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def load_gpt2_into(model: Any, src: Path, where: str = "train.init_from") -> None:
+    """Copy the GPT-2 folder ``src``'s weights into ``model``, a GPT of the same shape; anything
+    else is one line naming the differing ``model.<key>``."""
+    from deepseek.models.gpt import GPT
+
+    _, options, state, _ = read_gpt2(src)
+    if type(model) is not GPT:
+        raise UsageError(f"{where}: {src} is a GPT-2, which loads into a GPT only, not a {type(model).__name__}")
+    for key in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "head_dim", "max_seq_len", "bias",
+                "tie_embeddings"):
+        theirs, ours = getattr(options, key), getattr(model.config, key)
+        if theirs != ours:
+            raise UsageError(f"{where}: {src} has {key} = {theirs} but model.{key} = {ours}; set model.{key} = "
+                             f"{theirs} (or write the config with deepseek import-hf {src} --out DIR)")
+    model.load_state_dict(state, strict=True)
+
+
+def import_hf(src: Path, out: Path) -> tuple[Path, list[str]]:
+    """Import the GPT-2 folder ``src`` into ``out``; returns ``out`` and notes for the report."""
+    from deepseek.training.checkpoint import save_model_state
+
+    missing = check_target(out)
+    raw, options, state, notes = read_gpt2(src)
     tok_src = src / TOKENIZER_FILE
     has_tok = tok_src.is_file()
     separator = None

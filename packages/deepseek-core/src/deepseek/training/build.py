@@ -109,13 +109,18 @@ def build_model(
 
 
 def load_initial_weights(model: nn.Module, source: str) -> None:
-    """``train.init_from``: copy a run's, checkpoint's or exported file's model weights into
-    ``model`` (checked against its shapes, one CheckpointError line naming the mismatch)."""
+    """``train.init_from``: copy a run's, checkpoint's or exported file's model weights, or a
+    Hugging Face GPT-2 folder's (docs/interop.md), into ``model`` (checked against its shapes,
+    one line naming the mismatch)."""
     from pathlib import Path
 
+    from deepseek.interop.hf_folder import is_gpt2_folder, load_gpt2_into
     from deepseek.training.checkpoint import load_into_model, resolve_checkpoint
 
     path = Path(source)
+    if is_gpt2_folder(path):
+        load_gpt2_into(model, path)
+        return
     load_into_model(model, path if path.is_file() else resolve_checkpoint(path))
 
 
