@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -19,7 +21,11 @@ from typing import Any
 import pytest
 import torch
 
+from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.tracking import TrackerWarning
 from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
 
@@ -106,6 +112,52 @@ def test_a_resumed_run_is_a_new_mlflow_run_from_the_checkpoint_step(tmp_path: Pa
         history = [sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, "loss")) for r in runs]
         assert history == [column(rows, "loss")[:2], column(rows, "loss")[2:]]
         assert json.loads((tmp_path / "run" / "final_checkpoint.json").read_text())["step"] == 4
+    finally:
+        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+
+
+class AtStep:
+    """A lifecycle hook doing ``action(trainer)`` once the given step's metrics are read."""
+
+    def __init__(self, step: int, action: Any) -> None:
+        self.step, self.action = step, action
+
+    @hookimpl
+    def deepseek_train_step_end(self, trainer, step, metrics):  # noqa: ANN001, ANN201
+        if step == self.step:
+            self.action(trainer)
+
+
+def train_with(plugin: object, tmp_path: Path, trackers: dict[str, dict[str, Any]]) -> Any:
+    host = PluginHost(PluginSettings(autoload=False))
+    host.register_plugin(plugin, dist="deepseek-at-step")
+    data = {**TINY, "logging": {"progress": False, "trackers": list(trackers)}, "trackers": trackers}
+    return Trainer(config_from_dict(data, host=host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
+
+
+def test_a_store_lost_mid_run_disables_the_tracker_and_training_goes_on(tmp_path: Path) -> None:
+    store = tmp_path / "mlruns"
+    with pytest.warns(TrackerWarning, match=r"tracker 'mlflow': log_metrics at step 2 failed \(") as caught:
+        result = train_with(AtStep(2, lambda _: shutil.rmtree(store)), tmp_path, {"mlflow": {"tracking_uri": str(store)}})
+    assert len([w for w in caught if issubclass(w.category, TrackerWarning)]) == 1
+    assert result.step == 4 and (result.run_dir / "checkpoints" / "step-4" / "model.safetensors").is_file()
+    assert [r["step"] for r in read_metrics(result.run_dir / "metrics.jsonl") if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_a_stop_request_ends_the_mlflow_run_as_killed_with_its_artefacts(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    store = (tmp_path / "mlruns").as_uri()
+    result = train_with(AtStep(2, lambda _: os.kill(os.getpid(), signal.SIGUSR1)), tmp_path,
+                        {"mlflow": {"tracking_uri": store}})
+    assert result.stopped_by is not None and result.step == 2
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        client = MlflowClient(tracking_uri=store)
+        (run,) = client.search_runs([client.get_experiment_by_name("deepseek").experiment_id])
+        assert run.info.status == "KILLED"
+        assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["config.toml", "final_checkpoint.json"]
+        assert run.data.tags["deepseek.final_checkpoint"] == str((result.run_dir / "checkpoints" / "step-2").resolve())
     finally:
         os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
 
