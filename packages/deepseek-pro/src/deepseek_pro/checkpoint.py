@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from deepseek_pro.strategies.base import DistributedStrategy
+    from deepseek_pro.strategies.tp_layout import FusedRows
 
 __all__ = ["export_checkpoint", "load_checkpoint", "raise_if_any", "save_checkpoint", "tied_aliases"]
 
@@ -84,17 +85,24 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     *,
     sharded: bool,
+    fused: FusedRows | None = None,
 ) -> None:
-    """Write ``module`` (plain, DDP-wrapped inside or FSDP2-sharded) and ``optimizer`` into
-    ``directory`` in the ``sharded`` or full layout; every rank must call it."""
+    """Write ``module`` (plain, DDP-wrapped inside, FSDP2-sharded or tensor-parallel) and
+    ``optimizer`` into ``directory`` in the ``sharded`` or full layout; every rank must call it.
+    ``fused``: the fused rows a tensor-parallel module keeps rank-major (full layout only), put
+    back in canonical order before writing."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageWriter
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
     directory = Path(directory)
+    if sharded and fused is not None:
+        raise ValueError("a reordered (tensor-parallel) layout is written in the full layout only")
     if not sharded:
         msd, osd = get_state_dict(module, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if strategy.is_global_zero:
+            if fused is not None:
+                msd, osd = fused.canonical(msd, osd)
             ckpt.save_model_state(directory / ckpt.MODEL_FILE, msd)
             ckpt.save_optimizer_state(directory / ckpt.OPTIMIZER_FILE, osd)
             ckpt.write_trainer_state(directory, {**trainer_state, "layout": "full"})
@@ -121,10 +129,17 @@ def _jsonable_tree(value: Any) -> Any:
 
 
 def load_checkpoint(
-    strategy: DistributedStrategy, module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path
+    strategy: DistributedStrategy,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    directory: Path,
+    *,
+    fused: FusedRows | None = None,
 ) -> dict[str, Any]:
     """Restore ``module`` and ``optimizer`` from either layout (any strategy, any world size);
-    returns the trainer state. Every rank must call it; a bad checkpoint fails on every rank."""
+    returns the trainer state. Every rank must call it; a bad checkpoint fails on every rank.
+    ``fused``: the fused rows a tensor-parallel module keeps rank-major (see :func:`save_checkpoint`);
+    with it, a sharded checkpoint is read whole on every rank and loaded like a full one."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageReader
     from torch.distributed.checkpoint.state_dict import (
@@ -143,19 +158,25 @@ def load_checkpoint(
         problem = str(exc)
     raise_if_any(strategy, problem)
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    if layout == "full":
+    if layout == "full" or fused is not None:
         # Every rank reads the files (the checkpoint folder is on storage all ranks see, as for
         # saving) and keeps its own part; every rank agrees on a failure before any collective.
         msd: dict[str, Any] = {}
         osd: dict[str, Any] = {}
         try:
-            msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
-            ckpt.check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
-            osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
+            if layout == "full":
+                msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
+                ckpt.check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
+                osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
+            else:  # a sharded checkpoint, gathered whole (core's reader)
+                msd, osd = ckpt.read_full_state(directory)
+                ckpt.check_model_fit(msd, shapes, directory)
             _check_optimizer_fit(osd, optimizer, module, directory / ckpt.OPTIMIZER_FILE)
         except CheckpointError as exc:
             problem = str(exc)
         raise_if_any(strategy, problem)
+        if fused is not None:
+            msd, osd = fused.sharded(msd, osd)
         opts = StateDictOptions(full_state_dict=True)
         set_model_state_dict(module, msd, options=opts)
         set_optimizer_state_dict(module, optimizer, osd, options=opts)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def deepseek_register_strategies(register: RegisterFn) -> None:
-    """ddp, fsdp (alias zero3), deepspeed, pipeline, hybrid."""
+    """ddp, fsdp (alias zero3), deepspeed, pipeline, hybrid, tp."""
     register("ddp", "deepseek_pro.strategies.ddp:DDPStrategy",
              description="torch DistributedDataParallel, optional gradient compression",
              declares={"memory_rows": ["ddp"]})
@@ -28,6 +28,8 @@ def deepseek_register_strategies(register: RegisterFn) -> None:
              description="torch.distributed.pipelining, GPipe or 1F1B schedule")
     register("hybrid", "deepseek_pro.strategies.hybrid:HybridStrategy",
              description="pipeline stages x sharded data parallel on a 2-D DeviceMesh")
+    register("tp", "deepseek_pro.strategies.tp:TPStrategy",
+             description="tensor parallelism (DTensor parallelize_module), optional sequence parallelism")
 
 
 @hookimpl

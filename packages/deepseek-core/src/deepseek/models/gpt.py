@@ -9,7 +9,9 @@ traces with ``torch.fx``/``torch.export`` and compiles with ``torch.compile`` wi
 would take the loss branch); ``torch.export.export(model, (input_ids,))`` needs nothing.
 
 The GPT offers every optional capability of :mod:`deepseek.models.protocol`: per-block structure,
-activation checkpointing, the residual dtype and pipeline stages.
+activation checkpointing, the residual dtype, pipeline stages and a tensor-parallel plan
+(Megatron-style: attention heads and the MLP's hidden units split over the ranks; embeddings,
+positions, norms and the tied head replicated).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.layers import KVCache, init_weights, make_blocks, residual_cast, run_blocks
-from deepseek.models.protocol import Batch, TrainableModel
+from deepseek.models.protocol import Batch, TensorParallelPlan, TrainableModel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -231,6 +233,59 @@ class GPT(TrainableModel):
 
         pair = tied_parameters(list(stages))
         return [pair] if pair is not None else []
+
+    def tensor_parallel_plan(self, tp_size: int, *, sequence_parallel: bool) -> TensorParallelPlan:
+        """Megatron-LM's split of each block: the fused ``qkv`` and the MLP's ``fc`` column-wise
+        (each rank computes its own heads and hidden units; ``qkv``'s q, k and v parts are split
+        separately, see :attr:`TensorParallelPlan.fused_rows`), ``attn.proj`` and ``mlp.proj``
+        row-wise (one all-reduce each, or a reduce-scatter with ``sequence_parallel``). The token
+        and position embeddings, ``ln_f`` and the tied ``lm_head`` stay whole on every rank. With
+        ``sequence_parallel`` the block norms and the residual stream between the sharded layers
+        hold ``seq / tp_size`` positions per rank (local tensors; the norms' weights are
+        replicated DTensors)."""
+        from torch.distributed.tensor import Replicate, Shard
+        from torch.distributed.tensor.parallel import (
+            ColwiseParallel,
+            PrepareModuleInput,
+            RowwiseParallel,
+            SequenceParallel,
+        )
+
+        c = self.config
+        if c.n_heads % tp_size:
+            raise ConfigError(
+                f"model.n_heads: {c.n_heads} attention heads do not split over {tp_size} tensor-parallel "
+                f"ranks; pick n_heads divisible by {tp_size} or launch a divisor of {c.n_heads} processes"
+            )
+        if c.d_ff % tp_size:  # type: ignore[operator]
+            raise ConfigError(
+                f"model.d_ff: {c.d_ff} MLP units do not split over {tp_size} tensor-parallel ranks; "
+                f"pick d_ff divisible by {tp_size}"
+            )
+        fused = {"blocks.*.attn.qkv.weight": 3, "blocks.*.attn.qkv.bias": 3}
+        if not sequence_parallel:
+            return TensorParallelPlan(styles={
+                "blocks.*.attn.qkv": ColwiseParallel(),
+                "blocks.*.attn.proj": RowwiseParallel(),
+                "blocks.*.mlp.fc": ColwiseParallel(),
+                "blocks.*.mlp.proj": RowwiseParallel(),
+            }, fused_rows=fused)
+        seq = Shard(1)
+        return TensorParallelPlan(styles={
+            # The embeddings are whole on every rank: each keeps its own positions from here on.
+            "blocks.0": PrepareModuleInput(input_layouts=(Replicate(),), desired_input_layouts=(seq,),
+                                           use_local_output=True),
+            "blocks.*.ln1": SequenceParallel(),
+            "blocks.*.attn.qkv": ColwiseParallel(input_layouts=seq),
+            "blocks.*.attn.proj": RowwiseParallel(output_layouts=seq),
+            "blocks.*.ln2": SequenceParallel(),
+            "blocks.*.mlp.fc": ColwiseParallel(input_layouts=seq),
+            "blocks.*.mlp.proj": RowwiseParallel(output_layouts=seq),
+            "ln_f": SequenceParallel(),
+            # All positions again for the (whole, tied) head: every rank computes the full logits.
+            "lm_head": PrepareModuleInput(input_layouts=(seq,), desired_input_layouts=(Replicate(),),
+                                          use_local_output=True),
+        }, fused_rows=fused)
 
     # ------------------------------------------------------------------ decoding
 

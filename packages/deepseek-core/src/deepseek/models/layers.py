@@ -83,8 +83,9 @@ class SelfAttention(nn.Module):
     ) -> torch.Tensor:
         """``x``: ``(B, T, D)``. ``attn_mask`` (bool, True = may attend) is broadcast to
         ``(B, H, T, S)``; it is only used when ``is_causal`` is False."""
-        # (B, T, 3 H hd) -> (3, B, H, T, hd) without reading B or T in Python (fx-friendly).
-        qkv = self.qkv(x).unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        # (B, T, 3 H hd) -> (3, B, H, T, hd) without reading B or T in Python (fx-friendly). The
+        # head count comes from the width: under tensor parallelism qkv is this rank's heads' q|k|v.
+        qkv = self.qkv(x).unflatten(-1, (3, -1, self.head_dim)).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         p = self.dropout if self.training else 0.0
         if cache is None:

@@ -25,6 +25,8 @@ config asks for and the model lacks is refused when the model is created
 - ``pipeline``: :meth:`~TrainableModel.split_stages`, :meth:`~TrainableModel.pipeline_batch`,
   :meth:`~TrainableModel.pipeline_loss` and, for weights shared between stages,
   :meth:`~TrainableModel.tied_parameters` (strategies ``pipeline`` and ``hybrid``).
+- ``tensor_parallel``: :meth:`~TrainableModel.tensor_parallel_plan`, how the model's layers split
+  over a tensor-parallel mesh dimension (strategy ``tp``): a :class:`TensorParallelPlan`.
 
 :meth:`TrainableModel.check_data` (default: accept) lets a model refuse data it cannot take
 (sequences longer than its positions, a vocabulary larger than its own) with one clear line
@@ -34,7 +36,7 @@ before anything is written.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -66,9 +68,31 @@ CAPABILITIES: dict[str, Capability] = {
         Capability("residual_dtype", ("set_fp32_residual",), "a configurable residual dtype (set_fp32_residual)"),
         Capability("pipeline", ("split_stages", "pipeline_batch", "pipeline_loss"),
                    "pipeline stages (split_stages, pipeline_batch, pipeline_loss)"),
+        Capability("tensor_parallel", ("tensor_parallel_plan",), "a tensor-parallel plan (tensor_parallel_plan)"),
     )
 }
 """Every optional capability by name."""
+
+
+@dataclass(frozen=True)
+class TensorParallelPlan:
+    """How a model splits over a tensor-parallel mesh dimension (capability ``tensor_parallel``).
+
+    The strategy hands ``styles`` to ``torch.distributed.tensor.parallel.parallelize_module`` on
+    the tensor-parallel sub-mesh; parameters of modules no style names stay whole on every rank
+    (replicated) and must then see the same inputs on every rank. A module's forward must work on
+    its local shard: attention reads its head count from the local width of its projection.
+    """
+
+    styles: Mapping[str, Any]
+    """Module name (``fnmatch`` wildcards per name part, ``blocks.*.attn.qkv``) -> a torch
+    ``ParallelStyle`` (``ColwiseParallel``, ``RowwiseParallel``, ``SequenceParallel``,
+    ``PrepareModuleInput``)."""
+    fused_rows: Mapping[str, int] = field(default_factory=dict)
+    """Parameter name pattern -> how many equal parts are stacked along dim 0 of a column-sharded
+    parameter (a fused ``q|k|v`` projection: 3). Each part is split over the ranks, so rank ``r``
+    holds rows ``r`` of every part (its own heads' q, k and v); the strategy reorders the rows
+    before sharding and back when it gathers, so checkpoints keep the canonical layout."""
 
 
 class BuildsComponents:
@@ -137,6 +161,16 @@ class TrainableModel(nn.Module):
         """Pairs ``(source, copy)`` of one weight held by two stages, whose gradients the pipeline
         strategy sums so that both copies stay equal. Default: none."""
         return []
+
+    # ------------------------------------------------------------------ "tensor_parallel"
+
+    def tensor_parallel_plan(self, tp_size: int, *, sequence_parallel: bool) -> TensorParallelPlan:
+        """How this model splits over ``tp_size`` tensor-parallel ranks; with
+        ``sequence_parallel`` the norms (and dropout) between the sharded layers work on a
+        sequence shard. Raise :class:`~deepseek.errors.ConfigError` (one line, naming the model
+        field) when the model's shape does not split over ``tp_size`` ranks. Builds the styles
+        only (no process group needed: it is also called on a meta-device model before launch)."""
+        raise NotImplementedError
 
 
 def model_capabilities(model: nn.Module | type) -> frozenset[str]:
