@@ -3,6 +3,7 @@
 Order: file (or a saved config) -> ``--set a.b=c`` overrides -> typed sections (unknown keys are
 errors with a did-you-mean) -> core's cross-field checks -> the model, dataset and strategy named
 in ``[model]``, ``[data]`` and ``[strategy]``, each validating its own keys with its ``Options``
+(a model that sets no ``vocab_size`` gets the dataset's ``model_vocab_size``, a tokenizer's)
 -> the trackers of ``logging.trackers`` with their ``[trackers.<name>]`` options
 (:mod:`deepseek.tracking.resolve`) -> the strategy's ``check_config`` -> every plugin's
 ``deepseek_validate_config`` hook. All of it runs before anything heavy starts; loading a
