@@ -50,9 +50,15 @@ class MLflowOptions:
     """Retries of a failed request to a tracking server after the start."""
 
 
+def uri_scheme(uri: str) -> str:
+    """The scheme of ``uri`` in lower case; ``""`` for a plain path (``C:\\runs`` included)."""
+    head, sep, _ = uri.partition(":")
+    return head.lower() if sep and len(head) > 1 and head.replace("+", "").isalnum() else ""
+
+
 def store_uri(uri: str) -> str:
     """``uri`` with a plain or relative folder made an absolute ``file:`` URI."""
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    scheme = uri_scheme(uri)
     if scheme == "file":
         rest = uri[len("file:"):]
         return uri if rest.startswith("//") else Path(rest).resolve().as_uri()
@@ -62,7 +68,7 @@ def store_uri(uri: str) -> str:
 
 
 def _check_uri(uri: str, where: str) -> None:
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri and not uri[1:3] == ":\\" else ""
+    scheme = uri_scheme(uri)
     if scheme and scheme not in SCHEMES:
         raise ConfigError(
             f"{where}: {uri!r} is not a store this tracker writes; give a folder, file:, sqlite:/// "
