@@ -189,6 +189,12 @@ def deepseek_command() -> str:
     return f"{shlex.quote(_show_path(Path(sys.executable).absolute()))} -m deepseek"
 
 
+_STRATEGY = click.option(
+    "--strategy", metavar="NAME", default=None,
+    help="Run under `deepseek launch -n N` with this strategy placing the model (tp: split by attention "
+         "heads over the processes, KV cache too); the strategy picks the device. Default: one process.")
+
+
 @click.command("eval")
 @click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
               help="Run folder, checkpoint folder or exported .safetensors.")
@@ -196,15 +202,22 @@ def deepseek_command() -> str:
               help="Validation batches (default: the run's data.eval_batches).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool) -> None:
+@_STRATEGY
+def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, strategy: str | None) -> None:
     """Validation loss of a trained model on its run's validation data."""
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.inference import evaluate_model, load_trained
+    from deepseek.training.inference import evaluate_model, load_placed
 
     use_default_cpu_threads()
     host = command_host()
-    model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
-    values = evaluate_model(model, config, batches, host)
+    model, config, state, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host)
+    try:
+        values = evaluate_model(model, config, batches, host)
+    finally:
+        if placer is not None:
+            placer.teardown()
+    if placer is not None and not placer.is_global_zero:
+        return
     step = state.get("step")
     if as_json:
         click.echo(json.dumps({"checkpoint": checkpoint, "step": step, **values}))
@@ -223,17 +236,24 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool) -
 @click.option("--top-k", type=count(), default=50, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@_STRATEGY
 def generate(
-    checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str
+    checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str,
+    strategy: str | None,
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.inference import load_trained, sample, trained_tokenizer
+    from deepseek.training.inference import load_placed, sample, trained_tokenizer
 
     use_default_cpu_threads()
-    model, _, _ = load_trained(checkpoint, device, host=command_host())
     tokenizer = trained_tokenizer(checkpoint)
-    text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                  tokenizer=tokenizer)
-    click.echo(prompt + text)
+    model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host())
+    try:
+        text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                      tokenizer=tokenizer)
+    finally:
+        if placer is not None:
+            placer.teardown()
+    if placer is None or placer.is_global_zero:
+        click.echo(prompt + text)
 

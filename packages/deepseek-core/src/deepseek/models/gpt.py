@@ -299,12 +299,21 @@ class GPT(TrainableModel):
         return self.lm_head(self.ln_f(x))
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
-        """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default max_seq_len)."""
+        """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default max_seq_len),
+        for the heads this process computes: all of them, or its share under tensor parallelism
+        (the cache is then sharded by heads like the attention)."""
         c = self.config
         p = self.wte.weight
         return KVCache(
-            c.n_layers, batch, c.n_heads, max_len or c.max_seq_len, c.head_dim, device=p.device, dtype=p.dtype
+            c.n_layers, batch, self.local_heads(), max_len or c.max_seq_len, c.head_dim, device=p.device, dtype=p.dtype
         )
+
+    def local_heads(self) -> int:
+        """Attention heads this process computes: ``n_heads``, or ``n_heads / tp`` when the model
+        was split by its :meth:`tensor_parallel_plan` (read from the local width of ``qkv``)."""
+        weight = self.blocks[0].attn.qkv.weight
+        local = weight.to_local() if hasattr(weight, "to_local") else weight  # a DTensor shard
+        return local.shape[0] // (3 * self.config.head_dim)  # type: ignore[operator]
 
     @torch.no_grad()
     def generate(

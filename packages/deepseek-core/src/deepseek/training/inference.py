@@ -1,6 +1,10 @@
-"""Loading a trained model and its tokenizer for evaluation and sampling (no optimizer, no
-strategy). A run trained with ``data.tokenizer`` uses the run folder's copy
-(``RUN/tokenizer.json``) first, so eval and generate work after the original file moved."""
+"""Loading a trained model and its tokenizer for evaluation and sampling (no optimizer). A run
+trained with ``data.tokenizer`` uses the run folder's copy (``RUN/tokenizer.json``) first, so eval
+and generate work after the original file moved.
+
+The model loads under core alone, whatever strategy trained it; :func:`load_placed` with a
+strategy name then places it on the processes of ``deepseek launch`` through
+:meth:`~deepseek.training.strategy.Strategy.setup_inference` (``tp``: split by heads)."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from deepseek.training.build import build_model
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
+    from deepseek.training.strategy import Strategy
 
 
 def _as_single(config_data: dict[str, Any], need_data: bool) -> dict[str, Any]:
@@ -76,6 +81,34 @@ def load_trained(
     ckpt.load_into_model(model, weights)
     model.to(device).eval()
     return model, config, state
+
+
+def load_placed(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    strategy: str | None = None,
+    need_data: bool = False,
+    host: PluginHost | None = None,
+) -> tuple[nn.Module, Config, dict[str, Any], Strategy | None]:
+    """:func:`load_trained`, and with ``strategy`` (the name of a registered strategy) that
+    strategy's process group joined (fp32, default options; ``device`` is then the strategy's)
+    and the model placed by its ``setup_inference``. Returns the strategy too (``None`` without
+    one): print from its ``is_global_zero`` process only, and ``teardown()`` it at the end."""
+    if strategy is None:
+        return (*load_trained(path, device, need_data=need_data, host=host), None)
+    from deepseek.plugins.host import get_host
+    from deepseek.training.mixed_precision import Precision
+
+    cls = (host or get_host()).resolve("strategy", strategy).load()
+    placer = cls(None, precision=Precision("fp32"), host=host)
+    placer.setup_environment()
+    try:
+        model, config, state = load_trained(path, "cpu", need_data=need_data, host=host)
+        return placer.setup_inference(model), config, state, placer
+    except BaseException:
+        placer.teardown()
+        raise
 
 
 def trained_tokenizer(path: str | Path) -> Tokenizer:

@@ -38,6 +38,9 @@ Lifecycle, called by the trainer (:class:`deepseek.training.engine.StepEngine`) 
     strategy.save_checkpoint(dir, trainer_state) / strategy.load_checkpoint(dir)
     strategy.teardown()
 
+For ``deepseek eval`` / ``generate`` the lifecycle is ``setup_environment``,
+:meth:`Strategy.setup_inference` (a trained model, no optimizer), the model's calls, ``teardown``.
+
 Rules that need no process (checked when a config is loaded and again before ``deepseek launch``
 starts any process) are the class methods :meth:`check_config` and :meth:`check_launch`; the model
 capabilities a strategy needs are :meth:`required_capabilities`.
@@ -339,6 +342,14 @@ class Strategy(ABC):
         loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast(),
                                        model_name=self.settings.model_name)
         return self.reduce_mean(loss, metrics)
+
+    def setup_inference(self, model: nn.Module) -> nn.Module:
+        """Place a trained model (plain, weights loaded, on the CPU) for evaluation and sampling
+        on this process (``deepseek eval`` / ``generate --strategy NAME``, after
+        :meth:`setup_environment`); return the module to call, in eval mode. Every rank passes
+        the same model and then makes the same calls. Default: the whole model on
+        :attr:`device` (each rank computes everything); ``tp`` splits it over the ranks."""
+        return model.to(self.device).eval()
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -128,26 +128,39 @@ class TPStrategy(DistributedStrategy):
             raise UsageError(problem)
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.tensor.parallel import parallelize_module
-
         self.settings = settings
-        if "tensor_parallel" not in model_capabilities(model):  # build_model refuses it first
-            raise UsageError(f"strategy 'tp': model {settings.model_name!r} offers no tensor_parallel_plan")
-        plan = model.tensor_parallel_plan(self.world_size, sequence_parallel=self.options.sequence_parallel)  # type: ignore[operator]
         self._template = meta_twin(model)
-        self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("tp",))
-        model = model.to(self.device)
-        self.fused = FusedRows(model, plan.fused_rows, self.world_size)
-        self.fused.reorder_model(model)
-        parallelize_module(model, self.mesh["tp"], dict(plan.styles))
+        self.model = self._parallelize(model, sequence_parallel=self.options.sequence_parallel)
         if self.options.async_tp:
             from torch.distributed._symmetric_memory import enable_symm_mem_for_group
 
             torch._inductor.config._micro_pipeline_tp = True
-            enable_symm_mem_for_group(self.mesh["tp"].get_group().group_name)
-        self.model = model
-        self.optimizer = optimizer_factory(model.parameters())
+            enable_symm_mem_for_group(self.mesh.get_group().group_name)
+        self.optimizer = optimizer_factory(self.model.parameters())
+
+    def setup_inference(self, model: nn.Module) -> nn.Module:
+        """The trained model split over the ranks like for training, without sequence
+        parallelism (a decode step has one position); the GPT's KV cache then holds each rank's
+        own heads."""
+        return self._parallelize(model, sequence_parallel=False).eval()
+
+    def _parallelize(self, model: nn.Module, *, sequence_parallel: bool) -> nn.Module:
+        """``model`` on this rank's device, its fused rows reordered, split by its plan over the
+        ``tp`` mesh (``parallelize_module``)."""
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.tensor.parallel import parallelize_module
+
+        if "tensor_parallel" not in model_capabilities(model):  # build_model refuses it first in training
+            raise UsageError(
+                f"strategy 'tp': the model ({type(model).__name__}) offers no tensor_parallel_plan; use a "
+                "model that does (the GPT presets) or another strategy"
+            )
+        plan = model.tensor_parallel_plan(self.world_size, sequence_parallel=sequence_parallel)  # type: ignore[operator]
+        self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("tp",))["tp"]
+        model = model.to(self.device)
+        self.fused = FusedRows(model, plan.fused_rows, self.world_size)
+        self.fused.reorder_model(model)
+        return parallelize_module(model, self.mesh, dict(plan.styles))
 
     # ------------------------------------------------------------------ the step
 
