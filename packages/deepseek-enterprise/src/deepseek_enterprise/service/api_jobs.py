@@ -1,0 +1,125 @@
+"""Routes for jobs: ``/v1/tenants/{tenant}/jobs`` (submit, list), ``.../jobs/{id}`` (show),
+``.../jobs/{id}/logs`` (the log from a byte offset), ``.../jobs/{id}/cancel``.
+
+Any role reads the tenant's jobs; a member (or admin) submits; a member cancels its own jobs, an
+admin any of the tenant's. A job of another tenant is 404 exactly like a job that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from deepseek_enterprise.service import jobpaths, quotas
+from deepseek_enterprise.service.api import Caller, Service, Svc, mutation
+from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
+from deepseek_enterprise.service.models import COMMANDS, STATES, Job
+
+router = APIRouter(prefix="/v1/tenants/{tenant}/jobs")
+MAX_LOG_READ = 1 << 20
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    command: Annotated[str, Field(pattern="^(" + "|".join(COMMANDS) + ")$")]
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=256)
+    config: Annotated[str, Field(max_length=jobpaths.MAX_FILE_BYTES)] | None = None
+    """The job's config.toml text (``train`` and ``tune`` get it as their CONFIG argument)."""
+    files: dict[str, Annotated[str, Field(max_length=jobpaths.MAX_FILE_BYTES)]] = Field(default_factory=dict,
+                                                                                        max_length=16)
+    """Further text files written into the workspace (a ``tune`` space file, ...)."""
+    devices: int = Field(default=0, ge=0, le=4096)
+
+
+def _job(s: Any, tenant_id: int, job_id: int, tenant: str) -> Job:
+    job = s.get(Job, job_id)
+    if job is None or job.tenant_id != tenant_id:
+        raise ApiError(404, f"no job {job_id} in tenant {tenant!r}")
+    return job
+
+
+@router.post("", status_code=201)
+def submit(tenant: str, body: JobIn, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
+    """Queue a job (member): refused with the reason when over quota or naming paths outside the
+    tenant's folder."""
+    with mutation(svc, who, "job.submit", tenant=tenant, target=f"{body.command} job") as (s, out):
+        t = tenant_row(s, who, tenant, "member", lock=True)
+        tenant_root = jobpaths.tenant_dir(svc.root, t.name)
+        quotas.check_submit(s, t, body.devices, svc.pool_size, tenant_root)
+        job = Job(tenant_id=t.id, user_id=who.user_id, command=body.command, args=body.args, config=body.config,
+                  files=body.files, devices=body.devices)
+        s.add(job)
+        s.flush()
+        job.workspace = str(jobpaths.job_dir(svc.root, t.name, job.id))
+        try:
+            jobpaths.check_job(body.args, body.config, body.files, tenant_root, tenant_root / "jobs" / str(job.id))
+        except jobpaths.PathRefused as exc:
+            raise ApiError(422, str(exc)) from None
+        out.target = f"job {job.id} ({body.command})"
+        s.flush()
+        result = job.as_dict()
+    svc.wake()
+    return result
+
+
+@router.get("")
+def list_jobs(tenant: str, state: str | None = Query(default=None, pattern="^(" + "|".join(STATES) + ")$"),
+              limit: int = Query(default=100, ge=1, le=10_000), who: Principal = Caller,
+              svc: Service = Svc) -> list[dict[str, Any]]:
+    """The tenant's jobs, newest first (any role)."""
+    with svc.store.session() as s:
+        t = tenant_row(s, who, tenant)
+        query = select(Job).where(Job.tenant_id == t.id).order_by(Job.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(Job.state == state)
+        return [j.as_dict() for j in s.scalars(query).all()]
+
+
+@router.get("/{job_id}")
+def show(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
+    """One job (any role)."""
+    with svc.store.session() as s:
+        t = tenant_row(s, who, tenant)
+        return _job(s, t.id, job_id, tenant).as_dict()
+
+
+@router.get("/{job_id}/logs")
+def logs(tenant: str, job_id: int, offset: int = Query(default=0, ge=0), who: Principal = Caller,
+         svc: Service = Svc) -> dict[str, Any]:
+    """The job's output from byte ``offset`` (at most 1 MiB per call) and the next offset."""
+    with svc.store.session() as s:
+        t = tenant_row(s, who, tenant)
+        job = _job(s, t.id, job_id, tenant)
+        path = jobpaths.job_dir(svc.root, t.name, job.id) / "job.log"
+        state = job.state
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(MAX_LOG_READ)
+    except FileNotFoundError:
+        data = b""
+    return {"text": data.decode("utf-8", errors="replace"), "next_offset": offset + len(data), "state": state}
+
+
+@router.post("/{job_id}/cancel")
+def cancel(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
+    """Cancel a job: a queued one at once, a running one by SIGTERM to its process group (SIGKILL
+    after the grace). A member cancels its own jobs, an admin any of the tenant's."""
+    with mutation(svc, who, "job.cancel", tenant=tenant, target=f"job {job_id}") as (s, out):
+        t = tenant_row(s, who, tenant, "member")
+        job = _job(s, t.id, job_id, tenant)
+        if job.user_id != who.user_id and who.role(tenant) != "admin":
+            raise ApiError(403, f"job {job_id} is {job.user.name}'s; members cancel their own jobs")
+        if job.state == "queued":
+            job.move("cancelled", message=f"cancelled by {who.name} before it started")
+        elif job.state == "running":
+            job.cancel_requested = True
+            out.result = "ok: stopping"
+        else:
+            raise ApiError(409, f"job {job_id} is already {job.state}")
+        result = job.as_dict()
+    svc.wake()
+    return result

@@ -1,0 +1,186 @@
+"""The local executor: each job a process group on this machine.
+
+What it does for every job:
+
+- a workspace ``<root>/tenants/<tenant>/jobs/<id>/`` (the tenant folder and the workspace mode
+  0700), the job's ``config.toml`` and extra files written there, its paths checked again just
+  before start (``jobpaths``: symbolic links that appeared since submit);
+- ``python -I -m deepseek_enterprise.service.child <command> ...`` (``-I``: neither the
+  workspace nor ``PYTHON*`` variables nor a user site can add modules) in a new session
+  (``start_new_session``: its own process group), stdout and stderr to ``job.log``;
+- an environment built from an allow-list (:data:`PASSED`) plus ``HOME``, ``TMPDIR`` and
+  ``XDG_CACHE_HOME`` inside the workspace and ``CUDA_VISIBLE_DEVICES`` from the device pool
+  (``""`` for a job without devices); nothing else of the server's environment (its secrets, its
+  database URL) is passed;
+- rlimits from the tenant's quota, set between fork and exec: ``RLIMIT_AS`` (``memory_bytes``),
+  ``RLIMIT_CPU`` (``cpu_seconds``), and no core files.
+
+Stop: SIGTERM to the process group, SIGKILL after :attr:`LocalExecutor.grace_s`. A process is
+known by its pid and its start time (``/proc/PID/stat``), so a recycled pid is never taken for a
+job.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepseek_enterprise.service import jobpaths
+
+PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+          "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "CUDA_DEVICE_ORDER")
+"""Variables of the server's environment a job sees (when set); nothing else is passed."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What the executor needs to start one job."""
+
+    job_id: int
+    tenant: str
+    command: str
+    args: list[str]
+    config: str | None
+    files: dict[str, str]
+    gpus: list[str]
+    memory_bytes: int | None = None
+    cpu_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    pid_start: str
+    workspace: Path
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields and fields[0] == "Z":  # a zombie has exited
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def is_alive(pid: int | None, pid_start: str | None) -> bool:
+    return pid is not None and pid_start is not None and process_start(pid) == pid_start
+
+
+def _limits(memory_bytes: int | None, cpu_seconds: int | None) -> Callable[[], None]:
+    def apply() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        if cpu_seconds is not None:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+    return apply
+
+
+class LocalExecutor:
+    """Starts, signals and watches job processes on this machine (module docstring)."""
+
+    def __init__(self, root: Path, grace_s: float = 30.0) -> None:
+        self.root = root
+        self.grace_s = grace_s
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def workspace(self, tenant: str, job_id: int) -> Path:
+        return jobpaths.job_dir(self.root, tenant, job_id)
+
+    def environment(self, workspace: Path, gpus: Sequence[str], job_id: int) -> dict[str, str]:
+        env = {k: os.environ[k] for k in PASSED if k in os.environ}
+        env.setdefault("PATH", "/usr/bin:/bin")
+        env.update({"HOME": str(workspace), "TMPDIR": str(workspace / "tmp"),
+                    "XDG_CACHE_HOME": str(workspace / ".cache"), "CUDA_VISIBLE_DEVICES": ",".join(gpus),
+                    "PYTHONUNBUFFERED": "1", "DEEPSEEK_JOB_ID": str(job_id)})
+        return env
+
+    def prepare(self, launch: Launch) -> Path:
+        """The workspace, made (mode 0700) and filled; paths checked again (PathRefused)."""
+        tenant_root = jobpaths.tenant_dir(self.root, launch.tenant)
+        for folder in (self.root / "tenants", tenant_root, tenant_root / "jobs"):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            if folder.is_symlink():
+                raise jobpaths.PathRefused(f"{folder} is a symbolic link")
+        os.chmod(tenant_root, 0o700)
+        ws = self.workspace(launch.tenant, launch.job_id)
+        if ws.is_symlink():
+            raise jobpaths.PathRefused(f"{ws} is a symbolic link")
+        ws.mkdir(mode=0o700, exist_ok=True)  # exists when a start was interrupted by a crash
+        os.chmod(ws, 0o700)
+        (ws / "tmp").mkdir(mode=0o700, exist_ok=True)
+        jobpaths.check_job(launch.args, launch.config, launch.files, tenant_root, ws)
+        if launch.config is not None:
+            (ws / "config.toml").write_text(launch.config, encoding="utf-8")
+        for name, body in launch.files.items():
+            (ws / name).write_text(body, encoding="utf-8")
+        return ws
+
+    def argv(self, launch: Launch) -> list[str]:
+        head = [launch.command]
+        if launch.config is not None and launch.command in ("train", "tune"):
+            head.append("config.toml")
+        return [sys.executable, "-I", "-m", "deepseek_enterprise.service.child", *head, *launch.args]
+
+    def start(self, launch: Launch) -> Started:
+        ws = self.prepare(launch)
+        with open(ws / "job.log", "ab") as log:
+            proc = subprocess.Popen(self.argv(launch), cwd=ws, env=self.environment(ws, launch.gpus, launch.job_id),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True,
+                                    preexec_fn=_limits(launch.memory_bytes, launch.cpu_seconds))
+        self._procs[launch.job_id] = proc
+        return Started(proc.pid, process_start(proc.pid) or "", ws)
+
+    def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
+        """The exit code of a job that ended; ``None`` while it runs; ``False`` when it is gone
+        without a known exit code (lost)."""
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            code = proc.poll()
+            if code is None:
+                return None
+            del self._procs[job_id]
+            return 128 - code if code < 0 else code
+        if is_alive(pid, pid_start):  # re-attached after a server restart
+            return None
+        return read_exit_code(workspace)
+
+    def signal(self, pid: int | None, pid_start: str | None, sig: int) -> None:
+        """``sig`` to the job's process group, if that process is still the job."""
+        if pid is None or not is_alive(pid, pid_start):
+            return
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def terminate(self, pid: int | None, pid_start: str | None) -> None:
+        self.signal(pid, pid_start, signal.SIGTERM)
+
+    def kill(self, pid: int | None, pid_start: str | None) -> None:
+        self.signal(pid, pid_start, signal.SIGKILL)
+
+    def close(self) -> None:
+        """Forget the children (they run on; a restarted server re-attaches or marks them lost)."""
+        self._procs.clear()
+
+
+def read_exit_code(workspace: Path) -> int | bool:
+    """The code the wrapper wrote, or False when there is none."""
+    try:
+        return int((workspace / "exit_code").read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return False

@@ -1,0 +1,146 @@
+"""A job's arguments, config and files stay inside its tenant's folder.
+
+A job runs in ``<root>/tenants/<tenant>/jobs/<id>/`` (its working directory); paths it names are
+read relative to that. Every string that could be a path is checked, wherever it sits: each
+command-line argument (``--opt=value`` and ``--set KEY=VALUE`` values too) and every string of the
+config TOML, at any depth. A string is path-like when it holds ``/`` or ``\\``, starts with
+``~``, or is ``.``/``..``. Refused, with one line naming the value:
+
+- a ``..`` component (anywhere, even one that would stay inside);
+- an absolute path outside ``<root>/tenants/<tenant>/`` (inside it is fine: another job's run
+  folder of the same tenant, or its ``data/`` folder);
+- ``~`` (another user's home);
+- a URL (``scheme://...``): jobs read and write files, they are given no servers;
+- a symbolic link at any existing component below the tenant folder (checked at submit and again
+  just before the job starts).
+
+What this does not do: it checks what the config *names*; it is not a sandbox. Code run by the
+job (the installed deepseek editions and plugins) runs as the server's user; see docs/service.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import tomllib
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_FILE_BYTES = 1 << 20
+"""Largest config or extra file a job may carry."""
+
+
+class PathRefused(ValueError):
+    """A job names a path outside its tenant's folder (one-line message)."""
+
+
+def tenant_dir(root: Path, tenant: str) -> Path:
+    return root / "tenants" / tenant
+
+
+def job_dir(root: Path, tenant: str, job_id: int) -> Path:
+    return tenant_dir(root, tenant) / "jobs" / str(job_id)
+
+
+def check_file_name(name: str) -> None:
+    """An extra file's name: one plain file name (no folders), not ``config.toml``, ``job.log``
+    or ``exit_code``, and no Python code (``.py``, ``.pth``, ``.so``: jobs run installed code)."""
+    if not _FILE_NAME.match(name) or name in ("config.toml", "job.log", "exit_code") \
+            or name.endswith((".py", ".pyc", ".pth", ".so")):
+        raise PathRefused(f"files: {name!r} is not allowed: use a plain file name "
+                          "(letters, digits, '.', '_', '-'; not .py/.pth/.so), not config.toml, job.log or exit_code")
+
+
+def config_strings(config_text: str) -> Iterator[tuple[str, str]]:
+    """``(field path, value)`` of every string in a config TOML (after parsing)."""
+    try:
+        data = tomllib.loads(config_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PathRefused(f"config: not valid TOML: {exc}") from None
+    yield from _strings(data, "")
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{where}[{i}]")
+
+
+def arg_strings(args: list[str]) -> Iterator[tuple[str, str]]:
+    """``(where, value)`` of every argument value that could name a path."""
+    for i, arg in enumerate(args):
+        where = f"args[{i}]"
+        if arg.startswith("--") and "=" in arg:
+            arg = arg.split("=", 1)[1]
+        if "=" in arg and i > 0 and args[i - 1] == "--set":
+            key, value = arg.split("=", 1)
+            where = f"--set {key}"
+            try:  # the value is a TOML literal ("x", [..]) or a bare string
+                parsed = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                parsed = value
+            yield from _strings(parsed, where)
+            yield where, value
+            continue
+        yield where, arg
+
+
+def check_value(value: str, where: str, tenant_root: Path, cwd: Path) -> None:
+    """Refuse ``value`` at ``where`` if it names a path outside ``tenant_root`` (module docstring)."""
+    if "\x00" in value:
+        raise PathRefused(f"{where}: a NUL character is not allowed")
+    if _URL.match(value):
+        raise PathRefused(f"{where}: {value!r}: URLs are not allowed in a job (jobs use files in their workspace)")
+    if not ("/" in value or "\\" in value or value.startswith("~") or value in (".", "..")):
+        return
+    if "\\" in value:
+        raise PathRefused(f"{where}: {value!r}: use '/' in paths")
+    if value.startswith("~"):
+        raise PathRefused(f"{where}: {value!r}: '~' is not allowed; name a path inside the job's workspace")
+    pure = PurePosixPath(value)
+    if ".." in pure.parts:
+        raise PathRefused(f"{where}: {value!r}: '..' is not allowed; name a path inside the job's workspace")
+    full = Path(os.path.normpath(pure if pure.is_absolute() else cwd / pure))
+    root = Path(os.path.normpath(tenant_root))
+    if full != root and root not in full.parents:
+        raise PathRefused(f"{where}: {value!r} is outside the tenant's folder {root}")
+    check_no_symlink(full, root, where, value)
+
+
+def check_no_symlink(full: Path, root: Path, where: str, value: str) -> None:
+    """Refuse when any existing component of ``full`` below ``root`` is a symbolic link."""
+    current = root
+    for part in full.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise PathRefused(f"{where}: {value!r}: {current} is a symbolic link; links are not followed in jobs")
+        if not current.exists():
+            return
+
+
+def check_job(args: list[str], config: str | None, files: dict[str, str], tenant_root: Path, cwd: Path) -> None:
+    """Every check above on one job (raises :class:`PathRefused`)."""
+    for name, body in files.items():
+        check_file_name(name)
+        if len(body.encode()) > MAX_FILE_BYTES:
+            raise PathRefused(f"files: {name!r} is larger than {MAX_FILE_BYTES} bytes")
+    if config is not None:
+        if len(config.encode()) > MAX_FILE_BYTES:
+            raise PathRefused(f"config: larger than {MAX_FILE_BYTES} bytes")
+        for where, value in config_strings(config):
+            check_value(value, f"config {where}", tenant_root, cwd)
+    for where, value in arg_strings(args):
+        check_value(value, where, tenant_root, cwd)
+    for name, body in files.items():
+        if name.endswith(".toml"):
+            for where, value in config_strings(body):
+                check_value(value, f"files {name} {where}", tenant_root, cwd)

@@ -1,0 +1,155 @@
+"""The scheduler loop of the server process: reap ended jobs, stop cancelled ones, start queued
+ones in fair-share order (``quotas.pick_next``), one pass every ``interval`` seconds in a thread.
+
+Each state change is one transaction with its audit entry (actor ``scheduler``). A job's final
+state: exit code 0 -> ``succeeded``; a job whose cancel was asked -> ``cancelled`` whatever its
+code (``deepseek train`` exits 75 after its checkpoint); any other code -> ``failed``; gone with
+no exit code -> ``lost``.
+
+:meth:`Scheduler.recover` runs once at start-up, before the API answers: a ``running`` job whose
+process is still alive (same pid, same start time) is re-attached and watched; one that ended
+while the server was down gets its state from the exit code its wrapper wrote; one gone without a
+code becomes ``lost``. Queued jobs keep their order (ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from deepseek_enterprise.service import quotas
+from deepseek_enterprise.service.executor import Launch, LocalExecutor
+from deepseek_enterprise.service.jobpaths import PathRefused
+from deepseek_enterprise.service.models import Job, utcnow
+from deepseek_enterprise.service.store import Store
+
+log = logging.getLogger("deepseek.server")
+
+
+class Scheduler:
+    """Runs queued jobs on ``executor`` with at most ``slots`` running at once and ``gpus`` as
+    the device pool."""
+
+    def __init__(self, store: Store, executor: LocalExecutor, *, slots: int, gpus: list[str],
+                 interval: float = 0.5) -> None:
+        self.store = store
+        self.executor = executor
+        self.slots = slots
+        self.gpus = list(gpus)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._term_sent: dict[int, float] = {}
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="deepseek-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.executor.close()
+
+    def wake(self) -> None:
+        """Run a pass now (after a submit or a cancel)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # a pass that failed is retried; the server keeps answering
+                log.exception("scheduler pass failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def step(self) -> None:
+        """One pass: reap, stop, start."""
+        self._reap()
+        self._stop_cancelled()
+        while self._start_one():
+            pass
+
+    # -- the parts --------------------------------------------------------------------------
+
+    def _finish(self, job: Job, code: int | bool, s) -> None:  # type: ignore[no-untyped-def]
+        if code is False:
+            job.move("lost", message="the job's process is gone and left no exit code")
+        elif job.cancel_requested:
+            job.move("cancelled", exit_code=int(code))
+        elif code == 0:
+            job.move("succeeded", exit_code=0)
+        else:
+            job.move("failed", exit_code=int(code), message=f"exit code {code}")
+        self._term_sent.pop(job.id, None)
+        self.store.audit("scheduler", f"job.{job.state}", tenant=job.tenant.name, target=f"job {job.id}",
+                         result=f"exit code {job.exit_code}" if job.exit_code is not None else job.message,
+                         session=s)
+
+    def _reap(self) -> None:
+        with self.store.session() as s:
+            for job in s.scalars(select(Job).where(Job.state == "running")).all():
+                code = self.executor.finished(job.id, job.pid, job.pid_start, Path(job.workspace))
+                if code is not None:
+                    self._finish(job, code, s)
+
+    def _stop_cancelled(self) -> None:
+        now = time.monotonic()
+        with self.store.session() as s:
+            jobs = s.scalars(select(Job).where(Job.state == "running", Job.cancel_requested.is_(True))).all()
+            targets = [(j.id, j.pid, j.pid_start) for j in jobs]
+        for job_id, pid, pid_start in targets:
+            sent = self._term_sent.get(job_id)
+            if sent is None:
+                self._term_sent[job_id] = now
+                self.executor.terminate(pid, pid_start)
+            elif now - sent > self.executor.grace_s:
+                self.executor.kill(pid, pid_start)
+
+    def free_gpus(self, s) -> list[str]:  # type: ignore[no-untyped-def]
+        held = {g for (gpus,) in s.execute(select(Job.gpus).where(Job.state == "running")) for g in gpus.split(",") if g}
+        return [g for g in self.gpus if g not in held]
+
+    def _start_one(self) -> bool:
+        with self.store.session() as s:
+            free = self.free_gpus(s)
+            job = quotas.pick_next(s, slots=self.slots, free_devices=len(free))
+            if job is None:
+                return False
+            quota = job.tenant.quota
+            launch = Launch(job.id, job.tenant.name, job.command, list(job.args), job.config, dict(job.files),
+                            free[:job.devices], quota.memory_bytes, quota.cpu_seconds)
+            try:
+                started = self.executor.start(launch)
+            except (PathRefused, OSError) as exc:
+                job.move("failed", message=f"could not start: {exc}")
+                self.store.audit("scheduler", "job.failed", tenant=job.tenant.name, target=f"job {job.id}",
+                                 result=job.message, session=s)
+                return True
+            job.move("running", pid=started.pid, pid_start=started.pid_start, workspace=str(started.workspace),
+                     gpus=",".join(launch.gpus))
+            quotas.started(job.tenant, utcnow())
+            self.store.audit("scheduler", "job.start", tenant=job.tenant.name, target=f"job {job.id}",
+                             result=f"pid {started.pid}, CUDA_VISIBLE_DEVICES={job.gpus!r}", session=s)
+        return True
+
+    def recover(self) -> None:
+        """After a restart: re-attach, conclude or mark ``lost`` the jobs left running."""
+        with self.store.session() as s:
+            for job in s.scalars(select(Job).where(Job.state == "running")).all():
+                code = self.executor.finished(job.id, job.pid, job.pid_start, Path(job.workspace))
+                if code is None:
+                    self.store.audit("scheduler", "job.reattach", tenant=job.tenant.name, target=f"job {job.id}",
+                                     result=f"pid {job.pid} still running", session=s)
+                else:
+                    self._finish(job, code, s)

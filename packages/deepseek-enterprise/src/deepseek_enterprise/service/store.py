@@ -1,0 +1,124 @@
+"""Where the service keeps its state: the engine, transactions, the append-only audit log and
+the bootstrap of a new database.
+
+Any SQLAlchemy URL works (``postgresql+psycopg://...`` in production); the default is SQLite in
+WAL mode (readers never block the writer). On SQLite every transaction starts with ``BEGIN
+IMMEDIATE``, so check-then-insert sequences such as a quota check and a submit are serialised
+between threads and processes; on other databases the tenant row is locked (``SELECT ... FOR
+UPDATE``) where that matters.
+
+The audit log is append-only at two layers: the ORM refuses to flush an update or a delete of an
+:class:`AuditEntry`, and on SQLite ``BEFORE UPDATE`` / ``BEFORE DELETE`` triggers abort any
+statement that tries, whoever sends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from deepseek.errors import UsageError
+from deepseek_enterprise.service import tokens
+from deepseek_enterprise.service.models import AuditEntry, Base, Token, User
+
+_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END",
+)
+
+
+class AppendOnlyError(RuntimeError):
+    """Something tried to change or delete an audit entry."""
+
+
+class Store:
+    """The database of one server: ``session()`` is a transaction (committed on success, rolled
+    back on an exception)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        Base.metadata.create_all(self.engine)
+        if self.sqlite:
+            with self.engine.begin() as conn:
+                for ddl in _TRIGGERS:
+                    conn.execute(text(ddl))
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_flush", _guard_audit)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    def audit(self, actor: str, action: str, *, tenant: str = "", target: str = "", result: str = "ok",
+              session: Session | None = None) -> None:
+        """Append one audit entry, in ``session``'s transaction or in a transaction of its own."""
+        entry = AuditEntry(actor=actor, tenant=tenant, action=action, target=target, result=result[:2000])
+        if session is not None:
+            session.add(entry)
+            return
+        with self.session() as s:
+            s.add(entry)
+
+    def is_new(self) -> bool:
+        with self.session() as s:
+            return s.scalar(select(User.id).limit(1)) is None
+
+    def bootstrap(self, name: str = "admin") -> str | None:
+        """On a database without users: a platform admin ``name`` and a token for it, returned
+        (shown once). None when the database already has users."""
+        with self.session() as s:
+            if s.scalar(select(User.id).limit(1)) is not None:
+                return None
+            user = User(name=name, platform_admin=True)
+            s.add(user)
+            s.flush()
+            token, token_id, hashed = tokens.new_token()
+            s.add(Token(token_id=token_id, secret_hash=hashed, user_id=user.id, name="bootstrap"))
+            self.audit("server", "bootstrap", target=f"user {name}", session=s)
+        return token
+
+
+def _engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", _sqlite_begin)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as exc:  # an unknown dialect or a missing driver
+        raise UsageError(f"--db {url!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _guard_audit(session: Session, _ctx: Any, _instances: Any) -> None:
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, AuditEntry):
+            raise AppendOnlyError("audit log is append-only: entries are never changed or deleted")

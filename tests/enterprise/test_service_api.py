@@ -1,0 +1,258 @@
+"""The job service's HTTP API through FastAPI's TestClient (no jobs run here; the scheduler is
+off, so submitted jobs stay queued): tokens, roles, tenant isolation, quotas, fair share, the
+audit log and bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+from _servicehelpers import Deploy, deploy
+from sqlalchemy import select, text
+from sqlalchemy.exc import DatabaseError
+
+from deepseek_enterprise.service import quotas, tokens
+from deepseek_enterprise.service.models import AuditEntry, Job, Tenant, Token
+from deepseek_enterprise.service.store import AppendOnlyError
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Deploy:
+    d = deploy(tmp_path / "srv")
+    d.tenant("acme", running_jobs=1, queued_jobs=3, devices=0)
+    d.tenant("globex", running_jobs=1, queued_jobs=3)
+    for name, role in (("ann", "admin"), ("bob", "member"), ("cat", "member"), ("vic", "viewer")):
+        d.user("acme", name, role)
+    d.user("globex", "gil", "admin")
+    yield d
+    d.close()
+
+
+def test_tokens_are_stored_as_salted_scrypt_hashes_only(svc: Deploy) -> None:
+    secrets_ = [t.split(".", 1)[1] for t in (svc.admin, *svc.tokens.values())]
+    with svc.store.session() as s:
+        rows = s.scalars(select(Token)).all()
+        hashes = [r.secret_hash for r in rows]
+    assert len(rows) == 6 and all(h.startswith("scrypt$16384$8$1$") for h in hashes)
+    assert len({h.split("$")[4] for h in hashes}) == 6  # a salt per token
+    svc.store.engine.dispose()
+    raw = b"".join(p.read_bytes() for p in svc.root.glob("service.db*"))
+    for secret in secrets_:
+        assert secret.encode() not in raw
+    assert tokens.verify_secret(secrets_[0], hashes[0]) and not tokens.verify_secret(secrets_[0] + "x", hashes[0])
+
+
+def test_wrong_revoked_and_expired_tokens_get_401(svc: Deploy) -> None:
+    bob = svc.tokens["bob"]
+    assert svc.call("GET", "/v1/me", bob).json()["tenants"] == {"acme": "member"}
+    assert svc.call("GET", "/v1/me", None).status_code == 401
+    wrong = bob[:-2] + ("AA" if not bob.endswith("AA") else "BB")
+    r = svc.call("GET", "/v1/me", wrong)
+    assert (r.status_code, r.json()) == (401, {"detail": "invalid token"})
+    assert svc.call("GET", "/v1/me", "dsk_000000000000.abcdefghijklmnopqrstuvwxyz").status_code == 401
+    token_id = bob[4:16]
+    assert svc.call("DELETE", f"/v1/tokens/{token_id}", svc.tokens["gil"]).status_code == 404  # not gil's
+    assert svc.call("DELETE", f"/v1/tokens/{token_id}", bob).status_code == 200
+    r = svc.call("GET", "/v1/me", bob)
+    assert r.status_code == 401 and r.json()["detail"] == f"token {token_id} was revoked"
+    cat = svc.tokens["cat"]
+    with svc.store.session() as s:
+        s.scalar(select(Token).where(Token.token_id == cat[4:16])).expires_at = \
+            dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    r = svc.call("GET", "/v1/me", cat)
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+def test_role_matrix(svc: Deploy) -> None:
+    t = svc.tokens
+    jobs = "/v1/tenants/acme/jobs"
+    # submit: member and admin yes, viewer no
+    assert svc.submit("acme", t["vic"]).status_code == 403
+    bob_job = svc.submit("acme", t["bob"]).json()["id"]
+    cat_job = svc.submit("acme", t["cat"]).json()["id"]
+    ann_job = svc.submit("acme", t["ann"]).json()["id"]
+    # read: every role sees every job of the tenant
+    for who in ("vic", "bob", "cat", "ann"):
+        assert [j["id"] for j in svc.call("GET", jobs, t[who]).json()] == [ann_job, cat_job, bob_job]
+        assert svc.call("GET", f"{jobs}/{bob_job}", t[who]).json()["user"] == "bob"
+        assert svc.call("GET", f"{jobs}/{bob_job}/logs", t[who]).status_code == 200
+    # cancel: viewer never, member its own only, admin any
+    assert svc.call("POST", f"{jobs}/{bob_job}/cancel", t["vic"]).status_code == 403
+    r = svc.call("POST", f"{jobs}/{cat_job}/cancel", t["bob"])
+    assert r.status_code == 403 and "members cancel their own jobs" in r.json()["detail"]
+    assert svc.call("POST", f"{jobs}/{bob_job}/cancel", t["bob"]).json()["state"] == "cancelled"
+    assert svc.call("POST", f"{jobs}/{cat_job}/cancel", t["ann"]).json()["state"] == "cancelled"
+    r = svc.call("POST", f"{jobs}/{cat_job}/cancel", t["ann"])
+    assert (r.status_code, r.json()["detail"]) == (409, f"job {cat_job} is already cancelled")
+    # users and tokens: tenant admin only; tenants and quotas: platform admin only
+    for who in ("vic", "bob"):
+        assert svc.call("POST", "/v1/tenants/acme/users", t[who], json={"name": "eve"}).status_code == 403
+        assert svc.call("GET", "/v1/tenants/acme/users", t[who]).status_code == 403
+        assert svc.call("POST", "/v1/tenants/acme/users/cat/tokens", t[who], json={}).status_code == 403
+    assert svc.call("POST", "/v1/tenants/acme/users", t["ann"], json={"name": "eve", "role": "viewer"}).status_code == 201
+    assert svc.call("POST", "/v1/tenants/acme/users/eve/tokens", t["ann"], json={}).status_code == 201
+    assert svc.call("POST", "/v1/tenants", t["ann"], json={"name": "new"}).status_code == 403
+    assert svc.call("PUT", "/v1/tenants/acme/quota", t["ann"], json={"devices": 8}).status_code == 403
+    assert svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"devices": 8}).json()["quota"]["devices"] == 8
+
+
+def test_a_tenant_admin_cannot_mint_tokens_reaching_another_tenant(svc: Deploy) -> None:
+    svc.call("POST", "/v1/tenants/globex/users", svc.admin, json={"name": "bob", "role": "admin"})
+    r = svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.tokens["ann"], json={})
+    assert r.status_code == 403 and "every tenant" in r.json()["detail"]
+    assert svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.tokens["bob"], json={}).status_code == 201
+
+
+def test_another_tenants_jobs_are_404_exactly_like_missing_ones(svc: Deploy) -> None:
+    job = svc.submit("acme", svc.tokens["bob"]).json()["id"]
+    gil = svc.tokens["gil"]
+    for method, url in (("GET", "/v1/tenants/acme/jobs"), ("GET", f"/v1/tenants/acme/jobs/{job}"),
+                        ("GET", f"/v1/tenants/acme/jobs/{job}/logs"), ("POST", f"/v1/tenants/acme/jobs/{job}/cancel"),
+                        ("GET", "/v1/tenants/acme"), ("POST", "/v1/tenants/acme/jobs")):
+        r = svc.call(method, url, gil, **({"json": {"command": "train"}} if url.endswith("jobs") and method == "POST" else {}))
+        assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'acme'"}), (method, url)
+        r2 = svc.call(method, url.replace("acme", "nosuch"), gil,
+                      **({"json": {"command": "train"}} if url.endswith("jobs") and method == "POST" else {}))
+        assert (r2.status_code, r2.json()) == (404, {"detail": "no tenant 'nosuch'"})
+    # acme's job id under globex: the same 404 as an id that does not exist
+    assert svc.call("GET", f"/v1/tenants/globex/jobs/{job}", gil).json() == {"detail": f"no job {job} in tenant 'globex'"}
+    assert svc.call("GET", "/v1/tenants/globex/jobs/999", gil).json() == {"detail": "no job 999 in tenant 'globex'"}
+    assert svc.call("POST", f"/v1/tenants/globex/jobs/{job}/cancel", gil).status_code == 404
+    assert [t["name"] for t in svc.call("GET", "/v1/tenants", gil).json()] == ["globex"]
+    assert svc.call("GET", f"/v1/tenants/acme/jobs/{job}", svc.tokens["bob"]).json()["state"] == "queued"
+
+
+def test_quota_refusals_say_why_and_change_nothing(svc: Deploy) -> None:
+    bob = svc.tokens["bob"]
+    r = svc.submit("acme", bob, devices=1)
+    assert (r.status_code, r.json()["detail"]) == (409, "the job asks 1 device(s); tenant 'acme' may hold 0 (quota devices)")
+    svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"devices": 2})
+    r = svc.submit("acme", bob, devices=1)
+    assert (r.status_code, r.json()["detail"]) == (409, "the job asks 1 device(s); this server has 0")
+    for _ in range(3):
+        assert svc.submit("acme", bob).status_code == 201
+    r = svc.submit("acme", bob)
+    assert r.status_code == 429
+    assert r.json()["detail"] == "tenant 'acme' has 3 queued job(s), its quota is 3 (quota queued_jobs): wait for some to start"
+    assert svc.submit("globex", svc.tokens["gil"]).status_code == 201  # another tenant's queue is its own
+    svc.call("PUT", "/v1/tenants/globex/quota", svc.admin, json={"storage_bytes": 1000})
+    folder = svc.root / "tenants" / "globex" / "data"
+    folder.mkdir(parents=True)
+    (folder / "big.bin").write_bytes(b"x" * 1000)
+    r = svc.submit("globex", svc.tokens["gil"])
+    assert r.status_code == 409 and "uses 1000 bytes of storage, its quota is 1000" in r.json()["detail"]
+    with svc.store.session() as s:
+        assert s.scalar(text("select count(*) from jobs")) == 4
+
+
+def test_fair_share_fewest_running_then_least_recent_start_then_fifo(svc: Deploy) -> None:
+    svc.tenant("initech", running_jobs=5, queued_jobs=5)
+    svc.user("initech", "ian", "member")
+    svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"running_jobs": 5, "queued_jobs": 5})
+    a = [svc.submit("acme", svc.tokens["bob"]).json()["id"] for _ in range(3)]
+    i = [svc.submit("initech", svc.tokens["ian"]).json()["id"] for _ in range(2)]
+
+    def start_next() -> int | None:
+        with svc.store.session() as s:
+            job = quotas.pick_next(s, slots=4, free_devices=0)
+            if job is None:
+                return None
+            job.move("running")
+            quotas.started(job.tenant, dt.datetime.now(dt.timezone.utc))
+            return job.id
+
+    # nobody runs, nobody started before: the lower tenant id (acme) first, then initech (0 running
+    # against acme's 1), then both hold 1 and initech started last: acme; then the 4-slot limit
+    assert [start_next() for _ in range(5)] == [a[0], i[0], a[1], i[1], None]
+    with svc.store.session() as s:
+        s.get(Job, a[0]).move("succeeded")
+    assert start_next() == a[2]  # acme has 1 running, initech 2
+
+
+def test_every_mutation_is_audited_and_the_log_is_append_only(svc: Deploy) -> None:
+    bob = svc.tokens["bob"]
+    job = svc.submit("acme", bob).json()["id"]
+    svc.submit("acme", bob, args=["--run-dir", "../x"])
+    svc.call("POST", f"/v1/tenants/acme/jobs/{job}/cancel", bob)
+    svc.call("POST", "/v1/tenants", bob, json={"name": "evil"})
+    rows = svc.call("GET", "/v1/audit", svc.admin).json()
+    seen = [(r["actor"], r["action"], r["tenant"], r["result"].split(":")[0]) for r in reversed(rows)]
+    assert seen == [
+        ("server", "bootstrap", "", "ok"),
+        ("admin", "tenant.create", "acme", "ok"), ("admin", "tenant.create", "globex", "ok"),
+        *[x for n in ("ann", "bob", "cat", "vic") for x in (("admin", "user.add", "acme", "ok"),
+                                                              ("admin", "token.create", "acme", "ok"))],
+        ("admin", "user.add", "globex", "ok"), ("admin", "token.create", "globex", "ok"),
+        ("bob", "job.submit", "acme", "ok"), ("bob", "job.submit", "acme", "refused 422"),
+        ("bob", "job.cancel", "acme", "ok"), ("bob", "tenant.create", "evil", "refused 403"),
+    ]
+    assert svc.call("GET", "/v1/audit?tenant=acme", svc.tokens["ann"]).status_code == 200
+    assert svc.call("GET", "/v1/audit?tenant=acme", bob).status_code == 403
+    assert svc.call("GET", "/v1/audit", svc.tokens["ann"]).status_code == 403
+    with pytest.raises(AppendOnlyError), svc.store.session() as s:
+        s.scalars(select(AuditEntry)).first().result = "forged"
+    with pytest.raises(AppendOnlyError), svc.store.session() as s:
+        s.delete(s.scalars(select(AuditEntry)).first())
+    for sql in ("UPDATE audit SET result = 'forged'", "DELETE FROM audit"):
+        with pytest.raises(DatabaseError, match="append-only"), svc.store.engine.begin() as conn:
+            conn.execute(text(sql))
+    assert len(svc.call("GET", "/v1/audit", svc.admin).json()) == len(rows) + 0
+
+
+@pytest.mark.parametrize(("job", "words"), [
+    ({"args": ["--run-dir", "../other"]}, "'..' is not allowed"),
+    ({"args": ["--run-dir=/tmp/elsewhere"]}, "is outside the tenant's folder"),
+    ({"args": ["--set", "train.init_from=\"/etc/passwd\""]}, "--set train.init_from"),
+    ({"args": ["--set", "data.path=~/x"]}, "'~' is not allowed"),
+    ({"config": "[data]\npath = \"/etc\"\n"}, "config data.path"),
+    ({"config": "[train]\ninit_from = \"runs/../../../x\"\n"}, "'..' is not allowed"),
+    ({"config": "[trackers.mlflow]\ntracking_uri = \"file:///etc\"\n"}, "URLs are not allowed"),
+    ({"config": "[train\n"}, "not valid TOML"),
+    ({"files": {"torch.py": "print(1)"}}, "plain file name"),
+    ({"files": {"../x.toml": ""}}, "plain file name"),
+    ({"files": {"space.toml": "[space]\n\"data.path\" = \"/root\"\n"}}, "files space.toml"),
+])
+def test_paths_outside_the_tenant_folder_are_refused(svc: Deploy, job: dict, words: str) -> None:
+    r = svc.submit("acme", svc.tokens["bob"], **job)
+    assert r.status_code == 422 and words in r.json()["detail"], r.text
+    assert "\n" not in r.json()["detail"]
+    with svc.store.session() as s:
+        assert s.scalar(text("select count(*) from jobs")) == 0
+
+
+def test_inside_paths_are_accepted_and_symlinks_refused(svc: Deploy) -> None:
+    bob = svc.tokens["bob"]
+    tenant = svc.root / "tenants" / "acme"
+    (tenant / "data").mkdir(parents=True)
+    assert svc.submit("acme", bob, args=["--run-dir", "runs/a", "--set", f"data.path=\"{tenant}/data\""]).status_code == 201
+    os.symlink("/etc", tenant / "data" / "etc")
+    r = svc.submit("acme", bob, args=["--set", f"data.path=\"{tenant}/data/etc/x\""])
+    assert r.status_code == 422 and "is a symbolic link" in r.json()["detail"]
+
+
+def test_bad_requests_get_one_line_and_the_right_status(svc: Deploy) -> None:
+    bob = svc.tokens["bob"]
+    cases = [
+        (svc.call("POST", "/v1/tenants/acme/jobs", bob, json={"command": "train", "cmd": "x"}), 422, "cmd: Extra inputs"),
+        (svc.call("POST", "/v1/tenants/acme/jobs", bob, json={"command": "run"}), 422, "command"),
+        (svc.call("POST", "/v1/tenants/acme/jobs", bob, content=b"{not json", headers={"content-type": "application/json"}), 422, "invalid request"),
+        (svc.call("POST", "/v1/tenants/acme/jobs", bob, json={"command": "train", "args": ["x" * 5000]}), 422, "args.0"),
+        (svc.call("POST", "/v1/tenants/acme/jobs", bob, content=b"x" * (5 << 20)), 413, "request body over"),
+        (svc.call("POST", "/v1/tenants", svc.admin, json={"name": "Bad/Name"}), 422, "name"),
+        (svc.call("GET", "/v1/tenants/acme/jobs/abc", bob), 422, "job_id"),
+        (svc.call("GET", "/v1/tenants/acme/jobs?state=nope", bob), 422, "state"),
+    ]
+    for r, status, words in cases:
+        detail = r.json()["detail"]
+        assert r.status_code == status and words in detail and "\n" not in detail and "Traceback" not in r.text, r.text
+    with svc.store.session() as s:
+        assert s.scalar(text("select count(*) from jobs")) == 0
+        assert s.scalar(select(Tenant).where(Tenant.name == "Bad/Name")) is None
+
+
+def test_openapi_schema_is_served(svc: Deploy) -> None:
+    schema = svc.client.get("/openapi.json").json()
+    assert {"/v1/tenants", "/v1/tenants/{tenant}/jobs", "/v1/tenants/{tenant}/jobs/{job_id}/cancel",
+            "/v1/tokens/{token_id}", "/v1/audit"} <= set(schema["paths"])
