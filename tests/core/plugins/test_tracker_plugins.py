@@ -153,6 +153,7 @@ def test_a_tracker_that_cannot_start_stops_the_run_before_its_first_step(host: P
         "example.invalid); check [trackers.rec.memory] (docs/tracking.md) or remove 'rec.memory' from "
         "logging.trackers"
     )
+    assert MemoryTracker.CALLS == [("finish", "failed")]
     assert read_metrics(tmp_path / "run" / "metrics.jsonl") == []
     assert not (tmp_path / "run" / "checkpoints" / "step-1").exists()
 

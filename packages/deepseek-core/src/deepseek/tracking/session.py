@@ -57,6 +57,7 @@ class TrackingSession:
         try:
             for name in config.logging.trackers:
                 tracker = host.resolve("tracker", name).load()(config.trackers.options[name])
+                started.append((name, tracker))  # finished as failed should its start fail
                 try:
                     tracker.start(run)
                 except UsageError:
@@ -66,7 +67,6 @@ class TrackingSession:
                         f"trackers.{name}: the {name!r} tracker could not start ({describe_error(exc)}); "
                         f"check [trackers.{name}] (docs/tracking.md) or remove {name!r} from logging.trackers"
                     ) from exc
-                started.append((name, tracker))
         except BaseException:
             for _, tracker in started:
                 try:
