@@ -1,11 +1,17 @@
 """Contract every registered dataset meets, whoever registered it: ``Options`` with defaults,
 global batches of ``batch_size`` rows (a mapping of tensors agreeing on dimension 0), a fixed
-validation set, a JSON-ready position that resumes the same batches, the default shard."""
+validation set, a JSON-ready position that resumes the same batches, the default shard.
+
+A dataset of the user's own files has no data by default: core's ``hf`` gets files written here
+(:data:`NEEDS_FILES`), and where its extra is not installed it must refuse in one line naming it."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,6 +21,7 @@ import deepseek
 from deepseek.config.components import options_class
 from deepseek.data.batch import check_batch
 from deepseek.data.dataset import Dataset
+from deepseek.errors import ConfigError
 from deepseek.plugins.host import get_host
 
 DATASETS = deepseek.list_datasets()
@@ -27,18 +34,38 @@ def _equal(a: object, b: object) -> bool:
     return sa == sb and all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(la, lb, strict=True))
 
 
+def _hf_files(folder: Path) -> dict[str, Any]:
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.jsonl").write_text("".join(
+            json.dumps({"text": f"record {i} of {name}: " + "words and more words " * (i % 5)}) + "\n" for i in range(40)))
+    return {"files": [str(folder / "a.jsonl"), str(folder / "b.jsonl")], "val_files": [str(folder / "c.jsonl")],
+            "seq_len": 16}
+
+
+NEEDS_FILES = {"hf": (_hf_files, "datasets")}
+"""Core datasets that read the user's files: options made in a folder, and the library they need."""
+
+
 def test_core_datasets_registered() -> None:
-    assert "text" in DATASETS
+    assert "text" in DATASETS and "hf" in DATASETS
 
 
 @pytest.mark.parametrize("name", DATASETS)
-def test_dataset_contract(name: str) -> None:
+def test_dataset_contract(name: str, tmp_path: Path) -> None:
     cls = get_host().resolve("dataset", name).load()
     assert isinstance(cls, type) and issubclass(cls, Dataset)
     options = options_class(cls, kind="dataset", name=name)
     assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
                for f in dataclasses.fields(options)), f"{name}: every [data] key needs a default"
-    data = deepseek.create_dataset(name, batch_size=ROWS, seed=3)
+    extra: dict[str, Any] = {}
+    if name in NEEDS_FILES:
+        make, library = NEEDS_FILES[name]
+        extra = make(tmp_path)
+        if importlib.util.find_spec(library) is None:
+            with pytest.raises(ConfigError, match=r"pip install 'deepseek-core\[hf\]'"):
+                deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
+            return
+    data = deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
     first = next(data)
     assert check_batch(first, where=name) == ROWS
     val = data.validation_batches(2)
@@ -46,7 +73,7 @@ def test_dataset_contract(name: str) -> None:
     assert all(_equal(a, b) for a, b in zip(val, data.validation_batches(2), strict=True))
     state = json.loads(json.dumps(data.state_dict()))  # JSON-ready
     expected = [next(data) for _ in range(2)]
-    again = deepseek.create_dataset(name, batch_size=ROWS, seed=3)
+    again = deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
     again.load_state_dict(state)
     assert all(_equal(a, next(again)) for a in expected)
     shard = data.shard(first, 1, 2)

@@ -238,3 +238,21 @@ def test_saved_positions_are_checked(host: PluginHost, tmp_path: Path) -> None:
         dataset(host, files=files, seq_len=8, val_fraction=0.3).load_state_dict(text_state)
     with pytest.raises(UsageError, match="expected a table"):
         dataset(host, files=files, seq_len=8, val_fraction=0.3).load_state_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_no_network_is_touched(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    files = [str(write(tmp_path / f"p{i}{s}", records(20, i))) for i, s in enumerate([".jsonl", ".parquet", ".csv"])]
+    ds = dataset(host, files=files, val_files=[str(write(tmp_path / "v.txt", records(10, 7)))], seq_len=8)
+    for _ in range(30):
+        next(ds)
+    assert ds.validation_batches(2) and attempts == []
