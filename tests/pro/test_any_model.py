@@ -1,7 +1,8 @@
 """A model and dataset that are not a GPT (``tests/toyplugin``: a classifier over a dict batch of
 two tensors, registered through entry points by a third-party distribution) train under every
 data-parallel strategy on 2 processes with the same losses as ``single``, checkpoint and resume
-under them, evaluate, and ``pipeline`` refuses the model before any process starts."""
+under them, evaluate, and ``pipeline``, ``hybrid`` and ``tp`` (capabilities it does not offer)
+refuse the model before any process starts."""
 
 from __future__ import annotations
 
@@ -110,14 +111,20 @@ def test_eval_with_core_alone_reads_a_deepspeed_checkpoint(runs: dict[str, Any],
     assert values["val_accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-6)
 
 
-@pytest.mark.parametrize("strategy", ["pipeline", "hybrid"])
-def test_pipeline_refuses_the_model_before_any_process(strategy: str, tmp_path: Path, toy_env: dict[str, str]) -> None:
+@pytest.mark.parametrize(("strategy", "what"), [
+    ("pipeline", "pipeline stages (split_stages, pipeline_batch, pipeline_loss)"),
+    ("hybrid", "pipeline stages (split_stages, pipeline_batch, pipeline_loss)"),
+    ("tp", "a tensor-parallel plan (tensor_parallel_plan)"),
+])
+def test_pipeline_and_tp_refuse_the_model_before_any_process(
+    strategy: str, what: str, tmp_path: Path, toy_env: dict[str, str]
+) -> None:
     args = ["launch", "-n", "2", "--", "train", "--strategy", strategy, "--set", "model.name=toyclf.mlp",
             "--set", "data.name=toyclf.blobs", "--set", "data.batch_size=8", "--run-dir", "run"]
     out = subprocess.run([*DEEPSEEK, *args], cwd=tmp_path, env=toy_env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip() == (
-        f"error: strategy '{strategy}' needs pipeline stages (split_stages, pipeline_batch, pipeline_loss), which "
+        f"error: strategy '{strategy}' needs {what}, which "
         "model 'toyclf.mlp' (BlobClassifier) does not offer; use another strategy (ddp, deepspeed, fsdp), or use "
         "a model that offers it (docs/plugins.md, 'Models')"
     )

@@ -23,6 +23,8 @@ STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
     "pipeline-gpipe": ("pipeline", {"schedule": "gpipe"}),
     "hybrid-pp2-dp1": ("hybrid", {"pp_size": 2}),
     "hybrid-pp1-dp2": ("hybrid", {"pp_size": 1}),
+    "tp": ("tp", {}),
+    "tp-sp": ("tp", {"sequence_parallel": True}),
 }
 
 

@@ -44,7 +44,7 @@ def needed_capabilities(
 ) -> dict[str, tuple[str, str]]:
     """Model capabilities this config asks for: capability -> (the setting, how to do without;
     for a strategy's needs, the registered strategies on ``host`` of the same kind (one process
-    or a launcher's several) that do not have them)."""
+    or a launcher's several) that need no model capability)."""
     needed: dict[str, tuple[str, str]] = {}
     if config.train.activation_checkpointing:
         needed["activation_checkpointing"] = ("train.activation_checkpointing = true", "set it to false")
@@ -54,7 +54,7 @@ def needed_capabilities(
         required = strategy_cls.required_capabilities(config)
         if required:
             others = strategies_where(host, lambda cls: cls.needs_launcher == strategy_cls.needs_launcher
-                                      and not set(required) & set(cls.required_capabilities(config)))
+                                      and not cls.required_capabilities(config))
             instead = f"use another strategy ({', '.join(others)})" if others else "use another strategy"
             for capability, reason in required.items():
                 needed[capability] = (reason, instead)

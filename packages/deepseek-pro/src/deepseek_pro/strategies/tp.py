@@ -67,11 +67,18 @@ def _check_options(config: Any, world_size: int | None) -> None:
     if o.async_tp and not (o.sequence_parallel and config.train.compile):
         raise ConfigError("strategy.async_tp: asynchronous TP needs strategy.sequence_parallel = true and "
                           "train.compile = true; set both, or async_tp = false")
-    if world_size and o.sequence_parallel and config.data.seq_len % world_size:
-        raise ConfigError(
-            f"data.seq_len: {config.data.seq_len} positions do not split over {world_size} ranks for "
-            f"strategy.sequence_parallel; pick a seq_len divisible by {world_size} or sequence_parallel = false"
-        )
+    if world_size and o.sequence_parallel:
+        from deepseek.data.packed import TokenOptions
+
+        # Packed token datasets say their sequence length; for others to_device checks each batch.
+        data = config.data.options
+        if isinstance(data, TokenOptions) and data.seq_len % world_size:
+            raise ConfigError(_sequence_problem("data.seq_len", data.seq_len, world_size))
+
+
+def _sequence_problem(where: str, positions: int, ranks: int) -> str:
+    return (f"{where}: {positions} positions do not split over {ranks} ranks for strategy.sequence_parallel; "
+            f"pick a sequence length divisible by {ranks} or sequence_parallel = false")
 
 
 class TPStrategy(DistributedStrategy):
@@ -163,6 +170,25 @@ class TPStrategy(DistributedStrategy):
         return parallelize_module(model, self.mesh, dict(plan.styles))
 
     # ------------------------------------------------------------------ the step
+
+    def to_device(self, batch: Any) -> Any:
+        self._check_sequence(batch)
+        return super().to_device(batch)
+
+    def evaluate(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self._check_sequence(batch)
+        return super().evaluate(batch)
+
+    def _check_sequence(self, batch: Any) -> None:
+        """With ``sequence_parallel`` the sequences (dim 1 of the batch's tensors, which the plan
+        shards) must split evenly over the ranks: one line instead of a collective's crash."""
+        from torch.utils import _pytree as pytree
+
+        if not self.options.sequence_parallel:
+            return
+        for t in pytree.tree_leaves(batch):
+            if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.size(1) % self.world_size:
+                raise UsageError(_sequence_problem("data", t.size(1), self.world_size))
 
     def reduce_mean(
         self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]
