@@ -163,6 +163,12 @@ def sample(
             f"generate: the tokenizer has {tok.vocab_size} tokens but the model's vocabulary only {vocab}; "
             "pass the run folder the model was trained in (its tokenizer.json)"
         )
+    if isinstance(vocab, int) and isinstance(tok, ByteTokenizer) and vocab > tok.vocab_size:
+        raise UsageError(
+            f"generate: the model has {vocab} token ids but no tokenizer.json was found with it, and byte "
+            f"tokens cover only {tok.vocab_size}; put the tokenizer.json it was trained with in its run folder "
+            "(or beside the exported weights file)"
+        )
     ids = tok.encode(prompt) or tok.encode("\n")
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
