@@ -45,6 +45,10 @@ def main(out: str) -> None:
         rows = [qkv[part * width + rank * heads * hd: part * width + (rank + 1) * heads * hd] for part in range(3)]
         report[f"sp={sp}"] = {"placements": placements, "local": local,
                               "own_heads_qkv": bool(torch.equal(mine, torch.cat(rows)))}
+    # Activation memory per layer on one rank (fp32): what autograd saves for 4 layers minus 2.
+    for sp in (False, True):
+        saved = [_saved_bytes(n_layers, sp) for n_layers in (2, 4)]
+        report[f"per_layer_bytes sp={sp}"] = (saved[1] - saved[0]) / 2
     # Inference: greedy decoding, tensor-parallel vs the same weights in one process.
     torch.manual_seed(1)
     plain = GPT(config)
@@ -65,6 +69,43 @@ def main(out: str) -> None:
         Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     dist.barrier()
     strategy.teardown()
+
+
+def _saved_bytes(n_layers: int, sp: bool) -> int:
+    """Bytes autograd saves on this rank for one forward of a batch (3, 20), parameters and their
+    copies left out (as tests/core/advise/test_estimate.py counts them in one process)."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    from deepseek.models.gpt import GPT, GPTConfig
+    from deepseek.training.mixed_precision import Precision
+    from deepseek.training.strategy import StepSettings
+    from deepseek_pro.strategies.tp import TPStrategy
+
+    def local(t: torch.Tensor) -> torch.Tensor:
+        return t.to_local() if isinstance(t, DTensor) else t
+
+    torch.manual_seed(0)
+    strategy = TPStrategy({"sequence_parallel": sp}, precision=Precision("fp32"))
+    strategy.setup_environment()
+    strategy.setup(GPT(GPTConfig(d_model=64, n_heads=4, n_layers=n_layers, max_seq_len=32)),
+                   lambda params: torch.optim.SGD(params, lr=0.1), StepSettings())
+    params = [local(p) for p in strategy.model.parameters()]
+    ptrs = {p.untyped_storage().data_ptr() for p in params}
+    shapes = {tuple(p.shape) for p in params} | {tuple(p.shape)[::-1] for p in params}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        mine = local(t)
+        ptr = mine.untyped_storage().data_ptr()
+        if ptr not in ptrs and tuple(mine.shape) not in shapes:
+            seen[ptr] = mine.untyped_storage().nbytes()
+        return t
+
+    x = torch.randint(0, 256, (3, 20))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        strategy.model(x, x)
+    return sum(seen.values())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ against ``single``: per-step losses and gradient norms, with and without sequenc
 tp -> single, tp -> tp, fsdp sharded -> tp) continuing the one ``single`` curve, the written
 state equal to single's; the parameters really split (each rank holds its own heads' q, k, v);
 greedy decoding under tp token for token equal to one process, from the Python API and from
-``deepseek launch -n 2 -- generate --strategy tp``; the rules refused before any process.
+``deepseek launch -n 2 -- generate --strategy tp``; the advisor's tp activation formula against
+the tensors autograd saves on a rank; the rules refused before any process.
 
 Tolerance as for ddp/fsdp (test_ddp, test_fsdp): fp32 on CPU; the row-parallel all-reduce sums
 two partial matmuls in another order than one full matmul (~1e-7 relative per step), 1e-5 over
@@ -196,3 +197,14 @@ def test_config_rules_are_one_line() -> None:
     with pytest.raises(ConfigError, match=r"strategy\.sequence_paralel: unknown key.*sequence_parallel"):
         _config("strategy.sequence_paralel=true")
     assert _config("strategy.sequence_parallel=true").strategy.options.sequence_parallel
+
+
+@pytest.mark.parametrize("sp", [False, True])
+def test_the_advisors_tp_activation_formula_matches_saved_tensors(sp: bool, probe: dict) -> None:
+    # What autograd saves per layer on one of 2 ranks (fp32, batch 3 x 20), as core's test counts
+    # it in one process: exactly the advisor's tp / tp+sp per-layer bytes.
+    from deepseek.advise.estimate import TrainSetup, activation_bytes, shape_from_config
+
+    shape = shape_from_config(GPTConfig(d_model=64, n_heads=4, n_layers=2, max_seq_len=32), "test")
+    formula = activation_bytes(shape, TrainSetup(20, 3, "fp32"), tp=2, sequence_parallel=sp).per_layer
+    assert probe[f"per_layer_bytes sp={sp}"] == pytest.approx(formula, rel=0.01)

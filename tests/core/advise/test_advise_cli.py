@@ -23,7 +23,7 @@ def test_json_output_for_two_gpus() -> None:
     report = json.loads(out.stdout)
     keys = [e["key"] for e in report["estimates"]]
     assert keys == ["single", "single+offload", "ddp", "ddp+offload", "zero1", "zero1+offload",
-                    "zero2", "zero2+offload", "zero3", "zero3+offload"]
+                    "zero2", "zero2+offload", "zero3", "zero3+offload", "tp", "tp+sp"]
     for e in report["estimates"]:
         assert {"weights", "gradients", "optimizer", "activations", "buffers", "overhead", "total", "host",
                 "fits", "bytes_per_param"} <= set(e)

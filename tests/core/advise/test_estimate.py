@@ -159,7 +159,7 @@ def test_zero_stages_shard_what_they_should() -> None:
     for part in ("gradients", "optimizer"):
         assert getattr(z3, part) == pytest.approx(getattr(ddp, part) / n, rel=1e-6)
     assert z3.weights == 0 and z3.buffers > 0
-    assert all(e.activations == ddp.activations for e in rows.values())
+    assert all(e.activations == ddp.activations for e in rows.values() if not e.key.startswith("tp"))
     assert z3.total < z2.total < ddp.total
 
 

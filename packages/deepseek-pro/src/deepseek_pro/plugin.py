@@ -29,7 +29,8 @@ def deepseek_register_strategies(register: RegisterFn) -> None:
     register("hybrid", "deepseek_pro.strategies.hybrid:HybridStrategy",
              description="pipeline stages x sharded data parallel on a 2-D DeviceMesh")
     register("tp", "deepseek_pro.strategies.tp:TPStrategy",
-             description="tensor parallelism (DTensor parallelize_module), optional sequence parallelism")
+             description="tensor parallelism (DTensor parallelize_module), optional sequence parallelism",
+             declares={"memory_rows": ["tp", "tp+sp"]})
 
 
 @hookimpl

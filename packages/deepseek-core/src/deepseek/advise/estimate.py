@@ -63,6 +63,13 @@ class ModelShape:
         return 4 * h * h + 2 * h * f + 9 * h + f
 
     @property
+    def tp_split_params(self) -> int:
+        """Parameters tensor parallelism splits over the GPUs: every block's qkv, projection and
+        FFN weights and the column-parallel biases (the rest is whole on each GPU)."""
+        h, f = self.d_model, self.d_ff
+        return self.n_layers * (4 * h * h + 2 * h * f + 3 * h + f)
+
+    @property
     def embedding_params(self) -> int:
         """Token + position tables (the token table doubles as the tied LM head)."""
         return (self.vocab_size + self.max_seq_len) * self.d_model
@@ -198,6 +205,11 @@ class StrategySpec:
     foreach_step: bool = False
     """AdamW runs torch's foreach kernels on the GPU (our optimizer factory keeps the fused one off
     for DTensor parameters): the step holds one fp32 temporary, ``sqrt(v)``, per local parameter."""
+    tensor_parallel: Literal["none", "tp", "tp+sp"] = "none"
+    """Megatron-style tensor parallelism over the N GPUs (deepseek-pro's ``tp``): the blocks'
+    matmul weights, their gradients and optimizer state, and the activations between the split
+    layers are 1/N per GPU; embeddings, norms and the head are whole on each, and every GPU sees
+    the same rows. ``tp+sp`` (sequence parallel) splits the norms' activations too."""
 
 
 STRATEGIES: tuple[StrategySpec, ...] = (
@@ -220,6 +232,8 @@ STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec("zero3+offload", "zero3+offload", shard_weights=True, shard_grads=True,
                  shard_optimizer=True, offload_optimizer=True, offload_params=True, autocast=True, buffers="gather", params_cast_on_gather=True,
                  foreach_step=True),
+    StrategySpec("tp", "tp", autocast=True, foreach_step=True, tensor_parallel="tp"),
+    StrategySpec("tp+sp", "tp+sp", autocast=True, foreach_step=True, tensor_parallel="tp+sp"),
 )
 """Every row the advisor estimates. Which registered strategy realises a row is what the strategies
 declare (:func:`deepseek.advise.engines.row_engines`); a row none declares (``ddp+offload``) is
@@ -248,27 +262,40 @@ class Activations:
 
 def activation_bytes(
     shape: ModelShape, setup: TrainSetup, *, residual_in_compute_dtype: bool = False,
+    tp: int = 1, sequence_parallel: bool = False,
 ) -> Activations:
-    """Bytes of saved activations for one micro-batch (see the module docstring).
+    """Bytes of saved activations for one micro-batch on one GPU (see the module docstring).
 
     ``residual_in_compute_dtype``: the residual stream is 16-bit (FSDP2's mixed-precision policy),
     so checkpointed block inputs take ``e`` bytes instead of 4. One layer's saved tensors do not
-    change: CUDA autocast runs LayerNorm in fp32 and saves an fp32 copy of its input."""
-    s, b = setup.seq_len, setup.micro_batch
+    change: CUDA autocast runs LayerNorm in fp32 and saves an fp32 copy of its input.
+
+    ``tp``: tensor parallelism over ``tp`` GPUs splits q/k/v, the attention output, the FFN
+    activations and the log-sum-exp; the norms' inputs, statistics and the residual stream are
+    split too with ``sequence_parallel``. The inputs of the column-parallel matmuls (the norms'
+    outputs) are whole either way: autograd keeps the all-gathered copy."""
+    s, b, t = setup.seq_len, setup.micro_batch, max(1, tp)
     h, f, a, v = shape.d_model, shape.d_ff, shape.n_heads, shape.vocab_size
     e = 2 if setup.mixed else 4  # width of matmul inputs/outputs under autocast
     r = 4  # LayerNorm inputs are fp32 under autocast
-    per_layer = s * b * (2 * r * h + e * (6 * h + 2 * f) + 4 * a + 16)
+    norms = 2 * r * h + 16  # the two LayerNorm inputs, their mean and rstd
+    split = e * (4 * h + 2 * f) + 4 * a  # q, k, v, attention output, FFN, log-sum-exp
+    seq = t if sequence_parallel else 1
+    per_layer = s * b * (norms / seq + e * 2 * h + split / t)
     # Final LayerNorm input + LM-head input, fp32 logits and their log-softmax for the loss.
-    head = s * b * (r * h + e * h + 8 * v + 8)
+    head = s * b * (r * h / seq + e * h + 8 * v + 8)
     if setup.activation_checkpointing:
         x = e if residual_in_compute_dtype else 4  # width of the residual stream
-        total = shape.n_layers * s * b * x * h + per_layer + head
-        formula = f"L*s*b*h*{x} (block inputs) + one recomputed block + head"
+        total = shape.n_layers * s * b * x * h / seq + per_layer + head
+        formula = f"L*s*b*h*{x}{'/t' if seq > 1 else ''} (block inputs) + one recomputed block + head"
     else:
         total = shape.n_layers * per_layer + head
-        formula = f"L*s*b*(8h + {e}*(6h + 2f) + 4a + 16) + head"
-    return Activations(per_layer=per_layer, head=head, total=total, formula=formula)
+        if t == 1:
+            formula = f"L*s*b*(8h + {e}*(6h + 2f) + 4a + 16) + head"
+        else:
+            norm_part = "(8h + 16)/t" if seq > 1 else "8h + 16"
+            formula = f"L*s*b*({norm_part} + {2 * e}h + ({e}*(4h + 2f) + 4a)/t) + head, t = {t}"
+    return Activations(per_layer=int(per_layer), head=int(head), total=int(total), formula=formula)
 
 
 @dataclass(frozen=True)
@@ -340,6 +367,9 @@ def estimate_strategy(
     ``engine``: the strategy realising the row (``None``: not offered)."""
     n = max(1, setup.gpus) if spec.key not in ("single", "single+offload") else 1
     p = shape.n_params
+    tp = n if spec.tensor_parallel != "none" else 1
+    if tp > 1:  # each GPU holds 1/tp of the split parameters and all of the rest
+        p = p - shape.tp_split_params + shape.tp_split_params / tp
     per = state_bytes(spec, setup)
     w = per.weights * p / (n if spec.shard_weights else 1)
     g = per.gradients * p / (n if spec.shard_grads else 1)
@@ -356,14 +386,15 @@ def estimate_strategy(
         host_per_gpu += w
         w = 0.0
     residual16 = spec.params_cast_on_gather or (setup.mixed and not setup.fp32_residual)
-    act = activation_bytes(shape, setup, residual_in_compute_dtype=residual16).total
+    act = activation_bytes(shape, setup, residual_in_compute_dtype=residual16, tp=tp,
+                           sequence_parallel=spec.tensor_parallel == "tp+sp").total
     est = Estimate(
         key=spec.key, label=spec.label, engine=engine.strategy if engine else None,
         edition=engine.edition if engine else None,
         weights=int(w), gradients=int(g), optimizer=int(o), activations=act,
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
-        applicable=engine is not None and _applicable(spec, setup.gpus), grads_persist=spec.grads_persist,
+        applicable=engine is not None and _applicable(spec, setup.gpus, shape), grads_persist=spec.grads_persist,
         backward_buffers=spec.backward_buffers,
         step_temp=int(temp),
     )
@@ -375,10 +406,18 @@ def estimate_strategy(
 _ONE_GPU = ("single", "single+offload", "zero3+offload")
 
 
-def _applicable(spec: StrategySpec, gpus: int) -> bool:
-    """Whether the row is offered for this many GPUs (0 = CPU only: ``single``)."""
+TP_MAX_GPUS = 8
+"""Tensor parallelism is offered within one node: its all-reduces per layer need NVLink."""
+
+
+def _applicable(spec: StrategySpec, gpus: int, shape: ModelShape | None = None) -> bool:
+    """Whether the row is offered for this many GPUs (0 = CPU only: ``single``); tensor
+    parallelism within one node and when the heads and FFN units split evenly."""
     if gpus == 0:
         return spec.key == "single"
+    if spec.tensor_parallel != "none":
+        fits = shape is None or (shape.n_heads % gpus == 0 and shape.d_ff % gpus == 0)
+        return 1 < gpus <= TP_MAX_GPUS and fits
     return gpus > 1 or spec.key in _ONE_GPU
 
 

@@ -3,7 +3,8 @@
 Rules (docs/advise.md): enterprise when any modality beyond text is asked; otherwise core for one
 device when plain ``single`` fits, pro for more than one GPU or when only a sharded / offloaded
 strategy fits. Among the strategies that fit, the fastest kind wins: no sharding, then sharded
-optimizer, gradients, parameters, then CPU offload.
+optimizer, gradients, parameters, then tensor parallelism (within one node; it also splits each
+layer's activations, which ZeRO does not), then CPU offload.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ MODALITIES: tuple[str, ...] = ("text", "vision", "speech")
 
 # Fastest first. One device: single, then ZeRO-Offload, then parameter offload.
 _ORDER_ONE = ("single", "single+offload", "zero3+offload")
-_ORDER_MANY = ("ddp", "zero1", "zero2", "zero3", "zero1+offload", "zero2+offload", "zero3+offload")
+_ORDER_MANY = ("ddp", "zero1", "zero2", "zero3", "tp", "tp+sp", "zero1+offload", "zero2+offload", "zero3+offload")
 
 
 def parse_modalities(text: str | None) -> tuple[str, ...]:
@@ -135,6 +136,9 @@ def recommend(
         reasons.append("the model trains on one device without sharding")
     else:
         reasons.append(f"{best.label} is the fastest strategy that fits")
+        if best.key in ("tp", "tp+sp"):
+            reasons.append("ZeRO shards weights, gradients and optimizer state but not activations; tensor "
+                           f"parallelism also splits each layer's activations over the {gpus} GPUs of the node")
         if gpus == 1:
             reasons.append("plain single-device training does not fit; offload needs the pro edition")
     if extra:

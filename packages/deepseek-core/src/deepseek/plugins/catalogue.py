@@ -20,7 +20,7 @@ EDITIONS: dict[str, str] = {
 CATALOGUE: dict[tuple[str, str], str] = {
     **{
         ("strategy", n): "deepseek-pro"
-        for n in ("ddp", "fsdp", "zero3", "deepspeed", "pipeline", "hybrid")
+        for n in ("ddp", "fsdp", "zero3", "deepspeed", "pipeline", "hybrid", "tp")
     },
     ("command", "launch"): "deepseek-pro",
     ("command", "checkpoint"): "deepseek-pro",
@@ -42,6 +42,7 @@ DECLARED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("strategy", "ddp"): {"memory_rows": ("ddp",)},
     ("strategy", "fsdp"): {"memory_rows": ("zero3", "zero3+offload")},
     ("strategy", "deepspeed"): {"memory_rows": ("single+offload", "zero1", "zero1+offload", "zero2", "zero2+offload")},
+    ("strategy", "tp"): {"memory_rows": ("tp", "tp+sp")},
 }
 """What those components declare at registration (``register(..., declares=...)``), for tools
 that describe an edition that is not installed (the advisor's memory rows). tests/contract checks

@@ -96,6 +96,10 @@ class TPStrategy(DistributedStrategy):
     # ------------------------------------------------------------------ rules
 
     @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        return "tp+sp" if options.sequence_parallel else "tp"
+
+    @classmethod
     def required_capabilities(cls, config: Config) -> dict[str, str]:
         return {"tensor_parallel": f"strategy {config.strategy.name!r}"}
 
