@@ -15,6 +15,8 @@ written out in ``docs/advise.md``; in short, per parameter (``P``) and per GPU (
   ``s^2`` softmax term (SDPA's flash / memory-efficient kernels keep only a log-sum-exp).
 * the peak is the larger of the forward/backward phase and the optimizer step (where torch's
   foreach AdamW, used for FSDP's DTensor parameters, adds one fp32 temporary per parameter).
+* tensor parallelism (rows ``tp``, ``tp+sp``) splits the blocks' matmuls and their activations
+  over the GPUs; embeddings, norms and the head stay whole (``activation_bytes(tp=...)``).
 """
 
 from __future__ import annotations

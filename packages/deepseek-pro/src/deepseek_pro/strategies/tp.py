@@ -142,10 +142,11 @@ class TPStrategy(DistributedStrategy):
         self.settings = settings
         self._template = meta_twin(model)
         self.model = self._parallelize(model, sequence_parallel=self.options.sequence_parallel)
-        if self.options.async_tp:
+        if self.options.async_tp:  # torchtitan's switch: inductor fuses the collectives into the matmuls
+            import torch._inductor.config as inductor_config
             from torch.distributed._symmetric_memory import enable_symm_mem_for_group
 
-            torch._inductor.config._micro_pipeline_tp = True
+            inductor_config._micro_pipeline_tp = True
             enable_symm_mem_for_group(self.mesh.get_group().group_name)
         self.optimizer = optimizer_factory(self.model.parameters())
 
