@@ -16,6 +16,7 @@ moves the loss by >= 1e-3.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,9 +140,8 @@ def test_greedy_decoding_is_token_identical_with_a_head_sharded_cache(probe: dic
     assert len(probe["tokens_tp"][0]) == 45 and len(set(probe["tokens_tp"][0])) > 3
 
 
-def test_launch_generate_and_eval_with_tp_print_what_one_process_does(tmp_path: Path) -> None:
-    import json as _json
-
+def _random_weights(path: Path) -> Path:
+    """An exported weights file of a small GPT with large random weights (varied greedy tokens)."""
     from deepseek.training.checkpoint import save_model_state
 
     cfg = {"vocab_size": 256, "d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
@@ -150,20 +150,32 @@ def test_launch_generate_and_eval_with_tp_print_what_one_process_does(tmp_path: 
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
-    weights = tmp_path / "w.safetensors"
-    save_model_state(weights, model.state_dict(), {"format": "deepseek-weights",
-                                                   "model": _json.dumps({"name": "gpt", **cfg}), "step": "0"})
-    args = ["generate", "--checkpoint", str(weights), "--temperature", "0", "--max-new-tokens", "40", "hello"]
-    env = {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    import os
+    meta = {"format": "deepseek-weights", "model": json.dumps({"name": "gpt", **cfg}), "step": "0"}
+    return save_model_state(path, model.state_dict(), meta)
 
-    one = subprocess.run([sys.executable, "-m", "deepseek", *args], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, **env})
-    two = subprocess.run([sys.executable, "-m", "deepseek", "launch", "-n", "2", "--", *args, "--strategy", "tp"],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+
+def _deepseek(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "deepseek", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_launch_generate_with_tp_prints_what_one_process_does(tmp_path: Path) -> None:
+    weights = _random_weights(tmp_path / "w.safetensors")
+    args = ["generate", "--checkpoint", str(weights), "--temperature", "0", "--max-new-tokens", "40", "hello"]
+    one = _deepseek(*args)
+    two = _deepseek("launch", "-n", "2", "--", *args, "--strategy", "tp")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     assert one.stdout.startswith("hello") and len(one.stdout) > len("hello\n")
     assert two.stdout == "[rank0] " + one.stdout  # rank 0 alone prints
+
+
+def test_tp_generate_outside_the_launcher_is_one_line(tmp_path: Path) -> None:
+    weights = _random_weights(tmp_path / "w.safetensors")
+    out = _deepseek("generate", "--checkpoint", str(weights), "--strategy", "tp", "hello", timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == ("error: --strategy tp: it runs one process per device; start it as "
+                                  "`deepseek launch -n N -- generate ... --strategy tp`")
 
 
 # ----------------------------------------------------------------------------- rules, no process

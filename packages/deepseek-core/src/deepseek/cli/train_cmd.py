@@ -210,7 +210,8 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
 
     use_default_cpu_threads()
     host = command_host()
-    model, config, state, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host)
+    model, config, state, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host,
+                                               command="eval")
     try:
         values = evaluate_model(model, config, batches, host)
     finally:

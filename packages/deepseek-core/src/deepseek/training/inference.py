@@ -90,17 +90,25 @@ def load_placed(
     strategy: str | None = None,
     need_data: bool = False,
     host: PluginHost | None = None,
+    command: str = "generate",
 ) -> tuple[nn.Module, Config, dict[str, Any], Strategy | None]:
     """:func:`load_trained`, and with ``strategy`` (the name of a registered strategy) that
     strategy's process group joined (fp32, default options; ``device`` is then the strategy's)
     and the model placed by its ``setup_inference``. Returns the strategy too (``None`` without
-    one): print from its ``is_global_zero`` process only, and ``teardown()`` it at the end."""
+    one): print from its ``is_global_zero`` process only, and ``teardown()`` it at the end.
+    ``command`` names the CLI command in the error of a launcher strategy started without one."""
     if strategy is None:
         return (*load_trained(path, device, need_data=need_data, host=host), None)
+    import os
+
+    from deepseek.errors import UsageError
     from deepseek.plugins.host import get_host
     from deepseek.training.mixed_precision import Precision
 
     cls = (host or get_host()).resolve("strategy", strategy).load()
+    if cls.needs_launcher and "RANK" not in os.environ:
+        raise UsageError(f"--strategy {strategy}: it runs one process per device; start it as "
+                         f"`deepseek launch -n N -- {command} ... --strategy {strategy}`")
     placer = cls(None, precision=Precision("fp32"), host=host)
     placer.setup_environment()
     try:
