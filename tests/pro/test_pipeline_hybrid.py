@@ -1,5 +1,5 @@
-"""``pipeline`` and ``hybrid`` train exactly like ``single``: same losses, gradient norms and
-validation loss over N steps from the same seed and global batch, with gradient accumulation,
+"""``pipeline`` and ``hybrid`` (pp x dp x tp meshes) train exactly like ``single``: same losses,
+gradient norms and validation loss over N steps from the same seed and global batch, with gradient accumulation,
 activation checkpointing, bf16 and fp16 (loss scaling with the overflow check agreed across
 stages), and checkpoints that move between the strategies.
 
@@ -42,11 +42,15 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "hybrid-pp2-dp1-accum-ckpt": ("hybrid", {"schedule": "gpipe"}, ACCUM_CKPT),
     "hybrid-pp1-dp2-accum-ckpt": ("hybrid", {"pp_size": 1}, ACCUM_CKPT),
     "hybrid-pp2-dp1-fp16": ("hybrid", {}, FP16),
+    "hybrid-pp1-dp1-tp2": ("hybrid", {"pp_size": 1, "tp_size": 2}, NONE),
+    "hybrid-pp1-dp1-tp2-accum-ckpt": ("hybrid", {"pp_size": 1, "tp_size": 2}, ACCUM_CKPT),
     # checkpoints: written at step 2 under the strategy / resumed from single's step 2
     "pipeline-save": ("pipeline", {}, SAVE_AT_2),
     "hybrid-pp1-dp2-save": ("hybrid", {"pp_size": 1}, SAVE_AT_2),
+    "hybrid-pp1-tp2-save": ("hybrid", {"pp_size": 1, "tp_size": 2}, SAVE_AT_2),
     "pipeline-resume": ("pipeline", {}, NONE),
     "hybrid-pp2-dp1-resume": ("hybrid", {}, NONE),
+    "hybrid-pp1-tp2-resume": ("hybrid", {"pp_size": 1, "tp_size": 2}, NONE),
 }
 REFERENCES = {"plain": NONE, "accum-ckpt": ACCUM_CKPT, "bf16": BF16, "fp16": FP16, "save": SAVE_AT_2}
 RTOL = {"fp32": 1e-4, "half": 5e-3}
@@ -134,12 +138,12 @@ def test_fp16_overflow_skips_the_step_on_every_stage(two_procs: tuple[dict, Path
         assert two_procs[0][case]["skipped"] == [1, 0, 0, 0]
 
 
-@pytest.mark.parametrize("case", ["pipeline-resume", "hybrid-pp2-dp1-resume"])
+@pytest.mark.parametrize("case", ["pipeline-resume", "hybrid-pp2-dp1-resume", "hybrid-pp1-tp2-resume"])
 def test_single_checkpoint_resumes_under_pipeline(case: str, two_procs: tuple[dict, Path], single: dict) -> None:
     assert_same(two_procs[0][case], single["plain"], RTOL["fp32"], slice(2, None))
 
 
-@pytest.mark.parametrize("case", ["pipeline-save", "hybrid-pp1-dp2-save"])
+@pytest.mark.parametrize("case", ["pipeline-save", "hybrid-pp1-dp2-save", "hybrid-pp1-tp2-save"])
 def test_pipeline_checkpoint_resumes_under_single(case: str, two_procs: tuple[dict, Path], single: dict, tmp_path: Path) -> None:
     ckpt = two_procs[1] / case / "checkpoints" / "step-2"
     assert sorted(p.name for p in ckpt.iterdir() if not p.name.startswith("rng")) == [
@@ -164,11 +168,15 @@ def test_pipeline_checkpoint_equals_single_weights(two_procs: tuple[dict, Path],
     assert [sorted(g["params"]) for g in oa["param_groups"]] == [sorted(g["params"]) for g in ob["param_groups"]]
 
 
-def test_hybrid_pp2_dp2_on_four_processes(single: dict[str, Any], train_jobs: Any, tmp_path: Path) -> None:
-    """The general pp x dp mesh: 2 stages x 2 FSDP shards (4 gloo processes)."""
-    cases = {"hybrid-pp2-dp2": ("hybrid", {"pp_size": 2}, NONE)}
+def test_hybrid_meshes_on_four_processes(single: dict[str, Any], train_jobs: Any, tmp_path: Path) -> None:
+    """The general meshes: 2 stages x 2 FSDP shards, 2 stages x 2 tensor-parallel ranks, 2 FSDP
+    shards x 2 tensor-parallel ranks (4 gloo processes, one torchrun job)."""
+    cases = {"hybrid-pp2-dp2": ("hybrid", {"pp_size": 2}, NONE),
+             "hybrid-pp2-dp1-tp2": ("hybrid", {"pp_size": 2, "tp_size": 2}, NONE),
+             "hybrid-pp1-dp2-tp2": ("hybrid", {"pp_size": 1, "tp_size": 2}, NONE)}
     train_jobs(jobs(cases, single["ckpt"]), tmp_path, nproc=4, timeout=900)
-    assert_same(summary(tmp_path / "hybrid-pp2-dp2"), single["plain"], RTOL["fp32"])
+    for case in cases:
+        assert_same(summary(tmp_path / case), single["plain"], RTOL["fp32"])
 
 
 UNWRAP_SCRIPT = '''

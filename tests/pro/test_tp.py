@@ -220,3 +220,22 @@ def test_the_advisors_tp_activation_formula_matches_saved_tensors(sp: bool, prob
     shape = shape_from_config(GPTConfig(d_model=64, n_heads=4, n_layers=2, max_seq_len=32), "test")
     formula = activation_bytes(shape, TrainSetup(20, 3, "fp32"), tp=2, sequence_parallel=sp).per_layer
     assert probe[f"per_layer_bytes sp={sp}"] == pytest.approx(formula, rel=0.01)
+
+
+def test_hybrid_tp_mesh_and_rules() -> None:
+    from deepseek.errors import UsageError
+    from deepseek_pro.strategies.hybrid import HybridStrategy, mesh_shape
+
+    assert mesh_shape(8, 2, 2) == (2, 2) and mesh_shape(4, 1, 2) == (1, 2) and mesh_shape(4, 2) == (2, 2)
+    with pytest.raises(UsageError, match=r"^strategy\.tp_size: 2 stages x 2 tensor-parallel ranks do not divide 6"):
+        mesh_shape(6, 2, 2)
+    hybrid = load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=1", "strategy.tp_size=2",
+                                "data.batch_size=8"])
+    assert HybridStrategy.required_capabilities(hybrid) == {
+        "pipeline": "strategy 'hybrid'", "tensor_parallel": "strategy 'hybrid' with strategy.tp_size > 1"}
+    HybridStrategy.check_launch(hybrid, 4, _meta_gpt(n_layers=2))
+    with pytest.raises(ConfigError, match=r"^model\.n_heads: 3 attention heads do not split over 2"):
+        HybridStrategy.check_launch(hybrid, 4, _meta_gpt(d_model=48, n_heads=3, d_ff=64))
+    odd = load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=2", "strategy.tp_size=2"])
+    with pytest.raises(ConfigError, match=r"^strategy\.tp_size: 2 stages x 2 tensor-parallel ranks do not divide 6"):
+        HybridStrategy.check_launch(odd, 6, _meta_gpt(n_layers=2))

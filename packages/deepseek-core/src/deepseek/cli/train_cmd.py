@@ -214,6 +214,8 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
                                                command="eval")
     try:
         values = evaluate_model(model, config, batches, host)
+        if placer is not None:
+            placer.barrier()  # every rank done before any tears the process group down
     finally:
         if placer is not None:
             placer.teardown()
@@ -252,6 +254,8 @@ def generate(
     try:
         text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
                       tokenizer=tokenizer)
+        if placer is not None:
+            placer.barrier()  # every rank done before any tears the process group down
     finally:
         if placer is not None:
             placer.teardown()

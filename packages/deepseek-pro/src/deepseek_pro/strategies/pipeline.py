@@ -105,6 +105,11 @@ class PipelineStrategy(DistributedStrategy):
         super().__init__(options, precision=precision, host=host)
         self.pp_size, self.pp_rank = 1, 0
         self._dp_size, self._dp_rank = 1, 0
+        self.tp_size, self.tp_rank = 1, 0
+        """Tensor-parallel ranks per stage replica (``hybrid`` with ``tp_size``); rank =
+        (pp_index * dp + dp_index) * tp + tp_index."""
+        self.fused: Any = None
+        """The stage's fused rows kept rank-major under tensor parallelism (a ``FusedRows``)."""
         self.pp_group: Any = None
         self._stage_mod: nn.Module | None = None
         self._pipe_stage: Any = None
@@ -149,7 +154,7 @@ class PipelineStrategy(DistributedStrategy):
 
     def pp_peer(self, pp_index: int) -> int:
         """Global rank of stage ``pp_index`` in this rank's pipeline."""
-        return pp_index * self._dp_size + self._dp_rank
+        return (pp_index * self._dp_size + self._dp_rank) * self.tp_size + self.tp_rank
 
     def setup_environment(self) -> None:
         super().setup_environment()
@@ -189,11 +194,12 @@ class PipelineStrategy(DistributedStrategy):
             (i, src_name), (j, copy_name) = _locate(stages, source), _locate(stages, copy)
             self._tied[copy_name] = src_name
             for d in range(self._dp_size):
-                ranks = sorted({i * self._dp_size + d, j * self._dp_size + d})
-                group = dist.new_group(ranks) if self.world_size > len(ranks) else dist.group.WORLD
-                if self.rank in ranks:
-                    out[(i, src_name)] = group
-                    out[(j, copy_name)] = group
+                for t in range(self.tp_size):
+                    ranks = sorted({(k * self._dp_size + d) * self.tp_size + t for k in (i, j)})
+                    group = dist.new_group(ranks) if self.world_size > len(ranks) else dist.group.WORLD
+                    if self.rank in ranks:
+                        out[(i, src_name)] = group
+                        out[(j, copy_name)] = group
         return out
 
     def shard_stage(self, stage: nn.Module) -> nn.Module:
@@ -260,10 +266,11 @@ class PipelineStrategy(DistributedStrategy):
         return self._sum_from_last(local), {}
 
     def _sum_from_last(self, local: torch.Tensor) -> torch.Tensor:
-        """Every rank gets the mean over data-parallel ranks of the last stages' ``local``."""
+        """Every rank gets the mean over data-parallel ranks of the last stages' ``local`` (the
+        tensor-parallel ranks of a last stage hold the same value)."""
         t = local.detach().float().reshape(1).to(self.comm_device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return (t / self._dp_size).reshape(())
+        return (t / (self._dp_size * self.tp_size)).reshape(())
 
     def _sync_tied_grads(self) -> None:
         assert self._stage_mod is not None
@@ -280,9 +287,9 @@ class PipelineStrategy(DistributedStrategy):
         named = [(n, p) for n, p in self._stage_mod.named_parameters() if p.grad is not None]
         local = [(n, p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad) for n, p in named]
         sq = torch.zeros(1, dtype=torch.float32, device=self.device)
-        for n, g in local:
+        for (n, g), (_, p) in zip(local, named, strict=True):
             if n not in self._tied:  # a copy's gradient equals its source's: count it once
-                sq += g.detach().float().pow(2).sum()
+                sq += g.detach().float().pow(2).sum() * self.norm_share(p.grad)
         sq = sq.to(self.comm_device)
         dist.all_reduce(sq, op=dist.ReduceOp.SUM)
         total = sq.sqrt().reshape(())
@@ -291,6 +298,12 @@ class PipelineStrategy(DistributedStrategy):
             for _, g in local:
                 g.mul_(coef)
         return total
+
+    def norm_share(self, grad: Any) -> float:
+        """The share of this rank's ``grad`` in the global squared norm summed over all ranks:
+        1 (stages and shards each hold their own part); ``hybrid`` with tensor parallelism counts
+        gradients that every tensor-parallel rank holds whole once."""
+        return 1.0
 
     def evaluate(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A plain forward through the stages with point-to-point sends (any batch shape)."""
@@ -336,10 +349,13 @@ class PipelineStrategy(DistributedStrategy):
     def stage_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """This stage's full (unsharded) model and optimizer state under canonical names."""
         assert self._stage_mod is not None and self.optimizer is not None
-        return pstate.stage_state(self._stage_mod, self.optimizer, tied=self._tied)
+        model_sd, optim_sd = pstate.stage_state(self._stage_mod, self.optimizer, tied=self._tied)
+        if self.fused is not None:  # tensor-parallel fused rows back in canonical order
+            model_sd, optim_sd = self.fused.canonical(model_sd, optim_sd)
+        return model_sd, optim_sd
 
     def _writes_part(self) -> bool:
-        return self._dp_rank == 0
+        return self._dp_rank == 0 and self.tp_rank == 0
 
     def save_checkpoint(self, directory: Path, trainer_state: dict[str, Any]) -> None:
         directory = Path(directory)
@@ -356,7 +372,7 @@ class PipelineStrategy(DistributedStrategy):
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         assert self._stage_mod is not None and self.optimizer is not None
         state = ckpt.read_trainer_state(Path(directory))
-        pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied=self._tied)
+        pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied=self._tied, fused=self.fused)
         return state
 
     def unwrapped_model(self) -> nn.Module:
