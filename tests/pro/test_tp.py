@@ -170,6 +170,21 @@ def test_launch_generate_with_tp_prints_what_one_process_does(tmp_path: Path) ->
     assert two.stdout == "[rank0] " + one.stdout  # rank 0 alone prints
 
 
+def test_launch_serves_a_prompt_file_with_tp_like_one_process(tmp_path: Path) -> None:
+    # Batches of 1 and 3 prompts (by token length): the head-sharded KV cache with batch > 1.
+    weights = _random_weights(tmp_path / "w.safetensors")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("abc\nhello\nxyz\nuvw\n", encoding="utf-8")
+    args = ["generate", "--checkpoint", str(weights), "--prompts", str(prompts), "--temperature", "0",
+            "--max-new-tokens", "30"]
+    one = _deepseek(*args)
+    two = _deepseek("launch", "-n", "2", "--", *args, "--strategy", "tp")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    assert len(one.stdout.splitlines()) == 4
+    assert two.stdout == "".join(f"[rank0] {line}\n" for line in one.stdout.splitlines())
+    assert "served 4 prompts in 2 batches: 120 new tokens in" in two.stderr
+
+
 def test_tp_generate_outside_the_launcher_is_one_line(tmp_path: Path) -> None:
     weights = _random_weights(tmp_path / "w.safetensors")
     out = _deepseek("generate", "--checkpoint", str(weights), "--strategy", "tp", "hello", timeout=120)

@@ -239,26 +239,52 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
 @click.option("--top-k", type=count(), default=50, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--prompts", "prompts_file", default=None, metavar="FILE",
+              help="Serve every line of this UTF-8 file as a prompt (batched by token length); prints one JSON "
+                   "line per prompt and a tokens/s and time-to-first-token summary on stderr.")
+@click.option("--batch-size", type=count(), default=32, show_default=True,
+              help="With --prompts: at most this many prompts decoded together.")
 @_STRATEGY
 def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str,
-    strategy: str | None,
+    prompts_file: str | None, batch_size: int, strategy: str | None,
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.inference import load_placed, sample, trained_tokenizer
+    from deepseek.training.inference import (
+        generating_tokenizer,
+        load_placed,
+        sample,
+        trained_tokenizer,
+    )
+    from deepseek.training.serving import read_prompts, serve
 
+    if prompts_file is not None and prompt:
+        from deepseek.errors import UsageError
+
+        raise UsageError("generate: give a PROMPT or --prompts FILE, not both; put the prompt in the file")
+    prompts = read_prompts(prompts_file) if prompts_file is not None else None
     use_default_cpu_threads()
     tokenizer = trained_tokenizer(checkpoint)
     model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host())
     try:
-        text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                      tokenizer=tokenizer)
+        if prompts is None:
+            text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                          seed=seed, tokenizer=tokenizer)
+        else:
+            served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer),
+                           max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                           batch_size=batch_size)
         if placer is not None:
             placer.barrier()  # every rank done before any tears the process group down
     finally:
         if placer is not None:
             placer.teardown()
-    if placer is None or placer.is_global_zero:
+    if placer is not None and not placer.is_global_zero:
+        return
+    if prompts is None:
         click.echo(prompt + text)
-
+        return
+    for source, continuation in zip(prompts, served.texts, strict=True):
+        click.echo(json.dumps({"prompt": source, "text": continuation}))
+    click.echo(served.summary(), err=True)

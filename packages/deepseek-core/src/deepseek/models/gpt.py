@@ -29,7 +29,7 @@ from deepseek.models.layers import KVCache, init_weights, make_blocks, residual_
 from deepseek.models.protocol import Batch, TensorParallelPlan, TrainableModel
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from deepseek.models.stages import GPTStage
 
@@ -323,12 +323,15 @@ class GPT(TrainableModel):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        on_token: Callable[[torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """Extend ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens; returns ``(B, T + new)``.
 
         Uses a KV cache: one prefill of the prompt, then one token per step. ``temperature=0``
         is greedy. When the window ``max_seq_len`` fills up, the cache is rebuilt from the last
         half window (positions restart at 0), so each rebuild buys ``max_seq_len / 2`` cheap steps.
+        ``on_token`` is called with each new column of tokens ``(B, 1)`` as it is sampled (time to
+        first token, streaming).
         """
         if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k <= 0):
             raise UsageError(
@@ -348,6 +351,8 @@ class GPT(TrainableModel):
             for step in range(max_new_tokens):
                 nxt = _sample(logits, temperature, top_k, generator)
                 out.append(nxt)
+                if on_token is not None:
+                    on_token(nxt)
                 if step == max_new_tokens - 1:
                     break
                 if cache.length == window:

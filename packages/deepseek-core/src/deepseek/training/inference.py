@@ -156,6 +156,18 @@ def sample(
 ) -> str:
     """``prompt`` continued by the model (KV-cache ``generate``), encoded and decoded with
     ``tokenizer`` (default: UTF-8 bytes)."""
+    tok = generating_tokenizer(model, tokenizer)
+    ids = tok.encode(prompt) or tok.encode("\n")
+    device = next(model.parameters()).device
+    idx = torch.tensor([ids], dtype=torch.long, device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
+    return tok.decode(out[0, len(ids):].tolist())
+
+
+def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:
+    """``tokenizer`` (default: UTF-8 bytes) after checking that ``model`` generates text and that
+    the two agree on the vocabulary (one line saying what to pass otherwise)."""
     from deepseek.data.tokenizer import ByteTokenizer
     from deepseek.errors import UsageError
 
@@ -177,12 +189,7 @@ def sample(
             f"tokens cover only {tok.vocab_size}; put the tokenizer.json it was trained with in its run folder "
             "(or beside the exported weights file)"
         )
-    ids = tok.encode(prompt) or tok.encode("\n")
-    device = next(model.parameters()).device
-    idx = torch.tensor([ids], dtype=torch.long, device=device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
-    return tok.decode(out[0, len(ids):].tolist())
+    return tok
 
 
 def evaluate_model(

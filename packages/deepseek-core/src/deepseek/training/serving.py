@@ -1,0 +1,117 @@
+"""Serving a batch of prompts with one command: ``deepseek generate --prompts FILE``.
+
+Prompts are encoded with the run's tokenizer and decoded together in batches of up to
+``batch_size`` prompts *of the same token length* (the GPT attends without padding masks, so
+prompts of different lengths go to different batches; greedy decoding of a prompt is the same
+whatever its batch). Each batch is one KV-cache ``generate`` call; the first sampled column's
+arrival gives the batch's time to first token (the prefill), the whole call the decode rate.
+Under ``deepseek launch`` with a strategy every rank serves the same batches (``tp``: each rank
+computes its own heads), so the figures are the job's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek.data.tokenizer import Tokenizer
+
+
+@dataclass
+class Served:
+    """The continuations of the prompts (in prompt order) and what serving them measured."""
+
+    texts: list[str]
+    batches: int = 0
+    new_tokens: int = 0
+    """Tokens generated over every prompt."""
+    seconds: float = 0.0
+    """Wall time of every ``generate`` call together."""
+    first_token_s: list[float] = field(default_factory=list)
+    """Per batch: seconds from the call to its first sampled token (prefill)."""
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second of wall time."""
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line: prompts, batches, tokens, tokens/s and the median time to first token."""
+        ttft = statistics.median(self.first_token_s) * 1e3 if self.first_token_s else 0.0
+        return (f"served {len(self.texts)} prompts in {self.batches} batches: {self.new_tokens} new tokens in "
+                f"{self.seconds:.2f} s ({self.tokens_per_s:,.1f} tokens/s), time to first token {ttft:.1f} ms "
+                "(median over batches)")
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, one prompt each (one line naming the file when it
+    cannot be read or holds none)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UsageError(f"--prompts: {p} does not exist; pass a text file with one prompt per line") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"--prompts: {p} is a folder; pass a text file with one prompt per line") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--prompts: {p} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save it as UTF-8") from exc
+    except OSError as exc:
+        raise UsageError(f"--prompts: cannot read {p} ({exc.strerror}); check the path and permissions") from exc
+    prompts = [line for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise UsageError(f"--prompts: {p} holds no prompt; write one prompt per line")
+    return prompts
+
+
+def serve(
+    model: nn.Module,
+    prompts: list[str],
+    *,
+    tokenizer: Tokenizer,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 50,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> Served:
+    """Continue every prompt (see the module docstring); ``tokenizer`` as checked by
+    :func:`deepseek.training.inference.generating_tokenizer`. Batch ``i`` samples with a
+    generator seeded ``seed + i``."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
+    encoded = [tokenizer.encode(p) or tokenizer.encode("\n") for p in prompts]
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_length.setdefault(len(ids), []).append(i)
+    batches = [rows[k:k + batch_size] for rows in by_length.values() for k in range(0, len(rows), batch_size)]
+    device = next(model.parameters()).device
+    served = Served(texts=[""] * len(prompts), batches=len(batches))
+    for b, rows in enumerate(batches):
+        idx = torch.tensor([encoded[i] for i in rows], dtype=torch.long, device=device)
+        gen = torch.Generator(device=device).manual_seed(seed + b)
+        first: list[float] = []
+        start = time.perf_counter()
+
+        def on_token(column: torch.Tensor, first: list[float] = first, start: float = start) -> None:
+            if not first:
+                column.cpu()  # waits for the device: the prefill and the first sample are done
+                first.append(time.perf_counter() - start)
+
+        out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
+                             on_token=on_token).cpu()
+        served.seconds += time.perf_counter() - start
+        served.first_token_s.extend(first)
+        served.new_tokens += max_new_tokens * len(rows)
+        for row, i in enumerate(rows):
+            served.texts[i] = tokenizer.decode(out[row, idx.size(1):].tolist())
+    return served

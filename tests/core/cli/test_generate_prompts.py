@@ -1,0 +1,54 @@
+"""`deepseek generate --prompts FILE`: every line served, batched by token length, greedy
+continuations equal to one prompt at a time, a tokens/s and time-to-first-token summary; bad
+files and flags refused in one line with nothing written. (Under `deepseek launch` with `tp`:
+tests/pro/test_tp.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hostile_cli import Hostile, invoke
+
+from deepseek.plugins.host import PluginHost
+
+PROMPTS = ["def f(x):", "hello", "import os", "hello world", "abc", "class A:"]
+GREEDY = ["--temperature", "0", "--max-new-tokens", "12"]
+
+
+def test_prompts_are_served_like_one_at_a_time(tmp_path: Path, trained_run: Path, core_host: PluginHost,
+                                               one_thread: None) -> None:
+    file = tmp_path / "prompts.txt"
+    file.write_text("\n".join([PROMPTS[0], "", *PROMPTS[1:]]) + "\n", encoding="utf-8")  # blank lines skipped
+    served = invoke(["generate", "--checkpoint", str(trained_run), "--prompts", str(file), "--batch-size", "2",
+                     *GREEDY], core_host)
+    assert served.code == 0, served.stderr
+    rows = [json.loads(line) for line in served.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == PROMPTS
+    for row in rows:
+        one = invoke(["generate", "--checkpoint", str(trained_run), *GREEDY, row["prompt"]], core_host)
+        assert one.stdout == row["prompt"] + row["text"] + "\n"
+    # 9, 5, 9, 11, 3 and 8 bytes: "def f(x):" and "import os" share a batch, the others are alone
+    summary = served.stderr.strip()
+    match = re.fullmatch(r"served 6 prompts in 5 batches: 72 new tokens in [\d.]+ s \(([\d,.]+) tokens/s\), "
+                         r"time to first token ([\d.]+) ms \(median over batches\)", summary)
+    assert match, summary
+    assert float(match.group(1).replace(",", "")) > 0 and float(match.group(2)) > 0
+
+
+@pytest.mark.parametrize(("content", "extra", "expect"), [
+    (None, [], "does not exist"),
+    (b"", [], "holds no prompt"),
+    (b"\n  \n", [], "holds no prompt"),
+    (b"\xff\xfe bad", [], "is not UTF-8 text"),
+    (b"hi\n", ["a prompt"], "give a PROMPT or --prompts FILE, not both"),
+    (b"hi\n", ["--batch-size", "0"], "--batch-size"),
+])
+def test_bad_prompt_files_are_one_line(content: bytes | None, extra: list[str], expect: str, hostile: Hostile,
+                                       trained_run: Path) -> None:
+    file = hostile.work.parent / "prompts.txt"
+    if content is not None:
+        file.write_bytes(content)
+    hostile.refused("generate", "--checkpoint", str(trained_run), "--prompts", str(file), *extra, expect=[expect])
