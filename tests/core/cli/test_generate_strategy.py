@@ -1,13 +1,14 @@
 """`deepseek generate` / `eval` with `--strategy`: `single` places the model in this process and
 prints what the plain command prints; a strategy this environment lacks names the distribution to
-install; in every case nothing is written. (Under `deepseek launch` with deepseek-pro's `tp`:
-tests/pro/test_tp.py.)"""
+install; in every case nothing is written. `--dtype bf16` evaluates and samples in bf16. (Under
+`deepseek launch` with deepseek-pro's `tp`: tests/pro/test_tp.py.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 from hostile_cli import Hostile, invoke
 
 from deepseek.plugins.host import PluginHost
@@ -33,3 +34,23 @@ def test_a_strategy_of_another_edition_names_it(command: str, hostile: Hostile, 
 def test_an_unknown_strategy_is_one_line(hostile: Hostile, trained_run: Path) -> None:
     hostile.refused("generate", "--checkpoint", str(trained_run), "--strategy", "nosuch",
                     expect=["unknown strategy 'nosuch'"])
+
+
+def test_bf16_weights_evaluate_within_bf16_rounding(trained_run: Path, core_host: PluginHost,
+                                                    one_thread: None) -> None:
+    import json
+
+    from deepseek.training.inference import load_placed
+
+    model, _, _, placer = load_placed(trained_run, "cpu", dtype="bf16", host=core_host)
+    assert placer is None and {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.new_cache(1).keys[0].dtype == torch.bfloat16  # the KV cache follows the weights
+    losses = {}
+    for dtype in ("fp32", "bf16"):
+        out = invoke(["eval", "--checkpoint", str(trained_run), "--json", "--dtype", dtype], core_host)
+        assert out.code == 0, out.stderr
+        losses[dtype] = json.loads(out.stdout)["val_loss"]
+    assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=1e-2)
+    sampled = invoke(["generate", "--checkpoint", str(trained_run), "--dtype", "bf16", "--max-new-tokens", "5",
+                      "def "], core_host)
+    assert sampled.code == 0 and sampled.stdout.startswith("def "), sampled.stderr

@@ -189,6 +189,9 @@ def deepseek_command() -> str:
     return f"{shlex.quote(_show_path(Path(sys.executable).absolute()))} -m deepseek"
 
 
+_DTYPE = click.option(
+    "--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+    help="Weights and KV cache in this dtype (bf16/fp16: GPU serving).")
 _STRATEGY = click.option(
     "--strategy", metavar="NAME", default=None,
     help="Run under `deepseek launch -n N` with this strategy placing the model (tp: split by attention "
@@ -203,7 +206,9 @@ _STRATEGY = click.option(
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_STRATEGY
-def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, strategy: str | None) -> None:
+@_DTYPE
+def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, strategy: str | None,
+             dtype: str) -> None:
     """Validation loss of a trained model on its run's validation data."""
     from deepseek.devices import use_default_cpu_threads
     from deepseek.training.inference import evaluate_model, load_placed
@@ -211,7 +216,7 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
     use_default_cpu_threads()
     host = command_host()
     model, config, state, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host,
-                                               command="eval")
+                                               command="eval", dtype=dtype)
     try:
         values = evaluate_model(model, config, batches, host)
         if placer is not None:
@@ -245,9 +250,10 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
 @click.option("--batch-size", type=count(), default=32, show_default=True,
               help="With --prompts: at most this many prompts decoded together.")
 @_STRATEGY
+@_DTYPE
 def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str,
-    prompts_file: str | None, batch_size: int, strategy: str | None,
+    prompts_file: str | None, batch_size: int, strategy: str | None, dtype: str,
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
     from deepseek.devices import use_default_cpu_threads
@@ -266,7 +272,7 @@ def generate(
     prompts = read_prompts(prompts_file) if prompts_file is not None else None
     use_default_cpu_threads()
     tokenizer = trained_tokenizer(checkpoint)
-    model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host())
+    model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
     try:
         if prompts is None:
             text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
 
 
+WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""The dtypes a trained model is evaluated and sampled in (``--dtype``)."""
+
+
 def _as_single(config_data: dict[str, Any], need_data: bool) -> dict[str, Any]:
     # Any checkpoint loads with core alone: ignore the training strategy and its options, and
     # the data unless it is evaluated (its files need not exist where the model is used).
@@ -91,14 +95,18 @@ def load_placed(
     need_data: bool = False,
     host: PluginHost | None = None,
     command: str = "generate",
+    dtype: str = "fp32",
 ) -> tuple[nn.Module, Config, dict[str, Any], Strategy | None]:
-    """:func:`load_trained`, and with ``strategy`` (the name of a registered strategy) that
-    strategy's process group joined (fp32, default options; ``device`` is then the strategy's)
-    and the model placed by its ``setup_inference``. Returns the strategy too (``None`` without
-    one): print from its ``is_global_zero`` process only, and ``teardown()`` it at the end.
+    """:func:`load_trained` with the weights (and so the KV cache) in ``dtype`` (``fp32``,
+    ``bf16``, ``fp16``), and with ``strategy`` (the name of a registered strategy) that
+    strategy's process group joined (default options; ``device`` is then the strategy's) and the
+    model placed by its ``setup_inference``. Returns the strategy too (``None`` without one):
+    print from its ``is_global_zero`` process only, and ``teardown()`` it at the end.
     ``command`` names the CLI command in the error of a launcher strategy started without one."""
+    cast = WEIGHT_DTYPES[dtype]
     if strategy is None:
-        return (*load_trained(path, device, need_data=need_data, host=host), None)
+        model, config, state = load_trained(path, device, need_data=need_data, host=host)
+        return model.to(cast), config, state, None
     import os
 
     from deepseek.errors import UsageError
@@ -113,7 +121,7 @@ def load_placed(
     placer.setup_environment()
     try:
         model, config, state = load_trained(path, "cpu", need_data=need_data, host=host)
-        return placer.setup_inference(model), config, state, placer
+        return placer.setup_inference(model.to(cast)), config, state, placer
     except BaseException:
         placer.teardown()
         raise
