@@ -8,6 +8,7 @@ from deepseek.models.layers import Block, KVCache
 from deepseek.models.presets import PRESETS, preset_config
 from deepseek.models.protocol import (
     CAPABILITIES,
+    TensorParallelPlan,
     TrainableModel,
     model_capabilities,
     require_capabilities,
@@ -21,6 +22,7 @@ __all__ = [
     "Block",
     "GPTConfig",
     "KVCache",
+    "TensorParallelPlan",
     "TrainableModel",
     "model_capabilities",
     "preset_config",
