@@ -33,8 +33,11 @@ def test_every_recipe_is_reported_and_the_smallest_within_budget_is_written(trai
     rc, err, report = _search(trained, "all", "50%")
     assert rc == 0, err
     candidates = report["candidates"]
-    assert [c["recipe"] for c in candidates][:3] == [
-        "prune.ffn ratio=0.5 + quantize.int8", "prune.ffn ratio=0.25 + quantize.int8", "quantize.int8"]
+    assert [c["recipe"] for c in candidates][:4] == [
+        "prune.ffn ratio=0.5 + quantize.int8", "prune.ffn ratio=0.25 + quantize.int8",
+        "prune.mlp ratio=0.5 + quantize.int8", "quantize.int8"]
+    verdicts = {c["recipe"]: c["verdict"] for c in candidates}
+    assert verdicts["prune.mlp ratio=0.5"].startswith("not applicable: --method prune.mlp: a GPT's MLP channels")
     fits = [c for c in candidates if c["drop"] is not None and c["drop"] <= 50]
     kept = [c for c in candidates if c["verdict"].startswith("kept")]
     assert len(kept) == 1 and kept[0]["weights_bytes"] == min(c["weights_bytes"] for c in fits)

@@ -13,14 +13,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from deepseek.config.validate import positive
 from deepseek.errors import ConfigError
-from deepseek.models.encoder import Encoder, EncoderOutput
+from deepseek.models.encoder import Encoder, EncoderOutput, narrowed_width
 
 
 def _at_least_one(value: int) -> str | None:
@@ -56,6 +56,9 @@ class SwinOptions:
     """Attention heads per stage."""
     drop_path_rate: float = 0.0
     """Stochastic depth in training."""
+    mlp_ratio: float | None = field(default=None, metadata={"check": lambda v: None if v is None or v > 0 else "must be > 0"})
+    """Hidden width of each block's MLP as a multiple of the block's width (unset: timm's 4.0);
+    a model whose MLPs were pruned by ``prune.mlp`` states its narrower ratio here."""
 
     def __post_init__(self) -> None:
         if self.timm_name:
@@ -86,7 +89,8 @@ class SwinEncoder(Encoder):
                 raise ConfigError(f"encoder.vision.swin.timm_name: {options.timm_name!r} is not a timm Swin model; "
                                   "use a name such as 'swin_tiny_patch4_window7_224'")
             try:
-                self.swin = timm.create_model(options.timm_name, pretrained=False, num_classes=0)
+                extra = {} if options.mlp_ratio is None else {"mlp_ratio": options.mlp_ratio}
+                self.swin = timm.create_model(options.timm_name, pretrained=False, num_classes=0, **extra)
             except RuntimeError as exc:
                 raise ConfigError(f"encoder.vision.swin.timm_name: {exc}") from exc
         else:
@@ -94,6 +98,7 @@ class SwinEncoder(Encoder):
                 img_size=options.img_size, patch_size=options.patch_size, in_chans=options.in_chans, num_classes=0,
                 embed_dim=options.embed_dim, depths=options.depths, num_heads=options.num_heads,
                 window_size=options.window_size, drop_path_rate=options.drop_path_rate,
+                mlp_ratio=4.0 if options.mlp_ratio is None else options.mlp_ratio,
             )
         if options.weights:
             _load_weights(self.swin, options.weights)
@@ -119,6 +124,20 @@ class SwinEncoder(Encoder):
     def block_modules(self) -> list[nn.Module]:
         """The Swin blocks of every stage."""
         return [block for stage in self.swin.layers for block in stage.blocks]
+
+    def mlp_pairs(self) -> list[tuple[nn.Linear, nn.Linear]]:
+        """Each Swin block's ``mlp.fc1`` / ``mlp.fc2``."""
+        return [(b.mlp.fc1, b.mlp.fc2) for b in self.block_modules()]
+
+    def narrowed_options(self, table: dict[str, Any], keep: float, multiple_of: int) -> tuple[dict[str, Any], list[int]]:
+        """``mlp_ratio`` narrowed: timm sizes every block's MLP as ``int(width * mlp_ratio)``, so one
+        ratio (a multiple of ``multiple_of`` / the first stage's width where possible) sets them all."""
+        blocks = self.block_modules()
+        first = int(blocks[0].mlp.fc1.in_features)
+        ratio = float(blocks[0].mlp.fc1.out_features) / first
+        hidden = narrowed_width(round(first * ratio), keep, multiple_of)
+        new_ratio = hidden / first
+        return {**table, "mlp_ratio": new_ratio}, [int(int(b.mlp.fc1.in_features) * new_ratio) for b in blocks]
 
 
 def _load_weights(module: nn.Module, path: str) -> None:
@@ -170,6 +189,8 @@ class AudioOptions:
     """Dropout in training."""
     hop_length: int = field(default=80, metadata={"check": positive})
     """With ``waveform``: samples between frames (10 ms at 8 kHz)."""
+    d_ff: int | None = field(default=None, metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"})
+    """Hidden width of each layer's feed-forward (unset: ``4 * d_model``)."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -215,11 +236,11 @@ class AudioConvTransformer(Encoder):
             import torchaudio
 
             self.backbone = torchaudio.models.Conformer(
-                input_dim=o.d_model, num_heads=o.n_heads, ffn_dim=4 * o.d_model, num_layers=o.n_layers,
+                input_dim=o.d_model, num_heads=o.n_heads, ffn_dim=o.d_ff or 4 * o.d_model, num_layers=o.n_layers,
                 depthwise_conv_kernel_size=3, dropout=o.dropout)
             self._layers = list(self.backbone.conformer_layers)
         else:
-            layer = nn.TransformerEncoderLayer(o.d_model, o.n_heads, 4 * o.d_model, o.dropout, batch_first=True,
+            layer = nn.TransformerEncoderLayer(o.d_model, o.n_heads, o.d_ff or 4 * o.d_model, o.dropout, batch_first=True,
                                                norm_first=True, activation="gelu")
             self.backbone = nn.TransformerEncoder(layer, o.n_layers, enable_nested_tensor=False)
             self._layers = list(self.backbone.layers)
@@ -292,3 +313,18 @@ class AudioConvTransformer(Encoder):
     def block_modules(self) -> list[nn.Module]:
         """The Transformer / Conformer layers."""
         return list(self._layers)
+
+    def mlp_pairs(self) -> list[tuple[nn.Linear, nn.Linear]]:
+        """Each Transformer layer's ``linear1`` / ``linear2`` (a Conformer's feed-forward modules
+        are not offered)."""
+        if self.options.backbone != "transformer":
+            return []
+        return [(layer.linear1, layer.linear2) for layer in self._layers]
+
+    def narrowed_options(self, table: dict[str, Any], keep: float, multiple_of: int) -> tuple[dict[str, Any], list[int]]:
+        """``d_ff`` narrowed (every layer has the same width)."""
+        pairs = self.mlp_pairs()
+        if not pairs:
+            return dict(table), []
+        width = narrowed_width(int(pairs[0][0].out_features), keep, multiple_of)
+        return {**table, "d_ff": width}, [width] * len(pairs)

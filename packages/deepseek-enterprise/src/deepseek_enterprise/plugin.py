@@ -75,13 +75,16 @@ def deepseek_register_commands(register: RegisterFn) -> None:
 @hookimpl
 def deepseek_register_compressors(register: RegisterFn) -> None:
     """``prune.ffn`` and ``prune.heads`` (structured pruning of a GPT's MLP channels and
-    attention heads), ``distill.student`` (the
+    attention heads), ``prune.mlp`` (Torch-Pruning of the MLPs of encoder-built models such as
+    the tri-modal classifier), ``distill.student`` (the
     student of a ``distill`` run) and ``quantize.*`` (torchao int8, int8 weight-only, int4
     weight-only, float8)."""
     register("prune.ffn", "deepseek_enterprise.compress.prune:PruneFFN",
              description="remove each block's least important MLP channels (magnitude or Taylor)")
     register("prune.heads", "deepseek_enterprise.compress.prune:PruneHeads",
              description="remove each block's least important attention heads (magnitude or Taylor)")
+    register("prune.mlp", "deepseek_enterprise.compress.prune_mlp:PruneMLP",
+             description="Torch-Pruning: remove MLP channels of encoder-built models (Swin, audio, text)")
     register("distill.student", "deepseek_enterprise.compress.distill:ExtractStudent",
              description="the student of a distill run, as a model of its own")
     register("quantize.int8", "deepseek_enterprise.compress.quantize:Int8Dynamic",

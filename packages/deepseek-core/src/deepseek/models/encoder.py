@@ -57,6 +57,23 @@ class Encoder(nn.Module):
         its own (sharding units of ``fsdp``, activation checkpointing); default: none."""
         return []
 
+    def mlp_pairs(self) -> Sequence[tuple[nn.Linear, nn.Linear]]:
+        """The position-wise MLPs whose hidden channels structured pruning may remove, as
+        ``(expanding Linear, contracting Linear)`` pairs in forward order; default: none."""
+        return []
+
+    def narrowed_options(self, table: dict[str, Any], keep: float, multiple_of: int) -> tuple[dict[str, Any], list[int]]:
+        """This encoder's options ``table`` changed so that it builds with each MLP of
+        :meth:`mlp_pairs` about ``keep`` of its hidden width (kept widths rounded to
+        ``multiple_of`` where the options allow), and the kept width of each pair in that
+        order. Encoders with MLP pairs override it; the default has none to narrow."""
+        return dict(table), []
+
+
+def narrowed_width(width: int, keep: float, multiple_of: int) -> int:
+    """``keep`` of ``width`` rounded down to a multiple of ``multiple_of``, at least one multiple."""
+    return max(multiple_of, int(width * keep) // multiple_of * multiple_of)
+
 
 @dataclass(frozen=True)
 class TextEncoderOptions:
@@ -153,3 +170,12 @@ class TextTransformerEncoder(Encoder):
     def block_modules(self) -> Sequence[nn.Module]:
         """The Transformer blocks."""
         return list(self.blocks)
+
+    def mlp_pairs(self) -> Sequence[tuple[nn.Linear, nn.Linear]]:
+        """Each block's ``mlp.fc`` / ``mlp.proj``."""
+        return [(b.mlp.fc, b.mlp.proj) for b in self.blocks]
+
+    def narrowed_options(self, table: dict[str, Any], keep: float, multiple_of: int) -> tuple[dict[str, Any], list[int]]:
+        """``d_ff`` narrowed (every block has the same width)."""
+        width = narrowed_width(int(self.config.d_ff), keep, multiple_of)
+        return {**table, "d_ff": width}, [width] * len(self.blocks)

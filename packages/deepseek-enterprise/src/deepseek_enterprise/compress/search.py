@@ -100,13 +100,14 @@ def default_recipes(device: torch.device) -> list[Recipe]:
     recipes += [
         Recipe((("prune.ffn", {"ratio": 0.5}), ("quantize.int8", {}))),
         Recipe((("prune.ffn", {"ratio": 0.25}), ("quantize.int8", {}))),
+        Recipe((("prune.mlp", {"ratio": 0.5}), ("quantize.int8", {}))),
         Recipe((("quantize.int8", {}),)),
         Recipe((("quantize.int8-weight", {}),)),
     ]
     if device.type == "cuda":
         recipes.append(Recipe((("quantize.float8", {}),)))
     recipes += [Recipe((("prune.ffn", {"ratio": 0.5}),)), Recipe((("prune.ffn", {"ratio": 0.25}),)),
-                Recipe((("prune.heads", {"ratio": 0.25}),))]
+                Recipe((("prune.heads", {"ratio": 0.25}),)), Recipe((("prune.mlp", {"ratio": 0.5}),))]
     return recipes
 
 

@@ -1,0 +1,127 @@
+"""``prune.mlp``: structured pruning of the MLP hidden channels of a model built from encoders
+(the tri-modal ``multimodal.classifier``: Swin, audio and text encoders), with Torch-Pruning.
+
+Which layers may lose channels is the encoders' own declaration
+(:meth:`deepseek.models.encoder.Encoder.mlp_pairs`: each MLP's expanding and contracting
+``Linear``), and :meth:`~deepseek.models.encoder.Encoder.narrowed_options` says how the encoder's
+options state the narrower widths (``mlp_ratio`` for ``vision.swin``, ``d_ff`` for
+``audio.conv_transformer`` and ``text.transformer``), so the result is the same architecture with
+smaller dense MLPs that the enterprise edition builds and loads like any other run: no masks.
+
+Torch-Pruning (``torch_pruning.DependencyGraph``) traces the whole model once on a calibration
+batch and gives, for each expanding layer, the group of everything coupled to its output
+channels (the activation, the contracting layer's input channels); its group importance scores the
+channels (``magnitude``: the L2 norm over the group's weights; ``taylor``: ``|w * dL/dw|`` over the
+group, gradients accumulated over the calibration batches) and the lowest are removed from the
+group as one. A GPT's MLP has its own compressor, ``prune.ffn`` (its channels, its config key).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from deepseek.errors import UsageError
+from deepseek_enterprise.compress.compressor import Compressed, Compressor
+
+
+def _ratio(value: float) -> str | None:
+    return None if 0 < value < 1 else "must be between 0 and 1 (the share of channels removed)"
+
+
+@dataclass(frozen=True)
+class PruneMLPOptions:
+    """Options of ``prune.mlp``."""
+
+    ratio: float = field(default=0.5, metadata={"check": _ratio})
+    """Share of each MLP's hidden channels removed."""
+    score: Literal["magnitude", "taylor"] = "magnitude"
+    """Channel importance (Torch-Pruning's group magnitude, or group Taylor on calibration batches)."""
+    multiple_of: int = field(default=8, metadata={"check": lambda v: None if v > 0 else "must be a positive whole number"})
+    """Kept widths are rounded down to a multiple of this where the encoder's options allow."""
+
+
+def _encoders(model: Any) -> dict[str, Any]:
+    from deepseek.models.encoder import Encoder
+
+    found = getattr(model, "encoders", None)
+    return {name: enc for name, enc in (found.items() if found is not None else []) if isinstance(enc, Encoder)}
+
+
+def _loss(model: Any, batch: Any) -> Any:
+    out = model(**batch)
+    return out["loss"] if isinstance(out, dict) else out
+
+
+class PruneMLP(Compressor):
+    """``prune.mlp`` (see the module docstring)."""
+
+    Options = PruneMLPOptions
+
+    def check_model(self, model: Any, config: Any) -> None:
+        from deepseek.models.gpt import GPT
+
+        if isinstance(model, GPT):
+            raise UsageError("--method prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use --method prune.ffn")
+        if not any(enc.mlp_pairs() for enc in _encoders(model).values()):
+            raise UsageError(
+                f"--method prune.mlp: model {config.model.name!r} has no encoder declaring MLP pairs "
+                "(Encoder.mlp_pairs); it applies to models built from encoders such as multimodal.classifier"
+            )
+        try:
+            import torch_pruning  # noqa: F401
+        except ImportError:
+            raise UsageError("--method prune.mlp needs Torch-Pruning: pip install torch-pruning") from None
+
+    def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
+        import torch
+        import torch_pruning as tp
+
+        o = self.options
+        if not calibration:
+            raise UsageError("--method prune.mlp: needs at least one calibration batch (--calibration-batches)")
+        pruned = copy.deepcopy(model).eval()
+        device = next(pruned.parameters()).device
+        batches = [_to(b, device) for b in calibration]
+        with warnings.catch_warnings():
+            # Torch-Pruning lists parameters outside Linear/Conv/Norm layers (Swin's relative
+            # position tables, the fusion's embeddings); no MLP group contains them.
+            warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+            graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=batches[0], forward_fn=_loss)
+        if o.score == "taylor":
+            importance: Any = tp.importance.GroupTaylorImportance()
+            pruned.zero_grad()
+            for batch in batches:
+                _loss(pruned, batch).backward()
+        else:
+            importance = tp.importance.GroupMagnitudeImportance(p=2)
+        table = dict(config.to_dict()["model"])
+        removed: dict[str, list[int]] = {}
+        for name, enc in _encoders(pruned).items():
+            pairs = list(enc.mlp_pairs())
+            if not pairs:
+                continue
+            table[name], kept = enc.narrowed_options(dict(table.get(name) or {}), 1.0 - o.ratio, o.multiple_of)
+            removed[name] = []
+            for (expand, _), width in zip(pairs, kept, strict=True):
+                channels = int(expand.out_features)
+                group = graph.get_pruning_group(expand, tp.prune_linear_out_channels, idxs=list(range(channels)))
+                with torch.no_grad():
+                    scores = importance(group)
+                drop = torch.argsort(scores)[: channels - width].tolist()
+                graph.get_pruning_group(expand, tp.prune_linear_out_channels, idxs=sorted(drop)).prune()
+                removed[name].append(channels - width)
+        pruned.zero_grad(set_to_none=True)
+        record = {"method": "prune.mlp", "library": "torch-pruning", "ratio": o.ratio, "score": o.score,
+                  "channels_removed": removed,
+                  "options": {name: {k: table[name][k] for k in ("mlp_ratio", "d_ff") if k in table[name]}
+                              for name in removed}}
+        return Compressed(pruned.eval(), table, record, loads_with="deepseek-enterprise")
+
+
+def _to(batch: Any, device: Any) -> Any:
+    from deepseek.data.batch import move_to
+
+    return move_to(batch, device)

@@ -1,0 +1,80 @@
+"""prune.mlp: Torch-Pruning removes MLP channels of the tri-modal classifier's Swin, audio and text
+encoders; the result is the same architecture with narrower MLPs (mlp_ratio / d_ff), rebuilt from
+its config and evaluated like any run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from _compresshelpers import deepseek_cli, train_tiny
+from test_quantize import MULTIMODAL
+
+from deepseek.config.load import config_from_dict
+from deepseek.errors import UsageError
+from deepseek.plugins.host import PluginHost
+from deepseek.training.build import build_dataset, build_model
+from deepseek_enterprise.compress.compressor import create_compressor
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost()
+
+
+def test_dead_channels_go_first_and_leave_the_classifier_unchanged(host: PluginHost) -> None:
+    torch.manual_seed(0)
+    config = config_from_dict(MULTIMODAL, host=host)
+    model = build_model(config, host=host).eval()
+    data = build_dataset(config, host)
+    batch = data.validation_batches(1)[0]
+    dead = {}
+    with torch.no_grad():  # kill half of every MLP's channels: no input, no output
+        for name, enc in model.encoders.items():
+            for expand, contract in enc.mlp_pairs():
+                half = expand.out_features // 2
+                expand.weight[:half] = 0
+                expand.bias[:half] = 0
+                contract.weight[:, :half] = 0
+                dead.setdefault(name, []).append(half)
+        before = model(**batch)["loss"]
+    result = create_compressor(host, "prune.mlp", {"ratio": 0.5, "multiple_of": 1}, where="--set").compress(
+        model, config, [next(data)])
+    assert result.record["channels_removed"] == dead  # vision [32, 64], audio [64], text [64]
+    assert result.model_table["vision"]["mlp_ratio"] == 2.0
+    assert result.model_table["audio"]["d_ff"] == 64 and result.model_table["text"]["d_ff"] == 64
+    rebuilt = build_model(config_from_dict({**MULTIMODAL, "model": result.model_table}, host=host), host=host).eval()
+    rebuilt.load_state_dict(result.model.state_dict())  # strict: the config states every new shape
+    with torch.no_grad():
+        after = rebuilt(**batch)["loss"]
+    assert float(after) == pytest.approx(float(before), abs=1e-5)
+    widths = [e.out_features for enc in rebuilt.encoders.values() for e, _ in enc.mlp_pairs()]
+    assert widths == [32, 64, 64, 64]  # Swin stages 16 and 32 wide at ratio 2; audio and text d_ff 64
+
+
+def test_a_gpt_is_sent_to_prune_ffn(host: PluginHost) -> None:
+    config = config_from_dict({"model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1}}, host=host)
+    model = build_model(config, host=host)
+    with pytest.raises(UsageError, match="a GPT's MLP channels are pruned by prune.ffn; use --method prune.ffn"):
+        create_compressor(host, "prune.mlp", {}, where="--set").check_model(model, config)
+
+
+def test_compress_prunes_the_trained_tri_modal_model_and_the_result_evaluates(tmp_path: Path) -> None:
+    train_tiny(tmp_path, MULTIMODAL)
+    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--set", "score=taylor",
+                       "--out", "pruned", "--latency-runs", "0", "--json", "pruned.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Unwrapped parameters" not in out.stderr
+    report = json.loads((tmp_path / "pruned.json").read_text())
+    assert report["compressed"]["parameters"] < report["original"]["parameters"]
+    assert "val_accuracy" in report["compressed"]
+    ev = deepseek_cli("eval", "--checkpoint", "pruned", "--json", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
+    saved = (tmp_path / "pruned" / "config.toml").read_text()
+    assert "mlp_ratio = 2.0" in saved and "d_ff = 64" in saved
+    bad = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--set", "ratio=1",
+                       "--out", "never", cwd=tmp_path)
+    assert bad.returncode == 2 and "ratio: must be between 0 and 1" in bad.stderr and not (tmp_path / "never").exists()
