@@ -5,9 +5,7 @@ its splits; hostile files, options and saved states (one line each). Files are w
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import random
 from pathlib import Path
@@ -20,7 +18,8 @@ datasets = pytest.importorskip("datasets")
 pq = pytest.importorskip("pyarrow.parquet")
 pa = pytest.importorskip("pyarrow")
 
-from deepseek.cli.main import main  # noqa: E402
+from _eco_cli import refused, run  # noqa: E402
+
 from deepseek.config.load import config_from_dict  # noqa: E402
 from deepseek.data.hf import HFDataset  # noqa: E402
 from deepseek.errors import UsageError  # noqa: E402
@@ -71,24 +70,6 @@ def dataset(host: PluginHost, batch_size: int = 4, seed: int = 0, **data: Any) -
     ds = build_dataset(config, host)
     assert isinstance(ds, HFDataset)
     return ds
-
-
-def run(host: PluginHost, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code: Any = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(argv), host=host)
-        except SystemExit as exc:
-            code = exc.code or 0
-    return int(code), out.getvalue(), err.getvalue()
-
-
-def refused(host: PluginHost, *argv: str) -> str:
-    code, out, err = run(host, *argv)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, out, err)
-    return lines[0]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv", ".txt"])

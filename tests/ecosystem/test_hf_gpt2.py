@@ -11,8 +11,6 @@ training loss is transformers' loss on the same batch).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from deepseek.cli.main import main  # noqa: E402
+from _eco_cli import ok as deepseek  # noqa: E402
+
 from deepseek.config.load import load_config  # noqa: E402
 from deepseek.plugins.host import PluginHost  # noqa: E402
 from deepseek.plugins.settings import PluginSettings  # noqa: E402
@@ -44,19 +43,6 @@ SEPARATOR = "<|endoftext|>"
 def host() -> PluginHost:
     torch.set_num_threads(1)
     return PluginHost(PluginSettings(autoload=False))
-
-
-def deepseek(host: PluginHost, *argv: str) -> str:
-    """``deepseek ARGV`` in this process; its stdout (a non-zero exit fails the test)."""
-    out, err = io.StringIO(), io.StringIO()
-    code: Any = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(argv), host=host)
-        except SystemExit as exc:
-            code = exc.code or 0
-    assert code == 0, err.getvalue()
-    return out.getvalue()
 
 
 def corpus(folder: Path) -> Path:

@@ -7,8 +7,6 @@ here; nothing is downloaded.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import random
 from pathlib import Path
@@ -19,7 +17,8 @@ import torch
 
 tokenizers = pytest.importorskip("tokenizers")
 
-from deepseek.cli.main import main  # noqa: E402
+from _eco_cli import ok, refused  # noqa: E402
+
 from deepseek.config.load import config_from_dict  # noqa: E402
 from deepseek.data.corpus import path_corpus  # noqa: E402
 from deepseek.data.loader import PackedBatches  # noqa: E402
@@ -43,33 +42,6 @@ SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "mode
 def host() -> PluginHost:
     torch.set_num_threads(1)
     return PluginHost(PluginSettings(autoload=False))
-
-
-def run(host: PluginHost, *argv: str) -> tuple[int, str, str]:
-    """``deepseek ARGV`` in this process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    code: Any = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(argv), host=host)
-        except SystemExit as exc:
-            code = exc.code or 0
-    return int(code), out.getvalue(), err.getvalue()
-
-
-def ok(host: PluginHost, *argv: str) -> str:
-    code, out, err = run(host, *argv)
-    assert code == 0, err
-    return out
-
-
-def refused(host: PluginHost, *argv: str) -> str:
-    """The one ``error:`` line of a refused command (exit code 2)."""
-    code, out, err = run(host, *argv)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, out, err)
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def write_corpus(folder: Path) -> Path:
