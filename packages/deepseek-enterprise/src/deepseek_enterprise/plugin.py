@@ -61,7 +61,8 @@ def deepseek_register_datasets(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_commands(register: RegisterFn) -> None:
-    """``deepseek multimodal study|table|eval`` and ``deepseek tune``."""
+    """``deepseek multimodal study|table|eval``, ``compress``, ``compare``, ``tune``, and the job
+    service: ``server``, ``jobs``, ``tenants``."""
     register("multimodal", "deepseek_enterprise.cli:multimodal",
              description="multimodal fusion study: train, test on the held-out split, tables")
     register("compress", "deepseek_enterprise.compress.cli:compress",
@@ -70,6 +71,12 @@ def deepseek_register_commands(register: RegisterFn) -> None:
              description="A/B of two trained models: paired examples, bootstrap CI, size, latency")
     register("tune", "deepseek_enterprise.tune.cli:tune",
              description="automated tuning on Optuna: training or system studies, advisor-pruned")
+    register("server", "deepseek_enterprise.service.server_cli:server",
+             description="multi-tenant job server: HTTP API, quotas, fair share, isolated local jobs")
+    register("jobs", "deepseek_enterprise.service.cli:jobs",
+             description="submit, list, show, follow and cancel jobs on a deepseek server")
+    register("tenants", "deepseek_enterprise.service.cli:tenants",
+             description="tenants, quotas, users and API tokens of a deepseek server")
 
 
 @hookimpl

@@ -34,6 +34,9 @@ CATALOGUE: dict[tuple[str, str], str] = {
     ("command", "tune"): "deepseek-enterprise",
     ("command", "compare"): "deepseek-enterprise",
     ("command", "compress"): "deepseek-enterprise",
+    ("command", "server"): "deepseek-enterprise",
+    ("command", "jobs"): "deepseek-enterprise",
+    ("command", "tenants"): "deepseek-enterprise",
 }
 """(kind, name) -> the first-party distribution that registers it. Only what an edition really
 registers belongs here: tests/contract checks every entry against the installed editions."""

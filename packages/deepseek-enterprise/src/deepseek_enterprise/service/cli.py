@@ -1,0 +1,216 @@
+"""``deepseek jobs ...`` and ``deepseek tenants ...``: clients of the job service's HTTP API
+(docs/service.md). Nothing here imports torch, httpx or the server at module level."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepseek.errors import UsageError
+
+SERVER = click.option("--server", metavar="URL", help="The server (default: DEEPSEEK_SERVER or http://127.0.0.1:8600).")
+TENANT = click.option("--tenant", metavar="NAME", help="Tenant (default: DEEPSEEK_TENANT, or your only tenant).")
+FINAL = {"succeeded", "failed", "cancelled", "lost"}
+
+
+def _client(server: str | None) -> Any:
+    from deepseek_enterprise.service.client import Client
+
+    return Client(server)
+
+
+def _read(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{where} {path}: cannot read it ({exc.__class__.__name__})") from None
+
+
+@click.group("jobs")
+def jobs() -> None:
+    """Submit, list, show, follow and cancel jobs on a deepseek server."""
+
+
+@jobs.command("submit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", type=click.Choice(["train", "eval", "tune", "compress", "bench"]))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="CONFIG.toml",
+              help="A local config file, sent as the job's config.toml (train and tune take it).")
+@click.option("--file", "extra", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="A local text file copied into the job's workspace under its name (repeatable).")
+@click.option("--devices", type=click.IntRange(0, 4096), default=0, show_default=True, help="GPUs the job needs.")
+@TENANT
+@SERVER
+def submit(command: str, args: tuple[str, ...], config_file: Path | None, extra: tuple[Path, ...], devices: int,
+           tenant: str | None, server: str | None) -> None:
+    """Queue COMMAND ARGS... as a job (options of this command come before COMMAND's own; paths in
+    ARGS are read inside the job's workspace)."""
+    c = _client(server)
+    body = {"command": command, "args": list(args), "devices": devices,
+            "config": _read(config_file, "--config") if config_file is not None else None,
+            "files": {p.name: _read(p, "--file") for p in extra}}
+    t = c.tenant(tenant)
+    job = c.post(f"/v1/tenants/{t}/jobs", body)
+    click.echo(f"job {job['id']} queued in tenant {t} (workspace {job['workspace']})")
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled", "lost"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@TENANT
+@SERVER
+def list_jobs(state: str | None, as_json: bool, tenant: str | None, server: str | None) -> None:
+    """The tenant's jobs, newest first."""
+    c = _client(server)
+    rows = c.get(f"/v1/tenants/{c.tenant(tenant)}/jobs", state=state)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'id':>6}  {'state':<10} {'command':<9} {'user':<16} {'exit':>4}  created")
+    for j in rows:
+        code = "" if j["exit_code"] is None else str(j["exit_code"])
+        click.echo(f"{j['id']:>6}  {j['state']:<10} {j['command']:<9} {j['user']:<16} {code:>4}  {j['created_at']}")
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@TENANT
+@SERVER
+def show(job_id: int, tenant: str | None, server: str | None) -> None:
+    """One job, as JSON."""
+    c = _client(server)
+    click.echo(json.dumps(c.get(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}"), indent=2))
+
+
+@jobs.command("logs")
+@click.argument("job_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
+@TENANT
+@SERVER
+def logs(job_id: int, follow: bool, tenant: str | None, server: str | None) -> None:
+    """The job's output."""
+    c = _client(server)
+    t = c.tenant(tenant)
+    offset = 0
+    while True:
+        part = c.get(f"/v1/tenants/{t}/jobs/{job_id}/logs", offset=offset)
+        click.echo(part["text"], nl=False)
+        offset = part["next_offset"]
+        if not follow or (part["state"] in FINAL and not part["text"]):
+            break
+        if not part["text"]:
+            time.sleep(1.0)
+    if follow:
+        job = c.get(f"/v1/tenants/{t}/jobs/{job_id}")
+        click.echo(f"job {job_id} {job['state']}" + (f" (exit code {job['exit_code']})" if job["exit_code"] is not None else ""))
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@TENANT
+@SERVER
+def cancel(job_id: int, tenant: str | None, server: str | None) -> None:
+    """Cancel a job (a running one gets SIGTERM, then SIGKILL after the server's grace)."""
+    c = _client(server)
+    job = c.post(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/cancel")
+    click.echo(f"job {job_id} {'stopping' if job['state'] == 'running' else job['state']}")
+
+
+def _quota_options(f: Any) -> Any:
+    for name, kind, text in reversed([
+        ("devices", int, "GPUs the tenant's running jobs may hold"),
+        ("running-jobs", int, "jobs running at once (more wait)"),
+        ("queued-jobs", int, "jobs waiting at once (more are refused)"),
+        ("storage-bytes", int, "bytes of the tenant's folder (a full one refuses submits)"),
+        ("memory-bytes", int, "address-space limit per job process (RLIMIT_AS)"),
+        ("cpu-seconds", int, "CPU-time limit per job process (RLIMIT_CPU)"),
+        ("device-hours", float, "device-hours per period (recorded, not yet enforced)"),
+    ]):
+        f = click.option(f"--{name}", type=kind, help=text)(f)
+    return f
+
+
+def _quota_body(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@click.group("tenants")
+def tenants() -> None:
+    """Manage tenants, quotas, users and tokens on a deepseek server."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@_quota_options
+@SERVER
+def create(name: str, server: str | None, **quota: Any) -> None:
+    """Create tenant NAME (platform admin)."""
+    t = _client(server).post("/v1/tenants", {"name": name, "quota": _quota_body(quota)})
+    click.echo(f"tenant {t['name']} created: {json.dumps(t['quota'])}")
+
+
+@tenants.command("list")
+@SERVER
+def list_tenants(server: str | None) -> None:
+    """The tenants you are in (every tenant for a platform admin)."""
+    for t in _client(server).get("/v1/tenants"):
+        click.echo(f"{t['name']:<24} {t['role']:<7} {json.dumps(t['quota'])}")
+
+
+@tenants.command("quota")
+@click.argument("name")
+@_quota_options
+@SERVER
+def quota(name: str, server: str | None, **values: Any) -> None:
+    """Show tenant NAME's quota and usage, or change it with options (platform admin)."""
+    c = _client(server)
+    body = _quota_body(values)
+    t = c.request("PUT", f"/v1/tenants/{name}/quota", json=body) if body else c.get(f"/v1/tenants/{name}")
+    click.echo(json.dumps(t, indent=2))
+
+
+@tenants.command("add-user")
+@click.argument("tenant")
+@click.argument("user")
+@click.option("--role", type=click.Choice(["viewer", "member", "admin"]), default="member", show_default=True)
+@SERVER
+def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
+    """Add USER to TENANT with a role, or change its role (tenant admin)."""
+    r = _client(server).post(f"/v1/tenants/{tenant}/users", {"name": user, "role": role})
+    click.echo(f"{r['user']} is {r['role']} in {r['tenant']}")
+
+
+@tenants.command("token")
+@click.argument("tenant")
+@click.argument("user")
+@click.option("--expires-days", type=click.FloatRange(0, 3660, min_open=True), default=90, show_default=True)
+@click.option("--name", default="", help="A label for the token.")
+@SERVER
+def token(tenant: str, user: str, expires_days: float, name: str, server: str | None) -> None:
+    """A new API token for USER of TENANT, printed once (keep it: only its hash is stored)."""
+    r = _client(server).post(f"/v1/tenants/{tenant}/users/{user}/tokens", {"name": name, "expires_in_days": expires_days})
+    click.echo(r["token"])
+    click.echo(f"token {r['token_id']} for {r['user']}, expires {r['expires_at']}; shown once", err=True)
+
+
+@tenants.command("revoke")
+@click.argument("token_id")
+@SERVER
+def revoke(token_id: str, server: str | None) -> None:
+    """Revoke token TOKEN_ID (the 12 hex digits after dsk_)."""
+    _client(server).request("DELETE", f"/v1/tokens/{token_id}")
+    click.echo(f"token {token_id} revoked")
+
+
+@tenants.command("audit")
+@click.option("--tenant", metavar="NAME", help="Only this tenant's entries (tenant admin); default all (platform admin).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@SERVER
+def audit(tenant: str | None, limit: int, server: str | None) -> None:
+    """The newest audit log entries."""
+    for e in _client(server).get("/v1/audit", tenant=tenant, limit=limit):
+        click.echo(f"{e['at']}  {e['actor']:<12} {e['tenant']:<12} {e['action']:<14} {e['target']}: {e['result']}")

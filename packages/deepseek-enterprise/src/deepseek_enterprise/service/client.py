@@ -1,0 +1,64 @@
+"""The HTTP client of ``deepseek jobs`` and ``deepseek tenants`` (httpx).
+
+The server is ``--server URL`` or ``DEEPSEEK_SERVER`` (default ``http://127.0.0.1:8600``); the
+token is ``DEEPSEEK_TOKEN`` (never an argument: command lines are visible to other users). Every
+failure is a :class:`~deepseek.errors.UsageError` of one line (the CLI exits 2): the server's own
+``detail`` for a refused request, the URL and the reason when it cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from deepseek.errors import UsageError
+
+DEFAULT_SERVER = "http://127.0.0.1:8600"
+
+
+class Client:
+    """Requests to one server with one token."""
+
+    def __init__(self, server: str | None, token: str | None = None, timeout: float = 30.0) -> None:
+        self.server = (server or os.environ.get("DEEPSEEK_SERVER") or DEFAULT_SERVER).rstrip("/")
+        if not self.server.startswith(("http://", "https://")):
+            raise UsageError(f"--server {self.server!r}: use http://HOST:PORT or https://HOST:PORT")
+        self.token = token if token is not None else os.environ.get("DEEPSEEK_TOKEN", "")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        import httpx
+
+        if not self.token:
+            raise UsageError("no token: set DEEPSEEK_TOKEN to your API token (deepseek tenants token prints one)")
+        try:
+            r = httpx.request(method, f"{self.server}{path}", json=json, params=params, timeout=self.timeout,
+                              headers={"Authorization": f"Bearer {self.token}"})
+        except httpx.HTTPError as exc:
+            raise UsageError(f"--server {self.server}: cannot reach the server ({exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'no answer'}); is deepseek server running?"
+                             ) from None
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            raise UsageError(f"{self.server}: {r.status_code}: {' '.join(str(detail).split())[:500]}")
+        return r.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.request("POST", path, json=json if json is not None else {})
+
+    def tenant(self, name: str | None) -> str:
+        """``name``, else ``DEEPSEEK_TENANT``, else the caller's only tenant."""
+        name = name or os.environ.get("DEEPSEEK_TENANT")
+        if name:
+            return name
+        tenants = sorted(self.get("/v1/me")["tenants"])
+        if len(tenants) != 1:
+            raise UsageError(f"--tenant: you are in {len(tenants)} tenants ({', '.join(tenants) or 'none'}); "
+                             "name one with --tenant or DEEPSEEK_TENANT")
+        return tenants[0]

@@ -1,0 +1,88 @@
+"""``deepseek server``: the job service in one process (API, scheduler, local executor).
+
+A new database gets a platform admin (``--admin``, default ``admin``) and its token, printed once
+on stdout. Jobs and their artefacts live under ``--root``; the database defaults to SQLite in WAL
+mode inside it. Nothing here imports torch, FastAPI or SQLAlchemy at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import click
+
+from deepseek.errors import UsageError
+
+
+def detect_gpus(spec: str) -> list[str]:
+    """``--devices``: ``none``, ``auto`` (``nvidia-smi -L``) or a comma-separated list of indices."""
+    if spec == "none" or spec == "":
+        return []
+    if spec == "auto":
+        smi = shutil.which("nvidia-smi")
+        if smi is None:
+            return []
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+    items = [x.strip() for x in spec.split(",")]
+    if not all(x.isdigit() for x in items) or len(set(items)) != len(items):
+        raise UsageError(f"--devices {spec!r}: use none, auto or distinct GPU indices such as 0,1,2")
+    return items
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8600, show_default=True)
+@click.option("--root", type=click.Path(path_type=Path), default=Path("deepseek-service"), show_default=True,
+              help="Folder of the tenants' workspaces (and of the default database).")
+@click.option("--db", "db_url", envvar="DEEPSEEK_DB_URL", metavar="URL",
+              help="SQLAlchemy URL (default sqlite:///ROOT/service.db; env DEEPSEEK_DB_URL keeps a password "
+                   "off the command line).")
+@click.option("--slots", type=click.IntRange(1, 100_000), default=1, show_default=True,
+              help="Jobs running at once on this machine, all tenants together.")
+@click.option("--devices", "devices_spec", default="auto", show_default=True,
+              help="GPU pool: auto (nvidia-smi), none, or indices such as 0,1.")
+@click.option("--grace", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL when a running job is cancelled.")
+@click.option("--admin", "admin_name", default="admin", show_default=True,
+              help="Name of the platform admin a new database gets.")
+def server(host: str, port: int, root: Path, db_url: str | None, slots: int, devices_spec: str, grace: float,
+           admin_name: str) -> None:
+    """Run the multi-tenant job server (HTTP API, scheduler, local executor); docs/service.md."""
+    import re
+
+    import uvicorn
+
+    from deepseek_enterprise.service.api import Service, create_app
+    from deepseek_enterprise.service.executor import LocalExecutor
+    from deepseek_enterprise.service.scheduler import Scheduler
+    from deepseek_enterprise.service.store import Store
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", admin_name):
+        raise UsageError(f"--admin {admin_name!r}: use lower-case letters, digits and '-'")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--root {root}: exists and is not a folder")
+    gpus = detect_gpus(devices_spec)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root = root.resolve()
+    store = Store(db_url or f"sqlite:///{root / 'service.db'}")
+    token = store.bootstrap(admin_name)
+    if token is not None:
+        click.echo(f"new database: platform admin {admin_name!r}, token (shown once, only its hash is kept):")
+        click.echo(token)
+    scheduler = Scheduler(store, LocalExecutor(root, grace_s=grace), slots=slots, gpus=gpus)
+    scheduler.start()
+    click.echo(f"deepseek server on http://{host}:{port} (root {root}, {slots} slot(s), "
+               f"devices {','.join(gpus) or 'none'})", err=True)
+    os.environ.pop("DEEPSEEK_TOKEN", None)
+    try:
+        uvicorn.run(create_app(Service(store, root, scheduler=scheduler, pool_size=len(gpus))), host=host,
+                    port=port, log_level="warning")
+    finally:
+        scheduler.stop()

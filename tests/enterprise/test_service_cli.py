@@ -1,0 +1,170 @@
+"""``deepseek server`` for real (uvicorn on a free port, in its own process) driven by ``deepseek
+tenants`` and ``deepseek jobs``; the server killed with SIGKILL while a job runs and restarted:
+the job is re-attached and can still be cancelled, its exit code read back."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from _servicehelpers import TINY_TRAIN
+
+from deepseek.cli.main import main
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+HOST = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, root: Path, port: int, new: bool = True) -> None:
+        self.root, self.port = root, port
+        self.url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if k != "DEEPSEEK_TOKEN"} | {"PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deepseek", "server", "--port", str(port), "--root", str(root), "--slots", "2",
+             "--devices", "none", "--grace", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.token = None
+        if new:  # a new database prints its bootstrap token first
+            line = self.proc.stdout.readline()
+            assert line.startswith("new database"), line
+            self.token = self.proc.stdout.readline().strip()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{self.url}/openapi.json", timeout=1)
+                return
+            except httpx.HTTPError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(self.proc.stderr.read()) from None
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def ds(*argv: str, token: str | None = None, server: Server) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    env = {"DEEPSEEK_TOKEN": token or "", "DEEPSEEK_SERVER": server.url}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(argv), host=HOST)
+            except SystemExit as exc:
+                code = exc.code or 0
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return int(code), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "srv", _free_port())
+    yield srv
+    if srv.proc.poll() is None:
+        srv.kill()
+
+
+def _one_line_error(result: tuple[int, str, str], words: str) -> None:
+    code, _out, err = result
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ") and words in err, result
+
+
+def _wait(server: Server, token: str, job: int, states: set[str], timeout: float = 120) -> str:
+    end = time.monotonic() + timeout
+    while True:
+        code, out, err = ds("jobs", "list", "--tenant", "acme", token=token, server=server)
+        assert code == 0, err
+        state = next(line.split()[1] for line in out.splitlines()[1:] if line.split()[0] == str(job))
+        if state in states or time.monotonic() > end:
+            return state
+        time.sleep(0.3)
+
+
+def test_server_and_clients_end_to_end_with_a_sigkill_restart(server: Server, tmp_path: Path) -> None:
+    admin = server.token
+    assert admin and admin.startswith("dsk_")
+    assert os.stat(server.root).st_mode & 0o077 == 0
+    assert ds("tenants", "create", "acme", "--running-jobs", "2", token=admin, server=server)[0] == 0
+    assert ds("tenants", "create", "globex", token=admin, server=server)[0] == 0
+    assert ds("tenants", "add-user", "acme", "bob", token=admin, server=server)[1] == "bob is member in acme\n"
+    assert ds("tenants", "add-user", "globex", "gil", token=admin, server=server)[0] == 0
+    code, bob, err = ds("tenants", "token", "acme", "bob", token=admin, server=server)
+    bob = bob.strip()
+    assert code == 0 and bob.startswith("dsk_") and "shown once" in err
+    gil = ds("tenants", "token", "globex", "gil", token=admin, server=server)[1].strip()
+
+    config = tmp_path / "tiny.toml"
+    config.write_text("[model]\nname = \"tiny\"\nd_model = 32\nn_heads = 2\nn_layers = 1\nmax_seq_len = 32\n")
+    code, out, err = ds("jobs", "submit", "--config", str(config), "train", *TINY_TRAIN, "--run-dir", "runs/a",
+                        token=bob, server=server)
+    assert code == 0 and out.startswith("job 1 queued in tenant acme"), err
+    code, out, _ = ds("jobs", "logs", "1", "--follow", token=bob, server=server)
+    assert code == 0 and out.rstrip().endswith("job 1 succeeded (exit code 0)") and "run folder: runs/a" in out
+    assert (server.root / "tenants" / "acme" / "jobs" / "1" / "runs" / "a" / "config.toml").is_file()
+
+    # refusals: one line, exit 2
+    _one_line_error(ds("jobs", "submit", "train", "--run-dir", "/etc", token=bob, server=server), "outside the tenant")
+    _one_line_error(ds("jobs", "show", "1", token=gil, server=server), "404: no job 1 in tenant 'globex'")
+    _one_line_error(ds("jobs", "show", "1", "--tenant", "acme", token=gil, server=server), "404: no tenant 'acme'")
+    _one_line_error(ds("jobs", "list", token=bob[:-1] + "x", server=server), "401: invalid token")
+    _one_line_error(ds("tenants", "create", "x", token=bob, server=server), "403: this needs a platform admin")
+    _one_line_error(ds("jobs", "list", token=None, server=server), "no token: set DEEPSEEK_TOKEN")
+    dead = Server.__new__(Server)
+    dead.url = f"http://127.0.0.1:{_free_port()}"
+    _one_line_error(ds("jobs", "list", token=bob, server=dead), "cannot reach the server")
+
+    # a long job, then the server is killed with SIGKILL and restarted on the same root
+    code, out, err = ds("jobs", "submit", "train", *TINY_TRAIN, "--max-steps", "100000", "--run-dir", "runs/long",
+                        "--set", "checkpoint.interval=0", "--set", "train.eval_interval=0", token=bob, server=server)
+    assert code == 0, err
+    assert _wait(server, bob, 2, {"running"}) == "running"
+    metrics = server.root / "tenants" / "acme" / "jobs" / "2" / "runs" / "long" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not metrics.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server.kill()
+    again = Server(server.root, _free_port(), new=False)
+    try:
+        assert _wait(again, bob, 2, {"running", "lost"}, timeout=5) == "running"  # re-attached
+        assert ds("jobs", "cancel", "2", token=bob, server=again)[1] == "job 2 stopping\n"
+        assert _wait(again, bob, 2, {"cancelled", "failed", "lost"}) == "cancelled"
+        code, out, _ = ds("jobs", "show", "2", token=bob, server=again)
+        assert '"exit_code": 75' in out
+        code, out, _ = ds("tenants", "audit", "--tenant", "acme", token=admin, server=again)
+        assert "job.reattach" in out and "job.cancelled" in out and "job.succeeded" in out
+    finally:
+        again.kill()
+    assert again.proc.stdout.read() == ""  # not a new database: no second bootstrap token
+
+
+def test_the_commands_import_neither_torch_nor_the_server_stack() -> None:
+    code = ("import sys, deepseek_enterprise.service.cli, deepseek_enterprise.service.server_cli; "
+            "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy', 'httpx', 'uvicorn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
