@@ -11,6 +11,8 @@ config TOML, at any depth. A string is path-like when it holds ``/`` or ``\\``, 
   folder of the same tenant, or its ``data/`` folder);
 - ``~`` (another user's home);
 - a URL (``scheme://...``): jobs read and write files, they are given no servers;
+- any of these in a part of a value: after ``=`` (``key=/path``), after ``scheme:``
+  (``journal:/path``), after a short option's letter (``-o/path``);
 - a symbolic link at any existing component below the tenant folder (checked at submit and again
   just before the job starts).
 
@@ -94,19 +96,43 @@ def arg_strings(args: list[str]) -> Iterator[tuple[str, str]]:
         yield where, arg
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def candidates(value: str) -> list[str]:
+    """``value`` and the parts of it a command could read as a path: after ``=``
+    (``key=/path``), after a ``scheme:`` prefix (``journal:/path``) and after a short option's
+    letter (``-o/path``)."""
+    out = [value]
+    if "=" in value:
+        out.append(value.split("=", 1)[1])
+    m = _SCHEME.match(value)
+    if m:
+        out.append(value[m.end():])
+    if len(value) > 2 and value[0] == "-" and value[1] != "-":
+        out.append(value[2:])
+    return out
+
+
 def check_value(value: str, where: str, tenant_root: Path, cwd: Path) -> None:
-    """Refuse ``value`` at ``where`` if it names a path outside ``tenant_root`` (module docstring)."""
+    """Refuse ``value`` at ``where`` if it, or a part of it (:func:`candidates`), names a path
+    outside ``tenant_root`` (module docstring)."""
+    for part in candidates(value):
+        _check_one(part, value, where, tenant_root, cwd)
+
+
+def _check_one(part: str, value: str, where: str, tenant_root: Path, cwd: Path) -> None:
     if "\x00" in value:
         raise PathRefused(f"{where}: a NUL character is not allowed")
     if _URL.match(value):
         raise PathRefused(f"{where}: {value!r}: URLs are not allowed in a job (jobs use files in their workspace)")
-    if not ("/" in value or "\\" in value or value.startswith("~") or value in (".", "..")):
+    if not ("/" in part or "\\" in part or part.startswith("~") or part in (".", "..")):
         return
-    if "\\" in value:
+    if "\\" in part:
         raise PathRefused(f"{where}: {value!r}: use '/' in paths")
-    if value.startswith("~"):
+    if part.startswith("~"):
         raise PathRefused(f"{where}: {value!r}: '~' is not allowed; name a path inside the job's workspace")
-    pure = PurePosixPath(value)
+    pure = PurePosixPath(part)
     if ".." in pure.parts:
         raise PathRefused(f"{where}: {value!r}: '..' is not allowed; name a path inside the job's workspace")
     full = Path(os.path.normpath(pure if pure.is_absolute() else cwd / pure))

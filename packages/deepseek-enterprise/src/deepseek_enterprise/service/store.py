@@ -67,7 +67,8 @@ class Store:
     def audit(self, actor: str, action: str, *, tenant: str = "", target: str = "", result: str = "ok",
               session: Session | None = None) -> None:
         """Append one audit entry, in ``session``'s transaction or in a transaction of its own."""
-        entry = AuditEntry(actor=actor, tenant=tenant, action=action, target=target, result=result[:2000])
+        entry = AuditEntry(actor=actor[:63], tenant=tenant[:63], action=action[:63], target=target[:255],
+                           result=result[:2000])
         if session is not None:
             session.add(entry)
             return
