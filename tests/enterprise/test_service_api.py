@@ -260,3 +260,16 @@ def test_openapi_schema_is_served(svc: Deploy) -> None:
     schema = svc.client.get("/openapi.json").json()
     assert {"/v1/tenants", "/v1/tenants/{tenant}/jobs", "/v1/tenants/{tenant}/jobs/{job_id}/cancel",
             "/v1/tokens/{token_id}", "/v1/audit"} <= set(schema["paths"])
+
+
+def test_concurrent_submits_never_pass_the_queued_quota(svc: Deploy) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bob = svc.tokens["bob"]
+    svc.call("GET", "/v1/me", bob)  # the token's hash verified once
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: svc.submit("acme", bob).status_code, range(12)))
+    assert sorted(codes) == [201] * 3 + [429] * 9
+    with svc.store.session() as s:
+        assert s.scalar(text("select count(*) from jobs where state = 'queued'")) == 3
+        assert s.scalar(text("select count(*) from audit where action = 'job.submit' and result like 'refused 429%'")) == 9
