@@ -273,3 +273,17 @@ def test_concurrent_submits_never_pass_the_queued_quota(svc: Deploy) -> None:
     with svc.store.session() as s:
         assert s.scalar(text("select count(*) from jobs where state = 'queued'")) == 3
         assert s.scalar(text("select count(*) from audit where action = 'job.submit' and result like 'refused 429%'")) == 9
+
+
+def test_logs_are_never_read_through_a_link(svc: Deploy) -> None:
+    bob = svc.tokens["bob"]
+    job = svc.submit("acme", bob).json()["id"]
+    ws = Path(svc.call("GET", f"/v1/tenants/acme/jobs/{job}", bob).json()["workspace"])
+    ws.mkdir(parents=True)
+    (ws / "job.log").write_text("step 1\nstep 2\n")
+    r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/logs?offset=7", bob).json()
+    assert (r["text"], r["next_offset"], r["state"]) == ("step 2\n", 14, "queued")
+    (ws / "job.log").unlink()
+    os.symlink("/etc/passwd", ws / "job.log")
+    r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/logs", bob)
+    assert (r.status_code, r.json()["detail"]) == (409, f"job {job}: its job.log is not a regular file")
