@@ -168,3 +168,15 @@ def test_the_commands_import_neither_torch_nor_the_server_stack() -> None:
             "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy', 'httpx', 'uvicorn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_executors_are_registered_components(tmp_path: Path) -> None:
+    from deepseek_enterprise.service.executor import Executor, LocalExecutor
+
+    assert HOST.resolve("executor", "local").load() is LocalExecutor and issubclass(LocalExecutor, Executor)
+    dead = Server.__new__(Server)
+    dead.url = "http://127.0.0.1:1"
+    root = tmp_path / "never"
+    code, _out, err = ds("server", "--executor", "locl", "--root", str(root), server=dead)
+    _one_line_error((code, _out, err), "locl")
+    assert "local" in err and not root.exists()

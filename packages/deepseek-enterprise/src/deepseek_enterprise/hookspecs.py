@@ -40,3 +40,17 @@ def deepseek_register_tuners(register: RegisterFn) -> None:
     value)`` (True: the pruner stops it, raise ``TrialStopped``) and raises ``TrialFailed`` for a
     trial that broke. Enterprise registers ``training`` and ``system``; docs/tune.md.
     """
+
+
+@hookspec
+def deepseek_register_executors(register: RegisterFn) -> None:
+    """Register job executors (kind ``executor``): where ``deepseek server --executor NAME`` runs
+    jobs.
+
+    ``target`` is a subclass of :class:`deepseek_enterprise.service.executor.Executor`, created
+    as ``target(root, grace_s=S)``; the server's scheduler calls ``start(launch)`` (a
+    ``Started``: pid and its start time, workspace), ``finished(job_id, pid, pid_start,
+    workspace)`` (the exit code, None while it runs, False when it is gone without one),
+    ``terminate``/``kill`` (a cancel) and ``close``. Enterprise registers ``local``;
+    docs/service.md.
+    """

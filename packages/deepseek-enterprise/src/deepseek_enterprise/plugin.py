@@ -13,7 +13,7 @@ from deepseek.hookspecs import RegisterFn, hookimpl
 
 @hookimpl
 def deepseek_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
-    """Add the enterprise hookspecs (fusions, compressors, tuners)."""
+    """Add the enterprise hookspecs (fusions, compressors, tuners, executors)."""
     from deepseek_enterprise import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
@@ -112,6 +112,13 @@ def deepseek_register_tuners(register: RegisterFn) -> None:
              description="learning rate, warm-up, dropout, batch, model options... by a validation metric")
     register("system", "deepseek_enterprise.tune.system:SystemTuner",
              description="strategy, micro-batch, checkpointing, compile, buckets... by tokens/s")
+
+
+@hookimpl
+def deepseek_register_executors(register: RegisterFn) -> None:
+    """``local``: jobs as process groups on the server's machine (docs/service.md)."""
+    register("local", "deepseek_enterprise.service.executor:LocalExecutor",
+             description="process groups on this machine: own workspace, scrubbed env, GPU mask, rlimits")
 
 
 @hookimpl

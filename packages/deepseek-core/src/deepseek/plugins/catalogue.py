@@ -55,6 +55,7 @@ KIND_PROVIDERS: dict[str, str] = {
     "fusion": "deepseek-enterprise",
     "compressor": "deepseek-enterprise",
     "tuner": "deepseek-enterprise",
+    "executor": "deepseek-enterprise",
 }
 """Component kinds that a first-party edition adds through hookspecs of its own."""
 

@@ -88,12 +88,39 @@ def _limits(memory_bytes: int | None, cpu_seconds: int | None) -> Callable[[], N
     return apply
 
 
-class LocalExecutor:
-    """Starts, signals and watches job processes on this machine (module docstring)."""
+class Executor:
+    """The contract of a job executor (registered with ``deepseek_register_executors``): the
+    scheduler starts jobs with :meth:`start`, watches them with :meth:`finished`, stops them with
+    :meth:`terminate` then, after :attr:`grace_s`, :meth:`kill`."""
 
     def __init__(self, root: Path, grace_s: float = 30.0) -> None:
         self.root = root
         self.grace_s = grace_s
+
+    def start(self, launch: Launch) -> Started:
+        """Start the job (raise ``jobpaths.PathRefused`` or ``OSError`` when it cannot)."""
+        raise NotImplementedError
+
+    def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
+        """The exit code of a job that ended; ``None`` while it runs; ``False`` when it is gone
+        without a known exit code (lost)."""
+        raise NotImplementedError
+
+    def terminate(self, pid: int | None, pid_start: str | None) -> None:
+        """Ask the job to stop (it may write a checkpoint)."""
+
+    def kill(self, pid: int | None, pid_start: str | None) -> None:
+        """Stop the job now."""
+
+    def close(self) -> None:
+        """The server stops; running jobs are left to run (a restart re-attaches them)."""
+
+
+class LocalExecutor(Executor):
+    """Starts, signals and watches job processes on this machine (module docstring)."""
+
+    def __init__(self, root: Path, grace_s: float = 30.0) -> None:
+        super().__init__(root, grace_s)
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def workspace(self, tenant: str, job_id: int) -> Path:
@@ -145,8 +172,6 @@ class LocalExecutor:
         return Started(proc.pid, process_start(proc.pid) or "", ws)
 
     def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
-        """The exit code of a job that ended; ``None`` while it runs; ``False`` when it is gone
-        without a known exit code (lost)."""
         proc = self._procs.get(job_id)
         if proc is not None:
             code = proc.poll()
@@ -174,8 +199,7 @@ class LocalExecutor:
         self.signal(pid, pid_start, signal.SIGKILL)
 
     def close(self) -> None:
-        """Forget the children (they run on; a restarted server re-attaches or marks them lost)."""
-        self._procs.clear()
+        self._procs.clear()  # they run on; a restarted server re-attaches them or marks them lost
 
 
 def read_exit_code(workspace: Path) -> int | bool:

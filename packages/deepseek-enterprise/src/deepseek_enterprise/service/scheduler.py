@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from deepseek_enterprise.service import quotas
-from deepseek_enterprise.service.executor import Launch, LocalExecutor
+from deepseek_enterprise.service.executor import Executor, Launch
 from deepseek_enterprise.service.jobpaths import PathRefused
 from deepseek_enterprise.service.models import Job, utcnow
 from deepseek_enterprise.service.store import Store
@@ -34,7 +34,7 @@ class Scheduler:
     """Runs queued jobs on ``executor`` with at most ``slots`` running at once and ``gpus`` as
     the device pool."""
 
-    def __init__(self, store: Store, executor: LocalExecutor, *, slots: int, gpus: list[str],
+    def __init__(self, store: Store, executor: Executor, *, slots: int, gpus: list[str],
                  interval: float = 0.5) -> None:
         self.store = store
         self.executor = executor

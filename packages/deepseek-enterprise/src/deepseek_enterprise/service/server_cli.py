@@ -36,6 +36,20 @@ def detect_gpus(spec: str) -> list[str]:
     return items
 
 
+def pick_executor(name: str) -> type:
+    """The registered executor ``name`` (a subclass of ``Executor``)."""
+    from deepseek.cli.context import command_host
+    from deepseek_enterprise.service.executor import Executor
+
+    host = command_host()
+    host.check_kind("executor")
+    target = host.resolve("executor", name).load()
+    if not (isinstance(target, type) and issubclass(target, Executor)):
+        raise UsageError(f"--executor {name}: {target!r} is not a subclass of "
+                         "deepseek_enterprise.service.executor.Executor")
+    return target
+
+
 @click.command("server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8600, show_default=True)
@@ -52,15 +66,16 @@ def detect_gpus(spec: str) -> list[str]:
               help="Seconds between SIGTERM and SIGKILL when a running job is cancelled.")
 @click.option("--admin", "admin_name", default="admin", show_default=True,
               help="Name of the platform admin a new database gets.")
+@click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
+              help="Registered job executor (deepseek plugins list).")
 def server(host: str, port: int, root: Path, db_url: str | None, slots: int, devices_spec: str, grace: float,
-           admin_name: str) -> None:
+           admin_name: str, executor_name: str) -> None:
     """Run the multi-tenant job server (HTTP API, scheduler, local executor); docs/service.md."""
     import re
 
     import uvicorn
 
     from deepseek_enterprise.service.api import Service, create_app
-    from deepseek_enterprise.service.executor import LocalExecutor
     from deepseek_enterprise.service.scheduler import Scheduler
     from deepseek_enterprise.service.store import Store
 
@@ -68,6 +83,7 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
         raise UsageError(f"--admin {admin_name!r}: use lower-case letters, digits and '-'")
     if root.exists() and not root.is_dir():
         raise UsageError(f"--root {root}: exists and is not a folder")
+    executor_cls = pick_executor(executor_name)
     gpus = detect_gpus(devices_spec)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     root = root.resolve()
@@ -76,7 +92,7 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     if token is not None:
         click.echo(f"new database: platform admin {admin_name!r}, token (shown once, only its hash is kept):")
         click.echo(token)
-    scheduler = Scheduler(store, LocalExecutor(root, grace_s=grace), slots=slots, gpus=gpus)
+    scheduler = Scheduler(store, executor_cls(root, grace_s=grace), slots=slots, gpus=gpus)
     scheduler.start()
     click.echo(f"deepseek server on http://{host}:{port} (root {root}, {slots} slot(s), "
                f"devices {','.join(gpus) or 'none'})", err=True)
