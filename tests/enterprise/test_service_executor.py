@@ -16,7 +16,13 @@ import pytest
 from _servicehelpers import TINY_TRAIN, deploy
 from sqlalchemy import select
 
-from deepseek_enterprise.service.executor import LocalExecutor, process_start
+from deepseek_enterprise.service.executor import (
+    Executor,
+    Launch,
+    LocalExecutor,
+    Started,
+    process_start,
+)
 from deepseek_enterprise.service.models import Job, Tenant, User
 from deepseek_enterprise.service.scheduler import Scheduler
 
@@ -144,5 +150,50 @@ def test_a_job_whose_workspace_became_a_link_fails_to_start(tmp_path: Path) -> N
             row = s.get(Job, job)
             assert row.state == "failed" and "is a symbolic link" in row.message and row.pid is None
             assert s.scalar(select(Tenant.name)) == "acme" and s.scalar(select(User).where(User.name == "bob"))
+    finally:
+        d.close()
+
+
+class Recording(Executor):
+    """An executor of our own contract that starts nothing: it records each launch, and a job
+    ends when the test says so."""
+
+    def __init__(self, root: Path, grace_s: float = 30.0) -> None:
+        super().__init__(root, grace_s)
+        self.launches: dict[int, Launch] = {}
+        self.codes: dict[int, int] = {}
+
+    def start(self, launch: Launch) -> Started:
+        self.launches[launch.job_id] = launch
+        return Started(os.getpid(), "recorded", self.root / str(launch.job_id))
+
+    def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
+        return self.codes.get(job_id)
+
+
+def test_gpus_are_never_shared_and_follow_the_device_quota(tmp_path: Path) -> None:
+    d = deploy(tmp_path / "srv")
+    d.client.app.state.service.pool_size = 2
+    try:
+        d.tenant("acme", devices=2, running_jobs=5)
+        d.tenant("globex", devices=1, running_jobs=5)
+        bob, gil = d.user("acme", "bob", "member"), d.user("globex", "gil", "member")
+        a1 = d.submit("acme", bob, devices=1).json()["id"]
+        g1 = d.submit("globex", gil, devices=1).json()["id"]
+        a2 = d.submit("acme", bob, devices=1).json()["id"]
+        g2 = d.submit("globex", gil, devices=0).json()["id"]
+        r = d.submit("globex", gil, devices=2)
+        assert r.status_code == 409 and "may hold 1 (quota devices)" in r.json()["detail"]
+        ex = Recording(d.root)
+        sched = Scheduler(d.store, ex, slots=4, gpus=["0", "1"])
+        sched.step()
+        gpus = {j: ex.launches[j].gpus for j in ex.launches}
+        assert gpus == {a1: ["0"], g1: ["1"], g2: []}  # a2 waits: both GPUs are held
+        ex.codes[a1] = 0
+        sched.step()
+        assert ex.launches[a2].gpus == ["0"]
+        with d.store.session() as s:
+            assert {j: s.get(Job, j).gpus for j in (a1, g1, a2, g2)} == {a1: "0", g1: "1", a2: "0", g2: ""}
+            assert s.get(Job, a1).state == "succeeded"
     finally:
         d.close()
