@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service import quotas
 from deepseek_enterprise.service.executor import Executor, Launch
@@ -82,7 +83,7 @@ class Scheduler:
 
     # -- the parts --------------------------------------------------------------------------
 
-    def _finish(self, job: Job, code: int | bool, s) -> None:  # type: ignore[no-untyped-def]
+    def _finish(self, job: Job, code: int | bool, s: Session) -> None:
         if code is False:
             job.move("lost", message="the job's process is gone and left no exit code")
         elif job.cancel_requested:
@@ -116,7 +117,7 @@ class Scheduler:
             elif now - sent > self.executor.grace_s:
                 self.executor.kill(pid, pid_start)
 
-    def free_gpus(self, s) -> list[str]:  # type: ignore[no-untyped-def]
+    def free_gpus(self, s: Session) -> list[str]:
         held = {g for (gpus,) in s.execute(select(Job.gpus).where(Job.state == "running")) for g in gpus.split(",") if g}
         return [g for g in self.gpus if g not in held]
 
