@@ -200,27 +200,27 @@ def test_a_pruned_model_recovers_by_distillation_from_its_original(trained: Path
     import tomli_w
 
     out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
-                       "--out", "pruned", "--latency-runs", "0", cwd=trained)
+                       "--out", "half-ffn", "--latency-runs", "0", cwd=trained)
     assert out.returncode == 0, out.stderr
-    pruned_loss = json.loads(deepseek_cli("eval", "--checkpoint", "pruned", "--json", cwd=trained).stdout)["val_loss"]
-    config = {**CONFIG, "model": {"name": "distill", "teacher": "run", "student_from": "pruned", "alpha": 0.5},
+    pruned_loss = json.loads(deepseek_cli("eval", "--checkpoint", "half-ffn", "--json", cwd=trained).stdout)["val_loss"]
+    config = {**CONFIG, "model": {"name": "distill", "teacher": "run", "student_from": "half-ffn", "alpha": 0.5},
               "train": {**CONFIG["train"], "max_steps": 6, "eval_interval": 3, "lr": 1e-3, "warmup_steps": 0}}
-    (trained / "recover.toml").write_text(tomli_w.dumps(config))
-    out = deepseek_cli("train", "recover.toml", "--run-dir", "recover", "--quiet", cwd=trained)
+    (trained / "recover-half.toml").write_text(tomli_w.dumps(config))
+    out = deepseek_cli("train", "recover-half.toml", "--run-dir", "recover-half", "--quiet", cwd=trained)
     assert out.returncode == 0, out.stderr
     from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
 
-    state = load_model_state(resolve_checkpoint(trained / "recover"))
+    state = load_model_state(resolve_checkpoint(trained / "recover-half"))
     assert tuple(state["student.blocks.0.mlp.fc.weight"].shape) == (32, 32)  # d_ff 64 -> 32
-    out = deepseek_cli("compress", "--checkpoint", "recover", "--method", "distill.student", "--out", "recovered",
+    out = deepseek_cli("compress", "--checkpoint", "recover-half", "--method", "distill.student", "--out", "recovered-half",
                        "--latency-runs", "0", cwd=trained)
     assert out.returncode == 0, out.stderr
-    recovered = json.loads(core_only_cli("eval", "--checkpoint", "recovered", "--json", cwd=trained).stdout)
-    last = [r for r in _records(trained / "recover") if "val_ce" in r][-1]
+    recovered = json.loads(core_only_cli("eval", "--checkpoint", "recovered-half", "--json", cwd=trained).stdout)
+    last = [r for r in _records(trained / "recover-half") if "val_ce" in r][-1]
     assert recovered["val_loss"] == pytest.approx(last["val_ce"], rel=1e-5)
     # Step 0 is not evaluated; the run's first step starts from the pruned weights, so its training
     # ce is close to the pruned model's validation loss, far below a fresh model's (~ln 256 = 5.5).
-    first = [r for r in _records(trained / "recover") if "ce" in r][0]
+    first = [r for r in _records(trained / "recover-half") if "ce" in r][0]
     assert abs(first["ce"] - pruned_loss) < 0.5 and pruned_loss < 4.5
 
 
