@@ -17,4 +17,6 @@ fi
 # torchao for the quantize.* compressors (its wheel is abi3: one for Python 3.10 and newer).
 ls .whl/torchao-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps torchao==0.18.0 --python-version 3.12 \
   --only-binary=:all: --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .whl
+# Torch-Pruning for prune.mlp (pure Python).
+ls .whl/torch_pruning-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps torch-pruning==1.6.1 -d .whl
 ls -la .whl
