@@ -229,8 +229,8 @@ def test_tokenizer_train_hostile_options(host: PluginHost, tmp_path: Path) -> No
     (tmp_path / "c" / "a.txt").write_text("alpha beta " * 100)
     assert "--vocab-size" in refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--vocab-size", "100",
                                      "--out", str(tmp_path / "t.json"))
-    assert "does not exist" in refused(host, "tokenizer", "train", "--data", str(tmp_path / "nope"),
-                                       "--out", str(tmp_path / "t.json"))
+    line = refused(host, "tokenizer", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "t.json"))
+    assert line.startswith("error: --data: ") and "does not exist" in line
     (tmp_path / "afile").write_text("x")
     line = refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "afile" / "t.json"))
     assert "--out" in line

@@ -56,7 +56,12 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
     require_tokenizers("deepseek tokenizer train")
     if not separator_token:
         raise click.BadParameter("must not be empty", param_hint="--separator")
-    corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction)
+    from deepseek.errors import UsageError
+
+    try:
+        corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction)
+    except UsageError as exc:  # the corpus speaks of the config key; here it is the option
+        raise UsageError(str(exc).replace("data.path:", "--data:", 1).replace("(data.pattern)", "(--pattern)")) from None
     missing = prepare_output(out, where="--out", folder=False, file_name="tokenizer.json")
     hf = train_bpe(_texts(corpus, "train"), vocab_size=vocab_size, min_frequency=min_frequency,
                    separator_token=separator_token)
