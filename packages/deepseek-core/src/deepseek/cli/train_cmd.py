@@ -211,19 +211,14 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
              dtype: str) -> None:
     """Validation loss of a trained model on its run's validation data."""
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.inference import evaluate_model, load_placed
+    from deepseek.training.inference import evaluate_model, load_placed, placed_run
 
     use_default_cpu_threads()
     host = command_host()
     model, config, state, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host,
                                                command="eval", dtype=dtype)
-    try:
+    with placed_run(placer):
         values = evaluate_model(model, config, batches, host)
-        if placer is not None:
-            placer.barrier()  # every rank done before any tears the process group down
-    finally:
-        if placer is not None:
-            placer.teardown()
     if placer is not None and not placer.is_global_zero:
         return
     step = state.get("step")
@@ -260,6 +255,7 @@ def generate(
     from deepseek.training.inference import (
         generating_tokenizer,
         load_placed,
+        placed_run,
         sample,
         trained_tokenizer,
     )
@@ -273,7 +269,7 @@ def generate(
     use_default_cpu_threads()
     tokenizer = trained_tokenizer(checkpoint)
     model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
-    try:
+    with placed_run(placer):
         if prompts is None:
             text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                           seed=seed, tokenizer=tokenizer)
@@ -281,11 +277,6 @@ def generate(
             served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer),
                            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
                            batch_size=batch_size)
-        if placer is not None:
-            placer.barrier()  # every rank done before any tears the process group down
-    finally:
-        if placer is not None:
-            placer.teardown()
     if placer is not None and not placer.is_global_zero:
         return
     if prompts is None:

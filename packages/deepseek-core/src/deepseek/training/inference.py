@@ -8,7 +8,9 @@ strategy name then places it on the processes of ``deepseek launch`` through
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +127,19 @@ def load_placed(
     except BaseException:
         placer.teardown()
         raise
+
+
+@contextlib.contextmanager
+def placed_run(placer: Strategy | None) -> Iterator[None]:
+    """The span of work on a model from :func:`load_placed`: on success every rank meets at a
+    barrier before any tears the process group down; the strategy is torn down either way."""
+    try:
+        yield
+        if placer is not None:
+            placer.barrier()
+    finally:
+        if placer is not None:
+            placer.teardown()
 
 
 def trained_tokenizer(path: str | Path) -> Tokenizer:
