@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -211,32 +212,49 @@ def test_only_rank_zero_logs_under_launch(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- Weights & Biases
 
 
-def wandb_records(path: Path) -> list[Any]:
+def wandb_records(path: Path, timeout: float = 60.0) -> list[Any]:
     """The records of a W&B ``.wandb`` transaction log: a 7-byte header (``:W&B``, magic, version),
-    then 32 KiB blocks of chunks (crc32, length, type: 1 full, 2 first, 3 middle, 4 last), each
-    record a ``wandb_internal_pb2.Record``."""
+    then 32 KiB blocks of chunks (crc32 of type and payload, length, type: 1 full, 2 first, 3 middle,
+    4 last), each record a ``wandb_internal_pb2.Record``.
+
+    ``run.finish()`` only *informs* the wandb-core service that the run is done; the service closes
+    the log afterwards, so the file may still be growing when training returns. The log is read again
+    until every chunk is whole (length and checksum) and it ends with the run's ``exit`` record."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    data, block, pos, chunks, out = path.read_bytes(), 32768, 7, b"", []
-    assert data[:4] == b":W&B"
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        if left < 7:
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        pos += 7
-        if length == 0 and kind == 0:
-            pos += left - 7
-            continue
-        chunks += data[pos:pos + length]
-        pos += length
-        if kind in (1, 4):
-            record = pb.Record()
-            record.ParseFromString(chunks)
-            out.append(record)
-            chunks = b""
-    return out
+    def parse(data: bytes) -> list[Any] | None:
+        block, pos, chunks, out = 32768, 7, b"", []
+        while pos + 7 <= len(data):
+            left = block - pos % block
+            if left < 7:
+                pos += left
+                continue
+            crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+            pos += 7
+            if length == 0 and kind == 0:
+                pos += left - 7
+                continue
+            payload = data[pos:pos + length]
+            if len(payload) < length or zlib.crc32(bytes([kind]) + payload) != crc:
+                return None  # a chunk still being written
+            chunks += payload
+            pos += length
+            if kind in (1, 4):
+                record = pb.Record()
+                record.ParseFromString(chunks)
+                out.append(record)
+                chunks = b""
+        return out if out and out[-1].WhichOneof("record_type") == "exit" else None
+
+    deadline = time.monotonic() + timeout
+    while True:
+        data = path.read_bytes()
+        assert data[:4] == b":W&B"
+        records = parse(data)
+        if records is not None:
+            return records
+        assert time.monotonic() < deadline, f"{path} did not end with a whole exit record within {timeout} s"
+        time.sleep(0.2)
 
 
 def test_wandb_offline_run_holds_config_every_step_and_the_artefacts(tmp_path: Path) -> None:
