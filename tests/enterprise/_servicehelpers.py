@@ -3,11 +3,16 @@ through FastAPI's TestClient, and the tenants/users/tokens the tests act as."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from deepseek_enterprise.service.api import Service, create_app
@@ -69,10 +74,42 @@ class Deploy:
         self.store.engine.dispose()
 
 
-def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30.0) -> Deploy:
-    """A server on ``root`` (SQLite); ``run``: with its scheduler loop running jobs."""
+BACKENDS = ("sqlite", "postgresql")
+"""The databases the service's tests run on (``postgresql``: where DEEPSEEK_TEST_POSTGRES_URL is set)."""
+
+
+@contextlib.contextmanager
+def database(kind: str, folder: Path) -> Iterator[str]:
+    """A clean database URL of ``kind``: SQLite in ``folder``, or a new PostgreSQL schema in the
+    database of ``DEEPSEEK_TEST_POSTGRES_URL`` (.ci/services/postgres.sh), dropped afterwards.
+    Skips the test when that variable is unset."""
+    if kind == "sqlite":
+        folder.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{folder}/service.db"
+        return
+    base = os.environ.get("DEEPSEEK_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PostgreSQL not available: DEEPSEEK_TEST_POSTGRES_URL is unset (.ci/services/postgres.sh sets it)")
+    from sqlalchemy import create_engine, make_url, text
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("SET lock_timeout = '20s'"))
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30.0, db_url: str | None = None) -> Deploy:
+    """A server on ``root`` (SQLite in it unless ``db_url``); ``run``: with its scheduler loop running jobs."""
     root.mkdir(parents=True, exist_ok=True)
-    store = Store(f"sqlite:///{root}/service.db")
+    store = Store(db_url or f"sqlite:///{root}/service.db")
     token = store.bootstrap() or ""
     scheduler = None
     if run:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from _servicehelpers import Deploy, deploy
+from _servicehelpers import BACKENDS, Deploy, database, deploy
 from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
@@ -18,16 +18,17 @@ from deepseek_enterprise.service.models import AuditEntry, Job, Tenant, Token
 from deepseek_enterprise.service.store import AppendOnlyError
 
 
-@pytest.fixture
-def svc(tmp_path: Path) -> Deploy:
-    d = deploy(tmp_path / "srv")
-    d.tenant("acme", running_jobs=1, queued_jobs=3, devices=0)
-    d.tenant("globex", running_jobs=1, queued_jobs=3)
-    for name, role in (("ann", "admin"), ("bob", "member"), ("cat", "member"), ("vic", "viewer")):
-        d.user("acme", name, role)
-    d.user("globex", "gil", "admin")
-    yield d
-    d.close()
+@pytest.fixture(params=BACKENDS)
+def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Deploy:
+    with database(request.param, tmp_path / "srv") as url:
+        d = deploy(tmp_path / "srv", db_url=url)
+        d.tenant("acme", running_jobs=1, queued_jobs=3, devices=0)
+        d.tenant("globex", running_jobs=1, queued_jobs=3)
+        for name, role in (("ann", "admin"), ("bob", "member"), ("cat", "member"), ("vic", "viewer")):
+            d.user("acme", name, role)
+        d.user("globex", "gil", "admin")
+        yield d
+        d.close()
 
 
 def test_tokens_are_stored_as_salted_scrypt_hashes_only(svc: Deploy) -> None:
@@ -37,10 +38,15 @@ def test_tokens_are_stored_as_salted_scrypt_hashes_only(svc: Deploy) -> None:
         hashes = [r.secret_hash for r in rows]
     assert len(rows) == 6 and all(h.startswith("scrypt$16384$8$1$") for h in hashes)
     assert len({h.split("$")[4] for h in hashes}) == 6  # a salt per token
+    with svc.store.engine.connect() as conn:  # every value of every table, on either database
+        raw = "".join(str(row) for t in ("users", "tokens", "audit", "tenants", "memberships")
+                      for row in conn.execute(text(f"select * from {t}")))
     svc.store.engine.dispose()
-    raw = b"".join(p.read_bytes() for p in svc.root.glob("service.db*"))
+    if svc.store.sqlite:  # and the database's files themselves (WAL included)
+        raw += "".join(p.read_bytes().decode("latin-1") for p in svc.root.glob("service.db*"))
+    assert all(h in raw for h in hashes)  # the dump holds the rows
     for secret in secrets_:
-        assert secret.encode() not in raw
+        assert secret not in raw
     assert tokens.verify_secret(secrets_[0], hashes[0]) and not tokens.verify_secret(secrets_[0] + "x", hashes[0])
 
 
@@ -195,7 +201,8 @@ def test_every_mutation_is_audited_and_the_log_is_append_only(svc: Deploy) -> No
         s.scalars(select(AuditEntry)).first().result = "forged"
     with pytest.raises(AppendOnlyError), svc.store.session() as s:
         s.delete(s.scalars(select(AuditEntry)).first())
-    for sql in ("UPDATE audit SET result = 'forged'", "DELETE FROM audit"):
+    for sql in ("UPDATE audit SET result = 'forged'", "DELETE FROM audit",
+                *(() if svc.store.sqlite else ("TRUNCATE audit",))):
         with pytest.raises(DatabaseError, match="append-only"), svc.store.engine.begin() as conn:
             conn.execute(text(sql))
     assert len(svc.call("GET", "/v1/audit", svc.admin).json()) == len(rows) + 0

@@ -8,8 +8,15 @@ between threads and processes; on other databases the tenant row is locked (``SE
 UPDATE``) where that matters.
 
 The audit log is append-only at two layers: the ORM refuses to flush an update or a delete of an
-:class:`AuditEntry`, and on SQLite ``BEFORE UPDATE`` / ``BEFORE DELETE`` triggers abort any
-statement that tries, whoever sends it.
+:class:`AuditEntry`, and in the database triggers abort any statement that tries, whoever sends
+it: on SQLite ``BEFORE UPDATE`` / ``BEFORE DELETE``, on PostgreSQL ``BEFORE UPDATE OR DELETE``
+(each row) and ``BEFORE TRUNCATE``, both calling ``audit_append_only()``. The owner of the table
+can still drop the triggers or the table: that layer stops mistakes and ordinary clients, not the
+database's administrator.
+
+Tables and triggers are created when missing (``CREATE TABLE``/``TRIGGER`` where absent); on
+PostgreSQL in the connection's current schema, so a URL with ``?options=-csearch_path%3DNAME``
+keeps one service's tables in schema NAME.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ _TRIGGERS = (
 )
 
 
+_PG_FUNCTION = ("CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$")
+_PG_TRIGGERS = {
+    "audit_no_update": "CREATE TRIGGER audit_no_update BEFORE UPDATE OR DELETE ON audit "
+                       "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+    "audit_no_truncate": "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
+                         "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
+}
+
+
 class AppendOnlyError(RuntimeError):
     """Something tried to change or delete an audit entry."""
 
@@ -47,10 +64,16 @@ class Store:
         self.engine = _engine(url)
         self.sqlite = self.engine.dialect.name == "sqlite"
         Base.metadata.create_all(self.engine)
-        if self.sqlite:
-            with self.engine.begin() as conn:
+        with self.engine.begin() as conn:
+            if self.sqlite:
                 for ddl in _TRIGGERS:
                     conn.execute(text(ddl))
+            elif self.engine.dialect.name == "postgresql":
+                conn.execute(text(_PG_FUNCTION))
+                have = set(conn.scalars(text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit'::regclass")))
+                for name, ddl in _PG_TRIGGERS.items():
+                    if name not in have:
+                        conn.execute(text(ddl))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._sessions, "before_flush", _guard_audit)
 
