@@ -95,7 +95,7 @@ def _one_line_validation(exc: RequestValidationError) -> str:
 
 def create_app(svc: Service) -> FastAPI:
     """The FastAPI application of ``svc``."""
-    from deepseek_enterprise.service import api_admin, api_jobs
+    from deepseek_enterprise.service import api_admin, api_artefacts, api_jobs, web
 
     if svc.auth is None:
         svc.auth = Authenticator()
@@ -136,4 +136,6 @@ def create_app(svc: Service) -> FastAPI:
 
     app.include_router(api_admin.router)
     app.include_router(api_jobs.router)
+    app.include_router(api_artefacts.router)
+    app.include_router(web.router)
     return app

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from deepseek.errors import UsageError
+from deepseek_enterprise.service.cli_artefacts import download, files
 
 SERVER = click.option("--server", metavar="URL", help="The server (default: DEEPSEEK_SERVER or http://127.0.0.1:8600).")
 TENANT = click.option("--tenant", metavar="NAME", help="Tenant (default: DEEPSEEK_TENANT, or your only tenant).")
@@ -32,7 +33,7 @@ def _read(path: Path, where: str) -> str:
 
 @click.group("jobs")
 def jobs() -> None:
-    """Submit, list, show, follow and cancel jobs on a deepseek server."""
+    """Submit, list, show, follow and cancel jobs on a deepseek server; list and download their files."""
 
 
 @jobs.command("submit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -214,3 +215,7 @@ def audit(tenant: str | None, limit: int, server: str | None) -> None:
     """The newest audit log entries."""
     for e in _client(server).get("/v1/audit", tenant=tenant, limit=limit):
         click.echo(f"{e['at']}  {e['actor']:<12} {e['tenant']:<12} {e['action']:<14} {e['target']}: {e['result']}")
+
+
+jobs.add_command(files)
+jobs.add_command(download)

@@ -8,7 +8,9 @@ failure is a :class:`~deepseek.errors.UsageError` of one line (the CLI exits 2):
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from deepseek.errors import UsageError
@@ -29,22 +31,46 @@ class Client:
     def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         import httpx
 
-        if not self.token:
-            raise UsageError("no token: set DEEPSEEK_TOKEN to your API token (deepseek tenants token prints one)")
         try:
             r = httpx.request(method, f"{self.server}{path}", json=json, params=params, timeout=self.timeout,
-                              headers={"Authorization": f"Bearer {self.token}"})
+                              headers=self._headers())
         except httpx.HTTPError as exc:
-            raise UsageError(f"--server {self.server}: cannot reach the server ({exc.__class__.__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else 'no answer'}); is deepseek server running?"
-                             ) from None
+            raise self._unreachable(exc) from None
         if r.status_code >= 400:
-            try:
-                detail = r.json().get("detail", r.text)
-            except ValueError:
-                detail = r.text
-            raise UsageError(f"{self.server}: {r.status_code}: {' '.join(str(detail).split())[:500]}")
+            raise self._refused(r)
         return r.json()
+
+    @contextlib.contextmanager
+    def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
+        """A GET whose body is read as it comes (``response.iter_bytes()``): downloads."""
+        import httpx
+
+        try:
+            with httpx.stream("GET", f"{self.server}{path}", params=params, timeout=self.timeout,
+                              headers=self._headers()) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise self._refused(r)
+                yield r
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+    def _headers(self) -> dict[str, str]:
+        if not self.token:
+            raise UsageError("no token: set DEEPSEEK_TOKEN to your API token (deepseek tenants token prints one)")
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _unreachable(self, exc: Exception) -> UsageError:
+        return UsageError(f"--server {self.server}: cannot reach the server, or it stopped answering "
+                          f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "
+                          "is deepseek server running?")
+
+    def _refused(self, r: Any) -> UsageError:
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        return UsageError(f"{self.server}: {r.status_code}: {' '.join(str(detail).split())[:500]}")
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
