@@ -195,7 +195,8 @@ _DTYPE = click.option(
 _STRATEGY = click.option(
     "--strategy", metavar="NAME", default=None,
     help="Run under `deepseek launch -n N` with this strategy placing the model (tp: split by attention "
-         "heads over the processes, KV cache too); the strategy picks the device. Default: one process.")
+         "heads over the processes, KV cache too; pipeline: one stage per process, each caching its own "
+         "blocks); the strategy picks the device. Default: one process.")
 
 
 @click.command("eval")

@@ -298,6 +298,10 @@ class GPT(TrainableModel):
         cache.advance(idx.size(1))
         return self.lm_head(self.ln_f(x))
 
+    def decode_window(self) -> int:
+        """The context length, ``max_seq_len``."""
+        return self.config.max_seq_len
+
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default max_seq_len),
         for the heads this process computes: all of them, or its share under tensor parallelism
@@ -333,35 +337,14 @@ class GPT(TrainableModel):
         ``on_token`` is called with each new column of tokens ``(B, 1)`` as it is sampled (time to
         first token, streaming).
         """
-        if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k <= 0):
-            raise UsageError(
-                f"generate: need max_new_tokens >= 0, temperature >= 0, top_k > 0 or None; got "
-                f"{max_new_tokens}, {temperature}, {top_k}"
-            )
-        if idx.dim() != 2 or idx.size(1) == 0:
-            raise UsageError(f"generate: prompt must be (batch, seq) with seq >= 1, got {tuple(idx.shape)}")
+        from deepseek.models.decoding import decode
+
         was_training = self.training
         self.eval()
         try:
-            window = self.config.max_seq_len
-            out = [idx]
-            context = idx[:, -window:]
-            cache = self.new_cache(idx.size(0), window)
-            logits = self.forward_cached(context, cache)[:, -1]
-            for step in range(max_new_tokens):
-                nxt = _sample(logits, temperature, top_k, generator)
-                out.append(nxt)
-                if on_token is not None:
-                    on_token(nxt)
-                if step == max_new_tokens - 1:
-                    break
-                if cache.length == window:
-                    context = torch.cat(out, dim=1)[:, -(window // 2 or 1):]
-                    cache = self.new_cache(idx.size(0), window)
-                    logits = self.forward_cached(context, cache)[:, -1]
-                else:
-                    logits = self.forward_cached(nxt, cache)[:, -1]
-            return torch.cat(out, dim=1)
+            return decode(lambda ids, cache: self.forward_cached(ids, cache)[:, -1], self.new_cache, idx,
+                          max_new_tokens, window=self.decode_window(), temperature=temperature, top_k=top_k,
+                          generator=generator, on_token=on_token)
         finally:
             self.train(was_training)
 
@@ -369,18 +352,3 @@ class GPT(TrainableModel):
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean token cross-entropy of logits ``(B, T, V)`` against ``targets`` ``(B, T)``, in fp32."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-
-def _sample(
-    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
-) -> torch.Tensor:
-    """Next token ids ``(B, 1)`` from last-position logits ``(B, V)``."""
-    logits = logits.float()
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)

@@ -27,6 +27,10 @@ config asks for and the model lacks is refused when the model is created
   :meth:`~TrainableModel.tied_parameters` (strategies ``pipeline`` and ``hybrid``).
 - ``tensor_parallel``: :meth:`~TrainableModel.tensor_parallel_plan`, how the model's layers split
   over a tensor-parallel mesh dimension (strategy ``tp``): a :class:`TensorParallelPlan`.
+- ``cached_decoding``: :meth:`~TrainableModel.new_cache`, :meth:`~TrainableModel.forward_cached`
+  and :meth:`~TrainableModel.decode_window`, incremental decoding with a KV cache
+  (:func:`deepseek.models.decoding.decode`). A model's pipeline stages that offer it too can be
+  served by ``deepseek generate --strategy pipeline``, each stage caching its own blocks.
 
 :meth:`TrainableModel.check_data` (default: accept) lets a model refuse data it cannot take
 (sequences longer than its positions, a vocabulary larger than its own) with one clear line
@@ -69,6 +73,8 @@ CAPABILITIES: dict[str, Capability] = {
         Capability("pipeline", ("split_stages", "pipeline_batch", "pipeline_loss"),
                    "pipeline stages (split_stages, pipeline_batch, pipeline_loss)"),
         Capability("tensor_parallel", ("tensor_parallel_plan",), "a tensor-parallel plan (tensor_parallel_plan)"),
+        Capability("cached_decoding", ("new_cache", "forward_cached", "decode_window"),
+                   "KV-cache decoding (new_cache, forward_cached, decode_window)"),
     )
 }
 """Every optional capability by name."""
@@ -170,6 +176,24 @@ class TrainableModel(nn.Module):
         sequence shard. Raise :class:`~deepseek.errors.ConfigError` (one line, naming the model
         field) when the model's shape does not split over ``tp_size`` ranks. Builds the styles
         only (no process group needed: it is also called on a meta-device model before launch)."""
+        raise NotImplementedError
+
+
+    # ------------------------------------------------------------------ "cached_decoding"
+
+    def new_cache(self, batch: int, max_len: int) -> Any:
+        """An empty KV cache for ``batch`` sequences of up to ``max_len`` positions, for the
+        layers and heads this module computes; it has a ``length`` (positions filled)."""
+        raise NotImplementedError
+
+    def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The output for ``x`` (token ids, or a previous stage's hidden states) following the
+        ``cache.length`` cached positions, whose keys and values are appended to ``cache``: the
+        logits ``(B, T, V)`` of a whole model or a last stage, else hidden states."""
+        raise NotImplementedError
+
+    def decode_window(self) -> int:
+        """The most positions the cache may hold (the model's context length)."""
         raise NotImplementedError
 
 

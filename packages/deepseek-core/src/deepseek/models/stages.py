@@ -27,13 +27,14 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
-from deepseek.models.layers import residual_cast, run_blocks
+from deepseek.models.layers import KVCache, residual_cast, run_blocks
 from deepseek.models.protocol import TrainableModel
 
 
 class GPTStage(TrainableModel):
     """One pipeline stage: optional embeddings, a run of blocks, optional final norm + head.
-    Offers per-block structure (``hybrid`` shards each block) and activation checkpointing."""
+    Offers per-block structure (``hybrid`` shards each block), activation checkpointing and
+    KV-cache decoding of its own blocks (``generate --strategy pipeline``)."""
 
     def __init__(
         self,
@@ -67,6 +68,29 @@ class GPTStage(TrainableModel):
         if self.last:
             x = self.lm_head(self.ln_f(x))
         return x
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        """A KV cache for this stage's blocks (layer ``i`` of the cache is its ``i``-th block)."""
+        c = self.config
+        first = next(iter(self.blocks.values()))
+        p = first.attn.qkv.weight
+        heads = p.shape[0] // (3 * c.head_dim)
+        return KVCache(len(self.blocks), batch, heads, max_len, c.head_dim, device=p.device, dtype=p.dtype)
+
+    def forward_cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Token ids (first stage) or hidden states following the ``cache.length`` cached
+        positions in; hidden states or logits (last stage) out."""
+        if self.first:
+            pos = torch.arange(cache.length, cache.length + x.size(1), device=x.device)
+            x = self.drop(self.wte(x) + self.wpe(pos))
+        for i, block in enumerate(self.blocks.values()):
+            x = block(x, cache=cache, layer=i)
+        cache.advance(x.size(1))
+        return self.lm_head(self.ln_f(x)) if self.last else x
+
+    def decode_window(self) -> int:
+        """The model's context length, ``max_seq_len``."""
+        return self.config.max_seq_len
 
     def block_modules(self) -> list[nn.Module]:
         """This stage's blocks, in order."""

@@ -86,6 +86,13 @@ class HybridStrategy(PipelineStrategy):
             needs["tensor_parallel"] = f"strategy {config.strategy.name!r} with strategy.tp_size > 1"
         return needs
 
+    def setup_inference(self, model: nn.Module) -> nn.Module:
+        """Not offered: serve with ``pipeline`` (stages over the processes) or ``tp`` (heads)."""
+        raise UsageError(
+            "--strategy hybrid: eval and generate do not run under hybrid; use --strategy pipeline (the model's "
+            "stages over the processes) or --strategy tp (its heads over the processes)"
+        )
+
     @classmethod
     def check_launch(cls, config: Config, world_size: int, model: nn.Module) -> None:
         """Reject before launch what cannot fit ``world_size`` ranks (called by the launcher)."""

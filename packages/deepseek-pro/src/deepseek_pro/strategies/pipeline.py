@@ -185,6 +185,17 @@ class PipelineStrategy(DistributedStrategy):
         )
         self._use_distributed_scaler()
 
+    def setup_inference(self, model: nn.Module) -> nn.Module:
+        """This rank's stage of the trained model, served as one model on every rank
+        (:class:`~deepseek_pro.strategies.pipeline_decode.PipelinedModel`: ``eval`` and
+        KV-cache ``generate`` through the stages)."""
+        from deepseek_pro.strategies.pipeline_decode import place_stage
+
+        self._template = meta_twin(model)
+        placed = place_stage(self, model)
+        self._stage_mod = placed.stage
+        return placed
+
     def _tied_groups(self, stages: list[nn.Module], pairs: list[tuple[Any, Any]]) -> dict[tuple[int, str], Any]:
         """For every tied pair, its names in its two stages and one process group per pipeline
         joining those stages (every rank creates every group, in the same order)."""
@@ -317,7 +328,9 @@ class PipelineStrategy(DistributedStrategy):
                 if self.is_first:
                     inputs = tuple(move_to(list(args), self.device))
                 else:
-                    inputs = (self._recv(self.pp_peer(self.pp_rank - 1)),)
+                    # fp32 on the wire; a model served in bf16 (--dtype) computes in its own dtype
+                    dtype = next(stage.parameters()).dtype
+                    inputs = (self._recv(self.pp_peer(self.pp_rank - 1)).to(dtype),)
                 with self.autocast():
                     out = stage(*inputs)
                 if not self.is_last:

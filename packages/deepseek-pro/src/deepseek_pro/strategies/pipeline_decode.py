@@ -1,0 +1,123 @@
+"""Serving a trained model split into pipeline stages: ``deepseek eval`` / ``generate
+--strategy pipeline`` under ``deepseek launch -n N``.
+
+Each rank keeps one stage of the model's ``split_stages(N)`` (so a model larger than one device's
+memory is served by several); the other stages' weights are freed. :class:`PipelinedModel` is the
+module those commands call on every rank:
+
+- ``model(**batch)``: one forward through the stages (point-to-point sends of the hidden states,
+  the strategy's :meth:`~deepseek_pro.strategies.pipeline.PipelineStrategy.evaluate`); every rank
+  returns the loss.
+- ``model.generate(...)``: core's decoding loop (:func:`deepseek.models.decoding.decode`) with each
+  stage caching the keys and values of its own blocks (``cached_decoding`` capability of the
+  stages). Per token the hidden states travel stage to stage, the last stage's logits of the last
+  position are broadcast to every rank, and every rank samples the same token (same seed, same
+  logits), so each knows the next input without another message. Greedy decoding gives the tokens
+  of one process.
+
+The whole model is still loaded on each rank's CPU before its stage is kept (the checkpoint
+format is whole-model): host memory must hold the model once per process on a node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from deepseek.errors import UsageError
+from deepseek.models.decoding import decode
+from deepseek.models.protocol import model_capabilities
+
+if TYPE_CHECKING:
+    from deepseek_pro.strategies.pipeline import PipelineStrategy
+
+
+class PipelinedModel(nn.Module):
+    """This rank's stage of a model served by the ``pipeline`` strategy (see the module docstring)."""
+
+    def __init__(self, strategy: PipelineStrategy, stage: nn.Module, config: Any) -> None:
+        super().__init__()
+        self.strategy = strategy
+        self.stage = stage
+        self.config = config
+        """The whole model's config (``vocab_size`` for the tokenizer check)."""
+
+    def forward(self, **batch: Any) -> torch.Tensor:
+        """The loss of ``batch`` through every stage, on every rank."""
+        loss, _ = self.strategy.evaluate(batch)
+        return loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        on_token: Callable[[torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """``idx`` ``(B, T)`` extended by ``max_new_tokens`` tokens, on every rank (call it on every
+        rank with the same arguments)."""
+        self.stage.eval()
+        return decode(self._next_logits, self.stage.new_cache, idx, max_new_tokens,
+                      window=self.stage.decode_window(), temperature=temperature, top_k=top_k,
+                      generator=generator, on_token=on_token)
+
+    def _next_logits(self, ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        s = self.strategy
+        if s.is_first:
+            x = ids.to(s.device)
+        else:
+            x = s._recv(s.pp_peer(s.pp_rank - 1)).to(self._dtype())
+        out = self.stage.forward_cached(x, cache)
+        if not s.is_last:
+            s._send(out, s.pp_peer(s.pp_rank + 1))
+            logits = None
+        else:
+            logits = out[:, -1].float()
+        return self._from_last(logits, ids.size(0)).to(ids.device)
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.stage.parameters()).dtype
+
+    def _from_last(self, logits: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The last stage's ``(B, V)`` logits on every rank (its width sent first)."""
+        s = self.strategy
+        src = s.pp_peer(s.pp_size - 1)
+        width = torch.tensor([logits.size(-1) if logits is not None else 0], dtype=torch.int64, device=s.comm_device)
+        dist.broadcast(width, src=src)
+        buf = logits.to(s.comm_device) if logits is not None else torch.empty(
+            batch, int(width.item()), dtype=torch.float32, device=s.comm_device)
+        dist.broadcast(buf, src=src)
+        return buf
+
+
+def place_stage(strategy: PipelineStrategy, model: nn.Module) -> PipelinedModel:
+    """Keep this rank's stage of ``model`` (plain, on the CPU) on the strategy's device."""
+    caps = model_capabilities(model)
+    if "pipeline" not in caps:
+        raise UsageError(
+            f"--strategy {strategy.name}: the model ({type(model).__name__}) cannot be split into pipeline "
+            "stages (capability 'pipeline'); use --strategy tp or one process"
+        )
+    n_blocks = len(model.block_modules()) if "blocks" in caps else None  # type: ignore[operator]
+    if n_blocks is not None and strategy.pp_size > n_blocks:
+        raise UsageError(
+            f"--strategy {strategy.name}: {strategy.pp_size} processes but the model has {n_blocks} blocks "
+            f"(one stage per process, one block per stage at least); launch at most {n_blocks} processes"
+        )
+    stages = model.split_stages(strategy.pp_size)  # type: ignore[operator]
+    stage = stages[strategy.pp_rank]
+    if "cached_decoding" not in model_capabilities(stage):
+        raise UsageError(
+            f"--strategy {strategy.name}: the model's stages ({type(stage).__name__}) offer no KV-cache "
+            "decoding (capability 'cached_decoding'); use --strategy tp or one process"
+        )
+    config = getattr(model, "config", None)
+    del stages, model  # the other stages' weights go with them
+    return PipelinedModel(strategy, stage.to(strategy.device).eval(), config).eval()
