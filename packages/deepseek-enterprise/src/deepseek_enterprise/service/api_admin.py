@@ -48,6 +48,8 @@ class QuotaIn(BaseModel):
     storage_bytes: int | None = Field(default=None, ge=0)
     memory_bytes: int | None = Field(default=None, ge=1 << 26)
     cpu_seconds: int | None = Field(default=None, ge=1)
+    cpus: float | None = Field(default=None, ge=0.01, le=4096)
+    gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1)
 
 
 class TenantIn(BaseModel):

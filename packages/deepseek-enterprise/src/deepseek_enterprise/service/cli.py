@@ -127,8 +127,10 @@ def _quota_options(f: Any) -> Any:
         ("running-jobs", int, "jobs running at once (more wait)"),
         ("queued-jobs", int, "jobs waiting at once (more are refused)"),
         ("storage-bytes", int, "bytes of the tenant's folder (a full one refuses submits)"),
-        ("memory-bytes", int, "address-space limit per job process (RLIMIT_AS)"),
+        ("memory-bytes", int, "memory limit of each job (cgroup v2 total; else RLIMIT_AS per process)"),
         ("cpu-seconds", int, "CPU-time limit per job process (RLIMIT_CPU)"),
+        ("cpus", float, "CPUs' worth of time per job (cgroup v2 cpu.max only)"),
+        ("gpu-memory-fraction", float, "let the tenant's jobs share GPUs, each capped to this fraction"),
         ("device-hours", float, "device-hours per period (recorded, not yet enforced)"),
     ]):
         f = click.option(f"--{name}", type=kind, help=text)(f)

@@ -12,8 +12,16 @@ What it does for every job:
   ``XDG_CACHE_HOME`` inside the workspace and ``CUDA_VISIBLE_DEVICES`` from the device pool
   (``""`` for a job without devices); nothing else of the server's environment (its secrets, its
   database URL) is passed;
-- rlimits from the tenant's quota, set between fork and exec: ``RLIMIT_AS`` (``memory_bytes``),
-  ``RLIMIT_CPU`` (``cpu_seconds``), and no core files.
+- host limits (``cgroups``): with cgroup v2 usable, a cgroup per job (``memory.max`` from
+  ``memory_bytes`` as a total over its processes, ``cpu.max`` from ``cpus``, ``pids.max``) the
+  wrapper joins between fork and exec, read back (OOM kills) and removed when the job ends;
+  otherwise rlimits, ``RLIMIT_AS`` (``memory_bytes``, per process); both ways ``RLIMIT_CPU``
+  (``cpu_seconds``) and no core files. The first line of ``job.log`` says which applies;
+- a job holding a share of its GPUs (``gpushare``) gets ``DEEPSEEK_GPU_MEMORY_FRACTION``, which
+  the wrapper turns into a per-process GPU memory cap (``gpucap``).
+
+Why a job failed, beyond its exit code (:meth:`Executor.reason`): the kernel's OOM kills in its
+cgroup, else what the wrapper wrote to ``exit_reason`` (out of memory, CPU time).
 
 Stop: SIGTERM to the process group, SIGKILL after :attr:`LocalExecutor.grace_s`. A process is
 known by its pid and its start time (``/proc/PID/stat``), so a recycled pid is never taken for a
@@ -31,7 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepseek_enterprise.service import jobpaths
+from deepseek_enterprise.service import gpushare, jobpaths
+from deepseek_enterprise.service.cgroups import Detection
 
 PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
           "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "CUDA_DEVICE_ORDER")
@@ -51,6 +60,9 @@ class Launch:
     gpus: list[str]
     memory_bytes: int | None = None
     cpu_seconds: int | None = None
+    cpus: float | None = None
+    gpu_fraction: float | None = None
+    """The share of each of ``gpus`` the job holds (None: whole GPUs, no memory cap)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,8 @@ class Started:
     pid: int
     pid_start: str
     workspace: Path
+    isolation: str = ""
+    """How the job is limited, in words (logged and audited)."""
 
 
 def process_start(pid: int) -> str | None:
@@ -77,10 +91,16 @@ def is_alive(pid: int | None, pid_start: str | None) -> bool:
     return pid is not None and pid_start is not None and process_start(pid) == pid_start
 
 
-def _limits(memory_bytes: int | None, cpu_seconds: int | None) -> Callable[[], None]:
+def _limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
     def apply() -> None:  # runs in the child between fork and exec
+        if cgroup_procs is not None:  # the memory limit is the cgroup's (a total), not RLIMIT_AS
+            fd = os.open(cgroup_procs, os.O_WRONLY | os.O_NOFOLLOW)
+            try:
+                os.write(fd, str(os.getpid()).encode("ascii"))
+            finally:
+                os.close(fd)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_bytes is not None:
+        if memory_bytes is not None and cgroup_procs is None:
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         if cpu_seconds is not None:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
@@ -106,6 +126,10 @@ class Executor:
         without a known exit code (lost)."""
         raise NotImplementedError
 
+    def reason(self, job_id: int, workspace: Path) -> str:
+        """Why a job that :meth:`finished` failed, in one line ('' when its exit code says all)."""
+        return ""
+
     def terminate(self, pid: int | None, pid_start: str | None) -> None:
         """Ask the job to stop (it may write a checkpoint)."""
 
@@ -119,20 +143,42 @@ class Executor:
 class LocalExecutor(Executor):
     """Starts, signals and watches job processes on this machine (module docstring)."""
 
-    def __init__(self, root: Path, grace_s: float = 30.0) -> None:
+    def __init__(self, root: Path, grace_s: float = 30.0, limits: Detection | None = None) -> None:
         super().__init__(root, grace_s)
+        self.limits = limits if limits is not None else Detection(None, "no cgroup given to the executor")
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._reasons: dict[int, str] = {}
 
     def workspace(self, tenant: str, job_id: int) -> Path:
         return jobpaths.job_dir(self.root, tenant, job_id)
 
-    def environment(self, workspace: Path, gpus: Sequence[str], job_id: int) -> dict[str, str]:
+    def environment(self, workspace: Path, gpus: Sequence[str], job_id: int,
+                    gpu_fraction: float | None = None) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSED if k in os.environ}
         env.setdefault("PATH", "/usr/bin:/bin")
         env.update({"HOME": str(workspace), "TMPDIR": str(workspace / "tmp"),
                     "XDG_CACHE_HOME": str(workspace / ".cache"), "CUDA_VISIBLE_DEVICES": ",".join(gpus),
                     "PYTHONUNBUFFERED": "1", "DEEPSEEK_JOB_ID": str(job_id)})
+        if gpu_fraction is not None and gpus:
+            env[gpushare.ENV] = repr(float(gpu_fraction))
         return env
+
+    def isolation(self, launch: Launch) -> str:
+        """How ``launch`` will be limited, in words."""
+        cg = self.limits.cgroups
+        if cg is not None:
+            text = cg.describe(launch.job_id, launch.memory_bytes, launch.cpus)
+        else:
+            mem = "unlimited" if launch.memory_bytes is None else f"{launch.memory_bytes} per process"
+            cpus = "" if launch.cpus is None else f", cpus {launch.cpus:g} not enforced"
+            text = f"rlimits: RLIMIT_AS {mem}{cpus} (cgroup v2 not used: {self.limits.reason})"
+        if launch.cpu_seconds is not None:
+            text += f"; RLIMIT_CPU {launch.cpu_seconds} s per process"
+        if launch.gpus:
+            share = "whole" if launch.gpu_fraction is None else \
+                f"shared, {launch.gpu_fraction:g} of each (per-process memory cap)"
+            text += f"; GPUs {','.join(launch.gpus)} {share}"
+        return text
 
     def prepare(self, launch: Launch) -> Path:
         """The workspace, made (mode 0700) and filled; paths checked again (PathRefused)."""
@@ -163,13 +209,23 @@ class LocalExecutor(Executor):
 
     def start(self, launch: Launch) -> Started:
         ws = self.prepare(launch)
+        cg = self.limits.cgroups
+        procs = cg.create(launch.job_id, launch.memory_bytes, launch.cpus) / "cgroup.procs" if cg else None
+        isolation = self.isolation(launch)
+        env = self.environment(ws, launch.gpus, launch.job_id, launch.gpu_fraction)
         with open(ws / "job.log", "ab") as log:
-            proc = subprocess.Popen(self.argv(launch), cwd=ws, env=self.environment(ws, launch.gpus, launch.job_id),
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True,
-                                    preexec_fn=_limits(launch.memory_bytes, launch.cpu_seconds))
+            log.write(f"[deepseek server] isolation: {isolation}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(self.argv(launch), cwd=ws, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                        preexec_fn=_limits(launch.memory_bytes, launch.cpu_seconds, procs))
+            except subprocess.SubprocessError as exc:  # the cgroup or an rlimit was refused
+                if cg is not None:
+                    cg.remove(launch.job_id)
+                raise OSError(f"could not apply the job's limits ({isolation}): {exc}") from None
         self._procs[launch.job_id] = proc
-        return Started(proc.pid, process_start(proc.pid) or "", ws)
+        return Started(proc.pid, process_start(proc.pid) or "", ws, isolation)
 
     def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
         proc = self._procs.get(job_id)
@@ -178,10 +234,26 @@ class LocalExecutor(Executor):
             if code is None:
                 return None
             del self._procs[job_id]
+            self._conclude(job_id)
             return 128 - code if code < 0 else code
         if is_alive(pid, pid_start):  # re-attached after a server restart
             return None
+        self._conclude(job_id)
         return read_exit_code(workspace)
+
+    def _conclude(self, job_id: int) -> None:
+        """The job ended: note an OOM kill in its cgroup, then remove the cgroup."""
+        cg = self.limits.cgroups
+        if cg is None:
+            return
+        kills = cg.oom_kills(job_id)
+        if kills:
+            self._reasons[job_id] = (f"out of memory: the kernel killed {kills} process(es) of the job at its "
+                                     f"memory limit (memory-bytes, cgroup {cg.path(job_id)} memory.max)")
+        cg.remove(job_id)
+
+    def reason(self, job_id: int, workspace: Path) -> str:
+        return self._reasons.pop(job_id, "") or read_reason(workspace)
 
     def signal(self, pid: int | None, pid_start: str | None, sig: int) -> None:
         """``sig`` to the job's process group, if that process is still the job."""
@@ -200,6 +272,19 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self._procs.clear()  # they run on; a restarted server re-attaches them or marks them lost
+
+
+def read_reason(workspace: Path) -> str:
+    """The one line the wrapper wrote to ``exit_reason`` ('' when none; never a link, at most
+    500 printable characters)."""
+    try:
+        fd = os.open(workspace / "exit_reason", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(2000)
+    line = raw.decode("utf-8", "replace").splitlines()[0] if raw.strip() else ""
+    return "".join(c for c in line if c.isprintable())[:500].strip()
 
 
 def read_exit_code(workspace: Path) -> int | bool:

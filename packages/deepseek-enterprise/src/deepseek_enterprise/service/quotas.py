@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,11 @@ def usage(session: Session) -> dict[int, Usage]:
     return {t: Usage(int(n), int(d)) for t, n, d in rows}
 
 
-def pick_next(session: Session, *, slots: int, free_devices: int) -> Job | None:
-    """The queued job to start now by the fair-share rule (module docstring), or None."""
+def pick_next(session: Session, *, slots: int, free_devices: int,
+              free_for: Callable[[Tenant], int] | None = None) -> Job | None:
+    """The queued job to start now by the fair-share rule (module docstring), or None.
+    ``free_for(tenant)``: the GPUs a job of ``tenant`` could get now (``gpushare``: a tenant
+    allowed to share sees partly used GPUs too); by default ``free_devices`` for every tenant."""
     held = usage(session)
     if sum(u.running for u in held.values()) >= slots:
         return None
@@ -92,7 +96,7 @@ def pick_next(session: Session, *, slots: int, free_devices: int) -> Job | None:
         u = held.get(tenant.id, Usage(0, 0))
         quota = tenant.quota
         if u.running >= quota.running_jobs or u.devices + head.devices > quota.devices \
-                or head.devices > free_devices:
+                or head.devices > (free_devices if free_for is None else free_for(tenant)):
             continue
         last = aware(tenant.last_start_at)
         heads.append(((u.running, last.timestamp() if last else float("-inf"), tenant.id), head))
@@ -103,7 +107,8 @@ def pick_next(session: Session, *, slots: int, free_devices: int) -> Job | None:
 
 def default_quota() -> dict[str, int | float | None]:
     return {"devices": 0, "running_jobs": 2, "queued_jobs": 20, "device_hours": None, "period_days": 30,
-            "storage_bytes": None, "memory_bytes": None, "cpu_seconds": None}
+            "storage_bytes": None, "memory_bytes": None, "cpu_seconds": None, "cpus": None,
+            "gpu_memory_fraction": None}
 
 
 def started(tenant: Tenant, when: dt.datetime) -> None:
