@@ -116,9 +116,12 @@ def deepseek_register_tuners(register: RegisterFn) -> None:
 
 @hookimpl
 def deepseek_register_executors(register: RegisterFn) -> None:
-    """``local``: jobs as process groups on the server's machine (docs/service.md)."""
+    """``local``: jobs as process groups on the server's machine; ``slurm``: jobs as ``sbatch``
+    jobs of a Slurm cluster (docs/service.md)."""
     register("local", "deepseek_enterprise.service.executor:LocalExecutor",
              description="process groups on this machine: own workspace, scrubbed env, GPU mask, rlimits")
+    register("slurm", "deepseek_enterprise.service.slurm:SlurmExecutor",
+             description="sbatch jobs: --account per tenant, --gres=gpu:N, --mem and --time from quotas")
 
 
 @hookimpl

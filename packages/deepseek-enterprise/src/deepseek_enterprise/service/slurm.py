@@ -1,0 +1,316 @@
+"""The Slurm executor (``deepseek server --executor slurm``): each job an ``sbatch`` job.
+
+The workspace is prepared exactly as the local executor does (``LocalExecutor.prepare``: mode
+0700, files written, paths checked again), and the job runs the same wrapper
+(``python -I -m deepseek_enterprise.service.child COMMAND ARGS``, which writes ``exit_code``) as
+the batch script's only command (``exec``, arguments quoted with ``shlex``; the script goes to
+``sbatch`` on stdin). ``sbatch`` gets:
+
+- ``--job-name deepseek-<id>-<8 hex>``: the name is the job's identity (kept in ``pid_start``,
+  the Slurm job id in ``pid``), so a Slurm job id reused by another job is never taken for it;
+- ``--account <tenant>``, ``--chdir <workspace>``, ``--output <workspace>/job.log``
+  (``--open-mode=append``), ``--no-requeue``, one node, one task, ``--partition`` when the server
+  was given one (``DEEPSEEK_SLURM_PARTITION``);
+- ``--gres=gpu:N`` for a job asking N devices (Slurm picks the GPUs and sets
+  ``CUDA_VISIBLE_DEVICES``); a job without devices gets ``CUDA_VISIBLE_DEVICES=""`` from the
+  batch script itself (Slurm drops the empty variable from the exported environment);
+- ``--mem`` from the tenant's ``memory_bytes`` (MiB, rounded down) and ``--time`` from its
+  ``cpu_seconds`` (minutes, rounded up): Slurm's wall-clock limit;
+- ``--export=ALL`` from an ``sbatch`` process whose environment *is* the job's scrubbed one (the
+  local executor's allow-list, ``HOME``/``TMPDIR`` in the workspace, plus ``SLURM_CONF`` when the
+  server has it), so nothing else of the server's environment reaches the job; its rlimits
+  (``RLIMIT_AS``/``RLIMIT_CPU`` from the quota, no core files) are set on ``sbatch`` and Slurm
+  propagates them to the job (``PropagateResourceLimits``, ``ALL`` by default).
+
+State comes from one ``squeue --states=all`` listing of the server user's jobs per ``poll_s``
+(id, state, name; lines that do not parse are ignored). A job listed in a final state ended: its
+code is the ``exit_code`` its wrapper wrote, else Slurm's ``ExitCode`` (``scontrol show job``:
+``N:S`` is N, or 128+S when a signal ended it). A job no longer listed (Slurm forgets ended jobs
+after ``MinJobAge``) or listed under another name is concluded from ``exit_code``, else lost. When
+``squeue`` fails (the controller is down) nothing is concluded: the jobs stay running until Slurm
+answers again. Cancel: ``scancel --signal=TERM --full`` (a pending job is simply cancelled), then
+after the grace ``scancel --signal=KILL --full`` and ``scancel``; each names the job's name too,
+so a reused id is never signalled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import resource
+import secrets
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepseek.errors import UsageError
+from deepseek_enterprise.service.executor import (
+    Executor,
+    Launch,
+    LocalExecutor,
+    Started,
+    read_exit_code,
+    read_reason,
+)
+
+log = logging.getLogger("deepseek.server")
+
+ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
+                    "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"})
+"""Slurm job states in which the job has not ended (its processes may still run)."""
+ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+                   "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
+"""Final Slurm job states."""
+REASONS = {"TIMEOUT": "Slurm time limit reached (quota cpu-seconds as --time)",
+           "OUT_OF_MEMORY": "Slurm: out of memory (quota memory-bytes as --mem)",
+           "NODE_FAIL": "Slurm: the node running the job failed",
+           "PREEMPTED": "Slurm preempted the job", "BOOT_FAIL": "Slurm: the node failed to boot",
+           "DEADLINE": "Slurm: deadline reached", "CANCELLED": "cancelled in Slurm (scancel)"}
+"""Why a job in this final Slurm state failed, beyond its exit code."""
+
+_NAME = re.compile(r"deepseek-\d{1,12}-[0-9a-f]{8}")
+_PARTITION = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SBATCH_ID = re.compile(r"(\d{1,12})(;[A-Za-z0-9_.-]+)?")
+_EXIT = re.compile(r"(?:^|\s)ExitCode=(\d{1,3}):(\d{1,3})(?=\s|$)")
+
+
+class SlurmError(OSError):
+    """A Slurm command failed or answered something that is not what it should (one line)."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One line of ``squeue``: a job's state and name."""
+
+    state: str
+    name: str
+
+
+def parse_squeue(text: str) -> dict[int, Listed]:
+    """``squeue --format=%i|%T|%j`` lines as {job id: Listed}; lines that do not have a plain
+    numeric id and an upper-case state (array or heterogeneous jobs, noise) are skipped."""
+    jobs: dict[int, Listed] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|", 2)
+        if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 12:
+            continue
+        state = re.match(r"[A-Z_]{1,32}", parts[1])
+        if state is not None:
+            jobs[int(parts[0])] = Listed(state.group(0), parts[2].strip())
+    return jobs
+
+
+def parse_exit(text: str, slurm_id: int) -> int | None:
+    """The exit code in ``scontrol show job -o ID`` output (``ExitCode=N:S``: N, or 128+S when a
+    signal ended it); None when the output is not about ``slurm_id`` or has no such field."""
+    if not re.match(rf"JobId={slurm_id}(?=\s)", text.strip()):
+        return None
+    m = _EXIT.search(text)
+    if m is None:
+        return None
+    code, sig = int(m.group(1)), int(m.group(2))
+    return 128 + sig if sig else code
+
+
+def _rlimits(memory_bytes: int | None, cpu_seconds: int | None) -> Callable[[], None]:
+    def apply() -> None:  # in sbatch between fork and exec; Slurm propagates them to the job
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        if cpu_seconds is not None:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+    return apply
+
+
+class SlurmExecutor(Executor):
+    """Submits jobs with ``sbatch`` and follows them with ``squeue`` (module docstring)."""
+
+    def __init__(self, root: Path, grace_s: float = 30.0, *, partition: str | None = None,
+                 poll_s: float = 2.0, timeout_s: float = 60.0) -> None:
+        super().__init__(root, grace_s)
+        partition = partition if partition is not None else os.environ.get("DEEPSEEK_SLURM_PARTITION") or None
+        if partition is not None and not _PARTITION.fullmatch(partition):
+            raise UsageError(f"DEEPSEEK_SLURM_PARTITION={partition!r}: a Slurm partition name is letters, digits, "
+                             "'_', '.' and '-'")
+        missing = [t for t in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(t) is None]
+        if missing:
+            raise UsageError(f"--executor slurm: {', '.join(missing)} not found on PATH (install Slurm's client "
+                             "commands, e.g. Debian's slurm-client, and its slurm.conf)")
+        self.partition = partition
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.workspaces = LocalExecutor(root, grace_s)  # the same workspace, environment and wrapper
+        self._listing: dict[int, Listed] | None = None
+        self._listed_at = -math.inf
+        self._reasons: dict[int, str] = {}
+        self._warned = False
+
+    # -- Slurm commands ---------------------------------------------------------------------
+
+    def _tool_env(self) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"}
+        if "SLURM_CONF" in os.environ:
+            env["SLURM_CONF"] = os.environ["SLURM_CONF"]
+        return env
+
+    def _run(self, argv: Sequence[str], *, stdin: str | None = None, env: dict[str, str] | None = None,
+             preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(list(argv), input=stdin, env=env or self._tool_env(), capture_output=True,
+                                  text=True, errors="replace", timeout=self.timeout_s, preexec_fn=preexec,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise SlurmError(f"{argv[0]} did not answer within {self.timeout_s:g} s") from None
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SlurmError(f"{argv[0]}: {exc}") from None
+
+    def listing(self, fresh: bool = False) -> dict[int, Listed] | None:
+        """The server user's Slurm jobs, at most ``poll_s`` old; None when ``squeue`` fails."""
+        if fresh or self._listing is None or time.monotonic() - self._listed_at > self.poll_s:
+            self._listing = None
+            try:
+                out = self._run(["squeue", "--noheader", "--states=all", f"--user={os.getuid()}",
+                                 "--format=%i|%T|%j"])
+            except SlurmError as exc:
+                out = None
+                error = str(exc)
+            else:
+                error = _first_line(out.stderr) or f"exit code {out.returncode}"
+            if out is None or out.returncode != 0:
+                if not self._warned:
+                    log.warning("squeue failed (%s): Slurm jobs are left running until it answers", error)
+                    self._warned = True
+                return None
+            self._warned = False
+            self._listing, self._listed_at = parse_squeue(out.stdout), time.monotonic()
+        return self._listing
+
+    # -- the Executor contract --------------------------------------------------------------
+
+    def sbatch_args(self, launch: Launch, workspace: Path, name: str) -> list[str]:
+        out = str(workspace / "job.log").replace("%", "%%")  # '%' starts a Slurm file-name pattern
+        args = ["sbatch", "--parsable", f"--job-name={name}", f"--account={launch.tenant}",
+                f"--chdir={workspace}", f"--output={out}", "--open-mode=append", "--export=ALL",
+                "--no-requeue", "--nodes=1", "--ntasks=1"]
+        if self.partition is not None:
+            args.append(f"--partition={self.partition}")
+        if launch.gpus:
+            args.append(f"--gres=gpu:{len(launch.gpus)}")
+        if launch.memory_bytes is not None:
+            args.append(f"--mem={max(1, launch.memory_bytes >> 20)}M")
+        if launch.cpu_seconds is not None:
+            args.append(f"--time={max(1, math.ceil(launch.cpu_seconds / 60))}")
+        return args
+
+    def start(self, launch: Launch) -> Started:
+        ws = self.workspaces.prepare(launch)
+        name = f"deepseek-{launch.job_id}-{secrets.token_hex(4)}"
+        env = self.workspaces.environment(ws, [], launch.job_id)
+        if launch.gpus:
+            env.pop("CUDA_VISIBLE_DEVICES", None)  # Slurm sets it to the GPUs it allocates
+        env.update({k: v for k, v in self._tool_env().items() if k == "SLURM_CONF"})
+        argv = self.sbatch_args(launch, ws, name)
+        # Slurm drops an empty CUDA_VISIBLE_DEVICES from the exported environment: set it again
+        # (a job without devices must not see the node's GPUs where no device cgroup hides them)
+        mask = "" if launch.gpus else "export CUDA_VISIBLE_DEVICES=''\n"
+        script = f"#!/bin/sh\n{mask}exec {shlex.join(self.workspaces.argv(launch))}\n"
+        self._listing = None
+        try:
+            done = self._run(argv, stdin=script, env=env, preexec=_rlimits(launch.memory_bytes, launch.cpu_seconds))
+        except SlurmError:
+            self._cancel_by_name(name)  # it may have been queued before sbatch stopped answering
+            raise
+        if done.returncode != 0:
+            raise SlurmError(f"sbatch refused the job: {_first_line(done.stderr) or f'exit code {done.returncode}'}")
+        m = _SBATCH_ID.fullmatch(done.stdout.strip())
+        if m is None:
+            self._cancel_by_name(name)
+            raise SlurmError(f"sbatch answered {done.stdout.strip()[:200]!r}, not a job id")
+        slurm_id = int(m.group(1))
+        limits = [a for a in argv if a.startswith(("--account", "--gres", "--mem", "--time", "--partition"))]
+        return Started(slurm_id, name, ws, f"Slurm job {slurm_id} ({' '.join(limits)})")
+
+    def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
+        if pid is None or pid_start is None or not _NAME.fullmatch(pid_start):
+            return read_exit_code(workspace)  # never submitted to Slurm by this executor
+        jobs = self.listing()
+        if jobs is None:
+            return None  # Slurm does not answer: nothing is concluded
+        entry = jobs.get(pid)
+        if entry is None or entry.name != pid_start:
+            return read_exit_code(workspace)  # forgotten by Slurm (MinJobAge), or the id is another job's
+        if entry.state not in ENDED:
+            return None
+        code = read_exit_code(workspace)
+        if code is False:
+            try:
+                shown = self._run(["scontrol", "--oneliner", "show", "job", str(pid)])
+            except SlurmError:
+                return None
+            parsed = parse_exit(shown.stdout, pid) if shown.returncode == 0 else None
+            code = False if parsed is None else parsed
+        if entry.state in REASONS and code != 0:
+            self._reasons[job_id] = REASONS[entry.state]
+        _note(workspace, f"[deepseek server] Slurm job {pid} ended {entry.state}, exit code {code}\n")
+        return code
+
+    def reason(self, job_id: int, workspace: Path) -> str:
+        slurm = self._reasons.pop(job_id, "")
+        return read_reason(workspace) or slurm
+
+    def _scancel(self, pid: int | None, name: str | None, *extra: str) -> None:
+        if pid is None or name is None or not _NAME.fullmatch(name):
+            return
+        self._listing = None
+        try:
+            done = self._run(["scancel", f"--name={name}", *extra, str(pid)])
+        except SlurmError as exc:
+            log.warning("scancel of Slurm job %s failed: %s", pid, exc)
+            return
+        if done.returncode != 0:
+            log.warning("scancel of Slurm job %s failed: %s", pid, _first_line(done.stderr))
+
+    def _cancel_by_name(self, name: str) -> None:
+        try:
+            self._run(["scancel", f"--name={name}", f"--user={os.getuid()}"])
+        except SlurmError:
+            pass
+
+    def terminate(self, pid: int | None, pid_start: str | None) -> None:
+        jobs = self.listing(fresh=True) or {}
+        entry = jobs.get(pid) if pid is not None else None
+        if entry is not None and entry.state == "PENDING":
+            self._scancel(pid, pid_start)  # nothing runs yet: no checkpoint to write
+        else:
+            self._scancel(pid, pid_start, "--signal=TERM", "--full")
+
+    def kill(self, pid: int | None, pid_start: str | None) -> None:
+        self._scancel(pid, pid_start, "--signal=KILL", "--full")
+        self._scancel(pid, pid_start)
+
+    def close(self) -> None:
+        self._listing = None  # the Slurm jobs run on; a restarted server re-attaches them by id and name
+
+
+def _first_line(text: str) -> str:
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return "".join(c for c in line if c.isprintable())[:300]
+
+
+def _note(workspace: Path, text: str) -> None:
+    """Append one line to the job's log (never through a link the job put there)."""
+    try:
+        fd = os.open(workspace / "job.log", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,251 @@
+"""The Slurm executor against a real cluster (CI: .ci/services/slurm.sh, a one-node cluster on
+localhost): jobs submitted through the API run as sbatch jobs with the tenant's account, memory
+and time limit, succeed or fail with their exit code and their log readable through the API; a
+cancel ends a running job as cancelled and the Slurm job is gone; a restarted server re-attaches
+a Slurm job that still runs. The parsers of Slurm's output are checked on hostile text here
+too (those tests need no cluster)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from _servicehelpers import TINY_TRAIN, Deploy
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from deepseek_enterprise.service.api import Service, create_app
+from deepseek_enterprise.service.models import AuditEntry, Job
+from deepseek_enterprise.service.scheduler import Scheduler
+from deepseek_enterprise.service.slurm import Listed, SlurmExecutor, parse_exit, parse_squeue
+from deepseek_enterprise.service.store import Store
+
+
+def _cluster() -> str:
+    """Why the Slurm tests cannot run here ('' when they can)."""
+    if not os.environ.get("DEEPSEEK_TEST_SLURM"):
+        return "DEEPSEEK_TEST_SLURM is not set (.ci/services/slurm.sh starts a one-node cluster and sets it)"
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "Slurm's client commands (sinfo, sbatch) are not installed"
+    try:
+        out = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo failed: {exc}"
+    if out.returncode != 0 or not {"idle", "mix", "alloc"} & set(out.stdout.split()):
+        return f"no Slurm node is up (sinfo: {(out.stderr or out.stdout).strip()[:200]!r})"
+    return ""
+
+
+SKIP = _cluster()
+slurm_cluster = pytest.mark.skipif(bool(SKIP), reason=SKIP)
+
+LONG = [*TINY_TRAIN, "--max-steps", "100000", "--set", "checkpoint.interval=0", "--set", "train.eval_interval=0"]
+
+
+def _deploy(root: Path, *, grace_s: float = 60.0) -> Deploy:
+    """A server on ``root`` whose jobs go to Slurm (a pool of one device, for --gres)."""
+    root.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{root}/service.db")
+    token = store.bootstrap() or ""
+    scheduler = Scheduler(store, SlurmExecutor(root, grace_s=grace_s, poll_s=0.3), slots=4, gpus=["0"],
+                          interval=0.2)
+    scheduler.start()
+    client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=1)))
+    return Deploy(root, store, client, token, scheduler)
+
+
+def _slurm_id(d: Deploy, job_id: int) -> tuple[int, str]:
+    with d.store.session() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.pid is not None
+        return job.pid, job.pid_start or ""
+
+
+def _show(slurm_id: int) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "--oneliner", "show", "job", str(slurm_id)], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    return dict(re.findall(r"(?:^|\s)([A-Za-z/:]+)=(\S*)", out))
+
+
+def _active(slurm_id: int) -> str:
+    """The job's line in squeue's default listing (pending, running, completing ...), '' when none."""
+    return subprocess.run(["squeue", "--noheader", f"--jobs={slurm_id}", "--format=%i %T"], capture_output=True,
+                          text=True, timeout=30).stdout.strip()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def _limit(pid: int, name: str) -> str:
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines() if x.startswith(name))
+    return line[len(name):].split()[0]
+
+
+def _job_pids(workspace: Path) -> list[int]:
+    """The job's processes running the deepseek wrapper or deepseek (from /proc: their cwd is the
+    workspace)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(workspace) and b"-m" in cmd and (b"deepseek" in cmd or b"deepseek_enterprise.service.child" in cmd):
+            pids.append(int(entry.name))
+    return pids
+
+
+@slurm_cluster
+def test_slurm_jobs_succeed_fail_and_carry_the_tenant_limits(tmp_path: Path) -> None:
+    d = _deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=3, devices=1, memory_bytes=8 << 30, cpu_seconds=600)
+        d.tenant("huge", running_jobs=1, memory_bytes=1 << 50)
+        bob = d.user("acme", "bob", "member")
+        hugo = d.user("huge", "hugo", "member")
+        ok = d.submit("acme", bob, args=[*TINY_TRAIN, "--run-dir", "runs/tiny"]).json()["id"]
+        bad = d.submit("acme", bob, args=["--set", "model.bogus=1", "--max-steps", "1"], devices=1).json()["id"]
+        over = d.submit("huge", hugo, args=["--max-steps", "1"]).json()["id"]
+
+        failed = d.wait("acme", bob, bad, {"succeeded", "failed", "lost"})
+        assert failed["state"] == "failed" and failed["exit_code"] == 2, failed
+        assert failed["message"] == "exit code 2"
+        text = d.call("GET", f"/v1/tenants/acme/jobs/{bad}/logs", bob).json()["text"]
+        assert "model.bogus: unknown key" in text
+        slurm_bad, _ = _slurm_id(d, bad)
+        assert f"[deepseek server] Slurm job {slurm_bad} ended FAILED, exit code 2" in text
+        shown = _show(slurm_bad)
+        assert shown["TresPerNode"] == "gres:gpu:1" and shown["ExitCode"] == "2:0"
+
+        done = d.wait("acme", bob, ok, {"succeeded", "failed", "lost"}, timeout=300)
+        text = d.call("GET", f"/v1/tenants/acme/jobs/{ok}/logs", bob).json()["text"]
+        assert done["state"] == "succeeded" and done["exit_code"] == 0, text[-2000:]
+        ws = Path(done["workspace"])
+        assert ws == d.root / "tenants" / "acme" / "jobs" / str(ok)
+        assert (ws / "runs" / "tiny" / "checkpoints").is_dir() and (ws / "exit_code").read_text() == "0\n"
+        slurm_ok, name = _slurm_id(d, ok)
+        assert re.fullmatch(rf"deepseek-{ok}-[0-9a-f]{{8}}", name)
+        assert f"Slurm job {slurm_ok} ended COMPLETED, exit code 0" in text
+        shown = _show(slurm_ok)
+        assert shown["JobName"] == name and shown["Account"] == "acme" and shown["JobState"] == "COMPLETED"
+        assert shown["MinMemoryNode"] == "8G" and shown["TimeLimit"] == "00:10:00"
+        assert shown["WorkDir"] == str(ws) and shown["StdOut"] == str(ws / "job.log")
+        assert shown["Requeue"] == "0" and shown.get("TresPerNode", "") == ""
+
+        # more memory than any node has: sbatch refuses, the job fails to start with Slurm's reason
+        refused = d.wait("huge", hugo, over, {"succeeded", "failed", "lost"})
+        assert refused["state"] == "failed" and refused["exit_code"] is None
+        assert refused["message"].startswith("could not start: sbatch refused the job: sbatch: error:"), refused
+        with d.store.session() as s:
+            starts = s.scalars(select(AuditEntry).where(AuditEntry.action == "job.start")).all()
+            assert any(f"Slurm job {slurm_ok} (--account=acme --mem=8192M --time=10)" in e.result for e in starts)
+    finally:
+        d.close()
+
+
+@slurm_cluster
+def test_slurm_job_scrubbed_reattached_after_restart_then_cancelled(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DS_SERVER_SECRET", "hunter2")
+    monkeypatch.setenv("DEEPSEEK_DB_URL", "postgresql://admin:pw@db/service")
+    root = tmp_path / "srv"
+    d = _deploy(root, grace_s=60)
+    try:
+        d.tenant("acme", running_jobs=2, memory_bytes=8 << 30, cpu_seconds=900)
+        bob = d.user("acme", "bob", "member")
+        long = d.submit("acme", bob, args=[*LONG, "--run-dir", "runs/long"]).json()["id"]
+        job = d.wait("acme", bob, long, {"running", "failed"})
+        assert job["state"] == "running", job
+        slurm_id, name = _slurm_id(d, long)
+        ws = Path(job["workspace"])
+        deadline = time.monotonic() + 120
+        while len(pids := _job_pids(ws)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(pids) == 2, pids  # the wrapper and deepseek, in the workspace
+        for pid in pids:
+            env = _environ(pid)
+            assert "DS_SERVER_SECRET" not in env and "DEEPSEEK_DB_URL" not in env
+            assert not any("hunter2" in v or "postgresql" in v for v in env.values())
+            assert env["HOME"] == str(ws) and env["TMPDIR"] == str(ws / "tmp") and env["CUDA_VISIBLE_DEVICES"] == ""
+            assert env["SLURM_JOB_ID"] == str(slurm_id) and env["SLURM_JOB_ACCOUNT"] == "acme"
+            assert env["DEEPSEEK_JOB_ID"] == str(long)
+            assert _limit(pid, "Max address space") == str(8 << 30)  # propagated from sbatch
+            assert _limit(pid, "Max cpu time") == "900"
+        assert _show(slurm_id)["JobState"] == "RUNNING"
+    finally:
+        d.close()  # the server stops; the Slurm job runs on
+
+    again = _deploy(root, grace_s=60)
+    try:
+        assert _active(slurm_id) == f"{slurm_id} RUNNING"
+        job = again.call("GET", f"/v1/tenants/acme/jobs/{long}", bob).json()
+        assert job["state"] == "running"
+        with again.store.session() as s:
+            reattached = s.scalars(select(AuditEntry).where(AuditEntry.action == "job.reattach")).all()
+            assert [e.target for e in reattached] == [f"job {long}"]
+        deadline = time.monotonic() + 120  # training under way: its SIGTERM handler is installed
+        while not (ws / "runs" / "long" / "metrics.jsonl").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = again.call("POST", f"/v1/tenants/acme/jobs/{long}/cancel", bob)
+        assert r.status_code == 200, r.text
+        job = again.wait("acme", bob, long, {"cancelled", "failed", "succeeded", "lost"}, timeout=180)
+        text = again.call("GET", f"/v1/tenants/acme/jobs/{long}/logs", bob).json()["text"]
+        assert job["state"] == "cancelled" and job["exit_code"] == 75, text[-2000:]  # checkpoint, then 75
+        assert list((ws / "runs" / "long" / "checkpoints").glob("step-*"))
+        assert _active(slurm_id) == ""  # the Slurm job is gone
+        assert _show(slurm_id)["JobState"] in {"FAILED", "CANCELLED"}
+        assert f"Slurm job {slurm_id} ended" in text
+    finally:
+        again.close()
+
+
+# -- Slurm's output read like user input (no cluster needed) ---------------------------------
+
+def test_squeue_lines_that_do_not_parse_are_skipped() -> None:
+    text = ("12|RUNNING|deepseek-3-0123abcd\n"
+            "13_4|PENDING|array\n"            # array task: not a plain id
+            "14+0|RUNNING|het\n"               # heterogeneous job
+            "x|RUNNING|nope\n"
+            "15|running|lowercase state\n"
+            "16|COMPLETED|name|with|bars\n"   # the name is the rest of the line
+            "9999999999999|RUNNING|too long\n"
+            "\n|||\n"
+            "17|OUT_OF_MEMORY|oom\n")
+    assert parse_squeue(text) == {12: Listed("RUNNING", "deepseek-3-0123abcd"),
+                                  16: Listed("COMPLETED", "name|with|bars"), 17: Listed("OUT_OF_MEMORY", "oom")}
+
+
+def test_exit_codes_from_scontrol() -> None:
+    assert parse_exit("JobId=7 JobName=x ExitCode=3:0 RunTime=1", 7) == 3
+    assert parse_exit("JobId=7 JobName=x ExitCode=0:9 RunTime=1", 7) == 137  # ended by SIGKILL
+    assert parse_exit("JobId=8 JobName=x ExitCode=3:0", 7) is None             # another job
+    assert parse_exit("JobId=77 ExitCode=3:0", 7) is None
+    assert parse_exit("JobId=7 JobName=ExitCode=1:0 Derived=2", 7) is None    # not a field of its own
+    assert parse_exit("JobId=7 ExitCode=abc", 7) is None
+    assert parse_exit("slurm_load_jobs error: Invalid job id specified", 7) is None
+
+
+def test_sbatch_arguments_from_the_quota(tmp_path: Path) -> None:
+    if shutil.which("sbatch") is None:
+        pytest.skip("Slurm's client commands are not installed (the executor refuses to start without them)")
+    from deepseek_enterprise.service.executor import Launch
+
+    ex = SlurmExecutor(tmp_path, partition="gpu-a100")
+    launch = Launch(5, "acme", "train", [], None, {}, ["0", "1"], memory_bytes=(3 << 30) + 5, cpu_seconds=61)
+    args = ex.sbatch_args(launch, tmp_path / "w%j", "deepseek-5-0123abcd")
+    assert args[:2] == ["sbatch", "--parsable"]
+    assert {"--job-name=deepseek-5-0123abcd", "--account=acme", f"--chdir={tmp_path}/w%j",
+            f"--output={tmp_path}/w%%j/job.log", "--partition=gpu-a100", "--gres=gpu:2", "--mem=3072M",
+            "--time=2", "--no-requeue", "--export=ALL"} <= set(args)
+    bare = ex.sbatch_args(Launch(6, "acme", "eval", [], None, {}, []), tmp_path, "deepseek-6-0123abcd")
+    assert not any(a.startswith(("--gres", "--mem", "--time")) for a in bare)
