@@ -82,13 +82,20 @@ def _step(fd: int, part: str, flags: int, who: str, shown: str) -> int:
     try:
         return os.open(part, flags, dir_fd=fd)
     except OSError as exc:
+        if _is_link(fd, part):  # ELOOP, or ENOTDIR for a link to a folder opened with O_DIRECTORY
+            raise ApiError(409, f"{who}: {shown!r}: {part!r} is a symbolic link; links are not followed") from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise ApiError(404, f"{who}: no {shown!r} in its workspace") from None
-        if exc.errno == errno.ELOOP:
-            raise ApiError(409, f"{who}: {shown!r}: {part!r} is a symbolic link; links are not followed") from None
         raise ApiError(409, f"{who}: {shown!r} cannot be read ({errno.errorcode.get(exc.errno, exc.errno)})") from None
     finally:
         os.close(fd)
+
+
+def _is_link(fd: int, part: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def listing(dir_fd: int, prefix: str = "", limit: int = MAX_LISTED) -> tuple[list[dict[str, Any]], bool]:
