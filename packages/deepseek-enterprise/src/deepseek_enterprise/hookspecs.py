@@ -49,8 +49,10 @@ def deepseek_register_executors(register: RegisterFn) -> None:
 
     ``target`` is a subclass of :class:`deepseek_enterprise.service.executor.Executor`, created
     as ``target(root, grace_s=S)``; the server's scheduler calls ``start(launch)`` (a
-    ``Started``: pid and its start time, workspace), ``finished(job_id, pid, pid_start,
+    ``Started``: the executor's handle on the job, ``pid`` and ``pid_start``, which the database
+    keeps: a process id and its start time for ``local``, the Slurm job id and job name for
+    ``slurm``; the workspace), ``finished(job_id, pid, pid_start,
     workspace)`` (the exit code, None while it runs, False when it is gone without one),
-    ``terminate``/``kill`` (a cancel) and ``close``. Enterprise registers ``local``;
+    ``terminate``/``kill`` (a cancel) and ``close``. Enterprise registers ``local`` and ``slurm``;
     docs/service.md.
     """

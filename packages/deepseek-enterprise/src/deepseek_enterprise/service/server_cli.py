@@ -94,14 +94,15 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
         raise UsageError(f"--cgroup applies to the local executor only, not to --executor {executor_name}")
     limits = cgroups.detect(cgroup_spec or "auto") if local else None
     gpus = detect_gpus(devices_spec)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     root = root.resolve()
+    # the executor refuses what it cannot work with (Slurm's commands missing ...) before anything is created
+    executor = executor_cls(root, grace_s=grace, limits=limits) if local else executor_cls(root, grace_s=grace)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(db_url or f"sqlite:///{root / 'service.db'}")
     token = store.bootstrap(admin_name)
     if token is not None:
         click.echo(f"new database: platform admin {admin_name!r}, token (shown once, only its hash is kept):")
         click.echo(token)
-    executor = executor_cls(root, grace_s=grace, limits=limits) if local else executor_cls(root, grace_s=grace)
     scheduler = Scheduler(store, executor, slots=slots, gpus=gpus)
     scheduler.start()
     click.echo(f"deepseek server on http://{host}:{port} (root {root}, {slots} slot(s), "
