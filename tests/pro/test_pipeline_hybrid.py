@@ -44,6 +44,7 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "hybrid-pp2-dp1-fp16": ("hybrid", {}, FP16),
     "hybrid-pp1-dp1-tp2": ("hybrid", {"pp_size": 1, "tp_size": 2}, NONE),
     "hybrid-pp1-dp1-tp2-accum-ckpt": ("hybrid", {"pp_size": 1, "tp_size": 2}, ACCUM_CKPT),
+    "hybrid-pp1-dp1-tp2-sp": ("hybrid", {"pp_size": 1, "tp_size": 2, "sequence_parallel": True}, NONE),
     # checkpoints: written at step 2 under the strategy / resumed from single's step 2
     "pipeline-save": ("pipeline", {}, SAVE_AT_2),
     "hybrid-pp1-dp2-save": ("hybrid", {"pp_size": 1}, SAVE_AT_2),
@@ -169,11 +170,13 @@ def test_pipeline_checkpoint_equals_single_weights(two_procs: tuple[dict, Path],
 
 
 def test_hybrid_meshes_on_four_processes(single: dict[str, Any], train_jobs: Any, tmp_path: Path) -> None:
-    """The general meshes: 2 stages x 2 FSDP shards, 2 stages x 2 tensor-parallel ranks, 2 FSDP
-    shards x 2 tensor-parallel ranks (4 gloo processes, one torchrun job)."""
+    """The general meshes: 2 stages x 2 FSDP shards, 2 stages x 2 tensor-parallel ranks (also with
+    sequence parallelism: each stage sends its positions' shard to the next), 2 FSDP shards x 2
+    tensor-parallel ranks (4 gloo processes, one torchrun job)."""
     cases = {"hybrid-pp2-dp2": ("hybrid", {"pp_size": 2}, NONE),
              "hybrid-pp2-dp1-tp2": ("hybrid", {"pp_size": 2, "tp_size": 2}, NONE),
-             "hybrid-pp1-dp2-tp2": ("hybrid", {"pp_size": 1, "tp_size": 2}, NONE)}
+             "hybrid-pp1-dp2-tp2": ("hybrid", {"pp_size": 1, "tp_size": 2}, NONE),
+             "hybrid-pp2-dp1-tp2-sp": ("hybrid", {"pp_size": 2, "tp_size": 2, "sequence_parallel": True}, NONE)}
     train_jobs(jobs(cases, single["ckpt"]), tmp_path, nproc=4, timeout=900)
     for case in cases:
         assert_same(summary(tmp_path / case), single["plain"], RTOL["fp32"])

@@ -251,6 +251,13 @@ def test_hybrid_tp_mesh_and_rules() -> None:
     HybridStrategy.check_launch(hybrid, 4, _meta_gpt(n_layers=2))
     with pytest.raises(ConfigError, match=r"^model\.n_heads: 3 attention heads do not split over 2"):
         HybridStrategy.check_launch(hybrid, 4, _meta_gpt(d_model=48, n_heads=3, d_ff=64))
+    with pytest.raises(ConfigError, match=r"^strategy\.sequence_parallel: sequence parallelism splits the positions "
+                       r"over the tensor-parallel ranks; set strategy\.tp_size > 1"):
+        load_config(None, ['strategy.name="hybrid"', "strategy.sequence_parallel=true"])
+    uneven = load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=1", "strategy.tp_size=2",
+                                "strategy.sequence_parallel=true", "data.seq_len=31", "data.batch_size=8"])
+    with pytest.raises(ConfigError, match=r"^data\.seq_len: 31 positions do not split over 2 ranks"):
+        HybridStrategy.check_launch(uneven, 4, _meta_gpt(n_layers=2))
     odd = load_config(None, ['strategy.name="hybrid"', "strategy.pp_size=2", "strategy.tp_size=2"])
     with pytest.raises(ConfigError, match=r"^strategy\.tp_size: 2 stages x 2 tensor-parallel ranks do not divide 6"):
         HybridStrategy.check_launch(odd, 6, _meta_gpt(n_layers=2))

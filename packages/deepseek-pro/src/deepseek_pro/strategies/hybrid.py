@@ -32,6 +32,7 @@ from deepseek_pro.strategies.pipeline import (
     check_pipeline_fit,
     model_blocks,
 )
+from deepseek_pro.strategies.tp import check_batch_sequence, check_sequence_split
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -46,6 +47,11 @@ class HybridOptions(PipelineOptions):
     tp_size: int = field(default=1, metadata={"check": positive})
     """Tensor-parallel ranks per stage replica (the model must offer ``tensor_parallel``); keep
     them within one node."""
+    sequence_parallel: bool = False
+    """With ``tp_size > 1``: norms, dropout and the residual stream between the sharded layers
+    hold ``seq / tp_size`` positions per rank, and so do the hidden states sent between stages
+    (each tensor-parallel rank to the same one of the next stage); ``data.seq_len`` must divide
+    by ``tp_size``."""
     reshard_after_forward: bool = True
     """Free gathered weights after each forward (ZeRO-3); False keeps them until backward (ZeRO-2
     style, more memory, less communication)."""
@@ -102,8 +108,19 @@ class HybridStrategy(PipelineStrategy):
         except UsageError as exc:
             raise ConfigError(str(exc)) from exc
         check_pipeline_fit(config, pp, dp, model_blocks(model))
+        sequence_parallel = config.strategy.options.sequence_parallel
+        if sequence_parallel:
+            check_sequence_split(config, tp)
         if tp > 1 and "tensor_parallel" in model_capabilities(model):
-            model.tensor_parallel_plan(tp, sequence_parallel=False)  # type: ignore[operator]
+            model.tensor_parallel_plan(tp, sequence_parallel=sequence_parallel)  # type: ignore[operator]
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """``sequence_parallel`` needs tensor parallelism (``tp_size > 1``)."""
+        options = config.strategy.options
+        if options.sequence_parallel and options.tp_size == 1:
+            raise ConfigError("strategy.sequence_parallel: sequence parallelism splits the positions over the "
+                              "tensor-parallel ranks; set strategy.tp_size > 1 or sequence_parallel = false")
 
     def _build_topology(self) -> None:
         from torch.distributed.device_mesh import init_device_mesh
@@ -120,9 +137,15 @@ class HybridStrategy(PipelineStrategy):
             raise RuntimeError("unexpected DeviceMesh layout: rank != (pp_index * dp + dp_index) * tp + tp_index")
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        self._tp_plan = (model.tensor_parallel_plan(self.tp_size, sequence_parallel=False)  # type: ignore[operator]
+        sp = self.options.sequence_parallel
+        self._tp_plan = (model.tensor_parallel_plan(self.tp_size, sequence_parallel=sp)  # type: ignore[operator]
                          if self.tp_size > 1 else None)
         super().setup(model, optimizer_factory, settings)
+
+    def to_device(self, batch: Any) -> Any:
+        if self.options.sequence_parallel:
+            check_batch_sequence(batch, self.tp_size)
+        return super().to_device(batch)
 
     def norm_share(self, grad: object) -> float:
         """A gradient every tensor-parallel rank holds whole (not split by the plan) counts once."""

@@ -68,12 +68,27 @@ def _check_options(config: Any, world_size: int | None) -> None:
         raise ConfigError("strategy.async_tp: asynchronous TP needs strategy.sequence_parallel = true and "
                           "train.compile = true; set both, or async_tp = false")
     if world_size and o.sequence_parallel:
-        from deepseek.data.packed import TokenOptions
+        check_sequence_split(config, world_size)
 
-        # Packed token datasets say their sequence length; for others to_device checks each batch.
-        data = config.data.options
-        if isinstance(data, TokenOptions) and data.seq_len % world_size:
-            raise ConfigError(_sequence_problem("data.seq_len", data.seq_len, world_size))
+
+def check_sequence_split(config: Any, ranks: int) -> None:
+    """ConfigError when a packed token dataset's ``seq_len`` does not split over ``ranks``
+    sequence-parallel ranks (other datasets' batches are checked as they come)."""
+    from deepseek.data.packed import TokenOptions
+
+    data = config.data.options
+    if isinstance(data, TokenOptions) and data.seq_len % ranks:
+        raise ConfigError(_sequence_problem("data.seq_len", data.seq_len, ranks))
+
+
+def check_batch_sequence(batch: Any, ranks: int) -> None:
+    """Under sequence parallelism the sequences (dim 1 of the batch's tensors, which the plan
+    shards) must split evenly over the ranks: one line instead of a collective's crash."""
+    from torch.utils import _pytree as pytree
+
+    for t in pytree.tree_leaves(batch):
+        if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.size(1) % ranks:
+            raise UsageError(_sequence_problem("data", t.size(1), ranks))
 
 
 def _sequence_problem(where: str, positions: int, ranks: int) -> str:
@@ -185,15 +200,8 @@ class TPStrategy(DistributedStrategy):
         return super().evaluate(batch)
 
     def _check_sequence(self, batch: Any) -> None:
-        """With ``sequence_parallel`` the sequences (dim 1 of the batch's tensors, which the plan
-        shards) must split evenly over the ranks: one line instead of a collective's crash."""
-        from torch.utils import _pytree as pytree
-
-        if not self.options.sequence_parallel:
-            return
-        for t in pytree.tree_leaves(batch):
-            if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.size(1) % self.world_size:
-                raise UsageError(_sequence_problem("data", t.size(1), self.world_size))
+        if self.options.sequence_parallel:
+            check_batch_sequence(batch, self.world_size)
 
     def reduce_mean(
         self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]
