@@ -249,3 +249,23 @@ def test_sbatch_arguments_from_the_quota(tmp_path: Path) -> None:
             "--time=2", "--no-requeue", "--export=ALL"} <= set(args)
     bare = ex.sbatch_args(Launch(6, "acme", "eval", [], None, {}, []), tmp_path, "deepseek-6-0123abcd")
     assert not any(a.startswith(("--gres", "--mem", "--time")) for a in bare)
+
+
+@pytest.mark.parametrize(("env", "named"), [({"PATH": "/nonexistent"}, "sbatch, squeue, scancel, scontrol not found"),
+                                            ({"DEEPSEEK_SLURM_PARTITION": "gpu;rm"}, "DEEPSEEK_SLURM_PARTITION='gpu;rm'")])
+def test_server_refuses_slurm_it_cannot_use_before_creating_anything(tmp_path: Path, env: dict[str, str],
+                                                                     named: str) -> None:
+    import sys
+
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    assert host.resolve("executor", "slurm").load() is SlurmExecutor
+    root = tmp_path / "never"
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DS_ACCELERATOR": "cpu", **env}
+    done = subprocess.run([sys.executable, "-m", "deepseek", "server", "--executor", "slurm", "--root", str(root),
+                           "--port", "1"], capture_output=True, text=True, timeout=120, env=full)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert len(done.stderr.strip().splitlines()) == 1 and named in done.stderr, done.stderr
+    assert not root.exists()
