@@ -117,3 +117,68 @@ def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30
         scheduler.start()
     client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0)))
     return Deploy(root, store, client, token, scheduler)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``deepseek server`` for real: its own process, uvicorn on a free port, ``--devices none``,
+    the database ``db_url`` (passed as DEEPSEEK_DB_URL) or SQLite in ``root``; ``token`` is the
+    bootstrap admin's on a new database."""
+
+    def __init__(self, root: Path, *args: str, db_url: str | None = None, new: bool = True) -> None:
+        import subprocess
+        import sys
+
+        import httpx
+
+        self.root, self.port = root, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in ("DEEPSEEK_TOKEN", "DEEPSEEK_DB_URL")}
+        env |= {"PYTHONUNBUFFERED": "1", **({"DEEPSEEK_DB_URL": db_url} if db_url else {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deepseek", "server", "--port", str(self.port), "--root", str(root),
+             "--devices", "none", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.token = ""
+        if new:
+            line = self.proc.stdout.readline()
+            assert line.startswith("new database"), line + self.proc.stderr.read()
+            self.token = self.proc.stdout.readline().strip()
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.http.get("/openapi.json", timeout=1)
+                return
+            except httpx.HTTPError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(self.proc.stderr.read()) from None
+                time.sleep(0.2)
+
+    def call(self, method: str, path: str, token: str, **kw: Any) -> Any:
+        return self.http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    def setup(self, tenants: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """Each tenant with its quota and one member named after it; their tokens by tenant."""
+        out = {}
+        for name, quota in tenants.items():
+            assert self.call("POST", "/v1/tenants", self.token, json={"name": name, "quota": quota}).status_code == 201
+            user = f"{name}-user"
+            assert self.call("POST", f"/v1/tenants/{name}/users", self.token, json={"name": user}).status_code == 201
+            r = self.call("POST", f"/v1/tenants/{name}/users/{user}/tokens", self.token, json={})
+            out[name] = r.json()["token"]
+        return out
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.http.close()

@@ -114,7 +114,7 @@ def cancel(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc
     """Cancel a job: a queued one at once, a running one by SIGTERM to its process group (SIGKILL
     after the grace). A member cancels its own jobs, an admin any of the tenant's."""
     with mutation(svc, who, "job.cancel", tenant=tenant, target=f"job {job_id}") as (s, out):
-        t = tenant_row(s, who, tenant, "member")
+        t = tenant_row(s, who, tenant, "member", lock=True)  # not while the scheduler starts one of its jobs
         job = _job(s, t.id, job_id, tenant)
         if job.user_id != who.user_id and who.role(tenant) != "admin":
             raise ApiError(403, f"job {job_id} is {job.user.name}'s; members cancel their own jobs")

@@ -3,8 +3,12 @@ role per tenant, API tokens (hashes only), jobs with a checked state machine, an
 audit log.
 
 Job states: ``queued -> running -> succeeded | failed | cancelled | lost``; a queued job may also
-be cancelled (never started) or fail to start (its workspace could not be prepared). :meth:`Job.move` is the one way a state changes and refuses any
-other transition.
+be cancelled (never started) or fail to start (its workspace could not be prepared), and a running
+job found gone may go back to ``queued`` (the server's requeue-lost policy, ``scheduler``).
+:meth:`Job.move` is the one way a state changes and refuses any other transition.
+
+:class:`DeviceUse` keeps one row per ended run of a job that held devices (devices, start, end):
+with the running jobs, the device-hours a tenant used in a period (``quotas.device_hours_used``).
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "lost"})
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled", "failed"}),
-    "running": frozenset({"succeeded", "failed", "cancelled", "lost"}),
+    "running": frozenset({"succeeded", "failed", "cancelled", "lost", "queued"}),
     **{s: frozenset() for s in FINAL_STATES},
 }
-"""Allowed state changes; a final state never changes again."""
+"""Allowed state changes; a final state never changes again (``running -> queued``: a lost job
+requeued)."""
 
 
 def utcnow() -> dt.datetime:
@@ -76,24 +81,20 @@ class Quota(Base):
     queued_jobs: Mapped[int] = mapped_column(Integer, default=20)
     """Jobs waiting at once; a submit past it is refused (429)."""
     device_hours: Mapped[float | None] = mapped_column(default=None)
-    """Device-hours per period (recorded; enforced in a later slice)."""
+    """Device-hours per rolling ``period_days`` window: a submit asking devices is refused (409)
+    when they are used up, and the tenant's running device jobs are stopped."""
     period_days: Mapped[int] = mapped_column(Integer, default=30)
+    """The device-hours window: the last ``period_days`` days (rolling, not calendar)."""
     storage_bytes: Mapped[int | None] = mapped_column(default=None)
     """Bytes of the tenant's folder; a submit when it is full is refused (409)."""
     memory_bytes: Mapped[int | None] = mapped_column(default=None)
-    """Memory limit of each job: its cgroup's memory.max (a total over its processes) where cgroup
-    v2 is used, else the address-space limit of each of its processes (RLIMIT_AS)."""
+    """Address-space limit of each job process (RLIMIT_AS)."""
     cpu_seconds: Mapped[int | None] = mapped_column(default=None)
     """CPU-time limit of each job process (RLIMIT_CPU)."""
-    cpus: Mapped[float | None] = mapped_column(default=None)
-    """CPUs' worth of time each job may use (cgroup cpu.max; not enforced under rlimits)."""
-    gpu_memory_fraction: Mapped[float | None] = mapped_column(default=None)
-    """None: the tenant's jobs hold whole GPUs. A fraction in (0, 1]: its jobs may share GPUs
-    (``gpushare``), each capped to this fraction of each GPU's memory."""
     tenant: Mapped[Tenant] = relationship(back_populates="quota")
 
     FIELDS = ("devices", "running_jobs", "queued_jobs", "device_hours", "period_days", "storage_bytes",
-              "memory_bytes", "cpu_seconds", "cpus", "gpu_memory_fraction")
+              "memory_bytes", "cpu_seconds")
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -162,10 +163,10 @@ class Job(Base):
     """The process's start time (/proc/PID/stat), so a reused pid is never mistaken for it."""
     gpus: Mapped[str] = mapped_column(String(255), default="")
     """CUDA_VISIBLE_DEVICES the job got."""
-    gpu_fraction: Mapped[float | None] = mapped_column(default=None)
-    """The share of each of its GPUs the job holds (None: the GPUs whole)."""
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     message: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """How many times the job was started (more than 1: it was lost and requeued)."""
     tenant: Mapped[Tenant] = relationship()
     user: Mapped[User] = relationship()
 
@@ -177,6 +178,9 @@ class Job(Base):
         now = utcnow()
         if new == "running":
             self.started_at = now
+            self.attempts = (self.attempts or 0) + 1
+        elif new == "queued":  # requeued: the next start is a new process
+            self.started_at, self.pid, self.pid_start, self.gpus = None, None, None, ""
         elif new in FINAL_STATES:
             self.finished_at = now
         for key, value in fields.items():
@@ -191,8 +195,22 @@ class Job(Base):
                 "args": list(self.args), "devices": self.devices, "state": self.state,
                 "created_at": iso(self.created_at), "started_at": iso(self.started_at),
                 "finished_at": iso(self.finished_at), "exit_code": self.exit_code, "workspace": self.workspace,
-                "gpus": self.gpus, "gpu_fraction": self.gpu_fraction, "cancel_requested": self.cancel_requested,
-                "message": self.message}
+                "gpus": self.gpus, "cancel_requested": self.cancel_requested, "message": self.message,
+                "attempts": self.attempts}
+
+
+class DeviceUse(Base):
+    """One ended run of a job that held devices: ``devices`` from ``started_at`` to ``ended_at``
+    (when the server saw it end). Written by the scheduler with the job's state change."""
+
+    __tablename__ = "device_use"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    devices: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column()
+    ended_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class AuditEntry(Base):

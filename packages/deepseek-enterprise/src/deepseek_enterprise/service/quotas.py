@@ -6,7 +6,15 @@ At submit (inside the transaction that inserts the job, the tenant row locked):
   never run: refused, 409;
 - the tenant's folder at or over ``storage_bytes``: refused, 409;
 - ``queued_jobs`` jobs already waiting: refused, 429 (try again later);
+- a job asking devices while the tenant's ``device_hours`` of the last ``period_days`` days are
+  used up (:func:`device_hours_used`): refused, 409 with the figures;
 - otherwise the job is queued; reaching ``running_jobs`` or ``devices`` only means it waits.
+
+Device-hours: a job holding N devices uses N device-hours per hour from its start until the
+server sees it end (a run lost and requeued counts until it was found gone); the window is the
+last ``period_days`` days before now (rolling), and only the part of a run inside it counts. A
+queued job asking devices waits while they are used up; the scheduler stops the tenant's running
+device jobs when they are (``scheduler``).
 
 Fair share (:func:`pick_next`): among tenants with a queued job that fits now (the tenant under
 ``running_jobs``, enough of its ``devices`` quota and of the server's free devices, a free server
@@ -20,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service.auth import ApiError
-from deepseek_enterprise.service.models import Job, Quota, Tenant, aware
+from deepseek_enterprise.service.models import DeviceUse, Job, Quota, Tenant, aware, utcnow
 
 
 def folder_bytes(path: Path) -> int:
@@ -57,10 +64,44 @@ def check_submit(session: Session, tenant: Tenant, devices: int, pool_size: int,
         if used >= quota.storage_bytes:
             raise ApiError(409, f"tenant {tenant.name!r} uses {used} bytes of storage, its quota is "
                                 f"{quota.storage_bytes} (quota storage_bytes): delete runs first")
+    spent = device_hours_out(session, tenant, utcnow()) if devices else None
+    if spent is not None:
+        raise ApiError(409, f"tenant {tenant.name!r} used {spent[0]:.2f} of its {spent[1]:g} device-hours in the "
+                            f"last {quota.period_days} days (quota device_hours): wait until older use leaves "
+                            "the window, or ask a platform admin for more")
     queued = session.scalar(select(func.count(Job.id)).where(Job.tenant_id == tenant.id, Job.state == "queued"))
     if queued >= quota.queued_jobs:
         raise ApiError(429, f"tenant {tenant.name!r} has {queued} queued job(s), its quota is "
                             f"{quota.queued_jobs} (quota queued_jobs): wait for some to start")
+
+
+def device_hours_used(session: Session, tenant_id: int, period_days: int, now: dt.datetime) -> float:
+    """Device-hours the tenant's jobs used in the ``period_days`` days before ``now``: ended runs
+    (:class:`DeviceUse`) and running jobs (until ``now``), each only for its part inside the window.
+    Rows that cannot be a run (no start, negative devices, end before start) count nothing."""
+    since = now - dt.timedelta(days=period_days)
+    ended = session.execute(select(DeviceUse.devices, DeviceUse.started_at, DeviceUse.ended_at)
+                            .where(DeviceUse.tenant_id == tenant_id, DeviceUse.ended_at > since)).all()
+    running = session.execute(select(Job.devices, Job.started_at)
+                              .where(Job.tenant_id == tenant_id, Job.state == "running", Job.devices > 0)).all()
+    seconds = 0.0
+    for devices, start, end in [*ended, *((d, s, now) for d, s in running)]:
+        start, end = aware(start), aware(end)
+        if not isinstance(devices, int) or devices < 0 or start is None or end is None:
+            continue
+        lo, hi = max(start, since), min(end, now)
+        if hi > lo:
+            seconds += devices * (hi - lo).total_seconds()
+    return seconds / 3600
+
+
+def device_hours_out(session: Session, tenant: Tenant, now: dt.datetime) -> tuple[float, float] | None:
+    """``(used, limit)`` when the tenant has a ``device_hours`` quota and has used it up, else None."""
+    limit = tenant.quota.device_hours
+    if limit is None:
+        return None
+    used = device_hours_used(session, tenant.id, tenant.quota.period_days, now)
+    return (used, limit) if used >= limit else None
 
 
 @dataclass(frozen=True)
@@ -77,11 +118,8 @@ def usage(session: Session) -> dict[int, Usage]:
     return {t: Usage(int(n), int(d)) for t, n, d in rows}
 
 
-def pick_next(session: Session, *, slots: int, free_devices: int,
-              free_for: Callable[[Tenant], int] | None = None) -> Job | None:
-    """The queued job to start now by the fair-share rule (module docstring), or None.
-    ``free_for(tenant)``: the GPUs a job of ``tenant`` could get now (``gpushare``: a tenant
-    allowed to share sees partly used GPUs too); by default ``free_devices`` for every tenant."""
+def pick_next(session: Session, *, slots: int, free_devices: int) -> Job | None:
+    """The queued job to start now by the fair-share rule (module docstring), or None."""
     held = usage(session)
     if sum(u.running for u in held.values()) >= slots:
         return None
@@ -96,8 +134,10 @@ def pick_next(session: Session, *, slots: int, free_devices: int,
         u = held.get(tenant.id, Usage(0, 0))
         quota = tenant.quota
         if u.running >= quota.running_jobs or u.devices + head.devices > quota.devices \
-                or head.devices > (free_devices if free_for is None else free_for(tenant)):
+                or head.devices > free_devices:
             continue
+        if head.devices and device_hours_out(session, tenant, utcnow()) is not None:
+            continue  # waits until older use leaves the window (or the quota is raised)
         last = aware(tenant.last_start_at)
         heads.append(((u.running, last.timestamp() if last else float("-inf"), tenant.id), head))
     if not heads:
@@ -107,8 +147,7 @@ def pick_next(session: Session, *, slots: int, free_devices: int,
 
 def default_quota() -> dict[str, int | float | None]:
     return {"devices": 0, "running_jobs": 2, "queued_jobs": 20, "device_hours": None, "period_days": 30,
-            "storage_bytes": None, "memory_bytes": None, "cpu_seconds": None, "cpus": None,
-            "gpu_memory_fraction": None}
+            "storage_bytes": None, "memory_bytes": None, "cpu_seconds": None}
 
 
 def started(tenant: Tenant, when: dt.datetime) -> None:

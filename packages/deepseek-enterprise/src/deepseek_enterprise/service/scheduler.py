@@ -4,12 +4,22 @@ ones in fair-share order (``quotas.pick_next``), one pass every ``interval`` sec
 Each state change is one transaction with its audit entry (actor ``scheduler``). A job's final
 state: exit code 0 -> ``succeeded``; a job whose cancel was asked -> ``cancelled`` whatever its
 code (``deepseek train`` exits 75 after its checkpoint); any other code -> ``failed``; gone with
-no exit code -> ``lost``.
+no exit code -> ``lost``, or back to ``queued`` when the requeue-lost policy allows: a job is
+started at most ``requeue_lost + 1`` times (``Job.attempts`` counts the starts), keeps its id and so
+its place (before its tenant's jobs submitted after it), and each requeue is audited
+(``job.requeue``). A job whose cancel was asked is never requeued.
+
+Device-hours (``quotas``): each pass stops (as a cancel: SIGTERM, SIGKILL after the grace) the
+running device jobs of a tenant whose ``device_hours`` are used up, audited ``job.stop``. Every
+run that held devices leaves a ``DeviceUse`` row when it ends, lost or requeued ones included.
+
+Starting a job locks its tenant's row first and reads the job again, so on PostgreSQL a submit or
+a cancel of that tenant commits wholly before or after it (SQLite serialises every transaction).
 
 :meth:`Scheduler.recover` runs once at start-up, before the API answers: a ``running`` job whose
 process is still alive (same pid, same start time) is re-attached and watched; one that ended
 while the server was down gets its state from the exit code its wrapper wrote; one gone without a
-code becomes ``lost``. Queued jobs keep their order (ids).
+code becomes ``lost`` (or is requeued, as above). Queued jobs keep their order (ids).
 """
 
 from __future__ import annotations
@@ -22,10 +32,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from deepseek_enterprise.service import gpushare, quotas
+from deepseek_enterprise.service import quotas
 from deepseek_enterprise.service.executor import Executor, Launch
 from deepseek_enterprise.service.jobpaths import PathRefused
-from deepseek_enterprise.service.models import Job, utcnow
+from deepseek_enterprise.service.models import DeviceUse, Job, Tenant, utcnow
 from deepseek_enterprise.service.store import Store
 
 log = logging.getLogger("deepseek.server")
@@ -36,8 +46,9 @@ class Scheduler:
     the device pool."""
 
     def __init__(self, store: Store, executor: Executor, *, slots: int, gpus: list[str],
-                 interval: float = 0.5) -> None:
+                 interval: float = 0.5, requeue_lost: int = 0) -> None:
         self.store = store
+        self.requeue_lost = requeue_lost
         self.executor = executor
         self.slots = slots
         self.gpus = list(gpus)
@@ -77,6 +88,7 @@ class Scheduler:
     def step(self) -> None:
         """One pass: reap, stop, start."""
         self._reap()
+        self._enforce_device_hours()
         self._stop_cancelled()
         while self._start_one():
             pass
@@ -84,6 +96,17 @@ class Scheduler:
     # -- the parts --------------------------------------------------------------------------
 
     def _finish(self, job: Job, code: int | bool, s: Session) -> None:
+        if job.devices > 0 and job.started_at is not None:
+            s.add(DeviceUse(tenant_id=job.tenant_id, job_id=job.id, devices=job.devices, started_at=job.started_at,
+                            ended_at=utcnow()))
+        if code is False and not job.cancel_requested and job.attempts <= self.requeue_lost:
+            attempt = job.attempts
+            job.move("queued", message=f"attempt {attempt} was lost (gone, no exit code); requeued")
+            self._term_sent.pop(job.id, None)
+            self.store.audit("scheduler", "job.requeue", tenant=job.tenant.name, target=f"job {job.id}",
+                             result=f"attempt {attempt} lost; requeued (at most {self.requeue_lost + 1} starts)",
+                             session=s)
+            return
         if code is False:
             job.move("lost", message="the job's process is gone and left no exit code")
         elif job.cancel_requested:
@@ -91,12 +114,10 @@ class Scheduler:
         elif code == 0:
             job.move("succeeded", exit_code=0)
         else:
-            reason = self.executor.reason(job.id, Path(job.workspace))  # out of memory, CPU time...
-            job.move("failed", exit_code=int(code), message=f"{reason} (exit code {code})" if reason else f"exit code {code}")
+            job.move("failed", exit_code=int(code), message=f"exit code {code}")
         self._term_sent.pop(job.id, None)
         self.store.audit("scheduler", f"job.{job.state}", tenant=job.tenant.name, target=f"job {job.id}",
-                         result=job.message if job.state == "failed" or job.exit_code is None
-                         else f"exit code {job.exit_code}",
+                         result=f"exit code {job.exit_code}" if job.exit_code is not None else job.message,
                          session=s)
 
     def _reap(self) -> None:
@@ -105,6 +126,26 @@ class Scheduler:
                 code = self.executor.finished(job.id, job.pid, job.pid_start, Path(job.workspace))
                 if code is not None:
                     self._finish(job, code, s)
+
+    def _enforce_device_hours(self) -> None:
+        """Stop the running device jobs of tenants whose device-hours are used up (module docstring)."""
+        now = utcnow()
+        with self.store.session() as s:
+            jobs = s.scalars(select(Job).where(Job.state == "running", Job.devices > 0,
+                                               Job.cancel_requested.is_(False))).all()
+            spent: dict[int, tuple[float, float] | None] = {}
+            for job in jobs:
+                t = job.tenant
+                if t.id not in spent:
+                    spent[t.id] = quotas.device_hours_out(s, t, now)
+                out = spent[t.id]
+                if out is None:
+                    continue
+                job.cancel_requested = True
+                job.message = (f"stopped: tenant {t.name!r} used {out[0]:.2f} of its {out[1]:g} device-hours in "
+                               f"the last {t.quota.period_days} days (quota device_hours)")
+                self.store.audit("scheduler", "job.stop", tenant=t.name, target=f"job {job.id}", result=job.message,
+                                 session=s)
 
     def _stop_cancelled(self) -> None:
         now = time.monotonic()
@@ -119,28 +160,23 @@ class Scheduler:
             elif now - sent > self.executor.grace_s:
                 self.executor.kill(pid, pid_start)
 
-    def gpu_loads(self, s: Session) -> dict[str, float]:
-        """How much of each pool GPU running jobs hold (``gpushare.loads``)."""
-        running = s.execute(select(Job.gpus, Job.gpu_fraction).where(Job.state == "running")).all()
-        return gpushare.loads(self.gpus, [(gpus, fraction) for gpus, fraction in running])
-
     def free_gpus(self, s: Session) -> list[str]:
-        """The GPUs no running job holds any of."""
-        return gpushare.available(self.gpus, self.gpu_loads(s), None)
+        held = {g for (gpus,) in s.execute(select(Job.gpus).where(Job.state == "running")) for g in gpus.split(",") if g}
+        return [g for g in self.gpus if g not in held]
 
     def _start_one(self) -> bool:
         with self.store.session() as s:
-            load = self.gpu_loads(s)
-            job = quotas.pick_next(s, slots=self.slots, free_devices=len(gpushare.available(self.gpus, load, None)),
-                                   free_for=lambda t: len(gpushare.available(self.gpus, load,
-                                                                             t.quota.gpu_memory_fraction)))
+            free = self.free_gpus(s)
+            job = quotas.pick_next(s, slots=self.slots, free_devices=len(free))
             if job is None:
                 return False
+            s.execute(select(Tenant.id).where(Tenant.id == job.tenant_id).with_for_update())
+            s.refresh(job)  # read again under the tenant's lock (module docstring)
+            if job.state != "queued":
+                return True
             quota = job.tenant.quota
-            share = quota.gpu_memory_fraction if job.devices else None
             launch = Launch(job.id, job.tenant.name, job.command, list(job.args), job.config, dict(job.files),
-                            gpushare.assign(self.gpus, load, job.devices, share) or [], quota.memory_bytes,
-                            quota.cpu_seconds, quota.cpus, share)
+                            free[:job.devices], quota.memory_bytes, quota.cpu_seconds)
             try:
                 started = self.executor.start(launch)
             except (PathRefused, OSError) as exc:
@@ -149,11 +185,10 @@ class Scheduler:
                                  result=job.message, session=s)
                 return True
             job.move("running", pid=started.pid, pid_start=started.pid_start, workspace=str(started.workspace),
-                     gpus=",".join(launch.gpus), gpu_fraction=share)
+                     gpus=",".join(launch.gpus))
             quotas.started(job.tenant, utcnow())
             self.store.audit("scheduler", "job.start", tenant=job.tenant.name, target=f"job {job.id}",
-                             result=f"pid {started.pid}, CUDA_VISIBLE_DEVICES={job.gpus!r}; {started.isolation}"[:2000],
-                             session=s)
+                             result=f"pid {started.pid}, CUDA_VISIBLE_DEVICES={job.gpus!r}", session=s)
         return True
 
     def recover(self) -> None:
