@@ -88,13 +88,19 @@ class Quota(Base):
     storage_bytes: Mapped[int | None] = mapped_column(default=None)
     """Bytes of the tenant's folder; a submit when it is full is refused (409)."""
     memory_bytes: Mapped[int | None] = mapped_column(default=None)
-    """Address-space limit of each job process (RLIMIT_AS)."""
+    """Memory limit of each job: its cgroup's memory.max (a total over its processes) where cgroup
+    v2 is used, else the address-space limit of each of its processes (RLIMIT_AS)."""
     cpu_seconds: Mapped[int | None] = mapped_column(default=None)
     """CPU-time limit of each job process (RLIMIT_CPU)."""
+    cpus: Mapped[float | None] = mapped_column(default=None)
+    """CPUs' worth of time each job may use (cgroup cpu.max; not enforced under rlimits)."""
+    gpu_memory_fraction: Mapped[float | None] = mapped_column(default=None)
+    """None: the tenant's jobs hold whole GPUs. A fraction in (0, 1]: its jobs may share GPUs
+    (``gpushare``), each capped to this fraction of each GPU's memory."""
     tenant: Mapped[Tenant] = relationship(back_populates="quota")
 
     FIELDS = ("devices", "running_jobs", "queued_jobs", "device_hours", "period_days", "storage_bytes",
-              "memory_bytes", "cpu_seconds")
+              "memory_bytes", "cpu_seconds", "cpus", "gpu_memory_fraction")
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -163,6 +169,8 @@ class Job(Base):
     """The process's start time (/proc/PID/stat), so a reused pid is never mistaken for it."""
     gpus: Mapped[str] = mapped_column(String(255), default="")
     """CUDA_VISIBLE_DEVICES the job got."""
+    gpu_fraction: Mapped[float | None] = mapped_column(default=None)
+    """The share of each of its GPUs the job holds (None: the GPUs whole)."""
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     message: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -195,8 +203,8 @@ class Job(Base):
                 "args": list(self.args), "devices": self.devices, "state": self.state,
                 "created_at": iso(self.created_at), "started_at": iso(self.started_at),
                 "finished_at": iso(self.finished_at), "exit_code": self.exit_code, "workspace": self.workspace,
-                "gpus": self.gpus, "cancel_requested": self.cancel_requested, "message": self.message,
-                "attempts": self.attempts}
+                "gpus": self.gpus, "gpu_fraction": self.gpu_fraction, "cancel_requested": self.cancel_requested,
+                "message": self.message, "attempts": self.attempts}
 
 
 class DeviceUse(Base):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,8 +119,11 @@ def usage(session: Session) -> dict[int, Usage]:
     return {t: Usage(int(n), int(d)) for t, n, d in rows}
 
 
-def pick_next(session: Session, *, slots: int, free_devices: int) -> Job | None:
-    """The queued job to start now by the fair-share rule (module docstring), or None."""
+def pick_next(session: Session, *, slots: int, free_devices: int,
+              free_for: Callable[[Tenant], int] | None = None) -> Job | None:
+    """The queued job to start now by the fair-share rule (module docstring), or None.
+    ``free_for(tenant)``: the GPUs a job of ``tenant`` could get now (``gpushare``: a tenant
+    allowed to share sees partly used GPUs too); by default ``free_devices`` for every tenant."""
     held = usage(session)
     if sum(u.running for u in held.values()) >= slots:
         return None
@@ -134,7 +138,7 @@ def pick_next(session: Session, *, slots: int, free_devices: int) -> Job | None:
         u = held.get(tenant.id, Usage(0, 0))
         quota = tenant.quota
         if u.running >= quota.running_jobs or u.devices + head.devices > quota.devices \
-                or head.devices > free_devices:
+                or head.devices > (free_devices if free_for is None else free_for(tenant)):
             continue
         if head.devices and device_hours_out(session, tenant, utcnow()) is not None:
             continue  # waits until older use leaves the window (or the quota is raised)
@@ -147,7 +151,8 @@ def pick_next(session: Session, *, slots: int, free_devices: int) -> Job | None:
 
 def default_quota() -> dict[str, int | float | None]:
     return {"devices": 0, "running_jobs": 2, "queued_jobs": 20, "device_hours": None, "period_days": 30,
-            "storage_bytes": None, "memory_bytes": None, "cpu_seconds": None}
+            "storage_bytes": None, "memory_bytes": None, "cpu_seconds": None, "cpus": None,
+            "gpu_memory_fraction": None}
 
 
 def started(tenant: Tenant, when: dt.datetime) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from deepseek_enterprise.service import quotas
+from deepseek_enterprise.service import gpushare, quotas
 from deepseek_enterprise.service.executor import Executor, Launch
 from deepseek_enterprise.service.jobpaths import PathRefused
 from deepseek_enterprise.service.models import DeviceUse, Job, Tenant, utcnow
@@ -114,10 +114,12 @@ class Scheduler:
         elif code == 0:
             job.move("succeeded", exit_code=0)
         else:
-            job.move("failed", exit_code=int(code), message=f"exit code {code}")
+            reason = self.executor.reason(job.id, Path(job.workspace))  # out of memory, CPU time...
+            job.move("failed", exit_code=int(code), message=f"{reason} (exit code {code})" if reason else f"exit code {code}")
         self._term_sent.pop(job.id, None)
         self.store.audit("scheduler", f"job.{job.state}", tenant=job.tenant.name, target=f"job {job.id}",
-                         result=f"exit code {job.exit_code}" if job.exit_code is not None else job.message,
+                         result=job.message if job.state == "failed" or job.exit_code is None
+                         else f"exit code {job.exit_code}",
                          session=s)
 
     def _reap(self) -> None:
@@ -160,14 +162,21 @@ class Scheduler:
             elif now - sent > self.executor.grace_s:
                 self.executor.kill(pid, pid_start)
 
+    def gpu_loads(self, s: Session) -> dict[str, float]:
+        """How much of each pool GPU running jobs hold (``gpushare.loads``)."""
+        running = s.execute(select(Job.gpus, Job.gpu_fraction).where(Job.state == "running")).all()
+        return gpushare.loads(self.gpus, [(gpus, fraction) for gpus, fraction in running])
+
     def free_gpus(self, s: Session) -> list[str]:
-        held = {g for (gpus,) in s.execute(select(Job.gpus).where(Job.state == "running")) for g in gpus.split(",") if g}
-        return [g for g in self.gpus if g not in held]
+        """The GPUs no running job holds any of."""
+        return gpushare.available(self.gpus, self.gpu_loads(s), None)
 
     def _start_one(self) -> bool:
         with self.store.session() as s:
-            free = self.free_gpus(s)
-            job = quotas.pick_next(s, slots=self.slots, free_devices=len(free))
+            load = self.gpu_loads(s)
+            job = quotas.pick_next(s, slots=self.slots, free_devices=len(gpushare.available(self.gpus, load, None)),
+                                   free_for=lambda t: len(gpushare.available(self.gpus, load,
+                                                                             t.quota.gpu_memory_fraction)))
             if job is None:
                 return False
             s.execute(select(Tenant.id).where(Tenant.id == job.tenant_id).with_for_update())
@@ -175,8 +184,10 @@ class Scheduler:
             if job.state != "queued":
                 return True
             quota = job.tenant.quota
+            share = quota.gpu_memory_fraction if job.devices else None
             launch = Launch(job.id, job.tenant.name, job.command, list(job.args), job.config, dict(job.files),
-                            free[:job.devices], quota.memory_bytes, quota.cpu_seconds)
+                            gpushare.assign(self.gpus, load, job.devices, share) or [], quota.memory_bytes,
+                            quota.cpu_seconds, quota.cpus, share)
             try:
                 started = self.executor.start(launch)
             except (PathRefused, OSError) as exc:
@@ -185,10 +196,11 @@ class Scheduler:
                                  result=job.message, session=s)
                 return True
             job.move("running", pid=started.pid, pid_start=started.pid_start, workspace=str(started.workspace),
-                     gpus=",".join(launch.gpus))
+                     gpus=",".join(launch.gpus), gpu_fraction=share)
             quotas.started(job.tenant, utcnow())
             self.store.audit("scheduler", "job.start", tenant=job.tenant.name, target=f"job {job.id}",
-                             result=f"pid {started.pid}, CUDA_VISIBLE_DEVICES={job.gpus!r}", session=s)
+                             result=f"pid {started.pid}, CUDA_VISIBLE_DEVICES={job.gpus!r}; {started.isolation}"[:2000],
+                             session=s)
         return True
 
     def recover(self) -> None:

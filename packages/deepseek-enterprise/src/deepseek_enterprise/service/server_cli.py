@@ -70,14 +70,19 @@ def pick_executor(name: str) -> type:
               metavar="N", help="Requeue a job found gone (no exit code) up to N times; 0: it stays lost.")
 @click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
               help="Registered job executor (deepseek plugins list).")
+@click.option("--cgroup", "cgroup_spec", default=None, metavar="auto|none|DIR",
+              help="Local executor's host limits: cgroup v2 under DIR, auto (the server's own cgroup when "
+                   "writable; rlimits otherwise), none (rlimits). Default: auto.")
 def server(host: str, port: int, root: Path, db_url: str | None, slots: int, devices_spec: str, grace: float,
-           admin_name: str, executor_name: str, requeue_lost: int = 0) -> None:
+           admin_name: str, executor_name: str, cgroup_spec: str | None, requeue_lost: int = 0) -> None:
     """Run the multi-tenant job server (HTTP API, scheduler, local executor); docs/service.md."""
     import re
 
     import uvicorn
 
+    from deepseek_enterprise.service import cgroups
     from deepseek_enterprise.service.api import Service, create_app
+    from deepseek_enterprise.service.executor import LocalExecutor
     from deepseek_enterprise.service.scheduler import Scheduler
     from deepseek_enterprise.service.store import Store
 
@@ -86,18 +91,26 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     if root.exists() and not root.is_dir():
         raise UsageError(f"--root {root}: exists and is not a folder")
     executor_cls = pick_executor(executor_name)
+    local = issubclass(executor_cls, LocalExecutor)
+    if cgroup_spec is not None and not local:
+        raise UsageError(f"--cgroup applies to the local executor only, not to --executor {executor_name}")
+    limits = cgroups.detect(cgroup_spec or "auto") if local else None
     gpus = detect_gpus(devices_spec)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     root = root.resolve()
+    # the executor refuses what it cannot work with (Slurm's commands missing ...) before anything is created
+    executor = executor_cls(root, grace_s=grace, limits=limits) if local else executor_cls(root, grace_s=grace)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(db_url or f"sqlite:///{root / 'service.db'}")
     token = store.bootstrap(admin_name)
     if token is not None:
         click.echo(f"new database: platform admin {admin_name!r}, token (shown once, only its hash is kept):")
         click.echo(token)
-    scheduler = Scheduler(store, executor_cls(root, grace_s=grace), slots=slots, gpus=gpus, requeue_lost=requeue_lost)
+    scheduler = Scheduler(store, executor, slots=slots, gpus=gpus, requeue_lost=requeue_lost)
     scheduler.start()
     click.echo(f"deepseek server on http://{host}:{port} (root {root}, {slots} slot(s), "
                f"devices {','.join(gpus) or 'none'})", err=True)
+    if limits is not None:
+        click.echo(f"job limits: {limits.summary()}", err=True)
     os.environ.pop("DEEPSEEK_TOKEN", None)
     try:
         uvicorn.run(create_app(Service(store, root, scheduler=scheduler, pool_size=len(gpus))), host=host,
