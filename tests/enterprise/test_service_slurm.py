@@ -209,6 +209,36 @@ def test_slurm_job_scrubbed_reattached_after_restart_then_cancelled(tmp_path: Pa
         again.close()
 
 
+@slurm_cluster
+def test_a_slurm_id_is_the_job_only_under_its_name(tmp_path: Path) -> None:
+    """A Slurm job of the same id but another name (an id reused, or not ours) is never signalled
+    nor taken for the job; a job Slurm does not know is concluded from exit_code, else lost."""
+    ex = SlurmExecutor(tmp_path, grace_s=1, poll_s=0)
+    other = subprocess.run(["sbatch", "--parsable", "--job-name=not-deepseek", f"--output={tmp_path}/other.log",
+                            "--wrap", "sleep 60"], capture_output=True, text=True, timeout=30, check=True)
+    other_id = int(other.stdout.strip().split(";")[0])
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    try:
+        deadline = time.monotonic() + 60
+        while _active(other_id) != f"{other_id} RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        posing = "deepseek-7-0123abcd"
+        ex.terminate(other_id, posing)
+        ex.kill(other_id, posing)
+        time.sleep(1)
+        assert _active(other_id) == f"{other_id} RUNNING"  # untouched
+        assert ex.finished(7, other_id, posing, ws) is False  # not ours, and no exit_code: lost
+        (ws / "exit_code").write_text("3\n")
+        assert ex.finished(7, other_id, posing, ws) == 3
+        assert ex.finished(7, 99_999_999, posing, ws) == 3  # unknown to Slurm: from exit_code
+        (ws / "exit_code").write_text("three\n")
+        assert ex.finished(7, 99_999_999, posing, ws) is False
+        assert ex.finished(7, other_id, "not a deepseek name", ws) is False
+    finally:
+        subprocess.run(["scancel", str(other_id)], timeout=30, check=False)
+
+
 # -- Slurm's output read like user input (no cluster needed) ---------------------------------
 
 def test_squeue_lines_that_do_not_parse_are_skipped() -> None:
