@@ -43,7 +43,8 @@ from deepseek_enterprise.service import gpushare, jobpaths
 from deepseek_enterprise.service.cgroups import Detection
 
 PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-          "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "CUDA_DEVICE_ORDER")
+          "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST",
+          "NVSHMEM_DISABLE_NVLS", "CUDA_DEVICE_ORDER")
 """Variables of the server's environment a job sees (when set); nothing else is passed."""
 
 

@@ -6,7 +6,8 @@ any of the job's code runs it caps PyTorch's CUDA caching allocator of this proc
 fraction of each visible device's memory (``torch.cuda.set_per_process_memory_fraction``), then
 runs ``deepseek ARGS`` in the same process. An allocation past the cap raises PyTorch's
 out-of-memory error in the job (which ``deepseek`` reports as ``error: out of memory``), not in
-the other jobs on the GPU.
+the other jobs on the GPU. When the job exits, one line of its log gives the peak memory PyTorch
+allocated and reserved (:data:`PEAK`, all its devices together).
 
 What the cap does not cover: memory outside PyTorch's allocator (the CUDA context, cuBLAS and
 NCCL workspaces, other libraries), and processes the job starts itself (they inherit the
@@ -16,10 +17,23 @@ runs the job uncapped.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
 from deepseek_enterprise.service.gpushare import ENV, check_fraction
+
+
+PEAK = "[deepseek server] peak GPU memory (GiB): allocated {allocated:.3f}, reserved {reserved:.3f}"
+"""The line logged at exit (GiB, all visible devices together)."""
+
+
+def _report_peak(n: int) -> None:
+    import torch
+
+    allocated = sum(torch.cuda.max_memory_allocated(i) for i in range(n)) / 2**30
+    reserved = sum(torch.cuda.max_memory_reserved(i) for i in range(n)) / 2**30
+    print(PEAK.format(allocated=allocated, reserved=reserved), file=sys.stderr, flush=True)
 
 
 def apply_cap(fraction: float) -> str:
@@ -32,6 +46,7 @@ def apply_cap(fraction: float) -> str:
     for i in range(n):
         torch.cuda.set_per_process_memory_fraction(fraction, i)
     total = sum(torch.cuda.get_device_properties(i).total_memory for i in range(n))
+    atexit.register(_report_peak, n)
     return f"GPU memory cap: {fraction:g} of each of {n} visible device(s) ({fraction * total / 2**30:.1f} GiB in all)"
 
 
