@@ -176,7 +176,7 @@ def test_metrics_points_from_an_offset_and_a_replaced_file(svc: Deploy) -> None:
         f.write('ss": 2.0}\n')
     params = {"run": "runs/b", "offset": first["next_offset"], "file_id": first["file_id"]}
     second = svc.call("GET", url, bob, params=params).json()
-    assert (second["loss"], second["val_loss"], second["reset"]) == ([[4, 2.0]], [], False)
+    assert (second["loss"], second["val_loss"], second["reset"], second["runs"]) == ([[4, 2.0]], [], False, None)
     again = svc.call("GET", url, bob, params={**params, "offset": second["next_offset"]}).json()
     assert (again["loss"], again["next_offset"]) == ([], second["next_offset"])
     # a resumed run rewrites its metrics (a new file): the answer starts again from byte 0

@@ -89,17 +89,20 @@ def metrics(tenant: str, job_id: int, run: str | None = Query(default=None, max_
     points of its ``metrics.jsonl`` from byte ``offset`` (whole lines, at most 1 MiB a call).
 
     ``run`` is the run folder relative to the workspace (default: the one whose metrics changed
-    last); ``runs`` lists every folder holding a ``metrics.jsonl``. Pass back ``next_offset`` and
+    last); ``runs`` lists every folder holding a ``metrics.jsonl`` (when ``run`` is not given or
+    ``offset`` is 0; else null: polls do not walk the workspace). Pass back ``next_offset`` and
     ``file_id``: when the file was replaced (a resumed run rewrites it) or shrank, the answer
     starts again from byte 0 with ``reset`` true. Lines that are not a metrics record, and values
     that are not finite numbers, are skipped and counted in ``skipped``.
     """
     run_parts = artefacts.parts_of(run) if run is not None else None
     fd, state = _workspace(svc, who, tenant, job_id)
-    runs = _runs(os.dup(fd))
-    out: dict[str, Any] = {"state": state, "runs": sorted(r for r, _ in runs), "run": None, "file_id": None,
+    runs = _runs(os.dup(fd)) if run_parts is None or offset == 0 else None  # not at every poll
+    out: dict[str, Any] = {"state": state, "runs": None if runs is None else sorted(r for r, _ in runs),
+                           "run": None, "file_id": None,
                            "offset": 0, "next_offset": 0, "reset": False, "loss": [], "val_loss": [], "skipped": 0}
     if run_parts is None:
+        assert runs is not None
         if not runs:
             os.close(fd)
             return out
