@@ -22,7 +22,13 @@ from sqlalchemy import select
 from deepseek_enterprise.service.api import Service, create_app
 from deepseek_enterprise.service.models import AuditEntry, Job
 from deepseek_enterprise.service.scheduler import Scheduler
-from deepseek_enterprise.service.slurm import Listed, SlurmExecutor, parse_exit, parse_squeue
+from deepseek_enterprise.service.slurm import (
+    Listed,
+    SlurmExecutor,
+    memory_kill,
+    parse_exit,
+    parse_squeue,
+)
 from deepseek_enterprise.service.store import Store
 
 
@@ -111,8 +117,11 @@ def test_slurm_jobs_succeed_fail_and_carry_the_tenant_limits(tmp_path: Path) -> 
     try:
         d.tenant("acme", running_jobs=3, devices=1, memory_bytes=8 << 30, cpu_seconds=600)
         d.tenant("huge", running_jobs=1, memory_bytes=1 << 50)
+        d.tenant("tight", running_jobs=1, memory_bytes=128 << 20)
         bob = d.user("acme", "bob", "member")
         hugo = d.user("huge", "hugo", "member")
+        tim = d.user("tight", "tim", "member")
+        oom = d.submit("tight", tim, args=[*TINY_TRAIN, "--run-dir", "runs/oom"]).json()["id"]
         ok = d.submit("acme", bob, args=[*TINY_TRAIN, "--run-dir", "runs/tiny"]).json()["id"]
         bad = d.submit("acme", bob, args=["--set", "model.bogus=1", "--max-steps", "1"], devices=1).json()["id"]
         over = d.submit("huge", hugo, args=["--max-steps", "1"]).json()["id"]
@@ -146,6 +155,11 @@ def test_slurm_jobs_succeed_fail_and_carry_the_tenant_limits(tmp_path: Path) -> 
         refused = d.wait("huge", hugo, over, {"succeeded", "failed", "lost"})
         assert refused["state"] == "failed" and refused["exit_code"] is None
         assert refused["message"].startswith("could not start: sbatch refused the job: sbatch: error:"), refused
+        # over --mem: Slurm kills the job (OverMemoryKill on the CI cluster), the message says so
+        killed = d.wait("tight", tim, oom, {"succeeded", "failed", "lost"}, timeout=300)
+        assert killed["state"] == "failed" and killed["exit_code"] == 137, killed
+        assert re.fullmatch(r"out of memory: Slurm killed the job at \d+ MiB, over its --mem of 128 MiB "
+                            r"\(quota memory-bytes\) \(exit code 137\)", killed["message"]), killed["message"]
         with d.store.session() as s:
             starts = s.scalars(select(AuditEntry).where(AuditEntry.action == "job.start")).all()
             assert any(f"Slurm job {slurm_ok} (--account=acme --mem=8192M --time=10)" in e.result for e in starts)
@@ -179,7 +193,7 @@ def test_slurm_job_scrubbed_reattached_after_restart_then_cancelled(tmp_path: Pa
             assert env["HOME"] == str(ws) and env["TMPDIR"] == str(ws / "tmp") and env["CUDA_VISIBLE_DEVICES"] == ""
             assert env["SLURM_JOB_ID"] == str(slurm_id) and env["SLURM_JOB_ACCOUNT"] == "acme"
             assert env["DEEPSEEK_JOB_ID"] == str(long)
-            assert _limit(pid, "Max address space") == str(8 << 30)  # propagated from sbatch
+            assert _limit(pid, "Max address space") == "unlimited"  # memory is --mem's, not RLIMIT_AS
             assert _limit(pid, "Max cpu time") == "900"
         assert _show(slurm_id)["JobState"] == "RUNNING"
     finally:
@@ -299,3 +313,12 @@ def test_server_refuses_slurm_it_cannot_use_before_creating_anything(tmp_path: P
     assert done.returncode == 2 and done.stdout == "", done
     assert len(done.stderr.strip().splitlines()) == 1 and named in done.stderr, done.stderr
     assert not root.exists()
+
+
+def test_memory_kill_read_from_slurmstepd_lines_only() -> None:
+    line = "slurmstepd-vm: error: StepId=6.batch exceeded memory limit (539398144 > 104857600), being killed\n"
+    assert memory_kill("step 1\n" + line) == ("out of memory: Slurm killed the job at 514 MiB, over its --mem of "
+                                              "100 MiB (quota memory-bytes)")
+    assert memory_kill("echo " + line) == ""  # not at a line start
+    assert memory_kill(line.replace("539398144", "5" * 30)) == ""
+    assert memory_kill("") == ""

@@ -18,9 +18,11 @@ the batch script's only command (``exec``, arguments quoted with ``shlex``; the 
   ``cpu_seconds`` (minutes, rounded up): Slurm's wall-clock limit;
 - ``--export=ALL`` from an ``sbatch`` process whose environment *is* the job's scrubbed one (the
   local executor's allow-list, ``HOME``/``TMPDIR`` in the workspace, plus ``SLURM_CONF`` when the
-  server has it), so nothing else of the server's environment reaches the job; its rlimits
-  (``RLIMIT_AS``/``RLIMIT_CPU`` from the quota, no core files) are set on ``sbatch`` and Slurm
-  propagates them to the job (``PropagateResourceLimits``, ``ALL`` by default).
+  server has it), so nothing else of the server's environment reaches the job; ``RLIMIT_CPU``
+  (``cpu_seconds``) and no core files are set on ``sbatch`` and Slurm propagates them to the job
+  (``PropagateResourceLimits``, ``ALL`` by default). The memory limit is ``--mem`` alone (a total
+  over the job's processes where the cluster enforces it), not ``RLIMIT_AS``: a CUDA process
+  reserves far more address space than it uses.
 
 State comes from one ``squeue --states=all`` listing of the server user's jobs per ``poll_s``
 (id, state, name; lines that do not parse are ignored). A job listed in a final state ended: its
@@ -118,11 +120,9 @@ def parse_exit(text: str, slurm_id: int) -> int | None:
     return 128 + sig if sig else code
 
 
-def _rlimits(memory_bytes: int | None, cpu_seconds: int | None) -> Callable[[], None]:
+def _rlimits(cpu_seconds: int | None) -> Callable[[], None]:
     def apply() -> None:  # in sbatch between fork and exec; Slurm propagates them to the job
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_bytes is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         if cpu_seconds is not None:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
 
@@ -223,7 +223,7 @@ class SlurmExecutor(Executor):
         script = f"#!/bin/sh\n{mask}exec {shlex.join(self.workspaces.argv(launch))}\n"
         self._listing = None
         try:
-            done = self._run(argv, stdin=script, env=env, preexec=_rlimits(launch.memory_bytes, launch.cpu_seconds))
+            done = self._run(argv, stdin=script, env=env, preexec=_rlimits(launch.cpu_seconds))
         except SlurmError:
             self._cancel_by_name(name)  # it may have been queued before sbatch stopped answering
             raise
@@ -256,8 +256,10 @@ class SlurmExecutor(Executor):
                 return None
             parsed = parse_exit(shown.stdout, pid) if shown.returncode == 0 else None
             code = False if parsed is None else parsed
-        if entry.state in REASONS and code != 0:
-            self._reasons[job_id] = REASONS[entry.state]
+        if code != 0:
+            reason = memory_kill(_log_tail(workspace)) or REASONS.get(entry.state, "")
+            if reason:
+                self._reasons[job_id] = reason
         _note(workspace, f"[deepseek server] Slurm job {pid} ended {entry.state}, exit code {code}\n")
         return code
 
@@ -297,6 +299,28 @@ class SlurmExecutor(Executor):
 
     def close(self) -> None:
         self._listing = None  # the Slurm jobs run on; a restarted server re-attaches them by id and name
+
+
+def memory_kill(log_tail: str) -> str:
+    """Why the job failed when ``slurmstepd`` wrote to its log that it killed the job over its
+    memory (``--mem``; ``JobAcctGatherParams=OverMemoryKill`` or cgroup), else ''."""
+    m = re.search(r"^slurmstepd[^:\n]{0,64}: error: [^\n]{0,64}exceeded memory limit \((\d{1,20}) > (\d{1,20})\)",
+                  log_tail, re.MULTILINE)
+    if m is None:
+        return ""
+    used, limit = int(m.group(1)) >> 20, int(m.group(2)) >> 20
+    return (f"out of memory: Slurm killed the job at {used} MiB, over its --mem of {limit} MiB "
+            "(quota memory-bytes)")
+
+
+def _log_tail(workspace: Path, size: int = 16384) -> str:
+    try:
+        fd = os.open(workspace / "job.log", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - size))
+        return f.read().decode("utf-8", "replace")
 
 
 def _first_line(text: str) -> str:
