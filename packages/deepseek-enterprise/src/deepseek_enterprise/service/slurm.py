@@ -33,6 +33,10 @@ after ``MinJobAge``) or listed under another name is concluded from ``exit_code`
 answers again. Cancel: ``scancel --signal=TERM --full`` (a pending job is simply cancelled), then
 after the grace ``scancel --signal=KILL --full`` and ``scancel``; each names the job's name too,
 so a reused id is never signalled.
+
+Why a job failed, beyond its code (:meth:`SlurmExecutor.reason`): what the wrapper wrote to
+``exit_reason``, else ``slurmstepd``'s line in the log saying it killed the job over its
+``--mem``, else the final Slurm state (``TIMEOUT``, ``OUT_OF_MEMORY``, ``NODE_FAIL`` ...).
 """
 
 from __future__ import annotations
