@@ -106,7 +106,7 @@ def test_a_shared_job_gets_the_cap_variable_and_the_capping_entry_point(tmp_path
                                env={"PATH": os.environ["PATH"], gpushare.ENV: value, "CUDA_VISIBLE_DEVICES": ""})
         out = (ws / "job.log").read_text()
         assert r.returncode == code and text in out, out
-        assert (ws / "exit_code").read_text() == f"{code}\n"
+        assert (ws / "exit_code").read_text() == f"{code}\n" and (ws / "exit_reason").read_text() == ""
 
 
 def test_the_wrapper_explains_failures(tmp_path: Path) -> None:

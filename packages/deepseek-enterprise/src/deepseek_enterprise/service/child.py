@@ -71,8 +71,7 @@ def main(argv: list[str]) -> int:
     if code < 0:
         code = 128 - code
     reason = explain(code, Path("job.log"), fraction)
-    if reason:
-        _write_atomic("exit_reason", reason + "\n")
+    _write_atomic("exit_reason", f"{reason}\n" if reason else "")  # always: a file the job left is replaced
     _write_atomic("exit_code", f"{code}\n")
     return code
 
