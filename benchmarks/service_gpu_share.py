@@ -57,7 +57,7 @@ B_AFTER_STEPS = 20
 """Job A's steps by default: long enough to still be training when B fails."""
 
 
-def jobs_for(device: str, a_steps: int) -> tuple[list[str], list[str]]:
+def jobs_for(device: str, a_steps: int, b_batch: int = 256) -> tuple[list[str], list[str]]:
     """The ``deepseek train`` arguments of job A (fits) and job B (over its share)."""
     common = ["--set", "logging.plot=false", "--set", "train.eval_interval=0", "--set", "checkpoint.interval=0",
               "--quiet"]
@@ -72,7 +72,7 @@ def jobs_for(device: str, a_steps: int) -> tuple[list[str], list[str]]:
              "--precision", "bf16", *common]
     return ([*small, "--set", "data.seq_len=512", "--set", "data.batch_size=32", "--max-steps", str(a_steps),
              "--run-dir", "runs/a"],
-            [*small, "--set", "data.seq_len=1024", "--set", "data.batch_size=256", "--max-steps", "20",
+            [*small, "--set", "data.seq_len=1024", "--set", f"data.batch_size={b_batch}", "--max-steps", "20",
              "--run-dir", "runs/b"])
 
 
@@ -171,6 +171,7 @@ def main() -> int:
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--fraction", type=float, default=0.4, help="each tenant's gpu_memory_fraction")
     p.add_argument("--a-steps", type=int, default=None, help="job A's steps (default: A_STEPS)")
+    p.add_argument("--b-batch", type=int, default=256, help="job B's batch of 1024-token rows (cuda)")
     p.add_argument("--budget", type=float, default=200, help="seconds the jobs may take before both are cancelled")
     p.add_argument("--out", type=Path, default=Path("service_gpu_share.json"))
     p.add_argument("--keep", action="store_true", help="keep the server's temporary root")
@@ -204,7 +205,7 @@ def main() -> int:
             admin("POST", "/v1/tenants", json={"name": tenant, "quota": quota})
             admin("POST", f"/v1/tenants/{tenant}/users", json={"name": user, "role": "member"})
             users[tenant] = Api(url, admin("POST", f"/v1/tenants/{tenant}/users/{user}/tokens", json={})["token"])
-        args_a, args_b = jobs_for(a.device, a.a_steps or A_STEPS[a.device])
+        args_a, args_b = jobs_for(a.device, a.a_steps or A_STEPS[a.device], a.b_batch)
         ids.append(users["acme"]("POST", "/v1/tenants/acme/jobs",
                                  json={"command": "train", "args": args_a, "devices": 1})["id"])
         jobs_t0 = time.monotonic()
