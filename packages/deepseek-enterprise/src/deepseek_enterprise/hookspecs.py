@@ -24,7 +24,9 @@ def deepseek_register_compressors(register: RegisterFn) -> None:
     host=host)``; ``check_model(model, config)`` refuses a model it cannot take and
     ``compress(model, config, calibration)`` returns a ``Compressed`` (the new model, the
     ``[model]`` table that rebuilds it, a record of what was done, what loading it needs).
-    Enterprise registers ``prune.ffn``; docs/compress.md.
+    ``deepseek compress`` calls ``apply(model, config, context)`` (default: ``compress`` with the
+    context's calibration batches), which a step needing the original or training overrides.
+    Enterprise registers ``prune.ffn``, ``recover`` and others; docs/compress.md.
     """
 
 

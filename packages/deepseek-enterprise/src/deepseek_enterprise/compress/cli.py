@@ -4,7 +4,8 @@ Loads the trained model, applies a registered compressor, writes the result as a
 (:mod:`.output`) and prints the compressed model against the original, measured in this call on
 the same validation batches: parameters, weights on disk, Linear weights as stored, validation
 loss/metrics and batch-1 latency p50 (``deepseek bench latency``'s eager timing; with
-``--optimize`` also under ``deepseek.optimize``).
+``--optimize`` also under ``deepseek.optimize``). With ``--max-drop`` it searches recipes
+(:mod:`.search`), ``--recovery-steps`` being the step budget of their ``recover`` steps.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import click
 from deepseek.cli.params import Device, count
 from deepseek.errors import UsageError
 from deepseek_enterprise.compress.search import create_steps, parse_budget, parse_recipe
+
+DEFAULT_RECOVERY_STEPS = 100
+"""Training steps of a ``recover`` step in a ``--max-drop`` search unless ``--recovery-steps`` says."""
 
 
 def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> Any:
@@ -56,6 +60,9 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--recipe", "recipes", multiple=True, metavar="STEPS",
               help="With --max-drop: try these recipes instead of the built-in ones, e.g. "
                    "'prune.ffn ratio=0.5 + quantize.int8' (repeat for several).")
+@click.option("--recovery-steps", type=count(0), metavar="N",
+              help=f"With --max-drop: training steps of each recover step (pruned candidates distilled from the "
+                   f"original; default {DEFAULT_RECOVERY_STEPS}; 0: no recovery).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A compressor option, e.g. ratio=0.5.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New run folder for the result.")
 @click.option("--device", "--target-device", "device", type=Device(), default="auto", show_default=True,
@@ -67,7 +74,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
 @click.option("--json", "json_path", metavar="PATH", help="Also write the comparison as JSON.")
 def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...],
-             settings: tuple[str, ...], out: Path, device: str, calibration_batches: int, batches: int | None,
+             recovery_steps: int | None, settings: tuple[str, ...], out: Path, device: str, calibration_batches: int, batches: int | None,
              latency_runs: int, optimize: bool, json_path: str | None) -> None:
     """Compress a trained model (quantization, pruning, distillation) into a new run folder; the
     table compares it with the original on the same validation batches."""
@@ -87,10 +94,16 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         raise UsageError("compress: give --method NAME (one compressor) or --max-drop BUDGET (a search), not both or neither")
     if max_drop is not None and settings:
         raise UsageError("--set: options belong to --method; --max-drop tries its own recipes (see docs/compress.md)")
+    if recovery_steps is not None and max_drop is None:
+        raise UsageError("--recovery-steps: recovery is a step of the --max-drop search; with --method, fine-tune or "
+                         "distil the result as docs/compress.md shows")
     budget = parse_budget(max_drop) if max_drop is not None else None
     tried_recipes = [parse_recipe(r) for r in recipes]
     for recipe in tried_recipes:
         create_steps(host, recipe)
+        if recovery_steps == 0 and any(name == "recover" and not opts.get("steps") for name, opts in recipe.steps):
+            raise UsageError(f"--recipe {recipe.label!r}: its recover step has no step budget with --recovery-steps 0; "
+                             "give --recovery-steps N or 'recover steps=N'")
     compressor = compressor_from_cli(host, method, settings) if method is not None else None
     missing = check_output(out, where="--out", folder=True)
     if out.is_dir() and any(out.iterdir()):
@@ -101,22 +114,33 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         compressor.check_model(model, config)
     dataset = build_dataset(config, host)
     val = dataset.validation_batches(batches or config.data.eval_batches)
-    calibration = [next(dataset) for _ in range(calibration_batches)]
     source = resolve_checkpoint(checkpoint)
+    calibration = [next(dataset) for _ in range(calibration_batches)]
+    steps = DEFAULT_RECOVERY_STEPS if recovery_steps is None else recovery_steps
+    asked_by = ("--recovery-steps" if recovery_steps else "--recipe" if _recovers(tried_recipes) else "")
+    unavailable = _unavailable(model, config, state, dataset, asked_by) if budget is not None and (steps or asked_by) else ""
     before = _measure(model, config, val, latency_runs, source / MODEL_FILE, optimize)
     if budget is not None and budget.unit == "pt" and "val_accuracy" not in before:
         raise UsageError(f"--max-drop {budget.text}: {config.model.name!r} reports no validation accuracy; "
                          "give a loss budget such as 1%")
     if compressor is not None:
-        result = compressor.compress(model, config, calibration)
         from deepseek.config.load import config_from_dict
+        from deepseek_enterprise.compress.compressor import StepContext
 
+        result = compressor.apply(model, config, StepContext(calibration))
         new_config = config_from_dict({**config.to_dict(), "model": result.model_table}, host=host)
         report = {"method": method, "options": _plain(compressor.options), "source": str(checkpoint),
                   "loads_with": result.loads_with, "record": result.record}
     else:
-        result, new_config, report = _search(host, budget, tried_recipes, model, config, calibration, val,
-                                             latency_runs, before)
+        import tempfile
+
+        from deepseek_enterprise.compress.compressor import Recovery
+
+        with tempfile.TemporaryDirectory(prefix="deepseek-compress-") as scratch:
+            recovery = Recovery(original=source.resolve(), config=config, steps=steps, work_dir=Path(scratch),
+                                device=str(next(model.parameters()).device), unavailable=unavailable)
+            result, new_config, report = _search(host, budget, tried_recipes, model, config, calibration, val,
+                                                 latency_runs, before, recovery)
         report["source"] = str(checkpoint)
     make_folders(missing, where="--out")
     final = _write(out, state, new_config, result, report)
@@ -134,8 +158,23 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
                f"try: deepseek eval --checkpoint {out}")
 
 
+def _recovers(recipes: list[Any]) -> bool:
+    return any(name == "recover" for recipe in recipes for name, _ in recipe.steps)
+
+
+def _unavailable(model: Any, config: Any, state: dict[str, Any], dataset: Any, asked_by: str) -> str:
+    """Why ``recover`` steps cannot train here (``""``: they can); a one-line error instead when
+    recovery was asked for explicitly (``asked_by``: the option that asked)."""
+    from deepseek_enterprise.compress.recover import training_unavailable
+
+    reason = training_unavailable(model, config, state, dataset)
+    if reason and asked_by:
+        raise UsageError(f"{asked_by}: {reason}; or search without recovery (--recovery-steps 0, no recover step)")
+    return reason
+
+
 def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any, calibration: list[Any],
-            val: list[Any], latency_runs: int, before: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+            val: list[Any], latency_runs: int, before: dict[str, Any], recovery: Any) -> tuple[Any, Any, dict[str, Any]]:
     """Run the recipe search (``recipes``, or the built-in ones); print every recipe tried; a
     one-line error when none fits."""
     from deepseek_enterprise.compress.search import default_recipes, search, state_bytes
@@ -145,15 +184,15 @@ def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any,
 
     device = next(model.parameters()).device
     original = {**before, "weights_bytes": state_bytes(model)}
-    best, tried = search(host, budget, recipes or default_recipes(device), model, config, calibration, original, measure,
-                         progress=_progress())
+    best, tried = search(host, budget, recipes or default_recipes(device, recovery.steps), model, config, calibration,
+                         original, measure, progress=_progress(), recovery=recovery)
     _print_search(tried, original, budget)
     if best is None:
         measured = [t for t in tried if t.drop is not None]
         closest = min(measured, key=lambda t: t.drop).recipe.label if measured else None
         near = f"; the closest was {closest} ({min(t.drop for t in measured):+.2f}{budget.unit})" if closest else ""
         raise UsageError(f"--max-drop {budget.text}: no recipe stays within it{near}; nothing was written "
-                         "(raise the budget, or prune and fine-tune or distil: see docs/compress.md)")
+                         "(raise the budget or --recovery-steps: see docs/compress.md)")
     result, new_config = best.result
     report = {"method": "search", "max_drop": budget.text, "recipe": best.recipe.label,
               "options": {"steps": [[n, o] for n, o in best.recipe.steps]}, "loads_with": result.loads_with,

@@ -8,12 +8,19 @@ chosen device), its validated :class:`~deepseek.config.schema.Config` and a few 
 for methods that need data, and returns a :class:`Compressed`: the new model, the ``[model]``
 table that rebuilds it (so the result loads with the edition named in ``loads_with``), and what
 was done, for ``compression.json``.
+
+``deepseek compress`` calls each compressor through ``apply(model, config, context)`` with a
+:class:`StepContext`: the calibration batches, the step's position in its recipe and, in a
+``--max-drop`` search, a :class:`Recovery` (the original run as teacher, its training config,
+the step budget of ``--recovery-steps``, a scratch folder). The default ``apply`` is
+``compress(model, config, context.calibration)``; a step that trains (``recover``) overrides it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from deepseek.config.components import NoOptions
@@ -32,6 +39,37 @@ class Compressed:
     """What loading the result needs (an edition, or a library such as torchao)."""
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """What a step that trains its input may use (a ``--max-drop`` search's ``--recovery-steps``)."""
+
+    original: Path
+    """The original model's checkpoint folder: the teacher."""
+    config: Any
+    """The original run's validated :class:`~deepseek.config.schema.Config`: its ``[data]`` is
+    the training data, its ``[train]``/``[precision]``/``[optimizer]`` the starting point."""
+    steps: int
+    """The step budget of a recovery that names none (``--recovery-steps``; 0: none)."""
+    work_dir: Path
+    """A scratch folder for training runs, removed when the command ends."""
+    device: str
+    """Where to train (the device the candidates are measured on)."""
+    unavailable: str = ""
+    """Why training is not possible for this model or data (one line); ``""`` when it is."""
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What ``deepseek compress`` hands each step besides its input model."""
+
+    calibration: list[Any] = field(default_factory=list)
+    """Training batches for methods that need data (``--calibration-batches``)."""
+    position: int = 0
+    """The step's index in its recipe (0: its input is the original model)."""
+    recovery: Recovery | None = None
+    """Training allowed (a ``--max-drop`` search); ``None`` with ``--method``."""
+
+
 class Compressor(ABC):
     """Base class of a registered compressor."""
 
@@ -48,6 +86,11 @@ class Compressor(ABC):
     @abstractmethod
     def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
         """Compress ``model`` (do not modify it in place: the original is evaluated beside it)."""
+
+    def apply(self, model: Any, config: Any, context: StepContext) -> Compressed:
+        """What ``deepseek compress`` calls: :meth:`compress` with the context's calibration
+        batches. Override it for a step that needs more of the context (the original, training)."""
+        return self.compress(model, config, context.calibration)
 
 
 def create_compressor(host: Any, name: str, table: dict[str, Any], *, where: str) -> Compressor:

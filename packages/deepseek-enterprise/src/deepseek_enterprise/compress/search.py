@@ -11,11 +11,20 @@ batch-1 latency. The budget is
 * ``N%``: validation loss at most N percent (relative) above the original's, or
 * ``Npt``: validation accuracy at most N points below the original's (classifiers);
 
-among the recipes within it the one with the smallest weights wins (ties: the faster one). Every
+among the recipes within it the one with the smallest weights wins (ties: the faster one, then
+the one with the smaller drop). Every
 recipe tried is reported with its figures and why it was kept or rejected (Intel Neural
 Compressor's accuracy-driven tuning is the model: a tolerance on the metric, candidates from the
 most to the least compression, the first/smallest that fits kept). When none fits, nothing is
 written and the message names the closest one.
+
+A ``recover`` step (:mod:`.recover`) trains its input against the original for the search's
+``--recovery-steps``: the built-in recipes try each GPT pruning both bare and followed by
+``recover``, so the report shows what recovery buys. Steps get a
+:class:`~deepseek_enterprise.compress.compressor.StepContext` (their position in the recipe and
+the search's :class:`~deepseek_enterprise.compress.compressor.Recovery`); a chain prefix that
+later recipes share (``prune.ffn ratio=0.5 + recover`` of ``... + quantize.int8``) is computed
+once.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from deepseek.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
+
+    from deepseek_enterprise.compress.compressor import Recovery
 
 Step = tuple[str, dict[str, Any]]
 
@@ -92,22 +103,25 @@ def parse_recipe(text: str) -> Recipe:
     return Recipe(tuple(steps))
 
 
-def default_recipes(device: torch.device) -> list[Recipe]:
-    """The recipes tried, most compression first."""
+def default_recipes(device: torch.device, recovery_steps: int = 0) -> list[Recipe]:
+    """The recipes tried, most compression first; with ``recovery_steps``, each GPT pruning is
+    tried bare and followed by ``recover steps=N`` (before any quantization)."""
+    ffn50, ffn25 = ("prune.ffn", {"ratio": 0.5}), ("prune.ffn", {"ratio": 0.25})
+    heads, mlp, int8 = ("prune.heads", {"ratio": 0.25}), ("prune.mlp", {"ratio": 0.5}), ("quantize.int8", {})
+    recover: tuple[Step, ...] = (("recover", {"steps": recovery_steps}),) if recovery_steps else ()
+
+    def variants(*steps: Step, then: tuple[Step, ...] = ()) -> list[Recipe]:
+        """``steps + then``, and with ``recover`` between them."""
+        return [Recipe((*steps, *then))] + ([Recipe((*steps, *recover, *then))] if recover else [])
+
     recipes: list[Recipe] = []
     if device.type == "cuda":
         recipes.append(Recipe((("quantize.int4-weight", {}),)))
-    recipes += [
-        Recipe((("prune.ffn", {"ratio": 0.5}), ("quantize.int8", {}))),
-        Recipe((("prune.ffn", {"ratio": 0.25}), ("quantize.int8", {}))),
-        Recipe((("prune.mlp", {"ratio": 0.5}), ("quantize.int8", {}))),
-        Recipe((("quantize.int8", {}),)),
-        Recipe((("quantize.int8-weight", {}),)),
-    ]
+    recipes += [*variants(ffn50, then=(int8,)), *variants(ffn25, then=(int8,)), Recipe((mlp, int8)),
+                Recipe((int8,)), Recipe((("quantize.int8-weight", {}),))]
     if device.type == "cuda":
         recipes.append(Recipe((("quantize.float8", {}),)))
-    recipes += [Recipe((("prune.ffn", {"ratio": 0.5}),)), Recipe((("prune.ffn", {"ratio": 0.25}),)),
-                Recipe((("prune.heads", {"ratio": 0.25}),)), Recipe((("prune.mlp", {"ratio": 0.5}),))]
+    recipes += [*variants(ffn50), *variants(ffn25), *variants(heads), Recipe((mlp,))]
     return recipes
 
 
@@ -135,19 +149,40 @@ def create_steps(host: Any, recipe: Recipe) -> list[Any]:
     return [create_compressor(host, name, table, where=f"--recipe ({name})") for name, table in recipe.steps]
 
 
-def apply_recipe(host: Any, recipe: Recipe, model: Any, config: Any, calibration: list[Any]) -> tuple[Any, Any, list]:
+Applied = tuple[Any, Any, list[dict[str, Any]]]
+"""``(Compressed, its config, records)`` of a chain of steps."""
+
+
+def apply_recipe(host: Any, recipe: Recipe, model: Any, config: Any, calibration: list[Any],
+                 recovery: Recovery | None = None, done: dict[tuple[Any, ...], Applied] | None = None) -> Applied:
     """``(Compressed, its config, records)`` of ``recipe`` applied to ``model`` (left as it was);
-    a :class:`UsageError` when a step does not apply to its input (its ``check_model``)."""
+    a :class:`UsageError` when a step does not apply to its input (its ``check_model``, or its
+    ``apply`` refusing the context). ``done``: results of chain prefixes computed before (read,
+    and filled for every prefix of ``recipe``); a caller keeps only those a later recipe shares."""
     from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.compress.compressor import StepContext
 
     current, current_config, result, records = model, config, None, []
-    for (name, _), compressor in zip(recipe.steps, create_steps(host, recipe), strict=True):
+    steps = create_steps(host, recipe)
+    for i, ((name, _), compressor) in enumerate(zip(recipe.steps, steps, strict=True)):
+        prefix = _key(recipe.steps[: i + 1])
+        if done is not None and prefix in done:
+            result, current_config, records = done[prefix]
+            current, records = result.model, list(records)
+            continue
         compressor.check_model(current, current_config)
-        result = compressor.compress(current, current_config, calibration)
+        result = compressor.apply(current, current_config, StepContext(calibration, i, recovery))
         current_config = config_from_dict({**current_config.to_dict(), "model": result.model_table}, host=host)
         current = result.model
         records.append({"method": name, "record": result.record})
+        if done is not None:
+            done[prefix] = (result, current_config, list(records))
     return result, current_config, records
+
+
+def _key(steps: tuple[Step, ...]) -> tuple[Any, ...]:
+    """A hashable form of a chain of steps."""
+    return tuple((name, tuple(sorted((k, repr(v)) for k, v in opts.items()))) for name, opts in steps)
 
 
 def state_bytes(model: Any) -> int:
@@ -159,21 +194,28 @@ def state_bytes(model: Any) -> int:
 
 
 def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config: Any, calibration: list[Any],
-           original: dict[str, Any], measure: Any, progress: Any = None) -> tuple[Tried | None, list[Tried]]:
+           original: dict[str, Any], measure: Any, progress: Any = None,
+           recovery: Recovery | None = None) -> tuple[Tried | None, list[Tried]]:
     """Try every recipe; return ``(the winner or None, every recipe tried)``. ``measure(model,
-    config)`` gives a recipe's figures (as for the original, ``weights_bytes`` from the state)."""
+    config)`` gives a recipe's figures (as for the original, ``weights_bytes`` from the state).
+    ``recovery``: what ``recover`` steps train with (``None``: they are not applicable)."""
     tried: list[Tried] = []
     best: Tried | None = None
+    done: dict[tuple[Any, ...], Applied] = {}
     for i, recipe in enumerate(recipes):
         if progress is not None:
             progress(f"[{i + 1}/{len(recipes)}] {recipe.label}")
         t = Tried(recipe)
         tried.append(t)
+        later = {_key(r.steps[:n]) for r in recipes[i + 1:] for n in range(1, len(r.steps) + 1)}
         try:
-            result, new_config, t.records = apply_recipe(host, recipe, model, config, calibration)
+            result, new_config, t.records = apply_recipe(host, recipe, model, config, calibration, recovery, done)
         except UsageError as exc:
             t.verdict = f"not applicable: {exc}"
             continue
+        finally:  # keep only the chains a later recipe starts with (or is)
+            for key in [k for k in done if k not in later]:
+                del done[key]
         t.figures = measure(result.model, new_config)
         t.drop = budget.drop(original, t.figures)
         if t.drop is None:
@@ -182,12 +224,13 @@ def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config:
             t.verdict = f"rejected: drop {t.drop:+.2f}{budget.unit} > {budget.text}"
         elif best is None or _rank(t) < _rank(best):
             if best is not None:  # only the best so far keeps its model
-                best.verdict, best.result = "within budget; a smaller (or as small and faster) recipe was kept", None
+                best.verdict, best.result = "within budget; a smaller (or as small and faster or better) recipe was kept", None
             t.verdict, t.result, best = "kept: the smallest within budget", (result, new_config), t
         else:
-            t.verdict = "within budget; a smaller (or as small and faster) recipe was kept"
+            t.verdict = "within budget; a smaller (or as small and faster or better) recipe was kept"
     return best, tried
 
 
-def _rank(t: Tried) -> tuple[float, float]:
-    return (t.figures["weights_bytes"], t.figures.get("p50_ms") or 0.0)
+def _rank(t: Tried) -> tuple[float, float, float]:
+    """Smaller weights first, then faster, then the smaller drop (a recovered twin of a recipe)."""
+    return (t.figures["weights_bytes"], t.figures.get("p50_ms") or 0.0, t.drop if t.drop is not None else 0.0)
