@@ -4,7 +4,8 @@ the bootstrap of a new database.
 Any SQLAlchemy URL works (``postgresql+psycopg://...`` in production); the default is SQLite in
 WAL mode (readers never block the writer). On SQLite every transaction starts with ``BEGIN
 IMMEDIATE``, so check-then-insert sequences such as a quota check and a submit are serialised
-between threads and processes; on other databases the tenant row is locked (``SELECT ... FOR
+between threads and processes (within the server process the threads also queue on a lock of the
+store first: SQLite's busy handler would make them sleep and retry, up to seconds under load); on other databases the tenant row is locked (``SELECT ... FOR
 UPDATE``) where that matters.
 
 The audit log is append-only at two layers: the ORM refuses to flush an update or a delete of an
@@ -22,6 +23,7 @@ keeps one service's tables in schema NAME.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,11 +77,13 @@ class Store:
                     if name not in have:
                         conn.execute(text(ddl))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self.sqlite else contextlib.nullcontext())
         event.listen(self._sessions, "before_flush", _guard_audit)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s:
+        with self._writer, self._sessions() as s:
             try:
                 yield s
                 s.commit()
