@@ -131,7 +131,8 @@ def _quota_options(f: Any) -> Any:
         ("cpu-seconds", int, "CPU-time limit per job process (RLIMIT_CPU)"),
         ("cpus", float, "CPUs' worth of time per job (cgroup v2 cpu.max only)"),
         ("gpu-memory-fraction", float, "let the tenant's jobs share GPUs, each capped to this fraction"),
-        ("device-hours", float, "device-hours per period (recorded, not yet enforced)"),
+        ("device-hours", float, "GPU-hours per period-days window (used up: GPU submits refused, GPU jobs stopped)"),
+        ("period-days", int, "the device-hours window: the last N days, rolling (default 30)"),
     ]):
         f = click.option(f"--{name}", type=kind, help=text)(f)
     return f
