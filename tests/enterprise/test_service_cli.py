@@ -180,3 +180,20 @@ def test_executors_are_registered_components(tmp_path: Path) -> None:
     code, _out, err = ds("server", "--executor", "locl", "--root", str(root), server=dead)
     _one_line_error((code, _out, err), "locl")
     assert "local" in err and not root.exists()
+
+
+def test_a_database_of_an_older_build_is_one_line_and_left_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    from deepseek_enterprise.service.store import Store
+
+    db = tmp_path / "old.db"
+    Store(f"sqlite:///{db}").engine.dispose()
+    with sqlite3.connect(db) as conn:  # what a build before the requeue policy left: no jobs.attempts
+        conn.execute("ALTER TABLE jobs DROP COLUMN attempts")
+    before = db.read_bytes()
+    dead = Server.__new__(Server)
+    dead.url = "http://127.0.0.1:1"
+    result = ds("server", "--root", str(tmp_path / "root"), "--db", f"sqlite:///{db}", server=dead)
+    _one_line_error(result, "the database was made by an older deepseek-enterprise and lacks the columns jobs.attempts")
+    assert db.read_bytes() == before

@@ -53,6 +53,26 @@ _PG_TRIGGERS = {
 }
 
 
+def _check_columns(engine: Engine, url: str) -> None:
+    """One line when a table made by an older build lacks columns this build uses (``create_all``
+    adds missing tables, never columns; there are no migrations yet)."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    missing = [f"{table.name}.{column.name}" for table in Base.metadata.sorted_tables
+               for have in [{c["name"] for c in inspector.get_columns(table.name)}]
+               for column in table.columns if column.name not in have]
+    if missing:
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise UsageError(
+            f"--db {shown}: the database was made by an older deepseek-enterprise and lacks the columns "
+            f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}; there are no migrations yet: start "
+            "the server on a new database, or add those columns by hand"
+        )
+
+
 class AppendOnlyError(RuntimeError):
     """Something tried to change or delete an audit entry."""
 
@@ -66,6 +86,7 @@ class Store:
         self.engine = _engine(url)
         self.sqlite = self.engine.dialect.name == "sqlite"
         Base.metadata.create_all(self.engine)
+        _check_columns(self.engine, url)
         with self.engine.begin() as conn:
             if self.sqlite:
                 for ddl in _TRIGGERS:
