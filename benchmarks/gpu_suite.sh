@@ -219,13 +219,16 @@ for group in "$@"; do
     run lat-prefill 300 python3 -m deepseek bench latency --model small --device cuda --batch 8 --seq 512 \
       --runs 30 --json "$RES/lat-prefill.json";;
   fusion)  # issue 19: the multimodal fusion study on one H200, one process per (task, seed, model):
-    # 36 processes side by side, same steps and recipe for every model
+    # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE (joint|aux),
+    # FUSION_TASKS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
+    #   FUSION_CONFIGS="concat cross_attention" bash benchmarks/gpu_suite.sh fusion
     STEPS=${FUSION_STEPS:-1200}
-    for task in redundant complementary; do for seed in 0 1 2; do
-      for c in vision audio text late concat cross_attention; do
+    for task in ${FUSION_TASKS:-redundant complementary}; do for seed in 0 1 2; do
+      for c in ${FUSION_CONFIGS:-vision audio text late concat cross_attention}; do
         name="fusion-$task-s$seed-$c"
         OMP_NUM_THREADS=1 timeout $((BUDGET - 30)) python3 -m deepseek multimodal study --task $task --seed $seed \
-          --config $c --steps "$STEPS" --device cuda --out "$RES/$name" >"$RES/$name.log" 2>&1 &
+          --config $c --steps "$STEPS" --device cuda --recipe "${FUSION_RECIPE:-joint}" --out "$RES/$name" \
+          >"$RES/$name.log" 2>&1 &
       done; done; done
     # What has finished comes back even when the call is cut short.
     ( while sleep 15; do cat "$RES"/fusion-*/results.jsonl >"$OUT/fusion-results.jsonl" 2>/dev/null; done ) &

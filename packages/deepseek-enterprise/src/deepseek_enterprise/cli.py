@@ -31,10 +31,13 @@ def multimodal() -> None:
 @click.option("--batch", type=count(), default=64, show_default=True)
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1.0), default=2e-3, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--recipe", type=click.Choice(["joint", "aux"]), default="joint", show_default=True,
+              help="Fused models' recipe: aux = per-modality auxiliary losses and modality dropout; "
+                   "joint = the same plus concat's and cross_attention's joint-prediction head.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for runs and results.jsonl (created if missing).")
 def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,
-          lr: float, device: str, out: Path) -> None:
+          lr: float, device: str, recipe: str, out: Path) -> None:
     """Train every model per task and seed, test each once on the held-out split, print the tables."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
@@ -42,7 +45,8 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
 
     check_output(out, where="--out", folder=True)
     rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
-                     list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host())
+                     list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host(),
+                     recipe=recipe)
     click.echo(table(rows))
 
 

@@ -24,6 +24,16 @@ the unimodal predictions, used by ``late`` and by per-modality auxiliary losses)
   through the same MLP as ``concat``'s. So training starts from ``concat``'s function and the
   two differ only in what attention adds. ``queries`` chooses which modalities attend (the
   product document sketches text querying vision); the default is every direction.
+
+``concat`` and ``cross_attention`` take ``joint`` (default off): their fused logits also get
+``log(J @ softmax(T))``, where ``J`` is the joint of the modality classifiers' predictions (the
+outer product of their softmaxes, ``num_classes ** modalities`` cells; a missing modality's
+prediction is uniform, which marginalises it out) and ``T`` a learned table from each joint cell
+to the classes, zero at the start (so the term starts constant and the MLP's function is
+unchanged). When each modality's classifier learns the modality's own content (per-modality
+auxiliary losses on the dataset's ``modality_labels``), this head only has to learn how the
+contents combine, which an MLP over pooled embeddings learns slowly when the combination is an
+arbitrary table (the complementary digits task: ``(a op b) mod 10``).
 """
 
 from __future__ import annotations
@@ -98,30 +108,75 @@ class Fusion(nn.Module):
         return {m: self.heads[m](pooled[m]) for m in self.modalities}
 
 
+JOINT_LIMIT = 1_000_000
+"""The most parameters a ``joint`` table may have (``num_classes ** (modalities + 1)``)."""
+
+
+class JointHead(nn.Module):
+    """``log(J @ softmax(T))``: the joint ``J`` of the per-modality predictions (outer product of
+    their softmaxes, uniform for a missing modality) through a learned table ``T`` from each
+    joint cell to the classes (zeros: a constant at the start)."""
+
+    def __init__(self, modalities: list[str], num_classes: int) -> None:
+        super().__init__()
+        cells = num_classes ** len(modalities)
+        if cells * num_classes > JOINT_LIMIT:
+            raise ConfigError(f"model.fusion_options.joint: {len(modalities)} modalities of {num_classes} classes make "
+                              f"a table of {cells * num_classes:,} parameters (limit {JOINT_LIMIT:,}); "
+                              "set joint = false or use fewer modalities")
+        self.modalities = modalities
+        self.table = nn.Parameter(torch.zeros(cells, num_classes))
+
+    def forward(self, logits: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        joint = None
+        for m in self.modalities:
+            p = logits[m].float().softmax(-1)
+            p = torch.where(present[m].bool().unsqueeze(-1), p, torch.full_like(p, 1.0 / p.size(-1)))
+            joint = p if joint is None else (joint.unsqueeze(-1) * p.unsqueeze(1)).flatten(1)
+        assert joint is not None
+        return (joint @ self.table.float().softmax(-1)).clamp_min(1e-12).log()
+
+
 class PresenceMLP(nn.Module):
     """Per-modality vectors (zeroed where the modality is missing) and presence flags,
-    concatenated, then ``Linear -> GELU -> Linear``."""
+    concatenated, then ``Linear -> GELU -> Linear``; plus, with ``joint``, a :class:`JointHead`
+    over the modalities' own predictions (``modality_logits`` of ``forward``)."""
 
-    def __init__(self, modalities: list[str], width: int, hidden: int, num_classes: int) -> None:
+    def __init__(self, modalities: list[str], width: int, hidden: int, num_classes: int, *, joint: bool = False) -> None:
         super().__init__()
         self.modalities = modalities
         self.mlp = nn.Sequential(nn.Linear(len(modalities) * (width + 1), hidden), nn.GELU(),
                                  nn.Linear(hidden, num_classes))
+        self.joint = JointHead(modalities, num_classes) if joint else None
 
-    def forward(self, vectors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, vectors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                modality_logits: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         parts = []
         for m in self.modalities:
             flag = present[m].to(vectors[m].dtype).unsqueeze(-1)
             parts += [vectors[m] * flag, flag]
-        return self.mlp(torch.cat(parts, -1))
+        out = self.mlp(torch.cat(parts, -1))
+        if self.joint is not None:
+            if modality_logits is None:
+                raise ValueError("PresenceMLP with joint needs the modalities' own logits")
+            out = out + self.joint(modality_logits, present).to(out.dtype)
+        return out
 
 
 @dataclass(frozen=True)
-class ConcatOptions(FusionBaseOptions):
-    """Keys of ``concat``."""
+class HeadOptions(FusionBaseOptions):
+    """Keys of the fused head of ``concat`` and ``cross_attention``."""
 
     hidden: int = field(default=128, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
     """Hidden width of the fused MLP."""
+    joint: bool = False
+    """Add the joint-prediction head (module docstring): a learned table over the combinations of
+    the modality classifiers' predictions."""
+
+
+@dataclass(frozen=True)
+class ConcatOptions(HeadOptions):
+    """Keys of ``concat``."""
 
 
 class ConcatFusion(Fusion):
@@ -131,11 +186,12 @@ class ConcatFusion(Fusion):
 
     def __init__(self, options: ConcatOptions, *, dims: Mapping[str, int], num_classes: int) -> None:
         super().__init__(options, dims=dims, num_classes=num_classes)
-        self.mlp = PresenceMLP(self.modalities, options.d_model, options.hidden, num_classes)
+        self.mlp = PresenceMLP(self.modalities, options.d_model, options.hidden, num_classes, joint=options.joint)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
         pooled = self.pool(features)
-        return FusionOutput(self.mlp(pooled, present), self.classify(pooled), pooled)
+        own = self.classify(pooled)
+        return FusionOutput(self.mlp(pooled, present, own), own, pooled)
 
 
 class LateFusion(Fusion):
@@ -150,7 +206,7 @@ class LateFusion(Fusion):
 
 
 @dataclass(frozen=True)
-class CrossAttentionOptions(FusionBaseOptions):
+class CrossAttentionOptions(HeadOptions):
     """Keys of ``cross_attention``."""
 
     layers: int = field(default=2, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
@@ -161,8 +217,6 @@ class CrossAttentionOptions(FusionBaseOptions):
     """Dropout in training."""
     queries: tuple[str, ...] = ()
     """Modalities whose tokens attend to the others (empty: every modality)."""
-    hidden: int = field(default=128, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
-    """Hidden width of the MLP over the modalities (pooled plus gated attention)."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.heads:
@@ -204,7 +258,7 @@ class CrossAttentionFusion(Fusion):
         self.out = nn.ModuleDict({m: nn.Linear(d, d) for m in self.queries})
         # tanh(0) = 0: training starts from concat's function and opens each gate as attention helps.
         self.gate = nn.ParameterDict({m: nn.Parameter(torch.zeros(1)) for m in self.queries})
-        self.head = PresenceMLP(self.modalities, d, options.hidden, num_classes)
+        self.head = PresenceMLP(self.modalities, d, options.hidden, num_classes, joint=options.joint)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
         pooled = self.pool(features)
@@ -224,4 +278,5 @@ class CrossAttentionFusion(Fusion):
                 q = block(q, kv, kv_mask)
             attended = masked_mean(EncoderOutput(self.norm(q), hidden[m]))
             fused[m] = pooled[m] + torch.tanh(self.gate[m]) * self.out[m](attended)
-        return FusionOutput(self.head(fused, present), self.classify(pooled), pooled)
+        own = self.classify(pooled)
+        return FusionOutput(self.head(fused, present, own), own, pooled)

@@ -11,10 +11,10 @@ Two tasks (``task``), so that fusion is measured honestly:
   the class is ``(a op b) mod 10``. For every ``a`` (or ``b``, or operation) all ten classes are
   equally likely, so each modality alone, and late fusion, are at chance.
 
-Each sample also carries every modality's own label (``modality_labels``), which the
-classifier's per-modality heads learn from (its auxiliary losses): in the redundant task the class
-for all three; in the complementary task the image's digit, the spoken digit, and -100 (none) for
-the operation word.
+Each sample also carries every modality's own label (``modality_labels``: what that modality
+alone shows), which the classifier's per-modality heads learn from (its auxiliary losses): in the
+redundant task the class for all three; in the complementary task the image's digit, the spoken
+digit, and the operation's index in ``OPERATIONS`` (0 plus, 1 minus) for the text.
 
 Samples are drawn from the split's images and recordings (see :mod:`.sources`: no image or
 recording is in two splits) from ``(seed, batch index)``; the validation (``eval_split``) and test
@@ -43,8 +43,6 @@ OPERATIONS = {
     "minus": (("minus", "-", "subtract", "less", "moins", "减", "引く", "menos"), lambda a, b: (a - b) % 10),
 }
 """Complementary task: the spellings of each operation, and the operation modulo 10."""
-IGNORE = -100
-"""A modality label that does not exist (the operation word's)."""
 
 
 def _fraction(value: float) -> str | None:
@@ -125,8 +123,9 @@ class MultimodalDigits(Dataset):
             said = label  # the text's own label is the class: its head learns how far to trust it
         else:
             a, b = int(rng.integers(10)), int(rng.integers(10))
-            forms, fn = OPERATIONS[list(OPERATIONS)[int(rng.integers(len(OPERATIONS)))]]
-            text, label, said = forms[int(rng.integers(len(forms)))], int(fn(a, b)), IGNORE
+            said = int(rng.integers(len(OPERATIONS)))  # the text's own label: the operation's index
+            forms, fn = OPERATIONS[list(OPERATIONS)[said]]
+            text, label = forms[int(rng.integers(len(forms)))], int(fn(a, b))
         image = self.images.pixels[split][images[a][int(rng.integers(len(images[a])))]].copy()
         frames = self.speech.frames[split][recordings[b][int(rng.integers(len(recordings[b])))]]
         return {"image": self._corrupt_image(image, rng), "frames": self._corrupt_audio(frames, rng),
