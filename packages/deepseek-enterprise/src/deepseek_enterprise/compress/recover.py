@@ -120,7 +120,7 @@ class Recover(Compressor):
         record = {"teacher": str(r.original), "steps": steps, **schedule, "alpha": self.options.alpha,
                   "temperature": self.options.temperature, "batch_size": r.config.data.batch_size,
                   "seed": r.config.train.seed, "trainer": "distill model, strategy single",
-                  "train_loss": [round(losses[0], 4), round(losses[-1], 4)] if losses else [],
+                  "distill_loss": [round(losses[0], 4), round(losses[-1], 4)] if losses else [],
                   "seconds": round(result.seconds, 1)}
         return Compressed(trained.student.eval(), dict(trained.student_table), record)
 
