@@ -23,7 +23,6 @@ import sys
 
 from deepseek_enterprise.service.gpushare import ENV, check_fraction
 
-
 PEAK = "[deepseek server] peak GPU memory (GiB): allocated {allocated:.3f}, reserved {reserved:.3f}"
 """The line logged at exit (GiB, all visible devices together)."""
 
