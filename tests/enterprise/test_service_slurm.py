@@ -253,6 +253,29 @@ def test_a_slurm_id_is_the_job_only_under_its_name(tmp_path: Path) -> None:
         subprocess.run(["scancel", str(other_id)], timeout=30, check=False)
 
 
+@slurm_cluster
+def test_a_job_cancelled_in_slurm_before_it_ran_is_not_a_success(tmp_path: Path) -> None:
+    """A pending job cancelled in Slurm (an operator's scancel; a deadline) ends CANCELLED with
+    Slurm's ExitCode 0:0 and no exit_code of its wrapper: it never ran, so it must not read as 0."""
+    ex = SlurmExecutor(tmp_path, grace_s=1, poll_s=0)
+    name = "deepseek-9-0123abcd"
+    held = subprocess.run(["sbatch", "--parsable", "--hold", f"--job-name={name}", f"--output={tmp_path}/held.log",
+                           "--wrap", "sleep 60"], capture_output=True, text=True, timeout=30, check=True)
+    slurm_id = int(held.stdout.strip().split(";")[0])
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    try:
+        assert ex.finished(9, slurm_id, name, ws) is None  # pending: not ended
+        subprocess.run(["scancel", str(slurm_id)], timeout=30, check=True)
+        deadline = time.monotonic() + 30
+        while (code := ex.finished(9, slurm_id, name, ws)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _show(slurm_id)["ExitCode"] == "0:0"
+        assert code == 1 and ex.reason(9, ws) == "cancelled in Slurm (scancel)"
+    finally:
+        subprocess.run(["scancel", str(slurm_id)], timeout=30, check=False)
+
+
 # -- Slurm's output read like user input (no cluster needed) ---------------------------------
 
 def test_squeue_lines_that_do_not_parse_are_skipped() -> None:

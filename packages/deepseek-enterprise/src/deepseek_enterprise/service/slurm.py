@@ -27,7 +27,8 @@ the batch script's only command (``exec``, arguments quoted with ``shlex``; the 
 State comes from one ``squeue --states=all`` listing of the server user's jobs per ``poll_s``
 (id, state, name; lines that do not parse are ignored). A job listed in a final state ended: its
 code is the ``exit_code`` its wrapper wrote, else Slurm's ``ExitCode`` (``scontrol show job``:
-``N:S`` is N, or 128+S when a signal ended it). A job no longer listed (Slurm forgets ended jobs
+``N:S`` is N, or 128+S when a signal ended it; ``0:0`` in a state other than ``COMPLETED``, a job
+cancelled before it ran, is :data:`NEVER_RAN`). A job no longer listed (Slurm forgets ended jobs
 after ``MinJobAge``) or listed under another name is concluded from ``exit_code``, else lost. When
 ``squeue`` fails (the controller is down) nothing is concluded: the jobs stay running until Slurm
 answers again. Cancel: ``scancel --signal=TERM --full`` (a pending job is simply cancelled), then
@@ -79,6 +80,10 @@ REASONS = {"TIMEOUT": "Slurm time limit reached (quota cpu-seconds as --time)",
            "PREEMPTED": "Slurm preempted the job", "BOOT_FAIL": "Slurm: the node failed to boot",
            "DEADLINE": "Slurm: deadline reached", "CANCELLED": "cancelled in Slurm (scancel)"}
 """Why a job in this final Slurm state failed, beyond its exit code."""
+NEVER_RAN = 1
+"""The exit code of a job Slurm ended in a state other than ``COMPLETED`` with ``ExitCode=0:0``
+and no ``exit_code`` of its wrapper (cancelled while pending, a deadline, a boot failure): it
+never ran to its end, so it is not a success."""
 
 _NAME = re.compile(r"deepseek-\d{1,12}-[0-9a-f]{8}")
 _PARTITION = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -260,6 +265,8 @@ class SlurmExecutor(Executor):
                 return None
             parsed = parse_exit(shown.stdout, pid) if shown.returncode == 0 else None
             code = False if parsed is None else parsed
+            if code == 0 and entry.state != "COMPLETED":
+                code = NEVER_RAN  # cancelled while pending, a deadline, a boot failure: not a success
         if code != 0:
             reason = memory_kill(_log_tail(workspace)) or REASONS.get(entry.state, "")
             if reason:
