@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _servicehelpers import TINY_TRAIN, Deploy
+from _servicehelpers import TINY_TRAIN, Deploy, deploy
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -274,6 +274,37 @@ def test_a_job_cancelled_in_slurm_before_it_ran_is_not_a_success(tmp_path: Path)
         assert code == 1 and ex.reason(9, ws) == "cancelled in Slurm (scancel)"
     finally:
         subprocess.run(["scancel", str(slurm_id)], timeout=30, check=False)
+
+
+@slurm_cluster
+def test_queued_jobs_wait_while_the_controller_does_not_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch and squeue both failing (the controller is down: Slurm's own clients pointed at a
+    port where no slurmctld listens) leave every queued job queued, not failed; once Slurm answers
+    again the first one is submitted."""
+    down = tmp_path / "down.conf"
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read_text()
+    down.write_text("".join(line + "\n" for line in conf.splitlines()
+                            if not line.startswith(("SlurmctldPort", "MessageTimeout")))
+                    + "SlurmctldPort=1\nMessageTimeout=2\n")
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1)
+        bob = d.user("acme", "bob", "member")
+        ids = [d.submit("acme", bob, args=["--max-steps", "1"]).json()["id"] for _ in range(3)]
+        sched = Scheduler(d.store, SlurmExecutor(d.root, poll_s=0, timeout_s=30), slots=1, gpus=[])
+        with monkeypatch.context() as m:
+            m.setenv("SLURM_CONF", str(down))
+            sched.step()
+        with d.store.session() as s:
+            assert [(s.get(Job, i).state, s.get(Job, i).message) for i in ids] == [("queued", "")] * 3
+        sched.step()  # Slurm answers again
+        with d.store.session() as s:
+            first = s.get(Job, ids[0])
+            assert first.state == "running" and first.pid is not None, first.message
+            assert [s.get(Job, i).state for i in ids[1:]] == ["queued", "queued"]
+        subprocess.run(["scancel", str(first.pid)], timeout=30, check=False)
+    finally:
+        d.close()
 
 
 # -- Slurm's output read like user input (no cluster needed) ---------------------------------

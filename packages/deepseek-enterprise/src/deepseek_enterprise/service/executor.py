@@ -48,6 +48,11 @@ PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM
 """Variables of the server's environment a job sees (when set); nothing else is passed."""
 
 
+class Unavailable(OSError):
+    """The executor cannot take jobs now (its cluster does not answer): the scheduler leaves the
+    job queued, starts nothing more in this pass and tries again in a later one."""
+
+
 @dataclass(frozen=True)
 class Launch:
     """What the executor needs to start one job."""
@@ -119,7 +124,8 @@ class Executor:
         self.grace_s = grace_s
 
     def start(self, launch: Launch) -> Started:
-        """Start the job (raise ``jobpaths.PathRefused`` or ``OSError`` when it cannot)."""
+        """Start the job (raise ``jobpaths.PathRefused`` or ``OSError`` when it cannot: the job
+        fails; :class:`Unavailable` when it cannot now: the job stays queued)."""
         raise NotImplementedError
 
     def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:

@@ -13,6 +13,9 @@ Device-hours (``quotas``): each pass stops (as a cancel: SIGTERM, SIGKILL after 
 running device jobs of a tenant whose ``device_hours`` are used up, audited ``job.stop``. Every
 run that held devices leaves a ``DeviceUse`` row when it ends, lost or requeued ones included.
 
+An executor that cannot take jobs for now (``Unavailable``: Slurm's controller does not answer)
+leaves the job queued in its place; nothing more starts in that pass.
+
 Starting a job locks its tenant's row first and reads the job again, so on PostgreSQL a submit or
 a cancel of that tenant commits wholly before or after it (SQLite serialises every transaction).
 
@@ -33,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service import gpushare, quotas
-from deepseek_enterprise.service.executor import Executor, Launch
+from deepseek_enterprise.service.executor import Executor, Launch, Unavailable
 from deepseek_enterprise.service.jobpaths import PathRefused
 from deepseek_enterprise.service.models import DeviceUse, Job, Tenant, utcnow
 from deepseek_enterprise.service.store import Store
@@ -57,6 +60,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._term_sent: dict[int, float] = {}
+        self._unavailable = False
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -190,11 +194,17 @@ class Scheduler:
                             quota.cpu_seconds, quota.cpus, share)
             try:
                 started = self.executor.start(launch)
+            except Unavailable as exc:  # nothing was started: the job keeps its place in the queue
+                if not self._unavailable:
+                    log.warning("jobs stay queued: %s", exc)
+                self._unavailable = True
+                return False
             except (PathRefused, OSError) as exc:
                 job.move("failed", message=f"could not start: {exc}")
                 self.store.audit("scheduler", "job.failed", tenant=job.tenant.name, target=f"job {job.id}",
                                  result=job.message, session=s)
                 return True
+            self._unavailable = False
             job.move("running", pid=started.pid, pid_start=started.pid_start, workspace=str(started.workspace),
                      gpus=",".join(launch.gpus), gpu_fraction=share)
             quotas.started(job.tenant, utcnow())

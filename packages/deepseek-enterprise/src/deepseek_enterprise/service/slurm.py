@@ -31,7 +31,8 @@ code is the ``exit_code`` its wrapper wrote, else Slurm's ``ExitCode`` (``scontr
 cancelled before it ran, is :data:`NEVER_RAN`). A job no longer listed (Slurm forgets ended jobs
 after ``MinJobAge``) or listed under another name is concluded from ``exit_code``, else lost. When
 ``squeue`` fails (the controller is down) nothing is concluded: the jobs stay running until Slurm
-answers again. Cancel: ``scancel --signal=TERM --full`` (a pending job is simply cancelled), then
+answers again; an ``sbatch`` that fails while ``squeue`` fails too raises ``Unavailable``: the job
+stays queued. Cancel: ``scancel --signal=TERM --full`` (a pending job is simply cancelled), then
 after the grace ``scancel --signal=KILL --full`` and ``scancel``; each names the job's name too,
 so a reused id is never signalled.
 
@@ -62,6 +63,7 @@ from deepseek_enterprise.service.executor import (
     Launch,
     LocalExecutor,
     Started,
+    Unavailable,
     read_exit_code,
     read_reason,
 )
@@ -237,7 +239,11 @@ class SlurmExecutor(Executor):
             self._cancel_by_name(name)  # it may have been queued before sbatch stopped answering
             raise
         if done.returncode != 0:
-            raise SlurmError(f"sbatch refused the job: {_first_line(done.stderr) or f'exit code {done.returncode}'}")
+            why = _first_line(done.stderr) or f"exit code {done.returncode}"
+            if self.listing(fresh=True) is None:  # the controller does not answer: not the job's fault
+                raise Unavailable(f"sbatch failed and squeue does not answer either (Slurm's controller is down?): "
+                                  f"{why}")
+            raise SlurmError(f"sbatch refused the job: {why}")
         m = _SBATCH_ID.fullmatch(done.stdout.strip())
         if m is None:
             self._cancel_by_name(name)
