@@ -20,6 +20,7 @@ from deepseek_enterprise.service import cgroups, child, gpushare
 from deepseek_enterprise.service.executor import LocalExecutor
 from deepseek_enterprise.service.models import Job
 from deepseek_enterprise.service.scheduler import Scheduler
+from deepseek_enterprise.service.slurm import SlurmExecutor
 
 BIG_MODEL = ["--set", "model.vocab_size=40000000"]
 """A tiny GPT whose embedding alone asks 5.1 GB (40M x 32 fp32)."""
@@ -44,6 +45,38 @@ def test_gpu_loads_and_assignment() -> None:
     assert gpushare.check_fraction("1", "x") == 1.0
 
 
+class Sharing(Recording):
+    """A recording executor that caps GPU memory, as the local one does."""
+
+    shares_gpus = True
+
+
+def test_an_executor_that_cannot_cap_gpu_memory_gets_whole_gpus_whatever_the_quota(tmp_path: Path) -> None:
+    """Slurm allocates whole GPUs and applies no cap: two sharing tenants' jobs never count as
+    0.4 + 0.4 of one pool GPU there (the server would hand Slurm more GPU jobs than its pool)."""
+    assert LocalExecutor.shares_gpus and not SlurmExecutor.shares_gpus
+    d = deploy(tmp_path / "srv")
+    d.client.app.state.service.pool_size = 1
+    try:
+        d.tenant("acme", devices=1, running_jobs=5, gpu_memory_fraction=0.4)
+        d.tenant("globex", devices=1, running_jobs=5, gpu_memory_fraction=0.4)
+        bob, gil = d.user("acme", "bob", "member"), d.user("globex", "gil", "member")
+        a1 = d.submit("acme", bob, devices=1).json()["id"]
+        g1 = d.submit("globex", gil, devices=1).json()["id"]
+        ex = Recording(d.root)
+        sched = Scheduler(d.store, ex, slots=8, gpus=["0"])
+        sched.step()
+        assert {j: (launch.gpus, launch.gpu_fraction) for j, launch in ex.launches.items()} == {a1: (["0"], None)}
+        with d.store.session() as s:
+            assert [s.get(Job, j).state for j in (a1, g1)] == ["running", "queued"]
+            assert s.get(Job, a1).gpu_fraction is None and sched.gpu_loads(s) == {"0": 1.0}
+        ex.codes[a1] = 0
+        sched.step()
+        assert (ex.launches[g1].gpus, ex.launches[g1].gpu_fraction) == (["0"], None)
+    finally:
+        d.close()
+
+
 def test_the_scheduler_shares_a_gpu_only_where_quotas_allow_and_never_past_1(tmp_path: Path) -> None:
     d = deploy(tmp_path / "srv")
     d.client.app.state.service.pool_size = 1
@@ -57,7 +90,7 @@ def test_the_scheduler_shares_a_gpu_only_where_quotas_allow_and_never_past_1(tmp
         g1 = d.submit("globex", gil, devices=1).json()["id"]
         i1 = d.submit("initech", ian, devices=1).json()["id"]
         a2 = d.submit("acme", bob, devices=1).json()["id"]
-        ex = Recording(d.root)
+        ex = Sharing(d.root)
         sched = Scheduler(d.store, ex, slots=8, gpus=["0"])
         sched.step()
         # acme and globex share GPU 0 (0.8); acme's second job would make 1.2; initech waits for a whole GPU

@@ -119,6 +119,11 @@ class Executor:
     scheduler starts jobs with :meth:`start`, watches them with :meth:`finished`, stops them with
     :meth:`terminate` then, after :attr:`grace_s`, :meth:`kill`."""
 
+    shares_gpus: bool = False
+    """Whether the executor places jobs on the scheduler's GPUs and caps a shared job's GPU memory
+    (``Launch.gpu_fraction``). When False, every job holds whole GPUs whatever its tenant's
+    ``gpu_memory_fraction`` quota (the scheduler never counts a fraction for it)."""
+
     def __init__(self, root: Path, grace_s: float = 30.0) -> None:
         self.root = root
         self.grace_s = grace_s
@@ -149,6 +154,8 @@ class Executor:
 
 class LocalExecutor(Executor):
     """Starts, signals and watches job processes on this machine (module docstring)."""
+
+    shares_gpus = True
 
     def __init__(self, root: Path, grace_s: float = 30.0, limits: Detection | None = None) -> None:
         super().__init__(root, grace_s)

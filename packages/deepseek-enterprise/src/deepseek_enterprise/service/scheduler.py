@@ -175,12 +175,16 @@ class Scheduler:
         """The GPUs no running job holds any of."""
         return gpushare.available(self.gpus, self.gpu_loads(s), None)
 
+    def _share(self, tenant: Tenant) -> float | None:
+        """The share of each GPU a job of ``tenant`` holds (None: whole GPUs, always so with an
+        executor that cannot cap GPU memory: ``Executor.shares_gpus``)."""
+        return tenant.quota.gpu_memory_fraction if self.executor.shares_gpus else None
+
     def _start_one(self) -> bool:
         with self.store.session() as s:
             load = self.gpu_loads(s)
             job = quotas.pick_next(s, slots=self.slots, free_devices=len(gpushare.available(self.gpus, load, None)),
-                                   free_for=lambda t: len(gpushare.available(self.gpus, load,
-                                                                             t.quota.gpu_memory_fraction)))
+                                   free_for=lambda t: len(gpushare.available(self.gpus, load, self._share(t))))
             if job is None:
                 return False
             s.execute(select(Tenant.id).where(Tenant.id == job.tenant_id).with_for_update())
@@ -188,7 +192,7 @@ class Scheduler:
             if job.state != "queued":
                 return True
             quota = job.tenant.quota
-            share = quota.gpu_memory_fraction if job.devices else None
+            share = self._share(job.tenant) if job.devices else None
             launch = Launch(job.id, job.tenant.name, job.command, list(job.args), job.config, dict(job.files),
                             gpushare.assign(self.gpus, load, job.devices, share) or [], quota.memory_bytes,
                             quota.cpu_seconds, quota.cpus, share)
