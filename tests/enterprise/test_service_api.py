@@ -290,6 +290,9 @@ def test_logs_are_never_read_through_a_link(svc: Deploy) -> None:
     (ws / "job.log").write_text("step 1\nstep 2\n")
     r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/logs?offset=7", bob).json()
     assert (r["text"], r["next_offset"], r["state"]) == ("step 2\n", 14, "queued")
+    for far in (100, 1 << 62, 1 << 70):  # past the end, past what a file may hold, past a C offset
+        r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/logs?offset={far}", bob)
+        assert (r.status_code, r.json()["text"], r.json()["next_offset"]) == (200, "", far), r.text
     (ws / "job.log").unlink()
     os.symlink("/etc/passwd", ws / "job.log")
     r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/logs", bob)

@@ -103,9 +103,8 @@ def logs(tenant: str, job_id: int, offset: int = Query(default=0, ge=0), who: Pr
     except OSError:
         raise ApiError(409, f"job {job_id}: its job.log is not a regular file") from None
     else:
-        with os.fdopen(fd, "rb") as f:
-            f.seek(offset)
-            data = f.read(MAX_LOG_READ)
+        with os.fdopen(fd, "rb") as f:  # an offset at or past the end reads nothing (never a seek error)
+            data = os.pread(f.fileno(), MAX_LOG_READ, offset) if offset < os.fstat(f.fileno()).st_size else b""
     return {"text": data.decode("utf-8", errors="replace"), "next_offset": offset + len(data), "state": state}
 
 
