@@ -1,5 +1,5 @@
-"""``deepseek compress --max-drop`` with recovery: a ``recover`` step distils a pruned candidate
-from the original through the ordinary trainer, the report lists each pruning with and without
+"""``deepseek compress --max-drop`` with recovery: a ``recover`` step distils a pruned GPT from the
+original through the ordinary trainer (the tri-modal model's fine-tuning: test_prune_mlp.py), the report lists each pruning with and without
 it, a pruning rejected bare can win recovered, the written folder loads with deepseek-core
 alone, and recovery that cannot train here is refused in one line."""
 
@@ -72,10 +72,12 @@ def test_the_built_in_recipes_try_each_pruning_bare_and_recovered(trained: Path)
     assert labels == [
         "prune.ffn ratio=0.5 + quantize.int8", "prune.ffn ratio=0.5 + recover steps=5 + quantize.int8",
         "prune.ffn ratio=0.25 + quantize.int8", "prune.ffn ratio=0.25 + recover steps=5 + quantize.int8",
-        "prune.mlp ratio=0.5 + quantize.int8", "quantize.int8", "quantize.int8-weight",
+        "prune.mlp ratio=0.5 + quantize.int8", "prune.mlp ratio=0.5 + recover steps=5 + quantize.int8",
+        "quantize.int8", "quantize.int8-weight",
         "prune.ffn ratio=0.5", "prune.ffn ratio=0.5 + recover steps=5",
         "prune.ffn ratio=0.25", "prune.ffn ratio=0.25 + recover steps=5",
-        "prune.heads ratio=0.25", "prune.heads ratio=0.25 + recover steps=5", "prune.mlp ratio=0.5"]
+        "prune.heads ratio=0.25", "prune.heads ratio=0.25 + recover steps=5", "prune.mlp ratio=0.5",
+        "prune.mlp ratio=0.5 + recover steps=5"]
     rows = {c["recipe"]: c for c in report["candidates"]}
     # the shared prefix 'prune.ffn ratio=0.5 + recover' was trained once for both recipes
     first = rows["prune.ffn ratio=0.5 + recover steps=5 + quantize.int8"]["records"][1]

@@ -78,3 +78,33 @@ def test_compress_prunes_the_trained_tri_modal_model_and_the_result_evaluates(tm
     bad = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--set", "ratio=1",
                        "--out", "never", cwd=tmp_path)
     assert bad.returncode == 2 and "ratio: must be between 0 and 1" in bad.stderr and not (tmp_path / "never").exists()
+
+
+def test_the_search_recovers_the_pruned_tri_modal_model_by_fine_tuning(tmp_path: Path) -> None:
+    # lr 1e-9: the fine-tuning must start from the pruned weights, so it ends where the bare cut is
+    from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
+
+    train_tiny(tmp_path, MULTIMODAL)
+    recovered = "prune.mlp ratio=0.5 + recover lr=1e-09"
+    out = deepseek_cli("compress", "--checkpoint", "run", "--max-drop", "1000pt", "--recipe", recovered,
+                       "--recovery-steps", "3", "--out", "rec", "--latency-runs", "0", "--json", "rec.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    bare = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--out", "bare", "--latency-runs",
+                        "0", "--json", "bare.json", cwd=tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    report, cut = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("rec", "bare"))
+    (row,) = report["candidates"]
+    assert row["recipe"] == recovered and row["verdict"].startswith("kept") and report["recipe"] == recovered
+    step = row["records"][1]
+    assert step["method"] == "recover" and step["record"]["method"] == "fine-tune" and step["record"]["steps"] == 3
+    assert "teacher" not in step["record"] and len(step["record"]["train_loss"]) == 2
+    assert row["parameters"] == cut["compressed"]["parameters"] < report["original"]["parameters"]
+    recovered_weights = load_model_state(resolve_checkpoint(tmp_path / "rec"))
+    bare_weights = load_model_state(resolve_checkpoint(tmp_path / "bare"))
+    assert sorted(recovered_weights) == sorted(bare_weights)
+    assert max((recovered_weights[k] - v).abs().max().item() for k, v in bare_weights.items()) < 1e-6
+    saved = (tmp_path / "rec" / "config.toml").read_text()
+    assert 'name = "multimodal.classifier"' in saved and "mlp_ratio = 2.0" in saved
+    ev = deepseek_cli("eval", "--checkpoint", "rec", "--json", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["val_loss"] == pytest.approx(row["val_loss"], rel=1e-5)

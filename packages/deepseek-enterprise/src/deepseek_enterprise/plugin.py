@@ -84,8 +84,8 @@ def deepseek_register_compressors(register: RegisterFn) -> None:
     """``prune.ffn`` and ``prune.heads`` (structured pruning of a GPT's MLP channels and
     attention heads), ``prune.mlp`` (Torch-Pruning of the MLPs of encoder-built models such as
     the tri-modal classifier), ``distill.student`` (the
-    student of a ``distill`` run), ``recover`` (a search step distilling a pruned candidate from
-    the original) and ``quantize.*`` (torchao int8, int8 weight-only, int4
+    student of a ``distill`` run), ``recover`` (a search step training a pruned candidate back:
+    distilled from the original for a GPT, fine-tuned otherwise) and ``quantize.*`` (torchao int8, int8 weight-only, int4
     weight-only, float8)."""
     register("prune.ffn", "deepseek_enterprise.compress.prune:PruneFFN",
              description="remove each block's least important MLP channels (magnitude or Taylor)")
@@ -96,7 +96,7 @@ def deepseek_register_compressors(register: RegisterFn) -> None:
     register("distill.student", "deepseek_enterprise.compress.distill:ExtractStudent",
              description="the student of a distill run, as a model of its own")
     register("recover", "deepseek_enterprise.compress.recover:Recover",
-             description="search step: distil the candidate from the original for --recovery-steps steps")
+             description="search step: distil (GPT) or fine-tune the candidate for --recovery-steps steps")
     register("quantize.int8", "deepseek_enterprise.compress.quantize:Int8Dynamic",
              description="torchao: int8 weights, int8 activations quantized per token (CPU, CUDA)")
     register("quantize.int8-weight", "deepseek_enterprise.compress.quantize:Int8Weight",

@@ -1,14 +1,19 @@
-"""``recover``: a recipe step that distils its input (a pruned model) from the original model.
+"""``recover``: a recipe step that trains its input (a pruned model) back towards the original.
 
 In a ``deepseek compress --max-drop`` search, ``prune.ffn ratio=0.5 + recover`` prunes the trained
-model and then trains the pruned one for a few steps against the original, so that the budget
-judges the recovered candidate rather than the bare cut. The step runs the ordinary trainer on
-the ``distill`` model (:mod:`.distill`): the student starts from the step's input (written to the
-search's scratch folder as a run), the teacher is the original checkpoint, the data, precision
-and optimizer are the original run's, on one device (strategy ``single``) for ``steps`` steps
-(``--recovery-steps`` unless the step names its own). The student comes back as an ordinary model
-of its input's architecture, so later steps (``+ quantize.int8``) and the written run folder see a
-plain GPT that deepseek-core loads.
+model and then trains the pruned one for a few steps, so that the budget judges the recovered
+candidate rather than the bare cut. The step runs the ordinary trainer on one device (strategy
+``single``) for ``steps`` steps (``--recovery-steps`` unless the step names its own), with the
+original run's data, precision and optimizer; the step's input is written to the search's scratch
+folder as a run and training starts from it:
+
+- a GPT is **distilled** from the original: the ``distill`` model (:mod:`.distill`), the original
+  checkpoint as teacher, soft targets (KL at ``temperature``, weight ``alpha``) plus the labels;
+- any other model (the tri-modal classifier after ``prune.mlp``) is **fine-tuned** with its own
+  loss (``train.init_from`` the pruned weights; ``alpha`` and ``temperature`` do not apply).
+
+The result comes back as an ordinary model of its input's architecture, so later steps
+(``+ quantize.int8``) and the written run folder see a plain model that deepseek-core loads.
 
 Schedule: warmup over a tenth of the steps (at most the original's warmup), then cosine from
 ``lr`` (default: a third of the original's ``train.lr``) down to ``min(train.min_lr, lr)``.
@@ -58,14 +63,16 @@ class RecoverOptions:
 
 def recovery_refusal(model: Any, config: Any) -> str | None:
     """Why ``recover`` cannot train ``model`` (one line), or ``None``."""
-    from deepseek.models.gpt import GPT
-
     if config.model.name == "quantized":
         return "recover: a quantized model does not train; recover before quantizing ('prune.ffn + recover + quantize.int8')"
-    if not isinstance(model, GPT):
-        return (f"recover: distils GPT language models from their original; {config.model.name!r} is "
-                f"{type(model).__name__}")
     return None
+
+
+def _distils(model: Any) -> bool:
+    """A GPT is distilled from the original; other models are fine-tuned with their own loss."""
+    from deepseek.models.gpt import GPT
+
+    return isinstance(model, GPT)
 
 
 class Recover(Compressor):
@@ -110,31 +117,39 @@ class Recover(Compressor):
         table = config.to_dict()["model"]
         write_run(student, source_state={"step": 0, "data": {}}, config=config,
                   compressed=Compressed(model, table), report={})
-        run_config, schedule = self.run_config(r, steps, student)
+        distils = _distils(model)
+        run_config, schedule = self.run_config(r, steps, student, table=None if distils else table)
         result = Trainer(config_from_dict(run_config, host=self.host), run_dir=work / "run", quiet=True,
                          host=self.host).fit()
         if result.stopped_by is not None:  # a signal asked the command to stop
             raise KeyboardInterrupt(result.stopped_by)
         trained, _, _ = load_trained(work / "run", r.device, host=self.host)
         losses = result.losses
-        record = {"teacher": str(r.original), "steps": steps, **schedule, "alpha": self.options.alpha,
-                  "temperature": self.options.temperature, "batch_size": r.config.data.batch_size,
-                  "seed": r.config.train.seed, "trainer": "distill model, strategy single",
-                  "distill_loss": [round(losses[0], 4), round(losses[-1], 4)] if losses else [],
-                  "seconds": round(result.seconds, 1)}
+        first_last = [round(losses[0], 4), round(losses[-1], 4)] if losses else []
+        record: dict[str, Any] = {"steps": steps, **schedule, "batch_size": r.config.data.batch_size,
+                                  "seed": r.config.train.seed, "seconds": round(result.seconds, 1)}
+        if not distils:
+            record.update(method="fine-tune", trainer="its own loss, strategy single", train_loss=first_last)
+            return Compressed(trained.eval(), table, record)
+        record.update(method="distill", teacher=str(r.original), alpha=self.options.alpha,
+                      temperature=self.options.temperature, trainer="distill model, strategy single",
+                      distill_loss=first_last)
         return Compressed(trained.student.eval(), dict(trained.student_table), record)
 
-    def run_config(self, r: Recovery, steps: int, student: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The ``distill`` run's config (a dict) and the schedule it uses."""
+    def run_config(self, r: Recovery, steps: int, student: Path,
+                   table: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The recovery run's config (a dict) and the schedule it uses: the ``distill`` model
+        (``table=None``), or the model ``table`` fine-tuned from the ``student`` run."""
         base = r.config.to_dict()
         t = r.config.train
         lr = self.options.lr or t.lr / 3
         schedule = {"lr": lr, "min_lr": min(t.min_lr, lr), "warmup_steps": min(t.warmup_steps, steps // 10)}
         train = {k: v for k, v in base["train"].items() if k != "decay_steps"}
-        train.update(schedule, max_steps=steps, eval_interval=0, init_from="", early_stop_patience=0,
-                     monitor="val_loss", monitor_mode="min", compile=False)
-        model = {"name": "distill", "teacher": str(r.original), "student_from": str(student),
-                 "alpha": self.options.alpha, "temperature": self.options.temperature}
+        train.update(schedule, max_steps=steps, eval_interval=0, init_from="" if table is None else str(student),
+                     early_stop_patience=0, monitor="val_loss", monitor_mode="min", compile=False)
+        model = table if table is not None else {
+            "name": "distill", "teacher": str(r.original), "student_from": str(student),
+            "alpha": self.options.alpha, "temperature": self.options.temperature}
         logging = {**base["logging"], "name": "", "progress": False, "plot": False, "trackers": [],
                    "tensorboard": False}
         return ({**base, "model": model, "train": train, "strategy": {"name": "single", "device": r.device},

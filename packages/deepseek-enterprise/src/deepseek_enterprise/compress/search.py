@@ -19,7 +19,7 @@ most to the least compression, the first/smallest that fits kept). When none fit
 written and the message names the closest one.
 
 A ``recover`` step (:mod:`.recover`) trains its input against the original for the search's
-``--recovery-steps``: the built-in recipes try each GPT pruning both bare and followed by
+``--recovery-steps``: the built-in recipes try each pruning both bare and followed by
 ``recover``, so the report shows what recovery buys. Steps get a
 :class:`~deepseek_enterprise.compress.compressor.StepContext` (their position in the recipe and
 the search's :class:`~deepseek_enterprise.compress.compressor.Recovery`); a chain prefix that
@@ -104,8 +104,8 @@ def parse_recipe(text: str) -> Recipe:
 
 
 def default_recipes(device: torch.device, recovery_steps: int = 0) -> list[Recipe]:
-    """The recipes tried, most compression first; with ``recovery_steps``, each GPT pruning is
-    tried bare and followed by ``recover steps=N`` (before any quantization)."""
+    """The recipes tried, most compression first; with ``recovery_steps``, each pruning (the GPT's
+    and ``prune.mlp``) is tried bare and followed by ``recover steps=N`` (before any quantization)."""
     ffn50, ffn25 = ("prune.ffn", {"ratio": 0.5}), ("prune.ffn", {"ratio": 0.25})
     heads, mlp, int8 = ("prune.heads", {"ratio": 0.25}), ("prune.mlp", {"ratio": 0.5}), ("quantize.int8", {})
     recover: tuple[Step, ...] = (("recover", {"steps": recovery_steps}),) if recovery_steps else ()
@@ -117,11 +117,11 @@ def default_recipes(device: torch.device, recovery_steps: int = 0) -> list[Recip
     recipes: list[Recipe] = []
     if device.type == "cuda":
         recipes.append(Recipe((("quantize.int4-weight", {}),)))
-    recipes += [*variants(ffn50, then=(int8,)), *variants(ffn25, then=(int8,)), Recipe((mlp, int8)),
+    recipes += [*variants(ffn50, then=(int8,)), *variants(ffn25, then=(int8,)), *variants(mlp, then=(int8,)),
                 Recipe((int8,)), Recipe((("quantize.int8-weight", {}),))]
     if device.type == "cuda":
         recipes.append(Recipe((("quantize.float8", {}),)))
-    recipes += [*variants(ffn50), *variants(ffn25), *variants(heads), Recipe((mlp,))]
+    recipes += [*variants(ffn50), *variants(ffn25), *variants(heads), *variants(mlp)]
     return recipes
 
 
