@@ -4,6 +4,7 @@ through FastAPI's TestClient, and the tenants/users/tokens the tests act as."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import time
 import uuid
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
 from deepseek_enterprise.service.api import Service, create_app
 from deepseek_enterprise.service.executor import LocalExecutor
 from deepseek_enterprise.service.scheduler import Scheduler
@@ -27,6 +30,34 @@ TINY_TRAIN = [
     "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"", "--precision", "fp32", "--quiet",
 ]
 """``deepseek train`` arguments of a two-step run of a very small GPT on the CPU."""
+
+CLI_HOST = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+"""The plugin host the client commands run on in the tests (the editions only)."""
+
+
+def run_cli(*argv: str, token: str | None, url: str) -> tuple[int, str, str]:
+    """``deepseek ARGV`` in this process against the server at ``url`` with ``token``:
+    ``(exit code, stdout, stderr)``."""
+    from deepseek.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    env = {"DEEPSEEK_TOKEN": token or "", "DEEPSEEK_SERVER": url}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(argv), host=CLI_HOST)
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, out.getvalue(), err.getvalue()
 
 
 @dataclass
@@ -117,6 +148,17 @@ def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30
         scheduler.start()
     client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0)))
     return Deploy(root, store, client, token, scheduler)
+
+
+def two_tenants(root: Path) -> Deploy:
+    """A server with tenants ``acme`` (member ``bob``, viewer ``vic``) and ``globex`` (member ``gil``)."""
+    d = deploy(root)
+    d.tenant("acme")
+    d.tenant("globex")
+    d.user("acme", "bob", "member")
+    d.user("acme", "vic", "viewer")
+    d.user("globex", "gil", "member")
+    return d
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ status and one line and nothing outside the workspace served, big files streamed
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -16,25 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _servicehelpers import Deploy, deploy
+from _servicehelpers import Deploy, run_cli, two_tenants
 from _servicelive import live
 
-from deepseek.cli.main import main
-from deepseek.plugins.host import PluginHost
-from deepseek.plugins.settings import PluginSettings
-
-HOST = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
 SECRET = b"TOPSECRET-outside-the-workspace"
 
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Deploy]:
-    d = deploy(tmp_path / "srv")
-    d.tenant("acme")
-    d.tenant("globex")
-    d.user("acme", "bob", "member")
-    d.user("acme", "vic", "viewer")
-    d.user("globex", "gil", "member")
+    d = two_tenants(tmp_path / "srv")
     yield d
     d.close()
 
@@ -222,45 +211,24 @@ def test_a_big_file_streams_in_chunks(svc: Deploy) -> None:
     assert peak < 32 << 20, f"peak Python memory {peak / 2**20:.1f} MiB while serving a 256 MiB file"
 
 
-def _ds(*argv: str, token: str, url: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    env = {"DEEPSEEK_TOKEN": token, "DEEPSEEK_SERVER": url}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(argv), host=HOST)
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_jobs_files_and_download_commands(svc: Deploy, tmp_path: Path) -> None:
     job, ws = _job_with_files(svc)
     os.symlink("/etc/passwd", ws / "leak")
     bob, gil = svc.tokens["bob"], svc.tokens["gil"]
     out = tmp_path / "out"
     with live(svc) as srv:
-        code, text, _ = _ds("jobs", "files", str(job), "runs/a", token=bob, url=srv.url)
+        code, text, _ = run_cli("jobs", "files", str(job), "runs/a", token=bob, url=srv.url)
         assert code == 0 and text.splitlines() == [
             "dir                 runs/a/checkpoints/", "file       1024000  runs/a/checkpoints/step-2.pt",
             "file            25  runs/a/metrics.jsonl"]
-        code, text, err = _ds("jobs", "download", str(job), "--out", str(out), token=bob, url=srv.url)
+        code, text, err = run_cli("jobs", "download", str(job), "--out", str(out), token=bob, url=srv.url)
         assert (code, text) == (0, f"{out}/job-{job}/: 3 files, 1024039 bytes\n"), err
         assert _files(out / f"job-{job}") == _files(ws) and not (out / f"job-{job}" / "leak").exists()
-        code, text, _ = _ds("jobs", "download", str(job), "runs/a/checkpoints/step-2.pt", "--out", str(out),
+        code, text, _ = run_cli("jobs", "download", str(job), "runs/a/checkpoints/step-2.pt", "--out", str(out),
                             token=bob, url=srv.url)
         assert (code, text) == (0, f"{out}/step-2.pt: 1024000 bytes\n")
         assert (out / "step-2.pt").read_bytes() == (ws / "runs/a/checkpoints/step-2.pt").read_bytes()
-        code, text, _ = _ds("jobs", "download", str(job), "runs/a", "--out", str(out), token=bob, url=srv.url)
+        code, text, _ = run_cli("jobs", "download", str(job), "runs/a", "--out", str(out), token=bob, url=srv.url)
         assert code == 0 and _files(out / "a") == {k[len("runs/a/"):]: v for k, v in _files(ws).items()
                                                    if k.startswith("runs/a/")}
         before = sorted(p.name for p in out.iterdir())
@@ -270,8 +238,8 @@ def test_jobs_files_and_download_commands(svc: Deploy, tmp_path: Path) -> None:
                 (("../../globex",), bob, "422: path '../../globex': '..' is not allowed"),
                 (("/etc",), bob, "422: path '/etc': absolute paths are not allowed"),
                 (("job.log", "--tenant", "acme"), gil, "404: no tenant 'acme'")):
-            code, text, err = _ds("jobs", "download", str(job), *argv, "--out", str(out), token=token, url=srv.url)
+            code, text, err = run_cli("jobs", "download", str(job), *argv, "--out", str(out), token=token, url=srv.url)
             assert code == 2 and text == "" and len(err.strip().splitlines()) == 1 and words in err, (argv, err)
         assert sorted(p.name for p in out.iterdir()) == before  # nothing written, no part file left
-    code, _text, err = _ds("jobs", "download", str(job), "--out", str(tmp_path / "x"), token=bob, url=srv.url)
+    code, _text, err = run_cli("jobs", "download", str(job), "--out", str(tmp_path / "x"), token=bob, url=srv.url)
     assert code == 2 and "cannot reach the server" in err and not (tmp_path / "x" / f"job-{job}").exists()

@@ -4,8 +4,6 @@ the job is re-attached and can still be cancelled, its exit code read back."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import signal
 import socket
@@ -17,13 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _servicehelpers import TINY_TRAIN
-
-from deepseek.cli.main import main
-from deepseek.plugins.host import PluginHost
-from deepseek.plugins.settings import PluginSettings
-
-HOST = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+from _servicehelpers import CLI_HOST as HOST
+from _servicehelpers import TINY_TRAIN, run_cli
 
 
 def _free_port() -> int:
@@ -62,24 +55,7 @@ class Server:
 
 
 def ds(*argv: str, token: str | None = None, server: Server) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    env = {"DEEPSEEK_TOKEN": token or "", "DEEPSEEK_SERVER": server.url}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(argv), host=HOST)
-            except SystemExit as exc:
-                code = exc.code or 0
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return int(code), out.getvalue(), err.getvalue()
+    return run_cli(*argv, token=token, url=server.url)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from _cdp import Browser, chromium
-from _servicehelpers import TINY_TRAIN, Deploy, deploy
+from _servicehelpers import TINY_TRAIN, Deploy, deploy, two_tenants
 from _servicelive import live
 
 from deepseek_enterprise.service.models import Job
@@ -38,12 +38,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Deploy]:
-    d = deploy(tmp_path / "srv")
-    d.tenant("acme")
-    d.tenant("globex")
-    d.user("acme", "bob", "member")
-    d.user("acme", "vic", "viewer")
-    d.user("globex", "gil", "member")
+    d = two_tenants(tmp_path / "srv")
     yield d
     d.close()
 

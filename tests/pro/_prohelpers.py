@@ -184,3 +184,30 @@ def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
 def losses(records: Sequence[Mapping[str, Any]]) -> list[float]:
     """The ``loss`` of each step record."""
     return [float(r["loss"]) for r in records]
+
+
+def deepseek_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m deepseek ARGS`` on the CPU with one intra-op thread (text output captured)."""
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "deepseek", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def random_gpt_weights(path: Path, *, seed: int, std: float, n_layers: int) -> Path:
+    """An exported weights file of a small byte-level GPT (d_model 64, 4 heads, 32 positions) with
+    normal(0, ``std``) weights: untrained, but with a greedy continuation that varies for the
+    seeds the tests pick (most random GPTs repeat one token)."""
+    import torch
+
+    from deepseek.models.gpt import GPT, GPTConfig
+    from deepseek.training.checkpoint import save_model_state
+
+    cfg = {"vocab_size": 256, "d_model": 64, "n_heads": 4, "n_layers": n_layers, "max_seq_len": 32}
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**cfg))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std)
+    meta = {"format": "deepseek-weights", "model": json.dumps({"name": "gpt", **cfg}), "step": "0"}
+    return save_model_state(path, model.state_dict(), meta)
+

@@ -16,15 +16,21 @@ moves the loss by >= 1e-3.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from _prohelpers import PARITY_STEPS, losses, run_single, run_torchrun, run_train_jobs, tiny_run
+from _prohelpers import (
+    PARITY_STEPS,
+    deepseek_cli,
+    losses,
+    random_gpt_weights,
+    run_single,
+    run_torchrun,
+    run_train_jobs,
+    tiny_run,
+)
 
 from deepseek.config.load import load_config
 from deepseek.errors import ConfigError
@@ -141,30 +147,14 @@ def test_greedy_decoding_is_token_identical_with_a_head_sharded_cache(probe: dic
 
 
 def _random_weights(path: Path) -> Path:
-    """An exported weights file of a small GPT with large random weights (varied greedy tokens)."""
-    from deepseek.training.checkpoint import save_model_state
-
-    cfg = {"vocab_size": 256, "d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
-    torch.manual_seed(3)
-    model = GPT(GPTConfig(**cfg))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-    meta = {"format": "deepseek-weights", "model": json.dumps({"name": "gpt", **cfg}), "step": "0"}
-    return save_model_state(path, model.state_dict(), meta)
-
-
-def _deepseek(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "deepseek", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return random_gpt_weights(path, seed=3, std=0.3, n_layers=2)
 
 
 def test_launch_generate_with_tp_prints_what_one_process_does(tmp_path: Path) -> None:
     weights = _random_weights(tmp_path / "w.safetensors")
     args = ["generate", "--checkpoint", str(weights), "--temperature", "0", "--max-new-tokens", "40", "hello"]
-    one = _deepseek(*args)
-    two = _deepseek("launch", "-n", "2", "--", *args, "--strategy", "tp")
+    one = deepseek_cli(*args)
+    two = deepseek_cli("launch", "-n", "2", "--", *args, "--strategy", "tp")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     assert one.stdout.startswith("hello") and len(one.stdout) > len("hello\n")
     assert two.stdout == "[rank0] " + one.stdout  # rank 0 alone prints
@@ -177,8 +167,8 @@ def test_launch_serves_a_prompt_file_with_tp_like_one_process(tmp_path: Path) ->
     prompts.write_text("abc\nhello\nxyz\nuvw\n", encoding="utf-8")
     args = ["generate", "--checkpoint", str(weights), "--prompts", str(prompts), "--temperature", "0",
             "--max-new-tokens", "30"]
-    one = _deepseek(*args)
-    two = _deepseek("launch", "-n", "2", "--", *args, "--strategy", "tp")
+    one = deepseek_cli(*args)
+    two = deepseek_cli("launch", "-n", "2", "--", *args, "--strategy", "tp")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     assert len(one.stdout.splitlines()) == 4
     assert two.stdout == "".join(f"[rank0] {line}\n" for line in one.stdout.splitlines())
@@ -187,7 +177,7 @@ def test_launch_serves_a_prompt_file_with_tp_like_one_process(tmp_path: Path) ->
 
 def test_tp_generate_outside_the_launcher_is_one_line(tmp_path: Path) -> None:
     weights = _random_weights(tmp_path / "w.safetensors")
-    out = _deepseek("generate", "--checkpoint", str(weights), "--strategy", "tp", "hello", timeout=120)
+    out = deepseek_cli("generate", "--checkpoint", str(weights), "--strategy", "tp", "hello", timeout=120)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip() == ("error: --strategy tp: it runs one process per device; start it as "
                                   "`deepseek launch -n N -- generate ... --strategy tp`")
