@@ -61,8 +61,14 @@ def test_a_gpt_is_sent_to_prune_ffn(host: PluginHost) -> None:
         create_compressor(host, "prune.mlp", {}, where="--set").check_model(model, config)
 
 
-def test_compress_prunes_the_trained_tri_modal_model_and_the_result_evaluates(tmp_path: Path) -> None:
-    train_tiny(tmp_path, MULTIMODAL)
+@pytest.fixture(scope="module")
+def mm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``run``: the tiny tri-modal classifier trained 10 steps (each test writes its own outputs)."""
+    return train_tiny(tmp_path_factory.mktemp("mm"), MULTIMODAL)
+
+
+def test_compress_prunes_the_trained_tri_modal_model_and_the_result_evaluates(mm_run: Path) -> None:
+    tmp_path = mm_run
     out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--set", "score=taylor",
                        "--out", "pruned", "--latency-runs", "0", "--json", "pruned.json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -80,11 +86,11 @@ def test_compress_prunes_the_trained_tri_modal_model_and_the_result_evaluates(tm
     assert bad.returncode == 2 and "ratio: must be between 0 and 1" in bad.stderr and not (tmp_path / "never").exists()
 
 
-def test_the_search_recovers_the_pruned_tri_modal_model_by_fine_tuning(tmp_path: Path) -> None:
+def test_the_search_recovers_the_pruned_tri_modal_model_by_fine_tuning(mm_run: Path) -> None:
     # lr 1e-9: the fine-tuning must start from the pruned weights, so it ends where the bare cut is
     from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
 
-    train_tiny(tmp_path, MULTIMODAL)
+    tmp_path = mm_run
     recovered = "prune.mlp ratio=0.5 + recover lr=1e-09"
     out = deepseek_cli("compress", "--checkpoint", "run", "--max-drop", "1000pt", "--recipe", recovered,
                        "--recovery-steps", "3", "--out", "rec", "--latency-runs", "0", "--json", "rec.json", cwd=tmp_path)
