@@ -5,65 +5,37 @@ the job is re-attached and can still be cancelled, its exit code read back."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from _servicehelpers import CLI_HOST as HOST
-from _servicehelpers import TINY_TRAIN, run_cli
+from _servicehelpers import TINY_TRAIN, ServerProcess, free_port, run_cli
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Dead:
+    """Where no server listens (``ds`` needs only a URL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
 
 
-class Server:
-    def __init__(self, root: Path, port: int, new: bool = True) -> None:
-        self.root, self.port = root, port
-        self.url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if k != "DEEPSEEK_TOKEN"} | {"PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deepseek", "server", "--port", str(port), "--root", str(root), "--slots", "2",
-             "--devices", "none", "--grace", "60"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.token = None
-        if new:  # a new database prints its bootstrap token first
-            line = self.proc.stdout.readline()
-            assert line.startswith("new database"), line
-            self.token = self.proc.stdout.readline().strip()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{self.url}/openapi.json", timeout=1)
-                return
-            except httpx.HTTPError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(self.proc.stderr.read()) from None
-                time.sleep(0.2)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+def start_server(root: Path, *, new: bool = True) -> ServerProcess:
+    return ServerProcess(root, "--slots", "2", "--grace", "60", new=new)
 
 
-def ds(*argv: str, token: str | None = None, server: Server) -> tuple[int, str, str]:
+def ds(*argv: str, token: str | None = None, server: ServerProcess | Dead) -> tuple[int, str, str]:
     return run_cli(*argv, token=token, url=server.url)
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "srv", _free_port())
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path / "srv")
     yield srv
-    if srv.proc.poll() is None:
-        srv.kill()
+    srv.kill()
 
 
 def _one_line_error(result: tuple[int, str, str], words: str) -> None:
@@ -71,7 +43,7 @@ def _one_line_error(result: tuple[int, str, str], words: str) -> None:
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ") and words in err, result
 
 
-def _wait(server: Server, token: str, job: int, states: set[str], timeout: float = 120) -> str:
+def _wait(server: ServerProcess, token: str, job: int, states: set[str], timeout: float = 120) -> str:
     end = time.monotonic() + timeout
     while True:
         code, out, err = ds("jobs", "list", "--tenant", "acme", token=token, server=server)
@@ -82,7 +54,7 @@ def _wait(server: Server, token: str, job: int, states: set[str], timeout: float
         time.sleep(0.3)
 
 
-def test_server_and_clients_end_to_end_with_a_sigkill_restart(server: Server, tmp_path: Path) -> None:
+def test_server_and_clients_end_to_end_with_a_sigkill_restart(server: ServerProcess, tmp_path: Path) -> None:
     admin = server.token
     assert admin and admin.startswith("dsk_")
     assert os.stat(server.root).st_mode & 0o077 == 0
@@ -111,8 +83,7 @@ def test_server_and_clients_end_to_end_with_a_sigkill_restart(server: Server, tm
     _one_line_error(ds("jobs", "list", token=bob[:-1] + "x", server=server), "401: invalid token")
     _one_line_error(ds("tenants", "create", "x", token=bob, server=server), "403: this needs a platform admin")
     _one_line_error(ds("jobs", "list", token=None, server=server), "no token: set DEEPSEEK_TOKEN")
-    dead = Server.__new__(Server)
-    dead.url = f"http://127.0.0.1:{_free_port()}"
+    dead = Dead(f"http://127.0.0.1:{free_port()}")
     _one_line_error(ds("jobs", "list", token=bob, server=dead), "cannot reach the server")
 
     # a long job, then the server is killed with SIGKILL and restarted on the same root
@@ -125,7 +96,7 @@ def test_server_and_clients_end_to_end_with_a_sigkill_restart(server: Server, tm
     while not metrics.is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
     server.kill()
-    again = Server(server.root, _free_port(), new=False)
+    again = start_server(server.root, new=False)
     try:
         assert _wait(again, bob, 2, {"running", "lost"}, timeout=5) == "running"  # re-attached
         assert ds("jobs", "cancel", "2", token=bob, server=again)[1] == "job 2 stopping\n"
@@ -150,8 +121,7 @@ def test_executors_are_registered_components(tmp_path: Path) -> None:
     from deepseek_enterprise.service.executor import Executor, LocalExecutor
 
     assert HOST.resolve("executor", "local").load() is LocalExecutor and issubclass(LocalExecutor, Executor)
-    dead = Server.__new__(Server)
-    dead.url = "http://127.0.0.1:1"
+    dead = Dead("http://127.0.0.1:1")
     root = tmp_path / "never"
     code, _out, err = ds("server", "--executor", "locl", "--root", str(root), server=dead)
     _one_line_error((code, _out, err), "locl")
@@ -168,8 +138,7 @@ def test_a_database_of_an_older_build_is_one_line_and_left_as_it_was(tmp_path: P
     with sqlite3.connect(db) as conn:  # what a build before the requeue policy left: no jobs.attempts
         conn.execute("ALTER TABLE jobs DROP COLUMN attempts")
     before = db.read_bytes()
-    dead = Server.__new__(Server)
-    dead.url = "http://127.0.0.1:1"
+    dead = Dead("http://127.0.0.1:1")
     result = ds("server", "--root", str(tmp_path / "root"), "--db", f"sqlite:///{db}", server=dead)
     _one_line_error(result, "the database was made by an older deepseek-enterprise and lacks the columns jobs.attempts")
     assert db.read_bytes() == before
