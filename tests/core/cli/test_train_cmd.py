@@ -6,6 +6,7 @@ Every kind of bad input must end with exactly one line on stderr and exit code 2
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -72,6 +73,15 @@ def test_eval_reports_the_validation_loss(trained_run: Path) -> None:
     expected = [r["val_loss"] for r in last_val if "val_loss" in r][-1]
     assert result["step"] == 4
     assert result["val_loss"] == pytest.approx(expected, rel=1e-5)
+    # byte tokens: one byte per predicted token, so bits per byte is the loss in bits, exactly
+    assert result["val_bits_per_byte"] == pytest.approx(result["val_loss"] / math.log(2), rel=1e-12)
+    rows = [r for r in last_val if "val_loss" in r]
+    assert len(rows) == 2 and all(r["val_bits_per_byte"] == pytest.approx(r["val_loss"] / math.log(2), rel=1e-12)
+                                  for r in rows)
+    text = deepseek("eval", "--checkpoint", str(trained_run), "--device", "cpu", cwd=trained_run.parent)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout == (f"val_loss {result['val_loss']:.4f}, val_bits_per_byte {result['val_bits_per_byte']:.4f} "
+                           "(step 4, model tiny)\n")
 
 
 def _corrupt_run(root: Path) -> Path:

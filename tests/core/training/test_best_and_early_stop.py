@@ -49,5 +49,5 @@ def test_monitor_must_name_an_evaluation_value(tiny_config: Any, tmp_path: Path)
         tiny_config(train={"monitor": "loss"})
     config = tiny_config(train={"monitor": "val_accuracy"})
     with pytest.raises(ConfigError, match=r"^train\.monitor: 'val_accuracy' is not an evaluation value of this run; "
-                       r"it reports val_loss$"):
+                       r"it reports val_bits_per_byte, val_loss$"):
         Trainer(config, run_dir=tmp_path / "run").fit()

@@ -82,6 +82,8 @@ def test_fit_trains_a_scripts_model_and_writes_a_run_folder(tmp_path: Path, host
     val = torch.utils.data.Subset(points(512, 0), sorted(torch.randperm(512, generator=torch.Generator().manual_seed(0))[:51].tolist()))
     scores = deepseek.evaluate(Quadrants(), val, names=("x", "y"), checkpoint=run, batch_size=32, batches=4)
     assert scores["val_loss"] == pytest.approx(result.val_metrics["val_loss"], rel=1e-6)
+    # not text: a torch dataset cannot say how many bytes its samples are, so no bits per byte
+    assert "val_bits_per_byte" not in scores and "val_bits_per_byte" not in result.val_metrics
 
 
 def test_a_model_instance_and_a_class_train_alike(tmp_path: Path, host: PluginHost) -> None:

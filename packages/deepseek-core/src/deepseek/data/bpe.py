@@ -49,6 +49,7 @@ class BPETokenizer(Tokenizer):
         self.separator = separator
         self.identity = f"bpe:{digest}"
         self.source = source
+        self._token_bytes: tuple[int, ...] | None | bool = False  # False: not computed yet
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (no special tokens added)."""
@@ -68,8 +69,50 @@ class BPETokenizer(Tokenizer):
             raise ValueError(f"BPETokenizer.decode: id {bad[0]!r} is outside the vocabulary 0..{self.vocab_size - 1}")
         return str(self.hf.decode(ids, skip_special_tokens=False))
 
+    def token_bytes(self) -> tuple[int, ...] | None:
+        """Bytes per token id of a byte-level tokenizer (see :func:`byte_level_token_bytes`)."""
+        if self._token_bytes is False:
+            self._token_bytes = byte_level_token_bytes(self.hf, self.separator)
+        return self._token_bytes  # type: ignore[return-value]
+
     def __repr__(self) -> str:
         return f"BPETokenizer({self.source}, vocab_size={self.vocab_size})"
+
+
+def byte_level_token_bytes(hf: Any, separator: int) -> tuple[int, ...] | None:
+    """UTF-8 bytes of text each token id of ``hf`` stands for, when that is fixed per token.
+
+    It is for a byte-level BPE (what :func:`train_bpe` writes, and GPT-2's ``tokenizer.json``):
+    no normalizer, a ``ByteLevel`` pre-tokenizer that adds no prefix space, a ``ByteLevel``
+    decoder, and every vocabulary token written in the 256-character byte alphabet, one
+    character per byte. Then a token's bytes are the length of its vocabulary string; an added
+    token's, the UTF-8 length of its text; the separator's, 1 (as the separator byte of byte
+    tokens: the packer puts one between documents). ``None`` for any other tokenizer, whose
+    tokens' bytes depend on their neighbours (a prefix space, ``##`` pieces, normalized text).
+    """
+    from tokenizers import pre_tokenizers
+
+    spec = json.loads(hf.to_str())
+    pre = spec.get("pre_tokenizer") or {}
+    levels = [pre] if pre.get("type") == "ByteLevel" else \
+        [p for p in pre.get("pretokenizers") or [] if isinstance(p, dict) and p.get("type") == "ByteLevel"]
+    decoder = spec.get("decoder") or {}
+    if spec.get("normalizer") is not None or not levels or any(p.get("add_prefix_space") for p in levels) \
+            or decoder.get("type") != "ByteLevel":
+        return None
+    size = int(hf.get_vocab_size(with_added_tokens=True))
+    added = {int(i): str(t.content) for i, t in hf.get_added_tokens_decoder().items()}
+    alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+    sizes = [0] * size
+    for token, i in hf.get_vocab(with_added_tokens=False).items():
+        if not 0 <= i < size or not set(token) <= alphabet:
+            return None
+        sizes[i] = len(token)
+    for i, content in added.items():
+        if not 0 <= i < size:
+            return None
+        sizes[i] = 1 if i == separator else len(content.encode("utf-8"))
+    return tuple(sizes)
 
 
 def file_digest(data: bytes) -> str:

@@ -24,6 +24,9 @@ and then:
   the vocabulary a model gets when its config sets none (a tokenizer's size); a config setting a
   smaller one is refused. :meth:`Dataset.run_files`: files the run folder keeps a copy of (the
   tokenizer), copied by rank 0 when the run starts.
+- :meth:`Dataset.predicted_text`: how many tokens a batch's loss averages over and how many
+  UTF-8 bytes of text they stand for; evaluation then reports ``val_bits_per_byte``. ``None``
+  (the default): the data is not text, or its bytes per token are not known.
 """
 
 from __future__ import annotations
@@ -31,10 +34,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from deepseek.config.components import NoOptions
 from deepseek.data.batch import Batch, shard_rows
+
+
+class PredictedText(NamedTuple):
+    """What a batch's loss is averaged over, as text: ``tokens`` predicted (targets the loss
+    does not ignore) and the UTF-8 ``bytes`` of text those target tokens decode to."""
+
+    tokens: int
+    bytes: int
 
 
 class Dataset(ABC):
@@ -76,6 +87,11 @@ class Dataset(ABC):
 
     def count_tokens(self, batch: Batch) -> int | None:
         """Tokens in ``batch`` (for tokens/s), or ``None`` when the data has no tokens."""
+        return None
+
+    def predicted_text(self, batch: Batch) -> PredictedText | None:
+        """Tokens predicted in ``batch`` and the bytes of text they stand for (validation bits
+        per byte), or ``None`` (the default) when the data is not text or that is unknown."""
         return None
 
     @classmethod

@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch
-from deepseek.data.dataset import Dataset
+from deepseek.data.dataset import Dataset, PredictedText
 from deepseek.errors import ConfigError
 
 if TYPE_CHECKING:
     from deepseek.data.sources import DocSource
     from deepseek.data.tokenizer import Tokenizer
+
+
+IGNORE_INDEX = -100
+"""Targets equal to this are not predicted (the GPT's cross-entropy ignores them)."""
 
 
 def _positive(value: int) -> str | None:
@@ -106,6 +110,18 @@ class TokenDataset(Dataset):
 
     def count_tokens(self, batch: Batch) -> int | None:
         return int(batch["input_ids"].numel())
+
+    def predicted_text(self, batch: Batch) -> PredictedText | None:
+        """The targets the loss does not ignore (``-100``) and the bytes they stand for, per the
+        tokenizer's :meth:`~deepseek.data.tokenizer.Tokenizer.token_bytes` (``None`` when it has none)."""
+        import torch
+
+        sizes = self.tokenizer.token_bytes()
+        if sizes is None:
+            return None
+        targets = batch["targets"]
+        kept = targets[targets != IGNORE_INDEX]
+        return PredictedText(int(kept.numel()), int(torch.tensor(sizes, dtype=torch.int64)[kept].sum()))
 
     @classmethod
     def model_vocab_size(cls, options: TokenOptions) -> int | None:

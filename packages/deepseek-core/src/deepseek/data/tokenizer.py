@@ -45,6 +45,14 @@ class Tokenizer:
         """Text of token ids (a list or a 1-D tensor/array)."""
         raise NotImplementedError
 
+    def token_bytes(self) -> tuple[int, ...] | None:
+        """How many UTF-8 bytes of text each token id stands for (index: the id), for validation
+        bits per byte; ``None`` (the default) when that is not fixed per token (a tokenizer that
+        normalizes text or adds a prefix space) or unknown. The separator counts **1 byte**: the
+        one byte ``0`` that separates documents of byte tokens, so both kinds of tokens divide
+        the same text by the same number of bytes."""
+        return None
+
 
 class ByteTokenizer(Tokenizer):
     """UTF-8 bytes as tokens. ``decode`` replaces invalid sequences (a sampled model may emit
@@ -67,6 +75,10 @@ class ByteTokenizer(Tokenizer):
         except (ValueError, TypeError) as exc:
             raise ValueError(f"ByteTokenizer.decode: token ids must be integers in 0..255 ({exc})") from exc
         return data.decode("utf-8", errors="replace")
+
+    def token_bytes(self) -> tuple[int, ...]:
+        """Every token is one byte (the separator, byte ``0``, too)."""
+        return (1,) * 256
 
     def __repr__(self) -> str:
         return "ByteTokenizer(vocab_size=256)"

@@ -2,12 +2,17 @@
 
 :func:`evaluate_batch` is the one implementation every strategy's ``evaluate`` and ``deepseek
 eval`` use; :func:`summarize` turns per-batch results into ``{"val_loss": ..., "val_<metric>":
-...}`` with one read from the device.
+...}`` with one read from the device, and, for text whose bytes per token the dataset knows
+(:meth:`~deepseek.data.dataset.Dataset.predicted_text`), ``val_bits_per_byte``: the validation
+cross-entropy summed over every predicted token (nats), divided by ``ln 2`` and by the UTF-8
+bytes those tokens stand for. It compares models with different tokenizers; for byte tokens it
+is ``val_loss / ln 2``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +20,7 @@ import torch
 from torch import nn
 
 from deepseek.data.batch import Batch, move_to
+from deepseek.data.dataset import PredictedText
 from deepseek.models.protocol import split_output
 from deepseek.training.metrics import read_scalars
 
@@ -43,9 +49,32 @@ def evaluate_batch(
     return loss.detach().float(), {k: v.detach().float() for k, v in metrics.items()}
 
 
-def summarize(results: Sequence[Evaluation]) -> dict[str, float]:
-    """Means over batches: ``{"val_loss": ..., "val_<metric>": ...}`` (metric names of the first)."""
+BITS_PER_BYTE = "val_bits_per_byte"
+
+
+def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | None] | None = None) -> dict[str, float]:
+    """Means over batches: ``{"val_loss": ..., "val_<metric>": ...}`` (metric names of the first),
+    and ``val_bits_per_byte`` when ``texts`` gives every batch's :class:`PredictedText` (the
+    dataset's ``predicted_text`` of each batch, in order; see the module docstring)."""
     names = sorted(results[0][1])
     values = read_scalars([v for loss, m in results for v in (loss, *(m[k] for k in names))])
     width = 1 + len(names)
-    return {f"val_{key}": sum(values[j::width]) / len(results) for j, key in enumerate(["loss", *names])}
+    out = {f"val_{key}": sum(values[j::width]) / len(results) for j, key in enumerate(["loss", *names])}
+    bpb = bits_per_byte(values[0::width], texts)
+    if bpb is not None and BITS_PER_BYTE not in out:
+        out[BITS_PER_BYTE] = bpb
+    return out
+
+
+def bits_per_byte(losses: Sequence[float], texts: Sequence[PredictedText | None] | None) -> float | None:
+    """``sum(loss_b * tokens_b) / ln 2 / sum(bytes_b)`` over batches ``b`` (each ``loss_b`` the mean
+    cross-entropy in nats over its ``tokens_b`` predicted tokens); ``None`` when a batch's text is
+    unknown or there are no bytes."""
+    if texts is None or len(texts) != len(losses) or any(t is None for t in texts):
+        return None
+    known = [t for t in texts if t is not None]
+    total_bytes = sum(t.bytes for t in known)
+    if total_bytes <= 0:
+        return None
+    nats = sum(loss * t.tokens for loss, t in zip(losses, known, strict=True) if t.tokens)
+    return nats / math.log(2) / total_bytes

@@ -219,11 +219,13 @@ def evaluate_model(
     model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None
 ) -> dict[str, float]:
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (``val_loss``,
-    ``val_<metric>``), in fp32 on the model's device."""
+    ``val_<metric>``, and ``val_bits_per_byte`` for text data), in fp32 on the model's device."""
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import evaluate_batch, summarize
 
     n = batches or config.data.eval_batches
     device = next(model.parameters()).device
-    val = build_dataset(config, host).validation_batches(n)
-    return summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val])
+    dataset = build_dataset(config, host)
+    val = dataset.validation_batches(n)
+    return summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val],
+                     [dataset.predicted_text(b) for b in val])

@@ -130,6 +130,7 @@ class Trainer:
             )
         for batch in self.val_set:
             self._check_rows(batch, "validation batch")
+        self.val_texts = [self.dataset.predicted_text(batch) for batch in self.val_set]
         model = engine.build_model()
         self.generates = callable(getattr(model, "generate", None))
         if isinstance(model, TrainableModel):
@@ -337,8 +338,8 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
-        ``{"val_loss": ..., "val_<metric>": ...}``."""
-        return summarize([self.engine.evaluate(batch) for batch in self.val_set])
+        ``{"val_loss": ..., "val_<metric>": ...}``, and ``val_bits_per_byte`` for text data."""
+        return summarize([self.engine.evaluate(batch) for batch in self.val_set], self.val_texts)
 
     def _evaluate(self, progress: ProgressBar) -> bool:
         """Evaluate, log and run the hooks; ``True`` when ``train.monitor`` improved."""
