@@ -20,7 +20,9 @@ ls .whl/torchao-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps to
 # Torch-Pruning for prune.mlp (pure Python).
 ls .whl/torch_pruning-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps torch-pruning==1.6.1 -d .whl
 # The job service's server stack (benchmarks/service_gpu_share.sh): FastAPI, Starlette, uvicorn, pydantic, SQLAlchemy.
-ls .whl/fastapi-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps fastapi==0.165.0 starlette==1.10.0 \
+# fastapi 0.165 imports opentelemetry-api (a dependency of its own), absent from the image.
+ls .whl/opentelemetry_api-*.whl >/dev/null 2>&1 || rm -f .whl/fastapi-*.whl
+ls .whl/fastapi-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps fastapi==0.165.0 starlette==1.10.0 opentelemetry-api==1.45.2 \
   uvicorn==0.54.0 annotated-doc==0.0.7 pydantic==2.14.4 annotated-types==0.8.0 typing-inspection==0.4.5 \
   pydantic-core==2.50.5 sqlalchemy==2.1.9 --python-version 3.12 --only-binary=:all: \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .whl
