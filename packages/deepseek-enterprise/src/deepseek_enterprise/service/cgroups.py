@@ -6,7 +6,8 @@
   of its own (created if its parent is cgroup v2). Jobs' cgroups are made under it. If it cannot
   be used the server does not start (one line saying why).
 - ``--cgroup auto`` (the server's default): the server's own cgroup (``/proc/self/cgroup``) if it
-  is cgroup v2, writable and offers the ``memory`` and ``pids`` controllers. As cgroup v2 lets
+  is cgroup v2, writable and offers the ``memory`` controller (``pids`` and ``cpu`` are used
+  when offered too). As cgroup v2 lets
   only a cgroup without processes hand controllers to its children, the server first moves
   itself into a child ``deepseek-server``, then puts jobs under ``deepseek-jobs``. When any step
   fails the server uses rlimits and says why (``Detection.reason``).
@@ -15,7 +16,8 @@
 Per job (:meth:`Cgroups.create`) a cgroup ``job-<id>`` with ``memory.max`` = the tenant's
 ``memory-bytes`` (a total over all the job's processes; ``memory.swap.max`` 0 so it is not
 swapped instead), ``cpu.max`` = ``cpus`` x 100 ms per 100 ms (when the ``cpu`` controller is
-there), ``pids.max`` = :data:`PIDS_MAX`. The executor puts the job's wrapper in it between fork
+there), ``pids.max`` = :data:`PIDS_MAX` (when the ``pids`` controller is there; without it the
+number of processes is not limited, which the job's first log line says). The executor puts the job's wrapper in it between fork
 and exec, so everything the job starts is inside. When the job ends, :meth:`Cgroups.oom_kills`
 reads ``memory.events`` (the kernel's OOM kills tell an out-of-memory failure apart) and
 :meth:`Cgroups.remove` kills what is left in it (``cgroup.kill``) and removes it.
@@ -31,10 +33,11 @@ from pathlib import Path
 
 from deepseek.errors import UsageError
 
-NEEDED = ("memory", "pids")
+NEEDED = ("memory",)
 """Controllers without which cgroups are not used."""
-OPTIONAL = ("cpu",)
-"""Used when offered (``cpus`` is not enforced without it)."""
+OPTIONAL = ("pids", "cpu")
+"""Used when offered: without ``cpu`` the tenant's ``cpus`` is not enforced, without ``pids`` the
+number of processes is not limited (container runtimes often delegate ``memory`` alone)."""
 PIDS_MAX = 4096
 """Processes and threads a job may have at once (cgroup ``pids.max``)."""
 CPU_PERIOD_US = 100_000
@@ -101,7 +104,8 @@ class Cgroups:
         _write(path / "memory.max", str(memory_bytes) if memory_bytes is not None else "max")
         if (path / "memory.swap.max").exists():
             _write(path / "memory.swap.max", "0" if memory_bytes is not None else "max")
-        _write(path / "pids.max", str(PIDS_MAX))
+        if "pids" in self.controllers:
+            _write(path / "pids.max", str(PIDS_MAX))
         if "cpu" in self.controllers:
             quota = "max" if cpus is None else str(max(1000, round(cpus * CPU_PERIOD_US)))
             _write(path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
@@ -110,8 +114,9 @@ class Cgroups:
     def describe(self, job_id: int, memory_bytes: int | None, cpus: float | None) -> str:
         cpu = "cpu.max not available (no cpu controller)" if "cpu" not in self.controllers else (
             f"cpu.max={cpus:g} CPU(s)" if cpus is not None else "cpu.max=max")
+        pids = f"pids.max={PIDS_MAX}" if "pids" in self.controllers else "pids.max not available (no pids controller)"
         return (f"cgroup v2 {self.path(job_id)}: memory.max={memory_bytes if memory_bytes is not None else 'max'}, "
-                f"{cpu}, pids.max={PIDS_MAX}")
+                f"{cpu}, {pids}")
 
     def oom_kills(self, job_id: int) -> int:
         """How many processes of the job the kernel killed for memory (0 if unknown)."""
