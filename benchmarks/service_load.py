@@ -91,7 +91,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         while True:
             jobs = [j for t in tenants for j in call("GET", f"/v1/tenants/{t}/jobs?limit=10000", tokens[t]).json()]
-            if all(j["state"] not in ("queued", "running") for j in jobs):
+            if all(j["state"] not in ("queued", "starting", "running") for j in jobs):
                 break
             time.sleep(0.5)
         audit = call("GET", "/v1/audit?limit=10000", admin).json()

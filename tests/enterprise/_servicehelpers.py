@@ -172,9 +172,10 @@ def free_port() -> int:
 class ServerProcess:
     """``deepseek server`` for real: its own process, uvicorn on a free port, ``--devices none``,
     the database ``db_url`` (passed as DEEPSEEK_DB_URL) or SQLite in ``root``; ``token`` is the
-    bootstrap admin's on a new database."""
+    bootstrap admin's on a new database; ``env``: variables added to the server's environment."""
 
-    def __init__(self, root: Path, *args: str, db_url: str | None = None, new: bool = True) -> None:
+    def __init__(self, root: Path, *args: str, db_url: str | None = None, new: bool = True,
+                 env: dict[str, str] | None = None) -> None:
         import subprocess
         import sys
 
@@ -182,11 +183,11 @@ class ServerProcess:
 
         self.root, self.port = root, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("DEEPSEEK_TOKEN", "DEEPSEEK_DB_URL")}
-        env |= {"PYTHONUNBUFFERED": "1", **({"DEEPSEEK_DB_URL": db_url} if db_url else {})}
+        full = {k: v for k, v in os.environ.items() if k not in ("DEEPSEEK_TOKEN", "DEEPSEEK_DB_URL")}
+        full |= {"PYTHONUNBUFFERED": "1", **({"DEEPSEEK_DB_URL": db_url} if db_url else {}), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "deepseek", "server", "--port", str(self.port), "--root", str(root),
-             "--devices", "none", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             "--devices", "none", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
         self.token = ""
         if new:
             line = self.proc.stdout.readline()

@@ -165,6 +165,7 @@ def test_fair_share_fewest_running_then_least_recent_start_then_fifo(svc: Deploy
             job = quotas.pick_next(s, slots=4, free_devices=0)
             if job is None:
                 return None
+            job.move("starting")
             job.move("running")
             quotas.started(job.tenant, dt.datetime.now(dt.timezone.utc))
             return job.id

@@ -16,6 +16,7 @@ import pytest
 from _servicehelpers import TINY_TRAIN, deploy
 from sqlalchemy import select
 
+from deepseek_enterprise.service import jobstate
 from deepseek_enterprise.service.executor import (
     Executor,
     Launch,
@@ -81,7 +82,9 @@ def test_jobs_run_isolated_finish_and_cancel(tmp_path: Path, monkeypatch: pytest
         run = Path(small["workspace"]) / "runs" / "tiny"
         assert (run / "config.toml").is_file() and (run / "checkpoints" / "step-2" / "model.safetensors").is_file()
         assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()][-1] == 2
-        assert (Path(small["workspace"]) / "exit_code").read_text() == "0\n"
+        state = d.root / "jobstate" / str(done)  # the server's, outside the tenant's folder
+        assert (state / "exit_code").read_text() == "0\n" and not (Path(small["workspace"]) / "exit_code").exists()
+        assert stat.S_IMODE(state.stat().st_mode) == stat.S_IMODE(state.parent.stat().st_mode) == 0o700
         # cancel: SIGTERM to the group, deepseek train writes a checkpoint and exits 75
         deadline = time.monotonic() + 120  # training under way: its SIGTERM handler is installed
         while not (ws / "runs" / "long" / "metrics.jsonl").is_file() and time.monotonic() < deadline:
@@ -110,11 +113,12 @@ def test_a_restarted_server_concludes_reattaches_or_marks_lost(tmp_path: Path) -
         with d.store.session() as s:
             jobs = [s.get(Job, i) for i in ids]
             for job in jobs[:3]:
+                job.move("starting")
                 job.move("running", workspace=str(tmp_path / f"ws{job.id}"))
                 Path(job.workspace).mkdir()
             jobs[0].pid, jobs[0].pid_start = gone.pid, "12345"  # gone, no exit code: lost
             jobs[1].pid, jobs[1].pid_start = gone.pid, "12345"  # ended while the server was down
-            (Path(jobs[1].workspace) / "exit_code").write_text("0\n")
+            (jobstate.make(d.root, jobs[1].id) / "exit_code").write_text("0\n")  # where the wrapper writes it
             jobs[2].pid, jobs[2].pid_start = alive.pid, process_start(alive.pid)  # still running
         d.close()
         again = deploy(tmp_path / "srv")

@@ -131,15 +131,18 @@ def test_a_shared_job_gets_the_cap_variable_and_the_capping_entry_point(tmp_path
     # with a cap the job runs under gpucap; a bad value is one line, exit 2
     for value, code, text in (("0.5", 0, "GPU memory cap 0.5 not applied: no CUDA device is visible"),
                               ("2", 2, "DEEPSEEK_GPU_MEMORY_FRACTION='2': use a fraction in (0, 1]")):
-        ws = tmp_path / f"ws{value}"
+        ws, state = tmp_path / f"ws{value}", tmp_path / f"state{value}"
         ws.mkdir()
+        state.mkdir()
         with open(ws / "job.log", "wb") as log:
-            r = subprocess.run([sys.executable, "-I", "-m", "deepseek_enterprise.service.child", "--version"],
+            r = subprocess.run([sys.executable, "-I", "-m", "deepseek_enterprise.service.child", "--state", str(state),
+                                "--version"],
                                cwd=ws, stdout=log, stderr=subprocess.STDOUT, timeout=300,
                                env={"PATH": os.environ["PATH"], gpushare.ENV: value, "CUDA_VISIBLE_DEVICES": ""})
         out = (ws / "job.log").read_text()
         assert r.returncode == code and text in out, out
-        assert (ws / "exit_code").read_text() == f"{code}\n" and (ws / "exit_reason").read_text() == ""
+        assert (state / "exit_code").read_text() == f"{code}\n" and (state / "exit_reason").read_text() == ""
+        assert not (ws / "exit_code").exists()
 
 
 def test_the_wrapper_explains_failures(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def test_200_concurrent_submits_are_all_accounted_for_and_quotas_held(backend: s
             while True:
                 lists = {t: srv.call("GET", f"/v1/tenants/{t}/jobs?limit=10000", tok).json()
                          for t, tok in tokens.items()}
-                if all(j["state"] not in ("queued", "running") for js in lists.values() for j in js):
+                if all(j["state"] not in ("queued", "starting", "running") for js in lists.values() for j in js):
                     break
                 assert time.monotonic() < end, lists
                 time.sleep(0.5)
@@ -72,14 +72,20 @@ def test_the_replay_finds_what_breaks_the_rules() -> None:
         return {"id": i, "action": action, "tenant": "a", "target": target, "result": result}
 
     good = [e(1, "job.submit", "job 1 (train)"), e(2, "job.submit", "train job", "refused 429: full"),
-            e(3, "job.start", "job 1"), e(4, "job.submit", "job 2 (train)"), e(5, "job.succeeded", "job 1"),
-            e(6, "job.start", "job 2"), e(7, "job.requeue", "job 2"), e(8, "job.cancel", "job 2")]
+            e(3, "job.starting", "job 1"), e(4, "job.start", "job 1"), e(5, "job.submit", "job 2 (train)"),
+            e(6, "job.succeeded", "job 1"), e(7, "job.starting", "job 2"), e(8, "job.start", "job 2"),
+            e(9, "job.requeue", "job 2"), e(10, "job.starting", "job 2"), e(11, "job.requeue", "job 2"),
+            e(12, "job.starting", "job 2"), e(13, "job.cancelled", "job 2")]
     seen = loadcheck.replay(reversed(good), limits, slots=1)  # any order in, id order replayed
     assert seen.problems == [] and seen.states == {1: "succeeded", 2: "cancelled"}
     assert seen.refused == {("a", 429): 1} and seen.accepted == {1: "a", 2: "a"}
-    bad = [e(1, "job.submit", "job 1 (train)"), e(2, "job.submit", "job 2 (train)"), e(3, "job.start", "job 1"),
-           e(4, "job.start", "job 2"), e(5, "job.succeeded", "job 3"), e(6, "job.submit", "job 1 (train)")]
+    bad = [e(1, "job.submit", "job 1 (train)"), e(2, "job.submit", "job 2 (train)"), e(3, "job.starting", "job 1"),
+           e(4, "job.starting", "job 2"), e(5, "job.succeeded", "job 3"), e(6, "job.submit", "job 1 (train)")]
     assert loadcheck.replay(bad, limits, slots=1).problems == [
         "audit 2: tenant a has 2 queued, quota 1",
-        "audit 4: tenant a runs 2, quota 1", "audit 4: 2 jobs run, the server has 1 slots",
+        "audit 4: tenant a runs 2, quota 1", "audit 4: 2 jobs run, the server has 1 slots",  # starting is running
         "audit 5: job.succeeded of job 3 in state None", "audit 6: job 1 submitted twice"]
+    skipped = [e(1, "job.submit", "job 1 (train)"), e(2, "job.start", "job 1"),  # never recorded starting
+               e(3, "job.starting", "job 1"), e(4, "job.start", "job 1"), e(5, "job.start", "job 1")]
+    assert loadcheck.replay(skipped, limits, slots=1).problems == ["audit 2: job.start of job 1 in state queued",
+                                                                  "audit 5: job.start of job 1 in state running"]

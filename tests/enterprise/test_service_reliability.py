@@ -157,6 +157,7 @@ def test_device_hours_count_only_the_rolling_window(svc: Deploy) -> None:
     with svc.store.session() as s:
         j = s.get(Job, job)
         j.devices = 1
+        j.move("starting")
         j.move("running")
         j.started_at = now - dt.timedelta(hours=1.5)  # running for 1.5 h
         t = s.scalar(select(Tenant))

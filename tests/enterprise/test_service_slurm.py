@@ -19,7 +19,9 @@ from _servicehelpers import TINY_TRAIN, Deploy, deploy
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from deepseek_enterprise.service import jobstate
 from deepseek_enterprise.service.api import Service, create_app
+from deepseek_enterprise.service.executor import UNREADABLE
 from deepseek_enterprise.service.models import AuditEntry, Job
 from deepseek_enterprise.service.scheduler import Scheduler
 from deepseek_enterprise.service.slurm import (
@@ -141,7 +143,8 @@ def test_slurm_jobs_succeed_fail_and_carry_the_tenant_limits(tmp_path: Path) -> 
         assert done["state"] == "succeeded" and done["exit_code"] == 0, text[-2000:]
         ws = Path(done["workspace"])
         assert ws == d.root / "tenants" / "acme" / "jobs" / str(ok)
-        assert (ws / "runs" / "tiny" / "checkpoints").is_dir() and (ws / "exit_code").read_text() == "0\n"
+        assert (ws / "runs" / "tiny" / "checkpoints").is_dir() and not (ws / "exit_code").exists()
+        assert (d.root / "jobstate" / str(ok) / "exit_code").read_text() == "0\n"  # the wrapper's, server-owned
         slurm_ok, name = _slurm_id(d, ok)
         assert re.fullmatch(rf"deepseek-{ok}-[0-9a-f]{{8}}", name)
         assert f"Slurm job {slurm_ok} ended COMPLETED, exit code 0" in text
@@ -243,11 +246,17 @@ def test_a_slurm_id_is_the_job_only_under_its_name(tmp_path: Path) -> None:
         time.sleep(1)
         assert _active(other_id) == f"{other_id} RUNNING"  # untouched
         assert ex.finished(7, other_id, posing, ws) is False  # not ours, and no exit_code: lost
-        (ws / "exit_code").write_text("3\n")
+        (ws / "exit_code").write_text("0\n")  # the job's own folder is not where the code is read
+        assert ex.finished(7, other_id, posing, ws) is False
+        state = jobstate.make(tmp_path, 7)
+        (state / "exit_code").write_text("3\n")
         assert ex.finished(7, other_id, posing, ws) == 3
         assert ex.finished(7, 99_999_999, posing, ws) == 3  # unknown to Slurm: from exit_code
-        (ws / "exit_code").write_text("three\n")
-        assert ex.finished(7, 99_999_999, posing, ws) is False
+        (state / "exit_code").write_text("three\n")  # garbage: failed, saying why
+        assert ex.finished(7, 99_999_999, posing, ws) == UNREADABLE
+        assert ex.reason(7, ws) == (f"the job's exit code cannot be trusted: {state}/exit_code holds 'three\\n', "
+                                    "not an exit code (0-255)")
+        (state / "exit_code").unlink()
         assert ex.finished(7, other_id, "not a deepseek name", ws) is False
     finally:
         subprocess.run(["scancel", str(other_id)], timeout=30, check=False)
@@ -291,7 +300,7 @@ def test_queued_jobs_wait_while_the_controller_does_not_answer(tmp_path: Path, m
         d.tenant("acme", running_jobs=1)
         bob = d.user("acme", "bob", "member")
         ids = [d.submit("acme", bob, args=["--max-steps", "1"]).json()["id"] for _ in range(3)]
-        sched = Scheduler(d.store, SlurmExecutor(d.root, poll_s=0, timeout_s=30), slots=1, gpus=[])
+        sched = Scheduler(d.store, SlurmExecutor(d.root, poll_s=0, timeout_s=30), slots=1, gpus=[], retry_s=0)
         with monkeypatch.context() as m:
             m.setenv("SLURM_CONF", str(down))
             sched.step()

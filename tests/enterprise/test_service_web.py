@@ -74,6 +74,7 @@ def test_the_page_lists_jobs_and_draws_a_live_loss_curve(svc: Deploy, browser: B
     second = svc.submit("acme", bob).json()["id"]
     other = svc.submit("globex", svc.tokens["gil"]).json()["id"]
     with svc.store.session() as s:
+        s.get(Job, first).move("starting")
         s.get(Job, first).move("running")
     run = svc.root / "tenants" / "acme" / "jobs" / str(first) / "runs" / "a"
     run.mkdir(parents=True)

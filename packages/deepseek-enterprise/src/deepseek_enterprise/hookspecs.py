@@ -50,11 +50,15 @@ def deepseek_register_executors(register: RegisterFn) -> None:
     jobs.
 
     ``target`` is a subclass of :class:`deepseek_enterprise.service.executor.Executor`, created
-    as ``target(root, grace_s=S)``; the server's scheduler calls ``start(launch)`` (a
+    as ``target(root, grace_s=S)``; the server's scheduler calls ``reserve(job_id)`` before it
+    commits the job ``starting`` (forget an earlier start's leftovers; return what identifies
+    this start, such as the Slurm job name, given back as ``launch.ref``), ``start(launch)`` (a
     ``Started``: the executor's handle on the job, ``pid`` and ``pid_start``, which the database
     keeps: a process id and its start time for ``local``, the Slurm job id and job name for
-    ``slurm``; the workspace), ``finished(job_id, pid, pid_start,
-    workspace)`` (the exit code, None while it runs, False when it is gone without one),
-    ``terminate``/``kill`` (a cancel) and ``close``. Enterprise registers ``local`` and ``slurm``;
-    docs/service.md.
+    ``slurm``; the workspace), ``find(launch)`` after a restart for a job left ``starting`` (its
+    ``Started`` if it was launched, None if never: it is queued again; the default finds
+    nothing), ``finished(job_id, pid, pid_start, workspace)`` (the exit code, None while it
+    runs, False when it is gone without one, ``UNREADABLE`` when its exit code cannot be
+    trusted), ``terminate``/``kill`` (a cancel) and ``close``. Enterprise registers ``local``
+    and ``slurm``; docs/service.md.
     """

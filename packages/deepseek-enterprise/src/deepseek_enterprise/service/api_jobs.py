@@ -110,7 +110,7 @@ def logs(tenant: str, job_id: int, offset: int = Query(default=0, ge=0), who: Pr
 
 @router.post("/{job_id}/cancel")
 def cancel(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
-    """Cancel a job: a queued one at once, a running one by SIGTERM to its process group (SIGKILL
+    """Cancel a job: a queued one at once, a starting or running one by SIGTERM to its process group (SIGKILL
     after the grace). A member cancels its own jobs, an admin any of the tenant's."""
     with mutation(svc, who, "job.cancel", tenant=tenant, target=f"job {job_id}") as (s, out):
         t = tenant_row(s, who, tenant, "member", lock=True)  # not while the scheduler starts one of its jobs
@@ -119,7 +119,7 @@ def cancel(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc
             raise ApiError(403, f"job {job_id} is {job.user.name}'s; members cancel their own jobs")
         if job.state == "queued":
             job.move("cancelled", message=f"cancelled by {who.name} before it started")
-        elif job.state == "running":
+        elif job.state in ("starting", "running"):  # a starting one is stopped once it runs
             job.cancel_requested = True
             out.result = "ok: stopping"
         else:

@@ -1,13 +1,17 @@
-"""The wrapper every job runs under: ``python -I -m deepseek_enterprise.service.child ARGS``.
+"""The wrapper every job runs under: ``python -I -m deepseek_enterprise.service.child --state DIR
+ARGS``, ``DIR`` the job's server-owned state folder (``jobstate``: outside every tenant folder).
 
-It runs ``python -I -m deepseek ARGS`` in the same process group, cgroup and working directory
-(``python -I -m deepseek_enterprise.service.gpucap ARGS`` instead when the job holds a share of
-a GPU: ``DEEPSEEK_GPU_MEMORY_FRACTION`` is set; the wrapper itself never imports torch), waits,
-and exits with the job's code. Before that it writes, atomically, ``exit_reason`` when it can say
-why the job failed (:func:`explain`: out of memory, GPU memory over the job's share, CPU time)
-and then ``exit_code``: the files let a restarted server learn how a job that outlived it ended.
-SIGTERM reaches the whole group (the job stops cleanly, ``deepseek train`` writes a checkpoint
-and exits 75); the wrapper itself only waits for the job.
+First it writes ``DIR/started`` (its pid and start time, ``SLURM_JOB_ID`` under Slurm): the job
+was launched, which is how a server killed while starting it finds it again. Then it runs
+``python -I -m deepseek ARGS`` in the same process group, cgroup and working directory (``python
+-I -m deepseek_enterprise.service.gpucap ARGS`` instead when the job holds a share of a GPU:
+``DEEPSEEK_GPU_MEMORY_FRACTION`` is set; the wrapper itself never imports torch), with every
+descriptor but stdin/stdout/stderr closed (the launch lock it inherited stays the wrapper's),
+waits, and exits with the job's code. Before that it writes ``DIR/exit_reason`` when it can say
+why the job failed (:func:`explain`: out of memory, GPU memory over the job's share, CPU time),
+then ``DIR/exit_code``: they let a restarted server (and the Slurm executor) learn how a job
+ended. SIGTERM reaches the whole group (the job stops cleanly, ``deepseek train`` writes a
+checkpoint and exits 75); the wrapper itself only waits for the job.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deepseek_enterprise.service import jobstate
 from deepseek_enterprise.service.gpushare import ENV
 
 OUT_OF_MEMORY = "error: out of memory"
@@ -52,27 +57,26 @@ def explain(code: int, log: Path, gpu_fraction: str | None) -> str:
     return f"out of memory {detail}"
 
 
-def _write_atomic(name: str, text: str) -> None:
-    with open(f"{name}.tmp", "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f"{name}.tmp", name)
-
-
 def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[0] != "--state" or not os.path.isdir(argv[1]) or os.path.islink(argv[1]):
+        print("deepseek job wrapper: usage: --state DIR COMMAND ARGS (DIR: the job's state folder)", file=sys.stderr)
+        return 2
+    state, argv = Path(argv[1]), argv[2:]
+    pid = os.getpid()
+    jobstate.write(state, jobstate.STARTED,
+                   jobstate.marker_text(pid, jobstate.process_start(pid), os.environ.get("SLURM_JOB_ID")))
     # The group's SIGTERM is the job's to handle (exec gives the job the default handlers back).
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
     fraction = os.environ.get(ENV) or None
     module = "deepseek_enterprise.service.gpucap" if fraction else "deepseek"
-    child = subprocess.Popen([sys.executable, "-I", "-m", module, *argv])
+    child = subprocess.Popen([sys.executable, "-I", "-m", module, *argv], close_fds=True)
     code = child.wait()
     if code < 0:
         code = 128 - code
     reason = explain(code, Path("job.log"), fraction)
-    _write_atomic("exit_reason", f"{reason}\n" if reason else "")  # always: a file the job left is replaced
-    _write_atomic("exit_code", f"{code}\n")
+    jobstate.write(state, jobstate.EXIT_REASON, f"{reason}\n" if reason else "")  # always: none left from before
+    jobstate.write(state, jobstate.EXIT_CODE, f"{code}\n")
     return code
 
 

@@ -60,7 +60,8 @@ def submit(command: str, args: tuple[str, ...], config_file: Path | None, extra:
 
 
 @jobs.command("list")
-@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled", "lost"]))
+@click.option("--state", type=click.Choice(["queued", "starting", "running", "succeeded", "failed", "cancelled",
+                                           "lost"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @TENANT
 @SERVER
@@ -118,7 +119,7 @@ def cancel(job_id: int, tenant: str | None, server: str | None) -> None:
     """Cancel a job (a running one gets SIGTERM, then SIGKILL after the server's grace)."""
     c = _client(server)
     job = c.post(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/cancel")
-    click.echo(f"job {job_id} {'stopping' if job['state'] == 'running' else job['state']}")
+    click.echo(f"job {job_id} {'stopping' if job['state'] in ('starting', 'running') else job['state']}")
 
 
 def _quota_options(f: Any) -> Any:

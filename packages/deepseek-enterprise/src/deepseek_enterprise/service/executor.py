@@ -5,9 +5,12 @@ What it does for every job:
 - a workspace ``<root>/tenants/<tenant>/jobs/<id>/`` (the tenant folder and the workspace mode
   0700), the job's ``config.toml`` and extra files written there, its paths checked again just
   before start (``jobpaths``: symbolic links that appeared since submit);
-- ``python -I -m deepseek_enterprise.service.child <command> ...`` (``-I``: neither the
-  workspace nor ``PYTHON*`` variables nor a user site can add modules) in a new session
-  (``start_new_session``: its own process group), stdout and stderr to ``job.log``;
+- ``python -I -m deepseek_enterprise.service.child --state DIR <command> ...`` (``-I``: neither
+  the workspace nor ``PYTHON*`` variables nor a user site can add modules) in a new session
+  (``start_new_session``: its own process group), stdout and stderr to ``job.log``; ``DIR`` is
+  the job's server-owned state folder (``jobstate``), where the wrapper says it started and how
+  the job ended, out of reach of the job's configured paths. The executor takes the job's launch
+  lock there before it forks and hands it to the wrapper, which keeps it while the job lives;
 - an environment built from an allow-list (:data:`PASSED`) plus ``HOME``, ``TMPDIR`` and
   ``XDG_CACHE_HOME`` inside the workspace and ``CUDA_VISIBLE_DEVICES`` from the device pool
   (``""`` for a job without devices); nothing else of the server's environment (its secrets, its
@@ -21,7 +24,14 @@ What it does for every job:
   the wrapper turns into a per-process GPU memory cap (``gpucap``).
 
 Why a job failed, beyond its exit code (:meth:`Executor.reason`): the kernel's OOM kills in its
-cgroup, else what the wrapper wrote to ``exit_reason`` (out of memory, CPU time).
+cgroup, else what the wrapper wrote to ``exit_reason`` (out of memory, CPU time). An
+``exit_code`` that is not one (a garbage file) ends the job :data:`UNREADABLE`: failed, saying so.
+
+A start the server did not see through (killed between the ``starting`` commit and the
+``running`` one) is found again by :meth:`LocalExecutor.find`: the launch lock held means the
+wrapper lives (its ``started`` marker gives pid and start time: re-attached; not written yet:
+asked again in a later pass); the lock free with a marker means it ran and ended (its exit code
+decides); free without one, it never started.
 
 Stop: SIGTERM to the process group, SIGKILL after :attr:`LocalExecutor.grace_s`. A process is
 known by its pid and its start time (``/proc/PID/stat``), so a recycled pid is never taken for a
@@ -39,8 +49,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepseek_enterprise.service import gpushare, jobpaths
+from deepseek_enterprise.service import gpushare, jobpaths, jobstate
 from deepseek_enterprise.service.cgroups import Detection
+from deepseek_enterprise.service.jobstate import process_start
 
 PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
           "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST",
@@ -48,9 +59,16 @@ PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM
 """Variables of the server's environment a job sees (when set); nothing else is passed."""
 
 
+UNREADABLE = -1
+"""What :meth:`Executor.finished` returns for a job that ended but whose exit code cannot be
+trusted (its ``exit_code`` file holds garbage): the job fails with no exit code and
+:meth:`Executor.reason` says why."""
+
+
 class Unavailable(OSError):
-    """The executor cannot take jobs now (its cluster does not answer): the scheduler leaves the
-    job queued, starts nothing more in this pass and tries again in a later one."""
+    """The executor cannot take jobs now (its cluster does not answer): the scheduler puts the
+    job back in its place in the queue and starts nothing for a while (``Scheduler.retry_s``).
+    From :meth:`Executor.find`: it cannot tell yet; the job stays ``starting``."""
 
 
 @dataclass(frozen=True)
@@ -69,28 +87,18 @@ class Launch:
     cpus: float | None = None
     gpu_fraction: float | None = None
     """The share of each of ``gpus`` the job holds (None: whole GPUs, no memory cap)."""
+    ref: str = ""
+    """What :meth:`Executor.reserve` returned for this start (the Slurm job name), kept with the
+    job from its ``starting`` commit on."""
 
 
 @dataclass(frozen=True)
 class Started:
-    pid: int
-    pid_start: str
+    pid: int | None
+    pid_start: str | None
     workspace: Path
     isolation: str = ""
     """How the job is limited, in words (logged and audited)."""
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot), None if there is none."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields and fields[0] == "Z":  # a zombie has exited
-        return None
-    return fields[19] if len(fields) > 19 else None
 
 
 def is_alive(pid: int | None, pid_start: str | None) -> bool:
@@ -128,14 +136,29 @@ class Executor:
         self.root = root
         self.grace_s = grace_s
 
+    def reserve(self, job_id: int) -> str:
+        """Called before the scheduler commits the job as ``starting``: forget what an earlier
+        start of it left, and return what identifies the coming start (kept with the job, given
+        back in ``Launch.ref``; '' when the job id is enough)."""
+        return ""
+
     def start(self, launch: Launch) -> Started:
         """Start the job (raise ``jobpaths.PathRefused`` or ``OSError`` when it cannot: the job
-        fails; :class:`Unavailable` when it cannot now: the job stays queued)."""
+        fails; :class:`Unavailable` when it cannot now: the job goes back to the queue)."""
         raise NotImplementedError
+
+    def find(self, launch: Launch) -> Started | None:
+        """After a restart, for a job left ``starting`` (the server stopped between that commit
+        and ``running``'s): its handle when :meth:`start` launched it (alive or ended since:
+        :meth:`finished` then tells), None when it never did (the job is queued again, not
+        counted as an attempt); :class:`Unavailable` when it cannot tell yet (asked again in a
+        later pass). This default cannot find anything: an executor that does not override it
+        may start such a job twice."""
+        return None
 
     def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
         """The exit code of a job that ended; ``None`` while it runs; ``False`` when it is gone
-        without a known exit code (lost)."""
+        without a known exit code (lost); :data:`UNREADABLE` when what should say it is garbage."""
         raise NotImplementedError
 
     def reason(self, job_id: int, workspace: Path) -> str:
@@ -165,6 +188,14 @@ class LocalExecutor(Executor):
 
     def workspace(self, tenant: str, job_id: int) -> Path:
         return jobpaths.job_dir(self.root, tenant, job_id)
+
+    def state_dir(self, job_id: int) -> Path:
+        """The job's server-owned state folder (``jobstate``), made."""
+        return jobstate.make(self.root, job_id)
+
+    def reserve(self, job_id: int) -> str:
+        jobstate.clear(self.state_dir(job_id))
+        return ""
 
     def environment(self, workspace: Path, gpus: Sequence[str], job_id: int,
                     gpu_fraction: float | None = None) -> dict[str, str]:
@@ -219,10 +250,21 @@ class LocalExecutor(Executor):
         head = [launch.command]
         if launch.config is not None and launch.command in ("train", "tune"):
             head.append("config.toml")
-        return [sys.executable, "-I", "-m", "deepseek_enterprise.service.child", *head, *launch.args]
+        state = jobstate.folder(self.root, launch.job_id)
+        return [sys.executable, "-I", "-m", "deepseek_enterprise.service.child", "--state", str(state), *head,
+                *launch.args]
 
     def start(self, launch: Launch) -> Started:
         ws = self.prepare(launch)
+        state = self.state_dir(launch.job_id)
+        lock = jobstate.lock(state)  # OSError: an earlier launch of the job is alive
+        try:
+            jobstate.clear(state)
+            return self._spawn(launch, ws, lock)
+        finally:
+            os.close(lock)  # the wrapper holds it from here on
+
+    def _spawn(self, launch: Launch, ws: Path, lock: int) -> Started:
         cg = self.limits.cgroups
         procs = cg.create(launch.job_id, launch.memory_bytes, launch.cpus) / "cgroup.procs" if cg else None
         isolation = self.isolation(launch)
@@ -233,7 +275,7 @@ class LocalExecutor(Executor):
             try:
                 proc = subprocess.Popen(self.argv(launch), cwd=ws, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                        preexec_fn=_limits(launch.memory_bytes, launch.cpu_seconds, procs))
+                                        pass_fds=(lock,), preexec_fn=_limits(launch.memory_bytes, launch.cpu_seconds, procs))
             except subprocess.SubprocessError as exc:  # the cgroup or an rlimit was refused
                 if cg is not None:
                     cg.remove(launch.job_id)
@@ -253,7 +295,37 @@ class LocalExecutor(Executor):
         if is_alive(pid, pid_start):  # re-attached after a server restart
             return None
         self._conclude(job_id)
-        return read_exit_code(workspace)
+        return self._exit_code(job_id)
+
+    def _exit_code(self, job_id: int) -> int | bool:
+        """What the wrapper wrote to the state folder (False: nothing; UNREADABLE: garbage)."""
+        try:
+            code = jobstate.read_exit_code(jobstate.folder(self.root, job_id))
+        except jobstate.Unreadable as exc:
+            self._reasons[job_id] = f"the job's exit code cannot be trusted: {exc}"
+            return UNREADABLE
+        return False if code is None else code
+
+    def find(self, launch: Launch) -> Started | None:
+        state = jobstate.folder(self.root, launch.job_id)
+        ws = self.workspace(launch.tenant, launch.job_id)
+        alive = jobstate.held(state)
+        try:
+            marker = jobstate.read_started(state)
+        except jobstate.Unreadable as exc:
+            if alive:  # a launch lives but cannot be identified: wait until it lets go of its lock
+                raise Unavailable(f"job {launch.job_id}: {exc}") from None
+            return Started(None, None, ws, f"launched before the server stopped ({exc}); it has ended")
+        if marker is None:
+            if alive:
+                raise Unavailable(f"job {launch.job_id}: its wrapper holds the launch lock but has not "
+                                  "written its start marker yet")
+            return None
+        if alive and not is_alive(marker.pid, marker.start):
+            raise Unavailable(f"job {launch.job_id}: its launch lock is held, but not by the wrapper pid "
+                              f"{marker.pid} its marker names")
+        return Started(marker.pid, marker.start, ws, f"launched before the server stopped: wrapper pid {marker.pid}"
+                       + ("" if alive else ", ended since"))
 
     def _conclude(self, job_id: int) -> None:
         """The job ended: note an OOM kill in its cgroup, then remove the cgroup."""
@@ -267,7 +339,7 @@ class LocalExecutor(Executor):
         cg.remove(job_id)
 
     def reason(self, job_id: int, workspace: Path) -> str:
-        return self._reasons.pop(job_id, "") or read_reason(workspace)
+        return self._reasons.pop(job_id, "") or jobstate.read_reason(jobstate.folder(self.root, job_id))
 
     def signal(self, pid: int | None, pid_start: str | None, sig: int) -> None:
         """``sig`` to the job's process group, if that process is still the job."""
@@ -286,24 +358,3 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self._procs.clear()  # they run on; a restarted server re-attaches them or marks them lost
-
-
-def read_reason(workspace: Path) -> str:
-    """The one line the wrapper wrote to ``exit_reason`` ('' when none; never a link, at most
-    500 printable characters)."""
-    try:
-        fd = os.open(workspace / "exit_reason", os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return ""
-    with os.fdopen(fd, "rb") as f:
-        raw = f.read(2000)
-    line = raw.decode("utf-8", "replace").splitlines()[0] if raw.strip() else ""
-    return "".join(c for c in line if c.isprintable())[:500].strip()
-
-
-def read_exit_code(workspace: Path) -> int | bool:
-    """The code the wrapper wrote, or False when there is none."""
-    try:
-        return int((workspace / "exit_code").read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return False

@@ -8,14 +8,17 @@ lock the tenant's row before they write, so one tenant's entries are in commit o
 each job's state from its entries:
 
 - ``job.submit`` ok -> queued (a job id seen twice is a problem); refused -> counted by status;
-- ``job.start`` queued -> running; ``job.requeue`` running -> queued;
+- ``job.starting`` queued -> starting; ``job.start`` starting -> running;
+- ``job.requeue`` running or starting -> queued;
 - ``job.cancel`` ``ok`` (a queued job) -> cancelled; ``ok: stopping`` changes nothing yet;
-- ``job.succeeded|failed|cancelled|lost`` -> final (``failed`` also from queued: could not start);
+- ``job.succeeded|failed|cancelled|lost`` -> final (``failed`` also from queued or starting:
+  could not start; ``cancelled`` also from starting: never started, its cancel asked);
 - anything else about a job (``job.reattach``, ``job.stop``) changes no state.
 
-After every entry it counts queued and running jobs per tenant and running jobs in all: a count
-above the tenant's ``queued_jobs`` (requeues excepted: a requeued job was admitted before),
-``running_jobs`` or the server's slots, or a transition the state machine forbids, is a problem.
+After every entry it counts queued and running jobs per tenant (a ``starting`` job counts as
+running, as the quotas count it) and running jobs in all: a count above the tenant's
+``queued_jobs`` (requeues excepted: a requeued job was admitted before), ``running_jobs`` or the
+server's slots, or a transition the state machine forbids, is a problem.
 Used by ``benchmarks/service_load.py`` and the load tests; nothing here starts a server.
 """
 
@@ -32,6 +35,7 @@ from typing import Any
 
 _TARGET = re.compile(r"^job (\d+)\b")
 _FINAL = {"job.succeeded": "succeeded", "job.failed": "failed", "job.cancelled": "cancelled", "job.lost": "lost"}
+_ACTIVE = ("starting", "running")
 
 
 @dataclass(frozen=True)
@@ -82,21 +86,24 @@ def replay(entries: Iterable[Mapping[str, Any]], limits: Mapping[str, Limits], s
                 continue
             out.accepted[job] = tenant
             after = "queued"
+        elif action == "job.starting":
+            after = "starting" if before == "queued" else None
         elif action == "job.start":
-            after = "running" if before == "queued" else None
+            after = "running" if before == "starting" else None
         elif action == "job.requeue":
-            after = "queued" if before == "running" else None
+            after = "queued" if before in _ACTIVE else None
         elif action == "job.cancel" and result == "ok":
             after = "cancelled" if before == "queued" else None
         elif action in _FINAL:
-            ok = before == "running" or (action == "job.failed" and before == "queued")
+            ok = before == "running" or (action == "job.failed" and before in ("queued", "starting")) \
+                or (action == "job.cancelled" and before == "starting")
             after = _FINAL[action] if ok else None
         if after is None:
             out.problems.append(f"audit {e['id']}: {action} of job {job} in state {before}")
             continue
         owner = out.accepted.get(job, tenant)
         queued[owner] += (after == "queued") - (before == "queued")
-        running[owner] += (after == "running") - (before == "running")
+        running[owner] += (after in _ACTIVE) - (before in _ACTIVE)
         out.states[job] = after
         lim = limits.get(owner)
         if lim is not None and action != "job.requeue" and queued[owner] > lim.queued_jobs:

@@ -2,8 +2,12 @@
 role per tenant, API tokens (hashes only), jobs with a checked state machine, and the append-only
 audit log.
 
-Job states: ``queued -> running -> succeeded | failed | cancelled | lost``; a queued job may also
-be cancelled (never started) or fail to start (its workspace could not be prepared), and a running
+Job states: ``queued -> starting -> running -> succeeded | failed | cancelled | lost``. A job is
+committed ``starting`` before the executor starts it and ``running`` (with the executor's handle)
+after; ``starting`` counts as running for every quota. A queued job may also be cancelled (never
+started); a starting one may fail to start (its workspace could not be prepared, the executor
+refused), go back to ``queued`` (the executor cannot take it now, or a server killed while
+starting it finds it never started) or be ``cancelled`` (that, with its cancel asked); a running
 job found gone may go back to ``queued`` (the server's requeue-lost policy, ``scheduler``).
 :meth:`Job.move` is the one way a state changes and refuses any other transition.
 
@@ -26,15 +30,18 @@ admin also manages the tenant's users and cancels any of its jobs."""
 COMMANDS = ("train", "eval", "tune", "compress", "bench")
 """The deepseek commands a job may run."""
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
+STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled", "lost")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "lost"})
+ACTIVE_STATES = ("starting", "running")
+"""States in which a job holds a slot, its devices and its place in its tenant's running jobs."""
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"running", "cancelled", "failed"}),
+    "queued": frozenset({"starting", "cancelled"}),
+    "starting": frozenset({"running", "failed", "queued", "cancelled"}),
     "running": frozenset({"succeeded", "failed", "cancelled", "lost", "queued"}),
     **{s: frozenset() for s in FINAL_STATES},
 }
-"""Allowed state changes; a final state never changes again (``running -> queued``: a lost job
-requeued)."""
+"""Allowed state changes; a final state never changes again (``starting -> queued``: not started
+after all; ``running -> queued``: a lost job requeued)."""
 
 
 def utcnow() -> dt.datetime:
@@ -166,7 +173,8 @@ class Job(Base):
     workspace: Mapped[str] = mapped_column(String(1024), default="")
     pid: Mapped[int | None] = mapped_column(default=None)
     pid_start: Mapped[str | None] = mapped_column(String(32), default=None)
-    """The process's start time (/proc/PID/stat), so a reused pid is never mistaken for it."""
+    """The process's start time (/proc/PID/stat), so a reused pid is never mistaken for it; for
+    the Slurm executor the job name (``starting``: what ``Executor.reserve`` returned)."""
     gpus: Mapped[str] = mapped_column(String(255), default="")
     """CUDA_VISIBLE_DEVICES the job got."""
     gpu_fraction: Mapped[float | None] = mapped_column(default=None)
@@ -188,7 +196,7 @@ class Job(Base):
             self.started_at = now
             self.attempts = (self.attempts or 0) + 1
         elif new == "queued":  # requeued: the next start is a new process
-            self.started_at, self.pid, self.pid_start, self.gpus = None, None, None, ""
+            self.started_at, self.pid, self.pid_start, self.gpus, self.gpu_fraction = None, None, None, "", None
         elif new in FINAL_STATES:
             self.finished_at = now
         for key, value in fields.items():

@@ -16,6 +16,9 @@ last ``period_days`` days before now (rolling), and only the part of a run insid
 queued job asking devices waits while they are used up; the scheduler stops the tenant's running
 device jobs when they are (``scheduler``).
 
+A job being started (state ``starting``: committed before the executor starts it) counts as
+running for ``running_jobs``, ``devices``, the server's slots and its GPUs from that commit on.
+
 Fair share (:func:`pick_next`): among tenants with a queued job that fits now (the tenant under
 ``running_jobs``, enough of its ``devices`` quota and of the server's free devices, a free server
 slot), the tenant with the **fewest running jobs** goes first; ties go to the tenant whose last
@@ -36,7 +39,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service.auth import ApiError
-from deepseek_enterprise.service.models import DeviceUse, Job, Quota, Tenant, aware, utcnow
+from deepseek_enterprise.service.models import (
+    ACTIVE_STATES,
+    DeviceUse,
+    Job,
+    Quota,
+    Tenant,
+    aware,
+    utcnow,
+)
 
 
 def folder_bytes(path: Path) -> int:
@@ -107,7 +118,7 @@ def device_hours_out(session: Session, tenant: Tenant, now: dt.datetime) -> tupl
 
 @dataclass(frozen=True)
 class Usage:
-    """What a tenant's running jobs hold."""
+    """What a tenant's running jobs hold (``starting`` ones count as running)."""
 
     running: int
     devices: int
@@ -115,7 +126,7 @@ class Usage:
 
 def usage(session: Session) -> dict[int, Usage]:
     rows = session.execute(select(Job.tenant_id, func.count(Job.id), func.coalesce(func.sum(Job.devices), 0))
-                           .where(Job.state == "running").group_by(Job.tenant_id)).all()
+                           .where(Job.state.in_(ACTIVE_STATES)).group_by(Job.tenant_id)).all()
     return {t: Usage(int(n), int(d)) for t, n, d in rows}
 
 

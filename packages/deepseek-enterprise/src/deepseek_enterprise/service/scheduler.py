@@ -13,16 +13,29 @@ Device-hours (``quotas``): each pass stops (as a cancel: SIGTERM, SIGKILL after 
 running device jobs of a tenant whose ``device_hours`` are used up, audited ``job.stop``. Every
 run that held devices leaves a ``DeviceUse`` row when it ends, lost or requeued ones included.
 
-An executor that cannot take jobs for now (``Unavailable``: Slurm's controller does not answer)
-leaves the job queued in its place; nothing more starts in that pass.
+Starting a job is three steps. (1) One transaction locks its tenant's row, reads the job again
+(so on PostgreSQL a submit or a cancel of that tenant commits wholly before or after it; SQLite
+serialises every transaction), lets the executor ``reserve`` the start (the Slurm job name) and
+commits the job ``starting`` with its GPUs, audited ``job.starting``: from here on it counts as
+running for every quota. (2) The executor starts it, outside any transaction. (3) A transaction
+commits it ``running`` with the executor's handle (pid and start time, Slurm id and name), audited
+``job.start``; or ``failed`` (``job.failed``: the executor refused it); or back to ``queued`` in its
+place when the executor cannot take jobs for now (``Unavailable``: Slurm's controller does not
+answer; audited ``job.requeue``, not an attempt): then nothing more starts for ``retry_s``.
 
-Starting a job locks its tenant's row first and reads the job again, so on PostgreSQL a submit or
-a cancel of that tenant commits wholly before or after it (SQLite serialises every transaction).
+A job found ``starting`` by a later pass or at start-up was left by a server killed between (1)
+and (3) (or a failed commit of (3)): ``Executor.find`` says whether the start happened. Found (the
+job alive, or ended since): ``running`` with that handle (``job.start``, "found after a restart"),
+so it is never started twice; not started: ``queued`` again in its place, not counted as an
+attempt (``job.requeue``), or ``cancelled`` when its cancel was asked; cannot tell yet
+(``Unavailable``): it stays ``starting`` and is asked again in the next pass.
 
-:meth:`Scheduler.recover` runs once at start-up, before the API answers: a ``running`` job whose
-process is still alive (same pid, same start time) is re-attached and watched; one that ended
-while the server was down gets its state from the exit code its wrapper wrote; one gone without a
-code becomes ``lost`` (or is requeued, as above). Queued jobs keep their order (ids).
+:meth:`Scheduler.recover` runs once at start-up, before the API answers: ``starting`` jobs as
+above; a ``running`` job whose process is still alive (same pid, same start time) is re-attached
+and watched; one that ended while the server was down gets its state from the exit code its
+wrapper wrote; one gone without a code becomes ``lost`` (or is requeued, as above). Queued jobs
+keep their order (ids). An exit code that cannot be read (``UNREADABLE``) fails the job with the
+reason the executor gives.
 """
 
 from __future__ import annotations
@@ -36,9 +49,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service import gpushare, quotas
-from deepseek_enterprise.service.executor import Executor, Launch, Unavailable
+from deepseek_enterprise.service.executor import UNREADABLE, Executor, Launch, Started, Unavailable
 from deepseek_enterprise.service.jobpaths import PathRefused
-from deepseek_enterprise.service.models import DeviceUse, Job, Tenant, utcnow
+from deepseek_enterprise.service.models import ACTIVE_STATES, DeviceUse, Job, Tenant, utcnow
 from deepseek_enterprise.service.store import Store
 
 log = logging.getLogger("deepseek.server")
@@ -49,7 +62,7 @@ class Scheduler:
     the device pool."""
 
     def __init__(self, store: Store, executor: Executor, *, slots: int, gpus: list[str],
-                 interval: float = 0.5, requeue_lost: int = 0) -> None:
+                 interval: float = 0.5, requeue_lost: int = 0, retry_s: float = 5.0) -> None:
         self.store = store
         self.requeue_lost = requeue_lost
         self.executor = executor
@@ -61,6 +74,9 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._term_sent: dict[int, float] = {}
         self._unavailable = False
+        self.retry_s = retry_s
+        self._retry_at = -1.0
+        self._undecided: set[int] = set()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -113,6 +129,9 @@ class Scheduler:
             return
         if code is False:
             job.move("lost", message="the job's process is gone and left no exit code")
+        elif code == UNREADABLE:
+            why = self.executor.reason(job.id, Path(job.workspace)) or "its exit code cannot be read"
+            job.move("failed", message=why)
         elif job.cancel_requested:
             job.move("cancelled", exit_code=int(code))
         elif code == 0:
@@ -127,6 +146,9 @@ class Scheduler:
                          session=s)
 
     def _reap(self) -> None:
+        with self.store.session() as s:
+            for job in s.scalars(select(Job).where(Job.state == "starting")).all():
+                self._resolve(job, s)  # left by a server killed while starting it (module docstring)
         with self.store.session() as s:
             for job in s.scalars(select(Job).where(Job.state == "running")).all():
                 code = self.executor.finished(job.id, job.pid, job.pid_start, Path(job.workspace))
@@ -168,7 +190,7 @@ class Scheduler:
 
     def gpu_loads(self, s: Session) -> dict[str, float]:
         """How much of each pool GPU running jobs hold (``gpushare.loads``)."""
-        running = s.execute(select(Job.gpus, Job.gpu_fraction).where(Job.state == "running")).all()
+        running = s.execute(select(Job.gpus, Job.gpu_fraction).where(Job.state.in_(ACTIVE_STATES))).all()
         return gpushare.loads(self.gpus, [(gpus, fraction) for gpus, fraction in running])
 
     def free_gpus(self, s: Session) -> list[str]:
@@ -180,8 +202,26 @@ class Scheduler:
         executor that cannot cap GPU memory: ``Executor.shares_gpus``)."""
         return tenant.quota.gpu_memory_fraction if self.executor.shares_gpus else None
 
+    def _launch(self, job: Job, gpus: list[str], share: float | None) -> Launch:
+        quota = job.tenant.quota
+        return Launch(job.id, job.tenant.name, job.command, list(job.args), job.config, dict(job.files), gpus,
+                      quota.memory_bytes, quota.cpu_seconds, quota.cpus, share, ref=job.pid_start or "")
+
+    def _running(self, job: Job, started: Started, s: Session, note: str = "") -> None:
+        job.move("running", pid=started.pid, pid_start=started.pid_start, workspace=str(started.workspace))
+        result = f"{note}pid {started.pid}, CUDA_VISIBLE_DEVICES={job.gpus!r}; {started.isolation}"
+        self.store.audit("scheduler", "job.start", tenant=job.tenant.name, target=f"job {job.id}",
+                         result=result[:2000], session=s)
+
+    def _fail(self, job: Job, exc: Exception, s: Session) -> None:
+        job.move("failed", message=f"could not start: {exc}")
+        self.store.audit("scheduler", "job.failed", tenant=job.tenant.name, target=f"job {job.id}",
+                         result=job.message, session=s)
+
     def _start_one(self) -> bool:
-        with self.store.session() as s:
+        if self._unavailable and time.monotonic() < self._retry_at:
+            return False  # the executor said it cannot take jobs: not before retry_s
+        with self.store.session() as s:  # (1) committed starting (module docstring)
             load = self.gpu_loads(s)
             job = quotas.pick_next(s, slots=self.slots, free_devices=len(gpushare.available(self.gpus, load, None)),
                                    free_for=lambda t: len(gpushare.available(self.gpus, load, self._share(t))))
@@ -191,34 +231,69 @@ class Scheduler:
             s.refresh(job)  # read again under the tenant's lock (module docstring)
             if job.state != "queued":
                 return True
-            quota = job.tenant.quota
             share = self._share(job.tenant) if job.devices else None
-            launch = Launch(job.id, job.tenant.name, job.command, list(job.args), job.config, dict(job.files),
-                            gpushare.assign(self.gpus, load, job.devices, share) or [], quota.memory_bytes,
-                            quota.cpu_seconds, quota.cpus, share)
+            gpus = gpushare.assign(self.gpus, load, job.devices, share) or []
             try:
-                started = self.executor.start(launch)
-            except Unavailable as exc:  # nothing was started: the job keeps its place in the queue
-                if not self._unavailable:
-                    log.warning("jobs stay queued: %s", exc)
-                self._unavailable = True
-                return False
-            except (PathRefused, OSError) as exc:
-                job.move("failed", message=f"could not start: {exc}")
-                self.store.audit("scheduler", "job.failed", tenant=job.tenant.name, target=f"job {job.id}",
-                                 result=job.message, session=s)
+                ref = self.executor.reserve(job.id)
+            except OSError as exc:  # its state folder cannot be made: nothing was started
+                self._fail(job, exc, s)
                 return True
-            self._unavailable = False
-            job.move("running", pid=started.pid, pid_start=started.pid_start, workspace=str(started.workspace),
-                     gpus=",".join(launch.gpus), gpu_fraction=share)
+            job.move("starting", pid=None, pid_start=ref or None, gpus=",".join(gpus), gpu_fraction=share)
             quotas.started(job.tenant, utcnow())
-            self.store.audit("scheduler", "job.start", tenant=job.tenant.name, target=f"job {job.id}",
-                             result=f"pid {started.pid}, CUDA_VISIBLE_DEVICES={job.gpus!r}; {started.isolation}"[:2000],
-                             session=s)
+            launch = self._launch(job, gpus, share)
+            self.store.audit("scheduler", "job.starting", tenant=job.tenant.name, target=f"job {job.id}",
+                             result=f"CUDA_VISIBLE_DEVICES={job.gpus!r}" + (f"; {ref}" if ref else ""), session=s)
+        try:  # (2)
+            started = self.executor.start(launch)
+        except Unavailable as exc:  # nothing was started: back to its place in the queue
+            if not self._unavailable:
+                log.warning("jobs stay queued: %s", exc)
+            self._unavailable, self._retry_at = True, time.monotonic() + self.retry_s
+            with self.store.session() as s:
+                job = s.get(Job, launch.job_id)
+                job.move("queued")
+                self.store.audit("scheduler", "job.requeue", tenant=job.tenant.name, target=f"job {job.id}",
+                                 result=f"not started ({exc}); back in its place, not counted as an attempt"[:2000],
+                                 session=s)
+            return False
+        except (PathRefused, OSError) as exc:
+            with self.store.session() as s:
+                self._fail(s.get(Job, launch.job_id), exc, s)
+            return True
+        self._unavailable = False
+        with self.store.session() as s:  # (3)
+            self._running(s.get(Job, launch.job_id), started, s)
         return True
 
+    def _resolve(self, job: Job, s: Session) -> None:
+        """A job left ``starting``: running, queued again or cancelled (module docstring)."""
+        launch = self._launch(job, [g for g in job.gpus.split(",") if g], job.gpu_fraction)
+        try:
+            started = self.executor.find(launch)
+        except OSError as exc:  # Unavailable among them: asked again in the next pass
+            if job.id not in self._undecided:
+                log.warning("job %s stays starting for now: %s", job.id, exc)
+                self._undecided.add(job.id)
+            return
+        self._undecided.discard(job.id)
+        if started is not None:
+            self._running(job, started, s, note="found after a restart (the server stopped while starting it): ")
+        elif job.cancel_requested:
+            job.move("cancelled", message=job.message or "cancelled before it started")
+            self.store.audit("scheduler", "job.cancelled", tenant=job.tenant.name, target=f"job {job.id}",
+                             result=job.message, session=s)
+        else:
+            job.move("queued")
+            self.store.audit("scheduler", "job.requeue", tenant=job.tenant.name, target=f"job {job.id}",
+                             result="the server stopped while starting it and it never started; back in its "
+                                    "place, not counted as an attempt", session=s)
+
     def recover(self) -> None:
-        """After a restart: re-attach, conclude or mark ``lost`` the jobs left running."""
+        """After a restart: resolve the jobs left starting; re-attach, conclude or mark ``lost``
+        the jobs left running."""
+        with self.store.session() as s:
+            for job in s.scalars(select(Job).where(Job.state == "starting")).all():
+                self._resolve(job, s)
         with self.store.session() as s:
             for job in s.scalars(select(Job).where(Job.state == "running")).all():
                 code = self.executor.finished(job.id, job.pid, job.pid_start, Path(job.workspace))

@@ -2,12 +2,15 @@
 
 The workspace is prepared exactly as the local executor does (``LocalExecutor.prepare``: mode
 0700, files written, paths checked again), and the job runs the same wrapper
-(``python -I -m deepseek_enterprise.service.child COMMAND ARGS``, which writes ``exit_code``) as
-the batch script's only command (``exec``, arguments quoted with ``shlex``; the script goes to
+(``python -I -m deepseek_enterprise.service.child --state DIR COMMAND ARGS``, which writes its
+start marker and ``exit_code`` into the job's server-owned state folder ``DIR``, ``jobstate``)
+as the batch script's only command (``exec``, arguments quoted with ``shlex``; the script goes to
 ``sbatch`` on stdin). ``sbatch`` gets:
 
-- ``--job-name deepseek-<id>-<8 hex>``: the name is the job's identity (kept in ``pid_start``,
-  the Slurm job id in ``pid``), so a Slurm job id reused by another job is never taken for it;
+- ``--job-name deepseek-<id>-<8 hex>``: the name is the job's identity, chosen by
+  :meth:`SlurmExecutor.reserve` before the scheduler commits the job ``starting`` (kept in
+  ``pid_start``; the Slurm job id in ``pid`` once it runs), so a Slurm job id reused by another
+  job is never taken for it, and a server killed during the submit finds the job by its name;
 - ``--account <tenant>``, ``--chdir <workspace>``, ``--output <workspace>/job.log``
   (``--open-mode=append``), ``--no-requeue``, one node, one task, ``--partition`` when the server
   was given one (``DEEPSEEK_SLURM_PARTITION``);
@@ -26,15 +29,23 @@ the batch script's only command (``exec``, arguments quoted with ``shlex``; the 
 
 State comes from one ``squeue --states=all`` listing of the server user's jobs per ``poll_s``
 (id, state, name; lines that do not parse are ignored). A job listed in a final state ended: its
-code is the ``exit_code`` its wrapper wrote, else Slurm's ``ExitCode`` (``scontrol show job``:
-``N:S`` is N, or 128+S when a signal ended it; ``0:0`` in a state other than ``COMPLETED``, a job
-cancelled before it ran, is :data:`NEVER_RAN`). A job no longer listed (Slurm forgets ended jobs
-after ``MinJobAge``) or listed under another name is concluded from ``exit_code``, else lost. When
+code is Slurm's ``ExitCode`` (``scontrol show job``: ``N:S`` is N, or 128+S when a signal ended
+it; ``0:0`` in a state other than ``COMPLETED``, a job cancelled before it ran, is
+:data:`NEVER_RAN`), which the job cannot write; the ``exit_code`` its wrapper wrote only when
+Slurm does not say. A job no longer listed (Slurm forgets ended jobs after ``MinJobAge``) or
+listed under another name is concluded from ``exit_code``, else lost. When
 ``squeue`` fails (the controller is down) nothing is concluded: the jobs stay running until Slurm
 answers again; an ``sbatch`` that fails while ``squeue`` fails too raises ``Unavailable``: the job
 stays queued. Cancel: ``scancel --signal=TERM --full`` (a pending job is simply cancelled), then
 after the grace ``scancel --signal=KILL --full`` and ``scancel``; each names the job's name too,
 so a reused id is never signalled.
+
+Submitting: :meth:`SlurmExecutor.start` takes the job's launch lock (``jobstate``) and hands it to
+``sbatch``, which holds it until it has submitted. :meth:`SlurmExecutor.find`, for a job a killed
+server left ``starting``: the lock still held means an ``sbatch`` is still submitting (asked again
+later); else a Slurm job of the server's user under the reserved name is the job (re-attached);
+else a start marker of its wrapper (with its ``SLURM_JOB_ID``) means it ran and Slurm forgot it;
+else it was never submitted.
 
 Why a job failed, beyond its code (:meth:`SlurmExecutor.reason`): what the wrapper wrote to
 ``exit_reason``, else ``slurmstepd``'s line in the log saying it killed the job over its
@@ -58,14 +69,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepseek.errors import UsageError
+from deepseek_enterprise.service import jobstate
 from deepseek_enterprise.service.executor import (
+    UNREADABLE,
     Executor,
     Launch,
     LocalExecutor,
     Started,
     Unavailable,
-    read_exit_code,
-    read_reason,
 )
 
 log = logging.getLogger("deepseek.server")
@@ -172,11 +183,12 @@ class SlurmExecutor(Executor):
         return env
 
     def _run(self, argv: Sequence[str], *, stdin: str | None = None, env: dict[str, str] | None = None,
-             preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+             preexec: Callable[[], None] | None = None, pass_fds: tuple[int, ...] = ()
+             ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(list(argv), input=stdin, env=env or self._tool_env(), capture_output=True,
                                   text=True, errors="replace", timeout=self.timeout_s, preexec_fn=preexec,
-                                  stdin=None if stdin is not None else subprocess.DEVNULL)
+                                  stdin=None if stdin is not None else subprocess.DEVNULL, pass_fds=pass_fds)
         except subprocess.TimeoutExpired:
             raise SlurmError(f"{argv[0]} did not answer within {self.timeout_s:g} s") from None
         except (OSError, subprocess.SubprocessError) as exc:
@@ -220,9 +232,27 @@ class SlurmExecutor(Executor):
             args.append(f"--time={max(1, math.ceil(launch.cpu_seconds / 60))}")
         return args
 
+    def reserve(self, job_id: int) -> str:
+        jobstate.clear(jobstate.make(self.root, job_id))
+        return f"deepseek-{job_id}-{secrets.token_hex(4)}"
+
+    def _name(self, launch: Launch) -> str | None:
+        """The reserved job name of ``launch`` (None when it is not one of this job's)."""
+        ok = _NAME.fullmatch(launch.ref) and launch.ref.startswith(f"deepseek-{launch.job_id}-")
+        return launch.ref if ok else None
+
     def start(self, launch: Launch) -> Started:
         ws = self.workspaces.prepare(launch)
-        name = f"deepseek-{launch.job_id}-{secrets.token_hex(4)}"
+        name = self._name(launch) or self.reserve(launch.job_id)
+        state = jobstate.make(self.root, launch.job_id)
+        lock = jobstate.lock(state)  # OSError: an earlier sbatch of the job is still submitting
+        try:
+            jobstate.clear(state)
+            return self._submit(launch, ws, name, lock)
+        finally:
+            os.close(lock)
+
+    def _submit(self, launch: Launch, ws: Path, name: str, lock: int) -> Started:
         env = self.workspaces.environment(ws, [], launch.job_id)
         if launch.gpus:
             env.pop("CUDA_VISIBLE_DEVICES", None)  # Slurm sets it to the GPUs it allocates
@@ -234,7 +264,7 @@ class SlurmExecutor(Executor):
         script = f"#!/bin/sh\n{mask}exec {shlex.join(self.workspaces.argv(launch))}\n"
         self._listing = None
         try:
-            done = self._run(argv, stdin=script, env=env, preexec=_rlimits(launch.cpu_seconds))
+            done = self._run(argv, stdin=script, env=env, preexec=_rlimits(launch.cpu_seconds), pass_fds=(lock,))
         except SlurmError:
             self._cancel_by_name(name)  # it may have been queued before sbatch stopped answering
             raise
@@ -252,37 +282,71 @@ class SlurmExecutor(Executor):
         limits = [a for a in argv if a.startswith(("--account", "--gres", "--mem", "--time", "--partition"))]
         return Started(slurm_id, name, ws, f"Slurm job {slurm_id} ({' '.join(limits)})")
 
+    def find(self, launch: Launch) -> Started | None:
+        name = self._name(launch)
+        if name is None:
+            return None  # no name was reserved: nothing was submitted under one
+        state = jobstate.folder(self.root, launch.job_id)
+        if jobstate.held(state):
+            raise Unavailable(f"job {launch.job_id}: its sbatch is still submitting")
+        jobs = self.listing(fresh=True)
+        if jobs is None:
+            raise Unavailable(f"job {launch.job_id}: squeue does not answer")
+        ws = self.workspaces.workspace(launch.tenant, launch.job_id)
+        mine = sorted(i for i, entry in jobs.items() if entry.name == name)
+        if mine:
+            return Started(mine[-1], name, ws, f"Slurm job {mine[-1]}, submitted before the server stopped")
+        try:
+            marker = jobstate.read_started(state)
+        except jobstate.Unreadable:
+            marker = None
+        if marker is not None and marker.slurm_job_id is not None:  # it ran; Slurm has forgotten it since
+            return Started(marker.slurm_job_id, name, ws, f"Slurm job {marker.slurm_job_id}, ended before the "
+                                                          "server restarted")
+        return None
+
+    def _wrapper_code(self, job_id: int) -> int | bool:
+        """What the wrapper wrote to the state folder (False: nothing; UNREADABLE: garbage)."""
+        try:
+            code = jobstate.read_exit_code(jobstate.folder(self.root, job_id))
+        except jobstate.Unreadable as exc:
+            self._reasons[job_id] = f"the job's exit code cannot be trusted: {exc}"
+            return UNREADABLE
+        return False if code is None else code
+
     def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
         if pid is None or pid_start is None or not _NAME.fullmatch(pid_start):
-            return read_exit_code(workspace)  # never submitted to Slurm by this executor
+            return self._wrapper_code(job_id)  # never submitted to Slurm by this executor
         jobs = self.listing()
         if jobs is None:
             return None  # Slurm does not answer: nothing is concluded
         entry = jobs.get(pid)
         if entry is None or entry.name != pid_start:
-            return read_exit_code(workspace)  # forgotten by Slurm (MinJobAge), or the id is another job's
+            return self._wrapper_code(job_id)  # forgotten by Slurm (MinJobAge), or the id is another job's
         if entry.state not in ENDED:
             return None
-        code = read_exit_code(workspace)
-        if code is False:
-            try:
-                shown = self._run(["scontrol", "--oneliner", "show", "job", str(pid)])
-            except SlurmError:
-                return None
-            parsed = parse_exit(shown.stdout, pid) if shown.returncode == 0 else None
-            code = False if parsed is None else parsed
+        try:  # Slurm's record first: the job cannot write it
+            shown = self._run(["scontrol", "--oneliner", "show", "job", str(pid)])
+        except SlurmError:
+            return None
+        parsed = parse_exit(shown.stdout, pid) if shown.returncode == 0 else None
+        if parsed is None:
+            code = self._wrapper_code(job_id)
+        else:
+            code = parsed
             if code == 0 and entry.state != "COMPLETED":
                 code = NEVER_RAN  # cancelled while pending, a deadline, a boot failure: not a success
-        if code != 0:
+        if code != 0 and code is not False and code != UNREADABLE:
             reason = memory_kill(_log_tail(workspace)) or REASONS.get(entry.state, "")
             if reason:
                 self._reasons[job_id] = reason
-        _note(workspace, f"[deepseek server] Slurm job {pid} ended {entry.state}, exit code {code}\n")
+        said = "no exit code" if code is False else "an unreadable exit code" if code == UNREADABLE else f"exit code {code}"
+        _note(workspace, f"[deepseek server] Slurm job {pid} ended {entry.state}, {said}\n")
         return code
 
     def reason(self, job_id: int, workspace: Path) -> str:
         slurm = self._reasons.pop(job_id, "")
-        return read_reason(workspace) or slurm
+        return jobstate.read_reason(jobstate.folder(self.root, job_id)) or slurm
 
     def _scancel(self, pid: int | None, name: str | None, *extra: str) -> None:
         if pid is None or name is None or not _NAME.fullmatch(name):
