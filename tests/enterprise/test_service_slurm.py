@@ -326,6 +326,7 @@ def test_squeue_lines_that_do_not_parse_are_skipped() -> None:
             "15|running|lowercase state\n"
             "16|COMPLETED|name|with|bars\n"   # the name is the rest of the line
             "9999999999999|RUNNING|too long\n"
+            "\u0661\u0662|RUNNING|arabic-indic digits\n"  # int() would read 12: not an id
             "\n|||\n"
             "17|OUT_OF_MEMORY|oom\n")
     assert parse_squeue(text) == {12: Listed("RUNNING", "deepseek-3-0123abcd"),
@@ -339,6 +340,7 @@ def test_exit_codes_from_scontrol() -> None:
     assert parse_exit("JobId=77 ExitCode=3:0", 7) is None
     assert parse_exit("JobId=7 JobName=ExitCode=1:0 Derived=2", 7) is None    # not a field of its own
     assert parse_exit("JobId=7 ExitCode=abc", 7) is None
+    assert parse_exit("JobId=7 ExitCode=\u0663:0", 7) is None  # a Unicode digit is not one
     assert parse_exit("slurm_load_jobs error: Invalid job id specified", 7) is None
 
 

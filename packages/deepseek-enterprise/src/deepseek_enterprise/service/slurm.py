@@ -65,7 +65,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from deepseek.errors import UsageError
@@ -78,68 +77,27 @@ from deepseek_enterprise.service.executor import (
     Started,
     Unavailable,
 )
+from deepseek_enterprise.service.slurmparse import (  # noqa: F401 (Listed, ACTIVE: this module's API too)
+    ACTIVE,
+    ENDED,
+    NAME,
+    NEVER_RAN,
+    REASONS,
+    SBATCH_ID,
+    Listed,
+    first_line,
+    memory_kill,
+    parse_exit,
+    parse_squeue,
+)
 
 log = logging.getLogger("deepseek.server")
 
-ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
-                    "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"})
-"""Slurm job states in which the job has not ended (its processes may still run)."""
-ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
-                   "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
-"""Final Slurm job states."""
-REASONS = {"TIMEOUT": "Slurm time limit reached (quota cpu-seconds as --time)",
-           "OUT_OF_MEMORY": "Slurm: out of memory (quota memory-bytes as --mem)",
-           "NODE_FAIL": "Slurm: the node running the job failed",
-           "PREEMPTED": "Slurm preempted the job", "BOOT_FAIL": "Slurm: the node failed to boot",
-           "DEADLINE": "Slurm: deadline reached", "CANCELLED": "cancelled in Slurm (scancel)"}
-"""Why a job in this final Slurm state failed, beyond its exit code."""
-NEVER_RAN = 1
-"""The exit code of a job Slurm ended in a state other than ``COMPLETED`` with ``ExitCode=0:0``
-and no ``exit_code`` of its wrapper (cancelled while pending, a deadline, a boot failure): it
-never ran to its end, so it is not a success."""
-
-_NAME = re.compile(r"deepseek-\d{1,12}-[0-9a-f]{8}")
-_PARTITION = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_SBATCH_ID = re.compile(r"(\d{1,12})(;[A-Za-z0-9_.-]+)?")
-_EXIT = re.compile(r"(?:^|\s)ExitCode=(\d{1,3}):(\d{1,3})(?=\s|$)")
+_PARTITION = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
 class SlurmError(OSError):
     """A Slurm command failed or answered something that is not what it should (one line)."""
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One line of ``squeue``: a job's state and name."""
-
-    state: str
-    name: str
-
-
-def parse_squeue(text: str) -> dict[int, Listed]:
-    """``squeue --format=%i|%T|%j`` lines as {job id: Listed}; lines that do not have a plain
-    numeric id and an upper-case state (array or heterogeneous jobs, noise) are skipped."""
-    jobs: dict[int, Listed] = {}
-    for line in text.splitlines():
-        parts = line.strip().split("|", 2)
-        if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 12:
-            continue
-        state = re.match(r"[A-Z_]{1,32}", parts[1])
-        if state is not None:
-            jobs[int(parts[0])] = Listed(state.group(0), parts[2].strip())
-    return jobs
-
-
-def parse_exit(text: str, slurm_id: int) -> int | None:
-    """The exit code in ``scontrol show job -o ID`` output (``ExitCode=N:S``: N, or 128+S when a
-    signal ended it); None when the output is not about ``slurm_id`` or has no such field."""
-    if not re.match(rf"JobId={slurm_id}(?=\s)", text.strip()):
-        return None
-    m = _EXIT.search(text)
-    if m is None:
-        return None
-    code, sig = int(m.group(1)), int(m.group(2))
-    return 128 + sig if sig else code
 
 
 def _rlimits(cpu_seconds: int | None) -> Callable[[], None]:
@@ -205,7 +163,7 @@ class SlurmExecutor(Executor):
                 out = None
                 error = str(exc)
             else:
-                error = _first_line(out.stderr) or f"exit code {out.returncode}"
+                error = first_line(out.stderr) or f"exit code {out.returncode}"
             if out is None or out.returncode != 0:
                 if not self._warned:
                     log.warning("squeue failed (%s): Slurm jobs are left running until it answers", error)
@@ -238,7 +196,7 @@ class SlurmExecutor(Executor):
 
     def _name(self, launch: Launch) -> str | None:
         """The reserved job name of ``launch`` (None when it is not one of this job's)."""
-        ok = _NAME.fullmatch(launch.ref) and launch.ref.startswith(f"deepseek-{launch.job_id}-")
+        ok = NAME.fullmatch(launch.ref) and launch.ref.startswith(f"deepseek-{launch.job_id}-")
         return launch.ref if ok else None
 
     def start(self, launch: Launch) -> Started:
@@ -269,12 +227,12 @@ class SlurmExecutor(Executor):
             self._cancel_by_name(name)  # it may have been queued before sbatch stopped answering
             raise
         if done.returncode != 0:
-            why = _first_line(done.stderr) or f"exit code {done.returncode}"
+            why = first_line(done.stderr) or f"exit code {done.returncode}"
             if self.listing(fresh=True) is None:  # the controller does not answer: not the job's fault
                 raise Unavailable(f"sbatch failed and squeue does not answer either (Slurm's controller is down?): "
                                   f"{why}")
             raise SlurmError(f"sbatch refused the job: {why}")
-        m = _SBATCH_ID.fullmatch(done.stdout.strip())
+        m = SBATCH_ID.fullmatch(done.stdout.strip())
         if m is None:
             self._cancel_by_name(name)
             raise SlurmError(f"sbatch answered {done.stdout.strip()[:200]!r}, not a job id")
@@ -315,7 +273,7 @@ class SlurmExecutor(Executor):
         return False if code is None else code
 
     def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
-        if pid is None or pid_start is None or not _NAME.fullmatch(pid_start):
+        if pid is None or pid_start is None or not NAME.fullmatch(pid_start):
             return self._wrapper_code(job_id)  # never submitted to Slurm by this executor
         jobs = self.listing()
         if jobs is None:
@@ -349,7 +307,7 @@ class SlurmExecutor(Executor):
         return jobstate.read_reason(jobstate.folder(self.root, job_id)) or slurm
 
     def _scancel(self, pid: int | None, name: str | None, *extra: str) -> None:
-        if pid is None or name is None or not _NAME.fullmatch(name):
+        if pid is None or name is None or not NAME.fullmatch(name):
             return
         self._listing = None
         try:
@@ -358,7 +316,7 @@ class SlurmExecutor(Executor):
             log.warning("scancel of Slurm job %s failed: %s", pid, exc)
             return
         if done.returncode != 0:
-            log.warning("scancel of Slurm job %s failed: %s", pid, _first_line(done.stderr))
+            log.warning("scancel of Slurm job %s failed: %s", pid, first_line(done.stderr))
 
     def _cancel_by_name(self, name: str) -> None:
         try:
@@ -382,18 +340,6 @@ class SlurmExecutor(Executor):
         self._listing = None  # the Slurm jobs run on; a restarted server re-attaches them by id and name
 
 
-def memory_kill(log_tail: str) -> str:
-    """Why the job failed when ``slurmstepd`` wrote to its log that it killed the job over its
-    memory (``--mem``; ``JobAcctGatherParams=OverMemoryKill`` or cgroup), else ''."""
-    m = re.search(r"^slurmstepd[^:\n]{0,64}: error: [^\n]{0,64}exceeded memory limit \((\d{1,20}) > (\d{1,20})\)",
-                  log_tail, re.MULTILINE)
-    if m is None:
-        return ""
-    used, limit = int(m.group(1)) >> 20, int(m.group(2)) >> 20
-    return (f"out of memory: Slurm killed the job at {used} MiB, over its --mem of {limit} MiB "
-            "(quota memory-bytes)")
-
-
 def _log_tail(workspace: Path, size: int = 16384) -> str:
     try:
         fd = os.open(workspace / "job.log", os.O_RDONLY | os.O_NOFOLLOW)
@@ -402,11 +348,6 @@ def _log_tail(workspace: Path, size: int = 16384) -> str:
     with os.fdopen(fd, "rb") as f:
         f.seek(max(0, os.fstat(f.fileno()).st_size - size))
         return f.read().decode("utf-8", "replace")
-
-
-def _first_line(text: str) -> str:
-    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
-    return "".join(c for c in line if c.isprintable())[:300]
 
 
 def _note(workspace: Path, text: str) -> None:
