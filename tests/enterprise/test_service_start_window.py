@@ -335,3 +335,35 @@ def test_a_starting_job_found_never_started_goes_back_or_is_cancelled(tmp_path: 
         assert ex.starts == [first, third]
     finally:
         d.close()
+
+
+@pytest.mark.skipif(bool(SLURM_SKIP), reason=SLURM_SKIP)
+def test_the_slurm_executor_finds_a_start_by_its_lock_name_and_marker(tmp_path: Path) -> None:
+    from deepseek_enterprise.service.slurm import SlurmExecutor
+
+    ex = SlurmExecutor(tmp_path, poll_s=0)
+    name = ex.reserve(8)
+    assert name.startswith("deepseek-8-") and len(name) == len("deepseek-8-") + 8
+    launch = Launch(8, "acme", "train", [], None, {}, [], ref=name)
+    state = jobstate.folder(tmp_path, 8)
+    fd = jobstate.lock(state)  # an sbatch still submitting
+    try:
+        with pytest.raises(Unavailable, match="its sbatch is still submitting"):
+            ex.find(launch)
+    finally:
+        os.close(fd)
+    assert ex.find(launch) is None  # Slurm lists nothing under the name, no marker: never submitted
+    assert ex.find(Launch(8, "acme", "train", [], None, {}, [], ref="deepseek-9-0123abcd")) is None  # not its name
+    (state / "started").write_text(jobstate.marker_text(4321, "1", "77"))  # it ran; Slurm forgot it
+    found = ex.find(launch)
+    assert found is not None and (found.pid, found.pid_start) == (77, name)
+    (state / "exit_code").write_text("5\n")
+    assert ex.finished(8, found.pid, found.pid_start, found.workspace) == 5  # Slurm does not list 77 as ours
+    held = subprocess.run(["sbatch", "--parsable", "--hold", f"--job-name={name}", f"--output={tmp_path}/held.log",
+                           "--wrap", "sleep 60"], capture_output=True, text=True, timeout=30, check=True)
+    slurm_id = int(held.stdout.strip().split(";")[0])
+    try:
+        found = ex.find(launch)  # listed under its name: that is the job
+        assert found is not None and (found.pid, found.pid_start) == (slurm_id, name)
+    finally:
+        subprocess.run(["scancel", str(slurm_id)], timeout=30, check=False)
