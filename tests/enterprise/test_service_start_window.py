@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -278,10 +279,22 @@ def test_the_local_executor_finds_a_start_by_its_lock_and_marker(tmp_path: Path)
             jobstate.lock(state)  # ... so no second one starts
         with pytest.raises(Unavailable, match="has not written its start marker yet"):
             ex.find(launch)
-        me = os.getpid()
+        me = os.getpid()  # a live process, but not the job's wrapper: not taken for it
         (state / "started").write_text(jobstate.marker_text(me, process_start(me), None))
-        found = ex.find(launch)
-        assert found is not None and (found.pid, found.pid_start) == (me, process_start(me))
+        with pytest.raises(Unavailable, match=f"pid {me} that its marker names is not its wrapper"):
+            ex.find(launch)
+        # a stand-in with the wrapper's command line for this state folder, in a session of its own
+        stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m",
+                                     "deepseek_enterprise.service.child", "--state", str(state)],
+                                    start_new_session=True)
+        try:  # Popen returns once it has exec'd: its command line is set
+            (state / "started").write_text(jobstate.marker_text(stand_in.pid, process_start(stand_in.pid), None))
+            found = ex.find(launch)
+            assert found is not None and (found.pid, found.pid_start) == (stand_in.pid, process_start(stand_in.pid))
+            assert ex.find(Launch(4, "acme", "train", [], None, {}, [])) is None  # another job: its own folder
+        finally:
+            stand_in.kill()
+            stand_in.wait()
         (state / "started").write_text("garbage")
         with pytest.raises(Unavailable, match="is not the wrapper's start marker"):
             ex.find(launch)  # alive but unidentified: wait for it to let go

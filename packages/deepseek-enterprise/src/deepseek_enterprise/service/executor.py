@@ -29,9 +29,11 @@ cgroup, else what the wrapper wrote to ``exit_reason`` (out of memory, CPU time)
 
 A start the server did not see through (killed between the ``starting`` commit and the
 ``running`` one) is found again by :meth:`LocalExecutor.find`: the launch lock held means the
-wrapper lives (its ``started`` marker gives pid and start time: re-attached; not written yet:
-asked again in a later pass); the lock free with a marker means it ran and ended (its exit code
-decides); free without one, it never started.
+wrapper lives (its ``started`` marker gives pid and start time, re-attached once ``/proc``
+shows that process is a session leader running the wrapper for this job's state folder; not
+written yet, or not that: asked again in a later pass); the lock free with a marker means it ran
+and ended (its exit code decides, no pid is taken from the file); free without one, it never
+started.
 
 Stop: SIGTERM to the process group, SIGKILL after :attr:`LocalExecutor.grace_s`. A process is
 known by its pid and its start time (``/proc/PID/stat``), so a recycled pid is never taken for a
@@ -103,6 +105,23 @@ class Started:
 
 def is_alive(pid: int | None, pid_start: str | None) -> bool:
     return pid is not None and pid_start is not None and process_start(pid) == pid_start
+
+
+def _is_wrapper(pid: int | None, pid_start: str | None, state: Path) -> bool:
+    """Whether ``pid`` (started at ``pid_start``) is a job wrapper of the state folder ``state``:
+    alive, a session leader (the executor starts it in a new session), and its command line
+    ``... -m deepseek_enterprise.service.child --state STATE ...``."""
+    if pid is None or not is_alive(pid, pid_start):
+        return False
+    try:
+        if os.getsid(pid) != pid:
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read(1 << 16).split(b"\0")
+    except OSError:
+        return False
+    want = [b"-m", b"deepseek_enterprise.service.child", b"--state", os.fsencode(state)]
+    return any(argv[i:i + 4] == want for i in range(len(argv)))
 
 
 def _limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
@@ -321,11 +340,12 @@ class LocalExecutor(Executor):
                 raise Unavailable(f"job {launch.job_id}: its wrapper holds the launch lock but has not "
                                   "written its start marker yet")
             return None
-        if alive and not is_alive(marker.pid, marker.start):
-            raise Unavailable(f"job {launch.job_id}: its launch lock is held, but not by the wrapper pid "
-                              f"{marker.pid} its marker names")
-        return Started(marker.pid, marker.start, ws, f"launched before the server stopped: wrapper pid {marker.pid}"
-                       + ("" if alive else ", ended since"))
+        if not alive:  # ended since: nothing to follow (a pid named in a file is not trusted as a handle)
+            return Started(None, None, ws, f"launched before the server stopped (wrapper pid {marker.pid}), ended since")
+        if not _is_wrapper(marker.pid, marker.start, state):
+            raise Unavailable(f"job {launch.job_id}: its launch lock is held, but pid {marker.pid} that its marker "
+                              "names is not its wrapper")
+        return Started(marker.pid, marker.start, ws, f"launched before the server stopped: wrapper pid {marker.pid}")
 
     def _conclude(self, job_id: int) -> None:
         """The job ended: note an OOM kill in its cgroup, then remove the cgroup."""
