@@ -177,10 +177,43 @@ def build_variants(
     else:
         variants.append(("torch.compile reduce-overhead", compiled(mode="reduce-overhead"), "CUDA graphs"))
     variants.append(("deepseek.optimize", optimized(), "auto: verified fastest pipeline"))
+    if isinstance(target, DecodeStep):
+        graphs = device.type == "cuda"
+        variants.append(("deepseek static-cache graph" if graphs else "deepseek static-cache",
+                         lambda: static_step(target, graphs),
+                         "static KV cache, inductor step + argmax" + (" in one CUDA graph" if graphs else "")))
     if reduced:
         variants.append(("deepseek.optimize bf16", optimized(precision="bf16"), "opt-in bf16"))
         variants.append(("deepseek.optimize int8", optimized(precision="int8"), "opt-in int8 dynamic"))
     return variants
+
+
+def check_only(only: list[str] | None, names: list[str], where: str) -> None:
+    """One line for an ``--only`` name that is no variant here (with the closest one)."""
+    import difflib
+
+    from deepseek.errors import UsageError
+
+    for name in only or []:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(f"--only: no variant {name!r} for {where}; {hint}choose from {', '.join(names)}")
+
+
+def static_step(step: DecodeStep, graphs: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``step`` through a :class:`~deepseek.models.static_decoding.StaticDecoder` holding a copy
+    of its cache: per call the token is copied into the decoder's input buffer and the device
+    position set (two small copies outside the graph), then one graph replay (or, without
+    graphs, the compiled step); returns the logits ``(B, 1, V)``."""
+    from deepseek.models.static_decoding import StaticDecoder
+
+    batch = step.cache.keys[0].size(0)
+    decoder = StaticDecoder(step.model, batch, step.position + 1, temperature=0.0, top_k=None, graphs=graphs,
+                            compile_step=True)
+    for dst, src in zip(decoder.cache.keys + decoder.cache.values, step.cache.keys + step.cache.values, strict=True):
+        dst.copy_(src)  # after the capture's warm-up steps, which wrote into the cache
+    return lambda idx: decoder.step_at(idx, step.position).unsqueeze(1)
 
 
 def run_latency(
@@ -226,8 +259,10 @@ def run_latency(
     say = progress or (lambda _msg: None)
     with torch.no_grad():
         references = [target(*x).float().clone() for x in inputs]
+    variants = build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced)
+    check_only(only, [name for name, *_ in variants], f"--mode {mode} on {dev.type}")
     built: list[tuple[str, Callable[..., Any], float, str]] = []
-    for name, make, note in build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced):
+    for name, make, note in variants:
         if only and name not in only and name != "eager":
             continue
         say(f"preparing {name}")

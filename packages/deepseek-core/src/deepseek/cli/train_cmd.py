@@ -245,14 +245,19 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
                    "line per prompt and a tokens/s and time-to-first-token summary on stderr.")
 @click.option("--batch-size", type=count(), default=32, show_default=True,
               help="With --prompts: at most this many prompts decoded together.")
+@click.option("--cuda-graphs/--no-cuda-graphs", "cuda_graphs", default=None,
+              help="Decode on a static KV cache, each step (and its sampling) one CUDA graph replay. Default: on "
+                   "for a model on CUDA in one process; off, with one line saying why, under --strategy tp or "
+                   "pipeline.")
 @_STRATEGY
 @_DTYPE
 def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str,
-    prompts_file: str | None, batch_size: int, strategy: str | None, dtype: str,
+    prompts_file: str | None, batch_size: int, cuda_graphs: bool | None, strategy: str | None, dtype: str,
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
     from deepseek.devices import use_default_cpu_threads
+    from deepseek.models.static_decoding import choose_static
     from deepseek.training.inference import (
         generating_tokenizer,
         load_placed,
@@ -271,13 +276,16 @@ def generate(
     tokenizer = trained_tokenizer(checkpoint)
     model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
     with placed_run(placer):
+        static, note = choose_static(model, cuda_graphs)
+        if note is not None and (placer is None or placer.is_global_zero):
+            click.echo(note, err=True)
         if prompts is None:
             text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                          seed=seed, tokenizer=tokenizer)
+                          seed=seed, tokenizer=tokenizer, static=static)
         else:
             served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer),
                            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                           batch_size=batch_size)
+                           batch_size=batch_size, static=static)
     if placer is not None and not placer.is_global_zero:
         return
     if prompts is None:

@@ -1,20 +1,26 @@
 """The KV-cache decoding loop, one implementation for every way a model is placed.
 
-:func:`decode` extends a batch of prompts token by token. It needs two callables from the model:
+:func:`run_decode` extends a batch of prompts token by token through a :class:`DecodeSession`,
+which owns the cache and the sampling:
 
-- ``new_cache(batch, max_len)``: an empty KV cache for the layers (and heads) this process holds;
-- ``next_logits(ids, cache)``: the logits ``(B, V)`` of the last position after feeding ``ids``
-  ``(B, T)`` behind the ``cache.length`` cached positions, appending their keys and values.
+- :class:`EagerSession` (what :func:`decode` builds) calls two callables of the model:
+  ``new_cache(batch, max_len)``, an empty KV cache for the layers (and heads) this process holds,
+  and ``next_logits(ids, cache)``, the logits ``(B, V)`` of the last position after feeding
+  ``ids`` ``(B, T)`` behind the ``cache.length`` cached positions, appending their keys and
+  values. A whole :class:`~deepseek.models.gpt.GPT` (heads split by ``tp`` or not) passes its own
+  ``forward_cached``; under the ``pipeline`` strategy each stage holds the cache of its own blocks
+  and the last stage's logits are sent to every rank, so every rank samples the same tokens.
+- :class:`~deepseek.models.static_decoding.StaticSession` keeps a preallocated cache with the
+  position on the device and replays one CUDA graph per step (step and sampling together).
 
-A whole :class:`~deepseek.models.gpt.GPT` (heads split by ``tp`` or not) passes its own
-``forward_cached``; under the ``pipeline`` strategy each stage holds the cache of its own blocks
-and the last stage's logits are sent to every rank, so every rank samples the same tokens.
+Both sample with :func:`sample_next`, so for the same logits and generator they draw the same
+tokens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -22,6 +28,65 @@ from deepseek.errors import UsageError
 
 NextLogits = Callable[[torch.Tensor, Any], torch.Tensor]
 NewCache = Callable[[int, int], Any]
+
+
+class DecodeSession(Protocol):
+    """The cache and sampler of one :func:`run_decode` call (one batch of prompts)."""
+
+    length: int
+    """Positions the cache holds now (known on the host without reading the device)."""
+
+    def prefill(self, ids: torch.Tensor) -> None:
+        """Start a fresh cache from ``ids`` ``(B, T)`` and sample the next token."""
+
+    def step(self) -> None:
+        """Feed the last sampled token and sample the next one."""
+
+    def last(self) -> torch.Tensor:
+        """The token sampled last, ``(B, 1)`` (a tensor of its own)."""
+
+    def generated(self) -> torch.Tensor:
+        """Every token sampled since the session began, ``(B, n)``."""
+
+    def close(self) -> None:
+        """The session is over (hand back what it borrowed, such as the generator's state)."""
+
+
+class EagerSession:
+    """A :class:`DecodeSession` over a model's ``new_cache`` / ``next_logits`` callables."""
+
+    def __init__(self, next_logits: NextLogits, new_cache: NewCache, batch: int, window: int, *,
+                 temperature: float, top_k: int | None, generator: torch.Generator | None) -> None:
+        self.next_logits, self.new_cache = next_logits, new_cache
+        self.batch, self.window = batch, window
+        self.temperature, self.top_k, self.generator = temperature, top_k, generator
+        self.cache: Any = None
+        self.tokens: list[torch.Tensor] = []
+        self.length = 0
+
+    def prefill(self, ids: torch.Tensor) -> None:
+        """A new cache holding ``ids``; samples from the last position's logits."""
+        self.cache = self.new_cache(self.batch, self.window)
+        self._sample(self.next_logits(ids, self.cache))
+
+    def step(self) -> None:
+        """One cached step on the last token."""
+        self._sample(self.next_logits(self.tokens[-1], self.cache))
+
+    def _sample(self, logits: torch.Tensor) -> None:
+        self.tokens.append(sample_next(logits, self.temperature, self.top_k, self.generator))
+        self.length = self.cache.length
+
+    def last(self) -> torch.Tensor:
+        """The token sampled last."""
+        return self.tokens[-1]
+
+    def generated(self) -> torch.Tensor:
+        """Every sampled token."""
+        return torch.cat(self.tokens, dim=1)
+
+    def close(self) -> None:
+        """Nothing to hand back."""
 
 
 def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None) -> None:
@@ -48,29 +113,46 @@ def decode(
     generator: torch.Generator | None = None,
     on_token: Callable[[torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
+    """:func:`run_decode` with an :class:`EagerSession` over ``next_logits`` / ``new_cache``."""
+    check_request(idx, max_new_tokens, temperature, top_k)
+    session = EagerSession(next_logits, new_cache, idx.size(0), window, temperature=temperature, top_k=top_k,
+                           generator=generator)
+    return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
+
+
+@torch.no_grad()
+def run_decode(
+    session: DecodeSession,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    window: int,
+    on_token: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
     """``idx`` ``(B, T)`` extended by ``max_new_tokens`` sampled tokens: ``(B, T + new)``.
 
-    One prefill of the prompt's last ``window`` tokens, then one token per step. ``temperature=0``
-    is greedy. When the cache holds ``window`` positions it is rebuilt from the last half window
-    (positions restart at 0), so each rebuild buys ``window / 2`` cheap steps. ``on_token`` gets
-    each new column ``(B, 1)`` as soon as it is sampled (time to first token, streaming)."""
-    check_request(idx, max_new_tokens, temperature, top_k)
-    out = [idx]
-    cache = new_cache(idx.size(0), window)
-    logits = next_logits(idx[:, -window:], cache)
-    for step in range(max_new_tokens):
-        nxt = sample_next(logits, temperature, top_k, generator)
-        out.append(nxt)
-        if on_token is not None:
-            on_token(nxt)
-        if step == max_new_tokens - 1:
-            break
-        if cache.length == window:
-            cache = new_cache(idx.size(0), window)
-            logits = next_logits(torch.cat(out, dim=1)[:, -(window // 2 or 1):], cache)
-        else:
-            logits = next_logits(nxt, cache)
-    return torch.cat(out, dim=1)
+    One prefill of the prompt's last ``window`` tokens, then one token per step. When the cache
+    holds ``window`` positions it is rebuilt from the last half window (positions restart at 0),
+    so each rebuild buys ``window / 2`` cheap steps. ``on_token`` gets each new column ``(B, 1)``
+    as soon as it is sampled (time to first token, streaming)."""
+    if max_new_tokens == 0:
+        session.close()
+        return idx
+    try:
+        session.prefill(idx[:, -window:])
+        for step in range(max_new_tokens):
+            if on_token is not None:
+                on_token(session.last())
+            if step == max_new_tokens - 1:
+                break
+            if session.length == window:
+                context = torch.cat([idx, session.generated()], dim=1)
+                session.prefill(context[:, -(window // 2 or 1):])
+            else:
+                session.step()
+        return torch.cat([idx, session.generated()], dim=1)
+    finally:
+        session.close()
 
 
 def sample_next(
@@ -85,4 +167,7 @@ def sample_next(
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)
+    # torch.multinomial's own one-sample path, written out: the same draws for the same generator
+    # state, and no host-side validity check, so a CUDA graph can capture it.
+    noise = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / noise).argmax(dim=-1, keepdim=True)

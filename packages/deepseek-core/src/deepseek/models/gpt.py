@@ -25,13 +25,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.layers import KVCache, init_weights, make_blocks, residual_cast, run_blocks
+from deepseek.models.layers import (
+    KVCache,
+    KVCursor,
+    init_weights,
+    make_blocks,
+    residual_cast,
+    run_blocks,
+)
 from deepseek.models.protocol import Batch, TensorParallelPlan, TrainableModel
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from deepseek.models.decoding import DecodeSession
     from deepseek.models.stages import GPTStage
+    from deepseek.models.static_decoding import StaticDecoders
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,7 @@ class GPT(TrainableModel):
     the presets ``tiny``, ``small`` and ``1.3b`` are GPTs with other defaults."""
 
     Options = GPTConfig
+    static_decoding = True
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -135,9 +145,10 @@ class GPT(TrainableModel):
             return logits
         return cross_entropy(logits, targets)
 
-    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Token + position embeddings of ``idx`` placed at positions ``start ..``."""
-        pos = torch.arange(start, start + idx.size(1), device=idx.device)
+    def embed(self, idx: torch.Tensor, start: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Token + position embeddings of ``idx`` placed at positions ``start ..`` (or at the
+        device tensor ``positions``, one per token)."""
+        pos = torch.arange(start, start + idx.size(1), device=idx.device) if positions is None else positions
         return self.drop(self.wte(idx) + self.wpe(pos))
 
     def _check_input(self, idx: torch.Tensor) -> None:
@@ -289,10 +300,11 @@ class GPT(TrainableModel):
 
     # ------------------------------------------------------------------ decoding
 
-    def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Logits ``(B, T, V)`` for ``idx`` following the ``cache.length`` cached positions; the
-        new keys and values are appended to ``cache``."""
-        x = self.embed(idx, start=cache.length)
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache | KVCursor) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for ``idx`` following the cached positions; the new keys and
+        values are appended to ``cache`` (a :class:`KVCache`, or a :class:`KVCursor` whose
+        position lives on the device: the static-cache step that CUDA graphs replay)."""
+        x = self.embed(idx, positions=cache.positions(idx.size(1), idx.device))
         for i, block in enumerate(self.blocks):
             x = block(x, cache=cache, layer=i)
         cache.advance(idx.size(1))
@@ -328,6 +340,7 @@ class GPT(TrainableModel):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         on_token: Callable[[torch.Tensor], None] | None = None,
+        static: StaticDecoders | None = None,
     ) -> torch.Tensor:
         """Extend ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens; returns ``(B, T + new)``.
 
@@ -335,16 +348,33 @@ class GPT(TrainableModel):
         is greedy. When the window ``max_seq_len`` fills up, the cache is rebuilt from the last
         half window (positions restart at 0), so each rebuild buys ``max_seq_len / 2`` cheap steps.
         ``on_token`` is called with each new column of tokens ``(B, 1)`` as it is sampled (time to
-        first token, streaming).
+        first token, streaming). With ``static`` (a
+        :class:`~deepseek.models.static_decoding.StaticDecoders`), the steps run on its
+        static-cache decoder for this batch size (on CUDA one graph replay per token); see
+        :func:`~deepseek.models.static_decoding.static_refusal` for the models that cannot.
         """
-        from deepseek.models.decoding import decode
+        from deepseek.models.decoding import EagerSession, check_request, run_decode
 
+        check_request(idx, max_new_tokens, temperature, top_k)
+        window = self.decode_window()
         was_training = self.training
         self.eval()
         try:
-            return decode(lambda ids, cache: self.forward_cached(ids, cache)[:, -1], self.new_cache, idx,
-                          max_new_tokens, window=self.decode_window(), temperature=temperature, top_k=top_k,
-                          generator=generator, on_token=on_token)
+            session: DecodeSession
+            if static is not None:
+                from deepseek.models.static_decoding import static_refusal
+
+                reason = static_refusal(self, graphs=static.graphs)
+                if reason is not None:
+                    raise UsageError(f"generate: static-cache decoding cannot serve this model: {reason}; "
+                                     "decode without it")
+                session = static.session(self, idx.size(0), window, temperature=temperature, top_k=top_k,
+                                         generator=generator)
+            else:
+                session = EagerSession(lambda ids, cache: self.forward_cached(ids, cache)[:, -1], self.new_cache,
+                                       idx.size(0), window, temperature=temperature, top_k=top_k,
+                                       generator=generator)
+            return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
         finally:
             self.train(was_training)
 

@@ -19,7 +19,13 @@ class KVCache:
     """Pre-allocated keys and values of every layer for incremental decoding.
 
     ``keys[i]`` / ``values[i]`` have shape ``(batch, heads, max_len, head_dim)``; ``length`` is the
-    number of positions filled so far (the same for every layer).
+    number of positions filled so far (the same for every layer), kept on the host: each call
+    reads and writes exactly the filled positions. :class:`KVCursor` serves the same buffers with
+    the position on the device instead (one shape for every step: a CUDA graph replays it).
+
+    A module that decodes with a cache calls :meth:`positions` for the new tokens' positions,
+    :meth:`attend` in each layer and :meth:`advance` once at the end; both kinds of cache offer
+    these three.
     """
 
     def __init__(
@@ -49,9 +55,63 @@ class KVCache:
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def positions(self, t: int, device: torch.device) -> torch.Tensor:
+        """Positions ``length .. length + t - 1`` of ``t`` new tokens."""
+        return torch.arange(self.length, self.length + t, device=device)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int, p: float) -> torch.Tensor:
+        """Causal attention of new queries ``q`` over the cached and the new keys of ``layer``
+        (``k``/``v`` are stored first); ``p``: attention dropout."""
+        past, t = self.length, q.size(2)
+        k_all, v_all = self.update(layer, k, v)
+        if past == 0:
+            return F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=p, is_causal=True)
+        if t == 1:
+            return F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=p)
+        # Several new tokens after a prefix: query i sees keys 0 .. past + i.
+        rows = torch.arange(t, device=q.device)[:, None] + past
+        mask = torch.arange(past + t, device=q.device)[None, :] <= rows
+        return F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, dropout_p=p)
+
     def advance(self, n: int) -> None:
         """Mark ``n`` more positions as filled."""
         self.length += n
+
+
+class KVCursor:
+    """A :class:`KVCache`'s buffers with the write position held on the device.
+
+    ``position`` (a one-element int64 tensor) is where the next token goes; :meth:`attend` writes
+    the new keys and values there (an indexed store) and attends over all ``max_len`` cached
+    positions with a mask of those ``<=`` each query's position, and :meth:`advance` adds to
+    ``position`` in place. No shape and no Python value changes from one step to the next, so a
+    step compiles once and one CUDA graph replays every step. The caller keeps ``position`` below
+    ``max_len`` (an indexed store past the end is a device-side error, not a Python one).
+    """
+
+    def __init__(self, cache: KVCache) -> None:
+        self.cache = cache
+        self.max_len = cache.max_len
+        device = cache.keys[0].device if cache.keys else None
+        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        self.slots = torch.arange(cache.max_len, device=device)
+
+    def positions(self, t: int, device: torch.device) -> torch.Tensor:
+        """Positions ``position .. position + t - 1`` of ``t`` new tokens (a device tensor)."""
+        return self.position + torch.arange(t, device=device)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int, p: float) -> torch.Tensor:
+        """Store ``k``/``v`` at the device position and attend over the cache with a length mask."""
+        at = self.positions(q.size(2), q.device)
+        keys, values = self.cache.keys[layer], self.cache.values[layer]
+        keys[:, :, at] = k.to(keys.dtype)  # an in-place indexed store (inductor keeps it in place)
+        values[:, :, at] = v.to(values.dtype)
+        mask = self.slots[None, :] <= at[:, None]
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=p)
+
+    def advance(self, n: int) -> None:
+        """Move the device position by ``n`` (in place)."""
+        self.position.add_(n)
 
 
 class SelfAttention(nn.Module):
@@ -78,7 +138,7 @@ class SelfAttention(nn.Module):
         *,
         is_causal: bool = True,
         attn_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: KVCache | KVCursor | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
         """``x``: ``(B, T, D)``. ``attn_mask`` (bool, True = may attend) is broadcast to
@@ -94,24 +154,8 @@ class SelfAttention(nn.Module):
             else:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         else:
-            y = _cached_attention(q, k, v, cache, layer, p)
+            y = cache.attend(q, k, v, layer, p)
         return self.resid_drop(self.proj(y.transpose(1, 2).flatten(2)))
-
-
-def _cached_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, layer: int, p: float
-) -> torch.Tensor:
-    """Causal attention of new queries over cached + new keys (eager decoding only)."""
-    past, t = cache.length, q.size(2)
-    k_all, v_all = cache.update(layer, k, v)
-    if past == 0:
-        return F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=p, is_causal=True)
-    if t == 1:
-        return F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=p)
-    # Several new tokens after a prefix: query i sees keys 0 .. past + i.
-    rows = torch.arange(t, device=q.device)[:, None] + past
-    mask = torch.arange(past + t, device=q.device)[None, :] <= rows
-    return F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, dropout_p=p)
 
 
 class MLP(nn.Module):
@@ -155,7 +199,7 @@ class Block(nn.Module):
         *,
         is_causal: bool = True,
         attn_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: KVCache | KVCursor | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
         """``(B, T, D) -> (B, T, D)``; see :meth:`SelfAttention.forward` for the options."""

@@ -192,6 +192,13 @@ class TrainableModel(nn.Module):
         logits ``(B, T, V)`` of a whole model or a last stage, else hidden states."""
         raise NotImplementedError
 
+    static_decoding: ClassVar[bool] = False
+    """``True`` when ``new_cache`` returns a :class:`~deepseek.models.layers.KVCache` and
+    ``forward_cached`` also takes a :class:`~deepseek.models.layers.KVCursor` in its place
+    (positions from ``cache.positions``, attention through ``cache.attend``, then
+    ``cache.advance``): the model can then decode on a static cache with CUDA graphs
+    (:mod:`deepseek.models.static_decoding`; ``deepseek generate --cuda-graphs``)."""
+
     def decode_window(self) -> int:
         """The most positions the cache may hold (the model's context length)."""
         raise NotImplementedError

@@ -81,8 +81,7 @@ class GPTStage(TrainableModel):
         """Token ids (first stage) or hidden states following the ``cache.length`` cached
         positions in; hidden states or logits (last stage) out."""
         if self.first:
-            pos = torch.arange(cache.length, cache.length + x.size(1), device=x.device)
-            x = self.drop(self.wte(x) + self.wpe(pos))
+            x = self.drop(self.wte(x) + self.wpe(cache.positions(x.size(1), x.device)))
         for i, block in enumerate(self.blocks.values()):
             x = block(x, cache=cache, layer=i)
         cache.advance(x.size(1))

@@ -176,15 +176,18 @@ def sample(
     top_k: int | None = 50,
     seed: int = 0,
     tokenizer: Tokenizer | None = None,
+    static: Any = None,
 ) -> str:
     """``prompt`` continued by the model (KV-cache ``generate``), encoded and decoded with
-    ``tokenizer`` (default: UTF-8 bytes)."""
+    ``tokenizer`` (default: UTF-8 bytes); ``static``: the
+    :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
     tok = generating_tokenizer(model, tokenizer)
     ids = tok.encode(prompt) or tok.encode("\n")
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
+    extra = {} if static is None else {"static": static}
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, **extra)
     return tok.decode(out[0, len(ids):].tolist())
 
 

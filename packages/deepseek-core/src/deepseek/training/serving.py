@@ -15,7 +15,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -83,10 +83,13 @@ def serve(
     top_k: int | None = 50,
     seed: int = 0,
     batch_size: int = 32,
+    static: Any = None,
 ) -> Served:
     """Continue every prompt (see the module docstring); ``tokenizer`` as checked by
     :func:`deepseek.training.inference.generating_tokenizer`. Batch ``i`` samples with a
-    generator seeded ``seed + i``."""
+    generator seeded ``seed + i``. ``static``: the
+    :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager;
+    one decoder, and on CUDA one captured graph, per batch size, reused across batches)."""
     if batch_size < 1:
         raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
     encoded = [tokenizer.encode(p) or tokenizer.encode("\n") for p in prompts]
@@ -107,8 +110,9 @@ def serve(
                 column.cpu()  # waits for the device: the prefill and the first sample are done
                 first.append(time.perf_counter() - start)
 
+        extra = {} if static is None else {"static": static}
         out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
-                             on_token=on_token).cpu()
+                             on_token=on_token, **extra).cpu()
         served.seconds += time.perf_counter() - start
         served.first_token_s.extend(first)
         served.new_tokens += max_new_tokens * len(rows)
