@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,19 @@ def test_enterprise_dependencies_import() -> None:
 
     assert timm.list_models("swin*"), "timm ships Swin architectures"
     assert torchaudio.transforms.MelSpectrogram(sample_rate=16000)
+
+
+def test_hooks_enterprise_md_is_current() -> None:
+    """docs/hooks-enterprise.md is generated from enterprise's hookspecs and lists every one."""
+    from deepseek.plugins.docgen import hook_specs, render_edition
+    from deepseek_enterprise import hookspecs as enterprise_hookspecs
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "hooks-enterprise.md").read_text(encoding="utf-8")
+    assert page == render_edition(enterprise_hookspecs), (
+        "docs/hooks-enterprise.md is stale: run python -m deepseek.plugins.docgen deepseek_enterprise.hookspecs "
+        "> docs/hooks-enterprise.md")
+    names = [name for name, _ in hook_specs(enterprise_hookspecs)]
+    assert names == ["deepseek_register_fusions", "deepseek_register_compressors", "deepseek_register_tuners",
+                     "deepseek_register_executors"]
+    for name, kind in zip(names, ("fusion", "compressor", "tuner", "executor"), strict=True):
+        assert f"| `{name}` | `{kind}` |" in page and f"### `{name}`" in page

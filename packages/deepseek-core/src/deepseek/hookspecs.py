@@ -95,7 +95,8 @@ def deepseek_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
     """Add hook specifications of your own plugin.
 
     Call ``pluginmanager.add_hookspecs(module_or_class)``. Other plugins can then implement
-    those hooks. The enterprise edition uses this for compressors and tuners.
+    those hooks. The enterprise edition uses this for fusions, compressors, tuners and executors
+    (their reference: docs/hooks-enterprise.md).
     """
 
 

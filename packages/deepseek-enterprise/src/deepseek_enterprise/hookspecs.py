@@ -50,7 +50,8 @@ def deepseek_register_executors(register: RegisterFn) -> None:
     jobs.
 
     ``target`` is a subclass of :class:`deepseek_enterprise.service.executor.Executor`, created
-    as ``target(root, grace_s=S)``; the server's scheduler calls ``reserve(job_id)`` before it
+    as ``target(root, grace_s=S)`` (a subclass of ``LocalExecutor`` also gets ``limits=``, the
+    host limits the server detected); the server's scheduler calls ``reserve(job_id)`` before it
     commits the job ``starting`` (forget an earlier start's leftovers; return what identifies
     this start, such as the Slurm job name, given back as ``launch.ref``), ``start(launch)`` (a
     ``Started``: the executor's handle on the job, ``pid`` and ``pid_start``, which the database

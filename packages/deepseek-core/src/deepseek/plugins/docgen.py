@@ -1,8 +1,10 @@
-"""Generate the hook reference (docs/hooks.md) from :mod:`deepseek.hookspecs`.
+"""Generate the hook reference (docs/hooks.md) from :mod:`deepseek.hookspecs`, and the page of
+an edition's own hookspecs (docs/hooks-enterprise.md) from its module.
 
     python -m deepseek.plugins.docgen > docs/hooks.md
+    python -m deepseek.plugins.docgen deepseek_enterprise.hookspecs > docs/hooks-enterprise.md
 
-A test compares docs/hooks.md with :func:`render`, so the page never goes stale.
+Tests compare each page with :func:`render` / :func:`render_edition`, so they never go stale.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from deepseek import hookspecs
+from deepseek.plugins.host import kind_from_hook
 
 PHASES: tuple[tuple[str, str], ...] = (
     ("set-up", "1. Set-up"),
@@ -83,12 +86,19 @@ def markdown_of(doc: str) -> str:
     return "\n".join(out).strip()
 
 
+def _annotation(a: Any) -> str:
+    """An annotation as source text (a string annotation as is, a class by its name)."""
+    return a if isinstance(a, str) else getattr(a, "__name__", None) or repr(a)
+
+
+def _parameter(p: inspect.Parameter) -> str:
+    text = p.name if p.annotation is inspect.Parameter.empty else f"{p.name}: {_annotation(p.annotation)}"
+    return text if p.default is inspect.Parameter.empty else f"{text} = {p.default!r}"
+
+
 def _signature(name: str, fn: Callable[..., Any]) -> str:
     sig = inspect.signature(fn)
-    params = ", ".join(
-        f"{p.name}: {p.annotation}" if p.annotation is not inspect.Parameter.empty else p.name
-        for p in sig.parameters.values()
-    )
+    params = ", ".join(_parameter(p) for p in sig.parameters.values())
     ret = sig.return_annotation
     return f"def {name}({params}) -> {'None' if ret is inspect.Signature.empty else ret}"
 
@@ -122,7 +132,7 @@ def render(module: ModuleType = hookspecs) -> str:
         "## The `register` callback",
         "",
         "```python",
-        "register(name: str, target: Any, *, aliases: Sequence[str] = (), description: str = \"\") -> None",
+        register_signature(),
         "```",
         "",
         markdown_of(inspect.getdoc(hookspecs.RegisterFn) or ""),
@@ -133,7 +143,8 @@ def render(module: ModuleType = hookspecs) -> str:
         "",
         "A plugin that adds a hookspec of its own named `deepseek_register_<kinds>` whose only "
         "argument is `register` gets the same callback; the kind is the singular of `<kinds>` "
-        "(the enterprise edition adds `compressor` and `tuner` this way).",
+        "(the enterprise edition adds `fusion`, `compressor`, `tuner` and `executor` this way: "
+        "[hooks-enterprise.md](hooks-enterprise.md)).",
         "",
     ]
     for phase, title in PHASES:
@@ -146,9 +157,46 @@ def render(module: ModuleType = hookspecs) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main() -> None:
-    """Print the hook reference to stdout."""
-    sys.stdout.write(render())
+def register_signature() -> str:
+    """``register(...)``'s signature, read from :class:`~deepseek.hookspecs.RegisterFn`."""
+    params = list(inspect.signature(hookspecs.RegisterFn.__call__).parameters.values())[1:]  # without self
+    parts = [_parameter(p) for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    keyword = [_parameter(p) for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return f"register({', '.join([*parts, *(['*', *keyword] if keyword else [])])}) -> None"
+
+
+def render_edition(module: ModuleType) -> str:
+    """The page of the hookspecs an edition adds (``deepseek_add_hookspecs``), as Markdown."""
+    specs = hook_specs(module)
+    title = (inspect.getdoc(module) or module.__name__).split("\n\n")[0].rstrip(".")
+    lines = [
+        f"# {title}",
+        "",
+        f"<!-- Generated from {module.__name__} by `python -m deepseek.plugins.docgen {module.__name__} > "
+        "docs/<page>.md`; do not edit by hand. -->",
+        "",
+        "These hooks exist only while the edition that adds them is loaded. Each registration hook "
+        "gets the same `register` callback as core's ([hooks.md](hooks.md#the-register-callback)); "
+        "the component kind is the singular of the hook's last word. A plugin that implements "
+        "them and should still load without that edition marks its implementation "
+        "`@hookimpl(optionalhook=True)` ([plugins.md](plugins.md)).",
+        "",
+        "| registration hook | component kind |",
+        "|---|---|",
+        *(f"| `{name}` | `{kind_from_hook(name)}` |" for name, _ in specs if name.startswith("deepseek_register_")),
+        "",
+    ]
+    for name, fn in specs:
+        lines += _hook_section(name, fn)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the hook reference (or, given a hookspec module's name, that edition's page)."""
+    import importlib
+
+    args = sys.argv[1:] if argv is None else argv
+    sys.stdout.write(render_edition(importlib.import_module(args[0])) if args else render())
 
 
 if __name__ == "__main__":

@@ -305,7 +305,7 @@ class PluginHost(LookupMixin):
             if isinstance(hook, pluggy.HookCaller) and hook.spec is not None:
                 if tuple(hook.spec.argnames) == ("register",):
                     kind = getattr(hook.spec.function, "deepseek_kind", None)
-                    hooks[hook_name] = kind or _kind_from_hook(hook_name)
+                    hooks[hook_name] = kind or kind_from_hook(hook_name)
         return hooks
 
     def _impls_of(self, ld: _Loaded, hook_name: str) -> list[Any]:
@@ -363,7 +363,8 @@ def _call(function: Any, **available: Any) -> Any:
     return function(**{k: v for k, v in available.items() if k in params})
 
 
-def _kind_from_hook(hook_name: str) -> str:
+def kind_from_hook(hook_name: str) -> str:
+    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of ``<kinds>``."""
     kind = hook_name.removeprefix("deepseek_register_")
     if kind.endswith("ies"):
         return kind[:-3] + "y"
