@@ -59,13 +59,16 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ("data.path=/tmp/some dir", ["data", "path"], "/tmp/some dir"),
         ('model.name="small"', ["model", "name"], "small"),
         ("strategy.name = single", ["strategy", "name"], "single"),
+        ('trackers."acme.csv".file=x.csv', ["trackers", "acme.csv", "file"], "x.csv"),
+        ("trackers.'a=b'.key=1", ["trackers", "a=b", "key"], 1),
+        ('data.files=["a=b.txt"]', ["data", "files"], ["a=b.txt"]),
     ],
 )
 def test_parse_override(item: str, keys: list[str], value: object) -> None:
     assert parse_override(item) == (keys, value)
 
 
-@pytest.mark.parametrize("item", ["trainlr", "train.lr", "=3", "train..lr=3", ".lr=1"])
+@pytest.mark.parametrize("item", ["trainlr", "train.lr", "=3", "train..lr=3", ".lr=1", '"train.lr=3', "train.lr[0]=1"])
 def test_bad_override_syntax(item: str) -> None:
     with pytest.raises(UsageError, match=r"expected SECTION\.KEY=VALUE"):
         load_config(overrides=[item])

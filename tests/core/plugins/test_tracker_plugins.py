@@ -149,8 +149,8 @@ def test_a_tracker_that_cannot_start_stops_the_run_before_its_first_step(host: P
     with pytest.raises(UsageError) as caught:
         Trainer(_config(host, fail_start=True), run_dir=tmp_path / "run", quiet=True, host=host).fit()
     assert str(caught.value) == (
-        "trackers.rec.memory: the 'rec.memory' tracker could not start (RuntimeError: no server at "
-        "example.invalid); check [trackers.rec.memory] (docs/tracking.md) or remove 'rec.memory' from "
+        "trackers.\"rec.memory\": the 'rec.memory' tracker could not start (RuntimeError: no server at "
+        "example.invalid); check [trackers.\"rec.memory\"] (docs/tracking.md) or remove 'rec.memory' from "
         "logging.trackers"
     )
     assert MemoryTracker.CALLS == [("finish", "failed")]
@@ -164,12 +164,16 @@ def test_a_tracker_that_cannot_start_stops_the_run_before_its_first_step(host: P
     ({"logging": {"trackers": ["rec.memory", "rec.memory"]}},
      "logging.trackers: 'rec.memory' is listed twice; list each tracker once"),
     ({"trackers": {"rec.memroy": {}}},
-     "trackers.rec.memroy: options of a tracker that logging.trackers does not list (did you mean "
-     "'rec.memory'?); add 'rec.memroy' to logging.trackers or remove [trackers.rec.memroy]"),
+     "trackers.\"rec.memroy\": options of a tracker that logging.trackers does not list (did you mean "
+     "'rec.memory'?); add 'rec.memroy' to logging.trackers or remove [trackers.\"rec.memroy\"]"),
+    # [trackers.rec.memory] in a TOML file is table memory inside table rec: the name needs quotes
+    ({"trackers": {"rec": {"memory": {"label": "x"}}}},
+     "trackers.rec: options of a tracker that logging.trackers does not list; for the tracker 'rec.memory' "
+     "quote its name: [trackers.\"rec.memory\"]"),
     ({"trackers": {"rec.memory": {"lable": "x"}}},
-     "trackers.rec.memory.lable: unknown key (did you mean 'label'?)"),
-    ({"trackers": {"rec.memory": {"fail_at": "two"}}}, "trackers.rec.memory.fail_at: "),
-    ({"trackers": {"rec.memory": 3}}, "trackers.rec.memory: expected a table"),
+     "trackers.\"rec.memory\".lable: unknown key (did you mean 'label'?)"),
+    ({"trackers": {"rec.memory": {"fail_at": "two"}}}, "trackers.\"rec.memory\".fail_at: "),
+    ({"trackers": {"rec.memory": 3}}, "trackers.\"rec.memory\": expected a table"),
     ({"logging": {"trackers": "rec.memory"}}, "logging.trackers: "),
 ])
 def test_tracker_config_errors_are_one_line_with_the_field(host: PluginHost, data: dict, message: str) -> None:
@@ -177,6 +181,15 @@ def test_tracker_config_errors_are_one_line_with_the_field(host: PluginHost, dat
     with pytest.raises(ConfigError) as caught:
         config_from_dict(merged, host=host)
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_set_reaches_a_dotted_tracker_name_through_a_quoted_key(host: PluginHost) -> None:
+    from deepseek.config.load import load_config
+
+    config = load_config(base=TINY, overrides=['trackers."rec.memory".label=from-set'], host=host)
+    assert config.trackers.options["rec.memory"] == MemoryOptions(label="from-set")
+    with pytest.raises(ConfigError, match=r"^trackers.rec: options of a tracker .* quote its name"):
+        load_config(base=TINY, overrides=["trackers.rec.memory.label=x"], host=host)
 
 
 @pytest.mark.parametrize(("tracker", "module"), [("mlflow", "mlflow"), ("wandb", "wandb"), ("tensorboard", "tensorboard")])

@@ -72,17 +72,45 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         raise ConfigError(f"{p}: not valid TOML: {exc}; fix the syntax at that position") from exc
 
 
+def _key_path(key: str) -> list[str] | None:
+    """A TOML dotted key as its parts (``trackers."acme.csv".file`` -> three parts), or None."""
+    try:
+        node: Any = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
+        return None
+    parts: list[str] = []
+    while isinstance(node, dict):
+        (name, node), = node.items()
+        parts.append(name)
+    return parts
+
+
+def _split_assignment(item: str) -> tuple[str, str, str]:
+    """``KEY=VALUE`` split at the first ``=`` outside a quoted key part."""
+    quote = ""
+    for i, ch in enumerate(item):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "=":
+            return item[:i], "=", item[i + 1:]
+    return item, "", ""
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``"train.lr=1e-3"`` -> ``(["train", "lr"], 0.001)``.
 
-    The value is read as a TOML literal (``3``, ``1e-3``, ``true``, ``"x"``, ``[1, 2]``) and
-    otherwise taken as a plain string (``model.name=tiny``).
+    The key is a TOML dotted key, so a part holding a dot is quoted as in a TOML file
+    (``trackers."acme.csv".file=x.csv``). The value is read as a TOML literal (``3``, ``1e-3``,
+    ``true``, ``"x"``, ``[1, 2]``) and otherwise taken as a plain string (``model.name=tiny``).
     """
-    key, sep, raw = item.partition("=")
-    parts = [p.strip() for p in key.strip().split(".")]
-    if not sep or len(parts) < 2 or not all(parts):
+    key, sep, raw = _split_assignment(item)
+    parts = _key_path(key.strip()) if sep else None
+    if not parts or len(parts) < 2 or not all(parts):
         raise UsageError(
-            f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set train.lr=1e-3"
+            f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set train.lr=1e-3 (quote a part holding a "
+            "dot: --set 'trackers.\"acme.csv\".file=x.csv')"
         )
     raw = raw.strip()
     try:

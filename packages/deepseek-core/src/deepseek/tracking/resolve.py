@@ -12,6 +12,7 @@ Nothing here imports torch or a tracker's library.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,12 @@ from deepseek.tracking.tracker import Tracker
 if TYPE_CHECKING:
     from deepseek.config.schema import LoggingConfig, TrackersConfig
     from deepseek.plugins.host import PluginHost
+
+
+def table_path(name: str) -> str:
+    """``trackers.<name>`` as TOML writes it: a name holding anything but letters, digits, ``_``
+    and ``-`` (``acme.csv``) is quoted (``trackers."acme.csv"``), as in its table header."""
+    return f"trackers.{name}" if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'trackers."{name}"'
 
 
 def tracker_class(host: PluginHost, name: str) -> type[Tracker]:
@@ -42,7 +49,7 @@ def tracker_class(host: PluginHost, name: str) -> type[Tracker]:
 def tracker_options(host: PluginHost, name: str, table: Mapping[str, Any]) -> tuple[type[Tracker], Any]:
     """``(class, validated and checked options)`` of tracker ``name`` from its table's keys."""
     cls = tracker_class(host, name)
-    options = build_options(cls, dict(table), kind="tracker", name=name, path=f"trackers.{name}")
+    options = build_options(cls, dict(table), kind="tracker", name=name, path=table_path(name))
     cls.check(options)
     return cls, options
 
@@ -70,12 +77,21 @@ def resolve_trackers(
         names.append("tensorboard")
     for key, table in tables.items():
         if key not in names:
+            # [trackers.acme.csv] nests table csv in table acme; the tracker acme.csv needs quotes
+            dotted = [f"{key}.{sub}" for sub, value in table.items() if isinstance(value, Mapping)] \
+                if isinstance(table, Mapping) else []
+            quoted = next((n for n in dotted if n in names), None)
+            if quoted is not None:
+                raise ConfigError(
+                    f"{table_path(key)}: options of a tracker that logging.trackers does not list; for the "
+                    f"tracker {quoted!r} quote its name: [{table_path(quoted)}]"
+                )
             raise ConfigError(
-                f"trackers.{key}: options of a tracker that logging.trackers does not list"
-                f"{did_you_mean(key, names)}; add {key!r} to logging.trackers or remove [trackers.{key}]"
+                f"{table_path(key)}: options of a tracker that logging.trackers does not list"
+                f"{did_you_mean(key, names)}; add {key!r} to logging.trackers or remove [{table_path(key)}]"
             )
         if not isinstance(table, Mapping):
-            raise ConfigError(f"trackers.{key}: expected a table of the tracker's options, got {table!r}")
+            raise ConfigError(f"{table_path(key)}: expected a table of the tracker's options, got {table!r}")
     options = {name: tracker_options(host, name, tables.get(name, {}))[1] for name in names}
     logging = dataclasses.replace(logging, trackers=tuple(names), tensorboard=False)
     return logging, TrackersConfig(options=options)

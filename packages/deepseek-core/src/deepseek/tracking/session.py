@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import UsageError
 from deepseek.plugins.records import describe_error, one_line
+from deepseek.tracking.resolve import table_path
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, TrackerWarning
 
 if TYPE_CHECKING:
@@ -64,8 +65,8 @@ class TrackingSession:
                     raise
                 except Exception as exc:
                     raise UsageError(
-                        f"trackers.{name}: the {name!r} tracker could not start ({describe_error(exc)}); "
-                        f"check [trackers.{name}] (docs/tracking.md) or remove {name!r} from logging.trackers"
+                        f"{table_path(name)}: the {name!r} tracker could not start ({describe_error(exc)}); "
+                        f"check [{table_path(name)}] (docs/tracking.md) or remove {name!r} from logging.trackers"
                     ) from exc
         except BaseException:
             for _, tracker in started:
