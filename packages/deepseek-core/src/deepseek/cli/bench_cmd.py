@@ -109,13 +109,12 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
     config = load_config(path, host=host)
     model = build_model(config, host=host)
     dataset = build_dataset(config, host=host)
-    from deepseek.models.protocol import TrainableModel
+    from deepseek.models.protocol import check_model_data
 
     val = dataset.validation_batches(config.data.eval_batches)
     if not val:
         raise UsageError(f"--config {path}: dataset {config.data.name!r} gave no validation batches to time on")
-    if isinstance(model, TrainableModel):
-        model.check_data(val[0], dataset)  # the trainer's check: can this model take these batches
+    check_model_data(model, val[0], dataset)  # the trainer's check: can this model take these batches
     joined = concat_rows(val)
     have = batch_rows(joined)
     if have < rows:

@@ -125,7 +125,8 @@ class TrainableModel(nn.Module):
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """Raise :class:`~deepseek.errors.UsageError` (one line) when this model cannot train on
         ``dataset`` (a :class:`deepseek.data.dataset.Dataset`), of which ``batch`` is one
-        validation batch; called before training starts. Default: accept."""
+        validation batch; called before training starts (through :func:`check_model_data`, which
+        also takes a returned message as a refusal). Default: accept."""
 
     # ------------------------------------------------------------------ capability "blocks"
 
@@ -255,3 +256,19 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[str(key)] = torch.tensor(float(value), device=loss.device)
     return loss, metrics
+
+
+def check_model_data(model: Any, batch: Batch, dataset: Any) -> None:
+    """``model.check_data(batch, dataset)`` for a :class:`TrainableModel` (other models are not
+    checked). A model that *returns* its refusal instead of raising it is refused all the same:
+    a returned string is the message; any other value names the contract."""
+    if not isinstance(model, TrainableModel):
+        return
+    answer = model.check_data(batch, dataset)
+    if answer is None:
+        return
+    if isinstance(answer, str):
+        raise UsageError(answer.strip().splitlines()[0] if answer.strip() else
+                         f"model {type(model).__name__}: check_data refused the data without a message")
+    raise UsageError(f"model {type(model).__name__}: check_data returned {answer!r}; it must return None to "
+                     "accept the data or raise UsageError (one line) to refuse it")

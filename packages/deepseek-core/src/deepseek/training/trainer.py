@@ -22,7 +22,7 @@ from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.batch import check_batch
 from deepseek.errors import UsageError
-from deepseek.models.protocol import TrainableModel
+from deepseek.models.protocol import check_model_data
 from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
@@ -133,8 +133,7 @@ class Trainer:
         self.val_texts = [self.dataset.predicted_text(batch) for batch in self.val_set]
         model = engine.build_model()
         self.generates = callable(getattr(model, "generate", None))
-        if isinstance(model, TrainableModel):
-            model.check_data(self.val_set[0], self.dataset)
+        check_model_data(model, self.val_set[0], self.dataset)
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model)

@@ -100,7 +100,9 @@ class Distill(BuildsComponents, TrainableModel):
         return self.student.config
 
     def check_data(self, batch: Any, dataset: Any) -> None:
-        self.student.check_data(batch, dataset)
+        from deepseek.models.protocol import check_model_data
+
+        check_model_data(self.student, batch, dataset)
 
     def teacher_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         teacher = self._teacher

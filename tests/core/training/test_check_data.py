@@ -1,0 +1,73 @@
+"""A model refuses data through ``check_data`` before anything is written: by raising
+``UsageError`` (the contract) or, as a plugin author may write it, by returning the message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.config.load import config_from_dict
+from deepseek.errors import UsageError
+from deepseek.models.gpt import GPT, GPTConfig
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.training.trainer import Trainer
+
+
+class Picky(GPT):
+    """A GPT whose check_data answers with whatever ``ANSWER`` holds."""
+
+    ANSWER: Any = None
+
+    def __init__(self, options: GPTConfig) -> None:
+        super().__init__(options)
+
+    def check_data(self, batch: Any, dataset: Any) -> Any:
+        return type(self).ANSWER
+
+
+class PickyPlugin:
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("picky", Picky, description="a GPT with an opinion about data")
+
+
+@pytest.fixture
+def host() -> PluginHost:
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(PickyPlugin(), dist="deepseek-picky").status == "ok"
+    return host
+
+
+CONFIG = {"model": {"name": "picky", "d_model": 32, "n_heads": 2, "n_layers": 1, "max_seq_len": 16,
+                    "vocab_size": 256},
+          "data": {"seq_len": 16, "batch_size": 4, "eval_batches": 1, "shuffle_buffer": 16},
+          "train": {"max_steps": 2, "warmup_steps": 1, "eval_interval": 2},
+          "strategy": {"name": "single", "device": "cpu"}, "logging": {"progress": False, "plot": False}}
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    ("data: this model wants spoken digits; set data.name = multimodal.digits",
+     "data: this model wants spoken digits; set data.name = multimodal.digits"),
+    (False, "model Picky: check_data returned False; it must return None to accept the data or raise "
+            "UsageError (one line) to refuse it"),
+])
+def test_a_returned_refusal_stops_the_run_before_anything_is_written(
+        host: PluginHost, tmp_path: Path, answer: Any, message: str) -> None:
+    Picky.ANSWER = answer
+    try:
+        with pytest.raises(UsageError) as caught:
+            Trainer(config_from_dict(CONFIG, host=host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    finally:
+        Picky.ANSWER = None
+    assert str(caught.value) == message
+    assert not (tmp_path / "run").exists()
+
+
+def test_none_accepts_and_the_run_trains(host: PluginHost, tmp_path: Path) -> None:
+    result = Trainer(config_from_dict(CONFIG, host=host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    assert result.step == 2 and (tmp_path / "run" / "config.toml").is_file()
+
