@@ -64,7 +64,10 @@ def test_the_enterprise_hook_needs_enterprise_loaded() -> None:
 
     without = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro"})))
     with pytest.warns(PluginWarning, match="implements unknown hook 'deepseek_register_compressors'"):
-        assert without.register_plugin(Prune(), dist="deepseek-prune").status == "failed"
+        record = without.register_plugin(Prune(), dist="deepseek-prune")
+    # the reason names the edition that is installed but left out, and both ways out
+    assert record.status == "failed" and "installed but not loaded: deepseek-enterprise" in record.reason
+    assert "load it too, or mark the implementation @hookimpl(optionalhook=True)" in record.reason
 
 
 def test_invalid_compressor_registration_names_plugin_and_hook() -> None:

@@ -254,8 +254,14 @@ class PluginHost(LookupMixin):
                 ld = next((x for x in batch if x.plugin is impl.plugin), None)
                 if ld is None or ld not in self._loaded or impl.optionalhook:
                     continue
+                # A hook of an installed plugin that is not loaded (an edition left out by
+                # --plugins / DEEPSEEK_PLUGINS or disabled) is the likely cause; say so first.
+                off = sorted(r.dist for r in self.records.values() if r.status == "disabled")
                 close = difflib.get_close_matches(hook_name, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
+                if off:
+                    hint += (f" (installed but not loaded: {', '.join(off)}; if one of them specifies the hook, "
+                             "load it too, or mark the implementation @hookimpl(optionalhook=True))")
                 self._drop(
                     ld.record,
                     f"{ld.name} implements unknown hook {hook_name!r}{hint}; neither core nor any "
