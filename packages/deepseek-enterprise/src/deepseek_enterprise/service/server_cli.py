@@ -108,7 +108,7 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     scheduler = Scheduler(store, executor, slots=slots, gpus=gpus, requeue_lost=requeue_lost)
     scheduler.start()
     click.echo(f"deepseek server on http://{host}:{port} (root {root}, {slots} slot(s), "
-               f"devices {','.join(gpus) or 'none'})", err=True)
+               f"devices {','.join(gpus) or 'none'}, executor {executor_name})", err=True)
     if limits is not None:
         click.echo(f"job limits: {limits.summary()}", err=True)
     os.environ.pop("DEEPSEEK_TOKEN", None)
