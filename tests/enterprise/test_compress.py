@@ -240,3 +240,26 @@ def test_bad_distill_configs_are_one_line(trained: Path, model: dict, message: s
     out = deepseek_cli("train", "bad.toml", "--run-dir", "badrun", "--quiet", cwd=trained)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (trained / "badrun").exists()
+
+
+def test_loads_with_names_the_distribution_of_every_model_in_the_result() -> None:
+    """A compressed plugin model needs the plugin too: the distributions providing the result's
+    model and its ``base`` are named beside the compressor's own needs (core is implied)."""
+    from deepseek import hookimpl
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+    from deepseek_enterprise.compress.compressor import Compressed, loading_needs
+
+    class Acme:
+        @hookimpl
+        def deepseek_register_models(self, register):  # type: ignore[no-untyped-def]
+            register("acme.mlp-lm", "acme_ext.model:MLP")
+
+    host = PluginHost(PluginSettings())
+    assert host.register_plugin(Acme(), dist="acme-deepseek-ext").status == "ok"
+    quantized = Compressed(None, {"name": "quantized", "scheme": "int8", "base": {"name": "acme.mlp-lm"}},
+                           loads_with="deepseek-enterprise with torchao 0.18.0")
+    assert loading_needs(host, quantized) == "deepseek-enterprise with torchao 0.18.0 + acme-deepseek-ext"
+    assert loading_needs(host, Compressed(None, {"name": "acme.mlp-lm"})) == "deepseek-core + acme-deepseek-ext"
+    assert loading_needs(host, Compressed(None, {"name": "tiny", "d_ff": 64})) == "deepseek-core"
+    assert loading_needs(host, Compressed(None, {"name": "nobody-has-it"})) == "deepseek-core"

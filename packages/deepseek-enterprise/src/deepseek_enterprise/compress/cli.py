@@ -142,6 +142,9 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
             result, new_config, report = _search(host, budget, tried_recipes, model, config, calibration, val,
                                                  latency_runs, before, recovery)
         report["source"] = str(checkpoint)
+    from deepseek_enterprise.compress.compressor import loading_needs
+
+    report["loads_with"] = loads_with = loading_needs(host, result)
     make_folders(missing, where="--out")
     final = _write(out, state, new_config, result, report)
     after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize)
@@ -154,7 +157,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         from deepseek.cli.bench_cmd import write_json
 
         write_json(json_path, report)
-    click.echo(f"wrote {out}{created_note(missing)} (loads with {result.loads_with}); "
+    click.echo(f"wrote {out}{created_note(missing)} (loads with {loads_with}); "
                f"try: deepseek eval --checkpoint {out}")
 
 

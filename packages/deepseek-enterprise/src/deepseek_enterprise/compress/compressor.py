@@ -36,7 +36,24 @@ class Compressed:
     record: dict[str, Any] = field(default_factory=dict)
     """What was done (method, options, what was removed): written to ``compression.json``."""
     loads_with: str = "deepseek-core"
-    """What loading the result needs (an edition, or a library such as torchao)."""
+    """What loading the result needs beyond the distributions of its models (an edition, or a
+    library such as torchao); :func:`loading_needs` adds those distributions."""
+
+
+def loading_needs(host: Any, result: Compressed) -> str:
+    """What loading ``result`` needs: its ``loads_with`` plus each distribution that provides a
+    model of its ``[model]`` table (and of a ``base`` table inside it, as ``quantized`` has)."""
+    needs = [result.loads_with]
+    table: Any = result.model_table
+    while isinstance(table, dict) and isinstance(table.get("name"), str):
+        try:
+            dist = host.resolve("model", table["name"]).dist
+        except Exception:  # noqa: BLE001 - a model no loaded plugin provides: nothing to add
+            dist = None
+        if dist and dist != "deepseek-core" and not any(dist in need for need in needs):  # core: implied
+            needs.append(dist)
+        table = table.get("base")
+    return " + ".join(needs)
 
 
 @dataclass(frozen=True)
