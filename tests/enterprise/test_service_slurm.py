@@ -387,3 +387,43 @@ def test_memory_kill_read_from_slurmstepd_lines_only() -> None:
     assert memory_kill("echo " + line) == ""  # not at a line start
     assert memory_kill(line.replace("539398144", "5" * 30)) == ""
     assert memory_kill("") == ""
+
+
+@slurm_cluster
+def test_a_fifo_for_job_log_never_stops_the_scheduler(tmp_path: Path) -> None:
+    """A job that ends non-zero after putting a FIFO where its job.log was: finished() reads the
+    log's tail for slurmstepd's memory line and appends a note there; neither may wait on the
+    FIFO (the scheduler's one thread would stop for every tenant)."""
+    import threading
+
+    ex = SlurmExecutor(tmp_path, grace_s=1, poll_s=0)
+    name = "deepseek-12-0123abcd"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    os.mkfifo(ws / "job.log")
+    done = subprocess.run(["sbatch", "--parsable", f"--job-name={name}", f"--output={tmp_path}/real.log",
+                           "--wrap", "exit 3"], capture_output=True, text=True, timeout=30, check=True)
+    slurm_id = int(done.stdout.strip().split(";")[0])
+    try:
+        codes: list[object] = []
+        deadline = time.monotonic() + 60
+
+        def follow() -> None:
+            while time.monotonic() < deadline:
+                code = ex.finished(12, slurm_id, name, ws)
+                if code is not None:
+                    codes.append(code)
+                    return
+                time.sleep(0.2)
+
+        worker = threading.Thread(target=follow, daemon=True)
+        worker.start()
+        worker.join(90)
+        if worker.is_alive():
+            fd = os.open(ws / "job.log", os.O_RDWR)  # free the blocked thread
+            worker.join(10)
+            os.close(fd)
+            pytest.fail("finished() blocked on the FIFO job.log")
+        assert codes == [3]
+    finally:
+        subprocess.run(["scancel", str(slurm_id)], timeout=30, check=False)

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -380,3 +381,56 @@ def test_the_slurm_executor_finds_a_start_by_its_lock_name_and_marker(tmp_path: 
         assert found is not None and (found.pid, found.pid_start) == (slurm_id, name)
     finally:
         subprocess.run(["scancel", str(slurm_id)], timeout=30, check=False)
+
+
+def _within(seconds: float, fn, unblock: Path):  # noqa: ANN001, ANN202
+    """``fn()``'s result, failing (and freeing the thread by opening ``unblock``, a FIFO, for
+    writing) when it has not returned within ``seconds``: a FIFO must never be waited on."""
+    out: list = []
+
+    def call() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # raised again in the test's thread
+            out.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        fd = os.open(unblock, os.O_RDWR)  # lets a blocked open of the FIFO return
+        worker.join(10)
+        os.close(fd)
+        pytest.fail(f"blocked on the FIFO {unblock}")
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
+def test_a_fifo_or_link_for_a_launch_lock_never_stops_the_scheduler(tmp_path: Path) -> None:
+    """A starting job whose launch.lock is a FIFO (what a hostile job of the server's user could
+    put there) stays starting; recover() returns at once and the server answers; a start of it
+    is refused with one line instead of launching."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=2)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+        with d.store.session() as s:
+            s.get(Job, job_id).move("starting")
+        state = jobstate.make(d.root, job_id)
+        os.mkfifo(state / jobstate.LOCK)
+        _within(20, Scheduler(d.store, LocalExecutor(d.root), slots=2, gpus=[]).recover, state / jobstate.LOCK)
+        with d.store.session() as s:
+            assert s.get(Job, job_id).state == "starting"
+        with pytest.raises(OSError, match="launch.lock is not a regular file"):
+            _within(20, lambda: jobstate.held(state), state / jobstate.LOCK)
+        with pytest.raises(OSError, match="launch.lock is not a regular file"):
+            _within(20, lambda: jobstate.lock(state), state / jobstate.LOCK)
+        (state / jobstate.LOCK).unlink()
+        os.symlink(tmp_path / "elsewhere", state / jobstate.LOCK)
+        with pytest.raises(OSError):
+            jobstate.held(state)
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        d.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -32,13 +33,15 @@ SIGXCPU_CODE = 128 + signal.SIGXCPU
 
 
 def _log_tail(path: Path, size: int = 16384) -> list[str]:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:  # a regular file only: a FIFO in its place must not keep the wrapper from exiting
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return []
     with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return []
         f.seek(max(0, os.fstat(f.fileno()).st_size - size))
-        return f.read().decode("utf-8", "replace").splitlines()
+        return f.read(size).decode("utf-8", "replace").splitlines()
 
 
 def explain(code: int, log: Path, gpu_fraction: str | None) -> str:

@@ -176,10 +176,20 @@ def marker_text(pid: int, start: str | None, slurm_job_id: str | None) -> str:
                        "slurm_job_id": slurm})
 
 
+def _open_lock(path: Path, flags: int) -> int:
+    """The lock file opened (never blocking: a FIFO put in its place opens at once), OSError
+    when it is not a regular file."""
+    fd = os.open(path / LOCK, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path / LOCK} is not a regular file (not the server's launch lock)")
+    return fd
+
+
 def lock(path: Path) -> int:
     """Take the launch lock: the descriptor (close-on-exec; pass it to the launching process),
-    OSError when a launch of the job still holds it."""
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    OSError when a launch of the job still holds it or the lock file is not one."""
+    fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -192,9 +202,10 @@ def lock(path: Path) -> int:
 
 
 def held(path: Path) -> bool:
-    """Whether a launch of the job holds its lock now (alive, or still being submitted)."""
+    """Whether a launch of the job holds its lock now (alive, or still being submitted); OSError
+    when that cannot be told (the lock file is a link, a FIFO, ...: never waited on)."""
     try:
-        fd = os.open(path / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = _open_lock(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:

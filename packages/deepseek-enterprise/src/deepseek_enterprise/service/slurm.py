@@ -62,6 +62,7 @@ import resource
 import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -340,21 +341,32 @@ class SlurmExecutor(Executor):
         self._listing = None  # the Slurm jobs run on; a restarted server re-attaches them by id and name
 
 
-def _log_tail(workspace: Path, size: int = 16384) -> str:
+def _open_log(workspace: Path, flags: int) -> int | None:
+    """The job's log opened, None unless it is a regular file: never through a link, and never
+    waiting on a FIFO the job put in its place (that would stop the scheduler)."""
     try:
-        fd = os.open(workspace / "job.log", os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(workspace / "job.log", flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _log_tail(workspace: Path, size: int = 16384) -> str:
+    fd = _open_log(workspace, os.O_RDONLY)
+    if fd is None:
         return ""
     with os.fdopen(fd, "rb") as f:
         f.seek(max(0, os.fstat(f.fileno()).st_size - size))
-        return f.read().decode("utf-8", "replace")
+        return f.read(size).decode("utf-8", "replace")
 
 
 def _note(workspace: Path, text: str) -> None:
-    """Append one line to the job's log (never through a link the job put there)."""
-    try:
-        fd = os.open(workspace / "job.log", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
-    except OSError:
+    """Append one line to the job's log (a regular file: never through a link the job put there)."""
+    fd = _open_log(workspace, os.O_WRONLY | os.O_APPEND)
+    if fd is None:
         return
     try:
         os.write(fd, text.encode())
