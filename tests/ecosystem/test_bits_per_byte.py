@@ -157,3 +157,29 @@ def test_eval_shows_bits_per_byte_of_a_bpe_run(tmp_path: Path, host: PluginHost)
     text = ok(host, "eval", "--checkpoint", str(run), "--device", "cpu")
     assert text.startswith(f"val_loss {values['val_loss']:.4f}, val_bits_per_byte {values['val_bits_per_byte']:.4f} ")
 
+
+
+def test_the_hf_dataset_reports_it_too(tmp_path: Path) -> None:
+    """The ``hf`` dataset (JSON lines here) counts bytes like the text dataset: byte tokens give
+    ``val_loss / ln 2``, the hand tokenizer gives fewer tokens for the same bytes."""
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": f"abc abc ab é {i}"}) + "\n" for i in range(40)))
+    (tmp_path / "valid.jsonl").write_text("".join(json.dumps({"text": f"ab abc ü {i}"}) + "\n" for i in range(40)))
+    tok = tmp_path / "tokenizer.json"
+    vocab = hand_tokenizer(tok)
+    host = PluginHost(PluginSettings(autoload=False))
+    data = {"name": "hf", "files": [str(tmp_path / "train.jsonl")], "val_files": [str(tmp_path / "valid.jsonl")],
+            "seq_len": 16, "batch_size": 3, "eval_batches": 2}
+    model = {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1, "max_seq_len": 16}
+    as_bytes = evaluate_model(FixedLogits(torch.linspace(0.0, 1.0, 256)),
+                              config_from_dict({"model": model, "data": data}, host=host))
+    assert as_bytes["val_bits_per_byte"] == pytest.approx(as_bytes["val_loss"] / math.log(2), rel=1e-9)
+    with_bpe = config_from_dict({"model": {**model, "vocab_size": len(vocab)}, "data": {**data, "tokenizer": str(tok)}},
+                                host=host)
+    from deepseek.training.build import build_dataset
+
+    dataset = build_dataset(with_bpe)
+    texts = [dataset.predicted_text(b) for b in dataset.validation_batches(2)]
+    assert all(t is not None and t.bytes > t.tokens == 48 for t in texts)
+    values = evaluate_model(FixedLogits(torch.zeros(len(vocab))), with_bpe)
+    n_bytes = sum(t.bytes for t in texts if t is not None)
+    assert values["val_bits_per_byte"] == pytest.approx(math.log2(len(vocab)) * 96 / n_bytes, rel=1e-6)
