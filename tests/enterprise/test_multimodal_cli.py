@@ -137,6 +137,12 @@ def test_bench_latency_times_a_multimodal_config(tmp_path: Path) -> None:
         "or less, or raise data.eval_batches"]
     decode = deepseek("bench", "latency", "--config", str(config), "--mode", "decode", cwd=tmp_path)
     assert decode.returncode == 2 and "with --config use --mode forward" in decode.stderr
+    # a model without the cached_decoding capability is refused by name (TrainableModel's own
+    # forward_cached, which raises NotImplementedError, does not count)
+    no_cache = deepseek("bench", "latency", "--model", "multimodal.classifier", "--mode", "decode", cwd=tmp_path)
+    assert no_cache.returncode == 2 and no_cache.stderr.strip().splitlines() == [
+        "error: --mode decode: model 'multimodal.classifier' has no KV-cache decoding (capability cached_decoding: "
+        "new_cache, forward_cached, decode_window); use --mode forward"]
     other = tmp_path / "other.toml"
     other.write_text('[model]\nname = "multimodal.classifier"\n[data]\nname = "text"\n')
     mismatch = deepseek("bench", "latency", "--config", str(other), "--only", "eager", cwd=tmp_path)

@@ -178,6 +178,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     import torch
 
     from deepseek.bench.latency import run_latency
+    from deepseek.models.protocol import model_capabilities
     from deepseek.paths import check_output, created_note, make_folders
     from deepseek.plugins.registry import create_model
 
@@ -197,8 +198,9 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     else:
         with torch.device("cpu"):
             model = create_model(model_name)
-    if mode == "decode" and not hasattr(model, "forward_cached"):
-        raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (forward_cached)")
+    if mode == "decode" and "cached_decoding" not in model_capabilities(model):
+        raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (capability cached_decoding: "
+                         "new_cache, forward_cached, decode_window); use --mode forward")
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
     if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
         raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
