@@ -118,7 +118,8 @@ class TrainConfig:
     activation_checkpointing: bool = False
     """Recompute activations in backward (the model must offer it: docs/plugins.md)."""
     monitor: str = field(default="val_loss", metadata={"check": _evaluation_value})
-    """The evaluation value that best checkpoints and early stopping follow: ``val_loss`` or
+    """The evaluation value that best checkpoints and early stopping follow: ``val_loss``,
+    ``val_bits_per_byte`` (text datasets whose tokenizer knows each token's bytes) or
     ``val_<metric>`` of a metric the model reports (``val_accuracy``)."""
     monitor_mode: Literal["min", "max"] = "min"
     """Whether a lower (``min``) or a higher (``max``) ``monitor`` is better."""
