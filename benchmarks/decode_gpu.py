@@ -1,6 +1,6 @@
 """Static-cache CUDA-graph decoding on one GPU (issue 20): tokens against eager, and step latency.
 
-    python benchmarks/decode_gpu.py --out OUT.json [--new-tokens 200] [--parts tokens,bench,bf16]
+    python benchmarks/decode_gpu.py --out OUT.json [--new-tokens 200] [--parts tokens,bench,bf16,determinism]
 
 ``tokens``: the `small` preset (random weights, seed 0), 128-token random prompts, 200 new tokens:
 ``GPT.generate`` eager (the KV-cache loop) against ``generate(static=StaticDecoders())`` (static
@@ -12,6 +12,9 @@ and the steady wall time of a 200-token call.
 ``bench``: ``run_latency`` decode mode (one cached step after a 128-token prompt, median of 50),
 eager / torch.compile / torch.compile reduce-overhead / deepseek static-cache graph in one process,
 batch 1 and 32.
+
+``determinism``: bf16, batch 32, greedy: eager, the graph path, the graph path after zeroing the
+cache, and the cursor step without graph or compile, each run several times against itself.
 
 Each part is written to ``--out`` as soon as it is done (a later failure keeps the earlier parts).
 """
@@ -68,7 +71,8 @@ def tokens_part(dtype: torch.dtype, new: int) -> list[dict[str, Any]]:
         prompt = torch.randint(0, model.config.vocab_size, (batch, 128), generator=torch.Generator().manual_seed(batch))
         prompt = prompt.cuda()
         pool = StaticDecoders()
-        _generate(model, prompt, 5, 0.0, None, None)  # CUDA and cuBLAS set up before eager is timed
+        # Eager once untimed: CUDA, cuBLAS and (bf16) cuDNN attention plans per length set up.
+        _generate(model, prompt, new, 0.0, None, None)
         for temperature, top_k in ((0.0, None), (0.8, 50)):
             args = (model, prompt, new, temperature, top_k)
             eager, eager_s = _timed(_generate, *args, None)
@@ -100,6 +104,38 @@ def tokens_part(dtype: torch.dtype, new: int) -> list[dict[str, Any]]:
     return rows
 
 
+def determinism_part(new: int) -> dict[str, Any]:
+    """bf16, batch 32, greedy: is each path the same run to run, and does stale cache content
+    (the positions past the mask) change anything?"""
+    from deepseek.models.static_decoding import StaticDecoders
+    from deepseek.plugins.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("small").to("cuda", torch.bfloat16).eval()
+    prompt = torch.randint(0, model.config.vocab_size, (32, 128), generator=torch.Generator().manual_seed(32)).cuda()
+    eager = [_generate(model, prompt, new, 0.0, None, None) for _ in range(3)]
+    pool = StaticDecoders()
+    ours = [_generate(model, prompt, new, 0.0, None, pool) for _ in range(3)]
+    zeroed = []
+    for _ in range(2):
+        for decoder in pool._decoders.values():
+            for t in decoder.cache.keys + decoder.cache.values:
+                t.zero_()
+        zeroed.append(_generate(model, prompt, new, 0.0, None, pool))
+    plain = StaticDecoders(graphs=False, compile_step=False)  # the cursor step, eager kernels, no graph
+    cursor = [_generate(model, prompt, new, 0.0, None, plain) for _ in range(2)]
+    same = lambda a, b: bool(torch.equal(a, b))  # noqa: E731
+    return {
+        "eager_runs_equal": [same(eager[0], e) for e in eager[1:]],
+        "static_runs_equal": [same(ours[0], o) for o in ours[1:]],
+        "static_zeroed_cache_equal_first": [same(ours[0], z) for z in zeroed],
+        "zeroed_runs_equal": same(zeroed[0], zeroed[1]),
+        "cursor_eager_runs_equal": same(cursor[0], cursor[1]),
+        "cursor_eager_vs_eager": _compare(eager[0], cursor[0], 128),
+        "static_vs_eager": _compare(eager[0], ours[0], 128),
+    }
+
+
 def bench_part(batch: int) -> dict[str, Any]:
     from deepseek.bench.latency import run_latency
     from deepseek.plugins.registry import create_model
@@ -121,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--new-tokens", type=int, default=200)
-    parser.add_argument("--parts", default="tokens,bench,bf16")
+    parser.add_argument("--parts", default="tokens,bench,bf16,determinism")
     args = parser.parse_args()
     record: dict[str, Any] = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
                               "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -130,6 +166,7 @@ def main() -> None:
         "tokens": lambda: tokens_part(torch.float32, args.new_tokens),
         "bench": lambda: {"batch1": bench_part(1), "batch32": bench_part(32)},
         "bf16": lambda: tokens_part(torch.bfloat16, args.new_tokens),
+        "determinism": lambda: determinism_part(args.new_tokens),
     }
     for part in args.parts.split(","):
         start = time.perf_counter()

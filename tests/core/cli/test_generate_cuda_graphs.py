@@ -21,6 +21,12 @@ def test_cuda_graphs_on_the_cpu_are_refused_in_one_line(hostile: Hostile, traine
     assert "--no-cuda-graphs" in line
 
 
+def test_a_compiled_step_without_graphs_is_refused_in_one_line(hostile: Hostile, trained_run: Path) -> None:
+    hostile.refused("generate", "--checkpoint", str(trained_run), "--compile-step", *GREEDY, "def ",
+                    expect=["--compile-step: compiles the CUDA-graph step, and there is none here (the model is on "
+                            "cpu, CUDA graphs need a CUDA device); drop --compile-step"])
+
+
 def test_no_cuda_graphs_decodes_as_the_default(trained_run: Path, core_host: PluginHost, one_thread: None) -> None:
     default = invoke(["generate", "--checkpoint", str(trained_run), *GREEDY, "def "], core_host)
     off = invoke(["generate", "--checkpoint", str(trained_run), "--no-cuda-graphs", *GREEDY, "def "], core_host)

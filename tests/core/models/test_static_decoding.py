@@ -116,6 +116,10 @@ def test_refusals_name_the_reason() -> None:
     assert choose_static(model, False) == (None, None)
     with pytest.raises(UsageError, match=r"^--cuda-graphs: the model is on cpu, CUDA graphs need a CUDA device; "):
         choose_static(model, True)
+    with pytest.raises(UsageError, match=r"^--compile-step: compiles the CUDA-graph step, and there is none here "
+                                         r"\(--no-cuda-graphs\); drop --compile-step$"):
+        choose_static(model, False, compile_step=True)
+    assert choose_static(model, None, compile_step=False) == (None, None)
     with pytest.raises(UsageError, match="static-cache decoding cannot serve this model"):
         model.generate(torch.zeros(1, 2, dtype=torch.long), 2, static=StaticDecoders())
 

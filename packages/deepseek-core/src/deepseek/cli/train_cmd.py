@@ -249,11 +249,15 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
               help="Decode on a static KV cache, each step (and its sampling) one CUDA graph replay. Default: on "
                    "for a model on CUDA in one process; off, with one line saying why, under --strategy tp or "
                    "pipeline.")
+@click.option("--compile-step/--no-compile-step", "compile_step", default=None,
+              help="Compile the graphed step with inductor: faster steps for seconds of compiling once per "
+                   "batch size. Default: on with --prompts, off for a single prompt.")
 @_STRATEGY
 @_DTYPE
 def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str,
-    prompts_file: str | None, batch_size: int, cuda_graphs: bool | None, strategy: str | None, dtype: str,
+    prompts_file: str | None, batch_size: int, cuda_graphs: bool | None, compile_step: bool | None,
+    strategy: str | None, dtype: str,
 ) -> None:
     """Sample text from a trained model (KV-cache decoding)."""
     from deepseek.devices import use_default_cpu_threads
@@ -276,7 +280,7 @@ def generate(
     tokenizer = trained_tokenizer(checkpoint)
     model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
     with placed_run(placer):
-        static, note = choose_static(model, cuda_graphs)
+        static, note = choose_static(model, cuda_graphs, compile_step=compile_step, serving=prompts is not None)
         if note is not None and (placer is None or placer.is_global_zero):
             click.echo(note, err=True)
         if prompts is None:

@@ -233,18 +233,25 @@ class StaticDecoders:
         return StaticSession(decoder, generator)
 
 
-def choose_static(model: nn.Module, asked: bool | None) -> tuple[StaticDecoders | None, str | None]:
+def choose_static(model: nn.Module, asked: bool | None, *, compile_step: bool | None = None,
+                  serving: bool = False) -> tuple[StaticDecoders | None, str | None]:
     """What ``deepseek generate --cuda-graphs/--no-cuda-graphs`` (``asked``: True / False / not
-    given) decodes ``model`` with: the decoders to pass to ``generate`` (``None``: eager) and a
-    line to print when the automatic choice fell back to eager on a CUDA model. Asking for CUDA
-    graphs where they cannot run is a :class:`~deepseek.errors.UsageError`."""
+    given) and ``--compile-step/--no-compile-step`` (``compile_step``) decode ``model`` with: the
+    decoders to pass to ``generate`` (``None``: eager) and a line to print when the automatic
+    choice fell back to eager on a CUDA model. The step is compiled by default only when
+    ``serving`` a file of prompts (the compile takes seconds once per batch size; a single prompt
+    is done sooner with the eager step in the graph). Asking for CUDA graphs where they cannot
+    run, or for a compiled step without them, is a :class:`~deepseek.errors.UsageError`."""
     from deepseek.errors import UsageError
 
+    reason = static_refusal(model) if asked is not False else "--no-cuda-graphs"
+    if reason is not None and compile_step:
+        raise UsageError(f"--compile-step: compiles the CUDA-graph step, and there is none here ({reason}); "
+                         "drop --compile-step")
     if asked is False:
         return None, None
-    reason = static_refusal(model)
     if reason is None:
-        return StaticDecoders(), None
+        return StaticDecoders(compile_step=serving if compile_step is None else compile_step), None
     if asked:
         raise UsageError(f"--cuda-graphs: {reason}; drop --cuda-graphs (or pass --no-cuda-graphs)")
     on_cuda = any(p.device.type == "cuda" for p in model.parameters())
