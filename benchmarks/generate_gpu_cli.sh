@@ -13,7 +13,7 @@ cd "$(mktemp -d)"
 ds() { python3 -m deepseek.cli.main "$@"; }
 ds train --set model.name=tiny --set model.d_model=64 --set model.n_heads=2 --set model.n_layers=2 \
   --set model.max_seq_len=32 --set data.seq_len=16 --set data.batch_size=2 --set data.eval_batches=1 \
-  --max-steps 20 --set logging.plot=false --set 'strategy.device="cpu"' --precision fp32 --quiet --run-dir run \
+  --max-steps 5 --set logging.plot=false --set 'strategy.device="cpu"' --precision fp32 --quiet --run-dir run \
   >>"$LOG" 2>&1 || { echo "train failed" >>"$LOG"; exit 1; }
 check() {  # name, then the generate arguments
   local name=$1; shift
@@ -34,6 +34,4 @@ check sampled --temperature 0.8 --top-k 20 --seed 3 --max-new-tokens 120 "def "
 printf 'def f(x):\nhello\nimport os\nhi\nclass A:\n' >prompts.txt
 check prompts-greedy --prompts prompts.txt --batch-size 2 --temperature 0 --max-new-tokens 60
 check prompts-sampled --prompts prompts.txt --batch-size 2 --temperature 0.9 --seed 5 --max-new-tokens 60
-ds generate --checkpoint run --device cuda --cuda-graphs --strategy single --temperature 0 --max-new-tokens 5 "x" \
-  >>"$LOG" 2>&1; echo "explicit --cuda-graphs rc $?" >>"$LOG"
 cat "$LOG"
