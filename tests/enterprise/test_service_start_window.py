@@ -14,6 +14,7 @@ garbage ``exit_code`` fails the job with a message. The state files are read lik
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from sqlalchemy import select
 from test_service_reliability import Scripted
 from test_service_slurm import SKIP as SLURM_SKIP
 
-from deepseek_enterprise.service import jobstate
+from deepseek_enterprise.service import jobstate, quotas
 from deepseek_enterprise.service.executor import (
     Launch,
     LocalExecutor,
@@ -37,7 +38,7 @@ from deepseek_enterprise.service.executor import (
     Unavailable,
     process_start,
 )
-from deepseek_enterprise.service.models import AuditEntry, Job
+from deepseek_enterprise.service.models import AuditEntry, DeviceUse, Job, aware, utcnow
 from deepseek_enterprise.service.scheduler import Scheduler
 from deepseek_enterprise.service.store import Store
 
@@ -432,5 +433,46 @@ def test_a_fifo_or_link_for_a_launch_lock_never_stops_the_scheduler(tmp_path: Pa
         with pytest.raises(OSError):
             jobstate.held(state)
         assert not (tmp_path / "elsewhere").exists()
+    finally:
+        d.close()
+
+
+def test_a_start_found_after_a_restart_counts_its_device_hours_from_its_starting_commit(tmp_path: Path) -> None:
+    """A device job the killed server left starting two hours ago and that ran (and ended) while
+    it was down: its run counts from the starting commit, not from the restart (it counted 0)."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1, devices=1)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            job.devices = 1
+            job.move("starting", gpus="0")
+            assert job.started_at is not None  # device-hours count from the starting commit ...
+            job.started_at = utcnow() - dt.timedelta(hours=2)  # ... made two hours before the restart
+            tenant = job.tenant
+            assert quotas.device_hours_used(s, tenant.id, 30, utcnow()) == pytest.approx(2, abs=0.01)
+
+        class Ended(Scripted):
+            def find(self, launch: Launch) -> Started | None:
+                return Started(None, None, d.root / "ws", "launched before the server stopped, ended since")
+
+        ex = Ended(d.root)
+        ex.codes[job_id] = 0
+        Scheduler(d.store, ex, slots=1, gpus=["0"]).recover()
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            assert (job.state, job.attempts) == ("succeeded", 1)
+            use = s.scalars(select(DeviceUse).where(DeviceUse.job_id == job_id)).one()
+            hours = (aware(use.ended_at) - aware(use.started_at)).total_seconds() / 3600
+            assert hours == pytest.approx(2, abs=0.01)
+            assert quotas.device_hours_used(s, job.tenant_id, 30, utcnow()) == pytest.approx(2, abs=0.01)
+        other_id = d.submit("acme", bob).json()["id"]
+        with d.store.session() as s:  # a job that never ran shows no start
+            other = s.get(Job, other_id)
+            other.move("starting")
+            other.move("failed", message="could not start: test")
+            assert other.started_at is None
     finally:
         d.close()

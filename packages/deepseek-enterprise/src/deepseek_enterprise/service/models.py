@@ -4,7 +4,8 @@ audit log.
 
 Job states: ``queued -> starting -> running -> succeeded | failed | cancelled | lost``. A job is
 committed ``starting`` before the executor starts it and ``running`` (with the executor's handle)
-after; ``starting`` counts as running for every quota. A queued job may also be cancelled (never
+after; ``starting`` counts as running for every quota, and ``started_at`` is the time of the
+``starting`` commit (so device-hours count from there, also for a start found after a restart). A queued job may also be cancelled (never
 started); a starting one may fail to start (its workspace could not be prepared, the executor
 refused), go back to ``queued`` (the executor cannot take it now, or a server killed while
 starting it finds it never started) or be ``cancelled`` (that, with its cancel asked); a running
@@ -190,15 +191,19 @@ class Job(Base):
         """Change the state to ``new`` (checked against :data:`TRANSITIONS`) and set ``fields``."""
         if new not in TRANSITIONS[self.state]:
             raise StateError(f"job {self.id}: {self.state} -> {new} is not a valid transition")
-        self.state = new
+        old, self.state = self.state, new
         now = utcnow()
-        if new == "running":
+        if new == "starting":  # it holds its devices from here on (device-hours count from here)
             self.started_at = now
+        elif new == "running":  # kept from its starting commit: a start found after a restart
+            self.started_at = self.started_at or now  # counts the time the server was down
             self.attempts = (self.attempts or 0) + 1
         elif new == "queued":  # requeued: the next start is a new process
             self.started_at, self.pid, self.pid_start, self.gpus, self.gpu_fraction = None, None, None, "", None
         elif new in FINAL_STATES:
             self.finished_at = now
+            if old == "starting":  # it never ran
+                self.started_at = None
         for key, value in fields.items():
             setattr(self, key, value)
 

@@ -17,7 +17,8 @@ queued job asking devices waits while they are used up; the scheduler stops the 
 device jobs when they are (``scheduler``).
 
 A job being started (state ``starting``: committed before the executor starts it) counts as
-running for ``running_jobs``, ``devices``, the server's slots and its GPUs from that commit on.
+running for ``running_jobs``, ``devices``, ``device_hours``, the server's slots and its GPUs from
+that commit on (its ``started_at``).
 
 Fair share (:func:`pick_next`): among tenants with a queued job that fits now (the tenant under
 ``running_jobs``, enough of its ``devices`` quota and of the server's free devices, a free server
@@ -95,7 +96,7 @@ def device_hours_used(session: Session, tenant_id: int, period_days: int, now: d
     ended = session.execute(select(DeviceUse.devices, DeviceUse.started_at, DeviceUse.ended_at)
                             .where(DeviceUse.tenant_id == tenant_id, DeviceUse.ended_at > since)).all()
     running = session.execute(select(Job.devices, Job.started_at)
-                              .where(Job.tenant_id == tenant_id, Job.state == "running", Job.devices > 0)).all()
+                              .where(Job.tenant_id == tenant_id, Job.state.in_(ACTIVE_STATES), Job.devices > 0)).all()
     seconds = 0.0
     for devices, start, end in [*ended, *((d, s, now) for d, s in running)]:
         start, end = aware(start), aware(end)
