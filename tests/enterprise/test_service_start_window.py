@@ -476,3 +476,79 @@ def test_a_start_found_after_a_restart_counts_its_device_hours_from_its_starting
             assert other.started_at is None
     finally:
         d.close()
+
+
+def _sleeper(*extra: str, session: bool = True) -> subprocess.Popen[bytes]:
+    """A process that sleeps, with ``extra`` at the end of its command line."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *extra], start_new_session=session)
+
+
+def test_the_local_executor_takes_only_the_wrapper_of_the_jobs_own_folder_for_a_handle(tmp_path: Path) -> None:
+    """Each of the checks alone refuses a process: not a session leader, another command line,
+    the wrapper of another job's folder; and once the lock is free a marker names no handle even
+    when that process still lives (a recycled pid). reserve() forgets an earlier launch's files."""
+    ex = LocalExecutor(tmp_path)
+    launch = Launch(3, "acme", "train", [], None, {}, [])
+    state = jobstate.make(tmp_path, 3)
+    wrapper_argv = ("-m", "deepseek_enterprise.service.child", "--state")
+    procs = {"not a session leader": _sleeper(*wrapper_argv, str(state), session=False),
+             "another command line": _sleeper("-m", "deepseek_enterprise.service.chil", "--state", str(state)),
+             "another job's wrapper": _sleeper(*wrapper_argv, str(jobstate.folder(tmp_path, 33))),
+             "its wrapper": _sleeper(*wrapper_argv, str(state))}
+    try:
+        time.sleep(0.5)  # each has exec'd (Popen returns after exec) and runs
+        fd = jobstate.lock(state)
+        try:
+            for why, proc in procs.items():
+                (state / "started").write_text(jobstate.marker_text(proc.pid, process_start(proc.pid), None))
+                if why == "its wrapper":
+                    found = ex.find(launch)
+                    assert found is not None and found.pid == proc.pid, why
+                else:
+                    with pytest.raises(Unavailable, match=f"pid {proc.pid} that its marker names is not its wrapper"):
+                        ex.find(launch)
+        finally:
+            os.close(fd)
+        found = ex.find(launch)  # lock free: that launch ended; the live pid is no handle
+        assert found is not None and (found.pid, found.pid_start) == (None, None)
+        assert found.isolation.endswith(", ended since")
+        (state / "exit_code").write_text("0\n")
+        assert ex.reserve(3) == ""  # a new start: the earlier launch's files are gone
+        assert sorted(p.name for p in state.iterdir()) == [jobstate.LOCK]
+        assert ex.find(launch) is None
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
+def test_a_starting_job_keeps_its_gpus_and_can_be_cancelled_through_the_api(tmp_path: Path) -> None:
+    """While a job is starting (here: left by a killed server, its executor cannot tell yet) no
+    other job gets its GPU; a cancel through the API answers 'stopping' and leaves it starting."""
+    d = deploy(tmp_path / "srv")
+    try:
+        for name in ("acme", "globex"):
+            d.tenant(name, running_jobs=2, devices=1)
+        bob, gil = d.user("acme", "bob", "member"), d.user("globex", "gil", "member")
+        first, second = d.submit("acme", bob).json()["id"], d.submit("globex", gil).json()["id"]
+        with d.store.session() as s:
+            for j in (first, second):
+                s.get(Job, j).devices = 1
+            s.get(Job, first).move("starting", gpus="0")
+
+        class Undecided(Scripted):
+            def find(self, launch: Launch) -> Started | None:
+                raise Unavailable("cannot tell yet")
+
+        ex = Undecided(d.root)
+        Scheduler(d.store, ex, slots=2, gpus=["0"]).step()
+        assert ex.starts == []  # GPU 0 is the starting job's
+        with d.store.session() as s:
+            assert [s.get(Job, j).state for j in (first, second)] == ["starting", "queued"]
+        r = d.call("POST", f"/v1/tenants/acme/jobs/{first}/cancel", bob)
+        assert r.status_code == 200 and (r.json()["state"], r.json()["cancel_requested"]) == ("starting", True)
+        with d.store.session() as s:
+            entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "job.cancel")).one()
+            assert (entry.target, entry.result) == (f"job {first}", "ok: stopping")
+    finally:
+        d.close()
