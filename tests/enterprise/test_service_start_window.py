@@ -552,3 +552,35 @@ def test_a_starting_job_keeps_its_gpus_and_can_be_cancelled_through_the_api(tmp_
             assert (entry.target, entry.result) == (f"job {first}", "ok: stopping")
     finally:
         d.close()
+
+
+def test_a_job_cancelled_while_the_executor_cannot_take_it_never_starts(tmp_path: Path) -> None:
+    """Cancel asked while the job is starting, then the executor says it cannot take jobs now
+    (Slurm's controller down): the job ends cancelled, never queued again with its cancel asked
+    (it used to go back to the queue and be started, then stopped)."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+        calls: list[str] = []
+
+        class Down(Scripted):
+            def start(self, launch: Launch) -> Started:
+                r = d.call("POST", f"/v1/tenants/acme/jobs/{launch.job_id}/cancel", bob)
+                calls.append(r.json()["state"])
+                raise Unavailable("sbatch failed and squeue does not answer either")
+
+        sched = Scheduler(d.store, Down(d.root), slots=1, gpus=[], retry_s=0)
+        sched.step()
+        sched.step()
+        assert calls == ["starting"]  # started once, never again
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            assert (job.state, job.message, job.attempts, job.started_at) == (
+                "cancelled", "cancelled before it started", 0, None)
+            actions = [a for a, t in s.execute(select(AuditEntry.action, AuditEntry.target).order_by(AuditEntry.id))
+                       if _about(t, job_id)]
+            assert actions == ["job.submit", "job.starting", "job.cancel", "job.cancelled"]
+    finally:
+        d.close()

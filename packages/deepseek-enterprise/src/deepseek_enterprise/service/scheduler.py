@@ -21,7 +21,8 @@ running for every quota. (2) The executor starts it, outside any transaction. (3
 commits it ``running`` with the executor's handle (pid and start time, Slurm id and name), audited
 ``job.start``; or ``failed`` (``job.failed``: the executor refused it); or back to ``queued`` in its
 place when the executor cannot take jobs for now (``Unavailable``: Slurm's controller does not
-answer; audited ``job.requeue``, not an attempt): then nothing more starts for ``retry_s``.
+answer; audited ``job.requeue``, not an attempt; ``cancelled`` instead when its cancel was asked
+meanwhile): then nothing more starts for ``retry_s``.
 
 A job found ``starting`` by a later pass or at start-up was left by a server killed between (1)
 and (3) (or a failed commit of (3)): ``Executor.find`` says whether the start happened. Found (the
@@ -218,6 +219,12 @@ class Scheduler:
         self.store.audit("scheduler", "job.failed", tenant=job.tenant.name, target=f"job {job.id}",
                          result=job.message, session=s)
 
+    def _cancel_unstarted(self, job: Job, s: Session) -> None:
+        """A starting job whose cancel was asked and that never started: ``cancelled``."""
+        job.move("cancelled", message=job.message or "cancelled before it started")
+        self.store.audit("scheduler", "job.cancelled", tenant=job.tenant.name, target=f"job {job.id}",
+                         result=job.message, session=s)
+
     def _start_one(self) -> bool:
         if self._unavailable and time.monotonic() < self._retry_at:
             return False  # the executor said it cannot take jobs: not before retry_s
@@ -251,6 +258,9 @@ class Scheduler:
             self._unavailable, self._retry_at = True, time.monotonic() + self.retry_s
             with self.store.session() as s:
                 job = s.get(Job, launch.job_id)
+                if job.cancel_requested:  # asked while it was starting: it never started
+                    self._cancel_unstarted(job, s)
+                    return False
                 job.move("queued")
                 self.store.audit("scheduler", "job.requeue", tenant=job.tenant.name, target=f"job {job.id}",
                                  result=f"not started ({exc}); back in its place, not counted as an attempt"[:2000],
@@ -279,9 +289,7 @@ class Scheduler:
         if started is not None:
             self._running(job, started, s, note="found after a restart (the server stopped while starting it): ")
         elif job.cancel_requested:
-            job.move("cancelled", message=job.message or "cancelled before it started")
-            self.store.audit("scheduler", "job.cancelled", tenant=job.tenant.name, target=f"job {job.id}",
-                             result=job.message, session=s)
+            self._cancel_unstarted(job, s)
         else:
             job.move("queued")
             self.store.audit("scheduler", "job.requeue", tenant=job.tenant.name, target=f"job {job.id}",
