@@ -584,3 +584,40 @@ def test_a_job_cancelled_while_the_executor_cannot_take_it_never_starts(tmp_path
             assert actions == ["job.submit", "job.starting", "job.cancel", "job.cancelled"]
     finally:
         d.close()
+
+
+def test_a_reserve_answer_the_database_cannot_keep_fails_the_job_with_one_line(tmp_path: Path) -> None:
+    """An executor plugin whose reserve() returns more than 32 characters (PostgreSQL's column
+    would refuse the starting commit on every pass, SQLite would keep it): the job fails, saying
+    so, the same on every database; nothing is started."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+
+        class LongNames(Scripted):
+            def reserve(self, job_id: int) -> str:
+                return f"acme-k8s-job-{job_id}-" + "0" * 24
+
+        ex = LongNames(d.root)
+        Scheduler(d.store, ex, slots=1, gpus=[]).step()
+        assert ex.starts == []
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            assert job.state == "failed"
+            assert job.message == ("could not start: executor LongNames: reserve() returned "
+                                   "'acme-k8s-job-1-000000000000000000000000', not a string of at most 32 printable "
+                                   "characters (Executor.reserve)")
+        # the local executor's reserve() refusing a link in place of the job's state folder
+        second = d.submit("acme", bob).json()["id"]
+        (d.root / "jobstate").mkdir(exist_ok=True)
+        os.symlink(tmp_path, d.root / "jobstate" / str(second))
+        Scheduler(d.store, LocalExecutor(d.root), slots=1, gpus=[]).step()
+        with d.store.session() as s:
+            job = s.get(Job, second)
+            assert (job.state, job.started_at) == ("failed", None)
+            assert job.message == (f"could not start: {d.root}/jobstate/{second} is not a folder of the server's "
+                                   "(a symbolic link?)")
+    finally:
+        d.close()

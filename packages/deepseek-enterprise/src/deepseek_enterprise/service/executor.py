@@ -96,6 +96,9 @@ class Launch:
 
 @dataclass(frozen=True)
 class Started:
+    """The executor's handle on a started job, kept in the database: ``pid`` an integer (a process
+    id, a Slurm job id) or None, ``pid_start`` at most 32 characters (a start time, a job name)."""
+
     pid: int | None
     pid_start: str | None
     workspace: Path
@@ -158,7 +161,9 @@ class Executor:
     def reserve(self, job_id: int) -> str:
         """Called before the scheduler commits the job as ``starting``: forget what an earlier
         start of it left, and return what identifies the coming start (kept with the job, given
-        back in ``Launch.ref``; '' when the job id is enough)."""
+        back in ``Launch.ref``; '' when the job id is enough): at most 32 printable characters
+        (the job fails with a message otherwise). It runs inside the transaction that holds the
+        job's tenant row: be quick (no network call)."""
         return ""
 
     def start(self, launch: Launch) -> Started:

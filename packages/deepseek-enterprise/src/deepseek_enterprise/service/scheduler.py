@@ -56,6 +56,17 @@ from deepseek_enterprise.service.models import ACTIVE_STATES, DeviceUse, Job, Te
 from deepseek_enterprise.service.store import Store
 
 log = logging.getLogger("deepseek.server")
+REF_MAX = Job.__table__.c.pid_start.type.length
+"""The longest ``Executor.reserve`` answer (and ``Started.pid_start``) the database keeps."""
+
+
+def _checked_ref(executor: Executor, ref: object) -> str:
+    """``reserve``'s answer, OSError (the job fails with it) when it is not a string of at most
+    :data:`REF_MAX` printable characters: the same on every database, never a failed commit."""
+    if not isinstance(ref, str) or len(ref) > REF_MAX or not ref.isprintable():
+        raise OSError(f"executor {type(executor).__name__}: reserve() returned {str(ref)[:80]!r}, not a string of "
+                      f"at most {REF_MAX} printable characters (Executor.reserve)")
+    return ref
 
 
 class Scheduler:
@@ -241,8 +252,9 @@ class Scheduler:
             share = self._share(job.tenant) if job.devices else None
             gpus = gpushare.assign(self.gpus, load, job.devices, share) or []
             try:
-                ref = self.executor.reserve(job.id)
-            except OSError as exc:  # its state folder cannot be made: nothing was started
+                ref = _checked_ref(self.executor, self.executor.reserve(job.id))
+            except OSError as exc:  # its state folder cannot be made (or a plugin's ref): nothing was started
+                job.move("starting")  # and failed, in this one transaction (queued -> failed is no transition)
                 self._fail(job, exc, s)
                 return True
             job.move("starting", pid=None, pid_start=ref or None, gpus=",".join(gpus), gpu_fraction=share)
