@@ -55,7 +55,7 @@ def static_refusal(model: nn.Module, *, graphs: bool = True) -> str | None:
     params = list(model.parameters())
     if not params:
         return "the model has no parameters"
-    if torch.distributed.is_available():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():  # DTensors need a group
         from torch.distributed.tensor import DTensor
 
         if any(isinstance(p, DTensor) for p in params):
