@@ -246,12 +246,12 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
 @click.option("--batch-size", type=count(), default=32, show_default=True,
               help="With --prompts: at most this many prompts decoded together.")
 @click.option("--cuda-graphs/--no-cuda-graphs", "cuda_graphs", default=None,
-              help="Decode on a static KV cache, each step (and its sampling) one CUDA graph replay. Default: on "
-                   "for a model on CUDA in one process; off, with one line saying why, under --strategy tp or "
-                   "pipeline.")
+              help="Decode on a static KV cache, each step (and its sampling) one CUDA graph replay (CUDA, one "
+                   "process). Faster steps for a capture (and with --compile-step a compile) once per command; "
+                   "default off: on short generations the set-up costs more than it saves.")
 @click.option("--compile-step/--no-compile-step", "compile_step", default=None,
-              help="Compile the graphed step with inductor: faster steps for seconds of compiling once per "
-                   "batch size. Default: on with --prompts, off for a single prompt.")
+              help="With --cuda-graphs: compile the graphed step with inductor: faster steps for seconds of "
+                   "compiling once per batch size. Default: on with --prompts, off for a single prompt.")
 @_STRATEGY
 @_DTYPE
 def generate(

@@ -236,9 +236,10 @@ class StaticDecoders:
 def choose_static(model: nn.Module, asked: bool | None, *, compile_step: bool | None = None,
                   serving: bool = False) -> tuple[StaticDecoders | None, str | None]:
     """What ``deepseek generate --cuda-graphs/--no-cuda-graphs`` (``asked``: True / False / not
-    given) and ``--compile-step/--no-compile-step`` (``compile_step``) decode ``model`` with: the
-    decoders to pass to ``generate`` (``None``: eager) and a line to print when the automatic
-    choice fell back to eager on a CUDA model. The step is compiled by default only when
+    given, which is eager: the capture, and the compile, are paid per command, and on short
+    generations that costs more than the faster steps save) and ``--compile-step/--no-compile-step``
+    (``compile_step``) decode ``model`` with: the decoders to pass to ``generate`` (``None``:
+    eager) and a line to print (now always None). The step is compiled by default only when
     ``serving`` a file of prompts (the compile takes seconds once per batch size; a single prompt
     is done sooner with the eager step in the graph). Asking for CUDA graphs where they cannot
     run, or for a compiled step without them, is a :class:`~deepseek.errors.UsageError`."""
@@ -250,9 +251,11 @@ def choose_static(model: nn.Module, asked: bool | None, *, compile_step: bool | 
                          "drop --compile-step")
     if asked is False:
         return None, None
+    if asked is None:
+        if compile_step:
+            raise UsageError("--compile-step: compiles the CUDA-graph step, which only --cuda-graphs makes; "
+                             "add --cuda-graphs or drop --compile-step")
+        return None, None
     if reason is None:
         return StaticDecoders(compile_step=serving if compile_step is None else compile_step), None
-    if asked:
-        raise UsageError(f"--cuda-graphs: {reason}; drop --cuda-graphs (or pass --no-cuda-graphs)")
-    on_cuda = any(p.device.type == "cuda" for p in model.parameters())
-    return None, (f"generate: decoding without CUDA graphs: {reason}" if on_cuda else None)
+    raise UsageError(f"--cuda-graphs: {reason}; drop --cuda-graphs")
