@@ -621,3 +621,28 @@ def test_a_reserve_answer_the_database_cannot_keep_fails_the_job_with_one_line(t
                                    "(a symbolic link?)")
     finally:
         d.close()
+
+
+def test_a_second_server_on_the_same_root_is_refused_before_it_touches_a_job(tmp_path: Path) -> None:
+    """A second ``deepseek server`` on a root a live server uses (an operator's slip, a restart
+    racing the old process) would take the first one's starting jobs for a killed server's and
+    start them again: it stops at once with one line, exit 2; once the first is gone it starts."""
+    root = tmp_path / "srv"
+    first = ServerProcess(root, "--slots", "1")
+    try:
+        tok = first.setup({"acme": {"running_jobs": 1}})["acme"]
+        job_id = first.call("POST", "/v1/tenants/acme/jobs", tok, json={"command": "eval", "args": []}).json()["id"]
+        second = subprocess.run([sys.executable, "-m", "deepseek", "server", "--root", str(root), "--port", str(first.port),
+                                 "--devices", "none"], capture_output=True, text=True, timeout=120,
+                                env={k: v for k, v in os.environ.items() if k != "DEEPSEEK_DB_URL"})
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip().splitlines() == [
+            f"error: --root {root}: another deepseek server runs on it (it holds {root}/server.lock); run one server "
+            "per root and database"]
+        actions = [e["action"] for e in first.call("GET", "/v1/audit?limit=100", first.token).json()
+                   if _about(e["target"], job_id)]
+        assert actions.count("job.starting") == 1 and "job.requeue" not in actions  # untouched by the second
+    finally:
+        first.kill()
+    again = ServerProcess(root, "--slots", "1", new=False)
+    again.kill()

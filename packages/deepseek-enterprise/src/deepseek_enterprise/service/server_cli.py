@@ -17,6 +17,22 @@ import click
 from deepseek.errors import UsageError
 
 
+def hold_root(root: Path) -> int:
+    """An exclusive lock on ``ROOT/server.lock`` (the descriptor, close-on-exec: no job inherits
+    it); UsageError when another server holds it. Two schedulers on one root would each take the
+    other's jobs left ``starting`` for jobs a killed server left, and start them again."""
+    import fcntl
+
+    fd = os.open(root / "server.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"--root {root}: another deepseek server runs on it (it holds {root / 'server.lock'}); "
+                         "run one server per root and database") from None
+    return fd
+
+
 def detect_gpus(spec: str) -> list[str]:
     """``--devices``: ``none``, ``auto`` (``nvidia-smi -L``) or a comma-separated list of indices."""
     if spec == "none" or spec == "":
@@ -100,6 +116,7 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     # the executor refuses what it cannot work with (Slurm's commands missing ...) before anything is created
     executor = executor_cls(root, grace_s=grace, limits=limits) if local else executor_cls(root, grace_s=grace)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    held = hold_root(root)  # for the server's life: a second server would resolve this one's starts
     store = Store(db_url or f"sqlite:///{root / 'service.db'}")
     token = store.bootstrap(admin_name)
     if token is not None:
@@ -117,3 +134,4 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
                     port=port, log_level="warning")
     finally:
         scheduler.stop()
+        os.close(held)
