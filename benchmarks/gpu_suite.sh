@@ -220,10 +220,10 @@ for group in "$@"; do
       --runs 30 --json "$RES/lat-prefill.json";;
   fusion)  # issue 19: the multimodal fusion study on one H200, one process per (task, seed, model):
     # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE (joint|aux),
-    # FUSION_TASKS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
+    # FUSION_TASKS, FUSION_SEEDS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
     #   FUSION_CONFIGS="concat cross_attention" bash benchmarks/gpu_suite.sh fusion
     STEPS=${FUSION_STEPS:-1200}
-    for task in ${FUSION_TASKS:-redundant complementary}; do for seed in 0 1 2; do
+    for task in ${FUSION_TASKS:-redundant complementary}; do for seed in ${FUSION_SEEDS:-0 1 2}; do
       for c in ${FUSION_CONFIGS:-vision audio text late concat cross_attention}; do
         name="fusion-$task-s$seed-$c"
         OMP_NUM_THREADS=1 timeout $((BUDGET - 30)) python3 -m deepseek multimodal study --task $task --seed $seed \
