@@ -198,6 +198,17 @@ class Executor:
     def close(self) -> None:
         """The server stops; running jobs are left to run (a restart re-attaches them)."""
 
+    def wrapper_exit_code(self, job_id: int, reasons: dict[int, str]) -> int | bool:
+        """For executors whose jobs run under the wrapper (``child --state``): the exit code it
+        wrote to the job's state folder, False when it wrote none, :data:`UNREADABLE` (with the
+        why in ``reasons[job_id]``) when what is there cannot be trusted."""
+        try:
+            code = jobstate.read_exit_code(jobstate.folder(self.root, job_id))
+        except jobstate.Unreadable as exc:
+            reasons[job_id] = f"the job's exit code cannot be trusted: {exc}"
+            return UNREADABLE
+        return False if code is None else code
+
 
 class LocalExecutor(Executor):
     """Starts, signals and watches job processes on this machine (module docstring)."""
@@ -319,16 +330,7 @@ class LocalExecutor(Executor):
         if is_alive(pid, pid_start):  # re-attached after a server restart
             return None
         self._conclude(job_id)
-        return self._exit_code(job_id)
-
-    def _exit_code(self, job_id: int) -> int | bool:
-        """What the wrapper wrote to the state folder (False: nothing; UNREADABLE: garbage)."""
-        try:
-            code = jobstate.read_exit_code(jobstate.folder(self.root, job_id))
-        except jobstate.Unreadable as exc:
-            self._reasons[job_id] = f"the job's exit code cannot be trusted: {exc}"
-            return UNREADABLE
-        return False if code is None else code
+        return self.wrapper_exit_code(job_id, self._reasons)
 
     def find(self, launch: Launch) -> Started | None:
         state = jobstate.folder(self.root, launch.job_id)

@@ -264,24 +264,15 @@ class SlurmExecutor(Executor):
                                                           "server restarted")
         return None
 
-    def _wrapper_code(self, job_id: int) -> int | bool:
-        """What the wrapper wrote to the state folder (False: nothing; UNREADABLE: garbage)."""
-        try:
-            code = jobstate.read_exit_code(jobstate.folder(self.root, job_id))
-        except jobstate.Unreadable as exc:
-            self._reasons[job_id] = f"the job's exit code cannot be trusted: {exc}"
-            return UNREADABLE
-        return False if code is None else code
-
     def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
         if pid is None or pid_start is None or not NAME.fullmatch(pid_start):
-            return self._wrapper_code(job_id)  # never submitted to Slurm by this executor
+            return self.wrapper_exit_code(job_id, self._reasons)  # never submitted to Slurm by this executor
         jobs = self.listing()
         if jobs is None:
             return None  # Slurm does not answer: nothing is concluded
         entry = jobs.get(pid)
         if entry is None or entry.name != pid_start:
-            return self._wrapper_code(job_id)  # forgotten by Slurm (MinJobAge), or the id is another job's
+            return self.wrapper_exit_code(job_id, self._reasons)  # forgotten by Slurm (MinJobAge), or the id is another job's
         if entry.state not in ENDED:
             return None
         try:  # Slurm's record first: the job cannot write it
@@ -290,7 +281,7 @@ class SlurmExecutor(Executor):
             return None
         parsed = parse_exit(shown.stdout, pid) if shown.returncode == 0 else None
         if parsed is None:
-            code = self._wrapper_code(job_id)
+            code = self.wrapper_exit_code(job_id, self._reasons)
         else:
             code = parsed
             if code == 0 and entry.state != "COMPLETED":
