@@ -1,0 +1,417 @@
+"""How the executors find a start after a restart, and the scheduler's rules for a ``starting``
+job (the crash tests themselves are in test_service_start_window.py).
+
+The local executor finds a launch by its lock and its start marker and takes only the wrapper of
+the job's own state folder for a handle; the Slurm executor finds it by its lock, the reserved job
+name and the marker (on the CI cluster); a job found never started goes back to the queue or is
+cancelled; a FIFO or link for a launch lock never blocks the scheduler; a found start counts its
+device-hours from its ``starting`` commit; a starting job keeps its GPUs and can be cancelled; a
+cancel while the executor cannot take the job ends it unstarted; a ``reserve`` answer the
+database cannot keep fails the job in one line; a second server on the same root is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from _servicehelpers import ServerProcess, deploy
+from sqlalchemy import select
+from test_service_reliability import Scripted
+from test_service_slurm import SKIP as SLURM_SKIP
+from test_service_start_window import _about
+
+from deepseek_enterprise.service import jobstate, quotas
+from deepseek_enterprise.service.executor import (
+    Launch,
+    LocalExecutor,
+    Started,
+    Unavailable,
+    process_start,
+)
+from deepseek_enterprise.service.models import AuditEntry, DeviceUse, Job, aware, utcnow
+from deepseek_enterprise.service.scheduler import Scheduler
+
+
+def test_the_local_executor_finds_a_start_by_its_lock_and_marker(tmp_path: Path) -> None:
+    ex = LocalExecutor(tmp_path)
+    launch = Launch(3, "acme", "train", [], None, {}, [])
+    state = jobstate.make(tmp_path, 3)
+    assert ex.find(launch) is None  # nothing: never launched
+    fd = jobstate.lock(state)  # a launch holds the lock ...
+    try:
+        with pytest.raises(OSError, match="still holds"):
+            jobstate.lock(state)  # ... so no second one starts
+        with pytest.raises(Unavailable, match="has not written its start marker yet"):
+            ex.find(launch)
+        me = os.getpid()  # a live process, but not the job's wrapper: not taken for it
+        (state / "started").write_text(jobstate.marker_text(me, process_start(me), None))
+        with pytest.raises(Unavailable, match=f"pid {me} that its marker names is not its wrapper"):
+            ex.find(launch)
+        # a stand-in with the wrapper's command line for this state folder, in a session of its own
+        stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m",
+                                     "deepseek_enterprise.service.child", "--state", str(state)],
+                                    start_new_session=True)
+        try:  # Popen returns once it has exec'd: its command line is set
+            (state / "started").write_text(jobstate.marker_text(stand_in.pid, process_start(stand_in.pid), None))
+            found = ex.find(launch)
+            assert found is not None and (found.pid, found.pid_start) == (stand_in.pid, process_start(stand_in.pid))
+            assert ex.find(Launch(4, "acme", "train", [], None, {}, [])) is None  # another job: its own folder
+        finally:
+            stand_in.kill()
+            stand_in.wait()
+        (state / "started").write_text("garbage")
+        with pytest.raises(Unavailable, match="is not the wrapper's start marker"):
+            ex.find(launch)  # alive but unidentified: wait for it to let go
+    finally:
+        os.close(fd)
+    found = ex.find(launch)  # the lock free: it ran and ended; its exit code decides
+    assert found is not None and found.pid is None
+    assert ex.finished(3, None, None, found.workspace) is False  # no exit code: lost
+    jobstate.clear(state)
+    assert ex.find(launch) is None
+
+
+def test_a_starting_job_found_never_started_goes_back_or_is_cancelled(tmp_path: Path) -> None:
+    """Through the scheduler with an executor of the contract: a starting job the executor cannot
+    place yet stays starting; one it never started is queued again (no attempt counted, ahead of
+    later jobs) or, with its cancel asked, cancelled; quotas count it as running meanwhile."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1)
+        bob = d.user("acme", "bob", "member")
+        first, second, third = (d.submit("acme", bob).json()["id"] for _ in range(3))
+
+        class Finding(Scripted):
+            answer: Started | None | Exception = None
+
+            def find(self, launch: Launch) -> Started | None:
+                if isinstance(self.answer, Exception):
+                    raise self.answer
+                return self.answer
+
+        ex = Finding(d.root)
+        sched = Scheduler(d.store, ex, slots=1, gpus=[])
+        with d.store.session() as s:  # what a server killed after the starting commit leaves
+            s.get(Job, first).move("starting")
+        ex.answer = Unavailable("cannot tell yet")
+        sched.step()
+        with d.store.session() as s:
+            assert [s.get(Job, j).state for j in (first, second)] == ["starting", "queued"]  # a running slot held
+        assert ex.starts == []
+        ex.answer = None
+        sched.step()
+        assert ex.starts == [first]  # back in its place, ahead of the later ones, then started
+        with d.store.session() as s:
+            assert (s.get(Job, first).state, s.get(Job, first).attempts) == ("running", 1)
+            s.get(Job, second).move("starting")
+            s.get(Job, second).cancel_requested = True
+        ex.codes[first] = 0
+        sched.step()
+        with d.store.session() as s:
+            assert s.get(Job, second).state == "cancelled" and s.get(Job, second).message == "cancelled before it started"
+        assert ex.starts == [first, third]
+    finally:
+        d.close()
+
+
+@pytest.mark.skipif(bool(SLURM_SKIP), reason=SLURM_SKIP)
+def test_the_slurm_executor_finds_a_start_by_its_lock_name_and_marker(tmp_path: Path) -> None:
+    from deepseek_enterprise.service.slurm import SlurmExecutor
+
+    ex = SlurmExecutor(tmp_path, poll_s=0)
+    name = ex.reserve(8)
+    assert name.startswith("deepseek-8-") and len(name) == len("deepseek-8-") + 8
+    launch = Launch(8, "acme", "train", [], None, {}, [], ref=name)
+    state = jobstate.folder(tmp_path, 8)
+    fd = jobstate.lock(state)  # an sbatch still submitting
+    try:
+        with pytest.raises(Unavailable, match="its sbatch is still submitting"):
+            ex.find(launch)
+    finally:
+        os.close(fd)
+    assert ex.find(launch) is None  # Slurm lists nothing under the name, no marker: never submitted
+    assert ex.find(Launch(8, "acme", "train", [], None, {}, [], ref="deepseek-9-0123abcd")) is None  # not its name
+    (state / "started").write_text(jobstate.marker_text(4321, "1", "77"))  # it ran; Slurm forgot it
+    found = ex.find(launch)
+    assert found is not None and (found.pid, found.pid_start) == (77, name)
+    (state / "exit_code").write_text("5\n")
+    assert ex.finished(8, found.pid, found.pid_start, found.workspace) == 5  # Slurm does not list 77 as ours
+    held = subprocess.run(["sbatch", "--parsable", "--hold", f"--job-name={name}", f"--output={tmp_path}/held.log",
+                           "--wrap", "sleep 60"], capture_output=True, text=True, timeout=30, check=True)
+    slurm_id = int(held.stdout.strip().split(";")[0])
+    try:
+        found = ex.find(launch)  # listed under its name: that is the job
+        assert found is not None and (found.pid, found.pid_start) == (slurm_id, name)
+    finally:
+        subprocess.run(["scancel", str(slurm_id)], timeout=30, check=False)
+
+
+def _within(seconds: float, fn, unblock: Path):  # noqa: ANN001, ANN202
+    """``fn()``'s result, failing (and freeing the thread by opening ``unblock``, a FIFO, for
+    writing) when it has not returned within ``seconds``: a FIFO must never be waited on."""
+    out: list = []
+
+    def call() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # raised again in the test's thread
+            out.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        fd = os.open(unblock, os.O_RDWR)  # lets a blocked open of the FIFO return
+        worker.join(10)
+        os.close(fd)
+        pytest.fail(f"blocked on the FIFO {unblock}")
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
+def test_a_fifo_or_link_for_a_launch_lock_never_stops_the_scheduler(tmp_path: Path) -> None:
+    """A starting job whose launch.lock is a FIFO (what a hostile job of the server's user could
+    put there) stays starting; recover() returns at once and the server answers; a start of it
+    is refused with one line instead of launching."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=2)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+        with d.store.session() as s:
+            s.get(Job, job_id).move("starting")
+        state = jobstate.make(d.root, job_id)
+        os.mkfifo(state / jobstate.LOCK)
+        _within(20, Scheduler(d.store, LocalExecutor(d.root), slots=2, gpus=[]).recover, state / jobstate.LOCK)
+        with d.store.session() as s:
+            assert s.get(Job, job_id).state == "starting"
+        with pytest.raises(OSError, match="launch.lock is not a regular file"):
+            _within(20, lambda: jobstate.held(state), state / jobstate.LOCK)
+        with pytest.raises(OSError, match="launch.lock is not a regular file"):
+            _within(20, lambda: jobstate.lock(state), state / jobstate.LOCK)
+        (state / jobstate.LOCK).unlink()
+        os.symlink(tmp_path / "elsewhere", state / jobstate.LOCK)
+        with pytest.raises(OSError):
+            jobstate.held(state)
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        d.close()
+
+
+def test_a_start_found_after_a_restart_counts_its_device_hours_from_its_starting_commit(tmp_path: Path) -> None:
+    """A device job the killed server left starting two hours ago and that ran (and ended) while
+    it was down: its run counts from the starting commit, not from the restart (it counted 0)."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1, devices=1)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            job.devices = 1
+            job.move("starting", gpus="0")
+            assert job.started_at is not None  # device-hours count from the starting commit ...
+            job.started_at = utcnow() - dt.timedelta(hours=2)  # ... made two hours before the restart
+            tenant = job.tenant
+            assert quotas.device_hours_used(s, tenant.id, 30, utcnow()) == pytest.approx(2, abs=0.01)
+
+        class Ended(Scripted):
+            def find(self, launch: Launch) -> Started | None:
+                return Started(None, None, d.root / "ws", "launched before the server stopped, ended since")
+
+        ex = Ended(d.root)
+        ex.codes[job_id] = 0
+        Scheduler(d.store, ex, slots=1, gpus=["0"]).recover()
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            assert (job.state, job.attempts) == ("succeeded", 1)
+            use = s.scalars(select(DeviceUse).where(DeviceUse.job_id == job_id)).one()
+            hours = (aware(use.ended_at) - aware(use.started_at)).total_seconds() / 3600
+            assert hours == pytest.approx(2, abs=0.01)
+            assert quotas.device_hours_used(s, job.tenant_id, 30, utcnow()) == pytest.approx(2, abs=0.01)
+        other_id = d.submit("acme", bob).json()["id"]
+        with d.store.session() as s:  # a job that never ran shows no start
+            other = s.get(Job, other_id)
+            other.move("starting")
+            other.move("failed", message="could not start: test")
+            assert other.started_at is None
+    finally:
+        d.close()
+
+
+def _sleeper(*extra: str, session: bool = True) -> subprocess.Popen[bytes]:
+    """A process that sleeps, with ``extra`` at the end of its command line."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *extra], start_new_session=session)
+
+
+def test_the_local_executor_takes_only_the_wrapper_of_the_jobs_own_folder_for_a_handle(tmp_path: Path) -> None:
+    """Each of the checks alone refuses a process: not a session leader, another command line,
+    the wrapper of another job's folder; and once the lock is free a marker names no handle even
+    when that process still lives (a recycled pid). reserve() forgets an earlier launch's files."""
+    ex = LocalExecutor(tmp_path)
+    launch = Launch(3, "acme", "train", [], None, {}, [])
+    state = jobstate.make(tmp_path, 3)
+    wrapper_argv = ("-m", "deepseek_enterprise.service.child", "--state")
+    procs = {"not a session leader": _sleeper(*wrapper_argv, str(state), session=False),
+             "another command line": _sleeper("-m", "deepseek_enterprise.service.chil", "--state", str(state)),
+             "another job's wrapper": _sleeper(*wrapper_argv, str(jobstate.folder(tmp_path, 33))),
+             "its wrapper": _sleeper(*wrapper_argv, str(state))}
+    try:
+        time.sleep(0.5)  # each has exec'd (Popen returns after exec) and runs
+        fd = jobstate.lock(state)
+        try:
+            for why, proc in procs.items():
+                (state / "started").write_text(jobstate.marker_text(proc.pid, process_start(proc.pid), None))
+                if why == "its wrapper":
+                    found = ex.find(launch)
+                    assert found is not None and found.pid == proc.pid, why
+                else:
+                    with pytest.raises(Unavailable, match=f"pid {proc.pid} that its marker names is not its wrapper"):
+                        ex.find(launch)
+        finally:
+            os.close(fd)
+        found = ex.find(launch)  # lock free: that launch ended; the live pid is no handle
+        assert found is not None and (found.pid, found.pid_start) == (None, None)
+        assert found.isolation.endswith(", ended since")
+        (state / "exit_code").write_text("0\n")
+        assert ex.reserve(3) == ""  # a new start: the earlier launch's files are gone
+        assert sorted(p.name for p in state.iterdir()) == [jobstate.LOCK]
+        assert ex.find(launch) is None
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
+def test_a_starting_job_keeps_its_gpus_and_can_be_cancelled_through_the_api(tmp_path: Path) -> None:
+    """While a job is starting (here: left by a killed server, its executor cannot tell yet) no
+    other job gets its GPU; a cancel through the API answers 'stopping' and leaves it starting."""
+    d = deploy(tmp_path / "srv")
+    try:
+        for name in ("acme", "globex"):
+            d.tenant(name, running_jobs=2, devices=1)
+        bob, gil = d.user("acme", "bob", "member"), d.user("globex", "gil", "member")
+        first, second = d.submit("acme", bob).json()["id"], d.submit("globex", gil).json()["id"]
+        with d.store.session() as s:
+            for j in (first, second):
+                s.get(Job, j).devices = 1
+            s.get(Job, first).move("starting", gpus="0")
+
+        class Undecided(Scripted):
+            def find(self, launch: Launch) -> Started | None:
+                raise Unavailable("cannot tell yet")
+
+        ex = Undecided(d.root)
+        Scheduler(d.store, ex, slots=2, gpus=["0"]).step()
+        assert ex.starts == []  # GPU 0 is the starting job's
+        with d.store.session() as s:
+            assert [s.get(Job, j).state for j in (first, second)] == ["starting", "queued"]
+        r = d.call("POST", f"/v1/tenants/acme/jobs/{first}/cancel", bob)
+        assert r.status_code == 200 and (r.json()["state"], r.json()["cancel_requested"]) == ("starting", True)
+        with d.store.session() as s:
+            entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "job.cancel")).one()
+            assert (entry.target, entry.result) == (f"job {first}", "ok: stopping")
+    finally:
+        d.close()
+
+
+def test_a_job_cancelled_while_the_executor_cannot_take_it_never_starts(tmp_path: Path) -> None:
+    """Cancel asked while the job is starting, then the executor says it cannot take jobs now
+    (Slurm's controller down): the job ends cancelled, never queued again with its cancel asked
+    (it used to go back to the queue and be started, then stopped)."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+        calls: list[str] = []
+
+        class Down(Scripted):
+            def start(self, launch: Launch) -> Started:
+                r = d.call("POST", f"/v1/tenants/acme/jobs/{launch.job_id}/cancel", bob)
+                calls.append(r.json()["state"])
+                raise Unavailable("sbatch failed and squeue does not answer either")
+
+        sched = Scheduler(d.store, Down(d.root), slots=1, gpus=[], retry_s=0)
+        sched.step()
+        sched.step()
+        assert calls == ["starting"]  # started once, never again
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            assert (job.state, job.message, job.attempts, job.started_at) == (
+                "cancelled", "cancelled before it started", 0, None)
+            actions = [a for a, t in s.execute(select(AuditEntry.action, AuditEntry.target).order_by(AuditEntry.id))
+                       if _about(t, job_id)]
+            assert actions == ["job.submit", "job.starting", "job.cancel", "job.cancelled"]
+    finally:
+        d.close()
+
+
+def test_a_reserve_answer_the_database_cannot_keep_fails_the_job_with_one_line(tmp_path: Path) -> None:
+    """An executor plugin whose reserve() returns more than 32 characters (PostgreSQL's column
+    would refuse the starting commit on every pass, SQLite would keep it): the job fails, saying
+    so, the same on every database; nothing is started."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=1)
+        bob = d.user("acme", "bob", "member")
+        job_id = d.submit("acme", bob).json()["id"]
+
+        class LongNames(Scripted):
+            def reserve(self, job_id: int) -> str:
+                return f"acme-k8s-job-{job_id}-" + "0" * 24
+
+        ex = LongNames(d.root)
+        Scheduler(d.store, ex, slots=1, gpus=[]).step()
+        assert ex.starts == []
+        with d.store.session() as s:
+            job = s.get(Job, job_id)
+            assert job.state == "failed"
+            assert job.message == ("could not start: executor LongNames: reserve() returned "
+                                   "'acme-k8s-job-1-000000000000000000000000', not a string of at most 32 printable "
+                                   "characters (Executor.reserve)")
+        # the local executor's reserve() refusing a link in place of the job's state folder
+        second = d.submit("acme", bob).json()["id"]
+        (d.root / "jobstate").mkdir(exist_ok=True)
+        os.symlink(tmp_path, d.root / "jobstate" / str(second))
+        Scheduler(d.store, LocalExecutor(d.root), slots=1, gpus=[]).step()
+        with d.store.session() as s:
+            job = s.get(Job, second)
+            assert (job.state, job.started_at) == ("failed", None)
+            assert job.message == (f"could not start: {d.root}/jobstate/{second} is not a folder of the server's "
+                                   "(a symbolic link?)")
+    finally:
+        d.close()
+
+
+def test_a_second_server_on_the_same_root_is_refused_before_it_touches_a_job(tmp_path: Path) -> None:
+    """A second ``deepseek server`` on a root a live server uses (an operator's slip, a restart
+    racing the old process) would take the first one's starting jobs for a killed server's and
+    start them again: it stops at once with one line, exit 2; once the first is gone it starts."""
+    root = tmp_path / "srv"
+    first = ServerProcess(root, "--slots", "1")
+    try:
+        tok = first.setup({"acme": {"running_jobs": 1}})["acme"]
+        job_id = first.call("POST", "/v1/tenants/acme/jobs", tok, json={"command": "eval", "args": []}).json()["id"]
+        second = subprocess.run([sys.executable, "-m", "deepseek", "server", "--root", str(root), "--port", str(first.port),
+                                 "--devices", "none"], capture_output=True, text=True, timeout=120,
+                                env={k: v for k, v in os.environ.items() if k != "DEEPSEEK_DB_URL"})
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip().splitlines() == [
+            f"error: --root {root}: another deepseek server runs on it (it holds {root}/server.lock); run one server "
+            "per root and database"]
+        actions = [e["action"] for e in first.call("GET", "/v1/audit?limit=100", first.token).json()
+                   if _about(e["target"], job_id)]
+        assert actions.count("job.starting") == 1 and "job.requeue" not in actions  # untouched by the second
+    finally:
+        first.kill()
+    again = ServerProcess(root, "--slots", "1", new=False)
+    again.kill()
