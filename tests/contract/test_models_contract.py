@@ -4,7 +4,8 @@ Every model: its target carries an ``Options`` dataclass whose keys all have def
 on the meta device (free, any size) as a ``torch.nn.Module``, and each optional capability of
 ``deepseek.models.protocol`` is offered whole or not at all. Models of the GPT family also pass
 the numerical checks on a small shape (``SHRINK``): logits, loss, gradients, pipeline stages,
-KV-cache decoding.
+KV-cache decoding. A model without capability ``generation`` keeps the default ``generate``,
+which refuses with how to offer it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def test_capabilities_are_offered_whole(name: str) -> None:
     if "blocks" in model_capabilities(model):
         blocks = model.block_modules()
         assert blocks and all(isinstance(b, nn.Module) for b in blocks)
+    if "generation" not in model_capabilities(model):  # the default says how to offer it
+        with pytest.raises(NotImplementedError, match=r"capability 'generation'\); give the model's class"):
+            model.generate(torch.zeros(1, 1, dtype=torch.long), 1)
 
 
 @pytest.mark.parametrize("name", GPT_MODELS)
@@ -110,6 +114,7 @@ def test_gpt_pipeline_stages_compose(name: str) -> None:
 @pytest.mark.parametrize("name", GPT_MODELS)
 def test_gpt_generate_with_cache(name: str) -> None:
     model = deepseek.create_model(name, **SHRINK)
+    assert {"generation", "cached_decoding"} <= model_capabilities(model)
     out = model.generate(torch.zeros(1, 3, dtype=torch.long), 5, temperature=0)
     assert out.shape == (1, 8)
 

@@ -76,6 +76,20 @@ def test_pipeline_needs_a_model_with_stages() -> None:
         require_capabilities(torch.nn.Linear(2, 2), needed, model_name="lin")
 
 
+def test_a_served_pipeline_declares_generation_and_decodes_eagerly() -> None:
+    from deepseek.models.protocol import model_capabilities
+    from deepseek.models.static_decoding import StaticDecoders
+    from deepseek_pro.strategies.pipeline_decode import PipelinedModel
+
+    stage = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16)).split_stages(2)[0]
+    assert "cached_decoding" in model_capabilities(stage) and "generation" not in model_capabilities(stage)
+    served = PipelinedModel(None, stage, None)  # type: ignore[arg-type]  # refused before the strategy is used
+    assert model_capabilities(served) == {"generation"}
+    with pytest.raises(UsageError, match=r"^generate --strategy pipeline: the stages decode eagerly, not on a "
+                       r"static cache; leave out --cuda-graphs$"):
+        served.generate(torch.zeros(1, 2, dtype=torch.long), 2, static=StaticDecoders(graphs=False))
+
+
 def test_merge_parts_gives_single_files(tmp_path: Path) -> None:
     """Stage parts (full names, tied copy only in the model file) merge into exactly the names
     and parameter groups that ``single`` writes, and the parts are removed."""

@@ -93,6 +93,7 @@ def test_capability_asked_for_and_missing_is_refused_before_anything_is_written(
 
 def test_eval_and_checkpoint_with_core_only_cli(host: Any, tmp_path: Path) -> None:
     result = Trainer(config_from_dict(toy_config(tmp_path), host=host), run_dir=tmp_path / "run", host=host).fit()
+    assert result.generates is False  # no capability 'generation': no `try: deepseek generate` line
     env = base_env(PYTHONPATH=str(TOY))
     out = subprocess.run([sys.executable, "-m", "deepseek", "eval", "--checkpoint", str(result.run_dir), "--json"],
                          capture_output=True, text=True, env=env, timeout=120)
@@ -103,7 +104,9 @@ def test_eval_and_checkpoint_with_core_only_cli(host: Any, tmp_path: Path) -> No
     assert values["val_accuracy"] == pytest.approx(result.val_metrics["val_accuracy"], rel=1e-6)
     gen = subprocess.run([sys.executable, "-m", "deepseek", "generate", "--checkpoint", str(result.run_dir)],
                          capture_output=True, text=True, env=env, timeout=120)
-    assert gen.returncode == 2 and gen.stderr.count("\n") == 1 and "does not generate text" in gen.stderr
+    assert gen.returncode == 2 and gen.stderr.count("\n") == 1
+    assert "the model (BlobClassifier) does not generate text (capability 'generation'); give the model's class" in gen.stderr
+    assert "deepseek.models.decoding.generate_cached" in gen.stderr
     assert sorted(p.name for p in (result.run_dir / "checkpoints" / "step-6").iterdir()) == [
         "commit.json", "model.safetensors", "optimizer.safetensors", "rng-0.safetensors", "trainer.json"]
 

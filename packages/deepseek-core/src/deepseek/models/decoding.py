@@ -14,7 +14,9 @@ which owns the cache and the sampling:
   position on the device and replays one CUDA graph per step (step and sampling together).
 
 Both sample with :func:`sample_next`, so for the same logits and generator they draw the same
-tokens.
+tokens. :func:`generate_cached` is capability ``generation`` of any model with
+``cached_decoding``, eager or (with ``static_decoding``) on a static cache: the GPT's ``generate``
+and a plugin model's are one call of it.
 """
 
 from __future__ import annotations
@@ -118,6 +120,46 @@ def decode(
     session = EagerSession(next_logits, new_cache, idx.size(0), window, temperature=temperature, top_k=top_k,
                            generator=generator)
     return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
+
+
+@torch.no_grad()
+def generate_cached(
+    model: Any,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    on_token: Callable[[torch.Tensor], None] | None = None,
+    static: Any = None,
+) -> torch.Tensor:
+    """``TrainableModel.generate`` of ``model`` (a model offering ``cached_decoding``): its own
+    ``forward_cached`` / ``new_cache`` / ``decode_window`` through :func:`run_decode`, in eval
+    mode (its training mode restored after). ``static``: a
+    :class:`~deepseek.models.static_decoding.StaticDecoders` to decode on (one static-cache
+    decoder per batch size; a model without ``static_decoding`` is refused in one line)."""
+    check_request(idx, max_new_tokens, temperature, top_k)
+    window = model.decode_window()
+    was_training = model.training
+    model.eval()
+    try:
+        session: DecodeSession
+        if static is not None:
+            from deepseek.models.static_decoding import static_refusal
+
+            reason = static_refusal(model, graphs=static.graphs)
+            if reason is not None:
+                raise UsageError(f"generate: static-cache decoding cannot serve this model: {reason}; "
+                                 "decode without it")
+            session = static.session(model, idx.size(0), window, temperature=temperature, top_k=top_k,
+                                     generator=generator)
+        else:
+            session = EagerSession(lambda ids, cache: model.forward_cached(ids, cache)[:, -1], model.new_cache,
+                                   idx.size(0), window, temperature=temperature, top_k=top_k, generator=generator)
+        return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()

@@ -38,7 +38,6 @@ from deepseek.models.protocol import Batch, TensorParallelPlan, TrainableModel
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from deepseek.models.decoding import DecodeSession
     from deepseek.models.stages import GPTStage
     from deepseek.models.static_decoding import StaticDecoders
 
@@ -353,30 +352,10 @@ class GPT(TrainableModel):
         static-cache decoder for this batch size (on CUDA one graph replay per token); see
         :func:`~deepseek.models.static_decoding.static_refusal` for the models that cannot.
         """
-        from deepseek.models.decoding import EagerSession, check_request, run_decode
+        from deepseek.models.decoding import generate_cached
 
-        check_request(idx, max_new_tokens, temperature, top_k)
-        window = self.decode_window()
-        was_training = self.training
-        self.eval()
-        try:
-            session: DecodeSession
-            if static is not None:
-                from deepseek.models.static_decoding import static_refusal
-
-                reason = static_refusal(self, graphs=static.graphs)
-                if reason is not None:
-                    raise UsageError(f"generate: static-cache decoding cannot serve this model: {reason}; "
-                                     "decode without it")
-                session = static.session(self, idx.size(0), window, temperature=temperature, top_k=top_k,
-                                         generator=generator)
-            else:
-                session = EagerSession(lambda ids, cache: self.forward_cached(ids, cache)[:, -1], self.new_cache,
-                                       idx.size(0), window, temperature=temperature, top_k=top_k,
-                                       generator=generator)
-            return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
-        finally:
-            self.train(was_training)
+        return generate_cached(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator,
+                               on_token=on_token, static=static)
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

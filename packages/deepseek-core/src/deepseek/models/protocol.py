@@ -31,6 +31,11 @@ config asks for and the model lacks is refused when the model is created
   and :meth:`~TrainableModel.decode_window`, incremental decoding with a KV cache
   (:func:`deepseek.models.decoding.decode`). A model's pipeline stages that offer it too can be
   served by ``deepseek generate --strategy pipeline``, each stage caching its own blocks.
+- ``generation``: :meth:`~TrainableModel.generate`, prompts extended by sampled tokens
+  (``deepseek generate``; the trainer's ``try: deepseek generate`` hint). A model with
+  ``cached_decoding`` offers it in one call of :func:`deepseek.models.decoding.generate_cached`;
+  the default says how (:data:`GENERATION_HOWTO`), and :func:`require_generation` refuses a model
+  without it in one line.
 
 :meth:`TrainableModel.check_data` (default: accept) lets a model refuse data it cannot take
 (sequences longer than its positions, a vocabulary larger than its own) with one clear line
@@ -39,7 +44,7 @@ before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -75,9 +80,17 @@ CAPABILITIES: dict[str, Capability] = {
         Capability("tensor_parallel", ("tensor_parallel_plan",), "a tensor-parallel plan (tensor_parallel_plan)"),
         Capability("cached_decoding", ("new_cache", "forward_cached", "decode_window"),
                    "KV-cache decoding (new_cache, forward_cached, decode_window)"),
+        Capability("generation", ("generate",), "text generation (generate)"),
     )
 }
 """Every optional capability by name."""
+
+GENERATION_HOWTO = (
+    "give the model's class (a TrainableModel subclass) a generate(idx, max_new_tokens, temperature, top_k, "
+    "generator, on_token, static) method; with cached_decoding it is one call of "
+    "deepseek.models.decoding.generate_cached (docs/plugins.md, 'Models')"
+)
+"""How a model offers capability ``generation`` (the end of :func:`require_generation`'s line)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +217,29 @@ class TrainableModel(nn.Module):
         """The most positions the cache may hold (the model's context length)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ "generation"
+
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        on_token: Callable[[torch.Tensor], None] | None = None,
+        static: Any = None,
+    ) -> torch.Tensor:
+        """``idx`` ``(B, T)`` token ids extended by ``max_new_tokens`` sampled tokens: ``(B, T +
+        new)``. ``temperature=0`` is greedy; ``top_k`` keeps the ``k`` likeliest tokens;
+        ``generator`` seeds the sampling; ``on_token`` gets each new column ``(B, 1)`` as it is
+        sampled; ``static`` is a :class:`~deepseek.models.static_decoding.StaticDecoders` from
+        ``deepseek generate --cuda-graphs`` (only for models with ``static_decoding``: refuse
+        anything but ``None`` otherwise). Raise :class:`~deepseek.errors.UsageError` (one line)
+        for a request the model cannot serve. Default: not offered (:data:`GENERATION_HOWTO`)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not offer text generation (capability 'generation'); {GENERATION_HOWTO}"
+        )
+
 
 def model_capabilities(model: nn.Module | type) -> frozenset[str]:
     """The capabilities a model (or model class) offers: those whose methods it overrides."""
@@ -228,6 +264,17 @@ def require_capabilities(model: nn.Module, needed: Mapping[str, tuple[str, str]]
             f"{asked_by} needs {cap.what}, which model {model_name!r} ({type(model).__name__}) does "
             f"not offer; {instead}, or use a model that offers it (docs/plugins.md, 'Models')"
         )
+
+
+def require_generation(model: nn.Module, *, command: str = "generate") -> None:
+    """Refuse ``model`` for ``command`` (a CLI command's name) in one line when it does not
+    offer capability ``generation``, saying how to add it."""
+    if "generation" in model_capabilities(model):
+        return
+    raise UsageError(
+        f"{command}: the model ({type(model).__name__}) does not generate text (capability 'generation'); "
+        f"{GENERATION_HOWTO}, or use a model that offers it, such as the GPT presets"
+    )
 
 
 def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

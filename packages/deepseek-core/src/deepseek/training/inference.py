@@ -186,22 +186,19 @@ def sample(
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    extra = {} if static is None else {"static": static}
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, **extra)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, static=static)
     return tok.decode(out[0, len(ids):].tolist())
 
 
 def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:
-    """``tokenizer`` (default: UTF-8 bytes) after checking that ``model`` generates text and that
+    """``tokenizer`` (default: UTF-8 bytes) after checking that ``model`` generates text
+    (capability ``generation``, :func:`~deepseek.models.protocol.require_generation`) and that
     the two agree on the vocabulary (one line saying what to pass otherwise)."""
     from deepseek.data.tokenizer import ByteTokenizer
     from deepseek.errors import UsageError
+    from deepseek.models.protocol import require_generation
 
-    if not callable(getattr(model, "generate", None)):
-        raise UsageError(
-            f"generate: the model ({type(model).__name__}) does not generate text; 'deepseek "
-            "generate' needs a model with generate(), such as the GPT presets"
-        )
+    require_generation(model)
     tok = tokenizer or ByteTokenizer()
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if isinstance(vocab, int) and tok.vocab_size > vocab:

@@ -110,9 +110,8 @@ def serve(
                 column.cpu()  # waits for the device: the prefill and the first sample are done
                 first.append(time.perf_counter() - start)
 
-        extra = {} if static is None else {"static": static}
         out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
-                             on_token=on_token, **extra).cpu()
+                             on_token=on_token, static=static).cpu()
         served.seconds += time.perf_counter() - start
         served.first_token_s.extend(first)
         served.new_tokens += max_new_tokens * len(rows)

@@ -22,7 +22,7 @@ from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.batch import check_batch
 from deepseek.errors import UsageError
-from deepseek.models.protocol import check_model_data
+from deepseek.models.protocol import check_model_data, model_capabilities
 from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
@@ -132,7 +132,7 @@ class Trainer:
             self._check_rows(batch, "validation batch")
         self.val_texts = [self.dataset.predicted_text(batch) for batch in self.val_set]
         model = engine.build_model()
-        self.generates = callable(getattr(model, "generate", None))
+        self.generates = "generation" in model_capabilities(model)
         check_model_data(model, self.val_set[0], self.dataset)
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it

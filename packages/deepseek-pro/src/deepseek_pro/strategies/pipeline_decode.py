@@ -8,7 +8,7 @@ module those commands call on every rank:
 - ``model(**batch)``: one forward through the stages (point-to-point sends of the hidden states,
   the strategy's :meth:`~deepseek_pro.strategies.pipeline.PipelineStrategy.evaluate`); every rank
   returns the loss.
-- ``model.generate(...)``: core's decoding loop (:func:`deepseek.models.decoding.decode`) with each
+- ``model.generate(...)`` (capability ``generation``): core's decoding loop (:func:`deepseek.models.decoding.decode`) with each
   stage caching the keys and values of its own blocks (``cached_decoding`` capability of the
   stages). Per token the hidden states travel stage to stage, the last stage's logits of the last
   position are broadcast to every rank, and every rank samples the same token (same seed, same
@@ -30,14 +30,16 @@ from torch import nn
 
 from deepseek.errors import UsageError
 from deepseek.models.decoding import decode
-from deepseek.models.protocol import model_capabilities
+from deepseek.models.protocol import TrainableModel, model_capabilities
 
 if TYPE_CHECKING:
     from deepseek_pro.strategies.pipeline import PipelineStrategy
 
 
-class PipelinedModel(nn.Module):
-    """This rank's stage of a model served by the ``pipeline`` strategy (see the module docstring)."""
+class PipelinedModel(TrainableModel):
+    """This rank's stage of a model served by the ``pipeline`` strategy (see the module docstring);
+    it offers capability ``generation`` whatever the model's class, through its stages'
+    ``cached_decoding`` (:func:`place_stage` refuses stages without)."""
 
     def __init__(self, strategy: PipelineStrategy, stage: nn.Module, config: Any) -> None:
         super().__init__()
@@ -60,9 +62,13 @@ class PipelinedModel(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         on_token: Callable[[torch.Tensor], None] | None = None,
+        static: Any = None,
     ) -> torch.Tensor:
         """``idx`` ``(B, T)`` extended by ``max_new_tokens`` tokens, on every rank (call it on every
-        rank with the same arguments)."""
+        rank with the same arguments); pipeline stages decode eagerly (``static`` must be ``None``)."""
+        if static is not None:
+            raise UsageError("generate --strategy pipeline: the stages decode eagerly, not on a static cache; "
+                             "leave out --cuda-graphs")
         self.stage.eval()
         return decode(self._next_logits, self.stage.new_cache, idx, max_new_tokens,
                       window=self.stage.decode_window(), temperature=temperature, top_k=top_k,

@@ -1,0 +1,140 @@
+"""Capability ``generation`` (``deepseek.models.protocol``): declared by overriding
+``TrainableModel.generate``, asked by ``deepseek generate`` and the trainer, never probed. A model
+of one's own written as docs/plugins.md shows (``cached_decoding`` plus a ``generate`` that is one
+call of ``generate_cached``) draws the GPT's tokens through window rebuilds and serves
+``deepseek generate``'s ``sample``; a model without it is refused in one line saying how to add it,
+even when it has a method called ``generate``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+from deepseek.models.decoding import generate_cached
+from deepseek.models.gpt import GPT, GPTConfig
+from deepseek.models.protocol import (
+    CAPABILITIES,
+    GENERATION_HOWTO,
+    TrainableModel,
+    model_capabilities,
+    require_generation,
+)
+from deepseek.models.static_decoding import StaticDecoders
+from deepseek.training.inference import generating_tokenizer, sample
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_gpt(window: int = 16) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=256, d_model=32, n_heads=4, n_layers=2, max_seq_len=window)).eval()
+
+
+class CachedOnly(TrainableModel):
+    """A model of one's own with ``cached_decoding`` (over a GPT's layers) and no ``generate``."""
+
+    def __init__(self, inner: GPT) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.inner(input_ids, targets)
+
+    def new_cache(self, batch: int, max_len: int):
+        return self.inner.new_cache(batch, max_len)
+
+    def forward_cached(self, x: torch.Tensor, cache) -> torch.Tensor:
+        return self.inner.forward_cached(x, cache)
+
+    def decode_window(self) -> int:
+        return self.inner.decode_window()
+
+
+class MyLM(CachedOnly):
+    """The same model with ``generate`` as docs/plugins.md writes it."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, on_token=None,
+                 static=None):
+        return generate_cached(self, idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                               generator=generator, on_token=on_token, static=static)
+
+
+class ProbedOnly(nn.Module):
+    """Not a TrainableModel: a ``generate`` method here declares nothing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **_: object) -> torch.Tensor:
+        return idx
+
+
+def test_generation_is_a_capability_of_the_gpt_and_of_a_model_declaring_it() -> None:
+    assert CAPABILITIES["generation"].methods == ("generate",)
+    assert "generation" in model_capabilities(GPT)
+    assert {"generation", "cached_decoding"} <= model_capabilities(MyLM)
+    assert model_capabilities(CachedOnly) == {"cached_decoding"}
+    assert model_capabilities(ProbedOnly) == frozenset()
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(0.0, None), (0.9, 10)])
+def test_the_documented_generate_draws_the_gpts_tokens_through_window_rebuilds(temperature: float,
+                                                                               top_k: int | None) -> None:
+    gpt = small_gpt(window=16)
+    mine = MyLM(gpt)
+    idx = torch.randint(0, 256, (2, 5), generator=torch.Generator().manual_seed(1))
+    columns: list[torch.Tensor] = []
+    # 5 + 30 positions in a 16-position window: the cache is rebuilt from 8 tokens several times.
+    a = gpt.generate(idx, 30, temperature=temperature, top_k=top_k, generator=torch.Generator().manual_seed(4))
+    mine.train()
+    b = mine.generate(idx, 30, temperature=temperature, top_k=top_k, generator=torch.Generator().manual_seed(4),
+                      on_token=columns.append)
+    assert b.shape == (2, 35) and torch.equal(a, b)
+    assert torch.equal(torch.cat(columns, dim=1), b[:, 5:])
+    assert mine.training  # its mode came back
+
+
+def test_sample_serves_a_model_that_declares_generation() -> None:
+    gpt = small_gpt(window=32)
+    expected = sample(gpt, "def ", max_new_tokens=12, temperature=0.0, top_k=None)
+    assert sample(MyLM(gpt), "def ", max_new_tokens=12, temperature=0.0, top_k=None) == expected
+    assert len(expected.encode()) >= 1
+
+
+def test_static_decoding_is_refused_for_a_model_without_it() -> None:
+    mine = MyLM(small_gpt())
+    with pytest.raises(UsageError, match=r"^generate: static-cache decoding cannot serve this model: the model "
+                       r"\(MyLM\) does not declare static_decoding"):
+        mine.generate(torch.zeros(1, 2, dtype=torch.long), 2, static=StaticDecoders(graphs=False))
+
+
+@pytest.mark.parametrize("make", [lambda: CachedOnly(small_gpt()), lambda: ProbedOnly()],
+                         ids=["cached-decoding-only", "plain-module-with-generate"])
+def test_a_model_without_it_is_refused_in_one_line_saying_how(make) -> None:
+    model = make()
+    name = type(model).__name__
+    with pytest.raises(UsageError) as refused:
+        generating_tokenizer(model, None)
+    message = str(refused.value)
+    assert message == (f"generate: the model ({name}) does not generate text (capability 'generation'); "
+                       f"{GENERATION_HOWTO}, or use a model that offers it, such as the GPT presets")
+    assert "\n" not in message and "generate_cached" in message and "docs/plugins.md" in message
+    with pytest.raises(UsageError, match=r"^eval: the model"):
+        require_generation(model, command="eval")
+    with pytest.raises(UsageError):
+        sample(model, "x", max_new_tokens=2)
+
+
+def test_the_default_generate_explains_itself() -> None:
+    with pytest.raises(NotImplementedError) as raised:
+        CachedOnly(small_gpt()).generate(torch.zeros(1, 2, dtype=torch.long), 2)
+    assert str(raised.value) == (f"CachedOnly does not offer text generation (capability 'generation'); "
+                                 f"{GENERATION_HOWTO}")
