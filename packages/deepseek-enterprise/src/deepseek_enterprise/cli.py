@@ -31,9 +31,12 @@ def multimodal() -> None:
 @click.option("--batch", type=count(), default=64, show_default=True)
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1.0), default=2e-3, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--recipe", type=click.Choice(["joint", "aux"]), default="joint", show_default=True,
+@click.option("--recipe", type=click.Choice(["joint", "aux", "pretrained", "frozen"]), default="joint",
+              show_default=True,
               help="Fused models' recipe: aux = per-modality auxiliary losses and modality dropout; "
-                   "joint = the same plus concat's and cross_attention's joint-prediction head.")
+                   "joint = the same plus concat's and cross_attention's joint-prediction head; pretrained = joint "
+                   "starting (redundant task) from the seed's unimodal models, trained first; frozen = pretrained "
+                   "with those parts fixed.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for runs and results.jsonl (created if missing).")
 def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,

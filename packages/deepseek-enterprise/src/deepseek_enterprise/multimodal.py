@@ -79,12 +79,27 @@ class MultimodalOptions:
     """Weight of the InfoNCE alignment between modalities' pooled embeddings."""
     temperature: float = field(default=0.1, metadata={"check": lambda v: None if v > 0 else "must be > 0"})
     """InfoNCE temperature."""
+    pretrained: dict[str, str] = field(default_factory=dict)
+    """Per modality, a run folder or checkpoint folder of a unimodal ``multimodal.classifier`` of
+    that modality (same encoder and keys) whose encoder, projection and own classifier this model
+    starts from (``{vision = "runs/v", ...}``; docs/multimodal.md); empty: random weights."""
+    freeze_pretrained: bool = False
+    """Keep the parameters copied from ``pretrained`` fixed (they do not train)."""
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"model.modalities: {list(self.modalities)}; give distinct modalities among "
                               f"{', '.join(MODALITIES)}")
+        for m, path in self.pretrained.items():
+            if m not in self.modalities:
+                raise ConfigError(f"model.pretrained.{m}: not a modality of this model ({list(self.modalities)}); "
+                                  "name runs for its modalities only")
+            if not isinstance(path, str) or not path:
+                raise ConfigError(f"model.pretrained.{m}: {path!r} is not a path; give a run folder (runs/<name>)")
+        if self.freeze_pretrained and not self.pretrained:
+            raise ConfigError("model.freeze_pretrained: true without model.pretrained; name the runs to start from "
+                              "or set it to false")
 
 
 class MultimodalClassifier(BuildsComponents, TrainableModel):
@@ -115,6 +130,10 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                                        path="model.fusion_options")
         dims = {m: int(enc.output_dim) for m, enc in self.encoders.items()}
         self.fusion = fusion_cls(fusion_options, dims=dims, num_classes=options.num_classes)
+        if options.pretrained:
+            from deepseek_enterprise.pretrained import load_pretrained
+
+            load_pretrained(self, options.pretrained, options, freeze=options.freeze_pretrained)
 
     # ------------------------------------------------------------------ forward
 

@@ -29,31 +29,51 @@ CONFIGS: dict[str, tuple[tuple[str, ...], str]] = {
     "concat": (("vision", "audio", "text"), "concat"),
     "cross_attention": (("vision", "audio", "text"), "cross_attention"),
 }
+JOINT = {"aux_loss_weight": 0.5, "modality_dropout": 0.2, "fusion_options": {"joint": True}}
 RECIPES: dict[str, dict[str, Any]] = {
     "aux": {"aux_loss_weight": 0.5, "modality_dropout": 0.2},
-    "joint": {"aux_loss_weight": 0.5, "modality_dropout": 0.2, "fusion_options": {"joint": True}},
+    "joint": JOINT,
+    "pretrained": JOINT,
+    "frozen": {**JOINT, "freeze_pretrained": True},
 }
 """The fused models' training recipes: ``aux`` per-modality auxiliary losses (each modality's
 classifier on its own label) and modality dropout; ``joint`` the same, and ``concat`` and
 ``cross_attention`` add the joint-prediction head (``fusion_options.joint``), and on the
 complementary task no modality dropout (there a sample missing a modality has no answer: dropout
-0.2 per modality leaves 49% of the training samples unanswerable). ``late`` takes ``aux``'s keys
-in both. Unimodal models take none."""
+0.2 per modality leaves 49% of the training samples unanswerable). ``pretrained`` is ``joint``
+whose ``concat`` and ``cross_attention`` start, on the redundant task, from the same seed's
+unimodal models (``model.pretrained``: their encoders, projections and own classifiers; the
+study trains those first); ``frozen`` the same with those parts kept fixed
+(``model.freeze_pretrained``). On the complementary task both are ``joint``: its unimodal models
+learn the class, which no single modality shows, so they have nothing to start from. ``late``
+takes ``aux``'s keys in all. Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
-NO_DROPOUT = {("joint", "complementary")}
+NO_DROPOUT = {(recipe, "complementary") for recipe in ("joint", "pretrained", "frozen")}
 """(recipe, task) pairs trained without modality dropout."""
+PRETRAINED = {("pretrained", "redundant"), ("frozen", "redundant")}
+"""(recipe, task) pairs whose ``concat`` and ``cross_attention`` start from the unimodal models."""
 
 
-def recipe_keys(config: str, recipe: str, task: str) -> dict[str, Any]:
-    """The ``[model]`` keys ``recipe`` gives model ``config`` on ``task`` (none for a unimodal model)."""
+def starts_from_unimodal(config: str, recipe: str, task: str) -> bool:
+    """Whether model ``config`` trained with ``recipe`` on ``task`` starts from the unimodal models."""
+    return (recipe, task) in PRETRAINED and CONFIGS[config][1] != "late"
+
+
+def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``[model]`` keys ``recipe`` gives model ``config`` on ``task`` (none for a unimodal
+    model); ``sources``: the unimodal run folders per modality, for a model that starts from them."""
     modalities, fusion = CONFIGS[config]
     if len(modalities) == 1:
         return {}
     keys = dict(RECIPES[recipe])
     if fusion == "late":
-        keys.pop("fusion_options", None)
+        keys = {k: keys[k] for k in ("aux_loss_weight", "modality_dropout")}
     elif (recipe, task) in NO_DROPOUT:
         keys["modality_dropout"] = 0.0
+    if starts_from_unimodal(config, recipe, task):
+        keys["pretrained"] = dict(sources or {})
+    else:
+        keys.pop("freeze_pretrained", None)
     return keys
 
 
@@ -64,11 +84,11 @@ def recipe_label(config: str, recipe: str | None) -> str:
 
 
 def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, lr: float, device: str,
-                 runs_dir: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
-    """The ``deepseek train`` config of one run of the study."""
+                 runs_dir: str, recipe: str = DEFAULT_RECIPE, sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``deepseek train`` config of one run of the study (``sources``: see :func:`recipe_keys`)."""
     modalities, fusion = CONFIGS[config]
     model: dict[str, Any] = {"name": "multimodal.classifier", "modalities": list(modalities), "fusion": fusion,
-                             **recipe_keys(config, recipe, task)}
+                             **recipe_keys(config, recipe, task, sources)}
     return {
         "model": model,
         "data": {"name": "multimodal.digits", "task": task, "batch_size": batch, "eval_batches": 16},
@@ -129,6 +149,16 @@ def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
             "parameters": sum(p.numel() for p in module.parameters()), "device": str(device)}
 
 
+def run_order(configs: list[str], recipe: str, task: str) -> list[str]:
+    """The models to train for one task and seed, in order: with a recipe whose fused models start
+    from the unimodal models, those come first (added when not asked for: they are trained anyway)."""
+    if not any(starts_from_unimodal(c, recipe, task) for c in configs):
+        return list(configs)
+    needed = [m for c in configs if starts_from_unimodal(c, recipe, task) for m in CONFIGS[c][0]]
+    unimodal = [c for c in CONFIGS if len(CONFIGS[c][0]) == 1 and (c in configs or c in needed)]
+    return unimodal + [c for c in configs if c not in unimodal]
+
+
 def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int, *, batch: int, lr: float,
               device: str, out: Path, host: Any = None, recipe: str = DEFAULT_RECIPE) -> list[dict[str, Any]]:
     """Train and test every (task, config, seed); write ``out/results.jsonl`` as it goes."""
@@ -140,18 +170,27 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     rows = []
     for task in tasks:
         for seed in seeds:
-            for name in configs:
+            sources: dict[str, str] = {}  # modality -> this seed's unimodal run folder
+            for name in run_order(configs, recipe, task):
+                mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
                 config = config_from_dict(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
-                                                       runs_dir=str(out / "runs"), recipe=recipe), host=host)
+                                                       runs_dir=str(out / "runs"), recipe=recipe, sources=mine),
+                                          host=host)
                 start = time.perf_counter()
                 trainer = Trainer(config, quiet=True, host=host)
                 trainer.fit()
+                if len(CONFIGS[name][0]) == 1:
+                    sources[CONFIGS[name][0][0]] = str(trainer.run_dir)
                 params = sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
                 row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
                                        "recipe": recipe if recipe_keys(name, recipe, task) else None,
                                        "seconds": time.perf_counter() - start, "test": test_metrics(trainer)}
-                row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in read_metrics(trainer.run_dir / "metrics.jsonl")
-                                    if "val_accuracy" in r]
+                if starts_from_unimodal(name, recipe, task):
+                    row["started_from"] = mine
+                evals = [r for r in read_metrics(trainer.run_dir / "metrics.jsonl") if "val_accuracy" in r]
+                row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in evals]
+                if evals:  # the last evaluation on the val split: fused accuracy and each modality's own read
+                    row["val"] = {k: v for k, v in evals[-1].items() if k.startswith("val_accuracy")}
                 modalities = CONFIGS[name][0]
                 if len(modalities) > 1:
                     row["missing"] = {m: test_metrics(trainer, (m,))["test_accuracy"] for m in modalities}

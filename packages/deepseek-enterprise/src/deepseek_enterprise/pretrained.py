@@ -1,0 +1,104 @@
+"""``[model] pretrained``: a multimodal classifier's modalities start from unimodal runs.
+
+``pretrained = {vision = "runs/v", audio = "runs/a"}`` names, per modality, a run folder or
+checkpoint folder of a *unimodal* ``multimodal.classifier`` (``modalities = [that one]``, the
+same encoder and encoder keys). Its weights of that modality, the encoder
+(``encoders.<m>.*``), the projection to the shared space (``fusion.project.<m>.*``) and the
+modality's own classifier (``fusion.heads.<m>.*``), are copied into the model when it is built;
+the fusion's own parts (the MLP, the joint table, cross-attention) start as they would anyway.
+With ``freeze_pretrained`` the copied parameters do not train (they are left out of the
+optimizer), so the modality's classifier reads exactly as the unimodal model did.
+
+Every problem is one line naming ``model.pretrained.<m>``: no such folder, an incomplete
+checkpoint, a run of another model or of other modalities, other encoder keys, shapes that do not
+fit. The folders must exist whenever the model is built from its config (training, resume,
+evaluation), like ``vision.weights``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from deepseek.errors import ConfigError, UsageError
+
+
+def modality_prefixes(m: str) -> tuple[str, ...]:
+    """The state-dict prefixes of modality ``m``'s own parts (encoder, projection, classifier)."""
+    return (f"encoders.{m}.", f"fusion.project.{m}.", f"fusion.heads.{m}.")
+
+
+def _source_model(path: str, where: str) -> tuple[Any, dict[str, Any]]:
+    """(checkpoint folder, its run's ``[model]`` table) of ``path``, checked."""
+    from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
+
+    try:
+        ckpt = resolve_checkpoint(path)
+        state = read_trainer_state(ckpt)
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    model = (state.get("config") or {}).get("model")
+    if not isinstance(model, dict):
+        raise ConfigError(f"{where}: {ckpt} records no [model] config; give a run folder of deepseek train")
+    return ckpt, model
+
+
+def check_source(m: str, path: str, options: Any) -> tuple[Any, str]:
+    """The checkpoint folder of ``pretrained.<m>``; a one-line :class:`ConfigError` when it is not
+    a unimodal ``multimodal.classifier`` run of modality ``m`` with the same encoder and keys."""
+    where = f"model.pretrained.{m}"
+    ckpt, model = _source_model(path, where)
+    name = model.get("name")
+    if name != "multimodal.classifier":
+        raise ConfigError(f"{where}: {path} is a run of model {name!r}; give a unimodal multimodal.classifier run "
+                          f"(modalities = [\"{m}\"])")
+    modalities = model.get("modalities")
+    if modalities != [m]:
+        raise ConfigError(f"{where}: {path} is a run of modalities {modalities}; give a run of modalities = [\"{m}\"]")
+    encoder = getattr(options, f"{m}_encoder")
+    theirs = model.get(f"{m}_encoder", encoder)
+    if theirs != encoder:
+        raise ConfigError(f"{where}: {path} used encoder {theirs!r}, this model {encoder!r}; give a run of the same "
+                          f"encoder or set model.{m}_encoder = {theirs!r}")
+    mine = dict(getattr(options, m))
+    their_keys = model.get(m)
+    if their_keys != mine:
+        raise ConfigError(f"{where}: {path} used encoder keys {their_keys}, this model {mine}; give a run with the "
+                          f"same [model.{m}] keys")
+    return ckpt, where
+
+
+def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, *, freeze: bool) -> None:
+    """Copy each named run's modality into ``model`` (module docstring); with ``freeze`` the copied
+    parameters stop requiring gradients."""
+    import torch
+
+    from deepseek.training.checkpoint import load_model_state
+
+    own = model.state_dict()
+    for m, path in sources.items():
+        ckpt, where = check_source(m, path, options)
+        try:
+            theirs = load_model_state(ckpt)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        prefixes = modality_prefixes(m)
+        wanted = {k for k in own if k.startswith(prefixes)}
+        given = {k for k in theirs if k.startswith(prefixes)}
+        missing = sorted(wanted - given)
+        bad = sorted(k for k in wanted & given if tuple(theirs[k].shape) != tuple(own[k].shape))
+        if missing or bad or given - wanted:
+            detail = f"missing {missing[:2]}" if missing else (
+                f"shape {tuple(theirs[bad[0]].shape)} of {bad[0]} where this model has {tuple(own[bad[0]].shape)}"
+                if bad else f"unexpected {sorted(given - wanted)[:2]}")
+            raise ConfigError(f"{where}: {path} does not fit this model ({detail}); give a run with the same "
+                              f"encoder keys and fusion_options.d_model")
+        with torch.no_grad():
+            for k in wanted:
+                own[k].copy_(theirs[k])
+    if freeze:
+        for name, p in model.named_parameters():
+            if any(name.startswith(modality_prefixes(m)) for m in sources):
+                p.requires_grad_(False)

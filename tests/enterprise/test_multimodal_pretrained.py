@@ -1,0 +1,167 @@
+"""``[model] pretrained`` / ``freeze_pretrained`` and the study's ``pretrained`` / ``frozen`` recipes:
+a fused model starts with exactly the unimodal runs' encoders, projections and own classifiers
+(everything else as without them), frozen parts stay fixed through training, the study trains the
+unimodal models first and hands their run folders on, and a bad source is one line (exit code 2
+from ``deepseek train``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from deepseek.config.load import config_from_dict
+from deepseek.errors import ConfigError
+from deepseek.training.build import build_model
+from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
+from deepseek.training.trainer import Trainer
+from deepseek_enterprise.pretrained import modality_prefixes
+from deepseek_enterprise.study import recipe_keys, run_order, run_study, study_config
+
+MODALITIES = ("vision", "audio", "text")
+TINY = {"vision": {"embed_dim": 16, "depths": [1, 1]}, "audio": {"d_model": 16, "n_heads": 2, "n_layers": 1},
+        "text": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def config(runs: Path, name: str, model: dict[str, Any], steps: int = 2) -> dict[str, Any]:
+    return {
+        "model": {"name": "multimodal.classifier", **TINY, **model,
+                  "fusion_options": {"d_model": 16, **({} if model.get("fusion") == "late" else {"hidden": 16}),
+                                     **model.get("fusion_options", {})}},
+        "data": {"name": "multimodal.digits", "batch_size": 16, "eval_batches": 1, "eval_size": 16},
+        "train": {"max_steps": steps, "warmup_steps": 1, "lr": 1e-2, "eval_interval": steps, "seed": 3},
+        "precision": {"dtype": "fp32"},
+        "strategy": {"name": "single", "device": "cpu"},
+        "checkpoint": {"interval": 0, "at_end": True},
+        "logging": {"progress": False, "plot": False, "runs_dir": str(runs), "name": name},
+    }
+
+
+@pytest.fixture(scope="module")
+def unimodal(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Three unimodal runs of 2 steps (tiny encoders) and their final weights."""
+    runs = tmp_path_factory.mktemp("runs")
+    out: dict[str, Any] = {"runs": runs, "folders": {}, "weights": {}}
+    for m in MODALITIES:
+        result = Trainer(config_from_dict(config(runs, m, {"modalities": [m], "fusion": "late"})), quiet=True).fit()
+        out["folders"][m] = str(result.run_dir)
+        out["weights"][m] = load_model_state(resolve_checkpoint(result.run_dir))
+    return out
+
+
+@pytest.mark.parametrize("fusion", ["concat", "cross_attention"])
+def test_the_fused_model_starts_with_exactly_the_unimodal_parts(unimodal: dict[str, Any], tmp_path: Path,
+                                                                fusion: str) -> None:
+    fused = build_model(config_from_dict(config(tmp_path, "f", {"fusion": fusion,
+                                                                "pretrained": unimodal["folders"]})))
+    plain = build_model(config_from_dict(config(tmp_path, "f", {"fusion": fusion})))
+    state, random = fused.state_dict(), plain.state_dict()
+    copied = 0
+    for m in MODALITIES:
+        theirs = unimodal["weights"][m]
+        for k, v in state.items():
+            if k.startswith(modality_prefixes(m)):
+                assert torch.equal(v, theirs[k]), k
+                assert not torch.equal(v, random[k]), k  # trained for 2 steps: not the random start
+                copied += 1
+    assert copied == sum(1 for k in state if k.startswith(tuple(p for m in MODALITIES for p in modality_prefixes(m))))
+    # Everything else (the fusion's MLP, its table, attention) starts as it would without them.
+    rest = [k for k in state if not k.startswith(tuple(p for m in MODALITIES for p in modality_prefixes(m)))]
+    assert rest and all(torch.equal(state[k], random[k]) for k in rest)
+    assert all(p.requires_grad for p in fused.parameters())
+
+
+def test_frozen_parts_stay_fixed_and_the_rest_trains(unimodal: dict[str, Any], tmp_path: Path) -> None:
+    cfg = config(tmp_path, "frozen", {"fusion": "concat", "pretrained": {"audio": unimodal["folders"]["audio"]},
+                                       "freeze_pretrained": True, "aux_loss_weight": 0.5}, steps=3)
+    result = Trainer(config_from_dict(cfg), quiet=True).fit()
+    after = load_model_state(resolve_checkpoint(result.run_dir))
+    start = build_model(config_from_dict(cfg)).state_dict()
+    audio = [k for k in after if k.startswith(modality_prefixes("audio"))]
+    assert audio and all(torch.equal(after[k], unimodal["weights"]["audio"][k]) for k in audio)
+    # vision was not named: it starts random and trains, like the fusion's MLP.
+    for prefix in ("encoders.vision.", "fusion.mlp."):
+        names = [k for k in after if k.startswith(prefix) and after[k].is_floating_point()]
+        assert any(not torch.equal(after[k], start[k]) for k in names), prefix
+
+
+def test_bad_sources_are_one_line(unimodal: dict[str, Any], tmp_path: Path) -> None:
+    folders = unimodal["folders"]
+
+    def refused(model: dict[str, Any], message: str) -> None:
+        with pytest.raises(ConfigError, match=message) as info:
+            build_model(config_from_dict(config(tmp_path, "bad", {"fusion": "concat", **model})))
+        assert "\n" not in str(info.value)
+
+    refused({"pretrained": {"vision": str(tmp_path / "nowhere")}},
+            r"^model\.pretrained\.vision: .*nowhere: no such checkpoint or run folder; pass a run folder")
+    refused({"pretrained": {"vision": folders["audio"]}},
+            r"^model\.pretrained\.vision: .* is a run of modalities \['audio'\]; give a run of modalities = \[\"vision\"\]$")
+    refused({"pretrained": {"smell": folders["audio"]}}, r"^model\.pretrained\.smell: not a modality of this model")
+    refused({"pretrained": {"text": ""}}, r"^model\.pretrained\.text: '' is not a path")
+    refused({"freeze_pretrained": True}, r"^model\.freeze_pretrained: true without model\.pretrained")
+    refused({"pretrained": {"audio": folders["audio"]}, "audio": {"d_model": 32, "n_heads": 2, "n_layers": 1}},
+            r"^model\.pretrained\.audio: .* used encoder keys .*'d_model': 16.*, this model .*'d_model': 32.*; give a run "
+            r"with the same \[model\.audio\] keys$")
+    refused({"pretrained": {"audio": folders["audio"]}, "fusion_options": {"d_model": 8}},
+            r"^model\.pretrained\.audio: .* does not fit this model \(shape \(10, 16\) of fusion\.heads\.audio\.weight "
+            r"where this model has \(10, 8\)\); give a run with the same encoder keys and fusion_options\.d_model$")
+    fused = Trainer(config_from_dict(config(tmp_path, "tri", {"fusion": "concat"})), quiet=True).fit().run_dir
+    refused({"pretrained": {"vision": str(fused)}},
+            r"^model\.pretrained\.vision: .* is a run of modalities \['vision', 'audio', 'text'\]")
+
+
+def test_deepseek_train_refuses_a_missing_source_in_one_line(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[model]\nname = "multimodal.classifier"\nfusion = "concat"\n'
+                    f'pretrained = {{audio = "{tmp_path / "gone"}"}}\n'
+                    '[data]\nname = "multimodal.digits"\n[train]\nmax_steps = 1\n')
+    out = subprocess.run([sys.executable, "-m", "deepseek", "train", str(toml), "--set", "strategy.device=cpu"],
+                         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.pretrained.audio:" in lines[0] and "gone: no such checkpoint" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_study_trains_unimodal_models_first_and_passes_them_on(tmp_path: Path) -> None:
+    assert run_order(["cross_attention", "late", "vision"], "pretrained", "redundant") == [
+        "vision", "audio", "text", "cross_attention", "late"]
+    assert run_order(["cross_attention", "vision"], "joint", "redundant") == ["cross_attention", "vision"]
+    # The complementary task's unimodal models learn the class (chance alone): nothing to start from.
+    assert run_order(["concat"], "frozen", "complementary") == ["concat"]
+    assert recipe_keys("concat", "pretrained", "complementary") == recipe_keys("concat", "joint", "complementary")
+    sources = {m: f"runs/{m}" for m in MODALITIES}
+    assert recipe_keys("concat", "frozen", "redundant", sources) == {
+        "aux_loss_weight": 0.5, "modality_dropout": 0.2, "fusion_options": {"joint": True},
+        "freeze_pretrained": True, "pretrained": sources}
+    assert recipe_keys("late", "frozen", "redundant", sources) == {"aux_loss_weight": 0.5, "modality_dropout": 0.2}
+    assert recipe_keys("vision", "frozen", "redundant", sources) == {}
+    model = study_config("redundant", "cross_attention", 1, 10, batch=8, lr=1e-3, device="cpu", runs_dir="r",
+                         recipe="pretrained", sources=sources)["model"]
+    assert model["pretrained"] == sources and "freeze_pretrained" not in model
+
+
+def test_a_frozen_study_row_says_what_it_started_from(tmp_path: Path) -> None:
+    rows = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path, recipe="frozen")
+    assert [(r["config"], r["recipe"]) for r in rows] == [("vision", None), ("audio", None), ("text", None),
+                                                          ("concat", "frozen")]
+    runs = {m: str(tmp_path / "runs" / f"redundant-{m}-s0") for m in MODALITIES}
+    assert rows[-1]["started_from"] == runs
+    after = load_model_state(resolve_checkpoint(tmp_path / "runs" / "redundant-concat-s0"))
+    for m in MODALITIES:
+        theirs = load_model_state(resolve_checkpoint(runs[m]))
+        assert all(torch.equal(after[k], theirs[k]) for k in after if k.startswith(modality_prefixes(m)))
+        # The row's validation reads: a frozen head reads exactly as the unimodal model did.
+        assert rows[-1]["val"][f"val_accuracy_{m}"] == rows[MODALITIES.index(m)]["val"]["val_accuracy"]
