@@ -88,6 +88,7 @@ def tokens_part(dtype: torch.dtype, new: int) -> list[dict[str, Any]]:
                 "eager_s": round(eager_s, 4), "static_first_call_s": round(first_s, 2), "static_s": round(ours_s, 4),
                 "eager_ms_per_token": round(eager_s / new * 1e3, 3),
                 "static_ms_per_token": round(ours_s / new * 1e3, 3),
+                "static_cache_lengths": pool.lengths(),  # (batch, positions): sized to prompt + new tokens
             })
             print(json.dumps(rows[-1]), flush=True)
         # The same graph around the eager step (no inductor): capture only, no compile.

@@ -1,7 +1,8 @@
 """Static-cache decoding (``deepseek.models.static_decoding``) on the CPU: the device-position
 step without a graph gives the tokens of the eager KV-cache loop (greedy and sampled with a seed,
-through window rebuilds and the ring's copy-outs, rows of a batch alike), leaves the generator
-where eager decoding leaves it, and says why a model cannot use it. The CUDA-graph capture itself
+through window rebuilds and the ring's copy-outs, rows of a batch alike, on a cache sized to the
+request or to the whole window), leaves the generator where eager decoding leaves it, and says
+why a model cannot use it. The CUDA-graph capture itself
 runs only on a CUDA device (skipped here with the reason)."""
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from deepseek.errors import UsageError
 from deepseek.models.decoding import sample_next
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.layers import KVCursor
-from deepseek.models.static_decoding import RING, StaticDecoders, choose_static, static_refusal
+from deepseek.models.static_decoding import (
+    RING,
+    StaticDecoders,
+    choose_static,
+    static_cache_length,
+    static_refusal,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -58,9 +65,50 @@ def test_more_tokens_than_the_ring_and_reuse_of_a_decoder() -> None:
     assert torch.equal(a, b) and b.shape == (2, 7 + new)
     _, again, *_ = eager_and_static(model, idx, new, pool, temperature=0.0)
     assert torch.equal(again, b)
-    assert len(pool._decoders) == 1  # the same decoder served the second call
+    assert pool.lengths() == [(2, 64)]  # the same decoder served the second call
     model.generate(idx[:1], 3, temperature=0.0, static=pool)
-    assert len(pool._decoders) == 2  # one per batch size
+    assert pool.lengths() == [(2, 64), (1, 64)]  # one per batch size
+
+
+def test_cache_length_is_the_request_rounded_up_and_capped_at_the_window() -> None:
+    assert static_cache_length(128 + 64, 1024) == 192  # not the 1,024 positions of the window
+    assert static_cache_length(129 + 64, 1024) == 256
+    assert static_cache_length(2, 1024) == 64  # at least one step
+    assert static_cache_length(1000 + 100, 1024) == 1024  # past the window: the window (rebuilds)
+    assert static_cache_length(80, 100) == 100  # rounded past a window that is no multiple: capped
+    assert static_cache_length(5, 16) == 16  # a window below one step
+    assert static_cache_length(33, 1024, step=32) == 64
+    with pytest.raises(ValueError, match="must be >= 1"):
+        static_cache_length(10, 1024, step=0)
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(0.0, None), (0.9, 10)])
+def test_a_cache_sized_to_the_request_decodes_the_eager_tokens(temperature: float, top_k: int | None) -> None:
+    model = small_gpt(window=256)
+    pool = StaticDecoders(graphs=False, compile_step=False)
+    idx = torch.randint(0, 64, (3, 5), generator=torch.Generator().manual_seed(1))
+    a, b, gen_a, gen_b = eager_and_static(model, idx, 40, pool, temperature=temperature, top_k=top_k)
+    assert torch.equal(a, b) and b.shape == (3, 45)
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())
+    assert pool.lengths() == [(3, 64)]  # 5 + 40 positions: a 64-position cache, not 256
+    longer = torch.randint(0, 64, (3, 9), generator=torch.Generator().manual_seed(2))
+    a, b, *_ = eager_and_static(model, longer, 50, pool, temperature=temperature, top_k=top_k)
+    assert torch.equal(a, b) and pool.lengths() == [(3, 64)]  # 9 + 50 fit the same decoder: reused
+    a, b, *_ = eager_and_static(model, idx, 70, pool, temperature=temperature, top_k=top_k)
+    assert torch.equal(a, b) and pool.lengths() == [(3, 64), (3, 128)]  # 5 + 70: the next size up
+
+
+def test_requests_past_a_window_that_is_no_multiple_of_the_step_rebuild_as_eager() -> None:
+    model = small_gpt(window=100)
+    pool = StaticDecoders(graphs=False, compile_step=False)
+    idx = torch.randint(0, 64, (2, 50), generator=torch.Generator().manual_seed(3))
+    a, b, *_ = eager_and_static(model, idx, 30, pool, temperature=0.0)  # 80 rounds to 128: capped at 100
+    assert torch.equal(a, b) and pool.lengths() == [(2, 100)]
+    a, b, *_ = eager_and_static(model, idx, 130, pool, temperature=0.0)  # 50 + 130 > 100: rebuilt twice
+    assert torch.equal(a, b) and b.shape == (2, 180) and pool.lengths() == [(2, 100)]
+    prompt = torch.randint(0, 64, (2, 140), generator=torch.Generator().manual_seed(4))  # longer than the window
+    a, b, *_ = eager_and_static(model, prompt, 20, pool, temperature=0.0)
+    assert torch.equal(a, b) and b.shape == (2, 160) and pool.lengths() == [(2, 100)]
 
 
 def test_rows_of_a_batch_decode_as_alone_and_columns_stream() -> None:

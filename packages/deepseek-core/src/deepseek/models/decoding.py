@@ -138,7 +138,8 @@ def generate_cached(
     ``forward_cached`` / ``new_cache`` / ``decode_window`` through :func:`run_decode`, in eval
     mode (its training mode restored after). ``static``: a
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode on (one static-cache
-    decoder per batch size; a model without ``static_decoding`` is refused in one line)."""
+    decoder per batch size, its cache sized to the prompt plus the new tokens; a model without
+    ``static_decoding`` is refused in one line)."""
     check_request(idx, max_new_tokens, temperature, top_k)
     window = model.decode_window()
     was_training = model.training
@@ -153,7 +154,7 @@ def generate_cached(
                 raise UsageError(f"generate: static-cache decoding cannot serve this model: {reason}; "
                                  "decode without it")
             session = static.session(model, idx.size(0), window, temperature=temperature, top_k=top_k,
-                                     generator=generator)
+                                     generator=generator, positions=min(idx.size(1), window) + max_new_tokens)
         else:
             session = EagerSession(lambda ids, cache: model.forward_cached(ids, cache)[:, -1], model.new_cache,
                                    idx.size(0), window, temperature=temperature, top_k=top_k, generator=generator)

@@ -21,7 +21,13 @@ one model:
 the caller's generator state is copied into the decoder's generator at the start and back at the
 end, so a seed gives the tokens eager decoding gives (for the same logits) and the generator
 advances as it would have. :class:`StaticDecoders` keeps the decoders a caller reuses (one per
-batch size and sampling setting; a new capture when the weights were reallocated).
+batch size, cache length and sampling setting; a new capture when the weights were reallocated).
+The cache is sized to the request, not to the model's window (:func:`static_cache_length`): the
+prompt's positions plus the new tokens, rounded up to a multiple of :data:`CACHE_STEP` so that
+similar requests share one decoder (and one graph), at most the window; a request longer than
+the window gets the whole window and the cache is rebuilt from the last half window as in eager
+decoding. Each step attends over the cache's length, so a short request pays for its own
+positions only.
 
 :func:`static_refusal` says in one line why a model cannot decode this way (tensor-parallel
 weights, pipeline stages, no KV-cache decoding, a CPU device for graphs).
@@ -41,6 +47,18 @@ from deepseek.models.protocol import TrainableModel, model_capabilities
 
 RING = 128
 """Token columns the graph writes before the host copies them out."""
+
+CACHE_STEP = 64
+"""Static caches are a multiple of this many positions long (or the whole window)."""
+
+
+def static_cache_length(positions: int, window: int, *, step: int = CACHE_STEP) -> int:
+    """The static cache's length for a request that fills at most ``positions`` positions (its
+    prompt's, at most ``window``, plus its new tokens): ``positions`` rounded up to a multiple of
+    ``step``, at most ``window``, at least one ``step`` (or the window)."""
+    if window < 1 or step < 1:
+        raise ValueError(f"static_cache_length: window {window} and step {step} must be >= 1")
+    return min(window, max(step, -(-positions // step) * step))
 
 
 def static_refusal(model: nn.Module, *, graphs: bool = True) -> str | None:
@@ -212,15 +230,27 @@ class StaticSession:
 class StaticDecoders:
     """The :class:`StaticDecoder` s a caller reuses across decode calls: one per model, batch size,
     cache length and sampling setting, at most ``keep`` (the least recently used goes first).
-    ``graphs``: capture CUDA graphs (CUDA only); ``compile_step``: compile the step with inductor."""
+    ``graphs``: capture CUDA graphs (CUDA only); ``compile_step``: compile the step with inductor;
+    ``step``: cache lengths are multiples of it (:func:`static_cache_length`)."""
 
-    def __init__(self, *, graphs: bool = True, compile_step: bool = True, keep: int = 8) -> None:
-        self.graphs, self.compile_step, self.keep = graphs, compile_step, keep
+    def __init__(self, *, graphs: bool = True, compile_step: bool = True, keep: int = 8,
+                 step: int = CACHE_STEP) -> None:
+        self.graphs, self.compile_step, self.keep, self.step = graphs, compile_step, keep, step
         self._decoders: OrderedDict[tuple[Any, ...], StaticDecoder] = OrderedDict()
 
-    def session(self, model: nn.Module, batch: int, max_len: int, *, temperature: float, top_k: int | None,
-                generator: torch.Generator | None) -> StaticSession:
-        """A session on the decoder for these settings (built, and captured, on first use)."""
+    def lengths(self) -> list[tuple[int, int]]:
+        """``(batch, cache length)`` of every kept decoder, the least recently used first."""
+        return [(d.batch, d.max_len) for d in self._decoders.values()]
+
+    def session(self, model: nn.Module, batch: int, window: int, *, temperature: float, top_k: int | None,
+                generator: torch.Generator | None, positions: int | None = None) -> StaticSession:
+        """A session on the decoder for these settings (built, and captured, on first use): its
+        cache holds :func:`static_cache_length` ``(positions, window)`` positions (``positions``:
+        the most the request fills, its prompt's last ``window`` tokens plus its new ones;
+        ``None``: the whole window). :func:`~deepseek.models.decoding.run_decode` with ``window``
+        never writes past it: a request that fits below the window never reaches the rebuild, one
+        that does not gets the whole window."""
+        max_len = window if positions is None else static_cache_length(positions, window, step=self.step)
         weights = tuple(p.data_ptr() for p in model.parameters())
         key = (id(model), batch, max_len, temperature, top_k, weights)
         decoder = self._decoders.pop(key, None)
