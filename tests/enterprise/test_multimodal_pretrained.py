@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from deepseek.config.load import config_from_dict
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.training.build import build_model
 from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
 from deepseek.training.trainer import Trainer
@@ -165,3 +165,12 @@ def test_a_frozen_study_row_says_what_it_started_from(tmp_path: Path) -> None:
         assert all(torch.equal(after[k], theirs[k]) for k in after if k.startswith(modality_prefixes(m)))
         # The row's validation reads: a frozen head reads exactly as the unimodal model did.
         assert rows[-1]["val"][f"val_accuracy_{m}"] == rows[MODALITIES.index(m)]["val"]["val_accuracy"]
+    # A later study starts from these unimodal runs instead of training its own.
+    again = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "again",
+                      recipe="pretrained", unimodal_runs=tmp_path / "runs")
+    assert [(r["config"], r["recipe"], r["started_from"]) for r in again] == [("concat", "pretrained", runs)]
+    with pytest.raises(UsageError, match=r"^--unimodal-runs: .*redundant-vision-s1 is not a folder; pass the runs "
+                                         r"folder of a study of the same seeds"):
+        run_study(["redundant"], [1], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "x",
+                  recipe="frozen", unimodal_runs=tmp_path / "runs")
+    assert not (tmp_path / "x").exists()

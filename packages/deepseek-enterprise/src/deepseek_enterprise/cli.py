@@ -37,10 +37,13 @@ def multimodal() -> None:
                    "joint = the same plus concat's and cross_attention's joint-prediction head; pretrained = joint "
                    "starting (redundant task) from the seed's unimodal models, trained first; frozen = pretrained "
                    "with those parts fixed.")
+@click.option("--unimodal-runs", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              metavar="DIR", help="With pretrained or frozen: the runs folder of an earlier study of the same seeds "
+                                  "whose unimodal runs the fused models start from (instead of training them here).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for runs and results.jsonl (created if missing).")
 def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,
-          lr: float, device: str, recipe: str, out: Path) -> None:
+          lr: float, device: str, recipe: str, unimodal_runs: Path | None, out: Path) -> None:
     """Train every model per task and seed, test each once on the held-out split, print the tables."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
@@ -49,7 +52,7 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     check_output(out, where="--out", folder=True)
     rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
                      list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host(),
-                     recipe=recipe)
+                     recipe=recipe, unimodal_runs=unimodal_runs)
     click.echo(table(rows))
 
 

@@ -48,6 +48,7 @@ study trains those first); ``frozen`` the same with those parts kept fixed
 learn the class, which no single modality shows, so they have nothing to start from. ``late``
 takes ``aux``'s keys in all. Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
+MODALITY_ORDER = ("vision", "audio", "text")
 NO_DROPOUT = {(recipe, "complementary") for recipe in ("joint", "pretrained", "frozen")}
 """(recipe, task) pairs trained without modality dropout."""
 PRETRAINED = {("pretrained", "redundant"), ("frozen", "redundant")}
@@ -149,10 +150,11 @@ def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
             "parameters": sum(p.numel() for p in module.parameters()), "device": str(device)}
 
 
-def run_order(configs: list[str], recipe: str, task: str) -> list[str]:
+def run_order(configs: list[str], recipe: str, task: str, *, given: bool = False) -> list[str]:
     """The models to train for one task and seed, in order: with a recipe whose fused models start
-    from the unimodal models, those come first (added when not asked for: they are trained anyway)."""
-    if not any(starts_from_unimodal(c, recipe, task) for c in configs):
+    from the unimodal models, those come first (added when not asked for: they are trained anyway),
+    unless they are ``given`` (``unimodal_runs`` of :func:`run_study`)."""
+    if given or not any(starts_from_unimodal(c, recipe, task) for c in configs):
         return list(configs)
     needed = [m for c in configs if starts_from_unimodal(c, recipe, task) for m in CONFIGS[c][0]]
     unimodal = [c for c in CONFIGS if len(CONFIGS[c][0]) == 1 and (c in configs or c in needed)]
@@ -160,18 +162,32 @@ def run_order(configs: list[str], recipe: str, task: str) -> list[str]:
 
 
 def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int, *, batch: int, lr: float,
-              device: str, out: Path, host: Any = None, recipe: str = DEFAULT_RECIPE) -> list[dict[str, Any]]:
-    """Train and test every (task, config, seed); write ``out/results.jsonl`` as it goes."""
+              device: str, out: Path, host: Any = None, recipe: str = DEFAULT_RECIPE,
+              unimodal_runs: Path | None = None) -> list[dict[str, Any]]:
+    """Train and test every (task, config, seed); write ``out/results.jsonl`` as it goes.
+    ``unimodal_runs``: the ``runs`` folder of an earlier study of the same seeds, whose unimodal
+    run folders (``<task>-<modality>-s<seed>``) fused models start from instead of ones trained here."""
     from deepseek.config.load import config_from_dict
+    from deepseek.errors import UsageError
     from deepseek.training.metrics import read_metrics
     from deepseek.training.trainer import Trainer
 
+    given: dict[tuple[str, int], dict[str, str]] = {}
+    if unimodal_runs is not None:
+        for task in tasks:
+            for seed in seeds:
+                needed = {m for c in configs if starts_from_unimodal(c, recipe, task) for m in CONFIGS[c][0]}
+                given[task, seed] = {m: str(unimodal_runs / f"{task}-{m}-s{seed}") for m in MODALITY_ORDER if m in needed}
+                gone = [p for p in given[task, seed].values() if not Path(p).is_dir()]
+                if gone:
+                    raise UsageError(f"--unimodal-runs: {gone[0]} is not a folder; pass the runs folder of a study of "
+                                     f"the same seeds with --config vision --config audio --config text")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in tasks:
         for seed in seeds:
-            sources: dict[str, str] = {}  # modality -> this seed's unimodal run folder
-            for name in run_order(configs, recipe, task):
+            sources = dict(given.get((task, seed), {}))  # modality -> this seed's unimodal run folder
+            for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
                 mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
                 config = config_from_dict(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                                        runs_dir=str(out / "runs"), recipe=recipe, sources=mine),
