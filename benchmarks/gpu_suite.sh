@@ -219,17 +219,38 @@ for group in "$@"; do
     run lat-prefill 300 python3 -m deepseek bench latency --model small --device cuda --batch 8 --seq 512 \
       --runs 30 --json "$RES/lat-prefill.json";;
   fusion)  # issue 19: the multimodal fusion study on one H200, one process per (task, seed, model):
-    # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE (joint|aux),
+    # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE (joint|aux|pretrained|frozen),
     # FUSION_TASKS, FUSION_SEEDS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
     #   FUSION_CONFIGS="concat cross_attention" bash benchmarks/gpu_suite.sh fusion
-    STEPS=${FUSION_STEPS:-1200}
-    for task in ${FUSION_TASKS:-redundant complementary}; do for seed in ${FUSION_SEEDS:-0 1 2}; do
-      for c in ${FUSION_CONFIGS:-vision audio text late concat cross_attention}; do
-        name="fusion-$task-s$seed-$c"
-        OMP_NUM_THREADS=1 timeout $((BUDGET - 30)) python3 -m deepseek multimodal study --task $task --seed $seed \
-          --config $c --steps "$STEPS" --device cuda --recipe "${FUSION_RECIPE:-joint}" --out "$RES/$name" \
-          >"$RES/$name.log" 2>&1 &
-      done; done; done
+    # FUSION_RECIPE=pretrained|frozen on the redundant task: two phases, so that concat and
+    # cross_attention start from exactly the unimodal models whose rows are reported (one process per
+    # seed trains vision, audio, text into fusion-redundant-s<seed>-uni, late runs beside them; then
+    # the fused models start from those runs with --unimodal-runs).
+    STEPS=${FUSION_STEPS:-1200}; RECIPE=${FUSION_RECIPE:-joint}
+    fusion_run() {  # fusion_run NAME ARGS...: one study process in the background
+      local name=$1; shift
+      OMP_NUM_THREADS=1 timeout $((BUDGET - 30 - ($(date +%s) - START))) python3 -m deepseek multimodal study "$@" \
+        --steps "$STEPS" --device cuda --recipe "$RECIPE" --out "$RES/$name" >"$RES/$name.log" 2>&1 &
+    }
+    for task in ${FUSION_TASKS:-redundant complementary}; do
+      CONFIGS=${FUSION_CONFIGS:-vision audio text late concat cross_attention}
+      if [ "$task" = redundant ] && { [ "$RECIPE" = pretrained ] || [ "$RECIPE" = frozen ]; }; then
+        UNI=""
+        for seed in ${FUSION_SEEDS:-0 1 2}; do
+          fusion_run "fusion-$task-s$seed-uni" --task $task --seed $seed --config vision --config audio --config text
+          UNI="$UNI $!"
+          case " $CONFIGS " in *" late "*) fusion_run "fusion-$task-s$seed-late" --task $task --seed $seed --config late;; esac
+        done
+        wait $UNI
+        for seed in ${FUSION_SEEDS:-0 1 2}; do for c in $CONFIGS; do case $c in concat|cross_attention)
+          fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c \
+            --unimodal-runs "$RES/fusion-$task-s$seed-uni/runs";; esac; done; done
+        continue
+      fi
+      for seed in ${FUSION_SEEDS:-0 1 2}; do for c in $CONFIGS; do
+        fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c
+      done; done
+    done
     # What has finished comes back even when the call is cut short.
     ( while sleep 15; do cat "$RES"/fusion-*/results.jsonl >"$OUT/fusion-results.jsonl" 2>/dev/null; done ) &
     COPIER=$!
