@@ -174,3 +174,26 @@ def test_a_frozen_study_row_says_what_it_started_from(tmp_path: Path) -> None:
         run_study(["redundant"], [1], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "x",
                   recipe="frozen", unimodal_runs=tmp_path / "runs")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("fusion", ["concat", "cross_attention"])
+def test_late_residual_starts_as_late_fusion_of_the_unimodal_models(unimodal: dict[str, Any], tmp_path: Path,
+                                                                    fusion: str) -> None:
+    from deepseek_enterprise.digits.dataset import DigitsOptions, MultimodalDigits
+
+    cfg = config(tmp_path, "res", {"fusion": fusion, "pretrained": unimodal["folders"],
+                                   "fusion_options": {"joint": True, "late_residual": True}})
+    fused = build_model(config_from_dict(cfg)).eval()
+    data = MultimodalDigits(DigitsOptions(eval_size=32, missing=("audio",)), batch_size=32, seed=0)
+    batch = data.split_batches("val")[0]
+    out = fused.predict(batch)
+    # Each unimodal model on its own modality, then late fusion (the mean of the present ones' logits).
+    alone = {}
+    for m in MODALITIES:
+        model = build_model(config_from_dict(config(tmp_path, m, {"modalities": [m], "fusion": "late"})))
+        model.load_state_dict(unimodal["weights"][m])
+        alone[m] = model.eval().predict(batch).logits
+    expected = (alone["vision"] + alone["text"]) / 2  # audio is missing from every sample
+    # The joint head's zero table adds the constant log(1/10).
+    torch.testing.assert_close(out.logits, expected + torch.log(torch.tensor(0.1)), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out.logits, (alone["vision"] + alone["audio"] + alone["text"]) / 3 - 2.302585)

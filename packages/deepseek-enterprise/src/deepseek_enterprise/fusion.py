@@ -34,6 +34,12 @@ unchanged). When each modality's classifier learns the modality's own content (p
 auxiliary losses on the dataset's ``modality_labels``), this head only has to learn how the
 contents combine, which an MLP over pooled embeddings learns slowly when the combination is an
 arbitrary table (the complementary digits task: ``(a op b) mod 10``).
+
+They also take ``late_residual`` (default off): ``late``'s output (the mean of the present
+modalities' own logits) is added to the fused logits, and the MLP's output layer starts at zero,
+so the model starts as late fusion of its modality classifiers and learns corrections to it
+(with ``joint``, whose term starts constant, too). With modality classifiers that start from
+unimodal models (``[model] pretrained``) the fused model starts as the ensemble of those models.
 """
 
 from __future__ import annotations
@@ -142,12 +148,17 @@ class PresenceMLP(nn.Module):
     concatenated, then ``Linear -> GELU -> Linear``; plus, with ``joint``, a :class:`JointHead`
     over the modalities' own predictions (``modality_logits`` of ``forward``)."""
 
-    def __init__(self, modalities: list[str], width: int, hidden: int, num_classes: int, *, joint: bool = False) -> None:
+    def __init__(self, modalities: list[str], width: int, hidden: int, num_classes: int, *, joint: bool = False,
+                 late_residual: bool = False) -> None:
         super().__init__()
         self.modalities = modalities
         self.mlp = nn.Sequential(nn.Linear(len(modalities) * (width + 1), hidden), nn.GELU(),
                                  nn.Linear(hidden, num_classes))
         self.joint = JointHead(modalities, num_classes) if joint else None
+        self.late_residual = late_residual
+        if late_residual:  # start as late fusion of the modality classifiers
+            nn.init.zeros_(self.mlp[2].weight)
+            nn.init.zeros_(self.mlp[2].bias)
 
     def forward(self, vectors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
                 modality_logits: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -156,10 +167,12 @@ class PresenceMLP(nn.Module):
             flag = present[m].to(vectors[m].dtype).unsqueeze(-1)
             parts += [vectors[m] * flag, flag]
         out = self.mlp(torch.cat(parts, -1))
+        if (self.joint is not None or self.late_residual) and modality_logits is None:
+            raise ValueError("PresenceMLP with joint or late_residual needs the modalities' own logits")
         if self.joint is not None:
-            if modality_logits is None:
-                raise ValueError("PresenceMLP with joint needs the modalities' own logits")
             out = out + self.joint(modality_logits, present).to(out.dtype)
+        if self.late_residual:
+            out = out + present_mean(dict(modality_logits), present).to(out.dtype)
         return out
 
 
@@ -172,6 +185,10 @@ class HeadOptions(FusionBaseOptions):
     joint: bool = False
     """Add the joint-prediction head (module docstring): a learned table over the combinations of
     the modality classifiers' predictions."""
+    late_residual: bool = False
+    """Add ``late``'s output (the mean of the present modalities' own logits) to the fused logits
+    and start the MLP's output layer at zero, so the model starts as late fusion of its modality
+    classifiers (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +203,8 @@ class ConcatFusion(Fusion):
 
     def __init__(self, options: ConcatOptions, *, dims: Mapping[str, int], num_classes: int) -> None:
         super().__init__(options, dims=dims, num_classes=num_classes)
-        self.mlp = PresenceMLP(self.modalities, options.d_model, options.hidden, num_classes, joint=options.joint)
+        self.mlp = PresenceMLP(self.modalities, options.d_model, options.hidden, num_classes, joint=options.joint,
+                               late_residual=options.late_residual)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
         pooled = self.pool(features)
@@ -258,7 +276,8 @@ class CrossAttentionFusion(Fusion):
         self.out = nn.ModuleDict({m: nn.Linear(d, d) for m in self.queries})
         # tanh(0) = 0: training starts from concat's function and opens each gate as attention helps.
         self.gate = nn.ParameterDict({m: nn.Parameter(torch.zeros(1)) for m in self.queries})
-        self.head = PresenceMLP(self.modalities, d, options.hidden, num_classes, joint=options.joint)
+        self.head = PresenceMLP(self.modalities, d, options.hidden, num_classes, joint=options.joint,
+                                late_residual=options.late_residual)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
         pooled = self.pool(features)
