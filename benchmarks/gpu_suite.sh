@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mw-tests gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -170,6 +170,20 @@ for group in "$@"; do
     run mfu-final 300 env CUDA_VISIBLE_DEVICES=0 $BT --model 1.3b --batch 8 --seq 2048 --compile --compile-scope model \
       --attention cudnn --no-fp32-residual --steps 20 --warmup 6 --baseline --baseline-variants compile \
       --json "$RES/mfu-final.json";;
+  mfu-levers)  # issue 20: bf16 parameters with fp32 master weights against the autocast path, alternating
+    L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --steps 20 --warmup 6"
+    run lever-autocast-1 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --json "$RES/lever-autocast-1.json"
+    run lever-master-1 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --master-weights --json "$RES/lever-master-1.json"
+    run lever-autocast-2 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --json "$RES/lever-autocast-2.json"
+    run lever-master-2 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --master-weights --profile --json "$RES/lever-master-2.json";;
+  mfu-epilogue)  # issue 20: bias + GELU into the GEMM epilogues (inductor's Triton GEMM templates, max-autotune)
+    L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --steps 20 --warmup 6"
+    run lever-master-3 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --master-weights --json "$RES/lever-master-3.json"
+    run lever-epilogue 480 env CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_MAX_AUTOTUNE_GEMM_BACKENDS=ATEN,TRITON \
+      $BT $L --master-weights --compile-mode max-autotune-no-cudagraphs --profile --json "$RES/lever-epilogue.json";;
+  mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
+    run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
+      "$REPO/tests/core/training/test_master_weights.py";;
   mfu-small)
     run mfu-small 300 env CUDA_VISIBLE_DEVICES=0 $BT --model small --batch 16 --seq 1024 --steps 30 --warmup 6 \
       --compile --compile-scope model --baseline --baseline-variants compile --json "$RES/mfu-small.json";;

@@ -27,7 +27,8 @@ KINDS: dict[str, dict[str, Any]] = {
                 "same": ("model", "config", "batch", "seq", "mode", "dtype", "gpu", "cpu", "threads")},
     "train": {"metric": "tokens_per_s", "better": "higher", "unit": "tokens/s", "section": "settings",
               "same": ("model", "precision", "batch", "seq", "grad_accum", "strategy", "strategy_options", "compile",
-                       "compile_scope", "activation_checkpointing", "fp32_residual", "model_options", "device_name")},
+                       "compile_scope", "activation_checkpointing", "fp32_residual", "master_weights", "model_options",
+                       "device_name")},
 }
 
 

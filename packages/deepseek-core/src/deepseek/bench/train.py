@@ -57,6 +57,7 @@ class BenchSettings:
     grad_accum: int = 1
     log_every: int | None = None
     fp32_residual: bool = True
+    master_weights: bool = False
     model_options: tuple[str, ...] = ()
     profile: bool = False
     device: str = "auto"
@@ -94,7 +95,7 @@ def _config(s: BenchSettings, host: Any) -> Any:
                   and s.compile_mode == "default",
                   "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
                   "grad_accum": s.grad_accum, "init_device": s.init_device},
-        "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual},
+        "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual, "master_weights": s.master_weights},
         "strategy": strategy,
     }, validate=False, host=host)
 
@@ -346,6 +347,8 @@ def _print(result: dict[str, Any]) -> None:
               "default: 1 on the CPU, 10 on CUDA).")
 @click.option("--fp32-residual/--no-fp32-residual", default=True, show_default=True,
               help="Our path's precision.fp32_residual (false: residual stream in bf16).")
+@click.option("--master-weights/--no-master-weights", default=False, show_default=True,
+              help="Our path: bf16 parameters, fp32 master weights in the optimizer (precision.master_weights).")
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
               help="A [model] key for our path, e.g. n_layers=32 (repeatable).")
 @click.option("--profile/--no-profile", default=False, show_default=True,

@@ -192,6 +192,9 @@ def config_from_dict(
         data=dataclasses.replace(data_section, name=data_name, options=data_options),
         strategy=StrategyConfig(name=strategy_name, options=strategy_options),
     )
+    if config.precision.master_weights and not strategy_cls.supports_master_weights:
+        raise ConfigError(f"precision.master_weights: strategy {strategy_name!r} keeps its own parameter dtypes "
+                          "and does not offer fp32 master weights; use strategy 'single' or master_weights = false")
     strategy_cls.check_config(config)
     if validate:
         lookups.hook.deepseek_validate_config(config=config)
@@ -321,6 +324,17 @@ def check_config(config: Config) -> None:
         )
     if t.min_lr > t.lr:
         raise ConfigError(f"train.min_lr: {t.min_lr} is above train.lr={t.lr}; set min_lr <= lr")
+    p = config.precision
+    if p.master_weights:
+        if p.dtype not in ("bf16", "auto"):
+            raise ConfigError(f"precision.master_weights: keeps bf16 parameters, but precision.dtype is {p.dtype!r}; "
+                              "set precision.dtype = \"bf16\" or master_weights = false")
+        if t.grad_accum > 1:
+            raise ConfigError(f"precision.master_weights: train.grad_accum = {t.grad_accum} would add gradients up "
+                              "in bf16; use grad_accum = 1 or master_weights = false")
+        if config.optimizer.name != "adamw":
+            raise ConfigError(f"precision.master_weights: needs optimizer.name = \"adamw\" "
+                              f"(got {config.optimizer.name!r}); or set master_weights = false")
 
 
 def dump_config(config: Config) -> str:

@@ -144,7 +144,12 @@ class PrecisionConfig:
 
     dtype: PrecisionName = "auto"
     """Compute dtype under autocast; ``auto``: bf16 on a CUDA device that supports it, fp32
-    otherwise. Parameters and optimizer state stay fp32."""
+    otherwise. Parameters and optimizer state stay fp32 (unless ``master_weights``)."""
+    master_weights: bool = False
+    """Keep the model's parameters in bf16 and their fp32 master copies in the optimizer
+    (Megatron's and DeepSpeed's bf16 layout): no weight casts under autocast each step, bf16
+    gradients. Needs the compute dtype bf16, AdamW, ``train.grad_accum = 1`` and a strategy that
+    offers it (``single``); checkpoints still hold fp32 weights and resume either way."""
     fp32_residual: bool = True
     """Keep the residual stream in fp32 under autocast; ``false`` carries it in the compute
     dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics."""

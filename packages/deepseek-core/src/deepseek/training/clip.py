@@ -19,7 +19,11 @@ EPS = 1e-6
 
 
 def fusable(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer`` applies a ``grad_scale`` inside its own kernel (fused Adam/AdamW)."""
+    """Whether ``optimizer`` applies a ``grad_scale`` inside its own kernel: fused Adam/AdamW, or
+    an optimizer whose class says so with ``applies_grad_scale = True``
+    (:class:`~deepseek.training.master_weights.MasterWeightAdamW`)."""
+    if getattr(type(optimizer), "applies_grad_scale", False):
+        return True
     fused = bool(optimizer.defaults.get("fused"))
     return fused and getattr(optimizer, "_step_supports_amp_scaling", False)
 
@@ -40,7 +44,7 @@ def clip_gradients(
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    norm = torch.nn.utils.get_total_norm(grads)
+    norm = total_norm(grads)
     if max_norm <= 0:
         return norm
     coef = torch.clamp(max_norm / (norm + EPS), max=1.0)
@@ -52,6 +56,15 @@ def clip_gradients(
         for g in grads:
             g.mul_(coef.to(g.device))
     return norm
+
+
+def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm over all ``grads``; bf16/fp16 gradients are summed in fp32 (their own dtype
+    would round the norm, and so the clip coefficient, to 3 significant digits)."""
+    if all(g.dtype == torch.float32 for g in grads) or not _plain(grads):
+        return torch.nn.utils.get_total_norm(grads)
+    norms = torch._foreach_norm(grads, 2.0, dtype=torch.float32)
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def release(optimizer: torch.optim.Optimizer) -> None:

@@ -53,6 +53,9 @@ class StepEngine:
         strategy.setup_environment()
         if not self.precision.is_bound:
             self.precision.bind(strategy.device)
+        if cfg.precision.master_weights and self.precision.name != "bf16":
+            raise ConfigError(f"precision.master_weights: the compute dtype resolved to {self.precision.name} on "
+                              f"{strategy.device.type}; set precision.dtype = \"bf16\" or master_weights = false")
         rows = cfg.data.batch_size // max(strategy.dp_size, 1)
         if cfg.data.batch_size % strategy.dp_size or rows % cfg.train.grad_accum:
             raise ConfigError(
@@ -73,7 +76,8 @@ class StepEngine:
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
                                 model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip")
-        self.strategy.setup(model, optimizer_factory(cfg.optimizer, cfg.train.lr), settings)
+        factory = optimizer_factory(cfg.optimizer, cfg.train.lr, master_weights=cfg.precision.master_weights)
+        self.strategy.setup(model, factory, settings)
 
     def step(self, global_batch: Batch, lr: float) -> StepResult:
         """One optimizer step on this rank's rows of ``global_batch`` at learning rate ``lr``

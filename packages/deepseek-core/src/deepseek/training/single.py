@@ -11,6 +11,7 @@ from torch import nn
 
 from deepseek.devices import device_problem, resolve_device
 from deepseek.training import checkpoint as ckpt
+from deepseek.training import master_weights
 from deepseek.training.strategy import OptimizerFactory, StepSettings, Strategy
 
 
@@ -27,6 +28,7 @@ class SingleDeviceStrategy(Strategy):
 
     name: ClassVar[str] = "single"
     Options: ClassVar[type] = SingleOptions
+    supports_master_weights: ClassVar[bool] = True
 
     @classmethod
     def memory_row(cls, options: Any) -> str | None:
@@ -60,7 +62,7 @@ class SingleDeviceStrategy(Strategy):
     def save_checkpoint(self, directory: Path, trainer_state: dict[str, Any]) -> None:
         assert self.model is not None and self.optimizer is not None
         directory = Path(directory)
-        ckpt.save_model_state(directory / ckpt.MODEL_FILE, self.model.state_dict())
+        ckpt.save_model_state(directory / ckpt.MODEL_FILE, master_weights.model_state(self.model, self.optimizer))
         ckpt.save_optimizer_state(directory / ckpt.OPTIMIZER_FILE, self.optimizer, self._param_names)
         ckpt.write_trainer_state(directory, trainer_state)
 
@@ -70,6 +72,9 @@ class SingleDeviceStrategy(Strategy):
         assert self.model is not None and self.optimizer is not None
         directory = Path(directory)
         state = ckpt.read_trainer_state(directory)
-        ckpt.load_into_model(self.model, directory)
+        weights = ckpt.load_model_state(directory)
+        ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in self.model.state_dict().items()}, directory)
+        self.model.load_state_dict(weights, strict=True)
         ckpt.load_optimizer_state(directory, self.optimizer, self._param_names)
+        master_weights.restore_masters(self.optimizer, weights, self._param_names)
         return state

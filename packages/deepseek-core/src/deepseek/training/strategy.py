@@ -110,6 +110,10 @@ class Strategy(ABC):
     Options: ClassVar[type] = NoOptions
     supports_compression: ClassVar[tuple[str, ...]] = ()
     """Gradient compression methods this strategy applies (``strategy.compression`` values)."""
+    supports_master_weights: ClassVar[bool] = False
+    """True when :meth:`setup` builds the optimizer from ``optimizer_factory`` over the model's own
+    parameters and checkpoints write the optimizer's fp32 masters as the weights
+    (``precision.master_weights``, :mod:`deepseek.training.master_weights`)."""
     needs_launcher: ClassVar[bool] = False
     """True when the strategy needs one process per device started by a launcher
     (``deepseek launch`` / torchrun); False when it trains inside the calling process."""
