@@ -204,3 +204,38 @@ def test_the_triton_cuda_step_equals_the_eager_one() -> None:
             del opts[mode].grad_scale
     for a, b in zip(opts["eager"].master_weights(), opts["compiled"].master_weights(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+_INTERPRETED = """
+import torch
+from deepseek.training.master_kernel import BLOCK, fused_update
+from deepseek.training.master_weights import _update
+
+torch.manual_seed(0)
+worst = 0.0
+for n, scaled in ((1000, True), (BLOCK, False), (BLOCK + 5, True)):
+    w = torch.randn(n); g = torch.randn(n).bfloat16(); m = torch.randn(n) * 0.1; v = torch.rand(n) * 0.01
+    eager = [t.clone() for t in (w.bfloat16(), w, m, v)]
+    fused = [t.clone() for t in (w.bfloat16(), w, m, v)]
+    args = (1e-2, torch.tensor(1.7) if scaled else None, 1 - 0.9**3, (1 - 0.95**3) ** 0.5, 0.9, 0.95, 1e-8, 0.1)
+    _update(eager[0], g, *eager[1:], *args)
+    fused_update(fused[0], g, *fused[1:], *args)
+    assert not torch.equal(eager[1], w)  # it did update
+    for a, b in zip(eager[1:], fused[1:]):
+        worst = max(worst, ((a - b).abs() / (a.abs() + 1e-3)).max().item())
+    assert ((eager[0].float() - fused[0].float()).abs() <= 2 ** -7 * eager[1].abs() + 1e-30).all()
+print(worst)
+"""
+
+
+def test_the_triton_kernel_computes_the_eager_update(tmp_path: Path) -> None:
+    """The CUDA kernel's arithmetic, run by Triton's interpreter on the CPU (no GPU here)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton", reason="Triton is not installed (it comes with torch's CUDA builds)")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5  # masters and moments: rounding order only

@@ -26,15 +26,15 @@ def _adamw_master_kernel(p_ptr, g_ptr, w_ptr, m_ptr, v_ptr, scale_ptr, n, lr, de
     mask = offsets < n
     g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     if HAS_SCALE:
-        g = g / tl.load(scale_ptr)
+        g = tl.div_rn(g, tl.load(scale_ptr))
     w = tl.load(w_ptr + offsets, mask=mask, other=0.0)
     m = tl.load(m_ptr + offsets, mask=mask, other=0.0)
     v = tl.load(v_ptr + offsets, mask=mask, other=0.0)
     w = w * decay_factor
     m = m + (1.0 - beta1) * (g - m)
     v = v * beta2 + (1.0 - beta2) * g * g
-    denom = tl.sqrt(v) / bias_correction2_sqrt + eps
-    w = w - step_size * (m / denom)
+    denom = tl.div_rn(tl.sqrt_rn(v), bias_correction2_sqrt) + eps  # IEEE rounding, as torch's ops
+    w = w - step_size * tl.div_rn(m, denom)
     tl.store(w_ptr + offsets, w, mask=mask)
     tl.store(m_ptr + offsets, m, mask=mask)
     tl.store(v_ptr + offsets, v, mask=mask)
