@@ -145,10 +145,36 @@ def test_a_checkpoint_of_the_autocast_path_resumes_with_master_weights(tiny_conf
     assert {float(s["step"]) for s in optimizer.state.values()} == {4.0}
 
 
+def test_micro_batches_add_up_in_fp32_and_round_once() -> None:
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = MasterWeightAdamW([p], lr=1e-2, accumulation=3)
+    tiny = torch.full((4,), 2.0**-9)  # below half a bf16 ulp of 1.0: lost if added up in bf16
+    for i, g in enumerate((torch.ones(4), tiny, tiny)):
+        (p * g.bfloat16()).sum().backward()
+        if i < 2:
+            assert p.grad is None  # folded into the fp32 sum
+    assert torch.equal(p.grad, (1 + 2 * 2.0**-9) * torch.ones(4, dtype=torch.bfloat16))
+    assert p.grad.dtype == torch.bfloat16
+    # A step left unfinished (one micro-batch, then zero_grad) leaves nothing behind.
+    opt.zero_grad()
+    (p * torch.ones(4).bfloat16()).sum().backward()
+    opt.zero_grad()
+    for _ in range(3):
+        (p * torch.ones(4).bfloat16()).sum().backward()
+    assert torch.equal(p.grad, torch.full((4,), 3.0, dtype=torch.bfloat16))
+
+
+def test_gradient_accumulation_with_master_weights_tracks_one_big_batch(tiny_config, tmp_path: Path) -> None:
+    base = {**BF16, "train": {"max_steps": 4}}
+    whole = Trainer(tiny_config(**base), run_dir=tmp_path / "whole").fit()
+    split = Trainer(tiny_config(**{**base, "train": {"max_steps": 4, "grad_accum": 4}}), run_dir=tmp_path / "split").fit()
+    assert split.losses[0] == pytest.approx(whole.losses[0], abs=1e-3)
+    assert max(abs(a - b) for a, b in zip(split.losses, whole.losses, strict=True)) < 1e-2
+
+
 @pytest.mark.parametrize(("sections", "message"), [
     ({"precision": {"dtype": "fp16", "master_weights": True}},
      "precision.master_weights: keeps bf16 parameters, but precision.dtype is 'fp16'"),
-    ({**BF16, "train": {"grad_accum": 2}}, "precision.master_weights: train.grad_accum = 2 would add gradients up in bf16"),
     ({**BF16, "optimizer": {"name": "sgd"}}, "precision.master_weights: needs optimizer.name = \"adamw\""),
 ])
 def test_configs_it_cannot_run_are_refused_in_one_line(tiny_config, sections, message: str) -> None:

@@ -329,9 +329,6 @@ def check_config(config: Config) -> None:
         if p.dtype not in ("bf16", "auto"):
             raise ConfigError(f"precision.master_weights: keeps bf16 parameters, but precision.dtype is {p.dtype!r}; "
                               "set precision.dtype = \"bf16\" or master_weights = false")
-        if t.grad_accum > 1:
-            raise ConfigError(f"precision.master_weights: train.grad_accum = {t.grad_accum} would add gradients up "
-                              "in bf16; use grad_accum = 1 or master_weights = false")
         if config.optimizer.name != "adamw":
             raise ConfigError(f"precision.master_weights: needs optimizer.name = \"adamw\" "
                               f"(got {config.optimizer.name!r}); or set master_weights = false")

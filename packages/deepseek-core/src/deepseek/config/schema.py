@@ -148,8 +148,9 @@ class PrecisionConfig:
     master_weights: bool = False
     """Keep the model's parameters in bf16 and their fp32 master copies in the optimizer
     (Megatron's and DeepSpeed's bf16 layout): no weight casts under autocast each step, bf16
-    gradients. Needs the compute dtype bf16, AdamW, ``train.grad_accum = 1`` and a strategy that
-    offers it (``single``); checkpoints still hold fp32 weights and resume either way."""
+    gradients (micro-batches of ``train.grad_accum`` add up in fp32). Needs the compute dtype
+    bf16, AdamW and a strategy that offers it (``single``); checkpoints still hold fp32 weights
+    and resume either way."""
     fp32_residual: bool = True
     """Keep the residual stream in fp32 under autocast; ``false`` carries it in the compute
     dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics."""

@@ -149,14 +149,15 @@ def build_precision(config: Config) -> Precision:
     return Precision(p.dtype, init_scale=p.init_scale, growth_interval=p.growth_interval)
 
 
-def optimizer_factory(config: OptimizerConfig, lr: float, *, master_weights: bool = False) -> OptimizerFactory:
+def optimizer_factory(config: OptimizerConfig, lr: float, *, master_weights: bool = False,
+                      accumulation: int = 1) -> OptimizerFactory:
     """Build the optimizer from parameters: weight decay on matrices (``ndim >= 2``) only.
 
     Parameter groups handed in (dicts) are used as they are. Group order is fixed (decay, then
     no decay; both always present) so optimizer checkpoints line up across strategies. With
     ``master_weights`` (``precision.master_weights``) it is AdamW over bf16 parameters with fp32
     masters (:class:`~deepseek.training.master_weights.MasterWeightAdamW`), which turns the
-    parameters it is given to bf16.
+    parameters it is given to bf16 and adds ``accumulation`` micro-batches' gradients in fp32.
     """
 
     def factory(params: Iterable[Any]) -> torch.optim.Optimizer:
@@ -175,7 +176,8 @@ def optimizer_factory(config: OptimizerConfig, lr: float, *, master_weights: boo
         if master_weights:
             from deepseek.training.master_weights import MasterWeightAdamW
 
-            return MasterWeightAdamW(groups, lr=lr, betas=tuple(config.betas), eps=config.eps)
+            return MasterWeightAdamW(groups, lr=lr, betas=tuple(config.betas), eps=config.eps,
+                                     accumulation=accumulation)
         fused = config.fused
         if fused is None:
             fused = bool(flat) and all(p.is_cuda and type(p.data).__name__ != "DTensor" for p in flat)

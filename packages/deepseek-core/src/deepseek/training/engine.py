@@ -76,7 +76,8 @@ class StepEngine:
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
                                 model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip")
-        factory = optimizer_factory(cfg.optimizer, cfg.train.lr, master_weights=cfg.precision.master_weights)
+        factory = optimizer_factory(cfg.optimizer, cfg.train.lr, master_weights=cfg.precision.master_weights,
+                                    accumulation=cfg.train.grad_accum)
         self.strategy.setup(model, factory, settings)
 
     def step(self, global_batch: Batch, lr: float) -> StepResult:

@@ -22,8 +22,10 @@ Checkpoints keep the layout of the fp32 path: :meth:`state_dict` holds ``step``,
 weights (:meth:`master_weights`), so a checkpoint resumes with or without master weights and
 under any strategy; :meth:`load_state_dict` keeps the moments fp32 (the base class would cast them
 to the bf16 parameters' dtype) and :meth:`load_master_weights` restores the masters.
-Gradients of several micro-batches would add up in bf16, so the engine refuses
-``train.grad_accum > 1`` with master weights.
+With gradient accumulation (``accumulation > 1``, ``train.grad_accum``) the micro-batches'
+gradients add up in an fp32 buffer per parameter, not in bf16: a hook after each backward folds
+the parameter's bf16 gradient into it and clears ``.grad``; after the last micro-batch of the
+step ``.grad`` is the sum rounded to bf16 once (what clipping and the step read).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class MasterWeightAdamW(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, *, dtype: torch.dtype = torch.bfloat16,
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None, accumulation: int = 1) -> None:
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
         flat = [p for g in self.param_groups for p in g["params"]]
         if any(p.dtype != torch.float32 for p in flat):
@@ -83,6 +85,37 @@ class MasterWeightAdamW(torch.optim.Optimizer):
                 state["exp_avg_sq"] = torch.zeros_like(state["master"])
                 state["step"] = torch.zeros((), dtype=torch.float32)  # on the host, as torch AdamW's
                 p.data = p.data.to(dtype)
+        self.accumulation = int(accumulation)
+        self._hooks: list[Any] = []
+        if self.accumulation > 1:
+            for p in flat:
+                self.state[p]["grad_sum"] = torch.zeros_like(self.state[p]["master"])
+                self._hooks.append(p.register_post_accumulate_grad_hook(self._fold))
+
+    def _fold(self, p: torch.Tensor) -> None:
+        """After a backward: add ``p.grad`` into its fp32 sum; the step's last micro-batch leaves
+        the sum, rounded once, as ``p.grad``, before that ``p.grad`` is cleared."""
+        state = self.state[p]
+        total = state["grad_sum"]
+        total.add_(p.grad)
+        state["folded"] = state.get("folded", 0) + 1
+        if state["folded"] < self.accumulation:
+            p.grad = None
+            return
+        p.grad = total.to(p.dtype)
+        total.zero_()
+        state["folded"] = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients and any partial fp32 sums (a step left unfinished)."""
+        super().zero_grad(set_to_none)
+        if self.accumulation > 1:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    if state.get("folded"):
+                        state["grad_sum"].zero_()
+                        state["folded"] = 0
 
     # ------------------------------------------------------------------ the step
 
@@ -153,6 +186,8 @@ class MasterWeightAdamW(torch.optim.Optimizer):
             values = saved.get(index)
             state = self.state[p]
             state["master"] = masters[id(p)]
+            if self.accumulation > 1:
+                state["grad_sum"] = torch.zeros_like(state["master"])
             if values is None:
                 state["exp_avg"] = torch.zeros_like(state["master"])
                 state["exp_avg_sq"] = torch.zeros_like(state["master"])
