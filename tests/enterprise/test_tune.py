@@ -465,3 +465,17 @@ def test_conditional_parameters_are_searched_only_when_their_condition_holds() -
         with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
             parse_space({"space": {"strategy.name": {"choices": ["single", "deepspeed"]},
                                    "strategy.stage": {"choices": [1, 2], "when": when}}}, "space.toml")
+
+
+@pytest.mark.parametrize("master", [True, False])
+def test_a_system_trial_measures_the_precision_it_was_given(master: bool) -> None:
+    """Every setting of the trial's config reaches `bench train`, master weights included."""
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
+                               "precision": {"dtype": "bf16", "master_weights": master, "fp32_residual": False},
+                               "strategy": {"name": "single", "device": "cpu"}})
+    args = SystemTuner(SystemTunerOptions()).bench_args(config, "bench.json")
+    assert ("--master-weights" if master else "--no-master-weights") in args
+    assert "--no-fp32-residual" in args and args[args.index("--precision") + 1] == "bf16"

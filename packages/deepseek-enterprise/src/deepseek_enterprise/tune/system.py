@@ -180,6 +180,7 @@ class SystemTuner(Tuner):
                 "--compile" if t.compile else "--no-compile",
                 "--activation-checkpointing" if t.activation_checkpointing else "--no-activation-checkpointing",
                 "--fp32-residual" if config.precision.fp32_residual else "--no-fp32-residual",
+                "--master-weights" if config.precision.master_weights else "--no-master-weights",
                 "--init-device", t.init_device, "--json", out]
         for key, value in options_dict(config.model.options).items():
             args += ["--model-option", f"{key}={_literal(value)}"]
