@@ -1,7 +1,8 @@
 """The wrapper every job runs under: ``python -I -m deepseek_enterprise.service.child --state DIR
 ARGS``, ``DIR`` the job's server-owned state folder (``jobstate``: outside every tenant folder).
 
-First it writes ``DIR/started`` (its pid and start time, ``SLURM_JOB_ID`` under Slurm): the job
+First it writes ``DIR/started`` (its pid and start time, ``SLURM_JOB_ID`` under Slurm, the
+machine's boot id): the job
 was launched, which is how a server killed while starting it finds it again. Then it runs
 ``python -I -m deepseek ARGS`` in the same process group, cgroup and working directory (``python
 -I -m deepseek_enterprise.service.gpucap ARGS`` instead when the job holds a share of a GPU:
@@ -67,7 +68,8 @@ def main(argv: list[str]) -> int:
     state, argv = Path(argv[1]), argv[2:]
     pid = os.getpid()
     jobstate.write(state, jobstate.STARTED,
-                   jobstate.marker_text(pid, jobstate.process_start(pid), os.environ.get("SLURM_JOB_ID")))
+                   jobstate.marker_text(pid, jobstate.process_start(pid), os.environ.get("SLURM_JOB_ID"),
+                                         jobstate.boot_id()))
     # The group's SIGTERM is the job's to handle (exec gives the job the default handlers back).
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)

@@ -36,8 +36,18 @@ and ended (its exit code decides, no pid is taken from the file); free without o
 started.
 
 Stop: SIGTERM to the process group, SIGKILL after :attr:`LocalExecutor.grace_s`. A process is
-known by its pid and its start time (``/proc/PID/stat``), so a recycled pid is never taken for a
-job.
+known by its pid, its start time (``/proc/PID/stat``) and the boot it ran in, so a recycled pid is
+never taken for a job: whether a job's wrapper still runs is :func:`jobstate.alive`, the one rule,
+asked by :meth:`LocalExecutor.finished`, :meth:`LocalExecutor.find` and before every signal.
+
+A ``running`` job this server did not start (re-attached after a restart) is checked once against
+the boot id in its ``started`` marker: another boot's means it ended with the reboot (start ticks
+count from boot, so its pid and start time may match an unrelated process now): its recorded exit
+code decides, else it fails saying the machine rebooted while it ran. A marker that cannot be read
+(a boot id that is not one, ...) is not trusted either: the job is not re-attached, and fails
+saying why unless it recorded an exit code. A marker without a boot id (an older wrapper) keeps
+the older rule: same pid and start time. After that check the job is followed by pid and start
+time (the server cannot outlive a reboot).
 """
 
 from __future__ import annotations
@@ -106,15 +116,12 @@ class Started:
     """How the job is limited, in words (logged and audited)."""
 
 
-def is_alive(pid: int | None, pid_start: str | None) -> bool:
-    return pid is not None and pid_start is not None and process_start(pid) == pid_start
-
-
-def _is_wrapper(pid: int | None, pid_start: str | None, state: Path) -> bool:
-    """Whether ``pid`` (started at ``pid_start``) is a job wrapper of the state folder ``state``:
-    alive, a session leader (the executor starts it in a new session), and its command line
-    ``... -m deepseek_enterprise.service.child --state STATE ...``."""
-    if pid is None or not is_alive(pid, pid_start):
+def _is_wrapper(marker: jobstate.Marker, this_boot: str | None, state: Path) -> bool:
+    """Whether the process ``marker`` names is a job wrapper of the state folder ``state``: alive
+    (:func:`jobstate.alive`, its boot too), a session leader (the executor starts it in a new
+    session), and its command line ``... -m deepseek_enterprise.service.child --state STATE ...``."""
+    pid = marker.pid
+    if pid is None or not jobstate.alive(pid, marker.start, marker.boot_id, this_boot):
         return False
     try:
         if os.getsid(pid) != pid:
@@ -218,8 +225,13 @@ class LocalExecutor(Executor):
     def __init__(self, root: Path, grace_s: float = 30.0, limits: Detection | None = None) -> None:
         super().__init__(root, grace_s)
         self.limits = limits if limits is not None else Detection(None, "no cgroup given to the executor")
+        self.boot_id = jobstate.boot_id()
+        """This machine's boot id, None where the kernel does not give one (then no job is
+        checked against its boot: pid and start time only)."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._reasons: dict[int, str] = {}
+        self._checked: set[int] = set()
+        """Jobs this server did not start whose ``started`` marker was checked against the boot."""
 
     def workspace(self, tenant: str, job_id: int) -> Path:
         return jobpaths.job_dir(self.root, tenant, job_id)
@@ -327,10 +339,35 @@ class LocalExecutor(Executor):
             del self._procs[job_id]
             self._conclude(job_id)
             return 128 - code if code < 0 else code
-        if is_alive(pid, pid_start):  # re-attached after a server restart
+        boot, why = None, ""
+        if pid is not None and job_id not in self._checked:  # left running by an earlier server
+            boot, why = self._recorded_boot(job_id, pid, pid_start)
+        if not why and jobstate.alive(pid, pid_start, boot, self.boot_id):
+            self._checked.add(job_id)  # from here on followed by pid and start time
             return None
+        if not why and boot is not None and self.boot_id is not None and boot != self.boot_id:
+            why = (f"the machine rebooted while the job ran (boot id {boot} at its start, {self.boot_id} now): "
+                   "it ended with the reboot")
+        self._checked.discard(job_id)
         self._conclude(job_id)
-        return self.wrapper_exit_code(job_id, self._reasons)
+        code = self.wrapper_exit_code(job_id, self._reasons)
+        if code is False and why:  # no exit code: it fails, saying why it is not followed
+            self._reasons[job_id] = why
+            return UNREADABLE
+        return code
+
+    def _recorded_boot(self, job_id: int, pid: int, pid_start: str | None) -> tuple[str | None, str]:
+        """The boot id the job's ``started`` marker records for its wrapper ``pid`` (None: an
+        older marker without one, no marker, or a marker naming another process: the rule of pid
+        and start time alone, as before boot ids), and why the marker cannot be trusted ('' when
+        it can: then the job is not re-attached)."""
+        try:
+            marker = jobstate.read_started(jobstate.folder(self.root, job_id))
+        except jobstate.Unreadable as exc:
+            return None, f"not re-attached after the server's restart: its start marker cannot be trusted: {exc}"
+        if marker is None or (marker.pid, marker.start) != (pid, pid_start):
+            return None, ""
+        return marker.boot_id, ""
 
     def find(self, launch: Launch) -> Started | None:
         state = jobstate.folder(self.root, launch.job_id)
@@ -349,7 +386,7 @@ class LocalExecutor(Executor):
             return None
         if not alive:  # ended since: nothing to follow (a pid named in a file is not trusted as a handle)
             return Started(None, None, ws, f"launched before the server stopped (wrapper pid {marker.pid}), ended since")
-        if not _is_wrapper(marker.pid, marker.start, state):
+        if not _is_wrapper(marker, self.boot_id, state):
             raise Unavailable(f"job {launch.job_id}: its launch lock is held, but pid {marker.pid} that its marker "
                               "names is not its wrapper")
         return Started(marker.pid, marker.start, ws, f"launched before the server stopped: wrapper pid {marker.pid}")
@@ -369,8 +406,9 @@ class LocalExecutor(Executor):
         return self._reasons.pop(job_id, "") or jobstate.read_reason(jobstate.folder(self.root, job_id))
 
     def signal(self, pid: int | None, pid_start: str | None, sig: int) -> None:
-        """``sig`` to the job's process group, if that process is still the job."""
-        if pid is None or not is_alive(pid, pid_start):
+        """``sig`` to the job's process group, if that process is still the job (a handle the
+        server holds was started in this boot, or checked against it when re-attached)."""
+        if not jobstate.alive(pid, pid_start):
             return
         try:
             os.killpg(pid, sig)

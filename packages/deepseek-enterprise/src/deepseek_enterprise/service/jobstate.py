@@ -9,14 +9,19 @@ What it holds, and who writes it:
   which keeps it for the job's whole life; ``sbatch`` for Slurm, until it has submitted). While
   it is held, a launch of the job is alive or in flight; once it is free, none is. The job's own
   processes do not inherit it (the wrapper starts them with its other descriptors closed);
-- ``started``: the wrapper's first act, ``{"pid", "start", "slurm_job_id"}`` (its pid, its start
-  time in ``/proc/PID/stat``, ``SLURM_JOB_ID`` under Slurm): the job's command was launched;
+- ``started``: the wrapper's first act, ``{"pid", "start", "slurm_job_id", "boot_id"}`` (its pid,
+  its start time in ``/proc/PID/stat``, ``SLURM_JOB_ID`` under Slurm, the machine's boot id
+  ``/proc/sys/kernel/random/boot_id``): the job's command was launched. A marker without
+  ``boot_id`` (an older wrapper, a kernel without the file) is still read;
 - ``exit_reason``, then ``exit_code``: the wrapper's last acts, when the job has ended.
 
 Each file is written whole under a temporary name and renamed, never through a symbolic link.
 Everything read back is checked like user input (:class:`Unreadable` says what was wrong): a
 job runs as the server's Unix user, so a hostile job that knows this path can still write here
 (docs/service.md, "Isolation").
+
+:func:`alive` is the one rule for "this local job's process still runs" (a process known by pid,
+start time and boot; the executor's re-attach, its ``find`` and its signals all ask it).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ LOCK, STARTED, EXIT_CODE, EXIT_REASON = "launch.lock", "started", "exit_code", "
 _LEFT = (STARTED, EXIT_CODE, EXIT_REASON)
 _CODE = re.compile(r"([0-9]{1,3})\n?")
 _DIGITS = re.compile(r"[0-9]{1,20}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class Unreadable(ValueError):
@@ -43,12 +50,40 @@ class Unreadable(ValueError):
 
 @dataclass(frozen=True)
 class Marker:
-    """What ``started`` says: the wrapper's pid and start time on the machine it runs on, and
-    the Slurm job id where there is one."""
+    """What ``started`` says: the wrapper's pid and start time on the machine it runs on, the
+    Slurm job id where there is one, and the boot id of that machine (None: an older marker)."""
 
     pid: int | None
     start: str | None
     slurm_job_id: int | None
+    boot_id: str | None = None
+
+
+def boot_id(path: Path = BOOT_ID) -> str | None:
+    """This machine's boot id (36-character lower-case UUID, new at every boot), None where the
+    kernel has no such file or it holds something else."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return text if _UUID.fullmatch(text) else None
+
+
+def alive(pid: int | None, start: str | None, boot: str | None = None, this_boot: str | None = None) -> bool:
+    """Whether the process ``pid`` that started at ``start`` (clock ticks since boot, as in
+    ``/proc/PID/stat``) during boot ``boot`` still runs now, in boot ``this_boot``: the one rule
+    for a local job's wrapper.
+
+    A process recorded in another boot has ended (with the reboot): its pid and start ticks may
+    well match an unrelated process now, since start ticks count from boot, so ``/proc`` is not
+    asked. Where either boot id is unknown (a marker written before the wrapper recorded it, a
+    handle checked in this boot, a kernel without ``boot_id``) the rule is what it was before boot
+    ids: same pid and same start ticks, not a zombie."""
+    if pid is None or start is None:
+        return False
+    if boot is not None and this_boot is not None and boot != this_boot:
+        return False
+    return process_start(pid) == start
 
 
 def process_start(pid: int) -> str | None:
@@ -159,21 +194,29 @@ def read_started(path: Path) -> Marker | None:
         data = json.loads(text)
     except ValueError:
         data = None
-    if not isinstance(data, dict) or set(data) != {"pid", "start", "slurm_job_id"}:
+    keys = {"pid", "start", "slurm_job_id"}
+    if not isinstance(data, dict) or set(data) not in (keys, keys | {"boot_id"}):
         raise Unreadable(f"{path / STARTED} is not the wrapper's start marker")
-    pid, start, slurm = data["pid"], data["start"], data["slurm_job_id"]
+    pid, start, slurm, boot = data["pid"], data["start"], data["slurm_job_id"], data.get("boot_id")
     if not (pid is None or (type(pid) is int and 0 < pid < 1 << 22)) \
             or not (start is None or (isinstance(start, str) and _DIGITS.fullmatch(start))) \
             or not (slurm is None or (type(slurm) is int and 0 < slurm < 10**12)):
         raise Unreadable(f"{path / STARTED} holds values the wrapper never writes")
-    return Marker(pid, start, slurm)
+    if not isinstance(boot, str | None) or (boot is not None and not _UUID.fullmatch(boot)):
+        raise Unreadable(f"{path / STARTED}: boot_id {str(boot)[:40]!r} is not a boot id (a 36-character "
+                         "lower-case UUID, as in /proc/sys/kernel/random/boot_id)")
+    return Marker(pid, start, slurm, boot)
 
 
-def marker_text(pid: int, start: str | None, slurm_job_id: str | None) -> str:
-    """The ``started`` text of the wrapper ``pid`` (``slurm_job_id``: SLURM_JOB_ID, if digits)."""
+def marker_text(pid: int, start: str | None, slurm_job_id: str | None, boot: str | None = None) -> str:
+    """The ``started`` text of the wrapper ``pid`` (``slurm_job_id``: SLURM_JOB_ID, if digits;
+    ``boot``: this machine's :func:`boot_id`, left out when unknown)."""
     slurm = int(slurm_job_id) if slurm_job_id and _DIGITS.fullmatch(slurm_job_id) and len(slurm_job_id) <= 12 else None
-    return json.dumps({"pid": pid, "start": start if start and _DIGITS.fullmatch(start) else None,
-                       "slurm_job_id": slurm})
+    data: dict[str, object] = {"pid": pid, "start": start if start and _DIGITS.fullmatch(start) else None,
+                               "slurm_job_id": slurm}
+    if boot is not None and _UUID.fullmatch(boot):
+        data["boot_id"] = boot
+    return json.dumps(data)
 
 
 def _open_lock(path: Path, flags: int) -> int:
