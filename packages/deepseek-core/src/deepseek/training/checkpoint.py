@@ -51,7 +51,7 @@ from deepseek.training.checkpoint_dirs import (
     step_dir_name,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
-from deepseek.training.checkpoint_io import from_jsonable, jsonable
+from deepseek.training.checkpoint_io import from_jsonable, jsonable, resumed_group
 from deepseek.training.checkpoint_io import load_tensors as _load_tensors
 from deepseek.training.checkpoint_io import save_tensors as _save_tensors
 from deepseek.training.checkpoint_rng import load_rng_state, save_rng_state
@@ -98,6 +98,7 @@ __all__ = [
     "read_weights_metadata",
     "remove_stale",
     "resolve_checkpoint",
+    "resumed_group",
     "save_model_state",
     "save_optimizer_state",
     "save_rng_state",
@@ -292,7 +293,7 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
                 f"{path}: saved optimizer parameters differ from the model's ({extra}); use the "
                 "[model] config of the run that wrote the checkpoint"
             )
-        groups.append({**saved, "params": list(cur["params"])})
+        groups.append({**resumed_group(saved, cur), "params": list(cur["params"])})
     state = {index[n]: v for n, v in named["state"].items() if n in index}
     return {"state": state, "param_groups": groups}
 

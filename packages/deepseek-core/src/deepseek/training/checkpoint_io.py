@@ -1,5 +1,6 @@
 """Reading and writing one safetensors file of a checkpoint: atomic writes, errors that name the
-file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata."""
+file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata (and
+which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,20 @@ if TYPE_CHECKING:
     import torch
 
 HINT = "resume from an earlier checkpoint or start a fresh run"
+
+IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+"""Keys of a torch optimizer's parameter group that say how this process's optimizer computes,
+not what: a resumed optimizer keeps its own (a checkpoint written on the CPU, or with master
+weights, has no ``fused = True``; torch's fused AdamW that took the saved ``None`` would run its
+foreach path, which refuses the clip's deferred ``grad_scale``)."""
+
+
+def resumed_group(saved: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """A saved parameter group (hyper-parameters, ``params``) with the live optimizer's
+    :data:`IMPLEMENTATION_KEYS` in place of the saved ones (left out where the live group has
+    none); ``params`` stays as saved (callers set their own)."""
+    kept = {k: v for k, v in saved.items() if k not in IMPLEMENTATION_KEYS}
+    return {**kept, **{k: live[k] for k in IMPLEMENTATION_KEYS if k in live}}
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
