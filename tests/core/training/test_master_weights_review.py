@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from deepseek.training.master_weights import MasterWeightAdamW
 from deepseek.training.trainer import Trainer
 
 BF16 = {"precision": {"dtype": "bf16", "master_weights": True}}
@@ -28,3 +29,22 @@ def test_a_master_weights_checkpoint_resumes_under_torchs_fused_adamw(tiny_confi
     assert len(resumed.losses) == 2
     assert abs(resumed.losses[0] - first.losses[2]) < 5e-3  # it went on from step 2's weights
     assert {float(s["step"]) for s in optimizer.state.values()} == {4.0}
+
+
+def test_accumulation_keeps_the_gradient_of_a_parameter_some_micro_batches_do_not_reach() -> None:
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
+    opt = MasterWeightAdamW([a, b], lr=0.1, weight_decay=0.0, accumulation=2)
+    for uses_b in ((True, False), (False, True)):  # b only in the first, then only in the last micro-batch
+        for with_b in uses_b:
+            loss = a.float().sum() + (3 * b.float().sum() if with_b else 0)
+            loss.backward()
+        assert torch.equal(a.grad, torch.full((4,), 2.0, dtype=torch.bfloat16))
+        assert b.grad is not None and torch.equal(b.grad, torch.full((4,), 3.0, dtype=torch.bfloat16))
+        opt.zero_grad()
+    # a micro-batch left over from a step that was not finished does not count towards the next
+    a.float().sum().backward()
+    opt.zero_grad()
+    a.float().sum().backward()
+    assert a.grad is None  # one of two micro-batches so far
+    (5 * a.float().sum()).backward()
+    assert torch.equal(a.grad, torch.full((4,), 6.0, dtype=torch.bfloat16))

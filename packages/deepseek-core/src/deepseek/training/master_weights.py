@@ -24,8 +24,10 @@ under any strategy; :meth:`load_state_dict` keeps the moments fp32 (the base cla
 to the bf16 parameters' dtype) and :meth:`load_master_weights` restores the masters.
 With gradient accumulation (``accumulation > 1``, ``train.grad_accum``) the micro-batches'
 gradients add up in an fp32 buffer per parameter, not in bf16: a hook after each backward folds
-the parameter's bf16 gradient into it and clears ``.grad``; after the last micro-batch of the
-step ``.grad`` is the sum rounded to bf16 once (what clipping and the step read).
+the parameter's bf16 gradient into it and clears ``.grad``; at the end of the step's last
+backward (counted once per backward, not per parameter: a micro-batch may not reach every
+parameter) every parameter that had a gradient in any micro-batch gets the sum rounded to bf16
+once as ``.grad`` (what clipping and the step read).
 """
 
 from __future__ import annotations
@@ -87,35 +89,51 @@ class MasterWeightAdamW(torch.optim.Optimizer):
                 p.data = p.data.to(dtype)
         self.accumulation = int(accumulation)
         self._hooks: list[Any] = []
+        self._backwards = 0  # backward passes of this step so far
+        self._queued = False  # the end-of-backward callback of the running backward is queued
         if self.accumulation > 1:
             for p in flat:
                 self.state[p]["grad_sum"] = torch.zeros_like(self.state[p]["master"])
                 self._hooks.append(p.register_post_accumulate_grad_hook(self._fold))
 
     def _fold(self, p: torch.Tensor) -> None:
-        """After a backward: add ``p.grad`` into its fp32 sum; the step's last micro-batch leaves
-        the sum, rounded once, as ``p.grad``, before that ``p.grad`` is cleared."""
+        """After a backward reached ``p``: add ``p.grad`` into its fp32 sum and clear it; the
+        first parameter of each backward queues :meth:`_end_of_backward`."""
         state = self.state[p]
-        total = state["grad_sum"]
-        total.add_(p.grad)
-        state["folded"] = state.get("folded", 0) + 1
-        if state["folded"] < self.accumulation:
-            p.grad = None
+        state["grad_sum"].add_(p.grad)
+        state["folded"] = True
+        p.grad = None
+        if not self._queued:
+            self._queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._end_of_backward)
+
+    def _end_of_backward(self) -> None:
+        """Once per backward: after the step's last one, each parameter that had a gradient in
+        any micro-batch gets its fp32 sum, rounded once, as ``.grad``."""
+        self._queued = False
+        self._backwards += 1
+        if self._backwards < self.accumulation:
             return
-        p.grad = total.to(p.dtype)
-        total.zero_()
-        state["folded"] = 0
+        self._backwards = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                if state.get("folded"):
+                    p.grad = state["grad_sum"].to(p.dtype)
+                    state["grad_sum"].zero_()
+                    state["folded"] = False
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients and any partial fp32 sums (a step left unfinished)."""
         super().zero_grad(set_to_none)
+        self._backwards, self._queued = 0, False
         if self.accumulation > 1:
             for group in self.param_groups:
                 for p in group["params"]:
                     state = self.state[p]
                     if state.get("folded"):
                         state["grad_sum"].zero_()
-                        state["folded"] = 0
+                        state["folded"] = False
 
     # ------------------------------------------------------------------ the step
 
