@@ -101,7 +101,8 @@ def main() -> None:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    seen = loadcheck.replay(audit, {t: loadcheck.Limits(a.queued, a.running) for t in tenants}, a.slots)
+    seen = loadcheck.replay(audit, {t: loadcheck.Limits(a.queued, a.running) for t in tenants}, a.slots,
+                            devices=[])  # --devices none: no job may hold a GPU
     accepted = sorted(s.job_id for s in submits if s.status == 201 and s.job_id is not None)
     accounted = accepted == sorted(seen.accepted) == sorted(j["id"] for j in jobs)
     report = {

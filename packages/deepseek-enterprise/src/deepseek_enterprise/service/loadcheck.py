@@ -19,6 +19,13 @@ After every entry it counts queued and running jobs per tenant (a ``starting`` j
 running, as the quotas count it) and running jobs in all: a count above the tenant's
 ``queued_jobs`` (requeues excepted: a requeued job was admitted before), ``running_jobs`` or the
 server's slots, or a transition the state machine forbids, is a problem.
+
+Given the server's configured devices (``devices``: its ``--gpus`` pool), it also follows the GPUs
+each job holds: a ``job.starting`` entry says them (``CUDA_VISIBLE_DEVICES='0,1'``, and ``share F
+of each GPU`` for a job that shares its GPUs), held until the job leaves ``starting``/``running``.
+A GPU the pool does not have, a GPU held past its capacity (whole jobs count 1.0, shared ones
+their share; more than 1.0 means two jobs hold it at once where that is not allowed), or a
+``job.starting`` that does not say its GPUs in that form, is a problem.
 Used by ``benchmarks/service_load.py`` and the load tests; nothing here starts a server.
 """
 
@@ -36,6 +43,7 @@ from typing import Any
 _TARGET = re.compile(r"^job (\d+)\b")
 _FINAL = {"job.succeeded": "succeeded", "job.failed": "failed", "job.cancelled": "cancelled", "job.lost": "lost"}
 _ACTIVE = ("starting", "running")
+_GPUS = re.compile(r"^CUDA_VISIBLE_DEVICES='([^',]*(?:,[^',]+)*)'(?:; share ([0-9]*\.?[0-9]+(?:e-?[0-9]+)?) of each GPU)?(?:;|$)")
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,44 @@ class Replay:
     problems: list[str] = field(default_factory=list)
 
 
-def replay(entries: Iterable[Mapping[str, Any]], limits: Mapping[str, Limits], slots: int) -> Replay:
+def _held(entry: Mapping[str, Any], job: int) -> tuple[list[str], float | None] | str:
+    """The GPUs and share (None: whole) a ``job.starting`` entry gives ``job``, or the problem."""
+    result = str(entry["result"])
+    m = _GPUS.match(result)
+    share = None if m is None or m.group(2) is None else float(m.group(2))
+    if m is None or (share is not None and not 0.0 < share <= 1.0):
+        return f"audit {entry['id']}: job.starting of job {job} does not say its GPUs ({result[:80]!r})"
+    return [g for g in m.group(1).split(",") if g], share
+
+
+def _check_devices(entry: Mapping[str, Any], job: int, held: Mapping[int, tuple[list[str], float | None]],
+                   devices: Sequence[str]) -> list[str]:
+    """Problems of the GPUs ``job`` took at ``entry`` (``held``: job -> GPUs, share, the job
+    included): one the server does not have in ``devices``, or one now held past its capacity."""
+    from deepseek_enterprise.service.gpushare import EPSILON
+
+    problems = []
+    for g in held[job][0]:
+        if g not in devices:
+            problems.append(f"audit {entry['id']}: job {job} holds GPU {g!r}, which the server does not have "
+                            f"(its devices: {', '.join(devices) or 'none'})")
+        on = [(j, share) for j, (gpus, share) in sorted(held.items()) if g in gpus]
+        total = sum(1.0 if share is None else share for _, share in on)
+        if total > 1.0 + EPSILON:
+            who = ", ".join(f"{j} ({'whole' if share is None else f'share {share:g}'})" for j, share in on)
+            problems.append(f"audit {entry['id']}: GPU {g!r} is held by jobs {who} at once ({total:g} of 1)")
+    return problems
+
+
+def replay(entries: Iterable[Mapping[str, Any]], limits: Mapping[str, Limits], slots: int,
+           devices: Sequence[str] | None = None) -> Replay:
     """Replay audit entries (dicts as ``GET /v1/audit`` returns them, any order) against
-    ``limits`` per tenant and ``slots`` running jobs in all."""
+    ``limits`` per tenant and ``slots`` running jobs in all; and, given the server's ``devices``,
+    the GPUs the jobs hold (module docstring)."""
     out = Replay()
     queued: Counter[str] = Counter()
     running: Counter[str] = Counter()
+    held: dict[int, tuple[list[str], float | None]] = {}
     for e in sorted(entries, key=lambda e: int(e["id"])):
         action, tenant, result = str(e["action"]), str(e["tenant"]), str(e["result"])
         m = _TARGET.match(str(e["target"]))
@@ -101,6 +141,16 @@ def replay(entries: Iterable[Mapping[str, Any]], limits: Mapping[str, Limits], s
         if after is None:
             out.problems.append(f"audit {e['id']}: {action} of job {job} in state {before}")
             continue
+        if devices is not None:
+            if after not in _ACTIVE:
+                held.pop(job, None)
+            elif action == "job.starting":
+                gpus = _held(e, job)
+                if isinstance(gpus, str):
+                    out.problems.append(gpus)
+                else:
+                    held[job] = gpus
+                    out.problems += _check_devices(e, job, held, devices)
         owner = out.accepted.get(job, tenant)
         queued[owner] += (after == "queued") - (before == "queued")
         running[owner] += (after in _ACTIVE) - (before in _ACTIVE)

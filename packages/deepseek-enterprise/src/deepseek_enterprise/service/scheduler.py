@@ -32,8 +32,8 @@ attempt (``job.requeue``), or ``cancelled`` when its cancel was asked; cannot te
 (``Unavailable``): it stays ``starting`` and is asked again in the next pass.
 
 :meth:`Scheduler.recover` runs once at start-up, before the API answers: ``starting`` jobs as
-above; a ``running`` job whose process is still alive (same pid, same start time) is re-attached
-and watched; one that ended while the server was down gets its state from the exit code its
+above; a ``running`` job whose process is still alive (same pid, same start time, and for the
+local executor the same boot: ``jobstate.alive``) is re-attached and watched; one that ended while the server was down gets its state from the exit code its
 wrapper wrote; one gone without a code becomes ``lost`` (or is requeued, as above). Queued jobs
 keep their order (ids). An exit code that cannot be read (``UNREADABLE``) fails the job with the
 reason the executor gives.
@@ -261,7 +261,9 @@ class Scheduler:
             quotas.started(job.tenant, utcnow())
             launch = self._launch(job, gpus, share)
             self.store.audit("scheduler", "job.starting", tenant=job.tenant.name, target=f"job {job.id}",
-                             result=f"CUDA_VISIBLE_DEVICES={job.gpus!r}" + (f"; {ref}" if ref else ""), session=s)
+                             result=f"CUDA_VISIBLE_DEVICES={job.gpus!r}" + (f"; share {share!r} of each GPU" if share
+                                                                             is not None else "")
+                             + (f"; {ref}" if ref else ""), session=s)
         try:  # (2)
             started = self.executor.start(launch)
         except Unavailable as exc:  # nothing was started: back to its place in the queue
