@@ -40,14 +40,10 @@ known by its pid, its start time (``/proc/PID/stat``) and the boot it ran in, so
 never taken for a job: whether a job's wrapper still runs is :func:`jobstate.alive`, the one rule,
 asked by :meth:`LocalExecutor.finished`, :meth:`LocalExecutor.find` and before every signal.
 
-A ``running`` job this server did not start (re-attached after a restart) is checked once against
-the boot id in its ``started`` marker: another boot's means it ended with the reboot (start ticks
-count from boot, so its pid and start time may match an unrelated process now): its recorded exit
-code decides, else it fails saying the machine rebooted while it ran. A marker that cannot be read
-(a boot id that is not one, ...) is not trusted either: the job is not re-attached, and fails
-saying why unless it recorded an exit code. A marker without a boot id (an older wrapper) keeps
-the older rule: same pid and start time. After that check the job is followed by pid and start
-time (the server cannot outlive a reboot).
+A ``running`` job this server did not start is checked once against the boot id of its marker
+(:meth:`LocalExecutor.finished`): another boot's, or a marker that cannot be trusted, means it is
+not re-attached (its exit code decides, else it fails saying why); a marker without one keeps the
+older rule, pid and start time, which follows every job after that check.
 """
 
 from __future__ import annotations
@@ -114,24 +110,6 @@ class Started:
     workspace: Path
     isolation: str = ""
     """How the job is limited, in words (logged and audited)."""
-
-
-def _is_wrapper(marker: jobstate.Marker, this_boot: str | None, state: Path) -> bool:
-    """Whether the process ``marker`` names is a job wrapper of the state folder ``state``: alive
-    (:func:`jobstate.alive`, its boot too), a session leader (the executor starts it in a new
-    session), and its command line ``... -m deepseek_enterprise.service.child --state STATE ...``."""
-    pid = marker.pid
-    if pid is None or not jobstate.alive(pid, marker.start, marker.boot_id, this_boot):
-        return False
-    try:
-        if os.getsid(pid) != pid:
-            return False
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read(1 << 16).split(b"\0")
-    except OSError:
-        return False
-    want = [b"-m", b"deepseek_enterprise.service.child", b"--state", os.fsencode(state)]
-    return any(argv[i:i + 4] == want for i in range(len(argv)))
 
 
 def _limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
@@ -386,7 +364,7 @@ class LocalExecutor(Executor):
             return None
         if not alive:  # ended since: nothing to follow (a pid named in a file is not trusted as a handle)
             return Started(None, None, ws, f"launched before the server stopped (wrapper pid {marker.pid}), ended since")
-        if not _is_wrapper(marker, self.boot_id, state):
+        if not jobstate.is_wrapper(marker, self.boot_id, state):
             raise Unavailable(f"job {launch.job_id}: its launch lock is held, but pid {marker.pid} that its marker "
                               "names is not its wrapper")
         return Started(marker.pid, marker.start, ws, f"launched before the server stopped: wrapper pid {marker.pid}")

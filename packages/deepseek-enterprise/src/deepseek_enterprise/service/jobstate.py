@@ -21,7 +21,8 @@ job runs as the server's Unix user, so a hostile job that knows this path can st
 (docs/service.md, "Isolation").
 
 :func:`alive` is the one rule for "this local job's process still runs" (a process known by pid,
-start time and boot; the executor's re-attach, its ``find`` and its signals all ask it).
+start time and boot; the executor's re-attach, its ``find`` and its signals all ask it);
+:func:`is_wrapper` adds that the process is the wrapper of a given state folder.
 """
 
 from __future__ import annotations
@@ -84,6 +85,24 @@ def alive(pid: int | None, start: str | None, boot: str | None = None, this_boot
     if boot is not None and this_boot is not None and boot != this_boot:
         return False
     return process_start(pid) == start
+
+
+def is_wrapper(marker: Marker, this_boot: str | None, state: Path) -> bool:
+    """Whether the process ``marker`` names is a job wrapper of the state folder ``state``: alive
+    (:func:`alive`, its boot too), a session leader (the executor starts it in a new
+    session), and its command line ``... -m deepseek_enterprise.service.child --state STATE ...``."""
+    pid = marker.pid
+    if pid is None or not alive(pid, marker.start, marker.boot_id, this_boot):
+        return False
+    try:
+        if os.getsid(pid) != pid:
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read(1 << 16).split(b"\0")
+    except OSError:
+        return False
+    want = [b"-m", b"deepseek_enterprise.service.child", b"--state", os.fsencode(state)]
+    return any(argv[i:i + 4] == want for i in range(len(argv)))
 
 
 def process_start(pid: int) -> str | None:
