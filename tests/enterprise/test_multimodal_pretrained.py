@@ -116,6 +116,9 @@ def test_bad_sources_are_one_line(unimodal: dict[str, Any], tmp_path: Path) -> N
     refused({"pretrained": {"audio": folders["audio"]}, "fusion_options": {"d_model": 8}},
             r"^model\.pretrained\.audio: .* does not fit this model \(shape \(10, 16\) of fusion\.heads\.audio\.weight "
             r"where this model has \(10, 8\)\); give a run with the same encoder keys and fusion_options\.d_model$")
+    refused({"fusion": "late", "pretrained": folders, "freeze_pretrained": True},
+            r"^model\.freeze_pretrained: every parameter of this model comes from model\.pretrained, so nothing "
+            r"would train; set freeze_pretrained = false")
     fused = Trainer(config_from_dict(config(tmp_path, "tri", {"fusion": "concat"})), quiet=True).fit().run_dir
     refused({"pretrained": {"vision": str(fused)}},
             r"^model\.pretrained\.vision: .* is a run of modalities \['vision', 'audio', 'text'\]")

@@ -102,3 +102,7 @@ def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, 
         for name, p in model.named_parameters():
             if any(name.startswith(modality_prefixes(m)) for m in sources):
                 p.requires_grad_(False)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ConfigError("model.freeze_pretrained: every parameter of this model comes from model.pretrained, "
+                              "so nothing would train; set freeze_pretrained = false or use a fusion with parts of "
+                              "its own (concat, cross_attention)")
