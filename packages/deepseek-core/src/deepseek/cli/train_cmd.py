@@ -251,7 +251,8 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
                    "default off: on short generations the set-up costs more than it saves.")
 @click.option("--compile-step/--no-compile-step", "compile_step", default=None,
               help="With --cuda-graphs: compile the graphed step with inductor: faster steps for seconds of "
-                   "compiling once per batch size. Default: on with --prompts, off for a single prompt.")
+                   "compiling once per batch size and cache length (64-position steps). Default: on with --prompts, "
+                   "off for a single prompt.")
 @_STRATEGY
 @_DTYPE
 def generate(

@@ -35,6 +35,7 @@ weights, pipeline stages, no KV-cache decoding, a CPU device for graphs).
 
 from __future__ import annotations
 
+import types
 from collections import OrderedDict
 from typing import Any
 
@@ -89,6 +90,16 @@ def _forward_step(model: nn.Module, tokens: torch.Tensor, cursor: KVCursor) -> t
     return model.forward_cached(tokens, cursor)[:, -1]  # type: ignore[operator]
 
 
+def _compiled_step() -> Any:
+    """:func:`_forward_step` compiled for one decoder, on a code object of its own: torch.compile
+    keeps a function's compiled versions on its code object and, past ``recompile_limit`` (8)
+    shapes, runs it uncompiled, so decoders sharing one function (one per batch size and cache
+    length, more than 8 when serving prompts of many lengths) would get uncompiled steps from
+    the ninth on; this way each decoder's compiled step also goes when the decoder does."""
+    code = _forward_step.__code__.replace()
+    return torch.compile(types.FunctionType(code, _forward_step.__globals__, _forward_step.__name__), dynamic=False)
+
+
 class StaticDecoder:
     """Static cache, compiled step and (on CUDA) the captured graph for one batch size and one
     sampling setting; see the module docstring."""
@@ -107,7 +118,7 @@ class StaticDecoder:
         self.ring = torch.zeros(batch, RING, dtype=torch.long, device=self.device)
         self.slot = torch.zeros(1, dtype=torch.long, device=self.device)
         self.generator = torch.Generator(device=self.device) if temperature > 0 else None
-        self._step = torch.compile(_forward_step, dynamic=False) if compile_step else _forward_step
+        self._step = _compiled_step() if compile_step else _forward_step
         self.logits: torch.Tensor | None = None
         """The last step's logits ``(B, V)`` (the graph's output buffer)."""
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -270,7 +281,7 @@ def choose_static(model: nn.Module, asked: bool | None, *, compile_step: bool | 
     generations that costs more than the faster steps save) and ``--compile-step/--no-compile-step``
     (``compile_step``) decode ``model`` with: the decoders to pass to ``generate`` (``None``:
     eager) and a line to print (now always None). The step is compiled by default only when
-    ``serving`` a file of prompts (the compile takes seconds once per batch size; a single prompt
+    ``serving`` a file of prompts (the compile takes seconds once per batch size and cache length; a single prompt
     is done sooner with the eager step in the graph). Asking for CUDA graphs where they cannot
     run, or for a compiled step without them, is a :class:`~deepseek.errors.UsageError`."""
     from deepseek.errors import UsageError

@@ -89,7 +89,8 @@ def serve(
     :func:`deepseek.training.inference.generating_tokenizer`. Batch ``i`` samples with a
     generator seeded ``seed + i``. ``static``: the
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager;
-    one decoder, and on CUDA one captured graph, per batch size, reused across batches)."""
+    one decoder, and on CUDA one captured graph, per batch size and cache length, reused across
+    batches)."""
     if batch_size < 1:
         raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
     encoded = [tokenizer.encode(p) or tokenizer.encode("\n") for p in prompts]
