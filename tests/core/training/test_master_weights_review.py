@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
+from deepseek.errors import ConfigError
 from deepseek.training.master_weights import MasterWeightAdamW
 from deepseek.training.trainer import Trainer
 
@@ -48,3 +50,28 @@ def test_accumulation_keeps_the_gradient_of_a_parameter_some_micro_batches_do_no
     assert a.grad is None  # one of two micro-batches so far
     (5 * a.float().sum()).backward()
     assert torch.equal(a.grad, torch.full((4,), 6.0, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("inner_first", [False, True])
+def test_accumulation_refuses_a_backward_inside_the_backward(inner_first: bool) -> None:
+    # Reentrant checkpointing runs the block's backward as a backward of its own inside the outer
+    # one; its end is not the micro-batch's. Whichever parameter's gradient comes first, it is
+    # refused in one line instead of handing a partial sum to the step.
+    from torch.utils.checkpoint import checkpoint
+
+    inner, outer = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    opt = MasterWeightAdamW([inner, outer], accumulation=2)
+
+    def loss(reentrant: bool) -> torch.Tensor:
+        if inner_first:  # outer's gradient comes after the block's: outer feeds the block
+            return checkpoint(lambda t: t * inner.float(), outer.float() * 2, use_reentrant=reentrant).sum()
+        y = checkpoint(lambda t: t * inner.float(), torch.ones(3, requires_grad=True), use_reentrant=reentrant)
+        return (y * outer.float()).sum()  # outer's gradient comes first
+
+    for _ in range(2):  # non-reentrant checkpointing: one backward per micro-batch, accepted
+        loss(False).backward()
+    assert inner.grad is not None and outer.grad is not None
+    opt.zero_grad()
+    with pytest.raises(ConfigError, match=r"^precision.master_weights with train.grad_accum > 1: the model runs a "
+                                          r"backward inside its backward \(reentrant activation checkpointing\)"):
+        loss(True).backward()

@@ -27,7 +27,8 @@ gradients add up in an fp32 buffer per parameter, not in bf16: a hook after each
 the parameter's bf16 gradient into it and clears ``.grad``; at the end of the step's last
 backward (counted once per backward, not per parameter: a micro-batch may not reach every
 parameter) every parameter that had a gradient in any micro-batch gets the sum rounded to bf16
-once as ``.grad`` (what clipping and the step read).
+once as ``.grad`` (what clipping and the step read). A backward inside the backward (reentrant
+activation checkpointing) would end early and is refused in one line.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+
+from deepseek.errors import ConfigError
 
 STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
 """What a parameter's saved state holds: torch AdamW's keys, so checkpoints stay interchangeable."""
@@ -91,6 +94,7 @@ class MasterWeightAdamW(torch.optim.Optimizer):
         self._hooks: list[Any] = []
         self._backwards = 0  # backward passes of this step so far
         self._queued = False  # the end-of-backward callback of the running backward is queued
+        self._task = -1  # autograd's id of the backward (graph task) that queued it last
         if self.accumulation > 1:
             for p in flat:
                 self.state[p]["grad_sum"] = torch.zeros_like(self.state[p]["master"])
@@ -99,12 +103,19 @@ class MasterWeightAdamW(torch.optim.Optimizer):
     def _fold(self, p: torch.Tensor) -> None:
         """After a backward reached ``p``: add ``p.grad`` into its fp32 sum and clear it; the
         first parameter of each backward queues :meth:`_end_of_backward`."""
+        task = torch._C._current_graph_task_id()
+        if (task != self._task) if self._queued else (task < self._task):
+            # A backward inside a backward (reentrant activation checkpointing): its end is not
+            # the micro-batch's, and counting it would hand out partial sums as gradients.
+            raise ConfigError("precision.master_weights with train.grad_accum > 1: the model runs a backward "
+                              "inside its backward (reentrant activation checkpointing); use "
+                              "torch.utils.checkpoint.checkpoint(..., use_reentrant=False) or grad_accum = 1")
         state = self.state[p]
         state["grad_sum"].add_(p.grad)
         state["folded"] = True
         p.grad = None
         if not self._queued:
-            self._queued = True
+            self._queued, self._task = True, task
             torch.autograd.Variable._execution_engine.queue_callback(self._end_of_backward)
 
     def _end_of_backward(self) -> None:
@@ -126,7 +137,7 @@ class MasterWeightAdamW(torch.optim.Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients and any partial fp32 sums (a step left unfinished)."""
         super().zero_grad(set_to_none)
-        self._backwards, self._queued = 0, False
+        self._backwards, self._queued, self._task = 0, False, -1
         if self.accumulation > 1:
             for group in self.param_groups:
                 for p in group["params"]:
