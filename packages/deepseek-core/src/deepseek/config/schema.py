@@ -150,10 +150,13 @@ class PrecisionConfig:
     (Megatron's and DeepSpeed's bf16 layout): no weight casts under autocast each step, bf16
     gradients (micro-batches of ``train.grad_accum`` add up in fp32). Needs the compute dtype
     bf16, AdamW and a strategy that offers it (``single``); checkpoints still hold fp32 weights
-    and resume either way."""
+    and resume either way. The GPT's residual stream then starts from bf16 embeddings and stays
+    bf16 whatever ``fp32_residual`` says; parameters that do not train (``requires_grad``
+    false) stay fp32."""
     fp32_residual: bool = True
     """Keep the residual stream in fp32 under autocast; ``false`` carries it in the compute
-    dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics."""
+    dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics. No
+    effect with ``master_weights`` (the stream is bf16 then)."""
     init_scale: float = field(default=2.0**16, metadata={"check": positive})
     """fp16 only: the initial loss scale."""
     growth_interval: int = field(default=2000, metadata={"check": _positive_int})
