@@ -265,3 +265,16 @@ def test_the_triton_kernel_computes_the_eager_update(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-5  # masters and moments: rounding order only
+
+
+def test_a_model_with_frozen_parameters_is_refused_before_training(tiny_config, tmp_path: Path) -> None:
+    from deepseek.training.engine import StepEngine
+
+    engine = StepEngine(tiny_config(**BF16))
+    engine.setup_environment()
+    model = engine.build_model()
+    model.wpe.weight.requires_grad_(False)
+    with pytest.raises(ConfigError, match=r"precision.master_weights: the model has 1 frozen parameter\(s\) "
+                                          r"\(first: 'wpe.weight'\)"):
+        engine.setup_model(model)
+    assert model.wpe.weight.dtype == torch.float32 and model.lm_head.weight.dtype == torch.float32  # untouched

@@ -151,8 +151,8 @@ class PrecisionConfig:
     gradients (micro-batches of ``train.grad_accum`` add up in fp32). Needs the compute dtype
     bf16, AdamW and a strategy that offers it (``single``); checkpoints still hold fp32 weights
     and resume either way. The GPT's residual stream then starts from bf16 embeddings and stays
-    bf16 whatever ``fp32_residual`` says; parameters that do not train (``requires_grad``
-    false) stay fp32."""
+    bf16 whatever ``fp32_residual`` says. A model with frozen parameters (``requires_grad``
+    false) is refused: they would stay fp32 beside the bf16 ones."""
     fp32_residual: bool = True
     """Keep the residual stream in fp32 under autocast; ``false`` carries it in the compute
     dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics. No

@@ -76,6 +76,13 @@ class StepEngine:
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
                                 model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip")
+        if cfg.precision.master_weights:
+            frozen = [n for n, p in model.named_parameters() if not p.requires_grad and p.is_floating_point()]
+            if frozen:
+                raise ConfigError(
+                    f"precision.master_weights: the model has {len(frozen)} frozen parameter(s) (first: {frozen[0]!r}), "
+                    "which would stay fp32 beside the bf16 ones the optimizer makes; set master_weights = false "
+                    "for a run that freezes weights")
         factory = optimizer_factory(cfg.optimizer, cfg.train.lr, master_weights=cfg.precision.master_weights,
                                     accumulation=cfg.train.grad_accum)
         self.strategy.setup(model, factory, settings)
