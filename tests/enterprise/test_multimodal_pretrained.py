@@ -149,7 +149,10 @@ def test_the_study_trains_unimodal_models_first_and_passes_them_on(tmp_path: Pat
     assert recipe_keys("concat", "frozen", "redundant", sources) == {
         "aux_loss_weight": 0.5, "modality_dropout": 0.2, "fusion_options": {"joint": True},
         "freeze_pretrained": True, "pretrained": sources}
-    assert recipe_keys("late", "frozen", "redundant", sources) == {"aux_loss_weight": 0.5, "modality_dropout": 0.2}
+    # late starts from them too; frozen, it is their ensemble (nothing trains: the study evaluates it as it starts).
+    assert recipe_keys("late", "frozen", "redundant", sources) == {
+        "aux_loss_weight": 0.5, "modality_dropout": 0.2, "freeze_pretrained": True, "pretrained": sources}
+    assert recipe_keys("late", "joint", "redundant", sources) == {"aux_loss_weight": 0.5, "modality_dropout": 0.2}
     assert recipe_keys("vision", "frozen", "redundant", sources) == {}
     model = study_config("redundant", "cross_attention", 1, 10, batch=8, lr=1e-3, device="cpu", runs_dir="r",
                          recipe="pretrained", sources=sources)["model"]
@@ -157,11 +160,16 @@ def test_the_study_trains_unimodal_models_first_and_passes_them_on(tmp_path: Pat
 
 
 def test_a_frozen_study_row_says_what_it_started_from(tmp_path: Path) -> None:
-    rows = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path, recipe="frozen")
-    assert [(r["config"], r["recipe"]) for r in rows] == [("vision", None), ("audio", None), ("text", None),
-                                                          ("concat", "frozen")]
+    rows = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path,
+                     recipe="frozen")
+    assert [(r["config"], r["recipe"], r["steps"]) for r in rows] == [
+        ("vision", None, 2), ("audio", None, 2), ("text", None, 2), ("late", "frozen", 0), ("concat", "frozen", 2)]
     runs = {m: str(tmp_path / "runs" / f"redundant-{m}-s0") for m in MODALITIES}
-    assert rows[-1]["started_from"] == runs
+    assert rows[-1]["started_from"] == runs and rows[3]["started_from"] == runs
+    # late, frozen: the ensemble of the unimodal models, evaluated as it starts (no run folder).
+    assert not (tmp_path / "runs" / "redundant-late-s0").exists() and rows[3]["val_curve"] == []
+    assert all(rows[3]["val"][f"val_accuracy_{m}"] == rows[i]["val"]["val_accuracy"] for i, m in enumerate(MODALITIES))
+    assert set(rows[3]["missing"]) == set(MODALITIES) and 0 <= rows[3]["test"]["test_accuracy"] <= 1
     after = load_model_state(resolve_checkpoint(tmp_path / "runs" / "redundant-concat-s0"))
     for m in MODALITIES:
         theirs = load_model_state(resolve_checkpoint(runs[m]))

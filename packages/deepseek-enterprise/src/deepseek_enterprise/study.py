@@ -41,12 +41,13 @@ classifier on its own label) and modality dropout; ``joint`` the same, and ``con
 ``cross_attention`` add the joint-prediction head (``fusion_options.joint``), and on the
 complementary task no modality dropout (there a sample missing a modality has no answer: dropout
 0.2 per modality leaves 49% of the training samples unanswerable). ``pretrained`` is ``joint``
-whose ``concat`` and ``cross_attention`` start, on the redundant task, from the same seed's
-unimodal models (``model.pretrained``: their encoders, projections and own classifiers; the
-study trains those first); ``frozen`` the same with those parts kept fixed
-(``model.freeze_pretrained``). On the complementary task both are ``joint``: its unimodal models
-learn the class, which no single modality shows, so they have nothing to start from. ``late``
-takes ``aux``'s keys in all. Unimodal models take none."""
+whose fused models start, on the redundant task, from the same seed's unimodal models
+(``model.pretrained``: their encoders, projections and own classifiers; the study trains those
+first); ``frozen`` the same with those parts kept fixed (``model.freeze_pretrained``), which
+leaves ``late`` nothing to train: it is the ensemble of the unimodal models, evaluated as it
+starts. On the complementary task both are ``joint``: its unimodal models learn the class, which
+no single modality shows, so they have nothing to start from. ``late`` takes ``aux``'s keys
+(and, with these two, the pretrained ones). Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
 MODALITY_ORDER = ("vision", "audio", "text")
 NO_DROPOUT = {(recipe, "complementary") for recipe in ("joint", "pretrained", "frozen")}
@@ -57,7 +58,13 @@ PRETRAINED = {("pretrained", "redundant"), ("frozen", "redundant")}
 
 def starts_from_unimodal(config: str, recipe: str, task: str) -> bool:
     """Whether model ``config`` trained with ``recipe`` on ``task`` starts from the unimodal models."""
-    return (recipe, task) in PRETRAINED and CONFIGS[config][1] != "late"
+    return (recipe, task) in PRETRAINED and len(CONFIGS[config][0]) > 1
+
+
+def is_ensemble(config: str, recipe: str, task: str) -> bool:
+    """Whether the model is late fusion of the unimodal models kept fixed: nothing of it trains, so
+    the study evaluates it as it starts (the ensemble of the unimodal models)."""
+    return starts_from_unimodal(config, recipe, task) and CONFIGS[config][1] == "late" and recipe == "frozen"
 
 
 def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None) -> dict[str, Any]:
@@ -68,7 +75,7 @@ def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | N
         return {}
     keys = dict(RECIPES[recipe])
     if fusion == "late":
-        keys = {k: keys[k] for k in ("aux_loss_weight", "modality_dropout")}
+        keys = {k: keys[k] for k in ("aux_loss_weight", "modality_dropout", "freeze_pretrained") if k in keys}
     elif (recipe, task) in NO_DROPOUT:
         keys["modality_dropout"] = 0.0
     if starts_from_unimodal(config, recipe, task):
@@ -102,20 +109,42 @@ def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, l
     }
 
 
-def test_metrics(trainer: Any, missing: tuple[str, ...] = ()) -> dict[str, float]:
-    """Accuracy of a trained model on the test split (``missing``: modalities hidden)."""
+def split_metrics(module: Any, data: Any, device: Any, split: str = "test", missing: tuple[str, ...] = (),
+                  limit: int | None = None) -> dict[str, float]:
+    """Accuracy of ``module`` on ``split`` of dataset ``data`` (``missing``: modalities hidden; at
+    most ``limit`` batches), keyed ``<split>_accuracy`` ..."""
     import dataclasses
 
     from deepseek.training.evaluation import evaluate_batch, summarize
     from deepseek_enterprise.digits.dataset import MultimodalDigits
 
-    data = trainer.dataset
     options = dataclasses.replace(data.options, missing=tuple(missing))
     dataset = MultimodalDigits(options, batch_size=data.batch_size, seed=data.seed)
-    module = trainer.strategy.eval_module
-    values = summarize([evaluate_batch(module, b, device=trainer.strategy.device, model_name="multimodal")
-                        for b in dataset.split_batches("test")])
-    return {"test_" + k.removeprefix("val_"): v for k, v in values.items()}
+    values = summarize([evaluate_batch(module, b, device=device, model_name="multimodal")
+                        for b in dataset.split_batches(split, limit)])
+    return {f"{split}_" + k.removeprefix("val_"): v for k, v in values.items()}
+
+
+def test_metrics(trainer: Any, missing: tuple[str, ...] = ()) -> dict[str, float]:
+    """Accuracy of a trained model on the test split (``missing``: modalities hidden)."""
+    return split_metrics(trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device, "test", missing)
+
+
+def ensemble_row(config: Any, host: Any) -> dict[str, Any]:
+    """The row of late fusion of fixed unimodal models (:func:`is_ensemble`): the model built as
+    it starts (``freeze_pretrained`` off: the same weights) and evaluated on CPU, no training: on
+    the validation batches the trainer would use, and on the test split as every other row."""
+    import dataclasses
+
+    from deepseek.training.build import build_dataset, build_model
+
+    options = dataclasses.replace(config.model.options, freeze_pretrained=False)
+    model = build_model(dataclasses.replace(config, model=dataclasses.replace(config.model, options=options)),
+                        host=host).eval()
+    data, cpu = build_dataset(config, host), next(model.parameters()).device
+    return {"parameters": sum(p.numel() for p in model.parameters()), "test": split_metrics(model, data, cpu),
+            "val_curve": [], "val": split_metrics(model, data, cpu, "val", limit=config.data.eval_batches),
+            "missing": {m: split_metrics(model, data, cpu, "test", (m,))["test_accuracy"] for m in model.modalities}}
 
 
 def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
@@ -193,6 +222,13 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                                        runs_dir=str(out / "runs"), recipe=recipe, sources=mine),
                                           host=host)
                 start = time.perf_counter()
+                if is_ensemble(name, recipe, task):
+                    row = {"task": task, "config": name, "seed": seed, "steps": 0, "recipe": recipe,
+                           **ensemble_row(config, host), "seconds": time.perf_counter() - start, "started_from": mine}
+                    rows.append(row)
+                    with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row) + "\n")
+                    continue
                 trainer = Trainer(config, quiet=True, host=host)
                 trainer.fit()
                 if len(CONFIGS[name][0]) == 1:
