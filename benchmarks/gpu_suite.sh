@@ -243,10 +243,10 @@ for group in "$@"; do
     # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE (joint|aux|pretrained|frozen),
     # FUSION_TASKS, FUSION_SEEDS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
     #   FUSION_CONFIGS="concat cross_attention" bash benchmarks/gpu_suite.sh fusion
-    # FUSION_RECIPE=pretrained|frozen on the redundant task: two phases, so that concat and
-    # cross_attention start from exactly the unimodal models whose rows are reported (one process per
-    # seed trains vision, audio, text into fusion-redundant-s<seed>-uni, late runs beside them; then
-    # the fused models start from those runs with --unimodal-runs).
+    # FUSION_RECIPE=pretrained|frozen on the redundant task: two phases, so that the fused models
+    # start from exactly the unimodal models whose rows are reported (one process per seed trains
+    # vision, audio, text into fusion-redundant-s<seed>-uni; then late, concat and cross_attention
+    # start from those runs with --unimodal-runs; with frozen, late is their ensemble, not trained).
     STEPS=${FUSION_STEPS:-1200}; RECIPE=${FUSION_RECIPE:-joint}
     fusion_run() {  # fusion_run NAME ARGS...: one study process in the background
       local name=$1; shift
@@ -260,10 +260,9 @@ for group in "$@"; do
         for seed in ${FUSION_SEEDS:-0 1 2}; do
           fusion_run "fusion-$task-s$seed-uni" --task $task --seed $seed --config vision --config audio --config text
           UNI="$UNI $!"
-          case " $CONFIGS " in *" late "*) fusion_run "fusion-$task-s$seed-late" --task $task --seed $seed --config late;; esac
         done
         wait $UNI
-        for seed in ${FUSION_SEEDS:-0 1 2}; do for c in $CONFIGS; do case $c in concat|cross_attention)
+        for seed in ${FUSION_SEEDS:-0 1 2}; do for c in $CONFIGS; do case $c in late|concat|cross_attention)
           fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c \
             --unimodal-runs "$RES/fusion-$task-s$seed-uni/runs";; esac; done; done
         continue
