@@ -208,3 +208,17 @@ def test_late_residual_starts_as_late_fusion_of_the_unimodal_models(unimodal: di
     # The joint head's zero table adds the constant log(1/10).
     torch.testing.assert_close(out.logits, expected + torch.log(torch.tensor(0.1)), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out.logits, (alone["vision"] + alone["audio"] + alone["text"]) / 3 - 2.302585)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--unimodal-runs", "."], "error: --unimodal-runs: recipe joint does not start from unimodal models; use it with "
+                               "--recipe pretrained or frozen, or leave it out"),
+    (["--recipe", "frozen", "--task", "redundant", "--seed", "3", "--config", "concat", "--unimodal-runs", "."],
+     "error: --unimodal-runs: redundant-vision-s3 is not a folder; pass the runs folder of a study of the same seeds "
+     "with --config vision --config audio --config text"),
+])
+def test_the_study_refuses_unimodal_runs_it_cannot_use(tmp_path: Path, args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "deepseek", "multimodal", "study", *args, "--out", "res"], cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.strip() == message, out.stderr[-2000:]
+    assert not (tmp_path / "res").exists()

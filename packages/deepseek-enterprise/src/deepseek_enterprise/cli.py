@@ -50,6 +50,9 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     from deepseek_enterprise.study import CONFIGS, run_study, table
 
     check_output(out, where="--out", folder=True)
+    if unimodal_runs is not None and recipe not in ("pretrained", "frozen"):
+        raise UsageError(f"--unimodal-runs: recipe {recipe} does not start from unimodal models; use it with "
+                         "--recipe pretrained or frozen, or leave it out")
     rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
                      list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host(),
                      recipe=recipe, unimodal_runs=unimodal_runs)
