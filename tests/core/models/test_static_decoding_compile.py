@@ -1,5 +1,5 @@
 """The compiled static-decoding step (``compile_step``) when a pool holds more decoders than
-torch.compile's ``recompile_limit`` (8): serving prompts of many lengths builds one decoder per
+torch.compile's ``recompile_limit`` (8 by default; 2 here, to keep the test short): serving prompts of many lengths builds one decoder per
 batch size and cache length, and each must run a compiled step, not fall back to eager from the
 ninth on. Real inductor on the CPU (no graphs); a tiny GPT keeps each compile to seconds."""
 
@@ -21,8 +21,10 @@ def _one_thread() -> None:
     torch.set_num_threads(before)
 
 
+@torch._dynamo.config.patch(recompile_limit=2)  # the default 8 in miniature: 3 compiles, not 9
 def test_every_decoder_of_a_pool_runs_a_compiled_step_past_the_recompile_limit() -> None:
     limit = torch._dynamo.config.recompile_limit
+    assert limit == 2
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=64, d_model=16, n_heads=2, n_layers=1, max_seq_len=(limit + 2) * CACHE_STEP)).eval()
     pool = StaticDecoders(graphs=False, compile_step=True, keep=limit + 2)
