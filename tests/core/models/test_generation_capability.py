@@ -24,13 +24,7 @@ from deepseek.models.protocol import (
 from deepseek.models.static_decoding import StaticDecoders
 from deepseek.training.inference import generating_tokenizer, sample
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_gpt(window: int = 16) -> GPT:

@@ -12,13 +12,7 @@ from torch._dynamo.utils import counters
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.static_decoding import CACHE_STEP, StaticDecoders
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @torch._dynamo.config.patch(recompile_limit=2)  # the default 8 in miniature: 3 compiles, not 9
