@@ -22,7 +22,12 @@ from deepseek.config.components import options_class
 from deepseek.models import GPT
 from deepseek.models.encoder import EncoderOutput
 from deepseek.models.gpt import GPTConfig
-from deepseek.models.protocol import CAPABILITIES, TrainableModel, model_capabilities
+from deepseek.models.protocol import (
+    CAPABILITIES,
+    TrainableModel,
+    generation_vocab_size,
+    model_capabilities,
+)
 from deepseek.plugins.host import get_host
 
 SHRINK = {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
@@ -76,6 +81,10 @@ def test_capabilities_are_offered_whole(name: str) -> None:
     if "generation" not in model_capabilities(model):  # the default says how to offer it
         with pytest.raises(NotImplementedError, match=r"capability 'generation'\); give the model's class"):
             model.generate(torch.zeros(1, 1, dtype=torch.long), 1)
+    else:  # the vocabulary of the tokenizer check: refused unless a positive int or None (unknown)
+        vocab = generation_vocab_size(model)
+        if isinstance(model, GPT):
+            assert vocab == model.config.vocab_size
 
 
 @pytest.mark.parametrize("name", GPT_MODELS)

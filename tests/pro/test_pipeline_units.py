@@ -90,6 +90,20 @@ def test_a_served_pipeline_declares_generation_and_decodes_eagerly() -> None:
         served.generate(torch.zeros(1, 2, dtype=torch.long), 2, static=StaticDecoders(graphs=False))
 
 
+def test_a_served_pipeline_declares_the_whole_models_vocabulary() -> None:
+    from types import SimpleNamespace
+
+    from deepseek.training.inference import generating_tokenizer
+    from deepseek_pro.strategies.pipeline_decode import place_stage
+
+    strategy = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=1, device=torch.device("cpu"))
+    model = GPT(GPTConfig(vocab_size=300, d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
+    served = place_stage(strategy, model)  # type: ignore[arg-type]
+    assert served.generation_vocab_size() == 300  # the whole model's, kept when its other stage is freed
+    with pytest.raises(UsageError, match=r"^generate: the model has 300 token ids but no tokenizer\.json"):
+        generating_tokenizer(served, None)
+
+
 def test_merge_parts_gives_single_files(tmp_path: Path) -> None:
     """Stage parts (full names, tied copy only in the model file) merge into exactly the names
     and parameter groups that ``single`` writes, and the parts are removed."""

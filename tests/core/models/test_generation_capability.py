@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from deepseek.data.tokenizer import ByteTokenizer
 from deepseek.errors import UsageError
 from deepseek.models.decoding import generate_cached
 from deepseek.models.gpt import GPT, GPTConfig
@@ -18,6 +19,7 @@ from deepseek.models.protocol import (
     CAPABILITIES,
     GENERATION_HOWTO,
     TrainableModel,
+    generation_vocab_size,
     model_capabilities,
     require_generation,
 )
@@ -132,3 +134,58 @@ def test_the_default_generate_explains_itself() -> None:
         CachedOnly(small_gpt()).generate(torch.zeros(1, 2, dtype=torch.long), 2)
     assert str(raised.value) == (f"CachedOnly does not offer text generation (capability 'generation'); "
                                  f"{GENERATION_HOWTO}")
+
+
+class DeclaresVocab(MyLM):
+    """A plugin's model that declares the vocabulary its logits cover."""
+
+    def __init__(self, inner: GPT, vocab: object) -> None:
+        super().__init__(inner)
+        self.vocab = vocab
+
+    def generation_vocab_size(self):
+        return self.vocab
+
+
+class ConfigOnly(MyLM):
+    """A ``config.vocab_size`` attribute declares nothing: the tokenizer is not checked against it."""
+
+    def __init__(self, inner: GPT) -> None:
+        super().__init__(inner)
+        self.config = inner.config
+
+
+def test_the_gpt_declares_its_vocabulary_and_the_default_is_unknown() -> None:
+    assert small_gpt().generation_vocab_size() == 256
+    assert GPT(GPTConfig(vocab_size=300, d_model=16, n_heads=2, n_layers=1)).generation_vocab_size() == 300
+    assert MyLM(small_gpt()).generation_vocab_size() is None
+    assert generation_vocab_size(ProbedOnly()) is None  # not a TrainableModel
+
+
+def test_a_declared_vocabulary_is_checked_against_the_tokenizer() -> None:
+    with pytest.raises(UsageError) as small:
+        generating_tokenizer(DeclaresVocab(small_gpt(), 100), None)
+    assert str(small.value) == ("generate: the tokenizer has 256 tokens but the model's vocabulary only 100; "
+                                "pass the run folder the model was trained in (its tokenizer.json)")
+    with pytest.raises(UsageError) as large:
+        generating_tokenizer(DeclaresVocab(small_gpt(), 300), None)
+    assert str(large.value).startswith("generate: the model has 300 token ids but no tokenizer.json was found "
+                                       "with it, and byte tokens cover only 256; put the tokenizer.json")
+    assert isinstance(generating_tokenizer(DeclaresVocab(small_gpt(), 256), None), ByteTokenizer)
+
+
+def test_a_model_declaring_no_vocabulary_is_not_checked() -> None:
+    gpt = GPT(GPTConfig(vocab_size=64, d_model=16, n_heads=2, n_layers=1, max_seq_len=16)).eval()
+    with pytest.raises(UsageError, match=r"^generate: the tokenizer has 256 tokens but the model's vocabulary "
+                       r"only 64;"):
+        generating_tokenizer(gpt, None)
+    for undeclared in (MyLM(gpt), ConfigOnly(gpt)):
+        assert isinstance(generating_tokenizer(undeclared, None), ByteTokenizer)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "256", True])
+def test_a_declared_vocabulary_that_is_not_a_positive_int_is_one_line(bad: object) -> None:
+    with pytest.raises(UsageError) as raised:
+        generating_tokenizer(DeclaresVocab(small_gpt(), bad), None)
+    assert str(raised.value) == (f"model DeclaresVocab: generation_vocab_size() returned {bad!r}; it must return "
+                                 "the number of token ids its logits cover (a positive int) or None when unknown")

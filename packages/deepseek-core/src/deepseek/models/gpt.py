@@ -357,6 +357,10 @@ class GPT(TrainableModel):
         return generate_cached(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator,
                                on_token=on_token, static=static)
 
+    def generation_vocab_size(self) -> int:
+        """The token ids of the logits, ``vocab_size``."""
+        return self.config.vocab_size
+
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean token cross-entropy of logits ``(B, T, V)`` against ``targets`` ``(B, T)``, in fp32."""

@@ -35,7 +35,9 @@ config asks for and the model lacks is refused when the model is created
   (``deepseek generate``; the trainer's ``try: deepseek generate`` hint). A model with
   ``cached_decoding`` offers it in one call of :func:`deepseek.models.decoding.generate_cached`;
   the default says how (:data:`GENERATION_HOWTO`), and :func:`require_generation` refuses a model
-  without it in one line.
+  without it in one line. Optionally :meth:`~TrainableModel.generation_vocab_size`, the token ids
+  its logits cover: ``deepseek generate`` then refuses a tokenizer that does not fit it
+  (:func:`generation_vocab_size` reads it; default ``None``, not checked).
 
 :meth:`TrainableModel.check_data` (default: accept) lets a model refuse data it cannot take
 (sequences longer than its positions, a vocabulary larger than its own) with one clear line
@@ -240,6 +242,13 @@ class TrainableModel(nn.Module):
             f"{type(self).__name__} does not offer text generation (capability 'generation'); {GENERATION_HOWTO}"
         )
 
+    def generation_vocab_size(self) -> int | None:
+        """How many token ids ``generate`` works with (the width of the logits): ``deepseek
+        generate`` refuses a tokenizer with more tokens, and a model with more ids than the byte
+        tokenizer's 256 when no ``tokenizer.json`` came with it. Default: ``None``, unknown (the
+        tokenizer is not checked)."""
+        return None
+
 
 def model_capabilities(model: nn.Module | type) -> frozenset[str]:
     """The capabilities a model (or model class) offers: those whose methods it overrides."""
@@ -275,6 +284,23 @@ def require_generation(model: nn.Module, *, command: str = "generate") -> None:
         f"{command}: the model ({type(model).__name__}) does not generate text (capability 'generation'); "
         f"{GENERATION_HOWTO}, or use a model that offers it, such as the GPT presets"
     )
+
+
+def generation_vocab_size(model: nn.Module) -> int | None:
+    """The vocabulary ``model`` declares for generation (:meth:`TrainableModel.generation_vocab_size`),
+    ``None`` for a model that declares none or is not a :class:`TrainableModel`; a declared value
+    that is not a positive int is refused in one line naming the method."""
+    if not isinstance(model, TrainableModel):
+        return None
+    vocab = model.generation_vocab_size()
+    if vocab is None:
+        return None
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
+        raise UsageError(
+            f"model {type(model).__name__}: generation_vocab_size() returned {vocab!r:.80}; it must return the "
+            "number of token ids its logits cover (a positive int) or None when unknown"
+        )
+    return vocab
 
 
 def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -193,20 +193,22 @@ def sample(
 def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:
     """``tokenizer`` (default: UTF-8 bytes) after checking that ``model`` generates text
     (capability ``generation``, :func:`~deepseek.models.protocol.require_generation`) and that
-    the two agree on the vocabulary (one line saying what to pass otherwise)."""
+    the two agree on the vocabulary the model declares
+    (:meth:`~deepseek.models.protocol.TrainableModel.generation_vocab_size`; one line saying what
+    to pass otherwise)."""
     from deepseek.data.tokenizer import ByteTokenizer
     from deepseek.errors import UsageError
-    from deepseek.models.protocol import require_generation
+    from deepseek.models.protocol import generation_vocab_size, require_generation
 
     require_generation(model)
     tok = tokenizer or ByteTokenizer()
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-    if isinstance(vocab, int) and tok.vocab_size > vocab:
+    vocab = generation_vocab_size(model)  # None: the model does not say, nothing to check
+    if vocab is not None and tok.vocab_size > vocab:
         raise UsageError(
             f"generate: the tokenizer has {tok.vocab_size} tokens but the model's vocabulary only {vocab}; "
             "pass the run folder the model was trained in (its tokenizer.json)"
         )
-    if isinstance(vocab, int) and isinstance(tok, ByteTokenizer) and vocab > tok.vocab_size:
+    if vocab is not None and isinstance(tok, ByteTokenizer) and vocab > tok.vocab_size:
         raise UsageError(
             f"generate: the model has {vocab} token ids but no tokenizer.json was found with it, and byte "
             f"tokens cover only {tok.vocab_size}; put the tokenizer.json it was trained with in its run folder "

@@ -30,7 +30,7 @@ from torch import nn
 
 from deepseek.errors import UsageError
 from deepseek.models.decoding import decode
-from deepseek.models.protocol import TrainableModel, model_capabilities
+from deepseek.models.protocol import TrainableModel, generation_vocab_size, model_capabilities
 
 if TYPE_CHECKING:
     from deepseek_pro.strategies.pipeline import PipelineStrategy
@@ -41,12 +41,12 @@ class PipelinedModel(TrainableModel):
     it offers capability ``generation`` whatever the model's class, through its stages'
     ``cached_decoding`` (:func:`place_stage` refuses stages without)."""
 
-    def __init__(self, strategy: PipelineStrategy, stage: nn.Module, config: Any) -> None:
+    def __init__(self, strategy: PipelineStrategy, stage: nn.Module, vocab_size: int | None) -> None:
         super().__init__()
         self.strategy = strategy
         self.stage = stage
-        self.config = config
-        """The whole model's config (``vocab_size`` for the tokenizer check)."""
+        self.vocab_size = vocab_size
+        """The whole model's declared vocabulary (``generation_vocab_size``; ``None``: unknown)."""
 
     def forward(self, **batch: Any) -> torch.Tensor:
         """The loss of ``batch`` through every stage, on every rank."""
@@ -73,6 +73,10 @@ class PipelinedModel(TrainableModel):
         return decode(self._next_logits, self.stage.new_cache, idx, max_new_tokens,
                       window=self.stage.decode_window(), temperature=temperature, top_k=top_k,
                       generator=generator, on_token=on_token)
+
+    def generation_vocab_size(self) -> int | None:
+        """The whole model's vocabulary, as it declared it (the tokenizer check of ``deepseek generate``)."""
+        return self.vocab_size
 
     def _next_logits(self, ids: torch.Tensor, cache: Any) -> torch.Tensor:
         s = self.strategy
@@ -124,6 +128,6 @@ def place_stage(strategy: PipelineStrategy, model: nn.Module) -> PipelinedModel:
             f"--strategy {strategy.name}: the model's stages ({type(stage).__name__}) offer no KV-cache "
             "decoding (capability 'cached_decoding'); use --strategy tp or one process"
         )
-    config = getattr(model, "config", None)
+    vocab = generation_vocab_size(model)
     del stages, model  # the other stages' weights go with them
-    return PipelinedModel(strategy, stage.to(strategy.device).eval(), config).eval()
+    return PipelinedModel(strategy, stage.to(strategy.device).eval(), vocab).eval()
