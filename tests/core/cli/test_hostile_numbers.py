@@ -86,6 +86,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
       for v in ["nan", "inf", "1", "-0.1", "x"]],
     ("advise gpus negative", ["advise", "--model", "tiny", "--gpus", "-1"], ["--gpus"]),
     ("advise gpus float", ["advise", "--model", "tiny", "--gpus", "1.5"], ["--gpus"]),
+    *[(f"advise grad-accum {v}", ["advise", "--model", "tiny", "--grad-accum", v], ["--grad-accum"])
+      for v in ["0", "-2", "1.5"]],
     ("advise seq zero", ["advise", "--model", "tiny", "--seq", "0"], ["--seq"]),
     ("advise batch negative", ["advise", "--model", "tiny", "--batch", "-8"], ["--batch"]),
     ("advise vocab zero", ["advise", "--params", "1e6", "--vocab", "0"], ["--vocab"]),

@@ -9,7 +9,9 @@ written out in ``docs/advise.md``; in short, per parameter (``P``) and per GPU (
   keeps 4 + 4 + 8 B. Our engines differ: ``single`` and ``ddp`` run ``torch.autocast`` over fp32
   parameters, so their gradients are fp32 (4 B); ``fsdp`` (FSDP2 with a ``MixedPrecisionPolicy``)
   keeps fp32 shards and fp32 gradients and no persistent 16-bit copy (0 B): its 16-bit weights
-  exist only as gathered blocks, counted in its buffers.
+  exist only as gathered blocks, counted in its buffers. ``precision.master_weights``
+  (``single`` only) keeps bf16 parameters (2 B) and bf16 gradients (2 B) with the fp32 master, ``m``
+  and ``v`` in the optimizer (12 B), plus an fp32 gradient sum (4 B) under gradient accumulation.
 * activations per layer are measured-exact for our block (pre-norm, fused qkv, SDPA, GELU):
   ``s*b*(2*r*h + e*(6h + 2f) + 4a + 16)`` bytes with ``e`` the activation width (2 or 4) and
   ``r = 4`` the fp32 LayerNorm inputs; Korthikanti et al.'s ``sbh(34 + 5as/h)`` without the
@@ -78,6 +80,14 @@ class TrainSetup:
     fp32_residual: bool = True
     """``precision.fp32_residual``: false keeps the residual stream, so each checkpointed block
     input, in the 16-bit compute dtype."""
+    master_weights: bool = False
+    """``precision.master_weights``: bf16 parameters, fp32 masters in the optimizer (bf16 only,
+    on the rows whose engine offers it, :attr:`StrategySpec.master_weights`); the residual stream
+    is then bf16."""
+    grad_accum: int = 1
+    """``train.grad_accum``: micro-batches per optimizer step. Above 1 the gradients live across
+    the step's micro-batches (so beside the next one's activations); with master weights the bf16
+    gradients are folded into an fp32 sum per parameter instead."""
 
     @property
     def mixed(self) -> bool:
@@ -113,6 +123,9 @@ class StrategySpec:
     foreach_step: bool = False
     """AdamW runs torch's foreach kernels on the GPU (our optimizer factory keeps the fused one off
     for DTensor parameters): the step holds one fp32 temporary, ``sqrt(v)``, per local parameter."""
+    master_weights: bool = False
+    """The row's engine can keep bf16 parameters with fp32 master weights in its optimizer
+    (``precision.master_weights``: a strategy with ``supports_master_weights``, core's ``single``)."""
     tensor_parallel: Literal["none", "tp", "tp+sp"] = "none"
     """Megatron-style tensor parallelism over the N GPUs (deepseek-pro's ``tp``): the blocks'
     matmul weights, their gradients and optimizer state, and the activations between the split
@@ -121,7 +134,7 @@ class StrategySpec:
 
 
 STRATEGIES: tuple[StrategySpec, ...] = (
-    StrategySpec("single", "single", autocast=True),
+    StrategySpec("single", "single", autocast=True, master_weights=True),
     StrategySpec("single+offload", "single+offload", shard_grads=True,
                  shard_optimizer=True, offload_optimizer=True, backward_buffers=True, buffers="deepspeed"),
     StrategySpec("ddp", "ddp", autocast=True, grads_persist=True),
@@ -151,6 +164,8 @@ estimated for comparison, not offered."""
 def state_bytes(spec: StrategySpec, setup: TrainSetup) -> StateBytes:
     """Bytes per parameter this strategy's engine holds (before sharding)."""
     paper = PAPER_BYTES["mixed" if setup.mixed else "fp32"]
+    if setup.master_weights and spec.master_weights:  # bf16 params and grads; master + m + v (+ sum)
+        return StateBytes(2, 2, paper.optimizer + (4 if setup.grad_accum > 1 else 0))
     if setup.mixed and spec.params_cast_on_gather:  # fp32 shards are the masters; no 16-bit copy
         return StateBytes(0, 4, paper.optimizer)
     if setup.mixed and spec.autocast:  # autocast over fp32 parameters: fp32 gradients
@@ -293,7 +308,11 @@ def estimate_strategy(
     if spec.offload_params:
         host_per_gpu += w
         w = 0.0
-    residual16 = spec.params_cast_on_gather or (setup.mixed and not setup.fp32_residual)
+    master = setup.master_weights and spec.master_weights  # bf16 parameters: a bf16 residual stream
+    residual16 = spec.params_cast_on_gather or (setup.mixed and not setup.fp32_residual) or master
+    # Accumulating micro-batches keeps the gradients from one backward to the next forward, except
+    # under master weights: each bf16 gradient is folded into the fp32 sum (optimizer state) at once.
+    accumulating = setup.grad_accum > 1 and not master
     act = activation_bytes(shape, setup, residual_in_compute_dtype=residual16, tp=tp,
                            sequence_parallel=spec.tensor_parallel == "tp+sp").total
     est = Estimate(
@@ -302,7 +321,8 @@ def estimate_strategy(
         weights=int(w), gradients=int(g), optimizer=int(o), activations=act,
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
-        applicable=engine is not None and _applicable(spec, setup.gpus, shape), grads_persist=spec.grads_persist,
+        applicable=engine is not None and _applicable(spec, setup.gpus, shape),
+        grads_persist=spec.grads_persist or accumulating,
         backward_buffers=spec.backward_buffers,
         step_temp=int(temp),
     )
@@ -342,7 +362,8 @@ def estimate_all(
     """Every row of :data:`STRATEGIES`; a row fits when its total is within ``gpu_memory``
     minus ``headroom`` (fraction kept free for allocator fragmentation) and its host part
     within ``host_memory``. ``engines``: row -> realising strategy (default: what the strategies
-    registered on the process's plugin host declare, :func:`deepseek.advise.engines.row_engines`)."""
+    registered on the process's plugin host declare, :func:`deepseek.advise.engines.row_engines`).
+    With ``setup.master_weights`` only the rows whose engine offers master weights."""
     from deepseek.advise.engines import row_engines
 
     engines = row_engines() if engines is None else engines
@@ -351,4 +372,5 @@ def estimate_all(
         estimate_strategy(spec, shape, setup, overhead=overhead, usable_gpu=usable, host_memory=host_memory,
                           engine=engines.get(spec.key))
         for spec in STRATEGIES
+        if spec.master_weights or not setup.master_weights
     ]

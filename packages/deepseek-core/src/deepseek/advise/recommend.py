@@ -65,8 +65,8 @@ def _best(estimates: list[Estimate], gpus: int) -> Estimate | None:
     by_key = {e.key: e for e in estimates}
     order = ("single",) if gpus == 0 else _ORDER_ONE if gpus == 1 else _ORDER_MANY
     for key in order:
-        est = by_key[key]
-        if est.applicable and est.fits:
+        est = by_key.get(key)  # with master weights only the rows that offer them are estimated
+        if est is not None and est.applicable and est.fits:
             return est
     return None
 
@@ -90,7 +90,8 @@ def seed_notes(n_params: int, modalities: tuple[str, ...], gpu_memory: int, gpus
 
 
 def _suggest(shape: ModelShape, setup: TrainSetup, kw: dict[str, Any]) -> list[str]:
-    """What would make some strategy fit: checkpointing, a smaller micro-batch, more GPUs."""
+    """What would make some strategy fit: checkpointing, a smaller micro-batch, more GPUs (not
+    with master weights: one device), or the fp32 parameters of plain autocast."""
     out: list[str] = []
     gpus = setup.gpus
     if not setup.activation_checkpointing:
@@ -100,12 +101,18 @@ def _suggest(shape: ModelShape, setup: TrainSetup, kw: dict[str, Any]) -> list[s
             out.append(f"fits with --activation-checkpointing ({best.label})")
     b = setup.micro_batch // 2
     while b >= 1:
-        best = _best(estimate_all(shape, replace(setup, micro_batch=b), **kw), gpus)
+        accum = setup.grad_accum * -(-setup.micro_batch // b)  # the same rows per optimizer step
+        best = _best(estimate_all(shape, replace(setup, micro_batch=b, grad_accum=accum), **kw), gpus)
         if best is not None:
-            out.append(f"fits with --batch {b} per GPU ({best.label}); keep the global batch with gradient accumulation")
+            out.append(f"fits with --batch {b} per GPU ({best.label}); keep the global batch with "
+                       f"--grad-accum {accum}")
             break
         b //= 2
-    if gpus >= 1:
+    if setup.master_weights:
+        best = _best(estimate_all(shape, replace(setup, master_weights=False), **kw), gpus)
+        if best is not None:
+            out.append(f"fits without --master-weights ({best.label})")
+    elif gpus >= 1:
         n = max(2, gpus * 2)
         while n <= 4096:
             best = _best(estimate_all(shape, replace(setup, gpus=n), **kw), n)
@@ -113,6 +120,8 @@ def _suggest(shape: ModelShape, setup: TrainSetup, kw: dict[str, Any]) -> list[s
                 out.append(f"fits on {n} GPUs of this size ({best.label})")
                 break
             n *= 2
+    if setup.master_weights:
+        return out or ["no strategy fits even with checkpointing or micro-batch 1, with or without master weights"]
     return out or ["no strategy fits even with checkpointing, micro-batch 1 or 4096 GPUs"]
 
 
@@ -147,8 +156,8 @@ def recommend(
     elif gpus > 1:
         edition = "pro"
         reasons.append(f"{gpus} GPUs need a distributed strategy from the pro edition")
-    elif best is None:
-        edition = "pro" if gpus == 1 else "core"
+    elif best is None:  # pro's offload rows for one GPU; master weights are core's single only
+        edition = "pro" if gpus == 1 and not setup.master_weights else "core"
     elif best.key != "single":
         edition = "pro"
     else:

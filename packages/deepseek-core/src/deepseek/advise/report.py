@@ -10,6 +10,7 @@ from typing import Any
 
 from deepseek.advise.estimate import (
     PAPER_BYTES,
+    STRATEGIES,
     GiB,
     ModelShape,
     TrainSetup,
@@ -44,6 +45,8 @@ class AdviseInputs:
     batch: int = 8
     precision: str = "auto"
     activation_checkpointing: bool = False
+    master_weights: bool = False
+    grad_accum: int = 1
     headroom: float = 0.10
     overhead: str | None = None
     costs: str | None = None
@@ -85,13 +88,32 @@ def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices) -> TrainSetup
         raise UsageError(
             f"--seq: preset {inp.model!r} has max_seq_len={shape.max_seq_len}, got {seq}; use a shorter sequence"
         )
+    if inp.grad_accum <= 0:
+        raise UsageError(f"--grad-accum: must be a positive integer, got {inp.grad_accum}")
     precision = inp.precision
     if precision == "auto":
         precision = "bf16" if devices.count else "fp32"
+    if inp.master_weights:
+        _check_master_weights(precision, inp.precision, devices)
     return TrainSetup(
         seq_len=seq, micro_batch=inp.batch, precision=precision,  # type: ignore[arg-type]
         activation_checkpointing=inp.activation_checkpointing, gpus=devices.count,
+        master_weights=inp.master_weights, grad_accum=inp.grad_accum,
     )
+
+
+def _check_master_weights(precision: str, asked: str, devices: Devices) -> None:
+    """``--master-weights`` keeps bf16 parameters, on the one device of a strategy that offers
+    them (the rows with :attr:`~deepseek.advise.estimate.StrategySpec.master_weights`)."""
+    if precision != "bf16":
+        given = f"{precision} (auto on the CPU)" if asked == "auto" else precision
+        raise UsageError(f"--master-weights: keeps bf16 parameters, but the precision is {given}; "
+                         "pass --precision bf16 or leave out --master-weights")
+    if devices.count > 1:
+        rows = ", ".join(repr(s.key) for s in STRATEGIES if s.master_weights)
+        where = "detected" if devices.source != "user" else "given"
+        raise UsageError(f"--master-weights: only strategy {rows} keeps fp32 master weights, on one device, and "
+                         f"{devices.count} GPUs were {where}; pass --gpus 1 or leave out --master-weights")
 
 
 def advise(inp: AdviseInputs, plugin_host: Any = None) -> dict[str, Any]:
@@ -152,11 +174,14 @@ def render(report: dict[str, Any], console: Any = None) -> None:
     m, s, d = report["model"], report["setup"], report["device"]
     where = f"{d['count']} x {d['name']}, {format_gib(d['memory'])} GiB each" if d["count"] else (
         f"CPU, {format_gib(d['memory'])} GiB")
+    extras = ", fp32 master weights" if s["master_weights"] else ""
+    if s["grad_accum"] > 1:
+        extras += f", {s['grad_accum']} micro-batches per step"
     console.print(
         f"[bold]Model[/] {m['source']}: {m['n_params'] / 1e9:.3f}B parameters, {m['n_layers']} layers x "
         f"{m['d_model']} hidden, {m['n_heads']} heads, vocab {m['vocab_size']}\n"
         f"[bold]Run[/] {s['precision']}, micro-batch {s['micro_batch']} x seq {s['seq_len']} per GPU, "
-        f"activation checkpointing {'on' if s['activation_checkpointing'] else 'off'}\n"
+        f"activation checkpointing {'on' if s['activation_checkpointing'] else 'off'}{extras}\n"
         f"[bold]Machine[/] {where} ({d['source']}); usable "
         f"{format_gib(d['usable_memory'])} GiB after {d['headroom']:.0%} headroom"
     )
@@ -182,6 +207,12 @@ def render(report: dict[str, Any], console: Any = None) -> None:
         f"step when it is larger (fsdp's foreach AdamW holds 4 B/param more). * needs more than "
         f"one GPU. Formulas: docs/advise.md[/]"
     )
+    if s["master_weights"]:
+        console.print(
+            "[dim]master weights: bf16 weights 2 + bf16 grads 2 + optimizer 12 (fp32 master, m, v)"
+            f"{' + 4 (fp32 gradient sum of the micro-batches)' if s['grad_accum'] > 1 else ''} B/param; "
+            "only the rows whose strategy offers them are shown[/]"
+        )
     r = report["recommendation"]
     strategy = f"{r['strategy']} (strategy {r['engine']!r})" if r["strategy"] else "none fits"
     console.print(f"\n[bold]Recommendation[/]: edition [bold cyan]{r['edition']}[/], {strategy}   "

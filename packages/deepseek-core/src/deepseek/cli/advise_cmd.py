@@ -51,6 +51,11 @@ def parse_count(text: str) -> float:
               help="bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU).")
 @click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True,
               help="Recompute each block's activations in backward.")
+@click.option("--master-weights/--no-master-weights", default=False, show_default=True,
+              help="bf16 parameters with fp32 master weights in the optimizer (precision.master_weights; "
+                   "strategy single, bf16).")
+@click.option("--grad-accum", type=count(), default=1, show_default=True,
+              help="Micro-batches per optimizer step (train.grad_accum).")
 @click.option("--headroom", type=FiniteFloat(0, 1, max_open=True), default=0.10, show_default=True,
               help="Fraction of GPU memory kept free (fragmentation).")
 @click.option("--overhead", metavar="SIZE", help="CUDA context etc. per GPU (default 1GiB; CPU 0.75GiB).")
