@@ -479,3 +479,22 @@ def test_a_system_trial_measures_the_precision_it_was_given(master: bool) -> Non
     args = SystemTuner(SystemTunerOptions()).bench_args(config, "bench.json")
     assert ("--master-weights" if master else "--no-master-weights") in args
     assert "--no-fp32-residual" in args and args[args.index("--precision") + 1] == "bf16"
+
+
+def test_a_system_trials_memory_estimate_counts_master_weights_and_accumulation() -> None:
+    """The tuner's fit check asks the advisor about the config as given: master weights hold
+    16 B per parameter, 20 with an fp32 gradient sum under accumulation (docs/advise.md)."""
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    def total(master: bool, accum: int) -> int:
+        config = config_from_dict({"model": {"name": "small"}, "data": {"seq_len": 64, "batch_size": 8},
+                                   "train": {"grad_accum": accum},
+                                   "precision": {"dtype": "bf16", "master_weights": master, "fp32_residual": False},
+                                   "strategy": {"name": "single", "device": "cpu"}})
+        return SystemTuner(SystemTunerOptions(device_memory="80GB")).fit(config).total
+
+    params = 86_039_040  # small's parameters (deepseek.advise.shapes.shape_from_config)
+    # + the fp32 gradient sum (4 B/param; the halved micro-batch's activations are ~1% of it at seq 64)
+    assert total(True, 2) - total(True, 1) == pytest.approx(4 * params, rel=0.02)
+    assert total(False, 1) - total(True, 1) == pytest.approx(2 * params, rel=0.02)  # autocast's fp32 gradients

@@ -143,7 +143,8 @@ class SystemTuner(Tuner):
         precision = config.precision.dtype if config.precision.dtype != "auto" else ("bf16" if on_gpu else "fp32")
         setup = TrainSetup(seq_len=config.data.options.seq_len, micro_batch=micro_batch(config, world) or 1,
                            precision=precision, activation_checkpointing=config.train.activation_checkpointing,
-                           gpus=world, fp32_residual=config.precision.fp32_residual)
+                           gpus=world, fp32_residual=config.precision.fp32_residual,
+                           master_weights=config.precision.master_weights, grad_accum=config.train.grad_accum)
         shape = shape_from_config(config.model.options, source=config.model.name)
         usable = int(memory * (1 - o.headroom))
         est = estimate_strategy(spec, shape, setup, overhead=GPU_OVERHEAD if on_gpu else CPU_OVERHEAD,
