@@ -240,13 +240,16 @@ for group in "$@"; do
     run lat-prefill 300 python3 -m deepseek bench latency --model small --device cuda --batch 8 --seq 512 \
       --runs 30 --json "$RES/lat-prefill.json";;
   fusion)  # issue 19: the multimodal fusion study on one H200, one process per (task, seed, model):
-    # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE (joint|aux|pretrained|frozen),
+    # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE
+    # (joint|aux|pretrained|frozen|stacked|stacked-residual),
     # FUSION_TASKS, FUSION_SEEDS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
     #   FUSION_CONFIGS="concat cross_attention" bash benchmarks/gpu_suite.sh fusion
-    # FUSION_RECIPE=pretrained|frozen on the redundant task: two phases, so that the fused models
-    # start from exactly the unimodal models whose rows are reported (one process per seed trains
-    # vision, audio, text into fusion-redundant-s<seed>-uni; then late, concat and cross_attention
-    # start from those runs with --unimodal-runs; with frozen, late is their ensemble, not trained).
+    # FUSION_RECIPE=pretrained|frozen|stacked|stacked-residual on the redundant task: two phases, so
+    # that the fused models start from exactly the unimodal models whose rows are reported (one
+    # process per seed trains vision, audio, text into fusion-redundant-s<seed>-uni, with stacked*
+    # on the fit part of the training split; then late, concat and cross_attention start from those
+    # runs with --unimodal-runs, stacked* training on the blend part; with frozen and stacked*, late
+    # is their ensemble, not trained).
     STEPS=${FUSION_STEPS:-1200}; RECIPE=${FUSION_RECIPE:-joint}
     fusion_run() {  # fusion_run NAME ARGS...: one study process in the background
       local name=$1; shift
@@ -255,7 +258,7 @@ for group in "$@"; do
     }
     for task in ${FUSION_TASKS:-redundant complementary}; do
       CONFIGS=${FUSION_CONFIGS:-vision audio text late concat cross_attention}
-      if [ "$task" = redundant ] && { [ "$RECIPE" = pretrained ] || [ "$RECIPE" = frozen ]; }; then
+      if [ "$task" = redundant ] && case $RECIPE in pretrained|frozen|stacked|stacked-residual) true;; *) false;; esac; then
         UNI=""
         for seed in ${FUSION_SEEDS:-0 1 2}; do
           fusion_run "fusion-$task-s$seed-uni" --task $task --seed $seed --config vision --config audio --config text

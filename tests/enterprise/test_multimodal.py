@@ -4,6 +4,7 @@ that beat chance."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -15,11 +16,18 @@ import torch
 
 import deepseek
 from deepseek.config.load import config_from_dict
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.models.encoder import EncoderOutput
 from deepseek.plugins.host import get_host
 from deepseek.training.trainer import Trainer
-from deepseek_enterprise.digits.sources import SPLITS, load_images, load_speech, spellings
+from deepseek_enterprise.digits.dataset import DigitsOptions, MultimodalDigits
+from deepseek_enterprise.digits.sources import (
+    SPLITS,
+    blend_part,
+    load_images,
+    load_speech,
+    spellings,
+)
 from deepseek_enterprise.fusion import FusionOutput
 
 
@@ -140,6 +148,52 @@ def test_data_splits_are_disjoint_deterministic_and_speaker_balanced() -> None:
     assert all(len(forms) >= 5 for forms in spellings())
 
 
+def _digest(data: MultimodalDigits) -> str:
+    """sha256 of three training batches and two validation batches of ``data``."""
+    h = hashlib.sha256()
+    for _ in range(3):
+        b = next(data)
+        for t in (b["vision"]["inputs"], b["audio"]["inputs"], b["text"]["inputs"], b["label"]):
+            h.update(t.numpy().tobytes())
+    for b in data.split_batches("val", 2):
+        h.update(b["audio"]["inputs"].numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_train_sources_cut_the_training_split_into_fit_and_blend_parts(tmp_path: Path) -> None:
+    images, speech = load_images(), load_speech()
+    image, recording = blend_part(images, speech)
+    # blend: training speaker cluster 3, whole (about 500 recordings), and about a quarter of the training images
+    assert set(speech.speaker[speech.index["train"][recording]]) == {3} and recording.sum() == (speech.speaker == 3).sum()
+    assert 0.2 < image.mean() < 0.3
+    data = {p: MultimodalDigits(DigitsOptions(train_sources=p), batch_size=8, seed=3) for p in ("all", "fit", "blend")}
+    for k, n in ((0, len(images.index["train"])), (1, len(speech.index["train"]))):  # images, then recordings
+        drawn = {p: [set(ix.tolist()) for ix in d._by_class["train"][k]] for p, d in data.items()}
+        assert all(drawn[p][c] for p in drawn for c in range(10))  # every digit in every part
+        fit, blend, every = (set().union(*drawn[p]) for p in ("fit", "blend", "all"))
+        assert not fit & blend and fit | blend == every == set(range(n))
+    blend_recordings = set(np.flatnonzero(recording))
+    assert blend_recordings == set().union(*[set(ix.tolist()) for ix in data["blend"]._by_class["train"][1]])
+    # all: exactly the samples of before the option (pinned); the parts draw other training samples,
+    # the same validation samples
+    assert _digest(data["all"])[:16] == "4fc7d9fbca876e0f"
+    batches = {p: next(MultimodalDigits(DigitsOptions(train_sources=p), batch_size=8, seed=3)) for p in data}
+    assert not torch.equal(batches["fit"]["audio"]["inputs"], batches["blend"]["audio"]["inputs"])
+    val = [d.split_batches("val", 1)[0]["audio"]["inputs"] for d in data.values()]
+    assert torch.equal(val[0], val[1]) and torch.equal(val[0], val[2])
+    # the run folder records the part and what it is
+    record = data["fit"].split_record()
+    assert record["train_sources"] == "fit"
+    assert record["blend"]["recordings"] == speech.index["train"][recording].tolist()
+    assert set(record["blend"]["images"]) < set(record["images"]["train"]) and len(record["blend"]["images"]) == image.sum()
+    with pytest.raises(ConfigError, match=r"^data\.train_sources: 'half' \(str\) is not allowed; allowed values: 'all', "
+                                          r"'fit', 'blend'$"):
+        _config(tmp_path, {}, {"train_sources": "half"})
+    with pytest.raises(UsageError, match=r"^data position: saved for another train.seed, data.task or data.train_sources"):
+        data["blend"].load_state_dict(data["fit"].state_dict())
+    data["all"].load_state_dict({"index": 2, "seed": 3, "task": "redundant"})  # saved before the option: all
+
+
 def _config(tmp_path: Path, model: dict[str, Any], data: dict[str, Any] | None = None, steps: int = 60) -> Any:
     return config_from_dict({
         "model": {"name": "multimodal.classifier", **model},
@@ -159,7 +213,8 @@ def test_trimodal_training_beats_chance_and_records_its_splits(tmp_path: Path) -
     assert result.val_metrics["val_accuracy"] > 0.2  # chance is 0.1
     assert {"val_accuracy_vision", "val_accuracy_audio", "val_accuracy_text"} <= set(result.val_metrics)
     splits = json.loads((result.run_dir / "splits.json").read_text())
-    assert set(splits) == {"images", "recordings", "speaker_clusters"}
+    assert set(splits) == {"images", "recordings", "speaker_clusters", "blend", "train_sources"}
+    assert splits["train_sources"] == "all"
     assert (result.run_dir / "loss.png").stat().st_size > 0
     confusion = json.loads((result.run_dir / "confusion.json").read_text())
     assert confusion["step"] == 60 and confusion["split"] == "val" and confusion["samples"] == 256

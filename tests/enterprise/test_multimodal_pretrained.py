@@ -6,6 +6,7 @@ from ``deepseek train``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,14 @@ from deepseek.training.build import build_model
 from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
 from deepseek.training.trainer import Trainer
 from deepseek_enterprise.pretrained import modality_prefixes
-from deepseek_enterprise.study import recipe_keys, run_order, run_study, study_config
+from deepseek_enterprise.study import (
+    recipe_keys,
+    recipe_label,
+    run_order,
+    run_study,
+    study_config,
+    table,
+)
 
 MODALITIES = ("vision", "audio", "text")
 TINY = {"vision": {"embed_dim": 16, "depths": [1, 1]}, "audio": {"d_model": 16, "n_heads": 2, "n_layers": 1},
@@ -187,6 +195,46 @@ def test_a_frozen_study_row_says_what_it_started_from(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_a_stacked_study_fits_the_unimodal_models_and_the_fusion_on_the_other_part(tmp_path: Path) -> None:
+    study = study_config("redundant", "concat", 0, 10, batch=8, lr=1e-3, device="cpu", runs_dir="r", recipe="stacked")
+    assert study["data"]["train_sources"] == "blend" and study["model"]["freeze_pretrained"] is True
+    assert study_config("redundant", "audio", 0, 10, batch=8, lr=1e-3, device="cpu", runs_dir="r",
+                        recipe="stacked-residual")["data"]["train_sources"] == "fit"
+    # On the complementary task stacked is joint, on the whole training split; frozen stays on all of it.
+    assert "train_sources" not in study_config("complementary", "concat", 0, 10, batch=8, lr=1e-3, device="cpu",
+                                               runs_dir="r", recipe="stacked")["data"]
+    assert "train_sources" not in study_config("redundant", "vision", 0, 10, batch=8, lr=1e-3, device="cpu",
+                                               runs_dir="r", recipe="frozen")["data"]
+    rows = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path,
+                     recipe="stacked")
+    assert [(r["config"], r["recipe"], r["steps"], r["train_sources"]) for r in rows] == [
+        ("vision", None, 2, "fit"), ("audio", None, 2, "fit"), ("text", None, 2, "fit"), ("late", "stacked", 0, "blend"),
+        ("concat", "stacked", 2, "blend")]
+    runs = {m: str(tmp_path / "runs" / f"redundant-{m}-s0") for m in MODALITIES}
+    assert rows[-1]["started_from"] == runs and rows[3]["started_from"] == runs and rows[3]["val_curve"] == []
+    for name, part in (("audio", "fit"), ("concat", "blend")):
+        assert json.loads((tmp_path / "runs" / f"redundant-{name}-s0" / "splits.json").read_text())["train_sources"] == part
+    after = load_model_state(resolve_checkpoint(tmp_path / "runs" / "redundant-concat-s0"))
+    for m in MODALITIES:
+        theirs = load_model_state(resolve_checkpoint(runs[m]))
+        assert all(torch.equal(after[k], theirs[k]) for k in after if k.startswith(modality_prefixes(m)))
+    assert "| vision (fit) |" in table(rows) and "| concat (stacked) |" in table(rows)
+    assert recipe_label("vision", None) == "vision" and recipe_label("late", "stacked", "blend") == "late (stacked)"
+    # stacked-residual starts from the same fit runs; a recipe that needs runs on the whole split refuses them.
+    again = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "again",
+                      recipe="stacked-residual", unimodal_runs=tmp_path / "runs")
+    assert [(r["config"], r["recipe"], r["started_from"], r["train_sources"]) for r in again] == [
+        ("concat", "stacked-residual", runs, "blend")]
+    assert recipe_keys("concat", "stacked-residual", "redundant", runs)["fusion_options"] == {
+        "joint": True, "late_residual": True}
+    with pytest.raises(UsageError, match=r"^--unimodal-runs: .*redundant-vision-s0 trained on data\.train_sources = "
+                                         r"'fit', recipe frozen starts from unimodal models trained on 'all'; pass the "
+                                         r"runs folder of a study with --recipe frozen --config vision"):
+        run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "x",
+                  recipe="frozen", unimodal_runs=tmp_path / "runs")
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("fusion", ["concat", "cross_attention"])
 def test_late_residual_starts_as_late_fusion_of_the_unimodal_models(unimodal: dict[str, Any], tmp_path: Path,
                                                                     fusion: str) -> None:
@@ -212,7 +260,7 @@ def test_late_residual_starts_as_late_fusion_of_the_unimodal_models(unimodal: di
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--unimodal-runs", "."], "error: --unimodal-runs: recipe joint does not start from unimodal models; use it with "
-                               "--recipe pretrained or frozen, or leave it out"),
+                               "--recipe frozen, pretrained, stacked, stacked-residual, or leave it out"),
     (["--recipe", "frozen", "--task", "redundant", "--seed", "3", "--config", "concat", "--unimodal-runs", "."],
      "error: --unimodal-runs: redundant-vision-s3 is not a folder; pass the runs folder of a study of the same seeds "
      "with --config vision --config audio --config text"),

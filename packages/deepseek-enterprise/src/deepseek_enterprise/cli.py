@@ -31,14 +31,17 @@ def multimodal() -> None:
 @click.option("--batch", type=count(), default=64, show_default=True)
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1.0), default=2e-3, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--recipe", type=click.Choice(["joint", "aux", "pretrained", "frozen"]), default="joint",
-              show_default=True,
+@click.option("--recipe", type=click.Choice(["joint", "aux", "pretrained", "frozen", "stacked", "stacked-residual"]),
+              default="joint", show_default=True,
               help="Fused models' recipe: aux = per-modality auxiliary losses and modality dropout; "
                    "joint = the same plus concat's and cross_attention's joint-prediction head; pretrained = joint "
                    "starting (redundant task) from the seed's unimodal models, trained first; frozen = pretrained "
-                   "with those parts fixed.")
+                   "with those parts fixed; stacked = frozen with the unimodal models trained on the fit part of "
+                   "the training split and the fused models on its blend part; stacked-residual = stacked whose "
+                   "fused logits are the ensemble's plus a learned correction starting at zero.")
 @click.option("--unimodal-runs", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              metavar="DIR", help="With pretrained or frozen: the runs folder of an earlier study of the same seeds "
+              metavar="DIR", help="With a recipe that starts from unimodal models (pretrained, frozen, stacked, "
+                                  "stacked-residual): the runs folder of an earlier study of the same seeds and recipe "
                                   "whose unimodal runs the fused models start from (instead of training them here).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for runs and results.jsonl (created if missing).")
@@ -47,12 +50,13 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     """Train every model per task and seed, test each once on the held-out split, print the tables."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
-    from deepseek_enterprise.study import CONFIGS, run_study, table
+    from deepseek_enterprise.study import CONFIGS, PRETRAINED, run_study, table
 
     check_output(out, where="--out", folder=True)
-    if unimodal_runs is not None and recipe not in ("pretrained", "frozen"):
+    starting = sorted({r for r, _ in PRETRAINED})
+    if unimodal_runs is not None and recipe not in starting:
         raise UsageError(f"--unimodal-runs: recipe {recipe} does not start from unimodal models; use it with "
-                         "--recipe pretrained or frozen, or leave it out")
+                         f"--recipe {', '.join(starting)}, or leave it out")
     rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
                      list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host(),
                      recipe=recipe, unimodal_runs=unimodal_runs)

@@ -35,6 +35,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "joint": JOINT,
     "pretrained": JOINT,
     "frozen": {**JOINT, "freeze_pretrained": True},
+    "stacked": {**JOINT, "freeze_pretrained": True},
+    "stacked-residual": {**JOINT, "fusion_options": {"joint": True, "late_residual": True}, "freeze_pretrained": True},
 }
 """The fused models' training recipes: ``aux`` per-modality auxiliary losses (each modality's
 classifier on its own label) and modality dropout; ``joint`` the same, and ``concat`` and
@@ -46,14 +48,29 @@ whose fused models start, on the redundant task, from the same seed's unimodal m
 first); ``frozen`` the same with those parts kept fixed (``model.freeze_pretrained``), which
 leaves ``late`` nothing to train: it is the ensemble of the unimodal models, evaluated as it
 starts. On the complementary task both are ``joint``: its unimodal models learn the class, which
-no single modality shows, so they have nothing to start from. ``late`` takes ``aux``'s keys
-(and, with these two, the pretrained ones). Unimodal models take none."""
+no single modality shows, so they have nothing to start from. ``stacked`` is ``frozen`` with
+the training split cut in two (``data.train_sources``, :data:`STACKED`): the unimodal models
+train on its ``fit`` part, the fused models' heads on its ``blend`` part, a speaker and images
+the unimodal models never saw (stacking); ``stacked-residual`` is ``stacked`` whose fused logits
+are the ensemble's plus a learned correction that starts at zero (``fusion_options.late_residual``).
+``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
+pretrained ones). Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
 MODALITY_ORDER = ("vision", "audio", "text")
-NO_DROPOUT = {(recipe, "complementary") for recipe in ("joint", "pretrained", "frozen")}
+NO_DROPOUT = {(recipe, "complementary") for recipe in RECIPES if recipe != "aux"}
 """(recipe, task) pairs trained without modality dropout."""
-PRETRAINED = {("pretrained", "redundant"), ("frozen", "redundant")}
-"""(recipe, task) pairs whose ``concat`` and ``cross_attention`` start from the unimodal models."""
+PRETRAINED = {(recipe, "redundant") for recipe in ("pretrained", "frozen", "stacked", "stacked-residual")}
+"""(recipe, task) pairs whose fused models start from the unimodal models."""
+STACKED = {("stacked", "redundant"), ("stacked-residual", "redundant")}
+"""(recipe, task) pairs whose unimodal models train on the ``fit`` part of the training split and
+whose fused models on its ``blend`` part (``data.train_sources``)."""
+
+
+def train_sources(config: str, recipe: str, task: str) -> str:
+    """The ``data.train_sources`` of model ``config`` trained with ``recipe`` on ``task``."""
+    if (recipe, task) not in STACKED:
+        return "all"
+    return "fit" if len(CONFIGS[config][0]) == 1 else "blend"
 
 
 def starts_from_unimodal(config: str, recipe: str, task: str) -> bool:
@@ -64,7 +81,8 @@ def starts_from_unimodal(config: str, recipe: str, task: str) -> bool:
 def is_ensemble(config: str, recipe: str, task: str) -> bool:
     """Whether the model is late fusion of the unimodal models kept fixed: nothing of it trains, so
     the study evaluates it as it starts (the ensemble of the unimodal models)."""
-    return starts_from_unimodal(config, recipe, task) and CONFIGS[config][1] == "late" and recipe == "frozen"
+    return (starts_from_unimodal(config, recipe, task) and CONFIGS[config][1] == "late"
+            and bool(RECIPES[recipe].get("freeze_pretrained")))
 
 
 def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None) -> dict[str, Any]:
@@ -85,10 +103,13 @@ def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | N
     return keys
 
 
-def recipe_label(config: str, recipe: str | None) -> str:
-    """How the tables name a model trained with ``recipe`` (the default recipe's, and unimodal
-    models, by the config's name alone)."""
-    return config if recipe in (None, DEFAULT_RECIPE) or len(CONFIGS[config][0]) == 1 else f"{config} ({recipe})"
+def recipe_label(config: str, recipe: str | None, sources: str = "all") -> str:
+    """How the tables name a model trained with ``recipe`` on the ``sources`` part of the training
+    split (the default recipe's by the config's name alone; unimodal models by it and the part
+    when not ``all``)."""
+    if len(CONFIGS[config][0]) == 1:
+        return config if sources == "all" else f"{config} ({sources})"
+    return config if recipe in (None, DEFAULT_RECIPE) else f"{config} ({recipe})"
 
 
 def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, lr: float, device: str,
@@ -99,7 +120,8 @@ def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, l
                              **recipe_keys(config, recipe, task, sources)}
     return {
         "model": model,
-        "data": {"name": "multimodal.digits", "task": task, "batch_size": batch, "eval_batches": 16},
+        "data": {"name": "multimodal.digits", "task": task, "batch_size": batch, "eval_batches": 16,
+                 **({} if (part := train_sources(config, recipe, task)) == "all" else {"train_sources": part})},
         "train": {"max_steps": steps, "warmup_steps": max(steps // 20, 1), "lr": lr, "min_lr": lr / 20,
                   "eval_interval": max(steps // 6, 1), "seed": seed},
         "precision": {"dtype": "fp32"},
@@ -211,6 +233,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 if gone:
                     raise UsageError(f"--unimodal-runs: {gone[0]} is not a folder; pass the runs folder of a study of "
                                      f"the same seeds with --config vision --config audio --config text")
+                for m, folder in given[task, seed].items():
+                    check_unimodal_run(Path(folder), train_sources(m, recipe, task), recipe)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in tasks:
@@ -222,9 +246,12 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                                        runs_dir=str(out / "runs"), recipe=recipe, sources=mine),
                                           host=host)
                 start = time.perf_counter()
+                part = {} if config.data.options.train_sources == "all" else {
+                    "train_sources": config.data.options.train_sources}
                 if is_ensemble(name, recipe, task):
                     row = {"task": task, "config": name, "seed": seed, "steps": 0, "recipe": recipe,
-                           **ensemble_row(config, host), "seconds": time.perf_counter() - start, "started_from": mine}
+                           **ensemble_row(config, host), "seconds": time.perf_counter() - start, "started_from": mine,
+                           **part}
                     rows.append(row)
                     with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
                         fh.write(json.dumps(row) + "\n")
@@ -236,7 +263,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 params = sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
                 row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
                                        "recipe": recipe if recipe_keys(name, recipe, task) else None,
-                                       "seconds": time.perf_counter() - start, "test": test_metrics(trainer)}
+                                       "seconds": time.perf_counter() - start, "test": test_metrics(trainer), **part}
                 if starts_from_unimodal(name, recipe, task):
                     row["started_from"] = mine
                 evals = [r for r in read_metrics(trainer.run_dir / "metrics.jsonl") if "val_accuracy" in r]
@@ -254,6 +281,20 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     return rows
 
 
+def check_unimodal_run(folder: Path, part: str, recipe: str) -> None:
+    """A one-line :class:`UsageError` unless the unimodal run ``folder`` trained on the ``part`` of
+    the training split that ``recipe`` trains its unimodal models on (``--unimodal-runs``)."""
+    from deepseek.errors import UsageError
+    from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
+
+    data = (read_trainer_state(resolve_checkpoint(folder)).get("config") or {}).get("data") or {}
+    used = data.get("train_sources", "all")
+    if used != part:
+        raise UsageError(f"--unimodal-runs: {folder} trained on data.train_sources = {used!r}, recipe {recipe} starts "
+                         f"from unimodal models trained on {part!r}; pass the runs folder of a study with --recipe "
+                         f"{recipe} --config vision --config audio --config text")
+
+
 def row_recipe(row: dict[str, Any]) -> str | None:
     """The recipe a results row was trained with (rows written before recipes existed: ``aux``
     for fused models)."""
@@ -268,7 +309,7 @@ def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]
     for name in CONFIGS:
         for r in rows:
             if r["config"] == name:
-                groups.setdefault(recipe_label(name, row_recipe(r)), []).append(r)
+                groups.setdefault(recipe_label(name, row_recipe(r), r.get("train_sources", "all")), []).append(r)
     return list(groups.items())
 
 

@@ -18,7 +18,9 @@ digit, and the operation's index in ``OPERATIONS`` (0 plus, 1 minus) for the tex
 
 Samples are drawn from the split's images and recordings (see :mod:`.sources`: no image or
 recording is in two splits) from ``(seed, batch index)``; the validation (``eval_split``) and test
-batches are fixed. Recordings are standardised with the training split's per-coefficient mean and
+batches are fixed. ``train_sources`` narrows the training samples to a part of the train split
+(``fit`` or ``blend``, see :func:`.sources.blend_part`), for stacking: base models fitted on one
+part, their combiner on the other; validation and test are the same whatever it is. Recordings are standardised with the training split's per-coefficient mean and
 deviation and padded to ``max_frames``; text is UTF-8 bytes padded to ``text_bytes``. Batches:
 ``{"vision": {"inputs"}, "audio": {"inputs", "padding_mask"}, "text": {"inputs", "padding_mask"},
 "present": {modality: (B,) bool}, "label", "modality_labels": {modality}}``; ``missing`` marks modalities absent from every batch (training, validation and test).
@@ -35,7 +37,13 @@ import torch
 
 from deepseek.data.dataset import Dataset
 from deepseek.errors import ConfigError, UsageError
-from deepseek_enterprise.digits.sources import SPLITS, load_images, load_speech, spellings
+from deepseek_enterprise.digits.sources import (
+    SPLITS,
+    blend_part,
+    load_images,
+    load_speech,
+    spellings,
+)
 
 MODALITIES = ("vision", "audio", "text")
 OPERATIONS = {
@@ -79,6 +87,12 @@ class DigitsOptions:
     """What ``validation_batches`` serves: ``val`` while training, ``test`` only for final figures."""
     missing: tuple[str, ...] = ()
     """Modalities absent from every sample (their ``present`` flag False): robustness checks."""
+    train_sources: Literal["all", "fit", "blend"] = "all"
+    """Which training-split images and recordings training samples are drawn from: ``all``; ``blend``
+    one training speaker cluster and about 25% of the training images (fixed: ``sources.blend_part``);
+    ``fit`` the rest. For stacking: base models trained on ``fit``, their combiner on ``blend``, a
+    speaker and images they never saw. Recordings are standardised with the whole training split's
+    statistics, and validation and test are the same, whatever it is."""
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.missing if m not in MODALITIES]
@@ -104,11 +118,17 @@ class MultimodalDigits(Dataset):
 
     @cached_property
     def _by_class(self) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
-        """Per split: image indices and recording indices of each class."""
+        """Per split: image indices and recording indices of each class (``train``: of the
+        ``train_sources`` part)."""
         out = {}
         for s in SPLITS:
             out[s] = ([np.flatnonzero(self.images.labels[s] == c) for c in range(10)],
                       [np.flatnonzero(self.speech.labels[s] == c) for c in range(10)])
+        part = self.options.train_sources
+        if part != "all":
+            keep = [m if part == "blend" else ~m for m in blend_part(self.images, self.speech)]
+            out["train"] = tuple([np.flatnonzero((labels == c) & k) for c in range(10)]
+                                 for labels, k in zip((self.images.labels["train"], self.speech.labels["train"]), keep, strict=True))
         return out
 
     def _sample(self, rng: np.random.Generator, split: str) -> dict[str, Any]:
@@ -199,21 +219,28 @@ class MultimodalDigits(Dataset):
         return self.split_batches(self.options.eval_split, limit)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "seed": self.seed, "task": self.options.task}
+        return {"index": self.index, "seed": self.seed, "task": self.options.task,
+                "train_sources": self.options.train_sources}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if (state.get("seed"), state.get("task")) != (self.seed, self.options.task):
-            raise UsageError("data position: saved for another train.seed or data.task; use the same settings "
-                             "or start a new run")
+        saved = (state.get("seed"), state.get("task"), state.get("train_sources", "all"))  # older runs: all
+        if saved != (self.seed, self.options.task, self.options.train_sources):
+            raise UsageError("data position: saved for another train.seed, data.task or data.train_sources; use the "
+                             "same settings or start a new run")
         index = state.get("index")
         if not isinstance(index, int) or index < 0:
             raise UsageError(f"data position: index must be a non-negative integer, got {index!r}")
         self.index = index
 
     def split_record(self) -> dict[str, Any]:
-        """Which source images and recordings each split holds (written to the run folder)."""
+        """Which source images and recordings each split holds, which of the training split's form
+        its blend part, and which part training draws from (written to the run folder)."""
+        image, recording = blend_part(self.images, self.speech)
         return {
             "images": {s: self.images.index[s].tolist() for s in SPLITS},
             "recordings": {s: self.speech.index[s].tolist() for s in SPLITS},
             "speaker_clusters": self.speech.speaker.tolist(),
+            "blend": {"images": self.images.index["train"][image].tolist(),
+                      "recordings": self.speech.index["train"][recording].tolist()},
+            "train_sources": self.options.train_sources,
         }

@@ -15,6 +15,10 @@ downloaded), split deterministically so that no image or recording is in two spl
   the clusters come out at ~500 recordings with ~50 of every digit, one per speaker. Whole clusters
   go to a split (4 train, 1 validation, 1 test), so the splits are speaker-disjoint as far as the
   clustering recovered the speakers.
+- **The blend part** of the training split (:func:`blend_part`): training speaker cluster
+  ``BLEND_SPEAKER`` and the training images whose stable hash of ``"blend-image-<index>"`` is below
+  ``BLEND_IMAGES``; the rest of the training split is the *fit* part. A combiner fitted on the
+  blend part (stacking) sees a speaker and images its base models, fitted on the fit part, never saw.
 - **Text**: digit words and numerals in several spellings and scripts (English, French, German,
   Spanish words, Roman numerals, and the decimal digits of every Unicode script that has them,
   from ``unicodedata``), standard library only. Spellings are symbols, not samples: every split
@@ -150,6 +154,20 @@ def load_speech() -> Speech:
         {s: np.flatnonzero(splits == s) for s in SPLITS},
         speaker,
     )
+
+
+BLEND_SPEAKER = 3
+"""The training speaker cluster (of 0-3) in the blend part: the last one (each of 0-3 has about 50
+recordings of every digit; chosen before any model was trained on it)."""
+BLEND_IMAGES = 0.25
+"""The share of the training images in the blend part."""
+
+
+def blend_part(images: Images, speech: Speech) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks over the training split's images and recordings (``images.index["train"]``
+    and ``speech.index["train"]`` order): True for the blend part."""
+    image = np.array([_unit(f"blend-image-{i}") < BLEND_IMAGES for i in images.index["train"]], dtype=bool)
+    return image, speech.speaker[speech.index["train"]] == BLEND_SPEAKER
 
 
 @lru_cache(maxsize=1)
