@@ -68,7 +68,11 @@ def main(out: str) -> None:
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     dist.barrier()
-    strategy.teardown()
+    # The first strategy joined the process group (it owns it); the later ones found it joined, so
+    # their teardown leaves it. Leave it here: a process exiting with a live gloo group can abort
+    # in its threads' destructors ("terminate called without an active exception"; seen once
+    # with two pytest-xdist workers on two cores).
+    dist.destroy_process_group()
 
 
 def _saved_bytes(n_layers: int, sp: bool) -> int:
