@@ -9,7 +9,8 @@ python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target /
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 DEEPSEEK_DISABLE_PLUGINS=deepseek-tidy
 # NVLink multicast stays off on shared hosts (device README).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-RES=/tmp/res; mkdir -p "$RES"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+# RES: give each run of this script its own folder when one device call runs it more than once.
+RES=${RES:-/tmp/res}; mkdir -p "$RES"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 REPO=$(pwd); cd /tmp
 START=$(date +%s); BUDGET=${BUDGET:-575}  # seconds this call may use (the device tool stops at 600)
 run() {  # run NAME TIMEOUT CMD...: skipped or cut short when the call's BUDGET runs out
@@ -241,10 +242,10 @@ for group in "$@"; do
       --runs 30 --json "$RES/lat-prefill.json";;
   fusion)  # issue 19: the multimodal fusion study on one H200, one process per (task, seed, model):
     # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE
-    # (joint|aux|pretrained|frozen|stacked|stacked-residual),
+    # (joint|aux|pretrained|frozen|stacked|stacked-residual|calibrated),
     # FUSION_TASKS, FUSION_SEEDS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
     #   FUSION_CONFIGS="concat cross_attention" bash benchmarks/gpu_suite.sh fusion
-    # FUSION_RECIPE=pretrained|frozen|stacked|stacked-residual on the redundant task: two phases, so
+    # FUSION_RECIPE=pretrained|frozen|stacked|stacked-residual|calibrated on the redundant task: two phases, so
     # that the fused models start from exactly the unimodal models whose rows are reported (one
     # process per seed trains vision, audio, text into fusion-redundant-s<seed>-uni, with stacked*
     # on the fit part of the training split; then late, concat and cross_attention start from those
@@ -258,7 +259,7 @@ for group in "$@"; do
     }
     for task in ${FUSION_TASKS:-redundant complementary}; do
       CONFIGS=${FUSION_CONFIGS:-vision audio text late concat cross_attention}
-      if [ "$task" = redundant ] && case $RECIPE in pretrained|frozen|stacked|stacked-residual) true;; *) false;; esac; then
+      if [ "$task" = redundant ] && case $RECIPE in pretrained|frozen|stacked|stacked-residual|calibrated) true;; *) false;; esac; then
         UNI=""
         for seed in ${FUSION_SEEDS:-0 1 2}; do
           fusion_run "fusion-$task-s$seed-uni" --task $task --seed $seed --config vision --config audio --config text

@@ -107,7 +107,7 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
     ('{"task": "redundant", "config": "late", "seed": 0, "test": {"test_accuracy": 0.5}}\n',
      "bad.jsonl:1: missing must give a number in [0, 1] for vision, audio and text"),
     ('{"task": "redundant", "config": "late", "seed": 0, "recipe": "magic", "test": {"test_accuracy": 0.5}}\n',
-     "bad.jsonl:1: recipe 'magic' is not one of aux, joint, pretrained, frozen, stacked, stacked-residual"),
+     "bad.jsonl:1: recipe 'magic' is not one of aux, joint, pretrained, frozen, stacked, stacked-residual, calibrated"),
     ("\n", "bad.jsonl: no results lines"),
 ])
 def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str) -> None:

@@ -18,18 +18,20 @@ import torch
 
 from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError, UsageError
-from deepseek.training.build import build_model
+from deepseek.training.build import build_dataset, build_model
 from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
 from deepseek.training.trainer import Trainer
+from deepseek_enterprise.calibration import with_logit_weights
 from deepseek_enterprise.pretrained import modality_prefixes
 from deepseek_enterprise.study import (
     recipe_keys,
     recipe_label,
     run_order,
     run_study,
+    split_metrics,
     study_config,
-    table,
 )
+from deepseek_enterprise.study_report import check_row, table
 
 MODALITIES = ("vision", "audio", "text")
 TINY = {"vision": {"embed_dim": 16, "depths": [1, 1]}, "audio": {"d_model": 16, "n_heads": 2, "n_layers": 1},
@@ -227,6 +229,26 @@ def test_a_stacked_study_fits_the_unimodal_models_and_the_fusion_on_the_other_pa
         ("concat", "stacked-residual", runs, "blend")]
     assert recipe_keys("concat", "stacked-residual", "redundant", runs)["fusion_options"] == {
         "joint": True, "late_residual": True}
+    # calibrated starts from the same fit runs, trains the fused models on fit too, then fits their
+    # logit_weights on blend: the rows' figures are the model's with those weights.
+    cal = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "cal",
+                    recipe="calibrated", unimodal_runs=tmp_path / "runs")
+    assert [(r["config"], r["recipe"], r["train_sources"]) for r in cal] == [
+        ("late", "calibrated", "fit"), ("concat", "calibrated", "fit")]
+    assert set(cal[0]["logit_weights"]) == set(MODALITIES) and set(cal[1]["logit_weights"]) == {"fused", *MODALITIES}
+    cfg = config_from_dict(study_config("redundant", "concat", 0, 2, batch=8, lr=1e-3, device="cpu", runs_dir="r",
+                                        recipe="calibrated", sources=runs))
+    model = build_model(cfg).eval()
+    model.load_state_dict(load_model_state(resolve_checkpoint(tmp_path / "cal" / "runs" / "redundant-concat-s0")))
+    data, limit = build_dataset(cfg, None), cfg.data.eval_batches
+    assert split_metrics(model, data, torch.device("cpu"), "val", limit=limit)["val_accuracy"] == (
+        cal[1]["before_calibration"]["val_accuracy"])
+    with_logit_weights(model, cal[1]["logit_weights"])
+    assert split_metrics(model, data, torch.device("cpu"), "val", limit=limit) == cal[1]["val"]
+    assert "| concat (calibrated) |" in table(cal) and "| model | val before | val after |" in table(cal)
+    assert check_row(cal[1]) is None
+    assert check_row({**cal[1], "logit_weights": {"speech": 1.0}}) == (
+        "logit_weights must map fused and the model's modalities to finite numbers")
     with pytest.raises(UsageError, match=r"^--unimodal-runs: .*redundant-vision-s0 trained on data\.train_sources = "
                                          r"'fit', recipe frozen starts from unimodal models trained on 'all'; pass the "
                                          r"runs folder of a study with --recipe frozen --config vision"):
@@ -260,7 +282,7 @@ def test_late_residual_starts_as_late_fusion_of_the_unimodal_models(unimodal: di
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--unimodal-runs", "."], "error: --unimodal-runs: recipe joint does not start from unimodal models; use it with "
-                               "--recipe frozen, pretrained, stacked, stacked-residual, or leave it out"),
+                               "--recipe calibrated, frozen, pretrained, stacked, stacked-residual, or leave it out"),
     (["--recipe", "frozen", "--task", "redundant", "--seed", "3", "--config", "concat", "--unimodal-runs", "."],
      "error: --unimodal-runs: redundant-vision-s3 is not a folder; pass the runs folder of a study of the same seeds "
      "with --config vision --config audio --config text"),

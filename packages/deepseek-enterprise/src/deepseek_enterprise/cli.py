@@ -31,17 +31,20 @@ def multimodal() -> None:
 @click.option("--batch", type=count(), default=64, show_default=True)
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1.0), default=2e-3, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--recipe", type=click.Choice(["joint", "aux", "pretrained", "frozen", "stacked", "stacked-residual"]),
+@click.option("--recipe", type=click.Choice(["joint", "aux", "pretrained", "frozen", "stacked", "stacked-residual",
+                                            "calibrated"]),
               default="joint", show_default=True,
               help="Fused models' recipe: aux = per-modality auxiliary losses and modality dropout; "
                    "joint = the same plus concat's and cross_attention's joint-prediction head; pretrained = joint "
                    "starting (redundant task) from the seed's unimodal models, trained first; frozen = pretrained "
                    "with those parts fixed; stacked = frozen with the unimodal models trained on the fit part of "
                    "the training split and the fused models on its blend part; stacked-residual = stacked whose "
-                   "fused logits are the ensemble's plus a learned correction starting at zero.")
+                   "fused logits are the ensemble's plus a learned correction starting at zero; calibrated = frozen "
+                   "with every model trained on the fit part, then each fused model's logit_weights fitted on the "
+                   "blend part.")
 @click.option("--unimodal-runs", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               metavar="DIR", help="With a recipe that starts from unimodal models (pretrained, frozen, stacked, "
-                                  "stacked-residual): the runs folder of an earlier study of the same seeds and recipe "
+                                  "stacked-residual, calibrated): the runs folder of an earlier study of the same seeds and recipe "
                                   "whose unimodal runs the fused models start from (instead of training them here).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for runs and results.jsonl (created if missing).")
@@ -50,7 +53,8 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     """Train every model per task and seed, test each once on the held-out split, print the tables."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
-    from deepseek_enterprise.study import CONFIGS, PRETRAINED, run_study, table
+    from deepseek_enterprise.study import CONFIGS, PRETRAINED, run_study
+    from deepseek_enterprise.study_report import table
 
     check_output(out, where="--out", folder=True)
     starting = sorted({r for r, _ in PRETRAINED})
@@ -67,7 +71,7 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def table_command(files: tuple[Path, ...]) -> None:
     """Merge results.jsonl files of studies into the tables."""
-    from deepseek_enterprise.study import check_row, table
+    from deepseek_enterprise.study_report import check_row, table
 
     rows = []
     for path in files:

@@ -36,6 +36,7 @@ from torch import nn
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
+from deepseek_enterprise.fusion import FusionOutput
 
 MODALITIES = ("vision", "audio", "text")
 IGNORE = -100
@@ -85,6 +86,12 @@ class MultimodalOptions:
     starts from (``{vision = "runs/v", ...}``; docs/multimodal.md); empty: random weights."""
     freeze_pretrained: bool = False
     """Keep the parameters copied from ``pretrained`` fixed (they do not train)."""
+    logit_weights: dict[str, float] = field(default_factory=dict)
+    """Calibrated output: the model's logits become ``sum_k w_k * logits_k`` over ``fused`` (the
+    fusion method's prediction) and each modality (its own classifier's logits, counted only where
+    the sample has that modality), ``w_k`` these weights, a key left out counting 0
+    (``{fused = 1.0, audio = -0.4}``). The study's ``calibrated`` recipe fits them on held-out
+    data (``deepseek_enterprise.calibration``); empty: the fusion method's prediction as it is."""
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modalities if m not in MODALITIES]
@@ -97,6 +104,10 @@ class MultimodalOptions:
                                   "name runs for its modalities only")
             if not isinstance(path, str) or not path:
                 raise ConfigError(f"model.pretrained.{m}: {path!r} is not a path; give a run folder (runs/<name>)")
+        for key in self.logit_weights:  # the values are checked as numbers by the config layer
+            if key != "fused" and key not in self.modalities:
+                raise ConfigError(f"model.logit_weights.{key}: not 'fused' or a modality of this model "
+                                  f"({list(self.modalities)}); name those only")
         if self.freeze_pretrained and not self.pretrained:
             raise ConfigError("model.freeze_pretrained: true without model.pretrained; name the runs to start from "
                               "or set it to false")
@@ -157,7 +168,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                 modality_labels: Mapping[str, torch.Tensor] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
         batch = {**inputs, "present": present}
         avail = self.presence(batch)
-        out = self.fusion(self.encode(batch), avail)
+        out = self.calibrated(self.fusion(self.encode(batch), avail), avail)
         loss = F.cross_entropy(out.logits.float(), label)
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         aux = []
@@ -209,10 +220,26 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         return torch.stack(losses).mean()
 
     @torch.no_grad()
-    def predict(self, batch: Mapping[str, Any]) -> Any:
+    def predict(self, batch: Mapping[str, Any], *, calibrated: bool = True) -> FusionOutput:
         """The fusion output for a batch (eval mode as set by the caller): logits per modality
-        and fused, pooled embeddings."""
-        return self.fusion(self.encode(batch), {m: batch["present"][m].bool() for m in self.modalities})
+        and fused, pooled embeddings; ``calibrated``: the fused logits with ``logit_weights``
+        applied (False: the fusion method's own)."""
+        present = {m: batch["present"][m].bool() for m in self.modalities}
+        out = self.fusion(self.encode(batch), present)
+        return self.calibrated(out, present) if calibrated else out
+
+    def calibrated(self, out: FusionOutput, present: Mapping[str, torch.Tensor]) -> FusionOutput:
+        """``out`` with its fused logits weighted with the modalities' by ``logit_weights`` (as it
+        is when there are none)."""
+        weights = self.options.logit_weights
+        if not weights:
+            return out
+        logits = out.logits * float(weights.get("fused", 0.0))
+        for m in self.modalities:
+            if m in weights:
+                scale = present[m].to(logits.dtype) * float(weights[m])
+                logits = logits + out.modality_logits[m].to(logits.dtype) * scale.unsqueeze(-1)
+        return out._replace(logits=logits)
 
     # ------------------------------------------------------------------ capabilities
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import resource
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "frozen": {**JOINT, "freeze_pretrained": True},
     "stacked": {**JOINT, "freeze_pretrained": True},
     "stacked-residual": {**JOINT, "fusion_options": {"joint": True, "late_residual": True}, "freeze_pretrained": True},
+    "calibrated": {**JOINT, "freeze_pretrained": True},
 }
 """The fused models' training recipes: ``aux`` per-modality auxiliary losses (each modality's
 classifier on its own label) and modality dropout; ``joint`` the same, and ``concat`` and
@@ -53,21 +53,31 @@ the training split cut in two (``data.train_sources``, :data:`STACKED`): the uni
 train on its ``fit`` part, the fused models' heads on its ``blend`` part, a speaker and images
 the unimodal models never saw (stacking); ``stacked-residual`` is ``stacked`` whose fused logits
 are the ensemble's plus a learned correction that starts at zero (``fusion_options.late_residual``).
-``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
+``calibrated`` is ``frozen`` with every model trained on the ``fit`` part, after which each fused
+model (``late`` too) gets ``logit_weights`` fitted on the ``blend`` part with everything else
+fixed (:mod:`deepseek_enterprise.calibration`; :data:`CALIBRATED`); its rows record the figures
+before calibration too. ``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
 pretrained ones). Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
 MODALITY_ORDER = ("vision", "audio", "text")
 NO_DROPOUT = {(recipe, "complementary") for recipe in RECIPES if recipe != "aux"}
 """(recipe, task) pairs trained without modality dropout."""
-PRETRAINED = {(recipe, "redundant") for recipe in ("pretrained", "frozen", "stacked", "stacked-residual")}
+PRETRAINED = {(recipe, "redundant") for recipe in ("pretrained", "frozen", "stacked", "stacked-residual", "calibrated")}
 """(recipe, task) pairs whose fused models start from the unimodal models."""
 STACKED = {("stacked", "redundant"), ("stacked-residual", "redundant")}
 """(recipe, task) pairs whose unimodal models train on the ``fit`` part of the training split and
 whose fused models on its ``blend`` part (``data.train_sources``)."""
+CALIBRATED = {("calibrated", "redundant")}
+"""(recipe, task) pairs whose models all train on the ``fit`` part and whose fused models are then
+calibrated on the ``blend`` part."""
+CALIBRATION_BATCHES = 64
+"""Batches of the ``blend`` part the calibration weights are fitted on (64 x the study's batch)."""
 
 
 def train_sources(config: str, recipe: str, task: str) -> str:
     """The ``data.train_sources`` of model ``config`` trained with ``recipe`` on ``task``."""
+    if (recipe, task) in CALIBRATED:
+        return "fit"
     if (recipe, task) not in STACKED:
         return "all"
     return "fit" if len(CONFIGS[config][0]) == 1 else "blend"
@@ -152,10 +162,11 @@ def test_metrics(trainer: Any, missing: tuple[str, ...] = ()) -> dict[str, float
     return split_metrics(trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device, "test", missing)
 
 
-def ensemble_row(config: Any, host: Any) -> dict[str, Any]:
+def ensemble_row(config: Any, host: Any, *, calibrate: bool = False) -> dict[str, Any]:
     """The row of late fusion of fixed unimodal models (:func:`is_ensemble`): the model built as
     it starts (``freeze_pretrained`` off: the same weights) and evaluated on CPU, no training: on
-    the validation batches the trainer would use, and on the test split as every other row."""
+    the validation batches the trainer would use, and on the test split as every other row
+    (``calibrate``: then calibrated, :func:`calibrate_row`)."""
     import dataclasses
 
     from deepseek.training.build import build_dataset, build_model
@@ -164,9 +175,34 @@ def ensemble_row(config: Any, host: Any) -> dict[str, Any]:
     model = build_model(dataclasses.replace(config, model=dataclasses.replace(config.model, options=options)),
                         host=host).eval()
     data, cpu = build_dataset(config, host), next(model.parameters()).device
-    return {"parameters": sum(p.numel() for p in model.parameters()), "test": split_metrics(model, data, cpu),
-            "val_curve": [], "val": split_metrics(model, data, cpu, "val", limit=config.data.eval_batches),
-            "missing": {m: split_metrics(model, data, cpu, "test", (m,))["test_accuracy"] for m in model.modalities}}
+    row = {"parameters": sum(p.numel() for p in model.parameters()), "test": split_metrics(model, data, cpu),
+           "val_curve": [], "val": split_metrics(model, data, cpu, "val", limit=config.data.eval_batches),
+           "missing": {m: split_metrics(model, data, cpu, "test", (m,))["test_accuracy"] for m in model.modalities}}
+    if calibrate:
+        calibrate_row(row, model, data, cpu, config)
+    return row
+
+
+def calibrate_row(row: dict[str, Any], model: Any, data: Any, device: Any, config: Any) -> None:
+    """Fit ``model``'s ``logit_weights`` on :data:`CALIBRATION_BATCHES` batches of the ``blend``
+    part, keep them on the model, and replace the row's val, test and missing-modality figures by
+    the calibrated model's; the uncalibrated ones move to ``before_calibration``."""
+    from deepseek_enterprise.calibration import (
+        calibration_batches,
+        fit_logit_weights,
+        with_logit_weights,
+    )
+
+    limit = config.data.eval_batches
+    row["before_calibration"] = {"test_accuracy": row["test"]["test_accuracy"], "missing": row["missing"],
+                                 "val_accuracy": split_metrics(model, data, device, "val", limit=limit)["val_accuracy"]}
+    batches = calibration_batches(data.options, part="blend", batches=CALIBRATION_BATCHES,
+                                  batch_size=data.batch_size, seed=config.train.seed)
+    row["logit_weights"] = fit_logit_weights(model, batches, device)
+    with_logit_weights(model, row["logit_weights"])
+    row["test"] = split_metrics(model, data, device)
+    row["val"] = split_metrics(model, data, device, "val", limit=limit)
+    row["missing"] = {m: split_metrics(model, data, device, "test", (m,))["test_accuracy"] for m in model.modalities}
 
 
 def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
@@ -249,9 +285,9 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 part = {} if config.data.options.train_sources == "all" else {
                     "train_sources": config.data.options.train_sources}
                 if is_ensemble(name, recipe, task):
-                    row = {"task": task, "config": name, "seed": seed, "steps": 0, "recipe": recipe,
-                           **ensemble_row(config, host), "seconds": time.perf_counter() - start, "started_from": mine,
-                           **part}
+                    fitted = ensemble_row(config, host, calibrate=(recipe, task) in CALIBRATED)
+                    row = {"task": task, "config": name, "seed": seed, "steps": 0, "recipe": recipe, **fitted,
+                           "seconds": time.perf_counter() - start, "started_from": mine, **part}
                     rows.append(row)
                     with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
                         fh.write(json.dumps(row) + "\n")
@@ -273,6 +309,9 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 modalities = CONFIGS[name][0]
                 if len(modalities) > 1:
                     row["missing"] = {m: test_metrics(trainer, (m,))["test_accuracy"] for m in modalities}
+                    if (recipe, task) in CALIBRATED:
+                        calibrate_row(row, trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device,
+                                      config)
                 if name == "cross_attention":
                     row["latency"] = latency(trainer)
                 rows.append(row)
@@ -293,115 +332,3 @@ def check_unimodal_run(folder: Path, part: str, recipe: str) -> None:
         raise UsageError(f"--unimodal-runs: {folder} trained on data.train_sources = {used!r}, recipe {recipe} starts "
                          f"from unimodal models trained on {part!r}; pass the runs folder of a study with --recipe "
                          f"{recipe} --config vision --config audio --config text")
-
-
-def row_recipe(row: dict[str, Any]) -> str | None:
-    """The recipe a results row was trained with (rows written before recipes existed: ``aux``
-    for fused models)."""
-    if "recipe" in row:
-        return row["recipe"]
-    return "aux" if len(CONFIGS[row["config"]][0]) > 1 else None
-
-
-def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Rows grouped by model and recipe, in ``CONFIGS`` order, each with its table label."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for name in CONFIGS:
-        for r in rows:
-            if r["config"] == name:
-                groups.setdefault(recipe_label(name, row_recipe(r), r.get("train_sources", "all")), []).append(r)
-    return list(groups.items())
-
-
-def _mean_of(rows: list[dict[str, Any]], key: str) -> str:
-    values = [r["test"][key] for r in rows if isinstance(r["test"].get(key), (int, float))]
-    return f"{100 * statistics.mean(values):.1f}" if values else "-"
-
-
-def check_row(row: Any) -> str | None:
-    """What is wrong with a results line read back from disk (None: nothing)."""
-    def fraction(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
-
-    if not isinstance(row, dict):
-        return "a results line is a JSON object"
-    if row.get("task") not in ("redundant", "complementary"):
-        return f"task {row.get('task')!r} is not redundant or complementary"
-    if row.get("config") not in CONFIGS:
-        return f"config {row.get('config')!r} is not one of {', '.join(CONFIGS)}"
-    if row.get("recipe") is not None and row.get("recipe") not in RECIPES:
-        return f"recipe {row.get('recipe')!r} is not one of {', '.join(RECIPES)}"
-    if not isinstance(row.get("seed"), int) or isinstance(row.get("seed"), bool):
-        return f"seed {row.get('seed')!r} is not an integer"
-    test = row.get("test")
-    if not isinstance(test, dict) or not fraction(test.get("test_accuracy")):
-        return "test.test_accuracy must be a number in [0, 1]"
-    missing = row.get("missing")
-    modalities = CONFIGS[row["config"]][0]
-    if len(modalities) > 1 and (not isinstance(missing, dict)
-                                or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
-        return "missing must give a number in [0, 1] for vision, audio and text"
-    return None
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown tables: test accuracy mean +- std over seeds per task and config, robustness with
-    one modality missing, and the complementary task's unimodal ceiling."""
-    def stat(values: list[float]) -> str:
-        if not values:
-            return "-"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{100 * statistics.mean(values):.1f} +- {100 * sd:.1f}"
-
-    lines = []
-    for task in sorted({r["task"] for r in rows}):
-        mine = [r for r in rows if r["task"] == task]
-        seeds = sorted({r["seed"] for r in mine})
-        lines += [f"### {task} (test accuracy %, mean +- std over seeds {seeds})", "",
-                  "| model | parameters | accuracy | without vision | without audio | without text "
-                  "| own labels read (vision / audio / text) |",
-                  "|---|---|---|---|---|---|---|"]
-        for label, rs in _groups(mine):
-            acc = stat([r["test"]["test_accuracy"] for r in rs])
-            miss = [stat([r["missing"][m] for r in rs]) if "missing" in rs[0] else "-" for m in ("vision", "audio", "text")]
-            params = rs[0].get("parameters")
-            shown = f"{params / 1e6:.2f} M" if isinstance(params, int) else "-"
-            own = [_mean_of(rs, f"test_accuracy_{m}") for m in ("vision", "audio", "text")]
-            lines.append(f"| {label} | {shown} | {acc} | {' | '.join(miss)} | {' / '.join(own)} |")
-        lines.append("")
-    red = [r for r in rows if r["task"] == "redundant"]
-    vision = [r["test"]["test_accuracy"] for r in red if r["config"] == "vision"]
-    audio = [r["test"]["test_accuracy"] for r in red if r["config"] == "audio"]
-    timed = [r for r in rows if isinstance(r.get("latency"), dict)]
-    for device in sorted({r["latency"].get("device", "?") for r in timed}):
-        lat = [r["latency"] for r in timed if r["latency"].get("device") == device]
-        gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
-        memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
-        lines.append(f"cross_attention, batch 1 on {device} ({len(lat)} runs, {lat[0].get('parameters', 0) / 1e6:.2f} M "
-                     f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
-                     f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}")
-        lines.append("")
-    if vision and audio:
-        lines += [f"Ceiling of the complementary task (vision x audio accuracy on the redundant task, errors taken "
-                  f"as independent): {100 * statistics.mean(vision) * statistics.mean(audio):.1f}%", ""]
-    return "\n".join(lines + curves(rows))
-
-
-def curves(rows: list[dict[str, Any]]) -> list[str]:
-    """Validation accuracy against steps per task and model (mean over seeds), from each row's
-    ``val_curve``: how sensitive each model is to the step budget."""
-    lines: list[str] = []
-    for task in sorted({r["task"] for r in rows}):
-        mine = [r for r in rows if r["task"] == task and isinstance(r.get("val_curve"), list)]
-        steps = sorted({int(s) for r in mine for s, a in r["val_curve"] if isinstance(a, (int, float)) and s > 0})
-        if not steps:
-            continue
-        lines += [f"### {task}: validation accuracy % against steps (mean over seeds)", "",
-                  "| model | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
-        for label, rs in _groups(mine):
-            at = {s: [a for r in rs for t, a in r["val_curve"] if t == s and a is not None] for s in steps}
-            if any(at.values()):
-                lines.append(f"| {label} | " + " | ".join(f"{100 * statistics.mean(v):.1f}" if v else "-"
-                                                        for v in at.values()) + " |")
-        lines.append("")
-    return lines

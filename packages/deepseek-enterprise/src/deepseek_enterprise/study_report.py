@@ -1,0 +1,157 @@
+"""The tables of ``deepseek multimodal study`` and ``deepseek multimodal table``: test accuracy
+per task and model (mean +- std over seeds), robustness with one modality missing, each
+modality's own reading, calibrated models' figures before calibration, the complementary task's
+unimodal ceiling, batch-1 latency and validation accuracy against steps; and the check of a
+results line read back from disk.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from deepseek_enterprise.study import CONFIGS, RECIPES, recipe_label
+
+
+def row_recipe(row: dict[str, Any]) -> str | None:
+    """The recipe a results row was trained with (rows written before recipes existed: ``aux``
+    for fused models)."""
+    if "recipe" in row:
+        return row["recipe"]
+    return "aux" if len(CONFIGS[row["config"]][0]) > 1 else None
+
+
+def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows grouped by model and recipe, in ``CONFIGS`` order, each with its table label."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for name in CONFIGS:
+        for r in rows:
+            if r["config"] == name:
+                groups.setdefault(recipe_label(name, row_recipe(r), r.get("train_sources", "all")), []).append(r)
+    return list(groups.items())
+
+
+def _mean_of(rows: list[dict[str, Any]], key: str) -> str:
+    values = [r["test"][key] for r in rows if isinstance(r["test"].get(key), (int, float))]
+    return f"{100 * statistics.mean(values):.1f}" if values else "-"
+
+
+def check_row(row: Any) -> str | None:
+    """What is wrong with a results line read back from disk (None: nothing)."""
+    def fraction(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+    if not isinstance(row, dict):
+        return "a results line is a JSON object"
+    if row.get("task") not in ("redundant", "complementary"):
+        return f"task {row.get('task')!r} is not redundant or complementary"
+    if row.get("config") not in CONFIGS:
+        return f"config {row.get('config')!r} is not one of {', '.join(CONFIGS)}"
+    if row.get("recipe") is not None and row.get("recipe") not in RECIPES:
+        return f"recipe {row.get('recipe')!r} is not one of {', '.join(RECIPES)}"
+    if not isinstance(row.get("seed"), int) or isinstance(row.get("seed"), bool):
+        return f"seed {row.get('seed')!r} is not an integer"
+    test = row.get("test")
+    if not isinstance(test, dict) or not fraction(test.get("test_accuracy")):
+        return "test.test_accuracy must be a number in [0, 1]"
+    missing = row.get("missing")
+    modalities = CONFIGS[row["config"]][0]
+    if len(modalities) > 1 and (not isinstance(missing, dict)
+                                or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
+        return "missing must give a number in [0, 1] for vision, audio and text"
+    if "before_calibration" in row:
+        before, val = row["before_calibration"], row.get("val")
+        if not (isinstance(before, dict) and fraction(before.get("test_accuracy")) and fraction(before.get("val_accuracy"))
+                and isinstance(val, dict) and fraction(val.get("val_accuracy"))):
+            return "a calibrated row needs before_calibration.{test,val}_accuracy and val.val_accuracy in [0, 1]"
+        weights = row.get("logit_weights")
+        if not isinstance(weights, dict) or not weights or not all(
+                k in ("fused", *modalities) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v) for k, v in weights.items()):
+            return "logit_weights must map fused and the model's modalities to finite numbers"
+    return None
+
+
+def calibration_lines(rows: list[dict[str, Any]], stat: Any) -> list[str]:
+    """For the calibrated models among ``rows`` (one task): val and test accuracy before and after
+    calibration, and the fitted weights (mean over seeds)."""
+    groups = [(label, rs) for label, rs in _groups(rows)
+              if all(isinstance(r.get("before_calibration"), dict) for r in rs)]
+    if not groups:
+        return []
+    lines = ["Calibrated models (`logit_weights` fitted on the blend part; accuracy %, mean +- std):", "",
+             "| model | val before | val after | test before | test after | weights (mean) |",
+             "|---|---|---|---|---|---|"]
+    for label, rs in groups:
+        before = [r["before_calibration"] for r in rs]
+        keys = [k for k in ("fused", "vision", "audio", "text") if all(k in r.get("logit_weights", {}) for r in rs)]
+        weights = ", ".join(f"{k} {statistics.mean(r['logit_weights'][k] for r in rs):.2f}" for k in keys)
+        lines.append(f"| {label} | {stat([b['val_accuracy'] for b in before])} "
+                     f"| {stat([r['val']['val_accuracy'] for r in rs])} | {stat([b['test_accuracy'] for b in before])} "
+                     f"| {stat([r['test']['test_accuracy'] for r in rs])} | {weights} |")
+    return lines + [""]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown tables: test accuracy mean +- std over seeds per task and config, robustness with
+    one modality missing, and the complementary task's unimodal ceiling."""
+    def stat(values: list[float]) -> str:
+        if not values:
+            return "-"
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{100 * statistics.mean(values):.1f} +- {100 * sd:.1f}"
+
+    lines = []
+    for task in sorted({r["task"] for r in rows}):
+        mine = [r for r in rows if r["task"] == task]
+        seeds = sorted({r["seed"] for r in mine})
+        lines += [f"### {task} (test accuracy %, mean +- std over seeds {seeds})", "",
+                  "| model | parameters | accuracy | without vision | without audio | without text "
+                  "| own labels read (vision / audio / text) |",
+                  "|---|---|---|---|---|---|---|"]
+        for label, rs in _groups(mine):
+            acc = stat([r["test"]["test_accuracy"] for r in rs])
+            miss = [stat([r["missing"][m] for r in rs]) if "missing" in rs[0] else "-" for m in ("vision", "audio", "text")]
+            params = rs[0].get("parameters")
+            shown = f"{params / 1e6:.2f} M" if isinstance(params, int) else "-"
+            own = [_mean_of(rs, f"test_accuracy_{m}") for m in ("vision", "audio", "text")]
+            lines.append(f"| {label} | {shown} | {acc} | {' | '.join(miss)} | {' / '.join(own)} |")
+        lines.append("")
+        lines += calibration_lines(mine, stat)
+    red = [r for r in rows if r["task"] == "redundant"]
+    vision = [r["test"]["test_accuracy"] for r in red if r["config"] == "vision"]
+    audio = [r["test"]["test_accuracy"] for r in red if r["config"] == "audio"]
+    timed = [r for r in rows if isinstance(r.get("latency"), dict)]
+    for device in sorted({r["latency"].get("device", "?") for r in timed}):
+        lat = [r["latency"] for r in timed if r["latency"].get("device") == device]
+        gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
+        memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
+        lines.append(f"cross_attention, batch 1 on {device} ({len(lat)} runs, {lat[0].get('parameters', 0) / 1e6:.2f} M "
+                     f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
+                     f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}")
+        lines.append("")
+    if vision and audio:
+        lines += [f"Ceiling of the complementary task (vision x audio accuracy on the redundant task, errors taken "
+                  f"as independent): {100 * statistics.mean(vision) * statistics.mean(audio):.1f}%", ""]
+    return "\n".join(lines + curves(rows))
+
+
+def curves(rows: list[dict[str, Any]]) -> list[str]:
+    """Validation accuracy against steps per task and model (mean over seeds), from each row's
+    ``val_curve``: how sensitive each model is to the step budget."""
+    lines: list[str] = []
+    for task in sorted({r["task"] for r in rows}):
+        mine = [r for r in rows if r["task"] == task and isinstance(r.get("val_curve"), list)]
+        steps = sorted({int(s) for r in mine for s, a in r["val_curve"] if isinstance(a, (int, float)) and s > 0})
+        if not steps:
+            continue
+        lines += [f"### {task}: validation accuracy % against steps (mean over seeds)", "",
+                  "| model | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
+        for label, rs in _groups(mine):
+            at = {s: [a for r in rs for t, a in r["val_curve"] if t == s and a is not None] for s in steps}
+            if any(at.values()):
+                lines.append(f"| {label} | " + " | ".join(f"{100 * statistics.mean(v):.1f}" if v else "-"
+                                                        for v in at.values()) + " |")
+        lines.append("")
+    return lines
