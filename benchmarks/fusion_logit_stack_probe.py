@@ -13,6 +13,7 @@ import torch
 
 from deepseek.config.load import config_from_dict
 from deepseek.training.build import build_model
+from deepseek_enterprise.calibration import fit_weights
 from deepseek_enterprise.digits.dataset import MultimodalDigits
 from deepseek_enterprise.study import study_config
 
@@ -47,15 +48,7 @@ print("val: ensemble (late as built)", round(100 * (fv.argmax(1) == yv).float().
 for part in ("blend", "fit"):
     x, y, _ = logits(draw(part))
     own = [round(100 * (x[:, i].argmax(1) == y).float().mean().item(), 1) for i in range(3)]
-    w = torch.ones(3, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=200)
-
-    def closure(x: torch.Tensor = x, y: torch.Tensor = y, w: torch.Tensor = w, opt=opt) -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy((x * w[None, :, None]).sum(1), y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    acc = (((xv * w.detach()[None, :, None]).sum(1)).argmax(1) == yv).float().mean().item()
+    fitted = fit_weights(x, y, ["vision", "audio", "text"])
+    w = torch.tensor(list(fitted.values()))
+    acc = (((xv * w[None, :, None]).sum(1)).argmax(1) == yv).float().mean().item()
     print(f"fitted on {part}: own reads there v/a/t {own}, weights v/a/t {[round(v, 2) for v in w.tolist()]}, val {100 * acc:.1f}")
