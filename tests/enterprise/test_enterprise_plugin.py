@@ -117,3 +117,53 @@ def test_hooks_enterprise_md_is_current() -> None:
                      "deepseek_register_executors"]
     for name, kind in zip(names, ("fusion", "compressor", "tuner", "executor"), strict=True):
         assert f"| `{name}` | `{kind}` |" in page and f"### `{name}`" in page
+
+
+def test_a_third_party_fusion_is_checked_when_the_model_is_built(host: PluginHost) -> None:
+    """A fusion target that is not a Fusion subclass, or whose Options do not extend
+    FusionBaseOptions, is one line naming model.fusion; a subclass that leaves Options out takes
+    the base keys."""
+    import dataclasses
+
+    import torch
+    from torch import nn
+
+    from deepseek.errors import ConfigError
+    from deepseek.models.factory import instantiate_model
+    from deepseek_enterprise.fusion import Fusion, LateFusion
+
+    @dataclasses.dataclass(frozen=True)
+    class Loose:
+        width: int = 3
+
+    class LooseOptions(LateFusion):
+        Options = Loose
+
+    class NoOptionsGiven(LateFusion):
+        """Late fusion again, with Options left out."""
+
+    assert NoOptionsGiven.Options is Fusion.Options
+
+    class Acme:
+        @hookimpl
+        def deepseek_register_fusions(self, register):  # type: ignore[no-untyped-def]
+            register("acme.identity", nn.Identity, description="not a fusion")
+            register("acme.loose", LooseOptions, description="options of its own kind")
+            register("acme.plain", NoOptionsGiven, description="late fusion, Options left out")
+
+    assert host.register_plugin(Acme(), dist="acme-fusion", version="1.0").status == "ok"
+    cls = host.resolve("model", "multimodal.classifier").load()
+    tiny = {"modalities": ["vision", "text"], "vision": {"embed_dim": 16, "depths": [1, 1]},
+            "text": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}}
+    with pytest.raises(ConfigError) as info:
+        instantiate_model(cls, {**tiny, "fusion": "acme.identity"}, name="multimodal.classifier", host=host)
+    assert str(info.value) == (
+        "model.fusion: 'acme.identity' is registered as <class 'torch.nn.modules.linear.Identity'>, not a subclass "
+        "of deepseek_enterprise.fusion.Fusion; its plugin must register a Fusion subclass (docs/multimodal.md "
+        "section 3)")
+    with pytest.raises(ConfigError, match=r"^model\.fusion: 'acme\.loose' declares Options .*Loose'>, which does not "
+                                          r"extend deepseek_enterprise\.fusion\.FusionBaseOptions; give it"):
+        instantiate_model(cls, {**tiny, "fusion": "acme.loose"}, name="multimodal.classifier", host=host)
+    model = instantiate_model(cls, {**tiny, "fusion": "acme.plain", "fusion_options": {"d_model": 8}},
+                              name="multimodal.classifier", host=host)
+    assert model.fusion.options.d_model == 8 and isinstance(model.fusion.heads["text"], torch.nn.Linear)

@@ -72,6 +72,14 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
     assert hidden["accuracy"] == pytest.approx(row["missing"]["audio"], abs=1e-6)
     assert "accuracy_audio" not in hidden
 
+    # --logit-weights: fused = 1 alone is the model as trained; vision = 1 alone reads as the vision head.
+    same = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--json",
+                               "--logit-weights", "fused=1", cwd=tmp_path).stdout)
+    assert same["accuracy"] == report["accuracy"] and same["logit_weights"] == {"fused": 1.0}
+    alone = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--json",
+                                "--logit-weights", "vision=1", cwd=tmp_path).stdout)
+    assert alone["accuracy"] == pytest.approx(report["accuracy_vision"], abs=1e-6) and report["logit_weights"] == {}
+
     core = deepseek("eval", "--checkpoint", str(run), "--batches", "64", "--json", cwd=tmp_path)  # 1024 samples
     val = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--json", cwd=tmp_path).stdout)
     assert core.returncode == 0, core.stderr
@@ -90,6 +98,15 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
     (["eval", "--checkpoint", "RUN", "--confusion", "RUN/config.toml/c.png"],
      "error: --confusion: RUN/config.toml is a file, so RUN/config.toml/c.png cannot be created below it; give a "
      "path whose parents are folders"),
+    (["eval", "--checkpoint", "RUN", "--logit-weights", "speech=1"],
+     "error: --logit-weights: speech is not 'fused' or a modality of this model (vision, audio, text); name those "
+     "only"),
+    (["eval", "--checkpoint", "RUN", "--logit-weights", "fused=1,audio=x"],
+     "error: --logit-weights: audio='x' is not a finite number; give e.g. audio=0.5"),
+    (["eval", "--checkpoint", "RUN", "--logit-weights", "audio"],
+     "error: --logit-weights: 'audio' is not NAME=NUMBER; give e.g. fused=1.0,audio=0.4"),
+    (["eval", "--checkpoint", "RUN", "--logit-weights", "audio=1,audio=2"],
+     "error: --logit-weights: audio is given twice; give each name once"),
     (["eval", "--checkpoint", "RUN", "--device", "tpu"],
      "error: Invalid value for '--device': 'tpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda', 'cuda:N' "
      "(see 'deepseek multimodal eval --help')"),

@@ -102,22 +102,33 @@ def table_command(files: tuple[Path, ...]) -> None:
 @click.option("--missing", default="", metavar="NAMES", help="Modalities to hide, comma-separated (e.g. audio,text).")
 @click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PNG",
               help="Also draw the confusion matrix to this PNG file.")
+@click.option("--logit-weights", default=None, metavar="NAME=X,...",
+              help="Evaluate with these [model] logit_weights instead of the run's (e.g. fused=0.13,audio=0.26; "
+                   "names: fused and the model's modalities; docs/multimodal.md, calibrated output).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_command(checkpoint: str, split: str, missing: str, confusion: Path | None, device: str, as_json: bool) -> None:
+def eval_command(checkpoint: str, split: str, missing: str, confusion: Path | None, logit_weights: str | None,
+                 device: str, as_json: bool) -> None:
     """Accuracy of a trained multimodal classifier on a split, per modality, with a confusion matrix."""
     from deepseek.cli.context import command_host
     from deepseek.names import split_names
     from deepseek.paths import check_output, make_folders
-    from deepseek_enterprise.report import format_report, plot_confusion, split_report
+    from deepseek_enterprise.report import (
+        format_report,
+        parse_logit_weights,
+        plot_confusion,
+        split_report,
+    )
 
     names = split_names(missing, where="--missing") if missing else ()
+    weights = parse_logit_weights(logit_weights) if logit_weights is not None else None
     folders = []
     if confusion is not None:
         if confusion.suffix.lower() != ".png":
             raise UsageError(f"--confusion: {confusion} must be a .png file; give a name ending in .png")
         folders = check_output(confusion, where="--confusion", folder=False, file_name="confusion.png")
-    report = split_report(checkpoint, split=split, missing=names, device=device, host=command_host())
+    report = split_report(checkpoint, split=split, missing=names, device=device, host=command_host(),
+                          logit_weights=weights)
     if confusion is not None:
         make_folders(folders, where="--confusion")
         plot_confusion(report, confusion)

@@ -51,7 +51,6 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from deepseek.config.components import NoOptions
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput
 
@@ -93,7 +92,22 @@ class FusionBaseOptions:
 class Fusion(nn.Module):
     """Base class of fusion methods (see the module docstring)."""
 
-    Options: ClassVar[type] = NoOptions
+    @classmethod
+    def check_registered(cls, target: object, name: str) -> None:
+        """A one-line :class:`ConfigError` unless ``target`` (registered as fusion ``name``) is a
+        subclass of this class whose ``Options`` extend :class:`FusionBaseOptions`."""
+        if not (isinstance(target, type) and issubclass(target, Fusion)):
+            raise ConfigError(f"model.fusion: {name!r} is registered as {target!r}, not a subclass of "
+                              "deepseek_enterprise.fusion.Fusion; its plugin must register a Fusion subclass "
+                              "(docs/multimodal.md section 3)")
+        options = getattr(target, "Options", None)
+        if not (isinstance(options, type) and issubclass(options, FusionBaseOptions)):
+            raise ConfigError(f"model.fusion: {name!r} declares Options {options!r}, which does not extend "
+                              "deepseek_enterprise.fusion.FusionBaseOptions; give it a dataclass extending that "
+                              "(or leave Options out: FusionBaseOptions)")
+
+    Options: ClassVar[type] = FusionBaseOptions
+    """A subclass's keys: :class:`FusionBaseOptions` or a dataclass extending it."""
 
     def __init__(self, options: FusionBaseOptions, *, dims: Mapping[str, int], num_classes: int) -> None:
         super().__init__()

@@ -36,7 +36,7 @@ from torch import nn
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
-from deepseek_enterprise.fusion import FusionOutput
+from deepseek_enterprise.fusion import Fusion, FusionOutput
 
 MODALITIES = ("vision", "audio", "text")
 IGNORE = -100
@@ -135,6 +135,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                                             host=lookups)
         self.encoders = nn.ModuleDict(encoders)
         fusion_cls = lookups.resolve("fusion", options.fusion).load()
+        Fusion.check_registered(fusion_cls, options.fusion)
         from deepseek.config.components import build_options
 
         fusion_options = build_options(fusion_cls, dict(options.fusion_options), kind="fusion", name=options.fusion,

@@ -11,11 +11,34 @@ from typing import Any
 from deepseek.errors import UsageError
 
 
-def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], device: Any, host: Any) -> dict[str, Any]:
+def parse_logit_weights(text: str) -> dict[str, float]:
+    """``--logit-weights NAME=NUMBER,...`` as a dict (one-line :class:`UsageError` otherwise)."""
+    import math
+
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or not key:
+            raise UsageError(f"--logit-weights: {part.strip()!r} is not NAME=NUMBER; give e.g. fused=1.0,audio=0.4")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise UsageError(f"--logit-weights: {key}={value!r} is not a finite number; give e.g. {key}=0.5")
+        if key in weights:
+            raise UsageError(f"--logit-weights: {key} is given twice; give each name once")
+        weights[key] = number
+    return weights
+
+
+def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], device: Any, host: Any,
+                 logit_weights: dict[str, float] | None = None) -> dict[str, Any]:
     """Predictions of the checkpoint's model on every batch of ``split`` of its run's dataset
-    (``missing``: modalities hidden), summarised: ``accuracy``, ``accuracy_<modality>`` (modalities
-shown, each against its own label: the digit it shows),
-    ``confusion`` (rows: true class, columns: predicted), ``samples``."""
+    (``missing``: modalities hidden; ``logit_weights``: evaluated with these instead of the run's
+    ``[model] logit_weights``), summarised: ``accuracy``, ``accuracy_<modality>`` (modalities
+    shown, each against its own label: the digit it shows), ``confusion`` (rows: true class,
+    columns: predicted), ``samples``, and the ``logit_weights`` the model was evaluated with."""
 
     from deepseek.training.build import build_dataset
     from deepseek.training.inference import load_trained
@@ -37,9 +60,18 @@ shown, each against its own label: the digit it shows),
     if len(set(missing)) >= len(model.modalities):
         raise UsageError(f"--missing: hides every modality of this model ({', '.join(model.modalities)}); "
                          "leave at least one")
+    if logit_weights is not None:
+        from deepseek_enterprise.calibration import with_logit_weights
+
+        unknown = [k for k in logit_weights if k != "fused" and k not in model.modalities]
+        if unknown:
+            raise UsageError(f"--logit-weights: {unknown[0]} is not 'fused' or a modality of this model "
+                             f"({', '.join(model.modalities)}); name those only")
+        with_logit_weights(model, logit_weights)
     options = dataclasses.replace(dataset.options, missing=tuple(missing))
     dataset = MultimodalDigits(options, batch_size=dataset.batch_size, seed=dataset.seed)
-    return {"checkpoint": checkpoint, "step": state.get("step"), **evaluate_split(model, dataset, split)}
+    return {"checkpoint": checkpoint, "step": state.get("step"), "logit_weights": dict(model.options.logit_weights),
+            **evaluate_split(model, dataset, split)}
 
 
 def evaluate_split(model: Any, dataset: Any, split: str) -> dict[str, Any]:
@@ -87,6 +119,8 @@ def format_report(report: dict[str, Any]) -> str:
     hidden = f", hidden: {', '.join(report['missing'])}" if report["missing"] else ""
     lines = [f"{report['split']} split, {report['samples']} samples (step {report['step']}{hidden})",
              f"accuracy {100 * report['accuracy']:.1f}%"]
+    if report.get("logit_weights"):
+        lines[0] += ", logit_weights " + ", ".join(f"{k}={v:g}" for k, v in report["logit_weights"].items())
     lines += [f"  {key.removeprefix('accuracy_')} head, against its own label: {100 * value:.1f}%"
               for key, value in report.items() if key.startswith("accuracy_")]
     matrix = report["confusion"]

@@ -1,0 +1,83 @@
+"""Contract every registered fusion method meets, whoever registered it (kind ``fusion``, added by
+deepseek-enterprise): a :class:`~deepseek_enterprise.fusion.Fusion` subclass whose ``Options``
+extend ``FusionBaseOptions`` and build with their defaults; for any mix of present and missing
+modalities per sample, finite fused logits ``(B, num_classes)``, per-modality logits and pooled
+embeddings ``(B, d_model)``; a missing modality's features change nothing for the samples lacking
+it; gradients reach the fusion's parameters. Skipped where no edition adds the kind."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from deepseek.plugins.host import get_host
+
+HOST = get_host()
+FUSIONS = HOST.components("fusion") if "fusion" in HOST.known_kinds() else []
+DIMS = {"vision": 8, "audio": 12, "text": 6}
+TOKENS = {"vision": 4, "audio": 7, "text": 5}
+CLASSES = 5
+# Every non-empty subset of the modalities, one per sample.
+PATTERNS = [s for r in (1, 2, 3) for s in itertools.combinations(DIMS, r)]
+
+if not FUSIONS:
+    pytest.skip("no fusion methods registered here (deepseek-enterprise adds the kind)", allow_module_level=True)
+
+
+def _features(gen: torch.Generator, scale: float = 1.0):  # noqa: ANN202
+    from deepseek.models.encoder import EncoderOutput
+
+    batch = len(PATTERNS)
+    out = {}
+    for m, d in DIMS.items():
+        padding = torch.zeros(batch, TOKENS[m], dtype=torch.bool)
+        padding[::2, -1] = True  # some samples have a padded last token
+        out[m] = EncoderOutput(torch.randn(batch, TOKENS[m], d, generator=gen) * scale, padding)
+    return out
+
+
+def _present() -> dict[str, torch.Tensor]:
+    return {m: torch.tensor([m in p for p in PATTERNS]) for m in DIMS}
+
+
+def _build(comp):  # noqa: ANN001, ANN202
+    from deepseek_enterprise.fusion import Fusion
+
+    cls = comp.load()
+    Fusion.check_registered(cls, comp.name)
+    torch.manual_seed(0)
+    return cls(cls.Options(), dims=DIMS, num_classes=CLASSES).eval()
+
+
+@pytest.mark.parametrize("comp", FUSIONS, ids=[c.qualified_name for c in FUSIONS])
+def test_fusion_handles_every_subset_of_modalities(comp) -> None:  # noqa: ANN001
+    fusion = _build(comp)
+    gen = torch.Generator().manual_seed(0)
+    features, present = _features(gen), _present()
+    with torch.no_grad():
+        out = fusion(features, present)
+    batch, width = len(PATTERNS), fusion.options.d_model
+    assert out.logits.shape == (batch, CLASSES) and torch.isfinite(out.logits).all()
+    assert set(out.modality_logits) == set(DIMS) and set(out.pooled) == set(DIMS)
+    for m in DIMS:
+        assert out.modality_logits[m].shape == (batch, CLASSES)
+        assert out.pooled[m].shape == (batch, width)
+    # A missing modality's features change nothing for the samples that lack it.
+    changed = {m: type(f)(torch.where(present[m][:, None, None], f.features, f.features * -7.0 + 3.0), f.padding_mask)
+               for m, f in features.items()}
+    with torch.no_grad():
+        again = fusion(changed, present)
+    torch.testing.assert_close(again.logits, out.logits)
+
+
+@pytest.mark.parametrize("comp", FUSIONS, ids=[c.qualified_name for c in FUSIONS])
+def test_fusion_trains(comp) -> None:  # noqa: ANN001
+    fusion = _build(comp).train()
+    gen = torch.Generator().manual_seed(1)
+    out = fusion(_features(gen), _present())
+    torch.nn.functional.cross_entropy(out.logits, torch.arange(len(PATTERNS)) % CLASSES).backward()
+    grads = [p.grad for p in fusion.parameters() if p.requires_grad]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(torch.isfinite(g).all() for g in grads if g is not None)
