@@ -24,6 +24,7 @@ from deepseek.training.trainer import Trainer
 from deepseek_enterprise.calibration import with_logit_weights
 from deepseek_enterprise.pretrained import modality_prefixes
 from deepseek_enterprise.study import (
+    check_unimodal_run,
     recipe_keys,
     recipe_label,
     run_order,
@@ -247,6 +248,12 @@ def test_a_stacked_study_fits_the_unimodal_models_and_the_fusion_on_the_other_pa
     assert split_metrics(model, data, torch.device("cpu"), "val", limit=limit) == cal[1]["val"]
     assert "| concat (calibrated) |" in table(cal) and "| model | val before | val after |" in table(cal)
     assert check_row(cal[1]) is None
+    with pytest.raises(UsageError, match=r"^--unimodal-runs: .*redundant-audio-s0 is a run of modalities \['audio'\], "
+                                         r"not \['vision'\]; pass the runs folder of a study with --recipe calibrated"):
+        check_unimodal_run(Path(runs["audio"]), "fit", "calibrated", "vision")
+    with pytest.raises(UsageError, match=r"^--unimodal-runs: .* contains no complete checkpoint .*; pass the runs "
+                                         r"folder of a study with --recipe calibrated --config vision"):
+        check_unimodal_run(tmp_path / "cal", "fit", "calibrated", "vision")
     assert check_row({**cal[1], "logit_weights": {"speech": 1.0}}) == (
         "logit_weights must map fused and the model's modalities to finite numbers")
     with pytest.raises(UsageError, match=r"^--unimodal-runs: .*redundant-vision-s0 trained on data\.train_sources = "

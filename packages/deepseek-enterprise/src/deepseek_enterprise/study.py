@@ -270,7 +270,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     raise UsageError(f"--unimodal-runs: {gone[0]} is not a folder; pass the runs folder of a study of "
                                      f"the same seeds with --config vision --config audio --config text")
                 for m, folder in given[task, seed].items():
-                    check_unimodal_run(Path(folder), train_sources(m, recipe, task), recipe)
+                    check_unimodal_run(Path(folder), train_sources(m, recipe, task), recipe, m)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in tasks:
@@ -320,15 +320,23 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     return rows
 
 
-def check_unimodal_run(folder: Path, part: str, recipe: str) -> None:
-    """A one-line :class:`UsageError` unless the unimodal run ``folder`` trained on the ``part`` of
-    the training split that ``recipe`` trains its unimodal models on (``--unimodal-runs``)."""
+def check_unimodal_run(folder: Path, part: str, recipe: str, modality: str) -> None:
+    """A one-line :class:`UsageError` unless ``folder`` holds a unimodal run of ``modality``
+    trained on the ``part`` of the training split that ``recipe`` trains its unimodal models on
+    (``--unimodal-runs``)."""
     from deepseek.errors import UsageError
     from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
 
-    data = (read_trainer_state(resolve_checkpoint(folder)).get("config") or {}).get("data") or {}
-    used = data.get("train_sources", "all")
+    again = (f"pass the runs folder of a study with --recipe {recipe} --config vision --config audio "
+             "--config text")
+    try:
+        config = read_trainer_state(resolve_checkpoint(folder)).get("config") or {}
+    except UsageError as exc:
+        raise UsageError(f"--unimodal-runs: {str(exc).partition('; ')[0]}; {again}") from None
+    modalities = (config.get("model") or {}).get("modalities")
+    if modalities != [modality]:
+        raise UsageError(f"--unimodal-runs: {folder} is a run of modalities {modalities}, not ['{modality}']; {again}")
+    used = (config.get("data") or {}).get("train_sources", "all")
     if used != part:
         raise UsageError(f"--unimodal-runs: {folder} trained on data.train_sources = {used!r}, recipe {recipe} starts "
-                         f"from unimodal models trained on {part!r}; pass the runs folder of a study with --recipe "
-                         f"{recipe} --config vision --config audio --config text")
+                         f"from unimodal models trained on {part!r}; {again}")
