@@ -4,6 +4,8 @@ and hostile input is one line with exit code 2."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -13,12 +15,28 @@ from typing import Any
 
 import pytest
 
+from deepseek.cli.main import main
+
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 
 
 def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def refused(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> tuple[int, str, str]:
+    """``deepseek ARGS`` run in this process from ``cwd`` (bad input is refused before any heavy
+    work, so a process start per case is not needed): exit code, stderr, stdout."""
+    monkeypatch.chdir(cwd)
+    out, err = io.StringIO(), io.StringIO()
+    code: Any = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code or 0
+    return int(code), err.getvalue().strip(), out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +129,11 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
      "error: Invalid value for '--device': 'tpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda', 'cuda:N' "
      "(see 'deepseek multimodal eval --help')"),
 ])
-def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: list[str], message: str) -> None:
+def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: list[str], message: str,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     run = str(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0")
-    out = deepseek("multimodal", *[a.replace("RUN", run) for a in args], cwd=tmp_path)
-    assert (out.returncode, out.stderr.strip(), out.stdout) == (2, message.replace("RUN", run), "")
+    out = refused(monkeypatch, tmp_path, "multimodal", *[a.replace("RUN", run) for a in args])
+    assert out == (2, message.replace("RUN", run), "")
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -129,10 +148,10 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
      "bad.jsonl:1: recipe 'magic' is not one of aux, joint, pretrained, frozen, stacked, stacked-residual, calibrated"),
     ("\n", "bad.jsonl: no results lines"),
 ])
-def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str) -> None:
+def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "bad.jsonl").write_text(content)
-    out = deepseek("multimodal", "table", "bad.jsonl", cwd=tmp_path)
-    assert (out.returncode, out.stderr.strip()) == (2, f"error: {message}; pass results.jsonl files of 'study'")
+    out = refused(monkeypatch, tmp_path, "multimodal", "table", "bad.jsonl")
+    assert out == (2, f"error: {message}; pass results.jsonl files of 'study'", "")
 
 
 def test_bench_latency_times_a_multimodal_config(tmp_path: Path) -> None:
