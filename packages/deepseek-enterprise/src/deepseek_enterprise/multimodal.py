@@ -25,7 +25,7 @@ its own classifier against the modality's own label (``accuracy_vision`` ...).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,12 @@ MODALITIES = ("vision", "audio", "text")
 IGNORE = -100
 """A ``modality_labels`` entry for a sample whose modality has no label of its own."""
 ENCODERS = {"vision": "vision.swin", "audio": "audio.conv_transformer", "text": "text.transformer"}
+
+
+def unknown_logit_weight(weights: Mapping[str, float], modalities: Sequence[str]) -> str | None:
+    """The first name in ``weights`` that is neither ``fused`` nor one of ``modalities`` (None: all
+    are known): the names ``logit_weights`` takes."""
+    return next((k for k in weights if k != "fused" and k not in modalities), None)
 
 
 def _probability(value: float) -> str | None:
@@ -104,10 +110,10 @@ class MultimodalOptions:
                                   "name runs for its modalities only")
             if not isinstance(path, str) or not path:
                 raise ConfigError(f"model.pretrained.{m}: {path!r} is not a path; give a run folder (runs/<name>)")
-        for key in self.logit_weights:  # the values are checked as numbers by the config layer
-            if key != "fused" and key not in self.modalities:
-                raise ConfigError(f"model.logit_weights.{key}: not 'fused' or a modality of this model "
-                                  f"({list(self.modalities)}); name those only")
+        key = unknown_logit_weight(self.logit_weights, self.modalities)  # values: numbers, by the config layer
+        if key is not None:
+            raise ConfigError(f"model.logit_weights.{key}: not 'fused' or a modality of this model "
+                              f"({list(self.modalities)}); name those only")
         if self.freeze_pretrained and not self.pretrained:
             raise ConfigError("model.freeze_pretrained: true without model.pretrained; name the runs to start from "
                               "or set it to false")
@@ -169,7 +175,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                 modality_labels: Mapping[str, torch.Tensor] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
         batch = {**inputs, "present": present}
         avail = self.presence(batch)
-        out = self.calibrated(self.fusion(self.encode(batch), avail), avail)
+        out = self.apply_logit_weights(self.fusion(self.encode(batch), avail), avail)
         loss = F.cross_entropy(out.logits.float(), label)
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         aux = []
@@ -227,9 +233,9 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         applied (False: the fusion method's own)."""
         present = {m: batch["present"][m].bool() for m in self.modalities}
         out = self.fusion(self.encode(batch), present)
-        return self.calibrated(out, present) if calibrated else out
+        return self.apply_logit_weights(out, present) if calibrated else out
 
-    def calibrated(self, out: FusionOutput, present: Mapping[str, torch.Tensor]) -> FusionOutput:
+    def apply_logit_weights(self, out: FusionOutput, present: Mapping[str, torch.Tensor]) -> FusionOutput:
         """``out`` with its fused logits weighted with the modalities' by ``logit_weights`` (as it
         is when there are none)."""
         weights = self.options.logit_weights

@@ -62,10 +62,11 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
                          "leave at least one")
     if logit_weights is not None:
         from deepseek_enterprise.calibration import with_logit_weights
+        from deepseek_enterprise.multimodal import unknown_logit_weight
 
-        unknown = [k for k in logit_weights if k != "fused" and k not in model.modalities]
-        if unknown:
-            raise UsageError(f"--logit-weights: {unknown[0]} is not 'fused' or a modality of this model "
+        unknown = unknown_logit_weight(logit_weights, model.modalities)
+        if unknown is not None:
+            raise UsageError(f"--logit-weights: {unknown} is not 'fused' or a modality of this model "
                              f"({', '.join(model.modalities)}); name those only")
         with_logit_weights(model, logit_weights)
     options = dataclasses.replace(dataset.options, missing=tuple(missing))
