@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mw-tests gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mw-tests gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -189,6 +189,14 @@ for group in "$@"; do
     run master-autocast-acc4 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --steps 10 --grad-accum 4 --json "$RES/master-autocast-acc4.json"
     run master-triton-acc4 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --steps 10 --grad-accum 4 --master-weights \
       --json "$RES/master-triton-acc4.json";;
+  mfu-tuning)  # issue 20: inductor's coordinate-descent tuning of its Triton kernels (elementwise, LayerNorm, the update)
+    L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --warmup 6 --steps 20 --master-weights"
+    run tuning-master-1 170 env CUDA_VISIBLE_DEVICES=0 $BT $L --json "$RES/tuning-master-1.json"
+    run tuning-cdt-1 330 env CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
+      $BT $L --profile --json "$RES/tuning-cdt-1.json"
+    run tuning-master-2 170 env CUDA_VISIBLE_DEVICES=0 $BT $L --json "$RES/tuning-master-2.json"
+    run tuning-cdt-2 330 env CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
+      $BT $L --json "$RES/tuning-cdt-2.json";;
   mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
       "$REPO/tests/core/training/test_master_weights.py";;
