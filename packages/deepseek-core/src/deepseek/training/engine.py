@@ -33,6 +33,19 @@ if TYPE_CHECKING:
 Sharder = Callable[[Batch, int, int], Batch]
 
 
+def check_batch_split(config: Config, dp_size: int) -> None:
+    """ConfigError unless ``data.batch_size`` splits evenly over ``dp_size`` data-parallel ranks
+    and each rank's rows into ``train.grad_accum`` micro-batches. Every rank checks it at set-up;
+    ``deepseek launch`` checks it before any process starts."""
+    batch, accum = config.data.batch_size, config.train.grad_accum
+    rows = batch // max(dp_size, 1)
+    if batch % max(dp_size, 1) or rows % accum:
+        raise ConfigError(
+            f"data.batch_size: {batch} rows must split evenly over {dp_size} data-parallel rank(s) x "
+            f"train.grad_accum={accum}; use a multiple of {dp_size * accum}"
+        )
+
+
 class StepEngine:
     """Strategy, model and optimizer of one run, and its optimizer step."""
 
@@ -56,13 +69,7 @@ class StepEngine:
         if cfg.precision.master_weights and self.precision.name != "bf16":
             raise ConfigError(f"precision.master_weights: the compute dtype resolved to {self.precision.name} on "
                               f"{strategy.device.type}; set precision.dtype = \"bf16\" or master_weights = false")
-        rows = cfg.data.batch_size // max(strategy.dp_size, 1)
-        if cfg.data.batch_size % strategy.dp_size or rows % cfg.train.grad_accum:
-            raise ConfigError(
-                f"data.batch_size: {cfg.data.batch_size} rows must split evenly over "
-                f"{strategy.dp_size} data-parallel rank(s) x train.grad_accum={cfg.train.grad_accum}; "
-                f"use a multiple of {strategy.dp_size * cfg.train.grad_accum}"
-            )
+        check_batch_split(cfg, strategy.dp_size)
 
     def build_model(self) -> nn.Module:
         """The run's model, capability-checked for this strategy, prepared (activation
