@@ -65,10 +65,11 @@ def check_row(row: Any) -> str | None:
         if not (isinstance(before, dict) and fraction(before.get("test_accuracy")) and fraction(before.get("val_accuracy"))
                 and isinstance(val, dict) and fraction(val.get("val_accuracy"))):
             return "a calibrated row needs before_calibration.{test,val}_accuracy and val.val_accuracy in [0, 1]"
+        from deepseek_enterprise.multimodal import unknown_logit_weight  # imports torch: only here
+
         weights = row.get("logit_weights")
-        if not isinstance(weights, dict) or not weights or not all(
-                k in ("fused", *modalities) and isinstance(v, (int, float)) and not isinstance(v, bool)
-                and math.isfinite(v) for k, v in weights.items()):
+        if not isinstance(weights, dict) or not weights or unknown_logit_weight(weights, modalities) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weights.values()):
             return "logit_weights must map fused and the model's modalities to finite numbers"
     return None
 
