@@ -46,6 +46,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -303,8 +304,18 @@ def generation_vocab_size(model: nn.Module) -> int | None:
     return vocab
 
 
+RESERVED_METRICS = frozenset({
+    "step", "loss", "lr", "grad_norm", "samples", "samples_per_s", "tokens", "tokens_per_s",
+    "step_time", "skipped", "loss_scale",
+})
+"""Names the trainer logs itself on a step record (``val_`` + name on an evaluation); a model
+metric may not use them."""
+
+
 def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(loss, metrics)`` of what a model returned for a batch (see the module docstring)."""
+    """``(loss, metrics)`` of what a model returned for a batch (see the module docstring); a
+    metric named like a value the trainer logs itself (:data:`RESERVED_METRICS`) is refused, on
+    training steps and evaluations alike."""
     if isinstance(output, torch.Tensor):
         if output.dim() != 0:
             raise UsageError(
@@ -319,7 +330,12 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
         )
     loss = output["loss"]
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        raise UsageError(f"model {model_name!r}: output['loss'] must be a 0-dim tensor, got {loss!r:.80}")
+        got = (f"a tensor of shape {tuple(loss.shape)} ({str(loss.dtype).removeprefix('torch.')})"
+               if isinstance(loss, torch.Tensor) else type(loss).__name__)
+        raise UsageError(
+            f"model {model_name!r}: output['loss'] is {got}; it must be the mean loss over the batch's rows, "
+            "a 0-dim tensor: reduce it (loss.mean(), or reduction='mean' in the loss function)"
+        )
     metrics: dict[str, torch.Tensor] = {}
     for key, value in output.items():
         if key == "loss":
@@ -328,20 +344,51 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
             metrics[str(key)] = value
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[str(key)] = torch.tensor(float(value), device=loss.device)
+    clash = RESERVED_METRICS.intersection(metrics)
+    if clash:
+        raise UsageError(
+            f"model {model_name!r}: metrics {sorted(clash)} are names the trainer logs itself; rename the "
+            "model's metric (any name but " + ", ".join(sorted(RESERVED_METRICS)) + ")"
+        )
     return loss, metrics
 
 
-def check_model_data(model: Any, batch: Batch, dataset: Any) -> None:
-    """``model.check_data(batch, dataset)`` for a :class:`TrainableModel` (other models are not
-    checked). A model that *returns* its refusal instead of raising it is refused all the same:
-    a returned string is the message; any other value names the contract."""
-    if not isinstance(model, TrainableModel):
+def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None) -> None:
+    """``model.check_data(batch, dataset)`` for a :class:`TrainableModel`, then, for any module,
+    :func:`check_batch_keys`. A model that *returns* its refusal instead of raising it is refused
+    all the same: a returned string is the message; any other value names the contract."""
+    if isinstance(model, TrainableModel):
+        answer = model.check_data(batch, dataset)
+        if isinstance(answer, str):
+            raise UsageError(answer.strip().splitlines()[0] if answer.strip() else
+                             f"model {type(model).__name__}: check_data refused the data without a message")
+        if answer is not None:
+            raise UsageError(f"model {type(model).__name__}: check_data returned {answer!r}; it must return None to "
+                             "accept the data or raise UsageError (one line) to refuse it")
+    if isinstance(model, nn.Module):
+        check_batch_keys(model, batch, model_name=model_name or type(model).__name__)
+
+
+def check_batch_keys(model: nn.Module, batch: Batch, *, model_name: str) -> None:
+    """Refuse in one line a ``batch`` that ``model(**batch)`` cannot take: a key the model's
+    ``forward`` has no parameter for, or a parameter without a default that the batch lacks. A
+    ``forward`` with ``**kwargs`` takes any keys and is not checked."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call will tell
         return
-    answer = model.check_data(batch, dataset)
-    if answer is None:
+    if any(p.kind is p.VAR_KEYWORD for p in params):
         return
-    if isinstance(answer, str):
-        raise UsageError(answer.strip().splitlines()[0] if answer.strip() else
-                         f"model {type(model).__name__}: check_data refused the data without a message")
-    raise UsageError(f"model {type(model).__name__}: check_data returned {answer!r}; it must return None to "
-                     "accept the data or raise UsageError (one line) to refuse it")
+    takes = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = {p.name for p in params if p.default is p.empty and p.kind is not p.VAR_POSITIONAL}
+    keys = {str(k) for k in batch}
+    unexpected, missing = sorted(keys - takes), sorted(required - keys)
+    if not unexpected and not missing:
+        return
+    wrong = "; ".join(part for part in (f"unexpected {unexpected}" if unexpected else "",
+                                        f"missing {missing}" if missing else "") if part)
+    raise UsageError(
+        f"model {model_name!r}: the dataset's batches (keys {sorted(keys)}) do not fit "
+        f"{type(model).__name__}.forward({', '.join(p.name for p in params)}): {wrong}; use a dataset whose "
+        "batches have the keys the model's forward takes (data.name), or another model (model.name)"
+    )

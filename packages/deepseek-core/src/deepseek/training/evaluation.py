@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -49,6 +49,15 @@ def evaluate_batch(
     return loss.detach().float(), {k: v.detach().float() for k, v in metrics.items()}
 
 
+def rng_kept(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """A context after which the CPU's and ``device``'s random generators are as before it: an
+    evaluation made only to check the model leaves training's draws unchanged."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    index = device.index if device.index is not None else torch.accelerator.current_device_index()
+    return torch.random.fork_rng(devices=[index], device_type=device.type)
+
+
 BITS_PER_BYTE = "val_bits_per_byte"
 
 
@@ -66,15 +75,30 @@ def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | Non
     return out
 
 
+def value_names(metric_names: Iterable[str], texts: Sequence[PredictedText | None] | None) -> list[str]:
+    """The names :func:`summarize` reports for batches with these model metrics and ``texts``
+    (every batch's, in order): what ``train.monitor`` may name."""
+    names = ["val_loss", *(f"val_{k}" for k in metric_names)]
+    if _known_texts(texts, len(texts or ())) is not None and BITS_PER_BYTE not in names:
+        names.append(BITS_PER_BYTE)
+    return sorted(names)
+
+
+def _known_texts(texts: Sequence[PredictedText | None] | None, batches: int) -> list[PredictedText] | None:
+    """``texts`` when there is one for each of ``batches`` batches and they hold bytes, else ``None``."""
+    if texts is None or len(texts) != batches or any(t is None for t in texts):
+        return None
+    known = [t for t in texts if t is not None]
+    return known if sum(t.bytes for t in known) > 0 else None
+
+
 def bits_per_byte(losses: Sequence[float], texts: Sequence[PredictedText | None] | None) -> float | None:
     """``sum(loss_b * tokens_b) / ln 2 / sum(bytes_b)`` over batches ``b`` (each ``loss_b`` the mean
     cross-entropy in nats over its ``tokens_b`` predicted tokens); ``None`` when a batch's text is
     unknown or there are no bytes."""
-    if texts is None or len(texts) != len(losses) or any(t is None for t in texts):
+    known = _known_texts(texts, len(losses))
+    if known is None:
         return None
-    known = [t for t in texts if t is not None]
     total_bytes = sum(t.bytes for t in known)
-    if total_bytes <= 0:
-        return None
     nats = sum(loss * t.tokens for loss, t in zip(losses, known, strict=True) if t.tokens)
     return nats / math.log(2) / total_bytes

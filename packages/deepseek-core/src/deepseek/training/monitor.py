@@ -13,9 +13,11 @@ continues the count.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from deepseek.config.validate import did_you_mean
 from deepseek.errors import CheckpointError, ConfigError
 
 
@@ -32,13 +34,20 @@ class Monitor:
     stale: int = 0
     """Evaluations in a row without improvement."""
 
+    def check_name(self, names: Iterable[str]) -> None:
+        """Refuse (one line, field ``train.monitor``) a monitored name that is not one of
+        ``names``, the values this run's evaluations report; the trainer checks it on the first
+        validation batch before anything is written."""
+        names = sorted(names)
+        if self.name not in names:
+            raise ConfigError(
+                f"train.monitor: {self.name!r} is not an evaluation value of this run"
+                f"{did_you_mean(self.name, names)}; it reports {', '.join(names)}"
+            )
+
     def update(self, values: dict[str, float], step: int) -> bool:
         """Record one evaluation; ``True`` when it improved on the best so far."""
-        if self.name not in values:
-            raise ConfigError(
-                f"train.monitor: {self.name!r} is not an evaluation value of this run; it reports "
-                f"{', '.join(sorted(values))}"
-            )
+        self.check_name(values)
         value = values[self.name]
         if not math.isfinite(value):
             improved = False

@@ -6,7 +6,8 @@ steps, ``logging.every_n_steps``). A record holds ``step``, ``loss``, ``lr``, ``
 ``samples`` (rows seen so far) and ``samples_per_s``, ``tokens`` and ``tokens_per_s`` when the data
 has tokens, ``step_time`` (the window's wall time shared evenly by its steps), ``skipped``
 (1 when fp16 skipped the step), ``loss_scale`` under fp16, the model's metrics under their own
-names, and the strategy's step metrics (``comm_bytes`` ...).
+names (none of them one of these keys: ``split_output`` refuses those), and the strategy's step
+metrics (``comm_bytes`` ...).
 """
 
 from __future__ import annotations
@@ -16,12 +17,6 @@ from typing import Any
 
 from deepseek.training.metrics import read_scalars
 from deepseek.training.strategy import StepResult
-
-RESERVED = frozenset({
-    "step", "loss", "lr", "grad_norm", "samples", "samples_per_s", "tokens", "tokens_per_s",
-    "step_time", "skipped", "loss_scale",
-})
-"""Record keys the trainer writes itself; a model metric may not use them."""
 
 
 class StepWindow:
@@ -54,14 +49,6 @@ class StepWindow:
         ``started`` (``time.perf_counter()``; the window's time runs from its first step's)."""
         if not self._pending:
             self._started = started
-        clash = RESERVED.intersection(result.metrics)
-        if clash:
-            from deepseek.errors import UsageError
-
-            raise UsageError(
-                f"model metrics: {sorted(clash)} are names the trainer logs itself; rename the "
-                "model's metric (any name but " + ", ".join(sorted(RESERVED)) + ")"
-            )
         self.metric_names = sorted(result.metrics)
         self._pending.append({
             "step": step, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,

@@ -28,7 +28,7 @@ from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
-from deepseek.training.evaluation import summarize
+from deepseek.training.evaluation import rng_kept, summarize, value_names
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
@@ -133,13 +133,14 @@ class Trainer:
         self.val_texts = [self.dataset.predicted_text(batch) for batch in self.val_set]
         model = engine.build_model()
         self.generates = "generation" in model_capabilities(model)
-        check_model_data(model, self.val_set[0], self.dataset)
+        check_model_data(model, self.val_set[0], self.dataset, model_name=cfg.model.name)
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model)
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
         self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience)
+        self._check_evaluation()
         if self.resume_from is not None:  # read (and checked) before anything is written
             self._restore(self.resume_from)
             if strategy.is_global_zero:
@@ -169,6 +170,15 @@ class Trainer:
             self.metrics_out.close()
             raise
         strategy.barrier()
+
+    def _check_evaluation(self) -> None:
+        """Evaluate the first validation batch as evaluations will, before anything is written: the
+        model's output must follow the contract and ``train.monitor`` must name a value that the
+        evaluations report. The random generators are put back, so training draws the same."""
+        assert self.strategy is not None
+        with rng_kept(self.strategy.device):
+            _, metrics = self.engine.evaluate(self.val_set[0])
+        self.monitor.check_name(value_names(metrics, self.val_texts))
 
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
