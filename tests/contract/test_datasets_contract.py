@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from _pairing import NEEDS_FILES
 from torch.utils import _pytree as pytree
 
 import deepseek
@@ -32,18 +33,6 @@ def _equal(a: object, b: object) -> bool:
     la, sa = pytree.tree_flatten(a)
     lb, sb = pytree.tree_flatten(b)
     return sa == sb and all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(la, lb, strict=True))
-
-
-def _hf_files(folder: Path) -> dict[str, Any]:
-    for name in ("a", "b", "c"):
-        (folder / f"{name}.jsonl").write_text("".join(
-            json.dumps({"text": f"record {i} of {name}: " + "words and more words " * (i % 5)}) + "\n" for i in range(40)))
-    return {"files": [str(folder / "a.jsonl"), str(folder / "b.jsonl")], "val_files": [str(folder / "c.jsonl")],
-            "seq_len": 16}
-
-
-NEEDS_FILES = {"hf": (_hf_files, "datasets")}
-"""Core datasets that read the user's files: options made in a folder, and the library they need."""
 
 
 def test_core_datasets_registered() -> None:

@@ -6,15 +6,23 @@ on the meta device (free, any size) as a ``torch.nn.Module``, and each optional 
 the numerical checks on a small shape (``SHRINK``): logits, loss, gradients, pipeline stages,
 KV-cache decoding. A model without capability ``generation`` keeps the default ``generate``,
 which refuses with how to offer it.
+
+Every model is also called on a batch (:mod:`_pairing`): on the first training batch of each
+registered dataset it takes, ``model(**batch)`` must return what the trainer accepts (a 0-dim
+mean loss or a mapping with ``loss``, no metric named like a value the trainer logs itself) and
+finite values. A model that no registered dataset fits is skipped, saying what to register.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from _pairing import MODEL_SHRINK as SHRINK
+from _pairing import call_on_batches
 from torch import nn
 
 import deepseek
@@ -30,7 +38,6 @@ from deepseek.models.protocol import (
 )
 from deepseek.plugins.host import get_host
 
-SHRINK = {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
 MODELS = deepseek.list_models()
 TEXT_ENCODERS = deepseek.list_encoders("text.*")
 
@@ -85,6 +92,15 @@ def test_capabilities_are_offered_whole(name: str) -> None:
         vocab = generation_vocab_size(model)
         if isinstance(model, GPT):
             assert vocab == model.config.vocab_size
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_output_on_a_batch(name: str, tmp_path: Path) -> None:
+    calls = call_on_batches(get_host(), name, tmp_path)
+    if not calls.outputs:
+        pytest.skip(calls.skip_reason(name))
+    if name in GPT_MODELS:
+        assert "text" in calls.outputs, calls.refused
 
 
 @pytest.mark.parametrize("name", GPT_MODELS)

@@ -1,0 +1,105 @@
+"""A registered model called on a registered dataset's batch: what the model contract checks for
+every model, whoever registered it (``test_models_contract.py``, ``test_model_batches_contract.py``).
+
+No registration says which data a model takes; the model's own answer does. For each registered
+dataset (tiny options, files made for those that read the user's files: :data:`NEEDS_FILES`), the
+trainer's data check (:func:`deepseek.models.protocol.check_model_data`: the model's
+``check_data`` on the first validation batch, then the batch's keys against ``forward``) decides
+whether the model takes it. A dataset it takes gives its first training batch to one
+``model(**batch)`` on the CPU, and the trainer's own output rule
+(:func:`deepseek.models.protocol.split_output`) judges what comes back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepseek.config.components import build_options, options_class
+from deepseek.errors import UsageError
+from deepseek.models.factory import instantiate_model
+from deepseek.models.protocol import check_model_data, split_output
+
+ROWS = 4
+MODEL_SHRINK = {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
+"""The GPT family's size keys, small; given to any model whose ``Options`` has them."""
+DATA_SHRINK = {"seq_len": 16, "shuffle_buffer": 16}
+"""Dataset keys made small where a dataset's ``Options`` has them (16 positions fit ``max_seq_len``)."""
+
+
+def _hf_files(folder: Path) -> dict[str, Any]:
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.jsonl").write_text("".join(
+            json.dumps({"text": f"record {i} of {name}: " + "words and more words " * (i % 5)}) + "\n" for i in range(40)))
+    return {"files": [str(folder / "a.jsonl"), str(folder / "b.jsonl")], "val_files": [str(folder / "c.jsonl")],
+            "seq_len": 16}
+
+
+NEEDS_FILES = {"hf": (_hf_files, "datasets")}
+"""Core datasets that read the user's files: options made in a folder, and the library they need."""
+
+
+def _shrunk(target: Any, shrink: dict[str, Any], *, kind: str, name: str) -> dict[str, Any]:
+    keys = {f.name for f in dataclasses.fields(options_class(target, kind=kind, name=name))}
+    return {k: v for k, v in shrink.items() if k in keys}
+
+
+def tiny_model(host: Any, name: str) -> Any:
+    """Model ``name`` of ``host`` on the CPU, with :data:`MODEL_SHRINK` where it has those keys."""
+    target = host.resolve("model", name).load()
+    return instantiate_model(target, _shrunk(target, MODEL_SHRINK, kind="model", name=name), name=name,
+                             device="cpu", host=host)
+
+
+def tiny_dataset(host: Any, name: str, folder: Path) -> Any:
+    """Dataset ``name`` of ``host``, ``ROWS`` rows a batch, :data:`DATA_SHRINK` where it has those
+    keys and files in ``folder`` where it needs them; a one-line error where it cannot be made."""
+    cls = host.resolve("dataset", name).load()
+    table = _shrunk(cls, DATA_SHRINK, kind="dataset", name=name)
+    if name in NEEDS_FILES:
+        table.update(NEEDS_FILES[name][0](folder))
+    return cls(build_options(cls, table, kind="dataset", name=name, path="data"), batch_size=ROWS, seed=0)
+
+
+@dataclasses.dataclass
+class Calls:
+    """What :func:`call_on_batches` found: each dataset the model took with its output
+    (``(loss, metrics)``), and why every other dataset was left out."""
+
+    outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    refused: dict[str, str]
+
+    def skip_reason(self, name: str) -> str:
+        why = "; ".join(f"{d}: {r}" for d, r in self.refused.items()) or "none is registered"
+        return (f"model {name!r}: no registered dataset's batches fit it ({why}), so model(**batch) is not checked; "
+                "register a dataset whose batches it takes (its check_data accepts them, its forward takes their "
+                "keys) in the same plugin, and this check calls the model on its first batch")
+
+
+def call_on_batches(host: Any, name: str, folder: Path) -> Calls:
+    """Model ``name`` called on the first training batch of every dataset of ``host`` it takes.
+    A broken output raises the trainer's one-line UsageError; a non-finite loss or metric fails."""
+    calls = Calls({}, {})
+    for data_name in host.names("dataset"):
+        torch.manual_seed(0)
+        model = tiny_model(host, name)
+        place = folder / data_name.replace(".", "_")
+        place.mkdir(parents=True, exist_ok=True)
+        try:
+            data = tiny_dataset(host, data_name, place)
+            check_model_data(model, data.validation_batches(1)[0], data, model_name=name)
+        except UsageError as exc:  # a dataset that cannot be made here, or one the model refuses
+            calls.refused[data_name] = str(exc).splitlines()[0]
+            continue
+        model.train()
+        loss, metrics = split_output(model(**next(data)), model_name=name)
+        values = {"loss": loss, **metrics}
+        bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
+        assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"
+        calls.outputs[data_name] = (loss, metrics)
+    return calls
