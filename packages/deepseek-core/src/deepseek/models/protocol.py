@@ -41,7 +41,10 @@ config asks for and the model lacks is refused when the model is created
 
 :meth:`TrainableModel.check_data` (default: accept) lets a model refuse data it cannot take
 (sequences longer than its positions, a vocabulary larger than its own) with one clear line
-before anything is written.
+before anything is written. The trainer then checks, for every model, that ``forward`` takes the
+first validation batch's keys (:func:`check_batch_keys`) and evaluates that batch, so that a loss
+that is not 0-dim or a metric named like a value the trainer logs (:data:`RESERVED_METRICS`) is
+refused before the run folder is written too.
 """
 
 from __future__ import annotations
