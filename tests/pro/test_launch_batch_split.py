@@ -78,3 +78,16 @@ def test_launch_prints_one_line_and_starts_no_worker(
         "use a multiple of 2"]
     assert no_workers == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hybrid_checks_the_split_over_its_replicas(pro_host: PluginHost) -> None:
+    """Its micro-batch count may split the rows while train.grad_accum does not (6 rows over 2
+    replicas: 3 each, in 3 micro-batches but not 2 accumulation steps): each rank's engine would
+    refuse that at set-up, so the launcher refuses it first."""
+    args = ["--strategy", "hybrid", *TINY, "--set", "strategy.pp_size=2", "--set", "data.batch_size=6",
+            "--set", "train.grad_accum=2", "--set", "strategy.microbatches=3"]
+    world = {**COMMON, "world_size": 4, "nproc_per_node": 4}
+    with pytest.raises(ConfigError, match=r"^data\.batch_size: 6 rows must split evenly over 2 data-parallel rank\(s\) "
+                                          r"x train\.grad_accum=2; use a multiple of 4$"):
+        validate_train(args, host=pro_host, **world)
+    validate_train([*args, "--set", "data.batch_size=12", "--set", "strategy.microbatches=2"], host=pro_host, **world)

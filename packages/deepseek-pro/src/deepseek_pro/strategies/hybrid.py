@@ -25,6 +25,7 @@ from torch import nn
 from deepseek.config.validate import positive
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.protocol import model_capabilities
+from deepseek.training.engine import check_batch_split
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies.pipeline import (
     PipelineOptions,
@@ -107,6 +108,7 @@ class HybridStrategy(PipelineStrategy):
             pp, dp = mesh_shape(world_size, config.strategy.options.pp_size, tp)
         except UsageError as exc:
             raise ConfigError(str(exc)) from exc
+        check_batch_split(config, dp)  # the rule every rank's engine runs at set-up
         check_pipeline_fit(config, pp, dp, model_blocks(model))
         sequence_parallel = config.strategy.options.sequence_parallel
         if sequence_parallel:
