@@ -73,8 +73,14 @@ class Calls:
 
     outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]
     refused: dict[str, str]
+    not_built: str | None = None
+    """Why the model could not be built from its defaults (it needs the user's files: ``distill``
+    its teacher's run folder), in which case no dataset was tried."""
 
     def skip_reason(self, name: str) -> str:
+        if self.not_built is not None:
+            return (f"model {name!r} cannot be built from its defaults ({self.not_built}), so model(**batch) is "
+                    "not checked here; its own tests must call it on a batch")
         why = "; ".join(f"{d}: {r}" for d, r in self.refused.items()) or "none is registered"
         return (f"model {name!r}: no registered dataset's batches fit it ({why}), so model(**batch) is not checked; "
                 "register a dataset whose batches it takes (its check_data accepts them, its forward takes their "
@@ -85,6 +91,11 @@ def call_on_batches(host: Any, name: str, folder: Path) -> Calls:
     """Model ``name`` called on the first training batch of every dataset of ``host`` it takes.
     A broken output raises the trainer's one-line UsageError; a non-finite loss or metric fails."""
     calls = Calls({}, {})
+    try:
+        tiny_model(host, name)
+    except UsageError as exc:  # a required file of the user's (a teacher run): one line says which
+        calls.not_built = str(exc).splitlines()[0]
+        return calls
     for data_name in host.names("dataset"):
         torch.manual_seed(0)
         model = tiny_model(host, name)
