@@ -87,9 +87,34 @@ class Calls:
                 "keys) in the same plugin, and this check calls the model on its first batch")
 
 
-def call_on_batches(host: Any, name: str, folder: Path) -> Calls:
-    """Model ``name`` called on the first training batch of every dataset of ``host`` it takes.
-    A broken output raises the trainer's one-line UsageError; a non-finite loss or metric fails."""
+class FirstBatches:
+    """Each registered dataset of a host made once (tiny, files in ``folder``) with its first
+    validation and training batches, or the one line that says why it cannot be made here: every
+    model of a test module is called on the same batches, and a slow dataset is built once."""
+
+    def __init__(self, host: Any, folder: Path) -> None:
+        self.host, self.folder = host, folder
+        self._made: dict[str, tuple[Any, Any, Any] | str] = {}
+
+    def get(self, data_name: str) -> tuple[Any, Any, Any] | str:
+        """``(dataset, first validation batch, first training batch)`` or why it cannot be made."""
+        if data_name not in self._made:
+            place = self.folder / data_name.replace(".", "_")
+            place.mkdir(parents=True, exist_ok=True)
+            try:
+                data = tiny_dataset(self.host, data_name, place)
+                self._made[data_name] = (data, data.validation_batches(1)[0], next(data))
+            except UsageError as exc:
+                self._made[data_name] = str(exc).splitlines()[0]
+        return self._made[data_name]
+
+
+def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | None = None) -> Calls:
+    """Model ``name`` called on the first training batch of every dataset of ``host`` it takes
+    (``batches``: the datasets made already, shared by a test module's models; else made in
+    ``folder``). A broken output raises the trainer's one-line UsageError; a non-finite loss or
+    metric fails."""
+    batches = batches or FirstBatches(host, folder)
     calls = Calls({}, {})
     try:
         tiny_model(host, name)
@@ -97,18 +122,20 @@ def call_on_batches(host: Any, name: str, folder: Path) -> Calls:
         calls.not_built = str(exc).splitlines()[0]
         return calls
     for data_name in host.names("dataset"):
+        made = batches.get(data_name)
+        if isinstance(made, str):  # a dataset that cannot be made here
+            calls.refused[data_name] = made
+            continue
+        data, val, train = made
         torch.manual_seed(0)
         model = tiny_model(host, name)
-        place = folder / data_name.replace(".", "_")
-        place.mkdir(parents=True, exist_ok=True)
         try:
-            data = tiny_dataset(host, data_name, place)
-            check_model_data(model, data.validation_batches(1)[0], data, model_name=name)
-        except UsageError as exc:  # a dataset that cannot be made here, or one the model refuses
+            check_model_data(model, val, data, model_name=name)
+        except UsageError as exc:  # one the model refuses
             calls.refused[data_name] = str(exc).splitlines()[0]
             continue
         model.train()
-        loss, metrics = split_output(model(**next(data)), model_name=name)
+        loss, metrics = split_output(model(**train), model_name=name)
         values = {"loss": loss, **metrics}
         bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
         assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from _pairing import MODEL_SHRINK as SHRINK
-from _pairing import call_on_batches
+from _pairing import FirstBatches, call_on_batches
 from torch import nn
 
 import deepseek
@@ -94,9 +94,15 @@ def test_capabilities_are_offered_whole(name: str) -> None:
             assert vocab == model.config.vocab_size
 
 
+@pytest.fixture(scope="module")
+def first_batches(tmp_path_factory: pytest.TempPathFactory) -> FirstBatches:
+    """Every registered dataset made once for all the models of this module."""
+    return FirstBatches(get_host(), tmp_path_factory.mktemp("datasets"))
+
+
 @pytest.mark.parametrize("name", MODELS)
-def test_model_output_on_a_batch(name: str, tmp_path: Path) -> None:
-    calls = call_on_batches(get_host(), name, tmp_path)
+def test_model_output_on_a_batch(name: str, first_batches: FirstBatches, tmp_path: Path) -> None:
+    calls = call_on_batches(get_host(), name, tmp_path, first_batches)
     if not calls.outputs:
         pytest.skip(calls.skip_reason(name))
     if name in GPT_MODELS:
