@@ -124,7 +124,7 @@ def test_failure_report_prefers_the_watchdog_verdict(tmp_path: Path) -> None:
 
 
 def test_compression_rule_names_both_sides() -> None:
-    from deepseek.training.strategy import compression_problem
+    from deepseek.training.grad_compression import compression_problem
     from deepseek_pro.strategies.fsdp import FSDPStrategy
 
     msg = compression_problem("fsdp", FSDPStrategy, "powersgd", ["ddp (fp16, bf16, powersgd)"])

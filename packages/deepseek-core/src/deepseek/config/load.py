@@ -296,8 +296,9 @@ def _check_kind(kind: str, name: str, target: Any) -> None:
 
 def _check_compression(lookups: PluginHost, name: str, cls: Any, method: Any) -> None:
     """``strategy.compression`` on a strategy that cannot apply it: the one rule
-    (:func:`deepseek.training.strategy.compression_problem`), naming the strategies that can."""
-    from deepseek.training.strategy import Strategy, compression_problem
+    (:func:`deepseek.training.grad_compression.compression_problem`), naming the strategies that can."""
+    from deepseek.training.grad_compression import compression_problem
+    from deepseek.training.strategy import Strategy
 
     offered, seen = [], set()
     for other in lookups.names("strategy"):

@@ -42,6 +42,17 @@ def check_batch(batch: Any, *, where: str) -> int:
     return sizes.pop()
 
 
+def check_global_batch(batch: Any, *, dataset: str, batch_size: int, what: str) -> None:
+    """A batch from dataset ``dataset`` must pass :func:`check_batch` and hold ``data.batch_size``
+    rows (a dataset yields global batches); ``what`` names the batch in the one-line error."""
+    rows = check_batch(batch, where=f"data: dataset {dataset!r}, {what}")
+    if rows != batch_size:
+        raise UsageError(
+            f"data: dataset {dataset!r} gave a {what} of {rows} rows, but data.batch_size is {batch_size}; "
+            "a dataset yields global batches of data.batch_size rows (docs/plugins.md, 'Datasets')"
+        )
+
+
 def batch_rows(batch: Any) -> int:
     """Rows of ``batch`` (the first dimension of its first tensor)."""
     tensors = _tensors(batch)

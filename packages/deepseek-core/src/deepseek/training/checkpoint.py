@@ -103,6 +103,7 @@ __all__ = [
     "save_optimizer_state",
     "save_rng_state",
     "step_dir_name",
+    "write_checkpoint",
     "write_trainer_state",
 ]
 
@@ -354,3 +355,31 @@ def read_weights_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
             return dict(fh.metadata() or {})
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from exc
+
+
+def write_checkpoint(
+    strategy: Any, root: Path, step: int, trainer_state: Mapping[str, Any], *, keep_last: int, best: bool = False
+) -> Path:
+    """Write ``root/step-N`` on every rank of ``strategy`` (a collective): into a temporary folder
+    that rank 0 names, then committed by rank 0 (:func:`commit_checkpoint`; ``best``: and marked
+    the best, kept from pruning) and pruned to ``keep_last``. On any error or Ctrl-C the temporary
+    folder is removed and nothing of it is left; the folder of the last good checkpoint stays."""
+    tmp = new_temp_dir(root, step) if strategy.is_global_zero else None
+    tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
+    final = root / step_dir_name(step)
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        strategy.save_checkpoint(tmp, dict(trainer_state))
+        save_rng_state(tmp, strategy.rank)
+        strategy.barrier()
+        if strategy.is_global_zero:
+            commit_checkpoint(tmp, final)
+            if best:
+                mark_best(root, final)
+            prune_checkpoints(root, keep_last)
+    except BaseException:
+        if strategy.is_global_zero:
+            discard(tmp)
+        raise
+    strategy.barrier()
+    return final

@@ -61,7 +61,8 @@ class StepEngine:
         self.shard: Sharder = shard_rows
 
     def setup_environment(self) -> None:
-        """Process group and device; checks that the batch splits over the ranks."""
+        """Process group and device; checks that the strategy forms the data-parallel ranks it
+        declared (``Strategy.data_parallel_size``) and that the batch splits over them."""
         cfg, strategy = self.config, self.strategy
         strategy.setup_environment()
         if not self.precision.is_bound:
@@ -69,6 +70,12 @@ class StepEngine:
         if cfg.precision.master_weights and self.precision.name != "bf16":
             raise ConfigError(f"precision.master_weights: the compute dtype resolved to {self.precision.name} on "
                               f"{strategy.device.type}; set precision.dtype = \"bf16\" or master_weights = false")
+        declared = type(strategy).data_parallel_size(cfg, strategy.world_size)
+        if declared != strategy.dp_size:
+            raise PluginError(
+                f"strategy {cfg.strategy.name!r}: dp_size is {strategy.dp_size} after set-up, but its "
+                f"data_parallel_size(config, {strategy.world_size}) gave {declared}; a strategy that overrides "
+                "dp_size overrides data_parallel_size to agree (docs/plugins.md, 'Strategies')")
         check_batch_split(cfg, strategy.dp_size)
 
     def build_model(self) -> nn.Module:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -73,15 +73,6 @@ def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | Non
     if bpb is not None and BITS_PER_BYTE not in out:
         out[BITS_PER_BYTE] = bpb
     return out
-
-
-def value_names(metric_names: Iterable[str], texts: Sequence[PredictedText | None] | None) -> list[str]:
-    """The names :func:`summarize` reports for batches with these model metrics and ``texts``
-    (every batch's, in order): what ``train.monitor`` may name."""
-    names = ["val_loss", *(f"val_{k}" for k in metric_names)]
-    if _known_texts(texts, len(texts or ())) is not None and BITS_PER_BYTE not in names:
-        names.append(BITS_PER_BYTE)
-    return sorted(names)
 
 
 def _known_texts(texts: Sequence[PredictedText | None] | None, batches: int) -> list[PredictedText] | None:

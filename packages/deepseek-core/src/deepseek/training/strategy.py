@@ -144,6 +144,14 @@ class Strategy(ABC):
         device; called by ``deepseek launch`` before any process starts."""
 
     @classmethod
+    def data_parallel_size(cls, config: Config, world_size: int) -> int:
+        """The data-parallel ranks this strategy forms for ``config`` on ``world_size`` processes:
+        what :attr:`dp_size` is after :meth:`setup_environment` (default: every process). The
+        launcher checks that ``data.batch_size`` splits over them before any process starts; a
+        strategy that overrides :attr:`dp_size` overrides this too (set-up checks they agree)."""
+        return world_size
+
+    @classmethod
     def required_capabilities(cls, config: Config) -> dict[str, str]:
         """Model capabilities this strategy needs (:mod:`deepseek.models.protocol`), each with
         the reason, e.g. ``{"pipeline": "strategy 'pipeline' runs the model as stages"}``."""
@@ -176,7 +184,7 @@ class Strategy(ABC):
 
     @property
     def dp_size(self) -> int:
-        """Size of the data-parallel dimension."""
+        """Size of the data-parallel dimension (:meth:`data_parallel_size` says it before set-up)."""
         return self.world_size
 
     @property
@@ -393,22 +401,3 @@ def _finite(*values: Any) -> bool:
     from deepseek.training.metrics import read_scalars
 
     return all(math.isfinite(v) for v in read_scalars(list(values)))
-
-
-def compression_problem(name: str, cls: type, method: Any, offered: Sequence[str]) -> str | None:
-    """The one rule for ``strategy.compression``: the one-line error when strategy ``name``
-    (class ``cls``) cannot apply gradient compression ``method``, naming the registered
-    strategies that can (``offered``: ``"ddp ('fp16', 'bf16', 'powersgd')"`` ...), or ``None``."""
-    if method is None or method in ("none", ""):
-        return None
-    supported = tuple(cls.supports_compression) if issubclass(cls, Strategy) else ()
-    if method in supported:
-        return None
-    has = f"it supports {', '.join(map(repr, supported))}" if supported else "it compresses no gradients"
-    if method == "powersgd":
-        why = "PowerSGD is a DDP communication hook and needs whole, replicated gradients"
-    else:
-        why = f"{name!r} does not reduce gradients in {method}"
-    where = f"use {' or '.join(offered)}" if offered else "no installed strategy compresses gradients"
-    return (f"strategy.compression: {method!r} cannot be used with strategy {name!r} ({has}): {why}; "
-            f"{where}, or remove strategy.compression")

@@ -20,7 +20,7 @@ import torch
 
 from deepseek.config.load import write_config
 from deepseek.config.schema import Config
-from deepseek.data.batch import check_batch
+from deepseek.data.batch import check_global_batch
 from deepseek.errors import UsageError
 from deepseek.models.protocol import check_model_data, model_capabilities
 from deepseek.tracking.session import TrackingSession, flat_params
@@ -28,7 +28,7 @@ from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
-from deepseek.training.evaluation import rng_kept, summarize, value_names
+from deepseek.training.evaluation import rng_kept, summarize
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
@@ -129,7 +129,7 @@ class Trainer:
                 "(for 'text': a larger corpus or a higher data.val_fraction)"
             )
         for batch in self.val_set:
-            self._check_rows(batch, "validation batch")
+            check_global_batch(batch, dataset=cfg.data.name, batch_size=cfg.data.batch_size, what="validation batch")
         self.val_texts = [self.dataset.predicted_text(batch) for batch in self.val_set]
         model = engine.build_model()
         self.generates = "generation" in model_capabilities(model)
@@ -177,8 +177,9 @@ class Trainer:
         evaluations report. The random generators are put back, so training draws the same."""
         assert self.strategy is not None
         with rng_kept(self.strategy.device):
-            _, metrics = self.engine.evaluate(self.val_set[0])
-        self.monitor.check_name(value_names(metrics, self.val_texts))
+            first = self.engine.evaluate(self.val_set[0])
+        # the names summarize reports for a validation set of batches like the first
+        self.monitor.check_name(sorted(summarize([first] * len(self.val_set), self.val_texts)))
 
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
@@ -306,7 +307,8 @@ class Trainer:
         step = self.step + 1
         lr = self.schedule(step)
         batch = next(self.dataset)
-        self._check_rows(batch, f"training batch of step {step}")
+        check_global_batch(batch, dataset=self.config.data.name, batch_size=self.config.data.batch_size,
+                           what=f"training batch of step {step}")
         result = self.engine.step(batch, lr)
         self.step = step
         rows = self.config.data.batch_size
@@ -320,16 +322,6 @@ class Trainer:
         self._window.add(step, result, lr=lr, rows=rows, samples=self._samples_seen, tokens=tokens,
                          tokens_seen=self._tokens_seen if tokens is not None else None, extra=extra,
                          started=started)
-
-    def _check_rows(self, batch: Any, what: str) -> None:
-        """A batch from the dataset must be a mapping of tensors with ``data.batch_size`` rows."""
-        rows = check_batch(batch, where=f"data: dataset {self.config.data.name!r}, {what}")
-        if rows != self.config.data.batch_size:
-            raise UsageError(
-                f"data: dataset {self.config.data.name!r} gave a {what} of {rows} rows, but "
-                f"data.batch_size is {self.config.data.batch_size}; a dataset yields global batches of "
-                "data.batch_size rows (docs/plugins.md, 'Datasets')"
-            )
 
     def _read_window(self, progress: ProgressBar) -> None:
         """Read the steps since the last read (one host sync), then log them and run their hooks;
@@ -389,31 +381,13 @@ class Trainer:
         kept from pruning); prune to ``keep_last``. Weights that are not finite are never written
         (``None``; or the run stops, see ``train.on_nonfinite``)."""
         assert self.strategy is not None
-        strategy = self.strategy
-        if not strategy.weights_finite():
+        if not self.strategy.weights_finite():
             refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
             return None
-        root = self.run_dir / "checkpoints"
-        tmp = ckpt.new_temp_dir(root, self.step) if strategy.is_global_zero else None
-        tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
-        final = root / ckpt.step_dir_name(self.step)
-        try:
-            tmp.mkdir(parents=True, exist_ok=True)
-            strategy.save_checkpoint(tmp, self.trainer_state())
-            ckpt.save_rng_state(tmp, strategy.rank)
-            strategy.barrier()
-            if strategy.is_global_zero:
-                ckpt.commit_checkpoint(tmp, final)
-                if best:
-                    ckpt.mark_best(root, final)
-                ckpt.prune_checkpoints(root, self.config.checkpoint.keep_last)
-        except BaseException:  # Ctrl-C or an error: leave no half-written folder behind
-            if strategy.is_global_zero:
-                ckpt.discard(tmp)
-            raise
+        final = ckpt.write_checkpoint(self.strategy, self.run_dir / "checkpoints", self.step, self.trainer_state(),
+                                      keep_last=self.config.checkpoint.keep_last, best=best)
         if best:
             self.best_checkpoint = final
-        strategy.barrier()
         self.last_checkpoint, self._saved_step = final, self.step
         self.hooks.deepseek_checkpoint_saved(trainer=self, path=final, step=self.step)
         return final

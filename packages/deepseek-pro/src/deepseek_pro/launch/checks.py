@@ -2,17 +2,15 @@
 
 Rules that need no world size live with what they concern and run whenever a config is loaded
 (``deepseek train`` and ``deepseek launch`` alike): the strategy's own ``Strategy.check_config``,
-the one compression rule of core (``deepseek.training.strategy.compression_problem``), the
+the one compression rule of core (``deepseek.training.grad_compression.compression_problem``), the
 capabilities the strategy needs from the model. Here: the rules that need the number of
 processes, then the strategy's ``Strategy.check_launch(config, world_size, model)`` with the model
 built on the meta device. Every rule raises one line naming the fields and the fix.
 
 The batch must split over the data-parallel ranks: each rank checks that at set-up
-(``deepseek.training.engine.check_batch_split``), and the launcher runs the same rule first for a
-strategy that keeps ``Strategy.dp_size`` as the base class declares it (every rank is a
-data-parallel rank: ``ddp``, ``fsdp``, ``deepspeed``). A strategy that declares its own
-``dp_size`` (``tp``: 1; ``pipeline`` and ``hybrid``: from their mesh) checks its split in its
-``check_launch``.
+(``deepseek.training.engine.check_batch_split``), and the launcher runs the same rule first over
+the ranks the strategy declares it will form (``Strategy.data_parallel_size``: every process by
+default; ``tp`` and ``pipeline`` 1; ``hybrid`` from its mesh).
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ def check_launch(
 
     from deepseek.training.build import build_model, run_host, strategies_where
     from deepseek.training.engine import check_batch_split
-    from deepseek.training.strategy import Strategy
 
     name = config.strategy.name
     lookups = run_host(config, host)
@@ -53,8 +50,7 @@ def check_launch(
         )
     if backend == "nccl" and not cuda_devices:
         raise ConfigError("strategy.backend: 'nccl' needs CUDA devices and none is visible; use 'gloo' or 'auto'")
-    if cls.dp_size is Strategy.dp_size:
-        check_batch_split(config, world_size)
+    check_batch_split(config, cls.data_parallel_size(config, world_size))
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, host=host, strategy_cls=cls, create_on=torch.device("meta"))
     cls.check_launch(config, world_size, model)

@@ -25,7 +25,6 @@ from torch import nn
 from deepseek.config.validate import positive
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.protocol import model_capabilities
-from deepseek.training.engine import check_batch_split
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies.pipeline import (
     PipelineOptions,
@@ -103,18 +102,22 @@ class HybridStrategy(PipelineStrategy):
     @classmethod
     def check_launch(cls, config: Config, world_size: int, model: nn.Module) -> None:
         """Reject before launch what cannot fit ``world_size`` ranks (called by the launcher)."""
-        tp = config.strategy.options.tp_size
-        try:
-            pp, dp = mesh_shape(world_size, config.strategy.options.pp_size, tp)
-        except UsageError as exc:
-            raise ConfigError(str(exc)) from exc
-        check_batch_split(config, dp)  # the rule every rank's engine runs at set-up
+        tp, pp = config.strategy.options.tp_size, config.strategy.options.pp_size
+        dp = cls.data_parallel_size(config, world_size)
         check_pipeline_fit(config, pp, dp, model_blocks(model))
         sequence_parallel = config.strategy.options.sequence_parallel
         if sequence_parallel:
             check_sequence_split(config, tp)
         if tp > 1 and "tensor_parallel" in model_capabilities(model):
             model.tensor_parallel_plan(tp, sequence_parallel=sequence_parallel)  # type: ignore[operator]
+
+    @classmethod
+    def data_parallel_size(cls, config: Config, world_size: int) -> int:
+        """``world_size / (pp_size * tp_size)``; ConfigError when that does not divide."""
+        try:
+            return mesh_shape(world_size, config.strategy.options.pp_size, config.strategy.options.tp_size)[1]
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from exc
 
     @classmethod
     def check_config(cls, config: Config) -> None:

@@ -132,6 +132,11 @@ class PipelineStrategy(DistributedStrategy):
         """Reject before launch what cannot fit ``world_size`` ranks (called by the launcher)."""
         check_pipeline_fit(config, world_size, 1, model_blocks(model))
 
+    @classmethod
+    def data_parallel_size(cls, config: Config, world_size: int) -> int:
+        """Every stage sees the whole batch."""
+        return 1
+
     # ------------------------------------------------------------------ topology
 
     @property

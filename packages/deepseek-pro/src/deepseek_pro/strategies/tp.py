@@ -131,6 +131,11 @@ class TPStrategy(DistributedStrategy):
         if "tensor_parallel" in model_capabilities(model):
             model.tensor_parallel_plan(world_size, sequence_parallel=config.strategy.options.sequence_parallel)  # type: ignore[operator]
 
+    @classmethod
+    def data_parallel_size(cls, config: Config, world_size: int) -> int:
+        """Every rank sees the whole batch."""
+        return 1
+
     # ------------------------------------------------------------------ topology
 
     @property
