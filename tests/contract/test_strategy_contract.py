@@ -80,6 +80,25 @@ def test_subclasses_strategy_with_frozen_options(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
+def test_declares_its_data_parallel_ranks(name: str) -> None:
+    """``data_parallel_size(config, world_size)``, what the launcher checks the batch split
+    against, is a number of ranks between 1 and the processes, or a one-line ConfigError for a
+    world size the strategy cannot use (hybrid's stages must divide it)."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+
+    cls = _strategy_class(name)
+    config = config_from_dict({**TINY, "strategy": {"name": name}}, validate=False)
+    for world_size in (1, 2, 4):
+        try:
+            ranks = cls.data_parallel_size(config, world_size)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+            continue
+        assert isinstance(ranks, int) and 1 <= ranks <= world_size, f"{name}: {ranks} ranks of {world_size}"
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
 def test_unknown_option_is_rejected_with_field_path(name: str) -> None:
     from deepseek.config.load import config_from_dict
     from deepseek.errors import ConfigError
