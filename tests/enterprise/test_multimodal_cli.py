@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from deepseek.cli.main import main
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
+EVAL_SIZE = 128
 
 
 def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -25,17 +27,21 @@ def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def refused(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> tuple[int, str, str]:
-    """``deepseek ARGS`` run in this process from ``cwd`` (bad input is refused before any heavy
-    work, so a process start per case is not needed): exit code, stderr, stdout."""
+def here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> tuple[int, str, str]:
+    """``deepseek ARGS`` run in this process from ``cwd``, on one thread as :func:`deepseek` runs
+    (the same CLI without a process start, seconds of imports each): exit code, stderr, stdout."""
     monkeypatch.chdir(cwd)
     out, err = io.StringIO(), io.StringIO()
     code: Any = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(args))
-        except SystemExit as exc:
-            code = exc.code or 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    finally:
+        torch.set_num_threads(threads)
     return int(code), err.getvalue().strip(), out.getvalue()
 
 
@@ -44,15 +50,17 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("study")
     # 2 steps: what the tests read (rows, tables, run folders, eval agreement) does not depend on
     # how far the models trained; each step costs a validation pass (eval_interval is 1 below 12).
+    # 128 validation and test samples (8 batches) instead of 1,024: the full-split evaluations
+    # (test, each modality missing, the confusion matrix, eval below) are most of the time.
     out = deepseek("multimodal", "study", "--task", "redundant", "--seed", "0", "--seed", "1", "--config", "vision",
-                   "--config", "cross_attention", "--steps", "2", "--batch", "16", "--device", "cpu", "--out", "res",
-                   cwd=work)
+                   "--config", "cross_attention", "--steps", "2", "--batch", "16", "--eval-size", str(EVAL_SIZE),
+                   "--device", "cpu", "--out", "res", cwd=work)
     assert out.returncode == 0, out.stderr[-3000:]
     return {"dir": work, "stdout": out.stdout,
             "rows": [json.loads(line) for line in (work / "res" / "results.jsonl").read_text().splitlines()]}
 
 
-def test_study_writes_every_run_and_the_tables(study: dict[str, Any]) -> None:
+def test_study_writes_every_run_and_the_tables(study: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     rows = study["rows"]
     assert sorted((r["config"], r["seed"]) for r in rows) == [("cross_attention", 0), ("cross_attention", 1),
                                                               ("vision", 0), ("vision", 1)]
@@ -67,41 +75,51 @@ def test_study_writes_every_run_and_the_tables(study: dict[str, Any]) -> None:
     assert params == fused[1]["parameters"] > 0
     assert f"| cross_attention | {params / 1e6:.2f} M | {100 * mean:.1f} +- " in study["stdout"]
     assert "cross_attention, batch 1 on cpu (2 runs, " in study["stdout"]
-    again = deepseek("multimodal", "table", "res/results.jsonl", cwd=study["dir"])
-    assert again.returncode == 0 and again.stdout == study["stdout"]
+    assert here(monkeypatch, study["dir"], "multimodal", "table", "res/results.jsonl") == (0, "", study["stdout"])
+    # --eval-size reached every run: its validation set (the confusion matrix covers all of it).
+    for r in rows:
+        confusion = json.loads((study["dir"] / "res" / "runs" / f"redundant-{r['config']}-s{r['seed']}" /
+                                "confusion.json").read_text())
+        assert confusion["step"] == 2 and confusion["samples"] == EVAL_SIZE
 
 
-def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_path: Path) -> None:
+def test_the_study_refuses_an_eval_size_below_one_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = here(monkeypatch, tmp_path, "multimodal", "study", "--task", "redundant", "--seed", "0", "--config", "vision",
+               "--steps", "1", "--batch", "16", "--eval-size", "15", "--device", "cpu", "--out", "res")
+    assert out == (2, "error: --eval-size 15: fewer samples than one batch (--batch 16); give at least 16", "")
+    assert not (tmp_path / "res").exists()
+
+
+def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     run = study["dir"] / "res" / "runs" / "redundant-cross_attention-s0"
     row = next(r for r in study["rows"] if r["config"] == "cross_attention" and r["seed"] == 0)
-    out = deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--json",
-                   "--confusion", str(tmp_path / "c.png"), cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+
+    def report_of(*args: str) -> dict[str, Any]:
+        code, err, out = here(monkeypatch, tmp_path, *args, "--checkpoint", str(run), "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+    report = report_of("multimodal", "eval", "--split", "test", "--confusion", str(tmp_path / "c.png"))
     assert report["accuracy"] == pytest.approx(row["test"]["test_accuracy"], abs=1e-6)
     assert report["accuracy_vision"] == pytest.approx(row["test"]["test_accuracy_vision"], abs=1e-6)
     confusion = report["confusion"]
-    assert sum(map(sum, confusion)) == report["samples"] == 1024
-    assert sum(confusion[i][i] for i in range(10)) / 1024 == pytest.approx(report["accuracy"])
+    assert sum(map(sum, confusion)) == report["samples"] == EVAL_SIZE
+    assert sum(confusion[i][i] for i in range(10)) / EVAL_SIZE == pytest.approx(report["accuracy"])
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    hidden = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--missing",
-                                 "audio", "--json", cwd=tmp_path).stdout)
+    hidden = report_of("multimodal", "eval", "--split", "test", "--missing", "audio")
     assert hidden["accuracy"] == pytest.approx(row["missing"]["audio"], abs=1e-6)
     assert "accuracy_audio" not in hidden
 
     # --logit-weights: fused = 1 alone is the model as trained; vision = 1 alone reads as the vision head.
-    same = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--json",
-                               "--logit-weights", "fused=1", cwd=tmp_path).stdout)
+    same = report_of("multimodal", "eval", "--split", "test", "--logit-weights", "fused=1")
     assert same["accuracy"] == report["accuracy"] and same["logit_weights"] == {"fused": 1.0}
-    alone = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--split", "test", "--json",
-                                "--logit-weights", "vision=1", cwd=tmp_path).stdout)
+    alone = report_of("multimodal", "eval", "--split", "test", "--logit-weights", "vision=1")
     assert alone["accuracy"] == pytest.approx(report["accuracy_vision"], abs=1e-6) and report["logit_weights"] == {}
 
-    core = deepseek("eval", "--checkpoint", str(run), "--batches", "64", "--json", cwd=tmp_path)  # 1024 samples
-    val = json.loads(deepseek("multimodal", "eval", "--checkpoint", str(run), "--json", cwd=tmp_path).stdout)
-    assert core.returncode == 0, core.stderr
-    assert json.loads(core.stdout)["val_accuracy"] == pytest.approx(val["accuracy"], abs=1e-6)
+    core = report_of("eval", "--batches", str(EVAL_SIZE // 16))  # the whole val split
+    assert core["val_accuracy"] == pytest.approx(report_of("multimodal", "eval")["accuracy"], abs=1e-6)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -132,7 +150,7 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
 def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: list[str], message: str,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     run = str(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0")
-    out = refused(monkeypatch, tmp_path, "multimodal", *[a.replace("RUN", run) for a in args])
+    out = here(monkeypatch, tmp_path, "multimodal", *[a.replace("RUN", run) for a in args])
     assert out == (2, message.replace("RUN", run), "")
 
 
@@ -150,11 +168,11 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
 ])
 def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "bad.jsonl").write_text(content)
-    out = refused(monkeypatch, tmp_path, "multimodal", "table", "bad.jsonl")
+    out = here(monkeypatch, tmp_path, "multimodal", "table", "bad.jsonl")
     assert out == (2, f"error: {message}; pass results.jsonl files of 'study'", "")
 
 
-def test_bench_latency_times_a_multimodal_config(tmp_path: Path) -> None:
+def test_bench_latency_times_a_multimodal_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`deepseek bench latency --config` times any model on rows of its dataset's validation
     batches; every variant is compared with eager on the model's logits."""
     config = tmp_path / "mm.toml"
@@ -169,19 +187,21 @@ def test_bench_latency_times_a_multimodal_config(tmp_path: Path) -> None:
     (eager,) = result["rows"]
     assert eager["name"] == "eager" and 0 < eager["p10_ms"] <= eager["median_ms"] <= eager["p90_ms"]
     assert eager["max_rel_error"] == 0.0 and eager["top1_agreement"] == 1.0
-    too_many = deepseek("bench", "latency", "--config", str(config), "--batch", "9", cwd=tmp_path)
-    assert too_many.returncode == 2 and too_many.stderr.strip().splitlines() == [
+    # Refusals, in this process (each is one line before anything is timed).
+    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--batch", "9")
+    assert code == 2 and err.splitlines() == [
         f"error: --batch 9: the validation batches of 'multimodal.digits' ({config}) hold 8 rows; use --batch 8 "
         "or less, or raise data.eval_batches"]
-    decode = deepseek("bench", "latency", "--config", str(config), "--mode", "decode", cwd=tmp_path)
-    assert decode.returncode == 2 and "with --config use --mode forward" in decode.stderr
+    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--mode", "decode")
+    assert code == 2 and "with --config use --mode forward" in err
     # a model without the cached_decoding capability is refused by name (TrainableModel's own
     # forward_cached, which raises NotImplementedError, does not count)
-    no_cache = deepseek("bench", "latency", "--model", "multimodal.classifier", "--mode", "decode", cwd=tmp_path)
-    assert no_cache.returncode == 2 and no_cache.stderr.strip().splitlines() == [
+    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--model", "multimodal.classifier", "--mode",
+                        "decode")
+    assert code == 2 and err.splitlines() == [
         "error: --mode decode: model 'multimodal.classifier' has no KV-cache decoding (capability cached_decoding: "
         "new_cache, forward_cached, decode_window); use --mode forward"]
     other = tmp_path / "other.toml"
     other.write_text('[model]\nname = "multimodal.classifier"\n[data]\nname = "text"\n')
-    mismatch = deepseek("bench", "latency", "--config", str(other), "--only", "eager", cwd=tmp_path)
-    assert mismatch.returncode == 2 and mismatch.stderr.startswith("error: data: batches of dataset TextDataset lack")
+    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--config", str(other), "--only", "eager")
+    assert code == 2 and err.startswith("error: data: batches of dataset TextDataset lack")

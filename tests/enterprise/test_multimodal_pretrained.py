@@ -35,6 +35,9 @@ from deepseek_enterprise.study import (
 from deepseek_enterprise.study_report import check_row, table
 
 MODALITIES = ("vision", "audio", "text")
+EVAL_SIZE = 64
+"""The studies' validation and test samples (8 batches of 8; the default 1,024 is 128 batches per
+full-split evaluation, which would be most of each study's time)."""
 TINY = {"vision": {"embed_dim": 16, "depths": [1, 1]}, "audio": {"d_model": 16, "n_heads": 2, "n_layers": 1},
         "text": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}}
 
@@ -171,7 +174,7 @@ def test_the_study_trains_unimodal_models_first_and_passes_them_on(tmp_path: Pat
 
 
 def test_a_frozen_study_row_says_what_it_started_from(tmp_path: Path) -> None:
-    rows = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path,
+    rows = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", eval_size=EVAL_SIZE, out=tmp_path,
                      recipe="frozen")
     assert [(r["config"], r["recipe"], r["steps"]) for r in rows] == [
         ("vision", None, 2), ("audio", None, 2), ("text", None, 2), ("late", "frozen", 0), ("concat", "frozen", 2)]
@@ -188,7 +191,7 @@ def test_a_frozen_study_row_says_what_it_started_from(tmp_path: Path) -> None:
         # The row's validation reads: a frozen head reads exactly as the unimodal model did.
         assert rows[-1]["val"][f"val_accuracy_{m}"] == rows[MODALITIES.index(m)]["val"]["val_accuracy"]
     # A later study starts from these unimodal runs instead of training its own.
-    again = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "again",
+    again = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", eval_size=EVAL_SIZE, out=tmp_path / "again",
                       recipe="pretrained", unimodal_runs=tmp_path / "runs")
     assert [(r["config"], r["recipe"], r["started_from"]) for r in again] == [("concat", "pretrained", runs)]
     with pytest.raises(UsageError, match=r"^--unimodal-runs: .*redundant-vision-s1 is not a folder; pass the runs "
@@ -208,7 +211,7 @@ def test_a_stacked_study_fits_the_unimodal_models_and_the_fusion_on_the_other_pa
                                                runs_dir="r", recipe="stacked")["data"]
     assert "train_sources" not in study_config("redundant", "vision", 0, 10, batch=8, lr=1e-3, device="cpu",
                                                runs_dir="r", recipe="frozen")["data"]
-    rows = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path,
+    rows = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", eval_size=EVAL_SIZE, out=tmp_path,
                      recipe="stacked")
     assert [(r["config"], r["recipe"], r["steps"], r["train_sources"]) for r in rows] == [
         ("vision", None, 2, "fit"), ("audio", None, 2, "fit"), ("text", None, 2, "fit"), ("late", "stacked", 0, "blend"),
@@ -224,7 +227,7 @@ def test_a_stacked_study_fits_the_unimodal_models_and_the_fusion_on_the_other_pa
     assert "| vision (fit) |" in table(rows) and "| concat (stacked) |" in table(rows)
     assert recipe_label("vision", None) == "vision" and recipe_label("late", "stacked", "blend") == "late (stacked)"
     # stacked-residual starts from the same fit runs; a recipe that needs runs on the whole split refuses them.
-    again = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "again",
+    again = run_study(["redundant"], [0], ["concat"], 2, batch=8, lr=1e-3, device="cpu", eval_size=EVAL_SIZE, out=tmp_path / "again",
                       recipe="stacked-residual", unimodal_runs=tmp_path / "runs")
     assert [(r["config"], r["recipe"], r["started_from"], r["train_sources"]) for r in again] == [
         ("concat", "stacked-residual", runs, "blend")]
@@ -232,13 +235,13 @@ def test_a_stacked_study_fits_the_unimodal_models_and_the_fusion_on_the_other_pa
         "joint": True, "late_residual": True}
     # calibrated starts from the same fit runs, trains the fused models on fit too, then fits their
     # logit_weights on blend: the rows' figures are the model's with those weights.
-    cal = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", out=tmp_path / "cal",
+    cal = run_study(["redundant"], [0], ["late", "concat"], 2, batch=8, lr=1e-3, device="cpu", eval_size=EVAL_SIZE, out=tmp_path / "cal",
                     recipe="calibrated", unimodal_runs=tmp_path / "runs")
     assert [(r["config"], r["recipe"], r["train_sources"]) for r in cal] == [
         ("late", "calibrated", "fit"), ("concat", "calibrated", "fit")]
     assert set(cal[0]["logit_weights"]) == set(MODALITIES) and set(cal[1]["logit_weights"]) == {"fused", *MODALITIES}
     cfg = config_from_dict(study_config("redundant", "concat", 0, 2, batch=8, lr=1e-3, device="cpu", runs_dir="r",
-                                        recipe="calibrated", sources=runs))
+                                        recipe="calibrated", sources=runs, eval_size=EVAL_SIZE))
     model = build_model(cfg).eval()
     model.load_state_dict(load_model_state(resolve_checkpoint(tmp_path / "cal" / "runs" / "redundant-concat-s0")))
     data, limit = build_dataset(cfg, None), cfg.data.eval_batches

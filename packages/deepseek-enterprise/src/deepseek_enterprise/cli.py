@@ -46,10 +46,12 @@ def multimodal() -> None:
               metavar="DIR", help="With a recipe that starts from unimodal models (pretrained, frozen, stacked, "
                                   "stacked-residual, calibrated): the runs folder of an earlier study of the same seeds and recipe "
                                   "whose unimodal runs the fused models start from (instead of training them here).")
+@click.option("--eval-size", type=count(), default=None, metavar="N",
+              help="Samples in every run's validation and test sets (data.eval_size; default the dataset's, 1024).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for runs and results.jsonl (created if missing).")
 def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,
-          lr: float, device: str, recipe: str, unimodal_runs: Path | None, out: Path) -> None:
+          lr: float, device: str, recipe: str, unimodal_runs: Path | None, eval_size: int | None, out: Path) -> None:
     """Train every model per task and seed, test each once on the held-out split, print the tables."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
@@ -61,9 +63,12 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     if unimodal_runs is not None and recipe not in starting:
         raise UsageError(f"--unimodal-runs: recipe {recipe} does not start from unimodal models; use it with "
                          f"--recipe {', '.join(starting)}, or leave it out")
+    if eval_size is not None and eval_size < batch:
+        raise UsageError(f"--eval-size {eval_size}: fewer samples than one batch (--batch {batch}); "
+                         f"give at least {batch}")
     rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
                      list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host(),
-                     recipe=recipe, unimodal_runs=unimodal_runs)
+                     recipe=recipe, unimodal_runs=unimodal_runs, eval_size=eval_size)
     click.echo(table(rows))
 
 

@@ -123,14 +123,18 @@ def recipe_label(config: str, recipe: str | None, sources: str = "all") -> str:
 
 
 def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, lr: float, device: str,
-                 runs_dir: str, recipe: str = DEFAULT_RECIPE, sources: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``deepseek train`` config of one run of the study (``sources``: see :func:`recipe_keys`)."""
+                 runs_dir: str, recipe: str = DEFAULT_RECIPE, sources: dict[str, str] | None = None,
+                 eval_size: int | None = None) -> dict[str, Any]:
+    """The ``deepseek train`` config of one run of the study (``sources``: see :func:`recipe_keys`;
+    ``eval_size``: samples in the validation and test sets, ``data.eval_size``; ``None``: the
+    dataset's default)."""
     modalities, fusion = CONFIGS[config]
     model: dict[str, Any] = {"name": "multimodal.classifier", "modalities": list(modalities), "fusion": fusion,
                              **recipe_keys(config, recipe, task, sources)}
     return {
         "model": model,
         "data": {"name": "multimodal.digits", "task": task, "batch_size": batch, "eval_batches": 16,
+                 **({} if eval_size is None else {"eval_size": eval_size}),
                  **({} if (part := train_sources(config, recipe, task)) == "all" else {"train_sources": part})},
         "train": {"max_steps": steps, "warmup_steps": max(steps // 20, 1), "lr": lr, "min_lr": lr / 20,
                   "eval_interval": max(steps // 6, 1), "seed": seed},
@@ -250,10 +254,11 @@ def run_order(configs: list[str], recipe: str, task: str, *, given: bool = False
 
 def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int, *, batch: int, lr: float,
               device: str, out: Path, host: Any = None, recipe: str = DEFAULT_RECIPE,
-              unimodal_runs: Path | None = None) -> list[dict[str, Any]]:
+              unimodal_runs: Path | None = None, eval_size: int | None = None) -> list[dict[str, Any]]:
     """Train and test every (task, config, seed); write ``out/results.jsonl`` as it goes.
     ``unimodal_runs``: the ``runs`` folder of an earlier study of the same seeds, whose unimodal
-    run folders (``<task>-<modality>-s<seed>``) fused models start from instead of ones trained here."""
+    run folders (``<task>-<modality>-s<seed>``) fused models start from instead of ones trained here;
+    ``eval_size``: samples in every run's validation and test sets (``None``: the dataset's default)."""
     from deepseek.config.load import config_from_dict
     from deepseek.errors import UsageError
     from deepseek.training.metrics import read_metrics
@@ -279,7 +284,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
             for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
                 mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
                 config = config_from_dict(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
-                                                       runs_dir=str(out / "runs"), recipe=recipe, sources=mine),
+                                                       runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
+                                                       eval_size=eval_size),
                                           host=host)
                 start = time.perf_counter()
                 part = {} if config.data.options.train_sources == "all" else {
