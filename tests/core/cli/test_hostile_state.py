@@ -68,7 +68,27 @@ def _garbage_header(name: str) -> Callable[[Path], None]:
     return corrupt
 
 
+def _edit_tensors(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    """Rewrite the safetensors file ``name`` (metadata kept) after ``change(tensors)``."""
+    def corrupt(run: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        path = run / name
+        with safe_open(str(path), framework="pt") as fh:
+            meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        change(tensors)
+        save_file(tensors, str(path), metadata=meta)
+    return corrupt
+
+
+def _nan_in_first(tensors: dict[str, Any]) -> None:
+    first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[first] = tensors[first].clone().fill_(float("nan"))
+
+
 TRAINER = str(STEP / "trainer.json")
+OPTIMIZER = str(STEP / "optimizer.safetensors")
 MODEL = str(STEP / "model.safetensors")
 STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("step not a number", _set(step="three"), ["step is a string"]),
@@ -96,6 +116,7 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("weights truncated", _truncate(MODEL, 100), ["model.safetensors", "corrupt or truncated"]),
     ("weights empty", _write(MODEL, b""), ["model.safetensors"]),
     ("weights header garbage", _garbage_header(MODEL), ["model.safetensors"]),
+    ("weights NaN", _edit_tensors(MODEL, _nan_in_first), ["model.safetensors", "NaN or infinite"]),
 ]
 """``(what, corrupt(run), words of the message)``; every message also names the file."""
 
@@ -108,6 +129,7 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("data from another corpus", _set_data(fingerprint="0" * 16), ["the corpus changed"]),
     ("optimizer truncated", _truncate(str(STEP / "optimizer.safetensors"), 50), ["optimizer.safetensors"]),
     ("optimizer header garbage", _garbage_header(str(STEP / "optimizer.safetensors")), ["optimizer.safetensors"]),
+    ("optimizer state NaN", _edit_tensors(OPTIMIZER, _nan_in_first), ["optimizer.safetensors", "NaN or infinite"]),
     ("rng truncated", _truncate(str(STEP / "rng-0.safetensors"), 20), ["rng-0.safetensors"]),
     ("max steps already reached", lambda run: None, ["--resume", "raise --max-steps"]),
 ]

@@ -55,7 +55,24 @@ def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
         raise CheckpointError(
             f"{path}: {what} file is corrupt or truncated ({exc}); {HINT}"
         ) from exc
+    check_finite(tensors, path)
     return tensors, metadata
+
+
+def check_finite(tensors: dict[str, torch.Tensor], where: Any) -> None:
+    """:class:`CheckpointError` naming ``where`` and the first tensor that holds a NaN or an
+    infinity: the trainer never saves non-finite weights or optimizer state
+    (``train.on_nonfinite``), so such a value read back is damage, which would otherwise show up
+    only as a NaN loss or NaN metrics after the model loaded."""
+    import torch
+
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
+                f"the checkpoint is damaged, {HINT}"
+            )
 
 
 def jsonable(value: Any) -> Any:

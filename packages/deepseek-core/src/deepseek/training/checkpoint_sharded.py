@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import MODEL_FILE
 from deepseek.training.checkpoint_io import HINT as _HINT
-from deepseek.training.checkpoint_io import from_jsonable
+from deepseek.training.checkpoint_io import check_finite, from_jsonable
 
 if TYPE_CHECKING:
     import torch
@@ -120,6 +120,7 @@ def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.T
     except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
         detail = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"{d}: sharded checkpoint is corrupt or incomplete ({detail}); {_HINT}") from exc
+    check_finite(full, d)
     return full
 
 
