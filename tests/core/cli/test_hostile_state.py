@@ -82,6 +82,15 @@ def _edit_tensors(name: str, change: Callable[[dict[str, Any]], Any]) -> Callabl
     return corrupt
 
 
+def _reshape_first(tensors: dict[str, Any]) -> None:
+    first = sorted(k for k in tensors if k.endswith("/exp_avg"))[0]
+    tensors[first] = tensors[first].new_zeros(3, 5)
+
+
+def _drop_first_moment(tensors: dict[str, Any]) -> None:
+    del tensors[sorted(k for k in tensors if k.endswith("/exp_avg"))[0]]
+
+
 def _nan_in_first(tensors: dict[str, Any]) -> None:
     first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
     tensors[first] = tensors[first].clone().fill_(float("nan"))
@@ -130,6 +139,10 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("optimizer truncated", _truncate(str(STEP / "optimizer.safetensors"), 50), ["optimizer.safetensors"]),
     ("optimizer header garbage", _garbage_header(str(STEP / "optimizer.safetensors")), ["optimizer.safetensors"]),
     ("optimizer state NaN", _edit_tensors(OPTIMIZER, _nan_in_first), ["optimizer.safetensors", "NaN or infinite"]),
+    ("optimizer state of another shape", _edit_tensors(OPTIMIZER, _reshape_first),
+     ["optimizer.safetensors", "has shape [3, 5], its parameter"]),
+    ("optimizer state missing a key", _edit_tensors(OPTIMIZER, _drop_first_moment),
+     ["optimizer.safetensors", "lacks ['exp_avg']"]),
     ("rng truncated", _truncate(str(STEP / "rng-0.safetensors"), 20), ["rng-0.safetensors"]),
     ("max steps already reached", lambda run: None, ["--resume", "raise --max-steps"]),
 ]

@@ -226,6 +226,7 @@ def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Modu
             f"{where}: saved optimizer parameter groups do not match this model's; use the same "
             "[model] and [optimizer] config as the run that wrote it"
         )
+    ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where)
 
 
 # ----------------------------------------------------------------------------- export

@@ -51,7 +51,7 @@ from deepseek.training.checkpoint_dirs import (
     step_dir_name,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
-from deepseek.training.checkpoint_io import from_jsonable, jsonable, resumed_group
+from deepseek.training.checkpoint_io import check_state_fit, from_jsonable, jsonable, resumed_group
 from deepseek.training.checkpoint_io import load_tensors as _load_tensors
 from deepseek.training.checkpoint_io import save_tensors as _save_tensors
 from deepseek.training.checkpoint_rng import load_rng_state, save_rng_state
@@ -78,6 +78,7 @@ __all__ = [
     "TRAINER_FILE",
     "atomic_write_text",
     "check_model_fit",
+    "check_state_fit",
     "commit_checkpoint",
     "discard",
     "export_weights",
@@ -295,6 +296,8 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
                 "[model] config of the run that wrote the checkpoint"
             )
         groups.append({**resumed_group(saved, cur), "params": list(cur["params"])})
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path)
     state = {index[n]: v for n, v in named["state"].items() if n in index}
     return {"state": state, "param_groups": groups}
 

@@ -5,6 +5,7 @@ which of a saved parameter group's keys a resumed optimizer keeps its own: :func
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,28 @@ def resumed_group(saved: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]
     kept = {k: v for k, v in saved.items() if k not in IMPLEMENTATION_KEYS}
     return {**kept, **{k: live[k] for k in IMPLEMENTATION_KEYS if k in live}}
 
+
+def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]], path: Any) -> None:
+    """Saved optimizer state (parameter name -> its state) against the parameters' ``shapes``,
+    as the optimizers ``[optimizer]`` builds keep it (torch's AdamW and SGD): every parameter
+    with state holds the same keys, and each tensor is a scalar (``step``) or has its
+    parameter's shape; otherwise a CheckpointError naming ``path`` and the parameter, before the
+    first step would fail on it."""
+    import torch
+
+    keys = {k for values in state.values() for k in values}
+    for name, values in sorted(state.items()):
+        missing = sorted(keys - set(values))
+        if missing:
+            raise CheckpointError(f"{path}: optimizer state of {name!r} lacks {missing}, which other "
+                                  f"parameters have; the checkpoint is damaged, {HINT}")
+        shape = shapes.get(name)
+        for key, value in values.items():
+            if shape is not None and isinstance(value, torch.Tensor) and value.dim() > 0 and tuple(value.shape) != shape:
+                raise CheckpointError(
+                    f"{path}: optimizer state {name}/{key} has shape {list(value.shape)}, its parameter "
+                    f"{list(shape)}; the checkpoint is damaged or from another model, {HINT}"
+                )
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write ``tensors`` and string ``metadata`` to ``path`` via a temporary file and a rename."""
