@@ -4,8 +4,6 @@ and hostile input is one line with exit code 2."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -14,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-
-from deepseek.cli.main import main
+from _inprocess import deepseek_here
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 EVAL_SIZE = 128
@@ -25,24 +21,6 @@ EVAL_SIZE = 128
 def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> tuple[int, str, str]:
-    """``deepseek ARGS`` run in this process from ``cwd``, on one thread as :func:`deepseek` runs
-    (the same CLI without a process start, seconds of imports each): exit code, stderr, stdout."""
-    monkeypatch.chdir(cwd)
-    out, err = io.StringIO(), io.StringIO()
-    code: Any = 0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main(list(args))
-    except SystemExit as exc:
-        code = exc.code or 0
-    finally:
-        torch.set_num_threads(threads)
-    return int(code), err.getvalue().strip(), out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +53,7 @@ def test_study_writes_every_run_and_the_tables(study: dict[str, Any], monkeypatc
     assert params == fused[1]["parameters"] > 0
     assert f"| cross_attention | {params / 1e6:.2f} M | {100 * mean:.1f} +- " in study["stdout"]
     assert "cross_attention, batch 1 on cpu (2 runs, " in study["stdout"]
-    assert here(monkeypatch, study["dir"], "multimodal", "table", "res/results.jsonl") == (0, "", study["stdout"])
+    assert deepseek_here(monkeypatch, study["dir"], "multimodal", "table", "res/results.jsonl") == (0, "", study["stdout"])
     # --eval-size reached every run: its validation set (the confusion matrix covers all of it).
     for r in rows:
         confusion = json.loads((study["dir"] / "res" / "runs" / f"redundant-{r['config']}-s{r['seed']}" /
@@ -84,7 +62,7 @@ def test_study_writes_every_run_and_the_tables(study: dict[str, Any], monkeypatc
 
 
 def test_the_study_refuses_an_eval_size_below_one_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = here(monkeypatch, tmp_path, "multimodal", "study", "--task", "redundant", "--seed", "0", "--config", "vision",
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", "--task", "redundant", "--seed", "0", "--config", "vision",
                "--steps", "1", "--batch", "16", "--eval-size", "15", "--device", "cpu", "--out", "res")
     assert out == (2, "error: --eval-size 15: fewer samples than one batch (--batch 16); give at least 16", "")
     assert not (tmp_path / "res").exists()
@@ -96,7 +74,7 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
     row = next(r for r in study["rows"] if r["config"] == "cross_attention" and r["seed"] == 0)
 
     def report_of(*args: str) -> dict[str, Any]:
-        code, err, out = here(monkeypatch, tmp_path, *args, "--checkpoint", str(run), "--json")
+        code, err, out = deepseek_here(monkeypatch, tmp_path, *args, "--checkpoint", str(run), "--json")
         assert code == 0, err
         return json.loads(out)
 
@@ -150,7 +128,7 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
 def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: list[str], message: str,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     run = str(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0")
-    out = here(monkeypatch, tmp_path, "multimodal", *[a.replace("RUN", run) for a in args])
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", *[a.replace("RUN", run) for a in args])
     assert out == (2, message.replace("RUN", run), "")
 
 
@@ -168,7 +146,7 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
 ])
 def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "bad.jsonl").write_text(content)
-    out = here(monkeypatch, tmp_path, "multimodal", "table", "bad.jsonl")
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", "table", "bad.jsonl")
     assert out == (2, f"error: {message}; pass results.jsonl files of 'study'", "")
 
 
@@ -188,20 +166,20 @@ def test_bench_latency_times_a_multimodal_config(tmp_path: Path, monkeypatch: py
     assert eager["name"] == "eager" and 0 < eager["p10_ms"] <= eager["median_ms"] <= eager["p90_ms"]
     assert eager["max_rel_error"] == 0.0 and eager["top1_agreement"] == 1.0
     # Refusals, in this process (each is one line before anything is timed).
-    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--batch", "9")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--batch", "9")
     assert code == 2 and err.splitlines() == [
         f"error: --batch 9: the validation batches of 'multimodal.digits' ({config}) hold 8 rows; use --batch 8 "
         "or less, or raise data.eval_batches"]
-    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--mode", "decode")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--mode", "decode")
     assert code == 2 and "with --config use --mode forward" in err
     # a model without the cached_decoding capability is refused by name (TrainableModel's own
     # forward_cached, which raises NotImplementedError, does not count)
-    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--model", "multimodal.classifier", "--mode",
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--model", "multimodal.classifier", "--mode",
                         "decode")
     assert code == 2 and err.splitlines() == [
         "error: --mode decode: model 'multimodal.classifier' has no KV-cache decoding (capability cached_decoding: "
         "new_cache, forward_cached, decode_window); use --mode forward"]
     other = tmp_path / "other.toml"
     other.write_text('[model]\nname = "multimodal.classifier"\n[data]\nname = "text"\n')
-    code, err, _ = here(monkeypatch, tmp_path, "bench", "latency", "--config", str(other), "--only", "eager")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(other), "--only", "eager")
     assert code == 2 and err.startswith("error: data: batches of dataset TextDataset lack")

@@ -7,14 +7,12 @@ from ``deepseek train``)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from _inprocess import deepseek_here
 
 from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError, UsageError
@@ -138,16 +136,14 @@ def test_bad_sources_are_one_line(unimodal: dict[str, Any], tmp_path: Path) -> N
             r"^model\.pretrained\.vision: .* is a run of modalities \['vision', 'audio', 'text'\]")
 
 
-def test_deepseek_train_refuses_a_missing_source_in_one_line(tmp_path: Path) -> None:
+def test_deepseek_train_refuses_a_missing_source_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text('[model]\nname = "multimodal.classifier"\nfusion = "concat"\n'
                     f'pretrained = {{audio = "{tmp_path / "gone"}"}}\n'
                     '[data]\nname = "multimodal.digits"\n[train]\nmax_steps = 1\n')
-    out = subprocess.run([sys.executable, "-m", "deepseek", "train", str(toml), "--set", "strategy.device=cpu"],
-                         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 2, out.stderr[-2000:]
-    lines = out.stderr.strip().splitlines()
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", str(toml), "--set", "strategy.device=cpu")
+    assert code == 2, err[-2000:]
+    lines = err.splitlines()
     assert len(lines) == 1 and "model.pretrained.audio:" in lines[0] and "gone: no such checkpoint" in lines[0]
     assert not (tmp_path / "runs").exists()
 
@@ -297,8 +293,8 @@ def test_late_residual_starts_as_late_fusion_of_the_unimodal_models(unimodal: di
      "error: --unimodal-runs: redundant-vision-s3 is not a folder; pass the runs folder of a study of the same seeds "
      "with --config vision --config audio --config text"),
 ])
-def test_the_study_refuses_unimodal_runs_it_cannot_use(tmp_path: Path, args: list[str], message: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "deepseek", "multimodal", "study", *args, "--out", "res"], cwd=tmp_path,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and out.stderr.strip() == message, out.stderr[-2000:]
+def test_the_study_refuses_unimodal_runs_it_cannot_use(tmp_path: Path, args: list[str], message: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", *args, "--out", "res")
+    assert code == 2 and err == message, err[-2000:]
     assert not (tmp_path / "res").exists()

@@ -1,0 +1,33 @@
+"""``deepseek ARGS`` run in this test's process: the same CLI as ``python -m deepseek`` without a
+process start (seconds of imports each), for refused input (refused before any heavy work) and
+for short commands whose output a test compares."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from deepseek.cli.main import main
+
+
+def deepseek_here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> tuple[int, str, str]:
+    """``deepseek ARGS`` from ``cwd`` on one thread (as the tests' subprocesses run, with
+    ``OMP_NUM_THREADS=1``): exit code, stderr (stripped), stdout."""
+    monkeypatch.chdir(cwd)
+    out, err = io.StringIO(), io.StringIO()
+    code: Any = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as exc:
+        code = exc.code or 0
+    finally:
+        torch.set_num_threads(threads)
+    return int(code), err.getvalue().strip(), out.getvalue()
