@@ -173,3 +173,22 @@ def test_declarations_are_checked_and_read_without_importing_the_target() -> Non
     with pytest.warns(PluginWarning, match=r"strategy 'acme\.bad': declares\['memory_rows'\] must be a string key"):
         record = host.register_plugin(Bad(), dist="deepseek-bad")
     assert record.status == "failed"
+
+
+def test_a_third_party_strategy_does_not_take_an_editions_memory_row() -> None:
+    """Declaring pro's ``ddp`` row leaves it (and the advice to install deepseek-pro) with pro's
+    ``ddp``, installed or not; the plugin realises only rows no edition's strategy does."""
+    from deepseek.advise.engines import row_engines
+
+    class AlsoDdp:
+        @hookimpl
+        def deepseek_register_strategies(self, register):
+            register("acme.allreduce", "acme_never_imported.strategy:AllReduce", description="plain DP",
+                     declares={"memory_rows": ["ddp", "ddp+offload"]})
+
+    host = PluginHost(PluginSettings(autoload=True))
+    assert host.register_plugin(AlsoDdp(), dist="deepseek-acme").status == "ok"
+    engines = row_engines(host)
+    assert engines["ddp"] == ("ddp", "pro")
+    assert engines["ddp+offload"] == ("acme.allreduce", "deepseek-acme")
+

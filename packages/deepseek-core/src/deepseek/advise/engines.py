@@ -28,20 +28,27 @@ def edition_name(dist: str) -> str:
 
 
 def row_engines(host: Any = None) -> dict[str, Engine]:
-    """Memory row -> the strategy realising it: the registered strategies' declarations on
-    ``host`` (default: the process's plugin host), then the catalogue for editions not installed."""
+    """Memory row -> the strategy realising it on ``host`` (default: the process's plugin host).
+    The first-party editions' strategies come first, installed (their declarations) or not (the
+    catalogue's copy); a third-party strategy realises only the rows no edition's strategy does,
+    so declaring ``ddp`` does not take the row, or its install advice, from deepseek-pro."""
     from deepseek.plugins import catalogue
     from deepseek.plugins.host import get_host
 
     host = host or get_host()
     engines: dict[str, Engine] = {}
-    for comp in host.components("strategy"):
-        for row in comp.declared("memory_rows", ()):
-            engines.setdefault(row, Engine(comp.name, edition_name(comp.dist)))
+    installed = list(host.components("strategy"))
+    for comp in installed:
+        if comp.dist in catalogue.EDITIONS:
+            for row in comp.declared("memory_rows", ()):
+                engines.setdefault(row, Engine(comp.name, edition_name(comp.dist)))
     for (kind, name), declared in catalogue.DECLARED.items():
         dist = catalogue.provider_of(kind, name)
         if kind != "strategy" or dist is None or dist in host.records:
             continue
         for row in declared.get("memory_rows", ()):
             engines.setdefault(row, Engine(name, edition_name(dist)))
+    for comp in installed:
+        for row in comp.declared("memory_rows", ()):
+            engines.setdefault(row, Engine(comp.name, edition_name(comp.dist)))
     return engines
