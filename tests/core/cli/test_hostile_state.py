@@ -111,6 +111,8 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("data a list", _set(data=[1, 2]), ["data is a list"]),
     ("data missing", _drop("data"), ["no 'data' field"]),
     ("config a string", _set(config="tiny"), ["config is a string"]),
+    ("config value of the wrong type", _edit_state(lambda state: state["config"]["model"].update(d_model="big")),
+     ["trainer.json (the checkpoint's config", "model.d_model: expected an integer"]),
     ("config missing", _drop("config"), ["no 'config' field"]),
     ("format version a string", _set(format_version="1"), ["format_version"]),
     ("format version newer", _set(format_version=99), ["upgrade deepseek-core"]),

@@ -62,7 +62,17 @@ def build_train_config(
         extra.append(f"precision.dtype={_toml_string(precision)}")
     if max_steps is not None:
         extra.append(f"train.max_steps={max_steps}")
-    return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+    if config_file is not None or resume is None:
+        return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+    from deepseek.errors import ConfigError
+    from deepseek.training.checkpoint import TRAINER_FILE
+
+    try:
+        return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+    except ConfigError as exc:  # the saved config, or an option given with --resume
+        raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}; "
+                          "if the file was edited or is damaged, resume from another checkpoint or pass the run's "
+                          "config.toml") from exc
 
 
 def _saved_config(directory: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from deepseek.data.tokenizer import (
     run_folder_of,
     with_run_tokenizer,
 )
-from deepseek.errors import CheckpointError
+from deepseek.errors import CheckpointError, ConfigError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
 
@@ -74,7 +74,7 @@ def load_trained(
                 "again or pass the run folder"
             ) from exc
         state: dict[str, Any] = {}
-        weights = p
+        weights = source = p
     else:
         directory = ckpt.resolve_checkpoint(p)
         state = ckpt.read_trainer_state(directory)
@@ -82,7 +82,12 @@ def load_trained(
         if need_data and isinstance(data, dict):
             data = with_run_tokenizer(data, run_folder_of(directory))
         weights = directory  # either layout, full or sharded
-    config = config_from_dict(_as_single(data, need_data), validate=False, host=host)
+        source = directory / ckpt.TRAINER_FILE
+    try:
+        config = config_from_dict(_as_single(data, need_data), validate=False, host=host)
+    except ConfigError as exc:
+        raise CheckpointError(f"{source} (the checkpoint's config): {exc}; if the file was edited or is damaged, "
+                              "use another checkpoint") from exc
     model = build_model(config, host=host)
     ckpt.load_into_model(model, weights)
     model.to(device).eval()
