@@ -139,17 +139,11 @@ def _batches(s: BenchSettings, vocab: int, rows: int, pin: bool) -> list[dict[st
 
 def _ours(s: BenchSettings, host: Any) -> tuple[Callable[[int], Any], Any, Any, Callable[[], None]]:
     """Our training path: the trainer's step engine on a registered strategy."""
-    from deepseek.errors import UsageError
     from deepseek.training.engine import StepEngine
 
     cfg = _config(s, host)
-    engine = StepEngine(cfg, host=host)
+    engine = StepEngine(cfg, host=host, command="bench train")
     strategy = engine.strategy
-    if strategy.needs_launcher and "RANK" not in os.environ:
-        raise UsageError(
-            f"--strategy: {s.strategy!r} runs one process per device; start the benchmark under "
-            "torchrun (or deepseek launch), e.g. torchrun --nproc-per-node 2 -m deepseek bench train ..."
-        )
     engine.setup_environment()
     model = engine.build_model()
     if s.compile and not cfg.train.compile:

@@ -22,6 +22,7 @@ from deepseek.training.build import (
     prepare_model,
     run_host,
 )
+from deepseek.training.launcher_env import launcher_env
 from deepseek.training.strategy import StepResult, StepSettings, Strategy
 
 if TYPE_CHECKING:
@@ -49,13 +50,17 @@ def check_batch_split(config: Config, dp_size: int) -> None:
 class StepEngine:
     """Strategy, model and optimizer of one run, and its optimizer step."""
 
-    def __init__(self, config: Config, *, host: PluginHost | None = None) -> None:
+    def __init__(self, config: Config, *, host: PluginHost | None = None, command: str = "train") -> None:
+        """``command`` is the CLI command running (``train``, ``bench train``), named in the
+        refusal of a ``needs_launcher`` strategy in a process no launcher started."""
         self.config = config
         self.lookups = run_host(config, host)
         self.precision = build_precision(config)
         cls = self.lookups.resolve("strategy", config.strategy.name).load()
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise PluginError(f"strategy.name: {config.strategy.name!r} is not a deepseek Strategy")
+        if cls.needs_launcher:
+            launcher_env(config.strategy.name, command=command)
         self.strategy: Strategy = cls(config.strategy.options, precision=self.precision, host=self.lookups)
         self.micro_batches = config.train.grad_accum
         self.shard: Sharder = shard_rows

@@ -2,14 +2,14 @@
 the cluster consistency check.
 
 A :class:`DistributedStrategy` runs under torchrun (``deepseek launch -n N -- train ...``): it reads
-``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``, joins the process
-group (NCCL on CUDA, gloo on CPU) with a collective timeout, and checks that every rank runs the
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` through core's
+:func:`deepseek.training.launcher_env.launcher_env` (which refuses a process without them), joins
+the process group (NCCL on CUDA, gloo on CPU) with a collective timeout, and checks that every rank runs the
 same plugin distributions at the same versions before any training starts.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from deepseek.config.validate import positive
 from deepseek.errors import UsageError
+from deepseek.training.launcher_env import launcher_env
 from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
     import torch
-
-TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 class ClusterMismatchError(UsageError):
@@ -39,28 +38,6 @@ class DistributedOptions:
     """A collective that waits longer than this fails (a dead or hung rank ends the job)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """``auto``: NCCL when CUDA is available, gloo otherwise."""
-
-
-def torchrun_env(strategy_name: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The torchrun variables as a dict (ranks as ints); :class:`UsageError` if any is missing."""
-    env = os.environ if environ is None else environ
-    missing = [k for k in TORCHRUN_ENV if not env.get(k)]
-    if missing:
-        raise UsageError(
-            f"strategy {strategy_name!r} needs one process per device started by torchrun "
-            f"(missing environment: {', '.join(missing)}); run it with "
-            f"`deepseek launch -n N -- train --strategy {strategy_name} ...`"
-        )
-    try:
-        return {
-            "rank": int(env["RANK"]),
-            "world_size": int(env["WORLD_SIZE"]),
-            "local_rank": int(env["LOCAL_RANK"]),
-            "master_addr": env["MASTER_ADDR"],
-            "master_port": int(env["MASTER_PORT"]),
-        }
-    except ValueError as exc:
-        raise UsageError(f"torchrun environment is malformed ({exc}); start with `deepseek launch`") from exc
 
 
 def cluster_report(host: Any = None) -> dict[str, Any]:
@@ -151,8 +128,8 @@ class DistributedStrategy(Strategy):
         import torch
         import torch.distributed as dist
 
-        env = torchrun_env(self.name)
-        self._rank, self._world_size, self._local_rank = env["rank"], env["world_size"], env["local_rank"]
+        env = launcher_env(self.name)
+        self._rank, self._world_size, self._local_rank = env.rank, env.world_size, env.local_rank
         backend = self.backend
         if backend == "nccl":
             if not torch.cuda.is_available():
