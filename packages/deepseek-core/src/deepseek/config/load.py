@@ -249,7 +249,7 @@ def _component(
     except (ComponentNotFoundError, ComponentConflictError) as exc:
         raise ConfigError(f"{section}.name: {exc}") from exc
     target = component.load()
-    _check_kind(kind, name, target)
+    _check_kind(kind, name, target, dist=component.dist)
     if kind == "strategy" and "compression" in table:
         _check_compression(lookups, name, target, table["compression"])
     known = ("name", *DATA_COMMON_KEYS) if section == "data" else ("name",)
@@ -275,8 +275,11 @@ def _follow_data_vocab(options: Any, vocab: int | None, explicit: bool) -> Any:
     return options
 
 
-def _check_kind(kind: str, name: str, target: Any) -> None:
-    """The registered target is of its kind's type (a PluginError naming it otherwise)."""
+def _check_kind(kind: str, name: str, target: Any, *, dist: str) -> None:
+    """The registered target is of its kind's type and, where that type is an abstract base
+    (Strategy, Dataset), implements every abstract method: a PluginError naming it otherwise."""
+    import inspect
+
     from deepseek.errors import PluginError
 
     if kind == "strategy":
@@ -291,6 +294,12 @@ def _check_kind(kind: str, name: str, target: Any) -> None:
         raise PluginError(
             f"{kind} {name!r}: its target {target!r} is not a subclass of "
             f"{base.__module__}.{base.__name__}; fix the plugin's registration"
+        )
+    if inspect.isabstract(target):
+        missing = ", ".join(sorted(target.__abstractmethods__))
+        raise PluginError(
+            f"{kind} {name!r} from {dist}: {target.__qualname__} does not implement the abstract "
+            f"method(s) {missing} of {base.__name__}; implement them in the plugin"
         )
 
 
