@@ -91,6 +91,10 @@ def _drop_first_moment(tensors: dict[str, Any]) -> None:
     del tensors[sorted(k for k in tensors if k.endswith("/exp_avg"))[0]]
 
 
+def _as_integers(tensors: dict[str, Any]) -> None:
+    tensors.update({k: v.long() for k, v in tensors.items()})
+
+
 def _nan_in_first(tensors: dict[str, Any]) -> None:
     first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
     tensors[first] = tensors[first].clone().fill_(float("nan"))
@@ -128,6 +132,7 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("weights empty", _write(MODEL, b""), ["model.safetensors"]),
     ("weights header garbage", _garbage_header(MODEL), ["model.safetensors"]),
     ("weights NaN", _edit_tensors(MODEL, _nan_in_first), ["model.safetensors", "NaN or infinite"]),
+    ("weights integers", _edit_tensors(MODEL, _as_integers), ["step-1", "holds torch.int64 values where the model keeps"]),
 ]
 """``(what, corrupt(run), words of the message)``; every message also names the file."""
 

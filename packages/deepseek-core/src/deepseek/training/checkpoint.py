@@ -151,9 +151,14 @@ def load_model_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def check_model_fit(state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Any) -> None:
+def check_model_fit(
+    state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Any,
+    dtypes: Mapping[str, torch.dtype] | None = None,
+) -> None:
     """:class:`CheckpointError` naming the keys when ``state`` (name -> tensor) does not fit a
-    model whose state has ``shapes`` (name -> shape); ``where`` names the file in the message."""
+    model whose state has ``shapes`` (name -> shape) and, where given, ``dtypes`` (name -> dtype:
+    a floating-point tensor must not be loaded from integers, which would truncate its values,
+    nor an integer one from floats); ``where`` names the file in the message."""
     missing = sorted(set(shapes) - set(state))
     unexpected = sorted(set(state) - set(shapes))
     bad_shapes = [k for k in shapes if k in state and tuple(state[k].shape) != tuple(shapes[k])]
@@ -171,13 +176,20 @@ def check_model_fit(state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ..
             f"{where}: weights do not fit this model ({detail}); use the [model] config of the run "
             "that wrote the checkpoint"
         )
+    for name, dtype in (dtypes or {}).items():
+        if name in state and state[name].is_floating_point() != dtype.is_floating_point:
+            raise CheckpointError(
+                f"{where}: {name!r} holds {state[name].dtype} values where the model keeps {dtype}; the "
+                f"checkpoint is damaged, {_HINT}"
+            )
 
 
 def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """Load ``path`` (a weights file or a checkpoint folder, see :func:`load_model_state`) into
     ``model`` strictly; a mismatch names the keys and the fix."""
     state = load_model_state(path)
-    check_model_fit(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, path)
+    live = model.state_dict()
+    check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, path, {k: v.dtype for k, v in live.items()})
     model.load_state_dict(state, strict=True)
 
 
