@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _inprocess import deepseek_here
 
 from deepseek import hookimpl
 from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, Tuner
@@ -281,12 +282,12 @@ headroom = 0.0
     ("[space]\n\"train.lr\" = { type = \"float\", low = 0.1, high = 0.2 }\n[tuner]\nnprocs = 2",
      "tuner.nprocs: unknown"),
 ])
-def test_bad_space_is_one_line(tmp_path: Path, space: str, message: str) -> None:
+def test_bad_space_is_one_line(tmp_path: Path, space: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, space=space)
-    out = deepseek("tune", "base.toml", "--study", "b", "--space", "space.toml", "--trials", "1", "--out", "st",
-                   cwd=tmp_path)
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "base.toml", "--study", "b", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "st").exists()  # nothing written
 
 
@@ -297,7 +298,8 @@ def test_bad_space_is_one_line(tmp_path: Path, space: str, message: str) -> None
     (["--objective", "accuracy"], "--objective accuracy: no registered tuner measures it"),
     (["--tuner", "systen"], "did you mean 'system'"),
 ])
-def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path)
     base = (tmp_path / "base.toml").read_text().replace('name = "tiny"', 'name = "multimodal.classifier"', 1) \
         if "tokens_per_s" in args else None
@@ -311,16 +313,16 @@ def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str)
             argv[argv.index(args[i]) + 1] = args[i + 1]
         else:
             argv += args[i:i + 2]
-    out = deepseek(*argv, cwd=tmp_path)
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *argv)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
 
 
-def test_resuming_with_another_space_is_refused(study: dict[str, Any], tmp_path: Path) -> None:
+def test_resuming_with_another_space_is_refused(study: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     (study["dir"] / "space2.toml").write_text(SPACE.replace("2e-2", "3e-2"))
-    out = deepseek("tune", "base.toml", "--study", "s", "--space", "space2.toml", "--trials", "8", "--out", "st",
-                   cwd=study["dir"])
-    assert out.returncode == 2 and "--study s: was created with space" in out.stderr, out.stderr
+    code, err, _ = deepseek_here(monkeypatch, study["dir"], "tune", "base.toml", "--study", "s", "--space",
+                                 "space2.toml", "--trials", "8", "--out", "st")
+    assert code == 2 and "--study s: was created with space" in err, err
     assert len(trials(study["out"])) >= 8  # untouched
 
 
