@@ -115,6 +115,12 @@ class SwinEncoder(Encoder):
             return f"images must be (batch, {want[0]}, {want[1]}, {want[2]}), got shape {tuple(inputs.shape)}"
         return None
 
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, None]:
+        """Random images of the size the model was built for (no padding mask)."""
+        c, h, w = int(self.swin.patch_embed.proj.in_channels), *self.swin.patch_embed.img_size
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn(batch_size, c, h, w, generator=gen).to(self.swin.patch_embed.proj.weight.device), None
+
     def forward(self, pixels: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """``pixels`` ``(B, C, H, W)``; an image has no padding (``padding_mask`` is ignored)."""
         f = self.swin.forward_features(pixels)  # (B, H', W', C), channels last
@@ -265,6 +271,18 @@ class AudioConvTransformer(Encoder):
         if frames > o.max_frames:
             return f"the inputs give {frames} frames, more than max_frames={o.max_frames}; raise it or add conv_layers"
         return None
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random frames ``(batch_size, 20, n_features)`` (waveforms of 20 hops with ``input =
+        "waveform"``), the last sample's second half padding."""
+        o = self.options
+        length = 20 if o.input == "features" else 20 * o.hop_length
+        shape = (batch_size, length, o.n_features) if o.input == "features" else (batch_size, length)
+        device = self.proj.weight.device
+        inputs = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).to(device)
+        mask = torch.zeros(batch_size, length, dtype=torch.bool, device=device)
+        mask[-1, length // 2:] = True
+        return inputs, mask
 
     def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """``inputs``: frames ``(B, T, n_features)`` or a waveform ``(B, samples)``;

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepseek.errors import ConfigError
-from deepseek.models.encoder import EncoderOutput
+from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
 from deepseek_enterprise.fusion import Fusion, FusionOutput
 
@@ -132,13 +132,16 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         self.options = options
         self.modalities = list(options.modalities)
         encoders = {}
+        self.encoder_labels: dict[str, str] = {}  # how errors name each modality's encoder
         for m in self.modalities:
             name = getattr(options, f"{m}_encoder")
             if not name.rpartition(":")[2].startswith(f"{m}."):  # "dist:vision.x" names a provider
                 raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
-            target = lookups.resolve("encoder", name).load()
-            encoders[m] = instantiate_model(target, getattr(options, m), name=name, kind="encoder", path=f"model.{m}",
-                                            host=lookups)
+            component = lookups.resolve("encoder", name)
+            provider = f"{component.dist} {component.version}"
+            encoders[m] = instantiate_model(component.load(), getattr(options, m), name=name, kind="encoder",
+                                            path=f"model.{m}", host=lookups, provider=provider)
+            self.encoder_labels[m] = encoder_label(name, provider, f"model.{m}")
         self.encoders = nn.ModuleDict(encoders)
         fusion_cls = lookups.resolve("fusion", options.fusion).load()
         Fusion.check_registered(fusion_cls, options.fusion)
@@ -156,8 +159,13 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
     # ------------------------------------------------------------------ forward
 
     def encode(self, batch: Mapping[str, Any]) -> dict[str, EncoderOutput]:
-        """Each modality's encoder output."""
-        return {m: self.encoders[m](batch[m]["inputs"], batch[m].get("padding_mask")) for m in self.modalities}
+        """Each modality's encoder output, held to the encoder output contract (shapes and dtypes:
+        ``deepseek.models.encoder.check_output``)."""
+        out = {}
+        for m in self.modalities:
+            enc, inputs = self.encoders[m], batch[m]["inputs"]
+            out[m] = check_output(enc, enc(inputs, batch[m].get("padding_mask")), inputs, self.encoder_labels[m])
+        return out
 
     def presence(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Which samples have each modality, after modality dropout in training."""

@@ -9,6 +9,13 @@ PyTorch's convention; an input with nothing to mask gives an all-False mask). Na
 
     enc = deepseek.create_encoder("text.transformer", d_model=256)
     out = enc(tokens, padding_mask=tokens == 0)   # out.features (B, T, 256), out.padding_mask (B, T)
+
+The contract is checked where the framework meets an encoder: :func:`check_encoder` when one is
+created (an :class:`Encoder` with a positive int ``output_dim``), :func:`check_output` on what
+its forward returns (``multimodal.classifier`` checks every call; the contract test
+``tests/contract/test_encoders_contract.py`` checks every registered encoder on its
+:meth:`Encoder.example_inputs`). A violation is one line naming the encoder and the
+distribution that registered it (exit code 2).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import torch
 from torch import nn
 
 from deepseek.config.components import NoOptions
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.models.gpt import GPTConfig
 from deepseek.models.layers import init_weights, make_blocks, run_blocks
 
@@ -68,6 +75,69 @@ class Encoder(nn.Module):
         ``multiple_of`` where the options allow), and the kept width of each pair in that
         order. Encoders with MLP pairs override it; the default has none to narrow."""
         return dict(table), []
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """A batch of ``batch_size`` inputs this encoder takes and its padding mask (or ``None``),
+        shaped as its options say; the encoder contract test calls its forward on them. Every
+        encoder should give one; the default gives none (the contract test then fails asking
+        for it)."""
+        return None
+
+
+CONTRACT = ("return EncoderOutput(features (batch, tokens, output_dim) floating, padding_mask (batch, tokens) bool "
+            "True at padding) (docs/multimodal.md section 2)")
+"""The fix every output violation names."""
+
+
+def encoder_label(name: str, provider: str | None, path: str) -> str:
+    """How errors name an encoder: ``[<path>: ]encoder <name> (<distribution version>)``; ``path``
+    is where its keys live (``model.vision``), left out when it is the encoder's own
+    ``encoder.<name>``."""
+    where = "" if path == f"encoder.{name}" else f"{path}: "
+    return f"{where}encoder {name}" + (f" ({provider})" if provider else "")
+
+
+def check_encoder(encoder: object, label: str) -> None:
+    """A one-line :class:`UsageError` unless ``encoder`` (what a registered target returned) is
+    an :class:`Encoder` whose ``output_dim`` is a positive int."""
+    if not isinstance(encoder, Encoder):
+        raise UsageError(f"{label}: its target returned {type(encoder).__name__}, not a "
+                         "deepseek.models.encoder.Encoder; register an Encoder subclass (docs/multimodal.md section 2)")
+    dim = getattr(encoder, "output_dim", None)  # an instance attribute the encoder sets in __init__
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        got = "does not set output_dim" if dim is None else f"sets output_dim = {dim!r}"
+        raise UsageError(f"{label}: {type(encoder).__name__} {got}; set self.output_dim to the feature width "
+                         "(a positive int) in __init__ (docs/multimodal.md section 2)")
+
+
+def output_problem(out: object, inputs: object, output_dim: int) -> str | None:
+    """What breaks the output contract in ``out`` (an encoder's return for ``inputs``), or ``None``;
+    shapes and dtypes only (no data is read)."""
+    if not isinstance(out, EncoderOutput):
+        return f"returned a {type(out).__name__}, not an EncoderOutput"
+    f, mask = out.features, out.padding_mask
+    if not isinstance(f, torch.Tensor) or not f.is_floating_point():
+        what = f"a {f.dtype} tensor" if isinstance(f, torch.Tensor) else type(f).__name__
+        return f"returned features that are {what}, not a floating-point tensor"
+    if f.dim() != 3 or f.shape[-1] != output_dim:
+        return f"returned features of shape {tuple(f.shape)}, not (batch, tokens, output_dim={output_dim})"
+    if isinstance(inputs, torch.Tensor) and inputs.dim() and f.shape[0] != inputs.shape[0]:
+        return f"returned features of batch {f.shape[0]} for inputs of batch {inputs.shape[0]}"
+    if not isinstance(mask, torch.Tensor):
+        return f"returned padding_mask {type(mask).__name__}, not a (batch, tokens) bool tensor (all False: no padding)"
+    if mask.dtype != torch.bool or tuple(mask.shape) != tuple(f.shape[:2]):
+        return (f"returned a padding_mask of {mask.dtype} {tuple(mask.shape)}, not bool {tuple(f.shape[:2])} "
+                "(the features' batch and tokens)")
+    return None
+
+
+def check_output(encoder: Encoder, out: object, inputs: object, label: str) -> EncoderOutput:
+    """``out`` when it keeps the output contract (:func:`output_problem`), else a one-line
+    :class:`UsageError` naming ``label``, what was wrong and the fix."""
+    problem = output_problem(out, inputs, encoder.output_dim)
+    if problem is not None:
+        raise UsageError(f"{label}: forward {problem}; {CONTRACT}")
+    return out  # type: ignore[return-value]
 
 
 def narrowed_width(width: int, keep: float, multiple_of: int) -> int:
@@ -137,6 +207,15 @@ class TextTransformerEncoder(Encoder):
             return (f"token ids span {int(inputs.min())}..{int(inputs.max())} but vocab_size is {c.vocab_size}; "
                     f"set vocab_size to at least {int(inputs.max()) + 1}")
         return None
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token ids ``(batch_size, min(12, max_seq_len))``, the last row's second half padding."""
+        length = min(12, self.config.max_seq_len)
+        device = self.wte.weight.device
+        tokens = torch.arange(batch_size * length, device=device).view(batch_size, length) % self.config.vocab_size
+        mask = torch.zeros(batch_size, length, dtype=torch.bool, device=device)
+        mask[-1, length // 2 + 1:] = True
+        return tokens, mask
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """Features ``(B, T, D)`` of token ids ``(B, T)``.

@@ -17,13 +17,15 @@ from deepseek.errors import PluginError
 
 def instantiate_model(
     target: Any, options: Any, *, name: str, device: Any = None, kind: str = "model", path: str = "model",
-    host: Any = None,
+    host: Any = None, provider: str | None = None,
 ) -> nn.Module:
     """``target(options)`` on ``device`` (``None``: the current default device); ``options`` is
     the component's ``Options`` instance or a mapping of its keys, validated here (field paths
     ``path.key``). ``kind``: ``model`` or ``encoder``. A target that subclasses (a class) or is an
     instance of (a factory object) :class:`~deepseek.models.protocol.BuildsComponents` gets
-    ``host=`` too (default: the process's host)."""
+    ``host=`` too (default: the process's host). An encoder is held to the encoder contract
+    (:func:`deepseek.models.encoder.check_encoder`); ``provider`` (``"<distribution> <version>"``
+    of the component) is named in its errors."""
     from deepseek.models.protocol import BuildsComponents
 
     if options is None or isinstance(options, Mapping):
@@ -38,6 +40,10 @@ def instantiate_model(
             model = target(options, host=host)
         else:
             model = target(options)
+    if kind == "encoder":
+        from deepseek.models.encoder import check_encoder, encoder_label
+
+        check_encoder(model, encoder_label(name, provider, path))
     if not isinstance(model, nn.Module):
         raise PluginError(
             f"{kind} {name!r}: its target returned {type(model).__name__}, not a torch.nn.Module; "

@@ -40,12 +40,13 @@ def list_encoders(pattern: str | None = None) -> list[str]:
 
 def create_encoder(name: str, /, *, device: Any = None, **options: Any) -> Any:
     """Build the encoder registered as ``name`` with its keys as keyword arguments (validated by
-    its ``Options``; errors name ``encoder.<name>.<key>``)."""
+    its ``Options``; errors name ``encoder.<name>.<key>``), held to the encoder contract
+    (:func:`deepseek.models.encoder.check_encoder`)."""
     from deepseek.models.factory import instantiate_model
 
     component = get_host().resolve("encoder", name)
     return instantiate_model(component.load(), options, name=name, device=device, kind="encoder",
-                             path=f"encoder.{name}")
+                             path=f"encoder.{name}", provider=f"{component.dist} {component.version}")
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -1,0 +1,218 @@
+"""The encoder contract is checked where the framework meets an encoder: when one is created (an
+``Encoder`` with a positive int ``output_dim``) and on every output ``multimodal.classifier``
+gets (``EncoderOutput``, features ``(B, T, output_dim)`` floating, mask ``(B, T)`` bool). Each
+broken kind is one line naming the modality's keys, the encoder, the distribution that registered
+it, what was wrong and the fix; the CLI exits 2."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from deepseek import hookimpl
+from deepseek.errors import UsageError
+from deepseek.models.encoder import CONTRACT, Encoder, EncoderOutput
+from deepseek.models.factory import instantiate_model
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+FIX = re.escape(CONTRACT)
+
+
+@dataclass(frozen=True)
+class TinyOptions:
+    d_model: int = 8
+
+
+class Patches(Encoder):
+    """A working vision encoder: 4x4 patches of an 8x8 image, 4 tokens of width d_model."""
+
+    Options = TinyOptions
+
+    def __init__(self, options: TinyOptions) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(1, options.d_model, 4, stride=4)
+        self.output_dim = options.d_model
+
+    def forward(self, pixels, padding_mask=None):  # type: ignore[no-untyped-def]
+        f = self.embed(pixels).flatten(2).transpose(1, 2)
+        return EncoderOutput(f, torch.zeros(f.shape[:2], dtype=torch.bool))
+
+
+class Flat(Patches):
+    def forward(self, pixels, padding_mask=None):  # type: ignore[no-untyped-def]
+        out = super().forward(pixels)
+        return EncoderOutput(out.features.mean(1), out.padding_mask[:, 0])
+
+
+class Bare(Patches):
+    def forward(self, pixels, padding_mask=None):  # type: ignore[no-untyped-def]
+        return super().forward(pixels).features
+
+
+class NoneMask(Patches):
+    def forward(self, pixels, padding_mask=None):  # type: ignore[no-untyped-def]
+        return EncoderOutput(super().forward(pixels).features, None)
+
+
+class FloatMask(Patches):
+    def forward(self, pixels, padding_mask=None):  # type: ignore[no-untyped-def]
+        f = super().forward(pixels).features
+        return EncoderOutput(f, torch.zeros(f.shape[:2]))
+
+
+class WrongDim(Patches):
+    def __init__(self, options: TinyOptions) -> None:
+        super().__init__(options)
+        self.output_dim = 2 * options.d_model
+
+
+class IntFeatures(Patches):
+    def forward(self, pixels, padding_mask=None):  # type: ignore[no-untyped-def]
+        out = super().forward(pixels)
+        return EncoderOutput(out.features.long(), out.padding_mask)
+
+
+class NoDim(Encoder):
+    Options = TinyOptions
+
+    def __init__(self, options: TinyOptions) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(1, options.d_model, 4, stride=4)
+
+
+class ZeroDim(Patches):
+    def __init__(self, options: TinyOptions) -> None:
+        super().__init__(options)
+        self.output_dim = 0
+
+
+class PlainModule(nn.Module):
+    Options = TinyOptions
+
+    def __init__(self, options: TinyOptions) -> None:
+        super().__init__()
+        self.output_dim = options.d_model
+
+
+ENCODERS = {"good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
+            "wrongdim": WrongDim, "intfeatures": IntFeatures, "nodim": NoDim, "zerodim": ZeroDim, "plain": PlainModule}
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    class Acme:
+        @hookimpl
+        def deepseek_register_encoders(self, register):  # type: ignore[no-untyped-def]
+            for kind, cls in ENCODERS.items():
+                register(f"vision.acme_{kind}", cls, description=kind)
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    assert host.register_plugin(Acme(), dist="acme-encoders", version="1.0").status == "ok"
+    return host
+
+
+def _classifier(host: PluginHost, kind: str):  # noqa: ANN202
+    cls = host.resolve("model", "multimodal.classifier").load()
+    return instantiate_model(cls, {"modalities": ["vision"], "vision_encoder": f"vision.acme_{kind}",
+                                   "fusion": "late", "num_classes": 3}, name="multimodal.classifier", host=host)
+
+
+def _batch() -> dict:
+    return {"vision": {"inputs": torch.randn(2, 1, 8, 8)}, "present": {"vision": torch.ones(2, dtype=torch.bool)},
+            "label": torch.tensor([0, 2])}
+
+
+HEAD = r"^model\.vision: encoder vision\.acme_{} \(acme-encoders 1\.0\): "
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("flat", r"forward returned features of shape \(2, 8\), not \(batch, tokens, output_dim=8\); "),
+    ("bare", r"forward returned a Tensor, not an EncoderOutput; "),
+    ("nonemask", r"forward returned padding_mask NoneType, not a \(batch, tokens\) bool tensor \(all False: no "
+                 r"padding\); "),
+    ("floatmask", r"forward returned a padding_mask of torch\.float32 \(2, 4\), not bool \(2, 4\) \(the features' "
+                  r"batch and tokens\); "),
+    ("wrongdim", r"forward returned features of shape \(2, 4, 8\), not \(batch, tokens, output_dim=16\); "),
+    ("intfeatures", r"forward returned features that are a torch\.int64 tensor, not a floating-point tensor; "),
+])
+def test_a_broken_output_is_one_line_naming_encoder_and_distribution(host: PluginHost, kind: str, words: str) -> None:
+    model = _classifier(host, kind).eval()
+    with pytest.raises(UsageError, match=HEAD.format(kind) + words + FIX + "$"):
+        model(**_batch())
+    with pytest.raises(UsageError, match=HEAD.format(kind) + words):
+        model.predict(_batch())
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("nodim", r"NoDim does not set output_dim; set self\.output_dim to the feature width \(a positive int\) in "
+              r"__init__ \(docs/multimodal\.md section 2\)$"),
+    ("zerodim", r"ZeroDim sets output_dim = 0; set self\.output_dim"),
+    ("plain", r"its target returned PlainModule, not a deepseek\.models\.encoder\.Encoder; register an Encoder "
+              r"subclass \(docs/multimodal\.md section 2\)$"),
+])
+def test_a_broken_encoder_is_refused_when_it_is_created(host: PluginHost, kind: str, words: str) -> None:
+    with pytest.raises(UsageError, match=HEAD.format(kind) + words):
+        _classifier(host, kind)
+    # Created on its own, its errors name the encoder without a config path.
+    target = host.resolve("encoder", f"vision.acme_{kind}").load()
+    with pytest.raises(UsageError, match=rf"^encoder vision\.acme_{kind} \(acme-encoders 1\.0\): " + words):
+        instantiate_model(target, {}, name=f"vision.acme_{kind}", kind="encoder", path=f"encoder.vision.acme_{kind}",
+                          provider="acme-encoders 1.0")
+
+
+def test_a_working_encoder_passes_and_the_check_costs_nothing_noticeable(host: PluginHost) -> None:
+    """The checks read shapes and dtypes only: one check costs under 2% of a forward of the tiny
+    classifier (whose encoder is one 4x4 convolution, the least work a check could hide in; the
+    check is about 5 us, the forward about 1 ms on one CPU thread)."""
+    from deepseek.models.encoder import check_output
+
+    torch.set_num_threads(1)
+    model = _classifier(host, "good").eval()
+    batch = _batch()
+    inputs = batch["vision"]["inputs"]
+    encoder = model.encoders["vision"]
+    with torch.no_grad():
+        out = model(**batch)
+        features = encoder(inputs)
+    assert out["logits"].shape == (2, 3)
+
+    def best(call, calls: int = 200) -> float:  # noqa: ANN001
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            for _ in range(calls):
+                call()
+            times.append(time.perf_counter() - start)
+        return min(times) / calls
+
+    with torch.no_grad():
+        forward = best(lambda: model(**batch))
+    check = best(lambda: check_output(encoder, features, inputs, "label"))
+    assert check < 0.02 * forward, (check, forward)
+
+
+def test_the_cli_exits_2_with_the_line(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepseek.cli.main import main
+
+    (tmp_path / "mm.toml").write_text(
+        '[model]\nname = "multimodal.classifier"\nmodalities = ["vision"]\nvision_encoder = "vision.acme_flat"\n'
+        'fusion = "late"\n[data]\nname = "multimodal.digits"\nbatch_size = 8\neval_batches = 1\neval_size = 16\n'
+        '[train]\nmax_steps = 1\nwarmup_steps = 0\n[precision]\ndtype = "fp32"\n[strategy]\nname = "single"\n'
+        'device = "cpu"\n[logging]\nprogress = false\nplot = false\nruns_dir = "runs"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as info:
+        main(["train", "mm.toml"], host=host)
+    assert info.value.code == 2
+    line = err.getvalue().strip()
+    assert re.match(r"^error: model\.vision: encoder vision\.acme_flat \(acme-encoders 1\.0\): forward returned "
+                    r"features of shape \(8, 8\)", line) and "\n" not in line, line
