@@ -237,3 +237,14 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(hostile: Hostile, trained
     assert done.code == 0, done.stderr
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 2
+
+
+def test_a_latest_pointer_that_is_not_text_is_no_hint(hostile: Hostile, trained_run: Path) -> None:
+    """``checkpoints/latest`` is a hint for people and tools: bytes that are not UTF-8 in it
+    are skipped like a missing file, and the run resumes from its newest complete checkpoint."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    (run / "checkpoints" / "latest").write_bytes(b"\xff\xfe")
+    done = hostile.run("train", "--resume", "run", "--max-steps", "2", "--quiet")
+    assert done.code == 0, done.stderr
+    assert (run / "checkpoints" / "latest").read_text() == "step-2\n"

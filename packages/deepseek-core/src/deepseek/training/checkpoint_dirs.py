@@ -168,7 +168,7 @@ def _scan(root: Path) -> list[_Found]:
 def _read_latest_name(root: Path) -> str | None:
     try:
         return (root / LATEST_FILE).read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # a damaged pointer is no hint; lookups do not need it
         return None
 
 
@@ -257,7 +257,7 @@ def _read_pointer(root: Path, name: str) -> Path | None:
     """The checkpoint a pointer file (``latest``, ``best``) in ``root`` names, when complete."""
     try:
         target = (root / name).read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     m = _STEP_RE.match(target)
     if m is None or not (root / target).is_dir():
