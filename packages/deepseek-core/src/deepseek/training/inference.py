@@ -83,12 +83,12 @@ def load_trained(
             data = with_run_tokenizer(data, run_folder_of(directory))
         weights = directory  # either layout, full or sharded
         source = directory / ckpt.TRAINER_FILE
-    try:
+    try:  # a model checks its nested tables (a multimodal model's encoders) as it is built
         config = config_from_dict(_as_single(data, need_data), validate=False, host=host)
+        model = build_model(config, host=host)
     except ConfigError as exc:
         raise CheckpointError(f"{source} (the checkpoint's config): {exc}; if the file was edited or is damaged, "
                               "use another checkpoint") from exc
-    model = build_model(config, host=host)
     ckpt.load_into_model(model, weights)
     model.to(device).eval()
     return model, config, state
