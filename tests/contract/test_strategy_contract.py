@@ -3,7 +3,8 @@
 Each strategy subclasses :class:`Strategy`, declares a frozen ``Options`` dataclass whose
 defaults form a valid configuration, and writes the canonical checkpoint format. Strategies
 that train inside the calling process also train a few steps of a tiny GPT here; those that need
-a launcher (``needs_launcher = True``) are exercised under torchrun in tests/pro.
+a launcher (``needs_launcher = True``) train under torchrun against ``single`` in
+``test_launcher_strategies_contract.py`` (first-party ones: tests/pro).
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def test_trains_in_process_and_writes_canonical_checkpoint(name: str, tmp_path: 
 
     cls = _strategy_class(name)
     if cls.needs_launcher:
-        pytest.skip(f"{name} needs one process per device (needs_launcher); tested under torchrun in tests/pro")
+        pytest.skip(f"{name} needs one process per device (needs_launcher); tested under torchrun in "
+                    "test_launcher_strategies_contract.py (first-party ones: tests/pro)")
     config = config_from_dict({**TINY, "strategy": {"name": name},
                                "logging": {**TINY["logging"], "runs_dir": str(tmp_path)}})
     trainer = Trainer(config, run_dir=tmp_path / "run")

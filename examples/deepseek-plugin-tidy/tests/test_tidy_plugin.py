@@ -25,7 +25,7 @@ def test_discovered_through_its_entry_point() -> None:
     record = host.records["deepseek-tidy"]
     assert (record.status, record.edition, record.modules) == ("ok", "third-party", ["deepseek_tidy.plugin"])
     assert record.components == {"pass": [plugin.PASS_NAME], "model": ["tidy.line-classifier"],
-                                 "dataset": ["tidy.source-lines"]}
+                                 "dataset": ["tidy.source-lines"], "strategy": ["tidy.allreduce"]}
     comp = host.resolve("pass", plugin.PASS_NAME)
     assert (comp.dist, comp.target) == ("deepseek-tidy", "deepseek_tidy.casts:DropNoopCasts")
     names = {impl.plugin_name for impl in host.hook.deepseek_train_step_end.get_hookimpls()}

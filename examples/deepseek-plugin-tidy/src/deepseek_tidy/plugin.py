@@ -1,6 +1,6 @@
 """The module named by deepseek-tidy's ``deepseek`` entry point.
 
-It imports no torch: the graph pass, the model and the dataset are registered as lazy
+It imports no torch: the graph pass, the model, the dataset and the strategy are registered as lazy
 ``module:attribute`` targets, and the training callbacks live in :mod:`deepseek_tidy.losses`
 (stdlib only).
 """
@@ -40,6 +40,13 @@ def deepseek_register_datasets(register: RegisterFn) -> None:
     """Register ``tidy.source-lines``."""
     register("tidy.source-lines", "deepseek_tidy.lines:SourceLines",
              description="standard-library source lines labelled code / comment / import")
+
+
+@hookimpl
+def deepseek_register_strategies(register: RegisterFn) -> None:
+    """Register ``tidy.allreduce``."""
+    register("tidy.allreduce", "deepseek_tidy.allreduce:AllReduceStrategy",
+             description="data parallel, one process per device; gradients averaged with one all-reduce")
 
 
 @hookimpl

@@ -1,0 +1,118 @@
+"""Contract of every third-party strategy that needs a launcher (``needs_launcher = True``):
+under torchrun, 2 gloo processes on the CPU, 3 steps of a tiny GPT (dropout 0) give the loss and
+gradient norm of ``single`` in one process at every step, within 1e-5.
+
+A strategy whose ranks never combine their gradients (or their loss) trains each rank on its own
+half of the batch and fails here, although it runs and exits 0. The first-party distributions'
+strategies are checked against ``single`` in tests/pro; this module takes every other
+distribution's, and skips with the reason when none is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek.plugins.host import get_host
+
+FIRST_PARTY = {"deepseek-core", "deepseek-pro", "deepseek-enterprise"}
+STEPS = 3
+TOML = f"""\
+[model]
+name = "tiny"
+d_model = 32
+n_heads = 2
+n_layers = 2
+max_seq_len = 32
+dropout = 0.0
+
+[data]
+seq_len = 32
+batch_size = 4
+eval_batches = 1
+
+[train]
+max_steps = {STEPS}
+warmup_steps = 1
+eval_interval = 0
+lr = 3e-3
+seed = 11
+
+[precision]
+dtype = "fp32"
+
+[checkpoint]
+interval = 0
+at_end = false
+
+[logging]
+progress = false
+plot = false
+"""
+
+
+def _launcher_strategies() -> list[str]:
+    """``dist:name`` of every registered needs_launcher strategy outside the first-party editions."""
+    out = []
+    for comp in get_host().components("strategy"):
+        if comp.dist not in FIRST_PARTY and getattr(comp.load(), "needs_launcher", False):
+            out.append(comp.qualified_name)
+    return out
+
+
+STRATEGIES = _launcher_strategies()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _train(config: Path, run: Path, strategy: str, nproc: int) -> list[dict[str, Any]]:
+    """``deepseek train`` (under torchrun with ``nproc`` > 1 processes) on the CPU; its step records."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1",
+                "--master-port", str(_free_port())] if nproc > 1 else []
+    proc = subprocess.run([sys.executable, *launcher, "-m", "deepseek", "train", str(config), "--strategy", strategy,
+                           "--run-dir", str(run)], env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        lines = (proc.stdout + proc.stderr).splitlines()
+        tail = "\n".join(line for line in lines if not re.match(r"[WEI]\d{4} ", line))[-4000:]
+        pytest.fail(f"{strategy} on {nproc} process(es) exited with {proc.returncode}:\n{tail}")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    return sorted((r for r in rows if "loss" in r and "grad_norm" in r), key=lambda r: r["step"])
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    work = tmp_path_factory.mktemp("single")
+    (work / "tiny.toml").write_text(TOML, encoding="utf-8")
+    return _train(work / "tiny.toml", work / "run", "single", 1)
+
+
+def test_a_third_party_launcher_strategy_is_installed() -> None:
+    if not STRATEGIES:
+        pytest.skip("no needs_launcher strategy from a distribution other than "
+                    f"{', '.join(sorted(FIRST_PARTY))} is installed (first-party ones: tests/pro)")
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_two_processes_train_like_single(name: str, single: list[dict[str, Any]], tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(TOML, encoding="utf-8")
+    got = _train(tmp_path / "tiny.toml", tmp_path / "run", name, 2)
+    assert [r["step"] for r in got] == [r["step"] for r in single] == list(range(1, STEPS + 1))
+    for key in ("loss", "grad_norm"):
+        assert [r[key] for r in got] == pytest.approx([r[key] for r in single], abs=1e-5), (
+            f"{name}: {key} on 2 processes differs from single's; do the ranks average their gradients "
+            "(and the loss) over the data-parallel ranks?")
