@@ -216,3 +216,27 @@ def test_the_cli_exits_2_with_the_line(host: PluginHost, tmp_path: Path, monkeyp
     line = err.getvalue().strip()
     assert re.match(r"^error: model\.vision: encoder vision\.acme_flat \(acme-encoders 1\.0\): forward returned "
                     r"features of shape \(8, 8\)", line) and "\n" not in line, line
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ({"vision": {"img_size": 0}}, "model.vision.img_size: must be >= 1"),               # a field check
+    ({"vision": {"img_size": 9}}, "model.vision.img_size: 9 px in 2-px patches"),       # vision.swin's __post_init__
+    ({"text": {"d_model": 30}}, "model.text.n_heads: d_model=30 is not divisible"),    # text.transformer's __init__
+    ({"audio": {"d_model": 30}}, "model.audio.n_heads: d_model=30 is not divisible"),  # audio's __post_init__
+])
+def test_an_encoders_own_errors_name_its_keys_where_they_were_given(table: dict, words: str) -> None:
+    """One path style per key: inside a multimodal model an encoder's keys are ``model.<modality>.<key>``
+    in its own errors (written as ``encoder.<name>.<key>``) as in field errors; created on its own,
+    ``encoder.<name>.<key>``."""
+    from deepseek.errors import ConfigError
+    from deepseek.plugins.host import get_host
+
+    cls = get_host().resolve("model", "multimodal.classifier").load()
+    with pytest.raises(ConfigError, match="^" + re.escape(words)):
+        instantiate_model(cls, table, name="multimodal.classifier")
+    m = next(iter(table))
+    name = {"vision": "vision.swin", "text": "text.transformer", "audio": "audio.conv_transformer"}[m]
+    import deepseek
+
+    with pytest.raises(ConfigError, match="^" + re.escape(words.replace(f"model.{m}.", f"encoder.{name}.", 1))):
+        deepseek.create_encoder(name, **table[m])

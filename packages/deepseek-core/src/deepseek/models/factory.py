@@ -5,14 +5,14 @@ the models that hold encoders all come here)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from deepseek.config.components import build_options
-from deepseek.errors import PluginError
+from deepseek.errors import ConfigError, PluginError
 
 
 def instantiate_model(
@@ -21,25 +21,16 @@ def instantiate_model(
 ) -> nn.Module:
     """``target(options)`` on ``device`` (``None``: the current default device); ``options`` is
     the component's ``Options`` instance or a mapping of its keys, validated here (field paths
-    ``path.key``). ``kind``: ``model`` or ``encoder``. A target that subclasses (a class) or is an
+    ``path.key``; an encoder's own errors naming ``encoder.<name>.<key>`` are shown under ``path``
+    too). ``kind``: ``model`` or ``encoder``. A target that subclasses (a class) or is an
     instance of (a factory object) :class:`~deepseek.models.protocol.BuildsComponents` gets
     ``host=`` too (default: the process's host). An encoder is held to the encoder contract
     (:func:`deepseek.models.encoder.check_encoder`); ``provider`` (``"<distribution> <version>"``
     of the component) is named in its errors."""
-    from deepseek.models.protocol import BuildsComponents
-
-    if options is None or isinstance(options, Mapping):
-        options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
-    where = torch.device(device) if device is not None else contextlib.nullcontext()
-    with where:
-        if isinstance(target, BuildsComponents) or (isinstance(target, type) and issubclass(target, BuildsComponents)):
-            if host is None:
-                from deepseek.plugins.host import get_host
-
-                host = get_host()
-            model = target(options, host=host)
-        else:
-            model = target(options)
+    with _keys_under(path, f"{kind}.{name.rpartition(':')[2]}" if kind == "encoder" else path):
+        if options is None or isinstance(options, Mapping):
+            options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
+        model = _call(target, options, device, host)
     if kind == "encoder":
         from deepseek.models.encoder import check_encoder, encoder_label
 
@@ -50,3 +41,33 @@ def instantiate_model(
             f"fix the plugin's deepseek_register_{kind}s target"
         )
     return model
+
+
+@contextlib.contextmanager
+def _keys_under(path: str, own: str) -> Iterator[None]:
+    """A :class:`ConfigError` that a component raises itself (``__post_init__``, ``__init__``)
+    naming its keys by its own path ``own`` (``encoder.vision.swin.img_size``) is re-raised
+    naming them where they were given (``model.vision.img_size``), as field errors do: one path
+    style per key."""
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        if own == path or not message.startswith(f"{own}."):
+            raise
+        raise ConfigError(f"{path}.{message[len(own) + 1:]}") from None
+
+
+def _call(target: Any, options: Any, device: Any, host: Any) -> Any:
+    """``target(options)`` (with ``host=`` for a component builder) on ``device``."""
+    from deepseek.models.protocol import BuildsComponents
+
+    where = torch.device(device) if device is not None else contextlib.nullcontext()
+    with where:
+        if isinstance(target, BuildsComponents) or (isinstance(target, type) and issubclass(target, BuildsComponents)):
+            if host is None:
+                from deepseek.plugins.host import get_host
+
+                host = get_host()
+            return target(options, host=host)
+        return target(options)
