@@ -138,9 +138,15 @@ def deepseek_register_datasets(register: RegisterFn) -> None:
 def deepseek_register_strategies(register: RegisterFn) -> None:
     """Register parallelism strategies.
 
-    ``target`` is a subclass of :class:`deepseek.training.strategy.Strategy`. It is created as
-    ``target(options, precision=...)`` where ``options`` is the ``[strategy]`` table of the
-    config minus ``name``; the strategy validates its own options. Core registers ``single``.
+    ``target`` is a subclass of :class:`deepseek.training.strategy.Strategy` that implements
+    every abstract method (checked when a config naming it loads). The framework validates the
+    ``[strategy]`` table minus ``name`` against the class's frozen ``Options`` dataclass (unknown
+    keys and bad values refused with the field path) and the trainer creates it as
+    ``target(options, precision=precision, host=host)``: ``options`` that ``Options``
+    instance, ``precision`` the run's :class:`~deepseek.training.mixed_precision.Precision`,
+    ``host`` the run's plugin host. A class with ``needs_launcher = True`` is set up only in a
+    process a launcher started (:mod:`deepseek.training.launcher_env`). Core registers
+    ``single``. Guide: docs/plugins.md section 12.
     """
 
 
