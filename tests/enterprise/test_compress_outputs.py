@@ -1,12 +1,15 @@
-"""Paths ``deepseek compress`` writes to are checked before any work: a ``--json`` path that is a
-folder is one line, exit 2, with no output run folder made (it was an internal error after the
-compressed run had been written)."""
+"""What ``deepseek compress`` is pointed at is checked before anything is written: a ``--json``
+path that is a folder (it was an internal error after the compressed run had been written) and a
+run that compress already quantized (torchao's weights take no further step: it was an internal
+error) are one line, exit 2, with no output run folder made."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import tomli_w
+from _compresshelpers import CONFIG
 from _inprocess import deepseek_here
 
 
@@ -19,3 +22,19 @@ def test_a_json_path_that_is_a_folder_is_refused_before_anything_is_written(
     assert code == 2, err
     assert err.splitlines() == ["error: --json: reports is a folder; give a file path, e.g. reports/compression.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
+@pytest.mark.parametrize("method", [["--method", "quantize.int8"], ["--method", "prune.ffn"],
+                                    ["--max-drop", "5%", "--recovery-steps", "0"]])
+def test_a_quantized_run_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: list[str]) -> None:
+    (tmp_path / "c.toml").write_text(tomli_w.dumps({**CONFIG, "train": {**CONFIG["train"], "max_steps": 2}}))
+    assert deepseek_here(monkeypatch, tmp_path, "train", "c.toml", "--run-dir", "run", "--quiet")[0] == 0
+    made = deepseek_here(monkeypatch, tmp_path, "compress", "--checkpoint", "run", "--method", "quantize.int8",
+                         "--out", "q", "--latency-runs", "0", "--device", "cpu")
+    assert made[0] == 0, made[1]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "compress", "--checkpoint", "q", *method, "--out", "qq",
+                                 "--latency-runs", "0", "--device", "cpu")
+    assert code == 2, err
+    assert err.splitlines() == ["error: --checkpoint: q holds a model that deepseek compress already quantized (int8); "
+                                "compress the run it came from (the 'source' in its compression.json)"]
+    assert not (tmp_path / "qq").exists()

@@ -112,6 +112,10 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")
     use_default_cpu_threads()
     model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
+    if config.model.name == "quantized":  # torchao's quantized weights take no further compression step
+        raise UsageError(f"--checkpoint: {checkpoint} holds a model that deepseek compress already quantized "
+                         f"({config.model.options.scheme}); compress the run it came from (the 'source' in its "
+                         "compression.json)")
     if compressor is not None:
         compressor.check_model(model, config)
     dataset = build_dataset(config, host)
