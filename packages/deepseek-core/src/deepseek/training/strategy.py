@@ -116,7 +116,9 @@ class Strategy(ABC):
     (``precision.master_weights``, :mod:`deepseek.training.master_weights`)."""
     needs_launcher: ClassVar[bool] = False
     """True when the strategy needs one process per device started by a launcher
-    (``deepseek launch`` / torchrun); False when it trains inside the calling process."""
+    (``deepseek launch`` / torchrun); False when it trains inside the calling process. Core
+    refuses to set up a True one in a process without the launcher's environment
+    (:mod:`deepseek.training.launcher_env`)."""
 
     def __init__(self, options: Mapping[str, Any] | Any = None, *, precision: Precision, host: Any = None) -> None:
         from deepseek.config.validate import build_dataclass
