@@ -73,6 +73,10 @@ def open_storage(url: str | None, folder: Path) -> Any:
             return JournalStorage(JournalFileBackend(path))
         except OSError as exc:
             raise UsageError(f"--storage: cannot open the journal {path} ({exc.strerror}); give a writable path") from None
+        except Exception as exc:  # noqa: BLE001 - Optuna replays the file as it opens it: any error is its content
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise UsageError(f"--storage: {path} is not a readable Optuna journal ({type(exc).__name__}: {detail}); "
+                             "give this study's journal file, or a new path for a new study") from None
     if "://" not in url:
         raise UsageError(f"--storage: {url!r} is not a storage URL; give sqlite:///PATH, "
                          "postgresql://USER@HOST/DB (any SQLAlchemy URL) or journal:PATH")
