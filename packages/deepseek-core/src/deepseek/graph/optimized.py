@@ -105,7 +105,9 @@ def optimize(
     """Return a module computing ``model``'s function faster, verified against eager.
 
     Args:
-        model: the model; it is put in eval mode. Its parameters are shared, never modified.
+        model: the model; it is put in eval mode. Its parameters are shared, never modified:
+            a pass that writes to them is refused (:class:`~deepseek.errors.PluginError` naming
+            the pass and its distribution; :mod:`deepseek.graph.guard`).
         example_inputs: a tensor or tuple of positional inputs to optimize for now; ``None``
             defers the work to the first call (and to each new input signature).
         passes: ``"auto"`` (core's graph passes; every further pass it considers, kept only
@@ -130,7 +132,9 @@ def optimize(
         host: the :class:`~deepseek.plugins.host.PluginHost` pass names resolve on and whose
             third-party passes ``auto`` considers (default: the process's, ``get_host()``).
 
-    A pass that raises or changes the numbers beyond the tolerance is dropped with an
+    In ``auto`` a tried pass is kept only when the pipeline is faster with it by more than the
+    timing noise (:func:`deepseek.graph.verify.clear_gain`). A pass that raises or changes the
+    numbers beyond the tolerance is dropped with an
     :class:`~deepseek.graph.plan.OptimizerWarning` naming it; the worst case is eager. What was
     decided, and why, is ``result.plan`` (:class:`~deepseek.graph.plan.Plan`).
     """

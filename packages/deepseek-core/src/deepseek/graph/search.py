@@ -31,13 +31,17 @@ from torch import nn
 
 from deepseek.graph import cache as disk
 from deepseek.graph.capture import CaptureError, capture
+from deepseek.graph.guard import ModelGuard
 from deepseek.graph.passes import FP32_TOLERANCE, GraphPass, PassReport
 from deepseek.graph.plan import STATS, OptimizerWarning, Plan, Stage
-from deepseek.graph.spec import Spec
+from deepseek.graph.spec import Spec, pass_origin
 from deepseek.graph.verify import (
     Verifier,
+    call_ms,
+    clear_gain,
     device_of,
     has_subclass_weights,
+    median,
     median_ms,
     signature_of,
     top1_agreement,
@@ -74,7 +78,7 @@ def build(model: nn.Module, inputs: tuple[Any, ...], spec: Spec) -> tuple[Callab
     device = device_of(model, inputs)
     with torch.no_grad():
         reference = model(*inputs)
-    verifier = Verifier(inputs, reference)
+    verifier = Verifier(inputs, reference, ModelGuard(model, lambda gp: pass_origin(gp, spec.host)))
     plan = Plan(signature=repr(signature_of(inputs)), precision=spec.precision, tolerance=_base_tolerance(spec, reference, model))
     key = directory = None
     if spec.cacheable:
@@ -252,9 +256,12 @@ def _try_passes(
             report.status, report.error = "dropped", why
             warn_drop(gp.name, why)
             continue
-        ms_with, ms_without = median_ms([fn, best.fn], verifier.inputs, runs=spec.runs, warmup=spec.warmup, device=device)
+        with_it, without = call_ms([fn, best.fn], verifier.inputs, runs=spec.runs, warmup=spec.warmup, device=device)
+        ms_with, ms_without = median(with_it), median(without)
         report.ms_with, report.ms_without = round(ms_with, 3), round(ms_without, 3)
-        if ms_with < ms_without:
+        # Kept only when faster by more than the timing noise: a pass that changes nothing
+        # would otherwise be kept or not by chance (and the decision cached).
+        if clear_gain(with_it, without)[0]:
             graph, best = out, _Best(ms_with, stage.name, fn, stage_passes)
         else:
             report.status = "not-faster"

@@ -52,6 +52,21 @@ def resolve_pass(spec: str | GraphPass, host: Any = None) -> GraphPass:
     return obj
 
 
+def pass_origin(graph_pass: GraphPass, host: Any = None) -> str:
+    """``<distribution> <version>`` that registered ``graph_pass``'s class on ``host`` (default: the
+    process's), else where its class lives (a pass given as an instance)."""
+    from deepseek.plugins.host import get_host
+
+    for comp in (host or get_host()).components("pass"):
+        if comp.name == graph_pass.name:
+            try:
+                if comp.load() is type(graph_pass):
+                    return f"{comp.dist} {comp.version}"
+            except Exception:  # noqa: BLE001, S112 - another component of that name; keep looking
+                continue
+    return f"class {type(graph_pass).__module__}.{type(graph_pass).__qualname__}"
+
+
 @dataclass
 class ThirdParty:
     """The registered passes of other distributions that ``auto`` considers."""

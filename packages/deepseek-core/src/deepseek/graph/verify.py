@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -54,7 +55,33 @@ def _sync(device: torch.device) -> None:
 
 def median_ms(fns: Sequence[Callable[..., Any]], args: Sequence[Any], *, runs: int, warmup: int,
               device: torch.device) -> list[float]:
-    """Median wall time of each ``fn(*args)`` in milliseconds, after ``warmup`` calls of each.
+    """Median wall time of each ``fn(*args)`` in milliseconds, after ``warmup`` calls of each
+    (:func:`call_ms`)."""
+    return [median(own) for own in call_ms(fns, args, runs=runs, warmup=warmup, device=device)]
+
+
+def median(values: Sequence[float]) -> float:
+    """The middle value (the mean of the two middle ones of an even count)."""
+    return statistics.median(values)
+
+
+def clear_gain(faster: Sequence[float], slower: Sequence[float]) -> tuple[bool, float, float]:
+    """Whether ``faster`` (times of calls taken in turn with ``slower``'s) is faster by more than
+    the timing noise: ``(clearly, gain, spread)`` where ``gain`` is the median of the paired
+    differences ``slower[i] - faster[i]`` and ``spread`` their median absolute deviation from it.
+    For two pipelines that do the same work the differences scatter around zero and their
+    median exceeds their spread about one time in twenty; a real gain moves the whole
+    distribution."""
+    diffs = [b - a for a, b in zip(faster, slower, strict=True)]
+    gain = median(diffs)
+    spread = median([abs(d - gain) for d in diffs])
+    return gain > spread, gain, spread
+
+
+def call_ms(fns: Sequence[Callable[..., Any]], args: Sequence[Any], *, runs: int, warmup: int,
+            device: torch.device) -> list[list[float]]:
+    """Wall time in milliseconds of each of ``runs`` calls ``fn(*args)`` of each function, after
+    ``warmup`` calls of each.
 
     The functions take turns call by call, so a change in machine load during the measurement
     affects them alike (what a comparison between them needs).
@@ -70,8 +97,8 @@ def median_ms(fns: Sequence[Callable[..., Any]], args: Sequence[Any], *, runs: i
                 start = time.perf_counter()
                 fn(*args)
                 _sync(device)
-                own.append(time.perf_counter() - start)
-    return [sorted(own)[len(own) // 2] * 1e3 for own in times]
+                own.append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def top1_agreement(actual: Any, expected: Any) -> float | None:
@@ -92,11 +119,14 @@ def warn_drop(name: str, why: str) -> None:
 
 
 class Verifier:
-    """Runs candidates on the example inputs and compares them with eager's outputs."""
+    """Runs candidates on the example inputs and compares them with eager's outputs; with a
+    ``guard`` (:class:`~deepseek.graph.guard.ModelGuard`), refuses once a pass has changed the
+    model the reference was computed from."""
 
-    def __init__(self, inputs: tuple[Any, ...], reference: Any) -> None:
+    def __init__(self, inputs: tuple[Any, ...], reference: Any, guard: Any = None) -> None:
         self.inputs = inputs
         self.reference = reference
+        self.guard = guard
 
     def error(self, module: Callable[..., Any]) -> tuple[float, Any]:
         """``(max relative error, outputs)`` of ``module`` on the example inputs."""
@@ -105,7 +135,15 @@ class Verifier:
         return max_rel_error(out, self.reference), out
 
     def apply(self, gp: GraphPass, current: nn.Module, tolerance: float) -> tuple[nn.Module | None, PassReport]:
-        """Run ``gp`` on a copy of ``current``; the result if it verified, else ``None``."""
+        """Run ``gp`` on a copy of ``current``; the result if it verified, else ``None``. Whatever
+        the pass did, the guard then checks the model (its error replaces any result)."""
+        try:
+            return self._apply(gp, current, tolerance)
+        finally:
+            if self.guard is not None:
+                self.guard.check(gp)
+
+    def _apply(self, gp: GraphPass, current: nn.Module, tolerance: float) -> tuple[nn.Module | None, PassReport]:
         try:
             src = copy_graph_module(current) if isinstance(current, fx.GraphModule) else current
             with torch.no_grad():
