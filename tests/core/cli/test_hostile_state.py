@@ -162,6 +162,10 @@ METRICS_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("metrics step a string", _write("metrics.jsonl", b'{"step": "one"}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
     ("metrics step negative", _write("metrics.jsonl", b'{"step": -1}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
     ("metrics not UTF-8", _write("metrics.jsonl", b'{"step": 0, "x": "\xff"}\n'), ["metrics.jsonl", "cannot read"]),
+    ("metrics a folder", lambda run: ((run / "metrics.jsonl").unlink(), (run / "metrics.jsonl").mkdir()),
+     ["metrics.jsonl: cannot read the run's metrics (Is a directory); make it a readable file"]),
+    ("metrics a loop of links", lambda run: ((run / "metrics.jsonl").unlink(), (run / "metrics.jsonl").symlink_to("metrics.jsonl")),
+     ["metrics.jsonl: cannot read the run's metrics (Too many levels of symbolic links)"]),
 ]
 """The run's metrics, read when a run continues in its own folder."""
 

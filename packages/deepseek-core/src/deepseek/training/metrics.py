@@ -24,12 +24,15 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     from deepseek.errors import UsageError
 
     p = Path(path)
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():  # exists() is False for a loop of links too
         return []
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise UsageError(f"{p}: cannot read the run's metrics ({exc}); {_METRICS_FIX}") from exc
+    except OSError as exc:  # a folder, a loop of symbolic links, no permission
+        raise UsageError(f"{p}: cannot read the run's metrics ({exc.strerror}); make it a readable file "
+                         "or start a new run") from exc
     out = []
     for number, line in enumerate(lines, start=1):
         try:
