@@ -111,6 +111,7 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("step null", _set(step=None), ["step is null"]),
     ("step missing", _drop("step"), ["no 'step' field"]),
     ("tokens negative", _set(tokens_seen=-1), ["tokens_seen"]),
+    ("tokens past 64 bits", _set(tokens_seen=10**400), ["tokens_seen is a number", "< 2**63"]),
     ("samples a string", _set(samples_seen="many"), ["samples_seen"]),
     ("data a list", _set(data=[1, 2]), ["data is a list"]),
     ("data missing", _drop("data"), ["no 'data' field"]),

@@ -21,6 +21,8 @@ from deepseek.training.checkpoint_io import HINT
 
 FORMAT = "deepseek-checkpoint"
 FORMAT_VERSION = 1
+COUNTER_LIMIT = 2**63
+"""Bound of the counters ``step``, ``tokens_seen``, ``samples_seen`` (signed 64-bit)."""
 
 
 def _is_int(value: Any) -> bool:
@@ -61,9 +63,9 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         if field not in state:
             raise CheckpointError(f"{path}: has no {field!r} field; the file is incomplete: {HINT}")
     counters = ("step", "tokens_seen", "samples_seen")
-    for field in counters:
-        if field in state and not (_is_int(state[field]) and state[field] >= 0):
-            raise bad(field, "a whole number >= 0", state[field])
+    for field in counters:  # counted in 64 bits (tensors, rates in floats): larger is damage
+        if field in state and not (_is_int(state[field]) and 0 <= state[field] < COUNTER_LIMIT):
+            raise bad(field, "a whole number >= 0 and < 2**63", state[field])
     for field in ("data", "config", "schedule", "precision", "metrics"):
         if field in state and not isinstance(state[field], dict):
             raise bad(field, "an object", state[field])
