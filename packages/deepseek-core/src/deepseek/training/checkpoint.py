@@ -185,9 +185,11 @@ def check_model_fit(
 
 
 def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load ``path`` (a weights file or a checkpoint folder, see :func:`load_model_state`) into
-    ``model`` strictly; a mismatch names the keys and the fix."""
-    state = load_model_state(path)
+    """Load ``path`` (a weights file, or a checkpoint, ``checkpoints`` or run folder: the newest
+    complete checkpoint, see :func:`resolve_checkpoint`) into ``model`` strictly; a mismatch names
+    the keys and the fix."""
+    p = Path(path)
+    state = load_model_state(p if p.is_file() else resolve_checkpoint(p))
     live = model.state_dict()
     check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, path, {k: v.dtype for k, v in live.items()})
     model.load_state_dict(state, strict=True)
