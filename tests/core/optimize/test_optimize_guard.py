@@ -1,6 +1,6 @@
 """``deepseek.optimize`` never leaves the user's model silently changed by a pass: a pass that
 writes to the model's own parameters or buffers (in place, through ``.data`` or by replacing
-them), by a lot or by one part in a million, is refused in one line naming the pass and its
+them), by a lot or by one part in a million, or changes a sub-module's settings, is refused in one line naming the pass and its
 distribution and saying the model must be reloaded; no pipeline is returned."""
 
 from __future__ import annotations
@@ -63,6 +63,18 @@ class Replaces(GraphPass):
         return gm
 
 
+class Retunes(GraphPass):
+    """Sets the BatchNorm's eps in the module the graph shares with the model."""
+
+    name = "acme.retunes"
+
+    def apply(self, gm, example_inputs):  # type: ignore[no-untyped-def]
+        for m in gm.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.eps = 0.5
+        return gm
+
+
 class Harmless(GraphPass):
     name = "acme.harmless"
 
@@ -72,7 +84,7 @@ class Harmless(GraphPass):
 
 
 PASSES = {"acme.doubles": Doubles, "acme.nudges": Nudges, "acme.swaps": Swaps, "acme.replaces": Replaces,
-          "acme.harmless": Harmless}
+          "acme.retunes": Retunes, "acme.harmless": Harmless}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +105,7 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4)).eval()
 
 
-LINE = (r"^optimizer: pass '{}' \(acme-passes 1\.0\) changed the model's own parameters or buffers in place \({}\); "
+LINE = (r"^optimizer: pass '{}' \(acme-passes 1\.0\) changed the model's own parameters, buffers or modules in place \({}\); "
         r"nothing was optimized and the model you passed is no longer the one you loaded: reload it before using "
         r"it, and leave the pass out \(passes=\[\.\.\.\] without it\) or fix it")
 
@@ -103,6 +115,7 @@ LINE = (r"^optimizer: pass '{}' \(acme-passes 1\.0\) changed the model's own par
     ("acme.nudges", r"0\.weight"),             # 1 + 1e-6 through .data: no _version bump
     ("acme.swaps", r"0\.weight"),              # same values, other places
     ("acme.replaces", r"1\.running_mean and 2 more"),  # new tensors of equal values
+    ("acme.retunes", r"1/"),                            # a module's setting (eps), no tensor
 ])
 def test_a_pass_that_writes_to_the_model_is_refused(host: PluginHost, name: str, first: str) -> None:
     model, x = _model(), torch.randn(5, 8)

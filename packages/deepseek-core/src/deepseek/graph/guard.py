@@ -5,7 +5,7 @@ Captured graphs share the model's parameters and sub-modules, so a pass that wri
 place (``p.mul_(2)`` under ``no_grad``, ``p.data.add_(...)``, ``p.data = ...``, ``setattr`` of a
 sub-module's weight) changes the model the caller holds, and the eager reference every candidate
 is compared with no longer describes it. ``_version`` counters miss writes through ``.data``, so
-the fingerprint reads the values: per tensor, the identity of the tensor object and of its
+the fingerprint reads the values (and each sub-module's settings, its ``extra_repr``): per tensor, the identity of the tensor object and of its
 storage, its shape and strides, and two integer sums of its bytes (plain, and weighted by
 position in rows and columns of :data:`BLOCK` words, so a changed bit or moved values change
 them). It reads every weight twice, at memory speed (about 0.1 s for 86M fp32 parameters on one
@@ -60,10 +60,14 @@ def _digest(t: torch.Tensor) -> tuple[Any, ...]:
 
 
 def fingerprint(model: nn.Module) -> dict[str, tuple[Any, ...]]:
-    """What identifies the values of every parameter and buffer of ``model``, by name."""
+    """What identifies the values of every parameter and buffer of ``model``, by name, and every
+    sub-module's settings (its type and ``extra_repr``: a LayerNorm's ``eps``, a Linear's
+    shape), by name with a trailing ``/``."""
     with torch.no_grad():
         named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-        return {name: _digest(t) for name, t in named}
+        tensors = {name: _digest(t) for name, t in named}
+    modules = {f"{name}/": (id(m), type(m).__qualname__, m.extra_repr()) for name, m in model.named_modules()}
+    return {**tensors, **modules}
 
 
 class ModelGuard:
@@ -83,8 +87,8 @@ class ModelGuard:
             return
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
         raise PluginError(
-            f"optimizer: pass {graph_pass.name!r} ({self.origin(graph_pass)}) changed the model's own parameters or "
-            f"buffers in place ({changed[0]}{more}); nothing was optimized and the model you passed is no longer "
+            f"optimizer: pass {graph_pass.name!r} ({self.origin(graph_pass)}) changed the model's own parameters, "
+            f"buffers or modules in place ({changed[0]}{more}); nothing was optimized and the model you passed is no longer "
             "the one you loaded: reload it before using it, and leave the pass out (passes=[...] without it) "
             "or fix it to rewrite the graph without writing to the model's tensors"
         )

@@ -91,6 +91,13 @@ class GraphPass:
         """Rewrite ``gm``; return the result, or ``None`` when nothing applied."""
         raise NotImplementedError
 
+    def example(self) -> tuple[nn.Module, tuple[Any, ...]] | None:
+        """A model (eval mode) and its example inputs on which this pass fires: the kind of model
+        it is for. The contract test (``tests/contract/test_passes_contract.py``) checks that the
+        pass fires on it and keeps its numbers and parameters, besides checking it on its
+        reference model. Default: none."""
+        return None
+
     def record(self, change: str) -> None:
         """Note one change (shown in the per-pass report)."""
         self._changes.append(change)
