@@ -164,11 +164,14 @@ METRICS_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("metrics step negative", _write("metrics.jsonl", b'{"step": -1}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
     ("metrics not UTF-8", _write("metrics.jsonl", b'{"step": 0, "x": "\xff"}\n'), ["metrics.jsonl", "cannot read"]),
     ("metrics a folder", lambda run: ((run / "metrics.jsonl").unlink(), (run / "metrics.jsonl").mkdir()),
-     ["metrics.jsonl: cannot read the run's metrics (Is a directory); make it a readable file"]),
+     ["metrics.jsonl: is a folder where the run writes its metrics.jsonl"]),
     ("metrics a loop of links", lambda run: ((run / "metrics.jsonl").unlink(), (run / "metrics.jsonl").symlink_to("metrics.jsonl")),
      ["metrics.jsonl: cannot read the run's metrics (Too many levels of symbolic links)"]),
+    ("config.toml a folder", lambda run: ((run / "config.toml").unlink(), (run / "config.toml").mkdir()),
+     ["config.toml: is a folder where the run writes its config.toml"]),
 ]
-"""The run's metrics, read when a run continues in its own folder."""
+"""The run's own files (metrics read back, config and plot written) when a run continues in its
+own folder."""
 
 
 def _cases() -> list[Any]:

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
 
 
+RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png")
+"""Files the trainer writes at the top of a run folder (config, metrics, plot)."""
+
+
 def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None) -> Path:
     """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be."""
     if run_dir is not None:
@@ -45,6 +49,11 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             f"run folder {chosen} already holds a run; continue it with --resume {chosen}, or "
             "pick another --run-dir / logging.name"
         )
+    for name in RUN_FILES:  # written as files by the run: checked before anything is
+        path = chosen / name
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder where the run writes its {name}; move it away or pick another "
+                             "--run-dir")
     return chosen
 
 
