@@ -179,8 +179,10 @@ def test_tp_generate_outside_the_launcher_is_one_line(tmp_path: Path) -> None:
     weights = _random_weights(tmp_path / "w.safetensors")
     out = deepseek_cli("generate", "--checkpoint", str(weights), "--strategy", "tp", "hello", timeout=120)
     assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.strip() == ("error: --strategy tp: it runs one process per device; start it as "
-                                  "`deepseek launch -n N -- generate ... --strategy tp`")
+    assert out.stderr.strip() == (
+        "error: strategy 'tp' needs one process per device started by a launcher (missing environment: RANK, "
+        "WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); run it with `deepseek launch -n N -- generate "
+        "--strategy tp ...` (or `torchrun --nproc-per-node N -m deepseek generate --strategy tp ...`)")
 
 
 # ----------------------------------------------------------------------------- rules, no process

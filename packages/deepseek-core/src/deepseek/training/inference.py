@@ -114,16 +114,13 @@ def load_placed(
     if strategy is None:
         model, config, state = load_trained(path, device, need_data=need_data, host=host)
         return model.to(cast), config, state, None
-    import os
-
-    from deepseek.errors import UsageError
     from deepseek.plugins.host import get_host
+    from deepseek.training.launcher_env import launcher_env
     from deepseek.training.mixed_precision import Precision
 
     cls = (host or get_host()).resolve("strategy", strategy).load()
-    if cls.needs_launcher and "RANK" not in os.environ:
-        raise UsageError(f"--strategy {strategy}: it runs one process per device; start it as "
-                         f"`deepseek launch -n N -- {command} ... --strategy {strategy}`")
+    if cls.needs_launcher:
+        launcher_env(strategy, command=command)
     placer = cls(None, precision=Precision("fp32"), host=host)
     placer.setup_environment()
     try:
