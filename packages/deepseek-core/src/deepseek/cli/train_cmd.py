@@ -64,11 +64,17 @@ def build_train_config(
         extra.append(f"train.max_steps={max_steps}")
     if config_file is not None or resume is None:
         return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+    import torch
+
     from deepseek.errors import ConfigError
+    from deepseek.training.build import build_model
     from deepseek.training.checkpoint import TRAINER_FILE
 
     try:
-        return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+        config = config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+        with torch.random.fork_rng(devices=[]):  # a model checks its nested tables (encoders) as it is built
+            build_model(config, host=host, create_on=torch.device("meta"))
+        return config
     except ConfigError as exc:  # the saved config, or an option given with --resume
         raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}; "
                           "if the file was edited or is damaged, resume from another checkpoint or pass the run's "
