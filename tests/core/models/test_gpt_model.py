@@ -159,3 +159,27 @@ def test_config_d_ff_default_and_frozen() -> None:
     assert GPTConfig(**c.to_dict()) == c
     with pytest.raises(AttributeError):
         c.d_model = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("shape", [
+    {}, {"d_model": 2048, "n_heads": 16, "n_layers": 24, "max_seq_len": 2048},
+    {"d_model": 64, "n_heads": 4, "n_layers": 3, "bias": False, "tie_embeddings": False},
+    {"d_model": 64, "n_heads": 2, "head_dim": 16, "n_layers": 2},  # pruned heads
+])
+def test_parameter_count_is_what_the_built_model_has(shape: dict) -> None:
+    config = GPTConfig(**shape)
+    assert config.parameter_count() == sum(p.numel() for p in GPT(config).parameters())
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ({"n_layers": 100_000_000}, r"^model\.n_layers: must be at most 4,096, got 100000000$"),
+    ({"max_seq_len": 10**30}, r"^model: vocab_size=256, d_model=768, n_layers=12, d_ff=3072, max_seq_len=10{30} "
+                              r"make 7\.68e\+32 parameters, more than the 1e\+12 a GPT here may have; check these "
+                              r"sizes for a typo$"),
+    ({"d_model": 10**7, "n_heads": 1}, r"^model: .* make 1\.44e\+16 parameters"),
+])
+def test_a_shape_too_large_to_build_is_refused_before_building(shape: dict, message: str) -> None:
+    """Hostile sizes (from a config or a checkpoint's trainer.json) are one line, not a build that
+    never ends or runs out of memory."""
+    with pytest.raises(ConfigError, match=message):
+        GPTConfig(**shape)

@@ -51,13 +51,14 @@ class ModelShape:
 
 def gpt_param_count(
     *, vocab_size: int, d_model: int, n_layers: int, d_ff: int, max_seq_len: int,
-    bias: bool = True, tie_embeddings: bool = True,
+    bias: bool = True, tie_embeddings: bool = True, attn_width: int | None = None,
 ) -> int:
-    """Parameters of :class:`deepseek.models.GPT`, counted without building it."""
-    h, f = d_model, d_ff
-    per_layer = 4 * h * h + 2 * h * f + 2 * h  # qkv, proj, fc, fc-proj weights; 2 LN weights
+    """Parameters of :class:`deepseek.models.GPT`, counted without building it (``attn_width``:
+    ``n_heads * head_dim``, below ``d_model`` after head pruning; default ``d_model``)."""
+    h, f, a = d_model, d_ff, d_model if attn_width is None else attn_width
+    per_layer = 4 * h * a + 2 * h * f + 2 * h  # qkv, proj, fc, fc-proj weights; 2 LN weights
     if bias:
-        per_layer += 3 * h + h + f + h + 2 * h  # qkv, proj, fc, fc-proj biases; 2 LN biases
+        per_layer += 3 * a + h + f + h + 2 * h  # qkv, proj, fc, fc-proj biases; 2 LN biases
     n = n_layers * per_layer + vocab_size * h + max_seq_len * h + h + (h if bias else 0)
     if not tie_embeddings:
         n += vocab_size * h

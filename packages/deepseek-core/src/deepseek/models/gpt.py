@@ -57,7 +57,7 @@ class GPTConfig:
     n_heads: int = 12
     """Attention heads (``d_model`` must be divisible by it)."""
     n_layers: int = 12
-    """Decoder blocks."""
+    """Decoder blocks (at most 4,096)."""
     d_ff: int | None = None
     """Hidden width of each block's MLP (unset: ``4 * d_model``)."""
     head_dim: int | None = None
@@ -90,10 +90,31 @@ class GPTConfig:
                 )
             object.__setattr__(self, "head_dim", self.d_model // self.n_heads)
         _require("head_dim", self.head_dim, lambda v: isinstance(v, int) and v > 0, "must be a positive integer")
+        _require("n_layers", self.n_layers, lambda v: v <= MAX_LAYERS, f"must be at most {MAX_LAYERS:,}")
+        if self.parameter_count() > MAX_PARAMETERS:
+            raise ConfigError(
+                f"model: vocab_size={self.vocab_size}, d_model={self.d_model}, n_layers={self.n_layers}, "
+                f"d_ff={self.d_ff}, max_seq_len={self.max_seq_len} make {self.parameter_count():.3g} parameters, "
+                f"more than the {MAX_PARAMETERS:.0e} a GPT here may have; check these sizes for a typo"
+            )
+
+    def parameter_count(self) -> int:
+        """Parameters of a GPT of this shape (weights and biases; the head counted once when tied)."""
+        from deepseek.advise.shapes import gpt_param_count
+
+        return gpt_param_count(vocab_size=self.vocab_size, d_model=self.d_model, n_layers=self.n_layers,
+                               d_ff=int(self.d_ff or 0), max_seq_len=self.max_seq_len, bias=self.bias,
+                               tie_embeddings=self.tie_embeddings, attn_width=self.n_heads * int(self.head_dim or 0))
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict (``d_ff`` and ``head_dim`` resolved), suitable for TOML/JSON and ``GPTConfig(**d)``."""
         return dataclasses.asdict(self)
+
+
+MAX_LAYERS = 4096
+"""Decoder blocks a GPT may have: deeper is a typo, not a model (building it would not end)."""
+MAX_PARAMETERS = 10**12
+"""Parameters a GPT may have (4 TB of fp32 weights): a larger shape is refused before it is built."""
 
 
 def _require(name: str, value: object, ok: object, what: str) -> None:
