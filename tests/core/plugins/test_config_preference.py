@@ -19,7 +19,7 @@ CONFLICTING = """
 from dataclasses import dataclass
 
 from deepseek import hookimpl
-from deepseek.training.strategy import Strategy as Base
+from deepseek.training.single import SingleDeviceStrategy as Base
 
 
 class Strategy(Base):
