@@ -189,3 +189,16 @@ def test_resolve_checkpoint_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         ckpt.resolve_checkpoint(tmp_path / "empty")
+
+
+def test_the_finite_check_reads_one_byte_floats_too(tmp_path: Path) -> None:
+    """float8 weights (a quantized model's) are checked through fp32: torch has no isfinite kernel
+    for them, and a finite float8 tensor must load."""
+    from deepseek.errors import CheckpointError
+    from deepseek.training.checkpoint_io import check_finite
+
+    weights = torch.tensor([0.5, -1.0, 2.0]).to(torch.float8_e4m3fn)
+    check_finite({"w": weights, "ids": torch.tensor([1, 2])}, tmp_path / "model.safetensors")
+    damaged = torch.tensor([0.5, float("nan"), 2.0]).to(torch.float8_e4m3fn)
+    with pytest.raises(CheckpointError, match=r"tensor 'w' holds 1 NaN or infinite value\(s\) of 3"):
+        check_finite({"w": damaged}, tmp_path / "model.safetensors")

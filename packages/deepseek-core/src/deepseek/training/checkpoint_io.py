@@ -90,8 +90,11 @@ def check_finite(tensors: dict[str, torch.Tensor], where: Any) -> None:
     import torch
 
     for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
+        if not tensor.is_floating_point():
+            continue
+        values = tensor.float() if tensor.element_size() == 1 else tensor  # isfinite has no float8 kernel
+        if not bool(torch.isfinite(values).all()):
+            bad = int((~torch.isfinite(values)).sum())
             raise CheckpointError(
                 f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
                 f"the checkpoint is damaged, {HINT}"
