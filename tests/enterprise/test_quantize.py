@@ -85,8 +85,8 @@ def test_stored_quantized_data_is_checked_like_input(tmp_path: Path) -> None:
     assert state["blocks.0.mlp.fc._weight_qdata"].dtype == torch.int8
     state["blocks.0.mlp.fc._weight_qdata"] = state["blocks.0.mlp.fc._weight_qdata"].float()
     save_model_state(tmp_path / "bad.safetensors", state)
-    with pytest.raises(deepseek.CheckpointError, match=r"blocks.0.mlp.fc._weight_qdata: stored as torch.float32 "
-                       r"\(256, 64\), the Int8Tensor of this model needs torch.int8"):
+    with pytest.raises(deepseek.CheckpointError, match=r"bad.safetensors: 'blocks.0.mlp.fc._weight_qdata' holds "
+                       r"torch.float32 values where the model keeps torch.int8; the checkpoint is damaged"):
         load_into_model(deepseek.create_model("quantized", base=QCONFIG["model"]), tmp_path / "bad.safetensors")
 
 
