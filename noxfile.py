@@ -91,7 +91,10 @@ def tests_enterprise(session: nox.Session) -> None:
 def tests_plugin(session: nox.Session) -> None:
     """deepseek-core + the example third-party plugin, with the plugin's own tests."""
     _install(session, CORE, PLUGIN)
-    _pytest(session, f"{PLUGIN}/tests", "tests/contract")
+    session.install("-c", "constraints.txt", "pytest-xdist==3.8.0")
+    # Two workers, each test file on one: the example's torchrun test and the launcher contract
+    # wait on their 2-process jobs while the other worker runs the rest.
+    _pytest(session, "-n", "2", "--dist", "loadfile", f"{PLUGIN}/tests", "tests/contract")
 
 
 @nox.session(name="tests-ecosystem", python=PYTHON)

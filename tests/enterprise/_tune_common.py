@@ -1,0 +1,63 @@
+"""What the ``deepseek tune`` tests share: a tiny base config, a search space, and running the
+CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+DEEPSEEK = [sys.executable, "-m", "deepseek"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+BASE = """
+[model]
+name = "tiny"
+d_model = 32
+n_heads = 2
+n_layers = 1
+max_seq_len = 32
+[data]
+seq_len = 32
+batch_size = 8
+eval_batches = 2
+[train]
+max_steps = {steps}
+lr = 3e-3
+min_lr = 1e-6
+warmup_steps = 5
+eval_interval = 10
+[precision]
+dtype = "fp32"
+[strategy]
+name = "single"
+device = "cpu"
+[checkpoint]
+interval = 0
+[logging]
+plot = false
+"""
+
+SPACE = """
+[space]
+"train.lr" = { type = "float", low = 1e-5, high = 2e-2, log = true }
+"train.warmup_steps" = { type = "int", low = 0, high = 10, step = 5 }
+[tuner]
+poll_s = 0.2
+"""
+
+
+def deepseek(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def write(folder: Path, steps: int = 30, space: str = SPACE) -> None:
+    (folder / "base.toml").write_text(BASE.format(steps=steps))
+    (folder / "space.toml").write_text(space)
+
+
+def trials(folder: Path) -> list[dict[str, Any]]:
+    return json.loads((folder / "trials.json").read_text())["trials"]

@@ -1,0 +1,168 @@
+"""``deepseek tune`` across processes: resume after SIGKILL, two workers on one SQLite study, a
+failing trial recorded while the study goes on, the advisor skipping a trial that cannot fit
+without running it, and trials of a launcher strategy under ``deepseek launch`` (split from
+test_tune.py so that pytest-xdist can run the two files on its two workers)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _tune_common import BASE, DEEPSEEK, ENV, SPACE, deepseek, trials, write
+
+
+def _running_trial(folder: Path, number: int, timeout: float = 120) -> None:
+    metrics = folder / "trials" / f"{number:04d}" / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metrics.exists() and metrics.stat().st_size > 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"trial {number} never started")
+
+
+def _pids_running(marker: str) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    out.append(int(proc.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kill test is Linux-only")
+def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_interrupted(tmp_path: Path) -> None:
+    write(tmp_path, steps=400, space=SPACE)
+    args = [*DEEPSEEK, "tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "3", "--out", "st",
+            "--pruner", "none"]
+    tuner = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _running_trial(tmp_path / "st", 1)
+    finally:
+        tuner.send_signal(signal.SIGKILL)
+        tuner.wait()
+    trial_dir = str(tmp_path / "st" / "trials" / "0001")
+    deadline = time.monotonic() + 60  # the trial's training dies with its tuner (SIGTERM, then it exits)
+    while _pids_running(trial_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _pids_running(trial_dir), "the killed tuner's trial kept training"
+    out = deepseek("tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "3", "--out", "st",
+                   "--pruner", "none", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "trial 1: interrupted" in out.stdout
+    rows = {r["number"]: r for r in trials(tmp_path / "st")}
+    assert rows[0]["state"] == "complete" and rows[0]["baseline"]
+    assert rows[1]["state"] == "fail" and rows[1]["interrupted"]
+    rerun = [r for r in rows.values() if r.get("retry_of") == 1]
+    assert len(rerun) == 1 and rerun[0]["params"] == rows[1]["params"] and rerun[0]["state"] == "complete"
+    counted = [r for r in rows.values() if r["state"] in ("complete", "pruned", "fail") and not r.get("interrupted")
+               and not r.get("skipped")]
+    assert len(counted) == 3
+    # The resumed sampler does not replay the fresh study's first proposals (seed offset by the trials held).
+    assert not any(r.get("copied_from") for r in rows.values())
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
+    write(tmp_path)
+    args = [*DEEPSEEK, "tune", "base.toml", "--study", "w", "--space", "space.toml", "--trials", "4", "--out", "st",
+            "--no-baseline"]
+    (tmp_path / "st").mkdir()
+    workers = [subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outs
+    rows = trials(tmp_path / "st")
+    assert len({r["number"] for r in rows}) == len(rows) >= 4
+    assert len({r["worker"] for r in rows}) == 2  # both processes ran trials of the one study
+    assert len(list((tmp_path / "st" / "trials").iterdir())) == len(rows)
+
+
+def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    space = f"""
+[space]
+"data.path" = {{ choices = ["", {json.dumps(str(empty))}] }}
+"""
+    write(tmp_path, steps=10, space=space)
+    out = deepseek("tune", "base.toml", "--study", "f", "--space", "space.toml", "--trials", "4", "--out", "st",
+                   "--sampler", "random", "--seed", "3", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = trials(tmp_path / "st")
+    failed = [r for r in rows if r["state"] == "fail"]
+    assert failed and all("has no files matching" in r["note"] and r["params"]["data.path"] for r in failed)
+    assert any(r["state"] == "complete" for r in rows)
+
+
+def test_advisor_skips_a_trial_that_cannot_fit_without_running_it(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text("""
+[model]
+name = "small"
+n_layers = 1
+[data]
+seq_len = 512
+batch_size = 16
+[precision]
+dtype = "fp32"
+[strategy]
+name = "single"
+device = "cpu"
+""")
+    (tmp_path / "space.toml").write_text("""
+[space]
+"train.grad_accum" = { choices = [1, 16] }
+[tuner]
+steps = 2
+warmup = 1
+device_memory = "1GiB"
+headroom = 0.0
+""")
+    out = deepseek("tune", "base.toml", "--study", "a", "--space", "space.toml", "--trials", "1", "--out", "st",
+                   "--objective", "tokens_per_s", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = trials(tmp_path / "st")
+    skipped = [r for r in rows if r.get("skipped")]
+    assert skipped and all(r["params"]["train.grad_accum"] == 1 for r in skipped)
+    assert all(r["note"].startswith("advisor: single needs ") and "GiB per device, 1.00 GiB usable" in r["note"]
+               for r in skipped)
+    for r in skipped:  # never run: no trial folder, no bench process
+        assert not (tmp_path / "st" / "trials" / f"{r['number']:04d}").exists()
+    done = [r for r in rows if r["state"] == "complete"]
+    assert len(done) == 1 and done[0]["params"]["train.grad_accum"] == 16 and done[0]["value"] > 0
+    bench = json.loads((tmp_path / "st" / "trials" / f"{done[0]['number']:04d}" / "bench.json").read_text())
+    assert bench["settings"]["batch"] == 1 and bench["settings"]["grad_accum"] == 16
+    assert done[0]["value"] == pytest.approx(bench["rows"][0]["tokens_per_s"])
+
+
+def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path) -> None:
+    """A ddp config: the training trial runs as `deepseek launch -n 2 -- train` (2 gloo processes)
+    and the system trial as `launch -n 2 -- bench train`, whose tokens/s counts both ranks."""
+    base = BASE.format(steps=10).replace('name = "single"\ndevice = "cpu"', 'name = "ddp"')
+    (tmp_path / "base.toml").write_text(base)
+    (tmp_path / "space.toml").write_text(SPACE + "nproc = 2\n")
+    out = deepseek("tune", "base.toml", "--study", "d", "--space", "space.toml", "--trials", "1", "--out", "st",
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (row,) = trials(tmp_path / "st")
+    assert row["state"] == "complete" and row["value"] > 0
+    log = (tmp_path / "st" / "trials" / "0000" / "train.log").read_text()
+    assert "[rank0] 10 steps, 2,560 tokens" in log  # deepseek launch's rank prefix; 10 x 8 rows x 32 tokens
+
+    (tmp_path / "space.toml").write_text('[space]\n"train.grad_accum" = { choices = [1, 2] }\n'
+                                         "[tuner]\nnproc = 2\nsteps = 2\nwarmup = 1\n")
+    out = deepseek("tune", "base.toml", "--study", "e", "--space", "space.toml", "--trials", "1", "--out", "se",
+                   "--objective", "tokens_per_s", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (row,) = trials(tmp_path / "se")
+    bench = json.loads((tmp_path / "se" / "trials" / "0000" / "bench.json").read_text())
+    assert bench["device"]["world_size"] == 2 and bench["settings"]["strategy"] == "ddp"
+    assert bench["settings"]["batch"] == 4  # global 8 over 2 ranks, no accumulation
+    assert row["value"] == pytest.approx(2 * bench["rows"][0]["tokens_per_s"])
