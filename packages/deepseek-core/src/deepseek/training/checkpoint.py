@@ -19,8 +19,9 @@ deepseek-pro's ``sharded`` layout is read by :mod:`deepseek.training.checkpoint_
 ``load_*`` / :func:`read_full_state` functions here take a checkpoint folder of either layout.
 
 This module is the checkpoint API; ``checkpoint_dirs`` (folders, atomic commit, ``latest``),
-``checkpoint_io`` (one safetensors file), ``checkpoint_rng`` and ``checkpoint_sharded`` are its
-parts, and callers outside them import from here.
+``checkpoint_io`` (one safetensors file), ``checkpoint_optimizer`` (optimizer state by parameter
+name), ``checkpoint_rng`` and ``checkpoint_sharded`` are its parts, and callers outside them
+import from here.
 """
 
 from __future__ import annotations
@@ -51,14 +52,24 @@ from deepseek.training.checkpoint_dirs import (
     step_dir_name,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
-from deepseek.training.checkpoint_io import check_state_fit, from_jsonable, jsonable, resumed_group
+from deepseek.training.checkpoint_io import (
+    check_state_fit,
+    cpu_unshared,
+    from_jsonable,
+    jsonable,
+    resumed_group,
+)
 from deepseek.training.checkpoint_io import load_tensors as _load_tensors
 from deepseek.training.checkpoint_io import save_tensors as _save_tensors
+from deepseek.training.checkpoint_optimizer import (
+    load_optimizer_state,
+    optimizer_param_names,
+    save_optimizer_state,
+)
 from deepseek.training.checkpoint_rng import load_rng_state, save_rng_state
 from deepseek.training.checkpoint_sharded import (
     layout_of,
     read_sharded_model,
-    read_sharded_optimizer,
 )
 from deepseek.training.checkpoint_state import FORMAT, FORMAT_VERSION, check_trainer_state
 
@@ -109,23 +120,6 @@ __all__ = [
 ]
 
 
-def _cpu_unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous CPU copies; safetensors refuses tensors that share storage (tied weights)."""
-    out: dict[str, torch.Tensor] = {}
-    seen: set[tuple[int, int]] = set()
-    for name, value in state_dict.items():
-        t = value.detach()
-        if hasattr(t, "full_tensor"):  # a DTensor handed over unsharded by mistake
-            t = t.full_tensor()
-        t = t.to("cpu").contiguous()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset())
-        if key in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
-            t = t.clone()
-        seen.add((t.untyped_storage().data_ptr(), t.storage_offset()))
-        out[name] = t
-    return out
-
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -135,7 +129,7 @@ def save_model_state(
     """Write a full (unsharded) model state dict as safetensors under canonical names."""
     target = Path(path)
     meta = {"format": "deepseek-model", "format_version": str(FORMAT_VERSION), **(metadata or {})}
-    _save_tensors(target, _cpu_unshared(state_dict), meta)
+    _save_tensors(target, cpu_unshared(state_dict), meta)
     return target
 
 
@@ -193,131 +187,6 @@ def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
     live = model.state_dict()
     check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, path, {k: v.dtype for k, v in live.items()})
     model.load_state_dict(state, strict=True)
-
-
-# ----------------------------------------------------------------------------- optimizer
-
-
-def optimizer_param_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
-    """Canonical names of the optimizer's parameters, in the optimizer's own order."""
-    by_id = {id(p): n for n, p in model.named_parameters()}
-    names = []
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if id(p) not in by_id:
-                raise ValueError("optimizer holds a parameter that is not in the model")
-            names.append(by_id[id(p)])
-    return names
-
-
-def save_optimizer_state(
-    path: str | os.PathLike[str],
-    optimizer: torch.optim.Optimizer | Mapping[str, Any],
-    param_names: list[str] | None = None,
-) -> Path:
-    """Write optimizer state keyed by parameter name.
-
-    ``optimizer`` is an optimizer (then ``param_names`` lists its parameters in order, see
-    :func:`optimizer_param_names`) or a full state dict already keyed by name (what
-    ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` returns).
-    """
-    import torch
-
-    sd = optimizer.state_dict() if hasattr(optimizer, "state_dict") else dict(optimizer)
-    state, groups = sd["state"], sd["param_groups"]
-
-    def name_of(key: Any) -> str:
-        if isinstance(key, str):
-            return key
-        if param_names is None:
-            raise ValueError("save_optimizer_state: pass param_names for an index-keyed state")
-        return param_names[key]
-
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for key, values in state.items():
-        name = name_of(key)
-        for k, v in values.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"state/{name}/{k}"] = v
-            else:
-                scalars.setdefault(name, {})[k] = v
-    plain_groups = [
-        {**{k: jsonable(v) for k, v in g.items() if k != "params"}, "params": [name_of(i) for i in g["params"]]}
-        for g in groups
-    ]
-    meta = {
-        "format": "deepseek-optimizer",
-        "format_version": str(FORMAT_VERSION),
-        "param_groups": json.dumps(plain_groups),
-        "scalars": json.dumps(scalars),
-    }
-    target = Path(path)
-    _save_tensors(target, _cpu_unshared(tensors), meta)
-    return target
-
-
-def load_optimizer_state(
-    path: str | os.PathLike[str],
-    optimizer: torch.optim.Optimizer | None = None,
-    param_names: list[str] | None = None,
-) -> dict[str, Any]:
-    """Read optimizer state (a file written by :func:`save_optimizer_state`, or a checkpoint
-    folder of either layout); returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
-    parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer."""
-    p = Path(path)
-    if p.is_dir() and layout_of(p) == "sharded":
-        named = read_sharded_optimizer(p)
-    else:
-        p = p / OPTIMIZER_FILE if p.is_dir() else p
-        named = _read_optimizer_file(p)
-    if optimizer is not None:
-        if param_names is None:
-            raise ValueError("load_optimizer_state: pass param_names together with optimizer")
-        optimizer.load_state_dict(_to_indexed(named, optimizer, param_names, p))
-    return named
-
-
-def _read_optimizer_file(p: Path) -> dict[str, Any]:
-    tensors, meta = _load_tensors(p, "optimizer state")
-    try:
-        groups = json.loads(meta["param_groups"])
-        scalars = json.loads(meta.get("scalars", "{}"))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{p}: optimizer metadata is missing or corrupt ({exc}); {_HINT}") from exc
-    state: dict[str, dict[str, Any]] = {name: dict(values) for name, values in scalars.items()}
-    for key, tensor in tensors.items():
-        name, _, k = key.removeprefix("state/").rpartition("/")
-        state.setdefault(name, {})[k] = tensor
-    return {"state": state, "param_groups": [_restore_group(g) for g in groups]}
-
-
-def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: Path) -> dict[str, Any]:
-    index = {n: i for i, n in enumerate(names)}
-    current = optimizer.state_dict()["param_groups"]
-    if len(current) != len(named["param_groups"]):
-        raise CheckpointError(
-            f"{path}: {len(named['param_groups'])} parameter groups saved, optimizer has "
-            f"{len(current)}; use the same [optimizer] config as the run that wrote it"
-        )
-    groups = []
-    for saved, cur in zip(named["param_groups"], current, strict=True):
-        cur_names = [names[i] for i in cur["params"]]
-        if sorted(saved["params"]) != sorted(cur_names):
-            extra = sorted(set(saved["params"]) ^ set(cur_names))[:3]
-            raise CheckpointError(
-                f"{path}: saved optimizer parameters differ from the model's ({extra}); use the "
-                "[model] config of the run that wrote the checkpoint"
-            )
-        groups.append({**resumed_group(saved, cur), "params": list(cur["params"])})
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path)
-    state = {index[n]: v for n, v in named["state"].items() if n in index}
-    return {"state": state, "param_groups": groups}
-
-
-def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
-    return {k: from_jsonable(v) for k, v in group.items()}
 
 
 def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

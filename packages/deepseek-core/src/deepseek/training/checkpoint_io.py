@@ -1,6 +1,7 @@
 """Reading and writing one safetensors file of a checkpoint: atomic writes, errors that name the
 file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata (and
-which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`)."""
+which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`);
+:func:`cpu_unshared` readies a state dict for safetensors."""
 
 from __future__ import annotations
 
@@ -52,6 +53,24 @@ def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str,
                     f"{path}: optimizer state {name}/{key} has shape {list(value.shape)}, its parameter "
                     f"{list(shape)}; the checkpoint is damaged or from another model, {HINT}"
                 )
+
+
+def cpu_unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies; safetensors refuses tensors that share storage (tied weights)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for name, value in state_dict.items():
+        t = value.detach()
+        if hasattr(t, "full_tensor"):  # a DTensor handed over unsharded by mistake
+            t = t.full_tensor()
+        t = t.to("cpu").contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if key in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        seen.add((t.untyped_storage().data_ptr(), t.storage_offset()))
+        out[name] = t
+    return out
+
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write ``tensors`` and string ``metadata`` to ``path`` via a temporary file and a rename."""

@@ -6,7 +6,8 @@ eval`` use; :func:`summarize` turns per-batch results into ``{"val_loss": ..., "
 (:meth:`~deepseek.data.dataset.Dataset.predicted_text`), ``val_bits_per_byte``: the validation
 cross-entropy summed over every predicted token (nats), divided by ``ln 2`` and by the UTF-8
 bytes those tokens stand for. It compares models with different tokenizers; for byte tokens it
-is ``val_loss / ln 2``.
+is ``val_loss / ln 2``. :func:`validation_set` reads a run's fixed validation batches and
+checks them (the trainer and ``deepseek eval`` read them the same way).
 """
 
 from __future__ import annotations
@@ -14,18 +15,55 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from deepseek.data.batch import Batch, move_to
+from deepseek.data.batch import Batch, batch_rows, check_global_batch, move_to
 from deepseek.data.dataset import PredictedText
+from deepseek.errors import UsageError
 from deepseek.models.protocol import split_output
 from deepseek.training.metrics import read_scalars
 
+if TYPE_CHECKING:
+    from deepseek.config.schema import Config
+    from deepseek.data.dataset import Dataset
+
 Evaluation = tuple[torch.Tensor, dict[str, torch.Tensor]]
 """``(loss, metrics)`` of one batch, detached fp32 0-dim tensors."""
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """A run's fixed validation batches (global batches, checked) and what they hold."""
+
+    batches: list[Batch]
+    texts: list[PredictedText | None]
+    """Each batch's :meth:`~deepseek.data.dataset.Dataset.predicted_text` (bits per byte)."""
+    samples: int
+    """Rows over all batches."""
+    tokens: int | None
+    """Tokens over all batches (``dataset.count_tokens``); ``None`` when the data has no tokens."""
+
+
+def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSet:
+    """At most ``limit`` validation batches of ``dataset`` (fewer when its validation data ends
+    sooner), each checked as a global batch of ``data.batch_size`` rows; :class:`UsageError` when
+    the dataset gives none."""
+    batches = dataset.validation_batches(limit)
+    if not batches:
+        raise UsageError(
+            f"data: dataset {config.data.name!r} gave no validation batches; give it validation data "
+            "(for 'text': a larger corpus or a higher data.val_fraction)"
+        )
+    for batch in batches:
+        check_global_batch(batch, dataset=config.data.name, batch_size=config.data.batch_size, what="validation batch")
+    counts = [dataset.count_tokens(batch) for batch in batches]
+    tokens = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+    return ValidationSet(batches, [dataset.predicted_text(batch) for batch in batches],
+                         sum(batch_rows(batch) for batch in batches), tokens)
 
 
 def evaluate_batch(

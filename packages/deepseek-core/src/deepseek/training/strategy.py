@@ -43,19 +43,23 @@ For ``deepseek eval`` / ``generate`` the lifecycle is ``setup_environment``,
 
 Rules that need no process (checked when a config is loaded and again before ``deepseek launch``
 starts any process) are the class methods :meth:`check_config` and :meth:`check_launch`; the model
-capabilities a strategy needs are :meth:`required_capabilities`.
+capabilities a strategy needs are :meth:`required_capabilities`. What a step is told and what it
+returns (:class:`StepSettings`, :class:`StepResult`) live in :mod:`deepseek.training.step` and are
+imported from here.
 """
 
 from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from deepseek.config.components import NoOptions
+from deepseek.training.step import OptimizerFactory, StepResult, StepSettings, finite
+
+__all__ = ["OptimizerFactory", "StepResult", "StepSettings", "Strategy"]
 
 if TYPE_CHECKING:
     import torch
@@ -64,39 +68,6 @@ if TYPE_CHECKING:
     from deepseek.config.schema import Config
     from deepseek.data.batch import Batch
     from deepseek.training.mixed_precision import Precision
-
-OptimizerFactory = Callable[[Iterable[Any]], "torch.optim.Optimizer"]
-"""Builds the optimizer from parameters or parameter groups (decay / no-decay)."""
-
-
-@dataclass(frozen=True)
-class StepSettings:
-    """What a strategy's step needs to know at set-up."""
-
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this (``train.grad_clip``; 0: measure only)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step (``train.grad_accum``)."""
-    model_name: str = "model"
-    """The registered model's name, for error messages."""
-    skip_nonfinite: bool = False
-    """``train.on_nonfinite = "skip"``: a step whose loss or gradient norm is not finite is not
-    applied (the check reads both from the device: one host sync per step)."""
-
-
-@dataclass
-class StepResult:
-    """What one optimizer step measured; values may be device tensors (read them in batches)."""
-
-    loss: Any
-    """Mean loss over the global batch (0-dim tensor or float)."""
-    grad_norm: Any
-    """Total gradient norm before clipping, over the whole model (0-dim tensor or float)."""
-    stepped: bool
-    """False when the optimizer step was skipped (fp16 overflow)."""
-    metrics: dict[str, Any] = field(default_factory=dict)
-    """The model's own metrics, means over the global batch."""
-
 
 class Strategy(ABC):
     """Base class of every parallelism strategy. Subclass it and register it via the
@@ -230,7 +201,7 @@ class Strategy(ABC):
         fp16 the loss scaler already skips steps with non-finite gradients)."""
         loss, metrics = self.forward_backward(micro_batches)
         grad_norm = self.clip_grad_norm(self.settings.grad_clip)
-        if self.settings.skip_nonfinite and self.precision.scaler is None and not _finite(loss, grad_norm):
+        if self.settings.skip_nonfinite and self.precision.scaler is None and not finite(loss, grad_norm):
             self.discard_step()
             return StepResult(loss, grad_norm, False, metrics)
         stepped = self.optimizer_step()
@@ -395,11 +366,3 @@ class Strategy(ABC):
     def teardown(self) -> None:
         """Release process groups and other resources."""
 
-
-def _finite(*values: Any) -> bool:
-    """Whether every value (0-dim tensors or numbers) is finite (one host read per device)."""
-    import math
-
-    from deepseek.training.metrics import read_scalars
-
-    return all(math.isfinite(v) for v in read_scalars(list(values)))

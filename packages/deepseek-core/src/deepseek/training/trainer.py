@@ -28,7 +28,7 @@ from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
-from deepseek.training.evaluation import rng_kept, summarize
+from deepseek.training.evaluation import rng_kept, summarize, validation_set
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
@@ -122,15 +122,8 @@ class Trainer:
         engine.setup_environment()
         self.dataset = build_dataset(cfg, engine.lookups)
         engine.shard = self.dataset.shard
-        self.val_set = self.dataset.validation_batches(cfg.data.eval_batches)
-        if not self.val_set:
-            raise UsageError(
-                f"data: dataset {cfg.data.name!r} gave no validation batches; give it validation data "
-                "(for 'text': a larger corpus or a higher data.val_fraction)"
-            )
-        for batch in self.val_set:
-            check_global_batch(batch, dataset=cfg.data.name, batch_size=cfg.data.batch_size, what="validation batch")
-        self.val_texts = [self.dataset.predicted_text(batch) for batch in self.val_set]
+        validation = validation_set(cfg, self.dataset, cfg.data.eval_batches)
+        self.val_set, self.val_texts = validation.batches, validation.texts
         model = engine.build_model()
         self.generates = "generation" in model_capabilities(model)
         check_model_data(model, self.val_set[0], self.dataset, model_name=cfg.model.name)

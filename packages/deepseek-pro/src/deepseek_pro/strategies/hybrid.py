@@ -26,12 +26,8 @@ from deepseek.config.validate import positive
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.protocol import model_capabilities
 from deepseek.training.strategy import OptimizerFactory, StepSettings
-from deepseek_pro.strategies.pipeline import (
-    PipelineOptions,
-    PipelineStrategy,
-    check_pipeline_fit,
-    model_blocks,
-)
+from deepseek_pro.strategies.pipeline import PipelineStrategy
+from deepseek_pro.strategies.pipeline_rules import PipelineOptions, check_pipeline_fit, model_blocks
 from deepseek_pro.strategies.tp import check_batch_sequence, check_sequence_split
 
 if TYPE_CHECKING:

@@ -22,76 +22,37 @@ Checkpoints are canonical (see :mod:`deepseek_pro.strategies.pipeline_state`): e
 its part under the full model's names and rank 0 merges the parts into the files ``single``
 writes, so a checkpoint moves freely between ``single``, ``pipeline`` and ``hybrid``.
 :class:`~deepseek_pro.strategies.hybrid.HybridStrategy` reuses all of this with each stage
-sharded over a data-parallel group.
+sharded over a data-parallel group. The ``[strategy]`` keys and the rules checked before any
+process starts are in :mod:`deepseek_pro.strategies.pipeline_rules`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from deepseek.config.validate import non_negative
 from deepseek.data.batch import concat_rows, move_to
-from deepseek.errors import ConfigError, UsageError
-from deepseek.models.protocol import model_capabilities
+from deepseek.errors import UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training import clip
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies import pipeline_state as pstate
-from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+from deepseek_pro.strategies.base import DistributedStrategy
+from deepseek_pro.strategies.pipeline_rules import (
+    PipelineOptions,
+    check_pipeline_fit,
+    model_blocks,
+    pipeline_microbatches,
+)
 from deepseek_pro.strategies.twin import meta_twin
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
-
-
-
-@dataclass(frozen=True)
-class PipelineOptions(DistributedOptions):
-    """``[strategy]`` keys of ``pipeline``."""
-
-    schedule: Literal["gpipe", "1f1b"] = "1f1b"
-    """``gpipe``: all forwards, then all backwards; ``1f1b``: interleaved (less activation memory)."""
-    microbatches: int = field(default=0, metadata={"check": non_negative})
-    """Pipeline micro-batches per step; 0: max(train.grad_accum, number of stages)."""
-
-
-def pipeline_microbatches(options: Any, grad_accum: int, stages: int) -> int:
-    """How many pipeline micro-batches one optimizer step runs (see the module docstring)."""
-    return int(options.microbatches) or max(grad_accum, stages)
-
-
-def model_blocks(model: nn.Module) -> int | None:
-    """How many blocks ``model`` has (``None`` when it offers no per-block structure)."""
-    return len(model.block_modules()) if "blocks" in model_capabilities(model) else None  # type: ignore[operator]
-
-
-def check_pipeline_fit(config: Config, stages: int, dp: int, n_blocks: int | None) -> None:
-    """ConfigError when ``config`` cannot run as ``stages`` pipeline stages x ``dp`` replicas
-    (``n_blocks``: the model's blocks, one per stage at least; ``None``: not known)."""
-    if n_blocks is not None and stages > n_blocks:
-        raise ConfigError(
-            f"strategy.name: {config.strategy.name!r} needs one block per stage, but the model has "
-            f"{n_blocks} blocks for {stages} stages; use at most {n_blocks} stages or a deeper model"
-        )
-    rows = config.data.batch_size // max(dp, 1)
-    n = pipeline_microbatches(config.strategy.options, config.train.grad_accum, stages)
-    if config.data.batch_size % max(dp, 1) or rows % n:
-        raise ConfigError(
-            f"strategy.microbatches: {rows} rows per pipeline do not split into {n} micro-batches; "
-            f"make data.batch_size a multiple of {n * max(dp, 1)} or set strategy.microbatches"
-        )
-    if config.strategy.options.schedule == "1f1b" and n < stages:
-        raise ConfigError(
-            f"strategy.microbatches: the 1f1b schedule needs at least one micro-batch per stage "
-            f"({stages}), got {n}; raise strategy.microbatches or use schedule = 'gpipe'"
-        )
 
 
 class PipelineStrategy(DistributedStrategy):

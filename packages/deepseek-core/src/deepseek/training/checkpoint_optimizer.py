@@ -1,0 +1,154 @@
+"""Optimizer state in a checkpoint, keyed by parameter name (``optimizer.safetensors``): state
+tensors under ``state/<param name>/<key>``, the parameter groups (hyper-parameters, parameters by
+name) and scalar state as JSON metadata, so it loads into any strategy's optimizer over the same
+model. Part of the checkpoint API: import these from :mod:`deepseek.training.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.errors import CheckpointError
+from deepseek.training.checkpoint_dirs import OPTIMIZER_FILE
+from deepseek.training.checkpoint_io import (
+    HINT,
+    check_state_fit,
+    cpu_unshared,
+    from_jsonable,
+    jsonable,
+    load_tensors,
+    resumed_group,
+    save_tensors,
+)
+from deepseek.training.checkpoint_sharded import layout_of, read_sharded_optimizer
+from deepseek.training.checkpoint_state import FORMAT_VERSION
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def optimizer_param_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
+    """Canonical names of the optimizer's parameters, in the optimizer's own order."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    names = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in by_id:
+                raise ValueError("optimizer holds a parameter that is not in the model")
+            names.append(by_id[id(p)])
+    return names
+
+
+def save_optimizer_state(
+    path: str | os.PathLike[str],
+    optimizer: torch.optim.Optimizer | Mapping[str, Any],
+    param_names: list[str] | None = None,
+) -> Path:
+    """Write optimizer state keyed by parameter name.
+
+    ``optimizer`` is an optimizer (then ``param_names`` lists its parameters in order, see
+    :func:`optimizer_param_names`) or a full state dict already keyed by name (what
+    ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` returns).
+    """
+    import torch
+
+    sd = optimizer.state_dict() if hasattr(optimizer, "state_dict") else dict(optimizer)
+    state, groups = sd["state"], sd["param_groups"]
+
+    def name_of(key: Any) -> str:
+        if isinstance(key, str):
+            return key
+        if param_names is None:
+            raise ValueError("save_optimizer_state: pass param_names for an index-keyed state")
+        return param_names[key]
+
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for key, values in state.items():
+        name = name_of(key)
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"state/{name}/{k}"] = v
+            else:
+                scalars.setdefault(name, {})[k] = v
+    plain_groups = [
+        {**{k: jsonable(v) for k, v in g.items() if k != "params"}, "params": [name_of(i) for i in g["params"]]}
+        for g in groups
+    ]
+    meta = {
+        "format": "deepseek-optimizer",
+        "format_version": str(FORMAT_VERSION),
+        "param_groups": json.dumps(plain_groups),
+        "scalars": json.dumps(scalars),
+    }
+    target = Path(path)
+    save_tensors(target, cpu_unshared(tensors), meta)
+    return target
+
+
+def load_optimizer_state(
+    path: str | os.PathLike[str],
+    optimizer: torch.optim.Optimizer | None = None,
+    param_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Read optimizer state (a file written by :func:`save_optimizer_state`, or a checkpoint
+    folder of either layout); returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
+    parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer."""
+    p = Path(path)
+    if p.is_dir() and layout_of(p) == "sharded":
+        named = read_sharded_optimizer(p)
+    else:
+        p = p / OPTIMIZER_FILE if p.is_dir() else p
+        named = _read_optimizer_file(p)
+    if optimizer is not None:
+        if param_names is None:
+            raise ValueError("load_optimizer_state: pass param_names together with optimizer")
+        optimizer.load_state_dict(_to_indexed(named, optimizer, param_names, p))
+    return named
+
+
+def _read_optimizer_file(p: Path) -> dict[str, Any]:
+    tensors, meta = load_tensors(p, "optimizer state")
+    try:
+        groups = json.loads(meta["param_groups"])
+        scalars = json.loads(meta.get("scalars", "{}"))
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{p}: optimizer metadata is missing or corrupt ({exc}); {HINT}") from exc
+    state: dict[str, dict[str, Any]] = {name: dict(values) for name, values in scalars.items()}
+    for key, tensor in tensors.items():
+        name, _, k = key.removeprefix("state/").rpartition("/")
+        state.setdefault(name, {})[k] = tensor
+    return {"state": state, "param_groups": [_restore_group(g) for g in groups]}
+
+
+def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: Path) -> dict[str, Any]:
+    index = {n: i for i, n in enumerate(names)}
+    current = optimizer.state_dict()["param_groups"]
+    if len(current) != len(named["param_groups"]):
+        raise CheckpointError(
+            f"{path}: {len(named['param_groups'])} parameter groups saved, optimizer has "
+            f"{len(current)}; use the same [optimizer] config as the run that wrote it"
+        )
+    groups = []
+    for saved, cur in zip(named["param_groups"], current, strict=True):
+        cur_names = [names[i] for i in cur["params"]]
+        if sorted(saved["params"]) != sorted(cur_names):
+            extra = sorted(set(saved["params"]) ^ set(cur_names))[:3]
+            raise CheckpointError(
+                f"{path}: saved optimizer parameters differ from the model's ({extra}); use the "
+                "[model] config of the run that wrote the checkpoint"
+            )
+        groups.append({**resumed_group(saved, cur), "params": list(cur["params"])})
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path)
+    state = {index[n]: v for n, v in named["state"].items() if n in index}
+    return {"state": state, "param_groups": groups}
+
+
+def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
+    return {k: from_jsonable(v) for k, v in group.items()}
