@@ -1,0 +1,123 @@
+"""The contract of a job executor: what the scheduler hands it to start a job (:class:`Launch`),
+the handle it keeps (:class:`Started`), the methods it calls (:class:`Executor`) and what they
+signal (:class:`Unavailable`, :data:`UNREADABLE`). The local executor
+(:mod:`deepseek_enterprise.service.executor`) and the Slurm one implement it; import these names
+from ``deepseek_enterprise.service.executor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepseek_enterprise.service import jobstate
+
+UNREADABLE = -1
+"""What :meth:`Executor.finished` returns for a job that ended but whose exit code cannot be
+trusted (its ``exit_code`` file holds garbage): the job fails with no exit code and
+:meth:`Executor.reason` says why."""
+
+
+class Unavailable(OSError):
+    """The executor cannot take jobs now (its cluster does not answer): the scheduler puts the
+    job back in its place in the queue and starts nothing for a while (``Scheduler.retry_s``).
+    From :meth:`Executor.find`: it cannot tell yet; the job stays ``starting``."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What the executor needs to start one job."""
+
+    job_id: int
+    tenant: str
+    command: str
+    args: list[str]
+    config: str | None
+    files: dict[str, str]
+    gpus: list[str]
+    memory_bytes: int | None = None
+    cpu_seconds: int | None = None
+    cpus: float | None = None
+    gpu_fraction: float | None = None
+    """The share of each of ``gpus`` the job holds (None: whole GPUs, no memory cap)."""
+    ref: str = ""
+    """What :meth:`Executor.reserve` returned for this start (the Slurm job name), kept with the
+    job from its ``starting`` commit on."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """The executor's handle on a started job, kept in the database: ``pid`` an integer (a process
+    id, a Slurm job id) or None, ``pid_start`` at most 32 characters (a start time, a job name)."""
+
+    pid: int | None
+    pid_start: str | None
+    workspace: Path
+    isolation: str = ""
+    """How the job is limited, in words (logged and audited)."""
+
+
+class Executor:
+    """The contract of a job executor (registered with ``deepseek_register_executors``): the
+    scheduler starts jobs with :meth:`start`, watches them with :meth:`finished`, stops them with
+    :meth:`terminate` then, after :attr:`grace_s`, :meth:`kill`."""
+
+    shares_gpus: bool = False
+    """Whether the executor places jobs on the scheduler's GPUs and caps a shared job's GPU memory
+    (``Launch.gpu_fraction``). When False, every job holds whole GPUs whatever its tenant's
+    ``gpu_memory_fraction`` quota (the scheduler never counts a fraction for it)."""
+
+    def __init__(self, root: Path, grace_s: float = 30.0) -> None:
+        self.root = root
+        self.grace_s = grace_s
+
+    def reserve(self, job_id: int) -> str:
+        """Called before the scheduler commits the job as ``starting``: forget what an earlier
+        start of it left, and return what identifies the coming start (kept with the job, given
+        back in ``Launch.ref``; '' when the job id is enough): at most 32 printable characters
+        (the job fails with a message otherwise). It runs inside the transaction that holds the
+        job's tenant row: be quick (no network call)."""
+        return ""
+
+    def start(self, launch: Launch) -> Started:
+        """Start the job (raise ``jobpaths.PathRefused`` or ``OSError`` when it cannot: the job
+        fails; :class:`Unavailable` when it cannot now: the job goes back to the queue)."""
+        raise NotImplementedError
+
+    def find(self, launch: Launch) -> Started | None:
+        """After a restart, for a job left ``starting`` (the server stopped between that commit
+        and ``running``'s): its handle when :meth:`start` launched it (alive or ended since:
+        :meth:`finished` then tells), None when it never did (the job is queued again, not
+        counted as an attempt); :class:`Unavailable` when it cannot tell yet (asked again in a
+        later pass). This default cannot find anything: an executor that does not override it
+        may start such a job twice."""
+        return None
+
+    def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
+        """The exit code of a job that ended; ``None`` while it runs; ``False`` when it is gone
+        without a known exit code (lost); :data:`UNREADABLE` when what should say it is garbage."""
+        raise NotImplementedError
+
+    def reason(self, job_id: int, workspace: Path) -> str:
+        """Why a job that :meth:`finished` failed, in one line ('' when its exit code says all)."""
+        return ""
+
+    def terminate(self, pid: int | None, pid_start: str | None) -> None:
+        """Ask the job to stop (it may write a checkpoint)."""
+
+    def kill(self, pid: int | None, pid_start: str | None) -> None:
+        """Stop the job now."""
+
+    def close(self) -> None:
+        """The server stops; running jobs are left to run (a restart re-attaches them)."""
+
+    def wrapper_exit_code(self, job_id: int, reasons: dict[int, str]) -> int | bool:
+        """For executors whose jobs run under the wrapper (``child --state``): the exit code it
+        wrote to the job's state folder, False when it wrote none, :data:`UNREADABLE` (with the
+        why in ``reasons[job_id]``) when what is there cannot be trusted."""
+        try:
+            code = jobstate.read_exit_code(jobstate.folder(self.root, job_id))
+        except jobstate.Unreadable as exc:
+            reasons[job_id] = f"the job's exit code cannot be trusted: {exc}"
+            return UNREADABLE
+        return False if code is None else code
