@@ -80,6 +80,9 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     tuner = target(options, host=host)
     folder = out if out is not None else Path("tune") / study_name
     missing = check_output(folder, where="--out", folder=True)
+    from deepseek_enterprise.tune.storage import check_sqlite_file
+
+    check_sqlite_file(storage, folder)  # an existing study.db is read back like user input
 
     def build(data: dict[str, Any]) -> Any:
         return config_from_dict(data, host=host)

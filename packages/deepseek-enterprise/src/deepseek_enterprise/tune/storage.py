@@ -2,7 +2,9 @@
 
 Storage: SQLite in the study folder by default; any Optuna RDB URL (``postgresql://``,
 ``mysql://``, ``sqlite:///``) or ``journal:PATH`` (Optuna's journal file, for a shared file
-system) for many processes or machines. RDB storages record a heartbeat per running trial, so a
+system) for many processes or machines. An SQLite file that exists is read back like user input
+before Optuna opens it (:func:`check_sqlite_file`): an empty or damaged ``study.db`` would
+otherwise become a fresh study. RDB storages record a heartbeat per running trial, so a
 trial whose machine died is failed (and re-run once) by the next process that asks for a trial.
 
 Every trial records its worker, ``host:pid:start``. A running trial whose worker is on this
@@ -12,6 +14,7 @@ marks it failed with ``interrupted`` and enqueues its parameters again, so the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -57,10 +60,66 @@ def worker_alive(worker: str) -> bool | None:
     return not start or _start_time(pid) in ("", start)
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+
+
+def sqlite_file(url: str | None, folder: Path) -> Path | None:
+    """The database file of ``--storage`` when it is SQLite (``None``: the folder's ``study.db``),
+    else ``None`` (another database, a journal, an in-memory database, a URL that is not one)."""
+    if url is None:
+        return folder / "study.db"
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return None  # open_storage says what is wrong with the URL
+    return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def check_sqlite_file(url: str | None, folder: Path) -> None:
+    """:class:`UsageError` (one line, nothing written) when the SQLite file of ``--storage`` exists
+    but is not a readable SQLite database: empty, another kind of file, or damaged."""
+    import sqlite3
+
+    path = sqlite_file(url, folder)
+    if path is None or not (path.exists() or path.is_symlink()):
+        return  # a new study creates it
+    if url is None:
+        where, fix = f"--out {folder}", f"remove the folder {folder} (or that file) or pick another --out"
+    else:
+        where, fix = "--storage", "remove the file or give another --storage"
+    problem = None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    else:
+        if not head:
+            problem = "is empty"
+        elif head != SQLITE_HEADER:
+            problem = "is not an SQLite database"
+    if problem is None:
+        try:  # read-only: the schema page must parse; nothing is written
+            with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            problem = f"is damaged ({exc})"
+    if problem is not None:
+        raise UsageError(f"{where}: the study database {path} {problem}, so the study cannot be read; {fix}")
+
+
 def open_storage(url: str | None, folder: Path) -> Any:
-    """An Optuna storage for ``--storage`` (default: ``sqlite:///<folder>/study.db``)."""
+    """An Optuna storage for ``--storage`` (default: ``sqlite:///<folder>/study.db``); an existing
+    SQLite file is checked first (:func:`check_sqlite_file`)."""
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    check_sqlite_file(url, folder)
     if url is None:
         url = f"sqlite:///{(folder / 'study.db').absolute()}"
     if url.startswith("journal:"):

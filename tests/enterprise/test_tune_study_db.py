@@ -1,0 +1,73 @@
+"""A ``study.db`` that exists but is not a readable SQLite database (empty after a crash or a full
+disk, another file, damaged) is refused in one line naming the file and the fix, exit 2, before
+anything is written: Optuna would otherwise make a fresh study in it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from _inprocess import deepseek_here
+
+from deepseek.errors import UsageError
+from deepseek_enterprise.tune.storage import check_sqlite_file
+
+CONFIG = '[train]\nmax_steps = 2\n'
+SPACE = '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2 }\n'
+DAMAGED = b"SQLite format 3\x00" + b"\x07" * 200
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"", "is empty"),
+    (b"not a database at all\n", "is not an SQLite database"),
+    (DAMAGED, "is damaged (file is not a database)"),
+])
+def test_a_bad_study_db_in_the_study_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        content: bytes, problem: str) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    study = tmp_path / "st"
+    study.mkdir()
+    (study / "study.db").write_bytes(content)
+    (study / "trials.json").write_text("[]")
+    before = _snapshot(study)
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                   "--trials", "1", "--out", "st")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0] == (f"error: --out st: the study database st/study.db {problem}, so the study cannot be read; "
+                        "remove the folder st (or that file) or pick another --out"), err
+    assert out == ""  # not even the study's first line
+    assert _snapshot(study) == before  # nothing written, nothing added
+
+
+def test_a_bad_sqlite_file_given_as_storage_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    (tmp_path / "other.db").write_bytes(b"")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st", "--storage", "sqlite:///other.db")
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        "error: --storage: the study database other.db is empty, so the study cannot be read; remove the file or "
+        "give another --storage"], err
+    assert not (tmp_path / "st").exists()
+    assert (tmp_path / "other.db").read_bytes() == b""
+
+
+def test_a_real_database_and_a_new_one_pass(tmp_path: Path) -> None:
+    check_sqlite_file(None, tmp_path / "new")  # no file yet: a new study creates it
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        db.execute("CREATE TABLE t (x)")
+    check_sqlite_file(None, tmp_path)
+    check_sqlite_file(f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "elsewhere")
+    check_sqlite_file("postgresql://u@h/db", tmp_path)  # not a file: Optuna says what is wrong
+    (tmp_path / "bad.db").write_bytes(b"x")
+    with pytest.raises(UsageError, match="bad.db is not an SQLite database"):
+        check_sqlite_file(f"sqlite:///{tmp_path / 'bad.db'}", tmp_path)
