@@ -81,7 +81,8 @@ def test_eval_reports_the_validation_loss(trained_run: Path) -> None:
     text = deepseek("eval", "--checkpoint", str(trained_run), "--device", "cpu", cwd=trained_run.parent)
     assert text.returncode == 0, text.stderr
     assert text.stdout == (f"val_loss {result['val_loss']:.4f}, val_bits_per_byte {result['val_bits_per_byte']:.4f} "
-                           "(step 4, model tiny)\n")
+                           "(step 4, model tiny)\n2 batches, 16 samples, 512 tokens\n")
+    assert (result["batches"], result["samples"], result["tokens"]) == (2, 16, 512)  # data.eval_batches x 8 x 32
 
 
 def _corrupt_run(root: Path) -> Path:

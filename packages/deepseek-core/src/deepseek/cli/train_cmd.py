@@ -226,24 +226,30 @@ _STRATEGY = click.option(
 @_DTYPE
 def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, strategy: str | None,
              dtype: str) -> None:
-    """Validation loss of a trained model on its run's validation data."""
+    """Validation loss of a trained model on its run's validation data, and how many batches,
+    samples and tokens it was measured on."""
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.inference import evaluate_model, load_placed, placed_run
+    from deepseek.training.inference import evaluate_validation, load_placed, placed_run
 
     use_default_cpu_threads()
     host = command_host()
     model, config, state, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host,
                                                command="eval", dtype=dtype)
     with placed_run(placer):
-        values = evaluate_model(model, config, batches, host)
+        done = evaluate_validation(model, config, batches, host)
     if placer is not None and not placer.is_global_zero:
         return
     step = state.get("step")
     if as_json:
-        click.echo(json.dumps({"checkpoint": checkpoint, "step": step, **values}))
-    else:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
-        click.echo(f"{shown} (step {step}, model {config.model.name})")
+        click.echo(json.dumps({"checkpoint": checkpoint, "step": step, "batches": done.batches,
+                               "samples": done.samples, "tokens": done.tokens, **done.values}))
+        return
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in done.values.items())
+    click.echo(f"{shown} (step {step}, model {config.model.name})")
+    asked = batches or config.data.eval_batches
+    tokens = f", {done.tokens:,} tokens" if done.tokens is not None else ""
+    short = f" (of {asked} asked: the validation data holds no more)" if done.batches < asked else ""
+    click.echo(f"{done.batches} batch{'es' if done.batches != 1 else ''}{short}, {done.samples:,} samples{tokens}")
 
 
 @click.command("generate")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,17 +220,39 @@ def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Token
     return tok
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """What :func:`evaluate_validation` measured and over how much data."""
+
+    values: dict[str, float]
+    """``val_loss``, ``val_<metric>``, and ``val_bits_per_byte`` for text data."""
+    batches: int
+    """Validation batches evaluated (fewer than asked when the validation data ends sooner)."""
+    samples: int
+    """Rows over those batches."""
+    tokens: int | None
+    """Tokens over those batches; ``None`` when the data has no tokens."""
+
+
+def evaluate_validation(
+    model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None
+) -> Evaluated:
+    """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
+    default ``data.eval_batches``; read and checked as the trainer reads them:
+    :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device."""
+    from deepseek.training.build import build_dataset
+    from deepseek.training.evaluation import evaluate_batch, summarize, validation_set
+
+    device = next(model.parameters()).device
+    val = validation_set(config, build_dataset(config, host), batches or config.data.eval_batches)
+    values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val.batches],
+                       val.texts)
+    return Evaluated(values, len(val.batches), val.samples, val.tokens)
+
+
 def evaluate_model(
     model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None
 ) -> dict[str, float]:
-    """Mean loss and metrics of ``model`` on the run's fixed validation batches (``val_loss``,
-    ``val_<metric>``, and ``val_bits_per_byte`` for text data), in fp32 on the model's device."""
-    from deepseek.training.build import build_dataset
-    from deepseek.training.evaluation import evaluate_batch, summarize
-
-    n = batches or config.data.eval_batches
-    device = next(model.parameters()).device
-    dataset = build_dataset(config, host)
-    val = dataset.validation_batches(n)
-    return summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val],
-                     [dataset.predicted_text(b) for b in val])
+    """The values of :func:`evaluate_validation`: ``val_loss``, ``val_<metric>``, and
+    ``val_bits_per_byte`` for text data."""
+    return evaluate_validation(model, config, batches, host).values

@@ -1,0 +1,56 @@
+"""``deepseek eval`` says how much validation data it measured: batches, samples (rows) and
+tokens, in its human line and its ``--json`` object, and when the validation data held fewer
+batches than asked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hostile_cli import invoke
+
+from deepseek.data.packed import TokenDataset
+from deepseek.plugins.host import PluginHost
+
+# hostile_cli.TINY: data.batch_size = 2, data.seq_len = 16, data.eval_batches = 1
+
+
+def test_eval_json_counts_batches_samples_and_tokens(trained_run: Path, core_host: PluginHost) -> None:
+    out = invoke(["eval", "--checkpoint", str(trained_run), "--json", "--device", "cpu", "--batches", "3"], core_host)
+    assert out.code == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["batches"], result["samples"], result["tokens"]) == (3, 6, 96)  # 3 x 2 rows x 16 tokens
+    assert result["step"] == 1 and "val_loss" in result
+
+
+def test_eval_human_output_counts_what_it_read(trained_run: Path, core_host: PluginHost) -> None:
+    out = invoke(["eval", "--checkpoint", str(trained_run), "--device", "cpu"], core_host)
+    assert out.code == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first.startswith("val_loss ") and first.endswith("(step 1, model tiny)")
+    assert second == "1 batch, 2 samples, 32 tokens"  # data.eval_batches = 1
+    more = invoke(["eval", "--checkpoint", str(trained_run), "--device", "cpu", "--batches", "4"], core_host)
+    assert more.stdout.splitlines()[1] == "4 batches, 8 samples, 128 tokens"
+
+
+def test_eval_says_when_the_validation_data_held_fewer_batches(trained_run: Path, core_host: PluginHost,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real = TokenDataset.validation_batches
+    monkeypatch.setattr(TokenDataset, "validation_batches", lambda self, limit: real(self, min(limit, 2)))
+    out = invoke(["eval", "--checkpoint", str(trained_run), "--device", "cpu", "--batches", "5"], core_host)
+    assert out.code == 0, out.stderr
+    assert out.stdout.splitlines()[1] == "2 batches (of 5 asked: the validation data holds no more), 4 samples, 64 tokens"
+    as_json = invoke(["eval", "--checkpoint", str(trained_run), "--device", "cpu", "--batches", "5", "--json"],
+                     core_host)
+    assert json.loads(as_json.stdout)["batches"] == 2
+
+
+def test_eval_without_validation_data_is_one_line(trained_run: Path, core_host: PluginHost,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TokenDataset, "validation_batches", lambda self, limit: [])
+    out = invoke(["eval", "--checkpoint", str(trained_run), "--device", "cpu"], core_host)
+    assert out.code == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: data: dataset 'text' gave no validation batches; give it validation data (for 'text': a larger "
+        "corpus or a higher data.val_fraction)"], out.stderr
