@@ -4,13 +4,15 @@
   free port and a timeout; fails the test with the output's tail);
 - ``train_jobs``: :func:`_prohelpers.run_train_jobs` (several training jobs through core's real
   Trainer in one torchrun job; returns each run's metrics);
-- ``pro_runs``: every ddp / fsdp / deepspeed variant trained once for the whole session;
+- ``pro_runs``: every ddp / fsdp / deepspeed variant trained once for the whole run (shared
+  by the xdist workers);
 - ``single_reference``: ``single`` in this process, the reference the others must match.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from _prohelpers import (
     run_train_jobs,
     strategy_jobs,
     tiny_run,
+    train_records,
 )
 
 
@@ -39,15 +42,28 @@ def train_jobs() -> Any:
 @pytest.fixture(scope="session")
 def pro_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Runs every job of :func:`strategy_jobs` in one 2-process torchrun job; returns
-    ``{"dir": Path, "records": {name: [step records]}}``."""
-    work = tmp_path_factory.mktemp("pro_runs")
+    ``{"dir": Path, "records": {name: [step records]}}``. Trained once per pytest run: under
+    pytest-xdist (CI's ``-n 2 --dist loadfile``) the five files that read these runs land on both
+    workers, so the first worker to need them trains them in a folder both see, and the other waits
+    for it (a file lock) and reads the same runs."""
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the run's basetemp, parent of every worker's own
+        work = tmp_path_factory.getbasetemp().parent / "pro_runs"
+    else:
+        work = tmp_path_factory.mktemp("pro_runs")
     ds_json = work / "ds_config.json"
-    ds_json.write_text(json.dumps({
-        "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1,
-        "zero_optimization": {"stage": 2}, "zero_allow_untested_optimizer": True,
-    }), encoding="utf-8")
-    records = run_train_jobs(strategy_jobs(ds_json), work, timeout=900)
-    return {"dir": work, "records": records}
+    jobs = strategy_jobs(ds_json)
+    with FileLock(f"{work}.lock"):
+        if not (work / "trained").is_file():
+            work.mkdir(exist_ok=True)
+            ds_json.write_text(json.dumps({
+                "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1,
+                "zero_optimization": {"stage": 2}, "zero_allow_untested_optimizer": True,
+            }), encoding="utf-8")
+            run_train_jobs(jobs, work, timeout=900)
+            (work / "trained").touch()
+    return {"dir": work, "records": {job["name"]: train_records(work / job["name"]) for job in jobs}}
 
 
 @pytest.fixture(scope="session")
