@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mw-tests gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -197,6 +197,25 @@ for group in "$@"; do
     run tuning-master-2 170 env CUDA_VISIBLE_DEVICES=0 $BT $L --json "$RES/tuning-master-2.json"
     run tuning-cdt-2 330 env CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
       $BT $L --json "$RES/tuning-cdt-2.json";;
+  mfu-fa4)  # issue 20: FlashAttention-4 (flash-attn-4's CuTe-DSL kernels) through torch's activate_flash_attention_impl,
+    # against cuDNN's attention. Its wheels (~100 MB, over one call's 64 MiB) travel in two calls: FA4_PARTS names a
+    # folder holding all of them, the CUTLASS DSL runtime wheel split in parts cu13.part00, cu13.part01, ...
+    P=${FA4_PARTS:-/tmp/fa4}; W=/tmp/fa4-wheels; mkdir -p $W; cp "$P"/*.whl $W/
+    cat "$P"/cu13.part* >$W/nvidia_cutlass_dsl_libs_cu13-4.8.1-cp312-cp312-manylinux_2_28_x86_64.whl
+    (cd $W && sha256sum -c "$P/cu13.sha256") || exit 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $W/*.whl || exit 1
+    export PYTHONPATH=/tmp/site/nvidia_cutlass_dsl/dsl_packages:$PYTHONPATH  # what its .pth adds in a site dir
+    python3 -c "import flash_attn.cute.interface" || exit 1
+    # Inductor's FX-graph and AOTAutograd caches are keyed without the SDPA backend flags: a graph
+    # compiled under cuDNN would be reused by the FA4 run (its kernels stay cuDNN's), so they are off.
+    export TORCHINDUCTOR_FX_GRAPH_CACHE=0 TORCHINDUCTOR_AUTOGRAD_CACHE=0
+    [ "${FA4_MICRO:-1}" = 0 ] || run fa4-micro 150 env CUDA_VISIBLE_DEVICES=0 python3 "$REPO/benchmarks/fa4_attention_gpu.py" --json "$RES/fa4-micro.json"
+    L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --no-fp32-residual --warmup 6 --steps 20 --master-weights"
+    for i in ${FA4_ROUNDS:-1 2}; do
+      run fa4-cudnn-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --attention cudnn --json "$RES/fa4-cudnn-$i.json"
+      run fa4-fa4-$i 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --attention fa4 $([ $i = 1 ] && [ -z "${FA4_NO_PROFILE:-}" ] && echo --profile) \
+        --json "$RES/fa4-fa4-$i.json"
+    done;;
   mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
       "$REPO/tests/core/training/test_master_weights.py";;

@@ -73,8 +73,12 @@ def _attention_context(name: str) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    if name == "fa4":
+        from deepseek.bench._fa4 import activate
+
+        activate()
     backends = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-                "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+                "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH, "fa4": SDPBackend.FLASH_ATTENTION}
     return sdpa_kernel([backends[name]])
 
 
@@ -330,8 +334,9 @@ def _print(result: dict[str, Any]) -> None:
 @click.option("--compile-mode", type=click.Choice(["default", "reduce-overhead", "max-autotune",
                                                    "max-autotune-no-cudagraphs"]), default="default",
               show_default=True)
-@click.option("--attention", type=click.Choice(["auto", "flash", "efficient", "cudnn", "math"]), default="auto",
-              show_default=True, help="Force one scaled_dot_product_attention kernel.")
+@click.option("--attention", type=click.Choice(["auto", "flash", "efficient", "cudnn", "math", "fa4"]), default="auto",
+              show_default=True, help="Force one scaled_dot_product_attention kernel (fa4: the flash-attn-4 "
+              "package's FlashAttention-4, through torch's activate_flash_attention_impl).")
 @click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True)
 @click.option("--init-device", type=click.Choice(["cpu", "device"]), default="cpu", show_default=True,
               help="train.init_device: create the weights on the CPU or directly on the device.")
