@@ -198,8 +198,8 @@ for group in "$@"; do
     run tuning-cdt-2 330 env CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
       $BT $L --json "$RES/tuning-cdt-2.json";;
   mfu-fa4)  # issue 20: FlashAttention-4 (flash-attn-4's CuTe-DSL kernels) through torch's activate_flash_attention_impl,
-    # against cuDNN's attention. Its wheels (~100 MB, over one call's 64 MiB) travel in two calls: FA4_PARTS names a
-    # folder holding all of them, the CUTLASS DSL runtime wheel split in parts cu13.part00, cu13.part01, ...
+    # against cuDNN's attention. Its wheels (~100 MB, over one call's 64 MiB) travel in two calls (benchmarks/prepare_fa4.sh
+    # says how): FA4_PARTS names the folder holding all of them, the CUTLASS DSL runtime wheel in parts cu13.part00, ...
     P=${FA4_PARTS:-/tmp/fa4}; W=/tmp/fa4-wheels; mkdir -p $W; cp "$P"/*.whl $W/
     cat "$P"/cu13.part* >$W/nvidia_cutlass_dsl_libs_cu13-4.8.1-cp312-cp312-manylinux_2_28_x86_64.whl
     (cd $W && sha256sum -c "$P/cu13.sha256") || exit 1
