@@ -116,6 +116,11 @@ def test_every_private_deepspeed_attribute_we_use_still_exists() -> None:
         source = inspect.getsource(cls)
         missing = [n for n in names if not hasattr(cls, n) and f"self.{n} =" not in source]
         assert not missing, f"{where} no longer has {missing}; update deepspeed_internals"
+    import deepspeed.ops
+
+    from deepseek_pro.strategies.deepspeed_internals import SHM_COMM_OP
+
+    assert SHM_COMM_OP in deepspeed.ops.__compatible_ops__
 
 
 def test_zero3_padding_is_not_checked_as_weights(tmp_path) -> None:
@@ -130,5 +135,10 @@ def test_zero3_padding_is_not_checked_as_weights(tmp_path) -> None:
     config["data"]["seq_len"] = 8
     (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
     out = tmp_path / "result.json"
-    run_torchrun([str(HERE / "_zero3_padding.py"), str(tmp_path / "config.json"), str(out)])
+    extensions = tmp_path / "torch_extensions"
+    run_torchrun([str(HERE / "_zero3_padding.py"), str(tmp_path / "config.json"), str(out)],
+                 env={"TORCH_EXTENSIONS_DIR": str(extensions)})
     assert json.loads(out.read_text(encoding="utf-8")) == {"padding_nan": True, "weight_nan": False}
+    # DeepSpeed's comm backend started without JIT-building its shared-memory all-reduce op
+    # (inference-only; 60-185 s per environment on two cores): nothing was compiled.
+    assert not list(extensions.rglob("*.so")), sorted(extensions.rglob("*"))

@@ -102,6 +102,8 @@ class DeepSpeedStrategy(DistributedStrategy):
     def setup(self, model: Any, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         import deepspeed
 
+        if self.device.type == "cpu":
+            internals.skip_shm_comm_build()
         o = self.options
         self.settings = settings
         from deepseek_pro.checkpoint import tied_aliases

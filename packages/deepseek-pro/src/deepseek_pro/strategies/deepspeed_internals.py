@@ -16,6 +16,9 @@ ZeRO optimizers for them:
 3. copying the fp32 masters into the module's low-precision weights after loading
    (:func:`sync_lp_from_hp`: ZeRO-3 has no public call for it).
 
+And one switch of DeepSpeed's module table of compatible ops, for the CPU
+(:func:`skip_shm_comm_build`).
+
 :data:`PRIVATE_ATTRIBUTES` lists every private name used; ``tests/pro/test_deepspeed.py`` checks
 that the installed DeepSpeed still has each one, so an upgrade that removes one fails a test
 instead of a checkpoint.
@@ -39,6 +42,27 @@ PRIVATE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     ),
 }
 """Class -> the private (or undocumented) attributes of it that this module uses."""
+
+SHM_COMM_OP = "deepspeed_shm_comm"
+"""The key of DeepSpeed's shared-memory all-reduce op in ``deepspeed.ops.__compatible_ops__``."""
+
+
+def skip_shm_comm_build() -> None:
+    """Keep DeepSpeed's comm backend from JIT-building its shared-memory all-reduce op.
+
+    On the CPU accelerator, DeepSpeed 0.19's ``TorchBackend`` compiles the C++ op
+    ``deepspeed_shm_comm`` when it starts (60-185 s on two cores, once per environment: the build
+    folder is keyed by the environment's absolute paths), yet only ``inference_all_reduce`` (its
+    tensor-parallel inference) uses the op: the collectives of training go through
+    torch.distributed. ``build_shm_op`` builds nothing for an op its table of compatible ops
+    marks False, and that table (``deepspeed.ops.__compatible_ops__``, undocumented) is the one
+    switch it reads; this sets it before the backend starts.
+    """
+    import deepspeed.ops
+
+    if SHM_COMM_OP not in deepspeed.ops.__compatible_ops__:
+        raise RuntimeError(f"deepspeed.ops.__compatible_ops__ has no {SHM_COMM_OP!r}; update deepspeed_internals")
+    deepspeed.ops.__compatible_ops__[SHM_COMM_OP] = False
 
 
 def flat_masters(zero_optimizer: Any) -> tuple[Any, list[Any]]:
