@@ -44,14 +44,14 @@ unimodal models (``[model] pretrained``) the fused model starts as the ensemble 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.models.encoder import EncoderOutput
 
 
@@ -119,6 +119,10 @@ class Fusion(nn.Module):
         self.project = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in dims.items()})
         self.heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m in dims})
 
+    def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
+        """The fused prediction (see the module docstring); every method overrides it."""
+        raise NotImplementedError(f"{type(self).__name__} does not override Fusion.forward")
+
     def pool(self, features: Mapping[str, EncoderOutput]) -> dict[str, torch.Tensor]:
         """Each modality's masked mean, projected to the shared space."""
         return {m: self.project[m](masked_mean(features[m])) for m in self.modalities}
@@ -126,6 +130,61 @@ class Fusion(nn.Module):
     def classify(self, pooled: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each modality's own prediction."""
         return {m: self.heads[m](pooled[m]) for m in self.modalities}
+
+
+def fusion_label(name: str, provider: str | None) -> str:
+    """How errors name a model's fusion method: ``model.fusion: fusion <name> (<distribution version>)``."""
+    return f"model.fusion: fusion {name}" + (f" ({provider})" if provider else "")
+
+
+OUTPUT_CONTRACT = ("return FusionOutput(logits (B, num_classes), modality_logits {modality: (B, num_classes)}, "
+                   "pooled {modality: (B, d_model)}) (docs/multimodal.md section 3)")
+"""The fix every output-contract error names."""
+
+
+def output_problem(out: object, modalities: Sequence[str], batch: int, num_classes: int, d_model: int) -> str | None:
+    """What breaks the output contract in ``out`` (a fusion method's return for a batch of
+    ``batch`` samples), or ``None``; shapes only (no data is read)."""
+    if not isinstance(out, FusionOutput):
+        return f"returned a {type(out).__name__}, not a FusionOutput"
+    expected = {"logits": (batch, num_classes), "modality_logits": (batch, num_classes), "pooled": (batch, d_model)}
+    for field_name, value in zip(FusionOutput._fields, out, strict=True):
+        want = expected[field_name]
+        parts = {"": value} if field_name == "logits" else value
+        if field_name != "logits" and (not isinstance(parts, Mapping) or set(parts) != set(modalities)):
+            got = sorted(parts) if isinstance(parts, Mapping) else type(parts).__name__
+            return f"returned {field_name} {got}, not one entry per modality {list(modalities)}"
+        for m, t in parts.items():
+            where = f"{field_name}[{m!r}]" if m else field_name
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                what = f"a {t.dtype} tensor" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+                return f"returned {where} that is {what}, not a floating-point tensor"
+            if tuple(t.shape) != want:
+                return f"returned {where} of shape {tuple(t.shape)}, expected {want}"
+    return None
+
+
+def check_output(fusion: Fusion, out: object, batch: int, num_classes: int, label: str) -> FusionOutput:
+    """``out`` when it keeps the output contract (:func:`output_problem`), else a one-line
+    :class:`UsageError` naming ``label`` (:func:`fusion_label`), what was wrong and the fix."""
+    problem = output_problem(out, fusion.modalities, batch, num_classes, fusion.options.d_model)
+    if problem is not None:
+        raise UsageError(f"{label}: forward {problem}; {OUTPUT_CONTRACT}")
+    return out  # type: ignore[return-value]
+
+
+def check_declared_output(cls: type, label: str) -> None:
+    """A one-line :class:`ConfigError` when ``cls.forward`` declares a return type other than
+    :class:`FusionOutput` (an undeclared or unresolvable one is checked on each call instead)."""
+    import typing
+
+    try:
+        declared = typing.get_type_hints(cls.forward).get("return", FusionOutput)
+    except Exception:  # noqa: BLE001 - names the plugin's module does not define at run time
+        return
+    if declared is not FusionOutput:
+        raise ConfigError(f"{label}: {cls.__name__}.forward declares it returns {declared!r}, not FusionOutput; "
+                          f"{OUTPUT_CONTRACT}")
 
 
 JOINT_LIMIT = 1_000_000

@@ -36,7 +36,9 @@ from torch import nn
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
-from deepseek_enterprise.fusion import Fusion, FusionOutput
+from deepseek_enterprise.fusion import Fusion, FusionOutput, check_declared_output, fusion_label
+from deepseek_enterprise.fusion import check_output as check_fusion_output
+from deepseek_enterprise.plugin_calls import blamed_on
 
 MODALITIES = ("vision", "audio", "text")
 IGNORE = -100
@@ -143,14 +145,18 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                                             path=f"model.{m}", host=lookups, provider=provider)
             self.encoder_labels[m] = encoder_label(name, provider, f"model.{m}")
         self.encoders = nn.ModuleDict(encoders)
-        fusion_cls = lookups.resolve("fusion", options.fusion).load()
+        fusion_component = lookups.resolve("fusion", options.fusion)
+        fusion_cls = fusion_component.load()
+        self.fusion_label = fusion_label(options.fusion, f"{fusion_component.dist} {fusion_component.version}")
         Fusion.check_registered(fusion_cls, options.fusion)
+        check_declared_output(fusion_cls, self.fusion_label)
         from deepseek.config.components import build_options
 
         fusion_options = build_options(fusion_cls, dict(options.fusion_options), kind="fusion", name=options.fusion,
                                        path="model.fusion_options")
         dims = {m: int(enc.output_dim) for m, enc in self.encoders.items()}
-        self.fusion = fusion_cls(fusion_options, dims=dims, num_classes=options.num_classes)
+        with blamed_on(self.fusion_label, "__init__"):
+            self.fusion = fusion_cls(fusion_options, dims=dims, num_classes=options.num_classes)
         if options.pretrained:
             from deepseek_enterprise.pretrained import load_pretrained
 
@@ -166,6 +172,18 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             enc, inputs = self.encoders[m], batch[m]["inputs"]
             out[m] = check_output(enc, enc(inputs, batch[m].get("padding_mask")), inputs, self.encoder_labels[m])
         return out
+
+    def fuse(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
+        """The fusion method's output, held to its output contract (shapes and dtypes:
+        ``deepseek_enterprise.fusion.check_output``); what its forward raises is one line naming
+        the method and its distribution (``deepseek_enterprise.plugin_calls.blamed_on``)."""
+        batch = next(iter(present.values())).shape[0]
+        if torch.compiler.is_compiling():  # no try block in a compiled graph; the check still runs
+            out = self.fusion(features, present)
+        else:
+            with blamed_on(self.fusion_label, "forward"):
+                out = self.fusion(features, present)
+        return check_fusion_output(self.fusion, out, batch, self.options.num_classes, self.fusion_label)
 
     def presence(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Which samples have each modality, after modality dropout in training."""
@@ -183,7 +201,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                 modality_labels: Mapping[str, torch.Tensor] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
         batch = {**inputs, "present": present}
         avail = self.presence(batch)
-        out = self.apply_logit_weights(self.fusion(self.encode(batch), avail), avail)
+        out = self.apply_logit_weights(self.fuse(self.encode(batch), avail), avail)
         loss = F.cross_entropy(out.logits.float(), label)
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         aux = []
@@ -240,7 +258,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         and fused, pooled embeddings; ``calibrated``: the fused logits with ``logit_weights``
         applied (False: the fusion method's own)."""
         present = {m: batch["present"][m].bool() for m in self.modalities}
-        out = self.fusion(self.encode(batch), present)
+        out = self.fuse(self.encode(batch), present)
         return self.apply_logit_weights(out, present) if calibrated else out
 
     def apply_logit_weights(self, out: FusionOutput, present: Mapping[str, torch.Tensor]) -> FusionOutput:
