@@ -60,7 +60,9 @@ class Started:
 class Executor:
     """The contract of a job executor (registered with ``deepseek_register_executors``): the
     scheduler starts jobs with :meth:`start`, watches them with :meth:`finished`, stops them with
-    :meth:`terminate` then, after :attr:`grace_s`, :meth:`kill`."""
+    :meth:`terminate` then, after :attr:`grace_s`, :meth:`kill`. An exception a method's docstring
+    does not name is taken for a bug: that job fails with one line naming the executor, its
+    distribution and the method, and the server goes on with the other jobs."""
 
     shares_gpus: bool = False
     """Whether the executor places jobs on the scheduler's GPUs and caps a shared job's GPU memory

@@ -37,6 +37,13 @@ local executor the same boot: ``jobstate.alive``) is re-attached and watched; on
 wrapper wrote; one gone without a code becomes ``lost`` (or is requeued, as above). Queued jobs
 keep their order (ids). An exit code that cannot be read (``UNREADABLE``) fails the job with the
 reason the executor gives.
+
+An executor method that raises what its contract does not name (``start`` anything but
+``OSError``; ``reserve``, ``find``, ``finished``, ``terminate`` or ``kill`` anything but
+``Unavailable`` where it is allowed): that job alone fails, with one line naming the executor, its
+distribution and the method (``executor NAME (DIST VERSION): start() raised RuntimeError: ...``),
+logged once; its slot is free and the passes go on for every other job. An exception from
+``reason`` leaves the reason out.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from deepseek.plugins.records import describe_error
 from deepseek_enterprise.service import gpushare, quotas
 from deepseek_enterprise.service.executor import UNREADABLE, Executor, Launch, Started, Unavailable
 from deepseek_enterprise.service.jobpaths import PathRefused
@@ -60,22 +68,29 @@ REF_MAX = Job.__table__.c.pid_start.type.length
 """The longest ``Executor.reserve`` answer (and ``Started.pid_start``) the database keeps."""
 
 
-def _checked_ref(executor: Executor, ref: object) -> str:
+def _checked_ref(origin: str, ref: object) -> str:
     """``reserve``'s answer, OSError (the job fails with it) when it is not a string of at most
     :data:`REF_MAX` printable characters: the same on every database, never a failed commit."""
     if not isinstance(ref, str) or len(ref) > REF_MAX or not ref.isprintable():
-        raise OSError(f"executor {type(executor).__name__}: reserve() returned {str(ref)[:80]!r}, not a string of "
+        raise OSError(f"{origin}: reserve() returned {str(ref)[:80]!r}, not a string of "
                       f"at most {REF_MAX} printable characters (Executor.reserve)")
     return ref
 
 
+class ExecutorBroke(Exception):
+    """An executor method raised what its contract does not name; the message is one line naming
+    the executor (and its distribution) and the method (module docstring)."""
+
+
 class Scheduler:
     """Runs queued jobs on ``executor`` with at most ``slots`` running at once and ``gpus`` as
-    the device pool."""
+    the device pool. ``origin`` names the executor in messages, ``executor NAME (DIST VERSION)``
+    for a registered one (``server_cli.pick_executor``); by default its class name."""
 
     def __init__(self, store: Store, executor: Executor, *, slots: int, gpus: list[str],
-                 interval: float = 0.5, requeue_lost: int = 0, retry_s: float = 5.0) -> None:
+                 interval: float = 0.5, requeue_lost: int = 0, retry_s: float = 5.0, origin: str = "") -> None:
         self.store = store
+        self.origin = origin or f"executor {type(executor).__name__}"
         self.requeue_lost = requeue_lost
         self.executor = executor
         self.slots = slots
@@ -127,10 +142,33 @@ class Scheduler:
 
     # -- the parts --------------------------------------------------------------------------
 
-    def _finish(self, job: Job, code: int | bool, s: Session) -> None:
+    def _call(self, method: str, *args: object, allowed: tuple[type[BaseException], ...] = (Unavailable,)) -> object:
+        """``executor.method(*args)``; what it raises beyond ``allowed`` comes out as :class:`ExecutorBroke`."""
+        try:
+            return getattr(self.executor, method)(*args)
+        except allowed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug: that job fails, named (module docstring)
+            raise ExecutorBroke(f"{self.origin}: {method}() raised {describe_error(exc)}") from exc
+
+    def _broke(self, job: Job, message: str, s: Session) -> None:
+        """Fail ``job`` for an executor that broke on it: one line in the log, none in later passes."""
+        log.error("job %s failed: %s", job.id, message)
+        self._term_sent.pop(job.id, None)
+        if job.state == "running":
+            self._device_use(job, s)
+        job.move("failed", message=message[:2000])
+        self.store.audit("scheduler", "job.failed", tenant=job.tenant.name, target=f"job {job.id}",
+                         result=job.message, session=s)
+
+    def _device_use(self, job: Job, s: Session) -> None:
+        """The ``DeviceUse`` row of a run that held devices and ends now."""
         if job.devices > 0 and job.started_at is not None:
             s.add(DeviceUse(tenant_id=job.tenant_id, job_id=job.id, devices=job.devices, started_at=job.started_at,
                             ended_at=utcnow()))
+
+    def _finish(self, job: Job, code: int | bool, s: Session) -> None:
+        self._device_use(job, s)
         if code is False and not job.cancel_requested and job.attempts <= self.requeue_lost:
             attempt = job.attempts
             job.move("queued", message=f"attempt {attempt} was lost (gone, no exit code); requeued")
@@ -142,14 +180,14 @@ class Scheduler:
         if code is False:
             job.move("lost", message="the job's process is gone and left no exit code")
         elif code == UNREADABLE:
-            why = self.executor.reason(job.id, Path(job.workspace)) or "its exit code cannot be read"
+            why = self._reason(job) or "its exit code cannot be read"
             job.move("failed", message=why)
         elif job.cancel_requested:
             job.move("cancelled", exit_code=int(code))
         elif code == 0:
             job.move("succeeded", exit_code=0)
         else:
-            reason = self.executor.reason(job.id, Path(job.workspace))  # out of memory, CPU time...
+            reason = self._reason(job)  # out of memory, CPU time...
             job.move("failed", exit_code=int(code), message=f"{reason} (exit code {code})" if reason else f"exit code {code}")
         self._term_sent.pop(job.id, None)
         self.store.audit("scheduler", f"job.{job.state}", tenant=job.tenant.name, target=f"job {job.id}",
@@ -157,13 +195,31 @@ class Scheduler:
                          else f"exit code {job.exit_code}",
                          session=s)
 
+    def _reason(self, job: Job) -> str:
+        try:
+            return str(self._call("reason", job.id, Path(job.workspace), allowed=()))
+        except ExecutorBroke as exc:
+            log.error("job %s: %s", job.id, exc)
+            return ""
+
+    def _finished(self, job: Job, s: Session) -> int | None | bool:
+        """The executor's ``finished`` for a running job (None while it runs or while the executor
+        cannot tell); a job it broke on is failed here (its process may still run) and None."""
+        try:
+            return self._call("finished", job.id, job.pid, job.pid_start, Path(job.workspace))  # type: ignore[return-value]
+        except Unavailable:
+            return None
+        except ExecutorBroke as exc:
+            self._broke(job, f"could not watch it (its process may still run): {exc}", s)
+            return None
+
     def _reap(self) -> None:
         with self.store.session() as s:
             for job in s.scalars(select(Job).where(Job.state == "starting")).all():
                 self._resolve(job, s)  # left by a server killed while starting it (module docstring)
         with self.store.session() as s:
             for job in s.scalars(select(Job).where(Job.state == "running")).all():
-                code = self.executor.finished(job.id, job.pid, job.pid_start, Path(job.workspace))
+                code = self._finished(job, s)
                 if code is not None:
                     self._finish(job, code, s)
 
@@ -194,11 +250,17 @@ class Scheduler:
             targets = [(j.id, j.pid, j.pid_start) for j in jobs]
         for job_id, pid, pid_start in targets:
             sent = self._term_sent.get(job_id)
-            if sent is None:
-                self._term_sent[job_id] = now
-                self.executor.terminate(pid, pid_start)
-            elif now - sent > self.executor.grace_s:
-                self.executor.kill(pid, pid_start)
+            try:
+                if sent is None:
+                    self._term_sent[job_id] = now
+                    self._call("terminate", pid, pid_start)
+                elif now - sent > self.executor.grace_s:
+                    self._call("kill", pid, pid_start)
+            except Unavailable:
+                continue  # asked again in the next pass (kill) or after the grace
+            except ExecutorBroke as exc:
+                with self.store.session() as s:
+                    self._broke(s.get(Job, job_id), f"could not stop it (its process may still run): {exc}", s)
 
     def gpu_loads(self, s: Session) -> dict[str, float]:
         """How much of each pool GPU running jobs hold (``gpushare.loads``)."""
@@ -226,6 +288,9 @@ class Scheduler:
                          result=result[:2000], session=s)
 
     def _fail(self, job: Job, exc: Exception, s: Session) -> None:
+        if isinstance(exc, ExecutorBroke):
+            self._broke(job, f"could not start: {exc}", s)
+            return
         job.move("failed", message=f"could not start: {exc}")
         self.store.audit("scheduler", "job.failed", tenant=job.tenant.name, target=f"job {job.id}",
                          result=job.message, session=s)
@@ -252,8 +317,8 @@ class Scheduler:
             share = self._share(job.tenant) if job.devices else None
             gpus = gpushare.assign(self.gpus, load, job.devices, share) or []
             try:
-                ref = _checked_ref(self.executor, self.executor.reserve(job.id))
-            except OSError as exc:  # its state folder cannot be made (or a plugin's ref): nothing was started
+                ref = _checked_ref(self.origin, self._call("reserve", job.id, allowed=(OSError,)))
+            except (OSError, ExecutorBroke) as exc:  # no state folder (or a plugin's bad ref or bug): nothing started
                 job.move("starting")  # and failed, in this one transaction (queued -> failed is no transition)
                 self._fail(job, exc, s)
                 return True
@@ -265,7 +330,7 @@ class Scheduler:
                                                                              is not None else "")
                              + (f"; {ref}" if ref else ""), session=s)
         try:  # (2)
-            started = self.executor.start(launch)
+            started = self._call("start", launch, allowed=(PathRefused, OSError))
         except Unavailable as exc:  # nothing was started: back to its place in the queue
             if not self._unavailable:
                 log.warning("jobs stay queued: %s", exc)
@@ -280,7 +345,7 @@ class Scheduler:
                                  result=f"not started ({exc}); back in its place, not counted as an attempt"[:2000],
                                  session=s)
             return False
-        except (PathRefused, OSError) as exc:
+        except (PathRefused, OSError, ExecutorBroke) as exc:
             with self.store.session() as s:
                 self._fail(s.get(Job, launch.job_id), exc, s)
             return True
@@ -293,11 +358,15 @@ class Scheduler:
         """A job left ``starting``: running, queued again or cancelled (module docstring)."""
         launch = self._launch(job, [g for g in job.gpus.split(",") if g], job.gpu_fraction)
         try:
-            started = self.executor.find(launch)
+            started = self._call("find", launch, allowed=(OSError,))
         except OSError as exc:  # Unavailable among them: asked again in the next pass
             if job.id not in self._undecided:
                 log.warning("job %s stays starting for now: %s", job.id, exc)
                 self._undecided.add(job.id)
+            return
+        except ExecutorBroke as exc:
+            self._undecided.discard(job.id)
+            self._broke(job, f"could not tell whether it started (its process may run): {exc}", s)
             return
         self._undecided.discard(job.id)
         if started is not None:
@@ -318,7 +387,9 @@ class Scheduler:
                 self._resolve(job, s)
         with self.store.session() as s:
             for job in s.scalars(select(Job).where(Job.state == "running")).all():
-                code = self.executor.finished(job.id, job.pid, job.pid_start, Path(job.workspace))
+                code = self._finished(job, s)
+                if job.state != "running":
+                    continue  # the executor broke on it: failed
                 if code is None:
                     self.store.audit("scheduler", "job.reattach", tenant=job.tenant.name, target=f"job {job.id}",
                                      result=f"pid {job.pid} still running", session=s)

@@ -52,18 +52,21 @@ def detect_gpus(spec: str) -> list[str]:
     return items
 
 
-def pick_executor(name: str) -> type:
-    """The registered executor ``name`` (a subclass of ``Executor``)."""
+def pick_executor(name: str) -> tuple[type, str]:
+    """The registered executor ``name`` (a subclass of ``Executor``) and how messages name it,
+    ``executor NAME (DIST VERSION)``."""
     from deepseek.cli.context import command_host
     from deepseek_enterprise.service.executor import Executor
 
     host = command_host()
     host.check_kind("executor")
-    target = host.resolve("executor", name).load()
+    component = host.resolve("executor", name)
+    target = component.load()
+    origin = f"executor {component.name} ({component.dist} {component.version})"
     if not (isinstance(target, type) and issubclass(target, Executor)):
-        raise UsageError(f"--executor {name}: {target!r} is not a subclass of "
-                         "deepseek_enterprise.service.executor.Executor")
-    return target
+        raise UsageError(f"--executor {name}: {target!r} from {component.dist} {component.version} is not a "
+                         "subclass of deepseek_enterprise.service.executor.Executor")
+    return target, origin
 
 
 @click.command("server")
@@ -106,7 +109,7 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
         raise UsageError(f"--admin {admin_name!r}: use lower-case letters, digits and '-'")
     if root.exists() and not root.is_dir():
         raise UsageError(f"--root {root}: exists and is not a folder")
-    executor_cls = pick_executor(executor_name)
+    executor_cls, origin = pick_executor(executor_name)
     local = issubclass(executor_cls, LocalExecutor)
     if cgroup_spec is not None and not local:
         raise UsageError(f"--cgroup applies to the local executor only, not to --executor {executor_name}")
@@ -122,7 +125,7 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     if token is not None:
         click.echo(f"new database: platform admin {admin_name!r}, token (shown once, only its hash is kept):")
         click.echo(token)
-    scheduler = Scheduler(store, executor, slots=slots, gpus=gpus, requeue_lost=requeue_lost)
+    scheduler = Scheduler(store, executor, slots=slots, gpus=gpus, requeue_lost=requeue_lost, origin=origin)
     scheduler.start()
     click.echo(f"deepseek server on http://{host}:{port} (root {root}, {slots} slot(s), "
                f"devices {','.join(gpus) or 'none'}, executor {executor_name})", err=True)

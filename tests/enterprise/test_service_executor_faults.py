@@ -1,0 +1,146 @@
+"""An executor plugin with a bug: whatever one of its methods raises beyond its contract fails that
+job alone, with one line naming the executor, its distribution and the method; the slot is free
+again and the server goes on with the other jobs (docs/service.md, "Jobs").
+
+For real: ``deepseek server --executor faulty`` with a test-only executor from a throwaway
+distribution (``deepseek-faultyexec``, registered through ``deepseek_register_executors`` as any
+executor is), one slot, four jobs of one tenant: its ``reserve`` breaks on job 1, ``start`` on job 2,
+``finished`` on job 3; job 4 runs. Cancel (``terminate``) and a restart's ``find`` through the
+scheduler with the same kind of executor.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from _servicehelpers import ServerProcess, deploy
+from test_service_reliability import Scripted
+
+from deepseek_enterprise.service.executor import Launch, Started
+from deepseek_enterprise.service.models import DeviceUse, Job
+from deepseek_enterprise.service.scheduler import Scheduler
+
+PLUGIN = '''
+from deepseek.hookspecs import hookimpl
+
+
+@hookimpl
+def deepseek_register_executors(register):
+    register("faulty", "deepseek_faultyexec_executors:Faulty", description="test only: breaks on jobs 1 to 3")
+'''
+EXECUTORS = '''
+from deepseek_enterprise.service.executor import LocalExecutor
+
+
+class Faulty(LocalExecutor):
+    def reserve(self, job_id):
+        if job_id == 1:
+            raise RuntimeError("boom in reserve")
+        return super().reserve(job_id)
+
+    def start(self, launch):
+        if launch.job_id == 2:
+            raise ValueError("boom in start")
+        return super().start(launch)
+
+    def finished(self, job_id, pid, pid_start, workspace):
+        if job_id == 3:
+            raise KeyError("boom in finished")
+        return super().finished(job_id, pid, pid_start, workspace)
+'''
+ORIGIN = "executor faulty (deepseek-faultyexec 0.1)"
+QUICK = ["--set", "model.bogus=1", "--max-steps", "1"]  # deepseek train exits 2 at once
+
+
+@pytest.fixture(scope="module")
+def faulty_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    site = tmp_path_factory.mktemp("faultyexec")
+    (site / "deepseek_faultyexec.py").write_text(textwrap.dedent(PLUGIN))
+    (site / "deepseek_faultyexec_executors.py").write_text(textwrap.dedent(EXECUTORS))
+    info = site / "deepseek_faultyexec-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deepseek-faultyexec\nVersion: 0.1\n"
+                                   "Requires-Dist: deepseek-enterprise\n")
+    (info / "entry_points.txt").write_text("[deepseek]\nfaultyexec = deepseek_faultyexec\n")
+    return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_an_executor_that_raises_fails_that_job_alone_named_and_the_slot_is_free(
+        tmp_path: Path, faulty_env: dict[str, str]) -> None:
+    srv = ServerProcess(tmp_path / "srv", "--slots", "1", "--executor", "faulty", env=faulty_env)
+    try:
+        tok = srv.setup({"acme": {"running_jobs": 4}})["acme"]
+        ids = [srv.call("POST", "/v1/tenants/acme/jobs", tok, json={"command": "train", "args": QUICK}).json()["id"]
+               for _ in range(4)]
+        assert ids == [1, 2, 3, 4]
+        end = time.monotonic() + 180
+        while True:
+            jobs = [srv.call("GET", f"/v1/tenants/acme/jobs/{i}", tok).json() for i in ids]
+            if all(j["state"] in ("succeeded", "failed", "cancelled", "lost") for j in jobs):
+                break
+            assert time.monotonic() < end, jobs
+            time.sleep(0.3)
+        time.sleep(1.5)  # a few more passes: nothing more is logged for them
+    finally:
+        srv.kill()
+    log = srv.proc.stderr.read()
+    assert [(j["state"], j["message"]) for j in jobs[:3]] == [
+        ("failed", f"could not start: {ORIGIN}: reserve() raised RuntimeError: boom in reserve"),
+        ("failed", f"could not start: {ORIGIN}: start() raised ValueError: boom in start"),
+        ("failed", f"could not watch it (its process may still run): {ORIGIN}: finished() raised KeyError: "
+                   "'boom in finished'"),
+    ]
+    assert (jobs[0]["attempts"], jobs[1]["attempts"], jobs[2]["attempts"]) == (0, 0, 1)
+    # the fourth job got the one slot and ran to its end: deepseek train refused the unknown key
+    assert (jobs[3]["state"], jobs[3]["exit_code"], jobs[3]["attempts"]) == ("failed", 2, 1), jobs[3]
+    assert "Traceback" not in log and "scheduler pass failed" not in log, log[-3000:]
+    for i, job in zip(ids[:3], jobs[:3], strict=True):
+        assert log.count(f"job {i} failed: ") == 1, log[-3000:]
+        assert f"job {i} failed: {job['message']}" in log
+
+
+def test_a_cancel_or_a_find_that_raises_fails_that_job_named(tmp_path: Path) -> None:
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=3, devices=1)
+        bob = d.user("acme", "bob", "member")
+        first, second = (d.submit("acme", bob).json()["id"] for _ in range(2))
+        with d.store.session() as s:
+            for i in (first, second):
+                s.get(Job, i).devices = 1  # the API's pool is empty; the scheduler's has GPU 0
+
+        class Unstoppable(Scripted):
+            def terminate(self, pid: int | None, pid_start: str | None) -> None:
+                raise AttributeError("no such handle")
+
+            def find(self, launch: Launch) -> Started | None:
+                raise TypeError("find is broken")
+
+        ex = Unstoppable(d.root)
+        sched = Scheduler(d.store, ex, slots=1, gpus=["0"], origin="executor unstoppable (acme 1.0)")
+        sched.step()
+        assert ex.starts == [first]
+        assert d.call("POST", f"/v1/tenants/acme/jobs/{first}/cancel", bob).status_code == 200
+        sched.step()  # terminate raises: the job fails, the slot (and GPU) is free, the second job starts
+        sched.step()
+        assert ex.starts == [first, second]
+        with d.store.session() as s:
+            job = s.get(Job, first)
+            assert (job.state, job.message) == ("failed", "could not stop it (its process may still run): executor "
+                                                "unstoppable (acme 1.0): terminate() raised AttributeError: no such "
+                                                "handle")
+            assert [u.job_id for u in s.query(DeviceUse)] == [first]  # its device time is counted
+            s.get(Job, second).move("queued")  # then starting, as a server killed between its commits leaves it
+            s.get(Job, second).move("starting")
+        sched.recover()
+        with d.store.session() as s:
+            job = s.get(Job, second)
+            assert (job.state, job.message) == ("failed", "could not tell whether it started (its process may run): "
+                                                "executor unstoppable (acme 1.0): find() raised TypeError: find is "
+                                                "broken")
+    finally:
+        d.close()
