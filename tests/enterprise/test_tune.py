@@ -175,13 +175,13 @@ class QuadraticPlugin:
         register("quadratic", Quadratic, description="distance of log10(lr) from a target")
 
 
-def tune_in_process(tmp_path: Path, *args: str) -> int:
+def tune_in_process(tmp_path: Path, *args: str, plugin: object = None, dist: str = "deepseek-quadratic") -> int:
     from deepseek.cli.main import main
     from deepseek.plugins.host import PluginHost
     from deepseek.plugins.settings import PluginSettings
 
     host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    assert host.register_plugin(QuadraticPlugin(), dist="deepseek-quadratic").status == "ok"
+    assert host.register_plugin(plugin or QuadraticPlugin(), dist=dist).status == "ok"
     cwd = Path.cwd()
     os.chdir(tmp_path)
     try:
@@ -216,6 +216,51 @@ def test_a_third_party_tuner_from_the_docs_contract(tmp_path: Path) -> None:
     assert best["value"] == pytest.approx((math.log10(best["seen_lr"]) + 2.0) ** 2)  # the [tuner] target
     assert best["value"] < 0.5
     assert f"lr = {best['params']['train.lr']!r}" in (tmp_path / "st" / "best.toml").read_text()
+
+
+class Faulty(Tuner):
+    """A tuner with bugs: by warmup_steps, run returns NaN (1), a string (2), raises KeyError (3)
+    or returns a number (4)."""
+
+    objectives = ("distance",)
+
+    def direction(self, objective: str) -> str:  # type: ignore[override]
+        return "minimize"
+
+    def run(self, trial: TrialRun) -> float:
+        steps = trial.config.train.warmup_steps
+        if steps == 3:
+            raise KeyError("boom inside run")
+        return {1: math.nan, 2: "fast"}.get(steps, float(steps))  # type: ignore[return-value]
+
+
+class FaultyPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("faulty", Faulty, description="test only: breaks on some trials")
+
+
+def test_a_tuner_that_breaks_fails_that_trial_named_and_the_study_goes_on(tmp_path: Path) -> None:
+    """NaN, a string or an unexpected exception from a tuner's run: that trial is failed in storage
+    (never left running) with a note naming the tuner and its distribution; the study goes on."""
+    import optuna
+
+    write(tmp_path, space='[space]\n"train.warmup_steps" = { choices = [1, 2, 3, 4] }\n')
+    args = ("--study", "f", "--trials", "8", "--out", "st", "--sampler", "random", "--no-baseline")
+    assert tune_in_process(tmp_path, *args, plugin=FaultyPlugin(), dist="deepseek-faulty") == 0
+    rows = trials(tmp_path / "st")
+    ran = [r for r in rows if not r.get("skipped")]
+    assert len(ran) == 8
+    origin = "tuner faulty (deepseek-faulty 0.0.0)"
+    notes = {1: f"{origin}: run() returned nan, not a finite number",
+             2: f"{origin}: run() returned 'fast' (str), not a number (Tuner.run returns the objective's value)",
+             3: f"{origin}: run() raised KeyError: 'boom inside run'"}
+    for r in ran:
+        steps = r["params"]["train.warmup_steps"]
+        assert (r["state"], r.get("note") or None) == (("fail", notes[steps]) if steps in notes else ("complete", None))
+    assert {r["params"]["train.warmup_steps"] for r in ran} == {1, 2, 3, 4}
+    stored = optuna.load_study(study_name="f", storage=f"sqlite:///{tmp_path / 'st' / 'study.db'}").trials
+    assert sorted({t.state.name for t in stored}) == ["COMPLETE", "FAIL"]
 
 
 def test_a_journal_storage_holds_the_study(tmp_path: Path) -> None:

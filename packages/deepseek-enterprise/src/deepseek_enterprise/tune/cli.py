@@ -17,21 +17,27 @@ from deepseek.errors import UsageError
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any]:
-    """The registered tuner ``name``, or the first that measures ``objective``."""
+def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, str]:
+    """The registered tuner ``name``, or the first that measures ``objective``; and how messages
+    name it, ``tuner NAME (DIST VERSION)``."""
     host.check_kind("tuner")
     if name is not None:
-        target = host.resolve("tuner", name).load()
+        comp = host.resolve("tuner", name)
+        target = comp.load()
         if not target.measures(objective):
             raise UsageError(f"--objective {objective}: tuner {name!r} measures {', '.join(target.objectives)}")
-        return name, target
+        return name, target, _origin(comp)
     offered = []
     for comp in host.components("tuner"):
         target = comp.load()
         if target.measures(objective):
-            return comp.name, target
+            return comp.name, target, _origin(comp)
         offered.append(f"{comp.name}: {', '.join(target.objectives)}")
     raise UsageError(f"--objective {objective}: no registered tuner measures it ({'; '.join(offered)})")
+
+
+def _origin(comp: Any) -> str:
+    return f"tuner {comp.name} ({comp.dist} {comp.version})"
 
 
 @click.command("tune")
@@ -75,7 +81,7 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     base = read_toml(config_file)
     config_text = Path(config_file).read_text(encoding="utf-8")
     space = load_space(space_file)
-    name, target = pick_tuner(host, tuner_name, objective)
+    name, target, origin = pick_tuner(host, tuner_name, objective)
     options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner")
     tuner = target(options, host=host)
     folder = out if out is not None else Path("tune") / study_name
@@ -95,7 +101,7 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
                f"folder {folder}{created_note(missing)}")
-    study = run_study(settings, tuner, name, space, base, config_text, build, click.echo)
+    study = run_study(settings, tuner, name, space, base, config_text, build, click.echo, origin=origin)
     return _finish(study, settings, base, str(config_file))
 
 

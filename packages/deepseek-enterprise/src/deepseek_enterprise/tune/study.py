@@ -6,11 +6,18 @@ running and interrupted ones are not counted) or the time is up, ask Optuna for 
 and validate the trial's config, write it as ``trials/NNNN/trial.toml``, let the tuner skip it
 (recorded as pruned, with the reason) or run it, and tell Optuna the outcome. Several processes
 on one storage share the study: each asks for its own trials.
+
+A tuner's bug fails that trial, never the study: an exception from ``run`` or ``skip_reason``
+other than ``TrialFailed``/``TrialStopped``, or a value from ``run`` that is not a finite number,
+is recorded as a failed trial whose note names the tuner and its distribution
+(``tuner NAME (DIST VERSION): run() raised KeyError: ...``); the study goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import threading
 import time
 import warnings
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError
+from deepseek.plugins.records import describe_error
 from deepseek_enterprise.tune.space import SearchSpace, check_against, trial_data
 from deepseek_enterprise.tune.storage import (
     HEARTBEAT_S,
@@ -186,18 +194,20 @@ def baseline_values(space: SearchSpace, base_config: Any) -> dict[str, Any]:
 
 def run_study(
     settings: StudySettings, tuner: Tuner, tuner_name: str, space: SearchSpace, base: dict[str, Any],
-    config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None],
+    config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None], origin: str = "",
 ) -> Any:
     """Run trials until the study holds ``settings.trials`` finished ones (or the time is up);
     returns the study. ``build`` validates a config dict into a Config. A new study's first
-    trial is the base config itself (``baseline``), the point every other trial is judged against."""
+    trial is the base config itself (``baseline``), the point every other trial is judged against.
+    ``origin`` names the tuner in a failed trial's note (``tuner NAME (DIST VERSION)``)."""
     with quiet_optuna():
-        return _run_study(settings, tuner, tuner_name, space, base, config_text, build, echo)
+        return _run_study(settings, tuner, tuner_name, space, base, config_text, build, echo,
+                          origin or f"tuner {tuner_name}")
 
 
 def _run_study(
     settings: StudySettings, tuner: Tuner, tuner_name: str, space: SearchSpace, base: dict[str, Any],
-    config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None],
+    config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None], origin: str,
 ) -> Any:
     base_config = build(base)
     direction = tuner.direction(settings.objective)
@@ -227,14 +237,14 @@ def _run_study(
             break
         trial = study.ask()
         trial.set_user_attr("worker", worker)
-        skipped = _one_trial(study, storage, trial, settings, tuner, space, base, build, echo, ran)
+        skipped = _one_trial(study, storage, trial, settings, tuner, space, base, build, echo, ran, origin)
         skipped_here += skipped
     return study
 
 
 def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tuner: Tuner, space: SearchSpace,
                base: dict[str, Any], build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None],
-               ran: int) -> bool:
+               ran: int, origin: str) -> bool:
     """Run one asked trial to its end in the study; True when it was skipped without running."""
     from optuna.trial import TrialState
 
@@ -256,7 +266,14 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         config = build(trial_data(base, values))
     except UsageError as exc:
         return _skip(study, trial, f"invalid combination: {exc}", echo, shown)
-    reason = tuner.skip_reason(config)
+    try:
+        reason = tuner.skip_reason(config)
+    except Exception as exc:  # noqa: BLE001 - a tuner's bug fails the trial, named (module docstring)
+        note = f"{origin}: skip_reason() raised {describe_error(exc)}"
+        trial.set_user_attr("note", note)
+        study.tell(trial, state=TrialState.FAIL)
+        echo(f"trial {trial.number} [{ran + 1}/{settings.trials}] fail: {note}\n    {shown}")
+        return False
     if reason is not None:
         return _skip(study, trial, reason, echo, shown)
     folder.mkdir(parents=True, exist_ok=True)
@@ -275,7 +292,7 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
     state, value, note = TrialState.COMPLETE, None, ""
     try:
         with _Heartbeat(storage, trial):
-            value = tuner.run(run)
+            value = _checked_value(tuner.run(run), origin)
     except TrialStopped as exc:
         state, note = TrialState.PRUNED, str(exc)
     except TrialFailed as exc:
@@ -286,6 +303,8 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         study.tell(trial, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         raise
+    except Exception as exc:  # noqa: BLE001 - a tuner's bug fails the trial, named (module docstring)
+        state, value, note = TrialState.FAIL, None, f"{origin}: run() raised {describe_error(exc)}"
     for key, attr in run.attrs.items():
         trial.set_user_attr(key, attr)
     if note:
@@ -297,6 +316,16 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
     echo(f"trial {trial.number} [{ran + 1}/{settings.trials}] {state.name.lower()} in {seconds:.0f} s: {outcome}{best}"
          f"\n    {shown}")
     return False
+
+
+def _checked_value(value: object, origin: str) -> float:
+    """``run``'s answer as a float; TrialFailed naming the tuner when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TrialFailed(f"{origin}: run() returned {str(value)[:80]!r} ({type(value).__name__}), not a number "
+                          "(Tuner.run returns the objective's value)")
+    if not math.isfinite(value):
+        raise TrialFailed(f"{origin}: run() returned {float(value)}, not a finite number")
+    return float(value)
 
 
 def _finished_with(study: Any, params: dict[str, Any]) -> Any | None:
