@@ -3,7 +3,8 @@
 Parametrized over everything the plugin host knows in this environment: core's built-ins, the
 installed editions and any third-party plugin. Every component resolves (qualified and, when
 unambiguous, by its bare name), loads, has a one-line description and a valid name, and is of
-the type its kind promises. Deeper per-kind checks live next to this module.
+the type its kind promises (strategies, passes, commands, and the enterprise kinds: compressors,
+executors, tuners and fusion methods are subclasses of their base classes). Deeper per-kind checks live next to this module.
 """
 
 from __future__ import annotations
@@ -82,7 +83,24 @@ def _command(comp, obj) -> None:  # noqa: ANN001
     assert isinstance(obj, click.Command), f"{comp.target_text} is not a click.Command"
 
 
-KIND_CHECKS = {"strategy": _strategy, "pass": _pass, "command": _command}
+def _subclass_of(base_path: str):  # noqa: ANN202
+    """The check of a kind whose target is a subclass of ``module:Class`` (an edition's kinds:
+    imported only where the edition registers components of the kind)."""
+    def check(comp, obj) -> None:  # noqa: ANN001
+        import importlib
+
+        module, _, name = base_path.partition(":")
+        base = getattr(importlib.import_module(module), name)
+        assert isinstance(obj, type) and issubclass(obj, base), (
+            f"{comp.kind} {comp.name} ({comp.dist}): {comp.target_text} is not a {module}.{name} subclass")
+    return check
+
+
+KIND_CHECKS = {"strategy": _strategy, "pass": _pass, "command": _command,
+               "compressor": _subclass_of("deepseek_enterprise.compress.compressor:Compressor"),
+               "executor": _subclass_of("deepseek_enterprise.service.executor:Executor"),
+               "tuner": _subclass_of("deepseek_enterprise.tune.tuner:Tuner"),
+               "fusion": _subclass_of("deepseek_enterprise.fusion:Fusion")}
 
 
 def _installed(dist: str) -> bool:
