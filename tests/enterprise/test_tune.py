@@ -109,6 +109,29 @@ def test_bad_space_is_one_line(tmp_path: Path, space: str, message: str, monkeyp
     assert not (tmp_path / "st").exists()  # nothing written
 
 
+MULTIMODAL_BASE = '[model]\nname = "multimodal.classifier"\n[data]\nname = "multimodal.digits"\n'
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ('"model.fusion_options.layers" = { type = "int", low = 0, high = 2 }',
+     "space.'model.fusion_options.layers' = 0: model.fusion_options.layers: must be >= 1"),
+    ('"model.fusion_options.nope" = { choices = [1, 2] }',
+     "space.'model.fusion_options.nope' = 1: model.fusion_options.nope: unknown key"),
+    ('"model.vision.depthz" = { choices = [1] }', "space.'model.vision.depthz' = 1: model.vision.depthz: unknown key"),
+])
+def test_a_components_own_table_in_the_space_is_checked_before_the_study(
+        tmp_path: Path, entry: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tables a model's components check as the model is built (fusion, encoders) are
+    checked at every end point / choice before any trial, like the config's own keys."""
+    write(tmp_path, space=f"[space]\n{entry}\n")
+    (tmp_path / "base.toml").write_text(MULTIMODAL_BASE)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "base.toml", "--study", "b", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "st").exists()  # nothing written
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--study", "a b"], "--study 'a b': use letters"),
     (["--storage", "nonsense"], "--storage: 'nonsense' is not a storage URL"),

@@ -93,11 +93,19 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     def build(data: dict[str, Any]) -> Any:
         return config_from_dict(data, host=host)
 
+    def check_model(config: Any) -> None:  # the tables a model checks as it is built (fusion_options, ...)
+        import torch
+
+        from deepseek.training.build import build_model
+
+        with torch.random.fork_rng(devices=[]):
+            build_model(config, host=host, create_on=torch.device("meta"))
+
     from deepseek_enterprise.tune.study import StudySettings, check_study, run_study
 
     settings = StudySettings(name=study_name, trials=trials, objective=objective, out=folder, storage=storage,
                              timeout=timeout, sampler=sampler, pruner=pruner, seed=seed, baseline=baseline)
-    check_study(tuner, space, base, build)  # before any folder is made
+    check_study(tuner, space, base, build, check_model)  # before any folder is made
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
                f"folder {folder}{created_note(missing)}")

@@ -241,13 +241,18 @@ def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_against(space: SearchSpace, base: dict[str, Any], build: Any) -> None:
+def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_model: Any = None) -> None:
     """Build the config with each parameter at each end point / choice (others at the base),
-    so a wrong path or an impossible value fails before any trial, naming the entry."""
+    so a wrong path or an impossible value fails before any trial, naming the entry. For a
+    ``model.*`` parameter ``check_model(config)`` builds the model too (on the meta device): the
+    tables a model's components check as it is built (``model.fusion_options``, an encoder's
+    ``model.vision``) are held to their rules here as well."""
     for param in space.params:
         condition = {other: allowed[0] for other, allowed in param.when}  # where it applies
         for value in param.corners():
             try:
-                build(trial_data(base, {**condition, param.path: value}))
+                config = build(trial_data(base, {**condition, param.path: value}))
+                if check_model is not None and param.path.startswith("model."):
+                    check_model(config)
             except UsageError as exc:  # a bad value, or a component no plugin registers
                 raise ConfigError(f"{space.source}: space.{param.path!r} = {value!r}: {exc}") from None

@@ -157,11 +157,13 @@ class _Heartbeat:
         self._thread.join()
 
 
-def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: Callable[[dict[str, Any]], Any]) -> None:
+def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: Callable[[dict[str, Any]], Any],
+                check_model: Callable[[Any], None] | None = None) -> None:
     """Everything checkable before a study starts: the base config, the tuner's own rule for it,
-    and every parameter of the space at its end points / choices (one ConfigError line)."""
+    and every parameter of the space at its end points / choices, the model built on the meta
+    device for a ``model.*`` one (``check_model``; one ConfigError line)."""
     tuner.check_config(build(base))
-    check_against(space, base, build)
+    check_against(space, base, build, check_model)
 
 
 def quiet_optuna() -> contextlib.AbstractContextManager[Any]:
