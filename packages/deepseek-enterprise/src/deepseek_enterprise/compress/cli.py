@@ -30,6 +30,10 @@ def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> An
 
     table: dict[str, Any] = {}
     for item in settings:
+        key, eq, _ = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, an option of compressor {method}, e.g. "
+                             f"--set {key.strip() or 'ratio'}=0.5 (docs/compress.md)")
         keys, value = parse_override(f"compressor.{item}")
         table[".".join(keys[1:])] = value
     return create_compressor(host, method, table, where=f"--set ({method})")
@@ -117,7 +121,9 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
                          f"({config.model.options.scheme}); compress the run it came from (the 'source' in its "
                          "compression.json)")
     if compressor is not None:
-        compressor.check_model(model, config)
+        from deepseek_enterprise.compress.compressor import check_applies
+
+        check_applies(compressor, model, config)
     dataset = build_dataset(config, host)
     val = dataset.validation_batches(batches or config.data.eval_batches)
     source = resolve_checkpoint(checkpoint)
@@ -130,11 +136,9 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         raise UsageError(f"--max-drop {budget.text}: {config.model.name!r} reports no validation accuracy; "
                          "give a loss budget such as 1%")
     if compressor is not None:
-        from deepseek.config.load import config_from_dict
-        from deepseek_enterprise.compress.compressor import StepContext
+        from deepseek_enterprise.compress.compressor import StepContext, run_step
 
-        result = compressor.apply(model, config, StepContext(calibration))
-        new_config = config_from_dict({**config.to_dict(), "model": result.model_table}, host=host)
+        result, new_config = run_step(host, compressor, model, config, StepContext(calibration))
         report = {"method": method, "options": _plain(compressor.options), "source": str(checkpoint),
                   "loads_with": result.loads_with, "record": result.record}
     else:

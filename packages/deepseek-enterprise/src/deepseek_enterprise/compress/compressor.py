@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from deepseek.config.components import NoOptions
+from deepseek.errors import DeepseekError, PluginError
 
 
 @dataclass
@@ -42,17 +43,25 @@ class Compressed:
 
 def loading_needs(host: Any, result: Compressed) -> str:
     """What loading ``result`` needs: its ``loads_with`` plus each distribution that provides a
-    model of its ``[model]`` table (and of a ``base`` table inside it, as ``quantized`` has)."""
-    needs = [result.loads_with]
+    model of its ``[model]`` table (and of a ``base`` table inside it, as ``quantized`` has), then
+    each plugin distribution whose code the model is made of (its modules' classes: a fusion
+    method or an encoder from a plugin is needed to rebuild it too)."""
+    dists: list[str | None] = []
     table: Any = result.model_table
     while isinstance(table, dict) and isinstance(table.get("name"), str):
         try:
-            dist = host.resolve("model", table["name"]).dist
+            dists.append(host.resolve("model", table["name"]).dist)
         except Exception:  # noqa: BLE001 - a model no loaded plugin provides: nothing to add
-            dist = None
+            pass
+        table = table.get("base")
+    if result.model is not None:
+        owners = {module.partition(".")[0].partition(":")[0]: record.dist
+                  for record in host.records.values() for module in record.modules}
+        dists += [owners.get(type(m).__module__.partition(".")[0]) for m in result.model.modules()]
+    needs = [result.loads_with]
+    for dist in dists:
         if dist and dist != "deepseek-core" and not any(dist in need for need in needs):  # core: implied
             needs.append(dist)
-        table = table.get("base")
     return " + ".join(needs)
 
 
@@ -91,6 +100,9 @@ class Compressor(ABC):
     """Base class of a registered compressor."""
 
     Options: ClassVar[type] = NoOptions
+    label: str = "compressor"
+    """How errors name it: ``compressor <name> (<distribution> <version>)``, set by
+    :func:`create_compressor`."""
 
     def __init__(self, options: Any, *, host: Any = None) -> None:
         self.options = options
@@ -112,9 +124,90 @@ class Compressor(ABC):
 
 def create_compressor(host: Any, name: str, table: dict[str, Any], *, where: str) -> Compressor:
     """The registered compressor ``name`` with options ``table`` validated (field paths
-    ``where.key``); an unknown name or option is a one-line error."""
+    ``where.key``); an unknown name or option is a one-line error, a target that is not a
+    :class:`Compressor` subclass a one-line :class:`PluginError` naming its distribution."""
     from deepseek.config.components import build_options
+    from deepseek_enterprise.plugin_calls import blamed_on, component_label
 
     host.check_kind("compressor")
-    target = host.resolve("compressor", name).load()
-    return target(build_options(target, dict(table), kind="compressor", name=name, path=where), host=host)
+    component = host.resolve("compressor", name)
+    target = component.load()
+    label = component_label("compressor", name, component)
+    if not (isinstance(target, type) and issubclass(target, Compressor)):
+        raise PluginError(f"{label}: registered as {target!r}, not a subclass of "
+                          "deepseek_enterprise.compress.compressor.Compressor; its plugin must register a Compressor "
+                          "subclass (docs/compress.md, 'Writing a compressor')")
+    options = build_options(target, dict(table), kind="compressor", name=name, path=where)
+    with blamed_on(label, "__init__"):
+        compressor = target(options, host=host)
+    compressor.label = label
+    return compressor
+
+
+def check_applies(compressor: Compressor, model: Any, config: Any) -> None:
+    """``compressor.check_model``: its one-line refusal as it is; anything else it raises as a
+    one-line :class:`PluginError` naming it (``deepseek_enterprise.plugin_calls``)."""
+    from deepseek_enterprise.plugin_calls import blamed_on
+
+    with blamed_on(compressor.label, "check_model"):
+        compressor.check_model(model, config)
+
+
+def run_step(host: Any, compressor: Compressor, model: Any, config: Any, context: StepContext) -> tuple[Compressed, Any]:
+    """``(result, its config)`` of ``compressor.apply``, held to the contract before anything is
+    written: it returns a :class:`Compressed` whose ``[model]`` table is a valid config that
+    rebuilds the returned model (built on the meta device: every state-dict key with its shape).
+    A broken result, or an exception (other than a one-line error) from the compressor, is a
+    one-line :class:`PluginError` naming the compressor and its distribution."""
+    from torch import nn
+
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.plugin_calls import blamed_on
+
+    with blamed_on(compressor.label, "compress"):
+        result = compressor.apply(model, config, context)
+    if not isinstance(result, Compressed) or not isinstance(result.model, nn.Module):
+        got = type(result.model).__name__ + " model" if isinstance(result, Compressed) else type(result).__name__
+        raise PluginError(f"{compressor.label}: compress returned a {got}, not a Compressed with a torch.nn.Module; "
+                          f"{REBUILD_FIX}")
+    try:
+        new_config = config_from_dict({**config.to_dict(), "model": result.model_table}, host=host)
+        rebuilt = _rebuild(host, new_config)
+    except DeepseekError as exc:
+        raise PluginError(f"{compressor.label}: the [model] table it returned does not rebuild a model ({exc}); "
+                          f"{REBUILD_FIX}") from None
+    problem = _state_mismatch(result.model.state_dict(), rebuilt.state_dict())
+    if problem:
+        raise PluginError(f"{compressor.label}: the [model] table it returned builds another model than the one it "
+                          f"returned ({problem}); {REBUILD_FIX}")
+    return result, new_config
+
+
+REBUILD_FIX = ("nothing was written; a bug in the plugin: Compressed.model_table must rebuild Compressed.model exactly "
+               "(docs/compress.md, 'Writing a compressor')")
+
+
+def _rebuild(host: Any, config: Any) -> Any:
+    """The model of ``config`` on the meta device (shapes only; the run's RNG is not reseeded)."""
+    import torch
+
+    from deepseek.models.factory import instantiate_model
+    from deepseek.training.build import run_host
+
+    lookups = run_host(config, host)
+    target = lookups.resolve("model", config.model.name).load()
+    return instantiate_model(target, config.model.options, name=config.model.name, device=torch.device("meta"),
+                             host=lookups)
+
+
+def _state_mismatch(got: dict[str, Any], want: dict[str, Any]) -> str:
+    """How ``got`` (the returned model's state) differs from ``want`` (the rebuilt one's), or ``""``."""
+    extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+    shapes = [k for k in got if k in want and tuple(got[k].shape) != tuple(want[k].shape)]
+    if shapes:
+        k = shapes[0]
+        more = f" and {len(shapes) - 1} more" if len(shapes) > 1 else ""
+        return f"{k} is {tuple(got[k].shape)} in the returned model, {tuple(want[k].shape)} from the table{more}"
+    if extra or missing:
+        return f"keys only in the returned model: {extra[:3]}, only from the table: {missing[:3]}"
+    return ""

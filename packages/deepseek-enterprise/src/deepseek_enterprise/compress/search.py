@@ -13,8 +13,9 @@ batch-1 latency. The budget is
 
 among the recipes within it the one with the smallest weights wins (ties: the faster one, then
 the one with the smaller drop). Every
-recipe tried is reported with its figures and why it was kept or rejected (Intel Neural
-Compressor's accuracy-driven tuning is the model: a tolerance on the metric, candidates from the
+recipe tried is reported with its figures and why it was kept or rejected (a recipe whose step
+raises or breaks the compressor contract is ``failed`` with that step's one-line reason, and the
+search goes on; Intel Neural Compressor's accuracy-driven tuning is the model: a tolerance on the metric, candidates from the
 most to the least compression, the first/smallest that fits kept). When none fits, nothing is
 written and the message names the closest one.
 
@@ -33,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -157,10 +158,10 @@ def apply_recipe(host: Any, recipe: Recipe, model: Any, config: Any, calibration
                  recovery: Recovery | None = None, done: dict[tuple[Any, ...], Applied] | None = None) -> Applied:
     """``(Compressed, its config, records)`` of ``recipe`` applied to ``model`` (left as it was);
     a :class:`UsageError` when a step does not apply to its input (its ``check_model``, or its
-    ``apply`` refusing the context). ``done``: results of chain prefixes computed before (read,
+    ``apply`` refusing the context), a :class:`PluginError` when a step breaks the compressor
+    contract (``compressor.run_step``). ``done``: results of chain prefixes computed before (read,
     and filled for every prefix of ``recipe``); a caller keeps only those a later recipe shares."""
-    from deepseek.config.load import config_from_dict
-    from deepseek_enterprise.compress.compressor import StepContext
+    from deepseek_enterprise.compress.compressor import StepContext, check_applies, run_step
 
     current, current_config, result, records = model, config, None, []
     steps = create_steps(host, recipe)
@@ -170,9 +171,9 @@ def apply_recipe(host: Any, recipe: Recipe, model: Any, config: Any, calibration
             result, current_config, records = done[prefix]
             current, records = result.model, list(records)
             continue
-        compressor.check_model(current, current_config)
-        result = compressor.apply(current, current_config, StepContext(calibration, i, recovery))
-        current_config = config_from_dict({**current_config.to_dict(), "model": result.model_table}, host=host)
+        check_applies(compressor, current, current_config)
+        result, current_config = run_step(host, compressor, current, current_config,
+                                          StepContext(calibration, i, recovery))
         current = result.model
         records.append({"method": name, "record": result.record})
         if done is not None:
@@ -212,6 +213,9 @@ def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config:
             result, new_config, t.records = apply_recipe(host, recipe, model, config, calibration, recovery, done)
         except UsageError as exc:
             t.verdict = f"not applicable: {exc}"
+            continue
+        except PluginError as exc:  # a broken step fails its recipe; the search goes on
+            t.verdict = f"failed: {exc}"
             continue
         finally:  # keep only the chains a later recipe starts with (or is)
             for key in [k for k in done if k not in later]:

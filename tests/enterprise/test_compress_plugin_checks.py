@@ -1,0 +1,182 @@
+"""A third-party compressor is held to its contract where ``deepseek compress`` meets it: a
+registered target that is not a ``Compressor`` subclass, an exception from its ``compress``, or a
+``[model]`` table that does not rebuild the model it returned (a config error, or other shapes:
+built on the meta device) is one line naming the compressor and its distribution, exit 1, nothing
+written; in a ``--max-drop`` search it is that recipe's ``failed`` verdict and the search goes on.
+``loads with`` names every plugin distribution whose code the result is made of."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from _compresshelpers import CONFIG
+from torch import nn
+
+from deepseek import hookimpl
+from deepseek.cli.main import main
+from deepseek.errors import PluginError, UsageError
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek_enterprise.compress.compressor import (
+    Compressed,
+    Compressor,
+    StepContext,
+    create_compressor,
+    loading_needs,
+    run_step,
+)
+
+
+class Same(Compressor):
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        return Compressed(copy.deepcopy(model), config.to_dict()["model"])
+
+
+class Raises(Compressor):
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom inside compress")
+
+
+class UnknownKey(Compressor):
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        return Compressed(copy.deepcopy(model), {**config.to_dict()["model"], "widths": 3})
+
+
+class OtherShape(Compressor):
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        return Compressed(copy.deepcopy(model), {**config.to_dict()["model"], "d_ff": 128})
+
+
+class NotACompressor:
+    Options = Same.Options
+
+    def __init__(self, options, *, host=None):  # type: ignore[no-untyped-def]
+        pass
+
+
+class Gate(nn.Module):
+    """A layer of this plugin's own code inside a compressed model."""
+
+
+COMPRESSORS = {"same": Same, "raises": Raises, "unknownkey": UnknownKey, "othershape": OtherShape,
+               "notcomp": NotACompressor}
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    class Acme:
+        @hookimpl
+        def deepseek_register_compressors(self, register):  # type: ignore[no-untyped-def]
+            for kind, cls in COMPRESSORS.items():
+                register(f"acme.{kind}", cls, description=kind)
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    assert host.register_plugin(Acme(), dist="acme-compressors", version="1.0").status == "ok"
+    return host
+
+
+@pytest.fixture(scope="module")
+def tiny(host: PluginHost):  # noqa: ANN201
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.build import build_model
+
+    config = config_from_dict(CONFIG, host=host)
+    return build_model(config, host=host).eval(), config
+
+
+HEAD = r"^compressor acme\.{} \(acme-compressors 1\.0\): "
+FIX = r"; nothing was written; a bug in the plugin: Compressed\.model_table must rebuild Compressed\.model exactly"
+
+
+def test_a_registered_class_that_is_not_a_compressor_names_its_distribution(host: PluginHost) -> None:
+    with pytest.raises(PluginError, match=HEAD.format("notcomp") + r"registered as <class .*NotACompressor'>, not a "
+                                          r"subclass of deepseek_enterprise\.compress\.compressor\.Compressor; "):
+        create_compressor(host, "acme.notcomp", {}, where="--set (acme.notcomp)")
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("raises", r"compress raised RuntimeError: boom inside compress; a bug in the plugin"),
+    ("unknownkey", r"the \[model\] table it returned does not rebuild a model \(model\.widths: unknown key;.*\)" + FIX),
+    ("othershape", r"the \[model\] table it returned builds another model than the one it returned "
+                   r"\(blocks\.0\.mlp\.fc\.weight is \(64, 32\) in the returned model, \(128, 32\) from the table and "
+                   r"\d+ more\)" + FIX),
+])
+def test_a_broken_step_is_one_line_naming_compressor_and_distribution(host: PluginHost, tiny, kind: str,  # noqa: ANN001
+                                                                      words: str) -> None:
+    model, config = tiny
+    compressor = create_compressor(host, f"acme.{kind}", {}, where="--set")
+    with pytest.raises(PluginError, match=HEAD.format(kind) + words) as info:
+        run_step(host, compressor, model, config, StepContext())
+    assert not isinstance(info.value, UsageError) and "\n" not in str(info.value)
+
+
+def test_a_working_step_gives_its_result_and_config(host: PluginHost, tiny) -> None:  # noqa: ANN001
+    model, config = tiny
+    result, new_config = run_step(host, create_compressor(host, "acme.same", {}, where="--set"), model, config,
+                                  StepContext())
+    assert new_config.model.name == "tiny" and result.model is not model
+
+
+def test_a_search_reports_a_broken_recipe_as_failed_and_goes_on(host: PluginHost, tiny) -> None:  # noqa: ANN001
+    from deepseek_enterprise.compress.search import parse_budget, parse_recipe, search
+
+    model, config = tiny
+    recipes = [parse_recipe("acme.raises"), parse_recipe("acme.othershape"), parse_recipe("acme.same")]
+    best, tried = search(host, parse_budget("1%"), recipes, model, config, [], {"val_loss": 2.0, "weights_bytes": 10},
+                         lambda m, c: {"val_loss": 2.0, "weights_bytes": 10})
+    assert tried[0].verdict.startswith("failed: compressor acme.raises (acme-compressors 1.0): compress raised "
+                                       "RuntimeError: boom inside compress")
+    assert tried[1].verdict.startswith("failed: compressor acme.othershape (acme-compressors 1.0): the [model] table")
+    assert best is tried[2] and tried[2].verdict == "kept: the smallest within budget"
+    assert tried[0].row()["verdict"] == tried[0].verdict and tried[0].figures == {}
+
+
+def test_loads_with_names_the_plugin_whose_code_the_model_is_made_of(host: PluginHost) -> None:
+    """A fusion method or encoder of a plugin inside a core or enterprise model: its distribution
+    is needed to rebuild the model, as the model's own is."""
+    made_of = nn.Sequential(nn.Linear(2, 2), Gate())
+    assert loading_needs(host, Compressed(made_of, {"name": "tiny"})) == "deepseek-core + acme-compressors"
+    assert loading_needs(host, Compressed(made_of, {"name": "multimodal.classifier"})) == (
+        "deepseek-core + deepseek-enterprise + acme-compressors")
+    assert loading_needs(host, Compressed(nn.Sequential(nn.Linear(2, 2)), {"name": "tiny"})) == "deepseek-core"
+
+
+def _cli(host: PluginHost, cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    monkeypatch.chdir(cwd)
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            main(list(args), host=host)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, err.getvalue().strip()
+
+
+def test_set_without_a_value_names_set_and_the_form(host: PluginHost, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err = _cli(host, tmp_path, monkeypatch, "compress", "--checkpoint", "run", "--method", "acme.same",
+                     "--set", "sparsity", "--out", "out")
+    assert code == 2 and err == ("error: --set 'sparsity': expected KEY=VALUE, an option of compressor acme.same, "
+                                 "e.g. --set sparsity=0.5 (docs/compress.md)")
+
+
+def test_the_command_refuses_a_broken_table_and_writes_nothing(host: PluginHost, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomli_w
+
+    (tmp_path / "c.toml").write_text(tomli_w.dumps(CONFIG))
+    code, err = _cli(host, tmp_path, monkeypatch, "train", "c.toml", "--run-dir", "run", "--quiet", "--max-steps", "2")
+    assert code == 0, err
+    torch.manual_seed(0)
+    code, err = _cli(host, tmp_path, monkeypatch, "compress", "--checkpoint", "run", "--method", "acme.othershape",
+                     "--out", "out", "--latency-runs", "0", "--device", "cpu", "--calibration-batches", "0")
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: compressor acme.othershape (acme-compressors 1.0): the [model] table it returned "
+                          "builds another model"), err
+    assert not (tmp_path / "out").exists()
