@@ -22,20 +22,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _cuda_timing import time_ms
 from torch.nn.attention import SDPBackend, sdpa_kernel
-
-
-def time_ms(fn, repeats: int) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(repeats):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats
 
 
 def attention_flops(b: int, h: int, s: int, d: int) -> float:

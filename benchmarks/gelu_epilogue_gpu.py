@@ -26,19 +26,7 @@ import json
 import sys
 
 import torch
-
-
-def time_ms(fn, repeats: int) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(repeats):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats
+from _cuda_timing import time_ms
 
 
 def main(argv: list[str] | None = None) -> int:

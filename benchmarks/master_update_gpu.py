@@ -13,6 +13,7 @@ import json
 import sys
 
 import torch
+from _cuda_timing import time_ms
 
 
 def shapes_1p3b() -> list[tuple[int, ...]]:
@@ -21,17 +22,6 @@ def shapes_1p3b() -> list[tuple[int, ...]]:
     block = [(3 * d, d), (3 * d,), (d, d), (d,), (ff, d), (ff,), (d, ff), (d,), (d,), (d,), (d,), (d,)]
     return [(256, d), (2048, d), *block * layers, (d,), (d,)]
 
-
-def time_ms(fn, repeats: int) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    fn()
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(repeats):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for block, warps in (tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")):
-        ms = time_ms(ours(block, warps), args.repeats)
+        ms = time_ms(ours(block, warps), args.repeats, warmup=1)
         rows.append({"variant": f"master kernel BLOCK={block} warps={warps}", "ms": ms, "tb_per_s": moved / ms / 1e9})
     fp32 = [w.clone().requires_grad_() for w in masters]
     for p, g in zip(fp32, grads, strict=True):
         p.grad = g.float()
     opt = torch.optim.AdamW(fp32, lr=1e-4, fused=True)
-    ms = time_ms(opt.step, args.repeats)
+    ms = time_ms(opt.step, args.repeats, warmup=1)
     rows.append({"variant": "torch AdamW fused=True, fp32 parameters", "ms": ms, "tb_per_s": moved / ms / 1e9})
     for r in rows:
         print(f"{r['variant']:<45} {r['ms']:8.2f} ms {r['tb_per_s']:6.2f} TB/s")
