@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _inprocess import deepseek_here
 
 from deepseek_enterprise.compare import bootstrap
 
@@ -102,7 +103,7 @@ def test_bootstrap_interval_and_p_value() -> None:
     (["good", "poor", "--resamples", "5"], "Invalid value for '--resamples'"),
     (["good", "poor", "--json", "good"], "--json: good is a folder"),
 ])
-def test_bad_input_is_one_line(runs: Path, args: list[str], message: str) -> None:
-    out = deepseek("compare", *args, cwd=runs)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+def test_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch, runs: Path, args: list[str], message: str) -> None:
+    code, err, _ = deepseek_here(monkeypatch, runs, "compare", *args)
+    assert code == 2 and message in err, err
+    assert len(err.splitlines()) == 1
