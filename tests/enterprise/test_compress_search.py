@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from _compresshelpers import CONFIG, deepseek_cli, train_tiny
+from _inprocess import deepseek_here
 
 QCONFIG = {**CONFIG, "model": {**CONFIG["model"], "d_model": 64, "d_ff": 256}}
 
@@ -85,7 +86,8 @@ def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(trained: Pa
     (["--max-drop", "1%", "--recipe", "prune.ffn ratio=2"], "--recipe (prune.ffn).ratio: must be between 0 and 1"),
     (["--max-drop", "1%", "--recipe", "prune.ffn 0.5"], "'0.5' is not KEY=VALUE"),
 ])
-def test_bad_search_input_is_one_line(trained: Path, args: list[str], message: str) -> None:
-    out = deepseek_cli("compress", "--checkpoint", "run", "--out", "never", *args, cwd=trained)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and not (trained / "never").exists()
+def test_bad_search_input_is_one_line(monkeypatch: pytest.MonkeyPatch, trained: Path, args: list[str],
+                                     message: str) -> None:
+    code, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", "run", "--out", "never", *args)
+    assert code == 2 and message in err, err
+    assert len(err.splitlines()) == 1 and not (trained / "never").exists()
