@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _compresshelpers import CONFIG, core_only_cli, deepseek_cli, train_tiny
+from _inprocess import deepseek_here
 
 QCONFIG = {**CONFIG, "model": {**CONFIG["model"], "d_model": 64, "d_ff": 256}}
 BARE, RECOVERED = "prune.ffn ratio=0.9", "prune.ffn ratio=0.9 + recover"
@@ -131,8 +132,9 @@ def no_data(trained: Path) -> Path:
      "--recovery-steps: recover: the checkpoint's trainer.json records no [data] table"),
     ("nodata", ["--max-drop", "5%", "--recipe", "prune.ffn + recover"], "--recipe: recover: the checkpoint's trainer.json"),
 ])
-def test_recovery_that_cannot_run_is_one_line(trained: Path, quantized: Path, no_data: Path, checkpoint: str,
-                                              args: list[str], message: str) -> None:
-    out = deepseek_cli("compress", "--checkpoint", checkpoint, "--out", "never", "--latency-runs", "0", *args, cwd=trained)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and not (trained / "never").exists()
+def test_recovery_that_cannot_run_is_one_line(monkeypatch: pytest.MonkeyPatch, trained: Path, quantized: Path,
+                                              no_data: Path, checkpoint: str, args: list[str], message: str) -> None:
+    code, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", checkpoint, "--out", "never",
+                                 "--latency-runs", "0", *args)
+    assert code == 2 and message in err, err
+    assert len(err.splitlines()) == 1 and not (trained / "never").exists()
