@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from _compresshelpers import CONFIG, core_only_cli, deepseek_cli, train_tiny
+from _inprocess import deepseek_here
 
 import deepseek
 from deepseek.config.load import config_from_dict
@@ -100,10 +101,11 @@ def test_stored_quantized_data_is_checked_like_input(tmp_path: Path) -> None:
     pytest.param(["--method", "quantize.float8"], "runs on CUDA only",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
-def test_bad_quantize_input_is_one_line_and_nothing_is_written(trained: Path, args: list[str], message: str) -> None:
-    out = deepseek_cli("compress", "--checkpoint", "run", "--out", "never", *args, cwd=trained)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+def test_bad_quantize_input_is_one_line_and_nothing_is_written(monkeypatch: pytest.MonkeyPatch, trained: Path,
+                                                                args: list[str], message: str) -> None:
+    code, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", "run", "--out", "never", *args)
+    assert code == 2 and message in err, err
+    assert len(err.splitlines()) == 1
     assert not (trained / "never").exists()
 
 
@@ -193,10 +195,11 @@ def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: P
     ({"name": "quantized", "group_size": 7}, "model.group_size: must be 32, 64, 128 or 256"),
     ({"name": "quantized", "base": {"name": "tiny", "d_modle": 8}}, "model.base.d_modle"),
 ])
-def test_bad_quantized_model_tables_are_one_line(tmp_path: Path, model: dict, message: str) -> None:
+def test_bad_quantized_model_tables_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: dict,
+                                                 message: str) -> None:
     import tomli_w
 
     (tmp_path / "bad.toml").write_text(tomli_w.dumps({**QCONFIG, "model": model}))
-    out = deepseek_cli("train", "bad.toml", "--run-dir", "never", "--max-steps", "1", cwd=tmp_path)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "bad.toml", "--run-dir", "never", "--max-steps", "1")
+    assert code == 2 and message in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "never").exists()
