@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from _compresshelpers import CONFIG, core_only_cli, deepseek_cli, train_tiny
+from _inprocess import deepseek_here
 
 import deepseek
 from deepseek.config.load import config_from_dict
@@ -142,13 +143,14 @@ def test_a_pruned_model_fine_tunes_from_its_weights(trained: Path) -> None:
     (["--method", "prune.ffn", "--set", "ratios=0.5"], "ratios: unknown"),
     (["--method", "prune.ffn", "--out", "run"], "--out: run is not empty"),
 ])
-def test_bad_input_is_one_line_and_nothing_is_written(trained: Path, args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_and_nothing_is_written(monkeypatch: pytest.MonkeyPatch, trained: Path,
+                                                       args: list[str], message: str) -> None:
     argv = ["compress", "--checkpoint", "run", "--out", "never", *args]
     if "--out" in args[2:]:
         argv = ["compress", "--checkpoint", "run", *args]
-    out = deepseek_cli(*argv, cwd=trained)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    code, err, _ = deepseek_here(monkeypatch, trained, *argv)
+    assert code == 2 and message in err, err
+    assert len(err.splitlines()) == 1
     assert not (trained / "never").exists()
 
 
@@ -233,13 +235,14 @@ def test_a_pruned_model_recovers_by_distillation_from_its_original(trained: Path
      "vocab_size 300 differs from the teacher's 256"),
     ({"name": "distill", "teacher": "nowhere"}, "model.teacher: nowhere: no such checkpoint"),
 ])
-def test_bad_distill_configs_are_one_line(trained: Path, model: dict, message: str) -> None:
+def test_bad_distill_configs_are_one_line(monkeypatch: pytest.MonkeyPatch, trained: Path, model: dict,
+                                          message: str) -> None:
     import tomli_w
 
     (trained / "bad.toml").write_text(tomli_w.dumps({**CONFIG, "model": model}))
-    out = deepseek_cli("train", "bad.toml", "--run-dir", "badrun", "--quiet", cwd=trained)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and not (trained / "badrun").exists()
+    code, err, _ = deepseek_here(monkeypatch, trained, "train", "bad.toml", "--run-dir", "badrun", "--quiet")
+    assert code == 2 and message in err, err
+    assert len(err.splitlines()) == 1 and not (trained / "badrun").exists()
 
 
 def test_loads_with_names_the_distribution_of_every_model_in_the_result() -> None:
