@@ -65,10 +65,13 @@ def test_only_recipes_within_budget_are_kept_and_each_other_says_why(trained: Pa
     assert verdicts["quantize.int8"].startswith("kept") and tight["recipe"] == "quantize.int8"
 
 
-def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(trained: Path) -> None:
+def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(monkeypatch: pytest.MonkeyPatch,
+                                                                      trained: Path) -> None:
     weights = next((trained / "run" / "checkpoints").glob("step-*")) / "model.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    rc, err, _ = _search(trained, "none", "0%", "prune.ffn ratio=0.9", "prune.ffn ratio=0.95 multiple_of=4")
+    rc, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", "run", "--max-drop", "0%", "--out",
+                               "none", "--latency-runs", "0", "--json", "none.json", "--recipe", "prune.ffn ratio=0.9",
+                               "--recipe", "prune.ffn ratio=0.95 multiple_of=4")
     assert rc == 2
     assert err.startswith("error: --max-drop 0%: no recipe stays within it; the closest was prune.ffn ratio=0.9")
     assert len(err.strip().splitlines()) == 1 and not (trained / "none").exists()
