@@ -211,11 +211,23 @@ for group in "$@"; do
     export TORCHINDUCTOR_FX_GRAPH_CACHE=0 TORCHINDUCTOR_AUTOGRAD_CACHE=0
     [ "${FA4_MICRO:-1}" = 0 ] || run fa4-micro 150 env CUDA_VISIBLE_DEVICES=0 python3 "$REPO/benchmarks/fa4_attention_gpu.py" --json "$RES/fa4-micro.json"
     L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --no-fp32-residual --warmup 6 --steps 20 --master-weights"
-    for i in ${FA4_ROUNDS:-1 2}; do
-      run fa4-cudnn-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --attention cudnn --json "$RES/fa4-cudnn-$i.json"
-      run fa4-fa4-$i 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --attention fa4 $([ $i = 1 ] && [ -z "${FA4_NO_PROFILE:-}" ] && echo --profile) \
-        --json "$RES/fa4-fa4-$i.json"
-    done;;
+    if [ -n "${FA4_PLAN:-}" ]; then
+      # FA4_PLAN: runs in call order, each ATTENTION[-tuned] (cudnn, fa4, fa4-tuned, ...). "-tuned" adds inductor's
+      # coordinate-descent tuning of its Triton kernels (section 1d); its per-kernel results are cached on disk
+      # (inductor's autotune cache, which the FX-graph switch above leaves on), so a second tuned run compiles faster.
+      i=0
+      for r in $FA4_PLAN; do
+        i=$((i + 1)); a=${r%-tuned}; t=0; [ "$a" != "$r" ] && t=1
+        run fa4-$i-$r 300 env CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=$t $BT $L --attention $a \
+          --json "$RES/fa4-$i-$r.json"
+      done
+    else
+      for i in ${FA4_ROUNDS:-1 2}; do
+        run fa4-cudnn-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --attention cudnn --json "$RES/fa4-cudnn-$i.json"
+        run fa4-fa4-$i 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --attention fa4 $([ $i = 1 ] && [ -z "${FA4_NO_PROFILE:-}" ] && echo --profile) \
+          --json "$RES/fa4-fa4-$i.json"
+      done
+    fi;;
   mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
       "$REPO/tests/core/training/test_master_weights.py";;
