@@ -13,11 +13,14 @@ import pytest
 import torch
 
 from deepseek.cli.main import main
+from deepseek.plugins.host import PluginHost
 
 
-def deepseek_here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> tuple[int, str, str]:
+def deepseek_here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str,
+                  host: PluginHost | None = None) -> tuple[int, str, str]:
     """``deepseek ARGS`` from ``cwd`` on one thread (as the tests' subprocesses run, with
-    ``OMP_NUM_THREADS=1``): exit code, stderr (stripped), stdout."""
+    ``OMP_NUM_THREADS=1``), on ``host`` (default: the process's): exit code, stderr (stripped),
+    stdout."""
     monkeypatch.chdir(cwd)
     out, err = io.StringIO(), io.StringIO()
     code: Any = 0
@@ -25,7 +28,7 @@ def deepseek_here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> tup
     torch.set_num_threads(1)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main(list(args))
+            main(list(args), host=host)
     except SystemExit as exc:
         code = exc.code or 0
     finally:

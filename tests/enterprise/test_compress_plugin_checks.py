@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 from _compresshelpers import CONFIG
+from _hosts import enterprise_host, registering
 from torch import nn
 
-from deepseek import hookimpl
 from deepseek.cli.main import main
 from deepseek.errors import PluginError, UsageError
 from deepseek.plugins.host import PluginHost
-from deepseek.plugins.settings import PluginSettings
 from deepseek_enterprise.compress.compressor import (
     Compressed,
     Compressor,
@@ -69,15 +68,8 @@ COMPRESSORS = {"same": Same, "raises": Raises, "unknownkey": UnknownKey, "others
 
 @pytest.fixture(scope="module")
 def host() -> PluginHost:
-    class Acme:
-        @hookimpl
-        def deepseek_register_compressors(self, register):  # type: ignore[no-untyped-def]
-            for kind, cls in COMPRESSORS.items():
-                register(f"acme.{kind}", cls, description=kind)
-
-    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    assert host.register_plugin(Acme(), dist="acme-compressors", version="1.0").status == "ok"
-    return host
+    acme = registering("deepseek_register_compressors", {f"acme.{kind}": cls for kind, cls in COMPRESSORS.items()})
+    return enterprise_host((acme, "acme-compressors"))
 
 
 @pytest.fixture(scope="module")

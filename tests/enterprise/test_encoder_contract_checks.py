@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _hosts import enterprise_host, registering
 from torch import nn
 
-from deepseek import hookimpl
 from deepseek.errors import UsageError
 from deepseek.models.encoder import CONTRACT, Encoder, EncoderOutput
 from deepseek.models.factory import instantiate_model
 from deepseek.plugins.host import PluginHost
-from deepseek.plugins.settings import PluginSettings
 
 FIX = re.escape(CONTRACT)
 
@@ -109,15 +108,8 @@ ENCODERS = {"good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "
 
 @pytest.fixture(scope="module")
 def host() -> PluginHost:
-    class Acme:
-        @hookimpl
-        def deepseek_register_encoders(self, register):  # type: ignore[no-untyped-def]
-            for kind, cls in ENCODERS.items():
-                register(f"vision.acme_{kind}", cls, description=kind)
-
-    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    assert host.register_plugin(Acme(), dist="acme-encoders", version="1.0").status == "ok"
-    return host
+    acme = registering("deepseek_register_encoders", {f"vision.acme_{kind}": cls for kind, cls in ENCODERS.items()})
+    return enterprise_host((acme, "acme-encoders"))
 
 
 def _classifier(host: PluginHost, kind: str):  # noqa: ANN202

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from _hosts import enterprise_host
 
 from deepseek import hookimpl
 from deepseek.errors import PluginError
@@ -18,7 +19,7 @@ from deepseek.plugins.settings import PluginSettings
 
 @pytest.fixture
 def host() -> PluginHost:
-    return PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    return enterprise_host()
 
 
 def test_enterprise_pins_pro_and_core_exactly() -> None:
@@ -158,10 +159,11 @@ def test_a_third_party_fusion_is_checked_when_the_model_is_built(host: PluginHos
     with pytest.raises(ConfigError) as info:
         instantiate_model(cls, {**tiny, "fusion": "acme.identity"}, name="multimodal.classifier", host=host)
     assert str(info.value) == (
-        "model.fusion: 'acme.identity' is registered as <class 'torch.nn.modules.linear.Identity'>, not a subclass "
+        "model.fusion: fusion acme.identity (acme-fusion 1.0): registered as <class 'torch.nn.modules.linear.Identity'>, "
+        "not a subclass "
         "of deepseek_enterprise.fusion.Fusion; its plugin must register a Fusion subclass (docs/multimodal.md "
         "section 3)")
-    with pytest.raises(ConfigError, match=r"^model\.fusion: 'acme\.loose' declares Options .*Loose'>, which does not "
+    with pytest.raises(ConfigError, match=r"^model\.fusion: fusion acme\.loose \(acme-fusion 1\.0\): declares Options .*Loose'>, which does not "
                                           r"extend deepseek_enterprise\.fusion\.FusionBaseOptions; give it"):
         instantiate_model(cls, {**tiny, "fusion": "acme.loose"}, name="multimodal.classifier", host=host)
     model = instantiate_model(cls, {**tiny, "fusion": "acme.plain", "fusion_options": {"d_model": 8}},

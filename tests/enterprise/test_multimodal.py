@@ -246,9 +246,8 @@ def test_example_config_trains(tmp_path: Path) -> None:
 def test_parts_resolve_on_the_host_of_the_run(tmp_path: Path) -> None:
     """A fusion method registered in process on the host given to the trainer is the one the
     classifier builds (the model gets the run's host, not the process's)."""
-    from deepseek import hookimpl
-    from deepseek.plugins.host import PluginHost
-    from deepseek.plugins.settings import PluginSettings
+    from _hosts import enterprise_host, registering
+
     from deepseek_enterprise.fusion import Fusion, FusionBaseOptions, present_mean
 
     class MeanOfLogits(Fusion):
@@ -259,13 +258,8 @@ def test_parts_resolve_on_the_host_of_the_run(tmp_path: Path) -> None:
             logits = self.classify(pooled)
             return FusionOutput(present_mean(logits, present), logits, pooled)
 
-    class Plugin:
-        @hookimpl
-        def deepseek_register_fusions(self, register):  # type: ignore[no-untyped-def]
-            register("test.mean_of_logits", MeanOfLogits)
-
-    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    assert host.register_plugin(Plugin(), dist="deepseek-test-fusion").status == "ok"
+    host = enterprise_host((registering("deepseek_register_fusions", {"test.mean_of_logits": MeanOfLogits}),
+                            "deepseek-test-fusion"))
     assert "test.mean_of_logits" not in get_host().names("fusion")
     config = config_from_dict({
         "model": {"name": "multimodal.classifier", "fusion": "test.mean_of_logits"},

@@ -12,12 +12,11 @@ import time
 
 import pytest
 import torch
+from _hosts import enterprise_host, registering
 
-from deepseek import hookimpl
 from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.models.factory import instantiate_model
 from deepseek.plugins.host import PluginHost
-from deepseek.plugins.settings import PluginSettings
 from deepseek_enterprise.fusion import Fusion, FusionOutput, LateFusion
 
 
@@ -72,15 +71,8 @@ FUSIONS = {"good": LateFusion, "wide": WideLogits, "narrow": NarrowPooled, "miss
 
 @pytest.fixture(scope="module")
 def host() -> PluginHost:
-    class Acme:
-        @hookimpl
-        def deepseek_register_fusions(self, register):  # type: ignore[no-untyped-def]
-            for kind, cls in FUSIONS.items():
-                register(f"acme.{kind}", cls, description=kind)
-
-    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    assert host.register_plugin(Acme(), dist="acme-fusions", version="1.0").status == "ok"
-    return host
+    acme = registering("deepseek_register_fusions", {f"acme.{kind}": cls for kind, cls in FUSIONS.items()})
+    return enterprise_host((acme, "acme-fusions"))
 
 
 def _classifier(host: PluginHost, kind: str):  # noqa: ANN202

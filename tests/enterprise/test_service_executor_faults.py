@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from _hosts import enterprise_host, registering
+from _inprocess import deepseek_here
 from _servicehelpers import ServerProcess, deploy
 from test_service_reliability import Scripted
 
@@ -144,3 +146,15 @@ def test_a_cancel_or_a_find_that_raises_fails_that_job_named(tmp_path: Path) -> 
                                                 "broken")
     finally:
         d.close()
+
+
+def test_a_registered_executor_that_is_no_executor_is_named_with_its_distribution(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = enterprise_host((registering("deepseek_register_executors", {"acme.notexec": dict}), "acme-exec"))
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "server", "--executor", "acme.notexec", "--root", "srv",
+                                   host=host)
+    assert (code, out) == (1, "")
+    assert err == ("error: --executor acme.notexec: executor acme.notexec (acme-exec 1.0): registered as "
+                   "<class 'dict'>, not a subclass of deepseek_enterprise.service.executor.Executor; its plugin "
+                   "must register an Executor subclass (docs/service.md)")
+    assert not (tmp_path / "srv").exists()

@@ -366,10 +366,9 @@ def test_server_refuses_slurm_it_cannot_use_before_creating_anything(tmp_path: P
                                                                      named: str) -> None:
     import sys
 
-    from deepseek.plugins.host import PluginHost
-    from deepseek.plugins.settings import PluginSettings
+    from _hosts import enterprise_host
 
-    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    host = enterprise_host()
     assert host.resolve("executor", "slurm").load() is SlurmExecutor
     root = tmp_path / "never"
     full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DS_ACCELERATOR": "cpu", **env}

@@ -199,12 +199,11 @@ class QuadraticPlugin:
 
 
 def tune_in_process(tmp_path: Path, *args: str, plugin: object = None, dist: str = "deepseek-quadratic") -> int:
-    from deepseek.cli.main import main
-    from deepseek.plugins.host import PluginHost
-    from deepseek.plugins.settings import PluginSettings
+    from _hosts import enterprise_host
 
-    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
-    assert host.register_plugin(plugin or QuadraticPlugin(), dist=dist).status == "ok"
+    from deepseek.cli.main import main
+
+    host = enterprise_host((plugin or QuadraticPlugin(), dist))
     cwd = Path.cwd()
     os.chdir(tmp_path)
     try:
@@ -274,7 +273,7 @@ def test_a_tuner_that_breaks_fails_that_trial_named_and_the_study_goes_on(tmp_pa
     rows = trials(tmp_path / "st")
     ran = [r for r in rows if not r.get("skipped")]
     assert len(ran) == 8
-    origin = "tuner faulty (deepseek-faulty 0.0.0)"
+    origin = "tuner faulty (deepseek-faulty 1.0)"
     notes = {1: f"{origin}: run() returned nan, not a finite number",
              2: f"{origin}: run() returned 'fast' (str), not a number (Tuner.run returns the objective's value)",
              3: f"{origin}: run() raised KeyError: 'boom inside run'"}

@@ -93,16 +93,17 @@ class Fusion(nn.Module):
     """Base class of fusion methods (see the module docstring)."""
 
     @classmethod
-    def check_registered(cls, target: object, name: str) -> None:
-        """A one-line :class:`ConfigError` unless ``target`` (registered as fusion ``name``) is a
-        subclass of this class whose ``Options`` extend :class:`FusionBaseOptions`."""
+    def check_registered(cls, target: object, label: str) -> None:
+        """A one-line :class:`ConfigError` naming ``label`` (:func:`fusion_label`: the fusion
+        method and its distribution) unless ``target`` is a subclass of this class whose
+        ``Options`` extend :class:`FusionBaseOptions`."""
         if not (isinstance(target, type) and issubclass(target, Fusion)):
-            raise ConfigError(f"model.fusion: {name!r} is registered as {target!r}, not a subclass of "
+            raise ConfigError(f"{label}: registered as {target!r}, not a subclass of "
                               "deepseek_enterprise.fusion.Fusion; its plugin must register a Fusion subclass "
                               "(docs/multimodal.md section 3)")
         options = getattr(target, "Options", None)
         if not (isinstance(options, type) and issubclass(options, FusionBaseOptions)):
-            raise ConfigError(f"model.fusion: {name!r} declares Options {options!r}, which does not extend "
+            raise ConfigError(f"{label}: declares Options {options!r}, which does not extend "
                               "deepseek_enterprise.fusion.FusionBaseOptions; give it a dataclass extending that "
                               "(or leave Options out: FusionBaseOptions)")
 

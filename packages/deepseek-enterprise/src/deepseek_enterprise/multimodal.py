@@ -148,7 +148,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         fusion_component = lookups.resolve("fusion", options.fusion)
         fusion_cls = fusion_component.load()
         self.fusion_label = fusion_label(options.fusion, f"{fusion_component.dist} {fusion_component.version}")
-        Fusion.check_registered(fusion_cls, options.fusion)
+        Fusion.check_registered(fusion_cls, self.fusion_label)
         check_declared_output(fusion_cls, self.fusion_label)
         from deepseek.config.components import build_options
 

@@ -56,16 +56,19 @@ def pick_executor(name: str) -> tuple[type, str]:
     """The registered executor ``name`` (a subclass of ``Executor``) and how messages name it,
     ``executor NAME (DIST VERSION)``."""
     from deepseek.cli.context import command_host
+    from deepseek.errors import PluginError
+    from deepseek_enterprise.plugin_calls import component_label
     from deepseek_enterprise.service.executor import Executor
 
     host = command_host()
     host.check_kind("executor")
     component = host.resolve("executor", name)
     target = component.load()
-    origin = f"executor {component.name} ({component.dist} {component.version})"
+    origin = component_label("executor", component.name, component)
     if not (isinstance(target, type) and issubclass(target, Executor)):
-        raise UsageError(f"--executor {name}: {target!r} from {component.dist} {component.version} is not a "
-                         "subclass of deepseek_enterprise.service.executor.Executor")
+        raise PluginError(f"--executor {name}: {origin}: registered as {target!r}, not a subclass of "
+                          "deepseek_enterprise.service.executor.Executor; its plugin must register an Executor "
+                          "subclass (docs/service.md)")
     return target, origin
 
 
