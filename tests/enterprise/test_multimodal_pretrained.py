@@ -136,6 +136,27 @@ def test_bad_sources_are_one_line(unimodal: dict[str, Any], tmp_path: Path) -> N
             r"^model\.pretrained\.vision: .* is a run of modalities \['vision', 'audio', 'text'\]")
 
 
+def test_a_model_built_on_the_meta_device_checks_its_sources_without_reading_weights(
+        unimodal: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``deepseek tune`` builds to check a search space: the sources' configs and weight
+    shapes (from the files' headers) are checked, no weight file is read."""
+    import deepseek.training.checkpoint as checkpoint
+
+    def no_reading(path: Any) -> None:
+        raise AssertionError(f"weights read from {path}")
+
+    monkeypatch.setattr(checkpoint, "load_model_state", no_reading)
+    meta = torch.device("meta")
+    model = build_model(config_from_dict(config(tmp_path, "f", {"fusion": "concat", "pretrained": unimodal["folders"],
+                                                                "freeze_pretrained": True})), create_on=meta)
+    assert not any(p.requires_grad for p in model.encoders["vision"].parameters())  # frozen as for real
+    with pytest.raises(ConfigError, match=r"^model\.pretrained\.audio: .* does not fit this model \(shape \(10, 16\) "
+                                          r"of fusion\.heads\.audio\.weight where this model has \(10, 8\)\)"):
+        build_model(config_from_dict(config(tmp_path, "f", {"fusion": "concat", "fusion_options": {"d_model": 8},
+                                                            "pretrained": {"audio": unimodal["folders"]["audio"]}})),
+                    create_on=meta)
+
+
 def test_deepseek_train_refuses_a_missing_source_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text('[model]\nname = "multimodal.classifier"\nfusion = "concat"\n'

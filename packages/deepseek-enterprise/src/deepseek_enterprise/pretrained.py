@@ -70,9 +70,37 @@ def check_source(m: str, path: str, options: Any) -> tuple[Any, str]:
     return ckpt, where
 
 
+def stored_shapes(ckpt: Any) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the model weights in checkpoint folder ``ckpt`` (either layout), read
+    from the files' headers only: no tensor data is read."""
+    from safetensors import SafetensorError, safe_open
+
+    from deepseek.errors import CheckpointError
+    from deepseek.training.checkpoint_dirs import MODEL_FILE
+    from deepseek.training.checkpoint_sharded import MODEL_DIR, layout_of
+
+    if layout_of(ckpt) == "sharded":
+        from torch.distributed.checkpoint import HuggingFaceStorageReader
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+        try:
+            meta = HuggingFaceStorageReader(str(ckpt / MODEL_DIR)).read_metadata()
+        except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
+            raise CheckpointError(f"{ckpt / MODEL_DIR}: sharded weights are unreadable ({exc})") from exc
+        return {k: tuple(md.size) for k, md in meta.state_dict_metadata.items()
+                if isinstance(md, TensorStorageMetadata)}
+    try:
+        with safe_open(str(ckpt / MODEL_FILE), framework="pt", device="cpu") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - no mapping
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{ckpt / MODEL_FILE}: not a readable safetensors file ({exc})") from exc
+
+
 def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, *, freeze: bool) -> None:
     """Copy each named run's modality into ``model`` (module docstring); with ``freeze`` the copied
-    parameters stop requiring gradients."""
+    parameters stop requiring gradients. Each run's config and weight shapes are checked first
+    (from ``trainer.json`` and the weight files' headers); a model built on the meta device (a
+    tuning study's check of its search space) is only checked: no weights are read."""
     import torch
 
     from deepseek.training.checkpoint import load_model_state
@@ -81,20 +109,26 @@ def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, 
     for m, path in sources.items():
         ckpt, where = check_source(m, path, options)
         try:
-            theirs = load_model_state(ckpt)
+            shapes = stored_shapes(ckpt)
         except UsageError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         prefixes = modality_prefixes(m)
         wanted = {k for k in own if k.startswith(prefixes)}
-        given = {k for k in theirs if k.startswith(prefixes)}
+        given = {k for k in shapes if k.startswith(prefixes)}
         missing = sorted(wanted - given)
-        bad = sorted(k for k in wanted & given if tuple(theirs[k].shape) != tuple(own[k].shape))
+        bad = sorted(k for k in wanted & given if shapes[k] != tuple(own[k].shape))
         if missing or bad or given - wanted:
             detail = f"missing {missing[:2]}" if missing else (
-                f"shape {tuple(theirs[bad[0]].shape)} of {bad[0]} where this model has {tuple(own[bad[0]].shape)}"
+                f"shape {shapes[bad[0]]} of {bad[0]} where this model has {tuple(own[bad[0]].shape)}"
                 if bad else f"unexpected {sorted(given - wanted)[:2]}")
             raise ConfigError(f"{where}: {path} does not fit this model ({detail}); give a run with the same "
                               f"encoder keys and fusion_options.d_model")
+        if any(own[k].is_meta for k in wanted):  # built to be checked: nothing to copy into
+            continue
+        try:
+            theirs = load_model_state(ckpt)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         with torch.no_grad():
             for k in wanted:
                 own[k].copy_(theirs[k])
