@@ -100,6 +100,32 @@ def test_swin_encoder_loads_local_safetensors_weights(tmp_path: Path) -> None:
         deepseek.create_encoder("vision.swin", weights=str(tmp_path / "missing.safetensors"))
 
 
+def test_swin_weights_on_the_meta_device_are_checked_from_the_header_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``deepseek tune`` builds to check a search space reads no weights: the file's header
+    is held to the encoder's shapes."""
+    from safetensors.torch import save_file
+
+    import deepseek.training.checkpoint as checkpoint
+
+    source = deepseek.create_encoder("vision.swin")
+    save_file({k: v.contiguous() for k, v in source.swin.state_dict().items()}, str(tmp_path / "swin.safetensors"))
+
+    def no_reading(path: Any) -> None:
+        raise AssertionError(f"weights read from {path}")
+
+    monkeypatch.setattr(checkpoint, "load_model_state", no_reading)
+    with torch.device("meta"):
+        assert deepseek.create_encoder("vision.swin", weights=str(tmp_path / "swin.safetensors")).output_dim == 64
+        with pytest.raises(ConfigError, match=r"^encoder\.vision\.swin\.weights: .*swin\.safetensors: weights do "
+                                              r"not fit this model \(shape mismatch"):
+            deepseek.create_encoder("vision.swin", embed_dim=48, weights=str(tmp_path / "swin.safetensors"))
+        (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+        with pytest.raises(ConfigError, match=r"^encoder\.vision\.swin\.weights: .*bad\.safetensors: not a readable "
+                                              r"safetensors file"):
+            deepseek.create_encoder("vision.swin", weights=str(tmp_path / "bad.safetensors"))
+
+
 def _features(batch: int = 4) -> dict[str, EncoderOutput]:
     torch.manual_seed(0)
     out = {}

@@ -73,8 +73,6 @@ def check_source(m: str, path: str, options: Any) -> tuple[Any, str]:
 def stored_shapes(ckpt: Any) -> dict[str, tuple[int, ...]]:
     """Name -> shape of the model weights in checkpoint folder ``ckpt`` (either layout), read
     from the files' headers only: no tensor data is read."""
-    from safetensors import SafetensorError, safe_open
-
     from deepseek.errors import CheckpointError
     from deepseek.training.checkpoint_dirs import MODEL_FILE
     from deepseek.training.checkpoint_sharded import MODEL_DIR, layout_of
@@ -89,11 +87,21 @@ def stored_shapes(ckpt: Any) -> dict[str, tuple[int, ...]]:
             raise CheckpointError(f"{ckpt / MODEL_DIR}: sharded weights are unreadable ({exc})") from exc
         return {k: tuple(md.size) for k, md in meta.state_dict_metadata.items()
                 if isinstance(md, TensorStorageMetadata)}
+    return file_shapes(ckpt / MODEL_FILE)
+
+
+def file_shapes(path: Any) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the tensors in safetensors file ``path``, from its header only; a
+    :class:`CheckpointError` when it is not a readable safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    from deepseek.errors import CheckpointError
+
     try:
-        with safe_open(str(ckpt / MODEL_FILE), framework="pt", device="cpu") as fh:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
             return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - no mapping
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{ckpt / MODEL_FILE}: not a readable safetensors file ({exc})") from exc
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
 def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, *, freeze: bool) -> None:
