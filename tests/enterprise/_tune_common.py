@@ -1,5 +1,5 @@
-"""What the ``deepseek tune`` tests share: a tiny base config, a search space, and running the
-CLI in a subprocess."""
+"""What the ``deepseek tune`` and ``deepseek compare`` tests share: a tiny GPT config, a search
+space, and running the CLI in a subprocess."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-BASE = """
+TINY = """
 [model]
 name = "tiny"
 d_model = 32
@@ -23,13 +23,13 @@ max_seq_len = 32
 [data]
 seq_len = 32
 batch_size = 8
-eval_batches = 2
+eval_batches = {eval_batches}
 [train]
 max_steps = {steps}
-lr = 3e-3
+lr = {lr}
 min_lr = 1e-6
 warmup_steps = 5
-eval_interval = 10
+eval_interval = {eval_interval}
 [precision]
 dtype = "fp32"
 [strategy]
@@ -40,6 +40,12 @@ interval = 0
 [logging]
 plot = false
 """
+
+
+def tiny_config(steps: int, *, lr: float = 3e-3, eval_batches: int = 2, eval_interval: int = 10) -> str:
+    """A tiny GPT trained ``steps`` steps on the CPU in fp32, no checkpoints but the last, no plot."""
+    return TINY.format(steps=steps, lr=lr, eval_batches=eval_batches, eval_interval=eval_interval)
+
 
 SPACE = """
 [space]
@@ -55,7 +61,7 @@ def deepseek(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Complete
 
 
 def write(folder: Path, steps: int = 30, space: str = SPACE) -> None:
-    (folder / "base.toml").write_text(BASE.format(steps=steps))
+    (folder / "base.toml").write_text(tiny_config(steps))
     (folder / "space.toml").write_text(space)
 
 

@@ -4,56 +4,21 @@ bootstrap interval and verdict, size and latency side by side; bad input is one 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _inprocess import deepseek_here
+from _tune_common import deepseek, tiny_config
 
 from deepseek_enterprise.compare import bootstrap
-
-CONFIG = """
-[model]
-name = "tiny"
-d_model = 32
-n_heads = 2
-n_layers = 1
-max_seq_len = 32
-[data]
-seq_len = 32
-batch_size = 8
-eval_batches = 4
-[train]
-max_steps = 40
-lr = {lr}
-min_lr = 1e-6
-warmup_steps = 5
-eval_interval = 40
-[precision]
-dtype = "fp32"
-[strategy]
-name = "single"
-device = "cpu"
-[checkpoint]
-interval = 0
-[logging]
-plot = false
-"""
-
-
-def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deepseek", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("compare")
     for name, lr in (("good", 3e-3), ("poor", 1e-5)):
-        (work / f"{name}.toml").write_text(CONFIG.format(lr=lr))
+        (work / f"{name}.toml").write_text(tiny_config(40, lr=lr, eval_batches=4, eval_interval=40))
         out = deepseek("train", f"{name}.toml", "--run-dir", name, "--quiet", cwd=work)
         assert out.returncode == 0, out.stderr
     return work

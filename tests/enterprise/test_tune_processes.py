@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _tune_common import BASE, DEEPSEEK, ENV, SPACE, deepseek, trials, write
+from _tune_common import DEEPSEEK, ENV, SPACE, deepseek, tiny_config, trials, write
 
 
 def _running_trial(folder: Path, number: int, timeout: float = 120) -> None:
@@ -148,7 +148,7 @@ headroom = 0.0
 def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path) -> None:
     """A ddp config: the training trial runs as `deepseek launch -n 2 -- train` (2 gloo processes)
     and the system trial as `launch -n 2 -- bench train`, whose tokens/s counts both ranks."""
-    base = BASE.format(steps=10).replace('name = "single"\ndevice = "cpu"', 'name = "ddp"')
+    base = tiny_config(10).replace('name = "single"\ndevice = "cpu"', 'name = "ddp"')
     (tmp_path / "base.toml").write_text(base)
     (tmp_path / "space.toml").write_text(SPACE + "nproc = 2\n")
     out = deepseek("tune", "base.toml", "--study", "d", "--space", "space.toml", "--trials", "1", "--out", "st",
