@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,17 +36,51 @@ from deepseek.data.sources import DocReader, DocSource
 from deepseek.data.tokenizer import ByteTokenizer, Tokenizer
 from deepseek.errors import ConfigError, UsageError
 
-FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
+FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
+           ".arrow": "arrow"}
+COMPRESSED = (".gz", ".bz2", ".xz")
+"""Compressions ``datasets`` reads while streaming; the format is the extension before them."""
 INSTALL_HF = "pip install 'deepseek-core[hf]'"
 
 
+def _saved_dataset(folder: Path, pattern: str, where: str) -> list[str]:
+    """The Arrow files of a ``Dataset.save_to_disk`` folder, in their order; any other folder is
+    one line saying what to give instead."""
+    if (folder / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in folder.iterdir() if (p / "state.json").is_file()) or ["train"]
+        val = next((s for s in ("validation", "valid", "test") if s in splits), None)
+        hint = f"data.files = [\"{pattern}/{splits[0] if val != splits[0] else splits[-1]}\"]"
+        if val:
+            hint += f", data.val_files = [\"{pattern}/{val}\"]"
+        raise ConfigError(f"{where}: {pattern!r} is a DatasetDict saved with save_to_disk (splits: "
+                          f"{', '.join(splits)}); name its splits' folders: {hint}")
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        files = [folder / str(f["filename"]) for f in state["_data_files"]]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{where}: {pattern!r} is a folder; name its files with a glob such as "
+                          f"\"{pattern.rstrip('/')}/**/*.jsonl\", or give a folder written by Dataset.save_to_disk"
+                          ) from None
+    absent = [f for f in files if not f.is_file()]
+    if absent:
+        raise ConfigError(f"{where}: {pattern!r} (saved with save_to_disk) lacks {absent[0].name}; save the "
+                          "dataset again")
+    return [str(f) for f in files]
+
+
 def _expand(patterns: Sequence[str], where: str) -> tuple[str, ...]:
-    """Absolute paths of the files ``patterns`` name (sorted, each once)."""
+    """Absolute paths of the files ``patterns`` name (sorted, each once); a ``save_to_disk``
+    folder names its Arrow files."""
     found: dict[str, None] = {}
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern:
             raise ConfigError(f"{where}: expected file paths or globs, got {pattern!r}")
-        matches = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p))
+        matches: list[str] = []
+        for p in sorted(glob.glob(os.path.expanduser(pattern), recursive=True)):
+            if os.path.isfile(p):
+                matches.append(p)
+            elif os.path.isdir(p) and not glob.has_magic(pattern):
+                matches += _saved_dataset(Path(p), pattern, where)
         if not matches:
             raise ConfigError(f"{where}: {pattern!r} matches no files; give local files (paths or globs such as "
                               "\"data/*.jsonl\")")
@@ -54,13 +89,18 @@ def _expand(patterns: Sequence[str], where: str) -> tuple[str, ...]:
 
 
 def format_of(path: str, given: str) -> str:
-    """The ``datasets`` builder of ``path``: ``given``, else from its extension."""
+    """The ``datasets`` builder of ``path``: ``given``, else from its extension (before a
+    compression's: ``.jsonl.gz`` is JSON lines)."""
     if given:
         return given
-    fmt = FORMATS.get(Path(path).suffix.lower())
+    name = Path(path)
+    if name.suffix.lower() in COMPRESSED:
+        name = name.with_suffix("")
+    fmt = FORMATS.get(name.suffix.lower())
     if fmt is None:
         raise ConfigError(f"data.format: cannot tell the format of {path!r} from its extension; set data.format "
-                          f"to one of json, parquet, csv, text (extensions: {', '.join(FORMATS)})")
+                          f"to one of json, parquet, csv, text, arrow (extensions: {', '.join(FORMATS)}, "
+                          f"optionally followed by {', '.join(COMPRESSED)})")
     return fmt
 
 
@@ -69,12 +109,14 @@ class HFOptions(TokenOptions):
     """``[data]`` keys of the ``hf`` dataset."""
 
     files: tuple[str, ...] = ()
-    """Local files to read: paths or globs (``**`` recurses). Stored as absolute paths."""
+    """Local files to read: paths or globs (``**`` recurses), or folders written by
+    ``Dataset.save_to_disk``. Stored as absolute paths of the files."""
     val_files: tuple[str, ...] = ()
     """Validation files (paths or globs); empty: split ``files`` by ``val_fraction``."""
-    format: Literal["", "json", "parquet", "csv", "text"] = ""
+    format: Literal["", "json", "parquet", "csv", "text", "arrow"] = ""
     """The files' format; empty: from each file's extension (``.jsonl``/``.json``, ``.parquet``,
-    ``.csv``, ``.txt``: one record per paragraph)."""
+    ``.csv``, ``.txt``: one record per paragraph, ``.arrow``: ``Dataset.save_to_disk`` shards;
+    ``.gz``/``.bz2``/``.xz`` after it: compressed)."""
     text_field: str = "text"
     """The column holding each record's text."""
 
@@ -141,8 +183,11 @@ class RecordReader(DocReader):
         datasets = require_datasets()
         extra = {"sample_by": "paragraph"} if unit.fmt == "text" else {}
         try:
-            ds = datasets.load_dataset(unit.fmt, data_files=[unit.path], split="train", streaming=True, **extra)
-            self._records = iter(ds)
+            if os.path.getsize(unit.path) == 0:
+                self._records = iter(())  # no records (datasets cannot open an empty file)
+            else:
+                ds = datasets.load_dataset(unit.fmt, data_files=[unit.path], split="train", streaming=True, **extra)
+                self._records = iter(ds)
         except Exception as exc:  # noqa: BLE001 - the library's errors for unreadable files vary
             raise UsageError(f"data.files: cannot read {unit.path!r} as {unit.fmt} ({_first_line(exc)}); check the "
                              "file or set data.format") from None
@@ -227,6 +272,11 @@ class FileSource(DocSource):
             raise UsageError(f"data: the {split} split has no files; set data.val_files, or a data.val_fraction "
                              "above 0 with more files")
         return units
+
+    def describe(self, split: str) -> str:
+        names = [Path(u.path).name for u in self._splits[split]]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return f"the {'training' if split == 'train' else 'validation'} split ({shown})"
 
     def reader(self) -> DocReader:
         return RecordReader(self.tokenizer, self.options.text_field, self.options.val_fraction)

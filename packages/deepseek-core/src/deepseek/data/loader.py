@@ -59,12 +59,13 @@ class TokenStream:
         reader: DocReader | None = None,
         separator: int = SEPARATOR,
         single_doc: bool = True,
+        where: str = "this split",
     ) -> None:
         if not units:
             raise UsageError("data: this split holds no text; use a larger corpus or change data.val_fraction")
         self.pieces, self.seed, self.shuffle, self.endless = list(units), seed, shuffle, endless
         self.reader = reader or PieceReader(ByteTokenizer())
-        self.separator, self.single_doc = separator, single_doc
+        self.separator, self.single_doc, self.where = separator, single_doc, where
         self.epoch = self.cursor = self.doc = self.offset = 0
         self._order_epoch, self._order = -1, list(range(len(self.pieces)))
         self._cache: dict[tuple[int, int], np.ndarray | None] = {}  # this document and the one before
@@ -117,7 +118,7 @@ class TokenStream:
                 if ids is None:
                     self.cursor, self.doc, self.offset = self.cursor + 1, 0, 0
                     if idle > 2 * len(self.pieces) and not parts:
-                        raise UsageError("data: this split holds no text (every document is empty); "
+                        raise UsageError(f"data: {self.where} holds no text (every document is empty); "
                                          "give it documents with text")
                 else:
                     self.doc += 1
@@ -176,7 +177,8 @@ class PackedBatches:
     def _open(self, split: Split, *, shuffle: bool, endless: bool) -> TokenStream:
         src = self.source
         return TokenStream(src.units(split), seed=self.seed if shuffle else 0, shuffle=shuffle, endless=endless,
-                           reader=src.reader(), separator=src.tokenizer.separator, single_doc=src.single_doc)
+                           reader=src.reader(), separator=src.tokenizer.separator, single_doc=src.single_doc,
+                           where=src.describe(split))
 
     def probe(self, split: Split) -> None:
         """Read the first token of ``split`` (a one-line UsageError when its data is unusable or
@@ -244,7 +246,7 @@ class PackedBatches:
         need = n * self.global_batch * self.seq_len + 1
         tokens = torch.from_numpy(stream.read(need).copy()).long()
         if len(tokens) < need:
-            raise UsageError("data: the validation split holds no text; give it documents with text")
+            raise UsageError(f"data: {stream.where} holds no text; give it documents with text")
         rows = tokens.unfold(0, self.seq_len + 1, self.seq_len)
         out = []
         for i in range(n):

@@ -56,6 +56,10 @@ class DocSource(ABC):
     def fingerprint(self, split: Split) -> str:
         """Short hash that changes when the split's data changes."""
 
+    def describe(self, split: Split) -> str:
+        """The split in words, for errors (the ``hf`` dataset names its files)."""
+        return f"the {'training' if split == 'train' else 'validation'} split"
+
     def offset_limit(self, split: Split) -> int | None:
         """The largest token offset a saved position may hold inside a document, when known
         without reading the data (``None``: checked when the document is read)."""

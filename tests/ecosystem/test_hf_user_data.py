@@ -1,0 +1,107 @@
+"""A Hugging Face user's data, as they bring it (everything made here, nothing downloaded):
+folders saved with ``Dataset.save_to_disk`` (a ``DatasetDict``'s refused naming its splits),
+Arrow shards, compressed JSON lines, empty files.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+datasets = pytest.importorskip("datasets")
+tokenizers = pytest.importorskip("tokenizers")
+
+from _eco_cli import ok, refused  # noqa: E402
+
+from deepseek.config.load import config_from_dict  # noqa: E402
+from deepseek.data.hf import HFDataset  # noqa: E402
+from deepseek.plugins.host import PluginHost  # noqa: E402
+from deepseek.plugins.settings import PluginSettings  # noqa: E402
+from deepseek.training.build import build_dataset  # noqa: E402
+
+WORDS = ["the", "cat", "sat", "on", "mat", "while", "a", "dog", "ran", "in", "park", "héllo"]
+SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "model.n_heads=2",
+         "--set", "model.n_layers=1", "--set", "model.max_seq_len=32", "--set", "data.name=hf",
+         "--set", "data.seq_len=16", "--set", "data.batch_size=4", "--set", "data.eval_batches=1",
+         "--set", "data.shuffle_buffer=8", "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"",
+         "--set", "train.warmup_steps=1", "--precision", "fp32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    torch.set_num_threads(1)
+    return PluginHost(PluginSettings(autoload=False))
+
+
+def texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20))) for _ in range(n)]
+
+
+def jsonl(path: Path, rows: list[str], column: str = "text") -> Path:
+    path.write_text("".join(json.dumps({"id": i, column: t}) + "\n" for i, t in enumerate(rows)), encoding="utf-8")
+    return path
+
+
+def val_bytes(host: PluginHost, **data: object) -> bytes:
+    """The first validation batch of an ``hf`` dataset as bytes (byte tokens)."""
+    config = config_from_dict({"data": {"name": "hf", "batch_size": 4, "seq_len": 16, **data}}, host=host)
+    ds = build_dataset(config, host)
+    assert isinstance(ds, HFDataset)
+    return bytes(ds.validation_batches(1)[0]["input_ids"].flatten().tolist())
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_save_to_disk_folders_arrow_and_compressed_files_read_like_json_lines(host: PluginHost,
+                                                                            tmp_path: Path) -> None:
+    train, val = texts(60, 1), texts(30, 2)
+    plain = val_bytes(host, files=[str(jsonl(tmp_path / "t.jsonl", train, "content"))],
+                      val_files=[str(jsonl(tmp_path / "v.jsonl", val, "content"))], text_field="content")
+    assert plain == b"\0".join(t.encode() for t in val)[:64]
+    datasets.Dataset.from_dict({"content": val}).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "v.jsonl.gz").write_bytes(gzip.compress((tmp_path / "v.jsonl").read_bytes()))
+    (tmp_path / "v.jsonl.bz2").write_bytes(bz2.compress((tmp_path / "v.jsonl").read_bytes()))
+    for given in ["saved", "saved/", "saved/*.arrow", "v.jsonl.gz", "v.jsonl.bz2"]:
+        got = val_bytes(host, files=[str(tmp_path / "t.jsonl")], val_files=[str(tmp_path / given)],
+                        text_field="content")
+        assert got == plain, given
+
+
+def test_folders_that_are_not_one_saved_dataset_are_one_line(host: PluginHost, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rows = {"text": texts(20, 3)}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
+                          "validation": datasets.Dataset.from_dict(rows)}).save_to_disk("dd")
+    line = refused(host, "train", *SMALL, "--set", 'data.files=["dd"]', "--run-dir", "r")
+    assert "DatasetDict" in line and 'data.files = ["dd/train"], data.val_files = ["dd/validation"]' in line
+    (tmp_path / "plain").mkdir()
+    jsonl(tmp_path / "plain" / "a.jsonl", texts(5, 4))
+    line = refused(host, "train", *SMALL, "--set", 'data.files=["plain"]', "--run-dir", "r")
+    assert "'plain' is a folder" in line and "plain/**/*.jsonl" in line
+    assert not (tmp_path / "r").exists()
+    # the DatasetDict's splits, as the line says, train
+    ok(host, "train", *SMALL, "--set", 'data.files=["dd/train"]', "--set", 'data.val_files=["dd/validation"]',
+       "--max-steps", "1", "--run-dir", "r")
+
+
+def test_empty_files_hold_no_records_and_an_empty_split_is_named(host: PluginHost, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    jsonl(tmp_path / "a.jsonl", texts(40, 5))
+    jsonl(tmp_path / "v.jsonl", texts(20, 6))
+    (tmp_path / "empty.jsonl").write_text("")
+    line = refused(host, "train", *SMALL, "--set", 'data.files=["a.jsonl"]', "--set",
+                   'data.val_files=["empty.jsonl"]', "--run-dir", "r")
+    assert line == ("error: data: the validation split (empty.jsonl) holds no text (every document is empty); "
+                    "give it documents with text")
+    ok(host, "train", *SMALL, "--set", 'data.files=["a.jsonl", "empty.jsonl"]', "--set", 'data.val_files=["v.jsonl"]',
+       "--max-steps", "1", "--run-dir", "r")
