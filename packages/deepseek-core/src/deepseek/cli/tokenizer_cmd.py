@@ -86,16 +86,17 @@ def _report_compression(tok: Any, corpus: Any) -> None:
 
 
 @tokenizer.command("info")
-@click.argument("path", metavar="FILE.json")
+@click.argument("path", metavar="FILE.json|DIR")
 @click.option("--separator", "separator_token", default="<|endoftext|>", show_default=True,
-              help="The document-separator token the file must have (data.separator_token).")
+              help="The document-separator token the file must have (data.separator_token); for the "
+                   "default, a tokenizer without it uses the eos_token of a tokenizer_config.json beside it.")
 @click.option("--text", default=None, metavar="TEXT", help="Also show how TEXT is tokenized.")
 def info(path: str, separator_token: str, text: str | None) -> None:
-    """Check a local tokenizer.json and show its vocabulary and separator."""
+    """Check a local tokenizer.json (or a transformers tokenizer folder) and show its vocabulary and separator."""
     from deepseek.data.bpe import load_bpe
 
     tok = load_bpe(path, separator_token, where="tokenizer info")
-    click.echo(f"{path}: vocabulary {tok.vocab_size}, separator {separator_token!r} = id {tok.separator}, "
+    click.echo(f"{path}: vocabulary {tok.vocab_size}, separator {tok.hf.id_to_token(tok.separator)!r} = id {tok.separator}, "
                f"{tok.identity}")
     if text is not None:
         ids = tok.encode(text)

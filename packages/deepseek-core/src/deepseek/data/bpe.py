@@ -3,9 +3,12 @@
 :func:`train_bpe` learns one from texts: byte-level pre-tokenization (every byte has a token, so
 any text encodes), the document separator ``<|endoftext|>`` as special token id 0 (the id the
 packer puts between documents, like byte ``0`` of byte tokens). :func:`load_bpe` opens any
-local ``tokenizer.json``, validated like user input: unreadable, not JSON, not a tokenizers file,
-or without the separator token is one line naming the file. A tokenizer is identified by the
-hash of its file (:attr:`BPETokenizer.identity`), which saved data positions record.
+local ``tokenizer.json`` (or a ``transformers`` tokenizer folder holding one), validated like user
+input: unreadable, not JSON, not a tokenizers file, or without the separator token is one line
+naming the file. The separator is ``separator_token``; when that is the default
+``<|endoftext|>`` and the file has no such token, the ``eos_token`` that a ``tokenizer_config.json``
+(or ``special_tokens_map.json``) beside it declares (:func:`choose_separator`). A tokenizer is
+identified by the hash of its file (:attr:`BPETokenizer.identity`), which saved data positions record.
 
 ``tokenizers`` is imported inside functions only; without it the one line names the extra.
 """
@@ -26,6 +29,9 @@ from deepseek.errors import UsageError
 INSTALL_HF = "pip install 'deepseek-core[hf]'"
 MIN_VOCAB = 257
 """256 byte tokens and the separator."""
+TOKENIZER_JSON = "tokenizer.json"
+SPECIAL_TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+"""Where ``transformers`` writes a tokenizer's special tokens (bos/eos/pad), beside ``tokenizer.json``."""
 
 
 def require_tokenizers(where: str) -> Any:
@@ -120,13 +126,63 @@ def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
+def tokenizer_file(path: str | os.PathLike[str], where: str) -> Path:
+    """The ``tokenizer.json`` that ``path`` names: the file itself, or the one in a folder (what
+    ``AutoTokenizer.save_pretrained`` writes for a fast tokenizer)."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return p
+    if (p / TOKENIZER_JSON).is_file():
+        return p / TOKENIZER_JSON
+    raise UsageError(f"{where}: folder {str(p)!r} has no tokenizer.json; save a fast tokenizer there "
+                     "(AutoTokenizer.from_pretrained(DIR, use_fast=True).save_pretrained(DIR)) or name a "
+                     "tokenizer.json file")
+
+
+def declared_eos(file: Path) -> str | None:
+    """The ``eos_token`` a ``tokenizer_config.json`` or ``special_tokens_map.json`` beside ``file``
+    declares (a string, or ``{"content": ...}``), else ``None``."""
+    for name in SPECIAL_TOKEN_FILES:
+        try:
+            data = json.loads((file.parent / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        eos = data.get("eos_token") if isinstance(data, dict) else None
+        if isinstance(eos, dict):
+            eos = eos.get("content")
+        if isinstance(eos, str) and eos:
+            return eos
+    return None
+
+
+def _has_token(spec: Any, token: str) -> bool:
+    """Whether the parsed ``tokenizer.json`` ``spec`` has ``token`` (an added token or in the vocabulary)."""
+    if not isinstance(spec, dict):
+        return False
+    if any(isinstance(t, dict) and t.get("content") == token for t in spec.get("added_tokens") or []):
+        return True
+    vocab = (spec.get("model") or {}).get("vocab") if isinstance(spec.get("model"), dict) else None
+    if isinstance(vocab, dict):
+        return token in vocab
+    return isinstance(vocab, list) and any(isinstance(v, list) and v and v[0] == token for v in vocab)
+
+
+def choose_separator(file: Path, spec: Any, separator_token: str) -> str:
+    """The document separator of the tokenizer ``file`` (parsed: ``spec``): ``separator_token``,
+    unless it is the default ``<|endoftext|>``, the file lacks it and a ``tokenizer_config.json``
+    beside it declares an ``eos_token`` the file has (``</s>`` of most non-GPT-2 tokenizers)."""
+    if separator_token != SEPARATOR_TOKEN or _has_token(spec, separator_token):
+        return separator_token
+    eos = declared_eos(file)
+    return eos if eos is not None and _has_token(spec, eos) else separator_token
+
+
 def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKEN, *,
              where: str = "data.tokenizer") -> BPETokenizer:
-    """The tokenizer in the ``tokenizer.json`` at ``path``, validated (see the module docstring)."""
+    """The tokenizer in the ``tokenizer.json`` at ``path`` (or in the folder ``path``), validated
+    (see the module docstring)."""
     tokenizers = require_tokenizers(where)
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise UsageError(f"{where}: {str(p)!r} is a folder; name the tokenizer.json file in it")
+    p = tokenizer_file(path, where)
     try:
         data = p.read_bytes()
     except OSError as exc:
@@ -134,7 +190,7 @@ def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKE
                          "('deepseek tokenizer train' writes one)") from None
     try:
         text = data.decode("utf-8")
-        json.loads(text)
+        spec = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{where}: {str(p)!r} is not valid JSON ({str(exc).splitlines()[0]}); point it at a "
                          "Hugging Face tokenizer.json") from None
@@ -144,11 +200,13 @@ def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKE
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{where}: {str(p)!r} is not a Hugging Face tokenizers file ({first}); point it at a "
                          "tokenizer.json written by tokenizers or 'deepseek tokenizer train'") from None
+    separator_token = choose_separator(p, spec, separator_token)
     separator = hf.token_to_id(separator_token)
     if separator is None:
         raise UsageError(
-            f"{where}: {str(p)!r} has no document-separator token {separator_token!r}; add it as a special "
-            "token, or name one the tokenizer has (data.separator_token, or --separator)"
+            f"{where}: {str(p)!r} has no document-separator token {separator_token!r} (nor an eos_token in a "
+            "tokenizer_config.json beside it); name the tokenizer's end-of-document token (data.separator_token, "
+            "or --separator) or add it as a special token"
         )
     return BPETokenizer(hf, separator=int(separator), digest=file_digest(data), source=str(p))
 

@@ -8,6 +8,7 @@ vocabulary and the run folder's tokenizer copy are this module's, once.
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +46,13 @@ class TokenOptions:
     shuffle_buffer: int = field(default=1024, metadata={"check": _positive})
     """Rows shuffled together; memory is about ``shuffle_buffer * seq_len`` tokens."""
     tokenizer: str = ""
-    """A Hugging Face ``tokenizer.json`` (``deepseek tokenizer train`` writes one; needs
-    ``pip install 'deepseek-core[hf]'``): the data is its token ids, a model that sets no
-    ``vocab_size`` gets its vocabulary, and the run folder keeps a copy. Empty: byte tokens.
-    Stored as an absolute path."""
+    """A Hugging Face ``tokenizer.json``, or a ``transformers`` tokenizer folder holding one
+    (``deepseek tokenizer train`` writes one; needs ``pip install 'deepseek-core[hf]'``): the data
+    is its token ids, a model that sets no ``vocab_size`` gets its vocabulary, and the run folder
+    keeps a copy. Empty: byte tokens. Stored as the file's absolute path."""
     separator_token: str = "<|endoftext|>"
-    """With ``tokenizer``: its special token placed between documents."""
+    """With ``tokenizer``: its special token placed between documents. When the tokenizer lacks the
+    default token, the ``eos_token`` of a ``tokenizer_config.json`` beside it (stored resolved)."""
 
     def __post_init__(self) -> None:
         if not self.tokenizer:
@@ -62,14 +64,26 @@ class TokenOptions:
         if importlib.util.find_spec("tokenizers") is None:
             raise ConfigError(f"data.tokenizer: BPE tokenizers need the Hugging Face tokenizers library, which "
                               f"is not installed; {INSTALL_HF}, or leave data.tokenizer empty for byte tokens")
-        path = Path(self.tokenizer).expanduser()
+        from deepseek.data.bpe import choose_separator, tokenizer_file
+        from deepseek.errors import UsageError
+
+        try:
+            path = tokenizer_file(self.tokenizer, "data.tokenizer")
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
         if not path.is_file():
             raise ConfigError(f"data.tokenizer: {self.tokenizer!r} is not a file; point it at a tokenizer.json "
-                              "('deepseek tokenizer train' writes one) or leave it empty for byte tokens")
+                              "(or a transformers tokenizer folder; 'deepseek tokenizer train' writes one) or "
+                              "leave it empty for byte tokens")
         if not self.separator_token:
             raise ConfigError("data.separator_token: must not be empty with data.tokenizer; name the "
                               "tokenizer's document-separator token, e.g. \"<|endoftext|>\"")
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            spec = None  # refused in one line when the tokenizer is opened
         object.__setattr__(self, "tokenizer", str(path.resolve()))
+        object.__setattr__(self, "separator_token", choose_separator(path, spec, self.separator_token))
 
 
 class TokenDataset(Dataset):

@@ -5,7 +5,8 @@ maps the names), plus the run's ``tokenizer.json`` and a minimal ``tokenizer_con
 the run has one. An import folder holds deepseek's exported-weights file ``model.safetensors``
 (the ``[model]`` table in its metadata, as ``deepseek eval/generate --checkpoint`` and
 ``train.init_from`` read it), a ``config.toml`` that trains from it and the source's
-``tokenizer.json`` when it has one. Either is written into a temporary folder beside the target
+``tokenizer.json`` when it has one (with its ``tokenizer_config.json`` / ``special_tokens_map.json``,
+whose eos_token is the separator). Either is written into a temporary folder beside the target
 and renamed into place, so a refused or failed command leaves nothing; an existing folder that
 is not empty is refused. Files read back (config.json, safetensors, tokenizer.json) are checked
 like user input: one :class:`UsageError` line naming the file.
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deepseek.data.bpe import SPECIAL_TOKEN_FILES
 from deepseek.errors import UsageError
 from deepseek.interop import gpt2
 from deepseek.paths import check_output, make_folders
@@ -29,7 +31,7 @@ from deepseek.paths import check_output, make_folders
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 END_OF_TEXT = "<|endoftext|>"
-"""GPT-2's one special token: the bos/eos id of an export when the tokenizer has it."""
+"""GPT-2's one special token (also its unk_token)."""
 
 
 # ----------------------------------------------------------------------------- shared
@@ -94,11 +96,20 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _special_id(tokenizer: dict[str, Any], content: str) -> int | None:
-    for t in tokenizer.get("added_tokens") or []:
-        if isinstance(t, dict) and t.get("content") == content and isinstance(t.get("id"), int):
-            return int(t["id"])
-    return None
+def _separator(checkpoint: str, tokenizer: dict[str, Any]) -> tuple[str, int] | None:
+    """The document separator the checkpoint was trained with (``data.separator_token`` of a run,
+    the eos_token declared beside an imported file, else ``<|endoftext|>``) as ``(token, id)``,
+    when it is one of ``tokenizer``'s added (special) tokens: the export's bos/eos."""
+    from deepseek.data.bpe import BPETokenizer
+    from deepseek.training.inference import trained_tokenizer
+
+    tok = trained_tokenizer(checkpoint)
+    if not isinstance(tok, BPETokenizer):
+        return None
+    content = tok.hf.id_to_token(tok.separator)
+    special = any(isinstance(t, dict) and t.get("content") == content and t.get("id") == tok.separator
+                  for t in tokenizer.get("added_tokens") or [])
+    return (content, tok.separator) if special else None
 
 
 # ----------------------------------------------------------------------------- export
@@ -138,8 +149,8 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None)
     if problem:
         raise UsageError(f"export --format hf: {problem}")
     tok_path = run_tokenizer(Path(checkpoint))
-    tokenizer = read_tokenizer(tok_path, options.vocab_size) if tok_path else None
-    eos = _special_id(tokenizer, END_OF_TEXT) if tokenizer else None
+    separator = _separator(checkpoint, read_tokenizer(tok_path, options.vocab_size)) if tok_path else None
+    eos = separator[1] if separator else None
     torch_dtype = gpt2.DTYPES[dtype]
     tensors = gpt2.to_hf_state(model.state_dict(), options, torch_dtype)
     hf_config = gpt2.hf_config(options, torch_dtype, bos=eos, eos=eos)
@@ -151,8 +162,10 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None)
             shutil.copyfile(tok_path, tmp / TOKENIZER_FILE)
             tok_config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast",
                                           "model_max_length": options.max_seq_len}
-            if eos is not None:
-                tok_config.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT, unk_token=END_OF_TEXT)
+            if separator is not None:
+                tok_config.update(bos_token=separator[0], eos_token=separator[0])
+                if separator[0] == END_OF_TEXT:
+                    tok_config["unk_token"] = END_OF_TEXT
             (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
 
     write_folder(out, missing, fill)
@@ -304,6 +317,9 @@ def import_hf(src: Path, out: Path) -> tuple[Path, list[str]]:
         (tmp / "config.toml").write_text(text, encoding="utf-8")
         if has_tok:
             shutil.copyfile(tok_src, tmp / TOKENIZER_FILE)
+            for name in SPECIAL_TOKEN_FILES:
+                if (src / name).is_file():
+                    shutil.copyfile(src / name, tmp / name)
 
     write_folder(out, missing, fill)
     if has_tok and not set_tokenizer:

@@ -1,0 +1,130 @@
+"""A Hugging Face user's tokenizer and model, as they bring them (made here, nothing downloaded): a
+``transformers`` tokenizer folder whose end-of-document token is ``</s>`` (declared as
+``eos_token`` in its ``tokenizer_config.json``), and a GPT-2 folder with such a tokenizer,
+imported, sampled and exported back with its eos/bos ids.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+datasets = pytest.importorskip("datasets")
+tokenizers = pytest.importorskip("tokenizers")
+
+from _eco_cli import ok, refused  # noqa: E402
+
+from deepseek.config.load import config_from_dict, load_config  # noqa: E402
+from deepseek.plugins.host import PluginHost  # noqa: E402
+from deepseek.plugins.settings import PluginSettings  # noqa: E402
+from deepseek.training.build import build_dataset  # noqa: E402
+
+WORDS = ["the", "cat", "sat", "on", "mat", "while", "a", "dog", "ran", "in", "park", "héllo"]
+SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "model.n_heads=2",
+         "--set", "model.n_layers=1", "--set", "model.max_seq_len=32", "--set", "data.name=hf",
+         "--set", "data.seq_len=16", "--set", "data.batch_size=4", "--set", "data.eval_batches=1",
+         "--set", "data.shuffle_buffer=8", "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"",
+         "--set", "train.warmup_steps=1", "--precision", "fp32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    torch.set_num_threads(1)
+    return PluginHost(PluginSettings(autoload=False))
+
+
+def texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20))) for _ in range(n)]
+
+
+def jsonl(path: Path, rows: list[str], column: str = "text") -> Path:
+    path.write_text("".join(json.dumps({"id": i, column: t}) + "\n" for i, t in enumerate(rows)), encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- tokenizer folders
+
+
+def transformers_folder(folder: Path, corpus: list[str], *, config: bool = True) -> Path:
+    """A byte-level BPE with ``<s>``, ``</s>``, ``<pad>`` (no ``<|endoftext|>``), saved as a
+    ``transformers`` tokenizer folder: ``tokenizer.json`` and ``tokenizer_config.json``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                        show_progress=False))
+    folder.mkdir(parents=True)
+    tok.save(str(folder / "tokenizer.json"))
+    if config:
+        (folder / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+             "pad_token": "<pad>"}))
+    return folder
+
+
+def test_a_transformers_tokenizer_folder_is_a_tokenizer_with_its_eos_as_separator(host: PluginHost,
+                                                                                 tmp_path: Path) -> None:
+    corpus = texts(200, 7)
+    folder = transformers_folder(tmp_path / "tok", corpus)
+    files = {"files": [str(jsonl(tmp_path / "a.jsonl", corpus))], "val_files": [str(jsonl(tmp_path / "v.jsonl",
+                                                                                          texts(30, 8)))]}
+    config = config_from_dict({"data": {"name": "hf", "tokenizer": str(folder), **files}}, host=host)
+    options = config.data.options
+    assert options.tokenizer == str((folder / "tokenizer.json").resolve()) and options.separator_token == "</s>"
+    size = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size()
+    assert config.model.options.vocab_size == size and 257 < size <= 300
+    ds = build_dataset(config, host)
+    assert ds.tokenizer.separator == 1  # </s>: special tokens <s>, </s>, <pad> are ids 0, 1, 2
+    assert "separator '</s>' = id 1" in ok(host, "tokenizer", "info", str(folder))
+    # an explicit separator is kept; without a tokenizer_config.json the default must be in the file
+    kept = config_from_dict({"data": {"name": "hf", "tokenizer": str(folder), "separator_token": "<pad>", **files}},
+                            host=host)
+    assert kept.data.options.separator_token == "<pad>"
+    bare = transformers_folder(tmp_path / "bare", corpus, config=False)
+    line = refused(host, "tokenizer", "info", str(bare))
+    assert "no document-separator token '<|endoftext|>'" in line and "eos_token" in line
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "vocab.json").write_text("{}")
+    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(tmp_path / 'slow'))}",
+                   "--run-dir", str(tmp_path / "r"))
+    assert "has no tokenizer.json" in line and "use_fast=True" in line
+
+
+# ----------------------------------------------------------------------------- GPT-2 with </s>
+
+
+def test_import_sample_and_export_keep_the_eos_token(host: PluginHost, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    corpus = texts(200, 9)
+    src = transformers_folder(tmp_path / "gpt", corpus)
+    cfg = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=32, vocab_size=300,
+                                  bos_token_id=0, eos_token_id=1)
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(str(src))
+    ok(host, "import-hf", str(src), "--out", str(tmp_path / "imp"))
+    assert (tmp_path / "imp" / "tokenizer_config.json").is_file()
+    assert load_config(tmp_path / "imp" / "config.toml", host=host).data.options.separator_token == "</s>"
+    ok(host, "generate", "--checkpoint", str(tmp_path / "imp" / "model.safetensors"), "the cat",
+       "--max-new-tokens", "3", "--temperature", "0")
+    ok(host, "export", "--checkpoint", str(tmp_path / "imp" / "model.safetensors"), "--format", "hf",
+       "--out", str(tmp_path / "back"))
+    back = json.loads((tmp_path / "back" / "config.json").read_text())
+    assert (back["bos_token_id"], back["eos_token_id"]) == (1, 1)
+    tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "back"))
+    assert tok.eos_token == "</s>" and tok.eos_token_id == 1
+    # a run trained on the import exports the same ids
+    run = tmp_path / "run"
+    ok(host, "train", str(tmp_path / "imp" / "config.toml"), *SMALL[12:],
+       "--set", f"data.files={json.dumps([str(jsonl(tmp_path / 'a.jsonl', corpus))])}",
+       "--set", "data.name=hf", "--max-steps", "1", "--run-dir", str(run))
+    ok(host, "export", "--checkpoint", str(run), "--format", "hf", "--out", str(tmp_path / "run-hf"))
+    assert json.loads((tmp_path / "run-hf" / "config.json").read_text())["eos_token_id"] == 1
+    assert json.loads((tmp_path / "run-hf" / "tokenizer_config.json").read_text())["eos_token"] == "</s>"
