@@ -16,6 +16,7 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 tokenizers = pytest.importorskip("tokenizers")
+tokenizers = pytest.importorskip("tokenizers")
 
 from _eco_cli import ok, refused  # noqa: E402
 
@@ -105,3 +106,23 @@ def test_empty_files_hold_no_records_and_an_empty_split_is_named(host: PluginHos
                     "give it documents with text")
     ok(host, "train", *SMALL, "--set", 'data.files=["a.jsonl", "empty.jsonl"]', "--set", 'data.val_files=["v.jsonl"]',
        "--max-steps", "1", "--run-dir", "r")
+
+
+def test_tokenizer_train_on_the_hf_datasets_files_learns_the_training_split_only(host: PluginHost,
+                                                                                tmp_path: Path) -> None:
+    jsonl(tmp_path / "a.jsonl", texts(300, 11), "content")
+    jsonl(tmp_path / "v.jsonl", ["zqxjv " * 40] * 20, "content")  # only in the validation file
+    out = ok(host, "tokenizer", "train", "--files", str(tmp_path / "a.jsonl"), "--val-files",
+             str(tmp_path / "v.jsonl"), "--text-field", "content", "--vocab-size", "300",
+             "--out", str(tmp_path / "tok.json"))
+    learnt = sum(len(t.encode()) for t in texts(300, 11))
+    assert f"trained on {learnt:,} bytes of 2 files" in out and f"validation split: {20 * 240:,} bytes" in out
+    vocab = tokenizers.Tokenizer.from_file(str(tmp_path / "tok.json")).get_vocab()
+    assert "Ġcat" in vocab and not any("zqx" in token for token in vocab)
+    line = refused(host, "tokenizer", "train", "--files", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "t.json"))
+    assert line.startswith("error: --text-field: ") and "has no column 'text'" in line
+    line = refused(host, "tokenizer", "train", "--files", str(tmp_path / "nope*.jsonl"), "--out", str(tmp_path / "t.json"))
+    assert line.startswith("error: --files: ") and "matches no files" in line
+    assert "either --files" in refused(host, "tokenizer", "train", "--files", "a", "--data", "b", "--out", "t.json")
+    assert "add --files" in refused(host, "tokenizer", "train", "--text-field", "content", "--out", "t.json")
+    assert not (tmp_path / "t.json").exists()

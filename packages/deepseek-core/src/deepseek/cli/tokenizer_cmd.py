@@ -1,9 +1,11 @@
 """``deepseek tokenizer``: train a byte-level BPE tokenizer on a corpus, or inspect a tokenizer.json.
 
 ``train`` reads the same corpus as the ``text`` dataset (``--data`` / ``--pattern``, default the
-embedded standard-library corpus) and learns from its *training* pieces only, split exactly as
-the dataset splits them (``--val-fraction``, the ``data.val_fraction`` of the runs that will use
-it), then reports the compression on the validation pieces. Nothing here imports torch; the
+embedded standard-library corpus), or with ``--files`` the same records as the ``hf`` dataset
+(JSON lines, Parquet, CSV, text, saved datasets: ``--val-files``, ``--text-field``,
+``--format``), and learns from the *training* split only, split exactly as the dataset splits it
+(``--val-fraction``, the ``data.val_fraction`` of the runs that will use it), then reports the
+compression on the validation split. Nothing here imports torch; the
 Hugging Face ``tokenizers`` library (the ``hf`` extra) is imported when a command runs.
 """
 
@@ -22,9 +24,62 @@ def tokenizer() -> None:
     """Train or inspect BPE tokenizers (Hugging Face tokenizers; pip install 'deepseek-core[hf]')."""
 
 
-def _texts(corpus: Any, split: str) -> Iterator[str]:
-    for piece in corpus.pieces(split):
-        yield piece.read(0, piece.length).decode("utf-8", errors="replace")
+class _Pieces:
+    """The ``text`` dataset's corpus as texts per split (one per piece)."""
+
+    def __init__(self, corpus: Any) -> None:
+        self.corpus, self.name = corpus, corpus.name
+
+    def texts(self, split: str) -> Iterator[str]:
+        for piece in self.corpus.pieces(split):
+            yield piece.read(0, piece.length).decode("utf-8", errors="replace")
+
+
+class _Records:
+    """The ``hf`` dataset's files as texts per split (one per non-empty record), streamed."""
+
+    def __init__(self, options: Any) -> None:
+        from deepseek.data.hf import FileSource
+        from deepseek.data.tokenizer import ByteTokenizer
+
+        self.source = FileSource(options, ByteTokenizer())
+        self.name = f"{len(options.files) + len(options.val_files)} files ({options.files[0]}, ...)"
+
+    def texts(self, split: str) -> Iterator[str]:
+        reader = self.source.reader()
+        for unit in self.source.units(split):
+            index = 0
+            while (ids := reader.doc(unit, index)) is not None:
+                if len(ids):
+                    yield ids.tobytes().decode("utf-8")
+                index += 1
+
+
+def _counted(texts: Iterator[str], total: list[int]) -> Iterator[str]:
+    """``texts``, adding each one's UTF-8 bytes to ``total[0]``."""
+    for text in texts:
+        total[0] += len(text.encode("utf-8"))
+        yield text
+
+
+def _hf_options(files: tuple[str, ...], val_files: tuple[str, ...], text_field: str, fmt: str,
+                val_fraction: float) -> Any:
+    """The ``hf`` dataset's options for ``--files`` and its companions (one line when refused)."""
+    from deepseek.data.hf import HFOptions
+    from deepseek.errors import ConfigError, UsageError
+
+    try:
+        return HFOptions(files=files, val_files=val_files, text_field=text_field, format=fmt,  # type: ignore[arg-type]
+                         val_fraction=val_fraction)
+    except ConfigError as exc:
+        raise UsageError(_as_options(str(exc))) from None
+
+
+def _as_options(message: str) -> str:
+    """An error of the ``hf`` dataset's config keys, naming this command's options instead."""
+    for key in ("val_files", "files", "text_field", "format"):
+        message = message.replace(f"data.{key}", f"--{key.replace('_', '-')}")
+    return message
 
 
 @tokenizer.command("train")
@@ -39,10 +94,18 @@ def _texts(corpus: Any, split: str) -> Iterator[str]:
               help="Pairs seen fewer times are not merged.")
 @click.option("--separator", "separator_token", default="<|endoftext|>", show_default=True,
               help="Document-separator special token (id 0).")
+@click.option("--files", multiple=True, metavar="GLOB",
+              help="Instead of --data: files of the hf dataset (data.files; JSON lines, Parquet, CSV, text, "
+                   "save_to_disk folders); repeat for several.")
+@click.option("--val-files", multiple=True, metavar="GLOB", help="With --files: the validation files (data.val_files).")
+@click.option("--text-field", default="text", show_default=True, help="With --files: the text column (data.text_field).")
+@click.option("--format", "fmt", type=click.Choice(["", "json", "parquet", "csv", "text", "arrow"]), default="",
+              help="With --files: the files' format (data.format); default: from each extension.")
 @click.option("--out", required=True, metavar="FILE.json", help="Where to write the tokenizer.json.")
 def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, min_frequency: int,
-          separator_token: str, out: str) -> None:
-    """Train a byte-level BPE tokenizer on the corpus's training split."""
+          separator_token: str, files: tuple[str, ...], val_files: tuple[str, ...], text_field: str, fmt: str,
+          out: str) -> None:
+    """Train a byte-level BPE tokenizer on the corpus's (or --files') training split."""
     from deepseek.data.bpe import (
         BPETokenizer,
         file_digest,
@@ -58,29 +121,43 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         raise click.BadParameter("must not be empty", param_hint="--separator")
     from deepseek.errors import UsageError
 
-    try:
-        corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction)
-    except UsageError as exc:  # the corpus speaks of the config key; here it is the option
-        raise UsageError(str(exc).replace("data.path:", "--data:", 1).replace("(data.pattern)", "(--pattern)")) from None
+    if files and (data_path or pattern):
+        raise UsageError("--files: give either --files (the hf dataset's files) or --data/--pattern (text files)")
+    if not files and (val_files or fmt or text_field != "text"):
+        raise UsageError("--val-files/--text-field/--format: they go with --files; add --files GLOB")
+    if files:
+        corpus: Any = _Records(_hf_options(files, val_files, text_field, fmt, val_fraction))
+        has_val = bool(val_files) or val_fraction > 0
+    else:
+        try:
+            text_corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction)
+        except UsageError as exc:  # the corpus speaks of the config key; here it is the option
+            raise UsageError(str(exc).replace("data.path:", "--data:", 1)
+                             .replace("(data.pattern)", "(--pattern)")) from None
+        corpus, has_val = _Pieces(text_corpus), text_corpus.num_bytes("val") > 0
     missing = prepare_output(out, where="--out", folder=False, file_name="tokenizer.json")
-    hf = train_bpe(_texts(corpus, "train"), vocab_size=vocab_size, min_frequency=min_frequency,
-                   separator_token=separator_token)
+    learnt = [0]
+    try:
+        hf = train_bpe(_counted(corpus.texts("train"), learnt), vocab_size=vocab_size,
+                       min_frequency=min_frequency, separator_token=separator_token)
+    except UsageError as exc:  # a record the hf dataset refuses (a missing column, a number)
+        raise UsageError(_as_options(str(exc))) from None
     path = write_tokenizer(hf, out)
     tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), digest=file_digest(path.read_bytes()),
                        source=str(path))
     click.echo(f"wrote {path}{created_note(missing)}: vocabulary {tok.vocab_size}, separator "
-               f"{separator_token!r} = id {tok.separator}, trained on {corpus.num_bytes('train'):,} bytes "
-               f"of {corpus.name}")
-    _report_compression(tok, corpus)
+               f"{separator_token!r} = id {tok.separator}, trained on {learnt[0]:,} bytes of {corpus.name}")
+    _report_compression(tok, corpus, has_val)
 
 
-def _report_compression(tok: Any, corpus: Any) -> None:
+def _report_compression(tok: Any, corpus: Any, has_val: bool) -> None:
     """Tokens per byte on the validation split (bytes: 1.0)."""
-    n_bytes = corpus.num_bytes("val")
-    if not n_bytes:
+    if not has_val:
         click.echo("no validation split (val fraction 0): compression not measured")
         return
-    n_tokens = sum(len(tok.encode(text)) for text in _texts(corpus, "val"))
+    total = [0]
+    n_tokens = sum(len(tok.encode(text)) for text in _counted(corpus.texts("val"), total))
+    n_bytes = total[0]
     click.echo(f"validation split: {n_bytes:,} bytes -> {n_tokens:,} tokens "
                f"({n_tokens / n_bytes:.3f} tokens/byte, {n_bytes / max(n_tokens, 1):.2f} bytes/token)")
 
