@@ -80,8 +80,8 @@ def test_folders_that_are_not_one_saved_dataset_are_one_line(host: PluginHost, t
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     rows = {"text": texts(20, 3)}
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
-                          "validation": datasets.Dataset.from_dict(rows)}).save_to_disk("dd")
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows), "validation": datasets.Dataset.from_dict(rows),
+                          "test": datasets.Dataset.from_dict(rows)}).save_to_disk("dd")
     line = refused(host, "train", *SMALL, "--set", 'data.files=["dd"]', "--run-dir", "r")
     assert "DatasetDict" in line and 'data.files = ["dd/train"], data.val_files = ["dd/validation"]' in line
     (tmp_path / "plain").mkdir()

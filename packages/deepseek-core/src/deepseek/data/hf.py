@@ -49,7 +49,8 @@ def _saved_dataset(folder: Path, pattern: str, where: str) -> list[str]:
     if (folder / "dataset_dict.json").is_file():
         splits = sorted(p.name for p in folder.iterdir() if (p / "state.json").is_file()) or ["train"]
         val = next((s for s in ("validation", "valid", "test") if s in splits), None)
-        hint = f"data.files = [\"{pattern}/{splits[0] if val != splits[0] else splits[-1]}\"]"
+        train = "train" if "train" in splits else next((s for s in splits if s != val), splits[0])
+        hint = f"data.files = [\"{pattern}/{train}\"]"
         if val:
             hint += f", data.val_files = [\"{pattern}/{val}\"]"
         raise ConfigError(f"{where}: {pattern!r} is a DatasetDict saved with save_to_disk (splits: "
