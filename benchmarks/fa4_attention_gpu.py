@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from importlib.metadata import version
 
-        from deepseek.bench._fa4 import activate
+        from deepseek.training.fa4 import activate
 
         started = time.perf_counter()
         activate()

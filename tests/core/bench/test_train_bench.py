@@ -134,8 +134,10 @@ def test_model_option_changes_the_model_of_both_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args,line", [
     (["--grad-accum", "0"], r"error: Invalid value for '--grad-accum': 0 is not in the range x>=1\. .*"),
     (["--model-option", "n_layerz=2"], r"error: model\.n_layerz: unknown key \(did you mean 'n_layers'\?\); .*"),
-    # FlashAttention-4 needs its package and a Hopper/Blackwell GPU; neither is here.
-    (["--attention", "fa4"], r"error: --attention fa4 needs the flash-attn-4 package: pip install flash-attn-4"),
+    # FlashAttention-4 and cuDNN's attention need a CUDA device: refused before anything is built.
+    (["--attention", "fa4"], r"error: --attention fa4 needs a CUDA device and this run's device is the CPU; "
+                             r"use one of auto, flash, math there"),
+    (["--attention", "cudnn"], r"error: --attention cudnn needs a CUDA device .*"),
 ])
 def test_bad_new_options_exit_2_with_one_line(args: list[str], line: str) -> None:
     import re

@@ -68,20 +68,6 @@ class BenchSettings:
     peak_tflops: float | None = None
 
 
-def _attention_context(name: str) -> contextlib.AbstractContextManager[Any]:
-    if name == "auto":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    if name == "fa4":
-        from deepseek.bench._fa4 import activate
-
-        activate()
-    backends = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-                "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH, "fa4": SDPBackend.FLASH_ATTENTION}
-    return sdpa_kernel([backends[name]])
-
-
 def _config(s: BenchSettings, host: Any) -> Any:
     from deepseek.config.load import config_from_dict, parse_override
 
@@ -98,7 +84,7 @@ def _config(s: BenchSettings, host: Any) -> Any:
         "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_scope == "blocks"
                   and s.compile_mode == "default",
                   "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
-                  "grad_accum": s.grad_accum, "init_device": s.init_device},
+                  "grad_accum": s.grad_accum, "init_device": s.init_device, "attention": s.attention},
         "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual, "master_weights": s.master_weights},
         "strategy": strategy,
     }, validate=False, host=host)
@@ -237,7 +223,10 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
 
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    with _attention_context(s.attention):
+    from deepseek.training.attention import attention_kernel
+
+    planned = torch.device(s.device if s.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    with attention_kernel(s.attention, planned, where="--attention"):
         step, strategy, model, teardown = _ours(s, host)
         device = strategy.device
         precision = strategy.precision.name

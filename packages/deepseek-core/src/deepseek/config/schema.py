@@ -117,6 +117,12 @@ class TrainConfig:
     """``torch.compile`` each block (in place, names unchanged) before the strategy wraps it."""
     activation_checkpointing: bool = False
     """Recompute activations in backward (the model must offer it: docs/plugins.md)."""
+    attention: Literal["auto", "flash", "efficient", "cudnn", "math", "fa4"] = "auto"
+    """The ``scaled_dot_product_attention`` kernel of every attention call while the run trains
+    and evaluates: ``auto`` (torch picks per call), ``flash``, ``efficient``, ``cudnn``, ``math`` or
+    ``fa4`` (FlashAttention-4, Hopper/Blackwell GPUs, the ``flash-attn-4`` package; process-wide
+    once chosen). On the CPU only ``auto``, ``flash`` and ``math`` exist. A call the kernel cannot
+    take (a padding mask with ``flash`` on CUDA) stops the run with one line."""
     monitor: str = field(default="val_loss", metadata={"check": _evaluation_value})
     """The evaluation value that best checkpoints and early stopping follow: ``val_loss``,
     ``val_bits_per_byte`` (text datasets whose tokenizer knows each token's bytes) or

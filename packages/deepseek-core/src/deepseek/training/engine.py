@@ -10,11 +10,13 @@ and the trained path cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError
+from deepseek.training.attention import attention_kernel, check_attention
 from deepseek.training.build import (
     build_model,
     build_precision,
@@ -82,6 +84,12 @@ class StepEngine:
                 f"data_parallel_size(config, {strategy.world_size}) gave {declared}; a strategy that overrides "
                 "dp_size overrides data_parallel_size to agree (docs/plugins.md, 'Strategies')")
         check_batch_split(cfg, strategy.dp_size)
+        check_attention(cfg.train.attention, strategy.device)
+
+    def attention_kernel(self) -> contextlib.AbstractContextManager[None]:
+        """The block within which attention runs on ``train.attention``'s kernel (after
+        :meth:`setup_environment`, which checked it against the device)."""
+        return attention_kernel(self.config.train.attention, self.strategy.device)
 
     def build_model(self) -> nn.Module:
         """The run's model, capability-checked for this strategy, prepared (activation

@@ -90,6 +90,7 @@ class Trainer:
         """Step of the newest checkpoint of this run (on disk already when resuming)."""
         self._lock: RunLock | None = None
         self._stop = StopSignals(config.train.preempt_grace_s)
+        self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
         self.stopped_by: str | None = None
         self.tracking = TrackingSession()
         """The experiment trackers of ``logging.trackers`` (started on rank 0 only)."""
@@ -120,6 +121,7 @@ class Trainer:
         self.precision = engine.precision
         self.strategy = strategy = engine.strategy
         engine.setup_environment()
+        self._scope.enter_context(engine.attention_kernel())
         self.dataset = build_dataset(cfg, engine.lookups)
         engine.shard = self.dataset.shard
         validation = validation_set(cfg, self.dataset, cfg.data.eval_batches)
@@ -202,7 +204,7 @@ class Trainer:
         started = time.perf_counter()
         ok = False
         try:
-            with self._stop:  # SIGTERM / SIGUSR1: stop after the current step (preemption.py)
+            with self._stop, self._scope:  # SIGTERM / SIGUSR1: stop after the current step (preemption.py)
                 self._setup()
                 self._loop()
             if self.stopped_by is None:

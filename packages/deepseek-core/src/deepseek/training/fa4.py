@@ -1,4 +1,4 @@
-"""FlashAttention-4 for ``deepseek bench train --attention fa4``.
+"""FlashAttention-4 for ``train.attention = "fa4"`` and ``deepseek bench train --attention fa4``.
 
 torch 2.11 routes its flash backend to an outside implementation through
 ``torch.nn.attention`` (``register_flash_attention_fa4(module_path)``), calling that module's
@@ -30,8 +30,9 @@ def _flash_attn_bwd(*args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
     return dq, dk, dv
 
 
-def activate() -> None:
-    """Route the flash backend to FlashAttention-4, process-wide (torch's dispatcher override)."""
+def activate(setting: str = "--attention fa4") -> None:
+    """Route the flash backend to FlashAttention-4, process-wide (torch's dispatcher override, which
+    stays for the life of the process); ``setting`` is how errors quote the choice."""
     import importlib.util
 
     import torch
@@ -39,9 +40,9 @@ def activate() -> None:
     from deepseek.errors import UsageError
 
     if importlib.util.find_spec("flash_attn") is None or importlib.util.find_spec("flash_attn.cute") is None:
-        raise UsageError("--attention fa4 needs the flash-attn-4 package: pip install flash-attn-4")
+        raise UsageError(f"{setting} needs the flash-attn-4 package: pip install flash-attn-4")
     if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] not in (9, 10):
-        raise UsageError("--attention fa4 needs a CUDA GPU of compute capability 9.x or 10.x (Hopper, Blackwell)")
+        raise UsageError(f"{setting} needs a CUDA GPU of compute capability 9.x or 10.x (Hopper, Blackwell)")
     from torch.nn.attention import _fa4
 
     global _HANDLE
