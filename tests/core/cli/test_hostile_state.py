@@ -256,3 +256,27 @@ def test_a_latest_pointer_that_is_not_text_is_no_hint(hostile: Hostile, trained_
     done = hostile.run("train", "--resume", "run", "--max-steps", "2", "--quiet")
     assert done.code == 0, done.stderr
     assert (run / "checkpoints" / "latest").read_text() == "step-2\n"
+
+
+@pytest.mark.parametrize("reader", ["resume", "resume elsewhere"])
+def test_resuming_with_another_optimizer_is_refused(hostile: Hostile, trained_run: Path, reader: str) -> None:
+    """AdamW's saved state under ``--set optimizer.name=sgd``: refused while the checkpoint is
+    read, naming the file and optimizer.name (was a KeyError at the first step, after the run's
+    config.toml had been rewritten)."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    hostile.refused(*READERS[reader], "--set", "optimizer.name=\"sgd\"",
+                    expect=[str(STEP / "optimizer.safetensors"), "another optimizer", "'momentum'", "optimizer.name"])
+
+
+def test_a_hyper_parameter_only_one_side_has_is_no_other_optimizer() -> None:
+    """A torch release that added (or dropped) a hyper-parameter resumes; both kinds of difference
+    at once is another optimizer."""
+    from deepseek.errors import CheckpointError
+    from deepseek.training.checkpoint import check_groups_fit
+
+    adamw = {"lr": 1e-3, "betas": (0.9, 0.95), "eps": 1e-8, "params": ["w"], "fused": None}
+    check_groups_fit([adamw], [{**adamw, "decoupled_weight_decay": True, "fused": True}], "opt")
+    check_groups_fit([{**adamw, "decoupled_weight_decay": True}], [adamw], "opt")
+    with pytest.raises(CheckpointError, match=r"opt: .*another optimizer .*\['betas', 'eps'\].*\['momentum'\]"):
+        check_groups_fit([adamw], [{"lr": 1e-3, "momentum": 0.0, "params": ["w"]}], "opt")

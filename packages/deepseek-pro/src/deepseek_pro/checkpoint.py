@@ -189,6 +189,7 @@ def load_checkpoint(
         dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
         set_model_state_dict(module, msd)
         groups, scalars = meta["param_groups"], meta["scalars"]
+        ckpt.check_groups_fit(groups, osd["param_groups"], directory / OPTIMIZER_DIR)
         tensors, _ = flatten_optimizer_state(osd["state"])
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
     except CheckpointError:
@@ -226,6 +227,7 @@ def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Modu
             f"{where}: saved optimizer parameter groups do not match this model's; use the same "
             "[model] and [optimizer] config as the run that wrote it"
         )
+    ckpt.check_groups_fit(osd["param_groups"], optimizer.param_groups, where)
     ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where)
 
 

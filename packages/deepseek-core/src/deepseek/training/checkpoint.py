@@ -53,6 +53,7 @@ from deepseek.training.checkpoint_dirs import (
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import (
+    check_groups_fit,
     check_state_fit,
     cpu_unshared,
     from_jsonable,
@@ -88,6 +89,7 @@ __all__ = [
     "OPTIMIZER_FILE",
     "TRAINER_FILE",
     "atomic_write_text",
+    "check_groups_fit",
     "check_model_fit",
     "check_state_fit",
     "commit_checkpoint",

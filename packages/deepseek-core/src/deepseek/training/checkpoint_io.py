@@ -1,6 +1,7 @@
 """Reading and writing one safetensors file of a checkpoint: atomic writes, errors that name the
 file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata (and
-which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`);
+which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`;
+whether saved groups and state fit the live optimizer: :func:`check_groups_fit`, :func:`check_state_fit`);
 :func:`cpu_unshared` readies a state dict for safetensors."""
 
 from __future__ import annotations
@@ -30,6 +31,23 @@ def resumed_group(saved: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]
     none); ``params`` stays as saved (callers set their own)."""
     kept = {k: v for k, v in saved.items() if k not in IMPLEMENTATION_KEYS}
     return {**kept, **{k: live[k] for k in IMPLEMENTATION_KEYS if k in live}}
+
+
+def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any]], path: Any) -> None:
+    """Saved parameter groups against the live optimizer's, group by group: a saved group that
+    lacks hyper-parameters the live one has while holding others it lacks was written by another
+    optimizer (AdamW's ``betas`` where SGD wants ``momentum``), which the first step would fail
+    on; a CheckpointError naming ``path`` and ``optimizer.name``. Keys only one side has (a torch
+    version that added a hyper-parameter) are no mismatch: torch fills those in."""
+    ignored = {"params", *IMPLEMENTATION_KEYS}
+    for old, new in zip(saved, live, strict=False):
+        foreign, lacking = sorted(set(old) - set(new) - ignored), sorted(set(new) - set(old) - ignored)
+        if foreign and lacking:
+            raise CheckpointError(
+                f"{path}: the optimizer state was written by another optimizer (hyper-parameters "
+                f"{foreign[:3]}, this run's optimizer has {lacking[:3]}); resume with the [optimizer] "
+                f"name of the run that wrote it (optimizer.name), or {HINT}"
+            )
 
 
 def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]], path: Any) -> None:

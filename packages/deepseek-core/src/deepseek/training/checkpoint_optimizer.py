@@ -16,6 +16,7 @@ from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import OPTIMIZER_FILE
 from deepseek.training.checkpoint_io import (
     HINT,
+    check_groups_fit,
     check_state_fit,
     cpu_unshared,
     from_jsonable,
@@ -134,6 +135,7 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
             f"{path}: {len(named['param_groups'])} parameter groups saved, optimizer has "
             f"{len(current)}; use the same [optimizer] config as the run that wrote it"
         )
+    check_groups_fit(named["param_groups"], current, path)
     groups = []
     for saved, cur in zip(named["param_groups"], current, strict=True):
         cur_names = [names[i] for i in cur["params"]]
