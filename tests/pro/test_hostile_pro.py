@@ -92,6 +92,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("info src missing", ["checkpoint", "info", "no/run"], ["no/run"]),
     ("info src a file", ["checkpoint", "info", "afile"], ["afile: is a file"]),
     ("info src corrupt", ["checkpoint", "info", "negative-step"], ["step is a number (-3)"]),
+    ("launch log dir empty", ["launch", "--log-dir", "", "--", "plugins", "list"], ["--log-dir", "empty path"]),
+    ("export src empty path", ["checkpoint", "export", "", "out"], ["SRC", "empty path"]),
+    ("export dst empty path", ["checkpoint", "export", "run", ""], ["DST", "empty path"]),
+    ("info src empty path", ["checkpoint", "info", ""], ["SRC", "empty path"]),
 ]
 
 

@@ -90,7 +90,27 @@ TEXT: list[tuple[str, list[str], list[str]]] = [
     ("advise params", ["advise", "--params", NOT_UTF8_ARG], ["--params", "not valid UTF-8"]),
 ]
 
-CASES = [*OUTPUTS, *INPUTS, *TEXT]
+EMPTY: list[tuple[str, list[str], list[str]]] = [
+    (f"empty {what}", argv, [option, "empty path"]) for what, argv, option in [
+        ("run-dir", ["train", *TINY, "--run-dir", ""], "--run-dir"),  # was a run in the working folder
+        ("run-dir blanks", ["train", *TINY, "--run-dir", "  "], "--run-dir"),
+        ("resume", ["train", *TINY, "--resume", ""], "--resume"),
+        ("config", ["train", "", *TINY], "CONFIG.toml"),
+        ("config show", ["config", "show", ""], "CONFIG.toml"),
+        *[(f"{cmd} checkpoint", [cmd, "--checkpoint", ""], "--checkpoint")
+          for cmd in ("generate", "eval", "optimize", "export")],
+        ("prompts", ["generate", "--checkpoint", "RUN", "--prompts", ""], "--prompts"),
+        ("export out", ["export", "--checkpoint", "RUN", "--out", ""], "--out"),  # was the default, silently
+        ("latency json", ["bench", "latency", "--model", "tiny", "--json", ""], "--json"),
+        ("latency against", ["bench", "latency", "--model", "tiny", "--against", ""], "--against"),
+        ("latency config", ["bench", "latency", "--config", ""], "--config"),
+        ("costs", ["advise", "--model", "tiny", "--costs", ""], "--costs"),
+        ("plugins new dir", ["plugins", "new", "acme", "--dir", ""], "--dir"),
+    ]
+]
+"""An empty path is the current folder to Python: refused, naming the option."""
+
+CASES = [*OUTPUTS, *INPUTS, *TEXT, *EMPTY]
 
 
 @pytest.mark.parametrize(("what", "argv", "expect"), CASES, ids=[c[0] for c in CASES])

@@ -12,6 +12,8 @@ import json
 
 import click
 
+from deepseek.cli.params import PATH
+
 
 @click.group("checkpoint")
 def checkpoint() -> None:
@@ -19,8 +21,8 @@ def checkpoint() -> None:
 
 
 @checkpoint.command("export")
-@click.argument("src", metavar="SRC")
-@click.argument("dst", metavar="DST")
+@click.argument("src", type=PATH, metavar="SRC")
+@click.argument("dst", type=PATH, metavar="DST")
 def export(src: str, dst: str) -> None:
     """Write SRC (a run or checkpoint folder, full or sharded) as a canonical checkpoint DST."""
     from pathlib import Path
@@ -36,7 +38,7 @@ def export(src: str, dst: str) -> None:
 
 
 @checkpoint.command("info")
-@click.argument("src", metavar="SRC")
+@click.argument("src", type=PATH, metavar="SRC")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(src: str, as_json: bool) -> None:
     """Layout (full or sharded), step, strategy and world size of the checkpoint SRC."""

@@ -11,7 +11,7 @@ import re
 
 import click
 
-from deepseek.cli.params import FiniteFloat, count
+from deepseek.cli.params import PATH, FiniteFloat, count
 from deepseek.errors import UsageError
 
 _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
@@ -63,7 +63,7 @@ def parse_count(text: str) -> float:
 @click.option("--hidden", type=count(), help="With --params: hidden size.")
 @click.option("--heads", type=count(), help="With --params: attention heads.")
 @click.option("--vocab", type=count(), default=256, show_default=True, help="With --params: vocabulary size.")
-@click.option("--costs", metavar="FILE", help="TOML file of edition costs (defaults: the seed's table).")
+@click.option("--costs", type=PATH, metavar="FILE", help="TOML file of edition costs (defaults: the seed's table).")
 @click.option("--cost", multiple=True, metavar="EDITION.FIELD=V", help="Override one cost, e.g. pro.labor=150000.")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
 def advise(as_json: bool, params: str | None, **options: object) -> None:

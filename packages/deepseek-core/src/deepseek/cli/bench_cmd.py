@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from deepseek.bench.baseline import load_baseline
-from deepseek.cli.params import Device, NameList, count
+from deepseek.cli.params import PATH, Device, NameList, count
 from deepseek.errors import UsageError
 
 _LAZY: dict[str, tuple[str, str]] = {
@@ -129,11 +129,11 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
 def baseline_options(command: Any) -> Any:
     """``--against FILE.json --max-regression PERCENT`` of ``bench latency`` and ``bench train``
     (``bench train --baseline`` already names its plain-PyTorch comparison)."""
-    from deepseek.cli.params import FiniteFloat
+    from deepseek.cli.params import PATH, FiniteFloat
 
     command = click.option("--max-regression", type=FiniteFloat(min=0), default=10.0, show_default=True,
                            metavar="PERCENT", help="With --against: how much worse a variant may be, in percent.")(command)
-    return click.option("--against", "against", metavar="FILE.json",
+    return click.option("--against", "against", type=PATH, metavar="FILE.json",
                         help="A saved --json result of this command: compare, exit 1 on a regression.")(command)
 
 
@@ -163,8 +163,8 @@ def check_baseline(saved: dict[str, Any] | None, result: dict[str, Any], kind: s
 @click.option("--only", type=NameList(), metavar="A,B", help="Only these variants (eager is always run).")
 @click.option("--no-cache", is_flag=True, help="deepseek.optimize searches again instead of reusing its decision.")
 @click.option("--reduced", is_flag=True, help="Also time deepseek.optimize's opt-in bf16 and int8 paths.")
-@click.option("--json", "json_path", metavar="PATH", help="Write rows and device info as JSON ('-': stdout).")
-@click.option("--config", "config_path", metavar="FILE.toml",
+@click.option("--json", "json_path", type=PATH, metavar="PATH", help="Write rows and device info as JSON ('-': stdout).")
+@click.option("--config", "config_path", type=PATH, metavar="FILE.toml",
               help="Time the [model] of a train config on rows of its [data] validation batches (any model: "
                    "multimodal, ...) instead of --model on token ids.")
 @baseline_options

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import Device, NameList, count
+from deepseek.cli.params import PATH, Device, NameList, count
 from deepseek.errors import UsageError
 
 
@@ -61,7 +61,7 @@ def _plan_table(plan: Any) -> Any:
 
 
 @click.command("optimize")
-@click.option("--checkpoint", required=True, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
+@click.option("--checkpoint", required=True, type=PATH, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
 @click.option("--batch", type=count(), default=1, show_default=True)
 @click.option("--seq", type=count(), default=128, show_default=True)
 @click.option("--passes", type=NameList(), default="auto", show_default=True, metavar="auto|A,B,...",
@@ -106,10 +106,10 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: tuple[str, ...], pre
 
 
 @click.command("export")
-@click.option("--checkpoint", required=True, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
+@click.option("--checkpoint", required=True, type=PATH, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
 @click.option("--format", "fmt", type=click.Choice(["pt2", "onnx", "hf"]), default="pt2", show_default=True,
               help="pt2 (torch.export), onnx, or hf: a Hugging Face GPT2LMHeadModel folder (docs/interop.md).")
-@click.option("--out", metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run); "
+@click.option("--out", type=PATH, metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run); "
               "for hf a new folder (default: hf/ in the run folder).")
 @click.option("--batch", type=count(), default=2, show_default=True,
               help="Batch of the example input (batch and seq stay dynamic unless --static).")

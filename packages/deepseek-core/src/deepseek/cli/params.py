@@ -5,7 +5,9 @@
 - :data:`SEED`, :func:`count`: whole numbers in range (``click.IntRange`` underneath);
 - :class:`NameList`: ``A,B,C`` with no empty item (:func:`deepseek.names.split_names`);
 - :class:`Device`: ``auto`` / ``cpu`` / ``cuda[:N]``, checked against the devices this machine has
-  (:func:`deepseek.devices.resolve_device`) and returned as the resolved device's name.
+  (:func:`deepseek.devices.resolve_device`) and returned as the resolved device's name;
+- :data:`PATH`: a file or folder path, not empty (``Path("")`` is the current folder: an empty
+  ``--run-dir`` would make the working folder the run, an empty ``--checkpoint`` read it).
 
 A bad value is a ``click.BadParameter``, which ``deepseek.cli.main`` prints as one line naming
 the option and exits with code 2. Nothing here imports torch at module level.
@@ -106,3 +108,21 @@ class Device(click.ParamType):
             return str(resolve_device(str(value), where=where))
         except ConfigError as exc:
             raise click.BadParameter(str(exc).removeprefix(f"{where}: "), ctx, param) from None
+
+
+class PathText(click.ParamType):
+    """A path as given (a string), refused when empty or only blanks; the command checks what is
+    there (:mod:`deepseek.paths`)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip():
+            self.fail(f"{value!r} is an empty path; give a file or folder path ('.' for the current folder)",
+                      param, ctx)
+        return text
+
+
+PATH = PathText()
+"""The type of every option and argument that names a file or folder."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from deepseek.cli.context import command_host
+from deepseek.cli.params import PATH
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError
 from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord
 
@@ -119,16 +120,16 @@ def which(kind: str, name: str, as_json: bool) -> None:
 @plugins.command("new")
 @click.argument("name")
 @click.option(
-    "--dir", "parent", type=click.Path(path_type=Path), default=Path("."),
+    "--dir", "parent", type=PATH, default=".",
     show_default=True, help="Folder in which to create deepseek-NAME/ (created if missing).",
 )
-def new(name: str, parent: Path) -> None:
+def new(name: str, parent: str) -> None:
     """Scaffold deepseek-NAME/: a plugin with a graph pass, a training callback and a test."""
     from deepseek.paths import created_note
     from deepseek.plugins.install import installer
     from deepseek.plugins.scaffold import scaffold
 
-    target, made = scaffold(name, parent)
+    target, made = scaffold(name, Path(parent))
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     shown = str(target) if target.is_absolute() else f"./{target.as_posix()}"
     click.echo(f"created {shown}/{created_note(made)}")

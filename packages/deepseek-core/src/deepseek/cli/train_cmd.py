@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from deepseek.cli.context import command_host
-from deepseek.cli.params import SEED, Device, FiniteFloat, count
+from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, count
 
 
 def _toml_string(value: str) -> str:
@@ -100,12 +100,12 @@ def config_options(command: Any) -> Any:
     ``[CONFIG.toml] --set --strategy --precision --resume --max-steps --tracker`` (see
     :func:`build_train_config`)."""
     decorators = [
-        click.argument("config_file", required=False, metavar="[CONFIG.toml]"),
+        click.argument("config_file", required=False, type=PATH, metavar="[CONFIG.toml]"),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a config value, e.g. --set train.lr=1e-3 (repeatable)."),
         click.option("--strategy", metavar="NAME", help="Parallelism strategy (see 'deepseek plugins list')."),
         click.option("--precision", metavar="P", help="auto, fp32, bf16 or fp16."),
-        click.option("--resume", metavar="PATH", help="Continue from a run folder or checkpoint folder."),
+        click.option("--resume", type=PATH, metavar="PATH", help="Continue from a run folder or checkpoint folder."),
         click.option("--max-steps", type=int, metavar="N",  # its range is train.max_steps's rule
                      help="Total optimizer steps (train.max_steps)."),
         click.option("--tracker", "trackers", multiple=True, metavar="NAME",
@@ -119,7 +119,7 @@ def config_options(command: Any) -> Any:
 
 @click.command("train")
 @config_options
-@click.option("--run-dir", metavar="DIR", help="Run folder (default runs/<timestamp>).")
+@click.option("--run-dir", type=PATH, metavar="DIR", help="Run folder (default runs/<timestamp>).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(
     config_file: str | None,
@@ -216,7 +216,7 @@ _STRATEGY = click.option(
 
 
 @click.command("eval")
-@click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
+@click.option("--checkpoint", "checkpoint", required=True, type=PATH, metavar="PATH",
               help="Run folder, checkpoint folder or exported .safetensors.")
 @click.option("--batches", type=count(), default=None, metavar="N",
               help="Validation batches (default: the run's data.eval_batches).")
@@ -253,7 +253,7 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
 
 
 @click.command("generate")
-@click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
+@click.option("--checkpoint", "checkpoint", required=True, type=PATH, metavar="PATH",
               help="Run folder, checkpoint folder or exported .safetensors.")
 @click.argument("prompt", required=False, default="")
 @click.option("--max-new-tokens", type=count(0), default=200, show_default=True)
@@ -262,7 +262,7 @@ def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, s
 @click.option("--top-k", type=count(), default=50, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--prompts", "prompts_file", default=None, metavar="FILE",
+@click.option("--prompts", "prompts_file", default=None, type=PATH, metavar="FILE",
               help="Serve every line of this UTF-8 file as a prompt (batched by token length); prints one JSON "
                    "line per prompt and a tokens/s and time-to-first-token summary on stderr.")
 @click.option("--batch-size", type=count(), default=32, show_default=True,

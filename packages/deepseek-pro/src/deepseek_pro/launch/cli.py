@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import FiniteFloat, count
+from deepseek.cli.params import PATH, FiniteFloat, count
 from deepseek.errors import UsageError
 
 _ROOT_VALUE_OPTIONS = frozenset({"--plugins", "--disable-plugins"})
@@ -81,7 +81,7 @@ def validate_train(
                    "and the job is stopped; collectives time out after twice this.")
 @click.option("--startup-timeout", type=FiniteFloat(min=1), default=900.0, show_default=True,
               metavar="SECONDS", help="The same limit until the first step is done (imports, set-up, compile).")
-@click.option("--log-dir", default=None, metavar="DIR",
+@click.option("--log-dir", default=None, type=PATH, metavar="DIR",
               help="Where each rank's stdout/stderr are kept (default: a temp folder).")
 @click.option("--no-watchdog", is_flag=True, help="Do not watch for hung ranks.")
 @click.option("--verbose", is_flag=True, help="Show the elastic agent's own log.")
