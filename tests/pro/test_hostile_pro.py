@@ -92,6 +92,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("info src missing", ["checkpoint", "info", "no/run"], ["no/run"]),
     ("info src a file", ["checkpoint", "info", "afile"], ["afile: is a file"]),
     ("info src corrupt", ["checkpoint", "info", "negative-step"], ["step is a number (-3)"]),
+    *[(f"launch endpoint {e}", ["launch", "--nnodes", "2", "--rdzv-endpoint", e, "--", "plugins", "list"],
+       ["--rdzv-endpoint", "HOST:PORT", "port from 1 to 65535"])  # were torch's ValueError, exit 1
+      for e in ("nohost", "host:99999", "host:abc", ":29500", "host:0")],
     ("launch log dir empty", ["launch", "--log-dir", "", "--", "plugins", "list"], ["--log-dir", "empty path"]),
     ("export src empty path", ["checkpoint", "export", "", "out"], ["SRC", "empty path"]),
     ("export dst empty path", ["checkpoint", "export", "run", ""], ["DST", "empty path"]),

@@ -31,6 +31,23 @@ def split_command(args: Sequence[str]) -> tuple[list[str], str | None, list[str]
     return list(args[:i]), args[i], list(args[i + 1 :])
 
 
+class Endpoint(click.ParamType):
+    """``HOST:PORT`` of node 0 (``[::1]:29500`` for an IPv6 address): a host and a port from 1 to
+    65535, checked before the elastic agent (whose own error is an exception) sees it."""
+
+    name = "HOST:PORT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text:  # the default: one node, a local rendezvous
+            return text
+        host, colon, port = text.rpartition(":")
+        if not (colon and host.strip("[]") and port.isdigit() and 1 <= int(port) <= 65535):
+            self.fail(f"{text!r} is not HOST:PORT with a port from 1 to 65535; give node 0's address, "
+                      "e.g. node0:29500", param, ctx)
+        return text
+
+
 def validate_train(
     train_args: list[str], *, world_size: int, nproc_per_node: int, cuda_devices: int, timeout: float,
     host: Any = None,
@@ -72,7 +89,7 @@ def validate_train(
 @click.option("--nnodes", type=count(), default=1, show_default=True, help="Number of nodes.")
 @click.option("--node-rank", type=count(0), default=0, show_default=True,
               help="This node's index (0 hosts the rendezvous).")
-@click.option("--rdzv-endpoint", default="", metavar="HOST:PORT",
+@click.option("--rdzv-endpoint", type=Endpoint(), default="", metavar="HOST:PORT",
               help="Address of node 0 (required with --nnodes > 1).")
 @click.option("--rdzv-id", default="", metavar="ID",
               help="Job id, the same on every node (default: 'deepseek-job' on several nodes, random on one).")
