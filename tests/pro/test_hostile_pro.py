@@ -65,6 +65,8 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pro_host: PluginHos
 CASES: list[tuple[str, list[str], list[str]]] = [
     ("launch n zero", ["launch", "-n", "0", "--", "train"], ["-n"]),
     ("launch n nan", ["launch", "-n", "nan", "--", "train"], ["-n"]),
+    ("launch n beyond the machine", ["launch", "-n", "100000", "--", "plugins", "list"],
+     ["-n 100000", "CPU core", "or fewer"]),  # started processes by the hundred until killed
     ("launch nnodes zero", ["launch", "--nnodes", "0", "--", "train"], ["--nnodes"]),
     ("launch node rank negative", ["launch", "--node-rank", "-1", "--", "train"], ["--node-rank"]),
     ("launch node rank too high", ["launch", "--node-rank", "1", "--", "train"], ["--node-rank 1"]),

@@ -19,6 +19,11 @@ from deepseek.errors import UsageError
 
 _ROOT_VALUE_OPTIONS = frozenset({"--plugins", "--disable-plugins"})
 _HELP = frozenset({"-h", "--help"})
+PROCESSES_PER_CORE = 4
+"""The most processes per node ``-n`` may ask for, per CPU core this launcher may run on: enough to
+try a job of several ranks on a small machine (each rank is a Python process with torch
+imported), and a typo such as ``-n 100000`` is refused instead of starting processes by the
+thousand."""
 
 
 def split_command(args: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
@@ -127,6 +132,14 @@ def launch(
         raise UsageError(f"launch: --nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address)")
     if node_rank >= nnodes:
         raise UsageError(f"launch: --node-rank {node_rank} must be below --nnodes {nnodes}")
+    from deepseek.devices import available_cores
+
+    most = PROCESSES_PER_CORE * available_cores()
+    if nproc_per_node > most:
+        raise UsageError(
+            f"launch: -n {nproc_per_node} processes per node, more than this machine runs ({available_cores()} "
+            f"CPU core(s), at most {PROCESSES_PER_CORE} processes a core); use -n {most} or fewer"
+        )
     from deepseek.config.schema import TrainConfig
 
     if log_dir is not None:
