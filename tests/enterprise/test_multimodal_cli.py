@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,53 @@ def test_bench_latency_times_a_multimodal_config(tmp_path: Path, monkeypatch: py
     other.write_text('[model]\nname = "multimodal.classifier"\n[data]\nname = "text"\n')
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(other), "--only", "eager")
     assert code == 2 and err.startswith("error: data: batches of dataset TextDataset lack")
+
+
+TRAIN = """
+[model]
+name = "multimodal.classifier"
+modalities = ["vision", "audio", "text"]
+fusion = "late"
+fusion_options = {d_model = 8}
+vision = {embed_dim = 8, depths = [1], num_heads = [1]}
+audio = {d_model = 8, n_heads = 2, n_layers = 1}
+text = {d_model = 8, n_heads = 2, n_layers = 1, max_seq_len = 24}
+[data]
+name = "multimodal.digits"
+batch_size = 16
+eval_batches = 1
+eval_size = 16
+[train]
+max_steps = 1
+[strategy]
+name = "single"
+device = "cpu"
+[logging]
+plot = false
+progress = false
+"""
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["model.num_classes=5"], r"model\.num_classes: 5, but dataset MultimodalDigits has label \d; set "
+                              r"model\.num_classes to at least 10"),
+    (['model.modalities=["vision"]', 'data.missing=["vision"]'],
+     r"data: no sample of dataset MultimodalDigits has any modality of this model \(vision\) present "
+     r"\(data\.missing\?\); leave at least one of them out of data\.missing"),
+    (['data.missing=["audio", "audio"]'], r"data\.missing: \['audio', 'audio'\]; name at most two of vision, audio, "
+                                          r"text, each once"),
+    (["data.eval_size=99999999999"], r"data\.eval_size: must be in 1\.\.65536, got 99999999999 \(int\)"),
+    (["data.max_frames=10000000000"], r"data\.max_frames: must be in 92\.\.4096 \(the longest recording has 92 "
+                                      r"frames; more is only padding\), got 10000000000 \(int\)"),
+    (["data.text_bytes=100000"], r"data\.text_bytes: must be in 12\.\.4096 .*got 100000 \(int\)"),
+])
+def test_train_refuses_a_config_the_digits_cannot_serve(tmp_path: Path, sets: list[str], message: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each was an internal error (a label beyond num_classes), a run that trained on nothing (every
+    modality missing), a hang or an out-of-memory error (a huge eval_size or padding)."""
+    (tmp_path / "mm.toml").write_text(TRAIN)
+    overrides = [arg for s in sets for arg in ("--set", s)]
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "train", "mm.toml", "--run-dir", "runs/x", *overrides)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert re.fullmatch(f"error: {message}", err), err
+    assert not (tmp_path / "runs").exists()

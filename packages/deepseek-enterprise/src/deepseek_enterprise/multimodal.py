@@ -301,3 +301,14 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             if problem:
                 raise UsageError(f"model.{m}: encoder {getattr(self.options, f'{m}_encoder')}: {problem} "
                                  f"(dataset {type(dataset).__name__})")
+        label, n = batch["label"], self.options.num_classes
+        if label.numel() and int(label.max()) >= n:
+            raise UsageError(f"model.num_classes: {n}, but dataset {type(dataset).__name__} has label "
+                             f"{int(label.max())}; set model.num_classes to at least {int(label.max()) + 1}")
+        if label.numel() and int(label.min()) < 0:
+            raise UsageError(f"data: dataset {type(dataset).__name__} has label {int(label.min())}; labels must be "
+                             f"0..num_classes-1")
+        if not any(bool(batch["present"][m].any()) for m in self.modalities):
+            raise UsageError(f"data: no sample of dataset {type(dataset).__name__} has any modality of this model "
+                             f"({', '.join(self.modalities)}) present (data.missing?); leave at least one of them out "
+                             "of data.missing")

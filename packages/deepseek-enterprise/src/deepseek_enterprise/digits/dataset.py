@@ -61,6 +61,14 @@ def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be >= 0"
 
 
+MAX_FRAMES = 4096
+MAX_TEXT_BYTES = 4096
+MAX_EVAL_SIZE = 65536
+"""Upper bounds of ``max_frames``, ``text_bytes`` and ``eval_size``: a validation set is built in
+memory at the start (``eval_size`` samples of ``max_frames`` x 13 floats of audio each), so a
+mistyped huge value would take the machine's memory or hours rather than fail."""
+
+
 @dataclass(frozen=True)
 class DigitsOptions:
     """``[data]`` keys of ``multimodal.digits``."""
@@ -77,11 +85,16 @@ class DigitsOptions:
     """Share of a recording's frames blanked as one span at a random place."""
     text_swap: float = field(default=0.4, metadata={"check": _fraction})
     """Redundant task: the probability that the text spells another digit."""
-    max_frames: int = field(default=96, metadata={"check": lambda v: None if v >= 92 else "must be >= 92 (longest recording)"})
+    max_frames: int = field(default=96, metadata={"check": lambda v: None if 92 <= v <= MAX_FRAMES else
+                                                  f"must be in 92..{MAX_FRAMES} (the longest recording has 92 frames; "
+                                                  "more is only padding)"})
     """Frames per recording after padding."""
-    text_bytes: int = field(default=24, metadata={"check": lambda v: None if v >= 12 else "must be >= 12"})
+    text_bytes: int = field(default=24, metadata={"check": lambda v: None if 12 <= v <= MAX_TEXT_BYTES else
+                                                  f"must be in 12..{MAX_TEXT_BYTES} (the longest text has 12 bytes; "
+                                                  "more is only padding)"})
     """UTF-8 bytes per text after padding."""
-    eval_size: int = field(default=1024, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    eval_size: int = field(default=1024, metadata={"check": lambda v: None if 1 <= v <= MAX_EVAL_SIZE else
+                                                   f"must be in 1..{MAX_EVAL_SIZE}"})
     """Samples in the validation set and in the test set."""
     eval_split: Literal["val", "test"] = "val"
     """What ``validation_batches`` serves: ``val`` while training, ``test`` only for final figures."""
@@ -96,8 +109,8 @@ class DigitsOptions:
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.missing if m not in MODALITIES]
-        if unknown or len(self.missing) >= len(MODALITIES):
-            raise ConfigError(f"data.missing: {list(self.missing)}; name at most two of {', '.join(MODALITIES)}")
+        if unknown or len(set(self.missing)) != len(self.missing) or len(self.missing) >= len(MODALITIES):
+            raise ConfigError(f"data.missing: {list(self.missing)}; name at most two of {', '.join(MODALITIES)}, each once")
 
 
 class MultimodalDigits(Dataset):
