@@ -36,12 +36,6 @@ SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "mode
          "--precision", "fp32", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    torch.set_num_threads(1)
-    return PluginHost(PluginSettings(autoload=False))
-
-
 def hand_tokenizer(path: Path, *, prefix_space: bool = False, lowercase: bool = False) -> dict[str, int]:
     """A byte-level BPE written by hand: separator id 0, the 256 byte characters, then ``MERGED``."""
     vocab = {SEP: 0}

@@ -24,7 +24,6 @@ from deepseek.config.load import config_from_dict  # noqa: E402
 from deepseek.data.hf import HFDataset  # noqa: E402
 from deepseek.errors import UsageError  # noqa: E402
 from deepseek.plugins.host import PluginHost  # noqa: E402
-from deepseek.plugins.settings import PluginSettings  # noqa: E402
 from deepseek.training.build import build_dataset  # noqa: E402
 
 WORDS = ["alpha", "beta", "gamma", "delta", "the", "quick", "brown", "fox", "héllo", "naïve"]
@@ -34,12 +33,6 @@ SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "mode
          "--set", "data.shuffle_buffer=8", "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"",
          "--set", "train.warmup_steps=1", "--set", "train.decay_steps=8", "--set", "checkpoint.interval=3",
          "--precision", "fp32", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    torch.set_num_threads(1)
-    return PluginHost(PluginSettings(autoload=False))
 
 
 def records(n: int, seed: int) -> list[str]:

@@ -25,7 +25,6 @@ from _eco_cli import ok as deepseek  # noqa: E402
 
 from deepseek.config.load import load_config  # noqa: E402
 from deepseek.plugins.host import PluginHost  # noqa: E402
-from deepseek.plugins.settings import PluginSettings  # noqa: E402
 from deepseek.training.build import build_dataset  # noqa: E402
 from deepseek.training.inference import load_trained  # noqa: E402
 
@@ -37,12 +36,6 @@ RUN = ["--set", "data.batch_size=4", "--set", "data.seq_len=16", "--set", "data.
        "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"", "--set", "train.warmup_steps=1",
        "--set", "train.lr=1e-3", "--precision", "fp32", "--quiet"]
 SEPARATOR = "<|endoftext|>"
-
-
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    torch.set_num_threads(1)
-    return PluginHost(PluginSettings(autoload=False))
 
 
 def corpus(folder: Path) -> Path:

@@ -7,7 +7,6 @@ imported, sampled and exported back with its eos/bos ids.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -17,35 +16,11 @@ datasets = pytest.importorskip("datasets")
 tokenizers = pytest.importorskip("tokenizers")
 
 from _eco_cli import ok, refused  # noqa: E402
+from _hf_user import SMALL, jsonl, texts  # noqa: E402
 
 from deepseek.config.load import config_from_dict, load_config  # noqa: E402
 from deepseek.plugins.host import PluginHost  # noqa: E402
-from deepseek.plugins.settings import PluginSettings  # noqa: E402
 from deepseek.training.build import build_dataset  # noqa: E402
-
-WORDS = ["the", "cat", "sat", "on", "mat", "while", "a", "dog", "ran", "in", "park", "héllo"]
-SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "model.n_heads=2",
-         "--set", "model.n_layers=1", "--set", "model.max_seq_len=32", "--set", "data.name=hf",
-         "--set", "data.seq_len=16", "--set", "data.batch_size=4", "--set", "data.eval_batches=1",
-         "--set", "data.shuffle_buffer=8", "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"",
-         "--set", "train.warmup_steps=1", "--precision", "fp32", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    torch.set_num_threads(1)
-    return PluginHost(PluginSettings(autoload=False))
-
-
-def texts(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20))) for _ in range(n)]
-
-
-def jsonl(path: Path, rows: list[str], column: str = "text") -> Path:
-    path.write_text("".join(json.dumps({"id": i, column: t}) + "\n" for i, t in enumerate(rows)), encoding="utf-8")
-    return path
-
 
 # ----------------------------------------------------------------------------- tokenizer folders
 

@@ -38,12 +38,6 @@ SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "mode
          "--set", "checkpoint.interval=2", "--precision", "fp32", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    torch.set_num_threads(1)
-    return PluginHost(PluginSettings(autoload=False))
-
-
 def write_corpus(folder: Path) -> Path:
     """20 files of words; the files the split holds out get a word no training file has."""
     rng = random.Random(0)
