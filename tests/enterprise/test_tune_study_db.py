@@ -71,3 +71,33 @@ def test_a_real_database_and_a_new_one_pass(tmp_path: Path) -> None:
     (tmp_path / "bad.db").write_bytes(b"x")
     with pytest.raises(UsageError, match="bad.db is not an SQLite database"):
         check_sqlite_file(f"sqlite:///{tmp_path / 'bad.db'}", tmp_path)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_storage_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """It ran the study and lost it at exit, leaving trial folders no study.db describes."""
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st", "--storage", url)
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        f"error: --storage {url}: an in-memory SQLite database is lost when this process ends (the study with it) "
+        "and other workers cannot share it; give a file, sqlite:///PATH"], err
+    assert not (tmp_path / "st").exists()
+
+
+def test_trial_folders_without_their_study_db_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new study in the default study.db would number its trials from 0 again: each failed on the
+    run folder of the old trial of that number."""
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    (tmp_path / "st" / "trials" / "0000").mkdir(parents=True)
+    before = _snapshot(tmp_path / "st")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st")
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        "error: --out st: holds trials/ but no study.db (their study is in another --storage, or was removed), so a "
+        "new study's trials would collide with them; give that study's --storage, or pick a new --out"], err
+    assert _snapshot(tmp_path / "st") == before and not (tmp_path / "st" / "study.db").exists()

@@ -81,12 +81,36 @@ def sqlite_file(url: str | None, folder: Path) -> Path | None:
     return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
 
 
+def _in_memory(url: str) -> bool:
+    """Whether ``url`` is an SQLite URL of an in-memory database (no path, ``:memory:``, a
+    ``mode=memory`` URI)."""
+    if not url.startswith("sqlite"):
+        return False
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return False  # open_storage says what is wrong with the URL
+    return not database or database == ":memory:" or "mode=memory" in url
+
+
 def check_sqlite_file(url: str | None, folder: Path) -> None:
     """:class:`UsageError` (one line, nothing written) when the SQLite file of ``--storage`` exists
-    but is not a readable SQLite database: empty, another kind of file, or damaged."""
+    but is not a readable SQLite database (empty, another kind of file, or damaged), when
+    ``--storage`` is an in-memory SQLite database, or when the default ``<folder>/study.db`` is
+    missing beside the trial folders of a study (a new study's trial 0 would collide with them)."""
     import sqlite3
 
+    if url is not None and _in_memory(url):
+        raise UsageError(f"--storage {url}: an in-memory SQLite database is lost when this process ends (the "
+                         "study with it) and other workers cannot share it; give a file, sqlite:///PATH")
     path = sqlite_file(url, folder)
+    if url is None and not (path.exists() or path.is_symlink()) and any((folder / "trials").glob("[0-9]*")):
+        raise UsageError(f"--out {folder}: holds trials/ but no study.db (their study is in another --storage, or "
+                         "was removed), so a new study's trials would collide with them; give that study's "
+                         "--storage, or pick a new --out")
     if path is None or not (path.exists() or path.is_symlink()):
         return  # a new study creates it
     if url is None:
