@@ -298,3 +298,40 @@ def test_logs_are_never_read_through_a_link(svc: Deploy) -> None:
     os.symlink("/etc/passwd", ws / "job.log")
     r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/logs", bob)
     assert (r.status_code, r.json()["detail"]) == (409, f"job {job}: its job.log is not a regular file")
+
+
+def test_out_of_range_quotas_and_token_lifetimes_are_422_and_change_nothing(svc: Deploy) -> None:
+    """A quota beyond a database integer was a 500 on writing it; infinity and NaN (Python's JSON
+    reads them) were taken as numbers."""
+    json_type = {"content-type": "application/json"}
+    before = svc.call("GET", "/v1/tenants/acme/quota", svc.admin).json()
+    cases = [
+        (svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"storage_bytes": 10**23}), "storage_bytes"),
+        (svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"memory_bytes": 1 << 63}), "memory_bytes"),
+        (svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"cpu_seconds": 1 << 64}), "cpu_seconds"),
+        (svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, content=b'{"device_hours": Infinity}',
+                  headers=json_type), "device_hours"),
+        (svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, content=b'{"cpus": NaN}', headers=json_type), "cpus"),
+        (svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.admin, content=b'{"expires_in_days": NaN}',
+                  headers=json_type), "expires_in_days"),
+    ]
+    for r, words in cases:
+        detail = r.json()["detail"]
+        assert r.status_code == 422 and words in detail and "\n" not in detail, r.text
+    assert svc.call("GET", "/v1/tenants/acme/quota", svc.admin).json() == before
+
+
+@pytest.mark.parametrize("args", [["tenants", "quota", "acme", "--cpus", "nan"],
+                                  ["tenants", "quota", "acme", "--gpu-memory-fraction", "inf"],
+                                  ["tenants", "quota", "acme", "--device-hours", "-inf"],
+                                  ["tenants", "token", "acme", "bob", "--expires-days", "nan"]])
+def test_the_client_refuses_non_finite_numbers_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         args: list[str]) -> None:
+    """They were an internal error (exit 1) encoding the request; refused before any request now."""
+    from _inprocess import deepseek_here
+
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # nothing is asked of a server
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, *args)
+    assert code == 2 and len(err.splitlines()) == 1 and "is not a finite number" in err, err
+    assert out == ""

@@ -38,16 +38,21 @@ NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """Tenant and user names: lower-case letters, digits and '-' (a tenant name is a folder name)."""
 
 
+INT64_MAX = (1 << 63) - 1
+"""The largest integer a database row holds (SQLite and PostgreSQL BIGINT): a larger quota was an
+internal error (500) on writing it."""
+
+
 class QuotaIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     devices: int | None = Field(default=None, ge=0, le=4096)
     running_jobs: int | None = Field(default=None, ge=0, le=100_000)
     queued_jobs: int | None = Field(default=None, ge=0, le=100_000)
-    device_hours: float | None = Field(default=None, ge=0)
+    device_hours: float | None = Field(default=None, ge=0, le=1e9)
     period_days: int | None = Field(default=None, ge=1, le=3660)
-    storage_bytes: int | None = Field(default=None, ge=0)
-    memory_bytes: int | None = Field(default=None, ge=1 << 26)
-    cpu_seconds: int | None = Field(default=None, ge=1)
+    storage_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    memory_bytes: int | None = Field(default=None, ge=1 << 26, le=INT64_MAX)
+    cpu_seconds: int | None = Field(default=None, ge=1, le=INT64_MAX)
     cpus: float | None = Field(default=None, ge=0.01, le=4096)
     gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1)
 
@@ -65,7 +70,7 @@ class UserIn(BaseModel):
 
 
 class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: Annotated[str, Field(max_length=63)] = ""
     expires_in_days: float | None = Field(default=90, gt=0, le=3660)
     """Days until the token expires; null: never."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from deepseek.cli.params import FiniteFloat
 from deepseek.errors import UsageError
 from deepseek_enterprise.service.cli_artefacts import download, files
 
@@ -135,7 +136,7 @@ def _quota_options(f: Any) -> Any:
         ("device-hours", float, "GPU-hours per period-days window (used up: GPU submits refused, GPU jobs stopped)"),
         ("period-days", int, "the device-hours window: the last N days, rolling (default 30)"),
     ]):
-        f = click.option(f"--{name}", type=kind, help=text)(f)
+        f = click.option(f"--{name}", type=FiniteFloat() if kind is float else kind, help=text)(f)
     return f
 
 
@@ -192,7 +193,7 @@ def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
 @tenants.command("token")
 @click.argument("tenant")
 @click.argument("user")
-@click.option("--expires-days", type=click.FloatRange(0, 3660, min_open=True), default=90, show_default=True)
+@click.option("--expires-days", type=FiniteFloat(0, 3660, min_open=True), default=90, show_default=True)
 @click.option("--name", default="", help="A label for the token.")
 @SERVER
 def token(tenant: str, user: str, expires_days: float, name: str, server: str | None) -> None:
