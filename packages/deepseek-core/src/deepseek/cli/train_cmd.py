@@ -217,35 +217,43 @@ _STRATEGY = click.option(
 
 @click.command("eval")
 @click.option("--checkpoint", "checkpoint", required=True, type=PATH, metavar="PATH",
-              help="Run folder, checkpoint folder or exported .safetensors.")
+              help="Run folder, checkpoint folder, exported .safetensors, or a folder written by import-hf.")
+@click.option("--config", "config_file", type=PATH, metavar="FILE.toml",
+              help="Evaluate on this config's [data] (its [model], when it has one, must describe the weights).")
+@click.option("--set", "overrides", multiple=True, metavar="data.KEY=VALUE",
+              help="Override a key of the evaluation data, e.g. --set 'data.val_files=[\"valid.jsonl\"]' "
+                   "(repeatable).")
 @click.option("--batches", type=count(), default=None, metavar="N",
-              help="Validation batches (default: the run's data.eval_batches).")
+              help="Validation batches (default: the data's data.eval_batches).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_STRATEGY
 @_DTYPE
-def evaluate(checkpoint: str, batches: int | None, device: str, as_json: bool, strategy: str | None,
-             dtype: str) -> None:
-    """Validation loss of a trained model on its run's validation data, and how many batches,
-    samples and tokens it was measured on."""
+def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...], batches: int | None, device: str,
+             as_json: bool, strategy: str | None, dtype: str) -> None:
+    """Validation loss (and perplexity, for tokens) of a trained, exported or imported model on
+    its validation data: a run's own [data], the config.toml beside exported weights, or
+    --config / --set; and how many batches, samples and tokens it was measured on."""
     from deepseek.devices import use_default_cpu_threads
     from deepseek.training.inference import evaluate_validation, load_placed, placed_run
+    from deepseek.training.weights_source import DataChoice, read_source
 
     use_default_cpu_threads()
     host = command_host()
-    model, config, state, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host,
-                                               command="eval", dtype=dtype)
+    origin = read_source(checkpoint).origin
+    model, config, _, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host,
+                                           command="eval", dtype=dtype, data=DataChoice(config_file, overrides))
     with placed_run(placer):
         done = evaluate_validation(model, config, batches, host)
     if placer is not None and not placer.is_global_zero:
         return
-    step = state.get("step")
     if as_json:
-        click.echo(json.dumps({"checkpoint": checkpoint, "step": step, "batches": done.batches,
-                               "samples": done.samples, "tokens": done.tokens, **done.values}))
+        click.echo(json.dumps({"checkpoint": checkpoint, "weights": origin.kind, "step": origin.step,
+                               "batches": done.batches, "samples": done.samples, "tokens": done.tokens,
+                               **done.values}))
         return
     shown = ", ".join(f"{k} {v:.4f}" for k, v in done.values.items())
-    click.echo(f"{shown} (step {step}, model {config.model.name})")
+    click.echo(f"{shown} ({origin.describe()}, model {config.model.name})")
     asked = batches or config.data.eval_batches
     tokens = f", {done.tokens:,} tokens" if done.tokens is not None else ""
     short = f" (of {asked} asked: the validation data holds no more)" if done.batches < asked else ""

@@ -9,7 +9,7 @@ strategy name then places it on the processes of ``deepseek launch`` through
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +18,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from deepseek.config.load import config_from_dict
 from deepseek.config.schema import Config
 from deepseek.data.tokenizer import (
     SEPARATOR_TOKEN,
     TOKENIZER_FILE,
     Tokenizer,
     run_folder_of,
-    with_run_tokenizer,
 )
 from deepseek.errors import CheckpointError, ConfigError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
+from deepseek.training.weights_source import (
+    DataChoice,
+    exported_file,
+    model_only,
+    read_source,
+    with_data,
+)
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
@@ -40,59 +45,32 @@ WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.fl
 """The dtypes a trained model is evaluated and sampled in (``--dtype``)."""
 
 
-def _as_single(config_data: dict[str, Any], need_data: bool) -> dict[str, Any]:
-    # Any checkpoint loads with core alone: ignore the training strategy and its options, and
-    # the data unless it is evaluated (its files need not exist where the model is used).
-    out = {**config_data, "strategy": {"name": "single"}}
-    if not need_data:
-        out["data"] = {}
-    return out
-
-
 def load_trained(
     path: str | Path,
     device: str | torch.device = "cpu",
     *,
     need_data: bool = False,
     host: PluginHost | None = None,
+    data: DataChoice | None = None,
 ) -> tuple[nn.Module, Config, dict[str, Any]]:
-    """The model of a run folder, checkpoint folder or exported ``.safetensors`` file, on
-    ``device`` in eval mode; with its config and the checkpoint's trainer state (``{}`` for an
-    exported file). ``need_data``: keep (and check) the run's ``data.path``."""
-    p = Path(path)
-    if p.is_file() and p.suffix == ".safetensors":
-        meta = ckpt.read_weights_metadata(p)
-        if "model" not in meta:
-            raise CheckpointError(
-                f"{p}: has no [model] config in its metadata; export it with deepseek's export_weights "
-                "or pass the run folder"
-            )
-        try:
-            data = {"model": json.loads(meta["model"])}
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(
-                f"{p}: the [model] config in its metadata is not valid JSON ({exc}); export the weights "
-                "again or pass the run folder"
-            ) from exc
-        state: dict[str, Any] = {}
-        weights = source = p
-    else:
-        directory = ckpt.resolve_checkpoint(p)
-        state = ckpt.read_trainer_state(directory)
-        data = state.get("config") or {}
-        if need_data and isinstance(data, dict):
-            data = with_run_tokenizer(data, run_folder_of(directory))
-        weights = directory  # either layout, full or sharded
-        source = directory / ckpt.TRAINER_FILE
+    """The model of a run folder, checkpoint folder or exported weights (a ``.safetensors`` file,
+    or import-hf's folder: :mod:`deepseek.training.weights_source`), on ``device`` in eval mode;
+    with its config and the checkpoint's trainer state (``{}`` for exported weights).
+    ``need_data``: keep (and check) the data the weights come with, or ``data``'s choice (which
+    implies it); without it the config's ``[data]`` is the default (the data's files need not
+    exist where the model is used). Any strategy's checkpoint loads with core alone."""
+    source = read_source(path)
+    config = model_only(source.config_data, source.config_where, host)
+    if need_data or data is not None:
+        config = with_data(source, config, data, host)
     try:  # a model checks its nested tables (a multimodal model's encoders) as it is built
-        config = config_from_dict(_as_single(data, need_data), validate=False, host=host)
         model = build_model(config, host=host)
     except ConfigError as exc:
-        raise CheckpointError(f"{source} (the checkpoint's config): {exc}; if the file was edited or is damaged, "
-                              "use another checkpoint") from exc
-    ckpt.load_into_model(model, weights)
+        raise CheckpointError(f"{source.config_where} (the checkpoint's config): {exc}; if the file was edited or is "
+                              "damaged, use another checkpoint") from exc
+    ckpt.load_into_model(model, source.origin.path)  # a folder: either layout, full or sharded
     model.to(device).eval()
-    return model, config, state
+    return model, config, source.state
 
 
 def load_placed(
@@ -104,6 +82,7 @@ def load_placed(
     host: PluginHost | None = None,
     command: str = "generate",
     dtype: str = "fp32",
+    data: DataChoice | None = None,
 ) -> tuple[nn.Module, Config, dict[str, Any], Strategy | None]:
     """:func:`load_trained` with the weights (and so the KV cache) in ``dtype`` (``fp32``,
     ``bf16``, ``fp16``), and with ``strategy`` (the name of a registered strategy) that
@@ -113,7 +92,7 @@ def load_placed(
     ``command`` names the CLI command in the error of a launcher strategy started without one."""
     cast = WEIGHT_DTYPES[dtype]
     if strategy is None:
-        model, config, state = load_trained(path, device, need_data=need_data, host=host)
+        model, config, state = load_trained(path, device, need_data=need_data, host=host, data=data)
         return model.to(cast), config, state, None
     from deepseek.plugins.host import get_host
     from deepseek.training.launcher_env import launcher_env
@@ -125,7 +104,7 @@ def load_placed(
     placer = cls(None, precision=Precision("fp32"), host=host)
     placer.setup_environment()
     try:
-        model, config, state = load_trained(path, "cpu", need_data=need_data, host=host)
+        model, config, state = load_trained(path, "cpu", need_data=need_data, host=host, data=data)
         return placer.setup_inference(model.to(cast)), config, state, placer
     except BaseException:
         placer.teardown()
@@ -151,7 +130,7 @@ def trained_tokenizer(path: str | Path) -> Tokenizer:
     used one; a ``tokenizer.json`` beside an exported file; else bytes."""
     from deepseek.data.tokenizer import ByteTokenizer, open_tokenizer
 
-    p = Path(path)
+    p = exported_file(Path(path)) or Path(path)
     if p.is_file() and p.suffix == ".safetensors":
         beside = p.parent / TOKENIZER_FILE
         return open_tokenizer(str(beside), where=str(p)) if beside.is_file() else ByteTokenizer()
@@ -225,7 +204,8 @@ class Evaluated:
     """What :func:`evaluate_validation` measured and over how much data."""
 
     values: dict[str, float]
-    """``val_loss``, ``val_<metric>``, and ``val_bits_per_byte`` for text data."""
+    """``val_loss``, ``val_<metric>``, ``val_bits_per_byte`` for text data, and
+    ``val_perplexity`` (``exp(val_loss)``) for data of tokens."""
     batches: int
     """Validation batches evaluated (fewer than asked when the validation data ends sooner)."""
     samples: int
@@ -247,7 +227,17 @@ def evaluate_validation(
     val = validation_set(config, build_dataset(config, host), batches or config.data.eval_batches)
     values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val.batches],
                        val.texts)
+    if val.tokens is not None and "val_loss" in values:  # a language model: loss per token, in nats
+        values["val_perplexity"] = perplexity(values["val_loss"])
     return Evaluated(values, len(val.batches), val.samples, val.tokens)
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` of a mean cross-entropy per token in nats (``inf`` past a float's range)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
 
 
 def evaluate_model(

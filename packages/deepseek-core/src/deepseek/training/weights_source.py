@@ -1,0 +1,221 @@
+"""What ``--checkpoint PATH`` names, and the data a model is evaluated on.
+
+``PATH`` is a checkpoint (a run folder, ``checkpoints`` folder, ``step-N`` folder or pointer
+file), or exported weights: a ``.safetensors`` file written by ``deepseek export`` /
+``import-hf`` (its ``[model]`` table in the metadata), or a folder holding such a
+``model.safetensors`` and no ``trainer.json`` (``deepseek import-hf``'s folder).
+
+The data exported weights come with, by what lies beside the file: a ``config.toml`` gives its
+``[data]`` (its ``data.tokenizer`` replaced by the ``tokenizer.json`` beside, as a run folder's
+copy replaces a run's), else a ``tokenizer.json`` alone tokenizes the default data, else the
+default data in byte tokens. :class:`DataChoice` (``deepseek eval --config FILE --set
+data.KEY=VALUE``) replaces that, or a run's own ``[data]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.config.load import apply_overrides, config_from_dict, parse_override, read_toml
+from deepseek.config.schema import Config
+from deepseek.data.tokenizer import TOKENIZER_FILE, run_folder_of, with_run_tokenizer
+from deepseek.errors import CheckpointError, ConfigError, UsageError
+from deepseek.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
+
+CONFIG_FILE = "config.toml"
+"""The config beside exported weights whose ``[data]`` they are evaluated on (import-hf writes it)."""
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """The evaluation data asked for: ``config_file``'s ``[data]`` table (``deepseek eval
+    --config``; its ``[model]``, when it has one, must describe the weights), then ``overrides``
+    (``--set data.KEY=VALUE``, parsed as ``deepseek train --set`` parses them)."""
+
+    config_file: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WeightsOrigin:
+    """Where a model's weights were read from."""
+
+    kind: str
+    """``checkpoint``, ``exported`` (a weights file) or ``imported`` (one whose metadata names the
+    ``source`` import-hf read)."""
+    step: int | None
+    """The training step: a checkpoint's; an exported file's from its metadata (``0`` for an
+    import), ``None`` when the metadata has none."""
+    path: Path
+    """The checkpoint folder, or the weights file."""
+
+    def describe(self) -> str:
+        """``step 200``, ``exported weights of step 200``, ``imported weights``."""
+        if self.kind == "checkpoint":
+            return f"step {self.step}"
+        if self.kind == "imported" or self.step is None:
+            return f"{self.kind} weights"
+        return f"{self.kind} weights of step {self.step}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """The weights at a path with the config data they come with."""
+
+    origin: WeightsOrigin
+    config_data: dict[str, Any]
+    """A checkpoint's saved config; for exported weights ``[model]`` and the data beside them."""
+    state: dict[str, Any]
+    """A checkpoint's trainer state; ``{}`` for exported weights."""
+    data_file: Path | None = None
+    """The ``config.toml`` beside exported weights that gave ``[data]``."""
+    file_config: dict[str, Any] | None = None
+    """What that file holds (its ``[model]``, when it has one, must describe the weights)."""
+
+    @property
+    def config_where(self) -> Path:
+        """The file the saved config was read from: ``trainer.json`` or the weights file."""
+        return self.origin.path / ckpt.TRAINER_FILE if self.origin.kind == "checkpoint" else self.origin.path
+
+
+def exported_file(p: Path) -> Path | None:
+    """The exported-weights file ``p`` names: ``p`` (a ``.safetensors`` file), or the
+    ``model.safetensors`` with a ``[model]`` table in its metadata of a folder without trainer
+    state or commit marker; else ``None`` (a checkpoint)."""
+    if p.is_file() and p.suffix == ".safetensors":
+        return p
+    inside = p / ckpt.MODEL_FILE
+    if not p.is_dir() or not inside.is_file() or any((p / f).exists() for f in (ckpt.TRAINER_FILE, ckpt.COMMIT_FILE)):
+        return None
+    try:
+        return inside if "model" in ckpt.read_weights_metadata(inside) else None
+    except CheckpointError:  # a damaged file in a checkpoint folder: the checkpoint's error says more
+        return None
+
+
+def _holds_nothing(p: Path) -> bool:
+    return p.is_dir() and not (p / "checkpoints").is_dir() and not any(p.glob("step-*")) and not any(
+        (p / f).exists() for f in (ckpt.TRAINER_FILE, ckpt.MODEL_FILE))
+
+
+def read_source(path: str | Path) -> Source:
+    """The weights ``path`` names and the config data they come with (see the module)."""
+    p = Path(path)
+    weights = exported_file(p)
+    if weights is not None:
+        return _exported(weights)
+    if _holds_nothing(p):
+        raise CheckpointError(
+            f"{p}: holds no checkpoint ({ckpt.TRAINER_FILE}, checkpoints/step-N) and no {ckpt.MODEL_FILE}; pass a "
+            "run folder, a checkpoint folder, or weights written by deepseek export or deepseek import-hf")
+    directory = ckpt.resolve_checkpoint(p)
+    state = ckpt.read_trainer_state(directory)
+    data = state.get("config") or {}
+    if isinstance(data, dict):
+        data = with_run_tokenizer(data, run_folder_of(directory))
+    step = state.get("step")
+    return Source(WeightsOrigin("checkpoint", step if isinstance(step, int) else None, directory), data, state)
+
+
+def _exported(p: Path) -> Source:
+    meta = ckpt.read_weights_metadata(p)
+    if "model" not in meta:
+        raise CheckpointError(
+            f"{p}: has no [model] config in its metadata; export it with deepseek's export_weights "
+            "or pass the run folder"
+        )
+    try:
+        model = json.loads(meta["model"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{p}: the [model] config in its metadata is not valid JSON ({exc}); export the weights "
+            "again or pass the run folder"
+        ) from exc
+    step = meta.get("step", "")
+    origin = WeightsOrigin("imported" if "source" in meta else "exported", int(step) if step.isdecimal() else None, p)
+    beside, tokenizer = p.parent / CONFIG_FILE, p.parent / TOKENIZER_FILE
+    if beside.is_file():
+        read = read_toml(beside)
+        table = read.get("data", {})
+        found = with_run_tokenizer({"data": table}, p.parent) if isinstance(table, dict) else {"data": table}
+        return Source(origin, {"model": model, **found}, {}, data_file=beside, file_config=read)
+    data = {"tokenizer": str(tokenizer)} if tokenizer.is_file() else {}
+    return Source(origin, {"model": model, "data": data}, {})
+
+
+def model_only(config_data: dict[str, Any], where: Path, host: PluginHost | None) -> Config:
+    """The config of the weights' model (any strategy's checkpoint loads under core: ``single``;
+    no data); a table that does not validate is the checkpoint's fault, named at ``where``."""
+    try:
+        return config_from_dict({**config_data, "strategy": {"name": "single"}, "data": {}}, validate=False,
+                                host=host)
+    except ConfigError as exc:
+        raise CheckpointError(f"{where} (the checkpoint's config): {exc}; if the file was edited or is damaged, "
+                              "use another checkpoint") from exc
+
+
+def with_data(source: Source, weights: Config, choice: DataChoice | None, host: PluginHost | None) -> Config:
+    """The config evaluating ``source``'s model: its saved sections with the chosen ``[data]``
+    (``choice``, else what the weights come with), checked: the data against the model's
+    vocabulary, and a config file's ``[model]`` against the weights'."""
+    choice = choice or DataChoice()
+    data, where = source.config_data.get("data", {}), []
+    file = choice.config_file or (str(source.data_file) if source.data_file is not None else None)
+    if choice.config_file is not None:
+        read = read_toml(choice.config_file, missing_hint="check the path of --config")
+        data = read.get("data", {})
+        _check_model(read, weights, choice.config_file, host)
+    elif source.data_file is not None and source.file_config is not None:
+        _check_model(source.file_config, weights, str(source.data_file), host)
+    if file is not None:
+        where.append(file)
+    for item in choice.overrides:
+        if parse_override(item)[0][0] != "data":
+            raise UsageError(f"--set {item!r}: eval takes data.KEY=VALUE only (the evaluation data); the model is "
+                             "the weights'")
+    if choice.overrides:
+        data = apply_overrides({"data": data}, choice.overrides)["data"]
+        where.append("--set")
+    named = " with ".join(where)
+    full = {**source.config_data, "strategy": {"name": "single"}, "data": data}
+    model_table = full.get("model", {})
+    free = {k: v for k, v in model_table.items() if k != "vocab_size"} if isinstance(model_table, dict) else {}
+    try:  # the model's vocabulary left to follow the data's tokenizer: the vocabulary the data needs
+        needs = config_from_dict({**full, "model": free}, validate=False, host=host).to_dict()["model"].get("vocab_size")
+        has = weights.to_dict()["model"].get("vocab_size")
+        if isinstance(needs, int) and isinstance(has, int) and needs > has:
+            raise ConfigError(f"the evaluation tokenizer has {needs} tokens but the model's vocabulary only {has}; "
+                              "evaluate with the tokenizer the model was trained with (data.tokenizer)")
+        return config_from_dict(full, validate=False, host=host)
+    except ConfigError as exc:
+        if named:
+            raise ConfigError(f"{named}: {exc}") from exc
+        raise CheckpointError(f"{source.config_where} (the checkpoint's [data]): {exc}; evaluate on other data with "
+                              "--config FILE or --set data.KEY=VALUE") from exc
+
+
+def _check_model(read: dict[str, Any], weights: Config, where: str, host: PluginHost | None) -> None:
+    """A config file's ``[model]`` (when it has one) describes the weights, resolved as a run
+    resolves it (presets, a vocabulary following the data's tokenizer): one line naming the first
+    key that differs otherwise."""
+    table = read.get("model")
+    if not table:
+        return
+    try:
+        theirs = config_from_dict({"model": table, "data": read.get("data", {}), "strategy": {"name": "single"}},
+                                  validate=False, host=host).to_dict()["model"]
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    ours = weights.to_dict()["model"]
+    written = [k for k in table if k != "name"]  # the keys the file sets first: the likeliest cause
+    for key in ["name", *written, *sorted((theirs.keys() | ours.keys()) - {"name", *written})]:
+        if theirs.get(key) != ours.get(key):
+            raise ConfigError(f"{where}: model.{key} = {theirs.get(key)!r} but the weights have {ours.get(key)!r}; "
+                              "its [model] must describe the weights: pass the config they were trained with, or "
+                              "one without [model]")
