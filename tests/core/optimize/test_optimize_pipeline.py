@@ -109,6 +109,30 @@ def test_corrupt_cache_entry_is_a_miss(_private_cache: Path) -> None:
     assert json.loads(path.read_text())["stage"] == plan.stage  # rewritten whole
 
 
+@pytest.mark.parametrize("edit", [
+    {"candidates": None},
+    {"candidates": [{"name": 1}]},
+    {"candidates": [{"name": "fx", "status": "ok", "median_ms": "fast"}]},
+    {"candidates": [{"name": "fx", "status": "ok", "median_ms": float("nan")}]},
+    {"pipeline": "fx"},
+    {"stage": ["fx"]},
+], ids=["candidates null", "candidate without status", "median a string", "median NaN", "pipeline a string",
+        "stage a list"])
+def test_a_decision_edited_into_another_shape_is_a_miss(_private_cache: Path, edit: dict[str, Any]) -> None:
+    """Fields of a cached decision that :func:`store` would not write are a miss, searched again
+    (were internal errors: KeyError 'status', a format code error, a TypeError in the report)."""
+    from deepseek.graph import cache as disk
+
+    model, x = tiny_gpt(), tokens()
+    path = Path(optimize(model, x, stages=["fx"], runs=1, warmup=0).plan.cache_path)  # type: ignore[arg-type]
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    assert disk.load(path.stem, path.parent) is None
+    before = STATS["searches"]
+    plan = optimize(model, x, stages=["fx"], runs=1, warmup=0).plan
+    assert not plan.cache_hit and STATS["searches"] == before + 1
+    assert disk.load(path.stem, path.parent) is not None  # rewritten whole
+
+
 def test_deferred_optimization_per_input_shape() -> None:
     model = tiny_gpt()
     om = optimize(model, passes=["drop-dropout", "const-fold"], max_shapes=2)

@@ -1,8 +1,8 @@
 """The optimizer's on-disk decision cache: which pipeline won for a model and input signature.
 
 Location: ``$DEEPSEEK_CACHE_DIR/optimize`` or ``~/.cache/deepseek/optimize``. One small JSON file
-per key, written atomically (temp file + ``os.replace``); a corrupt or unreadable entry counts as
-a miss.
+per key, written atomically (temp file + ``os.replace``); a corrupt or unreadable entry, or one
+whose fields are not what :func:`store` writes (edited by hand), counts as a miss.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -85,9 +86,35 @@ def load(key: str, directory: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION or not _well_formed(data):
         return None
     return data
+
+
+def _well_formed(decision: dict[str, Any]) -> bool:
+    """Whether ``decision`` has the fields and types :func:`store` writes (a file edited by hand or
+    by another tool may not): ``stage`` a name, ``pipeline`` a list of names, ``candidates`` a list
+    of tables with a ``name`` and ``status``, numbers (or null) for the measures, names for
+    ``changes`` and text for ``error``."""
+
+    def names(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    def measure(value: Any) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+    def candidate(c: Any) -> bool:
+        return (
+            isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("status"), str)
+            and all(measure(c.get(k)) for k in ("median_ms", "max_rel_error", "top1_agreement"))
+            and names(c.get("changes", [])) and isinstance(c.get("error", ""), (str, type(None)))
+        )
+
+    candidates = decision.get("candidates", [])
+    return (
+        isinstance(decision.get("stage"), str) and names(decision.get("pipeline"))
+        and isinstance(candidates, list) and all(candidate(c) for c in candidates)
+    )
 
 
 def store(key: str, directory: Path, decision: dict[str, Any]) -> Path | None:
