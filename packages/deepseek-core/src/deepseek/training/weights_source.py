@@ -165,24 +165,18 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
     (``choice``, else what the weights come with), checked: the data against the model's
     vocabulary, and a config file's ``[model]`` against the weights'."""
     choice = choice or DataChoice()
-    data, where = source.config_data.get("data", {}), []
-    file = choice.config_file or (str(source.data_file) if source.data_file is not None else None)
+    data, file, file_config = source.config_data.get("data", {}), source.data_file, source.file_config
     if choice.config_file is not None:
-        read = read_toml(choice.config_file, missing_hint="check the path of --config")
-        data = read.get("data", {})
-        _check_model(read, weights, choice.config_file, host)
-    elif source.data_file is not None and source.file_config is not None:
-        _check_model(source.file_config, weights, str(source.data_file), host)
-    if file is not None:
-        where.append(file)
+        file = Path(choice.config_file)
+        file_config = read_toml(file, missing_hint="check the path of --config")
+        data = file_config.get("data", {})
     for item in choice.overrides:
         if parse_override(item)[0][0] != "data":
             raise UsageError(f"--set {item!r}: eval takes data.KEY=VALUE only (the evaluation data); the model is "
                              "the weights'")
     if choice.overrides:
         data = apply_overrides({"data": data}, choice.overrides)["data"]
-        where.append("--set")
-    named = " with ".join(where)
+    named = " with ".join([*([str(file)] if file is not None else []), *(["--set"] if choice.overrides else [])])
     full = {**source.config_data, "strategy": {"name": "single"}, "data": data}
     model_table = full.get("model", {})
     free = {k: v for k, v in model_table.items() if k != "vocab_size"} if isinstance(model_table, dict) else {}
@@ -192,23 +186,25 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
         if isinstance(needs, int) and isinstance(has, int) and needs > has:
             raise ConfigError(f"the evaluation tokenizer has {needs} tokens but the model's vocabulary only {has}; "
                               "evaluate with the tokenizer the model was trained with (data.tokenizer)")
-        return config_from_dict(full, validate=False, host=host)
+        config = config_from_dict(full, validate=False, host=host)
     except ConfigError as exc:
         if named:
             raise ConfigError(f"{named}: {exc}") from exc
         raise CheckpointError(f"{source.config_where} (the checkpoint's [data]): {exc}; evaluate on other data with "
                               "--config FILE or --set data.KEY=VALUE") from exc
+    if file is not None and file_config is not None:
+        _check_model(file_config.get("model"), data, weights, str(file), host)
+    return config
 
 
-def _check_model(read: dict[str, Any], weights: Config, where: str, host: PluginHost | None) -> None:
+def _check_model(table: Any, data: Any, weights: Config, where: str, host: PluginHost | None) -> None:
     """A config file's ``[model]`` (when it has one) describes the weights, resolved as a run
     resolves it (presets, a vocabulary following the data's tokenizer): one line naming the first
     key that differs otherwise."""
-    table = read.get("model")
     if not table:
         return
     try:
-        theirs = config_from_dict({"model": table, "data": read.get("data", {}), "strategy": {"name": "single"}},
+        theirs = config_from_dict({"model": table, "data": data, "strategy": {"name": "single"}},
                                   validate=False, host=host).to_dict()["model"]
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
