@@ -241,5 +241,18 @@ def test_jobs_files_and_download_commands(svc: Deploy, tmp_path: Path) -> None:
             code, text, err = run_cli("jobs", "download", str(job), *argv, "--out", str(out), token=token, url=srv.url)
             assert code == 2 and text == "" and len(err.strip().splitlines()) == 1 and words in err, (argv, err)
         assert sorted(p.name for p in out.iterdir()) == before  # nothing written, no part file left
+        # a refused download creates no --out folder (it left an empty one behind)
+        code, text, err = run_cli("jobs", "download", "99", "--out", str(tmp_path / "new" / "deeper"), token=bob,
+                                  url=srv.url)
+        assert code == 2 and "404: no job 99 in tenant 'acme'" in err and not (tmp_path / "new").exists(), err
+        # a job id beyond a database integer was a 500 (the query overflowed)
+        code, text, err = run_cli("jobs", "show", str(1 << 64), token=bob, url=srv.url)
+        assert code == 2 and "422" in err and "job_id" in err and len(err.strip().splitlines()) == 1, err
+        # a token with a character no header may carry was an internal error (or 'cannot reach the server')
+        for bad in ("dsk_\u00e9", "dsk_000000000000.aaaaaaaaaaaaaaaaaaaa\nx", "garbage"):
+            code, text, err = run_cli("jobs", "list", token=bad, url=srv.url)
+            assert (code, text, err.strip()) == (2, "", "error: DEEPSEEK_TOKEN: not an API token (dsk_<12 hex "
+                                                 "digits>.<secret>); set it to a token as deepseek tenants token "
+                                                 "printed it"), err
     code, _text, err = run_cli("jobs", "download", str(job), "--out", str(tmp_path / "x"), token=bob, url=srv.url)
-    assert code == 2 and "cannot reach the server" in err and not (tmp_path / "x" / f"job-{job}").exists()
+    assert code == 2 and "cannot reach the server" in err and not (tmp_path / "x").exists()

@@ -17,9 +17,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -57,6 +58,12 @@ def principal(request: Request) -> Principal:
     with svc.store.session() as s:
         return svc.auth.principal(s, request.headers.get("authorization"))
 
+
+INT64_MAX = (1 << 63) - 1
+"""The largest integer a database row holds (SQLite and PostgreSQL BIGINT): a larger id or quota
+was an internal error (500) in the query that held it."""
+JobId = Annotated[int, PathParam(ge=1, le=INT64_MAX)]
+"""A job id in a route's path: a positive database integer (422 otherwise)."""
 
 Caller = Depends(principal)
 Svc = Depends(service)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from deepseek_enterprise.service import tokens
-from deepseek_enterprise.service.api import Caller, Service, Svc, mutation
+from deepseek_enterprise.service.api import INT64_MAX, Caller, Service, Svc, mutation
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
 from deepseek_enterprise.service.models import (
     AuditEntry,
@@ -36,11 +36,6 @@ from deepseek_enterprise.service.models import (
 router = APIRouter(prefix="/v1")
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """Tenant and user names: lower-case letters, digits and '-' (a tenant name is a folder name)."""
-
-
-INT64_MAX = (1 << 63) - 1
-"""The largest integer a database row holds (SQLite and PostgreSQL BIGINT): a larger quota was an
-internal error (500) on writing it."""
 
 
 class QuotaIn(BaseModel):

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from deepseek_enterprise.service import artefacts
-from deepseek_enterprise.service.api import Caller, Service, Svc
+from deepseek_enterprise.service.api import Caller, JobId, Service, Svc
 from deepseek_enterprise.service.api_jobs import _job
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
 
@@ -43,7 +43,7 @@ def _workspace(svc: Service, who: Principal, tenant: str, job_id: int) -> tuple[
 
 
 @router.get("/files")
-def files(tenant: str, job_id: int, path: str = PATH, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
+def files(tenant: str, job_id: JobId, path: str = PATH, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
     """What is under ``path`` in the job's workspace (any role): every file and folder, links
     listed as ``link`` and never entered; at most 10000 entries (``truncated`` says when cut)."""
     parts = artefacts.parts_of(path)
@@ -60,7 +60,7 @@ def files(tenant: str, job_id: int, path: str = PATH, who: Principal = Caller, s
 
 @router.get("/download", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}, "application/x-tar": {}}}})
-def download(tenant: str, job_id: int, path: str = PATH, who: Principal = Caller,
+def download(tenant: str, job_id: JobId, path: str = PATH, who: Principal = Caller,
              svc: Service = Svc) -> StreamingResponse:
     """A file of the job's workspace as ``application/octet-stream`` (with its length), or a
     folder (``path`` empty: the whole workspace) as an ``application/x-tar`` stream of its regular
@@ -82,7 +82,7 @@ def _attachment(name: str) -> str:
 
 
 @router.get("/metrics")
-def metrics(tenant: str, job_id: int, run: str | None = Query(default=None, max_length=4096),
+def metrics(tenant: str, job_id: JobId, run: str | None = Query(default=None, max_length=4096),
             offset: int = Query(default=0, ge=0), file_id: str | None = Query(default=None, max_length=64),
             who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
     """The loss curve of one run folder of the job (any role): the ``loss`` and ``val_loss``

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from deepseek_enterprise.service import jobpaths, quotas
-from deepseek_enterprise.service.api import Caller, Service, Svc, mutation
+from deepseek_enterprise.service.api import Caller, JobId, Service, Svc, mutation
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
 from deepseek_enterprise.service.models import COMMANDS, STATES, Job
 
@@ -80,7 +80,7 @@ def list_jobs(tenant: str, state: str | None = Query(default=None, pattern="^(" 
 
 
 @router.get("/{job_id}")
-def show(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
+def show(tenant: str, job_id: JobId, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
     """One job (any role)."""
     with svc.store.session() as s:
         t = tenant_row(s, who, tenant)
@@ -88,7 +88,7 @@ def show(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc) 
 
 
 @router.get("/{job_id}/logs")
-def logs(tenant: str, job_id: int, offset: int = Query(default=0, ge=0), who: Principal = Caller,
+def logs(tenant: str, job_id: JobId, offset: int = Query(default=0, ge=0), who: Principal = Caller,
          svc: Service = Svc) -> dict[str, Any]:
     """The job's output from byte ``offset`` (at most 1 MiB per call) and the next offset."""
     with svc.store.session() as s:
@@ -109,7 +109,7 @@ def logs(tenant: str, job_id: int, offset: int = Query(default=0, ge=0), who: Pr
 
 
 @router.post("/{job_id}/cancel")
-def cancel(tenant: str, job_id: int, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
+def cancel(tenant: str, job_id: JobId, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
     """Cancel a job: a queued one at once, a starting or running one by SIGTERM to its process group (SIGKILL
     after the grace). A member cancels its own jobs, an admin any of the tenant's."""
     with mutation(svc, who, "job.cancel", tenant=tenant, target=f"job {job_id}") as (s, out):

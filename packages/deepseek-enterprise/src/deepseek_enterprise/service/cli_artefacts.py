@@ -65,20 +65,35 @@ def download(job_id: int, path: str, out: Path, tenant: str | None, server: str 
     name = parts[-1] if parts else f"job-{job_id}"
     if name == "..":
         raise UsageError(f"PATH {path!r}: '..' is not allowed; name a path inside the job's workspace")
+    target = out / name
+    if target.exists() or target.is_symlink():
+        raise UsageError(f"--out {out}: {target} already exists; remove it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder; give a folder")
+    with c.stream(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/download", {"path": path}) as r:
+        made = _make_folder(out)  # only once the server sends something: a refusal leaves nothing behind
+        try:
+            if r.headers.get("content-type", "").startswith("application/x-tar"):
+                count, size = _unpack(r.iter_bytes(), name, out, target)
+                click.echo(f"{target}/: {count} files, {size} bytes")
+            else:
+                size = _save(r.iter_bytes(), int(r.headers.get("content-length", -1)), out, target)
+                click.echo(f"{target}: {size} bytes")
+        except BaseException:
+            for folder in made:  # innermost first; each is empty again (the part was removed)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+
+
+def _make_folder(out: Path) -> list[Path]:
+    """Create ``out`` and its missing parents; the folders created, innermost first."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
-    target = out / name
-    if target.exists() or target.is_symlink():
-        raise UsageError(f"--out {out}: {target} already exists; remove it or choose another --out")
-    with c.stream(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/download", {"path": path}) as r:
-        if r.headers.get("content-type", "").startswith("application/x-tar"):
-            count, size = _unpack(r.iter_bytes(), name, out, target)
-            click.echo(f"{target}/: {count} files, {size} bytes")
-        else:
-            size = _save(r.iter_bytes(), int(r.headers.get("content-length", -1)), out, target)
-            click.echo(f"{target}: {size} bytes")
+    return made
 
 
 def _save(chunks: Iterator[bytes], expected: int, out: Path, target: Path) -> int:

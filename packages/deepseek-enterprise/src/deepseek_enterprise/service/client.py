@@ -58,6 +58,11 @@ class Client:
     def _headers(self) -> dict[str, str]:
         if not self.token:
             raise UsageError("no token: set DEEPSEEK_TOKEN to your API token (deepseek tenants token prints one)")
+        from deepseek_enterprise.service.tokens import split_token
+
+        if split_token(self.token) is None:  # a stray character would break the request itself
+            raise UsageError("DEEPSEEK_TOKEN: not an API token (dsk_<12 hex digits>.<secret>); set it to a token "
+                             "as deepseek tenants token printed it")
         return {"Authorization": f"Bearer {self.token}"}
 
     def _unreachable(self, exc: Exception) -> UsageError:
