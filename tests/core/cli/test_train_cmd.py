@@ -80,8 +80,10 @@ def test_eval_reports_the_validation_loss(trained_run: Path) -> None:
                                   for r in rows)
     text = deepseek("eval", "--checkpoint", str(trained_run), "--device", "cpu", cwd=trained_run.parent)
     assert text.returncode == 0, text.stderr
-    assert text.stdout == (f"val_loss {result['val_loss']:.4f}, val_bits_per_byte {result['val_bits_per_byte']:.4f} "
-                           "(step 4, model tiny)\n2 batches, 16 samples, 512 tokens\n")
+    assert result["val_perplexity"] == pytest.approx(math.exp(result["val_loss"]), rel=1e-12)
+    assert text.stdout == (f"val_loss {result['val_loss']:.4f}, val_bits_per_byte {result['val_bits_per_byte']:.4f}, "
+                           f"val_perplexity {result['val_perplexity']:.4f} (step 4, model tiny)\n"
+                           "2 batches, 16 samples, 512 tokens\n")
     assert (result["batches"], result["samples"], result["tokens"]) == (2, 16, 512)  # data.eval_batches x 8 x 32
 
 
