@@ -335,3 +335,18 @@ def test_the_client_refuses_non_finite_numbers_in_one_line(tmp_path: Path, monke
     code, err, out = deepseek_here(monkeypatch, tmp_path, *args)
     assert code == 2 and len(err.splitlines()) == 1 and "is not a finite number" in err, err
     assert out == ""
+
+
+def test_submit_refuses_two_files_of_one_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both landed under one name in the workspace: one was silently lost."""
+    from _inprocess import deepseek_here
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "words.txt").write_text(folder)
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # refused before any request
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "submit", "--file", "a/words.txt", "--file",
+                                   "b/words.txt", "train")
+    assert (code, out, err) == (2, "", "error: --file: words.txt given twice (files land in the workspace under "
+                                       "their names); give each name once")

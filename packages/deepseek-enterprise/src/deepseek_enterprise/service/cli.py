@@ -52,6 +52,11 @@ def submit(command: str, args: tuple[str, ...], config_file: Path | None, extra:
     """Queue COMMAND ARGS... as a job (options of this command come before COMMAND's own; paths in
     ARGS are read inside the job's workspace)."""
     c = _client(server)
+    names = [p.name for p in extra]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # the workspace holds one file per name: one of them would be lost
+        raise UsageError(f"--file: {', '.join(twice)} given twice (files land in the workspace under their names); "
+                         "give each name once")
     body = {"command": command, "args": list(args), "devices": devices,
             "config": _read(config_file, "--config") if config_file is not None else None,
             "files": {p.name: _read(p, "--file") for p in extra}}
