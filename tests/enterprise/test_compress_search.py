@@ -88,6 +88,8 @@ def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(monkeypatch
     (["--max-drop", "1%", "--recipe", "prune.fn"], "did you mean 'prune.ffn'"),
     (["--max-drop", "1%", "--recipe", "prune.ffn ratio=2"], "--recipe (prune.ffn).ratio: must be between 0 and 1"),
     (["--max-drop", "1%", "--recipe", "prune.ffn 0.5"], "'0.5' is not KEY=VALUE"),
+    (["--max-drop", "1%", "--recipe", "prune.ffn ratio=0.5 ratio=0.6 + quantize.int8"],
+     "--recipe 'prune.ffn ratio=0.5 ratio=0.6 + quantize.int8': prune.ffn ratio given twice; give it once"),
 ])
 def test_bad_search_input_is_one_line(monkeypatch: pytest.MonkeyPatch, trained: Path, args: list[str],
                                      message: str) -> None:

@@ -99,7 +99,10 @@ def parse_recipe(text: str) -> Recipe:
             if "=" not in word:
                 raise UsageError(f"--recipe {text!r}: {word!r} is not KEY=VALUE (options follow the compressor's name)")
             keys, value = parse_override(f"recipe.{word}")
-            options[".".join(keys[1:])] = value
+            key = ".".join(keys[1:])
+            if key in options:  # one step, one value: the later one silently won
+                raise UsageError(f"--recipe {text!r}: {words[0]} {key} given twice; give it once")
+            options[key] = value
         steps.append((words[0], options))
     return Recipe(tuple(steps))
 
