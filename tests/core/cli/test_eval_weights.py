@@ -67,6 +67,9 @@ def test_a_folder_of_weights_with_a_config_beside_evaluates_without_flags(
     for path in (folder, folder / "model.safetensors"):
         got = _eval(core_host, "--checkpoint", str(path))
         assert (got["val_loss"], got["tokens"], got["weights"]) == (run["val_loss"], 32, "exported")
+    sampled = [invoke(["generate", "--checkpoint", str(path), "--max-new-tokens", "4", "--temperature", "0",
+                       "--device", "cpu", "ab"], core_host) for path in (folder, trained_run)]
+    assert sampled[0].code == 0 and sampled[0].stdout == sampled[1].stdout, sampled[0].stderr  # the folder's weights
 
 
 def test_set_overrides_the_data_of_a_run(trained_run: Path, exported: Path, core_host: PluginHost) -> None:
