@@ -69,6 +69,24 @@ def test_the_study_refuses_an_eval_size_below_one_batch(tmp_path: Path, monkeypa
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seed", "1", "--seed", "1", "--config", "vision"], "--seed 1 given twice; give each once"),
+    (["--seed", "0", "--config", "vision", "--config", "vision"], "--config vision given twice; give each once"),
+    (["--task", "redundant", "--task", "redundant", "--seed", "0", "--config", "vision"],
+     "--task redundant given twice; give each once"),
+    (["--seed", "0", "--config", "vision", "--eval-size", "99999999999"],
+     "data.eval_size: must be in 1..65536, got 99999999999 (int)"),
+])
+def test_the_study_refuses_repeated_names_and_bad_configs_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str) -> None:
+    """A repeated name ran its first run, then failed on that run's folder half-way through the
+    study; a config the dataset refuses failed after the --out folder was made."""
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", *args, "--steps", "1", "--batch", "16",
+                        "--device", "cpu", "--out", "res")
+    assert out == (2, f"error: {message}", "")
+    assert not (tmp_path / "res").exists()
+
+
 def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     run = study["dir"] / "res" / "runs" / "redundant-cross_attention-s0"

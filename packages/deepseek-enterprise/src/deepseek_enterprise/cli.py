@@ -58,6 +58,10 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     from deepseek_enterprise.study import CONFIGS, PRETRAINED, run_study
     from deepseek_enterprise.study_report import table
 
+    for option, values in (("--task", tasks), ("--seed", seeds), ("--config", configs)):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:  # the second run of a name found the first's run folder and failed half-way through the study
+            raise UsageError(f"{option} {', '.join(twice)} given twice; give each once")
     check_output(out, where="--out", folder=True)
     starting = sorted({r for r, _ in PRETRAINED})
     if unimodal_runs is not None and recipe not in starting:

@@ -276,6 +276,11 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                      f"the same seeds with --config vision --config audio --config text")
                 for m, folder in given[task, seed].items():
                     check_unimodal_run(Path(folder), train_sources(m, recipe, task), recipe, m)
+    for task in tasks:  # every run's config is checked before anything is written
+        for name in configs:
+            config_from_dict(study_config(task, name, seeds[0], steps, batch=batch, lr=lr, device=device,
+                                          runs_dir=str(out / "runs"), recipe=recipe, sources={},
+                                          eval_size=eval_size), host=host)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in tasks:
