@@ -55,6 +55,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("train device absent", ["train", *TINY, "--set", "strategy.device=\"cuda:5\""], ["strategy.device", "cuda:5"]),
     ("train device typo", ["train", *TINY, "--set", "strategy.device=\"tpu\""], ["strategy.device"]),
     ("train unknown precision", ["train", *TINY, "--precision", "fp4"], ["precision.dtype"]),
+    *[(f"train seed {v}", ["train", *TINY, "--set", f"train.seed={v}"], ["train.seed", "from 0 to 4294967295"])
+      for v in ("-1", str(2**32), str(2**63 - 1))],  # 2**63 - 1 was an overflow in the data order, exit 1
     # bench latency
     ("latency batch zero", ["bench", "latency", "--model", "tiny", "--batch", "0"], ["--batch"]),
     ("latency seq nan", ["bench", "latency", "--model", "tiny", "--seq", "nan"], ["--seq"]),

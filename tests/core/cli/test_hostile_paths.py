@@ -37,6 +37,9 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
     ("train run-dir below a file", ["train", *TINY, "--run-dir", "afile/run"], ["--run-dir", "afile is a file"]),
     ("train run-dir deep below a file", ["train", *TINY, "--run-dir", "afile/a/b"], ["afile is a file"]),
     ("train runs_dir is a file", ["train", *TINY, "--set", "logging.runs_dir=afile"], ["logging.runs_dir", "afile"]),
+    *[(f"train run name {v!r}", ["train", *TINY, "--set", f"logging.name={v!r}"], ["logging.name", "one folder name"])
+      for v in ("../../escaped", "a/b", "..", " ")],  # ../../escaped trained outside logging.runs_dir
+    ("train runs_dir empty", ["train", *TINY, "--set", "logging.runs_dir=''"], ["logging.runs_dir", "empty path"]),
     ("train runs_dir below a file", ["train", *TINY, "--set", "logging.runs_dir=afile/runs"], ["logging.runs_dir"]),
     ("train run-dir in /proc", ["train", *TINY, "--run-dir", "/proc/self/run"], ["--run-dir"]),
     ("train run-dir a symlink loop", ["train", *TINY, "--run-dir", "loop"], ["--run-dir", "loop cannot be used"]),

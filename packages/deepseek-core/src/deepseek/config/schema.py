@@ -39,6 +39,26 @@ def _betas(value: tuple[float, ...]) -> str | None:
     return None
 
 
+SEED_MAX = 2**32 - 1
+"""The largest ``train.seed``: the data order mixes it into 64-bit generator seeds
+(``deepseek.data.loader``), and the command lines' ``--seed`` take the same range."""
+
+
+def _seed(value: int) -> str | None:
+    return None if 0 <= value <= SEED_MAX else f"must be a whole number from 0 to {SEED_MAX}"
+
+
+def _not_empty_path(value: str) -> str | None:
+    return None if value.strip() else "is an empty path; give a folder ('.' for the current folder)"
+
+
+def _folder_name(value: str) -> str | None:
+    if value and ("/" in value or "\\" in value or value.strip(" .") == "" or not value.strip()):
+        return ("must be one folder name (no '/' or '\\', not '.' or '..'), the run folder under "
+                "logging.runs_dir; set logging.runs_dir (or --run-dir) to put runs elsewhere")
+    return None
+
+
 def _existing_path(value: str) -> str | None:
     if not value:
         return None
@@ -101,8 +121,8 @@ class TrainConfig:
     """Clip the global gradient norm to this value; 0 disables clipping."""
     eval_interval: int = field(default=50, metadata={"check": non_negative})
     """Evaluate every N steps (0: only at the end)."""
-    seed: int = 1337
-    """Seeds the model's initial weights, the data order and every random generator."""
+    seed: int = field(default=1337, metadata={"check": _seed})
+    """Seeds the model's initial weights, the data order and every random generator (0 to 2**32 - 1)."""
     init_from: str = field(default="", metadata={"check": _existing_path})
     """Start from these model weights instead of random ones: a run folder, a checkpoint folder,
     an exported ``.safetensors`` or a Hugging Face GPT-2 folder (fine-tuning, or recovering a
@@ -215,10 +235,10 @@ class CheckpointConfig:
 class LoggingConfig:
     """``[logging]``: where runs go and what is written there (rank 0 only)."""
 
-    runs_dir: str = "runs"
+    runs_dir: str = field(default="runs", metadata={"check": _not_empty_path})
     """Folder that holds run folders."""
-    name: str = ""
-    """Run folder name under ``runs_dir`` (default: a timestamp)."""
+    name: str = field(default="", metadata={"check": _folder_name})
+    """Run folder name under ``runs_dir`` (default: a timestamp): one folder name, no ``/``."""
     progress: bool = True
     """Show a progress bar (``--quiet`` turns it off)."""
     trackers: tuple[str, ...] = ()
