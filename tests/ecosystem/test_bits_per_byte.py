@@ -109,7 +109,8 @@ def test_a_tokenizer_without_fixed_bytes_per_token_reports_none(tmp_path: Path, 
     vocab = hand_tokenizer(tok, **change)
     assert load_bpe(tok).token_bytes() is None
     values = evaluate_model(FixedLogits(torch.zeros(len(vocab))), config(corpus(tmp_path / "corpus"), tok, len(vocab)))
-    assert set(values) == {"val_loss"} and values["val_loss"] == pytest.approx(math.log(len(vocab)), rel=1e-6)
+    assert set(values) == {"val_loss", "val_perplexity"}  # no bits per byte; perplexity needs tokens only
+    assert values["val_loss"] == pytest.approx(math.log(len(vocab)), rel=1e-6)
 
 
 def test_token_bytes_add_up_to_the_utf8_length_of_any_text(tmp_path: Path) -> None:
@@ -149,7 +150,8 @@ def test_eval_shows_bits_per_byte_of_a_bpe_run(tmp_path: Path, host: PluginHost)
     expected = values["val_loss"] * len(targets) / math.log(2) / n_bytes
     assert values["val_bits_per_byte"] == pytest.approx(expected, rel=1e-9)
     text = ok(host, "eval", "--checkpoint", str(run), "--device", "cpu")
-    assert text.startswith(f"val_loss {values['val_loss']:.4f}, val_bits_per_byte {values['val_bits_per_byte']:.4f} ")
+    assert text.startswith(f"val_loss {values['val_loss']:.4f}, val_bits_per_byte {values['val_bits_per_byte']:.4f}, "
+                           f"val_perplexity {math.exp(values['val_loss']):.4f} ")
 
 
 
