@@ -154,3 +154,15 @@ def test_non_utf8_bytes_from_a_real_command_line(tmp_path: Path, trained_run: Pa
     err = proc.stderr.decode()
     assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: argument 4 ('\\xff\\xfe caf\\xe9') is not valid UTF-8")
+
+
+@pytest.mark.parametrize(("what", "source", "words"), [
+    ("a syntax error", b"def f(:\n", ["at line 1", "invalid syntax"]),
+    ("not UTF-8", b"x = '\xff\xfe'\n", ["at line 1", "utf-8"]),
+    ("a null byte", b"x = 1\x00\n", ["null bytes"]),
+    ("an indented first line", b"  x = 1\n", ["at line 1", "unexpected indent"]),
+])
+def test_a_script_that_does_not_compile_is_refused(hostile: Hostile, what: str, source: bytes, words: list[str]) -> None:
+    """``deepseek run`` compiles the script first (was internal error SyntaxError, exit 1)."""
+    (hostile.work / "bad.py").write_bytes(source)
+    hostile.refused("run", "bad.py", "--flag", expect=["run: 'bad.py' is not valid Python", *words])

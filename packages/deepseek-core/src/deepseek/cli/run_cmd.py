@@ -34,6 +34,23 @@ def run(script: str, args: tuple[str, ...]) -> None:
         raise UsageError(f"run: {script!r} {what}; give the path of a Python script, e.g. deepseek run train.py")
     if path.suffix != ".py":
         raise UsageError(f"run: {script!r} is not a .py file; give the path of a Python script")
+    _check_compiles(path, script)
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.resolve().parent))
     runpy.run_path(str(path), run_name="__main__")
+
+
+def _check_compiles(path: object, script: str) -> None:
+    """A script that cannot be read or compiled (a syntax error, bytes that are not its
+    encoding, a null byte) is bad input: one line naming it and the line, before it runs."""
+    from pathlib import Path
+
+    try:
+        compile(Path(str(path)).read_bytes(), str(path), "exec", dont_inherit=True)
+    except OSError as exc:
+        raise UsageError(f"run: {script!r} cannot be read ({exc.strerror or exc}); give a readable Python script") from None
+    except (SyntaxError, ValueError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        what = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise UsageError(f"run: {script!r} is not valid Python{where} ({' '.join(str(what).split())}); "
+                         "fix the script") from None
