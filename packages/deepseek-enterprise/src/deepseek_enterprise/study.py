@@ -277,9 +277,13 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 for m, folder in given[task, seed].items():
                     check_unimodal_run(Path(folder), train_sources(m, recipe, task), recipe, m)
     for task in tasks:  # every run's config is checked before anything is written
-        for name in configs:
+        sources = given.get((task, seeds[0]), {})
+        for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
+            if starts_from_unimodal(name, recipe, task) and not sources:
+                continue  # its sources are the unimodal runs trained first, checked here themselves
+            mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
             config_from_dict(study_config(task, name, seeds[0], steps, batch=batch, lr=lr, device=device,
-                                          runs_dir=str(out / "runs"), recipe=recipe, sources={},
+                                          runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
                                           eval_size=eval_size), host=host)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
