@@ -100,7 +100,7 @@ def test_refusals_are_one_line(trained_run: Path, exported: Path, core_host: Plu
     (tmp_path / "empty").mkdir()
     assert _refused(core_host, "--checkpoint", str(tmp_path / "empty")) == (
         f"{tmp_path / 'empty'}: holds no checkpoint (trainer.json, checkpoints/step-N) and no model.safetensors; "
-        "pass a run folder, a checkpoint folder, or weights written by deepseek export or deepseek import-hf")
+        "pass a run folder, a checkpoint folder, or weights written by deepseek import-hf or export_weights")
 
 
 def test_a_config_beside_exported_weights_must_describe_them(trained_run: Path, exported: Path,
@@ -111,3 +111,7 @@ def test_a_config_beside_exported_weights_must_describe_them(trained_run: Path, 
     (folder / "config.toml").write_text('[model]\nname = "tiny"\nn_layers = 3\n')
     assert _refused(core_host, "--checkpoint", str(folder)).startswith(
         f"{folder / 'config.toml'}: model.n_layers = 3 but the weights have 1;")
+    (folder / "config.toml").write_text("[data\n")
+    assert _refused(core_host, "--checkpoint", str(folder)).startswith(f"{folder / 'config.toml'}: not valid TOML: ")
+    sampled = invoke(["generate", "--checkpoint", str(folder), "--max-new-tokens", "2", "--device", "cpu"], core_host)
+    assert sampled.code == 0, sampled.stderr  # generate reads no data: the config beside is not read

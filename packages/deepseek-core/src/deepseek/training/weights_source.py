@@ -74,9 +74,7 @@ class Source:
     state: dict[str, Any]
     """A checkpoint's trainer state; ``{}`` for exported weights."""
     data_file: Path | None = None
-    """The ``config.toml`` beside exported weights that gave ``[data]``."""
-    file_config: dict[str, Any] | None = None
-    """What that file holds (its ``[model]``, when it has one, must describe the weights)."""
+    """The ``config.toml`` beside exported weights whose ``[data]`` they are evaluated on."""
 
     @property
     def config_where(self) -> Path:
@@ -113,7 +111,7 @@ def read_source(path: str | Path) -> Source:
     if _holds_nothing(p):
         raise CheckpointError(
             f"{p}: holds no checkpoint ({ckpt.TRAINER_FILE}, checkpoints/step-N) and no {ckpt.MODEL_FILE}; pass a "
-            "run folder, a checkpoint folder, or weights written by deepseek export or deepseek import-hf")
+            "run folder, a checkpoint folder, or weights written by deepseek import-hf or export_weights")
     directory = ckpt.resolve_checkpoint(p)
     state = ckpt.read_trainer_state(directory)
     data = state.get("config") or {}
@@ -140,11 +138,8 @@ def _exported(p: Path) -> Source:
     step = meta.get("step", "")
     origin = WeightsOrigin("imported" if "source" in meta else "exported", int(step) if step.isdecimal() else None, p)
     beside, tokenizer = p.parent / CONFIG_FILE, p.parent / TOKENIZER_FILE
-    if beside.is_file():
-        read = read_toml(beside)
-        table = read.get("data", {})
-        found = with_run_tokenizer({"data": table}, p.parent) if isinstance(table, dict) else {"data": table}
-        return Source(origin, {"model": model, **found}, {}, data_file=beside, file_config=read)
+    if beside.is_file():  # read when the data is needed: generate and export do not read it
+        return Source(origin, {"model": model}, {}, data_file=beside)
     data = {"tokenizer": str(tokenizer)} if tokenizer.is_file() else {}
     return Source(origin, {"model": model, "data": data}, {})
 
@@ -165,11 +160,14 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
     (``choice``, else what the weights come with), checked: the data against the model's
     vocabulary, and a config file's ``[model]`` against the weights'."""
     choice = choice or DataChoice()
-    data, file, file_config = source.config_data.get("data", {}), source.data_file, source.file_config
+    data, file, file_config = source.config_data.get("data", {}), source.data_file, None
     if choice.config_file is not None:
         file = Path(choice.config_file)
         file_config = read_toml(file, missing_hint="check the path of --config")
         data = file_config.get("data", {})
+    elif file is not None:  # beside exported weights: the tokenizer.json beside replaces its data.tokenizer
+        file_config = read_toml(file)
+        data = with_run_tokenizer({"data": file_config.get("data", {})}, file.parent)["data"]
     for item in choice.overrides:
         if parse_override(item)[0][0] != "data":
             raise UsageError(f"--set {item!r}: eval takes data.KEY=VALUE only (the evaluation data); the model is "
