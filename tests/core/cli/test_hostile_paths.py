@@ -50,6 +50,8 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
     ("checkpoint a symlink loop", ["generate", "--checkpoint", "loop"], ["loop"]),
     ("train run-dir name too long", ["train", *TINY, "--run-dir", "n" * 300], ["--run-dir"]),
     ("export out is a folder", ["export", "--checkpoint", "RUN", "--out", "adir"], ["--out", "adir is a folder", "model.pt2"]),
+    ("export out another kind of file", ["export", "--checkpoint", "RUN", "--out", "afile"],
+     ["--out", "afile does not end in .pt2"]),  # was replaced by the archive, exit 0
     ("export out below a file", ["export", "--checkpoint", "RUN", "--out", "afile/m.pt2"], ["--out", "afile is a file"]),
     ("export out in /proc", ["export", "--checkpoint", "RUN", "--out", "/proc/self/m.pt2"], ["--out"]),
     ("latency json is a folder", ["bench", "latency", "--model", "tiny", "--json", "adir"], ["--json", "folder"]),

@@ -134,6 +134,9 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     src = Path(checkpoint)
     target = Path(out) if out else (src if src.is_dir() else src.parent) / f"model.{fmt}"
     missing = check_output(target, where="--out", folder=False, file_name=f"model.{fmt}")
+    if target.suffix != f".{fmt}":  # an existing file is replaced: only one of this format's
+        raise UsageError(f"--out: {target} does not end in .{fmt}; name the {fmt} file like model.{fmt} "
+                         f"(an existing .{fmt} file is replaced)")
     model, info = load_checkpoint_model(checkpoint, "cpu")
     if not static:  # torch.export specializes dims of size 0/1: trace dynamic dims at >= 2
         batch, seq = max(batch, 2), max(seq, 2)
