@@ -111,6 +111,11 @@ EMPTY: list[tuple[str, list[str], list[str]]] = [
         ("latency config", ["bench", "latency", "--config", ""], "--config"),
         ("costs", ["advise", "--model", "tiny", "--costs", ""], "--costs"),
         ("plugins new dir", ["plugins", "new", "acme", "--dir", ""], "--dir"),
+        ("bench train json", ["bench", "train", "--model", "tiny", "--json", ""], "--json"),
+        ("tokenizer train out", ["tokenizer", "train", "--out", ""], "--out"),
+        ("tokenizer info", ["tokenizer", "info", ""], "FILE.json|DIR"),
+        ("import-hf folder", ["import-hf", "", "--out", "x"], "PATH"),
+        ("import-hf out", ["import-hf", "adir", "--out", ""], "--out"),
     ]
 ]
 """An empty path is the current folder to Python: refused, naming the option."""

@@ -25,14 +25,13 @@ import gc
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import click
 
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
 from deepseek.cli.bench_cmd import baseline_options, check_baseline
-from deepseek.cli.params import SEED, Device, FiniteFloat, NameList, count
+from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, NameList, count
 from deepseek.training.metrics import read_interval, read_scalars
 
 
@@ -350,9 +349,9 @@ def _print(result: dict[str, Any]) -> None:
               help="Peak TFLOP/s for MFU when the device is not known.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--seed", type=SEED, default=1337, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write results here.")
+@click.option("--json", "json_path", type=PATH, metavar="PATH", help="Write results here.")
 @baseline_options
-def train_command(compile_: bool, json_path: Path | None, against: str | None, max_regression: float,
+def train_command(compile_: bool, json_path: str | None, against: str | None, max_regression: float,
                   **options: Any) -> int | None:
     """Training throughput, peak memory and MFU of our path vs a plain PyTorch loop."""
     from deepseek.bench.baseline import load_baseline

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from deepseek.cli.params import PATH
+
 
 @click.command("import-hf")
-@click.argument("path", metavar="PATH")
-@click.option("--out", required=True, metavar="DIR",
+@click.argument("path", type=PATH, metavar="PATH")
+@click.option("--out", required=True, type=PATH, metavar="DIR",
               help="New folder for model.safetensors, config.toml (and tokenizer.json).")
 def import_hf(path: str, out: str) -> None:
     """Import a local Hugging Face GPT-2 folder (config.json + model.safetensors)."""

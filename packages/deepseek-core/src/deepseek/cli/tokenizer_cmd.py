@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import FiniteFloat, count
+from deepseek.cli.params import PATH, FiniteFloat, count
 
 
 @click.group("tokenizer")
@@ -101,7 +101,7 @@ def _as_options(message: str) -> str:
 @click.option("--text-field", default="text", show_default=True, help="With --files: the text column (data.text_field).")
 @click.option("--format", "fmt", type=click.Choice(["", "json", "parquet", "csv", "text", "arrow"]), default="",
               help="With --files: the files' format (data.format); default: from each extension.")
-@click.option("--out", required=True, metavar="FILE.json", help="Where to write the tokenizer.json.")
+@click.option("--out", required=True, type=PATH, metavar="FILE.json", help="Where to write the tokenizer.json.")
 def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, min_frequency: int,
           separator_token: str, files: tuple[str, ...], val_files: tuple[str, ...], text_field: str, fmt: str,
           out: str) -> None:
@@ -163,7 +163,7 @@ def _report_compression(tok: Any, corpus: Any, has_val: bool) -> None:
 
 
 @tokenizer.command("info")
-@click.argument("path", metavar="FILE.json|DIR")
+@click.argument("path", type=PATH, metavar="FILE.json|DIR")
 @click.option("--separator", "separator_token", default="<|endoftext|>", show_default=True,
               help="The document-separator token the file must have (data.separator_token); for the "
                    "default, a tokenizer without it uses the eos_token of a tokenizer_config.json beside it.")
