@@ -203,6 +203,8 @@ import deepseek
 from deepseek.errors import UsageError
 if sys.argv[1:] == ["--fail"]:
     raise UsageError("my-script: --fail given; leave it out")
+if sys.argv[1:] == ["--bug"]:
+    {}["missing"]
 print("args", sys.argv[1:])
 """
 
@@ -219,6 +221,12 @@ def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(tmp_pat
     assert ok.returncode == 0 and "args ['--steps', '3']" in ok.stdout, ok.stderr
     bad = run("run", str(script), "--fail", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("my-script: --fail given; leave it out")
+    # the script's own bug: its traceback, as python prints it, exit 1 (not deepseek's "internal error")
+    bug = run("run", str(script), "--bug", cwd=tmp_path)
+    assert bug.returncode == 1 and "internal error" not in bug.stderr
+    lines = bug.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and lines[-1] == "KeyError: 'missing'", bug.stderr
+    assert f'File "{script}", line 9, in <module>' in lines[1] and "runpy" not in bug.stderr, bug.stderr
     missing = run("run", "nope.py", cwd=tmp_path)
     assert missing.returncode == 2 and "run: 'nope.py' does not exist" in missing.stderr
     (tmp_path / "notes.txt").write_text("x")

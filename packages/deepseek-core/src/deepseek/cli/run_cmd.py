@@ -6,14 +6,15 @@ A script that trains its own model with :func:`deepseek.fit` runs the same way i
 every rank, and the strategy finds its rank in the environment the launcher sets. The script's
 ``sys.argv`` is ``[SCRIPT, *ARGS]`` and its folder is first on ``sys.path``, as with ``python
 SCRIPT``. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with exit
-code 2, like every command's. Nothing here imports torch.
+code 2, like every command's; any other exception is the script's own, and prints the script's
+traceback with exit code 1, as ``python SCRIPT`` does. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import click
 
-from deepseek.errors import UsageError
+from deepseek.errors import DeepseekError, UsageError
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -37,7 +38,26 @@ def run(script: str, args: tuple[str, ...]) -> None:
     _check_compiles(path, script)
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.resolve().parent))
-    runpy.run_path(str(path), run_name="__main__")
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except DeepseekError:
+        raise  # deepseek's own errors: one line, as from every command
+    except Exception as exc:
+        _print_traceback(exc, path)
+        sys.exit(1)
+
+
+def _print_traceback(exc: Exception, path: object) -> None:
+    """The traceback ``python SCRIPT`` prints: from the script's first frame (runpy's and this
+    command's frames left out)."""
+    import traceback
+    from pathlib import Path
+
+    script = Path(str(path)).resolve()
+    tb = exc.__traceback__
+    while tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve() != script:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
 
 
 def _check_compiles(path: object, script: str) -> None:
