@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from deepseek.cli.params import SEED, Device, FiniteFloat, count
+from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, count
 from deepseek.errors import UsageError
+from deepseek_enterprise.cli_params import PATH_ARG
 
 
 @click.group("multimodal")
@@ -48,7 +49,7 @@ def multimodal() -> None:
                                   "whose unimodal runs the fused models start from (instead of training them here).")
 @click.option("--eval-size", type=count(), default=None, metavar="N",
               help="Samples in every run's validation and test sets (data.eval_size; default the dataset's, 1024).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", type=PATH_ARG, required=True,
               help="Folder for runs and results.jsonl (created if missing).")
 def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,
           lr: float, device: str, recipe: str, unimodal_runs: Path | None, eval_size: int | None, out: Path) -> None:
@@ -105,11 +106,11 @@ def table_command(files: tuple[Path, ...]) -> None:
 
 
 @multimodal.command("eval")
-@click.option("--checkpoint", required=True, metavar="PATH", help="Run folder or checkpoint folder.")
+@click.option("--checkpoint", required=True, type=PATH, metavar="PATH", help="Run folder or checkpoint folder.")
 @click.option("--split", type=click.Choice(["val", "test"]), default="val", show_default=True,
               help="Which held-out split to read (test: only for final figures).")
 @click.option("--missing", default="", metavar="NAMES", help="Modalities to hide, comma-separated (e.g. audio,text).")
-@click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PNG",
+@click.option("--confusion", type=PATH_ARG, default=None, metavar="PNG",
               help="Also draw the confusion matrix to this PNG file.")
 @click.option("--logit-weights", default=None, metavar="NAME=X,...",
               help="Evaluate with these [model] logit_weights instead of the run's (e.g. fused=0.13,audio=0.26; "

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import SEED, Device, count
+from deepseek.cli.params import PATH, SEED, Device, count
 from deepseek.errors import UsageError
 
 
@@ -180,8 +180,8 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 @click.command("compare")
-@click.argument("run_a", metavar="RUN_A")
-@click.argument("run_b", metavar="RUN_B")
+@click.argument("run_a", type=PATH, metavar="RUN_A")
+@click.argument("run_b", type=PATH, metavar="RUN_B")
 @click.option("--data", metavar="CONFIG.toml", help="Compare on this config's [data] validation split "
               "(default: RUN_A's).")
 @click.option("--batches", type=count(), help="Validation batches (default: the data's eval_batches).")
@@ -190,7 +190,7 @@ def print_report(report: dict[str, Any]) -> None:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--latency-runs", type=count(0), default=20, show_default=True,
               help="Timed batch-1 calls per model (0: no latency).")
-@click.option("--json", "json_path", metavar="PATH", help="Write the report as JSON ('-': stdout).")
+@click.option("--json", "json_path", type=PATH, metavar="PATH", help="Write the report as JSON ('-': stdout).")
 def compare(run_a: str, run_b: str, data: str | None, batches: int | None, device: str, resamples: int, seed: int,
             latency_runs: int, json_path: str | None) -> None:
     """A/B: two trained models on the same examples; paired differences with a bootstrap confidence

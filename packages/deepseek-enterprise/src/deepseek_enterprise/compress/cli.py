@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import Device, count
+from deepseek.cli.params import PATH, Device, count
 from deepseek.errors import UsageError
+from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.compress.search import create_steps, parse_budget, parse_recipe
 
 DEFAULT_RECOVERY_STEPS = 100
@@ -56,7 +57,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 
 
 @click.command("compress")
-@click.option("--checkpoint", required=True, metavar="PATH", help="Run folder or checkpoint folder of a trained model.")
+@click.option("--checkpoint", required=True, type=PATH, metavar="PATH", help="Run folder or checkpoint folder of a trained model.")
 @click.option("--method", metavar="NAME", help="Registered compressor (deepseek plugins list).")
 @click.option("--max-drop", metavar="BUDGET",
               help="Instead of --method: search the recipes, keep the smallest whose validation loss rises at most "
@@ -68,7 +69,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
               help=f"With --max-drop: training steps of each recover step (pruned candidates distilled from the "
                    f"original; default {DEFAULT_RECOVERY_STEPS}; 0: no recovery).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A compressor option, e.g. ratio=0.5.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="New run folder for the result.")
+@click.option("--out", required=True, type=PATH_ARG, help="New run folder for the result.")
 @click.option("--device", "--target-device", "device", type=Device(), default="auto", show_default=True,
               help="Where the model is compressed and measured: auto, cpu or cuda[:N].")
 @click.option("--calibration-batches", type=count(0), default=4, show_default=True,
@@ -76,7 +77,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--batches", type=count(), help="Validation batches to compare on (default: data.eval_batches).")
 @click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
-@click.option("--json", "json_path", metavar="PATH", help="Also write the comparison as JSON.")
+@click.option("--json", "json_path", type=PATH, metavar="PATH", help="Also write the comparison as JSON.")
 def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...],
              recovery_steps: int | None, settings: tuple[str, ...], out: Path, device: str, calibration_batches: int, batches: int | None,
              latency_runs: int, optimize: bool, json_path: str | None) -> None:

@@ -12,6 +12,7 @@ import click
 
 from deepseek.cli.params import FiniteFloat
 from deepseek.errors import UsageError
+from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service.cli_artefacts import download, files
 
 SERVER = click.option("--server", metavar="URL", help="The server (default: DEEPSEEK_SERVER or http://127.0.0.1:8600).")
@@ -40,9 +41,9 @@ def jobs() -> None:
 @jobs.command("submit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("command", type=click.Choice(["train", "eval", "tune", "compress", "bench"]))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="CONFIG.toml",
+@click.option("--config", "config_file", type=PATH_ARG, metavar="CONFIG.toml",
               help="A local config file, sent as the job's config.toml (train and tune take it).")
-@click.option("--file", "extra", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+@click.option("--file", "extra", multiple=True, type=PATH_ARG, metavar="PATH",
               help="A local text file copied into the job's workspace under its name (repeatable).")
 @click.option("--devices", type=click.IntRange(0, 4096), default=0, show_default=True, help="GPUs the job needs.")
 @TENANT

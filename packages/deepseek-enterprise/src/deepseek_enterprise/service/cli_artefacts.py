@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from deepseek.errors import UsageError
+from deepseek_enterprise.cli_params import PATH_ARG
 
 SERVER = click.option("--server", metavar="URL", help="The server (default: DEEPSEEK_SERVER or http://127.0.0.1:8600).")
 TENANT = click.option("--tenant", metavar="NAME", help="Tenant (default: DEEPSEEK_TENANT, or your only tenant).")
@@ -53,7 +54,7 @@ def files(job_id: int, path: str, tenant: str | None, server: str | None) -> Non
 @click.command("download")
 @click.argument("job_id", type=int)
 @click.argument("path", default="")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True, metavar="DIR",
+@click.option("--out", type=PATH_ARG, default=Path("."), show_default=True, metavar="DIR",
               help="Folder the file or folder is written into (created if missing).")
 @TENANT
 @SERVER

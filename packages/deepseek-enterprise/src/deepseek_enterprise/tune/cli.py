@@ -13,6 +13,7 @@ import click
 
 from deepseek.cli.params import SEED, FiniteFloat, count
 from deepseek.errors import UsageError
+from deepseek_enterprise.cli_params import PATH_ARG
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -41,10 +42,10 @@ def _origin(comp: Any) -> str:
 
 
 @click.command("tune")
-@click.argument("config_file", metavar="CONFIG.toml", type=click.Path(path_type=Path))
+@click.argument("config_file", metavar="CONFIG.toml", type=PATH_ARG)
 @click.option("--study", "study_name", required=True, metavar="NAME",
               help="Study name; the same name on the same storage resumes or joins the study.")
-@click.option("--space", "space_file", required=True, type=click.Path(path_type=Path), metavar="FILE",
+@click.option("--space", "space_file", required=True, type=PATH_ARG, metavar="FILE",
               help="Search space TOML ([space] ranges/choices by config path, optional [tuner]).")
 @click.option("--trials", type=count(), required=True, help="Finished trials the study should hold.")
 @click.option("--objective", default="val_loss", show_default=True,
@@ -55,7 +56,7 @@ def _origin(comp: Any) -> str:
               help="Start no new trial after S seconds.")
 @click.option("--storage", metavar="URL", help="Optuna storage: sqlite:///PATH (default: <out>/study.db), "
               "postgresql://..., journal:PATH.")
-@click.option("--out", type=click.Path(path_type=Path), help="Study folder (default tune/<study>).")
+@click.option("--out", type=PATH_ARG, help="Study folder (default tune/<study>).")
 @click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(["median", "halving", "none"]), default="median", show_default=True,
               help="Stops trials early on their intermediate evaluations (training tuner).")

@@ -1,0 +1,38 @@
+"""An empty (or blank) path given to an enterprise command is one line naming the option, exit
+code 2, before anything is read or written; it was taken for the current folder (``compress
+--out ''``: '. is not empty'; ``--checkpoint ''``: the working folder read as a run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _inprocess import deepseek_here
+
+CASES = [
+    (["compress", "--checkpoint", "", "--out", "o", "--method", "prune.ffn"], "--checkpoint"),
+    (["compress", "--checkpoint", "run", "--out", " ", "--method", "prune.ffn"], "--out"),
+    (["compress", "--checkpoint", "run", "--out", "o", "--method", "prune.ffn", "--json", ""], "--json"),
+    (["compare", "", "run"], "RUN_A"),
+    (["compare", "run", "run", "--json", ""], "--json"),
+    (["tune", "", "--study", "s", "--space", "space.toml"], "CONFIG.toml"),
+    (["tune", "c.toml", "--study", "s", "--space", ""], "--space"),
+    (["tune", "c.toml", "--study", "s", "--space", "space.toml", "--out", ""], "--out"),
+    (["multimodal", "study", "--out", ""], "--out"),
+    (["multimodal", "eval", "--checkpoint", ""], "--checkpoint"),
+    (["multimodal", "eval", "--checkpoint", "run", "--confusion", ""], "--confusion"),
+    (["jobs", "submit", "--config", "", "train"], "--config"),
+    (["jobs", "submit", "--file", "", "train"], "--file"),
+    (["jobs", "download", "1", "--out", ""], "--out"),
+]
+
+
+@pytest.mark.parametrize(("args", "option"), CASES)
+def test_an_empty_path_is_refused_naming_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    args: list[str], option: str) -> None:
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # refused before any request
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, *args)
+    assert (code, out) == (2, ""), err
+    assert len(err.splitlines()) == 1 and option in err and "is an empty path" in err, err
+    assert list(tmp_path.iterdir()) == []
