@@ -64,36 +64,34 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
 
 
-def sqlite_file(url: str | None, folder: Path) -> Path | None:
-    """The database file of ``--storage`` when it is SQLite (``None``: the folder's ``study.db``),
-    else ``None`` (another database, a journal, an in-memory database, a URL that is not one)."""
-    if url is None:
-        return folder / "study.db"
+def _sqlite_database(url: str) -> str | None:
+    """The ``database`` part of an SQLite URL (``""`` when it names none); ``None`` for a URL of
+    another database or one that is not a URL (open_storage says what is wrong with it)."""
     if not url.startswith("sqlite"):
         return None
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        database = make_url(url).database
+        return make_url(url).database or ""
     except ArgumentError:
-        return None  # open_storage says what is wrong with the URL
+        return None
+
+
+def sqlite_file(url: str | None, folder: Path) -> Path | None:
+    """The database file of ``--storage`` when it is SQLite (``None``: the folder's ``study.db``),
+    else ``None`` (another database, a journal, an in-memory database, a URL that is not one)."""
+    if url is None:
+        return folder / "study.db"
+    database = _sqlite_database(url)
     return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
 
 
 def _in_memory(url: str) -> bool:
     """Whether ``url`` is an SQLite URL of an in-memory database (no path, ``:memory:``, a
     ``mode=memory`` URI)."""
-    if not url.startswith("sqlite"):
-        return False
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        database = make_url(url).database
-    except ArgumentError:
-        return False  # open_storage says what is wrong with the URL
-    return not database or database == ":memory:" or "mode=memory" in url
+    database = _sqlite_database(url)
+    return database is not None and (database in ("", ":memory:") or "mode=memory" in url)
 
 
 def check_sqlite_file(url: str | None, folder: Path) -> None:
