@@ -32,10 +32,9 @@ from deepseek_enterprise.service.models import (
     User,
     utcnow,
 )
+from deepseek_enterprise.service.names import NAME
 
 router = APIRouter(prefix="/v1")
-NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
-"""Tenant and user names: lower-case letters, digits and '-' (a tenant name is a folder name)."""
 
 
 class QuotaIn(BaseModel):

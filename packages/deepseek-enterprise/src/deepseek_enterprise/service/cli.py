@@ -13,10 +13,9 @@ import click
 from deepseek.cli.params import FiniteFloat
 from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
-from deepseek_enterprise.service.cli_artefacts import download, files
+from deepseek_enterprise.service.cli_artefacts import SERVER, download, files
+from deepseek_enterprise.service.names import SERVICE_NAME, TENANT
 
-SERVER = click.option("--server", metavar="URL", help="The server (default: DEEPSEEK_SERVER or http://127.0.0.1:8600).")
-TENANT = click.option("--tenant", metavar="NAME", help="Tenant (default: DEEPSEEK_TENANT, or your only tenant).")
 FINAL = {"succeeded", "failed", "cancelled", "lost"}
 
 
@@ -156,7 +155,7 @@ def tenants() -> None:
 
 
 @tenants.command("create")
-@click.argument("name")
+@click.argument("name", type=SERVICE_NAME)
 @_quota_options
 @SERVER
 def create(name: str, server: str | None, **quota: Any) -> None:
@@ -174,7 +173,7 @@ def list_tenants(server: str | None) -> None:
 
 
 @tenants.command("quota")
-@click.argument("name")
+@click.argument("name", type=SERVICE_NAME)
 @_quota_options
 @SERVER
 def quota(name: str, server: str | None, **values: Any) -> None:
@@ -186,8 +185,8 @@ def quota(name: str, server: str | None, **values: Any) -> None:
 
 
 @tenants.command("add-user")
-@click.argument("tenant")
-@click.argument("user")
+@click.argument("tenant", type=SERVICE_NAME)
+@click.argument("user", type=SERVICE_NAME)
 @click.option("--role", type=click.Choice(["viewer", "member", "admin"]), default="member", show_default=True)
 @SERVER
 def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
@@ -197,8 +196,8 @@ def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
 
 
 @tenants.command("token")
-@click.argument("tenant")
-@click.argument("user")
+@click.argument("tenant", type=SERVICE_NAME)
+@click.argument("user", type=SERVICE_NAME)
 @click.option("--expires-days", type=FiniteFloat(0, 3660, min_open=True), default=90, show_default=True)
 @click.option("--name", default="", help="A label for the token.")
 @SERVER

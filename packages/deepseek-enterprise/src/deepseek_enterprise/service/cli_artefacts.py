@@ -24,9 +24,9 @@ import click
 
 from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
+from deepseek_enterprise.service.names import TENANT
 
 SERVER = click.option("--server", metavar="URL", help="The server (default: DEEPSEEK_SERVER or http://127.0.0.1:8600).")
-TENANT = click.option("--tenant", metavar="NAME", help="Tenant (default: DEEPSEEK_TENANT, or your only tenant).")
 
 
 def _client(server: str | None) -> Any:

@@ -85,8 +85,15 @@ class Client:
 
     def tenant(self, name: str | None) -> str:
         """``name``, else ``DEEPSEEK_TENANT``, else the caller's only tenant."""
-        name = name or os.environ.get("DEEPSEEK_TENANT")
         if name:
+            return name
+        name = os.environ.get("DEEPSEEK_TENANT")
+        if name:
+            from deepseek_enterprise.service.names import name_problem
+
+            problem = name_problem(name)
+            if problem:
+                raise UsageError(f"DEEPSEEK_TENANT: {problem}; set it to a tenant's name or name one with --tenant")
             return name
         tenants = sorted(self.get("/v1/me")["tenants"])
         if len(tenants) != 1:

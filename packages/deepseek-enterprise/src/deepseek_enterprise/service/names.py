@@ -1,0 +1,41 @@
+"""The names of tenants and users: one rule for the server (:mod:`.api_admin`'s request models)
+and the command-line clients, which refuse a name the server would not have before any request
+(a name with ``/`` or ``..`` would otherwise change the request's URL). Nothing here imports the
+server."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+
+NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""Tenant and user names: lower-case letters, digits and '-' (a tenant name is a folder name)."""
+_NAME = re.compile(NAME)
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` is no tenant or user name (``None``: it is one)."""
+    if _NAME.fullmatch(value):
+        return None
+    return (f"{value!r} is not a tenant or user name: 1-63 lower-case letters, digits and '-', "
+            "starting with a letter or digit")
+
+
+class ServiceName(click.ParamType):
+    """A tenant or user name on the command line, checked by :func:`name_problem`."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = name_problem(str(value))
+        if problem:
+            self.fail(problem, param, ctx)
+        return str(value)
+
+
+SERVICE_NAME = ServiceName()
+TENANT = click.option("--tenant", type=SERVICE_NAME, metavar="NAME",
+                      help="Tenant (default: DEEPSEEK_TENANT, or your only tenant).")
+"""The ``--tenant`` option of every client command."""
