@@ -115,3 +115,13 @@ def test_a_config_beside_exported_weights_must_describe_them(trained_run: Path, 
     assert _refused(core_host, "--checkpoint", str(folder)).startswith(f"{folder / 'config.toml'}: not valid TOML: ")
     sampled = invoke(["generate", "--checkpoint", str(folder), "--max-new-tokens", "2", "--device", "cpu"], core_host)
     assert sampled.code == 0, sampled.stderr  # generate reads no data: the config beside is not read
+
+
+def test_data_longer_than_the_weights_take_is_one_line_before_any_batch_runs(exported: Path,
+                                                                            core_host: PluginHost) -> None:
+    # the default data's 128-token rows against the tiny model's 32 positions: refused by the
+    # model's own data check, as the trainer refuses them, naming the key --set can lower
+    line = _refused(core_host, "--checkpoint", str(exported))
+    assert line.startswith("data.seq_len: sequences of 128 tokens are longer than the model's max_seq_len=32; "
+                           "lower data.seq_len"), line
+    assert _eval(core_host, "--checkpoint", str(exported), "--set", "data.seq_len=32")["tokens"] > 0

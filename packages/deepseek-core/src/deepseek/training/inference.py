@@ -220,11 +220,15 @@ def evaluate_validation(
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
     default ``data.eval_batches``; read and checked as the trainer reads them:
     :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device."""
+    from deepseek.models.protocol import check_model_data
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import evaluate_batch, summarize, validation_set
 
     device = next(model.parameters()).device
-    val = validation_set(config, build_dataset(config, host), batches or config.data.eval_batches)
+    dataset = build_dataset(config, host)
+    val = validation_set(config, dataset, batches or config.data.eval_batches)
+    if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
+        check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
     values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val.batches],
                        val.texts)
     if val.tokens is not None and "val_loss" in values:  # a language model: loss per token, in nats
