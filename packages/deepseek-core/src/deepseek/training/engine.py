@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError
-from deepseek.training.attention import attention_kernel, check_attention
+from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
     build_model,
     build_precision,
@@ -84,11 +84,10 @@ class StepEngine:
                 f"data_parallel_size(config, {strategy.world_size}) gave {declared}; a strategy that overrides "
                 "dp_size overrides data_parallel_size to agree (docs/plugins.md, 'Strategies')")
         check_batch_split(cfg, strategy.dp_size)
-        check_attention(cfg.train.attention, strategy.device)
 
     def attention_kernel(self) -> contextlib.AbstractContextManager[None]:
         """The block within which attention runs on ``train.attention``'s kernel (after
-        :meth:`setup_environment`, which checked it against the device)."""
+        :meth:`setup_environment`: it is checked against the strategy's device on entry)."""
         return attention_kernel(self.config.train.attention, self.strategy.device)
 
     def build_model(self) -> nn.Module:
