@@ -54,3 +54,41 @@ def test_eval_without_validation_data_is_one_line(trained_run: Path, core_host: 
     assert out.stderr.strip().splitlines() == [
         "error: data: dataset 'text' gave no validation batches; give it validation data (for 'text': a larger "
         "corpus or a higher data.val_fraction)"], out.stderr
+
+
+def test_weights_read_once_stay_those_of_the_step_they_name(trained_run: Path, core_host: PluginHost,
+                                                            tmp_path: Path) -> None:
+    """eval reads a run folder once (``read_source``) and loads that source: a checkpoint that
+    lands in between (a run still training) changes neither the step it reports nor the weights."""
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from deepseek.training.inference import load_trained
+    from deepseek.training.weights_source import read_source
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    source = read_source(run)
+    assert source.origin.step == 1
+    before, _, state = load_trained(source, host=core_host)
+    newer = run / "checkpoints" / "step-2"  # a later checkpoint, written after the source was read
+    shutil.copytree(source.origin.path, newer)
+    trainer = json.loads((newer / "trainer.json").read_text())
+    trainer["step"] = 2
+    (newer / "trainer.json").write_text(json.dumps(trainer))
+    with safe_open(newer / "model.safetensors", "pt") as f:
+        meta = f.metadata()
+        weights = {k: f.get_tensor(k) + 1 for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    save_file(weights, newer / "model.safetensors", metadata=meta)
+    commit = json.loads((newer / "commit.json").read_text())
+    commit["seq"], commit["files"]["trainer.json"] = 2, (newer / "trainer.json").stat().st_size
+    (newer / "commit.json").write_text(json.dumps(commit))
+    assert read_source(run).origin.step == 2  # the folder now names the newer one
+    again, _, state = load_trained(source, host=core_host)
+    assert state["step"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(before.state_dict().values(), again.state_dict().values(), strict=True))
+    newest, _, _ = load_trained(run, host=core_host)  # read afresh: the newer weights
+    assert not torch.equal(next(iter(newest.state_dict().values())), next(iter(before.state_dict().values())))

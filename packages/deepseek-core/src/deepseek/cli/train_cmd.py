@@ -240,8 +240,9 @@ def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...
 
     use_default_cpu_threads()
     host = command_host()
-    origin = read_source(checkpoint).origin
-    model, config, _, placer = load_placed(checkpoint, device, strategy=strategy, need_data=True, host=host,
+    source = read_source(checkpoint)  # read once: the origin printed is the one evaluated
+    origin = source.origin
+    model, config, _, placer = load_placed(source, device, strategy=strategy, need_data=True, host=host,
                                            command="eval", dtype=dtype, data=DataChoice(config_file, overrides))
     with placed_run(placer):
         done = evaluate_validation(model, config, batches, host)

@@ -30,6 +30,7 @@ from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
 from deepseek.training.weights_source import (
     DataChoice,
+    Source,
     exported_file,
     model_only,
     read_source,
@@ -46,7 +47,7 @@ WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.fl
 
 
 def load_trained(
-    path: str | Path,
+    path: str | Path | Source,
     device: str | torch.device = "cpu",
     *,
     need_data: bool = False,
@@ -58,8 +59,11 @@ def load_trained(
     with its config and the checkpoint's trainer state (``{}`` for exported weights).
     ``need_data``: keep (and check) the data the weights come with, or ``data``'s choice (which
     implies it); without it the config's ``[data]`` is the default (the data's files need not
-    exist where the model is used). Any strategy's checkpoint loads with core alone."""
-    source = read_source(path)
+    exist where the model is used). Any strategy's checkpoint loads with core alone. ``path``
+    may be a :class:`~deepseek.training.weights_source.Source` already read (a command that
+    reports where its weights came from reads them once: a run folder's newest checkpoint
+    cannot change in between)."""
+    source = path if isinstance(path, Source) else read_source(path)
     config = model_only(source.config_data, source.config_where, host)
     if need_data or data is not None:
         config = with_data(source, config, data, host)
@@ -74,7 +78,7 @@ def load_trained(
 
 
 def load_placed(
-    path: str | Path,
+    path: str | Path | Source,
     device: str | torch.device = "cpu",
     *,
     strategy: str | None = None,
