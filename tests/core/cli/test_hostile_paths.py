@@ -60,6 +60,11 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
     ("bench train json below a file", ["bench", "train", "--model", "tiny", "--json", "afile/x.json"], ["--json"]),
     ("plugins new dir is a file", ["plugins", "new", "acme", "--dir", "afile"], ["--dir", "afile is a file"]),
     ("plugins new dir below a file", ["plugins", "new", "acme", "--dir", "afile/sub"], ["--dir", "afile is a file"]),
+    # creating ex/../m.pt2 would create ex first and leave it behind, empty
+    ("export out through a missing folder and ..", ["export", "--checkpoint", "RUN", "--out", "ex/../m.pt2"],
+     ["--out", "goes through ex, which does not exist", "without '..', e.g. m.pt2"]),
+    ("run-dir through a missing folder and ..", ["train", *TINY, "--run-dir", "ex/../run"],
+     ["--run-dir", "without '..', e.g. run"]),
 ]
 
 INPUTS: list[tuple[str, list[str], list[str]]] = [

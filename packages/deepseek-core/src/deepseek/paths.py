@@ -35,6 +35,9 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         missing = []
         current = target if folder else target.parent
         while not current.exists():
+            if current.name == "..":  # creating it would first create the folder it leaves, left empty after
+                raise UsageError(f"{where}: {target} goes through {current.parent}, which does not exist; give the "
+                                 f"path without '..', e.g. {os.path.normpath(target)}")
             missing.append(current)
             current = current.parent
     except (OSError, RuntimeError) as exc:  # a name too long, a loop of links: the path is unusable
