@@ -68,6 +68,30 @@ def test_unknown_command_is_one_line_with_a_suggestion() -> None:
     assert one_error_line(proc) == "error: no such command 'plguins'; did you mean 'plugins'? (see 'deepseek --help')"
 
 
+@pytest.mark.parametrize(("typed", "choices", "meant"), [
+    ("tyni", ["1.3b", "gpt", "small", "tiny"], "tiny"),  # two letters swapped: difflib's ratio alone says nothing
+    ("gtp", ["gpt", "tiny"], "gpt"),
+    ("smal", ["tiny", "small"], "small"),
+    ("fsdp2", ["fsdp", "ddp"], "fsdp"),
+    ("xyz", ["gpt", "tiny"], None),
+    ("ab", ["ba"], None),  # one edit from a two-letter name is no evidence
+])
+def test_the_one_did_you_mean_rule(typed: str, choices: list[str], meant: str | None) -> None:
+    from deepseek.names import closest, did_you_mean
+
+    assert closest(typed, choices) == meant
+    assert did_you_mean(typed, choices) == (f" (did you mean {meant!r}?)" if meant else "")
+
+
+def test_a_mistyped_model_name_gets_a_suggestion() -> None:
+    proc = run("bench", "train", "--model", "tyni")
+    assert proc.returncode == 2
+    assert "unknown model 'tyni'; did you mean 'tiny'?" in one_error_line(proc)
+    proc = run("advise", "--model", "tyni")
+    assert proc.returncode == 2
+    assert "unknown preset 'tyni' (did you mean 'tiny'?)" in one_error_line(proc)
+
+
 def test_bad_options_are_one_line() -> None:
     proc = run("--bogus")
     assert proc.returncode == 2

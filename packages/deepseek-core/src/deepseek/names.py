@@ -1,18 +1,52 @@
-"""Comma-separated lists of names (``--passes``, ``--plugins``, ``DEEPSEEK_PLUGINS``,
-``--modalities``, ...): the one splitter, which refuses an empty item instead of dropping it
-(``--passes ,,`` would otherwise mean "no pass" and ``--plugins pro,`` hide a typo)."""
+"""Names typed by users: comma-separated lists of them (``--passes``, ``--plugins``,
+``DEEPSEEK_PLUGINS``, ``--modalities``, ...), and the one rule for suggesting the name a
+mistyped one meant ("did you mean ...?")."""
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 from deepseek.errors import UsageError
 
 
 def split_names(text: str, *, where: str) -> tuple[str, ...]:
     """``"a, b,c"`` -> ``("a", "b", "c")``; an empty item (``a,,b``, ``,``, ``""``) is a
-    UsageError naming ``where``."""
+    UsageError naming ``where``. (An empty item is refused rather than dropped: ``--passes ,,``
+    would otherwise mean "no pass" and ``--plugins pro,`` hide a typo.)"""
     items = tuple(item.strip() for item in str(text).split(","))
     if not all(items):
         raise UsageError(
             f"{where}: {text!r} has an empty name; give names separated by single commas, e.g. a,b"
         )
     return items
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice ``name`` most likely meant, or ``None``: difflib's closest match (ratio at
+    least 0.6), else a choice one edit away (a character changed, added or dropped, or two
+    characters swapped), which difflib's ratio misses on short names (``tyni`` for ``tiny``)."""
+    options = [str(c) for c in choices]
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    if len(name) < 3:  # one edit away from a one- or two-letter name is most names
+        return None
+    return next((c for c in options if _one_edit(name.lower(), c.lower())), None)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` with :func:`closest`'s choice, or an empty string."""
+    close = closest(name, choices)
+    return f" (did you mean {close!r}?)" if close is not None else ""
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((k for k in range(len(short)) if short[k] != long[k]), len(short))
+    return short[i:] == long[i + 1:]

@@ -190,14 +190,13 @@ def build_variants(
 
 def check_only(only: list[str] | None, names: list[str], where: str) -> None:
     """One line for an ``--only`` name that is no variant here (with the closest one)."""
-    import difflib
-
     from deepseek.errors import UsageError
+    from deepseek.names import closest
 
     for name in only or []:
         if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            close = closest(name, names)
+            hint = f"did you mean {close!r}? " if close else ""
             raise UsageError(f"--only: no variant {name!r} for {where}; {hint}choose from {', '.join(names)}")
 
 

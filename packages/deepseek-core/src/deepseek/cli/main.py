@@ -58,10 +58,10 @@ class PluginGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            import difflib
+            from deepseek.names import closest
 
-            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
-            ctx.fail(f"no such command {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+            close = closest(name, self.list_commands(ctx))
+            ctx.fail(f"no such command {name!r}" + (f"; did you mean {close!r}?" if close else ""))
         return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

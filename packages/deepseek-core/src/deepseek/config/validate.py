@@ -9,21 +9,15 @@ string or ``None``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from deepseek.errors import ConfigError
+from deepseek.names import did_you_mean
 
 T = TypeVar("T")
-
-
-def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` or an empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str, known: typing.Iterable[str] = ()) -> T:

@@ -22,7 +22,6 @@ environment, for the library calls that take none (``deepseek.create_strategy``,
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import inspect
@@ -36,6 +35,7 @@ import pluggy
 from deepseek import hookspecs
 from deepseek._version import __version__
 from deepseek.errors import PluginError
+from deepseek.names import did_you_mean
 from deepseek.plugins import catalogue
 from deepseek.plugins.compat import incompatibility
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
@@ -257,8 +257,7 @@ class PluginHost(LookupMixin):
                 # A hook of an installed plugin that is not loaded (an edition left out by
                 # --plugins / DEEPSEEK_PLUGINS or disabled) is the likely cause; say so first.
                 off = sorted(r.dist for r in self.records.values() if r.status == "disabled")
-                close = difflib.get_close_matches(hook_name, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(hook_name, known)
                 if off:
                     hint += (f" (installed but not loaded: {', '.join(off)}; if one of them specifies the hook, "
                              "load it too, or mark the implementation @hookimpl(optionalhook=True))")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import pluggy
 
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, UsageError
+from deepseek.names import closest
 from deepseek.plugins import catalogue
 from deepseek.plugins.records import Component, PluginRecord, Resolution
 from deepseek.plugins.settings import ENV_PREFER, PluginSettings, normalize_dist, same_dist
@@ -98,8 +98,8 @@ class LookupMixin:
         reason = catalogue.kind_unavailable_reason(kind, self.records)
         if reason is not None:
             raise ComponentNotFoundError(reason)
-        close = difflib.get_close_matches(kind.rstrip("s"), known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = closest(kind.rstrip("s"), known)
+        hint = f"did you mean {close!r}? " if close else ""
         raise UsageError(f"unknown component kind {kind!r}; {hint}kinds: {', '.join(known)}")
 
     def explain(self, kind: str, name: str) -> Resolution:
@@ -150,8 +150,8 @@ class LookupMixin:
         if reason is not None:
             return reason
         available = self.names(kind)
-        close = difflib.get_close_matches(name, available, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = closest(name, available)
+        hint = f"did you mean {close!r}? " if close else ""
         return (
             f"unknown {kind} {name!r}; {hint}available: {', '.join(available) or 'none'} "
             "(see 'deepseek plugins list')"
