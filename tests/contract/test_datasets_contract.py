@@ -1,6 +1,7 @@
 """Contract every registered dataset meets, whoever registered it: ``Options`` with defaults,
 global batches of ``batch_size`` rows (a mapping of tensors agreeing on dimension 0), a fixed
-validation set, a JSON-ready position that resumes the same batches, the default shard.
+validation set, a JSON-ready position that resumes the same batches, the default shard, and a
+class count (``model_num_classes``) that covers the labels (a batch's ``label``) where one is declared.
 
 A dataset of the user's own files has no data by default: core's ``hf`` gets files written here
 (:data:`NEEDS_FILES`), and where its extra is not installed it must refuse in one line naming it."""
@@ -69,3 +70,9 @@ def test_dataset_contract(name: str, tmp_path: Path) -> None:
     assert check_batch(shard, where=name) == ROWS // 2
     tokens = data.count_tokens(first)
     assert tokens is None or (isinstance(tokens, int) and tokens > 0)
+    classes = cls.model_num_classes(data.options)  # declared from the options: it covers the labels
+    assert classes is None or (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1)
+    if classes is not None:
+        labels = [b["label"] for b in (first, *val)]
+        assert all(int(x.min()) >= 0 and int(x.max()) < classes for x in labels), (
+            f"{name}: labels outside 0..{classes - 1}, the class count it declares")

@@ -10,7 +10,8 @@ which refuses with how to offer it.
 Every model is also called on a batch (:mod:`_pairing`): on the first training batch of each
 registered dataset it takes, ``model(**batch)`` must return what the trainer accepts (a 0-dim
 mean loss or a mapping with ``loss``, no metric named like a value the trainer logs itself) and
-finite values. A model that no registered dataset fits is skipped, saying what to register.
+finite values, and a model that declares its metrics (``metric_names``) reports exactly those. A
+model that no registered dataset fits is skipped, saying what to register.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from _pairing import MODEL_SHRINK as SHRINK
-from _pairing import FirstBatches, call_on_batches
+from _pairing import FirstBatches, call_on_batches, tiny_model
 from torch import nn
 
 import deepseek
@@ -33,6 +34,7 @@ from deepseek.models.gpt import GPTConfig
 from deepseek.models.protocol import (
     CAPABILITIES,
     TrainableModel,
+    declared_metrics,
     generation_vocab_size,
     model_capabilities,
 )
@@ -107,6 +109,13 @@ def test_model_output_on_a_batch(name: str, first_batches: FirstBatches, tmp_pat
         pytest.skip(calls.skip_reason(name))
     if name in GPT_MODELS:
         assert "text" in calls.outputs, calls.refused
+    # a model that declares its metrics (TrainableModel.metric_names) reports exactly those
+    declared = declared_metrics(tiny_model(get_host(), name), model_name=name)
+    for data_name, (_, metrics) in calls.outputs.items():
+        assert declared is None or declared == tuple(sorted(metrics)), (
+            f"model {name!r} declares metrics {declared} but reports {sorted(metrics)} on dataset {data_name!r}")
+    if name in GPT_MODELS:
+        assert declared == ()
 
 
 @pytest.mark.parametrize("name", GPT_MODELS)

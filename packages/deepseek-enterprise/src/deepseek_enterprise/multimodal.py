@@ -46,6 +46,11 @@ IGNORE = -100
 ENCODERS = {"vision": "vision.swin", "audio": "audio.conv_transformer", "text": "text.transformer"}
 
 
+MAX_CLASSES = 100_000
+"""Upper bound of ``num_classes``: every modality's classifier and the fused one hold
+``d_model x num_classes`` weights, so a mistyped huge value would exhaust memory rather than fail."""
+
+
 def unknown_logit_weight(weights: Mapping[str, float], modalities: Sequence[str]) -> str | None:
     """The first name in ``weights`` that is neither ``fused`` nor one of ``modalities`` (None: all
     are known): the names ``logit_weights`` takes."""
@@ -62,8 +67,10 @@ class MultimodalOptions:
 
     modalities: tuple[str, ...] = MODALITIES
     """The modalities the model uses (a subset of vision, audio, text): one gives a unimodal model."""
-    num_classes: int = field(default=10, metadata={"check": lambda v: None if v >= 2 else "must be >= 2"})
-    """Classes of the task."""
+    num_classes: int = field(default=10, metadata={"check": lambda v: None if 2 <= v <= MAX_CLASSES else
+                                                   f"must be in 2..{MAX_CLASSES:,}"})
+    """Classes of the task (labels ``0 .. num_classes - 1``); left out, the dataset's
+    (``Dataset.model_num_classes``: 10 for ``multimodal.digits``)."""
     fusion: str = "cross_attention"
     """A registered fusion method: ``concat``, ``late``, ``cross_attention`` or a plugin's."""
     fusion_options: dict[str, Any] = field(default_factory=dict)
@@ -196,6 +203,14 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             dropped &= (stacked & ~dropped).any(1, keepdim=True)
             present = {m: stacked[:, i] & ~dropped[:, i] for i, m in enumerate(self.modalities)}
         return present
+
+    def metric_names(self) -> tuple[str, ...]:
+        """``accuracy``, ``accuracy_<modality>`` per modality and, with ``contrastive_weight`` and
+        two modalities or more, ``recall_<a>_<b>`` per pair (:meth:`forward`, :meth:`retrieval`)."""
+        names = ["accuracy", *(f"accuracy_{m}" for m in self.modalities)]
+        if self.options.contrastive_weight and len(self.modalities) > 1:
+            names += [f"recall_{a}_{b}" for a, b in itertools.combinations(self.modalities, 2)]
+        return tuple(names)
 
     def forward(self, label: torch.Tensor, present: Mapping[str, torch.Tensor],
                 modality_labels: Mapping[str, torch.Tensor] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:

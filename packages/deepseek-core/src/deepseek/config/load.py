@@ -3,7 +3,8 @@
 Order: file (or a saved config) -> ``--set a.b=c`` overrides -> typed sections (unknown keys are
 errors with a did-you-mean) -> core's cross-field checks -> the model, dataset and strategy named
 in ``[model]``, ``[data]`` and ``[strategy]``, each validating its own keys with its ``Options``
-(a model that sets no ``vocab_size`` gets the dataset's ``model_vocab_size``, a tokenizer's)
+(a model that sets no ``vocab_size`` gets the dataset's ``model_vocab_size``, a tokenizer's; no
+``num_classes``, its ``model_num_classes``: ``DATA_SIZES``)
 -> the trackers of ``logging.trackers`` with their ``[trackers.<name>]`` options
 (:mod:`deepseek.tracking.resolve`) -> the strategy's ``check_config`` -> every plugin's
 ``deepseek_validate_config`` hook. All of it runs before anything heavy starts; loading a
@@ -178,10 +179,13 @@ def config_from_dict(
     data_section = build_dataclass(DataConfig, {"name": data_table.pop("name", "text"), **common}, path="data")
     # Cheap cross-field checks first; loading the components imports torch.
     check_config(Config(**sections, data=data_section))
-    sets_vocab = "vocab_size" in model_table
+    sets = {key for key in DATA_SIZES if key in model_table}
     model_name, model_options, _ = _component(lookups, "model", model_table, default="tiny")
     data_name, data_options, data_cls = _component(lookups, "dataset", data_table, default=data_section.name, section="data")
-    model_options = _follow_data_vocab(model_options, data_cls.model_vocab_size(data_options), sets_vocab)
+    for key, (declared, what, instead) in DATA_SIZES.items():
+        size = getattr(data_cls, declared)(data_options)
+        model_options = _follow_data_size(model_options, key, size, explicit=key in sets,
+                                          what=what.format(size=size, data=data_name), instead=instead)
     strategy_table = dict(data.get("strategy", {}))
     strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table, default="single")
     sections["logging"], trackers = resolve_trackers(lookups, sections["logging"], data.get("trackers", {}))
@@ -258,19 +262,28 @@ def _component(
     return recorded, options, target
 
 
-def _follow_data_vocab(options: Any, vocab: int | None, explicit: bool) -> Any:
-    """The model's vocabulary follows the data's tokenizer (``Dataset.model_vocab_size``): a model
-    whose options have ``vocab_size`` and do not set it gets the data's; a smaller one is refused."""
-    if vocab is None or not dataclasses.is_dataclass(options) or "vocab_size" not in {
+DATA_SIZES: dict[str, tuple[str, str, str]] = {
+    "vocab_size": ("model_vocab_size", "the tokenizer's vocabulary of {size} (data.tokenizer)", "follow the tokenizer"),
+    "num_classes": ("model_num_classes", "the {size} classes of dataset {data!r} (its labels)", "follow the data"),
+}
+"""Model keys that follow the data: ``model.<key>`` -> (the ``Dataset`` classmethod declaring the
+size from the data's options, what the size is, what leaving the key out does)."""
+
+
+def _follow_data_size(options: Any, key: str, size: int | None, *, explicit: bool, what: str, instead: str) -> Any:
+    """A model size that follows the data (:data:`DATA_SIZES`: ``Dataset.model_vocab_size``, a
+    tokenizer's; ``Dataset.model_num_classes``, the labels'): a model whose options have ``key``
+    and do not set it gets the data's ``size``; a smaller one is refused, naming ``model.<key>``."""
+    if size is None or not dataclasses.is_dataclass(options) or key not in {
         f.name for f in dataclasses.fields(options)
     }:
         return options
     if not explicit:
-        return dataclasses.replace(options, vocab_size=vocab)
-    if options.vocab_size < vocab:
+        return dataclasses.replace(options, **{key: size})
+    if getattr(options, key) < size:
         raise ConfigError(
-            f"model.vocab_size: {options.vocab_size} is smaller than the tokenizer's vocabulary of {vocab} "
-            f"(data.tokenizer); remove model.vocab_size to follow the tokenizer, or set it >= {vocab}"
+            f"model.{key}: {getattr(options, key)} is smaller than {what}; "
+            f"remove model.{key} to {instead}, or set it >= {size}"
         )
     return options
 

@@ -22,7 +22,8 @@ and then:
   token ids the data uses, when it has tokens (models check theirs against it).
 - :meth:`Dataset.model_vocab_size` (a classmethod, from the options alone, at config loading):
   the vocabulary a model gets when its config sets none (a tokenizer's size); a config setting a
-  smaller one is refused. :meth:`Dataset.run_files`: files the run folder keeps a copy of (the
+  smaller one is refused. :meth:`Dataset.model_num_classes` likewise: the class count of labelled
+  data, which a model's ``num_classes`` must cover. :meth:`Dataset.run_files`: files the run folder keeps a copy of (the
   tokenizer), copied by rank 0 when the run starts.
 - :meth:`Dataset.predicted_text`: how many tokens a batch's loss averages over and how many
   UTF-8 bytes of text they stand for; evaluation then reports ``val_bits_per_byte``. ``None``
@@ -99,6 +100,15 @@ class Dataset(ABC):
         """The vocabulary size a model should take for this data when its config sets none
         (``model.vocab_size``), known from the options alone; ``None`` (the default): the
         model keeps its own default."""
+        return None
+
+    @classmethod
+    def model_num_classes(cls, options: Any) -> int | None:
+        """How many classes the data's labels take (labels ``0 .. n - 1``, a batch's ``label``
+        entry by convention; the contract tests check it), known from the options
+        alone: a model whose options have ``num_classes`` gets it when its config sets none, and a
+        config setting fewer is refused (``model.num_classes``). ``None`` (the default): the data
+        has no class labels, or their count is not known."""
         return None
 
     def run_files(self) -> dict[str, Path]:

@@ -165,6 +165,10 @@ class GPT(TrainableModel):
             return logits
         return cross_entropy(logits, targets)
 
+    def metric_names(self) -> tuple[str, ...]:
+        """No metrics: ``forward`` returns the loss alone."""
+        return ()
+
     def embed(self, idx: torch.Tensor, start: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Token + position embeddings of ``idx`` placed at positions ``start ..`` (or at the
         device tensor ``positions``, one per token)."""

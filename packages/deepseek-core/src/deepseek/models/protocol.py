@@ -45,12 +45,18 @@ before anything is written. The trainer then checks, for every model, that ``for
 first validation batch's keys (:func:`check_batch_keys`) and evaluates that batch, so that a loss
 that is not 0-dim or a metric named like a value the trainer logs (:data:`RESERVED_METRICS`) is
 refused before the run folder is written too.
+
+:meth:`TrainableModel.metric_names` (optional, default ``None``: not declared) declares the
+metrics ``forward`` reports: ``train.monitor`` and ``deepseek tune --objective`` are then checked
+against the values the run reports (:func:`deepseek.training.run_values.reported_values`), and the
+trainer refuses a model whose first evaluation returns other names
+(:func:`check_declared_metrics`).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,6 +65,7 @@ from torch import nn
 
 from deepseek.config.components import NoOptions
 from deepseek.errors import ConfigError, UsageError
+from deepseek.training.run_values import RESERVED_METRICS
 
 Batch = Mapping[str, Any]
 """One batch: a mapping of names to tensors (or nested lists, tuples and mappings of tensors),
@@ -140,6 +147,15 @@ class TrainableModel(nn.Module):
     """
 
     Options: ClassVar[type] = NoOptions
+
+    def metric_names(self) -> tuple[str, ...] | None:
+        """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;
+        ``()``: none, the loss alone), which may depend on the options but not on the batch. A
+        model that declares them has ``train.monitor`` and ``deepseek tune --objective`` checked
+        against them before anything runs (:func:`deepseek.training.run_values.reported_values`);
+        the trainer refuses a model whose first evaluation returns other names. Default:
+        ``None``, not declared (the names are learnt from the first evaluation)."""
+        return None
 
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """Raise :class:`~deepseek.errors.UsageError` (one line) when this model cannot train on
@@ -307,12 +323,41 @@ def generation_vocab_size(model: nn.Module) -> int | None:
     return vocab
 
 
-RESERVED_METRICS = frozenset({
-    "step", "loss", "lr", "grad_norm", "samples", "samples_per_s", "tokens", "tokens_per_s",
-    "step_time", "skipped", "loss_scale",
-})
-"""Names the trainer logs itself on a step record (``val_`` + name on an evaluation); a model
-metric may not use them."""
+
+
+def declared_metrics(model: Any, *, model_name: str | None = None) -> tuple[str, ...] | None:
+    """The metric names ``model`` declares (:meth:`TrainableModel.metric_names`), sorted; ``None``
+    for a model that declares none or is not a :class:`TrainableModel`. A declaration that is not
+    a tuple of names, or names a value the trainer logs itself, is refused in one line."""
+    if not isinstance(model, TrainableModel):
+        return None
+    names = model.metric_names()
+    if names is None:
+        return None
+    label = model_name or type(model).__name__
+    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n for n in names):
+        raise UsageError(f"model {label!r}: metric_names() returned {names!r:.80}; it must return a tuple of the "
+                         "metric names forward reports (() for none) or None when not declared")
+    clash = RESERVED_METRICS.intersection(names)
+    if clash:
+        raise UsageError(f"model {label!r}: metric_names() declares {sorted(clash)}, names the trainer logs itself; "
+                         "rename the model's metric")
+    return tuple(sorted(set(names)))
+
+
+def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: str) -> tuple[str, ...]:
+    """The metric names of a run: ``reported`` (what ``forward`` returned on the first validation
+    batch), which must equal the names ``model`` declares when it declares them; refused in one
+    line naming the model otherwise."""
+    got = tuple(sorted(reported))
+    declared = declared_metrics(model, model_name=model_name)
+    if declared is not None and declared != got:
+        raise UsageError(
+            f"model {model_name!r} ({type(model).__name__}): metric_names() declares {list(declared)} but forward "
+            f"returned {list(got)} on the first validation batch; make metric_names() return the names forward "
+            "reports (docs/plugins.md, 'Models')"
+        )
+    return got
 
 
 def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

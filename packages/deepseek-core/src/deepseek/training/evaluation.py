@@ -26,6 +26,7 @@ from deepseek.data.dataset import PredictedText
 from deepseek.errors import UsageError
 from deepseek.models.protocol import split_output
 from deepseek.training.metrics import read_scalars
+from deepseek.training.run_values import BITS_PER_BYTE
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -96,9 +97,6 @@ def rng_kept(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     return torch.random.fork_rng(devices=[index], device_type=device.type)
 
 
-BITS_PER_BYTE = "val_bits_per_byte"
-
-
 def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | None] | None = None) -> dict[str, float]:
     """Means over batches: ``{"val_loss": ..., "val_<metric>": ...}`` (metric names of the first),
     and ``val_bits_per_byte`` when ``texts`` gives every batch's :class:`PredictedText` (the
@@ -119,6 +117,11 @@ def _known_texts(texts: Sequence[PredictedText | None] | None, batches: int) -> 
         return None
     known = [t for t in texts if t is not None]
     return known if sum(t.bytes for t in known) > 0 else None
+
+
+def reports_bits_per_byte(texts: Sequence[PredictedText | None] | None, batches: int) -> bool:
+    """Whether :func:`summarize` reports ``val_bits_per_byte`` for ``batches`` batches of these ``texts``."""
+    return _known_texts(texts, batches) is not None
 
 
 def bits_per_byte(losses: Sequence[float], texts: Sequence[PredictedText | None] | None) -> float | None:

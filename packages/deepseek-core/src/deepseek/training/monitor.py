@@ -36,8 +36,9 @@ class Monitor:
 
     def check_name(self, names: Iterable[str]) -> None:
         """Refuse (one line, field ``train.monitor``) a monitored name that is not one of
-        ``names``, the values this run's evaluations report; the trainer checks it on the first
-        validation batch before anything is written."""
+        ``names``, the values this run's evaluations report
+        (:func:`~deepseek.training.run_values.reported_values`); the trainer checks it on the
+        first validation batch, against the metrics the model declares, before anything is written."""
         names = sorted(names)
         if self.name not in names:
             raise ConfigError(

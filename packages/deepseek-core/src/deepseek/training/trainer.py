@@ -22,13 +22,13 @@ from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.batch import check_global_batch
 from deepseek.errors import UsageError
-from deepseek.models.protocol import check_model_data, model_capabilities
+from deepseek.models.protocol import check_declared_metrics, check_model_data, model_capabilities
 from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset
 from deepseek.training.engine import StepEngine
-from deepseek.training.evaluation import rng_kept, summarize, validation_set
+from deepseek.training.evaluation import reports_bits_per_byte, rng_kept, summarize, validation_set
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
@@ -43,6 +43,7 @@ from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import copy_run_files, pick_run_folder
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
+from deepseek.training.run_values import reported_values
 from deepseek.training.schedule import WarmupCosine
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
@@ -135,7 +136,7 @@ class Trainer:
         t = cfg.train
         self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
         self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience)
-        self._check_evaluation()
+        self._check_evaluation(model)
         if self.resume_from is not None:  # read (and checked) before anything is written
             self._restore(self.resume_from)
             if strategy.is_global_zero:
@@ -166,15 +167,17 @@ class Trainer:
             raise
         strategy.barrier()
 
-    def _check_evaluation(self) -> None:
+    def _check_evaluation(self, model: torch.nn.Module) -> None:
         """Evaluate the first validation batch as evaluations will, before anything is written: the
-        model's output must follow the contract and ``train.monitor`` must name a value that the
-        evaluations report. The random generators are put back, so training draws the same."""
+        output must follow the model contract with the metrics the model declares, and
+        ``train.monitor`` name a value the evaluations report (random generators put back)."""
         assert self.strategy is not None
         with rng_kept(self.strategy.device):
-            first = self.engine.evaluate(self.val_set[0])
-        # the names summarize reports for a validation set of batches like the first
-        self.monitor.check_name(sorted(summarize([first] * len(self.val_set), self.val_texts)))
+            metrics = self.engine.evaluate(self.val_set[0])[1]
+        values = reported_values(check_declared_metrics(model, metrics, model_name=self.config.model.name),
+                                 tokens=self.dataset.count_tokens(self.val_set[0]) is not None,
+                                 text=reports_bits_per_byte(self.val_texts, len(self.val_set)))
+        self.monitor.check_name(values.evaluation)
 
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
@@ -223,19 +226,9 @@ class Trainer:
                 self._lock.release()
         assert self.strategy is not None
         return TrainResult(
-            self.run_dir,
-            self.step,
-            dict(self.last_metrics),
-            self.last_checkpoint,
-            list(self.val_losses),
-            [r["loss"] for r in self.history],
-            time.perf_counter() - started,
-            self.strategy.is_global_zero,
-            dict(self.last_eval),
-            self.generates,
-            self.best_checkpoint,
-            self.monitor.state_dict(),
-            self.stopped_by,
+            self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),
+            [r["loss"] for r in self.history], time.perf_counter() - started, self.strategy.is_global_zero,
+            dict(self.last_eval), self.generates, self.best_checkpoint, self.monitor.state_dict(), self.stopped_by,
         )
 
     def _loop(self) -> None:

@@ -61,6 +61,8 @@ def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be >= 0"
 
 
+NUM_CLASSES = 10
+"""Classes of both tasks: labels 0..9."""
 MAX_FRAMES = 4096
 MAX_TEXT_BYTES = 4096
 MAX_EVAL_SIZE = 65536
@@ -208,6 +210,11 @@ class MultimodalDigits(Dataset):
         }
 
     # ------------------------------------------------------------------ the dataset contract
+
+    @classmethod
+    def model_num_classes(cls, options: DigitsOptions) -> int:
+        """Ten: a digit (``redundant``) or a digit modulo 10 (``complementary``)."""
+        return NUM_CLASSES
 
     def __next__(self) -> dict[str, Any]:
         self.index += 1

@@ -49,8 +49,8 @@ def _origin(comp: Any) -> str:
               help="Search space TOML ([space] ranges/choices by config path, optional [tuner]).")
 @click.option("--trials", type=count(), required=True, help="Finished trials the study should hold.")
 @click.option("--objective", default="val_loss", show_default=True,
-              help="val_loss, val_acc or any val_ metric the model reports (training tuner); "
-                   "tokens_per_s or samples_per_s (system tuner).")
+              help="val_loss, val_accuracy or any val_ value a run reports (training tuner; checked before "
+                   "the first trial when the model declares its metrics); tokens_per_s or samples_per_s (system tuner).")
 @click.option("--tuner", "tuner_name", metavar="NAME", help="Registered tuner (default: the one measuring --objective).")
 @click.option("--timeout", type=FiniteFloat(min=0, min_open=True), metavar="S",
               help="Start no new trial after S seconds.")
@@ -106,7 +106,12 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
 
     settings = StudySettings(name=study_name, trials=trials, objective=objective, out=folder, storage=storage,
                              timeout=timeout, sampler=sampler, pruner=pruner, seed=seed, baseline=baseline)
-    check_study(tuner, space, base, build, check_model)  # before any folder is made
+    def run_values(config: Any) -> Any:  # what a run of it reports: the model's declared metrics, the data's
+        from deepseek.training.run_values import config_values
+
+        return config_values(config, host)
+
+    check_study(tuner, space, base, build, check_model, objective, run_values)  # before any folder is made
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
                f"folder {folder}{created_note(missing)}")

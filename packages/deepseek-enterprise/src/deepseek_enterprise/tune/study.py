@@ -158,11 +158,16 @@ class _Heartbeat:
 
 
 def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: Callable[[dict[str, Any]], Any],
-                check_model: Callable[[Any], None] | None = None) -> None:
-    """Everything checkable before a study starts: the base config, the tuner's own rule for it,
-    and every parameter of the space at its end points / choices, the model built on the meta
+                check_model: Callable[[Any], None] | None = None, objective: str | None = None,
+                run_values: Callable[[Any], Any] | None = None) -> None:
+    """Everything checkable before a study starts: the base config, the tuner's own rules for it
+    and for ``objective`` (against ``run_values(config)``, the values a run of it reports), and
+    every parameter of the space at its end points / choices, the model built on the meta
     device for a ``model.*`` one (``check_model``; one ConfigError line)."""
-    tuner.check_config(build(base))
+    config = build(base)
+    tuner.check_config(config)
+    if objective is not None and run_values is not None:
+        tuner.check_objective(objective, config, run_values(config))
     check_against(space, base, build, check_model)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
 from deepseek_enterprise.tune.tuner import (
     TrialFailed,
@@ -85,6 +85,18 @@ class TrainingTuner(Tuner):
     def check_config(self, config: Any) -> None:
         if config.train.max_steps <= 0:
             raise ConfigError("train.max_steps: a training study needs steps to train; set train.max_steps > 0")
+
+    def check_objective(self, objective: str, config: Any, values: Any) -> None:
+        """The objective is read from the run's evaluation records: refused when the model
+        declares its metrics and the run does not report it (undeclared: accepted)."""
+        if values.missing(objective):
+            from deepseek.config.validate import did_you_mean
+
+            raise UsageError(
+                f"--objective {objective}: not a value a run of model {config.model.name!r} on dataset "
+                f"{config.data.name!r} reports{did_you_mean(objective, values.evaluation)}; its evaluations "
+                f"report {', '.join(values.evaluation)}"
+            )
 
     def run(self, trial: TrialRun) -> float:
         run_dir = trial.folder / "run"

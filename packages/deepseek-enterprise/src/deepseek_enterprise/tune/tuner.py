@@ -3,7 +3,8 @@
 A tuner is registered through enterprise's ``deepseek_register_tuners`` hook; its target is a
 :class:`Tuner` subclass with ``Options`` (the ``[tuner]`` table of the space file, validated like
 a config section) and is created as ``target(options, host=host)``. ``deepseek tune`` then, for
-every trial: builds the trial's config (base config + the sampled values, validated), asks
+every trial (after :meth:`Tuner.check_config` and :meth:`Tuner.check_objective` on the base
+config, once): builds the trial's config (base config + the sampled values, validated), asks
 :meth:`Tuner.skip_reason` whether running it is pointless (the system tuner asks the advisor's
 memory model), and calls :meth:`Tuner.run` with a :class:`TrialRun`. ``run`` returns the
 objective's value, reports intermediate values through :meth:`TrialRun.report` (the study's pruner
@@ -98,6 +99,13 @@ class Tuner(ABC):
     def check_config(self, config: Any) -> None:
         """Raise :class:`deepseek.errors.ConfigError` when the base config cannot be tuned by this
         tuner (called once, before the first trial)."""
+
+    def check_objective(self, objective: str, config: Any, values: Any) -> None:
+        """Raise :class:`deepseek.errors.UsageError` (one line) when ``objective`` is not a value
+        this tuner can read from trials of ``config``; ``values`` are the values a run of it
+        reports (:class:`deepseek.training.run_values.RunValues`, from the model's declared
+        metrics). Called once, before the first trial. Default: accept (the tuner measures the
+        objective itself)."""
 
     def skip_reason(self, config: Any) -> str | None:
         """Why a trial with this config need not run (it cannot fit, ...), else ``None``; a

@@ -1,0 +1,64 @@
+"""``model.num_classes`` of ``multimodal.classifier`` and the data's class count
+(``Dataset.model_num_classes``: 10 for ``multimodal.digits``): left out it follows the data, set
+below it or absurdly high it is one line naming the key, exit 2, before anything is built; and
+the model declares the metrics its forward reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from _inprocess import deepseek_here
+
+import deepseek
+from deepseek.config.load import config_from_dict
+from deepseek.errors import ConfigError
+from deepseek.models.protocol import declared_metrics, split_output
+from deepseek_enterprise.digits.dataset import MultimodalDigits
+
+DIGITS = {"name": "multimodal.digits", "batch_size": 8, "eval_size": 16}
+
+
+def _config(**model: object) -> object:
+    return config_from_dict({"model": {"name": "multimodal.classifier", **model}, "data": DIGITS})
+
+
+def test_num_classes_follows_the_data_and_may_be_larger() -> None:
+    assert MultimodalDigits.model_num_classes(MultimodalDigits.Options()) == 10
+    assert _config().model.options.num_classes == 10
+    assert _config(num_classes=12).model.options.num_classes == 12
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (5, "model.num_classes: 5 is smaller than the 10 classes of dataset 'multimodal.digits' (its labels); remove "
+        "model.num_classes to follow the data, or set it >= 10"),
+    (10**12, "model.num_classes: must be in 2..100,000, got 1000000000000 (int)"),
+])
+def test_num_classes_that_cannot_hold_the_labels_or_is_huge_is_one_config_line(value: int, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _config(num_classes=value)
+    assert str(caught.value) == message
+
+
+def test_a_huge_num_classes_is_refused_by_train_naming_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c.toml").write_text('[model]\nname = "multimodal.classifier"\nnum_classes = 1000000000000\n'
+                                     '[data]\nname = "multimodal.digits"\n')
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "c.toml", "--run-dir", "run")
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "model.num_classes: must be in 2..100,000" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("options", "extra"), [
+    ({}, []),
+    ({"modalities": ["vision", "text"], "contrastive_weight": 0.1}, ["recall_vision_text"]),
+])
+def test_the_declared_metrics_are_those_forward_reports(options: dict[str, object], extra: list[str]) -> None:
+    torch.manual_seed(0)
+    model = deepseek.create_model("multimodal.classifier", **options)
+    data = deepseek.create_dataset("multimodal.digits", batch_size=8, seed=0, eval_size=16)
+    _, metrics = split_output(model(**next(data)), model_name="multimodal.classifier")
+    modalities = options.get("modalities", ["vision", "audio", "text"])
+    expected = sorted(["accuracy", *(f"accuracy_{m}" for m in modalities), *extra])
+    assert declared_metrics(model) == tuple(expected) == tuple(sorted(metrics))

@@ -1,0 +1,83 @@
+"""``deepseek tune --objective`` is checked before any trial against the values a run of the base
+config reports (``deepseek.training.run_values``): a name the model's declared metrics do not
+give is one line, exit 2, nothing written; a model that declares nothing is accepted as before,
+and the system tuner's own objectives are unaffected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _inprocess import deepseek_here
+from _tune_common import SPACE, write
+
+from deepseek.config.load import config_from_dict
+from deepseek.errors import UsageError
+from deepseek.training.run_values import config_values
+from deepseek_enterprise.tune.training import TrainingTuner, TrainingTunerOptions
+
+MULTIMODAL_BASE = '[model]\nname = "multimodal.classifier"\n[data]\nname = "multimodal.digits"\n'
+
+
+def _tune(monkeypatch: pytest.MonkeyPatch, folder: Path, objective: str) -> tuple[int, str]:
+    code, err, _ = deepseek_here(monkeypatch, folder, "tune", "base.toml", "--study", "b", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st", "--objective", objective)
+    return code, err
+
+
+@pytest.mark.parametrize(("base", "objective", "message"), [
+    (None, "val_acuracy", "--objective val_acuracy: not a value a run of model 'tiny' on dataset 'text' reports; "
+                          "its evaluations report val_loss, val_bits_per_byte"),
+    (None, "val_accuracy", "--objective val_accuracy: not a value a run of model 'tiny' on dataset 'text' reports"),
+    (MULTIMODAL_BASE, "val_acuracy", "--objective val_acuracy: not a value a run of model 'multimodal.classifier' on "
+                                     "dataset 'multimodal.digits' reports (did you mean 'val_accuracy'?); its "
+                                     "evaluations report val_loss, val_accuracy, val_accuracy_audio, "
+                                     "val_accuracy_text, val_accuracy_vision"),
+])
+def test_an_objective_the_run_does_not_report_is_refused_before_any_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str | None, objective: str, message: str) -> None:
+    write(tmp_path)
+    if base is not None:
+        (tmp_path / "base.toml").write_text(base)
+        (tmp_path / "space.toml").write_text(SPACE.split("[tuner]")[0])
+    code, err = _tune(monkeypatch, tmp_path, objective)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "st").exists()  # no study folder, no trial folder
+
+
+def _config(model: dict[str, Any], data: dict[str, Any] | None = None) -> Any:
+    return config_from_dict({"model": model, "data": data or {}, "train": {"max_steps": 2}})
+
+
+def test_what_each_model_reports_is_accepted_and_an_undeclared_model_is_not_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tuner = TrainingTuner(TrainingTunerOptions())
+    mm = _config({"name": "multimodal.classifier", "contrastive_weight": 0.1}, {"name": "multimodal.digits"})
+    values = config_values(mm)
+    assert values.complete and values.evaluation == (
+        "val_loss", "val_accuracy", "val_accuracy_audio", "val_accuracy_text", "val_accuracy_vision",
+        "val_recall_audio_text", "val_recall_vision_audio", "val_recall_vision_text")
+    for name in values.evaluation:
+        tuner.check_objective(name, mm, values)
+    gpt = _config({"name": "tiny"})
+    gpt_values = config_values(gpt)
+    assert gpt_values.evaluation == ("val_loss", "val_bits_per_byte") and "val_perplexity" in gpt_values.command
+    tuner.check_objective("val_bits_per_byte", gpt, gpt_values)
+    with pytest.raises(UsageError, match="--objective val_accuracy: not a value"):
+        tuner.check_objective("val_accuracy", gpt, gpt_values)
+    # a model that declares no metrics (the default, None): any val_ name is accepted, as before
+    from deepseek.models.gpt import GPT
+
+    monkeypatch.setattr(GPT, "metric_names", lambda self: None)
+    undeclared = config_values(gpt)
+    assert not undeclared.complete
+    tuner.check_objective("val_accuracy", gpt, undeclared)
+
+
+def test_the_system_tuners_objectives_are_not_run_values() -> None:
+    from deepseek_enterprise.tune.system import SystemTuner
+
+    gpt = _config({"name": "tiny"})
+    SystemTuner(SystemTuner.Options()).check_objective("tokens_per_s", gpt, config_values(gpt))
