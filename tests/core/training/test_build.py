@@ -1,4 +1,4 @@
-"""deepseek.training.build: ``precision.fp32_residual`` in ``prepare_model`` and
+"""deepseek.training.build: ``precision.fp32_residual`` and ``train.compile_scope`` in ``prepare_model`` and
 ``train.init_device`` in ``build_model``."""
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ def test_fp32_residual_off_needs_a_model_that_offers_it(tiny_config, make) -> No
                        r"model that offers it"):
         require_capabilities(model, needed, model_name="m")
     require_capabilities(model, needed_capabilities(tiny_config()), model_name="m")  # the default asks nothing
+
+
+@pytest.mark.parametrize("scope", ["blocks", "model"])
+def test_compile_scope_compiles_the_blocks_or_the_whole_model(tiny_config, scope: str) -> None:
+    config = tiny_config(train={"compile": True, "compile_scope": scope})
+    eager = build_model(config)
+    model = prepare_model(build_model(config), config)
+    compiled = {name for name, m in model.named_modules() if getattr(m, "_compiled_call_impl", None) is not None}
+    blocks = {f"blocks.{i}" for i in range(len(model.block_modules()))}
+    assert compiled == ({""} if scope == "model" else blocks)
+    assert list(model.state_dict()) == list(eager.state_dict())  # in place: checkpoints keep their names
 
 
 def _devices(model: nn.Module) -> set[str]:

@@ -80,8 +80,8 @@ def _config(s: BenchSettings, host: Any) -> Any:
     return config_from_dict({
         "model": {"name": s.model, **_model_overrides(s)},
         "data": {"seq_len": s.seq, "batch_size": s.batch * s.grad_accum * ranks},
-        "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_scope == "blocks"
-                  and s.compile_mode == "default",
+        "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_mode == "default",
+                  "compile_scope": s.compile_scope,
                   "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
                   "grad_accum": s.grad_accum, "init_device": s.init_device, "attention": s.attention},
         "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual, "master_weights": s.master_weights},
@@ -103,7 +103,8 @@ def _model_overrides(s: BenchSettings) -> dict[str, Any]:
 
 
 def _compile(model: Any, s: BenchSettings, *, whole: bool) -> Any:
-    """Compile in place: every block (the trainer's ``train.compile``) or the whole model."""
+    """Compile in place with a ``--compile-mode`` other than the default (not a config key; the
+    default mode compiles through the config's ``train.compile`` and ``compile_scope``)."""
     kwargs = {} if s.compile_mode == "default" else {"mode": s.compile_mode}
     if whole:
         model.compile(**kwargs)

@@ -126,7 +126,8 @@ def load_initial_weights(model: nn.Module, source: str) -> None:
 
 def prepare_model(model: nn.Module, config: Config) -> nn.Module:
     """Apply activation checkpointing, the residual dtype and ``torch.compile`` (per block when the
-    model offers blocks, in place: parameter names do not change) before the strategy wraps the
+    model offers blocks and ``train.compile_scope`` is ``blocks``, else the whole model; in place:
+    parameter names do not change) before the strategy wraps the
     model, as torchtitan orders them. The capabilities were checked by :func:`build_model`."""
     from deepseek.models.protocol import model_capabilities
 
@@ -135,7 +136,7 @@ def prepare_model(model: nn.Module, config: Config) -> nn.Module:
     if not config.precision.fp32_residual:
         model.set_fp32_residual(False)  # type: ignore[operator]
     if config.train.compile:
-        if "blocks" in model_capabilities(model):
+        if config.train.compile_scope == "blocks" and "blocks" in model_capabilities(model):
             for block in model.block_modules():  # type: ignore[operator]
                 block.compile()
         else:
