@@ -230,8 +230,9 @@ progress = false
 
 
 @pytest.mark.parametrize(("sets", "message"), [
-    (["model.num_classes=5"], r"model\.num_classes: 5, but dataset MultimodalDigits has label \d; set "
-                              r"model\.num_classes to at least 10"),
+    (["model.num_classes=5"], r"model\.num_classes: 5 is smaller than the 10 classes of dataset 'multimodal\.digits' "
+                              r"\(its labels\); remove model\.num_classes to follow the data, or set it >= 10"),
+    (["model.num_classes=100000000000"], r"model\.num_classes: must be in 2\.\.100,000, got 100000000000 \(int\)"),
     (['model.modalities=["vision"]', 'data.missing=["vision"]'],
      r"data: no sample of dataset MultimodalDigits has any modality of this model \(vision\) present "
      r"\(data\.missing\?\); leave at least one of them out of data\.missing"),
