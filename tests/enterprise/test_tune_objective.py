@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from _inprocess import deepseek_here
-from _tune_common import SPACE, write
+from _tune_common import write
 
 from deepseek.config.load import config_from_dict
 from deepseek.errors import UsageError
@@ -40,7 +40,7 @@ def test_an_objective_the_run_does_not_report_is_refused_before_any_trial(
     write(tmp_path)
     if base is not None:
         (tmp_path / "base.toml").write_text(base)
-        (tmp_path / "space.toml").write_text(SPACE.split("[tuner]")[0])
+        (tmp_path / "space.toml").write_text('[space]\n"train.warmup_steps" = { type = "int", low = 0, high = 10 }\n')
     code, err = _tune(monkeypatch, tmp_path, objective)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and message in err, err
@@ -81,3 +81,24 @@ def test_the_system_tuners_objectives_are_not_run_values() -> None:
 
     gpt = _config({"name": "tiny"})
     SystemTuner(SystemTuner.Options()).check_objective("tokens_per_s", gpt, config_values(gpt))
+
+
+def test_a_metric_that_a_searched_model_option_turns_on_is_accepted(tmp_path: Path) -> None:
+    """``recall_<a>_<b>`` is reported only with ``model.contrastive_weight``: an objective of it
+    passes when the space searches that option, and is refused when nothing turns it on."""
+    from deepseek_enterprise.tune.space import load_space
+    from deepseek_enterprise.tune.study import check_study
+
+    base = {"model": {"name": "multimodal.classifier"}, "data": {"name": "multimodal.digits"}}
+    tuner = TrainingTuner(TrainingTunerOptions())
+    objective = "val_recall_vision_audio"
+    for searched, accepted in (('"model.contrastive_weight" = { choices = [0.0, 0.1] }', True),
+                               ('"model.aux_loss_weight" = { choices = [0.0, 0.1] }', False)):
+        (tmp_path / "space.toml").write_text(f"[space]\n{searched}\n")
+        space = load_space(tmp_path / "space.toml")
+        args = (tuner, space, base, config_from_dict, lambda config: None, objective, config_values)
+        if accepted:
+            check_study(*args)
+        else:
+            with pytest.raises(UsageError, match=f"--objective {objective}: not a value"):
+                check_study(*args)

@@ -83,6 +83,18 @@ def reported_values(
     return RunValues(tuple(evaluation), tuple(training), tuple(command), metrics is not None)
 
 
+def any_run(runs: Iterable[RunValues]) -> RunValues:
+    """The values that one of ``runs`` reports (each name once, in order of first appearance):
+    what a study of several configs may report; complete only when each of them is."""
+    runs = list(runs)
+
+    def union(lists: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for names in lists for name in names))
+
+    return RunValues(union(r.evaluation for r in runs), union(r.training for r in runs),
+                     union(r.command for r in runs), all(r.complete for r in runs))
+
+
 def dataset_reports(dataset: Any) -> dict[str, bool]:
     """What a dataset class (or instance) may add to a run's values, from the methods it
     overrides: ``tokens`` (``count_tokens``) and ``text`` (``predicted_text``); the keyword

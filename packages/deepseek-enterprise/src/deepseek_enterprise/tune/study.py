@@ -160,15 +160,25 @@ class _Heartbeat:
 def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: Callable[[dict[str, Any]], Any],
                 check_model: Callable[[Any], None] | None = None, objective: str | None = None,
                 run_values: Callable[[Any], Any] | None = None) -> None:
-    """Everything checkable before a study starts: the base config, the tuner's own rules for it
-    and for ``objective`` (against ``run_values(config)``, the values a run of it reports), and
+    """Everything checkable before a study starts: the base config, the tuner's own rule for it,
     every parameter of the space at its end points / choices, the model built on the meta
-    device for a ``model.*`` one (``check_model``; one ConfigError line)."""
+    device for a ``model.*`` one (``check_model``; one ConfigError line), and the tuner's rule
+    for ``objective`` against the values runs report (``run_values(config)``) of the base config
+    or of any of those ``model.*`` end points (a metric a model option turns on counts)."""
     config = build(base)
     tuner.check_config(config)
+    models: list[Any] = []
+
+    def check_corner(corner: Any) -> None:
+        if check_model is not None:
+            check_model(corner)
+        models.append(corner)
+
+    check_against(space, base, build, check_corner if check_model is not None or run_values is not None else None)
     if objective is not None and run_values is not None:
-        tuner.check_objective(objective, config, run_values(config))
-    check_against(space, base, build, check_model)
+        from deepseek.training.run_values import any_run
+
+        tuner.check_objective(objective, config, any_run([run_values(c) for c in (config, *models)]))
 
 
 def quiet_optuna() -> contextlib.AbstractContextManager[Any]:
