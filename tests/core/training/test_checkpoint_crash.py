@@ -62,10 +62,10 @@ def _on_replace(test: Callable[[str, str], bool], *, after: bool, nth: int = 1) 
 def _before_commit() -> None:
     real = ckpt.commit_checkpoint
 
-    def commit(tmp: Path, final: Path) -> Path:
+    def commit(tmp: Path, final: Path, **kwargs: Any) -> Path:
         if _name(final) == "step-4":
             _kill_self()
-        return real(tmp, final)
+        return real(tmp, final, **kwargs)
 
     ckpt.commit_checkpoint = commit  # type: ignore[assignment]
 
@@ -133,6 +133,24 @@ def test_kill_at_every_point_of_a_save(point: str, tiny_config: Any, tmp_path: P
     result = Trainer(tiny_config(**RUN), resume=run, quiet=True).fit()
     assert result.losses == straight[expected:]  # bit-identical continuation
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-6"]  # leftovers cleaned, pruned
+
+
+def test_kill_after_committing_a_best_checkpoint_keeps_it_the_best(tiny_config: Any, tmp_path: Path, straight: list[float]) -> None:
+    # The best mark is committed with the checkpoint: a kill after the rename of step-4 (an
+    # improvement), before the ``best`` pointer was replaced, leaves step-4 the best (it was
+    # step-2, and keep_last=1 would have pruned step-4 once a later one was saved).
+    config = {**RUN, "train": {**RUN["train"], "eval_interval": 2}, "checkpoint": {**RUN["checkpoint"], "keep_best": True}}
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    _crash(tiny_config(**config), run, _on_replace(lambda s, d: _name(d) == "step-4", after=True))
+    assert (root / ckpt.BEST_FILE).read_text().strip() == "step-2"  # the pointer was not replaced yet
+    assert ckpt.best_checkpoint(root) == root / "step-4"
+    assert ckpt.resolve_checkpoint(root / ckpt.BEST_FILE) == root / "step-4"
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2, 4]
+
+    result = Trainer(tiny_config(**config), resume=run, quiet=True).fit()
+    assert result.losses == straight[4:]
+    assert result.monitor["best_step"] == 6 and (root / ckpt.BEST_FILE).read_text().strip() == "step-6"
 
 
 def test_latest_is_not_trusted_over_a_newer_complete_checkpoint(tiny_config: Any, tmp_path: Path) -> None:

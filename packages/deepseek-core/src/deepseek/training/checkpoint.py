@@ -41,10 +41,10 @@ from deepseek.training.checkpoint_dirs import (
     OPTIMIZER_FILE,
     TRAINER_FILE,
     atomic_write_text,
+    best_checkpoint,
     commit_checkpoint,
     discard,
     list_checkpoints,
-    mark_best,
     new_temp_dir,
     prune_checkpoints,
     remove_stale,
@@ -89,6 +89,7 @@ __all__ = [
     "OPTIMIZER_FILE",
     "TRAINER_FILE",
     "atomic_write_text",
+    "best_checkpoint",
     "check_groups_fit",
     "check_model_fit",
     "check_state_fit",
@@ -103,7 +104,6 @@ __all__ = [
     "load_model_state",
     "load_optimizer_state",
     "load_rng_state",
-    "mark_best",
     "new_temp_dir",
     "optimizer_param_names",
     "prune_checkpoints",
@@ -261,9 +261,7 @@ def write_checkpoint(
         save_rng_state(tmp, strategy.rank)
         strategy.barrier()
         if strategy.is_global_zero:
-            commit_checkpoint(tmp, final)
-            if best:
-                mark_best(root, final)
+            commit_checkpoint(tmp, final, best=best)
             prune_checkpoints(root, keep_last)
     except BaseException:
         if strategy.is_global_zero:

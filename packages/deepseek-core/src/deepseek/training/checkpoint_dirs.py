@@ -14,6 +14,11 @@ Layout of ``<run>/checkpoints/``:
   crash between the rename and the ``latest`` update loses nothing, and a run continued from an
   earlier checkpoint in the same folder resumes from what it saved, not from a step of the
   abandoned continuation that has a higher number.
+- ``best``: the name of the best checkpoint (``checkpoint.keep_best``), for people and tools, as
+  ``latest``. The mark itself is in the commit record of the checkpoint (``"best": true``), so it
+  is committed with it: the best checkpoint is the newest complete one so marked
+  (:func:`best_checkpoint`), and a crash before the pointer was replaced neither loses the mark
+  nor leaves the checkpoint to pruning.
 
 Every step of :func:`commit_checkpoint` and :func:`prune_checkpoints` is a rename or happens on
 a name nothing reads, so a crash (SIGKILL, power loss) at any point leaves complete checkpoints
@@ -131,6 +136,8 @@ class _Found:
     """Commit sequence number (0: written before commit records existed)."""
     problem: str | None
     """Why the folder is not a complete checkpoint, or ``None``."""
+    best: bool = False
+    """Its commit record marks it the best checkpoint of its run."""
 
 
 def _inspect(path: Path, step: int) -> _Found:
@@ -140,8 +147,8 @@ def _inspect(path: Path, step: int) -> _Found:
         return _Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
     try:
         body = json.loads(record.read_text(encoding="utf-8"))
-        seq, files = int(body["seq"]), dict(body["files"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        seq, files, best = int(body["seq"]), dict(body["files"]), body.get("best") is True
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
     for name, size in files.items():
         file = path / name
@@ -149,7 +156,7 @@ def _inspect(path: Path, step: int) -> _Found:
             return _Found(step, path, seq, f"{name} missing")
         if file.stat().st_size != size:
             return _Found(step, path, seq, f"{name} is corrupt or truncated: {file.stat().st_size} bytes, {size} were written")
-    return _Found(step, path, seq, None)
+    return _Found(step, path, seq, None, best)
 
 
 def _scan(root: Path) -> list[_Found]:
@@ -185,18 +192,21 @@ def _ctrl_c_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def commit_checkpoint(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
+def commit_checkpoint(tmp: str | os.PathLike[str], final: str | os.PathLike[str], *, best: bool = False) -> Path:
     """Turn the fully written temp folder ``tmp`` into the checkpoint ``final`` and point
-    ``latest`` at it. The rename is the commit: before it the checkpoint does not exist, after it
-    it is complete (its commit record lists every file)."""
+    ``latest`` at it (``best``: mark it the best checkpoint and point ``best`` at it too). The
+    rename is the commit: before it the checkpoint does not exist, after it it is complete (its
+    commit record lists every file, and carries the best mark)."""
     with _ctrl_c_deferred():
-        return _commit(Path(tmp), Path(final))
+        return _commit(Path(tmp), Path(final), best)
 
 
-def _commit(tmp_p: Path, final_p: Path) -> Path:
+def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     root = final_p.parent
     seq = max((f.seq for f in _scan(root) if f.problem is None), default=0) + 1
-    record = {"seq": seq, "files": _files_of(tmp_p)}
+    record: dict[str, object] = {"seq": seq, "files": _files_of(tmp_p)}
+    if best:
+        record["best"] = True
     (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
     _fsync_tree(tmp_p)
     old = None
@@ -206,6 +216,8 @@ def _commit(tmp_p: Path, final_p: Path) -> Path:
     os.replace(tmp_p, final_p)
     _fsync_dir(root)
     atomic_write_text(root / LATEST_FILE, final_p.name + "\n")
+    if best:
+        atomic_write_text(root / BEST_FILE, final_p.name + "\n")
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final_p
@@ -217,9 +229,12 @@ def list_checkpoints(root: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return [(f.step, f.path) for f in _scan(Path(root)) if f.problem is None]
 
 
-def mark_best(root: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> None:
-    """Name ``checkpoint`` the best one in ``root`` (the ``best`` pointer file, atomically)."""
-    atomic_write_text(Path(root) / BEST_FILE, Path(checkpoint).name + "\n")
+def best_checkpoint(root: str | os.PathLike[str]) -> Path | None:
+    """The best checkpoint under ``root``: the newest complete one whose commit record marks it
+    best, else (checkpoints committed before records carried the mark) the one the ``best``
+    pointer names; ``None`` when there is none."""
+    marked = [f.path for f in _scan(Path(root)) if f.problem is None and f.best]
+    return marked[-1] if marked else _read_pointer(Path(root), BEST_FILE)
 
 
 def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
@@ -227,7 +242,7 @@ def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path
     just committed always stays) and the ``best`` one; each is renamed away before it is deleted
     (:func:`discard`)."""
     ckpts = list_checkpoints(root)
-    best = _read_pointer(Path(root), BEST_FILE)
+    best = best_checkpoint(root)
     doomed = [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)] if path != best]
     with _ctrl_c_deferred():
         for path in doomed:
@@ -279,7 +294,7 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         if p.name == LATEST_FILE:  # the newest complete one, whatever an interrupted update left in it
             p = p.parent
         else:
-            named = _read_pointer(p.parent, p.name) if p.name == BEST_FILE else None
+            named = best_checkpoint(p.parent) if p.name == BEST_FILE else None
             if named is not None:
                 return named
             raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
