@@ -17,7 +17,7 @@ from plugin_testing import base_env, run_cli
 
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.tracking import RunInfo, Tracker, TrackerWarning
@@ -137,7 +137,7 @@ def test_a_failed_run_finishes_its_trackers_as_failed_without_artefacts(
     plugin: RecPlugin, host: PluginHost, tmp_path: Path
 ) -> None:
     plugin.fail_step = 3
-    with pytest.raises(RuntimeError, match="the run breaks at step 3"):
+    with pytest.raises(PluginError, match="raised in deepseek_train_step_end: RuntimeError: the run breaks at step 3"):
         Trainer(_config(host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
     calls = MemoryTracker.CALLS
     assert [c[1] for c in calls if c[0] == "metrics"] == [0, 1, 2, 2]  # steps 1-2, evaluations 0 and 2

@@ -10,7 +10,7 @@ import torch
 
 from deepseek import hookimpl
 from deepseek.config.load import load_config
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, PluginError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.build import build_model
@@ -118,8 +118,14 @@ def test_train_end_is_called_when_training_fails(tiny_config, tmp_path: Path) ->
     recorder = Recorder(fail_at=2)
     host = host_for_tests()
     host.register_plugin(recorder, dist="deepseek-recorder")
-    with pytest.raises(RuntimeError, match="plugin failure"):
+    # the bare exception comes back as one line naming the distribution, the plugin and the hook
+    with pytest.raises(
+        PluginError,
+        match=r"^deepseek-recorder 0\.0\.0: plugin 'Recorder' \([\w.]+:Recorder\) raised in "
+        r"deepseek_train_step_end: RuntimeError: plugin failure; a bug in the plugin",
+    ) as caught:
         Trainer(tiny_config(), run_dir=tmp_path / "run", host=host).fit()
+    assert isinstance(caught.value.__cause__, RuntimeError)
     assert recorder.calls[-1] == ("end", 2)
 
 

@@ -237,8 +237,13 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
     Every step is read before an evaluation, a checkpoint and the end.
 
     ``metrics`` may be extended in place: whatever a plugin adds is logged with the step.
-    Raising stops training: ``deepseek_train_end`` is still called, then the error propagates
-    (a :class:`deepseek.errors.DeepseekError` is shown as one line by the CLI).
+    Raising stops training: ``deepseek_train_end`` is still called, then the error propagates.
+    A :class:`deepseek.errors.DeepseekError` propagates as it is (the CLI shows its one line);
+    any other exception from a plugin's hook (this one or any hook the framework calls, not the
+    registration hooks) comes back as a ``PluginError`` naming the distribution, version, plugin
+    and hook (``deepseek-acme 0.1.0: plugin 'acme' (deepseek_acme.plugin) raised in
+    deepseek_train_step_end: KeyError: 'loss'; a bug in the plugin: ...``), the original as its
+    ``__cause__``.
     """
 
 

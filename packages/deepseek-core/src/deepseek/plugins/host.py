@@ -47,6 +47,7 @@ from deepseek.plugins.records import (
     PluginWarning,
     Resolution,
     describe_error,
+    guarded_hook,
     target_text,
 )
 from deepseek.plugins.registrar import InvalidRegistration, Registrar
@@ -71,7 +72,13 @@ ADD_HOOKSPECS = "deepseek_add_hookspecs"
 class _Loaded:
     record: PluginRecord
     plugin: Any
-    name: str  # the name pluggy knows the plugin by
+    name: str  # the name pluggy knows the plugin by: ``dist:entry-point``
+
+    @property
+    def label(self) -> str:
+        """``plugin 'acme' (deepseek_acme.plugin)``: the entry point and its module, as failures name it."""
+        module = self.plugin.__name__ if inspect.ismodule(self.plugin) else target_text(self.plugin)
+        return f"plugin {self.name.partition(':')[2]!r} ({module})"
 
 
 class PluginHost(LookupMixin):
@@ -214,7 +221,7 @@ class PluginHost(LookupMixin):
             try:
                 _call(getattr(ld.plugin, attr), pluginmanager=self.pm)
             except Exception as exc:  # noqa: BLE001
-                self._drop(ld.record, f"raised in {ADD_HOOKSPECS}: {describe_error(exc)}")
+                self._drop(ld.record, f"{ld.label} raised in {ADD_HOOKSPECS}: {describe_error(exc)}")
                 return False
         return True
 
@@ -239,6 +246,13 @@ class PluginHost(LookupMixin):
         except Exception as exc:  # noqa: BLE001 - pluggy's validation names the hook
             self._drop(ld.record, f"{ld.name} rejected by the plugin manager: {describe_error(exc)}")
             return False
+        where = f"{ld.record.dist} {ld.record.version}: {ld.label}"
+        for caller in self.pm.get_hookcallers(ld.plugin) or ():
+            if ld.record.dist == CORE_DIST or caller.name.startswith("deepseek_register_") or caller.name == ADD_HOOKSPECS:
+                continue  # core's bugs keep their traceback; the host calls registration hooks itself
+            for impl in caller.get_hookimpls():
+                if impl.plugin is ld.plugin and not (impl.hookwrapper or impl.wrapper):
+                    impl.function = guarded_hook(impl.function, f"{where} raised in {caller.name}", ld.record.dist)
         self._loaded.append(ld)
         return True
 
@@ -285,7 +299,7 @@ class PluginHost(LookupMixin):
                     self._drop(ld.record, str(exc))
                     return
                 except Exception as exc:  # noqa: BLE001
-                    self._drop(ld.record, f"raised in {hook_name}: {describe_error(exc)}")
+                    self._drop(ld.record, f"{ld.label} raised in {hook_name}: {describe_error(exc)}")
                     return
                 finally:
                     registrar.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepseek.errors import PluginError
+from deepseek.errors import DeepseekError, PluginError
+from deepseek.plugins.settings import ENV_DENY
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 """Valid component names: lower case letters, digits, ``.``, ``_`` and ``-``."""
@@ -32,6 +35,31 @@ def describe_error(exc: BaseException) -> str:
     """``Type: message`` of an exception, on one line."""
     message = one_line(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def guarded_hook(function: Callable[..., Any], where: str, dist: str) -> Callable[..., Any]:
+    """``function`` (a plugin's hook implementation) raising a one-line :class:`PluginError` that
+    starts with ``where`` (distribution, version, plugin, hook) in place of anything but deepseek's
+    own errors, which pass as they are (a plugin's ``ConfigError`` is already its one line), and
+    running out of memory."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except DeepseekError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in the plugin, reported with it named
+            from deepseek.cli.main import out_of_memory
+
+            if out_of_memory(exc):  # too large for this machine, not a bug: the CLI's own line
+                raise
+            raise PluginError(
+                f"{where}: {describe_error(exc)}; a bug in the plugin: fix it, or skip it with "
+                f"{ENV_DENY}={dist}"
+            ) from exc
+
+    return call
 
 
 def target_text(target: Any) -> str:

@@ -1,0 +1,84 @@
+"""A plugin's hook that raises is named in one line: distribution, version, plugin (entry point and
+module) and hook, for registration hooks (the plugin is skipped) and for the hooks the framework
+calls later (lifecycle, validation: a PluginError in place of the bare exception)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from plugin_testing import DistFactory, host_for
+
+from deepseek.errors import ConfigError, PluginError
+
+PLUGIN = """
+from deepseek import hookimpl
+from deepseek.errors import ConfigError
+
+
+@hookimpl
+def deepseek_register_passes(register):
+    register("named.pass", "named_hooks:x", description="a pass")
+
+
+@hookimpl
+def deepseek_train_start(trainer):
+    raise ValueError("boom\\nin start")
+
+
+@hookimpl
+def deepseek_validate_config(config):
+    raise ConfigError("train.max_steps: named refuses it; use another")
+
+
+@hookimpl
+def deepseek_checkpoint_saved(trainer, path, step):
+    raise MemoryError("10 TiB")
+
+
+@hookimpl(hookwrapper=True)
+def deepseek_evaluate(trainer, step, metrics):
+    yield
+"""
+
+
+def test_a_lifecycle_hook_that_raises_names_distribution_plugin_and_hook(make_dist: DistFactory) -> None:
+    make_dist("deepseek-named", {"named_hooks": PLUGIN}, entry_points={"named": "named_hooks"}, version="0.2")
+    host = host_for("deepseek-named")
+    assert host.records["deepseek-named"].status == "ok", host.records["deepseek-named"].reason
+    trainer = SimpleNamespace(run_dir=None, is_global_zero=True, step=0)
+    with pytest.raises(PluginError) as caught:
+        host.hook.deepseek_train_start(trainer=trainer)
+    assert str(caught.value) == (
+        "deepseek-named 0.2: plugin 'named' (named_hooks) raised in deepseek_train_start: "
+        "ValueError: boom in start; a bug in the plugin: fix it, or skip it with "
+        "DEEPSEEK_DISABLE_PLUGINS=deepseek-named"
+    )
+    assert isinstance(caught.value.__cause__, ValueError)
+    # deepseek's own one-line errors pass as they are; a wrapper still runs around the call
+    with pytest.raises(ConfigError, match=r"^train\.max_steps: named refuses it; use another$"):
+        host.hook.deepseek_validate_config(config=None)
+    assert host.hook.deepseek_evaluate(trainer=trainer, step=0, metrics={}) == []
+    with pytest.raises(MemoryError, match="10 TiB"):  # out of memory is the CLI's own line, not a bug
+        host.hook.deepseek_checkpoint_saved(trainer=trainer, path=None, step=1)
+
+
+def test_a_registration_hook_that_raises_names_the_entry_point_among_several(make_dist: DistFactory) -> None:
+    make_dist(
+        "deepseek-twoeps",
+        {"twoeps_good": PLUGIN.replace("named.pass", "good.pass"), "twoeps_bad": """
+            from deepseek import hookimpl
+
+            @hookimpl
+            def deepseek_register_models(register):
+                raise RuntimeError("no models today")
+            """},
+        entry_points={"good": "twoeps_good", "bad": "twoeps_bad"},
+    )
+    host = host_for("deepseek-twoeps")
+    record = host.records["deepseek-twoeps"]
+    assert record.status == "failed"
+    assert record.reason.startswith(
+        "deepseek-twoeps 0.1.0: plugin 'bad' (twoeps_bad) raised in deepseek_register_models: "
+        "RuntimeError: no models today"
+    )
