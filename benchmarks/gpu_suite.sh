@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine train-mfu mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -227,7 +227,18 @@ for group in "$@"; do
         run fa4-fa4-$i 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --attention fa4 $([ $i = 1 ] && [ -z "${FA4_NO_PROFILE:-}" ] && echo --profile) \
           --json "$RES/fa4-fa4-$i.json"
       done
-    fi;;
+    fi
+    # FA4_TRAIN: `deepseek train` runs (the product path, train.attention) in call order, e.g. "fa4 cudnn": 1.3b as
+    # above for 40 steps, the whole model compiled; MFU over steps 11-40 from metrics.jsonl (FA4_PLAN=" " skips the bench rows)
+    T="--set model.name=1.3b --set data.seq_len=2048 --set data.batch_size=8 --set train.max_steps=40"
+    T="$T --set train.compile=true --set train.compile_scope=model --set precision.dtype=bf16 --set precision.master_weights=true"
+    T="$T --set precision.fp32_residual=false --set train.init_device=device --set train.eval_interval=0"
+    T="$T --set data.eval_batches=2 --set checkpoint.at_end=false --set checkpoint.interval=0 --set logging.plot=false --quiet"
+    for a in ${FA4_TRAIN:-}; do
+      run "fa4-train-$a" 240 env CUDA_VISIBLE_DEVICES=0 python3 -m deepseek train $T --set train.attention=$a \
+        --run-dir "$RES/fa4-train-$a"
+      python3 "$REPO/benchmarks/metrics_mfu.py" "$RES/fa4-train-$a/metrics.jsonl" --after 10 | tee -a "$RES/fa4-train-summary.txt"
+    done;;
   mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
       "$REPO/tests/core/training/test_master_weights.py";;
@@ -337,6 +348,21 @@ for group in "$@"; do
     run tune-hand 150 env CUDA_VISIBLE_DEVICES=0 $BT --model 1.3b --batch 8 --seq 2048 --grad-accum 8 --steps 5 \
       --warmup 2 --compile --compile-scope model --attention cudnn --no-fp32-residual --init-device device \
       --json "$RES/tune-hand.json";;
+  train-mfu)  # eleventh session: the product path, `deepseek train`, against `bench train` in the same call: 1.3b
+    # at 8 x 2048, bf16 with master weights and a bf16 residual, cuDNN attention, the whole model compiled
+    # (train.compile_scope = model), then per block; MFU over steps 11-40 from metrics.jsonl (PaLM FLOPs per token)
+    run trainmfu-bench 200 env CUDA_VISIBLE_DEVICES=0 $BT --model 1.3b --batch 8 --seq 2048 --compile --compile-scope model \
+      --attention cudnn --no-fp32-residual --master-weights --init-device device --warmup 6 --steps 20 \
+      --json "$RES/trainmfu-bench.json"
+    T="--set model.name=1.3b --set data.seq_len=2048 --set data.batch_size=8 --set train.max_steps=40"
+    T="$T --set train.compile=true --set train.attention=cudnn --set precision.dtype=bf16 --set precision.master_weights=true"
+    T="$T --set precision.fp32_residual=false --set train.init_device=device --set train.eval_interval=0"
+    T="$T --set data.eval_batches=2 --set checkpoint.at_end=false --set checkpoint.interval=0 --set logging.plot=false --quiet"
+    for scope in model blocks; do
+      run "trainmfu-$scope" 200 env CUDA_VISIBLE_DEVICES=0 python3 -m deepseek train $T --set train.compile_scope=$scope \
+        --run-dir "$RES/trainmfu-$scope"
+      python3 "$REPO/benchmarks/metrics_mfu.py" "$RES/trainmfu-$scope/metrics.jsonl" --after 10 | tee -a "$RES/trainmfu-summary.txt"
+    done;;
   comp)  # gradient compression on 2 GPUs: bytes per step and final loss after a fixed budget
     for c in none bf16 powersgd-4 powersgd-16; do
       kind=${c%%-*}; rank=${c#*-}; [ "$rank" = "$c" ] && rank=1
