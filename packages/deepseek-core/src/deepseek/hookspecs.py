@@ -29,8 +29,10 @@ Hooks come in three phases:
    (``deepseek_train_step_end`` | ``deepseek_evaluate`` | ``deepseek_checkpoint_saved``)*,
    ``deepseek_train_end``. Check ``trainer.is_global_zero`` before writing files.
 
-A plugin that raises while loading or registering is reported (distribution, version, error)
-and skipped; with ``--strict-plugins`` or ``DEEPSEEK_STRICT_PLUGINS=1`` that is fatal.
+A plugin that raises while loading or registering is reported (distribution, version, plugin,
+hook, error) and skipped; with ``--strict-plugins`` or ``DEEPSEEK_STRICT_PLUGINS=1`` that is
+fatal. An exception from any other hook (other than a ``DeepseekError``, which passes as it
+is) reaches the caller as a ``PluginError`` naming the same.
 """
 
 from __future__ import annotations
