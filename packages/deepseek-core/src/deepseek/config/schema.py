@@ -152,7 +152,9 @@ class TrainConfig:
     monitor: str = field(default="val_loss", metadata={"check": _evaluation_value})
     """The evaluation value that best checkpoints and early stopping follow: ``val_loss``,
     ``val_bits_per_byte`` (text datasets whose tokenizer knows each token's bytes) or
-    ``val_<metric>`` of a metric the model reports (``val_accuracy``)."""
+    ``val_<metric>`` of a metric the model reports (``val_accuracy``). Checked before the run
+    folder is written, against the model's declared metrics where it declares them
+    (``TrainableModel.metric_names``) and else its first validation batch's."""
     monitor_mode: Literal["min", "max"] = "min"
     """Whether a lower (``min``) or a higher (``max``) ``monitor`` is better."""
     early_stop_patience: int = field(default=0, metadata={"check": non_negative})

@@ -28,6 +28,7 @@ from deepseek.data.tokenizer import (
 from deepseek.errors import CheckpointError, ConfigError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
+from deepseek.training.run_values import PERPLEXITY
 from deepseek.training.weights_source import (
     DataChoice,
     Source,
@@ -236,7 +237,7 @@ def evaluate_validation(
     values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val.batches],
                        val.texts)
     if val.tokens is not None and "val_loss" in values:  # a language model: loss per token, in nats
-        values["val_perplexity"] = perplexity(values["val_loss"])
+        values[PERPLEXITY] = perplexity(values["val_loss"])
     return Evaluated(values, len(val.batches), val.samples, val.tokens)
 
 
