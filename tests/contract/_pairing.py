@@ -3,11 +3,11 @@ every model, whoever registered it (``test_models_contract.py``, ``test_model_ba
 
 No registration says which data a model takes; the model's own answer does. For each registered
 dataset (tiny options, files made for those that read the user's files: :data:`NEEDS_FILES`), the
-trainer's data check (:func:`deepseek.models.protocol.check_model_data`: the model's
+trainer's data check (:func:`deepseek.models.checks.check_model_data`: the model's
 ``check_data`` on the first validation batch, then the batch's keys against ``forward``) decides
 whether the model takes it. A dataset it takes gives its first training batch to one
 ``model(**batch)`` on the CPU, and the trainer's own output rule
-(:func:`deepseek.models.protocol.split_output`) judges what comes back.
+(:func:`deepseek.models.checks.split_output`) judges what comes back.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 
 from deepseek.config.components import build_options, options_class
 from deepseek.errors import UsageError
+from deepseek.models.checks import check_model_data, split_output
 from deepseek.models.factory import instantiate_model
-from deepseek.models.protocol import check_model_data, split_output
 
 ROWS = 4
 MODEL_SHRINK = {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}

@@ -29,12 +29,12 @@ from torch import nn
 import deepseek
 from deepseek.config.components import options_class
 from deepseek.models import GPT
+from deepseek.models.checks import declared_metrics
 from deepseek.models.encoder import EncoderOutput
 from deepseek.models.gpt import GPTConfig
 from deepseek.models.protocol import (
     CAPABILITIES,
     TrainableModel,
-    declared_metrics,
     generation_vocab_size,
     model_capabilities,
 )

@@ -14,7 +14,7 @@ from _inprocess import deepseek_here
 import deepseek
 from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError
-from deepseek.models.protocol import declared_metrics, split_output
+from deepseek.models.checks import declared_metrics, split_output
 from deepseek_enterprise.digits.dataset import MultimodalDigits
 
 DIGITS = {"name": "multimodal.digits", "batch_size": 8, "eval_size": 16}

@@ -16,7 +16,8 @@ from torch import nn
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.protocol import TrainableModel, declared_metrics
+from deepseek.models.checks import declared_metrics
+from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.metrics import read_metrics

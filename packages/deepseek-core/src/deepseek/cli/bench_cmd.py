@@ -109,7 +109,7 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
     config = load_config(path, host=host)
     model = build_model(config, host=host)
     dataset = build_dataset(config, host=host)
-    from deepseek.models.protocol import check_model_data
+    from deepseek.models.checks import check_model_data
 
     val = dataset.validation_batches(config.data.eval_batches)
     if not val:

@@ -3,6 +3,7 @@
 Importing this package imports torch; the plugin registry refers to it only by lazy strings.
 """
 
+from deepseek.models.checks import split_output
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.layers import Block, KVCache
 from deepseek.models.presets import PRESETS, preset_config
@@ -12,7 +13,6 @@ from deepseek.models.protocol import (
     TrainableModel,
     model_capabilities,
     require_capabilities,
-    split_output,
 )
 
 __all__ = [

@@ -24,7 +24,7 @@ from torch import nn
 from deepseek.data.batch import Batch, batch_rows, check_global_batch, move_to
 from deepseek.data.dataset import PredictedText
 from deepseek.errors import UsageError
-from deepseek.models.protocol import split_output
+from deepseek.models.checks import split_output
 from deepseek.training.metrics import read_scalars
 from deepseek.training.run_values import BITS_PER_BYTE
 

@@ -225,7 +225,7 @@ def evaluate_validation(
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
     default ``data.eval_batches``; read and checked as the trainer reads them:
     :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device."""
-    from deepseek.models.protocol import check_model_data
+    from deepseek.models.checks import check_model_data
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import evaluate_batch, summarize, validation_set
 

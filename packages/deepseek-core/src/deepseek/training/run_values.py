@@ -113,7 +113,7 @@ def config_values(config: Any, host: Any = None) -> RunValues:
     host (default: the process's)."""
     import torch
 
-    from deepseek.models.protocol import declared_metrics
+    from deepseek.models.checks import declared_metrics
     from deepseek.training.build import build_model, run_host
 
     data_cls = run_host(config, host).resolve("dataset", config.data.name).load()

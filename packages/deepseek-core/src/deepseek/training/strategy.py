@@ -231,7 +231,7 @@ class Strategy(ABC):
         metrics over all data-parallel ranks."""
 
         from deepseek.data.batch import batch_rows
-        from deepseek.models.protocol import split_output
+        from deepseek.models.checks import split_output
 
         module = self.model
         assert module is not None, "call setup() first"

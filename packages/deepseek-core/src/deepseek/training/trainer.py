@@ -22,7 +22,8 @@ from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.batch import check_global_batch
 from deepseek.errors import UsageError
-from deepseek.models.protocol import check_declared_metrics, check_model_data, model_capabilities
+from deepseek.models.checks import check_declared_metrics, check_model_data
+from deepseek.models.protocol import model_capabilities
 from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt

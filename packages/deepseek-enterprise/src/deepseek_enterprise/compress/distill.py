@@ -100,7 +100,7 @@ class Distill(BuildsComponents, TrainableModel):
         return self.student.config
 
     def check_data(self, batch: Any, dataset: Any) -> None:
-        from deepseek.models.protocol import check_model_data
+        from deepseek.models.checks import check_model_data
 
         check_model_data(self.student, batch, dataset)
 

@@ -87,7 +87,7 @@ def _taylor_grads(model: Any, calibration: list[Any], method: str, layers: Any) 
     if not calibration:
         raise UsageError(f"{method}: score = \"taylor\" needs calibration batches (--calibration-batches > 0)")
     from deepseek.data.batch import move_to
-    from deepseek.models.protocol import split_output
+    from deepseek.models.checks import split_output
 
     device = next(model.parameters()).device
     work = copy.deepcopy(model).train()

@@ -1,0 +1,134 @@
+"""What the trainer checks of a model before and while it trains: the metrics it declares
+against those its ``forward`` returns, what a call returns (:func:`split_output`: the loss and
+the metrics, :mod:`deepseek.models.protocol` says the contract), and whether it takes a
+dataset's batches (:func:`check_model_data`). Each check refuses in one line naming the model."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+from deepseek.models.protocol import Batch, TrainableModel
+from deepseek.training.run_values import RESERVED_METRICS
+
+
+def declared_metrics(model: Any, *, model_name: str | None = None) -> tuple[str, ...] | None:
+    """The metric names ``model`` declares (:meth:`TrainableModel.metric_names`), sorted; ``None``
+    for a model that declares none or is not a :class:`TrainableModel`. A declaration that is not
+    a tuple of names, or names a value the trainer logs itself, is refused in one line."""
+    if not isinstance(model, TrainableModel):
+        return None
+    names = model.metric_names()
+    if names is None:
+        return None
+    label = model_name or type(model).__name__
+    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n for n in names):
+        raise UsageError(f"model {label!r}: metric_names() returned {names!r:.80}; it must return a tuple of the "
+                         "metric names forward reports (() for none) or None when not declared")
+    clash = RESERVED_METRICS.intersection(names)
+    if clash:
+        raise UsageError(f"model {label!r}: metric_names() declares {sorted(clash)}, names the trainer logs itself; "
+                         "rename the model's metric")
+    return tuple(sorted(set(names)))
+
+
+def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: str) -> tuple[str, ...]:
+    """The metric names of a run: ``reported`` (what ``forward`` returned on the first validation
+    batch), which must equal the names ``model`` declares when it declares them; refused in one
+    line naming the model otherwise."""
+    got = tuple(sorted(reported))
+    declared = declared_metrics(model, model_name=model_name)
+    if declared is not None and declared != got:
+        raise UsageError(
+            f"model {model_name!r} ({type(model).__name__}): metric_names() declares {list(declared)} but forward "
+            f"returned {list(got)} on the first validation batch; make metric_names() return the names forward "
+            "reports (docs/plugins.md, 'Models')"
+        )
+    return got
+
+
+def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(loss, metrics)`` of what a model returned for a batch (see the module docstring); a
+    metric named like a value the trainer logs itself (:data:`RESERVED_METRICS`) is refused, on
+    training steps and evaluations alike."""
+    if isinstance(output, torch.Tensor):
+        if output.dim() != 0:
+            raise UsageError(
+                f"model {model_name!r} returned a tensor of shape {tuple(output.shape)} for a batch; "
+                "it must return the mean loss (a 0-dim tensor) or a mapping with 'loss'"
+            )
+        return output, {}
+    if not isinstance(output, Mapping) or "loss" not in output:
+        raise UsageError(
+            f"model {model_name!r} returned {type(output).__name__} for a batch; it must return the "
+            "mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"
+        )
+    loss = output["loss"]
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        got = (f"a tensor of shape {tuple(loss.shape)} ({str(loss.dtype).removeprefix('torch.')})"
+               if isinstance(loss, torch.Tensor) else type(loss).__name__)
+        raise UsageError(
+            f"model {model_name!r}: output['loss'] is {got}; it must be the mean loss over the batch's rows, "
+            "a 0-dim tensor: reduce it (loss.mean(), or reduction='mean' in the loss function)"
+        )
+    metrics: dict[str, torch.Tensor] = {}
+    for key, value in output.items():
+        if key == "loss":
+            continue
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            metrics[str(key)] = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[str(key)] = torch.tensor(float(value), device=loss.device)
+    clash = RESERVED_METRICS.intersection(metrics)
+    if clash:
+        raise UsageError(
+            f"model {model_name!r}: metrics {sorted(clash)} are names the trainer logs itself; rename the "
+            "model's metric (any name but " + ", ".join(sorted(RESERVED_METRICS)) + ")"
+        )
+    return loss, metrics
+
+
+def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None) -> None:
+    """``model.check_data(batch, dataset)`` for a :class:`TrainableModel`, then, for any module,
+    :func:`check_batch_keys`. A model that *returns* its refusal instead of raising it is refused
+    all the same: a returned string is the message; any other value names the contract."""
+    if isinstance(model, TrainableModel):
+        answer = model.check_data(batch, dataset)
+        if isinstance(answer, str):
+            raise UsageError(answer.strip().splitlines()[0] if answer.strip() else
+                             f"model {type(model).__name__}: check_data refused the data without a message")
+        if answer is not None:
+            raise UsageError(f"model {type(model).__name__}: check_data returned {answer!r}; it must return None to "
+                             "accept the data or raise UsageError (one line) to refuse it")
+    if isinstance(model, nn.Module):
+        check_batch_keys(model, batch, model_name=model_name or type(model).__name__)
+
+
+def check_batch_keys(model: nn.Module, batch: Batch, *, model_name: str) -> None:
+    """Refuse in one line a ``batch`` that ``model(**batch)`` cannot take: a key the model's
+    ``forward`` has no parameter for, or a parameter without a default that the batch lacks. A
+    ``forward`` with ``**kwargs`` takes any keys and is not checked."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call will tell
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    takes = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = {p.name for p in params if p.default is p.empty and p.kind is not p.VAR_POSITIONAL}
+    keys = {str(k) for k in batch}
+    unexpected, missing = sorted(keys - takes), sorted(required - keys)
+    if not unexpected and not missing:
+        return
+    wrong = "; ".join(part for part in (f"unexpected {unexpected}" if unexpected else "",
+                                        f"missing {missing}" if missing else "") if part)
+    raise UsageError(
+        f"model {model_name!r}: the dataset's batches (keys {sorted(keys)}) do not fit "
+        f"{type(model).__name__}.forward({', '.join(p.name for p in params)}): {wrong}; use a dataset whose "
+        "batches have the keys the model's forward takes (data.name), or another model (model.name)"
+    )
