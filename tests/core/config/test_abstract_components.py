@@ -61,7 +61,7 @@ def host() -> PluginHost:
     return host
 
 
-STRATEGY = ("strategy 'acme.nosave' from acme-parallel: NoSaveStrategy does not implement the abstract "
+STRATEGY = ("strategy 'acme.nosave' (acme-parallel 0.3, registered by test_abstract_components): NoSaveStrategy does not implement the abstract "
             "method(s) load_checkpoint, save_checkpoint of Strategy; implement them in the plugin")
 
 
@@ -74,7 +74,8 @@ def test_an_abstract_strategy_is_refused_when_the_config_loads(host: PluginHost)
 def test_an_abstract_dataset_is_refused_when_the_config_loads(host: PluginHost) -> None:
     with pytest.raises(PluginError) as info:
         config_from_dict({"data": {"name": "acme.nostate"}}, host=host)
-    assert str(info.value) == ("dataset 'acme.nostate' from acme-parallel: NoStateText does not implement the "
+    assert str(info.value) == ("dataset 'acme.nostate' (acme-parallel 0.3, registered by test_abstract_components): "
+                               "NoStateText does not implement the "
                                "abstract method(s) state_dict of Dataset; implement them in the plugin")
 
 

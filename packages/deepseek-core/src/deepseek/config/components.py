@@ -35,6 +35,13 @@ def options_class(target: Any, *, kind: str, name: str) -> type:
             f"registered {kind} carries 'Options' (deepseek.config.components.NoOptions when it "
             "takes no keys), see docs/plugins.md"
         )
+    bare = [f.name for f in dataclasses.fields(cls)
+            if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if bare:  # a config leaving the key out would fail in the dataclass, blaming the user's config
+        raise PluginError(
+            f"{kind} {name!r}: its Options {cls.__qualname__} field {bare[0]!r} has no default; every option "
+            "needs one, a config sets only the keys it changes (docs/plugins.md section 10)"
+        )
     return cls
 
 

@@ -252,8 +252,7 @@ def _component(
         component = lookups.resolve(kind, name)
     except (ComponentNotFoundError, ComponentConflictError) as exc:
         raise ConfigError(f"{section}.name: {exc}") from exc
-    target = component.load()
-    _check_kind(kind, name, target, dist=component.dist)
+    target = _load_checked(kind, component)
     if kind == "strategy" and "compression" in table:
         _check_compression(lookups, name, target, table["compression"])
     known = ("name", *DATA_COMMON_KEYS) if section == "data" else ("name",)
@@ -288,9 +287,10 @@ def _follow_data_size(options: Any, key: str, size: int | None, *, explicit: boo
     return options
 
 
-def _check_kind(kind: str, name: str, target: Any, *, dist: str) -> None:
-    """The registered target is of its kind's type and, where that type is an abstract base
-    (Strategy, Dataset), implements every abstract method: a PluginError naming it otherwise."""
+def _load_checked(kind: str, component: Any) -> Any:
+    """The registered target, of its kind's type and, where that type is an abstract base
+    (Strategy, Dataset), implementing every abstract method: a PluginError naming the component
+    and its distribution otherwise (a model's target need only be callable)."""
     import inspect
 
     from deepseek.errors import PluginError
@@ -300,20 +300,19 @@ def _check_kind(kind: str, name: str, target: Any, *, dist: str) -> None:
     elif kind == "dataset":
         from deepseek.data.dataset import Dataset as base
     else:
+        target = component.load()
         if not callable(target):
-            raise PluginError(f"model {name!r}: its target {target!r} is not callable; register a class or factory")
-        return
-    if not (isinstance(target, type) and issubclass(target, base)):
-        raise PluginError(
-            f"{kind} {name!r}: its target {target!r} is not a subclass of "
-            f"{base.__module__}.{base.__name__}; fix the plugin's registration"
-        )
+            raise PluginError(f"{component.label}: registered as {target!r}, which is not callable; register a "
+                              "class or factory (docs/plugins.md section 10)")
+        return target
+    target = component.load_subclass(base, see="docs/plugins.md section " + ("12" if kind == "strategy" else "11"))
     if inspect.isabstract(target):
         missing = ", ".join(sorted(target.__abstractmethods__))
         raise PluginError(
-            f"{kind} {name!r} from {dist}: {target.__qualname__} does not implement the abstract "
+            f"{component.label}: {target.__qualname__} does not implement the abstract "
             f"method(s) {missing} of {base.__name__}; implement them in the plugin"
         )
+    return target
 
 
 def _check_compression(lookups: PluginHost, name: str, cls: Any, method: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.graph.passes import GraphPass, PassReport
 from deepseek.graph.plan import Stage, all_stages
 
@@ -43,11 +43,12 @@ def resolve_pass(spec: str | GraphPass, host: Any = None) -> GraphPass:
         return spec
     from deepseek.plugins.host import get_host
 
-    obj = (host or get_host()).create("pass", spec)
+    component = (host or get_host()).resolve("pass", spec)
+    obj = component.load()()
     if not isinstance(obj, GraphPass):
-        raise UsageError(
-            f"pass {spec!r} created a {type(obj).__name__}, not a deepseek.graph.passes.GraphPass; "
-            "fix the plugin's deepseek_register_passes target"
+        raise PluginError(
+            f"{component.label}: created a {type(obj).__name__}, not a deepseek.graph.passes.GraphPass; its plugin "
+            "must register a GraphPass subclass or a factory returning one (docs/plugins.md section 5)"
         )
     return obj
 

@@ -117,6 +117,24 @@ class Component:
             ) from exc
         return obj
 
+    @property
+    def label(self) -> str:
+        """``strategy 'acme.fast' (deepseek-acme 0.1.0, registered by acme.plugin)``: how a message
+        about a broken registration names the component, its distribution and the plugin module
+        whose ``deepseek_register_*`` hook registered it."""
+        return f"{self.kind} {self.name!r} ({self.dist} {self.version}, registered by {self.module})"
+
+    def load_subclass(self, base: type, *, see: str) -> Any:
+        """:meth:`load`, refused in one :class:`PluginError` naming the component
+        (:attr:`label`) unless the target is a subclass of ``base``; ``see`` is the page a plugin
+        author reads to fix it (``docs/plugins.md section 12``)."""
+        target = self.load()
+        if not (isinstance(target, type) and issubclass(target, base)):
+            article = "an" if base.__name__[:1] in "AEIOU" else "a"
+            raise PluginError(f"{self.label}: registered as {target!r}, not a subclass of {base.__module__}."
+                              f"{base.__qualname__}; its plugin must register {article} {base.__name__} subclass ({see})")
+        return target
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form used by ``deepseek plugins which --json``."""
         return {

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.config.components import build_options
 from deepseek.config.validate import did_you_mean
-from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, PluginError
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError
 from deepseek.tracking.tracker import Tracker
 
 if TYPE_CHECKING:
@@ -35,15 +35,10 @@ def table_path(name: str) -> str:
 def tracker_class(host: PluginHost, name: str) -> type[Tracker]:
     """The registered tracker ``name`` (a ConfigError naming ``logging.trackers`` when unknown)."""
     try:
-        target = host.resolve("tracker", name).load()
+        component = host.resolve("tracker", name)
     except (ComponentNotFoundError, ComponentConflictError) as exc:
         raise ConfigError(f"logging.trackers: {exc}") from exc
-    if not (isinstance(target, type) and issubclass(target, Tracker)):
-        raise PluginError(
-            f"tracker {name!r}: its target {target!r} is not a subclass of deepseek.tracking.Tracker; "
-            "fix the plugin's registration"
-        )
-    return target
+    return component.load_subclass(Tracker, see="docs/tracking.md section 5")
 
 
 def tracker_options(host: PluginHost, name: str, table: Mapping[str, Any]) -> tuple[type[Tracker], Any]:
