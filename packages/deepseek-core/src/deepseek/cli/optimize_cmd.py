@@ -28,8 +28,26 @@ def load_checkpoint_model(checkpoint: str, device: str = "cpu") -> tuple[Any, di
     return model.eval(), info
 
 
-def _example_tokens(model: Any, batch: int, seq: int, device: str) -> Any:
+def _example_tokens(model: Any, batch: int, seq: int, device: str, *, name: str, command: str) -> Any:
+    """A ``(batch, seq)`` tensor of token ids to trace ``model`` with; a model whose forward does
+    not take one such tensor (a classifier over features and labels, a multimodal model) is
+    refused in one line pointing at the Python API, which takes any example inputs."""
+    import inspect
+
     import torch
+
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if params and (not positional or len(required) > 1):
+        raise UsageError(
+            f"{command}: model {name!r} takes forward({', '.join(p.name for p in params)}), not one tensor of token "
+            f"ids, which this command traces it with; from Python, deepseek.optimize(model, example_inputs, "
+            "passes=...) takes the model's own inputs (docs/graph-passes.md)"
+        )
 
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
     if max_len is not None and seq > max_len:
@@ -79,7 +97,7 @@ def optimize(checkpoint: str, batch: int, seq: int, passes: tuple[str, ...], pre
     from deepseek.cli.context import command_host
 
     model, info = load_checkpoint_model(checkpoint, device)
-    x = _example_tokens(model, batch, seq, device)
+    x = _example_tokens(model, batch, seq, device, name=info["name"], command="optimize")
     spec: Any = passes[0] if passes in (("auto",), ("none",)) else list(passes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -140,7 +158,7 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     model, info = load_checkpoint_model(checkpoint, "cpu")
     if not static:  # torch.export specializes dims of size 0/1: trace dynamic dims at >= 2
         batch, seq = max(batch, 2), max(seq, 2)
-    x = _example_tokens(model, batch, seq, "cpu")
+    x = _example_tokens(model, batch, seq, "cpu", name=info["name"], command="export")
     dims = None if static else [token_dims(info.get("max_seq_len"))]
     make_folders(missing, where="--out")
     path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
