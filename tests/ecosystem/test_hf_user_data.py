@@ -19,6 +19,7 @@ from _hf_user import SMALL, jsonl, texts  # noqa: E402
 
 from deepseek.config.load import config_from_dict  # noqa: E402
 from deepseek.data.hf import HFDataset  # noqa: E402
+from deepseek.errors import ConfigError  # noqa: E402
 from deepseek.plugins.host import PluginHost  # noqa: E402
 from deepseek.training.build import build_dataset  # noqa: E402
 
@@ -47,6 +48,43 @@ def test_save_to_disk_folders_arrow_and_compressed_files_read_like_json_lines(ho
         got = val_bytes(host, files=[str(tmp_path / "t.jsonl")], val_files=[str(tmp_path / given)],
                         text_field="content")
         assert got == plain, given
+
+
+def test_csv_with_another_delimiter_and_json_records_under_a_key(host: PluginHost, tmp_path: Path) -> None:
+    """``data.csv_delimiter`` (a European ``;`` CSV, a TSV) and ``data.json_field`` (one JSON
+    object holding the records under a key, as many exports are) read the same text as JSON lines."""
+    import csv
+    import json
+
+    train, val = texts(60, 1), texts(30, 2)
+    jsonl(tmp_path / "t.jsonl", train, "content")
+    plain = val_bytes(host, files=[str(tmp_path / "t.jsonl")],
+                      val_files=[str(jsonl(tmp_path / "v.jsonl", val, "content"))], text_field="content")
+    for name, sep in (("v.csv", ";"), ("v.tsv.csv", "\t")):
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, delimiter=sep)
+            writer.writerow(["id", "content"])
+            writer.writerows([i, t] for i, t in enumerate(val))
+    # train.jsonl holds no CSV: the delimiter applies to the CSV validation file
+    got = val_bytes(host, files=[str(tmp_path / "t.jsonl")], val_files=[str(tmp_path / "v.csv")],
+                    text_field="content", csv_delimiter=";")
+    assert got == plain
+    got = val_bytes(host, files=[str(tmp_path / "t.jsonl")], val_files=[str(tmp_path / "v.tsv.csv")],
+                    text_field="content", csv_delimiter="\t")
+    assert got == plain
+    (tmp_path / "v.json").write_text(json.dumps({"version": 2, "data": [{"content": t} for t in val]}))
+    got = val_bytes(host, files=[str(tmp_path / "t.jsonl")], val_files=[str(tmp_path / "v.json")],
+                    text_field="content", json_field="data")
+    assert got == plain
+    with pytest.raises(ConfigError, match="data.csv_delimiter: ';;' must be one character"):
+        val_bytes(host, files=[str(tmp_path / "t.jsonl")], csv_delimiter=";;")
+    with pytest.raises(ConfigError, match=r"data.json_field: 'data' names a key of .json files, and data.files holds none"):
+        val_bytes(host, files=[str(tmp_path / "v.csv"), str(tmp_path / "t.jsonl")], json_field="data")
+    with pytest.raises(ConfigError, match=r"data.csv_delimiter: ';' applies to CSV files, and data.files holds none"):
+        val_bytes(host, files=[str(tmp_path / "t.jsonl")], csv_delimiter=";")
+    out = ok(host, "tokenizer", "train", "--files", str(tmp_path / "v.csv"), "--csv-delimiter", ";", "--text-field",
+             "content", "--val-fraction", "0", "--vocab-size", "300", "--out", str(tmp_path / "tok.json"))
+    assert f"trained on {sum(len(t.encode()) for t in val):,} bytes" in out
 
 
 def test_folders_that_are_not_one_saved_dataset_are_one_line(host: PluginHost, tmp_path: Path,

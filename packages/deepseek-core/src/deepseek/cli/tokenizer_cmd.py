@@ -63,21 +63,21 @@ def _counted(texts: Iterator[str], total: list[int]) -> Iterator[str]:
 
 
 def _hf_options(files: tuple[str, ...], val_files: tuple[str, ...], text_field: str, fmt: str,
-                val_fraction: float) -> Any:
+                val_fraction: float, reading: dict[str, str]) -> Any:
     """The ``hf`` dataset's options for ``--files`` and its companions (one line when refused)."""
     from deepseek.data.hf import HFOptions
     from deepseek.errors import ConfigError, UsageError
 
     try:
         return HFOptions(files=files, val_files=val_files, text_field=text_field, format=fmt,  # type: ignore[arg-type]
-                         val_fraction=val_fraction)
+                         val_fraction=val_fraction, **reading)
     except ConfigError as exc:
         raise UsageError(_as_options(str(exc))) from None
 
 
 def _as_options(message: str) -> str:
     """An error of the ``hf`` dataset's config keys, naming this command's options instead."""
-    for key in ("val_files", "files", "text_field", "format"):
+    for key in ("val_files", "files", "text_field", "format", "csv_delimiter", "json_field"):
         message = message.replace(f"data.{key}", f"--{key.replace('_', '-')}")
     return message
 
@@ -101,10 +101,15 @@ def _as_options(message: str) -> str:
 @click.option("--text-field", default="text", show_default=True, help="With --files: the text column (data.text_field).")
 @click.option("--format", "fmt", type=click.Choice(["", "json", "parquet", "csv", "text", "arrow"]), default="",
               help="With --files: the files' format (data.format); default: from each extension.")
+@click.option("--csv-delimiter", default=",", show_default=True, metavar="CHAR",
+              help="With --files: the CSV files' column separator (data.csv_delimiter).")
+@click.option("--json-field", default="", metavar="KEY",
+              help="With --files: the key holding the records of JSON files whose top level is an object "
+                   "(data.json_field).")
 @click.option("--out", required=True, type=PATH, metavar="FILE.json", help="Where to write the tokenizer.json.")
 def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, min_frequency: int,
           separator_token: str, files: tuple[str, ...], val_files: tuple[str, ...], text_field: str, fmt: str,
-          out: str) -> None:
+          csv_delimiter: str, json_field: str, out: str) -> None:
     """Train a byte-level BPE tokenizer on the corpus's (or --files') training split."""
     from deepseek.data.bpe import (
         BPETokenizer,
@@ -123,10 +128,12 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
 
     if files and (data_path or pattern):
         raise UsageError("--files: give either --files (the hf dataset's files) or --data/--pattern (text files)")
-    if not files and (val_files or fmt or text_field != "text"):
-        raise UsageError("--val-files/--text-field/--format: they go with --files; add --files GLOB")
+    if not files and (val_files or fmt or text_field != "text" or csv_delimiter != "," or json_field):
+        raise UsageError("--val-files/--text-field/--format/--csv-delimiter/--json-field: they go with --files; add "
+                         "--files GLOB")
     if files:
-        corpus: Any = _Records(_hf_options(files, val_files, text_field, fmt, val_fraction))
+        reading = {"csv_delimiter": csv_delimiter, "json_field": json_field}
+        corpus: Any = _Records(_hf_options(files, val_files, text_field, fmt, val_fraction, reading))
         has_val = bool(val_files) or val_fraction > 0
     else:
         try:

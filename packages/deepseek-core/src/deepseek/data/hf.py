@@ -105,6 +105,14 @@ def format_of(path: str, given: str) -> str:
     return fmt
 
 
+def _json_lines(path: str) -> bool:
+    """Whether ``path`` is JSON lines by its extension (``.jsonl``, before a compression's)."""
+    name = Path(path)
+    if name.suffix.lower() in COMPRESSED:
+        name = name.with_suffix("")
+    return name.suffix.lower() == ".jsonl"
+
+
 @dataclass(frozen=True)
 class HFOptions(TokenOptions):
     """``[data]`` keys of the ``hf`` dataset."""
@@ -120,6 +128,11 @@ class HFOptions(TokenOptions):
     ``.gz``/``.bz2``/``.xz`` after it: compressed)."""
     text_field: str = "text"
     """The column holding each record's text."""
+    csv_delimiter: str = ","
+    """CSV files: the one character between columns (``";"``, ``"\\t"`` for tab-separated files)."""
+    json_field: str = ""
+    """JSON files (not ``.jsonl``) whose top level is an object: the key holding the list of records
+    (``{"data": [{"text": ...}, ...]}``: ``"data"``); empty: one record per line or a top-level list."""
 
     def __post_init__(self) -> None:
         import importlib.util
@@ -133,14 +146,23 @@ class HFOptions(TokenOptions):
                               "(JSON lines, Parquet, CSV or .txt)")
         if not self.text_field:
             raise ConfigError("data.text_field: must name a column, e.g. \"text\"")
+        if len(self.csv_delimiter) != 1 or self.csv_delimiter in "\r\n\"":
+            raise ConfigError(f"data.csv_delimiter: {self.csv_delimiter!r} must be one character other than a quote or "
+                              "a line break, e.g. \";\" or \"\\t\"")
         files = _expand(self.files, "data.files")
         val = _expand(self.val_files, "data.val_files") if self.val_files else ()
         both = sorted(set(files) & set(val))
         if both:
             raise ConfigError(f"data.val_files: {both[0]!r} is also in data.files; a file is either trained on or "
                               "held out")
-        for f in (*files, *val):
-            format_of(f, self.format)
+        formats = {format_of(f, self.format) for f in (*files, *val)}
+        documents = [f for f in (*files, *val) if format_of(f, self.format) == "json" and not _json_lines(f)]
+        if self.json_field and not documents:
+            raise ConfigError(f"data.json_field: {self.json_field!r} names a key of .json files, and data.files holds "
+                              "none (JSON lines hold one record per line, without a key); remove data.json_field")
+        if self.csv_delimiter != "," and "csv" not in formats:
+            raise ConfigError(f"data.csv_delimiter: {self.csv_delimiter!r} applies to CSV files, and data.files holds "
+                              f"none ({', '.join(sorted(formats))}); remove data.csv_delimiter")
         object.__setattr__(self, "files", files)
         object.__setattr__(self, "val_files", val)
 
@@ -173,8 +195,11 @@ def require_datasets() -> Any:
 class RecordReader(DocReader):
     """Records of files, streamed: one file open at a time, read forward (a step back reopens it)."""
 
-    def __init__(self, tokenizer: Tokenizer, text_field: str, val_fraction: float) -> None:
-        self.tokenizer, self.text_field, self.val_fraction = tokenizer, text_field, val_fraction
+    def __init__(self, tokenizer: Tokenizer, options: HFOptions) -> None:
+        self.tokenizer, self.text_field, self.val_fraction = tokenizer, options.text_field, options.val_fraction
+        self.reading = {"text": {"sample_by": "paragraph"}, "csv": {"sep": options.csv_delimiter}}
+        """Keyword arguments of ``datasets.load_dataset`` per format."""
+        self.json_field = options.json_field
         self.bytes = isinstance(tokenizer, ByteTokenizer)
         self._unit: FileUnit | None = None
         self._records: Any = None
@@ -182,7 +207,9 @@ class RecordReader(DocReader):
 
     def _open(self, unit: FileUnit) -> None:
         datasets = require_datasets()
-        extra = {"sample_by": "paragraph"} if unit.fmt == "text" else {}
+        extra = self.reading.get(unit.fmt, {})
+        if unit.fmt == "json" and self.json_field and not _json_lines(unit.path):
+            extra = {"field": self.json_field}
         try:
             if os.path.getsize(unit.path) == 0:
                 self._records = iter(())  # no records (datasets cannot open an empty file)
@@ -280,11 +307,13 @@ class FileSource(DocSource):
         return f"the {'training' if split == 'train' else 'validation'} split ({shown})"
 
     def reader(self) -> DocReader:
-        return RecordReader(self.tokenizer, self.options.text_field, self.options.val_fraction)
+        return RecordReader(self.tokenizer, self.options)
 
     def fingerprint(self, split: str) -> str:
         h = hashlib.blake2b(digest_size=8)
-        h.update(f"{self.options.text_field}\0{self.options.val_fraction}\n".encode())
+        o = self.options
+        reading = "" if (o.csv_delimiter, o.json_field) == (",", "") else f"\0{o.csv_delimiter}\0{o.json_field}"
+        h.update(f"{o.text_field}\0{o.val_fraction}{reading}\n".encode())  # the defaults keep older runs' print
         for u in self._splits[split]:
             h.update(f"{u.key}\0{u.fmt}\0{u.keep}\0{os.path.getsize(u.path)}\n".encode())
         return h.hexdigest()
