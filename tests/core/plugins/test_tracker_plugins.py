@@ -163,6 +163,8 @@ def test_a_tracker_that_cannot_start_stops_the_run_before_its_first_step(host: P
      "logging.trackers: unknown tracker 'rec.memroy'; did you mean 'rec.memory'?"),
     ({"logging": {"trackers": ["rec.memory", "rec.memory"]}},
      "logging.trackers: 'rec.memory' is listed twice; list each tracker once"),
+    ({"logging": {"trackers": ["", ""]}},  # was reported as '' listed twice
+     "logging.trackers: entry 0 is an empty name; list registered trackers, e.g. [\"tensorboard\"]"),
     ({"trackers": {"rec.memroy": {}}},
      "trackers.\"rec.memroy\": options of a tracker that logging.trackers does not list (did you mean "
      "'rec.memory'?); add 'rec.memroy' to logging.trackers or remove [trackers.\"rec.memroy\"]"),

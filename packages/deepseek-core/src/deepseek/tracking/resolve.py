@@ -66,6 +66,9 @@ def resolve_trackers(
         raise ConfigError(f"trackers: expected a table of [trackers.<name>] tables, got {tables!r}")
     names = list(logging.trackers)
     for i, name in enumerate(names):
+        if not name.strip():
+            raise ConfigError(f"logging.trackers: entry {i} is an empty name; list registered trackers, e.g. "
+                              "[\"tensorboard\"] (see 'deepseek plugins list')")
         if name in names[:i]:
             raise ConfigError(f"logging.trackers: {name!r} is listed twice; list each tracker once")
     if logging.tensorboard and "tensorboard" not in names:
