@@ -135,3 +135,17 @@ def test_a_dataset_yielding_bad_batches_is_named(host: Any, tmp_path: Path, make
     with pytest.raises(Exception, match=message) as info:
         Trainer(config, run_dir=tmp_path / "run", host=host).fit()
     assert "\n" not in str(info.value) and "dataset 'broken.blobs'" in str(info.value)
+
+
+def test_the_values_its_runs_report_are_known_before_a_run(host: Any) -> None:
+    """The toy model declares its metric (``metric_names``), so what a run of it reports is known
+    from the config alone (what ``deepseek tune --objective`` checks), and the dataset declares its
+    class count (``model_num_classes``)."""
+    from deepseek.training.run_values import config_values
+
+    config = config_from_dict({"model": {"name": "toyclf.mlp"}, "data": {"name": "toyclf.blobs", "classes": 3}},
+                              host=host)
+    values = config_values(config, host)
+    assert values.complete and values.evaluation == ("val_loss", "val_accuracy")
+    assert "tokens_per_s" not in values.training and "accuracy" in values.training
+    assert host.resolve("dataset", "toyclf.blobs").load().model_num_classes(config.data.options) == 3

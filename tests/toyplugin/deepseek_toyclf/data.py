@@ -49,3 +49,7 @@ class Blobs(Dataset):
 
             raise UsageError(f"data position: saved with seed {state.get('seed')}, this run has {self.seed}")
         self.index = int(state["index"])
+
+    @classmethod
+    def model_num_classes(cls, options: BlobOptions) -> int:
+        return options.classes  # labels 0 .. classes - 1 (the contract tests check it on the first batches)

@@ -40,6 +40,9 @@ class BlobClassifier(TrainableModel):
         logits = self.head(x).float()
         return {"loss": F.cross_entropy(logits, label), "accuracy": (logits.argmax(-1) == label).float().mean()}
 
+    def metric_names(self):
+        return ("accuracy",)  # what forward reports beside the loss: train.monitor = "val_accuracy" is checked
+
     def block_modules(self):
         return list(self.blocks)
 
