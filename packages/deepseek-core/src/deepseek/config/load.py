@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.config.components import build_options
+from deepseek.config.components import build_options, options_class
 from deepseek.config.schema import (
     DATA_COMMON_KEYS,
     SECTIONS,
@@ -259,6 +259,18 @@ def _component(
     options = build_options(target, table, kind=kind, name=name, path=section, known=known)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
     return recorded, options, target
+
+
+def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | None:
+    """The keys a ``[data]`` table of dataset ``name`` takes: ``name``, the common keys and its
+    ``Options`` fields (``None`` when no dataset of that name is registered: loading the config
+    then says so)."""
+    try:
+        component = _run_host(host, ()).resolve("dataset", name)
+    except (ComponentNotFoundError, ComponentConflictError):
+        return None
+    cls = options_class(_load_checked("dataset", component), kind="dataset", name=name)
+    return frozenset(("name", *DATA_COMMON_KEYS, *(f.name for f in dataclasses.fields(cls))))
 
 
 DATA_SIZES: dict[str, tuple[str, str, str]] = {

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.config.load import apply_overrides, config_from_dict, parse_override, read_toml
+from deepseek.config.load import (
+    apply_overrides,
+    config_from_dict,
+    dataset_keys,
+    parse_override,
+    read_toml,
+)
 from deepseek.config.schema import Config
 from deepseek.data.tokenizer import TOKENIZER_FILE, run_folder_of, with_run_tokenizer
 from deepseek.errors import CheckpointError, ConfigError, UsageError
@@ -173,7 +179,7 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
             raise UsageError(f"--set {item!r}: eval takes data.KEY=VALUE only (the evaluation data); the model is "
                              "the weights'")
     if choice.overrides:
-        data = apply_overrides({"data": data}, choice.overrides)["data"]
+        data = apply_overrides({"data": _for_dataset(data, choice.overrides, host)}, choice.overrides)["data"]
     named = " with ".join([*([str(file)] if file is not None else []), *(["--set"] if choice.overrides else [])])
     full = {**source.config_data, "strategy": {"name": "single"}, "data": data}
     model_table = full.get("model", {})
@@ -193,6 +199,17 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
     if file is not None and file_config is not None:
         _check_model(file_config.get("model"), data, weights, str(file), host)
     return config
+
+
+def _for_dataset(data: dict[str, Any], overrides: tuple[str, ...], host: PluginHost | None) -> dict[str, Any]:
+    """``data`` without the keys of its dataset that the one ``--set data.name=...`` switches to does
+    not take: a run of the ``text`` dataset evaluated on ``hf`` files keeps its tokenizer, sequence
+    length and batch sizes, and leaves ``path`` and ``pattern`` behind."""
+    names = [value for parts, value in map(parse_override, overrides) if parts == ["data", "name"]]
+    if not names or names[-1] == data.get("name", "text"):
+        return data
+    keys = dataset_keys(str(names[-1]), host)
+    return data if keys is None else {k: v for k, v in data.items() if k in keys}
 
 
 def _check_model(table: Any, data: Any, weights: Config, where: str, host: PluginHost | None) -> None:
