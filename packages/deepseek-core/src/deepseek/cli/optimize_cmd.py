@@ -28,8 +28,13 @@ def load_checkpoint_model(checkpoint: str, device: str = "cpu") -> tuple[Any, di
     return model.eval(), info
 
 
-def _example_tokens(model: Any, batch: int, seq: int, device: str, *, name: str, command: str) -> Any:
-    """A ``(batch, seq)`` tensor of token ids to trace ``model`` with; a model whose forward does
+DEFAULT_SEQ = 128
+"""``deepseek optimize``'s example sequence length when ``--seq`` is not given."""
+
+
+def _example_tokens(model: Any, batch: int, seq: int | None, device: str, *, name: str, command: str) -> Any:
+    """A ``(batch, seq)`` tensor of token ids to trace ``model`` with (``seq`` ``None``: 128, or the
+    model's ``max_seq_len`` when that is shorter); a model whose forward does
     not take one such tensor (a classifier over features and labels, a multimodal model) is
     refused in one line pointing at the Python API, which takes any example inputs."""
     import inspect
@@ -50,6 +55,8 @@ def _example_tokens(model: Any, batch: int, seq: int, device: str, *, name: str,
         )
 
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
+    if seq is None:
+        seq = DEFAULT_SEQ if max_len is None else min(DEFAULT_SEQ, max_len)
     if max_len is not None and seq > max_len:
         raise UsageError(f"--seq {seq} exceeds the model's max_seq_len {max_len}; use --seq <= {max_len}")
     vocab = getattr(getattr(model, "config", None), "vocab_size", 256)
@@ -81,14 +88,15 @@ def _plan_table(plan: Any) -> Any:
 @click.command("optimize")
 @click.option("--checkpoint", required=True, type=PATH, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
 @click.option("--batch", type=count(), default=1, show_default=True)
-@click.option("--seq", type=count(), default=128, show_default=True)
+@click.option("--seq", type=count(), default=None,
+              help=f"Sequence length of the example input.  [default: {DEFAULT_SEQ}, or the model's max_seq_len when shorter]")
 @click.option("--passes", type=NameList(), default="auto", show_default=True, metavar="auto|A,B,...",
               help="'auto' or registered pass names in order (see 'deepseek plugins list').")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "int8"]), default="fp32", show_default=True)
 @click.option("--device", type=Device(allow_auto=False), default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--no-cache", is_flag=True, help="Search again even if a decision is cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def optimize(checkpoint: str, batch: int, seq: int, passes: tuple[str, ...], precision: str, device: str,
+def optimize(checkpoint: str, batch: int, seq: int | None, passes: tuple[str, ...], precision: str, device: str,
              no_cache: bool, as_json: bool) -> None:
     """Optimize a trained model for (batch, seq) token inputs and report what each pass did."""
     import warnings
