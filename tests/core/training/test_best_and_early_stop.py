@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
@@ -42,6 +42,23 @@ def test_early_stopping_after_patience_and_the_count_survives_resume(tiny_config
     part = Trainer(tiny_config(train={**train, "max_steps": 4}), run_dir=tmp_path / "part").fit()
     resumed = Trainer(tiny_config(train=train), resume=part.checkpoint).fit()
     assert resumed.step == 6 and resumed.monitor["stale"] == 3  # 2 before the resume + 1 after
+    # the run ended here: resuming it again would train a step the uninterrupted run never took
+    with pytest.raises(UsageError, match=r"^--resume .*step-6: the run stopped early at step 6 \(early stopping: "
+                       r"val_loss did not improve .*\); raise train\.early_stop_patience \(0: never\) to train further$"):
+        Trainer(tiny_config(train=train), resume=resumed.run_dir).fit()
+    assert read_metrics(resumed.run_dir / "metrics.jsonl")[-1]["step"] == 6  # nothing written
+
+
+def test_a_resumed_run_keeps_naming_its_best_checkpoint(tiny_config: Any, tmp_path: Path) -> None:
+    """The best checkpoint written before a resume is still the run's best after it (the summary's
+    'best checkpoint' line and TrainResult.best_checkpoint were empty when no later one improved)."""
+    train = {"max_steps": 4, "eval_interval": 2, "decay_steps": 8}
+    half = Trainer(tiny_config(train=train, checkpoint={"keep_best": True}), run_dir=tmp_path / "run").fit()
+    assert half.best_checkpoint is not None and half.best_checkpoint.name == "step-4"
+    # nothing after the resume improves by more than 10: the best stays the one of step 4
+    resumed = Trainer(tiny_config(train={**train, "max_steps": 6, "early_stop_min_delta": 10.0},
+                                  checkpoint={"keep_best": True}), resume=half.run_dir).fit()
+    assert resumed.step == 6 and resumed.best_checkpoint == half.best_checkpoint
 
 
 def test_monitor_must_name_an_evaluation_value(tiny_config: Any, tmp_path: Path) -> None:

@@ -159,6 +159,21 @@ def test_in_process_stop_at_a_known_step_and_handlers_restored(config_under: Any
     assert stopped.losses + resumed.losses == straight.losses
 
 
+def test_stopped_before_the_first_step_says_to_run_the_command_again(config_under: Any, tmp_path: Path) -> None:
+    """A fresh run stopped before its first step holds no checkpoint: --resume cannot continue it,
+    and the same command starts it again in the same folder (a requeued job's second start)."""
+    from deepseek.training.preemption import stopped_line
+
+    config = config_under(tmp_path, **RUN)
+    stopped = Trainer(config, run_dir=tmp_path / "run", quiet=True, host=_host(_SignalAt(0))).fit()
+    assert (stopped.stopped_by, stopped.step, stopped.checkpoint) == ("SIGTERM", 0, None)
+    line = stopped_line("SIGTERM", 0, None, "run")
+    assert line == ("stopped: SIGTERM before the first step; nothing to save; run the same command again "
+                    "(without --resume: run holds no checkpoint)")
+    again = Trainer(config, run_dir=tmp_path / "run", quiet=True).fit()  # the folder held only step 0's evaluation
+    assert again.step == RUN["train"]["max_steps"] and again.stopped_by is None
+
+
 def test_grace_runs_out_exits_with_the_preempted_code(tmp_path: Path) -> None:
     """A stop that takes longer than the grace ends the process anyway, with one line."""
     script = (

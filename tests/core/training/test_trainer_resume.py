@@ -60,3 +60,26 @@ def test_resume_at_max_steps_says_how_to_continue(tiny_config, tmp_path: Path) -
     _, _, run = _run(config, run_dir=tmp_path / "done")
     with pytest.raises(UsageError, match="raise --max-steps"):
         Trainer(config, resume=run).fit()
+
+
+def test_a_folder_whose_job_died_before_its_first_checkpoint_is_started_afresh(tiny_config, tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A job killed before its first checkpoint left metrics and a config but nothing to resume:
+    the same command starts the run again in that folder (the docs' requeue script re-runs it
+    without --resume), its metrics replacing the dead job's; a folder with a checkpoint is still
+    refused without --resume."""
+    config = tiny_config(**RESUME)
+    losses, _, _ = _run(config, run_dir=tmp_path / "straight")
+    dead = tmp_path / "dead"
+    _run(tiny_config(train={"max_steps": 3}, checkpoint={"interval": 0, "at_end": False}), run_dir=dead)
+    assert not list((dead / "checkpoints").glob("step-*")) and read_metrics(dead / "metrics.jsonl")
+    with pytest.raises(UsageError, match="contains no complete checkpoint"):  # --resume: nothing to continue
+        Trainer(config, resume=dead).fit()
+    capsys.readouterr()
+    again, _, run = _run(config, run_dir=dead)
+    assert run == dead and again == losses
+    assert "holds a run without a checkpoint (nothing to resume): starting it afresh" in capsys.readouterr().err
+    steps = [r["step"] for r in read_metrics(dead / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, 21))  # the dead job's steps 1-3 are gone, none logged twice
+    with pytest.raises(UsageError, match=r"already holds a run; continue it with --resume"):
+        Trainer(config, run_dir=dead).fit()

@@ -67,10 +67,11 @@ class MetricsWriter:
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (a resumed run rewrites what followed its checkpoint)."""
+        """Drop records past ``step`` (a resumed run rewrites what followed its checkpoint; ``-1``:
+        all, unread: a fresh run taking over the folder of a job that died before its first checkpoint)."""
         if not self.enabled:
             return
-        kept = [r for r in read_metrics(self.path) if r["step"] <= step]
+        kept = [r for r in read_metrics(self.path) if r["step"] <= step] if step >= 0 else []
         self._fh.close()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")

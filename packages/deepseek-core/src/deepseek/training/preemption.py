@@ -121,6 +121,10 @@ def _exit_now(message: str) -> None:
 def stopped_line(signal_name: str, step: int, checkpoint: str | None, run_dir: str) -> str:
     """The one line ``deepseek train`` prints (stderr) when a run stopped on request; the
     launcher repeats it. ``checkpoint``: the checkpoint of ``step``, or ``None`` when no step
-    was trained in this session (nothing new to save)."""
+    was trained in this session (nothing new to save). Stopped at step 0 the folder holds no
+    checkpoint: the same command (without ``--resume``) starts the run again in it."""
+    if checkpoint is None and step == 0:
+        return (f"stopped: {signal_name} before the first step; nothing to save; run the same command again "
+                f"(without --resume: {run_dir} holds no checkpoint)")
     saved = f"checkpoint {checkpoint}" if checkpoint is not None else "nothing new to save"
     return f"stopped: {signal_name} after step {step}; {saved}; continue with --resume {run_dir}"

@@ -3,19 +3,23 @@
 ``--run-dir`` when given; when resuming a checkpoint of ``<run>/checkpoints``, that run; else
 ``<logging.runs_dir>/<logging.name>``, or a fresh timestamped folder (``-2``, ``-3``, ... when the
 timestamp is taken). The choice is checked as an output folder (not a file, not below one) and
-refused when the folder already holds a run that is not being resumed. Rank 0 decides and every
+refused when the folder already holds a run that is not being resumed: a complete checkpoint (a
+folder whose job ended before its first checkpoint, killed or preempted, is started afresh, as a
+requeued job's same command asks; the trainer drops that job's metrics). Rank 0 decides and every
 rank gets its answer, so all ranks write into one folder. :func:`copy_run_files` puts the files
 a dataset asks to keep (its tokenizer) into the folder.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepseek.errors import UsageError
 from deepseek.paths import check_output
+from deepseek.training.checkpoint_dirs import list_checkpoints
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -42,13 +46,18 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
                 chosen, n = root / f"{name}-{n}", n + 1
     check_output(chosen, where="--run-dir" if run_dir is not None else "logging.runs_dir", folder=True)
     chosen = Path(strategy.broadcast_object(str(chosen.resolve())))
-    metrics = chosen / "metrics.jsonl"
-    used = (metrics.exists() and metrics.stat().st_size > 0) or (chosen / "checkpoints").exists()
-    if used and resume_from is None:
+    # A folder holds a run when it holds a complete checkpoint to continue from. One whose job
+    # ended before its first checkpoint (killed, preempted) has nothing to continue: a fresh start
+    # takes it over, and the trainer drops that job's metrics once it holds the folder's lock.
+    if resume_from is None and list_checkpoints(chosen / "checkpoints"):
         raise UsageError(
             f"run folder {chosen} already holds a run; continue it with --resume {chosen}, or "
             "pick another --run-dir / logging.name"
         )
+    metrics = chosen / "metrics.jsonl"
+    if resume_from is None and strategy.is_global_zero and metrics.is_file() and metrics.stat().st_size > 0:
+        print(f"run folder {chosen} holds a run without a checkpoint (nothing to resume): starting it afresh, "
+              "its metrics replaced", file=sys.stderr, flush=True)
     for name in RUN_FILES:  # written as files by the run: checked before anything is
         path = chosen / name
         if path.is_dir():

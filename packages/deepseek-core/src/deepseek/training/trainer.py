@@ -39,7 +39,7 @@ from deepseek.training.metrics import (
     read_interval,
     read_metrics,
 )
-from deepseek.training.monitor import Monitor
+from deepseek.training.monitor import Monitor, refuse_finished
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import copy_run_files, pick_run_folder
@@ -149,12 +149,12 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale(ckpt_root)
         self.metrics_out = MetricsWriter(self.run_dir, enabled=zero)
+        try:  # resumed: what followed the checkpoint goes; fresh: a job that died before its first checkpoint
+            self.metrics_out.truncate_after(self.step if self.resume_from is not None else -1)
+        except BaseException:
+            self.metrics_out.close()
+            raise
         if self.resume_from is not None:
-            try:
-                self.metrics_out.truncate_after(self.step)
-            except BaseException:
-                self.metrics_out.close()
-                raise
             if zero:
                 print(f"resumed from {self.resume_from} at step {self.step}", file=sys.stderr, flush=True)
         if zero:
@@ -184,11 +184,9 @@ class Trainer:
         assert self.strategy is not None
         state = self.strategy.load_checkpoint(directory)
         self.step = self._saved_step = int(state.get("step", 0))
-        if self.step >= self.config.train.max_steps:
-            raise UsageError(
-                f"--resume {directory}: the checkpoint is at step {self.step} and train.max_steps is "
-                f"{self.config.train.max_steps}; raise --max-steps to train further"
-            )
+        if "monitor" in state:
+            self.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
+        refuse_finished(directory, self.step, self.config.train.max_steps, self.monitor)
         self._tokens_seen = int(state.get("tokens_seen", 0))
         self._samples_seen = int(state.get("samples_seen", self.step * self.config.data.batch_size))
         try:
@@ -198,8 +196,9 @@ class Trainer:
         self.precision.load_state_dict(state.get("precision", {}))
         self.last_metrics = dict(state.get("metrics", {}))
         ckpt.load_rng_state(directory, self.strategy.rank)
-        if "monitor" in state:
-            self.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
+        best = ckpt.best_checkpoint(directory.parent)  # the run's best so far, as the summary names it
+        if best is not None and any(p == best and s <= self.step for s, p in ckpt.list_checkpoints(directory.parent)):
+            self.best_checkpoint = best
 
     # ------------------------------------------------------------------ the loop
 
