@@ -53,6 +53,16 @@ def _non_embedding(model: dict) -> int:
     return n - model["max_seq_len"] * model["d_model"]
 
 
+def test_the_default_sequence_fits_the_model(tmp_path: Path) -> None:
+    """Without --seq: 2048, or the model's context when shorter (tiny's 128; was 2048 and refused)."""
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--batch", "1", "--steps", "1", "--warmup", "0", "--device", "cpu", "--precision",
+            "fp32", "--model-option", "max_seq_len=32", "--json", str(out)]
+    result = CliRunner().invoke(train_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["settings"]["seq"] == 32
+
+
 def test_log_every_sets_our_read_interval(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     args = ["--model", "tiny", "--seq", "64", "--batch", "2", "--steps", "4", "--warmup", "0",

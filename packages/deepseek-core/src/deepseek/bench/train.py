@@ -89,6 +89,16 @@ def _config(s: BenchSettings, host: Any) -> Any:
     }, validate=False, host=host)
 
 
+def _model_context(model: str, model_options: tuple[str, ...], host: Any) -> int:
+    """``max_seq_len`` of the model ``--model`` and ``--model-option`` describe (2048 for a model
+    without one)."""
+    from deepseek.config.load import config_from_dict
+
+    overrides = _model_overrides(BenchSettings(model=model, model_options=model_options))
+    options = config_from_dict({"model": {"name": model, **overrides}}, validate=False, host=host).model.options
+    return int(getattr(options, "max_seq_len", None) or 2048)
+
+
 def _model_overrides(s: BenchSettings) -> dict[str, Any]:
     from deepseek.config.load import parse_override
     from deepseek.errors import UsageError
@@ -310,7 +320,8 @@ def _print(result: dict[str, Any]) -> None:
 @click.option("--model", default="small", show_default=True, help="GPT preset: tiny, small, 1.3b.")
 @click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32", "auto"]), default="bf16", show_default=True)
 @click.option("--batch", type=count(), default=8, show_default=True, help="Micro-batch per device.")
-@click.option("--seq", type=count(), default=2048, show_default=True, help="Sequence length.")
+@click.option("--seq", type=count(), default=None, help="Sequence length (default 2048, or the model's max_seq_len "
+              "when shorter: 128 for tiny).")
 @click.option("--steps", type=count(), default=20, show_default=True, help="Measured steps.")
 @click.option("--warmup", type=count(0), default=5, show_default=True, help="Warm-up steps (not measured).")
 @click.option("--strategy", default="single", show_default=True, help="Registered strategy for our path.")
@@ -359,12 +370,14 @@ def train_command(compile_: bool, json_path: str | None, against: str | None, ma
     from deepseek.paths import check_output, created_note, make_folders
 
     saved = load_baseline(against, "train") if against is not None else None
+    from deepseek.cli.context import command_host
+
+    if options["seq"] is None:  # the longest rows up to 2048 that the model takes
+        options["seq"] = min(2048, _model_context(options["model"], options["model_options"], command_host()))
     s = BenchSettings(compile=compile_, **options)
     _variants(s.baseline_variants)
     to_file = json_path is not None and str(json_path) != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="bench.json") if to_file else []
-    from deepseek.cli.context import command_host
-
     result = run_bench(s, command_host())
     if result["device"]["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return

@@ -43,7 +43,9 @@ class _Records:
         from deepseek.data.tokenizer import ByteTokenizer
 
         self.source = FileSource(options, ByteTokenizer())
-        self.name = f"{len(options.files) + len(options.val_files)} files ({options.files[0]}, ...)"
+        train = [unit.path for unit in self.source.units("train")]  # what the tokenizer learns from
+        more = ", ..." if len(train) > 1 else ""
+        self.name = f"{len(train)} file{'s' if len(train) != 1 else ''} ({train[0]}{more})"
 
     def texts(self, split: str) -> Iterator[str]:
         reader = self.source.reader()
