@@ -121,7 +121,11 @@ class Distill(BuildsComponents, TrainableModel):
         kl = F.kl_div(F.log_softmax(logits.float() / t, dim=-1), soft, log_target=True, reduction="batchmean")
         kl = kl / logits.size(1) * t * t  # batchmean over rows, then per position: comparable with ce
         a = self.options.alpha
-        return {"loss": a * kl + (1 - a) * ce, "ce": ce.detach(), "kl": kl.detach()}
+        # Training descends the mix; an evaluation scores the student by its own cross-entropy, so
+        # val_loss, val_bits_per_byte, val_perplexity and train.monitor judge the student, as after
+        # distill.student takes it out (the mix is no property of the student's predictions).
+        loss = a * kl + (1 - a) * ce if self.training else ce
+        return {"loss": loss, "ce": ce.detach(), "kl": kl.detach()}
 
 
 def load_student(path: str, host: Any) -> tuple[nn.Module, dict[str, Any]]:
