@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_cli import Hostile
+from hostile_cli import Hostile, snapshot
 
 STEP = Path("checkpoints") / "step-1"
 READERS: dict[str, list[str]] = {
@@ -152,9 +152,8 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("optimizer state missing a key", _edit_tensors(OPTIMIZER, _drop_first_moment),
      ["optimizer.safetensors", "lacks ['exp_avg']"]),
     ("rng truncated", _truncate(str(STEP / "rng-0.safetensors"), 20), ["rng-0.safetensors"]),
-    ("max steps already reached", lambda run: None, ["--resume", "raise --max-steps"]),
 ]
-"""Files only a resumed run reads, and resuming a run that is done (``max steps``)."""
+"""Files only a resumed run reads."""
 
 METRICS_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("metrics line garbage", _write("metrics.jsonl", b'{"step": 0, "val_loss": 5.0}\n{oops\n{"step": 1, "loss": 5}\n'),
@@ -189,10 +188,25 @@ def test_corrupt_state_is_refused(hostile: Hostile, trained_run: Path, reader: s
     shutil.copytree(trained_run, run)
     corrupt(run)
     _agree_commit_record(run)  # the content checks are under test, not the commit record's sizes
+    hostile.refused(*READERS[reader], expect=words)
+
+
+@pytest.mark.parametrize("reader", ["resume", "resume elsewhere"])
+def test_resuming_a_run_that_is_done_writes_nothing_and_ends_cleanly(hostile: Hostile, trained_run: Path,
+                                                                     reader: str) -> None:
+    """The checkpoint is at step 1 = train.max_steps: one line, exit 0 (a requeued job that finds
+    its run complete ends as done, not failed), nothing written."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
     argv = list(READERS[reader])
-    if "raise --max-steps" in words:  # the checkpoint is at step 1: train to step 1 again
-        argv[argv.index("--max-steps") + 1] = "1"
-    hostile.refused(*argv, expect=words)
+    argv[argv.index("--max-steps") + 1] = "1"
+    before = snapshot(hostile.watched)
+    outcome = hostile.run(*argv)
+    assert outcome.code == 0, outcome.stderr
+    (line,) = outcome.stderr.strip().splitlines()
+    assert line == ("--resume run/checkpoints/step-1: the run is complete, its checkpoint is at step 1 and "
+                    "train.max_steps is 1; nothing to train (raise --max-steps to train further)"), line
+    assert snapshot(hostile.watched) == before
 
 
 def _agree_commit_record(run: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deepseek.errors import UsageError
+from deepseek.errors import RunComplete, UsageError
 from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
 
@@ -58,7 +58,7 @@ def test_stop_and_resume_same_run_folder(tiny_config, tmp_path: Path) -> None:
 def test_resume_at_max_steps_says_how_to_continue(tiny_config, tmp_path: Path) -> None:
     config = tiny_config(train={"max_steps": 2})
     _, _, run = _run(config, run_dir=tmp_path / "done")
-    with pytest.raises(UsageError, match="raise --max-steps"):
+    with pytest.raises(RunComplete, match="the run is complete.*raise --max-steps"):
         Trainer(config, resume=run).fit()
 
 

@@ -36,5 +36,12 @@ class TrainingDivergedError(DeepseekError):
     """Training produced a NaN or infinite loss, gradient norm or weight (``train.on_nonfinite``)."""
 
 
+class RunComplete(UsageError):
+    """``--resume`` of a run with nothing left to train: its checkpoint is at ``train.max_steps``,
+    or it stopped early. The Python API raises it like any UsageError (nothing was written);
+    ``deepseek train`` prints its line and exits 0, as Lightning's and Hugging Face's trainers
+    return when resumed at their last step, so a requeued job that finds its run done ends cleanly."""
+
+
 class CheckpointError(UsageError):
     """A checkpoint is missing, truncated, corrupt or incompatible."""

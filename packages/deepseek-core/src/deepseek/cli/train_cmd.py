@@ -152,7 +152,13 @@ def train(
         missing = check_output(run_dir, where="--run-dir", folder=True)
     elif resume is None:
         missing = check_output(config.logging.runs_dir, where="logging.runs_dir", folder=True)
-    result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet, host=host).fit()
+    from deepseek.errors import RunComplete
+
+    try:
+        result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet, host=host).fit()
+    except RunComplete as done:  # a requeued job finding its run done: nothing written, exit 0
+        click.echo(str(done), err=True)
+        return None
     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: every rank exits with the same code
         from deepseek.training.preemption import EXIT_PREEMPTED, stopped_line
 

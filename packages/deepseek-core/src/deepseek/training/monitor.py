@@ -95,13 +95,15 @@ class Monitor:
 
 def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> None:
     """The one rule for resuming a run that has nothing left to train: at ``train.max_steps``, or
-    stopped early (one more step would change the result an uninterrupted run gave). A
-    UsageError naming the checkpoint ``where`` and the key that would let it train on."""
-    from deepseek.errors import UsageError
+    stopped early (one more step would change the result an uninterrupted run gave).
+    :class:`~deepseek.errors.RunComplete` naming the checkpoint ``where`` and the key that would
+    let it train on."""
+    from deepseek.errors import RunComplete
 
     if step >= max_steps:
-        raise UsageError(f"--resume {where}: the checkpoint is at step {step} and train.max_steps is {max_steps}; "
-                         "raise --max-steps to train further")
+        raise RunComplete(f"--resume {where}: the run is complete, its checkpoint is at step {step} and "
+                          f"train.max_steps is {max_steps}; nothing to train (raise --max-steps to train further)")
     if monitor.exhausted:
-        raise UsageError(f"--resume {where}: the run stopped early at step {step} ({monitor.describe()}); raise "
-                         "train.early_stop_patience (0: never) to train further")
+        raise RunComplete(f"--resume {where}: the run is complete, it stopped early at step {step} "
+                          f"({monitor.describe()}); nothing to train (raise train.early_stop_patience, 0: never, "
+                          "to train further)")
