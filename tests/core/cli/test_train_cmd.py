@@ -164,5 +164,5 @@ def test_config_show_prints_the_resolved_config_that_loads_back(tmp_path: Path) 
     bad = deepseek("config", "show", "--set", "train.lrr=1", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("error: train.lrr: unknown key (did you mean 'lr'?); allowed keys: "
-                                 "activation_checkpointing, attention, compile, decay_steps, ")
+                                 "activation_checkpointing, attention, compile, compile_scope, decay_steps, ")
     assert bad.stderr.count("\n") == 1
