@@ -47,7 +47,7 @@ from deepseek.plugins.records import (
     PluginWarning,
     Resolution,
     describe_error,
-    guarded_hook,
+    guard_hooks,
     target_text,
 )
 from deepseek.plugins.registrar import InvalidRegistration, Registrar
@@ -246,13 +246,9 @@ class PluginHost(LookupMixin):
         except Exception as exc:  # noqa: BLE001 - pluggy's validation names the hook
             self._drop(ld.record, f"{ld.name} rejected by the plugin manager: {describe_error(exc)}")
             return False
-        where = f"{ld.record.dist} {ld.record.version}: {ld.label}"
-        for caller in self.pm.get_hookcallers(ld.plugin) or ():
-            if ld.record.dist == CORE_DIST or caller.name.startswith("deepseek_register_") or caller.name == ADD_HOOKSPECS:
-                continue  # core's bugs keep their traceback; the host calls registration hooks itself
-            for impl in caller.get_hookimpls():
-                if impl.plugin is ld.plugin and not (impl.hookwrapper or impl.wrapper):
-                    impl.function = guarded_hook(impl.function, f"{where} raised in {caller.name}", ld.record.dist)
+        if ld.record.dist != CORE_DIST:  # core's bugs keep their traceback
+            guard_hooks(self.pm, ld.plugin, f"{ld.record.dist} {ld.record.version}: {ld.label}", ld.record.dist,
+                        skip=lambda hook: hook.startswith("deepseek_register_") or hook == ADD_HOOKSPECS)
         self._loaded.append(ld)
         return True
 

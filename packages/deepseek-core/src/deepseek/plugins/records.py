@@ -62,6 +62,18 @@ def guarded_hook(function: Callable[..., Any], where: str, dist: str) -> Callabl
     return call
 
 
+def guard_hooks(pm: Any, plugin: Any, where: str, dist: str, *, skip: Callable[[str], bool]) -> None:
+    """Wrap each of ``plugin``'s hook implementations registered on ``pm`` (wrappers aside, and
+    hooks ``skip`` names: the ones the host calls itself) in :func:`guarded_hook`, so that what
+    they raise names ``where`` (distribution, version, plugin) and the hook."""
+    for caller in pm.get_hookcallers(plugin) or ():
+        if skip(caller.name):
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
+                impl.function = guarded_hook(impl.function, f"{where} raised in {caller.name}", dist)
+
+
 def target_text(target: Any) -> str:
     """A lazy target as is, or ``module:qualname`` of an object (without importing anything)."""
     if isinstance(target, str):
