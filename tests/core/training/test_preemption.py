@@ -235,3 +235,26 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
         holder.wait()
     # the holder died without releasing anything: the kernel dropped its lock
     assert Trainer(config, resume=run, quiet=True).fit().step == 6
+
+
+def test_a_stop_signal_after_the_last_step_ends_the_run_as_done(tmp_path: Path) -> None:
+    """SIGTERM while the finished run writes its plot (after its last step and checkpoint): the run
+    is complete, so it ends with exit 0 and its summary (it used to die by the signal, -15, which a
+    requeue script takes for a failure)."""
+    script = (
+        "import os, signal, sys\n"
+        "import deepseek.training.trainer as trainer\n"
+        "real = trainer.plot_metrics\n"
+        "def plot(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "trainer.plot_metrics = plot\n"
+        "from deepseek.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = [a for a in CLI_ARGS if a != "logging.plot=false"]
+    args = [a for i, a in enumerate(args) if not (a == "--set" and i + 1 < len(args) and args[i + 1] == "--set")]
+    proc = subprocess.run([sys.executable, "-c", script, "train", *args, "--max-steps", "3"], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3 steps" in proc.stdout and (tmp_path / "run" / "checkpoints" / "step-3").is_dir()

@@ -206,24 +206,27 @@ class Trainer:
         """Train to ``train.max_steps`` (evaluating and checkpointing on the way); returns where."""
         started = time.perf_counter()
         ok = False
-        try:
-            with self._stop, self._scope:  # SIGTERM / SIGUSR1: stop after the current step (preemption.py)
-                self._setup()
-                self._loop()
-            if self.stopped_by is None:
-                self._finish()
-            ok = True
-        finally:
-            status = "stopped" if ok and self.stopped_by else "succeeded" if ok else "failed"
-            self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved_step)
-            if self.strategy is not None:
-                if ok:
-                    self.strategy.teardown()
-                else:  # keep the original error, not one from tearing down after it
-                    with contextlib.suppress(Exception):
+        # SIGTERM / SIGUSR1 stop after the current step (preemption.py); one that comes after the
+        # last step (the plot, the teardown) is absorbed: the run is complete and ends as done
+        with self._stop:
+            try:
+                with self._scope:
+                    self._setup()
+                    self._loop()
+                if self.stopped_by is None:
+                    self._finish()
+                ok = True
+            finally:
+                status = "stopped" if ok and self.stopped_by else "succeeded" if ok else "failed"
+                self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved_step)
+                if self.strategy is not None:
+                    if ok:
                         self.strategy.teardown()
-            if self._lock is not None:
-                self._lock.release()
+                    else:  # keep the original error, not one from tearing down after it
+                        with contextlib.suppress(Exception):
+                            self.strategy.teardown()
+                if self._lock is not None:
+                    self._lock.release()
         assert self.strategy is not None
         return TrainResult(
             self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),

@@ -112,31 +112,32 @@ def run(spec: LaunchSpec) -> LaunchResult:
         watchdog = Watchdog(heartbeat_dir, timeout=spec.timeout, startup_timeout=spec.startup_timeout)
         watchdog.start()
     stop = StopForwarder(heartbeat_dir, spec.stop_grace)
-    try:
-        with stop:
+    # around the clean-up too: a stop signal that comes after the workers ended is absorbed, not a death by it
+    with stop:
+        try:
             elastic_launch(config, entrypoint=sys.executable)("-u", "-m", WORKER_MODULE, *spec.args)
-        return LaunchResult(0)
-    except ChildFailedError as exc:
-        logs, failures = _attempt_dir(log_dir, run_id), exc.failures
-        report = failure_report(failures, watchdog, lambda r: logs / str(_local(failures, r, spec)) / "stderr.log",
-                                stop_signal=stop.received)
-        if spec.log_dir is None:  # the log is removed with the temp folder below
-            report.log_path = ""
-        return report
-    except SignalException as exc:
-        return LaunchResult(130, f"launcher received {exc.sigval.name}; all workers were stopped")
-    except RendezvousError as exc:
-        return LaunchResult(
-            1,
-            f"rendezvous at {spec.rdzv_endpoint or 'localhost'} failed ({type(exc).__name__}: {exc}); start "
-            f"'deepseek launch' on all {spec.nnodes} nodes with the same --nnodes and --rdzv-endpoint "
-            "and distinct --node-rank",
-        )
-    finally:
-        if watchdog is not None:
-            watchdog.stop()
-        _restore_env(saved)
-        job.remove()
+            return LaunchResult(0)
+        except ChildFailedError as exc:
+            logs, failures = _attempt_dir(log_dir, run_id), exc.failures
+            report = failure_report(failures, watchdog, lambda r: logs / str(_local(failures, r, spec)) / "stderr.log",
+                                    stop_signal=stop.received)
+            if spec.log_dir is None:  # the log is removed with the temp folder below
+                report.log_path = ""
+            return report
+        except SignalException as exc:
+            return LaunchResult(130, f"launcher received {exc.sigval.name}; all workers were stopped")
+        except RendezvousError as exc:
+            return LaunchResult(
+                1,
+                f"rendezvous at {spec.rdzv_endpoint or 'localhost'} failed ({type(exc).__name__}: {exc}); start "
+                f"'deepseek launch' on all {spec.nnodes} nodes with the same --nnodes and --rdzv-endpoint "
+                "and distinct --node-rank",
+            )
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+            _restore_env(saved)
+            job.remove()
 
 
 def failure_report(
