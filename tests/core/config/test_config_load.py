@@ -89,7 +89,7 @@ def test_bad_override_syntax(item: str) -> None:
         (["model.dropout=-inf"], r"^model\.dropout: must be a finite number, got -inf"),
         (["train.on_nonfinite=ignore"], r"train\.on_nonfinite: 'ignore' .*allowed values: 'stop', 'skip', 'continue'"),
         (["precision.dtype=fp8"], r"precision\.dtype: 'fp8' .*allowed values: 'auto', 'fp32', 'bf16', 'fp16'"),
-        (["optimizer.name=adam"], r"optimizer\.name: 'adam' .*did you mean 'adamw'"),
+        (["optimizer.name=adam"], r"optimizer\.name: unknown optimizer 'adam'.*did you mean 'adamw'"),
         (["optimizer.betas=[0.9]"], r"optimizer\.betas: must be two numbers"),
         (["strategy.name=warp"], r"strategy\.name: unknown strategy 'warp'"),
         (["strategy.devcie=cpu"], r"strategy\.devcie: unknown key \(did you mean 'device'\?\)"),

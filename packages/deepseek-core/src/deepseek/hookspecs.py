@@ -153,6 +153,38 @@ def deepseek_register_strategies(register: RegisterFn) -> None:
 
 
 @hookspec
+def deepseek_register_optimizers(register: RegisterFn) -> None:
+    """Register optimizers.
+
+    ``target`` is a subclass of :class:`deepseek.training.optimizers.OptimizerBuilder` with
+    ``Options`` (its own ``[optimizer]`` keys; the keys every optimizer shares, ``weight_decay``,
+    ``betas``, ``eps``, ``momentum`` and ``fused``, stay in the config's ``OptimizerConfig``),
+    created on every rank as ``target(options, config.optimizer)``. Its
+    ``create(groups, lr, master_weights=..., accumulation=...)`` returns a
+    ``torch.optim.Optimizer`` over the parameter groups a strategy hands in (decay and no-decay
+    groups, each with its ``weight_decay``); the trainer sets every group's ``lr`` before each step.
+    ``initial_state(param)`` (optional) gives a parameter's state before its first step, which
+    DeepSpeed ZeRO needs to resume. Core registers ``adamw`` and ``sgd``. Guide: docs/plugins.md
+    section 14.
+    """
+
+
+@hookspec
+def deepseek_register_lr_schedules(register: RegisterFn) -> None:
+    """Register learning-rate schedules.
+
+    ``target`` is a subclass of :class:`deepseek.training.schedule.LRSchedule` with ``Options``
+    (its own ``[lr_schedule]`` keys), created as ``target(options, lr=..., min_lr=...,
+    warmup_steps=..., decay_steps=...)`` from ``[train]``. ``lr_at(step)`` (steps from 1) is the
+    learning rate of that optimizer step: a pure function of the step, finite and ``>= 0``, so a
+    resumed run needs only the step number. Implement ``decay(progress)`` to keep the linear
+    warm-up and the ``min_lr`` floor after ``decay_steps``, or override ``lr_at``. Core registers
+    ``cosine`` (the default), ``linear``, ``constant`` and ``wsd``. Guide: docs/plugins.md
+    section 14.
+    """
+
+
+@hookspec
 def deepseek_register_passes(register: RegisterFn) -> None:
     """Register graph-optimizer passes.
 

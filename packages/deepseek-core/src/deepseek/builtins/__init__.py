@@ -4,6 +4,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "deepseek.builtins.models",
     "deepseek.builtins.datasets",
     "deepseek.builtins.strategies",
+    "deepseek.builtins.training",
     "deepseek.builtins.passes",
     "deepseek.builtins.encoders",
     "deepseek.builtins.trackers",

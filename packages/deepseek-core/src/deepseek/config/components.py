@@ -1,10 +1,11 @@
-"""Config sections that name a registered component: ``[model]``, ``[data]``, ``[strategy]``.
+"""Config sections that name a registered component: ``[model]``, ``[data]``, ``[optimizer]``,
+``[lr_schedule]``, ``[strategy]``.
 
 Each such table holds ``name`` (the registered component), keys every component of that kind
-accepts (``[data]``'s ``batch_size`` and ``eval_batches``), and the component's own keys, which
+accepts (``[data]``'s ``batch_size`` and ``eval_batches``, ``[optimizer]``'s shared keys), and the component's own keys, which
 its ``Options`` dataclass validates exactly like a core section: unknown key, wrong type or
 out-of-range value -> one line with the field path and a did-you-mean. The loaded target of every
-model, dataset and strategy carries ``Options`` (a dataclass; :class:`NoOptions` when it takes
+component carries ``Options`` (a dataclass; :class:`NoOptions` when it takes
 none); it is created with the validated instance as its first argument.
 
 Nothing here imports torch.
@@ -62,3 +63,37 @@ def options_dict(options: Any) -> dict[str, Any]:
     if options is None or not dataclasses.is_dataclass(options):
         return {}
     return {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
+
+
+BASES: dict[str, tuple[str, str]] = {
+    "strategy": ("deepseek.training.strategy:Strategy", "docs/plugins.md section 12"),
+    "dataset": ("deepseek.data.dataset:Dataset", "docs/plugins.md section 11"),
+    "optimizer": ("deepseek.training.optimizers:OptimizerBuilder", "docs/plugins.md section 14"),
+    "lr_schedule": ("deepseek.training.schedule:LRSchedule", "docs/plugins.md section 14"),
+}
+"""Component kinds whose registered target must subclass a base class -> (that class, the guide)."""
+
+
+def load_checked(kind: str, component: Any) -> Any:
+    """The registered target, of its kind's type (:data:`BASES`) and, where that type is an
+    abstract base, implementing every abstract method: a PluginError naming the component and its
+    distribution otherwise (a model's target need only be callable)."""
+    import importlib
+    import inspect
+
+    if kind not in BASES:
+        target = component.load()
+        if not callable(target):
+            raise PluginError(f"{component.label}: registered as {target!r}, which is not callable; register a "
+                              "class or factory (docs/plugins.md section 10)")
+        return target
+    module, _, attr = BASES[kind][0].partition(":")
+    base = getattr(importlib.import_module(module), attr)
+    target = component.load_subclass(base, see=BASES[kind][1])
+    if inspect.isabstract(target):
+        missing = ", ".join(sorted(target.__abstractmethods__))
+        raise PluginError(
+            f"{component.label}: {target.__qualname__} does not implement the abstract "
+            f"method(s) {missing} of {base.__name__}; implement them in the plugin"
+        )
+    return target

@@ -1,8 +1,9 @@
 """Load a :class:`~deepseek.config.schema.Config` from TOML, ``--set`` overrides or plain data.
 
 Order: file (or a saved config) -> ``--set a.b=c`` overrides -> typed sections (unknown keys are
-errors with a did-you-mean) -> core's cross-field checks -> the model, dataset and strategy named
-in ``[model]``, ``[data]`` and ``[strategy]``, each validating its own keys with its ``Options``
+errors with a did-you-mean) -> core's cross-field checks -> the model, dataset, optimizer,
+learning-rate schedule and strategy named in ``[model]``, ``[data]``, ``[optimizer]``,
+``[lr_schedule]`` and ``[strategy]``, each validating its own keys with its ``Options``
 (a model that sets no ``vocab_size`` gets the dataset's ``model_vocab_size``, a tokenizer's; no
 ``num_classes``, its ``model_num_classes``: ``DATA_SIZES``)
 -> the trackers of ``logging.trackers`` with their ``[trackers.<name>]`` options
@@ -23,13 +24,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.config.components import build_options, options_class
+from deepseek.config.components import build_options, load_checked, options_class
 from deepseek.config.schema import (
     DATA_COMMON_KEYS,
+    OPTIMIZER_COMMON_KEYS,
     SECTIONS,
     Config,
     DataConfig,
+    LRScheduleConfig,
     ModelConfig,
+    OptimizerConfig,
     StrategyConfig,
 )
 from deepseek.config.validate import build_dataclass, did_you_mean
@@ -177,15 +181,27 @@ def config_from_dict(
     data_table = dict(data.get("data", {}))
     common = {k: data_table.pop(k) for k in DATA_COMMON_KEYS if k in data_table}
     data_section = build_dataclass(DataConfig, {"name": data_table.pop("name", "text"), **common}, path="data")
+    optimizer_table = dict(data.get("optimizer", {}))
+    shared = {k: optimizer_table.pop(k) for k in OPTIMIZER_COMMON_KEYS if k in optimizer_table}
+    optimizer_section = build_dataclass(OptimizerConfig, {"name": optimizer_table.pop("name", "adamw"), **shared},
+                                        path="optimizer")
     # Cheap cross-field checks first; loading the components imports torch.
-    check_config(Config(**sections, data=data_section))
+    check_config(Config(**sections, data=data_section, optimizer=optimizer_section))
     sets = {key for key in DATA_SIZES if key in model_table}
     model_name, model_options, _ = _component(lookups, "model", model_table, default="tiny")
-    data_name, data_options, data_cls = _component(lookups, "dataset", data_table, default=data_section.name, section="data")
+    data_name, data_options, data_cls = _component(lookups, "dataset", data_table, default=data_section.name,
+                                                   section="data", known=("name", *DATA_COMMON_KEYS))
     for key, (declared, what, instead) in DATA_SIZES.items():
         size = getattr(data_cls, declared)(data_options)
         model_options = _follow_data_size(model_options, key, size, explicit=key in sets,
                                           what=what.format(size=size, data=data_name), instead=instead)
+    optimizer_table["name"] = optimizer_section.name
+    optimizer_name, optimizer_options, optimizer_cls = _component(
+        lookups, "optimizer", optimizer_table, default="adamw", known=("name", *OPTIMIZER_COMMON_KEYS))
+    optimizer_cls.check_config(optimizer_options, optimizer_section)
+    schedule_name, schedule_options, schedule_cls = _component(
+        lookups, "lr_schedule", dict(data.get("lr_schedule", {})), default="cosine")
+    schedule_cls.check_config(schedule_options, sections["train"])
     strategy_table = dict(data.get("strategy", {}))
     strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table, default="single")
     sections["logging"], trackers = resolve_trackers(lookups, sections["logging"], data.get("trackers", {}))
@@ -195,7 +211,13 @@ def config_from_dict(
         model=ModelConfig(name=model_name, options=model_options),
         data=dataclasses.replace(data_section, name=data_name, options=data_options),
         strategy=StrategyConfig(name=strategy_name, options=strategy_options),
+        optimizer=dataclasses.replace(optimizer_section, name=optimizer_name, options=optimizer_options),
+        lr_schedule=LRScheduleConfig(name=schedule_name, options=schedule_options),
     )
+    if config.precision.master_weights and not optimizer_cls.supports_master_weights:
+        raise ConfigError(f"precision.master_weights: optimizer {optimizer_name!r} does not keep fp32 master weights "
+                          "(only an optimizer declaring supports_master_weights does, e.g. 'adamw'); "
+                          "use optimizer.name = \"adamw\" or set master_weights = false")
     if config.precision.master_weights and not strategy_cls.supports_master_weights:
         raise ConfigError(f"precision.master_weights: strategy {strategy_name!r} keeps its own parameter dtypes "
                           "and does not offer fp32 master weights; use strategy 'single' or master_weights = false")
@@ -205,7 +227,8 @@ def config_from_dict(
     return config
 
 
-COMPONENT_SECTIONS: dict[str, str] = {"model": "model", "data": "dataset", "strategy": "strategy"}
+COMPONENT_SECTIONS: dict[str, str] = {"model": "model", "data": "dataset", "optimizer": "optimizer",
+                                      "lr_schedule": "lr_schedule", "strategy": "strategy"}
 """Config sections that name a registered component -> the component kind."""
 
 
@@ -237,7 +260,8 @@ class DeprecatedConfigWarning(FutureWarning):
 
 
 def _component(
-    lookups: PluginHost, kind: str, table: dict[str, Any], *, default: str, section: str | None = None
+    lookups: PluginHost, kind: str, table: dict[str, Any], *, default: str, section: str | None = None,
+    known: tuple[str, ...] = ("name",),
 ) -> tuple[str, Any, Any]:
     """``(name as recorded, validated options, loaded target)`` of a component section.
 
@@ -252,10 +276,9 @@ def _component(
         component = lookups.resolve(kind, name)
     except (ComponentNotFoundError, ComponentConflictError) as exc:
         raise ConfigError(f"{section}.name: {exc}") from exc
-    target = _load_checked(kind, component)
+    target = load_checked(kind, component)
     if kind == "strategy" and "compression" in table:
         _check_compression(lookups, name, target, table["compression"])
-    known = ("name", *DATA_COMMON_KEYS) if section == "data" else ("name",)
     options = build_options(target, table, kind=kind, name=name, path=section, known=known)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
     return recorded, options, target
@@ -269,7 +292,7 @@ def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | 
         component = _run_host(host, ()).resolve("dataset", name)
     except (ComponentNotFoundError, ComponentConflictError):
         return None
-    cls = options_class(_load_checked("dataset", component), kind="dataset", name=name)
+    cls = options_class(load_checked("dataset", component), kind="dataset", name=name)
     return frozenset(("name", *DATA_COMMON_KEYS, *(f.name for f in dataclasses.fields(cls))))
 
 
@@ -297,34 +320,6 @@ def _follow_data_size(options: Any, key: str, size: int | None, *, explicit: boo
             f"remove model.{key} to {instead}, or set it >= {size}"
         )
     return options
-
-
-def _load_checked(kind: str, component: Any) -> Any:
-    """The registered target, of its kind's type and, where that type is an abstract base
-    (Strategy, Dataset), implementing every abstract method: a PluginError naming the component
-    and its distribution otherwise (a model's target need only be callable)."""
-    import inspect
-
-    from deepseek.errors import PluginError
-
-    if kind == "strategy":
-        from deepseek.training.strategy import Strategy as base
-    elif kind == "dataset":
-        from deepseek.data.dataset import Dataset as base
-    else:
-        target = component.load()
-        if not callable(target):
-            raise PluginError(f"{component.label}: registered as {target!r}, which is not callable; register a "
-                              "class or factory (docs/plugins.md section 10)")
-        return target
-    target = component.load_subclass(base, see="docs/plugins.md section " + ("12" if kind == "strategy" else "11"))
-    if inspect.isabstract(target):
-        missing = ", ".join(sorted(target.__abstractmethods__))
-        raise PluginError(
-            f"{component.label}: {target.__qualname__} does not implement the abstract "
-            f"method(s) {missing} of {base.__name__}; implement them in the plugin"
-        )
-    return target
 
 
 def _check_compression(lookups: PluginHost, name: str, cls: Any, method: Any) -> None:
@@ -363,9 +358,6 @@ def check_config(config: Config) -> None:
         if p.dtype not in ("bf16", "auto"):
             raise ConfigError(f"precision.master_weights: keeps bf16 parameters, but precision.dtype is {p.dtype!r}; "
                               "set precision.dtype = \"bf16\" or master_weights = false")
-        if config.optimizer.name != "adamw":
-            raise ConfigError(f"precision.master_weights: needs optimizer.name = \"adamw\" "
-                              f"(got {config.optimizer.name!r}); or set master_weights = false")
 
 
 def dump_config(config: Config) -> str:

@@ -4,7 +4,7 @@ Every field has a default, so an empty file (or no file) is the main job: train 
 embedded corpus on CPU. Values are checked by :func:`deepseek.config.validate.build_dataclass`;
 a field's ``metadata["check"]`` rejects out-of-range values with the field path.
 
-The ``[model]``, ``[data]`` and ``[strategy]`` tables name a registered component and hold that
+The ``[model]``, ``[data]``, ``[optimizer]``, ``[lr_schedule]`` and ``[strategy]`` tables name a registered component and hold that
 component's own keys beside ``name``, validated by its ``Options`` dataclass
 (:mod:`deepseek.config.components`, :mod:`deepseek.config.load`).
 """
@@ -99,21 +99,22 @@ DATA_COMMON_KEYS: tuple[str, ...] = ("batch_size", "eval_batches")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``[train]``: the optimisation loop and the learning-rate schedule (warmup + cosine)."""
+    """``[train]``: the optimisation loop and the learning-rate schedule's numbers (its shape:
+    ``[lr_schedule]``)."""
 
     max_steps: int = field(default=600, metadata={"check": _positive_int})
     """Optimizer steps of the run (``--max-steps``)."""
     lr: float = field(default=2e-3, metadata={"check": positive})
     """Peak learning rate, reached after the warm-up."""
     min_lr: float = field(default=1e-4, metadata={"check": non_negative})
-    """Learning rate at the end of the cosine decay (at most ``lr``)."""
+    """Learning rate at the end of the decay (at most ``lr``)."""
     warmup_steps: int = field(default=30, metadata={"check": non_negative})
     """Steps of linear warm-up from 0 to ``lr``."""
     decay_steps: int | None = field(
         default=None,
         metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},
     )
-    """Length of the cosine decay (default ``max_steps``); set it to extend a run later."""
+    """Step at which the decay reaches ``min_lr`` (default ``max_steps``); set it to extend a run later."""
     grad_accum: int = field(default=1, metadata={"check": _positive_int})
     """Micro-batches per optimizer step (gradient accumulation); ``data.batch_size`` must split
     evenly over data-parallel ranks x ``grad_accum``."""
@@ -199,20 +200,42 @@ class PrecisionConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """``[optimizer]``: AdamW (decoupled weight decay on matrices only) or plain SGD."""
+    """``[optimizer]``: ``name`` of a registered optimizer (core: ``adamw``, ``sgd``), the keys
+    optimizers share (each reads those it uses) and the optimizer's own keys beside them, validated
+    by its ``Options``. Weight decay applies to matrices only (not to biases and norms)."""
 
-    name: Literal["adamw", "sgd"] = "adamw"
-    """``adamw`` (torch's AdamW) or ``sgd`` (with momentum)."""
+    name: str = "adamw"
+    """the registered optimizer: ``adamw`` (torch's AdamW), ``sgd`` (with ``momentum``) or a
+    plugin's (``deepseek plugins list``)"""
     betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata={"check": _betas})
-    """AdamW's moment decay rates."""
+    """Moment decay rates (AdamW and optimizers like it)."""
     eps: float = field(default=1e-8, metadata={"check": positive})
-    """AdamW's denominator epsilon."""
+    """Denominator epsilon (AdamW and optimizers like it)."""
     weight_decay: float = field(default=0.1, metadata={"check": non_negative})
-    """Decoupled weight decay, applied to matrices only (not to biases and norms)."""
+    """Weight decay of the matrices (decoupled for AdamW, L2 for SGD); biases and norms get none."""
     momentum: float = field(default=0.9, metadata={"check": _fraction})
-    """SGD only."""
+    """SGD's momentum (0: plain SGD)."""
     fused: bool | None = None
     """Fused AdamW kernel; ``None``: on when every parameter is on CUDA."""
+    options: Any = None
+    """The optimizer's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
+
+
+OPTIMIZER_COMMON_KEYS: tuple[str, ...] = ("betas", "eps", "weight_decay", "momentum", "fused")
+"""``[optimizer]`` keys that every optimizer accepts (the rest belong to the optimizer's ``Options``)."""
+
+
+@dataclass(frozen=True)
+class LRScheduleConfig:
+    """``[lr_schedule]``: ``name`` of a registered learning-rate schedule (core: ``cosine``,
+    ``linear``, ``constant``, ``wsd``) and its own keys; the peak, floor, warm-up and decay length
+    are ``[train]``'s ``lr``, ``min_lr``, ``warmup_steps`` and ``decay_steps``."""
+
+    name: str = "cosine"
+    """the registered schedule: ``cosine`` (half cosine to ``min_lr``), ``linear``, ``constant``
+    (``lr`` after the warm-up), ``wsd`` (warmup-stable-decay) or a plugin's"""
+    options: Any = None
+    """The schedule's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +319,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -90,6 +90,40 @@ def create_tracker(name: str, /, **options: Any) -> Any:
     return build_tracker(get_host(), name, options)
 
 
+def list_optimizers(pattern: str | None = None) -> list[str]:
+    """Names of registered optimizers."""
+    return _list("optimizer", pattern)
+
+
+def create_optimizer(name: str, /, params: Any, *, lr: float, **keys: Any) -> Any:
+    """A ``torch.optim.Optimizer`` from the optimizer registered as ``name`` over ``params`` (a
+    model's parameters: weight decay on the matrices only, as in training; or parameter groups) at
+    learning rate ``lr``; ``keys`` are ``[optimizer]`` keys, the shared ones (``weight_decay``,
+    ``betas``, ...) and its own, validated as in a config (errors name ``optimizer.<key>``)."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.build import optimizer_factory
+
+    config = config_from_dict({"optimizer": {"name": name, **keys}, "train": {"lr": lr}}, validate=False,
+                              host=get_host())
+    return optimizer_factory(config, host=get_host())(params)
+
+
+def list_lr_schedules(pattern: str | None = None) -> list[str]:
+    """Names of registered learning-rate schedules."""
+    return _list("lr_schedule", pattern)
+
+
+def create_lr_schedule(name: str, /, *, lr: float, min_lr: float = 0.0, warmup_steps: int = 0,
+                       decay_steps: int, **options: Any) -> Any:
+    """The learning-rate schedule registered as ``name`` (``schedule.lr_at(step)``), its own keys
+    as keyword arguments (validated by its ``Options``; errors name ``lr_schedule.<key>``)."""
+    from deepseek.config.components import build_options, load_checked
+
+    cls = load_checked("lr_schedule", get_host().resolve("lr_schedule", name))
+    opts = build_options(cls, options, kind="lr_schedule", name=name, path="lr_schedule")
+    return cls(opts, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, decay_steps=decay_steps)
+
+
 def list_components(kind: str, pattern: str | None = None) -> list[str]:
     """Names of registered components of any kind, including kinds that plugins add
     (``list_components("compressor")``)."""

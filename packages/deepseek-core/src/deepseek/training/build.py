@@ -1,4 +1,4 @@
-"""Building what a run needs from its config: model, optimizer factory, dataset, precision.
+"""Building what a run needs from its config: model, optimizer factory, schedule, dataset, precision.
 
 The model is built on the CPU in fp32 right after seeding, before any strategy moves or shards it,
 so every strategy starts from the same weights. Components are resolved on the run's plugin host
@@ -8,18 +8,19 @@ with the config's ``[plugins] prefer`` (:meth:`deepseek.plugins.host.PluginHost.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from deepseek.config.schema import Config, OptimizerConfig
+from deepseek.config.schema import Config
 from deepseek.training.mixed_precision import Precision
 
 if TYPE_CHECKING:
     from deepseek.data.dataset import Dataset
     from deepseek.plugins.host import PluginHost
+    from deepseek.training.optimizers import OptimizerBuilder
+    from deepseek.training.schedule import LRSchedule
     from deepseek.training.strategy import OptimizerFactory
 
 
@@ -150,43 +151,44 @@ def build_precision(config: Config) -> Precision:
     return Precision(p.dtype, init_scale=p.init_scale, growth_interval=p.growth_interval)
 
 
-def optimizer_factory(config: OptimizerConfig, lr: float, *, master_weights: bool = False,
-                      accumulation: int = 1) -> OptimizerFactory:
-    """Build the optimizer from parameters: weight decay on matrices (``ndim >= 2``) only.
+def optimizer_factory(config: Config, *, host: PluginHost | None = None) -> OptimizerFactory:
+    """The run's optimizer factory: the registered ``[optimizer]`` (an
+    :class:`~deepseek.training.optimizers.OptimizerBuilder`, resolved on ``host``) over the
+    parameters a strategy hands in, at ``train.lr``, with weight decay on matrices (``ndim >= 2``)
+    only.
 
     Parameter groups handed in (dicts) are used as they are. Group order is fixed (decay, then
     no decay; both always present) so optimizer checkpoints line up across strategies. With
-    ``master_weights`` (``precision.master_weights``) it is AdamW over bf16 parameters with fp32
-    masters (:class:`~deepseek.training.master_weights.MasterWeightAdamW`), which turns the
-    parameters it is given to bf16 and adds ``accumulation`` micro-batches' gradients in fp32.
+    ``precision.master_weights`` the builder keeps fp32 masters of bf16 parameters (AdamW:
+    :class:`~deepseek.training.master_weights.MasterWeightAdamW`) and adds ``train.grad_accum``
+    micro-batches' gradients in fp32.
     """
+    from deepseek.training.optimizers import GroupedOptimizerFactory
 
-    def factory(params: Iterable[Any]) -> torch.optim.Optimizer:
-        items = list(params)
-        if items and isinstance(items[0], dict):
-            groups = items
-            flat = [p for g in items for p in g["params"]]
-        else:
-            flat = [p for p in items if p.requires_grad]
-            groups = [
-                {"params": [p for p in flat if p.ndim >= 2], "weight_decay": config.weight_decay},
-                {"params": [p for p in flat if p.ndim < 2], "weight_decay": 0.0},
-            ]
-        if config.name == "sgd":
-            return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
-        if master_weights:
-            from deepseek.training.master_weights import MasterWeightAdamW
+    t = config.train
+    return GroupedOptimizerFactory(create_optimizer_builder(config, host), lr=t.lr,
+                                   weight_decay=config.optimizer.weight_decay,
+                                   master_weights=config.precision.master_weights, accumulation=t.grad_accum)
 
-            return MasterWeightAdamW(groups, lr=lr, betas=tuple(config.betas), eps=config.eps,
-                                     accumulation=accumulation)
-        fused = config.fused
-        if fused is None:
-            fused = bool(flat) and all(p.is_cuda and type(p.data).__name__ != "DTensor" for p in flat)
-        return torch.optim.AdamW(
-            groups, lr=lr, betas=tuple(config.betas), eps=config.eps, fused=fused or None
-        )
 
-    return factory
+def create_optimizer_builder(config: Config, host: PluginHost | None = None) -> OptimizerBuilder:
+    """The ``[optimizer]`` component of ``config``, created from its validated options."""
+    from deepseek.config.components import load_checked
+
+    component = run_host(config, host).resolve("optimizer", config.optimizer.name)
+    return load_checked("optimizer", component)(config.optimizer.options, config.optimizer)
+
+
+def build_schedule(config: Config, host: PluginHost | None = None) -> LRSchedule:
+    """The ``[lr_schedule]`` component with ``[train]``'s numbers (``decay_steps`` defaults to
+    ``max_steps``)."""
+    from deepseek.config.components import load_checked
+
+    t = config.train
+    component = run_host(config, host).resolve("lr_schedule", config.lr_schedule.name)
+    cls = load_checked("lr_schedule", component)
+    return cls(config.lr_schedule.options, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
+               decay_steps=t.decay_steps or t.max_steps)
 
 
 def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:

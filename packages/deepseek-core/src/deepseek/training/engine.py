@@ -109,8 +109,7 @@ class StepEngine:
                     f"precision.master_weights: the model has {len(frozen)} frozen parameter(s) (first: {frozen[0]!r}), "
                     "which would stay fp32 beside the bf16 ones the optimizer makes; set master_weights = false "
                     "for a run that freezes weights")
-        factory = optimizer_factory(cfg.optimizer, cfg.train.lr, master_weights=cfg.precision.master_weights,
-                                    accumulation=cfg.train.grad_accum)
+        factory = optimizer_factory(cfg, host=self.lookups)
         self.strategy.setup(model, factory, settings)
 
     def step(self, global_batch: Batch, lr: float) -> StepResult:

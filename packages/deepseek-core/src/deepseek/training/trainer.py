@@ -27,7 +27,7 @@ from deepseek.models.protocol import model_capabilities
 from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.build import build_dataset
+from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.engine import StepEngine
 from deepseek.training.evaluation import reports_bits_per_byte, rng_kept, summarize, validation_set
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
@@ -45,7 +45,6 @@ from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import copy_run_files, pick_run_folder
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.run_values import reported_values
-from deepseek.training.schedule import WarmupCosine
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
 
@@ -135,7 +134,7 @@ class Trainer:
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model)
         t = cfg.train
-        self.schedule = WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.decay_steps or t.max_steps)
+        self.schedule = build_schedule(cfg, engine.lookups)
         self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience)
         self._check_evaluation(model)
         if self.resume_from is not None:  # read (and checked) before anything is written
