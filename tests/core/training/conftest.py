@@ -69,3 +69,16 @@ def config_under(core_host: PluginHost) -> Callable[..., Any]:
 def tiny_config(tmp_path: Path, config_under: Callable[..., Any]) -> Callable[..., Any]:
     """``tiny_config(train={"max_steps": 6}, ...)``: :func:`config_under` ``tmp_path``."""
     return lambda **sections: config_under(tmp_path, **sections)
+
+
+@pytest.fixture
+def tiny_config_on(tmp_path: Path) -> Callable[..., Any]:
+    """``tiny_config_on(host, train={...}, ...)``: the tiny Config validated on ``host`` (one
+    that holds an in-process plugin), its runs under ``tmp_path``."""
+    from deepseek.config.load import config_from_dict
+
+    def make(host: PluginHost, **sections: dict[str, Any]) -> Any:
+        data = merge(TINY, {"logging": {"runs_dir": str(tmp_path / "runs")}})
+        return config_from_dict(merge(data, sections), host=host)
+
+    return make

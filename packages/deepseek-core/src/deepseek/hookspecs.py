@@ -307,6 +307,8 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "deepseek_register_models": "model",
     "deepseek_register_datasets": "dataset",
     "deepseek_register_strategies": "strategy",
+    "deepseek_register_optimizers": "optimizer",
+    "deepseek_register_lr_schedules": "lr_schedule",
     "deepseek_register_passes": "pass",
     "deepseek_register_encoders": "encoder",
     "deepseek_register_trackers": "tracker",

@@ -1,5 +1,6 @@
 """docs/config.md: every config key, its type, default and meaning, generated from the schema and
-from the ``Options`` of the components core registers (models, datasets, strategies, trackers).
+from the ``Options`` of the components core registers (models, datasets, optimizers, learning-rate
+schedules, strategies, trackers).
 
 ``python -m deepseek.config.docgen > docs/config.md`` (a core-only test keeps the page current).
 A key's meaning is the docstring written under its field, or its ``field(metadata={"help": ...})``.
@@ -15,10 +16,12 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from deepseek.config.schema import DATA_COMMON_KEYS, Config
+from deepseek.config.load import COMPONENT_SECTIONS
+from deepseek.config.schema import DATA_COMMON_KEYS, OPTIMIZER_COMMON_KEYS, Config
 from deepseek.plugins.docgen import markdown_of
 
-COMPONENT_SECTIONS = {"model": "model", "data": "dataset", "strategy": "strategy"}
+SHARED_KEYS = {"data": DATA_COMMON_KEYS, "optimizer": OPTIMIZER_COMMON_KEYS}
+"""Component sections whose keys beside ``name`` include ones every component of the kind takes."""
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -145,13 +148,12 @@ def render(host: Any = None) -> str:
         "dotted key and its value a TOML literal (else a plain string): quote a part holding a dot,",
         "`--set 'trackers.\"acme.csv\".file=\"steps.csv\"'`.",
         "",
-        "`[model]`, `[data]` and `[strategy]` name a registered component (`name`) and hold that",
-        "component's own keys beside it, validated by its `Options` (docs/plugins.md, sections",
-        "10-12); the components core registers are listed here, and `deepseek plugins list`",
+        "`[model]`, `[data]`, `[optimizer]`, `[lr_schedule]` and `[strategy]` name a registered",
+        "component (`name`) and hold that component's own keys beside it, validated by its `Options`",
+        "(docs/plugins.md, sections 10-12 and 14); the components core registers are listed here, and `deepseek plugins list`",
         "shows every installed one (deepseek-pro's strategies: docs/distributed.md).",
         "",
     ]
-    data_cls = type(Config().data)
     for f in dataclasses.fields(Config):
         section_cls = type(getattr(Config(), f.name))
         doc = markdown_of(inspect.cleandoc(section_cls.__doc__ or "").split("\n\n")[0]).replace("\n", " ")
@@ -159,11 +161,13 @@ def render(host: Any = None) -> str:
         if f.name in COMPONENT_SECTIONS:
             kind = COMPONENT_SECTIONS[f.name]
             default = next(x.default for x in dataclasses.fields(section_cls) if x.name == "name")
-            common = key_rows(data_cls, skip=("name", "options")) if f.name == "data" else []
-            lines += _table([f"| `name` | str | `\"{default}\"` | the registered {kind} |", *common])
-            if f.name == "data":
-                lines += [f"Every dataset gets {', '.join(f'`{k}`' for k in DATA_COMMON_KEYS)}; the rest "
-                          "are the dataset's own.", ""]
+            shared = SHARED_KEYS.get(f.name, ())
+            common = key_rows(section_cls, skip=("name", "options")) if shared else []
+            lines += _table([f"| `name` | str | `\"{default}\"` | the registered {kind.replace('_', ' ')} |",
+                             *common])
+            if shared:
+                lines += [f"Every {kind} gets {', '.join(f'`{k}`' for k in shared)}; the rest "
+                          f"are the {kind}'s own.", ""]
             lines += _component_docs(kind, host)
         elif f.name == "trackers":
             lines += ["Core's trackers (docs/tracking.md):", "", *_tracker_docs(host)]

@@ -73,6 +73,19 @@ class LRSchedule:
                 "decay_steps": self.decay_steps, **options}
 
 
+def learning_rate(schedule: LRSchedule, step: int, name: str) -> float:
+    """``schedule.lr_at(step)``, held to the contract: a rate that is not a finite number ``>= 0``
+    is a :class:`deepseek.errors.PluginError` naming schedule ``name`` and the step, before any
+    optimizer step uses it."""
+    from deepseek.errors import PluginError
+
+    lr = schedule.lr_at(step)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
+        raise PluginError(f"lr_schedule {name!r}: lr_at({step}) returned {lr!r}; a schedule must return a "
+                          "finite number >= 0 for every step (docs/plugins.md section 14)")
+    return float(lr)
+
+
 class Cosine(LRSchedule):
     """A half cosine from ``lr`` down to ``min_lr`` at ``decay_steps`` (the default)."""
 

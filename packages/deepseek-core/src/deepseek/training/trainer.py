@@ -45,6 +45,7 @@ from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import copy_run_files, pick_run_folder
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.run_values import reported_values
+from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
 
@@ -295,7 +296,7 @@ class Trainer:
         assert self.strategy is not None
         started = time.perf_counter()
         step = self.step + 1
-        lr = self.schedule(step)
+        lr = learning_rate(self.schedule, step, self.config.lr_schedule.name)
         batch = next(self.dataset)
         check_global_batch(batch, dataset=self.config.data.name, batch_size=self.config.data.batch_size,
                            what=f"training batch of step {step}")
