@@ -5,10 +5,14 @@ from deepseek.hookspecs import RegisterFn, hookimpl
 
 @hookimpl
 def deepseek_register_optimizers(register: RegisterFn) -> None:
-    """``adamw`` and ``sgd``, torch's."""
+    """``adamw``, ``sgd`` and ``adafactor``, torch's, and ``lion``, ours."""
     register("adamw", "deepseek.training.optimizers:AdamW",
              description="torch's AdamW, decoupled weight decay; fp32 master weights with precision.master_weights")
     register("sgd", "deepseek.training.optimizers:SGD", description="torch's SGD with momentum (and nesterov)")
+    register("adafactor", "deepseek.training.optimizers:Adafactor",
+             description="torch's Adafactor: factored second moment, relative step size, decoupled weight decay")
+    register("lion", "deepseek.training.lion:LionBuilder",
+             description="sign of the interpolated momentum (one state tensor), decoupled weight decay")
 
 
 @hookimpl

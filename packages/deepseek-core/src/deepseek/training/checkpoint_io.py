@@ -52,21 +52,30 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
 
 def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]], path: Any) -> None:
     """Saved optimizer state (parameter name -> its state) against the parameters' ``shapes``,
-    as the optimizers ``[optimizer]`` builds keep it (torch's AdamW and SGD): every parameter
-    with state holds the same keys, and each tensor is a scalar (``step``) or has its
-    parameter's shape; otherwise a CheckpointError naming ``path`` and the parameter, before the
-    first step would fail on it."""
+    as the optimizers ``[optimizer]`` builds keep it: parameters with as many dimensions hold the
+    same keys (Adafactor keeps a matrix's second moment as row and column factors, a vector's
+    whole), and each tensor is a scalar (``step``), has its parameter's shape, or that shape with
+    dimensions reduced to 1 (those factors); otherwise a CheckpointError naming ``path`` and the
+    parameter, before the first step would fail on it."""
     import torch
 
-    keys = {k for values in state.values() for k in values}
+    def rank(name: str) -> int | None:
+        return len(shapes[name]) if name in shapes else None
+
+    keys: dict[int | None, set[str]] = {}
+    for name, values in state.items():
+        keys.setdefault(rank(name), set()).update(values)
     for name, values in sorted(state.items()):
-        missing = sorted(keys - set(values))
+        missing = sorted(keys[rank(name)] - set(values))
         if missing:
             raise CheckpointError(f"{path}: optimizer state of {name!r} lacks {missing}, which other "
                                   f"parameters have; the checkpoint is damaged, {HINT}")
         shape = shapes.get(name)
         for key, value in values.items():
-            if shape is not None and isinstance(value, torch.Tensor) and value.dim() > 0 and tuple(value.shape) != shape:
+            if shape is None or not isinstance(value, torch.Tensor) or value.dim() == 0:
+                continue
+            got = tuple(value.shape)
+            if len(got) != len(shape) or any(g not in (s, 1) for g, s in zip(got, shape, strict=True)):
                 raise CheckpointError(
                     f"{path}: optimizer state {name}/{key} has shape {list(value.shape)}, its parameter "
                     f"{list(shape)}; the checkpoint is damaged or from another model, {HINT}"

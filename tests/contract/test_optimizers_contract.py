@@ -1,0 +1,73 @@
+"""Contract every registered optimizer meets, whoever registered it: an ``OptimizerBuilder``
+subclass with defaulted ``Options`` whose ``create`` over a tiny model's parameter groups gives a
+torch optimizer that moves the parameters, whose ``state_dict`` round-trips (the next step
+matches), and whose ``initial_state``, where it states one, is what the first step creates."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+import deepseek
+from deepseek.config.components import load_checked, options_class
+from deepseek.config.schema import OptimizerConfig
+from deepseek.plugins.host import get_host
+from deepseek.training.optimizers import GroupedOptimizerFactory, OptimizerBuilder
+
+OPTIMIZERS = deepseek.list_optimizers()
+
+
+def test_core_optimizers_registered() -> None:
+    assert {"adamw", "sgd", "adafactor", "lion"} <= set(OPTIMIZERS)
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 2))
+
+
+def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    opt.zero_grad()
+    model(torch.randn(5, 4, generator=g)).square().mean().backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_contract(name: str) -> None:
+    cls = load_checked("optimizer", get_host().resolve("optimizer", name))
+    assert issubclass(cls, OptimizerBuilder)
+    options = options_class(cls, kind="optimizer", name=name)
+    assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in dataclasses.fields(options)), f"{name}: every [optimizer] key needs a default"
+    assert isinstance(cls.state_bytes, int) and cls.state_bytes >= 0
+    builder = cls(options(), OptimizerConfig(name=name))
+    factory = GroupedOptimizerFactory(builder, lr=1e-2, weight_decay=0.1)
+
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = factory(model.parameters())
+    assert isinstance(opt, torch.optim.Optimizer)
+    _step(model, opt, 1)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True)), f"{name}: no change"
+
+    for p in model.parameters():  # the first step's state is what initial_state says, where it says
+        stated = builder.initial_state(p.detach())
+        if stated is None:
+            continue
+        live = opt.state[p]
+        assert sorted(stated) == sorted(live), f"{name}: initial_state keys"
+        for key, value in stated.items():
+            assert (tuple(value.shape), value.dtype) == (tuple(live[key].shape), live[key].dtype), f"{name}: {key}"
+
+    # state_dict round trip: a fresh optimizer loaded with it takes the same next step
+    twin = copy.deepcopy(model)
+    twin_opt = factory(twin.parameters())
+    twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    _step(model, opt, 2)
+    _step(twin, twin_opt, 2)
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b), f"{name}: state_dict does not round-trip"
