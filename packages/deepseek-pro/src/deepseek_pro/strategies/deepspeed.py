@@ -10,17 +10,22 @@ the DeepSpeed config at set-up) and skips on fp16 overflow; the step reports the
 measured before clipping and whether the step was applied. Micro-batch size and accumulation
 steps are read off the batches the trainer hands in.
 
-Optimizer: ``optimizer = "torch"`` (default) hands DeepSpeed the torch AdamW/SGD built by our
-optimizer factory. ZeRO then runs that optimizer on flat fp32 partitions; AdamW is element-wise,
-so the update equals the unsharded one exactly and losses match ``single`` up to the summation
-order of the gradient reduction. With ``optimizer_offload`` it runs on the CPU copies
-(``zero_force_ds_cpu_optimizer = false``). ``optimizer = "deepspeed"`` lets DeepSpeed build its own
-AdamW (FusedAdam on GPU, DeepSpeedCPUAdam with offload: faster, JIT-built ops) from the same
-hyper-parameters; its numerics differ slightly from torch's.
+Optimizer: ``optimizer = "torch"`` (default) hands DeepSpeed the optimizer the run's registered
+``[optimizer]`` builds (our optimizer factory). ZeRO then runs it on flat fp32 partitions of
+concatenated parameters, so only an optimizer that declares itself ``elementwise``
+(:class:`~deepseek.training.optimizers.OptimizerBuilder`: adamw, sgd, lion) is accepted, when the
+config loads; its update then equals the unsharded one exactly and losses match ``single`` up to
+the summation order of the gradient reduction. With ``optimizer_offload`` it runs on the CPU
+copies (``zero_force_ds_cpu_optimizer = false``). ``optimizer = "deepspeed"`` lets DeepSpeed build
+its own AdamW (FusedAdam on GPU, DeepSpeedCPUAdam with offload: faster, JIT-built ops) from the
+same hyper-parameters (so it needs ``optimizer.name = "adamw"``); its numerics differ slightly
+from torch's.
 
-Checkpoints are the canonical full format: fp32 master weights and AdamW moments are gathered
+Checkpoints are the canonical full format: fp32 master weights and optimizer state are gathered
 with DeepSpeed's ``safe_get_full_fp32_param`` / ``safe_get_full_optimizer_state`` (for ZeRO-3
-too) and written by rank 0; loading scatters them back with the ``safe_set_full_*`` functions.
+too) and written by rank 0; loading scatters them back with the ``safe_set_full_*`` functions,
+into state created first as the optimizer's builder states it before a first step
+(``OptimizerBuilder.initial_state``; a builder that does not say cannot be resumed here).
 DeepSpeed's own loss-scaler state (fp16) is not carried over: it restarts at the initial scale.
 """
 
@@ -36,6 +41,8 @@ from typing import Any, ClassVar
 import torch
 
 from deepseek.errors import CheckpointError, UsageError
+from deepseek.training.build import create_optimizer_builder
+from deepseek.training.optimizers import GroupedOptimizerFactory, OptimizerBuilder
 from deepseek.training.strategy import OptimizerFactory, StepResult, StepSettings
 from deepseek_pro.strategies import deepspeed_internals as internals
 from deepseek_pro.strategies.base import DistributedStrategy
@@ -74,10 +81,13 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._group_names: list[list[str]] = []
         self._aliases: dict[str, str] = {}
         self._shape: tuple[int, int] = (1, 1)
+        self._builder: OptimizerBuilder | None = None
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        """DeepSpeed's engine applies every bf16/fp32 step it is given: no skipping."""
+        """DeepSpeed's engine applies every bf16/fp32 step it is given: no skipping. ZeRO runs a
+        client optimizer on flat partitions: only an ``elementwise`` one; its own optimizer is
+        AdamW."""
         from deepseek.errors import ConfigError
 
         if config.train.on_nonfinite == "skip":
@@ -85,6 +95,16 @@ class DeepSpeedStrategy(DistributedStrategy):
                 "train.on_nonfinite: 'skip' cannot be used with strategy 'deepspeed' (its engine applies "
                 "every step it runs); use 'stop', or a strategy such as ddp or fsdp"
             )
+        name = config.optimizer.name
+        if config.strategy.options.optimizer == "deepspeed":
+            if name != "adamw":
+                raise ConfigError(f"strategy.optimizer: 'deepspeed' builds DeepSpeed's own AdamW, but optimizer.name "
+                                  f"is {name!r}; use strategy.optimizer = \"torch\" or optimizer.name = \"adamw\"")
+        elif not create_optimizer_builder(config).elementwise:
+            raise ConfigError(f"optimizer.name: {name!r} is not element-wise (it reads each parameter's shape or "
+                              "norm), and DeepSpeed ZeRO runs the optimizer on flat partitions of concatenated "
+                              "parameters; use strategy 'ddp' with it, or an element-wise optimizer "
+                              "(adamw, sgd, lion)")
 
     def setup_environment(self) -> None:
         if not torch.cuda.is_available():
@@ -110,6 +130,8 @@ class DeepSpeedStrategy(DistributedStrategy):
 
         self._aliases = tied_aliases(model)
         self._template = meta_twin(model)
+        # the trainer's factory says which optimizer it builds; another callable does not
+        self._builder = optimizer_factory.builder if isinstance(optimizer_factory, GroupedOptimizerFactory) else None
         names = {id(p): n for n, p in model.named_parameters()}
         optimizer = optimizer_factory(model.parameters())
         self._group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
@@ -255,6 +277,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         from deepseek_pro import checkpoint as pro_ckpt
 
         directory = Path(directory)
+        self._check_resumable()
         problem = None
         try:
             state = ckpt.read_trainer_state(directory)
@@ -293,17 +316,36 @@ class DeepSpeedStrategy(DistributedStrategy):
                     buf.copy_(model[name])
         internals.sync_lp_from_hp(self.engine.optimizer)
 
+    def _own_optimizer(self) -> bool:
+        """DeepSpeed built the optimizer (``strategy.optimizer = "deepspeed"`` or the user's JSON
+        names one), not our builder."""
+        return "optimizer" in self.ds_config
+
+    def _check_resumable(self) -> None:
+        """Our builder must state the optimizer's state before a first step (every rank raises
+        alike, before reading the checkpoint or writing anything)."""
+        if self._own_optimizer():
+            return
+        _, flats = internals.flat_masters(self.engine.optimizer)
+        if self._builder is None or (flats and self._builder.initial_state(flats[0]) is None):
+            name = self._builder.config.name if self._builder is not None else "(a custom optimizer factory)"
+            raise UsageError(f"--resume: optimizer {name!r} does not state its state before a first step "
+                             "(OptimizerBuilder.initial_state), which strategy 'deepspeed' needs to load optimizer "
+                             "state into ZeRO partitions; resume with strategy 'ddp' or 'fsdp' (same checkpoint)")
+
     def _init_optimizer_state(self) -> None:
-        """Create the inner optimizer's state as its first step would (zeros, step 0), so that
-        DeepSpeed's optimizer-state fragments exist before any step has run."""
+        """Create the inner optimizer's state as its first step would (zeros, step 0: the
+        builder's ``initial_state`` of each flat partition; for DeepSpeed's own optimizer, Adam's
+        when it is torch's), so that DeepSpeed's optimizer-state fragments exist before any step
+        has run."""
         inner, flats = internals.flat_masters(self.engine.optimizer)
-        momentum = float(inner.defaults.get("momentum", 0) or 0)
         for p in flats:
             if inner.state.get(p):
                 continue
-            if isinstance(inner, torch.optim.AdamW | torch.optim.Adam):
+            if not self._own_optimizer():
+                assert self._builder is not None, "_check_resumable() first"
+                inner.state[p] = self._builder.initial_state(p)
+            elif isinstance(inner, torch.optim.AdamW | torch.optim.Adam):
                 inner.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
                                   "exp_avg_sq": torch.zeros_like(p)}
-            elif isinstance(inner, torch.optim.SGD) and momentum:
-                inner.state[p] = {"momentum_buffer": torch.zeros_like(p)}
         internals.relink_optimizer_state(self.engine.optimizer)
