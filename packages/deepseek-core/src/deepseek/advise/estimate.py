@@ -4,14 +4,15 @@ shape: :mod:`deepseek.advise.shapes`).
 Everything here is plain arithmetic (no torch). The formulas, byte counts and assumptions are
 written out in ``docs/advise.md``; in short, per parameter (``P``) and per GPU (``N`` GPUs):
 
-* model states follow the ZeRO paper (Rajbhandari et al. 2020): mixed precision keeps a 16-bit
-  working copy (2 B), 16-bit gradients (2 B) and fp32 master + Adam ``m`` + ``v`` (12 B); fp32
-  keeps 4 + 4 + 8 B. Our engines differ: ``single`` and ``ddp`` run ``torch.autocast`` over fp32
+* model states follow the ZeRO paper (Rajbhandari et al. 2020) with the run's optimizer (``k``:
+  its declared :attr:`~deepseek.training.optimizers.OptimizerBuilder.state_bytes`, AdamW 8, SGD
+  with momentum 4): mixed precision keeps a 16-bit working copy (2 B), 16-bit gradients (2 B) and
+  fp32 master + state (``4 + k``, AdamW's 12 B); fp32 keeps 4 + 4 + ``k`` B. Our engines differ: ``single`` and ``ddp`` run ``torch.autocast`` over fp32
   parameters, so their gradients are fp32 (4 B); ``fsdp`` (FSDP2 with a ``MixedPrecisionPolicy``)
   keeps fp32 shards and fp32 gradients and no persistent 16-bit copy (0 B): its 16-bit weights
   exist only as gathered blocks, counted in its buffers. ``precision.master_weights``
-  (``single`` only) keeps bf16 parameters (2 B) and bf16 gradients (2 B) with the fp32 master, ``m``
-  and ``v`` in the optimizer (12 B), plus an fp32 gradient sum (4 B) under gradient accumulation.
+  (``single`` only) keeps bf16 parameters (2 B) and bf16 gradients (2 B) with the fp32 master and
+  the state in the optimizer (``4 + k``), plus an fp32 gradient sum (4 B) under gradient accumulation.
 * activations per layer are measured-exact for our block (pre-norm, fused qkv, SDPA, GELU):
   ``s*b*(2*r*h + e*(6h + 2f) + 4a + 16)`` bytes with ``e`` the activation width (2 or 4) and
   ``r = 4`` the fp32 LayerNorm inputs; Korthikanti et al.'s ``sbh(34 + 5as/h)`` without the
@@ -60,12 +61,15 @@ class StateBytes:
         return self.weights + self.gradients + self.optimizer
 
 
-PAPER_BYTES: dict[str, StateBytes] = {
-    "mixed": StateBytes(weights=2, gradients=2, optimizer=12),
-    "fp32": StateBytes(weights=4, gradients=4, optimizer=8),
-}
-"""ZeRO paper accounting. mixed: 16-bit weights and gradients, fp32 master + m + v;
-fp32: weights, gradients, m + v."""
+def paper_bytes(mixed: bool, optimizer_state: float = 8) -> StateBytes:
+    """ZeRO paper accounting with an optimizer keeping ``optimizer_state`` bytes per fp32
+    parameter element. mixed: 16-bit weights and gradients, fp32 master (4) + the state;
+    fp32: weights, gradients, the state."""
+    return StateBytes(2, 2, 4 + optimizer_state) if mixed else StateBytes(4, 4, optimizer_state)
+
+
+PAPER_BYTES: dict[str, StateBytes] = {"mixed": paper_bytes(True), "fp32": paper_bytes(False)}
+"""The paper's own numbers, AdamW (``m`` + ``v``, 8 B): mixed 2 + 2 + 12, fp32 4 + 4 + 8."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ class TrainSetup:
     """``train.grad_accum``: micro-batches per optimizer step. Above 1 the gradients live across
     the step's micro-batches (so beside the next one's activations); with master weights the bf16
     gradients are folded into an fp32 sum per parameter instead."""
+    optimizer: str = "adamw"
+    """The registered optimizer (``[optimizer] name``)."""
+    optimizer_state_bytes: float = 8
+    """Its declared ``state_bytes``: optimizer state per fp32 parameter element."""
 
     @property
     def mixed(self) -> bool:
@@ -118,7 +126,7 @@ class StrategySpec:
     params_cast_on_gather: bool = False
     """FSDP2 ``MixedPrecisionPolicy(param_dtype=compute)``: parameters are all-gathered in the
     compute dtype and floating-point forward inputs are cast to it. No persistent 16-bit weight
-    copy (the fp32 shard is the master, in the optimizer's 12 B), and the residual stream, so
+    copy (the fp32 shard is the master, in the optimizer's ``4 + k`` B), and the residual stream, so
     each checkpointed block input, is 16-bit."""
     foreach_step: bool = False
     """AdamW runs torch's foreach kernels on the GPU (our optimizer factory keeps the fused one off
@@ -162,9 +170,11 @@ estimated for comparison, not offered."""
 
 
 def state_bytes(spec: StrategySpec, setup: TrainSetup) -> StateBytes:
-    """Bytes per parameter this strategy's engine holds (before sharding)."""
-    paper = PAPER_BYTES["mixed" if setup.mixed else "fp32"]
-    if setup.master_weights and spec.master_weights:  # bf16 params and grads; master + m + v (+ sum)
+    """Bytes per parameter this strategy's engine holds (before sharding). The optimizer part is
+    the only place the run's optimizer enters: its state, plus the fp32 master under mixed
+    precision (DeepSpeed's own master too: it keeps one beside the client optimizer's state)."""
+    paper = paper_bytes(setup.mixed, setup.optimizer_state_bytes)
+    if setup.master_weights and spec.master_weights:  # bf16 params and grads; master + state (+ sum)
         return StateBytes(2, 2, paper.optimizer + (4 if setup.grad_accum > 1 else 0))
     if setup.mixed and spec.params_cast_on_gather:  # fp32 shards are the masters; no 16-bit copy
         return StateBytes(0, 4, paper.optimizer)

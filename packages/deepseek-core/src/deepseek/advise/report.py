@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deepseek.advise.estimate import (
-    PAPER_BYTES,
     STRATEGIES,
     GiB,
     ModelShape,
     TrainSetup,
     activation_bytes,
     estimate_all,
+    paper_bytes,
     shape_from_config,
     shape_from_params,
 )
@@ -47,6 +47,7 @@ class AdviseInputs:
     activation_checkpointing: bool = False
     master_weights: bool = False
     grad_accum: int = 1
+    optimizer: str = "adamw"
     headroom: float = 0.10
     overhead: str | None = None
     costs: str | None = None
@@ -78,7 +79,23 @@ def resolve_shape(inp: AdviseInputs) -> ModelShape:
     )
 
 
-def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices) -> TrainSetup:
+def resolve_optimizer(name: str, plugin_host: Any = None) -> Any:
+    """The :class:`~deepseek.training.optimizers.OptimizerBuilder` subclass ``name`` resolves to on
+    ``plugin_host`` (default: the process's), for what it declares (``state_bytes``,
+    ``supports_master_weights``). Loading a class imports its module only: core's optimizers
+    import torch when they build one, not before."""
+    from deepseek.config.components import load_checked
+    from deepseek.plugins.host import get_host
+
+    host = plugin_host or get_host()
+    try:
+        component = host.resolve("optimizer", name)
+    except UsageError as exc:  # unknown (with did-you-mean) or ambiguous
+        raise UsageError(f"--optimizer: {exc}") from None
+    return load_checked("optimizer", component)
+
+
+def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices, optimizer: Any) -> TrainSetup:
     if inp.precision not in PRECISIONS:
         raise UsageError(f"--precision: {inp.precision!r} is not allowed; choose from {', '.join(PRECISIONS)}")
     seq = inp.seq if inp.seq is not None else min(shape.max_seq_len, 2048)
@@ -93,12 +110,17 @@ def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices) -> TrainSetup
     precision = inp.precision
     if precision == "auto":
         precision = "bf16" if devices.count else "fp32"
+    if inp.master_weights and not optimizer.supports_master_weights:
+        raise UsageError(f"--master-weights: optimizer {inp.optimizer!r} does not keep fp32 master weights (only an "
+                         "optimizer declaring supports_master_weights does, e.g. 'adamw'); pass --optimizer adamw "
+                         "or leave out --master-weights")
     if inp.master_weights:
         _check_master_weights(precision, inp.precision, devices)
     return TrainSetup(
         seq_len=seq, micro_batch=inp.batch, precision=precision,  # type: ignore[arg-type]
         activation_checkpointing=inp.activation_checkpointing, gpus=devices.count,
         master_weights=inp.master_weights, grad_accum=inp.grad_accum,
+        optimizer=inp.optimizer, optimizer_state_bytes=optimizer.state_bytes,
     )
 
 
@@ -124,13 +146,14 @@ def advise(inp: AdviseInputs, plugin_host: Any = None) -> dict[str, Any]:
     if not 0 <= inp.headroom < 1:
         raise UsageError(f"--headroom: a fraction in [0, 1), got {inp.headroom}")
     modalities = parse_modalities(inp.modalities)
+    optimizer = resolve_optimizer(inp.optimizer, plugin_host)
     shape = resolve_shape(inp)
     devices = resolve_devices(inp.gpus, inp.gpu_memory)
     if inp.host_memory:
         host: int | None = parse_size(inp.host_memory, option="--host-memory")
     else:  # this machine's RAM only when the advice is for this machine
         host = host_memory() if devices.source != "user" else None
-    setup = _setup(inp, shape, devices)
+    setup = _setup(inp, shape, devices, optimizer)
     if inp.overhead is not None:
         overhead = parse_size(inp.overhead, option="--overhead", allow_zero=True)
     else:
@@ -149,13 +172,24 @@ def advise(inp: AdviseInputs, plugin_host: Any = None) -> dict[str, Any]:
                    "name": devices.name, "source": devices.source,
                    "usable_memory": int(devices.memory * (1 - inp.headroom)),
                    "headroom": inp.headroom, "host_memory": host},
-        "bytes_per_param_paper": asdict(PAPER_BYTES["mixed" if setup.mixed else "fp32"]),
+        "optimizer": {"name": setup.optimizer, "state_bytes": setup.optimizer_state_bytes,
+                      "supports_master_weights": optimizer.supports_master_weights},
+        "bytes_per_param_paper": asdict(paper_bytes(setup.mixed, setup.optimizer_state_bytes)),
         "activations": asdict(act),
         "overhead": overhead,
         "estimates": [e.to_dict() for e in estimates],
         "recommendation": rec.to_dict(),
         "tco": tco_dict(costs),
     }
+
+
+def _optimizer_parts(report: dict[str, Any]) -> str:
+    """How the optimizer's bytes per parameter split: the fp32 master (what is not the optimizer's
+    state: none in fp32) and the optimizer's declared state."""
+    o = report["optimizer"]
+    master = report["bytes_per_param_paper"]["optimizer"] - o["state_bytes"]
+    state = f"{o['name']} state {o['state_bytes']:g}"
+    return f"(fp32 master {master:g} + {state})" if master else f"({state})"
 
 
 def _g(n: float) -> str:
@@ -174,7 +208,9 @@ def render(report: dict[str, Any], console: Any = None) -> None:
     m, s, d = report["model"], report["setup"], report["device"]
     where = f"{d['count']} x {d['name']}, {format_gib(d['memory'])} GiB each" if d["count"] else (
         f"CPU, {format_gib(d['memory'])} GiB")
-    extras = ", fp32 master weights" if s["master_weights"] else ""
+    o = report["optimizer"]
+    extras = f", optimizer {o['name']} ({o['state_bytes']:g} B state/param)"
+    extras += ", fp32 master weights" if s["master_weights"] else ""
     if s["grad_accum"] > 1:
         extras += f", {s['grad_accum']} micro-batches per step"
     console.print(
@@ -201,15 +237,16 @@ def render(report: dict[str, Any], console: Any = None) -> None:
     console.print(table)
     bpp = report["bytes_per_param_paper"]
     console.print(
-        f"[dim]bytes/parameter (ZeRO paper): weights {bpp['weights']:g} + grads {bpp['gradients']:g} + "
-        f"optimizer {bpp['optimizer']:g}; autocast strategies keep fp32 grads. total counts the larger of "
-        f"grads and activations where grads are freed between steps (single, fsdp), or the optimizer "
-        f"step when it is larger (fsdp's foreach AdamW holds 4 B/param more). * needs more than "
-        f"one GPU. Formulas: docs/advise.md[/]"
+        f"[dim]bytes/parameter (ZeRO paper, {o['name']}): weights {bpp['weights']:g} + grads "
+        f"{bpp['gradients']:g} + optimizer {bpp['optimizer']:g} {_optimizer_parts(report)}; autocast "
+        f"strategies keep fp32 grads. total counts the larger of grads and activations where grads are "
+        f"freed between steps (single, fsdp), or the optimizer step when it is larger (fsdp's foreach "
+        f"step holds 4 B/param more, as AdamW's does). * needs more than one GPU. Formulas: docs/advise.md[/]"
     )
     if s["master_weights"]:
         console.print(
-            "[dim]master weights: bf16 weights 2 + bf16 grads 2 + optimizer 12 (fp32 master, m, v)"
+            f"[dim]master weights: bf16 weights 2 + bf16 grads 2 + optimizer {bpp['optimizer']:g} "
+            f"{_optimizer_parts(report)}"
             f"{' + 4 (fp32 gradient sum of the micro-batches)' if s['grad_accum'] > 1 else ''} B/param; "
             "only the rows whose strategy offers them are shown[/]"
         )

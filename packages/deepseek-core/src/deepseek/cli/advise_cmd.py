@@ -54,6 +54,9 @@ def parse_count(text: str) -> float:
 @click.option("--master-weights/--no-master-weights", default=False, show_default=True,
               help="bf16 parameters with fp32 master weights in the optimizer (precision.master_weights; "
                    "strategy single, bf16).")
+@click.option("--optimizer", default="adamw", show_default=True, metavar="NAME",
+              help="Registered optimizer ([optimizer] name); its declared state bytes per parameter "
+                   "size the optimizer column (see 'deepseek plugins list').")
 @click.option("--grad-accum", type=count(), default=1, show_default=True,
               help="Micro-batches per optimizer step (train.grad_accum).")
 @click.option("--headroom", type=FiniteFloat(0, 1, max_open=True), default=0.10, show_default=True,
