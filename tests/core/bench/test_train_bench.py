@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from deepseek.bench.train import peak_tflops, train_command
-from deepseek.errors import UsageError
+from deepseek.errors import ConfigError, UsageError
 
 
 def test_tiny_on_cpu_writes_json_and_matches_the_plain_loop(tmp_path: Path) -> None:
@@ -159,3 +159,18 @@ def test_bad_new_options_exit_2_with_one_line(args: list[str], line: str) -> Non
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and re.fullmatch(line, lines[0]), out.stderr
+
+
+def test_our_path_trains_with_the_named_optimizer_and_its_keys(tmp_path: Path) -> None:
+    base = ["--model", "tiny", "--seq", "32", "--batch", "2", "--steps", "2", "--warmup", "0", "--device", "cpu",
+            "--precision", "fp32"]
+    out = tmp_path / "sgd.json"
+    result = CliRunner().invoke(train_command, [*base, "--optimizer", "sgd", "--optimizer-option", "nesterov=true",
+                                                "--json", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["settings"]["optimizer"] == "sgd" and data["settings"]["optimizer_options"] == ["nesterov=true"]
+    assert data["rows"][0]["name"].startswith("deepseek single, sgd(nesterov=true)")
+    bad = CliRunner().invoke(train_command, [*base, "--optimizer", "sgd", "--optimizer-option", "nestrov=true"])
+    assert isinstance(bad.exception, ConfigError)  # the CLI's root prints it as one line, exit 2
+    assert str(bad.exception).startswith("optimizer.nestrov: unknown key (did you mean 'nesterov'?)")

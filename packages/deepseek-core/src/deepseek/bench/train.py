@@ -24,92 +24,22 @@ import contextlib
 import gc
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import click
 
+from deepseek.bench._train_config import (
+    BenchSettings,
+    bench_config,
+    component_label,
+    model_context,
+    model_overrides,
+)
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
 from deepseek.cli.bench_cmd import baseline_options, check_baseline
 from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, NameList, count
 from deepseek.training.metrics import read_interval, read_scalars
-
-
-@dataclass
-class BenchSettings:
-    """Everything one ``bench train`` run measures with."""
-
-    model: str = "small"
-    precision: str = "bf16"
-    batch: int = 8
-    seq: int = 2048
-    steps: int = 20
-    warmup: int = 5
-    strategy: str = "single"
-    strategy_options: tuple[str, ...] = ()
-    compile: bool = False
-    compile_scope: str = "blocks"
-    compile_mode: str = "default"
-    attention: str = "auto"
-    activation_checkpointing: bool = False
-    init_device: str = "cpu"
-    grad_accum: int = 1
-    log_every: int | None = None
-    fp32_residual: bool = True
-    master_weights: bool = False
-    model_options: tuple[str, ...] = ()
-    profile: bool = False
-    device: str = "auto"
-    lr: float = 3e-4
-    seed: int = 1337
-    baseline: bool = False
-    baseline_variants: tuple[str, ...] = ("eager", "compile")
-    peak_tflops: float | None = None
-
-
-def _config(s: BenchSettings, host: Any) -> Any:
-    from deepseek.config.load import config_from_dict, parse_override
-
-    strategy: dict[str, Any] = {"name": s.strategy}
-    if s.strategy == "single":
-        strategy["device"] = s.device
-    for item in s.strategy_options:
-        keys, value = parse_override(f"strategy.{item}")
-        strategy[".".join(keys[1:])] = value
-    ranks = int(os.environ.get("WORLD_SIZE", "1"))  # --batch is per device: the global batch spans ranks
-    return config_from_dict({
-        "model": {"name": s.model, **_model_overrides(s)},
-        "data": {"seq_len": s.seq, "batch_size": s.batch * s.grad_accum * ranks},
-        "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_mode == "default",
-                  "compile_scope": s.compile_scope,
-                  "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
-                  "grad_accum": s.grad_accum, "init_device": s.init_device, "attention": s.attention},
-        "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual, "master_weights": s.master_weights},
-        "strategy": strategy,
-    }, validate=False, host=host)
-
-
-def _model_context(model: str, model_options: tuple[str, ...], host: Any) -> int:
-    """``max_seq_len`` of the model ``--model`` and ``--model-option`` describe (2048 for a model
-    without one)."""
-    from deepseek.config.load import config_from_dict
-
-    overrides = _model_overrides(BenchSettings(model=model, model_options=model_options))
-    options = config_from_dict({"model": {"name": model, **overrides}}, validate=False, host=host).model.options
-    return int(getattr(options, "max_seq_len", None) or 2048)
-
-
-def _model_overrides(s: BenchSettings) -> dict[str, Any]:
-    from deepseek.config.load import parse_override
-    from deepseek.errors import UsageError
-
-    out: dict[str, Any] = {}
-    for item in s.model_options:
-        keys, value = parse_override(f"model.{item}")
-        if keys[1:] in (["name"], ["preset"]):
-            raise UsageError(f"--model-option {item!r}: pick the model with --model, not --model-option")
-        out[".".join(keys[1:])] = value
-    return out
 
 
 def _compile(model: Any, s: BenchSettings, *, whole: bool) -> Any:
@@ -141,7 +71,7 @@ def _ours(s: BenchSettings, host: Any) -> tuple[Callable[[int], Any], Any, Any, 
     """Our training path: the trainer's step engine on a registered strategy."""
     from deepseek.training.engine import StepEngine
 
-    cfg = _config(s, host)
+    cfg = bench_config(s, host)
     engine = StepEngine(cfg, host=host, command="bench train")
     strategy = engine.strategy
     engine.setup_environment()
@@ -173,7 +103,7 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool, host: 
 
     torch.manual_seed(s.seed)
     target = (host or get_host()).resolve("model", s.model).load()
-    model = instantiate_model(target, _model_overrides(s), name=s.model).float().to(device)
+    model = instantiate_model(target, model_overrides(s), name=s.model).float().to(device)
     model.set_activation_checkpointing(s.activation_checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
@@ -250,8 +180,9 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
         peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
         kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
         tokens = s.batch * s.seq * s.grad_accum
-        opts = f"({','.join(s.strategy_options)})" if s.strategy_options else ""
-        ours = f"deepseek {s.strategy}{opts}" + (f" + compile ({s.compile_scope})" if s.compile else "")
+        ours = f"deepseek {component_label(s.strategy, s.strategy_options)}"
+        ours += f" + compile ({s.compile_scope})" if s.compile else ""
+        ours += f", {component_label(s.optimizer, s.optimizer_options)}"
         every = read_interval(s.log_every, device.type)
         ours += f", read every {every}"
         # On the CPU, syncs are counted from what our path does: one read per window.
@@ -327,6 +258,9 @@ def _print(result: dict[str, Any]) -> None:
 @click.option("--strategy", default="single", show_default=True, help="Registered strategy for our path.")
 @click.option("--strategy-option", "strategy_options", multiple=True, metavar="KEY=VALUE",
               help="A [strategy] key for our path, e.g. stage=3 (repeatable).")
+@click.option("--optimizer", default="adamw", show_default=True, help="Registered optimizer for our path.")
+@click.option("--optimizer-option", "optimizer_options", multiple=True, metavar="KEY=VALUE",
+              help="An [optimizer] key for our path, e.g. weight_decay=0 (repeatable).")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
               help="torch.compile our path (the trainer's train.compile).")
 @click.option("--compile-scope", type=click.Choice(["blocks", "model"]), default="blocks", show_default=True,
@@ -373,7 +307,7 @@ def train_command(compile_: bool, json_path: str | None, against: str | None, ma
     from deepseek.cli.context import command_host
 
     if options["seq"] is None:  # the longest rows up to 2048 that the model takes
-        options["seq"] = min(2048, _model_context(options["model"], options["model_options"], command_host()))
+        options["seq"] = min(2048, model_context(options["model"], options["model_options"], command_host()))
     s = BenchSettings(compile=compile_, **options)
     _variants(s.baseline_variants)
     to_file = json_path is not None and str(json_path) != "-"

@@ -1,0 +1,101 @@
+"""What one ``deepseek bench train`` run measures with (:class:`BenchSettings`, the command's
+options) and the trainer's config our path is built from: the model with its ``--model-option``
+keys, the strategy and optimizer with their ``--strategy-option`` / ``--optimizer-option`` keys
+read as ``--set`` values."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class BenchSettings:
+    """Everything one ``bench train`` run measures with."""
+
+    model: str = "small"
+    precision: str = "bf16"
+    batch: int = 8
+    seq: int = 2048
+    steps: int = 20
+    warmup: int = 5
+    strategy: str = "single"
+    strategy_options: tuple[str, ...] = ()
+    optimizer: str = "adamw"
+    optimizer_options: tuple[str, ...] = ()
+    compile: bool = False
+    compile_scope: str = "blocks"
+    compile_mode: str = "default"
+    attention: str = "auto"
+    activation_checkpointing: bool = False
+    init_device: str = "cpu"
+    grad_accum: int = 1
+    log_every: int | None = None
+    fp32_residual: bool = True
+    master_weights: bool = False
+    model_options: tuple[str, ...] = ()
+    profile: bool = False
+    device: str = "auto"
+    lr: float = 3e-4
+    seed: int = 1337
+    baseline: bool = False
+    baseline_variants: tuple[str, ...] = ("eager", "compile")
+    peak_tflops: float | None = None
+
+
+def component_table(section: str, name: str, items: tuple[str, ...]) -> dict[str, Any]:
+    """The ``[section]`` table of component ``name`` with ``KEY=VALUE`` items read as ``--set``."""
+    from deepseek.config.load import parse_override
+
+    table: dict[str, Any] = {"name": name}
+    for item in items:
+        keys, value = parse_override(f"{section}.{item}")
+        table[".".join(keys[1:])] = value
+    return table
+
+
+def component_label(name: str, items: tuple[str, ...]) -> str:
+    return f"{name}({','.join(items)})" if items else name
+
+
+def bench_config(s: BenchSettings, host: Any) -> Any:
+    from deepseek.config.load import config_from_dict
+
+    strategy = component_table("strategy", s.strategy, s.strategy_options)
+    if s.strategy == "single":
+        strategy["device"] = s.device
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))  # --batch is per device: the global batch spans ranks
+    return config_from_dict({
+        "model": {"name": s.model, **model_overrides(s)},
+        "data": {"seq_len": s.seq, "batch_size": s.batch * s.grad_accum * ranks},
+        "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_mode == "default",
+                  "compile_scope": s.compile_scope,
+                  "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
+                  "grad_accum": s.grad_accum, "init_device": s.init_device, "attention": s.attention},
+        "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual, "master_weights": s.master_weights},
+        "strategy": strategy, "optimizer": component_table("optimizer", s.optimizer, s.optimizer_options),
+    }, validate=False, host=host)
+
+
+def model_context(model: str, model_options: tuple[str, ...], host: Any) -> int:
+    """``max_seq_len`` of the model ``--model`` and ``--model-option`` describe (2048 for a model
+    without one)."""
+    from deepseek.config.load import config_from_dict
+
+    overrides = model_overrides(BenchSettings(model=model, model_options=model_options))
+    options = config_from_dict({"model": {"name": model, **overrides}}, validate=False, host=host).model.options
+    return int(getattr(options, "max_seq_len", None) or 2048)
+
+
+def model_overrides(s: BenchSettings) -> dict[str, Any]:
+    from deepseek.config.load import parse_override
+    from deepseek.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for item in s.model_options:
+        keys, value = parse_override(f"model.{item}")
+        if keys[1:] in (["name"], ["preset"]):
+            raise UsageError(f"--model-option {item!r}: pick the model with --model, not --model-option")
+        out[".".join(keys[1:])] = value
+    return out
