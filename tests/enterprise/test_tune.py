@@ -359,3 +359,16 @@ def test_a_system_trials_memory_estimate_counts_master_weights_and_accumulation(
     # + the fp32 gradient sum (4 B/param; the halved micro-batch's activations are ~1% of it at seq 64)
     assert total(True, 2) - total(True, 1) == pytest.approx(4 * params, rel=0.02)
     assert total(False, 1) - total(True, 1) == pytest.approx(2 * params, rel=0.02)  # autocast's fp32 gradients
+
+
+def test_a_trial_choosing_another_optimizer_keeps_the_shared_keys_only() -> None:
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.space import trial_data
+
+    base = {"optimizer": {"name": "sgd", "nesterov": True, "momentum": 0.8, "weight_decay": 0.0},
+            "lr_schedule": {"name": "wsd", "decay_fraction": 0.3}}
+    data = trial_data(base, {"optimizer.name": "adamw", "lr_schedule.name": "cosine", "optimizer.eps": 1e-6})
+    assert data["optimizer"] == {"name": "adamw", "momentum": 0.8, "weight_decay": 0.0, "eps": 1e-6}
+    assert data["lr_schedule"] == {"name": "cosine"}
+    config_from_dict(data)  # adamw takes no nesterov, cosine no decay_fraction: both dropped
+    assert trial_data(base, {"optimizer.name": "sgd"})["optimizer"] == base["optimizer"]

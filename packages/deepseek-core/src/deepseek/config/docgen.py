@@ -17,11 +17,8 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from deepseek.config.load import COMPONENT_SECTIONS
-from deepseek.config.schema import DATA_COMMON_KEYS, OPTIMIZER_COMMON_KEYS, Config
+from deepseek.config.schema import SHARED_KEYS, Config
 from deepseek.plugins.docgen import markdown_of
-
-SHARED_KEYS = {"data": DATA_COMMON_KEYS, "optimizer": OPTIMIZER_COMMON_KEYS}
-"""Component sections whose keys beside ``name`` include ones every component of the kind takes."""
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -225,6 +225,11 @@ OPTIMIZER_COMMON_KEYS: tuple[str, ...] = ("betas", "eps", "weight_decay", "momen
 """``[optimizer]`` keys that every optimizer accepts (the rest belong to the optimizer's ``Options``)."""
 
 
+SHARED_KEYS: dict[str, tuple[str, ...]] = {"data": DATA_COMMON_KEYS, "optimizer": OPTIMIZER_COMMON_KEYS}
+"""Component sections whose tables hold, beside ``name`` and the component's own keys, keys that
+every component of the kind takes (they stay when another component is named)."""
+
+
 @dataclass(frozen=True)
 class LRScheduleConfig:
     """``[lr_schedule]``: ``name`` of a registered learning-rate schedule (core: ``cosine``,

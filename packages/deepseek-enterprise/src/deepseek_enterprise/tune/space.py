@@ -224,8 +224,12 @@ def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     import copy
 
     out = copy.deepcopy(base)
-    # A strategy chosen by the trial first: its own keys, searched too, then go into its table.
-    ordered = sorted(values.items(), key=lambda kv: kv[0] != "strategy.name")
+    from deepseek.config.load import COMPONENT_SECTIONS
+    from deepseek.config.schema import SHARED_KEYS
+
+    # A component chosen by the trial first (strategy, optimizer, ...): its own keys, searched
+    # too, then go into its table.
+    ordered = sorted(values.items(), key=lambda kv: not _names_component(kv[0], COMPONENT_SECTIONS))
     for path, value in ordered:
         node = out
         parts = path.split(".")
@@ -234,11 +238,19 @@ def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(child, dict):
                 raise ConfigError(f"space.{path!r}: {part} is a value in the config, not a table")
             node = child
-        if parts[0] == "strategy" and parts[-1] == "name" and len(parts) == 2 and node.get("name") != value:
-            # Options of another strategy do not carry over to the one this trial picks.
-            node.clear()
+        if _names_component(path, COMPONENT_SECTIONS) and node.get("name") != value:
+            # Options of another component do not carry over to the one this trial picks; the
+            # keys every component of the kind takes (optimizer.weight_decay, ...) do.
+            for key in [k for k in node if k not in SHARED_KEYS.get(parts[0], ())]:
+                del node[key]
         node[parts[-1]] = value
     return out
+
+
+def _names_component(path: str, sections: Any) -> bool:
+    """``path`` is a component section's ``name`` (``strategy.name``, ``optimizer.name``, ...)."""
+    parts = path.split(".")
+    return len(parts) == 2 and parts[1] == "name" and parts[0] in sections
 
 
 def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_model: Any = None) -> None:
