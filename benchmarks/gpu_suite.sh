@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine train-mfu mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -363,6 +363,20 @@ for group in "$@"; do
         --run-dir "$RES/trainmfu-$scope"
       python3 "$REPO/benchmarks/metrics_mfu.py" "$RES/trainmfu-$scope/metrics.jsonl" --after 10 | tee -a "$RES/trainmfu-summary.txt"
     done;;
+  optim)  # twelfth session: peak memory and step time of each registered optimizer on 1.3b at 8 x 2048, bf16 autocast
+    # (fp32 parameters and gradients), whole model compiled, cuDNN attention; same settings, one process per optimizer
+    L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --init-device device --warmup 6 --steps 20"
+    for o in ${OPTIMIZERS:-adamw adafactor lion sgd}; do
+      run "optim-$o" 200 env CUDA_VISIBLE_DEVICES=0 $BT $L --optimizer $o --json "$RES/optim-$o.json"
+    done
+    python3 - "$RES" <<'PY' | tee "$RES/optim-summary.txt"
+import json, pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("optim-*.json")):
+    r = json.loads(f.read_text())["rows"][0]
+    print(f"{f.stem:16s} mean step {r['mean_step_s']*1e3:7.1f} ms  MFU {100*(r['mfu'] or 0):5.2f}%  "
+          f"peak {r['peak_memory_bytes']/2**30:6.2f} GiB  loss {r.get('loss_first')} -> {r.get('loss_last')}")
+PY
+    ;;
   comp)  # gradient compression on 2 GPUs: bytes per step and final loss after a fixed budget
     for c in none bf16 powersgd-4 powersgd-16; do
       kind=${c%%-*}; rank=${c#*-}; [ "$rank" = "$c" ] && rank=1
