@@ -31,6 +31,7 @@ class NoState(OptimizerBuilder):
     """An optimizer that keeps nothing per parameter (plain SGD would)."""
 
     state_bytes = 0
+    elementwise = True
 
 
 class NoStatePlugin:
@@ -64,8 +65,10 @@ def test_sgd_is_four_bytes_per_parameter_below_adamw_on_one_gpu(host: PluginHost
     # The offloaded row keeps the state on the host: 4 B/param less there, not on the GPU.
     ao, so = _rows(adamw)["single+offload"], _rows(sgd)["single+offload"]
     assert (ao["optimizer"], so["optimizer"], ao["host"] - so["host"]) == (0, 0, 4 * p)
-    assert sgd["optimizer"] == {"name": "sgd", "state_bytes": 4, "supports_master_weights": False}
-    assert adamw["optimizer"] == {"name": "adamw", "state_bytes": 8, "supports_master_weights": True}
+    assert sgd["optimizer"] == {"name": "sgd", "state_bytes": 4, "supports_master_weights": False,
+                                "elementwise": True}
+    assert adamw["optimizer"] == {"name": "adamw", "state_bytes": 8, "supports_master_weights": True,
+                                  "elementwise": True}
     assert sgd["bytes_per_param_paper"] == {"weights": 2, "gradients": 2, "optimizer": 8}
     assert sgd["setup"]["optimizer"] == "sgd" and sgd["setup"]["optimizer_state_bytes"] == 4
 
@@ -77,6 +80,21 @@ def test_deepspeed_rows_keep_their_master_beside_the_client_state(host: PluginHo
     for row in ("zero1", "zero2"):  # fp32 master 4 + state, sharded over 4 GPUs
         assert sgd[row]["bytes_per_param"] == {"weights": 2, "gradients": 2, "optimizer": 8}
         assert (adamw[row]["optimizer"], sgd[row]["optimizer"]) == (12 * p // 4, 8 * p // 4)
+
+
+def test_deepspeed_rows_are_not_offered_to_an_optimizer_that_is_not_elementwise(host: PluginHost) -> None:
+    """DeepSpeed ZeRO-1/2 steps flat partitions of concatenated parameters, which the config refuses
+    for ``adafactor`` (it factors each matrix by its shape): the advisor does not offer those rows."""
+    four = replace(ONE_GPU, params=3e9, gpus=4)
+    adamw, adafactor = advise(four, host), advise(replace(four, optimizer="adafactor"), host)
+    flat = ["single+offload", "zero1", "zero1+offload", "zero2", "zero2+offload"]
+    assert [s.key for s in STRATEGIES if s.flat_optimizer] == flat
+    assert [e["key"] for e in adamw["estimates"] if not e["applicable"]] == ["ddp+offload"]  # offered by none
+    assert [e["key"] for e in adafactor["estimates"] if not e["applicable"]] == [flat[0], "ddp+offload", *flat[1:]]
+    assert all(_rows(adafactor)[row]["fits"] for row in flat)  # they would fit; they cannot run
+    assert adamw["recommendation"]["strategy"] == "zero1"  # the fastest that fits
+    assert adafactor["recommendation"]["strategy"] not in flat
+    assert adafactor["optimizer"]["elementwise"] is False
 
 
 def test_the_bytes_claimed_for_sgd_are_what_torch_keeps() -> None:
@@ -103,7 +121,8 @@ def test_the_bytes_claimed_for_sgd_are_what_torch_keeps() -> None:
 
 def test_a_plugin_optimizer_is_used_when_named(host: PluginHost) -> None:
     report = advise(replace(ONE_GPU, optimizer="advtest.nostate"), host)
-    assert report["optimizer"] == {"name": "advtest.nostate", "state_bytes": 0, "supports_master_weights": False}
+    assert report["optimizer"] == {"name": "advtest.nostate", "state_bytes": 0, "supports_master_weights": False,
+                                   "elementwise": True}
     p = report["model"]["n_params"]
     single = _rows(report)["single"]
     assert single["bytes_per_param"] == {"weights": 2, "gradients": 4, "optimizer": 4}  # the fp32 master only

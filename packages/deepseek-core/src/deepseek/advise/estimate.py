@@ -96,6 +96,8 @@ class TrainSetup:
     """The registered optimizer (``[optimizer] name``)."""
     optimizer_state_bytes: float = 8
     """Its declared ``state_bytes``: optimizer state per fp32 parameter element."""
+    optimizer_elementwise: bool = True
+    """It declares ``elementwise`` (may run on flat partitions: :attr:`StrategySpec.flat_optimizer`)."""
 
     @property
     def mixed(self) -> bool:
@@ -139,6 +141,12 @@ class StrategySpec:
     matmul weights, their gradients and optimizer state, and the activations between the split
     layers are 1/N per GPU; embeddings, norms and the head are whole on each, and every GPU sees
     the same rows. ``tp+sp`` (sequence parallel) splits the norms' activations too."""
+
+    @property
+    def flat_optimizer(self) -> bool:
+        """DeepSpeed ZeRO-1/2 (its buffers) runs the client optimizer on flat partitions of
+        concatenated parameters: only an ``elementwise`` optimizer can run there."""
+        return self.buffers == "deepspeed"
 
 
 STRATEGIES: tuple[StrategySpec, ...] = (
@@ -331,7 +339,8 @@ def estimate_strategy(
         weights=int(w), gradients=int(g), optimizer=int(o), activations=act,
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
-        applicable=engine is not None and _applicable(spec, setup.gpus, shape),
+        applicable=engine is not None and _applicable(spec, setup.gpus, shape)
+        and (setup.optimizer_elementwise or not spec.flat_optimizer),
         grads_persist=spec.grads_persist or accumulating,
         backward_buffers=spec.backward_buffers,
         step_temp=int(temp),

@@ -82,7 +82,7 @@ def resolve_shape(inp: AdviseInputs) -> ModelShape:
 def resolve_optimizer(name: str, plugin_host: Any = None) -> Any:
     """The :class:`~deepseek.training.optimizers.OptimizerBuilder` subclass ``name`` resolves to on
     ``plugin_host`` (default: the process's), for what it declares (``state_bytes``,
-    ``supports_master_weights``). Loading a class imports its module only: core's optimizers
+    ``supports_master_weights``, ``elementwise``). Loading a class imports its module only: core's optimizers
     import torch when they build one, not before."""
     from deepseek.config.components import load_checked
     from deepseek.plugins.host import get_host
@@ -121,6 +121,7 @@ def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices, optimizer: An
         activation_checkpointing=inp.activation_checkpointing, gpus=devices.count,
         master_weights=inp.master_weights, grad_accum=inp.grad_accum,
         optimizer=inp.optimizer, optimizer_state_bytes=optimizer.state_bytes,
+        optimizer_elementwise=optimizer.elementwise,
     )
 
 
@@ -173,7 +174,8 @@ def advise(inp: AdviseInputs, plugin_host: Any = None) -> dict[str, Any]:
                    "usable_memory": int(devices.memory * (1 - inp.headroom)),
                    "headroom": inp.headroom, "host_memory": host},
         "optimizer": {"name": setup.optimizer, "state_bytes": setup.optimizer_state_bytes,
-                      "supports_master_weights": optimizer.supports_master_weights},
+                      "supports_master_weights": optimizer.supports_master_weights,
+                      "elementwise": optimizer.elementwise},
         "bytes_per_param_paper": asdict(paper_bytes(setup.mixed, setup.optimizer_state_bytes)),
         "activations": asdict(act),
         "overhead": overhead,
@@ -241,7 +243,9 @@ def render(report: dict[str, Any], console: Any = None) -> None:
         f"{bpp['gradients']:g} + optimizer {bpp['optimizer']:g} {_optimizer_parts(report)}; autocast "
         f"strategies keep fp32 grads. total counts the larger of grads and activations where grads are "
         f"freed between steps (single, fsdp), or the optimizer step when it is larger (fsdp's foreach "
-        f"step holds 4 B/param more, as AdamW's does). * needs more than one GPU. Formulas: docs/advise.md[/]"
+        f"step holds 4 B/param more, as AdamW's does). * needs more than one GPU"
+        f"{'' if o['elementwise'] else ' or, for DeepSpeed, an elementwise optimizer (' + o['name'] + ' is not)'}. "
+        "Formulas: docs/advise.md[/]"
     )
     if s["master_weights"]:
         console.print(
