@@ -348,9 +348,9 @@ def test_a_system_trials_memory_estimate_counts_master_weights_and_accumulation(
     from deepseek.config.load import config_from_dict
     from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
 
-    def total(master: bool, accum: int) -> int:
+    def total(master: bool, accum: int, optimizer: str = "adamw") -> int:
         config = config_from_dict({"model": {"name": "small"}, "data": {"seq_len": 64, "batch_size": 8},
-                                   "train": {"grad_accum": accum},
+                                   "train": {"grad_accum": accum}, "optimizer": {"name": optimizer},
                                    "precision": {"dtype": "bf16", "master_weights": master, "fp32_residual": False},
                                    "strategy": {"name": "single", "device": "cpu"}})
         return SystemTuner(SystemTunerOptions(device_memory="80GB")).fit(config).total
@@ -359,6 +359,8 @@ def test_a_system_trials_memory_estimate_counts_master_weights_and_accumulation(
     # + the fp32 gradient sum (4 B/param; the halved micro-batch's activations are ~1% of it at seq 64)
     assert total(True, 2) - total(True, 1) == pytest.approx(4 * params, rel=0.02)
     assert total(False, 1) - total(True, 1) == pytest.approx(2 * params, rel=0.02)  # autocast's fp32 gradients
+    # the run's optimizer: sgd keeps one fp32 buffer per parameter where adamw keeps two
+    assert total(False, 1) - total(False, 1, "sgd") == pytest.approx(4 * params, rel=0.02)
 
 
 def test_a_trial_choosing_another_optimizer_keeps_the_shared_keys_only() -> None:

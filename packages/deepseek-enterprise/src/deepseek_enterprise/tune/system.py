@@ -144,7 +144,8 @@ class SystemTuner(Tuner):
         setup = TrainSetup(seq_len=config.data.options.seq_len, micro_batch=micro_batch(config, world) or 1,
                            precision=precision, activation_checkpointing=config.train.activation_checkpointing,
                            gpus=world, fp32_residual=config.precision.fp32_residual,
-                           master_weights=config.precision.master_weights, grad_accum=config.train.grad_accum)
+                           master_weights=config.precision.master_weights, grad_accum=config.train.grad_accum,
+                           **_optimizer_facts(config, self.host))
         shape = shape_from_config(config.model.options, source=config.model.name)
         usable = int(memory * (1 - o.headroom))
         est = estimate_strategy(spec, shape, setup, overhead=GPU_OVERHEAD if on_gpu else CPU_OVERHEAD,
@@ -225,3 +226,12 @@ class SystemTuner(Tuner):
         if trial.objective == "samples_per_s":
             return tokens / trial.config.data.options.seq_len
         return tokens
+
+
+def _optimizer_facts(config: Any, host: Any) -> dict[str, Any]:
+    """What the advisor's estimate needs of the run's ``[optimizer]``: its name and declarations."""
+    from deepseek.training.build import create_optimizer_builder
+
+    builder = create_optimizer_builder(config, host)
+    return {"optimizer": config.optimizer.name, "optimizer_state_bytes": builder.state_bytes,
+            "optimizer_elementwise": builder.elementwise}
