@@ -8,6 +8,11 @@ interpolated momentum sits within rounding of 0, which these runs do not hit).""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +49,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     records = run_train_jobs(jobs, work, timeout=900)
     for which in OPTIMIZERS:
         records[f"single_{which}"] = run_single(_config("single", which), work / f"single_{which}")
-    return records
+    return {**records, "dir": work}
 
 
 @pytest.mark.parametrize(("which", "strategy"),
@@ -66,3 +71,47 @@ def test_deepspeed_refuses_non_elementwise_optimizers(tmp_path: Path) -> None:
         config_from_dict(_config("deepspeed", "adafactor"))
     with pytest.raises(ConfigError, match=r"^strategy.optimizer: 'deepspeed' builds DeepSpeed's own AdamW"):
         config_from_dict(_config("deepspeed", "lion", options={"optimizer": "deepspeed"}))
+
+
+SILENT_PLUGIN = """
+from deepseek.hookspecs import hookimpl
+from deepseek.training.lion import LionBuilder
+from deepseek.training.optimizers import OptimizerBuilder
+
+class SilentLion(LionBuilder):
+    initial_state = OptimizerBuilder.initial_state  # says nothing about its state before a step
+
+@hookimpl
+def deepseek_register_optimizers(register):
+    register("silentlion", "deepseek_silent:SilentLion", description="lion without initial_state")
+"""
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_deepspeed_refuses_to_resume_an_optimizer_without_initial_state(runs: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    info = plugins / "deepseek_silent-0.1.dist-info"
+    info.mkdir(parents=True)
+    (plugins / "deepseek_silent.py").write_text(SILENT_PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deepseek-silent\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[deepseek]\nsilent = deepseek_silent\n")
+    run = tmp_path / "run"
+    shutil.copytree(Path(runs["dir"]) / "ds_lion", run)
+    before = _digest(run)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]),
+           "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    sets = ["--set", "optimizer.name=silentlion"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepseek", "launch", "-n", "2", "--", "train", str(run / "config.toml"),
+         "--max-steps", "8", "--resume", str(run), *sets],
+        capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert errors and all("optimizer 'silentlion' does not state its state before a first step" in e
+                          and "strategy 'deepspeed'" in e for e in errors), proc.stderr[-3000:]
+    assert _digest(run) == before  # nothing written
