@@ -195,3 +195,23 @@ def test_bad_schedule_and_optimizer_keys_are_one_line(tiny_config, sections: dic
     with pytest.raises(ConfigError, match=message) as info:
         tiny_config(**sections)
     assert "\n" not in str(info.value)
+
+
+def test_weights_trained_with_a_plugins_optimizer_and_schedule_load_without_the_plugin(
+        host: PluginHost, tiny_config_on, tmp_path: Path) -> None:
+    """eval / generate rebuild the model from the run's saved config: the optimizer and schedule
+    (like the strategy) are not part of the model, so a run trained with a plugin's loads where
+    that plugin is not installed."""
+    import os
+    import subprocess
+    import sys
+
+    config = tiny_config_on(host, optimizer={"name": "acme.signsgd"}, lr_schedule={"name": "acme.step"},
+                            train={"max_steps": 2})
+    Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DEEPSEEK_")},
+           "DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run([sys.executable, "-m", "deepseek", "eval", "--checkpoint", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "(step 2, model tiny)" in done.stdout

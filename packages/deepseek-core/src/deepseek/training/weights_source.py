@@ -150,12 +150,22 @@ def _exported(p: Path) -> Source:
     return Source(origin, {"model": model, "data": data}, {})
 
 
+def model_sections(config_data: dict[str, Any], data: Any) -> dict[str, Any]:
+    """A saved config's sections as reading its model needs them: ``data`` as given, and the parts
+    of training a model's weights do not depend on at their defaults (strategy ``single``, the
+    optimizer, schedule and trackers), so weights trained with a plugin's optimizer, schedule,
+    strategy or tracker load where that plugin is not installed."""
+    logging = config_data.get("logging", {})
+    logging = {**logging, "trackers": [], "tensorboard": False} if isinstance(logging, dict) else logging
+    return {**config_data, "strategy": {"name": "single"}, "optimizer": {}, "lr_schedule": {}, "trackers": {},
+            "logging": logging, "data": data}
+
+
 def model_only(config_data: dict[str, Any], where: Path, host: PluginHost | None) -> Config:
     """The config of the weights' model (any strategy's checkpoint loads under core: ``single``;
     no data); a table that does not validate is the checkpoint's fault, named at ``where``."""
     try:
-        return config_from_dict({**config_data, "strategy": {"name": "single"}, "data": {}}, validate=False,
-                                host=host)
+        return config_from_dict(model_sections(config_data, {}), validate=False, host=host)
     except ConfigError as exc:
         raise CheckpointError(f"{where} (the checkpoint's config): {exc}; if the file was edited or is damaged, "
                               "use another checkpoint") from exc
@@ -181,7 +191,7 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
     if choice.overrides:
         data = apply_overrides({"data": _for_dataset(data, choice.overrides, host)}, choice.overrides)["data"]
     named = " with ".join([*([str(file)] if file is not None else []), *(["--set"] if choice.overrides else [])])
-    full = {**source.config_data, "strategy": {"name": "single"}, "data": data}
+    full = model_sections(source.config_data, data)
     model_table = full.get("model", {})
     free = {k: v for k, v in model_table.items() if k != "vocab_size"} if isinstance(model_table, dict) else {}
     try:  # the model's vocabulary left to follow the data's tokenizer: the vocabulary the data needs
