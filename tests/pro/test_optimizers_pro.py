@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from _prohelpers import PARITY_STEPS, losses, run_single, run_train_jobs, tiny_run
 
-from deepseek.config.load import config_from_dict
+from deepseek.config.load import config_from_dict, dump_config
 from deepseek.errors import ConfigError
 
 RTOL = 1e-5
@@ -31,7 +31,8 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {
 
 UNSUPPORTED = {("fsdp", "adafactor")}
 """torch's Adafactor squares a column norm of an FSDP2 DTensor shard in place (a _NormPartial that
-must become Replicate): it fails at the first step."""
+must become Replicate), which fails at the first step: the builder refuses DTensor parameters
+(:func:`test_adafactor_refuses_dtensor_shards`)."""
 
 
 def _config(strategy: str, which: str, steps: int = PARITY_STEPS, **sections: Any) -> dict[str, Any]:
@@ -115,3 +116,14 @@ def test_deepspeed_refuses_to_resume_an_optimizer_without_initial_state(runs: di
     assert errors and all("optimizer 'silentlion' does not state its state before a first step" in e
                           and "strategy 'deepspeed'" in e for e in errors), proc.stderr[-3000:]
     assert _digest(run) == before  # nothing written
+
+
+def test_adafactor_refuses_dtensor_shards(tmp_path: Path) -> None:
+    config = tmp_path / "fsdp_adafactor.toml"
+    config.write_text(dump_config(config_from_dict(_config("fsdp", "adafactor", 1))))
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "deepseek", "launch", "-n", "2", "--", "train", str(config),
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert errors and all("torch's Adafactor cannot step parameters sharded as DTensors" in e for e in errors)

@@ -208,7 +208,8 @@ class Adafactor(OptimizerBuilder):
     bytes per element, 0.125 for 64 x 64, under 0.01 from 1024 x 1024), vectors (biases, norms)
     a full fp32 copy (4); 1 rounds the mixture up for models whose vectors are under a fifth of
     their elements (every transformer here). Not ``elementwise``: the factoring needs each
-    matrix's shape and the step its RMS."""
+    matrix's shape and the step its RMS. torch's implementation cannot step DTensor shards
+    (FSDP2, tensor parallel): :meth:`create` refuses them."""
 
     Options = AdafactorOptions
     state_bytes = 1
@@ -228,7 +229,15 @@ class Adafactor(OptimizerBuilder):
     def create(self, groups: list[dict[str, Any]], lr: float, *, master_weights: bool = False,
                accumulation: int = 1) -> torch.optim.Optimizer:
         import torch
+        from torch.distributed.tensor import DTensor
 
+        from deepseek.errors import UsageError
+
+        if any(isinstance(p, DTensor) for g in groups for p in g["params"]):
+            # its column statistics square a norm over the sharded dimension in place, which
+            # DTensor refuses at the first step; say so before it
+            raise UsageError("optimizer.name: torch's Adafactor cannot step parameters sharded as DTensors "
+                             "(strategies fsdp, zero3, tp); use 'adafactor' with strategy 'single' or 'ddp'")
         o = self.options
         return torch.optim.Adafactor(groups, lr=lr, beta2_decay=o.beta2_decay, eps=(o.eps1, o.eps2), d=o.d)
 
