@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from _prohelpers import PARITY_STEPS, losses, run_single, run_train_jobs, tiny_run
 
-from deepseek.config.load import config_from_dict, dump_config
+from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError
 
 RTOL = 1e-5
@@ -118,12 +119,16 @@ def test_deepspeed_refuses_to_resume_an_optimizer_without_initial_state(runs: di
     assert _digest(run) == before  # nothing written
 
 
-def test_adafactor_refuses_dtensor_shards(tmp_path: Path) -> None:
-    config = tmp_path / "fsdp_adafactor.toml"
-    config.write_text(dump_config(config_from_dict(_config("fsdp", "adafactor", 1))))
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "deepseek", "launch", "-n", "2", "--", "train", str(config),
-                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert errors and all("torch's Adafactor cannot step parameters sharded as DTensors" in e for e in errors)
+@pytest.mark.parametrize(("strategy", "message"), [
+    ("fsdp", "'adafactor' cannot step parameters sharded as DTensors, which strategy 'fsdp' gives it"),
+    ("tp", "'adafactor' cannot step parameters sharded as DTensors, which strategy 'tp' gives it"),
+    ("hybrid", "'adafactor' cannot step parameters sharded as DTensors, which strategy 'hybrid' gives it"),
+    ("deepspeed", "'adafactor' is not element-wise (it reads each parameter's shape or norm), and strategy "
+                  "'deepspeed' steps the optimizer on flat partitions"),
+])
+def test_adafactor_is_refused_where_the_strategy_shards_or_flattens_parameters(strategy: str, message: str) -> None:
+    """One rule (core's placement_problem over Strategy.optimizer_parameters and the builder's
+    declarations), when the config loads: before any process starts."""
+    with pytest.raises(ConfigError, match="^optimizer.name: " + re.escape(message)) as info:
+        config_from_dict({"optimizer": {"name": "adafactor"}, "strategy": {"name": strategy}})
+    assert "\n" not in str(info.value)

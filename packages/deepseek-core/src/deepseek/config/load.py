@@ -39,6 +39,7 @@ from deepseek.config.schema import (
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
 from deepseek.tracking.resolve import resolve_trackers
+from deepseek.training.optimizers import placement_problem
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
@@ -218,6 +219,9 @@ def config_from_dict(
         raise ConfigError(f"precision.master_weights: optimizer {optimizer_name!r} does not keep fp32 master weights "
                           "(only an optimizer declaring supports_master_weights does, e.g. 'adamw'); "
                           "use optimizer.name = \"adamw\" or set master_weights = false")
+    problem = placement_problem(optimizer_cls, optimizer_name, strategy_cls, strategy_name)
+    if problem:
+        raise ConfigError(problem)
     if config.precision.master_weights and not strategy_cls.supports_master_weights:
         raise ConfigError(f"precision.master_weights: strategy {strategy_name!r} keeps its own parameter dtypes "
                           "and does not offer fp32 master weights; use strategy 'single' or master_weights = false")

@@ -48,12 +48,18 @@ class OptimizerBuilder:
       (and its group's numbers), so the optimizer may run on flat shards of concatenated
       parameters (DeepSpeed ZeRO does); an optimizer that looks at a parameter's shape or norm
       (Adafactor) keeps the default ``False`` and such engines refuse it when the config loads.
+    - ``dtensor``: it can step parameters sharded as DTensors (FSDP2, tensor parallel), as plain
+      torch ops on the parameter and its state do (the default); torch's Adafactor cannot.
+
+    Which form a strategy hands its optimizer is the strategy's ``optimizer_parameters``; the one
+    rule matching the two is :func:`placement_problem`.
     """
 
     Options: ClassVar[type] = NoOptions
     supports_master_weights: ClassVar[bool] = False
     state_bytes: ClassVar[int] = 8
     elementwise: ClassVar[bool] = False
+    dtensor: ClassVar[bool] = True
 
     def __init__(self, options: Any, config: OptimizerConfig) -> None:
         self.options = options if options is not None else self.Options()
@@ -213,6 +219,7 @@ class Adafactor(OptimizerBuilder):
 
     Options = AdafactorOptions
     state_bytes = 1
+    dtensor = False
 
     @classmethod
     def check_config(cls, options: Any, config: OptimizerConfig) -> None:
@@ -255,3 +262,20 @@ class Adafactor(OptimizerBuilder):
         else:
             state["variance"] = torch.zeros_like(param)
         return state
+
+
+def placement_problem(builder: type[OptimizerBuilder], optimizer: str, strategy_cls: Any, strategy: str) -> str | None:
+    """Why optimizer ``optimizer`` (its ``builder`` class) cannot step the parameters strategy
+    ``strategy`` gives it (its ``optimizer_parameters``: whole, DTensor shards or flat
+    partitions), as one line naming ``optimizer.name``; ``None`` when it can."""
+    form = strategy_cls.optimizer_parameters
+    if form == "flat" and not builder.elementwise:
+        return (f"optimizer.name: {optimizer!r} is not element-wise (it reads each parameter's shape or norm), and "
+                f"strategy {strategy!r} steps the optimizer on flat partitions of concatenated parameters; use an "
+                "element-wise optimizer (adamw, sgd, lion) or a strategy that keeps whole parameters (single, ddp, "
+                "pipeline)")
+    if form == "dtensor" and not builder.dtensor:
+        return (f"optimizer.name: {optimizer!r} cannot step parameters sharded as DTensors, which strategy "
+                f"{strategy!r} gives it; use a strategy that keeps whole parameters (single, ddp, pipeline) or "
+                "another optimizer")
+    return None

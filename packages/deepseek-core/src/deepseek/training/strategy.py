@@ -54,7 +54,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from deepseek.config.components import NoOptions
 from deepseek.training.step import OptimizerFactory, StepResult, StepSettings, finite
@@ -85,6 +85,11 @@ class Strategy(ABC):
     """True when :meth:`setup` builds the optimizer from ``optimizer_factory`` over the model's own
     parameters and checkpoints write the optimizer's fp32 masters as the weights
     (``precision.master_weights``, :mod:`deepseek.training.master_weights`)."""
+    optimizer_parameters: ClassVar[Literal["whole", "dtensor", "flat"]] = "whole"
+    """What the optimizer this strategy builds steps: ``whole`` parameters (all of them, or a
+    pipeline stage's), ``dtensor`` shards of them (FSDP2, tensor parallel) or ``flat`` partitions
+    of concatenated parameters (DeepSpeed ZeRO). A config naming an optimizer that cannot step that
+    form is refused when it loads (:func:`deepseek.training.optimizers.placement_problem`)."""
     needs_launcher: ClassVar[bool] = False
     """True when the strategy needs one process per device started by a launcher
     (``deepseek launch`` / torchrun); False when it trains inside the calling process. Core

@@ -41,7 +41,6 @@ from typing import Any, ClassVar
 import torch
 
 from deepseek.errors import CheckpointError, UsageError
-from deepseek.training.build import create_optimizer_builder
 from deepseek.training.optimizers import GroupedOptimizerFactory, OptimizerBuilder
 from deepseek.training.strategy import OptimizerFactory, StepResult, StepSettings
 from deepseek_pro.strategies import deepspeed_internals as internals
@@ -61,6 +60,8 @@ __all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer",
 
 class DeepSpeedStrategy(DistributedStrategy):
     """DeepSpeed's engine over all ranks (``dp_size = world_size``)."""
+
+    optimizer_parameters = "flat"
 
     name: ClassVar[str] = "deepspeed"
     Options: ClassVar[type] = DeepSpeedOptions
@@ -85,9 +86,9 @@ class DeepSpeedStrategy(DistributedStrategy):
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        """DeepSpeed's engine applies every bf16/fp32 step it is given: no skipping. ZeRO runs a
-        client optimizer on flat partitions: only an ``elementwise`` one; its own optimizer is
-        AdamW."""
+        """DeepSpeed's engine applies every bf16/fp32 step it is given: no skipping. Its own
+        optimizer is AdamW. (ZeRO runs a client optimizer on flat partitions,
+        ``optimizer_parameters = "flat"``: core refuses one that is not ``elementwise``.)"""
         from deepseek.errors import ConfigError
 
         if config.train.on_nonfinite == "skip":
@@ -100,11 +101,6 @@ class DeepSpeedStrategy(DistributedStrategy):
             if name != "adamw":
                 raise ConfigError(f"strategy.optimizer: 'deepspeed' builds DeepSpeed's own AdamW, but optimizer.name "
                                   f"is {name!r}; use strategy.optimizer = \"torch\" or optimizer.name = \"adamw\"")
-        elif not create_optimizer_builder(config).elementwise:
-            raise ConfigError(f"optimizer.name: {name!r} is not element-wise (it reads each parameter's shape or "
-                              "norm), and DeepSpeed ZeRO runs the optimizer on flat partitions of concatenated "
-                              "parameters; use strategy 'ddp' with it, or an element-wise optimizer "
-                              "(adamw, sgd, lion)")
 
     def setup_environment(self) -> None:
         if not torch.cuda.is_available():

@@ -78,6 +78,8 @@ class FSDPOptions(DistributedOptions):
 class FSDPStrategy(DistributedStrategy):
     """FSDP2 (``torch.distributed.fsdp.fully_shard``) over all ranks (``dp_size = world_size``)."""
 
+    optimizer_parameters = "dtensor"
+
     name: ClassVar[str] = "fsdp"
     Options: ClassVar[type] = FSDPOptions
     supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16")

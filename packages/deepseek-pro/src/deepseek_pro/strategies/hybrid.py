@@ -72,6 +72,8 @@ def mesh_shape(world_size: int, pp_size: int, tp_size: int = 1) -> tuple[int, in
 class HybridStrategy(PipelineStrategy):
     """Pipeline parallel over ``pp`` x FSDP2 over ``dp`` x tensor parallel over ``tp``."""
 
+    optimizer_parameters = "dtensor"
+
     name: ClassVar[str] = "hybrid"
     Options: ClassVar[type] = HybridOptions
 

@@ -99,6 +99,8 @@ def _sequence_problem(where: str, positions: int, ranks: int) -> str:
 class TPStrategy(DistributedStrategy):
     """Tensor parallelism over every rank of the job (``tp = world_size``, ``dp_size = 1``)."""
 
+    optimizer_parameters = "dtensor"
+
     name: ClassVar[str] = "tp"
     Options: ClassVar[type] = TPOptions
 
