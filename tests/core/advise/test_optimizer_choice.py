@@ -82,19 +82,23 @@ def test_deepspeed_rows_keep_their_master_beside_the_client_state(host: PluginHo
         assert (adamw[row]["optimizer"], sgd[row]["optimizer"]) == (12 * p // 4, 8 * p // 4)
 
 
-def test_deepspeed_rows_are_not_offered_to_an_optimizer_that_is_not_elementwise(host: PluginHost) -> None:
-    """DeepSpeed ZeRO-1/2 steps flat partitions of concatenated parameters, which the config refuses
-    for ``adafactor`` (it factors each matrix by its shape): the advisor does not offer those rows."""
+def test_rows_whose_engine_flattens_or_shards_parameters_are_not_offered_to_adafactor(host: PluginHost) -> None:
+    """DeepSpeed ZeRO-1/2 steps flat partitions of concatenated parameters, FSDP2 and tensor
+    parallelism DTensor shards; the config refuses ``adafactor`` (it factors each matrix by its
+    shape) under both, and the advisor does not offer those rows (the same rule: can_step)."""
     four = replace(ONE_GPU, params=3e9, gpus=4)
     adamw, adafactor = advise(four, host), advise(replace(four, optimizer="adafactor"), host)
     flat = ["single+offload", "zero1", "zero1+offload", "zero2", "zero2+offload"]
-    assert [s.key for s in STRATEGIES if s.flat_optimizer] == flat
+    sharded = ["zero3", "zero3+offload", "tp", "tp+sp"]
+    assert [s.key for s in STRATEGIES if s.optimizer_parameters == "flat"] == flat
+    assert [s.key for s in STRATEGIES if s.optimizer_parameters == "dtensor"] == sharded
     assert [e["key"] for e in adamw["estimates"] if not e["applicable"]] == ["ddp+offload"]  # offered by none
-    assert [e["key"] for e in adafactor["estimates"] if not e["applicable"]] == [flat[0], "ddp+offload", *flat[1:]]
+    refused = {e["key"] for e in adafactor["estimates"] if not e["applicable"]}
+    assert refused == {"ddp+offload", *flat, *sharded}
     assert all(_rows(adafactor)[row]["fits"] for row in flat)  # they would fit; they cannot run
     assert adamw["recommendation"]["strategy"] == "zero1"  # the fastest that fits
-    assert adafactor["recommendation"]["strategy"] not in flat
-    assert adafactor["optimizer"]["elementwise"] is False
+    assert adafactor["recommendation"]["strategy"] not in [*flat, *sharded]
+    assert adafactor["optimizer"]["elementwise"] is False and adafactor["optimizer"]["dtensor"] is False
 
 
 def test_the_bytes_claimed_for_sgd_are_what_torch_keeps() -> None:

@@ -36,6 +36,7 @@ from deepseek.advise.shapes import (  # noqa: F401
     shape_from_config,
     shape_from_params,
 )
+from deepseek.training.optimizers import can_step
 
 if TYPE_CHECKING:
     from deepseek.advise.engines import Engine
@@ -97,7 +98,9 @@ class TrainSetup:
     optimizer_state_bytes: float = 8
     """Its declared ``state_bytes``: optimizer state per fp32 parameter element."""
     optimizer_elementwise: bool = True
-    """It declares ``elementwise`` (may run on flat partitions: :attr:`StrategySpec.flat_optimizer`)."""
+    """It declares ``elementwise`` (may run on flat partitions: :attr:`StrategySpec.optimizer_parameters`)."""
+    optimizer_dtensor: bool = True
+    """It declares ``dtensor`` (may step DTensor shards)."""
 
     @property
     def mixed(self) -> bool:
@@ -143,10 +146,13 @@ class StrategySpec:
     the same rows. ``tp+sp`` (sequence parallel) splits the norms' activations too."""
 
     @property
-    def flat_optimizer(self) -> bool:
-        """DeepSpeed ZeRO-1/2 (its buffers) runs the client optimizer on flat partitions of
-        concatenated parameters: only an ``elementwise`` optimizer can run there."""
-        return self.buffers == "deepspeed"
+    def optimizer_parameters(self) -> str:
+        """What the row's engine hands its optimizer, as a strategy's ``optimizer_parameters``
+        says it: ``flat`` partitions (DeepSpeed ZeRO-1/2's buffers), ``dtensor`` shards (FSDP2,
+        tensor parallel) or ``whole`` parameters."""
+        if self.buffers == "deepspeed":
+            return "flat"
+        return "dtensor" if self.params_cast_on_gather or self.tensor_parallel != "none" else "whole"
 
 
 STRATEGIES: tuple[StrategySpec, ...] = (
@@ -340,7 +346,8 @@ def estimate_strategy(
         buffers=_buffers(spec, shape, per, setup), overhead=overhead,
         host=int(host_per_gpu * n), bytes_per_param=asdict(per),
         applicable=engine is not None and _applicable(spec, setup.gpus, shape)
-        and (setup.optimizer_elementwise or not spec.flat_optimizer),
+        and can_step(spec.optimizer_parameters, elementwise=setup.optimizer_elementwise,
+                     dtensor=setup.optimizer_dtensor),
         grads_persist=spec.grads_persist or accumulating,
         backward_buffers=spec.backward_buffers,
         step_temp=int(temp),

@@ -121,7 +121,7 @@ def _setup(inp: AdviseInputs, shape: ModelShape, devices: Devices, optimizer: An
         activation_checkpointing=inp.activation_checkpointing, gpus=devices.count,
         master_weights=inp.master_weights, grad_accum=inp.grad_accum,
         optimizer=inp.optimizer, optimizer_state_bytes=optimizer.state_bytes,
-        optimizer_elementwise=optimizer.elementwise,
+        optimizer_elementwise=optimizer.elementwise, optimizer_dtensor=optimizer.dtensor,
     )
 
 
@@ -175,7 +175,7 @@ def advise(inp: AdviseInputs, plugin_host: Any = None) -> dict[str, Any]:
                    "headroom": inp.headroom, "host_memory": host},
         "optimizer": {"name": setup.optimizer, "state_bytes": setup.optimizer_state_bytes,
                       "supports_master_weights": optimizer.supports_master_weights,
-                      "elementwise": optimizer.elementwise},
+                      "elementwise": optimizer.elementwise, "dtensor": optimizer.dtensor},
         "bytes_per_param_paper": asdict(paper_bytes(setup.mixed, setup.optimizer_state_bytes)),
         "activations": asdict(act),
         "overhead": overhead,

@@ -264,18 +264,25 @@ class Adafactor(OptimizerBuilder):
         return state
 
 
+def can_step(form: str, *, elementwise: bool, dtensor: bool) -> bool:
+    """Whether an optimizer declaring ``elementwise`` and ``dtensor`` can step parameters in
+    ``form`` (a strategy's ``optimizer_parameters``: whole, dtensor or flat): the one rule, read by
+    config loading (:func:`placement_problem`) and the advisor's rows."""
+    return (form != "flat" or elementwise) and (form != "dtensor" or dtensor)
+
+
 def placement_problem(builder: type[OptimizerBuilder], optimizer: str, strategy_cls: Any, strategy: str) -> str | None:
     """Why optimizer ``optimizer`` (its ``builder`` class) cannot step the parameters strategy
     ``strategy`` gives it (its ``optimizer_parameters``: whole, DTensor shards or flat
     partitions), as one line naming ``optimizer.name``; ``None`` when it can."""
     form = strategy_cls.optimizer_parameters
-    if form == "flat" and not builder.elementwise:
+    if can_step(form, elementwise=builder.elementwise, dtensor=builder.dtensor):
+        return None
+    if form == "flat":
         return (f"optimizer.name: {optimizer!r} is not element-wise (it reads each parameter's shape or norm), and "
                 f"strategy {strategy!r} steps the optimizer on flat partitions of concatenated parameters; use an "
                 "element-wise optimizer (adamw, sgd, lion) or a strategy that keeps whole parameters (single, ddp, "
                 "pipeline)")
-    if form == "dtensor" and not builder.dtensor:
-        return (f"optimizer.name: {optimizer!r} cannot step parameters sharded as DTensors, which strategy "
+    return (f"optimizer.name: {optimizer!r} cannot step parameters sharded as DTensors, which strategy "
                 f"{strategy!r} gives it; use a strategy that keeps whole parameters (single, ddp, pipeline) or "
                 "another optimizer")
-    return None

@@ -234,4 +234,4 @@ def _optimizer_facts(config: Any, host: Any) -> dict[str, Any]:
 
     builder = create_optimizer_builder(config, host)
     return {"optimizer": config.optimizer.name, "optimizer_state_bytes": builder.state_bytes,
-            "optimizer_elementwise": builder.elementwise}
+            "optimizer_elementwise": builder.elementwise, "optimizer_dtensor": builder.dtensor}
