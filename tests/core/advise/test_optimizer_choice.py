@@ -66,9 +66,9 @@ def test_sgd_is_four_bytes_per_parameter_below_adamw_on_one_gpu(host: PluginHost
     ao, so = _rows(adamw)["single+offload"], _rows(sgd)["single+offload"]
     assert (ao["optimizer"], so["optimizer"], ao["host"] - so["host"]) == (0, 0, 4 * p)
     assert sgd["optimizer"] == {"name": "sgd", "state_bytes": 4, "supports_master_weights": False,
-                                "elementwise": True}
+                                "elementwise": True, "dtensor": True}
     assert adamw["optimizer"] == {"name": "adamw", "state_bytes": 8, "supports_master_weights": True,
-                                  "elementwise": True}
+                                  "elementwise": True, "dtensor": True}
     assert sgd["bytes_per_param_paper"] == {"weights": 2, "gradients": 2, "optimizer": 8}
     assert sgd["setup"]["optimizer"] == "sgd" and sgd["setup"]["optimizer_state_bytes"] == 4
 
@@ -126,7 +126,7 @@ def test_the_bytes_claimed_for_sgd_are_what_torch_keeps() -> None:
 def test_a_plugin_optimizer_is_used_when_named(host: PluginHost) -> None:
     report = advise(replace(ONE_GPU, optimizer="advtest.nostate"), host)
     assert report["optimizer"] == {"name": "advtest.nostate", "state_bytes": 0, "supports_master_weights": False,
-                                   "elementwise": True}
+                                   "elementwise": True, "dtensor": True}
     p = report["model"]["n_params"]
     single = _rows(report)["single"]
     assert single["bytes_per_param"] == {"weights": 2, "gradients": 4, "optimizer": 4}  # the fp32 master only
