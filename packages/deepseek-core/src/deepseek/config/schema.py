@@ -200,13 +200,14 @@ class PrecisionConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """``[optimizer]``: ``name`` of a registered optimizer (core: ``adamw``, ``sgd``), the keys
+    """``[optimizer]``: ``name`` of a registered optimizer (core: ``adamw``, ``sgd``, ``lion``,
+    ``adafactor``), the keys
     optimizers share (each reads those it uses) and the optimizer's own keys beside them, validated
     by its ``Options``. Weight decay applies to matrices only (not to biases and norms)."""
 
     name: str = "adamw"
-    """the registered optimizer: ``adamw`` (torch's AdamW), ``sgd`` (with ``momentum``) or a
-    plugin's (``deepseek plugins list``)"""
+    """the registered optimizer: ``adamw`` (torch's AdamW), ``sgd`` (with ``momentum``), ``lion``,
+    ``adafactor`` or a plugin's (``deepseek plugins list``)"""
     betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata={"check": _betas})
     """Moment decay rates (AdamW and optimizers like it)."""
     eps: float = field(default=1e-8, metadata={"check": positive})
