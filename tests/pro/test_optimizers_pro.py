@@ -32,8 +32,8 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {
 
 UNSUPPORTED = {("fsdp", "adafactor")}
 """torch's Adafactor squares a column norm of an FSDP2 DTensor shard in place (a _NormPartial that
-must become Replicate), which fails at the first step: the builder refuses DTensor parameters
-(:func:`test_adafactor_refuses_dtensor_shards`)."""
+must become Replicate), which fails at the first step: the config refuses the pair
+(:func:`test_adafactor_is_refused_where_the_strategy_shards_or_flattens_parameters`)."""
 
 
 def _config(strategy: str, which: str, steps: int = PARITY_STEPS, **sections: Any) -> dict[str, Any]:
