@@ -215,3 +215,10 @@ def test_weights_trained_with_a_plugins_optimizer_and_schedule_load_without_the_
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(step 2, model tiny)" in done.stdout
+    # where the plugin is installed, the loaded config keeps them (what compress records and recovers with)
+    from deepseek.training.inference import load_trained
+
+    _, kept, _ = load_trained(tmp_path / "run", "cpu", host=host)
+    assert (kept.optimizer.name, kept.lr_schedule.name) == ("acme.signsgd", "acme.step")
+    _, core_only, _ = load_trained(tmp_path / "run", "cpu", host=PluginHost(PluginSettings(autoload=False)))
+    assert (core_only.optimizer.name, core_only.lr_schedule.name) == ("adamw", "cosine")

@@ -28,7 +28,13 @@ from deepseek.config.load import (
 )
 from deepseek.config.schema import Config
 from deepseek.data.tokenizer import TOKENIZER_FILE, run_folder_of, with_run_tokenizer
-from deepseek.errors import CheckpointError, ConfigError, UsageError
+from deepseek.errors import (
+    CheckpointError,
+    ComponentConflictError,
+    ComponentNotFoundError,
+    ConfigError,
+    UsageError,
+)
 from deepseek.training import checkpoint as ckpt
 
 if TYPE_CHECKING:
@@ -150,22 +156,39 @@ def _exported(p: Path) -> Source:
     return Source(origin, {"model": model, "data": data}, {})
 
 
-def model_sections(config_data: dict[str, Any], data: Any) -> dict[str, Any]:
-    """A saved config's sections as reading its model needs them: ``data`` as given, and the parts
-    of training a model's weights do not depend on at their defaults (strategy ``single``, the
-    optimizer, schedule and trackers), so weights trained with a plugin's optimizer, schedule,
-    strategy or tracker load where that plugin is not installed."""
-    logging = config_data.get("logging", {})
-    logging = {**logging, "trackers": [], "tensorboard": False} if isinstance(logging, dict) else logging
-    return {**config_data, "strategy": {"name": "single"}, "optimizer": {}, "lr_schedule": {}, "trackers": {},
-            "logging": logging, "data": data}
+def model_sections(config_data: dict[str, Any], data: Any, host: PluginHost | None) -> dict[str, Any]:
+    """A saved config's sections as reading its model needs them: ``data`` as given, strategy
+    ``single``, and the parts of training a model's weights do not depend on (the optimizer, the
+    schedule, the trackers) kept where their components are installed and at their defaults
+    where not, so weights trained with a plugin's optimizer, schedule or tracker load without
+    that plugin (a compressed copy or a recovery run then records core's defaults)."""
+    from deepseek.plugins.host import get_host
+
+    lookups = host or get_host()
+
+    def installed(kind: str, name: Any) -> bool:
+        try:
+            lookups.resolve(kind, name)
+        except (ComponentNotFoundError, ComponentConflictError):
+            return False
+        return True
+
+    out = {**config_data, "strategy": {"name": "single"}, "data": data}
+    for section, default in (("optimizer", "adamw"), ("lr_schedule", "cosine")):
+        table = out.get(section)
+        if isinstance(table, dict) and not installed(section, table.get("name", default)):
+            out[section] = {}
+    logging = out.get("logging")
+    if isinstance(logging, dict) and not all(installed("tracker", n) for n in logging.get("trackers", [])):
+        out.update(logging={**logging, "trackers": [], "tensorboard": False}, trackers={})
+    return out
 
 
 def model_only(config_data: dict[str, Any], where: Path, host: PluginHost | None) -> Config:
     """The config of the weights' model (any strategy's checkpoint loads under core: ``single``;
     no data); a table that does not validate is the checkpoint's fault, named at ``where``."""
     try:
-        return config_from_dict(model_sections(config_data, {}), validate=False, host=host)
+        return config_from_dict(model_sections(config_data, {}, host), validate=False, host=host)
     except ConfigError as exc:
         raise CheckpointError(f"{where} (the checkpoint's config): {exc}; if the file was edited or is damaged, "
                               "use another checkpoint") from exc
@@ -191,7 +214,7 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
     if choice.overrides:
         data = apply_overrides({"data": _for_dataset(data, choice.overrides, host)}, choice.overrides)["data"]
     named = " with ".join([*([str(file)] if file is not None else []), *(["--set"] if choice.overrides else [])])
-    full = model_sections(source.config_data, data)
+    full = model_sections(source.config_data, data, host)
     model_table = full.get("model", {})
     free = {k: v for k, v in model_table.items() if k != "vocab_size"} if isinstance(model_table, dict) else {}
     try:  # the model's vocabulary left to follow the data's tokenizer: the vocabulary the data needs
