@@ -219,7 +219,7 @@ def config_from_dict(
         raise ConfigError(f"precision.master_weights: optimizer {optimizer_name!r} does not keep fp32 master weights "
                           "(only an optimizer declaring supports_master_weights does, e.g. 'adamw'); "
                           "use optimizer.name = \"adamw\" or set master_weights = false")
-    problem = placement_problem(optimizer_cls, optimizer_name, strategy_cls, strategy_name)
+    problem = placement_problem(optimizer_cls, optimizer_name, strategy_cls, strategy_name, lookups)
     if problem:
         raise ConfigError(problem)
     if config.precision.master_weights and not strategy_cls.supports_master_weights:

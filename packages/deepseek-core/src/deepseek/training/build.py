@@ -15,6 +15,7 @@ from torch import nn
 
 from deepseek.config.schema import Config
 from deepseek.training.mixed_precision import Precision
+from deepseek.training.strategy import strategies_where  # noqa: F401  (deepseek-pro's launch checks import it here)
 
 if TYPE_CHECKING:
     from deepseek.data.dataset import Dataset
@@ -60,25 +61,6 @@ def needed_capabilities(
             for capability, reason in required.items():
                 needed[capability] = (reason, instead)
     return needed
-
-
-def strategies_where(host: PluginHost | None, keep: Any) -> list[str]:
-    """Names of the registered strategies (one name per class, aliases left out) whose class
-    passes ``keep``; a plugin that fails to load is left out."""
-    from deepseek.plugins.host import get_host
-    from deepseek.training.strategy import Strategy
-
-    lookups = host or get_host()
-    names, seen = [], set()
-    for comp in lookups.components("strategy"):
-        try:
-            cls = comp.load()
-        except Exception:  # noqa: BLE001 - a hint never fails on a broken plugin
-            continue
-        if isinstance(cls, type) and issubclass(cls, Strategy) and cls not in seen and keep(cls):
-            seen.add(cls)
-            names.append(comp.name)
-    return names
 
 
 def build_model(

@@ -271,18 +271,23 @@ def can_step(form: str, *, elementwise: bool, dtensor: bool) -> bool:
     return (form != "flat" or elementwise) and (form != "dtensor" or dtensor)
 
 
-def placement_problem(builder: type[OptimizerBuilder], optimizer: str, strategy_cls: Any, strategy: str) -> str | None:
+def placement_problem(builder: type[OptimizerBuilder], optimizer: str, strategy_cls: Any, strategy: str,
+                      host: Any = None) -> str | None:
     """Why optimizer ``optimizer`` (its ``builder`` class) cannot step the parameters strategy
     ``strategy`` gives it (its ``optimizer_parameters``: whole, DTensor shards or flat
-    partitions), as one line naming ``optimizer.name``; ``None`` when it can."""
+    partitions), as one line naming ``optimizer.name`` and the strategies registered on ``host``
+    that can; ``None`` when it can."""
+    from deepseek.training.strategy import strategies_where
+
     form = strategy_cls.optimizer_parameters
     if can_step(form, elementwise=builder.elementwise, dtensor=builder.dtensor):
         return None
+    fit = strategies_where(host, lambda cls: can_step(cls.optimizer_parameters, elementwise=builder.elementwise,
+                                                      dtensor=builder.dtensor))
+    instead = f"use it with strategy {', '.join(repr(n) for n in fit)}" if fit else "use another strategy"
     if form == "flat":
         return (f"optimizer.name: {optimizer!r} is not element-wise (it reads each parameter's shape or norm), and "
-                f"strategy {strategy!r} steps the optimizer on flat partitions of concatenated parameters; use an "
-                "element-wise optimizer (adamw, sgd, lion) or a strategy that keeps whole parameters (single, ddp, "
-                "pipeline)")
+                f"strategy {strategy!r} steps the optimizer on flat partitions of concatenated parameters; "
+                f"{instead}, or an element-wise optimizer")
     return (f"optimizer.name: {optimizer!r} cannot step parameters sharded as DTensors, which strategy "
-                f"{strategy!r} gives it; use a strategy that keeps whole parameters (single, ddp, pipeline) or "
-                "another optimizer")
+            f"{strategy!r} gives it; {instead}, or another optimizer")

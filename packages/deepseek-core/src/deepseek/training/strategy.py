@@ -371,3 +371,20 @@ class Strategy(ABC):
     def teardown(self) -> None:
         """Release process groups and other resources."""
 
+
+def strategies_where(host: Any, keep: Any) -> list[str]:
+    """Names of the registered strategies (one name per class, aliases left out) whose class
+    passes ``keep``; a plugin that fails to load is left out."""
+    from deepseek.plugins.host import get_host
+
+    lookups = host or get_host()
+    names, seen = [], set()
+    for comp in lookups.components("strategy"):
+        try:
+            cls = comp.load()
+        except Exception:  # noqa: BLE001 - a hint never fails on a broken plugin
+            continue
+        if isinstance(cls, type) and issubclass(cls, Strategy) and cls not in seen and keep(cls):
+            seen.add(cls)
+            names.append(comp.name)
+    return names
