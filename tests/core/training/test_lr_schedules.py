@@ -110,10 +110,16 @@ class Broken(LRSchedule):
         return float("nan") if step == 3 else self.lr
 
 
+class NotAnOptimizer(SignSGD):
+    def create(self, groups: Any, lr: float, *, master_weights: bool = False, accumulation: int = 1) -> Any:
+        return groups
+
+
 class AcmePlugin:
     @hookimpl
     def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
         register("acme.signsgd", SignSGD, description="steps by the gradient's sign")
+        register("acme.notopt", NotAnOptimizer, description="create() returns its groups")
 
     @hookimpl
     def deepseek_register_lr_schedules(self, register):  # noqa: ANN001, ANN201
@@ -163,7 +169,8 @@ def test_create_optimizer_builds_a_registered_one_with_decay_on_matrices_only() 
 def test_a_schedule_returning_nan_is_the_plugins_fault_before_that_step(host: PluginHost, tiny_config_on,
                                                                        tmp_path: Path) -> None:
     config = tiny_config_on(host, lr_schedule={"name": "acme.broken"}, train={"max_steps": 4})
-    with pytest.raises(PluginError, match=r"^lr_schedule 'acme.broken': lr_at\(3\) returned nan; a schedule must"):
+    with pytest.raises(PluginError, match=r"^lr_schedule 'acme.broken' \(deepseek-acme .*\): lr_at\(3\) returned nan; "
+                                          r"a schedule must"):
         Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
     assert sorted(_rates(tmp_path / "run")) == [1, 2]
 
@@ -222,3 +229,12 @@ def test_weights_trained_with_a_plugins_optimizer_and_schedule_load_without_the_
     assert (kept.optimizer.name, kept.lr_schedule.name) == ("acme.signsgd", "acme.step")
     _, core_only, _ = load_trained(tmp_path / "run", "cpu", host=PluginHost(PluginSettings(autoload=False)))
     assert (core_only.optimizer.name, core_only.lr_schedule.name) == ("adamw", "cosine")
+
+
+def test_an_optimizer_whose_create_returns_no_optimizer_is_named_with_its_distribution(
+        host: PluginHost, tiny_config_on, tmp_path: Path) -> None:
+    config = tiny_config_on(host, optimizer={"name": "acme.notopt"})
+    with pytest.raises(PluginError, match=r"^optimizer 'acme.notopt' \(deepseek-acme .*\): create\(\) returned list, "
+                                          r"not a torch.optim.Optimizer"):
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+

@@ -41,7 +41,7 @@ def options_class(target: Any, *, kind: str, name: str) -> type:
     if bare:  # a config leaving the key out would fail in the dataclass, blaming the user's config
         raise PluginError(
             f"{kind} {name!r}: its Options {cls.__qualname__} field {bare[0]!r} has no default; every option "
-            "needs one, a config sets only the keys it changes (docs/plugins.md section 10)"
+            f"needs one, a config sets only the keys it changes ({BASES.get(kind, ('', 'docs/plugins.md section 10'))[1]})"
         )
     return cls
 

@@ -145,12 +145,15 @@ def optimizer_factory(config: Config, *, host: PluginHost | None = None) -> Opti
     :class:`~deepseek.training.master_weights.MasterWeightAdamW`) and adds ``train.grad_accum``
     micro-batches' gradients in fp32.
     """
+    from deepseek.config.components import load_checked
     from deepseek.training.optimizers import GroupedOptimizerFactory
 
     t = config.train
-    return GroupedOptimizerFactory(create_optimizer_builder(config, host), lr=t.lr,
-                                   weight_decay=config.optimizer.weight_decay,
-                                   master_weights=config.precision.master_weights, accumulation=t.grad_accum)
+    component = run_host(config, host).resolve("optimizer", config.optimizer.name)
+    builder = load_checked("optimizer", component)(config.optimizer.options, config.optimizer)
+    return GroupedOptimizerFactory(builder, lr=t.lr, weight_decay=config.optimizer.weight_decay,
+                                   master_weights=config.precision.master_weights, accumulation=t.grad_accum,
+                                   label=component.label)
 
 
 def create_optimizer_builder(config: Config, host: PluginHost | None = None) -> OptimizerBuilder:
@@ -169,8 +172,10 @@ def build_schedule(config: Config, host: PluginHost | None = None) -> LRSchedule
     t = config.train
     component = run_host(config, host).resolve("lr_schedule", config.lr_schedule.name)
     cls = load_checked("lr_schedule", component)
-    return cls(config.lr_schedule.options, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
-               decay_steps=t.decay_steps or t.max_steps)
+    schedule = cls(config.lr_schedule.options, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
+                   decay_steps=t.decay_steps or t.max_steps)
+    schedule.label = component.label
+    return schedule
 
 
 def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:

@@ -99,6 +99,8 @@ class GroupedOptimizerFactory:
     weight_decay: float
     master_weights: bool = False
     accumulation: int = 1
+    label: str = "optimizer"
+    """The registered component, with its distribution (``Component.label``), for errors."""
 
     def __call__(self, params: Iterable[Any]) -> torch.optim.Optimizer:
         items = list(params)
@@ -110,8 +112,16 @@ class GroupedOptimizerFactory:
                 {"params": [p for p in flat if p.ndim >= 2], "weight_decay": self.weight_decay},
                 {"params": [p for p in flat if p.ndim < 2], "weight_decay": 0.0},
             ]
-        return self.builder.create(groups, self.lr, master_weights=self.master_weights,
+        import torch
+
+        made = self.builder.create(groups, self.lr, master_weights=self.master_weights,
                                    accumulation=self.accumulation)
+        if not isinstance(made, torch.optim.Optimizer):
+            from deepseek.errors import PluginError
+
+            raise PluginError(f"{self.label}: create() returned {type(made).__name__}, not a torch.optim.Optimizer; "
+                              "return the optimizer over the groups it is given (docs/plugins.md section 14)")
+        return made
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ class LRSchedule:
     """
 
     Options: ClassVar[type] = NoOptions
+    label: str = "lr_schedule"
+    """The registered component with its distribution, set by the framework when it builds the
+    schedule for a run (for errors)."""
 
     def __init__(self, options: Any = None, *, lr: float, min_lr: float, warmup_steps: int,
                  decay_steps: int) -> None:
@@ -73,15 +76,15 @@ class LRSchedule:
                 "decay_steps": self.decay_steps, **options}
 
 
-def learning_rate(schedule: LRSchedule, step: int, name: str) -> float:
+def learning_rate(schedule: LRSchedule, step: int) -> float:
     """``schedule.lr_at(step)``, held to the contract: a rate that is not a finite number ``>= 0``
-    is a :class:`deepseek.errors.PluginError` naming schedule ``name`` and the step, before any
-    optimizer step uses it."""
+    is a :class:`deepseek.errors.PluginError` naming the schedule (its ``label``: name and
+    distribution) and the step, before any optimizer step uses it."""
     from deepseek.errors import PluginError
 
     lr = schedule.lr_at(step)
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
-        raise PluginError(f"lr_schedule {name!r}: lr_at({step}) returned {lr!r}; a schedule must return a "
+        raise PluginError(f"{schedule.label}: lr_at({step}) returned {lr!r}; a schedule must return a "
                           "finite number >= 0 for every step (docs/plugins.md section 14)")
     return float(lr)
 

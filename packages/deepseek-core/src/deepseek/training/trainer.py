@@ -296,7 +296,7 @@ class Trainer:
         assert self.strategy is not None
         started = time.perf_counter()
         step = self.step + 1
-        lr = learning_rate(self.schedule, step, self.config.lr_schedule.name)
+        lr = learning_rate(self.schedule, step)
         batch = next(self.dataset)
         check_global_batch(batch, dataset=self.config.data.name, batch_size=self.config.data.batch_size,
                            what=f"training batch of step {step}")
