@@ -3,6 +3,7 @@ sgd with nesterov, and the config refusals (one line, exit code 2)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -78,3 +79,29 @@ def test_hostile_keys_one_line_exit_2(sets: list[str], message: str, tmp_path: P
     assert proc.returncode == 2 and len(err.splitlines()) == 1, err
     assert message in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_fused_sgd_takes_the_clip_inside_its_kernel_with_the_same_numbers() -> None:
+    """optimizer.fused = true (the default on CUDA) gives torch's fused SGD, which applies the
+    clipping coefficient as its grad_scale instead of a pass over the gradients: the same steps
+    as the unfused SGD within float rounding."""
+    import deepseek
+    from deepseek.training.clip import clip_gradients, fusable, release
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Linear(5, 3))
+    twin = copy.deepcopy(model)
+    keys = {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}
+    fused = deepseek.create_optimizer("sgd", model.parameters(), lr=0.1, fused=True, **keys)
+    plain = deepseek.create_optimizer("sgd", twin.parameters(), lr=0.1, fused=False, **keys)
+    assert fusable(fused) and not fusable(plain)
+    for seed in range(3):
+        x = torch.randn(8, 4, generator=torch.Generator().manual_seed(seed))
+        for net, opt in ((model, fused), (twin, plain)):
+            opt.zero_grad()
+            (net(x).square().sum() * 100).backward()
+            clip_gradients(net.parameters(), 1.0, optimizer=opt)
+            opt.step()
+            release(opt)
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -217,7 +217,8 @@ class OptimizerConfig:
     momentum: float = field(default=0.9, metadata={"check": _fraction})
     """SGD's momentum (0: plain SGD)."""
     fused: bool | None = None
-    """Fused AdamW kernel; ``None``: on when every parameter is on CUDA."""
+    """torch's fused kernel of AdamW and SGD; ``None``: on when every parameter is a plain CUDA
+    tensor (not a DTensor shard)."""
     options: Any = None
     """The optimizer's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
 

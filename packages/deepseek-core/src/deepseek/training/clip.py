@@ -2,7 +2,7 @@
 
 :func:`clip_gradients` computes the total norm as a device tensor and scales the gradients by
 ``min(1, max_norm / (norm + 1e-6))`` (``torch.nn.utils.clip_grad_norm_``'s coefficient). With a
-fused Adam/AdamW and no loss scaler, the scaling is not a separate pass over the gradients: the
+fused Adam/AdamW/SGD and no loss scaler, the scaling is not a separate pass over the gradients: the
 optimizer's kernel divides each gradient by ``grad_scale`` as it reads it (the hook
 ``torch.amp.GradScaler`` uses), so we hand it ``1 / coefficient`` and save one read and one write
 of every gradient. Nothing here calls ``.item()``: read the returned norm only when you log it.
@@ -19,7 +19,7 @@ EPS = 1e-6
 
 
 def fusable(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer`` applies a ``grad_scale`` inside its own kernel: fused Adam/AdamW, or
+    """Whether ``optimizer`` applies a ``grad_scale`` inside its own kernel: fused Adam/AdamW/SGD, or
     an optimizer whose class says so with ``applies_grad_scale = True``
     (:class:`~deepseek.training.master_weights.MasterWeightAdamW`)."""
     if getattr(type(optimizer), "applies_grad_scale", False):

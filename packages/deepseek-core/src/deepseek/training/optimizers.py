@@ -124,6 +124,16 @@ class GroupedOptimizerFactory:
         return made
 
 
+def fused_kernel(groups: list[dict[str, Any]], asked: bool | None) -> bool | None:
+    """torch's ``fused`` argument for AdamW and SGD from ``optimizer.fused``: unset means on when
+    every parameter is a plain CUDA tensor (the fused kernels take no DTensor shards), else off
+    (``None``: torch's own choice, foreach on CUDA)."""
+    if asked is None:
+        flat = [p for g in groups for p in g["params"]]
+        asked = bool(flat) and all(p.is_cuda and type(p.data).__name__ != "DTensor" for p in flat)
+    return asked or None
+
+
 @dataclass(frozen=True)
 class SGDOptions:
     """``sgd``'s own keys."""
@@ -134,7 +144,7 @@ class SGDOptions:
 
 class AdamW(OptimizerBuilder):
     """torch's AdamW (decoupled weight decay); reads ``betas``, ``eps``, ``weight_decay`` and
-    ``fused``. With ``precision.master_weights``:
+    ``fused`` (:func:`fused_kernel`). With ``precision.master_weights``:
     :class:`~deepseek.training.master_weights.MasterWeightAdamW` over bf16 parameters."""
 
     supports_master_weights = True
@@ -150,11 +160,7 @@ class AdamW(OptimizerBuilder):
             from deepseek.training.master_weights import MasterWeightAdamW
 
             return MasterWeightAdamW(groups, lr=lr, betas=tuple(c.betas), eps=c.eps, accumulation=accumulation)
-        fused = c.fused
-        if fused is None:
-            flat = [p for g in groups for p in g["params"]]
-            fused = bool(flat) and all(p.is_cuda and type(p.data).__name__ != "DTensor" for p in flat)
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(c.betas), eps=c.eps, fused=fused or None)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(c.betas), eps=c.eps, fused=fused_kernel(groups, c.fused))
 
     def initial_state(self, param: torch.Tensor) -> dict[str, Any]:
         import torch
@@ -165,7 +171,8 @@ class AdamW(OptimizerBuilder):
 
 class SGD(OptimizerBuilder):
     """torch's SGD with ``momentum`` (0: plain SGD) and its own ``nesterov`` key; ``weight_decay``
-    is L2 added to the gradient, on the matrices only (as for every optimizer here)."""
+    is L2 added to the gradient, on the matrices only (as for every optimizer here); ``fused`` as
+    for AdamW (:func:`fused_kernel`)."""
 
     Options = SGDOptions
     state_bytes = 4
@@ -183,7 +190,8 @@ class SGD(OptimizerBuilder):
                accumulation: int = 1) -> torch.optim.Optimizer:
         import torch
 
-        return torch.optim.SGD(groups, lr=lr, momentum=self.config.momentum, nesterov=self.options.nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=self.config.momentum, nesterov=self.options.nesterov,
+                               fused=fused_kernel(groups, self.config.fused))
 
     def initial_state(self, param: torch.Tensor) -> dict[str, Any]:
         import torch
