@@ -54,3 +54,21 @@ def test_a_target_of_the_wrong_type_names_its_distribution(host: PluginHost) -> 
 def test_a_core_only_name_is_refused_with_the_registered_ones(host: PluginHost) -> None:
     with pytest.raises(ConfigError, match=r"^optimizer\.name: unknown optimizer 'kinds\.sdg'; did you mean 'kinds\.sgd'"):
         config_from_dict({"optimizer": {"name": "kinds.sdg"}}, host=host)
+
+
+def test_an_optimizer_without_create_is_refused_when_a_config_names_it() -> None:
+    from deepseek.training.optimizers import OptimizerBuilder
+
+    class NoCreate(OptimizerBuilder):
+        """Declares what it is, builds nothing."""
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
+            register("kinds.nocreate", NoCreate, description="no create()")
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="deepseek-kinds").status == "ok"
+    with pytest.raises(PluginError, match=r"^optimizer 'kinds.nocreate' \(deepseek-kinds .*does not implement the "
+                                          r"abstract method\(s\) create of OptimizerBuilder"):
+        config_from_dict({"optimizer": {"name": "kinds.nocreate"}}, host=host)

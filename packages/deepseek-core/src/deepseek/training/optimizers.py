@@ -18,6 +18,7 @@ Nothing here imports torch at module level: loading a config resolves the class 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from deepseek.config.schema import OptimizerConfig
 
 
-class OptimizerBuilder:
+class OptimizerBuilder(ABC):
     """Base class of every registered optimizer.
 
     Subclasses set ``Options`` (a dataclass of their own ``[optimizer]`` keys, each with a
@@ -70,13 +71,14 @@ class OptimizerBuilder:
         """Refuse combinations of keys that cannot work, when the config loads (one-line
         :class:`deepseek.errors.ConfigError` naming the key). Default: accept."""
 
+    @abstractmethod
     def create(self, groups: list[dict[str, Any]], lr: float, *, master_weights: bool = False,
                accumulation: int = 1) -> torch.optim.Optimizer:
         """The optimizer over ``groups`` (parameter groups, each a dict with ``params`` and its
         ``weight_decay``), starting at learning rate ``lr`` (the trainer sets each step's rate in
         every group's ``lr``). ``master_weights`` is only ever true for a builder that declares
-        ``supports_master_weights``; ``accumulation`` is ``train.grad_accum``."""
-        raise NotImplementedError(f"{type(self).__qualname__} does not implement create()")
+        ``supports_master_weights``; ``accumulation`` is ``train.grad_accum``. Abstract: a
+        registered builder without it is refused when a config names it."""
 
     def initial_state(self, param: torch.Tensor) -> dict[str, Any] | None:
         """The state one parameter has before its first step (what ``step()`` would create,
