@@ -220,7 +220,8 @@ class Trainer:
                 status = "stopped" if ok and self.stopped_by else "succeeded" if ok else "failed"
                 self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved_step)
                 if self.strategy is not None:
-                    if ok:
+                    if ok:  # every rank done (rank 0 plots last) before any leaves its process group
+                        self.strategy.barrier()
                         self.strategy.teardown()
                     else:  # keep the original error, not one from tearing down after it
                         with contextlib.suppress(Exception):
