@@ -33,6 +33,10 @@ class NoState(OptimizerBuilder):
     state_bytes = 0
     elementwise = True
 
+    def create(self, groups: list, lr: float, *, master_weights: bool = False,
+               accumulation: int = 1) -> torch.optim.Optimizer:
+        return torch.optim.SGD(groups, lr=lr, momentum=0.0)
+
 
 class NoStatePlugin:
     @hookimpl
