@@ -103,7 +103,7 @@ class AllReduceStrategy(Strategy):
         self.model = model.to(self._device)
         for tensor in self.model.state_dict().values():  # one starting point, whatever each rank built
             dist.broadcast(tensor, src=0)
-        self.optimizer = optimizer_factory(self.model.parameters())
+        self.optimizer = optimizer_factory(self.model.named_parameters())
         self._param_names = ckpt.optimizer_param_names(self.optimizer, self.model)
 
     def unwrapped_model(self) -> nn.Module:

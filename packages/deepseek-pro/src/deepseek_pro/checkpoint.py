@@ -179,7 +179,9 @@ def load_checkpoint(
             msd, osd = fused.sharded(msd, osd)
         opts = StateDictOptions(full_state_dict=True)
         set_model_state_dict(module, msd, options=opts)
-        set_optimizer_state_dict(module, optimizer, osd, options=opts)
+        groups = [{**ckpt.resumed_group(saved, live), "params": saved["params"]}
+                  for saved, live in zip(osd["param_groups"], optimizer.param_groups, strict=True)]
+        set_optimizer_state_dict(module, optimizer, {**osd, "param_groups": groups}, options=opts)
         return state
     # sharded: DCP reshards every tensor onto this run's layout
     try:
@@ -199,7 +201,8 @@ def load_checkpoint(
             f"{directory}: sharded checkpoint does not fit this model or is damaged ({exc}); use the "
             f"[model] config of the run that wrote it, or {_HINT}"
         ) from exc
-    new_groups = [{**saved, "params": cur["params"]} for saved, cur in zip(groups, osd["param_groups"], strict=True)]
+    new_groups = [{**ckpt.resumed_group(saved, cur), "params": cur["params"]}
+                  for saved, cur in zip(groups, osd["param_groups"], strict=True)]
     set_optimizer_state_dict(
         module, optimizer, {"state": unflatten_optimizer_state(tensors, scalars), "param_groups": new_groups}
     )
@@ -220,12 +223,13 @@ def raise_if_any(strategy: DistributedStrategy, problem: str | None) -> None:
 
 
 def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Module, where: Path) -> None:
-    names = {n for n, _ in module.named_parameters()}
-    saved = {n for g in osd["param_groups"] for n in g["params"]}
-    if len(osd["param_groups"]) != len(optimizer.param_groups) or saved != names:
+    by_id = {id(p): n for n, p in module.named_parameters()}
+    live = [sorted(by_id.get(id(p), "") for p in g["params"]) for g in optimizer.param_groups]
+    saved = [sorted(g["params"]) for g in osd["param_groups"]]
+    if saved != live:  # the groups' count or members ([[optimizer.groups]]) differ
         raise CheckpointError(
-            f"{where}: saved optimizer parameter groups do not match this model's; use the same "
-            "[model] and [optimizer] config as the run that wrote it"
+            f"{where}: saved optimizer parameter groups do not match this run's; use the same "
+            "[model] config and [[optimizer.groups]] as the run that wrote it"
         )
     ckpt.check_groups_fit(osd["param_groups"], optimizer.param_groups, where)
     ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where)

@@ -124,6 +124,21 @@ def _tracker_docs(host: Any) -> list[str]:
     return out
 
 
+def _array_tables(section: str, cls: type) -> list[str]:
+    """A sub-table of every field of ``cls`` that is a list of tables (``[[optimizer.groups]]``):
+    the item's docstring and its keys."""
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        args = typing.get_args(hints.get(f.name))
+        item = args[0] if args and typing.get_origin(hints[f.name]) in (tuple, list) else None
+        if item is None or not dataclasses.is_dataclass(item):
+            continue
+        doc = markdown_of(inspect.cleandoc(item.__doc__ or "")).replace("\n", " ")
+        out += [f"#### `[[{section}.{f.name}]]`", "", doc, "", *_table(key_rows(item))]
+    return out
+
+
 def render(host: Any = None) -> str:
     """The whole page."""
     from deepseek.plugins.host import PluginHost
@@ -165,6 +180,7 @@ def render(host: Any = None) -> str:
             if shared:
                 lines += [f"Every {kind} gets {', '.join(f'`{k}`' for k in shared)}; the rest "
                           f"are the {kind}'s own.", ""]
+            lines += _array_tables(f.name, section_cls)
             lines += _component_docs(kind, host)
         elif f.name == "trackers":
             lines += ["Core's trackers (docs/tracking.md):", "", *_tracker_docs(host)]

@@ -97,9 +97,11 @@ def list_optimizers(pattern: str | None = None) -> list[str]:
 
 def create_optimizer(name: str, /, params: Any, *, lr: float, **keys: Any) -> Any:
     """A ``torch.optim.Optimizer`` from the optimizer registered as ``name`` over ``params`` (a
-    model's parameters: weight decay on the matrices only, as in training; or parameter groups) at
-    learning rate ``lr``; ``keys`` are ``[optimizer]`` keys, the shared ones (``weight_decay``,
-    ``betas``, ...) and its own, validated as in a config (errors name ``optimizer.<key>``)."""
+    model's ``named_parameters()`` or ``parameters()``: weight decay on the matrices only, as in
+    training; or parameter groups) at learning rate ``lr``; ``keys`` are ``[optimizer]`` keys, the
+    shared ones (``weight_decay``, ``betas``, ``groups``: its rules need named parameters) and its
+    own, validated as in a config (errors name ``optimizer.<key>``). Each group's ``lr`` is ``lr``
+    times its ``lr_scale`` at the start; a loop that changes the rate sets it the same way."""
     from deepseek.config.load import config_from_dict
     from deepseek.training.build import optimizer_factory
 

@@ -18,6 +18,8 @@ from deepseek.training.mixed_precision import Precision
 from deepseek.training.strategy import strategies_where  # noqa: F401  (deepseek-pro's launch checks import it here)
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from deepseek.data.dataset import Dataset
     from deepseek.plugins.host import PluginHost
     from deepseek.training.optimizers import OptimizerBuilder
@@ -133,7 +135,8 @@ def build_precision(config: Config) -> Precision:
     return Precision(p.dtype, init_scale=p.init_scale, growth_interval=p.growth_interval)
 
 
-def optimizer_factory(config: Config, *, host: PluginHost | None = None) -> OptimizerFactory:
+def optimizer_factory(config: Config, *, host: PluginHost | None = None,
+                      names: Mapping[int, str] | None = None) -> OptimizerFactory:
     """The run's optimizer factory: the registered ``[optimizer]`` (an
     :class:`~deepseek.training.optimizers.OptimizerBuilder`, resolved on ``host``) over the
     parameters a strategy hands in, at ``train.lr``, with weight decay on matrices (``ndim >= 2``)
@@ -143,25 +146,27 @@ def optimizer_factory(config: Config, *, host: PluginHost | None = None) -> Opti
     no decay; both always present) so optimizer checkpoints line up across strategies. With
     ``precision.master_weights`` the builder keeps fp32 masters of bf16 parameters (AdamW:
     :class:`~deepseek.training.master_weights.MasterWeightAdamW`) and adds ``train.grad_accum``
-    micro-batches' gradients in fp32.
+    micro-batches' gradients in fp32. ``names`` (``id -> name`` of the model's parameters) names
+    the plain parameters a strategy may pass, for ``[[optimizer.groups]]``.
     """
-    from deepseek.config.components import load_checked
     from deepseek.training.optimizers import GroupedOptimizerFactory
 
     t = config.train
-    component = run_host(config, host).resolve("optimizer", config.optimizer.name)
-    builder = load_checked("optimizer", component)(config.optimizer.options, config.optimizer)
+    builder = create_optimizer_builder(config, host)
     return GroupedOptimizerFactory(builder, lr=t.lr, weight_decay=config.optimizer.weight_decay,
                                    master_weights=config.precision.master_weights, accumulation=t.grad_accum,
-                                   label=component.label)
+                                   label=builder.label, rules=config.optimizer.groups, names=dict(names or {}))
 
 
 def create_optimizer_builder(config: Config, host: PluginHost | None = None) -> OptimizerBuilder:
-    """The ``[optimizer]`` component of ``config``, created from its validated options."""
+    """The ``[optimizer]`` component of ``config``, created from its validated options (its
+    ``label`` names the component and its distribution)."""
     from deepseek.config.components import load_checked
 
     component = run_host(config, host).resolve("optimizer", config.optimizer.name)
-    return load_checked("optimizer", component)(config.optimizer.options, config.optimizer)
+    builder = load_checked("optimizer", component)(config.optimizer.options, config.optimizer)
+    builder.label = component.label
+    return builder
 
 
 def build_schedule(config: Config, host: PluginHost | None = None) -> LRSchedule:

@@ -25,12 +25,19 @@ weights, has no ``fused = True``; torch's fused AdamW that took the saved ``None
 foreach path, which refuses the clip's deferred ``grad_scale``)."""
 
 
+RUN_KEYS = ("lr_scale",)
+"""Keys of a parameter group that this run's config sets (``[[optimizer.groups]]``'s
+``lr_scale``): a resumed optimizer keeps its own, so a changed factor takes effect on resume
+under every strategy."""
+
+
 def resumed_group(saved: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
     """A saved parameter group (hyper-parameters, ``params``) with the live optimizer's
-    :data:`IMPLEMENTATION_KEYS` in place of the saved ones (left out where the live group has
-    none); ``params`` stays as saved (callers set their own)."""
-    kept = {k: v for k, v in saved.items() if k not in IMPLEMENTATION_KEYS}
-    return {**kept, **{k: live[k] for k in IMPLEMENTATION_KEYS if k in live}}
+    :data:`IMPLEMENTATION_KEYS` and :data:`RUN_KEYS` in place of the saved ones (left out where
+    the live group has none); ``params`` stays as saved (callers set their own)."""
+    own = (*IMPLEMENTATION_KEYS, *RUN_KEYS)
+    kept = {k: v for k, v in saved.items() if k not in own}
+    return {**kept, **{k: live[k] for k in own if k in live}}
 
 
 def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any]], path: Any) -> None:
@@ -39,7 +46,7 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
     optimizer (AdamW's ``betas`` where SGD wants ``momentum``), which the first step would fail
     on; a CheckpointError naming ``path`` and ``optimizer.name``. Keys only one side has (a torch
     version that added a hyper-parameter) are no mismatch: torch fills those in."""
-    ignored = {"params", *IMPLEMENTATION_KEYS}
+    ignored = {"params", *IMPLEMENTATION_KEYS, *RUN_KEYS}
     for old, new in zip(saved, live, strict=False):
         foreign, lacking = sorted(set(old) - set(new) - ignored), sorted(set(new) - set(old) - ignored)
         if foreign and lacking:

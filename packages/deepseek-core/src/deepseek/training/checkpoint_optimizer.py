@@ -133,7 +133,7 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
     if len(current) != len(named["param_groups"]):
         raise CheckpointError(
             f"{path}: {len(named['param_groups'])} parameter groups saved, optimizer has "
-            f"{len(current)}; use the same [optimizer] config as the run that wrote it"
+            f"{len(current)}; use the [optimizer] config (its [[optimizer.groups]]) of the run that wrote it"
         )
     check_groups_fit(named["param_groups"], current, path)
     groups = []
@@ -142,8 +142,8 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
         if sorted(saved["params"]) != sorted(cur_names):
             extra = sorted(set(saved["params"]) ^ set(cur_names))[:3]
             raise CheckpointError(
-                f"{path}: saved optimizer parameters differ from the model's ({extra}); use the "
-                "[model] config of the run that wrote the checkpoint"
+                f"{path}: saved optimizer parameter groups differ from this run's ({extra}); use the "
+                "[model] config and [[optimizer.groups]] of the run that wrote the checkpoint"
             )
         groups.append({**resumed_group(saved, cur), "params": list(cur["params"])})
     params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -25,6 +25,7 @@ from deepseek.training.build import (
     run_host,
 )
 from deepseek.training.launcher_env import launcher_env
+from deepseek.training.param_groups import check_group_rules
 from deepseek.training.strategy import StepResult, StepSettings, Strategy
 
 if TYPE_CHECKING:
@@ -109,7 +110,9 @@ class StepEngine:
                     f"precision.master_weights: the model has {len(frozen)} frozen parameter(s) (first: {frozen[0]!r}), "
                     "which would stay fp32 beside the bf16 ones the optimizer makes; set master_weights = false "
                     "for a run that freezes weights")
-        factory = optimizer_factory(cfg, host=self.lookups)
+        names = {id(p): n for n, p in model.named_parameters()}
+        check_group_rules(cfg.optimizer.groups, list(names.values()))
+        factory = optimizer_factory(cfg, host=self.lookups, names=names)
         self.strategy.setup(model, factory, settings)
 
     def step(self, global_batch: Batch, lr: float) -> StepResult:

@@ -19,7 +19,7 @@ Nothing here imports torch at module level: loading a config resolves the class 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -57,6 +57,8 @@ class OptimizerBuilder(ABC):
     """
 
     Options: ClassVar[type] = NoOptions
+    label: str = "optimizer"
+    """The registered component and its distribution (set when the run creates it), for errors."""
     supports_master_weights: ClassVar[bool] = False
     state_bytes: ClassVar[int] = 8
     elementwise: ClassVar[bool] = False
@@ -74,9 +76,10 @@ class OptimizerBuilder(ABC):
     @abstractmethod
     def create(self, groups: list[dict[str, Any]], lr: float, *, master_weights: bool = False,
                accumulation: int = 1) -> torch.optim.Optimizer:
-        """The optimizer over ``groups`` (parameter groups, each a dict with ``params`` and its
-        ``weight_decay``), starting at learning rate ``lr`` (the trainer sets each step's rate in
-        every group's ``lr``). ``master_weights`` is only ever true for a builder that declares
+        """The optimizer over ``groups`` (parameter groups, each a dict with ``params``, its
+        ``weight_decay`` and its ``lr_scale``: keep the keys in the optimizer's groups), starting
+        at learning rate ``lr`` (the trainer sets each step's rate in every group's ``lr``, times
+        the group's ``lr_scale``). ``master_weights`` is only ever true for a builder that declares
         ``supports_master_weights``; ``accumulation`` is ``train.grad_accum``. Abstract: a
         registered builder without it is refused when a config names it."""
 
@@ -90,11 +93,14 @@ class OptimizerBuilder(ABC):
 
 @dataclass(frozen=True)
 class GroupedOptimizerFactory:
-    """The optimizer factory a strategy's ``setup`` receives: called with the parameters it owns
-    (or parameter groups, used as they are), it builds ``builder``'s optimizer with weight decay on
-    the matrices (``ndim >= 2``) only. Group order is fixed (decay, then no decay; both always
-    present) so optimizer checkpoints line up across strategies. ``builder`` stays readable for
-    engines that ask it more (:meth:`OptimizerBuilder.initial_state`)."""
+    """The optimizer factory a strategy's ``setup`` receives: called with the parameters it owns,
+    it builds ``builder``'s optimizer over the run's parameter groups
+    (:mod:`deepseek.training.param_groups`: weight decay on the matrices only, and the
+    ``[[optimizer.groups]]`` rules), in a layout fixed by the config so optimizer checkpoints line
+    up across strategies. Pass ``module.named_parameters()``: the rules match names. Plain
+    parameters are named through ``names`` (the model's parameters before the strategy wrapped
+    it); parameter groups (dicts) are used as they are. ``builder`` stays readable for engines that
+    ask it more (:meth:`OptimizerBuilder.initial_state`)."""
 
     builder: OptimizerBuilder
     lr: float
@@ -103,17 +109,19 @@ class GroupedOptimizerFactory:
     accumulation: int = 1
     label: str = "optimizer"
     """The registered component, with its distribution (``Component.label``), for errors."""
+    rules: tuple[Any, ...] = ()
+    """``[[optimizer.groups]]`` (:class:`~deepseek.config.schema.ParamGroupRule`)."""
+    names: Mapping[int, str] = field(default_factory=dict)
+    """``id(parameter) -> name`` of the model as the engine built it, for plain parameters."""
 
     def __call__(self, params: Iterable[Any]) -> torch.optim.Optimizer:
+        from deepseek.training.param_groups import build_groups
+
         items = list(params)
         if items and isinstance(items[0], dict):
             groups = items
         else:
-            flat = [p for p in items if p.requires_grad]
-            groups = [
-                {"params": [p for p in flat if p.ndim >= 2], "weight_decay": self.weight_decay},
-                {"params": [p for p in flat if p.ndim < 2], "weight_decay": 0.0},
-            ]
+            groups = build_groups(self._named(items), self.rules, self.weight_decay)
         import torch
 
         made = self.builder.create(groups, self.lr, master_weights=self.master_weights,
@@ -123,7 +131,27 @@ class GroupedOptimizerFactory:
 
             raise PluginError(f"{self.label}: create() returned {type(made).__name__}, not a torch.optim.Optimizer; "
                               "return the optimizer over the groups it is given (docs/plugins.md section 14)")
+        for group in made.param_groups:  # the rate before the trainer first sets it (Strategy.set_lr)
+            if "lr_scale" in group:
+                group["lr"] = self.lr * group["lr_scale"]
         return made
+
+    def _named(self, items: list[Any]) -> list[tuple[str, Any]]:
+        """``(name, parameter)`` pairs of what a strategy passed (pairs, or parameters named by
+        :attr:`names`)."""
+        if all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in items):
+            return items
+        if not self.rules:  # names decide nothing without rules
+            return [("", p) for p in items]
+        unnamed = sum(id(p) not in self.names for p in items)
+        if unnamed:
+            from deepseek.errors import PluginError
+
+            raise PluginError(f"optimizer.groups: the strategy passed the optimizer factory {unnamed} parameter(s) "
+                              "without names that are not the model's own (it replaced them); pass "
+                              "module.named_parameters() for [[optimizer.groups]] to apply (a strategy's setup: "
+                              "docs/plugins.md section 12; deepseek.create_optimizer: its params)")
+        return [(self.names[id(p)], p) for p in items]
 
 
 def fused_kernel(groups: list[dict[str, Any]], asked: bool | None) -> bool | None:

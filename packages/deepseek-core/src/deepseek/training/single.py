@@ -52,7 +52,7 @@ class SingleDeviceStrategy(Strategy):
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         self.settings = settings
         self.model = model.to(self._device)
-        self.optimizer = optimizer_factory(self.model.parameters())
+        self.optimizer = optimizer_factory(self.model.named_parameters())
         self._param_names = ckpt.optimizer_param_names(self.optimizer, self.model)
 
     def unwrapped_model(self) -> nn.Module:

@@ -312,10 +312,11 @@ class Strategy(ABC):
         self.optimizer.zero_grad(set_to_none=True)
 
     def set_lr(self, lr: float) -> None:
-        """Set the learning rate of every parameter group (the trainer owns the schedule)."""
+        """Set every parameter group's learning rate to ``lr`` times the group's ``lr_scale``
+        (``[[optimizer.groups]]``; 1 where a group has none). The trainer owns the schedule."""
         assert self.optimizer is not None
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def step_metrics(self) -> dict[str, float]:
         """Extra metrics of the last step (e.g. ``comm_bytes``); logged with the step."""

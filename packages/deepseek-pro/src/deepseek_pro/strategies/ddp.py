@@ -113,7 +113,7 @@ class DDPStrategy(DistributedStrategy):
             self.hook = CountingHook(o.compression, powersgd=psgd)
             self.ddp.register_comm_hook(state=None, hook=self.hook.as_hook())
         self.model = self.ddp
-        self.optimizer = optimizer_factory(model.parameters())
+        self.optimizer = optimizer_factory(model.named_parameters())
 
     @property
     def module(self) -> nn.Module:

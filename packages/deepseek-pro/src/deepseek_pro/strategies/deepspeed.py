@@ -80,6 +80,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         self.ds_config: dict[str, Any] = {}
         self._template: Any = None
         self._group_names: list[list[str]] = []
+        self._group_settings: list[dict[str, Any]] = []
         self._aliases: dict[str, str] = {}
         self._shape: tuple[int, int] = (1, 1)
         self._builder: OptimizerBuilder | None = None
@@ -129,8 +130,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         # the trainer's factory says which optimizer it builds; another callable does not
         self._builder = optimizer_factory.builder if isinstance(optimizer_factory, GroupedOptimizerFactory) else None
         names = {id(p): n for n, p in model.named_parameters()}
-        optimizer = optimizer_factory(model.parameters())
+        optimizer = optimizer_factory(model.named_parameters())
         self._group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+        self._group_settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         model = model.to(self.device)
         kwargs: dict[str, Any] = {}
         if o.config_path:
@@ -150,7 +152,7 @@ class DeepSpeedStrategy(DistributedStrategy):
             )
         if "optimizer" in self.ds_config:
             kwargs["model_parameters"] = [
-                {k: v for k, v in g.items() if k in ("params", "weight_decay")} for g in optimizer.param_groups
+                {k: v for k, v in g.items() if k in ("params", "weight_decay", "lr_scale")} for g in optimizer.param_groups
             ]
         else:
             kwargs["optimizer"] = optimizer
@@ -231,10 +233,12 @@ class DeepSpeedStrategy(DistributedStrategy):
                 model[name] = buf.detach().float().cpu()
         for alias, name in self._aliases.items():
             model[alias] = model[name]
+        # DeepSpeed keeps the non-empty groups only, in order: the empty ones (a rule of
+        # [[optimizer.groups]] taking only matrices, say) are written with their own settings.
         groups = []
-        inner = self.engine.optimizer.param_groups
-        for i, group_names in enumerate(self._group_names):
-            src = inner[i] if i < len(inner) else inner[0]
+        inner = iter(self.engine.optimizer.param_groups)
+        for group_names, settings in zip(self._group_names, self._group_settings, strict=True):
+            src = next(inner) if group_names else settings
             groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
         return model, {"state": state, "param_groups": groups}
 

@@ -140,7 +140,7 @@ class FSDPStrategy(DistributedStrategy):
                 resharded.append(block)
         fully_shard(model, **kwargs)  # FSDP2 never reshards the root after forward
         self.model = model
-        self.optimizer = optimizer_factory(model.parameters())
+        self.optimizer = optimizer_factory(model.named_parameters())
         self._per_step = self._traffic(model, resharded, len(units) + 1)
 
     def _traffic(self, model: nn.Module, resharded: list[nn.Module], units: int) -> dict[str, float]:

@@ -145,7 +145,8 @@ class PipelineStrategy(DistributedStrategy):
         self._tied_sync = [(name, group) for (i, name), group in tied_groups.items() if i == self.pp_rank]
         self._stage_mod = stage
         self.model = self._stage_mod
-        self.optimizer = optimizer_factory(self._stage_mod.parameters())
+        # a tied copy (the last stage's lm_head) trains in its source's group
+        self.optimizer = optimizer_factory([(self._tied.get(n, n), p) for n, p in self._stage_mod.named_parameters()])
         self._pipe_stage = _rng_neutral_stage_class()(
             self._stage_mod, self.pp_rank, self.pp_size, self.device, group=self.pp_group
         )

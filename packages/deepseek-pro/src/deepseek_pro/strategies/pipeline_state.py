@@ -139,7 +139,7 @@ def _restrict_optimizer_state(
                 f"{path}: no optimizer state for {absent[:3]}; use the [model] and [optimizer] "
                 "config of the run that wrote the checkpoint"
             )
-        groups.append({**saved, "params": mine})
+        groups.append({**ckpt.resumed_group(saved, live), "params": mine})
         state.update({n: dict(named["state"][source[n]]) for n in mine if source[n] in named["state"]})
     return {"state": state, "param_groups": groups}
 

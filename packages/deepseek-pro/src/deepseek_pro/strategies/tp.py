@@ -170,7 +170,7 @@ class TPStrategy(DistributedStrategy):
 
             inductor_config._micro_pipeline_tp = True
             enable_symm_mem_for_group(self.mesh.get_group().group_name)
-        self.optimizer = optimizer_factory(self.model.parameters())
+        self.optimizer = optimizer_factory(self.model.named_parameters())
 
     def setup_inference(self, model: nn.Module) -> nn.Module:
         """The trained model split over the ranks like for training, without sequence

@@ -1,0 +1,69 @@
+"""``[[optimizer.groups]]`` under every pro strategy (torchrun, 2 processes, CPU) against
+``single``: the token embedding frozen (``lr_scale = 0``, which a pipeline's last stage holds as
+the tied ``lm_head`` copy) and the first block at half the rate without weight decay.
+
+Parity as in test_optimizers_pro (1e-5 relative over a few fp32 steps; the pipeline 1e-4, as in
+test_pipeline_hybrid). The frozen embedding must not move by a bit under any strategy, and
+DeepSpeed, which keeps only non-empty groups, must still write the six groups with their own
+settings and resume from them exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import tomllib
+from _prohelpers import PARITY_STEPS, losses, run_single, run_train_jobs, tiny_run
+
+from deepseek.training import checkpoint as ckpt
+
+GROUPS = {"groups": [{"match": "wte.*", "lr_scale": 0.0},
+                     {"match": "blocks.0.*", "lr_scale": 0.5, "weight_decay": 0.0}]}
+EVERY = {"interval": 2, "keep_last": 5}
+STRATEGIES = {"ddp": ({}, 1e-5), "fsdp": ({}, 1e-5), "tp": ({}, 1e-5), "pipeline": ({}, 1e-4),
+              "ds2": ({"stage": 2}, 1e-5), "ds3": ({"stage": 3}, 1e-5)}
+
+
+def _config(name: str, steps: int = PARITY_STEPS) -> dict[str, Any]:
+    options, _ = STRATEGIES[name]
+    strategy = "deepspeed" if name.startswith("ds") else name
+    return tiny_run(strategy, steps, options=options, optimizer=GROUPS, checkpoint=EVERY)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("param_group_runs")
+    jobs = [{"name": name, "config": _config(name)} for name in STRATEGIES]
+    jobs.append({"name": "ds2_resumed", "config": _config("ds2"), "resume": work / "ds2" / "checkpoints" / "step-2"})
+    records = run_train_jobs(jobs, work, timeout=900)
+    records["single"] = run_single(tiny_run("single", PARITY_STEPS, optimizer=GROUPS, checkpoint=EVERY),
+                                   work / "single")
+    return {**records, "dir": work}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategies_train_the_groups_as_single_does(name: str, runs: dict[str, Any]) -> None:
+    ref = losses(runs["single"])
+    assert len(ref) == PARITY_STEPS and ref[-1] < ref[0]
+    assert losses(runs[name]) == pytest.approx(ref, rel=STRATEGIES[name][1])
+    folder = runs["dir"] / name / "checkpoints"
+    early, late = ckpt.load_model_state(folder / "step-2"), ckpt.load_model_state(folder / f"step-{PARITY_STEPS}")
+    assert (early["wte.weight"] == late["wte.weight"]).all()  # lr_scale 0 under every strategy
+    assert not (early["blocks.0.attn.qkv.weight"] == late["blocks.0.attn.qkv.weight"]).all()
+
+
+@pytest.mark.parametrize("name", ["ds2", "pipeline", "fsdp"])
+def test_checkpoints_keep_the_six_groups_with_their_settings(name: str, runs: dict[str, Any]) -> None:
+    named = ckpt.load_optimizer_state(runs["dir"] / name / "checkpoints" / f"step-{PARITY_STEPS}")
+    groups = named["param_groups"]
+    assert [(g["lr_scale"], g["weight_decay"]) for g in groups] == [
+        (1.0, 0.1), (1.0, 0.0), (0.0, 0.1), (0.0, 0.0), (0.5, 0.0), (0.5, 0.0)]
+    assert groups[2]["params"] == ["wte.weight"] and groups[3]["params"] == []
+    single = ckpt.load_optimizer_state(runs["dir"] / "single" / "checkpoints" / f"step-{PARITY_STEPS}")
+    assert [sorted(g["params"]) for g in groups] == [sorted(g["params"]) for g in single["param_groups"]]
+
+
+def test_deepspeed_resumes_the_groups_exactly(runs: dict[str, Any]) -> None:
+    assert losses(runs["ds2_resumed"]) == losses(runs["ds2"])[2:]
+    written = tomllib.loads((runs["dir"] / "ds2_resumed" / "config.toml").read_text())
+    assert written["optimizer"]["groups"][0] == {"match": ["wte.*"], "lr_scale": 0.0}
