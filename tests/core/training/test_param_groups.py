@@ -139,8 +139,8 @@ def test_the_factory_names_plain_parameters_and_refuses_replaced_ones(tiny_confi
     by_name = factory(model.named_parameters())
     assert [len(g["params"]) for g in by_plain.param_groups] == [len(g["params"]) for g in by_name.param_groups]
     replaced = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
-    with pytest.raises(PluginError, match=rf"^optimizer.groups: the strategy passed the optimizer factory {len(replaced)} "
-                                          r"parameter\(s\) without names .* module.named_parameters\(\)"):
+    with pytest.raises(PluginError, match=rf"^optimizer.groups: {len(replaced)} parameter\(s\) came to the optimizer "
+                                          r"without names .* pass module.named_parameters\(\)"):
         factory(replaced)
 
 
