@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import tomllib
-from _prohelpers import PARITY_STEPS, losses, run_single, run_train_jobs, tiny_run
+from _prohelpers import PARITY_STEPS, deepseek_cli, losses, run_single, run_train_jobs, tiny_run
 
 from deepseek.training import checkpoint as ckpt
 
@@ -67,3 +67,14 @@ def test_deepspeed_resumes_the_groups_exactly(runs: dict[str, Any]) -> None:
     assert losses(runs["ds2_resumed"]) == losses(runs["ds2"])[2:]
     written = tomllib.loads((runs["dir"] / "ds2_resumed" / "config.toml").read_text())
     assert written["optimizer"]["groups"][0] == {"match": ["wte.*"], "lr_scale": 0.0}
+
+
+def test_launch_refuses_a_rule_matching_nothing_before_any_process(tmp_path: Path) -> None:
+    out = deepseek_cli("launch", "-n", "2", "--", "train", "--strategy", "ddp", "--set", "model.name=tiny",
+                       "--set", 'optimizer.groups=[{match="wte.*"}, {match="lm_head.*"}]',
+                       "--run-dir", str(tmp_path / "run"), "--max-steps", "2")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [  # no "[rank0]": the launcher's own check, no process started
+        "error: optimizer.groups[1].match: ['lm_head.*'] matches no parameter of the model; its names look like "
+        "'wte.weight', 'wpe.weight', 'blocks.0.ln1.weight', ... (deepseek config params lists them all)"]
+    assert not (tmp_path / "run").exists()
