@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from deepseek.config.schema import Config
     from deepseek.data.batch import Batch
     from deepseek.training.mixed_precision import Precision
+    from deepseek.training.optimizers import OptimizerBuilder
 
 class Strategy(ABC):
     """Base class of every parallelism strategy. Subclass it and register it via the
@@ -120,6 +121,11 @@ class Strategy(ABC):
     def check_launch(cls, config: Config, world_size: int, model: nn.Module) -> None:
         """Like :meth:`check_config`, with the job's size and the model built on the meta
         device; called by ``deepseek launch`` before any process starts."""
+
+    @classmethod
+    def check_resume(cls, config: Config, optimizer: OptimizerBuilder) -> None:
+        """Refuse (one line) a resume this strategy cannot do with ``optimizer``, the run's
+        builder; called by ``deepseek launch --resume`` before any process starts."""
 
     @classmethod
     def data_parallel_size(cls, config: Config, world_size: int) -> int:

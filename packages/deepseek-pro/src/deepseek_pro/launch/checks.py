@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 
 
 def check_launch(
-    config: Config, world_size: int, *, cuda_devices: int, nproc_per_node: int, host: PluginHost | None = None
+    config: Config, world_size: int, *, cuda_devices: int, nproc_per_node: int, host: PluginHost | None = None,
+    resume: str | None = None,
 ) -> None:
-    """Rules that need the job's size: raise ConfigError before any process starts."""
+    """Rules that need the job's size (and, with ``resume``, the strategy's
+    ``Strategy.check_resume``): raise ConfigError or UsageError before any process starts."""
     import torch
 
     from deepseek.training.build import build_model, run_host, strategies_where
@@ -58,3 +60,7 @@ def check_launch(
         model = build_model(config, host=host, strategy_cls=cls, create_on=torch.device("meta"))
     check_group_rules(config.optimizer.groups, [n for n, _ in model.named_parameters()])
     cls.check_launch(config, world_size, model)
+    if resume:
+        from deepseek.training.build import create_optimizer_builder
+
+        cls.check_resume(config, create_optimizer_builder(config, host))

@@ -74,7 +74,8 @@ def validate_train(
         p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
         max_steps=p["max_steps"], resume=p["resume"], trackers=p["trackers"], host=host,
     )
-    checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node, host=host)
+    checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node, host=host,
+                        resume=p["resume"])
     options = config.strategy.options
     fields = {f.name: f for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else {}
     grace = config.train.preempt_grace_s

@@ -321,17 +321,28 @@ class DeepSpeedStrategy(DistributedStrategy):
         names one), not our builder."""
         return "optimizer" in self.ds_config
 
+    @classmethod
+    def check_resume(cls, config: Any, optimizer: Any) -> None:
+        """ZeRO loads optimizer state into partitions it creates first, from the builder's
+        ``initial_state``: a builder that keeps the base class's (which says nothing) cannot
+        resume here (unless DeepSpeed builds its own optimizer)."""
+        from deepseek.training.optimizers import OptimizerBuilder
+
+        o = config.strategy.options
+        own = o.optimizer == "deepspeed" or (o.config_path and "optimizer" in read_user_config(o.config_path, 1))
+        if not own and type(optimizer).initial_state is OptimizerBuilder.initial_state:
+            raise UsageError(_not_resumable(config.optimizer.name))
+
     def _check_resumable(self) -> None:
         """Our builder must state the optimizer's state before a first step (every rank raises
-        alike, before reading the checkpoint or writing anything)."""
+        alike, before reading the checkpoint or writing anything); ``deepseek launch`` checked
+        the class already (:meth:`check_resume`), this checks what the builder returns."""
         if self._own_optimizer():
             return
         _, flats = internals.flat_masters(self.engine.optimizer)
         if self._builder is None or (flats and self._builder.initial_state(flats[0]) is None):
-            name = self._builder.config.name if self._builder is not None else "(a custom optimizer factory)"
-            raise UsageError(f"--resume: optimizer {name!r} does not state its state before a first step "
-                             "(OptimizerBuilder.initial_state), which strategy 'deepspeed' needs to load optimizer "
-                             "state into ZeRO partitions; resume with strategy 'ddp' or 'fsdp' (same checkpoint)")
+            raise UsageError(_not_resumable(self._builder.config.name if self._builder is not None
+                                            else "(a custom optimizer factory)"))
 
     def _init_optimizer_state(self) -> None:
         """Create the inner optimizer's state as its first step would (zeros, step 0: the
@@ -349,3 +360,9 @@ class DeepSpeedStrategy(DistributedStrategy):
                 inner.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
                                   "exp_avg_sq": torch.zeros_like(p)}
         internals.relink_optimizer_state(self.engine.optimizer)
+
+
+def _not_resumable(name: str) -> str:
+    return (f"--resume: optimizer {name!r} does not state its state before a first step "
+            "(OptimizerBuilder.initial_state), which strategy 'deepspeed' needs to load optimizer "
+            "state into ZeRO partitions; resume with strategy 'ddp' or 'fsdp' (same checkpoint)")
