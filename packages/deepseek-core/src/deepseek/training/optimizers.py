@@ -110,7 +110,7 @@ class GroupedOptimizerFactory:
     label: str = "optimizer"
     """The registered component, with its distribution (``Component.label``), for errors."""
     rules: tuple[Any, ...] = ()
-    """``[[optimizer.groups]]`` (:class:`~deepseek.config.schema.ParamGroupRule`)."""
+    """``[[optimizer.groups]]`` (:class:`~deepseek.config.groups.ParamGroupRule`)."""
     names: Mapping[int, str] = field(default_factory=dict)
     """``id(parameter) -> name`` of the model as the engine built it, for plain parameters."""
 

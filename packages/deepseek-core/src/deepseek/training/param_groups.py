@@ -1,5 +1,5 @@
 """The optimizer's parameter groups: ``[optimizer]``'s weight-decay rule and its
-``[[optimizer.groups]]`` rules (:class:`~deepseek.config.schema.ParamGroupRule`) turned into the
+``[[optimizer.groups]]`` rules (:class:`~deepseek.config.groups.ParamGroupRule`) turned into the
 groups a :class:`~deepseek.training.optimizers.OptimizerBuilder` receives.
 
 The layout is fixed by the config, not by the parameters a rank holds: two groups per rule and
@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deepseek.config.schema import ParamGroupRule
+    from deepseek.config.groups import ParamGroupRule
 
 
 def rule_of(name: str, rules: Sequence[ParamGroupRule]) -> int | None:
