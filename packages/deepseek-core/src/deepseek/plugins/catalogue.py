@@ -97,6 +97,20 @@ def unavailable_reason(kind: str, name: str, records: Mapping[str, PluginRecord]
     return _provider_unavailable(f"{kind} {name!r} is provided by", provider, records)
 
 
+def unloaded_namesake(name: str, records: Mapping[str, PluginRecord]) -> str:
+    """For a component name in a plugin's namespace (``acme.signsgd``), a note naming the
+    installed distribution of that name (``deepseek-acme``, docs/plugins.md section 2) when it did
+    not load (disabled, blocked, failed); else ``""``."""
+    def canonical(dist: str) -> str:
+        return dist.lower().replace("_", "-").replace(".", "-")
+
+    prefix = name.partition(".")[0] if "." in name else ""
+    record = next((r for d, r in records.items() if prefix and canonical(d) == f"deepseek-{canonical(prefix)}"), None)
+    if record is None or record.status == "ok":
+        return ""
+    return f"; {record.dist} {record.version} is installed but {record.status}: {record.reason}"
+
+
 def kind_unavailable_reason(kind: str, records: Mapping[str, PluginRecord]) -> str | None:
     """Why a component kind that a first-party edition adds is unknown, or ``None`` (as
     :func:`unavailable_reason`, for kinds)."""

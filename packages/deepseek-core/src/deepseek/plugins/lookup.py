@@ -154,7 +154,7 @@ class LookupMixin:
         hint = f"did you mean {close!r}? " if close else ""
         return (
             f"unknown {kind} {name!r}; {hint}available: {', '.join(available) or 'none'} "
-            "(see 'deepseek plugins list')"
+            f"(see 'deepseek plugins list'){catalogue.unloaded_namesake(name, self.records)}"
         )
 
     def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
