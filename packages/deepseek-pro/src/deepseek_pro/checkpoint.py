@@ -146,7 +146,6 @@ def load_checkpoint(
         StateDictOptions,
         get_state_dict,
         set_model_state_dict,
-        set_optimizer_state_dict,
     )
 
     directory = Path(directory)
@@ -181,7 +180,7 @@ def load_checkpoint(
         set_model_state_dict(module, msd, options=opts)
         groups = [{**ckpt.resumed_group(saved, live), "params": saved["params"]}
                   for saved, live in zip(osd["param_groups"], optimizer.param_groups, strict=True)]
-        set_optimizer_state_dict(module, optimizer, {**osd, "param_groups": groups}, options=opts)
+        load_optimizer_groups(module, optimizer, {**osd, "param_groups": groups}, options=opts)
         return state
     # sharded: DCP reshards every tensor onto this run's layout
     try:
@@ -191,6 +190,7 @@ def load_checkpoint(
         dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
         set_model_state_dict(module, msd)
         groups, scalars = meta["param_groups"], meta["scalars"]
+        ckpt.check_group_members(groups, [g["params"] for g in osd["param_groups"]], directory / OPTIMIZER_DIR)
         ckpt.check_groups_fit(groups, osd["param_groups"], directory / OPTIMIZER_DIR)
         tensors, _ = flatten_optimizer_state(osd["state"])
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
@@ -203,10 +203,30 @@ def load_checkpoint(
         ) from exc
     new_groups = [{**ckpt.resumed_group(saved, cur), "params": cur["params"]}
                   for saved, cur in zip(groups, osd["param_groups"], strict=True)]
-    set_optimizer_state_dict(
-        module, optimizer, {"state": unflatten_optimizer_state(tensors, scalars), "param_groups": new_groups}
-    )
+    load_optimizer_groups(module, optimizer, {"state": unflatten_optimizer_state(tensors, scalars),
+                                              "param_groups": new_groups})
     return state
+
+
+def load_optimizer_groups(module: nn.Module, optimizer: Any, osd: Mapping[str, Any], options: Any = None) -> None:
+    """torch's ``set_optimizer_state_dict`` of ``osd`` (groups in the optimizer's order, parameters
+    by name) with the optimizer's empty groups set aside while it runs (it accepts at most one,
+    and ``[[optimizer.groups]]`` layouts keep every group, empty ones included), then put back
+    in place with their saved settings."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    live = optimizer.param_groups
+    empty = [i for i, g in enumerate(live) if not g["params"]]
+    aside = {i: {**osd["param_groups"][i], "params": []} for i in empty}
+    optimizer.param_groups[:] = [g for i, g in enumerate(live) if i not in aside]
+    kept = {**osd, "param_groups": [g for i, g in enumerate(osd["param_groups"]) if i not in aside]}
+    try:
+        set_optimizer_state_dict(module, optimizer, kept, options=options)
+    finally:
+        groups = list(optimizer.param_groups)
+        for i in empty:
+            groups.insert(i, aside[i])
+        optimizer.param_groups[:] = groups
 
 
 def raise_if_any(strategy: DistributedStrategy, problem: str | None) -> None:
@@ -224,13 +244,8 @@ def raise_if_any(strategy: DistributedStrategy, problem: str | None) -> None:
 
 def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Module, where: Path) -> None:
     by_id = {id(p): n for n, p in module.named_parameters()}
-    live = [sorted(by_id.get(id(p), "") for p in g["params"]) for g in optimizer.param_groups]
-    saved = [sorted(g["params"]) for g in osd["param_groups"]]
-    if saved != live:  # the groups' count or members ([[optimizer.groups]]) differ
-        raise CheckpointError(
-            f"{where}: saved optimizer parameter groups do not match this run's; use the same "
-            "[model] config and [[optimizer.groups]] as the run that wrote it"
-        )
+    ckpt.check_group_members(osd["param_groups"], [[by_id.get(id(p), "") for p in g["params"]]
+                                                   for g in optimizer.param_groups], where)
     ckpt.check_groups_fit(osd["param_groups"], optimizer.param_groups, where)
     ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where)
 

@@ -53,6 +53,7 @@ from deepseek.training.checkpoint_dirs import (
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import (
+    check_group_members,
     check_groups_fit,
     check_state_fit,
     cpu_unshared,
@@ -90,6 +91,7 @@ __all__ = [
     "TRAINER_FILE",
     "atomic_write_text",
     "best_checkpoint",
+    "check_group_members",
     "check_groups_fit",
     "check_model_fit",
     "check_state_fit",

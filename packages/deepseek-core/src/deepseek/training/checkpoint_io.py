@@ -7,7 +7,7 @@ whether saved groups and state fit the live optimizer: :func:`check_groups_fit`,
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,30 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
                 f"{foreign[:3]}, this run's optimizer has {lacking[:3]}); resume with the [optimizer] "
                 f"name of the run that wrote it (optimizer.name), or {HINT}"
             )
+
+
+def check_group_members(saved: Sequence[Mapping[str, Any]], live: Sequence[Iterable[str]], path: Any, *,
+                        part: bool = False) -> None:
+    """The saved parameter groups' members (parameter names) against this run's, group by group
+    (``part``: this rank holds part of the model, a pipeline stage, so each live group need only
+    be within its saved one): a CheckpointError naming ``path``, a parameter in another group and
+    the fix, when the count or the members differ (``[[optimizer.groups]]`` or ``[model]``
+    changed), before the optimizer would load hyper-parameters and state into the wrong groups."""
+    fix = "resume with the [model] config and [[optimizer.groups]] of the run that wrote it"
+    if len(saved) != len(live):
+        raise CheckpointError(f"{path}: the checkpoint's optimizer has {len(saved)} parameter groups, this run's "
+                              f"{len(live)}; {fix}")
+    there = {n: i for i, g in enumerate(saved) for n in g["params"]}
+    here = {n: i for i, names in enumerate(live) for n in names}
+    moved = sorted(n for n in here if there.get(n) != here[n])
+    if not part:
+        moved += sorted(n for n in there if n not in here)
+    if moved:
+        n = moved[0]
+        where = f"group {there[n]}" if n in there else "no group"
+        now = f"group {here[n]}" if n in here else "no group"
+        raise CheckpointError(f"{path}: the checkpoint's optimizer groups differ from this run's ({n!r}: {where} "
+                              f"there, {now} here; {len(moved)} parameter(s) in all); {fix}")
 
 
 def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]], path: Any) -> None:

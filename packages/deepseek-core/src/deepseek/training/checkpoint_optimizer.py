@@ -16,6 +16,7 @@ from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import OPTIMIZER_FILE
 from deepseek.training.checkpoint_io import (
     HINT,
+    check_group_members,
     check_groups_fit,
     check_state_fit,
     cpu_unshared,
@@ -130,22 +131,10 @@ def _read_optimizer_file(p: Path) -> dict[str, Any]:
 def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: Path) -> dict[str, Any]:
     index = {n: i for i, n in enumerate(names)}
     current = optimizer.state_dict()["param_groups"]
-    if len(current) != len(named["param_groups"]):
-        raise CheckpointError(
-            f"{path}: {len(named['param_groups'])} parameter groups saved, optimizer has "
-            f"{len(current)}; use the [optimizer] config (its [[optimizer.groups]]) of the run that wrote it"
-        )
+    check_group_members(named["param_groups"], [[names[i] for i in cur["params"]] for cur in current], path)
     check_groups_fit(named["param_groups"], current, path)
-    groups = []
-    for saved, cur in zip(named["param_groups"], current, strict=True):
-        cur_names = [names[i] for i in cur["params"]]
-        if sorted(saved["params"]) != sorted(cur_names):
-            extra = sorted(set(saved["params"]) ^ set(cur_names))[:3]
-            raise CheckpointError(
-                f"{path}: saved optimizer parameter groups differ from this run's ({extra}); use the "
-                "[model] config and [[optimizer.groups]] of the run that wrote the checkpoint"
-            )
-        groups.append({**resumed_group(saved, cur), "params": list(cur["params"])})
+    groups = [{**resumed_group(saved, cur), "params": list(cur["params"])}
+              for saved, cur in zip(named["param_groups"], current, strict=True)]
     params = [p for group in optimizer.param_groups for p in group["params"]]
     check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path)
     state = {index[n]: v for n, v in named["state"].items() if n in index}

@@ -284,6 +284,7 @@ class DeepSpeedStrategy(DistributedStrategy):
             model, optim = ckpt.read_full_state(directory)
             shapes = {k: tuple(v.shape) for k, v in self._template.state_dict().items()}
             ckpt.check_model_fit(model, shapes, directory)
+            ckpt.check_group_members(optim["param_groups"], self._group_names, directory / ckpt.OPTIMIZER_FILE)
         except CheckpointError as exc:
             problem = str(exc)
         # Every rank reads the files; agree on failure so that no rank waits in a collective.

@@ -90,8 +90,9 @@ def load_stage(
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
-        set_optimizer_state_dict,
     )
+
+    from deepseek_pro.checkpoint import load_optimizer_groups
 
     model_path = directory / ckpt.MODEL_FILE
     full = ckpt.load_model_state(directory)  # either layout: full files or DCP shards
@@ -112,7 +113,7 @@ def load_stage(
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(module, {k: full[k] for k in own}, options=opts)
     optim_sd = _restrict_optimizer_state(named, module, optimizer, directory, tied=tied)
-    set_optimizer_state_dict(module, optimizer, optim_sd, options=opts)
+    load_optimizer_groups(module, optimizer, optim_sd, options=opts)
 
 
 def _restrict_optimizer_state(
@@ -124,23 +125,13 @@ def _restrict_optimizer_state(
     names = ckpt.optimizer_param_names(optimizer, module)
     source = {n: tied.get(n, n) for n in names}
     saved_groups = named["param_groups"]
-    if len(saved_groups) != len(optimizer.param_groups):
-        raise CheckpointError(
-            f"{path}: {len(saved_groups)} parameter groups saved, the optimizer has "
-            f"{len(optimizer.param_groups)}; use the [optimizer] config of the run that wrote it"
-        )
-    groups, state, i = [], {}, 0
-    for saved, live in zip(saved_groups, optimizer.param_groups, strict=True):
-        mine = names[i : i + len(live["params"])]
-        i += len(live["params"])
-        absent = [n for n in mine if source[n] not in saved["params"]]
-        if absent:
-            raise CheckpointError(
-                f"{path}: no optimizer state for {absent[:3]}; use the [model] and [optimizer] "
-                "config of the run that wrote the checkpoint"
-            )
-        groups.append({**ckpt.resumed_group(saved, live), "params": mine})
-        state.update({n: dict(named["state"][source[n]]) for n in mine if source[n] in named["state"]})
+    sizes = [len(live["params"]) for live in optimizer.param_groups]
+    mine = [names[sum(sizes[:g]) : sum(sizes[: g + 1])] for g in range(len(sizes))]
+    ckpt.check_group_members(saved_groups, [[source[n] for n in group] for group in mine], path, part=True)
+    groups, state = [], {}
+    for saved, live, own in zip(saved_groups, optimizer.param_groups, mine, strict=True):
+        groups.append({**ckpt.resumed_group(saved, live), "params": own})
+        state.update({n: dict(named["state"][source[n]]) for n in own if source[n] in named["state"]})
     return {"state": state, "param_groups": groups}
 
 
