@@ -140,8 +140,8 @@ def test_the_factory_names_plain_parameters_and_refuses_replaced_ones(tiny_confi
     by_name = factory(model.named_parameters())
     assert [len(g["params"]) for g in by_plain.param_groups] == [len(g["params"]) for g in by_name.param_groups]
     replaced = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
-    with pytest.raises(PluginError, match=rf"^optimizer.groups: {len(replaced)} parameter\(s\) came to the optimizer "
-                                          r"without names .* pass module.named_parameters\(\)"):
+    with pytest.raises(PluginError, match=rf"^optimizer.groups: the strategy passed the optimizer factory "
+                                          rf"{len(replaced)} parameter\(s\) without names .* pass module.named_parameters"):
         factory(replaced)
 
 
@@ -160,3 +160,62 @@ def test_config_params_lists_every_parameter_with_its_group(tmp_path: Path) -> N
     assert bad.stderr.strip().splitlines() == [
         "error: optimizer.groups[0].match: ['wtee.*'] matches no parameter of the model; its names look like "
         "'wte.weight', 'wpe.weight', 'blocks.0.ln1.weight', ... (deepseek config params lists them all)"]
+
+
+def test_create_optimizer_checks_groups_as_a_run_does() -> None:
+    import deepseek
+    from deepseek.errors import UsageError
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    made = deepseek.create_optimizer("adamw", dict(model.named_parameters()), lr=0.1,
+                                     groups=[{"match": "1.*", "lr_scale": 0.5}])
+    assert [(len(g["params"]), g["lr"]) for g in made.param_groups] == [(1, 0.1), (1, 0.1), (0, 0.05), (2, 0.05)]
+    for params, got in [(model.parameters(), "unnamed parameters"), ([{"params": list(model.parameters())}],
+                                                                     "parameter groups"), ([], "no parameters")]:
+        with pytest.raises(UsageError, match=rf"^create_optimizer: groups= matches parameter names, and params holds {got}"):
+            deepseek.create_optimizer("adamw", params, lr=0.1, groups=[{"match": "1.*"}])
+    with pytest.raises(ConfigError, match=r"^optimizer.groups\[1\].match: \['1.\*'\] matches no parameter of the model "
+                                          r"or only ones an earlier rule takes"):
+        deepseek.create_optimizer("adamw", model.named_parameters(), lr=0.1, groups=[{"match": "*"}, {"match": "1.*"}])
+
+
+def test_a_rule_on_a_tied_alias_names_the_weight_it_trains_under(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(optimizer={"groups": [{"match": "lm_head.weight", "lr_scale": 0.0}]})
+    with pytest.raises(ConfigError, match=r"^optimizer.groups\[0\].match: \['lm_head.weight'\] matches no parameter of "
+                                          r"the model; 'lm_head.weight' is tied to 'wte.weight' and trains under that name"):
+        Trainer(config, run_dir=tmp_path / "run").fit()
+
+
+def test_check_resume_runs_before_set_up_of_a_resumed_run(tiny_config_on, tmp_path: Path) -> None:
+    from deepseek.errors import UsageError
+    from deepseek.hookspecs import hookimpl
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+    from deepseek.training.single import SingleDeviceStrategy
+
+    seen = []
+
+    class Picky(SingleDeviceStrategy):
+        @classmethod
+        def check_resume(cls, config: Any, optimizer: Any) -> None:
+            seen.append(type(optimizer).__name__)
+            if config.optimizer.name != "adamw":
+                raise UsageError(f"--resume: strategy 'picky' resumes adamw only, not {config.optimizer.name!r}")
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_strategies(self, register):  # noqa: ANN001, ANN201
+            register("picky", Picky, description="single, picky about resuming")
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="deepseek-picky").status == "ok"
+    sections = {"strategy": {"name": "picky"}, "train": {"max_steps": 3}, "checkpoint": {"interval": 2, "keep_last": 5}}
+    first = Trainer(tiny_config_on(host, **sections), run_dir=tmp_path / "first", quiet=True, host=host).fit()
+    assert seen == []  # a fresh run is not a resume
+    at = first.run_dir / "checkpoints" / "step-2"
+    Trainer(tiny_config_on(host, **sections), run_dir=tmp_path / "again", quiet=True, host=host, resume=at).fit()
+    assert seen == ["AdamW"]
+    lion = tiny_config_on(host, **sections, optimizer={"name": "lion"})
+    with pytest.raises(UsageError, match=r"^--resume: strategy 'picky' resumes adamw only, not 'lion'$"):
+        Trainer(lion, run_dir=tmp_path / "lion", quiet=True, host=host, resume=at).fit()
+    assert not (tmp_path / "lion").exists()

@@ -39,10 +39,11 @@ def params(config_file: str | None, overrides: tuple[str, ...], strategy: str | 
     from deepseek.cli.context import command_host
     from deepseek.training.build import build_model
     from deepseek.training.param_groups import (
-        check_group_rules,
+        check_model_rules,
         group_index,
         group_settings,
         rule_of,
+        tied_aliases,
     )
 
     host = command_host()
@@ -51,7 +52,6 @@ def params(config_file: str | None, overrides: tuple[str, ...], strategy: str | 
     model = build_model(resolved, host=host, create_on=torch.device("meta"))
     named = list(model.named_parameters())
     rules = resolved.optimizer.groups
-    check_group_rules(rules, [n for n, _ in named])
     settings = group_settings(rules, resolved.optimizer.weight_decay)
     width = max((len(n) for n, _ in named), default=4)
     click.echo(f"{'name':<{width}}  {'shape':<16} {'rule':>4}  {'lr_scale':>8}  weight_decay")
@@ -61,4 +61,8 @@ def params(config_file: str | None, overrides: tuple[str, ...], strategy: str | 
         shape = "x".join(str(d) for d in p.shape) or "scalar"
         trains = "" if p.requires_grad else "  (frozen)"
         click.echo(f"{name:<{width}}  {shape:<16} {'-' if rule is None else rule:>4}  {scale:>8g}  {decay:g}{trains}")
-    click.echo(f"{len(named)} parameter tensors, {sum(p.numel() for _, p in named):,} elements")
+    for alias, name in tied_aliases(model.named_parameters(remove_duplicate=False)).items():
+        click.echo(f"{alias:<{width}}  tied to {name}: trains in its group")
+    click.echo(f"{len(named)} parameter tensors, {sum(p.numel() for _, p in named):,} elements; rules are "
+               "numbered from 0 in [[optimizer.groups]] order, '-': none takes it")
+    check_model_rules(rules, model)  # after the listing, which shows the names to match

@@ -19,6 +19,7 @@ from typing import Any
 
 from deepseek.config.validate import build_dataclass
 from deepseek.errors import ConfigError, PluginError
+from deepseek.names import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,10 @@ def build_options(
     ``known``: the section's other keys (``name`` ...), listed in the unknown-key message."""
     cls = options_class(target, kind=kind, name=name)
     if not dataclasses.fields(cls) and table:
-        keys = ", ".join(sorted(table))
-        raise ConfigError(f"{path}.{sorted(table)[0]}: {kind} {name!r} takes no options (got {keys})")
+        first = sorted(table)[0]
+        allowed = f"; allowed keys: {', '.join(sorted(known))}" if known else ""
+        raise ConfigError(f"{path}.{first}: unknown key{did_you_mean(first, list(known))} ({kind} {name!r} takes "
+                          f"no options of its own){allowed}")
     return build_dataclass(cls, table, path=path, known=known)
 
 

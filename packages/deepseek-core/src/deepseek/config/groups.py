@@ -33,7 +33,7 @@ class ParamGroupRule:
     ``lr_scale`` applies from the resumed step."""
 
     match: str | tuple[str, ...] = field(default=(), metadata={"check": _patterns})
-    """Shell-style patterns (``fnmatch``: ``*``, ``?``, ``[...]``) over the model's parameter names
+    """Shell-style patterns (``fnmatch``, case-sensitive: ``*``, ``?``, ``[...]``) over the model's parameter names
     as ``deepseek config params`` lists them (``wte.weight``, ``blocks.0.attn.qkv.weight``); a string or a
     list. A rule that matches no parameter of the model is refused when the run starts."""
     lr_scale: float = field(default=1.0, metadata={"check": _lr_scale})

@@ -223,7 +223,8 @@ class OptimizerConfig:
     groups: tuple[ParamGroupRule, ...] = ()
     """Parameter groups with their own learning-rate factor or weight decay, as
     ``[[optimizer.groups]]`` tables (``match``, ``lr_scale``, ``weight_decay``; below), first match
-    wins."""
+    wins; rules are numbered from 0 in messages and ``deepseek config params``. ``--set
+    'optimizer.groups=[{match = "wte.*", lr_scale = 0.1}]'`` replaces the file's list."""
     options: Any = None
     """The optimizer's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
 

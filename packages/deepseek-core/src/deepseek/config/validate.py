@@ -80,10 +80,11 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {_show(value)} has the wrong type; expected {_type_name(tp)}")
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {_show(value)}")
         args = get_args(tp)
         item = args[0] if args else Any
+        if not isinstance(value, (list, tuple)):
+            tables = f" (in TOML, one [[{path}]] table per item)" if dataclasses.is_dataclass(item) else ""
+            raise ConfigError(f"{path}: expected a list{tables}, got {_show(value)}")
         items = [convert(v, item, path=f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
@@ -114,7 +115,14 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    """``tp`` as TOML users read it: ``a string or a list of strings``."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if origin in (tuple, list):
+        return f"a list of {_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    return names.get(tp) or getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
 def _show(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from typing import Any
 
 from deepseek.plugins.host import get_host
@@ -107,7 +108,23 @@ def create_optimizer(name: str, /, params: Any, *, lr: float, **keys: Any) -> An
 
     config = config_from_dict({"optimizer": {"name": name, **keys}, "train": {"lr": lr}}, validate=False,
                               host=get_host())
-    return optimizer_factory(config, host=get_host())(params)
+    items = list(params.items() if isinstance(params, Mapping) else params)
+    if config.optimizer.groups:
+        _check_named(items, config.optimizer.groups)
+    return optimizer_factory(config, host=get_host())(items)
+
+
+def _check_named(items: list[Any], rules: Any) -> None:
+    """``create_optimizer``'s ``groups``: the parameters must come with names, and every rule must
+    take one of them (as ``[[optimizer.groups]]`` in a run)."""
+    from deepseek.errors import UsageError
+    from deepseek.training.param_groups import check_group_rules
+
+    if not items or not all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in items):
+        got = "no parameters" if not items else "parameter groups" if isinstance(items[0], dict) else "unnamed parameters"
+        raise UsageError(f"create_optimizer: groups= matches parameter names, and params holds {got}; pass "
+                         "model.named_parameters()")
+    check_group_rules(rules, [n for n, _ in items])
 
 
 def list_lr_schedules(pattern: str | None = None) -> list[str]:

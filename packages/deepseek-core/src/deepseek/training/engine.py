@@ -25,7 +25,7 @@ from deepseek.training.build import (
     run_host,
 )
 from deepseek.training.launcher_env import launcher_env
-from deepseek.training.param_groups import check_group_rules
+from deepseek.training.param_groups import check_model_rules
 from deepseek.training.strategy import StepResult, StepSettings, Strategy
 
 if TYPE_CHECKING:
@@ -98,8 +98,9 @@ class StepEngine:
                             strategy_cls=type(self.strategy))
         return prepare_model(model, self.config)
 
-    def setup_model(self, model: nn.Module) -> None:
-        """Hand ``model`` to the strategy, which wraps it and builds the optimizer."""
+    def setup_model(self, model: nn.Module, *, resuming: bool = False) -> None:
+        """Hand ``model`` to the strategy, which wraps it and builds the optimizer (``resuming``:
+        first the strategy's ``check_resume`` with the run's optimizer builder)."""
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
                                 model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip")
@@ -110,9 +111,11 @@ class StepEngine:
                     f"precision.master_weights: the model has {len(frozen)} frozen parameter(s) (first: {frozen[0]!r}), "
                     "which would stay fp32 beside the bf16 ones the optimizer makes; set master_weights = false "
                     "for a run that freezes weights")
+        check_model_rules(cfg.optimizer.groups, model)
         names = {id(p): n for n, p in model.named_parameters()}
-        check_group_rules(cfg.optimizer.groups, list(names.values()))
         factory = optimizer_factory(cfg, host=self.lookups, names=names)
+        if resuming:
+            type(self.strategy).check_resume(cfg, factory.builder)
         self.strategy.setup(model, factory, settings)
 
     def step(self, global_batch: Batch, lr: float) -> StepResult:

@@ -147,10 +147,10 @@ class GroupedOptimizerFactory:
         if unnamed:
             from deepseek.errors import PluginError
 
-            raise PluginError(f"optimizer.groups: {unnamed} parameter(s) came to the optimizer without names and are "
-                              "not the model's own objects, so no rule can match them; pass "
-                              "module.named_parameters() (a strategy's setup: docs/plugins.md section 12; "
-                              "deepseek.create_optimizer: as its params)")
+            raise PluginError(f"optimizer.groups: the strategy passed the optimizer factory {unnamed} parameter(s) "
+                              "without names that the model does not hold (it replaced them), so no rule can match "
+                              "them; pass module.named_parameters() in the strategy's setup (docs/plugins.md "
+                              "section 12)")
         return [(self.names[id(p)], p) for p in items]
 
 

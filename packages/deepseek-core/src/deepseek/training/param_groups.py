@@ -16,7 +16,7 @@ shards keep the model's names); a parameter takes the first rule that matches it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -71,16 +71,42 @@ def describe_names(names: Sequence[str], limit: int = 3) -> str:
     return shown + (", ..." if len(names) > limit else "")
 
 
-def check_group_rules(rules: Sequence[ParamGroupRule], names: Sequence[str]) -> None:
+def tied_aliases(named_with_duplicates: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    """``alias -> name`` of parameters reachable under two names (``named_parameters(
+    remove_duplicate=False)``: a GPT's ``lm_head.weight`` is its ``wte.weight``), which train under
+    the first name only."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, p in named_with_duplicates:
+        if id(p) in first:
+            aliases[name] = first[id(p)]
+        else:
+            first[id(p)] = name
+    return aliases
+
+
+def check_group_rules(rules: Sequence[ParamGroupRule], names: Sequence[str],
+                      aliases: Mapping[str, str] | None = None) -> None:
     """ConfigError naming the first rule that takes no parameter of the model (``names``: all of
-    them, as the engine built it), with some of the model's names to write patterns against."""
+    them, as the engine built it; ``aliases``: :func:`tied_aliases`), with some of the model's
+    names to write patterns against, or the name a tied alias trains under."""
     from deepseek.errors import ConfigError
 
     idle = unmatched_rules(names, rules)
     if idle:
         i = idle[0]
+        patterns = rules[i].match
+        tied = next((f"; {a!r} is tied to {n!r} and trains under that name" for a, n in (aliases or {}).items()
+                     if any(fnmatchcase(a, p) for p in patterns)), "")
         shadow = " or only ones an earlier rule takes" if any(
-            any(fnmatchcase(n, p) for p in rules[i].match) for n in names) else ""
+            any(fnmatchcase(n, p) for p in patterns) for n in names) else ""
         raise ConfigError(
-            f"optimizer.groups[{i}].match: {list(rules[i].match)} matches no parameter of the model{shadow}; "
+            f"optimizer.groups[{i}].match: {list(patterns)} matches no parameter of the model{shadow}{tied}; "
             f"its names look like {describe_names(list(names))} (deepseek config params lists them all)")
+
+
+def check_model_rules(rules: Sequence[ParamGroupRule], model: Any) -> None:
+    """:func:`check_group_rules` over ``model``'s parameters (a module, possibly on the meta
+    device)."""
+    check_group_rules(rules, [n for n, _ in model.named_parameters()],
+                      tied_aliases(model.named_parameters(remove_duplicate=False)))

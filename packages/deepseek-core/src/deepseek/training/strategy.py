@@ -125,7 +125,8 @@ class Strategy(ABC):
     @classmethod
     def check_resume(cls, config: Config, optimizer: OptimizerBuilder) -> None:
         """Refuse (one line) a resume this strategy cannot do with ``optimizer``, the run's
-        builder; called by ``deepseek launch --resume`` before any process starts."""
+        builder: called before set-up of every resumed run, and by ``deepseek launch -- train
+        --resume`` before any process starts."""
 
     @classmethod
     def data_parallel_size(cls, config: Config, world_size: int) -> int:

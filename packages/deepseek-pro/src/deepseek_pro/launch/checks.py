@@ -6,7 +6,7 @@ the one compression rule of core (``deepseek.training.grad_compression.compressi
 capabilities the strategy needs from the model. Here: the rules that need the number of
 processes, then the strategy's ``Strategy.check_launch(config, world_size, model)`` with the model
 built on the meta device, and the ``[[optimizer.groups]]`` rules against its parameter names
-(``deepseek.training.param_groups.check_group_rules``, which each rank runs again at set-up).
+(``deepseek.training.param_groups.check_model_rules``, which each rank runs again at set-up).
 Every rule raises one line naming the fields and the fix.
 
 The batch must split over the data-parallel ranks: each rank checks that at set-up
@@ -36,7 +36,7 @@ def check_launch(
 
     from deepseek.training.build import build_model, run_host, strategies_where
     from deepseek.training.engine import check_batch_split
-    from deepseek.training.param_groups import check_group_rules
+    from deepseek.training.param_groups import check_model_rules
 
     name = config.strategy.name
     lookups = run_host(config, host)
@@ -58,7 +58,7 @@ def check_launch(
     check_batch_split(config, cls.data_parallel_size(config, world_size))
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, host=host, strategy_cls=cls, create_on=torch.device("meta"))
-    check_group_rules(config.optimizer.groups, [n for n, _ in model.named_parameters()])
+    check_model_rules(config.optimizer.groups, model)
     cls.check_launch(config, world_size, model)
     if resume:
         from deepseek.training.build import create_optimizer_builder
