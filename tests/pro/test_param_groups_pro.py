@@ -9,6 +9,7 @@ settings and resume from them exactly."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
