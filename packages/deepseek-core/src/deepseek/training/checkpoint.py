@@ -43,6 +43,7 @@ from deepseek.training.checkpoint_dirs import (
     atomic_write_text,
     best_checkpoint,
     commit_checkpoint,
+    ctrl_c_deferred,
     discard,
     list_checkpoints,
     new_temp_dir,
@@ -254,10 +255,12 @@ def write_checkpoint(
     that rank 0 names, then committed by rank 0 (:func:`commit_checkpoint`; ``best``: and marked
     the best, kept from pruning) and pruned to ``keep_last``. On any error or Ctrl-C the temporary
     folder is removed and nothing of it is left; the folder of the last good checkpoint stays."""
-    tmp = new_temp_dir(root, step) if strategy.is_global_zero else None
-    tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
     final = root / step_dir_name(step)
+    tmp: Path | None = None
     try:
+        with ctrl_c_deferred():  # a Ctrl-C right after the folder is made finds it named, to discard
+            tmp = new_temp_dir(root, step) if strategy.is_global_zero else None
+        tmp = Path(strategy.broadcast_object(str(tmp) if tmp else None))
         tmp.mkdir(parents=True, exist_ok=True)
         strategy.save_checkpoint(tmp, dict(trainer_state))
         save_rng_state(tmp, strategy.rank)
@@ -266,7 +269,7 @@ def write_checkpoint(
             commit_checkpoint(tmp, final, best=best)
             prune_checkpoints(root, keep_last)
     except BaseException:
-        if strategy.is_global_zero:
+        if strategy.is_global_zero and tmp is not None:
             discard(tmp)
         raise
     strategy.barrier()

@@ -180,7 +180,7 @@ def _read_latest_name(root: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def _ctrl_c_deferred() -> Iterator[None]:
+def ctrl_c_deferred() -> Iterator[None]:
     """Hold SIGINT back (main thread, POSIX) until the block is done; it is delivered after."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
@@ -197,7 +197,7 @@ def commit_checkpoint(tmp: str | os.PathLike[str], final: str | os.PathLike[str]
     ``latest`` at it (``best``: mark it the best checkpoint and point ``best`` at it too). The
     rename is the commit: before it the checkpoint does not exist, after it it is complete (its
     commit record lists every file, and carries the best mark)."""
-    with _ctrl_c_deferred():
+    with ctrl_c_deferred():
         return _commit(Path(tmp), Path(final), best)
 
 
@@ -244,7 +244,7 @@ def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path
     ckpts = list_checkpoints(root)
     best = best_checkpoint(root)
     doomed = [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)] if path != best]
-    with _ctrl_c_deferred():
+    with ctrl_c_deferred():
         for path in doomed:
             discard(path)
     return doomed
