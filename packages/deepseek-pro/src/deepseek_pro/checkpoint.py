@@ -45,6 +45,7 @@ from deepseek.training.checkpoint_sharded import (
     read_sharded_meta,
     unflatten_optimizer_state,
 )
+from deepseek.training.param_groups import tied_aliases
 
 if TYPE_CHECKING:
     import torch
@@ -56,22 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["export_checkpoint", "load_checkpoint", "raise_if_any", "save_checkpoint", "tied_aliases"]
 
 _HINT = "resume from an earlier checkpoint or start a fresh run"
-
-
-# ----------------------------------------------------------------------------- state-dict helpers
-
-
-def tied_aliases(module: nn.Module) -> dict[str, str]:
-    """Tied parameters of ``module``: ``{other name: first name}`` (``lm_head.weight`` ->
-    ``wte.weight``). safetensors stores a tensor once, so a tied weight is kept under its first name."""
-    first: dict[int, str] = {}
-    out: dict[str, str] = {}
-    for name, p in module.named_parameters(remove_duplicate=False):
-        if id(p) in first:
-            out[name] = first[id(p)]
-        else:
-            first[id(p)] = name
-    return out
 
 
 # ----------------------------------------------------------------------------- save / load (DCP)

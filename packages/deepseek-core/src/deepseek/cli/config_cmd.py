@@ -61,7 +61,7 @@ def params(config_file: str | None, overrides: tuple[str, ...], strategy: str | 
         shape = "x".join(str(d) for d in p.shape) or "scalar"
         trains = "" if p.requires_grad else "  (frozen)"
         click.echo(f"{name:<{width}}  {shape:<16} {'-' if rule is None else rule:>4}  {scale:>8g}  {decay:g}{trains}")
-    for alias, name in tied_aliases(model.named_parameters(remove_duplicate=False)).items():
+    for alias, name in tied_aliases(model).items():
         click.echo(f"{alias:<{width}}  tied to {name}: trains in its group")
     click.echo(f"{len(named)} parameter tensors, {sum(p.numel() for _, p in named):,} elements; rules are "
                "numbered from 0 in [[optimizer.groups]] order, '-': none takes it")

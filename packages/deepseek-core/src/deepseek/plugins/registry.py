@@ -118,9 +118,9 @@ def _check_named(items: list[Any], rules: Any) -> None:
     """``create_optimizer``'s ``groups``: the parameters must come with names, and every rule must
     take one of them (as ``[[optimizer.groups]]`` in a run)."""
     from deepseek.errors import UsageError
-    from deepseek.training.param_groups import check_group_rules
+    from deepseek.training.param_groups import check_group_rules, is_named
 
-    if not items or not all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in items):
+    if not items or not is_named(items):
         got = "no parameters" if not items else "parameter groups" if isinstance(items[0], dict) else "unnamed parameters"
         raise UsageError(f"create_optimizer: groups= matches parameter names, and params holds {got}; pass "
                          "model.named_parameters()")

@@ -139,7 +139,9 @@ class GroupedOptimizerFactory:
     def _named(self, items: list[Any]) -> list[tuple[str, Any]]:
         """``(name, parameter)`` pairs of what a strategy passed (pairs, or parameters named by
         :attr:`names`)."""
-        if all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in items):
+        from deepseek.training.param_groups import is_named
+
+        if is_named(items):
             return items
         if not self.rules:  # names decide nothing without rules
             return [("", p) for p in items]

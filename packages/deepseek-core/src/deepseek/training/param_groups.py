@@ -71,18 +71,22 @@ def describe_names(names: Sequence[str], limit: int = 3) -> str:
     return shown + (", ..." if len(names) > limit else "")
 
 
-def tied_aliases(named_with_duplicates: Iterable[tuple[str, Any]]) -> dict[str, str]:
-    """``alias -> name`` of parameters reachable under two names (``named_parameters(
-    remove_duplicate=False)``: a GPT's ``lm_head.weight`` is its ``wte.weight``), which train under
-    the first name only."""
+def tied_aliases(module: Any) -> dict[str, str]:
+    """Tied parameters of ``module``: ``{other name: first name}`` (a GPT's ``lm_head.weight`` ->
+    ``wte.weight``). Such a weight trains, and is stored, under its first name only."""
     first: dict[int, str] = {}
-    aliases = {}
-    for name, p in named_with_duplicates:
+    aliases: dict[str, str] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
         if id(p) in first:
             aliases[name] = first[id(p)]
         else:
             first[id(p)] = name
     return aliases
+
+
+def is_named(items: Sequence[Any]) -> bool:
+    """Whether ``items`` are ``(name, parameter)`` pairs (``named_parameters()``)."""
+    return all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in items)
 
 
 def check_group_rules(rules: Sequence[ParamGroupRule], names: Sequence[str],
@@ -108,5 +112,4 @@ def check_group_rules(rules: Sequence[ParamGroupRule], names: Sequence[str],
 def check_model_rules(rules: Sequence[ParamGroupRule], model: Any) -> None:
     """:func:`check_group_rules` over ``model``'s parameters (a module, possibly on the meta
     device)."""
-    check_group_rules(rules, [n for n, _ in model.named_parameters()],
-                      tied_aliases(model.named_parameters(remove_duplicate=False)))
+    check_group_rules(rules, [n for n, _ in model.named_parameters()], tied_aliases(model))
