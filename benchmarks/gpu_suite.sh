@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -145,6 +145,44 @@ for group in "$@"; do
     run scale-ds3-tuned 300 $LAUNCH bench train $S --precision bf16 --strategy deepspeed --strategy-option stage=3 \
       --strategy-option prefetch_bucket_size=200000000 --strategy-option reduce_bucket_size=200000000 \
       --strategy-option param_persistence_threshold=1000000 --json "$RES/scale-ds3-tuned.json";;
+  zero3-1gpu)  # issue 20: ZeRO-3's own overhead, one H200 (the 2-GPU kind withheld): world size 1 under
+    # `deepseek launch -n 1`, so nothing is communicated and what ZeRO-3 and FSDP2 lose against single is their
+    # bookkeeping (DeepSpeed's per-submodule hooks). DeepCompile (strategy.deepcompile) moves ZeRO-3's gathers and
+    # releases into the compiled graph; its passes profile 5 steps, then recompile with prefetch, hence warmup 8.
+    # Z3_PLAN picks runs in order (default all): single single-c fsdp fsdp-c ds3 ds3-c ds3-dc
+    S="--model 1.3b --batch 8 --seq 2048 --steps ${Z3_STEPS:-8} --warmup 8 --precision bf16"
+    L1="python3 -m deepseek launch -n 1 -- bench train"
+    export TORCH_CUDA_ARCH_LIST=9.0  # DeepCompile's op JIT-builds; DeepSpeed's builder cannot parse 9.0a
+    for r in ${Z3_PLAN:-single single-c fsdp fsdp-c ds3 ds3-dc}; do
+      case $r in
+      single) run z3-single 200 $BT $S --json "$RES/z3-single.json";;
+      single-c) run z3-single-c 300 $BT $S --compile --compile-scope model --json "$RES/z3-single-c.json";;
+      fsdp) run z3-fsdp 200 $L1 $S --strategy fsdp --json "$RES/z3-fsdp.json";;
+      fsdp-c) run z3-fsdp-c 300 $L1 $S --strategy fsdp --compile --json "$RES/z3-fsdp-c.json";;
+      ds3) run z3-ds3 240 $L1 $S --strategy deepspeed --strategy-option stage=3 --json "$RES/z3-ds3.json";;
+      ds3-c) run z3-ds3-c 300 $L1 $S --strategy deepspeed --strategy-option stage=3 --compile \
+        --json "$RES/z3-ds3-c.json";;
+      ds3-dc) run z3-ds3-dc 420 $L1 $S --strategy deepspeed --strategy-option stage=3 --strategy-option deepcompile=true \
+        --compile --compile-scope model --json "$RES/z3-ds3-dc.json";;
+      esac
+    done;;
+  zero3-dc-train)  # DeepCompile through `deepseek train` (small, fp32, ZeRO-3, world size 1): losses against eager
+    # ZeRO-3, and a resume at step 10 whose steps 11-20 must equal the uninterrupted run's
+    T="--strategy deepspeed --set strategy.stage=3 --set model.name=small --set data.seq_len=256 --set data.batch_size=16"
+    T="$T --set precision.dtype=fp32 --set train.compile=true --set train.compile_scope=model --set train.decay_steps=20"
+    T="$T --set checkpoint.interval=10 --set train.eval_interval=10 --quiet"
+    L1="python3 -m deepseek launch -n 1 -- train"
+    export TORCH_CUDA_ARCH_LIST=9.0
+    run dc-eager 200 $L1 $T --set train.max_steps=20 --run-dir "$RES/dc-eager"
+    run dc-full 300 $L1 $T --set strategy.deepcompile=true --set train.max_steps=20 --run-dir "$RES/dc-full"
+    run dc-half 240 $L1 $T --set strategy.deepcompile=true --set train.max_steps=10 --run-dir "$RES/dc-half"
+    run dc-resumed 240 $L1 $T --set strategy.deepcompile=true --set train.max_steps=20 --resume "$RES/dc-half"
+    python3 -c "import json,sys
+def losses(r): return {x['step']: x['loss'] for x in map(json.loads, open(r + '/metrics.jsonl')) if 'loss' in x}
+e, f, h = (losses(sys.argv[1] + '/' + n) for n in ('dc-eager', 'dc-full', 'dc-half'))
+print('eager vs deepcompile, max |dloss| over', len(f), 'steps:', max(abs(e[k] - f[k]) for k in f))
+print('resumed vs uninterrupted, steps 11-20, max |dloss|:', max(abs(h[k] - f[k]) for k in range(11, 21)))
+print('losses', [(k, round(e[k], 5), round(f[k], 5), round(h[k], 5)) for k in sorted(f)])" "$RES" || true;;
   scale-bf16)  # ddp with bf16 gradient all-reduce (half the bytes) against one GPU, same call
     S="--model 1.3b --batch 8 --seq 2048 --steps 8 --warmup 3"
     run scale-single 120 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/scale-single.json"

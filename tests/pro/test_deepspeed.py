@@ -75,6 +75,9 @@ def test_generated_config() -> None:
     assert zero["stage3_prefetch_bucket_size"] == 200_000_000 and zero["reduce_bucket_size"] == 100_000_000
     assert cfg["bf16"] == {"enabled": True} and "fp16" not in cfg
     assert cfg["train_batch_size"] == 2 and "optimizer" not in cfg
+    assert "compile" not in cfg
+    compiled = build_dataclass(DeepSpeedOptions, {"stage": 3, "deepcompile": True}, path="strategy")
+    assert build_ds_config(compiled, precision="bf16", world_size=2, on_cuda=True)["compile"] == {"deepcompile": True}
     fp16 = build_ds_config(build_dataclass(DeepSpeedOptions, {}, path="strategy"), precision="fp16",
                            world_size=4, on_cuda=True, init_scale=2.0**12, growth_interval=500)
     assert fp16["fp16"] == {"enabled": True, "loss_scale": 0, "initial_scale_power": 12, "loss_scale_window": 500}

@@ -98,6 +98,12 @@ CASES: list[tuple[str, list[str], list[str]]] = [
        ["--rdzv-endpoint", "HOST:PORT", "port from 1 to 65535"])  # were torch's ValueError, exit 1
       for e in ("nohost", "host:99999", "host:abc", ":29500", "host:0")],
     ("launch log dir empty", ["launch", "--log-dir", "", "--", "plugins", "list"], ["--log-dir", "empty path"]),
+    ("deepcompile without whole-model compile", ["launch", "-n", "2", "--", "train", "--strategy", "deepspeed",
+                                                 "--set", "strategy.deepcompile=true"],
+     ["strategy.deepcompile", "train.compile = true", 'train.compile_scope = "model"']),
+    ("deepcompile on the cpu", ["launch", "-n", "1", "--", "train", "--strategy", "deepspeed", "--set",
+                                "strategy.deepcompile=true", "--set", "train.compile=true", "--set",
+                                "train.compile_scope=model"], ["strategy.deepcompile", "CUDA devices only"]),
     ("export src empty path", ["checkpoint", "export", "", "out"], ["SRC", "empty path"]),
     ("export dst empty path", ["checkpoint", "export", "run", ""], ["DST", "empty path"]),
     ("info src empty path", ["checkpoint", "info", ""], ["SRC", "empty path"]),

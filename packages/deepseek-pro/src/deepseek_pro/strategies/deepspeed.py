@@ -98,16 +98,32 @@ class DeepSpeedStrategy(DistributedStrategy):
                 "every step it runs); use 'stop', or a strategy such as ddp or fsdp"
             )
         name = config.optimizer.name
+        if config.strategy.options.deepcompile and not (config.train.compile and config.train.compile_scope == "model"):
+            raise ConfigError(
+                "strategy.deepcompile: DeepCompile compiles the whole model, so it needs train.compile = true and "
+                f"train.compile_scope = \"model\" (got compile = {str(config.train.compile).lower()}, compile_scope = "
+                f"{config.train.compile_scope!r}); set both, or deepcompile = false")
         if config.strategy.options.optimizer == "deepspeed":
             if name != "adamw":
                 raise ConfigError(f"strategy.optimizer: 'deepspeed' builds DeepSpeed's own AdamW, but optimizer.name "
                                   f"is {name!r}; use strategy.optimizer = \"torch\" or optimizer.name = \"adamw\"")
+
+    @classmethod
+    def check_launch(cls, config: Any, world_size: int, model: Any) -> None:
+        """DeepCompile needs the CUDA devices the launched processes would train on (each rank
+        checks its device again at set-up)."""
+        o = config.strategy.options
+        if o.deepcompile and (o.backend == "gloo" or not torch.cuda.is_available()):
+            raise UsageError(_deepcompile_needs_cuda("cpu"))
 
     def setup_environment(self) -> None:
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         apply_cuda_arch_sanitizer()
         super().setup_environment()
+        if self.options.deepcompile and self.device.type != "cuda":
+            self.teardown()
+            raise UsageError(_deepcompile_needs_cuda(self.device.type))
         if self.precision.name == "fp16" and self.device.type != "cuda":
             self.teardown()
             raise UsageError(
@@ -138,6 +154,8 @@ class DeepSpeedStrategy(DistributedStrategy):
         if o.config_path:
             self.ds_config = read_user_config(o.config_path, self.world_size)
             self.ds_config["gradient_clipping"] = max(settings.grad_clip, 0.0)
+            if o.deepcompile:
+                self.ds_config.setdefault("compile", {})["deepcompile"] = True
         else:
             params = None
             if o.optimizer == "deepspeed":
@@ -159,6 +177,10 @@ class DeepSpeedStrategy(DistributedStrategy):
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model, config=self.ds_config, dist_init_required=False, **kwargs
         )
+        if o.deepcompile:
+            # The engine compiles the module with its own backend, replacing the plain
+            # torch.compile that train.compile put on the model (compiled lazily: never ran).
+            self.engine.compile(backend="inductor")
         self.model = self.engine
 
     # ------------------------------------------------------------------ the step
@@ -367,3 +389,8 @@ def _not_resumable(name: str) -> str:
     return (f"--resume: optimizer {name!r} does not state its state before a first step "
             "(OptimizerBuilder.initial_state), which strategy 'deepspeed' needs to load optimizer "
             "state into ZeRO partitions; resume with strategy 'ddp' or 'fsdp' (same checkpoint)")
+
+
+def _deepcompile_needs_cuda(device: str) -> str:
+    return (f"strategy.deepcompile: DeepCompile runs on CUDA devices only, and this run's device is {device!r}; "
+            "set strategy.deepcompile = false here (train.compile still compiles the model)")

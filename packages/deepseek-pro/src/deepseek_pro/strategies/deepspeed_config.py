@@ -82,6 +82,10 @@ class DeepSpeedOptions(DistributedOptions):
     """Stage 3: parameters with fewer elements stay gathered (``stage3_param_persistence_threshold``)."""
     max_live_parameters: int = field(default=1_000_000_000, metadata={"check": _positive})
     """Stage 3: gathered elements allowed at once (``stage3_max_live_parameters``)."""
+    deepcompile: bool = False
+    """Compile the whole model with DeepCompile, DeepSpeed's compiler integration, which puts ZeRO's
+    gathers and reductions into the compiled graph instead of per-submodule hooks (CUDA only; needs
+    ``train.compile = true`` with ``train.compile_scope = "model"``)."""
 
     def __post_init__(self) -> None:
         if self.offload_params and self.stage != 3:
@@ -130,6 +134,8 @@ def build_ds_config(
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
+    if options.deepcompile:
+        cfg["compile"] = {"deepcompile": True}
     if precision == "bf16":
         cfg["bf16"] = {"enabled": True}
     elif precision == "fp16":
