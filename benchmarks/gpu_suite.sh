@@ -173,10 +173,10 @@ for group in "$@"; do
     T="$T --set checkpoint.interval=10 --set train.eval_interval=10 --quiet"
     L1="python3 -m deepseek launch -n 1 -- train"
     export TORCH_CUDA_ARCH_LIST=9.0
-    run dc-eager 200 $L1 $T --set train.max_steps=20 --run-dir "$RES/dc-eager"
+    [ -n "${DC_ONLY_FULL:-}" ] || run dc-eager 200 $L1 $T --set train.max_steps=20 --run-dir "$RES/dc-eager"
     run dc-full 300 $L1 $T --set strategy.deepcompile=true --set train.max_steps=20 --run-dir "$RES/dc-full"
-    run dc-half 240 $L1 $T --set strategy.deepcompile=true --set train.max_steps=10 --run-dir "$RES/dc-half"
-    run dc-resumed 240 $L1 $T --set strategy.deepcompile=true --set train.max_steps=20 --resume "$RES/dc-half"
+    [ -n "${DC_ONLY_FULL:-}" ] || run dc-half 240 $L1 $T --set strategy.deepcompile=true --set train.max_steps=10 --run-dir "$RES/dc-half"
+    [ -n "${DC_ONLY_FULL:-}" ] || run dc-resumed 240 $L1 $T --set strategy.deepcompile=true --set train.max_steps=20 --resume "$RES/dc-half"
     python3 -c "import json,sys
 def losses(r): return {x['step']: x['loss'] for x in map(json.loads, open(r + '/metrics.jsonl')) if 'loss' in x}
 e, f, h = (losses(sys.argv[1] + '/' + n) for n in ('dc-eager', 'dc-full', 'dc-half'))

@@ -29,10 +29,10 @@ STRATEGIES = {"ddp": ({}, 1e-5), "fsdp": ({}, 1e-5), "tp": ({}, 1e-5), "pipeline
               "ds2": ({"stage": 2}, 1e-5), "ds3": ({"stage": 3}, 1e-5)}
 
 
-def _config(name: str, steps: int = PARITY_STEPS) -> dict[str, Any]:
+def _config(name: str, steps: int = PARITY_STEPS, **optimizer: Any) -> dict[str, Any]:
     options, _ = STRATEGIES[name]
     strategy = "deepspeed" if name.startswith("ds") else name
-    return tiny_run(strategy, steps, options=options, optimizer=GROUPS, checkpoint=EVERY)
+    return tiny_run(strategy, steps, options=options, optimizer={**GROUPS, **optimizer}, checkpoint=EVERY)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     jobs = [{"name": name, "config": _config(name)} for name in STRATEGIES]
     jobs += [{"name": f"{name}_resumed", "config": _config(name), "resume": work / name / "checkpoints" / "step-2"}
              for name in RESUMED]
+    jobs += [{"name": f"{name}_resumed_wd", "config": _config(name, weight_decay=0.5),
+              "resume": work / name / "checkpoints" / "step-2"} for name in ("ddp", "ds2")]
     records = run_train_jobs(jobs, work, timeout=900)
     records["single"] = run_single(tiny_run("single", PARITY_STEPS, optimizer=GROUPS, checkpoint=EVERY),
                                    work / "single")
@@ -84,6 +86,13 @@ def test_resume_with_other_rules_is_refused(strategy: str, runs: dict[str, Any],
     assert out.returncode == 2, out.stderr[-2000:]
     assert "optimizer.safetensors: the checkpoint's optimizer groups differ from this run's ('wpe.weight': group 0 " \
            "there, group 2 here; 2 parameter(s) in all); resume with the [model] config and [[optimizer.groups]]" in out.stderr
+
+
+@pytest.mark.parametrize("name", ["ddp", "ds2"])
+def test_resume_keeps_the_saved_weight_decay(name: str, runs: dict[str, Any]) -> None:
+    # Every strategy resumes the checkpoint's hyper-parameters, as torch's load_state_dict does
+    # (DeepSpeed took the config's); only lr_scale follows the config (test_checkpoint_format).
+    assert losses(runs[f"{name}_resumed_wd"]) == losses(runs[name])[2:]
 
 
 def test_deepspeed_resumes_the_groups_exactly(runs: dict[str, Any]) -> None:

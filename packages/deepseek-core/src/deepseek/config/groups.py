@@ -30,7 +30,8 @@ class ParamGroupRule:
     every parameter with the rule that takes it. Every strategy trains the same groups (a pipeline
     stage's tied copy of a weight in its source's group). A resumed run must have the groups'
     members of the run it continues (else one line naming the checkpoint); a changed
-    ``lr_scale`` applies from the resumed step."""
+    ``lr_scale`` applies from the resumed step, while weight decay and the optimizer's other settings
+    are the checkpoint's under every strategy (as torch's ``load_state_dict`` restores them)."""
 
     match: str | tuple[str, ...] = field(default=(), metadata={"check": _patterns})
     """Shell-style patterns (``fnmatch``, case-sensitive: ``*``, ``?``, ``[...]``) over the model's parameter names

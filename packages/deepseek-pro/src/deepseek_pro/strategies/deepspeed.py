@@ -21,12 +21,10 @@ its own AdamW (FusedAdam on GPU, DeepSpeedCPUAdam with offload: faster, JIT-buil
 same hyper-parameters (so it needs ``optimizer.name = "adamw"``); its numerics differ slightly
 from torch's.
 
-Checkpoints are the canonical full format: fp32 master weights and optimizer state are gathered
-with DeepSpeed's ``safe_get_full_fp32_param`` / ``safe_get_full_optimizer_state`` (for ZeRO-3
-too) and written by rank 0; loading scatters them back with the ``safe_set_full_*`` functions,
-into state created first as the optimizer's builder states it before a first step
-(``OptimizerBuilder.initial_state``; a builder that does not say cannot be resumed here).
-DeepSpeed's own loss-scaler state (fp16) is not carried over: it restarts at the initial scale.
+Checkpoints are the canonical full format, gathered with DeepSpeed's ``safe_get_full_*`` helpers
+(ZeRO-3 too) and written by rank 0; loading scatters them back (``safe_set_full_*``) into state
+the builder creates first (``OptimizerBuilder.initial_state``; without it, no resume here). The
+fp16 loss scale is not carried over. ``deepcompile`` hands the model to DeepCompile at set-up.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 
 from deepseek.errors import CheckpointError, UsageError
+from deepseek.training import checkpoint as ckpt
 from deepseek.training.optimizers import GroupedOptimizerFactory, OptimizerBuilder
 from deepseek.training.strategy import OptimizerFactory, StepResult, StepSettings
 from deepseek_pro.strategies import deepspeed_internals as internals
@@ -49,6 +48,8 @@ from deepseek_pro.strategies.deepspeed_config import (
     DeepSpeedOptions,
     apply_cuda_arch_sanitizer,
     build_ds_config,
+    deepcompile_needs_cuda,
+    not_resumable,
     read_user_config,
     sanitize_cuda_arch_list,
 )
@@ -114,7 +115,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         checks its device again at set-up)."""
         o = config.strategy.options
         if o.deepcompile and (o.backend == "gloo" or not torch.cuda.is_available()):
-            raise UsageError(_deepcompile_needs_cuda("cpu"))
+            raise UsageError(deepcompile_needs_cuda("cpu"))
 
     def setup_environment(self) -> None:
         if not torch.cuda.is_available():
@@ -123,7 +124,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         super().setup_environment()
         if self.options.deepcompile and self.device.type != "cuda":
             self.teardown()
-            raise UsageError(_deepcompile_needs_cuda(self.device.type))
+            raise UsageError(deepcompile_needs_cuda(self.device.type))
         if self.precision.name == "fp16" and self.device.type != "cuda":
             self.teardown()
             raise UsageError(
@@ -204,7 +205,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         norm = self.engine.get_global_grad_norm()
         stepped = bool(self.engine.was_step_applied())
         self.engine.zero_grad()
-        return StepResult(loss, float(norm) if norm is not None else float("nan"), stepped, metrics)
+        # ZeRO-3 keeps the norm on the device: reading it here would stall the host every step
+        return StepResult(loss, float("nan") if norm is None else norm if torch.is_tensor(norm) else float(norm),
+                          stepped, metrics)
 
     @contextlib.contextmanager
     def accumulation(self, *, is_last: bool) -> Iterator[None]:
@@ -218,6 +221,18 @@ class DeepSpeedStrategy(DistributedStrategy):
     def backward(self, loss: torch.Tensor, weight: float) -> None:
         """``engine.backward`` divides by the accumulation steps itself (equal micro-batches)."""
         self.engine.backward(loss)
+
+    def evaluate(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Under DeepCompile the forward runs eagerly on gathered weights: its compiled graph
+        is for training (a no-grad graph compiled beside it broke the next backward's
+        reduction in DeepSpeed 0.19.8)."""
+        if not self.options.deepcompile:
+            return super().evaluate(batch)
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(self.engine.module.parameters())), \
+                torch.compiler.set_stance("force_eager"):
+            return super().evaluate(batch)
 
     def weights_finite(self) -> bool:
         """The fp32 master partitions (ZeRO keeps the module's own weights partitioned or in
@@ -284,8 +299,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         return plain
 
     def save_checkpoint(self, directory: Path, trainer_state: dict[str, Any]) -> None:
-        from deepseek.training import checkpoint as ckpt
-
         model, optim = self.full_state()
         if self.is_global_zero:
             directory = Path(directory)
@@ -295,7 +308,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         self.barrier()
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
-        from deepseek.training import checkpoint as ckpt
         from deepseek_pro import checkpoint as pro_ckpt
 
         directory = Path(directory)
@@ -318,6 +330,12 @@ class DeepSpeedStrategy(DistributedStrategy):
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
 
         saved = optim.get("state", {})
+        # Hyper-parameters as saved (weight decay, betas: as every strategy resumes them), the
+        # run's own keys (lr_scale) kept; DeepSpeed holds the non-empty groups only.
+        inner = iter(self.engine.optimizer.param_groups)
+        for names, group in zip(self._group_names, optim["param_groups"], strict=True):
+            live = next(inner) if names else {}
+            live.update({k: v for k, v in ckpt.resumed_group(group, live).items() if k in live and k != "params"})
         self._init_optimizer_state()
         keys = self._optimizer_keys()
         for name, p in self._named_params():
@@ -354,7 +372,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         o = config.strategy.options
         own = o.optimizer == "deepspeed" or (o.config_path and "optimizer" in read_user_config(o.config_path, 1))
         if not own and type(optimizer).initial_state is OptimizerBuilder.initial_state:
-            raise UsageError(_not_resumable(config.optimizer.name))
+            raise UsageError(not_resumable(config.optimizer.name))
 
     def _check_resumable(self) -> None:
         """Our builder must state the optimizer's state before a first step (every rank raises
@@ -364,7 +382,7 @@ class DeepSpeedStrategy(DistributedStrategy):
             return
         _, flats = internals.flat_masters(self.engine.optimizer)
         if self._builder is None or (flats and self._builder.initial_state(flats[0]) is None):
-            raise UsageError(_not_resumable(self._builder.config.name if self._builder is not None
+            raise UsageError(not_resumable(self._builder.config.name if self._builder is not None
                                             else "(a custom optimizer factory)"))
 
     def _init_optimizer_state(self) -> None:
@@ -384,13 +402,3 @@ class DeepSpeedStrategy(DistributedStrategy):
                                   "exp_avg_sq": torch.zeros_like(p)}
         internals.relink_optimizer_state(self.engine.optimizer)
 
-
-def _not_resumable(name: str) -> str:
-    return (f"--resume: optimizer {name!r} does not state its state before a first step "
-            "(OptimizerBuilder.initial_state), which strategy 'deepspeed' needs to load optimizer "
-            "state into ZeRO partitions; resume with strategy 'ddp' or 'fsdp' (same checkpoint)")
-
-
-def _deepcompile_needs_cuda(device: str) -> str:
-    return (f"strategy.deepcompile: DeepCompile runs on CUDA devices only, and this run's device is {device!r}; "
-            "set strategy.deepcompile = false here (train.compile still compiles the model)")

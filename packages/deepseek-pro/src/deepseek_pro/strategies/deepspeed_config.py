@@ -164,3 +164,14 @@ def read_user_config(path: str, world_size: int) -> dict[str, Any]:
     cfg["train_batch_size"] = micro * int(cfg["gradient_accumulation_steps"]) * world_size
     cfg.setdefault("zero_allow_untested_optimizer", True)
     return cfg
+
+
+def not_resumable(name: str) -> str:
+    return (f"--resume: optimizer {name!r} does not state its state before a first step "
+            "(OptimizerBuilder.initial_state), which strategy 'deepspeed' needs to load optimizer "
+            "state into ZeRO partitions; resume with strategy 'ddp' or 'fsdp' (same checkpoint)")
+
+
+def deepcompile_needs_cuda(device: str) -> str:
+    return (f"strategy.deepcompile: DeepCompile runs on CUDA devices only, and this run's device is {device!r}; "
+            "set strategy.deepcompile = false here (train.compile still compiles the model)")
