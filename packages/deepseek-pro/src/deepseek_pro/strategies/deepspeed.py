@@ -331,10 +331,11 @@ class DeepSpeedStrategy(DistributedStrategy):
 
         saved = optim.get("state", {})
         # Hyper-parameters as saved (weight decay, betas: as every strategy resumes them), the
-        # run's own keys (lr_scale) kept; DeepSpeed holds the non-empty groups only.
+        # run's own keys (lr_scale) kept; DeepSpeed holds the non-empty groups only (the empty
+        # ones' settings are what the next checkpoint writes for them).
         inner = iter(self.engine.optimizer.param_groups)
-        for names, group in zip(self._group_names, optim["param_groups"], strict=True):
-            live = next(inner) if names else {}
+        for names, group, settings in zip(self._group_names, optim["param_groups"], self._group_settings, strict=True):
+            live = next(inner) if names else settings
             live.update({k: v for k, v in ckpt.resumed_group(group, live).items() if k in live and k != "params"})
         self._init_optimizer_state()
         keys = self._optimizer_keys()
