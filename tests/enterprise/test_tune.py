@@ -374,3 +374,20 @@ def test_a_trial_choosing_another_optimizer_keeps_the_shared_keys_only() -> None
     assert data["lr_schedule"] == {"name": "cosine"}
     config_from_dict(data)  # adamw takes no nesterov, cosine no decay_fraction: both dropped
     assert trial_data(base, {"optimizer.name": "sgd"})["optimizer"] == base["optimizer"]
+
+
+def test_a_rule_of_optimizer_groups_is_searched_by_index() -> None:
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space, trial_data
+
+    base = {"model": {"name": "tiny"}, "optimizer": {"groups": [{"match": "wte.*"}, {"match": "*.bias"}]}}
+    space = parse_space({"space": {"optimizer": {"groups": {"1": {"lr_scale": {"type": "float", "low": 0.1,
+                                                                               "high": 1.0}}}}}}, "space.toml")
+    assert [p.path for p in space.params] == ["optimizer.groups.1.lr_scale"]
+    data = trial_data(base, {"optimizer.groups.1.lr_scale": 0.3})
+    assert [g.lr_scale for g in config_from_dict(data).optimizer.groups] == [1.0, 0.3]
+    assert base["optimizer"]["groups"][1] == {"match": "*.bias"}  # the base is not changed
+    with pytest.raises(ConfigError, match=r"space.'optimizer.groups.2.lr_scale': optimizer.groups is a list of 2 "
+                                          r"table\(s\), so the part after it is an index from 0 to 1 \(got '2'\) in the config"):
+        trial_data(base, {"optimizer.groups.2.lr_scale": 0.3})

@@ -108,12 +108,26 @@ def test_bad_override_syntax(item: str) -> None:
         (["train=3"], r"expected SECTION\.KEY=VALUE"),
         (["train.lr.x=3"], r"train\.lr: expected a number"),
         (["train.lr=1", "train.lr.x=3"], r"train\.lr is a value, not a table"),
+        (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.1.lr_scale=0.5"],
+         r"optimizer\.groups is a list of 1 table\(s\), so the part after it is an index from 0 to 0 \(got '1'\)"),
+        (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.lr_scale=0.5"],
+         r"optimizer\.groups is a list of tables; set a key of one of them by its index, as in optimizer\.groups\.0\.KEY"),
+        (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.0.match.x=1"],
+         r"optimizer\.groups\.0\.match is a value, not a table"),
+        (["optimizer.groups=[]", "optimizer.groups.0.lr_scale=0.5"], r"optimizer\.groups is an empty list of tables"),
     ],
 )
 def test_bad_values_name_the_field(overrides: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message) as info:
         load_config(overrides=overrides)
     assert "\n" not in str(info.value)
+
+
+def test_a_list_of_tables_is_set_by_index() -> None:
+    config = load_config(overrides=['optimizer.groups=[{match="wte.*"}, {match="*.bias", weight_decay=0.0}]',
+                                    "optimizer.groups.0.lr_scale=0.25", "optimizer.groups.1.match=*ln*"])
+    assert [(g.match, g.lr_scale, g.weight_decay) for g in config.optimizer.groups] == [
+        (("wte.*",), 0.25, None), (("*ln*",), 1.0, 0.0)]
 
 
 def test_strategy_with_core_missing_edition_says_what_to_install() -> None:

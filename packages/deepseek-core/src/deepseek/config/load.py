@@ -126,18 +126,39 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def parent_table(root: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The table that holds the key ``parts[-1]`` of the dotted path ``parts`` under ``root``,
+    creating missing tables on the way. A list of tables is entered by index
+    (``optimizer.groups.0.lr_scale``: the first ``[[optimizer.groups]]`` table). ValueError, naming
+    the path, where the path meets a value or an index the list does not have."""
+    node: Any = root
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            at, count = ".".join(parts[:i]), len(node)
+            if not part.isdecimal() or int(part) >= count:
+                raise ValueError(f"{at} is a list of {count} table(s), so the part after it is an index from 0 to "
+                                 f"{count - 1} (got {part!r})" if count else f"{at} is an empty list of tables")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ValueError(f"{'.'.join(parts[: i + 1])} is a value, not a table")
+    if isinstance(node, list):
+        at = ".".join(parts[:-1])
+        raise ValueError(f"{at} is a list of tables; set a key of one of them by its index, as in {at}.0.KEY")
+    return node
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``data`` with every ``--set`` override applied (nested tables created)."""
+    """A copy of ``data`` with every ``--set`` override applied (nested tables created; a list
+    of tables entered by index, :func:`parent_table`)."""
     out = copy.deepcopy(data)
     for item in overrides:
         parts, value = parse_override(item)
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                where = ".".join(parts[: i + 1])
-                raise UsageError(f"--set {item!r}: {where} is a value, not a table")
-            node = child
+        try:
+            node = parent_table(out, parts)
+        except ValueError as exc:
+            raise UsageError(f"--set {item!r}: {exc}") from None
         node[parts[-1]] = value
     return out
 

@@ -224,7 +224,8 @@ class OptimizerConfig:
     """Parameter groups with their own learning-rate factor or weight decay, as
     ``[[optimizer.groups]]`` tables (``match``, ``lr_scale``, ``weight_decay``; below), first match
     wins; rules are numbered from 0 in messages and ``deepseek config params``. ``--set
-    'optimizer.groups=[{match = "wte.*", lr_scale = 0.1}]'`` replaces the file's list."""
+    'optimizer.groups=[{match = "wte.*", lr_scale = 0.1}]'`` replaces the file's list;
+    ``--set optimizer.groups.0.lr_scale=0.5`` changes one rule's key."""
     options: Any = None
     """The optimizer's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
 

@@ -224,20 +224,18 @@ def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     import copy
 
     out = copy.deepcopy(base)
-    from deepseek.config.load import COMPONENT_SECTIONS
+    from deepseek.config.load import COMPONENT_SECTIONS, parent_table
     from deepseek.config.schema import SHARED_KEYS
 
     # A component chosen by the trial first (strategy, optimizer, ...): its own keys, searched
     # too, then go into its table.
     ordered = sorted(values.items(), key=lambda kv: not _names_component(kv[0], COMPONENT_SECTIONS))
     for path, value in ordered:
-        node = out
         parts = path.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"space.{path!r}: {part} is a value in the config, not a table")
-            node = child
+        try:  # a list of tables by index: optimizer.groups.0.lr_scale
+            node = parent_table(out, parts)
+        except ValueError as exc:
+            raise ConfigError(f"space.{path!r}: {exc} in the config") from None
         if _names_component(path, COMPONENT_SECTIONS) and node.get("name") != value:
             # Options of another component do not carry over to the one this trial picks; the
             # keys every component of the kind takes (optimizer.weight_decay, ...) do.
