@@ -95,6 +95,11 @@ def test_same_seed_same_trials(tmp_path: Path) -> None:
     ("[space]\n\"train.lrr\" = { type = \"float\", low = 0.1, high = 0.2 }", "space.'train.lrr' = 0.1: train.lrr: unknown"),
     ("[space]\n\"train.lr\" = { type = \"float\", low = -1.0, high = 0.2 }", "space.'train.lr' = -1.0: train.lr"),
     ("[spaces]\n", "unknown table 'spaces' (did you mean 'space'?)"),
+    # a path the base config cannot take is named once, with the fix, and no value is blamed
+    ("[space]\n\"optimizer.groups.0.lr_scale\" = { type = \"float\", low = 0.1, high = 1.0 }",
+     "space.toml: space.'optimizer.groups.0.lr_scale': in the base config (--config), optimizer.groups has no list "
+     "of tables to enter at index 0: the config gives no [[optimizer.groups]] table; add them to the config file, "
+     "then set their keys by index (optimizer.groups.0.KEY)"),
     ("[space]\n\"strategy.name\" = { choices = [\"single\", \"zero9\"] }",
      "space.'strategy.name' = 'zero9': strategy.name: unknown strategy 'zero9'; did you mean 'zero3'?"),
     ("[space]\n\"train.lr\" = { type = \"float\", low = 0.1, high = 0.2 }\n[tuner]\nnprocs = 2",
@@ -130,6 +135,21 @@ def test_a_components_own_table_in_the_space_is_checked_before_the_study(
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "st").exists()  # nothing written
+
+
+def test_a_group_rule_choice_matching_no_parameter_is_refused_before_the_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, space='[space]\n"optimizer.groups.0.match" = { choices = ["wte.*", "wtee.*"] }\n')
+    base = (tmp_path / "base.toml").read_text()
+    (tmp_path / "base.toml").write_text(base + '\n[[optimizer.groups]]\nmatch = "wte.*"\nlr_scale = 0.5\n')
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "base.toml", "--study", "b", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st")
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        "error: space.toml: space.'optimizer.groups.0.match' = 'wtee.*': optimizer.groups.0.match: ['wtee.*'] matches "
+        "no parameter of the model; its names look like 'wte.weight', 'wpe.weight', 'blocks.0.ln1.weight', ... "
+        "(deepseek config params lists them all)"]
+    assert not (tmp_path / "st").exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -388,6 +408,7 @@ def test_a_rule_of_optimizer_groups_is_searched_by_index() -> None:
     data = trial_data(base, {"optimizer.groups.1.lr_scale": 0.3})
     assert [g.lr_scale for g in config_from_dict(data).optimizer.groups] == [1.0, 0.3]
     assert base["optimizer"]["groups"][1] == {"match": "*.bias"}  # the base is not changed
-    with pytest.raises(ConfigError, match=r"space.'optimizer.groups.2.lr_scale': optimizer.groups is a list of 2 "
-                                          r"table\(s\), so the part after it is an index from 0 to 1 \(got '2'\) in the config"):
+    with pytest.raises(ConfigError, match=r"^space.'optimizer.groups.2.lr_scale': in the base config \(--config\), "
+                                          r"optimizer.groups is a list of 2 table\(s\), so the part after it is an "
+                                          r"index from 0 to 1 \(got '2'\)$"):
         trial_data(base, {"optimizer.groups.2.lr_scale": 0.3})

@@ -107,7 +107,7 @@ def test_launch_refuses_a_rule_matching_nothing_before_any_process(tmp_path: Pat
                        "--run-dir", str(tmp_path / "run"), "--max-steps", "2")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [  # no "[rank0]": the launcher's own check, no process started
-        "error: optimizer.groups[1].match: ['lm_head.*'] matches no parameter of the model; 'lm_head.weight' is "
+        "error: optimizer.groups.1.match: ['lm_head.*'] matches no parameter of the model; 'lm_head.weight' is "
         "tied to 'wte.weight' and trains under that name; its names look like "
         "'wte.weight', 'wpe.weight', 'blocks.0.ln1.weight', ... (deepseek config params lists them all)"]
     assert not (tmp_path / "run").exists()

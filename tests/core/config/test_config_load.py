@@ -105,16 +105,37 @@ def test_bad_override_syntax(item: str) -> None:
         (["data.batch_size=10", "train.grad_accum=3"], r"train\.grad_accum: data\.batch_size=10 is not divisible"),
         (["train.min_lr=1", "train.lr=0.1"], r"train\.min_lr: 1\.0 is above train\.lr"),
         (["checkpoint.keep_last=0"], r"checkpoint\.keep_last: must be >= 1"),
+        (["train.compile=True"], r"^train\.compile: expected true or false, got 'True' \(str\); TOML writes it true "
+                                 r"\(lower case\)$"),
+        (["train.compile=yes"], r"^train\.compile: expected true or false, got 'yes' \(str\)$"),
         (["train=3"], r"expected SECTION\.KEY=VALUE"),
         (["train.lr.x=3"], r"train\.lr: expected a number"),
-        (["train.lr=1", "train.lr.x=3"], r"train\.lr is a value, not a table"),
+        (["train.lr=1", "train.lr.x=3"], r"train\.lr is a value, not a table; set it whole \(train\.lr=VALUE\)$"),
         (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.1.lr_scale=0.5"],
          r"optimizer\.groups is a list of 1 table\(s\), so the part after it is an index from 0 to 0 \(got '1'\)"),
         (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.lr_scale=0.5"],
          r"optimizer\.groups is a list of tables; set a key of one of them by its index, as in optimizer\.groups\.0\.KEY"),
         (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.0.match.x=1"],
          r"optimizer\.groups\.0\.match is a value, not a table"),
-        (["optimizer.groups=[]", "optimizer.groups.0.lr_scale=0.5"], r"optimizer\.groups is an empty list of tables"),
+        (["optimizer.groups=[]", "optimizer.groups.0.lr_scale=0.5"],
+         r"optimizer\.groups is an empty list; add a \[\[optimizer\.groups\]\] table to the config file, then set "
+         r"its keys by index \(optimizer\.groups\.0\.KEY\)$"),
+        # an index into a list the config does not give
+        (["optimizer.groups.0.lr_scale=0.5"],
+         r"^--set 'optimizer\.groups\.0\.lr_scale=0\.5': optimizer\.groups has no list of tables to enter at index 0: "
+         r"the config gives no \[\[optimizer\.groups\]\] table; add them to the config file, then set their keys by "
+         r"index \(optimizer\.groups\.0\.KEY\)$"),
+        # a list of values takes no index; an index is written without sign or leading zero
+        (["optimizer.betas=[0.9, 0.95]", "optimizer.betas.0.x=0.8"],
+         r"optimizer\.betas is a list of values, not of tables, so it takes no index; set it whole, as in "
+         r"optimizer\.betas=\[\.\.\.\]$"),
+        (["optimizer.betas=[0.9, 0.95]", "optimizer.betas.0=0.8"], r"optimizer\.betas is a list of values"),
+        (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.00.lr_scale=0.5"],
+         r"index from 0 to 0 \(got '00'\)"),
+        (['optimizer.groups=[{match="wte.*"}]', "optimizer.groups.\"\uff10\".lr_scale=0.5"],
+         "index from 0 to 0 \\(got '\uff10'\\)"),  # a full-width zero
+        # a path below a key the file leaves unset makes a table there: the message names its keys
+        (["optimizer.weight_decay.0=1"], r"^optimizer\.weight_decay: expected a number, got a table \(keys: 0\)$"),
     ],
 )
 def test_bad_values_name_the_field(overrides: list[str], message: str) -> None:
@@ -128,6 +149,14 @@ def test_a_list_of_tables_is_set_by_index() -> None:
                                     "optimizer.groups.0.lr_scale=0.25", "optimizer.groups.1.match=*ln*"])
     assert [(g.match, g.lr_scale, g.weight_decay) for g in config.optimizer.groups] == [
         (("wte.*",), 0.25, None), (("*ln*",), 1.0, 0.0)]
+
+
+def test_the_last_set_of_a_key_wins_and_errors_name_a_list_item_as_set_enters_it() -> None:
+    config = load_config(overrides=["train.lr=1e-3", "train.lr=2e-3"])
+    assert config.train.lr == 2e-3
+    # the path an error names is the one --set takes (optimizer.groups.1.lr_scale)
+    with pytest.raises(ConfigError, match=r"^optimizer\.groups\.1\.lr_scale: must be >= 0 \(0 keeps the group.s parameters fixed\), got -1 \(int\)$"):
+        load_config(overrides=['optimizer.groups=[{match="wte.*"}, {match="*.bias"}]', "optimizer.groups.1.lr_scale=-1"])
 
 
 def test_strategy_with_core_missing_edition_says_what_to_install() -> None:

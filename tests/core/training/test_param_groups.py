@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from deepseek.config.load import config_from_dict
 from deepseek.errors import CheckpointError, ConfigError, PluginError
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.engine import ResumeWarning
 from deepseek.training.trainer import Trainer
 
 FROZEN_EMBEDDING = [{"match": "wte.*", "lr_scale": 0.0},
@@ -36,14 +38,14 @@ def _lrs(run_dir: Path) -> list[float]:
 
 
 @pytest.mark.parametrize(("groups", "message"), [
-    ([{"lr_scale": 0.5}], r"^optimizer.groups\[0\]: match is required"),
-    ([{"match": ""}], r"^optimizer.groups\[0\].match: must be a name pattern"),
-    ([{"match": ["wte.*", " "]}], r"^optimizer.groups\[0\].match: must be a name pattern"),
-    ([{"match": 3}], r"^optimizer.groups\[0\].match: 3 \(int\) has the wrong type"),
-    ([{"match": "x", "lr_scale": -1}], r"^optimizer.groups\[0\].lr_scale: must be >= 0"),
-    ([{"match": "x", "lr_scale": float("inf")}], r"^optimizer.groups\[0\].lr_scale: must be a finite number"),
-    ([{"match": "x", "weight_decay": -0.1}], r"^optimizer.groups\[0\].weight_decay: must be >= 0"),
-    ([{"match": "x"}, {"match": "y", "lr_sacle": 2}], r"^optimizer.groups\[1\].lr_sacle: unknown key \(did you mean 'lr_scale'\?\)"),
+    ([{"lr_scale": 0.5}], r"^optimizer.groups.0: match is required"),
+    ([{"match": ""}], r"^optimizer.groups.0.match: must be a name pattern"),
+    ([{"match": ["wte.*", " "]}], r"^optimizer.groups.0.match: must be a name pattern"),
+    ([{"match": 3}], r"^optimizer.groups.0.match: 3 \(int\) has the wrong type"),
+    ([{"match": "x", "lr_scale": -1}], r"^optimizer.groups.0.lr_scale: must be >= 0"),
+    ([{"match": "x", "lr_scale": float("inf")}], r"^optimizer.groups.0.lr_scale: must be a finite number"),
+    ([{"match": "x", "weight_decay": -0.1}], r"^optimizer.groups.0.weight_decay: must be >= 0"),
+    ([{"match": "x"}, {"match": "y", "lr_sacle": 2}], r"^optimizer.groups.1.lr_sacle: unknown key \(did you mean 'lr_scale'\?\)"),
     ({"match": "x"}, r"^optimizer.groups: expected a list"),
 ])
 def test_bad_rules_are_one_line_naming_the_key(groups: Any, message: str) -> None:
@@ -98,7 +100,9 @@ def test_resume_is_exact_and_refuses_other_groups(tiny_config, tmp_path: Path) -
                          checkpoint={"interval": 2, "keep_last": 5})
     straight = Trainer(config, run_dir=tmp_path / "straight").fit()
     at = straight.run_dir / "checkpoints" / "step-2"
-    resumed = Trainer(config, run_dir=tmp_path / "resumed", resume=at).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)  # the same settings: nothing to warn of
+        resumed = Trainer(config, run_dir=tmp_path / "resumed", resume=at).fit()
     assert resumed.losses == straight.losses[2:]
     other = tiny_config(optimizer={"groups": [{"match": "wpe.*", "lr_scale": 0.0}, FROZEN_EMBEDDING[1]]},
                         train={"max_steps": 5})  # as many groups, other members
@@ -117,13 +121,38 @@ def test_a_changed_factor_applies_from_the_resumed_step(tiny_config, tmp_path: P
     straight = Trainer(config, run_dir=tmp_path / "straight").fit()
     thawed = tiny_config(optimizer={"groups": [{**FROZEN_EMBEDDING[0], "lr_scale": 1.0}, FROZEN_EMBEDDING[1]]},
                          train={"max_steps": 4}, checkpoint={"interval": 2, "keep_last": 5})
-    resumed = Trainer(thawed, run_dir=tmp_path / "thawed", resume=straight.run_dir / "checkpoints" / "step-2").fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)  # lr_scale follows the config: no setting is kept
+        resumed = Trainer(thawed, run_dir=tmp_path / "thawed",
+                          resume=straight.run_dir / "checkpoints" / "step-2").fit()
     assert not torch.equal(_weights(straight.run_dir, 2)["wte.weight"], _weights(resumed.run_dir, 4)["wte.weight"])
+
+
+def test_a_resume_keeps_the_saved_weight_decay_and_says_so_in_one_line(tiny_config, tmp_path: Path) -> None:
+    sections = {"optimizer": {"groups": FROZEN_EMBEDDING}, "train": {"max_steps": 4},
+                "checkpoint": {"interval": 2, "keep_last": 5}}
+    config = tiny_config(**sections)
+    straight = Trainer(config, run_dir=tmp_path / "straight").fit()
+    at = straight.run_dir / "checkpoints" / "step-2"
+    wd = config.optimizer.weight_decay
+    changed = tiny_config(**{**sections, "optimizer": {"groups": FROZEN_EMBEDDING, "weight_decay": 0.5}})
+    with pytest.warns(ResumeWarning) as caught:
+        resumed = Trainer(changed, run_dir=tmp_path / "changed", resume=at).fit()
+    assert resumed.losses == straight.losses[2:]  # trained on the saved weight decay
+    # groups 0 and 2 (the default rule's and rule 0's matrices) decay at optimizer.weight_decay
+    assert [str(w.message) for w in caught] == [
+        "resumed with the checkpoint's optimizer settings where the config now differs: "
+        f"group 0 weight_decay {wd!r} (the config gives 0.5); group 2 weight_decay {wd!r} (the config gives 0.5); "
+        f"to train with the config's, start a new run from its weights (--set train.init_from=\"{at}\")"]
+    betas = tiny_config(**{**sections, "optimizer": {"groups": FROZEN_EMBEDDING, "betas": [0.8, 0.9]}})
+    with pytest.warns(ResumeWarning, match=r"group 0 betas \[0\.9, 0\.95\] \(the config gives \[0\.8, 0\.9\]\); .*; "
+                                           r"and 2 more; to train with"):
+        Trainer(betas, run_dir=tmp_path / "betas", resume=at).fit()
 
 
 def test_a_rule_matching_no_parameter_is_one_line_before_training(tiny_config, tmp_path: Path) -> None:
     config = tiny_config(optimizer={"groups": [{"match": "blocks.*"}, {"match": "blocks.1.*", "lr_scale": 2.0}]})
-    with pytest.raises(ConfigError, match=r"^optimizer.groups\[1\].match: \['blocks.1.\*'\] matches no parameter "
+    with pytest.raises(ConfigError, match=r"^optimizer.groups.1.match: \['blocks.1.\*'\] matches no parameter "
                                           r"of the model or only ones an earlier rule takes; its names look like "
                                           r"'wte.weight'"):
         Trainer(config, run_dir=tmp_path / "run").fit()
@@ -158,7 +187,7 @@ def test_config_params_lists_every_parameter_with_its_group(tmp_path: Path) -> N
                           "--set", 'optimizer.groups=[{match="wtee.*"}]'], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "error: optimizer.groups[0].match: ['wtee.*'] matches no parameter of the model; its names look like "
+        "error: optimizer.groups.0.match: ['wtee.*'] matches no parameter of the model; its names look like "
         "'wte.weight', 'wpe.weight', 'blocks.0.ln1.weight', ... (deepseek config params lists them all)"]
 
 
@@ -174,14 +203,14 @@ def test_create_optimizer_checks_groups_as_a_run_does() -> None:
                                                                      "parameter groups"), ([], "no parameters")]:
         with pytest.raises(UsageError, match=rf"^create_optimizer: groups= matches parameter names, and params holds {got}"):
             deepseek.create_optimizer("adamw", params, lr=0.1, groups=[{"match": "1.*"}])
-    with pytest.raises(ConfigError, match=r"^optimizer.groups\[1\].match: \['1.\*'\] matches no parameter of the model "
+    with pytest.raises(ConfigError, match=r"^optimizer.groups.1.match: \['1.\*'\] matches no parameter of the model "
                                           r"or only ones an earlier rule takes"):
         deepseek.create_optimizer("adamw", model.named_parameters(), lr=0.1, groups=[{"match": "*"}, {"match": "1.*"}])
 
 
 def test_a_rule_on_a_tied_alias_names_the_weight_it_trains_under(tiny_config, tmp_path: Path) -> None:
     config = tiny_config(optimizer={"groups": [{"match": "lm_head.weight", "lr_scale": 0.0}]})
-    with pytest.raises(ConfigError, match=r"^optimizer.groups\[0\].match: \['lm_head.weight'\] matches no parameter of "
+    with pytest.raises(ConfigError, match=r"^optimizer.groups.0.match: \['lm_head.weight'\] matches no parameter of "
                                           r"the model; 'lm_head.weight' is tied to 'wte.weight' and trains under that name"):
         Trainer(config, run_dir=tmp_path / "run").fit()
 

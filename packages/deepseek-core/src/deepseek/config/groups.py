@@ -31,7 +31,10 @@ class ParamGroupRule:
     stage's tied copy of a weight in its source's group). A resumed run must have the groups'
     members of the run it continues (else one line naming the checkpoint); a changed
     ``lr_scale`` applies from the resumed step, while weight decay and the optimizer's other settings
-    are the checkpoint's under every strategy (as torch's ``load_state_dict`` restores them)."""
+    are the checkpoint's under every strategy (as torch's ``load_state_dict`` restores them):
+    where the config now gives others, the resumed run says so in one warning line. To train on
+    with new ones, start a new run from the checkpoint's weights (``train.init_from``; its
+    optimizer starts fresh)."""
 
     match: str | tuple[str, ...] = field(default=(), metadata={"check": _patterns})
     """Shell-style patterns (``fnmatch``, case-sensitive: ``*``, ``?``, ``[...]``) over the model's parameter names

@@ -126,32 +126,57 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def _is_index(part: str) -> bool:
+    """``part`` is a list index as a path writes it: ``0``, ``12`` (ASCII digits, no sign, no
+    leading zero)."""
+    return part == "0" or (part.isascii() and part.isdigit() and not part.startswith("0"))
+
+
 def parent_table(root: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     """The table that holds the key ``parts[-1]`` of the dotted path ``parts`` under ``root``,
     creating missing tables on the way. A list of tables is entered by index
-    (``optimizer.groups.0.lr_scale``: the first ``[[optimizer.groups]]`` table). ValueError, naming
-    the path, where the path meets a value or an index the list does not have."""
+    (``optimizer.groups.0.lr_scale``: the first ``[[optimizer.groups]]`` table); an index enters
+    only a list of tables the data already has. ValueError, naming the path and the fix, where the
+    path meets a value, a list of values, an index the list does not have, or an index into a
+    list the data does not have."""
     node: Any = root
     for i, part in enumerate(parts[:-1]):
+        at = ".".join(parts[:i])
         if isinstance(node, list):
-            at, count = ".".join(parts[:i]), len(node)
-            if not part.isdecimal() or int(part) >= count:
+            _check_list_of_tables(node, at)
+            count = len(node)
+            if not _is_index(part) or int(part) >= count:
                 raise ValueError(f"{at} is a list of {count} table(s), so the part after it is an index from 0 to "
-                                 f"{count - 1} (got {part!r})" if count else f"{at} is an empty list of tables")
+                                 f"{count - 1} (got {part!r})")
             node = node[int(part)]
+        elif part.isdigit() and part not in node:
+            raise ValueError(f"{at} has no list of tables to enter at index {part}: the config gives no [[{at}]] "
+                             f"table; add them to the config file, then set their keys by index ({at}.{part}.KEY)")
         else:
             node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
-            raise ValueError(f"{'.'.join(parts[: i + 1])} is a value, not a table")
+            raise ValueError(f"{'.'.join(parts[: i + 1])} is a value, not a table; set it whole "
+                             f"({'.'.join(parts[: i + 1])}=VALUE)")
     if isinstance(node, list):
         at = ".".join(parts[:-1])
+        _check_list_of_tables(node, at)
         raise ValueError(f"{at} is a list of tables; set a key of one of them by its index, as in {at}.0.KEY")
     return node
 
 
+def _check_list_of_tables(node: list[Any], at: str) -> None:
+    """ValueError unless ``node`` (the list at path ``at``) holds tables to enter by index."""
+    if not node:
+        raise ValueError(f"{at} is an empty list; add a [[{at}]] table to the config file, then set its keys "
+                         f"by index ({at}.0.KEY)")
+    if not all(isinstance(item, dict) for item in node):
+        raise ValueError(f"{at} is a list of values, not of tables, so it takes no index; set it whole, "
+                         f"as in {at}=[...]")
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``data`` with every ``--set`` override applied (nested tables created; a list
-    of tables entered by index, :func:`parent_table`)."""
+    """A copy of ``data`` with every ``--set`` override applied in order, so the last of two for
+    one key wins (nested tables created; a list of tables entered by index, :func:`parent_table`)."""
     out = copy.deepcopy(data)
     for item in overrides:
         parts, value = parse_override(item)

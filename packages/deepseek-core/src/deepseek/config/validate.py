@@ -85,7 +85,7 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
         if not isinstance(value, (list, tuple)):
             tables = f" (in TOML, one [[{path}]] table per item)" if dataclasses.is_dataclass(item) else ""
             raise ConfigError(f"{path}: expected a list{tables}, got {_show(value)}")
-        items = [convert(v, item, path=f"{path}[{i}]") for i, v in enumerate(value)]
+        items = [convert(v, item, path=f"{path}.{i}") for i, v in enumerate(value)]  # as --set enters it
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
@@ -95,7 +95,9 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
         return {str(k): convert(v, item, path=f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {_show(value)}")
+            lower = str(value).lower()
+            hint = f"; TOML writes it {lower} (lower case)" if lower in ("true", "false") and value != lower else ""
+            raise ConfigError(f"{path}: expected true or false, got {_show(value)}{hint}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -126,6 +128,10 @@ def _type_name(tp: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    """A value as an error quotes it; a table by its keys (a ``--set`` path that went on below a
+    value makes one: ``optimizer.betas.0=1`` sets ``betas`` to a table with key ``0``)."""
+    if isinstance(value, dict):
+        return f"a table (keys: {', '.join(map(str, value)) or 'none'})"
     return f"{value!r} ({type(value).__name__})"
 
 

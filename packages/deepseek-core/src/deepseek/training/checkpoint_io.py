@@ -40,6 +40,28 @@ def resumed_group(saved: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]
     return {**kept, **{k: live[k] for k in own if k in live}}
 
 
+def group_settings(groups: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The hyper-parameters of each optimizer group that a resume takes from the checkpoint
+    (:func:`resumed_group`): not ``params``, the scheduled ``lr`` or the keys the run sets; tuples
+    and tensors as lists, to compare a group built from the config with one read back."""
+    skip = {"params", "lr", "initial_lr", *IMPLEMENTATION_KEYS, *RUN_KEYS}
+
+    def plain(value: Any) -> Any:
+        value = value.tolist() if hasattr(value, "tolist") else value
+        return list(value) if isinstance(value, tuple) else value
+
+    return [{k: plain(v) for k, v in g.items() if k not in skip} for g in groups]
+
+
+def settings_kept(config_groups: Sequence[Mapping[str, Any]], resumed: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``"group 0 weight_decay 0.1 (the config gives 0.05)"`` for every hyper-parameter that a
+    resumed optimizer took from its checkpoint where the run's config now gives another value
+    (both from :func:`group_settings`)."""
+    return [f"group {i} {key} {old[key]!r} (the config gives {new[key]!r})"
+            for i, (new, old) in enumerate(zip(config_groups, resumed, strict=False))
+            for key in sorted(new.keys() & old.keys()) if new[key] != old[key]]
+
+
 def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any]], path: Any) -> None:
     """Saved parameter groups against the live optimizer's, group by group: a saved group that
     lacks hyper-parameters the live one has while holding others it lacks was written by another

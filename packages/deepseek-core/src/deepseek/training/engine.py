@@ -11,7 +11,9 @@ and the trained path cannot drift apart.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, shard_rows, split_rows
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
 
 Sharder = Callable[[Batch, int, int], Batch]
+
+
+class ResumeWarning(UserWarning):
+    """A resumed run continues with a checkpoint's setting where its config now gives another."""
 
 
 def check_batch_split(config: Config, dp_size: int) -> None:
@@ -117,6 +123,24 @@ class StepEngine:
         if resuming:
             type(self.strategy).check_resume(cfg, factory.builder)
         self.strategy.setup(model, factory, settings)
+
+    def load_checkpoint(self, directory: Path) -> dict[str, Any]:
+        """The strategy's :meth:`~Strategy.load_checkpoint` of ``directory`` (the trainer state it
+        returns). A resume continues with the saved optimizer hyper-parameters (weight decay,
+        betas...; only ``[[optimizer.groups]]``'s ``lr_scale`` follows the config): where the config
+        now gives others, rank 0 warns in one line naming them and how to train with the new ones."""
+        from deepseek.training.checkpoint_io import group_settings, settings_kept
+
+        optimizer = self.strategy.optimizer
+        before = group_settings(optimizer.param_groups) if optimizer is not None else []
+        state = self.strategy.load_checkpoint(directory)
+        kept = settings_kept(before, group_settings(optimizer.param_groups)) if optimizer is not None else []
+        if kept and self.strategy.is_global_zero:
+            shown = "; ".join(kept[:4]) + (f"; and {len(kept) - 4} more" if len(kept) > 4 else "")
+            warnings.warn(f"resumed with the checkpoint's optimizer settings where the config now differs: {shown}; "
+                          f"to train with the config's, start a new run from its weights (--set "
+                          f"train.init_from=\"{directory}\")", ResumeWarning, stacklevel=2)
+        return state
 
     def step(self, global_batch: Batch, lr: float) -> StepResult:
         """One optimizer step on this rank's rows of ``global_batch`` at learning rate ``lr``

@@ -105,7 +105,7 @@ def check_group_rules(rules: Sequence[ParamGroupRule], names: Sequence[str],
         shadow = " or only ones an earlier rule takes" if any(
             any(fnmatchcase(n, p) for p in patterns) for n in names) else ""
         raise ConfigError(
-            f"optimizer.groups[{i}].match: {list(patterns)} matches no parameter of the model{shadow}{tied}; "
+            f"optimizer.groups.{i}.match: {list(patterns)} matches no parameter of the model{shadow}{tied}; "
             f"its names look like {describe_names(list(names))} (deepseek config params lists them all)")
 
 

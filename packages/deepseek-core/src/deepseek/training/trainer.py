@@ -182,7 +182,7 @@ class Trainer:
 
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
-        state = self.strategy.load_checkpoint(directory)
+        state = self.engine.load_checkpoint(directory)
         self.step = self._saved_step = int(state.get("step", 0))
         if "monitor" in state:
             self.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)

@@ -98,9 +98,11 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
         import torch
 
         from deepseek.training.build import build_model
+        from deepseek.training.param_groups import check_model_rules
 
         with torch.random.fork_rng(devices=[]):
-            build_model(config, host=host, create_on=torch.device("meta"))
+            model = build_model(config, host=host, create_on=torch.device("meta"))
+        check_model_rules(config.optimizer.groups, model)  # each rule's match takes a parameter
 
     from deepseek_enterprise.tune.study import StudySettings, check_study, run_study
 

@@ -235,7 +235,7 @@ def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         try:  # a list of tables by index: optimizer.groups.0.lr_scale
             node = parent_table(out, parts)
         except ValueError as exc:
-            raise ConfigError(f"space.{path!r}: {exc} in the config") from None
+            raise ConfigError(f"space.{path!r}: in the base config (--config), {exc}") from None
         if _names_component(path, COMPONENT_SECTIONS) and node.get("name") != value:
             # Options of another component do not carry over to the one this trial picks; the
             # keys every component of the kind takes (optimizer.weight_decay, ...) do.
@@ -254,15 +254,20 @@ def _names_component(path: str, sections: Any) -> bool:
 def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_model: Any = None) -> None:
     """Build the config with each parameter at each end point / choice (others at the base),
     so a wrong path or an impossible value fails before any trial, naming the entry. For a
-    ``model.*`` parameter ``check_model(config)`` builds the model too (on the meta device): the
-    tables a model's components check as it is built (``model.fusion_options``, an encoder's
-    ``model.vision``) are held to their rules here as well."""
+    ``model.*`` or ``optimizer.groups.*`` parameter ``check_model(config)`` builds the model too
+    (on the meta device): the tables a model's components check as it is built
+    (``model.fusion_options``, an encoder's ``model.vision``) and the groups' ``match`` patterns
+    against its parameter names are held to their rules here as well."""
     for param in space.params:
         condition = {other: allowed[0] for other, allowed in param.when}  # where it applies
         for value in param.corners():
+            try:  # a path the base config cannot take is the path's fault, whatever the value
+                data = trial_data(base, {**condition, param.path: value})
+            except ConfigError as exc:
+                raise ConfigError(f"{space.source}: {exc}") from None
             try:
-                config = build(trial_data(base, {**condition, param.path: value}))
-                if check_model is not None and param.path.startswith("model."):
+                config = build(data)
+                if check_model is not None and param.path.startswith(("model.", "optimizer.groups.")):
                     check_model(config)
             except UsageError as exc:  # a bad value, or a component no plugin registers
                 raise ConfigError(f"{space.source}: space.{param.path!r} = {value!r}: {exc}") from None
