@@ -294,3 +294,23 @@ def test_a_hyper_parameter_only_one_side_has_is_no_other_optimizer() -> None:
     check_groups_fit([{**adamw, "decoupled_weight_decay": True}], [adamw], "opt")
     with pytest.raises(CheckpointError, match=r"opt: .*another optimizer .*\['betas', 'eps'\].*\['momentum'\]"):
         check_groups_fit([adamw], [{"lr": 1e-3, "momentum": 0.0, "params": ["w"]}], "opt")
+
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_in_one_warning_line(hostile: Hostile, trained_run: Path) -> None:
+    """A checkpoint under its final name whose file changed after its commit is not resumed from;
+    the run resumes from the newest complete one and says which it passed over, once."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    more = ("--quiet", "--set", "checkpoint.interval=1")
+    assert hostile.run("train", "--resume", "run", "--max-steps", "2", *more).code == 0
+    model = run / "checkpoints" / "step-2" / "model.safetensors"
+    size = model.stat().st_size
+    model.write_bytes(model.read_bytes()[:100])
+    again = hostile.run("train", "--resume", "run", "--max-steps", "3", *more)
+    assert again.code == 0, again.stderr
+    assert [line for line in again.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {Path('run', 'checkpoints', 'step-2')}: the checkpoint is incomplete (model.safetensors is corrupt "
+        f"or truncated: 100 bytes, {size} were written); using step-1, the newest complete one"], again.stderr
+    assert f"resumed from {Path('run', 'checkpoints', 'step-1')} at step 1" in again.stderr
+    assert json.loads((run / "checkpoints" / "step-3" / "trainer.json").read_text())["step"] == 3

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.checkpoint_dirs import CheckpointWarning
 from deepseek.training.trainer import Trainer
 
 RUN = {
@@ -198,7 +200,14 @@ def test_incomplete_checkpoint_folder_is_named_and_skipped(tiny_config: Any, tmp
     Trainer(tiny_config(**{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}), run_dir=run, quiet=True).fit()
     root = run / "checkpoints"
     (root / "step-6" / ckpt.OPTIMIZER_FILE).unlink()
-    assert ckpt.resolve_checkpoint(run) == root / "step-4"
+    with pytest.warns(CheckpointWarning) as caught:  # passed over, and said so
+        assert ckpt.resolve_checkpoint(run) == root / "step-4"
+    assert [str(w.message) for w in caught] == [
+        f"{root / 'step-6'}: the checkpoint is incomplete (optimizer.safetensors missing); using step-4, the "
+        "newest complete one"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # nothing newer passed over: nothing to say
+        assert ckpt.resolve_checkpoint(root / "step-4") == root / "step-4"
     with pytest.raises(CheckpointError, match=r"step-6: the checkpoint is incomplete \(optimizer.safetensors "
                                                     r"missing\); resume from .*step-4"):
         ckpt.resolve_checkpoint(root / "step-6")

@@ -138,6 +138,10 @@ def train(
     from deepseek.devices import use_default_cpu_threads
 
     host = command_host()
+    if resume is not None:  # the checkpoint folder, resolved (and any folder passed over said) once
+        from deepseek.training.checkpoint import resolve_checkpoint
+
+        resume = str(resolve_checkpoint(resume))
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,
         trackers=trackers, host=host,

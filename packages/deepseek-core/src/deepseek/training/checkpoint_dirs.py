@@ -41,6 +41,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,11 @@ LATEST_FILE = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 _LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", ".old-")  # ``.old-``: written by earlier versions
 _POINTER_TEMPS = (f".{LATEST_FILE}.", f".{BEST_FILE}.")  # atomic_write_text's temp files
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint on disk was passed over: a newer one under its final name is incomplete
+    (a file deleted, truncated or changed since it was committed)."""
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -307,9 +313,14 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
     found = _scan(root)
-    complete = [f.path for f in found if f.problem is None]
+    complete = [f for f in found if f.problem is None]
     if complete:
-        return complete[-1]
+        newest = complete[-1]
+        skipped = [f for f in found if f.problem is not None and f.step > newest.step]
+        if skipped and os.environ.get("RANK", "0") == "0":  # said once, not by every rank of a job
+            warnings.warn(f"{skipped[-1].path}: the checkpoint is incomplete ({skipped[-1].problem}); using "
+                          f"{newest.path.name}, the newest complete one", CheckpointWarning, stacklevel=1)
+        return newest.path
     if found:
         raise CheckpointError(
             f"{p}: no complete checkpoint to resume from: {found[-1].path.name} is incomplete ({found[-1].problem}); "
