@@ -57,6 +57,16 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("train unknown precision", ["train", *TINY, "--precision", "fp4"], ["precision.dtype"]),
     *[(f"train seed {v}", ["train", *TINY, "--set", f"train.seed={v}"], ["train.seed", "from 0 to 4294967295"])
       for v in ("-1", str(2**32), str(2**63 - 1))],  # 2**63 - 1 was an overflow in the data order, exit 1
+    # sizes a batch cannot have: past TOML's 64-bit integers, or more memory than the machine has
+    # (each was a process killed for memory, exit 137)
+    ("train batch past int64", ["train", *TINY, "--set", f"data.batch_size={10**20}"],
+     ["data.batch_size", "64-bit integer range"]),
+    ("train batch past memory", ["train", *TINY, "--set", f"data.batch_size={10**12}"],
+     ["data.batch_size 1000000000000 x data.seq_len", "GiB of memory; lower them"]),
+    ("train eval batches past memory", ["train", *TINY, "--set", f"data.eval_batches={10**9}"],
+     ["data.eval_batches 1000000000 x data.batch_size", "GiB of memory"]),
+    ("train shuffle buffer past memory", ["train", *TINY, "--set", f"data.shuffle_buffer={10**12}"],
+     ["data.shuffle_buffer 1000000000000 x data.seq_len"]),
     # bench latency
     ("latency batch zero", ["bench", "latency", "--model", "tiny", "--batch", "0"], ["--batch"]),
     ("latency seq nan", ["bench", "latency", "--model", "tiny", "--seq", "nan"], ["--seq"]),

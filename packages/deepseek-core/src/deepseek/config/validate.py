@@ -102,6 +102,8 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
+        if not -(2**63) <= value < 2**63:  # TOML's integers are 64-bit
+            raise ConfigError(f"{path}: {value} is outside TOML's 64-bit integer range; give a smaller value")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

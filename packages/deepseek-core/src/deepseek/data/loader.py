@@ -21,6 +21,7 @@ next.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -37,6 +38,19 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 STATE_VERSION = 1
 _CORRUPT = "the saved position is corrupt: resume from an earlier checkpoint or start a new run"
 
+
+
+def check_fits_memory(tokens: int, what: str) -> None:
+    """UsageError when one allocation of ``tokens`` int64 token ids (``what`` names the settings
+    that make it) is larger than this machine's memory: refused in one line before it is tried,
+    instead of the process being killed."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no such figure on this platform: nothing to check
+        return
+    if tokens * 8 > memory:
+        raise UsageError(f"{what} = {tokens:,} tokens, {tokens * 8 / 2**30:,.0f} GiB as int64 ids: more than this "
+                         f"machine's {memory / 2**30:,.0f} GiB of memory; lower them")
 
 class TokenStream:
     """Tokens of a split's units, each document followed by the separator, epoch after epoch.
@@ -162,6 +176,8 @@ class PackedBatches:
         for name, value in (("seq_len", seq_len), ("global_batch", global_batch), ("shuffle_buffer", shuffle_buffer)):
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"data.{name}: must be a positive integer, got {value!r}")
+        check_fits_memory(global_batch * seq_len, f"data.batch_size {global_batch} x data.seq_len {seq_len}")
+        check_fits_memory(shuffle_buffer * seq_len, f"data.shuffle_buffer {shuffle_buffer} x data.seq_len {seq_len}")
         self.source = source if isinstance(source, DocSource) else PieceSource(source)
         self.seq_len, self.global_batch = seq_len, global_batch
         self.split, self.seed = split, seed
@@ -242,6 +258,8 @@ class PackedBatches:
     def val_batches(self, n: int) -> list[Batch]:
         """The first ``n`` validation batches (canonical order, no shuffle); the validation stream
         is repeated if it is shorter than ``n`` batches."""
+        check_fits_memory(n * self.global_batch * self.seq_len,
+                          f"data.eval_batches {n} x data.batch_size {self.global_batch} x data.seq_len {self.seq_len}")
         stream = self._open("val", shuffle=False, endless=True)
         need = n * self.global_batch * self.seq_len + 1
         tokens = torch.from_numpy(stream.read(need).copy()).long()
