@@ -242,6 +242,11 @@ progress = false
     (["data.max_frames=10000000000"], r"data\.max_frames: must be in 92\.\.4096 \(the longest recording has 92 "
                                       r"frames; more is only padding\), got 10000000000 \(int\)"),
     (["data.text_bytes=100000"], r"data\.text_bytes: must be in 12\.\.4096 .*got 100000 \(int\)"),
+    # a misspelt component is named by its key, as core names model.name's
+    (["model.fusion=cross_atention"], r"model\.fusion: unknown fusion 'cross_atention'; did you mean "
+                                      r"'cross_attention'\? available: concat, cross_attention, late .*"),
+    (["model.vision_encoder=vision.swn"], r"model\.vision_encoder: unknown encoder 'vision\.swn'; did you mean "
+                                          r"'vision\.swin'\? .*"),
 ])
 def test_train_refuses_a_config_the_digits_cannot_serve(tmp_path: Path, sets: list[str], message: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,6 +128,17 @@ class MultimodalOptions:
                               "or set it to false")
 
 
+
+def _resolve_at(lookups: Any, kind: str, name: str, path: str) -> Any:
+    """The registered ``kind`` ``name`` names; an unknown or ambiguous name is a ConfigError that
+    starts with the config key ``path`` giving it (``model.fusion: unknown fusion ...``)."""
+    from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+
+    try:
+        return lookups.resolve(kind, name)
+    except (ComponentNotFoundError, ComponentConflictError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
 class MultimodalClassifier(BuildsComponents, TrainableModel):
     """Encoders -> fusion -> loss and metrics (see the module docstring)."""
 
@@ -146,13 +157,13 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             name = getattr(options, f"{m}_encoder")
             if not name.rpartition(":")[2].startswith(f"{m}."):  # "dist:vision.x" names a provider
                 raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
-            component = lookups.resolve("encoder", name)
+            component = _resolve_at(lookups, "encoder", name, f"model.{m}_encoder")
             provider = f"{component.dist} {component.version}"
             encoders[m] = instantiate_model(component.load(), getattr(options, m), name=name, kind="encoder",
                                             path=f"model.{m}", host=lookups, provider=provider)
             self.encoder_labels[m] = encoder_label(name, provider, f"model.{m}")
         self.encoders = nn.ModuleDict(encoders)
-        fusion_component = lookups.resolve("fusion", options.fusion)
+        fusion_component = _resolve_at(lookups, "fusion", options.fusion, "model.fusion")
         fusion_cls = fusion_component.load()
         self.fusion_label = fusion_label(options.fusion, f"{fusion_component.dist} {fusion_component.version}")
         Fusion.check_registered(fusion_cls, self.fusion_label)
