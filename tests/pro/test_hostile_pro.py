@@ -76,6 +76,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("launch log dir is a file", ["launch", "--log-dir", "afile", "--", "train"], ["--log-dir", "afile is a file"]),
     ("launch log dir below a file", ["launch", "--log-dir", "afile/logs", "--", "train"], ["--log-dir"]),
     ("launch nothing to run", ["launch", "-n", "2"], ["nothing to run"]),
+    ("launch misspelt command", ["launch", "-n", "2", "--", "trian", "--set", "model.name=tiny"],
+     ["launch: no such command 'trian'; did you mean 'train'?"]),  # was one line per rank, then the launcher's
     ("launch nodes without endpoint", ["launch", "--nnodes", "2", "--", "train"], ["--rdzv-endpoint"]),
     ("launch train unknown key", ["launch", "-n", "2", "--", "train", "--set", "train.lrr=1"], ["train.lrr"]),
     ("launch train max steps nan", ["launch", "-n", "2", "--", "train", "--max-steps", "nan"], ["--max-steps"]),

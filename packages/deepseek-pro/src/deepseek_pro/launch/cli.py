@@ -129,6 +129,12 @@ def launch(
     root, command, rest = split_command(args)
     if command is None:
         raise UsageError("launch: nothing to run; usage: deepseek launch -n 2 -- train [CONFIG.toml] [--strategy S]")
+    root_ctx = click.get_current_context().find_root()
+    if isinstance(root_ctx.command, click.Group):  # a misspelt command: one line before any process starts
+        try:
+            root_ctx.command.resolve_command(root_ctx, [command])
+        except click.UsageError as exc:
+            raise UsageError(f"launch: {exc.format_message()} (see 'deepseek --help')") from None
     if nnodes > 1 and not rdzv_endpoint:
         raise UsageError(f"launch: --nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address)")
     if node_rank >= nnodes:
