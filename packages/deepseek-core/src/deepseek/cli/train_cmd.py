@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,11 @@ def build_train_config(
     elif resume is not None:
         from deepseek.data.tokenizer import run_folder_of, with_run_tokenizer
         from deepseek.training.checkpoint import resolve_checkpoint
+        from deepseek.training.checkpoint_dirs import CheckpointWarning
 
-        directory = resolve_checkpoint(resume)
+        with warnings.catch_warnings():  # a checkpoint passed over is said once, by the trainer's own lookup
+            warnings.simplefilter("ignore", CheckpointWarning)
+            directory = resolve_checkpoint(resume)
         data = with_run_tokenizer(_saved_config(directory), run_folder_of(directory))
     if strategy is not None:
         table = data.get("strategy")
@@ -138,10 +142,6 @@ def train(
     from deepseek.devices import use_default_cpu_threads
 
     host = command_host()
-    if resume is not None:  # the checkpoint folder, resolved (and any folder passed over said) once
-        from deepseek.training.checkpoint import resolve_checkpoint
-
-        resume = str(resolve_checkpoint(resume))
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,
         trackers=trackers, host=host,
