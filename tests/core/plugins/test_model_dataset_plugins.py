@@ -115,6 +115,9 @@ def test_eval_and_checkpoint_with_core_only_cli(host: Any, tmp_path: Path) -> No
     (lambda b: [b["features"]], r"a batch must be a non-empty mapping of names to tensors, got list"),
     (lambda b: {"features": b["features"], "label": b["label"][:3]}, r"the same number of them; got first dimensions \[3, 16\]"),
     (lambda b: {k: v[:8] for k, v in b.items()}, r"gave a training batch of step 1 of 8 rows, but data\.batch_size is 16"),
+    # a dataset that raises: one line naming it and its distribution (was "internal error: KeyError: ...")
+    (lambda b: b["no such key"], r"^dataset 'broken\.blobs' \(deepseek-broken .*\): __next__ raised KeyError: "
+                                 r"'no such key'; a bug in the plugin"),
 ])
 def test_a_dataset_yielding_bad_batches_is_named(host: Any, tmp_path: Path, make: Any, message: str) -> None:
     from deepseek_toyclf.data import Blobs

@@ -110,6 +110,11 @@ class Broken(LRSchedule):
         return float("nan") if step == 3 else self.lr
 
 
+class Raising(LRSchedule):
+    def lr_at(self, step: int) -> float:
+        return self.lr * 3 / (3 - step) if step < 3 else self.lr / (step - 3)  # ZeroDivisionError at step 3
+
+
 class NotAnOptimizer(SignSGD):
     def create(self, groups: Any, lr: float, *, master_weights: bool = False, accumulation: int = 1) -> Any:
         return groups
@@ -125,6 +130,7 @@ class AcmePlugin:
     def deepseek_register_lr_schedules(self, register):  # noqa: ANN001, ANN201
         register("acme.step", StepDecay, description="step decay")
         register("acme.broken", Broken, description="NaN at step 3")
+        register("acme.raising", Raising, description="raises at step 3")
 
 
 @pytest.fixture
@@ -173,6 +179,15 @@ def test_a_schedule_returning_nan_is_the_plugins_fault_before_that_step(host: Pl
                                           r"a schedule must"):
         Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
     assert sorted(_rates(tmp_path / "run")) == [1, 2]
+
+
+def test_a_schedule_that_raises_is_one_line_naming_it(host: PluginHost, tiny_config_on, tmp_path: Path) -> None:
+    # it was "internal error: ZeroDivisionError: ..." with no word of the schedule or its plugin
+    config = tiny_config_on(host, lr_schedule={"name": "acme.raising"}, train={"max_steps": 4})
+    with pytest.raises(PluginError, match=r"^lr_schedule 'acme.raising' \(deepseek-acme .*\): lr_at\(3\) raised "
+                                          r"ZeroDivisionError: float division by zero; a bug in the plugin") as info:
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    assert "\n" not in str(info.value)
 
 
 def test_a_wsd_run_continued_past_its_first_max_steps_equals_one_run(tiny_config, tmp_path: Path) -> None:

@@ -1,40 +1,6 @@
-"""Calls into a plugin's code at the boundary where enterprise hands over to it (a fusion
-method's ``forward``, a compressor's ``compress``): what it raises comes out as one line naming
-the component and its distribution.
+"""Enterprise's calls into plugin code (fusion methods, compressors) use core's boundary rule:
+:mod:`deepseek.plugins.calls`."""
 
-deepseek's own one-line errors (:class:`~deepseek.errors.DeepseekError`: a refusal the plugin
-raised on purpose, or a check of ours inside) and running out of memory pass through as they
-are; anything else is a bug in the plugin and becomes a :class:`~deepseek.errors.PluginError`
-(exit code 1, as for a plugin that fails to load or registers something invalid).
-"""
+from deepseek.plugins.calls import blamed_on, component_label
 
-from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
-
-from deepseek.errors import DeepseekError, PluginError
-
-
-def component_label(kind: str, name: str, component: object) -> str:
-    """``<kind> <name> (<distribution> <version>)`` of a resolved component
-    (:class:`~deepseek.plugins.records.Component`)."""
-    return f"{kind} {name} ({component.dist} {component.version})"  # type: ignore[attr-defined]
-
-
-@contextlib.contextmanager
-def blamed_on(label: str, call: str) -> Iterator[None]:
-    """Run the block; an exception it raises (see the module docstring) becomes a one-line
-    :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...``."""
-    try:
-        yield
-    except DeepseekError:
-        raise
-    except Exception as exc:
-        from deepseek.cli.main import out_of_memory
-        from deepseek.plugins.records import describe_error
-
-        if out_of_memory(exc):
-            raise
-        raise PluginError(f"{label}: {call} raised {describe_error(exc)}; a bug in the plugin: upgrade it or report "
-                          "it to its authors (--debug shows the traceback)") from exc
+__all__ = ["blamed_on", "component_label"]

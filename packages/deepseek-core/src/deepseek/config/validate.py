@@ -44,12 +44,30 @@ def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str, known: typ
             if problem:
                 raise ConfigError(f"{fpath}: {problem}, got {_show(value)}")
         kwargs[name] = converted
+    _check_defaults(cls, fields, hints, data, path)
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _check_defaults(cls: type, fields: dict[str, Any], hints: dict[str, Any], data: dict[str, Any], path: str) -> None:
+    """The defaults of the fields ``data`` leaves out, held to their own type and check: a
+    component's ``Options`` whose default breaks its rule is refused naming the default and the
+    class, instead of a run built on it (or torch's error about it) much later."""
+    for name, f in fields.items():
+        if name in data or f.default is dataclasses.MISSING or f.default is None or dataclasses.is_dataclass(f.default):
+            continue
+        where = f"{path}.{name}"
+        try:
+            problem = fields[name].metadata.get("check", lambda _: None)(convert(f.default, hints[name], path=where))
+        except ConfigError as exc:
+            problem = str(exc).removeprefix(f"{where}: ")
+        if problem:
+            raise ConfigError(f"{where}: the default {_show(f.default)} of {cls.__module__}.{cls.__qualname__} breaks "
+                              f"its own rule ({problem}); fix the default there, or set {where} meanwhile")
 
 
 def convert(value: Any, tp: Any, *, path: str) -> Any:

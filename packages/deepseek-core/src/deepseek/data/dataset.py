@@ -56,6 +56,9 @@ class Dataset(ABC):
     vocab_size: int | None = None
     """Number of distinct token ids the data may hold (ids ``0 .. vocab_size - 1``), or ``None``
     when it has no tokens."""
+    label: str = "dataset"
+    """How errors name this dataset: the run sets its registered name and distribution
+    (``dataset 'acme.bars' (acme 0.1, registered by acme.plugin)``)."""
 
     def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
         self.options = options

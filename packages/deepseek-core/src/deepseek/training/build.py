@@ -186,6 +186,9 @@ def build_schedule(config: Config, host: PluginHost | None = None) -> LRSchedule
 def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:
     """The ``[data]`` component: global batches of ``data.batch_size`` rows, seeded with
     ``train.seed``; its ``validation_batches`` are the fixed evaluation set."""
-    cls = run_host(config, host).resolve("dataset", config.data.name).load()
+    component = run_host(config, host).resolve("dataset", config.data.name)
+    cls = component.load()
     options = config.data.options if config.data.options is not None else cls.Options()
-    return cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
+    dataset = cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
+    dataset.label = component.label
+    return dataset

@@ -81,8 +81,10 @@ def learning_rate(schedule: LRSchedule, step: int) -> float:
     is a :class:`deepseek.errors.PluginError` naming the schedule (its ``label``: name and
     distribution) and the step, before any optimizer step uses it."""
     from deepseek.errors import PluginError
+    from deepseek.plugins.calls import blamed_on
 
-    lr = schedule.lr_at(step)
+    with blamed_on(schedule.label, f"lr_at({step})"):  # what it raises: one line naming it
+        lr = schedule.lr_at(step)
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
         raise PluginError(f"{schedule.label}: lr_at({step}) returned {lr!r}; a schedule must return a "
                           "finite number >= 0 for every step (docs/plugins.md section 14)")

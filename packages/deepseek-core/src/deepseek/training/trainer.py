@@ -24,6 +24,7 @@ from deepseek.data.batch import check_global_batch
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_declared_metrics, check_model_data
 from deepseek.models.protocol import model_capabilities
+from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
@@ -298,7 +299,8 @@ class Trainer:
         started = time.perf_counter()
         step = self.step + 1
         lr = learning_rate(self.schedule, step)
-        batch = next(self.dataset)
+        with blamed_on(self.dataset.label, "__next__"):  # what a dataset raises: one line naming it
+            batch = next(self.dataset)
         check_global_batch(batch, dataset=self.config.data.name, batch_size=self.config.data.batch_size,
                            what=f"training batch of step {step}")
         result = self.engine.step(batch, lr)
