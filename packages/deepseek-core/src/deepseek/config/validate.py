@@ -44,13 +44,14 @@ def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str, known: typ
             if problem:
                 raise ConfigError(f"{fpath}: {problem}, got {_show(value)}")
         kwargs[name] = converted
-    _check_defaults(cls, fields, hints, data, path)
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)  # first the class's own rules (a key it requires, say)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    _check_defaults(cls, fields, hints, data, path)
+    return built
 
 
 def _check_defaults(cls: type, fields: dict[str, Any], hints: dict[str, Any], data: dict[str, Any], path: str) -> None:
