@@ -142,3 +142,24 @@ def test_no_torch_for_help_list_and_which() -> None:
         imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
         assert "deepseek.cli.main" in imported, args
         assert not {m for m in imported if m == "torch" or m.startswith("torch.")}, args
+
+
+def test_list_shows_a_name_two_distributions_register_and_who_wins(make_dist: DistFactory) -> None:
+    """A plugin registering a core built-in's name is listed on both records (DESIGN: the bare name
+    fails until it is qualified or given precedence), not as a plain 'ok'."""
+    make_dist("deepseek-aa", {"aa_plugin": PASS_PLUGIN.format(name="const-fold", module="aa_plugin")})
+    env = make_dist.env(DEEPSEEK_PLUGINS="aa")
+    records = {r["distribution"]: r for r in json.loads(run_cli("plugins", "list", "--json", env=env).stdout)}
+    assert records["deepseek-aa"]["status"] == "ok"
+    assert records["deepseek-aa"]["conflicts"] == [
+        {"kind": "pass", "name": "const-fold", "with": ["deepseek-core"], "winner": None, "why": None}]
+    assert records["deepseek-core"]["conflicts"][0]["with"] == ["deepseek-aa"]
+    rows = [line.split("│") for line in run_cli("plugins", "list", env=env).stdout.splitlines() if "│" in line]
+    status = " ".join(" ".join(row[-2].strip() for row in rows).split())  # the status column, unwrapped
+    assert ("pass 'const-fold' also registered by deepseek-core: a bare 'const-fold' fails: qualify it as "
+            "deepseek-aa:const-fold or set [plugins] prefer") in status
+
+    preferred = {r["distribution"]: r for r in json.loads(
+        run_cli("plugins", "list", "--json", env={**env, "DEEPSEEK_PLUGIN_PREFER": "aa"}).stdout)}
+    (conflict,) = preferred["deepseek-aa"]["conflicts"]
+    assert conflict["winner"] == "deepseek-aa" and "DEEPSEEK_PLUGIN_PREFER" in conflict["why"]

@@ -34,10 +34,12 @@ def list_plugins(as_json: bool) -> None:
     """Plugin distributions: version, edition, components by kind and status."""
     host = command_host()
     records = _records(host)
+    shared = {r.dist: _shared_names(host, r.dist) for r in records}
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
+        click.echo(json.dumps([{**r.as_dict(), "conflicts": shared[r.dist]} for r in records], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="deepseek plugins", title_justify="left")
@@ -51,9 +53,27 @@ def list_plugins(as_json: bool) -> None:
         )
         style = _STATUS_STYLE.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f"\n{r.reason}" if r.reason else "")
+        for c in shared[r.dist]:
+            others = ", ".join(c["with"])
+            outcome = (f"{c['winner']} wins ({c['why']})" if c["winner"] else
+                       f"a bare {c['name']!r} fails: qualify it as {r.dist}:{c['name']} or set [plugins] prefer")
+            status += f"\n[yellow]{escape(c['kind'])} {escape(repr(c['name']))} also registered by {others}: {escape(outcome)}[/]"
         table.add_row(r.dist, r.version, r.edition, components or "-", status)
     # Piped output gets a wide table instead of rich's 80-column default.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def _shared_names(host: PluginHost, dist: str) -> list[dict[str, object]]:
+    """The names ``dist`` registers that another distribution registers too, with how each
+    resolves now (DESIGN: such a name is an error unless qualified or given precedence)."""
+    out: list[dict[str, object]] = []
+    for res in host.conflicts():
+        dists = [c.dist for c in res.candidates]
+        if dist in dists:
+            out.append({"kind": res.kind, "name": res.name, "with": [d for d in dists if d != dist],
+                        "winner": res.winner.dist if res.winner else None,
+                        "why": res.reason if res.winner else None})
+    return out
 
 
 def _kind(host: PluginHost, kind: str) -> str:

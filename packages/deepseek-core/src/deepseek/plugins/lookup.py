@@ -64,6 +64,14 @@ class LookupMixin:
         """Every component registered under ``name`` (without qualification)."""
         return list(self._components.get(kind, {}).get(name, []))
 
+    def conflicts(self) -> list[Resolution]:
+        """Every bare name (alias included) that more than one distribution registers, with how it
+        resolves now: a winner where precedence picks one, else ``None`` and the error a lookup of
+        that name raises."""
+        return [self.explain(kind, name)
+                for kind, by_name in sorted(self._components.items())
+                for name, comps in sorted(by_name.items()) if len({c.dist for c in comps}) > 1]
+
     @property
     def config_prefer(self) -> tuple[str, ...]:
         """The config precedence this host applies (see :meth:`with_preference`); ``()`` on a
