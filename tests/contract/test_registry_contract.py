@@ -155,6 +155,7 @@ def test_kind_provider_is_the_edition_that_adds_the_kind(kind: str) -> None:
     provider = catalogue.KIND_PROVIDERS[kind]
     if _installed(provider):
         assert kind in EVERYTHING.known_kinds()
+        assert EVERYTHING.registration_hooks().get(catalogue.registration_hook_of(kind)) == kind
         without = PluginHost(PluginSettings(deny=frozenset({provider})))
         assert kind not in without.known_kinds(), f"{kind} does not come from {provider}"
         with pytest.raises(ComponentNotFoundError, match=f"^component kind {kind!r} is added by {provider} "):

@@ -64,11 +64,12 @@ def test_the_enterprise_hook_needs_enterprise_loaded() -> None:
             register("prune.magnitude", "m:x")
 
     without = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro"})))
-    with pytest.warns(PluginWarning, match="implements unknown hook 'deepseek_register_compressors'"):
+    with pytest.warns(PluginWarning, match="implements hook 'deepseek_register_compressors'; that hook is specified"):
         record = without.register_plugin(Prune(), dist="deepseek-prune")
-    # the reason names the edition that is installed but left out, and both ways out
-    assert record.status == "failed" and "installed but not loaded: deepseek-enterprise" in record.reason
-    assert "load it too, or mark the implementation @hookimpl(optionalhook=True)" in record.reason
+    # the reason names the edition that is installed but left out, and both ways out (no lookalike hook)
+    assert record.status == "failed" and "specified by deepseek-enterprise 0.1.0, which is installed but disabled" in record.reason
+    assert "mark the implementation @hookimpl(optionalhook=True) to load without that edition" in record.reason
+    assert "did you mean" not in record.reason
 
 
 def test_invalid_compressor_registration_names_plugin_and_hook() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from plugin_testing import DistFactory, host_for
 
 EXT_SPECS = '''
@@ -110,3 +111,27 @@ def test_enterprise_kinds_follow_the_same_machinery() -> None:
         assert "compressor" not in host.known_kinds()
     elif host.records["deepseek-enterprise"].status == "ok":
         assert {"compressor", "tuner"} <= set(host.known_kinds())
+
+
+def test_an_edition_hook_without_the_edition_names_the_edition() -> None:
+    """A plugin implementing enterprise's registration hook where enterprise is not installed (as in
+    this session) or not loaded is told which edition specifies it, not offered a lookalike hook."""
+    from deepseek import hookimpl
+    from deepseek.plugins.discovery import installed_dists
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.records import PluginWarning
+    from deepseek.plugins.settings import PluginSettings
+
+    class Fusions:
+        @hookimpl
+        def deepseek_register_fusions(self, register):  # type: ignore[no-untyped-def]
+            register("acme.gated", "m:x")
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro"})))
+    with pytest.warns(PluginWarning):
+        record = host.register_plugin(Fusions(), dist="deepseek-acme")
+    assert record.status == "failed" and record.components == {}
+    assert "implements hook 'deepseek_register_fusions'; that hook is specified by deepseek-enterprise" in record.reason
+    installed = any(d.name == "deepseek-enterprise" for d in installed_dists())
+    assert ("which is installed but disabled" if installed else "which is not installed; install it with: ") in record.reason
+    assert "did you mean" not in record.reason and "optionalhook=True" in record.reason

@@ -60,6 +60,11 @@ KIND_PROVIDERS: dict[str, str] = {
 """Component kinds that a first-party edition adds through hookspecs of its own."""
 
 
+def registration_hook_of(kind: str) -> str:
+    """The registration hook of a component kind, by the hookspecs' naming rule."""
+    return f"deepseek_register_{kind}s"
+
+
 def provider_of(kind: str, name: str) -> str | None:
     """The first-party distribution providing ``kind``/``name``, if any."""
     return CATALOGUE.get((kind, name))
@@ -118,6 +123,18 @@ def kind_unavailable_reason(kind: str, records: Mapping[str, PluginRecord]) -> s
     if provider is None:
         return None
     return _provider_unavailable(f"component kind {kind!r} is added by", provider, records)
+
+
+def hook_unavailable_reason(hook: str, records: Mapping[str, PluginRecord]) -> str | None:
+    """Why a plugin's implementation of a first-party edition's registration hook has no spec
+    (``deepseek_register_fusions`` with deepseek-enterprise absent or not loaded), or ``None``."""
+    provider = next((p for k, p in KIND_PROVIDERS.items() if registration_hook_of(k) == hook), None)
+    if provider is None:
+        return None
+    record = records.get(provider)
+    if record is not None and record.status == "ok":
+        return None
+    return _provider_unavailable(f"hook {hook!r}; that hook is specified by", provider, records)
 
 
 def _provider_unavailable(

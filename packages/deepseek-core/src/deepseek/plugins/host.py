@@ -266,6 +266,11 @@ class PluginHost(LookupMixin):
                     continue
                 # A hook of an installed plugin that is not loaded (an edition left out by
                 # --plugins / DEEPSEEK_PLUGINS or disabled) is the likely cause; say so first.
+                edition = catalogue.hook_unavailable_reason(hook_name, self.records)
+                if edition is not None:  # an edition's own hook: name the edition, not a lookalike
+                    self._drop(ld.record, f"{ld.name} implements {edition}; or mark the implementation "
+                               "@hookimpl(optionalhook=True) to load without that edition")
+                    continue
                 off = sorted(r.dist for r in self.records.values() if r.status == "disabled")
                 hint = did_you_mean(hook_name, known)
                 if off:
