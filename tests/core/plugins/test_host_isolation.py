@@ -26,6 +26,7 @@ def test_import_error_is_reported_and_skipped(make_dist: DistFactory) -> None:
     assert record.status == "failed"
     assert record.reason.startswith("deepseek-broken 2.3.4: plugin 'broken_plugin' (broken_plugin) failed to import")
     assert "ModuleNotFoundError: No module named 'missing_dependency_xyz'" in record.reason
+    assert "deepseek-broken needs the module 'missing_dependency_xyz', which is not installed: install it" in record.reason
     assert "DEEPSEEK_DISABLE_PLUGINS=deepseek-broken" in record.reason
     assert [str(w.message) for w in caught] == [record.reason] == host.problems
     assert host.resolve("pass", "good.pass").load()() == "good.pass"
@@ -192,6 +193,7 @@ def test_strict_mode_raises_on_the_first_failure(make_dist: DistFactory) -> None
     message = str(info.value)
     assert message.startswith("deepseek-broken 0.1.0: plugin 'broken_plugin' (broken_plugin) failed to import: ImportError: nope")
     assert message.endswith("(strict plugin mode is on)") and "\n" not in message
+    assert "if you develop deepseek-broken, fix that code; otherwise reinstall or upgrade deepseek-broken" in message
 
 
 def test_strict_mode_from_the_environment() -> None:

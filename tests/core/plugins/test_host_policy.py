@@ -265,7 +265,8 @@ def test_lazy_target_that_fails_to_load_names_the_distribution(make_dist: DistFa
         """}, version="0.4")
     host = host_for("deepseek-lazy")
     with pytest.raises(PluginError, match=r"model 'lazy.model' from deepseek-lazy 0.4 could not be loaded from "
-                       r"'lazy_missing_module:build': ModuleNotFoundError"):
+                       r"'lazy_missing_module:build': ModuleNotFoundError.*; if you develop deepseek-lazy, fix "
+                       r"that code; otherwise reinstall or upgrade deepseek-lazy$"):
         host.create("model", "lazy.model")
 
 

@@ -48,6 +48,7 @@ from deepseek.plugins.records import (
     Resolution,
     describe_error,
     guard_hooks,
+    import_advice,
     target_text,
 )
 from deepseek.plugins.registrar import InvalidRegistration, Registrar
@@ -200,7 +201,7 @@ class PluginHost(LookupMixin):
                     record,
                     "failed",
                     f"{dist.name} {dist.version}: plugin {ep.name!r} ({ep.value}) failed to "
-                    f"import: {describe_error(exc)}; upgrade or reinstall {dist.name}, or skip it "
+                    f"import: {describe_error(exc)}; {import_advice(exc, ep.module, dist.name)}, or skip it "
                     f"with {ENV_DENY}={dist.name}",
                 )
                 return []

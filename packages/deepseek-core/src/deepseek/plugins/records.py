@@ -37,6 +37,16 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+def import_advice(exc: BaseException, module: str, dist: str) -> str:
+    """What to do about ``module`` of ``dist`` failing to import (or lacking an attribute), for
+    both readers of the message: a missing dependency is named; otherwise the plugin's author
+    fixes the code, and its user reinstalls or upgrades."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and missing.partition(".")[0] != module.partition(".")[0]:  # not the plugin's own package
+        return f"{dist} needs the module {missing!r}, which is not installed: install it (or reinstall {dist})"
+    return f"if you develop {dist}, fix that code; otherwise reinstall or upgrade {dist}"
+
+
 def guarded_hook(function: Callable[..., Any], where: str, dist: str) -> Callable[..., Any]:
     """``function`` (a plugin's hook implementation) raising a one-line :class:`PluginError` that
     starts with ``where`` (distribution, version, plugin, hook) in place of anything but deepseek's
@@ -125,7 +135,7 @@ class Component:
         except Exception as exc:  # noqa: BLE001 - reported with the culprit named
             raise PluginError(
                 f"{self.kind} {self.name!r} from {self.dist} {self.version} could not be loaded "
-                f"from {self.target!r}: {describe_error(exc)}; reinstall or upgrade {self.dist}"
+                f"from {self.target!r}: {describe_error(exc)}; {import_advice(exc, module_name, self.dist)}"
             ) from exc
         return obj
 
