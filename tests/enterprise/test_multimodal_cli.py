@@ -247,6 +247,11 @@ progress = false
                                       r"'cross_attention'\? available: concat, cross_attention, late .*"),
     (["model.vision_encoder=vision.swn"], r"model\.vision_encoder: unknown encoder 'vision\.swn'; did you mean "
                                           r"'vision\.swin'\? .*"),
+    (["model.vision_encoder=audio.conv_transformer"], r"model\.vision_encoder: 'audio\.conv_transformer' is not a "
+                                                      r"vision encoder; give a registered 'vision\.\*' encoder"),
+    # the component tables are checked by the component's Options when the config loads
+    (["model.fusion=cross_attention", "model.fusion_options.hiden=8"], r"model\.fusion_options\.hiden: unknown key \(did you mean 'hidden'\?\).*"),
+    (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),
 ])
 def test_train_refuses_a_config_the_digits_cannot_serve(tmp_path: Path, sets: list[str], message: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,3 +263,19 @@ def test_train_refuses_a_config_the_digits_cannot_serve(tmp_path: Path, sets: li
     assert code == 2 and len(err.splitlines()) == 1, err
     assert re.fullmatch(f"error: {message}", err), err
     assert not (tmp_path / "runs").exists()
+
+
+def test_config_show_fills_in_the_encoder_and_fusion_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key the encoders and the fusion method run with, their defaults included; a table of
+    a modality the model does not use is left as given."""
+    import tomllib
+
+    (tmp_path / "mm.toml").write_text(TRAIN)
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "config", "show", "mm.toml", "--set", "model.fusion=concat",
+                                   "--set", "model.fusion_options.hidden=16", "--set", 'model.modalities=["vision", "text"]')
+    assert code == 0, err
+    model = tomllib.loads(out)["model"]
+    assert model["fusion_options"]["hidden"] == 16 and "joint" in model["fusion_options"]
+    assert {"embed_dim", "window_size", "depths"} <= set(model["vision"]) and model["vision"]["depths"] == [1]
+    assert {"d_model", "n_layers", "norm_eps"} <= set(model["text"])
+    assert model.get("audio", {}) == tomllib.loads(TRAIN)["model"].get("audio", {})  # not in use: as given

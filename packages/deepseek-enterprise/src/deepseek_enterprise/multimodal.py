@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepseek.config.components import OPTIONS_OF
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
@@ -61,6 +62,12 @@ def _probability(value: float) -> str | None:
     return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
 
 
+def _encoder_table(modality: str) -> Any:
+    """The ``options_of`` rule of ``[model.<modality>]``: the keys of the encoder that
+    ``<modality>_encoder`` names, where the model uses that modality."""
+    return lambda o: ("encoder", f"{modality}_encoder") if modality in o.modalities else None
+
+
 @dataclass(frozen=True)
 class MultimodalOptions:
     """``[model]`` keys of ``multimodal.classifier``."""
@@ -73,19 +80,20 @@ class MultimodalOptions:
     (``Dataset.model_num_classes``: 10 for ``multimodal.digits``)."""
     fusion: str = "cross_attention"
     """A registered fusion method: ``concat``, ``late``, ``cross_attention`` or a plugin's."""
-    fusion_options: dict[str, Any] = field(default_factory=dict)
-    """The fusion method's own keys (its ``Options``)."""
+    fusion_options: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: lambda o: ("fusion", "fusion")})
+    """The fusion method's own keys (its ``Options``; checked and filled in when the config loads)."""
     vision_encoder: str = ENCODERS["vision"]
     """A registered ``vision.*`` encoder."""
-    vision: dict[str, Any] = field(default_factory=dict)
+    vision: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: _encoder_table("vision")})
     """The vision encoder's keys."""
     audio_encoder: str = ENCODERS["audio"]
     """A registered ``audio.*`` encoder."""
-    audio: dict[str, Any] = field(default_factory=dict)
+    audio: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: _encoder_table("audio")})
     """The audio encoder's keys."""
     text_encoder: str = ENCODERS["text"]
     """A registered ``text.*`` encoder."""
-    text: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32})
+    text: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32},
+                                 metadata={OPTIONS_OF: _encoder_table("text")})
     """The text encoder's keys."""
     modality_dropout: float = field(default=0.0, metadata={"check": _probability})
     """Training only: hide each modality of each sample with this probability."""
@@ -113,6 +121,10 @@ class MultimodalOptions:
         if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"model.modalities: {list(self.modalities)}; give distinct modalities among "
                               f"{', '.join(MODALITIES)}")
+        for m in self.modalities:
+            name = getattr(self, f"{m}_encoder")
+            if not name.rpartition(":")[2].startswith(f"{m}."):  # "dist:vision.x" names a provider
+                raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
         for m, path in self.pretrained.items():
             if m not in self.modalities:
                 raise ConfigError(f"model.pretrained.{m}: not a modality of this model ({list(self.modalities)}); "
@@ -154,9 +166,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         encoders = {}
         self.encoder_labels: dict[str, str] = {}  # how errors name each modality's encoder
         for m in self.modalities:
-            name = getattr(options, f"{m}_encoder")
-            if not name.rpartition(":")[2].startswith(f"{m}."):  # "dist:vision.x" names a provider
-                raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
+            name = getattr(options, f"{m}_encoder")  # a '<m>.*' encoder: checked by MultimodalOptions
             component = _resolve_at(lookups, "encoder", name, f"model.{m}_encoder")
             provider = f"{component.dist} {component.version}"
             encoders[m] = instantiate_model(component.load(), getattr(options, m), name=name, kind="encoder",

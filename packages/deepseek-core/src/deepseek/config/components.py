@@ -61,6 +61,50 @@ def build_options(
     return build_dataclass(cls, table, path=path, known=known)
 
 
+OPTIONS_OF = "options_of"
+"""Field metadata key of an ``Options`` table field whose keys are another registered
+component's options (``[model.fusion_options]``): a function of the validated options giving
+``(kind, name_field)`` (the sibling field naming that component) or ``None`` where the table is
+not used. :func:`fill_component_tables` validates such a table and fills in its defaults."""
+
+
+def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
+    """``options`` with each table declared :data:`OPTIONS_OF` another component checked by that
+    component's ``Options`` (errors name ``path.field.key``) and given every default, so that a
+    config shows and records what the component runs with; ``lookups``: the run's host."""
+    from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+
+    if options is None or not dataclasses.is_dataclass(options):
+        return options
+    filled = {}
+    for f in dataclasses.fields(options):
+        picked = f.metadata[OPTIONS_OF](options) if OPTIONS_OF in f.metadata else None
+        if picked is None:
+            continue
+        kind, name_field = picked
+        name = getattr(options, name_field)
+        try:
+            component = lookups.resolve(kind, name)
+        except (ComponentNotFoundError, ComponentConflictError) as exc:
+            raise ConfigError(f"{path}.{name_field}: {exc}") from exc
+        target = load_checked(kind, component)
+        table = getattr(options, f.name)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}.{f.name}: expected a table of {kind} {name!r}'s keys, got {table!r}")
+        built = build_options(target, dict(table), kind=kind, name=name, path=f"{path}.{f.name}")
+        filled[f.name] = _as_config_data(options_dict(built))
+    return dataclasses.replace(options, **filled) if filled else options
+
+
+def _as_config_data(value: Any) -> Any:
+    """``value`` as a config file gives it back (TOML has lists, not tuples)."""
+    if isinstance(value, dict):
+        return {k: _as_config_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_config_data(v) for v in value]
+    return value
+
+
 def options_dict(options: Any) -> dict[str, Any]:
     """A component's validated options as plain data (``None`` values left out)."""
     if options is None or not dataclasses.is_dataclass(options):

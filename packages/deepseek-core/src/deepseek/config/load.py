@@ -24,7 +24,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.config.components import build_options, load_checked, options_class
+from deepseek.config.components import (
+    build_options,
+    fill_component_tables,
+    load_checked,
+    options_class,
+)
 from deepseek.config.schema import (
     DATA_COMMON_KEYS,
     OPTIMIZER_COMMON_KEYS,
@@ -329,7 +334,8 @@ def _component(
     target = load_checked(kind, component)
     if kind == "strategy" and "compression" in table:
         _check_compression(lookups, name, target, table["compression"])
-    options = build_options(target, table, kind=kind, name=name, path=section, known=known)
+    options = fill_component_tables(build_options(target, table, kind=kind, name=name, path=section, known=known),
+                                    lookups, path=section)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
     return recorded, options, target
 
