@@ -97,7 +97,7 @@ def test_same_seed_same_trials(tmp_path: Path) -> None:
     ("[spaces]\n", "unknown table 'spaces' (did you mean 'space'?)"),
     # a path the base config cannot take is named once, with the fix, and no value is blamed
     ("[space]\n\"optimizer.groups.0.lr_scale\" = { type = \"float\", low = 0.1, high = 1.0 }",
-     "space.toml: space.'optimizer.groups.0.lr_scale': in the base config (--config), optimizer.groups has no list "
+     "space.toml: space.'optimizer.groups.0.lr_scale': in base.toml, optimizer.groups has no list "
      "of tables to enter at index 0: the config gives no [[optimizer.groups]] table; add them to the config file, "
      "then set their keys by index (optimizer.groups.0.KEY)"),
     ("[space]\n\"strategy.name\" = { choices = [\"single\", \"zero9\"] }",
@@ -408,7 +408,7 @@ def test_a_rule_of_optimizer_groups_is_searched_by_index() -> None:
     data = trial_data(base, {"optimizer.groups.1.lr_scale": 0.3})
     assert [g.lr_scale for g in config_from_dict(data).optimizer.groups] == [1.0, 0.3]
     assert base["optimizer"]["groups"][1] == {"match": "*.bias"}  # the base is not changed
-    with pytest.raises(ConfigError, match=r"^space.'optimizer.groups.2.lr_scale': in the base config \(--config\), "
+    with pytest.raises(ConfigError, match=r"^space.'optimizer.groups.2.lr_scale': in the base config, "
                                           r"optimizer.groups is a list of 2 table\(s\), so the part after it is an "
                                           r"index from 0 to 1 \(got '2'\)$"):
         trial_data(base, {"optimizer.groups.2.lr_scale": 0.3})

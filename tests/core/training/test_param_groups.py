@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from deepseek.config.load import config_from_dict
+from deepseek.config.load import config_from_dict, load_config
 from deepseek.errors import CheckpointError, ConfigError, PluginError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.engine import ResumeWarning
@@ -144,6 +144,14 @@ def test_a_resume_keeps_the_saved_weight_decay_and_says_so_in_one_line(tiny_conf
         "resumed with the checkpoint's optimizer settings where the config now differs: "
         f"group 0 weight_decay {wd!r} (the config gives 0.5); group 2 weight_decay {wd!r} (the config gives 0.5); "
         f"to train with the config's, start a new run from its weights (--set train.init_from=\"{at}\")"]
+    # the run's config.toml says which of its values the optimizer did not follow, and still loads
+    written = (resumed.run_dir / "config.toml").read_text(encoding="utf-8").splitlines()
+    assert written[:2] == [f"# resumed from {at}: the optimizer kept the checkpoint's group 0 weight_decay {wd!r} "
+                           "(the config gives 0.5)",
+                           f"# resumed from {at}: the optimizer kept the checkpoint's group 2 weight_decay {wd!r} "
+                           "(the config gives 0.5)"]
+    assert load_config(resumed.run_dir / "config.toml").optimizer.weight_decay == 0.5
+    assert not (straight.run_dir / "config.toml").read_text(encoding="utf-8").startswith("#")
     betas = tiny_config(**{**sections, "optimizer": {"groups": FROZEN_EMBEDDING, "betas": [0.8, 0.9]}})
     with pytest.warns(ResumeWarning, match=r"group 0 betas \[0\.9, 0\.95\] \(the config gives \[0\.8, 0\.9\]\); .*; "
                                            r"and 2 more; to train with"):

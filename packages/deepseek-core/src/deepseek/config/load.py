@@ -423,14 +423,15 @@ def dump_config(config: Config) -> str:
     return tomli_w.dumps(config.to_dict())
 
 
-def write_config(config: Config, path: str | os.PathLike[str]) -> Path:
-    """Write the resolved config as TOML atomically (temp file + rename)."""
+def write_config(config: Config, path: str | os.PathLike[str], notes: Iterable[str] = ()) -> Path:
+    """Write the resolved config as TOML atomically (temp file + rename), each of ``notes`` a
+    comment line above the tables."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_config(config))
+            fh.write("".join(f"# {line}\n" for line in notes) + dump_config(config))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -73,6 +73,9 @@ class StepEngine:
         self.strategy: Strategy = cls(config.strategy.options, precision=self.precision, host=self.lookups)
         self.micro_batches = config.train.grad_accum
         self.shard: Sharder = shard_rows
+        # After a resume: the optimizer hyper-parameters taken from the checkpoint where the
+        # config gives others ("group 0 weight_decay 0.1 (the config gives 0.05)")
+        self.kept_settings: list[str] = []
 
     def setup_environment(self) -> None:
         """Process group and device; checks that the strategy forms the data-parallel ranks it
@@ -128,13 +131,15 @@ class StepEngine:
         """The strategy's :meth:`~Strategy.load_checkpoint` of ``directory`` (the trainer state it
         returns). A resume continues with the saved optimizer hyper-parameters (weight decay,
         betas...; only ``[[optimizer.groups]]``'s ``lr_scale`` follows the config): where the config
-        now gives others, rank 0 warns in one line naming them and how to train with the new ones."""
+        now gives others, rank 0 warns in one line naming them and how to train with the new ones,
+        and :attr:`kept_settings` lists them (the run's ``config.toml`` says so above its tables)."""
         from deepseek.training.checkpoint_io import group_settings, settings_kept
 
         optimizer = self.strategy.optimizer
         before = group_settings(optimizer.param_groups) if optimizer is not None else []
         state = self.strategy.load_checkpoint(directory)
         kept = settings_kept(before, group_settings(optimizer.param_groups)) if optimizer is not None else []
+        self.kept_settings = kept
         if kept and self.strategy.is_global_zero:
             shown = "; ".join(kept[:4]) + (f"; and {len(kept) - 4} more" if len(kept) > 4 else "")
             warnings.warn(f"resumed with the checkpoint's optimizer settings where the config now differs: {shown}; "

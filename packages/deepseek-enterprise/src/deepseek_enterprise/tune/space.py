@@ -219,8 +219,9 @@ def load_space(path: str | Path) -> SearchSpace:
                        str(path))
 
 
-def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """The base config's data with the trial's values set at their paths."""
+def trial_data(base: dict[str, Any], values: dict[str, Any], base_source: str = "the base config") -> dict[str, Any]:
+    """The base config's data with the trial's values set at their paths; a path the base
+    cannot take is named with ``base_source`` (the config file's name)."""
     import copy
 
     out = copy.deepcopy(base)
@@ -235,7 +236,7 @@ def trial_data(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         try:  # a list of tables by index: optimizer.groups.0.lr_scale
             node = parent_table(out, parts)
         except ValueError as exc:
-            raise ConfigError(f"space.{path!r}: in the base config (--config), {exc}") from None
+            raise ConfigError(f"space.{path!r}: in {base_source}, {exc}") from None
         if _names_component(path, COMPONENT_SECTIONS) and node.get("name") != value:
             # Options of another component do not carry over to the one this trial picks; the
             # keys every component of the kind takes (optimizer.weight_decay, ...) do.
@@ -251,7 +252,8 @@ def _names_component(path: str, sections: Any) -> bool:
     return len(parts) == 2 and parts[1] == "name" and parts[0] in sections
 
 
-def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_model: Any = None) -> None:
+def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_model: Any = None,
+                  base_source: str = "the base config") -> None:
     """Build the config with each parameter at each end point / choice (others at the base),
     so a wrong path or an impossible value fails before any trial, naming the entry. For a
     ``model.*`` or ``optimizer.groups.*`` parameter ``check_model(config)`` builds the model too
@@ -262,7 +264,7 @@ def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_mo
         condition = {other: allowed[0] for other, allowed in param.when}  # where it applies
         for value in param.corners():
             try:  # a path the base config cannot take is the path's fault, whatever the value
-                data = trial_data(base, {**condition, param.path: value})
+                data = trial_data(base, {**condition, param.path: value}, base_source)
             except ConfigError as exc:
                 raise ConfigError(f"{space.source}: {exc}") from None
             try:

@@ -159,7 +159,7 @@ class _Heartbeat:
 
 def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: Callable[[dict[str, Any]], Any],
                 check_model: Callable[[Any], None] | None = None, objective: str | None = None,
-                run_values: Callable[[Any], Any] | None = None) -> None:
+                run_values: Callable[[Any], Any] | None = None, base_source: str = "the base config") -> None:
     """Everything checkable before a study starts: the base config, the tuner's own rule for it,
     every parameter of the space at its end points / choices, the model built on the meta
     device for a ``model.*`` one (``check_model``; one ConfigError line), and the tuner's rule
@@ -174,7 +174,8 @@ def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: C
             check_model(corner)
         models.append(corner)
 
-    check_against(space, base, build, check_corner if check_model is not None or run_values is not None else None)
+    check_against(space, base, build, check_corner if check_model is not None or run_values is not None else None,
+                  base_source)
     if objective is not None and run_values is not None:
         from deepseek.training.run_values import any_run
 
