@@ -80,9 +80,13 @@ def build_train_config(
             build_model(config, host=host, create_on=torch.device("meta"))
         return config
     except ConfigError as exc:  # the saved config, or an option given with --resume
+        from deepseek.training.checkpoint import read_trainer_state
+        from deepseek.training.provenance import missing_component
+
+        note = missing_component(exc, read_trainer_state(directory))
         raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}; "
-                          "if the file was edited or is damaged, resume from another checkpoint or pass the run's "
-                          "config.toml") from exc
+                          + (note or "if the file was edited or is damaged, resume from another checkpoint or pass "
+                                     "the run's config.toml")) from exc
 
 
 def _saved_config(directory: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_io import HINT
+from deepseek.training.provenance import check_components
 
 FORMAT = "deepseek-checkpoint"
 FORMAT_VERSION = 1
@@ -77,6 +78,8 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         raise bad("precision.scaler", "an object of numbers", scaler)
     if "world_size" in state and not (_is_int(state["world_size"]) and state["world_size"] >= 1):
         raise bad("world_size", "a whole number >= 1", state["world_size"])
+    if "components" in state and (expected := check_components(state["components"])) is not None:
+        raise bad("components", expected, state["components"])
     for field in ("strategy", "layout", "torch", "exported_from"):
         if field in state and not isinstance(state[field], str):
             raise bad(field, "a string", state[field])

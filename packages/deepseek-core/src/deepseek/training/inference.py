@@ -35,6 +35,7 @@ from deepseek.training.weights_source import (
     exported_file,
     model_only,
     read_source,
+    unreadable_config,
     with_data,
 )
 
@@ -65,14 +66,13 @@ def load_trained(
     reports where its weights came from reads them once: a run folder's newest checkpoint
     cannot change in between)."""
     source = path if isinstance(path, Source) else read_source(path)
-    config = model_only(source.config_data, source.config_where, host)
+    config = model_only(source.config_data, source.config_where, host, source.state)
     if need_data or data is not None:
         config = with_data(source, config, data, host)
     try:  # a model checks its nested tables (a multimodal model's encoders) as it is built
         model = build_model(config, host=host)
     except ConfigError as exc:
-        raise CheckpointError(f"{source.config_where} (the checkpoint's config): {exc}; if the file was edited or is "
-                              "damaged, use another checkpoint") from exc
+        raise unreadable_config(exc, source.config_where, source.state) from exc
     ckpt.load_into_model(model, source.origin.path)  # a folder: either layout, full or sharded
     model.to(device).eval()
     return model, config, source.state

@@ -42,6 +42,7 @@ from deepseek.training.metrics import (
 )
 from deepseek.training.monitor import Monitor, refuse_finished
 from deepseek.training.preemption import StopSignals
+from deepseek.training.provenance import components_used
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import copy_run_files, pick_run_folder
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
@@ -366,6 +367,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "precision": self.precision.state_dict(),
             "config": self.config.to_dict(),
+            "components": components_used(self.config, self.engine.lookups),
             "metrics": dict(self.last_metrics),
             "monitor": self.monitor.state_dict(),
             "strategy": self.config.strategy.name,

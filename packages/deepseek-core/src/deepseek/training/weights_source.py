@@ -184,14 +184,27 @@ def model_sections(config_data: dict[str, Any], data: Any, host: PluginHost | No
     return out
 
 
-def model_only(config_data: dict[str, Any], where: Path, host: PluginHost | None) -> Config:
+def model_only(config_data: dict[str, Any], where: Path, host: PluginHost | None,
+               state: dict[str, Any] | None = None) -> Config:
     """The config of the weights' model (any strategy's checkpoint loads under core: ``single``;
-    no data); a table that does not validate is the checkpoint's fault, named at ``where``."""
+    no data); a table that does not validate is the checkpoint's fault, named at ``where``,
+    unless it names a component no installed plugin provides (``state``'s record names it)."""
     try:
         return config_from_dict(model_sections(config_data, {}, host), validate=False, host=host)
     except ConfigError as exc:
-        raise CheckpointError(f"{where} (the checkpoint's config): {exc}; if the file was edited or is damaged, "
-                              "use another checkpoint") from exc
+        raise unreadable_config(exc, where, state) from exc
+
+
+def unreadable_config(exc: ConfigError, where: Path, state: dict[str, Any] | None,
+                      fix: str = "use another checkpoint") -> CheckpointError:
+    """The error for a checkpoint's config that does not load here: a component no installed
+    plugin provides names the distribution that provided it (:mod:`deepseek.training.provenance`);
+    anything else is the file's fault (``fix``: what to do then)."""
+    from deepseek.training.provenance import missing_component
+
+    note = missing_component(exc, state)
+    return CheckpointError(f"{where} (the checkpoint's config): {exc}; "
+                           + (note or f"if the file was edited or is damaged, {fix}"))
 
 
 def with_data(source: Source, weights: Config, choice: DataChoice | None, host: PluginHost | None) -> Config:

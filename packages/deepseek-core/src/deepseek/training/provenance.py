@@ -1,0 +1,88 @@
+"""Which distribution provided each component a run used, recorded in its checkpoints.
+
+``trainer.json``'s ``components`` lists every registered component the run's config names (the
+sections' ``name``s, the tables a component declares ``OPTIONS_OF`` another, such as a
+multimodal model's fusion and encoders, and the trackers) with the distribution and version that
+registered it. When a checkpoint is read back where one of them is not available (its plugin
+uninstalled or disabled), the error names that distribution and how to get it back instead of
+blaming the checkpoint (:func:`missing_component`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from deepseek.config.components import OPTIONS_OF
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+
+FIELDS = ("kind", "name", "distribution", "version")
+"""The keys of each entry of ``trainer.json``'s ``components``, all strings."""
+
+
+def _named(config: Any) -> Iterator[tuple[str, str]]:
+    """``(kind, name)`` of every component ``config`` names."""
+    from deepseek.config.load import COMPONENT_SECTIONS
+
+    for section, kind in COMPONENT_SECTIONS.items():
+        table = getattr(config, section)
+        yield kind, table.name
+        options = table.options
+        if options is None or not dataclasses.is_dataclass(options):
+            continue
+        for f in dataclasses.fields(options):
+            picked = f.metadata[OPTIONS_OF](options) if OPTIONS_OF in f.metadata else None
+            if picked is not None:
+                yield picked[0], getattr(options, picked[1])
+    for name in config.logging.trackers:
+        yield "tracker", name
+
+
+def components_used(config: Any, lookups: Any) -> list[dict[str, str]]:
+    """``[{kind, name, distribution, version}, ...]`` of every component ``config`` names, as
+    ``lookups`` (the run's host) resolves them; a name it cannot resolve is left out."""
+    out: list[dict[str, str]] = []
+    for kind, name in _named(config):
+        try:
+            component = lookups.resolve(kind, name)
+        except (ComponentNotFoundError, ComponentConflictError):
+            continue
+        entry = {"kind": kind, "name": name, "distribution": component.dist, "version": component.version}
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
+def check_components(value: Any) -> str | None:
+    """What is wrong with a ``components`` field read back from disk, or ``None``."""
+    if not isinstance(value, list):
+        return "a list of objects"
+    for entry in value:
+        if not (isinstance(entry, Mapping) and all(isinstance(entry.get(k), str) for k in FIELDS)):
+            return f"a list of objects with string fields {', '.join(FIELDS)}"
+    return None
+
+
+def missing_component(exc: BaseException, state: Mapping[str, Any] | None) -> str | None:
+    """For an error whose cause is a component no installed plugin provides, the note naming
+    the distribution that provided it when the checkpoint was written (``state``: its
+    ``trainer.json``) and how to get it back; ``None`` for any other error (the checkpoint's
+    own fault)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ComponentNotFoundError):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    recorded = (state or {}).get("components")
+    if check_components(recorded) is not None:
+        recorded = []
+    text = str(cause)
+    for entry in recorded:
+        bare = entry["name"].rpartition(":")[2]
+        if f"{entry['kind']} {entry['name']!r}" in text or f"{entry['kind']} {bare!r}" in text:
+            dist = entry["distribution"]
+            return (f"the checkpoint was trained with {entry['kind']} {entry['name']!r} from {dist} "
+                    f"{entry['version']}, which is not available here; install or enable {dist} "
+                    f"(pip install {dist}; 'deepseek plugins list' shows whether it is disabled)")
+    return "a component the checkpoint was trained with is not available here; install or enable the plugin that provides it"

@@ -1,0 +1,119 @@
+"""A checkpoint records which distribution provided each component its run used
+(``trainer.json``'s ``components``); read back where that plugin is not available (uninstalled,
+disabled), the error names the distribution and how to get it back instead of calling the
+checkpoint edited or damaged. A damaged record is refused like any other field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepseek import hookimpl
+from deepseek.cli.train_cmd import build_train_config
+from deepseek.config.load import config_from_dict
+from deepseek.errors import CheckpointError, ConfigError
+from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.inference import load_trained
+from deepseek.training.trainer import Trainer
+
+
+class Bigram(TrainableModel):
+    def __init__(self, options: Any = None) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(256, 8)
+        self.head = nn.Linear(8, 256)
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": F.cross_entropy(self.head(self.embed(input_ids)).transpose(1, 2), targets)}
+
+
+class Plugin:
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("zeta.bigram", Bigram, description="a bigram model from an outside distribution")
+
+
+def _host(with_plugin: bool) -> PluginHost:
+    host = PluginHost(PluginSettings(autoload=False))
+    if with_plugin:
+        assert host.register_plugin(Plugin(), dist="zeta-models", version="0.3.1").status == "ok"
+    return host
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    host = _host(True)
+    config = config_from_dict({
+        "model": {"name": "zeta.bigram"},
+        "data": {"seq_len": 16, "batch_size": 4, "eval_batches": 1, "shuffle_buffer": 16},
+        "train": {"max_steps": 2, "warmup_steps": 1, "eval_interval": 2},
+        "checkpoint": {"interval": 1},
+        "strategy": {"name": "single", "device": "cpu"}, "logging": {"progress": False, "plot": False}}, host=host)
+    return Trainer(config, run_dir=tmp_path_factory.mktemp("prov") / "run", quiet=True, host=host).fit().run_dir
+
+
+def test_the_checkpoint_records_each_components_distribution(run: Path) -> None:
+    state = json.loads((run / "checkpoints" / "step-2" / ckpt.TRAINER_FILE).read_text())
+    entries = {(c["kind"], c["name"]): (c["distribution"], c["version"]) for c in state["components"]}
+    assert entries[("model", "zeta.bigram")] == ("zeta-models", "0.3.1")
+    assert entries[("dataset", "text")][0] == entries[("optimizer", "adamw")][0] == "deepseek-core"
+    assert {k for k, _ in entries} == {"model", "dataset", "optimizer", "lr_schedule", "strategy"}
+    model, _, _ = load_trained(run, host=_host(True))  # where the plugin is: loads
+    assert isinstance(model, Bigram)
+
+
+def test_reading_it_without_the_plugin_names_the_distribution(run: Path) -> None:
+    with pytest.raises(CheckpointError) as caught:
+        load_trained(run, host=_host(False))
+    message = str(caught.value)
+    assert "model.name: unknown model 'zeta.bigram'" in message
+    assert message.endswith("the checkpoint was trained with model 'zeta.bigram' from zeta-models 0.3.1, which is "
+                            "not available here; install or enable zeta-models (pip install zeta-models; "
+                            "'deepseek plugins list' shows whether it is disabled)")
+    assert "edited or is damaged" not in message and "\n" not in message
+
+
+def test_resuming_it_without_the_plugin_names_the_distribution(run: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\(the checkpoint's config, with this command's options\): model.name: "
+                                          r"unknown model 'zeta.bigram'.*; the checkpoint was trained with model "
+                                          r"'zeta.bigram' from zeta-models 0.3.1, which is not available here"):
+        build_train_config(None, resume=str(run), host=_host(False))
+
+
+def test_a_damaged_config_is_still_the_checkpoints_fault(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    trainer = copy / "checkpoints" / "step-2" / ckpt.TRAINER_FILE
+    state = json.loads(trainer.read_text())
+    state["config"]["model"]["wdith"] = 3
+    trainer.write_text(json.dumps(state))
+    (trainer.parent / ckpt.COMMIT_FILE).unlink()  # its record of the file sizes
+    with pytest.raises(CheckpointError, match=r"model.wdith: unknown key.*; if the file was edited or is damaged, "
+                                              r"use another checkpoint$"):
+        load_trained(copy / "checkpoints" / "step-2", host=_host(True))
+
+
+@pytest.mark.parametrize("value", ["zeta", [{"kind": "model", "name": "x", "distribution": 3, "version": "1"}], [7]])
+def test_a_damaged_record_is_refused_in_one_line(run: Path, tmp_path: Path, value: Any) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    trainer = copy / "checkpoints" / "step-2" / ckpt.TRAINER_FILE
+    state = json.loads(trainer.read_text())
+    state["components"] = value
+    trainer.write_text(json.dumps(state))
+    (trainer.parent / ckpt.COMMIT_FILE).unlink()  # its record of the file sizes
+    with pytest.raises(CheckpointError, match=r"trainer.json: components is .* expected a list of objects"):
+        load_trained(copy / "checkpoints" / "step-2", host=_host(True))
