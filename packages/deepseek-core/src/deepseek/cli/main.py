@@ -118,11 +118,37 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
 
     ``host`` is the plugin host the commands use (sub-commands get it from
     :func:`deepseek.cli.context.command_host`); by default the root options and the environment
-    choose it. Warnings show as one line each while the command runs.
+    choose it. Warnings show as one line each while the command runs. As the process's entry
+    point (no ``argv``, no ``host``) in a rank of a multi-process job (``RANK`` and
+    ``WORLD_SIZE`` set, as torchrun and ``deepseek launch`` set them), a failure leaves through
+    :func:`exit_now`.
     """
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning_on_one_line  # type: ignore[assignment]
-        _run(list(sys.argv[1:] if argv is None else argv), host)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning_on_one_line  # type: ignore[assignment]
+            _run(list(sys.argv[1:] if argv is None else argv), host)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if code != 0 and argv is None and host is None and {"RANK", "WORLD_SIZE"} <= os.environ.keys():
+            exit_now(code)
+        raise
+
+
+def exit_now(code: int) -> None:
+    """End a failed rank with ``code`` without the interpreter's shutdown: its error is printed
+    and its process group torn down, and what is left to destroy at exit (torch's and gloo's C++
+    objects, in no set order) could still abort (``terminate called without an active
+    exception``, 1 exit in 5 on a refused resume under fsdp), so that the launcher reported
+    SIGABRT instead of the rank's exit code 2."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001,S110 - a closed stream has nothing left to say
+            pass
+    os._exit(code)
 
 
 def split_debug(args: list[str]) -> tuple[list[str], bool]:

@@ -10,13 +10,13 @@ ARGS`` is ``python -m deepseek ARGS`` plus four things the launcher relies on.
 3. ``faulthandler`` on SIGUSR2: the watchdog asks a hung rank for the stack of every thread before
    killing it, and the dump lands in this rank's log, shown in the failure report. (SIGUSR1 is a
    stop request, see :mod:`deepseek.training.preemption`.)
-4. A rank that fails leaves with its exit code at once (:func:`exit_now`), past the interpreter's
-   shutdown, which could abort in torch's C++ destructors and turn exit code 2 into SIGABRT.
+4. A rank that fails leaves with its exit code at once (core's :func:`deepseek.cli.main.exit_now`,
+   which ``deepseek`` run by torchrun uses too), past the interpreter's shutdown, which could
+   abort in torch's C++ destructors and turn exit code 2 into SIGABRT.
 """
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
 import os
 import signal
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     beat("start")
     if DUMP_SIGNAL is not None:
         faulthandler.register(DUMP_SIGNAL, all_threads=True)
+    from deepseek.cli.main import exit_now
     from deepseek.cli.main import main as deepseek_main
 
     try:
@@ -60,21 +61,6 @@ def main(argv: list[str] | None = None) -> None:
         if code != 0:
             exit_now(code)
         raise
-
-
-def exit_now(code: int) -> None:
-    """End a failed rank with ``code`` without the interpreter's shutdown: its error is printed
-    and its process group torn down, and what is left to destroy at exit (torch's and gloo's C++
-    objects, in no set order) could still abort (``terminate called without an active
-    exception``, 1 exit in 5 on a refused resume under fsdp), so that the launcher reported
-    SIGABRT instead of the rank's exit code 2."""
-    import logging
-
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":
