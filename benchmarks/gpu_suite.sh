@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -277,6 +277,12 @@ print('losses', [(k, round(e[k], 5), round(f[k], 5), round(h[k], 5)) for k in so
         --run-dir "$RES/fa4-train-$a"
       python3 "$REPO/benchmarks/metrics_mfu.py" "$RES/fa4-train-$a/metrics.jsonl" --after 10 | tee -a "$RES/fa4-train-summary.txt"
     done;;
+  cuda-tests)  # the tests whose CUDA paths CI (no GPU) skips or cannot reach: master weights' Triton update, static
+    # decoding under CUDA graphs, generate's graphs, GPU latency rows, torchao on CUDA, the trainer loop on the GPU
+    run cuda-tests 300 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs -o addopts= \
+      "$REPO/tests/core/training/test_master_weights.py" "$REPO/tests/core/models/test_static_decoding.py" \
+      "$REPO/tests/core/cli/test_generate_cuda_graphs.py" "$REPO/tests/core/bench/test_latency.py" \
+      "$REPO/tests/core/training/test_trainer_loop.py" "$REPO/tests/enterprise/test_quantize.py";;
   mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
       "$REPO/tests/core/training/test_master_weights.py";;
