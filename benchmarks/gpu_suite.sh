@@ -279,7 +279,7 @@ print('losses', [(k, round(e[k], 5), round(f[k], 5), round(h[k], 5)) for k in so
     done;;
   cuda-tests)  # the tests whose CUDA paths CI (no GPU) skips or cannot reach: master weights' Triton update, static
     # decoding under CUDA graphs, generate's graphs, GPU latency rows, torchao on CUDA, the trainer loop on the GPU
-    run cuda-tests 300 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs -o addopts= \
+    run cuda-tests 420 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs -o addopts= \
       "$REPO/tests/core/training/test_master_weights.py" "$REPO/tests/core/models/test_static_decoding.py" \
       "$REPO/tests/core/cli/test_generate_cuda_graphs.py" "$REPO/tests/core/bench/test_latency.py" \
       "$REPO/tests/core/training/test_trainer_loop.py" "$REPO/tests/enterprise/test_quantize.py";;
