@@ -71,3 +71,45 @@ def test_none_accepts_and_the_run_trains(host: PluginHost, tmp_path: Path) -> No
     result = Trainer(config_from_dict(CONFIG, host=host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
     assert result.step == 2 and (tmp_path / "run" / "config.toml").is_file()
 
+
+
+class FailsInTraining(GPT):
+    """A GPT whose training forward refuses its batch from step ``AT`` on (evaluation passes)."""
+
+    AT = 1
+    calls = 0
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.training:
+            type(self).calls += 1
+            if type(self).calls >= type(self).AT:
+                raise UsageError("data: a training batch this model refuses")
+        return super().forward(*args, **kwargs)
+
+
+class FailsPlugin:
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("fails", FailsInTraining, description="a GPT that refuses training batches")
+
+
+@pytest.mark.parametrize(("at", "kept"), [(1, False), (2, True)])
+def test_a_fresh_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path: Path, at: int, kept: bool) -> None:
+    """Failing in step 1 (after the step-0 evaluation, when config.toml and metrics exist), the
+    folder the run made goes; failing later, the finished steps' metrics stay."""
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(FailsPlugin(), dist="deepseek-fails").status == "ok"
+    FailsInTraining.AT, FailsInTraining.calls = at, 0
+    config = config_from_dict({**CONFIG, "model": {**CONFIG["model"], "name": "fails"}}, host=host)
+    with pytest.raises(UsageError, match="a training batch this model refuses"):
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    assert (tmp_path / "run").exists() is kept
+    if kept:
+        assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"loss"') >= 1
+    # a folder the user made is never removed, nor what it held
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    FailsInTraining.AT, FailsInTraining.calls = 1, 0
+    with pytest.raises(UsageError):
+        Trainer(config, run_dir=tmp_path / "mine", quiet=True, host=host).fit()
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

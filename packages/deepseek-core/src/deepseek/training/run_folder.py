@@ -88,3 +88,12 @@ def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def discard_unfinished(run_dir: Path) -> None:
+    """Remove the folder of a fresh run that failed before its first step (a batch its model
+    refuses, an error in step 1), which the run created: what it wrote (``config.toml``, the
+    step-0 evaluation's metrics, the lock) describes no training, and a later run would find it."""
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)

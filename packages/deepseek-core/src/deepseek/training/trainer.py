@@ -44,7 +44,7 @@ from deepseek.training.monitor import Monitor, refuse_finished
 from deepseek.training.preemption import StopSignals
 from deepseek.training.provenance import components_used
 from deepseek.training.result import TrainResult
-from deepseek.training.run_folder import copy_run_files, pick_run_folder
+from deepseek.training.run_folder import copy_run_files, discard_unfinished, pick_run_folder
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.run_values import reported_values
 from deepseek.training.schedule import learning_rate
@@ -93,6 +93,7 @@ class Trainer:
         self._saved_step = 0
         """Step of the newest checkpoint of this run (on disk already when resuming)."""
         self._lock: RunLock | None = None
+        self._made_run_dir = False  # rank 0 of a fresh run created the folder (discard_unfinished)
         self._stop = StopSignals(config.train.preempt_grace_s)
         self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
         self.stopped_by: str | None = None
@@ -144,8 +145,9 @@ class Trainer:
             self._restore(self.resume_from)
             if strategy.is_global_zero:
                 read_metrics(self.run_dir / "metrics.jsonl")  # the rows truncate_after keeps
-        self._lock = lock_run_folder(self.run_dir, strategy)  # before anything in it changes
         zero = strategy.is_global_zero
+        self._made_run_dir = zero and self.resume_from is None and not self.run_dir.exists()
+        self._lock = lock_run_folder(self.run_dir, strategy)  # before anything in it changes
         ckpt_root = self.run_dir / "checkpoints"
         if zero:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +215,7 @@ class Trainer:
         ok = False
         # SIGTERM / SIGUSR1 stop after the current step (preemption.py); one that comes after the
         # last step (the plot, the teardown) is absorbed: the run is complete and ends as done
+        failure: BaseException | None = None  # a fresh run that fails before its first step leaves no folder
         with self._stop:
             try:
                 with self._scope:
@@ -221,6 +224,9 @@ class Trainer:
                 if self.stopped_by is None:
                     self._finish()
                 ok = True
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 status = "stopped" if ok and self.stopped_by else "succeeded" if ok else "failed"
                 self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved_step)
@@ -233,6 +239,8 @@ class Trainer:
                             self.strategy.teardown()
                 if self._lock is not None:
                     self._lock.release()
+                if failure is not None and self._made_run_dir and self.step == 0:
+                    discard_unfinished(self.run_dir)
         assert self.strategy is not None
         return TrainResult(
             self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),
