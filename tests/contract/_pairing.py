@@ -41,6 +41,21 @@ def _hf_files(folder: Path) -> dict[str, Any]:
 
 
 NEEDS_FILES = {"hf": (_hf_files, "datasets")}
+
+
+def qualified_ids(kind: str, names: list[str]) -> list[str]:
+    """Test ids of ``names`` as ``distribution:name``, so that ``pytest tests/contract -k
+    DISTRIBUTION`` selects exactly one plugin's tests (docs/plugins.md section 9)."""
+    from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+    from deepseek.plugins.host import get_host
+
+    host, out = get_host(), []
+    for name in names:
+        try:
+            out.append(host.resolve(kind, name).qualified_name)
+        except (ComponentNotFoundError, ComponentConflictError):
+            out.append(name)
+    return out
 """Core datasets that read the user's files: options made in a folder, and the library they need."""
 
 

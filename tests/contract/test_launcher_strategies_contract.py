@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pairing import qualified_ids
 
 from deepseek.plugins.host import get_host
 
@@ -107,7 +108,7 @@ def test_a_third_party_launcher_strategy_is_installed() -> None:
                     f"{', '.join(sorted(FIRST_PARTY))} is installed (first-party ones: tests/pro)")
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
 def test_two_processes_train_like_single(name: str, single: list[dict[str, Any]], tmp_path: Path) -> None:
     (tmp_path / "tiny.toml").write_text(TOML, encoding="utf-8")
     got = _train(tmp_path / "tiny.toml", tmp_path / "run", name, 2)

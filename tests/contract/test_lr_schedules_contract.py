@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from _pairing import qualified_ids
 
 import deepseek
 from deepseek.config.components import load_checked
@@ -26,7 +27,7 @@ def test_core_schedules_registered() -> None:
     assert {"cosine", "linear", "constant", "wsd"} <= set(SCHEDULES)
 
 
-@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("name", SCHEDULES, ids=qualified_ids("lr_schedule", SCHEDULES))
 @pytest.mark.parametrize("setting", SETTINGS, ids=str)
 def test_schedule_contract(name: str, setting: tuple[float, float, int, int]) -> None:
     cls = load_checked("lr_schedule", get_host().resolve("lr_schedule", name))

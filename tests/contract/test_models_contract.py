@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from _pairing import MODEL_SHRINK as SHRINK
-from _pairing import FirstBatches, call_on_batches, tiny_model
+from _pairing import FirstBatches, call_on_batches, qualified_ids, tiny_model
 from torch import nn
 
 import deepseek
@@ -61,7 +61,7 @@ def test_core_models_registered() -> None:
     assert {"tiny", "small", "1.3b"} <= set(GPT_MODELS)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
 def test_options_and_meta_build(name: str) -> None:
     target = get_host().resolve("model", name).load()
     options = options_class(target, kind="model", name=name)
@@ -73,7 +73,7 @@ def test_options_and_meta_build(name: str) -> None:
     assert params and all(p.is_meta for p in params)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
 def test_capabilities_are_offered_whole(name: str) -> None:
     model = deepseek.create_model(name, device="meta")
     if not isinstance(model, TrainableModel):
@@ -102,7 +102,7 @@ def first_batches(tmp_path_factory: pytest.TempPathFactory) -> FirstBatches:
     return FirstBatches(get_host(), tmp_path_factory.mktemp("datasets"))
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
 def test_model_output_on_a_batch(name: str, first_batches: FirstBatches, tmp_path: Path) -> None:
     calls = call_on_batches(get_host(), name, tmp_path, first_batches)
     if not calls.outputs:
@@ -118,7 +118,7 @@ def test_model_output_on_a_batch(name: str, first_batches: FirstBatches, tmp_pat
         assert declared == ()
 
 
-@pytest.mark.parametrize("name", GPT_MODELS)
+@pytest.mark.parametrize("name", GPT_MODELS, ids=qualified_ids("model", GPT_MODELS))
 def test_gpt_counts_parameters_and_flops(name: str) -> None:
     model = deepseek.create_model(name, device="meta")
     unique = {id(p): p.numel() for p in model.parameters()}
@@ -126,7 +126,7 @@ def test_gpt_counts_parameters_and_flops(name: str) -> None:
     assert model.flops_per_token(model.config.max_seq_len) > 6 * model.num_parameters(non_embedding=True)
 
 
-@pytest.mark.parametrize("name", GPT_MODELS)
+@pytest.mark.parametrize("name", GPT_MODELS, ids=qualified_ids("model", GPT_MODELS))
 def test_gpt_logits_loss_and_gradients(name: str) -> None:
     torch.manual_seed(0)
     model = deepseek.create_model(name, **SHRINK)
@@ -139,7 +139,7 @@ def test_gpt_logits_loss_and_gradients(name: str) -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", GPT_MODELS)
+@pytest.mark.parametrize("name", GPT_MODELS, ids=qualified_ids("model", GPT_MODELS))
 def test_gpt_pipeline_stages_compose(name: str) -> None:
     model = deepseek.create_model(name, **SHRINK).eval()
     idx = torch.randint(0, model.config.vocab_size, (1, 16))
@@ -151,7 +151,7 @@ def test_gpt_pipeline_stages_compose(name: str) -> None:
     torch.testing.assert_close(model.pipeline_loss(h[0], target), model(idx, idx))
 
 
-@pytest.mark.parametrize("name", GPT_MODELS)
+@pytest.mark.parametrize("name", GPT_MODELS, ids=qualified_ids("model", GPT_MODELS))
 def test_gpt_generate_with_cache(name: str) -> None:
     model = deepseek.create_model(name, **SHRINK)
     assert {"generation", "cached_decoding"} <= model_capabilities(model)
@@ -159,7 +159,7 @@ def test_gpt_generate_with_cache(name: str) -> None:
     assert out.shape == (1, 8)
 
 
-@pytest.mark.parametrize("name", TEXT_ENCODERS)
+@pytest.mark.parametrize("name", TEXT_ENCODERS, ids=qualified_ids("encoder", TEXT_ENCODERS))
 def test_text_encoder_contract(name: str) -> None:
     torch.manual_seed(0)
     enc = deepseek.create_encoder(name).eval()

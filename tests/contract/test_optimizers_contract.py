@@ -10,6 +10,7 @@ import dataclasses
 
 import pytest
 import torch
+from _pairing import qualified_ids
 
 import deepseek
 from deepseek.config.components import load_checked, options_class
@@ -36,7 +37,7 @@ def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int) -> None
     opt.step()
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
 def test_optimizer_contract(name: str) -> None:
     cls = load_checked("optimizer", get_host().resolve("optimizer", name))
     assert issubclass(cls, OptimizerBuilder)
@@ -83,7 +84,7 @@ def _grads(shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
     return [torch.randn(shape, generator=g) for shape in shapes]
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
 def test_an_elementwise_optimizer_steps_a_flat_concatenation_alike(name: str) -> None:
     """``elementwise = True`` lets DeepSpeed ZeRO run the optimizer on flat partitions of
     concatenated parameters: stepping a matrix and a vector must equal stepping their
@@ -109,7 +110,7 @@ def test_an_elementwise_optimizer_steps_a_flat_concatenation_alike(name: str) ->
         f"{name} declares elementwise but its update depends on how parameters are split"
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
 def test_the_declared_state_bytes_cover_what_the_optimizer_keeps(name: str) -> None:
     """``state_bytes`` (bytes per fp32 parameter element) feeds memory estimates (deepseek advise,
     the tuner's fit check): the state a step keeps may be less, never more (scalars aside)."""

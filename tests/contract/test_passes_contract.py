@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _pairing import qualified_ids
 from torch import nn
 
 import deepseek
@@ -104,7 +105,7 @@ def contract_problem(gp: GraphPass, model: nn.Module, x: torch.Tensor, *, must_f
 
 
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("name", PASSES)
+@pytest.mark.parametrize("name", PASSES, ids=qualified_ids("pass", PASSES))
 def test_pass_contract(name: str, form: str) -> None:
     gp = deepseek.create_pass(name)
     assert isinstance(gp, GraphPass), f"{name} created {type(gp).__name__}, not a GraphPass"
@@ -121,7 +122,7 @@ def test_pass_contract(name: str, form: str) -> None:
     assert problem is None, f"{name}: {problem}"
 
 
-@pytest.mark.parametrize("name", PASSES)
+@pytest.mark.parametrize("name", PASSES, ids=qualified_ids("pass", PASSES))
 def test_pass_contract_on_its_own_example(name: str) -> None:
     """A pass that gives an example model (``GraphPass.example``) fires on it and keeps it."""
     gp = deepseek.create_pass(name)

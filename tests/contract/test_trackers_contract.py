@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from _pairing import qualified_ids
 
 import deepseek  # noqa: F401  (the process's host is built from the installed plugins)
 from deepseek.config.components import build_options, options_class
@@ -25,7 +26,7 @@ def test_core_trackers_registered() -> None:
     assert {"tensorboard", "mlflow", "wandb"} <= set(TRACKERS)
 
 
-@pytest.mark.parametrize("name", TRACKERS)
+@pytest.mark.parametrize("name", TRACKERS, ids=qualified_ids("tracker", TRACKERS))
 def test_tracker_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cls = get_host().resolve("tracker", name).load()
     assert isinstance(cls, type) and issubclass(cls, Tracker), f"{name}: not a deepseek.tracking.Tracker"

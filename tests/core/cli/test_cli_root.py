@@ -83,6 +83,18 @@ def test_the_one_did_you_mean_rule(typed: str, choices: list[str], meant: str | 
     assert did_you_mean(typed, choices) == (f" (did you mean {meant!r}?)" if meant else "")
 
 
+@pytest.mark.parametrize(("typed", "installed", "meant"), [
+    ("acme", ["acme-extras", "deepseek-pro"], "acme-extras"),  # a part of the name
+    ("acme_extra", ["acme-extras"], "acme-extras"),  # a typo
+    ("acme", ["acme-extras", "acme-tools"], None),  # two could be meant: neither is said
+    ("zeta", ["acme-extras"], None),
+])
+def test_a_distribution_named_by_part_of_its_name_is_suggested(typed: str, installed: list[str], meant: str) -> None:
+    from deepseek.names import meant_distribution
+
+    assert meant_distribution(typed, installed) == (f" (did you mean {meant!r}?)" if meant else "")
+
+
 def test_a_mistyped_model_name_gets_a_suggestion() -> None:
     proc = run("bench", "train", "--model", "tyni")
     assert proc.returncode == 2

@@ -131,7 +131,10 @@ def test_unknown_hook_is_rejected_with_a_suggestion(make_dist: DistFactory) -> N
     assert record.status == "failed"
     assert "implements unknown hook 'deepseek_register_pases' (did you mean 'deepseek_register_passes'?)" in record.reason
     assert "typo.pass" not in host.names("pass")
-    assert host.records["deepseek-optional"].status == "ok"
+    optional = host.records["deepseek-optional"]
+    assert optional.status == "ok"  # loaded, and what it skipped is said (plugins list shows it)
+    assert optional.skipped == ["deepseek_maybe_later: no loaded distribution specifies it"]
+    assert optional.as_dict()["skipped"] == optional.skipped
 
 
 def test_hook_with_wrong_arguments_is_rejected(make_dist: DistFactory) -> None:

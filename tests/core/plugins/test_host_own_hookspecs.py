@@ -135,3 +135,13 @@ def test_an_edition_hook_without_the_edition_names_the_edition() -> None:
     installed = any(d.name == "deepseek-enterprise" for d in installed_dists())
     assert ("which is installed but disabled" if installed else "which is not installed; install it with: ") in record.reason
     assert "did you mean" not in record.reason and "optionalhook=True" in record.reason
+
+    class OptionalFusions:  # the same, marked optional: loaded, the hook skipped with the reason
+        @hookimpl(optionalhook=True)
+        def deepseek_register_fusions(self, register):  # type: ignore[no-untyped-def]
+            register("acme.gated", "m:x")
+
+    kept = host.register_plugin(OptionalFusions(), dist="deepseek-acme2")
+    assert kept.status == "ok" and kept.components == {}
+    (note,) = kept.skipped
+    assert note.startswith("deepseek_register_fusions: that hook is specified by deepseek-enterprise")

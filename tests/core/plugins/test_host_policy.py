@@ -116,7 +116,8 @@ def test_deny_wins_over_allow(make_dist: DistFactory) -> None:
 
 def test_unknown_name_in_allowlist_is_reported(make_dist: DistFactory) -> None:
     _pass_dist(make_dist, "aa", "aa.pass")
-    with pytest.warns(PluginWarning, match=r"'deepseek-aaa' named in DEEPSEEK_PLUGINS .* is not installed; installed: .*deepseek-aa"):
+    with pytest.warns(PluginWarning, match=r"'deepseek-aaa' named in DEEPSEEK_PLUGINS .* is not installed "
+                                           r"\(did you mean 'deepseek-aa'\?\); installed: .*deepseek-aa"):
         PluginHost(PluginSettings(allow=frozenset({"deepseek-aaa"})))
     with pytest.raises(PluginError, match="'typo' named in DEEPSEEK_PLUGINS"):
         PluginHost(PluginSettings(deny=frozenset({"typo"}), strict=True))

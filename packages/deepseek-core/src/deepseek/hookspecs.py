@@ -132,7 +132,8 @@ def deepseek_register_datasets(register: RegisterFn) -> None:
     ``target(options, batch_size=data.batch_size, seed=train.seed)``. It yields global training
     batches (mappings of names to tensors, rows along the first dimension), has a fixed
     validation set (``validation_batches(limit)``) and a JSON-ready ``state_dict()`` /
-    ``load_state_dict()`` so that a resumed run sees the same batches. Core registers ``text``.
+    ``load_state_dict()`` so that a resumed run sees the same batches. Core registers ``text``
+    and ``hf`` (the user's Hugging Face ``datasets`` files, docs/data.md).
     """
 
 

@@ -50,3 +50,14 @@ def _one_edit(a: str, b: str) -> bool:
     short, long = (a, b) if len(a) < len(b) else (b, a)
     i = next((k for k in range(len(short)) if short[k] != long[k]), len(short))
     return short[i:] == long[i + 1:]
+
+
+def meant_distribution(name: str, installed: list[str]) -> str:
+    """`` (did you mean 'acme-extras'?)`` for a distribution named by a typo or by a part of its
+    name (``acme`` for the one installed ``acme-extras``); else ``""``."""
+    hint = did_you_mean(name, installed)
+    if hint:
+        return hint
+    bare = name.lower().replace("_", "-")
+    parts = [d for d in installed if bare in d.lower().replace("_", "-").split("-")]
+    return f" (did you mean {parts[0]!r}?)" if len(parts) == 1 else ""

@@ -53,6 +53,7 @@ def list_plugins(as_json: bool) -> None:
         )
         style = _STATUS_STYLE.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f"\n{r.reason}" if r.reason else "")
+        status += "".join(f"\n[yellow]skipped {escape(s)}[/]" for s in r.skipped)
         for c in shared[r.dist]:
             others = ", ".join(c["with"])
             outcome = (f"{c['winner']} wins ({c['why']})" if c["winner"] else

@@ -35,7 +35,7 @@ import pluggy
 from deepseek import hookspecs
 from deepseek._version import __version__
 from deepseek.errors import PluginError
-from deepseek.names import did_you_mean
+from deepseek.names import did_you_mean, meant_distribution
 from deepseek.plugins import catalogue
 from deepseek.plugins.compat import incompatibility
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
@@ -118,8 +118,8 @@ class PluginHost(LookupMixin):
         for name in self.settings.unknown_names([CORE_DIST, *(d.name for d in dists)]):
             self._problem(
                 f"plugin distribution {name!r} named in DEEPSEEK_PLUGINS / DEEPSEEK_DISABLE_PLUGINS "
-                f"(or --plugins / --disable-plugins) is not installed; installed: "
-                f"{', '.join(sorted(d.name for d in dists)) or 'none'}"
+                f"(or --plugins / --disable-plugins) is not installed{meant_distribution(name, [d.name for d in dists])}; "
+                f"installed: {', '.join(sorted(d.name for d in dists)) or 'none'}"
             )
         for dist in dists:
             staged.extend(self._import_distribution(dist))
@@ -263,11 +263,15 @@ class PluginHost(LookupMixin):
                 continue
             for impl in hook.get_hookimpls():
                 ld = next((x for x in batch if x.plugin is impl.plugin), None)
-                if ld is None or ld not in self._loaded or impl.optionalhook:
+                if ld is None or ld not in self._loaded:
                     continue
                 # A hook of an installed plugin that is not loaded (an edition left out by
                 # --plugins / DEEPSEEK_PLUGINS or disabled) is the likely cause; say so first.
                 edition = catalogue.hook_unavailable_reason(hook_name, self.records)
+                if impl.optionalhook:  # skipped, as the plugin asked; plugins list says so
+                    ld.record.skipped.append(f"{hook_name}: " + (edition.removeprefix(f"hook {hook_name!r}; ")
+                                                                 if edition else "no loaded distribution specifies it"))
+                    continue
                 if edition is not None:  # an edition's own hook: name the edition, not a lookalike
                     self._drop(ld.record, f"{ld.name} implements {edition}; or mark the implementation "
                                "@hookimpl(optionalhook=True) to load without that edition")

@@ -185,6 +185,9 @@ class PluginRecord:
     status: str = "ok"  # one of STATUSES
     reason: str = ""
     components: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    """Why each ``@hookimpl(optionalhook=True)`` implementation no loaded distribution specifies
+    was skipped (``deepseek_register_fusions: ... deepseek-enterprise ..., which is not installed``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form used by ``deepseek plugins list --json``."""
@@ -196,6 +199,7 @@ class PluginRecord:
             "status": self.status,
             "reason": self.reason,
             "components": {k: sorted(v) for k, v in sorted(self.components.items())},
+            "skipped": list(self.skipped),
         }
 
 
