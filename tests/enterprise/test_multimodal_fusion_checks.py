@@ -8,6 +8,7 @@ the CLI exits 1 (a bug in a plugin, as for one that fails to load)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -65,7 +66,16 @@ class RaisesInInit(Fusion):
         raise KeyError("no such layer")
 
 
-FUSIONS = {"good": LateFusion, "wide": WideLogits, "narrow": NarrowPooled, "missing": MissingModality,
+@dataclasses.dataclass(frozen=True)
+class PlainOptions:  # does not extend FusionBaseOptions, so it has no d_model
+    gate: float = 1.0
+
+
+class PlainOptionsFusion(LateFusion):
+    Options = PlainOptions
+
+
+FUSIONS = {"plainopts": PlainOptionsFusion, "good": LateFusion, "wide": WideLogits, "narrow": NarrowPooled, "missing": MissingModality,
            "bare": BareTensor, "raises": Raises, "declares": DeclaresTensor, "initraises": RaisesInInit}
 
 
@@ -153,3 +163,32 @@ def test_a_working_fusion_passes_and_the_check_costs_nothing_noticeable(host: Pl
         forward = best(lambda: model(**batch))
     check = best(lambda: check_output(model.fusion, out, 3, 10, "label"))
     assert check < 0.02 * forward, (check, forward)
+
+
+def test_a_fusion_whose_options_miss_the_base_is_named_before_its_keys_are_read(host: PluginHost) -> None:
+    """d_model, a key every fusion takes, is not blamed as unknown: the plugin's Options are."""
+    from deepseek.config.load import config_from_dict
+
+    for table in ({"d_model": 16}, {}):
+        with pytest.raises(ConfigError, match=r"^model\.fusion_options: fusion 'acme\.plainopts' \(acme-fusions 1\.0, "
+                                              r"registered by .*\): declares Options .*PlainOptions.*, which does not "
+                                              r"extend deepseek_enterprise\.fusion\.FusionBaseOptions"):
+            config_from_dict({"model": {"name": "multimodal.classifier", "fusion": "acme.plainopts",
+                                        "fusion_options": table}, "data": {"name": "multimodal.digits"}}, host=host)
+
+
+def test_a_modality_the_data_lacks_names_model_modalities_and_what_the_data_carries(host: PluginHost) -> None:
+    cls = host.resolve("model", "multimodal.classifier").load()
+    model = instantiate_model(cls, {"modalities": ["vision", "audio", "text"], "num_classes": 10,
+                                    "vision": {"img_size": 8, "patch_size": 4, "embed_dim": 8, "depths": [1],
+                                               "num_heads": [1], "window_size": 2, "in_chans": 1},
+                                    "text": {"d_model": 8, "n_heads": 2, "n_layers": 1, "max_seq_len": 8}},
+                              name="multimodal.classifier", host=host)
+
+    class Segments:
+        pass
+
+    with pytest.raises(UsageError, match=r"^model\.modalities: \['vision', 'audio', 'text'\] includes \['audio'\], "
+                                         r"which batches of dataset Segments lack; set model\.modalities to a subset of "
+                                         r"those it carries, \['vision', 'text'\], or use a dataset with \['audio'\]$"):
+        model.check_data(_batch(), Segments())

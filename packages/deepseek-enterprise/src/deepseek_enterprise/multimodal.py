@@ -80,7 +80,7 @@ class MultimodalOptions:
     (``Dataset.model_num_classes``: 10 for ``multimodal.digits``)."""
     fusion: str = "cross_attention"
     """A registered fusion method: ``concat``, ``late``, ``cross_attention`` or a plugin's."""
-    fusion_options: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: lambda o: ("fusion", "fusion")})
+    fusion_options: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: lambda o: ("fusion", "fusion", Fusion.check_registered)})
     """The fusion method's own keys (its ``Options``; checked and filled in when the config loads)."""
     vision_encoder: str = ENCODERS["vision"]
     """A registered ``vision.*`` encoder."""
@@ -327,11 +327,19 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         from deepseek.errors import UsageError
 
         missing = [m for m in self.modalities if m not in batch or m not in batch.get("present", {})]
-        if missing or "label" not in batch:
-            raise UsageError(
-                f"data: batches of dataset {type(dataset).__name__} lack {missing or ['label']}, which model "
-                f"multimodal.classifier (modalities {self.modalities}) needs; use a multimodal dataset"
-            )
+        name = type(dataset).__name__
+        if missing:
+            carried = [m for m in batch.get("present", {}) if m in batch] if isinstance(batch.get("present"), dict) else []
+            if not carried:
+                raise UsageError(f"data: batches of dataset {name} lack {missing}, the modalities model "
+                                 f"multimodal.classifier uses; set data.name to a multimodal dataset (multimodal.digits "
+                                 "or a plugin's, docs/multimodal.md section 4)")
+            raise UsageError(f"model.modalities: {self.modalities} includes {missing}, which batches of dataset {name} "
+                             f"lack; set model.modalities to a subset of those it carries, {carried}, or use a "
+                             f"dataset with {missing}")
+        if "label" not in batch:
+            raise UsageError(f"data: batches of dataset {name} have no 'label', which model multimodal.classifier "
+                             "trains on; use a dataset that labels its samples (docs/multimodal.md)")
         for m in self.modalities:
             problem = self.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
             if problem:

@@ -65,7 +65,9 @@ OPTIONS_OF = "options_of"
 """Field metadata key of an ``Options`` table field whose keys are another registered
 component's options (``[model.fusion_options]``): a function of the validated options giving
 ``(kind, name_field)`` (the sibling field naming that component) or ``None`` where the table is
-not used. :func:`fill_component_tables` validates such a table and fills in its defaults."""
+not used; a third item, ``check(target, label)``, checks the registered target first (its base
+class, its ``Options``' base), raising a one-line error that names ``label``.
+:func:`fill_component_tables` validates such a table and fills in its defaults."""
 
 
 def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
@@ -81,13 +83,18 @@ def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
         picked = f.metadata[OPTIONS_OF](options) if OPTIONS_OF in f.metadata else None
         if picked is None:
             continue
-        kind, name_field = picked
+        kind, name_field, *check = picked
         name = getattr(options, name_field)
         try:
             component = lookups.resolve(kind, name)
         except (ComponentNotFoundError, ComponentConflictError) as exc:
             raise ConfigError(f"{path}.{name_field}: {exc}") from exc
         target = load_checked(kind, component)
+        if check:  # the component's own kind of target, before its keys are read by its Options
+            try:
+                check[0](target, component.label)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}.{f.name}: {exc}") from exc
         table = getattr(options, f.name)
         if not isinstance(table, dict):
             raise ConfigError(f"{path}.{f.name}: expected a table of {kind} {name!r}'s keys, got {table!r}")
