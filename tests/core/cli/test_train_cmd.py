@@ -166,3 +166,15 @@ def test_config_show_prints_the_resolved_config_that_loads_back(tmp_path: Path) 
     assert bad.stderr.startswith("error: train.lrr: unknown key (did you mean 'lr'?); allowed keys: "
                                  "activation_checkpointing, attention, compile, compile_scope, decay_steps, ")
     assert bad.stderr.count("\n") == 1
+
+
+def test_a_resumed_runs_summary_says_which_steps_its_time_covers(trained_run: Path, tmp_path: Path) -> None:
+    """The step and sample counts are the run's; the seconds are this session's, said as such."""
+    import shutil
+
+    run = tmp_path / "demo"
+    shutil.copytree(trained_run, run)
+    proc = deepseek("train", "--resume", str(run), "--max-steps", "6", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("6 steps, ")]
+    assert line.startswith("6 steps, 1,536 tokens (steps 5-6 after resuming at step 4: ") and line.endswith(" s)"), line

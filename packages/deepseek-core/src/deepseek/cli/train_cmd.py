@@ -187,7 +187,11 @@ def train(
         click.echo("validation " + ", ".join(f"{k[4:]} {v:.4f}" for k, v in others.items()))
     tokens = result.metrics.get("tokens")
     seen = f"{tokens:,.0f} tokens" if tokens is not None else f"{result.metrics.get('samples', 0):,.0f} samples"
-    click.echo(f"{result.step} steps, {seen} in {result.seconds:.0f} s")
+    if result.resumed_at is None:
+        click.echo(f"{result.step} steps, {seen} in {result.seconds:.0f} s")
+    else:  # the counts are the run's; the time is this session's
+        click.echo(f"{result.step} steps, {seen} (steps {result.resumed_at + 1}-{result.step} after resuming "
+                   f"at step {result.resumed_at}: {result.seconds:.0f} s)")
     click.echo(f"run folder: {_show_path(result.run_dir)}{created_note([m for m in missing if m.resolve() != result.run_dir])}")
     if result.best_checkpoint is not None:
         m = result.monitor

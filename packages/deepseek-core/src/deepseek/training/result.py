@@ -32,3 +32,7 @@ class TrainResult:
     stopped_by: str | None = None
     """The signal that stopped the run before ``train.max_steps`` (``None``: it ran to the end);
     see :mod:`deepseek.training.preemption`."""
+    resumed_at: int | None = None
+    """The checkpoint's step this session resumed from (``None``: it started the run); ``step``,
+    the counts in ``metrics`` and the run folder are the run's, ``seconds`` and ``losses`` this
+    session's."""

@@ -94,6 +94,7 @@ class Trainer:
         """Step of the newest checkpoint of this run (on disk already when resuming)."""
         self._lock: RunLock | None = None
         self._made_run_dir = False  # rank 0 of a fresh run created the folder (discard_unfinished)
+        self._resumed_at: int | None = None
         self._stop = StopSignals(config.train.preempt_grace_s)
         self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
         self.stopped_by: str | None = None
@@ -190,7 +191,7 @@ class Trainer:
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
         state = self.engine.load_checkpoint(directory)
-        self.step = self._saved_step = int(state.get("step", 0))
+        self.step = self._saved_step = self._resumed_at = int(state.get("step", 0))
         if "monitor" in state:
             self.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
         refuse_finished(directory, self.step, self.config.train.max_steps, self.monitor)
@@ -246,6 +247,7 @@ class Trainer:
             self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),
             [r["loss"] for r in self.history], time.perf_counter() - started, self.strategy.is_global_zero,
             dict(self.last_eval), self.generates, self.best_checkpoint, self.monitor.state_dict(), self.stopped_by,
+            resumed_at=self._resumed_at,
         )
 
     def _loop(self) -> None:
