@@ -55,10 +55,8 @@ def test_the_local_executor_finds_a_start_by_its_lock_and_marker(tmp_path: Path)
         with pytest.raises(Unavailable, match=f"pid {me} that its marker names is not its wrapper"):
             ex.find(launch)
         # a stand-in with the wrapper's command line for this state folder, in a session of its own
-        stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m",
-                                     "deepseek_enterprise.service.child", "--state", str(state)],
-                                    start_new_session=True)
-        try:  # Popen returns once it has exec'd: its command line is set
+        stand_in = _sleeper("-m", "deepseek_enterprise.service.child", "--state", str(state))
+        try:
             (state / "started").write_text(jobstate.marker_text(stand_in.pid, process_start(stand_in.pid), None))
             found = ex.find(launch)
             assert found is not None and (found.pid, found.pid_start) == (stand_in.pid, process_start(stand_in.pid))
@@ -248,8 +246,23 @@ def test_a_start_found_after_a_restart_counts_its_device_hours_from_its_starting
 
 
 def _sleeper(*extra: str, session: bool = True) -> subprocess.Popen[bytes]:
-    """A process that sleeps, with ``extra`` at the end of its command line."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *extra], start_new_session=session)
+    """A process that sleeps, with ``extra`` at the end of its command line, returned once
+    ``/proc`` shows that command line: Popen returns when the exec has closed its error pipe,
+    which the kernel does before it sets up the new program's arguments, so a read of
+    ``/proc/PID/cmdline`` right after Popen can still find it empty."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *extra], start_new_session=session)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[1:3] == [b"-c", b"import time; time.sleep(60)"]:
+                    return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"the sleeper {proc.pid} never showed its command line")
+        time.sleep(0.01)
 
 
 def test_the_local_executor_takes_only_the_wrapper_of_the_jobs_own_folder_for_a_handle(tmp_path: Path) -> None:
@@ -265,7 +278,6 @@ def test_the_local_executor_takes_only_the_wrapper_of_the_jobs_own_folder_for_a_
              "another job's wrapper": _sleeper(*wrapper_argv, str(jobstate.folder(tmp_path, 33))),
              "its wrapper": _sleeper(*wrapper_argv, str(state))}
     try:
-        time.sleep(0.5)  # each has exec'd (Popen returns after exec) and runs
         fd = jobstate.lock(state)
         try:
             for why, proc in procs.items():
