@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -202,3 +203,19 @@ def test_the_finite_check_reads_one_byte_floats_too(tmp_path: Path) -> None:
     damaged = torch.tensor([0.5, float("nan"), 2.0]).to(torch.float8_e4m3fn)
     with pytest.raises(CheckpointError, match=r"tensor 'w' holds 1 NaN or infinite value\(s\) of 3"):
         check_finite({"w": damaged}, tmp_path / "model.safetensors")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_run_folder_files_take_the_umask_like_a_plain_open(tiny_config, tmp_path: Path, mask: int) -> None:
+    """Files written through a temp file and renamed (config.toml, trainer.json, the step
+    folders) get the mode a plain open/mkdir gives under the umask, as the rest do, not the 0600
+    and 0700 that mkstemp and mkdtemp make."""
+    old = os.umask(mask)
+    try:
+        run = Trainer(tiny_config(train={"max_steps": 2}), run_dir=tmp_path / "run").fit().run_dir
+    finally:
+        os.umask(old)
+    wrong = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in [run, *run.rglob("*")]
+             if not p.is_symlink() and p.stat().st_mode & 0o777 != (0o777 if p.is_dir() else 0o666) & ~mask}
+    assert wrong == {}
+    assert (run / "config.toml").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -79,3 +79,29 @@ def created_note(folders: Sequence[Path]) -> str:
         return ""
     plural = "s" if len(folders) > 1 else ""
     return f" (created folder{plural} {', '.join(str(f) for f in folders)})"
+
+
+def umask() -> int:
+    """This process's umask: read from ``/proc/self/status`` where the kernel says it (nothing
+    changes), else set to 0 and put back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & 0o777
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def usual_mode(path: str | os.PathLike[str] | int, *, folder: bool = False) -> None:
+    """Give ``path`` (or an open file descriptor) the mode a plain ``open``/``mkdir`` would under
+    the umask (0644/0755 under the usual 022): ``tempfile.mkstemp`` makes 0600 and ``mkdtemp``
+    0700, which a file or folder written through them and renamed into place would keep."""
+    mode = (0o777 if folder else 0o666) & ~umask()
+    if isinstance(path, int):
+        os.fchmod(path, mode)
+    else:
+        os.chmod(path, mode)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
+from deepseek.paths import usual_mode
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
@@ -251,6 +252,7 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        usual_mode(tmp, folder=True)
         ckpt.save_model_state(tmp / ckpt.MODEL_FILE, model)
         ckpt.save_optimizer_state(tmp / ckpt.OPTIMIZER_FILE, optim)
         for rng in source.glob("rng-*.safetensors"):

@@ -19,6 +19,7 @@ import click
 from deepseek.bench.baseline import load_baseline
 from deepseek.cli.params import PATH, Device, NameList, count
 from deepseek.errors import UsageError
+from deepseek.paths import usual_mode
 
 _LAZY: dict[str, tuple[str, str]] = {
     "train": ("deepseek.bench.train:train_command", "training throughput and MFU, side by side with plain PyTorch"),
@@ -71,6 +72,7 @@ def write_json(path: str, data: dict[str, Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "w") as f:
             f.write(text + "\n")
         os.replace(tmp, target)

@@ -43,6 +43,7 @@ from deepseek.config.schema import (
 )
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
+from deepseek.paths import usual_mode
 from deepseek.tracking.resolve import resolve_trackers
 from deepseek.training.optimizers import placement_problem
 
@@ -430,6 +431,7 @@ def write_config(config: Config, path: str | os.PathLike[str], notes: Iterable[s
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("".join(f"# {line}\n" for line in notes) + dump_config(config))
         os.replace(tmp, target)

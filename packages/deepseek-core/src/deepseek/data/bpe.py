@@ -25,6 +25,7 @@ from typing import Any
 
 from deepseek.data.tokenizer import SEPARATOR_TOKEN, Tokenizer
 from deepseek.errors import UsageError
+from deepseek.paths import usual_mode
 
 INSTALL_HF = "pip install 'deepseek-core[hf]'"
 MIN_VOCAB = 257
@@ -244,6 +245,7 @@ def write_tokenizer(hf: Any, out: str | os.PathLike[str]) -> Path:
     target = Path(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(hf.to_str(pretty=True))
         os.replace(tmp, target)

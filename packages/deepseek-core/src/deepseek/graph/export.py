@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
+from deepseek.paths import usual_mode
 
 FORMATS = ("pt2", "onnx")
 META_NAME = "deepseek.json"
@@ -45,6 +46,7 @@ def missing_onnx_packages() -> list[str]:
 def _atomic_path(out: Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
+    usual_mode(fd)
     os.close(fd)
     try:
         yield Path(tmp)

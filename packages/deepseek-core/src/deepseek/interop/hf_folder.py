@@ -26,7 +26,7 @@ from typing import Any
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES
 from deepseek.errors import UsageError
 from deepseek.interop import gpt2
-from deepseek.paths import check_output, make_folders
+from deepseek.paths import check_output, make_folders, usual_mode
 
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -64,11 +64,9 @@ def write_folder(out: Path, missing: list[Path], fill: Callable[[Path], None], w
 
 def _usual_modes(folder: Path) -> None:
     """The modes a plain ``mkdir``/``open`` gives under the umask (``mkdtemp`` makes 0700)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    folder.chmod(0o777 & ~mask)
+    usual_mode(folder, folder=True)
     for f in folder.iterdir():
-        f.chmod(0o666 & ~mask)
+        usual_mode(f)
 
 
 def read_tokenizer(path: Path, vocab_size: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deepseek._version import __version__
 from deepseek.errors import UsageError
-from deepseek.paths import check_output, make_folders
+from deepseek.paths import check_output, make_folders, usual_mode
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 RESERVED = frozenset({"core", "pro", "enterprise"})
@@ -71,6 +71,7 @@ def scaffold(name: str, parent: Path | str = ".") -> tuple[Path, list[Path]]:
     make_folders(missing, where="plugins new: --dir")
     tmp = Path(tempfile.mkdtemp(prefix=f".deepseek-{short}-", dir=parent))
     try:
+        usual_mode(tmp, folder=True)
         for rel, text in render(short).items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)

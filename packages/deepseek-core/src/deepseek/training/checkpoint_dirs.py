@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepseek.errors import CheckpointError
+from deepseek.paths import usual_mode
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -70,6 +71,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -90,7 +92,9 @@ def new_temp_dir(root: str | os.PathLike[str], step: int) -> Path:
     """A fresh ``<root>/step-N.tmp-XXXX`` folder to write a checkpoint into."""
     base = Path(root)
     base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{step_dir_name(step)}.tmp-", dir=base))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{step_dir_name(step)}.tmp-", dir=base))
+    usual_mode(tmp, folder=True)
+    return tmp
 
 
 def discard(directory: str | os.PathLike[str]) -> None:

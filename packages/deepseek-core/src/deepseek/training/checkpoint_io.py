@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
+from deepseek.paths import usual_mode
 
 if TYPE_CHECKING:
     import torch
@@ -159,6 +160,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    usual_mode(tmp)  # safetensors writes 0600
     os.replace(tmp, path)
 
 

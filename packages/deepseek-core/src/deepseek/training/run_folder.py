@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepseek.errors import UsageError
-from deepseek.paths import check_output
+from deepseek.paths import check_output, usual_mode
 from deepseek.training.checkpoint_dirs import list_checkpoints
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
             continue
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)
         try:
+            usual_mode(fd)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, target)

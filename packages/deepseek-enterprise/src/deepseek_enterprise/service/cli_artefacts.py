@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from deepseek.errors import UsageError
+from deepseek.paths import usual_mode
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service.names import TENANT
 
@@ -101,6 +102,7 @@ def _save(chunks: Iterator[bytes], expected: int, out: Path, target: Path) -> in
     fd, part = tempfile.mkstemp(dir=out, prefix=f".{target.name}.", suffix=".part")
     size = 0
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
@@ -138,6 +140,7 @@ def _unpack(chunks: Iterator[bytes], name: str, out: Path, target: Path) -> tupl
     part = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.", suffix=".part"))
     count = size = 0
     try:
+        usual_mode(part, folder=True)
         try:
             with tarfile.open(fileobj=_Chunks(chunks), mode="r|") as tar:
                 for member in tar:
