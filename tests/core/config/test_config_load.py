@@ -176,6 +176,27 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
+def test_a_config_that_is_no_regular_file_or_too_large_is_refused_unread(tmp_path: Path) -> None:
+    """A device or FIFO would be read without end (or block): refused by its kind, as is a file
+    far larger than any config; a NUL character in a string value is refused by its key."""
+    import os
+
+    fifo = tmp_path / "cfg.toml"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        with pytest.raises(ConfigError, match="not a regular file .*give a TOML config file"):
+            load_config(path)
+    big = tmp_path / "big.toml"
+    with big.open("wb") as f:
+        f.truncate((16 << 20) + 1)
+    with pytest.raises(ConfigError, match="too large for a TOML config file"):
+        load_config(big)
+    with pytest.raises(ConfigError, match=r"logging\.name: contains a NUL character"):
+        load_config(overrides=['logging.name="a\\u0000b"'])
+    with pytest.raises(ConfigError, match=r"logging\.runs_dir: contains a NUL character"):
+        load_config(overrides=['logging.runs_dir="r\\u0000"'])
+
+
 def test_data_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "corpus.txt").write_text("hello world\n" * 100)
     monkeypatch.chdir(tmp_path)

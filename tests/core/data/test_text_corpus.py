@@ -88,3 +88,11 @@ def test_empty_folder_and_empty_files(tmp_path: Path) -> None:
 
 def test_empty_path_means_stdlib() -> None:
     assert open_corpus("").name.startswith("python-stdlib")
+
+
+def test_a_path_that_is_neither_file_nor_folder_and_an_absolute_pattern_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"data\.path: '/dev/null' is neither a regular file nor a folder"):
+        open_corpus("/dev/null")
+    (tmp_path / "a.txt").write_text("hello\n" * 50)
+    with pytest.raises(UsageError, match=r"data\.pattern: '/etc/\*' is not a glob pattern relative to data\.path"):
+        open_corpus(tmp_path, pattern="/etc/*")

@@ -58,6 +58,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+MAX_CONFIG_BYTES = 16 << 20
+"""The largest TOML file :func:`read_toml` reads (configs and search spaces are a few KiB)."""
 _TRAIN_DEFAULTS_HINT = "check the path, or run 'deepseek train' without a file to use the defaults"
 
 
@@ -69,6 +71,11 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         raise ConfigError(f"{p}: config file not found; {missing_hint}")
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory, expected a TOML config file")
+    if not p.is_file():
+        raise ConfigError(f"{p}: not a regular file (a device, FIFO or socket); give a TOML config file")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a TOML config file (at most "
+                          f"{MAX_CONFIG_BYTES >> 20} MiB); check the path")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -1,6 +1,6 @@
 """Build frozen dataclasses from plain TOML data, with errors that name the field path.
 
-Supported field types: ``bool``, ``int``, ``float`` (finite: ``inf`` and ``nan`` are refused), ``str``, ``Literal[...]``, ``X | None``,
+Supported field types: ``bool``, ``int``, ``float`` (finite: ``inf`` and ``nan`` are refused), ``str`` (no NUL character), ``Literal[...]``, ``X | None``,
 ``tuple[X, ...]``, ``list[X]``, ``dict[str, X]`` and nested dataclasses. A field may add a check
 through ``field(metadata={"check": fn, "help": "..."})`` where ``fn(value)`` returns an error
 string or ``None``.
@@ -133,6 +133,8 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {_show(value)}")
+        if "\x00" in value:  # no path, name or option holds one; the OS refuses it far from here
+            raise ConfigError(f"{path}: contains a NUL character (\\u0000), got {_show(value)}; remove it")
         return value
     return value
 

@@ -170,10 +170,22 @@ def path_corpus(
         )
     if p.is_file():
         return TextCorpus(p.parent, [p.name], name=str(p), val_fraction=val_fraction)
+    if not p.is_dir():
+        raise UsageError(
+            f"data.path: {str(path)!r} is neither a regular file nor a folder (a device, FIFO or "
+            "socket); point it at a text file or a folder of text files"
+        )
     pattern = pattern or "**/*"
+    try:
+        found = list(p.glob(pattern))
+    except (ValueError, NotImplementedError) as exc:
+        raise UsageError(
+            f"data.pattern: {pattern!r} is not a glob pattern relative to data.path ({exc}); give one "
+            "such as '**/*.txt'"
+        ) from None
     files = sorted(
         f.relative_to(p).as_posix()
-        for f in p.glob(pattern)
+        for f in found
         if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
     )
     if not files:
