@@ -180,6 +180,30 @@ def test_resuming_with_another_tokenizer_is_refused(trained: dict[str, Any], hos
     assert "cannot resume" in line and "tokenizer bpe:" in line and "data.tokenizer" in line
 
 
+def test_a_replaced_run_tokenizer_is_refused_by_eval_generate_and_resume(trained: dict[str, Any], host: PluginHost,
+                                                                        tmp_path: Path) -> None:
+    """The run's copy of tokenizer.json swapped for another tokenizer: every id would decode to
+    other text, so the commands that read it compare it with the hash the
+    checkpoint recorded and refuse it in one line; put back, all work again."""
+    import shutil
+
+    other = tmp_path / "other.json"
+    ok(host, "tokenizer", "train", "--data", str(trained["corpus"]), "--vocab-size", "290", "--out", str(other))
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    own = (run / "tokenizer.json").read_bytes()
+    shutil.copy(other, run / "tokenizer.json")
+    for argv in (["eval", "--checkpoint", str(run), "--device", "cpu"],
+                 ["generate", "--checkpoint", str(run), "alpha", "--max-new-tokens", "3", "--device", "cpu"],
+                 ["train", "--resume", str(run), "--max-steps", "6"]):
+        line = refused(host, *argv)
+        assert "tokenizer.json: is not the tokenizer this run was trained with" in line, argv
+        assert "put back the run's own tokenizer.json" in line
+    assert not (run / "checkpoints" / "step-6").exists()
+    (run / "tokenizer.json").write_bytes(own)
+    ok(host, "eval", "--checkpoint", str(run), "--device", "cpu")
+
+
 @pytest.mark.parametrize(("content", "words"), [
     (b"{not json", ["is not valid JSON"]),
     (b'{"version": "1.0"}', ["is not a Hugging Face tokenizers file"]),

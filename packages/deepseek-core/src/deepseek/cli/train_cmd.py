@@ -44,13 +44,13 @@ def build_train_config(
         data = read_toml(config_file)
     elif resume is not None:
         from deepseek.data.tokenizer import run_folder_of, with_run_tokenizer
-        from deepseek.training.checkpoint import resolve_checkpoint
+        from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
         from deepseek.training.checkpoint_dirs import CheckpointWarning
 
         with warnings.catch_warnings():  # a checkpoint passed over is said once, by the trainer's own lookup
             warnings.simplefilter("ignore", CheckpointWarning)
             directory = resolve_checkpoint(resume)
-        data = with_run_tokenizer(_saved_config(directory), run_folder_of(directory))
+        data = with_run_tokenizer(_saved_config(directory), run_folder_of(directory), read_trainer_state(directory))
     if strategy is not None:
         table = data.get("strategy")
         current = table.get("name", "single") if isinstance(table, dict) else None

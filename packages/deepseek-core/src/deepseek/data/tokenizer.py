@@ -94,16 +94,41 @@ def open_tokenizer(path: str, separator_token: str = SEPARATOR_TOKEN, *, where: 
     return load_bpe(path, separator_token, where=where)
 
 
-def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path, trainer_state: Any = None) -> dict[str, Any]:
     """A run's saved config data with ``data.tokenizer`` pointing at the run folder's copy
     (``RUN/tokenizer.json``) when the run has one: eval, generate and resume then work after the
-    original file moved."""
+    original file moved. ``trainer_state``: the checkpoint's ``trainer.json``, whose data position
+    records the tokenizer's identity (``bpe:<hash of the file>``); a copy whose content hashes
+    otherwise (replaced or edited since) is refused with one line (CheckpointError), since every
+    token id would mean something else."""
     out = dict(config_data)
     table = out.get("data")
     copy = Path(run_dir) / TOKENIZER_FILE
     if isinstance(table, Mapping) and table.get("tokenizer") and copy.is_file():
+        check_run_tokenizer(copy, trainer_state)
         out["data"] = {**table, "tokenizer": str(copy)}
     return out
+
+
+def check_run_tokenizer(copy: Path, trainer_state: Any) -> None:
+    """Refuse the run folder's ``tokenizer.json`` ``copy`` when its content is not the tokenizer
+    ``trainer_state`` (a checkpoint's ``trainer.json``) records in its data position."""
+    data = trainer_state.get("data") if isinstance(trainer_state, Mapping) else None
+    recorded = data.get("tokenizer") if isinstance(data, Mapping) else None
+    if not isinstance(recorded, str) or not recorded.startswith("bpe:"):
+        return  # an older checkpoint, or one whose data position says nothing of a tokenizer
+    from deepseek.data.bpe import file_digest
+    from deepseek.errors import CheckpointError
+
+    try:
+        found = f"bpe:{file_digest(copy.read_bytes())}"
+    except OSError as exc:
+        raise CheckpointError(f"{copy}: cannot read the run's tokenizer ({exc.strerror}); check its "
+                              "permissions") from None
+    if found != recorded:
+        raise CheckpointError(f"{copy}: is not the tokenizer this run was trained with (its content is {found}, "
+                              f"the checkpoint recorded {recorded}); put back the run's own tokenizer.json "
+                              "(token ids would mean other text)")
 
 
 def run_folder_of(checkpoint: Path) -> Path:

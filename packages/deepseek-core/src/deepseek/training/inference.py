@@ -23,6 +23,7 @@ from deepseek.data.tokenizer import (
     SEPARATOR_TOKEN,
     TOKENIZER_FILE,
     Tokenizer,
+    check_run_tokenizer,
     run_folder_of,
 )
 from deepseek.errors import CheckpointError, ConfigError
@@ -140,7 +141,8 @@ def trained_tokenizer(path: str | Path) -> Tokenizer:
         beside = p.parent / TOKENIZER_FILE
         return open_tokenizer(str(beside), where=str(p)) if beside.is_file() else ByteTokenizer()
     directory = ckpt.resolve_checkpoint(p)
-    config = ckpt.read_trainer_state(directory).get("config")
+    state = ckpt.read_trainer_state(directory)
+    config = state.get("config")
     table = config.get("data") if isinstance(config, dict) else None
     table = table if isinstance(table, dict) else {}
     setting, separator = table.get("tokenizer", ""), table.get("separator_token", SEPARATOR_TOKEN)
@@ -150,6 +152,8 @@ def trained_tokenizer(path: str | Path) -> Tokenizer:
     if not setting:
         return ByteTokenizer()
     copy = run_folder_of(directory) / TOKENIZER_FILE
+    if copy.is_file():
+        check_run_tokenizer(copy, state)
     return open_tokenizer(str(copy) if copy.is_file() else setting, separator or SEPARATOR_TOKEN,
                           where=f"{directory} (data.tokenizer)")
 

@@ -128,7 +128,7 @@ def read_source(path: str | Path) -> Source:
     state = ckpt.read_trainer_state(directory)
     data = state.get("config") or {}
     if isinstance(data, dict):
-        data = with_run_tokenizer(data, run_folder_of(directory))
+        data = with_run_tokenizer(data, run_folder_of(directory), state)
     step = state.get("step")
     return Source(WeightsOrigin("checkpoint", step if isinstance(step, int) else None, directory), data, state)
 
