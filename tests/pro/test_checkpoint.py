@@ -9,6 +9,7 @@ up to ten AdamW steps. Resume under the same strategy and world size is bit-iden
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,30 @@ def test_damaged_sharded_checkpoint_is_a_clear_error(hops: dict, tmp_path: Path)
     shutil.rmtree(broken / "model")
     with pytest.raises(CheckpointError, match=r"no model weights"):
         read_full_state(broken)
+
+
+def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_runs: dict, tmp_path: Path) -> None:
+    """Resuming FSDP on two ranks from a sharded checkpoint with a truncated shard: dcp.load
+    raises its CheckpointException (a BaseException carrying every rank's traceback) on both
+    ranks; each says one line naming the folder, and the job exits 2 with nothing written."""
+    import shutil
+
+    from _prohelpers import deepseek_cli
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pro_runs["dir"] / "fsdp_sharded" / "checkpoints" / "step-4", broken)
+    victim = sorted((broken / "optimizer").glob("*.safetensors"))[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    record = json.loads((broken / "commit.json").read_text())  # the size the commit record checks, kept
+    record["files"][victim.relative_to(broken).as_posix()] = victim.stat().st_size
+    (broken / "commit.json").write_text(json.dumps(record))
+    out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
+                       "--run-dir", str(tmp_path / "run"), "--quiet", timeout=300)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "CheckpointException" not in out.stderr, out.stderr[-3000:]
+    lines = [line for line in out.stderr.splitlines() if "sharded checkpoint does not fit this model or is damaged" in line]
+    assert lines and all(str(broken) in line for line in lines), out.stderr[-3000:]
+    assert not (tmp_path / "run" / "checkpoints" / "step-6").exists()
 
 
 def test_checkpoint_cli_info_and_export(hops: dict, tmp_path: Path) -> None:

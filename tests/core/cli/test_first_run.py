@@ -31,8 +31,9 @@ def test_debug_after_the_command_shows_the_traceback(hostile: Hostile) -> None:
     env = {**os.environ, "DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.run([sys.executable, "-m", "deepseek", "config", "show", "--set", "train.lrr=1", "--debug"],
                           capture_output=True, text=True, env=env, cwd=hostile.work, timeout=120)
-    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" in proc.stderr  # the same exit code as without --debug
     assert "ConfigError: train.lrr: unknown key" in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("error: train.lrr: unknown key")
     quiet = hostile.refused("config", "show", "--set", "train.lrr=1", expect=["train.lrr: unknown key"])
     assert "--debug" not in quiet
 

@@ -252,3 +252,15 @@ def test_config_md_is_current() -> None:
     page = (Path(__file__).resolve().parents[3] / "docs" / "config.md").read_text(encoding="utf-8")
     assert page == render(), "docs/config.md is stale: run python -m deepseek.config.docgen > docs/config.md"
     assert "|  |" not in page, "a config key without a meaning: give the field a docstring"
+
+
+def test_a_key_of_another_component_names_it_and_the_name_to_set() -> None:
+    """data.files with the default text dataset: the hf dataset takes it, so the line says so
+    (a plain typo still gets the did-you-mean and the allowed keys)."""
+    core_only = PluginHost(PluginSettings(autoload=False))
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=['data.files=["a.jsonl"]'], host=core_only)
+    assert str(info.value) == ("data.files: unknown key for dataset 'text'; dataset 'hf' (deepseek-core) takes it: "
+                               'set data.name = "hf", or remove data.files')
+    with pytest.raises(ConfigError, match=r"data\.pattrn: unknown key \(did you mean 'pattern'\?\); allowed keys"):
+        load_config(overrides=["data.pattrn=x"], host=core_only)

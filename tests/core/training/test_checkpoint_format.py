@@ -122,6 +122,40 @@ def test_damaged_checkpoint_names_the_file(tiny_config, tmp_path: Path, name: st
     assert "checkpoint" in message
 
 
+@pytest.mark.parametrize(("where", "value", "words"), [
+    ("group", ("weight_decay", "abc"), "optimizer group 0 weight_decay is 'abc', where a finite number belongs"),
+    ("group", ("lr", -1.0), "optimizer group 0 lr is -1.0, below 0"),
+    ("group", ("betas", [0.9]), "optimizer group 0 betas is [0.9], where 2 finite numbers belong"),
+    ("group", ("amsgrad", 1), "optimizer group 0 amsgrad is 1, where true or false belongs"),
+    ("step", -5.0, "step is -5.0, not a whole count of steps"),
+    ("step", 2.5, "step is 2.5, not a whole count of steps"),
+])
+def test_optimizer_values_read_back_are_checked_like_input(tiny_config, tmp_path: Path, where: str, value, words) -> None:
+    """Hyper-parameters and step counts in optimizer.safetensors are validated on resume, each
+    against the kind of value the live optimizer holds there (an edited or damaged file would
+    otherwise train on, or fail inside torch at the first step)."""
+    from deepseek.training.checkpoint_io import load_tensors, save_tensors
+
+    run = Trainer(tiny_config(train={"max_steps": 2}), run_dir=tmp_path / "run").fit().run_dir
+    target = run / "checkpoints" / "step-2" / "optimizer.safetensors"
+    tensors, meta = load_tensors(target, "optimizer state")
+    if where == "group":
+        groups = json.loads(meta["param_groups"])
+        groups[0][value[0]] = value[1]
+        meta["param_groups"] = json.dumps(groups)
+    else:
+        key = next(k for k in tensors if k.endswith("/step"))
+        tensors[key] = torch.tensor(value)
+    save_tensors(target, tensors, meta)
+    record = json.loads((target.parent / "commit.json").read_text())  # the edit, sizes and all
+    record["files"][target.name] = target.stat().st_size
+    (target.parent / "commit.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="optimizer") as info:
+        Trainer(tiny_config(train={"max_steps": 4}), resume=run / "checkpoints" / "step-2").fit()
+    assert words in str(info.value) and "optimizer.safetensors" in str(info.value)
+    assert not (run / "checkpoints" / "step-4").exists()
+
+
 def test_interrupt_mid_save_keeps_previous_checkpoint_and_no_half_folder(tiny_config, tmp_path: Path, monkeypatch) -> None:
     config = tiny_config(train={"max_steps": 4}, checkpoint={"interval": 2})
     original = ckpt.save_optimizer_state

@@ -44,6 +44,7 @@ from deepseek.training.checkpoint_sharded import (
     SHARDED_META,
     flatten_optimizer_state,
     read_sharded_meta,
+    sharded_reader_error,
     unflatten_optimizer_state,
 )
 from deepseek.training.param_groups import tied_aliases
@@ -128,6 +129,9 @@ def load_checkpoint(
     with it, a sharded checkpoint is read whole on every rank and loaded like a full one."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.api import (
+        CheckpointException,  # a BaseException: named to be caught
+    )
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_state_dict,
@@ -182,10 +186,10 @@ def load_checkpoint(
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
     except CheckpointError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torch's reader errors are damaged/mismatched files
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - torch's reader errors: damaged/mismatched files
         raise CheckpointError(
-            f"{directory}: sharded checkpoint does not fit this model or is damaged ({exc}); use the "
-            f"[model] config of the run that wrote it, or {_HINT}"
+            f"{directory}: sharded checkpoint does not fit this model or is damaged ({sharded_reader_error(exc)}); use "
+            f"the [model] config of the run that wrote it, or {_HINT}"
         ) from exc
     new_groups = [{**ckpt.resumed_group(saved, cur), "params": cur["params"]}
                   for saved, cur in zip(groups, osd["param_groups"], strict=True)]

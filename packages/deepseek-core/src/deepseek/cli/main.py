@@ -3,7 +3,7 @@
 The plugin host of an invocation lives on the click context (see :mod:`deepseek.cli.context`);
 this module keeps no state of its own. Bad input ends with one line on stderr (what, where, how
 to fix) and exit code 2: usage errors of click and of deepseek, arguments that are not UTF-8, and
-requests too large for the machine's memory; a traceback is shown only with ``--debug``, which is
+requests too large for the machine's memory; a traceback is shown only with ``--debug`` (before the same line and exit code), which is
 accepted anywhere before a ``--``. Nothing here imports torch.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 import warnings
 from typing import Any
 
@@ -205,8 +206,8 @@ def _run(args: list[str], host: PluginHost | None) -> None:
         click.echo(exc.format_message())
         sys.exit(0)
     except click.UsageError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, then the same line and exit code as without --debug
+            traceback.print_exc()
         where = exc.ctx.command_path if exc.ctx is not None else "deepseek"
         message = " ".join(exc.format_message().split())
         click.secho(f"error: {message} (see '{where} --help')", fg="red", err=True)
@@ -215,21 +216,21 @@ def _run(args: list[str], host: PluginHost | None) -> None:
         click.secho(f"error: {' '.join(exc.format_message().split())}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except UsageError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, then the same line and exit code as without --debug
+            traceback.print_exc()
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except DeepseekError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, then the same line and exit code as without --debug
+            traceback.print_exc()
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.secho("interrupted", fg="red", err=True)
         sys.exit(130)
     except Exception as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, then the same line and exit code as without --debug
+            traceback.print_exc()
         if out_of_memory(exc):
             click.secho(
                 f"error: out of memory ({' '.join(str(exc).split())[:160]}); ask for "

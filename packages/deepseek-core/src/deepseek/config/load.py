@@ -342,10 +342,32 @@ def _component(
     target = load_checked(kind, component)
     if kind == "strategy" and "compression" in table:
         _check_compression(lookups, name, target, table["compression"])
+    _check_foreign_keys(lookups, kind, name, target, table, section, known)
     options = fill_component_tables(build_options(target, table, kind=kind, name=name, path=section, known=known),
                                     lookups, path=section)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
     return recorded, options, target
+
+
+def _check_foreign_keys(lookups: PluginHost, kind: str, name: str, target: Any, table: dict[str, Any],
+                        section: str, known: tuple[str, ...]) -> None:
+    """A key ``name``'s Options lack but another registered component of the same kind takes
+    (``data.files`` with the default text dataset, where ``hf`` takes it): one line naming that
+    component and the ``name`` to set, before the plain unknown-key message would list only this
+    one's keys. Other components' targets are loaded only when a key is unknown here."""
+    own = {f.name for f in dataclasses.fields(options_class(target, kind=kind, name=name))} | set(known)
+    for key in sorted(k for k in table if k not in own):
+        for other in lookups.components(kind):
+            if other.name == name or other.qualified_name == name:
+                continue
+            try:
+                cls = options_class(load_checked(kind, other), kind=kind, name=other.name)
+            except Exception:  # noqa: BLE001 - a component that cannot load takes no key here
+                continue
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                raise ConfigError(f"{section}.{key}: unknown key for {kind} {name!r}; {kind} {other.name!r} "
+                                  f"({other.dist}) takes it: set {section}.name = \"{other.name}\", or remove "
+                                  f"{section}.{key}")
 
 
 def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | None:

@@ -6,6 +6,7 @@ whether saved groups and state fit the live optimizer: :func:`check_groups_fit`,
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -70,7 +71,7 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
     on; a CheckpointError naming ``path`` and ``optimizer.name``. Keys only one side has (a torch
     version that added a hyper-parameter) are no mismatch: torch fills those in."""
     ignored = {"params", *IMPLEMENTATION_KEYS, *RUN_KEYS}
-    for old, new in zip(saved, live, strict=False):
+    for i, (old, new) in enumerate(zip(saved, live, strict=False)):
         foreign, lacking = sorted(set(old) - set(new) - ignored), sorted(set(new) - set(old) - ignored)
         if foreign and lacking:
             raise CheckpointError(
@@ -78,6 +79,35 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
                 f"{foreign[:3]}, this run's optimizer has {lacking[:3]}); resume with the [optimizer] "
                 f"name of the run that wrote it (optimizer.name), or {HINT}"
             )
+        for key in sorted(set(old) & set(new) - ignored):
+            problem = _value_problem(old[key], new[key], key)
+            if problem:
+                raise CheckpointError(f"{path}: optimizer group {i} {key} is {old[key]!r}, {problem}; the "
+                                      f"checkpoint is damaged, {HINT}")
+
+
+_NON_NEGATIVE = frozenset({"lr", "initial_lr", "weight_decay", "eps", "momentum", "dampening"})
+
+
+def _value_problem(saved: Any, live: Any, key: str) -> str | None:
+    """What is wrong with a saved hyper-parameter, judged by the kind of the live optimizer's
+    value for it (a bool, a number, a sequence of numbers, a string), else None."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if isinstance(live, bool):
+        return None if isinstance(saved, bool) else "where true or false belongs"
+    if isinstance(live, (int, float)):
+        if not number(saved):
+            return "where a finite number belongs"
+        return "below 0" if key in _NON_NEGATIVE and saved < 0 else None
+    if isinstance(live, (tuple, list)) and all(number(v) for v in live):
+        if not isinstance(saved, (tuple, list)) or len(saved) != len(live) or not all(number(v) for v in saved):
+            return f"where {len(live)} finite numbers belong"
+        return None
+    if isinstance(live, str):
+        return None if isinstance(saved, str) else "where a string belongs"
+    return None
 
 
 def check_group_members(saved: Sequence[Mapping[str, Any]], live: Sequence[Iterable[str]], path: Any, *,
@@ -124,6 +154,13 @@ def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str,
         if missing:
             raise CheckpointError(f"{path}: optimizer state of {name!r} lacks {missing}, which other "
                                   f"parameters have; the checkpoint is damaged, {HINT}")
+        step = values.get("step")
+        if step is not None:
+            count = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
+            if isinstance(count, bool) or not isinstance(count, (int, float)) or not 0 <= count < 2**53 \
+                    or count != int(count):
+                raise CheckpointError(f"{path}: optimizer state {name}/step is {count!r}, not a whole count of "
+                                      f"steps (0 or more); the checkpoint is damaged, {HINT}")
         shape = shapes.get(name)
         for key, value in values.items():
             if shape is None or not isinstance(value, torch.Tensor) or value.dim() == 0:

@@ -49,6 +49,7 @@ __all__ = [
     "read_sharded_model",
     "read_sharded_optimizer",
     "read_sharded_tensors",
+    "sharded_reader_error",
     "unflatten_optimizer_state",
 ]
 
@@ -102,6 +103,9 @@ def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.T
     try:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint import HuggingFaceStorageReader
+        from torch.distributed.checkpoint.api import (
+            CheckpointException,  # a BaseException: named to be caught
+        )
         from torch.distributed.checkpoint.metadata import TensorStorageMetadata
     except ImportError as exc:
         raise CheckpointError(
@@ -117,11 +121,25 @@ def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.T
         with warnings.catch_warnings():  # no_dist is what we ask for, not a fallback to warn about
             warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
             dcp.load(full, storage_reader=HuggingFaceStorageReader(str(d)), no_dist=True)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
-        detail = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{d}: sharded checkpoint is corrupt or incomplete ({detail}); {_HINT}") from exc
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
+        raise CheckpointError(f"{d}: sharded checkpoint is corrupt or incomplete ({sharded_reader_error(exc)}); "
+                              f"{_HINT}") from exc
     check_finite(full, d)
     return full
+
+
+def sharded_reader_error(exc: BaseException) -> str:
+    """torch's reader error in one line: a ``CheckpointException`` (what ``dcp.load`` raises on
+    every rank, its text the tracebacks of all ranks) by its first rank's exception."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        rank = min(failures)
+        first = failures[rank]
+        inner = first[0] if isinstance(first, tuple) and first else first
+        if isinstance(inner, BaseException):
+            exc = inner
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
