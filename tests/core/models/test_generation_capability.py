@@ -105,6 +105,16 @@ def test_sample_serves_a_model_that_declares_generation() -> None:
     assert len(expected.encode()) >= 1
 
 
+def test_an_empty_prompt_starts_a_new_document_from_the_separator() -> None:
+    """No prompt: the model continues the separator that ends every training document (byte 0
+    for byte tokens), not some text of ours."""
+    gpt = small_gpt(window=32)
+    assert ByteTokenizer().prompt_ids("") == [0] and ByteTokenizer().prompt_ids("ab") == [97, 98]
+    gen = torch.Generator().manual_seed(0)
+    ids = gpt.generate(torch.tensor([[0]]), 6, temperature=0.0, top_k=None, generator=gen)[0, 1:].tolist()
+    assert sample(gpt, "", max_new_tokens=6, temperature=0.0, top_k=None) == ByteTokenizer().decode(ids)
+
+
 def test_static_decoding_is_refused_for_a_model_without_it() -> None:
     mine = MyLM(small_gpt())
     with pytest.raises(UsageError, match=r"^generate: static-cache decoding cannot serve this model: the model "

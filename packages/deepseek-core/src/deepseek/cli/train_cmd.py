@@ -309,7 +309,8 @@ def generate(
     prompts_file: str | None, batch_size: int, cuda_graphs: bool | None, compile_step: bool | None,
     strategy: str | None, dtype: str,
 ) -> None:
-    """Sample text from a trained model (KV-cache decoding)."""
+    """Sample text from a trained model (KV-cache decoding). Without PROMPT the model starts a new
+    document (from the separator token that ends every training document)."""
     from deepseek.devices import use_default_cpu_threads
     from deepseek.models.static_decoding import choose_static
     from deepseek.training.inference import (

@@ -45,6 +45,12 @@ class Tokenizer:
         """Text of token ids (a list or a 1-D tensor/array)."""
         raise NotImplementedError
 
+    def prompt_ids(self, text: str) -> list[int]:
+        """The ids a generation continues: ``text``'s, or for an empty prompt the separator alone,
+        the token every training document follows, so the model starts a new document (as Hugging
+        Face models start from their BOS/EOS token)."""
+        return self.encode(text) or [self.separator]
+
     def token_bytes(self) -> tuple[int, ...] | None:
         """How many UTF-8 bytes of text each token id stands for (index: the id), for validation
         bits per byte; ``None`` (the default) when that is not fixed per token (a tokenizer that

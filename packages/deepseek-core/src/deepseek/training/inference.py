@@ -173,7 +173,7 @@ def sample(
     ``tokenizer`` (default: UTF-8 bytes); ``static``: the
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
     tok = generating_tokenizer(model, tokenizer)
-    ids = tok.encode(prompt) or tok.encode("\n")
+    ids = tok.prompt_ids(prompt)
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)

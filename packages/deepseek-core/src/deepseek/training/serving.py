@@ -93,7 +93,7 @@ def serve(
     batches)."""
     if batch_size < 1:
         raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
-    encoded = [tokenizer.encode(p) or tokenizer.encode("\n") for p in prompts]
+    encoded = [tokenizer.prompt_ids(p) for p in prompts]
     by_length: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
         by_length.setdefault(len(ids), []).append(i)
