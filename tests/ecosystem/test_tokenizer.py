@@ -168,16 +168,21 @@ def test_a_smaller_model_vocabulary_is_refused(trained: dict[str, Any], host: Pl
     assert not (tmp_path / "r").exists()
 
 
-def test_resuming_with_another_tokenizer_is_refused(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [290, 320])
+def test_resuming_with_another_tokenizer_is_refused(trained: dict[str, Any], host: PluginHost, tmp_path: Path,
+                                                   size: int) -> None:
+    """A smaller or a larger tokenizer (whose vocabulary would also change the model's shape) is
+    named as the tokenizer, before the weights are read."""
     other = tmp_path / "other.json"
-    ok(host, "tokenizer", "train", "--data", str(trained["corpus"]), "--vocab-size", "290", "--out", str(other))
+    ok(host, "tokenizer", "train", "--data", str(trained["corpus"]), "--vocab-size", str(size), "--out", str(other))
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(trained["run"], run)
     line = refused(host, "train", "--resume", str(run), "--max-steps", "6",
                    "--set", f"data.tokenizer={json.dumps(str(other))}")
-    assert "cannot resume" in line and "tokenizer bpe:" in line and "data.tokenizer" in line
+    assert line.startswith(f"error: data.tokenizer: {other} is not the tokenizer") and "was trained with (bpe:" in line
+    assert "resume without data.tokenizer" in line
 
 
 def test_a_replaced_run_tokenizer_is_refused_by_eval_generate_and_resume(trained: dict[str, Any], host: PluginHost,

@@ -74,8 +74,10 @@ def build_train_config(
     from deepseek.training.build import build_model
     from deepseek.training.checkpoint import TRAINER_FILE
 
+    merged = apply_overrides(data, [*extra, *overrides])
+    _check_resumed_tokenizer(merged, directory)
     try:
-        config = config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+        config = config_from_dict(merged, host=host)
         with torch.random.fork_rng(devices=[]):  # a model checks its nested tables (encoders) as it is built
             build_model(config, host=host, create_on=torch.device("meta"))
         return config
@@ -87,6 +89,30 @@ def build_train_config(
         raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}; "
                           + (note or "if the file was edited or is damaged, resume from another checkpoint or pass "
                                      "the run's config.toml")) from exc
+
+
+def _check_resumed_tokenizer(data: dict[str, Any], directory: Path) -> None:
+    """A ``data.tokenizer`` given with ``--resume`` that is not the tokenizer the checkpoint
+    recorded: one line naming the tokenizer, before the model's vocabulary (which follows it)
+    would be blamed."""
+    from deepseek.data.bpe import file_digest, tokenizer_file
+    from deepseek.errors import ConfigError
+    from deepseek.training.checkpoint import read_trainer_state
+
+    table = data.get("data")
+    setting = table.get("tokenizer") if isinstance(table, dict) else None
+    position = read_trainer_state(directory).get("data")
+    recorded = position.get("tokenizer") if isinstance(position, dict) else None
+    if not isinstance(setting, str) or not setting or not isinstance(recorded, str):
+        return  # bytes now or then: the data position's own check says so
+    try:
+        found = f"bpe:{file_digest(tokenizer_file(setting, 'data.tokenizer').read_bytes())}"
+    except (OSError, ValueError):
+        return  # unreadable: loading the config says so
+    if found != recorded:
+        raise ConfigError(f"data.tokenizer: {setting} is not the tokenizer {directory} was trained with ({found}, the "
+                          f"checkpoint recorded {recorded}); resume without data.tokenizer (the run's own copy is "
+                          "used), or start a new run with this tokenizer")
 
 
 def _saved_config(directory: Path) -> dict[str, Any]:

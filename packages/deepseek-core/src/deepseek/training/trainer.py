@@ -190,6 +190,11 @@ class Trainer:
 
     def _restore(self, directory: Path) -> None:
         assert self.strategy is not None
+        try:  # the data position first: another tokenizer or corpus is named as such, before the
+            # model's shapes (a vocabulary that followed the tokenizer) would refuse the weights
+            self.dataset.load_state_dict(ckpt.read_trainer_state(directory)["data"])
+        except UsageError as exc:
+            raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
         state = self.engine.load_checkpoint(directory)
         self.step = self._saved_step = self._resumed_at = int(state.get("step", 0))
         if "monitor" in state:
@@ -197,10 +202,6 @@ class Trainer:
         refuse_finished(directory, self.step, self.config.train.max_steps, self.monitor)
         self._tokens_seen = int(state.get("tokens_seen", 0))
         self._samples_seen = int(state.get("samples_seen", self.step * self.config.data.batch_size))
-        try:
-            self.dataset.load_state_dict(state["data"])
-        except UsageError as exc:
-            raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
         self.precision.load_state_dict(state.get("precision", {}))
         self.last_metrics = dict(state.get("metrics", {}))
         ckpt.load_rng_state(directory, self.strategy.rank)
