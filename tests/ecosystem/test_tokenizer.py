@@ -258,3 +258,12 @@ def test_tokenizer_train_hostile_options(host: PluginHost, tmp_path: Path) -> No
     line = refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "afile" / "t.json"))
     assert "--out" in line
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_folder_where_the_run_keeps_its_tokenizer_is_refused(trained: dict[str, Any], host: PluginHost,
+                                                               tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "tokenizer.json").mkdir(parents=True)
+    line = refused(host, "train", *SMALL, *trained["data"], "--max-steps", "2", "--run-dir", str(run))
+    assert "tokenizer.json: is a folder or special file where the run keeps its copy of" in line
+    assert not (run / "config.toml").exists() and not (run / "checkpoints").exists()

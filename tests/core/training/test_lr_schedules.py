@@ -207,8 +207,10 @@ def test_a_wsd_run_continued_past_its_first_max_steps_equals_one_run(tiny_config
     ({"lr_schedule": {"name": "cosin"}}, r"^lr_schedule\.name: unknown lr_schedule 'cosin'; did you mean 'cosine'"),
     ({"lr_schedule": {"name": "wsd", "decay_fraction": 1.5}}, r"^lr_schedule\.decay_fraction: must be in \(0, 1\]"),
     ({"lr_schedule": {"name": "wsd", "shap": "linear"}}, r"^lr_schedule\.shap: unknown key.*did you mean 'shape'"),
-    ({"lr_schedule": {"decay_fraction": 0.3}}, r"^lr_schedule\.decay_fraction: unknown key \(lr_schedule 'cosine' takes no options of its own\); "
-                                                 r"allowed keys: name$"),
+    ({"lr_schedule": {"decay_fraction": 0.3}}, r"^lr_schedule\.decay_fraction: unknown key for lr_schedule 'cosine'; "
+                                                 r"lr_schedule 'wsd' \(deepseek-core\) takes it: set lr_schedule\.name = \"wsd\""),
+    ({"lr_schedule": {"decay_fractio": 0.3}}, r"^lr_schedule\.decay_fractio: unknown key \(lr_schedule 'cosine' takes no options "
+                                                r"of its own\); allowed keys: name$"),
     ({"optimizer": {"name": "sgd", "nesterov": True, "momentum": 0.0}},
      r"^optimizer\.nesterov: Nesterov momentum needs optimizer\.momentum > 0"),
     ({"optimizer": {"name": "sgd", "nesterow": True}}, r"^optimizer\.nesterow: unknown key.*did you mean 'nesterov'"),

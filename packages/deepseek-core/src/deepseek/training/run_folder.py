@@ -80,6 +80,9 @@ def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
             raise UsageError(f"run folder: cannot copy {source} into it ({exc.strerror}); check the file") from None
         if target.is_file() and target.read_bytes() == data:
             continue
+        if target.exists() and not target.is_file():
+            raise UsageError(f"{target}: is a folder or special file where the run keeps its copy of {source}; "
+                             "move it away")
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)
         try:
             usual_mode(fd)

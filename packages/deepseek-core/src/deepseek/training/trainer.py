@@ -163,11 +163,11 @@ class Trainer:
             if zero:
                 print(f"resumed from {self.resume_from} at step {self.step}", file=sys.stderr, flush=True)
         if zero:
+            copy_run_files(self.dataset.run_files(), self.run_dir)  # first: a folder in a copy's place is refused
             kept = self.engine.kept_settings  # the optimizer follows the checkpoint there, not this file
             write_config(cfg, self.run_dir / "config.toml", [
                 f"resumed from {self.resume_from}: the optimizer kept the checkpoint's {s}"
                 for s in kept] if kept else [])
-            copy_run_files(self.dataset.run_files(), self.run_dir)
         run = RunInfo(self.run_dir, self.run_dir.name, flat_params(cfg.to_dict()), self.step, strategy.world_size)
         try:  # a tracker that cannot start stops the run here, before its first step
             self.tracking = TrackingSession.open(cfg, engine.lookups, run, enabled=zero)
