@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,7 @@ def test_many_files_are_split_by_file(host: PluginHost, tmp_path: Path) -> None:
     ({"files": ["a.jsonl"], "val_files": ["a.jsonl"]}, ["data.val_files", "also in data.files"]),
     ({"files": ["a.jsonl"], "fies": ["a.jsonl"]}, ["data.fies", "did you mean 'files'"]),
     ({"files": ["blank.jsonl"], "val_files": ["a.jsonl"]}, ["no text"]),
-    ({"files": ["broken.jsonl"], "val_files": ["a.jsonl"]}, ["data.files", "broken.jsonl"]),
+    ({"files": ["broken.jsonl"], "val_files": ["a.jsonl"]}, ["data.files", "broken.jsonl", "from its first record on"]),
 ])
 def test_hostile_data_is_one_line(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   data: dict[str, Any], words: list[str]) -> None:
@@ -193,6 +194,23 @@ def test_hostile_data_is_one_line(host: PluginHost, tmp_path: Path, monkeypatch:
     for w in words:
         assert w in line, line
     assert not (tmp_path / "r").exists()
+
+
+def test_a_malformed_file_is_our_line_alone(tmp_path: Path) -> None:
+    """datasets' JSON reader logs its own error line before it raises; only ours reaches stderr
+    (a process of its own: the library's log handler writes to the stderr it found at import)."""
+    import subprocess
+    import sys
+
+    write(tmp_path / "a.jsonl", records(30, 1))
+    (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n' * 5 + '{"text": "a string cut\n' + '{"text": "x"}\n')
+    argv = ["--set", f"data.files={json.dumps([str(tmp_path / 'broken.jsonl')])}",
+            "--set", f"data.val_files={json.dumps([str(tmp_path / 'a.jsonl')])}"]
+    proc = subprocess.run([sys.executable, "-m", "deepseek", "train", *SMALL, *argv, "--run-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr  # one line
+    assert "broken.jsonl' from its first record on (the reader says: JSON parse error" in proc.stderr
 
 
 def test_saved_positions_are_checked(host: PluginHost, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,12 +185,25 @@ def _unit_hash(key: str) -> float:
 
 
 def require_datasets() -> Any:
-    """The ``datasets`` module, or one line naming the extra to install."""
+    """The ``datasets`` module, or one line naming the extra to install; its file readers' own
+    error lines are held back (:class:`_RaisedAnyway`)."""
     try:
         import datasets
     except ImportError:
         raise UsageError(f"data.name: the 'hf' dataset needs the Hugging Face datasets library; {INSTALL_HF}") from None
+    for fmt in ("json.json", "csv.csv", "parquet.parquet", "text.text"):
+        reader_log = logging.getLogger(f"datasets.packaged_modules.{fmt}")
+        if not any(isinstance(f, _RaisedAnyway) for f in reader_log.filters):
+            reader_log.addFilter(_RaisedAnyway())
     return datasets
+
+
+class _RaisedAnyway(logging.Filter):
+    """Drops the line a ``datasets`` file reader logs just before it raises ("Failed to load JSON
+    from file ..."): the reader turns that exception into its own one-line error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Failed to load JSON from file", "Failed to read file"))
 
 
 class RecordReader(DocReader):
@@ -228,8 +242,10 @@ class RecordReader(DocReader):
         except StopIteration:
             return None
         except Exception as exc:  # noqa: BLE001
-            raise UsageError(f"data.files: cannot read record {self._next} of {self._unit.path!r} "
-                             f"({_first_line(exc)}); fix the file") from None
+            # datasets reads a file in blocks: the library's row number counts from its block
+            where = "from its first record on" if self._next == 0 else f"after its first {self._next} records"
+            raise UsageError(f"data.files: cannot read {self._unit.path!r} {where} (the reader says: "
+                             f"{_first_line(exc)}); fix the file") from None
         self._next += 1
         return record
 
