@@ -201,6 +201,13 @@ def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKE
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{where}: {str(p)!r} is not a Hugging Face tokenizers file ({first}); point it at a "
                          "tokenizer.json written by tokenizers or 'deepseek tokenizer train'") from None
+    size = int(hf.get_vocab_size(with_added_tokens=True))
+    ids = hf.get_vocab(with_added_tokens=True).values()
+    top = max(ids, default=-1)
+    if top >= size or len(set(ids)) != len(ids):
+        raise UsageError(f"{where}: {str(p)!r} has token ids that do not run 0..{size - 1} (largest {top}, "
+                         f"{len(ids) - len(set(ids))} repeated) for its {size} tokens; the file is damaged or was "
+                         "edited: use the tokenizer.json that tokenizers wrote")
     separator_token = choose_separator(p, spec, separator_token)
     separator = hf.token_to_id(separator_token)
     if separator is None:
