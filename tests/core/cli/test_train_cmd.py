@@ -178,3 +178,25 @@ def test_a_resumed_runs_summary_says_which_steps_its_time_covers(trained_run: Pa
     assert proc.returncode == 0, proc.stderr
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("6 steps, ")]
     assert line.startswith("6 steps, 1,536 tokens (steps 5-6 after resuming at step 4: ") and line.endswith(" s)"), line
+
+
+def test_a_resume_that_changes_the_config_says_each_change(trained_run: Path, tmp_path: Path) -> None:
+    """Options given with --resume apply (a demanding user's lr change, a longer run), and the run
+    says every setting it changed from the checkpoint's config: on stderr and above the tables of
+    the config.toml it rewrites."""
+    import shutil
+
+    from deepseek.config.load import load_config
+
+    run = tmp_path / "demo"
+    shutil.copytree(trained_run, run)
+    proc = deepseek("train", "--resume", str(run), "--max-steps", "6", "--set", "train.lr=0.0005", "--quiet",
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    at = run / "checkpoints" / "step-4"
+    assert (f"resumed from {at} at step 4, with config changes: train.lr 0.002 -> 0.0005; train.max_steps 4 -> 6"
+            in proc.stderr), proc.stderr
+    written = (run / "config.toml").read_text(encoding="utf-8").splitlines()
+    assert written[:2] == [f"# resumed from {at} at step 4, changing train.lr 0.002 -> 0.0005",
+                           f"# resumed from {at} at step 4, changing train.max_steps 4 -> 6"]
+    assert load_config(run / "config.toml").train.lr == 0.0005

@@ -146,7 +146,8 @@ def test_a_resume_keeps_the_saved_weight_decay_and_says_so_in_one_line(tiny_conf
         f"to train with the config's, start a new run from its weights (--set train.init_from=\"{at}\")"]
     # the run's config.toml says which of its values the optimizer did not follow, and still loads
     written = (resumed.run_dir / "config.toml").read_text(encoding="utf-8").splitlines()
-    assert written[:2] == [f"# resumed from {at}: the optimizer kept the checkpoint's group 0 weight_decay {wd!r} "
+    assert written[:3] == [f"# resumed from {at} at step 2, changing optimizer.weight_decay {wd!r} -> 0.5",
+                           f"# resumed from {at}: the optimizer kept the checkpoint's group 0 weight_decay {wd!r} "
                            "(the config gives 0.5)",
                            f"# resumed from {at}: the optimizer kept the checkpoint's group 2 weight_decay {wd!r} "
                            "(the config gives 0.5)"]

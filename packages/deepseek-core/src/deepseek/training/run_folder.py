@@ -101,3 +101,30 @@ def discard_unfinished(run_dir: Path) -> None:
     import shutil
 
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def config_changes(saved: object, now: dict[str, object]) -> list[str]:
+    """``"train.lr 0.002 -> 0.001"`` for every setting a resumed run changes from the config its
+    checkpoint recorded (``saved``, trainer.json's ``config``), keys both sides have; the run's
+    stderr and its new config.toml say them, so a changed run is never a silent one."""
+    import json
+
+    def leaves(table: dict[str, object], prefix: str = "") -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key, value in table.items():
+            if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+                out.update(leaves(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))  # tuples as lists
+        return out
+
+    if not isinstance(saved, dict):
+        return []
+    old, new = leaves(saved), leaves(now)
+
+    def show(value: object) -> str:
+        return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else repr(value)
+
+    # data.tokenizer: a resume reads the run's own copy, whose content the data position checks
+    return [f"{key} {show(old[key])} -> {show(new[key])}" for key in sorted(old.keys() & new.keys() - {"data.tokenizer"})
+            if old[key] != new[key]]

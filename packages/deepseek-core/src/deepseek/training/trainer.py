@@ -44,7 +44,7 @@ from deepseek.training.monitor import Monitor, refuse_finished
 from deepseek.training.preemption import StopSignals
 from deepseek.training.provenance import components_used
 from deepseek.training.result import TrainResult
-from deepseek.training.run_folder import copy_run_files, discard_unfinished, pick_run_folder
+from deepseek.training.run_folder import config_changes, copy_run_files, discard_unfinished, pick_run_folder
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.run_values import reported_values
 from deepseek.training.schedule import learning_rate
@@ -95,6 +95,7 @@ class Trainer:
         self._lock: RunLock | None = None
         self._made_run_dir = False  # rank 0 of a fresh run created the folder (discard_unfinished)
         self._resumed_at: int | None = None
+        self._resumed_config: object = None  # the config the resumed checkpoint recorded
         self._stop = StopSignals(config.train.preempt_grace_s)
         self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
         self.stopped_by: str | None = None
@@ -159,15 +160,17 @@ class Trainer:
         except BaseException:
             self.metrics_out.close()
             raise
-        if self.resume_from is not None:
-            if zero:
-                print(f"resumed from {self.resume_from} at step {self.step}", file=sys.stderr, flush=True)
+        changes = config_changes(self._resumed_config, cfg.to_dict()) if self.resume_from is not None else []
+        if self.resume_from is not None and zero:
+            print(f"resumed from {self.resume_from} at step {self.step}"
+                  + (f", with config changes: {'; '.join(changes)}" if changes else ""), file=sys.stderr, flush=True)
         if zero:
             copy_run_files(self.dataset.run_files(), self.run_dir)  # first: a folder in a copy's place is refused
-            kept = self.engine.kept_settings  # the optimizer follows the checkpoint there, not this file
-            write_config(cfg, self.run_dir / "config.toml", [
-                f"resumed from {self.resume_from}: the optimizer kept the checkpoint's {s}"
-                for s in kept] if kept else [])
+            notes = [f"resumed from {self.resume_from} at step {self.step}, changing {c}" for c in changes]
+            # the optimizer follows the checkpoint there, not this file
+            notes += [f"resumed from {self.resume_from}: the optimizer kept the checkpoint's {s}"
+                      for s in self.engine.kept_settings]
+            write_config(cfg, self.run_dir / "config.toml", notes)
         run = RunInfo(self.run_dir, self.run_dir.name, flat_params(cfg.to_dict()), self.step, strategy.world_size)
         try:  # a tracker that cannot start stops the run here, before its first step
             self.tracking = TrackingSession.open(cfg, engine.lookups, run, enabled=zero)
@@ -197,6 +200,7 @@ class Trainer:
             raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
         state = self.engine.load_checkpoint(directory)
         self.step = self._saved_step = self._resumed_at = int(state.get("step", 0))
+        self._resumed_config = state.get("config")
         if "monitor" in state:
             self.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
         refuse_finished(directory, self.step, self.config.train.max_steps, self.monitor)
