@@ -44,7 +44,12 @@ from deepseek.training.monitor import Monitor, refuse_finished
 from deepseek.training.preemption import StopSignals
 from deepseek.training.provenance import components_used
 from deepseek.training.result import TrainResult
-from deepseek.training.run_folder import config_changes, copy_run_files, discard_unfinished, pick_run_folder
+from deepseek.training.run_folder import (
+    config_changes,
+    copy_run_files,
+    discard_unfinished,
+    pick_run_folder,
+)
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.run_values import reported_values
 from deepseek.training.schedule import learning_rate
