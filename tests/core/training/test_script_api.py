@@ -82,6 +82,14 @@ def test_fit_trains_a_scripts_model_and_writes_a_run_folder(tmp_path: Path, host
     val = torch.utils.data.Subset(points(512, 0), sorted(torch.randperm(512, generator=torch.Generator().manual_seed(0))[:51].tolist()))
     scores = deepseek.evaluate(Quadrants(), val, names=("x", "y"), checkpoint=run, batch_size=32, batches=4)
     assert scores["val_loss"] == pytest.approx(result.val_metrics["val_loss"], rel=1e-6)
+    # without batch_size/batches: the run's own (data.batch_size, data.eval_batches), the same numbers
+    assert deepseek.evaluate(Quadrants(), val, names=("x", "y"), checkpoint=run) == scores
+    assert deepseek.evaluate(Quadrants(), val, names=("x", "y"), checkpoint=run, batch_size=16) != scores
+    # a second run of the script into the same folder: refused in the API's words, the run kept
+    with pytest.raises(UsageError, match=r"^run_dir: .* already holds a run \(a second run of the script\?\); "
+                                         r"continue it with resume="):
+        deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run, host=host)
+    assert (run / "checkpoints" / "step-60" / "model.safetensors").is_file()
     # not text: a torch dataset cannot say how many bytes its samples are, so no bits per byte
     assert "val_bits_per_byte" not in scores and "val_bits_per_byte" not in result.val_metrics
 

@@ -198,10 +198,14 @@ def fit(
     the run's settings, a TOML file or ``{"train": {"max_steps": 100, "lr": 1e-3}, ...}``.
     ``run_dir``/``resume``: as ``deepseek train --run-dir`` / ``--resume`` (a run folder or
     checkpoint). ``host``: whose settings and plugins to use (default: the process's)."""
+    from deepseek.training.checkpoint import list_checkpoints
     from deepseek.training.trainer import Trainer
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    if run_dir is not None and resume is None and list_checkpoints(Path(run_dir) / "checkpoints"):
+        raise UsageError(f"run_dir: {str(run_dir)!r} already holds a run (a second run of the script?); continue it "
+                         f"with resume={str(run_dir)!r}, or give another run_dir")
     from deepseek.data.dataset import Dataset
 
     own_class = isinstance(data, type) and issubclass(data, Dataset)
@@ -217,7 +221,7 @@ def evaluate(
     data: Any,
     *,
     checkpoint: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     batches: int | None = None,
     names: Sequence[str] | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
@@ -227,18 +231,29 @@ def evaluate(
     held-out samples, read in order, full batches of ``batch_size``; ``batches`` caps how many),
     in fp32 on ``device``, in one process. ``checkpoint``: a run folder, checkpoint folder or
     weights file whose model weights are loaded into ``model`` first (what :func:`fit` saved;
-    any strategy's layout)."""
+    any strategy's layout). ``batch_size`` and ``batches`` default to the checkpoint's run's
+    ``data.batch_size`` and ``data.eval_batches``, so the numbers are its run's evaluation of the
+    same ``data``; without a checkpoint (or from a weights file) to 32 and every full batch."""
     import torch
 
     from deepseek.data.torch_data import TorchData
-    from deepseek.training.checkpoint import load_into_model, resolve_checkpoint
+    from deepseek.training.checkpoint import load_into_model, read_trainer_state, resolve_checkpoint
     from deepseek.training.evaluation import evaluate_batch, summarize
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    for name, value in (("batch_size", batch_size), ("batches", batches)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"{name}: must be a positive integer, got {value!r}")
     if checkpoint is not None:
         path = Path(checkpoint)
-        load_into_model(model, path if path.is_file() else resolve_checkpoint(path))
+        directory = None if path.is_file() else resolve_checkpoint(path)
+        load_into_model(model, path if directory is None else directory)
+        saved = read_trainer_state(directory).get("config") if directory is not None else None
+        run_data = saved.get("data") if isinstance(saved, dict) else None
+        if isinstance(run_data, dict):
+            size, count = run_data.get("batch_size"), run_data.get("eval_batches")
+            batch_size = batch_size if batch_size is not None or not isinstance(size, int) else size
+            batches = batches if batches is not None or not isinstance(count, int) else count
+    batch_size = 32 if batch_size is None else batch_size
     where = torch.device(device)
     model.to(where)
     reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn)
