@@ -291,3 +291,22 @@ def test_deepseek_optimize_is_the_function_and_has_one_import_path() -> None:
 
     assert deepseek.optimize is defined and optimize is defined
     assert importlib.util.find_spec("deepseek.optimize") is None, "no module shadows the function"
+
+
+def test_the_inductor_stage_holds_back_torchs_cuda_home_note(caplog: pytest.LogCaptureFixture) -> None:
+    """On a machine without CUDA, inductor's import of torch.utils.cpp_extension logs 'No CUDA
+    runtime is found, using CUDA_HOME=...' at the first optimize; the stage holds that line back
+    (and only that one)."""
+    import logging
+
+    from deepseek.graph.inductor import InductorStage
+
+    gm = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 4)))
+    x = torch.randn(2, 4)
+    out = InductorStage().apply(gm, [x])
+    assert out is not None and torch.allclose(out(x), gm(x), atol=1e-6)
+    log = logging.getLogger("torch.utils.cpp_extension")
+    with caplog.at_level(logging.WARNING, logger="torch.utils.cpp_extension"):
+        log.warning("No CUDA runtime is found, using CUDA_HOME='/usr/local'")
+        log.warning("another note")
+    assert [r.getMessage() for r in caplog.records if r.name == log.name] == ["another note"]
