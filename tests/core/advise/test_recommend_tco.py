@@ -81,7 +81,7 @@ def test_seed_costs_are_the_defaults() -> None:
     assert [rows[e]["total"] for e in ("core", "pro", "enterprise")] == [75_000, 200_000, 550_000]
     assert rows["pro"]["break_even_benefit"] == 400_000
     assert rows["core"]["per_year"] == 25_000
-    assert load_costs() == SEED_COSTS and "seed" in SEED_COSTS.source
+    assert load_costs() == SEED_COSTS and "product document" in SEED_COSTS.source
 
 
 def test_costs_from_file_and_overrides(tmp_path: Path) -> None:

@@ -56,9 +56,20 @@ class Recommendation:
         """JSON-ready dict."""
         return {
             "edition": self.edition, "strategy": self.strategy, "engine": self.engine,
-            "install": install_command(f"deepseek-{self.edition}"), "reasons": self.reasons,
+            "install": install_command(f"deepseek-{self.edition}"),
+            "installed": _installed(f"deepseek-{self.edition}"), "reasons": self.reasons,
             "suggestions": self.suggestions, "seed_notes": self.seed_notes,
         }
+
+
+def _installed(dist: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(dist)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def _best(estimates: list[Estimate], gpus: int) -> Estimate | None:
@@ -72,20 +83,21 @@ def _best(estimates: list[Estimate], gpus: int) -> Estimate | None:
 
 
 def seed_notes(n_params: int, modalities: tuple[str, ...], gpu_memory: int, gpus: int) -> list[str]:
-    """The seed document's selection rules that apply to this model (quoted as its claims)."""
+    """The product document's selection rules that apply to this model (quoted as its claims,
+    each line marked ``product guide:``)."""
     notes = []
     if n_params < 5e9:
-        notes.append("seed: ~1B-parameter models -> V1 core; a start-up may stay on V1 while under 5B parameters")
+        notes.append("product guide: ~1B-parameter models -> V1 core; a start-up may stay on V1 while under 5B parameters")
     elif n_params < 1e11:
-        notes.append("seed: ~10B-parameter models -> V2 pro (multi-GPU cluster, e.g. 8 x A100)")
+        notes.append("product guide: ~10B-parameter models -> V2 pro (multi-GPU cluster, e.g. 8 x A100)")
     else:
-        notes.append("seed: 100B-parameter models -> V2 pro / V3 enterprise on A100/H100 clusters")
+        notes.append("product guide: 100B-parameter models -> V2 pro / V3 enterprise on A100/H100 clusters")
     if n_params > 3.4e9:
-        notes.append("seed: V1 core cannot train models above 3.4B parameters")
+        notes.append("product guide: V1 core cannot train models above 3.4B parameters")
     if len(modalities) > 1:
-        notes.append("seed: multimodal -> V3 is the only choice; pilot with two modalities first")
+        notes.append("product guide: multimodal -> V3 is the only choice; pilot with two modalities first")
         if len(modalities) >= 3 and gpus and gpu_memory < 48 * 1000**3:
-            notes.append("seed: the full three-modality model needs at least 48 GB of GPU memory")
+            notes.append("product guide: the full three-modality model needs at least 48 GB of GPU memory")
     return notes
 
 

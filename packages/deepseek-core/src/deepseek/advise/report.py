@@ -256,8 +256,8 @@ def render(report: dict[str, Any], console: Any = None) -> None:
         )
     r = report["recommendation"]
     strategy = f"{r['strategy']} (strategy {r['engine']!r})" if r["strategy"] else "none fits"
-    console.print(f"\n[bold]Recommendation[/]: edition [bold cyan]{r['edition']}[/], {strategy}   "
-                  f"[dim]{r['install']}[/]")
+    install = "(installed)" if r.get("installed") else r["install"]
+    console.print(f"\n[bold]Recommendation[/]: edition [bold cyan]{r['edition']}[/], {strategy}   [dim]{install}[/]")
     for line in r["reasons"] + r["suggestions"]:
         console.print(f"  - {line}")
     for line in r["seed_notes"]:

@@ -24,7 +24,7 @@ from typing import Any
 from deepseek.errors import ConfigError, UsageError
 
 EDITIONS: tuple[str, ...] = ("core", "pro", "enterprise")
-SEED_LABEL = "seed document, 3-year costs (V1/V2/V3)"
+SEED_LABEL = "the product document's reference figures, 3-year costs (V1/V2/V3)"
 
 
 def _non_negative(value: float) -> str | None:
