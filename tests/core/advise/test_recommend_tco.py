@@ -61,6 +61,8 @@ def test_nothing_fits_gives_suggestions() -> None:
 def test_cpu_is_core_single() -> None:
     rec = _advise(shape_from_config(preset_config("tiny"), "tiny"), 0, 16 * GiB, seq=128)
     assert (rec.edition, rec.strategy) == ("core", "single")
+    assert rec.to_dict()["installed"] is True  # the running edition: no install line to follow
+    assert all(n.startswith("product guide: ") for n in rec.seed_notes)
 
 
 def test_seed_notes_follow_model_scale() -> None:
