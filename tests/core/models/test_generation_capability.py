@@ -112,7 +112,7 @@ def test_an_empty_prompt_starts_a_new_document_from_the_separator() -> None:
     assert ByteTokenizer().prompt_ids("") == [0] and ByteTokenizer().prompt_ids("ab") == [97, 98]
     gen = torch.Generator().manual_seed(0)
     ids = gpt.generate(torch.tensor([[0]]), 6, temperature=0.0, top_k=None, generator=gen)[0, 1:].tolist()
-    assert sample(gpt, "", max_new_tokens=6, temperature=0.0, top_k=None) == ByteTokenizer().decode(ids)
+    assert sample(gpt, "", max_new_tokens=6, temperature=0.0, top_k=None) == ByteTokenizer().decode_generated(ids)
 
 
 def test_static_decoding_is_refused_for_a_model_without_it() -> None:
@@ -199,3 +199,11 @@ def test_a_declared_vocabulary_that_is_not_a_positive_int_is_one_line(bad: objec
         generating_tokenizer(DeclaresVocab(small_gpt(), bad), None)
     assert str(raised.value) == (f"model DeclaresVocab: generation_vocab_size() returned {bad!r}; it must return "
                                  "the number of token ids its logits cover (a positive int) or None when unknown")
+
+
+def test_a_sample_ends_at_the_separator_the_model_writes() -> None:
+    """decode_generated cuts at the first separator (not shown), as HF generate stops at EOS."""
+    tok = ByteTokenizer()
+    assert tok.decode_generated([104, 105, 0, 120, 0]) == "hi"
+    assert tok.decode_generated(torch.tensor([104, 105])) == "hi"
+    assert tok.decode_generated([0, 104]) == ""

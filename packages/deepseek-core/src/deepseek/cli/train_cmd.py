@@ -336,7 +336,8 @@ def generate(
     strategy: str | None, dtype: str,
 ) -> None:
     """Sample text from a trained model (KV-cache decoding). Without PROMPT the model starts a new
-    document (from the separator token that ends every training document)."""
+    document (from the separator token that ends every training document); a sample ends where
+    the model ends its document (that separator, not printed) or after --max-new-tokens."""
     from deepseek.devices import use_default_cpu_threads
     from deepseek.models.static_decoding import choose_static
     from deepseek.training.inference import (

@@ -51,6 +51,12 @@ class Tokenizer:
         Face models start from their BOS/EOS token)."""
         return self.encode(text) or [self.separator]
 
+    def decode_generated(self, ids: Iterable[int] | Any) -> str:
+        """Text of generated ids up to the first separator, the end of the document the model
+        wrote (as Hugging Face's ``generate`` stops at the EOS token); the separator is not shown."""
+        ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
+        return self.decode(ids[:ids.index(self.separator)] if self.separator in ids else ids)
+
     def token_bytes(self) -> tuple[int, ...] | None:
         """How many UTF-8 bytes of text each token id stands for (index: the id), for validation
         bits per byte; ``None`` (the default) when that is not fixed per token (a tokenizer that

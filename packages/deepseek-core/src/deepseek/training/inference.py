@@ -178,7 +178,7 @@ def sample(
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, static=static)
-    return tok.decode(out[0, len(ids):].tolist())
+    return tok.decode_generated(out[0, len(ids):].tolist())
 
 
 def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:

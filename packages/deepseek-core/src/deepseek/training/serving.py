@@ -117,5 +117,5 @@ def serve(
         served.first_token_s.extend(first)
         served.new_tokens += max_new_tokens * len(rows)
         for row, i in enumerate(rows):
-            served.texts[i] = tokenizer.decode(out[row, idx.size(1):].tolist())
+            served.texts[i] = tokenizer.decode_generated(out[row, idx.size(1):].tolist())
     return served
