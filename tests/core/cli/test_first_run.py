@@ -51,7 +51,11 @@ def test_the_try_line_runs_as_printed(hostile: Hostile) -> None:
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("def ")
+    assert proc.stdout.startswith("def ")  # the default corpus is Python: the line prompts with "def "
+    (hostile.work / "notes.txt").write_text("a corpus of plain notes, not code\n" * 200)
+    other = hostile.run("train", *TINY, "--set", "data.path=notes.txt", "--run-dir", "runs/notes")
+    assert other.code == 0, other.stderr
+    assert other.stdout.strip().splitlines()[-1].endswith("generate --checkpoint runs/notes")  # a new document
 
 
 def test_install_hints_follow_how_core_was_installed(tmp_path: Path) -> None:

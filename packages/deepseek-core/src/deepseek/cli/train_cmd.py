@@ -224,7 +224,9 @@ def train(
         click.echo(f"best checkpoint: {_show_path(result.best_checkpoint)} ({m['name']} {m['best']:.4f})")
     if result.checkpoint is not None and result.generates:
         run = shlex.quote(_show_path(result.run_dir))
-        click.echo(f"try: {deepseek_command()} generate --checkpoint {run} \"def \"")
+        # "def " suits the default corpus (Python sources); other data: a new document, no prompt
+        default_corpus = config.data.name == "text" and not getattr(config.data.options, "path", "")
+        click.echo(f"try: {deepseek_command()} generate --checkpoint {run}" + (' "def "' if default_corpus else ""))
 
 
 def _show_path(path: Path) -> str:
