@@ -71,7 +71,8 @@ def _existing_path(value: str) -> str | None:
 @dataclass(frozen=True)
 class ModelConfig:
     """``[model]``: ``name`` of a registered model plus that model's own keys, validated by the
-    model's ``Options`` (see ``deepseek plugins list`` and docs/config.md). The GPT presets
+    model's ``Options``; the ``name = ...`` tables that follow in the config reference list each
+    installed model's keys (``deepseek plugins list`` names the models). The GPT presets
     ``tiny``, ``small`` and ``1.3b`` take :class:`deepseek.models.GPTConfig`'s fields as overrides."""
 
     name: str = "tiny"
