@@ -264,3 +264,16 @@ def test_a_key_of_another_component_names_it_and_the_name_to_set() -> None:
                                'set data.name = "hf", or remove data.files')
     with pytest.raises(ConfigError, match=r"data\.pattrn: unknown key \(did you mean 'pattern'\?\); allowed keys"):
         load_config(overrides=["data.pattrn=x"], host=core_only)
+
+
+def test_an_uninstalled_preferred_distribution_is_a_warning_with_a_did_you_mean() -> None:
+    core_only = PluginHost(PluginSettings(autoload=False))
+    with pytest.warns(UserWarning, match=r"^plugins\.prefer: distribution 'deepseek-cor' is not installed \(did you "
+                                         r"mean 'deepseek-core'\?\); installed: deepseek-core$"):
+        config = load_config(overrides=["plugins.prefer=['deepseek-cor']"], host=core_only)
+    assert config.plugins.prefer == ("deepseek-cor",)  # kept: the same config may travel to a machine that has it
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(overrides=["plugins.prefer=['core']"], host=core_only)  # a short name of an installed one

@@ -237,6 +237,7 @@ def config_from_dict(
         if name not in COMPONENT_SECTIONS and name != "trackers":
             sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), dict(data.get(name, {})), path=name)
     lookups = _run_host(host, sections["plugins"].prefer)
+    _warn_unknown_preferred(lookups, sections["plugins"].prefer)
     model_table = _model_table(dict(data.get("model", {})))
     data_table = dict(data.get("data", {}))
     common = {k: data_table.pop(k) for k in DATA_COMMON_KEYS if k in data_table}
@@ -347,6 +348,21 @@ def _component(
                                     lookups, path=section)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
     return recorded, options, target
+
+
+def _warn_unknown_preferred(lookups: PluginHost, prefer: Iterable[str]) -> None:
+    """A ``[plugins] prefer`` entry that names no installed plugin distribution (a typo, or an
+    edition this machine lacks) is a warning with a did-you-mean: it wins no conflict here."""
+    from deepseek.names import meant_distribution
+    from deepseek.plugins.records import PluginWarning
+    from deepseek.plugins.settings import same_dist
+
+    installed = sorted(lookups.records)
+    for wanted in prefer:
+        if not any(same_dist(wanted, dist) for dist in installed):
+            warnings.warn(f"plugins.prefer: distribution {wanted!r} is not installed"
+                          f"{meant_distribution(wanted, installed)}; installed: {', '.join(installed)}",
+                          PluginWarning, stacklevel=3)
 
 
 def _check_foreign_keys(lookups: PluginHost, kind: str, name: str, target: Any, table: dict[str, Any],
