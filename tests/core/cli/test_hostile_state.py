@@ -227,6 +227,17 @@ def test_a_file_changed_after_its_commit_is_refused(hostile: Hostile, trained_ru
     hostile.refused(*READERS[reader], expect=["no complete checkpoint", "step-1 is incomplete", "trainer.json"])
 
 
+@pytest.mark.parametrize("body", [{"seq": 1e308}, {"seq": True}, {"seq": -1}, {"files": {"trainer.json": "big"}}])
+def test_a_commit_record_read_back_is_checked_like_input(hostile: Hostile, trained_run: Path, body: dict) -> None:
+    """A commit record whose sequence is no commit count, or whose sizes are no byte counts, makes
+    its checkpoint incomplete (a float seq of 1e308 once ordered it after every later commit)."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    record = run / STEP / "commit.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), **body}))
+    hostile.refused(*READERS["resume"], expect=["no complete checkpoint", "step-1 is incomplete", "commit.json unreadable"])
+
+
 def _exported(trained_run: Path, path: Path, model_meta: str | None) -> None:
     from safetensors.torch import save_file
 

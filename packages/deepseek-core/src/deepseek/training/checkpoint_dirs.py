@@ -157,7 +157,12 @@ def _inspect(path: Path, step: int) -> _Found:
         return _Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
     try:
         body = json.loads(record.read_text(encoding="utf-8"))
-        seq, files, best = int(body["seq"]), dict(body["files"]), body.get("best") is True
+        seq, files, best = body["seq"], dict(body["files"]), body.get("best") is True
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**53:
+            raise ValueError(f"seq {seq!r} is not a commit count")
+        if not all(isinstance(n, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                   for n, v in files.items()):
+            raise ValueError("files holds something other than names and byte sizes")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
     for name, size in files.items():
