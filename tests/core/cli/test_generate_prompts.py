@@ -52,3 +52,13 @@ def test_bad_prompt_files_are_one_line(content: bytes | None, extra: list[str], 
     if content is not None:
         file.write_bytes(content)
     hostile.refused("generate", "--checkpoint", str(trained_run), "--prompts", str(file), *extra, expect=[expect])
+
+
+def test_a_prompts_file_that_is_a_device_or_fifo_is_refused_unread(hostile: Hostile, trained_run: Path) -> None:
+    import os
+
+    fifo = hostile.work.parent / "prompts.fifo"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):  # /dev/zero was read until the OOM killer; a FIFO blocked
+        hostile.refused("generate", "--checkpoint", str(trained_run), "--prompts", path,
+                        expect=["--prompts", "is not a regular file"])

@@ -40,6 +40,7 @@ def build_train_config(
     from deepseek.config.load import apply_overrides, config_from_dict, read_toml
 
     data: dict[str, Any] = {}
+    saved_state: dict[str, Any] = {}
     if config_file is not None:
         data = read_toml(config_file)
     elif resume is not None:
@@ -50,7 +51,9 @@ def build_train_config(
         with warnings.catch_warnings():  # a checkpoint passed over is said once, by the trainer's own lookup
             warnings.simplefilter("ignore", CheckpointWarning)
             directory = resolve_checkpoint(resume)
-        data = with_run_tokenizer(_saved_config(directory), run_folder_of(directory), read_trainer_state(directory))
+        # read once: a live job may prune this checkpoint meanwhile (the trainer then says it is busy)
+        saved_state = read_trainer_state(directory)
+        data = with_run_tokenizer(_saved_config(directory, saved_state), run_folder_of(directory), saved_state)
     if strategy is not None:
         table = data.get("strategy")
         current = table.get("name", "single") if isinstance(table, dict) else None
@@ -75,7 +78,7 @@ def build_train_config(
     from deepseek.training.checkpoint import TRAINER_FILE
 
     merged = apply_overrides(data, [*extra, *overrides])
-    _check_resumed_tokenizer(merged, directory)
+    _check_resumed_tokenizer(merged, directory, saved_state)
     try:
         config = config_from_dict(merged, host=host)
         with torch.random.fork_rng(devices=[]):  # a model checks its nested tables (encoders) as it is built
@@ -85,23 +88,22 @@ def build_train_config(
         from deepseek.training.checkpoint import read_trainer_state
         from deepseek.training.provenance import missing_component
 
-        note = missing_component(exc, read_trainer_state(directory))
+        note = missing_component(exc, saved_state)
         raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}; "
                           + (note or "if the file was edited or is damaged, resume from another checkpoint or pass "
                                      "the run's config.toml")) from exc
 
 
-def _check_resumed_tokenizer(data: dict[str, Any], directory: Path) -> None:
+def _check_resumed_tokenizer(data: dict[str, Any], directory: Path, state: dict[str, Any]) -> None:
     """A ``data.tokenizer`` given with ``--resume`` that is not the tokenizer the checkpoint
     recorded: one line naming the tokenizer, before the model's vocabulary (which follows it)
     would be blamed."""
     from deepseek.data.bpe import file_digest, tokenizer_file
     from deepseek.errors import ConfigError
-    from deepseek.training.checkpoint import read_trainer_state
 
     table = data.get("data")
     setting = table.get("tokenizer") if isinstance(table, dict) else None
-    position = read_trainer_state(directory).get("data")
+    position = state.get("data")
     recorded = position.get("tokenizer") if isinstance(position, dict) else None
     if not isinstance(setting, str) or not setting or not isinstance(recorded, str):
         return  # bytes now or then: the data position's own check says so
@@ -115,12 +117,12 @@ def _check_resumed_tokenizer(data: dict[str, Any], directory: Path) -> None:
                           "used), or start a new run with this tokenizer")
 
 
-def _saved_config(directory: Path) -> dict[str, Any]:
-    """The config a checkpoint was trained with (its ``trainer.json``, validated)."""
+def _saved_config(directory: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """The config a checkpoint was trained with (its ``trainer.json`` ``state``, validated)."""
     from deepseek.errors import CheckpointError
-    from deepseek.training.checkpoint import TRAINER_FILE, read_trainer_state
+    from deepseek.training.checkpoint import TRAINER_FILE
 
-    config = read_trainer_state(directory).get("config")
+    config = state.get("config")
     if not isinstance(config, dict):
         raise CheckpointError(
             f"{directory / TRAINER_FILE}: holds no config table; resume from an earlier checkpoint or "

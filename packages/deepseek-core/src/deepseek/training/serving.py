@@ -56,6 +56,9 @@ def read_prompts(path: str | Path) -> list[str]:
     """The non-empty lines of a UTF-8 text file, one prompt each (one line naming the file when it
     cannot be read or holds none)."""
     p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():  # a device or FIFO: read without end, or blocks
+        raise UsageError(f"--prompts: {p} is not a regular file (a device, FIFO or socket); pass a text file "
+                         "with one prompt per line")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
