@@ -51,6 +51,17 @@ def test_study_runs_its_trials_and_writes_every_artefact(study: dict[str, Any]) 
         "(the base config itself)" in study["stdout"]
 
 
+def test_another_study_in_the_same_folder_is_refused_and_the_first_kept(study: dict[str, Any]) -> None:
+    before = (study["out"] / "trials.json").read_bytes()
+    out = deepseek("tune", "base.toml", "--study", "other", "--space", "space.toml", "--trials", "2", "--out", "st",
+                   cwd=study["dir"])
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: --out st: holds study 's' (its trials.json and trial folders), which study 'other' would overwrite; "
+        "give it its own --out, or --study s to continue that one")
+    assert (study["out"] / "trials.json").read_bytes() == before
+
+
 def test_best_toml_trains_as_is_to_the_best_value(study: dict[str, Any]) -> None:
     rows = [r for r in trials(study["out"]) if r["state"] == "complete"]
     best = min(rows, key=lambda r: r["value"])

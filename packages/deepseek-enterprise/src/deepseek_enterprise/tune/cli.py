@@ -90,6 +90,7 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     from deepseek_enterprise.tune.storage import check_sqlite_file
 
     check_sqlite_file(storage, folder)  # an existing study.db is read back like user input
+    _refuse_another_study(folder, study_name)
 
     def build(data: dict[str, Any]) -> Any:
         return config_from_dict(data, host=host)
@@ -154,3 +155,18 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -
     click.echo(f"best trial {b.number}: {settings.objective} {b.value:.6g}{against}; wrote {best}, "
                f"run it with: deepseek train {best}")
     return None
+
+
+def _refuse_another_study(folder: Path, study_name: str) -> None:
+    """A folder whose ``trials.json`` names another study holds that study's trial folders, which
+    this one would overwrite: one line naming both, before anything is written."""
+    import json
+
+    try:
+        recorded = json.loads((folder / "trials.json").read_text(encoding="utf-8")).get("study")
+    except (OSError, ValueError, AttributeError):
+        return  # no study there yet (or no readable record of one: the storage check decides)
+    if isinstance(recorded, str) and recorded != study_name:
+        raise UsageError(f"--out {folder}: holds study {recorded!r} (its trials.json and trial folders), which "
+                         f"study {study_name!r} would overwrite; give it its own --out, or --study {recorded} "
+                         "to continue that one")
