@@ -101,3 +101,39 @@ def test_trial_folders_without_their_study_db_are_refused(tmp_path: Path, monkey
         "error: --out st: holds trials/ but no study.db (their study is in another --storage, or was removed), so a "
         "new study's trials would collide with them; give that study's --storage, or pick a new --out"], err
     assert _snapshot(tmp_path / "st") == before and not (tmp_path / "st" / "study.db").exists()
+
+
+def test_a_database_another_worker_is_creating_is_waited_for(tmp_path: Path) -> None:
+    """Two workers started together on one ``--out``: the second saw the first's study.db while
+    SQLite had made it empty and not yet written its header, and refused it as 'empty'."""
+    import threading
+
+    path = tmp_path / "study.db"
+    path.write_bytes(b"")  # what the first worker's SQLite leaves between creating and writing the file
+
+    def create() -> None:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE t (x)")
+
+    timer = threading.Timer(0.5, create)
+    timer.start()
+    try:
+        check_sqlite_file(None, tmp_path)
+    finally:
+        timer.join()
+
+
+def test_a_database_locked_by_another_worker_is_waited_for(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "study.db"
+    holder = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    timer = threading.Timer(0.5, lambda: (holder.execute("COMMIT"), holder.close()))
+    timer.start()
+    try:
+        check_sqlite_file(None, tmp_path)
+    finally:
+        timer.join()

@@ -99,8 +99,6 @@ def check_sqlite_file(url: str | None, folder: Path) -> None:
     but is not a readable SQLite database (empty, another kind of file, or damaged), when
     ``--storage`` is an in-memory SQLite database, or when the default ``<folder>/study.db`` is
     missing beside the trial folders of a study (a new study's trial 0 would collide with them)."""
-    import sqlite3
-
     if url is not None and _in_memory(url):
         raise UsageError(f"--storage {url}: an in-memory SQLite database is lost when this process ends (the "
                          "study with it) and other workers cannot share it; give a file, sqlite:///PATH")
@@ -115,25 +113,43 @@ def check_sqlite_file(url: str | None, folder: Path) -> None:
         where, fix = f"--out {folder}", f"remove the folder {folder} (or that file) or pick another --out"
     else:
         where, fix = "--storage", "remove the file or give another --storage"
-    problem = None
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror})"
-    else:
-        if not head:
-            problem = "is empty"
-        elif head != SQLITE_HEADER:
-            problem = "is not an SQLite database"
-    if problem is None:
-        try:  # read-only: the schema page must parse; nothing is written
-            with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as exc:
-            problem = f"is damaged ({exc})"
+    problem = _sqlite_problem(path)
     if problem is not None:
         raise UsageError(f"{where}: the study database {path} {problem}, so the study cannot be read; {fix}")
+
+
+# Another worker of the same study may be creating the file right now: SQLite makes it empty and
+# writes its first page (the header) a moment later, under a lock. An empty or locked file is read
+# again until this long has passed before it is called empty or damaged.
+CREATION_WAIT_S = 3.0
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    """What is wrong with the existing SQLite file ``path`` (``None``: it is a readable database)."""
+    import sqlite3
+
+    deadline = time.monotonic() + CREATION_WAIT_S
+    while True:
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        if head and head != SQLITE_HEADER:
+            return "is not an SQLite database"
+        busy = not head
+        if head:
+            try:  # read-only: the schema page must parse; nothing is written
+                with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return None
+            except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return f"is damaged ({exc})"
+                busy = True
+        if busy and time.monotonic() >= deadline:
+            return "is empty" if not head else "is locked by another process that does not let go"
+        time.sleep(0.05)
 
 
 def open_storage(url: str | None, folder: Path) -> Any:
