@@ -80,6 +80,11 @@ class IntFeatures(Patches):
         return EncoderOutput(out.features.long(), out.padding_mask)
 
 
+class Raises(Patches):
+    def forward(self, pixels, padding_mask=None):  # type: ignore[no-untyped-def]
+        return super().forward(pixels[:, :, :3])  # a shape bug of its own: a 3-row image cannot be cut in 4x4
+
+
 class NoDim(Encoder):
     Options = TinyOptions
 
@@ -103,7 +108,8 @@ class PlainModule(nn.Module):
 
 
 ENCODERS = {"good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
-            "wrongdim": WrongDim, "intfeatures": IntFeatures, "nodim": NoDim, "zerodim": ZeroDim, "plain": PlainModule}
+            "wrongdim": WrongDim, "intfeatures": IntFeatures, "nodim": NoDim, "zerodim": ZeroDim, "plain": PlainModule,
+            "raises": Raises}
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +148,17 @@ def test_a_broken_output_is_one_line_naming_encoder_and_distribution(host: Plugi
         model(**_batch())
     with pytest.raises(UsageError, match=HEAD.format(kind) + words):
         model.predict(_batch())
+
+
+def test_what_its_forward_raises_names_the_encoder_and_its_distribution(host: PluginHost) -> None:
+    """Was an "internal error" naming neither."""
+    from deepseek.errors import PluginError
+
+    for mode in ("train", "eval"):
+        model = getattr(_classifier(host, "raises"), mode)()
+        with pytest.raises(PluginError, match=HEAD.format("raises") + r"forward raised RuntimeError: .*; a bug in "
+                                              r"the plugin"):
+            model(**_batch())
 
 
 @pytest.mark.parametrize(("kind", "words"), [

@@ -152,3 +152,84 @@ def test_the_values_its_runs_report_are_known_before_a_run(host: Any) -> None:
     assert values.complete and values.evaluation == ("val_loss", "val_accuracy")
     assert "tokens_per_s" not in values.training and "accuracy" in values.training
     assert host.resolve("dataset", "toyclf.blobs").load().model_num_classes(config.data.options) == 3
+
+
+def _broken_model(where: str) -> Any:
+    from deepseek_toyclf.model import BlobClassifier
+
+    class Broken(BlobClassifier):
+        def __init__(self, options: Any) -> None:
+            super().__init__(options)
+            if where == "__init__":
+                raise ValueError("cannot build")
+
+        def forward(self, features: Any, label: Any) -> Any:
+            if where == "forward" or (where == "eval" and not self.training):
+                return {"loss": features[:, :3] @ features[:, :5].T}  # a shape bug: (n, 3) @ (5, n)
+            return super().forward(features, label)
+
+    return Broken
+
+
+@pytest.mark.parametrize(("where", "call"), [("__init__", "__init__"), ("forward", "forward"),
+                                             ("eval", "forward")])
+def test_a_model_raising_in_its_own_code_is_named(host: Any, tmp_path: Path, where: str, call: str) -> None:
+    """What a plugin model's __init__ or forward raises comes out as one line naming it and its
+    distribution (was "internal error: RuntimeError: ...")."""
+    from deepseek import hookimpl
+    from deepseek.errors import PluginError
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_models(self, register):
+            register("broken.mlp", _broken_model(where), description="an MLP gone wrong")
+
+    host.register_plugin(Plugin(), dist="deepseek-broken")
+    config = config_from_dict(toy_config(tmp_path, model={"name": "broken.mlp", "dropout": 0.0}), host=host)
+    with pytest.raises(PluginError) as info:
+        Trainer(config, run_dir=tmp_path / "run", host=host).fit()
+    message = str(info.value)
+    assert message.startswith(f"model broken.mlp (deepseek-broken 0.0.0): {call} raised "), message
+    assert "a bug in the plugin" in message and "\n" not in message
+    assert ("ValueError: cannot build" if where == "__init__" else "RuntimeError: mat1 and mat2") in message
+
+
+def test_a_dataset_raising_in_its_init_is_named(host: Any, tmp_path: Path) -> None:
+    from deepseek_toyclf.data import Blobs
+
+    from deepseek import hookimpl
+    from deepseek.errors import PluginError
+
+    class Broken(Blobs):
+        def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
+            raise OSError("no such device")
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_datasets(self, register):
+            register("broken.blobs", Broken, description="blobs gone wrong")
+
+    host.register_plugin(Plugin(), dist="deepseek-broken")
+    config = config_from_dict(toy_config(tmp_path, data={"name": "broken.blobs"}), host=host)
+    with pytest.raises(PluginError, match=r"^dataset 'broken\.blobs' \(deepseek-broken .*\): __init__ raised "
+                                          r"OSError: no such device; a bug in the plugin"):
+        Trainer(config, run_dir=tmp_path / "run", host=host).fit()
+
+
+def test_deepseek_eval_names_a_model_raising_in_its_forward(host: Any, tmp_path: Path) -> None:
+    """``deepseek eval`` and ``deepseek.evaluate`` evaluate through ``evaluate_validation``."""
+    from deepseek import hookimpl
+    from deepseek.errors import PluginError
+    from deepseek.training.inference import evaluate_validation
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_models(self, register):
+            register("broken.mlp", _broken_model("eval"), description="an MLP gone wrong")
+
+    host.register_plugin(Plugin(), dist="deepseek-broken")
+    config = config_from_dict(toy_config(tmp_path, model={"name": "broken.mlp", "dropout": 0.0}), host=host)
+    model = _broken_model("eval")(config.model.options).eval()
+    with pytest.raises(PluginError, match=r"^model broken\.mlp \(deepseek-broken 0\.0\.0\): forward raised "
+                                          r"RuntimeError: mat1 and mat2"):
+        evaluate_validation(model, config, host=host)

@@ -58,6 +58,33 @@ def test_list_table_shows_status_and_reason(make_dist: DistFactory) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+HOOK_ONLY = """
+from deepseek import hookimpl
+
+@hookimpl
+def deepseek_train_start(trainer):
+    pass
+
+@hookimpl
+def deepseek_train_end(trainer, metrics):
+    pass
+"""
+
+
+def test_list_shows_the_hooks_of_a_plugin_that_registers_no_component(make_dist: DistFactory) -> None:
+    """A hook-only plugin showed '-' and nothing of what it does."""
+    make_dist("deepseek-hooky", {"hooky_plugin": HOOK_ONLY})
+    proc = run_cli("plugins", "list", "--json", env=make_dist.env())
+    assert proc.returncode == 0, proc.stderr
+    records = {r["distribution"]: r for r in json.loads(proc.stdout)}
+    assert records["deepseek-hooky"]["hooks"] == ["deepseek_train_end", "deepseek_train_start"]
+    assert records["deepseek-hooky"]["components"] == {}
+    assert records["deepseek-core"]["hooks"] == []
+    table = run_cli("plugins", "list", env=make_dist.env()).stdout
+    row = next(line for line in table.splitlines() if "deepseek-hooky" in line)
+    assert "hooks: deepseek_train_end, deepseek_train_start" in row
+
+
 def test_broken_plugin_warns_in_one_line_and_the_cli_keeps_working(make_dist: DistFactory) -> None:
     make_dist("deepseek-broken", {"broken_plugin": "import not_there_xyz\n"})
     proc = run_cli("plugins", "list", "--json", env=make_dist.env())

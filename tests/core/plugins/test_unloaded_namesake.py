@@ -63,3 +63,21 @@ def test_other_namespaces_get_no_note(acme: dict[str, str]) -> None:
     out = _show(acme, "--disable-plugins", "acme", name="zeta.signless")
     assert out.returncode == 2
     assert "installed but" not in out.stderr
+
+
+def test_a_plugin_that_failed_to_load_is_named_whatever_its_names(tmp_path: Path) -> None:
+    """A distribution whose names do not follow the namespace (deepseek-widgets registering
+    'acme.signless') and whose registration fails: the "unknown" line names it and why (was only
+    "unknown optimizer", the failure shown as a warning lines above)."""
+    site = tmp_path / "site"
+    info = site / "deepseek_widgets-0.2.dist-info"
+    info.mkdir(parents=True)
+    (site / "deepseek_widgets.py").write_text(PLUGIN.replace('register("acme.signless"', 'register("acme.signless", 3'))
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deepseek-widgets\nVersion: 0.2\n")
+    (info / "entry_points.txt").write_text("[deepseek]\nwidgets = deepseek_widgets\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    out = _show(env)
+    assert out.returncode == 2
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: optimizer.name: unknown optimizer 'acme.signless'; "), line
+    assert "; deepseek-widgets 0.2 failed to load, so what it registers is missing: " in line, line

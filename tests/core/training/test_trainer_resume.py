@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deepseek.errors import RunComplete, UsageError
+from deepseek.errors import ConfigError, RunComplete, UsageError
 from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
 
@@ -60,6 +60,16 @@ def test_resume_at_max_steps_says_how_to_continue(tiny_config, tmp_path: Path) -
     _, _, run = _run(config, run_dir=tmp_path / "done")
     with pytest.raises(RunComplete, match="the run is complete.*raise --max-steps"):
         Trainer(config, resume=run).fit()
+
+
+def test_resume_below_the_checkpoints_step_is_refused(tiny_config, tmp_path: Path) -> None:
+    """Asking a run at step 2 for 1 step is a mistake (it exited 0 as 'complete')."""
+    _, _, run = _run(tiny_config(train={"max_steps": 2}), run_dir=tmp_path / "done")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"^train\.max_steps: 1 is below step 2, where the checkpoint --resume "
+                                          r".*step-2 already is; .* give --max-steps of at least 2"):
+        Trainer(tiny_config(train={"max_steps": 1}), resume=run).fit()
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_a_folder_whose_job_died_before_its_first_checkpoint_is_started_afresh(tiny_config, tmp_path: Path,

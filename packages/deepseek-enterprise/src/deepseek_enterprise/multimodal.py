@@ -24,6 +24,7 @@ its own classifier against the modality's own label (``accuracy_vision`` ...).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -194,11 +195,17 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
 
     def encode(self, batch: Mapping[str, Any]) -> dict[str, EncoderOutput]:
         """Each modality's encoder output, held to the encoder output contract (shapes and dtypes:
-        ``deepseek.models.encoder.check_output``)."""
+        ``deepseek.models.encoder.check_output``); what a plugin encoder's own code raises is one
+        line naming it and its distribution (``deepseek.plugins.calls.model_calls``)."""
+        from deepseek.plugins.calls import model_calls
+
         out = {}
+        compiling = torch.compiler.is_compiling()  # no try block in a compiled graph
         for m in self.modalities:
             enc, inputs = self.encoders[m], batch[m]["inputs"]
-            out[m] = check_output(enc, enc(inputs, batch[m].get("padding_mask")), inputs, self.encoder_labels[m])
+            with contextlib.nullcontext() if compiling else model_calls(enc, self.encoder_labels[m]):
+                features = enc(inputs, batch[m].get("padding_mask"))
+            out[m] = check_output(enc, features, inputs, self.encoder_labels[m])
         return out
 
     def fuse(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:

@@ -31,7 +31,8 @@ def plugins() -> None:
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
 def list_plugins(as_json: bool) -> None:
-    """Plugin distributions: version, edition, components by kind and status."""
+    """Plugin distributions: version, edition, components by kind, the other hooks they
+    implement, and status."""
     host = command_host()
     records = _records(host)
     shared = {r.dist: _shared_names(host, r.dist) for r in records}
@@ -49,7 +50,8 @@ def list_plugins(as_json: bool) -> None:
     table.add_column("status", ratio=3)
     for r in records:
         components = "\n".join(
-            f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(r.components.items())
+            [f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(r.components.items())]
+            + ([f"hooks: {', '.join(r.hooks)}"] if r.hooks else [])
         )
         style = _STATUS_STYLE.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f"\n{r.reason}" if r.reason else "")

@@ -26,11 +26,16 @@ def instantiate_model(
     instance of (a factory object) :class:`~deepseek.models.protocol.BuildsComponents` gets
     ``host=`` too (default: the process's host). An encoder is held to the encoder contract
     (:func:`deepseek.models.encoder.check_encoder`); ``provider`` (``"<distribution> <version>"``
-    of the component) is named in its errors."""
+    of the component) is named in its errors, and in the one line that anything else its
+    ``__init__`` raises becomes (:func:`deepseek.plugins.calls.blamed_on`)."""
+    from deepseek.plugins.calls import blamed_on
+
     with _keys_under(path, f"{kind}.{name.rpartition(':')[2]}" if kind == "encoder" else path):
         if options is None or isinstance(options, Mapping):
             options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
-        model = _call(target, options, device, host)
+        blame = blamed_on(f"{kind} {name} ({provider})", "__init__") if provider else contextlib.nullcontext()
+        with blame:
+            model = _call(target, options, device, host)
     if kind == "encoder":
         from deepseek.models.encoder import check_encoder, encoder_label
 

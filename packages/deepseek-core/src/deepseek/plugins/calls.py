@@ -23,9 +23,13 @@ def component_label(kind: str, name: str, component: object) -> str:
 
 
 @contextlib.contextmanager
-def blamed_on(label: str, call: str) -> Iterator[None]:
+def blamed_on(label: str, call: str, *, package: str | None = None) -> Iterator[None]:
     """Run the block; an exception it raises (see the module docstring) becomes a one-line
-    :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...``."""
+    :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...``. With ``package``
+    (the top-level package of the component's code), only an exception raised in or under a
+    function of that package is blamed on the component; others pass through (the block also
+    runs the framework's and engines' code around the component, a strategy's wrapper around a
+    model's ``forward``)."""
     try:
         yield
     except DeepseekError:
@@ -34,7 +38,35 @@ def blamed_on(label: str, call: str) -> Iterator[None]:
         from deepseek.cli.main import out_of_memory
         from deepseek.plugins.records import describe_error
 
-        if out_of_memory(exc):
+        if out_of_memory(exc) or (package is not None and not raised_under(exc, package)):
             raise
         raise PluginError(f"{label}: {call} raised {describe_error(exc)}; a bug in the plugin: upgrade it or report "
                           "it to its authors (--debug shows the traceback)") from exc
+
+
+def raised_under(exc: BaseException, package: str) -> bool:
+    """Whether a frame of ``exc``'s traceback runs code of the top-level ``package``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__") or ""
+        if module == package or module.startswith(f"{package}."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def code_package(component: object) -> str | None:
+    """The top-level package of ``component``'s class (an instance's type, or the class itself):
+    where :func:`blamed_on` looks for its frames; ``None`` for deepseek's own code, whose
+    exceptions are ours to report, not a plugin's."""
+    cls = component if isinstance(component, type) else type(component)
+    package = (cls.__module__ or "").partition(".")[0]
+    return None if package in ("", "deepseek", "builtins", "torch") else package
+
+
+def model_calls(model: object, label: str, call: str = "forward") -> contextlib.AbstractContextManager[None]:
+    """The block running ``model`` (a plugin's module, ``label`` naming it): what it raises in the
+    model's own code becomes one line naming it (:func:`blamed_on` with its :func:`code_package`);
+    for deepseek's own models, nothing changes."""
+    package = code_package(model)
+    return contextlib.nullcontext() if package is None else blamed_on(label, call, package=package)

@@ -105,15 +105,23 @@ def unavailable_reason(kind: str, name: str, records: Mapping[str, PluginRecord]
 def unloaded_namesake(name: str, records: Mapping[str, PluginRecord]) -> str:
     """For a component name in a plugin's namespace (``acme.signsgd``), a note naming the
     installed distribution of that name (``deepseek-acme``, docs/plugins.md section 2) when it did
-    not load (disabled, blocked, failed); else ``""``."""
+    not load (disabled, blocked, failed); else a note naming a plugin that failed to load (it may
+    have registered the name); else ``""``."""
     def canonical(dist: str) -> str:
         return dist.lower().replace("_", "-").replace(".", "-")
 
     prefix = name.partition(".")[0] if "." in name else ""
     record = next((r for d, r in records.items() if prefix and canonical(d) == f"deepseek-{canonical(prefix)}"), None)
-    if record is None or record.status == "ok":
+    if record is not None and record.status != "ok":
+        return f"; {record.dist} {record.version} is installed but {record.status}: {record.reason}"
+    # A plugin whose registration failed may have been the one to register it, whatever its names
+    failed = [r for r in records.values() if r.status == "failed" and r is not record]
+    if not failed:
         return ""
-    return f"; {record.dist} {record.version} is installed but {record.status}: {record.reason}"
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more plugin(s): see 'deepseek plugins list')" if len(failed) > 1 else ""
+    why = first.reason.removeprefix(f"{first.dist} {first.version}: ")
+    return f"; {first.dist} {first.version} failed to load, so what it registers is missing: {why}{more}"
 
 
 def kind_unavailable_reason(kind: str, records: Mapping[str, PluginRecord]) -> str | None:

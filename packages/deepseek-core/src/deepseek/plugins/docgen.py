@@ -31,6 +31,10 @@ _LOOKUPS = {
     "strategy": "`deepseek.create_strategy` / `deepseek.list_strategies`",
     "pass": "`deepseek.create_pass` / `deepseek.list_passes`",
     "encoder": "`deepseek.create_encoder` / `deepseek.list_encoders`",
+    "dataset": "`deepseek.create_dataset` / `deepseek.list_datasets`",
+    "optimizer": "`deepseek.create_optimizer` / `deepseek.list_optimizers`",
+    "lr_schedule": "`deepseek.create_lr_schedule` / `deepseek.list_lr_schedules`",
+    "tracker": "`deepseek.create_tracker` / `deepseek.list_trackers`",
     "command": "`deepseek <name>` on the command line",
 }
 

@@ -250,6 +250,11 @@ class PluginHost(LookupMixin):
         if ld.record.dist != CORE_DIST:  # core's bugs keep their traceback
             guard_hooks(self.pm, ld.plugin, f"{ld.record.dist} {ld.record.version}: {ld.label}", ld.record.dist,
                         skip=lambda hook: hook.startswith("deepseek_register_") or hook == ADD_HOOKSPECS)
+        for caller in self.pm.get_hookcallers(ld.plugin) or []:
+            if not caller.name.startswith("deepseek_register_") and caller.name != ADD_HOOKSPECS \
+                    and caller.name not in ld.record.hooks:
+                ld.record.hooks.append(caller.name)
+        ld.record.hooks.sort()
         self._loaded.append(ld)
         return True
 
@@ -352,6 +357,7 @@ class PluginHost(LookupMixin):
                 if not kind_map[name]:
                     del kind_map[name]
         record.components.clear()
+        record.hooks.clear()
         message = why if why.startswith(f"{record.dist} ") else f"{record.dist} {record.version}: {why}"
         if ENV_DENY not in message:
             message += f"; fix the plugin or skip it with {ENV_DENY}={record.dist}"

@@ -185,6 +185,8 @@ class PluginRecord:
     status: str = "ok"  # one of STATUSES
     reason: str = ""
     components: dict[str, list[str]] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
+    """The hooks other than registration hooks its plugins implement (``deepseek_train_start``)."""
     skipped: list[str] = field(default_factory=list)
     """Why each ``@hookimpl(optionalhook=True)`` implementation no loaded distribution specifies
     was skipped (``deepseek_register_fusions: ... deepseek-enterprise ..., which is not installed``)."""
@@ -199,6 +201,7 @@ class PluginRecord:
             "status": self.status,
             "reason": self.reason,
             "components": {k: sorted(v) for k, v in sorted(self.components.items())},
+            "hooks": list(self.hooks),
             "skipped": list(self.skipped),
         }
 

@@ -62,7 +62,8 @@ def create_model(name: str, /, *, device: Any = None, **options: Any) -> Any:
     from deepseek.models.factory import instantiate_model
 
     component = get_host().resolve("model", name)
-    return instantiate_model(component.load(), options, name=name, device=device)
+    return instantiate_model(component.load(), options, name=name, device=device,
+                             provider=f"{component.dist} {component.version}")
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:
@@ -71,11 +72,19 @@ def list_datasets(pattern: str | None = None) -> list[str]:
 
 
 def create_dataset(name: str, /, *, batch_size: int, seed: int = 0, **options: Any) -> Any:
-    """The dataset registered as ``name`` with its ``[data]`` keys as keyword arguments."""
+    """The dataset registered as ``name`` with its ``[data]`` keys as keyword arguments (validated
+    by its ``Options``; errors name ``data.<key>``), as a run creates it: global batches of
+    ``batch_size`` rows, shuffled from ``seed``."""
     from deepseek.config.components import build_options
+    from deepseek.plugins.calls import blamed_on
 
-    cls = get_host().resolve("dataset", name).load()
-    return cls(build_options(cls, options, kind="dataset", name=name, path="data"), batch_size=batch_size, seed=seed)
+    component = get_host().resolve("dataset", name)
+    cls = component.load()
+    keys = build_options(cls, options, kind="dataset", name=name, path="data")
+    with blamed_on(component.label, "__init__"):  # what its __init__ raises: one line naming it
+        dataset = cls(keys, batch_size=batch_size, seed=seed)
+    dataset.label = component.label
+    return dataset
 
 
 def list_trackers(pattern: str | None = None) -> list[str]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError
+from deepseek.plugins.calls import component_label, model_calls
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
     build_model,
@@ -76,6 +77,9 @@ class StepEngine:
         # After a resume: the optimizer hyper-parameters taken from the checkpoint where the
         # config gives others ("group 0 weight_decay 0.1 (the config gives 0.05)")
         self.kept_settings: list[str] = []
+        # How a step or an evaluation names the model when its own code raises (set by setup_model)
+        self._model_label = f"model {config.model.name}"
+        self._model: nn.Module | None = None
 
     def setup_environment(self) -> None:
         """Process group and device; checks that the strategy forms the data-parallel ranks it
@@ -125,6 +129,8 @@ class StepEngine:
         factory = optimizer_factory(cfg, host=self.lookups, names=names)
         if resuming:
             type(self.strategy).check_resume(cfg, factory.builder)
+        self._model = model
+        self._model_label = component_label("model", cfg.model.name, self.lookups.resolve("model", cfg.model.name))
         self.strategy.setup(model, factory, settings)
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
@@ -153,9 +159,16 @@ class StepEngine:
         strategy = self.strategy
         strategy.set_lr(lr)
         rows = self.shard(global_batch, strategy.dp_rank, strategy.dp_size)
-        return strategy.train_step(split_rows(rows, self.micro_batches))
+        with self._model_calls("forward"):
+            return strategy.train_step(split_rows(rows, self.micro_batches))
 
     def evaluate(self, batch: Batch) -> tuple[Any, dict[str, Any]]:
         """Mean loss and metrics of a global validation batch over the data-parallel ranks."""
         strategy = self.strategy
-        return strategy.evaluate(self.shard(batch, strategy.dp_rank, strategy.dp_size))
+        with self._model_calls("forward"):
+            return strategy.evaluate(self.shard(batch, strategy.dp_rank, strategy.dp_size))
+
+    def _model_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
+        """The block running the model: an exception raised in a plugin model's code becomes one
+        line naming the model and its distribution (:func:`~deepseek.plugins.calls.model_calls`)."""
+        return model_calls(self._model, self._model_label, call)

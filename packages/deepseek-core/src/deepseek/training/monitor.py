@@ -97,10 +97,15 @@ def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> 
     """The one rule for resuming a run that has nothing left to train: at ``train.max_steps``, or
     stopped early (one more step would change the result an uninterrupted run gave).
     :class:`~deepseek.errors.RunComplete` naming the checkpoint ``where`` and the key that would
-    let it train on."""
-    from deepseek.errors import RunComplete
+    let it train on; a :class:`~deepseek.errors.ConfigError` for ``train.max_steps`` below the
+    checkpoint's step (asked for a shorter run than the one trained)."""
+    from deepseek.errors import ConfigError, RunComplete
 
-    if step >= max_steps:
+    if step > max_steps:  # asked for fewer steps than were trained: a mistake, not a finished job
+        raise ConfigError(f"train.max_steps: {max_steps} is below step {step}, where the checkpoint --resume {where} "
+                          "already is; a resumed run cannot train fewer steps: give --max-steps of at least "
+                          f"{step}, or start a new run from its weights (--set train.init_from=\"{where}\")")
+    if step == max_steps:
         raise RunComplete(f"--resume {where}: the run is complete, its checkpoint is at step {step} and "
                           f"train.max_steps is {max_steps}; nothing to train (raise --max-steps to train further)")
     if monitor.exhausted:
