@@ -233,3 +233,44 @@ def test_deepseek_eval_names_a_model_raising_in_its_forward(host: Any, tmp_path:
     with pytest.raises(PluginError, match=r"^model broken\.mlp \(deepseek-broken 0\.0\.0\): forward raised "
                                           r"RuntimeError: mat1 and mat2"):
         evaluate_validation(model, config, host=host)
+
+
+def test_resume_with_data_needing_a_larger_model_names_the_checkpoint(host: Any, tmp_path: Path) -> None:
+    """The run's config.toml holds the num_classes the framework filled in from the data; with
+    data needing more, the hint "remove model.num_classes" was wrong there (a resumed model keeps
+    its size)."""
+    import dataclasses
+
+    from deepseek_toyclf.model import BlobClassifier, MLPOptions
+
+    from deepseek import hookimpl
+    from deepseek.cli.train_cmd import build_train_config
+    from deepseek.config.load import DataSizeError
+
+    @dataclasses.dataclass(frozen=True)
+    class SizedOptions(MLPOptions):
+        num_classes: int = 4
+
+    class Sized(BlobClassifier):  # follows the data's classes (Dataset.model_num_classes)
+        Options = SizedOptions
+
+        def __init__(self, options: SizedOptions) -> None:
+            super().__init__(dataclasses.replace(options, classes=options.num_classes))
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_models(self, register):
+            register("sized.mlp", Sized, description="an MLP as wide as the data's classes")
+
+    host.register_plugin(Plugin(), dist="deepseek-sized")
+    config = config_from_dict(toy_config(tmp_path, model={"name": "sized.mlp"}, train={"max_steps": 3}), host=host)
+    assert config.model.options.num_classes == 4  # filled in from data.classes
+    run = Trainer(config, run_dir=tmp_path / "run", host=host).fit().run_dir
+    with pytest.raises(ConfigError) as info:
+        build_train_config(None, ("data.classes=6",), resume=str(run), max_steps=6, host=host)
+    assert str(info.value).startswith(
+        f"--resume {run}/checkpoints/step-3: the checkpoint's model has model.num_classes = 4, smaller than the 6 "
+        "classes of dataset 'toyclf.blobs' (its labels) with this command's data settings; a resumed run keeps its "
+        "model"), info.value
+    with pytest.raises(DataSizeError, match="remove model.num_classes to follow the data"):  # given here: as usual
+        build_train_config(None, ("model.num_classes=2",), resume=str(run), max_steps=6, host=host)

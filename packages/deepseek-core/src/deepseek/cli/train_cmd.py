@@ -73,6 +73,7 @@ def build_train_config(
         return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
     import torch
 
+    from deepseek.config.load import DataSizeError
     from deepseek.errors import ConfigError
     from deepseek.training.build import build_model
     from deepseek.training.checkpoint import TRAINER_FILE
@@ -84,8 +85,13 @@ def build_train_config(
         with torch.random.fork_rng(devices=[]):  # a model checks its nested tables (encoders) as it is built
             build_model(config, host=host, create_on=torch.device("meta"))
         return config
+    except DataSizeError as exc:  # the data now needs a larger model than the checkpoint's
+        if any(o.partition("=")[0].strip() == f"model.{exc.key}" for o in overrides):
+            raise  # the size given on this command line is too small: the plain line names it
+        raise ConfigError(f"--resume {directory}: the checkpoint's model has model.{exc.key} = {exc.have}, smaller "
+                          f"than {exc.what} with this command's data settings; a resumed run keeps its model: resume "
+                          "with the run's data settings, or start a new run") from exc
     except ConfigError as exc:  # the saved config, or an option given with --resume
-        from deepseek.training.checkpoint import read_trainer_state
         from deepseek.training.provenance import missing_component
 
         note = missing_component(exc, saved_state)
@@ -98,17 +104,17 @@ def _check_resumed_tokenizer(data: dict[str, Any], directory: Path, state: dict[
     """A ``data.tokenizer`` given with ``--resume`` that is not the tokenizer the checkpoint
     recorded: one line naming the tokenizer, before the model's vocabulary (which follows it)
     would be blamed."""
-    from deepseek.data.bpe import file_digest, tokenizer_file
+    from deepseek.data.bpe import tokenizer_file
+    from deepseek.data.tokenizer import recorded_tokenizer, tokenizer_identity
     from deepseek.errors import ConfigError
 
     table = data.get("data")
     setting = table.get("tokenizer") if isinstance(table, dict) else None
-    position = state.get("data")
-    recorded = position.get("tokenizer") if isinstance(position, dict) else None
-    if not isinstance(setting, str) or not setting or not isinstance(recorded, str):
+    recorded = recorded_tokenizer(state)
+    if not isinstance(setting, str) or not setting or recorded is None:
         return  # bytes now or then: the data position's own check says so
     try:
-        found = f"bpe:{file_digest(tokenizer_file(setting, 'data.tokenizer').read_bytes())}"
+        found = tokenizer_identity(tokenizer_file(setting, "data.tokenizer"))
     except (OSError, ValueError):
         return  # unreadable: loading the config says so
     if found != recorded:

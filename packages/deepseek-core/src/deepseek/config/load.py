@@ -417,11 +417,19 @@ def _follow_data_size(options: Any, key: str, size: int | None, *, explicit: boo
     if not explicit:
         return dataclasses.replace(options, **{key: size})
     if getattr(options, key) < size:
-        raise ConfigError(
+        raise DataSizeError(
             f"model.{key}: {getattr(options, key)} is smaller than {what}; "
-            f"remove model.{key} to {instead}, or set it >= {size}"
-        )
+            f"remove model.{key} to {instead}, or set it >= {size}", key=key, have=getattr(options, key), what=what)
     return options
+
+
+class DataSizeError(ConfigError):
+    """``model.<key>`` (:data:`DATA_SIZES`) is smaller than the data needs: ``have`` against
+    ``what`` (a resume rewords it: there the model's size is the checkpoint's, not a choice)."""
+
+    def __init__(self, message: str, *, key: str, have: int, what: str) -> None:
+        super().__init__(message)
+        self.key, self.have, self.what = key, have, what
 
 
 def _check_compression(lookups: PluginHost, name: str, cls: Any, method: Any) -> None:

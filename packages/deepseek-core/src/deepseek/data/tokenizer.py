@@ -122,18 +122,32 @@ def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path, trainer_st
     return out
 
 
+def recorded_tokenizer(trainer_state: Any) -> str | None:
+    """The tokenizer a checkpoint's ``trainer.json`` (``trainer_state``) records in its data
+    position (``bpe:<digest>``, ``bytes``), or ``None`` (an older checkpoint, or nothing readable)."""
+    data = trainer_state.get("data") if isinstance(trainer_state, Mapping) else None
+    recorded = data.get("tokenizer") if isinstance(data, Mapping) else None
+    return recorded if isinstance(recorded, str) and recorded else None
+
+
+def tokenizer_identity(path: Path) -> str:
+    """How a checkpoint records the tokenizer file ``path`` (``bpe:<digest of its bytes>``);
+    OSError when it cannot be read."""
+    from deepseek.data.bpe import file_digest
+
+    return f"bpe:{file_digest(path.read_bytes())}"
+
+
 def check_run_tokenizer(copy: Path, trainer_state: Any) -> None:
     """Refuse the run folder's ``tokenizer.json`` ``copy`` when its content is not the tokenizer
     ``trainer_state`` (a checkpoint's ``trainer.json``) records in its data position."""
-    data = trainer_state.get("data") if isinstance(trainer_state, Mapping) else None
-    recorded = data.get("tokenizer") if isinstance(data, Mapping) else None
-    if not isinstance(recorded, str) or not recorded.startswith("bpe:"):
-        return  # an older checkpoint, or one whose data position says nothing of a tokenizer
-    from deepseek.data.bpe import file_digest
+    recorded = recorded_tokenizer(trainer_state)
+    if recorded is None or not recorded.startswith("bpe:"):
+        return  # an older checkpoint, or one whose data position records no tokenizer file
     from deepseek.errors import CheckpointError
 
     try:
-        found = f"bpe:{file_digest(copy.read_bytes())}"
+        found = tokenizer_identity(copy)
     except OSError as exc:
         raise CheckpointError(f"{copy}: cannot read the run's tokenizer ({exc.strerror}); check its "
                               "permissions") from None
