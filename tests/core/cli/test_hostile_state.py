@@ -25,6 +25,13 @@ READERS: dict[str, list[str]] = {
 }
 
 
+def _deep_state(run: Path) -> None:
+    """An extra field nested 5,000 levels deep (json.dumps itself cannot write it)."""
+    path = run / STEP / "trainer.json"
+    text = path.read_text().rstrip()
+    path.write_text(text[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}")
+
+
 def _edit_state(change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
     def corrupt(run: Path) -> None:
         path = run / STEP / "trainer.json"
@@ -129,6 +136,8 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("truncated", _truncate(TRAINER, 30), ["trainer.json", "corrupt or truncated"]),
     ("a JSON list", _write(TRAINER, b"[1, 2, 3]"), ["not a deepseek checkpoint"]),
     ("empty", _write(TRAINER, b""), ["corrupt or truncated"]),
+    # Python's parser recursed once per level: RecursionError, an "internal error"
+    ("nested past the stack", _deep_state, ["trainer.json", "nested deeper than 64 levels"]),
     ("weights truncated", _truncate(MODEL, 100), ["model.safetensors", "corrupt or truncated"]),
     ("weights empty", _write(MODEL, b""), ["model.safetensors"]),
     ("weights header garbage", _garbage_header(MODEL), ["model.safetensors"]),
@@ -158,6 +167,8 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
 METRICS_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("metrics line garbage", _write("metrics.jsonl", b'{"step": 0, "val_loss": 5.0}\n{oops\n{"step": 1, "loss": 5}\n'),
      ["metrics.jsonl:2", "delete or repair"]),
+    ("metrics line nested past the stack", _write("metrics.jsonl", b"[" * 5000 + b"]" * 5000 + b'\n{"step": 1}\n'),
+     ["metrics.jsonl:1", "not a metrics record"]),
     ("metrics line a list", _write("metrics.jsonl", b'[1]\n{"step": 1, "loss": 5}\n'), ["metrics.jsonl:1"]),
     ("metrics step a string", _write("metrics.jsonl", b'{"step": "one"}\n{"step": 1}\n'), ["metrics.jsonl:1"]),
     ("metrics step negative", _write("metrics.jsonl", b'{"step": -1}\n{"step": 1}\n'), ["metrics.jsonl:1"]),

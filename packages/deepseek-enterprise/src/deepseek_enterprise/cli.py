@@ -13,6 +13,7 @@ import click
 
 from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, count
 from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
 
 
@@ -93,7 +94,7 @@ def table_command(files: tuple[Path, ...]) -> None:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads_json(line)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}:{n}: not a results line ({exc.msg}); pass results.jsonl files of 'study'") from None
             problem = check_row(row)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
 
 EXIT_REGRESSION = 1
 
@@ -65,7 +66,7 @@ def load_baseline(path: str, kind: str) -> dict[str, Any]:
     if not p.is_file():
         raise UsageError(f"{where}: no such file; give the JSON a previous 'deepseek bench {kind} --json' wrote")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = loads_json(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{where}: not JSON ({exc}); give the file 'deepseek bench {kind} --json' wrote") from None
     spec = KINDS[kind]

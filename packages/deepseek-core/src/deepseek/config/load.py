@@ -43,6 +43,7 @@ from deepseek.config.schema import (
 )
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
+from deepseek.parsing import TOO_DEEP, loads_toml
 from deepseek.paths import usual_mode
 from deepseek.tracking.resolve import resolve_trackers
 from deepseek.training.optimizers import placement_problem
@@ -86,8 +87,11 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
     try:
-        return tomllib.loads(text)
+        return loads_toml(text)
     except tomllib.TOMLDecodeError as exc:
+        if str(exc) == TOO_DEEP:
+            raise ConfigError(f"{p}: not a config: its values are {TOO_DEEP} (a config's are a few); check the "
+                              "path and the file") from None
         raise ConfigError(f"{p}: not valid TOML: {exc}; fix the syntax at that position") from exc
 
 
@@ -133,7 +137,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         )
     raw = raw.strip()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = loads_toml(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return parts, value

@@ -25,6 +25,7 @@ from typing import Any
 
 from deepseek.data.tokenizer import SEPARATOR_TOKEN, Tokenizer
 from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
 
 INSTALL_HF = "pip install 'deepseek-core[hf]'"
@@ -145,7 +146,7 @@ def declared_eos(file: Path) -> str | None:
     declares (a string, or ``{"content": ...}``), else ``None``."""
     for name in SPECIAL_TOKEN_FILES:
         try:
-            data = json.loads((file.parent / name).read_text(encoding="utf-8"))
+            data = loads_json((file.parent / name).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             continue
         eos = data.get("eos_token") if isinstance(data, dict) else None
@@ -191,7 +192,7 @@ def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKE
                          "('deepseek tokenizer train' writes one)") from None
     try:
         text = data.decode("utf-8")
-        spec = json.loads(text)
+        spec = loads_json(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{where}: {str(p)!r} is not valid JSON ({str(exc).splitlines()[0]}); point it at a "
                          "Hugging Face tokenizer.json") from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from deepseek.data.packed import TokenDataset, TokenOptions
 from deepseek.data.sources import DocReader, DocSource
 from deepseek.data.tokenizer import ByteTokenizer, Tokenizer
 from deepseek.errors import ConfigError, UsageError
+from deepseek.parsing import loads_json
 
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
            ".arrow": "arrow"}
@@ -57,7 +57,7 @@ def _saved_dataset(folder: Path, pattern: str, where: str) -> list[str]:
         raise ConfigError(f"{where}: {pattern!r} is a DatasetDict saved with save_to_disk (splits: "
                           f"{', '.join(splits)}); name its splits' folders: {hint}")
     try:
-        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        state = loads_json((folder / "state.json").read_text(encoding="utf-8"))
         files = [folder / str(f["filename"]) for f in state["_data_files"]]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{where}: {pattern!r} is a folder; name its files with a glob such as "

@@ -8,7 +8,6 @@ vocabulary and the run folder's tokenizer copy are this module's, once.
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from deepseek.data.batch import Batch
 from deepseek.data.dataset import Dataset, PredictedText
 from deepseek.errors import ConfigError
+from deepseek.parsing import loads_json
 
 if TYPE_CHECKING:
     from deepseek.data.sources import DocSource
@@ -79,7 +79,7 @@ class TokenOptions:
             raise ConfigError("data.separator_token: must not be empty with data.tokenizer; name the "
                               "tokenizer's document-separator token, e.g. \"<|endoftext|>\"")
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
+            spec = loads_json(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             spec = None  # refused in one line when the tokenizer is opened
         object.__setattr__(self, "tokenizer", str(path.resolve()))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deepseek.graph.passes import is_tensor_subclass
+from deepseek.parsing import loads_json
 
 FORMAT_VERSION = 2
 
@@ -83,7 +84,7 @@ def load(key: str, directory: Path) -> dict[str, Any] | None:
     """The stored decision for ``key``, or ``None``."""
     path = directory / f"{key}.json"
     try:
-        data = json.loads(path.read_text())
+        data = loads_json(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION or not _well_formed(data):

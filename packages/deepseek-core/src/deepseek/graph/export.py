@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
 
 FORMATS = ("pt2", "onnx")
@@ -107,7 +108,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.export.load(str(path), extra_files=extra)
-    return json.loads(extra[META_NAME]) if extra[META_NAME] else {}
+    return loads_json(extra[META_NAME]) if extra[META_NAME] else {}
 
 
 class OnnxRunner:

@@ -26,6 +26,7 @@ from typing import Any
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES
 from deepseek.errors import UsageError
 from deepseek.interop import gpt2
+from deepseek.parsing import loads_json
 from deepseek.paths import check_output, make_folders, usual_mode
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -72,7 +73,7 @@ def _usual_modes(folder: Path) -> None:
 def read_tokenizer(path: Path, vocab_size: int) -> dict[str, Any]:
     """``tokenizer.json`` checked: a JSON object with a ``model`` whose ids fit ``vocab_size``."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: not a readable tokenizer.json ({exc}); save it with tokenizers' "
                          "Tokenizer.save") from None
@@ -193,7 +194,7 @@ def _source_files(src: Path) -> tuple[Path, list[Path]]:
         return config, [single]
     if index.is_file():
         try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            weight_map = loads_json(index.read_text(encoding="utf-8"))["weight_map"]
             files = sorted({src / str(name) for name in weight_map.values()})
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{index}: not a readable safetensors index ({exc!r}); save the model again") from None
@@ -254,7 +255,7 @@ def read_gpt2(src: Path) -> tuple[dict[str, Any], Any, dict[str, Any], list[str]
     and notes on what was simplified."""
     config_path, files = _source_files(src)
     try:
-        raw = json.loads(config_path.read_text(encoding="utf-8"))
+        raw = loads_json(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{config_path}: not valid JSON ({exc}); save the model again") from None
     options, notes = gpt2.gpt_options(raw, config_path)
@@ -265,7 +266,7 @@ def read_gpt2(src: Path) -> tuple[dict[str, Any], Any, dict[str, Any], list[str]
 def is_gpt2_folder(path: Path) -> bool:
     """Whether ``path`` is a folder whose ``config.json`` says ``model_type = "gpt2"``."""
     try:
-        return path.is_dir() and json.loads((path / "config.json").read_text(encoding="utf-8")).get(
+        return path.is_dir() and loads_json((path / "config.json").read_text(encoding="utf-8")).get(
             "model_type") == "gpt2"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return False

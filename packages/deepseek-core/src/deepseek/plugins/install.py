@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from deepseek._version import __version__
+from deepseek.parsing import loads_json
 
 CORE_DIST = "deepseek-core"
 
@@ -59,7 +60,7 @@ def _core_origin() -> dict[str, Any] | None:
     except metadata.PackageNotFoundError:
         return None
     try:
-        origin = json.loads(text) if text else None
+        origin = loads_json(text) if text else None
     except json.JSONDecodeError:
         return None
     return origin if isinstance(origin, dict) and isinstance(origin.get("url"), str) else None

@@ -25,6 +25,7 @@ from typing import Any
 
 from deepseek.config.validate import non_negative, positive
 from deepseek.errors import ConfigError, UsageError
+from deepseek.parsing import loads_json
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, require_library
 
 SCHEMES = ("file", "sqlite", "http", "https")
@@ -168,9 +169,8 @@ class MLflowTracker(Tracker):
         with self._settings():
             self._client.log_artifact(self._run_id, str(path))
             if kind == "checkpoint":
-                import json
 
-                pointer = json.loads(path.read_text(encoding="utf-8"))
+                pointer = loads_json(path.read_text(encoding="utf-8"))
                 self._client.set_tag(self._run_id, "deepseek.final_checkpoint", pointer["path"])
 
     def finish(self, status: Status) -> None:

@@ -10,7 +10,6 @@ artifacts (types ``plot``, ``config``, ``checkpoint``) plus ``final_checkpoint``
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from deepseek.parsing import loads_json
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, require_library
 
 _EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 75}
@@ -90,7 +90,7 @@ class WandbTracker(Tracker):
         artifact.add_file(str(path), name=path.name)
         self._run.log_artifact(artifact)
         if kind == "checkpoint":
-            pointer = json.loads(path.read_text(encoding="utf-8"))
+            pointer = loads_json(path.read_text(encoding="utf-8"))
             self._run.summary["final_checkpoint"] = pointer["path"]
             self._run.summary["final_checkpoint_step"] = pointer["step"]
 

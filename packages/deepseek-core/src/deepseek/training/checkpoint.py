@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
+from deepseek.parsing import loads_json
 from deepseek.training.checkpoint_dirs import (
     BEST_FILE,
     COMMIT_FILE,
@@ -216,7 +217,7 @@ def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: trainer state file is missing; the checkpoint is incomplete, {_HINT}")
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: trainer state is corrupt or truncated ({exc}); {_HINT}") from exc
     return check_trainer_state(state, path)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepseek.errors import CheckpointError
+from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
 
 MODEL_FILE = "model.safetensors"
@@ -156,7 +157,7 @@ def _inspect(path: Path, step: int) -> _Found:
         ok = (path / TRAINER_FILE).is_file()
         return _Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
     try:
-        body = json.loads(record.read_text(encoding="utf-8"))
+        body = loads_json(record.read_text(encoding="utf-8"))
         seq, files, best = body["seq"], dict(body["files"]), body.get("best") is True
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**53:
             raise ValueError(f"seq {seq!r} is not a commit count")

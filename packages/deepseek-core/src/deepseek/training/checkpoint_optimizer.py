@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
+from deepseek.parsing import loads_json
 from deepseek.training.checkpoint_dirs import OPTIMIZER_FILE
 from deepseek.training.checkpoint_io import (
     HINT,
@@ -117,8 +118,8 @@ def load_optimizer_state(
 def _read_optimizer_file(p: Path) -> dict[str, Any]:
     tensors, meta = load_tensors(p, "optimizer state")
     try:
-        groups = json.loads(meta["param_groups"])
-        scalars = json.loads(meta.get("scalars", "{}"))
+        groups = loads_json(meta["param_groups"])
+        scalars = loads_json(meta.get("scalars", "{}"))
     except (KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{p}: optimizer metadata is missing or corrupt ({exc}); {HINT}") from exc
     state: dict[str, dict[str, Any]] = {name: dict(values) for name, values in scalars.items()}

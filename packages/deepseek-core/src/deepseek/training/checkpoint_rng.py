@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 from deepseek.errors import CheckpointError
+from deepseek.parsing import loads_json
 from deepseek.training.checkpoint_io import HINT, load_tensors, save_tensors
 
 
@@ -46,9 +47,9 @@ def load_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> None:
     tensors, meta = load_tensors(path, "random generator state")
     try:
         torch.set_rng_state(tensors["torch_cpu"])
-        version, gauss = json.loads(meta["python"])
+        version, gauss = loads_json(meta["python"])
         random.setstate((version, tuple(int(v) for v in tensors["python"].tolist()), gauss))
-        kind, pos, has_gauss, cached = json.loads(meta["numpy"])
+        kind, pos, has_gauss, cached = loads_json(meta["numpy"])
         np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: random generator state is corrupt ({exc}); {HINT}") from exc

@@ -20,7 +20,6 @@ reads a checkpoint whatever strategy and world size wrote it.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
+from deepseek.parsing import loads_json
 from deepseek.training.checkpoint_dirs import MODEL_FILE
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import check_finite, from_jsonable
@@ -147,7 +147,7 @@ def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     optimizer state) and ``aliases`` (tied state-dict name -> the stored name)."""
     path = Path(directory) / SHARDED_META
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = loads_json(path.read_text(encoding="utf-8"))
         return {
             "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
             "scalars": dict(body.get("scalars", {})),

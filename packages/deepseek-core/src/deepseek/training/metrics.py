@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from deepseek.parsing import loads_json
+
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
 
@@ -36,7 +38,7 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     out = []
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
+            record = loads_json(line)
         except json.JSONDecodeError:
             if number == len(lines):
                 continue

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
 
 if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
@@ -80,7 +81,7 @@ class RunLock:
 def describe_holder(path: Path) -> str:
     """``pid 123 on host h, since 2025-01-01 12:00:00`` from a lock file, as far as readable."""
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = loads_json(path.read_text(encoding="utf-8"))
         return f"pid {int(info['pid'])} on host {info['host']}, since {info['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "its pid is not recorded yet"

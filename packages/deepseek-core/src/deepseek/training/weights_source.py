@@ -35,6 +35,7 @@ from deepseek.errors import (
     ConfigError,
     UsageError,
 )
+from deepseek.parsing import loads_json
 from deepseek.training import checkpoint as ckpt
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ def _exported(p: Path) -> Source:
             "or pass the run folder"
         )
     try:
-        model = json.loads(meta["model"])
+        model = loads_json(meta["model"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(
             f"{p}: the [model] config in its metadata is not valid JSON ({exc}); export the weights "

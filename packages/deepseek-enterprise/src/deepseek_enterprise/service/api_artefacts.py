@@ -10,7 +10,6 @@ not exist. Paths are relative to the job's workspace and are opened without foll
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import stat
@@ -20,6 +19,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from deepseek.parsing import loads_json
 from deepseek_enterprise.service import artefacts
 from deepseek_enterprise.service.api import Caller, JobId, Service, Svc
 from deepseek_enterprise.service.api_jobs import _job
@@ -138,7 +138,7 @@ def parse_points(data: bytes) -> tuple[list[list[float]], list[list[float]], int
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_json(line)
         except (ValueError, UnicodeDecodeError):
             skipped += 1
             continue

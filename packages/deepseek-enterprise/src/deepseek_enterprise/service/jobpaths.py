@@ -30,6 +30,8 @@ from typing import Any
 
 import tomllib
 
+from deepseek.parsing import loads_toml
+
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_FILE_BYTES = 1 << 20
@@ -60,7 +62,7 @@ def check_file_name(name: str) -> None:
 def config_strings(config_text: str) -> Iterator[tuple[str, str]]:
     """``(field path, value)`` of every string in a config TOML (after parsing)."""
     try:
-        data = tomllib.loads(config_text)
+        data = loads_toml(config_text)
     except tomllib.TOMLDecodeError as exc:
         raise PathRefused(f"config: not valid TOML: {exc}") from None
     yield from _strings(data, "")
@@ -87,7 +89,7 @@ def arg_strings(args: list[str]) -> Iterator[tuple[str, str]]:
             key, value = arg.split("=", 1)
             where = f"--set {key}"
             try:  # the value is a TOML literal ("x", [..]) or a bare string
-                parsed = tomllib.loads(f"v = {value}")["v"]
+                parsed = loads_toml(f"v = {value}")["v"]
             except tomllib.TOMLDecodeError:
                 parsed = value
             yield from _strings(parsed, where)

@@ -36,6 +36,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepseek.parsing import loads_json
+
 DIR = "jobstate"
 LOCK, STARTED, EXIT_CODE, EXIT_REASON = "launch.lock", "started", "exit_code", "exit_reason"
 _LEFT = (STARTED, EXIT_CODE, EXIT_REASON)
@@ -210,7 +212,7 @@ def read_started(path: Path) -> Marker | None:
     if text is None:
         return None
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         data = None
     keys = {"pid", "start", "slurm_job_id"}

@@ -13,6 +13,7 @@ import click
 
 from deepseek.cli.params import SEED, FiniteFloat, count
 from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -160,10 +161,8 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -
 def _refuse_another_study(folder: Path, study_name: str) -> None:
     """A folder whose ``trials.json`` names another study holds that study's trial folders, which
     this one would overwrite: one line naming both, before anything is written."""
-    import json
-
     try:
-        recorded = json.loads((folder / "trials.json").read_text(encoding="utf-8")).get("study")
+        recorded = loads_json((folder / "trials.json").read_text(encoding="utf-8")).get("study")
     except (OSError, ValueError, AttributeError):
         return  # no study there yet (or no readable record of one: the storage check decides)
     if isinstance(recorded, str) and recorded != study_name:

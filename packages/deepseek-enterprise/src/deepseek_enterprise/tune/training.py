@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError, UsageError
+from deepseek.parsing import loads_json
 from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
 from deepseek_enterprise.tune.tuner import (
     TrialFailed,
@@ -42,7 +43,6 @@ class TrainingTunerOptions:
 def read_values(metrics: Path, objective: str) -> list[tuple[int, float]]:
     """``(step, value)`` of every record of ``metrics.jsonl`` holding ``objective`` (a record being
     written, the last line, may be torn: skipped)."""
-    import json
 
     out: list[tuple[int, float]] = []
     try:
@@ -51,7 +51,7 @@ def read_values(metrics: Path, objective: str) -> list[tuple[int, float]]:
         return out
     for line in lines:
         try:
-            record = json.loads(line)
+            record = loads_json(line)
         except ValueError:
             continue
         value, step = record.get(objective) if isinstance(record, dict) else None, record.get("step")
@@ -138,13 +138,12 @@ class TrainingTuner(Tuner):
 
 
 def _reported_names(metrics: Path) -> list[str]:
-    import json
 
     names: set[str] = set()
     try:
         for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except ValueError:
                 continue
             if isinstance(record, dict):

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepseek.parsing import loads_json
+
 ENV_DIR = "DEEPSEEK_HEARTBEAT_DIR"
 STARTUP_PHASES = frozenset({"start", "train"})
 """Phases before the first optimizer step finished (slow: imports, set-up, compilation)."""
@@ -78,7 +80,7 @@ def read_beats(directory: str | os.PathLike[str]) -> dict[int, Beat]:
     beats: dict[int, Beat] = {}
     for path in Path(directory).glob("rank-*.json"):
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = loads_json(path.read_text(encoding="utf-8"))
             b = Beat(int(d["rank"]), int(d["pid"]), int(d["seq"]), str(d["phase"]), int(d["step"]), float(d["time"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue

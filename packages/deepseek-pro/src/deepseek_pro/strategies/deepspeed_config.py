@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deepseek.errors import ConfigError
+from deepseek.parsing import loads_json
 from deepseek_pro.strategies.base import DistributedOptions
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def read_user_config(path: str, world_size: int) -> dict[str, Any]:
     """A user's DeepSpeed JSON, with the batch keys our step needs filled in (micro-batch size and
     accumulation are then set from the trainer's batches)."""
     try:
-        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+        cfg = loads_json(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
     if not isinstance(cfg, dict):
