@@ -54,6 +54,11 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
      ["--out", "afile does not end in .pt2"]),  # was replaced by the archive, exit 0
     ("export out below a file", ["export", "--checkpoint", "RUN", "--out", "afile/m.pt2"], ["--out", "afile is a file"]),
     ("export out in /proc", ["export", "--checkpoint", "RUN", "--out", "/proc/self/m.pt2"], ["--out"]),
+    # /proc itself and a missing folder below it: access(2) says root may write there (was an internal error)
+    ("export out in /proc's top", ["export", "--checkpoint", "RUN", "--out", "/proc/m.pt2"],
+     ["--out: /proc is not writable (No such file or directory)"]),
+    ("train run-dir below /proc's top", ["train", *TINY, "--run-dir", "/proc/x/run"],
+     ["--run-dir: /proc is not writable"]),
     ("latency json is a folder", ["bench", "latency", "--model", "tiny", "--json", "adir"], ["--json", "folder"]),
     ("latency json below a file", ["bench", "latency", "--model", "tiny", "--json", "afile/x.json"], ["--json"]),
     ("bench train json is a folder", ["bench", "train", "--model", "tiny", "--json", "adir"], ["--json", "folder"]),

@@ -4,8 +4,8 @@ the one way its missing folders are created.
 The rule, the same for every command and for the trainer's run folder: an output's missing
 folders are created (``mkdir -p``) and the command's report names them; an output is refused
 with one line when a file stands where a folder is needed (the path itself, or one of its
-parents) or a folder where a file is needed, or when the nearest existing folder cannot be
-written. Nothing here imports torch.
+parents) or a folder where a file is needed, or when nothing can be created in the nearest
+existing folder (tried: an empty file is made there and removed). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -48,9 +48,30 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             f"{where}: {current} is a file, so {target} cannot be created below it; give a path "
             "whose parents are folders"
         )
-    if not os.access(current, os.W_OK | os.X_OK):
-        raise UsageError(f"{where}: {current} is not writable; give a path in a folder you can write")
+    problem = _unwritable(current)
+    if problem is not None:
+        raise UsageError(f"{where}: {current} is not writable ({problem}); give a path in a folder you can write")
     return missing[::-1]
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why nothing can be created in ``folder``, or ``None``. Permission bits are not the whole
+    answer (``/proc``, a read-only or full file system, root's ``access`` saying yes to all), so
+    an empty file is made there and removed at once."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".deepseek-probe-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return None
 
 
 def make_folders(folders: Sequence[Path], *, where: str) -> None:

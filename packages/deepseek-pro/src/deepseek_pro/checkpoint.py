@@ -251,6 +251,10 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
     target = Path(dst)
     if target.exists():
         raise CheckpointError(f"{target}: already exists; pick a new destination folder")
+    inside = _inside_source(source, target)
+    if inside is not None:
+        raise CheckpointError(f"{target}: is inside {inside}, which the export reads (a checkpoint there would be "
+                              "taken for one of the run's own); pick a destination outside it")
     state = ckpt.read_trainer_state(source)
     model, optim = ckpt.read_full_state(source)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -268,3 +272,13 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _inside_source(source: Path, target: Path) -> Path | None:
+    """The folder of the source that ``target`` lies in: the checkpoint folder itself, or the
+    ``checkpoints/`` folder of its run (whose ``step-N`` entries resume and pruning read)."""
+    where = target.resolve()
+    for folder in (source, source.parent if source.parent.name == "checkpoints" else None):
+        if folder is not None and where.is_relative_to(folder.resolve()):
+            return folder
+    return None
