@@ -30,6 +30,7 @@ def _layout(work: Path) -> None:
     (work / "bad.toml").write_text("[train\nlr = 1\n")
     (work / "list.toml").write_text("checkpoint = [1, 2]\n")
     (work / "loop").symlink_to("loop")
+    (work / "dangling").symlink_to("gone.toml")
 
 
 OUTPUTS: list[tuple[str, list[str], list[str]]] = [
@@ -46,8 +47,14 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
     ("train run-dir below a symlink loop", ["train", *TINY, "--run-dir", "loop/run"], ["--run-dir"]),
     ("export out a symlink loop", ["export", "--checkpoint", "RUN", "--out", "loop"], ["--out", "loop cannot be used"]),
     ("latency json a symlink loop", ["bench", "latency", "--model", "tiny", "--json", "loop"], ["--json"]),
-    ("config a symlink loop", ["train", "loop", *TINY], ["loop"]),
-    ("checkpoint a symlink loop", ["generate", "--checkpoint", "loop"], ["loop"]),
+    # a loop or a dangling link is named as such (was "not found" / "no such")
+    ("config a symlink loop", ["train", "loop", *TINY], ["loop: is a loop of symbolic links"]),
+    ("checkpoint a symlink loop", ["generate", "--checkpoint", "loop"], ["loop: is a loop of symbolic links"]),
+    ("config a dangling link", ["train", "dangling", *TINY],
+     ["dangling: is a symbolic link to gone.toml, which does not exist"]),
+    ("checkpoint a dangling link", ["eval", "--checkpoint", "dangling"], ["dangling: is a symbolic link to gone.toml"]),
+    ("data path a symlink loop", ["train", *TINY, "--set", "data.path=loop"],
+     ["data.path: 'loop' is a loop of symbolic links"]),
     ("train run-dir name too long", ["train", *TINY, "--run-dir", "n" * 300], ["--run-dir"]),
     ("export out is a folder", ["export", "--checkpoint", "RUN", "--out", "adir"], ["--out", "adir is a folder", "model.pt2"]),
     ("export out another kind of file", ["export", "--checkpoint", "RUN", "--out", "afile"],

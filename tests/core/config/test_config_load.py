@@ -43,6 +43,13 @@ def test_toml_file_and_overrides(tmp_path: Path) -> None:
     assert config.strategy.options.device == "cpu"
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    """Editors on Windows start UTF-8 files with one; tomllib called it 'Invalid statement'."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[train]\nmax_steps = 7\n")
+    assert load_config(path).train.max_steps == 7
+
+
 def test_resolved_config_round_trips(tmp_path: Path) -> None:
     config = load_config(overrides=["model.d_model=64", "train.decay_steps=900", "plugins.prefer=['deepseek-core']"])
     text = dump_config(config)

@@ -74,6 +74,26 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
+def broken_link(path: str | os.PathLike[str]) -> str | None:
+    """For a ``path`` that does not exist (``Path.exists()`` is false): why, when a symbolic link
+    is the cause (``"is a loop of symbolic links"``, ``"is a symbolic link to X, which does not
+    exist"``); ``None`` when the path (or a folder on it) is simply missing."""
+    p = Path(path)
+    try:
+        p.resolve(strict=True)
+    except RuntimeError:  # Python 3.11 reports a loop this way
+        return "is a loop of symbolic links"
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ELOOP:
+            return "is a loop of symbolic links"
+        if p.is_symlink():
+            return f"is a symbolic link to {os.readlink(p)}, which does not exist"
+        return None
+    return None
+
+
 def make_folders(folders: Sequence[Path], *, where: str) -> None:
     """Create ``folders`` (as returned by :func:`check_output`); a failure is one UsageError."""
     for folder in folders:

@@ -44,7 +44,7 @@ from deepseek.config.schema import (
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
 from deepseek.parsing import TOO_DEEP, loads_toml
-from deepseek.paths import usual_mode
+from deepseek.paths import broken_link, usual_mode
 from deepseek.tracking.resolve import resolve_trackers
 from deepseek.training.optimizers import placement_problem
 
@@ -69,6 +69,9 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
     ConfigError (``missing_hint`` is the fix a missing file's message offers)."""
     p = Path(path)
     if not p.exists():
+        link = broken_link(p)
+        if link is not None:
+            raise ConfigError(f"{p}: {link}; give the config file's own path")
         raise ConfigError(f"{p}: config file not found; {missing_hint}")
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory, expected a TOML config file")
@@ -78,7 +81,7 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a TOML config file (at most "
                           f"{MAX_CONFIG_BYTES >> 20} MiB); check the path")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte order mark some editors write
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "

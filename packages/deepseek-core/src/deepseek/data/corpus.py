@@ -164,6 +164,11 @@ def path_corpus(
     every file, recursively, skipping hidden files and folders)."""
     p = Path(path).expanduser()
     if not p.exists():
+        from deepseek.paths import broken_link
+
+        link = broken_link(p)
+        if link is not None:
+            raise UsageError(f"data.path: {str(path)!r} {link}; point it at the text file or folder itself")
         raise UsageError(
             f"data.path: {str(path)!r} does not exist; point it at a text file or a folder of "
             "text files, or leave it empty for the embedded corpus"

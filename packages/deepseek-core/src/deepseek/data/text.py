@@ -39,6 +39,11 @@ class TextOptions(TokenOptions):
             return
         path = Path(self.path).expanduser()
         if not path.exists():
+            from deepseek.paths import broken_link
+
+            link = broken_link(path)
+            if link is not None:
+                raise ConfigError(f"data.path: {self.path!r} {link}; point it at the text file or folder itself")
             raise ConfigError(
                 f"data.path: {self.path!r} does not exist; point it at a text file or a folder "
                 "of text files, or leave it empty for the embedded corpus"

@@ -302,7 +302,11 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     file (the checkpoint it names)."""
     p = Path(path)
     if not p.exists():
+        from deepseek.paths import broken_link
+
+        link = broken_link(p)
         raise CheckpointError(
+            f"{p}: {link}; pass the run or checkpoint folder's own path" if link is not None else
             f"{p}: no such checkpoint or run folder; pass a run folder (runs/<name>) or a "
             "checkpoint folder (runs/<name>/checkpoints/step-N)"
         )
