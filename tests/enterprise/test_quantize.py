@@ -95,6 +95,9 @@ def test_stored_quantized_data_is_checked_like_input(tmp_path: Path) -> None:
     (["--method", "quantize.int9"], "did you mean 'quantize.int8'"),
     (["--method", "quantize.int8", "--set", "skip=3"], "skip: expected a list"),
     (["--method", "quantize.int8", "--set", 'skip=["blocks","lm_head"]'], "no Linear layer to quantize"),
+    # a typo quantized the layer it meant to keep (was accepted)
+    (["--method", "quantize.int8", "--set", 'skip=["blocks.0.mlp.fcc"]'],
+     "skip: 'blocks.0.mlp.fcc' names no module of the model (did you mean 'blocks.0.mlp.fc'?)"),
     (["--method", "quantize.int4-weight", "--set", "group_size=100"], "group_size: must be 32, 64, 128 or 256"),
     pytest.param(["--method", "quantize.int4-weight"], "runs on CUDA only",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),

@@ -110,6 +110,7 @@ def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: i
             return False
         return scheme != "int4-weight" or module.in_features % group_size == 0
 
+    _check_skip(model, scheme, skip)
     names = [fqn for fqn, m in model.named_modules() if chosen(m, fqn)]
     if not names:
         raise UsageError(f"quantize.{scheme}: the model has no Linear layer to quantize; change --set skip=... "
@@ -120,6 +121,24 @@ def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: i
         layer.register_state_dict_post_hook(_flatten_weights)
         layer.register_load_state_dict_pre_hook(_unflatten_weights)
     return names
+
+
+DEFAULT_SKIP = ("lm_head",)
+"""What ``skip`` leaves out by default: a language model's output layer (other models have none)."""
+
+
+def _check_skip(model: nn.Module, scheme: str, skip: list[str]) -> None:
+    """A ``skip`` entry other than the default's that names no module of ``model`` (a typo
+    would quantize the layer it meant to keep): one line with a did-you-mean."""
+    from deepseek.names import did_you_mean
+
+    modules = [fqn for fqn, _ in model.named_modules() if fqn]
+    for entry in skip:
+        if entry not in DEFAULT_SKIP and entry not in modules:
+            linears = [fqn for fqn, m in model.named_modules() if isinstance(m, nn.Linear)]
+            shown = ", ".join(linears[:6]) + (", ..." if len(linears) > 6 else "")
+            raise UsageError(f"quantize.{scheme}: skip: {entry!r} names no module of the model"
+                             f"{did_you_mean(entry, modules)}; give module names (its Linear layers: {shown})")
 
 
 def _subclass_params(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -165,8 +184,9 @@ class QuantizedOptions:
     """The original model's ``[model]`` table (``name`` and options)."""
     scheme: Scheme = "int8"
     """What torchao does to the Linear layers (see :mod:`deepseek_enterprise.compress.quantize`)."""
-    skip: list[str] = field(default_factory=lambda: ["lm_head"])
-    """Linear layers (module names, with their children) left in floating point."""
+    skip: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP))
+    """Linear layers (module names, with their children) left in floating point; a name other
+    than the default ``lm_head`` must be a module of the model."""
     group_size: int = field(default=128, metadata={"check": _group_size})
     """int4-weight: weights sharing one scale and zero point."""
     granularity: Literal["row", "tensor"] = "tensor"
@@ -211,8 +231,9 @@ quantized = QuantizedModel()
 class QuantizeOptions:
     """Options of ``quantize.int8`` and ``quantize.int8-weight`` (and the others' shared ones)."""
 
-    skip: list[str] = field(default_factory=lambda: ["lm_head"])
-    """Linear layers (module names, with their children) left in floating point."""
+    skip: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP))
+    """Linear layers (module names, with their children) left in floating point; a name other
+    than the default ``lm_head`` must be a module of the model."""
 
 
 @dataclass(frozen=True)
