@@ -137,3 +137,20 @@ def test_a_database_locked_by_another_worker_is_waited_for(tmp_path: Path) -> No
         check_sqlite_file(None, tmp_path)
     finally:
         timer.join()
+
+
+def test_a_storage_that_cannot_open_leaves_no_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folders the command made for the study were left empty."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                 "--trials", "1", "--out", "studies/st", "--storage",
+                                 f"postgresql://u@127.0.0.1:{port}/db")
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("error: --storage: cannot open postgresql://"), err
+    assert not (tmp_path / "studies").exists()

@@ -120,8 +120,22 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
                f"folder {folder}{created_note(missing)}")
-    study = run_study(settings, tuner, name, space, base, config_text, build, click.echo, origin=origin)
+    try:
+        study = run_study(settings, tuner, name, space, base, config_text, build, click.echo, origin=origin)
+    except BaseException:
+        _remove_if_empty(missing)  # a storage that cannot open left the folders it made empty
+        raise
     return _finish(study, settings, base, str(config_file))
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders this command created (outermost first in ``folders``) that are still
+    empty, innermost first."""
+    for made in reversed(folders):
+        try:
+            made.rmdir()
+        except OSError:
+            return  # something is in it: keep it, and the folders around it
 
 
 def _finish(study: Any, settings: Any, base: dict[str, Any], config_file: str) -> int | None:
