@@ -101,6 +101,16 @@ def test_rng_state_round_trip(tmp_path: Path) -> None:
     assert torch.equal(expected[0], got[0]) and expected[1:] == got[1:]
 
 
+def test_a_rank_the_run_had_must_find_its_own_rng_file(tmp_path: Path) -> None:
+    """Rank 1 of a two-rank checkpoint whose rng-1 was removed (and its commit record edited to
+    agree) took rank 0's state silently; a rank the run did not have still does."""
+    ckpt.save_rng_state(tmp_path)
+    with pytest.raises(ckpt.CheckpointError, match=r"rng-1\.safetensors: missing, though the checkpoint's run had 2 "
+                                                   r"rank\(s\) and saved one per rank"):
+        ckpt.load_rng_state(tmp_path, rank=1, saved_world_size=2)
+    ckpt.load_rng_state(tmp_path, rank=1, saved_world_size=1)  # resumed on more ranks than it had: rank 0's
+
+
 @pytest.mark.parametrize("how", ["truncate", "garbage", "delete"])
 @pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors", "trainer.json", "rng-0.safetensors"])
 def test_damaged_checkpoint_names_the_file(tiny_config, tmp_path: Path, name: str, how: str) -> None:

@@ -36,13 +36,18 @@ def save_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> Path:
     return path
 
 
-def load_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> None:
-    """Restore what :func:`save_rng_state` wrote (rank 0's file when this rank has none)."""
+def load_rng_state(directory: str | os.PathLike[str], rank: int = 0, saved_world_size: int | None = None) -> None:
+    """Restore what :func:`save_rng_state` wrote: this rank's file, or rank 0's for a rank the
+    checkpoint's run did not have (``saved_world_size``, its ``trainer.json``'s ``world_size``:
+    a rank it had must find its own file, else the checkpoint is damaged)."""
     import numpy as np
     import torch
 
     path = Path(directory) / f"rng-{rank}.safetensors"
     if not path.exists():
+        if saved_world_size is not None and rank < saved_world_size:
+            raise CheckpointError(f"{path}: missing, though the checkpoint's run had {saved_world_size} rank(s) "
+                                  f"and saved one per rank; {HINT}")
         path = Path(directory) / "rng-0.safetensors"
     tensors, meta = load_tensors(path, "random generator state")
     try:

@@ -213,7 +213,8 @@ class Trainer:
         self._samples_seen = int(state.get("samples_seen", self.step * self.config.data.batch_size))
         self.precision.load_state_dict(state.get("precision", {}))
         self.last_metrics = dict(state.get("metrics", {}))
-        ckpt.load_rng_state(directory, self.strategy.rank)
+        saved = state.get("world_size")
+        ckpt.load_rng_state(directory, self.strategy.rank, saved if isinstance(saved, int) else None)
         best = ckpt.best_checkpoint(directory.parent)  # the run's best so far, as the summary names it
         if best is not None and any(p == best and s <= self.step for s, p in ckpt.list_checkpoints(directory.parent)):
             self.best_checkpoint = best
