@@ -213,6 +213,24 @@ def test_incomplete_checkpoint_folder_is_named_and_skipped(tiny_config: Any, tmp
         ckpt.resolve_checkpoint(root / "step-6")
 
 
+def test_a_step_folder_that_is_a_link_is_neither_resumed_nor_pruned(tiny_config: Any, tmp_path: Path) -> None:
+    """A step-N link to another run's checkpoint was taken for the newest checkpoint, and pruning
+    would have deleted what it points to."""
+    other = tmp_path / "other"
+    Trainer(tiny_config(**{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}), run_dir=other, quiet=True).fit()
+    run = tmp_path / "run"
+    Trainer(tiny_config(**{**RUN, "checkpoint": {"interval": 2, "keep_last": 1}}), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    (root / "step-99").symlink_to(other / "checkpoints" / "step-2", target_is_directory=True)
+    with pytest.warns(CheckpointWarning, match=r"step-99: the checkpoint is incomplete \(a symbolic link, not a "
+                                               r"folder the run wrote\)"):
+        assert ckpt.resolve_checkpoint(run) == root / "step-6"
+    before = sorted(p.name for p in (other / "checkpoints" / "step-2").iterdir())
+    ckpt.prune_checkpoints(root, keep_last=1)
+    assert (root / "step-99").is_symlink()
+    assert sorted(p.name for p in (other / "checkpoints" / "step-2").iterdir()) == before
+
+
 def test_remove_stale_deletes_every_kind_of_leftover(tmp_path: Path) -> None:
     root = tmp_path / "checkpoints"
     for name in ("step-4.tmp-abc", "step-2.trash-x", "step-3.old-y", "step-5"):

@@ -183,7 +183,9 @@ def _scan(root: Path) -> list[_Found]:
     found = []
     for child in root.iterdir():
         m = _STEP_RE.match(child.name)
-        if m and child.is_dir():
+        if m and child.is_symlink():  # not written by the run: never resumed from, never pruned (deleted)
+            found.append(_Found(int(m.group(1)), child, 0, "a symbolic link, not a folder the run wrote"))
+        elif m and child.is_dir():
             found.append(_inspect(child, int(m.group(1))))
     return sorted(found, key=lambda f: (f.seq, f.path.name == latest, f.step))
 
