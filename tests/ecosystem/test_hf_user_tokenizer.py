@@ -25,15 +25,17 @@ from deepseek.training.build import build_dataset  # noqa: E402
 # ----------------------------------------------------------------------------- tokenizer folders
 
 
-def transformers_folder(folder: Path, corpus: list[str], *, config: bool = True) -> Path:
-    """A byte-level BPE with ``<s>``, ``</s>``, ``<pad>`` (no ``<|endoftext|>``), saved as a
-    ``transformers`` tokenizer folder: ``tokenizer.json`` and ``tokenizer_config.json``."""
+def transformers_folder(folder: Path, corpus: list[str], *, config: bool = True,
+                        extra: tuple[str, ...] = ()) -> Path:
+    """A byte-level BPE with ``<s>``, ``</s>``, ``<pad>`` (no ``<|endoftext|>``; ``extra``
+    special tokens after them), saved as a ``transformers`` tokenizer folder: ``tokenizer.json``
+    and ``tokenizer_config.json``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"],
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>", *extra],
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                                         show_progress=False))
     folder.mkdir(parents=True)
@@ -63,6 +65,10 @@ def test_a_transformers_tokenizer_folder_is_a_tokenizer_with_its_eos_as_separato
     kept = config_from_dict({"data": {"name": "hf", "tokenizer": str(folder), "separator_token": "<pad>", **files}},
                             host=host)
     assert kept.data.options.separator_token == "<pad>"
+    # the declared eos wins over an <|endoftext|> the file also has (the default lost before)
+    both = transformers_folder(tmp_path / "both", corpus, extra=("<|endoftext|>",))
+    chosen = config_from_dict({"data": {"name": "hf", "tokenizer": str(both), **files}}, host=host)
+    assert chosen.data.options.separator_token == "</s>"
     bare = transformers_folder(tmp_path / "bare", corpus, config=False)
     line = refused(host, "tokenizer", "info", str(bare))
     assert "no document-separator token '<|endoftext|>'" in line and "eos_token" in line

@@ -6,8 +6,9 @@ packer puts between documents, like byte ``0`` of byte tokens). :func:`load_bpe`
 local ``tokenizer.json`` (or a ``transformers`` tokenizer folder holding one), validated like user
 input: unreadable, not JSON, not a tokenizers file, or without the separator token is one line
 naming the file. The separator is ``separator_token``; when that is the default
-``<|endoftext|>`` and the file has no such token, the ``eos_token`` that a ``tokenizer_config.json``
-(or ``special_tokens_map.json``) beside it declares (:func:`choose_separator`). A tokenizer is
+``<|endoftext|>``, the ``eos_token`` that a ``tokenizer_config.json`` (or
+``special_tokens_map.json``) beside it declares, where the file has that token
+(:func:`choose_separator`). A tokenizer is
 identified by the hash of its file (:attr:`BPETokenizer.identity`), which saved data positions record.
 
 ``tokenizers`` is imported inside functions only; without it the one line names the extra.
@@ -170,10 +171,11 @@ def _has_token(spec: Any, token: str) -> bool:
 
 
 def choose_separator(file: Path, spec: Any, separator_token: str) -> str:
-    """The document separator of the tokenizer ``file`` (parsed: ``spec``): ``separator_token``,
-    unless it is the default ``<|endoftext|>``, the file lacks it and a ``tokenizer_config.json``
-    beside it declares an ``eos_token`` the file has (``</s>`` of most non-GPT-2 tokenizers)."""
-    if separator_token != SEPARATOR_TOKEN or _has_token(spec, separator_token):
+    """The document separator of the tokenizer ``file`` (parsed: ``spec``): ``separator_token``
+    when it is not the default ``<|endoftext|>`` (chosen by the user); else the ``eos_token`` a
+    ``tokenizer_config.json`` beside it declares, when the file has it (``</s>`` of most
+    non-GPT-2 tokenizers, even where the file also has an ``<|endoftext|>``), else the default."""
+    if separator_token != SEPARATOR_TOKEN:
         return separator_token
     eos = declared_eos(file)
     return eos if eos is not None and _has_token(spec, eos) else separator_token

@@ -51,8 +51,9 @@ class TokenOptions:
     is its token ids, a model that sets no ``vocab_size`` gets its vocabulary, and the run folder
     keeps a copy. Empty: byte tokens. Stored as the file's absolute path."""
     separator_token: str = "<|endoftext|>"
-    """With ``tokenizer``: its special token placed between documents. When the tokenizer lacks the
-    default token, the ``eos_token`` of a ``tokenizer_config.json`` beside it (stored resolved)."""
+    """With ``tokenizer``: its special token placed between documents. Left at this default: the
+    ``eos_token`` a ``tokenizer_config.json`` beside it declares, when the tokenizer has it
+    (stored resolved)."""
 
     def __post_init__(self) -> None:
         if not self.tokenizer:
