@@ -126,6 +126,9 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("config value of the wrong type", _edit_state(lambda state: state["config"]["model"].update(d_model="big")),
      ["trainer.json (the checkpoint's config", "model.d_model: expected an integer"]),
     ("config missing", _drop("config"), ["no 'config' field"]),
+    # a model far larger than its weights: refused from the weights' header before it is built
+    ("config asks for a huge model", _edit_state(lambda state: state["config"]["model"].update(d_model=1 << 20)),  # 16 TB of fp32
+     ["weights do not fit this model", "shape mismatch"]),
     ("format version a string", _set(format_version="1"), ["format_version"]),
     ("format version newer", _set(format_version=99), ["upgrade deepseek-core"]),
     ("format wrong", _set(format="other"), ["not a deepseek checkpoint"]),

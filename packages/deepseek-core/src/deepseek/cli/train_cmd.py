@@ -76,14 +76,15 @@ def build_train_config(
     from deepseek.config.load import DataSizeError
     from deepseek.errors import ConfigError
     from deepseek.training.build import build_model
-    from deepseek.training.checkpoint import TRAINER_FILE
+    from deepseek.training.checkpoint import TRAINER_FILE, check_weights_fit
 
     merged = apply_overrides(data, [*extra, *overrides])
     _check_resumed_tokenizer(merged, directory, saved_state)
     try:
         config = config_from_dict(merged, host=host)
         with torch.random.fork_rng(devices=[]):  # a model checks its nested tables (encoders) as it is built
-            build_model(config, host=host, create_on=torch.device("meta"))
+            shapes = build_model(config, host=host, create_on=torch.device("meta"))
+        check_weights_fit(shapes, directory)  # before a strategy takes memory for a model its weights do not fit
         return config
     except DataSizeError as exc:  # the data now needs a larger model than the checkpoint's
         if any(o.partition("=")[0].strip() == f"model.{exc.key}" for o in overrides):

@@ -195,6 +195,32 @@ def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def check_weights_fit(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """:func:`load_into_model`'s check of names and shapes, made from the weights file's header
+    alone against ``model`` (built on the ``meta`` device: no memory), so that a config that no
+    longer matches its weights (an edited ``trainer.json`` asking for a huge model) is refused
+    before the model is built for real. A sharded checkpoint, or a header that cannot be read,
+    is left to :func:`load_into_model`, whose messages name what is wrong."""
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    if p.is_dir():
+        if layout_of(p) == "sharded":
+            return
+        p = p / MODEL_FILE
+
+    class _Header:  # what check_model_fit reads of a tensor
+        def __init__(self, shape: list[int]) -> None:
+            self.shape = tuple(shape)
+
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            state = {k: _Header(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError):
+        return
+    check_model_fit(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, path)
+
+
 def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(model state dict, named optimizer state ``{"state", "param_groups"}``) of a checkpoint
     folder of either layout, as full CPU tensors, without a process group."""

@@ -71,6 +71,8 @@ def load_trained(
     if need_data or data is not None:
         config = with_data(source, config, data, host)
     try:  # a model checks its nested tables (a multimodal model's encoders) as it is built
+        shapes = build_model(config, host=host, create_on=torch.device("meta"))
+        ckpt.check_weights_fit(shapes, source.origin.path)  # before memory is taken for the real one
         model = build_model(config, host=host)
     except ConfigError as exc:
         raise unreadable_config(exc, source.config_where, source.state) from exc
