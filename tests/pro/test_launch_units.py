@@ -104,7 +104,8 @@ def _failure(rank: int, exitcode: int, ts: int = 100) -> SimpleNamespace:
 
 def test_failure_report_names_the_root_cause(tmp_path: Path) -> None:
     logs = {0: tmp_path / "0.log", 1: tmp_path / "1.log"}
-    logs[0].write_text("step 1\ninternal error: RuntimeError: Connection reset by peer\n")
+    logs[0].write_text("step 1\nerror: rank 0 lost its connection to another rank (Read error: Connection reset by "
+                       "peer); the launcher names the rank that failed\n")
     logs[1].write_text("Traceback ...\nerror: data.path: 'x' does not exist\n")
     # same second: rank 0 only lost its peer, rank 1 is the cause; its usage error keeps code 2
     report = failure_report({0: _failure(0, 1), 1: _failure(1, 2)}, None, logs.__getitem__)
@@ -113,6 +114,28 @@ def test_failure_report_names_the_root_cause(tmp_path: Path) -> None:
     assert report.tail[-1].startswith("error: data.path") and report.log_path == str(logs[1])
     killed = failure_report({0: _failure(0, -15, 101), 1: _failure(1, -9)}, None, logs.__getitem__)
     assert killed.exit_code == 1 and killed.message.startswith("rank 1 (pid 1001) was killed by signal SIGKILL")
+
+
+def test_a_rank_that_lost_its_peer_says_so_not_internal_error(tmp_path: Path) -> None:
+    """Rank 0 printed "internal error: RuntimeError: [gloo ...] Connection reset by peer" above
+    the launcher's line naming the rank that was killed."""
+    import subprocess
+    import sys
+
+    from deepseek.training.launcher_env import peer_lost
+
+    gone = RuntimeError("[gloo/transport/tcp/pair.cc:538] Read error [127.0.0.1]:1: Connection reset by peer")
+    assert peer_lost(gone, {"WORLD_SIZE": "2"}) and not peer_lost(gone, {"WORLD_SIZE": "1"})
+    assert not peer_lost(RuntimeError("shape mismatch"), {"WORLD_SIZE": "2"})
+    script = ("import sys, click\nfrom deepseek.cli import main as m\n"
+              "def boom(*a, **k):\n    raise RuntimeError('Read error [127.0.0.1]:1: Connection reset by peer')\n"
+              "m.cli.main = boom\nm.main(['plugins', 'list'])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "WORLD_SIZE": "2", "RANK": "0"})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: rank 0 lost its connection to another rank (Read error [127.0.0.1]:1: Connection reset by peer); "
+        "the launcher names the rank that failed"], out.stderr
 
 
 def test_failure_report_prefers_the_watchdog_verdict(tmp_path: Path) -> None:

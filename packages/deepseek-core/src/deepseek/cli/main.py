@@ -238,6 +238,13 @@ def _run(args: list[str], host: PluginHost | None) -> None:
                 fg="red", err=True,
             )
             sys.exit(2)
+        from deepseek.training.launcher_env import peer_lost
+
+        if peer_lost(exc):  # another rank failed first: the launcher's line names it
+            click.secho(f"error: rank {os.environ.get('RANK', '?')} lost its connection to another rank "
+                        f"({' '.join(str(exc).split())[-120:]}); the launcher names the rank that failed",
+                        fg="red", err=True)
+            sys.exit(1)
         click.secho(
             f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
             fg="red", err=True,

@@ -24,6 +24,26 @@ LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 """The variables torchrun (and so ``deepseek launch``) sets in every process it starts."""
 
 
+PEER_GONE = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+    "Socket Timeout",
+)
+"""Error text of a rank whose peer died under it (gloo, NCCL): a consequence of another rank's
+failure, which the launcher names, not a fault of this one."""
+
+
+def peer_lost(exc: BaseException, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``exc``, raised in a process of a launched job of several ranks, says another
+    rank's connection went away (:data:`PEER_GONE`)."""
+    env = os.environ if environ is None else environ
+    if not env.get("WORLD_SIZE", "1").isdigit() or int(env.get("WORLD_SIZE", "1")) < 2:
+        return False
+    return any(phrase in str(exc) for phrase in PEER_GONE)
+
+
 @dataclass(frozen=True)
 class LauncherEnv:
     """This process's place in the job, as the launcher gave it."""

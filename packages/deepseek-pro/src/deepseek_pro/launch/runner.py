@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.config.schema import TrainConfig
+from deepseek.training.launcher_env import PEER_GONE
 from deepseek.training.preemption import EXIT_PREEMPTED
 from deepseek_pro.launch.env import worker_env
 from deepseek_pro.launch.heartbeat import Watchdog
@@ -34,14 +35,6 @@ from deepseek_pro.launch.stop import AGENT_SIGNALS, StopForwarder
 WORKER_MODULE = "deepseek_pro.launch.worker"
 TAIL_LINES = 20
 EXIT_HUNG = 124
-PEER_GONE = (
-    "Connection reset by peer",
-    "Connection closed by peer",
-    "Broken pipe",
-    "NCCL communicator was aborted",
-    "Socket Timeout",
-)
-"""Error text of a rank whose peer died under it (gloo, NCCL)."""
 
 
 @dataclass(frozen=True)
