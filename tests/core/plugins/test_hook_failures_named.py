@@ -82,3 +82,49 @@ def test_a_registration_hook_that_raises_names_the_entry_point_among_several(mak
         "deepseek-twoeps 0.1.0: plugin 'bad' (twoeps_bad) raised in deepseek_register_models: "
         "RuntimeError: no models today"
     )
+
+
+METRICS_PLUGIN = """
+import os
+import torch
+from deepseek import hookimpl
+
+
+@hookimpl
+def deepseek_train_step_end(trainer, step, metrics):
+    what = os.environ["METRICS_BUG"]
+    if what == "tensor":
+        metrics["acme_t"] = torch.ones(3)
+    elif what == "lr":
+        metrics["lr"] = -1.0
+    elif what == "drop":
+        del metrics["loss"]
+    else:
+        metrics["acme_ok"] = torch.tensor(2.0)
+        metrics["acme_note"] = "fine"
+"""
+
+
+@pytest.mark.parametrize(("bug", "words"), [
+    ("tensor", "added metrics['acme_t'] = a Tensor of shape (3,), which is not a single number"),
+    ("lr", "changed metrics['lr'] (0.001 -> -1.0), a value the trainer logs"),
+    ("drop", "removed metrics['loss'], a value the trainer logs"),
+])
+def test_what_a_hook_does_to_the_metrics_is_checked_and_named(make_dist: DistFactory, monkeypatch: pytest.MonkeyPatch,
+                                                               bug: str, words: str) -> None:
+    """A 3-element tensor failed later in the metrics file as an internal error naming nobody; an
+    overwritten lr was logged as -1.0."""
+    make_dist("deepseek-metrics", {"metrics_hooks": METRICS_PLUGIN}, entry_points={"m": "metrics_hooks"}, version="0.3")
+    host = host_for("deepseek-metrics")
+    monkeypatch.setenv("METRICS_BUG", bug)
+    record = {"step": 1, "loss": 5.0, "lr": 0.001}
+    with pytest.raises(PluginError) as caught:
+        host.hook.deepseek_train_step_end(trainer=SimpleNamespace(), step=1, metrics=record)
+    assert str(caught.value) == (f"deepseek-metrics 0.3: plugin 'm' (metrics_hooks): deepseek_train_step_end: {words}"
+                                 + str(caught.value).split(words, 1)[1]), caught.value
+    assert str(caught.value).endswith("a bug in the plugin: fix it, or skip it with "
+                                      "DEEPSEEK_DISABLE_PLUGINS=deepseek-metrics")
+    monkeypatch.setenv("METRICS_BUG", "none")
+    record = {"step": 1, "loss": 5.0, "lr": 0.001}
+    host.hook.deepseek_train_step_end(trainer=SimpleNamespace(), step=1, metrics=record)
+    assert record["acme_note"] == "fine" and float(record["acme_ok"]) == 2.0

@@ -274,3 +274,31 @@ def test_resume_with_data_needing_a_larger_model_names_the_checkpoint(host: Any,
         "model"), info.value
     with pytest.raises(DataSizeError, match="remove model.num_classes to follow the data"):  # given here: as usual
         build_train_config(None, ("model.num_classes=2",), resume=str(run), max_steps=6, host=host)
+
+
+def test_a_dataset_position_that_is_not_json_is_named_before_training(host: Any, tmp_path: Path) -> None:
+    """A tensor in state_dict() trained every step, then failed writing the first checkpoint as an
+    internal error, leaving an empty checkpoints/ folder."""
+    import torch
+    from deepseek_toyclf.data import Blobs
+
+    from deepseek import hookimpl
+    from deepseek.errors import PluginError
+
+    class TensorState(Blobs):
+        def state_dict(self) -> dict:
+            return {**super().state_dict(), "index": torch.tensor(self.index)}
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_datasets(self, register):
+            register("broken.blobs", TensorState, description="blobs with a tensor position")
+
+    host.register_plugin(Plugin(), dist="deepseek-broken")
+    config = config_from_dict(toy_config(tmp_path, data={"name": "broken.blobs"}), host=host)
+    with pytest.raises(PluginError, match=r"^dataset 'broken\.blobs' \(deepseek-broken .*\): state_dict\(\) returned "
+                                          r"a value that is not JSON-ready \(Object of type Tensor is not JSON "
+                                          r"serializable\); return numbers"):
+        Trainer(config, run_dir=tmp_path / "run", host=host).fit()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run" / "metrics.jsonl").exists() or "loss" not in (tmp_path / "run" / "metrics.jsonl").read_text()

@@ -272,7 +272,9 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
     ``k+1 .. k+N`` come together after step ``k+N``, so ``trainer.step`` may be ahead of ``step``.
     Every step is read before an evaluation, a checkpoint and the end.
 
-    ``metrics`` may be extended in place: whatever a plugin adds is logged with the step.
+    ``metrics`` may be extended in place: what a plugin adds (a string, a number or a 0-dim
+    tensor under a key of its own) is logged with the step; changing or removing a value the
+    trainer logs, or adding anything else, is refused as a ``PluginError`` naming the hook.
     Raising stops training: ``deepseek_train_end`` is still called, then the error propagates.
     A :class:`deepseek.errors.DeepseekError` propagates as it is (the CLI shows its one line);
     any other exception from a plugin's hook (this one or any hook the framework calls, not the
@@ -285,7 +287,8 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
 
 @hookspec
 def deepseek_evaluate(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-    """Called after each evaluation with its metrics (``val_loss``, ...).
+    """Called after each evaluation with its metrics (``val_loss``, ...), which may be extended
+    in place as :func:`deepseek_train_step_end`'s.
 
     A fresh run evaluates once before the first step (``step == 0``), then every
     ``train.eval_interval`` steps and at the last step.

@@ -117,3 +117,28 @@ class Dataset(ABC):
     def run_files(self) -> dict[str, Path]:
         """Files the run folder keeps a copy of: name in the run folder -> source file."""
         return {}
+
+
+def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
+    """``dataset.state_dict()``, which a checkpoint's ``trainer.json`` records: a dict of
+    JSON-ready values, else one :class:`~deepseek.errors.PluginError` naming the dataset (a tensor
+    in it failed in the middle of writing the first checkpoint, as the framework's internal
+    error). What the call raises is named the same way."""
+    import json
+
+    from deepseek.errors import PluginError
+    from deepseek.plugins.calls import blamed_on
+
+    label = getattr(dataset, "label", f"dataset {type(dataset).__name__}")
+    with blamed_on(label, "state_dict"):
+        state = dataset.state_dict()
+    if not isinstance(state, dict):
+        problem = f"returned a {type(state).__name__}, not a dict"
+    else:
+        try:
+            json.dumps(state, allow_nan=False)
+            return state
+        except (TypeError, ValueError) as exc:
+            problem = f"returned a value that is not JSON-ready ({exc})"
+    raise PluginError(f"{label}: state_dict() {problem}; return numbers, strings, lists and dicts (int(t) or "
+                      "t.tolist() for a tensor): a checkpoint's trainer.json records it (docs/plugins.md section 11)")

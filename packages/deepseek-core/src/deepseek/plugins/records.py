@@ -82,6 +82,72 @@ def guard_hooks(pm: Any, plugin: Any, where: str, dist: str, *, skip: Callable[[
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
                 impl.function = guarded_hook(impl.function, f"{where} raised in {caller.name}", dist)
+                if caller.name in METRIC_HOOKS and "metrics" in impl.argnames:  # pluggy passes them by position
+                    impl.function = checked_metrics(impl.function, impl.argnames.index("metrics"),
+                                                    f"{where}: {caller.name}", dist)
+
+
+METRIC_HOOKS = ("deepseek_train_step_end", "deepseek_evaluate")
+"""Hooks whose ``metrics`` a plugin may extend in place (what it adds is logged)."""
+
+
+def checked_metrics(function: Callable[..., Any], position: int, where: str, dist: str) -> Callable[..., Any]:
+    """``function`` (a plugin's implementation of a :data:`METRIC_HOOKS` hook, which gets the
+    metrics as its argument number ``position``) refused in one
+    :class:`PluginError` naming ``where`` when it changes a value the trainer logged or adds one
+    that is not a string or a single number (a 3-element tensor failed later, in the metrics
+    file, as the framework's internal error)."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        metrics = args[position] if len(args) > position else kwargs.get("metrics")
+        before = dict(metrics) if isinstance(metrics, dict) else None
+        out = function(*args, **kwargs)
+        if before is not None:
+            problem = _metrics_problem(before, metrics)
+            if problem is not None:
+                raise PluginError(f"{where}: {problem}; a bug in the plugin: fix it, or skip it with {ENV_DENY}={dist}")
+        return out
+
+    return call
+
+
+def _metrics_problem(before: dict[str, Any], after: dict[str, Any]) -> str | None:
+    """What is wrong with what a hook did to a metrics record (``before`` -> ``after``)."""
+    for key, value in before.items():
+        if key not in after:
+            return f"removed metrics[{key!r}], a value the trainer logs; leave the trainer's values as they are"
+        if after[key] is not value and not _same(after[key], value):
+            return (f"changed metrics[{key!r}] ({value!r} -> {after[key]!r}), a value the trainer logs; add a key "
+                    "of the plugin's own instead")
+    for key in after.keys() - before.keys():
+        value = after[key]
+        if not isinstance(key, str) or not key:
+            return f"added the key {key!r}; metric names are non-empty strings"
+        if not _loggable(value):
+            shape = f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
+            return (f"added metrics[{key!r}] = a {type(value).__name__}{shape}, which is not a single number; "
+                    "log a number, a 0-dim tensor (.item() is read) or a string")
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values that cannot be compared are not the same
+        return False
+
+
+def _loggable(value: Any) -> bool:
+    """A string, a number, or a one-element tensor/array (what the metrics file writes as a number)."""
+    if isinstance(value, (str, int, float)) or value is None:
+        return True
+    numel = getattr(value, "numel", None) or getattr(value, "size", None)
+    try:
+        count = numel() if callable(numel) else numel
+        return count == 1 and not isinstance(value, (list, tuple, dict)) and isinstance(float(value), float)
+    except (TypeError, ValueError, RuntimeError):
+        return False
 
 
 def target_text(target: Any) -> str:

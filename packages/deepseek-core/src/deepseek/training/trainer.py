@@ -21,6 +21,7 @@ import torch
 from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.batch import check_global_batch
+from deepseek.data.dataset import checked_state_dict
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_declared_metrics, check_model_data
 from deepseek.models.protocol import model_capabilities
@@ -135,6 +136,7 @@ class Trainer:
         engine.setup_environment()
         self._scope.enter_context(engine.attention_kernel())
         self.dataset = build_dataset(cfg, engine.lookups)
+        checked_state_dict(self.dataset)  # its position is JSON a checkpoint can record: said now, not at the first save
         engine.shard = self.dataset.shard
         validation = validation_set(cfg, self.dataset, cfg.data.eval_batches)
         self.val_set, self.val_texts = validation.batches, validation.texts
@@ -384,7 +386,7 @@ class Trainer:
             "step": self.step,
             "tokens_seen": self._tokens_seen,
             "samples_seen": self._samples_seen,
-            "data": self.dataset.state_dict(),
+            "data": checked_state_dict(self.dataset),
             "schedule": self.schedule.state_dict(),
             "precision": self.precision.state_dict(),
             "config": self.config.to_dict(),
