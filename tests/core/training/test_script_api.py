@@ -94,6 +94,20 @@ def test_fit_trains_a_scripts_model_and_writes_a_run_folder(tmp_path: Path, host
     assert "val_bits_per_byte" not in scores and "val_bits_per_byte" not in result.val_metrics
 
 
+class Raises(Quadrants):
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise RuntimeError("the script's own bug")
+
+
+def test_what_a_scripts_model_raises_reaches_the_script_as_it_is(tmp_path: Path, host: PluginHost) -> None:
+    """It was a PluginError blaming 'model script (deepseek-script 0.0.0)' and telling the user to
+    report a bug to the plugin's authors: the script's own code, not a plugin."""
+    with pytest.raises(RuntimeError, match="^the script's own bug$") as caught:
+        deepseek.fit(Raises, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=tmp_path / "r",
+                     host=host)
+    assert not isinstance(caught.value, deepseek.PluginError)
+
+
 def test_a_model_instance_and_a_class_train_alike(tmp_path: Path, host: PluginHost) -> None:
     a = deepseek.fit(Quadrants, points(256, 0), val_data=points(64, 1), names=("x", "y"), batch_size=32,
                      config=CONFIG, run_dir=tmp_path / "a", host=host)

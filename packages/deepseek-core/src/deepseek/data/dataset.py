@@ -56,9 +56,10 @@ class Dataset(ABC):
     vocab_size: int | None = None
     """Number of distinct token ids the data may hold (ids ``0 .. vocab_size - 1``), or ``None``
     when it has no tokens."""
-    label: str = "dataset"
+    label: str | None = "dataset"
     """How errors name this dataset: the run sets its registered name and distribution
-    (``dataset 'acme.bars' (acme 0.1, registered by acme.plugin)``)."""
+    (``dataset 'acme.bars' (acme 0.1, registered by acme.plugin)``); ``None`` for a script's data
+    (:func:`deepseek.fit`), whose exceptions pass as they are."""
 
     def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
         self.options = options
@@ -129,7 +130,7 @@ def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
     from deepseek.errors import PluginError
     from deepseek.plugins.calls import blamed_on
 
-    label = getattr(dataset, "label", f"dataset {type(dataset).__name__}")
+    label = getattr(dataset, "label", None)
     with blamed_on(label, "state_dict"):
         state = dataset.state_dict()
     if not isinstance(state, dict):
@@ -140,5 +141,6 @@ def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
             return state
         except (TypeError, ValueError) as exc:
             problem = f"returned a value that is not JSON-ready ({exc})"
-    raise PluginError(f"{label}: state_dict() {problem}; return numbers, strings, lists and dicts (int(t) or "
+    named = label or f"dataset {type(dataset).__name__}"
+    raise PluginError(f"{named}: state_dict() {problem}; return numbers, strings, lists and dicts (int(t) or "
                       "t.tolist() for a tensor): a checkpoint's trainer.json records it (docs/plugins.md section 11)")

@@ -15,6 +15,16 @@ from collections.abc import Iterator
 
 from deepseek.errors import DeepseekError, PluginError
 
+SCRIPT_DIST = "deepseek-script"
+"""The distribution :func:`deepseek.fit` registers a script's own model and data under."""
+
+
+def blames(component: object) -> bool:
+    """Whether what ``component``'s code raises is reported as a bug of its plugin: not for the
+    model and data a script hands to :func:`deepseek.fit` (:data:`SCRIPT_DIST`), whose exceptions
+    reach the script as they are, its own traceback with them."""
+    return getattr(component, "dist", None) != SCRIPT_DIST
+
 
 def component_label(kind: str, name: str, component: object) -> str:
     """``<kind> <name> (<distribution> <version>)`` of a resolved component
@@ -23,9 +33,10 @@ def component_label(kind: str, name: str, component: object) -> str:
 
 
 @contextlib.contextmanager
-def blamed_on(label: str, call: str, *, package: str | None = None) -> Iterator[None]:
+def blamed_on(label: str | None, call: str, *, package: str | None = None) -> Iterator[None]:
     """Run the block; an exception it raises (see the module docstring) becomes a one-line
-    :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...``. With ``package``
+    :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...`` (``label`` ``None``:
+    a component not :func:`blames`, whose exceptions pass as they are). With ``package``
     (the top-level package of the component's code), only an exception raised in or under a
     function of that package is blamed on the component; others pass through (the block also
     runs the framework's and engines' code around the component, a strategy's wrapper around a
@@ -38,7 +49,7 @@ def blamed_on(label: str, call: str, *, package: str | None = None) -> Iterator[
         from deepseek.cli.main import out_of_memory
         from deepseek.plugins.records import describe_error
 
-        if out_of_memory(exc) or (package is not None and not raised_under(exc, package)):
+        if label is None or out_of_memory(exc) or (package is not None and not raised_under(exc, package)):
             raise
         raise PluginError(f"{label}: {call} raised {describe_error(exc)}; a bug in the plugin: upgrade it or report "
                           "it to its authors (--debug shows the traceback)") from exc
@@ -64,9 +75,9 @@ def code_package(component: object) -> str | None:
     return None if package in ("", "deepseek", "builtins", "torch") else package
 
 
-def model_calls(model: object, label: str, call: str = "forward") -> contextlib.AbstractContextManager[None]:
+def model_calls(model: object, label: str | None, call: str = "forward") -> contextlib.AbstractContextManager[None]:
     """The block running ``model`` (a plugin's module, ``label`` naming it): what it raises in the
     model's own code becomes one line naming it (:func:`blamed_on` with its :func:`code_package`);
-    for deepseek's own models, nothing changes."""
+    for deepseek's own models and a script's (``label`` ``None``), nothing changes."""
     package = code_package(model)
-    return contextlib.nullcontext() if package is None else blamed_on(label, call, package=package)
+    return contextlib.nullcontext() if package is None or label is None else blamed_on(label, call, package=package)

@@ -84,9 +84,12 @@ def build_model(
     where = device if device is not None and config.train.init_device == "device" else torch.device("cpu")
     where = create_on if create_on is not None else where
     lookups = run_host(config, host)
+    from deepseek.plugins.calls import blames
+
     component = lookups.resolve("model", config.model.name)
+    provider = f"{component.dist} {component.version}" if blames(component) else None
     model = instantiate_model(component.load(), config.model.options, name=config.model.name, device=where,
-                              host=lookups, provider=f"{component.dist} {component.version}").float()
+                              host=lookups, provider=provider).float()
     require_capabilities(model, needed_capabilities(config, strategy_cls, host), model_name=config.model.name)
     if config.train.init_from and where.type != "meta":
         load_initial_weights(model, config.train.init_from)
@@ -189,9 +192,10 @@ def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:
     component = run_host(config, host).resolve("dataset", config.data.name)
     cls = component.load()
     options = config.data.options if config.data.options is not None else cls.Options()
-    from deepseek.plugins.calls import blamed_on
+    from deepseek.plugins.calls import blamed_on, blames
 
-    with blamed_on(component.label, "__init__"):  # what its __init__ raises: one line naming it
+    label = component.label if blames(component) else None
+    with blamed_on(label, "__init__"):  # what its __init__ raises: one line naming it
         dataset = cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
-    dataset.label = component.label
+    dataset.label = label
     return dataset

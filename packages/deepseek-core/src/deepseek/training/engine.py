@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError
-from deepseek.plugins.calls import component_label, model_calls
+from deepseek.plugins.calls import blames, component_label, model_calls
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
     build_model,
@@ -78,7 +78,7 @@ class StepEngine:
         # config gives others ("group 0 weight_decay 0.1 (the config gives 0.05)")
         self.kept_settings: list[str] = []
         # How a step or an evaluation names the model when its own code raises (set by setup_model)
-        self._model_label = f"model {config.model.name}"
+        self._model_label: str | None = None
         self._model: nn.Module | None = None
 
     def setup_environment(self) -> None:
@@ -130,7 +130,8 @@ class StepEngine:
         if resuming:
             type(self.strategy).check_resume(cfg, factory.builder)
         self._model = model
-        self._model_label = component_label("model", cfg.model.name, self.lookups.resolve("model", cfg.model.name))
+        component = self.lookups.resolve("model", cfg.model.name)
+        self._model_label = component_label("model", cfg.model.name, component) if blames(component) else None
         self.strategy.setup(model, factory, settings)
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:

@@ -240,10 +240,11 @@ def evaluate_validation(
     val = validation_set(config, dataset, batches or config.data.eval_batches)
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
         check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
-    from deepseek.plugins.calls import component_label, model_calls
+    from deepseek.plugins.calls import blames, component_label, model_calls
     from deepseek.training.build import run_host
 
-    label = component_label("model", config.model.name, run_host(config, host).resolve("model", config.model.name))
+    component = run_host(config, host).resolve("model", config.model.name)
+    label = component_label("model", config.model.name, component) if blames(component) else None
     with model_calls(model, label):  # what the model's own code raises: one line naming it
         values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name)
                             for b in val.batches], val.texts)

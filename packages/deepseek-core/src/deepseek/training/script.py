@@ -27,6 +27,7 @@ from deepseek.config.components import NoOptions
 from deepseek.errors import UsageError
 from deepseek.hookspecs import hookimpl
 from deepseek.models.protocol import BuildsComponents
+from deepseek.plugins import calls
 from deepseek.plugins.catalogue import SCRIPT_COMPONENT
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 SCRIPT_NAME = SCRIPT_COMPONENT
 """Name under which :func:`fit` registers the script's model and dataset (seen in config.toml)."""
-SCRIPT_DIST = "deepseek-script"
+SCRIPT_DIST = calls.SCRIPT_DIST
 """Distribution name of that in-process plugin (``deepseek plugins list`` style reports)."""
 
 
