@@ -128,3 +128,23 @@ def test_what_a_hook_does_to_the_metrics_is_checked_and_named(make_dist: DistFac
     record = {"step": 1, "loss": 5.0, "lr": 0.001}
     host.hook.deepseek_train_step_end(trainer=SimpleNamespace(), step=1, metrics=record)
     assert record["acme_note"] == "fine" and float(record["acme_ok"]) == 2.0
+
+
+def test_a_hook_asking_for_an_argument_its_hook_does_not_pass_gets_a_did_you_mean() -> None:
+    """pluggy's own refusal ("Argument(s) {'metric'} are declared in the hookimpl but can not be
+    found in the hookspec") named no fix."""
+    from deepseek import hookimpl
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+
+    class Typo:
+        @hookimpl
+        def deepseek_train_step_end(self, trainer, step, metric):  # type: ignore[no-untyped-def]
+            pass
+
+    host = PluginHost(PluginSettings(autoload=False))
+    with pytest.warns(UserWarning):
+        record = host.register_plugin(Typo(), dist="deepseek-typo", version="0.4")
+    assert record.status == "failed"
+    assert "deepseek_train_step_end asks for the argument 'metric', which the hook does not pass (did you mean " \
+           "'metrics'?); its arguments are trainer, step, metrics (docs/hooks.md)" in record.reason, record.reason

@@ -242,6 +242,10 @@ class PluginHost(LookupMixin):
                 "never be called; decorate it with 'from deepseek import hookimpl'",
             )
             return False
+        wrong = self._unknown_arguments(ld)
+        if wrong:
+            self._drop(ld.record, wrong)
+            return False
         try:
             self.pm.register(ld.plugin, name=ld.name)
         except Exception as exc:  # noqa: BLE001 - pluggy's validation names the hook
@@ -257,6 +261,29 @@ class PluginHost(LookupMixin):
         ld.record.hooks.sort()
         self._loaded.append(ld)
         return True
+
+    def _unknown_arguments(self, ld: _Loaded) -> str:
+        """A hook implementation asking for an argument its hook does not pass (a typo such as
+        ``metric``): the line naming it with a did-you-mean, or ``""`` (pluggy's own refusal
+        said neither)."""
+        for attr in dir(ld.plugin):
+            caller = getattr(self.pm.hook, attr, None) if attr.startswith("deepseek_") else None
+            spec = getattr(caller, "spec", None)
+            if spec is None or self.pm.parse_hookimpl_opts(ld.plugin, attr) is None:
+                continue
+            try:
+                params = inspect.signature(getattr(ld.plugin, attr)).parameters
+            except (TypeError, ValueError):
+                continue
+            for name, param in params.items():
+                if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name in spec.argnames:
+                    continue
+                if param.default is not param.empty:
+                    continue  # pluggy passes only the hook's arguments: a default is left alone
+                return (f"{ld.label}: {attr} asks for the argument {name!r}, which the hook does not pass"
+                        f"{did_you_mean(name, spec.argnames)}; its arguments are {', '.join(spec.argnames)} "
+                        "(docs/hooks.md)")
+        return ""
 
     def _reject_unknown_hooks(self, batch: list[_Loaded]) -> None:
         callers = {
