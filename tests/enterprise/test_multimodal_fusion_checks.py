@@ -170,7 +170,7 @@ def test_a_fusion_whose_options_miss_the_base_is_named_before_its_keys_are_read(
     from deepseek.config.load import config_from_dict
 
     for table in ({"d_model": 16}, {}):
-        with pytest.raises(ConfigError, match=r"^model\.fusion_options: fusion 'acme\.plainopts' \(acme-fusions 1\.0, "
+        with pytest.raises(ConfigError, match=r"^model\.fusion: fusion 'acme\.plainopts' \(acme-fusions 1\.0, "
                                               r"registered by .*\): declares Options .*PlainOptions.*, which does not "
                                               r"extend deepseek_enterprise\.fusion\.FusionBaseOptions"):
             config_from_dict({"model": {"name": "multimodal.classifier", "fusion": "acme.plainopts",

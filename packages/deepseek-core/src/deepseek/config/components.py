@@ -93,8 +93,8 @@ def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
         if check:  # the component's own kind of target, before its keys are read by its Options
             try:
                 check[0](target, component.label)
-            except ConfigError as exc:
-                raise ConfigError(f"{path}.{f.name}: {exc}") from exc
+            except ConfigError as exc:  # the component the name picks is at fault, not its table
+                raise ConfigError(f"{path}.{name_field}: {exc}") from exc
         table = getattr(options, f.name)
         if not isinstance(table, dict):
             raise ConfigError(f"{path}.{f.name}: expected a table of {kind} {name!r}'s keys, got {table!r}")
