@@ -302,3 +302,28 @@ def test_a_dataset_position_that_is_not_json_is_named_before_training(host: Any,
         Trainer(config, run_dir=tmp_path / "run", host=host).fit()
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert not (tmp_path / "run" / "metrics.jsonl").exists() or "loss" not in (tmp_path / "run" / "metrics.jsonl").read_text()
+
+
+def test_a_run_keeps_its_plugins_model_when_another_plugin_registers_the_name(host: Any, tmp_path: Path) -> None:
+    """Once a second distribution registered 'toyclf.mlp', eval and resume of an old run were
+    refused as ambiguous ('registered by both'), though trainer.json records which one it was."""
+    from deepseek_toyclf.model import BlobClassifier
+
+    from deepseek import hookimpl
+    from deepseek.cli.train_cmd import build_train_config
+    from deepseek.training.inference import load_trained
+
+    run = Trainer(config_from_dict(toy_config(tmp_path, train={"max_steps": 3}), host=host),
+                  run_dir=tmp_path / "run", host=host).fit().run_dir
+
+    class Clash:
+        @hookimpl
+        def deepseek_register_models(self, register):
+            register("toyclf.mlp", BlobClassifier, description="the same name from another distribution")
+
+    host.register_plugin(Clash(), dist="deepseek-clash")
+    assert host.explain("model", "toyclf.mlp").winner is None  # ambiguous for a new config
+    model, config, _ = load_trained(run, host=host)
+    assert config.plugins.prefer == (DIST,) and type(model).__name__ == "BlobClassifier"
+    resumed = build_train_config(None, resume=str(run), max_steps=6, host=host)
+    assert resumed.plugins.prefer == (DIST,) and resumed.model.name in ("toyclf.mlp", f"{DIST}:toyclf.mlp")

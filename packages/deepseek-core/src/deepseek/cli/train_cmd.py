@@ -53,7 +53,10 @@ def build_train_config(
             directory = resolve_checkpoint(resume)
         # read once: a live job may prune this checkpoint meanwhile (the trainer then says it is busy)
         saved_state = read_trainer_state(directory)
-        data = with_run_tokenizer(_saved_config(directory, saved_state), run_folder_of(directory), saved_state)
+        from deepseek.training.provenance import prefer_recorded
+
+        saved = prefer_recorded(_saved_config(directory, saved_state), saved_state, host)  # its components' plugins
+        data = with_run_tokenizer(saved, run_folder_of(directory), saved_state)
     if strategy is not None:
         table = data.get("strategy")
         current = table.get("name", "single") if isinstance(table, dict) else None

@@ -86,3 +86,32 @@ def missing_component(exc: BaseException, state: Mapping[str, Any] | None) -> st
                     f"{entry['version']}, which is not available here; install or enable {dist} "
                     f"(pip install {dist}; 'deepseek plugins list' shows whether it is disabled)")
     return "a component the checkpoint was trained with is not available here; install or enable the plugin that provides it"
+
+
+def prefer_recorded(config_data: dict[str, Any], state: Mapping[str, Any] | None, host: Any) -> dict[str, Any]:
+    """A checkpoint's saved config with ``[plugins] prefer`` extended by the distributions its
+    ``trainer.json`` records for the components whose names are now registered by several
+    installed plugins (``host``'s): the run keeps the component it was trained with, where the
+    bare name alone would be refused as ambiguous. Unchanged when nothing is ambiguous."""
+    recorded = (state or {}).get("components")
+    if check_components(recorded) is not None:
+        return config_data
+    from deepseek.plugins.host import get_host
+
+    lookups = host if host is not None else get_host()
+    extra: list[str] = []
+    for entry in recorded:
+        try:
+            res = lookups.explain(entry["kind"], entry["name"])
+        except Exception:  # noqa: BLE001 - a kind no plugin adds here: loading the config says so
+            continue
+        if res.winner is None and any(c.dist == entry["distribution"] for c in res.candidates):
+            extra.append(entry["distribution"])
+    if not extra:
+        return config_data
+    plugins = config_data.get("plugins")
+    plugins = dict(plugins) if isinstance(plugins, Mapping) else {}
+    prefer = plugins.get("prefer")
+    prefer = list(prefer) if isinstance(prefer, list) else []
+    plugins["prefer"] = prefer + [d for d in dict.fromkeys(extra) if d not in prefer]
+    return {**config_data, "plugins": plugins}

@@ -37,6 +37,7 @@ from deepseek.errors import (
 )
 from deepseek.parsing import loads_json
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.provenance import prefer_recorded
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
@@ -191,7 +192,8 @@ def model_only(config_data: dict[str, Any], where: Path, host: PluginHost | None
     no data); a table that does not validate is the checkpoint's fault, named at ``where``,
     unless it names a component no installed plugin provides (``state``'s record names it)."""
     try:
-        return config_from_dict(model_sections(config_data, {}, host), validate=False, host=host)
+        data = prefer_recorded(config_data, state, host)  # the components it was trained with
+        return config_from_dict(model_sections(data, {}, host), validate=False, host=host)
     except ConfigError as exc:
         raise unreadable_config(exc, where, state) from exc
 
@@ -228,7 +230,7 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
     if choice.overrides:
         data = apply_overrides({"data": _for_dataset(data, choice.overrides, host)}, choice.overrides)["data"]
     named = " with ".join([*([str(file)] if file is not None else []), *(["--set"] if choice.overrides else [])])
-    full = model_sections(source.config_data, data, host)
+    full = model_sections(prefer_recorded(source.config_data, source.state, host), data, host)
     model_table = full.get("model", {})
     free = {k: v for k, v in model_table.items() if k != "vocab_size"} if isinstance(model_table, dict) else {}
     try:  # the model's vocabulary left to follow the data's tokenizer: the vocabulary the data needs
