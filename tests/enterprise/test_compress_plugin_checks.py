@@ -51,6 +51,11 @@ class OtherShape(Compressor):
         return Compressed(copy.deepcopy(model), {**config.to_dict()["model"], "d_ff": 128})
 
 
+class BareModule(Compressor):
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        return copy.deepcopy(model)  # forgot Compressed(...)
+
+
 class NotACompressor:
     Options = Same.Options
 
@@ -63,7 +68,7 @@ class Gate(nn.Module):
 
 
 COMPRESSORS = {"same": Same, "raises": Raises, "unknownkey": UnknownKey, "othershape": OtherShape,
-               "notcomp": NotACompressor}
+               "notcomp": NotACompressor, "bare": BareModule}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +98,9 @@ def test_a_registered_class_that_is_not_a_compressor_names_its_distribution(host
 
 @pytest.mark.parametrize(("kind", "words"), [
     ("raises", r"compress raised RuntimeError: boom inside compress; a bug in the plugin"),
+    # the fix for what went wrong (it told the author to make model_table rebuild the model)
+    ("bare", r"compress returned a GPT, not a Compressed with a torch\.nn\.Module; nothing was written; a bug in "
+             r"the plugin: return Compressed\(model, model_table, record\)"),
     ("unknownkey", r"the \[model\] table it returned does not rebuild a model \(model\.widths: unknown key;.*\)" + FIX),
     ("othershape", r"the \[model\] table it returned builds another model than the one it returned "
                    r"\(blocks\.0\.mlp\.fc\.weight is \(64, 32\) in the returned model, \(128, 32\) from the table and "

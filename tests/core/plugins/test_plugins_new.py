@@ -114,3 +114,22 @@ def test_generated_plugin_installs_and_its_own_test_passes(tmp_path: Path) -> No
     (report,) = plan["passes"]
     assert (report["status"], report["changes"]) == ("applied", ["inlined 17 nn.Linear call(s) as F.linear"])
     assert plan["max_rel_error"] == 0.0
+
+
+def test_a_name_whose_distribution_is_installed_gets_a_warning(tmp_path) -> None:  # noqa: ANN001
+    """Installing the scaffold of 'deepseek-NAME' replaces an installed 'deepseek-NAME' (was silent)."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    info = site / "deepseek_clashy-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deepseek-clashy\nVersion: 0.3\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "deepseek", "plugins", "new", "clashy", "--dir", str(tmp_path / "w")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines()[0] == ("warning: a distribution deepseek-clashy 0.3 is installed already; installing "
+                                          "this scaffold replaces it (pick another name to keep both)")
+    assert (tmp_path / "w" / "deepseek-clashy" / "pyproject.toml").is_file()

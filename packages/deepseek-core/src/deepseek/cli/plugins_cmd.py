@@ -153,6 +153,10 @@ def new(name: str, parent: str) -> None:
     from deepseek.plugins.scaffold import scaffold
 
     target, made = scaffold(name, Path(parent))
+    installed = _installed_version(target.name)
+    if installed is not None:  # installing the scaffold would replace it
+        click.secho(f"warning: a distribution {target.name} {installed} is installed already; installing this "
+                    f"scaffold replaces it (pick another name to keep both)", fg="yellow", err=True)
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     shown = str(target) if target.is_absolute() else f"./{target.as_posix()}"
     click.echo(f"created {shown}/{created_note(made)}")
@@ -160,5 +164,15 @@ def new(name: str, parent: str) -> None:
         click.echo(f"  {f}")
     click.echo("next:")
     click.echo(f"  {installer()} -e {shown}")
-    click.echo(f"  pytest {shown}")
+    click.echo(f"  pytest {shown}                  # pytest: {installer()} pytest, if it is not installed")
     click.echo("  deepseek plugins list")
+
+
+def _installed_version(dist: str) -> str | None:
+    """The version of the installed distribution ``dist``, or ``None``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None

@@ -169,7 +169,8 @@ def run_step(host: Any, compressor: Compressor, model: Any, config: Any, context
     if not isinstance(result, Compressed) or not isinstance(result.model, nn.Module):
         got = type(result.model).__name__ + " model" if isinstance(result, Compressed) else type(result).__name__
         raise PluginError(f"{compressor.label}: compress returned a {got}, not a Compressed with a torch.nn.Module; "
-                          f"{REBUILD_FIX}")
+                          "nothing was written; a bug in the plugin: return Compressed(model, model_table, record) "
+                          "(docs/compress.md, 'Writing a compressor')")
     try:
         new_config = config_from_dict({**config.to_dict(), "model": result.model_table}, host=host)
         rebuilt = _rebuild(host, new_config)
