@@ -268,7 +268,7 @@ def test_a_key_of_another_component_names_it_and_the_name_to_set() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(overrides=['data.files=["a.jsonl"]'], host=core_only)
     assert str(info.value) == ("data.files: unknown key for dataset 'text'; dataset 'hf' (deepseek-core) takes it: "
-                               'set data.name = "hf", or remove data.files')
+                               'set data.name = "hf", or remove data.files (--set \'~data.files\')')
     with pytest.raises(ConfigError, match=r"data\.pattrn: unknown key \(did you mean 'pattern'\?\); allowed keys"):
         load_config(overrides=["data.pattrn=x"], host=core_only)
 
@@ -284,3 +284,18 @@ def test_an_uninstalled_preferred_distribution_is_a_warning_with_a_did_you_mean(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_config(overrides=["plugins.prefer=['core']"], host=core_only)  # a short name of an installed one
+
+
+def test_set_tilde_removes_a_key_the_file_gives(tmp_path: Path) -> None:
+    """Switching a component from the command line left the old one's keys, refused as unknown,
+    and --set could not remove them."""
+    path = tmp_path / "s.toml"
+    path.write_text('[lr_schedule]\nname = "wsd"\ndecay_fraction = 0.2\n')
+    with pytest.raises(ConfigError, match=r"or remove lr_schedule\.decay_fraction \(--set '~lr_schedule\.decay_fraction'\)"):
+        load_config(path, ["lr_schedule.name=cosine"])
+    config = load_config(path, ["lr_schedule.name=cosine", "~lr_schedule.decay_fraction"])
+    assert config.lr_schedule.name == "cosine"
+    with pytest.raises(UsageError, match=r"^--set '~lr_schedule\.nothere': the config has no lr_schedule\.nothere"):
+        load_config(path, ["~lr_schedule.nothere"])
+    with pytest.raises(UsageError, match=r"expected ~SECTION\.KEY"):
+        load_config(path, ["~lr_schedule"])

@@ -148,7 +148,8 @@ def config_options(command: Any) -> Any:
     decorators = [
         click.argument("config_file", required=False, type=PATH, metavar="[CONFIG.toml]"),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a config value, e.g. --set train.lr=1e-3 (repeatable)."),
+                     help="Override a config value, e.g. --set train.lr=1e-3 (repeatable); "
+                          "--set '~table.key' removes one."),
         click.option("--strategy", metavar="NAME", help="Parallelism strategy (see 'deepseek plugins list')."),
         click.option("--precision", metavar="P", help="auto, fp32, bf16 or fp16."),
         click.option("--resume", type=PATH, metavar="PATH", help="Continue from a run folder or checkpoint folder."),

@@ -199,6 +199,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     one key wins (nested tables created; a list of tables entered by index, :func:`parent_table`)."""
     out = copy.deepcopy(data)
     for item in overrides:
+        if item.startswith("~"):  # remove a key: --set '~lr_schedule.every'
+            _remove_key(out, item)
+            continue
         parts, value = parse_override(item)
         try:
             node = parent_table(out, parts)
@@ -206,6 +209,20 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             raise UsageError(f"--set {item!r}: {exc}") from None
         node[parts[-1]] = value
     return out
+
+
+def _remove_key(data: dict[str, Any], item: str) -> None:
+    """``--set '~SECTION.KEY'``: remove that key from ``data``; one UsageError line when the
+    config has no such key."""
+    parts = _key_path(item[1:].strip())
+    if not parts or len(parts) < 2 or not all(parts) or "=" in item:
+        raise UsageError(f"--set {item!r}: expected ~SECTION.KEY to remove a key, e.g. --set '~lr_schedule.every'")
+    node: Any = data
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or parts[-1] not in node:
+        raise UsageError(f"--set {item!r}: the config has no {'.'.join(parts)} to remove")
+    del node[parts[-1]]
 
 
 def load_config(
@@ -390,7 +407,7 @@ def _check_foreign_keys(lookups: PluginHost, kind: str, name: str, target: Any, 
             if key in {f.name for f in dataclasses.fields(cls)}:
                 raise ConfigError(f"{section}.{key}: unknown key for {kind} {name!r}; {kind} {other.name!r} "
                                   f"({other.dist}) takes it: set {section}.name = \"{other.name}\", or remove "
-                                  f"{section}.{key}")
+                                  f"{section}.{key} (--set '~{section}.{key}')")
 
 
 def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | None:
