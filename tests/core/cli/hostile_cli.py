@@ -58,6 +58,8 @@ def snapshot(roots: Iterable[Path]) -> dict[str, tuple[Any, ...]]:
                 seen[str(path)] = ("link", os.readlink(path))
             elif path.is_dir():
                 seen[str(path)] = ("folder",)
+            elif not path.is_file():  # a FIFO: reading it would block
+                seen[str(path)] = ("special", path.stat().st_mode)
             else:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 seen[str(path)] = ("file", digest, path.stat().st_mtime_ns)

@@ -31,6 +31,7 @@ def _layout(work: Path) -> None:
     (work / "list.toml").write_text("checkpoint = [1, 2]\n")
     (work / "loop").symlink_to("loop")
     (work / "dangling").symlink_to("gone.toml")
+    os.mkfifo(work / "afifo")
 
 
 OUTPUTS: list[tuple[str, list[str], list[str]]] = [
@@ -66,6 +67,9 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
      ["--out: /proc is not writable (No such file or directory)"]),
     ("train run-dir below /proc's top", ["train", *TINY, "--run-dir", "/proc/x/run"],
      ["--run-dir: /proc is not writable"]),
+    # a FIFO (or a device) at an output path was replaced by a regular file, exit 0
+    ("latency json a FIFO", ["bench", "latency", "--model", "tiny", "--json", "afifo"],
+     ["--json: afifo is not a regular file (a device, FIFO or socket)"]),
     ("latency json is a folder", ["bench", "latency", "--model", "tiny", "--json", "adir"], ["--json", "folder"]),
     ("latency json below a file", ["bench", "latency", "--model", "tiny", "--json", "afile/x.json"], ["--json"]),
     ("bench train json is a folder", ["bench", "train", "--model", "tiny", "--json", "adir"], ["--json", "folder"]),
@@ -190,3 +194,15 @@ def test_a_script_that_does_not_compile_is_refused(hostile: Hostile, what: str, 
     """``deepseek run`` compiles the script first (was internal error SyntaxError, exit 1)."""
     (hostile.work / "bad.py").write_bytes(source)
     hostile.refused("run", "bad.py", "--flag", expect=["run: 'bad.py' is not valid Python", *words])
+
+
+def test_an_output_through_a_symbolic_link_is_written_where_it_points(tmp_path: Path) -> None:
+    """The temp-file-and-rename write replaced the link itself with a regular file."""
+    from deepseek.training.checkpoint_dirs import atomic_write_text
+
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic_write_text(link, '{"a": 1}')
+    assert link.is_symlink() and target.read_text() == '{"a": 1}'

@@ -32,6 +32,8 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             raise UsageError(
                 f"{where}: {target} is a folder; give a file path, e.g. {target / file_name}"
             )
+        if exists and not folder and not target.is_file():  # a FIFO or a device: never replaced
+            raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
         missing = []
         current = target if folder else target.parent
         while not current.exists():
@@ -92,6 +94,13 @@ def broken_link(path: str | os.PathLike[str]) -> str | None:
             return f"is a symbolic link to {os.readlink(p)}, which does not exist"
         return None
     return None
+
+
+def write_target(path: str | os.PathLike[str]) -> Path:
+    """Where a file written through a temp file and a rename must go for ``path``: the file a
+    symbolic link points to (renaming onto the link would replace the link), else ``path``."""
+    p = Path(path)
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
 
 
 def make_folders(folders: Sequence[Path], *, where: str) -> None:

@@ -19,7 +19,7 @@ import click
 from deepseek.bench.baseline import load_baseline
 from deepseek.cli.params import PATH, Device, NameList, count
 from deepseek.errors import UsageError
-from deepseek.paths import usual_mode
+from deepseek.paths import usual_mode, write_target
 
 _LAZY: dict[str, tuple[str, str]] = {
     "train": ("deepseek.bench.train:train_command", "training throughput and MFU, side by side with plain PyTorch"),
@@ -68,7 +68,7 @@ def write_json(path: str, data: dict[str, Any]) -> None:
     if path == "-":
         click.echo(text)
         return
-    target = Path(path)
+    target = write_target(path)  # through a link, never replacing it
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:

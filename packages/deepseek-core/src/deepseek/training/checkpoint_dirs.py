@@ -68,8 +68,11 @@ class CheckpointWarning(UserWarning):
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder, fsync and rename."""
-    target = Path(path)
+    """Write ``text`` to ``path`` through a temp file in the same folder, fsync and rename (to the
+    file a symbolic link ``path`` points to: the link stays)."""
+    from deepseek.paths import write_target
+
+    target = write_target(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         usual_mode(fd)
