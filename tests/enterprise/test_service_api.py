@@ -225,6 +225,10 @@ def test_every_mutation_is_audited_and_the_log_is_append_only(svc: Deploy) -> No
     ({"files": {"torch.py": "print(1)"}}, "plain file name"),
     ({"files": {"../x.toml": ""}}, "plain file name"),
     ({"files": {"space.toml": "[space]\n\"data.path\" = \"/root\"\n"}}, "files space.toml"),
+    # a config under any name (`train cfg.txt` reads it): its runs_dir wrote outside the tenant
+    ({"args": ["cfg.txt"], "files": {"cfg.txt": "[logging]\nruns_dir = \"/tmp/escaped\"\n"}}, "files cfg.txt"),
+    ({"args": ["cfg"], "files": {"cfg": "\ufeff[logging]\nruns_dir = \"/tmp/escaped\"\n"}}, "files cfg"),
+    ({"files": {"ds.json": '{"tensorboard": {"output_path": "/tmp/escaped"}}'}}, "files ds.json"),
 ])
 def test_paths_outside_the_tenant_folder_are_refused(svc: Deploy, job: dict, words: str) -> None:
     r = svc.submit("acme", svc.tokens["bob"], **job)

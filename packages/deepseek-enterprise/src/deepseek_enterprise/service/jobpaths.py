@@ -168,7 +168,23 @@ def check_job(args: list[str], config: str | None, files: dict[str, str], tenant
             check_value(value, f"config {where}", tenant_root, cwd)
     for where, value in arg_strings(args):
         check_value(value, where, tenant_root, cwd)
-    for name, body in files.items():
-        if name.endswith(".toml"):
-            for where, value in config_strings(body):
-                check_value(value, f"files {name} {where}", tenant_root, cwd)
+    for name, body in files.items():  # any name: `train cfg.txt` reads a config whatever it is called
+        for where, value in _strings(_structured(body), ""):
+            check_value(value, f"files {name} {where}", tenant_root, cwd)
+
+
+def _structured(body: str) -> Any:
+    """A job file's content as deepseek would read it: TOML (a config, a search space; a leading
+    byte order mark read past, as ``read_toml`` does) or JSON (a DeepSpeed config), else
+    ``None`` (no command reads it as either, so it names no path)."""
+    from deepseek.parsing import loads_json
+
+    text = body.removeprefix("\ufeff")
+    try:
+        return loads_toml(text)
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return loads_json(text)
+    except ValueError:
+        return None
