@@ -79,6 +79,13 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("launch misspelt command", ["launch", "-n", "2", "--", "trian", "--set", "model.name=tiny"],
      ["launch: no such command 'trian'; did you mean 'train'?"]),  # was one line per rank, then the launcher's
     ("launch nodes without endpoint", ["launch", "--nnodes", "2", "--", "train"], ["--rdzv-endpoint"]),
+    # the id names the log folders: '../..' put them outside --log-dir
+    ("launch rdzv id a path", ["launch", "-n", "2", "--rdzv-id", "../../escape", "--", "train"],
+     ["launch: --rdzv-id '../../escape': use letters, digits"]),
+    # past a week a collective's timeout overflowed a C int in the ranks (internal error)
+    ("launch timeout huge", ["launch", "-n", "2", "--timeout", "1e308", "--", "train"], ["--timeout", "<= 302400"]),
+    ("launch train timeout_s huge", ["launch", "-n", "2", "--", "train", "--strategy", "ddp", "--set",
+                                     "strategy.timeout_s=1e308"], ["strategy.timeout_s: must be at most 604800"]),
     ("launch train unknown key", ["launch", "-n", "2", "--", "train", "--set", "train.lrr=1"], ["train.lrr"]),
     ("launch train max steps nan", ["launch", "-n", "2", "--", "train", "--max-steps", "nan"], ["--max-steps"]),
     ("launch train debug and a bad key", ["launch", "-n", "2", "--", "train", "--debug", "--set", "train.lrr=1"],

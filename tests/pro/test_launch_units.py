@@ -237,3 +237,16 @@ def test_stop_forwarder_passes_the_signal_on_then_kills_at_the_deadline(tmp_path
         assert worker.stdout is not None and worker.stdout.read() == "asked\n"
     finally:
         worker.kill()
+
+
+def test_a_launch_inside_a_launched_job_is_refused() -> None:
+    """`launch -n 2 -- launch -n 2 -- train` started a launcher in every worker."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "deepseek", "launch", "-n", "2", "--", "train"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "DEEPSEEK_LAUNCHER_PID": "1", "RANK": "1"})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: launch: this process is rank 1 of a job 'deepseek launch' started already; run the command itself "
+        "here (deepseek train ...), not another launch"], out.stderr

@@ -9,6 +9,7 @@ module level.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,10 +100,10 @@ def validate_train(
               help="Address of node 0 (required with --nnodes > 1).")
 @click.option("--rdzv-id", default="", metavar="ID",
               help="Job id, the same on every node (default: 'deepseek-job' on several nodes, random on one).")
-@click.option("--timeout", type=FiniteFloat(min=1), default=300.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", type=FiniteFloat(min=1, max=3.5 * 24 * 3600), default=300.0, show_default=True, metavar="SECONDS",
               help="A rank that makes no progress (no finished step) for this long is reported as hung "
                    "and the job is stopped; collectives time out after twice this.")
-@click.option("--startup-timeout", type=FiniteFloat(min=1), default=900.0, show_default=True,
+@click.option("--startup-timeout", type=FiniteFloat(min=1, max=7 * 24 * 3600), default=900.0, show_default=True,
               metavar="SECONDS", help="The same limit until the first step is done (imports, set-up, compile).")
 @click.option("--log-dir", default=None, type=PATH, metavar="DIR",
               help="Where each rank's stdout/stderr are kept (default: a temp folder).")
@@ -135,6 +136,16 @@ def launch(
             root_ctx.command.resolve_command(root_ctx, [command])
         except click.UsageError as exc:
             raise UsageError(f"launch: {exc.format_message()} (see 'deepseek --help')") from None
+    import os
+
+    from deepseek_pro.launch.env import ENV_LAUNCHER_PID
+
+    if os.environ.get(ENV_LAUNCHER_PID) and os.environ.get("RANK"):  # a worker of a launch starting one
+        raise UsageError(f"launch: this process is rank {os.environ['RANK']} of a job 'deepseek launch' started "
+                         f"already; run the command itself here (deepseek {command} ...), not another launch")
+    if rdzv_id and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", rdzv_id):
+        raise UsageError(f"launch: --rdzv-id {rdzv_id!r}: use letters, digits, '.', '_' or '-' (it names the "
+                         "job's log folders), starting with a letter or digit")
     if nnodes > 1 and not rdzv_endpoint:
         raise UsageError(f"launch: --nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address)")
     if node_rank >= nnodes:

@@ -28,14 +28,23 @@ class ClusterMismatchError(UsageError):
     """Ranks of one job run different plugin sets, plugin versions or framework versions."""
 
 
+MAX_TIMEOUT_S = 7 * 24 * 3600
+"""The longest collective timeout (torch's process groups overflow a C int far past it)."""
+
+
+def _timeout_problem(value: float) -> str | None:
+    return positive(value) or (None if value <= MAX_TIMEOUT_S else f"must be at most {MAX_TIMEOUT_S} (a week)")
+
+
 @dataclass(frozen=True)
 class DistributedOptions:
     """Keys of ``[strategy]`` that every distributed strategy accepts."""
 
     timeout_s: float = field(
-        default=600.0, metadata={"check": positive, "help": "collective timeout in seconds"}
+        default=600.0, metadata={"check": lambda v: _timeout_problem(v), "help": "collective timeout in seconds"}
     )
-    """A collective that waits longer than this fails (a dead or hung rank ends the job)."""
+    """A collective that waits longer than this fails (a dead or hung rank ends the job); at most
+    a week (:data:`MAX_TIMEOUT_S`)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """``auto``: NCCL when CUDA is available, gloo otherwise."""
 
