@@ -131,7 +131,7 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
      ["weights do not fit this model", "shape mismatch"]),
     ("format version a string", _set(format_version="1"), ["format_version"]),
     ("format version newer", _set(format_version=99), ["upgrade deepseek-core"]),
-    ("format wrong", _set(format="other"), ["not a deepseek checkpoint"]),
+    ("format wrong", _set(format="other"), ["not a deepseek checkpoint (format is 'other', not"]),
     ("metrics not numbers", _set(metrics={"loss": "low"}), ["metrics.loss"]),
     ("scaler not numbers", _set(precision={"name": "fp16", "scaler": {"scale": "big"}}), ["precision.scaler"]),
     ("world size zero", _set(world_size=0), ["world_size"]),
@@ -156,6 +156,11 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("data done a string", _set_data(done="yes"), ["data position: done"]),
     ("data offset huge", _set_data(offset=10**12), ["data position: offset"]),
     ("data from another corpus", _set_data(fingerprint="0" * 16), ["the corpus changed"]),
+    ("data position of another version", _set_data(version=7), ["data position: version is 7"]),
+    ("data block index past its range", _set_data(block_index=2**60), ["data position: block_index"]),
+    # a NaN best: no evaluation could ever improve on it (was accepted and written on)
+    ("monitor best NaN", _edit_state(lambda state: state.setdefault("monitor", {}).update(
+        name="val_loss", mode="min", best=float("nan"), best_step=1, stale=0)), ["'monitor' holds invalid values"]),
     ("optimizer truncated", _truncate(str(STEP / "optimizer.safetensors"), 50), ["optimizer.safetensors"]),
     ("optimizer header garbage", _garbage_header(str(STEP / "optimizer.safetensors")), ["optimizer.safetensors"]),
     ("optimizer state NaN", _edit_tensors(OPTIMIZER, _nan_in_first), ["optimizer.safetensors", "NaN or infinite"]),
@@ -182,6 +187,10 @@ METRICS_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
      ["metrics.jsonl: cannot read the run's metrics (Too many levels of symbolic links)"]),
     ("config.toml a folder", lambda run: ((run / "config.toml").unlink(), (run / "config.toml").mkdir()),
      ["config.toml: is a folder where the run writes its config.toml"]),
+    # it trained, then failed renaming its pointer onto the folder (internal error)
+    ("latest pointer a folder", lambda run: ((run / "checkpoints" / "latest").unlink(),
+                                             (run / "checkpoints" / "latest").mkdir()),
+     ["checkpoints/latest: is a folder where the run writes its checkpoints/latest"]),
 ]
 """The run's own files (metrics read back, config and plot written) when a run continues in its
 own folder."""
@@ -241,7 +250,8 @@ def test_a_file_changed_after_its_commit_is_refused(hostile: Hostile, trained_ru
     hostile.refused(*READERS[reader], expect=["no complete checkpoint", "step-1 is incomplete", "trainer.json"])
 
 
-@pytest.mark.parametrize("body", [{"seq": 1e308}, {"seq": True}, {"seq": -1}, {"files": {"trainer.json": "big"}}])
+@pytest.mark.parametrize("body", [{"seq": 1e308}, {"seq": True}, {"seq": -1}, {"files": {"trainer.json": "big"}},
+                                  {"files": {}}])
 def test_a_commit_record_read_back_is_checked_like_input(hostile: Hostile, trained_run: Path, body: dict) -> None:
     """A commit record whose sequence is no commit count, or whose sizes are no byte counts, makes
     its checkpoint incomplete (a float seq of 1e308 once ordered it after every later commit)."""
@@ -339,3 +349,4 @@ def test_a_damaged_newest_checkpoint_is_passed_over_in_one_warning_line(hostile:
         f"or truncated: 100 bytes, {size} were written); using step-1, the newest complete one"], again.stderr
     assert f"resumed from {Path('run', 'checkpoints', 'step-1')} at step 1" in again.stderr
     assert json.loads((run / "checkpoints" / "step-3" / "trainer.json").read_text())["step"] == 3
+

@@ -240,3 +240,16 @@ def test_remove_stale_deletes_every_kind_of_leftover(tmp_path: Path) -> None:
     removed = sorted(p.name for p in ckpt.remove_stale(root))
     assert removed == [".latest.k2j3.tmp", "step-2.trash-x", "step-3.old-y", "step-4.tmp-abc"]
     assert sorted(p.name for p in root.iterdir()) == ["step-5"]
+
+
+def test_a_checkpoint_that_lost_its_commit_record_is_passed_over_and_named(tiny_config: Any, tmp_path: Path) -> None:
+    """Beside checkpoints with commit records, one without is incomplete: it was taken for a
+    checkpoint of a run from before commit records, ordered first, passed over silently and then
+    replaced."""
+    run = tmp_path / "run"
+    Trainer(tiny_config(**{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    (root / "step-6" / "commit.json").unlink()
+    with pytest.warns(CheckpointWarning, match=r"step-6: the checkpoint is incomplete \(commit\.json missing\); "
+                                               r"using step-4"):
+        assert ckpt.resolve_checkpoint(run) == root / "step-4"

@@ -303,7 +303,7 @@ class PackedBatches:
         """The position's numbers are whole numbers within this split and block size."""
         limits: dict[str, int | None] = {
             "epoch": None, "cursor": len(self._stream.pieces), "offset": self.source.offset_limit(self.split),
-            "block_index": None, "row": self.shuffle_buffer,
+            "block_index": 2**53, "row": self.shuffle_buffer,  # block_index seeds a generator: it stays in range
         }
         if not self.source.single_doc:
             limits["doc"] = None
@@ -322,6 +322,10 @@ class PackedBatches:
         if not isinstance(state, dict):
             raise UsageError(f"data position: expected a table, got {type(state).__name__}; {_CORRUPT}")
         mine = self.state_dict()
+        version = state.get("version", STATE_VERSION)
+        if version != STATE_VERSION:
+            raise UsageError(f"data position: version is {version!r}, this deepseek-core reads version {STATE_VERSION}; "
+                             f"{_CORRUPT}")
         for key in ("split", "seed", "seq_len", "shuffle_buffer", "fingerprint", "tokenizer"):
             if state.get(key) != mine.get(key):
                 if key == "fingerprint":

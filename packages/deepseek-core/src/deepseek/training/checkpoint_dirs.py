@@ -34,6 +34,7 @@ its rank 0 calls the functions that change this folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -167,6 +168,8 @@ def _inspect(path: Path, step: int) -> _Found:
         if not all(isinstance(n, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
                    for n, v in files.items()):
             raise ValueError("files holds something other than names and byte sizes")
+        if TRAINER_FILE not in files:  # every commit lists it: a record without it lists nothing real
+            raise ValueError(f"files does not list {TRAINER_FILE}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
     for name, size in files.items():
@@ -190,6 +193,9 @@ def _scan(root: Path) -> list[_Found]:
             found.append(_Found(int(m.group(1)), child, 0, "a symbolic link, not a folder the run wrote"))
         elif m and child.is_dir():
             found.append(_inspect(child, int(m.group(1))))
+    if any(f.seq > 0 for f in found):  # a run that writes commit records: one without its record lost it
+        found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if f.seq == 0 and f.problem is None
+                 and not (f.path / COMMIT_FILE).exists() else f for f in found]
     return sorted(found, key=lambda f: (f.seq, f.path.name == latest, f.step))
 
 

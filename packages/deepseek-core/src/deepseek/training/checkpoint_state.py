@@ -51,7 +51,9 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         )
 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a deepseek checkpoint (format field missing); {HINT}")
+        why = ("not a JSON object" if not isinstance(state, dict) else "format field missing" if "format" not in state
+               else f"format is {state['format']!r:.60}, not {FORMAT!r}")
+        raise CheckpointError(f"{path}: not a deepseek checkpoint ({why}); {HINT}")
     version = state.get("format_version")
     if not _is_int(version) or version < 1:
         raise bad("format_version", "a whole number >= 1", version)

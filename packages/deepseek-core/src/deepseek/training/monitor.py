@@ -86,7 +86,8 @@ class Monitor:
         if (state.get("name"), state.get("mode")) != (self.name, self.mode):
             return
         best, step, stale = state.get("best"), state.get("best_step"), state.get("stale", 0)
-        ok = (best is None or isinstance(best, (int, float))) and (step is None or isinstance(step, int)) \
+        ok = (best is None or isinstance(best, (int, float)) and not isinstance(best, bool) and math.isfinite(best)) \
+            and (step is None or isinstance(step, int)) \
             and isinstance(stale, int) and stale >= 0
         if not ok:
             raise CheckpointError(f"{where}: 'monitor' holds invalid values {state!r}; resume from an earlier checkpoint")

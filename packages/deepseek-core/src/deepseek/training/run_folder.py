@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
 
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png")
-"""Files the trainer writes at the top of a run folder (config, metrics, plot)."""
+RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "checkpoints/latest", "checkpoints/best")
+"""Files the trainer writes in a run folder (config, metrics, plot, the checkpoint pointers)."""
 
 
 def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None) -> Path:
