@@ -169,6 +169,16 @@ def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str, m
     assert out == (2, f"error: {message}; pass results.jsonl files of 'study'", "")
 
 
+def test_table_refuses_a_fifo_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It blocked until killed."""
+    import os
+
+    os.mkfifo(tmp_path / "ff")
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", "table", "ff")
+    assert out == (2, "error: ff: not a regular file (a device, FIFO or socket); pass results.jsonl files of 'study'",
+                   "")
+
+
 def test_bench_latency_times_a_multimodal_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`deepseek bench latency --config` times any model on rows of its dataset's validation
     batches; every variant is compared with eager on the model's logits."""

@@ -21,6 +21,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("generate top-k float", ["generate", "--checkpoint", "RUN", "--top-k", "2.5"], ["--top-k"]),
     ("generate top-k nan", ["generate", "--checkpoint", "RUN", "--top-k", "nan"], ["--top-k"]),
     ("generate tokens negative", ["generate", "--checkpoint", "RUN", "--max-new-tokens", "-1"], ["--max-new-tokens"]),
+    ("generate tokens past a million", ["generate", "--checkpoint", "RUN", "--max-new-tokens", "99999999999999"],
+     ["--max-new-tokens", "<=1000000"]),  # ran until killed
     ("generate seed negative", ["generate", "--checkpoint", "RUN", "--seed", "-1"], ["--seed"]),
     ("generate seed huge", ["generate", "--checkpoint", "RUN", "--seed", str(2**64)], ["--seed"]),
     ("generate seed float", ["generate", "--checkpoint", "RUN", "--seed", "1.5"], ["--seed"]),

@@ -86,6 +86,9 @@ def table_command(files: tuple[Path, ...]) -> None:
 
     rows = []
     for path in files:
+        if not path.is_file():  # a FIFO or a device was read until its writer ended, or forever
+            raise UsageError(f"{path}: not a regular file (a device, FIFO or socket); pass results.jsonl files of "
+                             "'study'")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:

@@ -324,7 +324,7 @@ def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...
 @click.option("--checkpoint", "checkpoint", required=True, type=PATH, metavar="PATH",
               help="Run folder, checkpoint folder or exported .safetensors.")
 @click.argument("prompt", required=False, default="")
-@click.option("--max-new-tokens", type=count(0), default=200, show_default=True)
+@click.option("--max-new-tokens", type=count(0, 1_000_000), default=200, show_default=True)
 @click.option("--temperature", type=FiniteFloat(min=0.0), default=0.8, show_default=True,
               help="0 is greedy.")
 @click.option("--top-k", type=count(), default=50, show_default=True)
