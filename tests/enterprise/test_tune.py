@@ -99,6 +99,9 @@ def test_same_seed_same_trials(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("space", "message"), [
     ("[space]\n\"train.lr\" = { type = \"float\", low = 1e-2, high = 1e-3 }", "space.'train.lr': low=0.01 must be below high=0.001"),
+    # Optuna narrowed the range to one value with a warning only
+    ("[space]\n\"train.warmup_steps\" = { type = \"int\", low = 0, high = 10, step = 100 }",
+     "space.'train.warmup_steps': step 100 is larger than high - low = 10, so the range holds one value"),
     ("[space]\n\"train.lr\" = { type = \"float\", low = 0.0, high = 1e-3, log = true }", "log = true needs low > 0"),
     ("[space]\n\"train.lr\" = { typ = \"float\", low = 0.1, high = 0.2 }", "unknown key 'typ' (did you mean 'type'?)"),
     ("[space]\n\"train.lr\" = { type = \"flaot\", low = 0.1, high = 0.2 }", "did you mean 'float'"),

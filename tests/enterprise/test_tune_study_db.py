@@ -154,3 +154,30 @@ def test_a_storage_that_cannot_open_leaves_no_folder_behind(tmp_path: Path, monk
     assert code == 2, err
     assert err.strip().splitlines()[-1].startswith("error: --storage: cannot open postgresql://"), err
     assert not (tmp_path / "studies").exists()
+
+
+def _real_db(folder: Path) -> None:
+    with sqlite3.connect(folder / "study.db") as db:
+        db.execute("CREATE TABLE t (x)")
+
+
+@pytest.mark.parametrize(("damage", "words"), [
+    (lambda st: (st / "trials.json").mkdir(), "trials.json is a folder where the study writes its trials.json"),
+    (lambda st: (st / "best.toml").mkdir(), "best.toml is a folder where the study writes its best.toml"),
+    (lambda st: (st / "trials").write_text("x"), "trials is a file where the study keeps its trial folders"),
+    (lambda st: (_real_db(st), (st / "trials").mkdir(), (st / "trials" / "0002").write_text("x")),
+     "trials/0002 is a file where the study keeps a trial's folder"),
+])
+def test_a_study_folder_it_cannot_write_as_it_does_is_refused_before_any_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage, words: str) -> None:  # noqa: ANN001
+    """Each failed after the trials had run, as an internal error."""
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    study = tmp_path / "st"
+    study.mkdir()
+    damage(study)
+    before = _snapshot(study)
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                   "--trials", "1", "--out", "st")
+    assert code == 2 and err.strip().splitlines() == [f"error: --out st: {words}; move it away or pick another --out"], err
+    assert _snapshot(study) == before

@@ -92,6 +92,7 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
 
     check_sqlite_file(storage, folder)  # an existing study.db is read back like user input
     _refuse_another_study(folder, study_name)
+    _check_layout(folder)
 
     def build(data: dict[str, Any]) -> Any:
         return config_from_dict(data, host=host)
@@ -170,6 +171,24 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -
     click.echo(f"best trial {b.number}: {settings.objective} {b.value:.6g}{against}; wrote {best}, "
                f"run it with: deepseek train {best}")
     return None
+
+
+def _check_layout(folder: Path) -> None:
+    """What the study writes in ``folder`` must be writable as it writes it: a folder where it
+    writes a file, or a file where it keeps its trial folders, is refused before any trial runs
+    (it failed after the trials, as an internal error)."""
+    for name in ("trials.json", "best.toml", "history.png", "importances.png"):
+        if (folder / name).is_dir():
+            raise UsageError(f"--out {folder}: {name} is a folder where the study writes its {name}; move it away "
+                             "or pick another --out")
+    trials = folder / "trials"
+    if trials.exists() and not trials.is_dir():
+        raise UsageError(f"--out {folder}: trials is a file where the study keeps its trial folders; move it away "
+                         "or pick another --out")
+    for child in sorted(trials.iterdir()) if trials.is_dir() else ():
+        if child.name.isdigit() and not child.is_dir():
+            raise UsageError(f"--out {folder}: trials/{child.name} is a file where the study keeps a trial's folder; "
+                             "move it away or pick another --out")
 
 
 def _refuse_another_study(folder: Path, study_name: str) -> None:

@@ -188,6 +188,9 @@ def _param(path: str, spec: dict[str, Any], where: str, earlier: dict[str, Param
             raise ConfigError(f"{at}: step must be a positive {'whole ' if kind == 'int' else ''}number, got {step!r}")
         if log:
             raise ConfigError(f"{at}: step and log = true cannot be combined; drop one")
+        if step > high - low:  # Optuna narrows the range to [low, low]: the search has one value
+            raise ConfigError(f"{at}: step {step} is larger than high - low = {high - low:g}, so the range holds one "
+                              "value; use a smaller step or a wider range")
     return Param(path, kind, low=low, high=high, log=log, step=step, when=_when(spec, at, earlier))
 
 
