@@ -169,7 +169,8 @@ def check_job(args: list[str], config: str | None, files: dict[str, str], tenant
     for where, value in arg_strings(args):
         check_value(value, where, tenant_root, cwd)
     for name, body in files.items():  # any name: `train cfg.txt` reads a config whatever it is called
-        for where, value in _strings(_structured(body), ""):
+        strings = config_strings(body) if name.endswith(".toml") else _strings(_structured(body), "")
+        for where, value in strings:
             check_value(value, f"files {name} {where}", tenant_root, cwd)
 
 
