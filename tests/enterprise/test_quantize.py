@@ -206,3 +206,20 @@ def test_bad_quantized_model_tables_are_one_line(monkeypatch: pytest.MonkeyPatch
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "bad.toml", "--run-dir", "never", "--max-steps", "1")
     assert code == 2 and message in err, err
     assert len(err.splitlines()) == 1 and not (tmp_path / "never").exists()
+
+
+def test_a_quantized_model_is_not_quantized_again() -> None:
+    """`--recipe "quantize.int8 + quantize.int8"` failed inside torchao and was reported as a bug in
+    deepseek-enterprise's compressor."""
+    from types import SimpleNamespace
+
+    from deepseek.errors import UsageError
+    from deepseek.plugins.host import get_host
+    from deepseek_enterprise.compress.compressor import create_compressor
+
+    model = deepseek.create_model("tiny", d_model=64, n_heads=2, n_layers=1, max_seq_len=16)
+    quantize_model(model, "int8", ["lm_head"], 128)
+    compressor = create_compressor(get_host(), "quantize.int8", {}, where="--set")
+    for name in ("tiny", "quantized"):
+        with pytest.raises(UsageError, match=r"^quantize\.int8: the model is quantized already"):
+            compressor.check_model(model, SimpleNamespace(model=SimpleNamespace(name=name)))

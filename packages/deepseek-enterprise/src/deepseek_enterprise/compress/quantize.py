@@ -260,6 +260,9 @@ class Quantize(Compressor):
     scheme: ClassVar[str] = "int8"
 
     def check_model(self, model: Any, config: Any) -> None:
+        if config.model.name == "quantized" or any(_subclass_params(m) for m in model.modules()):
+            raise UsageError(f"quantize.{self.scheme}: the model is quantized already; quantize the checkpoint it was "
+                             "made from, once (a recipe takes one quantize step, last)")
         check_device(self.scheme, next(model.parameters()).device, f"--method quantize.{self.scheme}")
 
     def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
