@@ -136,6 +136,9 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
      "only"),
     (["eval", "--checkpoint", "RUN", "--logit-weights", "fused=1,audio=x"],
      "error: --logit-weights: audio='x' is not a finite number; give e.g. audio=0.5"),
+    # 1e308: every sample was one class, exit 0
+    (["eval", "--checkpoint", "RUN", "--logit-weights", "fused=1e308"],
+     "error: --logit-weights: fused=1e+308 is outside [-1000, 1000] (fitted weights are near 1)"),
     (["eval", "--checkpoint", "RUN", "--logit-weights", "audio"],
      "error: --logit-weights: 'audio' is not NAME=NUMBER; give e.g. fused=1.0,audio=0.4"),
     (["eval", "--checkpoint", "RUN", "--logit-weights", "audio=1,audio=2"],

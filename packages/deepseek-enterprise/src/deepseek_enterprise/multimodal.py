@@ -69,6 +69,18 @@ def _encoder_table(modality: str) -> Any:
     return lambda o: ("encoder", f"{modality}_encoder") if modality in o.modalities else None
 
 
+MAX_LOGIT_WEIGHT = 1000.0
+"""The largest ``logit_weights`` magnitude (fitted weights are near 1; past this the weighted
+logits overflow and every sample gets one class)."""
+
+
+def logit_weight_problem(weight: float) -> str | None:
+    """What is wrong with one ``logit_weights`` value, or ``None``."""
+    if abs(weight) <= MAX_LOGIT_WEIGHT:
+        return None
+    return f"{weight:g} is outside [-{MAX_LOGIT_WEIGHT:g}, {MAX_LOGIT_WEIGHT:g}] (fitted weights are near 1)"
+
+
 @dataclass(frozen=True)
 class MultimodalOptions:
     """``[model]`` keys of ``multimodal.classifier``."""
@@ -136,6 +148,10 @@ class MultimodalOptions:
         if key is not None:
             raise ConfigError(f"model.logit_weights.{key}: not 'fused' or a modality of this model "
                               f"({list(self.modalities)}); name those only")
+        for key, weight in self.logit_weights.items():
+            problem = logit_weight_problem(weight)
+            if problem:
+                raise ConfigError(f"model.logit_weights.{key}: {problem}")
         if self.freeze_pretrained and not self.pretrained:
             raise ConfigError("model.freeze_pretrained: true without model.pretrained; name the runs to start from "
                               "or set it to false")

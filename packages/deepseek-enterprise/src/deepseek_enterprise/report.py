@@ -26,6 +26,11 @@ def parse_logit_weights(text: str) -> dict[str, float]:
             number = math.nan
         if not math.isfinite(number):
             raise UsageError(f"--logit-weights: {key}={value!r} is not a finite number; give e.g. {key}=0.5")
+        from deepseek_enterprise.multimodal import logit_weight_problem
+
+        problem = logit_weight_problem(number)
+        if problem:
+            raise UsageError(f"--logit-weights: {key}={problem}")
         if key in weights:
             raise UsageError(f"--logit-weights: {key} is given twice; give each name once")
         weights[key] = number
