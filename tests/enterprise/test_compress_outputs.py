@@ -38,3 +38,9 @@ def test_a_quantized_run_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert err.splitlines() == ["error: --checkpoint: q holds a model that deepseek compress already quantized (int8); "
                                 "compress the run it came from (the 'source' in its compression.json)"]
     assert not (tmp_path / "qq").exists()
+    # resumed: was "optimizer state file is missing; the checkpoint is incomplete"
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "--resume", "q", "--max-steps", "4")
+    assert code == 2 and err.splitlines() == [
+        'error: q/checkpoints/step-2: holds model weights only, no optimizer state (a compressed or exported model, '
+        'committed that way): it cannot be resumed; train from its weights with --set '
+        'train.init_from="q/checkpoints/step-2"'], err

@@ -106,6 +106,10 @@ def load_optimizer_state(
     if p.is_dir() and layout_of(p) == "sharded":
         named = read_sharded_optimizer(p)
     else:
+        if p.is_dir() and not (p / OPTIMIZER_FILE).exists() and _weights_only(p):
+            raise CheckpointError(f"{p}: holds model weights only, no optimizer state (a compressed or exported model, "
+                                  "committed that way): it cannot be resumed; train from its weights with --set "
+                                  f"train.init_from=\"{p}\"")
         p = p / OPTIMIZER_FILE if p.is_dir() else p
         named = _read_optimizer_file(p)
     if optimizer is not None:
@@ -144,3 +148,15 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
 
 def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
     return {k: from_jsonable(v) for k, v in group.items()}
+
+
+def _weights_only(directory: Path) -> bool:
+    """Whether the checkpoint ``directory``'s commit record lists no optimizer state: written
+    without one (``deepseek compress``), not a checkpoint that lost it."""
+    from deepseek.parsing import loads_json
+
+    try:
+        files = loads_json((directory / "commit.json").read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(files, dict) and OPTIMIZER_FILE not in files
