@@ -96,3 +96,14 @@ def test_bad_search_input_is_one_line(monkeypatch: pytest.MonkeyPatch, trained: 
     code, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", "run", "--out", "never", *args)
     assert code == 2 and message in err, err
     assert len(err.splitlines()) == 1 and not (trained / "never").exists()
+
+
+def test_recipes_none_of_which_can_run_are_not_blamed_on_the_budget(monkeypatch: pytest.MonkeyPatch,
+                                                                   trained: Path) -> None:
+    """A second quantize step cannot run; the line said "raise the budget"."""
+    rc, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", "run", "--max-drop", "5%", "--out",
+                               "never", "--latency-runs", "0", "--recipe", "quantize.int8 + quantize.int8")
+    assert rc == 2 and err.strip().splitlines() == [
+        "error: --max-drop 5%: no recipe could run on this model (the table says why for each); nothing was written "
+        "(give recipes that apply: --recipe, docs/compress.md)"], err
+    assert not (trained / "never").exists()

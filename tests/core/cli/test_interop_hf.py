@@ -162,6 +162,9 @@ def test_import_refuses_pickles(hostile: Hostile, hf_export: Path) -> None:
     ({"n_embd": None}, ["n_embd must be a positive integer, got None"]),
     ({"n_layer": "2"}, ["n_layer must be a positive integer, got '2'"]),
     ({"n_head": 3}, ["not divisible by n_head = 3"]),
+    # named by the file's keys (was "model: vocab_size=..., max_seq_len=... make 6.4e+13 parameters")
+    ({"n_positions": 10**12}, ["config.json: its sizes (vocab_size, n_embd, n_head, n_layer, n_inner, n_positions)",
+                               "parameters"]),
     ({"activation_function": "relu"}, ["activation_function 'relu'", "gelu_new"]),
     ({"layer_norm_epsilon": -1}, ["layer_norm_epsilon must be a number > 0"]),
     ({"scale_attn_by_inverse_layer_idx": True}, ["scale_attn_by_inverse_layer_idx = true"]),

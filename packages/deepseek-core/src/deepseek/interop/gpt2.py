@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from deepseek.errors import UsageError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.models.gpt import GPT, GPTConfig
 
 ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")
@@ -217,9 +217,13 @@ def gpt_options(data: Any, where: Path) -> tuple[GPTConfig, list[str]]:
     if len(set(drops.values())) > 1:
         notes.append(f"deepseek's GPT has one dropout; took resid_pdrop = {drops['resid_pdrop']} "
                      f"(embd_pdrop = {drops['embd_pdrop']}, attn_pdrop = {drops['attn_pdrop']})")
-    config = GPTConfig(vocab_size=data["vocab_size"], d_model=d, n_heads=h, n_layers=data["n_layer"], d_ff=inner,
-                       max_seq_len=data["n_positions"], dropout=drops["resid_pdrop"], bias=True,
-                       tie_embeddings=tied, norm_eps=float(eps))
+    try:  # GPTConfig checks the sizes together (a parameter count past what can be built)
+        config = GPTConfig(vocab_size=data["vocab_size"], d_model=d, n_heads=h, n_layers=data["n_layer"], d_ff=inner,
+                           max_seq_len=data["n_positions"], dropout=drops["resid_pdrop"], bias=True,
+                           tie_embeddings=tied, norm_eps=float(eps))
+    except ConfigError as exc:  # named by config.json's keys, not the [model] keys they become
+        raise UsageError(f"{where}: its sizes (vocab_size, n_embd, n_head, n_layer, n_inner, n_positions) do not make "
+                         f"a model deepseek can build: {exc}") from None
     return config, notes
 
 

@@ -204,6 +204,9 @@ def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any,
     _print_search(tried, original, budget)
     if best is None:
         measured = [t for t in tried if t.drop is not None]
+        if not measured:  # nothing ran to a loss: the budget was never the reason
+            raise UsageError(f"--max-drop {budget.text}: no recipe could run on this model (the table says why for "
+                             "each); nothing was written (give recipes that apply: --recipe, docs/compress.md)")
         closest = min(measured, key=lambda t: t.drop).recipe.label if measured else None
         near = f"; the closest was {closest} ({min(t.drop for t in measured):+.2f}{budget.unit})" if closest else ""
         raise UsageError(f"--max-drop {budget.text}: no recipe stays within it{near}; nothing was written "
