@@ -48,6 +48,8 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pro_host: PluginHos
     work.mkdir()
     (work / "afile").write_text("x\n")
     (work / "adir").mkdir()
+    (work / "stage9.json").write_text('{"zero_optimization": {"stage": 9}}')
+    (work / "broken.json").write_text("{x")
     shutil.copytree(run, work / "run")
     step = work / "run" / "checkpoints" / "step-1"
     shutil.copytree(step, work / "negative-step")
@@ -79,6 +81,13 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("launch misspelt command", ["launch", "-n", "2", "--", "trian", "--set", "model.name=tiny"],
      ["launch: no such command 'trian'; did you mean 'train'?"]),  # was one line per rank, then the launcher's
     ("launch nodes without endpoint", ["launch", "--nnodes", "2", "--", "train"], ["--rdzv-endpoint"]),
+    # a DeepSpeed JSON is read before any worker starts (it failed in rank 0, several lines of pydantic)
+    ("launch deepspeed json stage 9", ["launch", "-n", "2", "--", "train", "--strategy", "deepspeed", "--set",
+                                       'strategy.config_path="stage9.json"'],
+     ["strategy.config_path: 'stage9.json': zero_optimization must be an object whose stage is 0, 1, 2 or 3"]),
+    ("launch deepspeed json broken", ["launch", "-n", "2", "--", "train", "--strategy", "deepspeed", "--set",
+                                      'strategy.config_path="broken.json"'],
+     ["strategy.config_path: cannot read DeepSpeed JSON 'broken.json'"]),
     # the id names the log folders: '../..' put them outside --log-dir
     ("launch rdzv id a path", ["launch", "-n", "2", "--rdzv-id", "../../escape", "--", "train"],
      ["launch: --rdzv-id '../../escape': use letters, digits"]),

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from deepseek.errors import CheckpointError, UsageError
+from deepseek.errors import CheckpointError, ConfigError, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.optimizers import GroupedOptimizerFactory, OptimizerBuilder
 from deepseek.training.strategy import OptimizerFactory, StepResult, StepSettings
@@ -175,9 +175,16 @@ class DeepSpeedStrategy(DistributedStrategy):
             ]
         else:
             kwargs["optimizer"] = optimizer
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(
-            model=model, config=self.ds_config, dist_init_required=False, **kwargs
-        )
+        try:
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(
+                model=model, config=self.ds_config, dist_init_required=False, **kwargs
+            )
+        except Exception as exc:  # DeepSpeed's pydantic check of a user's JSON: several lines of it
+            if type(exc).__name__ != "ValidationError" or not o.config_path:
+                raise
+            first = " ".join(str(exc).split("\n", 2)[1:2]) or str(exc).splitlines()[0]
+            raise ConfigError(f"strategy.config_path: DeepSpeed refuses {o.config_path!r}: {first.strip()}; fix the "
+                              "file") from None
         if o.deepcompile:
             # The engine compiles the module with its own backend, replacing the plain
             # torch.compile that train.compile put on the model (compiled lazily: never ran).

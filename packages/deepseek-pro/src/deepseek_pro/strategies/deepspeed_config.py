@@ -96,6 +96,8 @@ class DeepSpeedOptions(DistributedOptions):
             )
         if self.config_path and not Path(self.config_path).is_file():
             raise ConfigError(f"strategy.config_path: {self.config_path!r} is not a file; give a DeepSpeed JSON path")
+        if self.config_path:  # read now, so that launch refuses it before any worker starts
+            read_user_config(self.config_path, 1)
 
 
 def build_ds_config(
@@ -160,6 +162,11 @@ def read_user_config(path: str, world_size: int) -> dict[str, Any]:
         raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
     if not isinstance(cfg, dict):
         raise ConfigError(f"strategy.config_path: {path!r} must hold a JSON object")
+    zero = cfg.get("zero_optimization", {})
+    stage = zero.get("stage", 0) if isinstance(zero, dict) else None
+    if not isinstance(zero, dict) or isinstance(stage, bool) or stage not in (0, 1, 2, 3):
+        raise ConfigError(f"strategy.config_path: {path!r}: zero_optimization must be an object whose stage is 0, 1, 2 "
+                          f"or 3, got {zero!r:.80}; fix the file")
     micro = int(cfg.setdefault("train_micro_batch_size_per_gpu", 1))
     cfg.setdefault("gradient_accumulation_steps", 1)
     cfg["train_batch_size"] = micro * int(cfg["gradient_accumulation_steps"]) * world_size
