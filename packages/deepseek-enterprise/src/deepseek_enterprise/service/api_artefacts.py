@@ -83,7 +83,7 @@ def _attachment(name: str) -> str:
 
 @router.get("/metrics")
 def metrics(tenant: str, job_id: JobId, run: str | None = Query(default=None, max_length=4096),
-            offset: int = Query(default=0, ge=0, le=2**63 - 1), file_id: str | None = Query(default=None, max_length=64),
+            offset: int = Query(default=0, ge=0), file_id: str | None = Query(default=None, max_length=64),
             who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
     """The loss curve of one run folder of the job (any role): the ``loss`` and ``val_loss``
     points of its ``metrics.jsonl`` from byte ``offset`` (whole lines, at most 1 MiB a call).

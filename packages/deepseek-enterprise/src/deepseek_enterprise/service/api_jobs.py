@@ -88,7 +88,7 @@ def show(tenant: str, job_id: JobId, who: Principal = Caller, svc: Service = Svc
 
 
 @router.get("/{job_id}/logs")
-def logs(tenant: str, job_id: JobId, offset: int = Query(default=0, ge=0, le=2**63 - 1), who: Principal = Caller,
+def logs(tenant: str, job_id: JobId, offset: int = Query(default=0, ge=0), who: Principal = Caller,
          svc: Service = Svc) -> dict[str, Any]:
     """The job's output from byte ``offset`` (at most 1 MiB per call) and the next offset."""
     with svc.store.session() as s:
