@@ -10,9 +10,11 @@ ARGS`` is ``python -m deepseek ARGS`` plus four things the launcher relies on.
 3. ``faulthandler`` on SIGUSR2: the watchdog asks a hung rank for the stack of every thread before
    killing it, and the dump lands in this rank's log, shown in the failure report. (SIGUSR1 is a
    stop request, see :mod:`deepseek.training.preemption`.)
-4. A rank that fails leaves with its exit code at once (core's :func:`deepseek.cli.main.exit_now`,
-   which ``deepseek`` run by torchrun uses too), past the interpreter's shutdown, which could
-   abort in torch's C++ destructors and turn exit code 2 into SIGABRT.
+4. A rank leaves with its exit code past the interpreter's shutdown (core's
+   :func:`deepseek.cli.main.exit_now`, which ``deepseek`` run by torchrun uses too for a failed
+   rank), which could abort in torch's and gloo's C++ destructors (``terminate called without an
+   active exception``) and turn exit code 0 or 2 into SIGABRT; a rank that succeeded runs
+   Python's exit handlers first.
 """
 
 from __future__ import annotations
@@ -58,9 +60,11 @@ def main(argv: list[str] | None = None) -> None:
         deepseek_main(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        if code != 0:
-            exit_now(code)
-        raise
+        if code == 0:  # Python's own exit handlers run; the C++ destructors after them are skipped
+            import atexit
+
+            atexit._run_exitfuncs()
+        exit_now(code)
 
 
 if __name__ == "__main__":
