@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError
-from deepseek.plugins.calls import blames, component_label, model_calls
+from deepseek.plugins.calls import blamed_on, blames, code_package, component_label
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
     build_model,
@@ -79,7 +79,7 @@ class StepEngine:
         self.kept_settings: list[str] = []
         # How a step or an evaluation names the model when its own code raises (set by setup_model)
         self._model_label: str | None = None
-        self._model: nn.Module | None = None
+        self._model_package: str | None = None  # not the model itself: the strategy owns its lifetime
 
     def setup_environment(self) -> None:
         """Process group and device; checks that the strategy forms the data-parallel ranks it
@@ -129,7 +129,7 @@ class StepEngine:
         factory = optimizer_factory(cfg, host=self.lookups, names=names)
         if resuming:
             type(self.strategy).check_resume(cfg, factory.builder)
-        self._model = model
+        self._model_package = code_package(model)
         component = self.lookups.resolve("model", cfg.model.name)
         self._model_label = component_label("model", cfg.model.name, component) if blames(component) else None
         self.strategy.setup(model, factory, settings)
@@ -172,4 +172,6 @@ class StepEngine:
     def _model_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
         """The block running the model: an exception raised in a plugin model's code becomes one
         line naming the model and its distribution (:func:`~deepseek.plugins.calls.model_calls`)."""
-        return model_calls(self._model, self._model_label, call)
+        if self._model_package is None or self._model_label is None:
+            return contextlib.nullcontext()
+        return blamed_on(self._model_label, call, package=self._model_package)
