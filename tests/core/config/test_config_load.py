@@ -12,9 +12,9 @@ from deepseek.config.load import (
     config_from_dict,
     dump_config,
     load_config,
-    parse_override,
     write_config,
 )
+from deepseek.config.overrides import parse_override
 from deepseek.config.schema import Config, ModelConfig
 from deepseek.errors import ConfigError, UsageError
 from deepseek.plugins.host import PluginHost

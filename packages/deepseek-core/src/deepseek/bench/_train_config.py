@@ -46,7 +46,7 @@ class BenchSettings:
 
 def component_table(section: str, name: str, items: tuple[str, ...]) -> dict[str, Any]:
     """The ``[section]`` table of component ``name`` with ``KEY=VALUE`` items read as ``--set``."""
-    from deepseek.config.load import parse_override
+    from deepseek.config.overrides import parse_override
 
     table: dict[str, Any] = {"name": name}
     for item in items:
@@ -89,7 +89,7 @@ def model_context(model: str, model_options: tuple[str, ...], host: Any) -> int:
 
 
 def model_overrides(s: BenchSettings) -> dict[str, Any]:
-    from deepseek.config.load import parse_override
+    from deepseek.config.overrides import parse_override
     from deepseek.errors import UsageError
 
     out: dict[str, Any] = {}

@@ -37,7 +37,8 @@ def build_train_config(
     """The validated Config ``deepseek train`` runs: the file (or, when resuming without one, the
     checkpoint's own config, else the defaults), then the options, then ``--set`` overrides;
     components are looked up on ``host`` (default: the process's plugin host)."""
-    from deepseek.config.load import apply_overrides, config_from_dict, read_toml
+    from deepseek.config.load import config_from_dict, read_toml
+    from deepseek.config.overrides import apply_overrides
 
     data: dict[str, Any] = {}
     saved_state: dict[str, Any] = {}

@@ -19,13 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.config.load import (
-    apply_overrides,
-    config_from_dict,
-    dataset_keys,
-    parse_override,
-    read_toml,
-)
+from deepseek.config.load import config_from_dict, dataset_keys, read_toml
+from deepseek.config.overrides import apply_overrides, parse_override
 from deepseek.config.schema import Config
 from deepseek.data.tokenizer import TOKENIZER_FILE, run_folder_of, with_run_tokenizer
 from deepseek.errors import (

@@ -26,7 +26,7 @@ DEFAULT_RECOVERY_STEPS = 100
 
 def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> Any:
     """The registered compressor ``method`` with its options from ``--set KEY=VALUE``."""
-    from deepseek.config.load import parse_override
+    from deepseek.config.overrides import parse_override
     from deepseek_enterprise.compress.compressor import create_compressor
 
     table: dict[str, Any] = {}

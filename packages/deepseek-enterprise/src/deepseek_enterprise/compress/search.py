@@ -87,7 +87,7 @@ def parse_budget(text: str) -> Budget:
 def parse_recipe(text: str) -> Recipe:
     """``"prune.ffn ratio=0.5 + quantize.int8"`` as a :class:`Recipe` (values parsed like
     ``--set``); a one-line :class:`UsageError` for an empty step or a malformed option."""
-    from deepseek.config.load import parse_override
+    from deepseek.config.overrides import parse_override
 
     steps: list[Step] = []
     for part in text.split("+"):

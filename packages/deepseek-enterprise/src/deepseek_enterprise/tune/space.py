@@ -228,7 +228,8 @@ def trial_data(base: dict[str, Any], values: dict[str, Any], base_source: str = 
     import copy
 
     out = copy.deepcopy(base)
-    from deepseek.config.load import COMPONENT_SECTIONS, parent_table
+    from deepseek.config.load import COMPONENT_SECTIONS
+    from deepseek.config.overrides import parent_table
     from deepseek.config.schema import SHARED_KEYS
 
     # A component chosen by the trial first (strategy, optimizer, ...): its own keys, searched
