@@ -38,6 +38,25 @@ def toy_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def register_one(host: Any, kind: str, name: str, cls: Any, *, dist: str, description: str) -> None:
+    """Register one model or dataset class under ``name`` as a plugin of distribution ``dist``,
+    through the same hooks an installed plugin implements."""
+    from deepseek import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_models(self, register):
+            if kind == "model":
+                register(name, cls, description=description)
+
+        @hookimpl
+        def deepseek_register_datasets(self, register):
+            if kind == "dataset":
+                register(name, cls, description=description)
+
+    host.register_plugin(Plugin(), dist=dist)
+
+
 @pytest.fixture
 def host(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(TOY))
@@ -122,18 +141,12 @@ def test_eval_and_checkpoint_with_core_only_cli(host: Any, tmp_path: Path) -> No
 def test_a_dataset_yielding_bad_batches_is_named(host: Any, tmp_path: Path, make: Any, message: str) -> None:
     from deepseek_toyclf.data import Blobs
 
-    from deepseek import hookimpl
 
     class Broken(Blobs):
         def __next__(self) -> Any:
             return make(super().__next__())
 
-    class Plugin:
-        @hookimpl
-        def deepseek_register_datasets(self, register):
-            register("broken.blobs", Broken, description="blobs gone wrong")
-
-    host.register_plugin(Plugin(), dist="deepseek-broken")
+    register_one(host, "dataset", "broken.blobs", Broken, dist="deepseek-broken", description="blobs gone wrong")
     config = config_from_dict(toy_config(tmp_path, data={"name": "broken.blobs"}), host=host)
     with pytest.raises(Exception, match=message) as info:
         Trainer(config, run_dir=tmp_path / "run", host=host).fit()
@@ -176,15 +189,9 @@ def _broken_model(where: str) -> Any:
 def test_a_model_raising_in_its_own_code_is_named(host: Any, tmp_path: Path, where: str, call: str) -> None:
     """What a plugin model's __init__ or forward raises comes out as one line naming it and its
     distribution (was "internal error: RuntimeError: ...")."""
-    from deepseek import hookimpl
     from deepseek.errors import PluginError
 
-    class Plugin:
-        @hookimpl
-        def deepseek_register_models(self, register):
-            register("broken.mlp", _broken_model(where), description="an MLP gone wrong")
-
-    host.register_plugin(Plugin(), dist="deepseek-broken")
+    register_one(host, "model", "broken.mlp", _broken_model(where), dist="deepseek-broken", description="an MLP gone wrong")
     config = config_from_dict(toy_config(tmp_path, model={"name": "broken.mlp", "dropout": 0.0}), host=host)
     with pytest.raises(PluginError) as info:
         Trainer(config, run_dir=tmp_path / "run", host=host).fit()
@@ -197,19 +204,13 @@ def test_a_model_raising_in_its_own_code_is_named(host: Any, tmp_path: Path, whe
 def test_a_dataset_raising_in_its_init_is_named(host: Any, tmp_path: Path) -> None:
     from deepseek_toyclf.data import Blobs
 
-    from deepseek import hookimpl
     from deepseek.errors import PluginError
 
     class Broken(Blobs):
         def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
             raise OSError("no such device")
 
-    class Plugin:
-        @hookimpl
-        def deepseek_register_datasets(self, register):
-            register("broken.blobs", Broken, description="blobs gone wrong")
-
-    host.register_plugin(Plugin(), dist="deepseek-broken")
+    register_one(host, "dataset", "broken.blobs", Broken, dist="deepseek-broken", description="blobs gone wrong")
     config = config_from_dict(toy_config(tmp_path, data={"name": "broken.blobs"}), host=host)
     with pytest.raises(PluginError, match=r"^dataset 'broken\.blobs' \(deepseek-broken .*\): __init__ raised "
                                           r"OSError: no such device; a bug in the plugin"):
@@ -218,16 +219,10 @@ def test_a_dataset_raising_in_its_init_is_named(host: Any, tmp_path: Path) -> No
 
 def test_deepseek_eval_names_a_model_raising_in_its_forward(host: Any, tmp_path: Path) -> None:
     """``deepseek eval`` and ``deepseek.evaluate`` evaluate through ``evaluate_validation``."""
-    from deepseek import hookimpl
     from deepseek.errors import PluginError
     from deepseek.training.inference import evaluate_validation
 
-    class Plugin:
-        @hookimpl
-        def deepseek_register_models(self, register):
-            register("broken.mlp", _broken_model("eval"), description="an MLP gone wrong")
-
-    host.register_plugin(Plugin(), dist="deepseek-broken")
+    register_one(host, "model", "broken.mlp", _broken_model("eval"), dist="deepseek-broken", description="an MLP gone wrong")
     config = config_from_dict(toy_config(tmp_path, model={"name": "broken.mlp", "dropout": 0.0}), host=host)
     model = _broken_model("eval")(config.model.options).eval()
     with pytest.raises(PluginError, match=r"^model broken\.mlp \(deepseek-broken 0\.0\.0\): forward raised "
@@ -243,7 +238,6 @@ def test_resume_with_data_needing_a_larger_model_names_the_checkpoint(host: Any,
 
     from deepseek_toyclf.model import BlobClassifier, MLPOptions
 
-    from deepseek import hookimpl
     from deepseek.cli.train_cmd import build_train_config
     from deepseek.config.load import DataSizeError
 
@@ -257,12 +251,7 @@ def test_resume_with_data_needing_a_larger_model_names_the_checkpoint(host: Any,
         def __init__(self, options: SizedOptions) -> None:
             super().__init__(dataclasses.replace(options, classes=options.num_classes))
 
-    class Plugin:
-        @hookimpl
-        def deepseek_register_models(self, register):
-            register("sized.mlp", Sized, description="an MLP as wide as the data's classes")
-
-    host.register_plugin(Plugin(), dist="deepseek-sized")
+    register_one(host, "model", "sized.mlp", Sized, dist="deepseek-sized", description="an MLP as wide as the data's classes")
     config = config_from_dict(toy_config(tmp_path, model={"name": "sized.mlp"}, train={"max_steps": 3}), host=host)
     assert config.model.options.num_classes == 4  # filled in from data.classes
     run = Trainer(config, run_dir=tmp_path / "run", host=host).fit().run_dir
@@ -282,19 +271,13 @@ def test_a_dataset_position_that_is_not_json_is_named_before_training(host: Any,
     import torch
     from deepseek_toyclf.data import Blobs
 
-    from deepseek import hookimpl
     from deepseek.errors import PluginError
 
     class TensorState(Blobs):
         def state_dict(self) -> dict:
             return {**super().state_dict(), "index": torch.tensor(self.index)}
 
-    class Plugin:
-        @hookimpl
-        def deepseek_register_datasets(self, register):
-            register("broken.blobs", TensorState, description="blobs with a tensor position")
-
-    host.register_plugin(Plugin(), dist="deepseek-broken")
+    register_one(host, "dataset", "broken.blobs", TensorState, dist="deepseek-broken", description="blobs with a tensor position")
     config = config_from_dict(toy_config(tmp_path, data={"name": "broken.blobs"}), host=host)
     with pytest.raises(PluginError, match=r"^dataset 'broken\.blobs' \(deepseek-broken .*\): state_dict\(\) returned "
                                           r"a value that is not JSON-ready \(Object of type Tensor is not JSON "
@@ -309,19 +292,13 @@ def test_a_run_keeps_its_plugins_model_when_another_plugin_registers_the_name(ho
     refused as ambiguous ('registered by both'), though trainer.json records which one it was."""
     from deepseek_toyclf.model import BlobClassifier
 
-    from deepseek import hookimpl
     from deepseek.cli.train_cmd import build_train_config
     from deepseek.training.inference import load_trained
 
     run = Trainer(config_from_dict(toy_config(tmp_path, train={"max_steps": 3}), host=host),
                   run_dir=tmp_path / "run", host=host).fit().run_dir
 
-    class Clash:
-        @hookimpl
-        def deepseek_register_models(self, register):
-            register("toyclf.mlp", BlobClassifier, description="the same name from another distribution")
-
-    host.register_plugin(Clash(), dist="deepseek-clash")
+    register_one(host, "model", "toyclf.mlp", BlobClassifier, dist="deepseek-clash", description="the same name from another distribution")
     assert host.explain("model", "toyclf.mlp").winner is None  # ambiguous for a new config
     model, config, _ = load_trained(run, host=host)
     assert config.plugins.prefer == (DIST,) and type(model).__name__ == "BlobClassifier"
