@@ -163,6 +163,30 @@ def test_damaged_sharded_checkpoint_is_a_clear_error(hops: dict, tmp_path: Path)
         read_full_state(broken)
 
 
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"lr": -0.5}, r"optimizer group 0 lr is -0\.5, below 0; the checkpoint is damaged"),
+    ({"eps": float("nan")}, r"optimizer group 0 eps is nan, where a finite number belongs"),
+    ({"params": "all"}, r"optimizer group 0 params is not a list of parameter names"),
+])
+def test_export_refuses_damaged_sharded_optimizer_groups(pro_runs: dict, tmp_path: Path, edit: dict,
+                                                          message: str) -> None:
+    """``sharded.json``'s parameter groups are read back like user input before ``checkpoint
+    export`` writes anything (a bad lr was exported and found only at resume)."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pro_runs["dir"] / "fsdp_sharded" / "checkpoints" / "step-4", broken)
+    meta = json.loads((broken / "sharded.json").read_text(encoding="utf-8"))
+    meta["param_groups"][0].update(edit)
+    (broken / "sharded.json").write_text(json.dumps(meta), encoding="utf-8")
+    record = json.loads((broken / "commit.json").read_text())  # the edit, sizes and all
+    record["files"]["sharded.json"] = (broken / "sharded.json").stat().st_size
+    (broken / "commit.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=message):
+        export_checkpoint(broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
 def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_runs: dict, tmp_path: Path) -> None:
     """Resuming FSDP on two ranks from a sharded checkpoint with a truncated shard: dcp.load
     raises its CheckpointException (a BaseException carrying every rank's traceback) on both

@@ -1,7 +1,8 @@
 """Reading and writing one safetensors file of a checkpoint: atomic writes, errors that name the
 file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata (and
 which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`;
-whether saved groups and state fit the live optimizer: :func:`check_groups_fit`, :func:`check_state_fit`);
+whether saved groups hold sane values, :func:`check_saved_groups`, and fit the live optimizer:
+:func:`check_groups_fit`, :func:`check_state_fit`);
 :func:`cpu_unshared` readies a state dict for safetensors."""
 
 from __future__ import annotations
@@ -89,6 +90,35 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
 _NON_NEGATIVE = frozenset({"lr", "initial_lr", "weight_decay", "eps", "momentum", "dampening"})
 
 
+def _number_problem(value: Any, key: str) -> str | None:
+    """What is wrong with a saved hyper-parameter where a number belongs, else None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "where a finite number belongs"
+    return "below 0" if key in _NON_NEGATIVE and value < 0 else None
+
+
+def check_saved_groups(groups: Any, path: Any) -> None:
+    """Saved parameter groups on their own, as read from a checkpoint before any optimizer is
+    built (``checkpoint export`` builds none): a list of tables, each with ``params`` (parameter
+    names) and numeric hyper-parameters finite (``lr``, ``weight_decay``, ... not below 0);
+    a CheckpointError naming ``path`` and the group otherwise."""
+    if not isinstance(groups, list) or not all(isinstance(g, Mapping) for g in groups):
+        raise CheckpointError(f"{path}: the optimizer's param_groups is {type(groups).__name__} where a list of "
+                              f"groups belongs; the checkpoint is damaged, {HINT}")
+    for i, group in enumerate(groups):
+        params = group.get("params")
+        if not isinstance(params, list) or not all(isinstance(n, str) for n in params):
+            raise CheckpointError(f"{path}: optimizer group {i} params is not a list of parameter names; the "
+                                  f"checkpoint is damaged, {HINT}")
+        for key, value in group.items():
+            if key in (*IMPLEMENTATION_KEYS, *RUN_KEYS) or not isinstance(value, (int, float)):
+                continue
+            problem = _number_problem(value, key) if not isinstance(value, bool) else None
+            if problem:
+                raise CheckpointError(f"{path}: optimizer group {i} {key} is {value!r}, {problem}; the checkpoint "
+                                      f"is damaged, {HINT}")
+
+
 def _value_problem(saved: Any, live: Any, key: str) -> str | None:
     """What is wrong with a saved hyper-parameter, judged by the kind of the live optimizer's
     value for it (a bool, a number, a sequence of numbers, a string), else None."""
@@ -98,9 +128,7 @@ def _value_problem(saved: Any, live: Any, key: str) -> str | None:
     if isinstance(live, bool):
         return None if isinstance(saved, bool) else "where true or false belongs"
     if isinstance(live, (int, float)):
-        if not number(saved):
-            return "where a finite number belongs"
-        return "below 0" if key in _NON_NEGATIVE and saved < 0 else None
+        return _number_problem(saved, key)
     if isinstance(live, (tuple, list)) and all(number(v) for v in live):
         if not isinstance(saved, (tuple, list)) or len(saved) != len(live) or not all(number(v) for v in saved):
             return f"where {len(live)} finite numbers belong"

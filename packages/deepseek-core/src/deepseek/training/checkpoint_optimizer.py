@@ -19,6 +19,7 @@ from deepseek.training.checkpoint_io import (
     HINT,
     check_group_members,
     check_groups_fit,
+    check_saved_groups,
     check_state_fit,
     cpu_unshared,
     from_jsonable,
@@ -112,6 +113,7 @@ def load_optimizer_state(
                                   f"train.init_from=\"{p}\"")
         p = p / OPTIMIZER_FILE if p.is_dir() else p
         named = _read_optimizer_file(p)
+    check_saved_groups(named["param_groups"], p)
     if optimizer is not None:
         if param_names is None:
             raise ValueError("load_optimizer_state: pass param_names together with optimizer")
