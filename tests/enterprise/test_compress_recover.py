@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,7 @@ def no_data(trained: Path) -> Path:
         commit_file = state_file.with_name("commit.json")  # its size as committed, so the checkpoint stays whole
         commit = json.loads(commit_file.read_text())
         commit["files"]["trainer.json"] = state_file.stat().st_size
+        commit["crc32"]["trainer.json"] = f"{zlib.crc32(state_file.read_bytes()):08x}"
         commit_file.write_text(json.dumps(commit))
     return copy
 

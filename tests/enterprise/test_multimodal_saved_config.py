@@ -4,6 +4,7 @@ model is built, are refused in one line naming the file, like the rest of the sa
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def test_resuming_with_a_bad_encoder_table_names_the_checkpoint_file(
     (step / "trainer.json").write_text(json.dumps(state))
     commit = json.loads((step / "commit.json").read_text())
     commit["files"]["trainer.json"] = (step / "trainer.json").stat().st_size  # edited, not damaged
+    commit["crc32"]["trainer.json"] = f"{zlib.crc32((step / 'trainer.json').read_bytes()):08x}"
     (step / "commit.json").write_text(json.dumps(commit))
     before = sorted(p.name for p in (tmp_path / "run").iterdir())
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "--resume", "run", "--max-steps", "2", "--quiet")

@@ -10,6 +10,7 @@ up to ten AdamW steps. Resume under the same strategy and world size is bit-iden
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,7 @@ def test_export_refuses_damaged_sharded_optimizer_groups(pro_runs: dict, tmp_pat
     (broken / "sharded.json").write_text(json.dumps(meta), encoding="utf-8")
     record = json.loads((broken / "commit.json").read_text())  # the edit, sizes and all
     record["files"]["sharded.json"] = (broken / "sharded.json").stat().st_size
+    record["crc32"]["sharded.json"] = f"{zlib.crc32((broken / 'sharded.json').read_bytes()):08x}"
     (broken / "commit.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=message):
         export_checkpoint(broken, tmp_path / "out")
@@ -201,6 +203,7 @@ def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_ru
     victim.write_bytes(victim.read_bytes()[:200])
     record = json.loads((broken / "commit.json").read_text())  # the size the commit record checks, kept
     record["files"][victim.relative_to(broken).as_posix()] = victim.stat().st_size
+    record["crc32"][victim.relative_to(broken).as_posix()] = f"{zlib.crc32(victim.read_bytes()):08x}"
     (broken / "commit.json").write_text(json.dumps(record))
     out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
                        "--run-dir", str(tmp_path / "run"), "--quiet", timeout=300)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pro_host: PluginHos
     record = work / "negative-step" / "commit.json"
     body = json.loads(record.read_text())
     body["files"]["trainer.json"] = (work / "negative-step" / "trainer.json").stat().st_size
+    body["crc32"]["trainer.json"] = f"{zlib.crc32((work / 'negative-step' / 'trainer.json').read_bytes()):08x}"
     record.write_text(json.dumps(body))
     monkeypatch.chdir(work)
     return Hostile(pro_host, work, [run])

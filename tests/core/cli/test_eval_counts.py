@@ -5,6 +5,7 @@ batches than asked."""
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,7 @@ def test_weights_read_once_stay_those_of_the_step_they_name(trained_run: Path, c
     save_file(weights, newer / "model.safetensors", metadata=meta)
     commit = json.loads((newer / "commit.json").read_text())
     commit["seq"], commit["files"]["trainer.json"] = 2, (newer / "trainer.json").stat().st_size
+    commit["crc32"] = {name: f"{zlib.crc32((newer / name).read_bytes()):08x}" for name in commit["files"]}
     (newer / "commit.json").write_text(json.dumps(commit))
     assert read_source(run).origin.step == 2  # the folder now names the newer one
     again, _, state = load_trained(source, host=core_host)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,7 @@ def _agree_commit_record(run: Path) -> None:
     record = run / STEP / "commit.json"
     body = json.loads(record.read_text())
     body["files"] = {name: (run / STEP / name).stat().st_size for name in body["files"]}
+    body["crc32"] = {name: f"{zlib.crc32((run / STEP / name).read_bytes()):08x}" for name in body["files"]}
     record.write_text(json.dumps(body))
 
 
@@ -248,6 +250,20 @@ def test_a_file_changed_after_its_commit_is_refused(hostile: Hostile, trained_ru
     shutil.copytree(trained_run, run)
     _set(step=1)(run)  # same value, different layout: a size the commit record does not list
     hostile.refused(*READERS[reader], expect=["no complete checkpoint", "step-1 is incomplete", "trainer.json"])
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_a_bit_flipped_after_its_commit_is_refused_by_every_reader(hostile: Hostile, trained_run: Path,
+                                                                   reader: str) -> None:
+    """A weight off by one bit, the file's size kept: the commit record's CRC-32 refuses it
+    before any command uses its values (was read, and trained on or sampled from, as it was)."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    weights = run / MODEL
+    data = bytearray(weights.read_bytes())
+    data[len(data) - 100] ^= 0x01  # the last weights' bytes: the header is not where this damage lies
+    weights.write_bytes(bytes(data))
+    hostile.refused(*READERS[reader], expect=["model.safetensors changed after it was committed", "CRC-32"])
 
 
 @pytest.mark.parametrize("body", [{"seq": 1e308}, {"seq": True}, {"seq": -1}, {"files": {"trainer.json": "big"}},

@@ -11,6 +11,7 @@ losses after it equal those of an uninterrupted run bit for bit.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -253,3 +254,35 @@ def test_a_checkpoint_that_lost_its_commit_record_is_passed_over_and_named(tiny_
     with pytest.warns(CheckpointWarning, match=r"step-6: the checkpoint is incomplete \(commit\.json missing\); "
                                                r"using step-4"):
         assert ckpt.resolve_checkpoint(run) == root / "step-4"
+
+
+def _flip_byte(path: Path) -> None:
+    """One bit of ``path`` flipped in the middle, its size kept (what a failing disk does)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: Any, tmp_path: Path) -> None:
+    """A flipped bit in a committed file (its size kept) was taken as it was: weights off by a
+    bit trained on. The commit record's CRC-32 of each file finds it when the checkpoint is
+    taken: a run folder passes over it to the newest undamaged one, with a warning; a checkpoint
+    named directly is refused naming the file."""
+    run = tmp_path / "run"
+    Trainer(tiny_config(**{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    record = json.loads((root / "step-6" / "commit.json").read_text())
+    assert sorted(record["crc32"]) == sorted(record["files"]) and "model.safetensors" in record["crc32"]
+    assert ckpt.resolve_checkpoint(run) == root / "step-6"
+    _flip_byte(root / "step-6" / "model.safetensors")
+    with pytest.warns(CheckpointWarning, match=r"step-6: the checkpoint is damaged \(model\.safetensors changed after "
+                                               r"it was committed: its CRC-32 is [0-9a-f]{8}, the commit recorded "
+                                               r"[0-9a-f]{8}\); using step-4"):
+        assert ckpt.resolve_checkpoint(run) == root / "step-4"
+    with pytest.raises(CheckpointError, match=r"step-6: the checkpoint is damaged \(model\.safetensors changed after "
+                                              r"it was committed.*\); resume from .*step-4 or start a fresh run"):
+        ckpt.resolve_checkpoint(root / "step-6")
+    for step in (2, 4):
+        _flip_byte(root / f"step-{step}" / "optimizer.safetensors")
+    with pytest.raises(CheckpointError, match=r"no complete checkpoint to resume from: step-6 is damaged"):
+        ckpt.resolve_checkpoint(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -157,8 +158,9 @@ def test_optimizer_values_read_back_are_checked_like_input(tiny_config, tmp_path
         key = next(k for k in tensors if k.endswith("/step"))
         tensors[key] = torch.tensor(value)
     save_tensors(target, tensors, meta)
-    record = json.loads((target.parent / "commit.json").read_text())  # the edit, sizes and all
+    record = json.loads((target.parent / "commit.json").read_text())  # the edit, sizes and checksums all
     record["files"][target.name] = target.stat().st_size
+    record["crc32"][target.name] = f"{zlib.crc32(target.read_bytes()):08x}"
     (target.parent / "commit.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match="optimizer") as info:
         Trainer(tiny_config(train={"max_steps": 4}), resume=run / "checkpoints" / "step-2").fit()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,9 @@ def test_a_corrupt_saved_position_is_refused(tmp_path: Path, host: PluginHost) -
     state = json.loads(text)
     state["data"]["cursor"] = 10_000
     state_file.write_text(json.dumps(state).ljust(len(text)))  # the size its commit record lists
+    record = json.loads((state_file.parent / "commit.json").read_text())  # and its checksum
+    record["crc32"]["trainer.json"] = f"{zlib.crc32(state_file.read_bytes()):08x}"
+    (state_file.parent / "commit.json").write_text(json.dumps(record))
     with pytest.raises(UsageError, match=r"data position: cursor is 10000, expected a whole number >= 0 and <= 461"):
         deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run,
                      host=host, resume=run / "checkpoints" / "step-40")

@@ -33,14 +33,17 @@ def component_label(kind: str, name: str, component: object) -> str:
 
 
 @contextlib.contextmanager
-def blamed_on(label: str | None, call: str, *, package: str | None = None) -> Iterator[None]:
+def blamed_on(label: str | None, call: str, *, package: str | None = None,
+              raised_there: bool = False) -> Iterator[None]:
     """Run the block; an exception it raises (see the module docstring) becomes a one-line
     :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...`` (``label`` ``None``:
     a component not :func:`blames`, whose exceptions pass as they are). With ``package``
     (the top-level package of the component's code), only an exception raised in or under a
     function of that package is blamed on the component; others pass through (the block also
     runs the framework's and engines' code around the component, a strategy's wrapper around a
-    model's ``forward``)."""
+    model's ``forward``). ``raised_there``: only an exception raised by a line of the package
+    itself (:func:`raised_in`), for components whose calls run the engines' and the model's code
+    beneath them (a strategy's ``train_step``: a collective's error is not the strategy's bug)."""
     try:
         yield
     except DeepseekError:
@@ -49,7 +52,8 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None) -> It
         from deepseek.cli.main import out_of_memory
         from deepseek.plugins.records import describe_error
 
-        if label is None or out_of_memory(exc) or (package is not None and not raised_under(exc, package)):
+        inside = raised_in if raised_there else raised_under
+        if label is None or out_of_memory(exc) or (package is not None and not inside(exc, package)):
             raise
         raise PluginError(f"{label}: {call} raised {describe_error(exc)}; a bug in the plugin: upgrade it or report "
                           "it to its authors (--debug shows the traceback)") from exc
@@ -64,6 +68,16 @@ def raised_under(exc: BaseException, package: str) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def raised_in(exc: BaseException, package: str) -> bool:
+    """Whether ``exc`` was raised by code of the top-level ``package`` (its traceback's innermost
+    frame)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = (tb.tb_frame.f_globals.get("__name__") or "") if tb is not None else ""
+    return module == package or module.startswith(f"{package}.")
 
 
 def code_package(component: object) -> str | None:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import CheckpointError
+from deepseek.errors import CheckpointError, PluginError
 from deepseek.parsing import loads_json
 from deepseek.training.checkpoint_dirs import (
     BEST_FILE,
@@ -276,12 +276,14 @@ def read_weights_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def write_checkpoint(
-    strategy: Any, root: Path, step: int, trainer_state: Mapping[str, Any], *, keep_last: int, best: bool = False
+    strategy: Any, root: Path, step: int, trainer_state: Mapping[str, Any], *, keep_last: int, best: bool = False,
+    label: str | None = None,
 ) -> Path:
     """Write ``root/step-N`` on every rank of ``strategy`` (a collective): into a temporary folder
     that rank 0 names, then committed by rank 0 (:func:`commit_checkpoint`; ``best``: and marked
     the best, kept from pruning) and pruned to ``keep_last``. On any error or Ctrl-C the temporary
-    folder is removed and nothing of it is left; the folder of the last good checkpoint stays."""
+    folder is removed and nothing of it is left; the folder of the last good checkpoint stays.
+    ``label`` names the strategy in the refusal of a ``save_checkpoint`` that wrote no trainer state."""
     final = root / step_dir_name(step)
     tmp: Path | None = None
     try:
@@ -293,6 +295,10 @@ def write_checkpoint(
         save_rng_state(tmp, strategy.rank)
         strategy.barrier()
         if strategy.is_global_zero:
+            if not (tmp / TRAINER_FILE).is_file():  # committed without it, no checkpoint of the run would count
+                raise PluginError(f"{label or type(strategy).__name__}: save_checkpoint wrote no {TRAINER_FILE}; it "
+                                  "must write the trainer state it is given (ckpt.write_trainer_state(directory, "
+                                  "trainer_state)); a bug in the plugin: upgrade it or report it to its authors")
             commit_checkpoint(tmp, final, best=best)
             prune_checkpoints(root, keep_last)
     except BaseException:

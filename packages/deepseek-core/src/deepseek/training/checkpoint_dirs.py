@@ -5,7 +5,9 @@ Layout of ``<run>/checkpoints/``:
 
 - ``step-N/``: a committed checkpoint. Its ``commit.json`` (written last, just before the rename)
   records the commit sequence number and the size of every file, so a folder under a final name
-  is complete exactly when every file it lists is there with that size.
+  is complete exactly when every file it lists is there with that size; and every file's
+  CRC-32, checked when a command takes the checkpoint (:mod:`deepseek.training.checkpoint_digest`):
+  a file changed since, its size kept, makes the checkpoint damaged.
 - ``step-N.tmp-XXXX/``: being written; ``step-N.trash-XXXX/``: being deleted (pruned, or an
   older save of the same step); ``.latest.XXXX.tmp``: ``latest`` being replaced. All of them are
   leftovers once the job that made them is gone, and :func:`remove_stale` deletes them.
@@ -50,6 +52,7 @@ from pathlib import Path
 from deepseek.errors import CheckpointError
 from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
+from deepseek.training.checkpoint_digest import checksum_problem, checksums_of, is_checksum
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -153,6 +156,12 @@ class _Found:
     """Why the folder is not a complete checkpoint, or ``None``."""
     best: bool = False
     """Its commit record marks it the best checkpoint of its run."""
+    checksums: tuple[tuple[str, str], ...] = ()
+    """``(file, CRC-32)`` its commit record lists (none in records written before checksums)."""
+
+    def damage(self) -> str | None:
+        """Which file no longer has the checksum its commit recorded, or None (reads the files)."""
+        return checksum_problem(self.path, dict(self.checksums)) if self.checksums else None
 
 
 def _inspect(path: Path, step: int) -> _Found:
@@ -163,6 +172,7 @@ def _inspect(path: Path, step: int) -> _Found:
     try:
         body = loads_json(record.read_text(encoding="utf-8"))
         seq, files, best = body["seq"], dict(body["files"]), body.get("best") is True
+        checksums = dict(body.get("crc32", {}))
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**53:
             raise ValueError(f"seq {seq!r} is not a commit count")
         if not all(isinstance(n, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -170,6 +180,8 @@ def _inspect(path: Path, step: int) -> _Found:
             raise ValueError("files holds something other than names and byte sizes")
         if TRAINER_FILE not in files:  # every commit lists it: a record without it lists nothing real
             raise ValueError(f"files does not list {TRAINER_FILE}")
+        if not (checksums.keys() <= files.keys() and all(map(is_checksum, checksums.values()))):
+            raise ValueError("crc32 holds something other than checksums of the files it lists")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
     for name, size in files.items():
@@ -178,7 +190,7 @@ def _inspect(path: Path, step: int) -> _Found:
             return _Found(step, path, seq, f"{name} missing")
         if file.stat().st_size != size:
             return _Found(step, path, seq, f"{name} is corrupt or truncated: {file.stat().st_size} bytes, {size} were written")
-    return _Found(step, path, seq, None, best)
+    return _Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
 
 
 def _scan(root: Path) -> list[_Found]:
@@ -231,7 +243,8 @@ def commit_checkpoint(tmp: str | os.PathLike[str], final: str | os.PathLike[str]
 def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     root = final_p.parent
     seq = max((f.seq for f in _scan(root) if f.problem is None), default=0) + 1
-    record: dict[str, object] = {"seq": seq, "files": _files_of(tmp_p)}
+    files = _files_of(tmp_p)
+    record: dict[str, object] = {"seq": seq, "files": files, "crc32": checksums_of(tmp_p, files)}
     if best:
         record["best"] = True
     (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
@@ -324,31 +337,37 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if p.is_file():
         if p.name == LATEST_FILE:  # the newest complete one, whatever an interrupted update left in it
             p = p.parent
+        elif p.name == BEST_FILE and best_checkpoint(p.parent) is not None:
+            p = best_checkpoint(p.parent)  # checked as a checkpoint folder named directly, below
         else:
-            named = best_checkpoint(p.parent) if p.name == BEST_FILE else None
-            if named is not None:
-                return named
             raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
     if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
-        problem = _inspect(p, 0).problem if (p / COMMIT_FILE).exists() else None
+        found = _inspect(p, 0) if (p / COMMIT_FILE).exists() else None
+        kind, problem = ("incomplete", found.problem) if found is not None else ("", None)
+        if found is not None and problem is None:
+            kind, problem = "damaged", found.damage()
         if problem:
-            others = list_checkpoints(p.parent)
-            hint = f"resume from {others[-1][1]}" if others else "resume from an earlier checkpoint"
-            raise CheckpointError(f"{p}: the checkpoint is incomplete ({problem}); {hint} or start a fresh run")
+            others = [path for _, path in list_checkpoints(p.parent) if path != p]
+            hint = f"resume from {others[-1]}" if others else "resume from an earlier checkpoint"
+            raise CheckpointError(f"{p}: the checkpoint is {kind} ({problem}); {hint} or start a fresh run")
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    found = _scan(root)
-    complete = [f for f in found if f.problem is None]
-    if complete:
-        newest = complete[-1]
-        skipped = [f for f in found if f.problem is not None and f.step > newest.step]
-        if skipped and os.environ.get("RANK", "0") == "0":  # said once, not by every rank of a job
-            warnings.warn(f"{skipped[-1].path}: the checkpoint is incomplete ({skipped[-1].problem}); using "
-                          f"{newest.path.name}, the newest complete one", CheckpointWarning, stacklevel=1)
-        return newest.path
-    if found:
+    found_all = _scan(root)
+    passed = [("incomplete", f) for f in found_all if f.problem is not None]
+    for newest in reversed([f for f in found_all if f.problem is None]):
+        damage = newest.damage()
+        if damage is None:
+            skipped = [(kind, f) for kind, f in passed if f.step > newest.step]
+            if skipped and os.environ.get("RANK", "0") == "0":  # said once, not by every rank of a job
+                kind, last = max(skipped, key=lambda kf: (kf[1].seq, kf[1].step))
+                warnings.warn(f"{last.path}: the checkpoint is {kind} ({last.problem}); using {newest.path.name}, "
+                              "the newest complete one", CheckpointWarning, stacklevel=1)
+            return newest.path
+        passed.append(("damaged", dataclasses.replace(newest, problem=damage)))
+    if passed:
+        kind, last = max(passed, key=lambda kf: (kf[1].seq, kf[1].step))
         raise CheckpointError(
-            f"{p}: no complete checkpoint to resume from: {found[-1].path.name} is incomplete ({found[-1].problem}); "
+            f"{p}: no complete checkpoint to resume from: {last.path.name} is {kind} ({last.problem}); "
             "start a fresh run"
         )
     raise CheckpointError(

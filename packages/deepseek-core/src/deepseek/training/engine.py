@@ -72,6 +72,11 @@ class StepEngine:
         if cls.needs_launcher:
             launcher_env(config.strategy.name, command=command)
         self.strategy: Strategy = cls(config.strategy.options, precision=self.precision, host=self.lookups)
+        component = self.lookups.resolve("strategy", config.strategy.name)
+        # How a call into a plugin strategy names it when the strategy's own code raises
+        self.strategy_label = component_label("strategy", config.strategy.name, component)
+        """``strategy <name> (<distribution> <version>)``, how errors name the run's strategy."""
+        self._strategy_package = code_package(self.strategy) if blames(component) else None
         self.micro_batches = config.train.grad_accum
         self.shard: Sharder = shard_rows
         # After a resume: the optimizer hyper-parameters taken from the checkpoint where the
@@ -85,7 +90,8 @@ class StepEngine:
         """Process group and device; checks that the strategy forms the data-parallel ranks it
         declared (``Strategy.data_parallel_size``) and that the batch splits over them."""
         cfg, strategy = self.config, self.strategy
-        strategy.setup_environment()
+        with self.strategy_calls("setup_environment"):
+            strategy.setup_environment()
         if not self.precision.is_bound:
             self.precision.bind(strategy.device)
         if cfg.precision.master_weights and self.precision.name != "bf16":
@@ -132,7 +138,8 @@ class StepEngine:
         self._model_package = code_package(model)
         component = self.lookups.resolve("model", cfg.model.name)
         self._model_label = component_label("model", cfg.model.name, component) if blames(component) else None
-        self.strategy.setup(model, factory, settings)
+        with self.strategy_calls("setup"):
+            self.strategy.setup(model, factory, settings)
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         """The strategy's :meth:`~Strategy.load_checkpoint` of ``directory`` (the trainer state it
@@ -144,7 +151,12 @@ class StepEngine:
 
         optimizer = self.strategy.optimizer
         before = group_settings(optimizer.param_groups) if optimizer is not None else []
-        state = self.strategy.load_checkpoint(directory)
+        with self.strategy_calls("load_checkpoint"):
+            state = self.strategy.load_checkpoint(directory)
+        if not isinstance(state, dict):
+            raise PluginError(f"{self.strategy_label}: load_checkpoint returned {type(state).__name__}; it must "
+                              "return the trainer state it read (a dict: ckpt.read_trainer_state(directory)); a bug "
+                              "in the plugin: upgrade it or report it to its authors")
         kept = settings_kept(before, group_settings(optimizer.param_groups)) if optimizer is not None else []
         self.kept_settings = kept
         if kept and self.strategy.is_global_zero:
@@ -160,14 +172,23 @@ class StepEngine:
         strategy = self.strategy
         strategy.set_lr(lr)
         rows = self.shard(global_batch, strategy.dp_rank, strategy.dp_size)
-        with self._model_calls("forward"):
+        with self.strategy_calls("train_step"), self._model_calls("forward"):
             return strategy.train_step(split_rows(rows, self.micro_batches))
 
     def evaluate(self, batch: Batch) -> tuple[Any, dict[str, Any]]:
         """Mean loss and metrics of a global validation batch over the data-parallel ranks."""
         strategy = self.strategy
-        with self._model_calls("forward"):
+        with self.strategy_calls("evaluate"), self._model_calls("forward"):
             return strategy.evaluate(self.shard(batch, strategy.dp_rank, strategy.dp_size))
+
+    def strategy_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
+        """The block calling the strategy's ``call``: an exception raised by a plugin strategy's own
+        code becomes one line naming it and its distribution (core's strategies and a collective's
+        or the model's errors beneath it pass as they are: :func:`~deepseek.plugins.calls.blamed_on`
+        with ``raised_there``)."""
+        if self._strategy_package is None:
+            return contextlib.nullcontext()
+        return blamed_on(self.strategy_label, call, package=self._strategy_package, raised_there=True)
 
     def _model_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
         """The block running the model: an exception raised in a plugin model's code becomes one

@@ -406,8 +406,10 @@ class Trainer:
         if not self.strategy.weights_finite():
             refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
             return None
-        final = ckpt.write_checkpoint(self.strategy, self.run_dir / "checkpoints", self.step, self.trainer_state(),
-                                      keep_last=self.config.checkpoint.keep_last, best=best)
+        with self.engine.strategy_calls("save_checkpoint"):
+            final = ckpt.write_checkpoint(self.strategy, self.run_dir / "checkpoints", self.step,
+                                          self.trainer_state(), keep_last=self.config.checkpoint.keep_last, best=best,
+                                          label=self.engine.strategy_label)
         if best:
             self.best_checkpoint = final
         self.last_checkpoint, self._saved_step = final, self.step
