@@ -125,4 +125,5 @@ def test_optimize_and_export_refuse_a_model_that_takes_no_token_ids(mm_run: Path
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith(f"error: {argv[0]}: model 'multimodal.classifier' takes forward(") and (
             "not one tensor of token ids" in line and "deepseek.optimize(model, example_inputs" in line), line
+        assert "**inputs)" in line and "not keyword ones such as a batch dict" in line, line
     assert not (mm_run / "mm.pt2").exists()

@@ -310,3 +310,24 @@ def test_the_inductor_stage_holds_back_torchs_cuda_home_note(caplog: pytest.LogC
         log.warning("No CUDA runtime is found, using CUDA_HOME='/usr/local'")
         log.warning("another note")
     assert [r.getMessage() for r in caplog.records if r.name == log.name] == ["another note"]
+
+
+class _Keyworded(nn.Module):
+    """A model called as the trainer calls one, with keyword inputs (``model(**batch)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 2)
+
+    def forward(self, *, features: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.proj(features), label)
+
+
+@pytest.mark.parametrize("inputs", [torch.randn(3, 4), {"features": torch.randn(3, 4), "label": torch.zeros(3).long()}])
+def test_example_inputs_the_model_cannot_take_are_one_line(inputs: Any) -> None:
+    """Was the model's own TypeError, raw, from inside the search."""
+    with pytest.raises(UsageError, match=r"^optimize\(\): _Keyworded\(\*example_inputs\) raised TypeError: .*; pass "
+                                         r"the positional inputs its forward takes .*keyword inputs \(model\(\*\*batch\)\) "
+                                         r"cannot be optimized") as info:
+        optimize(_Keyworded(), inputs, cache=False)
+    assert "\n" not in str(info.value)

@@ -44,6 +44,7 @@ from deepseek.plugins.registry import (
 
 if TYPE_CHECKING:
     from deepseek.graph.optimized import optimize as optimize
+    from deepseek.training.inference import load_model as load_model
     from deepseek.training.script import evaluate as evaluate
     from deepseek.training.script import fit as fit
 
@@ -75,17 +76,22 @@ __all__ = [
     "list_passes",
     "list_strategies",
     "list_trackers",
+    "load_model",
     "optimize",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # ``deepseek.optimize`` (the graph optimizer) and ``deepseek.fit`` / ``deepseek.evaluate``
-    # (training a script's own model and data) import torch on first use.
+    # ``deepseek.optimize`` (the graph optimizer), ``deepseek.load_model`` (a trained model) and
+    # ``deepseek.fit`` / ``deepseek.evaluate`` (a script's own model and data) import torch on first use.
     if name == "optimize":
         from deepseek.graph.optimized import optimize
 
         return optimize
+    if name == "load_model":
+        from deepseek.training.inference import load_model
+
+        return load_model
     if name in ("fit", "evaluate"):
         from deepseek.training import script
 

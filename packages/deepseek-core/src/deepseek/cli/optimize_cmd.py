@@ -41,6 +41,8 @@ def _example_tokens(model: Any, batch: int, seq: int | None, device: str, *, nam
 
     import torch
 
+    from deepseek.models.checks import parameter_list
+
     try:
         params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
@@ -49,9 +51,10 @@ def _example_tokens(model: Any, batch: int, seq: int | None, device: str, *, nam
     required = [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if params and (not positional or len(required) > 1):
         raise UsageError(
-            f"{command}: model {name!r} takes forward({', '.join(p.name for p in params)}), not one tensor of token "
+            f"{command}: model {name!r} takes forward({parameter_list(params)}), not one tensor of token "
             f"ids, which this command traces it with; from Python, deepseek.optimize(model, example_inputs, "
-            "passes=...) takes the model's own inputs (docs/graph-passes.md)"
+            "passes=...) takes other positional inputs, but not keyword ones such as a batch dict "
+            "(docs/graph-passes.md)"
         )
 
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek.errors import DeepseekError, UsageError
 from deepseek.graph import cache as disk
 from deepseek.graph.capture import CaptureError, capture
 from deepseek.graph.guard import ModelGuard
@@ -77,7 +78,17 @@ def build(model: nn.Module, inputs: tuple[Any, ...], spec: Spec) -> tuple[Callab
     start = time.perf_counter()
     device = device_of(model, inputs)
     with torch.no_grad():
-        reference = model(*inputs)
+        try:
+            reference = model(*inputs)
+        except DeepseekError:
+            raise
+        except Exception as exc:  # the example inputs do not fit: the user's call, said in one line
+            from deepseek.plugins.records import describe_error
+
+            raise UsageError(
+                f"optimize(): {type(model).__name__}(*example_inputs) raised {describe_error(exc)}; pass the "
+                "positional inputs its forward takes (a tensor or a tuple of them); a forward that takes "
+                "keyword inputs (model(**batch)) cannot be optimized (docs/graph-passes.md)") from exc
     verifier = Verifier(inputs, reference, ModelGuard(model, lambda gp: pass_origin(gp, spec.host)))
     plan = Plan(signature=repr(signature_of(inputs)), precision=spec.precision, tolerance=_base_tolerance(spec, reference, model))
     key = directory = None

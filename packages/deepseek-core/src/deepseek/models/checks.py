@@ -109,6 +109,12 @@ def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str 
         check_batch_keys(model, batch, model_name=model_name or type(model).__name__)
 
 
+def parameter_list(params: Iterable[inspect.Parameter]) -> str:
+    """A signature's parameters as a call would show them: ``x, y, *rest, **inputs``."""
+    stars = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+    return ", ".join(stars.get(p.kind, "") + p.name for p in params)
+
+
 def check_batch_keys(model: nn.Module, batch: Batch, *, model_name: str) -> None:
     """Refuse in one line a ``batch`` that ``model(**batch)`` cannot take: a key the model's
     ``forward`` has no parameter for, or a parameter without a default that the batch lacks. A
@@ -129,6 +135,6 @@ def check_batch_keys(model: nn.Module, batch: Batch, *, model_name: str) -> None
                                         f"missing {missing}" if missing else "") if part)
     raise UsageError(
         f"model {model_name!r}: the dataset's batches (keys {sorted(keys)}) do not fit "
-        f"{type(model).__name__}.forward({', '.join(p.name for p in params)}): {wrong}; use a dataset whose "
+        f"{type(model).__name__}.forward({parameter_list(params)}): {wrong}; use a dataset whose "
         "batches have the keys the model's forward takes (data.name), or another model (model.name)"
     )

@@ -49,6 +49,14 @@ WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.fl
 """The dtypes a trained model is evaluated and sampled in (``--dtype``)."""
 
 
+def load_model(path: str | Path, *, device: str | torch.device = "cpu", host: PluginHost | None = None) -> nn.Module:
+    """``deepseek.load_model``: the trained model of a run folder (its newest complete
+    checkpoint), a checkpoint folder (any strategy's, full or sharded) or exported weights, built
+    from the config it was trained with, on ``device`` in eval mode. ``host``: the plugin host
+    its model resolves on (default: the process's)."""
+    return load_trained(path, device, host=host)[0]
+
+
 def load_trained(
     path: str | Path | Source,
     device: str | torch.device = "cpu",
