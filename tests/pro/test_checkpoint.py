@@ -226,9 +226,13 @@ def test_checkpoint_cli_info_and_export(hops: dict, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     row = json.loads(result.output)
     assert (row["layout"], row["step"], row["strategy"], row["world_size"]) == ("sharded", 4, "fsdp", 2)
+    files = json.loads((hops["sharded"] / "commit.json").read_text())["crc32"]  # every shard, listed
+    assert row["checksums"] == f"CRC-32 of {len(files)} files, verified" and len(files) > 4
     result = runner.invoke(cli, ["checkpoint", "export", str(hops["sharded"]), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert layout_of(tmp_path / "out") == "full"
+    row = json.loads(runner.invoke(cli, ["checkpoint", "info", "--json", str(tmp_path / "out")]).output)
+    assert row["checksums"].startswith("none (no commit record")
 
 
 @pytest.mark.parametrize(("name", "step"), [("ddp", 6), ("fsdp", 5), ("ds3", 5)])

@@ -3,7 +3,9 @@
 ``deepseek checkpoint export SRC DST`` turns a checkpoint written under any strategy and world size
 (full or sharded) into a canonical checkpoint folder that deepseek-core alone loads (``deepseek
 train --resume DST``, ``deepseek generate --checkpoint DST``). ``deepseek checkpoint info SRC``
-prints its layout, step, strategy and world size. Nothing here imports torch at module level.
+prints its layout, step, strategy and world size, after checking every file against the checksum
+its commit record holds (a damaged file is one line naming it). Nothing here imports torch at
+module level.
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ def export(src: str, dst: str) -> None:
 @click.argument("src", type=PATH, metavar="SRC")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(src: str, as_json: bool) -> None:
-    """Layout (full or sharded), step, strategy and world size of the checkpoint SRC."""
+    """Layout (full or sharded), step, strategy, world size and verified checksums of the checkpoint SRC."""
     from deepseek.training import checkpoint as ckpt
     from deepseek.training.checkpoint import layout_of
+    from deepseek.training.checkpoint_dirs import checksum_note
 
     directory = ckpt.resolve_checkpoint(src)
     state = ckpt.read_trainer_state(directory)
@@ -53,6 +56,7 @@ def info(src: str, as_json: bool) -> None:
         "step": state.get("step"),
         "strategy": state.get("strategy"),
         "world_size": state.get("world_size"),
+        "checksums": checksum_note(directory),
     }
     if as_json:
         click.echo(json.dumps(row))

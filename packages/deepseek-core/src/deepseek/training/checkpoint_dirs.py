@@ -320,6 +320,19 @@ def _read_pointer(root: Path, name: str) -> Path | None:
     return root / target if _inspect(root / target, int(m.group(1))).problem is None else None
 
 
+def checksum_note(directory: str | os.PathLike[str]) -> str:
+    """What the commit record of the checkpoint folder ``directory`` (as :func:`resolve_checkpoint`
+    gave it: already checked) says of its files' checksums, for people: ``"CRC-32 of 5 files,
+    verified"``, or why there are none to check."""
+    path = Path(directory)
+    if not (path / COMMIT_FILE).is_file():
+        return "none (no commit record: written by an export or an older version)"
+    found = _inspect(path, 0)
+    if not found.checksums:
+        return "none (committed before records carried them; sizes checked)"
+    return f"CRC-32 of {len(found.checksums)} files, verified"
+
+
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder,
     ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
