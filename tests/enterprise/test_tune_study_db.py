@@ -181,3 +181,31 @@ def test_a_study_folder_it_cannot_write_as_it_does_is_refused_before_any_trial(
                                    "--trials", "1", "--out", "st")
     assert code == 2 and err.strip().splitlines() == [f"error: --out st: {words}; move it away or pick another --out"], err
     assert _snapshot(study) == before
+
+
+WRITER_KILLED_MID_WRITE = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size=1")  # spill to the file inside the transaction: the journal is hot
+db.execute("CREATE TABLE t (x BLOB)")
+db.execute("INSERT INTO t VALUES (zeroblob(1000))")
+db.execute("BEGIN")
+for _ in range(20):
+    db.execute("INSERT INTO t VALUES (zeroblob(100000))")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_database_whose_writer_was_killed_mid_write_is_whole(tmp_path: Path) -> None:
+    """A tuner SIGKILLed inside a write leaves a hot journal beside study.db; the read-only check
+    cannot roll it back ('attempt to write a readonly database') and called the study damaged, so
+    it could not be resumed. The storage opens it for writing and rolls the journal back."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "study.db"
+    killed = subprocess.run([sys.executable, "-c", WRITER_KILLED_MID_WRITE, str(path)], check=False)
+    assert killed.returncode == -9 and (tmp_path / "study.db-journal").stat().st_size > 0
+    check_sqlite_file(None, tmp_path)
+    with sqlite3.connect(path) as db:  # what the storage does next: the journal rolled back
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)

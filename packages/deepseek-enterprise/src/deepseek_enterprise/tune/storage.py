@@ -144,7 +144,12 @@ def _sqlite_problem(path: Path) -> str | None:
                     db.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 return None
             except sqlite3.Error as exc:
-                if getattr(exc, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+                if code == sqlite3.SQLITE_READONLY:
+                    # A hot journal: a worker was killed inside a write (SQLITE_READONLY_ROLLBACK). The
+                    # database is whole; the storage, opening it for writing, rolls the journal back.
+                    return None
+                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                     return f"is damaged ({exc})"
                 busy = True
         if busy and time.monotonic() >= deadline:
