@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from hostile_cli import TINY, Hostile
 
+LONG = "z" * 300
+"""A file name longer than the 255 bytes a name may have."""
 NOT_UTF8 = b"\xff\xfe caf\xe9"
 """Latin-1 bytes: not UTF-8."""
 NOT_UTF8_ARG = NOT_UTF8.decode("utf-8", "surrogateescape")
@@ -103,6 +105,16 @@ INPUTS: list[tuple[str, list[str], list[str]]] = [
     ("costs not UTF-8", ["advise", "--model", "tiny", "--costs", "latin1.toml"], ["--costs", "latin1.toml"]),
     ("costs malformed", ["advise", "--model", "tiny", "--costs", "bad.toml"], ["--costs", "not valid TOML"]),
     ("data path missing", ["train", *TINY, "--set", "data.path=no/such/dir"], ["data.path"]),
+    # a name over 255 bytes: Path.exists() raises ENAMETOOLONG (was an internal error, exit 1)
+    *[(f"{what} name too long", argv, ["the path is too long for the file system", "give a shorter path"])
+      for what, argv in (("eval checkpoint", ["eval", "--checkpoint", LONG]),
+                         ("generate checkpoint", ["generate", "--checkpoint", LONG, "x"]),
+                         ("config", ["train", f"{LONG}.toml", *TINY]), ("config show", ["config", "show", f"{LONG}.toml"]),
+                         ("resume", ["train", *TINY, "--resume", LONG]))],
+    ("run name too long", ["train", *TINY, "--set", f"logging.name={LONG!r}"],  # left an empty runs/ behind
+     ["logging.name: is 300 bytes long, more than a folder name may be (255)"]),
+    ("export out below a name too long", ["export", "--checkpoint", "RUN", "--out", f"new/{LONG}/m.pt2"],
+     ["--out", "File name too long", "300 bytes, a name may have 255"]),  # left an empty new/ behind
 ]
 
 TEXT: list[tuple[str, list[str], list[str]]] = [

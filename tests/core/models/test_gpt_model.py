@@ -183,3 +183,16 @@ def test_a_shape_too_large_to_build_is_refused_before_building(shape: dict, mess
     never ends or runs out of memory."""
     with pytest.raises(ConfigError, match=message):
         GPTConfig(**shape)
+
+
+@pytest.mark.parametrize("temperature", [1e-39, 1e-300, 5e-324])
+def test_a_temperature_near_zero_samples_the_greedy_tokens(temperature: float) -> None:
+    """Logits divided by 1e-39 overflowed to +-inf: a NaN softmax, and no tokens at all came out
+    (exit 0). Near zero, sampling is greedy decoding, as the limit says."""
+    from deepseek.models.decoding import sample_next
+
+    logits = torch.tensor([[1.0, 3.0, -2.0, 2.5], [0.0, -1.0, 7.0, 6.9]])
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        assert sample_next(logits, temperature, None, generator).tolist() == [[1], [2]]
+        assert sample_next(logits, temperature, 2, generator).tolist() == [[1], [2]]

@@ -93,3 +93,22 @@ def test_a_folder_whose_job_died_before_its_first_checkpoint_is_started_afresh(t
     assert steps == list(range(1, 21))  # the dead job's steps 1-3 are gone, none logged twice
     with pytest.raises(UsageError, match=r"already holds a run; continue it with --resume"):
         Trainer(config, run_dir=dead).fit()
+
+
+@pytest.mark.parametrize(("name", "body"), [
+    ("config.toml", "# my notes: keep\n[train]\nmax_steps = 1\n"),
+    ("config.toml", "not toml ["),
+    ("metrics.jsonl", '{"my": "experiment log"}\n'),
+    ("metrics.jsonl", "plain text\n"),
+])
+def test_a_file_no_run_wrote_is_not_replaced_by_a_fresh_run(tiny_config, tmp_path: Path, name: str, body: str) -> None:
+    """``deepseek train pj/config.toml --run-dir pj`` replaced the user's own config (comments and
+    all) with the resolved one, exit 0; a metrics.jsonl of the user's was replaced likewise. Files
+    a run wrote (a job that died before its first checkpoint) are still taken over."""
+    folder = tmp_path / "pj"
+    folder.mkdir()
+    (folder / name).write_text(body, encoding="utf-8")
+    with pytest.raises(UsageError, match=rf"pj/{name}: the run writes its {name} there, and this file is not one a run "
+                                         r"wrote \(your own\?\); move it out of the folder, or pick another --run-dir"):
+        Trainer(tiny_config(train={"max_steps": 1}), run_dir=folder).fit()
+    assert sorted(p.name for p in folder.iterdir()) == [name] and (folder / name).read_text() == body

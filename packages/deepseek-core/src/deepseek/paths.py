@@ -16,6 +16,9 @@ from pathlib import Path
 
 from deepseek.errors import UsageError
 
+NAME_MAX = 255
+"""The longest file or folder name, in bytes, the usual file systems take (ext4, XFS, tmpfs)."""
+
 
 def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME") -> list[Path]:
     """Check that ``path`` can be written as a folder (``folder=True``) or a file; return the
@@ -23,6 +26,10 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
     includes itself). ``where`` names the option or config key in the message; ``file_name`` is
     the example a file output's message suggests when ``path`` is a folder."""
     target = Path(path)
+    too_long = next((part for part in target.parts if len(os.fsencode(part)) > NAME_MAX), None)
+    if too_long is not None:  # found before a missing parent is created, not after
+        raise UsageError(f"{where}: {target} cannot be used (File name too long: '{too_long[:40]}...' is "
+                         f"{len(os.fsencode(too_long))} bytes, a name may have {NAME_MAX}); give another path")
     try:
         target.resolve()  # a loop of symbolic links raises here
         exists = target.exists()

@@ -9,6 +9,7 @@ accepted anywhere before a ``--``. Nothing here imports torch.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -237,6 +238,12 @@ def _run(args: list[str], host: PluginHost | None) -> None:
                 "less at once: a smaller --batch, --seq, --batches or data.batch_size, or a smaller model",
                 fg="red", err=True,
             )
+            sys.exit(2)
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a path the user gave, or made of it
+            name = os.fsdecode(exc.filename) if exc.filename is not None else ""
+            shown = name if len(name) <= 80 else f"{name[:50]}...{name[-20:]}"
+            click.secho(f"error: {shown}: the path is too long for the file system (a name over 255 bytes or a "
+                        "path over 4,096); give a shorter path", fg="red", err=True)
             sys.exit(2)
         from deepseek.training.launcher_env import peer_lost
 

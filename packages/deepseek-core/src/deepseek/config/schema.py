@@ -57,6 +57,9 @@ def _folder_name(value: str) -> str | None:
     if value and ("/" in value or "\\" in value or value.strip(" .") == "" or not value.strip()):
         return ("must be one folder name (no '/' or '\\', not '.' or '..'), the run folder under "
                 "logging.runs_dir; set logging.runs_dir (or --run-dir) to put runs elsewhere")
+    if len(value.encode("utf-8", "surrogateescape")) > 255:
+        return (f"is {len(value.encode('utf-8', 'surrogateescape'))} bytes long, more than a folder name may be "
+                "(255); give a shorter name")
     return None
 
 

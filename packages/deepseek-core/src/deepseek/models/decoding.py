@@ -205,7 +205,10 @@ def sample_next(
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    # Shifted so the largest is 0 before the division, by at least float32's smallest normal
+    # number: a tiny temperature (1e-39, 1e-300) sends the others to -inf and keeps the largest,
+    # not every logit to +-inf or 0/0 (whose softmax is NaN and whose draws were no tokens at all).
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / max(temperature, torch.finfo(torch.float32).tiny)
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

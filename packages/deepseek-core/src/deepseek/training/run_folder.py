@@ -55,6 +55,12 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             "pick another --run-dir / logging.name"
         )
     metrics = chosen / "metrics.jsonl"
+    if resume_from is None:
+        foreign = not_written_by_a_run(chosen)
+        if foreign is not None:
+            raise UsageError(f"{chosen / foreign}: the run writes its {foreign} there, and this file is not one a "
+                             f"run wrote (your own?); move it out of the folder, or pick another --run-dir / "
+                             "logging.name")
     if resume_from is None and strategy.is_global_zero and metrics.is_file() and metrics.stat().st_size > 0:
         print(f"run folder {chosen} holds a run without a checkpoint (nothing to resume): starting it afresh, "
               "its metrics replaced", file=sys.stderr, flush=True)
@@ -64,6 +70,41 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             raise UsageError(f"{path}: is a folder where the run writes its {name}; move it away or pick another "
                              "--run-dir")
     return chosen
+
+
+RESOLVED_SECTIONS = ("model", "data", "train", "precision", "strategy", "checkpoint", "logging")
+"""Tables every resolved ``config.toml`` a run writes has (a user's config usually gives a few)."""
+
+
+def not_written_by_a_run(folder: Path) -> str | None:
+    """The name of a file in ``folder`` that a fresh run would replace but no run wrote: a
+    ``config.toml`` that is not a resolved config (one with every table of
+    :data:`RESOLVED_SECTIONS`), or a ``metrics.jsonl`` whose first line is not a metrics record
+    (a JSON object with an integer ``step``); ``None`` when there is none."""
+    import json
+
+    from deepseek.parsing import loads_json, loads_toml
+
+    config = folder / "config.toml"
+    if config.is_file():
+        try:
+            data = loads_toml(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return "config.toml"
+        if not all(isinstance(data.get(name), dict) for name in RESOLVED_SECTIONS):
+            return "config.toml"
+    metrics = folder / "metrics.jsonl"
+    if metrics.is_file():
+        try:
+            with metrics.open(encoding="utf-8") as fh:
+                first = fh.readline(1 << 20).strip()
+            record = loads_json(first) if first else {"step": 0}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError):
+            return "metrics.jsonl"
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, bool) or not isinstance(step, int):
+            return "metrics.jsonl"
+    return None
 
 
 def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
