@@ -189,6 +189,27 @@ def test_export_refuses_damaged_sharded_optimizer_groups(pro_runs: dict, tmp_pat
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
 
 
+@pytest.mark.parametrize("layout", ["ddp", "fsdp_sharded"])
+def test_export_refuses_weights_that_do_not_fit_their_config(pro_runs: dict, tmp_path: Path, layout: str) -> None:
+    """A checkpoint whose trainer.json asks for another model than its weights hold was exported
+    and said to load ("loads with deepseek-core alone"); eval of the export then refused it."""
+    import shutil
+
+    step = sorted((pro_runs["dir"] / layout / "checkpoints").glob("step-*"))[0]
+    broken = tmp_path / "broken"
+    shutil.copytree(step, broken)
+    state = json.loads((broken / "trainer.json").read_text(encoding="utf-8"))
+    state["config"]["model"]["d_model"] *= 2
+    (broken / "trainer.json").write_text(json.dumps(state), encoding="utf-8")
+    record = json.loads((broken / "commit.json").read_text())  # the edit, sizes and checksums all
+    record["files"]["trainer.json"] = (broken / "trainer.json").stat().st_size
+    record["crc32"]["trainer.json"] = f"{zlib.crc32((broken / 'trainer.json').read_bytes()):08x}"
+    (broken / "commit.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=r"weights do not fit this model"):
+        export_checkpoint(broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
 def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_runs: dict, tmp_path: Path) -> None:
     """Resuming FSDP on two ranks from a sharded checkpoint with a truncated shard: dcp.load
     raises its CheckpointException (a BaseException carrying every rank's traceback) on both

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from deepseek.errors import CheckpointError
+from deepseek.errors import CheckpointError, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.checkpoint_dirs import CheckpointWarning
 from deepseek.training.trainer import Trainer
@@ -284,5 +284,10 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
         ckpt.resolve_checkpoint(root / "step-6")
     for step in (2, 4):
         _flip_byte(root / f"step-{step}" / "optimizer.safetensors")
-    with pytest.raises(CheckpointError, match=r"no complete checkpoint to resume from: step-6 is damaged"):
+    with pytest.raises(CheckpointError, match=r"no complete checkpoint to resume from: step-6 is damaged \(.*\), and 2 "
+                                              r"earlier one\(s\) are damaged or incomplete too; resume from a copy"):
         ckpt.resolve_checkpoint(run)
+    # A fresh run in the folder is refused without sending the user back to --resume
+    with pytest.raises(UsageError, match=r"already holds a run, and it cannot be continued \(.*\); pick another "
+                                         r"--run-dir / logging\.name for a fresh run"):
+        Trainer(tiny_config(**RUN), run_dir=run, quiet=True).fit()

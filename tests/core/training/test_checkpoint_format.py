@@ -265,3 +265,28 @@ def test_run_folder_files_take_the_umask_like_a_plain_open(tiny_config, tmp_path
              if not p.is_symlink() and p.stat().st_mode & 0o777 != (0o777 if p.is_dir() else 0o666) & ~mask}
     assert wrong == {}
     assert (run / "config.toml").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+SAVE_ONE = """
+import sys, torch
+from pathlib import Path
+from deepseek.training.checkpoint_io import save_tensors
+meta = {name: f"value of {name}" for name in ("format", "format_version", "model", "step", "zeta", "alpha")}
+save_tensors(Path(sys.argv[1]), {"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}, meta)
+"""
+
+
+def test_equal_tensors_are_equal_bytes_whatever_process_saves_them(tmp_path: Path) -> None:
+    """safetensors writes the metadata in its hash map's order, random per process: a resumed
+    run's final checkpoint and an uninterrupted run's held equal tensors in different bytes."""
+    import subprocess
+    import sys
+
+    from deepseek.training.checkpoint_io import load_tensors
+
+    files = [tmp_path / f"{i}.safetensors" for i in range(3)]
+    for path in files:
+        subprocess.run([sys.executable, "-c", SAVE_ONE, str(path)], check=True)
+    assert len({path.read_bytes() for path in files}) == 1
+    _, meta = load_tensors(files[0], "test weights")
+    assert meta["zeta"] == "value of zeta" and len(meta) == 6

@@ -243,10 +243,11 @@ def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Modu
 # ----------------------------------------------------------------------------- export
 
 
-def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, host: Any = None) -> Path:
     """Turn any checkpoint (full or sharded; a run folder or a checkpoint folder) into a full,
     canonical checkpoint folder ``dst`` that deepseek-core alone loads. Written to a temp folder
-    and renamed into place; ``dst`` must not exist."""
+    and renamed into place; ``dst`` must not exist. The weights are first checked against the
+    model their config describes (``host``: where it resolves; default the process's)."""
     source = ckpt.resolve_checkpoint(src)
     target = Path(dst)
     if target.exists():
@@ -257,6 +258,9 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
                               "taken for one of the run's own); pick a destination outside it")
     state = ckpt.read_trainer_state(source)
     model, optim = ckpt.read_full_state(source)
+    from deepseek.training.inference import check_trained_weights
+
+    check_trained_weights(source, model, host=host)  # nothing is written that would not load
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

@@ -29,11 +29,12 @@ def export(src: str, dst: str) -> None:
     """Write SRC (a run or checkpoint folder, full or sharded) as a canonical checkpoint DST."""
     from pathlib import Path
 
+    from deepseek.cli.context import command_host
     from deepseek.paths import check_output, created_note
     from deepseek_pro.checkpoint import export_checkpoint
 
     missing = check_output(dst, where="checkpoint export: DST", folder=True)
-    out = export_checkpoint(src, dst)
+    out = export_checkpoint(src, dst, host=command_host())
     parents = [m for m in missing if m != Path(dst)]
     click.echo(f"exported {src} -> {out}{created_note(parents)} (canonical safetensors; loads with "
                "deepseek-core alone)")

@@ -379,9 +379,10 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         passed.append(("damaged", dataclasses.replace(newest, problem=damage)))
     if passed:
         kind, last = max(passed, key=lambda kf: (kf[1].seq, kf[1].step))
+        others = f", and {len(passed) - 1} earlier one(s) are damaged or incomplete too" if len(passed) > 1 else ""
         raise CheckpointError(
-            f"{p}: no complete checkpoint to resume from: {last.path.name} is {kind} ({last.problem}); "
-            "start a fresh run"
+            f"{p}: no complete checkpoint to resume from: {last.path.name} is {kind} ({last.problem}){others}; "
+            "resume from a copy of the run made before, or start a fresh run in another folder (--run-dir)"
         )
     raise CheckpointError(
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "

@@ -225,8 +225,31 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    _sort_metadata(tmp)
     usual_mode(tmp)  # safetensors writes 0600
     os.replace(tmp, path)
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the safetensors header of ``path`` in place with its ``__metadata__`` keys sorted.
+    safetensors writes them in its hash map's order, which changes from process to process, so
+    two runs that saved equal tensors wrote different bytes (``cmp`` of a resumed run's final
+    checkpoint against an uninterrupted one's failed). Left as it is where the sorted header
+    would not fit in the bytes the header has."""
+    import json
+
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        meta = header.get("__metadata__")
+        if not isinstance(meta, dict) or list(meta) == sorted(meta):
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) <= size:
+            fh.seek(8)
+            fh.write(text.ljust(size, b" "))
 
 
 def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -89,6 +89,30 @@ def load_trained(
     return model, config, source.state
 
 
+def check_trained_weights(path: str | Path, weights: dict[str, torch.Tensor], *,
+                          host: PluginHost | None = None) -> None:
+    """That ``weights`` (name -> tensor, as read from the checkpoint or weights at ``path``) fit
+    the model the config beside them describes: names, shapes and kinds of values, as
+    :func:`load_trained` would find when loading them, checked on a ``meta``-device model (no
+    memory). ``checkpoint export`` runs it so that it writes nothing that would not load. A model
+    whose plugin is not installed here is not checked (the weights are, when they are loaded)."""
+    from deepseek.errors import ComponentNotFoundError
+
+    source = read_source(path)
+    try:
+        config = model_only(source.config_data, source.config_where, host, source.state)
+        model = build_model(config, host=host, create_on=torch.device("meta"))
+    except CheckpointError as exc:
+        if isinstance(exc.__cause__, ComponentNotFoundError):
+            return
+        raise
+    except ConfigError as exc:
+        raise unreadable_config(exc, source.config_where, source.state) from exc
+    live = model.state_dict()
+    ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in live.items()}, source.origin.path,
+                         {k: v.dtype for k, v in live.items()})
+
+
 def load_placed(
     path: str | Path | Source,
     device: str | torch.device = "cpu",

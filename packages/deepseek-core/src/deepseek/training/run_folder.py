@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepseek.errors import UsageError
+from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import check_output, usual_mode
-from deepseek.training.checkpoint_dirs import list_checkpoints
+from deepseek.training.checkpoint_dirs import list_checkpoints, resolve_checkpoint
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -50,6 +50,11 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
     # ended before its first checkpoint (killed, preempted) has nothing to continue: a fresh start
     # takes it over, and the trainer drops that job's metrics once it holds the folder's lock.
     if resume_from is None and list_checkpoints(chosen / "checkpoints"):
+        try:
+            resolve_checkpoint(chosen)
+        except CheckpointError as exc:  # every checkpoint damaged: --resume would refuse too
+            raise UsageError(f"run folder {chosen} already holds a run, and it cannot be continued ({exc}); "
+                             "pick another --run-dir / logging.name for a fresh run") from None
         raise UsageError(
             f"run folder {chosen} already holds a run; continue it with --resume {chosen}, or "
             "pick another --run-dir / logging.name"
