@@ -119,6 +119,41 @@ def test_a_model_instance_and_a_class_train_alike(tmp_path: Path, host: PluginHo
     assert a.val_metrics == b.val_metrics
 
 
+def test_a_collate_fn_returning_another_mapping_trains_as_a_dict(tmp_path: Path, host: PluginHost) -> None:
+    """Hugging Face's collators return a BatchEncoding, a UserDict: it was refused as 'the batch
+    holds no tensors' (torch's pytree does not enter a UserDict)."""
+    from collections import UserDict
+
+    def as_user_dict(rows: list[dict[str, torch.Tensor]]) -> UserDict:
+        return UserDict(torch.utils.data.default_collate(rows))
+
+    kwargs: dict[str, Any] = {"val_data": points(64, 1), "names": ("x", "y"), "batch_size": 32, "config": CONFIG,
+                              "host": host}
+    plain = deepseek.fit(Quadrants, points(256, 0), run_dir=tmp_path / "plain", **kwargs)
+    wrapped = deepseek.fit(Quadrants, points(256, 0), run_dir=tmp_path / "wrapped", collate_fn=as_user_dict, **kwargs)
+    assert losses(tmp_path / "plain") == losses(tmp_path / "wrapped") and plain.val_metrics == wrapped.val_metrics
+
+
+def test_fit_runs_the_hooks_of_plugins_registered_on_its_host(tmp_path: Path) -> None:
+    """fit(host=...) built a new host from the settings alone: a callback registered on the host
+    in-process (the way to attach one to fit) never ran."""
+    from deepseek import hookimpl
+
+    seen: list[int] = []
+
+    class Callback:
+        @hookimpl
+        def deepseek_train_step_end(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
+            seen.append(step)
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Callback(), dist="my-callbacks").status == "ok"
+    deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, run_dir=tmp_path / "r", host=host,
+                 config={**CONFIG, "train": {**CONFIG["train"], "max_steps": 5}})
+    assert seen == [1, 2, 3, 4, 5]
+    assert "script" not in host.records and "deepseek-script" not in host.records  # the given host is unchanged
+
+
 @pytest.mark.parametrize("kind", ["map", "iterable"])
 def test_resume_continues_with_the_same_batches(tmp_path: Path, host: PluginHost, kind: str) -> None:
     data: Any = points(512, 0) if kind == "map" else Stream(100)  # 100 samples: epochs end mid-batch
@@ -267,3 +302,15 @@ def test_the_cli_says_where_a_scripts_model_can_be_evaluated(tmp_path: Path, hos
     assert out.returncode == 2
     assert "model 'script' is the model object of a Python script trained with deepseek.fit" in out.stderr
     assert "deepseek.evaluate(model, data, checkpoint=RUN)" in out.stderr
+    assert "pip install" not in out.stderr and "deepseek-script" not in out.stderr  # no distribution to install
+    assert out.stderr.strip().endswith("deepseek.evaluate(model, data, checkpoint=RUN)"), out.stderr
+    # what the message offers: the weights loaded into the script's own model
+    from deepseek.training.checkpoint import load_model_state
+
+    model = deepseek.load_model(tmp_path / "r", model=Quadrants())
+    saved = load_model_state(tmp_path / "r" / "checkpoints" / "step-60")
+    assert not model.training and all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(deepseek.CheckpointError, match=r"weights do not fit this model"):
+        deepseek.load_model(tmp_path / "r", model=nn.Linear(2, 2))
+    with pytest.raises(UsageError, match=r"load_model\(model=\): expected the torch\.nn\.Module"):
+        deepseek.load_model(tmp_path / "r", model=Quadrants)

@@ -100,9 +100,10 @@ def build_train_config(
         from deepseek.training.provenance import missing_component
 
         note = missing_component(exc, saved_state)
-        raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}; "
-                          + (note or "if the file was edited or is damaged, resume from another checkpoint or pass "
-                                     "the run's config.toml")) from exc
+        tail = ("if the file was edited or is damaged, resume from another checkpoint or pass the run's config.toml"
+                if note is None else note)
+        raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}"
+                          + (f"; {tail}" if tail else "")) from exc
 
 
 def _check_resumed_tokenizer(data: dict[str, Any], directory: Path, state: dict[str, Any]) -> None:

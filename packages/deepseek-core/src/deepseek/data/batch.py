@@ -31,6 +31,9 @@ def check_batch(batch: Any, *, where: str) -> int:
             f"{where}: a batch must be a non-empty mapping of names to tensors, got {type(batch).__name__}"
         )
     tensors = _tensors(batch)
+    if not tensors and type(batch) is not dict:  # torch's pytree enters dicts, lists and tuples only
+        raise UsageError(f"{where}: the batch is a {type(batch).__name__}, a mapping the trainer cannot look "
+                         "into; give a plain dict of names to tensors (dict(batch))")
     if not tensors:
         raise UsageError(f"{where}: the batch holds no tensors (keys {sorted(map(str, batch))})")
     sizes = {int(t.size(0)) if t.dim() else -1 for t in tensors}

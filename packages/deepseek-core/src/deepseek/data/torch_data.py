@@ -131,7 +131,9 @@ class TorchData(Dataset):
             raise UsageError(f"{where}: collating {len(rows)} samples failed: {exc}") from exc
         if not isinstance(batch, Mapping):
             raise UsageError(f"{where}: collate_fn returned {type(batch).__name__}, expected a mapping of tensors")
-        return batch
+        # A mapping of another type (Hugging Face collators return a BatchEncoding, a UserDict) as a
+        # dict: what the batch functions traverse (torch's pytree enters dicts, not UserDicts)
+        return batch if type(batch) is dict else dict(batch.items())
 
     def _epoch_order(self) -> list[int]:
         if self._order is None:

@@ -94,7 +94,9 @@ def unavailable_reason(kind: str, name: str, records: Mapping[str, PluginRecord]
     if name == SCRIPT_COMPONENT and kind in ("model", "dataset"):
         return (
             f"{kind} {name!r} is the {kind} object of a Python script trained with deepseek.fit, which "
-            "only that script can build; evaluate it there with deepseek.evaluate(model, data, checkpoint=RUN)"
+            "only that script can build; load its weights into the script's model there with "
+            "deepseek.load_model(RUN, model=YourModel()), or evaluate it with deepseek.evaluate(model, data, "
+            "checkpoint=RUN)"
         )
     provider = provider_of(kind, name)
     if provider is None:

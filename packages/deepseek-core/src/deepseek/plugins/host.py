@@ -167,6 +167,18 @@ class PluginHost(LookupMixin):
         self._install([_Loaded(record, plugin, f"{dist}:{label}")])
         return record
 
+    def derived(self) -> PluginHost:
+        """A new host with this one's settings, its installed plugins loaded afresh, and the
+        plugins registered in-process (:meth:`register_plugin`) registered again in order: for a
+        run that adds plugins of its own (``deepseek.fit``'s script components) without changing
+        this host."""
+        fresh = PluginHost(self.settings)
+        for ld in self._loaded:
+            if ld.record.dist not in fresh.records:
+                fresh.register_plugin(ld.plugin, dist=ld.record.dist, version=ld.record.version,
+                                      name=ld.name.partition(":")[2])
+        return fresh
+
     def _install(self, staged: list[_Loaded]) -> None:
         """Passes 2-4 for imported plugins: hookspecs, pluggy registration, unknown hooks,
         registration hooks."""

@@ -26,7 +26,7 @@ from deepseek.data.tokenizer import (
     check_run_tokenizer,
     run_folder_of,
 )
-from deepseek.errors import CheckpointError, ConfigError
+from deepseek.errors import CheckpointError, ConfigError, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
 from deepseek.training.run_values import PERPLEXITY
@@ -49,12 +49,26 @@ WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.fl
 """The dtypes a trained model is evaluated and sampled in (``--dtype``)."""
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu", host: PluginHost | None = None) -> nn.Module:
+def load_model(path: str | Path, *, model: nn.Module | None = None, device: str | torch.device = "cpu",
+               host: PluginHost | None = None) -> nn.Module:
     """``deepseek.load_model``: the trained model of a run folder (its newest complete
     checkpoint), a checkpoint folder (any strategy's, full or sharded) or exported weights, built
-    from the config it was trained with, on ``device`` in eval mode. ``host``: the plugin host
-    its model resolves on (default: the process's)."""
-    return load_trained(path, device, host=host)[0]
+    from the config it was trained with, on ``device`` in eval mode. ``model``: load the weights
+    into this module instead (a model ``deepseek.fit`` trained, which only its script can build;
+    names, shapes and kinds checked first). ``host``: the plugin host its model resolves on
+    (default: the process's)."""
+    if model is None:
+        return load_trained(path, device, host=host)[0]
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"load_model(model=): expected the torch.nn.Module to load the weights into, got "
+                         f"{type(model).__name__} (pass an instance: model=Net())")
+    origin = read_source(path).origin.path
+    live = model.state_dict()
+    weights = ckpt.load_model_state(origin)
+    ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in live.items()}, origin,
+                         {k: v.dtype for k, v in live.items()})
+    model.load_state_dict(weights, strict=True)
+    return model.to(device).eval()
 
 
 def load_trained(

@@ -16,6 +16,7 @@ from typing import Any
 
 from deepseek.config.components import OPTIONS_OF
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+from deepseek.plugins.calls import SCRIPT_DIST
 
 FIELDS = ("kind", "name", "distribution", "version")
 """The keys of each entry of ``trainer.json``'s ``components``, all strings."""
@@ -67,8 +68,8 @@ def check_components(value: Any) -> str | None:
 def missing_component(exc: BaseException, state: Mapping[str, Any] | None) -> str | None:
     """For an error whose cause is a component no installed plugin provides, the note naming
     the distribution that provided it when the checkpoint was written (``state``: its
-    ``trainer.json``) and how to get it back; ``None`` for any other error (the checkpoint's
-    own fault)."""
+    ``trainer.json``) and how to get it back (``""`` for a script's component: there is nothing
+    to install); ``None`` for any other error (the checkpoint's own fault)."""
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, ComponentNotFoundError):
         cause = cause.__cause__
@@ -82,6 +83,8 @@ def missing_component(exc: BaseException, state: Mapping[str, Any] | None) -> st
         bare = entry["name"].rpartition(":")[2]
         if f"{entry['kind']} {entry['name']!r}" in text or f"{entry['kind']} {bare!r}" in text:
             dist = entry["distribution"]
+            if dist == SCRIPT_DIST:  # nothing to install: the component's own message says where it is
+                return ""
             return (f"the checkpoint was trained with {entry['kind']} {entry['name']!r} from {dist} "
                     f"{entry['version']}, which is not available here; install or enable {dist} "
                     f"(pip install {dist}; 'deepseek plugins list' shows whether it is disabled)")

@@ -125,13 +125,12 @@ class _ScriptPlugin:
 
 def script_host(model: Any, data: Any, *, val_data: Any = None, wrap: Mapping[str, Any] | None = None,
                 host: PluginHost | None = None) -> PluginHost:
-    """A new host with ``host``'s settings (default: the process's) plus the script's model and
-    data registered as ``script``."""
+    """A new host with ``host``'s settings and plugins, those registered in-process included
+    (default: the process's host), plus the script's model and data registered as ``script``."""
     from deepseek.errors import PluginError
-    from deepseek.plugins.host import PluginHost, get_host
+    from deepseek.plugins.host import get_host
 
-    base = host or get_host()
-    fresh = PluginHost(base.settings)
+    fresh = (host or get_host()).derived()
     record = fresh.register_plugin(_ScriptPlugin(ScriptModel(model), script_dataset(data, val_data, wrap or {})),
                                    dist=SCRIPT_DIST, name="script")
     if record.status != "ok":

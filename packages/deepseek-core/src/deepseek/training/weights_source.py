@@ -201,8 +201,8 @@ def unreadable_config(exc: ConfigError, where: Path, state: dict[str, Any] | Non
     from deepseek.training.provenance import missing_component
 
     note = missing_component(exc, state)
-    return CheckpointError(f"{where} (the checkpoint's config): {exc}; "
-                           + (note or f"if the file was edited or is damaged, {fix}"))
+    tail = f"if the file was edited or is damaged, {fix}" if note is None else note
+    return CheckpointError(f"{where} (the checkpoint's config): {exc}" + (f"; {tail}" if tail else ""))
 
 
 def with_data(source: Source, weights: Config, choice: DataChoice | None, host: PluginHost | None) -> Config:
