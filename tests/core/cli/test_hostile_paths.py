@@ -34,6 +34,9 @@ def _layout(work: Path) -> None:
     (work / "loop").symlink_to("loop")
     (work / "dangling").symlink_to("gone.toml")
     os.mkfifo(work / "afifo")
+    (work / "hf-gpt2").mkdir()  # what save_pretrained writes
+    (work / "hf-gpt2" / "config.json").write_text('{"model_type": "gpt2"}')
+    (work / "hf-gpt2" / "model.safetensors").write_bytes(b"\x00" * 16)
 
 
 OUTPUTS: list[tuple[str, list[str], list[str]]] = [
@@ -90,6 +93,10 @@ INPUTS: list[tuple[str, list[str], list[str]]] = [
       for cmd, extra in (("generate", []), ("eval", []), ("optimize", []), ("export", ["--out", "m.pt2"]))
       for name, path in (("missing", "no/such/run"), ("a file", "afile"), ("an empty folder", "empty-run"),
                          ("garbage safetensors", "notes.safetensors"))],
+    # was "hf-gpt2/trainer.json: trainer state file is missing; the checkpoint is incomplete"
+    *[(f"{cmd} a Hugging Face folder", [cmd, "--checkpoint", "hf-gpt2", *extra],
+       ["hf-gpt2: a Hugging Face model folder", "deepseek import-hf hf-gpt2 --out DIR"])
+      for cmd, extra in (("generate", []), ("eval", []), ("export", ["--out", "m.pt2"]))],
     ("resume missing", ["train", *TINY, "--resume", "no/such/run"], ["no/such/run"]),
     ("resume a file", ["train", *TINY, "--resume", "afile"], ["afile: is a file"]),
     ("resume an empty folder", ["train", *TINY, "--resume", "empty-run"], ["contains no complete checkpoint"]),

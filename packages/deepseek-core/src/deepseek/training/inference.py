@@ -36,6 +36,7 @@ from deepseek.training.weights_source import (
     exported_file,
     model_only,
     read_source,
+    refuse_hugging_face_folder,
     unreadable_config,
     with_data,
 )
@@ -188,6 +189,7 @@ def trained_tokenizer(path: str | Path) -> Tokenizer:
     if p.is_file() and p.suffix == ".safetensors":
         beside = p.parent / TOKENIZER_FILE
         return open_tokenizer(str(beside), where=str(p)) if beside.is_file() else ByteTokenizer()
+    refuse_hugging_face_folder(p)
     directory = ckpt.resolve_checkpoint(p)
     state = ckpt.read_trainer_state(directory)
     config = state.get("config")

@@ -111,6 +111,18 @@ def _holds_nothing(p: Path) -> bool:
         (p / f).exists() for f in (ckpt.TRAINER_FILE, ckpt.MODEL_FILE))
 
 
+def refuse_hugging_face_folder(p: Path) -> None:
+    """A folder as ``save_pretrained`` writes it (``config.json`` and weights, nothing of ours) is
+    refused in one line naming ``deepseek import-hf``, which turns it into weights that load."""
+    if not (p.is_dir() and (p / "config.json").is_file()):
+        return
+    ours = (p / ckpt.TRAINER_FILE).exists() or (p / "checkpoints").is_dir() or (p / CONFIG_FILE).exists()
+    if not ours and (any(p.glob("*.safetensors")) or any(p.glob("pytorch_model*.bin"))):
+        raise CheckpointError(
+            f"{p}: a Hugging Face model folder (config.json, no {ckpt.TRAINER_FILE}): import it first, "
+            f"deepseek import-hf {p} --out DIR, then pass DIR (docs/interop.md)")
+
+
 def read_source(path: str | Path) -> Source:
     """The weights ``path`` names and the config data they come with (see the module)."""
     p = Path(path)
@@ -121,6 +133,7 @@ def read_source(path: str | Path) -> Source:
         raise CheckpointError(
             f"{p}: holds no checkpoint ({ckpt.TRAINER_FILE}, checkpoints/step-N) and no {ckpt.MODEL_FILE}; pass a "
             "run folder, a checkpoint folder, or weights written by deepseek import-hf or export_weights")
+    refuse_hugging_face_folder(p)
     directory = ckpt.resolve_checkpoint(p)
     state = ckpt.read_trainer_state(directory)
     data = state.get("config") or {}
