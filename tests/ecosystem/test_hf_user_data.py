@@ -87,6 +87,19 @@ def test_csv_with_another_delimiter_and_json_records_under_a_key(host: PluginHos
     assert f"trained on {sum(len(t.encode()) for t in val):,} bytes" in out
 
 
+def test_a_file_read_in_another_format_than_its_extension_says_is_named_so(host: PluginHost, tmp_path: Path) -> None:
+    """data.format applies to val_files too: a .jsonl read as CSV said "has no column 'text'; its
+    columns: {"text": ..." without saying it had been read as CSV."""
+    from deepseek.errors import UsageError
+
+    with open(tmp_path / "t.csv", "w", encoding="utf-8") as f:
+        f.write("text\n" + "\n".join(texts(60, 1)) + "\n")
+    with pytest.raises(UsageError, match=r"v\.jsonl' \(read as csv by data\.format; its extension says json\) has no "
+                                         r"column 'text'"):
+        val_bytes(host, files=[str(tmp_path / "t.csv")], val_files=[str(jsonl(tmp_path / "v.jsonl", texts(30, 2)))],
+                  format="csv")
+
+
 def test_folders_that_are_not_one_saved_dataset_are_one_line(host: PluginHost, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -106,6 +106,14 @@ def format_of(path: str, given: str) -> str:
     return fmt
 
 
+def _extension_format(path: str) -> str | None:
+    """The format ``path``'s extension names, or None."""
+    try:
+        return format_of(path, "")
+    except ConfigError:
+        return None
+
+
 def _json_lines(path: str) -> bool:
     """Whether ``path`` is JSON lines by its extension (``.jsonl``, before a compression's)."""
     name = Path(path)
@@ -274,7 +282,9 @@ class RecordReader(DocReader):
         field_name = self.text_field
         if field_name not in record:
             columns = sorted(map(str, record))
-            raise UsageError(f"data.text_field: {unit.path!r} has no column {field_name!r}"
+            ext = _extension_format(unit.path)
+            read_as = f" (read as {unit.fmt} by data.format; its extension says {ext})" if ext not in (None, unit.fmt) else ""
+            raise UsageError(f"data.text_field: {unit.path!r}{read_as} has no column {field_name!r}"
                              f"{did_you_mean(field_name, columns)}; its columns: {', '.join(columns) or 'none'}")
         value = record[field_name]
         if value is not None and not isinstance(value, str):
