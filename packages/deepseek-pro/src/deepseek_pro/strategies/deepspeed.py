@@ -50,9 +50,9 @@ from deepseek_pro.strategies.deepspeed_config import (
     build_ds_config,
     deepcompile_needs_cuda,
     not_resumable,
-    read_user_config,
     sanitize_cuda_arch_list,
 )
+from deepseek_pro.strategies.deepspeed_user import check_agreement, read_user_config, user_ds_config
 from deepseek_pro.strategies.twin import materialize, meta_twin
 
 __all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer", "build_ds_config",
@@ -104,6 +104,10 @@ class DeepSpeedStrategy(DistributedStrategy):
                 "strategy.deepcompile: DeepCompile compiles the whole model, so it needs train.compile = true and "
                 f"train.compile_scope = \"model\" (got compile = {str(config.train.compile).lower()}, compile_scope = "
                 f"{config.train.compile_scope!r}); set both, or deepcompile = false")
+        if config.strategy.options.config_path:  # the file against the config, before any worker starts
+            o, dtype = config.strategy.options, config.precision.dtype
+            check_agreement(read_user_config(o.config_path, 1), o.config_path, stage=o.stage,
+                            dtype=None if dtype == "auto" else dtype)
         if config.strategy.options.optimizer == "deepspeed":
             if name != "adamw":
                 raise ConfigError(f"strategy.optimizer: 'deepspeed' builds DeepSpeed's own AdamW, but optimizer.name "
@@ -153,10 +157,8 @@ class DeepSpeedStrategy(DistributedStrategy):
         model = model.to(self.device)
         kwargs: dict[str, Any] = {}
         if o.config_path:
-            self.ds_config = read_user_config(o.config_path, self.world_size)
-            self.ds_config["gradient_clipping"] = max(settings.grad_clip, 0.0)
-            if o.deepcompile:
-                self.ds_config.setdefault("compile", {})["deepcompile"] = True
+            self.ds_config = user_ds_config(o, world_size=self.world_size, precision=self.precision.name,
+                                            group=optimizer.param_groups[0], grad_clip=settings.grad_clip)
         else:
             params = None
             if o.optimizer == "deepspeed":

@@ -1,12 +1,12 @@
 """DeepSpeed configuration for the ``deepspeed`` strategy: its options, the config generated from
-our typed config, a user's own JSON passed through, and the ``TORCH_CUDA_ARCH_LIST`` sanitizer.
+our typed config (a user's own JSON: :mod:`deepseek_pro.strategies.deepspeed_user`), and the
+``TORCH_CUDA_ARCH_LIST`` sanitizer.
 
 Nothing here imports torch or deepspeed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deepseek.errors import ConfigError
-from deepseek.parsing import loads_json
 from deepseek_pro.strategies.base import DistributedOptions
 
 log = logging.getLogger(__name__)
@@ -97,7 +96,11 @@ class DeepSpeedOptions(DistributedOptions):
         if self.config_path and not Path(self.config_path).is_file():
             raise ConfigError(f"strategy.config_path: {self.config_path!r} is not a file; give a DeepSpeed JSON path")
         if self.config_path:  # read now, so that launch refuses it before any worker starts
+            from deepseek_pro.strategies.deepspeed_user import read_user_config
+
             read_user_config(self.config_path, 1)
+            # recorded as an absolute path, as the run's other paths: a resume from elsewhere finds it
+            object.__setattr__(self, "config_path", str(Path(self.config_path).resolve()))
 
 
 def build_ds_config(
@@ -150,27 +153,6 @@ def build_ds_config(
         }
     if optimizer_params is not None:
         cfg["optimizer"] = {"type": "AdamW", "params": optimizer_params}
-    return cfg
-
-
-def read_user_config(path: str, world_size: int) -> dict[str, Any]:
-    """A user's DeepSpeed JSON, with the batch keys our step needs filled in (micro-batch size and
-    accumulation are then set from the trainer's batches)."""
-    try:
-        cfg = loads_json(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"strategy.config_path: {path!r} must hold a JSON object")
-    zero = cfg.get("zero_optimization", {})
-    stage = zero.get("stage", 0) if isinstance(zero, dict) else None
-    if not isinstance(zero, dict) or isinstance(stage, bool) or stage not in (0, 1, 2, 3):
-        raise ConfigError(f"strategy.config_path: {path!r}: zero_optimization must be an object whose stage is 0, 1, 2 "
-                          f"or 3, got {zero!r:.80}; fix the file")
-    micro = int(cfg.setdefault("train_micro_batch_size_per_gpu", 1))
-    cfg.setdefault("gradient_accumulation_steps", 1)
-    cfg["train_batch_size"] = micro * int(cfg["gradient_accumulation_steps"]) * world_size
-    cfg.setdefault("zero_allow_untested_optimizer", True)
     return cfg
 
 

@@ -1,0 +1,154 @@
+"""A user's own DeepSpeed JSON (``strategy.config_path``): read, checked against the run's config,
+and its ``"auto"`` values filled in.
+
+The file is passed to DeepSpeed as it is, except for what the trainer owns: the batch keys (set
+from the trainer's batches), ``gradient_clipping`` (``train.grad_clip``), and ``"auto"`` values,
+the convention of Hugging Face's Trainer, which are filled in from the run's config where the
+config has the value (:data:`AUTO_FROM`); an ``"auto"`` anywhere else is refused naming its key.
+Where the file states a setting the run's config also states (the ZeRO stage, bf16 or fp16),
+the two must agree, so that the run's resolved ``config.toml`` says what ran. A ``scheduler``
+is refused: deepseek's ``[lr_schedule]`` sets the learning rate every step.
+
+Nothing here imports torch or deepspeed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import ConfigError
+from deepseek.parsing import loads_json
+
+AUTO_FROM: dict[tuple[str, ...], str] = {
+    ("train_micro_batch_size_per_gpu",): "the trainer's batches",
+    ("gradient_accumulation_steps",): "train.grad_accum",
+    ("train_batch_size",): "data.batch_size",
+    ("gradient_clipping",): "train.grad_clip",
+    ("bf16", "enabled"): "precision.dtype",
+    ("fp16", "enabled"): "precision.dtype",
+    ("zero_optimization", "stage"): "strategy.stage",
+    ("zero_optimization", "reduce_bucket_size"): "strategy.reduce_bucket_size",
+    ("zero_optimization", "stage3_prefetch_bucket_size"): "strategy.prefetch_bucket_size",
+    ("zero_optimization", "stage3_param_persistence_threshold"): "strategy.param_persistence_threshold",
+    ("zero_optimization", "stage3_max_live_parameters"): "strategy.max_live_parameters",
+    ("optimizer", "params", "lr"): "[optimizer] / train.lr",
+    ("optimizer", "params", "betas"): "[optimizer] betas",
+    ("optimizer", "params", "eps"): "[optimizer] eps",
+    ("optimizer", "params", "weight_decay"): "[optimizer] weight_decay",
+}
+"""Keys whose ``"auto"`` the run's config fills in, and where the value comes from."""
+
+
+def read_user_config(path: str, world_size: int) -> dict[str, Any]:
+    """A user's DeepSpeed JSON, with the batch keys our step needs filled in (micro-batch size and
+    accumulation are then set from the trainer's batches); an ``"auto"`` the run cannot fill is
+    refused (:func:`check_auto`)."""
+    try:
+        cfg = loads_json(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"strategy.config_path: {path!r} must hold a JSON object")
+    zero = cfg.get("zero_optimization", {})
+    stage = zero.get("stage", 0) if isinstance(zero, dict) else None
+    if not isinstance(zero, dict) or isinstance(stage, bool) or stage not in (0, 1, 2, 3, "auto"):
+        raise ConfigError(f"strategy.config_path: {path!r}: zero_optimization must be an object whose stage is 0, 1, 2 "
+                          f"or 3, got {zero!r:.80}; fix the file")
+    if "scheduler" in cfg:
+        raise ConfigError(f"strategy.config_path: {path!r} has a scheduler, which would set the learning rate against "
+                          "deepseek's [lr_schedule] (set every step); remove it from the file and choose the schedule "
+                          "in [lr_schedule]")
+    check_auto(cfg, path)
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+        value = cfg.get(key, 1)
+        cfg[key] = 1 if value == "auto" else value
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"strategy.config_path: {path!r}: {key} is {value!r}, where a whole number >= 1 (or "
+                              "\"auto\") belongs; fix the file")
+    cfg["train_batch_size"] = cfg["train_micro_batch_size_per_gpu"] * cfg["gradient_accumulation_steps"] * world_size
+    cfg.setdefault("zero_allow_untested_optimizer", True)
+    return cfg
+
+
+def check_auto(cfg: dict[str, Any], path: str, at: tuple[str, ...] = ()) -> None:
+    """ConfigError naming the first ``"auto"`` in ``cfg`` at a key the run cannot fill in."""
+    for key, value in cfg.items():
+        here = (*at, str(key))
+        if isinstance(value, dict):
+            check_auto(value, path, here)
+        elif value == "auto" and here not in AUTO_FROM:
+            known = ", ".join(".".join(k) for k in AUTO_FROM)
+            raise ConfigError(f"strategy.config_path: {path!r}: {'.'.join(here)} is \"auto\", which deepseek cannot "
+                              f"fill in (it fills {known}); give the value")
+
+
+def check_agreement(cfg: dict[str, Any], path: str, *, stage: int, dtype: str | None) -> None:
+    """ConfigError where the file states a ZeRO stage or a bf16/fp16 setting other than the run's
+    config (``dtype``: the resolved ``precision.dtype``; ``None`` when not known yet). A setting
+    the file leaves out is the run's (as ``"auto"``)."""
+    file_stage = cfg.get("zero_optimization", {}).get("stage", "auto")
+    if file_stage != "auto" and file_stage != stage:
+        raise ConfigError(f"strategy.config_path: {path!r} sets zero_optimization.stage = {file_stage}, and "
+                          f"strategy.stage is {stage}; set strategy.stage = {file_stage} (or \"auto\" in the file), so "
+                          "that the run's config says what it runs")
+    if dtype is None:
+        return
+    for name in ("bf16", "fp16"):
+        table = cfg.get(name)
+        enabled = table.get("enabled", "auto") if isinstance(table, dict) else "auto"
+        if enabled != "auto" and bool(enabled) != (dtype == name):
+            state = "enables" if enabled else "disables"
+            raise ConfigError(f"strategy.config_path: {path!r} {state} {name}, and precision.dtype is {dtype!r}; set "
+                              f"precision.dtype = \"{name if enabled else 'fp32'}\" (or {name}.enabled = \"auto\" in "
+                              "the file), so that the run's config says what it runs")
+
+
+def fill_auto(cfg: dict[str, Any], values: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """``cfg`` with each ``"auto"`` at a key of ``values`` replaced by its value there (the run's
+    own: precision, optimizer hyper-parameters, ZeRO options); the ZeRO stage and the bf16/fp16
+    switches the file leaves out are the run's as well."""
+    cfg.setdefault("zero_optimization", {}).setdefault("stage", "auto")
+    for name in ("bf16", "fp16"):
+        if values.get((name, "enabled")) and not isinstance(cfg.get(name), dict):
+            cfg[name] = {"enabled": "auto"}
+    for keys, value in values.items():
+        node: Any = cfg
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(keys[-1]) == "auto":
+            node[keys[-1]] = value
+    return cfg
+
+
+def user_ds_config(options: Any, *, world_size: int, precision: str, group: dict[str, Any],
+                   grad_clip: float) -> dict[str, Any]:
+    """The DeepSpeed config of ``options.config_path`` for a run: read (:func:`read_user_config`),
+    checked against the run's stage and ``precision`` (:func:`check_agreement`), its ``"auto"``
+    values filled from the run's ZeRO options, precision and optimizer ``group`` (hyper-parameters
+    of the first parameter group), clipping at ``grad_clip`` inside ``engine.step()``."""
+    path = options.config_path
+    cfg = read_user_config(path, world_size)
+    check_agreement(cfg, path, stage=options.stage, dtype=precision)
+    values: dict[tuple[str, ...], Any] = {
+        ("bf16", "enabled"): precision == "bf16",
+        ("fp16", "enabled"): precision == "fp16",
+        ("zero_optimization", "stage"): options.stage,
+        ("zero_optimization", "reduce_bucket_size"): options.reduce_bucket_size,
+        ("zero_optimization", "stage3_prefetch_bucket_size"): options.prefetch_bucket_size,
+        ("zero_optimization", "stage3_param_persistence_threshold"): options.param_persistence_threshold,
+        ("zero_optimization", "stage3_max_live_parameters"): options.max_live_parameters,
+    }
+    for key in ("lr", "betas", "eps", "weight_decay"):
+        if key in group:
+            values["optimizer", "params", key] = list(group[key]) if isinstance(group[key], tuple) else group[key]
+    fill_auto(cfg, values)
+    for key in ("lr", "betas", "eps", "weight_decay"):  # "auto" for a value this optimizer does not have
+        if cfg.get("optimizer", {}).get("params", {}).get(key) == "auto":
+            raise ConfigError(f"strategy.config_path: {path!r}: optimizer.params.{key} is \"auto\", and the run's "
+                              f"optimizer has no {key}; give the value")
+    cfg["gradient_clipping"] = max(float(grad_clip), 0.0)
+    if options.deepcompile:
+        cfg.setdefault("compile", {})["deepcompile"] = True
+    return cfg

@@ -1,0 +1,88 @@
+"""A user's DeepSpeed JSON (``strategy.config_path``): Hugging Face-style ``"auto"`` values filled
+from the run's config, settings the file and the config both state checked to agree (the ZeRO
+stage, bf16/fp16), a scheduler refused, the path recorded absolute. Was: ``"auto"`` gave
+"invalid literal for int() with base 10: 'auto'"; a file's stage 1 or bf16 ran while the run's
+config.toml said stage 2 and fp32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek.config.load import config_from_dict
+from deepseek.config.validate import build_dataclass
+from deepseek.errors import ConfigError
+
+HF_STYLE = {
+    "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto", "train_batch_size": "auto",
+    "gradient_clipping": "auto", "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+    "zero_optimization": {"stage": "auto", "reduce_bucket_size": "auto", "stage3_prefetch_bucket_size": "auto",
+                          "overlap_comm": True},
+    "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"}},
+}
+
+
+def _file(tmp_path: Path, body: dict[str, Any]) -> str:
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(body), encoding="utf-8")
+    return str(path)
+
+
+def _config(path: str, **strategy: Any) -> Any:
+    return config_from_dict({"model": {"name": "tiny"}, "precision": {"dtype": strategy.pop("dtype", "fp32")},
+                             "strategy": {"name": "deepspeed", "config_path": path, **strategy}})
+
+
+def test_hugging_face_auto_values_are_filled_from_the_run(tmp_path: Path) -> None:
+    from deepseek_pro.strategies.deepspeed_user import user_ds_config
+
+    config = _config(_file(tmp_path, HF_STYLE), stage=3)
+    group = {"lr": 3e-4, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1, "params": []}
+    got = user_ds_config(config.strategy.options, world_size=2, precision="bf16", group=group, grad_clip=1.0)
+    assert (got["train_micro_batch_size_per_gpu"], got["gradient_accumulation_steps"], got["train_batch_size"]) == (1, 1, 2)
+    assert got["gradient_clipping"] == 1.0 and got["bf16"] == {"enabled": True} and got["fp16"] == {"enabled": False}
+    zero = got["zero_optimization"]
+    assert zero["stage"] == 3 and zero["reduce_bucket_size"] == 500_000_000 and zero["overlap_comm"] is True
+    assert zero["stage3_prefetch_bucket_size"] == 50_000_000
+    assert got["optimizer"]["params"] == {"lr": 3e-4, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1}
+    assert Path(config.strategy.options.config_path).is_absolute()
+
+
+def test_a_file_silent_on_stage_and_precision_takes_the_runs(tmp_path: Path) -> None:
+    from deepseek_pro.strategies.deepspeed_user import user_ds_config
+
+    config = _config(_file(tmp_path, {"train_micro_batch_size_per_gpu": 2}), stage=1)
+    got = user_ds_config(config.strategy.options, world_size=2, precision="bf16", group={"lr": 1e-3}, grad_clip=0.0)
+    assert got["zero_optimization"]["stage"] == 1 and got["bf16"] == {"enabled": True} and "fp16" not in got
+    assert got["train_batch_size"] == 4
+
+
+@pytest.mark.parametrize(("body", "settings", "message"), [
+    ({"zero_optimization": {"stage": 1}}, {}, r"sets zero_optimization\.stage = 1, and strategy\.stage is 2; set "
+                                              r"strategy\.stage = 1 \(or \"auto\" in the file\)"),
+    ({"bf16": {"enabled": True}}, {}, r"enables bf16, and precision\.dtype is 'fp32'; set precision\.dtype = \"bf16\""),
+    ({"fp16": {"enabled": False}}, {"dtype": "fp16"}, r"disables fp16, and precision\.dtype is 'fp16'"),
+    ({"zero_optimization": {"stage": 2, "sub_group_size": "auto"}}, {},
+     r"zero_optimization\.sub_group_size is \"auto\", which deepseek cannot fill in \(it fills "),
+    ({"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}, {},
+     r"has a scheduler, which would set the learning rate against deepseek's \[lr_schedule\]"),
+    ({"train_micro_batch_size_per_gpu": 0}, {}, r"train_micro_batch_size_per_gpu is 0, where a whole number >= 1"),
+])
+def test_what_the_file_and_the_config_both_say_must_agree(tmp_path: Path, body: dict, settings: dict,
+                                                          message: str) -> None:
+    """Refused when the config loads, before deepseek launch starts a worker."""
+    with pytest.raises(ConfigError, match=r"^strategy\.config_path: .*ds\.json'?:? " + message):
+        _config(_file(tmp_path, body), **settings)
+
+
+def test_auto_for_a_value_the_runs_optimizer_lacks_is_named(tmp_path: Path) -> None:
+    from deepseek_pro.strategies.deepspeed_config import DeepSpeedOptions
+    from deepseek_pro.strategies.deepspeed_user import user_ds_config
+
+    body = {"optimizer": {"type": "SGD", "params": {"momentum": 0.9, "betas": "auto"}}}
+    options = build_dataclass(DeepSpeedOptions, {"config_path": _file(tmp_path, body)}, path="strategy")
+    with pytest.raises(ConfigError, match=r"optimizer\.params\.betas is \"auto\", and the run's optimizer has no betas"):
+        user_ds_config(options, world_size=1, precision="fp32", group={"lr": 0.1, "momentum": 0.9}, grad_clip=0.0)
