@@ -39,6 +39,7 @@ from deepseek.names import did_you_mean, meant_distribution
 from deepseek.plugins import catalogue
 from deepseek.plugins.compat import incompatibility
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
+from deepseek.plugins.impl_checks import undecorated_hooks, unknown_argument
 from deepseek.plugins.lookup import LookupMixin
 from deepseek.plugins.records import (
     NAME_RE,
@@ -239,14 +240,7 @@ class PluginHost(LookupMixin):
         return True
 
     def _register(self, ld: _Loaded) -> bool:
-        undecorated = [
-            attr
-            for attr in dir(ld.plugin)
-            if attr.startswith("deepseek_")
-            and callable(inspect.getattr_static(ld.plugin, attr, None))
-            and self.pm.parse_hookimpl_opts(ld.plugin, attr) is None
-            and self.pm.parse_hookspec_opts(ld.plugin, attr) is None
-        ]
+        undecorated = undecorated_hooks(self.pm, ld.plugin)
         if undecorated:
             self._drop(
                 ld.record,
@@ -254,7 +248,7 @@ class PluginHost(LookupMixin):
                 "never be called; decorate it with 'from deepseek import hookimpl'",
             )
             return False
-        wrong = self._unknown_arguments(ld)
+        wrong = unknown_argument(self.pm, ld.plugin, ld.label)
         if wrong:
             self._drop(ld.record, wrong)
             return False
@@ -273,29 +267,6 @@ class PluginHost(LookupMixin):
         ld.record.hooks.sort()
         self._loaded.append(ld)
         return True
-
-    def _unknown_arguments(self, ld: _Loaded) -> str:
-        """A hook implementation asking for an argument its hook does not pass (a typo such as
-        ``metric``): the line naming it with a did-you-mean, or ``""`` (pluggy's own refusal
-        said neither)."""
-        for attr in dir(ld.plugin):
-            caller = getattr(self.pm.hook, attr, None) if attr.startswith("deepseek_") else None
-            spec = getattr(caller, "spec", None)
-            if spec is None or self.pm.parse_hookimpl_opts(ld.plugin, attr) is None:
-                continue
-            try:
-                params = inspect.signature(getattr(ld.plugin, attr)).parameters
-            except (TypeError, ValueError):
-                continue
-            for name, param in params.items():
-                if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name in spec.argnames:
-                    continue
-                if param.default is not param.empty:
-                    continue  # pluggy passes only the hook's arguments: a default is left alone
-                return (f"{ld.label}: {attr} asks for the argument {name!r}, which the hook does not pass"
-                        f"{did_you_mean(name, spec.argnames)}; its arguments are {', '.join(spec.argnames)} "
-                        "(docs/hooks.md)")
-        return ""
 
     def _reject_unknown_hooks(self, batch: list[_Loaded]) -> None:
         callers = {

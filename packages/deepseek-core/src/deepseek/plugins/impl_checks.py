@@ -1,0 +1,50 @@
+"""Checks of a plugin object's hook implementations before pluggy registers it, each giving the
+line that drops the plugin (:meth:`~deepseek.plugins.host.PluginHost.register_plugin` and entry
+points alike): a ``deepseek_*`` method without ``@hookimpl`` (never called), and an
+implementation asking for an argument its hook does not pass (pluggy's own refusal named
+neither the argument nor the hook's)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pluggy
+
+from deepseek.names import did_you_mean
+
+
+def undecorated_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """``deepseek_*`` callables of ``plugin`` that are neither a hook implementation nor a
+    hookspec: a missing ``@hookimpl``."""
+    return [
+        attr
+        for attr in dir(plugin)
+        if attr.startswith("deepseek_")
+        and callable(inspect.getattr_static(plugin, attr, None))
+        and pm.parse_hookimpl_opts(plugin, attr) is None
+        and pm.parse_hookspec_opts(plugin, attr) is None
+    ]
+
+
+def unknown_argument(pm: pluggy.PluginManager, plugin: Any, label: str) -> str:
+    """A hook implementation of ``plugin`` (named ``label``) asking for an argument its hook does
+    not pass (a typo such as ``metric``): the line naming it with a did-you-mean, or ``""``."""
+    for attr in dir(plugin):
+        caller = getattr(pm.hook, attr, None) if attr.startswith("deepseek_") else None
+        spec = getattr(caller, "spec", None)
+        if spec is None or pm.parse_hookimpl_opts(plugin, attr) is None:
+            continue
+        try:
+            params = inspect.signature(getattr(plugin, attr)).parameters
+        except (TypeError, ValueError):
+            continue
+        for name, param in params.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name in spec.argnames:
+                continue
+            if param.default is not param.empty:
+                continue  # pluggy passes only the hook's arguments: a default is left alone
+            return (f"{label}: {attr} asks for the argument {name!r}, which the hook does not pass"
+                    f"{did_you_mean(name, spec.argnames)}; its arguments are {', '.join(spec.argnames)} "
+                    "(docs/hooks.md)")
+    return ""
