@@ -95,6 +95,7 @@ __all__ = [
     "best_checkpoint",
     "check_group_members",
     "check_groups_fit",
+    "check_fits_module",
     "check_model_fit",
     "check_state_fit",
     "commit_checkpoint",
@@ -190,9 +191,15 @@ def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
     the keys and the fix."""
     p = Path(path)
     state = load_model_state(p if p.is_file() else resolve_checkpoint(p))
-    live = model.state_dict()
-    check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, path, {k: v.dtype for k, v in live.items()})
+    check_fits_module(state, model, path)
     model.load_state_dict(state, strict=True)
+
+
+def check_fits_module(state: Mapping[str, Any], module: nn.Module, where: Any) -> None:
+    """:func:`check_model_fit` of ``state`` against ``module``'s own state: its names, shapes and
+    dtypes (a ``meta``-device module costs no memory)."""
+    live = module.state_dict()
+    check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, where, {k: v.dtype for k, v in live.items()})
 
 
 def check_weights_fit(model: nn.Module, path: str | os.PathLike[str]) -> None:

@@ -350,8 +350,8 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if p.is_file():
         if p.name == LATEST_FILE:  # the newest complete one, whatever an interrupted update left in it
             p = p.parent
-        elif p.name == BEST_FILE and best_checkpoint(p.parent) is not None:
-            p = best_checkpoint(p.parent)  # checked as a checkpoint folder named directly, below
+        elif p.name == BEST_FILE and (best := best_checkpoint(p.parent)) is not None:
+            p = best  # checked as a checkpoint folder named directly, below
         else:
             raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
     if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):

@@ -63,12 +63,7 @@ def load_model(path: str | Path, *, model: nn.Module | None = None, device: str 
     if not isinstance(model, nn.Module):
         raise UsageError(f"load_model(model=): expected the torch.nn.Module to load the weights into, got "
                          f"{type(model).__name__} (pass an instance: model=Net())")
-    origin = read_source(path).origin.path
-    live = model.state_dict()
-    weights = ckpt.load_model_state(origin)
-    ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in live.items()}, origin,
-                         {k: v.dtype for k, v in live.items()})
-    model.load_state_dict(weights, strict=True)
+    ckpt.load_into_model(model, read_source(path).origin.path)
     return model.to(device).eval()
 
 
@@ -123,9 +118,7 @@ def check_trained_weights(path: str | Path, weights: dict[str, torch.Tensor], *,
         raise
     except ConfigError as exc:
         raise unreadable_config(exc, source.config_where, source.state) from exc
-    live = model.state_dict()
-    ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in live.items()}, source.origin.path,
-                         {k: v.dtype for k, v in live.items()})
+    ckpt.check_fits_module(weights, model, source.origin.path)
 
 
 def load_placed(

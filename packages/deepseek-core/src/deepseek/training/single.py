@@ -73,9 +73,7 @@ class SingleDeviceStrategy(Strategy):
         directory = Path(directory)
         state = ckpt.read_trainer_state(directory)
         weights = ckpt.load_model_state(directory)
-        live = self.model.state_dict()
-        ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in live.items()}, directory,
-                             {k: v.dtype for k, v in live.items()})
+        ckpt.check_fits_module(weights, self.model, directory)
         self.model.load_state_dict(weights, strict=True)
         ckpt.load_optimizer_state(directory, self.optimizer, self._param_names)
         master_weights.restore_masters(self.optimizer, weights, self._param_names)
