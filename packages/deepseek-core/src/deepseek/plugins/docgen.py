@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from deepseek import hookspecs
-from deepseek.plugins.host import kind_from_hook
+from deepseek.plugins.registrar import kind_from_hook
 
 PHASES: tuple[tuple[str, str], ...] = (
     ("set-up", "1. Set-up"),

@@ -52,7 +52,12 @@ from deepseek.plugins.records import (
     import_advice,
     target_text,
 )
-from deepseek.plugins.registrar import InvalidRegistration, Registrar
+from deepseek.plugins.registrar import (
+    InvalidRegistration,
+    Registrar,
+    call_hook,
+    registration_hooks,
+)
 from deepseek.plugins.settings import ENV_DENY, PluginSettings, normalize_dist
 
 __all__ = [
@@ -233,7 +238,7 @@ class PluginHost(LookupMixin):
                 continue
             self._trace(f"call {ADD_HOOKSPECS} of {ld.name}")
             try:
-                _call(getattr(ld.plugin, attr), pluginmanager=self.pm)
+                call_hook(getattr(ld.plugin, attr), pluginmanager=self.pm)
             except Exception as exc:  # noqa: BLE001
                 self._drop(ld.record, f"{ld.label} raised in {ADD_HOOKSPECS}: {describe_error(exc)}")
                 return False
@@ -315,7 +320,7 @@ class PluginHost(LookupMixin):
                 )
                 self._trace(f"call {hook_name} of {ld.name}")
                 try:
-                    _call(impl.function, register=registrar)
+                    call_hook(impl.function, register=registrar)
                 except InvalidRegistration as exc:
                     self._drop(ld.record, str(exc))
                     return
@@ -331,22 +336,9 @@ class PluginHost(LookupMixin):
                         ld.record.components.setdefault(kind, []).append(comp.name)
 
     def registration_hooks(self) -> dict[str, str]:
-        """Registration hook name -> component kind, including hooks added by plugins.
-
-        A plugin's own hookspec counts when its name starts with ``deepseek_register_`` and its
-        only argument is ``register``; the kind is the singular of the rest of the name
-        (``deepseek_register_compressors`` -> ``compressor``).
-        """
-        hooks = dict(hookspecs.REGISTRATION_HOOKS)
-        for hook_name in sorted(dir(self.pm.hook)):
-            if not hook_name.startswith("deepseek_register_") or hook_name in hooks:
-                continue
-            hook = getattr(self.pm.hook, hook_name)
-            if isinstance(hook, pluggy.HookCaller) and hook.spec is not None:
-                if tuple(hook.spec.argnames) == ("register",):
-                    kind = getattr(hook.spec.function, "deepseek_kind", None)
-                    hooks[hook_name] = kind or kind_from_hook(hook_name)
-        return hooks
+        """Registration hook name -> component kind, including hooks added by plugins
+        (:func:`~deepseek.plugins.registrar.registration_hooks`)."""
+        return registration_hooks(self.pm)
 
     def _impls_of(self, ld: _Loaded, hook_name: str) -> list[Any]:
         hook = getattr(self.pm.hook, hook_name, None)
@@ -391,27 +383,6 @@ class PluginHost(LookupMixin):
     def _trace_write(self, text: str) -> None:
         for line in text.splitlines():
             sys.stderr.write(f"[deepseek-trace] {line}\n")
-
-
-def _call(function: Any, **available: Any) -> Any:
-    """Call a hook implementation with the subset of arguments it declares (as pluggy does)."""
-    try:
-        params = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return function(**available)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return function(**available)
-    return function(**{k: v for k, v in available.items() if k in params})
-
-
-def kind_from_hook(hook_name: str) -> str:
-    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of ``<kinds>``."""
-    kind = hook_name.removeprefix("deepseek_register_")
-    if kind.endswith("ies"):
-        return kind[:-3] + "y"
-    if kind.endswith(("sses", "ches", "shes")):
-        return kind[:-2]
-    return kind[:-1] if kind.endswith("s") else kind
 
 
 @functools.cache

@@ -6,6 +6,9 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pluggy
+
+from deepseek import hookspecs
 from deepseek.errors import PluginError
 from deepseek.plugins.records import LAZY_RE, NAME_RE, Component, one_line
 
@@ -139,3 +142,43 @@ class Registrar:
             self._check_name(alias, "alias")
             staged.append(Component(name=alias, alias_of=name, **common))
         self.staged.extend(staged)
+
+
+def call_hook(function: Any, **available: Any) -> Any:
+    """Call a hook implementation with the subset of arguments it declares (as pluggy does)."""
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return function(**available)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return function(**available)
+    return function(**{k: v for k, v in available.items() if k in params})
+
+
+def kind_from_hook(hook_name: str) -> str:
+    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of ``<kinds>``."""
+    kind = hook_name.removeprefix("deepseek_register_")
+    if kind.endswith("ies"):
+        return kind[:-3] + "y"
+    if kind.endswith(("sses", "ches", "shes")):
+        return kind[:-2]
+    return kind[:-1] if kind.endswith("s") else kind
+
+
+def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Registration hook name -> component kind of ``pm``'s hooks, including hooks plugins added.
+
+    A plugin's own hookspec counts when its name starts with ``deepseek_register_`` and its
+    only argument is ``register``; the kind is the spec function's ``deepseek_kind`` or the
+    singular of the rest of the name (``deepseek_register_compressors`` -> ``compressor``).
+    """
+    hooks = dict(hookspecs.REGISTRATION_HOOKS)
+    for hook_name in sorted(dir(pm.hook)):
+        if not hook_name.startswith("deepseek_register_") or hook_name in hooks:
+            continue
+        hook = getattr(pm.hook, hook_name)
+        if isinstance(hook, pluggy.HookCaller) and hook.spec is not None:
+            if tuple(hook.spec.argnames) == ("register",):
+                kind = getattr(hook.spec.function, "deepseek_kind", None)
+                hooks[hook_name] = kind or kind_from_hook(hook_name)
+    return hooks

@@ -264,10 +264,10 @@ class DeepSpeedStrategy(DistributedStrategy):
         from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
 
         internals.relink_optimizer_state(self.engine.optimizer)
-        keys = self._optimizer_keys()
+        keys = internals.state_keys(self.engine.optimizer)
         model: dict[str, Any] = {}
         state: dict[str, dict[str, Any]] = {}
-        step = self._optimizer_step_count()
+        step = internals.step_count(self.engine.optimizer)
         for name, p in self._named_params():
             model[name] = safe_get_full_fp32_param(p).detach().cpu()
             if keys:
@@ -287,18 +287,6 @@ class DeepSpeedStrategy(DistributedStrategy):
             src = next(inner) if group_names else settings
             groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
         return model, {"state": state, "param_groups": groups}
-
-    def _inner_states(self) -> list[dict[str, Any]]:
-        inner, flats = internals.flat_masters(self.engine.optimizer)
-        return [inner.state[p] for p in flats if inner.state.get(p)]
-
-    def _optimizer_keys(self) -> list[str]:
-        states = self._inner_states()
-        return [k for k, v in states[0].items() if torch.is_tensor(v) and v.dim() > 0] if states else []
-
-    def _optimizer_step_count(self) -> Any:
-        states = self._inner_states()
-        return states[0].get("step") if states else None
 
     def unwrapped_model(self) -> Any:
         """A plain CPU copy with the full fp32 weights (a collective: call it on every rank)."""
@@ -347,19 +335,15 @@ class DeepSpeedStrategy(DistributedStrategy):
             live = next(inner) if names else settings
             live.update({k: v for k, v in ckpt.resumed_group(group, live).items() if k in live and k != "params"})
         self._init_optimizer_state()
-        keys = self._optimizer_keys()
+        keys = internals.state_keys(self.engine.optimizer)
         for name, p in self._named_params():
             safe_set_full_fp32_param(p, model[name].to(self.device))
             for k in keys:
                 if k in saved.get(name, {}):
                     safe_set_full_optimizer_state(p, saved[name][k].to(self.device), k)
         steps = [v["step"] for v in saved.values() if "step" in v]
-        for st in self._inner_states():
-            if steps and "step" in st:
-                if torch.is_tensor(st["step"]):
-                    st["step"] = torch.as_tensor(steps[0], dtype=st["step"].dtype).clone()
-                else:
-                    st["step"] = int(steps[0])
+        if steps:
+            internals.set_step_count(self.engine.optimizer, steps[0])
         # Low-precision module weights follow the fp32 masters.
         with torch.no_grad():
             for name, buf in self.engine.module.named_buffers():

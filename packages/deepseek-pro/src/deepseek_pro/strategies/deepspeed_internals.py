@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 PRIVATE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "deepspeed.runtime.zero.stage_1_and_2:DeepSpeedZeroOptimizer": (
         "single_partition_of_fp32_groups",
@@ -130,3 +132,31 @@ def sync_lp_from_hp(zero_optimizer: Any) -> None:
         zero_optimizer.persistent_parameters[0].all_gather(zero_optimizer.persistent_parameters)
     if hasattr(zero_optimizer, "invalidate_secondary_tensor"):
         zero_optimizer.invalidate_secondary_tensor()
+
+
+def inner_states(optimizer: Any) -> list[dict[str, Any]]:
+    """The inner optimizer's state of each flat fp32 partition that has one (none before a step)."""
+    inner, flats = flat_masters(optimizer)
+    return [inner.state[p] for p in flats if inner.state.get(p)]
+
+
+def state_keys(optimizer: Any) -> list[str]:
+    """The per-element state the inner optimizer keeps (``exp_avg``, ...): its non-scalar tensors."""
+    states = inner_states(optimizer)
+    return [k for k, v in states[0].items() if torch.is_tensor(v) and v.dim() > 0] if states else []
+
+
+def step_count(optimizer: Any) -> Any:
+    """The inner optimizer's ``step`` (torch keeps a tensor, DeepSpeed's own Adam an int), or ``None``."""
+    states = inner_states(optimizer)
+    return states[0].get("step") if states else None
+
+
+def set_step_count(optimizer: Any, step: Any) -> None:
+    """Set every partition's ``step`` to ``step``, in the type the inner optimizer keeps it."""
+    for st in inner_states(optimizer):
+        if "step" in st:
+            if torch.is_tensor(st["step"]):
+                st["step"] = torch.as_tensor(step, dtype=st["step"].dtype).clone()
+            else:
+                st["step"] = int(step)
