@@ -158,9 +158,13 @@ class TrainConfig:
     monitor: str = field(default="val_loss", metadata={"check": _evaluation_value})
     """The evaluation value that best checkpoints and early stopping follow: ``val_loss``,
     ``val_bits_per_byte`` (text datasets whose tokenizer knows each token's bytes) or
-    ``val_<metric>`` of a metric the model reports (``val_accuracy``). Checked before the run
-    folder is written, against the model's declared metrics where it declares them
-    (``TrainableModel.metric_names``) and else its first validation batch's."""
+    ``val_<metric>`` of a metric the model reports (``val_accuracy``), or a ``val_`` value a
+    plugin's ``deepseek_evaluate`` hook adds to each evaluation (a callback's own score). Checked
+    before the run folder is written, against the model's declared metrics where it declares them
+    (``TrainableModel.metric_names``) and else its first validation batch's; when a plugin other
+    than the editions implements ``deepseek_evaluate``, a name the model does not report is
+    checked at the first evaluation instead (before step 1 in a fresh run, whose folder is then
+    removed)."""
     monitor_mode: Literal["min", "max"] = "min"
     """Whether a lower (``min``) or a higher (``max``) ``monitor`` is better."""
     early_stop_patience: int = field(default=0, metadata={"check": non_negative})

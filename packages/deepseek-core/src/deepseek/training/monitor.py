@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deepseek.config.validate import did_you_mean
@@ -33,23 +33,34 @@ class Monitor:
     best_step: int | None = None
     stale: int = 0
     """Evaluations in a row without improvement."""
+    added_by: tuple[str, ...] = field(default=(), compare=False)
+    """Distributions whose ``deepseek_evaluate`` hooks may add evaluation values: a monitored name
+    the model and data do not report is then looked for in each evaluation's values (not saved)."""
 
-    def check_name(self, names: Iterable[str]) -> None:
+    def check_name(self, names: Iterable[str], *, evaluated: bool = False) -> None:
         """Refuse (one line, field ``train.monitor``) a monitored name that is not one of
-        ``names``, the values this run's evaluations report
-        (:func:`~deepseek.training.run_values.reported_values`); the trainer checks it on the
-        first validation batch, against the metrics the model declares, before anything is written."""
+        ``names``. Before the first evaluation (``evaluated=False``) ``names`` are the values the
+        model and data report (:func:`~deepseek.training.run_values.reported_values`): the
+        trainer checks them on the first validation batch, before anything is written, unless a
+        plugin's ``deepseek_evaluate`` hook may add the name (:attr:`added_by`); then the first
+        evaluation's values, hooks' additions included, decide."""
         names = sorted(names)
-        if self.name not in names:
-            raise ConfigError(
-                f"train.monitor: {self.name!r} is not an evaluation value of this run"
-                f"{did_you_mean(self.name, names)}; it reports {', '.join(names)}"
-            )
+        if self.name in names or (self.added_by and not evaluated):
+            return
+        added = f" (with what the deepseek_evaluate hooks of {', '.join(self.added_by)} add)" if self.added_by else ""
+        raise ConfigError(
+            f"train.monitor: {self.name!r} is not an evaluation value of this run"
+            f"{did_you_mean(self.name, names)}; it reports {', '.join(names)}{added}"
+        )
 
     def update(self, values: dict[str, float], step: int) -> bool:
-        """Record one evaluation; ``True`` when it improved on the best so far."""
-        self.check_name(values)
-        value = values[self.name]
+        """Record one evaluation (its values, hooks' additions included); ``True`` when it
+        improved on the best so far."""
+        self.check_name(values, evaluated=True)
+        value = _number(values[self.name])
+        if value is None:
+            raise ConfigError(f"train.monitor: {self.name!r} is {values[self.name]!r} in this evaluation's values (a "
+                              "deepseek_evaluate hook set it); a monitored value must be a number")
         if not math.isfinite(value):
             improved = False
         elif self.best is None:
@@ -76,7 +87,9 @@ class Monitor:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready state for ``trainer.json``."""
-        return asdict(self)
+        state = asdict(self)
+        del state["added_by"]
+        return state
 
     def load_state_dict(self, state: Any, where: Any) -> None:
         """Continue from a saved :meth:`state_dict` (``where`` names the file for errors); a state
@@ -92,6 +105,16 @@ class Monitor:
         if not ok:
             raise CheckpointError(f"{where}: 'monitor' holds invalid values {state!r}; resume from an earlier checkpoint")
         self.best, self.best_step, self.stale = best, step, stale
+
+
+def _number(value: Any) -> float | None:
+    """A number, or a one-element tensor a hook logged, as a float; ``None`` for anything else."""
+    if isinstance(value, (bool, str)) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> None:
@@ -113,3 +136,13 @@ def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> 
         raise RunComplete(f"--resume {where}: the run is complete, it stopped early at step {step} "
                           f"({monitor.describe()}); nothing to train (raise train.early_stop_patience, 0: never, "
                           "to train further)")
+
+
+def metric_adding_plugins(hook: Any) -> tuple[str, ...]:
+    """The distributions other than the editions whose implementations of ``hook`` (a pluggy hook
+    caller: ``deepseek_evaluate``) may add values to an evaluation; the editions' own add none.
+    pluggy knows each by ``dist:entry-point`` (core's built-ins by ``core:module``)."""
+    from deepseek.plugins.catalogue import EDITIONS
+
+    dists = {impl.plugin_name.partition(":")[0] for impl in hook.get_hookimpls()}
+    return tuple(sorted(d for d in dists if d != "core" and d not in EDITIONS))

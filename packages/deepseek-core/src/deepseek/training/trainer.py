@@ -41,7 +41,7 @@ from deepseek.training.metrics import (
     read_interval,
     read_metrics,
 )
-from deepseek.training.monitor import Monitor, refuse_finished
+from deepseek.training.monitor import Monitor, metric_adding_plugins, refuse_finished
 from deepseek.training.preemption import StopSignals
 from deepseek.training.provenance import components_used
 from deepseek.training.result import TrainResult
@@ -148,7 +148,8 @@ class Trainer:
         engine.setup_model(model, resuming=self.resume_from is not None)
         t = cfg.train
         self.schedule = build_schedule(cfg, engine.lookups)
-        self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience)
+        self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience,
+                               added_by=metric_adding_plugins(self.hooks.deepseek_evaluate))
         self._check_evaluation(model)
         if self.resume_from is not None:  # read (and checked) before anything is written
             self._restore(self.resume_from)
@@ -375,7 +376,7 @@ class Trainer:
         self.tracking.log_metrics(record)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
         progress.log(f"step {self.step:>6}  {shown}")
-        return self.monitor.update(values, self.step)
+        return self.monitor.update({k: v for k, v in record.items() if k != "step"}, self.step)
 
     # ------------------------------------------------------------------ checkpoints
 
