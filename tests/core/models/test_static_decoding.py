@@ -167,12 +167,12 @@ def test_refusals_name_the_reason() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: captures CUDA graphs")
-@pytest.mark.parametrize("temperature", [0.0, 0.8])
-def test_cuda_graph_tokens_equal_eager(temperature: float) -> None:
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.0, None), (0.8, None), (0.8, 0.9)])
+def test_cuda_graph_tokens_equal_eager(temperature: float, top_p: float | None) -> None:
     model = small_gpt(window=32).cuda()
     idx = torch.randint(0, 64, (2, 5), generator=torch.Generator().manual_seed(1)).cuda()
     gen_a, gen_b = torch.Generator("cuda").manual_seed(5), torch.Generator("cuda").manual_seed(5)
-    a = model.generate(idx, 70, temperature=temperature, top_k=20, generator=gen_a)
-    b = model.generate(idx, 70, temperature=temperature, top_k=20, generator=gen_b,
+    a = model.generate(idx, 70, temperature=temperature, top_k=20, top_p=top_p, generator=gen_a)
+    b = model.generate(idx, 70, temperature=temperature, top_k=20, top_p=top_p, generator=gen_b,
                        static=StaticDecoders(compile_step=False))
     assert torch.equal(a, b)

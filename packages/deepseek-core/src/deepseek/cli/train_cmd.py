@@ -329,7 +329,10 @@ def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...
 @click.option("--max-new-tokens", type=count(0, 1_000_000), default=200, show_default=True)
 @click.option("--temperature", type=FiniteFloat(min=0.0), default=0.8, show_default=True,
               help="0 is greedy.")
-@click.option("--top-k", type=count(), default=50, show_default=True)
+@click.option("--top-k", type=count(), default=50, show_default=True, help="Draw from the k likeliest tokens.")
+@click.option("--top-p", type=FiniteFloat(min=0.0, max=1.0, min_open=True), default=None,
+              help="Nucleus sampling: draw from the fewest likeliest tokens holding this share of the probability "
+                   "(0 < P <= 1; after --top-k). Default: off.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--prompts", "prompts_file", default=None, type=PATH, metavar="FILE",
@@ -348,7 +351,8 @@ def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...
 @_STRATEGY
 @_DTYPE
 def generate(
-    checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, seed: int, device: str,
+    checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float | None,
+    seed: int, device: str,
     prompts_file: str | None, batch_size: int, cuda_graphs: bool | None, compile_step: bool | None,
     strategy: str | None, dtype: str,
 ) -> None:
@@ -380,11 +384,11 @@ def generate(
             click.echo(note, err=True)
         if prompts is None:
             text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                          seed=seed, tokenizer=tokenizer, static=static)
+                          top_p=top_p, seed=seed, tokenizer=tokenizer, static=static)
         else:
             served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer),
-                           max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                           batch_size=batch_size, static=static)
+                           max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           seed=seed, batch_size=batch_size, static=static)
     if placer is not None and not placer.is_global_zero:
         return
     if prompts is None:

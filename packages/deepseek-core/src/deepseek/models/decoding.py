@@ -58,10 +58,11 @@ class EagerSession:
     """A :class:`DecodeSession` over a model's ``new_cache`` / ``next_logits`` callables."""
 
     def __init__(self, next_logits: NextLogits, new_cache: NewCache, batch: int, window: int, *,
-                 temperature: float, top_k: int | None, generator: torch.Generator | None) -> None:
+                 temperature: float, top_k: int | None, generator: torch.Generator | None,
+                 top_p: float | None = None) -> None:
         self.next_logits, self.new_cache = next_logits, new_cache
         self.batch, self.window = batch, window
-        self.temperature, self.top_k, self.generator = temperature, top_k, generator
+        self.temperature, self.top_k, self.top_p, self.generator = temperature, top_k, top_p, generator
         self.cache: Any = None
         self.tokens: list[torch.Tensor] = []
         self.length = 0
@@ -76,7 +77,7 @@ class EagerSession:
         self._sample(self.next_logits(self.tokens[-1], self.cache))
 
     def _sample(self, logits: torch.Tensor) -> None:
-        self.tokens.append(sample_next(logits, self.temperature, self.top_k, self.generator))
+        self.tokens.append(sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p))
         self.length = self.cache.length
 
     def last(self) -> torch.Tensor:
@@ -91,13 +92,17 @@ class EagerSession:
         """Nothing to hand back."""
 
 
-def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None) -> None:
+def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
+                  top_p: float | None = None) -> None:
     """One line for a request :func:`decode` cannot serve."""
     if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k <= 0):
         raise UsageError(
             f"generate: need max_new_tokens >= 0, temperature >= 0, top_k > 0 or None; got "
             f"{max_new_tokens}, {temperature}, {top_k}"
         )
+    if top_p is not None and not 0.0 < top_p <= 1.0:  # NaN fails too
+        raise UsageError(f"generate: top_p must be in (0, 1] or None, got {top_p}; 0.9 keeps the likeliest tokens "
+                         "that together hold 90% of the probability")
     if idx.dim() != 2 or idx.size(1) == 0:
         raise UsageError(f"generate: prompt must be (batch, seq) with seq >= 1, got {tuple(idx.shape)}")
 
@@ -114,11 +119,12 @@ def decode(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
     on_token: Callable[[torch.Tensor], None] | None = None,
+    top_p: float | None = None,
 ) -> torch.Tensor:
     """:func:`run_decode` with an :class:`EagerSession` over ``next_logits`` / ``new_cache``."""
-    check_request(idx, max_new_tokens, temperature, top_k)
+    check_request(idx, max_new_tokens, temperature, top_k, top_p)
     session = EagerSession(next_logits, new_cache, idx.size(0), window, temperature=temperature, top_k=top_k,
-                           generator=generator)
+                           generator=generator, top_p=top_p)
     return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
 
 
@@ -133,6 +139,7 @@ def generate_cached(
     generator: torch.Generator | None = None,
     on_token: Callable[[torch.Tensor], None] | None = None,
     static: Any = None,
+    top_p: float | None = None,
 ) -> torch.Tensor:
     """``TrainableModel.generate`` of ``model`` (a model offering ``cached_decoding``): its own
     ``forward_cached`` / ``new_cache`` / ``decode_window`` through :func:`run_decode`, in eval
@@ -140,7 +147,7 @@ def generate_cached(
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode on (one static-cache
     decoder per batch size, its cache sized to the prompt plus the new tokens; a model without
     ``static_decoding`` is refused in one line)."""
-    check_request(idx, max_new_tokens, temperature, top_k)
+    check_request(idx, max_new_tokens, temperature, top_k, top_p)
     window = model.decode_window()
     was_training = model.training
     model.eval()
@@ -154,10 +161,12 @@ def generate_cached(
                 raise UsageError(f"generate: static-cache decoding cannot serve this model: {reason}; "
                                  "decode without it")
             session = static.session(model, idx.size(0), window, temperature=temperature, top_k=top_k,
-                                     generator=generator, positions=min(idx.size(1), window) + max_new_tokens)
+                                     generator=generator, positions=min(idx.size(1), window) + max_new_tokens,
+                                     top_p=top_p)
         else:
             session = EagerSession(lambda ids, cache: model.forward_cached(ids, cache)[:, -1], model.new_cache,
-                                   idx.size(0), window, temperature=temperature, top_k=top_k, generator=generator)
+                                   idx.size(0), window, temperature=temperature, top_k=top_k, generator=generator,
+                                   top_p=top_p)
         return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
     finally:
         model.train(was_training)
@@ -199,9 +208,13 @@ def run_decode(
 
 
 def sample_next(
-    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None,
+    top_p: float | None = None,
 ) -> torch.Tensor:
-    """Next token ids ``(B, 1)`` from last-position logits ``(B, V)``."""
+    """Next token ids ``(B, 1)`` from last-position logits ``(B, V)``: greedy at ``temperature``
+    0, else drawn from the softmax of ``logits / temperature`` restricted to the ``top_k``
+    likeliest tokens and then to the nucleus of ``top_p`` (the fewest likeliest tokens whose
+    probabilities sum to at least ``top_p``; the likeliest always stays)."""
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
@@ -213,6 +226,13 @@ def sample_next(
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        # Sorted descending, a token stays when the tokens before it hold less than top_p: the
+        # smallest set reaching top_p (device-side only, so a CUDA graph can capture it).
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        drop = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, order, before >= top_p)
+        probs = probs.masked_fill(drop, 0.0)
     # torch.multinomial's own one-sample path, written out: the same draws for the same generator
     # state, and no host-side validity check, so a CUDA graph can capture it.
     noise = torch.empty_like(probs).exponential_(1.0, generator=generator)

@@ -98,7 +98,7 @@ CAPABILITIES: dict[str, Capability] = {
 
 GENERATION_HOWTO = (
     "give the model's class (a TrainableModel subclass) a generate(idx, max_new_tokens, temperature, top_k, "
-    "generator, on_token, static) method; with cached_decoding it is one call of "
+    "generator, on_token, static, top_p) method; with cached_decoding it is one call of "
     "deepseek.models.decoding.generate_cached (docs/plugins.md, 'Models')"
 )
 """How a model offers capability ``generation`` (the end of :func:`require_generation`'s line)."""
@@ -248,9 +248,12 @@ class TrainableModel(nn.Module):
         generator: torch.Generator | None = None,
         on_token: Callable[[torch.Tensor], None] | None = None,
         static: Any = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
         """``idx`` ``(B, T)`` token ids extended by ``max_new_tokens`` sampled tokens: ``(B, T +
         new)``. ``temperature=0`` is greedy; ``top_k`` keeps the ``k`` likeliest tokens;
+        ``top_p`` the nucleus (the fewest likeliest tokens holding ``top_p`` of the probability;
+        callers pass it only when it is set, so a ``generate`` without it serves the rest);
         ``generator`` seeds the sampling; ``on_token`` gets each new column ``(B, 1)`` as it is
         sampled; ``static`` is a :class:`~deepseek.models.static_decoding.StaticDecoders` from
         ``deepseek generate --cuda-graphs`` (only for models with ``static_decoding``: refuse
@@ -302,6 +305,27 @@ def require_generation(model: nn.Module, *, command: str = "generate") -> None:
         f"{command}: the model ({type(model).__name__}) does not generate text (capability 'generation'); "
         f"{GENERATION_HOWTO}, or use a model that offers it, such as the GPT presets"
     )
+
+
+def sampling_arguments(model: nn.Module, *, top_p: float | None) -> dict[str, Any]:
+    """The keyword arguments past ``top_k`` to hand ``model.generate``: ``top_p`` when it is set
+    (a ``generate`` written before it existed serves every other request as before); a model whose
+    ``generate`` takes no ``top_p`` is refused in one line when it is set."""
+    if top_p is None:
+        return {}
+    import inspect
+
+    try:
+        params = inspect.signature(model.generate).parameters
+    except (TypeError, ValueError):  # no signature to read: the call will tell
+        return {"top_p": top_p}
+    if "top_p" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        raise UsageError(
+            f"generate --top-p: the model's generate ({type(model).__name__}.generate) takes no top_p; leave out "
+            "--top-p, or give the method a top_p=None argument passed on to generate_cached (docs/plugins.md, "
+            "'Models')"
+        )
+    return {"top_p": top_p}
 
 
 def generation_vocab_size(model: nn.Module) -> int | None:

@@ -105,14 +105,14 @@ class StaticDecoder:
     sampling setting; see the module docstring."""
 
     def __init__(self, model: nn.Module, batch: int, max_len: int, *, temperature: float, top_k: int | None,
-                 graphs: bool, compile_step: bool) -> None:
+                 graphs: bool, compile_step: bool, top_p: float | None = None) -> None:
         cache = model.new_cache(batch, max_len)  # type: ignore[operator]
         if not isinstance(cache, KVCache):
             raise TypeError(f"{type(model).__name__}.new_cache gave {type(cache).__name__}, not a KVCache")
         self.model, self.cache, self.cursor = model, cache, KVCursor(cache)
         self.device = cache.keys[0].device
         self.batch, self.max_len = batch, max_len
-        self.temperature, self.top_k = temperature, top_k
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=self.device)
         """The step's input: the token sampled last (the graph writes it)."""
         self.ring = torch.zeros(batch, RING, dtype=torch.long, device=self.device)
@@ -127,7 +127,7 @@ class StaticDecoder:
 
     def _body(self) -> torch.Tensor:
         logits = self._step(self.model, self.tokens, self.cursor)
-        self.emit(sample_next(logits, self.temperature, self.top_k, self.generator))
+        self.emit(sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p))
         return logits
 
     def emit(self, token: torch.Tensor) -> None:
@@ -161,7 +161,7 @@ class StaticDecoder:
         self.cache.length = 0
         logits = self.model.forward_cached(ids, self.cache)[:, -1]  # type: ignore[operator]
         self.cursor.position.fill_(ids.size(1))
-        self.emit(sample_next(logits, self.temperature, self.top_k, self.generator))
+        self.emit(sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p))
 
     @torch.no_grad()
     def step(self) -> torch.Tensor:
@@ -254,7 +254,8 @@ class StaticDecoders:
         return [(d.batch, d.max_len) for d in self._decoders.values()]
 
     def session(self, model: nn.Module, batch: int, window: int, *, temperature: float, top_k: int | None,
-                generator: torch.Generator | None, positions: int | None = None) -> StaticSession:
+                generator: torch.Generator | None, positions: int | None = None,
+                top_p: float | None = None) -> StaticSession:
         """A session on the decoder for these settings (built, and captured, on first use): its
         cache holds :func:`static_cache_length` ``(positions, window)`` positions (``positions``:
         the most the request fills, its prompt's last ``window`` tokens plus its new ones;
@@ -263,12 +264,12 @@ class StaticDecoders:
         that does not gets the whole window."""
         max_len = window if positions is None else static_cache_length(positions, window, step=self.step)
         weights = tuple(p.data_ptr() for p in model.parameters())
-        key = (id(model), batch, max_len, temperature, top_k, weights)
+        key = (id(model), batch, max_len, temperature, top_k, top_p, weights)
         decoder = self._decoders.pop(key, None)
         if decoder is None:
             while len(self._decoders) >= self.keep:
                 self._decoders.popitem(last=False)
-            decoder = StaticDecoder(model, batch, max_len, temperature=temperature, top_k=top_k,
+            decoder = StaticDecoder(model, batch, max_len, temperature=temperature, top_k=top_k, top_p=top_p,
                                     graphs=self.graphs, compile_step=self.compile_step)
         self._decoders[key] = decoder
         return StaticSession(decoder, generator)

@@ -211,16 +211,21 @@ def sample(
     seed: int = 0,
     tokenizer: Tokenizer | None = None,
     static: Any = None,
+    top_p: float | None = None,
 ) -> str:
     """``prompt`` continued by the model (KV-cache ``generate``), encoded and decoded with
-    ``tokenizer`` (default: UTF-8 bytes); ``static``: the
-    :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
+    ``tokenizer`` (default: UTF-8 bytes); ``top_p``: nucleus sampling (``None``: off); ``static``:
+    the :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
+    from deepseek.models.protocol import sampling_arguments
+
     tok = generating_tokenizer(model, tokenizer)
+    extra = sampling_arguments(model, top_p=top_p)
     ids = tok.prompt_ids(prompt)
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, static=static)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, static=static,
+                         **extra)
     return tok.decode_generated(out[0, len(ids):].tolist())
 
 

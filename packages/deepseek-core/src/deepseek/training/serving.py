@@ -87,6 +87,7 @@ def serve(
     seed: int = 0,
     batch_size: int = 32,
     static: Any = None,
+    top_p: float | None = None,
 ) -> Served:
     """Continue every prompt (see the module docstring); ``tokenizer`` as checked by
     :func:`deepseek.training.inference.generating_tokenizer`. Batch ``i`` samples with a
@@ -94,8 +95,11 @@ def serve(
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager;
     one decoder, and on CUDA one captured graph, per batch size and cache length, reused across
     batches)."""
+    from deepseek.models.protocol import sampling_arguments
+
     if batch_size < 1:
         raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
+    extra = sampling_arguments(model, top_p=top_p)
     encoded = [tokenizer.prompt_ids(p) for p in prompts]
     by_length: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
@@ -115,7 +119,7 @@ def serve(
                 first.append(time.perf_counter() - start)
 
         out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
-                             on_token=on_token, static=static).cpu()
+                             on_token=on_token, static=static, **extra).cpu()
         served.seconds += time.perf_counter() - start
         served.first_token_s.extend(first)
         served.new_tokens += max_new_tokens * len(rows)

@@ -63,6 +63,7 @@ class PipelinedModel(TrainableModel):
         generator: torch.Generator | None = None,
         on_token: Callable[[torch.Tensor], None] | None = None,
         static: Any = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
         """``idx`` ``(B, T)`` extended by ``max_new_tokens`` tokens, on every rank (call it on every
         rank with the same arguments); pipeline stages decode eagerly (``static`` must be ``None``)."""
@@ -72,7 +73,7 @@ class PipelinedModel(TrainableModel):
         self.stage.eval()
         return decode(self._next_logits, self.stage.new_cache, idx, max_new_tokens,
                       window=self.stage.decode_window(), temperature=temperature, top_k=top_k,
-                      generator=generator, on_token=on_token)
+                      generator=generator, on_token=on_token, top_p=top_p)
 
     def generation_vocab_size(self) -> int | None:
         """The whole model's vocabulary, as it declared it (the tokenizer check of ``deepseek generate``)."""
