@@ -164,7 +164,8 @@ def test_single_resumes_from_sharded_bit_exactly(runs: dict, tiny_config, tmp_pa
 def test_generate_and_eval_read_sharded(runs: dict) -> None:
     from click.testing import CliRunner
 
-    from deepseek.cli.train_cmd import evaluate, generate
+    from deepseek.cli.generate_cmd import generate
+    from deepseek.cli.train_cmd import evaluate
     from deepseek.training.inference import load_trained
 
     model, config, state = load_trained(runs["sharded"])

@@ -11,7 +11,7 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     register("config", "deepseek.cli.config_cmd:config", description="show the resolved config with every default")
     register("eval", "deepseek.cli.train_cmd:evaluate", description="evaluate a checkpoint")
     register("run", "deepseek.cli.run_cmd:run", description="run a Python training script (deepseek.fit)")
-    register("generate", "deepseek.cli.train_cmd:generate", description="sample text from a checkpoint")
+    register("generate", "deepseek.cli.generate_cmd:generate", description="sample text from a checkpoint")
     register("optimize", "deepseek.cli.optimize_cmd:optimize", description="optimize a trained model's graph")
     register("export", "deepseek.cli.optimize_cmd:export", description="export a model for deployment")
     register("import-hf", "deepseek.cli.import_cmd:import_hf", description="import a Hugging Face GPT-2 folder")

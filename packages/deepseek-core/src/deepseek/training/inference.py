@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,21 +212,30 @@ def sample(
     tokenizer: Tokenizer | None = None,
     static: Any = None,
     top_p: float | None = None,
+    stop: Sequence[str] = (),
 ) -> str:
     """``prompt`` continued by the model (KV-cache ``generate``), encoded and decoded with
-    ``tokenizer`` (default: UTF-8 bytes); ``top_p``: nucleus sampling (``None``: off); ``static``:
-    the :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
+    ``tokenizer`` (default: UTF-8 bytes), up to the document separator the model writes or the
+    first of the ``stop`` strings (decoding ends there: :mod:`deepseek.training.stopping`);
+    ``top_p``: nucleus sampling (``None``: off); ``static``: the
+    :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
     from deepseek.models.protocol import sampling_arguments
+    from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
     tok = generating_tokenizer(model, tokenizer)
     extra = sampling_arguments(model, top_p=top_p)
+    stops = check_stops(stop)
     ids = tok.prompt_ids(prompt)
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, static=static,
-                         **extra)
-    return tok.decode_generated(out[0, len(ids):].tolist())
+    stopping = Stopping(tok, stops)
+    try:
+        new = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, static=static,
+                             on_token=stopping, **extra)[0, len(ids):]
+    except Stopped:
+        new = stopping.generated()[0]
+    return cut_at_stop(tok.decode_generated(new.tolist()), stops)
 
 
 def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,7 @@ def serve(
     batch_size: int = 32,
     static: Any = None,
     top_p: float | None = None,
+    stop: Sequence[str] = (),
 ) -> Served:
     """Continue every prompt (see the module docstring); ``tokenizer`` as checked by
     :func:`deepseek.training.inference.generating_tokenizer`. Batch ``i`` samples with a
@@ -96,10 +98,12 @@ def serve(
     one decoder, and on CUDA one captured graph, per batch size and cache length, reused across
     batches)."""
     from deepseek.models.protocol import sampling_arguments
+    from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
     if batch_size < 1:
         raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
     extra = sampling_arguments(model, top_p=top_p)
+    stops = check_stops(stop)
     encoded = [tokenizer.prompt_ids(p) for p in prompts]
     by_length: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
@@ -118,11 +122,15 @@ def serve(
                 column.cpu()  # waits for the device: the prefill and the first sample are done
                 first.append(time.perf_counter() - start)
 
-        out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
-                             on_token=on_token, static=static, **extra).cpu()
+        stopping = Stopping(tokenizer, stops, then=on_token)
+        try:
+            new = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
+                                 on_token=stopping, static=static, **extra)[:, idx.size(1):].cpu()
+        except Stopped:  # every prompt of the batch ended: its remaining steps are not decoded
+            new = stopping.generated().cpu()
         served.seconds += time.perf_counter() - start
         served.first_token_s.extend(first)
-        served.new_tokens += max_new_tokens * len(rows)
+        served.new_tokens += new.numel()
         for row, i in enumerate(rows):
-            served.texts[i] = tokenizer.decode_generated(out[row, idx.size(1):].tolist())
+            served.texts[i] = cut_at_stop(tokenizer.decode_generated(new[row].tolist()), stops)
     return served
