@@ -225,6 +225,9 @@ def test_a_deepseek_dataset_class_takes_its_options_from_the_config(tmp_path: Pa
         ({"data": CountingData(None, batch_size=32, seed=0)}, "pass the deepseek Dataset class"),
         ({"data": points(512, 0), "names": ("x", "y"), "config": {"train": {"max_step": 3}}},
          "train.max_step: unknown key (did you mean 'max_steps'?)"),
+        ({"data": points(512, 0), "names": ("x", "y"), "config": {**CONFIG, "data": {"batch_size": 64}}},
+         "batch_size: fit(batch_size=32) and the config's [data] batch_size = 64 differ; give the batch size in one "
+         "of them"),
     ],
 )
 def test_bad_arguments_are_one_line_and_write_nothing(
@@ -314,3 +317,21 @@ def test_the_cli_says_where_a_scripts_model_can_be_evaluated(tmp_path: Path, hos
         deepseek.load_model(tmp_path / "r", model=nn.Linear(2, 2))
     with pytest.raises(UsageError, match=r"load_model\(model=\): expected the torch\.nn\.Module"):
         deepseek.load_model(tmp_path / "r", model=Quadrants)
+
+
+@pytest.mark.parametrize(("batch_size", "config_batch", "rows"), [(None, 64, 64), (48, None, 48), (None, None, 32),
+                                                                  (16, 16, 16)])
+def test_the_batch_size_comes_from_fit_or_the_config(tmp_path: Path, host: PluginHost, batch_size: int | None,
+                                                     config_batch: int | None, rows: int) -> None:
+    """``[data] batch_size`` in ``config=`` was overridden by fit's default of 32, silently."""
+    data = {**CONFIG["data"], **({"batch_size": config_batch} if config_batch is not None else {})}
+    config = {**CONFIG, "train": {**CONFIG["train"], "max_steps": 2}, "data": data}
+    result = deepseek.fit(Quadrants, points(1024, 0), names=("x", "y"), batch_size=batch_size, config=config,
+                          run_dir=tmp_path / "run", host=host)
+    steps = [r for r in json_lines(result.run_dir / "metrics.jsonl") if "samples" in r]
+    assert [r["samples"] for r in steps] == [rows, 2 * rows]
+    assert f"batch_size = {rows}" in (result.run_dir / "config.toml").read_text()
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

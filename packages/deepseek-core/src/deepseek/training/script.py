@@ -41,6 +41,8 @@ SCRIPT_NAME = SCRIPT_COMPONENT
 """Name under which :func:`fit` registers the script's model and dataset (seen in config.toml)."""
 SCRIPT_DIST = calls.SCRIPT_DIST
 """Distribution name of that in-process plugin (``deepseek plugins list`` style reports)."""
+DEFAULT_BATCH_SIZE = 32
+"""Rows per step of :func:`fit` (and :func:`evaluate`) when neither the call nor the config gives one."""
 
 
 class ScriptModel(BuildsComponents):
@@ -138,11 +140,12 @@ def script_host(model: Any, data: Any, *, val_data: Any = None, wrap: Mapping[st
     return fresh
 
 
-def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: int, strategy: str | None,
+def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: int | None, strategy: str | None,
                   host: PluginHost, data_options: bool = False) -> Config:
     """The run's config: ``config`` (a TOML file or a mapping of sections), with ``[model]`` and
-    ``[data]`` naming the script's objects, ``data.batch_size`` and the strategy by name.
-    ``data_options``: the data is a Dataset class whose own keys ``[data]`` may set."""
+    ``[data]`` naming the script's objects, ``data.batch_size`` (``batch_size``, else the
+    config's, else :data:`DEFAULT_BATCH_SIZE`; the two disagreeing is refused) and the strategy by
+    name. ``data_options``: the data is a Dataset class whose own keys ``[data]`` may set."""
     from deepseek.config.load import config_from_dict, read_toml
 
     if config is None:
@@ -162,8 +165,14 @@ def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: 
                 f"config: [{section}] comes from the script's objects in deepseek.fit; leave "
                 f"{section}.name{' and ' + ', '.join(f'{section}.{k}' for k in extra) if extra else ''} out"
             )
+    stated = (data.get("data") or {}).get("batch_size")
+    if batch_size is not None and stated is not None and stated != batch_size:
+        raise UsageError(f"batch_size: fit(batch_size={batch_size}) and the config's [data] batch_size = {stated!r} "
+                         "differ; give the batch size in one of them")
     data["model"] = {"name": SCRIPT_NAME}
-    data["data"] = {**(data.get("data") or {}), "name": SCRIPT_NAME, "batch_size": batch_size}
+    data["data"] = {**(data.get("data") or {}), "name": SCRIPT_NAME,
+                    "batch_size": batch_size if batch_size is not None else stated if stated is not None
+                    else DEFAULT_BATCH_SIZE}
     if strategy is not None:
         data["strategy"] = {**(data.get("strategy") or {}), "name": strategy}
     return config_from_dict(data, host=host)
@@ -174,7 +183,7 @@ def fit(
     data: Any,
     *,
     val_data: Any = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     strategy: str | None = None,
     config: str | Path | Mapping[str, Any] | None = None,
     run_dir: str | Path | None = None,
@@ -196,12 +205,13 @@ def fit(
     ``strategy``: a registered strategy by name (``single``; with deepseek-pro ``ddp``, ``fsdp``,
     ``deepspeed``, ... under ``deepseek launch -n N -- run script.py``). ``config``: the rest of
     the run's settings, a TOML file or ``{"train": {"max_steps": 100, "lr": 1e-3}, ...}``.
-    ``run_dir``/``resume``: as ``deepseek train --run-dir`` / ``--resume`` (a run folder or
+    ``batch_size``: rows per step (default: ``config``'s ``[data] batch_size``, else
+    :data:`DEFAULT_BATCH_SIZE`). ``run_dir``/``resume``: as ``deepseek train --run-dir`` / ``--resume`` (a run folder or
     checkpoint). ``host``: whose settings and plugins to use (default: the process's)."""
     from deepseek.training.checkpoint import list_checkpoints
     from deepseek.training.trainer import Trainer
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise UsageError(f"batch_size: must be a positive integer, got {batch_size!r}")
     if run_dir is not None and resume is None and list_checkpoints(Path(run_dir) / "checkpoints"):
         raise UsageError(f"run_dir: {str(run_dir)!r} already holds a run (a second run of the script?); continue it "
@@ -253,7 +263,7 @@ def evaluate(
             size, count = run_data.get("batch_size"), run_data.get("eval_batches")
             batch_size = batch_size if batch_size is not None or not isinstance(size, int) else size
             batches = batches if batches is not None or not isinstance(count, int) else count
-    batch_size = 32 if batch_size is None else batch_size
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     where = torch.device(device)
     model.to(where)
     reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn)
