@@ -164,6 +164,36 @@ def test_hook_without_hookimpl_decorator_is_reported(make_dist: DistFactory) -> 
     assert "defines deepseek_register_passes without @hookimpl" in host.records["deepseek-plain"].reason
 
 
+def test_a_helper_named_deepseek_something_is_the_plugins_own(make_dist: DistFactory) -> None:
+    """A ``deepseek_*`` function that is no hook's name (nor one typo from one) is left alone, as
+    pluggy leaves it: it dropped the whole plugin, advising a decorator that then failed too."""
+    make_dist("deepseek-helper", {"helper_plugin": """
+        from deepseek import hookimpl
+
+        def deepseek_helper_version():
+            return "0.1.0"
+
+        @hookimpl
+        def deepseek_register_passes(register):
+            register("helper.pass", "helper_plugin:deepseek_helper_version")
+        """})
+    host = host_for("deepseek-helper")
+    assert host.records["deepseek-helper"].status == "ok", host.records["deepseek-helper"].reason
+
+
+def test_an_undecorated_hook_with_a_typo_gets_a_did_you_mean(make_dist: DistFactory) -> None:
+    make_dist("deepseek-typo", {"typo_plugin": """
+        def deepseek_register_pass(register):
+            register("typo.pass", "typo_plugin:x")
+        """})
+    host = host_for("deepseek-typo")
+    reason = host.records["deepseek-typo"].reason
+    assert host.records["deepseek-typo"].status == "failed"
+    assert ("defines deepseek_register_pass without @hookimpl, so it would never be called; decorate it with 'from "
+            "deepseek import hookimpl'; deepseek_register_pass is no hook's name (did you mean "
+            "'deepseek_register_passes'?)") in reason
+
+
 def test_raising_in_add_hookspecs(make_dist: DistFactory) -> None:
     make_dist("deepseek-specfail", {"specfail_plugin": """
         from deepseek import hookimpl

@@ -364,7 +364,10 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             raise UsageError(f"data: batches of dataset {name} have no 'label', which model multimodal.classifier "
                              "trains on; use a dataset that labels its samples (docs/multimodal.md)")
         for m in self.modalities:
-            problem = self.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
+            from deepseek.plugins.calls import model_calls
+
+            with model_calls(self.encoders[m], self.encoder_labels[m], "check_inputs"):  # its own bug: named
+                problem = self.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
             if problem:
                 raise UsageError(f"model.{m}: encoder {getattr(self.options, f'{m}_encoder')}: {problem} "
                                  f"(dataset {type(dataset).__name__})")

@@ -13,7 +13,9 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +60,29 @@ def build_options(
         allowed = f"; allowed keys: {', '.join(sorted(known))}" if known else ""
         raise ConfigError(f"{path}.{first}: unknown key{did_you_mean(first, list(known))} ({kind} {name!r} takes "
                           f"no options of its own){allowed}")
-    return build_dataclass(cls, table, path=path, known=known)
+    with keys_under(path, own_path(kind, name, path)):  # its own checks (__post_init__) name its keys there
+        return build_dataclass(cls, table, path=path, known=known)
+
+
+def own_path(kind: str, name: str, path: str) -> str:
+    """Where a component's own errors name its keys: ``encoder.<name>`` for an encoder (the
+    documented prefix, ``encoder.vision.swin.img_size``), else ``path`` itself."""
+    return f"{kind}.{name.rpartition(':')[2]}" if kind == "encoder" else path
+
+
+@contextlib.contextmanager
+def keys_under(path: str, own: str) -> Iterator[None]:
+    """A :class:`ConfigError` that a component raises itself (``__post_init__``, ``__init__``)
+    naming its keys by its own path ``own`` (``encoder.vision.swin.img_size``) is re-raised
+    naming them where they were given (``model.vision.img_size``), as field errors do: one path
+    style per key."""
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        if own == path or not message.startswith(f"{own}."):
+            raise
+        raise ConfigError(f"{path}.{message[len(own) + 1:]}") from None
 
 
 OPTIONS_OF = "options_of"

@@ -23,6 +23,12 @@ def _tensors(batch: Any) -> list[torch.Tensor]:
     return [t for t in pytree.tree_leaves(batch) if isinstance(t, torch.Tensor)]
 
 
+def _is_array(leaf: Any) -> bool:
+    """An array of another library (numpy, jax, ...) with rows: ``__array__`` and at least one
+    dimension, not a tensor; models get tensors (strings and numbers are carried as they are)."""
+    return not isinstance(leaf, torch.Tensor) and hasattr(leaf, "__array__") and getattr(leaf, "ndim", 0) >= 1
+
+
 def check_batch(batch: Any, *, where: str) -> int:
     """The number of rows of ``batch``; a one-line :class:`UsageError` naming ``where`` when it is
     not a mapping of tensors that agree on their first dimension."""
@@ -30,6 +36,14 @@ def check_batch(batch: Any, *, where: str) -> int:
         raise UsageError(
             f"{where}: a batch must be a non-empty mapping of names to tensors, got {type(batch).__name__}"
         )
+    for key, value in batch.items():
+        arrays = [leaf for leaf in pytree.tree_leaves(value) if _is_array(leaf)]
+        if arrays:
+            raise UsageError(
+                f"{where}: batch[{key!r}] holds a {type(arrays[0]).__module__.partition('.')[0]}."
+                f"{type(arrays[0]).__name__}, which is carried as it is, not as rows; give tensors "
+                "(torch.from_numpy(array), or torch.as_tensor)"
+            )
     tensors = _tensors(batch)
     if not tensors and type(batch) is not dict:  # torch's pytree enters dicts, lists and tuples only
         raise UsageError(f"{where}: the batch is a {type(batch).__name__}, a mapping the trainer cannot look "

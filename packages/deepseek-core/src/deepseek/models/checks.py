@@ -94,9 +94,12 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
 
 
 def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None) -> None:
-    """``model.check_data(batch, dataset)`` for a :class:`TrainableModel`, then, for any module,
-    :func:`check_batch_keys`. A model that *returns* its refusal instead of raising it is refused
+    """For any module :func:`check_batch_keys` (batches the forward cannot take are refused
+    before the model's own check reads them), then ``model.check_data(batch, dataset)`` for a
+    :class:`TrainableModel`. A model that *returns* its refusal instead of raising it is refused
     all the same: a returned string is the message; any other value names the contract."""
+    if isinstance(model, nn.Module):
+        check_batch_keys(model, batch, model_name=model_name or type(model).__name__)
     if isinstance(model, TrainableModel):
         answer = model.check_data(batch, dataset)
         if isinstance(answer, str):
@@ -105,8 +108,6 @@ def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str 
         if answer is not None:
             raise UsageError(f"model {type(model).__name__}: check_data returned {answer!r}; it must return None to "
                              "accept the data or raise UsageError (one line) to refuse it")
-    if isinstance(model, nn.Module):
-        check_batch_keys(model, batch, model_name=model_name or type(model).__name__)
 
 
 def parameter_list(params: Iterable[inspect.Parameter]) -> str:

@@ -5,14 +5,14 @@ the models that hold encoders all come here)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from deepseek.config.components import build_options
-from deepseek.errors import ConfigError, PluginError
+from deepseek.config.components import build_options, keys_under, own_path
+from deepseek.errors import PluginError
 
 
 def instantiate_model(
@@ -30,7 +30,7 @@ def instantiate_model(
     ``__init__`` raises becomes (:func:`deepseek.plugins.calls.blamed_on`)."""
     from deepseek.plugins.calls import blamed_on
 
-    with _keys_under(path, f"{kind}.{name.rpartition(':')[2]}" if kind == "encoder" else path):
+    with keys_under(path, own_path(kind, name, path)):
         if options is None or isinstance(options, Mapping):
             options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
         blame = blamed_on(f"{kind} {name} ({provider})", "__init__") if provider else contextlib.nullcontext()
@@ -46,21 +46,6 @@ def instantiate_model(
             f"fix the plugin's deepseek_register_{kind}s target"
         )
     return model
-
-
-@contextlib.contextmanager
-def _keys_under(path: str, own: str) -> Iterator[None]:
-    """A :class:`ConfigError` that a component raises itself (``__post_init__``, ``__init__``)
-    naming its keys by its own path ``own`` (``encoder.vision.swin.img_size``) is re-raised
-    naming them where they were given (``model.vision.img_size``), as field errors do: one path
-    style per key."""
-    try:
-        yield
-    except ConfigError as exc:
-        message = str(exc)
-        if own == path or not message.startswith(f"{own}."):
-            raise
-        raise ConfigError(f"{path}.{message[len(own) + 1:]}") from None
 
 
 def _call(target: Any, options: Any, device: Any, host: Any) -> Any:

@@ -11,7 +11,9 @@ are; anything else is a bug in the plugin and becomes a :class:`~deepseek.errors
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from typing import Any
 
 from deepseek.errors import DeepseekError, PluginError
 
@@ -95,3 +97,22 @@ def model_calls(model: object, label: str | None, call: str = "forward") -> cont
     for deepseek's own models and a script's (``label`` ``None``), nothing changes."""
     package = code_package(model)
     return contextlib.nullcontext() if package is None or label is None else blamed_on(label, call, package=package)
+
+
+def step_blamed_on(optimizer: Any, label: str) -> None:
+    """Make what a plugin's optimizer class raises in its ``step`` one line naming ``label`` (the
+    registered optimizer), wherever a strategy or engine calls it: the instance's ``step`` is
+    wrapped with :func:`blamed_on` for the class's package (a torch or deepseek optimizer is left
+    as it is). Without it the error was blamed on the model, whose step the optimizer's runs in,
+    or was the framework's internal error."""
+    package = code_package(optimizer)
+    if package is None:
+        return
+    step = optimizer.step
+
+    @functools.wraps(step)
+    def blamed_step(*args: Any, **kwargs: Any) -> Any:
+        with blamed_on(label, "step", package=package):
+            return step(*args, **kwargs)
+
+    optimizer.step = blamed_step

@@ -247,10 +247,12 @@ class PluginHost(LookupMixin):
     def _register(self, ld: _Loaded) -> bool:
         undecorated = undecorated_hooks(self.pm, ld.plugin)
         if undecorated:
+            known = [n for n in dir(self.pm.hook) if n.startswith("deepseek_")]
+            typos = "".join(f"; {n} is no hook's name{did_you_mean(n, known)}" for n in undecorated if n not in known)
             self._drop(
                 ld.record,
                 f"{ld.name} defines {', '.join(undecorated)} without @hookimpl, so it would "
-                "never be called; decorate it with 'from deepseek import hookimpl'",
+                f"never be called; decorate it with 'from deepseek import hookimpl'{typos}",
             )
             return False
         wrong = unknown_argument(self.pm, ld.plugin, ld.label)

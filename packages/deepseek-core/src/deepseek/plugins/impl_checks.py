@@ -1,6 +1,6 @@
 """Checks of a plugin object's hook implementations before pluggy registers it, each giving the
 line that drops the plugin (:meth:`~deepseek.plugins.host.PluginHost.register_plugin` and entry
-points alike): a ``deepseek_*`` method without ``@hookimpl`` (never called), and an
+points alike): a hook's implementation without ``@hookimpl`` (never called), and an
 implementation asking for an argument its hook does not pass (pluggy's own refusal named
 neither the argument nor the hook's)."""
 
@@ -15,12 +15,21 @@ from deepseek.names import did_you_mean
 
 
 def undecorated_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
-    """``deepseek_*`` callables of ``plugin`` that are neither a hook implementation nor a
-    hookspec: a missing ``@hookimpl``."""
+    """Callables of ``plugin`` named like a hook that are neither a hook implementation nor a
+    hookspec: a missing ``@hookimpl``. Named like a hook: a hook's name (core's, the editions'
+    known to :mod:`deepseek.plugins.catalogue`, or one a loaded plugin specifies), or one typo
+    from it; any other ``deepseek_*`` function (a helper such as ``deepseek_acme_version``) is the
+    plugin's own business and left alone, as pluggy leaves it."""
+    import difflib
+
+    from deepseek.plugins.catalogue import KIND_PROVIDERS, registration_hook_of
+
+    hooks = {n for n in dir(pm.hook) if n.startswith("deepseek_")} | {registration_hook_of(k) for k in KIND_PROVIDERS}
     return [
         attr
         for attr in dir(plugin)
         if attr.startswith("deepseek_")
+        and (attr in hooks or difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85))
         and callable(inspect.getattr_static(plugin, attr, None))
         and pm.parse_hookimpl_opts(plugin, attr) is None
         and pm.parse_hookspec_opts(plugin, attr) is None

@@ -115,6 +115,9 @@ class StepEngine:
         checkpointing, residual dtype, compile), not yet wrapped."""
         model = build_model(self.config, host=self.lookups, device=self.strategy.device,
                             strategy_cls=type(self.strategy))
+        self._model_package = code_package(model)  # of the model's own class: compile wraps it in torch's
+        component = self.lookups.resolve("model", self.config.model.name)
+        self._model_label = component_label("model", self.config.model.name, component) if blames(component) else None
         return prepare_model(model, self.config)
 
     def setup_model(self, model: nn.Module, *, resuming: bool = False) -> None:
@@ -135,9 +138,6 @@ class StepEngine:
         factory = optimizer_factory(cfg, host=self.lookups, names=names)
         if resuming:
             type(self.strategy).check_resume(cfg, factory.builder)
-        self._model_package = code_package(model)
-        component = self.lookups.resolve("model", cfg.model.name)
-        self._model_label = component_label("model", cfg.model.name, component) if blames(component) else None
         with self.strategy_calls("setup"):
             self.strategy.setup(model, factory, settings)
 
@@ -172,13 +172,13 @@ class StepEngine:
         strategy = self.strategy
         strategy.set_lr(lr)
         rows = self.shard(global_batch, strategy.dp_rank, strategy.dp_size)
-        with self.strategy_calls("train_step"), self._model_calls("forward"):
+        with self.strategy_calls("train_step"), self.model_calls("forward"):
             return strategy.train_step(split_rows(rows, self.micro_batches))
 
     def evaluate(self, batch: Batch) -> tuple[Any, dict[str, Any]]:
         """Mean loss and metrics of a global validation batch over the data-parallel ranks."""
         strategy = self.strategy
-        with self.strategy_calls("evaluate"), self._model_calls("forward"):
+        with self.strategy_calls("evaluate"), self.model_calls("forward"):
             return strategy.evaluate(self.shard(batch, strategy.dp_rank, strategy.dp_size))
 
     def strategy_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
@@ -190,9 +190,10 @@ class StepEngine:
             return contextlib.nullcontext()
         return blamed_on(self.strategy_label, call, package=self._strategy_package, raised_there=True)
 
-    def _model_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
-        """The block running the model: an exception raised in a plugin model's code becomes one
-        line naming the model and its distribution (:func:`~deepseek.plugins.calls.model_calls`)."""
+    def model_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
+        """The block running the model's ``call`` (``forward``, ``check_data``, ...): an exception
+        raised in a plugin model's code becomes one line naming the model and its distribution
+        (:func:`~deepseek.plugins.calls.model_calls`); after :meth:`build_model`."""
         if self._model_package is None or self._model_label is None:
             return contextlib.nullcontext()
         return blamed_on(self._model_label, call, package=self._model_package)

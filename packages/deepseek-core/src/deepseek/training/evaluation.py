@@ -53,7 +53,11 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
     """At most ``limit`` validation batches of ``dataset`` (fewer when its validation data ends
     sooner), each checked as a global batch of ``data.batch_size`` rows; :class:`UsageError` when
     the dataset gives none."""
-    batches = dataset.validation_batches(limit)
+    from deepseek.plugins.calls import blamed_on
+
+    label = getattr(dataset, "label", None)
+    with blamed_on(label, "validation_batches"):  # what a dataset's own code raises: one line naming it
+        batches = dataset.validation_batches(limit)
     if not batches:
         raise UsageError(
             f"data: dataset {config.data.name!r} gave no validation batches; give it validation data "
@@ -61,10 +65,12 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
         )
     for batch in batches:
         check_global_batch(batch, dataset=config.data.name, batch_size=config.data.batch_size, what="validation batch")
-    counts = [dataset.count_tokens(batch) for batch in batches]
+    with blamed_on(label, "count_tokens"):
+        counts = [dataset.count_tokens(batch) for batch in batches]
     tokens = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
-    return ValidationSet(batches, [dataset.predicted_text(batch) for batch in batches],
-                         sum(batch_rows(batch) for batch in batches), tokens)
+    with blamed_on(label, "predicted_text"):
+        texts = [dataset.predicted_text(batch) for batch in batches]
+    return ValidationSet(batches, texts, sum(batch_rows(batch) for batch in batches), tokens)
 
 
 def evaluate_batch(

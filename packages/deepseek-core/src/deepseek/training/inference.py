@@ -287,19 +287,18 @@ def evaluate_validation(
     default ``data.eval_batches``; read and checked as the trainer reads them:
     :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device."""
     from deepseek.models.checks import check_model_data
-    from deepseek.training.build import build_dataset
+    from deepseek.plugins.calls import blames, component_label, model_calls
+    from deepseek.training.build import build_dataset, run_host
     from deepseek.training.evaluation import evaluate_batch, summarize, validation_set
 
     device = next(model.parameters()).device
     dataset = build_dataset(config, host)
     val = validation_set(config, dataset, batches or config.data.eval_batches)
-    if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
-        check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
-    from deepseek.plugins.calls import blames, component_label, model_calls
-    from deepseek.training.build import run_host
-
     component = run_host(config, host).resolve("model", config.model.name)
     label = component_label("model", config.model.name, component) if blames(component) else None
+    if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
+        with model_calls(model, label, "check_data"):
+            check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
     with model_calls(model, label):  # what the model's own code raises: one line naming it
         values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name)
                             for b in val.batches], val.texts)

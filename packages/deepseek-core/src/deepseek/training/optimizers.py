@@ -124,8 +124,12 @@ class GroupedOptimizerFactory:
             groups = build_groups(self._named(items), self.rules, self.weight_decay)
         import torch
 
-        made = self.builder.create(groups, self.lr, master_weights=self.master_weights,
-                                   accumulation=self.accumulation)
+        from deepseek.plugins.calls import blamed_on, code_package, step_blamed_on
+
+        package = code_package(self.builder)  # None: core's own builders, whose bugs keep their traceback
+        with blamed_on(self.label if package else None, "create", package=package):
+            made = self.builder.create(groups, self.lr, master_weights=self.master_weights,
+                                       accumulation=self.accumulation)
         if not isinstance(made, torch.optim.Optimizer):
             from deepseek.errors import PluginError
 
@@ -134,6 +138,7 @@ class GroupedOptimizerFactory:
         for group in made.param_groups:  # the rate before the trainer first sets it (Strategy.set_lr)
             if "lr_scale" in group:
                 group["lr"] = self.lr * group["lr_scale"]
+        step_blamed_on(made, self.label)
         return made
 
     def _named(self, items: list[Any]) -> list[tuple[str, Any]]:

@@ -142,7 +142,8 @@ class Trainer:
         self.val_set, self.val_texts = validation.batches, validation.texts
         model = engine.build_model()
         self.generates = "generation" in model_capabilities(model)
-        check_model_data(model, self.val_set[0], self.dataset, model_name=cfg.model.name)
+        with engine.model_calls("check_data"):
+            check_model_data(model, self.val_set[0], self.dataset, model_name=cfg.model.name)
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model, resuming=self.resume_from is not None)
@@ -194,7 +195,9 @@ class Trainer:
         assert self.strategy is not None
         with rng_kept(self.strategy.device):
             metrics = self.engine.evaluate(self.val_set[0])[1]
-        values = reported_values(check_declared_metrics(model, metrics, model_name=self.config.model.name),
+        with self.engine.model_calls("metric_names"):
+            declared = check_declared_metrics(model, metrics, model_name=self.config.model.name)
+        values = reported_values(declared,
                                  tokens=self.dataset.count_tokens(self.val_set[0]) is not None,
                                  text=reports_bits_per_byte(self.val_texts, len(self.val_set)))
         self.monitor.check_name(values.evaluation)
@@ -203,7 +206,8 @@ class Trainer:
         assert self.strategy is not None
         try:  # the data position first: another tokenizer or corpus is named as such, before the
             # model's shapes (a vocabulary that followed the tokenizer) would refuse the weights
-            self.dataset.load_state_dict(ckpt.read_trainer_state(directory)["data"])
+            with blamed_on(self.dataset.label, "load_state_dict"):  # its own bug: one line naming it
+                self.dataset.load_state_dict(ckpt.read_trainer_state(directory)["data"])
         except UsageError as exc:
             raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
         state = self.engine.load_checkpoint(directory)
@@ -334,7 +338,8 @@ class Trainer:
         result = self.engine.step(batch, lr)
         self.step = step
         rows = self.config.data.batch_size
-        tokens = self.dataset.count_tokens(batch)
+        with blamed_on(self.dataset.label, "count_tokens"):
+            tokens = self.dataset.count_tokens(batch)
         self._samples_seen += rows
         self._tokens_seen += tokens or 0
         extra: dict[str, Any] = {}

@@ -1,0 +1,166 @@
+"""What a plugin's own code raises at each place the trainer calls it is one line naming the
+component and its distribution (a ``PluginError``, exit code 1), not the framework's internal
+error, and not blamed on another component: the model's ``check_data`` and ``metric_names``, the
+dataset's ``validation_batches``, ``count_tokens`` and ``load_state_dict``, the optimizer
+builder's ``create`` and its optimizer's ``step`` (blamed on the optimizer even when the model
+comes from the same package), the schedule's ``__init__``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from deepseek import hookimpl
+from deepseek.data.text import TextDataset
+from deepseek.errors import PluginError
+from deepseek.models.gpt import GPT, GPTConfig
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.training.optimizers import OptimizerBuilder
+from deepseek.training.schedule import LRSchedule
+from deepseek.training.trainer import Trainer
+
+FAULT = {"at": ""}
+
+
+def fault(where: str) -> None:
+    if FAULT["at"] == where:
+        raise KeyError(f"bug in {where}")
+
+
+class Model(GPT):
+    def __init__(self, options: GPTConfig) -> None:
+        super().__init__(options)
+
+    def check_data(self, batch: Any, dataset: Any) -> None:
+        fault("check_data")
+
+    def metric_names(self) -> Any:
+        fault("metric_names")
+        return super().metric_names()
+
+
+class Data(TextDataset):
+    def validation_batches(self, limit: int) -> list[Any]:
+        fault("validation_batches")
+        return super().validation_batches(limit)
+
+    def count_tokens(self, batch: Any) -> int | None:
+        fault("count_tokens")
+        return super().count_tokens(batch)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        fault("load_state_dict")
+        super().load_state_dict(state)
+
+
+class _Sign(torch.optim.Optimizer):
+    def __init__(self, params: Any, lr: float) -> None:
+        super().__init__(params, {"lr": lr, "weight_decay": 0.0})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        fault("step")
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+
+
+class Sign(OptimizerBuilder):
+    state_bytes = 0
+
+    def create(self, groups: Any, lr: float, *, master_weights: bool = False, accumulation: int = 1) -> Any:
+        fault("create")
+        return _Sign(groups, lr=lr)
+
+    def initial_state(self, param: torch.Tensor) -> dict[str, Any]:
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class FlatOptions:
+    pass
+
+
+class Flat(LRSchedule):
+    Options = FlatOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        fault("__init__")
+        super().__init__(*args, **kwargs)
+
+    def lr_at(self, step: int) -> float:
+        return self.lr
+
+
+class Plugin:
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("faulty.gpt", Model, description="a GPT with faults")
+
+    @hookimpl
+    def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
+        register("faulty.text", Data, description="text with faults")
+
+    @hookimpl
+    def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
+        register("faulty.sign", Sign, description="sign descent with faults")
+
+    @hookimpl
+    def deepseek_register_lr_schedules(self, register):  # noqa: ANN001, ANN201
+        register("faulty.flat", Flat, description="a flat rate with faults")
+
+
+@pytest.fixture
+def host() -> Any:
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="deepseek-faulty", version="0.1").status == "ok"
+    yield host
+    FAULT["at"] = ""
+
+
+def _config(tiny_config_on: Any, host: PluginHost, core_model: bool = False) -> Any:
+    return tiny_config_on(host, model={"name": "tiny" if core_model else "faulty.gpt", "d_model": 32, "n_heads": 2,
+                                       "n_layers": 1},
+                          data={"name": "faulty.text"}, optimizer={"name": "faulty.sign", "weight_decay": 0.0},
+                          lr_schedule={"name": "faulty.flat"},
+                          train={"max_steps": 2, "warmup_steps": 0}, checkpoint={"interval": 1})
+
+
+@pytest.mark.parametrize(("at", "component"), [
+    ("check_data", "model faulty.gpt"), ("metric_names", "model faulty.gpt"),
+    ("validation_batches", "dataset faulty.text"), ("count_tokens", "dataset faulty.text"),
+    ("create", "optimizer faulty.sign"), ("step", "optimizer faulty.sign"), ("__init__", "lr_schedule faulty.flat"),
+])
+@pytest.mark.parametrize("core_model", [False, True])
+def test_a_plugins_bug_is_one_line_naming_it(tiny_config_on: Any, host: PluginHost, tmp_path: Path, at: str,
+                                             component: str, core_model: bool) -> None:
+    if core_model and component.startswith("model"):
+        pytest.skip("the model's own calls need the plugin's model")
+    config = _config(tiny_config_on, host, core_model)
+    FAULT["at"] = at
+    with pytest.raises(PluginError) as raised:
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    kind, name = component.split()
+    # the model's label is the engine's (name unquoted), the others their registration's
+    assert re.match(rf"^{kind} '?{re.escape(name)}'? \(deepseek-faulty 0\.1(, registered by [\w.]+)?\): {at} raised "
+                    rf"KeyError: 'bug in {at}'; a bug in the plugin", str(raised.value)), str(raised.value)
+
+
+def test_a_datasets_load_state_dict_bug_on_resume_names_it(tiny_config_on: Any, host: PluginHost,
+                                                           tmp_path: Path) -> None:
+    config = _config(tiny_config_on, host)
+    Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    FAULT["at"] = "load_state_dict"
+    more = _config(tiny_config_on, host)
+    more = dataclasses.replace(more, train=dataclasses.replace(more.train, max_steps=3))
+    with pytest.raises(PluginError, match=r"^dataset 'faulty\.text' \(deepseek-faulty 0\.1, registered by \w+\): "
+                       r"load_state_dict raised "
+                       r"KeyError: 'bug in load_state_dict'; a bug in the plugin"):
+        Trainer(more, resume=tmp_path / "run", quiet=True, host=host).fit()
