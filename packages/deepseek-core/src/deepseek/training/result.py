@@ -30,8 +30,12 @@ class TrainResult:
     monitor: dict[str, Any] = field(default_factory=dict)
     """The monitored metric's state (name, best value and step, evaluations without improvement)."""
     stopped_by: str | None = None
-    """The signal that stopped the run before ``train.max_steps`` (``None``: it ran to the end);
-    see :mod:`deepseek.training.preemption`."""
+    """The signal that stopped the run before ``train.max_steps`` (``None``: no signal); see
+    :mod:`deepseek.training.preemption`. The run can continue with ``resume``."""
+    ended_early: str | None = None
+    """Why a complete run ended before ``train.max_steps``: early stopping on ``train.monitor``, or
+    a callback setting ``trainer.should_stop`` (``None``: it trained every step, or a signal
+    stopped it, :attr:`stopped_by`)."""
     resumed_at: int | None = None
     """The checkpoint's step this session resumed from (``None``: it started the run); ``step``,
     the counts in ``metrics`` and the run folder are the run's, ``seconds`` and ``losses`` this

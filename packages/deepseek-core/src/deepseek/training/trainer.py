@@ -22,8 +22,7 @@ from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.batch import check_global_batch
 from deepseek.data.dataset import checked_state_dict
-from deepseek.errors import UsageError
-from deepseek.models.checks import check_declared_metrics, check_model_data
+from deepseek.models.checks import check_model_data
 from deepseek.models.protocol import model_capabilities
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession, flat_params
@@ -31,7 +30,7 @@ from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.engine import StepEngine
-from deepseek.training.evaluation import reports_bits_per_byte, rng_kept, summarize, validation_set
+from deepseek.training.evaluation import summarize, validation_set
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
@@ -41,9 +40,8 @@ from deepseek.training.metrics import (
     read_interval,
     read_metrics,
 )
-from deepseek.training.monitor import Monitor, metric_adding_plugins, refuse_finished
+from deepseek.training.monitor import Monitor, metric_adding_plugins
 from deepseek.training.preemption import StopSignals
-from deepseek.training.provenance import components_used
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import (
     config_changes,
@@ -52,7 +50,7 @@ from deepseek.training.run_folder import (
     pick_run_folder,
 )
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
-from deepseek.training.run_values import reported_values
+from deepseek.training.run_state import check_evaluation, restore, trainer_state
 from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
@@ -91,10 +89,12 @@ class Trainer:
         self.run_dir: Path = Path()
         self.strategy: Strategy | None = None
         self.last_checkpoint: Path | None = None
-        self._samples_seen = 0
+        self.samples_seen = 0
+        """Training rows seen over the run (a resumed run's include the checkpoint's)."""
         self.generates = False
         self.best_checkpoint: Path | None = None
-        self._tokens_seen = 0
+        self.tokens_seen = 0
+        """Training tokens seen over the run (0 for data without tokens)."""
         self._window = StepWindow()
         self._saved_step = 0
         """Step of the newest checkpoint of this run (on disk already when resuming)."""
@@ -105,6 +105,12 @@ class Trainer:
         self._stop = StopSignals(config.train.preempt_grace_s)
         self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
         self.stopped_by: str | None = None
+        self.should_stop = False
+        """Set it from a callback (``deepseek_train_step_end``, ``deepseek_evaluate``) to end the
+        run as complete before the next step, as Lightning's ``trainer.should_stop``: every rank
+        stops at the same step (one rank setting it is enough), a checkpoint is written as at the
+        end (``checkpoint.at_end``)."""
+        self.ended_early: str | None = None
         self.tracking = TrackingSession()
         """The experiment trackers of ``logging.trackers`` (started on rank 0 only)."""
 
@@ -151,9 +157,13 @@ class Trainer:
         self.schedule = build_schedule(cfg, engine.lookups)
         self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience,
                                added_by=metric_adding_plugins(self.hooks.deepseek_evaluate))
-        self._check_evaluation(model)
+        check_evaluation(self, model)
         if self.resume_from is not None:  # read (and checked) before anything is written
-            self._restore(self.resume_from)
+            restored = restore(self, self.resume_from)
+            self.step = self._saved_step = self._resumed_at = restored.step
+            self._resumed_config, self.best_checkpoint = restored.config, restored.best_checkpoint
+            self.tokens_seen, self.samples_seen = restored.tokens_seen, restored.samples_seen
+            self.last_metrics = restored.metrics
             if strategy.is_global_zero:
                 read_metrics(self.run_dir / "metrics.jsonl")  # the rows truncate_after keeps
         zero = strategy.is_global_zero
@@ -187,44 +197,6 @@ class Trainer:
             self.metrics_out.close()
             raise
         strategy.barrier()
-
-    def _check_evaluation(self, model: torch.nn.Module) -> None:
-        """Evaluate the first validation batch as evaluations will, before anything is written: the
-        output must follow the model contract with the metrics the model declares, and
-        ``train.monitor`` name a value the evaluations report (random generators put back)."""
-        assert self.strategy is not None
-        with rng_kept(self.strategy.device):
-            metrics = self.engine.evaluate(self.val_set[0])[1]
-        with self.engine.model_calls("metric_names"):
-            declared = check_declared_metrics(model, metrics, model_name=self.config.model.name)
-        values = reported_values(declared,
-                                 tokens=self.dataset.count_tokens(self.val_set[0]) is not None,
-                                 text=reports_bits_per_byte(self.val_texts, len(self.val_set)))
-        self.monitor.check_name(values.evaluation)
-
-    def _restore(self, directory: Path) -> None:
-        assert self.strategy is not None
-        try:  # the data position first: another tokenizer or corpus is named as such, before the
-            # model's shapes (a vocabulary that followed the tokenizer) would refuse the weights
-            with blamed_on(self.dataset.label, "load_state_dict"):  # its own bug: one line naming it
-                self.dataset.load_state_dict(ckpt.read_trainer_state(directory)["data"])
-        except UsageError as exc:
-            raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
-        state = self.engine.load_checkpoint(directory)
-        self.step = self._saved_step = self._resumed_at = int(state.get("step", 0))
-        self._resumed_config = state.get("config")
-        if "monitor" in state:
-            self.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
-        refuse_finished(directory, self.step, self.config.train.max_steps, self.monitor)
-        self._tokens_seen = int(state.get("tokens_seen", 0))
-        self._samples_seen = int(state.get("samples_seen", self.step * self.config.data.batch_size))
-        self.precision.load_state_dict(state.get("precision", {}))
-        self.last_metrics = dict(state.get("metrics", {}))
-        saved = state.get("world_size")
-        ckpt.load_rng_state(directory, self.strategy.rank, saved if isinstance(saved, int) else None)
-        best = ckpt.best_checkpoint(directory.parent)  # the run's best so far, as the summary names it
-        if best is not None and any(p == best and s <= self.step for s, p in ckpt.list_checkpoints(directory.parent)):
-            self.best_checkpoint = best
 
     # ------------------------------------------------------------------ the loop
 
@@ -265,7 +237,7 @@ class Trainer:
             self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),
             [r["loss"] for r in self.history], time.perf_counter() - started, self.strategy.is_global_zero,
             dict(self.last_eval), self.generates, self.best_checkpoint, self.monitor.state_dict(), self.stopped_by,
-            resumed_at=self._resumed_at,
+            resumed_at=self._resumed_at, ended_early=self.ended_early,
         )
 
     def _loop(self) -> None:
@@ -282,8 +254,7 @@ class Trainer:
                 if self.step == 0:
                     self._evaluate(progress)
                 while self.step < cfg.train.max_steps:
-                    if self._stop.agreed(self.strategy):  # a collective: every rank, every step
-                        self._stop_here(progress)
+                    if self._stop_requested(progress):  # a collective: every rank, every step
                         break
                     self._train_step()
                     interval, keep = cfg.train.eval_interval, cfg.checkpoint.interval
@@ -295,7 +266,8 @@ class Trainer:
                     best = evaluate and self._evaluate(progress) and cfg.checkpoint.keep_best
                     stop = self.monitor.exhausted
                     if stop:
-                        progress.log(self.monitor.describe())
+                        self.ended_early = self.monitor.describe()
+                        progress.log(self.ended_early)
                     if save or best or (stop and cfg.checkpoint.at_end):
                         self.save_checkpoint(best=bool(best))
                     if stop:
@@ -311,14 +283,26 @@ class Trainer:
         finally:
             self.metrics_out.close()
 
-    def _stop_here(self, progress: ProgressBar) -> None:
-        """End the loop on a stop request: log what is pending and save the step reached."""
+    def _stop_requested(self, progress: ProgressBar) -> bool:
+        """Whether the loop ends before the next step, after logging what is pending: a stop signal
+        on any rank (the run stops to be resumed, its step saved) or :attr:`should_stop` set on any
+        rank (the run ends complete, saved as at its end). One collective per step; a second only
+        when one of them is set."""
+        assert self.strategy is not None
+        if not self.strategy.any_rank(self._stop.received is not None or self.should_stop):
+            return False
+        signalled = self._stop.agreed(self.strategy)
         if len(self._window):
             self._read_window(progress)
-        if self.step > self._saved_step:
+        if self.step > self._saved_step and (signalled or self.config.checkpoint.at_end):
             self.save_checkpoint()
-        self.stopped_by = self._stop.describe()
-        progress.log(f"step {self.step:>6}  stopped on {self.stopped_by}")
+        if signalled:
+            self.stopped_by = self._stop.describe()
+        else:
+            self.should_stop, self.ended_early = True, "trainer.should_stop was set by a callback"
+        progress.log(f"step {self.step:>6}  " + (f"stopped on {self.stopped_by}" if signalled else
+                                                  f"stopping: {self.ended_early}"))
+        return True
 
     def read_every(self) -> int:
         """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
@@ -340,14 +324,14 @@ class Trainer:
         rows = self.config.data.batch_size
         with blamed_on(self.dataset.label, "count_tokens"):
             tokens = self.dataset.count_tokens(batch)
-        self._samples_seen += rows
-        self._tokens_seen += tokens or 0
+        self.samples_seen += rows
+        self.tokens_seen += tokens or 0
         extra: dict[str, Any] = {}
         if self.precision.scaler is not None:
             extra["loss_scale"] = self.precision.loss_scale
         extra.update(self.strategy.step_metrics())
-        self._window.add(step, result, lr=lr, rows=rows, samples=self._samples_seen, tokens=tokens,
-                         tokens_seen=self._tokens_seen if tokens is not None else None, extra=extra,
+        self._window.add(step, result, lr=lr, rows=rows, samples=self.samples_seen, tokens=tokens,
+                         tokens_seen=self.tokens_seen if tokens is not None else None, extra=extra,
                          started=started)
 
     def _read_window(self, progress: ProgressBar) -> None:
@@ -386,23 +370,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def trainer_state(self) -> dict[str, Any]:
-        """What ``trainer.json`` records besides model and optimizer."""
-        assert self.strategy is not None
-        return {
-            "step": self.step,
-            "tokens_seen": self._tokens_seen,
-            "samples_seen": self._samples_seen,
-            "data": checked_state_dict(self.dataset),
-            "schedule": self.schedule.state_dict(),
-            "precision": self.precision.state_dict(),
-            "config": self.config.to_dict(),
-            "components": components_used(self.config, self.engine.lookups),
-            "metrics": dict(self.last_metrics),
-            "monitor": self.monitor.state_dict(),
-            "strategy": self.config.strategy.name,
-            "world_size": self.strategy.world_size,
-            "torch": torch.__version__,
-        }
+        """What ``trainer.json`` records besides model and optimizer (:func:`~deepseek.training.run_state.trainer_state`)."""
+        return trainer_state(self)
 
     def save_checkpoint(self, *, best: bool = False) -> Path | None:
         """Write ``checkpoints/step-N`` atomically on every rank (``best``: and mark it the best,

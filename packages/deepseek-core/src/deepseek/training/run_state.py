@@ -1,0 +1,98 @@
+"""What a checkpoint records of a run besides model and optimizer (``trainer.json``), and reading
+it back when a run resumes; and the check of the first evaluation a run makes before anything is
+written. Functions of a :class:`~deepseek.training.trainer.Trainer`'s public views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from deepseek.data.dataset import checked_state_dict
+from deepseek.errors import UsageError
+from deepseek.models.checks import check_declared_metrics
+from deepseek.plugins.calls import blamed_on
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
+from deepseek.training.monitor import refuse_finished
+from deepseek.training.provenance import components_used
+from deepseek.training.run_values import reported_values
+
+if TYPE_CHECKING:
+    from deepseek.training.trainer import Trainer
+
+
+def trainer_state(trainer: Trainer) -> dict[str, Any]:
+    """What ``trainer.json`` records besides model and optimizer."""
+    assert trainer.strategy is not None
+    return {
+        "step": trainer.step,
+        "tokens_seen": trainer.tokens_seen,
+        "samples_seen": trainer.samples_seen,
+        "data": checked_state_dict(trainer.dataset),
+        "schedule": trainer.schedule.state_dict(),
+        "precision": trainer.precision.state_dict(),
+        "config": trainer.config.to_dict(),
+        "components": components_used(trainer.config, trainer.engine.lookups),
+        "metrics": dict(trainer.last_metrics),
+        "monitor": trainer.monitor.state_dict(),
+        "strategy": trainer.config.strategy.name,
+        "world_size": trainer.strategy.world_size,
+        "torch": torch.__version__,
+    }
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a resumed run continues from, read from its checkpoint."""
+
+    step: int
+    config: Any
+    """The config the checkpoint recorded (its run's settings)."""
+    tokens_seen: int
+    samples_seen: int
+    metrics: dict[str, Any]
+    best_checkpoint: Path | None
+    """The run's best checkpoint at or before ``step``, if it keeps one."""
+
+
+def restore(trainer: Trainer, directory: Path) -> Restored:
+    """Load checkpoint ``directory`` into the trainer's dataset (its position, first: another
+    tokenizer or corpus is named as such, before the model's shapes would refuse the weights),
+    strategy (model and optimizer), monitor, precision and random generators; refuse a run with
+    nothing left to train (:func:`~deepseek.training.monitor.refuse_finished`)."""
+    assert trainer.strategy is not None
+    try:
+        with blamed_on(trainer.dataset.label, "load_state_dict"):  # its own bug: one line naming it
+            trainer.dataset.load_state_dict(ckpt.read_trainer_state(directory)["data"])
+    except UsageError as exc:
+        raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
+    state = trainer.engine.load_checkpoint(directory)
+    step = int(state.get("step", 0))
+    if "monitor" in state:
+        trainer.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
+    refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor)
+    trainer.precision.load_state_dict(state.get("precision", {}))
+    saved = state.get("world_size")
+    ckpt.load_rng_state(directory, trainer.strategy.rank, saved if isinstance(saved, int) else None)
+    best = ckpt.best_checkpoint(directory.parent)  # the run's best so far, as the summary names it
+    kept = best is not None and any(p == best and s <= step for s, p in ckpt.list_checkpoints(directory.parent))
+    return Restored(step, state.get("config"), int(state.get("tokens_seen", 0)),
+                    int(state.get("samples_seen", step * trainer.config.data.batch_size)),
+                    dict(state.get("metrics", {})), best if kept else None)
+
+
+def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
+    """Evaluate the first validation batch as evaluations will, before anything is written: the
+    output must follow the model contract with the metrics the model declares, and
+    ``train.monitor`` name a value the evaluations report (random generators put back)."""
+    assert trainer.strategy is not None
+    with rng_kept(trainer.strategy.device):
+        metrics = trainer.engine.evaluate(trainer.val_set[0])[1]
+    with trainer.engine.model_calls("metric_names"):
+        declared = check_declared_metrics(model, metrics, model_name=trainer.config.model.name)
+    values = reported_values(declared, tokens=trainer.dataset.count_tokens(trainer.val_set[0]) is not None,
+                             text=reports_bits_per_byte(trainer.val_texts, len(trainer.val_set)))
+    trainer.monitor.check_name(values.evaluation)
