@@ -133,6 +133,7 @@ def config_from_dict(
     for name in SECTIONS:
         if name not in COMPONENT_SECTIONS and name != "trackers":
             sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), dict(data.get(name, {})), path=name)
+    sections["train"] = resolve_train(sections["train"])
     lookups = _run_host(host, sections["plugins"].prefer)
     _warn_unknown_preferred(lookups, sections["plugins"].prefer)
     model_table = _model_table(dict(data.get("model", {})))
@@ -348,6 +349,26 @@ def _check_compression(lookups: PluginHost, name: str, cls: Any, method: Any) ->
     problem = compression_problem(name, cls, method, offered)
     if problem:
         raise ConfigError(problem)
+
+
+DEFAULT_MIN_LR = 1e-4
+"""The largest default ``train.min_lr`` (``lr / 20`` below it)."""
+DEFAULT_WARMUP_STEPS = 30
+"""The largest default ``train.warmup_steps`` (a tenth of ``max_steps`` below it)."""
+
+
+def resolve_train(train: Any) -> Any:
+    """``[train]`` with the keys whose default follows other keys filled in: ``min_lr`` (``lr /
+    20``, at most :data:`DEFAULT_MIN_LR`: a fine-tuning rate of 1e-5 gets 5e-7, where a fixed
+    1e-4 was refused as above ``lr``) and ``warmup_steps`` (``max_steps // 10``, at most
+    :data:`DEFAULT_WARMUP_STEPS`: a 20-step run warms up for 2 steps, not for 30 it never
+    reaches)."""
+    filled: dict[str, Any] = {}
+    if train.min_lr is None:
+        filled["min_lr"] = min(DEFAULT_MIN_LR, train.lr / 20)
+    if train.warmup_steps is None:
+        filled["warmup_steps"] = min(DEFAULT_WARMUP_STEPS, train.max_steps // 10)
+    return dataclasses.replace(train, **filled) if filled else train
 
 
 def check_config(config: Config) -> None:

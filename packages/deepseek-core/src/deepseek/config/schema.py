@@ -111,10 +111,13 @@ class TrainConfig:
     """Optimizer steps of the run (``--max-steps``)."""
     lr: float = field(default=2e-3, metadata={"check": positive})
     """Peak learning rate, reached after the warm-up."""
-    min_lr: float = field(default=1e-4, metadata={"check": non_negative})
-    """Learning rate at the end of the decay (at most ``lr``)."""
-    warmup_steps: int = field(default=30, metadata={"check": non_negative})
-    """Steps of linear warm-up from 0 to ``lr``."""
+    min_lr: float | None = field(default=None, metadata={"check": lambda v: None if v is None else non_negative(v)})
+    """Learning rate at the end of the decay (at most ``lr``). Default: ``lr / 20``, at most
+    ``1e-4`` (the config written to the run folder records the number)."""
+    warmup_steps: int | None = field(
+        default=None, metadata={"check": lambda v: None if v is None else non_negative(v)})
+    """Steps of linear warm-up from 0 to ``lr``. Default: a tenth of ``max_steps``, at most 30
+    (recorded as a number in the run folder's config, so a resumed run keeps it)."""
     decay_steps: int | None = field(
         default=None,
         metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},

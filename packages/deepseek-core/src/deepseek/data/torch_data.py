@@ -69,11 +69,14 @@ class TorchData(Dataset):
         collate_fn: Callable[[list[Any]], Any] | None = None,
         shuffle: bool = True,
         val_fraction: float = 0.1,
+        val_name: str = "val_data",
     ) -> None:
         super().__init__(None, batch_size=batch_size, seed=seed)
+        self.val_name = val_name
+        """How errors name ``val``: the argument it came in (``deepseek.evaluate``'s ``data``)."""
         check_source(train, "data")
         if val is not None:
-            check_source(val, "val_data")
+            check_source(val, val_name)
         if names is not None and (isinstance(names, str) or not all(isinstance(n, str) and n for n in names)):
             raise UsageError(f"names: expected a list of argument names such as ('x', 'y'), got {names!r}")
         if not 0.0 < val_fraction < 1.0:
@@ -193,7 +196,7 @@ class TorchData(Dataset):
         for item in source:
             rows.append(item)
             if len(rows) == self.batch_size:
-                out.append(self._collate(rows, "val_data: validation batch"))
+                out.append(self._collate(rows, f"{self.val_name}: validation batch"))
                 rows = []
                 if len(out) == limit:
                     break
@@ -206,7 +209,7 @@ class TorchData(Dataset):
         if not out:
             count = have if have is not None else len(rows)
             raise UsageError(
-                f"val_data: {count} validation sample(s) do not fill one batch of batch_size="
+                f"{self.val_name}: {count} validation sample(s) do not fill one batch of batch_size="
                 f"{self.batch_size}; give more validation samples or a smaller batch_size"
             )
         return out

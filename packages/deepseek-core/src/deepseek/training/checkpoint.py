@@ -154,12 +154,13 @@ def load_model_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def check_model_fit(
     state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Any,
-    dtypes: Mapping[str, torch.dtype] | None = None,
+    dtypes: Mapping[str, torch.dtype] | None = None, *, fix: str = "use the [model] config of the run that wrote "
+    "the checkpoint",
 ) -> None:
     """:class:`CheckpointError` naming the keys when ``state`` (name -> tensor) does not fit a
     model whose state has ``shapes`` (name -> shape) and, where given, ``dtypes`` (name -> dtype:
     a floating-point tensor must not be loaded from integers, which would truncate its values,
-    nor an integer one from floats); ``where`` names the file in the message."""
+    nor an integer one from floats); ``where`` names the file in the message, ``fix`` ends it."""
     missing = sorted(set(shapes) - set(state))
     unexpected = sorted(set(state) - set(shapes))
     bad_shapes = [k for k in shapes if k in state and tuple(state[k].shape) != tuple(shapes[k])]
@@ -174,8 +175,7 @@ def check_model_fit(
             if part
         )
         raise CheckpointError(
-            f"{where}: weights do not fit this model ({detail}); use the [model] config of the run "
-            "that wrote the checkpoint"
+            f"{where}: weights do not fit this model ({detail}); {fix}"
         )
     for name, dtype in (dtypes or {}).items():
         if name in state and state[name].is_floating_point() != dtype.is_floating_point:
@@ -191,15 +191,16 @@ def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
     the keys and the fix."""
     p = Path(path)
     state = load_model_state(p if p.is_file() else resolve_checkpoint(p))
-    check_fits_module(state, model, path)
+    check_fits_module(state, model, path, fix="give the model the run trained (the same class and sizes)")
     model.load_state_dict(state, strict=True)
 
 
-def check_fits_module(state: Mapping[str, Any], module: nn.Module, where: Any) -> None:
+def check_fits_module(state: Mapping[str, Any], module: nn.Module, where: Any, **fix: str) -> None:
     """:func:`check_model_fit` of ``state`` against ``module``'s own state: its names, shapes and
-    dtypes (a ``meta``-device module costs no memory)."""
+    dtypes (a ``meta``-device module costs no memory); ``fix``: the message's end, as there."""
     live = module.state_dict()
-    check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, where, {k: v.dtype for k, v in live.items()})
+    check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, where, {k: v.dtype for k, v in live.items()},
+                    **fix)
 
 
 def check_weights_fit(model: nn.Module, path: str | os.PathLike[str]) -> None:

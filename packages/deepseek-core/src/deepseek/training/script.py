@@ -266,6 +266,7 @@ def evaluate(
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     where = torch.device(device)
     model.to(where)
-    reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn)
+    reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn,
+                       val_name="data")
     val = reader.validation_batches(batches if batches is not None else 1 << 62)
     return summarize([evaluate_batch(model, b, device=where, model_name=SCRIPT_NAME) for b in val])
