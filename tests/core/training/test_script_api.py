@@ -335,3 +335,30 @@ def test_the_batch_size_comes_from_fit_or_the_config(tmp_path: Path, host: Plugi
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_max_epochs_sets_the_length_and_an_evaluation_and_checkpoint_per_epoch(tmp_path: Path,
+                                                                               host: PluginHost) -> None:
+    config = {"logging": {"progress": False, "plot": False}, "checkpoint": {"keep_last": 5}}
+    result = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, max_epochs=3, config=config,
+                          run_dir=tmp_path / "run", host=host)
+    # 512 samples hold out 51 for validation: 461 train, 15 steps an epoch, 3 epochs 44 steps (ceil(1383 / 32))
+    assert result.step == 44
+    evaluated = [r["step"] for r in json_lines(result.run_dir / "metrics.jsonl") if "val_loss" in r]
+    assert evaluated == [0, 15, 30, 44]
+    assert sorted(int(p.name[5:]) for p in (result.run_dir / "checkpoints").glob("step-*")) == [15, 30, 44]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"data": Stream(256), "val_data": points(64, 1), "max_epochs": 2},
+     "max_epochs: the data is an IterableDataset (or a deepseek Dataset class), whose length is not known; give "
+     "the run's length as config train.max_steps instead"),
+    ({"data": points(256, 0), "max_epochs": 2, "config": CONFIG},
+     "max_epochs: and the config's train.max_steps = 60 both set the run's length; give one of them"),
+    ({"data": points(256, 0), "max_epochs": 0}, "max_epochs: must be a positive integer, got 0"),
+])
+def test_max_epochs_refusals(tmp_path: Path, host: PluginHost, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        deepseek.fit(Quadrants, kwargs.pop("data"), names=("x", "y"), run_dir=tmp_path / "run", host=host, **kwargs)
+    assert str(info.value) == message
+    assert not (tmp_path / "run").exists()

@@ -55,6 +55,20 @@ def check_source(data: Any, what: str) -> None:
         )
 
 
+def held_out_count(n: int, val_fraction: float) -> int:
+    """Samples a map-style training set of ``n`` holds out for validation (no ``val`` given)."""
+    return max(1, int(n * val_fraction))
+
+
+def training_rows(data: Any, val: Any, val_fraction: float) -> int | None:
+    """How many samples one epoch of ``data`` trains on (what :class:`TorchData` keeps of it for
+    training); ``None`` for an iterable dataset, whose length is not known."""
+    if not _is_map_style(data):
+        return None
+    n = len(data)
+    return n if val is not None else n - held_out_count(n, val_fraction)
+
+
 class TorchData(Dataset):
     """Global batches of ``batch_size`` samples of a torch dataset (see the module docstring)."""
 
@@ -92,7 +106,7 @@ class TorchData(Dataset):
             n = len(train)
             if val is None:
                 order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
-                held = max(1, int(n * val_fraction))
+                held = held_out_count(n, val_fraction)
                 self.val_indices, self.train_indices = sorted(order[:held]), sorted(order[held:])
             else:
                 self.train_indices = list(range(n))

@@ -141,11 +141,12 @@ def script_host(model: Any, data: Any, *, val_data: Any = None, wrap: Mapping[st
 
 
 def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: int | None, strategy: str | None,
-                  host: PluginHost, data_options: bool = False) -> Config:
+                  host: PluginHost, data_options: bool = False, epochs: tuple[int, int | None] | None = None) -> Config:
     """The run's config: ``config`` (a TOML file or a mapping of sections), with ``[model]`` and
     ``[data]`` naming the script's objects, ``data.batch_size`` (``batch_size``, else the
     config's, else :data:`DEFAULT_BATCH_SIZE`; the two disagreeing is refused) and the strategy by
-    name. ``data_options``: the data is a Dataset class whose own keys ``[data]`` may set."""
+    name. ``data_options``: the data is a Dataset class whose own keys ``[data]`` may set.
+    ``epochs``: ``(max_epochs, training rows per epoch)``: see :func:`epoch_settings`."""
     from deepseek.config.load import config_from_dict, read_toml
 
     if config is None:
@@ -175,7 +176,33 @@ def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: 
                     else DEFAULT_BATCH_SIZE}
     if strategy is not None:
         data["strategy"] = {**(data.get("strategy") or {}), "name": strategy}
+    if epochs is not None:
+        epoch_settings(data, *epochs)
     return config_from_dict(data, host=host)
+
+
+def epoch_settings(data: dict[str, Any], max_epochs: int, rows: int | None) -> None:
+    """Set the run's length in epochs of ``rows`` training samples (Lightning's ``max_epochs``):
+    ``train.max_steps`` covers ``max_epochs * rows`` samples, and, unless the config sets them,
+    the run evaluates (``train.eval_interval``) and checkpoints (``checkpoint.interval``) once
+    per epoch. Batches run on across epoch ends (every batch is full), so an epoch is
+    ``rows / data.batch_size`` steps, rounded up."""
+    import math
+
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+        raise UsageError(f"max_epochs: must be a positive integer, got {max_epochs!r}")
+    if rows is None:
+        raise UsageError("max_epochs: the data is an IterableDataset (or a deepseek Dataset class), whose length is "
+                         "not known; give the run's length as config train.max_steps instead")
+    train = data.setdefault("train", {})
+    if "max_steps" in train:
+        raise UsageError(f"max_epochs: and the config's train.max_steps = {train['max_steps']!r} both set the run's "
+                         "length; give one of them")
+    size = data["data"]["batch_size"]
+    per_epoch = math.ceil(rows / size)
+    train["max_steps"] = math.ceil(max_epochs * rows / size)
+    train.setdefault("eval_interval", per_epoch)
+    data.setdefault("checkpoint", {}).setdefault("interval", per_epoch)
 
 
 def fit(
@@ -192,6 +219,7 @@ def fit(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     shuffle: bool = True,
     val_fraction: float = 0.1,
+    max_epochs: int | None = None,
     quiet: bool = False,
     host: PluginHost | None = None,
 ) -> TrainResult:
@@ -206,7 +234,8 @@ def fit(
     ``deepspeed``, ... under ``deepseek launch -n N -- run script.py``). ``config``: the rest of
     the run's settings, a TOML file or ``{"train": {"max_steps": 100, "lr": 1e-3}, ...}``.
     ``batch_size``: rows per step (default: ``config``'s ``[data] batch_size``, else
-    :data:`DEFAULT_BATCH_SIZE`). ``run_dir``/``resume``: as ``deepseek train --run-dir`` / ``--resume`` (a run folder or
+    :data:`DEFAULT_BATCH_SIZE`). ``max_epochs``: the run's length in passes over a map-style
+    ``data`` (:func:`epoch_settings`), instead of ``train.max_steps``. ``run_dir``/``resume``: as ``deepseek train --run-dir`` / ``--resume`` (a run folder or
     checkpoint). ``host``: whose settings and plugins to use (default: the process's)."""
     from deepseek.training.checkpoint import list_checkpoints
     from deepseek.training.trainer import Trainer
@@ -222,7 +251,12 @@ def fit(
     wrap = {} if own_class else {"names": names, "collate_fn": collate_fn, "shuffle": shuffle,
                                  "val_fraction": val_fraction}
     lookups = script_host(model, data, val_data=val_data, wrap=wrap, host=host)
-    cfg = script_config(config, batch_size=batch_size, strategy=strategy, host=lookups, data_options=own_class)
+    from deepseek.data.torch_data import training_rows
+
+    epochs = None if max_epochs is None else (max_epochs, None if own_class else training_rows(data, val_data,
+                                                                                               val_fraction))
+    cfg = script_config(config, batch_size=batch_size, strategy=strategy, host=lookups, data_options=own_class,
+                        epochs=epochs)
     return Trainer(cfg, run_dir=run_dir, resume=resume, quiet=quiet, host=lookups).fit()
 
 
