@@ -258,3 +258,31 @@ def test_a_stop_signal_after_the_last_step_ends_the_run_as_done(tmp_path: Path) 
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 steps" in proc.stdout and (tmp_path / "run" / "checkpoints" / "step-3").is_dir()
+
+
+def test_a_forked_child_does_not_keep_the_run_folder_locked(tmp_path: Path) -> None:
+    """A process forked while the run is locked (a DataLoader worker, a compile worker) must not
+    hold the lock after its parent let go, or died: a flock belongs to the open file, which the
+    child's copy of the descriptor shares, and an orphaned child kept the folder "in use"."""
+    import os
+    import signal
+    import time
+
+    from deepseek.training.run_lock import is_held, try_lock, unlock
+
+    path = tmp_path / ".lock"
+    fd = try_lock(path)
+    assert fd is not None and is_held(path)
+    ready, told = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child outlives the parent's lock
+        os.write(told, b"x")  # running: the fork's handlers are done
+        time.sleep(30)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"x"
+        unlock(fd)
+        assert not is_held(path)  # the child's copy was closed when it was forked
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -362,3 +362,33 @@ def test_max_epochs_refusals(tmp_path: Path, host: PluginHost, kwargs: dict[str,
         deepseek.fit(Quadrants, kwargs.pop("data"), names=("x", "y"), run_dir=tmp_path / "run", host=host, **kwargs)
     assert str(info.value) == message
     assert not (tmp_path / "run").exists()
+
+
+def test_worker_processes_read_the_same_batches_and_resume_the_same(tmp_path: Path, host: PluginHost) -> None:
+    """``num_workers`` reads samples in DataLoader workers: the losses equal the main process's,
+    across epoch ends (512 samples, 14 steps an epoch), and a resume continues them exactly."""
+    config = {**CONFIG, "train": {**CONFIG["train"], "max_steps": 40}}
+    plain = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=config,
+                         run_dir=tmp_path / "plain", host=host)
+    workers = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=config,
+                           run_dir=tmp_path / "workers", host=host, num_workers=2, pin_memory=True)
+    assert losses(workers.run_dir) == losses(plain.run_dir)
+    part = {**config, "train": {**config["train"], "max_steps": 20, "decay_steps": 40}}  # the same schedule
+    deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=part,
+                 run_dir=tmp_path / "part", host=host, num_workers=2)
+    resumed = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=config,
+                           host=host, resume=tmp_path / "part", num_workers=2)
+    assert losses(resumed.run_dir) == losses(plain.run_dir)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"data": Stream(256), "val_data": points(64, 1), "num_workers": 2},
+     "num_workers: an IterableDataset read by several workers yields every sample once per worker"),
+    ({"data": points(256, 0), "num_workers": -1}, "num_workers: must be a whole number >= 0, got -1"),
+])
+def test_num_workers_refusals(tmp_path: Path, host: PluginHost, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        deepseek.fit(Quadrants, kwargs.pop("data"), names=("x", "y"), run_dir=tmp_path / "run", host=host,
+                     config=CONFIG, **kwargs)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()

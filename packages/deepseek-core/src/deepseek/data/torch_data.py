@@ -17,6 +17,11 @@ Order and resume:
   epoch's first samples to skip them. Resume is exact when the dataset yields the same samples in
   the same order for the same epoch (its own shuffling must be seeded by the epoch).
 
+``num_workers`` (map-style only) reads the samples of each batch in that many DataLoader worker
+processes, ahead of the step, in the same order (the batch sampler is this order), and collates
+them here: the same batches as reading in the main process, and the same resume; ``pin_memory``
+page-locks each batch on a CUDA machine. An iterable dataset is read in the main process.
+
 Both positions are saved in checkpoints with the data's length (map-style) and kind, and checked
 on load like user input. Validation: ``val`` (a dataset of the same kind of samples), read in
 order; without it, a map-style training set holds out ``val_fraction`` of its indices (a fixed
@@ -84,8 +89,13 @@ class TorchData(Dataset):
         shuffle: bool = True,
         val_fraction: float = 0.1,
         val_name: str = "val_data",
+        num_workers: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__(None, batch_size=batch_size, seed=seed)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise UsageError(f"num_workers: must be a whole number >= 0, got {num_workers!r}")
+        self.num_workers, self.pin_memory = num_workers, bool(pin_memory)
         self.val_name = val_name
         """How errors name ``val``: the argument it came in (``deepseek.evaluate``'s ``data``)."""
         check_source(train, "data")
@@ -117,10 +127,15 @@ class TorchData(Dataset):
                 "val_data: an IterableDataset cannot be split for validation; pass val_data= (a dataset "
                 "of held-out samples)"
             )
+        if num_workers and not self.map_style:
+            raise UsageError("num_workers: an IterableDataset read by several workers yields every sample once per "
+                             "worker unless it splits itself by torch.utils.data.get_worker_info(); read it in the "
+                             "main process (num_workers=0) or use a map-style dataset")
         self.epoch = 0
         self.cursor = 0
-        self._order: list[int] | None = None
+        self._orders: dict[int, list[int]] = {}
         self._iter: Iterator[Any] | None = None
+        self._batches: Iterator[Any] | None = None
 
     # ------------------------------------------------------------------ samples and batches
 
@@ -152,16 +167,52 @@ class TorchData(Dataset):
         # dict: what the batch functions traverse (torch's pytree enters dicts, not UserDicts)
         return batch if type(batch) is dict else dict(batch.items())
 
-    def _epoch_order(self) -> list[int]:
-        if self._order is None:
+    def _epoch_order(self, epoch: int) -> list[int]:
+        """The training indices in epoch ``epoch``'s order (kept for the epochs in use)."""
+        if epoch not in self._orders:
             assert self.train_indices is not None
             if self.shuffle:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
                 perm = torch.randperm(len(self.train_indices), generator=g).tolist()
-                self._order = [self.train_indices[i] for i in perm]
+                self._orders[epoch] = [self.train_indices[i] for i in perm]
             else:
-                self._order = list(self.train_indices)
-        return self._order
+                self._orders[epoch] = list(self.train_indices)
+            for old in [e for e in self._orders if e < epoch - 1]:
+                del self._orders[old]
+        return self._orders[epoch]
+
+    def _take(self, epoch: int, cursor: int) -> tuple[list[int], int, int]:
+        """The indices of the batch at position ``(epoch, cursor)`` and the position after it: the
+        epoch's order on from ``cursor``, into the next epoch's when it ends (every batch full)."""
+        indices = []
+        for _ in range(self.batch_size):
+            order = self._epoch_order(epoch)
+            if cursor >= len(order):
+                epoch, cursor = epoch + 1, 0
+                order = self._epoch_order(epoch)
+            indices.append(order[cursor])
+            cursor += 1
+        return indices, epoch, cursor
+
+    def _index_batches(self) -> Iterator[list[int]]:
+        """Every batch's indices from the current position on (the workers' batch sampler)."""
+        epoch, cursor = self.epoch, self.cursor
+        while True:
+            indices, epoch, cursor = self._take(epoch, cursor)
+            yield indices
+
+    def _map_batches(self) -> Iterator[Any]:
+        """Batches of the map-style data from the current position: read here, or with
+        ``num_workers`` by a DataLoader's worker processes in the same order (the batch is collated
+        here, so its errors are the same one line)."""
+        if not self.num_workers:
+            return ([self.train[i] for i in indices] for indices in self._index_batches())
+        # its own generator: the workers' seeds are not drawn from the global one, which training's
+        # random draws (dropout) use, so those are the same as reading in the main process
+        loader = torch.utils.data.DataLoader(self.train, batch_sampler=_Sampler(self._index_batches),
+                                             num_workers=self.num_workers, collate_fn=list,
+                                             generator=torch.Generator().manual_seed(self.seed))
+        return iter(loader)
 
     def _next_iterable(self) -> Any:
         for attempt in range(2):
@@ -184,18 +235,19 @@ class TorchData(Dataset):
         raise AssertionError("unreachable")
 
     def __next__(self) -> Batch:
-        samples = []
-        for _ in range(self.batch_size):
-            if self.map_style:
-                order = self._epoch_order()
-                if self.cursor >= len(order):
-                    self.epoch, self.cursor, self._order = self.epoch + 1, 0, None
-                    order = self._epoch_order()
-                samples.append(self.train[order[self.cursor]])
-                self.cursor += 1
-            else:
-                samples.append(self._next_iterable())
-        return self._collate(samples, "data: training batch")
+        if self.map_style:
+            if self._batches is None:
+                self._batches = self._map_batches()
+            samples = next(self._batches)
+            _, self.epoch, self.cursor = self._take(self.epoch, self.cursor)
+        else:
+            samples = [self._next_iterable() for _ in range(self.batch_size)]
+        batch = self._collate(samples, "data: training batch")
+        if self.pin_memory and torch.cuda.is_available():  # page-locked: the copy to the GPU overlaps
+            from torch.utils import _pytree as pytree
+
+            batch = pytree.tree_map(lambda t: t.pin_memory() if isinstance(t, torch.Tensor) else t, batch)
+        return batch
 
     def validation_batches(self, limit: int) -> list[Batch]:
         if self.val is None:
@@ -259,4 +311,14 @@ class TorchData(Dataset):
                     "is corrupt: resume from an earlier checkpoint or start a new run"
                 )
         self.epoch, self.cursor = state["epoch"], state["cursor"]
-        self._order, self._iter = None, None
+        self._orders, self._iter, self._batches = {}, None, None
+
+
+class _Sampler:
+    """A DataLoader ``batch_sampler`` over :meth:`TorchData._index_batches` (unending)."""
+
+    def __init__(self, batches: Callable[[], Iterator[list[int]]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.batches()

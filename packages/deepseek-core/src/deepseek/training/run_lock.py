@@ -15,6 +15,7 @@ temp folders. On platforms without ``fcntl`` (Windows) no lock is taken. Over NF
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -41,10 +42,30 @@ class RunFolderBusy(UsageError):
     """Another live job holds the run folder."""
 
 
+_HELD: set[int] = set()
+"""Descriptors of the locks this process holds: a forked child closes its copies at once."""
+
+
+def _close_in_child() -> None:
+    """After a fork, in the child: a ``flock`` belongs to the open file, which the child's copy
+    of the descriptor shares, so a child that outlived its parent (a DataLoader worker, a compile
+    worker, a process a model forks) held the run folder "in use" after the job was killed. The
+    child drops its copies; the parent's lock is unchanged."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
 def try_lock(path: str | os.PathLike[str]) -> int | None:
     """Open (creating) ``path`` and take an exclusive lock without waiting: the open descriptor
-    (the lock lasts until :func:`unlock` or the process ends), or ``None`` when another open
-    file holds it. Without ``fcntl`` the descriptor is returned unlocked."""
+    (the lock lasts until :func:`unlock` or the process ends; forked children do not keep it),
+    or ``None`` when another open file holds it. Without ``fcntl`` the descriptor is returned
+    unlocked."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     if fcntl is None:
         return fd
@@ -56,11 +77,13 @@ def try_lock(path: str | os.PathLike[str]) -> int | None:
     except BaseException:
         os.close(fd)
         raise
+    _HELD.add(fd)
     return fd
 
 
 def unlock(fd: int) -> None:
     """Release a lock taken by :func:`try_lock` (closing the descriptor releases it)."""
+    _HELD.discard(fd)
     os.close(fd)
 
 

@@ -220,6 +220,8 @@ def fit(
     shuffle: bool = True,
     val_fraction: float = 0.1,
     max_epochs: int | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
     quiet: bool = False,
     host: PluginHost | None = None,
 ) -> TrainResult:
@@ -228,7 +230,7 @@ def fit(
 
     ``data``/``val_data``: torch datasets (map-style or iterable; see
     :mod:`deepseek.data.torch_data` for order, splits and resume; ``names``, ``collate_fn``,
-    ``shuffle``, ``val_fraction`` are its options), or ``data`` a
+    ``shuffle``, ``val_fraction``, ``num_workers`` and ``pin_memory`` are its options), or ``data`` a
     :class:`~deepseek.data.dataset.Dataset` subclass (its own keys in ``config["data"]``).
     ``strategy``: a registered strategy by name (``single``; with deepseek-pro ``ddp``, ``fsdp``,
     ``deepspeed``, ... under ``deepseek launch -n N -- run script.py``). ``config``: the rest of
@@ -249,7 +251,7 @@ def fit(
 
     own_class = isinstance(data, type) and issubclass(data, Dataset)
     wrap = {} if own_class else {"names": names, "collate_fn": collate_fn, "shuffle": shuffle,
-                                 "val_fraction": val_fraction}
+                                 "val_fraction": val_fraction, "num_workers": num_workers, "pin_memory": pin_memory}
     lookups = script_host(model, data, val_data=val_data, wrap=wrap, host=host)
     from deepseek.data.torch_data import training_rows
 
