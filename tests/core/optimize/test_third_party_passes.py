@@ -52,7 +52,7 @@ import torch
 from deepseek import hookimpl
 from deepseek.graph.passes import GraphPass, finish
 
-NAMES = ("acme.add-padding", "acme.drop-padding", "acme.explodes", "acme.scale-output")
+NAMES = ("acme.add-padding", "acme.drop-padding", "acme.explodes", "acme.scale-output", "acme.says-done")
 
 
 @hookimpl
@@ -110,6 +110,14 @@ class Explodes(GraphPass):
         raise RuntimeError("boom")
 
 
+class SaysDone(GraphPass):
+    name = "acme.says-done"
+    description = "wrong: returns a string, not the graph"
+
+    def apply(self, gm, example_inputs):
+        return "done"
+
+
 class ScaleOutput(GraphPass):
     name = "acme.scale-output"
     description = "wrong: multiplies the output by 1.01"
@@ -159,7 +167,8 @@ def test_auto_keeps_a_faster_exact_pass_and_drops_the_others_with_reasons(use_pl
     model, x = Padded().eval(), torch.randn(3, 16)
     om, plan, messages = search(model, x, cache=False, host=host)
     reports = {r.name: r for r in plan.passes}
-    tried = ["acme.add-padding", "acme.drop-padding", "acme.explodes", "acme.missing", "acme.scale-output"]
+    tried = ["acme.add-padding", "acme.drop-padding", "acme.explodes", "acme.missing", "acme.says-done",
+             "acme.scale-output"]
     assert sorted(r.name for r in plan.passes if r.name.startswith("acme.")) == tried
 
     kept = reports["acme.drop-padding"]
@@ -174,6 +183,10 @@ def test_auto_keeps_a_faster_exact_pass_and_drops_the_others_with_reasons(use_pl
     assert reports["acme.explodes"].status == "error" and reports["acme.explodes"].error == "RuntimeError: boom"
     wrong = reports["acme.scale-output"]
     assert wrong.status == "dropped" and "> tolerance 0.0001" in str(wrong.error)
+    says = reports["acme.says-done"]
+    assert says.status == "error" and says.error == "apply returned str, not a GraphModule"
+    assert any("pass 'acme.says-done' dropped: its apply returned str, not the rewritten torch.fx.GraphModule" in m
+               for m in messages), messages
     missing = reports["acme.missing"]
     assert missing.status == "error" and "could not be created" in str(missing.error)
     assert "acme_not_installed" in str(missing.error)

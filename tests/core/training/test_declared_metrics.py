@@ -94,8 +94,9 @@ def test_a_model_whose_forward_returns_other_metrics_than_declared_is_refused(
         _train(host, tmp_path / "run")
     assert str(caught.value) == (
         "model 'declaring' (Declaring): metric_names() declares ['accuracy', 'top1'] but forward returned "
-        "['accuracy', 'top5'] on the first validation batch; make metric_names() return the names forward "
-        "reports (docs/plugins.md, 'Models')")
+        "['accuracy', 'top5'] on the first validation batch (metrics are its scalar entries: a per-row tensor is "
+        "not one, reduce it with .mean()); make metric_names() return the names forward reports "
+        "(docs/plugins.md, 'Models')")
     assert caught.value.exit_code == 2
     assert not (tmp_path / "run").exists()
 

@@ -155,6 +155,10 @@ class Verifier:
             return None, report
         if out is None:
             return None, report
+        if not isinstance(out, nn.Module):  # a str, a dict...: not a graph, said as such
+            report.status, report.error = "error", f"apply returned {type(out).__name__}, not a GraphModule"
+            warn_drop(gp.name, f"its apply returned {type(out).__name__}, not the rewritten torch.fx.GraphModule")
+            return None, report
         try:
             err, _ = self.error(out)
         except Exception as exc:  # noqa: BLE001

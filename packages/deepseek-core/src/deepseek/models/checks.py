@@ -46,8 +46,9 @@ def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: s
     if declared is not None and declared != got:
         raise UsageError(
             f"model {model_name!r} ({type(model).__name__}): metric_names() declares {list(declared)} but forward "
-            f"returned {list(got)} on the first validation batch; make metric_names() return the names forward "
-            "reports (docs/plugins.md, 'Models')"
+            f"returned {list(got)} on the first validation batch (metrics are its scalar entries: a per-row tensor "
+            "is not one, reduce it with .mean()); make metric_names() return the names forward reports "
+            "(docs/plugins.md, 'Models')"
         )
     return got
 
