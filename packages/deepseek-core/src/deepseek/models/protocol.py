@@ -155,6 +155,15 @@ class TrainableModel(nn.Module):
         ``None``, not declared (the names are learnt from the first evaluation)."""
         return None
 
+    def loss_items(self, batch: Batch) -> int | None:
+        """How many items ``forward``'s loss averages over in ``batch`` (the tokens whose labels
+        are not ignored, for a loss averaged over tokens of padded rows); additive over rows. A
+        model that answers is weighed by items: micro-batches (``train.grad_accum``),
+        data-parallel ranks and validation batches count each item alike, so every strategy
+        gives the loss per item of the whole batch (Hugging Face's ``num_items_in_batch``).
+        Default: ``None``, every row weighs the same (exact for a loss that is a mean over rows)."""
+        return None
+
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """Raise :class:`~deepseek.errors.UsageError` (one line) when this model cannot train on
         ``dataset`` (a :class:`deepseek.data.dataset.Dataset`), of which ``batch`` is one

@@ -15,7 +15,7 @@ from torch import nn
 
 from deepseek.config.schema import Config
 from deepseek.training.mixed_precision import Precision
-from deepseek.training.strategy import strategies_where  # noqa: F401  (deepseek-pro's launch checks import it here)
+from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -202,3 +202,21 @@ def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:
         dataset = cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
     dataset.label = label
     return dataset
+
+
+def strategies_where(host: Any, keep: Any) -> list[str]:
+    """Names of the registered strategies (one name per class, aliases left out) whose class
+    passes ``keep``; a plugin that fails to load is left out."""
+    from deepseek.plugins.host import get_host
+
+    lookups = host or get_host()
+    names, seen = [], set()
+    for comp in lookups.components("strategy"):
+        try:
+            cls = comp.load()
+        except Exception:  # noqa: BLE001 - a hint never fails on a broken plugin
+            continue
+        if isinstance(cls, type) and issubclass(cls, Strategy) and cls not in seen and keep(cls):
+            seen.add(cls)
+            names.append(comp.name)
+    return names

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, shard_rows, split_rows
-from deepseek.errors import ConfigError, PluginError
+from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.plugins.calls import blamed_on, blames, code_package, component_label
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
@@ -28,7 +28,9 @@ from deepseek.training.build import (
     run_host,
 )
 from deepseek.training.launcher_env import launcher_env
+from deepseek.training.loss_items import ItemWeights, item_weights
 from deepseek.training.param_groups import check_model_rules
+from deepseek.training.step import MicroBatches
 from deepseek.training.strategy import StepResult, StepSettings, Strategy
 
 if TYPE_CHECKING:
@@ -85,6 +87,8 @@ class StepEngine:
         # How a step or an evaluation names the model when its own code raises (set by setup_model)
         self._model_label: str | None = None
         self._model_package: str | None = None  # not the model itself: the strategy owns its lifetime
+        self.items: ItemWeights | None = None
+        """The model's weights by items (``TrainableModel.loss_items``), after :meth:`build_model`."""
 
     def setup_environment(self) -> None:
         """Process group and device; checks that the strategy forms the data-parallel ranks it
@@ -118,6 +122,11 @@ class StepEngine:
         self._model_package = code_package(model)  # of the model's own class: compile wraps it in torch's
         component = self.lookups.resolve("model", self.config.model.name)
         self._model_label = component_label("model", self.config.model.name, component) if blames(component) else None
+        self.items = item_weights(model, self._model_label or f"model {self.config.model.name}")
+        if self.items is not None and not self.strategy.weighs_items:
+            raise UsageError(f"model {self.config.model.name}: weighs its loss by items (loss_items), which strategy "
+                             f"{self.config.strategy.name!r} does not honour (its step weighs micro-batches by rows); "
+                             "use single, ddp, fsdp, deepspeed or tp, or return a mean over rows")
         return prepare_model(model, self.config)
 
     def setup_model(self, model: nn.Module, *, resuming: bool = False) -> None:
@@ -166,20 +175,38 @@ class StepEngine:
                           f"train.init_from=\"{directory}\")", ResumeWarning, stacklevel=2)
         return state
 
-    def step(self, global_batch: Batch, lr: float) -> StepResult:
-        """One optimizer step on this rank's rows of ``global_batch`` at learning rate ``lr``
-        (values stay on the device)."""
+    def step(self, global_batch: Batch, lr: float, step: int = 0) -> StepResult:
+        """One optimizer step (number ``step``, for messages) on this rank's rows of
+        ``global_batch`` at learning rate ``lr`` (values stay on the device)."""
         strategy = self.strategy
         strategy.set_lr(lr)
         rows = self.shard(global_batch, strategy.dp_rank, strategy.dp_size)
+        micro = split_rows(rows, self.micro_batches)
+        if self.items is not None:  # weighed by the items the loss averages over
+            with self.model_calls("loss_items"):
+                micro = MicroBatches(micro, self.items.step_weights(global_batch, micro, strategy.dp_size, step))
         with self.strategy_calls("train_step"), self.model_calls("forward"):
-            return strategy.train_step(split_rows(rows, self.micro_batches))
+            return strategy.train_step(micro)
 
     def evaluate(self, batch: Batch) -> tuple[Any, dict[str, Any]]:
         """Mean loss and metrics of a global validation batch over the data-parallel ranks."""
         strategy = self.strategy
+        shard = self.shard(batch, strategy.dp_rank, strategy.dp_size)
+        if self.items is not None and strategy.dp_size > 1:  # the ranks' shards weighed by their items
+            with self.model_calls("loss_items"):
+                weight = self.items.shard_weight(batch, shard, strategy.dp_size)
+            with self.strategy_calls("evaluate"), self.model_calls("forward"):
+                return strategy.evaluate(shard, weight=weight)
         with self.strategy_calls("evaluate"), self.model_calls("forward"):
-            return strategy.evaluate(self.shard(batch, strategy.dp_rank, strategy.dp_size))
+            return strategy.evaluate(shard)
+
+    def batch_items(self, batch: Batch) -> int | None:
+        """Items of a validation batch for a model weighing by items (its weight in the mean over
+        batches), else ``None``."""
+        if self.items is None:
+            return None
+        with self.model_calls("loss_items"):
+            return self.items.total(batch, "validation batch")
 
     def strategy_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
         """The block calling the strategy's ``call``: an exception raised by a plugin strategy's own

@@ -103,14 +103,22 @@ def rng_kept(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     return torch.random.fork_rng(devices=[index], device_type=device.type)
 
 
-def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | None] | None = None) -> dict[str, float]:
+def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | None] | None = None,
+              weights: Sequence[int | None] | None = None) -> dict[str, float]:
     """Means over batches: ``{"val_loss": ..., "val_<metric>": ...}`` (metric names of the first),
     and ``val_bits_per_byte`` when ``texts`` gives every batch's :class:`PredictedText` (the
-    dataset's ``predicted_text`` of each batch, in order; see the module docstring)."""
+    dataset's ``predicted_text`` of each batch, in order; see the module docstring). ``weights``:
+    each batch's items, for a model weighing its loss by items (``loss_items``); ``None`` (or
+    ``None`` entries): every batch weighs the same."""
     names = sorted(results[0][1])
     values = read_scalars([v for loss, m in results for v in (loss, *(m[k] for k in names))])
     width = 1 + len(names)
-    out = {f"val_{key}": sum(values[j::width]) / len(results) for j, key in enumerate(["loss", *names])}
+    items = [w for w in (weights or []) if w is not None]
+    if len(items) == len(results):  # per item of all the batches
+        out = {f"val_{key}": sum(v * n for v, n in zip(values[j::width], items, strict=True)) / sum(items)
+               for j, key in enumerate(["loss", *names])}
+    else:
+        out = {f"val_{key}": sum(values[j::width]) / len(results) for j, key in enumerate(["loss", *names])}
     bpb = bits_per_byte(values[0::width], texts)
     if bpb is not None and BITS_PER_BYTE not in out:
         out[BITS_PER_BYTE] = bpb

@@ -299,9 +299,13 @@ def evaluate_validation(
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
         with model_calls(model, label, "check_data"):
             check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
+    from deepseek.training.loss_items import item_weights
+
+    items = item_weights(model, label or f"model {config.model.name}")
     with model_calls(model, label):  # what the model's own code raises: one line naming it
+        weights = [items.total(b, "validation batch") for b in val.batches] if items is not None else None
         values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name)
-                            for b in val.batches], val.texts)
+                            for b in val.batches], val.texts, weights=weights)
     if val.tokens is not None and "val_loss" in values:  # a language model: loss per token, in nats
         values[PERPLEXITY] = perplexity(values["val_loss"])
     return Evaluated(values, len(val.batches), val.samples, val.tokens)

@@ -332,7 +332,7 @@ def placement_problem(builder: type[OptimizerBuilder], optimizer: str, strategy_
     ``strategy`` gives it (its ``optimizer_parameters``: whole, DTensor shards or flat
     partitions), as one line naming ``optimizer.name`` and the strategies registered on ``host``
     that can; ``None`` when it can."""
-    from deepseek.training.strategy import strategies_where
+    from deepseek.training.build import strategies_where
 
     form = strategy_cls.optimizer_parameters
     if can_step(form, elementwise=builder.elementwise, dtensor=builder.dtensor):

@@ -305,4 +305,8 @@ def evaluate(
     reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn,
                        val_name="data")
     val = reader.validation_batches(batches if batches is not None else 1 << 62)
-    return summarize([evaluate_batch(model, b, device=where, model_name=SCRIPT_NAME) for b in val])
+    from deepseek.training.loss_items import item_weights
+
+    items = item_weights(model, f"model {type(model).__name__}")
+    return summarize([evaluate_batch(model, b, device=where, model_name=SCRIPT_NAME) for b in val],
+                     weights=[items.total(b, "batch") for b in val] if items is not None else None)

@@ -53,3 +53,18 @@ def finite(*values: Any) -> bool:
     from deepseek.training.metrics import read_scalars
 
     return all(math.isfinite(v) for v in read_scalars(list(values)))
+
+
+class MicroBatches(list):  # type: ignore[type-arg]
+    """The micro-batches of one step (a list of batches) with each one's weight in the step's
+    loss, when the model weighs its batches by items
+    (:meth:`~deepseek.models.protocol.TrainableModel.loss_items`): ``weights[i] = items of
+    micro-batch i x data-parallel ranks / items of the global batch``, so that the ranks' mean of
+    their weighted sums is the global batch's loss per item. A plain list of micro-batches (or
+    ``weights`` ``None``) weighs them by their rows. A strategy whose step is the base class's
+    ``forward_backward`` honours it; one with a step of its own declares
+    ``Strategy.weighs_items = False`` (or reads :attr:`weights` itself)."""
+
+    def __init__(self, batches: Iterable[Any], weights: list[float] | None = None) -> None:
+        super().__init__(batches)
+        self.weights = weights

@@ -91,6 +91,11 @@ class Strategy(ABC):
     pipeline stage's), ``dtensor`` shards of them (FSDP2, tensor parallel) or ``flat`` partitions
     of concatenated parameters (DeepSpeed ZeRO). A config naming an optimizer that cannot step that
     form is refused when it loads (:func:`deepseek.training.optimizers.placement_problem`)."""
+    weighs_items: ClassVar[bool] = True
+    """Whether the step honours :class:`~deepseek.training.step.MicroBatches` weights and
+    :meth:`evaluate` its ``weight``, as the base class's do: a strategy with a step of its own
+    that does not sets ``False``, and a model weighing its loss by items
+    (``TrainableModel.loss_items``) is then refused for it."""
     needs_launcher: ClassVar[bool] = False
     """True when the strategy needs one process per device started by a launcher
     (``deepseek launch`` / torchrun); False when it trains inside the calling process. Core
@@ -239,16 +244,19 @@ class Strategy(ABC):
 
     def forward_backward(self, micro_batches: Sequence[Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward and backward over the micro-batches, each loss weighted by its share of the
-        rows (so the gradient is that of the mean loss); returns the detached mean loss and
-        metrics over all data-parallel ranks."""
+        rows (so the gradient is that of the mean loss), or by the weights of
+        :class:`~deepseek.training.step.MicroBatches`; returns the detached mean loss and metrics
+        over all data-parallel ranks."""
 
         from deepseek.data.batch import batch_rows
         from deepseek.models.checks import split_output
+        from deepseek.training.step import MicroBatches
 
         module = self.model
         assert module is not None, "call setup() first"
         module.train()
         total_rows = sum(batch_rows(b) for b in micro_batches)
+        weights = micro_batches.weights if isinstance(micro_batches, MicroBatches) else None
         loss_sum: torch.Tensor | None = None
         sums: dict[str, torch.Tensor] = {}
         last = len(micro_batches) - 1
@@ -257,7 +265,7 @@ class Strategy(ABC):
                 batch = self.to_device(micro)
                 with self.autocast():
                     loss, metrics = split_output(module(**batch), model_name=self.settings.model_name)
-                weight = batch_rows(micro) / total_rows
+                weight = weights[i] if weights is not None else batch_rows(micro) / total_rows
                 self.backward(loss, weight)
             part = loss.detach().float() * weight
             loss_sum = part if loss_sum is None else loss_sum + part
@@ -331,14 +339,17 @@ class Strategy(ABC):
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def evaluate(self, batch: Batch, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean loss and metrics of this rank's shard of a validation batch, without gradients,
-        in eval mode (:func:`deepseek.training.evaluation.evaluate_batch`), averaged over the
-        data-parallel ranks."""
+        in eval mode (:func:`deepseek.training.evaluation.evaluate_batch`), times ``weight`` (the
+        shard's items x ranks / the batch's items, for a model weighing by items), averaged over
+        the data-parallel ranks."""
         from deepseek.training.evaluation import evaluate_batch
 
         loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast(),
                                        model_name=self.settings.model_name)
+        if weight != 1.0:
+            loss, metrics = loss * weight, {k: v * weight for k, v in metrics.items()}
         return self.reduce_mean(loss, metrics)
 
     def setup_inference(self, model: nn.Module) -> nn.Module:
@@ -378,21 +389,3 @@ class Strategy(ABC):
 
     def teardown(self) -> None:
         """Release process groups and other resources."""
-
-
-def strategies_where(host: Any, keep: Any) -> list[str]:
-    """Names of the registered strategies (one name per class, aliases left out) whose class
-    passes ``keep``; a plugin that fails to load is left out."""
-    from deepseek.plugins.host import get_host
-
-    lookups = host or get_host()
-    names, seen = [], set()
-    for comp in lookups.components("strategy"):
-        try:
-            cls = comp.load()
-        except Exception:  # noqa: BLE001 - a hint never fails on a broken plugin
-            continue
-        if isinstance(cls, type) and issubclass(cls, Strategy) and cls not in seen and keep(cls):
-            seen.add(cls)
-            names.append(comp.name)
-    return names

@@ -319,7 +319,7 @@ class Trainer:
             batch = next(self.dataset)
         check_global_batch(batch, dataset=self.config.data.name, batch_size=self.config.data.batch_size,
                            what=f"training batch of step {step}")
-        result = self.engine.step(batch, lr)
+        result = self.engine.step(batch, lr, step)
         self.step = step
         rows = self.config.data.batch_size
         with blamed_on(self.dataset.label, "count_tokens"):
@@ -351,7 +351,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
         ``{"val_loss": ..., "val_<metric>": ...}``, and ``val_bits_per_byte`` for text data."""
-        return summarize([self.engine.evaluate(batch) for batch in self.val_set], self.val_texts)
+        return summarize([self.engine.evaluate(batch) for batch in self.val_set], self.val_texts,
+                         weights=[self.engine.batch_items(batch) for batch in self.val_set])
 
     def _evaluate(self, progress: ProgressBar) -> bool:
         """Evaluate, log and run the hooks; ``True`` when ``train.monitor`` improved."""

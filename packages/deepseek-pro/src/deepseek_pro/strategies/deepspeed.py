@@ -228,20 +228,22 @@ class DeepSpeedStrategy(DistributedStrategy):
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor, weight: float) -> None:
-        """``engine.backward`` divides by the accumulation steps itself (equal micro-batches)."""
-        self.engine.backward(loss)
+        """``engine.backward`` divides by the accumulation steps: the loss goes in scaled so that
+        this leaves ``weight`` (the micro-batch's share; the plain loss for equal rows)."""
+        scale = weight * self._shape[1]
+        self.engine.backward(loss if abs(scale - 1.0) < 1e-12 else loss * scale)
 
-    def evaluate(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Under DeepCompile the forward runs eagerly on gathered weights: its compiled graph
         is for training (a no-grad graph compiled beside it broke the next backward's
         reduction in DeepSpeed 0.19.8)."""
         if not self.options.deepcompile:
-            return super().evaluate(batch)
+            return super().evaluate(batch, weight)
         import deepspeed
 
         with deepspeed.zero.GatheredParameters(list(self.engine.module.parameters())), \
                 torch.compiler.set_stance("force_eager"):
-            return super().evaluate(batch)
+            return super().evaluate(batch, weight)
 
     def weights_finite(self) -> bool:
         """The fp32 master partitions (ZeRO keeps the module's own weights partitioned or in

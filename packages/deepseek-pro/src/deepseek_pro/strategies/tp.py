@@ -202,9 +202,9 @@ class TPStrategy(DistributedStrategy):
         self._check_sequence(batch)
         return super().to_device(batch)
 
-    def evaluate(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self._check_sequence(batch)
-        return super().evaluate(batch)
+        return super().evaluate(batch, weight)
 
     def _check_sequence(self, batch: Any) -> None:
         if self.options.sequence_parallel:

@@ -1,0 +1,79 @@
+"""A model whose loss is a mean over tokens of padded rows (``loss_items`` declared), trained with
+``deepseek.fit`` under several strategies, one after another, in one torchrun job (test helper).
+
+Usage: ``python tests/pro/_padded_fit.py OUT STRATEGY [STRATEGY ...]`` (under torchrun, or
+without it for ``single``). Each run writes ``OUT/<strategy>``; rank 0 writes
+``OUT/<strategy>.json``: the step losses and the final validation loss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import deepseek
+from deepseek.models.protocol import TrainableModel
+
+VOCAB, LENGTH = 32, 30
+
+
+class PaddedLM(TrainableModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.head = nn.Linear(16, VOCAB)
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.embed(input_ids))
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def loss_items(self, batch: Any) -> int:
+        return int((batch["targets"] != -100).sum())
+
+
+def rows(n: int, seed: int) -> torch.utils.data.TensorDataset:
+    """Rows of 30 or 2 tokens: rank 0's and rank 1's shards (rows 0::2 and 1::2) and the
+    micro-batches hold different numbers of tokens."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (n, LENGTH), generator=g)
+    targets = torch.randint(0, VOCAB, (n, LENGTH), generator=g)
+    for i in range(n):
+        if i % 4 == 0:  # every short row in rank 0's shard, two in one of its micro-batches
+            targets[i, 2:] = -100
+    return torch.utils.data.TensorDataset(ids, targets)
+
+
+def run(out: Path, strategy: str, accum: int = 2) -> None:
+    options = {"stage": 2} if strategy == "deepspeed" else {}
+    config = {"train": {"max_steps": 4, "lr": 1e-2, "warmup_steps": 0, "grad_accum": accum, "eval_interval": 4},
+              "data": {"eval_batches": 4}, "precision": {"dtype": "fp32"},
+              "strategy": {"name": strategy, **options, **({"device": "cpu"} if strategy == "single" else {})},
+              "logging": {"progress": False, "plot": False}}
+    result = deepseek.fit(PaddedLM, rows(128, 0), val_data=rows(48, 1), names=("input_ids", "targets"),
+                          batch_size=12, shuffle=False, config=config, run_dir=out / strategy, quiet=True)
+    if result.is_global_zero:
+        (out / f"{strategy}.json").write_text(json.dumps({"losses": result.losses,
+                                                          "val_loss": result.val_metrics["val_loss"]}))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    under_torchrun = "RANK" in os.environ
+    if under_torchrun:  # one process group for every run, as _train_jobs.py (a strategy reuses it)
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    for name in sys.argv[2:]:
+        run(Path(sys.argv[1]), name)
+    if under_torchrun:
+        dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # past DeepSpeed's and gloo's threads, as _train_jobs.py
