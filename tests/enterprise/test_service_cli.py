@@ -142,3 +142,29 @@ def test_a_database_of_an_older_build_is_one_line_and_left_as_it_was(tmp_path: P
     result = ds("server", "--root", str(tmp_path / "root"), "--db", f"sqlite:///{db}", server=dead)
     _one_line_error(result, "the database was made by an older deepseek-enterprise and lacks the columns jobs.attempts")
     assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a database\n" * 40], ids=["emptied", "garbage"])
+def test_a_service_db_that_is_no_database_is_refused_and_left_as_it_was(tmp_path: Path, content: bytes) -> None:
+    root = tmp_path / "root"
+    (root / "tenants" / "acme" / "jobs" / "1").mkdir(parents=True)
+    (root / "service.db").write_bytes(content)
+    result = ds("server", "--root", str(root), server=Dead("http://127.0.0.1:1"))
+    _one_line_error(result, f"the service database {root / 'service.db'} ")
+    assert ("is empty" if not content else "is not an SQLite database") in result[2]
+    assert (root / "service.db").read_bytes() == content and not (root / "service.db-wal").exists()
+
+
+def test_a_new_database_beside_the_workspaces_of_another_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "tenants" / "acme" / "jobs" / "1").mkdir(parents=True)
+    dead = Dead("http://127.0.0.1:1")
+    result = ds("server", "--root", str(root), server=dead)  # service.db removed: job 1 would collide
+    _one_line_error(result, "holds the job workspaces of another database (tenants/*/jobs/), but its service.db is missing")
+    assert not (root / "service.db").exists()
+    other = tmp_path / "other.db"
+    from deepseek_enterprise.service.store import Store
+
+    Store(f"sqlite:///{other}").engine.dispose()  # a database with tables but no users
+    result = ds("server", "--root", str(root), "--db", f"sqlite:///{other}", server=dead)
+    _one_line_error(result, "but the --db database is new")

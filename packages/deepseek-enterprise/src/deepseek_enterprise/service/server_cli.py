@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek_enterprise.service.store import Store
 
 
 def hold_root(root: Path) -> int:
@@ -50,6 +55,28 @@ def detect_gpus(spec: str) -> list[str]:
     if not all(x.isdigit() for x in items) or len(set(items)) != len(items):
         raise UsageError(f"--devices {spec!r}: use none, auto or distinct GPU indices such as 0,1,2")
     return items
+
+
+def check_root_matches(root: Path, url: str, store: Store | None) -> None:
+    """One line when ``--root`` holds job workspaces but the database is new (its file missing, or
+    no users in it): they belong to another database, and this one's job 1 would be written over
+    the old job 1's workspace. Called before the store opens ``url`` (a missing SQLite file) and
+    after (a database without users)."""
+    from deepseek_enterprise.service.jobpaths import tenant_dir
+    from deepseek_enterprise.sqlite_files import sqlite_database
+
+    if not any(tenant_dir(root, "").glob("*/jobs/*")):
+        return
+    if store is None:
+        database = sqlite_database(url)
+        if not database or database == ":memory:" or database.startswith("file:") or Path(database).exists():
+            return
+    elif not store.is_new():
+        return
+    default = url == f"sqlite:///{root / 'service.db'}"
+    raise UsageError(f"--root {root}: holds the job workspaces of another database (tenants/*/jobs/), but "
+                     f"{'its service.db is missing' if default else 'the --db database is new'}: give the "
+                     "database they belong to with --db, or pick a new --root")
 
 
 def pick_executor(name: str) -> tuple[type, str]:
@@ -100,13 +127,8 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     """Run the multi-tenant job server (HTTP API, scheduler, local executor); docs/service.md."""
     import re
 
-    import uvicorn
-
     from deepseek_enterprise.service import cgroups
-    from deepseek_enterprise.service.api import Service, create_app
     from deepseek_enterprise.service.executor import LocalExecutor
-    from deepseek_enterprise.service.scheduler import Scheduler
-    from deepseek_enterprise.service.store import Store
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", admin_name):
         raise UsageError(f"--admin {admin_name!r}: use lower-case letters, digits and '-'")
@@ -123,21 +145,53 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     executor = executor_cls(root, grace_s=grace, limits=limits) if local else executor_cls(root, grace_s=grace)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     held = hold_root(root)  # for the server's life: a second server would resolve this one's starts
-    store = Store(db_url or f"sqlite:///{root / 'service.db'}")
+    try:
+        _serve(root, db_url, admin_name, _Serving(executor, executor_name, limits, slots, gpus, requeue_lost, origin),
+               host, port)
+    finally:
+        os.close(held)  # also when the database is refused (a server called from Python lets go)
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What ``deepseek server`` runs once its root is held: the executor and the scheduler's settings."""
+
+    executor: Any
+    executor_name: str
+    limits: Any  # cgroups.Detection of the local executor, None for another
+    slots: int
+    gpus: list[str]
+    requeue_lost: int
+    origin: str
+
+
+def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host: str, port: int) -> None:
+    """Open the database (refusing one that is not this root's), then run the scheduler and the
+    API until the server is stopped."""
+    import uvicorn
+
+    from deepseek_enterprise.service.api import Service, create_app
+    from deepseek_enterprise.service.scheduler import Scheduler
+    from deepseek_enterprise.service.store import Store
+
+    url = db_url or f"sqlite:///{root / 'service.db'}"
+    check_root_matches(root, url, store=None)
+    store = Store(url)
+    check_root_matches(root, url, store=store)
     token = store.bootstrap(admin_name)
     if token is not None:
         click.echo(f"new database: platform admin {admin_name!r}, token (shown once, only its hash is kept):")
         click.echo(token)
-    scheduler = Scheduler(store, executor, slots=slots, gpus=gpus, requeue_lost=requeue_lost, origin=origin)
+    scheduler = Scheduler(store, run.executor, slots=run.slots, gpus=run.gpus, requeue_lost=run.requeue_lost,
+                          origin=run.origin)
     scheduler.start()
-    click.echo(f"deepseek server on http://{host}:{port} (root {root}, {slots} slot(s), "
-               f"devices {','.join(gpus) or 'none'}, executor {executor_name})", err=True)
-    if limits is not None:
-        click.echo(f"job limits: {limits.summary()}", err=True)
+    click.echo(f"deepseek server on http://{host}:{port} (root {root}, {run.slots} slot(s), "
+               f"devices {','.join(run.gpus) or 'none'}, executor {run.executor_name})", err=True)
+    if run.limits is not None:
+        click.echo(f"job limits: {run.limits.summary()}", err=True)
     os.environ.pop("DEEPSEEK_TOKEN", None)
     try:
-        uvicorn.run(create_app(Service(store, root, scheduler=scheduler, pool_size=len(gpus))), host=host,
+        uvicorn.run(create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus))), host=host,
                     port=port, log_level="warning")
     finally:
         scheduler.stop()
-        os.close(held)

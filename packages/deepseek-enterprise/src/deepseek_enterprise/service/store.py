@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, select, text
@@ -83,6 +84,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        _check_sqlite_file(url)
         self.engine = _engine(url)
         self.sqlite = self.engine.dialect.name == "sqlite"
         Base.metadata.create_all(self.engine)
@@ -140,6 +142,23 @@ class Store:
             s.add(Token(token_id=token_id, secret_hash=hashed, user_id=user.id, name="bootstrap"))
             self.audit("server", "bootstrap", target=f"user {name}", session=s)
         return token
+
+
+def _check_sqlite_file(url: str) -> None:
+    """One line when ``url`` names an SQLite file that exists but is no readable database: SQLAlchemy
+    would take an emptied file for a new database (a new admin, every tenant, job and audit entry
+    gone) and fail on another kind of file with a DatabaseError."""
+    from deepseek_enterprise.sqlite_files import sqlite_database, sqlite_problem
+
+    database = sqlite_database(url)
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists() or path.is_symlink():
+        problem = sqlite_problem(path)
+        if problem is not None:
+            raise UsageError(f"--db: the service database {path} {problem}, so its tenants, jobs and audit log "
+                             "cannot be read; restore it from a backup, or move it away to start a new database")
 
 
 def _engine(url: str) -> Engine:

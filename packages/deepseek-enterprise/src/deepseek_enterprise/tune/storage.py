@@ -14,7 +14,6 @@ marks it failed with ``interrupted`` and enqueues its parameters again, so the s
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError
+from deepseek_enterprise.sqlite_files import sqlite_database, sqlite_problem
 
 HEARTBEAT_S = 20
 GRACE_S = 120
@@ -60,37 +60,19 @@ def worker_alive(worker: str) -> bool | None:
     return not start or _start_time(pid) in ("", start)
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-"""The first 16 bytes of every SQLite database file."""
-
-
-def _sqlite_database(url: str) -> str | None:
-    """The ``database`` part of an SQLite URL (``""`` when it names none); ``None`` for a URL of
-    another database or one that is not a URL (open_storage says what is wrong with it)."""
-    if not url.startswith("sqlite"):
-        return None
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).database or ""
-    except ArgumentError:
-        return None
-
-
 def sqlite_file(url: str | None, folder: Path) -> Path | None:
     """The database file of ``--storage`` when it is SQLite (``None``: the folder's ``study.db``),
     else ``None`` (another database, a journal, an in-memory database, a URL that is not one)."""
     if url is None:
         return folder / "study.db"
-    database = _sqlite_database(url)
+    database = sqlite_database(url)
     return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
 
 
 def _in_memory(url: str) -> bool:
     """Whether ``url`` is an SQLite URL of an in-memory database (no path, ``:memory:``, a
     ``mode=memory`` URI)."""
-    database = _sqlite_database(url)
+    database = sqlite_database(url)
     return database is not None and (database in ("", ":memory:") or "mode=memory" in url)
 
 
@@ -113,48 +95,9 @@ def check_sqlite_file(url: str | None, folder: Path) -> None:
         where, fix = f"--out {folder}", f"remove the folder {folder} (or that file) or pick another --out"
     else:
         where, fix = "--storage", "remove the file or give another --storage"
-    problem = _sqlite_problem(path)
+    problem = sqlite_problem(path)
     if problem is not None:
         raise UsageError(f"{where}: the study database {path} {problem}, so the study cannot be read; {fix}")
-
-
-# Another worker of the same study may be creating the file right now: SQLite makes it empty and
-# writes its first page (the header) a moment later, under a lock. An empty or locked file is read
-# again until this long has passed before it is called empty or damaged.
-CREATION_WAIT_S = 3.0
-
-
-def _sqlite_problem(path: Path) -> str | None:
-    """What is wrong with the existing SQLite file ``path`` (``None``: it is a readable database)."""
-    import sqlite3
-
-    deadline = time.monotonic() + CREATION_WAIT_S
-    while True:
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            return f"cannot be read ({exc.strerror})"
-        if head and head != SQLITE_HEADER:
-            return "is not an SQLite database"
-        busy = not head
-        if head:
-            try:  # read-only: the schema page must parse; nothing is written
-                with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
-                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                return None
-            except sqlite3.Error as exc:
-                code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
-                if code == sqlite3.SQLITE_READONLY:
-                    # A hot journal: a worker was killed inside a write (SQLITE_READONLY_ROLLBACK). The
-                    # database is whole; the storage, opening it for writing, rolls the journal back.
-                    return None
-                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    return f"is damaged ({exc})"
-                busy = True
-        if busy and time.monotonic() >= deadline:
-            return "is empty" if not head else "is locked by another process that does not let go"
-        time.sleep(0.05)
 
 
 def open_storage(url: str | None, folder: Path) -> Any:
