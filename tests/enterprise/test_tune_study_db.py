@@ -63,8 +63,10 @@ def test_a_bad_sqlite_file_given_as_storage_is_refused(tmp_path: Path, monkeypat
 
 def test_a_real_database_and_a_new_one_pass(tmp_path: Path) -> None:
     check_sqlite_file(None, tmp_path / "new")  # no file yet: a new study creates it
-    with sqlite3.connect(tmp_path / "study.db") as db:
-        db.execute("CREATE TABLE t (x)")
+    with sqlite3.connect(tmp_path / "study.db") as db:  # a database without tables: a new study creates them
+        db.execute("PRAGMA user_version = 1")  # writes the header
+    check_sqlite_file(None, tmp_path)
+    _real_db(tmp_path)
     check_sqlite_file(None, tmp_path)
     check_sqlite_file(f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "elsewhere")
     check_sqlite_file("postgresql://u@h/db", tmp_path)  # not a file: Optuna says what is wrong
@@ -113,7 +115,7 @@ def test_a_database_another_worker_is_creating_is_waited_for(tmp_path: Path) -> 
 
     def create() -> None:
         with sqlite3.connect(path) as db:
-            db.execute("CREATE TABLE t (x)")
+            db.execute("CREATE TABLE studies (x)")
 
     timer = threading.Timer(0.5, create)
     timer.start()
@@ -128,9 +130,9 @@ def test_a_database_locked_by_another_worker_is_waited_for(tmp_path: Path) -> No
 
     path = tmp_path / "study.db"
     holder = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    holder.execute("CREATE TABLE t (x)")
+    holder.execute("CREATE TABLE studies (x)")
     holder.execute("BEGIN EXCLUSIVE")
-    holder.execute("INSERT INTO t VALUES (1)")
+    holder.execute("INSERT INTO studies VALUES (1)")
     timer = threading.Timer(0.5, lambda: (holder.execute("COMMIT"), holder.close()))
     timer.start()
     try:
@@ -157,8 +159,46 @@ def test_a_storage_that_cannot_open_leaves_no_folder_behind(tmp_path: Path, monk
 
 
 def _real_db(folder: Path) -> None:
-    with sqlite3.connect(folder / "study.db") as db:
-        db.execute("CREATE TABLE t (x)")
+    """An Optuna storage's database (its tables, no study yet)."""
+    import optuna
+
+    optuna.storages.RDBStorage(f"sqlite:///{folder / 'study.db'}").engine.dispose()
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna wrote its tables into it beside the program's own."""
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    with sqlite3.connect(tmp_path / "app.db") as db:
+        db.execute("CREATE TABLE invoices (x)")
+    before = (tmp_path / "app.db").read_bytes()
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st", "--storage", "sqlite:///app.db")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: --storage: app.db is another program's database (its tables: invoices), not an Optuna study's; give "
+        "the study a file of its own (--storage sqlite:///PATH or another --out)"], err
+    assert (tmp_path / "app.db").read_bytes() == before and not (tmp_path / "st").exists()
+
+
+def test_a_study_folder_run_with_another_storage_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copied study folder (its trials/ and study.db) run with --storage elsewhere numbered its
+    trials from 0 again: each was refused as 'already holds a run', and trials.json and best.toml
+    were overwritten."""
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "space.toml").write_text(SPACE)
+    study = tmp_path / "st"
+    study.mkdir()
+    _real_db(study)
+    (study / "trials" / "0000").mkdir(parents=True)
+    (study / "trials.json").write_text('{"study": "s"}')
+    before = _snapshot(study)
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                   "--trials", "1", "--out", "st", "--storage", "sqlite:///elsewhere.db")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: --out st: holds trials/0000 but --storage sqlite:///elsewhere.db has no study 's': the folder belongs "
+        "to another storage or study; give that study's --storage and --study, or pick a new --out"], err
+    assert _snapshot(study) == before
 
 
 @pytest.mark.parametrize(("damage", "words"), [

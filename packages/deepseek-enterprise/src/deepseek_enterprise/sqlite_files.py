@@ -29,14 +29,20 @@ def sqlite_database(url: str) -> str | None:
         return None
 
 
+FOREIGN = "is another program's database "
+"""How :func:`sqlite_problem`'s answer starts for a database of another program (its callers advise
+a file of the program's own rather than removing it)."""
+
 # Another process (a worker of the same study) may be creating the file right now: SQLite makes it empty and
 # writes its first page (the header) a moment later, under a lock. An empty or locked file is read
 # again until this long has passed before it is called empty or damaged.
 CREATION_WAIT_S = 3.0
 
 
-def sqlite_problem(path: Path) -> str | None:
-    """What is wrong with the existing SQLite file ``path`` (``None``: it is a readable database)."""
+def sqlite_problem(path: Path, kind: str, own: frozenset[str]) -> str | None:
+    """What is wrong with the existing SQLite file ``path`` (``None``: it is a readable database
+    without tables, or one holding at least one of the ``own`` tables of a ``kind`` database).
+    A database of another program is refused: its tables would be written beside its own."""
     import sqlite3
 
     deadline = time.monotonic() + CREATION_WAIT_S
@@ -52,7 +58,10 @@ def sqlite_problem(path: Path) -> str | None:
         if head:
             try:  # read-only: the schema page must parse; nothing is written
                 with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
-                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                    tables = sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+                if tables and not own.intersection(tables):
+                    shown = ", ".join(tables[:4]) + (" ..." if len(tables) > 4 else "")
+                    return f"{FOREIGN}(its tables: {shown}), not {kind}"
                 return None
             except sqlite3.Error as exc:
                 code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one

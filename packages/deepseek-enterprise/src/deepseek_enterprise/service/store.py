@@ -148,14 +148,16 @@ def _check_sqlite_file(url: str) -> None:
     """One line when ``url`` names an SQLite file that exists but is no readable database: SQLAlchemy
     would take an emptied file for a new database (a new admin, every tenant, job and audit entry
     gone) and fail on another kind of file with a DatabaseError."""
-    from deepseek_enterprise.sqlite_files import sqlite_database, sqlite_problem
+    from deepseek_enterprise.sqlite_files import FOREIGN, sqlite_database, sqlite_problem
 
     database = sqlite_database(url)
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
     if path.exists() or path.is_symlink():
-        problem = sqlite_problem(path)
+        problem = sqlite_problem(path, "a deepseek service's", frozenset(Base.metadata.tables))
+        if problem is not None and problem.startswith(FOREIGN):
+            raise UsageError(f"--db: {path} {problem}; give the service a database of its own")
         if problem is not None:
             raise UsageError(f"--db: the service database {path} {problem}, so its tenants, jobs and audit log "
                              "cannot be read; restore it from a backup, or move it away to start a new database")

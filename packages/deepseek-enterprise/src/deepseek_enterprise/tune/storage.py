@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError
-from deepseek_enterprise.sqlite_files import sqlite_database, sqlite_problem
+from deepseek_enterprise.sqlite_files import FOREIGN, sqlite_database, sqlite_problem
 
 HEARTBEAT_S = 20
 GRACE_S = 120
@@ -95,7 +95,10 @@ def check_sqlite_file(url: str | None, folder: Path) -> None:
         where, fix = f"--out {folder}", f"remove the folder {folder} (or that file) or pick another --out"
     else:
         where, fix = "--storage", "remove the file or give another --storage"
-    problem = sqlite_problem(path)
+    problem = sqlite_problem(path, "an Optuna study's", frozenset({"studies", "version_info"}))
+    if problem is not None and problem.startswith(FOREIGN):
+        raise UsageError(f"{where}: {path} {problem}; give the study a file of its own (--storage sqlite:///PATH "
+                         "or another --out)")
     if problem is not None:
         raise UsageError(f"{where}: the study database {path} {problem}, so the study cannot be read; {fix}")
 

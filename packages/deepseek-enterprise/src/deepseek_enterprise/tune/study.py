@@ -93,6 +93,9 @@ def open_study(settings: StudySettings, direction: str, identity: dict[str, str]
     import optuna
 
     storage = open_storage(settings.storage, settings.out)
+    held = sorted(int(p.name) for p in (settings.out / "trials").glob("[0-9]*") if p.name.isdigit())
+    if held:  # listed before the storage is read: a trial has its number before its folder is made
+        _check_trial_folders(storage, settings, held)
     try:
         study = optuna.create_study(
             study_name=settings.name, storage=storage, sampler=create_sampler(settings.sampler, settings.seed),
@@ -116,6 +119,24 @@ def open_study(settings: StudySettings, direction: str, identity: dict[str, str]
                 raise UsageError(f"--study {settings.name}: was created with {what}, not this one; resume it with "
                                  "the same config, space and objective, or use another --study name")
     return study, storage
+
+
+def _check_trial_folders(storage: Any, settings: StudySettings, held: list[int]) -> None:
+    """The trial folders of ``--out`` must be trials of this study in this storage: a copied study
+    folder run with another ``--storage`` (or a study that is not there) would run its trials over
+    them, each refused as 'already holds a run', and overwrite trials.json and best.toml."""
+    try:
+        study_id = storage.get_study_id_from_name(settings.name)
+        known = storage.get_n_trials(study_id)
+    except KeyError:
+        study_id, known = None, 0
+    if held[-1] < known:
+        return
+    where = f"--storage {settings.storage}" if settings.storage else f"{settings.out / 'study.db'}"
+    has = f"has {known} trial(s) of study {settings.name!r}" if study_id is not None else \
+        f"has no study {settings.name!r}"
+    raise UsageError(f"--out {settings.out}: holds trials/{held[-1]:04d} but {where} {has}: the folder belongs to "
+                     "another storage or study; give that study's --storage and --study, or pick a new --out")
 
 
 def _counts(study: Any) -> tuple[int, int]:
