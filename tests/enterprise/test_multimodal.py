@@ -67,6 +67,14 @@ def test_audio_encoder_masks_padding(backbone: str) -> None:
     changed = frames.clone()
     changed[1, 9:] = 100.0
     torch.testing.assert_close(enc(changed, mask).features[1, :5], out.features[1, :5])
+    # no sample fills the padded length (torchaudio's Conformer.forward asserted on this)
+    mask[0, 17:] = True
+    out = enc(frames, mask)
+    assert out.padding_mask.tolist() == [[False] * 9 + [True], [False] * 5 + [True] * 5]
+    assert torch.isfinite(out.features).all() and out.features[0, 9:].abs().max() == 0
+    mask[1] = True  # a sample that is all padding gives zeros, not NaN
+    out = enc(frames, mask)
+    assert torch.isfinite(out.features).all() and out.features[1].abs().max() == 0
 
 
 def test_audio_encoder_from_waveforms() -> None:

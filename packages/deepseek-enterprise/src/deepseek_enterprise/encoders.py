@@ -314,12 +314,18 @@ class AudioConvTransformer(Encoder):
                               f"than max_frames={self.options.max_frames}; raise it or add conv_layers")
         x = self.proj(x) + self.pos(torch.arange(x.size(1), device=x.device))
         mask = torch.arange(x.size(1), device=x.device)[None, :] >= lengths[:, None]
+        # A sequence that is all padding attends everywhere (softmax over nothing is NaN); its
+        # output is zeroed below.
+        attend = mask & ~mask.all(1, keepdim=True)
         if self.options.backbone == "conformer":
-            x, _ = self.backbone(x, lengths.clamp(min=1))
+            # The layers get this mask as it is: torchaudio's Conformer.forward makes one as long as
+            # the longest length, which fails its attention when no sample fills the padded length.
+            x = x.transpose(0, 1)
+            for layer in self.backbone.conformer_layers:
+                x = layer(x, attend)
+            x = x.transpose(0, 1)
         else:
-            # A sequence that is all padding attends everywhere (softmax over nothing is NaN);
-            # its output is zeroed below.
-            x = self.backbone(x, src_key_padding_mask=mask & ~mask.all(1, keepdim=True))
+            x = self.backbone(x, src_key_padding_mask=attend)
         x = self.norm_out(x).masked_fill(mask[..., None], 0.0)
         return EncoderOutput(x, mask)
 
