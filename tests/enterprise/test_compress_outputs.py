@@ -44,3 +44,34 @@ def test_a_quantized_run_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         'error: q/checkpoints/step-2: holds model weights only, no optimizer state (a compressed or exported model, '
         'committed that way): it cannot be resumed; train from its weights with --set '
         'train.init_from="q/checkpoints/step-2"'], err
+
+
+def test_a_killed_compress_leaves_no_half_run_folder_and_the_retry_works(tmp_path: Path) -> None:
+    """A SIGKILL while the result was written left checkpoints/ without compression.json: the
+    retry was refused ('not empty') and deepseek eval took the half folder. The folder is filled
+    beside --out and renamed onto it whole."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from _compresshelpers import deepseek_cli, train_tiny
+
+    work = train_tiny(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "max_steps": 2}})
+    args = ["compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5", "--out", "pruned",
+            "--latency-runs", "200"]
+    proc = subprocess.Popen([sys.executable, "-m", "deepseek", *args], cwd=work, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while not any(work.glob(".pruned.partial-*/checkpoints/step-*/model.safetensors")):
+        assert proc.poll() is None and time.monotonic() < deadline, "compress ended before its result was staged"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # while it measures the staged result
+    proc.wait()
+    assert not (work / "pruned").exists() or not any((work / "pruned").iterdir())
+    assert deepseek_cli("eval", "--checkpoint", "pruned", cwd=work).returncode == 2
+    retry = deepseek_cli(*args[:-1], "5", cwd=work)
+    assert retry.returncode == 0, retry.stderr
+    assert (work / "pruned" / "compression.json").is_file() and not list(work.glob(".pruned.partial-*"))
+    assert deepseek_cli("eval", "--checkpoint", "pruned", cwd=work).returncode == 0

@@ -157,12 +157,14 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
 
     report["loads_with"] = loads_with = loading_needs(host, result)
     make_folders(missing, where="--out")
-    final = _write(out, state, new_config, result, report)
-    after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize)
-    report["original"], report["compressed"] = before, after
     from deepseek.training.checkpoint import atomic_write_text
+    from deepseek_enterprise.compress.output import staged_folder
 
-    atomic_write_text(out / "compression.json", json.dumps(report, indent=1, default=str))
+    with staged_folder(out) as stage:  # the run folder appears whole, or not at all
+        final = _write(stage, state, new_config, result, report)
+        after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize)
+        report["original"], report["compressed"] = before, after
+        atomic_write_text(stage / "compression.json", json.dumps(report, indent=1, default=str))
     _print(report, out)
     if json_path is not None:
         from deepseek.cli.bench_cmd import write_json

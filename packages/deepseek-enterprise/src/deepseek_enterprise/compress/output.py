@@ -5,13 +5,63 @@
 checkpoint's state with the compressed ``[model]`` table; no optimizer state: a compressed model
 is evaluated or fine-tuned from its weights, not resumed), committed atomically;
 ``<out>/config.toml`` is the resolved config and ``<out>/compression.json`` says what was done.
+
+The folder is written whole or not at all (:func:`staged_folder`): it is filled beside ``<out>`` as
+``.<name>.partial-<pid>`` and renamed onto it at the end, so a killed compress leaves no half run
+folder that blocks the retry or that ``deepseek eval`` would take.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A folder to fill in place of ``out`` (missing, or an empty folder), renamed onto it when
+    the block ends without an exception and removed when it raises. Partial folders that killed
+    processes left beside ``out`` are removed first. Where ``out``'s parent cannot be written (an
+    existing empty ``out`` in a read-only folder), ``out`` itself is filled."""
+    parent = out.absolute().parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        yield out
+        return
+    prefix = f".{out.name}.partial-"
+    for old in parent.glob(f"{prefix}*"):
+        pid = old.name.removeprefix(prefix)
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    stage = parent / f"{prefix}{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        os.replace(stage, out)  # onto a missing or empty folder, in one step
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    with contextlib.suppress(OSError):
+        fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_run(out: Path, *, source_state: dict[str, Any], config: Any, compressed: Any, report: dict[str, Any]) -> Path:
