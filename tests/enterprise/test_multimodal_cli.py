@@ -165,6 +165,19 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
     ('{"task": "redundant", "config": "late", "seed": 0, "recipe": "magic", "test": {"test_accuracy": 0.5}}\n',
      "bad.jsonl:1: recipe 'magic' is not one of aux, joint, pretrained, frozen, stacked, stacked-residual, calibrated"),
     ("\n", "bad.jsonl: no results lines"),
+    # the optional parts were read as they came: an internal error (IndexError, TypeError, KeyError)
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "val_curve": [[1]]}\n',
+     "bad.jsonl:1: val_curve must be a list of [step, accuracy in [0, 1] or null] pairs"),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "latency": {}}\n',
+     "bad.jsonl:1: latency must give p50_ms and p90_ms (milliseconds) and the device"),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "latency": '
+     '{"p50_ms": 1, "p90_ms": 2, "device": "cpu", "parameters": "many"}}\n',
+     "bad.jsonl:1: latency.parameters 'many' is not a count"),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "parameters": -5}\n',
+     "bad.jsonl:1: parameters -5 is not a count"),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}}\n' * 2,
+     "bad.jsonl:2: repeats the results of vision on the redundant task, seed 0 (bad.jsonl:1): a seed counted twice "
+     "would weigh the mean"),
 ])
 def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "bad.jsonl").write_text(content)

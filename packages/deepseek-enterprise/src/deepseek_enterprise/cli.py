@@ -82,15 +82,16 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def table_command(files: tuple[Path, ...]) -> None:
     """Merge results.jsonl files of studies into the tables."""
-    from deepseek_enterprise.study_report import check_row, table
+    from deepseek_enterprise.study_report import check_row, row_key, table
 
     rows = []
+    seen: dict[tuple[str, str, int], str] = {}
     for path in files:
         if not path.is_file():  # a FIFO or a device was read until its writer ended, or forever
             raise UsageError(f"{path}: not a regular file (a device, FIFO or socket); pass results.jsonl files of "
                              "'study'")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark an editor added is no error
         except UnicodeDecodeError as exc:
             raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); pass results.jsonl files of 'study'") from None
         for n, line in enumerate(text.splitlines(), 1):
@@ -103,6 +104,12 @@ def table_command(files: tuple[Path, ...]) -> None:
             problem = check_row(row)
             if problem:
                 raise UsageError(f"{path}:{n}: {problem}; pass results.jsonl files of 'study'")
+            key = row_key(row)
+            if key in seen:
+                raise UsageError(f"{path}:{n}: repeats the results of {key[1]} on the {key[0]} task, seed {key[2]} "
+                                 f"({seen[key]}): a seed counted twice would weigh the mean; pass results.jsonl files "
+                                 "of 'study'")
+            seen[key] = f"{path}:{n}"
             rows.append(row)
     if not rows:
         raise UsageError(f"{', '.join(map(str, files))}: no results lines; pass results.jsonl files of 'study'")

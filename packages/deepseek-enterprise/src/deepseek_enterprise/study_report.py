@@ -22,6 +22,12 @@ def row_recipe(row: dict[str, Any]) -> str | None:
     return "aux" if len(CONFIGS[row["config"]][0]) > 1 else None
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, str, int]:
+    """A checked results row's place in the tables: task, model label (with its recipe and
+    training sources) and seed; two rows with one key would count that seed twice."""
+    return row["task"], recipe_label(row["config"], row_recipe(row), row.get("train_sources", "all")), row["seed"]
+
+
 def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
     """Rows grouped by model and recipe, in ``CONFIGS`` order, each with its table label."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -60,6 +66,9 @@ def check_row(row: Any) -> str | None:
     if len(modalities) > 1 and (not isinstance(missing, dict)
                                 or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
         return "missing must give a number in [0, 1] for vision, audio and text"
+    problem = _check_extras(row)
+    if problem is not None:
+        return problem
     if "before_calibration" in row:
         before, val = row["before_calibration"], row.get("val")
         if not (isinstance(before, dict) and fraction(before.get("test_accuracy")) and fraction(before.get("val_accuracy"))
@@ -71,6 +80,32 @@ def check_row(row: Any) -> str | None:
         if not isinstance(weights, dict) or not weights or unknown_logit_weight(weights, modalities) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weights.values()):
             return "logit_weights must map fused and the model's modalities to finite numbers"
+    return None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_extras(row: dict[str, Any]) -> str | None:
+    """The optional parts of a results line: ``parameters``, ``val_curve`` and ``latency``."""
+    params = row.get("parameters")
+    if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
+        return f"parameters {params!r} is not a count"
+    curve = row.get("val_curve")
+    if curve is not None and not (isinstance(curve, list) and all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool) and p[0] >= 0
+            and (p[1] is None or (_number(p[1]) and 0.0 <= p[1] <= 1.0)) for p in curve)):
+        return "val_curve must be a list of [step, accuracy in [0, 1] or null] pairs"
+    lat = row.get("latency")
+    if lat is not None:
+        if not (isinstance(lat, dict) and all(_number(lat.get(k)) and lat[k] >= 0 for k in ("p50_ms", "p90_ms"))
+                and isinstance(lat.get("device"), str)):
+            return "latency must give p50_ms and p90_ms (milliseconds) and the device"
+        for key in ("parameters", "peak_memory_bytes", "peak_rss_bytes"):
+            v = lat.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                return f"latency.{key} {v!r} is not a count"
     return None
 
 
@@ -124,11 +159,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     vision = [r["test"]["test_accuracy"] for r in red if r["config"] == "vision"]
     audio = [r["test"]["test_accuracy"] for r in red if r["config"] == "audio"]
     timed = [r for r in rows if isinstance(r.get("latency"), dict)]
-    for device in sorted({r["latency"].get("device", "?") for r in timed}):
+    for device in sorted({r["latency"]["device"] for r in timed}):
         lat = [r["latency"] for r in timed if r["latency"].get("device") == device]
         gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
         memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
-        lines.append(f"cross_attention, batch 1 on {device} ({len(lat)} runs, {lat[0].get('parameters', 0) / 1e6:.2f} M "
+        lines.append(f"cross_attention, batch 1 on {device} ({len(lat)} runs, {(lat[0].get('parameters') or 0) / 1e6:.2f} M "
                      f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
                      f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}")
         lines.append("")
