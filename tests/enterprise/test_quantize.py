@@ -223,3 +223,15 @@ def test_a_quantized_model_is_not_quantized_again() -> None:
     for name in ("tiny", "quantized"):
         with pytest.raises(UsageError, match=r"^quantize\.int8: the model is quantized already"):
             compressor.check_model(model, SimpleNamespace(model=SimpleNamespace(name=name)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_a_cuda_scheme_on_a_machine_without_a_gpu_is_one_line_also_on_meta() -> None:
+    """eval, generate and bench build the model on the meta device first: torchao initialised CUDA
+    there and the missing driver was reported as a bug in deepseek-enterprise's model."""
+    from deepseek.errors import ConfigError
+
+    for device in ("cpu", "meta"):
+        with pytest.raises(ConfigError, match=r"^model\.scheme: int4-weight runs on CUDA only .* has no GPU; use the "
+                                              r"model on a GPU machine"):
+            deepseek.create_model("quantized", scheme="int4-weight", base={"name": "tiny"}, device=device)

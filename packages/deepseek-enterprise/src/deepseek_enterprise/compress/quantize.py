@@ -212,10 +212,15 @@ class QuantizedModel(BuildsComponents):
             raise ConfigError(f"model.base.name: {exc}") from None
         model = instantiate_model(target, table, name=name, path="model.base", host=host)
         device = next(model.parameters()).device
-        if options.scheme in CUDA_SCHEMES and device.type != "meta":
+        if options.scheme in CUDA_SCHEMES:
+            # also on the meta device (a command checking the model before loading it): torchao's
+            # kernels for these schemes initialise CUDA as they quantize
             if not torch.cuda.is_available():
-                raise ConfigError(f"model.scheme: {options.scheme} runs on CUDA only and this machine has no GPU")
-            model.to("cuda")
+                raise ConfigError(f"model.scheme: {options.scheme} runs on CUDA only (torchao's kernels) and this "
+                                  "machine has no GPU; use the model on a GPU machine, or compress the source run "
+                                  "with quantize.int8 or quantize.int8-weight for a CPU")
+            if device.type != "meta":
+                model.to("cuda")
         quantize_model(model, options.scheme, list(options.skip), options.group_size, options.granularity)
         return model
 
