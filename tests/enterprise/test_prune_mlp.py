@@ -61,6 +61,17 @@ def test_a_gpt_is_sent_to_prune_ffn(host: PluginHost) -> None:
         create_compressor(host, "prune.mlp", {}, where="--set").check_model(model, config)
 
 
+def test_a_multiple_of_wider_than_the_mlp_is_one_line(host: PluginHost) -> None:
+    """It was blamed on the compressor: its returned table built another model than it returned."""
+    config = config_from_dict(MULTIMODAL, host=host)
+    model = build_model(config, host=host)
+    data = build_dataset(config, host)
+    with pytest.raises(UsageError, match=r"^prune\.mlp: ratio=0\.5 of the vision encoder's MLP width 64 keeps 1000 "
+                                         r"channels \(multiple_of=1000\); choose a multiple_of and ratio that keep "
+                                         r"between 1 and 63$"):
+        create_compressor(host, "prune.mlp", {"multiple_of": 1000}, where="--set").compress(model, config, [next(data)])
+
+
 @pytest.fixture(scope="module")
 def mm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with ``run``: the tiny tri-modal classifier trained 10 steps (each test writes its own outputs)."""

@@ -107,6 +107,11 @@ class PruneMLP(Compressor):
             removed[name] = []
             for (expand, _), width in zip(pairs, kept, strict=True):
                 channels = int(expand.out_features)
+                if not 0 < width < channels:
+                    raise UsageError(
+                        f"prune.mlp: ratio={o.ratio} of the {name} encoder's MLP width {channels} keeps {width} channels "
+                        f"(multiple_of={o.multiple_of}); choose a multiple_of and ratio that keep between 1 and "
+                        f"{channels - 1}")
                 group = graph.get_pruning_group(expand, tp.prune_linear_out_channels, idxs=list(range(channels)))
                 with torch.no_grad():
                     scores = importance(group)
