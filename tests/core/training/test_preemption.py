@@ -229,6 +229,12 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
                           "since now); wait for it to end or stop it, or pick another --run-dir / logging.name"]
         with pytest.raises(RunFolderBusy, match=f"pid {holder.pid}"):
             Trainer(config, resume=run, quiet=True).fit()
+        # a checkpoint the live job pruned (or is writing) as it was read: busy, not 'no such checkpoint'
+        # or 'damaged'
+        gone = run / "checkpoints" / "step-99"
+        proc = subprocess.run([sys.executable, "-m", "deepseek", "train", "--resume", str(gone), "--quiet"],
+                              cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == errors, proc.stderr[-3000:]
         assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written or changed
     finally:
         holder.kill()

@@ -46,14 +46,19 @@ def build_train_config(
         data = read_toml(config_file)
     elif resume is not None:
         from deepseek.data.tokenizer import run_folder_of, with_run_tokenizer
+        from deepseek.errors import CheckpointError
         from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
         from deepseek.training.checkpoint_dirs import CheckpointWarning
+        from deepseek.training.run_lock import live_run_holding
 
-        with warnings.catch_warnings():  # a checkpoint passed over is said once, by the trainer's own lookup
-            warnings.simplefilter("ignore", CheckpointWarning)
-            directory = resolve_checkpoint(resume)
-        # read once: a live job may prune this checkpoint meanwhile (the trainer then says it is busy)
-        saved_state = read_trainer_state(directory)
+        try:
+            with warnings.catch_warnings():  # a checkpoint passed over is said once, by the trainer's own lookup
+                warnings.simplefilter("ignore", CheckpointWarning)
+                directory = resolve_checkpoint(resume)
+            # read once: a live job may prune this checkpoint meanwhile (the trainer then says it is busy)
+            saved_state = read_trainer_state(directory)
+        except CheckpointError as exc:  # one a live job is writing or pruning is not damaged: say it is busy
+            raise live_run_holding(Path(resume)) or exc from None
         from deepseek.training.provenance import prefer_recorded
 
         saved = prefer_recorded(_saved_config(directory, saved_state), saved_state, host)  # its components' plugins

@@ -134,6 +134,17 @@ def _busy(run_dir: Path, lock_path: Path) -> str:
     )
 
 
+def live_run_holding(path: Path) -> RunFolderBusy | None:
+    """The error to give when ``path`` (a run folder, its ``checkpoints`` folder, or a checkpoint
+    in it) belongs to a run folder a live job holds: a checkpoint that could not be read there
+    may be one the job is writing or pruning, not a damaged one."""
+    path = Path(path).absolute()
+    for folder in (path, *list(path.parents)[:2]):
+        if is_held(folder / LOCK_FILE):
+            return RunFolderBusy(_busy(folder, folder / LOCK_FILE))
+    return None
+
+
 def refuse_if_busy(run_dir: Path, strategy: Strategy) -> None:
     """:class:`RunFolderBusy` on every rank when a live job holds ``run_dir``; writes nothing, so
     a run can check this before it reads (and validates) a checkpoint and only then lock."""
