@@ -150,7 +150,26 @@ def create_steps(host: Any, recipe: Recipe) -> list[Any]:
     error naming the recipe, raised before any work)."""
     from deepseek_enterprise.compress.compressor import create_compressor
 
-    return [create_compressor(host, name, table, where=f"--recipe ({name})") for name, table in recipe.steps]
+    steps = [create_compressor(host, name, table, where=f"--recipe ({name})") for name, table in recipe.steps]
+    _check_recover_places(recipe, steps)
+    return steps
+
+
+def _check_recover_places(recipe: Recipe, steps: list[Any]) -> None:
+    """A ``recover`` step needs a compressed model before it that still trains: at the start of a
+    recipe, or right after a quantization, it failed only when the search reached it."""
+    from deepseek_enterprise.compress.quantize import Quantize
+    from deepseek_enterprise.compress.recover import Recover
+
+    for i, step in enumerate(steps):
+        if not isinstance(step, Recover):
+            continue
+        if i == 0:
+            raise UsageError(f"--recipe {recipe.label!r}: recover has nothing to recover at the start of a recipe; put "
+                             "it after a compressor, e.g. 'prune.ffn ratio=0.5 + recover'")
+        if any(isinstance(before, Quantize) for before in steps[:i]):
+            raise UsageError(f"--recipe {recipe.label!r}: recover follows a quantization, and a quantized model does "
+                             "not train; recover before quantizing ('prune.ffn + recover + quantize.int8')")
 
 
 Applied = tuple[Any, Any, list[dict[str, Any]]]
