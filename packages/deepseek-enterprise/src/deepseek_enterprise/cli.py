@@ -53,7 +53,8 @@ def multimodal() -> None:
 @click.option("--out", type=PATH_ARG, required=True,
               help="Folder for runs and results.jsonl (created if missing).")
 def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,
-          lr: float, device: str, recipe: str, unimodal_runs: Path | None, eval_size: int | None, out: Path) -> None:
+          lr: float, device: str, recipe: str, unimodal_runs: Path | None, eval_size: int | None,
+          out: Path) -> int | None:
     """Train every model per task and seed, test each once on the held-out split, print the tables."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
@@ -72,10 +73,19 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     if eval_size is not None and eval_size < batch:
         raise UsageError(f"--eval-size {eval_size}: fewer samples than one batch (--batch {batch}); "
                          f"give at least {batch}")
-    rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
-                     list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out, host=command_host(),
-                     recipe=recipe, unimodal_runs=unimodal_runs, eval_size=eval_size)
+    from deepseek_enterprise.study_folder import StudyStopped
+
+    try:
+        rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
+                         list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out,
+                         host=command_host(), recipe=recipe, unimodal_runs=unimodal_runs, eval_size=eval_size)
+    except StudyStopped as stopped:
+        from deepseek.training.preemption import EXIT_PREEMPTED
+
+        click.echo(str(stopped), err=True)
+        return EXIT_PREEMPTED
     click.echo(table(rows))
+    return None
 
 
 @multimodal.command("table")

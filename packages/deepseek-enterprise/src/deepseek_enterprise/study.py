@@ -140,7 +140,8 @@ def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, l
                   "eval_interval": max(steps // 6, 1), "seed": seed},
         "precision": {"dtype": "fp32"},
         "strategy": {"name": "single", "device": device},
-        "checkpoint": {"interval": 0, "at_end": True},
+        # a checkpoint every quarter: a study stopped (SIGTERM, a kill) resumes its run from the last
+        "checkpoint": {"interval": max(steps // 4, 1), "keep_last": 1, "at_end": True},
         "logging": {"progress": False, "plot": False, "runs_dir": runs_dir, "name": f"{task}-{config}-s{seed}"},
     }
 
@@ -263,7 +264,16 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     from deepseek.errors import UsageError
     from deepseek.training.metrics import read_metrics
     from deepseek.training.trainer import Trainer
+    from deepseek_enterprise.study_folder import (
+        StudyStopped,
+        check_folder,
+        resumable,
+        settings_of,
+        start_folder,
+    )
 
+    settings = settings_of(steps, batch, lr, device, recipe, eval_size, unimodal_runs)
+    check_folder(out, settings)  # another study's folder: refused before anything is written
     given: dict[tuple[str, int], dict[str, str]] = {}
     if unimodal_runs is not None:
         for task in tasks:
@@ -285,13 +295,18 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
             config_from_dict(study_config(task, name, seeds[0], steps, batch=batch, lr=lr, device=device,
                                           runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
                                           eval_size=eval_size), host=host)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    done = start_folder(out, settings)  # a stopped study continues: the models with results are kept
+    rows = list(done.values())
     for task in tasks:
         for seed in seeds:
             sources = dict(given.get((task, seed), {}))  # modality -> this seed's unimodal run folder
             for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
                 mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
+                run_dir = out / "runs" / f"{task}-{name}-s{seed}"
+                if (task, name, seed) in done:
+                    if len(CONFIGS[name][0]) == 1 and not is_ensemble(name, recipe, task):
+                        sources[CONFIGS[name][0][0]] = str(run_dir)
+                    continue
                 config = config_from_dict(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                                        runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
                                                        eval_size=eval_size),
@@ -307,8 +322,11 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
                         fh.write(json.dumps(row) + "\n")
                     continue
-                trainer = Trainer(config, quiet=True, host=host)
-                trainer.fit()
+                trainer = Trainer(config, quiet=True, host=host, resume=run_dir if resumable(run_dir, steps) else None)
+                result = trainer.fit()
+                if result.stopped_by is not None:  # SIGTERM / SIGUSR1: the study stops with the run
+                    raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {run_dir}; run "
+                                       f"the same command again to continue the study in {out}")
                 if len(CONFIGS[name][0]) == 1:
                     sources[CONFIGS[name][0][0]] = str(trainer.run_dir)
                 params = sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())

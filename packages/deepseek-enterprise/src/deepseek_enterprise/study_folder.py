@@ -1,0 +1,123 @@
+"""The ``--out`` folder of ``deepseek multimodal study``, and how a study continues in it.
+
+``study.json`` records the settings that make a model of the study (steps, batch, learning
+rate, device, recipe, held-out size, unimodal runs) when the folder is first used. Running the
+same command again in that folder (after a kill, a lost machine, or to add seeds, tasks or models)
+continues the study: a model whose results line is in ``results.jsonl`` is not trained again; a
+run folder left without one is resumed from its newest checkpoint, or trained again from the start
+when it has none left to resume (killed before its first checkpoint, or after its last step).
+Other settings are refused: the folder's results would mix two studies.
+
+``results.jsonl`` is read back like user input (each line checked); a last line cut short by a
+kill as it was written (no newline, not JSON) is dropped, and said.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
+
+SETTINGS_FILE = "study.json"
+RESULTS_FILE = "results.jsonl"
+
+
+class StudyStopped(Exception):
+    """A run of the study was stopped by a signal (SIGTERM, SIGUSR1) after saving a checkpoint:
+    the study stops too (exit code 75), and the same command continues it."""
+
+
+def settings_of(steps: int, batch: int, lr: float, device: str, recipe: str, eval_size: int | None,
+                unimodal_runs: Path | None) -> dict[str, Any]:
+    """The settings a study's models are made with (what ``study.json`` records)."""
+    return {"steps": steps, "batch": batch, "lr": lr, "device": device, "recipe": recipe, "eval_size": eval_size,
+            "unimodal_runs": str(unimodal_runs.absolute()) if unimodal_runs is not None else None}
+
+
+_OPTIONS = {"steps": "--steps", "batch": "--batch", "lr": "--lr", "device": "--device", "recipe": "--recipe",
+            "eval_size": "--eval-size", "unimodal_runs": "--unimodal-runs"}
+
+
+def check_folder(out: Path, settings: dict[str, Any]) -> None:
+    """A one-line :class:`UsageError` when ``out`` holds another study's results (other settings
+    in its ``study.json``, or results without one); nothing is written."""
+    path = out / SETTINGS_FILE
+    if not path.exists():
+        if (out / RESULTS_FILE).exists() or (out / "runs").exists():
+            raise UsageError(f"--out {out}: holds a study's results.jsonl or runs/ but no {SETTINGS_FILE} (a study "
+                             "of an older build, or files of something else), so it cannot be continued; pick a new "
+                             "--out")
+        return
+    try:
+        recorded = loads_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"--out {out}: {path} cannot be read ({exc}); restore it, or pick a new --out") from None
+    if not isinstance(recorded, dict) or set(recorded) != set(settings):
+        raise UsageError(f"--out {out}: {path} is not the settings file of a study; restore it, or pick a new --out")
+    differ = [key for key in settings if recorded[key] != settings[key]]
+    if differ:
+        shown = ", ".join(f"{_OPTIONS[k]} {recorded[k]}" for k in differ)
+        raise UsageError(f"--out {out}: holds a study made with {shown} (not "
+                         f"{', '.join(f'{settings[k]}' for k in differ)}); continue it with those, or pick a new --out")
+
+
+def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Make ``out`` (recording the settings) or take it up again: the results lines already there,
+    by ``(task, config, seed)``."""
+    from deepseek.training.checkpoint import atomic_write_text
+    from deepseek_enterprise.study_report import check_row
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / SETTINGS_FILE).exists():
+        atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1))
+    path = out / RESULTS_FILE
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = loads_json(line)
+        except ValueError as exc:
+            if n == len(lines):  # the last line, cut short as it was written
+                atomic_write_text(path, "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""))
+                click.echo(f"{path}:{n}: a results line cut short (the study was stopped as it wrote it) was dropped; "
+                           "that model is trained again", err=True)
+                break
+            raise UsageError(f"{path}:{n}: not a results line ({exc}); restore the file, or pick a new --out") from None
+        problem = check_row(row)
+        if problem:
+            raise UsageError(f"{path}:{n}: {problem}; restore the file, or pick a new --out")
+        done[row["task"], row["config"], row["seed"]] = row
+    if done:
+        click.echo(f"continuing the study in {out}: {len(done)} model(s) already have results", err=True)
+    return done
+
+
+def resumable(run_dir: Path, steps: int) -> bool:
+    """Whether the run folder a stopped study left can be resumed (a checkpoint before its last
+    step); otherwise it is removed, to be trained again from the start."""
+    from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
+
+    if not run_dir.exists():
+        return False
+    try:
+        step = int(read_trainer_state(resolve_checkpoint(run_dir)).get("step", 0))
+    except UsageError:
+        step = -1
+    if 0 <= step < steps:
+        click.echo(f"resuming {run_dir} from step {step}", err=True)
+        return True
+    click.echo(f"training {run_dir} again from the start ({'no checkpoint to resume' if step < 0 else 'its results were not written'})",
+               err=True)
+    shutil.rmtree(run_dir)
+    return False

@@ -1,0 +1,100 @@
+"""``deepseek multimodal study`` continues in its ``--out`` folder: stopped by SIGTERM mid-run it
+exits 75 with the run's checkpoint, and the same command resumes that run and gives the results
+of an uninterrupted study; models with results are not trained again; a results line cut short
+is dropped; a folder of other settings is refused in one line, before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _inprocess import deepseek_here
+
+ARGS = ["multimodal", "study", "--task", "redundant", "--seed", "0", "--config", "audio", "--steps", "24",
+        "--batch", "8", "--eval-size", "16", "--device", "cpu"]
+
+
+def _study(work: Path, out: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "deepseek", *ARGS, *extra, "--out", out], cwd=work, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_stopped_study_continues_and_gives_the_uninterrupted_results(tmp_path: Path) -> None:
+    whole = _study(tmp_path, "whole")
+    whole.communicate(timeout=600)
+    assert whole.returncode == 0
+    proc = _study(tmp_path, "cut")
+    run = tmp_path / "cut" / "runs" / "redundant-audio-s0" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not list(run.glob("step-*")):  # a checkpoint every quarter (6 steps): stop after the first
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 75, err
+    assert err.strip().splitlines()[-1].startswith("stopped: SIGTERM after step ")
+    assert "run the same command again to continue the study in cut" in err
+    assert not (tmp_path / "cut" / "results.jsonl").exists()  # no results for a model stopped half-way
+    again = _study(tmp_path, "cut")
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert "resuming cut/runs/redundant-audio-s0 from step " in err
+    (cut,), (ref,) = _rows(tmp_path / "cut" / "results.jsonl"), _rows(tmp_path / "whole" / "results.jsonl")
+    assert cut["test"] == ref["test"] and cut["val_curve"] == ref["val_curve"]  # bit for bit
+
+    # Finished: the same command trains nothing; a second seed is added beside the first.
+    again = _study(tmp_path, "cut", "--seed", "1")
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0 and "1 model(s) already have results" in err, err
+    rows = _rows(tmp_path / "cut" / "results.jsonl")
+    assert [r["seed"] for r in rows] == [0, 1] and rows[0] == cut
+
+
+def test_a_cut_results_line_is_dropped_and_its_model_trained_again(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    args = [a if a != "24" else "2" for a in ARGS]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    results = tmp_path / "st" / "results.jsonl"
+    (row,) = _rows(results)
+    results.write_text(results.read_text()[:60])  # killed as it wrote the line: no newline, not JSON
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    assert "st/results.jsonl:1: a results line cut short (the study was stopped as it wrote it) was dropped" in err
+    assert "training st/runs/redundant-audio-s0 again from the start (its results were not written)" in err
+    (again,) = _rows(results)
+    assert again["test"] == row["test"]
+
+
+@pytest.mark.parametrize(("prepare", "extra", "message"), [
+    (lambda st: (st / "study.json").write_text(json.dumps({
+        "steps": 24, "batch": 8, "lr": 0.002, "device": "cpu", "recipe": "joint", "eval_size": 16,
+        "unimodal_runs": None})), ["--steps", "48"],
+     "--out st: holds a study made with --steps 24 (not 48); continue it with those, or pick a new --out"),
+    (lambda st: (st / "results.jsonl").write_text(""), [],
+     "--out st: holds a study's results.jsonl or runs/ but no study.json (a study of an older build, or files of "
+     "something else), so it cannot be continued; pick a new --out"),
+    (lambda st: (st / "study.json").write_text("[1]"), [],
+     "--out st: st/study.json is not the settings file of a study; restore it, or pick a new --out"),
+])
+def test_a_folder_of_another_study_is_refused_and_left_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  prepare, extra: list[str], message: str) -> None:  # noqa: ANN001
+    st = tmp_path / "st"
+    st.mkdir()
+    prepare(st)
+    before = {p.name: p.read_bytes() for p in st.iterdir()}
+    args = [a for a in ARGS if a != "24"]
+    args.remove("--steps")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, *(extra or ["--steps", "24"]), "--out", "st")
+    assert code == 2 and err.strip().splitlines() == [f"error: {message}"], err
+    assert {p.name: p.read_bytes() for p in st.iterdir()} == before
