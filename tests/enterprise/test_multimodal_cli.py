@@ -305,3 +305,19 @@ def test_config_show_fills_in_the_encoder_and_fusion_tables(tmp_path: Path, monk
     assert {"embed_dim", "window_size", "depths"} <= set(model["vision"]) and model["vision"]["depths"] == [1]
     assert {"d_model", "n_layers", "norm_eps"} <= set(model["text"])
     assert model.get("audio", {}) == tomllib.loads(TRAIN)["model"].get("audio", {})  # not in use: as given
+
+
+def test_a_gpt_config_resuming_a_multimodal_run_names_both(study: dict[str, Any], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was refused as a mismatch of the data position ('saved with split=None')."""
+    import shutil
+
+    run = tmp_path / "mm"
+    shutil.copytree(study["dir"] / "res" / "runs" / "redundant-vision-s0", run)
+    (tmp_path / "gpt.toml").write_text('[model]\nname = "tiny"\n[train]\nmax_steps = 8\n')
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "gpt.toml", "--resume", "mm")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: mm/checkpoints/step-2/trainer.json: the checkpoint is a run of model 'multimodal.classifier' on data "
+        "'multimodal.digits', this config trains 'tiny' on 'text'; a resumed run keeps its model and data: resume "
+        "without the config file (the run's own config is used), or train this config in another run folder "
+        "(--run-dir)"], err

@@ -64,10 +64,12 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
     strategy (model and optimizer), monitor, precision and random generators; refuse a run with
     nothing left to train (:func:`~deepseek.training.monitor.refuse_finished`)."""
     assert trainer.strategy is not None
+    saved = ckpt.read_trainer_state(directory)
     try:
         with blamed_on(trainer.dataset.label, "load_state_dict"):  # its own bug: one line naming it
-            trainer.dataset.load_state_dict(ckpt.read_trainer_state(directory)["data"])
+            trainer.dataset.load_state_dict(saved["data"])
     except UsageError as exc:
+        _refuse_another_run(trainer, saved.get("config"), directory)  # the cause, where it is one
         raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
     state = trainer.engine.load_checkpoint(directory)
     step = int(state.get("step", 0))
@@ -82,6 +84,22 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
     return Restored(step, state.get("config"), int(state.get("tokens_seen", 0)),
                     int(state.get("samples_seen", step * trainer.config.data.batch_size)),
                     dict(state.get("metrics", {})), best if kept else None)
+
+
+def _refuse_another_run(trainer: Trainer, saved: Any, directory: Path) -> None:
+    """A config of another model or dataset resuming a run, found when the data position does not
+    fit: one line naming both (a GPT config resuming a multimodal run was refused as a mismatch
+    of the data position)."""
+    if not isinstance(saved, dict):
+        return
+    model, data = (saved.get("model") or {}).get("name"), (saved.get("data") or {}).get("name")
+    cfg = trainer.config
+    if (model, data) == (cfg.model.name, cfg.data.name) or not (isinstance(model, str) and isinstance(data, str)):
+        return
+    raise UsageError(f"{directory / ckpt.TRAINER_FILE}: the checkpoint is a run of model {model!r} on data {data!r}, "
+                     f"this config trains {cfg.model.name!r} on {cfg.data.name!r}; a resumed run keeps its model and "
+                     "data: resume without the config file (the run's own config is used), or train this config "
+                     "in another run folder (--run-dir)")
 
 
 def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
