@@ -12,6 +12,7 @@ when present: the counters ``tokens_seen`` / ``samples_seen``, the tables ``sche
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,13 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
     for key, value in state.get("metrics", {}).items():
         if value is not None and not _is_number(value):
             raise bad(f"metrics.{key}", "a number", value)
+    schedule = state.get("schedule", {})  # the record of the rates (a schedule's options may be any JSON)
+    for key in ("lr", "min_lr"):
+        if key in schedule and not (_is_number(schedule[key]) and math.isfinite(schedule[key]) and schedule[key] >= 0):
+            raise bad(f"schedule.{key}", "a finite number >= 0", schedule[key])
+    for key in ("warmup_steps", "decay_steps"):
+        if key in schedule and not (_is_int(schedule[key]) and 0 <= schedule[key] < COUNTER_LIMIT):
+            raise bad(f"schedule.{key}", "a whole number >= 0", schedule[key])
     scaler = state.get("precision", {}).get("scaler")
     if scaler is not None and not (isinstance(scaler, Mapping) and all(_is_number(v) for v in scaler.values())):
         raise bad("precision.scaler", "an object of numbers", scaler)
