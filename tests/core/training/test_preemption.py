@@ -243,6 +243,28 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
     assert Trainer(config, resume=run, quiet=True).fit().step == 6
 
 
+def test_a_fresh_run_into_a_live_jobs_folder_is_only_refused(tmp_path: Path) -> None:
+    """A second job started on the folder of a live job that has no checkpoint yet said "starting it
+    afresh, its metrics replaced" before it was refused as busy."""
+    import shutil
+
+    assert _train(tmp_path, "--max-steps", "2").returncode == 0
+    run = tmp_path / "run"
+    shutil.rmtree(run / "checkpoints")  # as a live job leaves it before its first checkpoint
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        proc = _train(tmp_path, "--max-steps", "2")
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "is in use by another live job" in lines[0], proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    proc = _train(tmp_path, "--max-steps", "2")  # the job gone: started afresh, and said
+    assert proc.returncode == 0 and "starting it afresh, its metrics replaced" in proc.stderr, proc.stderr
+
+
 def test_a_stop_signal_after_the_last_step_ends_the_run_as_done(tmp_path: Path) -> None:
     """SIGTERM while the finished run writes its plot (after its last step and checkpoint): the run
     is complete, so it ends with exit 0 and its summary (it used to die by the signal, -15, which a

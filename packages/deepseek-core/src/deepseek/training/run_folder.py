@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import check_output, usual_mode
 from deepseek.training.checkpoint_dirs import list_checkpoints, resolve_checkpoint
+from deepseek.training.run_lock import LOCK_FILE, is_held
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -66,7 +67,8 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             raise UsageError(f"{chosen / foreign}: the run writes its {foreign} there, and this file is not one a "
                              f"run wrote (your own?); move it out of the folder, or pick another --run-dir / "
                              "logging.name")
-    if resume_from is None and strategy.is_global_zero and metrics.is_file() and metrics.stat().st_size > 0:
+    if (resume_from is None and strategy.is_global_zero and metrics.is_file() and metrics.stat().st_size > 0
+            and not is_held(chosen / LOCK_FILE)):  # a live job's folder: the trainer refuses it next
         print(f"run folder {chosen} holds a run without a checkpoint (nothing to resume): starting it afresh, "
               "its metrics replaced", file=sys.stderr, flush=True)
     for name in RUN_FILES:  # written as files by the run: checked before anything is
