@@ -180,6 +180,29 @@ def test_unwritable_folder_is_refused(hostile: Hostile, trained_run: Path) -> No
     hostile.refused("export", "--checkpoint", str(trained_run), "--out", "locked/m.pt2", expect=["--out"])
 
 
+def test_resuming_a_run_on_a_read_only_file_system_names_the_run_folder(hostile: Hostile, trained_run: Path) -> None:
+    """It blamed logging.runs_dir, which the command did not use."""
+    import shutil
+
+    source, mounted = hostile.work / "src", hostile.work / "ro"
+    source.mkdir()
+    mounted.mkdir()
+    shutil.copytree(trained_run, source / "run")
+    if subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True).returncode != 0:
+        pytest.skip("needs a read-only bind mount (root, mount(8)): permissions do not stop root's writes")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], capture_output=True).returncode != 0:
+            pytest.skip("could not make the bind mount read-only")
+        err = hostile.refused("train", "--resume", str(mounted / "run"), "--max-steps", "2",
+                              expect=[f"--resume {mounted / 'run'}: the run folder is not writable"])
+        assert "continue in a new folder with --run-dir NEW" in err and "logging.runs_dir" not in err
+        done = hostile.run("train", "--resume", str(mounted / "run"), "--max-steps", "2", "--run-dir",
+                            str(hostile.work / "copy"))
+        assert done.code == 0, done.stderr
+    finally:
+        subprocess.run(["umount", str(mounted)], capture_output=True)
+
+
 def test_missing_output_folders_are_created_and_named(hostile: Hostile, trained_run: Path) -> None:
     done = hostile.run("export", "--checkpoint", str(trained_run), "--out", "deploy/v1/model.pt2")
     assert done.code == 0, done.stderr

@@ -57,13 +57,13 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             f"{where}: {current} is a file, so {target} cannot be created below it; give a path "
             "whose parents are folders"
         )
-    problem = _unwritable(current)
+    problem = unwritable(current)
     if problem is not None:
         raise UsageError(f"{where}: {current} is not writable ({problem}); give a path in a folder you can write")
     return missing[::-1]
 
 
-def _unwritable(folder: Path) -> str | None:
+def unwritable(folder: Path) -> str | None:
     """Why nothing can be created in ``folder``, or ``None``. Permission bits are not the whole
     answer (``/proc``, a read-only or full file system, root's ``access`` saying yes to all), so
     an empty file is made there and removed at once."""

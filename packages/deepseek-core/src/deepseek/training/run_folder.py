@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepseek.errors import CheckpointError, UsageError
-from deepseek.paths import check_output, usual_mode
+from deepseek.paths import check_output, unwritable, usual_mode
 from deepseek.training.checkpoint_dirs import list_checkpoints, resolve_checkpoint
 from deepseek.training.run_lock import LOCK_FILE, is_held
 
@@ -45,6 +45,12 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             n = 2
             while chosen.exists():
                 chosen, n = root / f"{name}-{n}", n + 1
+    if run_dir is None and resume_from is not None and chosen.is_dir():
+        problem = unwritable(chosen)
+        if problem is not None:  # the run's own folder, not logging.runs_dir, is what cannot be written
+            raise UsageError(f"--resume {chosen}: the run folder is not writable ({problem}), and a resumed run "
+                             "writes its checkpoints and metrics there; make it writable, or continue in a new "
+                             "folder with --run-dir NEW")
     check_output(chosen, where="--run-dir" if run_dir is not None else "logging.runs_dir", folder=True)
     chosen = Path(strategy.broadcast_object(str(chosen.resolve())))
     # A folder holds a run when it holds a complete checkpoint to continue from. One whose job
