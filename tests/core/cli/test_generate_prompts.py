@@ -38,6 +38,42 @@ def test_prompts_are_served_like_one_at_a_time(tmp_path: Path, trained_run: Path
     assert float(match.group(1).replace(",", "")) > 0 and float(match.group(2)) > 0
 
 
+def test_num_samples_draws_several_samples_of_each_prompt(tmp_path: Path, trained_run: Path, core_host: PluginHost,
+                                                         one_thread: None) -> None:
+    """Sampled: different samples of one prompt, the same again with the same seed; greedy: each
+    sample is the prompt's greedy continuation."""
+    sampled = ["generate", "--checkpoint", str(trained_run), "--max-new-tokens", "16", "--temperature", "1.0",
+               "--num-samples", "4", "def "]
+    first, again = invoke(sampled, core_host), invoke(sampled, core_host)
+    assert first.code == 0, first.stderr
+    rows = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [(r["prompt"], r["sample"]) for r in rows] == [("def ", i) for i in range(4)]
+    assert len({r["text"] for r in rows}) > 1 and again.stdout == first.stdout
+    assert first.stderr.startswith("served 4 prompts in 1 batches")
+    file = tmp_path / "prompts.txt"
+    file.write_text("hello\nabc\n", encoding="utf-8")
+    greedy = invoke(["generate", "--checkpoint", str(trained_run), "--prompts", str(file), "--num-samples", "2",
+                     *GREEDY], core_host)
+    assert greedy.code == 0, greedy.stderr
+    rows = [json.loads(line) for line in greedy.stdout.splitlines()]
+    assert [(r["prompt"], r["sample"]) for r in rows] == [("hello", 0), ("hello", 1), ("abc", 0), ("abc", 1)]
+    for row in rows:
+        one = invoke(["generate", "--checkpoint", str(trained_run), *GREEDY, row["prompt"]], core_host)
+        assert one.stdout == row["prompt"] + row["text"] + "\n"
+
+
+def test_a_jsonl_prompts_file_holds_prompts_with_line_breaks(tmp_path: Path, trained_run: Path,
+                                                             core_host: PluginHost, one_thread: None) -> None:
+    file = tmp_path / "prompts.jsonl"
+    file.write_text('"def f(x):\\n    return"\n\n{"prompt": "abc"}\n', encoding="utf-8")
+    served = invoke(["generate", "--checkpoint", str(trained_run), "--prompts", str(file), *GREEDY], core_host)
+    assert served.code == 0, served.stderr
+    rows = [json.loads(line) for line in served.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["def f(x):\n    return", "abc"]
+    one = invoke(["generate", "--checkpoint", str(trained_run), *GREEDY, "def f(x):\n    return"], core_host)
+    assert one.stdout == "def f(x):\n    return" + rows[0]["text"] + "\n"
+
+
 @pytest.mark.parametrize(("content", "extra", "expect"), [
     (None, [], "does not exist"),
     (b"", [], "holds no prompt"),
@@ -45,6 +81,7 @@ def test_prompts_are_served_like_one_at_a_time(tmp_path: Path, trained_run: Path
     (b"\xff\xfe bad", [], "is not UTF-8 text"),
     (b"hi\n", ["a prompt"], "give a PROMPT or --prompts FILE, not both"),
     (b"hi\n", ["--batch-size", "0"], "--batch-size"),
+    (b"hi\n", ["--num-samples", "0"], "--num-samples"),
 ])
 def test_bad_prompt_files_are_one_line(content: bytes | None, extra: list[str], expect: str, hostile: Hostile,
                                        trained_run: Path) -> None:
@@ -52,6 +89,17 @@ def test_bad_prompt_files_are_one_line(content: bytes | None, extra: list[str], 
     if content is not None:
         file.write_bytes(content)
     hostile.refused("generate", "--checkpoint", str(trained_run), "--prompts", str(file), *extra, expect=[expect])
+
+
+@pytest.mark.parametrize(("content", "expect"), [
+    (b'{"prompt": 3}\n', "prompts.jsonl:1: not a prompt; a .jsonl prompts file holds one JSON string or"),
+    (b'"ok"\n{bad\n', "prompts.jsonl:2: not JSON (Expecting property name enclosed in double quotes)"),
+    (b"\n\n", "holds no prompt"),
+])
+def test_bad_jsonl_prompt_files_are_one_line(content: bytes, expect: str, hostile: Hostile, trained_run: Path) -> None:
+    file = hostile.work.parent / "prompts.jsonl"
+    file.write_bytes(content)
+    hostile.refused("generate", "--checkpoint", str(trained_run), "--prompts", str(file), expect=[expect])
 
 
 def test_a_prompts_file_that_is_a_device_or_fifo_is_refused_unread(hostile: Hostile, trained_run: Path) -> None:

@@ -31,8 +31,12 @@ from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--prompts", "prompts_file", default=None, type=PATH, metavar="FILE",
-              help="Serve every line of this UTF-8 file as a prompt (batched by token length); prints one JSON "
-                   "line per prompt and a tokens/s and time-to-first-token summary on stderr.")
+              help="Serve every line of this UTF-8 file as a prompt (batched by token length); a .jsonl file holds "
+                   "one JSON string or {\"prompt\": ...} per line (prompts with line breaks). Prints one JSON line "
+                   "per prompt and a tokens/s and time-to-first-token summary on stderr.")
+@click.option("--num-samples", type=count(1, 1024), default=1, show_default=True,
+              help="Samples per prompt (Hugging Face's num_return_sequences), decoded together; above 1 each is "
+                   "printed as a JSON line with its prompt and number.")
 @click.option("--batch-size", type=count(), default=32, show_default=True,
               help="With --prompts: at most this many prompts decoded together.")
 @click.option("--cuda-graphs/--no-cuda-graphs", "cuda_graphs", default=None,
@@ -48,7 +52,7 @@ from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
 def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float | None,
     stop: tuple[str, ...], seed: int, device: str,
-    prompts_file: str | None, batch_size: int, cuda_graphs: bool | None, compile_step: bool | None,
+    prompts_file: str | None, num_samples: int, batch_size: int, cuda_graphs: bool | None, compile_step: bool | None,
     strategy: str | None, dtype: str,
 ) -> None:
     """Sample text from a trained model (KV-cache decoding). Without PROMPT the model starts a new
@@ -71,6 +75,8 @@ def generate(
 
         raise UsageError("generate: give a PROMPT or --prompts FILE, not both; put the prompt in the file")
     prompts = read_prompts(prompts_file) if prompts_file is not None else None
+    if num_samples > 1:  # each prompt num_samples times, served as one request list
+        prompts = [p for p in (prompts if prompts is not None else [prompt]) for _ in range(num_samples)]
     use_default_cpu_threads()
     tokenizer = trained_tokenizer(checkpoint)
     model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
@@ -90,6 +96,7 @@ def generate(
     if prompts is None:
         click.echo(prompt + text)
         return
-    for source, continuation in zip(prompts, served.texts, strict=True):
-        click.echo(json.dumps({"prompt": source, "text": continuation}))
+    for i, (source, continuation) in enumerate(zip(prompts, served.texts, strict=True)):
+        number = {"sample": i % num_samples} if num_samples > 1 else {}
+        click.echo(json.dumps({"prompt": source, **number, "text": continuation}))
     click.echo(served.summary(), err=True)

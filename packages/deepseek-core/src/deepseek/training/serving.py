@@ -54,8 +54,8 @@ class Served:
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """The non-empty lines of a UTF-8 text file, one prompt each (one line naming the file when it
-    cannot be read or holds none)."""
+    """The non-empty lines of a UTF-8 text file, one prompt each, or of a ``.jsonl`` file one JSON
+    prompt each (one line naming the file when it cannot be read or holds none)."""
     p = Path(path)
     if p.exists() and not p.is_file() and not p.is_dir():  # a device or FIFO: read without end, or blocks
         raise UsageError(f"--prompts: {p} is not a regular file (a device, FIFO or socket); pass a text file "
@@ -71,9 +71,35 @@ def read_prompts(path: str | Path) -> list[str]:
                          "save it as UTF-8") from exc
     except OSError as exc:
         raise UsageError(f"--prompts: cannot read {p} ({exc.strerror}); check the path and permissions") from exc
-    prompts = [line for line in text.splitlines() if line.strip()]
+    if p.suffix == ".jsonl":
+        prompts = _json_prompts(p, text)
+    else:
+        prompts = [line for line in text.splitlines() if line.strip()]
     if not prompts:
         raise UsageError(f"--prompts: {p} holds no prompt; write one prompt per line")
+    return prompts
+
+
+def _json_prompts(path: Path, text: str) -> list[str]:
+    """The prompts of a ``.jsonl`` file: one JSON string, or object with a ``"prompt"`` string, per
+    non-blank line (so a prompt may hold line breaks)."""
+    from deepseek.parsing import loads_json
+
+    prompts = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = loads_json(line)
+        except ValueError as exc:  # JSONDecodeError, or nested past the parser's limit
+            raise UsageError(f"--prompts: {path}:{n}: not JSON ({getattr(exc, 'msg', exc)}); a .jsonl prompts file holds one JSON "
+                             'string or {"prompt": "..."} per line') from None
+        if isinstance(value, dict):
+            value = value.get("prompt")
+        if not isinstance(value, str):
+            raise UsageError(f"--prompts: {path}:{n}: not a prompt; a .jsonl prompts file holds one JSON string or "
+                             '{"prompt": "..."} per line')
+        prompts.append(value)
     return prompts
 
 
