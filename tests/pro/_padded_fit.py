@@ -1,5 +1,6 @@
 """A model whose loss is a mean over tokens of padded rows (``loss_items`` declared), trained with
-``deepseek.fit`` under several strategies, one after another, in one torchrun job (test helper).
+``deepseek.fit`` under several strategies, one after another, in one torchrun job, each run
+making and destroying its own process group (test helper).
 
 Usage: ``python tests/pro/_padded_fit.py OUT STRATEGY [STRATEGY ...]`` (under torchrun, or
 without it for ``single``). Each run writes ``OUT/<strategy>``; rank 0 writes
@@ -65,15 +66,10 @@ def run(out: Path, strategy: str, accum: int = 2) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    under_torchrun = "RANK" in os.environ
-    if under_torchrun:  # one process group for every run, as _train_jobs.py (a strategy reuses it)
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo")
+    # No process group made here: each run makes its own and destroys it, one after another in
+    # this process under torchrun's store (a second one used to hang in its rendezvous).
     for name in sys.argv[2:]:
         run(Path(sys.argv[1]), name)
-    if under_torchrun:
-        dist.barrier()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # past DeepSpeed's and gloo's threads, as _train_jobs.py

@@ -151,12 +151,14 @@ class DistributedStrategy(Strategy):
             kwargs: dict[str, Any] = {}
             if backend == "nccl":
                 kwargs["device_id"] = self._device
+            timeout = timedelta(seconds=self.options.timeout_s)
             # CPU tensors (FSDP2 CPU offload, object collectives) need gloo beside NCCL.
             dist.init_process_group(
                 backend="cpu:gloo,cuda:nccl" if backend == "nccl" else backend,
+                store=_fresh_store(self._rank, self._world_size, timeout),
                 rank=self._rank,
                 world_size=self._world_size,
-                timeout=timedelta(seconds=self.options.timeout_s),
+                timeout=timeout,
                 **kwargs,
             )
             self._owns_group = True
@@ -259,3 +261,19 @@ class DistributedStrategy(Strategy):
         stacked = torch.stack([v.detach().float().reshape(()) for v in values]).to(self.comm_device)
         self.all_reduce_tensor_mean(stacked)
         return stacked[0], {k: stacked[i + 1] for i, k in enumerate(keys)}
+
+
+_GROUPS_MADE = [0]
+"""Process groups this process has made so far (every rank makes them in the same order)."""
+
+
+def _fresh_store(rank: int, world_size: int, timeout: timedelta) -> Any:
+    """The launcher's store (``env://``: torchrun's agent store, or ``MASTER_ADDR:MASTER_PORT``)
+    under a prefix of its own for each group this process makes. A second run in one process
+    (two ``deepseek.fit`` calls) made its group under the keys the first group had left in
+    torchrun's store, and its ranks could wait on each other's old addresses for ever."""
+    import torch.distributed as dist
+
+    store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+    _GROUPS_MADE[0] += 1
+    return dist.PrefixStore(f"deepseek/group-{_GROUPS_MADE[0]}", store)
