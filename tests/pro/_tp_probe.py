@@ -69,9 +69,9 @@ def main(out: str) -> None:
         Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     dist.barrier()
     # The first strategy joined the process group (it owns it); the later ones found it joined, so
-    # their teardown leaves it. Leave it here: a process exiting with a live gloo group can abort
-    # in its threads' destructors ("terminate called without an active exception"; seen once
-    # with two pytest-xdist workers on two cores).
+    # their teardown leaves it. Leave it here, and exit with os._exit (below): a process exiting
+    # normally can abort in gloo's threads' destructors ("terminate called without an active
+    # exception"; seen twice with two pytest-xdist workers on two cores).
     dist.destroy_process_group()
 
 
@@ -113,4 +113,9 @@ def _saved_bytes(n_layers: int, sp: bool) -> int:
 
 
 if __name__ == "__main__":
+    import os
+
     main(sys.argv[1])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # past gloo's threads' destructors, as _padded_fit.py and _train_jobs.py
