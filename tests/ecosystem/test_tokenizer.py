@@ -275,3 +275,39 @@ def test_a_folder_where_the_run_keeps_its_tokenizer_is_refused(trained: dict[str
     line = refused(host, "train", *SMALL, *trained["data"], "--max-steps", "2", "--run-dir", str(run))
     assert "tokenizer.json: is a folder or special file where the run keeps its copy of" in line
     assert not (run / "config.toml").exists() and not (run / "checkpoints").exists()
+
+
+def test_out_never_overwrites_data_a_config_or_a_runs_tokenizer(trained: dict[str, Any], host: PluginHost,
+                                                                tmp_path: Path) -> None:
+    """Each was overwritten without a word (exit 0): the training data, a config, and the run's own
+    copy of its tokenizer (after which the run could not be evaluated)."""
+    corpus = trained["corpus"]
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps({"text": f"alpha beta {i}"}) + "\n" for i in range(200)))
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\nmax_steps = 2\n")
+    run_copy = trained["run"] / "tokenizer.json"
+    for target in (data, config, run_copy):
+        before = target.read_bytes()
+        line = refused(host, "tokenizer", "train", "--files", str(data), "--vocab-size", "300", "--out", str(target))
+        assert line.startswith(f"error: --out {target}: "), line
+        assert target.read_bytes() == before
+    assert "is the tokenizer of the run in" in refused(host, "tokenizer", "train", "--data", str(corpus),
+                                                       "--vocab-size", "300", "--out", str(run_copy))
+    again = tmp_path / "tok.json"  # a tokenizer.json of its own is replaced, as before
+    ok(host, "tokenizer", "train", "--data", str(corpus), "--vocab-size", "300", "--out", str(again))
+    assert "vocabulary 300" in ok(host, "tokenizer", "train", "--data", str(corpus), "--vocab-size", "300",
+                                  "--out", str(again))
+
+
+@pytest.mark.parametrize("content", ["", '{"text": ""}\n{"text": ""}\n'], ids=["empty-file", "empty-texts"])
+def test_training_text_that_holds_nothing_is_refused_before_writing(host: PluginHost, tmp_path: Path,
+                                                                    content: str) -> None:
+    """An empty file wrote the tokenizer, then failed with ZeroDivisionError (exit 1); empty texts
+    wrote a 257-token tokenizer (exit 0)."""
+    (tmp_path / "e.jsonl").write_text(content)
+    (tmp_path / "v.jsonl").write_text('{"text": "alpha beta"}\n')
+    line = refused(host, "tokenizer", "train", "--files", str(tmp_path / "e.jsonl"), "--val-files",
+                   str(tmp_path / "v.jsonl"), "--vocab-size", "300", "--out", str(tmp_path / "t.json"))
+    assert "the training split of 1 file" in line and "holds no text" in line, line
+    assert not (tmp_path / "t.json").exists()

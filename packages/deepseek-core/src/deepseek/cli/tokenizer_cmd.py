@@ -144,6 +144,7 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
             raise UsageError(str(exc).replace("data.path:", "--data:", 1)
                              .replace("(data.pattern)", "(--pattern)")) from None
         corpus, has_val = _Pieces(text_corpus), text_corpus.num_bytes("val") > 0
+    _check_replaceable(out)
     missing = prepare_output(out, where="--out", folder=False, file_name="tokenizer.json")
     learnt = [0]
     try:
@@ -151,12 +152,39 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
                        min_frequency=min_frequency, separator_token=separator_token)
     except UsageError as exc:  # a record the hf dataset refuses (a missing column, a number)
         raise UsageError(_as_options(str(exc))) from None
+    if not learnt[0]:
+        raise UsageError(f"{'--files' if files else '--data'}: the training split of {corpus.name} holds no text (every "
+                         "document is empty); give files with text (nothing was written)")
     path = write_tokenizer(hf, out)
     tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), digest=file_digest(path.read_bytes()),
                        source=str(path))
     click.echo(f"wrote {path}{created_note(missing)}: vocabulary {tok.vocab_size}, separator "
                f"{separator_token!r} = id {tok.separator}, trained on {learnt[0]:,} bytes of {corpus.name}")
     _report_compression(tok, corpus, has_val)
+
+
+def _check_replaceable(out: str) -> None:
+    """An existing ``--out`` is replaced only when it is a tokenizer.json outside a run folder: a
+    data file, a config or a run's own copy of its tokenizer (which the run checks against its
+    digest) were overwritten without a word."""
+    import json
+    from pathlib import Path
+
+    from deepseek.errors import UsageError
+
+    target = Path(out)
+    if not target.is_file():
+        return  # missing (made), or a folder / device (prepare_output says why)
+    if (target.parent / "checkpoints").is_dir() and (target.parent / "config.toml").is_file():
+        raise UsageError(f"--out {out}: is the tokenizer of the run in {target.parent} (the run checks it against "
+                         "the one it was trained with); give another path")
+    try:
+        body = json.loads(target.read_bytes()[: 64 << 20])
+    except (OSError, ValueError):
+        body = None
+    if not (isinstance(body, dict) and "model" in body and "added_tokens" in body):
+        raise UsageError(f"--out {out}: exists and is not a tokenizer.json (a data file? a config?); give a new file "
+                         "path, or remove that file first (nothing was written)")
 
 
 def _report_compression(tok: Any, corpus: Any, has_val: bool) -> None:
@@ -167,6 +195,9 @@ def _report_compression(tok: Any, corpus: Any, has_val: bool) -> None:
     total = [0]
     n_tokens = sum(len(tok.encode(text)) for text in _counted(corpus.texts("val"), total))
     n_bytes = total[0]
+    if not n_bytes:
+        click.echo("validation split holds no text: compression not measured")
+        return
     click.echo(f"validation split: {n_bytes:,} bytes -> {n_tokens:,} tokens "
                f"({n_tokens / n_bytes:.3f} tokens/byte, {n_bytes / max(n_tokens, 1):.2f} bytes/token)")
 
