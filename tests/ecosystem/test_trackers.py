@@ -286,6 +286,25 @@ def test_wandb_offline_run_holds_config_every_step_and_the_artefacts(tmp_path: P
     assert [r.exit.exit_code for r in by_type["exit"]] == [0]
 
 
+def test_a_wandb_dir_that_cannot_be_written_fails_in_one_line(tmp_path: Path) -> None:
+    """wandb warned, wrote under /tmp instead and the run went on (exit 0)."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("needs a read-only mount (root, mount(8)): permissions do not stop root's writes")
+    try:
+        proc = cli("train", *CLI_TINY, "--tracker", "wandb", "--set", f'trackers.wandb.dir="{ro}"', "--run-dir", "run",
+                   cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: trackers.wandb.dir: {ro} is not writable ("), line
+    assert not list((tmp_path / "run").glob("checkpoints/step-*"))
+
+
 # --------------------------------------------------------------------------- TensorBoard
 
 

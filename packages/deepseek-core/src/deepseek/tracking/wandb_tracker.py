@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
+from deepseek.paths import unwritable
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, require_library
 
 _EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 75}
@@ -72,6 +74,10 @@ class WandbTracker(Tracker):
         self._name = o.run_name or run.run_name
         directory = Path(o.dir).resolve() if o.dir else run.run_dir
         directory.mkdir(parents=True, exist_ok=True)
+        problem = unwritable(directory)
+        if problem is not None:  # wandb would warn and write under /tmp instead
+            raise UsageError(f"trackers.wandb.dir: {directory} is not writable ({problem}); give a folder you can "
+                             "write")
         self._run = wandb.init(
             project=o.project, entity=o.entity or None, name=self._name, dir=str(directory),
             mode=resolved_mode(o.mode), group=o.group or None, tags=list(o.tags) or None,
