@@ -126,9 +126,21 @@ def test_empty_files_hold_no_records_and_an_empty_split_is_named(host: PluginHos
     (tmp_path / "empty.jsonl").write_text("")
     line = refused(host, "train", *SMALL, "--set", 'data.files=["a.jsonl"]', "--set",
                    'data.val_files=["empty.jsonl"]', "--run-dir", "r")
-    assert line == ("error: data: the validation split (empty.jsonl) holds no text (every document is empty); "
+    assert line == ("error: data: the validation split (empty.jsonl) holds no text (no document, or only empty ones); "
                     "give it documents with text")
     ok(host, "train", *SMALL, "--set", 'data.files=["a.jsonl", "empty.jsonl"]', "--set", 'data.val_files=["v.jsonl"]',
+       "--max-steps", "1", "--run-dir", "r")
+
+
+def test_one_small_file_whose_held_out_records_are_none_says_so(host: PluginHost, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said the split's documents were empty; none of the 10 records was held out at 0.05."""
+    monkeypatch.chdir(tmp_path)
+    jsonl(tmp_path / "ten.jsonl", texts(10, 5))
+    line = refused(host, "train", *SMALL, "--set", 'data.files=["ten.jsonl"]', "--run-dir", "r")
+    assert line.startswith("error: data: the validation split (the records of ten.jsonl that data.val_fraction = "
+                           "0.05 holds out: few records may give none; raise it, or set data.val_files)"), line
+    ok(host, "train", *SMALL, "--set", 'data.files=["ten.jsonl"]', "--set", "data.val_fraction=0.5",
        "--max-steps", "1", "--run-dir", "r")
 
 

@@ -330,6 +330,10 @@ class FileSource(DocSource):
     def describe(self, split: str) -> str:
         names = [Path(u.path).name for u in self._splits[split]]
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        units = self._splits[split]
+        if len(units) == 1 and units[0].keep == "val":  # one file, its records split by hash
+            shown = (f"the records of {shown} that data.val_fraction = {self.options.val_fraction} holds out: few "
+                     "records may give none; raise it, or set data.val_files")
         return f"the {'training' if split == 'train' else 'validation'} split ({shown})"
 
     def reader(self) -> DocReader:

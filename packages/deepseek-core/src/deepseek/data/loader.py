@@ -132,7 +132,7 @@ class TokenStream:
                 if ids is None:
                     self.cursor, self.doc, self.offset = self.cursor + 1, 0, 0
                     if idle > 2 * len(self.pieces) and not parts:
-                        raise UsageError(f"data: {self.where} holds no text (every document is empty); "
+                        raise UsageError(f"data: {self.where} holds no text (no document, or only empty ones); "
                                          "give it documents with text")
                 else:
                     self.doc += 1
