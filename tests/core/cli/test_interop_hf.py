@@ -198,6 +198,9 @@ def test_import_refuses_bad_files(hostile: Hostile, hf_export: Path) -> None:
     (lambda t: t.pop("transformer.ln_f.bias"), ["tensor transformer.ln_f.bias is missing"]),
     (lambda t: t.update({"transformer.ln_f.bias": torch.zeros(32, dtype=torch.int64)}),
      ["transformer.ln_f.bias holds torch.int64"]),
+    # imported, then every command refused the run as a damaged checkpoint (advising an earlier one)
+    (lambda t: t["transformer.ln_f.weight"].__setitem__(3, float("nan")),
+     ["tensor 'transformer.ln_f.weight' holds 1 NaN or infinite value(s) of 32; these weights cannot be used"]),
 ])
 def test_import_refuses_bad_tensors(hostile: Hostile, hf_export: Path, change, expect: list[str]) -> None:
     src = _source(hostile, hf_export)

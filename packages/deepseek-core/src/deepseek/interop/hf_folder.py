@@ -214,6 +214,7 @@ def _read_tensors(files: list[Path]) -> dict[str, Any]:
     from safetensors import SafetensorError, safe_open
 
     tensors: dict[str, Any] = {}
+    checked: set[str] = set()
     for path in files:
         try:
             with safe_open(str(path), framework="pt", device="cpu") as fh:
@@ -223,7 +224,21 @@ def _read_tensors(files: list[Path]) -> dict[str, Any]:
                     tensors[key] = fh.get_tensor(key)
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise UsageError(f"{path}: not a readable safetensors file ({exc}); save the model again") from None
+        _check_finite(path, {k: tensors[k] for k in tensors if k not in checked})
+        checked.update(tensors)
     return tensors
+
+
+def _check_finite(path: Path, tensors: dict[str, Any]) -> None:
+    """A NaN or infinity in weights read from another library: one line naming the file and the
+    tensor (every command refused the imported run afterwards, advising an earlier checkpoint)."""
+    import torch
+
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.float()).all()):
+            bad = int((~torch.isfinite(tensor.float())).sum())
+            raise UsageError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
+                             "these weights cannot be used: save the model again from a healthy copy")
 
 
 def _data_has_tokenizer() -> bool:
