@@ -109,3 +109,29 @@ def test_import_sample_and_export_keep_the_eos_token(host: PluginHost, tmp_path:
     ok(host, "export", "--checkpoint", str(run), "--format", "hf", "--out", str(tmp_path / "run-hf"))
     assert json.loads((tmp_path / "run-hf" / "config.json").read_text())["eos_token_id"] == 1
     assert json.loads((tmp_path / "run-hf" / "tokenizer_config.json").read_text())["eos_token"] == "</s>"
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "metaspace"])
+def test_a_continuation_keeps_the_space_a_word_level_decoder_puts_between_words(tmp_path: Path, kind: str) -> None:
+    """Decoded apart from its prompt, a WordPiece or Metaspace continuation lost the space the
+    decoder puts between words: "the cat" continued by "the dog" printed "the catthe dog"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from deepseek.data.bpe import load_bpe
+
+    specials = ["<|endoftext|>", "[UNK]"]
+    if kind == "wordpiece":
+        hf = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        hf.pre_tokenizer, hf.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=80, special_tokens=specials)
+    else:
+        hf = Tokenizer(models.BPE(unk_token="[UNK]"))
+        hf.pre_tokenizer, hf.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+        trainer = trainers.BpeTrainer(vocab_size=80, special_tokens=specials)
+    hf.train_from_iterator(["the cat sat on the dog", "a dog and the cat"] * 20, trainer)
+    hf.save(str(tmp_path / "t.json"))
+    tok = load_bpe(str(tmp_path / "t.json"), "<|endoftext|>", where="test")
+    prompt = tok.prompt_ids("the cat")
+    new = [*tok.encode("the dog"), tok.separator, *tok.encode("sat")]  # the document ends at the separator
+    whole = hf.decode(prompt + tok.encode("the dog"), skip_special_tokens=False)
+    assert "the cat" + tok.decode_continuation(prompt, new) == whole == "the cat the dog"

@@ -57,6 +57,18 @@ class Tokenizer:
         ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
         return self.decode(ids[:ids.index(self.separator)] if self.separator in ids else ids)
 
+    def decode_continuation(self, prompt_ids: Iterable[int] | Any, ids: Iterable[int] | Any) -> str:
+        """The text generated ids add after the prompt's (as :meth:`decode_generated`, up to the
+        first separator): the prompt and the continuation decoded as one sequence, less the
+        prompt's own text. A tokenizer whose decoder joins tokens with spaces (WordPiece,
+        Metaspace) puts the space between prompt and continuation only so; decoded apart, "the
+        cat" + "the" read "the catthe"."""
+        prompt = list(prompt_ids.tolist() if hasattr(prompt_ids, "tolist") else prompt_ids)
+        ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
+        ids = ids[:ids.index(self.separator)] if self.separator in ids else ids
+        head, whole = self.decode(prompt), self.decode(prompt + ids)
+        return whole[len(head):] if whole.startswith(head) else self.decode(ids)
+
     def token_bytes(self) -> tuple[int, ...] | None:
         """How many UTF-8 bytes of text each token id stands for (index: the id), for validation
         bits per byte; ``None`` (the default) when that is not fixed per token (a tokenizer that

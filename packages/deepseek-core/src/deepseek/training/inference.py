@@ -235,7 +235,7 @@ def sample(
                              on_token=stopping, **extra)[0, len(ids):]
     except Stopped:
         new = stopping.generated()[0]
-    return cut_at_stop(tok.decode_generated(new.tolist()), stops)
+    return cut_at_stop(tok.decode_continuation(ids, new.tolist()), stops)
 
 
 def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:

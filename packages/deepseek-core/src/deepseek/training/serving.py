@@ -158,5 +158,5 @@ def serve(
         served.first_token_s.extend(first)
         served.new_tokens += new.numel()
         for row, i in enumerate(rows):
-            served.texts[i] = cut_at_stop(tokenizer.decode_generated(new[row].tolist()), stops)
+            served.texts[i] = cut_at_stop(tokenizer.decode_continuation(encoded[i], new[row].tolist()), stops)
     return served
