@@ -180,7 +180,8 @@ def test_many_files_are_split_by_file(host: PluginHost, tmp_path: Path) -> None:
     ({"files": ["a.jsonl"], "val_files": ["a.jsonl"]}, ["data.val_files", "also in data.files"]),
     ({"files": ["a.jsonl"], "fies": ["a.jsonl"]}, ["data.fies", "did you mean 'files'"]),
     ({"files": ["blank.jsonl"], "val_files": ["a.jsonl"]}, ["no text"]),
-    ({"files": ["broken.jsonl"], "val_files": ["a.jsonl"]}, ["data.files", "broken.jsonl", "from its first record on"]),
+    ({"files": ["broken.jsonl"], "val_files": ["a.jsonl"]}, ["data.files", "broken.jsonl' at line 2 ("]),
+    ({"files": ["latin1.jsonl"], "val_files": ["a.jsonl"]}, ["latin1.jsonl", "codec can't decode", "save it as UTF-8"]),
 ])
 def test_hostile_data_is_one_line(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   data: dict[str, Any], words: list[str]) -> None:
@@ -189,11 +190,29 @@ def test_hostile_data_is_one_line(host: PluginHost, tmp_path: Path, monkeypatch:
     write(tmp_path / "blank.jsonl", [""] * 30)
     (tmp_path / "x.xyz").write_text("whatever")
     (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n{"text": \n')
+    (tmp_path / "latin1.jsonl").write_bytes('{"text": "café"}\n'.encode("latin-1") * 3)
     argv = [f"data.{k}={json.dumps(v)}" for k, v in data.items()]
     line = refused(host, "train", *SMALL, *[a for s in argv for a in ("--set", s)], "--run-dir", str(tmp_path / "r"))
     for w in words:
         assert w in line, line
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content", [b"PAR1garbagegarbage", b'{"text": "json in a parquet name"}\n'])
+def test_an_unreadable_parquet_file_is_our_line_alone(tmp_path: Path, content: bytes) -> None:
+    """datasets' Parquet reader logged "Failed to read schema from ..." before our line."""
+    import subprocess
+    import sys
+
+    write(tmp_path / "a.jsonl", records(30, 1))
+    (tmp_path / "bad.parquet").write_bytes(content)
+    argv = ["--set", f"data.files={json.dumps([str(tmp_path / 'bad.parquet')])}",
+            "--set", f"data.val_files={json.dumps([str(tmp_path / 'a.jsonl')])}"]
+    proc = subprocess.run([sys.executable, "-m", "deepseek", "train", *SMALL, *argv, "--run-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr  # one line
+    assert "bad.parquet' as parquet (" in proc.stderr
 
 
 def test_a_malformed_file_is_our_line_alone(tmp_path: Path) -> None:
@@ -210,7 +229,8 @@ def test_a_malformed_file_is_our_line_alone(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr  # one line
-    assert "broken.jsonl' from its first record on (the reader says: JSON parse error" in proc.stderr
+    # the line the editor shows (the reader counts rows from 0, from the first record not yet read)
+    assert "broken.jsonl' at line 6 (the reader says: JSON parse error" in proc.stderr
 
 
 def test_saved_positions_are_checked(host: PluginHost, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import glob
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,26 @@ class _RaisedAnyway(logging.Filter):
     from file ..."): the reader turns that exception into its own one-line error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(("Failed to load JSON from file", "Failed to read file"))
+        return not record.getMessage().startswith(("Failed to load JSON from file", "Failed to read file",
+                                                   "Failed to read schema from"))
+
+
+def _unreadable_record(unit: FileUnit, records_read: int, exc: BaseException) -> str:
+    """The line for a file the reader fails on after ``records_read`` records. datasets parses a
+    file in blocks and yields a block's records only once it is parsed, so its row number
+    (from 0) counts from the first record not yet read: in JSON lines, the file's line
+    ``records_read + row + 1``."""
+    message = _first_line(exc)
+    row = re.search(r"\bin row (\d+)\b", message)
+    if row is not None and unit.fmt == "json" and _json_lines(unit.path):
+        where = f"at line {records_read + int(row.group(1)) + 1}"
+    elif records_read == 0:
+        where = "in its first block of records"
+    else:
+        where = f"after its first {records_read} records"
+    fix = ("save it as UTF-8" if isinstance(exc, UnicodeDecodeError) or "codec can't decode" in message
+           else "fix the file")
+    return f"data.files: cannot read {unit.path!r} {where} (the reader says: {message}); {fix}"
 
 
 class RecordReader(DocReader):
@@ -250,10 +270,7 @@ class RecordReader(DocReader):
         except StopIteration:
             return None
         except Exception as exc:  # noqa: BLE001
-            # datasets reads a file in blocks: the library's row number counts from its block
-            where = "from its first record on" if self._next == 0 else f"after its first {self._next} records"
-            raise UsageError(f"data.files: cannot read {self._unit.path!r} {where} (the reader says: "
-                             f"{_first_line(exc)}); fix the file") from None
+            raise UsageError(_unreadable_record(self._unit, self._next, exc)) from None
         self._next += 1
         return record
 
