@@ -228,6 +228,12 @@ def test_a_deepseek_dataset_class_takes_its_options_from_the_config(tmp_path: Pa
         ({"data": points(512, 0), "names": ("x", "y"), "config": {**CONFIG, "data": {"batch_size": 64}}},
          "batch_size: fit(batch_size=32) and the config's [data] batch_size = 64 differ; give the batch size in one "
          "of them"),
+        # what a Hugging Face datasets.Dataset without a torch format gives: Python lists, which torch's
+        # collate turned into one tensor per position (the model failed on a list)
+        ({"data": [{"x": [0.5, -0.5], "y": 1}] * 512},
+         "data: validation batch (its held-out share): sample field 'x' is a Python list, which batches into 2 "
+         "tensors (one per position), not a tensor of rows; give tensors (torch.tensor), for a Hugging Face "
+         'datasets.Dataset: data.with_format("torch")'),
     ],
 )
 def test_bad_arguments_are_one_line_and_write_nothing(

@@ -157,6 +157,8 @@ class TorchData(Dataset):
 
     def _collate(self, samples: list[Any], where: str) -> Batch:
         rows = [self._sample(s, where) for s in samples]
+        if self.collate_fn is torch.utils.data.default_collate:
+            _refuse_python_lists(rows[0], where)
         try:
             batch = self.collate_fn(rows)
         except Exception as exc:  # noqa: BLE001 - the user's data: say where, keep the cause
@@ -262,7 +264,10 @@ class TorchData(Dataset):
         for item in source:
             rows.append(item)
             if len(rows) == self.batch_size:
-                out.append(self._collate(rows, f"{self.val_name}: validation batch"))
+                # without val_data, the validation samples are data's held-out share
+                held_out = "data: validation batch (its held-out share)"
+                out.append(self._collate(rows, f"{self.val_name}: validation batch" if self.val is not None
+                                         else held_out))
                 rows = []
                 if len(out) == limit:
                     break
@@ -312,6 +317,19 @@ class TorchData(Dataset):
                 )
         self.epoch, self.cursor = state["epoch"], state["cursor"]
         self._orders, self._iter, self._batches = {}, None, None
+
+
+def _refuse_python_lists(sample: Mapping[str, Any], where: str) -> None:
+    """A field holding a Python list of numbers: torch's default collate turns it into a list of
+    one tensor per position, not a tensor of rows, and the model failed on it (a Hugging Face
+    ``datasets.Dataset`` without a torch format gives such lists)."""
+    for key, value in sample.items():
+        if isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, (int, float, bool)) or (isinstance(v, (list, tuple)) and v) for v in value):
+            raise UsageError(
+                f"{where}: sample field {key!r} is a Python {type(value).__name__}, which batches into "
+                f"{len(value)} tensors (one per position), not a tensor of rows; give tensors (torch.tensor), "
+                "for a Hugging Face datasets.Dataset: data.with_format(\"torch\")")
 
 
 class _Sampler:
