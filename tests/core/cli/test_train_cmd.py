@@ -180,6 +180,24 @@ def test_a_resumed_runs_summary_says_which_steps_its_time_covers(trained_run: Pa
     assert line.startswith("6 steps, 1,536 tokens (steps 5-6 after resuming at step 4: ") and line.endswith(" s)"), line
 
 
+def test_a_config_file_resuming_with_more_steps_keeps_the_recorded_warm_up(tmp_path: Path) -> None:
+    """warmup_steps defaults to max_steps // 10: resumed with --max-steps 40 and the same config
+    file, the run's warm-up moved from 2 to 4 steps mid-run; the recorded value is kept."""
+    (tmp_path / "c.toml").write_text('[model]\nname = "tiny"\nd_model = 32\nn_heads = 2\nn_layers = 2\n'
+                                     '[data]\nbatch_size = 8\nseq_len = 32\n[train]\neval_interval = 0\n'
+                                     '[strategy]\ndevice = "cpu"\n')
+    assert deepseek("train", "c.toml", "--max-steps", "20", "--run-dir", "r", "--quiet", cwd=tmp_path).returncode == 0
+    proc = deepseek("train", "c.toml", "--max-steps", "40", "--resume", "r", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "with config changes: train.max_steps 20 -> 40\n" in proc.stderr, proc.stderr
+    written = (tmp_path / "r" / "config.toml").read_text()
+    assert "warmup_steps = 2\n" in written and "min_lr = 0.0001\n" in written
+    # set on the command line, it is this command's value
+    proc = deepseek("train", "c.toml", "--max-steps", "41", "--resume", "r", "--set", "train.warmup_steps=3",
+                    "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0 and "train.warmup_steps 2 -> 3" in proc.stderr, proc.stderr
+
+
 def test_a_resume_that_changes_the_config_says_each_change(trained_run: Path, tmp_path: Path) -> None:
     """Options given with --resume apply (a demanding user's lr change, a longer run), and the run
     says every setting it changed from the checkpoint's config: on stderr and above the tables of

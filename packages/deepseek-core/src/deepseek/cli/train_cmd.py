@@ -78,8 +78,10 @@ def build_train_config(
         extra.append(f"precision.dtype={_toml_string(precision)}")
     if max_steps is not None:
         extra.append(f"train.max_steps={max_steps}")
-    if config_file is not None or resume is None:
+    if resume is None:
         return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+    if config_file is not None:
+        return config_from_dict(_kept_derived(apply_overrides(data, [*extra, *overrides]), resume), host=host)
     import torch
 
     from deepseek.config.load import DataSizeError
@@ -109,6 +111,32 @@ def build_train_config(
                 if note is None else note)
         raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}"
                           + (f"; {tail}" if tail else "")) from exc
+
+
+def _kept_derived(data: dict[str, Any], resume: str) -> dict[str, Any]:
+    """A config file resuming a run: the keys whose defaults follow others (``train.warmup_steps``
+    from ``max_steps``, ``train.min_lr`` from ``lr``) keep the values the run recorded unless
+    this command sets them, so ``--max-steps 200`` does not move a warm-up already under way. A
+    checkpoint that cannot be read is left to the trainer to name."""
+    from deepseek.errors import UsageError
+    from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
+
+    train = data.get("train", {})
+    if not isinstance(train, dict):
+        return data  # refused by the config's own check
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved = (read_trainer_state(resolve_checkpoint(resume)).get("config") or {}).get("train") or {}
+    except UsageError:
+        return data
+    kept = dict(train)
+    if "warmup_steps" not in train and isinstance(saved.get("warmup_steps"), int):
+        kept["warmup_steps"] = saved["warmup_steps"]
+    if "min_lr" not in train and "lr" in saved and train.get("lr", saved["lr"]) == saved["lr"] \
+            and isinstance(saved.get("min_lr"), (int, float)):
+        kept["min_lr"] = saved["min_lr"]
+    return {**data, "train": kept}
 
 
 def _check_resumed_tokenizer(data: dict[str, Any], directory: Path, state: dict[str, Any]) -> None:

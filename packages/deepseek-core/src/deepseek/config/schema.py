@@ -113,11 +113,13 @@ class TrainConfig:
     """Peak learning rate, reached after the warm-up."""
     min_lr: float | None = field(default=None, metadata={"check": lambda v: None if v is None else non_negative(v)})
     """Learning rate at the end of the decay (at most ``lr``). Default: ``lr / 20``, at most
-    ``1e-4`` (the config written to the run folder records the number)."""
+    ``1e-4`` (the config written to the run folder records the number; a resumed run keeps it
+    while ``lr`` is unchanged)."""
     warmup_steps: int | None = field(
         default=None, metadata={"check": lambda v: None if v is None else non_negative(v)})
     """Steps of linear warm-up from 0 to ``lr``. Default: a tenth of ``max_steps``, at most 30
-    (recorded as a number in the run folder's config, so a resumed run keeps it)."""
+    (recorded as a number in the run folder's config, so a resumed run keeps it, also one
+    resumed with its config file and another ``--max-steps``)."""
     decay_steps: int | None = field(
         default=None,
         metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},
