@@ -119,6 +119,11 @@ def run(spec: LaunchSpec) -> LaunchResult:
             return report
         except SignalException as exc:
             return LaunchResult(130, f"launcher received {exc.sigval.name}; all workers were stopped")
+        except torch.distributed.DistNetworkError as exc:  # the agent's store could not listen
+            if "EADDRINUSE" not in str(exc) and "address already in use" not in str(exc):
+                raise
+            return LaunchResult(2, f"--rdzv-endpoint {spec.rdzv_endpoint or 'localhost'}: the port is in use (another "
+                                   "job or program listens on it); pick another port")
         except RendezvousError as exc:
             return LaunchResult(
                 1,

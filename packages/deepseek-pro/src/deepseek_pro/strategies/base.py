@@ -10,7 +10,8 @@ same plugin distributions at the same versions before any training starts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -152,15 +153,16 @@ class DistributedStrategy(Strategy):
             if backend == "nccl":
                 kwargs["device_id"] = self._device
             timeout = timedelta(seconds=self.options.timeout_s)
-            # CPU tensors (FSDP2 CPU offload, object collectives) need gloo beside NCCL.
-            dist.init_process_group(
-                backend="cpu:gloo,cuda:nccl" if backend == "nccl" else backend,
-                store=_fresh_store(self._rank, self._world_size, timeout),
-                rank=self._rank,
-                world_size=self._world_size,
-                timeout=timeout,
-                **kwargs,
-            )
+            with _signals_end_the_wait(), _rendezvous_errors(self._world_size):
+                # CPU tensors (FSDP2 CPU offload, object collectives) need gloo beside NCCL.
+                dist.init_process_group(
+                    backend="cpu:gloo,cuda:nccl" if backend == "nccl" else backend,
+                    store=_fresh_store(self._rank, self._world_size, timeout),
+                    rank=self._rank,
+                    world_size=self._world_size,
+                    timeout=timeout,
+                    **kwargs,
+                )
             self._owns_group = True
         self.check_cluster()
         if not self.precision.is_bound:
@@ -277,3 +279,44 @@ def _fresh_store(rank: int, world_size: int, timeout: timedelta) -> Any:
     store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
     _GROUPS_MADE[0] += 1
     return dist.PrefixStore(f"deepseek/group-{_GROUPS_MADE[0]}", store)
+
+
+@contextlib.contextmanager
+def _signals_end_the_wait() -> Iterator[None]:
+    """SIGTERM and SIGINT end the process while it waits for the other ranks to join: the wait is
+    in C++, where Python's handlers (the trainer's stop request) run only once it returns, after
+    ``strategy.timeout_s``. Nothing is written before the group exists."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in saved:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _rendezvous_errors(world_size: int) -> Iterator[None]:
+    """The store's errors while the ranks meet, as one line: a rank that never came (started by
+    hand without the others), or an address that cannot be used."""
+    import os
+
+    import torch.distributed as dist
+
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    try:
+        yield
+    except dist.DistStoreError as exc:
+        raise UsageError(f"strategy: the {world_size} ranks did not all meet at {where} ({str(exc).splitlines()[0]}); "
+                         "start every rank (deepseek launch -n N starts them together), or raise "
+                         "strategy.timeout_s") from None
+    except dist.DistNetworkError as exc:
+        raise UsageError(f"strategy: cannot meet the other ranks at {where} ({str(exc).splitlines()[0]}); give a "
+                         "free MASTER_PORT and a reachable MASTER_ADDR, or use deepseek launch") from None
