@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,7 +99,10 @@ def assert_no_temp_left(cwd: Path) -> None:
 
 
 def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
+    """The error lines, the launcher's or those of the rank whose output it shows ("[rank0] error:
+    ...": bad input all ranks refused is said once, by it)."""
+    lines = [re.sub(r"^\[rank\d+\] ", "", line) for line in stderr.splitlines()]
+    return [line for line in lines if line.startswith("error:")]
 
 
 @pytest.mark.parametrize(

@@ -112,8 +112,22 @@ def test_failure_report_names_the_root_cause(tmp_path: Path) -> None:
     assert report.exit_code == 2
     assert report.message == "rank 1 (pid 1001) exited with code 2: data.path: 'x' does not exist; the other ranks were stopped"
     assert report.tail[-1].startswith("error: data.path") and report.log_path == str(logs[1])
+    assert not report.shown  # rank 1's output is not on the console: the launcher says it
     killed = failure_report({0: _failure(0, -15, 101), 1: _failure(1, -9)}, None, logs.__getitem__)
     assert killed.exit_code == 1 and killed.message.startswith("rank 1 (pid 1001) was killed by signal SIGKILL")
+
+
+def test_bad_input_the_console_already_shows_is_not_repeated(tmp_path: Path) -> None:
+    """Both ranks refused the input (exit 2): local rank 0's line is on the console (the launcher
+    tees it), and the launcher's own line repeated it."""
+    logs = {0: tmp_path / "0.log", 1: tmp_path / "1.log"}
+    for log in logs.values():
+        log.write_text("error: --strategy hybrid: eval and generate do not run under hybrid\n")
+    report = failure_report({0: _failure(0, 2), 1: _failure(1, 2)}, None, logs.__getitem__)
+    assert report.exit_code == 2 and report.shown
+    logs[0].write_text("step 1\n")  # rank 0 failed otherwise: the launcher's line is needed
+    report = failure_report({0: _failure(0, 1, 101), 1: _failure(1, 2)}, None, logs.__getitem__)
+    assert report.exit_code == 2 and not report.shown
 
 
 def test_a_rank_that_lost_its_peer_says_so_not_internal_error(tmp_path: Path) -> None:

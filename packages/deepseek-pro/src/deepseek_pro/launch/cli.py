@@ -187,7 +187,7 @@ def launch(
 
     if result.exit_code == EXIT_PREEMPTED:  # stopped on request, resumable: no error
         click.echo(result.message, err=True)
-    elif result.exit_code:
+    elif result.exit_code and not result.shown:
         click.secho(f"error: {result.message}", fg="red", err=True)
         if result.tail and result.exit_code != 2:  # bad input: the one error line says it all
             where = result.log_path or "its log (removed with the launcher's temp folder; keep logs with --log-dir)"

@@ -65,6 +65,9 @@ class LaunchResult:
     log_path: str = ""
     """The log the tail comes from; empty when the logs were in the removed temp folder."""
     tail: list[str] = field(default_factory=list)
+    shown: bool = False
+    """The error line was already on the console, as the local rank 0 whose output the launcher
+    shows wrote it: the launcher does not repeat it."""
 
 
 def run(spec: LaunchSpec) -> LaunchResult:
@@ -165,7 +168,11 @@ def failure_report(
     said = next((line.strip() for line in reversed(tail) if line.lstrip().startswith("error:")), "")
     said = said.removeprefix("error:").strip()
     message = f"rank {rank} (pid {first.pid}) {how}{': ' + said if said else ''}; the other ranks were stopped"
-    return LaunchResult(2 if first.exitcode == 2 else 1, message, str(log_of(rank)), tail)
+    # bad input (exit code 2) that the local rank 0 on the console already said, word for word
+    shown = first.exitcode == 2 and bool(said) and any(
+        f.local_rank == 0 and f.exitcode == 2 and any(line.strip() == f"error: {said}" for line in tails[r])
+        for r, f in failures.items())
+    return LaunchResult(2 if first.exitcode == 2 else 1, message, str(log_of(rank)), tail, shown=shown)
 
 
 def _stop_report(stopped: list[int], tails: Mapping[int, list[str]], stop_signal: str | None) -> LaunchResult:
