@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 import torch
 from torch import nn
@@ -74,3 +77,17 @@ def test_init_device_rejects_other_values() -> None:
         config_from_dict({"train": {"init_device": "gpu"}})
     with pytest.raises(ConfigError, match=r"did you mean 'device'\?"):
         config_from_dict({"train": {"init_device": "devise"}})
+
+
+@dataclasses.dataclass(frozen=True)
+class _StageOptions:
+    stage: typing.Literal[1, 2, 3] = 2
+
+
+def test_a_quoted_number_where_a_number_is_meant_says_to_drop_the_quotes() -> None:
+    """--set strategy.stage="3" said "'3' (str) is not allowed (did you mean '3'?)"."""
+    from deepseek.config.validate import convert
+
+    with pytest.raises(ConfigError, match=r"^x\.stage: '3' \(str\) is not allowed \(a string; write the number "
+                                          r"without quotes: 3\); allowed values: 1, 2, 3$"):
+        convert({"stage": "3"}, _StageOptions, path="x")

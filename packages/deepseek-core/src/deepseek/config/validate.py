@@ -83,6 +83,10 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
         if value not in allowed:
             options = ", ".join(repr(a) for a in allowed)
             hint = did_you_mean(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
+            unquoted = next((a for a in allowed if not isinstance(a, str) and isinstance(value, str)
+                             and str(a) == value.strip()), None)
+            if unquoted is not None:  # --set strategy.stage="3": a string where a number is meant
+                hint = f" (a string; write the number without quotes: {unquoted})"
             raise ConfigError(f"{path}: {_show(value)} is not allowed{hint}; allowed values: {options}")
         return value
     if origin in (Union, types.UnionType):
