@@ -94,7 +94,7 @@ def _check_extras(row: dict[str, Any]) -> str | None:
         return f"parameters {params!r} is not a count"
     curve = row.get("val_curve")
     if curve is not None and not (isinstance(curve, list) and all(
-            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool) and p[0] >= 0
+            isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool) and p[0] >= 0
             and (p[1] is None or (_number(p[1]) and 0.0 <= p[1] <= 1.0)) for p in curve)):
         return "val_curve must be a list of [step, accuracy in [0, 1] or null] pairs"
     lat = row.get("latency")
