@@ -182,6 +182,11 @@ def test_many_files_are_split_by_file(host: PluginHost, tmp_path: Path) -> None:
     ({"files": ["blank.jsonl"], "val_files": ["a.jsonl"]}, ["no text"]),
     ({"files": ["broken.jsonl"], "val_files": ["a.jsonl"]}, ["data.files", "broken.jsonl' at line 2 ("]),
     ({"files": ["latin1.jsonl"], "val_files": ["a.jsonl"]}, ["latin1.jsonl", "codec can't decode", "save it as UTF-8"]),
+    # read with the wrong layout: the fix is the reading key, not a column name
+    ({"files": ["tabs.csv"], "val_files": ["a.jsonl"]},
+     ["has no column 'text' (its header is split by tabs: set data.csv_delimiter = \"\\t\")"]),
+    ({"files": ["nested.json"], "val_files": ["a.jsonl"]},
+     ["has no column 'text' (its records seem to be under 'rows': set data.json_field = \"rows\")"]),
 ])
 def test_hostile_data_is_one_line(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   data: dict[str, Any], words: list[str]) -> None:
@@ -191,6 +196,8 @@ def test_hostile_data_is_one_line(host: PluginHost, tmp_path: Path, monkeypatch:
     (tmp_path / "x.xyz").write_text("whatever")
     (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n{"text": \n')
     (tmp_path / "latin1.jsonl").write_bytes('{"text": "café"}\n'.encode("latin-1") * 3)
+    (tmp_path / "tabs.csv").write_text("id\ttext\n" + "".join(f"{i}\talpha beta\n" for i in range(30)))
+    (tmp_path / "nested.json").write_text(json.dumps({"rows": [{"text": f"alpha {i}"} for i in range(30)]}))
     argv = [f"data.{k}={json.dumps(v)}" for k, v in data.items()]
     line = refused(host, "train", *SMALL, *[a for s in argv for a in ("--set", s)], "--run-dir", str(tmp_path / "r"))
     for w in words:

@@ -302,12 +302,24 @@ class RecordReader(DocReader):
             ext = _extension_format(unit.path)
             read_as = f" (read as {unit.fmt} by data.format; its extension says {ext})" if ext not in (None, unit.fmt) else ""
             raise UsageError(f"data.text_field: {unit.path!r}{read_as} has no column {field_name!r}"
-                             f"{did_you_mean(field_name, columns)}; its columns: {', '.join(columns) or 'none'}")
+                             f"{_layout_hint(record, columns, unit) or did_you_mean(field_name, columns)}; its "
+                             f"columns: {', '.join(columns) or 'none'}")
         value = record[field_name]
         if value is not None and not isinstance(value, str):
             raise UsageError(f"data.text_field: record {index} of {unit.path!r} holds {type(value).__name__} "
                              f"{_short(value)} in column {field_name!r}, expected text; name a text column")
         return value
+
+
+def _layout_hint(record: dict[str, Any], columns: list[str], unit: FileUnit) -> str:
+    """A hint for files read with the wrong layout: a CSV whose header holds tabs (another
+    delimiter), a JSON object whose records sit under one key."""
+    if unit.fmt == "csv" and len(columns) == 1 and "\t" in columns[0]:
+        return ' (its header is split by tabs: set data.csv_delimiter = "\\t")'
+    nested = [c for c in columns if isinstance(record.get(c), list) and record[c] and isinstance(record[c][0], dict)]
+    if unit.fmt == "json" and nested:
+        return f' (its records seem to be under {nested[0]!r}: set data.json_field = "{nested[0]}")'
+    return ""
 
 
 class FileSource(DocSource):
