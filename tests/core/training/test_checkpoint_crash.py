@@ -291,3 +291,21 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
     with pytest.raises(UsageError, match=r"already holds a run, and it cannot be continued \(.*\); pick another "
                                          r"--run-dir / logging\.name for a fresh run"):
         Trainer(tiny_config(**RUN), run_dir=run, quiet=True).fit()
+
+
+def test_a_checkpoint_of_another_step_put_there_by_hand_is_kept_not_replaced(tiny_config: Any, tmp_path: Path) -> None:
+    """A copy of step 2 placed as step-6 was passed over on resume and deleted when the run saved
+    its own step 6, without a word."""
+    import shutil
+
+    keep = {**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}
+    run = tmp_path / "run"
+    Trainer(tiny_config(**{**keep, "train": {**RUN["train"], "max_steps": 4}}), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    shutil.copytree(root / "step-2", root / "step-6")
+    placed = {p.name: p.read_bytes() for p in (root / "step-6").iterdir()}
+    with pytest.warns(CheckpointWarning, match=r"step-6: held a checkpoint of another step .* moved to "):
+        Trainer(tiny_config(**keep), resume=run, quiet=True).fit()
+    (kept,) = root.glob("step-6.foreign-*/step-6")
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == placed
+    assert json.loads((root / "step-6" / ckpt.TRAINER_FILE).read_text())["step"] == 6

@@ -250,6 +250,12 @@ def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
     _fsync_tree(tmp_p)
     old = None
+    if final_p.exists() and _holds_another_step(final_p):  # not this run's: kept, not deleted
+        kept = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.foreign-", dir=root))
+        os.replace(final_p, kept / final_p.name)
+        warnings.warn(CheckpointWarning(
+            f"{final_p}: held a checkpoint of another step (its {TRAINER_FILE}), put there by hand; moved to "
+            f"{kept / final_p.name} before this run saved its own step"), stacklevel=2)
     if final_p.exists():  # this step was saved before (a run continued from an earlier checkpoint)
         old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.trash-", dir=root))
         os.replace(final_p, old / final_p.name)
@@ -288,6 +294,17 @@ def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path
         for path in doomed:
             discard(path)
     return doomed
+
+
+def _holds_another_step(folder: Path) -> bool:
+    """Whether checkpoint folder ``step-N`` holds a ``trainer.json`` of another step (a folder of
+    another run copied there by hand); unreadable or missing: no (an interrupted save of this run)."""
+    m = _STEP_RE.match(folder.name)
+    try:
+        recorded = loads_json((folder / TRAINER_FILE).read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return m is not None and isinstance(recorded, int) and recorded != int(m.group(1))
 
 
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
