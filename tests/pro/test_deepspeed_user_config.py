@@ -65,6 +65,10 @@ def test_a_file_silent_on_stage_and_precision_takes_the_runs(tmp_path: Path) -> 
                                               r"strategy\.stage = 1 \(or \"auto\" in the file\)"),
     ({"bf16": {"enabled": True}}, {}, r"enables bf16, and precision\.dtype is 'fp32'; set precision\.dtype = \"bf16\""),
     ({"fp16": {"enabled": False}}, {"dtype": "fp16"}, r"disables fp16, and precision\.dtype is 'fp16'"),
+    # auto is never fp16: refused at load, not on the workers after the launch
+    ({"fp16": {"enabled": True}}, {"dtype": "auto"},
+     r"enables fp16, and precision\.dtype is 'auto' \(bf16 on a GPU that has it, else fp32, never fp16\); set "
+     r"precision\.dtype = \"fp16\""),
     ({"zero_optimization": {"stage": 2, "sub_group_size": "auto"}}, {},
      r"zero_optimization\.sub_group_size is \"auto\", which deepseek cannot fill in \(it fills "),
     ({"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}, {},

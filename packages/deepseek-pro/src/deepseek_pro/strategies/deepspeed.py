@@ -106,8 +106,7 @@ class DeepSpeedStrategy(DistributedStrategy):
                 f"{config.train.compile_scope!r}); set both, or deepcompile = false")
         if config.strategy.options.config_path:  # the file against the config, before any worker starts
             o, dtype = config.strategy.options, config.precision.dtype
-            check_agreement(read_user_config(o.config_path, 1), o.config_path, stage=o.stage,
-                            dtype=None if dtype == "auto" else dtype)
+            check_agreement(read_user_config(o.config_path, 1), o.config_path, stage=o.stage, dtype=dtype)
         if config.strategy.options.optimizer == "deepspeed":
             if name != "adamw":
                 raise ConfigError(f"strategy.optimizer: 'deepspeed' builds DeepSpeed's own AdamW, but optimizer.name "

@@ -86,7 +86,8 @@ def check_auto(cfg: dict[str, Any], path: str, at: tuple[str, ...] = ()) -> None
 
 def check_agreement(cfg: dict[str, Any], path: str, *, stage: int, dtype: str | None) -> None:
     """ConfigError where the file states a ZeRO stage or a bf16/fp16 setting other than the run's
-    config (``dtype``: the resolved ``precision.dtype``; ``None`` when not known yet). A setting
+    config (``dtype``: ``precision.dtype``, ``"auto"`` before it is resolved: then only an fp16 the
+    file enables is known to disagree; ``None``: not checked). A setting
     the file leaves out is the run's (as ``"auto"``)."""
     file_stage = cfg.get("zero_optimization", {}).get("stage", "auto")
     if file_stage != "auto" and file_stage != stage:
@@ -98,6 +99,12 @@ def check_agreement(cfg: dict[str, Any], path: str, *, stage: int, dtype: str | 
     for name in ("bf16", "fp16"):
         table = cfg.get(name)
         enabled = table.get("enabled", "auto") if isinstance(table, dict) else "auto"
+        if dtype == "auto":  # not resolved yet; it is bf16 on a GPU that has it, else fp32, never fp16
+            if name == "fp16" and enabled not in ("auto", False):
+                raise ConfigError(f"strategy.config_path: {path!r} enables fp16, and precision.dtype is 'auto' (bf16 "
+                                  "on a GPU that has it, else fp32, never fp16); set precision.dtype = \"fp16\" (or "
+                                  "fp16.enabled = \"auto\" in the file), so that the run's config says what it runs")
+            continue
         if enabled != "auto" and bool(enabled) != (dtype == name):
             state = "enables" if enabled else "disables"
             raise ConfigError(f"strategy.config_path: {path!r} {state} {name}, and precision.dtype is {dtype!r}; set "
