@@ -56,6 +56,10 @@ def test_options_are_validated() -> None:
         build_dataclass(DDPOptions, {"compression": "powersgd", "powersgd_start_iter": 1}, path="strategy")
     with pytest.raises(ConfigError, match=r"strategy\.powersgd_rank: must be >= 1"):
         build_dataclass(DDPOptions, {"powersgd_rank": 0}, path="strategy")
+    # without compression = "powersgd" they were ignored without a word
+    with pytest.raises(ConfigError, match=r"^strategy\.powersgd_rank: applies to compression = \"powersgd\", and "
+                                          r"compression is 'none'; set compression = \"powersgd\""):
+        build_dataclass(DDPOptions, {"powersgd_rank": 4}, path="strategy")
     with pytest.raises(ConfigError, match=r"strategy\.timeout_s: must be > 0"):
         build_dataclass(DDPOptions, {"timeout_s": 0}, path="strategy")
 

@@ -93,6 +93,7 @@ def test_watchdog_kills_a_hung_process(tmp_path: Path) -> None:
         assert [b.rank for b in dog.stuck] == [1]
         assert dog.verdict.startswith("rank 1 made no progress for")
         assert "last heartbeat: step 3" in dog.verdict and "the other ranks reached step 4" in dog.verdict
+        assert dog.verdict.endswith("the job was stopped (raise --timeout if it was only slow)")
     finally:
         sleeper.kill()
 

@@ -143,10 +143,11 @@ class Watchdog(threading.Thread):
         silent = max(now - b.time for b in stuck)
         others = f"; the other ranks reached {', '.join(sorted(ahead))}" if ahead else ""
         self.stuck = stuck
+        option = "--startup-timeout" if stuck[0].phase in STARTUP_PHASES else "--timeout"
         self.verdict = (
             f"rank{'s' if len(stuck) > 1 else ''} {ranks} made no progress for {silent:.0f} s "
             f"(limit {self.limit(stuck[0]):.0f} s; last heartbeat: {stuck[0].where()}){others}; "
-            "the job was stopped"
+            f"the job was stopped (raise {option} if it was only slow)"
         )
         for sig in (DUMP_SIGNAL, signal.SIGKILL):
             for b in stuck:

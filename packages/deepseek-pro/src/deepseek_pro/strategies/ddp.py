@@ -57,6 +57,12 @@ class DDPOptions(DistributedOptions):
     """``full``: canonical safetensors from rank 0; ``sharded``: torch.distributed.checkpoint."""
 
     def __post_init__(self) -> None:
+        powersgd = ("powersgd_rank", "powersgd_start_iter", "powersgd_error_feedback", "powersgd_warm_start",
+                    "powersgd_min_compression_rate")
+        changed = [k for k in powersgd if getattr(self, k) != DDPOptions.__dataclass_fields__[k].default]
+        if changed and self.compression != "powersgd":  # they were ignored without a word
+            raise ConfigError(f"strategy.{changed[0]}: applies to compression = \"powersgd\", and compression is "
+                              f"{self.compression!r}; set compression = \"powersgd\", or leave {changed[0]} out")
         if (
             self.compression == "powersgd"
             and (self.powersgd_error_feedback or self.powersgd_warm_start)
