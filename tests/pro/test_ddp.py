@@ -100,3 +100,12 @@ def test_cluster_reports_are_compared_by_distribution() -> None:
     missing = {**same, "distributions": {"deepseek-core": "0.1.0 (ok)"}}
     assert "rank 1 has deepseek-pro not installed" in compare_reports([same, missing])
     assert "rank 1 runs torch 2.12" in compare_reports([same, {**same, "torch": "2.12"}])
+
+
+def test_a_key_several_other_strategies_take_names_them_all() -> None:
+    """strategy.checkpoint under deepspeed named ddp alone, though fsdp takes it too."""
+    from deepseek.config.load import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"^strategy\.checkpoint: unknown key for strategy 'deepspeed'; strategy "
+                                          r"'ddp' or 'fsdp' \(deepseek-pro\) take it: set strategy\.name = \"ddp\""):
+        config_from_dict({"strategy": {"name": "deepspeed", "checkpoint": "sharded"}})

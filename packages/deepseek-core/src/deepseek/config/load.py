@@ -271,6 +271,7 @@ def _check_foreign_keys(lookups: PluginHost, kind: str, name: str, target: Any, 
     one's keys. Other components' targets are loaded only when a key is unknown here."""
     own = {f.name for f in dataclasses.fields(options_class(target, kind=kind, name=name))} | set(known)
     for key in sorted(k for k in table if k not in own):
+        takers = []  # every other component that takes the key (fsdp as well as ddp)
         for other in lookups.components(kind):
             if other.name == name or other.qualified_name == name:
                 continue
@@ -279,9 +280,14 @@ def _check_foreign_keys(lookups: PluginHost, kind: str, name: str, target: Any, 
             except Exception:  # noqa: BLE001 - a component that cannot load takes no key here
                 continue
             if key in {f.name for f in dataclasses.fields(cls)}:
-                raise ConfigError(f"{section}.{key}: unknown key for {kind} {name!r}; {kind} {other.name!r} "
-                                  f"({other.dist}) takes it: set {section}.name = \"{other.name}\", or remove "
-                                  f"{section}.{key} (--set '~{section}.{key}')")
+                takers.append(other)
+        if takers:
+            first = takers[0]
+            names = " or ".join(repr(t.name) for t in takers[:4])
+            raise ConfigError(f"{section}.{key}: unknown key for {kind} {name!r}; {kind} {names} "
+                              f"({first.dist}{' ...' if len({t.dist for t in takers}) > 1 else ''}) "
+                              f"take{'s' if len(takers) == 1 else ''} it: set {section}.name = \"{first.name}\", "
+                              f"or remove {section}.{key} (--set '~{section}.{key}')")
 
 
 def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | None:
