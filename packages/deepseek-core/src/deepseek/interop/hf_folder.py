@@ -232,13 +232,11 @@ def _read_tensors(files: list[Path]) -> dict[str, Any]:
 def _check_finite(path: Path, tensors: dict[str, Any]) -> None:
     """A NaN or infinity in weights read from another library: one line naming the file and the
     tensor (every command refused the imported run afterwards, advising an earlier checkpoint)."""
-    import torch
+    from deepseek.training.checkpoint_io import first_nonfinite
 
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.float()).all()):
-            bad = int((~torch.isfinite(tensor.float())).sum())
-            raise UsageError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
-                             "these weights cannot be used: save the model again from a healthy copy")
+    found = first_nonfinite(tensors)
+    if found is not None:
+        raise UsageError(f"{path}: {found}; these weights cannot be used: save the model again from a healthy copy")
 
 
 def _data_has_tokenizer() -> bool:

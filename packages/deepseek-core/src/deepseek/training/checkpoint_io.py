@@ -276,6 +276,14 @@ def check_finite(tensors: dict[str, torch.Tensor], where: Any) -> None:
     infinity: the trainer never saves non-finite weights or optimizer state
     (``train.on_nonfinite``), so such a value read back is damage, which would otherwise show up
     only as a NaN loss or NaN metrics after the model loaded."""
+    found = first_nonfinite(tensors)
+    if found is not None:
+        raise CheckpointError(f"{where}: {found}; the checkpoint is damaged, {HINT}")
+
+
+def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """``tensor 'NAME' holds K NaN or infinite value(s) of N`` for the first floating tensor of
+    ``tensors`` that holds one, else ``None``."""
     import torch
 
     for name, tensor in tensors.items():
@@ -284,10 +292,8 @@ def check_finite(tensors: dict[str, torch.Tensor], where: Any) -> None:
         values = tensor.float() if tensor.element_size() == 1 else tensor  # isfinite has no float8 kernel
         if not bool(torch.isfinite(values).all()):
             bad = int((~torch.isfinite(values)).sum())
-            raise CheckpointError(
-                f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
-                f"the checkpoint is damaged, {HINT}"
-            )
+            return f"tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}"
+    return None
 
 
 def jsonable(value: Any) -> Any:
