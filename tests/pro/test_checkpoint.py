@@ -123,6 +123,73 @@ def test_sharded_layout_is_per_rank_safetensors(hops: dict) -> None:
     files = sorted(p.name for p in (hops["sharded"] / "model").glob("*.safetensors"))
     assert len(files) == 2, files  # one shard file per rank, no pickle anywhere
     assert not list(hops["sharded"].rglob("*.distcp")) and not list(hops["sharded"].rglob(".metadata"))
+    listed = json.loads((hops["sharded"] / "sharded.json").read_text())["files"]
+    assert listed == {sub: sorted(p.name for p in (hops["sharded"] / sub).glob("*.safetensors"))
+                      for sub in ("model", "optimizer")}
+
+
+def _without_record(hops: dict, tmp_path: Path, *, keep_list: bool) -> Path:
+    """A copy of the sharded checkpoint with no commit record (as older versions wrote), and,
+    unless ``keep_list``, no shard list in sharded.json either."""
+    import shutil
+
+    copy = tmp_path / "step-4"
+    shutil.copytree(hops["sharded"], copy)
+    (copy / "commit.json").unlink()
+    if not keep_list:
+        meta = json.loads((copy / "sharded.json").read_text())
+        del meta["files"]
+        (copy / "sharded.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_missing_shard_file_is_named_without_a_commit_record(hops: dict, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A shard file gone from a checkpoint without a commit record was reported as a shape
+    mismatch, and ``checkpoint info`` called the checkpoint fine."""
+    from deepseek.cli.main import main
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+    from deepseek_pro.checkpoint import check_sharded_files
+
+    copy = _without_record(hops, tmp_path, keep_list=True)
+    gone = sorted((copy / "model").glob("*.safetensors"))[-1]
+    gone.unlink()
+    line = rf"model: shard file {gone.name} is missing \(1 of the 2 files sharded.json lists\)"
+    with pytest.raises(CheckpointError, match=line):
+        read_full_state(copy)
+    with pytest.raises(CheckpointError, match=line):
+        check_sharded_files(copy)  # what every strategy's resume runs before torch's reader
+    with pytest.raises(SystemExit) as exited:
+        main(["checkpoint", "info", str(copy)], host=PluginHost(PluginSettings(autoload=False,
+                                                                                 allow=frozenset({"deepseek-pro"}))))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1 and f"shard file {gone.name} is missing" in err[0], err
+
+
+def test_shard_file_copied_in_is_refused(hops: dict, tmp_path: Path) -> None:
+    import shutil
+
+    copy = _without_record(hops, tmp_path, keep_list=True)
+    first = sorted((copy / "optimizer").glob("*.safetensors"))[0]
+    shutil.copy(first, copy / "optimizer" / "shard-00009-model-00001-of-00001.safetensors")
+    with pytest.raises(CheckpointError, match=r"shard-00009-model-00001-of-00001.safetensors is not one of the shard "
+                                              r"files sharded.json lists.*move it out of the folder"):
+        read_full_state(copy)
+
+
+def test_older_sharded_checkpoint_missing_a_piece_is_refused(hops: dict, tmp_path: Path) -> None:
+    """With neither a commit record nor a shard list, torch's reader sized each tensor by the
+    pieces it found and left the missing rank-0 rows as they were; the pieces are counted now."""
+    from deepseek_pro.checkpoint import check_sharded_files
+
+    copy = _without_record(hops, tmp_path, keep_list=False)
+    sorted((copy / "model").glob("*.safetensors"))[0].unlink()  # rank 0's rows of every fsdp-sharded tensor
+    with pytest.raises(CheckpointError, match=r"tensor '.+' is only partly stored \(\d+ of \d+ values\): a shard "
+                                              r"file is missing"):
+        read_full_state(copy)
+    with pytest.raises(CheckpointError, match=r"is only partly stored"):
+        check_sharded_files(copy)
 
 
 def test_export_to_canonical_loads_with_core_alone(hops: dict, single_reference: dict, tmp_path: Path) -> None:
@@ -211,9 +278,10 @@ def test_export_refuses_weights_that_do_not_fit_their_config(pro_runs: dict, tmp
 
 
 def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_runs: dict, tmp_path: Path) -> None:
-    """Resuming FSDP on two ranks from a sharded checkpoint with a truncated shard: dcp.load
-    raises its CheckpointException (a BaseException carrying every rank's traceback) on both
-    ranks; each says one line naming the folder, and the job exits 2 with nothing written."""
+    """Resuming FSDP on two ranks from a sharded checkpoint with a truncated shard (its commit
+    record edited to match): each rank says one line naming the folder, not torch's
+    CheckpointException (a BaseException carrying every rank's traceback), and the job exits 2
+    with nothing written."""
     import shutil
 
     from _prohelpers import deepseek_cli
@@ -230,7 +298,8 @@ def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_ru
                        "--run-dir", str(tmp_path / "run"), "--quiet", timeout=300)
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and "CheckpointException" not in out.stderr, out.stderr[-3000:]
-    lines = [line for line in out.stderr.splitlines() if "sharded checkpoint does not fit this model or is damaged" in line]
+    # the shard headers are read before torch's reader runs (check_sharded_files)
+    lines = [line for line in out.stderr.splitlines() if "optimizer: sharded checkpoint is corrupt or incomplete" in line]
     assert lines and all(str(broken) in line for line in lines), out.stderr[-3000:]
     assert not (tmp_path / "run" / "checkpoints" / "step-6").exists()
 

@@ -42,6 +42,7 @@ from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
     OPTIMIZER_DIR,
     SHARDED_META,
+    check_sharded_files,
     flatten_optimizer_state,
     read_sharded_meta,
     sharded_reader_error,
@@ -103,7 +104,10 @@ def save_checkpoint(
     dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(directory / OPTIMIZER_DIR), save_distributed=True))
     if strategy.is_global_zero:
         groups = [{k: ckpt.jsonable(v) for k, v in g.items()} for g in osd["param_groups"]]
-        body = {"param_groups": groups, "scalars": _jsonable_tree(scalars), "aliases": aliases}
+        # Every rank's shards are on disk once dcp.save returns (its last step gathers every
+        # rank's write results): the list lets a reader name a shard file that went missing.
+        files = {sub: sorted(p.name for p in (directory / sub).glob("*.safetensors")) for sub in (MODEL_DIR, OPTIMIZER_DIR)}
+        body = {"param_groups": groups, "scalars": _jsonable_tree(scalars), "aliases": aliases, "files": files}
         ckpt.atomic_write_text(directory / SHARDED_META, json.dumps(body, indent=1))
         ckpt.write_trainer_state(directory, {**trainer_state, "layout": "sharded", "world_size": strategy.world_size})
     strategy.barrier()
@@ -175,6 +179,7 @@ def load_checkpoint(
     # sharded: DCP reshards every tensor onto this run's layout
     try:
         meta = read_sharded_meta(directory)
+        check_sharded_files(directory)  # torch's reader leaves a missing piece's values as they were
         msd, osd = get_state_dict(module, optimizer)
         stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
         dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))

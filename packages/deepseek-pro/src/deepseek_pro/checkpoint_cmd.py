@@ -4,8 +4,9 @@
 (full or sharded) into a canonical checkpoint folder that deepseek-core alone loads (``deepseek
 train --resume DST``, ``deepseek generate --checkpoint DST``). ``deepseek checkpoint info SRC``
 prints its layout, step, strategy and world size, after checking every file against the checksum
-its commit record holds (a damaged file is one line naming it). Nothing here imports torch at
-module level.
+its commit record holds (a damaged file is one line naming it); for a sharded checkpoint also its
+shard files against ``sharded.json``'s list and each tensor's stored pieces against its size (one
+line naming a missing or foreign shard). Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ def info(src: str, as_json: bool) -> None:
     from deepseek.training import checkpoint as ckpt
     from deepseek.training.checkpoint import layout_of
     from deepseek.training.checkpoint_dirs import checksum_note
+    from deepseek.training.checkpoint_sharded import check_sharded_files
 
     directory = ckpt.resolve_checkpoint(src)
     state = ckpt.read_trainer_state(directory)
+    layout = layout_of(directory)
+    if layout == "sharded":  # its shard files against sharded.json's list, each tensor stored whole
+        check_sharded_files(directory)
     row = {
         "path": str(directory),
-        "layout": layout_of(directory),
+        "layout": layout,
         "step": state.get("step"),
         "strategy": state.get("strategy"),
         "world_size": state.get("world_size"),

@@ -10,8 +10,15 @@ of two layouts:
     ``model/`` and ``optimizer/``: every rank's shards, written by ``torch.distributed.checkpoint``
     with its safetensors storage writer (the shard offsets live in each file's safetensors
     metadata, no pickle); optimizer tensors keyed ``state/<param>/<key>`` as in the full
-    layout; and ``sharded.json``: parameter groups, non-tensor optimizer state and tied-parameter
-    aliases (``lm_head.weight`` -> ``wte.weight``; a tied tensor is stored once).
+    layout; and ``sharded.json``: parameter groups, non-tensor optimizer state, tied-parameter
+    aliases (``lm_head.weight`` -> ``wte.weight``; a tied tensor is stored once) and the shard
+    files written (``files``: ``{"model": [...], "optimizer": [...]}``).
+
+Before any tensor is read, the shard files present are checked against ``files`` (a missing or a
+foreign one is named) and every tensor's stored pieces against its size: torch's reader takes a
+tensor's size from the pieces it finds and would leave a missing piece's values as they were
+(:func:`check_sharded_files`). Checkpoints written before ``files`` was recorded get the second
+check only.
 
 Everything here reassembles full CPU tensors with ``torch.distributed.checkpoint``'s
 ``no_dist`` mode, so deepseek-core alone (strategy ``single``, ``deepseek generate`` / ``eval``)
@@ -20,6 +27,7 @@ reads a checkpoint whatever strategy and world size wrote it.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -49,6 +57,7 @@ __all__ = [
     "read_sharded_model",
     "read_sharded_optimizer",
     "read_sharded_tensors",
+    "check_sharded_files",
     "sharded_reader_error",
     "unflatten_optimizer_state",
 ]
@@ -114,6 +123,7 @@ def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.T
         ) from exc
     try:
         meta = HuggingFaceStorageReader(str(d)).read_metadata()
+        _check_coverage(d, meta)
         full: dict[str, torch.Tensor] = {}
         for fqn, md in meta.state_dict_metadata.items():
             if isinstance(md, TensorStorageMetadata):
@@ -121,11 +131,74 @@ def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.T
         with warnings.catch_warnings():  # no_dist is what we ask for, not a fallback to warn about
             warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
             dcp.load(full, storage_reader=HuggingFaceStorageReader(str(d)), no_dist=True)
+    except CheckpointError:
+        raise
     except (Exception, CheckpointException) as exc:  # noqa: BLE001 - any reader failure is a damaged checkpoint
         raise CheckpointError(f"{d}: sharded checkpoint is corrupt or incomplete ({sharded_reader_error(exc)}); "
                               f"{_HINT}") from exc
     check_finite(full, d)
     return full
+
+
+def _check_coverage(folder: Path, meta: Any) -> None:
+    """Every tensor of a shard folder's metadata stored whole: its pieces hold exactly as many
+    values as its size (DCP writes pieces that do not overlap)."""
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    for fqn, md in meta.state_dict_metadata.items():
+        if not isinstance(md, TensorStorageMetadata):
+            continue
+        need = math.prod(md.size)
+        held = sum(math.prod(chunk.sizes) for chunk in md.chunks)
+        if held < need:
+            raise CheckpointError(f"{folder}: tensor {fqn!r} is only partly stored ({held} of {need} values): a shard "
+                                  f"file is missing; the checkpoint is incomplete, {_HINT}")
+        if held > need:
+            raise CheckpointError(f"{folder}: tensor {fqn!r} is stored more than once ({held} values for {need}): a "
+                                  f"shard file was copied in; move the copy out of the folder")
+
+
+def check_sharded_files(directory: str | os.PathLike[str]) -> None:
+    """The shard files of the sharded checkpoint ``directory`` against ``sharded.json``'s list
+    (when it has one), and every tensor's stored pieces against its size; :class:`CheckpointError`
+    naming the first problem. Reads the files' headers only."""
+    from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    d = Path(directory)
+    listed = read_sharded_meta(d)["files"]
+    for sub in (MODEL_DIR, OPTIMIZER_DIR):
+        folder = d / sub
+        present = _check_listed(folder, listed.get(sub))
+        if not present:
+            continue
+        try:
+            meta = HuggingFaceStorageReader(str(folder)).read_metadata()
+        except (Exception, CheckpointException) as exc:  # noqa: BLE001 - a header torch cannot read
+            raise CheckpointError(f"{folder}: sharded checkpoint is corrupt or incomplete "
+                                  f"({sharded_reader_error(exc)}); {_HINT}") from exc
+        _check_coverage(folder, meta)
+
+
+def _check_listed(folder: Path, listed: list[str] | None) -> list[str]:
+    """The shard files in ``folder``, checked against the names ``sharded.json`` lists for it
+    (``None``: written before the list was recorded, nothing to check)."""
+    present = sorted(p.name for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+    if listed is None:
+        return present
+    missing = sorted(set(listed) - set(present))
+    if missing:
+        raise CheckpointError(
+            f"{folder}: shard file {missing[0]} is missing ({len(missing)} of the {len(listed)} files "
+            f"{SHARDED_META} lists); the checkpoint is incomplete, {_HINT}"
+        )
+    foreign = sorted(set(present) - set(listed))
+    if foreign:
+        raise CheckpointError(
+            f"{folder}: {foreign[0]} is not one of the shard files {SHARDED_META} lists; it was not written "
+            f"with this checkpoint: move it out of the folder"
+        )
+    return present
 
 
 def sharded_reader_error(exc: BaseException) -> str:
@@ -144,7 +217,8 @@ def sharded_reader_error(exc: BaseException) -> str:
 
 def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """``sharded.json`` of a sharded checkpoint: ``param_groups``, ``scalars`` (non-tensor
-    optimizer state) and ``aliases`` (tied state-dict name -> the stored name)."""
+    optimizer state), ``aliases`` (tied state-dict name -> the stored name) and ``files`` (the
+    shard files of ``model/`` and ``optimizer/``; ``{}`` when the checkpoint predates the list)."""
     path = Path(directory) / SHARDED_META
     try:
         body = loads_json(path.read_text(encoding="utf-8"))
@@ -152,14 +226,28 @@ def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
             "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
             "scalars": dict(body.get("scalars", {})),
             "aliases": dict(body.get("aliases", {})),
+            "files": _shard_lists(body.get("files", {})),
         }
     except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
 
 
+def _shard_lists(value: Any) -> dict[str, list[str]]:
+    """``sharded.json``'s ``files``: ``{"model"|"optimizer": [file names]}`` (``{}`` in checkpoints
+    written before it was recorded)."""
+    if not isinstance(value, dict) or set(value) - {MODEL_DIR, OPTIMIZER_DIR}:
+        raise ValueError(f"'files' is {str(value)[:80]}, not a map of {MODEL_DIR!r} and {OPTIMIZER_DIR!r} to file lists")
+    for key, names in value.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and n and "/" not in n and n not in (".", "..")
+                                                   for n in names):
+            raise ValueError(f"'files.{key}' is not a list of file names")
+    return {key: list(names) for key, names in value.items()}
+
+
 def read_sharded_model(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The full model state dict (CPU tensors, tied names included) of a sharded checkpoint."""
     d = Path(directory)
+    _check_listed(d / MODEL_DIR, read_sharded_meta(d)["files"].get(MODEL_DIR))
     model = read_sharded_tensors(d / MODEL_DIR)
     for alias, name in read_sharded_meta(d)["aliases"].items():
         if name not in model:
@@ -179,6 +267,7 @@ def read_sharded_optimizer(directory: str | os.PathLike[str]) -> dict[str, Any]:
     shards = d / OPTIMIZER_DIR
     if not shards.is_dir():
         raise CheckpointError(f"{shards}: optimizer shards folder is missing; the checkpoint is incomplete, {_HINT}")
+    _check_listed(shards, meta["files"].get(OPTIMIZER_DIR))
     # An optimizer without tensor state (before its first step, SGD without momentum) writes an
     # empty folder.
     tensors = read_sharded_tensors(shards) if any(shards.glob("*.safetensors")) else {}
