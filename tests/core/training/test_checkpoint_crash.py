@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import warnings
 from collections.abc import Callable
@@ -295,7 +296,8 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
 
 def test_a_checkpoint_of_another_step_put_there_by_hand_is_kept_not_replaced(tiny_config: Any, tmp_path: Path) -> None:
     """A copy of step 2 placed as step-6 was passed over on resume and deleted when the run saved
-    its own step 6, without a word."""
+    its own step 6, without a word; with a commit record newer than the run's it was even resumed
+    from (the run went back to step 2)."""
     import shutil
 
     keep = {**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}
@@ -303,9 +305,16 @@ def test_a_checkpoint_of_another_step_put_there_by_hand_is_kept_not_replaced(tin
     Trainer(tiny_config(**{**keep, "train": {**RUN["train"], "max_steps": 4}}), run_dir=run, quiet=True).fit()
     root = run / "checkpoints"
     shutil.copytree(root / "step-2", root / "step-6")
+    record = json.loads((root / "step-6" / "commit.json").read_text())
+    (root / "step-6" / "commit.json").write_text(json.dumps({**record, "seq": 99}))
     placed = {p.name: p.read_bytes() for p in (root / "step-6").iterdir()}
-    with pytest.warns(CheckpointWarning, match=r"step-6: held a checkpoint of another step .* moved to "):
+    assert [step for step, _ in ckpt.list_checkpoints(root)] == [2, 4]  # neither resumed from nor pruned
+    with pytest.warns(CheckpointWarning) as said:
         Trainer(tiny_config(**keep), resume=run, quiet=True).fit()
+    lines = [str(w.message) for w in said]
+    assert any(re.search(r"step-6: the checkpoint is not this run's \(put there by hand: its trainer.json records "
+                         r"step 2\); using step-4, the newest complete one", line) for line in lines), lines
+    assert any(re.search(r"step-6: held a checkpoint of another step .* moved to ", line) for line in lines), lines
     (kept,) = root.glob("step-6.foreign-*/step-6")
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == placed
     assert json.loads((root / "step-6" / ckpt.TRAINER_FILE).read_text())["step"] == 6

@@ -58,6 +58,7 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_FILE = "trainer.json"
 COMMIT_FILE = "commit.json"
+ANOTHER_STEP = "put there by hand"
 BEST_FILE = "best"
 """Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
 LATEST_FILE = "latest"
@@ -208,6 +209,9 @@ def _scan(root: Path) -> list[_Found]:
     if any(f.seq > 0 for f in found):  # a run that writes commit records: one without its record lost it
         found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if f.seq == 0 and f.problem is None
                  and not (f.path / COMMIT_FILE).exists() else f for f in found]
+    # A folder holding another step was put there by hand: never resumed from, never pruned.
+    found = [dataclasses.replace(f, problem=f"{ANOTHER_STEP}: its {TRAINER_FILE} records step {other}")
+             if f.problem is None and (other := _other_step(f.path)) is not None else f for f in found]
     return sorted(found, key=lambda f: (f.seq, f.path.name == latest, f.step))
 
 
@@ -250,7 +254,7 @@ def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
     _fsync_tree(tmp_p)
     old = None
-    if final_p.exists() and _holds_another_step(final_p):  # not this run's: kept, not deleted
+    if final_p.exists() and _other_step(final_p) is not None:  # not this run's: kept, not deleted
         kept = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.foreign-", dir=root))
         os.replace(final_p, kept / final_p.name)
         warnings.warn(CheckpointWarning(
@@ -296,15 +300,18 @@ def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path
     return doomed
 
 
-def _holds_another_step(folder: Path) -> bool:
-    """Whether checkpoint folder ``step-N`` holds a ``trainer.json`` of another step (a folder of
-    another run copied there by hand); unreadable or missing: no (an interrupted save of this run)."""
+def _other_step(folder: Path) -> int | None:
+    """The step that checkpoint folder ``step-N``'s ``trainer.json`` records when it is not N (a
+    folder of another run copied there by hand), else ``None`` (also when unreadable or missing:
+    an interrupted save of this run)."""
     m = _STEP_RE.match(folder.name)
     try:
         recorded = loads_json((folder / TRAINER_FILE).read_text(encoding="utf-8")).get("step")
     except (OSError, ValueError, AttributeError):
-        return False
-    return m is not None and isinstance(recorded, int) and recorded != int(m.group(1))
+        return None
+    if m is None or isinstance(recorded, bool) or not isinstance(recorded, int) or recorded == int(m.group(1)):
+        return None
+    return recorded
 
 
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
@@ -383,7 +390,8 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
     found_all = _scan(root)
-    passed = [("incomplete", f) for f in found_all if f.problem is not None]
+    passed = [("not this run's" if f.problem.startswith(ANOTHER_STEP) else "incomplete", f)
+              for f in found_all if f.problem is not None]
     for newest in reversed([f for f in found_all if f.problem is None]):
         damage = newest.damage()
         if damage is None:
