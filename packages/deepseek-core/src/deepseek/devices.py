@@ -7,6 +7,7 @@ Imports torch only to resolve a device or set the threads.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import TYPE_CHECKING
@@ -77,3 +78,19 @@ def use_default_cpu_threads() -> int | None:
     threads = default_cpu_threads()
     torch.set_num_threads(threads)
     return threads
+
+
+class _CudaHomeNote(logging.Filter):
+    """Drops the warning torch's C++ extension module logs when it is imported on a machine without
+    CUDA ("No CUDA runtime is found, using CUDA_HOME=..."): inductor and DeepSpeed's op builder
+    import it on the CPU too, where it says nothing a run can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No CUDA runtime is found")
+
+
+def hold_back_cuda_home_note() -> None:
+    """Install :class:`_CudaHomeNote` on torch's ``torch.utils.cpp_extension`` logger (once)."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _CudaHomeNote) for f in log.filters):
+        log.addFilter(_CudaHomeNote())

@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
     ``WORLD_SIZE`` set, as torchrun and ``deepseek launch`` set them), a failure leaves through
     :func:`exit_now`.
     """
+    from deepseek.devices import hold_back_cuda_home_note
+
+    hold_back_cuda_home_note()  # torch's note, logged when inductor or DeepSpeed imports its extension builder
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning_on_one_line  # type: ignore[assignment]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import fx, nn
 
+from deepseek.devices import hold_back_cuda_home_note
 from deepseek.graph.passes import GraphPass
 from deepseek.graph.verify import device_of, has_subclass_weights
 
@@ -72,7 +72,7 @@ class InductorStage(GraphPass):
         return mode, config
 
     def apply(self, gm: fx.GraphModule, example_inputs: Sequence[Any]) -> nn.Module | None:
-        _hold_back_cuda_home_note()
+        hold_back_cuda_home_note()
         device = device_of(gm, example_inputs)
         mode, config = self.settings(device, gm)
         compiled = torch.compile(gm, backend="inductor", mode=mode, dynamic=False)
@@ -82,18 +82,3 @@ class InductorStage(GraphPass):
         shown = "".join(f", {k}={v}" for k, v in sorted(config.items()))
         self.record(f"compiled with inductor on {device.type} (mode={mode or 'default'}{shown})")
         return result
-
-
-class _CudaHomeNote(logging.Filter):
-    """Drops the warning torch's C++ extension module logs when it is imported on a machine without
-    CUDA ("No CUDA runtime is found, using CUDA_HOME=..."): inductor imports it on the CPU too,
-    where it says nothing about the stage."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("No CUDA runtime is found")
-
-
-def _hold_back_cuda_home_note() -> None:
-    log = logging.getLogger("torch.utils.cpp_extension")
-    if not any(isinstance(f, _CudaHomeNote) for f in log.filters):
-        log.addFilter(_CudaHomeNote())
