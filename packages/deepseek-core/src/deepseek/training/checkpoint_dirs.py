@@ -309,7 +309,8 @@ def _other_step(folder: Path) -> int | None:
         recorded = loads_json((folder / TRAINER_FILE).read_text(encoding="utf-8")).get("step")
     except (OSError, ValueError, AttributeError):
         return None
-    if m is None or isinstance(recorded, bool) or not isinstance(recorded, int) or recorded == int(m.group(1)):
+    if m is None or isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 0 \
+            or recorded == int(m.group(1)):  # no step at all is damage, which reading trainer.json names
         return None
     return recorded
 
