@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -135,6 +136,12 @@ class DeepSpeedStrategy(DistributedStrategy):
                 "'fp32' here (fp16 works on CUDA devices)"
             )
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+
+    def teardown(self) -> None:
+        owned = self._owns_group
+        super().teardown()
+        if owned and "deepspeed" in sys.modules:  # the groups it cached died with the process group
+            internals.forget_process_groups()
 
     def setup(self, model: Any, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         import deepspeed
@@ -269,15 +276,19 @@ class DeepSpeedStrategy(DistributedStrategy):
         model: dict[str, Any] = {}
         state: dict[str, dict[str, Any]] = {}
         step = internals.step_count(self.engine.optimizer)
+        canonical = self._template.state_dict()  # names and dtypes of the checkpoint's tensors
         for name, p in self._named_params():
+            if not p.requires_grad:  # frozen: not the optimizer's, so it has no fp32 master
+                model[name] = self._frozen_value(p).to(canonical[name].dtype)
+                continue
             model[name] = safe_get_full_fp32_param(p).detach().cpu()
             if keys:
                 state[name] = {k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in keys}
                 if step is not None:  # torch keeps a tensor, DeepSpeed's own Adam an int
                     state[name]["step"] = torch.as_tensor(step, dtype=torch.float32).clone()
         for name, buf in self.engine.module.named_buffers():
-            if name in self._template.state_dict():
-                model[name] = buf.detach().float().cpu()
+            if name in canonical:  # in the model's own dtype: BatchNorm's step count stays an integer
+                model[name] = buf.detach().cpu().to(canonical[name].dtype)
         for alias, name in self._aliases.items():
             model[alias] = model[name]
         # DeepSpeed keeps the non-empty groups only, in order: the empty ones (a rule of
@@ -288,6 +299,22 @@ class DeepSpeedStrategy(DistributedStrategy):
             src = next(inner) if group_names else settings
             groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
         return model, {"state": state, "param_groups": groups}
+
+    @staticmethod
+    def _frozen_value(p: Any) -> Any:
+        """A frozen parameter's whole value on the CPU (gathered from its ZeRO-3 partitions)."""
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p]):
+            return p.detach().cpu().clone()
+
+    @staticmethod
+    def _set_frozen(p: Any, value: Any) -> None:
+        """Write a frozen parameter's whole value (into its ZeRO-3 partitions, from rank 0's)."""
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=0), torch.no_grad():
+            p.copy_(value.to(p.device, p.dtype))
 
     def unwrapped_model(self) -> Any:
         """A plain CPU copy with the full fp32 weights (a collective: call it on every rank)."""
@@ -338,6 +365,15 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._init_optimizer_state()
         keys = internals.state_keys(self.engine.optimizer)
         for name, p in self._named_params():
+            if not p.requires_grad:
+                self._set_frozen(p, model[name])
+                continue
+            if hasattr(p, "ds_id"):  # ZeRO-3: DeepSpeed's setter fails where the ranks do not divide the size
+                internals.set_zero3_share(p, model[name].to(self.device))
+                for k in keys:
+                    if k in saved.get(name, {}):
+                        internals.set_zero3_share(p, saved[name][k].to(self.device), k)
+                continue
             safe_set_full_fp32_param(p, model[name].to(self.device))
             for k in keys:
                 if k in saved.get(name, {}):

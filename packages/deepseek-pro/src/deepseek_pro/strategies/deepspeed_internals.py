@@ -14,7 +14,10 @@ ZeRO optimizers for them:
 2. re-linking each parameter's optimizer-state fragments after that state was created
    (:func:`relink_optimizer_state`: the one *write* to a private attribute, see there);
 3. copying the fp32 masters into the module's low-precision weights after loading
-   (:func:`sync_lp_from_hp`: ZeRO-3 has no public call for it).
+   (:func:`sync_lp_from_hp`: ZeRO-3 has no public call for it);
+4. writing a whole tensor into a ZeRO-3 parameter's share (:func:`set_zero3_share`): DeepSpeed
+   0.19.8's ``set_full_hp_param`` reads past the end of a parameter whose size the ranks do not
+   divide (a bias of 3 on 2 ranks), so a resume failed.
 
 And one switch of DeepSpeed's module table of compatible ops, for the CPU
 (:func:`skip_shm_comm_build`).
@@ -41,6 +44,8 @@ PRIVATE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "fp16_groups",
         "persistent_parameters",
         "_reassign_or_swap_out_partitioned_parameters",
+        "_get_fp32_opt_state_partition",
+        "_get_param_partition_rank",
     ),
 }
 """Class -> the private (or undocumented) attributes of it that this module uses."""
@@ -65,6 +70,42 @@ def skip_shm_comm_build() -> None:
     if SHM_COMM_OP not in deepspeed.ops.__compatible_ops__:
         raise RuntimeError(f"deepspeed.ops.__compatible_ops__ has no {SHM_COMM_OP!r}; update deepspeed_internals")
     deepspeed.ops.__compatible_ops__[SHM_COMM_OP] = False
+
+
+def forget_process_groups() -> None:
+    """Drop DeepSpeed's module-level references to the process groups of a run that has destroyed
+    them, so that the next ``deepspeed.initialize`` in this process (a second ``deepseek.fit``)
+    uses its own group: DeepSpeed caches the world group it cloned (``groups._WORLD_GROUP``) and
+    asked torch for its ranks again, which failed ("Group ... is not registered"). DeepSpeed 0.19
+    releases them itself when its own ``destroy_process_group`` runs
+    (``groups._release_process_group_references``); earlier versions: the cached groups are reset."""
+    from deepspeed.utils import groups
+
+    release = getattr(groups, "_release_process_group_references", None)
+    if release is not None:
+        release(group=None)
+        return
+    for name in ("_WORLD_GROUP", "_ZERO_PARAM_INTRA_PARALLEL_GROUP", "_TENSOR_MODEL_PARALLEL_GROUP",
+                 "_MODEL_PARALLEL_GROUP", "_DATA_PARALLEL_GROUP", "mpu"):
+        if hasattr(groups, name):
+            setattr(groups, name, None)
+    for name in ("_EXPERT_PARALLEL_GROUP", "_EXPERT_DATA_PARALLEL_GROUP", "_ALL_TO_ALL_GROUP"):
+        cached = getattr(groups, name, None)
+        if isinstance(cached, dict):
+            cached.clear()
+
+
+def set_zero3_share(param: Any, value: torch.Tensor, key: str | None = None) -> None:
+    """Copy this rank's share of the whole tensor ``value`` into ZeRO-3 parameter ``param``'s fp32
+    master (``key``: that optimizer state instead), the share's padding past the end zeroed.
+    What ``safe_set_full_fp32_param`` / ``safe_set_full_optimizer_state`` do, for any size."""
+    zero = param._z3_optimizer
+    share, _ = zero._get_fp32_opt_state_partition(param, release_swap_buffers=False, optim_state_key=key)
+    width = share.numel()
+    piece = value.detach().flatten()[width * zero._get_param_partition_rank(param):][:width]
+    with torch.no_grad():
+        share.view(-1)[: piece.numel()].copy_(piece)
+        share.view(-1)[piece.numel():].zero_()
 
 
 def flat_masters(zero_optimizer: Any) -> tuple[Any, list[Any]]:
