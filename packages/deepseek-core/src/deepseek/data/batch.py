@@ -3,7 +3,10 @@ tensors), every tensor holding the batch's rows along its first dimension.
 
 These functions are the one implementation of what the trainer and the strategies do to a batch:
 count its rows, take a data-parallel rank's rows, cut it into micro-batches, join micro-batches,
-and move it to a device. Leaves that are not tensors (strings, numbers) are carried unchanged.
+and move it to a device. A list or tuple of plain values (numbers, strings, ``None``) with one per
+row (what a custom ``collate_fn`` returns for lengths, ids or texts) is rows too: a rank's shard
+and a micro-batch take its entries with their rows. Other leaves that are not tensors (a string, a
+number, a list of another length) are carried unchanged.
 """
 
 from __future__ import annotations
@@ -76,11 +79,35 @@ def batch_rows(batch: Any) -> int:
     return int(tensors[0].size(0)) if tensors else 0
 
 
+def _is_row_list(value: Any, rows: int) -> bool:
+    """A list or tuple with one plain value (not a tensor or container) for each of ``rows`` rows."""
+    return (isinstance(value, list | tuple) and not hasattr(value, "_fields") and rows > 0 and len(value) == rows
+            and not any(isinstance(v, torch.Tensor | Mapping | list | tuple) for v in value))
+
+
+def _rebuilt(value: Any, items: Sequence[Any]) -> Any:
+    if hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*items)
+    return type(value)(items)
+
+
+def _cut_rows(value: Any, rows: int, cut: Any) -> Any:
+    """``value`` with ``cut`` applied to each tensor and each row list (:func:`_is_row_list`),
+    through dicts, lists and tuples (the containers torch's pytree enters)."""
+    if isinstance(value, torch.Tensor) or _is_row_list(value, rows):
+        return cut(value)
+    if type(value) is dict:
+        return {k: _cut_rows(v, rows, cut) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return _rebuilt(value, [_cut_rows(v, rows, cut) for v in value])
+    return value
+
+
 def shard_rows(batch: Any, rank: int, size: int) -> Any:
-    """Rows ``rank::size`` of every tensor: the default data-parallel shard."""
+    """Rows ``rank::size`` of every tensor and row list: the default data-parallel shard."""
     if size == 1:
         return batch
-    return pytree.tree_map(lambda t: t[rank::size] if isinstance(t, torch.Tensor) else t, batch)
+    return _cut_rows(batch, batch_rows(batch), lambda t: t[rank::size])
 
 
 def split_rows(batch: Any, n: int) -> list[Any]:
@@ -91,23 +118,28 @@ def split_rows(batch: Any, n: int) -> list[Any]:
     if rows % n:
         raise UsageError(f"train.grad_accum: {rows} rows do not split into {n} micro-batches")
     step = rows // n
-    return [
-        pytree.tree_map(lambda t, i=i: t[i * step:(i + 1) * step] if isinstance(t, torch.Tensor) else t, batch)
-        for i in range(n)
-    ]
+    return [_cut_rows(batch, rows, lambda t, i=i: t[i * step:(i + 1) * step]) for i in range(n)]
 
 
 def concat_rows(batches: Sequence[Any]) -> Any:
-    """The micro-batches ``batches`` joined back into one batch."""
+    """The micro-batches ``batches`` joined back into one batch (tensors and row lists joined,
+    other leaves taken from the first)."""
     if len(batches) == 1:
         return batches[0]
-    leaves, spec = pytree.tree_flatten(batches[0])
-    columns = [pytree.tree_flatten(b)[0] for b in batches]
-    joined = [
-        torch.cat([c[i] for c in columns]) if isinstance(leaf, torch.Tensor) else leaf
-        for i, leaf in enumerate(leaves)
-    ]
-    return pytree.tree_unflatten(joined, spec)
+    return _joined(list(batches), [batch_rows(b) for b in batches])
+
+
+def _joined(parts: list[Any], rows: list[int]) -> Any:
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if all(_is_row_list(p, n) for p, n in zip(parts, rows, strict=True)):
+        return _rebuilt(first, [v for p in parts for v in p])
+    if type(first) is dict:
+        return {k: _joined([p[k] for p in parts], rows) for k in first}
+    if isinstance(first, list | tuple) and all(len(p) == len(first) for p in parts):
+        return _rebuilt(first, [_joined([p[i] for p in parts], rows) for i in range(len(first))])
+    return first
 
 
 def move_to(batch: Any, device: torch.device) -> Any:

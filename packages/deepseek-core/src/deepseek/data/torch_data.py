@@ -22,6 +22,12 @@ processes, ahead of the step, in the same order (the batch sampler is this order
 them here: the same batches as reading in the main process, and the same resume; ``pin_memory``
 page-locks each batch on a CUDA machine. An iterable dataset is read in the main process.
 
+Random draws in a map-style dataset's ``__getitem__`` (a random augmentation: torch's, Python's
+``random`` or numpy's generator) are seeded per sample by ``(seed, epoch, index)`` (validation
+reads: epoch -1), wherever the sample is read, and the reading process's generators are left as
+they were (:class:`_SeededReads`). So a sample's augmentation is the same with or without workers
+and after a resume, and reading data never moves training's own draws (dropout).
+
 Both positions are saved in checkpoints with the data's length (map-style) and kind, and checked
 on load like user input. Validation: ``val`` (a dataset of the same kind of samples), read in
 order; without it, a map-style training set holds out ``val_fraction`` of its indices (a fixed
@@ -41,6 +47,8 @@ from deepseek.data.dataset import Dataset
 from deepseek.errors import UsageError
 
 STATE_KIND = "torch-data"
+VAL_EPOCH = -1
+"""The epoch in the seed of a validation read (:class:`_SeededReads`)."""
 
 
 def _is_map_style(data: Any) -> bool:
@@ -110,6 +118,7 @@ class TorchData(Dataset):
         self.shuffle = shuffle
         self.map_style = _is_map_style(train)
         self.train, self.val = train, val
+        self._train_reads = _SeededReads(train, seed) if self.map_style else None
         self.train_indices: list[int] | None = None
         self.val_indices: list[int] | None = None
         if self.map_style:
@@ -183,35 +192,39 @@ class TorchData(Dataset):
                 del self._orders[old]
         return self._orders[epoch]
 
-    def _take(self, epoch: int, cursor: int) -> tuple[list[int], int, int]:
-        """The indices of the batch at position ``(epoch, cursor)`` and the position after it: the
-        epoch's order on from ``cursor``, into the next epoch's when it ends (every batch full)."""
-        indices = []
+    def _take(self, epoch: int, cursor: int) -> tuple[list[tuple[int, int]], int, int]:
+        """The ``(epoch, index)`` of each sample of the batch at position ``(epoch, cursor)``, and
+        the position after it: the epoch's order on from ``cursor``, into the next epoch's when it
+        ends (every batch full)."""
+        keys = []
         for _ in range(self.batch_size):
             order = self._epoch_order(epoch)
             if cursor >= len(order):
                 epoch, cursor = epoch + 1, 0
                 order = self._epoch_order(epoch)
-            indices.append(order[cursor])
+            keys.append((epoch, order[cursor]))
             cursor += 1
-        return indices, epoch, cursor
+        return keys, epoch, cursor
 
-    def _index_batches(self) -> Iterator[list[int]]:
-        """Every batch's indices from the current position on (the workers' batch sampler)."""
+    def _index_batches(self) -> Iterator[list[tuple[int, int]]]:
+        """Every batch's ``(epoch, index)`` keys from the current position on (the workers' batch
+        sampler)."""
         epoch, cursor = self.epoch, self.cursor
         while True:
-            indices, epoch, cursor = self._take(epoch, cursor)
-            yield indices
+            keys, epoch, cursor = self._take(epoch, cursor)
+            yield keys
 
     def _map_batches(self) -> Iterator[Any]:
         """Batches of the map-style data from the current position: read here, or with
         ``num_workers`` by a DataLoader's worker processes in the same order (the batch is collated
         here, so its errors are the same one line)."""
+        reads = self._train_reads
+        assert reads is not None
         if not self.num_workers:
-            return ([self.train[i] for i in indices] for indices in self._index_batches())
+            return ([reads[key] for key in keys] for keys in self._index_batches())
         # its own generator: the workers' seeds are not drawn from the global one, which training's
         # random draws (dropout) use, so those are the same as reading in the main process
-        loader = torch.utils.data.DataLoader(self.train, batch_sampler=_Sampler(self._index_batches),
+        loader = torch.utils.data.DataLoader(reads, batch_sampler=_Sampler(self._index_batches),
                                              num_workers=self.num_workers, collate_fn=list,
                                              generator=torch.Generator().manual_seed(self.seed))
         return iter(loader)
@@ -253,10 +266,12 @@ class TorchData(Dataset):
 
     def validation_batches(self, limit: int) -> list[Batch]:
         if self.val is None:
-            source: Any = (self.train[i] for i in self.val_indices or [])
+            assert self._train_reads is not None
+            source: Any = (self._train_reads[VAL_EPOCH, i] for i in self.val_indices or [])
             have = len(self.val_indices or [])
         elif _is_map_style(self.val):
-            source, have = (self.val[i] for i in range(len(self.val))), len(self.val)
+            reads = _SeededReads(self.val, self.seed)
+            source, have = (reads[VAL_EPOCH, i] for i in range(len(self.val))), len(self.val)
         else:
             source, have = iter(self.val), None
         out: list[Batch] = []
@@ -332,11 +347,44 @@ def _refuse_python_lists(sample: Mapping[str, Any], where: str) -> None:
                 "for a Hugging Face datasets.Dataset: data.with_format(\"torch\")")
 
 
+class _SeededReads:
+    """A map-style dataset read by ``(epoch, index)`` keys: ``data[index]`` with the CPU's torch
+    generator, Python's ``random`` and numpy's global generator seeded by ``(seed, epoch, index)``,
+    and put back as they were after the read (picklable: the DataLoader workers' dataset)."""
+
+    def __init__(self, data: Any, seed: int) -> None:
+        self.data, self.seed = data, seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        import random
+        import sys
+
+        epoch, index = key
+        mixed = ((self.seed * 1_000_003 + epoch) * 1_000_000_007 + index) % 2**63
+        np = sys.modules.get("numpy")  # seeded only where something imported it
+        python_state, numpy_state = random.getstate(), np.random.get_state() if np is not None else None
+        torch_state = torch.default_generator.get_state()
+        try:
+            torch.default_generator.manual_seed(mixed)  # the CPU's only: CUDA's draws are training's
+            random.seed(mixed)
+            if np is not None:
+                np.random.seed(mixed % 2**32)
+            return self.data[index]
+        finally:
+            torch.default_generator.set_state(torch_state)
+            random.setstate(python_state)
+            if np is not None and numpy_state is not None:
+                np.random.set_state(numpy_state)
+
+
 class _Sampler:
     """A DataLoader ``batch_sampler`` over :meth:`TorchData._index_batches` (unending)."""
 
-    def __init__(self, batches: Callable[[], Iterator[list[int]]]) -> None:
+    def __init__(self, batches: Callable[[], Iterator[list[tuple[int, int]]]]) -> None:
         self.batches = batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         return self.batches()
