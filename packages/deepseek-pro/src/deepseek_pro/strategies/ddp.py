@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from deepseek.config.validate import positive
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.compression import CountingHook, PowerSGDConfig
@@ -53,6 +53,13 @@ class DDPOptions(DistributedOptions):
     """Matrices that PowerSGD would shrink by less than this factor are sent uncompressed."""
     bucket_cap_mb: float = field(default=25.0, metadata={"check": positive})
     static_graph: bool = False
+    """torch DDP's ``static_graph``: the set of parameters used and the graph are the same every
+    step (it may then skip work, and parameters unused on every step are allowed)."""
+    find_unused_parameters: bool = False
+    """torch DDP's ``find_unused_parameters``: a model whose steps leave some parameters without
+    a gradient (a branch taken by the data, a head for some labels) needs it; DDP then walks the
+    autograd graph every step to find them (slower). Without it such a model stops with a line
+    naming this key."""
     checkpoint: Literal["full", "sharded"] = "full"
     """``full``: canonical safetensors from rank 0; ``sharded``: torch.distributed.checkpoint."""
 
@@ -101,6 +108,7 @@ class DDPStrategy(DistributedStrategy):
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
             bucket_cap_mb=o.bucket_cap_mb,
             static_graph=o.static_graph,
+            find_unused_parameters=o.find_unused_parameters,
             gradient_as_bucket_view=True,
         )
         if o.compression == "none":
@@ -139,7 +147,16 @@ class DDPStrategy(DistributedStrategy):
             yield
 
     def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = super().forward_backward(micro_batches)
+        try:
+            out = super().forward_backward(micro_batches)
+        except RuntimeError as exc:
+            if "Expected to have finished reduction in the prior iteration" not in str(exc):
+                raise
+            raise UsageError(
+                "strategy.find_unused_parameters: some of the model's parameters got no gradient in the last "
+                "step, which DDP cannot reduce by default; set strategy.find_unused_parameters = true (or "
+                "strategy.static_graph = true when the same parameters are unused every step)"
+            ) from None
         if self.hook is not None:
             self._metrics = self.hook.take()
         else:
