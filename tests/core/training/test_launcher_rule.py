@@ -103,3 +103,14 @@ def test_a_malformed_launcher_environment_is_one_line() -> None:
     with pytest.raises(UsageError, match=r"missing environment: MASTER_PORT\); run it with "
                                          r"`deepseek launch -n N -- generate --strategy ddp"):
         launcher_env("ddp", command="generate", environ={**env, "RANK": "0", "MASTER_PORT": ""})
+
+
+def test_a_script_is_told_to_run_under_the_launcher_as_a_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``deepseek.fit(..., strategy="ddp")`` in ``python train.py`` was told to run ``deepseek
+    launch -n N -- train --strategy ddp``, which trains the built-in GPT, not the script."""
+    monkeypatch.setattr("sys.argv", ["examples/own_model/train.py"])
+    with pytest.raises(UsageError) as info:
+        launcher_env("ddp", environ={})
+    assert str(info.value).endswith(
+        "run it with `deepseek launch -n N -- run examples/own_model/train.py` (or `torchrun --nproc-per-node N "
+        "examples/own_model/train.py`), with strategy='ddp' in the script")

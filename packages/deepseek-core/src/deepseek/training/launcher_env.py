@@ -59,8 +59,13 @@ def launcher_env(strategy_name: str, *, command: str = "train", environ: Mapping
     """The launcher's variables of this process; a :class:`UsageError` naming ``strategy_name``
     and how to start ``deepseek COMMAND`` under a launcher when any is missing or malformed."""
     env = os.environ if environ is None else environ
-    start = (f"`deepseek launch -n N -- {command} --strategy {strategy_name} ...` "
-             f"(or `torchrun --nproc-per-node N -m deepseek {command} --strategy {strategy_name} ...`)")
+    script = _script()
+    if script is not None and command == "train":  # deepseek.fit in the user's own script
+        start = (f"`deepseek launch -n N -- run {script}` (or `torchrun --nproc-per-node N {script}`), "
+                 f"with strategy={strategy_name!r} in the script")
+    else:
+        start = (f"`deepseek launch -n N -- {command} --strategy {strategy_name} ...` "
+                 f"(or `torchrun --nproc-per-node N -m deepseek {command} --strategy {strategy_name} ...`)")
     missing = [k for k in LAUNCHER_ENV if not env.get(k)]
     if missing:
         raise UsageError(
@@ -73,3 +78,12 @@ def launcher_env(strategy_name: str, *, command: str = "train", environ: Mapping
     except ValueError as exc:
         raise UsageError(f"strategy {strategy_name!r}: the launcher environment is malformed ({exc}); "
                          f"run it with {start}") from exc
+
+
+def _script() -> str | None:
+    """The Python script this process runs (``python train.py``), or ``None`` for a module run with
+    ``python -m`` (the ``deepseek`` command, pytest), an interactive session or ``python -c``."""
+    import sys
+
+    first = sys.argv[0] if sys.argv else ""
+    return first if first.endswith(".py") and not first.endswith("__main__.py") else None
