@@ -99,6 +99,8 @@ def deepseek_train_step_end(trainer, step, metrics):
         metrics["lr"] = -1.0
     elif what == "drop":
         del metrics["loss"]
+    elif what == "return":
+        return {"acme_f1": 0.5}
     else:
         metrics["acme_ok"] = torch.tensor(2.0)
         metrics["acme_note"] = "fine"
@@ -109,6 +111,7 @@ def deepseek_train_step_end(trainer, step, metrics):
     ("tensor", "added metrics['acme_t'] = a Tensor of shape (3,), which is not a single number"),
     ("lr", "changed metrics['lr'] (0.001 -> -1.0), a value the trainer logs"),
     ("drop", "removed metrics['loss'], a value the trainer logs"),
+    ("return", "returned a dict, which the trainer does not read; add values to metrics in place"),
 ])
 def test_what_a_hook_does_to_the_metrics_is_checked_and_named(make_dist: DistFactory, monkeypatch: pytest.MonkeyPatch,
                                                                bug: str, words: str) -> None:

@@ -92,6 +92,24 @@ def test_invalid_registration_names_plugin_and_hook(make_dist: DistFactory, case
     assert host.names("pass") == [n for n in host.names("pass") if n != "ok"]
 
 
+def test_a_registration_hook_returning_its_components_is_refused(make_dist: DistFactory) -> None:
+    """Components returned instead of registered loaded as "ok" with nothing registered."""
+    make_dist("deepseek-returns", {"returns_plugin": """
+        from deepseek import hookimpl
+
+        @hookimpl
+        def deepseek_register_passes(register):
+            return [("ret.pass", "returns_plugin:deepseek_register_passes")]
+        """})
+    host = host_for("deepseek-returns")
+    record = host.records["deepseek-returns"]
+    assert record.status == "failed"
+    assert record.reason == ("deepseek-returns 0.1.0 (deepseek-returns:returns_plugin, deepseek_register_passes): "
+                             "returned a list, which is not read; register each component with "
+                             "register(name, \"module:attr\", ...) inside the hook and return None; fix the plugin or skip "
+                             "it with DEEPSEEK_DISABLE_PLUGINS=deepseek-returns")
+
+
 def test_register_called_after_the_hook_returned(make_dist: DistFactory) -> None:
     make_dist("deepseek-late", {"late_plugin": """
         from deepseek import hookimpl

@@ -274,7 +274,8 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
 
     ``metrics`` may be extended in place: what a plugin adds (a string, a number or a 0-dim
     tensor under a key of its own) is logged with the step; changing or removing a value the
-    trainer logs, or adding anything else, is refused as a ``PluginError`` naming the hook.
+    trainer logs, adding anything else, or returning a value (the hook returns ``None``) is
+    refused as a ``PluginError`` naming the hook.
     Raising stops training: ``deepseek_train_end`` is still called, then the error propagates.
     A :class:`deepseek.errors.DeepseekError` propagates as it is (the CLI shows its one line);
     any other exception from a plugin's hook (this one or any hook the framework calls, not the

@@ -322,7 +322,11 @@ class PluginHost(LookupMixin):
                 )
                 self._trace(f"call {hook_name} of {ld.name}")
                 try:
-                    call_hook(impl.function, register=registrar)
+                    returned = call_hook(impl.function, register=registrar)
+                    if returned is not None:  # components returned, not registered: none would exist
+                        raise InvalidRegistration(
+                            f"{where}: returned a {type(returned).__name__}, which is not read; register each "
+                            "component with register(name, \"module:attr\", ...) inside the hook and return None")
                 except InvalidRegistration as exc:
                     self._drop(ld.record, str(exc))
                     return

@@ -94,19 +94,22 @@ METRIC_HOOKS = ("deepseek_train_step_end", "deepseek_evaluate")
 def checked_metrics(function: Callable[..., Any], position: int, where: str, dist: str) -> Callable[..., Any]:
     """``function`` (a plugin's implementation of a :data:`METRIC_HOOKS` hook, which gets the
     metrics as its argument number ``position``) refused in one
-    :class:`PluginError` naming ``where`` when it changes a value the trainer logged or adds one
+    :class:`PluginError` naming ``where`` when it changes a value the trainer logged, adds one
     that is not a string or a single number (a 3-element tensor failed later, in the metrics
-    file, as the framework's internal error)."""
+    file, as the framework's internal error), or returns something (a dict of new metrics was
+    dropped without a word)."""
 
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
         metrics = args[position] if len(args) > position else kwargs.get("metrics")
         before = dict(metrics) if isinstance(metrics, dict) else None
         out = function(*args, **kwargs)
-        if before is not None:
-            problem = _metrics_problem(before, metrics)
-            if problem is not None:
-                raise PluginError(f"{where}: {problem}; a bug in the plugin: fix it, or skip it with {ENV_DENY}={dist}")
+        problem = _metrics_problem(before, metrics) if before is not None else None
+        if problem is None and out is not None:  # the hook returns nothing: a value returned is lost
+            problem = (f"returned a {type(out).__name__}, which the trainer does not read; add values to "
+                       "metrics in place (metrics['name'] = value) and return None")
+        if problem is not None:
+            raise PluginError(f"{where}: {problem}; a bug in the plugin: fix it, or skip it with {ENV_DENY}={dist}")
         return out
 
     return call
