@@ -117,3 +117,26 @@ def test_a_damaged_record_is_refused_in_one_line(run: Path, tmp_path: Path, valu
     (trainer.parent / ckpt.COMMIT_FILE).unlink()  # its record of the file sizes
     with pytest.raises(CheckpointError, match=r"trainer.json: components is .* expected a list of objects"):
         load_trained(copy / "checkpoints" / "step-2", host=_host(True))
+
+
+class Shadow:
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("zeta.bigram", Bigram, description="the same name from a second distribution")
+
+
+@pytest.mark.parametrize("with_config", [False, True])
+def test_a_name_another_plugin_now_registers_resumes_with_the_recorded_one(run: Path, tmp_path: Path,
+                                                                          with_config: bool) -> None:
+    """A second distribution registering the run's model name: ``--resume RUN`` kept the recorded
+    one, but ``deepseek train CONFIG --resume RUN`` (the requeue form) was refused as ambiguous."""
+    host = _host(True)
+    assert host.register_plugin(Shadow(), dist="zeta-shadow", version="1.0").status == "ok"
+    config_file = None
+    if with_config:
+        config_file = str(tmp_path / "bigram.toml")
+        Path(config_file).write_text((run / "config.toml").read_text(encoding="utf-8"), encoding="utf-8")
+        with pytest.raises(ConfigError, match="registered by both"):  # a fresh run must choose
+            build_train_config(config_file, (), host=host)
+    config = build_train_config(config_file, (), resume=str(run), max_steps=3, host=host)
+    assert "zeta-models" in config.plugins.prefer

@@ -44,7 +44,7 @@ def build_train_config(
     saved_state: dict[str, Any] = {}
     if config_file is not None:
         data = read_toml(config_file)
-    elif resume is not None:
+    if resume is not None:
         from deepseek.data.tokenizer import run_folder_of, with_run_tokenizer
         from deepseek.errors import CheckpointError
         from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
@@ -61,8 +61,11 @@ def build_train_config(
             raise live_run_holding(Path(resume)) or exc from None
         from deepseek.training.provenance import prefer_recorded
 
-        saved = prefer_recorded(_saved_config(directory, saved_state), saved_state, host)  # its components' plugins
-        data = with_run_tokenizer(saved, run_folder_of(directory), saved_state)
+        if config_file is not None:  # a name several plugins now register: the one the run was trained with
+            data = prefer_recorded(data, saved_state, host)
+        else:
+            saved = prefer_recorded(_saved_config(directory, saved_state), saved_state, host)  # its components' plugins
+            data = with_run_tokenizer(saved, run_folder_of(directory), saved_state)
     if strategy is not None:
         table = data.get("strategy")
         current = table.get("name", "single") if isinstance(table, dict) else None
