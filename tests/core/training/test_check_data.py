@@ -52,7 +52,7 @@ CONFIG = {"model": {"name": "picky", "d_model": 32, "n_heads": 2, "n_layers": 1,
 @pytest.mark.parametrize(("answer", "message"), [
     ("data: this model wants spoken digits; set data.name = multimodal.digits",
      "data: this model wants spoken digits; set data.name = multimodal.digits"),
-    (False, "model Picky: check_data returned False; it must return None to accept the data or raise "
+    (False, "model 'picky': check_data returned False; it must return None to accept the data or raise "
             "UsageError (one line) to refuse it"),
 ])
 def test_a_returned_refusal_stops_the_run_before_anything_is_written(

@@ -99,15 +99,16 @@ def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str 
     before the model's own check reads them), then ``model.check_data(batch, dataset)`` for a
     :class:`TrainableModel`. A model that *returns* its refusal instead of raising it is refused
     all the same: a returned string is the message; any other value names the contract."""
+    name = model_name or type(model).__name__  # the registered name where the run has one
     if isinstance(model, nn.Module):
-        check_batch_keys(model, batch, model_name=model_name or type(model).__name__)
+        check_batch_keys(model, batch, model_name=name)
     if isinstance(model, TrainableModel):
         answer = model.check_data(batch, dataset)
         if isinstance(answer, str):
             raise UsageError(answer.strip().splitlines()[0] if answer.strip() else
-                             f"model {type(model).__name__}: check_data refused the data without a message")
+                             f"model {name!r}: check_data refused the data without a message")
         if answer is not None:
-            raise UsageError(f"model {type(model).__name__}: check_data returned {answer!r}; it must return None to "
+            raise UsageError(f"model {name!r}: check_data returned {answer!r:.80}; it must return None to "
                              "accept the data or raise UsageError (one line) to refuse it")
 
 
