@@ -98,6 +98,24 @@ def edition_source(dist: str, origin: dict[str, Any] | None = None) -> str:
     return pinned
 
 
+EDITIONS = ("deepseek-pro", "deepseek-enterprise")
+"""The first-party editions above core, in order: each pins the one before it exactly."""
+
+
 def install_command(dist: str) -> str:
-    """The whole command installing the first-party distribution ``dist`` beside this core."""
-    return f"{installer()} {edition_source(dist)}"
+    """The whole command installing the first-party distribution ``dist`` beside this core, with
+    the editions below it that are not installed (deepseek-enterprise needs deepseek-pro, which a
+    local checkout's or wheel folder's path alone does not bring: the resolver looked for it in the
+    package registry)."""
+    chain = [dist]
+    if dist in EDITIONS:
+        chain = [d for d in EDITIONS[: EDITIONS.index(dist) + 1] if d == dist or not _installed(d)]
+    return f"{installer()} {' '.join(edition_source(d) for d in chain)}"
+
+
+def _installed(dist: str) -> bool:
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
