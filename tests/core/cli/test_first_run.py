@@ -122,8 +122,8 @@ def test_running_out_of_memory_is_one_line_naming_the_fix() -> None:
 def test_the_enterprise_hint_installs_pro_with_it_where_pro_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
     """The printed command named deepseek-enterprise's folder alone; the resolver then looked for
     the deepseek-pro it pins in the package registry and failed."""
-    monkeypatch.setattr(install, "_installed", lambda dist: dist == "deepseek-pro" and has_pro)
     for has_pro, expected in ((False, ["deepseek-pro", "deepseek-enterprise"]), (True, ["deepseek-enterprise"])):
+        monkeypatch.setattr(install, "_installed", lambda dist, pro=has_pro: dist == "deepseek-pro" and pro)
         command = install.install_command("deepseek-enterprise")
         assert command == f"{install.installer()} " + " ".join(install.edition_source(d) for d in expected)
     assert install.install_command("deepseek-pro") == f"{install.installer()} {install.edition_source('deepseek-pro')}"
