@@ -248,3 +248,21 @@ def test_an_output_through_a_symbolic_link_is_written_where_it_points(tmp_path: 
     link.symlink_to(target)
     atomic_write_text(link, '{"a": 1}')
     assert link.is_symlink() and target.read_text() == '{"a": 1}'
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(hostile: Hostile) -> None:
+    """It was 'internal error: SafetensorError: ... No space left on device (os error 28)'."""
+    full = hostile.work / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("needs a small tmpfs mount (root, mount(8)) to fill")
+    try:
+        done = hostile.run("train", *TINY, "--max-steps", "4", "--set", "checkpoint.interval=2",
+                           "--run-dir", str(full / "run"))
+        lines = done.stderr.strip().splitlines()
+        assert done.code == 2 and len(lines) == 1, done.stderr
+        assert lines[0].startswith(f"error: {full / 'run' / 'checkpoints'}: the disk is full: checkpoint step-2 could "
+                                   "not be written, and nothing of it is kept"), lines[0]
+        assert not [p for p in (full / "run" / "checkpoints").iterdir()]  # no temp folder left behind
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)

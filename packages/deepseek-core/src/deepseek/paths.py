@@ -162,3 +162,24 @@ def usual_mode(path: str | os.PathLike[str] | int, *, folder: bool = False) -> N
         os.fchmod(path, mode)
     else:
         os.chmod(path, mode)
+
+
+_FULL = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk or a quota is full: an
+    ``OSError`` with ``ENOSPC`` / ``EDQUOT``, or a writer's own error carrying the system's text
+    (safetensors raises ``SafetensorError: ... No space left on device (os error 28)``)."""
+    import errno
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(seen) for text in _FULL):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

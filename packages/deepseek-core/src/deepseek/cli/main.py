@@ -242,6 +242,14 @@ def _run(args: list[str], host: PluginHost | None) -> None:
                 fg="red", err=True,
             )
             sys.exit(2)
+        from deepseek.paths import out_of_space
+
+        if out_of_space(exc):  # the disk, not the program: where, and what to do
+            where = getattr(exc, "filename", None)
+            click.secho(f"error: {os.fsdecode(where) + ': ' if where else ''}the disk is full "
+                        f"({' '.join(str(exc).split())[:160]}); free space there or write somewhere else",
+                        fg="red", err=True)
+            sys.exit(2)
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a path the user gave, or made of it
             name = os.fsdecode(exc.filename) if exc.filename is not None else ""
             shown = name if len(name) <= 80 else f"{name[:50]}...{name[-20:]}"

@@ -32,8 +32,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import CheckpointError, PluginError
+from deepseek.errors import CheckpointError, PluginError, UsageError
 from deepseek.parsing import loads_json
+from deepseek.paths import out_of_space
 from deepseek.training.checkpoint_dirs import (
     BEST_FILE,
     COMMIT_FILE,
@@ -309,9 +310,15 @@ def write_checkpoint(
                                   "trainer_state)); a bug in the plugin: upgrade it or report it to its authors")
             commit_checkpoint(tmp, final, best=best)
             prune_checkpoints(root, keep_last)
-    except BaseException:
+    except BaseException as exc:
         if strategy.is_global_zero and tmp is not None:
             discard(tmp)
+        if isinstance(exc, Exception) and out_of_space(exc):
+            raise UsageError(
+                f"{root}: the disk is full: checkpoint step-{step} could not be written, and nothing of it is kept (the "
+                "run's earlier checkpoints are as they were); free space there or lower checkpoint.keep_last, then "
+                "run it again with --resume, or train in a folder on a larger disk (--run-dir)"
+            ) from exc
         raise
     strategy.barrier()
     return final
