@@ -266,3 +266,16 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(hostile: Hostile) -> 
         assert not [p for p in (full / "run" / "checkpoints").iterdir()]  # no temp folder left behind
     finally:
         subprocess.run(["umount", str(full)], capture_output=True)
+
+
+@pytest.mark.parametrize(("option", "setting"), [
+    (["--max-steps", "50"], "train.max_steps=3"),
+    (["--max-steps", "0"], "train.max_steps=3"),  # the invalid option was dropped without a word
+    (["--precision", "bf16"], "precision.dtype=\"fp32\""),
+    (["--strategy", "single"], "strategy.name=\"single\""),
+])
+def test_an_option_and_a_set_of_its_key_are_refused(hostile: Hostile, option: list[str], setting: str) -> None:
+    """``--set train.max_steps=3 --max-steps 50`` ran 3 steps, in either order."""
+    key = setting.partition("=")[0]
+    hostile.refused("config", "show", *option, "--set", setting,
+                    expect=[f"{option[0]} {option[1]} and --set {setting} both set {key}; give one of them"])

@@ -23,6 +23,19 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def _refuse_twice(overrides: tuple[str, ...], options: dict[str, tuple[str, Any]]) -> None:
+    """An option given and a ``--set`` of the key it sets: the ``--set`` won silently (an invalid
+    ``--max-steps 0`` was dropped without a word); refused, naming both."""
+    for option, (key, value) in options.items():
+        if value is None:
+            continue
+        for item in overrides:
+            if item.partition("=")[0].strip() == key:
+                from deepseek.errors import UsageError
+
+                raise UsageError(f"{option} {value} and --set {item.strip()} both set {key}; give one of them")
+
+
 def build_train_config(
     config_file: str | None,
     overrides: tuple[str, ...] = (),
@@ -81,6 +94,8 @@ def build_train_config(
         extra.append(f"precision.dtype={_toml_string(precision)}")
     if max_steps is not None:
         extra.append(f"train.max_steps={max_steps}")
+    _refuse_twice(overrides, {"--precision": ("precision.dtype", precision), "--max-steps": ("train.max_steps", max_steps),
+                              "--strategy": ("strategy.name", strategy)})
     if resume is None:
         return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
     if config_file is not None:
