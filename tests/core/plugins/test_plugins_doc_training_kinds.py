@@ -66,6 +66,22 @@ def test_the_pages_optimizer_and_schedule_train_resume_and_keep_their_declaratio
     resumed = Trainer(config, run_dir=tmp_path / "resumed", quiet=True, host=host,
                       resume=tmp_path / "whole" / "checkpoints" / "step-3").fit()
     assert resumed.losses == whole.losses[3:]
+    # its option acts: `scale` multiplies the step though the trainer sets every group's lr from
+    # the schedule (folded into create()'s lr it changed nothing, scale 1.0 and 0.01 the same losses)
+    other = config_from_dict({**TINY, "optimizer": {"name": "acme.signsgd", "weight_decay": 0.0, "scale": 0.01},
+                              "lr_schedule": {"name": "acme.step", "factor": 0.5, "every": 2},
+                              "train": {**TINY["train"], "max_steps": 2}}, host=host)
+    small = Trainer(other, run_dir=tmp_path / "small", quiet=True, host=host).fit()
+    assert small.losses[0] == whole.losses[0] and small.losses[1] != whole.losses[1]
+    layer = torch.nn.Linear(3, 2)
+    before = layer.weight.detach().clone()
+    layer(torch.ones(1, 3)).sum().backward()
+    opt = optim.SignSGD(optim.SignSGDOptions(scale=0.5), OptimizerConfig()).create(
+        [{"params": [layer.weight], "weight_decay": 0.0, "lr_scale": 1.0}], 1.0)
+    for group in opt.param_groups:  # what the trainer does before every step (Strategy.set_lr)
+        group["lr"] = 0.1 * group["lr_scale"]
+    opt.step()
+    assert torch.allclose(before - layer.weight.detach(), torch.full_like(before, 0.05))
 
     builder = optim.SignSGD(optim.SignSGDOptions(), OptimizerConfig())
     apart = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3))]

@@ -67,15 +67,17 @@ class SignSGDOptions:
 
 
 class _SignSGD(torch.optim.Optimizer):
-    def __init__(self, params: Any, lr: float) -> None:
+    def __init__(self, params: Any, lr: float, scale: float) -> None:
         super().__init__(params, {"lr": lr, "weight_decay": 0.0})
+        self.scale = scale
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    p.mul_(1 - group["lr"] * group["weight_decay"]).add_(p.grad.sign(), alpha=-group["lr"])
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.add_(p.grad.sign(), alpha=-group["lr"] * self.scale)
 
 
 class SignSGD(OptimizerBuilder):
@@ -83,7 +85,7 @@ class SignSGD(OptimizerBuilder):
     state_bytes = 0
 
     def create(self, groups: Any, lr: float, *, master_weights: bool = False, accumulation: int = 1) -> Any:
-        return _SignSGD(groups, lr=lr * self.options.scale)
+        return _SignSGD(groups, lr=lr, scale=self.options.scale)
 
     def initial_state(self, param: torch.Tensor) -> dict[str, Any]:
         return {}
