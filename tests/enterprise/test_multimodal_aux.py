@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from deepseek.config.load import config_from_dict
+from deepseek.data.batch import shard_rows, split_rows
 from deepseek.errors import ConfigError
 from deepseek.models.factory import instantiate_model
 from deepseek.plugins.host import get_host
@@ -75,6 +76,77 @@ def test_the_aux_loss_is_each_modality_head_against_its_own_label() -> None:
         loss_ignored = with_aux(**{**batch, "modality_labels": ignored})["loss"]
     two = torch.stack([F.cross_entropy(out.modality_logits[m], own[m]) for m in ("vision", "audio")]).mean()
     torch.testing.assert_close(loss_ignored - loss_plain, 0.5 * (two * 2 + 0.0) / 3)
+
+
+def _mixed(batch: dict) -> dict:
+    """``batch`` (8 rows) with audio missing from some samples and no text label for others: the
+    halves (``grad_accum = 2``) and the two ranks' shards each hold a different share of both."""
+    audio = torch.tensor([1, 1, 1, 1, 0, 0, 1, 0], dtype=torch.bool)
+    text = batch["modality_labels"]["text"].clone()
+    text[[0, 3, 5]] = -100
+    return {**batch, "present": {**batch["present"], "audio": audio},
+            "modality_labels": {**batch["modality_labels"], "text": text}}
+
+
+@pytest.mark.parametrize("fusion", ["concat", "cross_attention"])
+def test_the_aux_loss_is_a_mean_over_rows_when_samples_differ_in_modalities(fusion: str) -> None:
+    # The trainer combines micro-batches and ranks by their rows (docs/plugins.md section 10): the
+    # loss of the whole batch must be the mean of its equal parts' losses, however it is split. The
+    # auxiliary losses were means over the samples having the modality, so the parts' mean missed
+    # the whole's (ddp against single: step-0 val_loss 3.494727 against 3.490170 in a reviewer's
+    # run); now a row without the modality adds 0 to a mean over rows.
+    torch.manual_seed(0)
+    model = _model({"fusion": fusion, "aux_loss_weight": 0.5}).eval()
+    data = MultimodalDigits(DigitsOptions(task="complementary", eval_size=8), batch_size=8, seed=0)
+    batch = _mixed(data.split_batches("val")[0])
+    with torch.no_grad():
+        whole = model(**batch)["loss"]
+        for parts in (split_rows(batch, 2), [shard_rows(batch, rank, 2) for rank in range(2)]):
+            torch.testing.assert_close(torch.stack([model(**part)["loss"] for part in parts]).mean(), whole)
+        out = model.predict(batch)
+    own, rows = batch["modality_labels"], 8
+    aux = []
+    for m in ("vision", "audio", "text"):
+        mask = batch["present"][m] & (own[m] != -100)
+        per = F.cross_entropy(out.modality_logits[m], own[m].clamp_min(0), reduction="none")
+        aux.append((per * mask).sum() / rows)
+    torch.testing.assert_close(whole, F.cross_entropy(out.logits, batch["label"]) + 0.5 * torch.stack(aux).mean())
+
+
+def test_the_aux_loss_with_every_modality_present_is_the_mean_over_those_samples() -> None:
+    # unchanged where every sample has every modality and its label (the digits study's batches):
+    # the mean over the samples having the modality, as before, is the mean over rows
+    torch.manual_seed(0)
+    model = _model({"fusion": "cross_attention", "aux_loss_weight": 0.5}).eval()
+    data = MultimodalDigits(DigitsOptions(task="complementary", eval_size=8), batch_size=8, seed=0)
+    batch = data.split_batches("val")[0]
+    assert all(batch["present"][m].all() for m in ("vision", "audio", "text"))
+    with torch.no_grad():
+        loss = model(**batch)["loss"]
+        out = model.predict(batch)
+    own = batch["modality_labels"]
+    before = []  # the former formula: (per * mask).sum() / mask.sum()
+    for m in ("vision", "audio", "text"):
+        mask = (batch["present"][m] & (own[m] != -100)).float()
+        before.append((F.cross_entropy(out.modality_logits[m], own[m], reduction="none") * mask).sum() / mask.sum())
+    torch.testing.assert_close(loss, F.cross_entropy(out.logits, batch["label"]) + 0.5 * torch.stack(before).mean(),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_modality_dropout_keeps_the_aux_loss_expected_value() -> None:
+    # a row that has a modality keeps it with probability 1 - p + p**k (k: the modalities it has;
+    # a sample whose draw hides them all keeps them all); the aux loss divides by it
+    torch.manual_seed(0)
+    model = _model({"fusion": "concat", "aux_loss_weight": 0.5, "modality_dropout": 0.4}).train()
+    n = 3000
+    present = {"vision": torch.ones(3 * n, dtype=torch.bool),
+               "audio": torch.arange(3 * n) < 2 * n, "text": torch.arange(3 * n) < n}  # k = 3, 2, 1
+    kept = model.kept_probability(present)
+    torch.testing.assert_close(kept[[0, n, 2 * n]], torch.tensor([1 - 0.4 + 0.4 ** 3, 1 - 0.4 + 0.4 ** 2, 1.0]))
+    seen = model.presence({"present": present})["vision"].float()
+    for k in range(3):
+        assert abs(float(seen[k * n:(k + 1) * n].mean() - kept[k * n])) < 0.03
+    assert torch.equal(model.eval().kept_probability(present), torch.ones(3 * n))
 
 
 def test_joint_head_shapes_start_and_missing_modality() -> None:
