@@ -14,7 +14,8 @@ The loss is the fused cross-entropy, plus ``aux_loss_weight`` x the mean of each
 modality's own classifier's cross-entropy against that modality's own label
 (``modality_labels``, -100 where a sample has none; the class where the batch gives none), a mean
 over the batch's rows in which a row without the modality adds 0 (so it is the same however the
-trainer splits the batch), plus ``contrastive_weight`` x InfoNCE between the pooled embeddings of every pair of modalities present
+trainer splits the batch; under modality dropout in training, the mean over the rows that show the
+modality, as the random draws make the split matter there anyway), plus ``contrastive_weight`` x InfoNCE between the pooled embeddings of every pair of modalities present
 in the same samples (temperature ``temperature``), which also reports in-batch cross-modal
 recall@1 (``recall_vision_audio`` ...).
 
@@ -249,17 +250,6 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             present = {m: stacked[:, i] & ~dropped[:, i] for i, m in enumerate(self.modalities)}
         return present
 
-    def kept_probability(self, present: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``(B,)``: the probability that :meth:`presence` leaves a sample a modality the batch
-        gives it, ``1 - p + p**k`` for a sample with ``k`` of the model's modalities under
-        modality dropout ``p`` in training (a sample whose draw hides all it has keeps them
-        all), else 1."""
-        stacked = torch.stack([present[m].bool() for m in self.modalities], 1)
-        p = self.options.modality_dropout
-        if not (self.training and p > 0 and len(self.modalities) > 1):
-            return torch.ones(stacked.shape[0], device=stacked.device)
-        return 1 - p + p ** stacked.sum(1).float()
-
     def metric_names(self) -> tuple[str, ...]:
         """``accuracy``, ``accuracy_<modality>`` per modality and, with ``contrastive_weight`` and
         two modalities or more, ``recall_<a>_<b>`` per pair (:meth:`forward`, :meth:`retrieval`)."""
@@ -276,7 +266,10 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         loss = F.cross_entropy(out.logits.float(), label)
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         aux = []
-        kept = self.kept_probability(present) if self.options.aux_loss_weight else None
+        # Modality dropout in training draws which modalities each row shows, so its figures depend
+        # on how a batch is split anyway: there the auxiliary loss stays the mean over the rows
+        # that show the modality (the studies' recipes were measured so); elsewhere a mean over rows.
+        dropping = self.training and self.options.modality_dropout > 0 and len(self.modalities) > 1
         for m in self.modalities:
             # A modality's own classifier learns (and is scored on) the modality's own label where
             # the batch gives one (-100: none for that sample), else the class.
@@ -293,10 +286,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                 # the batch's rows: a mean over rows (a row without the modality adds 0), which
                 # the trainer may combine over micro-batches and ranks by their rows (docs/plugins.md
                 # section 10). The same as the mean over those samples when every row has it.
-                # Under modality dropout a row that has the modality keeps it with probability
-                # kept[row]; dividing by it keeps the expected loss the one without dropout.
                 per = F.cross_entropy(logits, own.clamp_min(0), reduction="none")
-                aux.append((per * mask.float() / kept).sum() / label.shape[0])
+                aux.append((per * mask.float()).sum() / (count if dropping else label.shape[0]))
         if aux:
             loss = loss + self.options.aux_loss_weight * torch.stack(aux).mean()
         if self.options.contrastive_weight and len(self.modalities) > 1:
