@@ -6,6 +6,14 @@ A :class:`DistributedStrategy` runs under torchrun (``deepseek launch -n N -- tr
 :func:`deepseek.training.launcher_env.launcher_env` (which refuses a process without them), joins
 the process group (NCCL on CUDA, gloo on CPU) with a collective timeout, and checks that every rank runs the
 same plugin distributions at the same versions before any training starts.
+
+Buffers of data-parallel replicas (``replicates_buffers``: ddp, fsdp, deepspeed): a forward in
+training mode may update the model's buffers (BatchNorm's running statistics, a running mean)
+from this rank's rows alone, so after every step's forwards the persistent buffers (those in the
+state dict) are broadcast from rank 0 (:meth:`DistributedStrategy.sync_buffers`). Every rank then
+trains, evaluates and checkpoints with rank 0's buffers, as torch DDP's ``broadcast_buffers`` has
+them for training: a resumed run continues bit-exactly and an evaluation gives what the
+checkpoint gives. A model without persistent buffers (the GPTs) sends nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from deepseek.config.validate import positive
 from deepseek.errors import UsageError
@@ -23,6 +31,7 @@ from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 
 class ClusterMismatchError(UsageError):
@@ -90,6 +99,10 @@ class DistributedStrategy(Strategy):
 
     Options: type = DistributedOptions
     needs_launcher: bool = True
+    replicates_buffers: ClassVar[bool] = False
+    """Every rank runs the whole model on its own rows (ddp, fsdp, deepspeed): the persistent
+    buffers are rank 0's on every rank after each step (:meth:`sync_buffers`). False where a
+    rank holds a pipeline stage (its buffers are its stage's) or all ranks see the same rows (tp)."""
 
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
@@ -250,6 +263,37 @@ class DistributedStrategy(Strategy):
             dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item() > 0)
 
+    # ------------------------------------------------------------------ buffers
+
+    def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The base class's forwards and backwards, then rank 0's buffers on every rank
+        (``replicates_buffers``)."""
+        out = super().forward_backward(micro_batches)
+        if self.replicates_buffers:
+            self.sync_buffers()
+        return out
+
+    def sync_buffers(self) -> None:
+        """Broadcast the model's persistent buffers from rank 0, one flat tensor per device and
+        dtype; nothing when it has none. Non-persistent buffers (cached masks, rotary tables)
+        are not checkpointed and stay each rank's own."""
+        import torch
+        import torch.distributed as dist
+
+        assert self.model is not None, "call setup() first"
+        buffers = persistent_buffers(self.model)
+        if not buffers or not dist.is_initialized():
+            return
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for buf in buffers:
+            groups.setdefault((buf.device, buf.dtype), []).append(buf)
+        with torch.no_grad():
+            for group in groups.values():
+                flat = torch.cat([b.reshape(-1) for b in group])
+                dist.broadcast(flat, src=0)
+                for buf, part in zip(group, flat.split([b.numel() for b in group]), strict=True):
+                    buf.copy_(part.view(buf.shape))
+
     # ------------------------------------------------------------------ the data-parallel mean
 
     def reduce_mean(
@@ -263,6 +307,19 @@ class DistributedStrategy(Strategy):
         stacked = torch.stack([v.detach().float().reshape(()) for v in values]).to(self.comm_device)
         self.all_reduce_tensor_mean(stacked)
         return stacked[0], {k: stacked[i + 1] for i, k in enumerate(keys)}
+
+
+def persistent_buffers(module: nn.Module) -> list[torch.Tensor]:
+    """The buffers of ``module`` that its state dict holds (not those registered with
+    ``persistent=False``), each once, in the same order on every rank."""
+    out: list[torch.Tensor] = []
+    seen: set[int] = set()
+    for sub in module.modules():
+        for name, buf in sub._buffers.items():
+            if buf is not None and name not in sub._non_persistent_buffers_set and id(buf) not in seen:
+                seen.add(id(buf))
+                out.append(buf)
+    return out
 
 
 _GROUPS_MADE = [0]

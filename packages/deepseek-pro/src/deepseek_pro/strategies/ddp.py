@@ -4,7 +4,8 @@ Without compression no communication hook is registered (DDP's C++ all-reduce ru
 
 Gradient accumulation skips the all-reduce on all but the last micro-batch (``no_sync``, the
 ``accumulation`` part of the base class's step); clipping and evaluation are the base class's
-(gradients are whole and identical on every rank after the all-reduce).
+(gradients are whole and identical on every rank after the all-reduce). Buffers: the base class
+broadcasts rank 0's after each step (DDP's own ``broadcast_buffers`` is off).
 Activation checkpointing is the model's own (``train.activation_checkpointing``), mixed precision
 is core's :class:`~deepseek.training.mixed_precision.Precision` (autocast + fp16 loss scaling; the
 scaler's unscale/inf check runs on the already all-reduced gradients, so every rank skips the
@@ -87,6 +88,7 @@ class DDPStrategy(DistributedStrategy):
     name: ClassVar[str] = "ddp"
     Options: ClassVar[type] = DDPOptions
     supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16", "powersgd")
+    replicates_buffers: ClassVar[bool] = True
 
     @classmethod
     def memory_row(cls, options: Any) -> str | None:
@@ -110,6 +112,10 @@ class DDPStrategy(DistributedStrategy):
             static_graph=o.static_graph,
             find_unused_parameters=o.find_unused_parameters,
             gradient_as_bucket_view=True,
+            # The base class broadcasts the persistent buffers after each step's forwards (DDP's
+            # own broadcast, before each forward, would send them a second time, and the
+            # non-persistent ones too).
+            broadcast_buffers=False,
         )
         if o.compression == "none":
             # DDP's own C++ all-reduce: no Python on the backward's critical path. Every bucket

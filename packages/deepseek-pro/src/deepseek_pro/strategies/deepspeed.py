@@ -8,7 +8,8 @@ accumulation steps, with the accumulation boundary set on the last one; DeepSpee
 precision instead of autocast), then ``engine.step()``, which clips to ``train.grad_clip`` (set in
 the DeepSpeed config at set-up) and skips on fp16 overflow; the step reports the norm DeepSpeed
 measured before clipping and whether the step was applied. Micro-batch size and accumulation
-steps are read off the batches the trainer hands in.
+steps are read off the batches the trainer hands in. The engine leaves buffers to each rank
+(ZeRO partitions parameters only): the base class broadcasts rank 0's after each step's forwards.
 
 Optimizer: ``optimizer = "torch"`` (default) hands DeepSpeed the optimizer the run's registered
 ``[optimizer]`` builds (our optimizer factory). ZeRO then runs it on flat fp32 partitions of
@@ -67,6 +68,7 @@ class DeepSpeedStrategy(DistributedStrategy):
 
     name: ClassVar[str] = "deepspeed"
     Options: ClassVar[type] = DeepSpeedOptions
+    replicates_buffers: ClassVar[bool] = True
 
     @classmethod
     def memory_row(cls, options: Any) -> str | None:

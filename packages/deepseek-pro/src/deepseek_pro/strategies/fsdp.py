@@ -12,7 +12,8 @@ are reduce-scattered in ``reduce_dtype`` — fp32 by default; ``compression = "b
 pinned on a CPU-only machine, where pinning needs a GPU and there is nothing to copy to).
 Gradient accumulation turns gradient sync off on all but the last micro-batch (the
 ``accumulation`` part of the base class's step). Clipping computes the total norm
-over the sharded gradients (a DTensor reduction).
+over the sharded gradients (a DTensor reduction). Buffers are not sharded: the base class
+broadcasts rank 0's after each step.
 
 ``step_metrics`` reports ``comm_bytes`` (reduce-scatter payload per rank and step) computed from
 the sharded parameters' padded sizes and the reduce dtype, not counted by a hook, next to
@@ -83,6 +84,7 @@ class FSDPStrategy(DistributedStrategy):
     name: ClassVar[str] = "fsdp"
     Options: ClassVar[type] = FSDPOptions
     supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16")
+    replicates_buffers: ClassVar[bool] = True
 
     @classmethod
     def memory_row(cls, options: Any) -> str | None:
