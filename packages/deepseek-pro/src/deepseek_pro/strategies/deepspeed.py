@@ -281,7 +281,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         canonical = self._template.state_dict()  # names and dtypes of the checkpoint's tensors
         for name, p in self._named_params():
             if not p.requires_grad:  # frozen: not the optimizer's, so it has no fp32 master
-                model[name] = self._frozen_value(p).to(canonical[name].dtype)
+                model[name] = internals.whole_value(p).to(canonical[name].dtype)
                 continue
             model[name] = safe_get_full_fp32_param(p).detach().cpu()
             if keys:
@@ -301,22 +301,6 @@ class DeepSpeedStrategy(DistributedStrategy):
             src = next(inner) if group_names else settings
             groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
         return model, {"state": state, "param_groups": groups}
-
-    @staticmethod
-    def _frozen_value(p: Any) -> Any:
-        """A frozen parameter's whole value on the CPU (gathered from its ZeRO-3 partitions)."""
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters([p]):
-            return p.detach().cpu().clone()
-
-    @staticmethod
-    def _set_frozen(p: Any, value: Any) -> None:
-        """Write a frozen parameter's whole value (into its ZeRO-3 partitions, from rank 0's)."""
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters([p], modifier_rank=0), torch.no_grad():
-            p.copy_(value.to(p.device, p.dtype))
 
     def unwrapped_model(self) -> Any:
         """A plain CPU copy with the full fp32 weights (a collective: call it on every rank)."""
@@ -368,7 +352,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         keys = internals.state_keys(self.engine.optimizer)
         for name, p in self._named_params():
             if not p.requires_grad:
-                self._set_frozen(p, model[name])
+                internals.set_whole_value(p, model[name])
                 continue
             if hasattr(p, "ds_id"):  # ZeRO-3: DeepSpeed's setter fails where the ranks do not divide the size
                 internals.set_zero3_share(p, model[name].to(self.device))

@@ -108,6 +108,23 @@ def set_zero3_share(param: Any, value: torch.Tensor, key: str | None = None) -> 
         share.view(-1)[piece.numel():].zero_()
 
 
+def whole_value(param: Any) -> torch.Tensor:
+    """A parameter's whole value on the CPU, gathered from its ZeRO-3 partitions (a frozen one:
+    not the optimizer's, so it has no fp32 master to read)."""
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([param]):
+        return param.detach().cpu().clone()
+
+
+def set_whole_value(param: Any, value: torch.Tensor) -> None:
+    """Write a parameter's whole value (into its ZeRO-3 partitions, from rank 0's copy)."""
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([param], modifier_rank=0), torch.no_grad():
+        param.copy_(value.to(param.device, param.dtype))
+
+
 def flat_masters(zero_optimizer: Any) -> tuple[Any, list[Any]]:
     """``(the torch optimizer ZeRO drives, its flat fp32 partitions: one per (sub-)group)``."""
     inner = getattr(zero_optimizer, "optimizer", zero_optimizer)
