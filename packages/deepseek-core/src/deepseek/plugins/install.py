@@ -46,11 +46,7 @@ def _has_pip() -> bool:
     # Installed metadata, not importlib.util.find_spec("pip"): setuptools' distutils shim reacts
     # to a lookup of "pip" by switching itself off for the whole process (torch's inductor then
     # breaks on the standard library's distutils).
-    try:
-        metadata.distribution("pip")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
+    return _installed("pip")
 
 
 def _core_origin() -> dict[str, Any] | None:
@@ -114,6 +110,7 @@ def install_command(dist: str) -> str:
 
 
 def _installed(dist: str) -> bool:
+    """Whether distribution ``dist`` is installed in this environment (its metadata)."""
     try:
         metadata.distribution(dist)
     except metadata.PackageNotFoundError:

@@ -247,9 +247,10 @@ def _shard_lists(value: Any) -> dict[str, list[str]]:
 def read_sharded_model(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The full model state dict (CPU tensors, tied names included) of a sharded checkpoint."""
     d = Path(directory)
-    _check_listed(d / MODEL_DIR, read_sharded_meta(d)["files"].get(MODEL_DIR))
+    meta = read_sharded_meta(d)
+    _check_listed(d / MODEL_DIR, meta["files"].get(MODEL_DIR))
     model = read_sharded_tensors(d / MODEL_DIR)
-    for alias, name in read_sharded_meta(d)["aliases"].items():
+    for alias, name in meta["aliases"].items():
         if name not in model:
             raise CheckpointError(
                 f"{d / SHARDED_META}: tied weight {alias!r} points at {name!r}, which {MODEL_DIR}/ does not "
