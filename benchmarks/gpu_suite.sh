@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -164,6 +164,31 @@ for group in "$@"; do
         --json "$RES/z3-ds3-c.json";;
       ds3-dc) run z3-ds3-dc 420 $L1 $S --strategy deepspeed --strategy-option stage=3 --strategy-option deepcompile=true \
         --compile --compile-scope model --json "$RES/z3-ds3-dc.json";;
+      esac
+    done;;
+  zero3-2gpu)  # issue 20: DeepSpeed ZeRO-3 against FSDP2 on two H200s, eager, tokens/s per GPU against one GPU's
+    # `single` in the same call. ZeRO-3 variants: DeepSpeed's per-submodule default (gather_unit = module), each
+    # block gathered whole (gather_unit = block: the blocks as DeepSpeed leaf modules, FSDP2's units), and that with
+    # one-block reduce buckets (5e7 elements) or a two-block prefetch (1e8; ds3-block-pfN: N elements;
+    # ds3-block-pf-rbN: 1e8 with N-element reduce buckets); ds3-auto is the strategy's default. Z2_PLAN picks runs in
+    # order; a name may repeat with a suffix (fsdp2, ds3-auto2) for alternating runs.
+    S="--model 1.3b --batch 8 --seq 2048 --steps ${Z2_STEPS:-8} --warmup ${Z2_WARMUP:-5} --precision bf16"
+    L2="$LAUNCH bench train"; D3="--strategy deepspeed --strategy-option stage=3"
+    for r in ${Z2_PLAN:-single fsdp ds3 ds3-block ds3-block-rb ds3-block-pf}; do
+      case $r in
+      single) run z2-single 200 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/z2-single.json";;
+      fsdp) run z2-fsdp 200 $L2 $S --strategy fsdp --json "$RES/z2-fsdp.json";;
+      ds3) run z2-ds3 200 $L2 $S $D3 --strategy-option gather_unit=module --json "$RES/z2-ds3.json";;
+      ds3-auto*) run z2-$r 200 $L2 $S $D3 --json "$RES/z2-$r.json";;  # the default: gather_unit = auto
+      fsdp*) run z2-$r 200 $L2 $S --strategy fsdp --json "$RES/z2-$r.json";;
+      single*) run z2-$r 200 env CUDA_VISIBLE_DEVICES=0 $BT $S --json "$RES/z2-$r.json";;
+      ds3-block) run z2-ds3-block 200 $L2 $S $D3 --strategy-option gather_unit=block --json "$RES/z2-ds3-block.json";;
+      ds3-block-rb) run z2-ds3-block-rb 200 $L2 $S $D3 --strategy-option gather_unit=block \
+        --strategy-option reduce_bucket_size=50000000 --json "$RES/z2-ds3-block-rb.json";;
+      ds3-block-pf-rb*) rb=${r#ds3-block-pf-rb}; run z2-$r 200 $L2 $S $D3 --strategy-option gather_unit=block \
+        --strategy-option prefetch_bucket_size=100000000 --strategy-option reduce_bucket_size=$rb --json "$RES/z2-$r.json";;
+      ds3-block-pf*) pf=${r#ds3-block-pf}; run z2-$r 200 $L2 $S $D3 --strategy-option gather_unit=block \
+        --strategy-option prefetch_bucket_size=${pf:-100000000} --json "$RES/z2-$r.json";;
       esac
     done;;
   zero3-dc-train)  # DeepCompile through `deepseek train` (small, fp32, ZeRO-3, world size 1): losses against eager

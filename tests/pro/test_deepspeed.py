@@ -14,7 +14,7 @@ from _prohelpers import PARITY_STEPS, losses
 from deepseek.errors import ConfigError
 
 RTOL = 1e-5
-RUNS = ["ds1", "ds2_accum", "ds2_offload", "ds3", "ds3_offload", "ds_json"]
+RUNS = ["ds1", "ds2_accum", "ds2_offload", "ds3", "ds3_blocks", "ds3_modules", "ds3_offload", "ds_json"]
 
 
 @pytest.mark.parametrize("name", RUNS)
@@ -25,6 +25,16 @@ def test_zero_stages_and_offload_equal_single(name: str, pro_runs: dict, single_
     ref = [r["grad_norm"] for r in single_reference["records"][:PARITY_STEPS]]
     assert norms == pytest.approx(ref, rel=1e-4)
     assert all(r["skipped"] == 0 for r in pro_runs["records"][name])
+
+
+@pytest.mark.parametrize(("name", "recorded"), [("ds3", "block"), ("ds3_modules", "module"), ("ds1", "auto")])
+def test_config_toml_records_the_gather_unit_chosen(name: str, recorded: str, pro_runs: dict) -> None:
+    """``gather_unit = "auto"`` is recorded as what ZeRO-3 chose for the model (the tiny GPT offers
+    blocks); what was set stays; below stage 3 nothing is gathered and "auto" stays."""
+    import tomllib
+
+    saved = tomllib.loads((pro_runs["dir"] / name / "config.toml").read_text(encoding="utf-8"))
+    assert saved["strategy"]["gather_unit"] == recorded
 
 
 def test_cuda_arch_list_sanitizer() -> None:

@@ -149,6 +149,11 @@ class StepEngine:
             type(self.strategy).check_resume(cfg, factory.builder)
         with self.strategy_calls("setup"):
             self.strategy.setup(model, factory, settings)
+        with self.strategy_calls("resolved_options"):
+            chosen = self.strategy.resolved_options()
+        if chosen:
+            self.config = with_chosen_options(cfg, chosen, self.strategy_label)
+
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         """The strategy's :meth:`~Strategy.load_checkpoint` of ``directory`` (the trainer state it
@@ -224,3 +229,18 @@ class StepEngine:
         if self._model_package is None or self._model_label is None:
             return contextlib.nullcontext()
         return blamed_on(self._model_label, call, package=self._model_package)
+
+
+def with_chosen_options(cfg: Any, chosen: Any, label: str) -> Any:
+    """``cfg`` with the strategy's options that it chose at set-up (``resolved_options``) in
+    place of what was asked; a key the options do not have is the plugin's bug."""
+    import dataclasses
+
+    options = cfg.strategy.options
+    known = {f.name for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else set()
+    if not isinstance(chosen, dict) or set(chosen) - known:
+        raise PluginError(f"{label}: resolved_options returned {chosen!r}; it must return a dict of its own option "
+                          f"keys ({', '.join(sorted(known)) or 'it has none'}); a bug in the plugin: upgrade it or "
+                          "report it to its authors")
+    strategy = dataclasses.replace(cfg.strategy, options=dataclasses.replace(options, **chosen))
+    return dataclasses.replace(cfg, strategy=strategy)

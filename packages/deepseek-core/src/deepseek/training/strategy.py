@@ -199,6 +199,13 @@ class Strategy(ABC):
         ``model`` is built on CPU in fp32 with the run's seed (or on the device, see
         ``train.init_device``)."""
 
+    def resolved_options(self) -> dict[str, Any]:
+        """Options this strategy chose for the model at :meth:`setup` where the config left the
+        choice to it (an ``"auto"``), by key with the value chosen. The run's ``config.toml``
+        and its checkpoints record these values in place of what was asked, so a resume runs what
+        ran. Default: none."""
+        return {}
+
     @property
     def eval_module(self) -> nn.Module:
         """The module evaluation calls (default: the training module; DDP evaluates its inner

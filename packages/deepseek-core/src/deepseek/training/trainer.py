@@ -153,6 +153,7 @@ class Trainer:
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model, resuming=self.resume_from is not None)
+        self.config = cfg = engine.config  # with the options the strategy chose for the model
         t = cfg.train
         self.schedule = build_schedule(cfg, engine.lookups)
         self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience,

@@ -54,6 +54,7 @@ from deepseek_pro.strategies.deepspeed_config import (
     not_resumable,
     sanitize_cuda_arch_list,
 )
+from deepseek_pro.strategies.deepspeed_units import chosen_gather_unit, gather_blocks_whole
 from deepseek_pro.strategies.deepspeed_user import check_agreement, read_user_config, user_ds_config
 from deepseek_pro.strategies.twin import materialize, meta_twin
 
@@ -88,6 +89,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._aliases: dict[str, str] = {}
         self._shape: tuple[int, int] = (1, 1)
         self._builder: OptimizerBuilder | None = None
+        self._gather_unit: str | None = None
 
     @classmethod
     def check_config(cls, config: Any) -> None:
@@ -118,8 +120,9 @@ class DeepSpeedStrategy(DistributedStrategy):
     @classmethod
     def check_launch(cls, config: Any, world_size: int, model: Any) -> None:
         """DeepCompile needs the CUDA devices the launched processes would train on (each rank
-        checks its device again at set-up)."""
+        checks its device again at set-up); ``gather_unit = "block"`` needs a model with blocks."""
         o = config.strategy.options
+        chosen_gather_unit(model, o)
         if o.deepcompile and (o.backend == "gloo" or not torch.cuda.is_available()):
             raise UsageError(deepcompile_needs_cuda("cpu"))
 
@@ -163,6 +166,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         self._group_settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         model = model.to(self.device)
+        self._gather_unit = gather_blocks_whole(model, o)
         kwargs: dict[str, Any] = {}
         if o.config_path:
             self.ds_config = user_ds_config(o, world_size=self.world_size, precision=self.precision.name,
@@ -200,6 +204,12 @@ class DeepSpeedStrategy(DistributedStrategy):
             # torch.compile that train.compile put on the model (compiled lazily: never ran).
             self.engine.compile(backend="inductor")
         self.model = self.engine
+
+    def resolved_options(self) -> dict[str, Any]:
+        """``gather_unit = "auto"`` as chosen for the model at stage 3."""
+        if self.options.gather_unit == "auto" and self._gather_unit is not None:
+            return {"gather_unit": self._gather_unit}
+        return {}
 
     # ------------------------------------------------------------------ the step
 

@@ -82,6 +82,12 @@ class DeepSpeedOptions(DistributedOptions):
     """Stage 3: parameters with fewer elements stay gathered (``stage3_param_persistence_threshold``)."""
     max_live_parameters: int = field(default=1_000_000_000, metadata={"check": _positive})
     """Stage 3: gathered elements allowed at once (``stage3_max_live_parameters``)."""
+    gather_unit: Literal["auto", "block", "module"] = "auto"
+    """Stage 3: what one gather fetches. ``block``: each of the model's blocks whole
+    (``block_modules``, FSDP2's units), as a DeepSpeed leaf module: one gather and one pair of
+    hooks per block; ``module``: DeepSpeed's default, every submodule with its own hooks;
+    ``auto``: ``block`` for a model that offers blocks (not under ``deepcompile``, whose graph
+    does the gathering), else ``module``; the run's config.toml records the choice."""
     deepcompile: bool = False
     """Compile the whole model with DeepCompile, DeepSpeed's compiler integration, which puts ZeRO's
     gathers and reductions into the compiled graph instead of per-submodule hooks (CUDA only; needs
@@ -93,6 +99,9 @@ class DeepSpeedOptions(DistributedOptions):
                 f"strategy.offload_params: parameter offload needs ZeRO stage 3, got stage = {self.stage}; "
                 "set stage = 3 or offload_params = false"
             )
+        if self.gather_unit == "block" and self.deepcompile:
+            raise ConfigError("strategy.gather_unit: 'block' marks DeepSpeed leaf modules for its hooks, which "
+                              "deepcompile replaces by its compiled graph; set gather_unit = \"auto\" or deepcompile = false")
         if self.config_path and not Path(self.config_path).is_file():
             raise ConfigError(f"strategy.config_path: {self.config_path!r} is not a file; give a DeepSpeed JSON path")
         if self.config_path:  # read now, so that launch refuses it before any worker starts
