@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _leaf_fit import MODELS, train
+from _leaf_fit import train
 from _prohelpers import run_torchrun, tiny_config
 
 from deepseek.config.load import config_from_dict
