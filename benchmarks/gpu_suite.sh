@@ -149,7 +149,7 @@ for group in "$@"; do
     # `deepseek launch -n 1`, so nothing is communicated and what ZeRO-3 and FSDP2 lose against single is their
     # bookkeeping (DeepSpeed's per-submodule hooks). DeepCompile (strategy.deepcompile) moves ZeRO-3's gathers and
     # releases into the compiled graph; its passes profile 5 steps, then recompile with prefetch, hence warmup 8.
-    # Z3_PLAN picks runs in order (default all): single single-c fsdp fsdp-c ds3 ds3-c ds3-dc
+    # Z3_PLAN picks runs in order (default all): single single-c fsdp fsdp-c ds3 ds3-block ds3-c ds3-dc
     S="--model 1.3b --batch 8 --seq 2048 --steps ${Z3_STEPS:-8} --warmup 8 --precision bf16"
     L1="python3 -m deepseek launch -n 1 -- bench train"
     export TORCH_CUDA_ARCH_LIST=9.0  # DeepCompile's op JIT-builds; DeepSpeed's builder cannot parse 9.0a
@@ -159,7 +159,10 @@ for group in "$@"; do
       single-c) run z3-single-c 300 $BT $S --compile --compile-scope model --json "$RES/z3-single-c.json";;
       fsdp) run z3-fsdp 200 $L1 $S --strategy fsdp --json "$RES/z3-fsdp.json";;
       fsdp-c) run z3-fsdp-c 300 $L1 $S --strategy fsdp --compile --json "$RES/z3-fsdp-c.json";;
-      ds3) run z3-ds3 240 $L1 $S --strategy deepspeed --strategy-option stage=3 --json "$RES/z3-ds3.json";;
+      ds3) run z3-ds3 240 $L1 $S --strategy deepspeed --strategy-option stage=3 --strategy-option gather_unit=module \
+        --json "$RES/z3-ds3.json";;
+      ds3-block) run z3-ds3-block 240 $L1 $S --strategy deepspeed --strategy-option stage=3 \
+        --strategy-option gather_unit=block --json "$RES/z3-ds3-block.json";;
       ds3-c) run z3-ds3-c 300 $L1 $S --strategy deepspeed --strategy-option stage=3 --compile \
         --json "$RES/z3-ds3-c.json";;
       ds3-dc) run z3-ds3-dc 420 $L1 $S --strategy deepspeed --strategy-option stage=3 --strategy-option deepcompile=true \
