@@ -286,6 +286,17 @@ def test_wandb_offline_run_holds_config_every_step_and_the_artefacts(tmp_path: P
     assert [r.exit.exit_code for r in by_type["exit"]] == [0]
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_wandb_keeps_its_banner_to_itself_under_quiet(tmp_path: Path, quiet: bool) -> None:
+    """``--quiet`` leaves stderr to errors: W&B's own lines (offline mode, where the run is saved)
+    print only without it; the run is written either way."""
+    args = [a for a in CLI_TINY if a != "--quiet"] + (["--quiet"] if quiet else [])
+    result = cli("train", "--set", 'logging.trackers=["wandb"]', *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("wandb:" in result.stderr) is not quiet, result.stderr
+    assert list(tmp_path.glob("runs/*/wandb/offline-run-*/run-*.wandb"))
+
+
 def test_a_wandb_dir_that_cannot_be_written_fails_in_one_line(tmp_path: Path) -> None:
     """wandb warned, wrote under /tmp instead and the run went on (exit 0)."""
     import subprocess

@@ -44,6 +44,8 @@ class RunInfo:
     ``params``: the resolved config flattened to ``section.key`` -> a string, number or boolean
     (lists as their TOML-like text), e.g. ``{"train.lr": 0.002, "model.name": "tiny"}``.
     ``start_step``: 0, or the step a resumed run continues from.
+    ``quiet``: the run was asked to print nothing but its errors and summary (``--quiet``,
+    ``deepseek.fit(quiet=True)``): a tracker keeps its library's banners to itself.
     """
 
     run_dir: Path
@@ -51,6 +53,7 @@ class RunInfo:
     params: Mapping[str, str | int | float | bool] = field(default_factory=dict)
     start_step: int = 0
     world_size: int = 1
+    quiet: bool = False
 
 
 class Tracker:

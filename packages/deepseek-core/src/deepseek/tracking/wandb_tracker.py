@@ -82,7 +82,7 @@ class WandbTracker(Tracker):
             project=o.project, entity=o.entity or None, name=self._name, dir=str(directory),
             mode=resolved_mode(o.mode), group=o.group or None, tags=list(o.tags) or None,
             config=dict(run.params), reinit="create_new",
-            settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True, save_code=False),
+            settings=wandb.Settings(console="off", quiet=True, silent=run.quiet, x_disable_stats=True, save_code=False),
         )
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:

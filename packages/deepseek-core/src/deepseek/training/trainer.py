@@ -191,7 +191,8 @@ class Trainer:
             notes += [f"resumed from {self.resume_from}: the optimizer kept the checkpoint's {s}"
                       for s in self.engine.kept_settings]
             write_config(cfg, self.run_dir / "config.toml", notes)
-        run = RunInfo(self.run_dir, self.run_dir.name, flat_params(cfg.to_dict()), self.step, strategy.world_size)
+        run = RunInfo(self.run_dir, self.run_dir.name, flat_params(cfg.to_dict()), self.step, strategy.world_size,
+                      quiet=self.quiet)
         try:  # a tracker that cannot start stops the run here, before its first step
             self.tracking = TrackingSession.open(cfg, engine.lookups, run, enabled=zero)
         except BaseException:
