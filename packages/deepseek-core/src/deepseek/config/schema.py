@@ -119,7 +119,8 @@ class TrainConfig:
         default=None, metadata={"check": lambda v: None if v is None else non_negative(v)})
     """Steps of linear warm-up from 0 to ``lr``. Default: a tenth of ``max_steps``, at most 30
     (recorded as a number in the run folder's config, so a resumed run keeps it, also one
-    resumed with its config file and another ``--max-steps``)."""
+    resumed with its config file and another ``--max-steps``). At least ``max_steps`` warns
+    (the whole run is warm-up: the rate never reaches ``lr``, or only at the last step)."""
     decay_steps: int | None = field(
         default=None,
         metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},
@@ -131,7 +132,9 @@ class TrainConfig:
     grad_clip: float = field(default=1.0, metadata={"check": non_negative})
     """Clip the global gradient norm to this value; 0 disables clipping."""
     eval_interval: int = field(default=50, metadata={"check": non_negative})
-    """Evaluate every N steps (0: only at the end)."""
+    """Evaluate every N steps (0: only at the end). The run also evaluates before its first step
+    and after its last whatever N is, so an N past ``max_steps`` acts as 0 (no warning, unless
+    ``checkpoint.keep_best`` or ``early_stop_patience`` then cannot work: those warn)."""
     seed: int = field(default=1337, metadata={"check": _seed})
     """Seeds the model's initial weights, the data order and every random generator (0 to 2**32 - 1)."""
     init_from: str = field(default="", metadata={"check": _existing_path})
@@ -151,7 +154,8 @@ class TrainConfig:
     """With ``compile``: ``blocks`` compiles each block of a model that offers them (one graph per
     block, compiled once and reused; the whole model otherwise), ``model`` the whole model as one
     graph: a longer first compile, fewer launches and kernels fused across blocks (1.3b on one
-    H200: 61.1% MFU against 60.3%, BENCHMARKS.md "Automated tuning")."""
+    H200: 61.1% MFU against 60.3%, BENCHMARKS.md "Automated tuning"). ``model`` without
+    ``compile`` warns (it does nothing then)."""
     activation_checkpointing: bool = False
     """Recompute activations in backward (the model must offer it: docs/plugins.md)."""
     attention: Literal["auto", "flash", "efficient", "cudnn", "math", "fa4"] = "auto"
@@ -173,7 +177,9 @@ class TrainConfig:
     monitor_mode: Literal["min", "max"] = "min"
     """Whether a lower (``min``) or a higher (``max``) ``monitor`` is better."""
     early_stop_patience: int = field(default=0, metadata={"check": non_negative})
-    """Stop after this many evaluations in a row without improvement of ``monitor`` (0: never)."""
+    """Stop after this many evaluations in a row without improvement of ``monitor`` (0: never).
+    More than the run has between step 0 and its last step (``max_steps - 1`` over
+    ``eval_interval``) warns: early stopping could never end it early."""
     early_stop_min_delta: float = field(default=0.0, metadata={"check": non_negative})
     """An evaluation improves when it beats the best so far by more than this."""
     on_nonfinite: Literal["stop", "skip", "continue"] = "stop"
@@ -193,7 +199,9 @@ class PrecisionConfig:
 
     dtype: PrecisionName = "auto"
     """Compute dtype under autocast; ``auto``: bf16 on a CUDA device that supports it, fp32
-    otherwise. Parameters and optimizer state stay fp32 (unless ``master_weights``)."""
+    otherwise. Parameters and optimizer state stay fp32 (unless ``master_weights``). ``fp16`` on
+    the CPU trains, with a warning: CPUs lack fast float16 kernels (12x slower than fp32 for
+    the default model on a 2-core EPYC)."""
     master_weights: bool = False
     """Keep the model's parameters in bf16 and their fp32 master copies in the optimizer
     (Megatron's and DeepSpeed's bf16 layout): no weight casts under autocast each step, bf16
@@ -207,9 +215,11 @@ class PrecisionConfig:
     dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics. No
     effect with ``master_weights`` (the stream is bf16 then)."""
     init_scale: float = field(default=2.0**16, metadata={"check": positive})
-    """fp16 only: the initial loss scale."""
+    """fp16 only: the initial loss scale (another value than the default warns in a run computing in
+    another dtype)."""
     growth_interval: int = field(default=2000, metadata={"check": _positive_int})
-    """fp16 only: steps without overflow before the loss scale doubles."""
+    """fp16 only: steps without overflow before the loss scale doubles (another value than the
+    default warns in a run computing in another dtype)."""
 
 
 @dataclass(frozen=True)
@@ -279,14 +289,18 @@ class CheckpointConfig:
     """``[checkpoint]``: when to write checkpoints and how many to keep."""
 
     interval: int = field(default=200, metadata={"check": non_negative})
-    """Every N steps (0: only at the end)."""
+    """Every N steps (0: only at the end). Past ``train.max_steps`` with ``at_end = false`` (and
+    no ``keep_best``) the run would write no checkpoint: it warns (``interval = 0`` with
+    ``at_end = false`` writes none without a word)."""
     keep_last: int = field(default=2, metadata={"check": _positive_int})
     """Checkpoints kept in the run folder (older ones are deleted)."""
     at_end: bool = True
     """Write a checkpoint after the last step."""
     keep_best: bool = False
     """Also checkpoint every evaluation that improves ``train.monitor`` and keep the best one
-    (named in ``checkpoints/best``) beside the ``keep_last`` newest."""
+    (named in ``checkpoints/best``) beside the ``keep_last`` newest. A run that evaluates only
+    before its first step and after its last (``train.eval_interval`` 0 or at least
+    ``max_steps``) warns: its best could only be the last checkpoint."""
 
 
 @dataclass(frozen=True)

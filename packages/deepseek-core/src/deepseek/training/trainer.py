@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deepseek.config.load import write_config
+from deepseek.config.load import IneffectiveSettingWarning, ineffective_settings, write_config
 from deepseek.config.schema import Config
 from deepseek.data.batch import check_global_batch
 from deepseek.data.dataset import checked_state_dict
@@ -140,6 +141,9 @@ class Trainer:
         self.precision = engine.precision
         self.strategy = strategy = engine.strategy
         engine.setup_environment()
+        if strategy.is_global_zero:  # once per run: settings that do nothing useful on this device
+            for line in ineffective_settings(cfg, device_type=strategy.device.type, compute_dtype=self.precision.name):
+                warnings.warn(line, IneffectiveSettingWarning, stacklevel=3)
         self._scope.enter_context(engine.attention_kernel())
         self.dataset = build_dataset(cfg, engine.lookups)
         checked_state_dict(self.dataset)  # its position is JSON a checkpoint can record: said now, not at the first save
