@@ -182,3 +182,88 @@ def config_changes(saved: object, now: dict[str, object]) -> list[str]:
     # data.tokenizer: a resume reads the run's own copy, whose content the data position checks
     return [f"{key} {show(old[key])} -> {show(new[key])}" for key in sorted(old.keys() & new.keys() - {"data.tokenizer"})
             if old[key] != new[key]]
+
+
+class EditedConfigWarning(UserWarning):
+    """A resumed run's ``config.toml`` said something other than the config the resume runs."""
+
+
+EDITED_CONFIG = "config.edited.toml"
+"""Where a resume keeps a run's ``config.toml`` that differs from the config it runs."""
+
+
+def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, *, resume: Path) -> str | None:
+    """A resume rewrites ``run_dir/config.toml`` with the config it runs (``now``). When the file
+    there was changed from the config the checkpoint recorded (``recorded``, trainer.json's
+    ``config``: edited by hand to change ``train.lr``, say, which ``--resume RUN`` alone does not
+    read: it runs the checkpoint's config) and this run does not apply the change, the file is
+    moved to :data:`EDITED_CONFIG` (``config.edited-2.toml``, ... when taken) rather than lost,
+    and the one line returned names the keys not applied and how to apply them. ``None`` when
+    every value of the file is the recorded one or the one that runs (a config changed by this
+    command's own options, or the edited file passed as the config: ``deepseek train
+    RUN/config.toml --resume RUN``), or there is no file."""
+    import json
+    import shlex
+
+    from deepseek.parsing import loads_toml
+
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        return None
+    try:
+        data = loads_toml(path.read_text(encoding="utf-8"))
+        problem = None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        data, problem = None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+    def leaves(table: dict[str, object], prefix: str = "") -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key, value in table.items():
+            if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+                out.update(leaves(value, f"{prefix}{key}."))
+            elif value is not None:  # TOML has no None: a key the file leaves out
+                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))  # tuples as lists
+        return out
+
+    def show(value: object) -> str:
+        return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else repr(value)
+
+    edits: list[str] = []
+    if data is not None:
+        mine, runs = leaves(data), leaves(now)
+        # what a session of the run wrote: the config its checkpoints recorded (the one resumed, and
+        # later ones: a resume from an older checkpoint finds the file a later session wrote)
+        tables = [recorded] if isinstance(recorded, dict) else []
+        for state in sorted((run_dir / "checkpoints").glob("step-*/trainer.json")):
+            try:
+                table = json.loads(state.read_text(encoding="utf-8")).get("config")
+            except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+                continue
+            if isinstance(table, dict):
+                tables.append(table)
+        saved = [leaves(t) for t in tables]
+        for key in sorted(mine.keys() | runs.keys()):
+            if mine.get(key) == runs.get(key) or any(mine.get(key) == t.get(key) for t in saved):
+                continue  # applied by this command, or what the run wrote
+            if key not in mine:
+                edits.append(f"{key} removed (runs {show(runs[key])})")
+            elif key not in runs:
+                edits.append(f"{key} = {show(mine[key])} (not a setting of the config that runs)")
+            else:
+                edits.append(f"{key} = {show(mine[key])} (runs {show(runs[key])})")
+        if not edits:
+            return None
+    kept = run_dir / EDITED_CONFIG
+    n = 2
+    while kept.exists() or kept.is_symlink():
+        if kept.is_file() and kept.read_bytes() == path.read_bytes():
+            break  # the same edit kept already (a resume that failed after keeping it)
+        kept, n = run_dir / f"config.edited-{n}.toml", n + 1
+    path.replace(kept)
+    what = (f"is not valid TOML ({problem})" if problem is not None
+            else f"was edited since the run wrote it, and a resume does not read it (it runs the checkpoint's config "
+                 f"and this command's options): not applied: {'; '.join(edits)}")
+    again = (f"--resume {shlex.quote(str(run_dir))}" if resume.resolve().parent == run_dir / "checkpoints"
+             else f"--resume {shlex.quote(str(resume))} --run-dir {shlex.quote(str(run_dir))}")
+    return (f"{path} {what}; it is kept as {kept} and config.toml now records what runs; to apply it, resume "
+            f"with it as the config file: deepseek train {shlex.quote(str(kept))} {again}")

@@ -45,9 +45,11 @@ from deepseek.training.monitor import Monitor, metric_adding_plugins
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import (
+    EditedConfigWarning,
     config_changes,
     copy_run_files,
     discard_unfinished,
+    keep_edited_config,
     pick_run_folder,
 )
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
@@ -190,6 +192,11 @@ class Trainer:
                   + (f", with config changes: {'; '.join(changes)}" if changes else ""), file=sys.stderr, flush=True)
         if zero:
             copy_run_files(self.dataset.run_files(), self.run_dir)  # first: a folder in a copy's place is refused
+            if self.resume_from is not None:  # a config.toml edited since: kept, and said, not replaced silently
+                edited = keep_edited_config(self.run_dir, cfg.to_dict(), self._resumed_config,
+                                            resume=self.resume_from)
+                if edited is not None:
+                    warnings.warn(edited, EditedConfigWarning, stacklevel=2)
             notes = [f"resumed from {self.resume_from} at step {self.step}, changing {c}" for c in changes]
             # the optimizer follows the checkpoint there, not this file
             notes += [f"resumed from {self.resume_from}: the optimizer kept the checkpoint's {s}"

@@ -1,0 +1,114 @@
+"""A run's config.toml edited by hand, then ``deepseek train --resume RUN``: the resume runs the
+checkpoint's config (as documented), and the edited file was replaced by the resolved config
+without a word. Now it is kept as config.edited.toml and one warning line names the values not
+applied and the command that applies them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONFIG = ('[model]\nname = "tiny"\nd_model = 32\nn_heads = 2\nn_layers = 2\nmax_seq_len = 32\n'
+          '[data]\nbatch_size = 8\nseq_len = 32\neval_batches = 2\n'
+          '[train]\neval_interval = 0\nmax_steps = 4\n[strategy]\ndevice = "cpu"\n')
+
+
+def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSEEK_")}
+    env.update(DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "deepseek", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("edited")
+    (root / "c.toml").write_text(CONFIG)
+    proc = deepseek("train", "c.toml", "--run-dir", "r", "--quiet", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return root / "r"
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    shutil.copytree(trained, tmp_path / "r")
+    return tmp_path / "r"
+
+
+def _edit(run: Path) -> str:
+    text = (run / "config.toml").read_text()
+    assert "\nlr = 0.002\n" in text and "\nmax_steps = 4\n" in text
+    edited = text.replace("\nlr = 0.002\n", "\nlr = 0.0005\n").replace("\nmax_steps = 4\n", "\nmax_steps = 8\n")
+    (run / "config.toml").write_text(edited)
+    return edited
+
+
+def _recorded(run: Path, step: int) -> dict:
+    return json.loads((run / "checkpoints" / f"step-{step}" / "trainer.json").read_text())["config"]["train"]
+
+
+def test_an_edited_config_is_kept_and_named_on_resume(run: Path) -> None:
+    edited = _edit(run)
+    proc = deepseek("train", "--resume", "r", "--max-steps", "6", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    kept = run / "config.edited.toml"
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert warning == [
+        f"warning: {run}/config.toml was edited since the run wrote it, and a resume does not read it (it runs the "
+        "checkpoint's config and this command's options): not applied: train.lr = 0.0005 (runs 0.002); "
+        f"train.max_steps = 8 (runs 6); it is kept as {kept} and config.toml now records what runs; to apply it, "
+        f"resume with it as the config file: deepseek train {kept} --resume {run}"
+    ], proc.stderr
+    assert "resumed from r/checkpoints/step-4 at step 4, with config changes: train.max_steps 4 -> 6\n" in proc.stderr
+    # what ran: the checkpoint's lr, --max-steps' 6 steps; config.toml says so, the edit is kept as it was
+    assert _recorded(run, 6)["lr"] == 0.002 and _recorded(run, 6)["max_steps"] == 6
+    assert not (run / "checkpoints" / "step-8").exists()
+    written = (run / "config.toml").read_text()
+    assert "\nlr = 0.002\n" in written and "\nmax_steps = 6\n" in written
+    assert kept.read_text() == edited
+    # the command the line gives applies the edit
+    proc = deepseek("train", str(kept), "--resume", str(run), "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    assert ("at step 6, with config changes: train.lr 0.002 -> 0.0005; train.max_steps 6 -> 8\n" in proc.stderr)
+    assert _recorded(run, 8)["lr"] == 0.0005 and _recorded(run, 8)["max_steps"] == 8
+    assert "\nlr = 0.0005\n" in (run / "config.toml").read_text()
+    assert sorted(p.name for p in run.glob("config*")) == ["config.edited.toml", "config.toml"]
+
+
+def test_the_edited_config_toml_itself_given_as_the_config_applies_without_a_warning(run: Path) -> None:
+    _edit(run)
+    proc = deepseek("train", "r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    assert ("resumed from r/checkpoints/step-4 at step 4, with config changes: train.lr 0.002 -> 0.0005; "
+            "train.max_steps 4 -> 8\n") in proc.stderr
+    assert _recorded(run, 8)["lr"] == 0.0005
+    assert sorted(p.name for p in run.glob("config*")) == ["config.toml"]
+
+
+def test_an_unedited_config_and_options_given_on_resume_warn_nothing(run: Path) -> None:
+    proc = deepseek("train", "--resume", "r", "--max-steps", "6", "--set", "train.lr=0.001", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in run.glob("config*")) == ["config.toml"]
+    assert "\nlr = 0.001\n" in (run / "config.toml").read_text()
+
+
+def test_a_config_toml_broken_by_an_edit_is_kept_too(run: Path) -> None:
+    (run / "config.toml").write_text("[train\nmax_steps = 8\n")
+    proc = deepseek("train", "--resume", "r", "--max-steps", "5", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith(f"warning: {run}/config.toml is not valid TOML ("), warning
+    assert warning.endswith(f"; it is kept as {run}/config.edited.toml and config.toml now records what runs; to "
+                            f"apply it, resume with it as the config file: deepseek train {run}/config.edited.toml "
+                            f"--resume {run}"), warning
+    assert (run / "config.edited.toml").read_text() == "[train\nmax_steps = 8\n"
+    assert "\nmax_steps = 5\n" in (run / "config.toml").read_text()
