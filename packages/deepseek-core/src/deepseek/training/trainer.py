@@ -143,9 +143,6 @@ class Trainer:
         self.precision = engine.precision
         self.strategy = strategy = engine.strategy
         engine.setup_environment()
-        if strategy.is_global_zero:  # once per run: settings that do nothing useful on this device
-            for line in ineffective_settings(cfg, device_type=strategy.device.type, compute_dtype=self.precision.name):
-                warnings.warn(line, IneffectiveSettingWarning, stacklevel=3)
         self._scope.enter_context(engine.attention_kernel())
         self.dataset = build_dataset(cfg, engine.lookups)
         checked_state_dict(self.dataset)  # its position is JSON a checkpoint can record: said now, not at the first save
@@ -209,6 +206,9 @@ class Trainer:
         except BaseException:
             self.metrics_out.close()
             raise
+        if zero:  # once per run, when set-up has succeeded (an error is then its one line alone)
+            for line in ineffective_settings(cfg, device_type=strategy.device.type, compute_dtype=self.precision.name):
+                warnings.warn(line, IneffectiveSettingWarning, stacklevel=3)
         strategy.barrier()
 
     # ------------------------------------------------------------------ the loop
