@@ -157,31 +157,36 @@ def discard_unfinished(run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _leaves(table: dict[str, object], prefix: str = "") -> dict[str, object]:
+    """A config table flattened to ``section.key`` -> its value as JSON reads it back (tuples as
+    lists)."""
+    import json
+
+    out: dict[str, object] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
+    return out
+
+
+def _show(value: object) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else repr(value)
+
+
 def config_changes(saved: object, now: dict[str, object]) -> list[str]:
     """``"train.lr 0.002 -> 0.001"`` for every setting a resumed run changes from the config its
     checkpoint recorded (``saved``, trainer.json's ``config``), keys both sides have; the run's
     stderr and its new config.toml say them, so a changed run is never a silent one."""
-    import json
-
-    def leaves(table: dict[str, object], prefix: str = "") -> dict[str, object]:
-        out: dict[str, object] = {}
-        for key, value in table.items():
-            if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
-                out.update(leaves(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))  # tuples as lists
-        return out
-
     if not isinstance(saved, dict):
         return []
-    old, new = leaves(saved), leaves(now)
-
-    def show(value: object) -> str:
-        return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else repr(value)
-
+    old, new = _leaves(saved), _leaves(now)
     # data.tokenizer: a resume reads the run's own copy, whose content the data position checks
-    return [f"{key} {show(old[key])} -> {show(new[key])}" for key in sorted(old.keys() & new.keys() - {"data.tokenizer"})
-            if old[key] != new[key]]
+    return [f"{key} {_show(old[key])} -> {_show(new[key])}"
+            for key in sorted(old.keys() & new.keys() - {"data.tokenizer"}) if old[key] != new[key]]
 
 
 class EditedConfigWarning(UserWarning):
@@ -216,17 +221,8 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         data, problem = None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
-    def leaves(table: dict[str, object], prefix: str = "") -> dict[str, object]:
-        out: dict[str, object] = {}
-        for key, value in table.items():
-            if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
-                out.update(leaves(value, f"{prefix}{key}."))
-            elif value is not None:  # TOML has no None: a key the file leaves out
-                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))  # tuples as lists
-        return out
-
-    def show(value: object) -> str:
-        return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else repr(value)
+    def leaves(table: dict[str, object]) -> dict[str, object]:  # TOML has no None: a key the file leaves out
+        return {k: v for k, v in _leaves(table).items() if v is not None}
 
     edits: list[str] = []
     if data is not None:
@@ -246,11 +242,11 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
             if mine.get(key) == runs.get(key) or any(mine.get(key) == t.get(key) for t in saved):
                 continue  # applied by this command, or what the run wrote
             if key not in mine:
-                edits.append(f"{key} removed (runs {show(runs[key])})")
+                edits.append(f"{key} removed (runs {_show(runs[key])})")
             elif key not in runs:
-                edits.append(f"{key} = {show(mine[key])} (not a setting of the config that runs)")
+                edits.append(f"{key} = {_show(mine[key])} (not a setting of the config that runs)")
             else:
-                edits.append(f"{key} = {show(mine[key])} (runs {show(runs[key])})")
+                edits.append(f"{key} = {_show(mine[key])} (runs {_show(runs[key])})")
         if not edits:
             return None
     kept = run_dir / EDITED_CONFIG
