@@ -211,7 +211,7 @@ def test_incomplete_checkpoint_folder_is_named_and_skipped(tiny_config: Any, tmp
         warnings.simplefilter("error", CheckpointWarning)  # nothing newer passed over: nothing to say
         assert ckpt.resolve_checkpoint(root / "step-4") == root / "step-4"
     with pytest.raises(CheckpointError, match=r"step-6: the checkpoint is incomplete \(optimizer.safetensors "
-                                                    r"missing\); resume from .*step-4"):
+                                                    r"missing\); use .*step-4"):
         ckpt.resolve_checkpoint(root / "step-6")
 
 
@@ -281,12 +281,12 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
                                                r"[0-9a-f]{8}\); using step-4"):
         assert ckpt.resolve_checkpoint(run) == root / "step-4"
     with pytest.raises(CheckpointError, match=r"step-6: the checkpoint is damaged \(model\.safetensors changed after "
-                                              r"it was committed.*\); resume from .*step-4 or start a fresh run"):
+                                              r"it was committed.*\); use .*step-4 or start a fresh run"):
         ckpt.resolve_checkpoint(root / "step-6")
     for step in (2, 4):
         _flip_byte(root / f"step-{step}" / "optimizer.safetensors")
-    with pytest.raises(CheckpointError, match=r"no complete checkpoint to resume from: step-6 is damaged \(.*\), and 2 "
-                                              r"earlier one\(s\) are damaged or incomplete too; resume from a copy"):
+    with pytest.raises(CheckpointError, match=r"no complete checkpoint to load: step-6 is damaged \(.*\), and 2 "
+                                              r"earlier one\(s\) are damaged or incomplete too; use a copy"):
         ckpt.resolve_checkpoint(run)
     # A fresh run in the folder is refused without sending the user back to --resume
     with pytest.raises(UsageError, match=r"already holds a run, and it cannot be continued \(.*\); pick another "

@@ -112,3 +112,24 @@ def test_a_config_toml_broken_by_an_edit_is_kept_too(run: Path) -> None:
                             f"--resume {run}"), warning
     assert (run / "config.edited.toml").read_text() == "[train\nmax_steps = 8\n"
     assert "\nmax_steps = 5\n" in (run / "config.toml").read_text()
+
+
+def test_a_complete_run_names_an_edited_max_steps(run: Path) -> None:
+    """``--resume RUN`` of a finished run whose config.toml now says ``max_steps = 8``: the run
+    stays complete (the checkpoint's config runs), exit 0, and the line names the edit and the
+    command that applies it; nothing in the folder changes. With that command it trains on."""
+    edited = _edit(run)
+    proc = deepseek("train", "--resume", "r", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "the run is complete, its checkpoint is at step 4 and train.max_steps is 4" in line, line
+    assert line.endswith(f"; {Path('r') / 'config.toml'} sets train.max_steps = 8, which a resume does not read (it "
+                         f"runs the checkpoint's config): to apply it, deepseek train {Path('r') / 'config.toml'} "
+                         "--resume r"), line
+    assert (run / "config.toml").read_text() == edited and not (run / "config.edited.toml").exists()
+    proc = deepseek("train", "r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert _recorded(run, 8)["max_steps"] == 8
+    # an explicit --max-steps says what the user wants: no note
+    proc = deepseek("train", "--resume", "r", "--max-steps", "8", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0 and "sets train.max_steps" not in proc.stderr, proc.stderr

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from deepseek.errors import CheckpointError
 from deepseek.paths import usual_mode
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
     OPTIMIZER_DIR,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 
 __all__ = ["export_checkpoint", "load_checkpoint", "raise_if_any", "save_checkpoint", "tied_aliases"]
 
-_HINT = "resume from an earlier checkpoint or start a fresh run"
 
 
 # ----------------------------------------------------------------------------- save / load (DCP)

@@ -257,7 +257,17 @@ def train(
     try:
         result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet, host=host).fit()
     except RunComplete as done:  # a requeued job finding its run done: nothing written, exit 0
-        click.echo(str(done), err=True)
+        note = ""
+        if config_file is None and max_steps is None and resume is not None:  # an edit of RUN/config.toml: said
+            from deepseek.data.tokenizer import run_folder_of
+            from deepseek.training.checkpoint import resolve_checkpoint
+            from deepseek.training.run_folder import edited_length_note
+
+            with warnings.catch_warnings():  # the checkpoint was found and said once already
+                warnings.simplefilter("ignore")
+                run = Path(run_dir) if run_dir is not None else run_folder_of(resolve_checkpoint(resume))
+            note = edited_length_note(run, config.to_dict(), resume=Path(resume))
+        click.echo(f"{done}{note}", err=True)
         return None
     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: every rank exits with the same code
         from deepseek.training.preemption import EXIT_PREEMPTED, stopped_line

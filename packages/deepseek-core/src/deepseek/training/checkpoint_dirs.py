@@ -386,7 +386,7 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             kind, problem = "damaged", found.damage()
         if problem:
             others = [path for _, path in list_checkpoints(p.parent) if path != p]
-            hint = f"resume from {others[-1]}" if others else "resume from an earlier checkpoint"
+            hint = f"use {others[-1]}" if others else "use an earlier checkpoint"
             raise CheckpointError(f"{p}: the checkpoint is {kind} ({problem}); {hint} or start a fresh run")
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
@@ -407,8 +407,8 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         kind, last = max(passed, key=lambda kf: (kf[1].seq, kf[1].step))
         others = f", and {len(passed) - 1} earlier one(s) are damaged or incomplete too" if len(passed) > 1 else ""
         raise CheckpointError(
-            f"{p}: no complete checkpoint to resume from: {last.path.name} is {kind} ({last.problem}){others}; "
-            "resume from a copy of the run made before, or start a fresh run in another folder (--run-dir)"
+            f"{p}: no complete checkpoint to load: {last.path.name} is {kind} ({last.problem}){others}; "
+            "use a copy of the run made before, or start a fresh run in another folder (--run-dir)"
         )
     raise CheckpointError(
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "

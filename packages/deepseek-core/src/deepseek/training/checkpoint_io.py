@@ -19,7 +19,7 @@ from deepseek.paths import usual_mode
 if TYPE_CHECKING:
     import torch
 
-HINT = "resume from an earlier checkpoint or start a fresh run"
+HINT = "use an earlier checkpoint of the run (pass its checkpoints/step-N folder) or start a fresh run"
 
 IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
 """Keys of a torch optimizer's parameter group that say how this process's optimizer computes,

@@ -263,3 +263,28 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
              else f"--resume {shlex.quote(str(resume))} --run-dir {shlex.quote(str(run_dir))}")
     return (f"{path} {what}; it is kept as {kept} and config.toml now records what runs; to apply it, resume "
             f"with it as the config file: deepseek train {shlex.quote(str(kept))} {again}")
+
+
+def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path) -> str:
+    """For a resume that found its run complete (``runs``: the config it would run, the
+    checkpoint's): when ``run_dir/config.toml`` was edited to set another ``train.max_steps`` or
+    ``train.early_stop_patience``, which a plain ``--resume`` does not read, a note (starting
+    ``"; "``) naming the edit and the command that applies it; else ``""``."""
+    import shlex
+
+    from deepseek.parsing import loads_toml
+
+    try:
+        train = loads_toml((run_dir / "config.toml").read_text(encoding="utf-8")).get("train")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
+    ran = runs.get("train")
+    if not isinstance(train, dict) or not isinstance(ran, dict):
+        return ""
+    edits = [f"train.{key} = {_show(train[key])}" for key in ("max_steps", "early_stop_patience")
+             if key in train and train[key] != ran.get(key)]
+    if not edits:
+        return ""
+    path = run_dir / "config.toml"
+    return (f"; {path} sets {' and '.join(edits)}, which a resume does not read (it runs the checkpoint's "
+            f"config): to apply it, deepseek train {shlex.quote(str(path))} --resume {shlex.quote(str(resume))}")
