@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-blas mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -263,6 +263,23 @@ print('losses', [(k, round(e[k], 5), round(f[k], 5), round(h[k], 5)) for k in so
     run tuning-master-2 170 env CUDA_VISIBLE_DEVICES=0 $BT $L --json "$RES/tuning-master-2.json"
     run tuning-cdt-2 330 env CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
       $BT $L --json "$RES/tuning-cdt-2.json";;
+  mfu-blas)  # issue 20: every GEMM through cuBLASLt (TORCH_BLAS_PREFER_CUBLASLT=1, torch's switch; cuBLAS is its
+    # default for plain matmuls) against cuBLAS, alternating in one call; BLAS_PLAN orders the rows
+    L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --warmup 6 --steps 20 --master-weights"
+    for lt in 0 1; do TORCH_BLAS_PREFER_CUBLASLT=$lt python3 -c \
+      "import torch; print('TORCH_BLAS_PREFER_CUBLASLT=$lt ->', torch.backends.cuda.preferred_blas_library())"; done
+    i=0
+    for v in ${BLAS_PLAN:-cublas cublaslt cublas cublaslt}; do
+      i=$((i + 1)); lt=0; [ "$v" = cublaslt ] && lt=1
+      run "blas-$i-$v" 170 env CUDA_VISIBLE_DEVICES=0 TORCH_BLAS_PREFER_CUBLASLT=$lt $BT $L --json "$RES/blas-$i-$v.json"
+    done
+    python3 - "$RES" <<'PY' | tee "$RES/blas-summary.txt"
+import json, pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("blas-*.json")):
+    r = json.loads(f.read_text())["rows"][0]
+    print(f"{f.stem:16s} mean step {r['mean_step_s']*1e3:7.1f} ms  MFU {100*(r['mfu'] or 0):5.2f}%  loss {r.get('loss_last')}")
+PY
+    ;;
   mfu-fa4)  # issue 20: FlashAttention-4 (flash-attn-4's CuTe-DSL kernels) through torch's activate_flash_attention_impl,
     # against cuDNN's attention. Its wheels (~100 MB, over one call's 64 MiB) travel in two calls (benchmarks/prepare_fa4.sh
     # says how): FA4_PARTS names the folder holding all of them, the CUTLASS DSL runtime wheel in parts cu13.part00, ...
