@@ -116,12 +116,13 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     """Everything ``deepseek compare`` prints, as data."""
     from deepseek.config.load import load_config
     from deepseek.training.build import build_dataset
+    from deepseek.training.evaluation import eval_batch_count
     from deepseek.training.inference import load_trained
 
     model_a, config_a, state_a = load_trained(run_a, device, need_data=True, host=host)
     model_b, config_b, state_b = load_trained(run_b, device, need_data=data is None, host=host)
     source = load_config(data, host=host) if data is not None else config_a
-    n = batches or source.data.eval_batches
+    n = eval_batch_count(source, batches)  # 8 for data whose eval_batches is 0 (a run without validation)
     val = build_dataset(source, host).validation_batches(n)
     if not val:
         raise UsageError(f"--data: dataset {source.data.name!r} gave no validation batches to compare on")
@@ -184,7 +185,7 @@ def print_report(report: dict[str, Any]) -> None:
 @click.argument("run_b", type=PATH, metavar="RUN_B")
 @click.option("--data", metavar="CONFIG.toml", help="Compare on this config's [data] validation split "
               "(default: RUN_A's).")
-@click.option("--batches", type=count(), help="Validation batches (default: the data's eval_batches).")
+@click.option("--batches", type=count(), help="Validation batches (default: the data's eval_batches; 8 where that is 0).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--resamples", type=count(100), default=10_000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")

@@ -112,8 +112,9 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
     model = build_model(config, host=host)
     dataset = build_dataset(config, host=host)
     from deepseek.models.checks import check_model_data
+    from deepseek.training.evaluation import eval_batch_count
 
-    val = dataset.validation_batches(config.data.eval_batches)
+    val = dataset.validation_batches(eval_batch_count(config))
     if not val:
         raise UsageError(f"--config {path}: dataset {config.data.name!r} gave no validation batches to time on")
     check_model_data(model, val[0], dataset)  # the trainer's check: can this model take these batches

@@ -346,7 +346,8 @@ STRATEGY_OPTION = click.option(
               help="Override a key of the evaluation data, e.g. --set 'data.val_files=[\"valid.jsonl\"]' "
                    "(repeatable).")
 @click.option("--batches", type=count(), default=None, metavar="N",
-              help="Validation batches (default: the data's data.eval_batches).")
+              help="Validation batches (default: the data's data.eval_batches; 8 where that is 0, a run "
+                   "trained without validation).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @STRATEGY_OPTION
@@ -377,7 +378,9 @@ def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...
         return
     shown = ", ".join(f"{k} {v:.4f}" for k, v in done.values.items())
     click.echo(f"{shown} ({origin.describe()}, model {config.model.name})")
-    asked = batches or config.data.eval_batches
+    from deepseek.training.evaluation import eval_batch_count
+
+    asked = eval_batch_count(config, batches)
     tokens = f", {done.tokens:,} tokens" if done.tokens is not None else ""
     short = f" (of {asked} asked: the validation data holds no more)" if done.batches < asked else ""
     click.echo(f"{done.batches} batch{'es' if done.batches != 1 else ''}{short}, {done.samples:,} samples{tokens}")

@@ -29,6 +29,7 @@ from deepseek.config.components import (
     load_checked,
     options_class,
 )
+from deepseek.config.no_validation import check_no_validation, idle_settings
 from deepseek.config.overrides import apply_overrides
 from deepseek.config.schema import (
     DATA_COMMON_KEYS,
@@ -392,6 +393,7 @@ def check_config(config: Config) -> None:
         if p.dtype not in ("bf16", "auto"):
             raise ConfigError(f"precision.master_weights: keeps bf16 parameters, but precision.dtype is {p.dtype!r}; "
                               "set precision.dtype = \"bf16\" or master_weights = false")
+    check_no_validation(config)  # data.eval_batches = 0: settings that follow evaluations
 
 
 class IneffectiveSettingWarning(UserWarning):
@@ -412,7 +414,7 @@ def ineffective_settings(config: Config, *, device_type: str, compute_dtype: str
     and after its last step whatever the interval, as with ``eval_interval = 0``."""
     t, c, p = config.train, config.checkpoint, config.precision
     n = t.max_steps
-    lines: list[str] = []
+    lines: list[str] = idle_settings(config)  # data.eval_batches = 0: train.eval_interval
     if t.warmup_steps >= n:
         reach = ("never reaches train.lr" if t.warmup_steps > n else "reaches train.lr only at the last step")
         lines.append(f"train.warmup_steps: {t.warmup_steps} >= train.max_steps {n}: the learning rate {reach} "

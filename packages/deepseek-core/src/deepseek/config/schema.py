@@ -92,8 +92,14 @@ class DataConfig:
     name: str = "text"
     batch_size: int = field(default=16, metadata={"check": _positive_int})
     """Global batch in rows (all ranks and micro-batches together)."""
-    eval_batches: int = field(default=8, metadata={"check": _positive_int})
-    """Validation batches per evaluation (always the same ones)."""
+    eval_batches: int = field(default=8, metadata={"check": non_negative})
+    """Validation batches per evaluation (always the same ones). 0 turns validation off (as
+    Lightning's ``limit_val_batches=0``): the run never asks the dataset for validation batches
+    (data without any can train) and never evaluates (no ``val_*`` values), and checks the model
+    against the data on its first training batch instead; settings that follow evaluations
+    (``checkpoint.keep_best``, ``train.early_stop_patience``, ``train.monitor``...) are refused,
+    and ``train.eval_interval`` warns. ``deepseek eval`` of such a run reads 8 batches unless
+    ``--batches`` says otherwise."""
     options: Any = None
     """The dataset's ``Options`` instance (its keys sit beside ``name`` in TOML)."""
 
@@ -134,7 +140,8 @@ class TrainConfig:
     eval_interval: int = field(default=50, metadata={"check": non_negative})
     """Evaluate every N steps (0: only at the end). The run also evaluates before its first step
     and after its last whatever N is, so an N past ``max_steps`` acts as 0 (no warning, unless
-    ``checkpoint.keep_best`` or ``early_stop_patience`` then cannot work: those warn)."""
+    ``checkpoint.keep_best`` or ``early_stop_patience`` then cannot work: those warn). With
+    ``data.eval_batches = 0`` the run never evaluates: a value other than 0 or the default warns."""
     seed: int = field(default=1337, metadata={"check": _seed})
     """Seeds the model's initial weights, the data order and every random generator (0 to 2**32 - 1)."""
     init_from: str = field(default="", metadata={"check": _existing_path})
@@ -173,7 +180,8 @@ class TrainConfig:
     (``TrainableModel.metric_names``) and else its first validation batch's; when a plugin other
     than the editions implements ``deepseek_evaluate``, a name the model does not report is
     checked at the first evaluation instead (before step 1 in a fresh run, whose folder is then
-    removed)."""
+    removed). Refused with ``data.eval_batches = 0`` (no evaluations), as are ``monitor_mode``,
+    ``early_stop_patience`` and ``early_stop_min_delta`` other than their defaults."""
     monitor_mode: Literal["min", "max"] = "min"
     """Whether a lower (``min``) or a higher (``max``) ``monitor`` is better."""
     early_stop_patience: int = field(default=0, metadata={"check": non_negative})
@@ -300,7 +308,8 @@ class CheckpointConfig:
     """Also checkpoint every evaluation that improves ``train.monitor`` and keep the best one
     (named in ``checkpoints/best``) beside the ``keep_last`` newest. A run that evaluates only
     before its first step and after its last (``train.eval_interval`` 0 or at least
-    ``max_steps``) warns: its best could only be the last checkpoint."""
+    ``max_steps``) warns: its best could only be the last checkpoint; one without validation
+    (``data.eval_batches = 0``) is refused."""
 
 
 @dataclass(frozen=True)

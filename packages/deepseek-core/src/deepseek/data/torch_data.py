@@ -32,7 +32,9 @@ Both positions are saved in checkpoints with the data's length (map-style) and k
 on load like user input. Validation: ``val`` (a dataset of the same kind of samples), read in
 order; without it, a map-style training set holds out ``val_fraction`` of its indices (a fixed
 permutation, seed 0, so the split never depends on ``train.seed``); an iterable one needs ``val``.
-Validation batches are full batches of ``batch_size`` rows (the trainer's rule).
+Validation batches are full batches of ``batch_size`` rows (the trainer's rule). ``validation=False``
+(``deepseek.fit`` of a config with ``data.eval_batches = 0``, a run without validation): nothing is
+held out and an iterable one needs no ``val``.
 """
 
 from __future__ import annotations
@@ -73,13 +75,13 @@ def held_out_count(n: int, val_fraction: float) -> int:
     return max(1, int(n * val_fraction))
 
 
-def training_rows(data: Any, val: Any, val_fraction: float) -> int | None:
+def training_rows(data: Any, val: Any, val_fraction: float, validation: bool = True) -> int | None:
     """How many samples one epoch of ``data`` trains on (what :class:`TorchData` keeps of it for
     training); ``None`` for an iterable dataset, whose length is not known."""
     if not _is_map_style(data):
         return None
     n = len(data)
-    return n if val is not None else n - held_out_count(n, val_fraction)
+    return n if val is not None or not validation else n - held_out_count(n, val_fraction)
 
 
 class TorchData(Dataset):
@@ -99,6 +101,7 @@ class TorchData(Dataset):
         val_name: str = "val_data",
         num_workers: int = 0,
         pin_memory: bool = False,
+        validation: bool = True,
     ) -> None:
         super().__init__(None, batch_size=batch_size, seed=seed)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
@@ -123,7 +126,7 @@ class TorchData(Dataset):
         self.val_indices: list[int] | None = None
         if self.map_style:
             n = len(train)
-            if val is None:
+            if val is None and validation:
                 order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
                 held = held_out_count(n, val_fraction)
                 self.val_indices, self.train_indices = sorted(order[:held]), sorted(order[held:])
@@ -131,10 +134,10 @@ class TorchData(Dataset):
                 self.train_indices = list(range(n))
             if not self.train_indices:
                 raise UsageError(f"data: the training set has {n} sample(s), none left for training; add data")
-        elif val is None:
+        elif val is None and validation:
             raise UsageError(
                 "val_data: an IterableDataset cannot be split for validation; pass val_data= (a dataset "
-                "of held-out samples)"
+                "of held-out samples), or train without validation (config data.eval_batches = 0)"
             )
         if num_workers and not self.map_style:
             raise UsageError("num_workers: an IterableDataset read by several workers yields every sample once per "
@@ -265,6 +268,9 @@ class TorchData(Dataset):
         return batch
 
     def validation_batches(self, limit: int) -> list[Batch]:
+        if self.val is None and self.val_indices is None:  # validation=False: nothing held out
+            raise UsageError("val_data: none, and nothing held out (validation off: data.eval_batches = 0); pass "
+                             "val_data=, or set data.eval_batches >= 1")
         if self.val is None:
             assert self._train_reads is not None
             source: Any = (self._train_reads[VAL_EPOCH, i] for i in self.val_indices or [])

@@ -7,7 +7,8 @@ eval`` use; :func:`summarize` turns per-batch results into ``{"val_loss": ..., "
 cross-entropy summed over every predicted token (nats), divided by ``ln 2`` and by the UTF-8
 bytes those tokens stand for. It compares models with different tokenizers; for byte tokens it
 is ``val_loss / ln 2``. :func:`validation_set` reads a run's fixed validation batches and
-checks them (the trainer and ``deepseek eval`` read them the same way).
+checks them (the trainer and ``deepseek eval`` read them the same way); :func:`eval_batch_count`
+is how many an evaluation command reads.
 """
 
 from __future__ import annotations
@@ -71,6 +72,16 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
     with blamed_on(label, "predicted_text"):
         texts = [dataset.predicted_text(batch) for batch in batches]
     return ValidationSet(batches, texts, sum(batch_rows(batch) for batch in batches), tokens)
+
+
+def eval_batch_count(config: Config, batches: int | None = None) -> int:
+    """How many validation batches a command that evaluates a run's model reads (``deepseek eval``,
+    ``bench latency --config``, ...): ``batches`` (its ``--batches``), else ``data.eval_batches``,
+    else, for a run that trained without validation (``data.eval_batches = 0``), the field's
+    default (8)."""
+    from deepseek.config.schema import DataConfig
+
+    return batches or config.data.eval_batches or DataConfig.eval_batches
 
 
 def evaluate_batch(

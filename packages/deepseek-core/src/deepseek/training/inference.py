@@ -284,16 +284,21 @@ def evaluate_validation(
     model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None
 ) -> Evaluated:
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
-    default ``data.eval_batches``; read and checked as the trainer reads them:
+    default :func:`~deepseek.training.evaluation.eval_batch_count`; read and checked as the trainer reads them:
     :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device."""
     from deepseek.models.checks import check_model_data
     from deepseek.plugins.calls import blames, component_label, model_calls
     from deepseek.training.build import build_dataset, run_host
-    from deepseek.training.evaluation import evaluate_batch, summarize, validation_set
+    from deepseek.training.evaluation import (
+        eval_batch_count,
+        evaluate_batch,
+        summarize,
+        validation_set,
+    )
 
     device = next(model.parameters()).device
     dataset = build_dataset(config, host)
-    val = validation_set(config, dataset, batches or config.data.eval_batches)
+    val = validation_set(config, dataset, eval_batch_count(config, batches))
     component = run_host(config, host).resolve("model", config.model.name)
     label = component_label("model", config.model.name, component) if blames(component) else None
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)

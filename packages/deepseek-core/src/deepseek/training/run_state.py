@@ -37,7 +37,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "config": trainer.config.to_dict(),
         "components": components_used(trainer.config, trainer.engine.lookups),
         "metrics": dict(trainer.last_metrics),
-        "monitor": trainer.monitor.state_dict(),
+        "monitor": trainer.monitor.state_dict() if trainer.val_set else {},  # none without validation
         "strategy": trainer.config.strategy.name,
         "world_size": trainer.strategy.world_size,
         "torch": torch.__version__,
@@ -107,6 +107,8 @@ def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
     output must follow the model contract with the metrics the model declares, and
     ``train.monitor`` name a value the evaluations report (random generators put back)."""
     assert trainer.strategy is not None
+    if not trainer.val_set:  # data.eval_batches = 0: nothing is evaluated, no monitored value is needed
+        return
     with rng_kept(trainer.strategy.device):
         metrics = trainer.engine.evaluate(trainer.val_set[0])[1]
     with trainer.engine.model_calls("metric_names"):

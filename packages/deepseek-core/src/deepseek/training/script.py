@@ -140,6 +140,19 @@ def script_host(model: Any, data: Any, *, val_data: Any = None, wrap: Mapping[st
     return fresh
 
 
+def config_data(config: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``config`` of :func:`fit` as plain data: a TOML file read, a mapping's sections copied."""
+    from deepseek.config.load import read_toml
+
+    if config is None:
+        return {}
+    if isinstance(config, (str, Path)):
+        return read_toml(Path(config))
+    if isinstance(config, Mapping):
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+    raise UsageError(f"config: expected a TOML file path or a mapping of sections, got {type(config).__name__}")
+
+
 def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: int | None, strategy: str | None,
                   host: PluginHost, data_options: bool = False, epochs: tuple[int, int | None] | None = None) -> Config:
     """The run's config: ``config`` (a TOML file or a mapping of sections), with ``[model]`` and
@@ -147,16 +160,9 @@ def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: 
     config's, else :data:`DEFAULT_BATCH_SIZE`; the two disagreeing is refused) and the strategy by
     name. ``data_options``: the data is a Dataset class whose own keys ``[data]`` may set.
     ``epochs``: ``(max_epochs, training rows per epoch)``: see :func:`epoch_settings`."""
-    from deepseek.config.load import config_from_dict, read_toml
+    from deepseek.config.load import config_from_dict
 
-    if config is None:
-        data: dict[str, Any] = {}
-    elif isinstance(config, (str, Path)):
-        data = read_toml(Path(config))
-    elif isinstance(config, Mapping):
-        data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
-    else:
-        raise UsageError(f"config: expected a TOML file path or a mapping of sections, got {type(config).__name__}")
+    data = config_data(config)
     for section in ("model", "data"):
         table = data.get(section) or {}
         keep = ("name", "batch_size", "eval_batches")
@@ -184,8 +190,8 @@ def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: 
 def epoch_settings(data: dict[str, Any], max_epochs: int, rows: int | None) -> None:
     """Set the run's length in epochs of ``rows`` training samples (Lightning's ``max_epochs``):
     ``train.max_steps`` covers ``max_epochs * rows`` samples, and, unless the config sets them,
-    the run evaluates (``train.eval_interval``) and checkpoints (``checkpoint.interval``) once
-    per epoch. Batches run on across epoch ends (every batch is full), so an epoch is
+    the run evaluates (``train.eval_interval``, unless ``data.eval_batches = 0`` turns validation
+    off) and checkpoints (``checkpoint.interval``) once per epoch. Batches run on across epoch ends (every batch is full), so an epoch is
     ``rows / data.batch_size`` steps, rounded up."""
     import math
 
@@ -201,7 +207,8 @@ def epoch_settings(data: dict[str, Any], max_epochs: int, rows: int | None) -> N
     size = data["data"]["batch_size"]
     per_epoch = math.ceil(rows / size)
     train["max_steps"] = math.ceil(max_epochs * rows / size)
-    train.setdefault("eval_interval", per_epoch)
+    if data["data"].get("eval_batches") != 0:
+        train.setdefault("eval_interval", per_epoch)
     data.setdefault("checkpoint", {}).setdefault("interval", per_epoch)
 
 
@@ -232,6 +239,8 @@ def fit(
     :mod:`deepseek.data.torch_data` for order, splits and resume; ``names``, ``collate_fn``,
     ``shuffle``, ``val_fraction``, ``num_workers`` and ``pin_memory`` are its options), or ``data`` a
     :class:`~deepseek.data.dataset.Dataset` subclass (its own keys in ``config["data"]``).
+    ``config["data"]["eval_batches"] = 0`` trains without validation: nothing is held out of
+    ``data``, ``val_data`` is not needed (nor read), and the result has no ``val_*`` values.
     ``strategy``: a registered strategy by name (``single``; with deepseek-pro ``ddp``, ``fsdp``,
     ``deepspeed``, ... under ``deepseek launch -n N -- run script.py``). ``config``: the rest of
     the run's settings, a TOML file or ``{"train": {"max_steps": 100, "lr": 1e-3}, ...}``.
@@ -250,14 +259,17 @@ def fit(
     from deepseek.data.dataset import Dataset
 
     own_class = isinstance(data, type) and issubclass(data, Dataset)
-    wrap = {} if own_class else {"names": names, "collate_fn": collate_fn, "shuffle": shuffle,
+    settings = config_data(config)  # data.eval_batches = 0 (validation off): nothing held out, no val_data needed
+    table = settings.get("data")
+    validation = not (isinstance(table, Mapping) and type(table.get("eval_batches")) is int and table["eval_batches"] == 0)
+    wrap = {} if own_class else {"names": names, "collate_fn": collate_fn, "shuffle": shuffle, "validation": validation,
                                  "val_fraction": val_fraction, "num_workers": num_workers, "pin_memory": pin_memory}
     lookups = script_host(model, data, val_data=val_data, wrap=wrap, host=host)
     from deepseek.data.torch_data import training_rows
 
-    epochs = None if max_epochs is None else (max_epochs, None if own_class else training_rows(data, val_data,
-                                                                                               val_fraction))
-    cfg = script_config(config, batch_size=batch_size, strategy=strategy, host=lookups, data_options=own_class,
+    epochs = None if max_epochs is None else (max_epochs, None if own_class else training_rows(
+        data, val_data, val_fraction, validation))
+    cfg = script_config(settings, batch_size=batch_size, strategy=strategy, host=lookups, data_options=own_class,
                         epochs=epochs)
     return Trainer(cfg, run_dir=run_dir, resume=resume, quiet=quiet, host=lookups).fit()
 
@@ -279,7 +291,8 @@ def evaluate(
     weights file whose model weights are loaded into ``model`` first (what :func:`fit` saved;
     any strategy's layout). ``batch_size`` and ``batches`` default to the checkpoint's run's
     ``data.batch_size`` and ``data.eval_batches``, so the numbers are its run's evaluation of the
-    same ``data``; without a checkpoint (or from a weights file) to 32 and every full batch."""
+    same ``data``; without a checkpoint (or from a weights file) to 32 and every full batch
+    (``batches`` of a run without validation, ``data.eval_batches = 0``: every full batch)."""
     import torch
 
     from deepseek.data.torch_data import TorchData
@@ -298,7 +311,8 @@ def evaluate(
         if isinstance(run_data, dict):
             size, count = run_data.get("batch_size"), run_data.get("eval_batches")
             batch_size = batch_size if batch_size is not None or not isinstance(size, int) else size
-            batches = batches if batches is not None or not isinstance(count, int) else count
+            # a run without validation (eval_batches 0) caps nothing: every full batch, as without a checkpoint
+            batches = batches if batches is not None or not isinstance(count, int) or count < 1 else count
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     where = torch.device(device)
     model.to(where)

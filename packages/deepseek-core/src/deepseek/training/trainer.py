@@ -21,9 +21,7 @@ import torch
 
 from deepseek.config.load import IneffectiveSettingWarning, ineffective_settings, write_config
 from deepseek.config.schema import Config
-from deepseek.data.batch import check_global_batch
 from deepseek.data.dataset import checked_state_dict
-from deepseek.models.checks import check_model_data
 from deepseek.models.protocol import model_capabilities
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession, flat_params
@@ -31,7 +29,7 @@ from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.engine import StepEngine
-from deepseek.training.evaluation import summarize, validation_set
+from deepseek.training.evaluation import summarize
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
@@ -54,6 +52,7 @@ from deepseek.training.run_folder import (
 )
 from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
 from deepseek.training.run_state import check_evaluation, restore, trainer_state
+from deepseek.training.run_validation import TrainingBatches, no_validation_error, read_validation
 from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
@@ -147,12 +146,10 @@ class Trainer:
         self.dataset = build_dataset(cfg, engine.lookups)
         checked_state_dict(self.dataset)  # its position is JSON a checkpoint can record: said now, not at the first save
         engine.shard = self.dataset.shard
-        validation = validation_set(cfg, self.dataset, cfg.data.eval_batches)
-        self.val_set, self.val_texts = validation.batches, validation.texts
+        self.val_set, self.val_texts = read_validation(cfg, self.dataset)  # none: data.eval_batches = 0
         model = engine.build_model()
         self.generates = "generation" in model_capabilities(model)
-        with engine.model_calls("check_data"):
-            check_model_data(model, self.val_set[0], self.dataset, model_name=cfg.model.name)
+        self._batches = TrainingBatches(self, model)  # checks the model on val_set[0], else on the first batch drawn
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model, resuming=self.resume_from is not None)
@@ -249,8 +246,8 @@ class Trainer:
         return TrainResult(
             self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),
             [r["loss"] for r in self.history], time.perf_counter() - started, self.strategy.is_global_zero,
-            dict(self.last_eval), self.generates, self.best_checkpoint, self.monitor.state_dict(), self.stopped_by,
-            resumed_at=self._resumed_at, ended_early=self.ended_early,
+            dict(self.last_eval), self.generates, self.best_checkpoint, self.monitor.state_dict() if self.val_set else {},
+            self.stopped_by, resumed_at=self._resumed_at, ended_early=self.ended_early,
         )
 
     def _loop(self) -> None:
@@ -264,7 +261,7 @@ class Trainer:
         try:
             self.hooks.deepseek_train_start(trainer=self)
             try:
-                if self.step == 0:
+                if self.step == 0 and self.val_set:
                     self._evaluate(progress)
                 while self.step < cfg.train.max_steps:
                     if self._stop_requested(progress):  # a collective: every rank, every step
@@ -272,7 +269,7 @@ class Trainer:
                     self._train_step()
                     interval, keep = cfg.train.eval_interval, cfg.checkpoint.interval
                     last = self.step == cfg.train.max_steps
-                    evaluate = last or bool(interval and self.step % interval == 0)
+                    evaluate = bool(self.val_set) and (last or bool(interval and self.step % interval == 0))
                     save = (cfg.checkpoint.at_end and last) or bool(keep and self.step % keep == 0)
                     if evaluate or save or self.step == first or len(self._window) >= every:
                         self._read_window(progress)
@@ -328,10 +325,7 @@ class Trainer:
         started = time.perf_counter()
         step = self.step + 1
         lr = learning_rate(self.schedule, step)
-        with blamed_on(self.dataset.label, "__next__"):  # what a dataset raises: one line naming it
-            batch = next(self.dataset)
-        check_global_batch(batch, dataset=self.config.data.name, batch_size=self.config.data.batch_size,
-                           what=f"training batch of step {step}")
+        batch = self._batches.draw(step)
         result = self.engine.step(batch, lr, step)
         self.step = step
         rows = self.config.data.batch_size
@@ -363,7 +357,10 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
-        ``{"val_loss": ..., "val_<metric>": ...}``, and ``val_bits_per_byte`` for text data."""
+        ``{"val_loss": ..., "val_<metric>": ...}``, and ``val_bits_per_byte`` for text data
+        (:class:`UsageError` in a run without validation, ``data.eval_batches = 0``)."""
+        if not self.val_set:
+            raise no_validation_error()
         return summarize([self.engine.evaluate(batch) for batch in self.val_set], self.val_texts,
                          weights=[self.engine.batch_items(batch) for batch in self.val_set])
 

@@ -74,7 +74,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
               help="Where the model is compressed and measured: auto, cpu or cuda[:N].")
 @click.option("--calibration-batches", type=count(0), default=4, show_default=True,
               help="Training batches for methods that need data (Taylor scores, calibration).")
-@click.option("--batches", type=count(), help="Validation batches to compare on (default: data.eval_batches).")
+@click.option("--batches", type=count(), help="Validation batches to compare on (default: data.eval_batches; 8 where that is 0).")
 @click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
 @click.option("--json", "json_path", type=PATH, metavar="PATH", help="Also write the comparison as JSON.")
@@ -126,7 +126,9 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
 
         check_applies(compressor, model, config)
     dataset = build_dataset(config, host)
-    val = dataset.validation_batches(batches or config.data.eval_batches)
+    from deepseek.training.evaluation import eval_batch_count
+
+    val = dataset.validation_batches(eval_batch_count(config, batches))  # 8 for a run without validation
     source = resolve_checkpoint(checkpoint)
     calibration = [next(dataset) for _ in range(calibration_batches)]
     steps = DEFAULT_RECOVERY_STEPS if recovery_steps is None else recovery_steps

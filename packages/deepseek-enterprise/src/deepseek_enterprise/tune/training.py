@@ -85,6 +85,9 @@ class TrainingTuner(Tuner):
     def check_config(self, config: Any) -> None:
         if config.train.max_steps <= 0:
             raise ConfigError("train.max_steps: a training study needs steps to train; set train.max_steps > 0")
+        if config.data.eval_batches == 0:
+            raise ConfigError("data.eval_batches: 0 turns validation off, but a training study judges each trial by "
+                              "a validation value (--objective); set data.eval_batches >= 1")
 
     def check_objective(self, objective: str, config: Any, values: Any) -> None:
         """The objective is read from the run's evaluation records: refused when the model
