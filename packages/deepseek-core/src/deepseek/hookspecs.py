@@ -292,7 +292,8 @@ def deepseek_evaluate(trainer: Trainer, step: int, metrics: dict[str, float]) ->
     in place as :func:`deepseek_train_step_end`'s.
 
     A fresh run evaluates once before the first step (``step == 0``), then every
-    ``train.eval_interval`` steps and at the last step.
+    ``train.eval_interval`` steps and at the last step; a run with ``data.eval_batches = 0``
+    (validation off) never does.
     """
 
 

@@ -13,7 +13,8 @@ and then:
   first dimension. Every rank draws the same batch; :meth:`Dataset.shard` takes a data-parallel
   rank's rows (by default rows ``rank::size`` of every tensor).
 - :meth:`Dataset.validation_batches` returns a fixed list of global validation batches, the same
-  every time it is called and on every rank.
+  every time it is called and on every rank. A run with ``data.eval_batches = 0`` (validation
+  off) never calls it: data without a validation split may raise there.
 - :meth:`Dataset.state_dict` / :meth:`Dataset.load_state_dict`: the position as JSON-ready data;
   a dataset that loads a saved state yields exactly the batches the saved one would have yielded
   next, so a resumed run sees the same data.
