@@ -102,3 +102,15 @@ def test_a_metric_that_a_searched_model_option_turns_on_is_accepted(tmp_path: Pa
         else:
             with pytest.raises(UsageError, match=f"--objective {objective}: not a value"):
                 check_study(*args)
+
+
+def test_a_base_config_without_validation_is_refused_before_any_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``data.eval_batches = 0`` (no evaluations): no trial could report a validation objective."""
+    write(tmp_path)
+    (tmp_path / "base.toml").write_text("[data]\neval_batches = 0\n[train]\nmax_steps = 2\n")
+    code, err = _tune(monkeypatch, tmp_path, "val_loss")
+    assert code == 2, err
+    assert err.strip() == ("error: data.eval_batches: 0 turns validation off, but a training study judges each trial "
+                           "by a validation value (--objective); set data.eval_batches >= 1"), err
+    assert not (tmp_path / "st").exists()
