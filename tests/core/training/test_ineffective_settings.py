@@ -1,5 +1,5 @@
 """Valid settings that do nothing useful in a run: one warning line each
-(:class:`~deepseek.config.load.IneffectiveSettingWarning`), at the trainer's set-up, on rank 0,
+(:class:`~deepseek.config.ineffective.IneffectiveSettingWarning`), at the trainer's set-up, on rank 0,
 once; never an error, and never for a default."""
 
 from __future__ import annotations
@@ -10,12 +10,8 @@ from typing import Any
 
 import pytest
 
-from deepseek.config.load import (
-    IneffectiveSettingWarning,
-    config_from_dict,
-    ineffective_settings,
-    load_config,
-)
+from deepseek.config.ineffective import IneffectiveSettingWarning, ineffective_settings
+from deepseek.config.load import config_from_dict, load_config
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.trainer import Trainer

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from deepseek import hookimpl
-from deepseek.config.load import ineffective_settings
+from deepseek.config.ineffective import ineffective_settings
 from deepseek.data.text import TextDataset
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.gpt import GPT, GPTConfig

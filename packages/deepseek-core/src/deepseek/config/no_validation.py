@@ -46,7 +46,7 @@ def check_no_validation(config: Config) -> None:
 
 
 def idle_settings(config: Config) -> list[str]:
-    """Ineffective-setting lines (:func:`deepseek.config.load.ineffective_settings`) of a run
+    """Ineffective-setting lines (:func:`deepseek.config.ineffective.ineffective_settings`) of a run
     without validation: ``train.eval_interval`` set to anything but its default or 0 (no
     evaluation between the first and the last step, which is what such a run does)."""
     from deepseek.config.schema import TrainConfig

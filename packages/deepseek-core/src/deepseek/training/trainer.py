@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deepseek.config.load import IneffectiveSettingWarning, ineffective_settings, write_config
+from deepseek.config.ineffective import IneffectiveSettingWarning, ineffective_settings
+from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.dataset import checked_state_dict
 from deepseek.models.protocol import model_capabilities
