@@ -46,11 +46,19 @@ class PicksUnknown(SingleDeviceStrategy):
         return {"unit": "layer"}
 
 
+class PicksInvalid(SingleDeviceStrategy):
+    Options = PickOptions
+
+    def resolved_options(self) -> dict[str, Any]:
+        return {"unit": "block"}  # not one of the Literal's values
+
+
 class Plugin:
     @hookimpl
     def deepseek_register_strategies(self, register):  # noqa: ANN001, ANN201
         register("picks", Picks, description="resolves unit")
         register("picks-unknown", PicksUnknown, description="resolves a key it lacks")
+        register("picks-invalid", PicksInvalid, description="resolves a value its Options refuse")
 
 
 @pytest.fixture
@@ -90,3 +98,12 @@ def test_a_key_the_options_lack_is_the_plugins_bug(tmp_path: Path, host: PluginH
     with pytest.raises(PluginError, match=r"^strategy picks-unknown \(deepseek-picks 0.0.0\): resolved_options returned \{'unit': 'layer'\}; "
                                           r"it must return a dict of its own option keys \(device\)"):
         Trainer(_config("picks-unknown", tmp_path, host), run_dir=tmp_path / "run", host=host, quiet=True).fit()
+
+
+def test_a_value_the_options_refuse_is_the_plugins_bug_and_nothing_is_recorded(tmp_path: Path, host: PluginHost) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(PluginError, match=r"^strategy picks-invalid \(deepseek-picks 0.0.0\): resolved_options returned "
+                                          r"strategy.unit = 'block', which its own Options refuse \('block' \(str\) is "
+                                          r"not allowed; allowed values: 'auto', 'layer', 'tensor'\)"):
+        Trainer(_config("picks-invalid", tmp_path, host), run_dir=run, host=host, quiet=True).fit()
+    assert not (run / "config.toml").exists()

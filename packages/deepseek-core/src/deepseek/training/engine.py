@@ -233,7 +233,8 @@ class StepEngine:
 
 def with_chosen_options(cfg: Any, chosen: Any, label: str) -> Any:
     """``cfg`` with the strategy's options that it chose at set-up (``resolved_options``) in
-    place of what was asked; a key the options do not have is the plugin's bug."""
+    place of what was asked; a key the options do not have, or a value its field's type or check
+    refuses, is the plugin's bug."""
     import dataclasses
 
     options = cfg.strategy.options
@@ -242,5 +243,19 @@ def with_chosen_options(cfg: Any, chosen: Any, label: str) -> Any:
         raise PluginError(f"{label}: resolved_options returned {chosen!r}; it must return a dict of its own option "
                           f"keys ({', '.join(sorted(known)) or 'it has none'}); a bug in the plugin: upgrade it or "
                           "report it to its authors")
+    from typing import get_type_hints
+
+    from deepseek.config.validate import convert
+
+    hints, checks = get_type_hints(type(options)), {f.name: f.metadata.get("check") for f in dataclasses.fields(options)}
+    for key, value in chosen.items():  # held to the field's type and check, as the config's own values are
+        try:
+            convert(value, hints[key], path=f"strategy.{key}")
+            problem = checks[key](value) if checks[key] is not None else None
+        except ConfigError as exc:
+            problem = str(exc).removeprefix(f"strategy.{key}: ")
+        if problem:
+            raise PluginError(f"{label}: resolved_options returned strategy.{key} = {value!r}, which its own Options "
+                              f"refuse ({problem}); a bug in the plugin: upgrade it or report it to its authors")
     strategy = dataclasses.replace(cfg.strategy, options=dataclasses.replace(options, **chosen))
     return dataclasses.replace(cfg, strategy=strategy)
