@@ -17,6 +17,7 @@ import deepseek
 from deepseek.graph.capture import capture
 from deepseek.graph.guard import fingerprint
 from deepseek.graph.passes import FP32_TOLERANCE, GraphPass, max_rel_error
+from deepseek.plugins.host import get_host
 
 PASSES = deepseek.list_passes()
 
@@ -109,7 +110,8 @@ def contract_problem(gp: GraphPass, model: nn.Module, x: torch.Tensor, *, must_f
 def test_pass_contract(name: str, form: str) -> None:
     gp = deepseek.create_pass(name)
     assert isinstance(gp, GraphPass), f"{name} created {type(gp).__name__}, not a GraphPass"
-    assert gp.name == name.split(":")[-1]
+    component = get_host().resolve("pass", name)  # an alias creates the pass it names (docs/plugins.md section 3)
+    assert gp.name == (component.alias_of or component.name), f"{name}: the pass is named {gp.name!r}"
     assert isinstance(gp.description, str) and gp.description.strip()
     assert gp.tolerance is None or 0 < gp.tolerance < 1
 
