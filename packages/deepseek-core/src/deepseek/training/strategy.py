@@ -31,6 +31,7 @@ Lifecycle, called by the trainer (:class:`deepseek.training.engine.StepEngine`) 
     strategy = cls(options, precision=precision, host=host)
     strategy.setup_environment()                         # process group, device
     strategy.setup(model, optimizer_factory, settings)   # wrap, shard, build the optimizer
+    strategy.resolved_options()                          # what it chose for an "auto" option
     loop:
         strategy.any_rank(stop_requested)                # every step boundary (preemption.py)
         result = strategy.train_step(micro_batches)
