@@ -41,6 +41,7 @@ class MemoryOptions:
     fail_at: int = -1
     """Raise in log_metrics at this step (-1: never)."""
     fail_start: bool = False
+    fail_init: bool = False
 
 
 class MemoryTracker(Tracker):
@@ -48,6 +49,11 @@ class MemoryTracker(Tracker):
 
     Options = MemoryOptions
     CALLS: ClassVar[list[tuple[Any, ...]]] = []
+
+    def __init__(self, options: MemoryOptions) -> None:
+        if options.fail_init:
+            raise ValueError("bad label")
+        super().__init__(options)
 
     def start(self, run: RunInfo) -> None:
         if self.options.fail_start:
@@ -123,7 +129,7 @@ def test_a_plugin_tracker_gets_params_every_row_and_the_artefacts(host: PluginHo
 
 
 def test_a_tracker_failing_mid_run_is_disabled_and_training_goes_on(host: PluginHost, tmp_path: Path) -> None:
-    with pytest.warns(TrackerWarning, match=r"tracker 'rec.memory': log_metrics at step 2 failed "
+    with pytest.warns(TrackerWarning, match=r"tracker 'rec.memory' \(deepseek-rec 0.0.0, registered by [\w.]+\): log_metrics at step 2 failed "
                       r"\(RuntimeError: connection reset\); it is disabled") as caught:
         result = Trainer(_config(host, fail_at=2), run_dir=tmp_path / "run", quiet=True, host=host).fit()
     assert len([w for w in caught if issubclass(w.category, TrackerWarning)]) == 1
@@ -149,13 +155,21 @@ def test_a_tracker_that_cannot_start_stops_the_run_before_its_first_step(host: P
     with pytest.raises(UsageError) as caught:
         Trainer(_config(host, fail_start=True), run_dir=tmp_path / "run", quiet=True, host=host).fit()
     assert str(caught.value) == (
-        "trackers.\"rec.memory\": the 'rec.memory' tracker could not start (RuntimeError: no server at "
+        "trackers.\"rec.memory\": the 'rec.memory' tracker (deepseek-rec 0.0.0) could not start (RuntimeError: no server at "
         "example.invalid); check [trackers.\"rec.memory\"] (docs/tracking.md) or remove 'rec.memory' from "
         "logging.trackers"
     )
     assert MemoryTracker.CALLS == [("finish", "failed")]
     assert read_metrics(tmp_path / "run" / "metrics.jsonl") == []
     assert not (tmp_path / "run" / "checkpoints" / "step-1").exists()
+
+
+def test_a_tracker_whose_init_raises_is_its_plugins_bug_named_in_one_line(host: PluginHost, tmp_path: Path) -> None:
+    with pytest.raises(PluginError) as caught:  # was "internal error: ValueError: bad label"
+        Trainer(_config(host, fail_init=True), run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    assert str(caught.value).startswith(
+        "tracker 'rec.memory' (deepseek-rec 0.0.0, registered by ") and "__init__ raised ValueError: bad label; a bug in the plugin" in str(caught.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import UsageError
+from deepseek.plugins.calls import blamed_on
 from deepseek.plugins.records import describe_error, one_line
 from deepseek.tracking.resolve import table_path
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, TrackerWarning
@@ -46,8 +47,10 @@ def flat_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str | in
 class TrackingSession:
     """Started trackers as ``(registered name, tracker)`` pairs, each disabled at its first error."""
 
-    def __init__(self, trackers: list[tuple[str, Tracker]] | None = None) -> None:
+    def __init__(self, trackers: list[tuple[str, Tracker]] | None = None,
+                 origins: Mapping[str, str] | None = None) -> None:
         self._active = list(trackers or [])
+        self._labels = dict(origins or {})  # name -> its component's label, naming the distribution in warnings
 
     @classmethod
     def open(cls, config: Config, host: PluginHost, run: RunInfo, *, enabled: bool) -> TrackingSession:
@@ -55,9 +58,13 @@ class TrackingSession:
         if not enabled:
             return cls()
         started: list[tuple[str, Tracker]] = []
+        origins: dict[str, str] = {}
         try:
             for name in config.logging.trackers:
-                tracker = host.resolve("tracker", name).load()(config.trackers.options[name])
+                component = host.resolve("tracker", name)
+                origins[name] = component.label
+                with blamed_on(component.label, "__init__"):  # its own bug: one line naming it
+                    tracker = component.load()(config.trackers.options[name])
                 started.append((name, tracker))  # finished as failed should its start fail
                 try:
                     tracker.start(run)
@@ -65,7 +72,8 @@ class TrackingSession:
                     raise
                 except Exception as exc:
                     raise UsageError(
-                        f"{table_path(name)}: the {name!r} tracker could not start ({describe_error(exc)}); "
+                        f"{table_path(name)}: the {name!r} tracker ({component.dist} {component.version}) could not start "
+                        f"({describe_error(exc)}); "
                         f"check [{table_path(name)}] (docs/tracking.md) or remove {name!r} from logging.trackers"
                     ) from exc
         except BaseException:
@@ -75,7 +83,7 @@ class TrackingSession:
                 except Exception:  # noqa: BLE001 - the start error is the one to report
                     pass
             raise
-        return cls(started)
+        return cls(started, origins)
 
     @property
     def names(self) -> list[str]:
@@ -89,7 +97,8 @@ class TrackingSession:
             except Exception as exc:  # noqa: BLE001 - a tracker never costs the training run
                 self._active.remove((name, tracker))
                 warnings.warn(
-                    f"tracker {name!r}: {what} failed ({one_line(describe_error(exc))}); it is disabled "
+                    f"{self._labels.get(name, f'tracker {name!r}')}: {what} failed ({one_line(describe_error(exc))}); "
+                    "it is disabled "
                     "for the rest of this run, training goes on",
                     TrackerWarning, stacklevel=3,
                 )
