@@ -1,5 +1,5 @@
 """A plugin strategy's bugs are named as its own: an exception raised by the strategy's code in
-``setup``, ``train_step``, ``evaluate``, ``save_checkpoint`` or ``load_checkpoint`` is one line
+``__init__``, ``setup``, ``train_step``, ``evaluate``, ``save_checkpoint`` or ``load_checkpoint`` is one line
 naming the strategy and its distribution (was "internal error: IndexError: ..."), and so are a
 ``load_checkpoint`` that returns no trainer state and a ``save_checkpoint`` that writes none. What
 the model or the engines beneath a strategy raise is not blamed on it."""
@@ -23,6 +23,11 @@ from deepseek.training.trainer import Trainer
 
 class Halves(SingleDeviceStrategy):
     """``single``, with one of its methods broken as ``Options.broken`` names."""
+
+    def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
+        if getattr(host, "broken", None) == "__init__":
+            raise KeyError("acme")  # was "internal error: KeyError: 'acme'"
+        super().__init__(options, precision=precision, host=host)
 
     def _broken(self, where: str) -> bool:
         return self.host is not None and getattr(self.host, "broken", None) == where
@@ -72,6 +77,13 @@ def test_an_exception_in_a_strategys_own_code_names_it(tmp_path: Path) -> None:
         _train(tmp_path, _host("train_step"))
     assert str(info.value).startswith("strategy acme.halves (acme-parallel ") and "\n" not in str(info.value)
     assert "train_step raised IndexError: list index out of range; a bug in the plugin" in str(info.value)
+
+
+def test_an_exception_in_a_strategys_init_names_it(tmp_path: Path) -> None:
+    with pytest.raises(PluginError) as info:
+        _train(tmp_path, _host("__init__"))
+    assert str(info.value).startswith("strategy acme.halves (acme-parallel ") and "\n" not in str(info.value)
+    assert "__init__ raised KeyError: 'acme'; a bug in the plugin" in str(info.value)
 
 
 def test_a_save_checkpoint_that_writes_no_trainer_state_is_named(tmp_path: Path) -> None:

@@ -68,17 +68,19 @@ class StepEngine:
         self.config = config
         self.lookups = run_host(config, host)
         self.precision = build_precision(config)
-        cls = self.lookups.resolve("strategy", config.strategy.name).load()
+        component = self.lookups.resolve("strategy", config.strategy.name)
+        cls = component.load()
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise PluginError(f"strategy.name: {config.strategy.name!r} is not a deepseek Strategy")
         if cls.needs_launcher:
             launcher_env(config.strategy.name, command=command)
-        self.strategy: Strategy = cls(config.strategy.options, precision=self.precision, host=self.lookups)
-        component = self.lookups.resolve("strategy", config.strategy.name)
         # How a call into a plugin strategy names it when the strategy's own code raises
         self.strategy_label = component_label("strategy", config.strategy.name, component)
         """``strategy <name> (<distribution> <version>)``, how errors name the run's strategy."""
-        self._strategy_package = code_package(self.strategy) if blames(component) else None
+        self._strategy_package = code_package(cls) if blames(component) else None
+        with (blamed_on(self.strategy_label, "__init__", package=self._strategy_package)
+              if self._strategy_package is not None else contextlib.nullcontext()):
+            self.strategy: Strategy = cls(config.strategy.options, precision=self.precision, host=self.lookups)
         self.micro_batches = config.train.grad_accum
         self.shard: Sharder = shard_rows
         # After a resume: the optimizer hyper-parameters taken from the checkpoint where the
