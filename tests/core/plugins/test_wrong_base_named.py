@@ -41,6 +41,12 @@ def deepseek_register_trackers(register):
 @hookimpl
 def deepseek_register_passes(register):
     register("wrong.pass", "wrongbase:NotAThing")
+    register("wrong.broken-pass", "wrongbase:BrokenPass")
+
+
+class BrokenPass:
+    def __init__(self):
+        raise KeyError("acme")  # named as the pass's bug, not "internal error: KeyError"
 
 
 @hookimpl
@@ -94,6 +100,9 @@ def test_a_tracker_pass_or_model_of_the_wrong_type_is_named(host) -> None:
     with pytest.raises(PluginError, match="^" + LABEL.format(kind="pass", name="pass")
                        + r": created a NotAThing, not a deepseek\.graph\.passes\.GraphPass"):
         resolve_pass("wrong.pass", host)
+    with pytest.raises(PluginError, match=r"^pass 'wrong\.broken-pass' \(deepseek-wrongbase 0\.3, registered by wrongbase\): "
+                       r"__init__ raised KeyError: 'acme'; a bug in the plugin"):
+        resolve_pass("wrong.broken-pass", host)
     with pytest.raises(PluginError, match="^" + LABEL.format(kind="model", name="model")
                        + r": registered as 3, which is not callable"):
         config_from_dict({"model": {"name": "wrong.model"}}, host=host)
