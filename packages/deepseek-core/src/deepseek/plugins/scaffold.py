@@ -256,7 +256,7 @@ def test_plugin_is_discovered_and_registers_its_pass() -> None:
     host = make_host()
     record = host.records["{dist}"]
     assert record.status == "ok", record.reason
-    assert record.components == {{"pass": [plugin.PASS_NAME]}}
+    assert plugin.PASS_NAME in record.components.get("pass", []), record.components  # and what you add beside it
     assert host.resolve("pass", plugin.PASS_NAME).dist == "{dist}"
 
 
