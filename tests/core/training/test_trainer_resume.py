@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from deepseek import hookimpl
 from deepseek.errors import ConfigError, RunComplete, UsageError
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
 from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
 
@@ -112,3 +118,43 @@ def test_a_file_no_run_wrote_is_not_replaced_by_a_fresh_run(tiny_config, tmp_pat
                                          r"wrote \(your own\?\); move it out of the folder, or pick another --run-dir"):
         Trainer(tiny_config(train={"max_steps": 1}), run_dir=folder).fit()
     assert sorted(p.name for p in folder.iterdir()) == [name] and (folder / name).read_text() == body
+
+
+class SetupDraws:
+    """Draws from python's, numpy's and torch's generators once per process when training starts
+    (as rich's first import does: ``getrandbits(24)`` when the progress bar first appears), and
+    records a draw of each after every step (what a model or dataset drawing from them gets)."""
+
+    def __init__(self) -> None:
+        self.draws: list[tuple[int, float, float, float]] = []
+
+    @hookimpl
+    def deepseek_train_start(self, trainer):
+        random.getrandbits(24)
+        np.random.random_sample()
+        torch.rand(1)
+
+    @hookimpl
+    def deepseek_train_step_end(self, trainer, step, metrics):
+        self.draws.append((step, random.random(), float(np.random.random_sample()), float(torch.rand(1))))
+
+
+def test_draws_the_set_up_made_after_reading_the_checkpoint_do_not_count_twice(tiny_config_on, tmp_path: Path) -> None:
+    """The run that wrote the checkpoint drew in its set-up once; a resumed process draws again in
+    its own set-up, after it had read the checkpoint's generator states. Those were put back only
+    then: python's generator of a resumed run was one rich ``getrandbits`` ahead of the run's
+    (the final checkpoints' rng-0.safetensors differed, and python-drawn values after the resume
+    differed from the uninterrupted run's)."""
+    def run(max_steps: int, **kwargs) -> tuple[SetupDraws, Path]:
+        plugin, host = SetupDraws(), PluginHost(PluginSettings(autoload=False))
+        host.register_plugin(plugin, dist="deepseek-setup-draws")
+        config = tiny_config_on(host, train={"max_steps": max_steps, "decay_steps": 4, "warmup_steps": 1, "eval_interval": 0},
+                                checkpoint={"interval": 2})
+        return plugin, Trainer(config, host=host, **kwargs).fit().run_dir
+
+    straight, run_a = run(4, run_dir=tmp_path / "straight")
+    first, run_b = run(2, run_dir=tmp_path / "split")
+    second, _ = run(4, resume=run_b)
+    assert first.draws + second.draws == straight.draws
+    a, b = (r / "checkpoints" / "step-4" / "rng-0.safetensors" for r in (run_a, run_b))
+    assert a.read_bytes() == b.read_bytes()

@@ -71,7 +71,7 @@ from deepseek.training.checkpoint_optimizer import (
     optimizer_param_names,
     save_optimizer_state,
 )
-from deepseek.training.checkpoint_rng import load_rng_state, save_rng_state
+from deepseek.training.checkpoint_rng import load_rng_state, rng_snapshot, save_rng_state
 from deepseek.training.checkpoint_sharded import (
     layout_of,
     read_sharded_model,
@@ -119,6 +119,7 @@ __all__ = [
     "remove_stale",
     "resolve_checkpoint",
     "resumed_group",
+    "rng_snapshot",
     "save_model_state",
     "save_optimizer_state",
     "save_rng_state",

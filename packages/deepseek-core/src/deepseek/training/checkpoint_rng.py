@@ -7,10 +7,14 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepseek.errors import CheckpointError
 from deepseek.parsing import loads_json
 from deepseek.training.checkpoint_io import HINT, load_tensors, save_tensors
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def save_rng_state(directory: str | os.PathLike[str], rank: int = 0) -> Path:
@@ -61,3 +65,25 @@ def load_rng_state(directory: str | os.PathLike[str], rank: int = 0, saved_world
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def rng_snapshot() -> Callable[[], None]:
+    """This process's torch (CPU and initialised CUDA), python and numpy generator states now, as
+    a function that puts them back. A resumed run restores the checkpoint's states when its set-up
+    is over, just before its first step (``Trainer._loop``): what its set-up drew after reading the
+    checkpoint (rich's first import takes a python ``getrandbits``, a plugin's start hook may draw)
+    was drawn once already by the run that wrote the checkpoint, in that process's set-up."""
+    import numpy as np
+    import torch
+
+    cpu, py, npy = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+
+    def put_back() -> None:
+        torch.set_rng_state(cpu)
+        random.setstate(py)
+        np.random.set_state(npy)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+    return put_back

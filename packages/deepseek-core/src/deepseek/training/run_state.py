@@ -21,6 +21,8 @@ from deepseek.training.provenance import components_used
 from deepseek.training.run_values import reported_values
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deepseek.training.trainer import Trainer
 
 
@@ -56,6 +58,9 @@ class Restored:
     metrics: dict[str, Any]
     best_checkpoint: Path | None
     """The run's best checkpoint at or before ``step``, if it keeps one."""
+    put_back_rng: Callable[[], None]
+    """Sets the random generators to the checkpoint's states again: called when the set-up is
+    over, just before the first step (what the set-up drew since must not count twice)."""
 
 
 def restore(trainer: Trainer, directory: Path) -> Restored:
@@ -78,12 +83,13 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
     refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor)
     trainer.precision.load_state_dict(state.get("precision", {}))
     saved = state.get("world_size")
-    ckpt.load_rng_state(directory, trainer.strategy.rank, saved if isinstance(saved, int) else None)
+    ckpt.load_rng_state(directory, trainer.strategy.rank, saved if isinstance(saved, int) else None)  # checked now
+    put_back_rng = ckpt.rng_snapshot()
     best = ckpt.best_checkpoint(directory.parent)  # the run's best so far, as the summary names it
     kept = best is not None and any(p == best and s <= step for s, p in ckpt.list_checkpoints(directory.parent))
     return Restored(step, state.get("config"), int(state.get("tokens_seen", 0)),
                     int(state.get("samples_seen", step * trainer.config.data.batch_size)),
-                    dict(state.get("metrics", {})), best if kept else None)
+                    dict(state.get("metrics", {})), best if kept else None, put_back_rng)
 
 
 def _refuse_another_run(trainer: Trainer, saved: Any, directory: Path) -> None:

@@ -59,6 +59,8 @@ from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deepseek.plugins.host import PluginHost
 
 
@@ -105,6 +107,7 @@ class Trainer:
         self._made_run_dir = False  # rank 0 of a fresh run created the folder (discard_unfinished)
         self._resumed_at: int | None = None
         self._resumed_config: object = None  # the config the resumed checkpoint recorded
+        self._put_back_rng: Callable[[], None] | None = None  # a resumed run's generators, set before its first step
         self._stop = StopSignals(config.train.preempt_grace_s)
         self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
         self.stopped_by: str | None = None
@@ -166,6 +169,7 @@ class Trainer:
             self._resumed_config, self.best_checkpoint = restored.config, restored.best_checkpoint
             self.tokens_seen, self.samples_seen = restored.tokens_seen, restored.samples_seen
             self.last_metrics = restored.metrics
+            self._put_back_rng = restored.put_back_rng
             if strategy.is_global_zero:
                 read_metrics(self.run_dir / "metrics.jsonl")  # the rows truncate_after keeps
         zero = strategy.is_global_zero
@@ -261,6 +265,9 @@ class Trainer:
         first = self.step + 1
         try:
             self.hooks.deepseek_train_start(trainer=self)
+            if self._put_back_rng is not None:  # the set-up's draws since the checkpoint was read do not count
+                self._put_back_rng()
+                self._put_back_rng = None
             try:
                 if self.step == 0 and self.val_set:
                     self._evaluate(progress)
