@@ -89,7 +89,8 @@ def test_a_folder_whose_job_died_before_its_first_checkpoint_is_started_afresh(t
     dead = tmp_path / "dead"
     _run(tiny_config(train={"max_steps": 3}, checkpoint={"interval": 0, "at_end": False}), run_dir=dead)
     assert not list((dead / "checkpoints").glob("step-*")) and read_metrics(dead / "metrics.jsonl")
-    with pytest.raises(UsageError, match="contains no complete checkpoint"):  # --resume: nothing to continue
+    with pytest.raises(UsageError, match="contains no complete checkpoint .*, so there is nothing to resume: .* "
+                                         "run the same command without --resume"):  # says what to do instead
         Trainer(config, resume=dead).fit()
     capsys.readouterr()
     again, _, run = _run(config, run_dir=dead)

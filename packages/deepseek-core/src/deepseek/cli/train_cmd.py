@@ -67,7 +67,7 @@ def build_train_config(
         try:
             with warnings.catch_warnings():  # a checkpoint passed over is said once, by the trainer's own lookup
                 warnings.simplefilter("ignore", CheckpointWarning)
-                directory = resolve_checkpoint(resume)
+                directory = resolve_checkpoint(resume, resuming=True)
             # read once: a live job may prune this checkpoint meanwhile (the trainer then says it is busy)
             saved_state = read_trainer_state(directory)
         except CheckpointError as exc:  # one a live job is writing or pruning is not damaged: say it is busy

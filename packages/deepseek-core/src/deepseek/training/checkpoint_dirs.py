@@ -358,10 +358,11 @@ def checksum_note(directory: str | os.PathLike[str]) -> str:
     return f"CRC-32 of {len(found.checksums)} files, verified"
 
 
-def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) -> Path:
     """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder,
     ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
-    file (the checkpoint it names)."""
+    file (the checkpoint it names). ``resuming``: for ``--resume``, whose refusal of a folder
+    without a checkpoint says what to do instead (run the command again without ``--resume``)."""
     p = Path(path)
     if not p.exists():
         from deepseek.paths import broken_link
@@ -409,6 +410,12 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         raise CheckpointError(
             f"{p}: no complete checkpoint to load: {last.path.name} is {kind} ({last.problem}){others}; "
             "use a copy of the run made before, or start a fresh run in another folder (--run-dir)"
+        )
+    if resuming:  # a job killed (or stopped) before its first checkpoint was committed
+        raise CheckpointError(
+            f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}), so there is "
+            "nothing to resume: its run ended (killed or stopped) before its first checkpoint was complete; "
+            "run the same command without --resume to start the run afresh in this folder"
         )
     raise CheckpointError(
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "

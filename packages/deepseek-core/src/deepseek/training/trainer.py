@@ -83,7 +83,7 @@ class Trainer:
     ) -> None:
         self.config = config
         self.host = host
-        self.resume_from = ckpt.resolve_checkpoint(resume) if resume is not None else None
+        self.resume_from = ckpt.resolve_checkpoint(resume, resuming=True) if resume is not None else None
         self._run_dir_arg = Path(run_dir) if run_dir is not None else None
         self.quiet = quiet
         self.step = 0
