@@ -215,6 +215,8 @@ def test_failure_report_of_a_stop_request(tmp_path: Path) -> None:
     early = failure_report({0: _failure(0, -15), 1: _failure(1, -15)}, None, lambda r: tmp_path / f"{r}.log",
                            stop_signal="SIGUSR1")
     assert early.exit_code == EXIT_PREEMPTED and "launcher received SIGUSR1" in early.message
+    # a job stopped in set-up may have no checkpoint yet: --resume would refuse it, so say the other way too
+    assert early.message.endswith("a run that has none yet starts again with the same command without --resume")
 
 
 def test_job_dirs_of_dead_launchers_are_removed_live_ones_kept(tmp_path: Path) -> None:

@@ -187,7 +187,8 @@ def _stop_report(stopped: list[int], tails: Mapping[int, list[str]], stop_signal
     return LaunchResult(
         EXIT_PREEMPTED,
         f"stopped: the launcher received {stop_signal}; the workers ended before they could save a checkpoint "
-        "(in set-up, or past their grace); --resume continues from the last complete checkpoint",
+        "(in set-up, or past their grace); --resume continues from the run's last complete checkpoint, "
+        "and a run that has none yet starts again with the same command without --resume",
     )
 
 
