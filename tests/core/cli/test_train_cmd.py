@@ -110,7 +110,9 @@ BAD_INPUTS = [
     ("bad --set syntax", ["--set", "trainlr"], "--set 'trainlr': expected SECTION.KEY=VALUE"),
     ("unknown model", ["--set", "model.name=tinny"], "model.name: unknown model 'tinny'; did you mean 'tiny'?"),
     ("corrupt checkpoint", ["--resume", "corrupt"], "trainer.json: trainer state is corrupt"),
-    ("missing checkpoint", ["--resume", "no-such-run"], "no-such-run: no such checkpoint or run folder"),
+    ("missing checkpoint", ["--resume", "no-such-run"], "no-such-run: no such checkpoint or run folder, so there is "
+     "nothing to resume (a run killed or stopped before it made its folder leaves none); run the same command "
+     "without --resume to start the run"),
     ("max-steps not a number", ["--max-steps", "many"], "'many' is not a valid integer"),
     ("max-steps zero", ["--max-steps", "0"], "train.max_steps: must be >= 1"),
     ("batch vs accumulation", ["--set", "train.grad_accum=3"], "not divisible by train.grad_accum=3"),

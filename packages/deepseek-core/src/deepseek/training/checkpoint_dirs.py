@@ -370,6 +370,10 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
         link = broken_link(p)
         raise CheckpointError(
             f"{p}: {link}; pass the run or checkpoint folder's own path" if link is not None else
+            f"{p}: no such checkpoint or run folder, so there is nothing to resume (a run killed or stopped "
+            "before it made its folder leaves none); run the same command without --resume to start the run, "
+            "or pass a run folder (runs/<name>) or a checkpoint folder (runs/<name>/checkpoints/step-N)"
+            if resuming else
             f"{p}: no such checkpoint or run folder; pass a run folder (runs/<name>) or a "
             "checkpoint folder (runs/<name>/checkpoints/step-N)"
         )
