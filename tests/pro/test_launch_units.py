@@ -267,3 +267,37 @@ def test_a_launch_inside_a_launched_job_is_refused() -> None:
     assert out.stderr.strip().splitlines() == [
         "error: launch: this process is rank 1 of a job 'deepseek launch' started already; run the command itself "
         "here (deepseek train ...), not another launch"], out.stderr
+
+
+def test_a_stop_signal_before_the_workers_start_ends_the_job_with_75(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to the launcher while it imported torch or checked the config (its first seconds)
+    killed it by the signal (exit -15, no line) where docs/distributed.md promises 75: a requeue
+    script that tests for 75 then dropped the job. The launch command records it from its start,
+    starts no worker, and says so."""
+    import torch.distributed.launcher.api as launcher_api
+    from click.testing import CliRunner
+
+    from deepseek.cli.main import cli
+    from deepseek_pro.launch import cli as launch_cli
+
+    def checks_then_signalled(rest: list[str], **_: object) -> tuple[list[str], float]:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives during the pre-launch checks
+        return rest, 120.0
+
+    def no_worker(*_: object, **__: object) -> None:
+        raise AssertionError("a worker was started after the stop request")
+
+    monkeypatch.setattr(launch_cli, "validate_train", checks_then_signalled)
+    monkeypatch.setattr(launcher_api, "elastic_launch", no_worker)
+    def default_death(number: int, frame: object) -> None:  # stands for SIG_DFL, which would end pytest
+        raise RuntimeError("the launcher died by the signal")
+
+    before = signal.signal(signal.SIGTERM, default_death)
+    try:
+        result = CliRunner().invoke(cli, ["launch", "-n", "1", "--", "train", "--max-steps", "1"])
+        assert signal.getsignal(signal.SIGTERM) is default_death  # the command's handler is gone with it
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert result.exit_code == EXIT_PREEMPTED, (result.output, result.exception)
+    assert result.output.strip().splitlines()[-1] == ("stopped: the launcher received SIGTERM before it started the "
+                                                      "workers; nothing was written; run the same command again")

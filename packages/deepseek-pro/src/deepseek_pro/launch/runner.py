@@ -26,7 +26,7 @@ from typing import Any
 
 from deepseek.config.schema import TrainConfig
 from deepseek.training.launcher_env import PEER_GONE
-from deepseek.training.preemption import EXIT_PREEMPTED
+from deepseek.training.preemption import EXIT_PREEMPTED, SignalScope
 from deepseek_pro.launch.env import worker_env
 from deepseek_pro.launch.heartbeat import Watchdog
 from deepseek_pro.launch.jobdir import create_job_dir, remove_abandoned
@@ -70,8 +70,10 @@ class LaunchResult:
     shows wrote it: the launcher does not repeat it."""
 
 
-def run(spec: LaunchSpec) -> LaunchResult:
-    """Start the job, wait for it, and report how it ended."""
+def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
+    """Start the job, wait for it, and report how it ended. ``early``: the launch command's scope
+    of stop signals since it started; one it received before the workers would start ends the job
+    before any starts (exit code 75: nothing was written, the same command runs it again)."""
     import torch
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -111,6 +113,10 @@ def run(spec: LaunchSpec) -> LaunchResult:
     # around the clean-up too: a stop signal that comes after the workers ended is absorbed, not a death by it
     with stop:
         try:
+            if early is not None and early.received is not None:  # until here its handler took the signals
+                return LaunchResult(EXIT_PREEMPTED, f"stopped: the launcher received {early.received} before it "
+                                                    "started the workers; nothing was written; run the same command "
+                                                    "again")
             elastic_launch(config, entrypoint=sys.executable)("-u", "-m", WORKER_MODULE, *spec.args)
             return LaunchResult(0)
         except ChildFailedError as exc:
