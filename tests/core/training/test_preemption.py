@@ -314,3 +314,37 @@ def test_a_forked_child_does_not_keep_the_run_folder_locked(tmp_path: Path) -> N
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_a_signal_before_the_trainer_takes_the_signals_stops_before_the_first_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM to ``deepseek train`` while it imported torch and read the config (its first
+    seconds) killed it by the signal (exit -15, no line), so a requeue script that tests for 75
+    dropped the job. The command records it from its start; the trainer takes it over and stops
+    before the first step with 75 and its line."""
+    from deepseek.cli import train_cmd
+    from deepseek.cli.main import main
+
+    built = train_cmd.build_train_config
+
+    def signalled_while_loading(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the config is read
+        return built(*args, **kwargs)
+
+    def default_death(number: int, frame: object) -> None:  # stands for SIG_DFL, which would end pytest
+        raise RuntimeError("train died by the signal")
+
+    monkeypatch.setattr(train_cmd, "build_train_config", signalled_while_loading)
+    monkeypatch.chdir(tmp_path)
+    before = signal.signal(signal.SIGTERM, default_death)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main(["train", *CLI_ARGS])
+        assert signal.getsignal(signal.SIGTERM) is default_death  # the command's handler is gone with it
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    err = capsys.readouterr().err
+    assert ended.value.code == EXIT_PREEMPTED, err
+    assert err.strip().splitlines()[-1] == (
+        "stopped: SIGTERM before the first step; nothing to save; run the same command again (without --resume: "
+        "run holds no checkpoint)")

@@ -96,6 +96,14 @@ class StopSignals(SignalScope):
         super().__init__(grace_s)
         self._on_expire = on_expire or _exit_now
 
+    def __enter__(self) -> StopSignals:
+        super().__enter__()
+        for handler in self._previous.values():  # a scope around this one that took a signal already
+            outer = getattr(handler, "__self__", None)  # (``deepseek train``'s, from its start): it stands
+            if self.received is None and isinstance(outer, SignalScope) and outer.received is not None:
+                self._handle(getattr(signal, outer.received), None)
+        return self
+
     def on_deadline(self) -> None:
         self._on_expire(
             f"error: stopping on {self.received} took longer than train.preempt_grace_s = {self.deadline_s:g} s; "
