@@ -168,3 +168,28 @@ def test_a_new_database_beside_the_workspaces_of_another_is_refused(tmp_path: Pa
     Store(f"sqlite:///{other}").engine.dispose()  # a database with tables but no users
     result = ds("server", "--root", str(root), "--db", f"sqlite:///{other}", server=dead)
     _one_line_error(result, "but the --db database is new")
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--host", "999.1.1.1"], "--host '999.1.1.1': cannot listen there"),
+    (["--grace", "nan"], "'--grace': 'nan' is not a finite number"),
+], ids=["host not of this machine", "grace NaN"])
+def test_a_bad_address_or_grace_is_one_line_before_anything_is_made(tmp_path: Path, argv: list[str],
+                                                                    words: str) -> None:
+    root = tmp_path / "root"  # uvicorn's own error (exit 3) came after a new database and its admin token
+    result = ds("server", "--root", str(root), "--port", str(free_port()), *argv, server=Dead("http://127.0.0.1:1"))
+    _one_line_error(result, words)
+    assert not root.exists() and not result[1]
+
+
+def test_a_port_in_use_is_one_line_before_anything_is_made(tmp_path: Path) -> None:
+    import socket
+
+    root = tmp_path / "root"
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = ds("server", "--root", str(root), "--port", str(port), server=Dead("http://127.0.0.1:1"))
+    _one_line_error(result, f"--port {port}: another program listens on 127.0.0.1:{port}")
+    assert not root.exists() and not result[1]

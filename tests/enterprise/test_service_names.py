@@ -18,6 +18,7 @@ BAD = "'a/../x' is not a tenant or user name: 1-63 lower-case letters, digits an
     (["tenants", "quota", "a/../x"], "NAME"),
     (["tenants", "add-user", "acme", "a/../x"], "USER"),
     (["tenants", "token", "a/../x", "alice"], "TENANT"),
+    (["tenants", "audit", "--tenant", "a/../x"], "--tenant"),  # was sent: the server's generic 404
 ])
 def test_a_name_the_server_would_refuse_is_refused_before_any_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       args: list[str], where: str) -> None:
@@ -36,3 +37,13 @@ def test_a_bad_deepseek_tenant_is_named(tmp_path: Path, monkeypatch: pytest.Monk
     code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "list")
     assert (code, out) == (2, ""), err
     assert err.strip() == f"error: DEEPSEEK_TENANT: {BAD}; set it to a tenant's name or name one with --tenant"
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://:8600", "http://127.0.0.1:0"])
+def test_a_server_url_without_a_usable_host_or_port_is_refused_before_any_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DEEPSEEK_SERVER", url)  # an unclosed '[' was an internal error (InvalidURL), exit 1
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "list", "--tenant", "acme")
+    assert (code, out) == (2, ""), err
+    assert err.strip() == f"error: --server {url!r}: use http://HOST:PORT or https://HOST:PORT"

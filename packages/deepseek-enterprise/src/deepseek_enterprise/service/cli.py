@@ -218,7 +218,7 @@ def revoke(token_id: str, server: str | None) -> None:
 
 
 @tenants.command("audit")
-@click.option("--tenant", metavar="NAME", help="Only this tenant's entries (tenant admin); default all (platform admin).")
+@click.option("--tenant", type=SERVICE_NAME, metavar="NAME", help="Only this tenant's entries (tenant admin); default all (platform admin).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @SERVER
 def audit(tenant: str | None, limit: int, server: str | None) -> None:

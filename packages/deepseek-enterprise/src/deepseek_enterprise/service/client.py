@@ -18,12 +18,24 @@ from deepseek.errors import UsageError
 DEFAULT_SERVER = "http://127.0.0.1:8600"
 
 
+def _url_works(url: str) -> bool:
+    """Whether ``url`` has a host and a port in range (an unclosed ``[`` or ``:99999`` was an
+    internal error of the HTTP library)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
+
+
 class Client:
     """Requests to one server with one token."""
 
     def __init__(self, server: str | None, token: str | None = None, timeout: float = 30.0) -> None:
         self.server = (server or os.environ.get("DEEPSEEK_SERVER") or DEFAULT_SERVER).rstrip("/")
-        if not self.server.startswith(("http://", "https://")):
+        if not self.server.startswith(("http://", "https://")) or not _url_works(self.server):
             raise UsageError(f"--server {self.server!r}: use http://HOST:PORT or https://HOST:PORT")
         self.token = token if token is not None else os.environ.get("DEEPSEEK_TOKEN", "")
         self.timeout = timeout

@@ -7,8 +7,10 @@ mode inside it. Nothing here imports torch, FastAPI or SQLAlchemy at module leve
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from deepseek.cli.params import FiniteFloat
 from deepseek.errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,6 +39,28 @@ def hold_root(root: Path) -> int:
         raise UsageError(f"--root {root}: another deepseek server runs on it (it holds {root / 'server.lock'}); "
                          "run one server per root and database") from None
     return fd
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound to ``host:port`` as uvicorn binds it (IPv6 when the
+    host has a ``:``), before the root or the database is touched: an address this machine does not
+    have, or a port in use, is one line (uvicorn logged the error, exit 3, after a new database
+    and its admin token were made)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"--port {port}: another program listens on {host}:{port} ({reason}); stop it, "
+                             "or give another --port") from None
+        raise UsageError(f"--host {host!r}: cannot listen there ({reason}); give an address of this machine, "
+                         "such as 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def detect_gpus(spec: str) -> list[str]:
@@ -111,7 +136,7 @@ def pick_executor(name: str) -> tuple[type, str]:
               help="Jobs running at once on this machine, all tenants together.")
 @click.option("--devices", "devices_spec", default="auto", show_default=True,
               help="GPU pool: auto (nvidia-smi), none, or indices such as 0,1.")
-@click.option("--grace", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
+@click.option("--grace", type=FiniteFloat(0, 3600), default=30.0, show_default=True,
               help="Seconds between SIGTERM and SIGKILL when a running job is cancelled.")
 @click.option("--admin", "admin_name", default="admin", show_default=True,
               help="Name of the platform admin a new database gets.")
@@ -143,13 +168,22 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     root = root.resolve()
     # the executor refuses what it cannot work with (Slurm's commands missing ...) before anything is created
     executor = executor_cls(root, grace_s=grace, limits=limits) if local else executor_cls(root, grace_s=grace)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    held = hold_root(root)  # for the server's life: a second server would resolve this one's starts
+    # held for the server's life: a second server would resolve this one's starts; on a root that
+    # exists, taken before the port (another server on it is named as such, not as its port in use)
+    held = hold_root(root) if root.is_dir() else None
     try:
-        _serve(root, db_url, admin_name, _Serving(executor, executor_name, limits, slots, gpus, requeue_lost, origin),
-               host, port)
+        sock = listen_socket(host, port)  # before a new root is made
+        try:
+            if held is None:
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                held = hold_root(root)
+            _serve(root, db_url, admin_name, _Serving(executor, executor_name, limits, slots, gpus, requeue_lost, origin),
+                   host, port, sock)
+        finally:
+            sock.close()
     finally:
-        os.close(held)  # also when the database is refused (a server called from Python lets go)
+        if held is not None:
+            os.close(held)  # also when the database is refused (a server called from Python lets go)
 
 
 @dataclass(frozen=True)
@@ -165,7 +199,8 @@ class _Serving:
     origin: str
 
 
-def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host: str, port: int) -> None:
+def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host: str, port: int,
+           sock: socket.socket) -> None:
     """Open the database (refusing one that is not this root's), then run the scheduler and the
     API until the server is stopped."""
     import uvicorn
@@ -191,7 +226,7 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
         click.echo(f"job limits: {run.limits.summary()}", err=True)
     os.environ.pop("DEEPSEEK_TOKEN", None)
     try:
-        uvicorn.run(create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus))), host=host,
-                    port=port, log_level="warning")
+        app = create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus)))
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     finally:
         scheduler.stop()
