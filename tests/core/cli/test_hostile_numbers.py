@@ -116,6 +116,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("advise cost years inf", ["advise", "--model", "tiny", "--cost", "years=inf"], ["tco.years"]),
     ("advise modalities commas", ["advise", "--model", "tiny", "--modalities", "text,,vision"], ["--modalities"]),
     ("advise modalities empty", ["advise", "--model", "tiny", "--modalities", ""], ["--modalities"]),
+    # tokenizer train: the BPE trainer sizes its tables by --vocab-size up front (a Rust abort, exit 134)
+    ("tokenizer vocab past the trainer's tables", ["tokenizer", "train", "--vocab-size", "99999999999", "--out", "t.json"],
+     ["--vocab-size", "257<=x<=16777216"]),
     # plugins and the root options
     ("root plugins commas", ["--plugins", ",,", "plugins", "list"], ["--plugins", "empty name"]),
     ("root disable commas", ["--disable-plugins", "pro,", "plugins", "list"], ["--disable-plugins"]),

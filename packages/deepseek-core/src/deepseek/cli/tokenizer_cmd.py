@@ -90,8 +90,9 @@ def _as_options(message: str) -> str:
 @click.option("--pattern", default="", metavar="GLOB", help="Files to read under a --data folder (data.pattern).")
 @click.option("--val-fraction", type=FiniteFloat(min=0.0, max=1.0, max_open=True), default=0.05, show_default=True,
               help="Held-out share of files, never trained on (data.val_fraction of the runs).")
-@click.option("--vocab-size", type=count(257), default=4096, show_default=True,
-              help="Tokens, including 256 bytes and the separator.")
+@click.option("--vocab-size", type=count(257, 1 << 24), default=4096, show_default=True,
+              help="Tokens, including 256 bytes and the separator (at most 16,777,216: the trainer allocates "
+                   "its tables for this many up front, and a larger number aborted the process).")
 @click.option("--min-frequency", type=count(), default=2, show_default=True,
               help="Pairs seen fewer times are not merged.")
 @click.option("--separator", "separator_token", default="<|endoftext|>", show_default=True,
