@@ -147,3 +147,10 @@ def test_finite_float_accepts_plain_numbers() -> None:
     assert FiniteFloat(min=0).convert("0", None, None) == 0.0
     with pytest.raises(click.BadParameter, match="finite number > 0"):
         FiniteFloat(min=0, min_open=True).convert("0", None, None)
+
+
+@pytest.mark.parametrize("setting", [f"train.lr='{'a' * 100_000}'", f"logging.trackers={'[' * 3000}{']' * 3000}",
+                                     f"logging.name='{'n' * 100_000}'"], ids=["string", "nested lists", "run name"])
+def test_a_huge_value_is_quoted_by_its_ends(hostile: Hostile, setting: str) -> None:
+    line = hostile.refused("train", *TINY, "--set", setting)  # the whole value was quoted: a 100 KB line
+    assert len(line) < 400 and "..." in line and " characters)" in line, line[:500]

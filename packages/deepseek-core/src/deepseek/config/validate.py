@@ -159,7 +159,12 @@ def _show(value: Any) -> str:
     value makes one: ``optimizer.betas.0=1`` sets ``betas`` to a table with key ``0``)."""
     if isinstance(value, dict):
         return f"a table (keys: {', '.join(map(str, value)) or 'none'})"
-    return f"{value!r} ({type(value).__name__})"
+    shown, size = repr(value), ""
+    if len(shown) > 120:  # the line stays readable: its start and end, and how long it is
+        shown = f"{shown[:60]}...{shown[-20:]}"
+        size = f", {len(value):,} {'characters' if isinstance(value, str) else 'items'}" if isinstance(
+            value, (str, list)) else ""
+    return f"{shown} ({type(value).__name__}{size})"
 
 
 def positive(value: float) -> str | None:
