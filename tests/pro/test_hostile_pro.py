@@ -121,7 +121,12 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("info src corrupt", ["checkpoint", "info", "negative-step"], ["step is a number (-3)"]),
     *[(f"launch endpoint {e}", ["launch", "--nnodes", "2", "--rdzv-endpoint", e, "--", "plugins", "list"],
        ["--rdzv-endpoint", "HOST:PORT", "port from 1 to 65535"])  # were torch's ValueError, exit 1
-      for e in ("nohost", "host:99999", "host:abc", ":29500", "host:0")],
+      for e in ("nohost", "host:99999", "host:abc", ":29500", "host:0",
+                "[::1:29500", "a]:29500", "::1:29500", "a b:29500")],  # the four were torch's ValueError, exit 1
+    # node 0's name unknown here: the agent retried it until --startup-timeout, a warning line a try, exit 1
+    ("launch endpoint host not resolved", ["launch", "-n", "1", "--rdzv-endpoint", "node0.invalid:29500", "--",
+                                           "plugins", "list"],
+     ["--rdzv-endpoint node0.invalid:29500: this node cannot resolve host 'node0.invalid'"]),
     ("launch log dir empty", ["launch", "--log-dir", "", "--", "plugins", "list"], ["--log-dir", "empty path"]),
     ("deepcompile without whole-model compile", ["launch", "-n", "2", "--", "train", "--strategy", "deepspeed",
                                                  "--set", "strategy.deepcompile=true"],

@@ -51,10 +51,28 @@ class Endpoint(click.ParamType):
         if not text:  # the default: one node, a local rendezvous
             return text
         host, colon, port = text.rpartition(":")
-        if not (colon and host.strip("[]") and port.isdigit() and 1 <= int(port) <= 65535):
+        bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+        name = host[1:-1] if bracketed else host  # the elastic agent's own rule: word characters, '.', '-' (and ':' in [...])
+        host_ok = re.fullmatch(r"[\w.:-]+" if bracketed else r"[\w.-]+", name) is not None
+        if not (colon and host_ok and port.isdigit() and 1 <= int(port) <= 65535):
             self.fail(f"{text!r} is not HOST:PORT with a port from 1 to 65535; give node 0's address, "
                       "e.g. node0:29500", param, ctx)
         return text
+
+
+def _check_resolves(endpoint: str) -> None:
+    """One line when this node cannot resolve node 0's host: the agent's store retried the name
+    until --startup-timeout, with a warning line of torch's per attempt, then failed (exit 1)."""
+    import socket
+
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"launch: --rdzv-endpoint {endpoint}: this node cannot resolve host {host!r} ({reason}); "
+                         "give node 0's address as every node resolves it (its IP address, or a name in DNS "
+                         "or /etc/hosts)") from None
 
 
 def validate_train(
@@ -158,6 +176,8 @@ def launch(
         raise UsageError(f"launch: --nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address)")
     if node_rank >= nnodes:
         raise UsageError(f"launch: --node-rank {node_rank} must be below --nnodes {nnodes}")
+    if rdzv_endpoint:
+        _check_resolves(rdzv_endpoint)
     from deepseek.devices import available_cores
 
     most = PROCESSES_PER_CORE * available_cores()
