@@ -278,6 +278,11 @@ progress = false
     # the component tables are checked by the component's Options when the config loads
     (["model.fusion=cross_attention", "model.fusion_options.hiden=8"], r"model\.fusion_options\.hiden: unknown key \(did you mean 'hidden'\?\).*"),
     (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),
+    # torch's own errors from inside the components: exit 1, "a bug in the plugin" (or -1 accepted)
+    (["model.fusion=cross_attention", "model.fusion_options.dropout=5"],
+     r"model\.fusion_options\.dropout: must be in \[0, 1\), got 5 \(int\)"),
+    (["model.vision.drop_path_rate=2"], r"model\.vision\.drop_path_rate: must be in \[0, 1\), got 2 \(int\)"),
+    (["model.vision.drop_path_rate=-1"], r"model\.vision\.drop_path_rate: must be in \[0, 1\), got -1 \(int\)"),
 ])
 def test_train_refuses_a_config_the_digits_cannot_serve(tmp_path: Path, sets: list[str], message: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:

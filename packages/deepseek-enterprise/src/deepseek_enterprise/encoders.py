@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from deepseek.config.validate import positive
+from deepseek.config.validate import positive, probability
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import Encoder, EncoderOutput, narrowed_width
 
@@ -54,7 +54,7 @@ class SwinOptions:
     """Blocks per stage."""
     num_heads: tuple[int, ...] = field(default=(2, 4), metadata={"check": _all_positive})
     """Attention heads per stage."""
-    drop_path_rate: float = 0.0
+    drop_path_rate: float = field(default=0.0, metadata={"check": probability})
     """Stochastic depth in training."""
     mlp_ratio: float | None = field(default=None, metadata={"check": lambda v: None if v is None or v > 0 else "must be > 0"})
     """Hidden width of each block's MLP as a multiple of the block's width (unset: timm's 4.0);

@@ -51,6 +51,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from deepseek.config.validate import probability
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.encoder import EncoderOutput
 
@@ -305,7 +306,7 @@ class CrossAttentionOptions(HeadOptions):
     """Cross-attention blocks."""
     heads: int = field(default=4, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
     """Attention heads."""
-    dropout: float = 0.0
+    dropout: float = field(default=0.0, metadata={"check": probability})
     """Dropout in training."""
     queries: tuple[str, ...] = ()
     """Modalities whose tokens attend to the others (empty: every modality)."""

@@ -175,3 +175,8 @@ def positive(value: float) -> str | None:
 def non_negative(value: float) -> str | None:
     """Field check: zero or more."""
     return None if value >= 0 else "must be >= 0"
+
+
+def probability(value: float) -> str | None:
+    """Field check: a dropout-like probability, in [0, 1)."""
+    return None if 0 <= value < 1 else "must be in [0, 1)"
