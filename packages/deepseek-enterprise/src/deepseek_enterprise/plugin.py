@@ -132,7 +132,15 @@ def deepseek_train_start(trainer: Any) -> None:
     """Record which images and recordings each split holds in the run folder (rank 0)."""
     from deepseek_enterprise.digits.dataset import MultimodalDigits
 
-    if trainer.is_global_zero and isinstance(trainer.dataset, MultimodalDigits):
+    if not isinstance(trainer.dataset, MultimodalDigits):
+        return
+    for name in ("splits.json", "confusion.json", "confusion.png"):  # written later: checked before any step
+        if (trainer.run_dir / name).is_dir():
+            from deepseek.errors import UsageError
+
+            raise UsageError(f"{trainer.run_dir / name}: is a folder where the run writes its {name}; move it away "
+                             "or pick another --run-dir")
+    if trainer.is_global_zero:
         import json
 
         from deepseek.training.checkpoint import atomic_write_text

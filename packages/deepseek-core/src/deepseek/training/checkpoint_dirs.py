@@ -78,6 +78,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     from deepseek.paths import write_target
 
     target = write_target(path)
+    if target.is_dir():  # the rename would fail with IsADirectoryError, an internal error (a plugin's file too)
+        from deepseek.errors import UsageError
+
+        raise UsageError(f"{target}: is a folder where {target.name} is written; move it away")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         usual_mode(fd)
