@@ -60,12 +60,27 @@ def test_bootstrap_interval_and_p_value() -> None:
     assert mean == 0 and low < 0 < high and p > 0.5
     again = bootstrap([0.0] * 40, noise, resamples=4000, seed=1)
     assert again == (mean, low, high, p)  # seeded
+    many = [0.01 * i for i in range(100_000)]  # drawn 41 resamples at a time: the same as all at once
+    assert bootstrap([0.0] * len(many), many, resamples=300, seed=2) == pytest.approx(
+        _bootstrap_at_once(many, 300, 2), abs=1e-12)
+
+
+def _bootstrap_at_once(d: list[float], resamples: int, seed: int) -> tuple[float, float, float, float]:
+    import numpy as np
+
+    x = np.asarray(d)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    p = 2 * min(float((means <= 0).mean()), float((means >= 0).mean()))
+    return float(x.mean()), float(low), float(high), min(1.0, max(p, 1 / resamples))
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["good", "missing"], "missing: no such checkpoint or run folder"),
     (["good", "poor", "--data", "nope.toml"], "nope.toml: config file not found"),
     (["good", "poor", "--resamples", "5"], "Invalid value for '--resamples'"),
+    # (resamples x examples) indices at once: an out-of-memory line that named --batch and --seq
+    (["good", "poor", "--resamples", "100000000000"], "100000000000 is not in the range 100<=x<=1000000"),
     (["good", "poor", "--json", "good"], "--json: good is a folder"),
 ])
 def test_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch, runs: Path, args: list[str], message: str) -> None:
