@@ -235,3 +235,20 @@ def test_a_cuda_scheme_on_a_machine_without_a_gpu_is_one_line_also_on_meta() -> 
         with pytest.raises(ConfigError, match=r"^model\.scheme: int4-weight runs on CUDA only .* has no GPU; use the "
                                               r"model on a GPU machine"):
             deepseek.create_model("quantized", scheme="int4-weight", base={"name": "tiny"}, device=device)
+
+
+@pytest.mark.parametrize("extra", [[], ["--set", 'train.init_from="q"']], ids=["its config", "from its weights"])
+def test_training_a_quantized_model_is_one_line_and_leaves_no_run(monkeypatch: pytest.MonkeyPatch, trained: Path,
+                                                                 extra: list[str]) -> None:
+    """torchao's tensors take no gradient step: it was an internal error (NotImplementedError, exit 1)
+    that left the new run folder's config.toml and metrics.jsonl behind."""
+    if not (trained / "q").exists():
+        code, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", "run", "--method",
+                                     "quantize.int8", "--out", "q", "--latency-runs", "0")
+        assert code == 0, err
+    code, err, _ = deepseek_here(monkeypatch, trained, "train", "q/config.toml", "--max-steps", "5", "--run-dir",
+                                 "tq", *extra)
+    assert code == 2 and err.strip().splitlines() == [
+        "error: model 'quantized' does not train (torchao's quantized weights take no gradient step); train or "
+        "fine-tune the source run its compression.json names, then compress it again"], err
+    assert not (trained / "tq").exists()

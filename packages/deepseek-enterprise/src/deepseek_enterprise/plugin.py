@@ -130,14 +130,16 @@ def deepseek_register_executors(register: RegisterFn) -> None:
 @hookimpl
 def deepseek_train_start(trainer: Any) -> None:
     """Record which images and recordings each split holds in the run folder (rank 0)."""
+    from deepseek.errors import UsageError
     from deepseek_enterprise.digits.dataset import MultimodalDigits
 
+    if trainer.config.model.name == "quantized":  # torchao's tensors have no backward: an internal error at step 1
+        raise UsageError("model 'quantized' does not train (torchao's quantized weights take no gradient step); train "
+                         "or fine-tune the source run its compression.json names, then compress it again")
     if not isinstance(trainer.dataset, MultimodalDigits):
         return
     for name in ("splits.json", "confusion.json", "confusion.png"):  # written later: checked before any step
         if (trainer.run_dir / name).is_dir():
-            from deepseek.errors import UsageError
-
             raise UsageError(f"{trainer.run_dir / name}: is a folder where the run writes its {name}; move it away "
                              "or pick another --run-dir")
     if trainer.is_global_zero:
