@@ -43,7 +43,7 @@ def test_a_quantized_run_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert code == 2 and err.splitlines() == [
         'error: q/checkpoints/step-2: holds model weights only, no optimizer state (a compressed or exported model, '
         'committed that way): it cannot be resumed; train from its weights with --set '
-        'train.init_from="q/checkpoints/step-2"'], err
+        'train.init_from="q/checkpoints/step-2" (a quantized model does not train: evaluate or serve it as it is)'], err
 
 
 def test_a_killed_compress_leaves_no_half_run_folder_and_the_retry_works(tmp_path: Path) -> None:

@@ -104,6 +104,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
       for v in ["0", "-2", "1.5"]],
     ("advise seq zero", ["advise", "--model", "tiny", "--seq", "0"], ["--seq"]),
     ("advise batch negative", ["advise", "--model", "tiny", "--batch", "-8"], ["--batch"]),
+    # past these, every figure was 16 digits of GiB with exit 0
+    ("advise batch huge", ["advise", "--model", "1.3b", "--batch", "999999999999999"], ["--batch", "<=1048576"]),
+    ("advise seq huge", ["advise", "--model", "1.3b", "--seq", "99999999999"], ["--seq", "<=16777216"]),
+    ("advise grad-accum huge", ["advise", "--model", "1.3b", "--grad-accum", "10000000"], ["--grad-accum"]),
     ("advise vocab zero", ["advise", "--params", "1e6", "--vocab", "0"], ["--vocab"]),
     ("advise layers zero", ["advise", "--params", "1e6", "--layers", "0"], ["--layers"]),
     ("advise gpu memory huge", ["advise", "--params", "1e6", "--gpus", "1", "--gpu-memory", "1e999GiB"], ["--gpu-memory"]),

@@ -140,3 +140,28 @@ def test_a_name_another_plugin_now_registers_resumes_with_the_recorded_one(run: 
             build_train_config(config_file, (), host=host)
     config = build_train_config(config_file, (), resume=str(run), max_steps=3, host=host)
     assert "zeta-models" in config.plugins.prefer
+
+
+def test_a_strategy_an_edition_provides_is_named_once_with_the_single_fallback() -> None:
+    """A pro (fsdp) run resumed where only core is installed: the lookup's line already says how
+    to install deepseek-pro; the note added no second install advice, and names the fallback any
+    strategy's checkpoint allows (was: two install commands, no --strategy single)."""
+    from deepseek.errors import ComponentNotFoundError
+    from deepseek.training.provenance import missing_component
+
+    lookup = ComponentNotFoundError("strategy 'fsdp' is provided by deepseek-pro (pro (V2)), which is not installed; "
+                                    "install it with: pip install deepseek-pro")
+    exc = ConfigError(f"strategy.name: {lookup}")
+    exc.__cause__ = lookup
+    state = {"components": [{"kind": "strategy", "name": "fsdp", "distribution": "deepseek-pro", "version": "0.1.0"}]}
+    note = missing_component(exc, state)
+    assert note == ("the checkpoint was trained with strategy 'fsdp' from deepseek-pro 0.1.0; or resume it with a "
+                    "strategy installed here (--strategy single)")
+    lookup = ComponentNotFoundError("unknown strategy 'acme.ring'")  # a plugin's: how to get it back is the note's
+    exc = ConfigError(f"strategy.name: {lookup}")
+    exc.__cause__ = lookup
+    state["components"][0].update(name="acme.ring", distribution="deepseek-acme")
+    assert missing_component(exc, state) == (
+        "the checkpoint was trained with strategy 'acme.ring' from deepseek-acme 0.1.0, which is not available here; "
+        "install or enable deepseek-acme (pip install deepseek-acme; 'deepseek plugins list' shows whether it is "
+        "disabled); or resume it with a strategy installed here (--strategy single)")

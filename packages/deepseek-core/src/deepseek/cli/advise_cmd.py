@@ -20,6 +20,13 @@ MAX_PARAMS = 1e15
 """The largest parameter count the advisor takes (a thousand times today's largest models)."""
 
 
+MAX_BATCH = 1 << 20
+"""The largest micro-batch (and accumulation count) the advisor takes: beyond it every figure is
+thousands of times any GPU's memory."""
+MAX_SEQ = 1 << 24
+"""The longest sequence the advisor takes (16,777,216 tokens)."""
+
+
 def parse_count(text: str) -> float:
     """``1.3e9``, ``1.3B``, ``350M``, ``125k`` -> a positive number of parameters."""
     m = _COUNT.match(text)
@@ -45,8 +52,8 @@ def parse_count(text: str) -> float:
 @click.option("--gpu-memory", metavar="SIZE", help="Memory per GPU, e.g. 80GiB (default: detected).")
 @click.option("--host-memory", metavar="SIZE", help="Host RAM for offload (default: this machine's, when detected).")
 @click.option("--modalities", default="text", show_default=True, help="Comma list of text, vision, speech.")
-@click.option("--seq", type=count(), help="Sequence length (default: the preset's, at most 2048).")
-@click.option("--batch", type=count(), default=8, show_default=True, help="Micro-batch per GPU.")
+@click.option("--seq", type=count(1, MAX_SEQ), help="Sequence length (default: the preset's, at most 2048).")
+@click.option("--batch", type=count(1, MAX_BATCH), default=8, show_default=True, help="Micro-batch per GPU.")
 @click.option("--precision", default="auto", show_default=True,
               help="bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU).")
 @click.option("--activation-checkpointing/--no-activation-checkpointing", default=False, show_default=True,
@@ -57,7 +64,7 @@ def parse_count(text: str) -> float:
 @click.option("--optimizer", default="adamw", show_default=True, metavar="NAME",
               help="Registered optimizer ([optimizer] name); its declared state bytes per parameter "
                    "size the optimizer column (see 'deepseek plugins list').")
-@click.option("--grad-accum", type=count(), default=1, show_default=True,
+@click.option("--grad-accum", type=count(1, MAX_BATCH), default=1, show_default=True,
               help="Micro-batches per optimizer step (train.grad_accum).")
 @click.option("--headroom", type=FiniteFloat(0, 1, max_open=True), default=0.10, show_default=True,
               help="Fraction of GPU memory kept free (fragmentation).")

@@ -222,7 +222,8 @@ class GPT(TrainableModel):
         if ids.size(1) > self.config.max_seq_len:
             raise UsageError(
                 f"data.seq_len: sequences of {ids.size(1)} tokens are longer than the model's "
-                f"max_seq_len={self.config.max_seq_len}; lower data.seq_len or set model.max_seq_len = {ids.size(1)}"
+                f"max_seq_len={self.config.max_seq_len}; lower data.seq_len to {self.config.max_seq_len} or less (a "
+                f"model built with model.max_seq_len = {ids.size(1)} or more takes them: a new run can set it)"
             )
         vocab = dataset.vocab_size if dataset.vocab_size is not None else int(ids.max()) + 1 if ids.numel() else 0
         if vocab > self.config.vocab_size:

@@ -110,7 +110,8 @@ def load_optimizer_state(
         if p.is_dir() and not (p / OPTIMIZER_FILE).exists() and _weights_only(p):
             raise CheckpointError(f"{p}: holds model weights only, no optimizer state (a compressed or exported model, "
                                   "committed that way): it cannot be resumed; train from its weights with --set "
-                                  f"train.init_from=\"{p}\"")
+                                  f"train.init_from=\"{p}\" (a quantized model does not train: evaluate or "
+                                  "serve it as it is)")
         p = p / OPTIMIZER_FILE if p.is_dir() else p
         named = _read_optimizer_file(p)
     check_saved_groups(named["param_groups"], p)

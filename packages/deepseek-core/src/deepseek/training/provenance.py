@@ -85,9 +85,13 @@ def missing_component(exc: BaseException, state: Mapping[str, Any] | None) -> st
             dist = entry["distribution"]
             if dist == SCRIPT_DIST:  # nothing to install: the component's own message says where it is
                 return ""
+            said = f"{dist} " in text and "install" in text  # the lookup's own line says how to get it
+            how = ("" if said else f"; install or enable {dist} (pip install {dist}; 'deepseek plugins list' shows "
+                   "whether it is disabled)")
+            if entry["kind"] == "strategy":  # every strategy writes and reads the one checkpoint format
+                how += "; or resume it with a strategy installed here (--strategy single)"
             return (f"the checkpoint was trained with {entry['kind']} {entry['name']!r} from {dist} "
-                    f"{entry['version']}, which is not available here; install or enable {dist} "
-                    f"(pip install {dist}; 'deepseek plugins list' shows whether it is disabled)")
+                    f"{entry['version']}{', which is not available here' if not said else ''}{how}")
     return "a component the checkpoint was trained with is not available here; install or enable the plugin that provides it"
 
 
