@@ -348,3 +348,24 @@ def test_a_signal_before_the_trainer_takes_the_signals_stops_before_the_first_st
     assert err.strip().splitlines()[-1] == (
         "stopped: SIGTERM before the first step; nothing to save; run the same command again (without --resume: "
         "run holds no checkpoint)")
+
+
+def test_a_signal_taken_over_keeps_its_grace_from_when_it_came() -> None:
+    """``deepseek train``'s early scope records a SIGTERM during the imports and the config; the
+    trainer's StopSignals takes it over when it starts. Its grace counted from that takeover, so
+    the process could outlive ``train.preempt_grace_s`` after the signal by the whole early
+    window and be SIGKILLed by the scheduler instead of exiting with 75: it counts from the signal."""
+    from deepseek.training.preemption import SignalScope
+
+    expired: list[float] = []
+    with SignalScope(3600.0) as early:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert early.received == "SIGTERM" and early.received_at is not None
+        early.received_at -= 10.0  # the signal came 10 s ago, before the trainer took the signals
+        started = time.monotonic()
+        with StopSignals(5.0, on_expire=lambda message: expired.append(time.monotonic() - started)) as stop:
+            deadline = time.monotonic() + 5.0
+            while not expired and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert stop.received == "SIGTERM"
+    assert expired and expired[0] < 2.0, expired  # at once: 5 s of grace from 10 s ago are spent

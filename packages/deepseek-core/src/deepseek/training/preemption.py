@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,6 +53,8 @@ class SignalScope:
         self.deadline_s = float(deadline_s)
         self.received: str | None = None
         """Name of the first stop signal this process received."""
+        self.received_at: float | None = None
+        """``time.monotonic()`` when it arrived."""
         self._previous: dict[int, Any] = {}
         self._timer: threading.Timer | None = None
 
@@ -70,11 +73,13 @@ class SignalScope:
         if self._timer is not None:
             self._timer.cancel()
 
-    def _handle(self, number: int, frame: FrameType | None) -> None:
+    def _handle(self, number: int, frame: FrameType | None, *, at: float | None = None) -> None:
         self.on_signal(number)
         if self.received is None:
             self.received = signal.Signals(number).name
-            self._timer = threading.Timer(self.deadline_s, self.on_deadline)
+            self.received_at = time.monotonic() if at is None else at  # ``at``: a signal taken over, when it came
+            left = max(0.0, self.deadline_s - (time.monotonic() - self.received_at))
+            self._timer = threading.Timer(left, self.on_deadline)
             self._timer.daemon = True
             self._timer.start()
 
@@ -101,7 +106,8 @@ class StopSignals(SignalScope):
         for handler in self._previous.values():  # a scope around this one that took a signal already
             outer = getattr(handler, "__self__", None)  # (``deepseek train``'s, from its start): it stands
             if self.received is None and isinstance(outer, SignalScope) and outer.received is not None:
-                self._handle(getattr(signal, outer.received), None)
+                # the grace counts from the signal, as the scheduler's time to its SIGKILL does
+                self._handle(getattr(signal, outer.received), None, at=outer.received_at)
         return self
 
     def on_deadline(self) -> None:
