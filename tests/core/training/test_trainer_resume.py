@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,10 @@ def test_a_folder_whose_job_died_before_its_first_checkpoint_is_started_afresh(t
     dead = tmp_path / "dead"
     _run(tiny_config(train={"max_steps": 3}, checkpoint={"interval": 0, "at_end": False}), run_dir=dead)
     assert not list((dead / "checkpoints").glob("step-*")) and read_metrics(dead / "metrics.jsonl")
+    # says what to do instead, and how to stay in this folder (a command without --run-dir starts a new one)
     with pytest.raises(UsageError, match="contains no complete checkpoint .*, so there is nothing to resume: .* "
-                                         "run the same command without --resume"):  # says what to do instead
+                                         "run the same command without --resume to start the run afresh "
+                                         rf"\(in this folder: --run-dir {re.escape(str(dead))}\)$"):
         Trainer(config, resume=dead).fit()
     capsys.readouterr()
     again, _, run = _run(config, run_dir=dead)

@@ -420,10 +420,12 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
             "use a copy of the run made before, or start a fresh run in another folder (--run-dir)"
         )
     if resuming:  # a job killed (or stopped) before its first checkpoint was committed
+        # without --run-dir a fresh run picks a new folder under logging.runs_dir: name the option
+        run = root.parent if root.name == "checkpoints" else root
         raise CheckpointError(
             f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}), so there is "
             "nothing to resume: its run ended (killed or stopped) before its first checkpoint was complete; "
-            "run the same command without --resume to start the run afresh in this folder"
+            f"run the same command without --resume to start the run afresh (in this folder: --run-dir {run})"
         )
     raise CheckpointError(
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "
