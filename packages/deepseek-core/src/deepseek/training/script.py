@@ -153,6 +153,14 @@ def config_data(config: str | Path | Mapping[str, Any] | None) -> dict[str, Any]
     raise UsageError(f"config: expected a TOML file path or a mapping of sections, got {type(config).__name__}")
 
 
+def validation_off(data: Mapping[str, Any]) -> bool:
+    """Whether the config data of :func:`fit` (:func:`config_data`) turns validation off:
+    ``data.eval_batches = 0`` (a value the config then refuses, a bool, is not taken for it)."""
+    table = data.get("data")
+    count = table.get("eval_batches") if isinstance(table, Mapping) else None
+    return type(count) is int and count == 0
+
+
 def script_config(config: str | Path | Mapping[str, Any] | None, *, batch_size: int | None, strategy: str | None,
                   host: PluginHost, data_options: bool = False, epochs: tuple[int, int | None] | None = None) -> Config:
     """The run's config: ``config`` (a TOML file or a mapping of sections), with ``[model]`` and
@@ -207,7 +215,7 @@ def epoch_settings(data: dict[str, Any], max_epochs: int, rows: int | None) -> N
     size = data["data"]["batch_size"]
     per_epoch = math.ceil(rows / size)
     train["max_steps"] = math.ceil(max_epochs * rows / size)
-    if data["data"].get("eval_batches") != 0:
+    if not validation_off(data):
         train.setdefault("eval_interval", per_epoch)
     data.setdefault("checkpoint", {}).setdefault("interval", per_epoch)
 
@@ -260,8 +268,7 @@ def fit(
 
     own_class = isinstance(data, type) and issubclass(data, Dataset)
     settings = config_data(config)  # data.eval_batches = 0 (validation off): nothing held out, no val_data needed
-    table = settings.get("data")
-    validation = not (isinstance(table, Mapping) and type(table.get("eval_batches")) is int and table["eval_batches"] == 0)
+    validation = not validation_off(settings)
     wrap = {} if own_class else {"names": names, "collate_fn": collate_fn, "shuffle": shuffle, "validation": validation,
                                  "val_fraction": val_fraction, "num_workers": num_workers, "pin_memory": pin_memory}
     lookups = script_host(model, data, val_data=val_data, wrap=wrap, host=host)
