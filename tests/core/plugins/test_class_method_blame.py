@@ -129,5 +129,16 @@ def test_an_optimizer_builder_whose_init_raises_names_it(host: PluginHost) -> No
         create_optimizer_builder(config, host)
 
 
-def test_core_components_errors_are_not_blamed_on_a_plugin(host: PluginHost) -> None:
+def test_core_components_errors_are_not_blamed_on_a_plugin(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    """deepseek's own components load, and a bug of theirs passes as it is (an internal error),
+    not as 'a bug in the plugin' (it only loaded the config before: it could not fail that way)."""
+    from deepseek.training.optimizers import AdamW
+
     config_from_dict({"optimizer": {"name": "adamw"}, "lr_schedule": {"name": "cosine"}}, host=host)
+
+    def broken(cls: Any, options: Any, section: Any) -> None:
+        raise KeyError("core bug")
+
+    monkeypatch.setattr(AdamW, "check_config", classmethod(broken))
+    with pytest.raises(KeyError, match="core bug"):
+        config_from_dict({"optimizer": {"name": "adamw"}}, host=host)

@@ -14,7 +14,6 @@ component's ``Options`` may import torch.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import sys
@@ -47,6 +46,7 @@ from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError
 from deepseek.parsing import TOO_DEEP, loads_toml
 from deepseek.paths import broken_link, usual_mode
+from deepseek.plugins.calls import class_calls
 from deepseek.tracking.resolve import resolve_trackers
 from deepseek.training.optimizers import placement_problem
 
@@ -153,18 +153,18 @@ def config_from_dict(
     data_name, data_options, data_cls = _component(lookups, "dataset", data_table, default=data_section.name,
                                                    section="data", known=("name", *DATA_COMMON_KEYS))
     for key, (declared, what, instead) in DATA_SIZES.items():
-        with _plugin_call(lookups, "dataset", data_name, declared):
+        with class_calls(lookups.resolve("dataset", data_name), declared):
             size = getattr(data_cls, declared)(data_options)
         model_options = _follow_data_size(model_options, key, size, explicit=key in sets,
                                           what=what.format(size=size, data=data_name), instead=instead)
     optimizer_table["name"] = optimizer_section.name
     optimizer_name, optimizer_options, optimizer_cls = _component(
         lookups, "optimizer", optimizer_table, default="adamw", known=("name", *OPTIMIZER_COMMON_KEYS))
-    with _plugin_call(lookups, "optimizer", optimizer_name, "check_config"):
+    with class_calls(lookups.resolve("optimizer", optimizer_name), "check_config"):
         optimizer_cls.check_config(optimizer_options, optimizer_section)
     schedule_name, schedule_options, schedule_cls = _component(
         lookups, "lr_schedule", dict(data.get("lr_schedule", {})), default="cosine")
-    with _plugin_call(lookups, "lr_schedule", schedule_name, "check_config"):
+    with class_calls(lookups.resolve("lr_schedule", schedule_name), "check_config"):
         schedule_cls.check_config(schedule_options, sections["train"])
     strategy_table = dict(data.get("strategy", {}))
     strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table, default="single")
@@ -188,7 +188,7 @@ def config_from_dict(
     if config.precision.master_weights and not strategy_cls.supports_master_weights:
         raise ConfigError(f"precision.master_weights: strategy {strategy_name!r} keeps its own parameter dtypes "
                           "and does not offer fp32 master weights; use strategy 'single' or master_weights = false")
-    with _plugin_call(lookups, "strategy", strategy_name, "check_config"):
+    with class_calls(lookups.resolve("strategy", strategy_name), "check_config"):
         strategy_cls.check_config(config)
     if validate:
         lookups.hook.deepseek_validate_config(config=config)
@@ -252,19 +252,6 @@ def _component(
                                     lookups, path=section)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
     return recorded, options, target
-
-
-def _plugin_call(lookups: PluginHost, kind: str, name: str, call: str) -> contextlib.AbstractContextManager[None]:
-    """The block calling a component's class method ``call`` while the config loads: what a plugin's
-    own code raises there becomes one line naming the component and its distribution, as its other
-    calls do (:func:`~deepseek.plugins.calls.blamed_on`); deepseek's own components' errors pass."""
-    from deepseek.plugins.calls import blamed_on, blames, code_package
-
-    component = lookups.resolve(kind, name)
-    package = code_package(component.load())
-    if package is None or not blames(component):
-        return contextlib.nullcontext()
-    return blamed_on(component.label, call, package=package)
 
 
 def _warn_unknown_preferred(lookups: PluginHost, prefer: Iterable[str]) -> None:

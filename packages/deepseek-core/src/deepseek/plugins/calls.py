@@ -91,6 +91,17 @@ def code_package(component: object) -> str | None:
     return None if package in ("", "deepseek", "builtins", "torch") else package
 
 
+def class_calls(component: Any, call: str) -> contextlib.AbstractContextManager[None]:
+    """The block calling ``call`` on a resolved ``component``'s class (a class method such as
+    ``check_config``, or its ``__init__``): what the plugin's own code raises becomes one line
+    naming the component and its distribution (:func:`blamed_on` with its :func:`code_package`);
+    deepseek's own components' and a script's errors pass as they are."""
+    package = code_package(component.load())
+    if package is None or not blames(component):
+        return contextlib.nullcontext()
+    return blamed_on(component.label, call, package=package)
+
+
 def model_calls(model: object, label: str | None, call: str = "forward") -> contextlib.AbstractContextManager[None]:
     """The block running ``model`` (a plugin's module, ``label`` naming it): what it raises in the
     model's own code becomes one line naming it (:func:`blamed_on` with its :func:`code_package`);

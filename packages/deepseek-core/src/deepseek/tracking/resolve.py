@@ -43,13 +43,11 @@ def tracker_class(host: PluginHost, name: str) -> type[Tracker]:
 
 def tracker_options(host: PluginHost, name: str, table: Mapping[str, Any]) -> tuple[type[Tracker], Any]:
     """``(class, validated and checked options)`` of tracker ``name`` from its table's keys."""
-    from deepseek.plugins.calls import blamed_on, blames, code_package
+    from deepseek.plugins.calls import class_calls
 
     cls = tracker_class(host, name)
     options = build_options(cls, dict(table), kind="tracker", name=name, path=table_path(name))
-    component = host.resolve("tracker", name)
-    blamed = blames(component) and code_package(cls) is not None  # a plugin's bug: one line naming it
-    with blamed_on(component.label if blamed else None, "check", package=code_package(cls)):
+    with class_calls(host.resolve("tracker", name), "check"):  # a plugin's bug: one line naming it
         cls.check(options)
     return cls, options
 
