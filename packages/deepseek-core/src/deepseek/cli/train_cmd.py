@@ -18,10 +18,6 @@ import click
 from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH, Device, count
 
-EARLY_SIGNAL_S = 3600.0
-"""The early scope's timer (SignalScope's deadline; it does nothing when it fires): the trainer
-takes a signal it recorded over, with its own grace (``train.preempt_grace_s``)."""
-
 
 def _toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
@@ -240,11 +236,11 @@ def train(
     when there is one), written to runs/<timestamp>. SIGTERM or SIGUSR1 stop it after the
     current step with a checkpoint and exit code 75 (continue with --resume)."""
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.preemption import SignalScope
+    from deepseek.training.preemption import early_signals
 
     # A stop request before the trainer takes the signals (torch's import, the config: seconds) is
     # recorded, not a death by the signal: the run then stops before its first step (exit code 75).
-    click.get_current_context().with_resource(SignalScope(EARLY_SIGNAL_S))
+    click.get_current_context().with_resource(early_signals())
     host = command_host()
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,

@@ -90,6 +90,18 @@ class SignalScope:
         """``deadline_s`` after the first signal, unless the block ended (in the timer thread)."""
 
 
+EARLY_SIGNAL_S = 3600.0
+"""The timer of :func:`early_signals`' scope (it does nothing when it fires)."""
+
+
+def early_signals() -> SignalScope:
+    """The scope ``deepseek train`` and ``deepseek launch`` hold from their start: a stop signal
+    before the trainer (or the launcher's workers) take the signals, while torch is imported and the
+    config read, is recorded, not a death by the signal. The trainer's :class:`StopSignals` takes
+    it over with the grace left since it came; the launcher starts no worker (exit code 75)."""
+    return SignalScope(EARLY_SIGNAL_S)
+
+
 class StopSignals(SignalScope):
     """Stop requests by signal for the span of one run (the trainer's ``fit``).
 

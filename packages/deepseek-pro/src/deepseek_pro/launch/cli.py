@@ -20,9 +20,6 @@ from deepseek.errors import UsageError
 
 _ROOT_VALUE_OPTIONS = frozenset({"--plugins", "--disable-plugins"})
 _HELP = frozenset({"-h", "--help"})
-EARLY_SIGNAL_S = 3600.0
-"""The early scope's timer (SignalScope's deadline; it does nothing when it fires): the scope ends
-when the command does, and the workers' own stop request has its grace."""
 PROCESSES_PER_CORE = 4
 """The most processes per node ``-n`` may ask for, per CPU core this launcher may run on: enough to
 try a job of several ranks on a small machine (each rank is a Python process with torch
@@ -148,11 +145,11 @@ def launch(
 
     Example: deepseek launch -n 2 -- train config.toml --strategy fsdp
     """
-    from deepseek.training.preemption import SignalScope
+    from deepseek.training.preemption import early_signals
 
     # A stop request before the workers start (torch's import, the config checks take seconds) is
     # recorded, not a death by the signal: run() then starts no worker and the job ends with 75.
-    early = click.get_current_context().with_resource(SignalScope(EARLY_SIGNAL_S))
+    early = click.get_current_context().with_resource(early_signals())
     root, command, rest = split_command(args)
     if command is None:
         raise UsageError("launch: nothing to run; usage: deepseek launch -n 2 -- train [CONFIG.toml] [--strategy S]")
