@@ -127,6 +127,10 @@ def test_a_complete_run_names_an_edited_max_steps(run: Path) -> None:
                          f"runs the checkpoint's config): to apply it, deepseek train {Path('r') / 'config.toml'} "
                          "--resume r"), line
     assert (run / "config.toml").read_text() == edited and not (run / "config.edited.toml").exists()
+    # a command that named its --run-dir: the command that applies the edit names it too (without it,
+    # a resume of a checkpoint folder continues in that checkpoint's run folder, not in this one)
+    proc = deepseek("train", "--resume", "r", "--run-dir", "r", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0 and proc.stderr.rstrip().endswith(" --resume r --run-dir r"), proc.stderr
     proc = deepseek("train", "r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     assert _recorded(run, 8)["max_steps"] == 8

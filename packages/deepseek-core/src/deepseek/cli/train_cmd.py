@@ -270,7 +270,7 @@ def train(
             with warnings.catch_warnings():  # the checkpoint was found and said once already
                 warnings.simplefilter("ignore")
                 run = Path(run_dir) if run_dir is not None else run_folder_of(resolve_checkpoint(resume))
-            note = edited_length_note(run, config.to_dict(), resume=Path(resume))
+            note = edited_length_note(run, config.to_dict(), resume=Path(resume), named_run_dir=run_dir is not None)
         click.echo(f"{done}{note}", err=True)
         return None
     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: every rank exits with the same code

@@ -265,11 +265,12 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
             f"with it as the config file: deepseek train {shlex.quote(str(kept))} {again}")
 
 
-def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path) -> str:
+def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path, named_run_dir: bool = False) -> str:
     """For a resume that found its run complete (``runs``: the config it would run, the
     checkpoint's): when ``run_dir/config.toml`` was edited to set another ``train.max_steps`` or
     ``train.early_stop_patience``, which a plain ``--resume`` does not read, a note (starting
-    ``"; "``) naming the edit and the command that applies it; else ``""``."""
+    ``"; "``) naming the edit and the command that applies it (with ``--run-dir`` where the
+    command named it: ``named_run_dir``); else ``""``."""
     import shlex
 
     from deepseek.parsing import loads_toml
@@ -286,5 +287,6 @@ def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path) 
     if not edits:
         return ""
     path = run_dir / "config.toml"
+    again = f" --run-dir {shlex.quote(str(run_dir))}" if named_run_dir else ""  # else it resumes in the checkpoint's
     return (f"; {path} sets {' and '.join(edits)}, which a resume does not read (it runs the checkpoint's "
-            f"config): to apply it, deepseek train {shlex.quote(str(path))} --resume {shlex.quote(str(resume))}")
+            f"config): to apply it, deepseek train {shlex.quote(str(path))} --resume {shlex.quote(str(resume))}{again}")
