@@ -114,3 +114,17 @@ def test_a_base_config_without_validation_is_refused_before_any_trial(
     assert err.strip() == ("error: data.eval_batches: 0 turns validation off, but a training study judges each trial "
                            "by a validation value (--objective); set data.eval_batches >= 1"), err
     assert not (tmp_path / "st").exists()
+
+
+def test_a_space_reaching_a_run_without_validation_is_refused_before_any_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base config that validates, and a space whose choices reach ``data.eval_batches = 0``: such a
+    trial could report no objective (it failed, after training); refused naming the space entry."""
+    write(tmp_path)
+    (tmp_path / "base.toml").write_text("[data]\neval_batches = 2\n[train]\nmax_steps = 2\n")
+    (tmp_path / "space.toml").write_text('[space]\n"data.eval_batches" = { choices = [0, 2] }\n')
+    code, err = _tune(monkeypatch, tmp_path, "val_loss")
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert "space.'data.eval_batches' = 0: data.eval_batches: 0 turns validation off, but a training study" in line, line
+    assert not (tmp_path / "st").exists()

@@ -131,9 +131,11 @@ def test_a_complete_run_names_an_edited_max_steps(run: Path) -> None:
     # a resume of a checkpoint folder continues in that checkpoint's run folder, not in this one)
     proc = deepseek("train", "--resume", "r", "--run-dir", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0 and proc.stderr.rstrip().endswith(" --resume r --run-dir r"), proc.stderr
+    # the length asked for on the command line (4, the checkpoint's): what the user chose, no note
+    for option in (["--max-steps", "4"], ["--set", "train.max_steps=4"]):
+        proc = deepseek("train", "--resume", "r", *option, "--quiet", cwd=run.parent)
+        assert proc.returncode == 0 and "the run is complete" in proc.stderr, proc.stderr
+        assert "sets train.max_steps" not in proc.stderr, proc.stderr
     proc = deepseek("train", "r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     assert _recorded(run, 8)["max_steps"] == 8
-    # an explicit --max-steps says what the user wants: no note
-    proc = deepseek("train", "--resume", "r", "--max-steps", "8", "--quiet", cwd=run.parent)
-    assert proc.returncode == 0 and "sets train.max_steps" not in proc.stderr, proc.stderr

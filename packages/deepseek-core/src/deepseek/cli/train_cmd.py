@@ -262,7 +262,8 @@ def train(
         result = Trainer(config, run_dir=run_dir, resume=resume, quiet=quiet, host=host).fit()
     except RunComplete as done:  # a requeued job finding its run done: nothing written, exit 0
         note = ""
-        if config_file is None and max_steps is None and resume is not None:  # an edit of RUN/config.toml: said
+        chosen = max_steps is not None or any(o.partition("=")[0].strip() == "train.max_steps" for o in overrides)
+        if config_file is None and not chosen and resume is not None:  # an edit of RUN/config.toml: said
             from deepseek.data.tokenizer import run_folder_of
             from deepseek.training.checkpoint import resolve_checkpoint
             from deepseek.training.run_folder import edited_length_note

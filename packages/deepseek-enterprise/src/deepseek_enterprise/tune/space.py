@@ -257,13 +257,15 @@ def _names_component(path: str, sections: Any) -> bool:
 
 
 def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_model: Any = None,
-                  base_source: str = "the base config") -> None:
+                  base_source: str = "the base config", check_config: Any = None) -> None:
     """Build the config with each parameter at each end point / choice (others at the base),
     so a wrong path or an impossible value fails before any trial, naming the entry. For a
     ``model.*`` or ``optimizer.groups.*`` parameter ``check_model(config)`` builds the model too
     (on the meta device): the tables a model's components check as it is built
     (``model.fusion_options``, an encoder's ``model.vision``) and the groups' ``match`` patterns
-    against its parameter names are held to their rules here as well."""
+    against its parameter names are held to their rules here as well. ``check_config(config)``:
+    the tuner's own rule for a trial's config, held at every corner (a space reaching
+    ``data.eval_batches = 0``, a run without validation, is refused as the base config would be)."""
     for param in space.params:
         condition = {other: allowed[0] for other, allowed in param.when}  # where it applies
         for value in param.corners():
@@ -273,6 +275,8 @@ def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_mo
                 raise ConfigError(f"{space.source}: {exc}") from None
             try:
                 config = build(data)
+                if check_config is not None:
+                    check_config(config)
                 if check_model is not None and param.path.startswith(("model.", "optimizer.groups.")):
                     check_model(config)
             except UsageError as exc:  # a bad value, or a component no plugin registers

@@ -196,7 +196,7 @@ def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: C
         models.append(corner)
 
     check_against(space, base, build, check_corner if check_model is not None or run_values is not None else None,
-                  base_source)
+                  base_source, check_config=tuner.check_config)
     if objective is not None and run_values is not None:
         from deepseek.training.run_values import any_run
 
