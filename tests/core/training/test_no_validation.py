@@ -105,8 +105,9 @@ def test_a_run_without_validation_trains_and_claims_no_validation_figures(
 
 def test_the_model_is_checked_on_the_first_training_batch_without_moving_the_data(
         host: PluginHost, config: Any, tmp_path: Path) -> None:
-    """Each session checks the batch it trains on first (a resumed one, the batch after its
-    checkpoint), and trains on what a run with validation trains on."""
+    """The model is checked at set-up on the first training batch, drawn and put back: the run
+    trains on what a run with validation trains on, and a refusal comes before anything is
+    written."""
     Picky.seen, Picky.REFUSE = [], ""
     model = {"name": "picky", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32, "vocab_size": 256}
     off = Trainer(config(model=model), run_dir=tmp_path / "off", quiet=True, host=host).fit()

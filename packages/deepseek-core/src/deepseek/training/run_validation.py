@@ -4,16 +4,15 @@
 first of them (``check_model_data``) before anything is written. ``data.eval_batches = 0`` turns
 validation off, as Lightning's ``limit_val_batches=0``: the dataset's ``validation_batches`` is
 never called, the run never evaluates (no ``val_*`` values, no ``deepseek_evaluate`` hooks), and
-the model is checked on the first training batch each session draws, when the loop draws it for
-the first step: peeking a batch at set-up would move the data's position, so what the run trains
-on, and a resumed run, stay exactly as they would be. A check that refuses the data then stops a
-fresh run before its first step, which leaves no run folder (as a refusal at set-up). Settings
-that need evaluations are refused when the config loads
+the model is checked at set-up on the first training batch, drawn and put back (the dataset's
+position and the random generators restored), so what the run trains on, and a resumed run, stay
+exactly as they would be. Settings that need evaluations are refused when the config loads
 (:func:`deepseek.config.no_validation.check_no_validation`).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, check_global_batch
@@ -51,19 +50,31 @@ def no_validation_error() -> UsageError:
 
 class TrainingBatches:
     """Draws a session's training batches from the trainer's dataset, each checked as a global
-    batch; checks ``model`` against the data (``check_model_data``): on the first validation
-    batch at once, or, with validation off, on the first training batch drawn."""
+    batch. Checks ``model`` against the data (``check_model_data``) at set-up, before the model is
+    placed, trackers start or anything is written: on the first validation batch, or, with
+    validation off, on the first training batch, drawn and then put back (the dataset's position
+    restored through its ``state_dict`` / ``load_state_dict``, which a resume relies on too, and
+    the random generators as they were): what the run trains on stays exactly as it would be."""
 
     def __init__(self, trainer: Trainer, model: Any) -> None:
         self.trainer = trainer
-        self._unchecked: Any = model
-        if trainer.val_set:
-            self._check(trainer.val_set[0])
+        first = trainer.val_set[0] if trainer.val_set else self._peek()
+        with trainer.engine.model_calls("check_data"):
+            check_model_data(model, first, trainer.dataset, model_name=trainer.config.model.name)
 
-    def _check(self, batch: Batch) -> None:
-        model, self._unchecked = self._unchecked, None
-        with self.trainer.engine.model_calls("check_data"):
-            check_model_data(model, batch, self.trainer.dataset, model_name=self.trainer.config.model.name)
+    def _peek(self) -> Batch:
+        from deepseek.training.checkpoint_rng import rng_snapshot
+
+        dataset = self.trainer.dataset
+        put_back = rng_snapshot()
+        with blamed_on(dataset.label, "state_dict"):
+            state = copy.deepcopy(dataset.state_dict())  # a copy: the draw may change the object it returned
+        try:
+            return self.draw(1)
+        finally:
+            with blamed_on(dataset.label, "load_state_dict"):
+                dataset.load_state_dict(state)
+            put_back()
 
     def draw(self, step: int) -> Batch:
         """The training batch of ``step`` (the dataset's next one)."""
@@ -71,6 +82,4 @@ class TrainingBatches:
         with blamed_on(dataset.label, "__next__"):  # what a dataset raises: one line naming it
             batch = next(dataset)
         check_global_batch(batch, dataset=data.name, batch_size=data.batch_size, what=f"training batch of step {step}")
-        if self._unchecked is not None:
-            self._check(batch)
         return batch

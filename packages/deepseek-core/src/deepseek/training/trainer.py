@@ -153,7 +153,7 @@ class Trainer:
         self.val_set, self.val_texts = read_validation(cfg, self.dataset)  # none: data.eval_batches = 0
         model = engine.build_model()
         self.generates = "generation" in model_capabilities(model)
-        self._batches = TrainingBatches(self, model)  # checks the model on val_set[0], else on the first batch drawn
+        self._batches = TrainingBatches(self, model)  # checks the model on val_set[0], else on the first training batch
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model, resuming=self.resume_from is not None)
