@@ -69,6 +69,23 @@ def test_resume_at_max_steps_says_how_to_continue(tiny_config, tmp_path: Path) -
         Trainer(config, resume=run).fit()
 
 
+def test_a_complete_run_loses_what_a_killed_prune_left_and_nothing_else(tiny_config, tmp_path: Path) -> None:
+    """A job SIGKILLed while it pruned, after its last checkpoint was committed, left a
+    ``.trash-`` folder; the requeued job finds the run complete (it writes nothing) and left the
+    folder there for good. It is removed now; every other file stays as it was."""
+    config = tiny_config(train={"max_steps": 2})
+    _, _, run = _run(config, run_dir=tmp_path / "done")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    trash = run / "checkpoints" / "step-1.trash-abcd"
+    trash.mkdir()
+    (trash / "model.safetensors").write_bytes(b"half")
+    (run / "checkpoints" / ".latest.x1.tmp").write_text("step-1")
+    with pytest.raises(RunComplete, match="the run is complete"):
+        Trainer(config, resume=run).fit()
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert not trash.exists()
+
+
 def test_resume_below_the_checkpoints_step_is_refused(tiny_config, tmp_path: Path) -> None:
     """Asking a run at step 2 for 1 step is a mistake (it exited 0 as 'complete')."""
     _, _, run = _run(tiny_config(train={"max_steps": 2}), run_dir=tmp_path / "done")

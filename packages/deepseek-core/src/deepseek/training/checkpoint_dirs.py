@@ -319,21 +319,26 @@ def _other_step(folder: Path) -> int | None:
     return recorded
 
 
-def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """Delete what an interrupted save, prune or pointer update left under ``root``: temp and
-    trash folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files. Call it only while holding the run
-    folder's lock."""
+def list_stale(root: str | os.PathLike[str]) -> list[Path]:
+    """What an interrupted save, prune or pointer update left under ``root``: temp and trash
+    folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files."""
     base = Path(root)
     if not base.is_dir():
         return []
-    stale = []
-    for child in base.iterdir():
-        if child.is_dir() and any(tag in child.name for tag in _LEFTOVER_DIR_TAGS):
+    return [child for child in base.iterdir()
+            if (child.is_dir() and any(tag in child.name for tag in _LEFTOVER_DIR_TAGS))
+            or (child.is_file() and child.name.startswith(_POINTER_TEMPS) and child.name.endswith(".tmp"))]
+
+
+def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
+    """Delete what :func:`list_stale` finds under ``root``. Call it only while holding the run
+    folder's lock."""
+    stale = list_stale(root)
+    for child in stale:
+        if child.is_dir():
             shutil.rmtree(child, ignore_errors=True)
-            stale.append(child)
-        elif child.is_file() and child.name.startswith(_POINTER_TEMPS) and child.name.endswith(".tmp"):
+        else:
             child.unlink(missing_ok=True)
-            stale.append(child)
     return stale
 
 

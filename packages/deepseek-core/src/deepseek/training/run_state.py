@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from deepseek.data.dataset import checked_state_dict
-from deepseek.errors import UsageError
+from deepseek.errors import RunComplete, UsageError
 from deepseek.models.checks import check_declared_metrics
 from deepseek.plugins.calls import blamed_on
 from deepseek.training import checkpoint as ckpt
@@ -80,7 +80,11 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
     step = int(state.get("step", 0))
     if "monitor" in state:
         trainer.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
-    refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor)
+    try:
+        refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor)
+    except RunComplete:
+        _clean_finished(trainer)
+        raise
     trainer.precision.load_state_dict(state.get("precision", {}))
     saved = state.get("world_size")
     ckpt.load_rng_state(directory, trainer.strategy.rank, saved if isinstance(saved, int) else None)  # checked now
@@ -90,6 +94,25 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
     return Restored(step, state.get("config"), int(state.get("tokens_seen", 0)),
                     int(state.get("samples_seen", step * trainer.config.data.batch_size)),
                     dict(state.get("metrics", {})), best if kept else None, put_back_rng)
+
+
+def _clean_finished(trainer: Trainer) -> None:
+    """A finished run resumed (a requeued job finding it done) writes nothing, but what a save or
+    prune killed after its last checkpoint left in ``checkpoints/`` (a ``.trash-`` folder, say)
+    is removed, as any session's start removes it: by rank 0, under the run folder's lock taken
+    without waiting (a live job holding it keeps its folder as it is)."""
+    from deepseek.training.run_lock import LOCK_FILE, try_lock, unlock
+
+    root = trainer.run_dir / "checkpoints"
+    if not trainer.strategy.is_global_zero or not (trainer.run_dir / LOCK_FILE).is_file() or not ckpt.list_stale(root):
+        return
+    fd = try_lock(trainer.run_dir / LOCK_FILE)
+    if fd is None:
+        return
+    try:
+        ckpt.remove_stale(root)
+    finally:
+        unlock(fd)
 
 
 def _refuse_another_run(trainer: Trainer, saved: Any, directory: Path) -> None:
