@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _prohelpers import PARITY_STEPS, losses
+from _prohelpers import PARITY_STEPS, losses, tiny_config
 
 from deepseek.errors import ConfigError, UsageError
 
@@ -130,3 +130,16 @@ def test_parameters_unused_in_a_step_need_find_unused_parameters(tmp_path: Path,
         assert out.returncode == 2, out.stderr[-3000:]
         assert "Traceback" not in out.stderr, out.stderr[-3000:]
         assert "strategy.find_unused_parameters: some of the model's parameters got no gradient" in out.stderr
+
+
+def test_static_graph_with_gradient_accumulation_is_refused_when_the_config_loads() -> None:
+    # torch DDP's static graph fails under no_sync (an internal assert at the first backward,
+    # pytorch/pytorch#143580; past it, the gradients stop being all-reduced), and accumulation
+    # skips the all-reduce of every micro-batch but the last with no_sync.
+    from deepseek.config.load import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"^strategy\.static_graph: .*train\.grad_accum = 2 .*set "
+                                          r"strategy\.static_graph = false or train\.grad_accum = 1$"):
+        config_from_dict(tiny_config("ddp", options={"static_graph": True}, train={"grad_accum": 2}))
+    assert config_from_dict(tiny_config("ddp", options={"static_graph": True})).strategy.options.static_graph
+    assert config_from_dict(tiny_config("ddp", train={"grad_accum": 2})).train.grad_accum == 2

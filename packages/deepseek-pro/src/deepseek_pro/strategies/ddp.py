@@ -94,6 +94,19 @@ class DDPStrategy(DistributedStrategy):
     def memory_row(cls, options: Any) -> str | None:
         return "ddp"
 
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """``static_graph`` with ``train.grad_accum > 1``: torch DDP's static graph breaks under
+        ``no_sync`` (an internal assert at the first backward, pytorch/pytorch#143580; past it, the
+        reductions stop after the first step), and accumulation skips the all-reduce that way."""
+        if config.strategy.options.static_graph and config.train.grad_accum > 1:
+            raise ConfigError(
+                f"strategy.static_graph: torch DDP's static graph cannot accumulate gradients without "
+                f"all-reducing them (no_sync fails inside torch, pytorch/pytorch#143580), and "
+                f"train.grad_accum = {config.train.grad_accum} accumulates that way; set "
+                f"strategy.static_graph = false or train.grad_accum = 1"
+            )
+
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
         self.ddp: DistributedDataParallel | None = None
