@@ -4,7 +4,9 @@ mid-run checkpoint, and DeepSpeed's refusal of adafactor when the config loads.
 
 Tolerance as in test_ddp / test_fsdp: the same updates up to the summation order of the gradient
 reduction, 1e-5 relative over a few fp32 steps (lion's sign is exact unless an element's
-interpolated momentum sits within rounding of 0, which these runs do not hit)."""
+interpolated momentum sits within rounding of 0: the key third of each qkv bias, whose gradient is
+zero in exact arithmetic, so lion's weights part there by up to 2 lr a step; the losses, which
+do not depend on that bias, are what is compared)."""
 
 from __future__ import annotations
 
