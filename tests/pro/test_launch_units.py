@@ -202,6 +202,20 @@ def test_deepspeed_refuses_skipping_non_finite_steps() -> None:
     assert load_config(None, ['strategy.name="ddp"', 'train.on_nonfinite="skip"']).train.on_nonfinite == "skip"
 
 
+def test_deepspeed_fp16_on_the_cpu_is_refused_before_any_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # was refused by every worker at set-up, after the launcher had started them
+    import torch
+
+    from deepseek.errors import UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    common = {"world_size": 2, "nproc_per_node": 2, "cuda_devices": 0}
+    fp16 = ["--strategy", "deepspeed", "--set", 'model.name="tiny"', "--precision", "fp16"]
+    with pytest.raises(UsageError, match=r"^precision\.dtype: DeepSpeed has no fp16 on the CPU; use precision\.dtype"):
+        validate_train(fp16, timeout=30, **common)
+    assert validate_train(fp16[:-1] + ["bf16"], timeout=30, **common)
+
+
 def test_failure_report_of_a_stop_request(tmp_path: Path) -> None:
     """Ranks that saved and exited with 75 (or were stopped by the agent right after): the job
     ends with 75 and rank 0's ``stopped:`` line, no error and no log tail."""

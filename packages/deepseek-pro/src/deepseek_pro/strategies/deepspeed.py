@@ -61,6 +61,9 @@ from deepseek_pro.strategies.twin import materialize, meta_twin
 __all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer", "build_ds_config",
            "sanitize_cuda_arch_list"]
 
+_FP16_ON_CPU = ("precision.dtype: DeepSpeed has no fp16 on the CPU; use precision.dtype = 'bf16' or 'fp32' here "
+                "(fp16 works on CUDA devices)")
+
 
 class DeepSpeedStrategy(DistributedStrategy):
     """DeepSpeed's engine over all ranks (``dp_size = world_size``)."""
@@ -119,12 +122,15 @@ class DeepSpeedStrategy(DistributedStrategy):
 
     @classmethod
     def check_launch(cls, config: Any, world_size: int, model: Any) -> None:
-        """DeepCompile needs the CUDA devices the launched processes would train on (each rank
-        checks its device again at set-up); ``gather_unit = "block"`` needs a model with blocks."""
+        """DeepCompile and fp16 need the CUDA devices the launched processes would train on (each
+        rank checks its device again at set-up); ``gather_unit = "block"`` needs a model with blocks."""
         o = config.strategy.options
         chosen_gather_unit(model, o)
-        if o.deepcompile and (o.backend == "gloo" or not torch.cuda.is_available()):
+        on_cpu = o.backend == "gloo" or not torch.cuda.is_available()
+        if o.deepcompile and on_cpu:
             raise UsageError(deepcompile_needs_cuda("cpu"))
+        if config.precision.dtype == "fp16" and on_cpu:
+            raise UsageError(_FP16_ON_CPU)
 
     def setup_environment(self) -> None:
         if not torch.cuda.is_available():
@@ -136,10 +142,7 @@ class DeepSpeedStrategy(DistributedStrategy):
             raise UsageError(deepcompile_needs_cuda(self.device.type))
         if self.precision.name == "fp16" and self.device.type != "cuda":
             self.teardown()
-            raise UsageError(
-                "precision.dtype: DeepSpeed has no fp16 on the CPU; use precision.dtype = 'bf16' or "
-                "'fp32' here (fp16 works on CUDA devices)"
-            )
+            raise UsageError(_FP16_ON_CPU)
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
 
     def teardown(self) -> None:
