@@ -171,10 +171,11 @@ class DDPStrategy(DistributedStrategy):
         except RuntimeError as exc:
             if "Expected to have finished reduction in the prior iteration" not in str(exc):
                 raise
+            static = (" (or strategy.static_graph = true when the same parameters are unused every step)"
+                      if self.settings.grad_accum == 1 else "")  # static_graph is refused with accumulation
             raise UsageError(
                 "strategy.find_unused_parameters: some of the model's parameters got no gradient in the last "
-                "step, which DDP cannot reduce by default; set strategy.find_unused_parameters = true (or "
-                "strategy.static_graph = true when the same parameters are unused every step)"
+                f"step, which DDP cannot reduce by default; set strategy.find_unused_parameters = true{static}"
             ) from None
         if self.hook is not None:
             self._metrics = self.hook.take()
