@@ -170,3 +170,20 @@ def test_a_third_party_fusion_is_checked_when_the_model_is_built(host: PluginHos
     model = instantiate_model(cls, {**tiny, "fusion": "acme.plain", "fusion_options": {"d_model": 8}},
                               name="multimodal.classifier", host=host)
     assert model.fusion.options.d_model == 8 and isinstance(model.fusion.heads["text"], torch.nn.Linear)
+
+
+def test_a_wrong_argument_of_an_enterprise_hook_points_at_its_page() -> None:
+    """The refusal of an implementation asking for an argument an enterprise hook does not pass
+    names the page that documents that hook, docs/hooks-enterprise.md, not core's docs/hooks.md."""
+
+    class Typo:
+        @hookimpl
+        def deepseek_register_compressors(self, reg):  # type: ignore[no-untyped-def]
+            pass
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-enterprise"})))
+    with pytest.warns(UserWarning):
+        record = host.register_plugin(Typo(), dist="deepseek-typo", version="0.4")
+    assert record.status == "failed"
+    assert "deepseek_register_compressors asks for the argument 'reg', which the hook does not pass; its " \
+           "arguments are register (docs/hooks-enterprise.md)" in record.reason, record.reason

@@ -55,5 +55,16 @@ def unknown_argument(pm: pluggy.PluginManager, plugin: Any, label: str) -> str:
                 continue  # pluggy passes only the hook's arguments: a default is left alone
             return (f"{label}: {attr} asks for the argument {name!r}, which the hook does not pass"
                     f"{did_you_mean(name, spec.argnames)}; its arguments are {', '.join(spec.argnames)} "
-                    "(docs/hooks.md)")
+                    f"({_reference(spec)})")
     return ""
+
+
+def _reference(spec: Any) -> str:
+    """Where a hook's arguments are documented: core's page, the enterprise edition's, or the
+    module of a plugin's own hookspecs."""
+    module = getattr(spec.namespace, "__name__", "")
+    if module == "deepseek.hookspecs":
+        return "docs/hooks.md"
+    if module == "deepseek_enterprise.hookspecs":
+        return "docs/hooks-enterprise.md"
+    return f"its hookspec in {module}" if module else "its hookspec"
