@@ -19,7 +19,7 @@ Hooks come in three phases:
 
 1. **Set-up**: :func:`deepseek_add_hookspecs` lets a plugin add hook specifications of its own.
 2. **Registration**: ``deepseek_register_*`` hooks receive a ``register`` callback. Call it once
-   per component: ``register(name, target, *, aliases=(), description="")``. ``target`` is the
+   per component: ``register(name, target, *, aliases=(), description="", declares=None)``. ``target`` is the
    component itself (a class or factory) or a lazy ``"package.module:attribute"`` string that the
    host imports only when the component is created. Keep plugin modules cheap to import (no torch
    at module level) so that ``deepseek --help`` and ``deepseek plugins list`` stay fast; the lazy
@@ -276,6 +276,10 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
     tensor under a key of its own) is logged with the step; changing or removing a value the
     trainer logs, adding anything else, or returning a value (the hook returns ``None``) is
     refused as a ``PluginError`` naming the hook.
+    To stop early as a complete run, set ``trainer.should_stop = True`` (here or in
+    :func:`deepseek_evaluate`): the run ends before the next step, that step is checkpointed as
+    at the end, ``TrainResult.ended_early`` says why and the command exits 0 (docs/plugins.md
+    section 6).
     Raising stops training: ``deepseek_train_end`` is still called, then the error propagates.
     A :class:`deepseek.errors.DeepseekError` propagates as it is (the CLI shows its one line);
     any other exception from a plugin's hook (this one or any hook the framework calls, not the

@@ -60,6 +60,10 @@ def deepseek_register_executors(register: RegisterFn) -> None:
     ``Started`` if it was launched, None if never: it is queued again; the default finds
     nothing), ``finished(job_id, pid, pid_start, workspace)`` (the exit code, None while it
     runs, False when it is gone without one, ``UNREADABLE`` when its exit code cannot be
-    trusted), ``terminate``/``kill`` (a cancel) and ``close``. Enterprise registers ``local``
-    and ``slurm``; docs/service.md.
+    trusted), ``reason(job_id, workspace)`` (why a finished job failed, one line),
+    ``terminate``/``kill`` (a cancel) and ``close``. ``start`` and ``finished`` must be
+    implemented (the base class raises ``NotImplementedError``); the others have defaults, and
+    ``shares_gpus = True`` declares that it caps a shared job's GPU memory. A job's command line
+    alone is changed by subclassing ``LocalExecutor`` and overriding ``argv(launch)``.
+    Enterprise registers ``local`` and ``slurm``; docs/service.md and docs/plugins.md section 7.
     """
