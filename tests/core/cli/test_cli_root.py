@@ -194,3 +194,38 @@ def test_plugin_options_build_the_command_host_and_leave_the_process_host(capsys
     # Without plugin options a command runs with the process's host.
     code, out, _ = run_main(capsys, "plugins", "list", "--json")
     assert {r["distribution"]: r["status"] for r in json.loads(out)} == statuses
+
+
+@click.command("nb-boom")
+@click.option("--fail", type=click.Choice(["bug", "refusal"]), default="bug")
+def boom(fail: str) -> None:
+    """Raise, as a command with a bug."""
+    from deepseek.errors import UsageError
+
+    if fail == "refusal":
+        raise UsageError("nb-boom: refused on purpose")
+    raise ValueError("deliberate")
+
+
+def test_a_third_party_commands_bug_names_the_command_and_its_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    """An exception a plugin command raises is one line naming the command, its distribution and
+    the plugin module, exit code 1, not an 'internal error' of the framework; a deepseek error the
+    command raises on purpose, and click's usage errors, pass as they are."""
+
+    class Boom:
+        @hookimpl
+        def deepseek_register_commands(self, register):  # noqa: ANN001, ANN201
+            register("nb-boom", boom)
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Boom(), dist="deepseek-boom", version="0.3").status == "ok"
+    code, _, err = run_main(capsys, "nb-boom", host=host)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: command 'nb-boom' (deepseek-boom 0.3, registered by test_cli_root): its callback raised ValueError: "
+        "deliberate; a bug in the plugin: upgrade it or report it to its authors (--debug shows the traceback)"
+    ], err
+    code, _, err = run_main(capsys, "nb-boom", "--fail", "refusal", host=host)
+    assert (code, err.strip()) == (2, "error: nb-boom: refused on purpose")
+    code, _, err = run_main(capsys, "nb-boom", "--fail", "nope", host=host)
+    assert code == 2 and "internal error" not in err and "deepseek-boom" not in err

@@ -23,6 +23,9 @@ from deepseek.cli.context import command_host, refuse_options_with_given_host
 from deepseek.errors import DeepseekError, PluginError, UsageError
 from deepseek.plugins.host import CORE_DIST, PluginHost
 
+_PLUGIN_COMMAND = "deepseek.plugin_command"
+"""``ctx.meta`` key: the third-party command component being run, and its click command."""
+
 
 class PluginGroup(click.Group):
     """A click group whose commands are the ``command`` components of the plugin host."""
@@ -53,7 +56,30 @@ class PluginGroup(click.Group):
                 f"command {cmd_name!r} from {component.dist} is not a click.Command; register a "
                 "click command object"
             )
+        from deepseek.plugins.catalogue import EDITIONS
+
+        if component.dist not in EDITIONS:  # a third party's command: its bugs are named as its own
+            ctx.meta[_PLUGIN_COMMAND] = (component, command)
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an exception a third-party command's own code raises (other than
+        click's and deepseek's one-line errors) becomes one :class:`PluginError` line naming the
+        command, its distribution and the plugin module that registered it, not an internal error."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception:
+            found = ctx.meta.get(_PLUGIN_COMMAND)
+            if found is None:
+                raise
+            component, command = found
+            module = getattr(command.callback, "__module__", None) or component.module
+            from deepseek.plugins.calls import blamed_on
+
+            with blamed_on(component.label, "its callback", package=module.partition(".")[0]):
+                raise
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
