@@ -151,3 +151,37 @@ def test_a_hook_asking_for_an_argument_its_hook_does_not_pass_gets_a_did_you_mea
     assert record.status == "failed"
     assert "deepseek_train_step_end asks for the argument 'metric', which the hook does not pass (did you mean " \
            "'metrics'?); its arguments are trainer, step, metrics (docs/hooks.md)" in record.reason, record.reason
+
+
+RETURNS_PLUGIN = """
+from deepseek import hookimpl
+
+
+@hookimpl
+def deepseek_validate_config(config):
+    if config == "refuse":
+        return "train.lr is too high"
+
+
+@hookimpl
+def deepseek_checkpoint_saved(trainer, path, step):
+    return False
+"""
+
+
+def test_a_hook_whose_value_nobody_reads_is_refused_when_it_returns_one(make_dist: DistFactory) -> None:
+    """A deepseek_validate_config returning its refusal as a string accepted the config without a
+    word; a value returned from another lifecycle hook was dropped the same way."""
+    make_dist("deepseek-returns", {"returns_hooks": RETURNS_PLUGIN}, entry_points={"r": "returns_hooks"}, version="0.5")
+    host = host_for("deepseek-returns")
+    assert host.hook.deepseek_validate_config(config="accept") == []
+    with pytest.raises(PluginError) as caught:
+        host.hook.deepseek_validate_config(config="refuse")
+    assert str(caught.value) == (
+        "deepseek-returns 0.5: plugin 'r' (returns_hooks): deepseek_validate_config: returned 'train.lr is too "
+        "high' (str), which the framework does not read; refuse a config by raising deepseek.errors.ConfigError "
+        "with one line, accept it by returning None; a bug in the plugin: fix it, or skip it with "
+        "DEEPSEEK_DISABLE_PLUGINS=deepseek-returns")
+    with pytest.raises(PluginError, match=r"deepseek_checkpoint_saved: returned False \(bool\), which the framework "
+                                          r"does not read; the hook returns None; a bug in the plugin"):
+        host.hook.deepseek_checkpoint_saved(trainer=SimpleNamespace(), path=None, step=1)

@@ -250,7 +250,10 @@ def deepseek_validate_config(config: Config) -> None:
     """Reject a configuration that cannot work, before any process is launched.
 
     Raise :class:`deepseek.errors.ConfigError` with one line naming the conflicting fields and
-    the fix (e.g. a DDP-only gradient compressor combined with a sharded strategy).
+    the fix (e.g. a DDP-only gradient compressor combined with a sharded strategy); return
+    ``None`` otherwise. A returned value (a message meant as the refusal) is refused as a
+    ``PluginError`` naming the plugin, as it is from ``deepseek_train_start``,
+    ``deepseek_checkpoint_saved`` and ``deepseek_train_end``.
     """
 
 

@@ -85,10 +85,41 @@ def guard_hooks(pm: Any, plugin: Any, where: str, dist: str, *, skip: Callable[[
                 if caller.name in METRIC_HOOKS and "metrics" in impl.argnames:  # pluggy passes them by position
                     impl.function = checked_metrics(impl.function, impl.argnames.index("metrics"),
                                                     f"{where}: {caller.name}", dist)
+                elif caller.name in NONE_HOOKS:
+                    impl.function = returns_none(impl.function, f"{where}: {caller.name}", dist,
+                                                 NONE_HOOKS[caller.name])
 
 
 METRIC_HOOKS = ("deepseek_train_step_end", "deepseek_evaluate")
 """Hooks whose ``metrics`` a plugin may extend in place (what it adds is logged)."""
+
+NONE_HOOKS: dict[str, str] = {
+    "deepseek_validate_config": "refuse a config by raising deepseek.errors.ConfigError with one line, "
+                                "accept it by returning None",
+    "deepseek_train_start": "the hook returns None",
+    "deepseek_checkpoint_saved": "the hook returns None",
+    "deepseek_train_end": "the hook returns None",
+}
+"""Core's hooks (besides :data:`METRIC_HOOKS`) whose return value nobody reads -> what to do
+instead: a value returned (a message meant to refuse a config) is refused, not dropped."""
+
+
+def returns_none(function: Callable[..., Any], where: str, dist: str, instead: str) -> Callable[..., Any]:
+    """``function`` (a plugin's implementation of a :data:`NONE_HOOKS` hook) refused in one
+    :class:`PluginError` naming ``where`` when it returns something: the framework would drop
+    it without a word (a ``deepseek_validate_config`` returning its refusal accepted the config)."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out = function(*args, **kwargs)
+        if out is not None:
+            shown = one_line(repr(out))
+            shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
+            raise PluginError(f"{where}: returned {shown} ({type(out).__name__}), which the framework does not read; "
+                              f"{instead}; a bug in the plugin: fix it, or skip it with {ENV_DENY}={dist}")
+        return out
+
+    return call
 
 
 def checked_metrics(function: Callable[..., Any], position: int, where: str, dist: str) -> Callable[..., Any]:
