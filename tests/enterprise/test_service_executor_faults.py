@@ -158,3 +158,32 @@ def test_a_registered_executor_that_is_no_executor_is_named_with_its_distributio
                    "<class 'dict'>, not a subclass of deepseek_enterprise.service.executor.Executor; its plugin "
                    "must register an Executor subclass (docs/service.md)")
     assert not (tmp_path / "srv").exists()
+
+
+def test_a_start_that_returns_no_started_fails_that_job_named(tmp_path: Path) -> None:
+    """A start() returning something else than a Started (a dict of its handle) failed the whole
+    scheduler pass with a traceback naming nobody; it fails that job alone, in one line naming the
+    executor, and the next job starts."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=3)
+        bob = d.user("acme", "bob", "member")
+        first, second = (d.submit("acme", bob).json()["id"] for _ in range(2))
+
+        class Sloppy(Scripted):
+            def start(self, launch: Launch) -> Started:
+                started = super().start(launch)
+                return {"pid": started.pid} if launch.job_id == first else started  # type: ignore[return-value]
+
+        ex = Sloppy(d.root)
+        sched = Scheduler(d.store, ex, slots=1, gpus=[], origin="executor sloppy (acme 1.0)")
+        sched.step()
+        assert ex.starts == [first, second]
+        with d.store.session() as s:
+            job = s.get(Job, first)
+            assert (job.state, job.message) == ("failed", "could not start: executor sloppy (acme 1.0): start() "
+                                                f"returned {{'pid': {os.getpid()}}} (dict), not a Started "
+                                                "(Executor.start); what it launched may still run")
+            assert s.get(Job, second).state == "running"
+    finally:
+        d.close()

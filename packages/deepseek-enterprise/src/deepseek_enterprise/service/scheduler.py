@@ -350,6 +350,13 @@ class Scheduler:
                 self._fail(s.get(Job, launch.job_id), exc, s)
             return True
         self._unavailable = False
+        if not isinstance(started, Started):  # a plugin's bug: the commit below failed the whole pass, unnamed
+            shown = " ".join(repr(started).split())
+            broke = ExecutorBroke(f"{self.origin}: start() returned {shown[:80]} ({type(started).__name__}), not a "
+                                  "Started (Executor.start); what it launched may still run")
+            with self.store.session() as s:
+                self._fail(s.get(Job, launch.job_id), broke, s)
+            return True
         with self.store.session() as s:  # (3)
             self._running(s.get(Job, launch.job_id), started, s)
         return True
