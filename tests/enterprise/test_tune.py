@@ -426,3 +426,18 @@ def test_a_rule_of_optimizer_groups_is_searched_by_index() -> None:
                                           r"optimizer.groups is a list of 2 table\(s\), so the part after it is an "
                                           r"index from 0 to 1 \(got '2'\)$"):
         trial_data(base, {"optimizer.groups.2.lr_scale": 0.3})
+
+
+def test_tuner_alone_defaults_the_objective_to_what_it_measures() -> None:
+    """docs/tune.md: ``--objective`` picks a tuner, "or ``--tuner latency``": with ``--tuner`` alone
+    the default val_loss was refused ("tuner 'latency' measures p50_ms"); a tuner that does not
+    measure val_loss now gets its first objective, and the training tuner keeps val_loss."""
+    from _hosts import enterprise_host
+
+    from deepseek_enterprise.tune.cli import default_objective
+
+    host = enterprise_host((QuadraticPlugin(), "deepseek-quadratic"))
+    assert default_objective(host, "quadratic") == "distance"
+    assert default_objective(host, "system") == "tokens_per_s"
+    assert default_objective(host, "training") == "val_loss"
+    assert default_objective(host, None) == "val_loss"

@@ -38,6 +38,17 @@ def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, s
     raise UsageError(f"--objective {objective}: no registered tuner measures it ({'; '.join(offered)})")
 
 
+def default_objective(host: Any, name: str | None) -> str:
+    """``--objective`` when not given: ``val_loss``; with ``--tuner NAME`` of a tuner that does not
+    measure it, that tuner's first objective that is a name (not a prefix such as ``val_*``)."""
+    if name is None:
+        return "val_loss"
+    host.check_kind("tuner")
+    target = host.resolve("tuner", name).load()
+    named = [o for o in target.objectives if not o.endswith("*")]
+    return "val_loss" if target.measures("val_loss") or not named else named[0]
+
+
 def _origin(comp: Any) -> str:
     return f"tuner {comp.name} ({comp.dist} {comp.version})"
 
@@ -49,9 +60,10 @@ def _origin(comp: Any) -> str:
 @click.option("--space", "space_file", required=True, type=PATH_ARG, metavar="FILE",
               help="Search space TOML ([space] ranges/choices by config path, optional [tuner]).")
 @click.option("--trials", type=count(), required=True, help="Finished trials the study should hold.")
-@click.option("--objective", default="val_loss", show_default=True,
-              help="val_loss, val_accuracy or any val_ value a run reports (training tuner; checked before "
-                   "the first trial when the model declares its metrics); tokens_per_s or samples_per_s (system tuner).")
+@click.option("--objective",
+              help="val_loss (the default), val_accuracy or any val_ value a run reports (training tuner; checked "
+                   "before the first trial when the model declares its metrics); tokens_per_s or samples_per_s "
+                   "(system tuner). With --tuner NAME of a tuner that does not measure val_loss: its first objective.")
 @click.option("--tuner", "tuner_name", metavar="NAME", help="Registered tuner (default: the one measuring --objective).")
 @click.option("--timeout", type=FiniteFloat(min=0, min_open=True), metavar="S",
               help="Start no new trial after S seconds.")
@@ -64,7 +76,8 @@ def _origin(comp: Any) -> str:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler seed (same seed, same trials).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="A new study's first trial is the base config's own values.")
-def tune(config_file: Path, study_name: str, space_file: Path, trials: int, objective: str, tuner_name: str | None,
+def tune(config_file: Path, study_name: str, space_file: Path, trials: int, objective: str | None,
+         tuner_name: str | None,
          timeout: float | None, storage: str | None, out: Path | None, sampler: str, pruner: str, seed: int,
          baseline: bool) -> int | None:
     """Tune a config with Optuna: every trial in its own process; at the end best.toml (runs
@@ -77,9 +90,11 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
 
     if not _STUDY_NAME.match(study_name):
         raise UsageError(f"--study {study_name!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
+    host = command_host()
+    if objective is None:
+        objective = default_objective(host, tuner_name)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", objective):
         raise UsageError(f"--objective {objective!r}: a metric name such as val_loss or tokens_per_s")
-    host = command_host()
     base = read_toml(config_file)
     config_text = Path(config_file).read_text(encoding="utf-8")
     space = load_space(space_file)
