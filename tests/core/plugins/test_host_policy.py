@@ -275,3 +275,30 @@ def test_fingerprint_lists_every_distribution(make_dist: DistFactory) -> None:
     _pass_dist(make_dist, "aa", "aa.pass", version="1.2")
     fp = host_for("deepseek-aa").fingerprint()
     assert ("deepseek-aa", "1.2", "ok") in fp and ("deepseek-core", "0.1.0", "ok") in fp
+
+
+def test_a_command_registered_twice_names_the_fixes_that_work_for_commands() -> None:
+    """'deepseek deepseek-aa:dup-cmd' is no command and a config's [plugins] prefer is read after the
+    command is chosen: a shared command name advises the environment's precedence and the deny list."""
+    import click
+
+    from deepseek import hookimpl
+
+    @click.command()
+    def noop() -> None:
+        """Nothing."""
+
+    class Cmd:
+        @hookimpl
+        def deepseek_register_commands(self, register):  # noqa: ANN001, ANN201
+            register("dup-cmd", noop)
+
+    host = PluginHost(PluginSettings(autoload=False))
+    for dist in ("deepseek-aa", "deepseek-bb"):
+        assert host.register_plugin(Cmd(), dist=dist, version="1.0").status == "ok"
+    with pytest.raises(ComponentConflictError) as info:
+        host.resolve("command", "dup-cmd")
+    assert str(info.value) == (
+        "command 'dup-cmd' is registered by both deepseek-aa 1.0 (test_host_policy) and deepseek-bb 1.0 "
+        "(test_host_policy); choose one with "
+        "DEEPSEEK_PLUGIN_PREFER=deepseek-aa, or disable the other with --disable-plugins")

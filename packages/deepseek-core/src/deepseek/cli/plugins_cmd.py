@@ -15,6 +15,7 @@ from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError
 from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord
+from deepseek.plugins.settings import ENV_PREFER
 
 _STATUS_STYLE = {"ok": "green", "disabled": "dim", "blocked": "red", "failed": "red"}
 
@@ -58,8 +59,9 @@ def list_plugins(as_json: bool) -> None:
         status += "".join(f"\n[yellow]skipped {escape(s)}[/]" for s in r.skipped)
         for c in shared[r.dist]:
             others = ", ".join(c["with"])
-            outcome = (f"{c['winner']} wins ({c['why']})" if c["winner"] else
-                       f"a bare {c['name']!r} fails: qualify it as {r.dist}:{c['name']} or set [plugins] prefer")
+            fix = (f"set {ENV_PREFER}" if c["kind"] == "command" else  # a command is never qualified
+                   f"qualify it as {r.dist}:{c['name']} or set [plugins] prefer")
+            outcome = f"{c['winner']} wins ({c['why']})" if c["winner"] else f"a bare {c['name']!r} fails: {fix}"
             status += f"\n[yellow]{escape(c['kind'])} {escape(repr(c['name']))} also registered by {others}: {escape(outcome)}[/]"
         table.add_row(r.dist, r.version, r.edition, components or "-", status)
     # Piped output gets a wide table instead of rich's 80-column default.

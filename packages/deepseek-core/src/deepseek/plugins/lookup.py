@@ -137,6 +137,12 @@ class LookupMixin:
                     return Resolution(kind, name, cands, comp, f"preferred by {source}")
         who = " and ".join(f"{c.dist} {c.version} ({c.module})" for c in cands)
         first = cands[0]
+        if kind == "command":  # `deepseek dist:name` is no command, and a config's prefer comes too late
+            return Resolution(
+                kind, name, cands, None,
+                f"command {name!r} is registered by both {who}; choose one with {ENV_PREFER}={first.dist}, "
+                f"or disable the other with --disable-plugins",
+            )
         return Resolution(
             kind, name, cands, None,
             f"{kind} {name!r} is registered by both {who}; choose one as "
