@@ -159,6 +159,14 @@ def test_failure_report_prefers_the_watchdog_verdict(tmp_path: Path) -> None:
     (tmp_path / "1.log").write_text("Current thread (most recent call first):\n  File x.py\n")
     report = failure_report({1: _failure(1, -9), 0: _failure(0, -15)}, dog, lambda r: tmp_path / f"{r}.log")
     assert report.exit_code == EXIT_HUNG and report.message == dog.verdict and "File x.py" in report.tail[-1]
+    # a deep stack: the dump from its top (where the rank waits), not its last lines (the entry point's
+    # frames, the same for every hang, which pushed the waiting frame out of a 20-line tail)
+    frames = [f'  File "/site/frame{i}.py", line {i} in f{i}' for i in range(40)]
+    (tmp_path / "1.log").write_text("step 1\nThread 0x2 (most recent call first):\n  File \"heartbeat.py\"\n\n"
+                                    "Current thread 0x1 (most recent call first):\n  File \"plugin.py\", line 11 in "
+                                    "hook\n" + "\n".join(frames) + "\n")
+    tail = failure_report({1: _failure(1, -9)}, dog, lambda r: tmp_path / f"{r}.log").tail
+    assert tail[0] == "Current thread 0x1 (most recent call first):" and "plugin.py" in tail[1] and len(tail) == 20
 
 
 def test_compression_rule_names_both_sides() -> None:

@@ -156,7 +156,7 @@ def failure_report(
     rank's stderr log; ``stop_signal``: the stop signal the launcher received, if any."""
     if watchdog is not None and watchdog.verdict:
         log = log_of(watchdog.stuck[0].rank)
-        return LaunchResult(EXIT_HUNG, watchdog.verdict, str(log), _tail(log))
+        return LaunchResult(EXIT_HUNG, watchdog.verdict, str(log), _stack_head(log))
     tails = {rank: _tail(log_of(rank)) for rank in failures}
     stopped = sorted(rank for rank, f in failures.items() if f.exitcode == EXIT_PREEMPTED)
     if stopped or stop_signal:
@@ -224,6 +224,23 @@ def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
     except OSError:
         return []
     return [line for line in lines if line.strip()][-n:]
+
+
+def _stack_head(path: Path, n: int = TAIL_LINES) -> list[str]:
+    """A hung rank's log: the stack it dumped on the watchdog's request (``faulthandler``,
+    most recent call first) from its top, the thread that handled the request (the main one),
+    where the rank waits; the log's last lines when it dumped none. (The dump's last lines are
+    its outermost frames, the same for every hang: the CLI's entry point.)"""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return []
+    heads = [i for i, line in enumerate(lines) if line.endswith("(most recent call first):")]
+    if not heads:
+        return lines[-n:]
+    current = [i for i in heads if lines[i].startswith("Current thread")]
+    start = (current or heads)[-1]
+    return lines[start:start + n]
 
 
 def _apply_env(changes: Mapping[str, str | None]) -> dict[str, str | None]:
