@@ -218,12 +218,17 @@ def _local(failures: Mapping[int, Any], rank: int, spec: LaunchSpec) -> int:
     return failures[rank].local_rank if rank in failures else rank % spec.nproc_per_node
 
 
-def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
+def _log_lines(path: Path) -> list[str]:
+    """The non-blank lines of a rank's log (none when it cannot be read)."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return []
-    return [line for line in lines if line.strip()][-n:]
+    return [line for line in lines if line.strip()]
+
+
+def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
+    return _log_lines(path)[-n:]
 
 
 def _stack_head(path: Path, n: int = TAIL_LINES) -> list[str]:
@@ -231,10 +236,7 @@ def _stack_head(path: Path, n: int = TAIL_LINES) -> list[str]:
     most recent call first) from its top, the thread that handled the request (the main one),
     where the rank waits; the log's last lines when it dumped none. (The dump's last lines are
     its outermost frames, the same for every hang: the CLI's entry point.)"""
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return []
+    lines = _log_lines(path)
     heads = [i for i, line in enumerate(lines) if line.endswith("(most recent call first):")]
     if not heads:
         return lines[-n:]
