@@ -24,8 +24,9 @@ from torch's.
 
 Checkpoints are the canonical full format, gathered with DeepSpeed's ``safe_get_full_*`` helpers
 (ZeRO-3 too) and written by rank 0; loading scatters them back (``safe_set_full_*``) into state
-the builder creates first (``OptimizerBuilder.initial_state``; without it, no resume here). The
-fp16 loss scale is not carried over. ``deepcompile`` hands the model to DeepCompile at set-up.
+the builder creates first (``OptimizerBuilder.initial_state``; without it, no resume here); both
+directions are in :mod:`.deepspeed_state`. The fp16 loss scale is not carried over. ``deepcompile``
+hands the model to DeepCompile at set-up.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from deepseek.training import checkpoint as ckpt
 from deepseek.training.optimizers import GroupedOptimizerFactory, OptimizerBuilder
 from deepseek.training.strategy import OptimizerFactory, StepResult, StepSettings
 from deepseek_pro.strategies import deepspeed_internals as internals
+from deepseek_pro.strategies import deepspeed_state as state_io
 from deepseek_pro.strategies.base import DistributedStrategy
 from deepseek_pro.strategies.deepspeed_config import (
     DeepSpeedOptions,
@@ -284,36 +286,7 @@ class DeepSpeedStrategy(DistributedStrategy):
     def full_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(model state dict, named optimizer state) with full fp32 tensors on CPU on every rank.
         A collective: call it on every rank."""
-        from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
-
-        internals.relink_optimizer_state(self.engine.optimizer)
-        keys = internals.state_keys(self.engine.optimizer)
-        model: dict[str, Any] = {}
-        state: dict[str, dict[str, Any]] = {}
-        step = internals.step_count(self.engine.optimizer)
-        canonical = self._template.state_dict()  # names and dtypes of the checkpoint's tensors
-        for name, p in self._named_params():
-            if not p.requires_grad:  # frozen: not the optimizer's, so it has no fp32 master
-                model[name] = internals.whole_value(p).to(canonical[name].dtype)
-                continue
-            model[name] = safe_get_full_fp32_param(p).detach().cpu()
-            if keys:
-                state[name] = {k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in keys}
-                if step is not None:  # torch keeps a tensor, DeepSpeed's own Adam an int
-                    state[name]["step"] = torch.as_tensor(step, dtype=torch.float32).clone()
-        for name, buf in self.engine.module.named_buffers():
-            if name in canonical:  # in the model's own dtype: BatchNorm's step count stays an integer
-                model[name] = buf.detach().cpu().to(canonical[name].dtype)
-        for alias, name in self._aliases.items():
-            model[alias] = model[name]
-        # DeepSpeed keeps the non-empty groups only, in order: the empty ones (a rule of
-        # [[optimizer.groups]] taking only matrices, say) are written with their own settings.
-        groups = []
-        inner = iter(self.engine.optimizer.param_groups)
-        for group_names, settings in zip(self._group_names, self._group_settings, strict=True):
-            src = next(inner) if group_names else settings
-            groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
-        return model, {"state": state, "param_groups": groups}
+        return state_io.gather_full_state(self)
 
     def unwrapped_model(self) -> Any:
         """A plain CPU copy with the full fp32 weights (a collective: call it on every rank)."""
@@ -347,45 +320,8 @@ class DeepSpeedStrategy(DistributedStrategy):
             problem = str(exc)
         # Every rank reads the files; agree on failure so that no rank waits in a collective.
         pro_ckpt.raise_if_any(self, problem)
-        self._load_full(model, optim)
+        state_io.scatter_full_state(self, model, optim)
         return state
-
-    def _load_full(self, model: dict[str, Any], optim: dict[str, Any]) -> None:
-        from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
-
-        saved = optim.get("state", {})
-        # Hyper-parameters as saved (weight decay, betas: as every strategy resumes them), the
-        # run's own keys (lr_scale) kept; DeepSpeed holds the non-empty groups only (the empty
-        # ones' settings are what the next checkpoint writes for them).
-        inner = iter(self.engine.optimizer.param_groups)
-        for names, group, settings in zip(self._group_names, optim["param_groups"], self._group_settings, strict=True):
-            live = next(inner) if names else settings
-            live.update({k: v for k, v in ckpt.resumed_group(group, live).items() if k in live and k != "params"})
-        self._init_optimizer_state()
-        keys = internals.state_keys(self.engine.optimizer)
-        for name, p in self._named_params():
-            if not p.requires_grad:
-                internals.set_whole_value(p, model[name])
-                continue
-            if hasattr(p, "ds_id"):  # ZeRO-3: DeepSpeed's setter fails where the ranks do not divide the size
-                internals.set_zero3_share(p, model[name].to(self.device))
-                for k in keys:
-                    if k in saved.get(name, {}):
-                        internals.set_zero3_share(p, saved[name][k].to(self.device), k)
-                continue
-            safe_set_full_fp32_param(p, model[name].to(self.device))
-            for k in keys:
-                if k in saved.get(name, {}):
-                    safe_set_full_optimizer_state(p, saved[name][k].to(self.device), k)
-        steps = [v["step"] for v in saved.values() if "step" in v]
-        if steps:
-            internals.set_step_count(self.engine.optimizer, steps[0])
-        # Low-precision module weights follow the fp32 masters.
-        with torch.no_grad():
-            for name, buf in self.engine.module.named_buffers():
-                if name in model:
-                    buf.copy_(model[name])
-        internals.sync_lp_from_hp(self.engine.optimizer)
 
     def _own_optimizer(self) -> bool:
         """DeepSpeed built the optimizer (``strategy.optimizer = "deepspeed"`` or the user's JSON
@@ -414,21 +350,3 @@ class DeepSpeedStrategy(DistributedStrategy):
         if self._builder is None or (flats and self._builder.initial_state(flats[0]) is None):
             raise UsageError(not_resumable(self._builder.config.name if self._builder is not None
                                             else "(a custom optimizer factory)"))
-
-    def _init_optimizer_state(self) -> None:
-        """Create the inner optimizer's state as its first step would (zeros, step 0: the
-        builder's ``initial_state`` of each flat partition; for DeepSpeed's own optimizer, Adam's
-        when it is torch's), so that DeepSpeed's optimizer-state fragments exist before any step
-        has run."""
-        inner, flats = internals.flat_masters(self.engine.optimizer)
-        for p in flats:
-            if inner.state.get(p):
-                continue
-            if not self._own_optimizer():
-                assert self._builder is not None, "_check_resumable() first"
-                inner.state[p] = self._builder.initial_state(p)
-            elif isinstance(inner, torch.optim.AdamW | torch.optim.Adam):
-                inner.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
-                                  "exp_avg_sq": torch.zeros_like(p)}
-        internals.relink_optimizer_state(self.engine.optimizer)
-
