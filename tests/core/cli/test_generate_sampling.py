@@ -1,7 +1,8 @@
-"""`deepseek generate --top-p` and `--stop`: a tiny nucleus decodes the greedy text and a value
+"""`deepseek generate --top-p`, `--repetition-penalty` and `--stop`: a tiny nucleus decodes the greedy text and a value
 outside (0, 1] is one line with exit 2; `--stop` prints the greedy text cut before the stop, and
-an empty one is one line (the sampling itself: tests/core/models/test_top_p.py and
-test_stop_strings.py)."""
+an empty one is one line; `--repetition-penalty 1` prints today's text, a penalty changes the
+greedy text and a value <= 0 is one line with exit 2 (the sampling itself:
+tests/core/models/test_top_p.py, test_repetition_penalty.py and test_stop_strings.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,19 @@ def test_cli_top_p(hostile: Hostile, trained_run: Path, core_host: PluginHost) -
     assert tiny.stdout == greedy.stdout
     for bad in ("0", "1.5", "nan"):
         hostile.refused(*base, "--top-p", bad, "def ", expect=["--top-p"])
+
+
+def test_cli_repetition_penalty(hostile: Hostile, trained_run: Path, core_host: PluginHost) -> None:
+    base = ["generate", "--checkpoint", str(trained_run), "--max-new-tokens", "24", "--device", "cpu",
+            "--temperature", "0"]
+    plain = invoke([*base, "def "], core_host)
+    one = invoke([*base, "--repetition-penalty", "1", "def "], core_host)
+    strong = invoke([*base, "--repetition-penalty", "3", "def "], core_host)
+    assert plain.code == one.code == strong.code == 0, plain.stderr + one.stderr + strong.stderr
+    assert one.stdout == plain.stdout
+    assert strong.stdout != plain.stdout
+    for bad in ("0", "-1.5", "nan"):
+        hostile.refused(*base, "--repetition-penalty", bad, "def ", expect=["--repetition-penalty"])
 
 
 def test_cli_stop(hostile: Hostile, trained_run: Path, core_host: PluginHost) -> None:

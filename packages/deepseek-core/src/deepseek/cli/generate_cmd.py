@@ -25,6 +25,10 @@ from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
 @click.option("--top-p", type=FiniteFloat(min=0.0, max=1.0, min_open=True), default=None,
               help="Nucleus sampling: draw from the fewest likeliest tokens holding this share of the probability "
                    "(0 < P <= 1; after --top-k). Default: off.")
+@click.option("--repetition-penalty", type=FiniteFloat(min=0.0, min_open=True), default=1.0, show_default=True,
+              help="Hugging Face's repetition_penalty: logits of tokens already in the prompt or the output are "
+                   "divided by P where positive and multiplied by P where negative, before --temperature (greedy "
+                   "included). 1.0 is off; 1.1 to 1.3 curb loops.")
 @click.option("--stop", "stop", multiple=True, metavar="TEXT",
               help="End a sample before the first occurrence of TEXT (repeatable; in bash $'\\n\\n' is a blank "
                    "line); decoding stops once every sample of a batch has ended.")
@@ -51,7 +55,7 @@ from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
 @DTYPE_OPTION
 def generate(
     checkpoint: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float | None,
-    stop: tuple[str, ...], seed: int, device: str,
+    repetition_penalty: float, stop: tuple[str, ...], seed: int, device: str,
     prompts_file: str | None, num_samples: int, batch_size: int, cuda_graphs: bool | None, compile_step: bool | None,
     strategy: str | None, dtype: str,
 ) -> None:
@@ -86,11 +90,13 @@ def generate(
             click.echo(note, err=True)
         if prompts is None:
             text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                          top_p=top_p, stop=stop, seed=seed, tokenizer=tokenizer, static=static)
+                          top_p=top_p, stop=stop, seed=seed, tokenizer=tokenizer, static=static,
+                          repetition_penalty=repetition_penalty)
         else:
             served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer),
                            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                           stop=stop, seed=seed, batch_size=batch_size, static=static)
+                           stop=stop, seed=seed, batch_size=batch_size, static=static,
+                           repetition_penalty=repetition_penalty)
     if placer is not None and not placer.is_global_zero:
         return
     if prompts is None:

@@ -14,7 +14,9 @@ which owns the cache and the sampling:
   position on the device and replays one CUDA graph per step (step and sampling together).
 
 Both sample with :func:`sample_next`, so for the same logits and generator they draw the same
-tokens. :func:`generate_cached` is capability ``generation`` of any model with
+tokens. A repetition penalty (Hugging Face's ``repetition_penalty``, :func:`penalize_repeats`)
+needs the tokens each row has seen: a session keeps them as a ``(B, V)`` mask (:class:`SeenTokens`),
+set from the whole prompt at the request's first prefill and from each sampled token after. :func:`generate_cached` is capability ``generation`` of any model with
 ``cached_decoding``, eager or (with ``static_decoding``) on a static cache: the GPT's ``generate``
 and a plugin model's are one call of it.
 """
@@ -38,8 +40,10 @@ class DecodeSession(Protocol):
     length: int
     """Positions the cache holds now (known on the host without reading the device)."""
 
-    def prefill(self, ids: torch.Tensor) -> None:
-        """Start a fresh cache from ``ids`` ``(B, T)`` and sample the next token."""
+    def prefill(self, ids: torch.Tensor, prompt: torch.Tensor | None = None) -> None:
+        """Start a fresh cache from ``ids`` ``(B, T)`` and sample the next token. ``prompt``: the
+        request's whole prompt ``(B, T0)`` when this prefill starts the request (the tokens a
+        repetition penalty counts as seen), ``None`` when it rebuilds the cache."""
 
     def step(self) -> None:
         """Feed the last sampled token and sample the next one."""
@@ -54,30 +58,73 @@ class DecodeSession(Protocol):
         """The session is over (hand back what it borrowed, such as the generator's state)."""
 
 
+class SeenTokens:
+    """The tokens each row of a request has seen (its prompt and what was sampled), as a ``(B, V)``
+    bool mask for :func:`penalize_repeats`; allocated at the first logits (``V`` is their width)
+    and updated on the device only, so a CUDA graph can capture :meth:`add`."""
+
+    def __init__(self) -> None:
+        self.mask: torch.Tensor | None = None
+
+    def ensure(self, logits: torch.Tensor) -> torch.Tensor:
+        """The mask, allocated (all False) for ``logits`` ``(B, V)`` if it is not yet."""
+        if self.mask is None or self.mask.shape != logits.shape or self.mask.device != logits.device:
+            self.mask = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+        return self.mask
+
+    def start(self, logits: torch.Tensor, prompt: torch.Tensor) -> None:
+        """Only the ``prompt`` ``(B, T)`` tokens are seen (a new request)."""
+        mask = self.ensure(logits)
+        mask.zero_()
+        mask.scatter_(1, prompt.to(mask.device), True)
+
+    def add(self, token: torch.Tensor) -> None:
+        """``token`` ``(B, 1)`` is seen too."""
+        if self.mask is not None:
+            self.mask.scatter_(1, token, True)
+
+
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Hugging Face's repetition penalty (``RepetitionPenaltyLogitsProcessor``): the logits
+    ``(B, V)`` of the tokens ``seen`` (a ``(B, V)`` bool mask) divided by ``penalty`` where
+    positive and multiplied by it where negative, so ``penalty > 1`` makes repeats less likely
+    either way; the other logits are unchanged."""
+    penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalized, logits)
+
+
 class EagerSession:
     """A :class:`DecodeSession` over a model's ``new_cache`` / ``next_logits`` callables."""
 
     def __init__(self, next_logits: NextLogits, new_cache: NewCache, batch: int, window: int, *,
                  temperature: float, top_k: int | None, generator: torch.Generator | None,
-                 top_p: float | None = None) -> None:
+                 top_p: float | None = None, repetition_penalty: float = 1.0) -> None:
         self.next_logits, self.new_cache = next_logits, new_cache
         self.batch, self.window = batch, window
         self.temperature, self.top_k, self.top_p, self.generator = temperature, top_k, top_p, generator
+        self.repetition_penalty = repetition_penalty
+        self.seen = SeenTokens()
         self.cache: Any = None
         self.tokens: list[torch.Tensor] = []
         self.length = 0
 
-    def prefill(self, ids: torch.Tensor) -> None:
+    def prefill(self, ids: torch.Tensor, prompt: torch.Tensor | None = None) -> None:
         """A new cache holding ``ids``; samples from the last position's logits."""
         self.cache = self.new_cache(self.batch, self.window)
-        self._sample(self.next_logits(ids, self.cache))
+        self._sample(self.next_logits(ids, self.cache), prompt)
 
     def step(self) -> None:
         """One cached step on the last token."""
         self._sample(self.next_logits(self.tokens[-1], self.cache))
 
-    def _sample(self, logits: torch.Tensor) -> None:
-        self.tokens.append(sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p))
+    def _sample(self, logits: torch.Tensor, prompt: torch.Tensor | None = None) -> None:
+        penalty = self.repetition_penalty
+        if penalty != 1.0 and prompt is not None:
+            self.seen.start(logits, prompt)
+        token = sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p,
+                            repetition_penalty=penalty, seen=self.seen.mask if penalty != 1.0 else None)
+        self.seen.add(token)
+        self.tokens.append(token)
         self.length = self.cache.length
 
     def last(self) -> torch.Tensor:
@@ -93,7 +140,7 @@ class EagerSession:
 
 
 def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
-                  top_p: float | None = None) -> None:
+                  top_p: float | None = None, repetition_penalty: float = 1.0) -> None:
     """One line for a request :func:`decode` cannot serve."""
     if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k <= 0):
         raise UsageError(
@@ -103,6 +150,9 @@ def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, to
     if top_p is not None and not 0.0 < top_p <= 1.0:  # NaN fails too
         raise UsageError(f"generate: top_p must be in (0, 1] or None, got {top_p}; 0.9 keeps the likeliest tokens "
                          "that together hold 90% of the probability")
+    if not (isinstance(repetition_penalty, (int, float)) and 0.0 < repetition_penalty < float("inf")):
+        raise UsageError(f"generate: repetition_penalty must be a finite number > 0, got {repetition_penalty!r:.40}; "
+                         "1.0 is off, 1.2 makes tokens already in the prompt or the output less likely")
     if idx.dim() != 2 or idx.size(1) == 0:
         raise UsageError(f"generate: prompt must be (batch, seq) with seq >= 1, got {tuple(idx.shape)}")
 
@@ -120,11 +170,12 @@ def decode(
     generator: torch.Generator | None = None,
     on_token: Callable[[torch.Tensor], None] | None = None,
     top_p: float | None = None,
+    repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """:func:`run_decode` with an :class:`EagerSession` over ``next_logits`` / ``new_cache``."""
-    check_request(idx, max_new_tokens, temperature, top_k, top_p)
+    check_request(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
     session = EagerSession(next_logits, new_cache, idx.size(0), window, temperature=temperature, top_k=top_k,
-                           generator=generator, top_p=top_p)
+                           generator=generator, top_p=top_p, repetition_penalty=repetition_penalty)
     return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
 
 
@@ -140,14 +191,16 @@ def generate_cached(
     on_token: Callable[[torch.Tensor], None] | None = None,
     static: Any = None,
     top_p: float | None = None,
+    repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """``TrainableModel.generate`` of ``model`` (a model offering ``cached_decoding``): its own
     ``forward_cached`` / ``new_cache`` / ``decode_window`` through :func:`run_decode`, in eval
     mode (its training mode restored after). ``static``: a
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode on (one static-cache
     decoder per batch size, its cache sized to the prompt plus the new tokens; a model without
-    ``static_decoding`` is refused in one line)."""
-    check_request(idx, max_new_tokens, temperature, top_k, top_p)
+    ``static_decoding`` is refused in one line). ``repetition_penalty``: :func:`penalize_repeats`
+    over the prompt's and the sampled tokens (1.0: off)."""
+    check_request(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
     window = model.decode_window()
     was_training = model.training
     model.eval()
@@ -162,11 +215,11 @@ def generate_cached(
                                  "decode without it")
             session = static.session(model, idx.size(0), window, temperature=temperature, top_k=top_k,
                                      generator=generator, positions=min(idx.size(1), window) + max_new_tokens,
-                                     top_p=top_p)
+                                     top_p=top_p, repetition_penalty=repetition_penalty)
         else:
             session = EagerSession(lambda ids, cache: model.forward_cached(ids, cache)[:, -1], model.new_cache,
                                    idx.size(0), window, temperature=temperature, top_k=top_k, generator=generator,
-                                   top_p=top_p)
+                                   top_p=top_p, repetition_penalty=repetition_penalty)
         return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
     finally:
         model.train(was_training)
@@ -191,7 +244,7 @@ def run_decode(
         session.close()
         return idx
     try:
-        session.prefill(idx[:, -window:])
+        session.prefill(idx[:, -window:], prompt=idx)
         for step in range(max_new_tokens):
             if on_token is not None:
                 on_token(session.last())
@@ -209,13 +262,17 @@ def run_decode(
 
 def sample_next(
     logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None,
-    top_p: float | None = None,
+    top_p: float | None = None, repetition_penalty: float = 1.0, seen: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Next token ids ``(B, 1)`` from last-position logits ``(B, V)``: greedy at ``temperature``
     0, else drawn from the softmax of ``logits / temperature`` restricted to the ``top_k``
     likeliest tokens and then to the nucleus of ``top_p`` (the fewest likeliest tokens whose
-    probabilities sum to at least ``top_p``; the likeliest always stays)."""
+    probabilities sum to at least ``top_p``; the likeliest always stays). With ``seen`` (a
+    ``(B, V)`` bool mask) and ``repetition_penalty`` other than 1.0 the logits are first
+    :func:`penalize_repeats` (before the temperature and the greedy choice, as in Hugging Face)."""
     logits = logits.float()
+    if seen is not None and repetition_penalty != 1.0:
+        logits = penalize_repeats(logits, seen, repetition_penalty)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     # Shifted so the largest is 0 before the division, by at least float32's smallest normal

@@ -367,12 +367,14 @@ class GPT(TrainableModel):
         on_token: Callable[[torch.Tensor], None] | None = None,
         static: StaticDecoders | None = None,
         top_p: float | None = None,
+        repetition_penalty: float = 1.0,
     ) -> torch.Tensor:
         """Extend ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens; returns ``(B, T + new)``.
 
         Uses a KV cache: one prefill of the prompt, then one token per step. ``temperature=0``
         is greedy; ``top_k`` and ``top_p`` (nucleus) narrow the draw
-        (:func:`~deepseek.models.decoding.sample_next`). When the window ``max_seq_len`` fills up, the cache is rebuilt from the last
+        (:func:`~deepseek.models.decoding.sample_next`); ``repetition_penalty`` (Hugging Face's,
+        1.0 off) first makes the prompt's and the sampled tokens less likely. When the window ``max_seq_len`` fills up, the cache is rebuilt from the last
         half window (positions restart at 0), so each rebuild buys ``max_seq_len / 2`` cheap steps.
         ``on_token`` is called with each new column of tokens ``(B, 1)`` as it is sampled (time to
         first token, streaming). With ``static`` (a
@@ -383,7 +385,8 @@ class GPT(TrainableModel):
         from deepseek.models.decoding import generate_cached
 
         return generate_cached(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator,
-                               on_token=on_token, static=static, top_p=top_p)
+                               on_token=on_token, static=static, top_p=top_p,
+                               repetition_penalty=repetition_penalty)
 
     def generation_vocab_size(self) -> int:
         """The token ids of the logits, ``vocab_size``."""

@@ -258,11 +258,14 @@ class TrainableModel(nn.Module):
         on_token: Callable[[torch.Tensor], None] | None = None,
         static: Any = None,
         top_p: float | None = None,
+        repetition_penalty: float = 1.0,
     ) -> torch.Tensor:
         """``idx`` ``(B, T)`` token ids extended by ``max_new_tokens`` sampled tokens: ``(B, T +
         new)``. ``temperature=0`` is greedy; ``top_k`` keeps the ``k`` likeliest tokens;
         ``top_p`` the nucleus (the fewest likeliest tokens holding ``top_p`` of the probability;
         callers pass it only when it is set, so a ``generate`` without it serves the rest);
+        ``repetition_penalty`` Hugging Face's (:func:`~deepseek.models.decoding.penalize_repeats`;
+        passed only when it is not 1.0, as ``top_p``);
         ``generator`` seeds the sampling; ``on_token`` gets each new column ``(B, 1)`` as it is
         sampled; ``static`` is a :class:`~deepseek.models.static_decoding.StaticDecoders` from
         ``deepseek generate --cuda-graphs`` (only for models with ``static_decoding``: refuse
@@ -316,25 +319,32 @@ def require_generation(model: nn.Module, *, command: str = "generate") -> None:
     )
 
 
-def sampling_arguments(model: nn.Module, *, top_p: float | None) -> dict[str, Any]:
+def sampling_arguments(model: nn.Module, *, top_p: float | None, repetition_penalty: float = 1.0) -> dict[str, Any]:
     """The keyword arguments past ``top_k`` to hand ``model.generate``: ``top_p`` when it is set
-    (a ``generate`` written before it existed serves every other request as before); a model whose
-    ``generate`` takes no ``top_p`` is refused in one line when it is set."""
-    if top_p is None:
+    and ``repetition_penalty`` when it is not 1.0 (a ``generate`` written before they existed
+    serves every other request as before); a model whose ``generate`` takes no such argument is
+    refused in one line when it is set."""
+    asked = {k: v for k, v in (("top_p", top_p), ("repetition_penalty", repetition_penalty))
+             if v is not None and not (k == "repetition_penalty" and v == 1.0)}
+    if not asked:
         return {}
     import inspect
 
     try:
         params = inspect.signature(model.generate).parameters
     except (TypeError, ValueError):  # no signature to read: the call will tell
-        return {"top_p": top_p}
-    if "top_p" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        raise UsageError(
-            f"generate --top-p: the model's generate ({type(model).__name__}.generate) takes no top_p; leave out "
-            "--top-p, or give the method a top_p=None argument passed on to generate_cached (docs/plugins.md, "
-            "'Models')"
-        )
-    return {"top_p": top_p}
+        return asked
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return asked
+    for name in asked:
+        if name not in params:
+            option, off = "--" + name.replace("_", "-"), "None" if name == "top_p" else "1.0"
+            raise UsageError(
+                f"generate {option}: the model's generate ({type(model).__name__}.generate) takes no {name}; leave "
+                f"out {option}, or give the method a {name}={off} argument passed on to generate_cached "
+                "(docs/plugins.md, 'Models')"
+            )
+    return asked
 
 
 def generation_vocab_size(model: nn.Module) -> int | None:

@@ -1,7 +1,7 @@
 """Static-cache decoding: one preallocated KV cache, the position on the device, one CUDA graph.
 
-A :class:`StaticDecoder` serves one batch size and one sampling setting (temperature, top-k) of
-one model:
+A :class:`StaticDecoder` serves one batch size and one sampling setting (temperature, top-k,
+top-p, repetition penalty) of one model:
 
 - the KV cache ``(batch, heads, max_len, head_dim)`` per layer is allocated once; the prompt is
   prefilled through the model's ordinary ``forward_cached`` (host-side length, exactly the eager
@@ -13,7 +13,8 @@ one model:
 - on CUDA, step + sampling (:func:`~deepseek.models.decoding.sample_next`: greedy argmax, or
   temperature / top-k with the exponential-race draw on the decoder's own generator, registered
   with the graph so each replay draws fresh numbers) + writing the token into the input buffer
-  and into a ring of the last :data:`RING` tokens are captured in one ``torch.cuda.CUDAGraph``.
+  and into a ring of the last :data:`RING` tokens (and, with a repetition penalty, into the
+  :class:`~deepseek.models.decoding.SeenTokens` mask the penalty reads) are captured in one ``torch.cuda.CUDAGraph``.
   A step is then one ``replay()``: no host sync between steps; the host copies the ring out every
   :data:`RING` steps and at the end.
 
@@ -42,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepseek.models.decoding import sample_next
+from deepseek.models.decoding import SeenTokens, sample_next
 from deepseek.models.layers import KVCache, KVCursor
 from deepseek.models.protocol import TrainableModel, model_capabilities
 
@@ -105,7 +106,8 @@ class StaticDecoder:
     sampling setting; see the module docstring."""
 
     def __init__(self, model: nn.Module, batch: int, max_len: int, *, temperature: float, top_k: int | None,
-                 graphs: bool, compile_step: bool, top_p: float | None = None) -> None:
+                 graphs: bool, compile_step: bool, top_p: float | None = None,
+                 repetition_penalty: float = 1.0) -> None:
         cache = model.new_cache(batch, max_len)  # type: ignore[operator]
         if not isinstance(cache, KVCache):
             raise TypeError(f"{type(model).__name__}.new_cache gave {type(cache).__name__}, not a KVCache")
@@ -113,6 +115,9 @@ class StaticDecoder:
         self.device = cache.keys[0].device
         self.batch, self.max_len = batch, max_len
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.repetition_penalty = repetition_penalty
+        self.seen = SeenTokens()
+        """The tokens seen, when there is a penalty (allocated by the first logits, before any capture)."""
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=self.device)
         """The step's input: the token sampled last (the graph writes it)."""
         self.ring = torch.zeros(batch, RING, dtype=torch.long, device=self.device)
@@ -127,11 +132,19 @@ class StaticDecoder:
 
     def _body(self) -> torch.Tensor:
         logits = self._step(self.model, self.tokens, self.cursor)
-        self.emit(sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p))
+        self.emit(self._sample(logits))
         return logits
 
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        penalty = self.repetition_penalty
+        seen = self.seen.ensure(logits) if penalty != 1.0 else None
+        return sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p,
+                           repetition_penalty=penalty, seen=seen)
+
     def emit(self, token: torch.Tensor) -> None:
-        """``token`` ``(B, 1)`` becomes the next step's input and the ring's next column."""
+        """``token`` ``(B, 1)`` becomes the next step's input and the ring's next column (and is
+        seen, for the repetition penalty)."""
+        self.seen.add(token)
         self.tokens.copy_(token)
         self.ring.index_copy_(1, self.slot, token)
         self.slot.add_(1)
@@ -155,13 +168,16 @@ class StaticDecoder:
         self.graph = graph
 
     @torch.no_grad()
-    def prefill(self, ids: torch.Tensor) -> None:
+    def prefill(self, ids: torch.Tensor, prompt: torch.Tensor | None = None) -> None:
         """Fill the cache from position 0 with ``ids`` ``(B, T)`` (the eager computation), put
-        the position after them and sample the next token."""
+        the position after them and sample the next token; ``prompt``: the request's whole prompt
+        when this prefill starts it (the seen tokens start from it), ``None`` on a rebuild."""
         self.cache.length = 0
         logits = self.model.forward_cached(ids, self.cache)[:, -1]  # type: ignore[operator]
         self.cursor.position.fill_(ids.size(1))
-        self.emit(sample_next(logits, self.temperature, self.top_k, self.generator, top_p=self.top_p))
+        if self.repetition_penalty != 1.0 and prompt is not None:
+            self.seen.start(logits, prompt)
+        self.emit(self._sample(logits))
 
     @torch.no_grad()
     def step(self) -> torch.Tensor:
@@ -210,10 +226,10 @@ class StaticSession:
             self.decoder.slot.zero_()
             self.filled = 0
 
-    def prefill(self, ids: torch.Tensor) -> None:
-        """A fresh cache (position 0) holding ``ids``."""
+    def prefill(self, ids: torch.Tensor, prompt: torch.Tensor | None = None) -> None:
+        """A fresh cache (position 0) holding ``ids`` (``prompt``: as for :meth:`StaticDecoder.prefill`)."""
         self._make_room()
-        self.decoder.prefill(ids)
+        self.decoder.prefill(ids, prompt)
         self.filled += 1
         self.length = ids.size(1)
 
@@ -255,7 +271,7 @@ class StaticDecoders:
 
     def session(self, model: nn.Module, batch: int, window: int, *, temperature: float, top_k: int | None,
                 generator: torch.Generator | None, positions: int | None = None,
-                top_p: float | None = None) -> StaticSession:
+                top_p: float | None = None, repetition_penalty: float = 1.0) -> StaticSession:
         """A session on the decoder for these settings (built, and captured, on first use): its
         cache holds :func:`static_cache_length` ``(positions, window)`` positions (``positions``:
         the most the request fills, its prompt's last ``window`` tokens plus its new ones;
@@ -264,13 +280,14 @@ class StaticDecoders:
         that does not gets the whole window."""
         max_len = window if positions is None else static_cache_length(positions, window, step=self.step)
         weights = tuple(p.data_ptr() for p in model.parameters())
-        key = (id(model), batch, max_len, temperature, top_k, top_p, weights)
+        key = (id(model), batch, max_len, temperature, top_k, top_p, repetition_penalty, weights)
         decoder = self._decoders.pop(key, None)
         if decoder is None:
             while len(self._decoders) >= self.keep:
                 self._decoders.popitem(last=False)
             decoder = StaticDecoder(model, batch, max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                                    graphs=self.graphs, compile_step=self.compile_step)
+                                    graphs=self.graphs, compile_step=self.compile_step,
+                                    repetition_penalty=repetition_penalty)
         self._decoders[key] = decoder
         return StaticSession(decoder, generator)
 

@@ -213,17 +213,19 @@ def sample(
     static: Any = None,
     top_p: float | None = None,
     stop: Sequence[str] = (),
+    repetition_penalty: float = 1.0,
 ) -> str:
     """``prompt`` continued by the model (KV-cache ``generate``), encoded and decoded with
     ``tokenizer`` (default: UTF-8 bytes), up to the document separator the model writes or the
     first of the ``stop`` strings (decoding ends there: :mod:`deepseek.training.stopping`);
-    ``top_p``: nucleus sampling (``None``: off); ``static``: the
+    ``top_p``: nucleus sampling (``None``: off); ``repetition_penalty``: Hugging Face's (1.0: off,
+    :func:`~deepseek.models.decoding.penalize_repeats`); ``static``: the
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
     from deepseek.models.protocol import sampling_arguments
     from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
     tok = generating_tokenizer(model, tokenizer)
-    extra = sampling_arguments(model, top_p=top_p)
+    extra = sampling_arguments(model, top_p=top_p, repetition_penalty=repetition_penalty)
     stops = check_stops(stop)
     ids = tok.prompt_ids(prompt)
     device = next(model.parameters()).device

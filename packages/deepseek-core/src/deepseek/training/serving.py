@@ -116,6 +116,7 @@ def serve(
     static: Any = None,
     top_p: float | None = None,
     stop: Sequence[str] = (),
+    repetition_penalty: float = 1.0,
 ) -> Served:
     """Continue every prompt (see the module docstring); ``tokenizer`` as checked by
     :func:`deepseek.training.inference.generating_tokenizer`. Batch ``i`` samples with a
@@ -128,7 +129,7 @@ def serve(
 
     if batch_size < 1:
         raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
-    extra = sampling_arguments(model, top_p=top_p)
+    extra = sampling_arguments(model, top_p=top_p, repetition_penalty=repetition_penalty)
     stops = check_stops(stop)
     encoded = [tokenizer.prompt_ids(p) for p in prompts]
     by_length: dict[int, list[int]] = {}

@@ -64,6 +64,7 @@ class PipelinedModel(TrainableModel):
         on_token: Callable[[torch.Tensor], None] | None = None,
         static: Any = None,
         top_p: float | None = None,
+        repetition_penalty: float = 1.0,
     ) -> torch.Tensor:
         """``idx`` ``(B, T)`` extended by ``max_new_tokens`` tokens, on every rank (call it on every
         rank with the same arguments); pipeline stages decode eagerly (``static`` must be ``None``)."""
@@ -73,7 +74,8 @@ class PipelinedModel(TrainableModel):
         self.stage.eval()
         return decode(self._next_logits, self.stage.new_cache, idx, max_new_tokens,
                       window=self.stage.decode_window(), temperature=temperature, top_k=top_k,
-                      generator=generator, on_token=on_token, top_p=top_p)
+                      generator=generator, on_token=on_token, top_p=top_p,
+                      repetition_penalty=repetition_penalty)
 
     def generation_vocab_size(self) -> int | None:
         """The whole model's vocabulary, as it declared it (the tokenizer check of ``deepseek generate``)."""
