@@ -60,6 +60,11 @@ CASES: dict[str, tuple[dict[str, Any], str, str, str]] = {
         {"precision": {"dtype": "auto", "init_scale": 1024.0, "growth_interval": 100}}, "cuda", "bf16",
         "precision.init_scale, precision.growth_interval: only fp16 uses a loss scale, and this run computes in "
         "bf16; remove init_scale and growth_interval or set precision.dtype = \"fp16\""),
+    "sync_batchnorm on one process": (
+        {"strategy": {"name": "single", "sync_batchnorm": True}}, "cpu", "fp32",
+        "strategy.sync_batchnorm: strategy \"single\" is one process, whose BatchNorm layers already see the whole "
+        "batch, so there is nothing to synchronise; remove sync_batchnorm, or use it with ddp or fsdp over several "
+        "processes"),
     "compile_scope without compile": (
         {"train": {"compile_scope": "model"}}, "cpu", "fp32",
         "train.compile_scope: \"model\" has no effect without train.compile = true; set compile = true, or remove "

@@ -62,6 +62,10 @@ def ineffective_settings(config: Config, *, device_type: str, compute_dtype: str
     if scaling and compute_dtype != "fp16":
         lines.append(f"{', '.join(scaling)}: only fp16 uses a loss scale, and this run computes in {compute_dtype}; "
                      f"remove {' and '.join(k.partition('.')[2] for k in scaling)} or set precision.dtype = \"fp16\"")
+    if config.strategy.name == "single" and getattr(config.strategy.options, "sync_batchnorm", False):
+        lines.append("strategy.sync_batchnorm: strategy \"single\" is one process, whose BatchNorm layers already see "
+                     "the whole batch, so there is nothing to synchronise; remove sync_batchnorm, or use it with "
+                     "ddp or fsdp over several processes")
     if t.compile_scope != _DEFAULT.train.compile_scope and not t.compile:
         lines.append(f"train.compile_scope: \"{t.compile_scope}\" has no effect without train.compile = true; "
                      "set compile = true, or remove compile_scope")

@@ -21,6 +21,10 @@ class SingleOptions:
 
     device: str = field(default="auto", metadata={"check": device_problem})
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    sync_batchnorm: bool = False
+    """Accepted so that one config serves ``single`` and the data-parallel strategies (``ddp``,
+    ``fsdp`` of deepseek-pro synchronise BatchNorm statistics over their ranks with it); one
+    process already normalises over the whole batch, so ``true`` does nothing here (a warning)."""
 
 
 class SingleDeviceStrategy(Strategy):

@@ -6,7 +6,8 @@ Gradient accumulation skips the all-reduce on all but the last micro-batch (``no
 ``accumulation`` part of the base class's step); clipping and evaluation are the base class's
 (gradients are whole and identical on every rank after the all-reduce). Buffers: the base class
 broadcasts rank 0's after each step (DDP's own ``broadcast_buffers`` is off).
-Activation checkpointing is the model's own (``train.activation_checkpointing``), mixed precision
+``sync_batchnorm`` turns BatchNorm layers into SyncBatchNorm before wrapping
+(:mod:`deepseek_pro.strategies.sync_batchnorm`). Activation checkpointing is the model's own (``train.activation_checkpointing``), mixed precision
 is core's :class:`~deepseek.training.mixed_precision.Precision` (autocast + fp16 loss scaling; the
 scaler's unscale/inf check runs on the already all-reduced gradients, so every rank skips the
 same steps). Checkpoints: see :mod:`deepseek_pro.checkpoint` (``checkpoint = "full"`` writes the
@@ -30,7 +31,12 @@ from deepseek.errors import ConfigError, UsageError
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.compression import CountingHook, PowerSGDConfig
-from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+from deepseek_pro.strategies.base import DistributedStrategy
+from deepseek_pro.strategies.sync_batchnorm import (
+    DataParallelOptions,
+    convert_batchnorm,
+    sync_batchnorm_problem,
+)
 
 
 def _at_least_one(value: int) -> str | None:
@@ -38,7 +44,7 @@ def _at_least_one(value: int) -> str | None:
 
 
 @dataclass(frozen=True)
-class DDPOptions(DistributedOptions):
+class DDPOptions(DataParallelOptions):
     """``[strategy]`` keys of ``ddp``."""
 
     compression: Literal["none", "fp16", "bf16", "powersgd"] = "none"
@@ -98,7 +104,11 @@ class DDPStrategy(DistributedStrategy):
     def check_config(cls, config: Any) -> None:
         """``static_graph`` with ``train.grad_accum > 1``: torch DDP's static graph breaks under
         ``no_sync`` (an internal assert at the first backward, pytorch/pytorch#143580; past it, the
-        reductions stop after the first step), and accumulation skips the all-reduce that way."""
+        reductions stop after the first step), and accumulation skips the all-reduce that way;
+        ``sync_batchnorm`` on the CPU (:func:`~deepseek_pro.strategies.sync_batchnorm.sync_batchnorm_problem`)."""
+        problem = sync_batchnorm_problem(config.strategy.options, cuda_available=torch.cuda.is_available())
+        if problem:
+            raise ConfigError(problem)
         if config.strategy.options.static_graph and config.train.grad_accum > 1:
             raise ConfigError(
                 f"strategy.static_graph: torch DDP's static graph cannot accumulate gradients without "
@@ -117,7 +127,7 @@ class DDPStrategy(DistributedStrategy):
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         self.settings = settings
         o = self.options
-        model = model.to(self.device)
+        model = convert_batchnorm(model, o, warn=self.rank == 0).to(self.device)
         self.ddp = DistributedDataParallel(
             model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,

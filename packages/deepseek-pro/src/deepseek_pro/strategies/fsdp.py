@@ -10,7 +10,8 @@ are reduce-scattered in ``reduce_dtype`` — fp32 by default; ``compression = "b
 ``cpu_offload`` keeps sharded parameters, gradients and optimizer state in host memory
 (``CPUOffloadPolicy``; its host buffers are pinned for fast copies to a CUDA device, and not
 pinned on a CPU-only machine, where pinning needs a GPU and there is nothing to copy to).
-Gradient accumulation turns gradient sync off on all but the last micro-batch (the
+``sync_batchnorm`` turns BatchNorm layers into SyncBatchNorm before sharding
+(:mod:`deepseek_pro.strategies.sync_batchnorm`). Gradient accumulation turns gradient sync off on all but the last micro-batch (the
 ``accumulation`` part of the base class's step). Clipping computes the total norm
 over the sharded gradients (a DTensor reduction). Buffers are not sharded: the base class
 broadcasts rank 0's after each step.
@@ -37,7 +38,12 @@ from deepseek.models.protocol import model_capabilities
 from deepseek.training import clip
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
-from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+from deepseek_pro.strategies.base import DistributedStrategy
+from deepseek_pro.strategies.sync_batchnorm import (
+    DataParallelOptions,
+    convert_batchnorm,
+    sync_batchnorm_problem,
+)
 from deepseek_pro.strategies.twin import materialize, meta_twin
 
 _FP16_MESSAGE = (
@@ -48,7 +54,7 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
-class FSDPOptions(DistributedOptions):
+class FSDPOptions(DataParallelOptions):
     """``[strategy]`` keys of ``fsdp`` / ``zero3``."""
 
     compression: Literal["none", "fp16", "bf16"] = "none"
@@ -99,9 +105,13 @@ class FSDPStrategy(DistributedStrategy):
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        """fp16 (loss scaling over sharded gradients) is not supported."""
+        """fp16 (loss scaling over sharded gradients) is not supported, nor ``sync_batchnorm`` on
+        the CPU (:func:`~deepseek_pro.strategies.sync_batchnorm.sync_batchnorm_problem`)."""
         if config.precision.dtype == "fp16":
             raise ConfigError(_FP16_MESSAGE)
+        problem = sync_batchnorm_problem(config.strategy.options, cuda_available=torch.cuda.is_available())
+        if problem:
+            raise ConfigError(problem)
 
     def setup_environment(self) -> None:
         super().setup_environment()
@@ -120,7 +130,8 @@ class FSDPStrategy(DistributedStrategy):
 
         o = self.options
         self.settings = settings
-        self._template = meta_twin(model)
+        self._template = meta_twin(model)  # the plain model's layout: what unwrapped_model gives back
+        model = convert_batchnorm(model, o, warn=self.rank == 0)
         self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("dp",))
         compute = self.precision.dtype
         policy = MixedPrecisionPolicy(
