@@ -55,11 +55,11 @@ def test_penalty_is_the_loop_over_logits(penalty: float) -> None:
 
 class Fixed:
     """A "model" whose next logits are always the same row: token 3 likeliest (5.0), then 7 (4.0),
-    token 9 negative (-1.0), the rest -2.0."""
+    then 5 (3.0), token 9 negative (-1.0), the rest -2.0."""
 
     def __init__(self) -> None:
         row = torch.full((20,), -2.0)
-        row[3], row[7], row[9] = 5.0, 4.0, -1.0
+        row[3], row[7], row[5], row[9] = 5.0, 4.0, 3.0, -1.0
         self.row = row
 
     def next_logits(self, ids: torch.Tensor, cache: SimpleNamespace) -> torch.Tensor:
@@ -79,11 +79,12 @@ def greedy(prompt: list[int], steps: int, penalty: float, window: int = 8) -> li
 
 def test_greedy_decoding_with_the_penalty_takes_other_tokens() -> None:
     assert greedy([1, 2], 4, 1.0) == [3, 3, 3, 3]
-    # 3 seen: 5/2 = 2.5 < 4, so 7; then both seen: 2.5 > 4/2, so 3 again
-    assert greedy([1, 2], 4, 2.0) == [3, 7, 3, 3]
-    # a prompt token is penalised too, even before the window (20 tokens, window 8)
-    assert greedy([3] + [1] * 19, 2, 2.0) == [7, 3]
-    # 1.5: 5/1.5 = 3.33 < 4, so 7 after 3; both seen: 3.33 > 2.67, 3 again
+    # 3 seen: 5/2 = 2.5 < 4, so 7; then 3 and 7 seen: 5 (3.0) beats 2.5 and 2.0; then 2.5 > 2.0 > 1.5: 3
+    assert greedy([1, 2], 4, 2.0) == [3, 7, 5, 3]
+    # a prompt token is penalised too, even before the window (20 tokens, window 8), and still after
+    # the cache is rebuilt from the last half window (before the second token), which no longer holds it
+    assert greedy([3] + [1] * 19, 2, 2.0) == [7, 5]
+    # 1.5: 5/1.5 = 3.33 < 4, so 7 after 3; then 3.33 > 3.0 > 2.67: 3 again
     assert greedy([1], 3, 1.5) == [3, 7, 3]
 
 
