@@ -1,6 +1,6 @@
 """``deepseek eval`` / ``generate --strategy pipeline`` under ``deepseek launch -n 2``: the model's
 stages over the processes, each caching its own blocks' keys and values; the same tokens and the
-same loss as one process."""
+same loss as one process (with a repetition penalty too: every rank keeps the same seen tokens)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ def _random_weights(path: Path) -> Path:
     return random_gpt_weights(path, seed=6, std=0.08, n_layers=3)
 
 
-@pytest.mark.parametrize("sampling", [["--temperature", "0"], ["--temperature", "0.9", "--seed", "7"]],
-                         ids=["greedy", "sampled"])
+@pytest.mark.parametrize("sampling", [["--temperature", "0"], ["--temperature", "0.9", "--seed", "7"],
+                                      ["--temperature", "0.9", "--seed", "7", "--repetition-penalty", "1.5"]],
+                         ids=["greedy", "sampled", "penalized"])
 def test_generate_through_two_stages_prints_what_one_process_does(sampling: list[str], tmp_path: Path) -> None:
     # 5 prompt tokens + 40 new ones pass the 32-position window: the stages' caches are rebuilt.
     weights = _random_weights(tmp_path / "w.safetensors")

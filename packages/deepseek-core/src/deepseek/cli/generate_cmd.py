@@ -28,7 +28,7 @@ from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
 @click.option("--repetition-penalty", type=FiniteFloat(min=0.0, min_open=True), default=1.0, show_default=True,
               help="Hugging Face's repetition_penalty: logits of tokens already in the prompt or the output are "
                    "divided by P where positive and multiplied by P where negative, before --temperature (greedy "
-                   "included). 1.0 is off; 1.1 to 1.3 curb loops.")
+                   "included). 1.0 is off; above 1 discourages repeats, below 1 favours them.")
 @click.option("--stop", "stop", multiple=True, metavar="TEXT",
               help="End a sample before the first occurrence of TEXT (repeatable; in bash $'\\n\\n' is a blank "
                    "line); decoding stops once every sample of a batch has ended.")
