@@ -41,13 +41,11 @@ def resolve_pass(spec: str | GraphPass, host: Any = None) -> GraphPass:
     third-party plugins included) or an instance."""
     if isinstance(spec, GraphPass):
         return spec
-    from deepseek.plugins.calls import blamed_on, blames
+    from deepseek.plugins.calls import created
     from deepseek.plugins.host import get_host
 
     component = (host or get_host()).resolve("pass", spec)
-    target = component.load()
-    with blamed_on(component.label if blames(component) else None, "__init__"):  # its own bug: one line naming it
-        obj = target()
+    obj = created(component)  # what its own code raises: one line naming it
     if not isinstance(obj, GraphPass):
         raise PluginError(
             f"{component.label}: created a {type(obj).__name__}, not a deepseek.graph.passes.GraphPass; its plugin "

@@ -83,11 +83,11 @@ def raised_in(exc: BaseException, package: str) -> bool:
 
 
 def code_package(component: object) -> str | None:
-    """The top-level package of ``component``'s class (an instance's type, or the class itself):
-    where :func:`blamed_on` looks for its frames; ``None`` for deepseek's own code, whose
-    exceptions are ours to report, not a plugin's."""
-    cls = component if isinstance(component, type) else type(component)
-    package = (cls.__module__ or "").partition(".")[0]
+    """The top-level package of ``component``'s code (a class, a factory function, or an
+    instance's class): where :func:`blamed_on` looks for its frames; ``None`` for deepseek's own
+    code, whose exceptions are ours to report, not a plugin's."""
+    module = getattr(component, "__module__", None) or type(component).__module__
+    package = (module or "").partition(".")[0]
     return None if package in ("", "deepseek", "builtins", "torch") else package
 
 
@@ -100,6 +100,16 @@ def class_calls(component: Any, call: str) -> contextlib.AbstractContextManager[
     if package is None or not blames(component):
         return contextlib.nullcontext()
     return blamed_on(component.label, call, package=package)
+
+
+def created(component: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """A resolved ``component``'s target called with the arguments: how ``deepseek.create_*`` and
+    the graph optimizer instantiate a registered class or factory. What the plugin's own code
+    raises there is one line naming it (:func:`class_calls` with ``__init__``); an exception that
+    no frame of the plugin raised (a wrong argument of the caller) passes as it is."""
+    target = component.load()
+    with class_calls(component, "__init__"):
+        return target(*args, **kwargs)
 
 
 def model_calls(model: object, label: str | None, call: str = "forward") -> contextlib.AbstractContextManager[None]:

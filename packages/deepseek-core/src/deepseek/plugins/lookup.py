@@ -172,8 +172,11 @@ class LookupMixin:
         )
 
     def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Resolve ``name`` and call its target with the given arguments."""
-        return self.resolve(kind, name).load()(*args, **kwargs)
+        """Resolve ``name`` and call its target with the given arguments; what the plugin's code
+        raises there is one line naming it (:func:`deepseek.plugins.calls.created`)."""
+        from deepseek.plugins.calls import created
+
+        return created(self.resolve(kind, name), *args, **kwargs)
 
     def fingerprint(self) -> list[tuple[str, str, str]]:
         """(distribution, version, status) of every plugin, for cross-rank consistency checks."""

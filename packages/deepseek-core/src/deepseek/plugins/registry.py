@@ -76,13 +76,11 @@ def create_dataset(name: str, /, *, batch_size: int, seed: int = 0, **options: A
     by its ``Options``; errors name ``data.<key>``), as a run creates it: global batches of
     ``batch_size`` rows, shuffled from ``seed``."""
     from deepseek.config.components import build_options
-    from deepseek.plugins.calls import blamed_on
+    from deepseek.plugins.calls import created
 
     component = get_host().resolve("dataset", name)
-    cls = component.load()
-    keys = build_options(cls, options, kind="dataset", name=name, path="data")
-    with blamed_on(component.label, "__init__"):  # what its __init__ raises: one line naming it
-        dataset = cls(keys, batch_size=batch_size, seed=seed)
+    keys = build_options(component.load(), options, kind="dataset", name=name, path="data")
+    dataset = created(component, keys, batch_size=batch_size, seed=seed)
     dataset.label = component.label
     return dataset
 
@@ -146,10 +144,12 @@ def create_lr_schedule(name: str, /, *, lr: float, min_lr: float = 0.0, warmup_s
     """The learning-rate schedule registered as ``name`` (``schedule.lr_at(step)``), its own keys
     as keyword arguments (validated by its ``Options``; errors name ``lr_schedule.<key>``)."""
     from deepseek.config.components import build_options, load_checked
+    from deepseek.plugins.calls import created
 
-    cls = load_checked("lr_schedule", get_host().resolve("lr_schedule", name))
-    opts = build_options(cls, options, kind="lr_schedule", name=name, path="lr_schedule")
-    return cls(opts, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, decay_steps=decay_steps)
+    component = get_host().resolve("lr_schedule", name)
+    opts = build_options(load_checked("lr_schedule", component), options, kind="lr_schedule", name=name,
+                         path="lr_schedule")
+    return created(component, opts, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, decay_steps=decay_steps)
 
 
 def list_components(kind: str, pattern: str | None = None) -> list[str]:

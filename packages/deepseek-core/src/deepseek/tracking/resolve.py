@@ -54,8 +54,10 @@ def tracker_options(host: PluginHost, name: str, table: Mapping[str, Any]) -> tu
 
 def build_tracker(host: PluginHost, name: str, table: Mapping[str, Any]) -> Tracker:
     """A tracker instance from its keys (``deepseek.create_tracker``), not started."""
-    cls, options = tracker_options(host, name, table)
-    return cls(options)
+    from deepseek.plugins.calls import created
+
+    _, options = tracker_options(host, name, table)
+    return created(host.resolve("tracker", name), options)
 
 
 def resolve_trackers(
