@@ -360,3 +360,24 @@ def test_submit_refuses_two_files_of_one_name(tmp_path: Path, monkeypatch: pytes
                                    "b/words.txt", "train")
     assert (code, out, err) == (2, "", "error: --file: words.txt given twice (files land in the workspace under "
                                        "their names); give each name once")
+
+
+def test_a_running_jobs_quota_of_zero_is_refused_on_create_update_and_read_back(svc: Deploy) -> None:
+    """Accepted: every job of the tenant then waited in the queue for ever (docs/service.md documents
+    no pause); a database holding it (by hand, or from an older build) is refused when opened."""
+    from deepseek.errors import UsageError
+    from deepseek_enterprise.service.store import Store
+
+    r = svc.call("POST", "/v1/tenants", svc.admin, json={"name": "initech", "quota": {"running_jobs": 0}})
+    assert r.status_code == 422 and "running_jobs" in r.json()["detail"] and "\n" not in r.json()["detail"], r.text
+    assert svc.call("GET", "/v1/tenants/initech", svc.admin).status_code == 404
+    before = svc.call("GET", "/v1/tenants/acme/quota", svc.admin).json()
+    r = svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"running_jobs": 0})
+    assert r.status_code == 422 and "running_jobs" in r.json()["detail"], r.text
+    assert svc.call("GET", "/v1/tenants/acme/quota", svc.admin).json() == before
+    assert svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"running_jobs": 1}).status_code == 200
+    with svc.store.session() as s:  # what a hand-edited database holds
+        s.scalar(select(Tenant).where(Tenant.name == "globex")).quota.running_jobs = 0
+    with pytest.raises(UsageError, match=r"^--db .*: tenant 'globex' has the quota running_jobs = 0, under which "
+                       r"none of its jobs would ever start; set quotas\.running_jobs to 1 or more in the database$"):
+        Store(svc.store.url)

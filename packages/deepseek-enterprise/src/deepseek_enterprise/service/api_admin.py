@@ -24,6 +24,7 @@ from deepseek_enterprise.service import tokens
 from deepseek_enterprise.service.api import INT64_MAX, Caller, Service, Svc, mutation
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
 from deepseek_enterprise.service.models import (
+    MIN_RUNNING_JOBS,
     AuditEntry,
     Membership,
     Quota,
@@ -40,7 +41,7 @@ router = APIRouter(prefix="/v1")
 class QuotaIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     devices: int | None = Field(default=None, ge=0, le=4096)
-    running_jobs: int | None = Field(default=None, ge=0, le=100_000)
+    running_jobs: int | None = Field(default=None, ge=MIN_RUNNING_JOBS, le=100_000)
     queued_jobs: int | None = Field(default=None, ge=0, le=100_000)
     device_hours: float | None = Field(default=None, ge=0, le=1e9)
     period_days: int | None = Field(default=None, ge=1, le=3660)

@@ -34,7 +34,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deepseek.errors import UsageError
 from deepseek_enterprise.service import tokens
-from deepseek_enterprise.service.models import AuditEntry, Base, Token, User
+from deepseek_enterprise.service.models import (
+    MIN_RUNNING_JOBS,
+    AuditEntry,
+    Base,
+    Quota,
+    Tenant,
+    Token,
+    User,
+)
 
 _TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
@@ -64,14 +72,32 @@ def _check_columns(engine: Engine, url: str) -> None:
                for have in [{c["name"] for c in inspector.get_columns(table.name)}]
                for column in table.columns if column.name not in have]
     if missing:
-        from sqlalchemy.engine import make_url
-
-        shown = make_url(url).render_as_string(hide_password=True)
         raise UsageError(
-            f"--db {shown}: the database was made by an older deepseek-enterprise and lacks the columns "
+            f"--db {_shown(url)}: the database was made by an older deepseek-enterprise and lacks the columns "
             f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}; there are no migrations yet: start "
             "the server on a new database, or add those columns by hand"
         )
+
+
+def _check_quotas(engine: Engine, url: str) -> None:
+    """One line when a tenant's quota read back from the database is one the API refuses:
+    ``running_jobs`` under :data:`~deepseek_enterprise.service.models.MIN_RUNNING_JOBS` (written by
+    hand or by an older build) would leave every job of the tenant queued for ever."""
+    with engine.connect() as conn:
+        low = conn.execute(select(Tenant.name, Quota.running_jobs).join(Quota, Quota.tenant_id == Tenant.id)
+                           .where(Quota.running_jobs < MIN_RUNNING_JOBS).order_by(Tenant.name)).first()
+    if low is not None:
+        raise UsageError(
+            f"--db {_shown(url)}: tenant {low[0]!r} has the quota running_jobs = {low[1]}, under which none of its "
+            f"jobs would ever start; set quotas.running_jobs to {MIN_RUNNING_JOBS} or more in the database"
+        )
+
+
+def _shown(url: str) -> str:
+    """The database URL as a message shows it (no password)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class AppendOnlyError(RuntimeError):
@@ -89,6 +115,7 @@ class Store:
         self.sqlite = self.engine.dialect.name == "sqlite"
         Base.metadata.create_all(self.engine)
         _check_columns(self.engine, url)
+        _check_quotas(self.engine, url)
         with self.engine.begin() as conn:
             if self.sqlite:
                 for ddl in _TRIGGERS:
