@@ -158,3 +158,34 @@ def test_finite_float_accepts_plain_numbers() -> None:
 def test_a_huge_value_is_quoted_by_its_ends(hostile: Hostile, setting: str) -> None:
     line = hostile.refused("train", *TINY, "--set", setting)  # the whole value was quoted: a 100 KB line
     assert len(line) < 400 and "..." in line and " characters)" in line, line[:500]
+
+
+LONG = "k" * 100_000
+
+
+@pytest.mark.parametrize("argv", [
+    ["--set", f"data.{LONG}=1"],  # an unknown key
+    ["--set", f"model.name={LONG}"],  # an unknown component name
+    ["--strategy", LONG],
+    ["--set", f"{LONG}.a=1"],  # an unknown section
+    ["--set", f"train.lr.{LONG}=1"],  # a table's keys
+    [f"--{LONG}"],  # click's own line
+], ids=["key", "model name", "strategy", "section", "table key", "option"])
+def test_a_huge_key_or_name_is_quoted_by_its_ends(hostile: Hostile, argv: list[str]) -> None:
+    line = hostile.refused("train", *TINY, *argv)  # each was echoed whole: a 100 KB line
+    assert len(line) < 400 and "k" * 18 + "..." + "k" * 18 in line and "k" * 61 not in line, line[:500]
+
+
+def test_an_unknown_toml_section_of_any_length_is_quoted_by_its_ends(hostile: Hostile) -> None:
+    (hostile.work / "long.toml").write_text(f"[{LONG}]\na = 1\n")
+    line = hostile.refused("train", "long.toml")
+    assert line == f"error: {'k' * 60}...{'k' * 19}: unknown config section; allowed sections: model, data, train, " \
+        "precision, optimizer, lr_schedule, strategy, checkpoint, logging, plugins, trackers"
+
+
+def test_an_error_message_keeps_paths_and_clips_only_huge_words() -> None:
+    from deepseek.errors import ConfigError
+
+    path = "/" + "/".join(["folder"] * 28)  # 196 characters: kept whole
+    assert str(ConfigError(f"{path}: is a folder")) == f"{path}: is a folder"
+    assert str(ConfigError(f"x.{LONG}: unknown key")) == f"x.{'k' * 58}...{'k' * 19}: unknown key"

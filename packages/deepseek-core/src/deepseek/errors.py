@@ -5,9 +5,35 @@ The CLI turns every :class:`UsageError` into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import re
+
+QUOTED_LIMIT = 120
+"""Longest text an error quotes whole (:func:`clipped`)."""
+
+WORD_LIMIT = 200
+"""Longest run of non-blank characters an error's message keeps whole (:func:`clipped_words`):
+above a quoted value's limit, so a path the message names stays whole."""
+
+
+def clipped(text: str, limit: int = QUOTED_LIMIT) -> str:
+    """``text`` as an error line quotes it: whole up to ``limit`` characters, else its first 60 and
+    last 20 around ``...``, so the line stays readable."""
+    return text if len(text) <= limit else f"{text[:60]}...{text[-20:]}"
+
+
+def clipped_words(message: str) -> str:
+    """``message`` with every run of non-blank characters longer than :data:`WORD_LIMIT` (a
+    100,000-character key, section or component name echoed in it) :func:`clipped`."""
+    return re.sub(rf"\S{{{WORD_LIMIT + 1},}}", lambda m: clipped(m.group(), WORD_LIMIT), message)
+
 
 class DeepseekError(Exception):
-    """Base class of every error the framework raises on purpose."""
+    """Base class of every error the framework raises on purpose. Its message is kept to a
+    readable line: a key, section or name of any length the user gave is :func:`clipped_words`
+    wherever the message quotes it."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(clipped_words(a) if isinstance(a, str) else a for a in args))
 
 
 class UsageError(DeepseekError):

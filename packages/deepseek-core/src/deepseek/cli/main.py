@@ -20,7 +20,7 @@ import click
 
 from deepseek._version import __version__
 from deepseek.cli.context import command_host, refuse_options_with_given_host
-from deepseek.errors import DeepseekError, PluginError, UsageError
+from deepseek.errors import DeepseekError, PluginError, UsageError, clipped_words
 from deepseek.plugins.host import CORE_DIST, PluginHost
 
 _PLUGIN_COMMAND = "deepseek.plugin_command"
@@ -239,11 +239,11 @@ def _run(args: list[str], host: PluginHost | None) -> None:
         if debug:  # the traceback, then the same line and exit code as without --debug
             traceback.print_exc()
         where = exc.ctx.command_path if exc.ctx is not None else "deepseek"
-        message = " ".join(exc.format_message().split())
+        message = clipped_words(" ".join(exc.format_message().split()))  # click's, quoting the argument
         click.secho(f"error: {message} (see '{where} --help')", fg="red", err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.secho(f"error: {' '.join(exc.format_message().split())}", fg="red", err=True)
+        click.secho(f"error: {clipped_words(' '.join(exc.format_message().split()))}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except UsageError as exc:
         if debug:  # the traceback, then the same line and exit code as without --debug

@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from deepseek.errors import ConfigError
+from deepseek.errors import QUOTED_LIMIT, ConfigError, clipped
 from deepseek.names import did_you_mean
 
 T = TypeVar("T")
@@ -160,8 +160,8 @@ def _show(value: Any) -> str:
     if isinstance(value, dict):
         return f"a table (keys: {', '.join(map(str, value)) or 'none'})"
     shown, size = repr(value), ""
-    if len(shown) > 120:  # the line stays readable: its start and end, and how long it is
-        shown = f"{shown[:60]}...{shown[-20:]}"
+    if len(shown) > QUOTED_LIMIT:  # the line stays readable: its start and end, and how long it is
+        shown = clipped(shown)
         size = f", {len(value):,} {'characters' if isinstance(value, str) else 'items'}" if isinstance(
             value, (str, list)) else ""
     return f"{shown} ({type(value).__name__}{size})"
