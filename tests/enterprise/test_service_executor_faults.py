@@ -187,3 +187,66 @@ def test_a_start_that_returns_no_started_fails_that_job_named(tmp_path: Path) ->
             assert s.get(Job, second).state == "running"
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("answer", ["0", True, 1.0, 1 << 40, {"exit": 0}], ids=["str", "True", "float", "huge", "dict"])
+def test_a_finished_that_returns_no_exit_code_fails_that_job_named(tmp_path: Path, answer: object) -> None:
+    """finished() returning what its contract does not allow ended the job on a wrong reading
+    ('exit code 0' taken for a string, True for exit code 1) or failed the whole scheduler pass (a
+    dict, a number past the database's integers); it fails that job alone, in one line naming the
+    executor and the method, as start() returning no Started does."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=2)
+        bob = d.user("acme", "bob", "member")
+        first, second = (d.submit("acme", bob).json()["id"] for _ in range(2))
+
+        class Sloppy(Scripted):
+            def finished(self, job_id: int, pid: int | None, pid_start: str | None, workspace: Path) -> int | None | bool:
+                return answer if job_id == first else super().finished(job_id, pid, pid_start, workspace)  # type: ignore[return-value]
+
+        ex = Sloppy(d.root)
+        sched = Scheduler(d.store, ex, slots=2, gpus=[], origin="executor sloppy (acme 1.0)")
+        sched.step()
+        assert ex.starts == [first, second]
+        ex.codes[second] = 0
+        sched.step()
+        with d.store.session() as s:
+            job = s.get(Job, first)
+            shown = " ".join(repr(answer).split())
+            assert (job.state, job.exit_code, job.message) == (
+                "failed", None, "could not watch it (its process may still run): executor sloppy (acme 1.0): "
+                f"finished() returned {shown} ({type(answer).__name__}), not an exit code (int), None or False "
+                "(Executor.finished)")
+            assert (s.get(Job, second).state, s.get(Job, second).exit_code) == ("succeeded", 0)
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("answer", [{"pid": 1}, 7], ids=["dict", "int"])
+def test_a_find_that_returns_no_started_fails_that_job_named(tmp_path: Path, answer: object) -> None:
+    """find() after a restart returning neither a Started nor None failed the whole recovery
+    (AttributeError reading its pid); it fails that job alone, named."""
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme", running_jobs=2)
+        bob = d.user("acme", "bob", "member")
+        first, second = (d.submit("acme", bob).json()["id"] for _ in range(2))
+        with d.store.session() as s:  # as a server killed between its commits leaves them
+            for i in (first, second):
+                s.get(Job, i).move("starting")
+
+        class Sloppy(Scripted):
+            def find(self, launch: Launch) -> Started | None:
+                return answer if launch.job_id == first else None  # type: ignore[return-value]
+
+        sched = Scheduler(d.store, Sloppy(d.root), slots=2, gpus=[], origin="executor sloppy (acme 1.0)")
+        sched.recover()
+        with d.store.session() as s:
+            job = s.get(Job, first)
+            assert (job.state, job.message) == (
+                "failed", "could not tell whether it started (its process may run): executor sloppy (acme 1.0): "
+                f"find() returned {answer!r} ({type(answer).__name__}), not a Started or None (Executor.find)")
+            assert s.get(Job, second).state == "queued"  # never started: back in its place
+    finally:
+        d.close()

@@ -7,6 +7,7 @@ from ``deepseek_enterprise.service.executor``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,19 @@ class Started:
     workspace: Path
     isolation: str = ""
     """How the job is limited, in words (logged and audited)."""
+
+
+EXIT_CODES = range(-(2**31), 2**31)
+"""The exit codes :meth:`Executor.finished` may return (the database keeps them as 32-bit integers)."""
+
+RETURNS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "start": (lambda v: isinstance(v, Started), "a Started (Executor.start); what it launched may still run"),
+    "find": (lambda v: v is None or isinstance(v, Started), "a Started or None (Executor.find)"),
+    "finished": (lambda v: v is None or v is False or (type(v) is int and v in EXIT_CODES),
+                 "an exit code (int), None or False (Executor.finished)"),
+}
+"""What each method whose answer the scheduler acts on may return, and the contract a message names
+when it returns something else: the scheduler fails that job alone as if the method had raised."""
 
 
 class Executor:

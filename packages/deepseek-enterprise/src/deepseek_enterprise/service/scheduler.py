@@ -59,6 +59,7 @@ from sqlalchemy.orm import Session
 from deepseek.plugins.records import describe_error
 from deepseek_enterprise.service import gpushare, quotas
 from deepseek_enterprise.service.executor import UNREADABLE, Executor, Launch, Started, Unavailable
+from deepseek_enterprise.service.executor_base import RETURNS
 from deepseek_enterprise.service.jobpaths import PathRefused
 from deepseek_enterprise.service.models import ACTIVE_STATES, DeviceUse, Job, Tenant, utcnow
 from deepseek_enterprise.service.store import Store
@@ -78,8 +79,9 @@ def _checked_ref(origin: str, ref: object) -> str:
 
 
 class ExecutorBroke(Exception):
-    """An executor method raised what its contract does not name; the message is one line naming
-    the executor (and its distribution) and the method (module docstring)."""
+    """An executor method raised what its contract does not name, or returned what it does not
+    allow; the message is one line naming the executor (and its distribution) and the method
+    (module docstring)."""
 
 
 class Scheduler:
@@ -143,13 +145,20 @@ class Scheduler:
     # -- the parts --------------------------------------------------------------------------
 
     def _call(self, method: str, *args: object, allowed: tuple[type[BaseException], ...] = (Unavailable,)) -> object:
-        """``executor.method(*args)``; what it raises beyond ``allowed`` comes out as :class:`ExecutorBroke`."""
+        """``executor.method(*args)``; what it raises beyond ``allowed``, or returns outside its
+        :data:`RETURNS`, comes out as :class:`ExecutorBroke`."""
         try:
-            return getattr(self.executor, method)(*args)
+            value = getattr(self.executor, method)(*args)
         except allowed:
             raise
         except Exception as exc:  # noqa: BLE001 - a plugin's bug: that job fails, named (module docstring)
             raise ExecutorBroke(f"{self.origin}: {method}() raised {describe_error(exc)}") from exc
+        fits, expected = RETURNS.get(method, (lambda _: True, ""))
+        if not fits(value):  # a plugin's bug too: acting on it failed the whole pass, unnamed
+            shown = " ".join(repr(value).split())
+            raise ExecutorBroke(f"{self.origin}: {method}() returned {shown[:80]} ({type(value).__name__}), "
+                                f"not {expected}")
+        return value
 
     def _broke(self, job: Job, message: str, s: Session) -> None:
         """Fail ``job`` for an executor that broke on it: one line in the log, none in later passes."""
@@ -345,18 +354,11 @@ class Scheduler:
                                  result=f"not started ({exc}); back in its place, not counted as an attempt"[:2000],
                                  session=s)
             return False
-        except (PathRefused, OSError, ExecutorBroke) as exc:
+        except (PathRefused, OSError, ExecutorBroke) as exc:  # a start() returning no Started included
             with self.store.session() as s:
                 self._fail(s.get(Job, launch.job_id), exc, s)
             return True
         self._unavailable = False
-        if not isinstance(started, Started):  # a plugin's bug: the commit below failed the whole pass, unnamed
-            shown = " ".join(repr(started).split())
-            broke = ExecutorBroke(f"{self.origin}: start() returned {shown[:80]} ({type(started).__name__}), not a "
-                                  "Started (Executor.start); what it launched may still run")
-            with self.store.session() as s:
-                self._fail(s.get(Job, launch.job_id), broke, s)
-            return True
         with self.store.session() as s:  # (3)
             self._running(s.get(Job, launch.job_id), started, s)
         return True
