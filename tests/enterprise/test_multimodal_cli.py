@@ -332,11 +332,13 @@ def test_a_gpt_config_resuming_a_multimodal_run_names_both(study: dict[str, Any]
 def test_a_folder_where_the_run_writes_a_file_of_its_own_is_one_line(tmp_path: Path, name: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The plugin's writes failed with IsADirectoryError: exit 1 as 'a bug in the plugin' (splits.json at
-    the start, confusion.json at the first evaluation after training steps)."""
+    the start, confusion.json at the first evaluation after training steps). The refusal leaves
+    nothing behind in the existing folder."""
     (tmp_path / "mm.toml").write_text(TRAIN)
     (tmp_path / "runs" / "x" / name).mkdir(parents=True)
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "mm.toml", "--run-dir", "runs/x")
     assert code == 2 and err.strip().splitlines() == [
         f"error: {tmp_path / 'runs' / 'x' / name}: is a folder where the run writes its {name}; move it away or pick "
         "another --run-dir"], err
-    assert not (tmp_path / "runs" / "x" / "checkpoints").exists()
+    # the folder as it was (config.toml, metrics.jsonl and .lock were left in it): only the refused one
+    assert sorted(p.name for p in (tmp_path / "runs" / "x").iterdir()) == [name]

@@ -12,6 +12,7 @@ a dataset asks to keep (its tokenizer) into the folder.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +32,11 @@ RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "checkpoints/latest", "
 """Files the trainer writes in a run folder (config, metrics, plot, the checkpoint pointers)."""
 
 
-def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None) -> Path:
-    """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be."""
+def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None,
+                    copies: tuple[str, ...] = ()) -> Path:
+    """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be.
+    ``copies``: the names of the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files`, checked
+    with :data:`RUN_FILES`."""
     if run_dir is not None:
         chosen = run_dir
     elif resume_from is not None and resume_from.parent.name == "checkpoints":
@@ -77,7 +81,7 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             and not is_held(chosen / LOCK_FILE)):  # a live job's folder: the trainer refuses it next
         print(f"run folder {chosen} holds a run without a checkpoint (nothing to resume): starting it afresh, "
               "its metrics replaced", file=sys.stderr, flush=True)
-    for name in RUN_FILES:  # written as files by the run: checked before anything is
+    for name in (*RUN_FILES, *copies):  # written as files by the run: checked before anything is
         path = chosen / name
         if path.is_dir():
             raise UsageError(f"{path}: is a folder where the run writes its {name}; move it away or pick another "
@@ -148,13 +152,24 @@ def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
             raise
 
 
-def discard_unfinished(run_dir: Path) -> None:
-    """Remove the folder of a fresh run that failed before its first step (a batch its model
-    refuses, an error in step 1), which the run created: what it wrote (``config.toml``, the
-    step-0 evaluation's metrics, the lock) describes no training, and a later run would find it."""
+def discard_unfinished(run_dir: Path, found: frozenset[str] | None = None) -> None:
+    """Undo what a fresh run that failed before its first step (a batch its model refuses, a
+    plugin refusing the folder at ``deepseek_train_start``, an error in step 1) wrote: what it
+    wrote (``config.toml``, the step-0 evaluation's metrics, the lock, a plugin's files) describes
+    no training, and a later run would find it. ``found``: the entries of a folder that existed
+    before the run, which stay (only what the run added goes); ``None``: the run created the folder,
+    which goes whole."""
     import shutil
 
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if found is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in set(os.listdir(run_dir)) - found:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _leaves(table: dict[str, object], prefix: str = "") -> dict[str, object]:

@@ -11,6 +11,7 @@ see it through the ``deepseek_train_*`` lifecycle hooks.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import warnings
@@ -105,6 +106,7 @@ class Trainer:
         """Step of the newest checkpoint of this run (on disk already when resuming)."""
         self._lock: RunLock | None = None
         self._made_run_dir = False  # rank 0 of a fresh run created the folder (discard_unfinished)
+        self._found_in_run_dir: frozenset[str] | None = None  # what an existing folder held before a fresh run
         self._resumed_at: int | None = None
         self._resumed_config: object = None  # the config the resumed checkpoint recorded
         self._put_back_rng: Callable[[], None] | None = None  # a resumed run's generators, set before its first step
@@ -154,7 +156,8 @@ class Trainer:
         model = engine.build_model()
         self.generates = "generation" in model_capabilities(model)
         self._batches = TrainingBatches(self, model)  # checks the model on val_set[0], else on the first training batch
-        self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from)
+        self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from,
+                                       copies=tuple(self.dataset.run_files()))
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         engine.setup_model(model, resuming=self.resume_from is not None)
         self.config = cfg = engine.config  # with the options the strategy chose for the model
@@ -174,6 +177,8 @@ class Trainer:
                 read_metrics(self.run_dir / "metrics.jsonl")  # the rows truncate_after keeps
         zero = strategy.is_global_zero
         self._made_run_dir = zero and self.resume_from is None and not self.run_dir.exists()
+        if zero and self.resume_from is None and not self._made_run_dir:
+            self._found_in_run_dir = frozenset(os.listdir(self.run_dir))
         self._lock = lock_run_folder(self.run_dir, strategy)  # before anything in it changes
         ckpt_root = self.run_dir / "checkpoints"
         if zero:
@@ -245,8 +250,8 @@ class Trainer:
                             self.strategy.teardown()
                 if self._lock is not None:
                     self._lock.release()
-                if failure is not None and self._made_run_dir and self.step == 0:
-                    discard_unfinished(self.run_dir)
+                if failure is not None and self.step == 0 and (self._made_run_dir or self._found_in_run_dir is not None):
+                    discard_unfinished(self.run_dir, None if self._made_run_dir else self._found_in_run_dir)
         assert self.strategy is not None
         return TrainResult(
             self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),

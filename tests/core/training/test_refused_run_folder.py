@@ -1,0 +1,77 @@
+"""A fresh run refused or failing before its first step in a folder that existed leaves that folder
+as it found it (its ``config.toml``, ``metrics.jsonl`` and ``.lock`` were left behind: only a folder
+the run created was removed), and a folder where the dataset's copy of a file goes is refused with
+the run's other files, before anything is written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.data.text import TextDataset
+from deepseek.errors import UsageError
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.training.trainer import Trainer
+
+
+class WithVocab(TextDataset):
+    """The embedded corpus, keeping a copy of a vocabulary file in the run folder."""
+
+    SOURCE: Path
+
+    def run_files(self) -> dict[str, Path]:
+        return {"vocab.txt": self.SOURCE}
+
+
+class Plugin:
+    REFUSE = ""
+
+    @hookimpl
+    def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
+        register("withvocab", WithVocab, description="text keeping vocab.txt")
+
+    @hookimpl
+    def deepseek_train_start(self, trainer: Any) -> None:
+        if type(self).REFUSE:
+            raise UsageError(type(self).REFUSE)
+
+
+@pytest.fixture
+def host() -> PluginHost:
+    host = PluginHost(PluginSettings(autoload=False))
+    host.register_plugin(Plugin(), dist="deepseek-refuser")
+    return host
+
+
+def test_a_refusal_before_step_one_leaves_an_existing_folder_as_it_was(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    run = tmp_path / "existing"
+    (run / "notes").mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    Plugin.REFUSE = "the folder is not fit for this run"
+    try:
+        with pytest.raises(UsageError, match="^the folder is not fit for this run$"):
+            Trainer(tiny_config_on(host), run_dir=run, quiet=True, host=host).fit()
+    finally:
+        Plugin.REFUSE = ""
+    assert sorted(p.name for p in run.iterdir()) == ["notes", "notes.txt"]  # no config.toml, metrics.jsonl, .lock
+    assert (run / "notes.txt").read_text() == "mine"
+    result = Trainer(tiny_config_on(host, train={"max_steps": 1}), run_dir=run, quiet=True, host=host).fit()
+    assert result.step == 1 and (run / "config.toml").is_file() and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_where_the_dataset_keeps_a_copy_is_refused_with_the_run_files(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    WithVocab.SOURCE = tmp_path / "vocab.txt"
+    WithVocab.SOURCE.write_text("a b c")
+    run = tmp_path / "run"
+    (run / "vocab.txt").mkdir(parents=True)
+    with pytest.raises(UsageError, match=f"^{run / 'vocab.txt'}: is a folder where the run writes its vocab.txt; "
+                       "move it away or pick another --run-dir$"):
+        Trainer(tiny_config_on(host, data={"name": "withvocab"}), run_dir=run, quiet=True, host=host).fit()
+    assert sorted(p.name for p in run.iterdir()) == ["vocab.txt"]
