@@ -43,7 +43,7 @@ def test_early_stopping_after_patience_and_the_count_survives_resume(tiny_config
     resumed = Trainer(tiny_config(train=train), resume=part.checkpoint).fit()
     assert resumed.step == 6 and resumed.monitor["stale"] == 3  # 2 before the resume + 1 after
     # the run ended here: resuming it again would train a step the uninterrupted run never took
-    with pytest.raises(RunComplete, match=r"^--resume .*step-6: the run is complete, it stopped early at step 6 "
+    with pytest.raises(RunComplete, match=r"^resume='.*step-6': the run is complete, it stopped early at step 6 "
                        r"\(early stopping: val_loss did not improve .*\); nothing to train \(raise "
                        r"train\.early_stop_patience, 0: never, to train further\)$"):
         Trainer(tiny_config(train=train), resume=resumed.run_dir).fit()

@@ -91,6 +91,16 @@ def test_fit_trains_a_scripts_model_and_writes_a_run_folder(tmp_path: Path, host
                                          r"continue it with resume="):
         deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run, host=host)
     assert (run / "checkpoints" / "step-60" / "model.safetensors").is_file()
+    # resuming the finished run: its argument named as the script gives it (it named the CLI's --resume)
+    with pytest.raises(UsageError, match=r"^resume='.*step-60': the run is complete, its checkpoint is at step 60 "
+                                         r"and train\.max_steps is 60; nothing to train \(raise train\.max_steps to "
+                                         r"train further\)$"):
+        deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run, host=host,
+                     resume=run)
+    with pytest.raises(UsageError, match=r"no such checkpoint or run folder, so there is nothing to resume .*; leave "
+                                         r"out resume= to start the run, or pass a run folder"):
+        deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, host=host,
+                     resume=tmp_path / "never")
     # not text: a torch dataset cannot say how many bytes its samples are, so no bits per byte
     assert "val_bits_per_byte" not in scores and "val_bits_per_byte" not in result.val_metrics
 

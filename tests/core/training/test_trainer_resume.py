@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepseek import hookimpl
+from deepseek import arguments, hookimpl
 from deepseek.errors import ConfigError, RunComplete, UsageError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
@@ -65,8 +65,11 @@ def test_stop_and_resume_same_run_folder(tiny_config, tmp_path: Path) -> None:
 def test_resume_at_max_steps_says_how_to_continue(tiny_config, tmp_path: Path) -> None:
     config = tiny_config(train={"max_steps": 2})
     _, _, run = _run(config, run_dir=tmp_path / "done")
-    with pytest.raises(RunComplete, match="the run is complete.*raise --max-steps"):
+    with pytest.raises(RunComplete, match=r"^resume='.*step-2': the run is complete.*raise train\.max_steps"):
         Trainer(config, resume=run).fit()
+    with arguments.command_line():  # deepseek train's words (it sets this around its trainer)
+        with pytest.raises(RunComplete, match=r"^--resume .*step-2: the run is complete.*raise --max-steps"):
+            Trainer(config, resume=run).fit()
 
 
 def test_a_complete_run_loses_what_a_killed_prune_left_and_nothing_else(tiny_config, tmp_path: Path) -> None:
@@ -90,8 +93,10 @@ def test_resume_below_the_checkpoints_step_is_refused(tiny_config, tmp_path: Pat
     """Asking a run at step 2 for 1 step is a mistake (it exited 0 as 'complete')."""
     _, _, run = _run(tiny_config(train={"max_steps": 2}), run_dir=tmp_path / "done")
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    with pytest.raises(ConfigError, match=r"^train\.max_steps: 1 is below step 2, where the checkpoint --resume "
-                                          r".*step-2 already is; .* give --max-steps of at least 2"):
+    # from Python the message names the arguments of the call (it named the command line's --resume)
+    with pytest.raises(ConfigError, match=r"^train\.max_steps: 1 is below step 2, where the checkpoint resume='"
+                                          r".*step-2' already is; .* give train\.max_steps of at least 2, or start a "
+                                          r"new run from its weights \(train\.init_from = \".*step-2\"\)$"):
         Trainer(tiny_config(train={"max_steps": 1}), resume=run).fit()
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
@@ -109,8 +114,8 @@ def test_a_folder_whose_job_died_before_its_first_checkpoint_is_started_afresh(t
     assert not list((dead / "checkpoints").glob("step-*")) and read_metrics(dead / "metrics.jsonl")
     # says what to do instead, and how to stay in this folder (a command without --run-dir starts a new one)
     with pytest.raises(UsageError, match="contains no complete checkpoint .*, so there is nothing to resume: .* "
-                                         "run the same command without --resume to start the run afresh "
-                                         rf"\(in this folder: --run-dir {re.escape(str(dead))}\)$"):
+                                         "leave out resume= to start the run afresh "
+                                         rf"\(in this folder: run_dir={re.escape(repr(str(dead)))}\)$"):
         Trainer(config, resume=dead).fit()
     capsys.readouterr()
     again, _, run = _run(config, run_dir=dead)
@@ -118,7 +123,8 @@ def test_a_folder_whose_job_died_before_its_first_checkpoint_is_started_afresh(t
     assert "holds a run without a checkpoint (nothing to resume): starting it afresh" in capsys.readouterr().err
     steps = [r["step"] for r in read_metrics(dead / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 21))  # the dead job's steps 1-3 are gone, none logged twice
-    with pytest.raises(UsageError, match=r"already holds a run; continue it with --resume"):
+    with pytest.raises(UsageError, match=rf"already holds a run; continue it with resume={re.escape(repr(str(dead)))}, "
+                       r"or pick another run_dir= / logging\.name$"):
         Trainer(config, run_dir=dead).fit()
 
 

@@ -241,6 +241,9 @@ def train(
     # A stop request before the trainer takes the signals (torch's import, the config: seconds) is
     # recorded, not a death by the signal: the run then stops before its first step (exit code 75).
     click.get_current_context().with_resource(early_signals())
+    from deepseek.arguments import command_line
+
+    click.get_current_context().with_resource(command_line())  # messages name --resume, --run-dir, ...
     host = command_host()
     config = build_train_config(
         config_file, overrides, strategy=strategy, precision=precision, max_steps=max_steps, resume=resume,

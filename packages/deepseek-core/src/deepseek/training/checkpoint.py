@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepseek.arguments import spelled
 from deepseek.errors import CheckpointError, PluginError, UsageError
 from deepseek.parsing import loads_json
 from deepseek.paths import out_of_space
@@ -320,7 +321,8 @@ def write_checkpoint(
             raise UsageError(
                 f"{root}: the disk is full: checkpoint step-{step} could not be written, and nothing of it is kept (the "
                 "run's earlier checkpoints are as they were); free space there or lower checkpoint.keep_last, then "
-                "run it again with --resume, or train in a folder on a larger disk (--run-dir)"
+                f"run it again with {spelled('--resume', 'resume=')}, or train in a folder on a larger disk "
+                f"({spelled('--run-dir', 'run_dir=')})"
             ) from exc
         raise
     strategy.barrier()

@@ -372,7 +372,10 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
     ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
     file (the checkpoint it names). ``resuming``: for ``--resume``, whose refusal of a folder
     without a checkpoint says what to do instead (run the command again without ``--resume``)."""
+    from deepseek.arguments import given, spelled
+
     p = Path(path)
+    without = spelled("run the same command without --resume", "leave out resume=")
     if not p.exists():
         from deepseek.paths import broken_link
 
@@ -380,7 +383,7 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
         raise CheckpointError(
             f"{p}: {link}; pass the run or checkpoint folder's own path" if link is not None else
             f"{p}: no such checkpoint or run folder, so there is nothing to resume (a run killed or stopped "
-            "before it made its folder leaves none); run the same command without --resume to start the run, "
+            f"before it made its folder leaves none); {without} to start the run, "
             "or pass a run folder (runs/<name>) or a checkpoint folder (runs/<name>/checkpoints/step-N)"
             if resuming else
             f"{p}: no such checkpoint or run folder; pass a run folder (runs/<name>) or a "
@@ -422,7 +425,7 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
         others = f", and {len(passed) - 1} earlier one(s) are damaged or incomplete too" if len(passed) > 1 else ""
         raise CheckpointError(
             f"{p}: no complete checkpoint to load: {last.path.name} is {kind} ({last.problem}){others}; "
-            "use a copy of the run made before, or start a fresh run in another folder (--run-dir)"
+            f"use a copy of the run made before, or start a fresh run in another folder ({spelled('--run-dir', 'run_dir=')})"
         )
     if resuming:  # a job killed (or stopped) before its first checkpoint was committed
         # without --run-dir a fresh run picks a new folder under logging.runs_dir: name the option
@@ -430,7 +433,7 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
         raise CheckpointError(
             f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}), so there is "
             "nothing to resume: its run ended (killed or stopped) before its first checkpoint was complete; "
-            f"run the same command without --resume to start the run afresh (in this folder: --run-dir {run})"
+            f"{without} to start the run afresh (in this folder: {given('--run-dir', 'run_dir', run)})"
         )
     raise CheckpointError(
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "

@@ -123,17 +123,20 @@ def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> 
     :class:`~deepseek.errors.RunComplete` naming the checkpoint ``where`` and the key that would
     let it train on; a :class:`~deepseek.errors.ConfigError` for ``train.max_steps`` below the
     checkpoint's step (asked for a shorter run than the one trained)."""
+    from deepseek.arguments import given, spelled
     from deepseek.errors import ConfigError, RunComplete
 
+    resume, more = given("--resume", "resume", where), spelled("--max-steps", "train.max_steps")
     if step > max_steps:  # asked for fewer steps than were trained: a mistake, not a finished job
-        raise ConfigError(f"train.max_steps: {max_steps} is below step {step}, where the checkpoint --resume {where} "
-                          "already is; a resumed run cannot train fewer steps: give --max-steps of at least "
-                          f"{step}, or start a new run from its weights (--set train.init_from=\"{where}\")")
+        init_from = spelled(f'--set train.init_from="{where}"', f'train.init_from = "{where}"')
+        raise ConfigError(f"train.max_steps: {max_steps} is below step {step}, where the checkpoint {resume} "
+                          f"already is; a resumed run cannot train fewer steps: give {more} of at least "
+                          f"{step}, or start a new run from its weights ({init_from})")
     if step == max_steps:
-        raise RunComplete(f"--resume {where}: the run is complete, its checkpoint is at step {step} and "
-                          f"train.max_steps is {max_steps}; nothing to train (raise --max-steps to train further)")
+        raise RunComplete(f"{resume}: the run is complete, its checkpoint is at step {step} and "
+                          f"train.max_steps is {max_steps}; nothing to train (raise {more} to train further)")
     if monitor.exhausted:
-        raise RunComplete(f"--resume {where}: the run is complete, it stopped early at step {step} "
+        raise RunComplete(f"{resume}: the run is complete, it stopped early at step {step} "
                           f"({monitor.describe()}); nothing to train (raise train.early_stop_patience, 0: never, "
                           "to train further)")
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepseek.arguments import given, spelled
 from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import check_output, unwritable, usual_mode
 from deepseek.training.checkpoint_dirs import list_checkpoints, resolve_checkpoint
@@ -52,9 +53,9 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
     if run_dir is None and resume_from is not None and chosen.is_dir():
         problem = unwritable(chosen)
         if problem is not None:  # the run's own folder, not logging.runs_dir, is what cannot be written
-            raise UsageError(f"--resume {chosen}: the run folder is not writable ({problem}), and a resumed run "
-                             "writes its checkpoints and metrics there; make it writable, or continue in a new "
-                             "folder with --run-dir NEW")
+            raise UsageError(f"{given('--resume', 'resume', chosen)}: the run folder is not writable ({problem}), "
+                             "and a resumed run writes its checkpoints and metrics there; make it writable, or "
+                             f"continue in a new folder with {spelled('--run-dir NEW', 'run_dir=NEW')}")
     check_output(chosen, where="--run-dir" if run_dir is not None else "logging.runs_dir", folder=True)
     chosen = Path(strategy.broadcast_object(str(chosen.resolve())))
     # A folder holds a run when it holds a complete checkpoint to continue from. One whose job
@@ -65,10 +66,10 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             resolve_checkpoint(chosen)
         except CheckpointError as exc:  # every checkpoint damaged: --resume would refuse too
             raise UsageError(f"run folder {chosen} already holds a run, and it cannot be continued ({exc}); "
-                             "pick another --run-dir / logging.name for a fresh run") from None
+                             f"pick another {spelled('--run-dir', 'run_dir=')} / logging.name for a fresh run") from None
         raise UsageError(
-            f"run folder {chosen} already holds a run; continue it with --resume {chosen}, or "
-            "pick another --run-dir / logging.name"
+            f"run folder {chosen} already holds a run; continue it with {given('--resume', 'resume', chosen)}, or "
+            f"pick another {spelled('--run-dir', 'run_dir=')} / logging.name"
         )
     metrics = chosen / "metrics.jsonl"
     if resume_from is None:
