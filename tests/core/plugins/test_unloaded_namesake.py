@@ -67,8 +67,8 @@ def test_other_namespaces_get_no_note(acme: dict[str, str]) -> None:
 
 def test_a_plugin_that_failed_to_load_is_named_whatever_its_names(tmp_path: Path) -> None:
     """A distribution whose names do not follow the namespace (deepseek-widgets registering
-    'acme.signless') and whose registration fails: the "unknown" line names it and why (was only
-    "unknown optimizer", the failure shown as a warning lines above)."""
+    'acme.signless') and whose registration fails: the "unknown" line names it and points to the
+    warning that says why (was only "unknown optimizer"; then the failure shown twice)."""
     site = tmp_path / "site"
     info = site / "deepseek_widgets-0.2.dist-info"
     info.mkdir(parents=True)
@@ -80,4 +80,21 @@ def test_a_plugin_that_failed_to_load_is_named_whatever_its_names(tmp_path: Path
     assert out.returncode == 2
     (line,) = [x for x in out.stderr.splitlines() if x.startswith("error:")]
     assert line.startswith("error: optimizer.name: unknown optimizer 'acme.signless'; "), line
-    assert "; deepseek-widgets 0.2 failed to load, so what it registers is missing: " in line, line
+    assert line.endswith("; deepseek-widgets 0.2 failed (the warning above says why; so does 'deepseek plugins list'), "
+                         "so what it registers is missing"), line
+    assert out.stderr.count("deepseek_register_optimizers") == 1, out.stderr  # the failure, shown once: the warning
+
+
+def test_a_plugin_that_fails_to_import_is_shown_once(acme: dict[str, str], tmp_path: Path) -> None:
+    """Its ImportError was shown twice: in the warning when the plugins load, and again whole in
+    the "unknown" line; the line now points to the warning."""
+    (Path(acme["PYTHONPATH"].split(os.pathsep)[0]) / "deepseek_acme.py").write_text("import acme_missing_module\n")
+    out = _show(acme)
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("warning: deepseek-acme 0.1: plugin 'acme' (deepseek_acme) failed to "
+                                                   "import: ModuleNotFoundError: No module named 'acme_missing_module'")
+    assert lines[1] == ("error: optimizer.name: unknown optimizer 'acme.signless'; available: adafactor, adamw, lion, sgd "
+                        "(see 'deepseek plugins list'); deepseek-acme 0.1 is installed but failed (the warning above says "
+                        "why; so does 'deepseek plugins list')"), lines[1]
+    assert out.stderr.count("ModuleNotFoundError") == 1

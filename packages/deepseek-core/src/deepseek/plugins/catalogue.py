@@ -115,15 +115,14 @@ def unloaded_namesake(name: str, records: Mapping[str, PluginRecord]) -> str:
     prefix = name.partition(".")[0] if "." in name else ""
     record = next((r for d, r in records.items() if prefix and canonical(d) == f"deepseek-{canonical(prefix)}"), None)
     if record is not None and record.status != "ok":
-        return f"; {record.dist} {record.version} is installed but {record.status}: {record.reason}"
+        return f"; {record.dist} {record.version} is installed but {record.why_unloaded()}"
     # A plugin whose registration failed may have been the one to register it, whatever its names
     failed = [r for r in records.values() if r.status == "failed" and r is not record]
     if not failed:
         return ""
     first = failed[0]
     more = f" (and {len(failed) - 1} more plugin(s): see 'deepseek plugins list')" if len(failed) > 1 else ""
-    why = first.reason.removeprefix(f"{first.dist} {first.version}: ")
-    return f"; {first.dist} {first.version} failed to load, so what it registers is missing: {why}{more}"
+    return f"; {first.dist} {first.version} {first.why_unloaded()}, so what it registers is missing{more}"
 
 
 def kind_unavailable_reason(kind: str, records: Mapping[str, PluginRecord]) -> str | None:
@@ -158,4 +157,4 @@ def _provider_unavailable(
         )
     if record.status == "ok":
         return None
-    return f"{what} {provider} {record.version}, which is installed but {record.status}: {record.reason}"
+    return f"{what} {provider} {record.version}, which is installed but {record.why_unloaded()}"

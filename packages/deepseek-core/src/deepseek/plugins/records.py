@@ -21,6 +21,10 @@ LAZY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 STATUSES = ("ok", "blocked", "failed", "disabled")
 """Possible :attr:`PluginRecord.status` values."""
 
+WARNED_STATUSES = ("blocked", "failed")
+"""Statuses whose reason the host shows when it loads the plugins (a ``PluginWarning``; an error
+in strict mode): a later message refers to that warning instead of showing the failure again."""
+
 
 class PluginWarning(UserWarning):
     """A plugin was skipped (failed or blocked); the host keeps working without it."""
@@ -290,6 +294,14 @@ class PluginRecord:
     skipped: list[str] = field(default_factory=list)
     """Why each ``@hookimpl(optionalhook=True)`` implementation no loaded distribution specifies
     was skipped (``deepseek_register_fusions: ... deepseek-enterprise ..., which is not installed``)."""
+
+    def why_unloaded(self) -> str:
+        """Why the distribution is not loaded, as an error about a component it would provide says
+        it: ``disabled: <reason>``; for a failure the host already showed as a warning
+        (:data:`WARNED_STATUSES`), a pointer to it, so the failure is shown once."""
+        if self.status in WARNED_STATUSES:
+            return f"{self.status} (the warning above says why; so does 'deepseek plugins list')"
+        return f"{self.status}: {self.reason}"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form used by ``deepseek plugins list --json``."""
