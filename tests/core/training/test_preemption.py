@@ -369,3 +369,43 @@ def test_a_signal_taken_over_keeps_its_grace_from_when_it_came() -> None:
                 time.sleep(0.01)
             assert stop.received == "SIGTERM"
     assert expired and expired[0] < 2.0, expired  # at once: 5 s of grace from 10 s ago are spent
+
+
+SIGNAL_ON_IMPORT = """
+import os, runpy, signal, sys
+
+class SignalOnImport:  # a SIGTERM while the command's modules load, before any command code runs
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["deepseek", *sys.argv[1:]]
+runpy.run_module("deepseek", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module", ["click", "deepseek.plugins.host", "torch"])
+def test_a_signal_while_the_command_loads_stops_before_the_first_step(tmp_path: Path, module: str) -> None:
+    """A SIGTERM while ``deepseek train`` imported click and the plugin host (its first tenth of a
+    second, before any command code) ended it by the signal (exit -15, no line): the console entry
+    takes the stop signals before it imports them now, and the command takes the signal over."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_ON_IMPORT.format(module=module), "train", *CLI_ARGS],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == EXIT_PREEMPTED, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines()[-1] == (
+        "stopped: SIGTERM before the first step; nothing to save; run the same command again (without --resume: "
+        "run holds no checkpoint)")
+
+
+def test_the_entry_takes_the_signals_only_for_the_commands_that_stop_on_them() -> None:
+    from deepseek.cli.main import SIGNALLED_COMMANDS, command_name
+
+    assert SIGNALLED_COMMANDS == ("train", "launch")
+    assert command_name(["train", "cfg.toml"]) == "train"
+    assert command_name(["--debug", "--plugins", "train", "eval", "--checkpoint", "x"]) == "eval"
+    assert command_name(["--plugins=a,b", "--no-plugin-autoload", "launch", "-n", "2"]) == "launch"
+    assert command_name(["--version"]) is None and command_name(["--", "train"]) is None

@@ -22,28 +22,59 @@ from deepseek.errors import (
     PluginError,
     UsageError,
 )
-from deepseek.hookspecs import hookimpl
-from deepseek.plugins.registry import (
-    create_dataset,
-    create_encoder,
-    create_lr_schedule,
-    create_model,
-    create_optimizer,
-    create_pass,
-    create_strategy,
-    create_tracker,
-    list_datasets,
-    list_encoders,
-    list_lr_schedules,
-    list_models,
-    list_optimizers,
-    list_passes,
-    list_strategies,
-    list_trackers,
+
+_REGISTRY = (
+    "create_dataset",
+    "create_encoder",
+    "create_lr_schedule",
+    "create_model",
+    "create_optimizer",
+    "create_pass",
+    "create_strategy",
+    "create_tracker",
+    "list_datasets",
+    "list_encoders",
+    "list_lr_schedules",
+    "list_models",
+    "list_optimizers",
+    "list_passes",
+    "list_strategies",
+    "list_trackers",
 )
+_LAZY = {
+    "hookimpl": "deepseek.hookspecs",
+    **dict.fromkeys(_REGISTRY, "deepseek.plugins.registry"),
+    "optimize": "deepseek.graph.optimized",
+    "load_model": "deepseek.training.inference",
+    "fit": "deepseek.training.script",
+    "evaluate": "deepseek.training.script",
+}
+"""Names imported on first use: the plugin host and pluggy (``hookimpl``, ``create_*``, ``list_*``)
+and torch (``optimize``, ``load_model``, ``fit``, ``evaluate``), so that ``import deepseek`` and
+the console command's first lines run before any of them (``deepseek train`` takes stop signals
+from there: docs/distributed.md)."""
 
 if TYPE_CHECKING:
     from deepseek.graph.optimized import optimize as optimize
+    from deepseek.hookspecs import hookimpl as hookimpl
+    from deepseek.plugins.registry import (
+        create_dataset,
+        create_encoder,
+        create_lr_schedule,
+        create_model,
+        create_optimizer,
+        create_pass,
+        create_strategy,
+        create_tracker,
+        list_datasets,
+        list_encoders,
+        list_lr_schedules,
+        list_models,
+        list_optimizers,
+        list_passes,
+        list_strategies,
+        list_trackers,
+    )
     from deepseek.training.inference import load_model as load_model
     from deepseek.training.script import evaluate as evaluate
     from deepseek.training.script import fit as fit
@@ -82,18 +113,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # ``deepseek.optimize`` (the graph optimizer), ``deepseek.load_model`` (a trained model) and
-    # ``deepseek.fit`` / ``deepseek.evaluate`` (a script's own model and data) import torch on first use.
-    if name == "optimize":
-        from deepseek.graph.optimized import optimize
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepseek' has no attribute {name!r}")
+    import importlib
 
-        return optimize
-    if name == "load_model":
-        from deepseek.training.inference import load_model
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
 
-        return load_model
-    if name in ("fit", "evaluate"):
-        from deepseek.training import script
 
-        return getattr(script, name)
-    raise AttributeError(f"module 'deepseek' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -5,8 +5,6 @@ The CLI turns every :class:`UsageError` into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import re
-
 QUOTED_LIMIT = 120
 """Longest text an error quotes whole (:func:`clipped`)."""
 
@@ -24,6 +22,8 @@ def clipped(text: str, limit: int = QUOTED_LIMIT) -> str:
 def clipped_words(message: str) -> str:
     """``message`` with every run of non-blank characters longer than :data:`WORD_LIMIT` (a
     100,000-character key, section or component name echoed in it) :func:`clipped`."""
+    import re  # here: the console entry imports this module before it takes stop signals
+
     return re.sub(rf"\S{{{WORD_LIMIT + 1},}}", lambda m: clipped(m.group(), WORD_LIMIT), message)
 
 

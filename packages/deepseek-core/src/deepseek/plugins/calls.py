@@ -51,7 +51,7 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
     except DeepseekError:
         raise
     except Exception as exc:
-        from deepseek.cli.main import out_of_memory
+        from deepseek.cli.root import out_of_memory
         from deepseek.plugins.records import describe_error
 
         inside = raised_in if raised_there else raised_under

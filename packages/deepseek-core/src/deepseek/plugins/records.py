@@ -64,7 +64,7 @@ def guarded_hook(function: Callable[..., Any], where: str, dist: str) -> Callabl
         except DeepseekError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug in the plugin, reported with it named
-            from deepseek.cli.main import out_of_memory
+            from deepseek.cli.root import out_of_memory
 
             if out_of_memory(exc):  # too large for this machine, not a bug: the CLI's own line
                 raise

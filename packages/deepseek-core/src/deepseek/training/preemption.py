@@ -47,7 +47,8 @@ class SignalScope:
     """Context manager: handlers for :data:`STOP_SIGNALS` for the span of the block (installed
     in the main thread only; the previous ones come back after). Records the first signal and,
     from it, runs :meth:`on_deadline` after ``deadline_s`` seconds in a daemon timer, cancelled
-    when the block ends. Subclasses say what a signal and the deadline do."""
+    when the block ends; a signal the scope around it recorded already is taken over on entry, its
+    deadline counted from when it came. Subclasses say what a signal and the deadline do."""
 
     def __init__(self, deadline_s: float) -> None:
         self.deadline_s = float(deadline_s)
@@ -64,6 +65,11 @@ class SignalScope:
                 number = getattr(signal, name, None)
                 if number is not None:
                     self._previous[number] = signal.signal(number, self._handle)
+        for handler in self._previous.values():  # a scope around this one that took a signal already
+            outer = getattr(handler, "__self__", None)  # (the console entry's, ``deepseek train``'s): it stands
+            if self.received is None and isinstance(outer, SignalScope) and outer.received is not None:
+                # the deadline counts from the signal, as the scheduler's time to its SIGKILL does
+                self._handle(getattr(signal, outer.received), None, at=outer.received_at)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
@@ -95,10 +101,12 @@ EARLY_SIGNAL_S = 3600.0
 
 
 def early_signals() -> SignalScope:
-    """The scope ``deepseek train`` and ``deepseek launch`` hold from their start: a stop signal
-    before the trainer (or the launcher's workers) take the signals, while torch is imported and the
-    config read, is recorded, not a death by the signal. The trainer's :class:`StopSignals` takes
-    it over with the grace left since it came; the launcher starts no worker (exit code 75)."""
+    """The scope ``deepseek train`` and ``deepseek launch`` hold from their start (and the console
+    entry point before them, :func:`deepseek.cli.main.main`, from before click and the plugins are
+    imported): a stop signal before the trainer (or the launcher's workers) take the signals, while
+    torch is imported and the config read, is recorded, not a death by the signal. A scope entered
+    inside takes it over (:class:`SignalScope`); the trainer's :class:`StopSignals` with the grace
+    left since it came; the launcher starts no worker (exit code 75)."""
     return SignalScope(EARLY_SIGNAL_S)
 
 
@@ -112,15 +120,6 @@ class StopSignals(SignalScope):
     def __init__(self, grace_s: float, *, on_expire: Callable[[str], None] | None = None) -> None:
         super().__init__(grace_s)
         self._on_expire = on_expire or _exit_now
-
-    def __enter__(self) -> StopSignals:
-        super().__enter__()
-        for handler in self._previous.values():  # a scope around this one that took a signal already
-            outer = getattr(handler, "__self__", None)  # (``deepseek train``'s, from its start): it stands
-            if self.received is None and isinstance(outer, SignalScope) and outer.received is not None:
-                # the grace counts from the signal, as the scheduler's time to its SIGKILL does
-                self._handle(getattr(signal, outer.received), None, at=outer.received_at)
-        return self
 
     def on_deadline(self) -> None:
         self._on_expire(

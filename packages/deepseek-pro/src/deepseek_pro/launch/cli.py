@@ -82,7 +82,7 @@ def validate_train(
     process's plugin host)."""
     import dataclasses
 
-    from deepseek.cli.main import split_debug
+    from deepseek.cli.root import split_debug
     from deepseek.cli.train_cmd import build_train_config
     from deepseek.cli.train_cmd import train as train_command
     from deepseek_pro.launch import checks

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     beat("start")
     if DUMP_SIGNAL is not None:
         faulthandler.register(DUMP_SIGNAL, all_threads=True)
-    from deepseek.cli.main import exit_now
     from deepseek.cli.main import main as deepseek_main
+    from deepseek.cli.root import exit_now
 
     try:
         deepseek_main(list(sys.argv[1:] if argv is None else argv))
