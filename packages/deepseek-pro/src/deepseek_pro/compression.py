@@ -18,9 +18,9 @@ the all-reduce calls times their element size (``comm_bytes``) next to the bucke
 elements after compression, which the hook increments exactly by the sizes it all-reduces.
 Counts are per rank: the payload each rank contributes to its all-reduces.
 
-PowerSGD's state (error feedback, warm-start ``Q``, iteration count) lives in memory only: a
-resumed run starts it afresh, with ``start_iter`` vanilla steps, so a resumed PowerSGD run follows
-the uninterrupted one closely but not bit for bit (without compression, resume is exact).
+PowerSGD's state (error feedback, warm-start ``P`` and ``Q``, iteration count, generator) goes
+into every checkpoint, one file per rank, so a resumed PowerSGD run goes on bit for bit
+(:mod:`deepseek_pro.powersgd_state`; :meth:`CountingHook.track` turns it on).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class CountingHook:
         self.uncompressed = 0
         self.buckets = 0
         self.powersgd_state: Any = None
+        self.tracker: Any = None  # a PowerSGDTracker once track() is called
         if method == "powersgd":
             from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd
 
@@ -72,6 +73,16 @@ class CountingHook:
                 # Never log torch's own compression stats (we report ours per step).
                 compression_stats_logging_frequency=2**62,
             )
+
+    def track(self, params: list[Any]) -> Any:
+        """Follow PowerSGD's state for checkpoints (``params``: the DDP-wrapped module's
+        ``parameters()``); returns the :class:`~deepseek_pro.powersgd_state.PowerSGDTracker`, or
+        None for the other methods, which keep no state."""
+        if self.powersgd_state is not None:
+            from deepseek_pro.powersgd_state import PowerSGDTracker
+
+            self.tracker = PowerSGDTracker(self.powersgd_state, params)
+        return self.tracker
 
     def as_hook(self) -> Any:
         """A plain function calling this counter, the form DDP's ``register_comm_hook`` accepts."""
@@ -103,12 +114,17 @@ class CountingHook:
             self.sent += buffer.numel() * 2
             return default_hooks.bf16_compress_hook(self.process_group, bucket)
         state = self.powersgd_state
+        if self.tracker is not None:
+            self.tracker.before_hook(bucket)
         if state.iter < state.start_powerSGD_iter:  # vanilla all-reduce of the whole bucket
             self.sent += buffer.numel() * size
-            return psgd.powerSGD_hook(state, bucket)
-        before = state.total_numel_after_compression
-        fut = psgd.powerSGD_hook(state, bucket)
-        self.sent += (state.total_numel_after_compression - before) * size
+            fut = psgd.powerSGD_hook(state, bucket)
+        else:
+            before = state.total_numel_after_compression
+            fut = psgd.powerSGD_hook(state, bucket)
+            self.sent += (state.total_numel_after_compression - before) * size
+        if self.tracker is not None:
+            self.tracker.after_hook(bucket)
         return fut
 
     def take(self) -> dict[str, float]:

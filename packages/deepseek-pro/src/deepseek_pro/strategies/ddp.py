@@ -154,6 +154,7 @@ class DDPStrategy(DistributedStrategy):
                 min_compression_rate=o.powersgd_min_compression_rate,
             )
             self.hook = CountingHook(o.compression, powersgd=psgd)
+            self.hook.track(list(model.parameters()))
             self.ddp.register_comm_hook(state=None, hook=self.hook.as_hook())
         self.model = self.ddp
         self.optimizer = optimizer_factory(model.named_parameters())
@@ -204,7 +205,12 @@ class DDPStrategy(DistributedStrategy):
         assert self.optimizer is not None
         pro_ckpt.save_checkpoint(self, self.module, self.optimizer, Path(directory), trainer_state,
                                  sharded=self.options.checkpoint == "sharded")
+        if self.hook is not None and self.hook.tracker is not None:  # PowerSGD's state, per rank
+            self.hook.tracker.save(Path(directory), self.rank, self.world_size)
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         assert self.optimizer is not None
-        return pro_ckpt.load_checkpoint(self, self.module, self.optimizer, Path(directory))
+        state = pro_ckpt.load_checkpoint(self, self.module, self.optimizer, Path(directory))
+        if self.hook is not None and self.hook.tracker is not None:
+            self.hook.tracker.restore(Path(directory), self.rank, self.world_size)
+        return state
