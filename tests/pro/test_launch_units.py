@@ -278,6 +278,30 @@ def test_stop_forwarder_passes_the_signal_on_then_kills_at_the_deadline(tmp_path
         worker.kill()
 
 
+def test_stop_forwarder_signals_a_worker_whose_heartbeat_comes_after_the_signal(tmp_path: Path) -> None:
+    """SIGTERM to the launcher just after the agent spawned its workers, before they wrote their
+    first heartbeat, was forwarded to nobody: the job trained on to its end and exited 0 (seen with
+    `launch -n 2 -- train`: 12 of 12 steps, exit 0, after a SIGTERM at the workers' start). The
+    signal now reaches each worker as soon as its heartbeat appears."""
+    from deepseek_pro.launch.stop import StopForwarder
+
+    script = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\n"
+              "print('ready', flush=True)\ntime.sleep(60)")
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"  # its handler is installed
+        with StopForwarder(tmp_path, grace_s=60) as stop:
+            assert stop.workers() == []  # still starting: no heartbeat
+            os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends the launcher
+            time.sleep(0.3)  # the forwarder had no one to send it to
+            assert worker.poll() is None
+            _write(tmp_path, 0, seq=1, phase="start", step=0, age=0, pid=worker.pid)  # its first heartbeat
+            assert worker.wait(timeout=30) == 75
+        assert stop.received == "SIGTERM" and stop.killed == []
+    finally:
+        worker.kill()
+
+
 def test_a_launch_inside_a_launched_job_is_refused() -> None:
     """`launch -n 2 -- launch -n 2 -- train` started a launcher in every worker."""
     import subprocess

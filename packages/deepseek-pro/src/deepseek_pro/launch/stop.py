@@ -8,8 +8,12 @@ them 30 s later), so the runner leaves SIGTERM out of the agent's signals
 (Ctrl-C), SIGHUP and SIGQUIT still stop the job at once through the agent.
 
 Workers are found by their heartbeats (``rank-N.json`` carries the pid; a worker writes one as its
-very first action). Workers still running ``grace_s + margin_s`` seconds after the first signal
-are killed (SIGKILL), so a job never outlives its stop request for long; their own grace
+very first action). A worker that had not written one yet when the signal came (it was starting:
+the agent had spawned it, its interpreter was loading) gets the signal as soon as its heartbeat
+appears: until the block ends, a thread forwards the last signal to every worker not sent it yet.
+Without it such a request was lost, and the job trained on to its end (or to the scheduler's
+SIGKILL). Workers still running ``grace_s + margin_s`` seconds after the first signal are killed
+(SIGKILL), so a job never outlives its stop request for long; their own grace
 (``train.preempt_grace_s``) ends them first.
 """
 
@@ -18,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from pathlib import Path
+from types import TracebackType
 
 from deepseek.training.preemption import SignalScope
 from deepseek_pro.launch.heartbeat import read_beats
@@ -27,6 +33,8 @@ AGENT_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
 """The signals the agent handles (``LaunchConfig.signals_to_handle``): its defaults but SIGTERM."""
 KILL_MARGIN_S = 10.0
 """Seconds past the workers' own grace before the launcher kills them."""
+FOLLOW_S = 0.1
+"""How often, after a stop signal, the launcher looks for workers that started since."""
 
 
 class StopForwarder(SignalScope):
@@ -38,6 +46,10 @@ class StopForwarder(SignalScope):
         self.heartbeat_dir = Path(heartbeat_dir)
         self.killed: list[int] = []
         """Pids of workers killed because they outlived the deadline."""
+        self._signal: int | None = None  # the last stop signal, for workers that start after it
+        self._sent: set[int] = set()
+        self._done = threading.Event()
+        self._follower: threading.Thread | None = None
 
     def workers(self) -> list[int]:
         """Pids of this node's running workers (those that wrote a heartbeat and are still
@@ -45,8 +57,26 @@ class StopForwarder(SignalScope):
         return sorted(b.pid for b in read_beats(self.heartbeat_dir).values() if _is_my_child(b.pid))
 
     def on_signal(self, number: int) -> None:
+        self._signal = number
         for pid in self.workers():
             _signal(pid, number)
+            self._sent.add(pid)
+        if self._follower is None:
+            self._follower = threading.Thread(target=self._follow, name="deepseek-stop-forwarder", daemon=True)
+            self._follower.start()
+
+    def _follow(self) -> None:
+        """Forward the stop signal to each worker whose heartbeat appears after it (in a thread,
+        until the block ends)."""
+        while not self._done.wait(FOLLOW_S):
+            for pid in self.workers():
+                if pid not in self._sent and self._signal is not None:
+                    _signal(pid, self._signal)
+                    self._sent.add(pid)
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self._done.set()
+        super().__exit__(kind, value, tb)
 
     def on_deadline(self) -> None:
         for pid in self.workers():
