@@ -229,7 +229,8 @@ class TorchData(Dataset):
         # random draws (dropout) use, so those are the same as reading in the main process
         loader = torch.utils.data.DataLoader(reads, batch_sampler=_Sampler(self._index_batches),
                                              num_workers=self.num_workers, collate_fn=list,
-                                             generator=torch.Generator().manual_seed(self.seed))
+                                             generator=torch.Generator().manual_seed(self.seed),
+                                             worker_init_fn=_ignore_stop_signals)
         return iter(loader)
 
     def _next_iterable(self) -> Any:
@@ -407,6 +408,41 @@ class _SeededReads:
             random.setstate(python_state)
             if np is not None and numpy_state is not None:
                 np.random.set_state(numpy_state)
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """A DataLoader worker ignores the stop signals (SIGTERM, SIGUSR1) others send it: they are the
+    training process's to handle (stop after the step, with a checkpoint;
+    :mod:`deepseek.training.preemption`), and a scheduler may send them to every process of the job
+    (Slurm signals the whole job step, ``kill -TERM -PGID`` a process group). A worker ended by one
+    made the next batch raise "DataLoader worker ... exited unexpectedly": a traceback, exit code 1,
+    no checkpoint of the stop. Its parent's SIGTERM (``Process.terminate()``, how the loader and
+    multiprocessing's exit end a worker that did not stop by itself) still ends it at once: the
+    signals are blocked, and a thread takes each one (``sigwaitinfo``) and dies by it, the default
+    way, when the parent sent it. A worker also ends by itself when its parent dies (torch's own
+    watchdog)."""
+    import os
+    import signal
+    import threading
+
+    from deepseek.training.preemption import STOP_SIGNALS
+
+    numbers = {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
+    if not numbers or not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = os.getppid()
+    for number in numbers:  # the trainer's handlers came along with the fork
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, numbers)  # in every thread of the worker from here on
+
+    def take() -> None:
+        while True:
+            info = signal.sigwaitinfo(numbers)
+            if info.si_pid == parent:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {info.si_signo})  # this thread's mask only
+                os.kill(os.getpid(), info.si_signo)  # delivered here: the default action ends the worker
+
+    threading.Thread(target=take, name="deepseek-stop-signals", daemon=True).start()
 
 
 class _Sampler:
