@@ -418,9 +418,10 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     made the next batch raise "DataLoader worker ... exited unexpectedly": a traceback, exit code 1,
     no checkpoint of the stop. Its parent's SIGTERM (``Process.terminate()``, how the loader and
     multiprocessing's exit end a worker that did not stop by itself) still ends it at once: the
-    signals are blocked, and a thread takes each one (``sigwaitinfo``) and dies by it, the default
-    way, when the parent sent it. A worker also ends by itself when its parent dies (torch's own
-    watchdog)."""
+    signals are blocked, and a thread takes each one (``sigwaitinfo``) and ends the worker when the
+    parent sent it (exit code 0: a worker ended by a signal, as multiprocessing's exit ends them,
+    made torch's SIGCHLD check print "DataLoader worker ... is killed by signal" at the parent's
+    exit). A worker also ends by itself when its parent dies (torch's own watchdog)."""
     import os
     import signal
     import threading
@@ -439,8 +440,7 @@ def _ignore_stop_signals(_worker_id: int) -> None:
         while True:
             info = signal.sigwaitinfo(numbers)
             if info.si_pid == parent:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {info.si_signo})  # this thread's mask only
-                os.kill(os.getpid(), info.si_signo)  # delivered here: the default action ends the worker
+                os._exit(0)  # not by the signal: torch's SIGCHLD check in the parent would call that a crash
 
     threading.Thread(target=take, name="deepseek-stop-signals", daemon=True).start()
 
