@@ -52,3 +52,15 @@ def test_powersgd_state_in_the_checkpoint(runs: tuple[Path, dict[str, list[dict[
         assert all(torch.equal(ta[k], tb[k]) for k in ta), name
     state = load_file(str(a / "powersgd-1.safetensors"))
     assert any(k.startswith("error.") for k in state) and any(k.startswith("q.") for k in state)
+
+
+def test_export_keeps_the_powersgd_state(runs: tuple[Path, dict[str, list[dict[str, Any]]]], tmp_path: Path) -> None:
+    """``deepseek checkpoint export`` copies each rank's PowerSGD state with its generator states, so a
+    run resumed from the copy goes on as from the original."""
+    from deepseek_pro.checkpoint import export_checkpoint
+
+    work, _ = runs
+    source = work / "straight" / "checkpoints" / "step-6"
+    out = export_checkpoint(source, tmp_path / "exported")
+    for name in ("powersgd-0.safetensors", "powersgd-1.safetensors"):
+        assert (out / name).read_bytes() == (source / name).read_bytes()

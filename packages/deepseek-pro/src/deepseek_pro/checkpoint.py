@@ -272,8 +272,9 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
         usual_mode(tmp, folder=True)
         ckpt.save_model_state(tmp / ckpt.MODEL_FILE, model)
         ckpt.save_optimizer_state(tmp / ckpt.OPTIMIZER_FILE, optim)
-        for rng in source.glob("rng-*.safetensors"):
-            shutil.copy2(rng, tmp / rng.name)
+        for pattern in ("rng-*.safetensors", "powersgd-*.safetensors"):  # per-rank state, as it is
+            for rank_file in source.glob(pattern):
+                shutil.copy2(rank_file, tmp / rank_file.name)
         body = {k: v for k, v in state.items() if k not in ("format", "format_version")}
         ckpt.write_trainer_state(tmp, {**body, "layout": "full", "exported_from": str(source)})
         os.replace(tmp, target)
