@@ -114,3 +114,28 @@ def test_a_script_is_told_to_run_under_the_launcher_as_a_script(monkeypatch: pyt
     assert str(info.value).endswith(
         "run it with `deepseek launch -n N -- run examples/own_model/train.py` (or `torchrun --nproc-per-node N "
         "examples/own_model/train.py`), with strategy='ddp' in the script")
+
+
+def test_a_one_process_strategy_in_one_of_several_launched_processes_is_refused(
+    tmp_path: Path, host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``deepseek launch -n 2 -- run train.py`` with ``strategy="single"`` in the script: every rank
+    trained alone into the same run folder, and rank 0 was refused as "in use by another live job"
+    (rank 1's). Now each rank refuses before anything is written, naming the strategies that fit."""
+    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config = config_from_dict({**TABLES, "strategy": {"name": "single"},
+                               "logging": {**TABLES["logging"], "runs_dir": str(tmp_path / "runs")}}, host=host)
+    monkeypatch.setattr("sys.argv", ["train.py"])
+    with pytest.raises(UsageError) as info:
+        Trainer(config, run_dir=tmp_path / "run", host=host, quiet=True).fit()
+    assert str(info.value) == ("strategy 'single' trains in one process, but this process is one of the 2 a launcher "
+                               "started (WORLD_SIZE=2); give deepseek.fit strategy='acme.launched' in train.py, "
+                               "or launch -n 1")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr("sys.argv", ["deepseek"])  # torchrun -m deepseek train: the CLI's option
+    with pytest.raises(UsageError, match=r"\(WORLD_SIZE=2\); use --strategy acme.launched, or launch -n 1$"):
+        Trainer(config, run_dir=tmp_path / "run", host=host, quiet=True).fit()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a launch of one process trains as before
+    assert len(Trainer(config, run_dir=tmp_path / "run", host=host, quiet=True).fit().losses) == 2

@@ -26,8 +26,9 @@ from deepseek.training.build import (
     optimizer_factory,
     prepare_model,
     run_host,
+    strategies_where,
 )
-from deepseek.training.launcher_env import launcher_env
+from deepseek.training.launcher_env import launcher_env, one_process
 from deepseek.training.loss_items import ItemWeights, item_weights
 from deepseek.training.param_groups import check_model_rules
 from deepseek.training.step import MicroBatches
@@ -74,6 +75,9 @@ class StepEngine:
             raise PluginError(f"strategy.name: {config.strategy.name!r} is not a deepseek Strategy")
         if cls.needs_launcher:
             launcher_env(config.strategy.name, command=command)
+        else:
+            one_process(config.strategy.name, lambda: strategies_where(self.lookups, lambda c: c.needs_launcher),
+                        command=command)
         # How a call into a plugin strategy names it when the strategy's own code raises
         self.strategy_label = component_label("strategy", config.strategy.name, component)
         """``strategy <name> (<distribution> <version>)``, how errors name the run's strategy."""

@@ -9,13 +9,14 @@ for ``train`` and ``bench train``), core calls :func:`launcher_env`, which refus
 without these variables in one line (exit code 2) naming the strategy and the command that starts
 it. The strategy then joins its process group from the same values in its
 ``setup_environment`` (``init_process_group("gloo")`` reads them through ``env://``, or it passes
-them from :func:`launcher_env`'s result).
+them from :func:`launcher_env`'s result). The converse, :func:`one_process`: a strategy without
+``needs_launcher`` in one of several launched processes is refused the same way.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from deepseek.errors import UsageError
@@ -78,6 +79,29 @@ def launcher_env(strategy_name: str, *, command: str = "train", environ: Mapping
     except ValueError as exc:
         raise UsageError(f"strategy {strategy_name!r}: the launcher environment is malformed ({exc}); "
                          f"run it with {start}") from exc
+
+
+def one_process(strategy_name: str, several: Callable[[], list[str]], *, command: str = "train",
+                environ: Mapping[str, str] | None = None) -> None:
+    """The other side of the rule: a strategy without ``needs_launcher`` trains alone, so a process
+    that is one of several a launcher started (``WORLD_SIZE`` above 1) is refused in one line
+    naming ``several()``, the strategies that do run there (called only then: it loads them).
+    ``deepseek launch`` checks a config file before it starts anything; this catches what it
+    cannot see: ``deepseek.fit`` in a script it runs (``deepseek launch -n 2 -- run train.py``)
+    and torchrun started by hand, where each rank would train alone into the same run folder."""
+    env = os.environ if environ is None else environ
+    size = env.get("WORLD_SIZE", "1")
+    if not size.isdigit() or int(size) < 2:
+        return
+    launched = several()
+    script = _script()
+    if script is not None and command == "train":  # deepseek.fit in the user's own script
+        names = " or ".join(repr(name) for name in launched) or "a strategy with needs_launcher"
+        fix = f"give deepseek.fit strategy={names} in {script}"
+    else:
+        fix = f"use --strategy {' or '.join(launched) or 'a strategy with needs_launcher'}"
+    raise UsageError(f"strategy {strategy_name!r} trains in one process, but this process is one of the {size} "
+                     f"a launcher started (WORLD_SIZE={size}); {fix}, or launch -n 1")
 
 
 def _script() -> str | None:
