@@ -31,6 +31,13 @@ def report(work: Path, *args: str) -> dict[str, Any]:
     return json.loads((work / "r.json").read_text())
 
 
+def test_the_json_report_names_the_folders_it_created(runs: Path) -> None:
+    out = deepseek("compare", "good", "poor", "--latency-runs", "0", "--json", "ab/1/r.json", cwd=runs)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith("\nwrote ab/1/r.json (created folders ab, ab/1)\n")
+    assert json.loads((runs / "ab" / "1" / "r.json").read_text())["examples"] == 32
+
+
 def test_a_clearly_worse_model_is_significantly_worse(runs: Path) -> None:
     r = report(runs, "good", "poor")
     (loss,) = [p for p in r["paired"] if p["name"] == "loss"]

@@ -112,9 +112,10 @@ def test_compress_writes_a_run_that_core_alone_evaluates(trained: Path) -> None:
 
 def test_head_pruned_run_loads_and_generates_with_core_alone(trained: Path) -> None:
     out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.heads", "--set", "ratio=0.5",
-                       "--out", "heads", "--latency-runs", "0", "--json", "h.json", cwd=trained)
+                       "--out", "heads", "--latency-runs", "0", "--json", "reports/h.json", cwd=trained)
     assert out.returncode == 0, out.stderr
-    report = json.loads((trained / "h.json").read_text())
+    assert out.stdout.endswith("\nwrote reports/h.json (created folder reports)\n")  # --json named, as --out is
+    report = json.loads((trained / "reports" / "h.json").read_text())
     assert report["record"]["n_heads"] == [2, 1] and report["compressed"]["parameters"] < report["original"]["parameters"]
     assert "head_dim = 16" in (trained / "heads" / "config.toml").read_text()
     ev = core_only_cli("eval", "--checkpoint", "heads", "--json", cwd=trained)

@@ -212,6 +212,17 @@ def test_missing_output_folders_are_created_and_named(hostile: Hostile, trained_
     assert made.code == 0, made.stderr
     assert "(created folders plugins, plugins/here)" in made.stdout
     assert (hostile.work / "plugins" / "here" / "deepseek-acme" / "pyproject.toml").is_file()
+    # The folder commands name theirs too (export --format hf and import-hf said only "wrote ...")
+    hf = hostile.run("export", "--checkpoint", str(trained_run), "--format", "hf", "--out", "hub/gpt2/v1")
+    assert hf.code == 0, hf.stderr
+    assert hf.stdout.startswith("wrote hub/gpt2/v1 (Hugging Face GPT-2, fp32, ")
+    assert "MiB) (created folders hub, hub/gpt2); load it with" in hf.stdout
+    imported = hostile.run("import-hf", "hub/gpt2/v1", "--out", "imports/v1/gpt")
+    assert imported.code == 0, imported.stderr
+    assert imported.stdout.startswith("wrote imports/v1/gpt (created folders imports, imports/v1): model.safetensors")
+    assert (hostile.work / "imports" / "v1" / "gpt" / "config.toml").is_file()
+    again = hostile.run("import-hf", "hub/gpt2/v1", "--out", "imports/v1/again")  # the parents exist now
+    assert again.code == 0 and again.stdout.startswith("wrote imports/v1/again: model.safetensors"), again.stderr
 
 
 def test_non_utf8_bytes_from_a_real_command_line(tmp_path: Path, trained_run: Path) -> None:

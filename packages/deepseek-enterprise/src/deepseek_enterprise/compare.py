@@ -201,7 +201,7 @@ def compare(run_a: str, run_b: str, data: str | None, batches: int | None, devic
     from deepseek.cli.bench_cmd import write_json
     from deepseek.cli.context import command_host
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.paths import check_output, make_folders
+    from deepseek.paths import check_output, created_note, make_folders
 
     to_file = json_path is not None and json_path != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="compare.json") if to_file else []
@@ -213,3 +213,5 @@ def compare(run_a: str, run_b: str, data: str | None, batches: int | None, devic
     if json_path is not None:
         make_folders(missing, where="--json")
         write_json(json_path, report)
+        if to_file:
+            click.echo(f"wrote {json_path}{created_note(missing)}")

@@ -17,9 +17,11 @@ from deepseek.cli.params import PATH
 def import_hf(path: str, out: str) -> None:
     """Import a local Hugging Face GPT-2 folder (config.json + model.safetensors)."""
     from deepseek.interop.hf_folder import import_hf as run_import
+    from deepseek.paths import created_note
 
-    target, notes = run_import(Path(path), Path(out))
-    click.echo(f"wrote {target}: model.safetensors (for --checkpoint and train.init_from) and config.toml; "
+    target = Path(out)
+    created, notes = run_import(Path(path), target)
+    click.echo(f"wrote {target}{created_note(created)}: model.safetensors (for --checkpoint and train.init_from) and config.toml; "
                f"train from it with: deepseek train {target / 'config.toml'}")
     for note in notes:
         click.echo(note)

@@ -182,11 +182,12 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
 def _export_hf(checkpoint: str, out: str | None, dtype: str) -> None:
     from deepseek.cli.context import command_host
     from deepseek.interop.hf_folder import default_export_folder, export_hf
+    from deepseek.paths import created_note
 
-    target = Path(out) if out else default_export_folder(Path(checkpoint))
-    path, notes = export_hf(checkpoint, target, dtype, host=command_host())
+    path = Path(out) if out else default_export_folder(Path(checkpoint))
+    created, notes = export_hf(checkpoint, path, dtype, host=command_host())
     size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
-    click.echo(f"wrote {path} (Hugging Face GPT-2, {dtype}, {size:.1f} MiB); load it with "
+    click.echo(f"wrote {path} (Hugging Face GPT-2, {dtype}, {size:.1f} MiB){created_note(created)}; load it with "
                f"transformers.GPT2LMHeadModel.from_pretrained({str(path)!r})")
     for note in notes:
         click.echo(note)

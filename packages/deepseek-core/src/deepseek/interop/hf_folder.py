@@ -47,9 +47,11 @@ def check_target(out: Path, where: str = "--out") -> list[Path]:
     return missing
 
 
-def write_folder(out: Path, missing: list[Path], fill: Callable[[Path], None], where: str = "--out") -> Path:
-    """Run ``fill(tmp)`` in a temporary folder beside ``out``, then rename it to ``out``."""
-    make_folders([p for p in missing if p != out], where=where)
+def write_folder(out: Path, missing: list[Path], fill: Callable[[Path], None], where: str = "--out") -> list[Path]:
+    """Run ``fill(tmp)`` in a temporary folder beside ``out``, then rename it to ``out``; returns
+    the missing parent folders it created, for the command's report (``created_note``)."""
+    parents = [p for p in missing if p != out]
+    make_folders(parents, where=where)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         fill(tmp)
@@ -60,7 +62,7 @@ def write_folder(out: Path, missing: list[Path], fill: Callable[[Path], None], w
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return parents
 
 
 def _usual_modes(folder: Path) -> None:
@@ -134,8 +136,9 @@ def default_export_folder(checkpoint: Path) -> Path:
     return (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint) / "hf"
 
 
-def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None) -> tuple[Path, list[str]]:
-    """Write ``checkpoint``'s GPT as a ``GPT2LMHeadModel`` folder ``out``; returns it and notes."""
+def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None) -> tuple[list[Path], list[str]]:
+    """Write ``checkpoint``'s GPT as a ``GPT2LMHeadModel`` folder ``out``; returns the parent
+    folders it created and notes."""
     import torch  # noqa: F401 - load_trained needs it anyway
 
     from deepseek.training.checkpoint_io import save_tensors
@@ -167,14 +170,14 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None)
                     tok_config["unk_token"] = END_OF_TEXT
             (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
 
-    write_folder(out, missing, fill)
+    created = write_folder(out, missing, fill)
     if tok_path is not None:
         notes = [f"tokenizer: copied {tok_path} with a tokenizer_config.json; load it with "
                  f"transformers.AutoTokenizer.from_pretrained({str(out)!r})"]
     else:
         notes = ["tokenizer: none written; the vocabulary is raw UTF-8 bytes (ids 0..255), so encode text as "
                  "list(text.encode('utf-8')) and decode ids with bytes(ids).decode('utf-8', 'replace')"]
-    return out, notes
+    return created, notes
 
 
 # ----------------------------------------------------------------------------- import
@@ -302,8 +305,9 @@ def load_gpt2_into(model: Any, src: Path, where: str = "train.init_from") -> Non
     model.load_state_dict(state, strict=True)
 
 
-def import_hf(src: Path, out: Path) -> tuple[Path, list[str]]:
-    """Import the GPT-2 folder ``src`` into ``out``; returns ``out`` and notes for the report."""
+def import_hf(src: Path, out: Path) -> tuple[list[Path], list[str]]:
+    """Import the GPT-2 folder ``src`` into ``out``; returns the parent folders it created and
+    notes for the report."""
     from deepseek.training.checkpoint import save_model_state
 
     missing = check_target(out)
@@ -333,10 +337,10 @@ def import_hf(src: Path, out: Path) -> tuple[Path, list[str]]:
                 if (src / name).is_file():
                     shutil.copyfile(src / name, tmp / name)
 
-    write_folder(out, missing, fill)
+    created = write_folder(out, missing, fill)
     if has_tok and not set_tokenizer:
         notes.append("copied tokenizer.json, but this deepseek's text dataset has no tokenizer option: "
                      "config.toml trains on byte tokens")
     elif not has_tok:
         notes.append(f"{src} has no tokenizer.json: config.toml trains on byte tokens (ids 0..255)")
-    return out, notes
+    return created, notes

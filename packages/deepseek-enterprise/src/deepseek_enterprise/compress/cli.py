@@ -175,6 +175,8 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         write_json(json_path, report)
     click.echo(f"wrote {out}{created_note(missing)} (loads with {loads_with}); "
                f"try: deepseek eval --checkpoint {out}")
+    if to_file:
+        click.echo(f"wrote {json_path}{created_note(json_missing)}")
 
 
 def _recovers(recipes: list[Any]) -> bool:
