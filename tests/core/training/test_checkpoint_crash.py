@@ -288,9 +288,9 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
     with pytest.raises(CheckpointError, match=r"no complete checkpoint to load: step-6 is damaged \(.*\), and 2 "
                                               r"earlier one\(s\) are damaged or incomplete too; use a copy"):
         ckpt.resolve_checkpoint(run)
-    # A fresh run in the folder is refused without sending the user back to --resume
+    # A fresh run in the folder is refused without sending the user back to resume (from Python: run_dir=)
     with pytest.raises(UsageError, match=r"already holds a run, and it cannot be continued \(.*\); pick another "
-                                         r"--run-dir / logging\.name for a fresh run"):
+                                         r"run_dir= / logging\.name for a fresh run"):
         Trainer(tiny_config(**RUN), run_dir=run, quiet=True).fit()
 
 
