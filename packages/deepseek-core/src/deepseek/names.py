@@ -27,6 +27,7 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     least 0.6), else a choice one edit away (a character changed, added or dropped, or two
     characters swapped), which difflib's ratio misses on short names (``tyni`` for ``tiny``)."""
     options = [str(c) for c in choices]
+    name = str(name)  # a key of a Python mapping need not be a string: {5: ...} is an unknown key too
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     if close:
         return close[0]

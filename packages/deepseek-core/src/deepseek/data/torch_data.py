@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 
+from deepseek.api_args import flag, real
 from deepseek.data.batch import Batch
 from deepseek.data.dataset import Dataset
 from deepseek.errors import UsageError
@@ -68,6 +69,27 @@ def check_source(data: Any, what: str) -> None:
             f"{what}: expected a torch.utils.data.Dataset (len() and [i]) or IterableDataset, got "
             f"{type(data).__name__}; wrap your data in one (e.g. torch.utils.data.TensorDataset)"
         )
+
+
+def check_options(*, names: Any = None, collate_fn: Any = None, shuffle: Any = True, val_fraction: Any = 0.1,
+                  num_workers: Any = 0, pin_memory: Any = False) -> None:
+    """The reading options of :class:`TorchData` (``deepseek.fit``'s arguments of the same
+    names), each of the right kind and range, or one line naming it."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise UsageError(f"num_workers: must be a whole number >= 0, got {num_workers!r}")
+    flag(pin_memory, "pin_memory")
+    flag(shuffle, "shuffle")
+    if names is not None and (not isinstance(names, (list, tuple))
+                              or not all(isinstance(n, str) and n for n in names)):
+        raise UsageError(f"names: expected a list of argument names such as ('x', 'y'), got {names!r:.80}")
+    if names is not None and len(set(names)) != len(names):
+        raise UsageError(f"names: {sorted({n for n in names if names.count(n) > 1})} given twice in {tuple(names)}; "
+                         "give each part of a sample its own name")
+    if not 0.0 < real(val_fraction, "val_fraction") < 1.0:
+        raise UsageError(f"val_fraction: must be in (0, 1), got {val_fraction!r}")
+    if collate_fn is not None and not callable(collate_fn):
+        raise UsageError(f"collate_fn: expected a function of a list of samples, got {collate_fn!r:.60} "
+                         f"({type(collate_fn).__name__})")
 
 
 def held_out_count(n: int, val_fraction: float) -> int:
@@ -104,21 +126,17 @@ class TorchData(Dataset):
         validation: bool = True,
     ) -> None:
         super().__init__(None, batch_size=batch_size, seed=seed)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise UsageError(f"num_workers: must be a whole number >= 0, got {num_workers!r}")
+        check_options(names=names, collate_fn=collate_fn, shuffle=shuffle, val_fraction=val_fraction,
+                      num_workers=num_workers, pin_memory=pin_memory)
         self.num_workers, self.pin_memory = num_workers, bool(pin_memory)
         self.val_name = val_name
         """How errors name ``val``: the argument it came in (``deepseek.evaluate``'s ``data``)."""
         check_source(train, "data")
         if val is not None:
             check_source(val, val_name)
-        if names is not None and (isinstance(names, str) or not all(isinstance(n, str) and n for n in names)):
-            raise UsageError(f"names: expected a list of argument names such as ('x', 'y'), got {names!r}")
-        if not 0.0 < val_fraction < 1.0:
-            raise UsageError(f"val_fraction: must be in (0, 1), got {val_fraction!r}")
         self.names = tuple(names) if names is not None else None
         self.collate_fn = collate_fn or torch.utils.data.default_collate
-        self.shuffle = shuffle
+        self.shuffle = bool(shuffle)
         self.map_style = _is_map_style(train)
         self.train, self.val = train, val
         self._train_reads = _SeededReads(train, seed) if self.map_style else None
@@ -132,7 +150,7 @@ class TorchData(Dataset):
                 self.val_indices, self.train_indices = sorted(order[:held]), sorted(order[held:])
             else:
                 self.train_indices = list(range(n))
-            if not self.train_indices:
+            if not self.train_indices and val is not train:  # deepseek.evaluate reads its data as validation only
                 raise UsageError(f"data: the training set has {n} sample(s), none left for training; add data")
         elif val is None and validation:
             raise UsageError(

@@ -63,7 +63,7 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
                 f"model {model_name!r} returned a tensor of shape {tuple(output.shape)} for a batch; "
                 "it must return the mean loss (a 0-dim tensor) or a mapping with 'loss'"
             )
-        return output, {}
+        return _real_loss(output, model_name), {}
     if not isinstance(output, Mapping) or "loss" not in output:
         raise UsageError(
             f"model {model_name!r} returned {type(output).__name__} for a batch; it must return the "
@@ -77,6 +77,7 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
             f"model {model_name!r}: output['loss'] is {got}; it must be the mean loss over the batch's rows, "
             "a 0-dim tensor: reduce it (loss.mean(), or reduction='mean' in the loss function)"
         )
+    _real_loss(loss, model_name)
     metrics: dict[str, torch.Tensor] = {}
     for key, value in output.items():
         if key == "loss":
@@ -92,6 +93,17 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
             "model's metric (any name but " + ", ".join(sorted(RESERVED_METRICS)) + ")"
         )
     return loss, metrics
+
+
+def _real_loss(loss: torch.Tensor, model_name: str) -> torch.Tensor:
+    """``loss`` (0-dim) of a floating dtype, which backward and the mean over batches need; an
+    integer, bool or complex loss is one line."""
+    if not loss.is_floating_point():
+        raise UsageError(
+            f"model {model_name!r}: the loss is a {str(loss.dtype).removeprefix('torch.')} tensor; it must be a "
+            "floating-point one computed from the model's parameters (e.g. cross_entropy(logits, labels))"
+        )
+    return loss
 
 
 def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None) -> None:

@@ -125,6 +125,10 @@ class StepEngine:
         checkpointing, residual dtype, compile), not yet wrapped."""
         model = build_model(self.config, host=self.lookups, device=self.strategy.device,
                             strategy_cls=type(self.strategy))
+        if not any(p.requires_grad for p in model.parameters()):
+            raise UsageError(f"model {self.config.model.name}: {type(model).__name__} has no trainable parameters "
+                             f"({sum(1 for _ in model.parameters())} parameter(s), none with requires_grad): there is "
+                             "nothing to train; give it layers with weights, or unfreeze some (requires_grad_(True))")
         self._model_package = code_package(model)  # of the model's own class: compile wraps it in torch's
         component = self.lookups.resolve("model", self.config.model.name)
         self._model_label = component_label("model", self.config.model.name, component) if blames(component) else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from deepseek import api_args
 from deepseek.config.schema import Config
 from deepseek.data.tokenizer import (
     SEPARATOR_TOKEN,
@@ -58,6 +59,8 @@ def load_model(path: str | Path, *, model: nn.Module | None = None, device: str 
     into this module instead (a model ``deepseek.fit`` trained, which only its script can build;
     names, shapes and kinds checked first). ``host``: the plugin host its model resolves on
     (default: the process's)."""
+    path, device = api_args.path(path, "path"), api_args.device(device, "device")
+    host = api_args.host(host)
     if model is None:
         return load_trained(path, device, host=host)[0]
     if not isinstance(model, nn.Module):

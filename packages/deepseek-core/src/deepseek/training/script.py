@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepseek import api_args
 from deepseek.config.components import NoOptions
 from deepseek.errors import UsageError
 from deepseek.hookspecs import hookimpl
@@ -58,6 +59,8 @@ class ScriptModel(BuildsComponents):
                 f"model: expected a torch.nn.Module or a zero-argument callable building one, got "
                 f"{type(model).__name__}"
             )
+        if not isinstance(model, nn.Module):
+            _check_zero_arguments(model)
         self.model = model
 
     def __call__(self, options: Any, *, host: Any = None) -> nn.Module:
@@ -70,6 +73,25 @@ class ScriptModel(BuildsComponents):
         if not isinstance(built, nn.Module):
             raise UsageError(f"model: the callable returned {type(built).__name__}, not a torch.nn.Module")
         return built
+
+
+def _check_zero_arguments(build: Callable[..., Any]) -> None:
+    """``build`` (``fit``'s ``model=`` callable) can be called with no arguments, or one line
+    saying how to pass the options it requires (a class whose ``__init__`` takes them)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(build)
+    except (TypeError, ValueError):  # a builtin without a signature: called as it is
+        return
+    try:
+        signature.bind()
+    except TypeError:
+        needed = [p.name for p in signature.parameters.values()
+                  if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        label = getattr(build, "__qualname__", type(build).__name__)
+        raise UsageError(f"model: {label} needs the argument(s) {', '.join(needed)}, and fit calls it with none; pass "
+                         f"lambda: {label}(...) with them, or an instance") from None
 
 
 def _sync_from_rank_zero(model: nn.Module) -> None:
@@ -88,7 +110,7 @@ def script_dataset(data: Any, val: Any, wrap: Mapping[str, Any]) -> type:
     is, or a torch dataset bound into a subclass of :class:`~deepseek.data.torch_data.TorchData`
     (created as ``cls(options, batch_size=, seed=)`` like every registered dataset)."""
     from deepseek.data.dataset import Dataset
-    from deepseek.data.torch_data import TorchData, check_source
+    from deepseek.data.torch_data import TorchData, check_options, check_source
 
     if isinstance(data, type) and issubclass(data, Dataset):
         if val is not None or wrap:
@@ -101,6 +123,7 @@ def script_dataset(data: Any, val: Any, wrap: Mapping[str, Any]) -> type:
     check_source(data, "data")
     if val is not None:
         check_source(val, "val_data")
+    check_options(**{k: v for k, v in wrap.items() if k != "validation"})
     bound = dict(wrap)
 
     class ScriptData(TorchData):
@@ -132,7 +155,7 @@ def script_host(model: Any, data: Any, *, val_data: Any = None, wrap: Mapping[st
     from deepseek.errors import PluginError
     from deepseek.plugins.host import get_host
 
-    fresh = (host or get_host()).derived()
+    fresh = (api_args.host(host) or get_host()).derived()
     record = fresh.register_plugin(_ScriptPlugin(ScriptModel(model), script_dataset(data, val_data, wrap or {})),
                                    dist=SCRIPT_DIST, name="script")
     if record.status != "ok":
@@ -261,6 +284,9 @@ def fit(
 
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise UsageError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    run_dir = None if run_dir is None else api_args.path(run_dir, "run_dir")
+    resume = None if resume is None else api_args.path(resume, "resume")
+    quiet = api_args.flag(quiet, "quiet")
     if run_dir is not None and resume is None and list_checkpoints(Path(run_dir) / "checkpoints"):
         raise UsageError(f"run_dir: {str(run_dir)!r} already holds a run (a second run of the script?); continue it "
                          f"with resume={str(run_dir)!r}, or give another run_dir")
@@ -300,17 +326,22 @@ def evaluate(
     ``data.batch_size`` and ``data.eval_batches``, so the numbers are its run's evaluation of the
     same ``data``; without a checkpoint (or from a weights file) to 32 and every full batch
     (``batches`` of a run without validation, ``data.eval_batches = 0``: every full batch)."""
-    import torch
+    from torch import nn
 
     from deepseek.data.torch_data import TorchData
+    from deepseek.models.checks import check_batch_keys
     from deepseek.training.checkpoint import load_into_model, read_trainer_state, resolve_checkpoint
     from deepseek.training.evaluation import evaluate_batch, summarize
 
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model: expected the torch.nn.Module to score (an instance: model=Net()), got "
+                         f"{type(model).__name__}")
     for name, value in (("batch_size", batch_size), ("batches", batches)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UsageError(f"{name}: must be a positive integer, got {value!r}")
+    where = api_args.device(device, "device")
     if checkpoint is not None:
-        path = Path(checkpoint)
+        path = api_args.path(checkpoint, "checkpoint")
         directory = None if path.is_file() else resolve_checkpoint(path)
         load_into_model(model, path if directory is None else directory)
         saved = read_trainer_state(directory).get("config") if directory is not None else None
@@ -321,11 +352,11 @@ def evaluate(
             # a run without validation (eval_batches 0) caps nothing: every full batch, as without a checkpoint
             batches = batches if batches is not None or not isinstance(count, int) or count < 1 else count
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    where = torch.device(device)
     model.to(where)
     reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn,
                        val_name="data")
     val = reader.validation_batches(batches if batches is not None else 1 << 62)
+    check_batch_keys(model, val[0], model_name=SCRIPT_NAME)  # as fit checks them: one line, not forward's TypeError
     from deepseek.training.loss_items import item_weights
 
     items = item_weights(model, f"model {type(model).__name__}")

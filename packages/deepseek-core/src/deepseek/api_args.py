@@ -1,0 +1,94 @@
+"""Checks of the Python API's arguments (``deepseek.fit``, ``deepseek.evaluate``,
+``deepseek.load_model``, a model's ``generate``): a value of the wrong kind or out of range is one
+:class:`~deepseek.errors.UsageError` line naming the argument, raised before anything runs or is
+written, instead of a ``TypeError`` or ``AttributeError`` from deep inside. What the CLI's click
+types are to its options (:mod:`deepseek.cli.params`), these are to keyword arguments.
+Imports torch only to check a device.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from deepseek.plugins.host import PluginHost
+
+
+def _shown(value: Any) -> str:
+    return f"{value!r:.60}"
+
+
+def whole(value: Any, name: str, *, minimum: int = 0) -> int:
+    """``value`` as an ``int`` of at least ``minimum``: a Python or numpy integer (anything with
+    ``__index__`` but a bool); a float, a string or ``None`` is refused, as is a bool."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise UsageError(f"{name}: expected a whole number >= {minimum}, got {_shown(value)} "
+                         f"({type(value).__name__}); pass an int")
+    number = value.__index__()
+    if number < minimum:
+        raise UsageError(f"{name}: must be >= {minimum}, got {number}")
+    return number
+
+
+def real(value: Any, name: str, *, low: float | None = None, high: float | None = None, open_low: bool = False,
+         hint: str = "") -> float:
+    """``value`` as a finite ``float`` in ``[low, high]`` (``open_low``: above ``low``): an int,
+    float or numpy number, not a bool, NaN or infinity. ``hint`` follows the message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{name}: expected a number, got {_shown(value)} ({type(value).__name__}){hint}")
+    number = float(value)
+    below = low is not None and (number <= low if open_low else number < low)
+    if not math.isfinite(number) or below or (high is not None and number > high):
+        side = "" if low is None else f" {'>' if open_low else '>='} {low:g}"
+        side += "" if high is None else f"{' and' if side else ''} <= {high:g}"
+        raise UsageError(f"{name}: must be a finite number{side}, got {number!r}{hint}")
+    return number
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` as a ``bool``: ``True`` or ``False`` (numpy's too); a string such as ``"no"``,
+    which Python would take as true, or ``None`` is refused."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise UsageError(f"{name}: expected True or False, got {_shown(value)} ({type(value).__name__})")
+
+
+def path(value: Any, name: str) -> Path:
+    """``value`` as a :class:`~pathlib.Path`: a ``str`` (not empty) or an ``os.PathLike``."""
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):
+        return Path(value)
+    got = "an empty path" if isinstance(value, str) else f"{_shown(value)} ({type(value).__name__})"
+    raise UsageError(f"{name}: expected a path (a str or pathlib.Path), got {got}")
+
+
+def device(value: Any, name: str) -> torch.device:
+    """``value`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device`` of those)
+    as a device this machine has (:func:`deepseek.devices.resolve_device`, the one check)."""
+    import torch
+
+    from deepseek.devices import resolve_device
+
+    if isinstance(value, torch.device):
+        value = str(value)
+    if not isinstance(value, str):
+        raise UsageError(f"{name}: expected a device name such as 'cpu' or 'cuda:0', got {_shown(value)} "
+                         f"({type(value).__name__})")
+    return resolve_device(value, where=name)
+
+
+def host(value: Any, name: str = "host") -> PluginHost | None:
+    """``value``: ``None`` (the process's host) or a :class:`~deepseek.plugins.host.PluginHost`."""
+    from deepseek.plugins.host import PluginHost
+
+    if value is None or isinstance(value, PluginHost):
+        return value
+    raise UsageError(f"{name}: expected a deepseek.plugins.host.PluginHost or None, got {_shown(value)} "
+                     f"({type(value).__name__})")

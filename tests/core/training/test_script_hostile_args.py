@@ -1,0 +1,165 @@
+"""Arguments of the wrong kind given to ``deepseek.fit``, ``deepseek.evaluate`` and
+``deepseek.load_model``: each is one ``UsageError`` line naming the argument, raised before the
+run folder exists, never a ``TypeError`` or ``AttributeError`` from deep inside; and models whose
+loss cannot train (no trainable parameters, a loss without a gradient or of an integer dtype)
+are refused in one line without leaving a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import deepseek
+from deepseek.config.load import config_from_dict
+from deepseek.errors import ConfigError, UsageError
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+CONFIG = {"train": {"max_steps": 2}, "checkpoint": {"interval": 0}, "logging": {"progress": False, "plot": False}}
+NAMES = ("x", "label")
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost(PluginSettings(autoload=False))
+
+
+def points(n: int = 120) -> torch.utils.data.TensorDataset:
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return torch.utils.data.TensorDataset(x, (x > 0).sum(1))
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.layer(x), label)
+
+
+def fit(plugins: PluginHost, folder: Path, **changes: Any) -> Any:
+    args: dict[str, Any] = {"model": Net, "data": points(), "names": NAMES, "batch_size": 8, "config": CONFIG,
+                            "run_dir": folder, "quiet": True, "host": plugins}
+    return deepseek.fit(**{**args, **changes})
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"val_fraction": "0.1"}, "val_fraction: expected a number, got '0.1' (str)"),
+    ({"val_fraction": None}, "val_fraction: expected a number, got None"),
+    ({"val_fraction": True}, "val_fraction: expected a number, got True (bool)"),
+    ({"names": 5}, "names: expected a list of argument names"),
+    ({"names": ("x", "x")}, "names: ['x'] given twice in ('x', 'x')"),
+    ({"collate_fn": 5}, "collate_fn: expected a function of a list of samples, got 5 (int)"),
+    ({"shuffle": "no"}, "shuffle: expected True or False, got 'no' (str)"),  # "no" would have shuffled
+    ({"pin_memory": None}, "pin_memory: expected True or False, got None"),
+    ({"quiet": "yes"}, "quiet: expected True or False, got 'yes'"),
+    ({"host": "default"}, "host: expected a deepseek.plugins.host.PluginHost or None, got 'default' (str)"),
+    ({"run_dir": 5}, "run_dir: expected a path (a str or pathlib.Path), got 5 (int)"),
+    ({"resume": ""}, "resume: expected a path (a str or pathlib.Path), got an empty path"),
+    ({"model": nn.Linear}, "model: Linear needs the argument(s) in_features, out_features, and fit calls it with none"),
+    ({"max_epochs": 1, "val_fraction": [0.1]}, "val_fraction: expected a number, got [0.1] (list)"),
+])
+def test_a_fit_argument_of_the_wrong_kind_is_one_line_naming_it_and_nothing_is_written(
+        host: PluginHost, tmp_path: Path, changes: dict[str, Any], message: str) -> None:
+    run_dir = tmp_path / "run"
+    if "config" not in changes and "max_epochs" in changes:
+        changes["config"] = {"checkpoint": {"interval": 0}}
+    with pytest.raises(UsageError) as caught:
+        fit(host, run_dir, **changes)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("data", [{5: {}}, {"train": {5: 1}}, {"train": {None: 1}}])
+def test_a_config_mapping_with_a_key_that_is_not_a_string_is_an_unknown_key(data: dict[Any, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"(^5|train\.5|train\.None): unknown (config section|key)"):
+        config_from_dict(data)
+
+
+class NoWeights(nn.Module):
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return (x.sum() * 0 + 1.0).requires_grad_()
+
+
+class Frozen(Net):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requires_grad_(False)
+
+
+class Detached(Net):
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, label).detach()
+
+
+class IntegerLoss(Net):
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return (self.layer(x).argmax(-1) != label).sum()
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    (NoWeights, "model script: NoWeights has no trainable parameters (0 parameter(s), none with requires_grad)"),
+    (Frozen, "model script: Frozen has no trainable parameters (2 parameter(s), none with requires_grad)"),
+    (Detached, "model 'script': the loss it returned does not depend on any trainable parameter"),
+    (IntegerLoss, "model 'script': the loss is a int64 tensor; it must be a floating-point one"),
+])
+def test_a_model_whose_loss_cannot_train_is_one_line_and_leaves_no_run_folder(
+        host: PluginHost, tmp_path: Path, model: type[nn.Module], message: str) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(UsageError) as caught:
+        fit(host, run_dir, model=model)
+    assert message in str(caught.value)
+    assert not run_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, host: PluginHost) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    fit(host, run_dir)
+    return run_dir
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"model": Net}, "model: expected the torch.nn.Module to score (an instance: model=Net()), got type"),
+    ({"model": None}, "model: expected the torch.nn.Module to score"),
+    ({"device": "cuda:7"}, "device: 'cuda:7'"),  # no such device here: not torch's driver error
+    ({"device": "gpu"}, "device: 'gpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda', 'cuda:N'"),
+    ({"device": None}, "device: expected a device name such as 'cpu' or 'cuda:0', got None"),
+    ({"checkpoint": 5}, "checkpoint: expected a path (a str or pathlib.Path), got 5 (int)"),
+    ({"names": 5}, "names: expected a list of argument names"),
+    ({"collate_fn": "stack"}, "collate_fn: expected a function of a list of samples, got 'stack' (str)"),
+    ({"data": []}, "data: 0 validation sample(s) do not fill one batch of batch_size=8"),
+    ({"model": nn.Linear(2, 3), "checkpoint": None},
+     "the dataset's batches (keys ['label', 'x']) do not fit Linear.forward(input)"),
+])
+def test_an_evaluate_argument_of_the_wrong_kind_is_one_line_naming_it(trained: Path, changes: dict[str, Any],
+                                                                     message: str) -> None:
+    args: dict[str, Any] = {"model": Net(), "data": points(), "names": NAMES, "checkpoint": trained}
+    with pytest.raises(UsageError) as caught:
+        deepseek.evaluate(**{**args, **changes})
+    assert message in str(caught.value)
+
+
+def test_evaluate_takes_a_torch_device(trained: Path) -> None:
+    got = deepseek.evaluate(Net(), points(), names=NAMES, checkpoint=trained, device=torch.device("cpu"))
+    assert got == deepseek.evaluate(Net(), points(), names=NAMES, checkpoint=trained)
+
+
+@pytest.mark.parametrize(("path", "changes", "message"), [
+    (5, {}, "path: expected a path (a str or pathlib.Path), got 5 (int)"),
+    (None, {}, "path: expected a path (a str or pathlib.Path), got None"),
+    ("RUN", {"device": "cuda:7"}, "device: 'cuda:7'"),
+    ("RUN", {"device": 0}, "device: expected a device name such as 'cpu' or 'cuda:0', got 0 (int)"),
+    ("RUN", {"host": "mine"}, "host: expected a deepseek.plugins.host.PluginHost or None, got 'mine'"),
+])
+def test_a_load_model_argument_of_the_wrong_kind_is_one_line_naming_it(trained: Path, path: Any,
+                                                                       changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        deepseek.load_model(trained if path == "RUN" else path, model=Net(), **changes)
+    assert message in str(caught.value)
