@@ -23,6 +23,7 @@ and a plugin model's are one call of it.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -140,21 +141,48 @@ class EagerSession:
 
 
 def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
-                  top_p: float | None = None, repetition_penalty: float = 1.0) -> None:
-    """One line for a request :func:`decode` cannot serve."""
-    if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k <= 0):
-        raise UsageError(
-            f"generate: need max_new_tokens >= 0, temperature >= 0, top_k > 0 or None; got "
-            f"{max_new_tokens}, {temperature}, {top_k}"
-        )
-    if top_p is not None and not 0.0 < top_p <= 1.0:  # NaN fails too
-        raise UsageError(f"generate: top_p must be in (0, 1] or None, got {top_p}; 0.9 keeps the likeliest tokens "
+                  top_p: float | None = None, repetition_penalty: float = 1.0, *,
+                  generator: Any = None, on_token: Any = None) -> None:
+    """One line for a request :func:`decode` cannot serve, naming the argument: each of the right
+    kind (``max_new_tokens`` and ``top_k`` whole numbers, the others finite numbers, never a bool)
+    and in its range, and ``idx`` a ``(batch, seq)`` tensor of token ids."""
+    from deepseek.api_args import real, whole
+
+    whole(max_new_tokens, "generate: max_new_tokens")
+    real(temperature, "generate: temperature", low=0.0, hint="; 0 is greedy, 1.0 samples the model's distribution")
+    if top_k is not None:
+        whole(top_k, "generate: top_k", minimum=1)
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
+                              or not 0.0 < top_p <= 1.0):  # NaN fails too
+        raise UsageError(f"generate: top_p must be in (0, 1] or None, got {top_p!r:.40}; 0.9 keeps the likeliest tokens "
                          "that together hold 90% of the probability")
-    if not (isinstance(repetition_penalty, (int, float)) and 0.0 < repetition_penalty < float("inf")):
+    if isinstance(repetition_penalty, bool) or not (isinstance(repetition_penalty, numbers.Real)
+                                                    and 0.0 < repetition_penalty < float("inf")):
         raise UsageError(f"generate: repetition_penalty must be a finite number > 0, got {repetition_penalty!r:.40}; "
                          "1.0 is off, 1.2 makes tokens already in the prompt or the output less likely")
+    if not isinstance(idx, torch.Tensor) or idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        got = f"a {str(idx.dtype).removeprefix('torch.')} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise UsageError(f"generate: prompt (idx) must be a tensor of token ids (torch.long), got {got}; "
+                         "e.g. torch.tensor([ids], dtype=torch.long)")
     if idx.dim() != 2 or idx.size(1) == 0:
         raise UsageError(f"generate: prompt must be (batch, seq) with seq >= 1, got {tuple(idx.shape)}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise UsageError(f"generate: generator must be a torch.Generator or None, got {type(generator).__name__}; "
+                         "e.g. torch.Generator().manual_seed(0)")
+    if on_token is not None and not callable(on_token):
+        raise UsageError(f"generate: on_token must be a function of each new column of tokens, got "
+                         f"{type(on_token).__name__}")
+
+
+def check_token_ids(idx: torch.Tensor, vocab_size: int | None) -> None:
+    """The prompt's ids are ids of the model's ``vocab_size`` tokens (``None``: not known), or one
+    line; an embedding would otherwise fail with an ``IndexError`` (or a device assert)."""
+    if vocab_size is None or idx.numel() == 0:
+        return
+    low, high = int(idx.min()), int(idx.max())
+    if low < 0 or high >= vocab_size:
+        raise UsageError(f"generate: prompt (idx) holds token id {low if low < 0 else high}, outside the model's "
+                         f"{vocab_size} tokens (0 to {vocab_size - 1}); encode the prompt with the model's tokenizer")
 
 
 @torch.no_grad()
@@ -173,7 +201,8 @@ def decode(
     repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """:func:`run_decode` with an :class:`EagerSession` over ``next_logits`` / ``new_cache``."""
-    check_request(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
+    check_request(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, generator=generator,
+                  on_token=on_token)
     session = EagerSession(next_logits, new_cache, idx.size(0), window, temperature=temperature, top_k=top_k,
                            generator=generator, top_p=top_p, repetition_penalty=repetition_penalty)
     return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)
@@ -200,7 +229,10 @@ def generate_cached(
     decoder per batch size, its cache sized to the prompt plus the new tokens; a model without
     ``static_decoding`` is refused in one line). ``repetition_penalty``: :func:`penalize_repeats`
     over the prompt's and the sampled tokens (1.0: off)."""
-    check_request(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
+    check_request(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, generator=generator,
+                  on_token=on_token)
+    vocab = getattr(model, "generation_vocab_size", None)
+    check_token_ids(idx, vocab() if callable(vocab) else None)
     window = model.decode_window()
     was_training = model.training
     model.eval()

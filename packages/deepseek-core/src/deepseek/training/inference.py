@@ -230,6 +230,16 @@ def sample(
     tok = generating_tokenizer(model, tokenizer)
     extra = sampling_arguments(model, top_p=top_p, repetition_penalty=repetition_penalty)
     stops = check_stops(stop)
+    if not isinstance(prompt, str):
+        raise UsageError(f"prompt: expected the text to continue (a str), got {type(prompt).__name__}")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (bytes decoded with surrogateescape)
+        raise UsageError(f"prompt: character {exc.object[exc.start]!r} at {exc.start} is not text (a lone "
+                         "surrogate); decode the prompt's bytes as UTF-8 first") from None
+    seed = api_args.whole(seed, "seed")
+    if seed >= 2**64:
+        raise UsageError(f"seed: must be below 2**64, got {seed}")
     ids = tok.prompt_ids(prompt)
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)
@@ -254,6 +264,9 @@ def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Token
     from deepseek.models.protocol import generation_vocab_size, require_generation
 
     require_generation(model)
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        raise UsageError(f"tokenizer: expected a deepseek.data.tokenizer.Tokenizer (e.g. "
+                         f"trained_tokenizer(run_dir) of this module) or None for bytes, got {type(tokenizer).__name__}")
     tok = tokenizer or ByteTokenizer()
     vocab = generation_vocab_size(model)  # None: the model does not say, nothing to check
     if vocab is not None and tok.vocab_size > vocab:

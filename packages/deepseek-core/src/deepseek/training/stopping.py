@@ -30,7 +30,10 @@ class Stopped(Exception):  # noqa: N818 - a signal, not an error: it never leave
 
 
 def check_stops(stops: Sequence[str]) -> tuple[str, ...]:
-    """The stop strings as given, refusing an empty one (it would end every text at once)."""
+    """The stop strings as given (a list or tuple of strings), refusing an empty one (it would end
+    every text at once)."""
+    if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
+        raise UsageError(f"stop: expected a list of stop strings such as ['\\n\\n'], got {stops!r:.60}")
     if any(not s for s in stops):
         raise UsageError("--stop: an empty stop string would end every sample before its first character; give "
                          "text such as --stop $'\\n\\n'")
