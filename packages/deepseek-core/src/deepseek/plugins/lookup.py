@@ -113,6 +113,9 @@ class LookupMixin:
     def explain(self, kind: str, name: str) -> Resolution:
         """How ``name`` resolves: the winning component (or ``None``), the candidates and why."""
         self.check_kind(kind)
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{kind} name: expected the name of a registered {kind} (a str), got {name!r:.60}; "
+                             "'deepseek plugins list' names them")
         if ":" in name:
             dist_part, _, bare = name.partition(":")
             cands = tuple(self.candidates(kind, bare))

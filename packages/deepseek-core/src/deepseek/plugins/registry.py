@@ -6,10 +6,14 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
+from deepseek.api_args import real, whole
+from deepseek.errors import UsageError
 from deepseek.plugins.host import get_host
 
 
 def _list(kind: str, pattern: str | None) -> list[str]:
+    if pattern is not None and not isinstance(pattern, str):
+        raise UsageError(f"pattern: expected a glob such as 'gpt*' (a str) or None, got {pattern!r:.60}")
     names = get_host().names(kind)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
@@ -78,6 +82,9 @@ def create_dataset(name: str, /, *, batch_size: int, seed: int = 0, **options: A
     from deepseek.config.components import build_options
     from deepseek.plugins.calls import created
 
+    whole(batch_size, "batch_size", minimum=1)
+    if whole(seed, "seed") >= 2**32:
+        raise UsageError(f"seed: must be from 0 to 4294967295 (as train.seed), got {seed}")
     component = get_host().resolve("dataset", name)
     keys = build_options(component.load(), options, kind="dataset", name=name, path="data")
     dataset = created(component, keys, batch_size=batch_size, seed=seed)
@@ -115,7 +122,11 @@ def create_optimizer(name: str, /, params: Any, *, lr: float, **keys: Any) -> An
 
     config = config_from_dict({"optimizer": {"name": name, **keys}, "train": {"lr": lr}}, validate=False,
                               host=get_host())
-    items = list(params.items() if isinstance(params, Mapping) else params)
+    try:
+        items = list(params.items() if isinstance(params, Mapping) else params)
+    except TypeError:
+        raise UsageError(f"params: expected the parameters to optimize (model.named_parameters() or "
+                         f"model.parameters()), got {type(params).__name__}") from None
     if config.optimizer.groups:
         _check_named(items, config.optimizer.groups)
     return optimizer_factory(config, host=get_host())(items)
@@ -146,6 +157,10 @@ def create_lr_schedule(name: str, /, *, lr: float, min_lr: float = 0.0, warmup_s
     from deepseek.config.components import build_options, load_checked
     from deepseek.plugins.calls import created
 
+    real(lr, "lr", low=0.0)
+    real(min_lr, "min_lr", low=0.0)
+    whole(warmup_steps, "warmup_steps")
+    whole(decay_steps, "decay_steps")
     component = get_host().resolve("lr_schedule", name)
     opts = build_options(load_checked("lr_schedule", component), options, kind="lr_schedule", name=name,
                          path="lr_schedule")

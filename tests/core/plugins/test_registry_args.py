@@ -1,0 +1,44 @@
+"""Arguments of the wrong kind given to the timm-style ``deepseek.create_*`` / ``list_*``
+functions: one ``UsageError`` naming the argument, never a ``TypeError`` from a lookup or a
+schedule's arithmetic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from torch import nn
+
+import deepseek
+from deepseek.errors import UsageError
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: deepseek.create_model(5), "model name: expected the name of a registered model (a str), got 5"),
+    (lambda: deepseek.create_model(None), "model name: expected the name of a registered model (a str), got None"),
+    (lambda: deepseek.create_strategy(["single"]), "strategy name: expected the name of a registered strategy"),
+    (lambda: deepseek.create_pass(""), "pass name: expected the name of a registered pass (a str), got ''"),
+    (lambda: deepseek.list_models(5), "pattern: expected a glob such as 'gpt*' (a str) or None, got 5"),
+    (lambda: deepseek.create_dataset("text", batch_size="4"), "batch_size: expected a whole number >= 1, got '4'"),
+    (lambda: deepseek.create_dataset("text", batch_size=4, seed="x"), "seed: expected a whole number >= 0, got 'x'"),
+    (lambda: deepseek.create_dataset("text", batch_size=4, seed=-1), "seed: must be >= 0, got -1"),
+    (lambda: deepseek.create_dataset("text", batch_size=4, seed=2**32), "seed: must be from 0 to 4294967295"),
+    (lambda: deepseek.create_optimizer("sgd", 5, lr=0.1), "params: expected the parameters to optimize"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr="x", decay_steps=10), "lr: expected a number, got 'x' (str)"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr=float("nan"), decay_steps=10), "lr: must be a finite number >= 0"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, decay_steps=10.5), "decay_steps: expected a whole number"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, warmup_steps=-1, decay_steps=10),
+     "warmup_steps: must be >= 0, got -1"),
+])
+def test_a_registry_argument_of_the_wrong_kind_is_one_line_naming_it(call: Any, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        call()
+    assert message in str(caught.value)
+
+
+def test_the_right_kinds_still_build() -> None:
+    assert deepseek.list_models("ti*") == ["tiny"]
+    opt = deepseek.create_optimizer("sgd", nn.Linear(2, 2).named_parameters(), lr=0.1)
+    assert [g["lr"] for g in opt.param_groups] == [0.1] * len(opt.param_groups)
+    schedule = deepseek.create_lr_schedule("linear", lr=1e-3, warmup_steps=2, decay_steps=10)
+    assert schedule.lr_at(1) == pytest.approx(5e-4)
