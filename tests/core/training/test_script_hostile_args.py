@@ -163,3 +163,27 @@ def test_a_load_model_argument_of_the_wrong_kind_is_one_line_naming_it(trained: 
     with pytest.raises(UsageError) as caught:
         deepseek.load_model(trained if path == "RUN" else path, model=Net(), **changes)
     assert message in str(caught.value)
+
+
+def test_a_run_dir_that_is_a_file_is_named_as_fits_argument(host: PluginHost, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(UsageError, match=r"^run_dir: .*taken is a file, not a folder; give a folder path$"):
+        fit(host, tmp_path / "taken")
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+class FailsToTrain(Net):
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        if self.training:  # the step-0 evaluation passes, step 1 fails
+            raise RuntimeError("a bug in the training branch")
+        return super().forward(x, label)
+
+
+def test_an_empty_run_dir_given_is_left_empty_when_the_run_fails_before_its_first_step(
+        host: PluginHost, tmp_path: Path) -> None:
+    run_dir = tmp_path / "given"
+    run_dir.mkdir()
+    with pytest.raises(RuntimeError, match="a bug in the training branch"):
+        fit(host, run_dir, model=FailsToTrain)
+    assert run_dir.is_dir()
+    assert list(run_dir.iterdir()) == []  # no config.toml, metrics.jsonl or lock of a run that never trained

@@ -287,6 +287,10 @@ def fit(
     run_dir = None if run_dir is None else api_args.path(run_dir, "run_dir")
     resume = None if resume is None else api_args.path(resume, "resume")
     quiet = api_args.flag(quiet, "quiet")
+    if run_dir is not None:  # a file in the way, a folder that cannot be written: named as fit's argument
+        from deepseek.paths import check_output
+
+        check_output(run_dir, where="run_dir", folder=True)
     if run_dir is not None and resume is None and list_checkpoints(Path(run_dir) / "checkpoints"):
         raise UsageError(f"run_dir: {str(run_dir)!r} already holds a run (a second run of the script?); continue it "
                          f"with resume={str(run_dir)!r}, or give another run_dir")
