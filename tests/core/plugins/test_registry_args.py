@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 from torch import nn
 
 import deepseek
@@ -29,6 +30,14 @@ from deepseek.errors import UsageError
     (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, decay_steps=10.5), "decay_steps: expected a whole number"),
     (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, warmup_steps=-1, decay_steps=10),
      "warmup_steps: must be >= 0, got -1"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, min_lr=1.0, decay_steps=10),
+     "min_lr: 1.0 is above lr 0.001"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, warmup_steps=1, decay_steps=10).lr_at(-1),
+     "lr_at: step must be a whole number >= 0"),  # was a negative rate, -0.001
+    (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, decay_steps=10).lr_at(None),
+     "lr_at: step must be a whole number >= 0 (optimizer steps count from 1), got None"),
+    (lambda: deepseek.create_model("tiny", device="gpu"), "device: 'gpu' is not allowed"),
+    (lambda: deepseek.create_model("tiny", device=5), "device: expected a device name such as 'cpu' or 'cuda:0'"),
 ])
 def test_a_registry_argument_of_the_wrong_kind_is_one_line_naming_it(call: Any, message: str) -> None:
     with pytest.raises(UsageError) as caught:
@@ -42,3 +51,9 @@ def test_the_right_kinds_still_build() -> None:
     assert [g["lr"] for g in opt.param_groups] == [0.1] * len(opt.param_groups)
     schedule = deepseek.create_lr_schedule("linear", lr=1e-3, warmup_steps=2, decay_steps=10)
     assert schedule.lr_at(1) == pytest.approx(5e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_create_model_on_a_missing_gpu_names_device_not_the_model() -> None:
+    with pytest.raises(UsageError, match=r"^device: 'cuda' but no CUDA device is available; use 'cpu'$"):
+        deepseek.create_model("tiny", device="cuda")  # was a PluginError calling core's model a plugin bug

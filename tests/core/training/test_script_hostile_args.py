@@ -187,3 +187,19 @@ def test_an_empty_run_dir_given_is_left_empty_when_the_run_fails_before_its_firs
         fit(host, run_dir, model=FailsToTrain)
     assert run_dir.is_dir()
     assert list(run_dir.iterdir()) == []  # no config.toml, metrics.jsonl or lock of a run that never trained
+
+
+class Lying(torch.utils.data.Dataset):
+    def __len__(self) -> Any:
+        return -1
+
+    def __getitem__(self, i: int) -> Any:
+        return torch.zeros(2), torch.tensor(0)
+
+
+def test_a_model_on_the_meta_device_or_a_dataset_with_a_bad_len_is_one_line(host: PluginHost, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"^model: Net's 'layer.weight' is on the meta device"):
+        fit(host, tmp_path / "meta", model=lambda: Net().to("meta"))
+    with pytest.raises(UsageError, match=r"^data: Lying.__len__ returned -1; it must return the number of samples"):
+        fit(host, tmp_path / "len", data=Lying())
+    assert not (tmp_path / "meta").exists() and not (tmp_path / "len").exists()

@@ -69,6 +69,11 @@ def check_source(data: Any, what: str) -> None:
             f"{what}: expected a torch.utils.data.Dataset (len() and [i]) or IterableDataset, got "
             f"{type(data).__name__}; wrap your data in one (e.g. torch.utils.data.TensorDataset)"
         )
+    if _is_map_style(data):
+        length = data.__len__()  # what len() would refuse, said here
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise UsageError(f"{what}: {type(data).__name__}.__len__ returned {length!r:.40}; it must return the "
+                             "number of samples, a whole number >= 0")
 
 
 def check_options(*, names: Any = None, collate_fn: Any = None, shuffle: Any = True, val_fraction: Any = 0.1,

@@ -49,9 +49,21 @@ def create_encoder(name: str, /, *, device: Any = None, **options: Any) -> Any:
     (:func:`deepseek.models.encoder.check_encoder`)."""
     from deepseek.models.factory import instantiate_model
 
+    device = _device(device)
     component = get_host().resolve("encoder", name)
     return instantiate_model(component.load(), options, name=name, device=device, kind="encoder",
                              path=f"encoder.{name}", provider=f"{component.dist} {component.version}")
+
+
+def _device(device: Any) -> Any:
+    """``create_model``'s and ``create_encoder``'s ``device``: ``None`` (the current default
+    device), ``"meta"`` (no memory), or a device this machine has (one line naming ``device``
+    otherwise, not the model's ``__init__`` blamed for torch's error)."""
+    from deepseek.api_args import device as checked
+
+    if device is None or str(device) == "meta":
+        return device
+    return checked(device, "device")
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -65,6 +77,7 @@ def create_model(name: str, /, *, device: Any = None, **options: Any) -> Any:
     current default device."""
     from deepseek.models.factory import instantiate_model
 
+    device = _device(device)
     component = get_host().resolve("model", name)
     return instantiate_model(component.load(), options, name=name, device=device,
                              provider=f"{component.dist} {component.version}")
@@ -157,8 +170,8 @@ def create_lr_schedule(name: str, /, *, lr: float, min_lr: float = 0.0, warmup_s
     from deepseek.config.components import build_options, load_checked
     from deepseek.plugins.calls import created
 
-    real(lr, "lr", low=0.0)
-    real(min_lr, "min_lr", low=0.0)
+    if real(min_lr, "min_lr", low=0.0) > real(lr, "lr", low=0.0):
+        raise UsageError(f"min_lr: {min_lr} is above lr {lr}; the floor of the decay must be at most the peak rate")
     whole(warmup_steps, "warmup_steps")
     whole(decay_steps, "decay_steps")
     component = get_host().resolve("lr_schedule", name)

@@ -15,10 +15,12 @@ Core registers ``cosine`` (the default), ``linear``, ``constant`` and ``wsd``
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from deepseek.config.components import NoOptions
+from deepseek.errors import UsageError
 
 
 class LRSchedule:
@@ -51,7 +53,10 @@ class LRSchedule:
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (from 1): the linear warm-up, then
         :meth:`decay` of the progress through ``warmup_steps .. decay_steps`` (0 to 1), then
-        ``min_lr`` from ``decay_steps`` on."""
+        ``min_lr`` from ``decay_steps`` on. A step that is not a whole number >= 0 is one line
+        (a negative one would give a negative rate)."""
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise UsageError(f"lr_at: step must be a whole number >= 0 (optimizer steps count from 1), got {step!r:.40}")
         if self.warmup_steps > 0 and step <= self.warmup_steps:
             return self.lr * step / self.warmup_steps
         if step >= self.decay_steps:

@@ -67,11 +67,13 @@ class ScriptModel(BuildsComponents):
         from torch import nn
 
         if isinstance(self.model, nn.Module):
+            _check_materialised(self.model)
             _sync_from_rank_zero(self.model)
             return self.model
         built = self.model()
         if not isinstance(built, nn.Module):
             raise UsageError(f"model: the callable returned {type(built).__name__}, not a torch.nn.Module")
+        _check_materialised(built)
         return built
 
 
@@ -92,6 +94,15 @@ def _check_zero_arguments(build: Callable[..., Any]) -> None:
         label = getattr(build, "__qualname__", type(build).__name__)
         raise UsageError(f"model: {label} needs the argument(s) {', '.join(needed)}, and fit calls it with none; pass "
                          f"lambda: {label}(...) with them, or an instance") from None
+
+
+def _check_materialised(model: nn.Module) -> None:
+    """The script's model holds values: one on the ``meta`` device (shapes only) is one line."""
+    meta = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if meta is not None:
+        raise UsageError(f"model: {type(model).__name__}'s {meta!r} is on the meta device (a shape without values); "
+                         "build the model on the CPU, or give it weights first (to_empty(device='cpu') and "
+                         "load_state_dict)")
 
 
 def _sync_from_rank_zero(model: nn.Module) -> None:
