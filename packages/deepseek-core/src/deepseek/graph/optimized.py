@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek.api_args import flag, path, real, whole
+from deepseek.api_args import host as checked_host
 from deepseek.errors import UsageError
 from deepseek.graph.passes import GraphPass
 from deepseek.graph.plan import Plan
@@ -140,15 +142,26 @@ def optimize(
     """
     if not isinstance(model, nn.Module):
         raise UsageError(f"optimize() needs a torch.nn.Module, got {type(model).__name__}")
-    if max_shapes < 1 or runs < 1 or warmup < 0:
-        raise UsageError("optimize(): max_shapes and runs must be >= 1 and warmup >= 0")
+    max_shapes, runs = whole(max_shapes, "max_shapes", minimum=1), whole(runs, "runs", minimum=1)
+    warmup = whole(warmup, "warmup")
+    if tolerance is not None:
+        real(tolerance, "tolerance", low=0.0, hint="; e.g. 1e-4, the largest relative error accepted")
+    if not (passes is None or isinstance(passes, str)
+            or (isinstance(passes, (list, tuple)) and all(isinstance(p, (str, GraphPass)) for p in passes))):
+        raise UsageError(f"passes: expected 'auto', a pass name or a list of pass names / GraphPass objects, got "
+                         f"{passes!r:.60}")
+    if stages is not None and (not isinstance(stages, (list, tuple)) or not all(isinstance(n, str) for n in stages)):
+        raise UsageError(f"stages: expected a list of stage names such as ['inductor'], got {stages!r:.60}")
+    cache = flag(cache, "cache")
+    cache_dir = None if cache_dir is None else path(cache_dir, "cache_dir")
+    host = checked_host(host)
     model.eval()
     options = {
         "precision": precision,
         "stages": None if stages is None else tuple(stages),
         "tolerance": tolerance,
         "use_cache": cache,
-        "cache_dir": None if cache_dir is None else Path(cache_dir),
+        "cache_dir": cache_dir,
         "runs": runs,
         "warmup": warmup,
         "host": host,
