@@ -57,3 +57,16 @@ def test_the_right_kinds_still_build() -> None:
 def test_create_model_on_a_missing_gpu_names_device_not_the_model() -> None:
     with pytest.raises(UsageError, match=r"^device: 'cuda' but no CUDA device is available; use 'cpu'$"):
         deepseek.create_model("tiny", device="cuda")  # was a PluginError calling core's model a plugin bug
+
+
+def test_create_strategy_builds_the_documented_way_with_validated_keys() -> None:
+    from deepseek.errors import ConfigError
+
+    strategy = deepseek.create_strategy("single", device="cpu")  # was a TypeError: precision= was required
+    assert type(strategy).__name__ == "SingleDeviceStrategy"
+    assert strategy.options.device == "cpu" and strategy.precision.requested == "auto"
+    assert deepseek.create_strategy("single", precision="bf16").precision.name == "bf16"
+    with pytest.raises(ConfigError, match=r"^strategy\.devcie: unknown key \(did you mean 'device'\?\)"):
+        deepseek.create_strategy("single", devcie="cpu")
+    with pytest.raises(ConfigError, match=r"^precision\.dtype: 'fp64' is not allowed"):
+        deepseek.create_strategy("single", precision="fp64")

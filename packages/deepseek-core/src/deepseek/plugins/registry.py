@@ -23,9 +23,21 @@ def list_strategies(pattern: str | None = None) -> list[str]:
     return _list("strategy", pattern)
 
 
-def create_strategy(name: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Instantiate the strategy registered as ``name`` (``dist:name`` picks one distribution's)."""
-    return get_host().create("strategy", name, *args, **kwargs)
+def create_strategy(name: str, /, *, precision: Any = None, **options: Any) -> Any:
+    """The strategy registered as ``name`` (``dist:name`` picks one distribution's), not yet set
+    up, with its ``[strategy]`` keys as keyword arguments (validated by its ``Options``; errors
+    name ``strategy.<key>``), computing in ``precision``: a
+    :class:`~deepseek.training.mixed_precision.Precision` or a ``precision.dtype`` name
+    (default ``"auto"``)."""
+    from deepseek.config.components import build_options, load_checked
+    from deepseek.training.mixed_precision import Precision
+
+    host = get_host()
+    cls = load_checked("strategy", host.resolve("strategy", name))
+    keys = build_options(cls, options, kind="strategy", name=name, path="strategy")
+    if not isinstance(precision, Precision):
+        precision = Precision("auto" if precision is None else precision)
+    return cls(keys, precision=precision, host=host)
 
 
 def list_passes(pattern: str | None = None) -> list[str]:
