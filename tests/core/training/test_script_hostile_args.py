@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 import deepseek
-from deepseek.config.load import config_from_dict
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import UsageError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
@@ -74,12 +73,6 @@ def test_a_fit_argument_of_the_wrong_kind_is_one_line_naming_it_and_nothing_is_w
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert not run_dir.exists()
-
-
-@pytest.mark.parametrize("data", [{5: {}}, {"train": {5: 1}}, {"train": {None: 1}}])
-def test_a_config_mapping_with_a_key_that_is_not_a_string_is_an_unknown_key(data: dict[Any, Any]) -> None:
-    with pytest.raises(ConfigError, match=r"(^5|train\.5|train\.None): unknown (config section|key)"):
-        config_from_dict(data)
 
 
 class NoWeights(nn.Module):
@@ -203,3 +196,4 @@ def test_a_model_on_the_meta_device_or_a_dataset_with_a_bad_len_is_one_line(host
     with pytest.raises(UsageError, match=r"^data: Lying.__len__ returned -1; it must return the number of samples"):
         fit(host, tmp_path / "len", data=Lying())
     assert not (tmp_path / "meta").exists() and not (tmp_path / "len").exists()
+

@@ -110,7 +110,9 @@ def load_config(
 ) -> Config:
     """Build a validated Config from a TOML file (or ``base`` data, or the defaults) plus
     ``--set`` overrides. ``validate=False`` skips the plugins' ``deepseek_validate_config``."""
-    data: dict[str, Any] = dict(base or {}) if path is None else read_toml(path)
+    from deepseek.api_args import path as checked_path
+
+    data: dict[str, Any] = dict(base or {}) if path is None else read_toml(checked_path(path, "config path"))
     return config_from_dict(apply_overrides(data, overrides), validate=validate, host=host)
 
 

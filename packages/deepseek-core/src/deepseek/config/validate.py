@@ -126,11 +126,15 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
         if not -(2**63) <= value < 2**63:  # TOML's integers are 64-bit
-            raise ConfigError(f"{path}: {value} is outside TOML's 64-bit integer range; give a smaller value")
+            shown = value if value.bit_length() < 1000 else f"an integer of {value.bit_length()} bits"  # str() refuses 4300+ digits
+            raise ConfigError(f"{path}: {shown} is outside TOML's 64-bit integer range; give a smaller value")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {_show(value)}")
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:  # past a float's range too, at 10**309
+            raise ConfigError(f"{path}: an integer of {value.bit_length()} bits is outside TOML's 64-bit integer range; "
+                              "give a smaller value")
         if not math.isfinite(value):
             raise ConfigError(f"{path}: must be a finite number, got {value}; give a finite value")
         return float(value)
