@@ -34,7 +34,7 @@ import pluggy
 
 from deepseek import hookspecs
 from deepseek._version import __version__
-from deepseek.errors import PluginError
+from deepseek.errors import PluginError, UsageError
 from deepseek.names import did_you_mean, meant_distribution
 from deepseek.plugins import catalogue
 from deepseek.plugins.compat import incompatibility
@@ -98,6 +98,9 @@ class PluginHost(LookupMixin):
     """
 
     def __init__(self, settings: PluginSettings | None = None) -> None:
+        if settings is not None and not isinstance(settings, PluginSettings):
+            raise UsageError(f"PluginHost(settings=): expected a deepseek.plugins.settings.PluginSettings or None, got "
+                             f"{type(settings).__name__}")
         self.settings = settings or PluginSettings.from_env()
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
@@ -147,6 +150,12 @@ class PluginHost(LookupMixin):
         Returns the distribution's record (check ``status``); a ``dist`` this host already knows
         is refused.
         """
+        for arg, value in (("dist", dist), ("version", version), ("name", name)):
+            if not (isinstance(value, str) or (arg == "name" and value is None)):
+                raise PluginError(f"register_plugin: {arg} must be a str, got {value!r:.40} ({type(value).__name__})")
+        if plugin is None or isinstance(plugin, (str, bytes, int, float, bool)):
+            raise PluginError(f"register_plugin: plugin must be a module or an object with @hookimpl methods, got "
+                              f"{plugin!r:.40}")
         dist = normalize_dist(dist)
         if not NAME_RE.match(dist):
             raise PluginError(

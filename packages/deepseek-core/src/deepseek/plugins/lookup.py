@@ -103,6 +103,9 @@ class LookupMixin:
         known = self.known_kinds()
         if kind in known:
             return
+        if not isinstance(kind, str):
+            raise UsageError(f"component kind: expected a name such as 'model' (a str), got {kind!r:.40}; kinds: "
+                             f"{', '.join(known)}")
         reason = catalogue.kind_unavailable_reason(kind, self.records)
         if reason is not None:
             raise ComponentNotFoundError(reason)
