@@ -200,7 +200,7 @@ def test_resuming_a_run_on_a_read_only_file_system_names_the_run_folder(hostile:
                             str(hostile.work / "copy"))
         assert done.code == 0, done.stderr
     finally:
-        subprocess.run(["umount", str(mounted)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(mounted)], capture_output=True)  # busy for a moment after the run: detach now
 
 
 def test_missing_output_folders_are_created_and_named(hostile: Hostile, trained_run: Path) -> None:
@@ -276,7 +276,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(hostile: Hostile) -> 
                                    "not be written, and nothing of it is kept"), lines[0]
         assert not [p for p in (full / "run" / "checkpoints").iterdir()]  # no temp folder left behind
     finally:
-        subprocess.run(["umount", str(full)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(full)], capture_output=True)
 
 
 @pytest.mark.parametrize(("option", "setting"), [

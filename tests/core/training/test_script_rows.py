@@ -139,14 +139,14 @@ def test_row_lists_are_sharded_split_and_joined_with_the_rows() -> None:
 def test_a_dataset_that_draws_nothing_is_read_without_seeding_after_a_probe() -> None:
     """Seeding and putting the generators back cost ~0.1 ms a sample (ten times a tensor
     dataset's read): after the probe, a dataset that drew nothing is read plainly."""
-    from deepseek.data.torch_data import _SeededReads
+    from deepseek.data.torch_reads import SeededReads
 
-    plain = _SeededReads(torch.utils.data.TensorDataset(torch.arange(40.0)), seed=0)
-    for i in range(_SeededReads.PROBE):
+    plain = SeededReads(torch.utils.data.TensorDataset(torch.arange(40.0)), seed=0)
+    for i in range(SeededReads.PROBE):
         assert plain.draws
         plain[0, i]
     assert not plain.draws
-    jittered = _SeededReads(Jittered(40), seed=0)
+    jittered = SeededReads(Jittered(40), seed=0)
     for i in range(40):
         jittered[0, i]
     assert jittered.draws  # still seeded: the same sample, the same draws

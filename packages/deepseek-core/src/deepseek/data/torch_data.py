@@ -25,7 +25,7 @@ page-locks each batch on a CUDA machine. An iterable dataset is read in the main
 Random draws in a map-style dataset's ``__getitem__`` (a random augmentation: torch's, Python's
 ``random`` or numpy's generator) are seeded per sample by ``(seed, epoch, index)`` (validation
 reads: epoch -1), wherever the sample is read, and the reading process's generators are left as
-they were (:class:`_SeededReads`). So a sample's augmentation is the same with or without workers
+they were (:class:`~deepseek.data.torch_reads.SeededReads`). So a sample's augmentation is the same with or without workers
 and after a resume, and reading data never moves training's own draws (dropout).
 
 Both positions are saved in checkpoints with the data's length (map-style) and kind, and checked
@@ -47,11 +47,12 @@ import torch
 from deepseek.api_args import flag, real
 from deepseek.data.batch import Batch
 from deepseek.data.dataset import Dataset
+from deepseek.data.torch_reads import IndexSampler, SeededReads, ignore_stop_signals
 from deepseek.errors import UsageError
 
 STATE_KIND = "torch-data"
 VAL_EPOCH = -1
-"""The epoch in the seed of a validation read (:class:`_SeededReads`)."""
+"""The epoch in the seed of a validation read (:class:`~deepseek.data.torch_reads.SeededReads`)."""
 
 
 def _is_map_style(data: Any) -> bool:
@@ -144,7 +145,7 @@ class TorchData(Dataset):
         self.shuffle = bool(shuffle)
         self.map_style = _is_map_style(train)
         self.train, self.val = train, val
-        self._train_reads = _SeededReads(train, seed) if self.map_style else None
+        self._train_reads = SeededReads(train, seed) if self.map_style else None
         self.train_indices: list[int] | None = None
         self.val_indices: list[int] | None = None
         if self.map_style:
@@ -250,10 +251,10 @@ class TorchData(Dataset):
             return ([reads[key] for key in keys] for keys in self._index_batches())
         # its own generator: the workers' seeds are not drawn from the global one, which training's
         # random draws (dropout) use, so those are the same as reading in the main process
-        loader = torch.utils.data.DataLoader(reads, batch_sampler=_Sampler(self._index_batches),
+        loader = torch.utils.data.DataLoader(reads, batch_sampler=IndexSampler(self._index_batches),
                                              num_workers=self.num_workers, collate_fn=list,
                                              generator=torch.Generator().manual_seed(self.seed),
-                                             worker_init_fn=_ignore_stop_signals)
+                                             worker_init_fn=ignore_stop_signals)
         return iter(loader)
 
     def _next_iterable(self) -> Any:
@@ -300,7 +301,7 @@ class TorchData(Dataset):
             source: Any = (self._train_reads[VAL_EPOCH, i] for i in self.val_indices or [])
             have = len(self.val_indices or [])
         elif _is_map_style(self.val):
-            reads = _SeededReads(self.val, self.seed)
+            reads = SeededReads(self.val, self.seed)
             source, have = (reads[VAL_EPOCH, i] for i in range(len(self.val))), len(self.val)
         else:
             source, have = iter(self.val), None
@@ -375,104 +376,3 @@ def _refuse_python_lists(sample: Mapping[str, Any], where: str) -> None:
                 f"{where}: sample field {key!r} is a Python {type(value).__name__}, which batches into "
                 f"{len(value)} tensors (one per position), not a tensor of rows; give tensors (torch.tensor), "
                 "for a Hugging Face datasets.Dataset: data.with_format(\"torch\")")
-
-
-class _SeededReads:
-    """A map-style dataset read by ``(epoch, index)`` keys: ``data[index]`` with the CPU's torch
-    generator, Python's ``random`` and numpy's global generator seeded by ``(seed, epoch, index)``,
-    and put back as they were after the read (picklable: the DataLoader workers' dataset).
-
-    Seeding and putting back cost ~0.1 ms a sample, ten times a tensor dataset's own read; so the
-    first :data:`PROBE` reads also check whether the dataset draws from any of the generators, and
-    when none did, later reads are plain ``data[index]`` (a dataset that draws for some samples
-    only, none of them among its first reads, is then read unseeded)."""
-
-    PROBE = 16
-
-    def __init__(self, data: Any, seed: int) -> None:
-        self.data, self.seed = data, seed
-        self.probed = 0
-        self.draws = True
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        import random
-        import sys
-
-        epoch, index = key
-        if not self.draws:
-            return self.data[index]
-        mixed = ((self.seed * 1_000_003 + epoch) * 1_000_000_007 + index) % 2**63
-        np = sys.modules.get("numpy")  # seeded only where something imported it
-        python_state, numpy_state = random.getstate(), np.random.get_state() if np is not None else None
-        torch_state = torch.default_generator.get_state()
-        try:
-            torch.default_generator.manual_seed(mixed)  # the CPU's only: CUDA's draws are training's
-            random.seed(mixed)
-            if np is not None:
-                np.random.seed(mixed % 2**32)
-            if self.probed >= self.PROBE:
-                return self.data[index]
-            seeded = (torch.default_generator.get_state(), random.getstate(),
-                      np.random.get_state()[1].copy() if np is not None else None)
-            item = self.data[index]
-            drew = not torch.equal(seeded[0], torch.default_generator.get_state()) or seeded[1] != random.getstate() \
-                or (np is not None and not (seeded[2] == np.random.get_state()[1]).all())
-            self.probed += 1
-            if drew:
-                self.probed = self.PROBE  # seeded from now on
-            elif self.probed == self.PROBE:
-                self.draws = False
-            return item
-        finally:
-            torch.default_generator.set_state(torch_state)
-            random.setstate(python_state)
-            if np is not None and numpy_state is not None:
-                np.random.set_state(numpy_state)
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    """A DataLoader worker ignores the stop signals (SIGTERM, SIGUSR1) others send it: they are the
-    training process's to handle (stop after the step, with a checkpoint;
-    :mod:`deepseek.training.preemption`), and a scheduler may send them to every process of the job
-    (Slurm signals the whole job step, ``kill -TERM -PGID`` a process group). A worker ended by one
-    made the next batch raise "DataLoader worker ... exited unexpectedly": a traceback, exit code 1,
-    no checkpoint of the stop. Its parent's SIGTERM (``Process.terminate()``, how the loader and
-    multiprocessing's exit end a worker that did not stop by itself) still ends it at once: the
-    signals are blocked, and a thread takes each one (``sigwaitinfo``) and ends the worker when the
-    parent sent it (exit code 0: a worker ended by a signal, as multiprocessing's exit ends them,
-    made torch's SIGCHLD check print "DataLoader worker ... is killed by signal" at the parent's
-    exit). A worker also ends by itself when its parent dies (torch's own watchdog)."""
-    import os
-    import signal
-    import threading
-
-    from deepseek.training.preemption import STOP_SIGNALS
-
-    numbers = {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
-    if not numbers or not hasattr(signal, "sigwaitinfo"):
-        return
-    parent = os.getppid()
-    for number in numbers:  # the trainer's handlers came along with the fork
-        signal.signal(number, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_BLOCK, numbers)  # in every thread of the worker from here on
-
-    def take() -> None:
-        while True:
-            info = signal.sigwaitinfo(numbers)
-            if info.si_pid == parent:
-                os._exit(0)  # not by the signal: torch's SIGCHLD check in the parent would call that a crash
-
-    threading.Thread(target=take, name="deepseek-stop-signals", daemon=True).start()
-
-
-class _Sampler:
-    """A DataLoader ``batch_sampler`` over :meth:`TorchData._index_batches` (unending)."""
-
-    def __init__(self, batches: Callable[[], Iterator[list[tuple[int, int]]]]) -> None:
-        self.batches = batches
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return self.batches()

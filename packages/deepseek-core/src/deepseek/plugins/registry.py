@@ -30,14 +30,15 @@ def create_strategy(name: str, /, *, precision: Any = None, **options: Any) -> A
     :class:`~deepseek.training.mixed_precision.Precision` or a ``precision.dtype`` name
     (default ``"auto"``)."""
     from deepseek.config.components import build_options, load_checked
+    from deepseek.plugins.calls import created
     from deepseek.training.mixed_precision import Precision
 
     host = get_host()
-    cls = load_checked("strategy", host.resolve("strategy", name))
-    keys = build_options(cls, options, kind="strategy", name=name, path="strategy")
+    component = host.resolve("strategy", name)
+    keys = build_options(load_checked("strategy", component), options, kind="strategy", name=name, path="strategy")
     if not isinstance(precision, Precision):
         precision = Precision("auto" if precision is None else precision)
-    return cls(keys, precision=precision, host=host)
+    return created(component, keys, precision=precision, host=host)
 
 
 def list_passes(pattern: str | None = None) -> list[str]:
