@@ -196,3 +196,68 @@ def test_a_port_in_use_is_one_line_before_anything_is_made(tmp_path: Path) -> No
         result = ds("server", "--root", str(root), "--port", str(port), server=Dead("http://127.0.0.1:1"))
     _one_line_error(result, f"--port {port}: another program listens on 127.0.0.1:{port}")
     assert not root.exists() and not result[1]
+
+
+def _filled_db(path: Path) -> str:
+    """A service database holding one row of each kind a tampering test edits."""
+    from deepseek_enterprise.service.models import Job, Membership, Quota, Tenant, User
+    from deepseek_enterprise.service.store import Store
+
+    url = f"sqlite:///{path}"
+    store = Store(url)
+    store.bootstrap("admin")
+    with store.session() as s:
+        tenant, user = Tenant(name="acme", quota=Quota()), User(name="bob")
+        s.add_all([tenant, user])
+        s.flush()
+        s.add(Membership(user_id=user.id, tenant_id=tenant.id, role="member"))
+        s.add(Job(tenant_id=tenant.id, user_id=user.id, command="eval", args=["--batches", "1"], files={"a.toml": ""}))
+    store.engine.dispose()
+    return url
+
+
+TAMPERED = {  # what a hand edit of the service database can leave; each was an internal error (500) in later requests
+    "job date": ("UPDATE jobs SET created_at = 'yesterday'", "column created_at holds 'yesterday', not a date and time"),
+    "job args": ("UPDATE jobs SET args = '{{{'", "column args holds '{{{', not JSON"),
+    "job args type": ("UPDATE jobs SET args = '\"--batches 1\"'", "column args holds '--batches 1', not a list of strings"),
+    "job state": ("UPDATE jobs SET state = 'bogus'", "column state holds 'bogus', not one of queued"),
+    "job exit code": ("UPDATE jobs SET exit_code = 'x'", "column exit_code holds 'x', not a whole number"),
+    "quota type": ("UPDATE quotas SET devices = 'abc'", "column devices holds 'abc', not a whole number"),
+    "negative quota": ("UPDATE quotas SET running_jobs = -5", "column running_jobs holds -5: Input should be greater"),
+    "quota range": ("UPDATE quotas SET gpu_memory_fraction = 9.5", "column gpu_memory_fraction holds 9.5"),
+    "token date": ("UPDATE tokens SET expires_at = 'never'", "table tokens, row with id 1: column expires_at holds 'never'"),
+    "role": ("UPDATE memberships SET role = 'god'", "column role holds 'god', not one of viewer, member, admin"),
+    "tenant name": ("UPDATE tenants SET name = '../evil'", "column name holds '../evil', not a tenant or user name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_a_tampered_row_is_refused_when_the_store_opens(tmp_path: Path, case: str) -> None:
+    import sqlite3
+
+    from deepseek.errors import UsageError
+    from deepseek_enterprise.service.store import Store
+
+    url = _filled_db(tmp_path / "service.db")
+    Store(url).engine.dispose()  # the untouched database opens
+    sql, words = TAMPERED[case]
+    with sqlite3.connect(tmp_path / "service.db") as conn:
+        conn.execute(sql)
+    conn.close()
+    with pytest.raises(UsageError) as info:
+        Store(url)
+    assert words in str(info.value) and "repair that value" in str(info.value), str(info.value)
+
+
+def test_the_server_refuses_a_tampered_database_in_one_line_and_leaves_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "service.db"
+    url = _filled_db(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE jobs SET created_at = 'yesterday'")
+    conn.close()
+    before = db.read_bytes()
+    result = ds("server", "--root", str(tmp_path / "root"), "--db", url, server=Dead("http://127.0.0.1:1"))
+    _one_line_error(result, "table jobs, row with id 1: column created_at holds 'yesterday', not a date and time")
+    assert db.read_bytes() == before

@@ -15,6 +15,9 @@ it: on SQLite ``BEFORE UPDATE`` / ``BEFORE DELETE``, on PostgreSQL ``BEFORE UPDA
 can still drop the triggers or the table: that layer stops mistakes and ordinary clients, not the
 database's administrator.
 
+Every row is checked when the store opens (:mod:`.rowcheck`): a value edited or damaged in the
+database is one line before the API answers, not an internal error in a later request.
+
 Tables and triggers are created when missing (``CREATE TABLE``/``TRIGGER`` where absent); on
 PostgreSQL in the connection's current schema, so a URL with ``?options=-csearch_path%3DNAME``
 keeps one service's tables in schema NAME.
@@ -33,16 +36,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from deepseek.errors import UsageError
-from deepseek_enterprise.service import tokens
-from deepseek_enterprise.service.models import (
-    MIN_RUNNING_JOBS,
-    AuditEntry,
-    Base,
-    Quota,
-    Tenant,
-    Token,
-    User,
-)
+from deepseek_enterprise.service import rowcheck, tokens
+from deepseek_enterprise.service.models import AuditEntry, Base, Token, User
 
 _TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
@@ -62,6 +57,13 @@ _PG_TRIGGERS = {
 }
 
 
+def _shown(url: str) -> str:
+    """``url`` as error lines show it: without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _check_columns(engine: Engine, url: str) -> None:
     """One line when a table made by an older build lacks columns this build uses (``create_all``
     adds missing tables, never columns; there are no migrations yet)."""
@@ -79,27 +81,6 @@ def _check_columns(engine: Engine, url: str) -> None:
         )
 
 
-def _check_quotas(engine: Engine, url: str) -> None:
-    """One line when a tenant's quota read back from the database is one the API refuses:
-    ``running_jobs`` under :data:`~deepseek_enterprise.service.models.MIN_RUNNING_JOBS` (written by
-    hand or by an older build) would leave every job of the tenant queued for ever."""
-    with engine.connect() as conn:
-        low = conn.execute(select(Tenant.name, Quota.running_jobs).join(Quota, Quota.tenant_id == Tenant.id)
-                           .where(Quota.running_jobs < MIN_RUNNING_JOBS).order_by(Tenant.name)).first()
-    if low is not None:
-        raise UsageError(
-            f"--db {_shown(url)}: tenant {low[0]!r} has the quota running_jobs = {low[1]}, under which none of its "
-            f"jobs would ever start; set quotas.running_jobs to {MIN_RUNNING_JOBS} or more in the database"
-        )
-
-
-def _shown(url: str) -> str:
-    """The database URL as a message shows it (no password)."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 class AppendOnlyError(RuntimeError):
     """Something tried to change or delete an audit entry."""
 
@@ -115,7 +96,7 @@ class Store:
         self.sqlite = self.engine.dialect.name == "sqlite"
         Base.metadata.create_all(self.engine)
         _check_columns(self.engine, url)
-        _check_quotas(self.engine, url)
+        rowcheck.check_rows(self.engine, _shown(url))
         with self.engine.begin() as conn:
             if self.sqlite:
                 for ddl in _TRIGGERS:

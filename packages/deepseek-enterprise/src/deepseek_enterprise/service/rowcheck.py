@@ -1,0 +1,183 @@
+"""Every row of the service database, read back when the server starts, is checked like user
+input: a value the server never writes (a date that is not a date, a quota out of its range, a job
+state or role that does not exist, a job's arguments that are not a list of strings) would
+otherwise surface later as an internal error in whichever request or scheduler pass reads that
+row. The first such value stops the server in one line naming the table, the row, the column and
+the value (:class:`~deepseek.errors.UsageError`, exit code 2), before the API answers; the
+database is left as it is.
+
+Each column is checked by its declared type (:mod:`.models`): integers within 64 bits, finite
+numbers, dates, booleans, strings within their length, JSON; then the values with a meaning of
+their own: names (:data:`.names.NAME`), roles, job commands and states, a quota's ranges (the
+API's own request model, so one rule for both) and a job's arguments and files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy.engine import Engine
+
+from deepseek_enterprise.service.models import COMMANDS, ROLES, STATES, Base
+from deepseek_enterprise.service.names import NAME
+
+INT64 = 1 << 63
+
+
+class RowProblem(ValueError):
+    """A stored value the server cannot use: ``str(exc)`` says what it is and what it should be."""
+
+
+def check_rows(engine: Engine, shown_url: str) -> None:
+    """Check every row of every table of :data:`.models.Base` in ``engine``; the first bad value is
+    a :class:`~deepseek.errors.UsageError` naming ``shown_url``, the table, the row and the column."""
+    from deepseek.errors import UsageError
+
+    rules = _semantic_rules()
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            names = [c.name for c in table.columns]
+            key = [c.name for c in table.primary_key.columns]
+            result = conn.exec_driver_sql(f"SELECT {', '.join(names)} FROM {table.name}")  # noqa: S608 - our own names
+            for raw in result:
+                row = dict(zip(names, raw, strict=True))
+                try:
+                    _check_row(table, row, rules)
+                except RowProblem as exc:
+                    where = ", ".join(f"{k} {row[k]!r}" for k in key)
+                    raise UsageError(
+                        f"--db {shown_url}: table {table.name}, row with {where}: {exc}; the database was edited "
+                        "or is damaged: repair that value (for SQLite with the sqlite3 shell) or restore a backup, "
+                        "then start the server again") from None
+
+
+def _check_row(table: Any, row: Mapping[str, Any], rules: Mapping[tuple[str, str], Callable[[Any], None]]) -> None:
+    for column in table.columns:
+        value = row[column.name]
+        try:
+            _check_type(column.type, value, column.nullable)
+            rule = rules.get((table.name, column.name))
+            if rule is not None and value is not None:
+                rule(_decoded(column.type, value))
+        except RowProblem as exc:
+            raise RowProblem(f"column {column.name} {exc}") from None
+    whole = rules.get((table.name, "*"))
+    if whole is not None:
+        whole(row)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...{text[-12:]} ({len(text)} characters)"
+
+
+def _check_type(kind: Any, value: Any, nullable: bool | None) -> None:
+    """``value`` as the driver gives it back is of the column type ``kind``."""
+    if value is None:
+        if not nullable:
+            raise RowProblem("is empty (NULL), which it may not be")
+        return
+    if isinstance(kind, Boolean):
+        if value not in (0, 1):  # True and False compare equal to 1 and 0
+            raise RowProblem(f"holds {_shown(value)}, not a boolean (0 or 1)")
+    elif isinstance(kind, Integer):
+        if isinstance(value, bool) or not isinstance(value, int) or not -INT64 <= value < INT64:
+            raise RowProblem(f"holds {_shown(value)}, not a whole number within 64 bits")
+    elif isinstance(kind, Float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RowProblem(f"holds {_shown(value)}, not a finite number")
+    elif isinstance(kind, DateTime):
+        if not isinstance(value, dt.datetime):
+            try:
+                dt.datetime.fromisoformat(value)
+            except (TypeError, ValueError):
+                raise RowProblem(f"holds {_shown(value)}, not a date and time") from None
+    elif isinstance(kind, JSON):
+        if isinstance(value, (str, bytes)):
+            try:
+                json.loads(value)
+            except ValueError:
+                raise RowProblem(f"holds {_shown(value)}, not JSON") from None
+    elif isinstance(kind, (String, Text)):
+        if not isinstance(value, str):
+            raise RowProblem(f"holds {_shown(value)}, not text")
+        if kind.length is not None and len(value) > kind.length:
+            raise RowProblem(f"holds {len(value)} characters, more than its {kind.length}")
+
+
+def _decoded(kind: Any, value: Any) -> Any:
+    if isinstance(kind, JSON) and isinstance(value, (str, bytes)):
+        return json.loads(value)
+    return value
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise RowProblem(f"holds {_shown(value)}, not one of {', '.join(choices)}")
+    return check
+
+
+def _name(value: Any) -> None:
+    if not re.fullmatch(NAME, value):
+        raise RowProblem(f"holds {_shown(value)}, not a tenant or user name (1-63 lower-case letters, digits "
+                         "and '-', starting with a letter or digit)")
+
+
+def _args(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise RowProblem(f"holds {_shown(value)}, not a list of strings")
+
+
+def _files(value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in value.items()):
+        raise RowProblem(f"holds {_shown(value)}, not an object of file names and texts")
+
+
+def _at_least_zero(value: Any) -> None:
+    if value < 0:
+        raise RowProblem(f"holds {value}, less than 0")
+
+
+def _fraction(value: Any) -> None:
+    if not 0 < value <= 1:
+        raise RowProblem(f"holds {value}, not in (0, 1]")
+
+
+def _quota(row: Mapping[str, Any]) -> None:
+    """A quota row within the ranges the API accepts (its request model, one rule for both)."""
+    from pydantic import ValidationError
+
+    from deepseek_enterprise.service.api_admin import QuotaIn
+
+    values = {k: v for k, v in row.items() if k in QuotaIn.model_fields}
+    try:
+        QuotaIn.model_validate(values, strict=True)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        column = ".".join(str(p) for p in error["loc"])
+        raise RowProblem(f"column {column} holds {_shown(values.get(column))}: {error['msg']}") from None
+
+
+def _semantic_rules() -> dict[tuple[str, str], Callable[[Any], None]]:
+    return {
+        ("tenants", "name"): _name,
+        ("users", "name"): _name,
+        ("memberships", "role"): _one_of(ROLES),
+        ("jobs", "command"): _one_of(COMMANDS),
+        ("jobs", "state"): _one_of(STATES),
+        ("jobs", "args"): _args,
+        ("jobs", "files"): _files,
+        ("jobs", "devices"): _at_least_zero,
+        ("jobs", "attempts"): _at_least_zero,
+        ("jobs", "gpu_fraction"): _fraction,
+        ("device_use", "devices"): _at_least_zero,
+        ("quotas", "*"): _quota,
+    }
