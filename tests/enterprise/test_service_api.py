@@ -382,3 +382,28 @@ def test_a_running_jobs_quota_of_zero_is_refused_on_create_update_and_read_back(
     with pytest.raises(UsageError, match=r"^--db .*: table quotas, row with tenant_id \d+: column running_jobs holds 0: "
                        r"Input should be greater than or equal to 1; the database was edited or is damaged"):
         Store(svc.store.url)
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/tenants/acme/quota", {"devices": True}),  # was taken as 1
+    ("/v1/tenants/acme/quota", {"running_jobs": "2"}),  # was taken as 2
+    ("/v1/tenants/acme/quota", {"queued_jobs": 3.0}),
+    ("/v1/tenants/acme/quota", {"device_hours": False}),
+    ("/v1/tenants/acme/jobs", {"command": "train", "devices": True}),
+    ("/v1/tenants", {"name": "initech", "quota": {"period_days": "30"}}),
+])
+def test_a_number_field_takes_json_numbers_only(svc: Deploy, path: str, body: dict) -> None:
+    """JSON true or "2" for a number was coerced (true became 1 device); now 422 naming the field,
+    and nothing changes."""
+    before = svc.call("GET", "/v1/tenants/acme/quota", svc.admin).json()
+    jobs = svc.call("GET", "/v1/tenants/acme/jobs", svc.admin).json()
+    method = "PUT" if path.endswith("/quota") else "POST"
+    r = svc.call(method, path, svc.admin, json=body)
+    field = next(iter(body["quota"])) if "quota" in body else next(k for k in body if k != "command")
+    assert r.status_code == 422 and field in r.json()["detail"] and "\n" not in r.json()["detail"], r.text
+    assert svc.call("GET", "/v1/tenants/acme/quota", svc.admin).json() == before
+    assert svc.call("GET", "/v1/tenants/acme/jobs", svc.admin).json() == jobs
+    assert svc.call("GET", "/v1/tenants/initech", svc.admin).status_code == 404
+    # the same fields as JSON numbers are taken (a whole number for a float field too)
+    if path.endswith("/quota"):
+        assert svc.call("PUT", path, svc.admin, json={"devices": 2, "device_hours": 5}).status_code == 200

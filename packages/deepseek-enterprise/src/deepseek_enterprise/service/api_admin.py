@@ -39,7 +39,7 @@ router = APIRouter(prefix="/v1")
 
 
 class QuotaIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     devices: int | None = Field(default=None, ge=0, le=4096)
     running_jobs: int | None = Field(default=None, ge=MIN_RUNNING_JOBS, le=100_000)
     queued_jobs: int | None = Field(default=None, ge=0, le=100_000)
@@ -53,19 +53,19 @@ class QuotaIn(BaseModel):
 
 
 class TenantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: Annotated[str, Field(pattern=NAME)]
     quota: QuotaIn | None = None
 
 
 class UserIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: Annotated[str, Field(pattern=NAME)]
     role: Annotated[str, Field(pattern=r"^(viewer|member|admin)$")] = "member"
 
 
 class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     name: Annotated[str, Field(max_length=63)] = ""
     expires_in_days: float | None = Field(default=90, gt=0, le=3660)
     """Days until the token expires; null: never."""

@@ -24,7 +24,7 @@ MAX_LOG_READ = 1 << 20
 
 
 class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     command: Annotated[str, Field(pattern="^(" + "|".join(COMMANDS) + ")$")]
     args: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=256)
     config: Annotated[str, Field(max_length=jobpaths.MAX_FILE_BYTES)] | None = None
