@@ -73,6 +73,34 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_interrupted(t
     assert not any(r.get("copied_from") for r in rows.values())
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kill test is Linux-only")
+def test_sigterm_stops_the_study_with_75_and_the_same_command_continues_it(tmp_path: Path) -> None:
+    """It ended by the signal (-15, no message); Slurm's requeue script looks for 75."""
+    write(tmp_path, steps=200, space=SPACE)
+    args = [*DEEPSEEK, "tune", "base.toml", "--study", "t", "--space", "space.toml", "--trials", "3", "--out", "st",
+            "--pruner", "none"]
+    tuner = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _running_trial(tmp_path / "st", 1)
+        tuner.send_signal(signal.SIGTERM)
+        _, err = tuner.communicate(timeout=120)
+    finally:
+        if tuner.poll() is None:
+            tuner.kill()
+    assert tuner.returncode == 75, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("stopped: SIGTERM; the trial in progress is queued to run again and "
+                                            "finished trials are kept: run the same command to continue the study")
+    assert not _pids_running(str(tmp_path / "st" / "trials" / "0001")), "the stopped study's trial kept training"
+    out = deepseek("tune", "base.toml", "--study", "t", "--space", "space.toml", "--trials", "3", "--out", "st",
+                   "--pruner", "none", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = {r["number"]: r for r in trials(tmp_path / "st")}
+    assert rows[0]["state"] == "complete" and rows[0]["baseline"]
+    assert rows[1]["state"] == "fail" and rows[1]["interrupted"] and rows[1]["note"] == "interrupted (SIGTERM)"
+    rerun = [r for r in rows.values() if r.get("retry_of") == 1]
+    assert len(rerun) == 1 and rerun[0]["params"] == rows[1]["params"] and rerun[0]["state"] == "complete"
+
+
 def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     write(tmp_path)
     args = [*DEEPSEEK, "tune", "base.toml", "--study", "w", "--space", "space.toml", "--trials", "4", "--out", "st",

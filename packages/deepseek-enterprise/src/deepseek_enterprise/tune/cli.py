@@ -6,6 +6,7 @@ Nothing here imports torch or optuna at module level (``deepseek --help`` stays 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,20 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
                f"folder {folder}{created_note(missing)}")
+    from deepseek.training.preemption import EXIT_PREEMPTED
+    from deepseek_enterprise.tune.stopping import StudySignals, StudyStopped
+
     try:
-        study = run_study(settings, tuner, name, space, base, config_text, build, click.echo, origin=origin)
-    except BaseException:
-        _remove_if_empty(missing)  # a storage that cannot open left the folders it made empty
-        raise
+        with StudySignals():
+            try:
+                study = run_study(settings, tuner, name, space, base, config_text, build, click.echo, origin=origin)
+            except BaseException:
+                _remove_if_empty(missing)  # a storage that cannot open left the folders it made empty
+                raise
+    except StudyStopped as stop:
+        click.echo(f"stopped: {stop.signal_name}; the trial in progress is queued to run again and finished trials "
+                   "are kept: run the same command to continue the study", err=True)
+        sys.exit(EXIT_PREEMPTED)
     return _finish(study, settings, base, str(config_file))
 
 

@@ -336,9 +336,9 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         state, note = TrialState.PRUNED, str(exc)
     except TrialFailed as exc:
         state, note = TrialState.FAIL, str(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal (:class:`~.stopping.StudyStopped`)
         trial.set_user_attr("interrupted", True)
-        trial.set_user_attr("note", "interrupted (Ctrl-C)")
+        trial.set_user_attr("note", f"interrupted ({getattr(exc, 'signal_name', 'Ctrl-C')})")
         study.tell(trial, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         raise
