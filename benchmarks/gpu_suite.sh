@@ -327,7 +327,9 @@ PY
     run cuda-tests 420 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs -o addopts= \
       "$REPO/tests/core/training/test_master_weights.py" "$REPO/tests/core/models/test_static_decoding.py" \
       "$REPO/tests/core/cli/test_generate_cuda_graphs.py" "$REPO/tests/core/bench/test_latency.py" \
-      "$REPO/tests/core/training/test_trainer_loop.py" "$REPO/tests/enterprise/test_quantize.py";;
+      "$REPO/tests/core/training/test_trainer_loop.py" "$REPO/tests/enterprise/test_quantize.py" \
+      "$REPO/tests/core/models/test_repetition_penalty.py" \
+      "$REPO/tests/enterprise/test_service_isolation.py::test_the_gpu_memory_cap_stops_an_allocation_over_the_share";;
   mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
       "$REPO/tests/core/training/test_master_weights.py";;
