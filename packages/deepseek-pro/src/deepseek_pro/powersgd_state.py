@@ -16,6 +16,18 @@ one. So the state is saved per parameter (``error.<i>``, ``p.<i>``, ``q.<i>``: p
 the model's ``parameters()``), and :class:`PowerSGDTracker` lays it out again for whatever layout
 a bucket has when the hook sees it, on restore and whenever DDP rebuilds a bucket.
 
+The random factors are a second place the layout shows: torch's hook draws one seed per bucket
+and fills the bucket's ``Q`` in its packing order, on the first compressed step and, with
+``warm_start = False``, on every one. A run resumed at such a step draws them in the first layout,
+the uninterrupted run in the rebuilt one: other numbers for the same parameters, so the two part.
+The tracker therefore draws them itself, per parameter, from a generator seeded by the step's
+iteration count and the parameter's index (the same on every rank), and hands them to the hook as
+its warm-start memory (torch's state is created with ``warm_start = True``; the tracker keeps the
+user's setting and, without warm start, draws new factors for every compressed step). The hook
+orthogonalises a warm-start ``Q`` before use and a random one not; ``P = M Q`` is orthogonalised
+next, and ``Q`` and ``Q R`` (``R`` upper triangular) give the same ``P``, so this is PowerSGD as
+torch runs it, with other random numbers.
+
 Each rank writes its own ``powersgd-<rank>.safetensors`` (the error feedback is the rank's own).
 It is restored only by a run with the same world size and the same PowerSGD settings; any other
 resume starts PowerSGD afresh (``start_iter`` plain steps), on every rank alike.
@@ -52,6 +64,8 @@ class PowerSGDTracker:
 
     def __init__(self, state: Any, params: list[Any]) -> None:
         self.state = state
+        self.warm_start = bool(state.warm_start)  # the user's setting; the hook always finds a memory
+        state.warm_start = True
         self._index = {id(p): i for i, p in enumerate(params)}
         self._layouts: dict[int, tuple[_Slot, ...]] = {}
         self._pending: dict[str, Any] | None = None  # restored pieces, laid out on first sight of a bucket
@@ -67,6 +81,25 @@ class PowerSGDTracker:
         if self._pending is not None:
             self._put(b, layout, self._pending, bucket.buffer().device)
         self._layouts[b] = layout
+        s = self.state
+        if s.iter >= s.start_powerSGD_iter and (not self.warm_start or b not in s.q_memory_dict):
+            self._draw_factors(b, layout, bucket.buffer())
+
+    def _draw_factors(self, b: int, layout: tuple[_Slot, ...], buffer: Any) -> None:
+        """Fresh factors for bucket ``b``'s compressed parameters: ``Q`` standard normal from a
+        generator seeded by (iteration, parameter index), ``P`` its room (the hook overwrites it)."""
+        import torch
+
+        packed = sorted((x for x in layout if x.p_size), key=lambda x: x.p_offset)
+        if not packed:
+            return
+        qs = []
+        for slot in packed:
+            generator = torch.Generator().manual_seed(self.state.iter * 1_000_003 + slot.param + 1)
+            qs.append(torch.randn(slot.q_size, generator=generator, dtype=buffer.dtype))
+        self.state.q_memory_dict[b] = torch.cat(qs).to(buffer.device)
+        self.state.p_memory_dict[b] = torch.empty(sum(x.p_size for x in packed), dtype=buffer.dtype,
+                                                  device=buffer.device)
 
     def after_hook(self, bucket: Any) -> None:
         if self._pending is not None and bucket.is_last():  # every bucket has been laid out
@@ -128,6 +161,10 @@ class PowerSGDTracker:
             s.p_memory_dict.pop(b, None)
             s.q_memory_dict.pop(b, None)
 
+    def _settings(self) -> dict[str, Any]:
+        """The PowerSGD settings a saved state belongs to (``warm_start``: the user's)."""
+        return {k: self.warm_start if k == "warm_start" else getattr(self.state, k) for k in _SETTINGS}
+
     def save(self, directory: Path, rank: int, world_size: int) -> None:
         """Write this rank's ``powersgd-<rank>.safetensors`` into checkpoint ``directory``."""
         from deepseek.training.checkpoint_io import save_tensors
@@ -135,13 +172,15 @@ class PowerSGDTracker:
         tensors: dict[str, Any] = dict(self._pending or {})  # restored, not laid out yet (no step since)
         for b, layout in self._layouts.items():
             tensors.update({k: v.detach().cpu().contiguous() for k, v in self._pieces(b, layout).items()})
+        if not self.warm_start:  # the next compressed step draws new factors: only the error is state
+            tensors = {k: v for k, v in tensors.items() if not k.startswith(("p.", "q."))}
         kind, keys, pos, has_gauss, cached = self.state.rng.get_state()
         import torch
 
         tensors["rng"] = torch.from_numpy(keys.astype("int64"))
         meta = {"format": "deepseek-powersgd", "iter": str(self.state.iter), "world_size": str(world_size),
                 "rng": json.dumps([kind, int(pos), int(has_gauss), float(cached)]),
-                "settings": json.dumps({k: getattr(self.state, k) for k in _SETTINGS})}
+                "settings": json.dumps(self._settings())}
         save_tensors(Path(directory) / FILE.format(rank=rank), tensors, meta)
 
     def restore(self, directory: Path, rank: int, world_size: int) -> bool:
@@ -158,7 +197,7 @@ class PowerSGDTracker:
         tensors, meta = load_tensors(path, "PowerSGD state")
         try:
             settings = json.loads(meta["settings"])
-            if int(meta["world_size"]) != world_size or settings != {k: getattr(self.state, k) for k in _SETTINGS}:
+            if int(meta["world_size"]) != world_size or settings != self._settings():
                 return False
             kind, pos, has_gauss, cached = json.loads(meta["rng"])
             keys = tensors.pop("rng").numpy().astype(np.uint32)
