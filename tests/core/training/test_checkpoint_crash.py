@@ -1,8 +1,8 @@
 """Crash consistency of a checkpoint save: the process is SIGKILLed at each point of the
 write / commit / ``latest`` / prune sequence, then the folder is inspected and the run resumed.
 
-Each crash happens in a forked copy of this process (no interpreter start-up per case) that runs
-the real Trainer; the kill point is found by wrapping ``os.replace`` / ``os.unlink`` /
+Each crash happens in a process forked from a fork server that imported the trainer once (no
+interpreter start-up per case) and runs the real Trainer; the kill point is found by wrapping ``os.replace`` / ``os.unlink`` /
 ``checkpoint.commit_checkpoint``, which still do their real work before or after the SIGKILL.
 After every crash: each ``step-N`` folder is complete, the run resumes from the newest complete
 checkpoint (not from what ``latest`` says), the leftovers are gone once it started, and the
@@ -11,6 +11,7 @@ losses after it equal those of an uninterrupted run bit for bit.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ import re
 import signal
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,24 +45,39 @@ def _name(path: Any) -> str:
     return os.path.basename(os.fspath(path))
 
 
+@dataclass(frozen=True)
+class Moved:
+    """Which ``os.replace(src, dst)`` calls a kill point watches (by base names; picklable, as
+    the child process receives it)."""
+
+    src: str | None = None
+    dst: str | None = None
+    dst_contains: str | None = None
+
+    def __call__(self, src: str, dst: str) -> bool:
+        return ((self.src is None or _name(src) == self.src) and (self.dst is None or _name(dst) == self.dst)
+                and (self.dst_contains is None or self.dst_contains in dst))
+
+
+def _install_on_replace(test: Moved, after: bool, nth: int) -> None:
+    real, seen = os.replace, [0]
+
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        hit = test(os.fspath(src), os.fspath(dst))
+        if hit:
+            seen[0] += 1
+        if hit and seen[0] == nth and not after:
+            _kill_self()
+        real(src, dst, *args, **kwargs)
+        if hit and seen[0] == nth and after:
+            _kill_self()
+
+    os.replace = replace  # type: ignore[assignment]
+
+
 # kill point -> (step of the checkpoint resume must take, installs the kill in the child)
-def _on_replace(test: Callable[[str, str], bool], *, after: bool, nth: int = 1) -> Callable[[], None]:
-    def install() -> None:
-        real, seen = os.replace, [0]
-
-        def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-            hit = test(os.fspath(src), os.fspath(dst))
-            if hit:
-                seen[0] += 1
-            if hit and seen[0] == nth and not after:
-                _kill_self()
-            real(src, dst, *args, **kwargs)
-            if hit and seen[0] == nth and after:
-                _kill_self()
-
-        os.replace = replace  # type: ignore[assignment]
-
-    return install
+def _on_replace(test: Moved, *, after: bool, nth: int = 1) -> Callable[[], None]:
+    return functools.partial(_install_on_replace, test, after, nth)
 
 
 def _before_commit() -> None:
@@ -86,28 +103,36 @@ def _mid_rmtree() -> None:
 
 
 POINTS: dict[str, tuple[int, Callable[[], None]]] = {
-    "writing-files": (2, _on_replace(lambda s, d: "step-4.tmp-" in d and _name(d) == ckpt.OPTIMIZER_FILE, after=False)),
+    "writing-files": (2, _on_replace(Moved(dst=ckpt.OPTIMIZER_FILE, dst_contains="step-4.tmp-"), after=False)),
     "files-written": (2, _before_commit),
-    "before-rename": (2, _on_replace(lambda s, d: _name(d) == "step-4", after=False)),
-    "before-latest": (4, _on_replace(lambda s, d: _name(d) == "step-4", after=True)),
-    "writing-latest": (4, _on_replace(lambda s, d: _name(d) == ckpt.LATEST_FILE, after=False, nth=2)),
-    "prune-renamed": (4, _on_replace(lambda s, d: _name(s) == "step-2", after=True)),
+    "before-rename": (2, _on_replace(Moved(dst="step-4"), after=False)),
+    "before-latest": (4, _on_replace(Moved(dst="step-4"), after=True)),
+    "writing-latest": (4, _on_replace(Moved(dst=ckpt.LATEST_FILE), after=False, nth=2)),
+    "prune-renamed": (4, _on_replace(Moved(src="step-2"), after=True)),
     "prune-deleting": (4, _mid_rmtree),
 }
 
 
+def _child(install: Callable[[], None], config: Any, run: Path, resume: Path | None) -> None:
+    install()
+    Trainer(config, run_dir=run, resume=resume, quiet=True).fit()
+    os._exit(0)  # not reached when the kill point was hit
+
+
 def _crash(config: Any, run: Path, install: Callable[[], None], resume: Path | None = None) -> None:
-    """Train in a forked child that installs its kill point; it must die by SIGKILL."""
-
-    def child() -> None:
-        install()
-        Trainer(config, run_dir=run, resume=resume, quiet=True).fit()
-        os._exit(0)  # not reached when the kill point was hit
-
-    proc = multiprocessing.get_context("fork").Process(target=child)
+    """Train in a child that installs its kill point; it must die by SIGKILL. The child is forked
+    from a fork server that imported the trainer and never ran a backward: a fork of this process
+    fails its first backward once an earlier test of the session started autograd's device
+    threads ("Unable to handle autograd's threading in combination with fork-based
+    multiprocessing")."""
+    proc = _FORKS.Process(target=_child, args=(install, config, run, resume))
     proc.start()
     proc.join(timeout=300)
     assert proc.exitcode == -signal.SIGKILL, f"the child did not reach its kill point (exit code {proc.exitcode})"
+
+
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(["torch", "deepseek.training.trainer"])
 
 
 def _assert_consistent(root: Path) -> None:
@@ -146,7 +171,7 @@ def test_kill_after_committing_a_best_checkpoint_keeps_it_the_best(tiny_config: 
     config = {**RUN, "train": {**RUN["train"], "eval_interval": 2}, "checkpoint": {**RUN["checkpoint"], "keep_best": True}}
     run = tmp_path / "run"
     root = run / "checkpoints"
-    _crash(tiny_config(**config), run, _on_replace(lambda s, d: _name(d) == "step-4", after=True))
+    _crash(tiny_config(**config), run, _on_replace(Moved(dst="step-4"), after=True))
     assert (root / ckpt.BEST_FILE).read_text().strip() == "step-2"  # the pointer was not replaced yet
     assert ckpt.best_checkpoint(root) == root / "step-4"
     assert ckpt.resolve_checkpoint(root / ckpt.BEST_FILE) == root / "step-4"
@@ -173,7 +198,7 @@ def test_kill_while_replacing_a_step_saved_before(tiny_config: Any, tmp_path: Pa
     run = tmp_path / "run"
     Trainer(tiny_config(**{**keep, "train": {**RUN["train"], "max_steps": 4}}), run_dir=run, quiet=True).fit()
     root = run / "checkpoints"
-    move_old = _on_replace(lambda s, d: _name(s) == "step-4" and ".trash-" in d, after=True)
+    move_old = _on_replace(Moved(src="step-4", dst_contains=".trash-"), after=True)
     _crash(tiny_config(**keep), run, move_old, resume=root / "step-2")
     _assert_consistent(root)
     assert ckpt.resolve_checkpoint(run) == root / "step-2"
