@@ -152,13 +152,12 @@ def split_metrics(module: Any, data: Any, device: Any, split: str = "test", miss
     most ``limit`` batches), keyed ``<split>_accuracy`` ..."""
     import dataclasses
 
-    from deepseek.training.evaluation import evaluate_batch, summarize
+    from deepseek.training.evaluation import evaluate_in_process
     from deepseek_enterprise.digits.dataset import MultimodalDigits
 
     options = dataclasses.replace(data.options, missing=tuple(missing))
     dataset = MultimodalDigits(options, batch_size=data.batch_size, seed=data.seed)
-    values = summarize([evaluate_batch(module, b, device=device, model_name="multimodal")
-                        for b in dataset.split_batches(split, limit)])
+    values = evaluate_in_process(module, dataset.split_batches(split, limit), device=device, model_name="multimodal")
     return {f"{split}_" + k.removeprefix("val_"): v for k, v in values.items()}
 
 

@@ -50,7 +50,11 @@ refused before the run folder is written too.
 metrics ``forward`` reports: ``train.monitor`` and ``deepseek tune --objective`` are then checked
 against the values the run reports (:func:`deepseek.training.run_values.reported_values`), and the
 trainer refuses a model whose first evaluation returns other names
-(:func:`deepseek.models.checks.check_declared_metrics`).
+(:func:`deepseek.models.checks.check_declared_metrics`); it names the whole-set metrics too.
+
+:meth:`TrainableModel.metrics_from_totals` (optional) gives metrics over a whole evaluation that
+are not means over rows (F1, per-class recall): ``forward`` returns ``"totals"``, tensors that add
+up over rows, and the evaluation hands their sums to it once (:mod:`deepseek.training.totals`).
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ class TrainableModel(nn.Module):
 
     def metric_names(self) -> tuple[str, ...] | None:
         """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;
-        ``()``: none, the loss alone), which may depend on the options but not on the batch. A
+        ``()``: none, the loss alone) and those :meth:`metrics_from_totals` returns, which may depend on the options but not on the batch. A
         model that declares them has ``train.monitor`` and ``deepseek tune --objective`` checked
         against them before anything runs (:func:`deepseek.training.run_values.reported_values`);
         the trainer refuses a model whose first evaluation returns other names. Default:
@@ -163,6 +167,16 @@ class TrainableModel(nn.Module):
         gives the loss per item of the whole batch (Hugging Face's ``num_items_in_batch``).
         Default: ``None``, every row weighs the same (exact for a loss that is a mean over rows)."""
         return None
+
+    def metrics_from_totals(self, totals: Mapping[str, torch.Tensor]) -> Mapping[str, float | torch.Tensor]:
+        """Whole-set metrics of an evaluation from ``totals``: each ``"totals"`` entry ``forward``
+        returned, summed over every batch and data-parallel rank (float64 tensors, the shapes
+        ``forward`` gave). Return metric names and numbers (floats or 0-dim tensors), reported as
+        ``val_<name>`` beside the means over batches: what is not a mean over rows, such as F1
+        or per-class recall from a confusion matrix (:mod:`deepseek.training.totals`). Called
+        once per evaluation, on every rank alike. Default: not offered (a model returning
+        ``"totals"`` without overriding this is refused)."""
+        return {}
 
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """Raise :class:`~deepseek.errors.UsageError` (one line) when this model cannot train on

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +34,14 @@ from deepseek.training.loss_items import ItemWeights, item_weights
 from deepseek.training.param_groups import check_model_rules
 from deepseek.training.step import MicroBatches
 from deepseek.training.strategy import StepResult, StepSettings, Strategy
+from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics, whole_set_metrics
 
 if TYPE_CHECKING:
     from torch import nn
 
     from deepseek.config.schema import Config
     from deepseek.plugins.host import PluginHost
+    from deepseek.training.evaluation import Evaluation
 
 Sharder = Callable[[Batch, int, int], Batch]
 
@@ -95,6 +98,7 @@ class StepEngine:
         self._model_package: str | None = None  # not the model itself: the strategy owns its lifetime
         self.items: ItemWeights | None = None
         """The model's weights by items (``TrainableModel.loss_items``), after :meth:`build_model`."""
+        self._totals_to_metrics: weakref.WeakMethod[Any] | None = None  # the model's metrics_from_totals
 
     def setup_environment(self) -> None:
         """Process group and device; checks that the strategy forms the data-parallel ranks it
@@ -137,6 +141,8 @@ class StepEngine:
             raise UsageError(f"model {self.config.model.name}: weighs its loss by items (loss_items), which strategy "
                              f"{self.config.strategy.name!r} does not honour (its step weighs micro-batches by rows); "
                              "use single, ddp, fsdp, deepspeed or tp, or return a mean over rows")
+        if offers_whole_set_metrics(model):
+            self._totals_to_metrics = weakref.WeakMethod(model.metrics_from_totals)
         return prepare_model(model, self.config)
 
     def setup_model(self, model: nn.Module, *, resuming: bool = False) -> None:
@@ -214,6 +220,23 @@ class StepEngine:
                 return strategy.evaluate(shard, weight=weight)
         with self.strategy_calls("evaluate"), self.model_calls("forward"):
             return strategy.evaluate(shard)
+
+    def evaluate_all(self, batches: Sequence[Batch]) -> tuple[list[Evaluation], dict[str, float]]:
+        """:meth:`evaluate` of each global validation batch, and the model's whole-set metrics
+        (``val_<name>``): its ``metrics_from_totals`` of the ``"totals"`` its forward returned,
+        summed over the batches and the data-parallel ranks (:mod:`deepseek.training.totals`)."""
+        name = self.config.model.name
+        with TotalsCapture(self.strategy.eval_module, model_name=name,
+                           offers=self._totals_to_metrics is not None) as capture:
+            results = [self.evaluate(batch) for batch in batches]
+        method = self._totals_to_metrics() if self._totals_to_metrics is not None else None
+        if not capture.sums or method is None:
+            return results, {}
+        with self.strategy_calls("reduce_sum"):
+            sums = self.strategy.reduce_sum(capture.sums)
+        means = {"val_loss", *(f"val_{k}" for k in (results[0][1] if results else {}))}
+        with self.model_calls("metrics_from_totals"):
+            return results, whole_set_metrics(method.__self__, sums, model_name=name, taken=means)
 
     def batch_items(self, batch: Batch) -> int | None:
         """Items of a validation batch for a model weighing by items (its weight in the mean over

@@ -1,7 +1,8 @@
 """Evaluation: one batch through a model without gradients, and the mean over a validation set.
 
 :func:`evaluate_batch` is the one implementation every strategy's ``evaluate`` and ``deepseek
-eval`` use; :func:`summarize` turns per-batch results into ``{"val_loss": ..., "val_<metric>":
+eval`` use (:func:`evaluate_in_process` over a set of batches in one process, with the model's
+whole-set metrics); :func:`summarize` turns per-batch results into ``{"val_loss": ..., "val_<metric>":
 ...}`` with one read from the device, and, for text whose bytes per token the dataset knows
 (:meth:`~deepseek.data.dataset.Dataset.predicted_text`), ``val_bits_per_byte``: the validation
 cross-entropy summed over every predicted token (nats), divided by ``ln 2`` and by the UTF-8
@@ -103,6 +104,29 @@ def evaluate_batch(
     finally:
         module.train(was_training)
     return loss.detach().float(), {k: v.detach().float() for k, v in metrics.items()}
+
+
+def evaluate_in_process(
+    module: nn.Module,
+    batches: Sequence[Batch],
+    *,
+    device: torch.device,
+    model_name: str,
+    texts: Sequence[PredictedText | None] | None = None,
+    weights: Sequence[int | None] | None = None,
+) -> dict[str, float]:
+    """:func:`summarize` of :func:`evaluate_batch` over ``batches`` of a model this process
+    evaluates alone (``deepseek eval``, ``deepseek.evaluate``), with the model's whole-set
+    metrics from the totals its forward returns (:mod:`deepseek.training.totals`)."""
+    from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics, whole_set_metrics
+
+    offers = offers_whole_set_metrics(module)
+    with TotalsCapture(module, model_name=model_name, offers=offers) as capture:
+        results = [evaluate_batch(module, batch, device=device, model_name=model_name) for batch in batches]
+    values = summarize(results, texts, weights=weights)
+    if capture.sums and offers:
+        values.update(whole_set_metrics(module, capture.sums, model_name=model_name, taken=values))
+    return values
 
 
 def rng_kept(device: torch.device) -> contextlib.AbstractContextManager[Any]:

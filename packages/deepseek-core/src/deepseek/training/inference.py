@@ -307,12 +307,7 @@ def evaluate_validation(
     from deepseek.models.checks import check_model_data
     from deepseek.plugins.calls import blames, component_label, model_calls
     from deepseek.training.build import build_dataset, run_host
-    from deepseek.training.evaluation import (
-        eval_batch_count,
-        evaluate_batch,
-        summarize,
-        validation_set,
-    )
+    from deepseek.training.evaluation import eval_batch_count, evaluate_in_process, validation_set
 
     device = next(model.parameters()).device
     dataset = build_dataset(config, host)
@@ -327,8 +322,8 @@ def evaluate_validation(
     items = item_weights(model, label or f"model {config.model.name}")
     with model_calls(model, label):  # what the model's own code raises: one line naming it
         weights = [items.total(b, "validation batch") for b in val.batches] if items is not None else None
-        values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name)
-                            for b in val.batches], val.texts, weights=weights)
+        values = evaluate_in_process(model, val.batches, device=device, model_name=config.model.name,
+                                     texts=val.texts, weights=weights)
     if val.tokens is not None and "val_loss" in values:  # a language model: loss per token, in nats
         values[PERPLEXITY] = perplexity(values["val_loss"])
     return Evaluated(values, len(val.batches), val.samples, val.tokens)

@@ -139,9 +139,10 @@ def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
     if not trainer.val_set:  # data.eval_batches = 0: nothing is evaluated, no monitored value is needed
         return
     with rng_kept(trainer.strategy.device):
-        metrics = trainer.engine.evaluate(trainer.val_set[0])[1]
+        results, whole_set = trainer.engine.evaluate_all(trainer.val_set[:1])
+    reported = [*results[0][1], *(name.removeprefix("val_") for name in whole_set)]
     with trainer.engine.model_calls("metric_names"):
-        declared = check_declared_metrics(model, metrics, model_name=trainer.config.model.name)
+        declared = check_declared_metrics(model, reported, model_name=trainer.config.model.name)
     values = reported_values(declared, tokens=trainer.dataset.count_tokens(trainer.val_set[0]) is not None,
                              text=reports_bits_per_byte(trainer.val_texts, len(trainer.val_set)))
     trainer.monitor.check_name(values.evaluation)

@@ -346,7 +346,7 @@ def evaluate(
     from deepseek.data.torch_data import TorchData
     from deepseek.models.checks import check_batch_keys
     from deepseek.training.checkpoint import load_into_model, read_trainer_state, resolve_checkpoint
-    from deepseek.training.evaluation import evaluate_batch, summarize
+    from deepseek.training.evaluation import evaluate_in_process
 
     if not isinstance(model, nn.Module):
         raise UsageError(f"model: expected the torch.nn.Module to score (an instance: model=Net()), got "
@@ -375,5 +375,5 @@ def evaluate(
     from deepseek.training.loss_items import item_weights
 
     items = item_weights(model, f"model {type(model).__name__}")
-    return summarize([evaluate_batch(model, b, device=where, model_name=SCRIPT_NAME) for b in val],
-                     weights=[items.total(b, "batch") for b in val] if items is not None else None)
+    return evaluate_in_process(model, val, device=where, model_name=SCRIPT_NAME,
+                               weights=[items.total(b, "batch") for b in val] if items is not None else None)

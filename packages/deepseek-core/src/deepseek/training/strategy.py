@@ -317,6 +317,12 @@ class Strategy(ABC):
         """Mean of this rank's loss and metrics over the data-parallel ranks (default: one rank)."""
         return loss, metrics
 
+    def reduce_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each tensor summed over the data-parallel ranks (an evaluation's whole-set totals,
+        :mod:`deepseek.training.totals`; every rank passes the same names and shapes). Default:
+        one rank."""
+        return tensors
+
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor | float:
         """Clip gradients to ``max_norm`` (skip when ``max_norm <= 0``); return the total norm
         before clipping over the whole model (all shards), preferably as a 0-dim device tensor:

@@ -374,8 +374,9 @@ class Trainer:
         (:class:`UsageError` in a run without validation, ``data.eval_batches = 0``)."""
         if not self.val_set:
             raise no_validation_error()
-        return summarize([self.engine.evaluate(batch) for batch in self.val_set], self.val_texts,
-                         weights=[self.engine.batch_items(batch) for batch in self.val_set])
+        results, whole_set = self.engine.evaluate_all(self.val_set)
+        values = summarize(results, self.val_texts, weights=[self.engine.batch_items(batch) for batch in self.val_set])
+        return {**values, **whole_set}
 
     def _evaluate(self, progress: ProgressBar) -> bool:
         """Evaluate, log and run the hooks; ``True`` when ``train.monitor`` improved."""

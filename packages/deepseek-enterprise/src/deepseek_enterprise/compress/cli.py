@@ -43,12 +43,12 @@ def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> An
 def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool) -> dict[str, Any]:
     import torch
 
-    from deepseek.training.evaluation import evaluate_batch, summarize
+    from deepseek.training.evaluation import evaluate_in_process
     from deepseek_enterprise.compare import p50_ms
     from deepseek_enterprise.compress.quantize import linear_weight_bytes
 
     device = next(model.parameters()).device
-    values = summarize([evaluate_batch(model, b, device=device, model_name=config.model.name) for b in val])
+    values = evaluate_in_process(model, val, device=device, model_name=config.model.name)
     return {"parameters": sum(p.numel() for p in model.parameters()), **values,
             "weights_bytes": path.stat().st_size if path is not None and path.is_file() else None,
             "linear_weight_bytes": sum(linear_weight_bytes(m) for m in model.modules() if isinstance(m, torch.nn.Linear)),

@@ -308,6 +308,24 @@ class DistributedStrategy(Strategy):
         self.all_reduce_tensor_mean(stacked)
         return stacked[0], {k: stacked[i + 1] for i, k in enumerate(keys)}
 
+    def reduce_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each tensor summed over all ranks (each holds its own rows), in one all-reduce of
+        float64 (exact for counts)."""
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or not tensors:
+            return tensors
+        keys = sorted(tensors)
+        flat = torch.cat([tensors[k].detach().to(torch.float64).reshape(-1).to(self.comm_device) for k in keys])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        out, at = {}, 0
+        for k in keys:
+            n = tensors[k].numel()
+            out[k] = flat[at:at + n].reshape(tensors[k].shape).to(tensors[k].device)
+            at += n
+        return out
+
 
 def persistent_buffers(module: nn.Module) -> list[torch.Tensor]:
     """The buffers of ``module`` that its state dict holds (not those registered with

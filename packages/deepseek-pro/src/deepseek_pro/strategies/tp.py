@@ -216,6 +216,10 @@ class TPStrategy(DistributedStrategy):
         """Every rank computed the loss of the same rows: nothing to average."""
         return loss.detach().float(), {k: v.detach().float() for k, v in metrics.items()}
 
+    def reduce_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every rank evaluated the same rows: its totals are the whole batch's already."""
+        return tensors
+
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         """The global norm over the sharded gradients (a DTensor reduction over the ranks) and
         the whole ones (equal on every rank, counted once), then one scale of every gradient."""

@@ -1,0 +1,113 @@
+"""Whole-set metrics: statistics a model adds up over an evaluation, turned into metrics once.
+
+A metric that is not a mean over rows (F1, precision and recall per class, a ratio of two counts)
+cannot be averaged over batches. A model's ``forward`` may therefore return, beside ``"loss"`` and
+its scalar metrics, ``"totals"``: a mapping of names to tensors that add up over rows (counts,
+sums; any shape, such as a confusion matrix). An evaluation sums each over its batches and over the
+data-parallel ranks, then calls the model's
+:meth:`~deepseek.models.protocol.TrainableModel.metrics_from_totals` once with the sums; its values
+are reported as ``val_<name>`` beside the means (Hugging Face's ``compute_metrics`` over the whole
+evaluation set, torchmetrics' ``compute`` after ``update``). Training steps ignore the totals.
+
+:class:`TotalsCapture` reads them from the model's outputs through a forward hook on the module a
+strategy evaluates, so no strategy's ``evaluate`` changes; :func:`whole_set_metrics` checks what
+``metrics_from_totals`` returns. The pipeline strategies evaluate the loss alone (their last stage
+computes ``pipeline_loss``), so they report no totals, as they report no scalar metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+
+TOTALS = "totals"
+"""The key of a model output's totals."""
+
+
+def offers_whole_set_metrics(model: nn.Module) -> bool:
+    """Whether ``model`` overrides ``TrainableModel.metrics_from_totals``."""
+    from deepseek.models.protocol import TrainableModel
+
+    return isinstance(model, TrainableModel) and type(model).metrics_from_totals is not TrainableModel.metrics_from_totals
+
+
+class TotalsCapture:
+    """Sums the ``"totals"`` of every output of ``module`` while the context is open; a model that
+    returns them without defining ``metrics_from_totals`` (``offers`` false) is one line."""
+
+    def __init__(self, module: nn.Module, *, model_name: str, offers: bool) -> None:
+        self.module = module
+        self.model_name = model_name
+        self.offers = offers
+        self.sums: dict[str, torch.Tensor] = {}
+        self.batches = 0
+        self._handle: Any = None
+
+    def __enter__(self) -> TotalsCapture:
+        self._handle = self.module.register_forward_hook(self._seen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.remove()
+
+    def _seen(self, _module: nn.Module, _args: Any, output: Any) -> None:
+        if isinstance(output, Mapping) and TOTALS in output:
+            self.add(output[TOTALS])
+
+    def add(self, totals: Any) -> None:
+        """Add one output's ``totals`` (checked) to the sums."""
+        where = f"model {self.model_name!r}: output['totals']"
+        if not self.offers:
+            raise UsageError(f"{where} is returned, but the model does not define metrics_from_totals, which turns "
+                             "the evaluation's summed totals into metrics; subclass "
+                             "deepseek.models.protocol.TrainableModel and define it, or return no 'totals' "
+                             "(docs/plugins.md, 'Models')")
+        if not isinstance(totals, Mapping) or not totals:
+            raise UsageError(f"{where} is {type(totals).__name__}{' (empty)' if isinstance(totals, Mapping) else ''}; "
+                             "it must map names to tensors that add up over rows (counts, sums)")
+        for name, value in totals.items():
+            if not isinstance(name, str) or not isinstance(value, torch.Tensor) or value.is_complex() \
+                    or value.dtype == torch.bool:
+                got = type(value).__name__ if not isinstance(value, torch.Tensor) else f"a {value.dtype} tensor"
+                raise UsageError(f"{where}[{name!r}] is {got}; give each total as a real-valued tensor under a "
+                                 "string name (counts or sums over the batch's rows)")
+            value = value.detach().to(torch.float64)
+            before = self.sums.get(name)
+            if before is not None and before.shape != value.shape:
+                raise UsageError(f"{where}[{name!r}] has shape {tuple(value.shape)} here and {tuple(before.shape)} "
+                                 "in an earlier batch; a total keeps one shape over the evaluation (pad per-class "
+                                 "counts to the number of classes)")
+            self.sums[name] = value if before is None else before + value
+        if self.batches and set(totals) != set(self.sums):
+            raise UsageError(f"{where} names {sorted(totals)} here and {sorted(self.sums)} over earlier batches; "
+                             "return the same totals for every batch")
+        self.batches += 1
+
+
+def whole_set_metrics(model: nn.Module, sums: Mapping[str, torch.Tensor], *, model_name: str,
+                      taken: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """``val_<name>`` of what ``model.metrics_from_totals(sums)`` returns, each a real number; a
+    name the evaluation reports already (``taken``, the means) is one line."""
+    values = model.metrics_from_totals(dict(sums))
+    where = f"model {model_name!r}: metrics_from_totals"
+    if not isinstance(values, Mapping):
+        raise UsageError(f"{where} returned {type(values).__name__}; it must return a mapping of metric names to "
+                         "numbers (0-dim tensors or floats)")
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+            value = float(value.detach().float().reshape(()))
+        if not isinstance(name, str) or not name or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{where} returned {name!r}: {type(value).__name__}; give each metric a non-empty "
+                             "string name and a real number (a 0-dim tensor or a float)")
+        key = f"val_{name}"
+        if key in (taken or {}):
+            raise UsageError(f"{where} returned {name!r}, which the evaluation reports already as {key} (a mean "
+                             "over batches); rename one of them")
+        out[key] = float(value)
+    return out

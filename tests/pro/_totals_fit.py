@@ -1,0 +1,72 @@
+"""A classifier reporting macro F1 over the whole validation set (``"totals"``: a confusion
+matrix, ``metrics_from_totals``: F1 from it), trained with ``deepseek.fit`` under several
+strategies in one torchrun job (test helper).
+
+Usage: ``python tests/pro/_totals_fit.py OUT STRATEGY [STRATEGY ...]`` under torchrun. Rank 0
+writes ``OUT/<strategy>.json``: the run's final ``val_*`` values and its losses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import deepseek
+from deepseek.models.protocol import TrainableModel
+
+CLASSES = 3
+
+
+def confusion_of(label: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(CLASSES, CLASSES, dtype=torch.float64, device=label.device).index_put_(
+        (label, pred), torch.ones(len(label), dtype=torch.float64, device=label.device), accumulate=True)
+
+
+class Classifier(TrainableModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, CLASSES))
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> dict[str, Any]:
+        logits = self.body(x)
+        return {"loss": nn.functional.cross_entropy(logits, label),
+                "totals": {"confusion": confusion_of(label, logits.argmax(-1))}}
+
+    def metrics_from_totals(self, totals: dict[str, torch.Tensor]) -> dict[str, Any]:
+        c = totals["confusion"]
+        tp = c.diag()
+        precision, recall = tp / c.sum(0).clamp_min(1), tp / c.sum(1).clamp_min(1)
+        return {"macro_f1": torch.nan_to_num(2 * precision * recall / (precision + recall)).mean(),
+                "rows": c.sum()}
+
+
+def points(n: int, seed: int) -> torch.utils.data.TensorDataset:
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+    return torch.utils.data.TensorDataset(x, (x > 0).sum(1))
+
+
+def run(out: Path, name: str) -> None:
+    strategy, _, stage = name.partition("-")
+    options = {"stage": int(stage)} if strategy == "deepspeed" else {}
+    config = {"train": {"max_steps": 8, "lr": 1e-2, "warmup_steps": 0, "eval_interval": 4},
+              "data": {"eval_batches": 5}, "precision": {"dtype": "fp32"},
+              "strategy": {"name": strategy, **options}, "logging": {"progress": False, "plot": False}}
+    result = deepseek.fit(Classifier, points(256, 0), val_data=points(96, 1), names=("x", "label"), batch_size=16,
+                          shuffle=False, config=config, quiet=True, run_dir=out / name)
+    if result.is_global_zero:
+        (out / f"{name}.json").write_text(json.dumps({"val": result.val_metrics, "losses": result.losses}))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for name in sys.argv[2:]:
+        run(Path(sys.argv[1]), name)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # past DeepSpeed's and gloo's threads, as _train_jobs.py

@@ -1,0 +1,46 @@
+"""Whole-set metrics under data parallelism (``_totals_fit.py``, 2 processes): each rank sums the
+confusion matrices of its own rows, the strategy's ``reduce_sum`` adds the ranks' sums, and the
+model's macro F1 over the whole validation set equals what one process reports and what
+``deepseek.evaluate`` computes from the checkpoint (``rows``: every validation row counted once,
+not once per rank)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _prohelpers import run_torchrun
+from _totals_fit import Classifier, points
+
+import deepseek
+
+PROBE = Path(__file__).with_name("_totals_fit.py")
+STRATEGIES = ("ddp", "fsdp", "deepspeed-2", "deepspeed-3")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("totals")
+    run_torchrun([str(PROBE), str(out), *STRATEGIES], timeout=600)
+    return out
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("totals_single")
+    config = {"train": {"max_steps": 8, "lr": 1e-2, "warmup_steps": 0, "eval_interval": 4},
+              "data": {"eval_batches": 5}, "precision": {"dtype": "fp32"}, "logging": {"progress": False, "plot": False}}
+    result = deepseek.fit(Classifier, points(256, 0), val_data=points(96, 1), names=("x", "label"), batch_size=16,
+                          shuffle=False, strategy="single", config=config, quiet=True, run_dir=out / "single")
+    return {"val": result.val_metrics, "losses": result.losses, "dir": out / "single"}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_f1_over_the_whole_set_matches_one_process(runs: Path, single: dict, strategy: str) -> None:
+    result = json.loads((runs / f"{strategy}.json").read_text())
+    assert result["val"]["val_rows"] == 80.0  # 5 batches of 16 rows, summed over the 2 ranks' halves
+    assert result["val"]["val_macro_f1"] == pytest.approx(single["val"]["val_macro_f1"], abs=1e-6)
+    assert result["losses"] == pytest.approx(single["losses"], abs=1e-5)
+    values = deepseek.evaluate(Classifier(), points(96, 1), names=("x", "label"), checkpoint=runs / strategy)
+    assert values["val_macro_f1"] == pytest.approx(result["val"]["val_macro_f1"], abs=1e-6)
