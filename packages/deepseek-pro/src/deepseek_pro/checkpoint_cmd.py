@@ -48,7 +48,7 @@ def info(src: str, as_json: bool) -> None:
     """Layout (full or sharded), step, strategy, world size and verified checksums of the checkpoint SRC."""
     from deepseek.training import checkpoint as ckpt
     from deepseek.training.checkpoint import layout_of
-    from deepseek.training.checkpoint_dirs import checksum_note
+    from deepseek.training.checkpoint_lookup import checksum_note
     from deepseek.training.checkpoint_sharded import check_sharded_files
 
     directory = ckpt.resolve_checkpoint(src)

@@ -19,8 +19,8 @@ deepseek-pro's ``sharded`` layout is read by :mod:`deepseek.training.checkpoint_
 ``load_*`` / :func:`read_full_state` functions here take a checkpoint folder of either layout.
 
 This module is the checkpoint API; ``checkpoint_dirs`` (folders, atomic commit, ``latest``),
-``checkpoint_io`` (one safetensors file), ``checkpoint_optimizer`` (optimizer state by parameter
-name), ``checkpoint_rng`` and ``checkpoint_sharded`` are its parts, and callers outside them
+``checkpoint_lookup`` (which checkpoint a passed path means), ``checkpoint_io`` (one safetensors
+file), ``checkpoint_optimizer`` (optimizer state by parameter name), ``checkpoint_rng`` and ``checkpoint_sharded`` are its parts, and callers outside them
 import from here.
 """
 
@@ -53,7 +53,6 @@ from deepseek.training.checkpoint_dirs import (
     new_temp_dir,
     prune_checkpoints,
     remove_stale,
-    resolve_checkpoint,
     step_dir_name,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
@@ -68,6 +67,7 @@ from deepseek.training.checkpoint_io import (
 )
 from deepseek.training.checkpoint_io import load_tensors as _load_tensors
 from deepseek.training.checkpoint_io import save_tensors as _save_tensors
+from deepseek.training.checkpoint_lookup import resolve_checkpoint
 from deepseek.training.checkpoint_optimizer import (
     load_optimizer_state,
     optimizer_param_names,

@@ -1,6 +1,6 @@
 """Checksums of a committed checkpoint's files: the CRC-32 of every file, written into its commit
 record (``commit.json``'s ``crc32``, beside the sizes) when the checkpoint is committed, and
-checked when a command takes the checkpoint (:func:`~deepseek.training.checkpoint_dirs.resolve_checkpoint`).
+checked when a command takes the checkpoint (:func:`~deepseek.training.checkpoint_lookup.resolve_checkpoint`).
 A file changed after the commit with its size kept (a flipped bit on disk, a copy gone wrong, an
 edit) is found before any of its values is used; the sizes alone found only truncation.
 

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from deepseek.arguments import given, spelled
 from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import check_output, unwritable, usual_mode
-from deepseek.training.checkpoint_dirs import list_checkpoints, resolve_checkpoint
+from deepseek.training.checkpoint_dirs import list_checkpoints
+from deepseek.training.checkpoint_lookup import resolve_checkpoint
 from deepseek.training.run_lock import LOCK_FILE, is_held
 
 if TYPE_CHECKING:

@@ -1,0 +1,117 @@
+"""Checkpoint lookup: which checkpoint folder a path a person passed refers to (a checkpoint
+folder, a run folder, a ``checkpoints`` folder, its ``latest`` or ``best`` file), checked before a
+command takes it, and what its commit record says of its files' checksums.
+
+The folder layout and the rules of what makes a checkpoint complete are
+:mod:`deepseek.training.checkpoint_dirs`'s; this module only reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+from deepseek.errors import CheckpointError
+from deepseek.training.checkpoint_dirs import (
+    ANOTHER_STEP,
+    BEST_FILE,
+    COMMIT_FILE,
+    LATEST_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    TRAINER_FILE,
+    CheckpointWarning,
+    _inspect,
+    _scan,
+    best_checkpoint,
+    list_checkpoints,
+)
+
+
+def checksum_note(directory: str | os.PathLike[str]) -> str:
+    """What the commit record of the checkpoint folder ``directory`` (as :func:`resolve_checkpoint`
+    gave it: already checked) says of its files' checksums, for people: ``"CRC-32 of 5 files,
+    verified"``, or why there are none to check."""
+    path = Path(directory)
+    if not (path / COMMIT_FILE).is_file():
+        return "none (no commit record: written by an export or an older version)"
+    found = _inspect(path, 0)
+    if not found.checksums:
+        return "none (committed before records carried them; sizes checked)"
+    return f"CRC-32 of {len(found.checksums)} files, verified"
+
+
+def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) -> Path:
+    """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder,
+    ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
+    file (the checkpoint it names). ``resuming``: for ``--resume``, whose refusal of a folder
+    without a checkpoint says what to do instead (run the command again without ``--resume``)."""
+    from deepseek.arguments import given, spelled
+
+    p = Path(path)
+    without = spelled("run the same command without --resume", "leave out resume=")
+    if not p.exists():
+        from deepseek.paths import broken_link
+
+        link = broken_link(p)
+        raise CheckpointError(
+            f"{p}: {link}; pass the run or checkpoint folder's own path" if link is not None else
+            f"{p}: no such checkpoint or run folder, so there is nothing to resume (a run killed or stopped "
+            f"before it made its folder leaves none); {without} to start the run, "
+            "or pass a run folder (runs/<name>) or a checkpoint folder (runs/<name>/checkpoints/step-N)"
+            if resuming else
+            f"{p}: no such checkpoint or run folder; pass a run folder (runs/<name>) or a "
+            "checkpoint folder (runs/<name>/checkpoints/step-N)"
+        )
+    if p.is_file():
+        if p.name == LATEST_FILE:  # the newest complete one, whatever an interrupted update left in it
+            p = p.parent
+        elif p.name == BEST_FILE and (best := best_checkpoint(p.parent)) is not None:
+            p = best  # checked as a checkpoint folder named directly, below
+        else:
+            raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
+    if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
+        found = _inspect(p, 0) if (p / COMMIT_FILE).exists() else None
+        kind, problem = ("incomplete", found.problem) if found is not None else ("", None)
+        if found is not None and problem is None:
+            kind, problem = "damaged", found.damage()
+        if problem:
+            others = [path for _, path in list_checkpoints(p.parent) if path != p]
+            hint = f"use {others[-1]}" if others else "use an earlier checkpoint"
+            raise CheckpointError(f"{p}: the checkpoint is {kind} ({problem}); {hint} or start a fresh run")
+        return p
+    root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    found_all = _scan(root)
+    passed = [("not this run's" if f.problem.startswith(ANOTHER_STEP) else "incomplete", f)
+              for f in found_all if f.problem is not None]
+    for newest in reversed([f for f in found_all if f.problem is None]):
+        damage = newest.damage()
+        if damage is None:
+            skipped = [(kind, f) for kind, f in passed if f.step > newest.step]
+            if skipped and os.environ.get("RANK", "0") == "0":  # said once, not by every rank of a job
+                kind, last = max(skipped, key=lambda kf: (kf[1].seq, kf[1].step))
+                warnings.warn(f"{last.path}: the checkpoint is {kind} ({last.problem}); using {newest.path.name}, "
+                              "the newest complete one", CheckpointWarning, stacklevel=1)
+            return newest.path
+        passed.append(("damaged", dataclasses.replace(newest, problem=damage)))
+    if passed:
+        kind, last = max(passed, key=lambda kf: (kf[1].seq, kf[1].step))
+        others = f", and {len(passed) - 1} earlier one(s) are damaged or incomplete too" if len(passed) > 1 else ""
+        raise CheckpointError(
+            f"{p}: no complete checkpoint to load: {last.path.name} is {kind} ({last.problem}){others}; "
+            f"use a copy of the run made before, or start a fresh run in another folder ({spelled('--run-dir', 'run_dir=')})"
+        )
+    if resuming:  # a job killed (or stopped) before its first checkpoint was committed
+        # without --run-dir a fresh run picks a new folder under logging.runs_dir: name the option
+        run = root.parent if root.name == "checkpoints" else root
+        raise CheckpointError(
+            f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}), so there is "
+            "nothing to resume: its run ended (killed or stopped) before its first checkpoint was complete; "
+            f"{without} to start the run afresh (in this folder: {given('--run-dir', 'run_dir', run)})"
+        )
+    raise CheckpointError(
+        f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "
+        "train longer than checkpoint.interval steps or pass a checkpoint folder"
+    )
