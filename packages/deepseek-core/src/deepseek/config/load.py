@@ -9,18 +9,17 @@ learning-rate schedule and strategy named in ``[model]``, ``[data]``, ``[optimiz
 -> the trackers of ``logging.trackers`` with their ``[trackers.<name>]`` options
 (:mod:`deepseek.tracking.resolve`) -> the strategy's ``check_config`` -> every plugin's
 ``deepseek_validate_config`` hook. All of it runs before anything heavy starts; loading a
-component's ``Options`` may import torch.
+component's ``Options`` may import torch. Reading and writing the TOML files themselves is
+:mod:`deepseek.config.toml_files`'s (``read_toml``, ``dump_config`` and ``write_config`` are
+re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.config.components import (
@@ -42,10 +41,9 @@ from deepseek.config.schema import (
     OptimizerConfig,
     StrategyConfig,
 )
+from deepseek.config.toml_files import MAX_CONFIG_BYTES, dump_config, read_toml, write_config  # noqa: F401 (re-exported)
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError
-from deepseek.parsing import TOO_DEEP, loads_toml
-from deepseek.paths import broken_link, usual_mode
 from deepseek.plugins.calls import class_calls
 from deepseek.tracking.resolve import resolve_trackers
 from deepseek.training.optimizers import placement_problem
@@ -54,50 +52,6 @@ if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
 
 _DEFAULT = Config()
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-
-MAX_CONFIG_BYTES = 16 << 20
-"""The largest TOML file :func:`read_toml` reads (configs and search spaces are a few KiB)."""
-_TRAIN_DEFAULTS_HINT = "check the path, or run 'deepseek train' without a file to use the defaults"
-
-
-def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> dict[str, Any]:
-    """Parse a TOML file; a missing, unreadable, non-UTF-8 or malformed file is one clear
-    ConfigError (``missing_hint`` is the fix a missing file's message offers)."""
-    p = Path(path)
-    if not p.exists():
-        link = broken_link(p)
-        if link is not None:
-            raise ConfigError(f"{p}: {link}; give the config file's own path")
-        raise ConfigError(f"{p}: config file not found; {missing_hint}")
-    if p.is_dir():
-        raise ConfigError(f"{p}: is a directory, expected a TOML config file")
-    if not p.is_file():
-        raise ConfigError(f"{p}: not a regular file (a device, FIFO or socket); give a TOML config file")
-    if p.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a TOML config file (at most "
-                          f"{MAX_CONFIG_BYTES >> 20} MiB); check the path")
-    try:
-        text = p.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte order mark some editors write
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "
-            "not UTF-8; save the file as UTF-8 text"
-        ) from exc
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
-    try:
-        return loads_toml(text)
-    except tomllib.TOMLDecodeError as exc:
-        if str(exc) == TOO_DEEP:
-            raise ConfigError(f"{p}: not a config: its values are {TOO_DEEP} (a config's are a few); check the "
-                              "path and the file") from None
-        raise ConfigError(f"{p}: not valid TOML: {exc}; fix the syntax at that position") from exc
 
 
 def load_config(
@@ -401,27 +355,3 @@ def check_config(config: Config) -> None:
             raise ConfigError(f"precision.master_weights: keeps bf16 parameters, but precision.dtype is {p.dtype!r}; "
                               "set precision.dtype = \"bf16\" or master_weights = false")
     check_no_validation(config)  # data.eval_batches = 0: settings that follow evaluations
-
-
-def dump_config(config: Config) -> str:
-    """The resolved config as TOML text (loads back to an equal Config)."""
-    import tomli_w
-
-    return tomli_w.dumps(config.to_dict())
-
-
-def write_config(config: Config, path: str | os.PathLike[str], notes: Iterable[str] = ()) -> Path:
-    """Write the resolved config as TOML atomically (temp file + rename), each of ``notes`` a
-    comment line above the tables."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        usual_mode(fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("".join(f"# {line}\n" for line in notes) + dump_config(config))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target

@@ -1,0 +1,89 @@
+"""Config files on disk: reading a TOML file (a config, a search space, a cost table) with one
+clear error for anything wrong with it, and writing a resolved config back as TOML.
+
+What the tables mean (sections, components, checks) is :mod:`deepseek.config.load`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek.errors import ConfigError
+from deepseek.parsing import TOO_DEEP, loads_toml
+from deepseek.paths import broken_link, usual_mode
+
+if TYPE_CHECKING:
+    from deepseek.config.schema import Config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+MAX_CONFIG_BYTES = 16 << 20
+"""The largest TOML file :func:`read_toml` reads (configs and search spaces are a few KiB)."""
+_TRAIN_DEFAULTS_HINT = "check the path, or run 'deepseek train' without a file to use the defaults"
+
+
+def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> dict[str, Any]:
+    """Parse a TOML file; a missing, unreadable, non-UTF-8 or malformed file is one clear
+    ConfigError (``missing_hint`` is the fix a missing file's message offers)."""
+    p = Path(path)
+    if not p.exists():
+        link = broken_link(p)
+        if link is not None:
+            raise ConfigError(f"{p}: {link}; give the config file's own path")
+        raise ConfigError(f"{p}: config file not found; {missing_hint}")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, expected a TOML config file")
+    if not p.is_file():
+        raise ConfigError(f"{p}: not a regular file (a device, FIFO or socket); give a TOML config file")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a TOML config file (at most "
+                          f"{MAX_CONFIG_BYTES >> 20} MiB); check the path")
+    try:
+        text = p.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte order mark some editors write
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "
+            "not UTF-8; save the file as UTF-8 text"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
+    try:
+        return loads_toml(text)
+    except tomllib.TOMLDecodeError as exc:
+        if str(exc) == TOO_DEEP:
+            raise ConfigError(f"{p}: not a config: its values are {TOO_DEEP} (a config's are a few); check the "
+                              "path and the file") from None
+        raise ConfigError(f"{p}: not valid TOML: {exc}; fix the syntax at that position") from exc
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as TOML text (loads back to an equal Config)."""
+    import tomli_w
+
+    return tomli_w.dumps(config.to_dict())
+
+
+def write_config(config: Config, path: str | os.PathLike[str], notes: Iterable[str] = ()) -> Path:
+    """Write the resolved config as TOML atomically (temp file + rename), each of ``notes`` a
+    comment line above the tables."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        usual_mode(fd)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(f"# {line}\n" for line in notes) + dump_config(config))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
