@@ -13,7 +13,8 @@ every failure is blamed on the plugin that caused it:
 
 :meth:`PluginHost.register_plugin` runs passes 2-4 for one in-process plugin (tests, notebooks).
 A failing plugin is reported (distribution, version, error) as a :class:`PluginWarning` and
-skipped; in strict mode the first failure raises :class:`~deepseek.errors.PluginError`.
+skipped; in strict mode the first failure raises :class:`~deepseek.errors.PluginError`
+(:mod:`deepseek.plugins.failures` drops what it registered and reports it).
 
 A host is a value: code that looks components up takes the host to use (``load_config(host=)``,
 ``deepseek.cli.main.main(host=)``). :func:`get_host` is the process's host, built once from the
@@ -25,8 +26,6 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import sys
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +38,11 @@ from deepseek.names import did_you_mean, meant_distribution
 from deepseek.plugins import catalogue
 from deepseek.plugins.compat import incompatibility
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
+from deepseek.plugins.failures import FailureMixin
 from deepseek.plugins.impl_checks import undecorated_hooks, unknown_argument
 from deepseek.plugins.lookup import LookupMixin
 from deepseek.plugins.records import (
+    CORE_DIST,
     NAME_RE,
     Component,
     PluginRecord,
@@ -71,7 +72,6 @@ __all__ = [
     "get_host",
 ]
 
-CORE_DIST = "deepseek-core"
 ADD_HOOKSPECS = "deepseek_add_hookspecs"
 
 
@@ -88,7 +88,7 @@ class _Loaded:
         return f"plugin {self.name.partition(':')[2]!r} ({module})"
 
 
-class PluginHost(LookupMixin):
+class PluginHost(LookupMixin, FailureMixin):
     """Loads core's built-ins and the installed plugins ``settings`` allow (default: from the
     environment), then answers component lookups.
 
@@ -360,44 +360,6 @@ class PluginHost(LookupMixin):
         if hook is None:
             return []
         return [impl for impl in hook.get_hookimpls() if impl.plugin is ld.plugin]
-
-    def _drop(self, record: PluginRecord, why: str) -> None:
-        if record.dist == CORE_DIST:
-            raise PluginError(f"built-in plugin failed: {why}")
-        for ld in [x for x in self._loaded if x.record is record]:
-            if self.pm.is_registered(ld.plugin):
-                self.pm.unregister(ld.plugin)
-            self._loaded.remove(ld)
-        for kind_map in self._components.values():
-            for name in list(kind_map):
-                kind_map[name] = [c for c in kind_map[name] if c.dist != record.dist]
-                if not kind_map[name]:
-                    del kind_map[name]
-        record.components.clear()
-        record.hooks.clear()
-        message = why if why.startswith(f"{record.dist} ") else f"{record.dist} {record.version}: {why}"
-        if ENV_DENY not in message:
-            message += f"; fix the plugin or skip it with {ENV_DENY}={record.dist}"
-        self._fail(record, "failed", message)
-
-    def _fail(self, record: PluginRecord, status: str, message: str) -> None:
-        record.status, record.reason = status, message
-        self._problem(message)
-
-    def _problem(self, message: str) -> None:
-        self.problems.append(message)
-        self._trace(f"problem: {message}")
-        if self.settings.strict:
-            raise PluginError(f"{message} (strict plugin mode is on)")
-        warnings.warn(message, PluginWarning, stacklevel=4)
-
-    def _trace(self, message: str) -> None:
-        if self.settings.trace:
-            sys.stderr.write(f"[deepseek-trace] {message}\n")
-
-    def _trace_write(self, text: str) -> None:
-        for line in text.splitlines():
-            sys.stderr.write(f"[deepseek-trace] {line}\n")
 
 
 @functools.cache

@@ -12,6 +12,8 @@ from typing import Any
 from deepseek.errors import DeepseekError, PluginError
 from deepseek.plugins.settings import ENV_DENY
 
+CORE_DIST = "deepseek-core"
+"""The distribution of core's built-in plugins (its :class:`PluginRecord`'s ``dist``)."""
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 """Valid component names: lower case letters, digits, ``.``, ``_`` and ``-``."""
 
