@@ -2,7 +2,8 @@
 
 Every field has a default, so an empty file (or no file) is the main job: train ``tiny`` on the
 embedded corpus on CPU. Values are checked by :func:`deepseek.config.validate.build_dataclass`;
-a field's ``metadata["check"]`` rejects out-of-range values with the field path.
+a field's ``metadata["check"]`` (:mod:`deepseek.config.field_checks`) rejects out-of-range values
+with the field path.
 
 The ``[model]``, ``[data]``, ``[optimizer]``, ``[lr_schedule]`` and ``[strategy]`` tables name a registered component and hold that
 component's own keys beside ``name``, validated by its ``Options`` dataclass
@@ -15,60 +16,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from deepseek.config import field_checks as checks
+from deepseek.config.field_checks import SEED_MAX  # noqa: F401 (re-exported)
 from deepseek.config.groups import ParamGroupRule
 from deepseek.config.validate import non_negative, positive
 
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
 """``auto``: bf16 on a CUDA device that supports it, fp32 otherwise."""
-
-
-def _positive_int(value: int) -> str | None:
-    return None if value >= 1 else "must be >= 1"
-
-
-def _fraction(value: float) -> str | None:
-    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
-
-
-def _evaluation_value(value: str) -> str | None:
-    return None if value.startswith("val_") and len(value) > 4 else "must name an evaluation value such as 'val_loss'"
-
-
-def _betas(value: tuple[float, ...]) -> str | None:
-    if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
-        return "must be two numbers in [0, 1), e.g. [0.9, 0.95]"
-    return None
-
-
-SEED_MAX = 2**32 - 1
-"""The largest ``train.seed``: the data order mixes it into 64-bit generator seeds
-(``deepseek.data.loader``), and the command lines' ``--seed`` take the same range."""
-
-
-def _seed(value: int) -> str | None:
-    return None if 0 <= value <= SEED_MAX else f"must be a whole number from 0 to {SEED_MAX}"
-
-
-def _not_empty_path(value: str) -> str | None:
-    return None if value.strip() else "is an empty path; give a folder ('.' for the current folder)"
-
-
-def _folder_name(value: str) -> str | None:
-    if value and ("/" in value or "\\" in value or value.strip(" .") == "" or not value.strip()):
-        return ("must be one folder name (no '/' or '\\', not '.' or '..'), the run folder under "
-                "logging.runs_dir; set logging.runs_dir (or --run-dir) to put runs elsewhere")
-    if len(value.encode("utf-8", "surrogateescape")) > 255:
-        return (f"is {len(value.encode('utf-8', 'surrogateescape'))} bytes long, more than a folder name may be "
-                "(255); give a shorter name")
-    return None
-
-
-def _existing_path(value: str) -> str | None:
-    if not value:
-        return None
-    import os
-
-    return None if os.path.exists(value) else "no such run folder, checkpoint folder or .safetensors file"
 
 
 @dataclass(frozen=True)
@@ -90,7 +44,7 @@ class DataConfig:
     embedded corpus (the running Python's standard-library sources) or your text files."""
 
     name: str = "text"
-    batch_size: int = field(default=16, metadata={"check": _positive_int})
+    batch_size: int = field(default=16, metadata={"check": checks.positive_int})
     """Global batch in rows (all ranks and micro-batches together)."""
     eval_batches: int = field(default=8, metadata={"check": non_negative})
     """Validation batches per evaluation (always the same ones). 0 turns validation off (as
@@ -113,7 +67,7 @@ class TrainConfig:
     """``[train]``: the optimisation loop and the learning-rate schedule's numbers (its shape:
     ``[lr_schedule]``)."""
 
-    max_steps: int = field(default=600, metadata={"check": _positive_int})
+    max_steps: int = field(default=600, metadata={"check": checks.positive_int})
     """Optimizer steps of the run (``--max-steps``)."""
     lr: float = field(default=2e-3, metadata={"check": positive})
     """Peak learning rate, reached after the warm-up."""
@@ -132,7 +86,7 @@ class TrainConfig:
         metadata={"check": lambda v: None if v is None or v >= 1 else "must be >= 1"},
     )
     """Step at which the decay reaches ``min_lr`` (default ``max_steps``); set it to extend a run later."""
-    grad_accum: int = field(default=1, metadata={"check": _positive_int})
+    grad_accum: int = field(default=1, metadata={"check": checks.positive_int})
     """Micro-batches per optimizer step (gradient accumulation); ``data.batch_size`` must split
     evenly over data-parallel ranks x ``grad_accum``."""
     grad_clip: float = field(default=1.0, metadata={"check": non_negative})
@@ -142,9 +96,9 @@ class TrainConfig:
     and after its last whatever N is, so an N past ``max_steps`` acts as 0 (no warning, unless
     ``checkpoint.keep_best`` or ``early_stop_patience`` then cannot work: those warn). With
     ``data.eval_batches = 0`` the run never evaluates: a value other than 0 or the default warns."""
-    seed: int = field(default=1337, metadata={"check": _seed})
+    seed: int = field(default=1337, metadata={"check": checks.seed})
     """Seeds the model's initial weights, the data order and every random generator (0 to 2**32 - 1)."""
-    init_from: str = field(default="", metadata={"check": _existing_path})
+    init_from: str = field(default="", metadata={"check": checks.existing_path})
     """Start from these model weights instead of random ones: a run folder, a checkpoint folder,
     an exported ``.safetensors`` or a Hugging Face GPT-2 folder (fine-tuning, or recovering a
     pruned model; docs/interop.md); the optimizer, step and schedule start fresh. Shapes must
@@ -171,7 +125,7 @@ class TrainConfig:
     ``fa4`` (FlashAttention-4, Hopper/Blackwell GPUs, the ``flash-attn-4`` package; process-wide
     once chosen). On the CPU only ``auto``, ``flash`` and ``math`` exist. A call the kernel cannot
     take (a padding mask with ``flash`` on CUDA) stops the run with one line."""
-    monitor: str = field(default="val_loss", metadata={"check": _evaluation_value})
+    monitor: str = field(default="val_loss", metadata={"check": checks.evaluation_value})
     """The evaluation value that best checkpoints and early stopping follow: ``val_loss``,
     ``val_bits_per_byte`` (text datasets whose tokenizer knows each token's bytes) or
     ``val_<metric>`` of a metric the model reports (``val_accuracy``), or a ``val_`` value a
@@ -225,7 +179,7 @@ class PrecisionConfig:
     init_scale: float = field(default=2.0**16, metadata={"check": positive})
     """fp16 only: the initial loss scale (another value than the default warns in a run computing in
     another dtype)."""
-    growth_interval: int = field(default=2000, metadata={"check": _positive_int})
+    growth_interval: int = field(default=2000, metadata={"check": checks.positive_int})
     """fp16 only: steps without overflow before the loss scale doubles (another value than the
     default warns in a run computing in another dtype)."""
 
@@ -240,13 +194,13 @@ class OptimizerConfig:
     name: str = "adamw"
     """the registered optimizer: ``adamw`` (torch's AdamW), ``sgd`` (with ``momentum``), ``lion``,
     ``adafactor`` or a plugin's (``deepseek plugins list``)"""
-    betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata={"check": _betas})
+    betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata={"check": checks.betas})
     """Moment decay rates (AdamW and optimizers like it)."""
     eps: float = field(default=1e-8, metadata={"check": positive})
     """Denominator epsilon (AdamW and optimizers like it)."""
     weight_decay: float = field(default=0.1, metadata={"check": non_negative})
     """Weight decay of the matrices (decoupled for AdamW, L2 for SGD); biases and norms get none."""
-    momentum: float = field(default=0.9, metadata={"check": _fraction})
+    momentum: float = field(default=0.9, metadata={"check": checks.fraction})
     """SGD's momentum (0: plain SGD)."""
     fused: bool | None = None
     """torch's fused kernel of AdamW and SGD; ``None``: on when every parameter is a plain CUDA
@@ -300,7 +254,7 @@ class CheckpointConfig:
     """Every N steps (0: only at the end). Past ``train.max_steps`` with ``at_end = false`` (and
     no ``keep_best``) the run would write no checkpoint: it warns (``interval = 0`` with
     ``at_end = false`` writes none without a word)."""
-    keep_last: int = field(default=2, metadata={"check": _positive_int})
+    keep_last: int = field(default=2, metadata={"check": checks.positive_int})
     """Checkpoints kept in the run folder (older ones are deleted)."""
     at_end: bool = True
     """Write a checkpoint after the last step."""
@@ -316,9 +270,9 @@ class CheckpointConfig:
 class LoggingConfig:
     """``[logging]``: where runs go and what is written there (rank 0 only)."""
 
-    runs_dir: str = field(default="runs", metadata={"check": _not_empty_path})
+    runs_dir: str = field(default="runs", metadata={"check": checks.not_empty_path})
     """Folder that holds run folders."""
-    name: str = field(default="", metadata={"check": _folder_name})
+    name: str = field(default="", metadata={"check": checks.folder_name})
     """Run folder name under ``runs_dir`` (default: a timestamp): one folder name, no ``/``."""
     progress: bool = True
     """Show a progress bar (``--quiet`` turns it off)."""

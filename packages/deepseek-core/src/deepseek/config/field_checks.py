@@ -1,0 +1,59 @@
+"""The value checks of the config schema's fields (``metadata["check"]``): each takes a field's
+value and returns what is wrong with it (``"must be >= 1"``), or ``None``;
+:func:`deepseek.config.validate.build_dataclass` puts the field path in front.
+
+The fields that use them are :mod:`deepseek.config.schema`'s; the generic ``positive`` and
+``non_negative`` are :mod:`deepseek.config.validate`'s.
+"""
+
+from __future__ import annotations
+
+
+def positive_int(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def fraction(value: float) -> str | None:
+    """In [0, 1)."""
+    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
+
+
+def evaluation_value(value: str) -> str | None:
+    return None if value.startswith("val_") and len(value) > 4 else "must name an evaluation value such as 'val_loss'"
+
+
+def betas(value: tuple[float, ...]) -> str | None:
+    if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
+        return "must be two numbers in [0, 1), e.g. [0.9, 0.95]"
+    return None
+
+
+SEED_MAX = 2**32 - 1
+"""The largest ``train.seed``: the data order mixes it into 64-bit generator seeds
+(``deepseek.data.loader``), and the command lines' ``--seed`` take the same range."""
+
+
+def seed(value: int) -> str | None:
+    return None if 0 <= value <= SEED_MAX else f"must be a whole number from 0 to {SEED_MAX}"
+
+
+def not_empty_path(value: str) -> str | None:
+    return None if value.strip() else "is an empty path; give a folder ('.' for the current folder)"
+
+
+def folder_name(value: str) -> str | None:
+    if value and ("/" in value or "\\" in value or value.strip(" .") == "" or not value.strip()):
+        return ("must be one folder name (no '/' or '\\', not '.' or '..'), the run folder under "
+                "logging.runs_dir; set logging.runs_dir (or --run-dir) to put runs elsewhere")
+    if len(value.encode("utf-8", "surrogateescape")) > 255:
+        return (f"is {len(value.encode('utf-8', 'surrogateescape'))} bytes long, more than a folder name may be "
+                "(255); give a shorter name")
+    return None
+
+
+def existing_path(value: str) -> str | None:
+    if not value:
+        return None
+    import os
+
+    return None if os.path.exists(value) else "no such run folder, checkpoint folder or .safetensors file"
