@@ -2,7 +2,8 @@
 
 ``data.files`` (paths or globs) are JSON lines (``.jsonl``/``.json``), Parquet (``.parquet``),
 CSV (``.csv``) or plain text (``.txt``: one record per paragraph), the format read from each
-file's extension or set with ``data.format``. Each file is streamed with
+file's extension or set with ``data.format`` (:mod:`deepseek.data.hf_files` finds the files and
+their formats). Each file is streamed with
 ``datasets.load_dataset(<format>, data_files=[file], streaming=True)``: only local files, never
 the Hub. Every record's ``data.text_field`` is one document, tokenized (bytes or
 ``data.tokenizer``) and packed like the ``text`` dataset (:mod:`deepseek.data.packed`).
@@ -19,12 +20,10 @@ position are skipped by reading through the file). Needs ``pip install 'deepseek
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,95 +31,20 @@ from typing import Any, Literal
 import numpy as np
 
 from deepseek.config.validate import did_you_mean
+from deepseek.data.hf_files import (  # FORMATS, COMPRESSED re-exported
+    COMPRESSED,  # noqa: F401
+    FORMATS,  # noqa: F401
+    expand_files,
+    extension_format,
+    format_of,
+    is_json_lines,
+)
 from deepseek.data.packed import TokenDataset, TokenOptions
 from deepseek.data.sources import DocReader, DocSource
 from deepseek.data.tokenizer import ByteTokenizer, Tokenizer
 from deepseek.errors import ConfigError, UsageError
-from deepseek.parsing import loads_json
 
-FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
-           ".arrow": "arrow"}
-COMPRESSED = (".gz", ".bz2", ".xz")
-"""Compressions ``datasets`` reads while streaming; the format is the extension before them."""
 INSTALL_HF = "pip install 'deepseek-core[hf]'"
-
-
-def _saved_dataset(folder: Path, pattern: str, where: str) -> list[str]:
-    """The Arrow files of a ``Dataset.save_to_disk`` folder, in their order; any other folder is
-    one line saying what to give instead."""
-    if (folder / "dataset_dict.json").is_file():
-        splits = sorted(p.name for p in folder.iterdir() if (p / "state.json").is_file()) or ["train"]
-        val = next((s for s in ("validation", "valid", "test") if s in splits), None)
-        train = "train" if "train" in splits else next((s for s in splits if s != val), splits[0])
-        hint = f"data.files = [\"{pattern}/{train}\"]"
-        if val:
-            hint += f", data.val_files = [\"{pattern}/{val}\"]"
-        raise ConfigError(f"{where}: {pattern!r} is a DatasetDict saved with save_to_disk (splits: "
-                          f"{', '.join(splits)}); name its splits' folders: {hint}")
-    try:
-        state = loads_json((folder / "state.json").read_text(encoding="utf-8"))
-        files = [folder / str(f["filename"]) for f in state["_data_files"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"{where}: {pattern!r} is a folder; name its files with a glob such as "
-                          f"\"{pattern.rstrip('/')}/**/*.jsonl\", or give a folder written by Dataset.save_to_disk"
-                          ) from None
-    absent = [f for f in files if not f.is_file()]
-    if absent:
-        raise ConfigError(f"{where}: {pattern!r} (saved with save_to_disk) lacks {absent[0].name}; save the "
-                          "dataset again")
-    return [str(f) for f in files]
-
-
-def _expand(patterns: Sequence[str], where: str) -> tuple[str, ...]:
-    """Absolute paths of the files ``patterns`` name (sorted, each once); a ``save_to_disk``
-    folder names its Arrow files."""
-    found: dict[str, None] = {}
-    for pattern in patterns:
-        if not isinstance(pattern, str) or not pattern:
-            raise ConfigError(f"{where}: expected file paths or globs, got {pattern!r}")
-        matches: list[str] = []
-        for p in sorted(glob.glob(os.path.expanduser(pattern), recursive=True)):
-            if os.path.isfile(p):
-                matches.append(p)
-            elif os.path.isdir(p) and not glob.has_magic(pattern):
-                matches += _saved_dataset(Path(p), pattern, where)
-        if not matches:
-            raise ConfigError(f"{where}: {pattern!r} matches no files; give local files (paths or globs such as "
-                              "\"data/*.jsonl\")")
-        found.update((str(Path(p).resolve()), None) for p in matches)
-    return tuple(sorted(found))
-
-
-def format_of(path: str, given: str) -> str:
-    """The ``datasets`` builder of ``path``: ``given``, else from its extension (before a
-    compression's: ``.jsonl.gz`` is JSON lines)."""
-    if given:
-        return given
-    name = Path(path)
-    if name.suffix.lower() in COMPRESSED:
-        name = name.with_suffix("")
-    fmt = FORMATS.get(name.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"data.format: cannot tell the format of {path!r} from its extension; set data.format "
-                          f"to one of json, parquet, csv, text, arrow (extensions: {', '.join(FORMATS)}, "
-                          f"optionally followed by {', '.join(COMPRESSED)})")
-    return fmt
-
-
-def _extension_format(path: str) -> str | None:
-    """The format ``path``'s extension names, or None."""
-    try:
-        return format_of(path, "")
-    except ConfigError:
-        return None
-
-
-def _json_lines(path: str) -> bool:
-    """Whether ``path`` is JSON lines by its extension (``.jsonl``, before a compression's)."""
-    name = Path(path)
-    if name.suffix.lower() in COMPRESSED:
-        name = name.with_suffix("")
-    return name.suffix.lower() == ".jsonl"
 
 
 @dataclass(frozen=True)
@@ -159,14 +83,14 @@ class HFOptions(TokenOptions):
         if len(self.csv_delimiter) != 1 or self.csv_delimiter in "\r\n\"":
             raise ConfigError(f"data.csv_delimiter: {self.csv_delimiter!r} must be one character other than a quote or "
                               "a line break, e.g. \";\" or \"\\t\"")
-        files = _expand(self.files, "data.files")
-        val = _expand(self.val_files, "data.val_files") if self.val_files else ()
+        files = expand_files(self.files, "data.files")
+        val = expand_files(self.val_files, "data.val_files") if self.val_files else ()
         both = sorted(set(files) & set(val))
         if both:
             raise ConfigError(f"data.val_files: {both[0]!r} is also in data.files; a file is either trained on or "
                               "held out")
         formats = {format_of(f, self.format) for f in (*files, *val)}
-        documents = [f for f in (*files, *val) if format_of(f, self.format) == "json" and not _json_lines(f)]
+        documents = [f for f in (*files, *val) if format_of(f, self.format) == "json" and not is_json_lines(f)]
         if self.json_field and not documents:
             raise ConfigError(f"data.json_field: {self.json_field!r} names a key of .json files, and data.files holds "
                               "none (JSON lines hold one record per line, without a key); remove data.json_field")
@@ -223,7 +147,7 @@ def _unreadable_record(unit: FileUnit, records_read: int, exc: BaseException) ->
     ``records_read + row + 1``."""
     message = _first_line(exc)
     row = re.search(r"\bin row (\d+)\b", message)
-    if row is not None and unit.fmt == "json" and _json_lines(unit.path):
+    if row is not None and unit.fmt == "json" and is_json_lines(unit.path):
         where = f"at line {records_read + int(row.group(1)) + 1}"
     elif records_read == 0:
         where = "in its first block of records"
@@ -250,7 +174,7 @@ class RecordReader(DocReader):
     def _open(self, unit: FileUnit) -> None:
         datasets = require_datasets()
         extra = self.reading.get(unit.fmt, {})
-        if unit.fmt == "json" and self.json_field and not _json_lines(unit.path):
+        if unit.fmt == "json" and self.json_field and not is_json_lines(unit.path):
             extra = {"field": self.json_field}
         try:
             if os.path.getsize(unit.path) == 0:
@@ -299,7 +223,7 @@ class RecordReader(DocReader):
         field_name = self.text_field
         if field_name not in record:
             columns = sorted(map(str, record))
-            ext = _extension_format(unit.path)
+            ext = extension_format(unit.path)
             read_as = f" (read as {unit.fmt} by data.format; its extension says {ext})" if ext not in (None, unit.fmt) else ""
             raise UsageError(f"data.text_field: {unit.path!r}{read_as} has no column {field_name!r}"
                              f"{_layout_hint(record, columns, unit) or did_you_mean(field_name, columns)}; its "
