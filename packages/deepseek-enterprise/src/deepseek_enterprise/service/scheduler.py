@@ -43,7 +43,8 @@ An executor method that raises what its contract does not name (``start`` anythi
 ``Unavailable`` where it is allowed): that job alone fails, with one line naming the executor, its
 distribution and the method (``executor NAME (DIST VERSION): start() raised RuntimeError: ...``),
 logged once; its slot is free and the passes go on for every other job. An exception from
-``reason`` leaves the reason out.
+``reason`` leaves the reason out. The check of each call is
+:func:`~deepseek_enterprise.service.executor_calls.call_executor`'s.
 """
 
 from __future__ import annotations
@@ -56,34 +57,19 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from deepseek.plugins.records import describe_error
 from deepseek_enterprise.service import gpushare, quotas
 from deepseek_enterprise.service.executor import UNREADABLE, Executor, Launch, Started, Unavailable
-from deepseek_enterprise.service.executor_base import RETURNS
+from deepseek_enterprise.service.executor_calls import (  # noqa: F401 (REF_MAX re-exported)
+    REF_MAX,
+    ExecutorBroke,
+    call_executor,
+    checked_ref,
+)
 from deepseek_enterprise.service.jobpaths import PathRefused
 from deepseek_enterprise.service.models import ACTIVE_STATES, DeviceUse, Job, Tenant, utcnow
 from deepseek_enterprise.service.store import Store
 
 log = logging.getLogger("deepseek.server")
-REF_MAX = Job.__table__.c.pid_start.type.length
-"""The longest ``Executor.reserve`` answer (and ``Started.pid_start``) the database keeps."""
-
-
-def _checked_ref(origin: str, ref: object) -> str:
-    """``reserve``'s answer, OSError (the job fails with it) when it is not a string of at most
-    :data:`REF_MAX` printable characters: the same on every database, never a failed commit."""
-    if not isinstance(ref, str) or len(ref) > REF_MAX or not ref.isprintable():
-        raise OSError(f"{origin}: reserve() returned {str(ref)[:80]!r}, not a string of "
-                      f"at most {REF_MAX} printable characters (Executor.reserve)")
-    return ref
-
-
-class ExecutorBroke(Exception):
-    """An executor method raised what its contract does not name, or returned what it does not
-    allow; the message is one line naming the executor (and its distribution) and the method
-    (module docstring)."""
-
-
 class Scheduler:
     """Runs queued jobs on ``executor`` with at most ``slots`` running at once and ``gpus`` as
     the device pool. ``origin`` names the executor in messages, ``executor NAME (DIST VERSION)``
@@ -145,20 +131,8 @@ class Scheduler:
     # -- the parts --------------------------------------------------------------------------
 
     def _call(self, method: str, *args: object, allowed: tuple[type[BaseException], ...] = (Unavailable,)) -> object:
-        """``executor.method(*args)``; what it raises beyond ``allowed``, or returns outside its
-        :data:`RETURNS`, comes out as :class:`ExecutorBroke`."""
-        try:
-            value = getattr(self.executor, method)(*args)
-        except allowed:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a plugin's bug: that job fails, named (module docstring)
-            raise ExecutorBroke(f"{self.origin}: {method}() raised {describe_error(exc)}") from exc
-        fits, expected = RETURNS.get(method, (lambda _: True, ""))
-        if not fits(value):  # a plugin's bug too: acting on it failed the whole pass, unnamed
-            shown = " ".join(repr(value).split())
-            raise ExecutorBroke(f"{self.origin}: {method}() returned {shown[:80]} ({type(value).__name__}), "
-                                f"not {expected}")
-        return value
+        """``executor.method(*args)`` checked against its contract (:func:`call_executor`)."""
+        return call_executor(self.executor, self.origin, method, *args, allowed=allowed)
 
     def _broke(self, job: Job, message: str, s: Session) -> None:
         """Fail ``job`` for an executor that broke on it: one line in the log, none in later passes."""
@@ -326,7 +300,7 @@ class Scheduler:
             share = self._share(job.tenant) if job.devices else None
             gpus = gpushare.assign(self.gpus, load, job.devices, share) or []
             try:
-                ref = _checked_ref(self.origin, self._call("reserve", job.id, allowed=(OSError,)))
+                ref = checked_ref(self.origin, self._call("reserve", job.id, allowed=(OSError,)))
             except (OSError, ExecutorBroke) as exc:  # no state folder (or a plugin's bad ref or bug): nothing started
                 job.move("starting")  # and failed, in this one transaction (queued -> failed is no transition)
                 self._fail(job, exc, s)
