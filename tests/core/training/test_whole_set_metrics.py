@@ -156,3 +156,11 @@ def growing() -> Any:
     """Totals whose shape grows by one each batch."""
     calls = iter(range(1, 100))
     return lambda label: {"n": torch.ones(next(calls))}
+
+
+def test_fit_refuses_totals_without_metrics_from_totals_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"output\['totals'\] is returned, but the model does not define "
+                                         r"metrics_from_totals"):
+        deepseek.fit(NoCompute, TRAIN, val_data=HELD_OUT, names=("x", "label"), batch_size=16, strategy="single",
+                     config={"train": {"max_steps": 2}}, run_dir=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()

@@ -221,13 +221,17 @@ class StepEngine:
         with self.strategy_calls("evaluate"), self.model_calls("forward"):
             return strategy.evaluate(shard)
 
-    def evaluate_all(self, batches: Sequence[Batch]) -> tuple[list[Evaluation], dict[str, float]]:
+    def evaluate_all(self, batches: Sequence[Batch], *, first: bool = False) -> tuple[list[Evaluation], dict[str, float]]:
         """:meth:`evaluate` of each global validation batch, and the model's whole-set metrics
         (``val_<name>``): its ``metrics_from_totals`` of the ``"totals"`` its forward returned,
-        summed over the batches and the data-parallel ranks (:mod:`deepseek.training.totals`)."""
+        summed over the batches and the data-parallel ranks (:mod:`deepseek.training.totals`).
+        The totals are read by a forward hook only from a model that offers whole-set metrics,
+        and on the ``first`` evaluation (the check before training), which refuses totals from a
+        model that does not: a hook added to a compiled model makes it compile again."""
         name = self.config.model.name
-        with TotalsCapture(self.strategy.eval_module, model_name=name,
-                           offers=self._totals_to_metrics is not None) as capture:
+        offers = self._totals_to_metrics is not None
+        capture = TotalsCapture(self.strategy.eval_module, model_name=name, offers=offers)
+        with capture if offers or first else contextlib.nullcontext():
             results = [self.evaluate(batch) for batch in batches]
         method = self._totals_to_metrics() if self._totals_to_metrics is not None else None
         if not capture.sums or method is None:

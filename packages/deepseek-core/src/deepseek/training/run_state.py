@@ -139,7 +139,7 @@ def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
     if not trainer.val_set:  # data.eval_batches = 0: nothing is evaluated, no monitored value is needed
         return
     with rng_kept(trainer.strategy.device):
-        results, whole_set = trainer.engine.evaluate_all(trainer.val_set[:1])
+        results, whole_set = trainer.engine.evaluate_all(trainer.val_set[:1], first=True)
     reported = [*results[0][1], *(name.removeprefix("val_") for name in whole_set)]
     with trainer.engine.model_calls("metric_names"):
         declared = check_declared_metrics(model, reported, model_name=trainer.config.model.name)
