@@ -313,6 +313,21 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(hostile: Hostile, trained
     assert done.code == 0, done.stderr
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 2
+    # said once, naming the file and the line (it used to be dropped without a word)
+    said = [line for line in done.stderr.splitlines() if "half-written last line" in line]
+    assert len(said) == 1 and "metrics.jsonl:" in said[0], done.stderr
+
+
+def test_a_complete_last_metrics_line_that_is_not_a_record_is_refused(hostile: Hostile, trained_run: Path) -> None:
+    """A last line with its newline was written whole: not JSON is damage, not a torn write (a file
+    of that one line used to be dropped on resume, the run's history with it)."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text("garbage{{\n")
+    hostile.refused("train", "--resume", "run", "--max-steps", "2",
+                    expect=["metrics.jsonl:1: not a metrics record", "delete or repair that line"])
+    assert metrics.read_text() == "garbage{{\n"  # nothing rewritten
 
 
 def test_a_latest_pointer_that_is_not_text_is_no_hint(hostile: Hostile, trained_run: Path) -> None:

@@ -21,26 +21,33 @@ PLOT_FILE = "loss.png"
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Records of a ``metrics.jsonl``: JSON objects with a whole ``step`` >= 0, one a line. A torn
-    last line (a crash in the middle of a write) is ignored; any other line that is not such a
-    record is a UsageError naming the file and the line."""
+    last line (a crash in the middle of a write: not JSON and without its closing newline, which
+    every record is written with) is ignored with a :class:`MetricsWarning` naming it; any other
+    line that is not such a record, a complete last line too, is a UsageError naming the file and
+    the line."""
     from deepseek.errors import UsageError
 
     p = Path(path)
     if not p.exists() and not p.is_symlink():  # exists() is False for a loop of links too
         return []
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{p}: cannot read the run's metrics ({exc}); {_METRICS_FIX}") from exc
     except OSError as exc:  # a folder, a loop of symbolic links, no permission
         raise UsageError(f"{p}: cannot read the run's metrics ({exc.strerror}); make it a readable file "
                          "or start a new run") from exc
+    lines = text.splitlines()
     out = []
     for number, line in enumerate(lines, start=1):
         try:
             record = loads_json(line)
         except json.JSONDecodeError:
-            if number == len(lines):
+            if number == len(lines) and not text.endswith("\n"):
+                import warnings
+
+                warnings.warn(f"{p}:{number}: ignoring a half-written last line (the run stopped while writing "
+                              f"it): {line[:60]!r}", MetricsWarning, stacklevel=1)
                 continue
             record = None
         step = record.get("step") if isinstance(record, dict) else None
@@ -54,6 +61,10 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 _METRICS_FIX = "delete or repair that line (every line is one JSON record), or start a new run"
+
+
+class MetricsWarning(UserWarning):
+    """A ``metrics.jsonl`` line that was read past: a torn last line."""
 
 
 class MetricsWriter:
