@@ -22,6 +22,7 @@ from deepseek.data.dataset import Dataset
 from deepseek.errors import UsageError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
+from deepseek.training.script import RunCompleteWarning
 
 CONFIG = {"train": {"max_steps": 60, "lr": 1e-2, "warmup_steps": 5, "eval_interval": 20},
           "checkpoint": {"interval": 20, "keep_last": 5}, "logging": {"progress": False, "plot": False},
@@ -91,12 +92,18 @@ def test_fit_trains_a_scripts_model_and_writes_a_run_folder(tmp_path: Path, host
                                          r"continue it with resume="):
         deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run, host=host)
     assert (run / "checkpoints" / "step-60" / "model.safetensors").is_file()
-    # resuming the finished run: its argument named as the script gives it (it named the CLI's --resume)
-    with pytest.raises(UsageError, match=r"^resume='.*step-60': the run is complete, its checkpoint is at step 60 "
-                                         r"and train\.max_steps is 60; nothing to train \(raise train\.max_steps to "
-                                         r"train further\)$"):
-        deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run, host=host,
-                     resume=run)
+    # resuming the finished run (a requeued script): warned with the argument named as the script gives
+    # it (it named the CLI's --resume), nothing written, and the finished run's result returned (it raised)
+    before = (run / "metrics.jsonl").read_bytes()
+    with pytest.warns(RunCompleteWarning, match=r"^resume='.*step-60': the run is complete, its checkpoint is at step "
+                                                r"60 and train\.max_steps is 60; nothing to train \(raise "
+                                                r"train\.max_steps to train further\)$"):
+        again = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, run_dir=run,
+                             host=host, resume=run)
+    assert (again.step, again.resumed_at, again.losses, again.run_dir) == (60, 60, [], run)
+    assert again.checkpoint == run / "checkpoints" / "step-60"
+    assert again.val_metrics == pytest.approx(result.val_metrics) and again.monitor == result.monitor
+    assert (run / "metrics.jsonl").read_bytes() == before
     with pytest.raises(UsageError, match=r"no such checkpoint or run folder, so there is nothing to resume .*; leave "
                                          r"out resume= to start the run, or pass a run folder"):
         deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG, host=host,

@@ -5,6 +5,8 @@ The CLI turns every :class:`UsageError` into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+from typing import Any
+
 QUOTED_LIMIT = 120
 """Longest text an error quotes whole (:func:`clipped`)."""
 
@@ -64,9 +66,16 @@ class TrainingDivergedError(DeepseekError):
 
 class RunComplete(UsageError):
     """``--resume`` of a run with nothing left to train: its checkpoint is at ``train.max_steps``,
-    or it stopped early. The Python API raises it like any UsageError (nothing was written);
-    ``deepseek train`` prints its line and exits 0, as Lightning's and Hugging Face's trainers
-    return when resumed at their last step, so a requeued job that finds its run done ends cleanly."""
+    or it stopped early; nothing was written. ``deepseek train`` prints its line and exits 0, and
+    ``deepseek.fit`` warns with the line and returns the finished run's result, as Lightning's and
+    Hugging Face's trainers return when resumed at their last step, so a requeued job that finds
+    its run done ends cleanly. ``Trainer.fit`` raises it; ``checkpoint``, ``step`` and
+    ``ended_early`` say which checkpoint, at which step, and why a run stopped before its last step."""
+
+    def __init__(self, message: str, *, checkpoint: Any = None, step: int | None = None,
+                 ended_early: str | None = None) -> None:
+        super().__init__(message)
+        self.checkpoint, self.step, self.ended_early = checkpoint, step, ended_early
 
 
 class CheckpointError(UsageError):

@@ -134,11 +134,12 @@ def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> 
                           f"{step}, or start a new run from its weights ({init_from})")
     if step == max_steps:
         raise RunComplete(f"{resume}: the run is complete, its checkpoint is at step {step} and "
-                          f"train.max_steps is {max_steps}; nothing to train (raise {more} to train further)")
+                          f"train.max_steps is {max_steps}; nothing to train (raise {more} to train further)",
+                          checkpoint=where, step=step)
     if monitor.exhausted:
         raise RunComplete(f"{resume}: the run is complete, it stopped early at step {step} "
                           f"({monitor.describe()}); nothing to train (raise train.early_stop_patience, 0: never, "
-                          "to train further)")
+                          "to train further)", checkpoint=where, step=step, ended_early=monitor.describe())
 
 
 def metric_adding_plugins(hook: Any) -> tuple[str, ...]:

@@ -319,7 +319,39 @@ def fit(
         data, val_data, val_fraction, validation))
     cfg = script_config(settings, batch_size=batch_size, strategy=strategy, host=lookups, data_options=own_class,
                         epochs=epochs)
-    return Trainer(cfg, run_dir=run_dir, resume=resume, quiet=quiet, host=lookups).fit()
+    from deepseek.errors import RunComplete
+
+    try:
+        return Trainer(cfg, run_dir=run_dir, resume=resume, quiet=quiet, host=lookups).fit()
+    except RunComplete as done:  # a requeued script finding its run done: said, and the run's result
+        return finished_result(done)
+
+
+class RunCompleteWarning(UserWarning):
+    """``deepseek.fit(resume=...)`` of a run with nothing left to train: it returned that run's result."""
+
+
+def finished_result(done: Any) -> TrainResult:
+    """The result of a complete run that ``fit`` was asked to resume (:class:`~deepseek.errors.RunComplete`
+    ``done``): nothing trained in this call (``losses`` empty, ``resumed_at`` its step), the values
+    of its last step and evaluation as its checkpoint recorded them; warns with ``done``'s line."""
+    import os
+    import warnings
+
+    from deepseek.data.tokenizer import run_folder_of
+    from deepseek.training.checkpoint import read_trainer_state
+    from deepseek.training.result import TrainResult
+
+    warnings.warn(str(done), RunCompleteWarning, stacklevel=3)
+    directory = Path(done.checkpoint)
+    state = read_trainer_state(directory)  # read and checked when the resume was refused
+    metrics = {k: v for k, v in (state.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    monitor = state.get("monitor")
+    return TrainResult(run_folder_of(directory), done.step, metrics, checkpoint=directory,
+                       is_global_zero=os.environ.get("RANK", "0") == "0",
+                       val_metrics={k: v for k, v in metrics.items() if k.startswith("val_")},
+                       monitor=monitor if isinstance(monitor, dict) else {}, ended_early=done.ended_early,
+                       resumed_at=done.step)
 
 
 def evaluate(
