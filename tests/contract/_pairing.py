@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from deepseek.config.components import build_options, options_class
+from deepseek.config.load import DATA_SIZES
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data, split_output
 from deepseek.models.factory import instantiate_model
@@ -64,11 +65,21 @@ def _shrunk(target: Any, shrink: dict[str, Any], *, kind: str, name: str) -> dic
     return {k: v for k, v in shrink.items() if k in keys}
 
 
-def tiny_model(host: Any, name: str) -> Any:
-    """Model ``name`` of ``host`` on the CPU, with :data:`MODEL_SHRINK` where it has those keys."""
+def tiny_model(host: Any, name: str, data: Any = None) -> Any:
+    """Model ``name`` of ``host`` on the CPU, with :data:`MODEL_SHRINK` where it has those keys and,
+    paired with dataset ``data``, the sizes that follow the data (``num_classes``, ``vocab_size``:
+    :data:`deepseek.config.load.DATA_SIZES`) where it has those keys, as a config naming both gets them."""
     target = host.resolve("model", name).load()
-    return instantiate_model(target, _shrunk(target, MODEL_SHRINK, kind="model", name=name), name=name,
+    keys = {**MODEL_SHRINK, **(_data_sizes(data) if data is not None else {})}
+    return instantiate_model(target, _shrunk(target, keys, kind="model", name=name), name=name,
                              device="cpu", host=host)
+
+
+def _data_sizes(data: Any) -> dict[str, int]:
+    """The model keys dataset ``data`` declares from its options (``Dataset.model_num_classes``, ...)."""
+    sizes = {key: getattr(type(data), method)(data.options) for key, (method, _, _) in DATA_SIZES.items()
+             if hasattr(type(data), method)}
+    return {key: size for key, size in sizes.items() if size is not None}
 
 
 def tiny_dataset(host: Any, name: str, folder: Path) -> Any:
@@ -143,7 +154,7 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             continue
         data, val, train = made
         torch.manual_seed(0)
-        model = tiny_model(host, name)
+        model = tiny_model(host, name, data)
         try:
             check_model_data(model, val, data, model_name=name)
         except UsageError as exc:  # one the model refuses

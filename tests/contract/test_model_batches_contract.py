@@ -4,6 +4,7 @@ and a model that no registered dataset fits is skipped with what to register."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,79 @@ def test_a_model_no_dataset_fits_is_skipped_saying_what_to_register(host: Plugin
     assert "acme.rows: model 'acme.lonely': the dataset's batches (keys ['x', 'y']) do not fit" in reason
     assert reason.endswith("register a dataset whose batches it takes (its check_data accepts them, its forward "
                            "takes their keys) in the same plugin, and this check calls the model on its first batch")
+
+
+@dataclass(frozen=True)
+class LabelsOptions:
+    classes: int = 5
+
+
+class Labels(Dataset):
+    """Batches ``{"x": (rows, 3), "label": (rows,)}`` with labels ``0 .. classes - 1``, declared."""
+
+    Options = LabelsOptions
+
+    def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
+        super().__init__(options, batch_size=batch_size, seed=seed)
+
+    def _batch(self, index: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(index)
+        return {"x": torch.randn(self.batch_size, 3, generator=g),
+                "label": torch.arange(self.batch_size) % self.options.classes}
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        return self._batch(1)
+
+    def validation_batches(self, limit: int) -> list[dict[str, torch.Tensor]]:
+        return [self._batch(2)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    @classmethod
+    def model_num_classes(cls, options: Any) -> int:
+        return options.classes
+
+
+@dataclass(frozen=True)
+class CountsOptions:
+    num_classes: int = 2  # a config naming dataset "labels" sets it to the data's 5
+
+
+class Counts(TrainableModel):
+    """A classifier whose per-class counts index by label: a label >= num_classes is an IndexError."""
+
+    Options = CountsOptions
+
+    def __init__(self, options: CountsOptions) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, options.num_classes)
+        self.num_classes = options.num_classes
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> Any:
+        logits = self.fc(x)
+        counts = torch.zeros(self.num_classes).index_put_((label,), torch.ones(len(label)), accumulate=True)
+        return {"loss": nn.functional.cross_entropy(logits, label), "seen": counts.count_nonzero() / self.num_classes}
+
+
+class LabelsPlugin:
+    @hookimpl
+    def deepseek_register_models(self, register: Any) -> None:
+        register("acme.counts", Counts, description="classifier sized by the data")
+
+    @hookimpl
+    def deepseek_register_datasets(self, register: Any) -> None:
+        register("acme.labels", Labels, description="labels 0..4")
+
+
+def test_a_model_gets_the_class_count_its_dataset_declares(tmp_path: Path) -> None:
+    # A config naming both gives the model model_num_classes (docs/plugins.md section 11); the
+    # contract call on the batch builds the model the same way, not from its default of 2.
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(LabelsPlugin(), dist="acme-labels").status == "ok"
+    calls = call_on_batches(host, "acme.counts", tmp_path)
+    _loss, metrics = calls.outputs["acme.labels"]
+    assert float(metrics["seen"]) == pytest.approx(4 / 5)  # labels 0..3 of 4 rows, of the 5 classes built
