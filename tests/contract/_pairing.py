@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,12 @@ from deepseek.config.load import DATA_SIZES
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data, split_output
 from deepseek.models.factory import instantiate_model
+from deepseek.training.totals import (
+    TOTALS,
+    TotalsCapture,
+    offers_whole_set_metrics,
+    whole_set_metrics,
+)
 
 ROWS = 4
 MODEL_SHRINK = {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
@@ -90,6 +97,17 @@ def tiny_dataset(host: Any, name: str, folder: Path) -> Any:
     if name in NEEDS_FILES:
         table.update(NEEDS_FILES[name][0](folder))
     return cls(build_options(cls, table, kind="dataset", name=name, path="data"), batch_size=ROWS, seed=0)
+
+
+def _whole_set(model: Any, output: Any, name: str, means: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The whole-set metrics of one output's ``"totals"`` (docs/plugins.md section 10), named as
+    ``metric_names`` declares them, checked by the evaluation's own rules (one-line ``UsageError``)."""
+    capture = TotalsCapture(model, model_name=name, offers=offers_whole_set_metrics(model))
+    if not isinstance(output, Mapping) or TOTALS not in output:
+        return {}
+    capture.add(output[TOTALS])
+    values = whole_set_metrics(model, capture.sums, model_name=name, taken={f"val_{k}": v for k, v in means.items()})
+    return {key.removeprefix("val_"): torch.tensor(value) for key, value in values.items()}
 
 
 @dataclasses.dataclass
@@ -161,7 +179,9 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             calls.refused[data_name] = str(exc).splitlines()[0]
             continue
         model.train()
-        loss, metrics = split_output(model(**train), model_name=name)
+        output = model(**train)
+        loss, metrics = split_output(output, model_name=name)
+        metrics = {**metrics, **_whole_set(model, output, name, metrics)}
         values = {"loss": loss, **metrics}
         bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
         assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"

@@ -207,3 +207,59 @@ def test_a_model_gets_the_class_count_its_dataset_declares(tmp_path: Path) -> No
     calls = call_on_batches(host, "acme.counts", tmp_path)
     _loss, metrics = calls.outputs["acme.labels"]
     assert float(metrics["seen"]) == pytest.approx(4 / 5)  # labels 0..3 of 4 rows, of the 5 classes built
+
+
+class Confusion(TrainableModel):
+    """Macro recall over the set from summed per-class counts (docs/plugins.md section 10, whole-set
+    metrics); ``MODE`` picks how ``metrics_from_totals`` breaks the contract."""
+
+    Options = CountsOptions
+    MODE = "ok"
+
+    def __init__(self, options: CountsOptions) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, options.num_classes)
+        self.num_classes = options.num_classes
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("recall",)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> Any:
+        logits = self.fc(x)
+        hits = torch.zeros(self.num_classes, 2, dtype=torch.float64)
+        hits[:, 0].index_put_((label,), (logits.argmax(-1) == label).double(), accumulate=True)
+        hits[:, 1].index_put_((label,), torch.ones(len(label), dtype=torch.float64), accumulate=True)
+        return {"loss": nn.functional.cross_entropy(logits, label), "totals": {"hits": hits}}
+
+    def metrics_from_totals(self, totals: Any) -> Any:
+        if type(self).MODE == "list":
+            return [1.0]
+        hits = totals["hits"]
+        return {"recall": (hits[:, 0] / hits[:, 1].clamp_min(1)).mean()}
+
+
+class ConfusionPlugin:
+    @hookimpl
+    def deepseek_register_models(self, register: Any) -> None:
+        register("acme.confusion", Confusion, description="macro recall over the set")
+
+    @hookimpl
+    def deepseek_register_datasets(self, register: Any) -> None:
+        register("acme.labels", Labels, description="labels 0..4")
+
+
+def test_whole_set_metrics_count_as_the_models_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # metric_names() lists the whole-set names too, so the contract call reports them beside the means
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(ConfusionPlugin(), dist="acme-confusion").status == "ok"
+    torch.manual_seed(0)
+    model = Confusion(CountsOptions(num_classes=5))
+    batch = Labels(LabelsOptions(), batch_size=4, seed=0).__next__()
+    hits = model(**batch)["totals"]["hits"]
+    calls = call_on_batches(host, "acme.confusion", tmp_path)
+    _loss, metrics = calls.outputs["acme.labels"]
+    assert sorted(metrics) == ["recall"]
+    assert float(metrics["recall"]) == pytest.approx(float((hits[:, 0] / hits[:, 1].clamp_min(1)).mean()))
+    monkeypatch.setattr(Confusion, "MODE", "list")
+    with pytest.raises(UsageError, match=r"^model 'acme.confusion': metrics_from_totals returned list; it must"):
+        call_on_batches(host, "acme.confusion", tmp_path / "list")
