@@ -160,7 +160,7 @@ def test_rows_of_a_batch_are_penalised_by_their_own_tokens() -> None:
 @pytest.mark.parametrize("bad", [0.0, -1.2, math.nan, math.inf])
 def test_bad_values_are_refused_in_one_line(bad: float) -> None:
     model = small_gpt()
-    with pytest.raises(UsageError, match="repetition_penalty must be a finite number > 0") as info:
+    with pytest.raises(UsageError, match="repetition_penalty: must be a finite number > 0") as info:
         model.generate(torch.zeros(1, 2, dtype=torch.long), 2, repetition_penalty=bad)
     assert "\n" not in str(info.value)
 

@@ -88,7 +88,7 @@ def test_static_cache_decoding_draws_the_eager_tokens_with_top_p() -> None:
 
 @pytest.mark.parametrize("top_p", [0.0, -0.1, 1.5, float("nan")])
 def test_a_top_p_outside_zero_one_is_one_line(top_p: float) -> None:
-    with pytest.raises(UsageError, match=r"^generate: top_p must be in \(0, 1\] or None, got "):
+    with pytest.raises(UsageError, match=r"^generate: top_p: must be a finite number > 0 and <= 1, got "):
         small_gpt().generate(torch.zeros(1, 2, dtype=torch.long), 2, top_p=top_p)
 
 

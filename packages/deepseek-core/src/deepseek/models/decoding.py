@@ -23,7 +23,6 @@ and a plugin model's are one call of it.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -152,14 +151,11 @@ def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, to
     real(temperature, "generate: temperature", low=0.0, hint="; 0 is greedy, 1.0 samples the model's distribution")
     if top_k is not None:
         whole(top_k, "generate: top_k", minimum=1)
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
-                              or not 0.0 < top_p <= 1.0):  # NaN fails too
-        raise UsageError(f"generate: top_p must be in (0, 1] or None, got {top_p!r:.40}; 0.9 keeps the likeliest tokens "
-                         "that together hold 90% of the probability")
-    if isinstance(repetition_penalty, bool) or not (isinstance(repetition_penalty, numbers.Real)
-                                                    and 0.0 < repetition_penalty < float("inf")):
-        raise UsageError(f"generate: repetition_penalty must be a finite number > 0, got {repetition_penalty!r:.40}; "
-                         "1.0 is off, 1.2 makes tokens already in the prompt or the output less likely")
+    if top_p is not None:
+        real(top_p, "generate: top_p", low=0.0, high=1.0, open_low=True,
+             hint="; 0.9 keeps the likeliest tokens that together hold 90% of the probability, None is off")
+    real(repetition_penalty, "generate: repetition_penalty", low=0.0, open_low=True,
+         hint="; 1.0 is off, 1.2 makes tokens already in the prompt or the output less likely")
     if not isinstance(idx, torch.Tensor) or idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
         got = f"a {str(idx.dtype).removeprefix('torch.')} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise UsageError(f"generate: prompt (idx) must be a tensor of token ids (torch.long), got {got}; "
