@@ -11,23 +11,17 @@ see it through the ``deepseek_train_*`` lifecycle hooks.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deepseek.config.ineffective import IneffectiveSettingWarning, ineffective_settings
-from deepseek.config.load import write_config
 from deepseek.config.schema import Config
 from deepseek.data.dataset import checked_state_dict
 from deepseek.models.protocol import model_capabilities
 from deepseek.plugins.calls import blamed_on
-from deepseek.tracking.session import TrackingSession, flat_params
-from deepseek.tracking.tracker import RunInfo
+from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.engine import StepEngine
@@ -35,7 +29,6 @@ from deepseek.training.evaluation import summarize
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
-    MetricsWriter,
     ProgressBar,
     plot_metrics,
     read_interval,
@@ -45,14 +38,11 @@ from deepseek.training.monitor import Monitor, metric_adding_plugins
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import (
-    EditedConfigWarning,
-    config_changes,
-    copy_run_files,
     discard_unfinished,
-    keep_edited_config,
     pick_run_folder,
 )
-from deepseek.training.run_lock import RunLock, lock_run_folder, refuse_if_busy
+from deepseek.training.run_lock import RunLock, refuse_if_busy
+from deepseek.training.run_open import open_run_folder
 from deepseek.training.run_state import check_evaluation, restore, trainer_state
 from deepseek.training.run_validation import TrainingBatches, no_validation_error, read_validation
 from deepseek.training.schedule import learning_rate
@@ -175,47 +165,7 @@ class Trainer:
             self._put_back_rng = restored.put_back_rng
             if strategy.is_global_zero:
                 read_metrics(self.run_dir / "metrics.jsonl")  # the rows truncate_after keeps
-        zero = strategy.is_global_zero
-        self._made_run_dir = zero and self.resume_from is None and not self.run_dir.exists()
-        if zero and self.resume_from is None and not self._made_run_dir:
-            self._found_in_run_dir = frozenset(os.listdir(self.run_dir))
-        self._lock = lock_run_folder(self.run_dir, strategy)  # before anything in it changes
-        ckpt_root = self.run_dir / "checkpoints"
-        if zero:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale(ckpt_root)
-        self.metrics_out = MetricsWriter(self.run_dir, enabled=zero)
-        try:  # resumed: what followed the checkpoint goes; fresh: a job that died before its first checkpoint
-            self.metrics_out.truncate_after(self.step if self.resume_from is not None else -1)
-        except BaseException:
-            self.metrics_out.close()
-            raise
-        changes = config_changes(self._resumed_config, cfg.to_dict()) if self.resume_from is not None else []
-        if self.resume_from is not None and zero:
-            print(f"resumed from {self.resume_from} at step {self.step}"
-                  + (f", with config changes: {'; '.join(changes)}" if changes else ""), file=sys.stderr, flush=True)
-        if zero:
-            copy_run_files(self.dataset.run_files(), self.run_dir)  # first: a folder in a copy's place is refused
-            if self.resume_from is not None:  # a config.toml edited since: kept, and said, not replaced silently
-                edited = keep_edited_config(self.run_dir, cfg.to_dict(), self._resumed_config,
-                                            resume=self.resume_from)
-                if edited is not None:
-                    warnings.warn(edited, EditedConfigWarning, stacklevel=2)
-            notes = [f"resumed from {self.resume_from} at step {self.step}, changing {c}" for c in changes]
-            # the optimizer follows the checkpoint there, not this file
-            notes += [f"resumed from {self.resume_from}: the optimizer kept the checkpoint's {s}"
-                      for s in self.engine.kept_settings]
-            write_config(cfg, self.run_dir / "config.toml", notes)
-        run = RunInfo(self.run_dir, self.run_dir.name, flat_params(cfg.to_dict()), self.step, strategy.world_size,
-                      quiet=self.quiet)
-        try:  # a tracker that cannot start stops the run here, before its first step
-            self.tracking = TrackingSession.open(cfg, engine.lookups, run, enabled=zero)
-        except BaseException:
-            self.metrics_out.close()
-            raise
-        if zero:  # once per run, when set-up has succeeded (an error is then its one line alone)
-            for line in ineffective_settings(cfg, device_type=strategy.device.type, compute_dtype=self.precision.name):
-                warnings.warn(line, IneffectiveSettingWarning, stacklevel=3)
+        open_run_folder(self)
         strategy.barrier()
 
     # ------------------------------------------------------------------ the loop
