@@ -118,6 +118,9 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("step boolean", _set(step=True), ["step is a boolean"]),
     ("step null", _set(step=None), ["step is null"]),
     ("step missing", _drop("step"), ["no 'step' field"]),
+    # a step past the run's end would evaluate or resume as what it is not
+    ("step past max_steps", _edit_state(lambda state: state["config"]["train"].update(max_steps=0)),
+     ["step is 1, more than the run's train.max_steps (0)"]),
     ("tokens negative", _set(tokens_seen=-1), ["tokens_seen"]),
     ("tokens past 64 bits", _set(tokens_seen=10**400), ["tokens_seen is a number", "< 2**63"]),
     ("samples a string", _set(samples_seen="many"), ["samples_seen"]),
@@ -216,6 +219,19 @@ def test_corrupt_state_is_refused(hostile: Hostile, trained_run: Path, reader: s
     corrupt(run)
     _agree_commit_record(run)  # the content checks are under test, not the commit record's sizes
     hostile.refused(*READERS[reader], expect=words)
+
+
+@pytest.mark.parametrize("reader", ["resume", "generate", "eval"])
+def test_a_checkpoint_folder_recording_another_step_is_refused(hostile: Hostile, trained_run: Path,
+                                                               reader: str) -> None:
+    """``step-1`` passed by name whose trainer.json records step 0 (a run folder passes over it
+    with a warning) was read as step 0."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    _set(step=0)(run)
+    _agree_commit_record(run)
+    argv = [str(run / STEP) if arg == "run" else arg for arg in READERS[reader]]
+    hostile.refused(*argv, expect=["trainer.json: step is 0, but the folder is step-1"])
 
 
 @pytest.mark.parametrize("reader", ["resume", "resume elsewhere"])

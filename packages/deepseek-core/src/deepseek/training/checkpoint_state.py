@@ -13,6 +13,7 @@ when present: the counters ``tokens_seen`` / ``samples_seen``, the tables ``sche
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
     for field in ("data", "config", "schedule", "precision", "metrics"):
         if field in state and not isinstance(state[field], dict):
             raise bad(field, "an object", state[field])
+    _check_step_fits(state, path)
     for key, value in state.get("metrics", {}).items():
         if value is not None and not _is_number(value):
             raise bad(f"metrics.{key}", "a number", value)
@@ -94,3 +96,23 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         if field in state and not isinstance(state[field], str):
             raise bad(field, "a string", state[field])
     return state
+
+
+def _check_step_fits(state: dict[str, Any], path: Path) -> None:
+    """The recorded ``step`` must be the one the folder is named for (``step-N``) and at most the
+    run's ``train.max_steps``: a larger or other step is a hand-edited file or a folder of
+    another run, which would resume or evaluate as a step it is not."""
+    step = state["step"]
+    named = re.match(r"^step-(\d+)$", path.parent.name)
+    if named is not None and int(named.group(1)) != step:
+        raise CheckpointError(
+            f"{path}: step is {step}, but the folder is {path.parent.name}; the file was edited or the "
+            f"folder belongs to another run: {HINT}"
+        )
+    train = state["config"].get("train")
+    max_steps = train.get("max_steps") if isinstance(train, dict) else None
+    if _is_int(max_steps) and step > max_steps:
+        raise CheckpointError(
+            f"{path}: step is {step}, more than the run's train.max_steps ({max_steps}); the file is "
+            f"corrupt or was edited: {HINT}"
+        )
