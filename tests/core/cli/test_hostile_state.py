@@ -346,6 +346,19 @@ def test_a_complete_last_metrics_line_that_is_not_a_record_is_refused(hostile: H
     assert metrics.read_text() == "garbage{{\n"  # nothing rewritten
 
 
+def test_a_metrics_file_of_one_torn_line_is_refused(hostile: Hostile, trained_run: Path) -> None:
+    """A run with a checkpoint wrote records before it: a file whose only line is not JSON (no
+    newline) is not a torn write but a lost history (it was dropped with a warning and the
+    run went on without its earlier records)."""
+    run = hostile.work / "run"
+    shutil.copytree(trained_run, run)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text("garbage")
+    hostile.refused("train", "--resume", "run", "--max-steps", "2",
+                    expect=["metrics.jsonl:1: not a metrics record", "delete or repair that line"])
+    assert metrics.read_text() == "garbage"  # nothing rewritten
+
+
 def test_a_latest_pointer_that_is_not_text_is_no_hint(hostile: Hostile, trained_run: Path) -> None:
     """``checkpoints/latest`` is a hint for people and tools: bytes that are not UTF-8 in it
     are skipped like a missing file, and the run resumes from its newest complete checkpoint."""

@@ -22,9 +22,10 @@ PLOT_FILE = "loss.png"
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Records of a ``metrics.jsonl``: JSON objects with a whole ``step`` >= 0, one a line. A torn
     last line (a crash in the middle of a write: not JSON and without its closing newline, which
-    every record is written with) is ignored with a :class:`MetricsWarning` naming it; any other
-    line that is not such a record, a complete last line too, is a UsageError naming the file and
-    the line."""
+    every record is written with) after at least one record is ignored with a
+    :class:`MetricsWarning` naming it; any other line that is not such a record, a complete last
+    line or a torn one that is the file's only line too (a run read back has written a record
+    before any crash could tear one), is a UsageError naming the file and the line."""
     from deepseek.errors import UsageError
 
     p = Path(path)
@@ -43,7 +44,7 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         try:
             record = loads_json(line)
         except json.JSONDecodeError:
-            if number == len(lines) and not text.endswith("\n"):
+            if number == len(lines) > 1 and not text.endswith("\n"):
                 import warnings
 
                 warnings.warn(f"{p}:{number}: ignoring a half-written last line (the run stopped while writing "
