@@ -32,3 +32,4 @@ def test_a_loss_that_cannot_train_is_the_single_device_line(seen: dict[str, dict
     single = attempt(tmp_path, "single", model)
     assert single["type"] == "UsageError" and "\n" not in str(single["message"]) and not single["left"]
     assert seen[strategy][model] == single
+    assert str(single["message"]).startswith("model 'script': ")  # the model named as every check names it

@@ -97,8 +97,8 @@ class IntegerLoss(Net):
 
 
 @pytest.mark.parametrize(("model", "message"), [
-    (NoWeights, "model script: NoWeights has no trainable parameters (0 parameter(s), none with requires_grad)"),
-    (Frozen, "model script: Frozen has no trainable parameters (2 parameter(s), none with requires_grad)"),
+    (NoWeights, "model 'script': NoWeights has no trainable parameters (0 parameter(s), none with requires_grad)"),
+    (Frozen, "model 'script': Frozen has no trainable parameters (2 parameter(s), none with requires_grad)"),
     (Detached, "model 'script': the loss it returned does not depend on any trainable parameter"),
     (IntegerLoss, "model 'script': the loss is a int64 tensor; it must be a floating-point one"),
 ])

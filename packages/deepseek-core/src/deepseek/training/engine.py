@@ -130,7 +130,7 @@ class StepEngine:
         model = build_model(self.config, host=self.lookups, device=self.strategy.device,
                             strategy_cls=type(self.strategy))
         if not any(p.requires_grad for p in model.parameters()):
-            raise UsageError(f"model {self.config.model.name}: {type(model).__name__} has no trainable parameters "
+            raise UsageError(f"model {self.config.model.name!r}: {type(model).__name__} has no trainable parameters "
                              f"({sum(1 for _ in model.parameters())} parameter(s), none with requires_grad): there is "
                              "nothing to train; give it layers with weights, or unfreeze some (requires_grad_(True))")
         self._model_package = code_package(model)  # of the model's own class: compile wraps it in torch's
@@ -138,7 +138,7 @@ class StepEngine:
         self._model_label = component_label("model", self.config.model.name, component) if blames(component) else None
         self.items = item_weights(model, self._model_label or f"model {self.config.model.name}")
         if self.items is not None and not self.strategy.weighs_items:
-            raise UsageError(f"model {self.config.model.name}: weighs its loss by items (loss_items), which strategy "
+            raise UsageError(f"model {self.config.model.name!r}: weighs its loss by items (loss_items), which strategy "
                              f"{self.config.strategy.name!r} does not honour (its step weighs micro-batches by rows); "
                              "use single, ddp, fsdp, deepspeed or tp, or return a mean over rows")
         if offers_whole_set_metrics(model):
