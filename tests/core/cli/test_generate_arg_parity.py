@@ -12,6 +12,7 @@ import pytest
 import torch
 from hostile_cli import invoke
 
+from deepseek.api_args import DECODE_NUMBERS
 from deepseek.errors import UsageError
 from deepseek.models.decoding import check_request
 from deepseek.plugins.host import PluginHost
@@ -46,3 +47,17 @@ def test_cli_and_python_refuse_a_value_with_the_same_range(option: str, name: st
     assert cli.code == 2 and cli.stdout == ""
     line = cli.stderr.strip()
     assert "\n" not in line and option in line and f"a finite number {rule.group(1)}" in line, line
+
+
+@pytest.mark.parametrize("name", sorted(DECODE_NUMBERS))
+def test_each_cli_decode_option_takes_its_range_from_the_python_rule(name: str) -> None:
+    """The options' bounds are read from api_args.DECODE_NUMBERS, not restated: the range the CLI
+    prints is the one Python's check prints for a value outside it."""
+    from deepseek.cli.generate_cmd import generate
+
+    option = next(p for p in generate.params if p.name == name)
+    below = DECODE_NUMBERS[name]["low"] - 1.0
+    said = python_line(name, below)
+    rule = re.search(r"a finite number ([^,]+), got", said)
+    assert rule is not None, said
+    assert option.type.expected() == f"give a finite number {rule.group(1)}"  # type: ignore[attr-defined]

@@ -53,6 +53,23 @@ def real(value: Any, name: str, *, low: float | None = None, high: float | None 
     return number
 
 
+DECODE_NUMBERS: dict[str, dict[str, Any]] = {
+    "temperature": {"low": 0.0, "hint": "; 0 is greedy, 1.0 samples the model's distribution"},
+    "top_p": {"low": 0.0, "high": 1.0, "open_low": True,
+              "hint": "; 0.9 keeps the likeliest tokens that together hold 90% of the probability, None is off"},
+    "repetition_penalty": {"low": 0.0, "open_low": True,
+                           "hint": "; 1.0 is off, 1.2 makes tokens already in the prompt or the output less likely"},
+}
+"""The range of each real-valued decode argument, the one rule behind :func:`decode_number` (a
+model's ``generate``, ``deepseek.sample``) and the options of ``deepseek generate``."""
+
+
+def decode_number(value: Any, name: str) -> float:
+    """``value`` of the decode argument ``name`` (a key of :data:`DECODE_NUMBERS`) checked by
+    :func:`real` against its range, or one line ``generate: NAME: ...``."""
+    return real(value, f"generate: {name}", **DECODE_NUMBERS[name])
+
+
 def flag(value: Any, name: str) -> bool:
     """``value`` as a ``bool``: ``True`` or ``False`` (numpy's too); a string such as ``"no"``,
     which Python would take as true, or ``None`` is refused."""

@@ -9,9 +9,17 @@ import json
 
 import click
 
+from deepseek.api_args import DECODE_NUMBERS
 from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, count
 from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
+
+
+def decode_float(name: str) -> FiniteFloat:
+    """The option type of the decode argument ``name``: the range of
+    :data:`deepseek.api_args.DECODE_NUMBERS`, the one a model's ``generate`` checks."""
+    bounds = DECODE_NUMBERS[name]
+    return FiniteFloat(min=bounds.get("low"), max=bounds.get("high"), min_open=bounds.get("open_low", False))
 
 
 @click.command("generate")
@@ -19,13 +27,13 @@ from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
               help="Run folder, checkpoint folder or exported .safetensors.")
 @click.argument("prompt", required=False, default="")
 @click.option("--max-new-tokens", type=count(0, 1_000_000), default=200, show_default=True)
-@click.option("--temperature", type=FiniteFloat(min=0.0), default=0.8, show_default=True,
+@click.option("--temperature", type=decode_float("temperature"), default=0.8, show_default=True,
               help="0 is greedy.")
 @click.option("--top-k", type=count(), default=50, show_default=True, help="Draw from the k likeliest tokens.")
-@click.option("--top-p", type=FiniteFloat(min=0.0, max=1.0, min_open=True), default=None,
+@click.option("--top-p", type=decode_float("top_p"), default=None,
               help="Nucleus sampling: draw from the fewest likeliest tokens holding this share of the probability "
                    "(0 < P <= 1; after --top-k). Default: off.")
-@click.option("--repetition-penalty", type=FiniteFloat(min=0.0, min_open=True), default=1.0, show_default=True,
+@click.option("--repetition-penalty", type=decode_float("repetition_penalty"), default=1.0, show_default=True,
               help="Hugging Face's repetition_penalty: logits of tokens already in the prompt or the output are "
                    "divided by P where positive and multiplied by P where negative, before --temperature (greedy "
                    "included). 1.0 is off; above 1 discourages repeats, below 1 favours them.")

@@ -145,17 +145,15 @@ def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, to
     """One line for a request :func:`decode` cannot serve, naming the argument: each of the right
     kind (``max_new_tokens`` and ``top_k`` whole numbers, the others finite numbers, never a bool)
     and in its range, and ``idx`` a ``(batch, seq)`` tensor of token ids."""
-    from deepseek.api_args import real, whole
+    from deepseek.api_args import decode_number, whole
 
     whole(max_new_tokens, "generate: max_new_tokens")
-    real(temperature, "generate: temperature", low=0.0, hint="; 0 is greedy, 1.0 samples the model's distribution")
+    decode_number(temperature, "temperature")
     if top_k is not None:
         whole(top_k, "generate: top_k", minimum=1)
     if top_p is not None:
-        real(top_p, "generate: top_p", low=0.0, high=1.0, open_low=True,
-             hint="; 0.9 keeps the likeliest tokens that together hold 90% of the probability, None is off")
-    real(repetition_penalty, "generate: repetition_penalty", low=0.0, open_low=True,
-         hint="; 1.0 is off, 1.2 makes tokens already in the prompt or the output less likely")
+        decode_number(top_p, "top_p")
+    decode_number(repetition_penalty, "repetition_penalty")
     if not isinstance(idx, torch.Tensor) or idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
         got = f"a {str(idx.dtype).removeprefix('torch.')} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise UsageError(f"generate: prompt (idx) must be a tensor of token ids (torch.long), got {got}; "
