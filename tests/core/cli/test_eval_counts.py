@@ -79,6 +79,7 @@ def test_weights_read_once_stay_those_of_the_step_they_name(trained_run: Path, c
     shutil.copytree(source.origin.path, newer)
     trainer = json.loads((newer / "trainer.json").read_text())
     trainer["step"] = 2
+    trainer["config"]["train"]["max_steps"] = 2  # a run extended to 2 steps (a later step than max_steps is refused)
     (newer / "trainer.json").write_text(json.dumps(trainer))
     with safe_open(newer / "model.safetensors", "pt") as f:
         meta = f.metadata()
