@@ -7,6 +7,7 @@ import os
 import random
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -270,6 +271,7 @@ def test_run_folder_files_take_the_umask_like_a_plain_open(tiny_config, tmp_path
 SAVE_ONE = """
 import sys, torch
 from pathlib import Path
+from typing import Any
 from deepseek.training.checkpoint_io import save_tensors
 meta = {name: f"value of {name}" for name in ("format", "format_version", "model", "step", "zeta", "alpha")}
 save_tensors(Path(sys.argv[1]), {"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}, meta)
@@ -290,3 +292,17 @@ def test_equal_tensors_are_equal_bytes_whatever_process_saves_them(tmp_path: Pat
     assert len({path.read_bytes() for path in files}) == 1
     _, meta = load_tensors(files[0], "test weights")
     assert meta["zeta"] == "value of zeta" and len(meta) == 6
+
+
+@pytest.mark.parametrize(("make", "said"), [
+    (lambda p: p.mkdir(), "is a folder, not the trainer state file"),
+    (lambda p: p.symlink_to(p), "is not a regular file"),  # a loop of links
+    (lambda p: None, "trainer state file is missing"),
+])
+def test_a_trainer_json_that_is_not_a_file_is_named_for_what_it_is(tmp_path: Path, make: Any, said: str) -> None:
+    """A folder in trainer.json's place was reported as a missing file."""
+    from deepseek.training.checkpoint import TRAINER_FILE, read_trainer_state
+
+    make(tmp_path / TRAINER_FILE)
+    with pytest.raises(CheckpointError, match=f"trainer.json: {said}; the checkpoint is incomplete"):
+        read_trainer_state(tmp_path)

@@ -254,7 +254,9 @@ def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
     (:func:`deepseek.training.checkpoint_state.check_trainer_state`)."""
     path = Path(directory) / TRAINER_FILE
     if not path.is_file():
-        raise CheckpointError(f"{path}: trainer state file is missing; the checkpoint is incomplete, {_HINT}")
+        what = ("is a folder, not the trainer state file" if path.is_dir() else
+                "is not a regular file" if path.exists() or path.is_symlink() else "trainer state file is missing")
+        raise CheckpointError(f"{path}: {what}; the checkpoint is incomplete, {_HINT}")
     try:
         state = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
