@@ -194,6 +194,15 @@ def _digest(data: MultimodalDigits) -> str:
     return h.hexdigest()
 
 
+def test_a_split_not_a_multiple_of_the_batch_ends_in_a_shorter_batch() -> None:
+    data = MultimodalDigits(DigitsOptions(task="redundant", eval_size=20), batch_size=8, seed=0)
+    batches = data.split_batches("test")
+    assert [len(b["label"]) for b in batches] == [8, 8, 4]  # every sample, the rest in the last batch
+    assert [len(b["label"]) for b in data.split_batches("test", 2)] == [8, 8]
+    whole = MultimodalDigits(DigitsOptions(task="redundant", eval_size=20), batch_size=32, seed=0).split_batches("test")
+    assert len(whole) == 1 and torch.equal(whole[0]["label"], torch.cat([b["label"] for b in batches]))
+
+
 def test_train_sources_cut_the_training_split_into_fit_and_blend_parts(tmp_path: Path) -> None:
     images, speech = load_images(), load_speech()
     image, recording = blend_part(images, speech)

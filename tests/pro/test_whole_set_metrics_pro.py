@@ -11,36 +11,47 @@ from pathlib import Path
 
 import pytest
 from _prohelpers import run_torchrun
-from _totals_fit import Classifier, points
+from _totals_fit import VAL_ROWS, Classifier, points
 
 import deepseek
 
 PROBE = Path(__file__).with_name("_totals_fit.py")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-2", "deepspeed-3")
+SHORT = ("ddp+81", "fsdp+81")  # the last validation batch holds 1 row: the second rank has none of it
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("totals")
-    run_torchrun([str(PROBE), str(out), *STRATEGIES], timeout=600)
+    run_torchrun([str(PROBE), str(out), *STRATEGIES, *SHORT], timeout=600)
     return out
 
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("totals_single")
+def fit_single(out: Path, rows: int) -> dict:
     config = {"train": {"max_steps": 8, "lr": 1e-2, "warmup_steps": 0, "eval_interval": 4},
-              "data": {"eval_batches": 5}, "precision": {"dtype": "fp32"}, "logging": {"progress": False, "plot": False}}
-    result = deepseek.fit(Classifier, points(256, 0), val_data=points(96, 1), names=("x", "label"), batch_size=16,
-                          shuffle=False, strategy="single", config=config, quiet=True, run_dir=out / "single")
-    return {"val": result.val_metrics, "losses": result.losses, "dir": out / "single"}
+              "data": {"eval_batches": 6}, "precision": {"dtype": "fp32"}, "logging": {"progress": False, "plot": False}}
+    result = deepseek.fit(Classifier, points(256, 0), val_data=points(rows, 1), names=("x", "label"), batch_size=16,
+                          shuffle=False, strategy="single", config=config, quiet=True, run_dir=out / f"single-{rows}")
+    return {"val": result.val_metrics, "losses": result.losses, "dir": out / f"single-{rows}"}
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
+    out = tmp_path_factory.mktemp("totals_single")
+    return {rows: fit_single(out, rows) for rows in (VAL_ROWS, 81)}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES + SHORT)
 def test_f1_over_the_whole_set_matches_one_process(runs: Path, single: dict, strategy: str) -> None:
+    rows = int(strategy.partition("+")[2] or VAL_ROWS)
     result = json.loads((runs / f"{strategy}.json").read_text())
-    assert result["val"]["val_rows"] == 80.0  # 5 batches of 16 rows, summed over the 2 ranks' halves
-    assert result["val"]["val_macro_f1"] == pytest.approx(single["val"]["val_macro_f1"], abs=1e-6)
-    assert result["losses"] == pytest.approx(single["losses"], abs=1e-5)
-    values = deepseek.evaluate(Classifier(), points(96, 1), names=("x", "label"), checkpoint=runs / strategy)
+    # every validation row counted once: 5 batches of 16 and the last, shorter one, over the 2 ranks' shares
+    assert result["val"]["val_rows"] == rows
+    assert single[rows]["val"]["val_rows"] == rows
+    assert result["val"]["val_macro_f1"] == pytest.approx(single[rows]["val"]["val_macro_f1"], abs=1e-6)
+    # the mean loss weighs the short batch by its rows whatever the split (rank 1's stand-in row weighs 0)
+    assert result["val"]["val_loss"] == pytest.approx(single[rows]["val"]["val_loss"], abs=1e-6)
+    assert result["losses"] == pytest.approx(single[rows]["losses"], abs=1e-5)
+    values = deepseek.evaluate(Classifier(), points(rows, 1), names=("x", "label"), checkpoint=runs / strategy)
     assert values["val_macro_f1"] == pytest.approx(result["val"]["val_macro_f1"], abs=1e-6)
+    assert values["val_loss"] == pytest.approx(result["val"]["val_loss"], abs=1e-6)

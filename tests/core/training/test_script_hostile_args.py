@@ -127,7 +127,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, host: PluginHost) -> Path:
     ({"checkpoint": 5}, "checkpoint: expected a path (a str or pathlib.Path), got 5 (int)"),
     ({"names": 5}, "names: expected a list of argument names"),
     ({"collate_fn": "stack"}, "collate_fn: expected a function of a list of samples, got 'stack' (str)"),
-    ({"data": []}, "data: 0 validation sample(s) do not fill one batch of batch_size=8"),
+    ({"data": []}, "data: no validation samples; give at least one"),
     ({"model": nn.Linear(2, 3), "checkpoint": None},
      "the dataset's batches (keys ['label', 'x']) do not fit Linear.forward(input)"),
 ])

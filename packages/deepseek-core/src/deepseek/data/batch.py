@@ -62,14 +62,19 @@ def check_batch(batch: Any, *, where: str) -> int:
     return sizes.pop()
 
 
-def check_global_batch(batch: Any, *, dataset: str, batch_size: int, what: str) -> None:
+def check_global_batch(batch: Any, *, dataset: str, batch_size: int, what: str, last: bool = False) -> None:
     """A batch from dataset ``dataset`` must pass :func:`check_batch` and hold ``data.batch_size``
-    rows (a dataset yields global batches); ``what`` names the batch in the one-line error."""
+    rows (a dataset yields global batches); ``what`` names the batch in the one-line error.
+    ``last``: the last validation batch, which may hold fewer rows (the rest of the split), not
+    none."""
     rows = check_batch(batch, where=f"data: dataset {dataset!r}, {what}")
+    if last and 1 <= rows <= batch_size:
+        return
     if rows != batch_size:
+        also = " (only the last validation batch may hold fewer: the rest of its split)" if "validation" in what else ""
         raise UsageError(
             f"data: dataset {dataset!r} gave a {what} of {rows} rows, but data.batch_size is {batch_size}; "
-            "a dataset yields global batches of data.batch_size rows (docs/plugins.md, 'Datasets')"
+            f"a dataset yields global batches of data.batch_size rows{also} (docs/plugins.md, 'Datasets')"
         )
 
 
@@ -108,6 +113,11 @@ def shard_rows(batch: Any, rank: int, size: int) -> Any:
     if size == 1:
         return batch
     return _cut_rows(batch, batch_rows(batch), lambda t: t[rank::size])
+
+
+def head_rows(batch: Any, n: int) -> Any:
+    """The first ``n`` rows of every tensor and row list of ``batch``."""
+    return _cut_rows(batch, batch_rows(batch), lambda t: t[:n])
 
 
 def split_rows(batch: Any, n: int) -> list[Any]:

@@ -76,7 +76,8 @@ class Dataset(ABC):
 
     @abstractmethod
     def validation_batches(self, limit: int) -> list[Batch]:
-        """At most ``limit`` global validation batches, always the same ones."""
+        """At most ``limit`` global validation batches, always the same ones: ``batch_size`` rows
+        each, except the last, which may hold fewer (the rest of the split)."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

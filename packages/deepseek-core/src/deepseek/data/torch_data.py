@@ -299,36 +299,32 @@ class TorchData(Dataset):
         if self.val is None:
             assert self._train_reads is not None
             source: Any = (self._train_reads[VAL_EPOCH, i] for i in self.val_indices or [])
-            have = len(self.val_indices or [])
         elif _is_map_style(self.val):
             reads = SeededReads(self.val, self.seed)
-            source, have = (reads[VAL_EPOCH, i] for i in range(len(self.val))), len(self.val)
+            source = (reads[VAL_EPOCH, i] for i in range(len(self.val)))
         else:
-            source, have = iter(self.val), None
+            source = iter(self.val)
+        # without val_data, the validation samples are data's held-out share
+        what = f"{self.val_name}: validation batch" if self.val is not None else \
+            "data: validation batch (its held-out share)"
         out: list[Batch] = []
         rows: list[Any] = []
         for item in source:
             rows.append(item)
             if len(rows) == self.batch_size:
-                # without val_data, the validation samples are data's held-out share
-                held_out = "data: validation batch (its held-out share)"
-                out.append(self._collate(rows, f"{self.val_name}: validation batch" if self.val is not None
-                                         else held_out))
+                out.append(self._collate(rows, what))
                 rows = []
                 if len(out) == limit:
                     break
+        if rows and len(out) < limit:  # the rest of the split: a last, shorter batch, so every sample counts
+            out.append(self._collate(rows, what))
         if not out and self.val is None:
             raise UsageError(
-                f"val_data: the held-out share of the training set (val_fraction) is {have} sample(s), less "
-                f"than one batch of batch_size={self.batch_size}; pass val_data=, a larger val_fraction or a "
-                "smaller batch_size"
+                "val_data: the held-out share of the training set (val_fraction) holds no sample; pass val_data= "
+                "or a larger val_fraction"
             )
         if not out:
-            count = have if have is not None else len(rows)
-            raise UsageError(
-                f"{self.val_name}: {count} validation sample(s) do not fill one batch of batch_size="
-                f"{self.batch_size}; give more validation samples or a smaller batch_size"
-            )
+            raise UsageError(f"{self.val_name}: no validation samples; give at least one")
         return out
 
     # ------------------------------------------------------------------ resume

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.data.batch import Batch, shard_rows, split_rows
+from deepseek.data.batch import Batch, batch_rows, head_rows, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.plugins.calls import blamed_on, blames, code_package, component_label
 from deepseek.training.attention import attention_kernel
@@ -209,17 +209,28 @@ class StepEngine:
         with self.strategy_calls("train_step"), self.model_calls("forward"):
             return strategy.train_step(micro)
 
-    def evaluate(self, batch: Batch) -> tuple[Any, dict[str, Any]]:
-        """Mean loss and metrics of a global validation batch over the data-parallel ranks."""
+    def evaluate(self, batch: Batch, capture: TotalsCapture | None = None) -> tuple[Any, dict[str, Any]]:
+        """Mean loss and metrics of a global validation batch over the data-parallel ranks.
+
+        The ranks' shards are weighed by their items (a model weighing its loss by items) or, when
+        the batch's rows do not divide evenly over the ranks (the last, shorter validation batch),
+        by their rows: the result is the batch's mean whatever the number of ranks. A rank left
+        with no rows evaluates the batch's first row at weight 0 (every rank takes part in the
+        forward, whose collectives a sharded model needs), its totals not counted (``capture``)."""
         strategy = self.strategy
         shard = self.shard(batch, strategy.dp_rank, strategy.dp_size)
+        weight: float | None = None
         if self.items is not None and strategy.dp_size > 1:  # the ranks' shards weighed by their items
             with self.model_calls("loss_items"):
                 weight = self.items.shard_weight(batch, shard, strategy.dp_size)
-            with self.strategy_calls("evaluate"), self.model_calls("forward"):
-                return strategy.evaluate(shard, weight=weight)
-        with self.strategy_calls("evaluate"), self.model_calls("forward"):
-            return strategy.evaluate(shard)
+        elif strategy.dp_size > 1 and batch_rows(batch) % strategy.dp_size:
+            weight = batch_rows(shard) * strategy.dp_size / batch_rows(batch)
+        empty = weight is not None and batch_rows(shard) == 0
+        with self.strategy_calls("evaluate"), self.model_calls("forward"), \
+                capture.ignored() if empty and capture is not None else contextlib.nullcontext():
+            if weight is None:
+                return strategy.evaluate(shard)
+            return strategy.evaluate(head_rows(batch, 1) if empty else shard, weight=0.0 if empty else weight)
 
     def evaluate_all(self, batches: Sequence[Batch], *, first: bool = False) -> tuple[list[Evaluation], dict[str, float]]:
         """:meth:`evaluate` of each global validation batch, and the model's whole-set metrics
@@ -232,7 +243,7 @@ class StepEngine:
         offers = self._totals_to_metrics is not None
         capture = TotalsCapture(self.strategy.eval_module, model_name=name, offers=offers)
         with capture if offers or first else contextlib.nullcontext():
-            results = [self.evaluate(batch) for batch in batches]
+            results = [self.evaluate(batch, capture) for batch in batches]
         method = self._totals_to_metrics() if self._totals_to_metrics is not None else None
         if not capture.sums or method is None:
             return results, {}
@@ -242,13 +253,13 @@ class StepEngine:
         with self.model_calls("metrics_from_totals"):
             return results, whole_set_metrics(method.__self__, sums, model_name=name, taken=means)
 
-    def batch_items(self, batch: Batch) -> int | None:
-        """Items of a validation batch for a model weighing by items (its weight in the mean over
-        batches), else ``None``."""
-        if self.items is None:
-            return None
+    def batch_weights(self, batches: Sequence[Batch]) -> list[int] | None:
+        """Each validation batch's weight in the mean over batches
+        (:func:`~deepseek.training.evaluation.batch_weights`: its items or rows, or ``None``)."""
+        from deepseek.training.evaluation import batch_weights
+
         with self.model_calls("loss_items"):
-            return self.items.total(batch, "validation batch")
+            return batch_weights(batches, self.items)
 
     def strategy_calls(self, call: str) -> contextlib.AbstractContextManager[None]:
         """The block calling the strategy's ``call``: an exception raised by a plugin strategy's own

@@ -8,7 +8,8 @@ whole-set metrics); :func:`summarize` turns per-batch results into ``{"val_loss"
 cross-entropy summed over every predicted token (nats), divided by ``ln 2`` and by the UTF-8
 bytes those tokens stand for. It compares models with different tokenizers; for byte tokens it
 is ``val_loss / ln 2``. :func:`validation_set` reads a run's fixed validation batches and
-checks them (the trainer and ``deepseek eval`` read them the same way); :func:`eval_batch_count`
+checks them (the trainer and ``deepseek eval`` read them the same way; only the last may be
+shorter, and :func:`batch_weights` then weighs the batches by their rows); :func:`eval_batch_count`
 is how many an evaluation command reads.
 """
 
@@ -33,6 +34,7 @@ from deepseek.training.run_values import BITS_PER_BYTE
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
     from deepseek.data.dataset import Dataset
+    from deepseek.training.loss_items import ItemWeights
 
 Evaluation = tuple[torch.Tensor, dict[str, torch.Tensor]]
 """``(loss, metrics)`` of one batch, detached fp32 0-dim tensors."""
@@ -43,6 +45,7 @@ class ValidationSet:
     """A run's fixed validation batches (global batches, checked) and what they hold."""
 
     batches: list[Batch]
+    """``data.batch_size`` rows each, the last one possibly fewer (the rest of the split)."""
     texts: list[PredictedText | None]
     """Each batch's :meth:`~deepseek.data.dataset.Dataset.predicted_text` (bits per byte)."""
     samples: int
@@ -65,8 +68,9 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
             f"data: dataset {config.data.name!r} gave no validation batches; give it validation data "
             "(for 'text': a larger corpus or a higher data.val_fraction)"
         )
-    for batch in batches:
-        check_global_batch(batch, dataset=config.data.name, batch_size=config.data.batch_size, what="validation batch")
+    for i, batch in enumerate(batches):
+        check_global_batch(batch, dataset=config.data.name, batch_size=config.data.batch_size, what="validation batch",
+                           last=i == len(batches) - 1)
     with blamed_on(label, "count_tokens"):
         counts = [dataset.count_tokens(batch) for batch in batches]
     tokens = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
@@ -83,6 +87,17 @@ def eval_batch_count(config: Config, batches: int | None = None) -> int:
     from deepseek.config.schema import DataConfig
 
     return batches or config.data.eval_batches or DataConfig.eval_batches
+
+
+def batch_weights(batches: Sequence[Batch], items: ItemWeights | None) -> list[int] | None:
+    """Each validation batch's weight in the mean over batches (:func:`summarize`): its items,
+    for a model weighing its loss by items (``items``, :mod:`deepseek.training.loss_items`); else
+    its rows when the last batch is shorter than the others (the rest of the split), so every row
+    counts once; else ``None``, every batch weighs the same."""
+    if items is not None:
+        return [items.total(batch, "validation batch") for batch in batches]
+    rows = [batch_rows(batch) for batch in batches]
+    return rows if len(set(rows)) > 1 else None
 
 
 def evaluate_batch(
@@ -143,8 +158,8 @@ def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | Non
     """Means over batches: ``{"val_loss": ..., "val_<metric>": ...}`` (metric names of the first),
     and ``val_bits_per_byte`` when ``texts`` gives every batch's :class:`PredictedText` (the
     dataset's ``predicted_text`` of each batch, in order; see the module docstring). ``weights``:
-    each batch's items, for a model weighing its loss by items (``loss_items``); ``None`` (or
-    ``None`` entries): every batch weighs the same."""
+    each batch's weight (:func:`batch_weights`: its items or rows); ``None`` (or ``None``
+    entries): every batch weighs the same."""
     names = sorted(results[0][1])
     values = read_scalars([v for loss, m in results for v in (loss, *(m[k] for k in names))])
     width = 1 + len(names)

@@ -317,11 +317,12 @@ def evaluate_validation(
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
         with model_calls(model, label, "check_data"):
             check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
+    from deepseek.training.evaluation import batch_weights
     from deepseek.training.loss_items import item_weights
 
     items = item_weights(model, label or f"model {config.model.name}")
     with model_calls(model, label):  # what the model's own code raises: one line naming it
-        weights = [items.total(b, "validation batch") for b in val.batches] if items is not None else None
+        weights = batch_weights(val.batches, items)
         values = evaluate_in_process(model, val.batches, device=device, model_name=config.model.name,
                                      texts=val.texts, weights=weights)
     if val.tokens is not None and "val_loss" in values:  # a language model: loss per token, in nats

@@ -366,13 +366,14 @@ def evaluate(
     device: str = "cpu",
 ) -> dict[str, float]:
     """Mean ``val_loss`` and ``val_<metric>`` of ``model`` over ``data`` (a torch dataset of
-    held-out samples, read in order, full batches of ``batch_size``; ``batches`` caps how many),
+    held-out samples, read in order, in batches of ``batch_size`` and a last one with the rest,
+    each weighed by its rows; ``batches`` caps how many),
     in fp32 on ``device``, in one process. ``checkpoint``: a run folder, checkpoint folder or
     weights file whose model weights are loaded into ``model`` first (what :func:`fit` saved;
     any strategy's layout). ``batch_size`` and ``batches`` default to the checkpoint's run's
     ``data.batch_size`` and ``data.eval_batches``, so the numbers are its run's evaluation of the
-    same ``data``; without a checkpoint (or from a weights file) to 32 and every full batch
-    (``batches`` of a run without validation, ``data.eval_batches = 0``: every full batch)."""
+    same ``data``; without a checkpoint (or from a weights file) to 32 and every batch
+    (``batches`` of a run without validation, ``data.eval_batches = 0``: every batch)."""
     from torch import nn
 
     from deepseek.data.torch_data import TorchData
@@ -396,7 +397,7 @@ def evaluate(
         if isinstance(run_data, dict):
             size, count = run_data.get("batch_size"), run_data.get("eval_batches")
             batch_size = batch_size if batch_size is not None or not isinstance(size, int) else size
-            # a run without validation (eval_batches 0) caps nothing: every full batch, as without a checkpoint
+            # a run without validation (eval_batches 0) caps nothing: every batch, as without a checkpoint
             batches = batches if batches is not None or not isinstance(count, int) or count < 1 else count
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     model.to(where)
@@ -404,8 +405,8 @@ def evaluate(
                        val_name="data")
     val = reader.validation_batches(batches if batches is not None else 1 << 62)
     check_batch_keys(model, val[0], model_name=SCRIPT_NAME)  # as fit checks them: one line, not forward's TypeError
+    from deepseek.training.evaluation import batch_weights
     from deepseek.training.loss_items import item_weights
 
     items = item_weights(model, f"model {type(model).__name__}")
-    return evaluate_in_process(model, val, device=where, model_name=SCRIPT_NAME,
-                               weights=[items.total(b, "batch") for b in val] if items is not None else None)
+    return evaluate_in_process(model, val, device=where, model_name=SCRIPT_NAME, weights=batch_weights(val, items))

@@ -364,7 +364,8 @@ class Strategy(ABC):
     def evaluate(self, batch: Batch, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean loss and metrics of this rank's shard of a validation batch, without gradients,
         in eval mode (:func:`deepseek.training.evaluation.evaluate_batch`), times ``weight`` (the
-        shard's items x ranks / the batch's items, for a model weighing by items), averaged over
+        shard's items x ranks / the batch's items, for a model weighing by items, or its rows x
+        ranks / the batch's rows for a batch whose rows the ranks split unevenly), averaged over
         the data-parallel ranks."""
         from deepseek.training.evaluation import evaluate_batch
 

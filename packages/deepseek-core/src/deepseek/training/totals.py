@@ -17,7 +17,8 @@ computes ``pipeline_loss``), so they report no totals, as they report no scalar 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ class TotalsCapture:
         self.sums: dict[str, torch.Tensor] = {}
         self.batches = 0
         self._handle: Any = None
+        self._ignoring = False
 
     def __enter__(self) -> TotalsCapture:
         self._handle = self.module.register_forward_hook(self._seen)
@@ -55,8 +57,17 @@ class TotalsCapture:
     def __exit__(self, *exc: object) -> None:
         self._handle.remove()
 
+    @contextlib.contextmanager
+    def ignored(self) -> Iterator[None]:
+        """A block whose outputs are not counted (a rank's stand-in row at weight 0)."""
+        self._ignoring = True
+        try:
+            yield
+        finally:
+            self._ignoring = False
+
     def _seen(self, _module: nn.Module, _args: Any, output: Any) -> None:
-        if isinstance(output, Mapping) and TOTALS in output:
+        if isinstance(output, Mapping) and TOTALS in output and not self._ignoring:
             self.add(output[TOTALS])
 
     def add(self, totals: Any) -> None:

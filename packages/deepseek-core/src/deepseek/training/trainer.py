@@ -325,7 +325,7 @@ class Trainer:
         if not self.val_set:
             raise no_validation_error()
         results, whole_set = self.engine.evaluate_all(self.val_set)
-        values = summarize(results, self.val_texts, weights=[self.engine.batch_items(batch) for batch in self.val_set])
+        values = summarize(results, self.val_texts, weights=self.engine.batch_weights(self.val_set))
         return {**values, **whole_set}
 
     def _evaluate(self, progress: ProgressBar) -> bool:

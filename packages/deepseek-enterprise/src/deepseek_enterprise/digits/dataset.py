@@ -223,16 +223,14 @@ class MultimodalDigits(Dataset):
 
     def split_batches(self, split: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The fixed batches of ``split`` (``val`` or ``test``): ``eval_size`` samples, the same
-        whatever the seed; at most ``limit`` batches."""
+        whatever the seed, in batches of ``data.batch_size`` and a last, shorter one with the rest;
+        at most ``limit`` batches."""
         if split not in ("val", "test"):
             raise UsageError(f"data: split {split!r}; use 'val' or 'test'")
         rng = np.random.default_rng([12345, SPLITS.index(split)])
         samples = [self._sample(rng, split) for _ in range(self.options.eval_size)]
-        bs, full = self.batch_size, len(samples) // self.batch_size
-        if full == 0:
-            raise UsageError(f"data.eval_size: {self.options.eval_size} samples make no batch of data.batch_size={bs}; "
-                             "raise data.eval_size")
-        n = full if limit is None else min(limit, full)
+        bs = self.batch_size
+        n = -(-len(samples) // bs) if limit is None else min(limit, -(-len(samples) // bs))
         return [self._batch(samples[i * bs:(i + 1) * bs]) for i in range(n)]
 
     def validation_batches(self, limit: int) -> list[dict[str, Any]]:

@@ -284,8 +284,10 @@ class PipelineStrategy(DistributedStrategy):
         gradients that every tensor-parallel rank holds whole once."""
         return 1.0
 
-    def evaluate(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """A plain forward through the stages with point-to-point sends (any batch shape)."""
+    def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A plain forward through the stages with point-to-point sends (any batch shape); the last
+        stage's loss times ``weight`` (a data-parallel shard's share of a shorter batch), averaged
+        over the data-parallel ranks."""
         assert self._stage_mod is not None and self._template is not None
         stage = self._stage_mod
         was_training = stage.training
@@ -306,6 +308,7 @@ class PipelineStrategy(DistributedStrategy):
                     local = torch.zeros(())
                 else:
                     local = self._template.pipeline_loss(out, target.to(self.device)).detach().float()  # type: ignore[operator]
+                    local = local * weight if weight != 1.0 else local
                 return self._sum_from_last(local), {}
         finally:
             stage.train(was_training)
