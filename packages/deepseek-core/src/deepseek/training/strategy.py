@@ -55,10 +55,10 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
-from deepseek.config.components import NoOptions
 from deepseek.training.step import OptimizerFactory, StepResult, StepSettings, finite
+from deepseek.training.strategy_rules import StrategyRules
 
 __all__ = ["OptimizerFactory", "StepResult", "StepSettings", "Strategy"]
 
@@ -66,42 +66,20 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from deepseek.config.schema import Config
     from deepseek.data.batch import Batch
     from deepseek.training.mixed_precision import Precision
-    from deepseek.training.optimizers import OptimizerBuilder
 
-class Strategy(ABC):
+
+class Strategy(StrategyRules, ABC):
     """Base class of every parallelism strategy. Subclass it and register it via the
     ``deepseek_register_strategies`` hook.
 
     ``Options`` is a frozen dataclass describing the strategy's own keys of the ``[strategy]``
-    config table; unknown keys and bad values are rejected with the field path.
+    config table; unknown keys and bad values are rejected with the field path. What a strategy
+    declares and the rules it checks without a process (``name``, ``Options``, the class
+    attributes, :meth:`check_config`, ...) come from
+    :class:`~deepseek.training.strategy_rules.StrategyRules`.
     """
-
-    name: ClassVar[str] = "?"
-    Options: ClassVar[type] = NoOptions
-    supports_compression: ClassVar[tuple[str, ...]] = ()
-    """Gradient compression methods this strategy applies (``strategy.compression`` values)."""
-    supports_master_weights: ClassVar[bool] = False
-    """True when :meth:`setup` builds the optimizer from ``optimizer_factory`` over the model's own
-    parameters and checkpoints write the optimizer's fp32 masters as the weights
-    (``precision.master_weights``, :mod:`deepseek.training.master_weights`)."""
-    optimizer_parameters: ClassVar[Literal["whole", "dtensor", "flat"]] = "whole"
-    """What the optimizer this strategy builds steps: ``whole`` parameters (all of them, or a
-    pipeline stage's), ``dtensor`` shards of them (FSDP2, tensor parallel) or ``flat`` partitions
-    of concatenated parameters (DeepSpeed ZeRO). A config naming an optimizer that cannot step that
-    form is refused when it loads (:func:`deepseek.training.optimizers.placement_problem`)."""
-    weighs_items: ClassVar[bool] = True
-    """Whether the step honours :class:`~deepseek.training.step.MicroBatches` weights and
-    :meth:`evaluate` its ``weight``, as the base class's do: a strategy with a step of its own
-    that does not sets ``False``, and a model weighing its loss by items
-    (``TrainableModel.loss_items``) is then refused for it."""
-    needs_launcher: ClassVar[bool] = False
-    """True when the strategy needs one process per device started by a launcher
-    (``deepseek launch`` / torchrun); False when it trains inside the calling process. Core
-    refuses to set up a True one in a process without the launcher's environment
-    (:mod:`deepseek.training.launcher_env`)."""
 
     def __init__(self, options: Mapping[str, Any] | Any = None, *, precision: Precision, host: Any = None) -> None:
         from deepseek.config.validate import build_dataclass
@@ -115,46 +93,6 @@ class Strategy(ABC):
         self.settings = StepSettings()
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-
-    # ------------------------------------------------------------------ rules (no process needed)
-
-    @classmethod
-    def check_config(cls, config: Config) -> None:
-        """Raise :class:`~deepseek.errors.ConfigError` (one line) for a config this strategy
-        cannot run; called when a config is loaded and before ``deepseek launch``."""
-
-    @classmethod
-    def check_launch(cls, config: Config, world_size: int, model: nn.Module) -> None:
-        """Like :meth:`check_config`, with the job's size and the model built on the meta
-        device; called by ``deepseek launch`` before any process starts."""
-
-    @classmethod
-    def check_resume(cls, config: Config, optimizer: OptimizerBuilder) -> None:
-        """Refuse (one line) a resume this strategy cannot do with ``optimizer``, the run's
-        builder: called before set-up of every resumed run, and by ``deepseek launch -- train
-        --resume`` before any process starts."""
-
-    @classmethod
-    def data_parallel_size(cls, config: Config, world_size: int) -> int:
-        """The data-parallel ranks this strategy forms for ``config`` on ``world_size`` processes:
-        what :attr:`dp_size` is after :meth:`setup_environment` (default: every process). The
-        launcher checks that ``data.batch_size`` splits over them before any process starts; a
-        strategy that overrides :attr:`dp_size` overrides this too (set-up checks they agree)."""
-        return world_size
-
-    @classmethod
-    def required_capabilities(cls, config: Config) -> dict[str, str]:
-        """Model capabilities this strategy needs (:mod:`deepseek.models.protocol`), each with
-        the reason, e.g. ``{"pipeline": "strategy 'pipeline' runs the model as stages"}``."""
-        return {}
-
-    @classmethod
-    def memory_row(cls, options: Any) -> str | None:
-        """The advisor's memory-model row (``deepseek.advise.estimate.STRATEGIES``) this strategy
-        realises with these validated ``options``, one of the ``memory_rows`` it declares at
-        registration; ``None`` (the default) when no row models it. ``deepseek tune`` asks the
-        advisor whether a trial fits through this row before running it."""
-        return None
 
     # ------------------------------------------------------------------ topology
 
