@@ -105,8 +105,10 @@ class ShortFirst(Dataset):
     def __next__(self) -> dict[str, torch.Tensor]:
         return self._batch(self.batch_size, 0)
 
+    rows = (13, 16)
+
     def validation_batches(self, limit: int) -> list[dict[str, torch.Tensor]]:
-        return [self._batch(self.batch_size - 3, 1), self._batch(self.batch_size, 2)][:limit]
+        return [self._batch(n, i) for i, n in enumerate(self.rows)][:limit]
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -115,12 +117,17 @@ class ShortFirst(Dataset):
         pass
 
 
-def test_a_short_batch_that_is_not_the_last_is_one_line(tmp_path: Path, host: PluginHost) -> None:
+class EmptyLast(ShortFirst):
+    rows = (16, 0)
+
+
+@pytest.mark.parametrize(("data", "rows"), [(ShortFirst, 13), (EmptyLast, 0)])
+def test_a_short_batch_that_is_not_the_last_or_an_empty_one_is_one_line(tmp_path: Path, host: PluginHost,
+                                                                         data: type[Dataset], rows: int) -> None:
     with pytest.raises(UsageError) as info:
-        deepseek.fit(Regressor, ShortFirst, batch_size=16, config=CONFIG, quiet=True, run_dir=tmp_path / "run",
-                     host=host)
+        deepseek.fit(Regressor, data, batch_size=16, config=CONFIG, quiet=True, run_dir=tmp_path / "run", host=host)
     message = str(info.value)
-    assert "gave a validation batch of 13 rows, but data.batch_size is 16" in message
-    assert "only the last validation batch may hold fewer" in message
+    assert f"gave a validation batch of {rows} rows, but data.batch_size is 16" in message
+    assert "only the last validation batch may hold fewer, at least one" in message
     assert "\n" not in message
     assert not (tmp_path / "run").exists()

@@ -71,7 +71,8 @@ def check_global_batch(batch: Any, *, dataset: str, batch_size: int, what: str, 
     if last and 1 <= rows <= batch_size:
         return
     if rows != batch_size:
-        also = " (only the last validation batch may hold fewer: the rest of its split)" if "validation" in what else ""
+        also = " (only the last validation batch may hold fewer, at least one: the rest of its split)" \
+            if "validation" in what else ""
         raise UsageError(
             f"data: dataset {dataset!r} gave a {what} of {rows} rows, but data.batch_size is {batch_size}; "
             f"a dataset yields global batches of data.batch_size rows{also} (docs/plugins.md, 'Datasets')"
