@@ -97,21 +97,26 @@ def tests_plugin(session: nox.Session) -> None:
     _pytest(session, "-n", "2", "--dist", "loadfile", f"{PLUGIN}/tests", "tests/contract")
 
 
+ONNX_TESTS = ("tests/core/optimize/test_optimize_export.py", "tests/core/optimize/test_serving_export_core.py")
+"""Core's export tests, whose ONNX cases skip in tests-core (core's extras are not installed there)."""
+
+
 @nox.session(name="tests-ecosystem", python=PYTHON)
 def tests_ecosystem(session: nox.Session) -> None:
     """deepseek-core with its ecosystem extras (Hugging Face tokenizers and datasets, MLflow,
-    Weights & Biases, TensorBoard) + deepseek-pro for `deepseek launch`, and transformers to check
-    exported checkpoints against the library that defines the format."""
+    Weights & Biases, TensorBoard, ONNX export) + deepseek-pro for `deepseek launch`, transformers to
+    check exported checkpoints against the library that defines the format, and onnxruntime to run
+    exported ONNX files (core's export tests run here too, where the ONNX packages are)."""
     _write_bytecode(session)
     session.install(
-        "-c", "constraints.txt", "pytest>=8", "transformers>=4.45",
-        "-e", f"{CORE}[hf,mlflow,wandb,tensorboard]", "-e", PRO, "pytest-xdist==3.8.0",
+        "-c", "constraints.txt", "pytest>=8", "transformers>=4.45", "onnxruntime>=1.18",
+        "-e", f"{CORE}[hf,mlflow,wandb,tensorboard,onnx]", "-e", PRO, "pytest-xdist==3.8.0",
     )
     session.env["DS_ACCELERATOR"] = "cpu"
     session.env["WANDB_MODE"] = "offline"
     # Two workers, each test file on one: 209 and 258 s against 333 s in one process, back to back
     # on this 2-core machine (the two-worker runs under more load from other jobs, not less).
-    _pytest(session, "-n", "2", "--dist", "loadfile", "tests/ecosystem", "tests/contract")
+    _pytest(session, "-n", "2", "--dist", "loadfile", "tests/ecosystem", "tests/contract", *ONNX_TESTS)
 
 
 @nox.session(python=PYTHON)

@@ -26,6 +26,7 @@ from deepseek.config.load import DATA_SIZES
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data, split_output
 from deepseek.models.factory import instantiate_model
+from deepseek.models.protocol import model_capabilities
 from deepseek.training.totals import (
     TOTALS,
     TotalsCapture,
@@ -186,4 +187,21 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
         bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
         assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"
         calls.outputs[data_name] = (loss, metrics)
+        if "serving" in model_capabilities(model):
+            _check_serving(model, val, name, data_name)
     return calls
+
+
+def _check_serving(model: Any, batch: Any, name: str, data_name: str) -> None:
+    """What ``deepseek export`` traces for a model with capability ``serving``: its inputs checked as
+    the export checks them, and a prediction with a row per row of the batch."""
+    from deepseek.data.batch import batch_rows
+    from deepseek.graph.serving import serving_inputs
+
+    model.eval()
+    with torch.no_grad():
+        out = model.serving_forward(serving_inputs(model, batch, name=name))
+    assert isinstance(out, torch.Tensor) and out.dim() >= 1 and out.shape[0] == batch_rows(batch), (
+        f"model {name!r} on dataset {data_name!r}: serving_forward gave "
+        f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}, not a row per input row")
+    assert torch.isfinite(out.float()).all(), f"model {name!r} on dataset {data_name!r}: non-finite serving_forward"

@@ -333,6 +333,14 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         out = self.fuse(self.encode(batch), present)
         return self.apply_logit_weights(out, present) if calibrated else out
 
+    def serving_inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Capability ``serving``: each modality's inputs and which rows have it (no labels)."""
+        return {**{m: dict(batch[m]) for m in self.modalities}, "present": {m: batch["present"][m] for m in self.modalities}}
+
+    def serving_forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        """The fused logits (calibrated) of :meth:`serving_inputs`, ``(batch, num_classes)``."""
+        return self.predict(inputs).logits
+
     def apply_logit_weights(self, out: FusionOutput, present: Mapping[str, torch.Tensor]) -> FusionOutput:
         """``out`` with its fused logits weighted with the modalities' by ``logit_weights`` (as it
         is when there are none)."""

@@ -5,6 +5,7 @@ Nothing here imports torch at module level (``deepseek --help`` stays fast).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,13 @@ def _example_tokens(model: Any, batch: int, seq: int | None, device: str, *, nam
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if params and (not positional or len(required) > 1):
-        raise UsageError(
-            f"{command}: model {name!r} takes forward({parameter_list(params)}), not one tensor of token "
-            f"ids, which this command traces it with; from Python, deepseek.optimize(model, example_inputs, "
-            "passes=...) takes other positional inputs, but not keyword ones such as a batch dict "
-            "(docs/graph-passes.md)"
-        )
+        how = ("a model over a batch of inputs is exported through its capability 'serving' (serving_inputs and "
+               "serving_forward: what a deployed model reads and returns), which it does not offer "
+               "(docs/interop.md, 'Deployment files')") if command == "export" else (
+               "from Python, deepseek.optimize(model, example_inputs, passes=...) takes other positional inputs, "
+               "but not keyword ones such as a batch dict (docs/graph-passes.md)")
+        raise UsageError(f"{command}: model {name!r} takes forward({parameter_list(params)}), not one tensor of token "
+                         f"ids, which this command traces it with; {how}")
 
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
     if seq is None:
@@ -166,17 +168,43 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     if target.suffix != f".{fmt}":  # an existing file is replaced: only one of this format's
         raise UsageError(f"--out: {target} does not end in .{fmt}; name the {fmt} file like model.{fmt} "
                          f"(an existing .{fmt} file is replaced)")
-    model, info = load_checkpoint_model(checkpoint, "cpu")
+    from deepseek.cli.context import command_host
+    from deepseek.models.protocol import model_capabilities
+    from deepseek.training.inference import load_trained
+    from deepseek.training.weights_source import read_source, with_data
+
+    host, source = command_host(), read_source(checkpoint)
+    model, config, _ = load_trained(source, "cpu", host=host)
+    info = {"name": config.model.name, **dataclasses.asdict(config.model.options)}
     if not static:  # torch.export specializes dims of size 0/1: trace dynamic dims at >= 2
         batch, seq = max(batch, 2), max(seq, 2)
-    x = _example_tokens(model, batch, seq, "cpu", name=info["name"], command="export")
-    dims = None if static else [token_dims(info.get("max_seq_len"))]
-    make_folders(missing, where="--out")
-    path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
-                        metadata={"model": info, "checkpoint": str(checkpoint)})
+    if "serving" in model_capabilities(model):  # a model over a batch of inputs: traced on its run's data
+        from deepseek.graph.serving import export_serving
+
+        example = _example_batch(with_data(source, config, None, host), host, batch)  # the run's own data
+        make_folders(missing, where="--out")
+        path = export_serving(model, example, target, name=info["name"], fmt=fmt, static=static,
+                              metadata={"model": info, "checkpoint": str(checkpoint)})
+    else:
+        x = _example_tokens(model, batch, seq, "cpu", name=info["name"], command="export")
+        dims = None if static else [token_dims(info.get("max_seq_len"))]
+        make_folders(missing, where="--out")
+        path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
+                            metadata={"model": info, "checkpoint": str(checkpoint)})
     size = path.stat().st_size / 2**20
     click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB){created_note(missing)}; load it with "
                "deepseek.graph.export.load_exported")
+
+
+def _example_batch(config: Any, host: Any, rows: int) -> Any:
+    """The first ``rows`` rows of the first validation batch of ``config``'s data (the run's own: a
+    model with capability ``serving`` is traced on real inputs of the shapes it trained on)."""
+    from deepseek.data.batch import batch_rows, head_rows
+    from deepseek.training.build import build_dataset
+    from deepseek.training.evaluation import validation_set
+
+    first = validation_set(config, build_dataset(config, host), 1).batches[0]
+    return head_rows(first, min(rows, batch_rows(first)))
 
 
 def _export_hf(checkpoint: str, out: str | None, dtype: str) -> None:

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,8 @@ def export_model(
 ) -> Path:
     """Export ``model`` (eval mode) traced on ``example_inputs`` to ``out`` as ``fmt``.
 
-    ``dynamic`` gives, per input, the dims that may vary (``{dim: torch.export.Dim}``);
+    ``dynamic`` gives, per input, the dims that may vary (``{dim: torch.export.Dim}``, or that
+    structure for each tensor of an input that is a mapping of tensors);
     ``metadata`` is stored in the ``.pt2`` file's ``deepseek.json`` record.
     """
     if fmt not in FORMATS:
@@ -83,17 +84,27 @@ def export_model(
                 f"export --format onnx needs the package(s) {', '.join(missing)}, which are not "
                 "installed; install them with: pip install 'deepseek-core[onnx]'"
             )
+        args, kwargs, dims = inputs, None, shapes
+        if any(isinstance(i, Mapping) for i in inputs):  # torch.onnx.export takes a trailing mapping for keywords
+            import inspect
+
+            names = list(inspect.signature(model.forward).parameters)[: len(inputs)]
+            args, kwargs = (), dict(zip(names, inputs, strict=True))
+            dims = None if shapes is None else dict(zip(names, shapes, strict=True))
         with _atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(model, inputs, dynamo=True, dynamic_shapes=shapes, verbose=False)
+            program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, dynamic_shapes=dims, verbose=False)
             program.save(str(tmp))  # type: ignore[union-attr]
         return path
     with torch.no_grad():
         program = torch.export.export(model, inputs, dynamic_shapes=shapes)
+    from torch.utils import _pytree as pytree
+
     record = {
         "format": 1,
-        "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in inputs],
-        "dynamic": [None if d is None else {str(k): str(v) for k, v in d.items()} for d in (shapes or [])],
+        "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in pytree.tree_leaves(inputs)],
+        "dynamic": [None if d is None else {str(k): str(v) for k, v in d.items()} if all(isinstance(k, int) for k in d)
+                    else str(d) for d in (shapes or [])],
         "torch": torch.__version__,
         **(metadata or {}),
     }
@@ -112,7 +123,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 class OnnxRunner:
-    """Runs an ONNX file with onnxruntime: ``runner(*tensors)`` returns the first output."""
+    """Runs an ONNX file with onnxruntime: ``runner(*tensors)`` returns the first output (an input
+    that is a mapping of tensors, as a ``serving`` export takes, is given as the mapping)."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime  # type: ignore[import-not-found]
@@ -120,8 +132,11 @@ class OnnxRunner:
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        feeds = {n: t.detach().cpu().numpy() for n, t in zip(self.names, inputs, strict=True)}
+    def __call__(self, *inputs: Any) -> torch.Tensor:
+        from torch.utils import _pytree as pytree
+
+        tensors = pytree.tree_leaves(inputs)  # the order the export flattened them in
+        feeds = {n: t.detach().cpu().numpy() for n, t in zip(self.names, tensors, strict=True)}
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 

@@ -31,6 +31,9 @@ config asks for and the model lacks is refused when the model is created
   and :meth:`~TrainableModel.decode_window`, incremental decoding with a KV cache
   (:func:`deepseek.models.decoding.decode`). A model's pipeline stages that offer it too can be
   served by ``deepseek generate --strategy pipeline``, each stage caching its own blocks.
+- ``serving``: :meth:`~TrainableModel.serving_inputs` and :meth:`~TrainableModel.serving_forward`,
+  the prediction over a batch's inputs without its labels, which ``deepseek export`` traces into a
+  deployment file for a model that takes more than token ids (:mod:`deepseek.graph.serving`).
 - ``generation``: :meth:`~TrainableModel.generate`, prompts extended by sampled tokens
   (``deepseek generate``; the trainer's ``try: deepseek generate`` hint). A model with
   ``cached_decoding`` offers it in one call of :func:`deepseek.models.decoding.generate_cached`;
@@ -96,6 +99,8 @@ CAPABILITIES: dict[str, Capability] = {
         Capability("cached_decoding", ("new_cache", "forward_cached", "decode_window"),
                    "KV-cache decoding (new_cache, forward_cached, decode_window)"),
         Capability("generation", ("generate",), "text generation (generate)"),
+        Capability("serving", ("serving_inputs", "serving_forward"),
+                   "a deployment forward over a batch's inputs (serving_inputs, serving_forward)"),
     )
 }
 """Every optional capability by name."""
@@ -295,6 +300,19 @@ class TrainableModel(nn.Module):
         tokenizer's 256 when no ``tokenizer.json`` came with it. Default: ``None``, unknown (the
         tokenizer is not checked)."""
         return None
+
+    # ------------------------------------------------------------------ "serving"
+
+    def serving_inputs(self, batch: Batch) -> Mapping[str, Any]:
+        """The entries of ``batch`` a prediction reads (the batch without its labels): a mapping of
+        names to tensors, nested mappings allowed, each with the batch's rows first."""
+        raise NotImplementedError
+
+    def serving_forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        """The prediction for :meth:`serving_inputs` (a classifier's logits): one tensor with a row
+        per input row; what ``deepseek export`` traces for a model that takes more than token ids
+        (:mod:`deepseek.graph.serving`)."""
+        raise NotImplementedError
 
 
 def model_capabilities(model: nn.Module | type) -> frozenset[str]:

@@ -1,0 +1,122 @@
+"""Deployment files of models that take more than token ids (capability ``serving``).
+
+``deepseek export`` traces a language model on one tensor of token ids. A model whose inputs are
+a batch of several tensors (a classifier over features, the tri-modal classifier) offers
+capability ``serving`` instead (:class:`~deepseek.models.protocol.TrainableModel`):
+
+- ``serving_inputs(batch)``: the entries of a batch that a prediction reads (the batch without its
+  labels), a mapping of names to tensors (nested mappings allowed);
+- ``serving_forward(inputs)``: the prediction for them, one tensor with a row per batch row (a
+  classifier's logits).
+
+:func:`export_serving` traces ``serving_forward`` on the inputs of an example batch (the run's
+first validation batch, for ``deepseek export``) with the rows left dynamic, so the exported
+program takes the same mapping with any number of rows: ``load_exported(path)(inputs)``.
+The ``.pt2`` file's ``deepseek.json`` record lists the inputs (``serving.inputs``: each one's
+dotted name, shape and dtype) and names the output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+
+MAX_ROWS = 4096
+"""The most rows an exported program takes (its dynamic batch dimension's bound)."""
+
+
+class ServingModule(nn.Module):
+    """``model.serving_forward(inputs)`` as a module of its own: what is traced and exported."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        return self.model.serving_forward(inputs)  # type: ignore[operator]
+
+
+def serving_inputs(model: nn.Module, batch: Any, *, name: str) -> dict[str, Any]:
+    """``model.serving_inputs(batch)``, checked: a non-empty mapping whose leaves are tensors with
+    the same rows (a one-line :class:`UsageError` naming the model otherwise)."""
+    from torch.utils import _pytree as pytree
+
+    from deepseek.data.batch import batch_rows
+
+    inputs = model.serving_inputs(batch)  # type: ignore[operator]
+    where = f"model {name!r}: serving_inputs"
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise UsageError(f"{where} returned {type(inputs).__name__}; it must return the batch entries a prediction "
+                         "reads, a non-empty mapping of names to tensors (docs/interop.md, 'Deployment files')")
+    leaves = pytree.tree_leaves(dict(inputs))
+    if not leaves or any(not isinstance(t, torch.Tensor) for t in leaves):
+        kinds = sorted({type(t).__name__ for t in leaves if not isinstance(t, torch.Tensor)}) or ["nothing"]
+        raise UsageError(f"{where} returned {', '.join(kinds)} among its entries; give tensors only (nested "
+                         "mappings of tensors are fine)")
+    rows = {int(t.shape[0]) if t.dim() else -1 for t in leaves}
+    if len(rows) != 1 or rows != {batch_rows(inputs)}:
+        raise UsageError(f"{where} returned tensors with first dimensions {sorted(rows)}; every input holds the "
+                         "batch's rows along its first dimension")
+    return dict(inputs)
+
+
+def input_names(inputs: Mapping[str, Any]) -> list[str]:
+    """The dotted name of each tensor of ``inputs`` (``audio.padding_mask``), in the order the
+    exported program flattens them."""
+    from torch.utils import _pytree as pytree
+
+    paths, _ = pytree.tree_flatten_with_path(dict(inputs))
+    return [".".join(str(getattr(k, "key", k)) for k in path) for path, _ in paths]
+
+
+def export_serving(
+    model: nn.Module,
+    batch: Any,
+    out: str | os.PathLike[str],
+    *,
+    name: str = "model",
+    fmt: str = "pt2",
+    static: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``model.serving_forward`` (eval mode, fp32 as it is) traced on the serving inputs of
+    ``batch`` to ``out`` as ``fmt`` (``pt2`` or ``onnx``); the rows stay dynamic (1 to
+    :data:`MAX_ROWS`) unless ``static``. A traced example needs at least 2 rows for that (torch.export
+    specialises a dimension of size 1)."""
+    from torch.export import Dim
+    from torch.utils import _pytree as pytree
+
+    from deepseek.data.batch import batch_rows
+    from deepseek.graph.export import export_model
+    from deepseek.models.protocol import model_capabilities
+
+    if "serving" not in model_capabilities(model):
+        raise UsageError(f"export: model {name!r} ({type(model).__name__}) does not offer capability 'serving' "
+                         "(serving_inputs and serving_forward), which says what a deployed model reads and "
+                         "returns (docs/interop.md, 'Deployment files')")
+    inputs = serving_inputs(model, batch, name=name)
+    if not static and batch_rows(inputs) < 2:
+        raise UsageError(f"export: the example batch holds {batch_rows(inputs)} row; a dynamic export traces at "
+                         "least 2 (torch.export fixes a dimension of size 1): give a larger batch or export "
+                         "--static")
+    rows = Dim("batch", min=1, max=MAX_ROWS)
+    dynamic = None if static else [pytree.tree_map(lambda _t: {0: rows}, inputs)]
+    leaves = pytree.tree_leaves(inputs)
+    record = {
+        "serving": {
+            "inputs": [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype)}
+                       for n, t in zip(input_names(inputs), leaves, strict=True)],
+            "rows": "fixed" if static else f"dynamic, 1 to {MAX_ROWS}",
+            "output": f"{name}'s serving_forward: one tensor, a row per input row",
+        },
+        "dynamic": None if static else "the first dimension of every input",
+        **(metadata or {}),
+    }
+    return export_model(ServingModule(model).eval(), (inputs,), out, fmt=fmt, dynamic=dynamic, metadata=record)

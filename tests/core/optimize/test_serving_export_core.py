@@ -1,0 +1,106 @@
+"""``deepseek.graph.serving.export_serving``: a model over a batch of several tensors (capability
+``serving``) exported with its rows dynamic; the ``.pt2`` file gives the eager prediction for any
+number of rows; what a model's ``serving_inputs`` returns is checked in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+from deepseek.graph.export import load_exported, read_metadata
+from deepseek.graph.serving import export_serving
+from deepseek.models.protocol import TrainableModel, model_capabilities
+
+
+class Tabular(TrainableModel):
+    """Numbers and a category per row, a label: logits over 3 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 4)
+        self.head = nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 3))
+
+    def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(torch.cat([features["numbers"], self.embed(features["category"])], -1))
+
+    def forward(self, features: dict[str, torch.Tensor], label: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.logits(features), label)
+
+    def serving_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"features": batch["features"]}
+
+    def serving_forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        return self.logits(inputs["features"])
+
+
+def rows(n: int, seed: int) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(seed)
+    return {"features": {"numbers": torch.randn(n, 2, generator=g), "category": torch.randint(0, 5, (n,), generator=g)},
+            "label": torch.randint(0, 3, (n,), generator=g)}
+
+
+def test_the_exported_file_predicts_like_the_model_for_any_rows(tmp_path: Path) -> None:
+    model = Tabular().eval()
+    assert "serving" in model_capabilities(model)
+    path = export_serving(model, rows(4, 0), tmp_path / "tab.pt2", name="tabular")
+    meta = read_metadata(path)
+    assert [i["name"] for i in meta["serving"]["inputs"]] == ["features.numbers", "features.category"]
+    assert meta["serving"]["rows"].startswith("dynamic")
+    exported = load_exported(path)
+    for n in (1, 9):
+        batch = rows(n, n)
+        with torch.no_grad():
+            expected = model.serving_forward(model.serving_inputs(batch))
+        assert torch.allclose(exported(model.serving_inputs(batch)), expected, atol=1e-6)
+
+
+class Bad(Tabular):
+    def __init__(self, returns: Any) -> None:
+        super().__init__()
+        self.returns = returns
+
+    def serving_inputs(self, batch: dict[str, Any]) -> Any:
+        return self.returns(batch)
+
+
+@pytest.mark.parametrize(("returns", "message"), [
+    (lambda b: b["features"]["numbers"], "serving_inputs returned Tensor; it must return the batch entries"),
+    (lambda b: {}, "serving_inputs returned dict; it must return"),
+    (lambda b: {"features": b["features"], "note": "x"}, "serving_inputs returned str among its entries; give tensors"),
+    (lambda b: {"a": b["features"]["numbers"], "b": torch.zeros(2)}, "serving_inputs returned tensors with first dimensions [2, 4]"),
+])
+def test_what_serving_inputs_returns_is_checked_in_one_line(tmp_path: Path, returns: Any, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        export_serving(Bad(returns).eval(), rows(4, 0), tmp_path / "bad.pt2", name="acme.bad")
+    assert "model 'acme.bad': " + message in str(info.value) and "\n" not in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_model_without_serving_and_a_one_row_example_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"model 'plain' \(Linear\) does not offer capability 'serving'"):
+        export_serving(nn.Linear(2, 2), rows(4, 0), tmp_path / "x.pt2", name="plain")
+    with pytest.raises(UsageError, match="the example batch holds 1 row; a dynamic export traces at least 2"):
+        export_serving(Tabular().eval(), rows(1, 0), tmp_path / "x.pt2")
+    path = export_serving(Tabular().eval(), rows(1, 0), tmp_path / "one.pt2", static=True)  # a fixed shape is fine
+    assert read_metadata(path)["serving"]["rows"] == "fixed"
+    assert [p.name for p in tmp_path.iterdir()] == ["one.pt2"]
+
+
+def test_an_onnx_export_takes_the_same_mapping(tmp_path: Path) -> None:
+    """Runs where the ONNX packages are (tests-ecosystem: core's onnx extra and onnxruntime)."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    model = Tabular().eval()
+    path = export_serving(model, rows(4, 0), tmp_path / "tab.onnx", fmt="onnx")
+    onnx.checker.check_model(str(path))
+    assert len(onnx.load(str(path)).graph.input) == 2  # features.numbers and features.category
+    batch = rows(7, 3)
+    with torch.no_grad():
+        expected = model.serving_forward(model.serving_inputs(batch))
+    torch.testing.assert_close(load_exported(path)(model.serving_inputs(batch)), expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,63 @@
+"""``deepseek export`` of a model over a batch of inputs (capability ``serving``): the tri-modal
+classifier is traced on its run's first validation rows, with the rows dynamic, and the ``.pt2``
+file, loaded with torch alone, gives the eager model's fused logits for another number of rows,
+a missing modality included; its record lists the inputs by name. A model that offers neither
+token ids nor ``serving`` is one line (tests/core/optimize/test_serving_export_core.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from _compresshelpers import deepseek_cli, train_tiny
+from test_quantize import MULTIMODAL
+
+from deepseek.graph.export import load_exported, read_metadata
+from deepseek.training.inference import load_trained
+from deepseek_enterprise.digits.dataset import DigitsOptions, MultimodalDigits
+
+
+@pytest.fixture(scope="module")
+def mm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("mm_serving"), MULTIMODAL)
+
+
+def test_export_traces_the_classifier_and_the_file_predicts_like_the_model(mm_run: Path) -> None:
+    out = deepseek_cli("export", "--checkpoint", "run", "--out", "mm.pt2", "--batch", "4", cwd=mm_run)
+    assert out.returncode == 0, out.stderr
+    assert "wrote mm.pt2 (pt2" in out.stdout
+    meta = read_metadata(mm_run / "mm.pt2")
+    names = [i["name"] for i in meta["serving"]["inputs"]]
+    assert names[:2] == ["vision.inputs", "audio.inputs"] and "present.text" in names and "label" not in names
+    assert all(i["shape"][0] == 4 for i in meta["serving"]["inputs"])
+    assert meta["model"]["name"] == "multimodal.classifier"
+
+    model, _, _ = load_trained(mm_run / "run")
+    data = MultimodalDigits(DigitsOptions(task="redundant", eval_size=7), batch_size=8, seed=0)
+    batch = data.split_batches("test")[0]  # 7 rows, from the test split, not the 4 traced
+    batch["present"]["audio"][1] = False  # a row without its speech
+    batch["present"]["vision"][2] = False
+    inputs = model.serving_inputs(batch)
+    exported = load_exported(mm_run / "mm.pt2")
+    with torch.no_grad():
+        expected, got = model.serving_forward(inputs), exported(inputs)
+    assert got.shape == (7, 10)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+    # the missing modality changes the prediction's input: the file does not ignore present
+    batch["present"]["audio"][1] = True
+    with torch.no_grad():
+        assert not torch.allclose(exported(model.serving_inputs(batch))[1], got[1])
+
+
+def test_a_static_export_takes_the_traced_rows_only(mm_run: Path) -> None:
+    out = deepseek_cli("export", "--checkpoint", "run", "--out", "static.pt2", "--batch", "3", "--static",
+                       cwd=mm_run)
+    assert out.returncode == 0, out.stderr
+    meta = read_metadata(mm_run / "static.pt2")
+    assert meta["serving"]["rows"] == "fixed" and meta["dynamic"] is None
+    model, _, _ = load_trained(mm_run / "run")
+    batch = MultimodalDigits(DigitsOptions(task="redundant", eval_size=3), batch_size=8, seed=0).split_batches("val")[0]
+    with torch.no_grad():
+        got = load_exported(mm_run / "static.pt2")(model.serving_inputs(batch))
+        assert torch.allclose(got, model.serving_forward(model.serving_inputs(batch)), atol=1e-5, rtol=1e-5)
