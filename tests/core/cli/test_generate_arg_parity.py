@@ -1,6 +1,7 @@
-"""`deepseek generate` and `Model.generate` refuse the same decode values with the same rule:
-for each bad value both give one line naming the argument and the same range ("a finite number
-> 0 and <= 1"), and the CLI exits 2 (the rule itself: deepseek.api_args.real)."""
+"""`deepseek generate` and `Model.generate` refuse the same decode values with the same rule and
+the same words: for each bad value both give one line, naming the argument as each surface calls
+it (`--top-p`, `generate: top_p`), then the same text after it (range, value, hint: one formatter,
+deepseek.api_args.real), and the CLI exits 2 with nothing on stdout."""
 
 from __future__ import annotations
 
@@ -37,27 +38,48 @@ def python_line(name: str, value: Any) -> str:
 
 
 @pytest.mark.parametrize(("option", "name", "text", "value"), CASES)
-def test_cli_and_python_refuse_a_value_with_the_same_range(option: str, name: str, text: str, value: Any,
+def test_cli_and_python_refuse_a_value_with_the_same_words(option: str, name: str, text: str, value: Any,
                                                           tmp_path: Path, core_host: PluginHost) -> None:
     said = python_line(name, value)
-    assert said.startswith(f"generate: {name}: must be a finite number ") and "\n" not in said
-    rule = re.search(r"a finite number ([^,]+), got", said)
-    assert rule is not None, said
+    assert said.startswith(f"generate: {name}: must be a finite number ") and "\n" not in said, said
+    assert said.endswith(DECODE_NUMBERS[name]["hint"]), said
     cli = invoke(["generate", "--checkpoint", str(tmp_path), option, text, "x"], core_host)
     assert cli.code == 2 and cli.stdout == ""
     line = cli.stderr.strip()
-    assert "\n" not in line and option in line and f"a finite number {rule.group(1)}" in line, line
+    assert "\n" not in line, line
+    assert line == "error: " + said.replace(f"generate: {name}: ", f"{option}: ", 1), (line, said)
+
+
+def test_text_that_is_no_number_reads_the_same_after_the_name(tmp_path: Path, core_host: PluginHost) -> None:
+    said = python_line("temperature", "warm")
+    assert said.startswith("generate: temperature: expected a number, got 'warm' (str);"), said
+    cli = invoke(["generate", "--checkpoint", str(tmp_path), "--temperature", "warm", "x"], core_host)
+    assert cli.code == 2 and cli.stdout == ""
+    # the command line has only text, so it names no Python type; the rest is the same line
+    assert cli.stderr.strip() == "error: " + said.replace("generate: temperature: ", "--temperature: ", 1).replace(
+        " (str)", "", 1)
 
 
 @pytest.mark.parametrize("name", sorted(DECODE_NUMBERS))
-def test_each_cli_decode_option_takes_its_range_from_the_python_rule(name: str) -> None:
-    """The options' bounds are read from api_args.DECODE_NUMBERS, not restated: the range the CLI
-    prints is the one Python's check prints for a value outside it."""
+def test_each_cli_decode_option_takes_its_range_from_the_python_rule(name: str, tmp_path: Path,
+                                                                  core_host: PluginHost) -> None:
+    """The options' bounds are read from api_args.DECODE_NUMBERS, not restated: just below the
+    low end both surfaces refuse, with the same line after the name."""
     from deepseek.cli.generate_cmd import generate
 
     option = next(p for p in generate.params if p.name == name)
+    flag = option.opts[0]
     below = DECODE_NUMBERS[name]["low"] - 1.0
     said = python_line(name, below)
-    rule = re.search(r"a finite number ([^,]+), got", said)
-    assert rule is not None, said
-    assert option.type.expected() == f"give a finite number {rule.group(1)}"  # type: ignore[attr-defined]
+    assert re.search(r"a finite number [^,]+, got -", said), said
+    cli = invoke(["generate", "--checkpoint", str(tmp_path), flag, repr(below), "x"], core_host)
+    assert cli.code == 2
+    assert cli.stderr.strip() == "error: " + said.replace(f"generate: {name}: ", f"{flag}: ", 1)
+    at_low = DECODE_NUMBERS[name]["low"]
+    accepted = invoke(["generate", "--checkpoint", str(tmp_path / "none"), flag, repr(at_low), "x"], core_host)
+    # the low end itself: refused exactly where Python refuses it (top_p and repetition_penalty
+    # exclude it), else the command goes on to the missing checkpoint
+    if DECODE_NUMBERS[name].get("open_low"):
+        assert accepted.stderr.strip().startswith(f"error: {flag}: must be"), accepted.stderr
+    else:
+        assert flag not in accepted.stderr and accepted.code != 0, accepted.stderr

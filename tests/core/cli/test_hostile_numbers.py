@@ -16,7 +16,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     *[(f"generate temperature {v}", ["generate", "--checkpoint", "RUN", "--temperature", v, "x"],
        ["--temperature", "finite"]) for v in NON_FINITE],
     ("generate temperature negative", ["generate", "--checkpoint", "RUN", "--temperature", "-0.5"], ["--temperature"]),
-    ("generate temperature word", ["generate", "--checkpoint", "RUN", "--temperature", "hot"], ["not a number"]),
+    ("generate temperature word", ["generate", "--checkpoint", "RUN", "--temperature", "hot"], ["--temperature", "expected a number, got 'hot'"]),
     ("generate top-k zero", ["generate", "--checkpoint", "RUN", "--top-k", "0"], ["--top-k"]),
     ("generate top-k float", ["generate", "--checkpoint", "RUN", "--top-k", "2.5"], ["--top-k"]),
     ("generate top-k nan", ["generate", "--checkpoint", "RUN", "--top-k", "nan"], ["--top-k"]),

@@ -43,25 +43,40 @@ def real(value: Any, name: str, *, low: float | None = None, high: float | None 
     """``value`` as a finite ``float`` in ``[low, high]`` (``open_low``: above ``low``): an int,
     float or numpy number, not a bool, NaN or infinity. ``hint`` follows the message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UsageError(f"{name}: expected a number, got {_shown(value)} ({type(value).__name__}){hint}")
+        raise UsageError(not_a_number(name, f"{_shown(value)} ({type(value).__name__})", hint))
     number = float(value)
     below = low is not None and (number <= low if open_low else number < low)
     if not math.isfinite(number) or below or (high is not None and number > high):
-        side = "" if low is None else f" {'>' if open_low else '>='} {low:g}"
-        side += "" if high is None else f"{' and' if side else ''} <= {high:g}"
-        raise UsageError(f"{name}: must be a finite number{side}, got {number!r}{hint}")
+        raise UsageError(out_of_range(name, number, low=low, high=high, open_low=open_low, hint=hint))
     return number
+
+
+def not_a_number(name: str, shown: str, hint: str = "") -> str:
+    """The line for a value of ``name`` that is not a number at all (``shown`` as the caller
+    quotes it): ``NAME: expected a number, got SHOWN; HINT``."""
+    return f"{name}: expected a number, got {shown}{hint}"
+
+
+def out_of_range(name: str, number: float, *, low: float | None = None, high: float | None = None,
+                 open_low: bool = False, hint: str = "") -> str:
+    """The one wording of a number outside the range :func:`real` checks, whoever names it (a
+    keyword such as ``generate: top_p`` or an option such as ``--top-p``):
+    ``NAME: must be a finite number > 0 and <= 1, got 1.5; HINT``."""
+    side = "" if low is None else f" {'>' if open_low else '>='} {low:g}"
+    side += "" if high is None else f"{' and' if side else ''} <= {high:g}"
+    return f"{name}: must be a finite number{side}, got {number!r}{hint}"
 
 
 DECODE_NUMBERS: dict[str, dict[str, Any]] = {
     "temperature": {"low": 0.0, "hint": "; 0 is greedy, 1.0 samples the model's distribution"},
     "top_p": {"low": 0.0, "high": 1.0, "open_low": True,
-              "hint": "; 0.9 keeps the likeliest tokens that together hold 90% of the probability, None is off"},
+              "hint": "; 0.9 keeps the likeliest tokens that together hold 90% of the probability; leave it unset for off"},
     "repetition_penalty": {"low": 0.0, "open_low": True,
                            "hint": "; 1.0 is off, 1.2 makes tokens already in the prompt or the output less likely"},
 }
 """The range of each real-valued decode argument, the one rule behind :func:`decode_number` (a
-model's ``generate``, ``deepseek.sample``) and the options of ``deepseek generate``."""
+model's ``generate``, ``deepseek.sample``) and the options of ``deepseek generate``
+(:class:`deepseek.cli.generate_cmd.DecodeNumber`), both worded by :func:`real`."""
 
 
 def decode_number(value: Any, name: str) -> float:
