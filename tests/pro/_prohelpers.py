@@ -2,7 +2,8 @@
 torchrun (N processes, a free port, a timeout) and read the metrics the trainer wrote.
 
 - :func:`run_torchrun` runs ``python -m torch.distributed.run --nproc-per-node N --master-port P
-  ARGS`` and fails the test with the output's tail if it fails or times out;
+  ARGS`` and fails the test with the output's tail if it fails or times out (a timed-out job is
+  stopped, its workers too: a hang fails the test, it does not outlive it);
 - :func:`run_train_jobs` runs several training jobs (config tables + run folders, optionally
   ``resume``) one after another in ONE torchrun job through core's real Trainer, and returns each
   run's parsed ``metrics.jsonl``;
@@ -54,17 +55,36 @@ def run_torchrun(
     full_env.update(env or {})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
-    try:
-        proc = subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"")[-TAIL:] if isinstance(exc.stdout, bytes) else (exc.stdout or "")[-TAIL:]
-        pytest.fail(f"torchrun timed out after {timeout} s: {' '.join(cmd)}\n{out}")
+    with subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as running:
+        try:
+            stdout, stderr = running.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            out, err = _stop(running)
+            pytest.fail(f"torchrun timed out after {timeout} s: {' '.join(cmd)}\n--- stdout ---\n{out[-TAIL:]}\n"
+                        f"--- stderr ---\n{err[-TAIL:]}")
+        except BaseException:
+            _stop(running)
+            raise
+    proc = subprocess.CompletedProcess(cmd, running.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         pytest.fail(
             f"torchrun exited with {proc.returncode}: {' '.join(cmd)}\n"
             f"--- stdout ---\n{proc.stdout[-TAIL:]}\n--- stderr ---\n{proc.stderr[-TAIL:]}"
         )
     return proc
+
+
+def _stop(running: subprocess.Popen[str]) -> tuple[str, str]:
+    """Stop a torchrun that ran too long, workers included, and return what it printed. Its
+    workers run in their own sessions, so SIGTERM goes to torchrun, which stops them; SIGKILL
+    after 45 s if it does not (torchrun itself kills a worker still there after 30 s)."""
+    running.terminate()
+    try:
+        return running.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        running.kill()
+        return running.communicate()
 
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:

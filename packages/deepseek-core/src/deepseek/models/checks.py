@@ -98,12 +98,30 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
 def _real_loss(loss: torch.Tensor, model_name: str) -> torch.Tensor:
     """``loss`` (0-dim) of a floating dtype, which backward and the mean over batches need; an
     integer, bool or complex loss is one line."""
-    if not loss.is_floating_point():
-        raise UsageError(
-            f"model {model_name!r}: the loss is a {str(loss.dtype).removeprefix('torch.')} tensor; it must be a "
-            "floating-point one computed from the model's parameters (e.g. cross_entropy(logits, labels))"
-        )
+    problem = loss_dtype_problem(loss, model_name)
+    if problem is not None:
+        raise UsageError(problem)
     return loss
+
+
+def loss_dtype_problem(loss: torch.Tensor, model_name: str) -> str | None:
+    """The line refusing a loss tensor that is not floating-point (integer, bool, complex), or
+    ``None``. The one wording of this rule: :func:`split_output` and a pipeline's last stage
+    (``deepseek_pro.strategies.pipeline``) both raise it."""
+    if loss.is_floating_point():
+        return None
+    return (f"model {model_name!r}: the loss is a {str(loss.dtype).removeprefix('torch.')} tensor; it must be a "
+            "floating-point one computed from the model's parameters (e.g. cross_entropy(logits, labels))")
+
+
+def loss_grad_problem(loss: torch.Tensor, model_name: str) -> str | None:
+    """The line refusing a training loss that backward cannot reach any weight from (no
+    ``grad_fn``), or ``None`` (always ``None`` where gradients are off). The one wording of this
+    rule: the base strategy's step and a pipeline's last stage both raise it."""
+    if loss.requires_grad or not torch.is_grad_enabled():
+        return None
+    return (f"model {model_name!r}: the loss it returned does not depend on any trainable parameter (no grad_fn: "
+            "computed under torch.no_grad(), .detach()ed, or a constant); compute it from the model's outputs")
 
 
 def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None) -> None:

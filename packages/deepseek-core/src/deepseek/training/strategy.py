@@ -194,11 +194,9 @@ class Strategy(StrategyRules, ABC):
         :class:`~deepseek.training.step.MicroBatches`; returns the detached mean loss and metrics
         over all data-parallel ranks."""
 
-        import torch
-
         from deepseek.data.batch import batch_rows
         from deepseek.errors import UsageError
-        from deepseek.models.checks import split_output
+        from deepseek.models.checks import loss_grad_problem, split_output
         from deepseek.training.step import MicroBatches
 
         module = self.model
@@ -214,11 +212,9 @@ class Strategy(StrategyRules, ABC):
                 batch = self.to_device(micro)
                 with self.autocast():
                     loss, metrics = split_output(module(**batch), model_name=self.settings.model_name)
-                if not loss.requires_grad and torch.is_grad_enabled():
-                    raise UsageError(
-                        f"model {self.settings.model_name!r}: the loss it returned does not depend on any trainable "
-                        "parameter (no grad_fn: computed under torch.no_grad(), .detach()ed, or a constant); "
-                        "compute it from the model's outputs")
+                problem = loss_grad_problem(loss, self.settings.model_name)
+                if problem is not None:
+                    raise UsageError(problem)
                 weight = weights[i] if weights is not None else batch_rows(micro) / total_rows
                 self.backward(loss, weight)
             part = loss.detach().float() * weight

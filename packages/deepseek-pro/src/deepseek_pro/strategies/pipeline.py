@@ -10,7 +10,9 @@ The step's rows (all of the trainer's grad-accum micro-batches) are joined, turn
 arguments and a target by the model's ``pipeline_batch``, and cut into ``n`` equal chunks, so the
 gradient is that of the mean loss over the batch, as under ``single``. The loss is the model's
 ``pipeline_loss``, computed on the last stage and summed to every rank. ``pipeline_loss`` is
-called on a weightless (meta-device) copy of the model: it must not read parameters.
+called on a weightless (meta-device) copy of the model: it must not read parameters. Its result
+must meet ``single``'s rules for a loss, refused on every rank in ``single``'s line
+(:mod:`deepseek_pro.strategies.pipeline_loss`).
 
 Tied weights: the model's ``tied_parameters(stages)`` names weights held by two stages (the GPT's
 ``wte.weight`` on the first stage and its copy ``lm_head.weight`` on the last); their gradients are
@@ -43,6 +45,7 @@ from deepseek.training import clip
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies import pipeline_state as pstate
 from deepseek_pro.strategies.base import DistributedStrategy
+from deepseek_pro.strategies.pipeline_loss import LossCheck
 from deepseek_pro.strategies.pipeline_rules import (
     PipelineOptions,
     check_pipeline_fit,
@@ -78,6 +81,8 @@ class PipelineStrategy(DistributedStrategy):
         self._schedules: dict[int, Any] = {}
         self._raw_losses: list[torch.Tensor] = []
         self._template: nn.Module | None = None
+        self._loss_check: LossCheck | None = None
+        """The single-device rules on this run's training losses (:mod:`.pipeline_loss`)."""
         self._tied: dict[str, str] = {}
         """This model's tied weights as {copy name: source name} (names within their stages)."""
         self._tied_sync: list[tuple[str, Any]] = []
@@ -139,6 +144,7 @@ class PipelineStrategy(DistributedStrategy):
         # Keep a weightless copy (the loss, the full model for export); other stages' weights
         # are freed with ``model``.
         self._template = meta_twin(model)
+        self._loss_check = LossCheck(settings.model_name)
         stages = model.split_stages(self.pp_size)  # type: ignore[operator]
         pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
         tied_groups = self._tied_groups(stages, pairs)
@@ -212,8 +218,8 @@ class PipelineStrategy(DistributedStrategy):
         return self._schedules[n]
 
     def _loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        assert self._template is not None
-        loss = self._template.pipeline_loss(output, target)  # type: ignore[operator]
+        assert self._template is not None and self._loss_check is not None
+        loss = self._loss_check.checked(self._template.pipeline_loss(output, target), output)  # type: ignore[operator]
         self._raw_losses.append(loss.detach().float())
         return self.precision.scale(loss)
 
@@ -221,6 +227,7 @@ class PipelineStrategy(DistributedStrategy):
 
     def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert self._stage_mod is not None and self._template is not None, "call setup() first"
+        assert self._loss_check is not None
         self._stage_mod.train()
         args, target = self._template.pipeline_batch(concat_rows(list(micro_batches)))  # type: ignore[operator]
         rows = int(target.size(0))
@@ -240,6 +247,7 @@ class PipelineStrategy(DistributedStrategy):
         kwargs: dict[str, Any] = {"target": target.to(self.device).contiguous(), "losses": []} if self.is_last else {}
         with self.autocast():
             schedule.step(*stage_args, return_outputs=False, **kwargs)
+        self._loss_check.agree()  # a loss refused on the last stage: the same line on every rank
         self._sync_tied_grads()
         local = torch.stack(self._raw_losses).mean() if self.is_last else torch.zeros(())
         return self._sum_from_last(local), {}
