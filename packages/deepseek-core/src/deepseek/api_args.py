@@ -26,28 +26,46 @@ def _shown(value: Any) -> str:
     return f"{value!r:.60}"
 
 
-def whole(value: Any, name: str, *, minimum: int = 0) -> int:
-    """``value`` as an ``int`` of at least ``minimum``: a Python or numpy integer (anything with
-    ``__index__`` but a bool); a float, a string or ``None`` is refused, as is a bool."""
+def whole(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None, hint: str = "") -> int:
+    """``value`` as an ``int`` from ``minimum`` to ``maximum`` (``None``: no upper end): a Python
+    or numpy integer (anything with ``__index__`` but a bool); a float, a string or ``None`` is
+    refused, as is a bool. ``hint`` follows the message."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-        raise UsageError(f"{name}: expected a whole number >= {minimum}, got {_shown(value)} "
+        raise UsageError(f"{name}: expected a whole number {whole_range(minimum, maximum)}, got {_shown(value)} "
                          f"({type(value).__name__}); pass an int")
     number = value.__index__()
-    if number < minimum:
-        raise UsageError(f"{name}: must be >= {minimum}, got {number}")
+    problem = whole_problem(number, minimum=minimum, maximum=maximum)
+    if problem:
+        raise UsageError(f"{name}: {problem}, got {number}{hint}")
     return number
+
+
+def whole_range(minimum: int, maximum: int | None) -> str:
+    """``>= 1`` or ``>= 1 and <= 10000``."""
+    return f">= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+
+
+def whole_problem(number: int, *, minimum: int = 0, maximum: int | None = None) -> str | None:
+    """``must be >= 1 and <= 10000`` for a whole number outside its range, else ``None``: the words
+    :func:`whole` raises after the name, and a config field check returns as they are."""
+    if number < minimum or (maximum is not None and number > maximum):
+        return f"must be {whole_range(minimum, maximum)}"
+    return None
 
 
 def real(value: Any, name: str, *, low: float | None = None, high: float | None = None, open_low: bool = False,
          hint: str = "") -> float:
     """``value`` as a finite ``float`` in ``[low, high]`` (``open_low``: above ``low``): an int,
-    float or numpy number, not a bool, NaN or infinity. ``hint`` follows the message."""
+    float or numpy number, not a bool, NaN or infinity. ``hint`` follows the message. The one
+    wording of a number out of range, whoever names it (a keyword such as ``generate: top_p``, an
+    option such as ``--top-p``: :class:`deepseek.cli.params.Ranged`):
+    ``NAME: must be a finite number > 0 and <= 1, got 1.5; HINT``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UsageError(not_a_number(name, f"{_shown(value)} ({type(value).__name__})", hint))
     number = float(value)
-    below = low is not None and (number <= low if open_low else number < low)
-    if not math.isfinite(number) or below or (high is not None and number > high):
-        raise UsageError(out_of_range(name, number, low=low, high=high, open_low=open_low, hint=hint))
+    problem = real_problem(number, low=low, high=high, open_low=open_low)
+    if problem:
+        raise UsageError(f"{name}: {problem}, got {number!r}{hint}")
     return number
 
 
@@ -57,14 +75,17 @@ def not_a_number(name: str, shown: str, hint: str = "") -> str:
     return f"{name}: expected a number, got {shown}{hint}"
 
 
-def out_of_range(name: str, number: float, *, low: float | None = None, high: float | None = None,
-                 open_low: bool = False, hint: str = "") -> str:
-    """The one wording of a number outside the range :func:`real` checks, whoever names it (a
-    keyword such as ``generate: top_p`` or an option such as ``--top-p``):
-    ``NAME: must be a finite number > 0 and <= 1, got 1.5; HINT``."""
+def real_problem(number: float, *, low: float | None = None, high: float | None = None,
+                 open_low: bool = False) -> str | None:
+    """``must be a finite number > 0 and <= 1`` for a number that is not finite or outside its
+    range, else ``None``: the words :func:`real` raises after the name, and a config field check
+    returns as they are."""
+    below = low is not None and (number <= low if open_low else number < low)
+    if math.isfinite(number) and not below and (high is None or number <= high):
+        return None
     side = "" if low is None else f" {'>' if open_low else '>='} {low:g}"
     side += "" if high is None else f"{' and' if side else ''} <= {high:g}"
-    return f"{name}: must be a finite number{side}, got {number!r}{hint}"
+    return f"must be a finite number{side}"
 
 
 DECODE_NUMBERS: dict[str, dict[str, Any]] = {
@@ -76,7 +97,7 @@ DECODE_NUMBERS: dict[str, dict[str, Any]] = {
 }
 """The range of each real-valued decode argument, the one rule behind :func:`decode_number` (a
 model's ``generate``, ``deepseek.sample``) and the options of ``deepseek generate``
-(:class:`deepseek.cli.generate_cmd.DecodeNumber`), both worded by :func:`real`."""
+(:class:`deepseek.cli.params.Ranged`), both worded by :func:`real`."""
 
 
 def decode_number(value: Any, name: str) -> float:

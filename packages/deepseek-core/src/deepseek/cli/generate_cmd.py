@@ -6,37 +6,13 @@ Nothing here imports torch at module level: ``deepseek --help`` stays fast.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
-from deepseek.api_args import DECODE_NUMBERS, not_a_number, real
+from deepseek.api_args import DECODE_NUMBERS
 from deepseek.cli.context import command_host
-from deepseek.cli.params import PATH, SEED, Device, count
+from deepseek.cli.params import PATH, SEED, Device, Ranged, count
 from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
-from deepseek.errors import UsageError
-
-
-class DecodeNumber(click.ParamType):
-    """The option of the decode argument ``key`` (a key of
-    :data:`deepseek.api_args.DECODE_NUMBERS`): its range and hint, checked and worded by
-    :func:`deepseek.api_args.real` as a model's ``generate`` checks the keyword, so a bad value
-    reads the same on both surfaces, naming the option (``--top-p: must be a finite number > 0 and
-    <= 1, got 1.5; ...``, exit code 2)."""
-
-    name = "number"
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.bounds = DECODE_NUMBERS[key]
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        where = param.opts[0] if param is not None and param.opts else f"--{self.key.replace('_', '-')}"
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise UsageError(not_a_number(where, repr(str(value)), self.bounds.get("hint", ""))) from None
-        return real(number, where, **self.bounds)
 
 
 @click.command("generate")
@@ -44,13 +20,13 @@ class DecodeNumber(click.ParamType):
               help="Run folder, checkpoint folder or exported .safetensors.")
 @click.argument("prompt", required=False, default="")
 @click.option("--max-new-tokens", type=count(0, 1_000_000), default=200, show_default=True)
-@click.option("--temperature", type=DecodeNumber("temperature"), default=0.8, show_default=True,
+@click.option("--temperature", type=Ranged(DECODE_NUMBERS["temperature"]), default=0.8, show_default=True,
               help="0 is greedy.")
 @click.option("--top-k", type=count(), default=50, show_default=True, help="Draw from the k likeliest tokens.")
-@click.option("--top-p", type=DecodeNumber("top_p"), default=None,
+@click.option("--top-p", type=Ranged(DECODE_NUMBERS["top_p"]), default=None,
               help="Nucleus sampling: draw from the fewest likeliest tokens holding this share of the probability "
                    "(0 < P <= 1; after --top-k). Default: off.")
-@click.option("--repetition-penalty", type=DecodeNumber("repetition_penalty"), default=1.0, show_default=True,
+@click.option("--repetition-penalty", type=Ranged(DECODE_NUMBERS["repetition_penalty"]), default=1.0, show_default=True,
               help="Hugging Face's repetition_penalty: logits of tokens already in the prompt or the output are "
                    "divided by P where positive and multiplied by P where negative, before --temperature (greedy "
                    "included). 1.0 is off; above 1 discourages repeats, below 1 favours them.")

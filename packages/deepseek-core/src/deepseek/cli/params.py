@@ -2,6 +2,9 @@
 
 - :class:`FiniteFloat`: a finite number, optionally bounded (``nan``, ``inf`` and numbers too
   large for a float are refused, whatever the bounds);
+- :class:`Ranged`: a number whose range a table shares with a Python-side check (the decode
+  numbers of ``deepseek generate``, ``deepseek tune``'s limits), refused in the words the Python
+  check uses (:func:`deepseek.api_args.real` / :func:`~deepseek.api_args.whole`), naming the option;
 - :data:`SEED`, :func:`count`: whole numbers in range (``click.IntRange`` underneath);
 - :class:`NameList`: ``A,B,C`` with no empty item (:func:`deepseek.names.split_names`);
 - :class:`Device`: ``auto`` / ``cpu`` / ``cuda[:N]``, checked against the devices this machine has
@@ -9,8 +12,9 @@
 - :data:`PATH`: a file or folder path, not empty (``Path("")`` is the current folder: an empty
   ``--run-dir`` would make the working folder the run, an empty ``--checkpoint`` read it).
 
-A bad value is a ``click.BadParameter``, which ``deepseek.cli.main`` prints as one line naming
-the option and exits with code 2. Nothing here imports torch at module level.
+A bad value is a ``click.BadParameter`` (a :class:`~deepseek.errors.UsageError` for
+:class:`Ranged`), which ``deepseek.cli.main`` prints as one line naming the option and exits with
+code 2. Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -68,6 +72,40 @@ class FiniteFloat(click.ParamType):
 
     def __repr__(self) -> str:
         return f"FiniteFloat({self.min!r}, {self.max!r})"
+
+
+class Ranged(click.ParamType):
+    """A number checked against ``bounds``, the keywords of :func:`deepseek.api_args.whole`
+    (``whole``: ``minimum``, ``maximum``, ``hint``) or :func:`~deepseek.api_args.real` (``low``,
+    ``high``, ``open_low``, ``hint``), taken from the table the Python-side check reads, so the
+    option and the Python argument share one range and one wording: ``--top-p: must be a finite
+    number > 0 and <= 1, got 1.5; HINT`` beside ``generate: top_p: ...`` (exit code 2)."""
+
+    def __init__(self, bounds: dict[str, Any], *, whole: bool = False) -> None:
+        self.bounds, self.whole = bounds, whole
+        self.name = "integer" if whole else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from deepseek import api_args
+        from deepseek.errors import UsageError
+
+        where = param.opts[0] if param is not None and param.opts else "value"
+        if self.whole:
+            try:
+                number: Any = int(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"{where}: expected a whole number "
+                                 f"{api_args.whole_range(self.bounds.get('minimum', 0), self.bounds.get('maximum'))}, "
+                                 f"got {str(value)!r}{self.bounds.get('hint', '')}") from None
+            return api_args.whole(number, where, **self.bounds)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UsageError(api_args.not_a_number(where, repr(str(value)), self.bounds.get("hint", ""))) from None
+        return api_args.real(number, where, **self.bounds)
+
+    def __repr__(self) -> str:
+        return f"Ranged({self.bounds!r})"
 
 
 class NameList(click.ParamType):
