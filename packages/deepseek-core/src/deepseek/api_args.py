@@ -83,9 +83,14 @@ def real_problem(number: float, *, low: float | None = None, high: float | None 
     below = low is not None and (number <= low if open_low else number < low)
     if math.isfinite(number) and not below and (high is None or number <= high):
         return None
-    side = "" if low is None else f" {'>' if open_low else '>='} {low:g}"
-    side += "" if high is None else f"{' and' if side else ''} <= {high:g}"
+    side = "" if low is None else f" {'>' if open_low else '>='} {_bound(low)}"
+    side += "" if high is None else f"{' and' if side else ''} <= {_bound(high)}"
     return f"must be a finite number{side}"
+
+
+def _bound(number: float) -> str:
+    """A range's end as a person writes it: ``0``, ``0.5``, ``31536000`` (whole numbers in full)."""
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else f"{number:g}"
 
 
 DECODE_NUMBERS: dict[str, dict[str, Any]] = {

@@ -12,10 +12,11 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import SEED, FiniteFloat, count
+from deepseek.cli.params import SEED, Ranged
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
+from deepseek_enterprise.tune.limits import TUNE_NUMBERS
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -60,14 +61,16 @@ def _origin(comp: Any) -> str:
               help="Study name; the same name on the same storage resumes or joins the study.")
 @click.option("--space", "space_file", required=True, type=PATH_ARG, metavar="FILE",
               help="Search space TOML ([space] ranges/choices by config path, optional [tuner]).")
-@click.option("--trials", type=count(), required=True, help="Finished trials the study should hold.")
+@click.option("--trials", type=Ranged(TUNE_NUMBERS["trials"], whole=True), required=True,
+              help=f"Finished trials the study should hold ({TUNE_NUMBERS['trials']['minimum']} to "
+                   f"{TUNE_NUMBERS['trials']['maximum']}).")
 @click.option("--objective",
               help="val_loss (the default), val_accuracy or any val_ value a run reports (training tuner; checked "
                    "before the first trial when the model declares its metrics); tokens_per_s or samples_per_s "
                    "(system tuner). With --tuner NAME of a tuner that does not measure val_loss: its first objective.")
 @click.option("--tuner", "tuner_name", metavar="NAME", help="Registered tuner (default: the one measuring --objective).")
-@click.option("--timeout", type=FiniteFloat(min=0, min_open=True), metavar="S",
-              help="Start no new trial after S seconds.")
+@click.option("--timeout", type=Ranged(TUNE_NUMBERS["timeout"]), metavar="S",
+              help="Start no new trial after S seconds (at most a year).")
 @click.option("--storage", metavar="URL", help="Optuna storage: sqlite:///PATH (default: <out>/study.db), "
               "postgresql://..., journal:PATH.")
 @click.option("--out", type=PATH_ARG, help="Study folder (default tune/<study>).")

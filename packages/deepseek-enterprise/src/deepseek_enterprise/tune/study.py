@@ -28,6 +28,7 @@ from typing import Any
 
 from deepseek.errors import UsageError
 from deepseek.plugins.records import describe_error
+from deepseek_enterprise.tune.limits import check_settings
 from deepseek_enterprise.tune.space import SearchSpace, check_against, trial_data
 from deepseek_enterprise.tune.storage import (
     HEARTBEAT_S,
@@ -58,6 +59,9 @@ class StudySettings:
     pruner: str = "median"
     seed: int | None = 0
     baseline: bool = True
+
+    def __post_init__(self) -> None:
+        check_settings(self.trials, self.timeout)  # the ranges --trials and --timeout take (limits.py)
 
 
 def create_sampler(name: str, seed: int | None) -> Any:

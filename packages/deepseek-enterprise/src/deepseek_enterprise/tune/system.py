@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError
 from deepseek.parsing import loads_json
+from deepseek_enterprise.tune.limits import field_check
 from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
 from deepseek_enterprise.tune.training import needs_launcher
 from deepseek_enterprise.tune.tuner import (
@@ -28,8 +29,6 @@ from deepseek_enterprise.tune.tuner import (
     TrialFailed,
     TrialRun,
     Tuner,
-    non_negative,
-    positive,
 )
 
 
@@ -54,18 +53,18 @@ def _size(value: str) -> str | None:
 class SystemTunerOptions:
     """``[tuner]`` keys of the ``system`` tuner."""
 
-    nproc: int = field(default=2, metadata={"check": positive})
+    nproc: int = field(default=2, metadata={"check": field_check("nproc")})
     """Processes (devices) for a strategy that needs a launcher (``deepseek launch -n``)."""
-    steps: int = field(default=10, metadata={"check": positive})
+    steps: int = field(default=10, metadata={"check": field_check("steps")})
     """Measured steps of each trial's ``bench train``."""
-    warmup: int = field(default=3, metadata={"check": non_negative})
+    warmup: int = field(default=3, metadata={"check": field_check("warmup")})
     """Warm-up steps before measuring (compilation included)."""
     device_memory: str = field(default="", metadata={"check": _size})
     """Memory per device the advisor checks against (``80GiB``); empty: this machine's GPU, or
     its RAM on a CPU-only machine."""
     headroom: float = field(default=0.10, metadata={"check": _fraction})
     """Fraction of the device memory kept free for allocator fragmentation (as ``advise``)."""
-    trial_timeout_s: float = field(default=0.0, metadata={"check": non_negative})
+    trial_timeout_s: float = field(default=0.0, metadata={"check": field_check("trial_timeout_s")})
     """Stop a trial running longer than this many seconds and record it failed (0: no limit)."""
 
 

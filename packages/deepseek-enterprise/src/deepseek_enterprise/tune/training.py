@@ -17,14 +17,13 @@ from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError, UsageError
 from deepseek.parsing import loads_json
+from deepseek_enterprise.tune.limits import field_check
 from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
 from deepseek_enterprise.tune.tuner import (
     TrialFailed,
     TrialRun,
     TrialStopped,
     Tuner,
-    non_negative,
-    positive,
 )
 
 
@@ -32,11 +31,11 @@ from deepseek_enterprise.tune.tuner import (
 class TrainingTunerOptions:
     """``[tuner]`` keys of the ``training`` tuner."""
 
-    nproc: int = field(default=2, metadata={"check": positive})
+    nproc: int = field(default=2, metadata={"check": field_check("nproc")})
     """Processes (devices) for a strategy that needs a launcher (``deepseek launch -n``)."""
-    trial_timeout_s: float = field(default=0.0, metadata={"check": non_negative})
+    trial_timeout_s: float = field(default=0.0, metadata={"check": field_check("trial_timeout_s")})
     """Stop a trial running longer than this many seconds and record it failed (0: no limit)."""
-    poll_s: float = field(default=1.0, metadata={"check": positive})
+    poll_s: float = field(default=1.0, metadata={"check": field_check("poll_s")})
     """Seconds between reads of the trial's metrics."""
 
 
