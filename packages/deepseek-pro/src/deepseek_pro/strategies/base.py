@@ -273,10 +273,11 @@ class DistributedStrategy(Strategy):
             self.sync_buffers()
         return out
 
-    def sync_buffers(self) -> None:
-        """Broadcast the model's persistent buffers from rank 0, one flat tensor per device and
-        dtype; nothing when it has none. Non-persistent buffers (cached masks, rotary tables)
-        are not checkpointed and stay each rank's own."""
+    def sync_buffers(self, src: int = 0, process_group: Any = None) -> None:
+        """Broadcast the model's persistent buffers from rank ``src`` (a global rank) over
+        ``process_group`` (default: every rank), one flat tensor per device and dtype; nothing when it has
+        none. Non-persistent buffers (cached masks, rotary tables) are not checkpointed and stay
+        each rank's own."""
         import torch
         import torch.distributed as dist
 
@@ -290,7 +291,7 @@ class DistributedStrategy(Strategy):
         with torch.no_grad():
             for group in groups.values():
                 flat = torch.cat([b.reshape(-1) for b in group])
-                dist.broadcast(flat, src=0)
+                dist.broadcast(flat, src=src, group=process_group)
                 for buf, part in zip(group, flat.split([b.numel() for b in group]), strict=True):
                     buf.copy_(part.view(buf.shape))
 

@@ -31,6 +31,10 @@ from deepseek_pro.strategies.pipeline_rules import PipelineOptions, check_pipeli
 from deepseek_pro.strategies.tp import check_batch_sequence, check_sequence_split
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+
     from deepseek.config.schema import Config
 
 
@@ -144,6 +148,18 @@ class HybridStrategy(PipelineStrategy):
         self._tp_plan = (model.tensor_parallel_plan(self.tp_size, sequence_parallel=sp)  # type: ignore[operator]
                          if self.tp_size > 1 else None)
         super().setup(model, optimizer_factory, settings)
+
+    def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The pipeline's step, then, with ``dp > 1``, each stage's persistent buffers from its
+        first data-parallel replica (as ``ddp`` and ``fsdp`` take rank 0's): a forward that
+        updates them from its own rows (BatchNorm's statistics) would let the replicas differ."""
+        out = super().forward_backward(micro_batches)
+        if self._dp_size > 1:
+            import torch.distributed as dist
+
+            group = self.mesh.get_group("dp")
+            self.sync_buffers(src=dist.get_global_rank(group, 0), process_group=group)
+        return out
 
     def to_device(self, batch: Any) -> Any:
         if self.options.sequence_parallel:

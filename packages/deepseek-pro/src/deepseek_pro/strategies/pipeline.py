@@ -52,6 +52,7 @@ from deepseek_pro.strategies.pipeline_rules import (
     model_blocks,
     pipeline_microbatches,
 )
+from deepseek_pro.strategies.pipeline_wire import recv_tensor, send_tensor
 from deepseek_pro.strategies.twin import meta_twin
 
 if TYPE_CHECKING:
@@ -308,11 +309,11 @@ class PipelineStrategy(DistributedStrategy):
                 else:
                     # fp32 on the wire; a model served in bf16 (--dtype) computes in its own dtype
                     dtype = next(stage.parameters()).dtype
-                    inputs = (self._recv(self.pp_peer(self.pp_rank - 1)).to(dtype),)
+                    inputs = (recv_tensor(self.pp_peer(self.pp_rank - 1), self.comm_device, self.device).to(dtype),)
                 with self.autocast():
                     out = stage(*inputs)
                 if not self.is_last:
-                    self._send(out, self.pp_peer(self.pp_rank + 1))
+                    send_tensor(out, self.pp_peer(self.pp_rank + 1), self.comm_device)
                     local = torch.zeros(())
                 else:
                     local = self._template.pipeline_loss(out, target.to(self.device)).detach().float()  # type: ignore[operator]
@@ -320,21 +321,6 @@ class PipelineStrategy(DistributedStrategy):
                 return self._sum_from_last(local), {}
         finally:
             stage.train(was_training)
-
-    def _send(self, tensor: torch.Tensor, dst: int) -> None:
-        """``tensor`` to rank ``dst`` as fp32: its shape first, then the values."""
-        shape = torch.tensor([tensor.dim(), *tensor.shape], dtype=torch.int64, device=self.comm_device)
-        dist.send(torch.nn.functional.pad(shape, (0, 8 - shape.numel())), dst=dst)
-        dist.send(tensor.float().contiguous().to(self.comm_device), dst=dst)
-
-    def _recv(self, src: int) -> torch.Tensor:
-        """A tensor sent by :meth:`_send` from rank ``src``, on this rank's device."""
-        header = torch.zeros(8, dtype=torch.int64, device=self.comm_device)
-        dist.recv(header, src=src)
-        dims = [int(v) for v in header[1 : 1 + int(header[0])].tolist()]
-        out = torch.empty(dims, dtype=torch.float32, device=self.comm_device)
-        dist.recv(out, src=src)
-        return out.to(self.device)
 
     # ------------------------------------------------------------------ state
 
@@ -380,19 +366,25 @@ class PipelineStrategy(DistributedStrategy):
 
 
 def _rng_neutral_stage_class() -> type:
-    """torch's ``PipelineStage`` whose shape inference leaves the random generators as it found
-    them. The stage infers shapes on the first schedule step with an extra forward in train mode,
-    which draws dropout masks: a run resumed at step k would draw them at step k+1, a run from the
-    start only at step 1, and the masks of every later step would differ. On a forked random
-    state neither draws, so resume is bit-exact with dropout on (tests/pro/test_resume_dropout.py
-    fails if a torch release moves this method)."""
+    """torch's ``PipelineStage`` whose shape inference leaves the random generators and the
+    stage's buffers as it found them. The stage infers shapes on the first schedule step with an
+    extra forward in train mode, which draws dropout masks and may update buffers (BatchNorm's
+    statistics): a run resumed at step k would do so at step k+1, a run from the start only at step
+    1, and every later step would differ. On a forked random state, with the buffers put back,
+    neither does, so resume is bit-exact (tests/pro/test_resume_dropout.py and
+    test_hybrid_buffers.py fail if a torch release moves this method)."""
     from torch.distributed.pipelining import PipelineStage
 
     class RngNeutralStage(PipelineStage):
         def _shape_inference(self, args: Any, kwargs: Any = None) -> Any:
             cuda = [self.device] if self.device.type == "cuda" else []
+            kept = [(b, b.detach().clone()) for b in self.submod.buffers()]
             with torch.random.fork_rng(devices=cuda, device_type=self.device.type):
-                return super()._shape_inference(args, kwargs)
+                out = super()._shape_inference(args, kwargs)
+            with torch.no_grad():
+                for buf, value in kept:
+                    buf.copy_(value)
+            return out
 
     return RngNeutralStage
 

@@ -31,6 +31,7 @@ from torch import nn
 from deepseek.errors import UsageError
 from deepseek.models.decoding import decode
 from deepseek.models.protocol import TrainableModel, generation_vocab_size, model_capabilities
+from deepseek_pro.strategies.pipeline_wire import recv_tensor, send_tensor
 
 if TYPE_CHECKING:
     from deepseek_pro.strategies.pipeline import PipelineStrategy
@@ -86,10 +87,10 @@ class PipelinedModel(TrainableModel):
         if s.is_first:
             x = ids.to(s.device)
         else:
-            x = s._recv(s.pp_peer(s.pp_rank - 1)).to(self._dtype())
+            x = recv_tensor(s.pp_peer(s.pp_rank - 1), s.comm_device, s.device).to(self._dtype())
         out = self.stage.forward_cached(x, cache)
         if not s.is_last:
-            s._send(out, s.pp_peer(s.pp_rank + 1))
+            send_tensor(out, s.pp_peer(s.pp_rank + 1), s.comm_device)
             logits = None
         else:
             logits = out[:, -1].float()
