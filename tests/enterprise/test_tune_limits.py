@@ -63,14 +63,14 @@ def test_timeout_out_of_range_is_one_line_and_nothing_is_written(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("table", "objective", "line"), [
-    ("nproc = 100000", "val_loss", "error: tuner.nproc: must be >= 1 and <= 256, got 100000 (int)"),
-    ("nproc = 0", "val_loss", "error: tuner.nproc: must be >= 1 and <= 256, got 0 (int)"),
-    ("poll_s = 600", "val_loss", "error: tuner.poll_s: must be a finite number > 0 and <= 60, got 600 (int)"),
+    ("nproc = 100000", "val_loss", "error: space.toml: tuner.nproc: must be >= 1 and <= 256, got 100000 (int)"),
+    ("nproc = 0", "val_loss", "error: space.toml: tuner.nproc: must be >= 1 and <= 256, got 0 (int)"),
+    ("poll_s = 600", "val_loss", "error: space.toml: tuner.poll_s: must be a finite number > 0 and <= 60, got 600 (int)"),
     ("trial_timeout_s = 1e9", "val_loss",
-     "error: tuner.trial_timeout_s: must be a finite number >= 0 and <= 31536000, got 1000000000.0 (float)"),
-    ("steps = 100000", "tokens_per_s", "error: tuner.steps: must be >= 1 and <= 10000, got 100000 (int)"),
-    ("warmup = 20000", "tokens_per_s", "error: tuner.warmup: must be >= 0 and <= 10000, got 20000 (int)"),
-    ("nproc = 300", "tokens_per_s", "error: tuner.nproc: must be >= 1 and <= 256, got 300 (int)"),
+     "error: space.toml: tuner.trial_timeout_s: must be a finite number >= 0 and <= 31536000, got 1000000000.0 (float)"),
+    ("steps = 100000", "tokens_per_s", "error: space.toml: tuner.steps: must be >= 1 and <= 10000, got 100000 (int)"),
+    ("warmup = 20000", "tokens_per_s", "error: space.toml: tuner.warmup: must be >= 0 and <= 10000, got 20000 (int)"),
+    ("nproc = 300", "tokens_per_s", "error: space.toml: tuner.nproc: must be >= 1 and <= 256, got 300 (int)"),
 ])
 def test_a_tuner_key_out_of_range_is_one_line_and_nothing_is_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, objective: str, line: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from deepseek.cli.params import SEED, Ranged
-from deepseek.errors import UsageError
+from deepseek.errors import ConfigError, UsageError
 from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.tune.limits import TUNE_NUMBERS
@@ -103,7 +103,10 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     config_text = Path(config_file).read_text(encoding="utf-8")
     space = load_space(space_file)
     name, target, origin = pick_tuner(host, tuner_name, objective)
-    options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner")
+    try:
+        options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner")
+    except ConfigError as exc:  # named with the space file that holds [tuner], as its [space] lines are
+        raise ConfigError(f"{space.source}: {exc}") from exc
     tuner = target(options, host=host)
     folder = out if out is not None else Path("tune") / study_name
     missing = check_output(folder, where="--out", folder=True)
