@@ -228,6 +228,13 @@ TAMPERED = {  # what a hand edit of the service database can leave; each was an 
     "token date": ("UPDATE tokens SET expires_at = 'never'", "table tokens, row with id 1: column expires_at holds 'never'"),
     "role": ("UPDATE memberships SET role = 'god'", "column role holds 'god', not one of viewer, member, admin"),
     "tenant name": ("UPDATE tenants SET name = '../evil'", "column name holds '../evil', not a tenant or user name"),
+    # the audit log is append-only (its triggers refuse UPDATE), but a row can be added by hand
+    "audit date": ("INSERT INTO audit (at, actor, tenant, action, target, result) VALUES ('soon', 'x', '', 'y', '', 'ok')",
+                   "table audit, row with id 2: column at holds 'soon', not a date and time"),
+    "audit length": (f"INSERT INTO audit (at, actor, tenant, action, target, result) VALUES ('2026-01-01 00:00:00', "
+                     f"'x', '', 'y', '{'t' * 300}', 'ok')", "column target holds 300 characters, more than its 255"),
+    "audit blob": ("INSERT INTO audit (id, at, actor, tenant, action, target, result) VALUES (99, '2026-01-01', "
+                   "X'0102', '', 'y', '', 'ok')", "table audit, row with id 99: column actor holds b'\\x01\\x02', not text"),
 }
 
 
