@@ -209,6 +209,13 @@ class StepEngine:
         with self.strategy_calls("train_step"), self.model_calls("forward"):
             return strategy.train_step(micro)
 
+    def step_metrics(self, model_metrics: Sequence[str]) -> dict[str, float]:
+        """The strategy's :meth:`~Strategy.step_metrics` of the last step, held to their contract
+        (:func:`checked_step_metrics`); ``model_metrics`` the names the model's step reported."""
+        with self.strategy_calls("step_metrics"):
+            values = self.strategy.step_metrics()
+        return checked_step_metrics(values, self.strategy_label, model_metrics)
+
     def evaluate(self, batch: Batch, capture: TotalsCapture | None = None) -> tuple[Any, dict[str, Any]]:
         """Mean loss and metrics of a global validation batch over the data-parallel ranks.
 
@@ -277,6 +284,34 @@ class StepEngine:
         if self._model_package is None or self._model_label is None:
             return contextlib.nullcontext()
         return blamed_on(self._model_label, call, package=self._model_package)
+
+
+def checked_step_metrics(values: Any, label: str, model_metrics: Sequence[str]) -> dict[str, float]:
+    """A strategy's step metrics as the step record takes them: a dict of names to real numbers.
+    A name the trainer logs itself (``loss``, ``lr``, ...: :data:`~deepseek.training.run_values.STEP_VALUES`
+    and the token values) or the model's own metric would replace that value in ``metrics.jsonl``,
+    so it is the plugin's bug, as is any other value; ``loss_scale`` is allowed (a strategy whose
+    engine scales fp16 losses itself reports it, as ``deepspeed`` does)."""
+    from deepseek.training.run_values import STEP_VALUES, TOKEN_VALUES
+
+    taken = {*STEP_VALUES, *TOKEN_VALUES, *model_metrics}
+    problem = None
+    if not isinstance(values, dict):
+        problem = f"returned {type(values).__name__}"
+    else:
+        for name, value in values.items():
+            if name in taken:
+                whose = "the model's metric" if name in model_metrics else "a value the trainer logs"
+                problem = f"returned {name!r}, {whose}, which it would replace in the step record"
+            elif not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+                problem = f"returned {name!r}: {value!r}, not a number under a name"
+            if problem:
+                break
+    if problem is None:
+        return values
+    raise PluginError(f"{label}: step_metrics {problem}; it must return a dict of metric names of its own "
+                      "(not one the trainer or the model logs) to numbers; a bug in the plugin: upgrade it or "
+                      "report it to its authors")
 
 
 def with_chosen_options(cfg: Any, chosen: Any, label: str) -> Any:

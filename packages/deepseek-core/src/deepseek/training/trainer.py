@@ -299,7 +299,7 @@ class Trainer:
         extra: dict[str, Any] = {}
         if self.precision.scaler is not None:
             extra["loss_scale"] = self.precision.loss_scale
-        extra.update(self.strategy.step_metrics())
+        extra.update(self.engine.step_metrics(list(result.metrics)))
         self._window.add(step, result, lr=lr, rows=rows, samples=self.samples_seen, tokens=tokens,
                          tokens_seen=self.tokens_seen if tokens is not None else None, extra=extra,
                          started=started)
