@@ -95,3 +95,17 @@ def test_the_pages_optimizer_and_schedule_train_resume_and_keep_their_declaratio
         opt.step()
         assert builder.state_bytes == 0 and not any(opt.state.values())
     assert torch.equal(torch.cat([p.detach().reshape(-1) for p in apart]), flat.detach())
+
+
+def test_the_schedule_attributes_the_page_names_are_the_base_classes() -> None:
+    """Section 14 names what ``LRSchedule`` keeps for ``lr_at`` (an outside author writing a
+    cyclic schedule needed ``decay_steps`` and found only the constructor's keywords)."""
+    from deepseek.training.schedule import LRSchedule
+
+    page = " ".join(DOC.read_text(encoding="utf-8").split())
+    names = ("options", "lr", "min_lr", "warmup_steps", "decay_steps")
+    assert ("the base class keeps them as " + ", ".join(f"`self.{n}`" for n in names[:-1])
+            + f" and `self.{names[-1]}`, which `lr_at` reads") in page
+    schedule = LRSchedule(None, lr=0.5, min_lr=0.1, warmup_steps=2, decay_steps=9)
+    assert [getattr(schedule, n) for n in names[1:]] == [0.5, 0.1, 2, 9]
+    assert schedule.options == LRSchedule.Options()
