@@ -50,6 +50,11 @@ IGNORE = -100
 ENCODERS = {"vision": "vision.swin", "audio": "audio.conv_transformer", "text": "text.transformer"}
 
 
+TEXT_SHAPE = {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32}
+"""``[model.text]`` when a config gives none and the text encoder is core's ``text.transformer``
+(whose own defaults are sized for a language model). Another text encoder gets ``{}``: its own
+defaults, not keys it may not take."""
+
 MAX_CLASSES = 100_000
 """Upper bound of ``num_classes``: every modality's classifier and the fused one hold
 ``d_model x num_classes`` weights, so a mistyped huge value would exhaust memory rather than fail."""
@@ -107,9 +112,9 @@ class MultimodalOptions:
     """The audio encoder's keys."""
     text_encoder: str = ENCODERS["text"]
     """A registered ``text.*`` encoder."""
-    text: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_seq_len": 32},
-                                 metadata={OPTIONS_OF: _encoder_table("text")})
-    """The text encoder's keys."""
+    text: dict[str, Any] | None = field(default=None, metadata={OPTIONS_OF: _encoder_table("text")})
+    """The text encoder's keys; left out, :data:`TEXT_SHAPE` for ``text.transformer`` and the
+    encoder's own defaults for another text encoder."""
     modality_dropout: float = field(default=0.0, metadata={"check": _probability})
     """Training only: hide each modality of each sample with this probability."""
     aux_loss_weight: float = field(default=0.0, metadata={"check": lambda v: None if v >= 0 else "must be >= 0"})
@@ -132,6 +137,9 @@ class MultimodalOptions:
     data (``deepseek_enterprise.calibration``); empty: the fusion method's prediction as it is."""
 
     def __post_init__(self) -> None:
+        if self.text is None:
+            shape = TEXT_SHAPE if self.text_encoder.rpartition(":")[2] == ENCODERS["text"] else {}
+            object.__setattr__(self, "text", dict(shape))
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"model.modalities: {list(self.modalities)}; give distinct modalities among "
