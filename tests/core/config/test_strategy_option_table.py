@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from deepseek import hookimpl
 from deepseek.cli.train_cmd import build_train_config
 from deepseek.plugins.host import PluginHost
@@ -63,3 +65,14 @@ def test_config_md_says_what_strategy_keeps() -> None:
     assert ("`--strategy NAME` naming another strategy than the file's starts `[strategy]` afresh with that "
             "strategy's defaults: the file's keys for its own strategy, `device = \"cpu\"` included, are dropped "
             "(`--set strategy.name=NAME` keeps them") in page
+
+
+def test_train_help_says_it_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from deepseek.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"], host=_host())
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("another one than the config's starts [strategy] from its defaults (--set strategy.name=NAME keeps the "
+            "file's keys)") in text

@@ -203,7 +203,9 @@ def config_options(command: Any) -> Any:
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a config value, e.g. --set train.lr=1e-3 (repeatable); "
                           "--set '~table.key' removes one."),
-        click.option("--strategy", metavar="NAME", help="Parallelism strategy (see 'deepseek plugins list')."),
+        click.option("--strategy", metavar="NAME",
+                     help="Parallelism strategy (see 'deepseek plugins list'); another one than the config's "
+                          "starts [strategy] from its defaults (--set strategy.name=NAME keeps the file's keys)."),
         click.option("--precision", metavar="P", help="auto, fp32, bf16 or fp16."),
         click.option("--resume", type=PATH, metavar="PATH", help="Continue from a run folder or checkpoint folder."),
         click.option("--max-steps", type=int, metavar="N",  # its range is train.max_steps's rule
