@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
@@ -78,3 +80,7 @@ def test_the_models_metric_is_the_models_and_loss_scale_the_strategys_to_report(
         checked_step_metrics({"accuracy": 0.5}, "strategy x", ["accuracy"])
     assert checked_step_metrics({"loss_scale": 1024.0, "comm_bytes": 4096}, "strategy x", ["accuracy"]) == {
         "loss_scale": 1024.0, "comm_bytes": 4096}
+    numpy_counts = {"acme_buckets": np.int64(3), "acme_ratio": np.float32(0.5)}
+    assert checked_step_metrics(numpy_counts, "strategy x", []) == numpy_counts
+    with pytest.raises(PluginError, match=r"step_metrics returned 'acme': tensor\(1\.\), not a number under a name"):
+        checked_step_metrics({"acme": torch.tensor(1.0)}, "strategy x", [])

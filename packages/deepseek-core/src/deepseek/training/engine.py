@@ -287,11 +287,14 @@ class StepEngine:
 
 
 def checked_step_metrics(values: Any, label: str, model_metrics: Sequence[str]) -> dict[str, float]:
-    """A strategy's step metrics as the step record takes them: a dict of names to real numbers.
-    A name the trainer logs itself (``loss``, ``lr``, ...: :data:`~deepseek.training.run_values.STEP_VALUES`
-    and the token values) or the model's own metric would replace that value in ``metrics.jsonl``,
-    so it is the plugin's bug, as is any other value; ``loss_scale`` is allowed (a strategy whose
-    engine scales fp16 losses itself reports it, as ``deepspeed`` does)."""
+    """A strategy's step metrics as the step record takes them: a dict of names to real numbers
+    (Python's or numpy's). A name the trainer logs itself (``loss``, ``lr``, ...:
+    :data:`~deepseek.training.run_values.STEP_VALUES` and the token values) or the model's own
+    metric would replace that value in ``metrics.jsonl``, so it is the plugin's bug, as is any
+    other value; ``loss_scale`` is allowed (a strategy whose engine scales fp16 losses itself
+    reports it, as ``deepspeed`` does)."""
+    import numbers
+
     from deepseek.training.run_values import STEP_VALUES, TOKEN_VALUES
 
     taken = {*STEP_VALUES, *TOKEN_VALUES, *model_metrics}
@@ -303,7 +306,7 @@ def checked_step_metrics(values: Any, label: str, model_metrics: Sequence[str]) 
             if name in taken:
                 whose = "the model's metric" if name in model_metrics else "a value the trainer logs"
                 problem = f"returned {name!r}, {whose}, which it would replace in the step record"
-            elif not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            elif not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, numbers.Real):
                 problem = f"returned {name!r}: {value!r}, not a number under a name"
             if problem:
                 break
