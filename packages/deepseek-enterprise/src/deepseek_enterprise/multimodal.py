@@ -40,6 +40,7 @@ from deepseek.config.components import OPTIONS_OF
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
+from deepseek_enterprise.alignment import contrastive_loss, retrieval_recall
 from deepseek_enterprise.fusion import Fusion, FusionOutput, check_declared_output, fusion_label
 from deepseek_enterprise.fusion import check_output as check_fusion_output
 from deepseek_enterprise.plugin_calls import blamed_on
@@ -299,38 +300,10 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         if aux:
             loss = loss + self.options.aux_loss_weight * torch.stack(aux).mean()
         if self.options.contrastive_weight and len(self.modalities) > 1:
-            loss = loss + self.options.contrastive_weight * self.contrastive(out.pooled, avail)
-            result.update(self.retrieval(out.pooled, avail))
+            loss = loss + self.options.contrastive_weight * contrastive_loss(
+                out.pooled, avail, self.modalities, self.options.temperature)
+            result.update(retrieval_recall(out.pooled, avail, self.modalities))
         return {"loss": loss, **result, "logits": out.logits}  # logits: not a metric (not a scalar)
-
-    @torch.no_grad()
-    def retrieval(self, pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Cross-modal recall@1 within the batch (``recall_<a>_<b>``: how often the nearest
-        ``b`` embedding to a sample's ``a`` embedding is that sample's own), both directions
-        averaged, over the samples having both modalities."""
-        out = {}
-        for a, b in itertools.combinations(self.modalities, 2):
-            both = present[a] & present[b]
-            za = F.normalize(pooled[a].float()[both], dim=-1)
-            zb = F.normalize(pooled[b].float()[both], dim=-1)
-            sim = za @ zb.T
-            target = torch.arange(sim.size(0), device=sim.device)
-            hits = ((sim.argmax(1) == target).float().mean() + (sim.argmax(0) == target).float().mean()) / 2
-            out[f"recall_{a}_{b}"] = hits if len(target) else sim.new_zeros(())
-        return out
-
-    def contrastive(self, pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Symmetric InfoNCE between each pair of modalities, over the samples having both."""
-        losses = []
-        for a, b in itertools.combinations(self.modalities, 2):
-            both = present[a] & present[b]
-            za = F.normalize(pooled[a].float()[both], dim=-1)
-            zb = F.normalize(pooled[b].float()[both], dim=-1)
-            sim = za @ zb.T / self.options.temperature
-            target = torch.arange(sim.size(0), device=sim.device)
-            losses.append((F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2 if len(target) > 1
-                          else sim.sum() * 0.0)
-        return torch.stack(losses).mean()
 
     @torch.no_grad()
     def predict(self, batch: Mapping[str, Any], *, calibrated: bool = True) -> FusionOutput:

@@ -1,0 +1,45 @@
+"""Cross-modal alignment of the tri-modal classifier's pooled embeddings (``contrastive_weight``):
+a symmetric InfoNCE objective between each pair of modalities, and recall@1 retrieval metrics
+(``recall_<a>_<b>``), both over the samples of a batch that have the two modalities."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def _pairs(pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], modalities: Sequence[str]):
+    """``(a, b, za, zb)`` of each pair of modalities: their normalised embeddings of the samples having both."""
+    for a, b in itertools.combinations(modalities, 2):
+        both = present[a] & present[b]
+        yield a, b, F.normalize(pooled[a].float()[both], dim=-1), F.normalize(pooled[b].float()[both], dim=-1)
+
+
+def contrastive_loss(pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                     modalities: Sequence[str], temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE between each pair of modalities, averaged over the pairs (0 on a graph
+    for a pair with fewer than two samples)."""
+    losses = []
+    for _, _, za, zb in _pairs(pooled, present, modalities):
+        sim = za @ zb.T / temperature
+        target = torch.arange(sim.size(0), device=sim.device)
+        losses.append((F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2 if len(target) > 1
+                      else sim.sum() * 0.0)
+    return torch.stack(losses).mean()
+
+
+@torch.no_grad()
+def retrieval_recall(pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                     modalities: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Cross-modal recall@1 within the batch (``recall_<a>_<b>``: how often the nearest ``b``
+    embedding to a sample's ``a`` embedding is that sample's own), both directions averaged."""
+    out = {}
+    for a, b, za, zb in _pairs(pooled, present, modalities):
+        sim = za @ zb.T
+        target = torch.arange(sim.size(0), device=sim.device)
+        hits = ((sim.argmax(1) == target).float().mean() + (sim.argmax(0) == target).float().mean()) / 2
+        out[f"recall_{a}_{b}"] = hits if len(target) else sim.new_zeros(())
+    return out
