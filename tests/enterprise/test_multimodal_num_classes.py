@@ -62,3 +62,19 @@ def test_the_declared_metrics_are_those_forward_reports(options: dict[str, objec
     modalities = options.get("modalities", ["vision", "audio", "text"])
     expected = sorted(["accuracy", *(f"accuracy_{m}" for m in modalities), *extra])
     assert declared_metrics(model) == tuple(expected) == tuple(sorted(metrics))
+
+
+def test_the_study_scores_every_row_of_a_split_that_ends_in_a_shorter_batch() -> None:
+    """20 test samples at batch 8: batches of 8, 8 and 4, weighed by their rows (the study's
+    split_metrics through deepseek.training.evaluation.evaluate_in_process)."""
+    from deepseek_enterprise.study import split_metrics
+
+    torch.manual_seed(0)
+    model = deepseek.create_model("multimodal.classifier", modalities=["vision", "text"]).eval()
+    data = deepseek.create_dataset("multimodal.digits", batch_size=8, seed=0, eval_size=20)
+    batches = data.split_batches("test")
+    assert [len(b["label"]) for b in batches] == [8, 8, 4]
+    with torch.no_grad():
+        right = torch.cat([model.serving_forward(model.serving_inputs(b)).argmax(-1) == b["label"] for b in batches])
+    assert split_metrics(model, data, torch.device("cpu"), "test")["test_accuracy"] == pytest.approx(
+        right.float().mean().item(), abs=1e-6)

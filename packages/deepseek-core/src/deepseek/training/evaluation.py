@@ -132,9 +132,14 @@ def evaluate_in_process(
 ) -> dict[str, float]:
     """:func:`summarize` of :func:`evaluate_batch` over ``batches`` of a model this process
     evaluates alone (``deepseek eval``, ``deepseek.evaluate``), with the model's whole-set
-    metrics from the totals its forward returns (:mod:`deepseek.training.totals`)."""
+    metrics from the totals its forward returns (:mod:`deepseek.training.totals`). ``weights``:
+    each batch's (:func:`batch_weights`); by default the model's items, or the rows when the last
+    batch is shorter."""
+    from deepseek.training.loss_items import item_weights
     from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics, whole_set_metrics
 
+    if weights is None:
+        weights = batch_weights(batches, item_weights(module, f"model {model_name!r}"))
     offers = offers_whole_set_metrics(module)
     with TotalsCapture(module, model_name=model_name, offers=offers) as capture:
         results = [evaluate_batch(module, batch, device=device, model_name=model_name) for batch in batches]
