@@ -3,7 +3,7 @@ checkpoint, and 2 more from it (same strategy, same 2 processes), loss for loss.
 
 Dropout makes the random generators part of the state: a resumed run must draw the same masks
 as the straight one. The pipeline stages' shape inference (an extra forward on the first
-schedule step) used to draw masks after the restored state; see ``pipeline._rng_neutral_stage_class``.
+schedule step) used to draw masks after the restored state; see ``pipeline_stage.neutral_stage_class``.
 All jobs run in ONE torchrun job (``train_jobs``), so process start-up is paid once.
 """
 

@@ -45,13 +45,15 @@ from deepseek.training import clip
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies import pipeline_state as pstate
 from deepseek_pro.strategies.base import DistributedStrategy
-from deepseek_pro.strategies.pipeline_loss import LossCheck
+from deepseek_pro.strategies.pipeline_loss import LossCheck, shape_problem
+from deepseek_pro.strategies.pipeline_metrics import StageMetrics
 from deepseek_pro.strategies.pipeline_rules import (
     PipelineOptions,
     check_pipeline_fit,
     model_blocks,
     pipeline_microbatches,
 )
+from deepseek_pro.strategies.pipeline_stage import locate_param, neutral_stage_class
 from deepseek_pro.strategies.pipeline_wire import recv_tensor, send_tensor
 from deepseek_pro.strategies.twin import meta_twin
 
@@ -81,6 +83,8 @@ class PipelineStrategy(DistributedStrategy):
         self._pipe_stage: Any = None
         self._schedules: dict[int, Any] = {}
         self._raw_losses: list[torch.Tensor] = []
+        self._raw_metrics: list[dict[str, torch.Tensor]] = []
+        self._metrics: StageMetrics | None = None
         self._template: nn.Module | None = None
         self._loss_check: LossCheck | None = None
         """The single-device rules on this run's training losses (:mod:`.pipeline_loss`)."""
@@ -146,6 +150,7 @@ class PipelineStrategy(DistributedStrategy):
         # are freed with ``model``.
         self._template = meta_twin(model)
         self._loss_check = LossCheck(settings.model_name)
+        self._metrics = StageMetrics(settings.model_name)
         stages = model.split_stages(self.pp_size)  # type: ignore[operator]
         pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
         tied_groups = self._tied_groups(stages, pairs)
@@ -155,7 +160,7 @@ class PipelineStrategy(DistributedStrategy):
         self.model = self._stage_mod
         # a tied copy (the last stage's lm_head) trains in its source's group
         self.optimizer = optimizer_factory([(self._tied.get(n, n), p) for n, p in self._stage_mod.named_parameters()])
-        self._pipe_stage = _rng_neutral_stage_class()(
+        self._pipe_stage = neutral_stage_class()(
             self._stage_mod, self.pp_rank, self.pp_size, self.device, group=self.pp_group
         )
         self._use_distributed_scaler()
@@ -177,7 +182,7 @@ class PipelineStrategy(DistributedStrategy):
         out: dict[tuple[int, str], Any] = {}
         self._tied = {}
         for source, copy in pairs:
-            (i, src_name), (j, copy_name) = _locate(stages, source), _locate(stages, copy)
+            (i, src_name), (j, copy_name) = locate_param(stages, source), locate_param(stages, copy)
             self._tied[copy_name] = src_name
             for d in range(self._dp_size):
                 for t in range(self.tp_size):
@@ -220,8 +225,12 @@ class PipelineStrategy(DistributedStrategy):
 
     def _loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         assert self._template is not None and self._loss_check is not None
-        loss = self._loss_check.checked(self._template.pipeline_loss(output, target), output)  # type: ignore[operator]
+        assert self._metrics is not None
+        returned = self._template.pipeline_loss(output, target)  # type: ignore[operator]
+        loss, metrics = self._metrics.split(returned)
+        loss = self._loss_check.checked(returned if loss is None else loss, output)
         self._raw_losses.append(loss.detach().float())
+        self._raw_metrics.append(metrics)
         return self.precision.scale(loss)
 
     # ------------------------------------------------------------------ the step
@@ -239,7 +248,7 @@ class PipelineStrategy(DistributedStrategy):
                 f"micro-batches; make data.batch_size a multiple of {n * self._dp_size}"
             )
         schedule = self._schedule(n)
-        self._raw_losses = []
+        self._raw_losses, self._raw_metrics = [], []
         if self.precision.scaler is not None:
             # Only the last stage scales a loss; the others' scalers must be initialised too.
             self.precision.scale(torch.zeros((), device=self.device))
@@ -249,16 +258,23 @@ class PipelineStrategy(DistributedStrategy):
         with self.autocast():
             schedule.step(*stage_args, return_outputs=False, **kwargs)
         self._loss_check.agree()  # a loss refused on the last stage: the same line on every rank
+        assert self._metrics is not None
+        names = self._metrics.agree(self._raw_metrics[0] if self.is_last else None)
         self._sync_tied_grads()
-        local = torch.stack(self._raw_losses).mean() if self.is_last else torch.zeros(())
-        return self._sum_from_last(local), {}
+        if self.is_last:
+            local = self._metrics.values(torch.stack(self._raw_losses).mean(), self._raw_metrics, names)
+        else:
+            local = torch.zeros(1 + len(names))
+        return self._mean_from_last(local, names)
 
-    def _sum_from_last(self, local: torch.Tensor) -> torch.Tensor:
-        """Every rank gets the mean over data-parallel ranks of the last stages' ``local`` (the
-        tensor-parallel ranks of a last stage hold the same value)."""
-        t = local.detach().float().reshape(1).to(self.comm_device)
+    def _mean_from_last(self, local: torch.Tensor, names: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, metrics)`` on every rank: the mean over data-parallel ranks of the last stages'
+        ``local`` (``[loss, *metrics in the order of names]``; the tensor-parallel ranks of a last
+        stage hold the same values), in one all-reduce."""
+        t = local.detach().float().reshape(-1).to(self.comm_device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return (t / (self._dp_size * self.tp_size)).reshape(())
+        t = t / (self._dp_size * self.tp_size)
+        return t[0], {name: t[i + 1] for i, name in enumerate(names)}
 
     def _sync_tied_grads(self) -> None:
         assert self._stage_mod is not None
@@ -312,13 +328,16 @@ class PipelineStrategy(DistributedStrategy):
                     inputs = (recv_tensor(self.pp_peer(self.pp_rank - 1), self.comm_device, self.device).to(dtype),)
                 with self.autocast():
                     out = stage(*inputs)
+                metrics = self._metrics or StageMetrics(self.settings.model_name)
+                self._metrics = metrics
                 if not self.is_last:
                     send_tensor(out, self.pp_peer(self.pp_rank + 1), self.comm_device)
-                    local = torch.zeros(())
-                else:
-                    local = self._template.pipeline_loss(out, target.to(self.device)).detach().float()  # type: ignore[operator]
-                    local = local * weight if weight != 1.0 else local
-                return self._sum_from_last(local), {}
+                    names = metrics.agree(None)
+                    return self._mean_from_last(torch.zeros(1 + len(names)), names)
+                loss, found = metrics.split(self._template.pipeline_loss(out, target.to(self.device)))  # type: ignore[operator]
+                names = metrics.agree(found, metrics.missing_loss(loss) or shape_problem(loss, metrics.model_name))
+                local = metrics.values(loss.detach().float(), [found], names)
+                return self._mean_from_last(local * weight if weight != 1.0 else local, names)
         finally:
             stage.train(was_training)
 
@@ -363,36 +382,3 @@ class PipelineStrategy(DistributedStrategy):
         for part in parts:
             merged.update(part)
         return pstate.rebuild_model(self._template, merged)
-
-
-def _rng_neutral_stage_class() -> type:
-    """torch's ``PipelineStage`` whose shape inference leaves the random generators and the
-    stage's buffers as it found them. The stage infers shapes on the first schedule step with an
-    extra forward in train mode, which draws dropout masks and may update buffers (BatchNorm's
-    statistics): a run resumed at step k would do so at step k+1, a run from the start only at step
-    1, and every later step would differ. On a forked random state, with the buffers put back,
-    neither does, so resume is bit-exact (tests/pro/test_resume_dropout.py and
-    test_hybrid_buffers.py fail if a torch release moves this method)."""
-    from torch.distributed.pipelining import PipelineStage
-
-    class RngNeutralStage(PipelineStage):
-        def _shape_inference(self, args: Any, kwargs: Any = None) -> Any:
-            cuda = [self.device] if self.device.type == "cuda" else []
-            kept = [(b, b.detach().clone()) for b in self.submod.buffers()]
-            with torch.random.fork_rng(devices=cuda, device_type=self.device.type):
-                out = super()._shape_inference(args, kwargs)
-            with torch.no_grad():
-                for buf, value in kept:
-                    buf.copy_(value)
-            return out
-
-    return RngNeutralStage
-
-
-def _locate(stages: list[nn.Module], param: nn.Parameter) -> tuple[int, str]:
-    """``(stage index, name in that stage)`` of ``param``."""
-    for i, stage in enumerate(stages):
-        for name, p in stage.named_parameters(remove_duplicate=False):
-            if p is param:
-                return i, name
-    raise UsageError("pipeline: a tied parameter returned by the model's tied_parameters() is in no stage")

@@ -22,14 +22,19 @@ from deepseek.errors import UsageError
 from deepseek.models.checks import loss_dtype_problem, loss_grad_problem
 
 
-def loss_problem(loss: Any, model_name: str) -> str | None:
-    """The line refusing what ``pipeline_loss`` returned for training, or ``None``: a value that
-    is not a 0-dim tensor (pipeline's own line), then the dtype and ``grad_fn`` rules (core's)."""
+def shape_problem(loss: Any, model_name: str) -> str | None:
+    """The line refusing a ``pipeline_loss`` value that is not a 0-dim tensor, or ``None``."""
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
         return (f"model {model_name!r}: pipeline_loss returned {got}; it must return the mean loss of the "
                 "micro-batch, a 0-dim tensor (loss.mean(), or reduction='mean' in the loss function)")
-    return loss_dtype_problem(loss, model_name) or loss_grad_problem(loss, model_name)
+    return None
+
+
+def loss_problem(loss: Any, model_name: str) -> str | None:
+    """The line refusing what ``pipeline_loss`` returned for training, or ``None``: a value that
+    is not a 0-dim tensor (pipeline's own line), then the dtype and ``grad_fn`` rules (core's)."""
+    return shape_problem(loss, model_name) or loss_dtype_problem(loss, model_name) or loss_grad_problem(loss, model_name)
 
 
 class LossCheck:

@@ -1,0 +1,43 @@
+"""torch's pipeline stage as the pipeline strategy runs it, and where a tied parameter lives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepseek.errors import UsageError
+
+
+def neutral_stage_class() -> type:
+    """torch's ``PipelineStage`` whose shape inference leaves the random generators and the
+    stage's buffers as it found them. The stage infers shapes on the first schedule step with an
+    extra forward in train mode, which draws dropout masks and may update buffers (BatchNorm's
+    statistics): a run resumed at step k would do so at step k+1, a run from the start only at step
+    1, and every later step would differ. On a forked random state, with the buffers put back,
+    neither does, so resume is bit-exact (tests/pro/test_resume_dropout.py and
+    test_hybrid_buffers.py fail if a torch release moves this method)."""
+    from torch.distributed.pipelining import PipelineStage
+
+    class RngNeutralStage(PipelineStage):
+        def _shape_inference(self, args: Any, kwargs: Any = None) -> Any:
+            cuda = [self.device] if self.device.type == "cuda" else []
+            kept = [(b, b.detach().clone()) for b in self.submod.buffers()]
+            with torch.random.fork_rng(devices=cuda, device_type=self.device.type):
+                out = super()._shape_inference(args, kwargs)
+            with torch.no_grad():
+                for buf, value in kept:
+                    buf.copy_(value)
+            return out
+
+    return RngNeutralStage
+
+
+def locate_param(stages: list[nn.Module], param: nn.Parameter) -> tuple[int, str]:
+    """``(stage index, name in that stage)`` of ``param``."""
+    for i, stage in enumerate(stages):
+        for name, p in stage.named_parameters(remove_duplicate=False):
+            if p is param:
+                return i, name
+    raise UsageError("pipeline: a tied parameter returned by the model's tied_parameters() is in no stage")
