@@ -49,10 +49,11 @@ class PipelinedModel(TrainableModel):
         self.vocab_size = vocab_size
         """The whole model's declared vocabulary (``generation_vocab_size``; ``None``: unknown)."""
 
-    def forward(self, **batch: Any) -> torch.Tensor:
-        """The loss of ``batch`` through every stage, on every rank."""
-        loss, _ = self.strategy.evaluate(batch)
-        return loss
+    def forward(self, **batch: Any) -> Any:
+        """The loss of ``batch`` through every stage, on every rank, with the metrics
+        ``pipeline_loss`` returns beside it (a mapping, as ``forward`` returns them)."""
+        loss, metrics = self.strategy.evaluate(batch)
+        return {"loss": loss, **metrics} if metrics else loss
 
     @torch.no_grad()
     def generate(
