@@ -47,7 +47,7 @@ _LAZY = {
     "optimize": "deepseek.graph.optimized",
     "load_model": "deepseek.training.inference",
     "fit": "deepseek.training.script",
-    "evaluate": "deepseek.training.script",
+    "evaluate": "deepseek.training.script_eval",
 }
 """Names imported on first use: the plugin host and pluggy (``hookimpl``, ``create_*``, ``list_*``)
 and torch (``optimize``, ``load_model``, ``fit``, ``evaluate``), so that ``import deepseek`` and
@@ -76,8 +76,8 @@ if TYPE_CHECKING:
         list_trackers,
     )
     from deepseek.training.inference import load_model as load_model
-    from deepseek.training.script import evaluate as evaluate
     from deepseek.training.script import fit as fit
+    from deepseek.training.script_eval import evaluate as evaluate
 
 __all__ = [
     "CheckpointError",

@@ -1,0 +1,73 @@
+"""``deepseek.evaluate``: a script's model scored on held-out torch data in one process, as its
+run's evaluations score it (:func:`deepseek.training.script.fit` trains it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepseek import api_args
+from deepseek.errors import UsageError
+from deepseek.training.script import DEFAULT_BATCH_SIZE, SCRIPT_NAME
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def evaluate(
+    model: nn.Module,
+    data: Any,
+    *,
+    checkpoint: str | Path | None = None,
+    batch_size: int | None = None,
+    batches: int | None = None,
+    names: Sequence[str] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Mean ``val_loss`` and ``val_<metric>`` of ``model`` over ``data`` (a torch dataset of
+    held-out samples, read in order, in batches of ``batch_size`` and a last one with the rest,
+    each weighed by its rows; ``batches`` caps how many),
+    in fp32 on ``device``, in one process. ``checkpoint``: a run folder, checkpoint folder or
+    weights file whose model weights are loaded into ``model`` first (what :func:`fit` saved;
+    any strategy's layout). ``batch_size`` and ``batches`` default to the checkpoint's run's
+    ``data.batch_size`` and ``data.eval_batches``, so the numbers are its run's evaluation of the
+    same ``data``; without a checkpoint (or from a weights file) to 32 and every batch
+    (``batches`` of a run without validation, ``data.eval_batches = 0``: every batch)."""
+    from torch import nn
+
+    from deepseek.data.torch_data import TorchData
+    from deepseek.models.checks import check_batch_keys
+    from deepseek.training.checkpoint import load_into_model, read_trainer_state, resolve_checkpoint
+    from deepseek.training.evaluation import evaluate_in_process
+
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model: expected the torch.nn.Module to score (an instance: model=Net()), got "
+                         f"{type(model).__name__}")
+    for name, value in (("batch_size", batch_size), ("batches", batches)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"{name}: must be a positive integer, got {value!r}")
+    where = api_args.device(device, "device")
+    if checkpoint is not None:
+        path = api_args.path(checkpoint, "checkpoint")
+        directory = None if path.is_file() else resolve_checkpoint(path)
+        load_into_model(model, path if directory is None else directory)
+        saved = read_trainer_state(directory).get("config") if directory is not None else None
+        run_data = saved.get("data") if isinstance(saved, dict) else None
+        if isinstance(run_data, dict):
+            size, count = run_data.get("batch_size"), run_data.get("eval_batches")
+            batch_size = batch_size if batch_size is not None or not isinstance(size, int) else size
+            # a run without validation (eval_batches 0) caps nothing: every batch, as without a checkpoint
+            batches = batches if batches is not None or not isinstance(count, int) or count < 1 else count
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    model.to(where)
+    reader = TorchData(data, batch_size=batch_size, seed=0, val=data, names=names, collate_fn=collate_fn,
+                       val_name="data")
+    val = reader.validation_batches(batches if batches is not None else 1 << 62)
+    check_batch_keys(model, val[0], model_name=SCRIPT_NAME)  # as fit checks them: one line, not forward's TypeError
+    from deepseek.training.evaluation import batch_weights
+    from deepseek.training.loss_items import item_weights
+
+    items = item_weights(model, f"model {type(model).__name__}")
+    return evaluate_in_process(model, val, device=where, model_name=SCRIPT_NAME, weights=batch_weights(val, items))
