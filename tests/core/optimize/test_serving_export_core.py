@@ -99,8 +99,48 @@ def test_an_onnx_export_takes_the_same_mapping(tmp_path: Path) -> None:
     model = Tabular().eval()
     path = export_serving(model, rows(4, 0), tmp_path / "tab.onnx", fmt="onnx")
     onnx.checker.check_model(str(path))
-    assert len(onnx.load(str(path)).graph.input) == 2  # features.numbers and features.category
+    assert [i.name for i in onnx.load(str(path)).graph.input] == ["features.numbers", "features.category"]
     batch = rows(7, 3)
     with torch.no_grad():
         expected = model.serving_forward(model.serving_inputs(batch))
-    torch.testing.assert_close(load_exported(path)(model.serving_inputs(batch)), expected, rtol=1e-5, atol=1e-5)
+    runner = load_exported(path)
+    torch.testing.assert_close(runner(model.serving_inputs(batch)), expected, rtol=1e-5, atol=1e-5)
+    # the mapping is fed by its names: another order of its keys gives the same prediction
+    features = batch["features"]
+    swapped = {"features": {"category": features["category"], "numbers": features["numbers"]}}
+    torch.testing.assert_close(runner(swapped), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(UsageError) as info:  # an input the file does not take: one line naming both
+        runner({"features": {**features, "extra": torch.zeros(7)}})
+    assert "takes the inputs features.numbers, features.category; it was given features.numbers, " \
+        "features.category, features.extra" in str(info.value) and "\n" not in str(info.value)
+
+
+class TwoPlanes(TrainableModel):
+    """Two float inputs of one shape: fed in the wrong order, an ONNX file would predict silently wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.head(torch.cat([left, 2 * right], -1)), label)
+
+    def serving_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"left": batch["left"], "right": batch["right"]}
+
+    def serving_forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        return self.head(torch.cat([inputs["left"], 2 * inputs["right"]], -1))
+
+
+def test_an_onnx_file_feeds_inputs_of_one_shape_by_name(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    model = TwoPlanes().eval()
+    g = torch.Generator().manual_seed(0)
+    left, right = torch.randn(5, 2, generator=g), torch.randn(5, 2, generator=g)
+    path = export_serving(model, {"left": left[:3], "right": right[:3]}, tmp_path / "two.onnx", fmt="onnx")
+    with torch.no_grad():
+        expected = model.serving_forward({"left": left, "right": right})
+    got = load_exported(path)({"right": right, "left": left})  # the keys in another order than traced
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -38,6 +38,17 @@ def token_dims(max_seq_len: int | None) -> dict[int, Any]:
     return {0: batch, 1: seq}
 
 
+def input_names(inputs: Any) -> list[str]:
+    """The dotted name of each tensor of ``inputs`` (a mapping's keys joined by dots:
+    ``audio.padding_mask``), in the order an exported program flattens them; a tensor given by
+    position has the name ``""``. An ONNX file of mapping inputs names its inputs so, and
+    :class:`OnnxRunner` feeds a mapping by these names, whatever the order of its keys."""
+    from torch.utils import _pytree as pytree
+
+    paths, _ = pytree.tree_flatten_with_path(inputs)
+    return [".".join(str(k.key) for k in path if isinstance(k, pytree.MappingKey)) for path, _ in paths]
+
+
 def missing_onnx_packages() -> list[str]:
     """The ONNX export dependencies that are not installed."""
     return [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
@@ -84,16 +95,19 @@ def export_model(
                 f"export --format onnx needs the package(s) {', '.join(missing)}, which are not "
                 "installed; install them with: pip install 'deepseek-core[onnx]'"
             )
-        args, kwargs, dims = inputs, None, shapes
+        args, kwargs, dims, onnx_names = inputs, None, shapes, None
         if any(isinstance(i, Mapping) for i in inputs):  # torch.onnx.export takes a trailing mapping for keywords
             import inspect
 
             names = list(inspect.signature(model.forward).parameters)[: len(inputs)]
             args, kwargs = (), dict(zip(names, inputs, strict=True))
             dims = None if shapes is None else dict(zip(names, shapes, strict=True))
+            dotted = input_names(inputs)  # the file's inputs by their dotted names, as OnnxRunner feeds them
+            onnx_names = dotted if all(dotted) and len(set(dotted)) == len(dotted) else None
         with _atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, dynamic_shapes=dims, verbose=False)
+            program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, dynamic_shapes=dims,
+                                        input_names=onnx_names, verbose=False)
             program.save(str(tmp))  # type: ignore[union-attr]
         return path
     with torch.no_grad():
@@ -123,20 +137,28 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 class OnnxRunner:
-    """Runs an ONNX file with onnxruntime: ``runner(*tensors)`` returns the first output (an input
-    that is a mapping of tensors, as a ``serving`` export takes, is given as the mapping)."""
+    """Runs an ONNX file with onnxruntime: ``runner(*tensors)`` returns the first output. An input
+    that is a mapping of tensors, as a ``serving`` export takes, is given as the mapping and fed by
+    its dotted names (:func:`input_names`), so the order of its keys does not matter; tensors given
+    by position are fed in order. Other inputs than the file's are one line."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime  # type: ignore[import-not-found]
 
+        self.path = path
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: Any) -> torch.Tensor:
         from torch.utils import _pytree as pytree
 
-        tensors = pytree.tree_leaves(inputs)  # the order the export flattened them in
-        feeds = {n: t.detach().cpu().numpy() for n, t in zip(self.names, tensors, strict=True)}
+        tensors, given = pytree.tree_leaves(inputs), input_names(inputs)
+        keys = given if all(given) and sorted(given) == sorted(self.names) else self.names  # by name, or in order
+        if len(tensors) != len(self.names) or (any(given) and keys is self.names and given != self.names):
+            shown = ", ".join(n or "<tensor>" for n in given) or "nothing"
+            raise UsageError(f"{self.path}: the ONNX file takes the inputs {', '.join(self.names)}; it was given "
+                             f"{shown}: pass the mapping (or tensors) it was exported with")
+        feeds = {n: t.detach().cpu().numpy() for n, t in zip(keys, tensors, strict=True)}
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 

@@ -67,15 +67,6 @@ def serving_inputs(model: nn.Module, batch: Any, *, name: str) -> dict[str, Any]
     return dict(inputs)
 
 
-def input_names(inputs: Mapping[str, Any]) -> list[str]:
-    """The dotted name of each tensor of ``inputs`` (``audio.padding_mask``), in the order the
-    exported program flattens them."""
-    from torch.utils import _pytree as pytree
-
-    paths, _ = pytree.tree_flatten_with_path(dict(inputs))
-    return [".".join(str(getattr(k, "key", k)) for k in path) for path, _ in paths]
-
-
 def export_serving(
     model: nn.Module,
     batch: Any,
@@ -94,7 +85,7 @@ def export_serving(
     from torch.utils import _pytree as pytree
 
     from deepseek.data.batch import batch_rows
-    from deepseek.graph.export import export_model
+    from deepseek.graph.export import export_model, input_names
     from deepseek.models.protocol import model_capabilities
 
     if "serving" not in model_capabilities(model):
