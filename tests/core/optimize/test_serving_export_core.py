@@ -81,6 +81,45 @@ def test_what_serving_inputs_returns_is_checked_in_one_line(tmp_path: Path, retu
     assert not list(tmp_path.iterdir())
 
 
+class Returns(Tabular):
+    def __init__(self, returns: Any) -> None:
+        super().__init__()
+        self.returns = returns
+
+    def serving_forward(self, inputs: dict[str, Any]) -> Any:
+        return self.returns(self.logits(inputs["features"]))
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+@pytest.mark.parametrize(("returns", "static", "message"), [
+    (lambda y: (y, y), False, "model 'acme.bad': serving_forward returned tuple for 4 rows; it must return one tensor "
+                              "with a row per input row"),
+    (lambda y: {"logits": y}, True, "serving_forward returned dict for 4 rows"),
+    (lambda y: y.mean(), False, "serving_forward returned a tensor of shape [] for 4 rows"),
+    (lambda y: y.reshape(1, -1), True, "serving_forward returned a tensor of shape [1, 12] for 4 rows"),
+    (lambda y: y.reshape(4, 3), False, "export: model 'acme.bad''s serving_forward fixes the number of rows to the "
+                                       "example's 4, so its rows cannot stay dynamic; let it take any rows"),
+])
+def test_what_serving_forward_returns_is_checked_in_one_line(tmp_path: Path, returns: Any, static: bool, message: str,
+                                                             fmt: str) -> None:
+    """A prediction that is not one tensor of a row per input row, or that fixes the rows of a
+    dynamic export (the ONNX exporter fixed them without a word), is one line; nothing is written."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+    with pytest.raises(UsageError) as info:
+        export_serving(Returns(returns).eval(), rows(4, 0), tmp_path / f"bad.{fmt}", name="acme.bad", fmt=fmt,
+                       static=static)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_example_over_the_rows_bound_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as info:
+        export_serving(Tabular().eval(), rows(4097, 0), tmp_path / "x.pt2")
+    assert "the example batch holds 4097 rows; a dynamic export takes at most 4096" in str(info.value)
+    assert "\n" not in str(info.value) and not list(tmp_path.iterdir())
+
+
 def test_a_model_without_serving_and_a_one_row_example_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"model 'plain' \(Linear\) does not offer capability 'serving'"):
         export_serving(nn.Linear(2, 2), rows(4, 0), tmp_path / "x.pt2", name="plain")

@@ -19,7 +19,8 @@ dotted name, shape and dtype) and names the output.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,18 @@ def export_serving(
         raise UsageError(f"export: the example batch holds {batch_rows(inputs)} row; a dynamic export traces at "
                          "least 2 (torch.export fixes a dimension of size 1): give a larger batch or export "
                          "--static")
+    n = batch_rows(inputs)
+    if not static and n > MAX_ROWS:
+        raise UsageError(f"export: the example batch holds {n} rows; a dynamic export takes at most {MAX_ROWS}: "
+                         f"give at most {MAX_ROWS} (--batch) or export --static")
+    module = ServingModule(model).eval()
+    with torch.no_grad():
+        out_example = module(inputs)
+    if not isinstance(out_example, torch.Tensor) or out_example.dim() == 0 or out_example.shape[0] != n:
+        got = (f"a tensor of shape {list(out_example.shape)}" if isinstance(out_example, torch.Tensor)
+               else type(out_example).__name__)
+        raise UsageError(f"model {name!r}: serving_forward returned {got} for {n} rows; it must return one "
+                         "tensor with a row per input row (docs/interop.md, 'Deployment files')")
     rows = Dim("batch", min=1, max=MAX_ROWS)
     dynamic = None if static else [pytree.tree_map(lambda _t: {0: rows}, inputs)]
     leaves = pytree.tree_leaves(inputs)
@@ -110,4 +123,24 @@ def export_serving(
         "dynamic": None if static else "the first dimension of every input",
         **(metadata or {}),
     }
-    return export_model(ServingModule(model).eval(), (inputs,), out, fmt=fmt, dynamic=dynamic, metadata=record)
+    with _rows_kept_free(name, n):
+        if dynamic is not None and fmt == "onnx":  # the ONNX exporter would fix the rows without a word
+            with torch.no_grad():
+                torch.export.export(module, (inputs,), dynamic_shapes=dynamic)
+        return export_model(module, (inputs,), out, fmt=fmt, dynamic=dynamic, metadata=record)
+
+
+@contextmanager
+def _rows_kept_free(name: str, rows: int) -> Iterator[None]:
+    """torch.export's refusal of a ``serving_forward`` that fixes the number of rows (a reshape to
+    the example's rows), as one line."""
+    from torch._dynamo.exc import UserError
+
+    try:
+        yield
+    except UserError as exc:
+        if "Constraints violated" not in str(exc):
+            raise
+        raise UsageError(f"export: model {name!r}'s serving_forward fixes the number of rows to the example's "
+                         f"{rows}, so its rows cannot stay dynamic; let it take any rows (no shape of {rows} "
+                         "rows written in), or export --static") from None
