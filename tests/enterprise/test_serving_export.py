@@ -61,3 +61,35 @@ def test_a_static_export_takes_the_traced_rows_only(mm_run: Path) -> None:
     with torch.no_grad():
         got = load_exported(mm_run / "static.pt2")(model.serving_inputs(batch))
         assert torch.allclose(got, model.serving_forward(model.serving_inputs(batch)), atol=1e-5, rtol=1e-5)
+
+
+def test_a_static_batch_over_the_validation_batch_is_one_line(mm_run: Path) -> None:
+    """--static --batch 20 asks for a file of 20 rows; the run's validation batches hold 8 (it wrote 8)."""
+    out = deepseek_cli("export", "--checkpoint", "run", "--out", "new/s20.pt2", "--batch", "20", "--static",
+                       cwd=mm_run)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: --batch 20: the run's first validation batch holds 8 rows (data.batch_size = 8), and a --static "
+        "export fixes the rows to those traced; give --batch 8 or less, or leave out --static (the rows stay dynamic)"]
+    assert not (mm_run / "new").exists()
+    out = deepseek_cli("export", "--checkpoint", "run", "--out", "d20.pt2", "--batch", "20", cwd=mm_run)
+    assert out.returncode == 0, out.stderr  # dynamic rows: traced on the 8 there are
+    assert [i["shape"][0] for i in read_metadata(mm_run / "d20.pt2")["serving"]["inputs"]] == [8] * 8
+
+
+def test_a_run_of_one_row_batches_exports_static_only(tmp_path: Path) -> None:
+    """data.batch_size = 1: --batch cannot give 2 rows (the message said 'give a larger batch'), and the
+    refusal left --out's new folder behind; --static without --batch traces the one row."""
+    config = {**MULTIMODAL, "data": {**MULTIMODAL["data"], "batch_size": 1},
+              "train": {**MULTIMODAL["train"], "max_steps": 2}}
+    train_tiny(tmp_path, config)
+    out = deepseek_cli("export", "--checkpoint", "run", "--out", "new/m.pt2", "--batch", "4", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: export: the run's first validation batch holds 1 row (data.batch_size = 1); a dynamic export traces "
+        "at least 2 rows (torch.export fixes a dimension of size 1): export --static, which fixes the rows to 1"]
+    assert not (tmp_path / "new").exists()
+    out = deepseek_cli("export", "--checkpoint", "run", "--out", "one.pt2", "--static", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    meta = read_metadata(tmp_path / "one.pt2")
+    assert meta["serving"]["rows"] == "fixed" and {i["shape"][0] for i in meta["serving"]["inputs"]} == {1}

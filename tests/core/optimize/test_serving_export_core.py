@@ -183,3 +183,20 @@ def test_an_onnx_file_feeds_inputs_of_one_shape_by_name(tmp_path: Path) -> None:
         expected = model.serving_forward({"left": left, "right": right})
     got = load_exported(path)({"right": right, "left": left})  # the keys in another order than traced
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_refused_export_removes_the_folders_it_made(tmp_path: Path) -> None:
+    """deepseek export makes --out's missing folders through folders_made: a refusal inside removes
+    them again (an empty one only: a file someone put there keeps its folder)."""
+    from deepseek.paths import check_output, folders_made
+
+    target = tmp_path / "a" / "b" / "x.pt2"
+    missing = check_output(target, where="--out", folder=False, file_name="model.pt2")
+    assert missing == [tmp_path / "a", tmp_path / "a" / "b"]
+    with pytest.raises(UsageError, match="serving_forward returned tuple"), folders_made(missing, where="--out"):
+        export_serving(Returns(lambda y: (y, y)).eval(), rows(4, 0), target, name="acme.bad")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(UsageError), folders_made(missing, where="--out"):
+        (tmp_path / "a" / "note.txt").write_text("mine")
+        export_serving(Returns(lambda y: (y, y)).eval(), rows(4, 0), target, name="acme.bad")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["note.txt"]

@@ -11,7 +11,8 @@ existing folder (tried: an empty file is made there and removed). Nothing here i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from deepseek.errors import UsageError
@@ -120,6 +121,22 @@ def make_folders(folders: Sequence[Path], *, where: str) -> None:
                 f"{where}: cannot create the folder {folder} ({exc.strerror}); give a path in a "
                 "folder you can write"
             ) from exc
+
+
+@contextmanager
+def folders_made(folders: Sequence[Path], *, where: str) -> Iterator[None]:
+    """:func:`make_folders` for a block that writes into them: when the block raises (a refused
+    export), the folders it made are removed again, deepest first, so nothing is left behind."""
+    make_folders(folders, where=where)
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            try:
+                folder.rmdir()  # only if still empty: a file someone else put there stays
+            except OSError:
+                pass
+        raise
 
 
 def prepare_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME") -> list[Path]:

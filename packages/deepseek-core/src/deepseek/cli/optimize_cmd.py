@@ -160,7 +160,7 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     if fmt == "onnx" and missing_onnx_packages():
         missing = ", ".join(missing_onnx_packages())
         raise UsageError(f"export --format onnx needs {missing}; install with: pip install 'deepseek-core[onnx]'")
-    from deepseek.paths import check_output, created_note, make_folders
+    from deepseek.paths import check_output, created_note, folders_made
 
     src = Path(checkpoint)
     target = Path(out) if out else (src if src.is_dir() else src.parent) / f"model.{fmt}"
@@ -181,30 +181,43 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     if "serving" in model_capabilities(model):  # a model over a batch of inputs: traced on its run's data
         from deepseek.graph.serving import export_serving
 
-        example = _example_batch(with_data(source, config, None, host), host, batch)  # the run's own data
-        make_folders(missing, where="--out")
-        path = export_serving(model, example, target, name=info["name"], fmt=fmt, static=static,
-                              metadata={"model": info, "checkpoint": str(checkpoint)})
+        given = click.get_current_context().get_parameter_source("batch") is not click.core.ParameterSource.DEFAULT
+        example = _example_batch(with_data(source, config, None, host), host, batch, static=static, given=given)
+        with folders_made(missing, where="--out"):  # a refused export leaves no folder behind
+            path = export_serving(model, example, target, name=info["name"], fmt=fmt, static=static,
+                                  metadata={"model": info, "checkpoint": str(checkpoint)})
     else:
         x = _example_tokens(model, batch, seq, "cpu", name=info["name"], command="export")
         dims = None if static else [token_dims(info.get("max_seq_len"))]
-        make_folders(missing, where="--out")
-        path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
-                            metadata={"model": info, "checkpoint": str(checkpoint)})
+        with folders_made(missing, where="--out"):
+            path = export_model(model, (x,), target, fmt=fmt, dynamic=dims,
+                                metadata={"model": info, "checkpoint": str(checkpoint)})
     size = path.stat().st_size / 2**20
     click.echo(f"wrote {path} ({fmt}, {size:.1f} MiB){created_note(missing)}; load it with "
                "deepseek.graph.export.load_exported")
 
 
-def _example_batch(config: Any, host: Any, rows: int) -> Any:
+def _example_batch(config: Any, host: Any, rows: int, *, static: bool, given: bool) -> Any:
     """The first ``rows`` rows of the first validation batch of ``config``'s data (the run's own: a
-    model with capability ``serving`` is traced on real inputs of the shapes it trained on)."""
+    model with capability ``serving`` is traced on real inputs of the shapes it trained on). A
+    dynamic export takes fewer when the batch holds fewer (its rows stay free), and so does a
+    ``--static`` one without ``--batch`` (``given``); ``--static --batch N`` (the file's rows are N)
+    refuses fewer in one line, as does a dynamic export from a batch of one row."""
     from deepseek.data.batch import batch_rows, head_rows
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import validation_set
 
     first = validation_set(config, build_dataset(config, host), 1).batches[0]
-    return head_rows(first, min(rows, batch_rows(first)))
+    held = batch_rows(first)
+    where = (f"the run's first validation batch holds {held} row{'s' if held > 1 else ''} "
+             f"(data.batch_size = {config.data.batch_size})")
+    if static and given and rows > held:
+        raise UsageError(f"--batch {rows}: {where}, and a --static export fixes the rows to those traced; give "
+                         f"--batch {held} or less, or leave out --static (the rows stay dynamic)")
+    if not static and held < 2:
+        raise UsageError(f"export: {where}; a dynamic export traces at least 2 rows (torch.export fixes a "
+                         "dimension of size 1): export --static, which fixes the rows to 1")
+    return head_rows(first, min(rows, held))
 
 
 def _export_hf(checkpoint: str, out: str | None, dtype: str) -> None:
