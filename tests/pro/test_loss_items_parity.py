@@ -1,7 +1,8 @@
 """A model weighed by the items its loss averages over (``TrainableModel.loss_items``: tokens of
 padded rows) gives ``single``'s step losses and validation loss under ``ddp``, ``fsdp`` and
 ``deepspeed`` (stage 2) on 2 processes with ``grad_accum = 2``, although its ranks' shards and
-micro-batches hold different numbers of tokens; ``pipeline`` refuses it in one line. The three
+micro-batches hold different numbers of tokens (the validation set ends in a short batch whose
+second rank's shard holds no token at all); ``pipeline`` refuses it in one line. The three
 runs are three ``deepseek.fit`` calls in one torchrun job, each making its own process group
 (the second used to hang in torchrun's store, one time in two)."""
 

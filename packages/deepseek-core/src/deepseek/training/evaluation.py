@@ -100,6 +100,16 @@ def batch_weights(batches: Sequence[Batch], items: ItemWeights | None) -> list[i
     return rows if len(set(rows)) > 1 else None
 
 
+def weighed(value: torch.Tensor, weight: float) -> torch.Tensor:
+    """A data-parallel shard's loss or metrics times its ``weight`` in a validation batch's mean
+    (:meth:`~deepseek.training.strategy.Strategy.evaluate`). A shard of weight 0 (no item its loss
+    counts, or a rank's stand-in row) adds exactly 0: its own mean over no items is NaN, and NaN x 0
+    would make the batch's mean NaN."""
+    if weight == 0.0:
+        return torch.zeros_like(value)
+    return value if weight == 1.0 else value * weight
+
+
 def evaluate_batch(
     module: nn.Module,
     batch: Batch,

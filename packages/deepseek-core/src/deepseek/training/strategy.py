@@ -301,13 +301,11 @@ class Strategy(StrategyRules, ABC):
         shard's items x ranks / the batch's items, for a model weighing by items, or its rows x
         ranks / the batch's rows for a batch whose rows the ranks split unevenly), averaged over
         the data-parallel ranks."""
-        from deepseek.training.evaluation import evaluate_batch
+        from deepseek.training.evaluation import evaluate_batch, weighed
 
         loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast(),
                                        model_name=self.settings.model_name)
-        if weight != 1.0:
-            loss, metrics = loss * weight, {k: v * weight for k, v in metrics.items()}
-        return self.reduce_mean(loss, metrics)
+        return self.reduce_mean(weighed(loss, weight), {k: weighed(v, weight) for k, v in metrics.items()})
 
     def setup_inference(self, model: nn.Module) -> nn.Module:
         """Place a trained model (plain, weights loaded, on the CPU) for evaluation and sampling

@@ -42,6 +42,7 @@ from deepseek.data.batch import concat_rows, move_to
 from deepseek.errors import UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training import clip
+from deepseek.training.evaluation import weighed
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies import pipeline_state as pstate
 from deepseek_pro.strategies.base import DistributedStrategy
@@ -337,7 +338,7 @@ class PipelineStrategy(DistributedStrategy):
                 loss, found = metrics.split(self._template.pipeline_loss(out, target.to(self.device)))  # type: ignore[operator]
                 names = metrics.agree(found, metrics.missing_loss(loss) or shape_problem(loss, metrics.model_name))
                 local = metrics.values(loss.detach().float(), [found], names)
-                return self._mean_from_last(local * weight if weight != 1.0 else local, names)
+                return self._mean_from_last(weighed(local, weight), names)
         finally:
             stage.train(was_training)
 
