@@ -94,11 +94,10 @@ def export_serving(
                          "(serving_inputs and serving_forward), which says what a deployed model reads and "
                          "returns (docs/interop.md, 'Deployment files')")
     inputs = serving_inputs(model, batch, name=name)
-    if not static and batch_rows(inputs) < 2:
-        raise UsageError(f"export: the example batch holds {batch_rows(inputs)} row; a dynamic export traces at "
-                         "least 2 (torch.export fixes a dimension of size 1): give a larger batch or export "
-                         "--static")
     n = batch_rows(inputs)
+    if not static and n < 2:
+        raise UsageError(f"export: the example batch holds {n} row; a dynamic export traces at least 2 "
+                         "(torch.export fixes a dimension of size 1): give a larger batch or export --static")
     if not static and n > MAX_ROWS:
         raise UsageError(f"export: the example batch holds {n} rows; a dynamic export takes at most {MAX_ROWS}: "
                          f"give at most {MAX_ROWS} (--batch) or export --static")
@@ -115,8 +114,8 @@ def export_serving(
     leaves = pytree.tree_leaves(inputs)
     record = {
         "serving": {
-            "inputs": [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype)}
-                       for n, t in zip(input_names(inputs), leaves, strict=True)],
+            "inputs": [{"name": key, "shape": list(t.shape), "dtype": str(t.dtype)}
+                       for key, t in zip(input_names(inputs), leaves, strict=True)],
             "rows": "fixed" if static else f"dynamic, 1 to {MAX_ROWS}",
             "output": f"{name}'s serving_forward: one tensor, a row per input row",
         },
