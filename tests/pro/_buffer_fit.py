@@ -11,12 +11,11 @@ writes ``OUT/<strategy>.json``: the step losses of both runs and the first run's
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _probe import run_cases
 from torch import nn
 
 import deepseek
@@ -69,9 +68,4 @@ def run(out: Path, strategy: str) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    for name in sys.argv[2:]:
-        run(Path(sys.argv[1]), name)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # past DeepSpeed's and gloo's threads, as _train_jobs.py
+    run_cases(run)

@@ -3,7 +3,7 @@ training forward from the rows it sees, added back to the output), trained with 
 under ``hybrid`` with one stage and two data-parallel replicas: to step 6 with checkpoints at 3 and
 6 and an evaluation at 6, then resumed from step 3 to step 6 (test helper).
 
-Usage: ``python tests/pro/_hybrid_buffer_fit.py OUT`` under torchrun (2 processes). Rank 0 writes
+Usage: ``python tests/pro/_hybrid_buffer_fit.py OUT hybrid`` under torchrun (2 processes). Rank 0 writes
 ``OUT/hybrid.json`` (both runs' losses, the last ``val_loss``); every rank writes
 ``OUT/buffers-<rank>.pt``, its stage's running means at the end.
 """
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from _probe import run_cases
+from _probe import token_rows as tokens
 from torch import nn
 
 import deepseek
@@ -42,11 +43,6 @@ def model() -> nn.Module:
     return gpt
 
 
-def tokens(n: int, seed: int) -> torch.utils.data.TensorDataset:
-    ids = torch.randint(0, 256, (n, 17), generator=torch.Generator().manual_seed(seed))
-    return torch.utils.data.TensorDataset(ids[:, :-1].contiguous(), ids[:, 1:].contiguous())
-
-
 def main(out: Path) -> None:
     config = {"train": {"max_steps": 6, "lr": 1e-2, "warmup_steps": 0, "eval_interval": 6},
               "data": {"eval_batches": 2}, "precision": {"dtype": "fp32"},
@@ -64,8 +60,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    main(Path(sys.argv[1]))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # past gloo's threads, as _train_jobs.py
+    run_cases(lambda out, _name: main(out))

@@ -10,13 +10,12 @@ without it for ``single``). Each run writes ``OUT/<strategy>``; rank 0 writes
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _probe import run_cases
 from torch import nn
 
 import deepseek
@@ -74,11 +73,6 @@ def run(out: Path, strategy: str, accum: int = 2) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
     # No process group made here: each run makes its own and destroys it, one after another in
     # this process under torchrun's store (a second one used to hang in its rendezvous).
-    for name in sys.argv[2:]:
-        run(Path(sys.argv[1]), name)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # past DeepSpeed's and gloo's threads, as _train_jobs.py
+    run_cases(run)

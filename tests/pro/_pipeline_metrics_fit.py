@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from _probe import run_cases, token_rows
 
 import deepseek
 from deepseek.models.gpt import GPT, cross_entropy
@@ -39,8 +38,7 @@ def model() -> torch.nn.Module:
 
 
 def tokens(n: int, seed: int) -> torch.utils.data.TensorDataset:
-    ids = torch.randint(0, 16, (n, 17), generator=torch.Generator().manual_seed(seed))  # 16 ids: learnable
-    return torch.utils.data.TensorDataset(ids[:, :-1].contiguous(), ids[:, 1:].contiguous())
+    return token_rows(n, seed, vocab=16)  # 16 ids: learnable
 
 
 def run(out: Path, name: str) -> None:
@@ -58,9 +56,4 @@ def run(out: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    for name in sys.argv[2:]:
-        run(Path(sys.argv[1]), name)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # past gloo's threads, as _train_jobs.py
+    run_cases(run)

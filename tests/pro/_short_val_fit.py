@@ -10,20 +10,15 @@ writes ``OUT/NAME.json``: the run's final ``val_*`` values and its losses.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import torch
+from _probe import run_cases
+from _probe import token_rows as tokens
 
 import deepseek
 
 VAL_ROWS = 21
-
-
-def tokens(n: int, seed: int) -> torch.utils.data.TensorDataset:
-    ids = torch.randint(0, 256, (n, 17), generator=torch.Generator().manual_seed(seed))
-    return torch.utils.data.TensorDataset(ids[:, :-1].contiguous(), ids[:, 1:].contiguous())
 
 
 def model() -> torch.nn.Module:
@@ -45,9 +40,4 @@ def run(out: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    for name in sys.argv[2:]:
-        run(Path(sys.argv[1]), name)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # past gloo's threads, as _train_jobs.py
+    run_cases(run)

@@ -10,12 +10,11 @@ a name, ``deepspeed-STAGE``, either with ``+ROWS`` validation rows). Rank 0 writ
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from _probe import run_cases
 from torch import nn
 
 import deepseek
@@ -71,9 +70,4 @@ def run(out: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    for name in sys.argv[2:]:
-        run(Path(sys.argv[1]), name)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # past DeepSpeed's and gloo's threads, as _train_jobs.py
+    run_cases(run)

@@ -22,7 +22,7 @@ PROBE = Path(__file__).with_name("_hybrid_buffer_fit.py")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hybrid_buffers")
-    run_torchrun([str(PROBE), str(out)], timeout=600)
+    run_torchrun([str(PROBE), str(out), "hybrid"], timeout=600)
     return out
 
 
