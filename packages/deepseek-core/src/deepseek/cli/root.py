@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
     :func:`deepseek.cli.context.command_host`); by default the root options and the environment
     choose it. Warnings show as one line each while the command runs. As the process's entry
     point (no ``argv``, no ``host``) in a rank of a multi-process job (``RANK`` and
-    ``WORLD_SIZE`` set, as torchrun and ``deepseek launch`` set them), a failure leaves through
-    :func:`exit_now`.
+    ``WORLD_SIZE`` set, as torchrun and ``deepseek launch`` set them), the rank leaves through
+    :func:`leave_rank`, success included.
     """
     from deepseek.devices import hold_back_cuda_home_note
 
@@ -161,9 +161,21 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
             _run(list(sys.argv[1:] if argv is None else argv), host)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        if code != 0 and argv is None and host is None and {"RANK", "WORLD_SIZE"} <= os.environ.keys():
-            exit_now(code)
+        if argv is None and host is None and {"RANK", "WORLD_SIZE"} <= os.environ.keys():
+            leave_rank(code)
         raise
+
+
+def leave_rank(code: int) -> None:
+    """End a rank of a multi-process job with ``code``: Python's exit handlers run for a rank that
+    succeeded, then :func:`exit_now` skips the interpreter's shutdown. (A successful rank left
+    through the shutdown could abort in gloo's destructors too, seen once in CI: ``torchrun -m
+    deepseek train`` of a plugin's all-reduce strategy, rank 1 SIGABRT after its last step.)"""
+    if code == 0:
+        import atexit
+
+        atexit._run_exitfuncs()
+    exit_now(code)
 
 
 def exit_now(code: int) -> None:

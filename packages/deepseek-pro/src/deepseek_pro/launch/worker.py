@@ -11,10 +11,9 @@ ARGS`` is ``python -m deepseek ARGS`` plus four things the launcher relies on.
    killing it, and the dump lands in this rank's log, shown in the failure report. (SIGUSR1 is a
    stop request, see :mod:`deepseek.training.preemption`.)
 4. A rank leaves with its exit code past the interpreter's shutdown (core's
-   :func:`deepseek.cli.main.exit_now`, which ``deepseek`` run by torchrun uses too for a failed
-   rank), which could abort in torch's and gloo's C++ destructors (``terminate called without an
-   active exception``) and turn exit code 0 or 2 into SIGABRT; a rank that succeeded runs
-   Python's exit handlers first.
+   :func:`deepseek.cli.root.leave_rank`, which ``deepseek`` run by torchrun uses too), which could
+   abort in torch's and gloo's C++ destructors (``terminate called without an active exception``)
+   and turn exit code 0 or 2 into SIGABRT; a rank that succeeded runs Python's exit handlers first.
 """
 
 from __future__ import annotations
@@ -54,17 +53,12 @@ def main(argv: list[str] | None = None) -> None:
     if DUMP_SIGNAL is not None:
         faulthandler.register(DUMP_SIGNAL, all_threads=True)
     from deepseek.cli.main import main as deepseek_main
-    from deepseek.cli.root import exit_now
+    from deepseek.cli.root import leave_rank
 
     try:
         deepseek_main(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        if code == 0:  # Python's own exit handlers run; the C++ destructors after them are skipped
-            import atexit
-
-            atexit._run_exitfuncs()
-        exit_now(code)
+        leave_rank(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
 
 
 if __name__ == "__main__":
