@@ -15,12 +15,15 @@ Test modules in this folder may also ``import _prohelpers`` for the constants an
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 TRAIN_JOBS = HERE / "_train_jobs.py"
+ARMED = HERE / "_armed.py"
 TAIL = 6000
 
 
@@ -49,12 +53,13 @@ def run_torchrun(
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``args`` (a script path or ``-m module`` plus its arguments) on ``nproc`` local
-    processes under torchrun. With ``check``, a non-zero exit or a timeout fails the test."""
+    processes under torchrun, each through ``_armed.py``. With ``check``, a non-zero exit or a
+    timeout fails the test; a timed-out job's output ends with the stacks of its ranks."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
     full_env.pop("TORCH_CUDA_ARCH_LIST", None)
     full_env.update(env or {})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(ARMED), *args]
     with subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as running:
         try:
@@ -76,15 +81,46 @@ def run_torchrun(
 
 
 def _stop(running: subprocess.Popen[str]) -> tuple[str, str]:
-    """Stop a torchrun that ran too long, workers included, and return what it printed. Its
-    workers run in their own sessions, so SIGTERM goes to torchrun, which stops them; SIGKILL
-    after 45 s if it does not (torchrun itself kills a worker still there after 30 s)."""
+    """Stop a torchrun that ran too long, workers included, and return what it printed. Each
+    worker still there first prints the stack of each of its threads (SIGUSR2, armed by
+    ``_armed.py``). Its workers run in their own sessions, so SIGTERM goes to torchrun, which
+    stops them; SIGKILL after 45 s if it does not (torchrun itself kills a worker still there after
+    30 s)."""
+    dumped = [pid for pid in _descendants(running.pid) if _catches(pid, signal.SIGUSR2)]
+    for pid in dumped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR2)
+    if dumped:
+        time.sleep(3)
     running.terminate()
     try:
         return running.communicate(timeout=45)
     except subprocess.TimeoutExpired:
         running.kill()
         return running.communicate()
+
+
+def _descendants(root: int) -> list[int]:
+    """The pids of ``root``'s children, their children and so on (Linux ``/proc``; elsewhere none)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` handles ``sig`` (its ``SigCgt`` mask), so that sending it does not end it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
 
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
