@@ -76,8 +76,8 @@ def test_same_seed_same_trials(tmp_path: Path) -> None:
     """A seeded sampler proposes the same sequence for the same results (TPE, past its random start)."""
     import optuna
 
+    from deepseek_enterprise.tune.optuna_parts import create_sampler
     from deepseek_enterprise.tune.space import parse_space
-    from deepseek_enterprise.tune.study import create_sampler
 
     space = parse_space({"space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
                                    "data.batch_size": {"choices": [8, 16, 32]}}}, "space.toml")

@@ -17,6 +17,7 @@ from deepseek.errors import ConfigError, UsageError
 from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.tune.limits import TUNE_NUMBERS
+from deepseek_enterprise.tune.optuna_parts import PRUNERS, SAMPLERS
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -74,8 +75,8 @@ def _origin(comp: Any) -> str:
 @click.option("--storage", metavar="URL", help="Optuna storage: sqlite:///PATH (default: <out>/study.db), "
               "postgresql://..., journal:PATH.")
 @click.option("--out", type=PATH_ARG, help="Study folder (default tune/<study>).")
-@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
-@click.option("--pruner", type=click.Choice(["median", "halving", "none"]), default="median", show_default=True,
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Stops trials early on their intermediate evaluations (training tuner).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler seed (same seed, same trials).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
@@ -171,7 +172,7 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 
 def _finish(study: Any, settings: Any, base: dict[str, Any], config_file: str) -> int | None:
-    from deepseek_enterprise.tune.study import quiet_optuna
+    from deepseek_enterprise.tune.optuna_parts import quiet_optuna
 
     with quiet_optuna():
         return _report(study, settings, base, config_file)

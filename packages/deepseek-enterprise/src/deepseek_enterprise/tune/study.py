@@ -15,12 +15,10 @@ is recorded as a failed trial whose note names the tuner and its distribution
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 from deepseek.errors import UsageError
 from deepseek.plugins.records import describe_error
 from deepseek_enterprise.tune.limits import check_settings
+from deepseek_enterprise.tune.optuna_parts import create_pruner, create_sampler, quiet_optuna
 from deepseek_enterprise.tune.space import SearchSpace, check_against, trial_data
 from deepseek_enterprise.tune.storage import (
     HEARTBEAT_S,
@@ -39,8 +38,6 @@ from deepseek_enterprise.tune.storage import (
 )
 from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner, format_value
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "halving", "none")
 SKIP_LIMIT = 10
 """Trials skipped without running (advisor, invalid combination) allowed per requested trial."""
 
@@ -62,27 +59,6 @@ class StudySettings:
 
     def __post_init__(self) -> None:
         check_settings(self.trials, self.timeout)  # the ranges --trials and --timeout take (limits.py)
-
-
-def create_sampler(name: str, seed: int | None) -> Any:
-    """TPE (Optuna's default, seeded: the same trial sequence for the same results) or random."""
-    import optuna
-
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, constant_liar=True)
-
-
-def create_pruner(name: str) -> Any:
-    """Median (stop a trial worse than the median of earlier ones at the same step) or
-    successive halving; the median pruner waits for five finished trials."""
-    import optuna
-
-    if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto", reduction_factor=3)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
 
 def _identity(settings: StudySettings, tuner_name: str, space: SearchSpace, config_text: str) -> dict[str, str]:
@@ -205,21 +181,6 @@ def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: C
         from deepseek.training.run_values import any_run
 
         tuner.check_objective(objective, config, any_run([run_values(c) for c in (config, *models)]))
-
-
-def quiet_optuna() -> contextlib.AbstractContextManager[Any]:
-    """Optuna's experimental/deprecation notices about the APIs used here, and its per-trial
-    log lines, kept out of the output (the study prints its own line per trial)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-    warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")  # said by _run_study
-    return stack
 
 
 def baseline_values(space: SearchSpace, base_config: Any) -> dict[str, Any]:
