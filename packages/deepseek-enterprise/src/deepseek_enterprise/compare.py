@@ -116,6 +116,7 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
                  resamples: int, seed: int, latency_runs: int, host: Any) -> dict[str, Any]:
     """Everything ``deepseek compare`` prints, as data."""
     from deepseek.config.load import load_config
+    from deepseek.models.checks import check_model_data
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import eval_batch_count
     from deepseek.training.inference import load_trained
@@ -124,16 +125,15 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     model_b, config_b, state_b = load_trained(run_b, device, need_data=data is None, host=host)
     source = load_config(data, host=host) if data is not None else config_a
     n = eval_batch_count(source, batches)  # 8 for data whose eval_batches is 0 (a run without validation)
-    val = build_dataset(source, host).validation_batches(n)
+    dataset = build_dataset(source, host)
+    val = dataset.validation_batches(n)
     if not val:
         raise UsageError(f"--data: dataset {source.data.name!r} gave no validation batches to compare on")
-    for name, model in (("RUN_A", model_a), ("RUN_B", model_b)):
-        check = getattr(model, "check_data", None)
-        if callable(check):
-            try:
-                check(val[0], build_dataset(source, host))
-            except UsageError as exc:
-                raise UsageError(f"{name}: cannot take these examples: {exc}") from None
+    for name, model, config in (("RUN_A", model_a, config_a), ("RUN_B", model_b, config_b)):
+        try:  # the rule every run's set-up applies: the batch's keys, then the model's own check_data
+            check_model_data(model, val[0], dataset, model_name=config.model.name)
+        except UsageError as exc:
+            raise UsageError(f"{name}: cannot take these examples: {exc}") from None
     ea = per_example(model_a, val, config_a.model.name)
     eb = per_example(model_b, val, config_b.model.name)
     rows = []

@@ -132,7 +132,7 @@ def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
     from deepseek.errors import PluginError
     from deepseek.plugins.calls import blamed_on
 
-    label = getattr(dataset, "label", None)
+    label = dataset.label
     with blamed_on(label, "state_dict"):
         state = dataset.state_dict()
     if not isinstance(state, dict):

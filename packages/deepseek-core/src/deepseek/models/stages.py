@@ -23,12 +23,17 @@ dropped; the full model re-ties on load.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from deepseek.errors import UsageError
 from deepseek.models.layers import KVCache, residual_cast, run_blocks
 from deepseek.models.protocol import TrainableModel
+
+if TYPE_CHECKING:
+    from deepseek.models.gpt import GPT
 
 
 class GPTStage(TrainableModel):
@@ -38,7 +43,7 @@ class GPTStage(TrainableModel):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: GPT,
         block_ids: range,
         *,
         first: bool,
@@ -56,8 +61,8 @@ class GPTStage(TrainableModel):
         if last:
             self.ln_f = model.ln_f
             self.lm_head = lm_head if lm_head is not None else model.lm_head
-        self.activation_checkpointing = bool(getattr(model, "activation_checkpointing", False))
-        self.fp32_residual = bool(getattr(model, "fp32_residual", True))
+        self.activation_checkpointing = model.activation_checkpointing
+        self.fp32_residual = model.fp32_residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Token ids (first stage) or hidden states in; hidden states or logits (last) out."""
@@ -110,7 +115,7 @@ def stage_sizes(n_layers: int, n: int) -> list[int]:
     return sizes
 
 
-def split_stages(model: nn.Module, n: int) -> list[GPTStage]:
+def split_stages(model: GPT, n: int) -> list[GPTStage]:
     """Split ``model`` (a GPT) into ``n`` stages; see the module docstring for tying."""
     n_layers = len(model.blocks)
     if not isinstance(n, int) or not 1 <= n <= n_layers:

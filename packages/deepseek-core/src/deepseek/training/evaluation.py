@@ -60,7 +60,7 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
     the dataset gives none."""
     from deepseek.plugins.calls import blamed_on
 
-    label = getattr(dataset, "label", None)
+    label = dataset.label
     with blamed_on(label, "validation_batches"):  # what a dataset's own code raises: one line naming it
         batches = dataset.validation_batches(limit)
     if not batches:
