@@ -1,6 +1,7 @@
 """Contract every registered dataset meets, whoever registered it: ``Options`` with defaults,
 global batches of ``batch_size`` rows (a mapping of tensors agreeing on dimension 0), a fixed
-validation set, a JSON-ready position that resumes the same batches, the default shard, and a
+validation set, a JSON-ready position that resumes the same batches (and the same count of
+passes, ``epochs_done``, which never goes back), the default shard, and a
 class count (``model_num_classes``) that covers the labels (a batch's ``label``) where one is declared.
 
 A dataset of the user's own files has no data by default: core's ``hf`` gets files written here
@@ -24,7 +25,7 @@ from torch.utils import _pytree as pytree
 import deepseek
 from deepseek.config.components import options_class
 from deepseek.data.batch import check_batch
-from deepseek.data.dataset import Dataset
+from deepseek.data.dataset import Dataset, checked_epochs_done
 from deepseek.errors import ConfigError, UsageError
 from deepseek.plugins.host import get_host
 
@@ -69,10 +70,14 @@ def test_dataset_contract(name: str, tmp_path: Path) -> None:
     assert 1 <= len(val) <= 2 and all(check_batch(b, where=name) == ROWS for b in val)
     assert all(_equal(a, b) for a, b in zip(val, data.validation_batches(2), strict=True))
     state = json.loads(json.dumps(data.state_dict()))  # JSON-ready
+    done = checked_epochs_done(data)  # None (no passes) or a whole number >= 0, given back by the state
     expected = [next(data) for _ in range(2)]
     again = deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
     again.load_state_dict(state)
+    assert checked_epochs_done(again) == done
     assert all(_equal(a, next(again)) for a in expected)
+    assert (checked_epochs_done(again) is None) is (done is None)
+    assert done is None or checked_epochs_done(again) >= done
     shard = data.shard(first, 1, 2)
     assert check_batch(shard, where=name) == ROWS // 2
     tokens = data.count_tokens(first)

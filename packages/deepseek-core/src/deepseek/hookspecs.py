@@ -26,8 +26,8 @@ Hooks come in three phases:
    string form makes that easy. Names are lower case: letters, digits, ``.``, ``_`` and ``-``.
    The host validates every call and names the plugin and hook when something is wrong.
 3. **Training lifecycle**: called by the trainer on every rank, in order ``deepseek_train_start``,
-   (``deepseek_train_step_end`` | ``deepseek_evaluate`` | ``deepseek_checkpoint_saved``)*,
-   ``deepseek_train_end``. Check ``trainer.is_global_zero`` before writing files.
+   (``deepseek_train_step_end`` | ``deepseek_train_epoch_end`` | ``deepseek_evaluate`` |
+   ``deepseek_checkpoint_saved``)*, ``deepseek_train_end``. Check ``trainer.is_global_zero`` before writing files.
 
 A plugin that raises while loading or registering is reported (distribution, version, plugin,
 hook, error) and skipped; with ``--strict-plugins`` or ``DEEPSEEK_STRICT_PLUGINS=1`` that is
@@ -293,6 +293,25 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
     and hook (``deepseek-acme 0.1.0: plugin 'acme' (deepseek_acme.plugin) raised in
     deepseek_train_step_end: KeyError: 'loss'; a bug in the plugin: ...``), the original as its
     ``__cause__``.
+    """
+
+
+@hookspec
+def deepseek_train_epoch_end(trainer: Trainer, epoch: int, step: int) -> None:
+    """Called once per complete pass over the training data (Lightning's
+    ``on_train_epoch_end``), ``epoch`` counting from 1, right after the
+    :func:`deepseek_train_step_end` of the step ``step`` whose batch completed it, before that
+    step's evaluation and checkpoint. Batches run on across epoch ends, so a pass usually ends
+    inside a batch: that batch completes it. ``trainer.epochs_done`` holds the passes completed
+    as of the last batch drawn.
+
+    Only data that counts its passes calls it (``Dataset.epochs_done``, docs/plugins.md section
+    11): ``deepseek.fit``'s data, ``text`` and ``hf``; data drawn at random (``multimodal.digits``)
+    never does. An ``IterableDataset``'s pass is seen to end when the sample after its last is
+    asked for, so a pass ending exactly with a batch is reported with the next step; ``text`` and
+    ``hf`` shuffle rows within blocks of ``data.shuffle_buffer`` rows, and a pass ends with the
+    block that holds its end (a block spanning several passes of a small corpus ends them
+    together). A resumed run calls it only for passes completed after its checkpoint.
     """
 
 

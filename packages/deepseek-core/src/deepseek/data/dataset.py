@@ -88,6 +88,15 @@ class Dataset(ABC):
         """Continue from a :meth:`state_dict`; raise :class:`~deepseek.errors.UsageError` naming
         what differs when the state belongs to other data or settings."""
 
+    def epochs_done(self) -> int | None:
+        """How many complete passes over the training data the batches drawn so far cover (0
+        until the first pass ends; a batch that holds the last sample of a pass completes it),
+        or ``None`` (the default) when the data has no passes (samples drawn at random, an
+        endless source). The trainer reads it after drawing each step's batch and calls
+        ``deepseek_train_epoch_end`` when it grows; after a resume it must give what it gave
+        when the position was saved (it follows from :meth:`state_dict`)."""
+        return None
+
     def shard(self, batch: Batch, rank: int, size: int) -> Batch:
         """Data-parallel rank ``rank``'s rows of a global batch (of ``size`` ranks)."""
         return shard_rows(batch, rank, size)
@@ -146,3 +155,20 @@ def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
     named = label or f"dataset {type(dataset).__name__}"
     raise PluginError(f"{named}: state_dict() {problem}; return numbers, strings, lists and dicts (int(t) or "
                       "t.tolist() for a tensor): a checkpoint's trainer.json records it (docs/plugins.md section 11)")
+
+
+def checked_epochs_done(dataset: Dataset) -> int | None:
+    """``dataset.epochs_done()``: ``None`` or a whole number >= 0, else one
+    :class:`~deepseek.errors.PluginError` naming the dataset. What the call raises is named the
+    same way."""
+    from deepseek.errors import PluginError
+    from deepseek.plugins.calls import blamed_on
+
+    with blamed_on(dataset.label, "epochs_done"):
+        done = dataset.epochs_done()
+    if done is None or (isinstance(done, int) and not isinstance(done, bool) and done >= 0):
+        return done
+    named = dataset.label or f"dataset {type(dataset).__name__}"
+    raise PluginError(f"{named}: epochs_done() returned {done!r:.80}; return the number of complete passes over "
+                      "the training data (a whole number >= 0), or None when the data has no passes "
+                      "(docs/plugins.md section 11)")

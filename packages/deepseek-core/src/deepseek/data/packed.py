@@ -117,6 +117,12 @@ class TokenDataset(Dataset):
     def validation_batches(self, limit: int) -> list[Batch]:
         return [{"input_ids": x, "targets": y} for x, y in self.loader.val_batches(limit)]
 
+    def epochs_done(self) -> int:
+        """Passes over the training files: the epoch the next batch's rows come from (rows are
+        shuffled within a block of ``shuffle_buffer`` rows, so a pass ends with the block that
+        holds its end)."""
+        return self.loader.epoch
+
     def state_dict(self) -> dict[str, Any]:
         return self.loader.state_dict()
 

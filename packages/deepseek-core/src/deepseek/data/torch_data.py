@@ -292,6 +292,15 @@ class TorchData(Dataset):
             batch = pytree.tree_map(lambda t: t.pin_memory() if isinstance(t, torch.Tensor) else t, batch)
         return batch
 
+    def epochs_done(self) -> int:
+        """Passes over the training samples the batches so far cover: map-style data knows its
+        length, so the batch holding an epoch's last sample completes it; an iterable's pass ends
+        when ``iter(data)`` runs out, which is seen when the sample after its last is asked for
+        (with the next batch, where the pass ended with a batch)."""
+        if self.map_style and self.cursor >= len(self.train_indices or ()):
+            return self.epoch + 1
+        return self.epoch
+
     def validation_batches(self, limit: int) -> list[Batch]:
         if self.val is None and self.val_indices is None:  # validation=False: nothing held out
             raise UsageError("val_data: none, and nothing held out (validation off: data.eval_batches = 0); pass "

@@ -103,6 +103,7 @@ NONE_HOOKS: dict[str, str] = {
     "deepseek_validate_config": "refuse a config by raising deepseek.errors.ConfigError with one line, "
                                 "accept it by returning None",
     "deepseek_train_start": "the hook returns None",
+    "deepseek_train_epoch_end": "the hook returns None",
     "deepseek_checkpoint_saved": "the hook returns None",
     "deepseek_train_end": "the hook returns None",
 }

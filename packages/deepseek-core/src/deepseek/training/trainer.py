@@ -25,6 +25,7 @@ from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.engine import StepEngine
+from deepseek.training.epochs import EpochEnds
 from deepseek.training.evaluation import summarize
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
@@ -92,6 +93,7 @@ class Trainer:
         self.tokens_seen = 0
         """Training tokens seen over the run (0 for data without tokens)."""
         self._window = StepWindow()
+        self._epochs: EpochEnds | None = None
         self._saved_step = 0
         """Step of the newest checkpoint of this run (on disk already when resuming)."""
         self._lock: RunLock | None = None
@@ -118,6 +120,12 @@ class Trainer:
     def is_global_zero(self) -> bool:
         """True on the one process that writes logs, plots and metadata."""
         return self.strategy is None or self.strategy.is_global_zero
+
+    @property
+    def epochs_done(self) -> int | None:
+        """Complete passes over the training data so far (``Dataset.epochs_done``; ``None`` for
+        data without passes), as of the last batch drawn."""
+        return self._epochs.done if self._epochs is not None else None
 
     @property
     def model(self) -> torch.nn.Module | None:
@@ -218,6 +226,7 @@ class Trainer:
         self.progress = progress
         every = self.read_every()
         first = self.step + 1
+        self._epochs = EpochEnds(self.dataset)
         try:
             self.hooks.deepseek_train_start(trainer=self)
             if self._put_back_rng is not None:  # the set-up's draws since the checkpoint was read do not count
@@ -284,11 +293,12 @@ class Trainer:
         return read_interval(self.config.logging.every_n_steps, self.strategy.device.type)
 
     def _train_step(self) -> None:
-        assert self.strategy is not None
+        assert self.strategy is not None and self._epochs is not None
         started = time.perf_counter()
         step = self.step + 1
         lr = learning_rate(self.schedule, step)
         batch = self._batches.draw(step)
+        self._epochs.drawn(step)
         result = self.engine.step(batch, lr, step)
         self.step = step
         rows = self.config.data.batch_size
@@ -308,9 +318,12 @@ class Trainer:
         """Read the steps since the last read (one host sync), then log them and run their hooks;
         a non-finite step then stops the run under ``train.on_nonfinite = "stop"``."""
         records = self._window.take_records()
+        assert self._epochs is not None
         for record in records:
             step = record["step"]
             self.hooks.deepseek_train_step_end(trainer=self, step=step, metrics=record)
+            for epoch in self._epochs.completed_by(step):
+                self.hooks.deepseek_train_epoch_end(trainer=self, epoch=epoch, step=step)
             self.history.append(record)
             self.last_metrics.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
             self.metrics_out.write(record)
