@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -114,6 +115,23 @@ def test_bad_options_are_one_line() -> None:
     proc = run("plugins", "which", "strategy")
     assert proc.returncode == 2
     assert one_error_line(proc) == "error: Missing argument 'NAME'. (see 'deepseek plugins which --help')"
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (("train", "--plugins", "pro"), "'--plugins'; --plugins is an option of deepseek itself: give it before the "
+                                    "command (deepseek --plugins ... train ...)"),
+    (("plugins", "list", "--strict-plugins"), "(deepseek --strict-plugins plugins list ...)"),
+])
+def test_a_root_option_after_the_command_says_where_it_goes(args: tuple[str, ...], hint: str) -> None:
+    # an outside author wrote `deepseek train --plugins pro` from docs/plugins.md section 8's table
+    # and got only click's "No such option"
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert hint in one_error_line(proc)
+    other = one_error_line(run("train", "--bogus"))
+    assert "option of deepseek itself" not in other and "No such option '--bogus'." in other
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "plugins.md").read_text()
+    assert "The options are those of `deepseek` itself and come before the command" in doc
 
 
 def test_command_of_a_missing_edition_names_it() -> None:

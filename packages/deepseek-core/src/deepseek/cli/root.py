@@ -203,6 +203,25 @@ def split_debug(args: list[str]) -> tuple[list[str], bool]:
     return head + args[end:], len(head) < end
 
 
+def root_option_hint(exc: click.UsageError) -> str:
+    """What to add to a sub-command's ``no such option`` error when the option is one of the
+    root's (``deepseek train --plugins pro``): it belongs before the command, where the plugin
+    host is chosen (only ``--debug`` is taken anywhere, :func:`split_debug`). Empty otherwise."""
+    ctx = exc.ctx
+    if not isinstance(exc, click.NoSuchOption) or ctx is None or ctx.parent is None:
+        return ""
+    name = exc.option_name
+    if not any(name in param.opts for param in cli.params):
+        return ""
+    command = ctx.command_path.partition(" ")[2]  # the words after the root's own name
+    return (f"; {name} is an option of deepseek itself: give it before the command "
+            f"(deepseek {name}{'' if name in _ROOT_FLAGS else ' ...'} {command} ...)")
+
+
+_ROOT_FLAGS = ("--version", "--debug", "--strict-plugins", "--no-plugin-autoload")
+"""The root's options that take no value (for :func:`root_option_hint`'s example)."""
+
+
 def undecodable_argument(args: list[str]) -> str | None:
     """The one-line error for the first argument that is not valid UTF-8 (``None`` when all are).
 
@@ -253,6 +272,8 @@ def _run(args: list[str], host: PluginHost | None) -> None:
             traceback.print_exc()
         where = exc.ctx.command_path if exc.ctx is not None else "deepseek"
         message = clipped_words(" ".join(exc.format_message().split()))  # click's, quoting the argument
+        hint = root_option_hint(exc)
+        message = f"{message.rstrip('.')}{hint}" if hint else message
         click.secho(f"error: {message} (see '{where} --help')", fg="red", err=True)
         sys.exit(2)
     except click.ClickException as exc:
