@@ -90,3 +90,25 @@ def test_a_hook_value_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^train\.monitor: 'val_score' is 'good' in this evaluation's values \(a "
                        r"deepseek_evaluate hook set it\); a monitored value must be a number$"):
         Trainer(_config(host), run_dir=tmp_path / "run", host=host).fit()
+
+
+def test_deepseek_eval_reports_the_models_values_without_the_hooks(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # an outside author monitored a hook's val_ score and looked for it in `deepseek eval`'s line:
+    # the hook is given the trainer and runs in a run's evaluations only, as the docs now say
+    from deepseek.cli.main import main
+
+    host = _host()
+    result = Trainer(_config(host), run_dir=tmp_path / "run", host=host).fit()
+    assert result.val_metrics["val_score"] == SCORES[8]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "--checkpoint", str(result.run_dir)], host=host)
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert f"val_loss {result.val_metrics['val_loss']:.4f}" in out and "val_score" not in out
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    flat = {name: " ".join((docs / name).read_text().split()) for name in ("hooks.md", "plugins.md", "python-api.md")}
+    assert "Only a training run's evaluations call it" in flat["hooks.md"]
+    assert "Only a run's evaluations call the hook: `deepseek eval` and `deepseek.evaluate` report" in flat["plugins.md"]
+    assert "is not computed here, nor by `deepseek eval`" in flat["python-api.md"]

@@ -323,6 +323,10 @@ def deepseek_evaluate(trainer: Trainer, step: int, metrics: dict[str, float]) ->
     A fresh run evaluates once before the first step (``step == 0``), then every
     ``train.eval_interval`` steps and at the last step; a run with ``data.eval_batches = 0``
     (validation off) never does.
+    Only a training run's evaluations call it (it is given the trainer): ``deepseek eval`` and
+    ``deepseek.evaluate`` report the model's own values (``val_loss``, ``val_<metric>``), without
+    what this hook adds, so a ``val_`` value of a plugin's is read from the run's
+    ``metrics.jsonl`` or ``TrainResult.val_metrics``.
     """
 
 
