@@ -263,3 +263,40 @@ def test_whole_set_metrics_count_as_the_models_metrics(tmp_path: Path, monkeypat
     monkeypatch.setattr(Confusion, "MODE", "list")
     with pytest.raises(UsageError, match=r"^model 'acme.confusion': metrics_from_totals returned list; it must"):
         call_on_batches(host, "acme.confusion", tmp_path / "list")
+
+
+class Served(Regressor):
+    """``Regressor`` with capability ``serving``; ``SERVE`` picks how its prediction breaks the contract."""
+
+    SERVE = "ok"
+
+    def serving_inputs(self, batch: Any) -> Any:
+        return {"x": batch["x"]}
+
+    def serving_forward(self, inputs: Any) -> torch.Tensor:
+        out = self.fc(inputs["x"])
+        return out[:1] if type(self).SERVE == "one-row" else out
+
+
+class ServedPlugin:
+    @hookimpl
+    def deepseek_register_models(self, register: Any) -> None:
+        register("acme.served", Served, description="squared error, served")
+
+    @hookimpl
+    def deepseek_register_datasets(self, register: Any) -> None:
+        register("acme.rows", Rows, description="three features and a target")
+
+
+def test_a_serving_model_predicts_a_row_per_row_of_the_validation_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what `deepseek export` traces, checked on each dataset the model takes, as section 9 says
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(ServedPlugin(), dist="acme-served").status == "ok"
+    assert list(call_on_batches(host, "acme.served", tmp_path).outputs) == ["acme.rows"]
+    monkeypatch.setattr(Served, "SERVE", "one-row")
+    with pytest.raises(AssertionError, match=r"model 'acme\.served' on dataset 'acme\.rows': serving_forward gave "
+                       r"\(1, 1\), not a row per input row"):
+        call_on_batches(host, "acme.served", tmp_path / "one-row")
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text().split())
+    assert "a model with capability `serving` gives one finite tensor with a row per row" in doc
