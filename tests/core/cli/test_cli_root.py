@@ -247,3 +247,32 @@ def test_a_third_party_commands_bug_names_the_command_and_its_distribution(capsy
     assert (code, err.strip()) == (2, "error: nb-boom: refused on purpose")
     code, _, err = run_main(capsys, "nb-boom", "--fail", "nope", host=host)
     assert code == 2 and "internal error" not in err and "deepseek-boom" not in err
+
+
+@click.group("click-name")
+def nb_group() -> None:
+    """The group's own help."""
+
+
+@nb_group.command("rows")
+def nb_rows() -> None:
+    click.echo("rows ran")
+
+
+def test_a_command_runs_under_its_registered_name(capsys: pytest.CaptureFixture[str]) -> None:
+    # an outside author registered "omega-peek" with @click.command("peek") and could not tell from
+    # docs/hooks.md which name the command line takes: the registered one, as the docstring now says
+    class Group:
+        @hookimpl
+        def deepseek_register_commands(self, register):  # noqa: ANN001, ANN201
+            register("nb-group", nb_group, description="rows of the notebook's data")
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Group(), dist="deepseek-group", version="0.1").status == "ok"
+    assert run_main(capsys, "nb-group", "rows", host=host)[:2] == (0, "rows ran\n")
+    code, _, err = run_main(capsys, "click-name", "rows", host=host)
+    assert code == 2 and "no such command 'click-name'" in err
+    code, out, _ = run_main(capsys, "--help", host=host)
+    assert code == 0 and re.search(r"\n  nb-group +rows of the notebook's data\n", out)
+    hooks = " ".join((Path(__file__).resolve().parents[3] / "docs" / "hooks.md").read_text().split())
+    assert "the name given to `@click.command(...)` is not read, and `description` is the command's line" in hooks

@@ -234,9 +234,12 @@ def deepseek_register_trackers(register: RegisterFn) -> None:
 def deepseek_register_commands(register: RegisterFn) -> None:
     """Register sub-commands of the ``deepseek`` CLI.
 
-    ``target`` is a ``click.Command`` (or a lazy string naming one). Import torch inside the
-    command's callback, not at module level, so that ``deepseek --help`` stays fast. Refuse
-    with a one-line ``deepseek.errors.UsageError`` (exit code 2) or ``click.UsageError``; any
+    ``target`` is a ``click.Command`` (or a lazy string naming one). The registered name is
+    the word that runs it (``register("acme-peek", ...)``: ``deepseek acme-peek``); the name
+    given to ``@click.command(...)`` is not read, and ``description`` is the command's line in
+    ``deepseek --help``. A ``click.Group`` gives sub-commands (``deepseek acme-peek rows``).
+    Import torch inside the command's callback, not at module level, so that ``deepseek
+    --help`` stays fast. Refuse with a one-line ``deepseek.errors.UsageError`` (exit code 2) or ``click.UsageError``; any
     other exception the command's code raises is one ``PluginError`` line naming the command,
     its distribution and the plugin module, exit code 1 (``--debug`` shows the traceback).
     """
