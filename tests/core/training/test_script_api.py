@@ -415,3 +415,17 @@ def test_num_workers_refusals(tmp_path: Path, host: PluginHost, kwargs: dict[str
                      config=CONFIG, **kwargs)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_prints_nothing_while_the_run_trains(tmp_path: Path, host: PluginHost, quiet: bool,
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    # an outside author found `quiet` only among fit's argument checks; python-api.md now says what it does
+    config = {**CONFIG, "train": {**CONFIG["train"], "max_steps": 20}, "logging": {"plot": False}}
+    result = deepseek.fit(Quadrants, points(400, 0), names=("x", "y"), batch_size=16, config=config,
+                          run_dir=tmp_path / "run", host=host, quiet=quiet)
+    out, err = capfd.readouterr()
+    assert ("val_loss" in out + err) is not quiet
+    assert set(result.val_metrics) == {"val_loss", "val_accuracy"}  # the values all the same
+    flat = " ".join((Path(__file__).resolve().parents[3] / "docs" / "python-api.md").read_text().split())
+    assert "`quiet=True` prints nothing while the run trains: no progress bar and no line per evaluation" in flat

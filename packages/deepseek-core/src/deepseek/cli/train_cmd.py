@@ -222,7 +222,7 @@ def config_options(command: Any) -> Any:
 @click.command("train")
 @config_options
 @click.option("--run-dir", type=PATH, metavar="DIR", help="Run folder (default runs/<timestamp>).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no line per evaluation (logging.progress = false).")
 def train(
     config_file: str | None,
     overrides: tuple[str, ...],

@@ -275,7 +275,9 @@ class LoggingConfig:
     name: str = field(default="", metadata={"check": checks.folder_name})
     """Run folder name under ``runs_dir`` (default: a timestamp): one folder name, no ``/``."""
     progress: bool = True
-    """Show a progress bar (``--quiet`` turns it off)."""
+    """Show a progress bar and a line per evaluation while the run trains (``deepseek train
+    --quiet`` and ``deepseek.fit(quiet=True)`` turn both off; the values still go to
+    ``metrics.jsonl``)."""
     trackers: tuple[str, ...] = ()
     """Experiment trackers the run is logged to, by registered name: ``tensorboard``, ``mlflow``,
     ``wandb`` or a plugin's (``deepseek plugins list``); each one's options are the table
