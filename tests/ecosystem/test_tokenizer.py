@@ -161,7 +161,8 @@ def test_validation_stream_is_the_documents_ids_joined_by_the_separator(trained:
 def test_a_smaller_model_vocabulary_is_refused(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
     line = refused(host, "train", *SMALL, *trained["data"], "--set", "model.vocab_size=256",
                    "--run-dir", str(tmp_path / "r"))
-    assert "model.vocab_size: 256 is smaller than the tokenizer's vocabulary of 300" in line
+    assert ("model.vocab_size: 256 is smaller than the 300 token ids of dataset 'text' (its model_vocab_size; "
+            "for 'text' and 'hf', data.tokenizer's vocabulary)") in line
     config = config_from_dict({"data": {"tokenizer": str(trained["tok"])}, "model": {"vocab_size": 512}},
                               host=PluginHost(PluginSettings(autoload=False)))
     assert config.model.options.vocab_size == 512  # a larger one is kept

@@ -265,7 +265,8 @@ def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | 
 
 
 DATA_SIZES: dict[str, tuple[str, str, str]] = {
-    "vocab_size": ("model_vocab_size", "the tokenizer's vocabulary of {size} (data.tokenizer)", "follow the tokenizer"),
+    "vocab_size": ("model_vocab_size", "the {size} token ids of dataset {data!r} (its model_vocab_size; for "
+                   "'text' and 'hf', data.tokenizer's vocabulary)", "follow the data"),
     "num_classes": ("model_num_classes", "the {size} classes of dataset {data!r} (its labels)", "follow the data"),
 }
 """Model keys that follow the data: ``model.<key>`` -> (the ``Dataset`` classmethod declaring the
