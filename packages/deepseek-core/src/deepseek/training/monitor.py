@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
+
 from deepseek.config.validate import did_you_mean
 from deepseek.errors import CheckpointError, ConfigError
 
@@ -105,6 +107,18 @@ class Monitor:
         if not ok:
             raise CheckpointError(f"{where}: 'monitor' holds invalid values {state!r}; resume from an earlier checkpoint")
         self.best, self.best_step, self.stale = best, step, stale
+
+
+def rank_zero_additions(strategy: Any, record: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's ``record`` after the ``deepseek_evaluate`` hooks, with what they added
+    (the keys beyond ``step`` and the evaluation's own ``values``, which every rank holds alike)
+    as rank 0 added it, on every rank (``strategy.broadcast_object``; 0-dim tensors as numbers).
+    Rank 0's record is the one ``metrics.jsonl`` keeps; a hook that adds another value on another
+    rank (its own rows, or rank 0 only) would otherwise have the ranks disagree on the best
+    checkpoint and on early stopping, and stop or save at different steps."""
+    added = {k: v.item() if isinstance(v, torch.Tensor) and v.dim() == 0 else v
+             for k, v in record.items() if k != "step" and k not in values}
+    return {"step": record["step"], **values, **strategy.broadcast_object(added)}
 
 
 def _number(value: Any) -> float | None:

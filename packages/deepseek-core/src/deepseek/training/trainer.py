@@ -35,7 +35,7 @@ from deepseek.training.metrics import (
     read_interval,
     read_metrics,
 )
-from deepseek.training.monitor import Monitor, metric_adding_plugins
+from deepseek.training.monitor import Monitor, metric_adding_plugins, rank_zero_additions
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import (
@@ -346,6 +346,8 @@ class Trainer:
         values = self.evaluate()
         record: dict[str, Any] = {"step": self.step, **values}
         self.hooks.deepseek_evaluate(trainer=self, step=self.step, metrics=record)
+        if self.monitor.added_by:  # a plugin's values decide on rank 0's, so every rank keeps the same best and stops together
+            record = rank_zero_additions(self.strategy, record, values)
         self.last_metrics.update({k: v for k, v in record.items() if k != "step"})
         self.last_eval = {k: v for k, v in record.items() if k.startswith("val_")}
         self.val_losses.append((self.step, values["val_loss"]))
