@@ -429,3 +429,25 @@ def test_quiet_prints_nothing_while_the_run_trains(tmp_path: Path, host: PluginH
     assert set(result.val_metrics) == {"val_loss", "val_accuracy"}  # the values all the same
     flat = " ".join((Path(__file__).resolve().parents[3] / "docs" / "python-api.md").read_text().split())
     assert "`quiet=True` prints nothing while the run trains: no progress bar and no line per evaluation" in flat
+
+
+def test_evaluate_with_a_checkpoint_reads_the_runs_eval_batches_unless_batches_says_more(
+        tmp_path: Path, host: PluginHost) -> None:
+    # an outside author scored a 200-row test split with checkpoint= as plugins.md section 11 showed and
+    # got the mean of its first 64 rows (data.batch_size 16 x eval_batches 4); the docs now give batches=
+    run = tmp_path / "run"
+    deepseek.fit(Quadrants, points(400, 0), names=("x", "y"), batch_size=16, config=CONFIG, run_dir=run, host=host,
+                 quiet=True)
+    test_rows = points(200, 9)
+    trained = deepseek.load_model(run, model=Quadrants())
+    first = deepseek.evaluate(trained, torch.utils.data.Subset(test_rows, range(64)), names=("x", "y"))
+    every = deepseek.evaluate(trained, test_rows, names=("x", "y"))
+    capped = deepseek.evaluate(Quadrants(), test_rows, names=("x", "y"), checkpoint=run)
+    whole = deepseek.evaluate(Quadrants(), test_rows, names=("x", "y"), checkpoint=run, batches=len(test_rows))
+    assert capped == pytest.approx(first, rel=1e-6) and whole == pytest.approx(every, rel=1e-6)
+    assert capped["val_loss"] != pytest.approx(whole["val_loss"], rel=1e-3)
+    flat = {name: " ".join((Path(__file__).resolve().parents[3] / "docs" / name).read_text().split())
+            for name in ("plugins.md", "python-api.md")}
+    assert 'checkpoint="runs/x", batches=len(test_rows))` (docs/python-api.md)' in flat["plugins.md"]
+    assert "`batches=len(test_rows)` (any number at least the batches the data holds) reads all of it" in flat[
+        "python-api.md"]
