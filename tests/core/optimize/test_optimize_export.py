@@ -107,6 +107,21 @@ def test_load_exported_rejects_missing_and_corrupt_files(tmp_path: Path) -> None
         load_exported(bad)
 
 
+def test_read_metadata_refuses_onnx_missing_and_corrupt_files_in_one_line(tmp_path: Path) -> None:
+    # an outside author called read_metadata on the .onnx file deepseek export wrote and got BadZipFile's traceback
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"an onnx protobuf")
+    with pytest.raises(UsageError, match=r"^read_metadata: .*model\.onnx is an ONNX file, which carries no "
+                                         r"deepseek\.json record \(only \.pt2 files do\)"):
+        read_metadata(onnx)
+    with pytest.raises(UsageError, match=r"^read_metadata: .*nope\.pt2 does not exist"):
+        read_metadata(tmp_path / "nope.pt2")
+    bad = tmp_path / "bad.pt2"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(UsageError, match=r"^read_metadata: .*bad\.pt2: not a loadable torch\.export \(\.pt2\) file"):
+        read_metadata(bad)
+
+
 def test_cli_export_pt2(weights: Path, tmp_path: Path, model: torch.nn.Module) -> None:
     out = tmp_path / "deploy" / "gpt.pt2"
     result = CliRunner().invoke(cli, ["export", "--checkpoint", str(weights), "--format", "pt2", "--out", str(out)])

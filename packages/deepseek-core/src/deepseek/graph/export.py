@@ -128,11 +128,23 @@ def export_model(
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``deepseek.json`` record of a ``.pt2`` file (``{}`` if it has none)."""
+    """The ``deepseek.json`` record of a ``.pt2`` file (``{}`` if it has none). Only ``.pt2``
+    files carry one: an ``.onnx`` file, a missing file or one torch cannot load is one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"read_metadata: {p} does not exist; export a model first (deepseek export)")
+    if p.suffix == ".onnx":
+        raise UsageError(f"read_metadata: {p} is an ONNX file, which carries no deepseek.json record (only .pt2 "
+                         "files do); its inputs are onnxruntime's InferenceSession(path).get_inputs(), named as the "
+                         "record names them, or export the run again as .pt2 for the record")
     extra = {META_NAME: ""}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.export.load(str(path), extra_files=extra)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.export.load(str(p), extra_files=extra)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is bad input
+        raise UsageError(f"read_metadata: {p}: not a loadable torch.export (.pt2) file "
+                         f"({type(exc).__name__}: {exc})") from exc
     return loads_json(extra[META_NAME]) if extra[META_NAME] else {}
 
 
