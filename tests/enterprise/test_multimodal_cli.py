@@ -191,8 +191,8 @@ def test_table_refuses_a_fifo_unread(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     os.mkfifo(tmp_path / "ff")
     out = deepseek_here(monkeypatch, tmp_path, "multimodal", "table", "ff")
-    assert out == (2, "error: ff: not a regular file (a device, FIFO or socket); pass results.jsonl files of 'study'",
-                   "")
+    assert out == (2, "error: ff: not a regular file (a folder, device, FIFO or socket); pass results.jsonl files of "
+                      "'study'", "")
 
 
 def test_bench_latency_times_a_multimodal_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """``deepseek multimodal study`` continues in its ``--out`` folder: stopped by SIGTERM mid-run it
 exits 75 with the run's checkpoint, and the same command resumes that run and gives the results
 of an uninterrupted study; models with results are not trained again; a results line cut short
-is dropped; a folder of other settings is refused in one line, before anything is written."""
+is dropped; a folder of other settings, or a results.jsonl the study cannot take up (unreadable, a
+seed given twice, a line of another recipe), is refused in one line, before anything is written."""
 
 from __future__ import annotations
 
@@ -98,3 +99,35 @@ def test_a_folder_of_another_study_is_refused_and_left_as_it_was(tmp_path: Path,
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, *(extra or ["--steps", "24"]), "--out", "st")
     assert code == 2 and err.strip().splitlines() == [f"error: {message}"], err
     assert {p.name: p.read_bytes() for p in st.iterdir()} == before
+
+
+_SETTINGS = {"steps": 24, "batch": 8, "lr": 0.002, "device": "cpu", "recipe": "joint", "eval_size": 16,
+             "unimodal_runs": None}
+_ROW = '{"task": "redundant", "config": "audio", "seed": 0, "test": {"test_accuracy": 0.5}}\n'
+
+
+@pytest.mark.parametrize(("results", "message"), [
+    # taken as one model: the study skipped it and printed its tables; 'multimodal table' refused the file
+    (_ROW * 2, "st/results.jsonl:2: repeats the results of audio on the redundant task, seed 0 "
+               "(st/results.jsonl:1): a seed counted twice would weigh the mean"),
+    # a line of another study stood for this study's audio model: it was never trained
+    (_ROW.replace("}}", '}, "train_sources": "fit"}'),
+     "st/results.jsonl:1: holds the results of audio (fit) on the redundant task, seed 0, where this study "
+     "(--recipe joint) trains audio"),
+    # internal errors (UnicodeDecodeError, IsADirectoryError)
+    (b"\xff" + _ROW.encode(), "st/results.jsonl: not UTF-8 text (byte 0)"),
+    (None, "st/results.jsonl: not a regular file (a folder, device, FIFO or socket)"),
+], ids=["repeated", "other-recipe", "not-utf8", "folder"])
+def test_results_the_study_cannot_take_up_are_refused_and_left_as_they_were(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, results: str | bytes | None, message: str) -> None:
+    st = tmp_path / "st"
+    st.mkdir()
+    (st / "study.json").write_text(json.dumps(_SETTINGS))
+    if results is None:
+        (st / "results.jsonl").mkdir()
+    else:
+        (st / "results.jsonl").write_bytes(results if isinstance(results, bytes) else results.encode())
+    before = sorted((p.name, p.is_dir() or p.read_bytes()) for p in st.iterdir())
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--out", "st")
+    assert (code, err.strip().splitlines()) == (2, [f"error: {message}; restore the file, or pick a new --out"])
+    assert sorted((p.name, p.is_dir() or p.read_bytes()) for p in st.iterdir()) == before

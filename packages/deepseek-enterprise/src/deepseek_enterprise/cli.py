@@ -13,7 +13,6 @@ import click
 
 from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, count
 from deepseek.errors import UsageError
-from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
 
 
@@ -92,35 +91,12 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def table_command(files: tuple[Path, ...]) -> None:
     """Merge results.jsonl files of studies into the tables."""
-    from deepseek_enterprise.study_report import check_row, row_key, table
+    from deepseek_enterprise.study_report import read_results, table
 
     rows = []
     seen: dict[tuple[str, str, int], str] = {}
     for path in files:
-        if not path.is_file():  # a FIFO or a device was read until its writer ended, or forever
-            raise UsageError(f"{path}: not a regular file (a device, FIFO or socket); pass results.jsonl files of "
-                             "'study'")
-        try:
-            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark an editor added is no error
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); pass results.jsonl files of 'study'") from None
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = loads_json(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{n}: not a results line ({exc.msg}); pass results.jsonl files of 'study'") from None
-            problem = check_row(row)
-            if problem:
-                raise UsageError(f"{path}:{n}: {problem}; pass results.jsonl files of 'study'")
-            key = row_key(row)
-            if key in seen:
-                raise UsageError(f"{path}:{n}: repeats the results of {key[1]} on the {key[0]} task, seed {key[2]} "
-                                 f"({seen[key]}): a seed counted twice would weigh the mean; pass results.jsonl files "
-                                 "of 'study'")
-            seen[key] = f"{path}:{n}"
-            rows.append(row)
+        rows += [row for _, row in read_results(path, "pass results.jsonl files of 'study'", seen)[0]]
     if not rows:
         raise UsageError(f"{', '.join(map(str, files))}: no results lines; pass results.jsonl files of 'study'")
     click.echo(table(rows))

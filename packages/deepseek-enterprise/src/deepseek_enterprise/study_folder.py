@@ -71,33 +71,29 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
     """Make ``out`` (recording the settings) or take it up again: the results lines already there,
     by ``(task, config, seed)``."""
     from deepseek.training.checkpoint import atomic_write_text
-    from deepseek_enterprise.study_report import check_row
+    from deepseek_enterprise.study import recipe_keys, recipe_label, train_sources
+    from deepseek_enterprise.study_report import read_results, row_key
 
+    fix = "restore the file, or pick a new --out"
+    path = out / RESULTS_FILE
+    read = read_results(path, fix, last_may_be_cut=True) if path.exists() else ([], None)
+    recipe = settings["recipe"]
+    for n, row in read[0]:  # a line of another study (pasted in) would stand for a model this one trains
+        task, label, seed = row_key(row)
+        mine = recipe_label(row["config"], recipe if recipe_keys(row["config"], recipe, task) else None,
+                            train_sources(row["config"], recipe, task))
+        if label != mine:
+            raise UsageError(f"{path}:{n}: holds the results of {label} on the {task} task, seed {seed}, where this "
+                             f"study (--recipe {recipe}) trains {mine}; {fix}")
     out.mkdir(parents=True, exist_ok=True)
     if not (out / SETTINGS_FILE).exists():
         atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1))
-    path = out / RESULTS_FILE
-    if not path.exists():
-        return {}
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    done: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = loads_json(line)
-        except ValueError as exc:
-            if n == len(lines):  # the last line, cut short as it was written
-                atomic_write_text(path, "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""))
-                click.echo(f"{path}:{n}: a results line cut short (the study was stopped as it wrote it) was dropped; "
-                           "that model is trained again", err=True)
-                break
-            raise UsageError(f"{path}:{n}: not a results line ({exc}); restore the file, or pick a new --out") from None
-        problem = check_row(row)
-        if problem:
-            raise UsageError(f"{path}:{n}: {problem}; restore the file, or pick a new --out")
-        done[row["task"], row["config"], row["seed"]] = row
+    if read[1] is not None:  # the last line, cut short as it was written
+        lines = path.read_text(encoding="utf-8").split("\n")
+        atomic_write_text(path, "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""))
+        click.echo(f"{path}:{read[1]}: a results line cut short (the study was stopped as it wrote it) was dropped; "
+                   "that model is trained again", err=True)
+    done = {(row["task"], row["config"], row["seed"]): row for _, row in read[0]}
     if done:
         click.echo(f"continuing the study in {out}: {len(done)} model(s) already have results", err=True)
     return done

@@ -1,16 +1,20 @@
 """The tables of ``deepseek multimodal study`` and ``deepseek multimodal table``: test accuracy
 per task and model (mean +- std over seeds), robustness with one modality missing, each
 modality's own reading, calibrated models' figures before calibration, the complementary task's
-unimodal ceiling, batch-1 latency and validation accuracy against steps; and the check of a
-results line read back from disk.
+unimodal ceiling, batch-1 latency and validation accuracy against steps; and the reading of a
+``results.jsonl`` file back from disk (every line checked, a seed given twice refused), the one
+reader of ``deepseek multimodal table`` and of a study that continues.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
+from deepseek.errors import UsageError
+from deepseek.parsing import loads_json
 from deepseek_enterprise.study import CONFIGS, RECIPES, recipe_label
 
 
@@ -56,6 +60,8 @@ def check_row(row: Any) -> str | None:
         return f"config {row.get('config')!r} is not one of {', '.join(CONFIGS)}"
     if row.get("recipe") is not None and row.get("recipe") not in RECIPES:
         return f"recipe {row.get('recipe')!r} is not one of {', '.join(RECIPES)}"
+    if row.get("train_sources", "all") not in ("all", "fit", "blend"):  # multimodal.digits' data.train_sources
+        return f"train_sources {row.get('train_sources')!r} is not all, fit or blend"
     if not isinstance(row.get("seed"), int) or isinstance(row.get("seed"), bool):
         return f"seed {row.get('seed')!r} is not an integer"
     test = row.get("test")
@@ -81,6 +87,47 @@ def check_row(row: Any) -> str | None:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weights.values()):
             return "logit_weights must map fused and the model's modalities to finite numbers"
     return None
+
+
+def read_results(path: Path, fix: str, seen: dict[tuple[str, str, int], str] | None = None, *,
+                 last_may_be_cut: bool = False) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
+    """The checked rows of results file ``path`` with their line numbers, and the number of a last
+    line cut short as it was written (not JSON, no newline after it), which only
+    ``last_may_be_cut`` allows (else ``None``). Anything else wrong is one :class:`UsageError`
+    naming the file and line, ending in ``fix``: a file that is not a regular one (read, a FIFO
+    would block), not UTF-8 (a byte-order mark is no error), a line that is not a results line, or
+    one repeating the key (:func:`row_key`) of a line before it here or in ``seen`` (key: where it
+    was read), which this adds to."""
+    seen = {} if seen is None else seen
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file (a folder, device, FIFO or socket); {fix}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); {fix}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror}); {fix}") from None
+    lines = text.split("\n")
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = loads_json(line)
+        except ValueError as exc:
+            if last_may_be_cut and n == len(lines):
+                return rows, n
+            raise UsageError(f"{path}:{n}: not a results line ({getattr(exc, 'msg', exc)}); {fix}") from None
+        problem = check_row(row)
+        if problem:
+            raise UsageError(f"{path}:{n}: {problem}; {fix}")
+        key = row_key(row)
+        if key in seen:
+            raise UsageError(f"{path}:{n}: repeats the results of {key[1]} on the {key[0]} task, seed {key[2]} "
+                             f"({seen[key]}): a seed counted twice would weigh the mean; {fix}")
+        seen[key] = f"{path}:{n}"
+        rows.append((n, row))
+    return rows, None
 
 
 def _number(v: Any) -> bool:
