@@ -136,6 +136,35 @@ def test_bad_sources_are_one_line(unimodal: dict[str, Any], tmp_path: Path) -> N
             r"^model\.pretrained\.vision: .* is a run of modalities \['vision', 'audio', 'text'\]")
 
 
+def test_integer_weights_in_a_source_are_refused_not_copied_truncated(unimodal: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    """A source whose float tensor was saved as integers (edited, its commit record made to match)
+    was copied into the float parameter as whole numbers, the model then trained on them without a
+    word; ``deepseek eval`` of the same folder refuses it."""
+    import shutil
+    import zlib
+
+    from deepseek.training.checkpoint_io import load_tensors, save_tensors
+
+    source = tmp_path / "audio"
+    shutil.copytree(unimodal["folders"]["audio"], source)
+    step = resolve_checkpoint(source)
+    tensors, meta = load_tensors(step / "model.safetensors", "model weights")
+    name = next(k for k in sorted(tensors) if k.startswith("encoders.audio.") and tensors[k].is_floating_point())
+    tensors[name] = (tensors[name] * 100).to(torch.int32)
+    save_tensors(step / "model.safetensors", tensors, meta)
+    record = json.loads((step / "commit.json").read_text())
+    record["files"]["model.safetensors"] = (step / "model.safetensors").stat().st_size
+    record["crc32"]["model.safetensors"] = f"{zlib.crc32((step / 'model.safetensors').read_bytes()):08x}"
+    (step / "commit.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError) as info:
+        build_model(config_from_dict(config(tmp_path, "f", {"fusion": "concat", "pretrained": {"audio": str(source)}})))
+    assert str(info.value) == (
+        f"model.pretrained.audio: {step}: {name!r} holds torch.int32 values where the model keeps torch.float32; the "
+        "checkpoint is damaged, use an earlier checkpoint of the run (pass its checkpoints/step-N folder) or start a "
+        "fresh run")
+
+
 def test_a_model_built_on_the_meta_device_checks_its_sources_without_reading_weights(
         unimodal: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What ``deepseek tune`` builds to check a search space: the sources' configs and weight

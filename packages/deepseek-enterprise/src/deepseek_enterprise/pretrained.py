@@ -111,7 +111,7 @@ def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, 
     tuning study's check of its search space) is only checked: no weights are read."""
     import torch
 
-    from deepseek.training.checkpoint import load_model_state
+    from deepseek.training.checkpoint import check_model_fit, load_model_state
 
     own = model.state_dict()
     for m, path in sources.items():
@@ -135,6 +135,9 @@ def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, 
             continue
         try:
             theirs = load_model_state(ckpt)
+            # integers copied into float parameters would be truncated values, read without a word
+            check_model_fit({k: theirs[k] for k in wanted}, {k: tuple(own[k].shape) for k in wanted}, ckpt,
+                            {k: own[k].dtype for k in wanted})
         except UsageError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         with torch.no_grad():
