@@ -304,6 +304,42 @@ def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_ru
     assert not (tmp_path / "run" / "checkpoints" / "step-6").exists()
 
 
+@pytest.mark.parametrize("part", ["model", "optimizer"])
+def test_nan_in_a_shard_resumed_under_fsdp_is_one_line_and_exit_2(pro_runs: dict, tmp_path: Path, part: str) -> None:
+    """A sharded checkpoint whose second shard holds NaNs (its commit record edited to match),
+    resumed by FSDP on two ranks: each rank loads its shards through torch's reader, which took the
+    NaNs as they were, and the job ran on to 'training diverged: the loss is nan ... lower
+    train.lr', exit 1, having cut metrics.jsonl back; 'single' and 'eval' of the same folder refuse
+    it. Now the rank holding the damage says so, every rank raises it, and nothing is written."""
+    import shutil
+
+    from _prohelpers import deepseek_cli
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pro_runs["dir"] / "fsdp_sharded" / "checkpoints" / "step-4", broken)
+    victim = sorted((broken / part).glob("*.safetensors"))[1]
+    with safe_open(victim, framework="pt") as fh:
+        meta = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
+    name = next(k for k in sorted(tensors) if tensors[k].is_floating_point() and tensors[k].numel() > 1)
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, victim, metadata=meta)
+    record = json.loads((broken / "commit.json").read_text())  # the edit, sizes and checksums all
+    record["files"][victim.relative_to(broken).as_posix()] = victim.stat().st_size
+    record["crc32"][victim.relative_to(broken).as_posix()] = f"{zlib.crc32(victim.read_bytes()):08x}"
+    (broken / "commit.json").write_text(json.dumps(record))
+    out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
+                       "--run-dir", str(tmp_path / "run"), "--quiet", timeout=300)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "diverged" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [line for line in out.stderr.splitlines() if "NaN or infinite" in line]
+    assert lines and all(f"{broken / part}: tensor {name!r} holds " in line and " (as rank 1 loaded it); the "
+                         "checkpoint is damaged" in line for line in lines), out.stderr[-3000:]
+    assert not (tmp_path / "run").exists()
+
+
 def test_checkpoint_cli_info_and_export(hops: dict, tmp_path: Path) -> None:
     import json
 

@@ -39,6 +39,7 @@ from deepseek.errors import CheckpointError
 from deepseek.paths import usual_mode
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.checkpoint_io import HINT as _HINT
+from deepseek.training.checkpoint_io import first_nonfinite
 from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
     OPTIMIZER_DIR,
@@ -183,12 +184,14 @@ def load_checkpoint(
         msd, osd = get_state_dict(module, optimizer)
         stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
         dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
+        problem = _nonfinite_part(strategy, stored, directory / MODEL_DIR)
         set_model_state_dict(module, msd)
         groups, scalars = meta["param_groups"], meta["scalars"]
         ckpt.check_group_members(groups, [g["params"] for g in osd["param_groups"]], directory / OPTIMIZER_DIR)
         ckpt.check_groups_fit(groups, osd["param_groups"], directory / OPTIMIZER_DIR)
         tensors, _ = flatten_optimizer_state(osd["state"])
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
+        problem = problem or _nonfinite_part(strategy, tensors, directory / OPTIMIZER_DIR)
     except CheckpointError:
         raise
     except (Exception, CheckpointException) as exc:  # noqa: BLE001 - torch's reader errors: damaged/mismatched files
@@ -196,6 +199,7 @@ def load_checkpoint(
             f"{directory}: sharded checkpoint does not fit this model or is damaged ({sharded_reader_error(exc)}); use "
             f"the [model] config of the run that wrote it, or {_HINT}"
         ) from exc
+    raise_if_any(strategy, problem)  # a damaged shard may reach one rank only: every rank raises
     new_groups = [{**ckpt.resumed_group(saved, cur), "params": cur["params"]}
                   for saved, cur in zip(groups, osd["param_groups"], strict=True)]
     load_optimizer_groups(module, optimizer, {"state": unflatten_optimizer_state(tensors, scalars),
@@ -235,6 +239,20 @@ def raise_if_any(strategy: DistributedStrategy, problem: str | None) -> None:
     first = next((p for p in problems if p), None)
     if first:
         raise CheckpointError(first)
+
+
+def _nonfinite_part(strategy: DistributedStrategy, tensors: Mapping[str, Any], where: Path) -> str | None:
+    """Core's check of values read back (``checkpoint_io.check_finite``: the trainer never saves a
+    NaN or an infinity, so one is damage) for the tensors DCP loaded into this rank: a DTensor's
+    local part, so the count is of what this rank holds. The one line, or None."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    parts = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+    found = first_nonfinite(parts)
+    if found is None:
+        return None
+    return f"{where}: {found} (as rank {strategy.rank} loaded it); the checkpoint is damaged, {_HINT}"
 
 
 def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Module, where: Path) -> None:
