@@ -151,7 +151,9 @@ def load_checkpoint(
     except CheckpointError as exc:
         problem = str(exc)
     raise_if_any(strategy, problem)
-    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    live = module.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in live.items()}
+    dtypes = {k: v.dtype for k, v in live.items()}  # integers read into float weights: truncated values
     if layout == "full" or fused is not None:
         # Every rank reads the files (the checkpoint folder is on storage all ranks see, as for
         # saving) and keeps its own part; every rank agrees on a failure before any collective.
@@ -160,11 +162,11 @@ def load_checkpoint(
         try:
             if layout == "full":
                 msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
-                ckpt.check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE)
+                ckpt.check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE, dtypes)
                 osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
             else:  # a sharded checkpoint, gathered whole (core's reader)
                 msd, osd = ckpt.read_full_state(directory)
-                ckpt.check_model_fit(msd, shapes, directory)
+                ckpt.check_model_fit(msd, shapes, directory, dtypes)
             _check_optimizer_fit(osd, optimizer, module, directory / ckpt.OPTIMIZER_FILE)
         except CheckpointError as exc:
             problem = str(exc)
@@ -183,6 +185,8 @@ def load_checkpoint(
         check_sharded_files(directory)  # torch's reader leaves a missing piece's values as they were
         msd, osd = get_state_dict(module, optimizer)
         stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
+        ckpt.check_model_fit(_stored_headers(directory / MODEL_DIR), {k: tuple(v.shape) for k, v in stored.items()},
+                             directory, {k: v.dtype for k, v in stored.items()})  # DCP casts what it reads
         dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
         problem = _nonfinite_part(strategy, stored, directory / MODEL_DIR)
         set_model_state_dict(module, msd)
@@ -239,6 +243,18 @@ def raise_if_any(strategy: DistributedStrategy, problem: str | None) -> None:
     first = next((p for p in problems if p), None)
     if first:
         raise CheckpointError(first)
+
+
+def _stored_headers(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors a shard folder stores, as ``meta`` tensors of their full shape and dtype (from
+    the files' headers: no values are read), for core's ``check_model_fit``."""
+    import torch
+    from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    header = HuggingFaceStorageReader(str(folder)).read_metadata()
+    return {k: torch.empty(md.size, dtype=md.properties.dtype, device="meta")
+            for k, md in header.state_dict_metadata.items() if isinstance(md, TensorStorageMetadata)}
 
 
 def _nonfinite_part(strategy: DistributedStrategy, tensors: Mapping[str, Any], where: Path) -> str | None:
