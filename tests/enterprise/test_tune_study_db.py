@@ -249,3 +249,50 @@ def test_a_database_whose_writer_was_killed_mid_write_is_whole(tmp_path: Path) -
     check_sqlite_file(None, tmp_path)
     with sqlite3.connect(path) as db:  # what the storage does next: the journal rolled back
         assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study of one trial (the base config's), run to the end."""
+    from _tune_common import deepseek
+
+    work = tmp_path_factory.mktemp("finished")
+    (work / "c.toml").write_text(CONFIG + "[data]\nbatch_size = 4\neval_batches = 1\n[logging]\nplot = false\n")
+    (work / "space.toml").write_text(SPACE)
+    done = deepseek("tune", "c.toml", "--study", "s", "--space", "space.toml", "--trials", "1", "--out", "st",
+                    cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    # written into best.toml as is ('deepseek train' refused it there), or a parameter the space lacks
+    ("UPDATE trial_params SET param_value = -5 WHERE param_name = 'train.lr'",
+     ": trial 0 holds train.lr = -5.0, outside the space's [0.0001, 0.01]"),
+    ("UPDATE trial_params SET param_name = 'train.bogus'",
+     ": trial 0 holds parameter 'train.bogus', which the space does not search"),
+    # internal errors: TypeError (abs of a str), JSONDecodeError, AttributeError
+    ("UPDATE trial_values SET value = 'x'", ": trial 0 holds the objective value 'x', not a number"),
+    ("UPDATE trial_params SET distribution_json = 'garbage'",
+     " cannot be read (JSONDecodeError: Expecting value: line 1 column 1 (char 0))"),
+    ("UPDATE study_user_attributes SET value_json = '[1]'",
+     " records [1] where deepseek tune keeps its objective, tuner, space and config"),
+], ids=["outside", "unknown", "value", "distribution", "identity"])
+def test_a_study_edited_in_its_database_is_refused_when_resumed(finished: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, edit: str,
+                                                                problem: str) -> None:
+    """Trials are read back from the storage like user input: what Optuna cannot decode, and values
+    outside the space, are one line naming the database and the trial, with nothing written."""
+    import shutil
+
+    for name in ("c.toml", "space.toml", "st"):
+        (shutil.copytree if name == "st" else shutil.copy)(finished / name, tmp_path / name)
+    with sqlite3.connect(tmp_path / "st" / "study.db") as db:
+        db.execute(edit)
+    db.close()
+    before = _snapshot(tmp_path / "st")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st")
+    assert (code, err.strip().splitlines()) == (2, [f"error: st/study.db: study 's'{problem}; restore it, or pick a "
+                                                    "new --out"])
+    assert _snapshot(tmp_path / "st") == before

@@ -180,3 +180,28 @@ def record_heartbeat(storage: Any, trial: Any) -> None:
 
     if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
         storage.record_heartbeat(trial._trial_id)
+
+
+def check_trials(study: Any, space: Any, baseline: dict[str, Any], where: str, fix: str) -> None:
+    """Every trial of ``study`` read back like user input: its parameters are parameters of
+    ``space`` with values it can take (or the base config's value, ``baseline``, which the
+    baseline trial and its re-runs take even outside the space), and its objective values numbers;
+    best.toml is made of them (a value edited into the storage was written there, and
+    ``deepseek train`` refused it). A :class:`UsageError` naming ``where``, the trial and the
+    value, ending in ``fix``."""
+    import math
+
+    searched = {p.path: p for p in space.params}
+    for t in study.get_trials(deepcopy=False):
+        for name, value in t.params.items():
+            p = searched.get(name)
+            if p is None:
+                raise UsageError(f"{where}: trial {t.number} holds parameter {name!r}, which the space does not "
+                                 f"search; {fix}")
+            if not p.contains(value) and not (name in baseline and value == baseline[name]):
+                raise UsageError(f"{where}: trial {t.number} holds {name} = {value!r}, outside the space's "
+                                 f"{p.describe()}; {fix}")
+        for value in t.values or ():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise UsageError(f"{where}: trial {t.number} holds the objective value {value!r}, not a number; "
+                                 f"{fix}")

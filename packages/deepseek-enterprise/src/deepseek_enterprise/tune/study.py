@@ -68,11 +68,33 @@ def _identity(settings: StudySettings, tuner_name: str, space: SearchSpace, conf
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest()}
 
 
-def open_study(settings: StudySettings, direction: str, identity: dict[str, str]) -> tuple[Any, Any]:
-    """Create or load the study (same objective, tuner, space and base config, or refused)."""
-    import optuna
+def open_study(settings: StudySettings, direction: str, identity: dict[str, str],
+               space: SearchSpace | None = None, baseline: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """Create or load the study (same objective, tuner, space and base config, or refused); with
+    ``space``, its trials are read back like user input (``storage.check_trials``; ``baseline``:
+    the base config's values, which its baseline trial runs even outside the space)."""
+    from deepseek.errors import DeepseekError
 
     storage = open_storage(settings.storage, settings.out)
+    try:
+        return _open(storage, settings, direction, identity, space, baseline or {}), storage
+    except DeepseekError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Optuna decoding rows it did not write (edited, damaged)
+        raise UsageError(f"{_storage_name(settings)}: study {settings.name!r} cannot be read "
+                         f"({describe_error(exc)}); restore it, or pick a new --out") from exc
+
+
+def _storage_name(settings: StudySettings) -> str:
+    return f"--storage {settings.storage}" if settings.storage else f"{settings.out / 'study.db'}"
+
+
+def _open(storage: Any, settings: StudySettings, direction: str, identity: dict[str, str],
+          space: SearchSpace | None, baseline: dict[str, Any]) -> Any:
+    import optuna
+
+    from deepseek_enterprise.tune.storage import check_trials
+
     held = sorted(int(p.name) for p in (settings.out / "trials").glob("[0-9]*") if p.name.isdigit())
     if held:  # listed before the storage is read: a trial has its number before its folder is made
         _check_trial_folders(storage, settings, held)
@@ -92,13 +114,19 @@ def open_study(settings: StudySettings, direction: str, identity: dict[str, str]
     saved = study.user_attrs.get("deepseek")
     if saved is None:
         study.set_user_attr("deepseek", identity)
+    elif not isinstance(saved, dict):
+        raise UsageError(f"{_storage_name(settings)}: study {settings.name!r} records {saved!r} where deepseek tune "
+                         "keeps its objective, tuner, space and config; restore it, or pick a new --out")
     else:
         for key, value in identity.items():
             if saved.get(key) != value:
                 what = "the base config file's content" if key == "config_sha256" else f"{key} {saved.get(key)!r}"
                 raise UsageError(f"--study {settings.name}: was created with {what}, not this one; resume it with "
                                  "the same config, space and objective, or use another --study name")
-    return study, storage
+    if space is not None:
+        check_trials(study, space, baseline, f"{_storage_name(settings)}: study {settings.name!r}",
+                     "restore it, or pick a new --out")
+    return study
 
 
 def _check_trial_folders(storage: Any, settings: StudySettings, held: list[int]) -> None:
@@ -112,7 +140,7 @@ def _check_trial_folders(storage: Any, settings: StudySettings, held: list[int])
         study_id, known = None, 0
     if held[-1] < known:
         return
-    where = f"--storage {settings.storage}" if settings.storage else f"{settings.out / 'study.db'}"
+    where = _storage_name(settings)
     has = f"has {known} trial(s) of study {settings.name!r}" if study_id is not None else \
         f"has no study {settings.name!r}"
     raise UsageError(f"--out {settings.out}: holds trials/{held[-1]:04d} but {where} {has}: the folder belongs to "
@@ -215,9 +243,10 @@ def _run_study(
 ) -> Any:
     base_config = build(base)
     direction = tuner.direction(settings.objective)
-    study, storage = open_study(settings, direction, _identity(settings, tuner_name, space, config_text))
+    values = baseline_values(space, base_config)
+    study, storage = open_study(settings, direction, _identity(settings, tuner_name, space, config_text), space,
+                                values)
     if settings.baseline and not study.get_trials(deepcopy=False):
-        values = baseline_values(space, base_config)
         for param in space.params:
             if param.path in values and not param.contains(values[param.path]):
                 echo(f"base config: {param.path} = {values[param.path]!r} lies outside the space "
