@@ -319,6 +319,26 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
         Trainer(tiny_config(**RUN), run_dir=run, quiet=True).fit()
 
 
+@pytest.mark.parametrize(("record", "why"), [
+    # Python's own words were the reason: "cannot convert dictionary update sequence element #0 to
+    # a sequence", "list indices must be integers or slices, not str", "'seq'"
+    ({"seq": 2, "files": [1]}, "not a commit record (a JSON object with a files table and a crc32 table)"),
+    ([1], "not a commit record (a JSON object with a files table and a crc32 table)"),
+    ({"files": {"trainer.json": 5}}, "seq None is not a commit count"),
+    ({"seq": 2, "files": {"trainer.json": 5}, "crc32": "x"},
+     "not a commit record (a JSON object with a files table and a crc32 table)"),
+])
+def test_a_commit_record_of_another_shape_is_named_in_words(tiny_config: Any, tmp_path: Path, record: Any,
+                                                             why: str) -> None:
+    run = tmp_path / "run"
+    Trainer(tiny_config(**{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}), run_dir=run, quiet=True).fit()
+    root = run / "checkpoints"
+    (root / "step-6" / "commit.json").write_text(json.dumps(record))
+    with pytest.warns(CheckpointWarning, match=re.escape(f"step-6: the checkpoint is incomplete (commit.json unreadable "
+                                                         f"({why})); using step-4")):
+        assert ckpt.resolve_checkpoint(run) == root / "step-4"
+
+
 def test_a_checkpoint_of_another_step_put_there_by_hand_is_kept_not_replaced(tiny_config: Any, tmp_path: Path) -> None:
     """A copy of step 2 placed as step-6 was passed over on resume and deleted when the run saved
     its own step 6, without a word; with a commit record newer than the run's it was even resumed

@@ -176,7 +176,9 @@ def _inspect(path: Path, step: int) -> _Found:
         return _Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
     try:
         body = loads_json(record.read_text(encoding="utf-8"))
-        seq, files, best = body["seq"], dict(body["files"]), body.get("best") is True
+        if not (isinstance(body, dict) and isinstance(body.get("files"), dict) and isinstance(body.get("crc32", {}), dict)):
+            raise ValueError("not a commit record (a JSON object with a files table and a crc32 table)")
+        seq, files, best = body.get("seq"), dict(body["files"]), body.get("best") is True
         checksums = dict(body.get("crc32", {}))
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**53:
             raise ValueError(f"seq {seq!r} is not a commit count")
