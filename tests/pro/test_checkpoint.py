@@ -340,12 +340,14 @@ def test_nan_in_a_shard_resumed_under_fsdp_is_one_line_and_exit_2(pro_runs: dict
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("layout", ["fsdp", "fsdp_sharded"])
-def test_integer_weights_resumed_under_fsdp_are_refused(pro_runs: dict, tmp_path: Path, layout: str) -> None:
+@pytest.mark.parametrize(("layout", "strategy"), [("fsdp", []), ("fsdp_sharded", []),
+                                                 ("fsdp_sharded", ["--strategy", "deepspeed"])])
+def test_integer_weights_resumed_under_fsdp_are_refused(pro_runs: dict, tmp_path: Path, layout: str,
+                                                        strategy: list[str]) -> None:
     """A checkpoint whose float weight was saved as integers (its commit record edited to match),
-    resumed by FSDP on two ranks: the full layout's names and shapes were checked but not its
-    dtypes, and torch's reader casts a shard into the float weight, so both layouts trained on the
-    truncated values (exit 0), where 'single' and 'eval' refuse them."""
+    resumed by FSDP (or DeepSpeed) on two ranks: the full layout's names and shapes were checked but
+    not its dtypes, and torch's reader casts a shard into the float weight, so every one trained on
+    the truncated values (exit 0), where 'single' and 'eval' refuse them."""
     import shutil
 
     from _prohelpers import deepseek_cli
@@ -367,7 +369,7 @@ def test_integer_weights_resumed_under_fsdp_are_refused(pro_runs: dict, tmp_path
         record["crc32"][victim.relative_to(broken).as_posix()] = f"{zlib.crc32(victim.read_bytes()):08x}"
         (broken / "commit.json").write_text(json.dumps(record))
     out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
-                       "--run-dir", str(tmp_path / "run"), "--quiet", timeout=300)
+                       "--run-dir", str(tmp_path / "run"), "--quiet", *strategy, timeout=300)
     assert out.returncode == 2, out.stderr[-3000:]
     lines = [line for line in out.stderr.splitlines() if "holds torch.int32 values" in line]
     assert lines and all(f"{name!r} holds torch.int32 values where the model keeps torch.float32; the checkpoint is "

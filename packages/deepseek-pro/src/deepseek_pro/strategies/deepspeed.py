@@ -313,8 +313,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         try:
             state = ckpt.read_trainer_state(directory)
             model, optim = ckpt.read_full_state(directory)
-            shapes = {k: tuple(v.shape) for k, v in self._template.state_dict().items()}
-            ckpt.check_model_fit(model, shapes, directory)
+            live = self._template.state_dict()
+            ckpt.check_model_fit(model, {k: tuple(v.shape) for k, v in live.items()}, directory,
+                                 {k: v.dtype for k, v in live.items()})  # integers would be cast: truncated values
             ckpt.check_group_members(optim["param_groups"], self._group_names, directory / ckpt.OPTIMIZER_FILE)
         except CheckpointError as exc:
             problem = str(exc)
