@@ -341,11 +341,12 @@ def test_nan_in_a_shard_resumed_under_fsdp_is_one_line_and_exit_2(pro_runs: dict
 
 
 @pytest.mark.parametrize(("layout", "strategy"), [("fsdp", []), ("fsdp_sharded", []),
-                                                 ("fsdp_sharded", ["--strategy", "deepspeed"])])
+                                                 ("fsdp_sharded", ["--strategy", "deepspeed"]),
+                                                 ("fsdp", ["--strategy", "pipeline"])])
 def test_integer_weights_resumed_under_fsdp_are_refused(pro_runs: dict, tmp_path: Path, layout: str,
                                                         strategy: list[str]) -> None:
     """A checkpoint whose float weight was saved as integers (its commit record edited to match),
-    resumed by FSDP (or DeepSpeed) on two ranks: the full layout's names and shapes were checked but
+    resumed by FSDP (DeepSpeed, pipeline stages) on two ranks: the full layout's names and shapes were checked but
     not its dtypes, and torch's reader casts a shard into the float weight, so every one trained on
     the truncated values (exit 0), where 'single' and 'eval' refuse them."""
     import shutil

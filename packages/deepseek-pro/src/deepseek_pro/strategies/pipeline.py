@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import nn
 
 from deepseek.data.batch import concat_rows, move_to
-from deepseek.errors import UsageError
+from deepseek.errors import CheckpointError, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training import clip
 from deepseek.training.evaluation import weighed
@@ -369,8 +369,15 @@ class PipelineStrategy(DistributedStrategy):
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         assert self._stage_mod is not None and self.optimizer is not None
+        from deepseek_pro.checkpoint import raise_if_any
+
         state = ckpt.read_trainer_state(Path(directory))
-        pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied=self._tied, fused=self.fused)
+        problem = None
+        try:  # each stage checks its own part: a damaged one is one rank's to find, every rank's to raise
+            pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied=self._tied, fused=self.fused)
+        except CheckpointError as exc:
+            problem = str(exc)
+        raise_if_any(self, problem)
         return state
 
     def unwrapped_model(self) -> nn.Module:

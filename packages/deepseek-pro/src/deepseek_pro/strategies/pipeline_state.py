@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
 
 
@@ -103,13 +102,9 @@ def load_stage(
     for copy, source in tied.items():
         if copy in own and copy not in full and source in full:
             full[copy] = full[source]
-    missing = sorted(k for k in own if k not in full)
-    bad = sorted(k for k in own if k in full and tuple(full[k].shape) != tuple(own[k].shape))
-    if missing or bad:
-        raise CheckpointError(
-            f"{model_path}: weights do not fit this model (missing {missing[:3]}, shape mismatch "
-            f"{bad[:3]}); use the [model] config of the run that wrote the checkpoint"
-        )
+    # core's check (names, shapes, dtypes) of this stage's part; the other stages' weights are theirs
+    ckpt.check_model_fit({k: full[k] for k in own if k in full}, {k: tuple(v.shape) for k, v in own.items()},
+                         model_path, {k: v.dtype for k, v in own.items()})
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(module, {k: full[k] for k in own}, options=opts)
     optim_sd = _restrict_optimizer_state(named, module, optimizer, directory, tied=tied)
