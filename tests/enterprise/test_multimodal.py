@@ -235,6 +235,10 @@ def test_train_sources_cut_the_training_split_into_fit_and_blend_parts(tmp_path:
     with pytest.raises(UsageError, match=r"^data position: saved for another train.seed, data.task or data.train_sources"):
         data["blend"].load_state_dict(data["fit"].state_dict())
     data["all"].load_state_dict({"index": 2, "seed": 3, "task": "redundant"})  # saved before the option: all
+    for index in (True, -1, 2.0, "2"):  # read back from disk: a bool is not a position (True == 1 in Python)
+        with pytest.raises(UsageError, match=rf"^data position: index is {re.escape(repr(index))}, expected a whole "
+                                             "number >= 0; the saved position is corrupt"):
+            data["all"].load_state_dict({"index": index, "seed": 3, "task": "redundant"})
 
 
 def _config(tmp_path: Path, model: dict[str, Any], data: dict[str, Any] | None = None, steps: int = 60) -> Any:

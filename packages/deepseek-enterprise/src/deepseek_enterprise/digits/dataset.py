@@ -242,12 +242,13 @@ class MultimodalDigits(Dataset):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = (state.get("seed"), state.get("task"), state.get("train_sources", "all"))  # older runs: all
-        if saved != (self.seed, self.options.task, self.options.train_sources):
+        if isinstance(saved[0], bool) or saved != (self.seed, self.options.task, self.options.train_sources):
             raise UsageError("data position: saved for another train.seed, data.task or data.train_sources; use the "
                              "same settings or start a new run")
         index = state.get("index")
-        if not isinstance(index, int) or index < 0:
-            raise UsageError(f"data position: index must be a non-negative integer, got {index!r}")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise UsageError(f"data position: index is {index!r:.40}, expected a whole number >= 0; the saved position "
+                             "is corrupt: resume from an earlier checkpoint or start a new run")
         self.index = index
 
     def split_record(self) -> dict[str, Any]:
