@@ -4,6 +4,7 @@ anything is written: Optuna would otherwise make a fresh study in it."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -296,3 +297,24 @@ def test_a_study_edited_in_its_database_is_refused_when_resumed(finished: Path, 
     assert (code, err.strip().splitlines()) == (2, [f"error: st/study.db: study 's'{problem}; restore it, or pick a "
                                                     "new --out"])
     assert _snapshot(tmp_path / "st") == before
+
+
+def test_a_user_attribute_named_as_a_trial_field_does_not_replace_it(finished: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial attribute added in the database under a name the report computes ('seconds') is
+    not taken for it: the finished study reports as before (it was an internal error)."""
+    import shutil
+
+    for name in ("c.toml", "space.toml", "st"):
+        (shutil.copytree if name == "st" else shutil.copy)(finished / name, tmp_path / name)
+    with sqlite3.connect(tmp_path / "st" / "study.db") as db:
+        trial = db.execute("SELECT trial_id FROM trials").fetchone()[0]
+        db.execute("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, 'seconds', '\"x\"')",
+                   (trial,))
+    db.close()
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                   "--trials", "1", "--out", "st")
+    assert code == 0, err
+    assert "internal error" not in err
+    rows = json.loads((tmp_path / "st" / "trials.json").read_text())["trials"]
+    assert isinstance(rows[0]["seconds"], float)

@@ -20,11 +20,10 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         last = max(t.intermediate_values) if t.intermediate_values else None
-        rows.append({
+        rows.append({  # the trial's own fields last: a user attribute of the same name does not replace them
+            **t.user_attrs,
             "number": t.number, "state": t.state.name.lower(), "value": t.value, "params": dict(t.params),
-            "seconds": seconds, "last_step": last,
-            **{k: v for k, v in t.user_attrs.items() if k != "worker"},
-            "worker": t.user_attrs.get("worker"),
+            "seconds": seconds, "last_step": last, "worker": t.user_attrs.get("worker"),
         })
     return rows
 
