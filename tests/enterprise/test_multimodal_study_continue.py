@@ -78,9 +78,9 @@ def test_a_cut_results_line_is_dropped_and_its_model_trained_again(tmp_path: Pat
 
 
 @pytest.mark.parametrize(("prepare", "extra", "message"), [
-    (lambda st: (st / "study.json").write_text(json.dumps({
+    (lambda st: ((st / "study.json").write_text(json.dumps({
         "steps": 24, "batch": 8, "lr": 0.002, "device": "cpu", "recipe": "joint", "eval_size": 16,
-        "unimodal_runs": None})), ["--steps", "48"],
+        "unimodal_runs": None})), (st / "results.jsonl").write_text("")), ["--steps", "48"],
      "--out st: holds a study made with --steps 24 (not 48); continue it with those, or pick a new --out"),
     (lambda st: (st / "results.jsonl").write_text(""), [],
      "--out st: holds a study's results.jsonl or runs/ but no study.json (a study of an older build, or files of "
@@ -131,3 +131,17 @@ def test_results_the_study_cannot_take_up_are_refused_and_left_as_they_were(
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--out", "st")
     assert (code, err.strip().splitlines()) == (2, [f"error: {message}; restore the file, or pick a new --out"])
     assert sorted((p.name, p.is_dir() or p.read_bytes()) for p in st.iterdir()) == before
+
+
+def test_a_study_that_made_no_model_is_taken_up_with_other_settings(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study refused after it wrote study.json but before its first run (a bad --unimodal-runs
+    source, say) binds nothing: the next command, with other settings, starts there and records them."""
+    st = tmp_path / "st"
+    st.mkdir()
+    (st / "study.json").write_text(json.dumps({**_SETTINGS, "steps": 48}))
+    args = [a if a != "24" else "2" for a in ARGS]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    assert json.loads((st / "study.json").read_text())["steps"] == 2
+    assert [r["config"] for r in _rows(st / "results.jsonl")] == ["audio"]

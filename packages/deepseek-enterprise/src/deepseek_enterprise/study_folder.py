@@ -46,7 +46,7 @@ _OPTIONS = {"steps": "--steps", "batch": "--batch", "lr": "--lr", "device": "--d
 
 def check_folder(out: Path, settings: dict[str, Any]) -> None:
     """A one-line :class:`UsageError` when ``out`` holds another study's results (other settings
-    in its ``study.json``, or results without one); nothing is written."""
+    in its ``study.json`` while it has made a model, or results without one); nothing is written."""
     path = out / SETTINGS_FILE
     if not path.exists():
         if (out / RESULTS_FILE).exists() or (out / "runs").exists():
@@ -61,10 +61,19 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
     if not isinstance(recorded, dict) or set(recorded) != set(settings):
         raise UsageError(f"--out {out}: {path} is not the settings file of a study; restore it, or pick a new --out")
     differ = [key for key in settings if recorded[key] != settings[key]]
-    if differ:
+    if differ and not made_nothing(out):  # a study refused before its first model: its settings made nothing
         shown = ", ".join(f"{_OPTIONS[k]} {recorded[k]}" for k in differ)
         raise UsageError(f"--out {out}: holds a study made with {shown} (not "
                          f"{', '.join(f'{settings[k]}' for k in differ)}); continue it with those, or pick a new --out")
+
+
+def made_nothing(out: Path) -> bool:
+    """Whether the study in ``out`` has made no model yet (no results file, no run folder): a study
+    stopped or refused before its first run, whose ``study.json`` binds nothing and is replaced by
+    the next command's settings."""
+    runs = out / "runs"
+    return not (out / RESULTS_FILE).exists() and not (runs.is_dir() and any(runs.iterdir())) and not (
+        runs.exists() and not runs.is_dir())
 
 
 def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -86,7 +95,7 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
             raise UsageError(f"{path}:{n}: holds the results of {label} on the {task} task, seed {seed}, where this "
                              f"study (--recipe {recipe}) trains {mine}; {fix}")
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / SETTINGS_FILE).exists():
+    if not (out / SETTINGS_FILE).exists() or made_nothing(out):  # (check_folder read any there as a study's)
         atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1))
     if read[1] is not None:  # the last line, cut short as it was written
         lines = path.read_text(encoding="utf-8").split("\n")
