@@ -106,6 +106,15 @@ def test_swin_encoder_loads_local_safetensors_weights(tmp_path: Path) -> None:
     assert len(str(info.value).splitlines()) == 1
     with pytest.raises(ConfigError, match=r"^encoder\.vision\.swin\.weights: .* is not a file"):
         deepseek.create_encoder("vision.swin", weights=str(tmp_path / "missing.safetensors"))
+    # a float weight stored as integers was loaded as truncated whole numbers, without a word
+    state = {k: v.contiguous() for k, v in source.swin.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    save_file({**state, name: (state[name] * 100).to(torch.int64)}, str(tmp_path / "ints.safetensors"))
+    with pytest.raises(ConfigError, match=rf"^encoder\.vision\.swin\.weights: .*ints\.safetensors: '{re.escape(name)}' "
+                                          r"holds torch\.int64 values where the model keeps torch\.float32; the file "
+                                          r"is damaged or not a Swin's weights: give the floating-point weights of a "
+                                          r"Swin$"):
+        deepseek.create_encoder("vision.swin", weights=str(tmp_path / "ints.safetensors"))
 
 
 def test_swin_weights_on_the_meta_device_are_checked_from_the_header_alone(

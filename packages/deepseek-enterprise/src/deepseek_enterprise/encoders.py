@@ -146,6 +146,9 @@ class SwinEncoder(Encoder):
         return {**table, "mlp_ratio": new_ratio}, [int(int(b.mlp.fc1.in_features) * new_ratio) for b in blocks]
 
 
+SWIN_FIX = "give the weights of a Swin with these options (timm_name or img_size/patch_size/embed_dim/depths/num_heads)"
+
+
 def _load_weights(module: nn.Module, path: str) -> None:
     from pathlib import Path
 
@@ -162,14 +165,17 @@ def _load_weights(module: nn.Module, path: str) -> None:
             from deepseek_enterprise.pretrained import file_shapes
 
             check_model_fit({k: torch.empty(shape, device="meta") for k, shape in file_shapes(p).items()},
-                            {k: tuple(v.shape) for k, v in live.items()}, p)
+                            {k: tuple(v.shape) for k, v in live.items()}, p, fix=SWIN_FIX)
             return
         state = load_model_state(p)
-        check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, p)
+        check_model_fit(state, {k: tuple(v.shape) for k, v in live.items()}, p, {k: v.dtype for k, v in live.items()},
+                        fix=SWIN_FIX)
     except UsageError as exc:
-        shown = str(exc).split("; use the [model] config")[0]
-        raise ConfigError(f"encoder.vision.swin.weights: {shown}; give the weights of a Swin with these "
-                          "options (timm_name or img_size/patch_size/embed_dim/depths/num_heads)") from None
+        shown = str(exc)
+        if "values where the model keeps" in shown:  # a float weight stored as integers: the file, not the options
+            shown = shown.split("; the checkpoint is damaged")[0] + ("; the file is damaged or not a Swin's weights: give "
+                                                                     "the floating-point weights of a Swin")
+        raise ConfigError(f"encoder.vision.swin.weights: {shown}") from None
     module.load_state_dict(state)
 
 
