@@ -149,6 +149,15 @@ def test_import_refuses_missing_and_wrong_folders(hostile: Hostile, hf_export: P
     _import_refused(hostile, src / "config.json", ["is a file", "give the folder"])
     (src / "config.json").unlink()
     _import_refused(hostile, src, ["has no config.json"])
+    (src / "config.json").mkdir()  # a folder under a file's name: not taken for a missing file
+    _import_refused(hostile, src, ["config.json is not a regular file (a folder, device, FIFO or socket)"])
+
+
+def test_a_tokenizer_json_folder_is_refused_not_imported_as_bytes(hostile: Hostile, hf_export: Path) -> None:
+    src = _source(hostile, hf_export)
+    (src / "tokenizer.json").mkdir()  # was imported without a word, training on byte tokens
+    _import_refused(hostile, src, ["tokenizer.json is not a regular file (a folder, device, FIFO or socket); give "
+                                   "the file save_pretrained writes there, or remove it"])
 
 
 def test_import_refuses_pickles(hostile: Hostile, hf_export: Path) -> None:

@@ -183,6 +183,18 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None)
 # ----------------------------------------------------------------------------- import
 
 
+def _present(path: Path) -> bool:
+    """Whether a file save_pretrained writes is there; something else under its name (a folder, a
+    device) is one line, not taken for a missing file (a tokenizer.json folder was imported as
+    byte tokens)."""
+    if path.is_file():
+        return True
+    if path.exists():
+        raise UsageError(f"import-hf: {path} is not a regular file (a folder, device, FIFO or socket); give the file "
+                         "save_pretrained writes there, or remove it")
+    return False
+
+
 def _source_files(src: Path) -> tuple[Path, list[Path]]:
     """``config.json`` and the safetensors files of a GPT-2 folder, or one line saying what is wrong."""
     if not src.exists():
@@ -190,12 +202,12 @@ def _source_files(src: Path) -> tuple[Path, list[Path]]:
     if not src.is_dir():
         raise UsageError(f"import-hf: {src} is a file; give the folder that holds config.json and model.safetensors")
     config = src / "config.json"
-    if not config.is_file():
+    if not _present(config):
         raise UsageError(f"import-hf: {src} has no config.json; give a folder written by save_pretrained")
     single, index = src / WEIGHTS_FILE, src / f"{WEIGHTS_FILE}.index.json"
-    if single.is_file():
+    if _present(single):
         return config, [single]
-    if index.is_file():
+    if _present(index):
         try:
             weight_map = loads_json(index.read_text(encoding="utf-8"))["weight_map"]
             files = sorted({src / str(name) for name in weight_map.values()})
@@ -313,7 +325,7 @@ def import_hf(src: Path, out: Path) -> tuple[list[Path], list[str]]:
     missing = check_target(out)
     raw, options, state, notes = read_gpt2(src)
     tok_src = src / TOKENIZER_FILE
-    has_tok = tok_src.is_file()
+    has_tok = _present(tok_src)
     separator = None
     if has_tok:
         tokenizer = read_tokenizer(tok_src, options.vocab_size)
