@@ -145,3 +145,30 @@ def test_a_study_that_made_no_model_is_taken_up_with_other_settings(tmp_path: Pa
     assert code == 0, err
     assert json.loads((st / "study.json").read_text())["steps"] == 2
     assert [r["config"] for r in _rows(st / "results.jsonl")] == ["audio"]
+
+
+def test_a_stopped_run_whose_metrics_were_edited_is_refused_not_written(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The results line of a resumed run takes its validation curve from the run's metrics.jsonl:
+    an evaluation edited there to a non-number was written into results.jsonl, which the study
+    then refused as its own file when continued; now the resumed run is refused in one line."""
+    proc = _study(tmp_path, "cut")
+    run = tmp_path / "cut" / "runs" / "redundant-audio-s0"
+    deadline = time.monotonic() + 300
+    while not list((run / "checkpoints").glob("step-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 75, err
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if "val_accuracy" in line)
+    lines[first] = json.dumps({**json.loads(lines[first]), "val_accuracy": "x"})
+    metrics.write_text("\n".join(lines) + "\n")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--out", "cut")
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {metrics.relative_to(tmp_path)}: its evaluations give a results line the study could not read back "
+        "(val_curve must be a list of [step, accuracy in [0, 1] or null] pairs); remove cut/runs/redundant-audio-s0 "
+        "to train that model again"), err
+    assert not (tmp_path / "cut" / "results.jsonl").exists()

@@ -270,6 +270,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
         settings_of,
         start_folder,
     )
+    from deepseek_enterprise.study_report import check_row
 
     settings = settings_of(steps, batch, lr, device, recipe, eval_size, unimodal_runs)
     check_folder(out, settings)  # another study's folder: refused before anything is written
@@ -346,6 +347,11 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                       config)
                 if name == "cross_attention":
                     row["latency"] = latency(trainer)
+                problem = check_row(json.loads(json.dumps(row)))  # what is written is read back by the same rule
+                if problem is not None:  # only the run's metrics.jsonl is read from disk here: edited since
+                    raise UsageError(f"{run_dir / 'metrics.jsonl'}: its evaluations give a results line the "
+                                     f"study could not read back ({problem}); remove {run_dir} to train that "
+                                     "model again")
                 rows.append(row)
                 with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
