@@ -327,6 +327,9 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
     ({"files": {"trainer.json": 5}}, "seq None is not a commit count"),
     ({"seq": 2, "files": {"trainer.json": 5}, "crc32": "x"},
      "not a commit record (a JSON object with a files table and a crc32 table)"),
+    # a listed file without its checksum went unchecked (a record without crc32 at all is an older run's)
+    ({"seq": 2, "files": {"trainer.json": 5, "model.safetensors": 9}, "crc32": {"trainer.json": "0000abcd"}},
+     "crc32 gives no checksum of model.safetensors, which files lists"),
 ])
 def test_a_commit_record_of_another_shape_is_named_in_words(tiny_config: Any, tmp_path: Path, record: Any,
                                                              why: str) -> None:

@@ -189,6 +189,9 @@ def _inspect(path: Path, step: int) -> _Found:
             raise ValueError(f"files does not list {TRAINER_FILE}")
         if not (checksums.keys() <= files.keys() and all(map(is_checksum, checksums.values()))):
             raise ValueError("crc32 holds something other than checksums of the files it lists")
+        if "crc32" in body and checksums.keys() != files.keys():  # every commit since checksums gives one per file
+            unchecked = sorted(files.keys() - checksums.keys())
+            raise ValueError(f"crc32 gives no checksum of {unchecked[0]}, which files lists")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
     for name, size in files.items():
