@@ -152,7 +152,8 @@ def _check_coverage(folder: Path, meta: Any) -> None:
         held = sum(math.prod(chunk.sizes) for chunk in md.chunks)
         if held < need:
             raise CheckpointError(f"{folder}: tensor {fqn!r} is only partly stored ({held} of {need} values): a shard "
-                                  f"file is missing; the checkpoint is incomplete, {_HINT}")
+                                  f"file is missing, or the metadata records a size the pieces do not make; the "
+                                  f"checkpoint is incomplete or damaged, {_HINT}")
         if held > need:
             raise CheckpointError(f"{folder}: tensor {fqn!r} is stored more than once ({held} values for {need}): a "
                                   f"shard file was copied in; move the copy out of the folder")
