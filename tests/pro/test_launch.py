@@ -327,3 +327,15 @@ def test_sigkill_of_the_launcher_kills_its_workers_and_frees_the_run_folder(
     assert accepted.returncode == 0, accepted.stderr[-4000:]
     assert step_records(tmp_path / "run")[-1]["step"] == step + 1
     assert_no_temp_left(tmp_path)
+
+
+def test_the_launchers_plugin_options_reach_its_workers(tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
+    """``deepseek --disable-plugins X launch ...``: the launcher checked the job without X while its
+    workers loaded X again (they start from the environment, not the launcher's options); now
+    the launcher hands its plugin settings to them as DEEPSEEK_* variables."""
+    env = launch_env(tmp_path, plugin_dirs, tmp_path / "markers")
+    proc = subprocess.run([*DEEPSEEK, "--disable-plugins", "faulty", "launch", "-n", "2", "--", "plugins", "list"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in (proc.stdout + proc.stderr).splitlines() if "deepseek-faulty" in line]
+    assert rows and all("disabled" in row for row in rows), rows

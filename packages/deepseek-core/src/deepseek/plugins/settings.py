@@ -84,6 +84,17 @@ class PluginSettings:
         """A copy with some fields changed (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def as_env(self) -> dict[str, str | None]:
+        """The ``DEEPSEEK_*`` variables that give these settings to another process (``None``:
+        unset it), so that ``deepseek launch``'s workers load the plugins its own root options
+        chose; :meth:`from_env` of the result gives these settings back."""
+        def names(values: frozenset[str] | tuple[str, ...] | None, ordered: bool = False) -> str | None:
+            return ",".join(values if ordered else sorted(values)) if values else None
+
+        return {ENV_AUTOLOAD_OFF: None if self.autoload else "1", ENV_ALLOW: names(self.allow),
+                ENV_DENY: names(self.deny), ENV_STRICT: "1" if self.strict else None,
+                ENV_TRACE: "1" if self.trace else None, ENV_PREFER: names(self.prefer, ordered=True)}
+
     def with_cli_options(
         self,
         *,

@@ -193,19 +193,21 @@ def launch(
     if command == "train" and not _HELP.intersection(rest):
         import torch
 
-        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         from deepseek.cli.context import command_host
 
+        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         rest, grace = validate_train(
             rest, world_size=nnodes * nproc_per_node, nproc_per_node=nproc_per_node, cuda_devices=cuda,
             timeout=timeout, host=command_host(),
         )
+    from deepseek.cli.context import command_host
     from deepseek_pro.launch.runner import LaunchSpec, run
 
     spec = LaunchSpec(
         args=(*root, command, *rest), nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, timeout=timeout, startup_timeout=startup_timeout,
         log_dir=log_dir, watchdog=not no_watchdog and command == "train", verbose=verbose, stop_grace=grace,
+        plugin_env=command_host().settings.as_env(),  # the launcher's --plugins / --disable-plugins reach the workers
     )
     result = run(spec, early=early)
     from deepseek.training.preemption import EXIT_PREEMPTED

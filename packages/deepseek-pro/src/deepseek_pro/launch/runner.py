@@ -54,6 +54,9 @@ class LaunchSpec:
     verbose: bool = False
     stop_grace: float = TrainConfig.preempt_grace_s
     """Seconds the workers get to stop after SIGTERM / SIGUSR1 (``train.preempt_grace_s``)."""
+    plugin_env: Mapping[str, str | None] = field(default_factory=dict)
+    """The launcher's plugin settings as ``DEEPSEEK_*`` variables for the workers
+    (``PluginSettings.as_env``): what ``deepseek --plugins ... launch`` chose, the workers load."""
 
 
 @dataclass
@@ -86,7 +89,8 @@ def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
     job = create_job_dir()
     heartbeat_dir = str(job.heartbeats)
     log_dir = spec.log_dir or str(job.logs)
-    changes = worker_env(spec.nproc_per_node, cuda=torch.cuda.is_available(), heartbeat_dir=heartbeat_dir)
+    changes = {**worker_env(spec.nproc_per_node, cuda=torch.cuda.is_available(), heartbeat_dir=heartbeat_dir),
+               **spec.plugin_env}
     saved = _apply_env(changes)
     multi = spec.nnodes > 1 or bool(spec.rdzv_endpoint)
     # Every node of a job must use the same id: the rendezvous keys are prefixed with it.
