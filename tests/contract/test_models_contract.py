@@ -31,12 +31,12 @@ import deepseek
 from deepseek.config.components import options_class
 from deepseek.models import GPT
 from deepseek.models.checks import declared_metrics
+from deepseek.models.declared import generation_vocab_size, token_input_limits
 from deepseek.models.encoder import EncoderOutput
 from deepseek.models.gpt import GPTConfig
 from deepseek.models.protocol import (
     CAPABILITIES,
     TrainableModel,
-    generation_vocab_size,
     model_capabilities,
 )
 from deepseek.plugins.host import get_host
@@ -104,6 +104,9 @@ def test_capabilities_are_offered_whole(name: str) -> None:
         vocab = generation_vocab_size(model)
         if isinstance(model, GPT):
             assert vocab == model.config.vocab_size
+    ids, positions = token_input_limits(model)  # refused unless None or (positive int, positive int | None)
+    if isinstance(model, GPT):
+        assert (ids, positions) == (model.config.vocab_size, model.config.max_seq_len)
 
 
 @pytest.fixture(scope="module")

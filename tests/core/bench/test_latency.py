@@ -12,6 +12,8 @@ from click.testing import CliRunner
 import deepseek
 from deepseek.bench.latency import run_latency
 from deepseek.cli.main import cli
+from deepseek.errors import UsageError
+from deepseek.models.protocol import TrainableModel
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +69,31 @@ def test_bench_help_lists_train_without_importing_it() -> None:
     result = CliRunner().invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0
     assert "latency" in result.output and "train" in result.output
+
+
+class SmallVocab(TrainableModel):
+    """A token model with fewer ids (100) and positions (12) than the defaults, which it declares."""
+
+    def __init__(self, limits: object = (100, 12)) -> None:
+        super().__init__()
+        self.limits = limits
+        self.wte, self.wpe = torch.nn.Embedding(100, 8), torch.nn.Embedding(12, 8)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.wte(idx) + self.wpe(torch.arange(idx.size(1)))
+
+    def token_input_limits(self) -> object:
+        return self.limits
+
+
+def test_example_ids_stay_within_the_ids_the_model_declares() -> None:
+    result = run_latency(SmallVocab(), batch=1, seq=12, runs=2, warmup=1, only=["eager"])  # ids < 100, not < 256
+    assert [r.name for r in result.rows] == ["eager"]
+    result = CliRunner().invoke(cli, ["bench", "latency", "--model", "tiny", "--seq", "129", "--only", "eager"])
+    assert isinstance(result.exception, UsageError) and "at most 128 positions" in str(result.exception)  # tiny's 128
+
+
+@pytest.mark.parametrize("limits", [100, (0, 12), (100, 0), (True, None), (100.0, None)])
+def test_a_malformed_token_limits_declaration_is_refused_in_one_line(limits: object) -> None:
+    with pytest.raises(UsageError, match=r"token_input_limits\(\) returned .*; it must return \(ids, "):
+        run_latency(SmallVocab(limits), batch=1, seq=12, runs=2, warmup=1, only=["eager"])

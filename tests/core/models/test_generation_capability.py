@@ -13,13 +13,13 @@ from torch import nn
 
 from deepseek.data.tokenizer import ByteTokenizer
 from deepseek.errors import UsageError
+from deepseek.models.declared import generation_vocab_size
 from deepseek.models.decoding import generate_cached
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.protocol import (
     CAPABILITIES,
     GENERATION_HOWTO,
     TrainableModel,
-    generation_vocab_size,
     model_capabilities,
     require_generation,
 )

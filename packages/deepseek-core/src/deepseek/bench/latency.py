@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from deepseek.graph.passes import max_rel_error
+from deepseek.models.declared import token_input_limits
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -237,7 +238,7 @@ def run_latency(
     dev = torch.device(device)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model = model.to(dev, DTYPES[dtype]).eval()
-    vocab = getattr(getattr(model, "config", None), "vocab_size", 256)
+    vocab = token_input_limits(model)[0]
     gen = torch.Generator().manual_seed(0)
     inputs: list[tuple[torch.Tensor, ...]]
     if batches is not None:

@@ -204,7 +204,9 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     if mode == "decode" and "cached_decoding" not in model_capabilities(model):
         raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (capability cached_decoding: "
                          "new_cache, forward_cached, decode_window); use --mode forward")
-    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
+    from deepseek.models.declared import token_input_limits
+
+    max_len = token_input_limits(model)[1]
     if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
         raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
     from rich.console import Console

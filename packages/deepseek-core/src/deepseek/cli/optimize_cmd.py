@@ -59,12 +59,13 @@ def _example_tokens(model: Any, batch: int, seq: int | None, device: str, *, nam
         raise UsageError(f"{command}: model {name!r} takes forward({parameter_list(params)}), not one tensor of token "
                          f"ids, which this command traces it with; {how}")
 
-    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
+    from deepseek.models.declared import token_input_limits
+
+    vocab, max_len = token_input_limits(model)
     if seq is None:
         seq = DEFAULT_SEQ if max_len is None else min(DEFAULT_SEQ, max_len)
     if max_len is not None and seq > max_len:
         raise UsageError(f"--seq {seq} exceeds the model's max_seq_len {max_len}; use --seq <= {max_len}")
-    vocab = getattr(getattr(model, "config", None), "vocab_size", 256)
     gen = torch.Generator().manual_seed(0)
     return torch.randint(0, vocab, (batch, seq), generator=gen).to(device)
 

@@ -225,7 +225,7 @@ def generate_cached(
     over the prompt's and the sampled tokens (1.0: off)."""
     check_request(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, generator=generator,
                   on_token=on_token)
-    from deepseek.models.protocol import generation_vocab_size
+    from deepseek.models.declared import generation_vocab_size
 
     check_token_ids(idx, generation_vocab_size(model))
     window = model.decode_window()

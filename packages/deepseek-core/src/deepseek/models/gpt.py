@@ -392,6 +392,10 @@ class GPT(TrainableModel):
         """The token ids of the logits, ``vocab_size``."""
         return self.config.vocab_size
 
+    def token_input_limits(self) -> tuple[int, int]:
+        """``vocab_size`` ids, ``max_seq_len`` positions."""
+        return self.config.vocab_size, self.config.max_seq_len
+
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean token cross-entropy of logits ``(B, T, V)`` against ``targets`` ``(B, T)``, in fp32."""

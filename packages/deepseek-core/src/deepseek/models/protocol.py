@@ -40,7 +40,12 @@ config asks for and the model lacks is refused when the model is created
   the default says how (:data:`GENERATION_HOWTO`), and :func:`require_generation` refuses a model
   without it in one line. Optionally :meth:`~TrainableModel.generation_vocab_size`, the token ids
   its logits cover: ``deepseek generate`` then refuses a tokenizer that does not fit it
-  (:func:`generation_vocab_size` reads it; default ``None``, not checked).
+  (:func:`deepseek.models.declared.generation_vocab_size` reads it; default ``None``, not checked).
+
+:meth:`TrainableModel.token_input_limits` (optional) declares the token ids and positions a
+``forward`` over one tensor of token ids takes, which the commands that trace a model on random
+ids (``optimize``, ``export``, ``bench latency``) stay within
+(:func:`deepseek.models.declared.token_input_limits`).
 
 :meth:`TrainableModel.check_data` (default: accept) lets a model refuse data it cannot take
 (sequences longer than its positions, a vocabulary larger than its own) with one clear line
@@ -301,6 +306,13 @@ class TrainableModel(nn.Module):
         tokenizer is not checked)."""
         return None
 
+    def token_input_limits(self) -> tuple[int, int | None] | None:
+        """For a ``forward`` that takes one tensor of token ids: how many ids it embeds and the most
+        positions it takes (``None``: no limit). ``deepseek optimize``, ``export`` and ``bench
+        latency`` draw their example ids and lengths within them. Default ``None``: unknown (ids
+        below 256, any length)."""
+        return None
+
     # ------------------------------------------------------------------ "serving"
 
     def serving_inputs(self, batch: Batch) -> Mapping[str, Any]:
@@ -377,20 +389,3 @@ def sampling_arguments(model: nn.Module, *, top_p: float | None, repetition_pena
                 "(docs/plugins.md, 'Models')"
             )
     return asked
-
-
-def generation_vocab_size(model: nn.Module) -> int | None:
-    """The vocabulary ``model`` declares for generation (:meth:`TrainableModel.generation_vocab_size`),
-    ``None`` for a model that declares none or is not a :class:`TrainableModel`; a declared value
-    that is not a positive int is refused in one line naming the method."""
-    if not isinstance(model, TrainableModel):
-        return None
-    vocab = model.generation_vocab_size()
-    if vocab is None:
-        return None
-    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
-        raise UsageError(
-            f"model {type(model).__name__}: generation_vocab_size() returned {vocab!r:.80}; it must return the "
-            "number of token ids its logits cover (a positive int) or None when unknown"
-        )
-    return vocab
