@@ -31,7 +31,7 @@ import deepseek
 from deepseek.config.components import options_class
 from deepseek.models import GPT
 from deepseek.models.checks import declared_metrics
-from deepseek.models.declared import generation_vocab_size, token_input_limits
+from deepseek.models.declared import encoder_modules, generation_vocab_size, token_input_limits
 from deepseek.models.encoder import EncoderOutput
 from deepseek.models.gpt import GPTConfig
 from deepseek.models.protocol import (
@@ -105,6 +105,7 @@ def test_capabilities_are_offered_whole(name: str) -> None:
         if isinstance(model, GPT):
             assert vocab == model.config.vocab_size
     ids, positions = token_input_limits(model)  # refused unless None or (positive int, positive int | None)
+    encoder_modules(model)  # refused unless a mapping of [model] keys to Encoders
     if isinstance(model, GPT):
         assert (ids, positions) == (model.config.vocab_size, model.config.max_seq_len)
 

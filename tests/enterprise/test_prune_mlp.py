@@ -14,6 +14,7 @@ from test_quantize import MULTIMODAL
 
 from deepseek.config.load import config_from_dict
 from deepseek.errors import UsageError
+from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.training.build import build_dataset, build_model
 from deepseek_enterprise.compress.compressor import create_compressor
@@ -59,6 +60,33 @@ def test_a_gpt_is_sent_to_prune_ffn(host: PluginHost) -> None:
     model = build_model(config, host=host)
     with pytest.raises(UsageError, match="a GPT's MLP channels are pruned by prune.ffn; use --method prune.ffn"):
         create_compressor(host, "prune.mlp", {}, where="--set").check_model(model, config)
+
+
+class TextClassifier(TrainableModel):
+    """A third party's model built from a registered encoder, which it declares (or not)."""
+
+    def __init__(self, declared: object) -> None:
+        super().__init__()
+        import deepseek
+
+        self.body = deepseek.create_encoder("text.transformer", d_model=32, n_heads=2, n_layers=1, d_ff=64)
+        self.declared = declared
+
+    def encoder_modules(self) -> object:
+        return {"body": self.body} if self.declared == "yes" else self.declared
+
+
+def test_prune_mlp_finds_the_encoders_a_model_declares_and_only_those(host: PluginHost) -> None:
+    config = config_from_dict({}, host=host)  # only named in the messages
+    prune = create_compressor(host, "prune.mlp", {}, where="--set")
+    prune.check_model(TextClassifier("yes"), config)  # declared: accepted (it has MLP pairs)
+    with pytest.raises(UsageError, match=r"has no encoder declaring MLP pairs \(Encoder.mlp_pairs\) among those it "
+                                         r"declares \(TrainableModel.encoder_modules\)"):
+        prune.check_model(TextClassifier({}), config)  # an attribute holding an encoder is not enough
+    for bad, said in (([1], "list"), ({"body": torch.nn.Linear(1, 1)}, "'body': Linear"), ({"a b": None}, "'a b'")):
+        with pytest.raises(UsageError, match=rf"^model TextClassifier: encoder_modules\(\) returned {said}.*; it must "
+                                             r"return a mapping of the \[model\] key holding each encoder's options"):
+            prune.check_model(TextClassifier(bad), config)
 
 
 def test_a_multiple_of_wider_than_the_mlp_is_one_line(host: PluginHost) -> None:

@@ -337,6 +337,10 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
 
     # ------------------------------------------------------------------ capabilities
 
+    def encoder_modules(self) -> dict[str, nn.Module]:
+        """The encoders, by modality (the ``[model]`` key of each one's options)."""
+        return dict(self.encoders)
+
     def block_modules(self) -> list[nn.Module]:
         """Every encoder's blocks (FSDP units)."""
         return [b for enc in self.encoders.values() for b in enc.block_modules()]

@@ -1,10 +1,12 @@
-"""Reading what a model declares about the token ids it takes and emits: the optional declarations
-of :class:`~deepseek.models.protocol.TrainableModel` (``generation_vocab_size``,
-``token_input_limits``), each checked here, in one place, when a command reads it. A model that is
+"""Reading what a model declares about itself: the optional declarations of
+:class:`~deepseek.models.protocol.TrainableModel` (``generation_vocab_size``,
+``token_input_limits``, ``encoder_modules``), each checked here, in one place, when a command reads it. A model that is
 not a ``TrainableModel`` declares nothing; no attribute of it (such as a ``config.vocab_size``) is
 read in place of a declaration."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from torch import nn
 
@@ -52,3 +54,22 @@ def token_input_limits(model: nn.Module) -> tuple[int, int | None]:
             "it takes (a positive int, or None for no limit), or None when unknown"
         )
     return declared
+
+
+def encoder_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The encoders ``model`` declares it is built from (:meth:`TrainableModel.encoder_modules`),
+    by the ``[model]`` key of each one's options; ``{}`` for a model that declares none. A
+    declaration that is not a mapping of such keys to :class:`~deepseek.models.encoder.Encoder`
+    modules is refused in one line naming the method."""
+    from deepseek.models.encoder import Encoder
+
+    declared = model.encoder_modules() if isinstance(model, TrainableModel) else {}
+    items = list(declared.items()) if isinstance(declared, Mapping) else None
+    bad = next((f"{k!r}: {type(v).__name__}" for k, v in items or [] if not (isinstance(k, str) and k.isidentifier())
+                or not isinstance(v, Encoder)), None)
+    if items is None or bad is not None:
+        raise UsageError(
+            f"model {type(model).__name__}: encoder_modules() returned {bad or type(declared).__name__}; it must "
+            "return a mapping of the [model] key holding each encoder's options to that Encoder (docs/plugins.md, 'Models')"
+        )
+    return dict(items)

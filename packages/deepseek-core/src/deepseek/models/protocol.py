@@ -188,6 +188,12 @@ class TrainableModel(nn.Module):
         ``"totals"`` without overriding this is refused)."""
         return {}
 
+    def encoder_modules(self) -> Mapping[str, nn.Module]:
+        """The encoders (:class:`~deepseek.models.encoder.Encoder`) this model is built from, keyed
+        by the ``[model]`` key holding each one's options (``multimodal.classifier``: ``vision``,
+        ``audio``, ``text``); ``prune.mlp`` narrows their MLPs. Default: none."""
+        return {}
+
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """Raise :class:`~deepseek.errors.UsageError` (one line) when this model cannot train on
         ``dataset`` (a :class:`deepseek.data.dataset.Dataset`), of which ``batch`` is one

@@ -44,10 +44,9 @@ class PruneMLPOptions:
 
 
 def _encoders(model: Any) -> dict[str, Any]:
-    from deepseek.models.encoder import Encoder
+    from deepseek.models.declared import encoder_modules
 
-    found = getattr(model, "encoders", None)
-    return {name: enc for name, enc in (found.items() if found is not None else []) if isinstance(enc, Encoder)}
+    return encoder_modules(model)
 
 
 def _loss(model: Any, batch: Any) -> Any:
@@ -68,7 +67,8 @@ class PruneMLP(Compressor):
         if not any(enc.mlp_pairs() for enc in _encoders(model).values()):
             raise UsageError(
                 f"--method prune.mlp: model {config.model.name!r} has no encoder declaring MLP pairs "
-                "(Encoder.mlp_pairs); it applies to models built from encoders such as multimodal.classifier"
+                "(Encoder.mlp_pairs) among those it declares (TrainableModel.encoder_modules); it applies to models "
+                "built from encoders such as multimodal.classifier"
             )
         try:
             import torch_pruning  # noqa: F401
