@@ -192,3 +192,31 @@ def test_a_modality_the_data_lacks_names_model_modalities_and_what_the_data_carr
                                          r"which batches of dataset Segments lack; set model\.modalities to a subset of "
                                          r"those it carries, \['vision', 'text'\], or use a dataset with \['audio'\]$"):
         model.check_data(_batch(), Segments())
+
+
+def test_non_finite_inputs_of_an_absent_modality_are_refused_before_training(host: PluginHost) -> None:
+    """A NaN marking a missing image (a common convention) would reach every encoder's output and
+    make the loss NaN, read as a diverged run; the first batch is refused naming the data."""
+    cls = host.resolve("model", "multimodal.classifier").load()
+    model = instantiate_model(cls, {"modalities": ["vision", "text"], "num_classes": 10, "fusion": "late",
+                                    "vision": {"img_size": 8, "patch_size": 4, "embed_dim": 8, "depths": [1],
+                                               "num_heads": [1], "window_size": 2, "in_chans": 1},
+                                    "text": {"d_model": 8, "n_heads": 2, "n_layers": 1, "max_seq_len": 8}},
+                              name="multimodal.classifier", host=host)
+
+    class HoleyImages:
+        pass
+
+    batch = _batch()
+    model.check_data(batch, HoleyImages())  # finite: accepted
+    batch["vision"]["inputs"][1] = float("nan")
+    batch["present"] = {"vision": torch.tensor([True, False, True]), "text": torch.ones(3, dtype=torch.bool)}
+    model.train()
+    assert not torch.isfinite(model(**batch)["loss"])  # what the check spares the user
+    with pytest.raises(UsageError, match=r"^data: dataset HoleyImages gives non-finite vision inputs \(NaN or inf\) "
+                                         r"in 1 of 3 rows, 1 of them marked absent in present; encoders run on every "
+                                         r"row, so the loss would be NaN: give an absent modality finite inputs, such "
+                                         r"as zeros \(docs/multimodal\.md section 1\)$"):
+        model.check_data(batch, HoleyImages())
+    batch["vision"]["inputs"][1] = 0.0
+    model.check_data(batch, HoleyImages())

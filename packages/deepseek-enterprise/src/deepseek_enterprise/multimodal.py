@@ -377,6 +377,15 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             if problem:
                 raise UsageError(f"model.{m}: encoder {getattr(self.options, f'{m}_encoder')}: {problem} "
                                  f"(dataset {type(dataset).__name__})")
+            # Encoders run on every row, absent ones included: a NaN there (a common "missing"
+            # marker) would make the loss NaN and read as a diverged run.
+            x = batch[m]["inputs"]
+            bad = ~torch.isfinite(x).flatten(1).all(1) if torch.is_tensor(x) and x.is_floating_point() else None
+            if bad is not None and bool(bad.any()):
+                raise UsageError(f"data: dataset {name} gives non-finite {m} inputs (NaN or inf) in {int(bad.sum())} "
+                                 f"of {bad.numel()} rows, {int((bad & ~batch['present'][m].bool()).sum())} of them "
+                                 f"marked absent in present; encoders run on every row, so the loss would be NaN: "
+                                 "give an absent modality finite inputs, such as zeros (docs/multimodal.md section 1)")
         label, n = batch["label"], self.options.num_classes
         if label.numel() and int(label.max()) >= n:
             raise UsageError(f"model.num_classes: {n}, but dataset {type(dataset).__name__} has label "
