@@ -177,12 +177,14 @@ def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: P
     budget (points) is read from val_accuracy; GPT-only pruning says it does not apply."""
     train_tiny(tmp_path, MULTIMODAL)
     out = deepseek_cli("compress", "--checkpoint", "run", "--max-drop", "100pt", "--recipe", "prune.ffn ratio=0.5",
-                       "--recipe", "quantize.int8", "--out", "mm8", "--latency-runs", "0", "--json", "mm8.json",
+                       "--recipe", "prune.heads ratio=0.25", "--recipe", "quantize.int8", "--out", "mm8", "--latency-runs", "0", "--json", "mm8.json",
                        cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "mm8.json").read_text())
     verdicts = {c["recipe"]: c["verdict"] for c in report["candidates"]}
     assert verdicts["prune.ffn ratio=0.5"].startswith("not applicable: --method prune.ffn: prunes GPT models")
+    # prune.heads shares prune.ffn's check and names itself (it said "--method prune.ffn")
+    assert verdicts["prune.heads ratio=0.25"].startswith("not applicable: --method prune.heads: prunes GPT models")
     assert verdicts["quantize.int8"].startswith("kept")
     record = report["record"][0]["record"]
     assert record["layers"] > 10 and record["linear_weight_ratio"] > 2

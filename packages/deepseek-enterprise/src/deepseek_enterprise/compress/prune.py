@@ -125,12 +125,14 @@ class PruneFFN(Compressor):
     """Remove the least important MLP channels of every block of a GPT."""
 
     Options: ClassVar[type] = PruneFFNOptions
+    method: ClassVar[str] = "prune.ffn"
+    """The method's name in its messages (``prune.heads`` inherits :meth:`check_model`)."""
 
     def check_model(self, model: Any, config: Any) -> None:
         from deepseek.models.gpt import GPT
 
         if not isinstance(model, GPT):
-            raise UsageError(f"--method prune.ffn: prunes GPT models; {config.model.name!r} is "
+            raise UsageError(f"--method {self.method}: prunes GPT models; {config.model.name!r} is "
                              f"{type(model).__name__}")
 
     def kept(self, d_ff: int) -> int:
@@ -192,6 +194,7 @@ class PruneHeads(PruneFFN):
     """Remove the least important attention heads of every block of a GPT."""
 
     Options: ClassVar[type] = PruneHeadsOptions
+    method: ClassVar[str] = "prune.heads"
 
     def kept(self, n_heads: int) -> int:
         """Heads kept per block."""
