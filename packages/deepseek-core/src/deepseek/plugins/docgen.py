@@ -183,7 +183,9 @@ def render_edition(module: ModuleType) -> str:
         "gets the same `register` callback as core's ([hooks.md](hooks.md#the-register-callback)); "
         "the component kind is the singular of the hook's last word. A plugin that implements "
         "them and should still load without that edition marks its implementation "
-        "`@hookimpl(optionalhook=True)` ([plugins.md](plugins.md)).",
+        "`@hookimpl(optionalhook=True)` and, to load where the edition is not installed, declares "
+        "the edition as an optional extra rather than in `dependencies` "
+        "([plugins.md](plugins.md#7-hookspecs-of-your-own)).",
         "",
         "| registration hook | component kind |",
         "|---|---|",
