@@ -66,8 +66,9 @@ class RegisterFn(Protocol):
     - ``target``: the component (a class, factory function or ``click.Command``), or a lazy
       ``"package.module:attribute"`` string imported only when the component is created.
     - ``aliases``: a list or tuple of further names for the same component.
-    - ``description``: one line shown by ``deepseek plugins list`` and ``deepseek --help``;
-      defaults to the first docstring paragraph of a non-lazy target.
+    - ``description``: one line shown by ``deepseek plugins which KIND NAME`` (and its
+      ``--json``) and, for a command, by ``deepseek --help`` (``deepseek plugins list`` shows
+      names only); defaults to the first docstring paragraph of a non-lazy target.
     - ``declares``: facts tools read without importing the target (a mapping of strings to
       strings, numbers, booleans or lists of them). Strategies declare ``memory_rows``: the
       rows of the advisor's memory model they realise (docs/advise.md), e.g.
