@@ -38,11 +38,13 @@ def test_encoder_output_keeps_the_contract(comp) -> None:  # noqa: ANN001
     with torch.no_grad():
         out = check_output(enc, enc(inputs, mask), inputs, f"encoder {comp.qualified_name}")
         bare = check_output(enc, enc(inputs), inputs, f"encoder {comp.qualified_name}")
-    assert out.features.shape[0] == inputs.shape[0] and torch.isfinite(out.features).all()
-    assert bare.features.shape[0] == inputs.shape[0] and torch.isfinite(bare.features).all()
-    assert not bare.padding_mask.any(), "no padding_mask given: nothing is padding"
+    assert torch.isfinite(out.features).all(), f"{comp.name}: non-finite features on its example_inputs"
+    assert torch.isfinite(bare.features).all(), f"{comp.name}: non-finite features without a padding_mask"
+    assert not bare.padding_mask.any(), f"{comp.name}: no padding_mask given, yet its output marks padding"
     # Rows at padding are zero (fusion methods pool over the rest).
-    assert out.features[out.padding_mask].abs().sum() == 0
+    assert out.features[out.padding_mask].abs().sum() == 0, (
+        f"{comp.name}: features at padding positions are not zero; zero them (features * ~padding_mask), "
+        "docs/multimodal.md section 2")
 
 
 @pytest.mark.parametrize("comp", ENCODERS, ids=[c.qualified_name for c in ENCODERS])
