@@ -133,6 +133,33 @@ def test_cli_export_pt2(weights: Path, tmp_path: Path, model: torch.nn.Module) -
     assert read_metadata(out)["model"]["d_model"] == 64
 
 
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_cli_export_at_batch_1_is_traced_at_2_says_so_and_runs_batch_1(weights: Path, tmp_path: Path,
+                                                                       model: torch.nn.Module, fmt: str) -> None:
+    """``--batch 1 --seq 1`` without ``--static``: torch.export would fix a dimension traced at 1,
+    so the example is traced at 2 (which was silent); the file still takes batch 1 and seq 1 (and
+    more), and one note line says so. ONNX runs where its packages are (tests-ecosystem)."""
+    if fmt == "onnx":
+        for package in ("onnx", "onnxscript", "onnxruntime"):
+            pytest.importorskip(package)
+    out = tmp_path / f"m.{fmt}"
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", str(weights), "--format", fmt, "--out", str(out),
+                                      "--batch", "1", "--seq", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "note: --batch 1 and --seq 1 traced as 2 (torch.export fixes a dimension traced at 1); the file takes any "
+        "batch and seq from 1 (--static fixes the shape instead)"]
+    if fmt == "pt2":  # an ONNX file carries no record
+        assert read_metadata(out)["inputs"] == [{"shape": [2, 2], "dtype": "torch.int64"}]
+    exported = load_exported(out)
+    for shape in ((1, 1), (1, 9), (3, 4)):
+        y = torch.randint(0, 256, shape)
+        with torch.no_grad():
+            torch.testing.assert_close(torch.as_tensor(exported(y)), model(y), rtol=1e-5, atol=1e-5)
+    again = CliRunner().invoke(cli, ["export", "--checkpoint", str(weights), "--format", fmt, "--out", str(out)])
+    assert again.exit_code == 0 and "note:" not in again.output  # the default batch 2: nothing raised
+
+
 def test_cli_optimize_reports_each_pass_as_json(weights: Path) -> None:
     args = ["optimize", "--checkpoint", str(weights), "--seq", "16", "--json",
             "--passes", "drop-dropout,fuse-linear,merge-siblings,attention-sdpa,const-fold"]

@@ -144,7 +144,8 @@ def optimize(checkpoint: str, batch: int, seq: int | None, passes: tuple[str, ..
 @click.option("--out", type=PATH, metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run); "
               "for hf a new folder (default: hf/ in the run folder).")
 @click.option("--batch", type=count(), default=2, show_default=True,
-              help="Batch of the example input (batch and seq stay dynamic unless --static).")
+              help="Batch of the example input. Batch and seq stay dynamic unless --static: the file takes any "
+                   "batch and seq from 1, and is traced at 2 or more (torch.export fixes a dimension traced at 1).")
 @click.option("--seq", type=count(), default=16, show_default=True)
 @click.option("--static", is_flag=True, help="Fix the example's shape instead of dynamic batch/seq.")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
@@ -177,9 +178,16 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int, seq: int, sta
     host, source = command_host(), read_source(checkpoint)
     model, config, _ = load_trained(source, "cpu", host=host)
     info = {"name": config.model.name, **dataclasses.asdict(config.model.options)}
+    serving = "serving" in model_capabilities(model)
     if not static:  # torch.export specializes dims of size 0/1: trace dynamic dims at >= 2
+        raised = [f"--{name} {value}" for name, value in (("batch", batch), ("seq", seq))
+                  if value < 2 and (name == "batch" or not serving)]  # a serving model has no seq
+        if raised:
+            dims = "batch" if serving else "batch and seq"
+            click.echo(f"note: {' and '.join(raised)} traced as 2 (torch.export fixes a dimension traced at 1); the "
+                       f"file takes any {dims} from 1 (--static fixes the shape instead)", err=True)
         batch, seq = max(batch, 2), max(seq, 2)
-    if "serving" in model_capabilities(model):  # a model over a batch of inputs: traced on its run's data
+    if serving:  # a model over a batch of inputs: traced on its run's data
         from deepseek.graph.serving import export_serving
 
         given = click.get_current_context().get_parameter_source("batch") is not click.core.ParameterSource.DEFAULT
