@@ -128,3 +128,32 @@ def test_the_declared_state_bytes_cover_what_the_optimizer_keeps(name: str) -> N
     elements = sum(p.numel() for p in params)
     assert kept <= builder.state_bytes * elements, \
         f"{name} declares state_bytes = {builder.state_bytes} but keeps {kept / elements:.2f} B per element"
+
+
+@pytest.mark.parametrize("master_weights", [False, True], ids=["fp32", "master-weights"])
+@pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
+def test_the_state_a_checkpoint_keeps_is_what_the_optimizer_declares(name: str, master_weights: bool) -> None:
+    """What a checkpoint stores of the optimizer (its ``state_dict`` by parameter name) after two
+    steps passes the check that state read back from disk gets (``state_spec``, or the default
+    rule where none is declared): a declaration that disagrees with the optimizer would refuse
+    every resume of it."""
+    from deepseek.training.checkpoint import check_state_fit, optimizer_param_names
+
+    builder = _builder(name)
+    if master_weights and not builder.supports_master_weights:
+        pytest.skip(f"{name} does not support master weights")
+    model = _model()
+    opt = GroupedOptimizerFactory(builder, lr=1e-2, weight_decay=0.1, master_weights=master_weights)(
+        model.named_parameters())
+    for seed in range(2):  # with master weights the parameters are bf16 now
+        g = torch.Generator().manual_seed(seed)
+        opt.zero_grad()
+        model(torch.randn(5, 4, generator=g).to(next(model.parameters()).dtype)).float().square().mean().backward()
+        opt.step()
+    names = optimizer_param_names(opt, model)
+    state = {names[i]: values for i, values in opt.state_dict()["state"].items()}
+    assert state or name == "sgd", f"{name}: no state to check"
+    check_state_fit(state, {n: tuple(p.shape) for n, p in model.named_parameters()}, "here", builder)
+    if builder.state_spec((3, 4)) is not None:  # what it declares is exactly what it keeps
+        assert all(sorted(values) == sorted(builder.state_spec(tuple(dict(model.named_parameters())[n].shape)))
+                   for n, values in state.items()), name

@@ -340,6 +340,51 @@ def test_nan_in_a_shard_resumed_under_fsdp_is_one_line_and_exit_2(pro_runs: dict
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("layout", "edit", "strategy", "words"), [
+    ("fsdp_sharded", "integers", [], "/exp_avg_sq holds torch.int32 values where optimizer 'adamw' keeps floating-point "
+     "values; the checkpoint is damaged"),
+    ("fsdp_sharded", "negative", [], "/exp_avg_sq holds 6144 negative value(s) (the least -1"),
+    ("fsdp", "negative", ["--strategy", "ddp"], "/exp_avg_sq holds 12288 negative value(s) (the least -1"),
+])
+def test_damaged_optimizer_state_resumed_on_two_ranks_is_refused(pro_runs: dict, tmp_path: Path, layout: str,
+                                                                 edit: str, strategy: list[str], words: str) -> None:
+    """AdamW's second moment of one parameter saved as integers, or negative (its commit record
+    edited to match), resumed on two ranks: torch's reader cast the integers into the live float
+    state and the run trained on; a negative moment's square root made the second step's loss NaN
+    ('training diverged', exit 1). Now every rank refuses it in one line naming the folder, the
+    parameter and the key, exit 2, nothing written; sharded: the integers from the shard headers,
+    the negative values from the part the second rank read (6,144 of the 192 x 64)."""
+    import shutil
+
+    from _prohelpers import deepseek_cli
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pro_runs["dir"] / layout / "checkpoints" / "step-4", broken)
+    key = "state/blocks.0.attn.qkv.weight/exp_avg_sq"
+    files = sorted((broken / "optimizer").glob("*.safetensors")) or [broken / "optimizer.safetensors"]
+    for victim in files[-1:] if edit == "negative" else files:  # negative: the second rank's shard only
+        with safe_open(victim, framework="pt") as fh:
+            meta = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
+        tensors[key] = (tensors[key] * 1e6).to(torch.int32) if edit == "integers" else -tensors[key] - 1
+        save_file(tensors, victim, metadata=meta)
+        record = json.loads((broken / "commit.json").read_text())  # the edit, sizes and checksums all
+        record["files"][victim.relative_to(broken).as_posix()] = victim.stat().st_size
+        record["crc32"][victim.relative_to(broken).as_posix()] = f"{zlib.crc32(victim.read_bytes()):08x}"
+        (broken / "commit.json").write_text(json.dumps(record))
+    out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
+                       "--run-dir", str(tmp_path / "run"), "--quiet", *strategy, timeout=300)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "diverged" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [line for line in out.stderr.splitlines() if "blocks.0.attn.qkv.weight/exp_avg_sq" in line]
+    assert len(lines) >= 1 and all(str(broken) in line and words in line for line in lines), out.stderr[-3000:]
+    assert edit == "integers" or all("where optimizer 'adamw' keeps values >= 0; the checkpoint is damaged" in line
+                                     for line in lines)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("layout", "strategy"), [("fsdp", []), ("fsdp_sharded", []),
                                                  ("fsdp_sharded", ["--strategy", "deepspeed"]),
                                                  ("fsdp", ["--strategy", "pipeline"])])

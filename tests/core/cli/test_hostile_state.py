@@ -103,6 +103,14 @@ def _as_integers(tensors: dict[str, Any]) -> None:
     tensors.update({k: v.long() for k, v in tensors.items()})
 
 
+def _edit_first(key: str, change: Callable[[Any], Any]) -> Callable[[dict[str, Any]], None]:
+    """Replace the first parameter's optimizer state ``key`` (e.g. ``exp_avg_sq``) by ``change`` of it."""
+    def edit(tensors: dict[str, Any]) -> None:
+        first = sorted(k for k in tensors if k.endswith(f"/{key}"))[0]
+        tensors[first] = change(tensors[first])
+    return edit
+
+
 def _nan_in_first(tensors: dict[str, Any]) -> None:
     first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
     tensors[first] = tensors[first].clone().fill_(float("nan"))
@@ -172,7 +180,21 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("optimizer header garbage", _garbage_header(str(STEP / "optimizer.safetensors")), ["optimizer.safetensors"]),
     ("optimizer state NaN", _edit_tensors(OPTIMIZER, _nan_in_first), ["optimizer.safetensors", "NaN or infinite"]),
     ("optimizer state of another shape", _edit_tensors(OPTIMIZER, _reshape_first),
-     ["optimizer.safetensors", "has shape [3, 5], its parameter"]),
+     ["optimizer.safetensors", "/exp_avg has shape [3, 5] where optimizer 'adamw' keeps [32] for its parameter [32]"]),
+    # AdamW's second moment as integers was cast back to floats and trained on; negative, its
+    # square root made the next step NaN ("training diverged"): both now refused as read
+    ("optimizer second moment integers", _edit_tensors(OPTIMIZER, _edit_first("exp_avg_sq", lambda t: (t * 1e9).long())),
+     ["optimizer.safetensors: optimizer state ", "/exp_avg_sq holds torch.int64 values where optimizer 'adamw' keeps "
+      "floating-point values"]),
+    ("optimizer second moment negative", _edit_tensors(OPTIMIZER, _edit_first("exp_avg_sq", lambda t: -t - 1)),
+     ["/exp_avg_sq holds 32 negative value(s) (the least -1", "where optimizer 'adamw' keeps values >= 0"]),
+    ("optimizer step negative", _edit_tensors(OPTIMIZER, _edit_first("step", lambda t: -t - 2)),
+     ["/step is -3.0, not a whole count of steps"]),
+    ("optimizer step a fraction", _edit_tensors(OPTIMIZER, _edit_first("step", lambda t: t + 0.5)),
+     ["/step is 1.5, not a whole count of steps"]),
+    ("optimizer state another optimizer keeps", _edit_tensors(OPTIMIZER, lambda t: t.update(
+        {k.replace("exp_avg_sq", "momentum_buffer"): v.clone() for k, v in t.items() if k.endswith("/exp_avg_sq")})),
+     ["holds 'momentum_buffer', which optimizer 'adamw' does not keep (it keeps exp_avg, exp_avg_sq, step)"]),
     ("optimizer state missing a key", _edit_tensors(OPTIMIZER, _drop_first_moment),
      ["optimizer.safetensors", "lacks ['exp_avg']"]),
     ("rng truncated", _truncate(str(STEP / "rng-0.safetensors"), 20), ["rng-0.safetensors"]),

@@ -166,7 +166,8 @@ def deepseek_register_optimizers(register: RegisterFn) -> None:
     ``torch.optim.Optimizer`` over the parameter groups a strategy hands in (decay and no-decay
     groups, each with its ``weight_decay``); the trainer sets every group's ``lr`` before each step.
     ``initial_state(param)`` (optional) gives a parameter's state before its first step, which
-    DeepSpeed ZeRO needs to resume; ``elementwise`` and ``dtensor`` declare whether it can step flat
+    DeepSpeed ZeRO needs to resume; ``state_spec(shape)`` (optional) what it keeps per parameter,
+    which checkpoints read back are held to; ``elementwise`` and ``dtensor`` declare whether it can step flat
     partitions (DeepSpeed ZeRO) and DTensor shards (FSDP2, tensor parallel). Core registers
     ``adamw``, ``sgd``, ``lion`` and ``adafactor``. Guide: docs/plugins.md section 14.
     """

@@ -50,6 +50,7 @@ from deepseek.training.checkpoint_sharded import (
     sharded_reader_error,
     unflatten_optimizer_state,
 )
+from deepseek.training.optimizers import builder_of
 from deepseek.training.param_groups import tied_aliases
 
 if TYPE_CHECKING:
@@ -194,8 +195,14 @@ def load_checkpoint(
         ckpt.check_group_members(groups, [g["params"] for g in osd["param_groups"]], directory / OPTIMIZER_DIR)
         ckpt.check_groups_fit(groups, osd["param_groups"], directory / OPTIMIZER_DIR)
         tensors, _ = flatten_optimizer_state(osd["state"])
+        shapes = {n: tuple(p.shape) for n, p in module.named_parameters()}  # a DTensor's is the whole one's
+        builder = builder_of(optimizer)
+        headers = _stored_headers(directory / OPTIMIZER_DIR) if tensors else {}
+        # keys, dtypes and shapes from the headers: torch's reader casts to the live tensors' dtype
+        ckpt.check_state_fit(unflatten_optimizer_state(headers, scalars), shapes, directory / OPTIMIZER_DIR, builder)
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
-        problem = problem or _nonfinite_part(strategy, tensors, directory / OPTIMIZER_DIR)
+        problem = (problem or _nonfinite_part(strategy, tensors, directory / OPTIMIZER_DIR)
+                   or _state_part(tensors, scalars, shapes, builder, directory / OPTIMIZER_DIR))
     except CheckpointError:
         raise
     except (Exception, CheckpointException) as exc:  # noqa: BLE001 - torch's reader errors: damaged/mismatched files
@@ -271,12 +278,28 @@ def _nonfinite_part(strategy: DistributedStrategy, tensors: Mapping[str, Any], w
     return f"{where}: {found} (as rank {strategy.rank} loaded it); the checkpoint is damaged, {_HINT}"
 
 
+def _state_part(tensors: Mapping[str, Any], scalars: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], builder: Any, where: Path) -> str | None:
+    """Core's check of optimizer state read back (``optimizer_state.check_state_fit``: what the
+    run's optimizer declares it keeps) of the values DCP loaded into this rank (a DTensor's local
+    part: counts are of that part); the one line, or None."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    parts = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+    try:
+        ckpt.check_state_fit(unflatten_optimizer_state(parts, scalars), shapes, where, builder, local=True)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
 def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Module, where: Path) -> None:
     by_id = {id(p): n for n, p in module.named_parameters()}
     ckpt.check_group_members(osd["param_groups"], [[by_id.get(id(p), "") for p in g["params"]]
                                                    for g in optimizer.param_groups], where)
     ckpt.check_groups_fit(osd["param_groups"], optimizer.param_groups, where)
-    ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where)
+    ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where,
+                         builder_of(optimizer))
 
 
 # ----------------------------------------------------------------------------- export

@@ -59,7 +59,6 @@ from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import (
     check_group_members,
     check_groups_fit,
-    check_state_fit,
     cpu_unshared,
     from_jsonable,
     jsonable,
@@ -79,6 +78,7 @@ from deepseek.training.checkpoint_sharded import (
     read_sharded_model,
 )
 from deepseek.training.checkpoint_state import FORMAT, FORMAT_VERSION, check_trainer_state
+from deepseek.training.optimizer_state import check_state_fit
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata (and
 which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`;
 whether saved groups hold sane values, :func:`check_saved_groups`, and fit the live optimizer:
-:func:`check_groups_fit`, :func:`check_state_fit`);
+:func:`check_groups_fit`; the optimizer's state: :mod:`deepseek.training.optimizer_state`);
 :func:`cpu_unshared` readies a state dict for safetensors."""
 
 from __future__ import annotations
@@ -160,45 +160,6 @@ def check_group_members(saved: Sequence[Mapping[str, Any]], live: Sequence[Itera
         now = f"group {here[n]}" if n in here else "no group"
         raise CheckpointError(f"{path}: the checkpoint's optimizer groups differ from this run's ({n!r}: {where} "
                               f"there, {now} here; {len(moved)} parameter(s) in all); {fix}")
-
-
-def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]], path: Any) -> None:
-    """Saved optimizer state (parameter name -> its state) against the parameters' ``shapes``,
-    as the optimizers ``[optimizer]`` builds keep it: parameters with as many dimensions hold the
-    same keys (Adafactor keeps a matrix's second moment as row and column factors, a vector's
-    whole), and each tensor is a scalar (``step``), has its parameter's shape, or that shape with
-    dimensions reduced to 1 (those factors); otherwise a CheckpointError naming ``path`` and the
-    parameter, before the first step would fail on it."""
-    import torch
-
-    def rank(name: str) -> int | None:
-        return len(shapes[name]) if name in shapes else None
-
-    keys: dict[int | None, set[str]] = {}
-    for name, values in state.items():
-        keys.setdefault(rank(name), set()).update(values)
-    for name, values in sorted(state.items()):
-        missing = sorted(keys[rank(name)] - set(values))
-        if missing:
-            raise CheckpointError(f"{path}: optimizer state of {name!r} lacks {missing}, which other "
-                                  f"parameters have; the checkpoint is damaged, {HINT}")
-        step = values.get("step")
-        if step is not None:
-            count = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
-            if isinstance(count, bool) or not isinstance(count, (int, float)) or not 0 <= count < 2**53 \
-                    or count != int(count):
-                raise CheckpointError(f"{path}: optimizer state {name}/step is {count!r}, not a whole count of "
-                                      f"steps (0 or more); the checkpoint is damaged, {HINT}")
-        shape = shapes.get(name)
-        for key, value in values.items():
-            if shape is None or not isinstance(value, torch.Tensor) or value.dim() == 0:
-                continue
-            got = tuple(value.shape)
-            if len(got) != len(shape) or any(g not in (s, 1) for g, s in zip(got, shape, strict=True)):
-                raise CheckpointError(
-                    f"{path}: optimizer state {name}/{key} has shape {list(value.shape)}, its parameter "
-                    f"{list(shape)}; the checkpoint is damaged or from another model, {HINT}"
-                )
 
 
 def cpu_unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,7 +20,6 @@ from deepseek.training.checkpoint_io import (
     check_group_members,
     check_groups_fit,
     check_saved_groups,
-    check_state_fit,
     cpu_unshared,
     from_jsonable,
     jsonable,
@@ -30,6 +29,7 @@ from deepseek.training.checkpoint_io import (
 )
 from deepseek.training.checkpoint_sharded import layout_of, read_sharded_optimizer
 from deepseek.training.checkpoint_state import FORMAT_VERSION
+from deepseek.training.optimizer_state import check_state_fit
 
 if TYPE_CHECKING:
     import torch
@@ -102,7 +102,9 @@ def load_optimizer_state(
 ) -> dict[str, Any]:
     """Read optimizer state (a file written by :func:`save_optimizer_state`, or a checkpoint
     folder of either layout); returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
-    parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer."""
+    parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer, once
+    the state is checked against what the optimizer's builder declares it keeps
+    (:func:`~deepseek.training.optimizer_state.check_state_fit`)."""
     p = Path(path)
     if p.is_dir() and layout_of(p) == "sharded":
         named = read_sharded_optimizer(p)
@@ -144,7 +146,10 @@ def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: P
     groups = [{**resumed_group(saved, cur), "params": list(cur["params"])}
               for saved, cur in zip(named["param_groups"], current, strict=True)]
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path)
+    from deepseek.training.optimizers import builder_of
+
+    check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path,
+                    builder_of(optimizer))
     state = {index[n]: v for n, v in named["state"].items() if n in index}
     return {"state": state, "param_groups": groups}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from deepseek.training.optimizer_state import StateValue
 from deepseek.training.optimizers import OptimizerBuilder
 
 
@@ -72,3 +73,6 @@ class LionBuilder(OptimizerBuilder):
 
     def initial_state(self, param: torch.Tensor) -> dict[str, Any]:
         return {"exp_avg": torch.zeros_like(param)}
+
+    def state_spec(self, shape: tuple[int, ...]) -> dict[str, StateValue]:
+        return {"exp_avg": StateValue(shape)}

@@ -18,12 +18,14 @@ Nothing here imports torch at module level: loading a config resolves the class 
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from deepseek.config.components import NoOptions
+from deepseek.training.optimizer_state import StateValue
 
 if TYPE_CHECKING:
     import torch
@@ -90,6 +92,18 @@ class OptimizerBuilder(ABC):
         say, and such an engine refuses to resume it."""
         return None
 
+    def state_spec(self, shape: tuple[int, ...]) -> Mapping[str, StateValue] | None:
+        """What the optimizer keeps for a parameter of ``shape`` once it has stepped it, by state
+        key (:class:`~deepseek.training.optimizer_state.StateValue`: shape, floating point,
+        never negative, a step count); checkpoints read back are held to it before they are
+        loaded (a key it does not keep, one it lacks, another shape or dtype, a NaN, a negative
+        second moment, a step that is not a whole count are refused). It must hold for every
+        hyper-parameter a checkpoint may carry (a resumed run keeps the saved ones). ``None``
+        (the default): every tensor floating point and finite, of the parameter's shape, that
+        shape with dimensions reduced to 1, or a scalar; ``step`` a whole count; parameters with
+        as many dimensions holding the same keys."""
+        return None
+
 
 @dataclass(frozen=True)
 class GroupedOptimizerFactory:
@@ -115,6 +129,7 @@ class GroupedOptimizerFactory:
     """``id(parameter) -> name`` of the model as the engine built it, for plain parameters."""
 
     def __call__(self, params: Iterable[Any]) -> torch.optim.Optimizer:
+        """The optimizer over ``params``, recorded as made by :attr:`builder` (:func:`builder_of`)."""
         from deepseek.training.param_groups import build_groups
 
         items = list(params)
@@ -139,6 +154,7 @@ class GroupedOptimizerFactory:
             if "lr_scale" in group:
                 group["lr"] = self.lr * group["lr_scale"]
         step_blamed_on(made, self.label)
+        _MADE_BY[made] = self.builder
         return made
 
     def _named(self, items: list[Any]) -> list[tuple[str, Any]]:
@@ -159,6 +175,19 @@ class GroupedOptimizerFactory:
                               "them; pass module.named_parameters() in the strategy's setup (docs/plugins.md "
                               "section 12)")
         return [(self.names[id(p)], p) for p in items]
+
+
+_MADE_BY: weakref.WeakKeyDictionary[Any, OptimizerBuilder] = weakref.WeakKeyDictionary()
+
+
+def builder_of(optimizer: Any) -> OptimizerBuilder | None:
+    """The builder whose :class:`GroupedOptimizerFactory` made ``optimizer`` (what checkpoint
+    loading holds the state it reads back to: :meth:`OptimizerBuilder.state_spec`); ``None`` for
+    an optimizer made otherwise."""
+    try:
+        return _MADE_BY.get(optimizer)
+    except TypeError:  # not weakly referable: made by no factory
+        return None
 
 
 def fused_kernel(groups: list[dict[str, Any]], asked: bool | None) -> bool | None:
@@ -205,6 +234,11 @@ class AdamW(OptimizerBuilder):
         return {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(param),
                 "exp_avg_sq": torch.zeros_like(param)}
 
+    def state_spec(self, shape: tuple[int, ...]) -> dict[str, StateValue]:
+        # MasterWeightAdamW saves the same (its masters are the model's weights)
+        return {"step": StateValue(count=True), "exp_avg": StateValue(shape),
+                "exp_avg_sq": StateValue(shape, non_negative=True)}
+
 
 class SGD(OptimizerBuilder):
     """torch's SGD with ``momentum`` (0: plain SGD) and its own ``nesterov`` key; ``weight_decay``
@@ -235,6 +269,11 @@ class SGD(OptimizerBuilder):
 
         # torch's SGD keeps no state without momentum; with it, a buffer the first step fills
         return {"momentum_buffer": torch.zeros_like(param)} if self.config.momentum else {}
+
+    def state_spec(self, shape: tuple[int, ...]) -> dict[str, StateValue]:
+        # the buffer whether or not this run's config has momentum: the saved groups' momentum
+        # is the one a resumed run steps with (without it, torch keeps no state at all)
+        return {"momentum_buffer": StateValue(shape)}
 
 
 def _at_most_zero(value: float) -> str | None:
@@ -317,6 +356,15 @@ class Adafactor(OptimizerBuilder):
         else:
             state["variance"] = torch.zeros_like(param)
         return state
+
+    def state_spec(self, shape: tuple[int, ...]) -> dict[str, StateValue]:
+        spec = {"step": StateValue(count=True)}
+        if len(shape) > 1:  # the factors of initial_state, means of squares: never negative
+            spec["row_var"] = StateValue((*shape[:-1], 1), non_negative=True)
+            spec["col_var"] = StateValue((*shape[:-2], 1, shape[-1]), non_negative=True)
+        else:
+            spec["variance"] = StateValue(shape, non_negative=True)
+        return spec
 
 
 def can_step(form: str, *, elementwise: bool, dtensor: bool) -> bool:

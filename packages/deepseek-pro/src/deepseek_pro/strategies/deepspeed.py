@@ -317,6 +317,8 @@ class DeepSpeedStrategy(DistributedStrategy):
             ckpt.check_model_fit(model, {k: tuple(v.shape) for k, v in live.items()}, directory,
                                  {k: v.dtype for k, v in live.items()})  # integers would be cast: truncated values
             ckpt.check_group_members(optim["param_groups"], self._group_names, directory / ckpt.OPTIMIZER_FILE)
+            ckpt.check_state_fit(optim["state"], {n: tuple(v.shape) for n, v in live.items()},
+                                 directory / ckpt.OPTIMIZER_FILE, None if self._own_optimizer() else self._builder)
         except CheckpointError as exc:
             problem = str(exc)
         # Every rank reads the files; agree on failure so that no rank waits in a collective.

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.optimizers import builder_of
 
 
 def part_path(directory: Path, stage: int, filename: str) -> Path:
@@ -127,6 +128,7 @@ def _restrict_optimizer_state(
     for saved, live, own in zip(saved_groups, optimizer.param_groups, mine, strict=True):
         groups.append({**ckpt.resumed_group(saved, live), "params": own})
         state.update({n: dict(named["state"][source[n]]) for n in own if source[n] in named["state"]})
+    ckpt.check_state_fit(state, {n: tuple(p.shape) for n, p in module.named_parameters()}, path, builder_of(optimizer))
     return {"state": state, "param_groups": groups}
 
 
