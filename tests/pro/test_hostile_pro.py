@@ -80,6 +80,15 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("launch log dir is a file", ["launch", "--log-dir", "afile", "--", "train"], ["--log-dir", "afile is a file"]),
     ("launch log dir below a file", ["launch", "--log-dir", "afile/logs", "--", "train"], ["--log-dir"]),
     ("launch nothing to run", ["launch", "-n", "2"], ["nothing to run"]),
+    # a root option between launch and its --: it reached the workers alone (deepseek --plugins
+    # pro -- plugins list on every rank), unseen by the launcher's checks of the job; now refused
+    # as after any command, saying where it goes
+    ("launch root option before its --", ["launch", "-n", "2", "--plugins", "deepseek-pro", "--", "plugins", "list"],
+     ["No such option '--plugins'; --plugins is an option of deepseek itself: give it before the command "
+      "(deepseek --plugins ... launch ...)"]),
+    ("launch root flag before its --", ["launch", "-n", "2", "--no-plugin-autoload", "plugins", "list"],
+     ["--no-plugin-autoload is an option of deepseek itself: give it before the command "
+      "(deepseek --no-plugin-autoload launch ...)"]),
     ("launch misspelt command", ["launch", "-n", "2", "--", "trian", "--set", "model.name=tiny"],
      ["launch: no such command 'trian'; did you mean 'train'?"]),  # was one line per rank, then the launcher's
     ("launch nodes without endpoint", ["launch", "--nnodes", "2", "--", "train"], ["--rdzv-endpoint"]),

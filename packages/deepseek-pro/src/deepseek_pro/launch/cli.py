@@ -105,10 +105,13 @@ def validate_train(
     return list(train_args), grace
 
 
-@click.command(
-    "launch",
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-)
+# Everything from the command on (after ``--``, or from the first word that is not an option) is
+# the workers' ``deepseek`` arguments, root options included (``-- --plugins pro train``: the
+# workers' own on top of the launcher's). Before it only launch's options are taken: a root option
+# there (``launch -n 2 --plugins pro -- train``) is refused like one after any command, with
+# where it goes (cli/root.py's root_option_hint), where it reached the workers alone, unseen by
+# the launcher's checks of the job.
+@click.command("launch", context_settings={"allow_interspersed_args": False})
 @click.option("-n", "--nproc-per-node", type=count(), default=1, show_default=True,
               help="Processes per node (one per GPU on CUDA).")
 @click.option("--nnodes", type=count(), default=1, show_default=True, help="Number of nodes.")
