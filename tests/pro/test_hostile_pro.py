@@ -86,6 +86,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("launch root option before its --", ["launch", "-n", "2", "--plugins", "deepseek-pro", "--", "plugins", "list"],
      ["No such option '--plugins'; --plugins is an option of deepseek itself: give it before the command "
       "(deepseek --plugins ... launch ...)"]),
+    # after the --, among train's own: the launcher's check of the job said "No such option
+    # '--plugins'. (see 'train --help')", without where it goes
+    ("launch root option among train's", ["launch", "-n", "2", "--", "train", "--plugins", "deepseek-pro"],
+     ["No such option '--plugins'; --plugins is an option of deepseek itself: give it before the command "
+      "(deepseek --plugins ... train ...) (see 'deepseek train --help')"]),
     ("launch root flag before its --", ["launch", "-n", "2", "--no-plugin-autoload", "plugins", "list"],
      ["--no-plugin-autoload is an option of deepseek itself: give it before the command "
       "(deepseek --no-plugin-autoload launch ...)"]),

@@ -87,7 +87,11 @@ def validate_train(
     from deepseek.cli.train_cmd import train as train_command
     from deepseek_pro.launch import checks
 
-    ctx = train_command.make_context("train", split_debug(list(train_args))[0])
+    # under the root's context (when there is one), as deepseek train itself parses them: a root
+    # option among them is refused with where it goes (cli/root.py's root_option_hint)
+    outer = click.get_current_context(silent=True)
+    ctx = train_command.make_context("train", split_debug(list(train_args))[0],
+                                     parent=outer.find_root() if outer is not None else None)
     p = ctx.params
     config = build_train_config(
         p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
