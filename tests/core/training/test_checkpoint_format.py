@@ -169,6 +169,40 @@ def test_optimizer_values_read_back_are_checked_like_input(tiny_config, tmp_path
     assert not (run / "checkpoints" / "step-4").exists()
 
 
+@pytest.mark.parametrize(("optimizer", "key", "change", "words"), [
+    # Adafactor's factored second moment: its declared shape is the matrix's with the last
+    # dimension reduced to 1; a negative factor's square root was the next step's NaN
+    ("adafactor", "row_var", lambda t: -t - 1, "negative value(s) (the least -1"),
+    ("adafactor", "row_var", lambda t: t.reshape(-1), "where optimizer 'adafactor' keeps"),
+    # SGD's momentum as integers was cast back into floats by torch and trained on
+    ("sgd", "momentum_buffer", lambda t: (t * 1e6).long(), "holds torch.int64 values where optimizer 'sgd' keeps "
+     "floating-point values"),
+])
+def test_optimizer_state_read_back_is_held_to_what_the_optimizer_declares(tiny_config, tmp_path: Path, optimizer: str,
+                                                                         key: str, change, words: str) -> None:
+    """Each registered optimizer's ``state_spec`` is what a resume holds its saved state to."""
+    from deepseek.training.checkpoint_io import load_tensors, save_tensors
+
+    config = tiny_config(train={"max_steps": 2}, optimizer={"name": optimizer})
+    run = Trainer(config, run_dir=tmp_path / "run").fit().run_dir
+    target = run / "checkpoints" / "step-2" / "optimizer.safetensors"
+    tensors, meta = load_tensors(target, "optimizer state")
+    name = sorted(k for k in tensors if k.endswith(f"/{key}") and tensors[k].dim() == 2)[0]
+    tensors[name] = change(tensors[name]).contiguous()
+    save_tensors(target, tensors, meta)
+    record = json.loads((target.parent / "commit.json").read_text())  # the edit, sizes and checksums all
+    record["files"][target.name] = target.stat().st_size
+    record["crc32"][target.name] = f"{zlib.crc32(target.read_bytes()):08x}"
+    (target.parent / "commit.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError) as info:
+        Trainer(tiny_config(train={"max_steps": 4}, optimizer={"name": optimizer}),
+                resume=run / "checkpoints" / "step-2").fit()
+    message = str(info.value)
+    assert f"optimizer.safetensors: optimizer state {name.removeprefix('state/')} " in message, message
+    assert words in message and "\n" not in message
+    assert not (run / "checkpoints" / "step-4").exists()
+
+
 def test_interrupt_mid_save_keeps_previous_checkpoint_and_no_half_folder(tiny_config, tmp_path: Path, monkeypatch) -> None:
     config = tiny_config(train={"max_steps": 4}, checkpoint={"interval": 2})
     original = ckpt.save_optimizer_state
