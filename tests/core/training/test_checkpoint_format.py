@@ -340,3 +340,27 @@ def test_a_trainer_json_that_is_not_a_file_is_named_for_what_it_is(tmp_path: Pat
     make(tmp_path / TRAINER_FILE)
     with pytest.raises(CheckpointError, match=f"trainer.json: {said}; the checkpoint is incomplete"):
         read_trainer_state(tmp_path)
+
+
+def test_an_optimizer_declaring_no_state_gets_the_default_rule() -> None:
+    """``state_spec`` left at ``None`` (a plugin's optimizer that does not say): every tensor
+    floating point, of its parameter's shape, reduced or a scalar, ``step`` a whole count, and
+    parameters with as many dimensions holding the same keys."""
+    from deepseek.training.optimizer_state import check_state_fit
+
+    shapes = {"w": (4, 3), "b": (3,)}
+    good = {"w": {"step": torch.tensor(2.0), "m": torch.zeros(4, 3), "f": torch.zeros(4, 1)},
+            "b": {"step": 2, "v": torch.zeros(3)}}
+    check_state_fit(good, shapes, "opt.safetensors")  # nothing to say
+    for state, words in [
+        ({**good, "b": {"step": 2, "v": torch.zeros(3, dtype=torch.int32)}},
+         "opt.safetensors: optimizer state b/v holds torch.int32 values where the optimizer keeps floating-point"),
+        ({**good, "w": {**good["w"], "m": torch.zeros(3, 4)}}, "optimizer state w/m has shape [3, 4] where the "
+         "optimizer keeps [4, 3] for its parameter [4, 3]"),
+        ({**good, "b": {"step": -1, "v": torch.zeros(3)}}, "optimizer state b/step is -1, not a whole count"),
+        ({"w": good["w"], "x": {"step": 1}, "b": good["b"]} | {"y": {"m": torch.zeros(2, 2)}},
+         "optimizer state x lacks ['f', 'm']"),
+    ]:
+        with pytest.raises(CheckpointError, match="checkpoint") as info:
+            check_state_fit(state, {**shapes, "x": (2, 2), "y": (2, 2)}, "opt.safetensors")
+        assert words in str(info.value), str(info.value)

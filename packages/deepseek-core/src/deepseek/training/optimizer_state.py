@@ -21,10 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_io import HINT
+
+if TYPE_CHECKING:
+    from deepseek.training.optimizers import OptimizerBuilder
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ Spec = Callable[[tuple[int, ...]], "Mapping[str, StateValue] | None"]
 
 
 def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]], path: Any,
-                    builder: Any = None, *, local: bool = False) -> None:
+                    builder: OptimizerBuilder | None = None, *, local: bool = False) -> None:
     """Optimizer state read back (parameter name -> its state) against the parameters' full
     ``shapes`` and what ``builder`` (the run's ``OptimizerBuilder``, or ``None``) declares it keeps
     (``state_spec``); a :class:`CheckpointError` naming ``path``, the parameter and key, what is
@@ -93,9 +96,11 @@ def _default_rule(key: str, value: Any, shape: tuple[int, ...] | None) -> StateV
     """The rule of an optimizer that declares no state: ``step`` a count, every other tensor
     floating point (a scalar, the parameter's shape or that shape with dimensions reduced to 1,
     checked in :func:`_check_value`); other plain values as they are."""
+    import torch
+
     if key == "step":
         return StateValue(count=True)
-    if not hasattr(value, "dim"):
+    if not isinstance(value, torch.Tensor):
         return None
     return StateValue(shape=tuple(value.shape) if _reduced(tuple(value.shape), shape) else shape or ())
 
