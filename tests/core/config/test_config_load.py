@@ -299,3 +299,41 @@ def test_set_tilde_removes_a_key_the_file_gives(tmp_path: Path) -> None:
         load_config(path, ["~lr_schedule.nothere"])
     with pytest.raises(UsageError, match=r"expected ~SECTION\.KEY"):
         load_config(path, ["~lr_schedule"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.learning_rate=1e-4",
+         r"^train\.learning_rate: unknown key \(learning_rate of Hugging Face's TrainingArguments is train\.lr here\); "
+         r"allowed keys: activation_checkpointing, "),
+        ("train.per_device_train_batch_size=8",
+         r"^train\.per_device_train_batch_size: unknown key \(per_device_train_batch_size of Hugging Face's "
+         r"TrainingArguments is data\.batch_size here; the global batch: all ranks and micro-batches together\)"),
+        ("train.max_epochs=3", r"^train\.max_epochs: unknown key \(max_epochs of Lightning's Trainer is "
+                               r"train\.max_steps here; steps, not epochs; deepseek\.fit takes max_epochs\)"),
+        ("model.hidden_size=64", r"^model\.hidden_size: unknown key \(hidden_size of a Hugging Face config\.json is "
+                                 r"model\.d_model here\); allowed keys: bias, "),
+        ("data.block_size=64", r"^data\.block_size: unknown key \(block_size of Hugging Face's examples and TRL is "
+                               r"data\.seq_len here\)"),
+        # deepseek's own key in another table; adamw has no options of its own, a second path to the message
+        ("optimizer.lr=1e-3", r"^optimizer\.lr: unknown key \(lr is train\.lr here\) \(optimizer 'adamw' takes no "
+                              r"options of its own\)"),
+        ("train.weight_decay=0.01", r"^train\.weight_decay: unknown key \(weight_decay of Hugging Face's "
+                                    r"TrainingArguments is optimizer\.weight_decay here\)"),
+    ],
+)
+def test_hugging_face_and_lightning_names_point_at_deepseeks_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_a_foreign_name_is_not_sent_to_a_key_the_table_lacks() -> None:
+    from deepseek.config.foreign_keys import unknown_key_hint
+
+    # a plugin's model without d_model: no pointer to model.d_model, difflib's suggestion instead
+    assert unknown_key_hint("model", "hidden_size", ["name", "hidden"]) == " (did you mean 'hidden'?)"
+    assert unknown_key_hint("model", "hidden_size", ["name", "d_model"]) == (
+        " (hidden_size of a Hugging Face config.json is model.d_model here)")
+    # nested tables are not config sections: a group's lr is not sent to train.lr
+    assert unknown_key_hint("optimizer.groups.0", "lr", ["match", "lr_scale"]) == ""

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from deepseek.config.foreign_keys import unknown_key_hint
 from deepseek.config.validate import build_dataclass
 from deepseek.errors import ConfigError, PluginError
-from deepseek.names import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def build_options(
     if not dataclasses.fields(cls) and table:
         first = sorted(table)[0]
         allowed = f"; allowed keys: {', '.join(sorted(known))}" if known else ""
-        raise ConfigError(f"{path}.{first}: unknown key{did_you_mean(first, list(known))} ({kind} {name!r} takes "
+        raise ConfigError(f"{path}.{first}: unknown key{unknown_key_hint(path, first, known)} ({kind} {name!r} takes "
                           f"no options of its own){allowed}")
     with keys_under(path, own_path(kind, name, path)):  # its own checks (__post_init__) name its keys there
         return build_dataclass(cls, table, path=path, known=known)

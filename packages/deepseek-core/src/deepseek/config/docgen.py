@@ -16,6 +16,7 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from deepseek.config.foreign_keys import markdown_rows
 from deepseek.config.load import COMPONENT_SECTIONS
 from deepseek.config.schema import SHARED_KEYS, Config
 from deepseek.plugins.docgen import markdown_of
@@ -177,6 +178,16 @@ def render(host: Any = None) -> str:
         "component (`name`) and hold that component's own keys beside it, validated by its `Options`",
         "(docs/plugins.md, sections 10-12 and 14); the components core registers are listed here, and `deepseek plugins list`",
         "shows every installed one (deepseek-pro's strategies: docs/distributed.md).",
+        "",
+        "## Names from Hugging Face and Lightning",
+        "",
+        "A key of a table below written with its Hugging Face or Lightning name (`--set",
+        "train.learning_rate=1e-4`), or one of deepseek's keys written in another table (`optimizer.lr`),",
+        "is refused with the key to set instead (`train.learning_rate: unknown key (learning_rate of",
+        "Hugging Face's TrainingArguments is train.lr here)`), from this table",
+        "(`deepseek.config.foreign_keys`):",
+        "",
+        *markdown_rows(),
         "",
     ]
     for f in dataclasses.fields(Config):

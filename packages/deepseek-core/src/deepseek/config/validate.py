@@ -14,6 +14,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from deepseek.config.foreign_keys import unknown_key_hint
 from deepseek.errors import QUOTED_LIMIT, ConfigError, clipped
 from deepseek.names import did_you_mean
 
@@ -31,9 +32,7 @@ def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str, known: typ
     for key in data:
         if key not in fields:
             names = sorted({*fields, *known})
-            raise ConfigError(
-                f"{path}.{key}: unknown key{did_you_mean(key, names)}; allowed keys: {', '.join(names) or 'none'}"
-            )
+            raise ConfigError(f"{path}.{key}: unknown key{unknown_key_hint(path, key, names)}; allowed keys: {', '.join(names) or 'none'}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         fpath = f"{path}.{name}"
