@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -170,6 +172,21 @@ def test_strategy_with_core_missing_edition_says_what_to_install() -> None:
     core_only = PluginHost(PluginSettings(autoload=False))
     with pytest.raises(ConfigError, match="strategy.name: .*zero3.*deepseek-pro"):
         load_config(overrides=["strategy.name=zero3"], host=core_only)
+
+
+def test_a_json_file_given_as_the_config_says_what_to_do_instead(tmp_path: Path) -> None:
+    """A Hugging Face user's first try, deepseek train my-gpt2/config.json, was told to fix the
+    syntax at line 1 of a valid JSON file."""
+    hf = tmp_path / "my-gpt2"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 64, "n_layer": 2}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(hf / 'config.json'))}: not valid TOML: .*; it is a Hugging "
+                                          rf"Face model's config\.json \(gpt2\); import the model with deepseek "
+                                          rf"import-hf {re.escape(str(hf))} --out DIR, then give DIR/config\.toml"):
+        load_config(hf / "config.json")
+    (tmp_path / "train.json").write_text(json.dumps({"train": {"lr": 1e-3}}))
+    with pytest.raises(ConfigError, match=r"train\.json: not valid TOML: .*; it is JSON; write it as TOML \(docs/config\.md\)$"):
+        load_config(tmp_path / "train.json")
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:

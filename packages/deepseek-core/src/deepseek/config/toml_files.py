@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import ConfigError
-from deepseek.parsing import TOO_DEEP, loads_toml
+from deepseek.parsing import TOO_DEEP, loads_json, loads_toml
 from deepseek.paths import broken_link, usual_mode
 
 if TYPE_CHECKING:
@@ -62,7 +62,21 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         if str(exc) == TOO_DEEP:
             raise ConfigError(f"{p}: not a config: its values are {TOO_DEEP} (a config's are a few); check the "
                               "path and the file") from None
-        raise ConfigError(f"{p}: not valid TOML: {exc}; fix the syntax at that position") from exc
+        raise ConfigError(f"{p}: not valid TOML: {exc}; {_json_instead(p, text) or 'fix the syntax at that position'}"
+                          ) from exc
+
+
+def _json_instead(path: Path, text: str) -> str:
+    """How to go on when the file that is not TOML is JSON: a Hugging Face model's ``config.json``
+    (``model_type``) is imported, other JSON rewritten as TOML; ``""`` for anything else."""
+    try:
+        data = loads_json(text)
+    except ValueError:
+        return ""
+    if isinstance(data, dict) and isinstance(data.get("model_type"), str):
+        return (f"it is a Hugging Face model's config.json ({data['model_type']}); import the model with "
+                f"deepseek import-hf {path.parent} --out DIR, then give DIR/config.toml (docs/interop.md)")
+    return "it is JSON; write it as TOML (docs/config.md)"
 
 
 def dump_config(config: Config) -> str:
