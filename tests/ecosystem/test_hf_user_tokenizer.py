@@ -79,6 +79,36 @@ def test_a_transformers_tokenizer_folder_is_a_tokenizer_with_its_eos_as_separato
     assert "has no tokenizer.json" in line and "use_fast=True" in line
 
 
+@pytest.mark.parametrize(("content", "words"), [
+    (b'{"eos_token": "</s>", "pad_tok', "cannot be read as JSON"),  # truncated
+    (b"[1, 2]", "expected a JSON object of the tokenizer's settings, got list"),
+    (b'{"eos_token": 1}', "eos_token must be a token (a string, or an object with its \"content\"), got 1"),
+    (b'{"eos_token": {"id": 1}}', 'eos_token must be a token'),
+])
+def test_a_damaged_tokenizer_config_is_one_line_not_another_separator(host: PluginHost, tmp_path: Path,
+                                                                      content: bytes, words: str) -> None:
+    """The tokenizer has both </s> (its declared eos) and <|endoftext|>: a damaged tokenizer_config.json
+    was passed over, so the run silently packed documents with <|endoftext|> instead."""
+    corpus = texts(200, 7)
+    folder = transformers_folder(tmp_path / "tok", corpus, extra=("<|endoftext|>",))
+    (folder / "tokenizer_config.json").write_bytes(content)
+    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(folder))}",
+                   "--set", f"data.files={json.dumps([str(jsonl(tmp_path / 'a.jsonl', corpus))])}",
+                   "--run-dir", str(tmp_path / "run"))
+    assert line.startswith(f"error: data.tokenizer: {folder / 'tokenizer_config.json'}: ") and words in line
+    assert not (tmp_path / "run").exists()
+    assert words in refused(host, "tokenizer", "info", str(folder))
+    # import-hf refuses it before writing, instead of copying it beside the imported tokenizer
+    transformers = pytest.importorskip("transformers")
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=32,
+                                                         vocab_size=300)).save_pretrained(str(folder))
+    assert words in refused(host, "import-hf", str(folder), "--out", str(tmp_path / "imp"))
+    assert not (tmp_path / "imp").exists()
+    # a transformers AddedToken object is a token
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": {"__type": "AddedToken", "content": "</s>"}}))
+    assert "separator '</s>' = id 1" in ok(host, "tokenizer", "info", str(folder))
+
+
 # ----------------------------------------------------------------------------- GPT-2 with </s>
 
 

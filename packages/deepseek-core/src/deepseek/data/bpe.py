@@ -144,17 +144,30 @@ def tokenizer_file(path: str | os.PathLike[str], where: str) -> Path:
 
 def declared_eos(file: Path) -> str | None:
     """The ``eos_token`` a ``tokenizer_config.json`` or ``special_tokens_map.json`` beside ``file``
-    declares (a string, or ``{"content": ...}``), else ``None``."""
+    declares (a string, or ``{"content": ...}`` as transformers saves an ``AddedToken``), else
+    ``None``. Such a file that is there but cannot be read, is not JSON, or declares something else
+    than a token (a number, a list) is a UsageError naming it: passing over it would pick another
+    separator than the tokenizer's own without a word."""
     for name in SPECIAL_TOKEN_FILES:
-        try:
-            data = loads_json((file.parent / name).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
+        path = file.parent / name
+        if not path.exists() and not path.is_symlink():
             continue
-        eos = data.get("eos_token") if isinstance(data, dict) else None
-        if isinstance(eos, dict):
-            eos = eos.get("content")
-        if isinstance(eos, str) and eos:
-            return eos
+        try:
+            data = loads_json(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
+            raise UsageError(f"{path}: cannot be read as JSON ({reason}); it declares the tokenizer's eos_token "
+                             "(the document separator): save the tokenizer again, or remove the file") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: expected a JSON object of the tokenizer's settings, got "
+                             f"{type(data).__name__}; save the tokenizer again, or remove the file")
+        eos = data.get("eos_token")
+        token = eos.get("content") if isinstance(eos, dict) else eos
+        if eos is not None and not isinstance(token, str):
+            raise UsageError(f"{path}: eos_token must be a token (a string, or an object with its \"content\"), "
+                             f"got {json.dumps(eos)[:80]}; fix it, or name the separator with data.separator_token")
+        if token:
+            return token
     return None
 
 

@@ -84,7 +84,11 @@ class TokenOptions:
         except (OSError, UnicodeDecodeError, ValueError):
             spec = None  # refused in one line when the tokenizer is opened
         object.__setattr__(self, "tokenizer", str(path.resolve()))
-        object.__setattr__(self, "separator_token", choose_separator(path, spec, self.separator_token))
+        try:
+            separator = choose_separator(path, spec, self.separator_token)
+        except UsageError as exc:  # a tokenizer_config.json beside it that is not one
+            raise ConfigError(f"data.tokenizer: {exc}") from None
+        object.__setattr__(self, "separator_token", separator)
 
 
 class TokenDataset(Dataset):

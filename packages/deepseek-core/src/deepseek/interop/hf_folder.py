@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepseek.data.bpe import SPECIAL_TOKEN_FILES
+from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.errors import UsageError
 from deepseek.interop import gpt2
 from deepseek.parsing import loads_json
@@ -329,6 +329,7 @@ def import_hf(src: Path, out: Path) -> tuple[list[Path], list[str]]:
     separator = None
     if has_tok:
         tokenizer = read_tokenizer(tok_src, options.vocab_size)
+        declared_eos(tok_src)  # the special-token files copied with it are read back by every run
         eos = raw.get("eos_token_id")
         separator = next((t["content"] for t in tokenizer.get("added_tokens") or []
                           if isinstance(t, dict) and t.get("id") == eos and isinstance(t.get("content"), str)
