@@ -314,3 +314,31 @@ def test_training_text_that_holds_nothing_is_refused_before_writing(host: Plugin
                    str(tmp_path / "v.jsonl"), "--vocab-size", "300", "--out", str(tmp_path / "t.json"))
     assert "the training split of 1 file" in line and "holds no text" in line, line
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_text_file_that_is_not_utf8_is_refused_by_a_tokenizer(trained: dict[str, Any], host: PluginHost,
+                                                                 tmp_path: Path) -> None:
+    """A Latin-1 file among the text dataset's files was tokenized with U+FFFD for each accented
+    letter, by the tokenizer trainer and by the run, without a word (the hf dataset refused it)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(20):
+        (corpus / f"doc{i:02d}.txt").write_text(" ".join(WORDS * 20) + "\n")
+    bad = corpus / "doc07.txt"
+    bad.write_bytes("the café was naïve\n".encode("latin-1") * 30)
+    out = tmp_path / "tok.json"
+    line = refused(host, "tokenizer", "train", "--data", str(corpus), "--val-fraction", "0", "--vocab-size", "300",
+                   "--out", str(out))
+    assert line == (f"error: --data: {str(bad)!r} is not UTF-8 text (byte 0xe9 at offset 7); a tokenizer reads "
+                    "text: save the file as UTF-8 (iconv -f latin1 -t utf-8) or leave it out with --pattern")
+    assert not out.exists()
+    # the file alone: its tail is the validation split, read by the evaluation before the first step
+    line = refused(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(bad))}", "--set",
+                   f"data.tokenizer={json.dumps(str(trained['tok']))}", "--max-steps", "2", "--run-dir",
+                   str(tmp_path / "run"))
+    assert line.startswith(f"error: data.path: {str(bad)!r} is not UTF-8 text (byte 0x")  # é or ï
+    assert line.endswith("or train on byte tokens (no data.tokenizer)")
+    assert not (tmp_path / "run").exists()
+    # byte tokens read any bytes, as before
+    ok(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(corpus))}", "--max-steps", "1", "--run-dir",
+       str(tmp_path / "bytes"))

@@ -96,3 +96,28 @@ def test_a_path_that_is_neither_file_nor_folder_and_an_absolute_pattern_are_refu
     (tmp_path / "a.txt").write_text("hello\n" * 50)
     with pytest.raises(UsageError, match=r"data\.pattern: '/etc/\*' is not a glob pattern relative to data\.path"):
         open_corpus(tmp_path, pattern="/etc/*")
+
+
+def test_a_file_that_is_not_utf8_is_refused_as_text_but_not_a_character_cut_by_a_pieces_edge(tmp_path: Path) -> None:
+    """A tokenizer reads a piece as text: a Latin-1 file was read with U+FFFD for each accented
+    letter without a word; now it is one line naming the file and the byte. A character of a UTF-8
+    file that a piece's edge cuts (a file longer than one piece) is no such byte."""
+    text = "héllo wörld ñandú €uro 𝄞 " * 40  # two-, three- and four-byte characters
+    (tmp_path / "utf8.txt").write_text(text, encoding="utf-8")
+    c = type(path_corpus(tmp_path))(tmp_path, ["utf8.txt"], name="u", val_fraction=0.2, piece_bytes=7)
+    pieces = c.pieces("train") + c.pieces("val")
+    assert len(pieces) > 100 and any(p.read(0, 1)[0] & 0xC0 == 0x80 for p in pieces)  # edges inside characters
+    assert all("\ufffd" not in p.text(strict=True).strip("\ufffd") for p in pieces)  # U+FFFD only at the edges
+    one = path_corpus(tmp_path / "utf8.txt", val_fraction=0.3)  # one piece: its tail is the validation split
+    train, val = one.pieces("train")[0].text(strict=True), one.pieces("val")[0].text(strict=True)
+    assert train.rstrip("\ufffd") in text and val.lstrip("\ufffd") in text
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("naïve café\n".encode("latin-1") * 3)
+    c = path_corpus(latin, val_fraction=0.01)
+    with pytest.raises(UsageError, match=rf"^data\.path: {str(latin)!r} is not UTF-8 text \(byte 0xef at offset 2\); "
+                                         r"a tokenizer reads text: save the file as UTF-8 \(iconv -f latin1 -t utf-8\) "
+                                         r"or leave it out with data\.pattern; or train on byte tokens"):
+        c.pieces("train")[0].text(strict=True)
+    assert c.pieces("train")[0].text(strict=False).startswith("na\ufffdve caf\ufffd")
+    # the embedded corpus keeps its few Latin-1 and KOI8-R test files, with U+FFFD as before
+    assert stdlib_corpus().strict_text is False and c.strict_text is True

@@ -31,8 +31,15 @@ class _Pieces:
         self.corpus, self.name = corpus, corpus.name
 
     def texts(self, split: str) -> Iterator[str]:
+        from deepseek.errors import UsageError
+
         for piece in self.corpus.pieces(split):
-            yield piece.read(0, piece.length).decode("utf-8", errors="replace")
+            try:
+                text = piece.text(strict=self.corpus.strict_text)
+            except UsageError as exc:  # here the corpus is the --data option, and there are no byte tokens
+                raise UsageError(str(exc).replace("data.path:", "--data:", 1).replace("data.pattern", "--pattern")
+                                 .replace("; or train on byte tokens (no data.tokenizer)", "")) from None
+            yield text
 
 
 class _Records:

@@ -19,6 +19,7 @@ CPython 3.11. It is deterministic for one Python version; another version has ot
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from collections.abc import Sequence
@@ -52,6 +53,35 @@ class Piece:
             f.seek(self.start + offset)
             return f.read(n)
 
+    def whole(self) -> bytes:
+        """All the piece's bytes; a file that shrank since the corpus was opened is a UsageError."""
+        data = self.read(0, self.length)
+        if len(data) < self.length:
+            raise UsageError(f"data: {self.path!r} shrank while reading; do not edit the corpus during a run")
+        return data
+
+    def text(self, *, strict: bool) -> str:
+        """The piece as text for a tokenizer: its bytes decoded as UTF-8. ``strict``: a byte that
+        is not UTF-8 is a UsageError naming the file and the byte's offset (a Latin-1 file would
+        be read with U+FFFD in place of each accented letter); a character cut by the piece's own
+        edges (inside a file longer than one piece) is not. Otherwise, and at those edges, such
+        bytes become U+FFFD."""
+        data = self.whole()
+        if strict:
+            lead = 0  # continuation bytes of a character that began in the piece before
+            while self.start > 0 and lead < min(3, len(data)) and data[lead] & 0xC0 == 0x80:
+                lead += 1
+            ends_inside = self.start + self.length < os.path.getsize(self.path)
+            try:
+                codecs.getincrementaldecoder("utf-8")().decode(data[lead:], final=not ends_inside)
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"data.path: {self.path!r} is not UTF-8 text (byte 0x{data[lead + exc.start]:02x} at offset "
+                    f"{self.start + lead + exc.start:,}); a tokenizer reads text: save the file as UTF-8 (iconv -f "
+                    "latin1 -t utf-8) or leave it out with data.pattern; or train on byte tokens (no data.tokenizer)"
+                ) from None
+        return data.decode("utf-8", errors="replace")
+
 
 def _unit_hash(key: str) -> float:
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
@@ -74,6 +104,8 @@ class TextCorpus:
             raise UsageError(f"data.val_fraction: must be in [0, 1), got {val_fraction!r}")
         self.root = Path(root)
         self.name = name
+        self.strict_text = True
+        """Whether a tokenizer refuses a file that is not UTF-8 (:meth:`Piece.text`)."""
         self.val_fraction = val_fraction
         self.piece_bytes = piece_bytes
         pieces: list[Piece] = []
@@ -154,7 +186,9 @@ def stdlib_corpus(val_fraction: float = DEFAULT_VAL_FRACTION) -> TextCorpus:
             f"embedded corpus: no standard-library .py sources under {str(root)!r} (this Python "
             "ships them compiled or zipped); set data.path to a text file or folder"
         )
-    return TextCorpus(root, files, name=f"python-stdlib ({root})", val_fraction=val_fraction)
+    corpus = TextCorpus(root, files, name=f"python-stdlib ({root})", val_fraction=val_fraction)
+    corpus.strict_text = False  # a few test files are Latin-1 or KOI8-R on purpose (test_source_encoding.py)
+    return corpus
 
 
 def path_corpus(

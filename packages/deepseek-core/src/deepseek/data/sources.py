@@ -69,19 +69,17 @@ class DocSource(ABC):
 class PieceReader(DocReader):
     """Pieces of a text corpus as single documents, in bytes or a tokenizer's ids."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, *, strict_text: bool = True) -> None:
         self.tokenizer = tokenizer
         self.bytes = isinstance(tokenizer, ByteTokenizer)
+        self.strict_text = strict_text  # the corpus's rule for files that are not UTF-8
 
     def doc(self, unit: Piece, index: int) -> np.ndarray | None:
         if index > 0:
             return None
-        data = unit.read(0, unit.length)
-        if len(data) < unit.length:
-            raise UsageError(f"data: {unit.path!r} shrank while reading; do not edit the corpus during a run")
-        if self.bytes:
-            return np.frombuffer(data, dtype=np.uint8)
-        return np.asarray(self.tokenizer.encode(data.decode("utf-8", errors="replace")), dtype=np.int32)
+        if not self.bytes:
+            return np.asarray(self.tokenizer.encode(unit.text(strict=self.strict_text)), dtype=np.int32)
+        return np.frombuffer(unit.whole(), dtype=np.uint8)
 
 
 class PieceSource(DocSource):
@@ -100,7 +98,7 @@ class PieceSource(DocSource):
         return pieces
 
     def reader(self) -> DocReader:
-        return PieceReader(self.tokenizer)
+        return PieceReader(self.tokenizer, strict_text=self.corpus.strict_text)
 
     def fingerprint(self, split: Split) -> str:
         return self.corpus.fingerprint(split)
