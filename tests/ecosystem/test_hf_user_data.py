@@ -162,3 +162,29 @@ def test_tokenizer_train_on_the_hf_datasets_files_learns_the_training_split_only
     assert "either --files" in refused(host, "tokenizer", "train", "--files", "a", "--data", "b", "--out", "t.json")
     assert "add --files" in refused(host, "tokenizer", "train", "--text-field", "content", "--out", "t.json")
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_parquet_file_and_a_saved_dataset_of_no_rows_are_empty(host: PluginHost, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A valid Parquet file of no rows was 'cannot read ... (BatchSize must be greater than 0); fix
+    the file', and a dataset of no rows saved with save_to_disk (no Arrow file) 'matches no files'."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    jsonl(tmp_path / "a.jsonl", texts(40, 5))
+    jsonl(tmp_path / "v.jsonl", texts(20, 6))
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    line = refused(host, "train", *SMALL, "--set", 'data.files=["a.jsonl"]', "--set",
+                   'data.val_files=["none.parquet"]', "--run-dir", "r")
+    assert line == ("error: data: the validation split (none.parquet) holds no text (no document, or only empty "
+                    "ones); give it documents with text")
+    datasets.Dataset.from_dict({"text": []}, features=datasets.Features({"text": datasets.Value("string")})
+                               ).save_to_disk("saved-empty")
+    line = refused(host, "train", *SMALL, "--set", 'data.files=["saved-empty"]', "--set", 'data.val_files=["v.jsonl"]',
+                   "--run-dir", "r")
+    assert line == ("error: data.files: 'saved-empty' is a dataset saved with save_to_disk that holds no records "
+                    "(its state.json lists no Arrow file); save a dataset with records")
+    assert not (tmp_path / "r").exists()
+    ok(host, "train", *SMALL, "--set", 'data.files=["a.jsonl", "none.parquet"]', "--set", 'data.val_files=["v.jsonl"]',
+       "--max-steps", "1", "--run-dir", "r")

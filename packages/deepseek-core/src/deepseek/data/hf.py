@@ -158,6 +158,19 @@ def _unreadable_record(unit: FileUnit, records_read: int, exc: BaseException) ->
     return f"data.files: cannot read {unit.path!r} {where} (the reader says: {message}); {fix}"
 
 
+def _parquet_without_rows(unit: FileUnit) -> bool:
+    """Whether ``unit`` is a Parquet file of no rows, which datasets' streaming reader fails on
+    ("BatchSize must be greater than 0") although it is an empty file like any other."""
+    if unit.fmt != "parquet":
+        return False
+    import pyarrow.parquet as pq  # datasets' own dependency
+
+    try:
+        return pq.ParquetFile(unit.path).metadata.num_rows == 0
+    except Exception:  # noqa: BLE001 - an unreadable file is the reader's to report, in its words
+        return False
+
+
 class RecordReader(DocReader):
     """Records of files, streamed: one file open at a time, read forward (a step back reopens it)."""
 
@@ -177,7 +190,7 @@ class RecordReader(DocReader):
         if unit.fmt == "json" and self.json_field and not is_json_lines(unit.path):
             extra = {"field": self.json_field}
         try:
-            if os.path.getsize(unit.path) == 0:
+            if os.path.getsize(unit.path) == 0 or _parquet_without_rows(unit):
                 self._records = iter(())  # no records (datasets cannot open an empty file)
             else:
                 ds = datasets.load_dataset(unit.fmt, data_files=[unit.path], split="train", streaming=True, **extra)

@@ -40,6 +40,9 @@ def _saved_dataset(folder: Path, pattern: str, where: str) -> list[str]:
         raise ConfigError(f"{where}: {pattern!r} is a folder; name its files with a glob such as "
                           f"\"{pattern.rstrip('/')}/**/*.jsonl\", or give a folder written by Dataset.save_to_disk"
                           ) from None
+    if not files:  # save_to_disk of a dataset of no rows writes no Arrow file
+        raise ConfigError(f"{where}: {pattern!r} is a dataset saved with save_to_disk that holds no records (its "
+                          "state.json lists no Arrow file); save a dataset with records")
     absent = [f for f in files if not f.is_file()]
     if absent:
         raise ConfigError(f"{where}: {pattern!r} (saved with save_to_disk) lacks {absent[0].name}; save the "
