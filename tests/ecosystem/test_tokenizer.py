@@ -234,6 +234,18 @@ def test_bad_tokenizer_files_are_one_line(host: PluginHost, tmp_path: Path, cont
     assert not (tmp_path / "r").exists()
 
 
+def test_a_tokenizer_folder_whose_tokenizer_json_is_a_folder_says_so(host: PluginHost, tmp_path: Path) -> None:
+    """It said the folder 'has no tokenizer.json', which the user could see it had."""
+    (tmp_path / "tok" / "tokenizer.json").mkdir(parents=True)
+    expected = (f"{str(tmp_path / 'tok' / 'tokenizer.json')!r} is not a file (a folder, device or socket); put the "
+                "tokenizer.json that tokenizers saved there, or name a tokenizer.json file")
+    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(tmp_path / 'tok'))}",
+                   "--run-dir", str(tmp_path / "r"))
+    assert line == f"error: data.tokenizer: {expected}"
+    assert refused(host, "tokenizer", "info", str(tmp_path / "tok")) == f"error: tokenizer info: {expected}"
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_separator_and_missing_file(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 

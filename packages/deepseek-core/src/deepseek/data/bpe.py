@@ -137,6 +137,9 @@ def tokenizer_file(path: str | os.PathLike[str], where: str) -> Path:
         return p
     if (p / TOKENIZER_JSON).is_file():
         return p / TOKENIZER_JSON
+    if (p / TOKENIZER_JSON).exists():
+        raise UsageError(f"{where}: {str(p / TOKENIZER_JSON)!r} is not a file (a folder, device or socket); put the "
+                         "tokenizer.json that tokenizers saved there, or name a tokenizer.json file")
     raise UsageError(f"{where}: folder {str(p)!r} has no tokenizer.json; save a fast tokenizer there "
                      "(AutoTokenizer.from_pretrained(DIR, use_fast=True).save_pretrained(DIR)) or name a "
                      "tokenizer.json file")
