@@ -3,7 +3,9 @@ docs/multimodal.md section 2): created from its defaults with ``deepseek.create_
 ``Encoder`` with a positive int ``output_dim``), it gives an example batch of its modality
 (``Encoder.example_inputs``) that its own ``check_inputs`` accepts, and its output on that batch
 keeps the output contract (``EncoderOutput``, features ``(B, T, output_dim)`` floating and finite,
-padding mask ``(B, T)`` bool) with zero rows at padding; gradients reach its parameters.
+padding mask ``(B, T)`` bool) with zero rows at padding; its features at real positions do not
+change when the inputs at padded positions do (encoders that take no mask skip this check);
+gradients reach its parameters.
 Core registers ``text.transformer``, so the module runs in every environment (deepseek-enterprise
 adds ``vision.swin`` and ``audio.conv_transformer``)."""
 
@@ -45,6 +47,55 @@ def test_encoder_output_keeps_the_contract(comp) -> None:  # noqa: ANN001
     assert out.features[out.padding_mask].abs().sum() == 0, (
         f"{comp.name}: features at padding positions are not zero; zero them (features * ~padding_mask), "
         "docs/multimodal.md section 2")
+
+
+def _repadded(inputs: torch.Tensor, mask: torch.Tensor, seed: int = 1) -> torch.Tensor:
+    """``inputs`` with new random values at the positions ``mask`` marks as padding (the mask is
+    ``(B, T)``, the leading dims of ``inputs``): integer inputs (token ids) drawn from the range
+    the example already uses, so they stay within the encoder's vocabulary; floating inputs from a
+    normal distribution three times as wide as the example's."""
+    gen = torch.Generator().manual_seed(seed)
+    if inputs.is_floating_point():
+        scale = 3 * float(inputs.float().std()) or 1.0
+        fresh = (torch.randn(inputs.shape, generator=gen) * scale).to(inputs.dtype)
+    else:
+        low, high = int(inputs.min()), int(inputs.max()) + 1
+        fresh = torch.randint(low, max(high, low + 2), inputs.shape, generator=gen, dtype=inputs.dtype)
+    padded = mask.view(*mask.shape, *([1] * (inputs.dim() - mask.dim())))
+    return torch.where(padded, fresh.to(inputs.device), inputs)
+
+
+def check_padding_does_not_leak(name: str, enc: torch.nn.Module, inputs: torch.Tensor, mask: torch.Tensor) -> None:
+    """Asserts the rule of docs/multimodal.md section 2 that the features at real (unpadded)
+    positions do not depend on the inputs at padded positions, on ``enc`` in eval mode."""
+    assert mask.dtype == torch.bool and tuple(mask.shape) == tuple(inputs.shape[:mask.dim()]), (
+        f"{name}: example_inputs gives a padding_mask of {mask.dtype} {tuple(mask.shape)}, not bool with the "
+        f"inputs' leading dims {tuple(inputs.shape[:2])} (docs/multimodal.md section 2)")
+    if not mask.any():  # mark the last sample's second half as padding
+        mask = mask.clone()
+        mask[-1, mask.size(1) // 2:] = True
+    changed = _repadded(inputs, mask)
+    assert enc.check_inputs(changed, mask) is None, f"{name}: its check_inputs refuses its example_inputs with new padding"
+    with torch.no_grad():
+        before, after = enc(inputs, mask), enc(changed, mask)
+    assert torch.equal(before.padding_mask, after.padding_mask), (
+        f"{name}: changing the inputs at padded positions changed the output padding_mask; derive it from the "
+        "padding_mask given, docs/multimodal.md section 2")
+    real = ~before.padding_mask
+    diff = (before.features[real] - after.features[real]).abs()
+    worst = float(diff.max()) if diff.numel() else 0.0
+    assert worst <= 1e-5, (
+        f"{name}: changing the inputs at padded positions changed the features at real positions (by up to "
+        f"{worst:.3g}); padding must not leak into them: mask padded keys out of attention and zero padded steps "
+        "before convolutions and norms that mix positions, docs/multimodal.md section 2")
+
+
+@pytest.mark.parametrize("comp", ENCODERS, ids=[c.qualified_name for c in ENCODERS])
+def test_encoder_padding_does_not_leak(comp) -> None:  # noqa: ANN001
+    enc, (inputs, mask) = _encoder(comp)
+    if mask is None:
+        pytest.skip(f"{comp.name}: example_inputs gives no padding_mask (an input without padding, such as an image)")
+    check_padding_does_not_leak(comp.name, enc.eval(), inputs, mask)
 
 
 @pytest.mark.parametrize("comp", ENCODERS, ids=[c.qualified_name for c in ENCODERS])
