@@ -1,6 +1,6 @@
 """``deepseek compress --max-drop``: every recipe is tried and reported, only those within the
-budget are kept, the smallest of them is written, and a budget nothing meets writes nothing and
-says which recipe came closest."""
+budget are kept, the smallest of them is written (the fastest with ``--prefer latency``), and a
+budget nothing meets writes nothing and says which recipe came closest."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from _compresshelpers import CONFIG, deepseek_cli, train_tiny
 from _inprocess import deepseek_here
+
+from deepseek_enterprise.compress.search import Tried, parse_recipe, pick
 
 QCONFIG = {**CONFIG, "model": {**CONFIG["model"], "d_model": 64, "d_ff": 256}}
 
@@ -43,6 +45,7 @@ def test_every_recipe_is_reported_and_the_smallest_within_budget_is_written(trai
     kept = [c for c in candidates if c["verdict"].startswith("kept")]
     assert len(kept) == 1 and kept[0]["weights_bytes"] == min(c["weights_bytes"] for c in fits)
     assert report["recipe"] == kept[0]["recipe"] == "prune.ffn ratio=0.5 + quantize.int8"
+    assert report["prefer"] == "size" and kept[0]["verdict"] == "kept: the smallest within budget"
     assert [r["method"] for r in report["record"]] == ["prune.ffn", "quantize.int8"]
     ev = deepseek_cli("eval", "--checkpoint", "all", "--json", cwd=trained)
     assert ev.returncode == 0, ev.stderr
@@ -78,7 +81,48 @@ def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(monkeypatch
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == digest  # the original untouched
 
 
+def _tried(label: str, weights: int, p50: float, drop: float) -> Tried:
+    return Tried(parse_recipe(label), {"val_loss": 1.0, "weights_bytes": weights, "p50_ms": p50}, drop)
+
+
+def test_prefer_latency_keeps_the_fastest_within_budget_where_size_keeps_the_smallest() -> None:
+    """The case reported for the tri-modal classifier: the smallest recipe within the budget took
+    ~8x the original's batch-1 latency, and --max-drop kept it (size is still the default)."""
+    smallest = _tried("prune.mlp ratio=0.5 + quantize.int8", 40_000, 8.0, 0.2)
+    fast = _tried("prune.mlp ratio=0.5", 90_000, 0.9, 0.1)
+    fast_smaller = _tried("prune.mlp ratio=0.5 + recover steps=100", 80_000, 0.9, 0.3)
+    fast_smaller_better = _tried("prune.mlp ratio=0.5 + recover steps=200", 80_000, 0.9, 0.0)
+    plain = _tried("quantize.int8-weight", 60_000, 3.0, 0.0)
+    assert pick([smallest, fast, plain]) is smallest  # the default: size
+    assert pick([smallest, fast, plain], "size") is smallest
+    assert pick([smallest, fast, plain], "latency") is fast
+    # ties on latency: the smaller weights, then the smaller drop
+    assert pick([smallest, fast, fast_smaller, plain], "latency") is fast_smaller
+    assert pick([smallest, fast, fast_smaller, fast_smaller_better, plain], "latency") is fast_smaller_better
+
+
+def test_a_latency_search_keeps_the_fastest_and_says_so(trained: Path) -> None:
+    recipes = ("prune.ffn ratio=0.5 + quantize.int8", "quantize.int8", "prune.ffn ratio=0.5")
+    args = ("--prefer", "latency", "--latency-runs", "3")
+    rc, err, report = _search(trained, "fast", "50%", *recipes, extra=args)
+    assert rc == 0, err
+    candidates = report["candidates"]
+    fits = [c for c in candidates if c["drop"] is not None and c["drop"] <= 50]
+    assert len(fits) == 3 and all(c["p50_ms"] > 0 for c in fits)
+    kept = [c for c in candidates if c["verdict"] == "kept: the fastest within budget"]
+    # the measured p50s decide: the kept one is the fastest (ties: smaller weights, then drop)
+    fastest = min(fits, key=lambda c: (c["p50_ms"], c["weights_bytes"], c["drop"]))
+    assert report["prefer"] == "latency" and [c["recipe"] for c in kept] == [fastest["recipe"]] == [report["recipe"]]
+    assert all(c["verdict"] == "within budget; a faster (or as fast and smaller or better) recipe was kept"
+               for c in fits if c is not kept[0])
+    assert json.loads((trained / "fast" / "compression.json").read_text())["prefer"] == "latency"
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    (["--max-drop", "1%", "--prefer", "fast"], "'fast' is not one of 'size', 'latency'"),
+    (["--max-drop", "1%", "--prefer", "latency", "--latency-runs", "0"],
+     "--prefer latency: keeps the fastest recipe, but --latency-runs 0 times none"),
+    (["--method", "quantize.int8", "--prefer", "size"], "--prefer: chooses among the recipes of a --max-drop search"),
     (["--max-drop", "1"], "--max-drop: '1' is not a budget"),
     (["--max-drop", "1pt"], "reports no validation accuracy; give a loss budget such as 1%"),
     (["--max-drop", "1%", "--method", "quantize.int8"], "give --method NAME (one compressor) or --max-drop"),

@@ -5,7 +5,8 @@ Loads the trained model, applies a registered compressor, writes the result as a
 the same validation batches: parameters, weights on disk, Linear weights as stored, validation
 loss/metrics and batch-1 latency p50 (``deepseek bench latency``'s eager timing; with
 ``--optimize`` also under ``deepseek.optimize``). With ``--max-drop`` it searches recipes
-(:mod:`.search`), ``--recovery-steps`` being the step budget of their ``recover`` steps.
+(:mod:`.search`), ``--recovery-steps`` being the step budget of their ``recover`` steps and
+``--prefer`` what it keeps within the budget (the smallest weights or the lowest batch-1 latency).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ import click
 from deepseek.cli.params import PATH, Device, count
 from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
-from deepseek_enterprise.compress.search import create_steps, parse_budget, parse_recipe
+from deepseek_enterprise.compress.search import (
+    PREFERENCES,
+    create_steps,
+    parse_budget,
+    parse_recipe,
+)
 
 DEFAULT_RECOVERY_STEPS = 100
 """Training steps of a ``recover`` step in a ``--max-drop`` search unless ``--recovery-steps`` says."""
@@ -60,11 +66,15 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--checkpoint", required=True, type=PATH, metavar="PATH", help="Run folder or checkpoint folder of a trained model.")
 @click.option("--method", metavar="NAME", help="Registered compressor (deepseek plugins list).")
 @click.option("--max-drop", metavar="BUDGET",
-              help="Instead of --method: search the recipes, keep the smallest whose validation loss rises at most "
-                   "this much (1%) or whose accuracy falls at most this many points (0.5pt).")
+              help="Instead of --method: search the recipes, keep the smallest (--prefer latency: the fastest) "
+                   "whose validation loss rises at most this much (1%) or whose accuracy falls at most this many "
+                   "points (0.5pt).")
 @click.option("--recipe", "recipes", multiple=True, metavar="STEPS",
               help="With --max-drop: try these recipes instead of the built-in ones, e.g. "
                    "'prune.ffn ratio=0.5 + quantize.int8' (repeat for several).")
+@click.option("--prefer", type=click.Choice(list(PREFERENCES)),
+              help="With --max-drop: keep the smallest recipe within the budget (size, the default) or the fastest "
+                   "at batch 1 (latency; ties: smaller weights, then smaller drop).")
 @click.option("--recovery-steps", type=count(0), metavar="N",
               help=f"With --max-drop: training steps of each recover step (pruned candidates distilled from the "
                    f"original; default {DEFAULT_RECOVERY_STEPS}; 0: no recovery).")
@@ -78,7 +88,7 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
 @click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
 @click.option("--json", "json_path", type=PATH, metavar="PATH", help="Also write the comparison as JSON.")
-def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...],
+def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...], prefer: str | None,
              recovery_steps: int | None, settings: tuple[str, ...], out: Path, device: str, calibration_batches: int, batches: int | None,
              latency_runs: int, optimize: bool, json_path: str | None) -> None:
     """Compress a trained model (quantization, pruning, distillation) into a new run folder; the
@@ -99,6 +109,11 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         raise UsageError("compress: give --method NAME (one compressor) or --max-drop BUDGET (a search), not both or neither")
     if max_drop is not None and settings:
         raise UsageError("--set: options belong to --method; --max-drop tries its own recipes (see docs/compress.md)")
+    if prefer is not None and max_drop is None:
+        raise UsageError("--prefer: chooses among the recipes of a --max-drop search; with --method there is one result")
+    if prefer == "latency" and not latency_runs:
+        raise UsageError("--prefer latency: keeps the fastest recipe, but --latency-runs 0 times none; give "
+                         "--latency-runs N (default 20) or --prefer size")
     if recovery_steps is not None and max_drop is None:
         raise UsageError("--recovery-steps: recovery is a step of the --max-drop search; with --method, fine-tune or "
                          "distil the result as docs/compress.md shows")
@@ -153,7 +168,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
             recovery = Recovery(original=source.resolve(), config=config, steps=steps, work_dir=Path(scratch),
                                 device=str(next(model.parameters()).device), unavailable=unavailable)
             result, new_config, report = _search(host, budget, tried_recipes, model, config, calibration, val,
-                                                 latency_runs, before, recovery)
+                                                 latency_runs, before, recovery, prefer or "size")
         report["source"] = str(checkpoint)
     from deepseek_enterprise.compress.compressor import loading_needs
 
@@ -195,9 +210,10 @@ def _unavailable(model: Any, config: Any, state: dict[str, Any], dataset: Any, a
 
 
 def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any, calibration: list[Any],
-            val: list[Any], latency_runs: int, before: dict[str, Any], recovery: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """Run the recipe search (``recipes``, or the built-in ones); print every recipe tried; a
-    one-line error when none fits."""
+            val: list[Any], latency_runs: int, before: dict[str, Any], recovery: Any,
+            prefer: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Run the recipe search (``recipes``, or the built-in ones), keeping by ``prefer`` (``size``
+    or ``latency``); print every recipe tried; a one-line error when none fits."""
     from deepseek_enterprise.compress.search import default_recipes, search, state_bytes
 
     def measure(m: Any, c: Any) -> dict[str, Any]:
@@ -206,7 +222,7 @@ def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any,
     device = next(model.parameters()).device
     original = {**before, "weights_bytes": state_bytes(model)}
     best, tried = search(host, budget, recipes or default_recipes(device, recovery.steps), model, config, calibration,
-                         original, measure, progress=_progress(), recovery=recovery)
+                         original, measure, progress=_progress(), recovery=recovery, prefer=prefer)
     _print_search(tried, original, budget)
     if best is None:
         measured = [t for t in tried if t.drop is not None]
@@ -218,7 +234,7 @@ def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any,
         raise UsageError(f"--max-drop {budget.text}: no recipe stays within it{near}; nothing was written "
                          "(raise the budget or --recovery-steps: see docs/compress.md)")
     result, new_config = best.result
-    report = {"method": "search", "max_drop": budget.text, "recipe": best.recipe.label,
+    report = {"method": "search", "max_drop": budget.text, "prefer": prefer, "recipe": best.recipe.label,
               "options": {"steps": [[n, o] for n, o in best.recipe.steps]}, "loads_with": result.loads_with,
               "record": best.records, "candidates": [t.row() for t in tried]}
     return result, new_config, report
@@ -267,7 +283,7 @@ def _print(report: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
     a, b = report["original"], report["compressed"]
-    what = f"search {report['max_drop']}: {report['recipe']}" if "recipe" in report else f"{report['method']} {report['options']}"
+    what = (f"search {report['max_drop']} (prefer {report['prefer']}): {report['recipe']}" if "recipe" in report             else f"{report['method']} {report['options']}")
     table = Table(title=f"{what}: {report['source']} -> {out}", title_justify="left")
     for col in ("", "original", "compressed", "compressed / original"):
         table.add_column(col, justify="left" if not col else "right")

@@ -12,7 +12,8 @@ batch-1 latency. The budget is
 * ``Npt``: validation accuracy at most N points below the original's (classifiers);
 
 among the recipes within it the one with the smallest weights wins (ties: the faster one, then
-the one with the smaller drop). Every
+the one with the smaller drop), or with ``--prefer latency`` the fastest (batch-1 p50; ties: the
+smaller weights, then the smaller drop): :data:`PREFERENCES`, :func:`pick`. Every
 recipe tried is reported with its figures and why it was kept or rejected (a recipe whose step
 raises or breaks the compressor contract is ``failed`` with that step's one-line reason, and the
 search goes on; Intel Neural Compressor's accuracy-driven tuning is the model: a tolerance on the metric, candidates from the
@@ -31,6 +32,7 @@ once.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +131,40 @@ def default_recipes(device: torch.device, recovery_steps: int = 0) -> list[Recip
     return recipes
 
 
+@dataclass(frozen=True)
+class Preference:
+    """What a search keeps among the recipes within its budget (``--prefer``): ``key`` ranks them,
+    the lowest kept; ``kept``/``beaten`` are their verdicts in the table and ``compression.json``."""
+
+    name: str
+    key: Callable[[Tried], tuple[float, float, float]]
+    kept: str
+    beaten: str
+
+
+def _drop(t: Tried) -> float:
+    return t.drop if t.drop is not None else 0.0
+
+
+PREFERENCES = {p.name: p for p in (
+    Preference("size", lambda t: (t.figures["weights_bytes"], t.figures.get("p50_ms") or 0.0, _drop(t)),
+               "kept: the smallest within budget",
+               "within budget; a smaller (or as small and faster or better) recipe was kept"),
+    Preference("latency", lambda t: (t.figures["p50_ms"], t.figures["weights_bytes"], _drop(t)),
+               "kept: the fastest within budget",
+               "within budget; a faster (or as fast and smaller or better) recipe was kept"),
+)}
+"""``--prefer size`` (the default): the smallest weights, then the faster, then the smaller drop
+(a recovered twin of a recipe); ``--prefer latency``: the lowest batch-1 p50, then the smaller
+weights, then the smaller drop. ``latency`` needs the candidates' ``p50_ms`` measured."""
+
+
+def pick(within: list[Tried], prefer: str = "size") -> Tried:
+    """The recipe kept among ``within`` (measured, within the budget) by ``--prefer prefer``; on a
+    tie of every figure, the earlier (more compression first)."""
+    return min(within, key=PREFERENCES[prefer].key)
+
+
 @dataclass
 class Tried:
     """One recipe's outcome."""
@@ -218,10 +254,12 @@ def state_bytes(model: Any) -> int:
 
 def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config: Any, calibration: list[Any],
            original: dict[str, Any], measure: Any, progress: Any = None,
-           recovery: Recovery | None = None) -> tuple[Tried | None, list[Tried]]:
+           recovery: Recovery | None = None, prefer: str = "size") -> tuple[Tried | None, list[Tried]]:
     """Try every recipe; return ``(the winner or None, every recipe tried)``. ``measure(model,
     config)`` gives a recipe's figures (as for the original, ``weights_bytes`` from the state).
-    ``recovery``: what ``recover`` steps train with (``None``: they are not applicable)."""
+    ``recovery``: what ``recover`` steps train with (``None``: they are not applicable).
+    ``prefer``: which recipe within the budget wins (:data:`PREFERENCES`)."""
+    preference = PREFERENCES[prefer]
     tried: list[Tried] = []
     best: Tried | None = None
     done: dict[tuple[Any, ...], Applied] = {}
@@ -248,15 +286,10 @@ def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config:
             t.verdict = f"rejected: the model reports no validation accuracy for a {budget.text} budget"
         elif t.drop > budget.value:
             t.verdict = f"rejected: drop {t.drop:+.2f}{budget.unit} > {budget.text}"
-        elif best is None or _rank(t) < _rank(best):
+        elif best is None or pick([best, t], prefer) is t:
             if best is not None:  # only the best so far keeps its model
-                best.verdict, best.result = "within budget; a smaller (or as small and faster or better) recipe was kept", None
-            t.verdict, t.result, best = "kept: the smallest within budget", (result, new_config), t
+                best.verdict, best.result = preference.beaten, None
+            t.verdict, t.result, best = preference.kept, (result, new_config), t
         else:
-            t.verdict = "within budget; a smaller (or as small and faster or better) recipe was kept"
+            t.verdict = preference.beaten
     return best, tried
-
-
-def _rank(t: Tried) -> tuple[float, float, float]:
-    """Smaller weights first, then faster, then the smaller drop (a recovered twin of a recipe)."""
-    return (t.figures["weights_bytes"], t.figures.get("p50_ms") or 0.0, t.drop if t.drop is not None else 0.0)
