@@ -311,8 +311,12 @@ def test_a_file_changed_after_its_commit_is_found_by_its_checksum(tiny_config: A
     for step in (2, 4):
         _flip_byte(root / f"step-{step}" / "optimizer.safetensors")
     with pytest.raises(CheckpointError, match=r"no complete checkpoint to load: step-6 is damaged \(.*\), and 2 "
-                                              r"earlier one\(s\) are damaged or incomplete too; use a copy"):
-        ckpt.resolve_checkpoint(run)
+                                              r"earlier one\(s\) are damaged or incomplete too; use a copy of the "
+                                              r"run made before, or train the model again$"):
+        ckpt.resolve_checkpoint(run)  # for reading (eval, export): no option of train's to name
+    with pytest.raises(CheckpointError, match=r"too; use a copy of the run made before, or start a fresh run in "
+                                              r"another folder \(run_dir=\)$"):
+        ckpt.resolve_checkpoint(run, resuming=True)
     # A fresh run in the folder is refused without sending the user back to resume (from Python: run_dir=)
     with pytest.raises(UsageError, match=r"already holds a run, and it cannot be continued \(.*\); pick another "
                                          r"run_dir= / logging\.name for a fresh run"):

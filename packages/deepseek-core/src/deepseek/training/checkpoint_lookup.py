@@ -101,7 +101,9 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
         others = f", and {len(passed) - 1} earlier one(s) are damaged or incomplete too" if len(passed) > 1 else ""
         raise CheckpointError(
             f"{p}: no complete checkpoint to load: {last.path.name} is {kind} ({last.problem}){others}; "
-            f"use a copy of the run made before, or start a fresh run in another folder ({spelled('--run-dir', 'run_dir=')})"
+            "use a copy of the run made before, or " + (
+                f"start a fresh run in another folder ({spelled('--run-dir', 'run_dir=')})" if resuming
+                else "train the model again")  # eval, export, generate: train has the option
         )
     if resuming:  # a job killed (or stopped) before its first checkpoint was committed
         # without --run-dir a fresh run picks a new folder under logging.runs_dir: name the option
