@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 
 tokenizers = pytest.importorskip("tokenizers")
 
-from _eco_cli import ok, refused  # noqa: E402
+from _eco_cli import ok, refused, run  # noqa: E402
 
 from deepseek.config.load import config_from_dict  # noqa: E402
 from deepseek.data.corpus import path_corpus  # noqa: E402
@@ -279,6 +280,11 @@ def test_tokenizer_train_hostile_options(host: PluginHost, tmp_path: Path) -> No
     line = refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "afile" / "t.json"))
     assert "--out" in line
     assert not (tmp_path / "t.json").exists()
+    code, _, err = run(host, "tokenizer", "train", "--data", str(tmp_path / "c" / "a.txt"), "--pattern", "*.md",
+                       "--vocab-size", "260", "--out", str(tmp_path / "t.json"))  # was ignored without a word
+    assert code == 0 and re.search(r"^warning: --pattern: '\*\.md' selects files under a --data folder, but --data "
+                                   r"'.*a\.txt' is a file, read whole; the pattern is not used: remove --pattern",
+                                   err, re.M), err
 
 
 def test_a_folder_where_the_run_keeps_its_tokenizer_is_refused(trained: dict[str, Any], host: PluginHost,

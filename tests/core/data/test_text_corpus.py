@@ -121,3 +121,23 @@ def test_a_file_that_is_not_utf8_is_refused_as_text_but_not_a_character_cut_by_a
     assert c.pieces("train")[0].text(strict=False).startswith("na\ufffdve caf\ufffd")
     # the embedded corpus keeps its few Latin-1 and KOI8-R test files, with U+FFFD as before
     assert stdlib_corpus().strict_text is False and c.strict_text is True
+
+
+def test_a_pattern_that_selects_nothing_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.pattern with data.path a file, or empty (the embedded corpus), was ignored without a word."""
+    from deepseek.config.ineffective import IneffectiveSettingWarning
+
+    (tmp_path / "notes.txt").write_text("alpha beta " * 100)
+    with pytest.warns(IneffectiveSettingWarning, match=r"^data\.pattern: '\*\.md' selects files under a data\.path "
+                                                       r"folder, but data\.path '.*notes\.txt' is a file, read whole; "
+                                                       r"the pattern is not used: remove data\.pattern"):
+        corpus = open_corpus(tmp_path / "notes.txt", pattern="*.md", val_fraction=0.0)
+    assert corpus.num_bytes("train") == len("alpha beta " * 100)  # read whole, as before
+    with pytest.warns(IneffectiveSettingWarning, match=r"but data\.path is empty: the embedded corpus is read"):
+        open_corpus(None, pattern="*.md")
+    monkeypatch.setenv("RANK", "1")  # a job's other ranks say nothing
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_corpus(tmp_path / "notes.txt", pattern="*.md", val_fraction=0.0)

@@ -11,6 +11,7 @@ Hugging Face ``tokenizers`` library (the ``hf`` extra) is imported when a comman
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,11 +147,15 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         corpus: Any = _Records(_hf_options(files, val_files, text_field, fmt, val_fraction, reading))
         has_val = bool(val_files) or val_fraction > 0
     else:
-        try:
-            text_corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction)
-        except UsageError as exc:  # the corpus speaks of the config key; here it is the option
-            raise UsageError(str(exc).replace("data.path:", "--data:", 1)
-                             .replace("(data.pattern)", "(--pattern)")) from None
+        options = lambda text: text.replace("data.pattern", "--pattern").replace("data.path", "--data")  # noqa: E731
+        try:  # the corpus speaks of the config keys; here they are the options
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                text_corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction)
+        except UsageError as exc:
+            raise UsageError(options(str(exc))) from None
+        for w in said:
+            warnings.warn(options(str(w.message)), w.category, stacklevel=1)
         corpus, has_val = _Pieces(text_corpus), text_corpus.num_bytes("val") > 0
     _check_replaceable(out)
     missing = prepare_output(out, where="--out", folder=False, file_name="tokenizer.json")

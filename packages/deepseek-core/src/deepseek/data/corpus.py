@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,8 @@ def path_corpus(
             "text files, or leave it empty for the embedded corpus"
         )
     if p.is_file():
+        if pattern:
+            _unused_pattern(pattern, f"data.path {str(path)!r} is a file, read whole")
         return TextCorpus(p.parent, [p.name], name=str(p), val_fraction=val_fraction)
     if not p.is_dir():
         raise UsageError(
@@ -235,6 +238,16 @@ def path_corpus(
     return TextCorpus(p, files, name=str(p), val_fraction=val_fraction)
 
 
+def _unused_pattern(pattern: str, why: str) -> None:
+    """Warn (once, on rank 0 of a job) that ``data.pattern`` selects nothing here and ``why``."""
+    if os.environ.get("RANK", "0") == "0":
+        from deepseek.config.ineffective import IneffectiveSettingWarning
+
+        warnings.warn(f"data.pattern: {pattern!r} selects files under a data.path folder, but {why}; the pattern "
+                      "is not used: remove data.pattern, or point data.path at the folder", IneffectiveSettingWarning,
+                      stacklevel=2)
+
+
 def open_corpus(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -243,5 +256,7 @@ def open_corpus(
 ) -> TextCorpus:
     """The corpus for ``data.path``: empty or ``None`` means the embedded stdlib corpus."""
     if path is None or str(path) == "":
+        if pattern:
+            _unused_pattern(pattern, "data.path is empty: the embedded corpus is read")
         return stdlib_corpus(val_fraction)
     return path_corpus(path, pattern, val_fraction)

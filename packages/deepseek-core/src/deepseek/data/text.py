@@ -31,7 +31,8 @@ class TextOptions(TokenOptions):
     """A text file or a folder of text files, streamed; empty: the embedded corpus (the running
     Python's standard-library sources). Stored as an absolute path."""
     pattern: str = ""
-    """Glob of files to read under a ``path`` folder (default ``**/*``: every non-hidden file)."""
+    """Glob of files to read under a ``path`` folder (default ``**/*``: every non-hidden file); with
+    ``path`` a file or empty it selects nothing, and a warning says so."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
