@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from deepseek.errors import CheckpointError, UsageError
+from deepseek.errors import CheckpointError, RunComplete, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.checkpoint_dirs import CheckpointWarning
 from deepseek.training.trainer import Trainer
@@ -180,6 +180,23 @@ def test_kill_after_committing_a_best_checkpoint_keeps_it_the_best(tiny_config: 
     result = Trainer(tiny_config(**config), resume=run, quiet=True).fit()
     assert result.losses == straight[4:]
     assert result.monitor["best_step"] == 6 and (root / ckpt.BEST_FILE).read_text().strip() == "step-6"
+
+
+
+def test_a_finished_run_killed_before_its_pointers_gets_them_when_resumed(tiny_config: Any, tmp_path: Path) -> None:
+    """Killed after its last checkpoint's rename, before ``latest`` and ``best`` were replaced, a
+    run has no later commit to replace them: resumed (a requeued job finding it done) it wrote
+    nothing and ``latest`` kept naming step 4 for good. Now the resume points both at step 6."""
+    config = {**RUN, "train": {**RUN["train"], "eval_interval": 2}, "checkpoint": {**RUN["checkpoint"], "keep_best": True}}
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    _crash(tiny_config(**config), run, _on_replace(Moved(dst="step-6"), after=True))
+    assert (root / ckpt.LATEST_FILE).read_text() == "step-4\n" and (root / ckpt.BEST_FILE).read_text() == "step-4\n"
+    assert ckpt.pointer_updates(root) == {"latest": "step-6", "best": "step-6"}
+    with pytest.raises(RunComplete, match="the run is complete"):
+        Trainer(tiny_config(**config), resume=run, quiet=True).fit()
+    assert (root / ckpt.LATEST_FILE).read_text() == "step-6\n" and (root / ckpt.BEST_FILE).read_text() == "step-6\n"
+    assert ckpt.pointer_updates(root) == {}
 
 
 def test_latest_is_not_trusted_over_a_newer_complete_checkpoint(tiny_config: Any, tmp_path: Path) -> None:

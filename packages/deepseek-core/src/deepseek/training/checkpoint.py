@@ -51,9 +51,11 @@ from deepseek.training.checkpoint_dirs import (
     list_checkpoints,
     list_stale,
     new_temp_dir,
+    pointer_updates,
     prune_checkpoints,
     remove_stale,
     step_dir_name,
+    update_pointers,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import (
@@ -114,12 +116,14 @@ __all__ = [
     "load_rng_state",
     "new_temp_dir",
     "optimizer_param_names",
+    "pointer_updates",
     "prune_checkpoints",
     "read_full_state",
     "read_trainer_state",
     "read_weights_metadata",
     "list_stale",
     "remove_stale",
+    "update_pointers",
     "resolve_checkpoint",
     "resumed_group",
     "rng_snapshot",

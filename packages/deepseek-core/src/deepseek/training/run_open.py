@@ -43,6 +43,7 @@ def open_run_folder(trainer: Trainer) -> None:
     if zero:
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_stale(ckpt_root)
+        ckpt.update_pointers(ckpt_root)  # a kill between a commit and its pointer update
     trainer.metrics_out = MetricsWriter(trainer.run_dir, enabled=zero)
     try:  # resumed: what followed the checkpoint goes; fresh: a job that died before its first checkpoint
         trainer.metrics_out.truncate_after(trainer.step if trainer.resume_from is not None else -1)

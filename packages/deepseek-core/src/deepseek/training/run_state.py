@@ -99,18 +99,21 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
 def _clean_finished(trainer: Trainer) -> None:
     """A finished run resumed (a requeued job finding it done) writes nothing, but what a save or
     prune killed after its last checkpoint left in ``checkpoints/`` (a ``.trash-`` folder, say)
-    is removed, as any session's start removes it: by rank 0, under the run folder's lock taken
-    without waiting (a live job holding it keeps its folder as it is)."""
+    is removed, and ``latest`` / ``best`` a kill before their update left naming an older
+    checkpoint are pointed at the newest / best, as any session's start does: by rank 0, under the
+    run folder's lock taken without waiting (a live job holding it keeps its folder as it is)."""
     from deepseek.training.run_lock import LOCK_FILE, try_lock, unlock
 
     root = trainer.run_dir / "checkpoints"
-    if not trainer.strategy.is_global_zero or not (trainer.run_dir / LOCK_FILE).is_file() or not ckpt.list_stale(root):
+    if not trainer.strategy.is_global_zero or not (trainer.run_dir / LOCK_FILE).is_file() \
+            or not (ckpt.list_stale(root) or ckpt.pointer_updates(root)):
         return
     fd = try_lock(trainer.run_dir / LOCK_FILE)
     if fd is None:
         return
     try:
         ckpt.remove_stale(root)
+        ckpt.update_pointers(root)
     finally:
         unlock(fd)
 
