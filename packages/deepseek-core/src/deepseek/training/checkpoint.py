@@ -51,11 +51,9 @@ from deepseek.training.checkpoint_dirs import (
     list_checkpoints,
     list_stale,
     new_temp_dir,
-    pointer_updates,
     prune_checkpoints,
     remove_stale,
     step_dir_name,
-    update_pointers,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import (
@@ -74,6 +72,7 @@ from deepseek.training.checkpoint_optimizer import (
     optimizer_param_names,
     save_optimizer_state,
 )
+from deepseek.training.checkpoint_pointers import pointer_updates, update_pointers
 from deepseek.training.checkpoint_rng import load_rng_state, rng_snapshot, save_rng_state
 from deepseek.training.checkpoint_sharded import (
     layout_of,

@@ -349,43 +349,6 @@ def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
     return stale
 
 
-def pointer_updates(root: str | os.PathLike[str]) -> dict[str, str]:
-    """The pointer files (``latest``, ``best``) under ``root`` that do not name what they should:
-    ``latest`` the newest complete checkpoint, ``best`` the best one by its commit record; each
-    mapped to that checkpoint's folder name. A kill between a commit and its pointer update leaves
-    them naming an older one, or missing; the next commit replaces them, but a run whose kill came
-    at its last checkpoint has no next commit. A pointer path that is not a regular file (a folder,
-    a link) is left to the run folder's checks."""
-    base = Path(root)
-    found = [f for f in _scan(base) if f.problem is None] if base.is_dir() else []
-    if not found:
-        return {}
-    wanted = {LATEST_FILE: found[-1].path.name}
-    marked = [f for f in found if f.best]
-    if marked:
-        wanted[BEST_FILE] = marked[-1].path.name
-    out = {}
-    for name, target in wanted.items():
-        path = base / name
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            continue
-        try:
-            current = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            current = None
-        if current != target:
-            out[name] = target
-    return out
-
-
-def update_pointers(root: str | os.PathLike[str]) -> list[Path]:
-    """Rewrite the pointer files :func:`pointer_updates` finds out of date (through a temp file and
-    a rename, as a commit writes them); returns them. Call it only while holding the run folder's
-    lock."""
-    base = Path(root)
-    return [atomic_write_text(base / name, target + "\n") for name, target in pointer_updates(base).items()]
-
-
 def _read_pointer(root: Path, name: str) -> Path | None:
     """The checkpoint a pointer file (``latest``, ``best``) in ``root`` names, when complete."""
     try:
