@@ -362,3 +362,19 @@ def test_activation_checkpointing_keeps_the_losses(tmp_path: Path) -> None:
         swin = trainer.strategy.unwrapped_model().encoders["vision"].swin
         assert all(stage.grad_checkpointing is ckpt for stage in swin.layers)
     assert runs[0] == pytest.approx(runs[1], rel=1e-6)
+
+
+def test_the_audio_encoder_refuses_padding_before_the_recording() -> None:
+    """Its lengths are counted from the mask, so a left-padded row was read from step 0, its
+    padding as frames and the recording's end cut (no error)."""
+    import deepseek
+
+    enc = deepseek.create_encoder("audio.conv_transformer")
+    inputs, mask = enc.example_inputs(3)
+    assert enc.check_inputs(inputs, mask) is None  # padding at the end of a row
+    assert enc.check_inputs(inputs, torch.ones_like(mask)) is None  # a row of padding only
+    left = torch.zeros_like(mask)
+    left[1, :5] = True
+    assert enc.check_inputs(inputs, left) == ("padding_mask marks padding before real steps in row 1; this encoder "
+                                              "takes each recording from the start of its row, padding after it "
+                                              "(pad on the right)")

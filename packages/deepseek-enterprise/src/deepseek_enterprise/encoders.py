@@ -283,6 +283,11 @@ class AudioConvTransformer(Encoder):
             frames = (frames + 1) // 2
         if frames > o.max_frames:
             return f"the inputs give {frames} frames, more than max_frames={o.max_frames}; raise it or add conv_layers"
+        if padding_mask is not None and padding_mask.dim() == 2 and padding_mask.size(1) > 1:
+            left = (padding_mask[:, :-1].bool() & ~padding_mask[:, 1:].bool()).any(1)  # padding, then a real step
+            if left.any():  # lengths are counted from the mask: padding must end each row
+                return (f"padding_mask marks padding before real steps in row {int(left.nonzero()[0])}; this encoder "
+                        "takes each recording from the start of its row, padding after it (pad on the right)")
         return None
 
     def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
