@@ -113,7 +113,10 @@ POINTS: dict[str, tuple[int, Callable[[], None]]] = {
 }
 
 
-def _child(install: Callable[[], None], config: Any, run: Path, resume: Path | None) -> None:
+def _child(install: Callable[[], None], config: Any, run: Path, resume: Path | None, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)  # the parent's: a float sum over 2 threads rounds unlike 1's
     install()
     Trainer(config, run_dir=run, resume=resume, quiet=True).fit()
     os._exit(0)  # not reached when the kill point was hit
@@ -125,7 +128,9 @@ def _crash(config: Any, run: Path, install: Callable[[], None], resume: Path | N
     fails its first backward once an earlier test of the session started autograd's device
     threads ("Unable to handle autograd's threading in combination with fork-based
     multiprocessing")."""
-    proc = _FORKS.Process(target=_child, args=(install, config, run, resume))
+    import torch
+
+    proc = _FORKS.Process(target=_child, args=(install, config, run, resume, torch.get_num_threads()))
     proc.start()
     proc.join(timeout=300)
     assert proc.exitcode == -signal.SIGKILL, f"the child did not reach its kill point (exit code {proc.exitcode})"
