@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import CheckpointError
+from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import usual_mode
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.checkpoint_io import HINT as _HINT
@@ -305,6 +305,22 @@ def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Modu
 # ----------------------------------------------------------------------------- export
 
 
+def _check_saved_optimizer(source: Path, state: dict[str, Any], model: dict[str, torch.Tensor],
+                           optim: dict[str, Any], host: Any) -> None:
+    """The optimizer state an export would copy, held to what the run's optimizer declares it keeps
+    (``OptimizerBuilder.state_spec``; the generic rule where its optimizer is not installed here),
+    as a resume from the export would hold it."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.build import create_optimizer_builder
+
+    try:
+        builder = create_optimizer_builder(config_from_dict(state.get("config") or {}, host=host), host)
+    except UsageError:  # a plugin's optimizer or model not installed here
+        builder = None
+    where = source / (ckpt.OPTIMIZER_FILE if (source / ckpt.OPTIMIZER_FILE).is_file() else "optimizer")
+    ckpt.check_state_fit(optim.get("state") or {}, {k: tuple(v.shape) for k, v in model.items()}, where, builder)
+
+
 def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, host: Any = None) -> Path:
     """Turn any checkpoint (full or sharded; a run folder or a checkpoint folder) into a full,
     canonical checkpoint folder ``dst`` that deepseek-core alone loads. Written to a temp folder
@@ -323,6 +339,7 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     from deepseek.training.inference import check_trained_weights
 
     check_trained_weights(source, model, host=host)  # nothing is written that would not load
+    _check_saved_optimizer(source, state, model, optim, host)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
