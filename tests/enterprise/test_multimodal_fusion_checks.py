@@ -85,14 +85,19 @@ def host() -> PluginHost:
     return enterprise_host((acme, "acme-fusions"))
 
 
-def _classifier(host: PluginHost, kind: str):  # noqa: ANN202
+def _tiny(host: PluginHost, **options: object):  # noqa: ANN202
+    """A ``multimodal.classifier`` of 10 classes with tiny vision and text encoders; ``options``
+    set its other keys (``modalities`` defaults to vision and text)."""
     cls = host.resolve("model", "multimodal.classifier").load()
-    return instantiate_model(cls, {"modalities": ["vision", "text"], "fusion": f"acme.{kind}", "num_classes": 10,
-                                   "fusion_options": {"d_model": 16},
+    return instantiate_model(cls, {"modalities": ["vision", "text"], "num_classes": 10,
                                    "vision": {"img_size": 8, "patch_size": 4, "embed_dim": 8, "depths": [1],
                                               "num_heads": [1], "window_size": 2, "in_chans": 1},
-                                   "text": {"d_model": 8, "n_heads": 2, "n_layers": 1, "max_seq_len": 8}},
-                           name="multimodal.classifier", host=host)
+                                   "text": {"d_model": 8, "n_heads": 2, "n_layers": 1, "max_seq_len": 8},
+                                   **options}, name="multimodal.classifier", host=host)
+
+
+def _classifier(host: PluginHost, kind: str):  # noqa: ANN202
+    return _tiny(host, fusion=f"acme.{kind}", fusion_options={"d_model": 16})
 
 
 def _batch() -> dict:
@@ -178,12 +183,7 @@ def test_a_fusion_whose_options_miss_the_base_is_named_before_its_keys_are_read(
 
 
 def test_a_modality_the_data_lacks_names_model_modalities_and_what_the_data_carries(host: PluginHost) -> None:
-    cls = host.resolve("model", "multimodal.classifier").load()
-    model = instantiate_model(cls, {"modalities": ["vision", "audio", "text"], "num_classes": 10,
-                                    "vision": {"img_size": 8, "patch_size": 4, "embed_dim": 8, "depths": [1],
-                                               "num_heads": [1], "window_size": 2, "in_chans": 1},
-                                    "text": {"d_model": 8, "n_heads": 2, "n_layers": 1, "max_seq_len": 8}},
-                              name="multimodal.classifier", host=host)
+    model = _tiny(host, modalities=["vision", "audio", "text"])
 
     class Segments:
         pass
@@ -197,12 +197,7 @@ def test_a_modality_the_data_lacks_names_model_modalities_and_what_the_data_carr
 def test_non_finite_inputs_of_an_absent_modality_are_refused_before_training(host: PluginHost) -> None:
     """A NaN marking a missing image (a common convention) would reach every encoder's output and
     make the loss NaN, read as a diverged run; the first batch is refused naming the data."""
-    cls = host.resolve("model", "multimodal.classifier").load()
-    model = instantiate_model(cls, {"modalities": ["vision", "text"], "num_classes": 10, "fusion": "late",
-                                    "vision": {"img_size": 8, "patch_size": 4, "embed_dim": 8, "depths": [1],
-                                               "num_heads": [1], "window_size": 2, "in_chans": 1},
-                                    "text": {"d_model": 8, "n_heads": 2, "n_layers": 1, "max_seq_len": 8}},
-                              name="multimodal.classifier", host=host)
+    model = _tiny(host, fusion="late")
 
     class HoleyImages:
         pass
