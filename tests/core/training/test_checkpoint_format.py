@@ -15,6 +15,7 @@ import torch
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.checkpoint_dirs import CheckpointWarning
 from deepseek.training.trainer import Trainer
 
 
@@ -364,3 +365,27 @@ def test_an_optimizer_declaring_no_state_gets_the_default_rule() -> None:
         with pytest.raises(CheckpointError, match="checkpoint") as info:
             check_state_fit(state, {**shapes, "x": (2, 2), "y": (2, 2)}, "opt.safetensors")
         assert words in str(info.value), str(info.value)
+
+
+def test_a_checkpoint_pruned_while_the_lookup_reads_it_is_passed_over(tiny_config, tmp_path: Path, monkeypatch) -> None:
+    """A live job may prune a checkpoint while another process looks it up (a second job on the
+    same run folder, refused as busy a moment later). The lookup looked at each listed file twice
+    (exists, then its size): a prune between the two raised FileNotFoundError, a traceback
+    ("internal error") instead of the busy line. Now each file is looked at once, and a folder
+    pruned meanwhile is incomplete: the lookup passes over it to the previous checkpoint."""
+    config = tiny_config(train={"max_steps": 4}, checkpoint={"interval": 2})
+    root = Trainer(config, run_dir=tmp_path / "run").fit().run_dir / "checkpoints"
+    doomed, original = root / "step-4", Path.stat
+
+    def prune_after_the_first_look(self: Path, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if self.parent == doomed and self.suffix == ".safetensors" and doomed.exists():
+            import shutil
+
+            shutil.rmtree(doomed)  # the live job's prune, right after this look
+        return result
+
+    monkeypatch.setattr(Path, "stat", prune_after_the_first_look)
+    with pytest.warns(CheckpointWarning, match="step-4"):
+        assert ckpt.resolve_checkpoint(tmp_path / "run", resuming=True) == root / "step-2"
+    assert not doomed.exists()

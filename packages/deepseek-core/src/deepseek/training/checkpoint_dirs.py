@@ -45,6 +45,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import warnings
@@ -197,11 +198,14 @@ def _inspect(path: Path, step: int) -> _Found:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
     for name, size in files.items():
-        file = path / name
-        if not file.is_file():
+        try:  # one look per file: a live job may prune the folder meanwhile (then the file is missing)
+            st = (path / name).stat()
+        except OSError:
             return _Found(step, path, seq, f"{name} missing")
-        if file.stat().st_size != size:
-            return _Found(step, path, seq, f"{name} is corrupt or truncated: {file.stat().st_size} bytes, {size} were written")
+        if not stat.S_ISREG(st.st_mode):
+            return _Found(step, path, seq, f"{name} missing")
+        if st.st_size != size:
+            return _Found(step, path, seq, f"{name} is corrupt or truncated: {st.st_size} bytes, {size} were written")
     return _Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
 
 
