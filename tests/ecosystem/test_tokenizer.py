@@ -217,12 +217,19 @@ SPARSE = json.dumps({"version": "1.0", "added_tokens": [{"id": 3, "content": "<|
                     ).encode()
 """A tokenizer.json whose ids skip to 5000 for 4 tokens (an embedding of 4 rows would be indexed past its end)."""
 
+MISNUMBERED = json.dumps({"version": "1.0", "added_tokens": [{"id": 7, "content": "<|endoftext|>", "single_word": False,
+                          "lstrip": False, "rstrip": False, "normalized": False, "special": True}],
+                          "model": {"type": "WordLevel", "vocab": {"a": 0, "[UNK]": 1}, "unk_token": "[UNK]"}}
+                         ).encode()
+"""An added token whose stated id the library ignores (it numbers it 2): the file was edited."""
+
 
 @pytest.mark.parametrize(("content", "words"), [
     (b"{not json", ["is not valid JSON"]),
     (b'{"version": "1.0"}', ["is not a Hugging Face tokenizers file"]),
     (b"\xff\xfe", ["is not valid JSON"]),
     (SPARSE, ["has token ids that do not run 0..3 (largest 5000, 0 repeated) for its 4 tokens"]),
+    (MISNUMBERED, ["added_tokens[0] '<|endoftext|>' states id 7, but the tokenizer gives it id 2"]),
 ])
 def test_bad_tokenizer_files_are_one_line(host: PluginHost, tmp_path: Path, content: bytes, words: list[str]) -> None:
     bad = tmp_path / "bad.json"

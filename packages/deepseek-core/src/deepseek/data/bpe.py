@@ -227,6 +227,12 @@ def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKE
         raise UsageError(f"{where}: {str(p)!r} has token ids that do not run 0..{size - 1} (largest {top}, "
                          f"{len(ids) - len(set(ids))} repeated) for its {size} tokens; the file is damaged or was "
                          "edited: use the tokenizer.json that tokenizers wrote")
+    for n, entry in enumerate(spec.get("added_tokens") or []):  # the library keeps its own id, silently
+        stated, content = (entry.get("id"), entry.get("content")) if isinstance(entry, dict) else (None, None)
+        if isinstance(content, str) and isinstance(stated, int) and hf.token_to_id(content) != stated:
+            raise UsageError(f"{where}: {str(p)!r} added_tokens[{n}] {content!r} states id {stated}, but the "
+                             f"tokenizer gives it id {hf.token_to_id(content)}; the file is damaged or was edited: "
+                             "use the tokenizer.json that tokenizers wrote")
     separator_token = choose_separator(p, spec, separator_token)
     separator = hf.token_to_id(separator_token)
     if separator is None:

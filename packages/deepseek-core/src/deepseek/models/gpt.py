@@ -345,9 +345,8 @@ class GPT(TrainableModel):
         (the cache is then sharded by heads like the attention)."""
         c = self.config
         p = self.wte.weight
-        return KVCache(
-            c.n_layers, batch, self.local_heads(), max_len or c.max_seq_len, c.head_dim, device=p.device, dtype=p.dtype
-        )
+        return KVCache(c.n_layers, batch, self.local_heads(), max_len or c.max_seq_len, c.head_dim,
+                       device=p.device, dtype=p.dtype)
 
     def local_heads(self) -> int:
         """Attention heads this process computes: ``n_heads``, or ``n_heads / tp`` when the model
@@ -373,20 +372,19 @@ class GPT(TrainableModel):
 
         Uses a KV cache: one prefill of the prompt, then one token per step. ``temperature=0``
         is greedy; ``top_k`` and ``top_p`` (nucleus) narrow the draw
-        (:func:`~deepseek.models.decoding.sample_next`); ``repetition_penalty`` (Hugging Face's,
-        1.0 off) first makes the prompt's and the sampled tokens less likely. When the window ``max_seq_len`` fills up, the cache is rebuilt from the last
-        half window (positions restart at 0), so each rebuild buys ``max_seq_len / 2`` cheap steps.
-        ``on_token`` is called with each new column of tokens ``(B, 1)`` as it is sampled (time to
-        first token, streaming). With ``static`` (a
-        :class:`~deepseek.models.static_decoding.StaticDecoders`), the steps run on its
-        static-cache decoder for this batch size (on CUDA one graph replay per token); see
+        (:func:`~deepseek.models.decoding.sample_next`); ``repetition_penalty`` (Hugging Face's, 1.0
+        off) first makes the prompt's and the sampled tokens less likely. When the window
+        ``max_seq_len`` fills up, the cache is rebuilt from the last half window (positions restart
+        at 0), so each rebuild buys ``max_seq_len / 2`` cheap steps. ``on_token`` is called with
+        each new column of tokens ``(B, 1)`` as it is sampled (time to first token, streaming). With
+        ``static`` (a :class:`~deepseek.models.static_decoding.StaticDecoders`), the steps run on
+        its static-cache decoder for this batch size (on CUDA one graph replay per token); see
         :func:`~deepseek.models.static_decoding.static_refusal` for the models that cannot.
         """
         from deepseek.models.decoding import generate_cached
 
         return generate_cached(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator,
-                               on_token=on_token, static=static, top_p=top_p,
-                               repetition_penalty=repetition_penalty)
+                               on_token=on_token, static=static, top_p=top_p, repetition_penalty=repetition_penalty)
 
     def generation_vocab_size(self) -> int:
         """The token ids of the logits, ``vocab_size``."""
