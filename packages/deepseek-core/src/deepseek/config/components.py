@@ -46,7 +46,33 @@ def options_class(target: Any, *, kind: str, name: str) -> type:
             f"{kind} {name!r}: its Options {cls.__qualname__} field {bare[0]!r} has no default; every option "
             f"needs one, a config sets only the keys it changes ({BASES.get(kind, ('', 'docs/plugins.md section 10'))[1]})"
         )
+    taken = [f.name for f in dataclasses.fields(cls) if f.name in section_keys(kind)]
+    if taken:  # load.py pops the section's own keys before Options sees the table
+        section = COMPONENT_SECTION[kind]
+        shared = ("; an optimizer reads the keys every optimizer shares as self.config." + taken[0]
+                  if kind == "optimizer" and taken[0] != "name" else "")
+        raise PluginError(
+            f"{kind} {name!r}: its Options {cls.__qualname__} field {taken[0]!r} is the [{section}] key "
+            f"{section}.{taken[0]} of the section itself, so a config's value never reaches the field; "
+            f"rename the field{shared} ({BASES.get(kind, ('', 'docs/plugins.md section 10'))[1]})"
+        )
     return cls
+
+
+COMPONENT_SECTION: dict[str, str] = {
+    "model": "model", "dataset": "data", "optimizer": "optimizer", "lr_schedule": "lr_schedule", "strategy": "strategy",
+}
+"""Component kinds named by a config section -> that section."""
+
+
+def section_keys(kind: str) -> tuple[str, ...]:
+    """The keys of a component kind's config section that are not its ``Options``'s: ``name`` and
+    the keys every component of the kind shares (``[optimizer] momentum``, ``[data] batch_size``);
+    none for a kind no section names (trackers, encoders)."""
+    from deepseek.config.schema import SHARED_KEYS
+
+    section = COMPONENT_SECTION.get(kind)
+    return () if section is None else ("name", *SHARED_KEYS.get(section, ()))
 
 
 def build_options(
