@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from deepseek.config.load import load_config
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 from deepseek_pro.launch import heartbeat
 from deepseek_pro.launch.cli import split_command, validate_train
 from deepseek_pro.launch.env import sanitize_arch_list, worker_env
@@ -202,6 +202,16 @@ def test_validate_train_sets_the_collective_timeout() -> None:
     assert validate_train(own, timeout=30, **common) == (own, 7.0)  # the user's settings win
     with pytest.raises(ConfigError, match="-n 4 processes per node but only 2 CUDA device"):
         validate_train(["--strategy", "ddp"], timeout=30, world_size=4, nproc_per_node=4, cuda_devices=2)
+
+
+def test_validate_train_names_the_command_line_options(tmp_path: Path) -> None:
+    """``deepseek launch -- train --resume`` is checked before any process starts; its refusal
+    says what to type on the command line (``--resume``), as ``deepseek train``'s does, not the
+    Python keyword (``leave out resume=``)."""
+    common = {"world_size": 2, "nproc_per_node": 2, "cuda_devices": 0, "timeout": 30}
+    with pytest.raises(UsageError, match=r"nothing to resume .*; run the same command without --resume to start the "
+                                         r"run, or pass a run folder"):
+        validate_train(["--strategy", "ddp", "--resume", str(tmp_path / "gone")], **common)
 
 
 def test_deepspeed_refuses_skipping_non_finite_steps() -> None:

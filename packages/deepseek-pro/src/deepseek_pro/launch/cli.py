@@ -82,6 +82,7 @@ def validate_train(
     process's plugin host)."""
     import dataclasses
 
+    from deepseek.arguments import command_line
     from deepseek.cli.root import split_debug
     from deepseek.cli.train_cmd import build_train_config
     from deepseek.cli.train_cmd import train as train_command
@@ -93,12 +94,13 @@ def validate_train(
     ctx = train_command.make_context("train", split_debug(list(train_args))[0],
                                      parent=outer.find_root() if outer is not None else None)
     p = ctx.params
-    config = build_train_config(
-        p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
-        max_steps=p["max_steps"], resume=p["resume"], trackers=p["trackers"], host=host,
-    )
-    checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node, host=host,
-                        resume=p["resume"])
+    with command_line():  # messages name --resume, --run-dir, ... as deepseek train's own do
+        config = build_train_config(
+            p["config_file"], p["overrides"], strategy=p["strategy"], precision=p["precision"],
+            max_steps=p["max_steps"], resume=p["resume"], trackers=p["trackers"], host=host,
+        )
+        checks.check_launch(config, world_size, cuda_devices=cuda_devices, nproc_per_node=nproc_per_node, host=host,
+                            resume=p["resume"])
     options = config.strategy.options
     fields = {f.name: f for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else {}
     grace = config.train.preempt_grace_s
