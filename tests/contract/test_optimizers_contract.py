@@ -152,7 +152,10 @@ def test_the_state_a_checkpoint_keeps_is_what_the_optimizer_declares(name: str, 
         opt.step()
     names = optimizer_param_names(opt, model)
     state = {names[i]: values for i, values in opt.state_dict()["state"].items()}
-    assert state or name == "sgd", f"{name}: no state to check"
+    # keeping nothing is right for an optimizer that declares it keeps nothing (docs/plugins.md
+    # section 14's SignSGD: state_bytes = 0, state_spec {}); one declaring state must keep it here
+    assert state or name == "sgd" or builder.state_bytes == 0 or builder.state_spec((3, 4)) == {}, \
+        f"{name}: keeps no state after two steps, though it declares state_bytes = {builder.state_bytes}"
     check_state_fit(state, {n: tuple(p.shape) for n, p in model.named_parameters()}, "here", builder)
     if builder.state_spec((3, 4)) is not None:  # what it declares is exactly what it keeps
         assert all(sorted(values) == sorted(builder.state_spec(tuple(dict(model.named_parameters())[n].shape)))
