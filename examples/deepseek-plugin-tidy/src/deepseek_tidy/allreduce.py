@@ -142,6 +142,16 @@ class AllReduceStrategy(Strategy):
         stacked /= self.world_size
         return stacked[0], {k: stacked[i + 1] for i, k in enumerate(keys)}
 
+    def reduce_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An evaluation's whole-set totals summed over the ranks, each of which evaluated its own
+        rows (the base class's default is one rank's: right only for one process)."""
+        summed = {}
+        for key in sorted(tensors):  # every rank passes the same names, in the same order here
+            total = tensors[key].detach().clone()
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            summed[key] = total
+        return summed
+
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self, directory: Path, trainer_state: dict[str, Any]) -> None:
