@@ -157,6 +157,8 @@ class Trainer:
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from,
                                        copies=tuple(self.dataset.run_files()))
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
+        if self.resume_from is not None:  # weights of another model: one line, whatever the strategy's load does
+            ckpt.check_weights_fit(model, self.resume_from)
         engine.setup_model(model, resuming=self.resume_from is not None)
         self.config = cfg = engine.config  # with the options the strategy chose for the model
         t = cfg.train
