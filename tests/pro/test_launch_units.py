@@ -214,6 +214,30 @@ def test_validate_train_names_the_command_line_options(tmp_path: Path) -> None:
         validate_train(["--strategy", "ddp", "--resume", str(tmp_path / "gone")], **common)
 
 
+def test_a_resume_with_another_model_is_refused_before_any_process_starts(tmp_path: Path) -> None:
+    """The checkpoint's weights (names and shapes, from the file's header) are held to the model
+    a config file given with ``--resume`` builds before the launcher starts a worker (without a
+    file the checkpoint's own config is checked so already); the workers' trainer held them, so
+    every rank started, then failed on that one line."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import CheckpointError
+    from deepseek.training.trainer import Trainer
+
+    tiny = {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1, "max_seq_len": 16}
+    config = config_from_dict({"model": tiny, "data": {"seq_len": 16, "batch_size": 4, "eval_batches": 0},
+                               "train": {"max_steps": 1}, "precision": {"dtype": "fp32"},
+                               "logging": {"progress": False, "plot": False}})
+    run = Trainer(config, run_dir=tmp_path / "run", quiet=True).fit().run_dir
+    common = {"world_size": 2, "nproc_per_node": 2, "cuda_devices": 0, "timeout": 30}
+    (tmp_path / "run.toml").write_text('[model]\nname = "tiny"\nd_model = 32\nn_heads = 2\nn_layers = 1\n'
+                                       'max_seq_len = 16\n[data]\nseq_len = 16\nbatch_size = 4\neval_batches = 0\n')
+    args = [str(tmp_path / "run.toml"), "--strategy", "ddp", "--resume", str(run), "--max-steps", "2"]
+    with pytest.raises(CheckpointError, match=r"checkpoints/step-1: weights do not fit this model \(shape mismatch "
+                                              r"\['wte\.weight'"):
+        validate_train([*args, "--set", "model.d_model=64"], **common)
+    assert validate_train(args, **common)[0][:len(args)] == args  # its own model passes
+
+
 def test_deepspeed_refuses_skipping_non_finite_steps() -> None:
     with pytest.raises(ConfigError, match=r"^train\.on_nonfinite: 'skip' cannot be used with strategy 'deepspeed'"):
         load_config(None, ['strategy.name="deepspeed"', 'train.on_nonfinite="skip"'])

@@ -61,6 +61,13 @@ def check_launch(
     check_model_rules(config.optimizer.groups, model)
     cls.check_launch(config, world_size, model)
     if resume:
+        import warnings
+
         from deepseek.training.build import create_optimizer_builder
+        from deepseek.training.checkpoint import check_weights_fit, resolve_checkpoint
+        from deepseek.training.checkpoint_dirs import CheckpointWarning
 
         cls.check_resume(config, create_optimizer_builder(config, host))
+        with warnings.catch_warnings():  # a checkpoint passed over is said once, by the workers' trainer
+            warnings.simplefilter("ignore", CheckpointWarning)
+            check_weights_fit(model, resolve_checkpoint(resume, resuming=True))  # the workers' first check
