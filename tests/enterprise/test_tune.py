@@ -118,6 +118,19 @@ def test_same_seed_same_trials(tmp_path: Path) -> None:
      "space.'strategy.name' = 'zero9': strategy.name: unknown strategy 'zero9'; did you mean 'zero3'?"),
     ("[space]\n\"train.lr\" = { type = \"float\", low = 0.1, high = 0.2 }\n[tuner]\nnprocs = 2",
      "tuner.nprocs: unknown"),
+    # the nested table replaced the quoted key's range without a word
+    ("[space]\n\"train.lr\" = { type = \"float\", low = 1e-3, high = 1e-2 }\n[space.train]\n"
+     "lr = { type = \"float\", low = 0.1, high = 0.2 }",
+     "space.'train.lr' is given twice (as a quoted key and as a nested table); keep one of them"),
+    # an internal error (IndexError); the parameter was never searched
+    ("[space]\n\"optimizer.name\" = { choices = [\"adamw\", \"sgd\"] }\n"
+     "\"train.lr\" = { type = \"float\", low = 1e-3, high = 1e-2, when = { \"optimizer.name\" = [] } }",
+     "space.'train.lr': when optimizer.name = [] lists no value, so this parameter would never be searched"),
+    # Optuna cannot record the baseline's 8 among the choices: an internal error at the first trial,
+    # with the folder and its study.db left behind
+    ("[space]\n\"data.batch_size\" = { choices = [4, 16] }",
+     "space.'data.batch_size': the base config's value 8 is not one of the choices {4, 16}, and the baseline "
+     "trial (the base config's own values) can take only a choice; add 8 to the choices, or pass --no-baseline"),
 ])
 def test_bad_space_is_one_line(tmp_path: Path, space: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, space=space)
@@ -329,6 +342,22 @@ def test_a_journal_storage_holds_the_study(tmp_path: Path) -> None:
     assert tune_in_process(tmp_path, *args, "--trials", "5") == 0  # the same study, continued
     rows = trials(tmp_path / "st")
     assert len([r for r in rows if r["state"] in ("complete", "fail") and not r.get("skipped")]) == 5
+
+
+def test_the_baseline_must_be_one_of_a_categoricals_choices_where_it_applies() -> None:
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space
+    from deepseek_enterprise.tune.study import check_baseline
+
+    space = parse_space({"space": {
+        "strategy.name": {"choices": ["single", "deepspeed"]},
+        "strategy.stage": {"choices": [1, 2], "when": {"strategy.name": "deepspeed"}},
+    }}, "space.toml")
+    check_baseline(space, {"strategy.name": "single", "strategy.stage": 3})  # stage is not searched for single
+    with pytest.raises(ConfigError, match=r"space.toml: space.'strategy.stage': the base config's value 3 is not one"):
+        check_baseline(space, {"strategy.name": "deepspeed", "strategy.stage": 3})
+    with pytest.raises(ConfigError, match=r"space.'strategy.name': the base config's value 'ddp' is not one"):
+        check_baseline(space, {"strategy.name": "ddp"})
 
 
 def test_conditional_parameters_are_searched_only_when_their_condition_holds() -> None:

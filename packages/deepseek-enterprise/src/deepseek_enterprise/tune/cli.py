@@ -140,7 +140,7 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
         return config_values(config, host)
 
     check_study(tuner, space, base, build, check_model, objective, run_values,
-                base_source=str(config_file))  # before any folder is made
+                base_source=str(config_file), baseline=baseline)  # before any folder is made
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
                f"folder {folder}{created_note(missing)}")

@@ -137,6 +137,9 @@ def _when(spec: dict[str, Any], at: str, earlier: dict[str, Param]) -> tuple[tup
             raise ConfigError(f"{at}: when names {other!r}, which is not a parameter listed before this one"
                               f"{did_you_mean(other, list(earlier))}")
         values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        if not values:
+            raise ConfigError(f"{at}: when {other} = [] lists no value, so this parameter would never be searched; "
+                              f"give the values of {other} it is searched for ({earlier[other].describe()})")
         for v in values:
             if not earlier[other].contains(v):
                 raise ConfigError(f"{at}: when {other} = {v!r}, a value {other} never takes ({earlier[other].describe()})")
@@ -209,6 +212,9 @@ def parse_space(data: dict[str, Any], where: str) -> SearchSpace:
         raise ConfigError(f"{where}: [tuner] must be a table of the tuner's options")
     earlier: dict[str, Param] = {}
     for path, spec in _leaves(table, "", where):
+        if path in earlier:  # "train.lr" = {...} and [space.train] lr = {...}: the second replaced the first
+            raise ConfigError(f"{where}: space.{path!r} is given twice (as a quoted key and as a nested table); "
+                              "keep one of them")
         earlier[path] = _param(path, spec, where, earlier)
     params = tuple(earlier.values())
     return SearchSpace(params=params, tuner=dict(tuner), source=where)

@@ -188,14 +188,18 @@ class _Heartbeat:
 
 def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: Callable[[dict[str, Any]], Any],
                 check_model: Callable[[Any], None] | None = None, objective: str | None = None,
-                run_values: Callable[[Any], Any] | None = None, base_source: str = "the base config") -> None:
+                run_values: Callable[[Any], Any] | None = None, base_source: str = "the base config",
+                baseline: bool = True) -> None:
     """Everything checkable before a study starts: the base config, the tuner's own rule for it,
-    every parameter of the space at its end points / choices, the model built on the meta
+    with ``baseline`` the base config's values as a trial (:func:`check_baseline`), every
+    parameter of the space at its end points / choices, the model built on the meta
     device for a ``model.*`` one (``check_model``; one ConfigError line), and the tuner's rule
     for ``objective`` against the values runs report (``run_values(config)``) of the base config
     or of any of those ``model.*`` end points (a metric a model option turns on counts)."""
     config = build(base)
     tuner.check_config(config)
+    if baseline:
+        check_baseline(space, baseline_values(space, config))
     models: list[Any] = []
 
     def check_corner(corner: Any) -> None:
@@ -222,6 +226,21 @@ def baseline_values(space: SearchSpace, base_config: Any) -> dict[str, Any]:
         if node is not None:
             out[param.path] = node
     return out
+
+
+def check_baseline(space: SearchSpace, values: dict[str, Any]) -> None:
+    """The baseline trial takes the base config's ``values``; Optuna records a range's value
+    outside its range, but never a value that is not one of a categorical's choices (the study
+    stopped with an internal error at its first trial, the baseline queued in its storage).
+    One :class:`ConfigError` line naming the parameter."""
+    from deepseek.errors import ConfigError
+
+    for p in space.params:
+        if p.kind == "categorical" and p.path in values and p.applies(values) and not p.contains(values[p.path]):
+            raise ConfigError(f"{space.source}: space.{p.path!r}: the base config's value {values[p.path]!r} is not "
+                              f"one of the choices {p.describe()}, and the baseline trial (the base config's own "
+                              f"values) can take only a choice; add {values[p.path]!r} to the choices, or pass "
+                              "--no-baseline")
 
 
 def run_study(
