@@ -273,12 +273,15 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("UPDATE trial_params SET param_name = 'train.bogus'",
      ": trial 0 holds parameter 'train.bogus', which the space does not search"),
     # internal errors: TypeError (abs of a str), JSONDecodeError, AttributeError
-    ("UPDATE trial_values SET value = 'x'", ": trial 0 holds the objective value 'x', not a number"),
+    ("UPDATE trial_values SET value = 'x'", ": trial 0 holds the objective value 'x', not a finite number"),
+    # taken as the best trial of a minimised study: best.toml written from it, 'val_loss -inf'
+    ("UPDATE trial_values SET value = NULL, value_type = 'INF_NEG'",
+     ": trial 0 holds the objective value -inf, not a finite number"),
     ("UPDATE trial_params SET distribution_json = 'garbage'",
      " cannot be read (JSONDecodeError: Expecting value: line 1 column 1 (char 0))"),
     ("UPDATE study_user_attributes SET value_json = '[1]'",
      " records [1] where deepseek tune keeps its objective, tuner, space and config"),
-], ids=["outside", "unknown", "value", "distribution", "identity"])
+], ids=["outside", "unknown", "value", "minus-infinity", "distribution", "identity"])
 def test_a_study_edited_in_its_database_is_refused_when_resumed(finished: Path, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch, edit: str,
                                                                 problem: str) -> None:
@@ -318,3 +321,49 @@ def test_a_user_attribute_named_as_a_trial_field_does_not_replace_it(finished: P
     assert "internal error" not in err
     rows = json.loads((tmp_path / "st" / "trials.json").read_text())["trials"]
     assert isinstance(rows[0]["seconds"], float)
+
+
+@pytest.mark.parametrize("here", [True, False], ids=["this-machine", "another-machine"])
+def test_a_trial_whose_heartbeat_went_stale_is_interrupted_not_counted(tmp_path: Path, here: bool) -> None:
+    """A tuner killed more than GRACE_S before the study is resumed leaves its trial RUNNING with a
+    stale heartbeat. Optuna's stale-trial pass failed it as an ordinary failed trial: counted among
+    the finished trials (a 1-trial study then stopped at once, 'no trial completed', exit 1) with
+    its re-run left waiting. It is interrupted, not counted, and queued again, like a trial of a
+    dead tuner resumed within the grace period."""
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from deepseek_enterprise.tune.storage import open_storage, record_heartbeat, recover
+    from deepseek_enterprise.tune.study import _counts
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    worker = f"{socket.gethostname()}:{dead.stdout.strip()}:1" if here else "elsewhere:1:1"
+    storage = open_storage(None, tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    trial.suggest_float("train.lr", 1e-4, 1e-2)
+    trial.set_user_attr("worker", worker)
+    record_heartbeat(storage, trial)
+    with sqlite3.connect(tmp_path / "study.db") as db:  # the tuner died ten minutes ago
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-600 seconds')")
+    db.close()
+    assert recover(study, storage) == [(0, True)]
+    first, rerun = study.get_trials(deepcopy=False)
+    assert first.state == TrialState.FAIL and first.user_attrs["interrupted"] is True
+    assert first.user_attrs["note"] == f"interrupted: its tuner ({worker}) stopped" + ("" if here else
+                                                                                       " sending heartbeats")
+    assert rerun.state == TrialState.WAITING and rerun.user_attrs == {"retry_of": 0}
+    assert rerun.system_attrs["fixed_params"] == first.params
+    assert _counts(study) == (0, 0)  # not a finished trial: --trials 1 still runs one
+    again = study.ask()  # the re-run, whose tuner dies too: another machine's is re-run once only
+    assert again.number == 1 and again.suggest_float("train.lr", 1e-4, 1e-2) == first.params["train.lr"]
+    again.set_user_attr("worker", worker)
+    record_heartbeat(storage, again)
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-600 seconds')")
+    db.close()
+    assert recover(study, storage) == [(1, here)]

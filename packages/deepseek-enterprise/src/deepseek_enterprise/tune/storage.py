@@ -5,7 +5,8 @@ Storage: SQLite in the study folder by default; any Optuna RDB URL (``postgresql
 system) for many processes or machines. An SQLite file that exists is read back like user input
 before Optuna opens it (:func:`check_sqlite_file`): an empty or damaged ``study.db`` would
 otherwise become a fresh study. RDB storages record a heartbeat per running trial, so a
-trial whose machine died is failed (and re-run once) by the next process that asks for a trial.
+trial whose machine died is failed as interrupted (and re-run once) by the next process that
+asks for a trial.
 
 Every trial records its worker, ``host:pid:start``. A running trial whose worker is on this
 machine and no longer alive (SIGKILL, a power cut) is an interrupted trial: :func:`recover`
@@ -106,7 +107,7 @@ def check_sqlite_file(url: str | None, folder: Path) -> None:
 def open_storage(url: str | None, folder: Path) -> Any:
     """An Optuna storage for ``--storage`` (default: ``sqlite:///<folder>/study.db``); an existing
     SQLite file is checked first (:func:`check_sqlite_file`)."""
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RDBStorage
 
     check_sqlite_file(url, folder)
     if url is None:
@@ -132,8 +133,7 @@ def open_storage(url: str | None, folder: Path) -> Any:
     try:
         for attempt in range(6):  # workers starting together race to create the tables
             try:
-                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
             except (ImportError, ModuleNotFoundError):
                 raise
             except Exception:
@@ -149,28 +149,42 @@ def open_storage(url: str | None, folder: Path) -> Any:
                          "or a new study folder (--out)") from None
 
 
-def recover(study: Any, storage: Any) -> list[int]:
-    """Fail this machine's trials whose worker is gone and enqueue their parameters again;
-    returns the numbers of the trials recovered. RDB storages also fail trials whose heartbeat
-    stopped (another machine's), re-running each once."""
+def recover(study: Any, storage: Any) -> list[tuple[int, bool]]:
+    """Fail the running trials whose tuner is gone, marked ``interrupted`` (not counted among the
+    finished trials), and enqueue their parameters again; returns ``(number, queued again)`` of
+    each. A tuner is gone when it is this machine's and its process is not alive, or (RDB
+    storages) when its trial's heartbeat stopped more than ``GRACE_S`` ago and it is not a live
+    process of this machine: another machine's trial is re-run once (a re-run whose tuner dies
+    too is not queued again). A tuner of this machine killed longer ago than the grace has a
+    stale heartbeat too, and is recovered the same way: Optuna's own stale-trial pass failed it
+    as an ordinary failed trial, counted, with its re-run left waiting."""
     import optuna
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
     from optuna.trial import TrialState
 
-    optuna.storages.fail_stale_trials(study)
+    stale = set(storage._get_stale_trial_ids(study._study_id)) \
+        if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage) else set()
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if worker_alive(str(t.user_attrs.get("worker", ""))) is not False:
+        worker = str(t.user_attrs.get("worker", ""))
+        alive = worker_alive(worker)
+        if alive is False:
+            note, again = f"interrupted: its tuner ({worker}) stopped", True
+        elif alive is None and t._trial_id in stale:
+            note, again = f"interrupted: its tuner ({worker}) stopped sending heartbeats", "retry_of" not in t.user_attrs
+        else:
             continue
         try:
             storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            storage.set_trial_user_attr(t._trial_id, "note", f"interrupted: its tuner ({t.user_attrs['worker']}) stopped")
+            storage.set_trial_user_attr(t._trial_id, "note", note)
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker recovered it first
-        if t.params:
+        again = again and bool(t.params)
+        if again:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-        recovered.append(t.number)
+        recovered.append((t.number, again))
     return recovered
 
 
@@ -201,7 +215,7 @@ def check_trials(study: Any, space: Any, baseline: dict[str, Any], where: str, f
             if not p.contains(value) and not (name in baseline and value == baseline[name]):
                 raise UsageError(f"{where}: trial {t.number} holds {name} = {value!r}, outside the space's "
                                  f"{p.describe()}; {fix}")
-        for value in t.values or ():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                raise UsageError(f"{where}: trial {t.number} holds the objective value {value!r}, not a number; "
-                                 f"{fix}")
+        for value in t.values or ():  # a run's value is finite (study._checked_value): -inf would be "best"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UsageError(f"{where}: trial {t.number} holds the objective value {value!r}, not a finite "
+                                 f"number; {fix}")

@@ -275,8 +275,9 @@ def _run_study(
     start = time.monotonic()
     skipped_here = 0
     while True:
-        for number in recover(study, storage):
-            echo(f"trial {number}: interrupted (its tuner stopped); failed, and queued to run again")
+        for number, again in recover(study, storage):
+            echo(f"trial {number}: interrupted (its tuner stopped); failed"
+                 + (", and queued to run again" if again else "; a re-run already, not queued again"))
         ran, _ = _counts(study)
         if ran >= settings.trials:
             break
