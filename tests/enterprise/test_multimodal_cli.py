@@ -175,6 +175,15 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
      "bad.jsonl:1: latency.parameters 'many' is not a count"),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "parameters": -5}\n',
      "bad.jsonl:1: parameters -5 is not a count"),
+    # a modality's own reading was shown as a percentage as it came: 7.5 as 750.0, true as 100.0
+    ('{"task": "redundant", "config": "audio", "seed": 0, "test": {"test_accuracy": 0.5, "test_accuracy_audio": 7.5}}\n',
+     "bad.jsonl:1: test.test_accuracy_audio must be a number in [0, 1], got 7.5"),
+    ('{"task": "redundant", "config": "audio", "seed": 0, "test": {"test_accuracy": 0.5, "test_accuracy_audio": true}}\n',
+     "bad.jsonl:1: test.test_accuracy_audio must be a number in [0, 1], got True"),
+    # a unimodal row's missing was read unchecked: an internal error (TypeError; KeyError beside a row without it)
+    ('{"task": "redundant", "config": "audio", "seed": 0, "test": {"test_accuracy": 0.5}, '
+     '"missing": {"vision": "x", "audio": 1, "text": 1}}\n',
+     "bad.jsonl:1: missing is written for fused models only; a unimodal row (audio) has none"),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}}\n' * 2,
      "bad.jsonl:2: repeats the results of vision on the redundant task, seed 0 (bad.jsonl:1): a seed counted twice "
      "would weigh the mean"),

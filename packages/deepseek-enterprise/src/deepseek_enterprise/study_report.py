@@ -67,11 +67,16 @@ def check_row(row: Any) -> str | None:
     test = row.get("test")
     if not isinstance(test, dict) or not fraction(test.get("test_accuracy")):
         return "test.test_accuracy must be a number in [0, 1]"
+    for key, value in test.items():  # each modality's own reading, a percentage in the tables
+        if key.startswith("test_accuracy_") and not fraction(value):
+            return f"test.{key} must be a number in [0, 1], got {value!r}"
     missing = row.get("missing")
     modalities = CONFIGS[row["config"]][0]
     if len(modalities) > 1 and (not isinstance(missing, dict)
                                 or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
         return "missing must give a number in [0, 1] for vision, audio and text"
+    if len(modalities) == 1 and "missing" in row:  # the study writes it for fused models only
+        return f"missing is written for fused models only; a unimodal row ({row['config']}) has none"
     problem = _check_extras(row)
     if problem is not None:
         return problem
