@@ -49,6 +49,8 @@ class PluginGroup(click.Group):
 
             if catalogue.provider_of("command", cmd_name) is not None:
                 raise UsageError(host.explain("command", cmd_name).reason)
+            if (owner := catalogue.unloaded_command_owner(cmd_name, host.records)) is not None:
+                raise UsageError(owner)
             return None
         component = host.resolve("command", cmd_name)
         command = component.load()
@@ -88,9 +90,11 @@ class PluginGroup(click.Group):
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
             from deepseek.names import closest
+            from deepseek.plugins.catalogue import unloaded_third_party
 
             close = closest(name, self.list_commands(ctx))
-            ctx.fail(f"no such command {name!r}" + (f"; did you mean {close!r}?" if close else ""))
+            ctx.fail(f"no such command {name!r}" + (f"; did you mean {close!r}?" if close
+                                                     else unloaded_third_party(command_host(ctx).records)))
         return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -123,6 +124,35 @@ def unloaded_namesake(name: str, records: Mapping[str, PluginRecord]) -> str:
     first = failed[0]
     more = f" (and {len(failed) - 1} more plugin(s): see 'deepseek plugins list')" if len(failed) > 1 else ""
     return f"; {first.dist} {first.version} {first.why_unloaded()}, so what it registers is missing{more}"
+
+
+def unloaded_command_owner(name: str, records: Mapping[str, PluginRecord]) -> str | None:
+    """For a command no loaded plugin registers, the one-line error naming the third-party
+    distribution that did not load (disabled, blocked, failed) and whose namespace the command is
+    in: its first word (``acme`` of ``acme-summary`` or ``acme.summary``) is the name of one of its
+    entry points or its name without ``deepseek-``. ``None`` when no such distribution is
+    installed. Read from the records alone: a disabled plugin's code is never imported."""
+    word = re.split(r"[-.]", name, maxsplit=1)[0]
+    for record in sorted(records.values(), key=lambda r: r.dist):
+        if record.status == "ok" or record.dist in EDITIONS:
+            continue
+        short = record.dist.removeprefix("deepseek-")
+        for plugin, module in zip(record.plugins, record.modules, strict=True):
+            if word in (plugin, short):
+                return (f"command {name!r} is not loaded: it is named for plugin {plugin!r} ({module}) of "
+                        f"{record.dist} {record.version}, which is installed but {record.why_unloaded()}")
+    return None
+
+
+def unloaded_third_party(records: Mapping[str, PluginRecord]) -> str:
+    """A note for an unknown command naming the third-party distributions that did not load
+    (their commands are unknown until they do), or ``""``."""
+    off = sorted((r for r in records.values() if r.status != "ok" and r.dist not in EDITIONS), key=lambda r: r.dist)
+    if not off:
+        return ""
+    first = off[0]
+    more = f" (and {len(off) - 1} more: see 'deepseek plugins list')" if len(off) > 1 else ""
+    return f"; {first.dist} {first.version} is installed but {first.why_unloaded()}, and may register it{more}"
 
 
 def kind_unavailable_reason(kind: str, records: Mapping[str, PluginRecord]) -> str | None:

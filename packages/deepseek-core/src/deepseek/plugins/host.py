@@ -172,12 +172,13 @@ class PluginHost(LookupMixin, FailureMixin):
         record = PluginRecord(dist, version, catalogue.edition_of(dist))
         module = plugin.__name__ if inspect.ismodule(plugin) else target_text(plugin)
         record.modules = [module]
+        label = name or module.rpartition(":")[2].rpartition(".")[2] or module
+        record.plugins = [label]
         self.records[dist] = record
         if denied := self.settings.denied(dist):
             record.status, record.reason = "disabled", denied
             self._trace(f"skip {dist} {version}: {denied}")
             return record
-        label = name or module.rpartition(":")[2].rpartition(".")[2] or module
         self._trace(f"register {dist} {version}: {label} = {module} (in-process)")
         self._install([_Loaded(record, plugin, f"{dist}:{label}")])
         return record
@@ -208,6 +209,7 @@ class PluginHost(LookupMixin, FailureMixin):
     def _import_distribution(self, dist: InstalledDist) -> list[_Loaded]:
         record = PluginRecord(dist.name, dist.version, catalogue.edition_of(dist.name))
         record.modules = [ep.value for ep in dist.eps]
+        record.plugins = [ep.name for ep in dist.eps]
         self.records[dist.name] = record
         wanted, why = self.settings.wants(dist.name)
         if not wanted:

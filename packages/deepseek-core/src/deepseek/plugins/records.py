@@ -289,6 +289,8 @@ class PluginRecord:
     version: str
     edition: str
     modules: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)
+    """The names of its entry points (``acme``), one per module of :attr:`modules`, in that order."""
     status: str = "ok"  # one of STATUSES
     reason: str = ""
     components: dict[str, list[str]] = field(default_factory=dict)
