@@ -1,7 +1,12 @@
 """Contract every registered optimizer meets, whoever registered it: an ``OptimizerBuilder``
 subclass with defaulted ``Options`` whose ``create`` over a tiny model's parameter groups gives a
 torch optimizer that moves the parameters, whose ``state_dict`` round-trips (the next step
-matches), and whose ``initial_state``, where it states one, is what the first step creates."""
+matches), and whose ``initial_state``, where it states one, is what the first step creates.
+
+Each test runs at two settings of the ``[optimizer]`` keys every optimizer shares
+(:data:`SHARED_SETTINGS`): the defaults with ``weight_decay = 0.1``, and a second set where
+momentum, weight decay and the first beta are 0, since state an optimizer keeps (or leaves out)
+only at some settings must be what it declares too (docs/plugins.md section 14)."""
 
 from __future__ import annotations
 
@@ -20,6 +25,14 @@ from deepseek.training.optimizers import GroupedOptimizerFactory, OptimizerBuild
 
 OPTIMIZERS = deepseek.list_optimizers()
 
+SHARED_SETTINGS: dict[str, dict[str, object]] = {
+    "defaults": {"weight_decay": 0.1},
+    "zeroed": {"momentum": 0.0, "weight_decay": 0.0, "betas": (0.0, 0.5)},
+}
+"""The shared ``[optimizer]`` keys each optimizer is checked at (by id; docs/plugins.md section 9
+lists them): the defaults (momentum 0.9, betas (0.9, 0.95)) with weight decay, and with momentum,
+weight decay and the first beta at 0 (plain SGD, no first moment, no decay)."""
+
 
 def test_core_optimizers_registered() -> None:
     assert {"adamw", "sgd", "adafactor", "lion"} <= set(OPTIMIZERS)
@@ -37,16 +50,20 @@ def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int) -> None
     opt.step()
 
 
+settings = pytest.mark.parametrize("settings", list(SHARED_SETTINGS))
+
+
+@settings
 @pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
-def test_optimizer_contract(name: str) -> None:
+def test_optimizer_contract(name: str, settings: str) -> None:
     cls = load_checked("optimizer", get_host().resolve("optimizer", name))
     assert issubclass(cls, OptimizerBuilder)
     options = options_class(cls, kind="optimizer", name=name)
     assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
                for f in dataclasses.fields(options)), f"{name}: every [optimizer] key needs a default"
     assert isinstance(cls.state_bytes, int) and cls.state_bytes >= 0
-    builder = cls(options(), OptimizerConfig(name=name))
-    factory = GroupedOptimizerFactory(builder, lr=1e-2, weight_decay=0.1)
+    builder = _builder(name, settings)
+    factory = GroupedOptimizerFactory(builder, lr=1e-2, weight_decay=builder.config.weight_decay)
 
     model = _model()
     before = [p.detach().clone() for p in model.parameters()]
@@ -74,9 +91,19 @@ def test_optimizer_contract(name: str) -> None:
         assert torch.equal(a, b), f"{name}: state_dict does not round-trip"
 
 
-def _builder(name: str) -> OptimizerBuilder:
+def _builder(name: str, settings: str) -> OptimizerBuilder:
+    """``name``'s builder with its default options at the shared keys ``SHARED_SETTINGS[settings]``;
+    an optimizer whose ``check_config`` refuses them is skipped with its refusal as the reason."""
+    from deepseek.errors import ConfigError
+
     cls = load_checked("optimizer", get_host().resolve("optimizer", name))
-    return cls(options_class(cls, kind="optimizer", name=name)(), OptimizerConfig(name=name, weight_decay=0.1))
+    options = options_class(cls, kind="optimizer", name=name)()
+    config = OptimizerConfig(name=name, **SHARED_SETTINGS[settings])  # type: ignore[arg-type]
+    try:
+        cls.check_config(options, config)
+    except ConfigError as exc:
+        pytest.skip(f"{name} refuses the {settings} settings: {exc}")
+    return cls(options, config)
 
 
 def _grads(shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
@@ -84,20 +111,22 @@ def _grads(shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
     return [torch.randn(shape, generator=g) for shape in shapes]
 
 
+@settings
 @pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
-def test_an_elementwise_optimizer_steps_a_flat_concatenation_alike(name: str) -> None:
+def test_an_elementwise_optimizer_steps_a_flat_concatenation_alike(name: str, settings: str) -> None:
     """``elementwise = True`` lets DeepSpeed ZeRO run the optimizer on flat partitions of
     concatenated parameters: stepping a matrix and a vector must equal stepping their
     concatenation as one flat parameter, step for step."""
-    builder = _builder(name)
+    builder = _builder(name, settings)
     if not builder.elementwise:
         pytest.skip(f"{name} does not declare elementwise")
     torch.manual_seed(0)
     shapes = [(6, 5), (5,)]
     apart = [torch.nn.Parameter(torch.randn(shape)) for shape in shapes]
     flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in apart]))
-    opt_apart = builder.create([{"params": apart, "weight_decay": 0.1}], 1e-2)
-    opt_flat = builder.create([{"params": [flat], "weight_decay": 0.1}], 1e-2)
+    decay = builder.config.weight_decay
+    opt_apart = builder.create([{"params": apart, "weight_decay": decay}], 1e-2)
+    opt_flat = builder.create([{"params": [flat], "weight_decay": decay}], 1e-2)
     for seed in range(3):
         grads = _grads(shapes, seed)
         for p, g in zip(apart, grads, strict=True):
@@ -110,14 +139,16 @@ def test_an_elementwise_optimizer_steps_a_flat_concatenation_alike(name: str) ->
         f"{name} declares elementwise but its update depends on how parameters are split"
 
 
+@settings
 @pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
-def test_the_declared_state_bytes_cover_what_the_optimizer_keeps(name: str) -> None:
+def test_the_declared_state_bytes_cover_what_the_optimizer_keeps(name: str, settings: str) -> None:
     """``state_bytes`` (bytes per fp32 parameter element) feeds memory estimates (deepseek advise,
     the tuner's fit check): the state a step keeps may be less, never more (scalars aside)."""
-    builder = _builder(name)
+    builder = _builder(name, settings)
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(64, 64)), torch.nn.Parameter(torch.randn(64))]
-    opt = builder.create([{"params": params[:1], "weight_decay": 0.1}, {"params": params[1:], "weight_decay": 0.0}],
+    opt = builder.create([{"params": params[:1], "weight_decay": builder.config.weight_decay},
+                          {"params": params[1:], "weight_decay": 0.0}],
                          1e-2)
     for seed in range(2):
         for p, g in zip(params, _grads([(64, 64), (64,)], seed), strict=True):
@@ -130,20 +161,23 @@ def test_the_declared_state_bytes_cover_what_the_optimizer_keeps(name: str) -> N
         f"{name} declares state_bytes = {builder.state_bytes} but keeps {kept / elements:.2f} B per element"
 
 
+@settings
 @pytest.mark.parametrize("master_weights", [False, True], ids=["fp32", "master-weights"])
 @pytest.mark.parametrize("name", OPTIMIZERS, ids=qualified_ids("optimizer", OPTIMIZERS))
-def test_the_state_a_checkpoint_keeps_is_what_the_optimizer_declares(name: str, master_weights: bool) -> None:
+def test_the_state_a_checkpoint_keeps_is_what_the_optimizer_declares(name: str, master_weights: bool,
+                                                                     settings: str) -> None:
     """What a checkpoint stores of the optimizer (its ``state_dict`` by parameter name) after two
     steps passes the check that state read back from disk gets (``state_spec``, or the default
     rule where none is declared): a declaration that disagrees with the optimizer would refuse
     every resume of it."""
     from deepseek.training.checkpoint import check_state_fit, optimizer_param_names
 
-    builder = _builder(name)
+    builder = _builder(name, settings)
     if master_weights and not builder.supports_master_weights:
         pytest.skip(f"{name} does not support master weights")
     model = _model()
-    opt = GroupedOptimizerFactory(builder, lr=1e-2, weight_decay=0.1, master_weights=master_weights)(
+    opt = GroupedOptimizerFactory(builder, lr=1e-2, weight_decay=builder.config.weight_decay,
+                                  master_weights=master_weights)(
         model.named_parameters())
     for seed in range(2):  # with master weights the parameters are bf16 now
         g = torch.Generator().manual_seed(seed)
@@ -153,8 +187,9 @@ def test_the_state_a_checkpoint_keeps_is_what_the_optimizer_declares(name: str, 
     names = optimizer_param_names(opt, model)
     state = {names[i]: values for i, values in opt.state_dict()["state"].items()}
     # keeping nothing is right for an optimizer that declares it keeps nothing (docs/plugins.md
-    # section 14's SignSGD: state_bytes = 0, state_spec {}); one declaring state must keep it here
-    assert state or name == "sgd" or builder.state_bytes == 0 or builder.state_spec((3, 4)) == {}, \
+    # section 14's SignSGD: state_bytes = 0, state_spec {}), and at settings that switch its state
+    # off (sgd without momentum); one declaring state must keep it at the defaults
+    assert state or settings != "defaults" or builder.state_bytes == 0 or builder.state_spec((3, 4)) == {}, \
         f"{name}: keeps no state after two steps, though it declares state_bytes = {builder.state_bytes}"
     check_state_fit(state, {n: tuple(p.shape) for n, p in model.named_parameters()}, "here", builder)
     if builder.state_spec((3, 4)) is not None:  # what it declares is exactly what it keeps
