@@ -244,6 +244,7 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     --help`` stays fast. Refuse with a one-line ``deepseek.errors.UsageError`` (exit code 2) or ``click.UsageError``; any
     other exception the command's code raises is one ``PluginError`` line naming the command,
     its distribution and the plugin module, exit code 1 (``--debug`` shows the traceback).
+    Guide: docs/plugins.md section 15.
     """
 
 
