@@ -49,11 +49,13 @@ from deepseek_pro.strategies import deepspeed_internals as internals
 from deepseek_pro.strategies import deepspeed_state as state_io
 from deepseek_pro.strategies.base import DistributedStrategy
 from deepseek_pro.strategies.deepspeed_config import (
+    RESUMABLE_OWN_OPTIMIZERS,
     DeepSpeedOptions,
     apply_cuda_arch_sanitizer,
     build_ds_config,
     deepcompile_needs_cuda,
     not_resumable,
+    own_not_resumable,
     sanitize_cuda_arch_list,
 )
 from deepseek_pro.strategies.deepspeed_units import chosen_gather_unit, gather_blocks_whole
@@ -335,21 +337,28 @@ class DeepSpeedStrategy(DistributedStrategy):
     def check_resume(cls, config: Any, optimizer: Any) -> None:
         """ZeRO loads optimizer state into partitions it creates first, from the builder's
         ``initial_state``: a builder that keeps the base class's (which says nothing) cannot
-        resume here (unless DeepSpeed builds its own optimizer)."""
+        resume here. When DeepSpeed builds its own optimizer, the state is the Adam family's
+        (:func:`.deepspeed_state.own_initial_state`): a ``config_path`` file naming another
+        ``optimizer.type`` cannot resume either."""
         from deepseek.training.optimizers import OptimizerBuilder
 
         o = config.strategy.options
-        own = o.optimizer == "deepspeed" or (o.config_path and "optimizer" in read_user_config(o.config_path, 1))
-        if not own and type(optimizer).initial_state is OptimizerBuilder.initial_state:
+        own = o.config_path and read_user_config(o.config_path, 1).get("optimizer")
+        if isinstance(own, dict) and str(own.get("type", "")).lower() not in RESUMABLE_OWN_OPTIMIZERS:
+            raise UsageError(own_not_resumable(str(own.get("type"))))
+        if not (own or o.optimizer == "deepspeed") and type(optimizer).initial_state is OptimizerBuilder.initial_state:
             raise UsageError(not_resumable(config.optimizer.name))
 
     def _check_resumable(self) -> None:
-        """Our builder must state the optimizer's state before a first step (every rank raises
-        alike, before reading the checkpoint or writing anything); ``deepseek launch`` checked
-        the class already (:meth:`check_resume`), this checks what the builder returns."""
+        """Our builder, or for DeepSpeed's own optimizer :func:`.deepspeed_state.own_initial_state`,
+        must state the optimizer's state before a first step (every rank raises alike, before
+        reading the checkpoint or writing anything); ``deepseek launch`` checked the config already
+        (:meth:`check_resume`), this checks the optimizer that was built."""
+        inner, flats = internals.flat_masters(self.engine.optimizer)
         if self._own_optimizer():
+            if flats and state_io.own_initial_state(inner, flats[0]) is None:
+                raise UsageError(own_not_resumable(type(inner).__name__))
             return
-        _, flats = internals.flat_masters(self.engine.optimizer)
         if self._builder is None or (flats and self._builder.initial_state(flats[0]) is None):
             raise UsageError(not_resumable(self._builder.config.name if self._builder is not None
                                             else "(a custom optimizer factory)"))

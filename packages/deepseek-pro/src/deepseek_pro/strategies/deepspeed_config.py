@@ -171,6 +171,20 @@ def not_resumable(name: str) -> str:
             "state into ZeRO partitions; resume with strategy 'ddp' or 'fsdp' (same checkpoint)")
 
 
+RESUMABLE_OWN_OPTIMIZERS = ("adam", "adamw")
+"""The ``optimizer.type`` values (DeepSpeed reads them case-insensitively) of a ``config_path``
+file whose optimizer a run under ``deepspeed`` can resume: DeepSpeed builds torch's, its
+FusedAdam or its DeepSpeedCPUAdam for them, whose state before a first step is known
+(:func:`~deepseek_pro.strategies.deepspeed_state.own_initial_state`)."""
+
+
+def own_not_resumable(name: str) -> str:
+    return (f"--resume: DeepSpeed's own optimizer {name!r} (the optimizer of strategy.config_path) keeps state "
+            "that strategy 'deepspeed' cannot load into ZeRO partitions before a first step (only Adam and AdamW "
+            "are resumable); a run that must resume needs optimizer.type \"AdamW\" or \"Adam\" in the file, or "
+            "no optimizer there (the run's [optimizer] then runs)")
+
+
 def deepcompile_needs_cuda(device: str) -> str:
     return (f"strategy.deepcompile: DeepCompile runs on CUDA devices only, and this run's device is {device!r}; "
             "set strategy.deepcompile = false here (train.compile still compiles the model)")

@@ -92,9 +92,9 @@ def scatter_full_state(strategy: Any, model: dict[str, Any], optim: dict[str, An
 
 def init_optimizer_state(strategy: Any) -> None:
     """Create the inner optimizer's state as its first step would (zeros, step 0: the
-    builder's ``initial_state`` of each flat partition; for DeepSpeed's own optimizer, Adam's
-    when it is torch's), so that DeepSpeed's optimizer-state fragments exist before any step
-    has run."""
+    builder's ``initial_state`` of each flat partition; for DeepSpeed's own optimizer,
+    :func:`own_initial_state`), so that DeepSpeed's optimizer-state fragments exist before any
+    step has run."""
     inner, flats = internals.flat_masters(strategy.engine.optimizer)
     for p in flats:
         if inner.state.get(p):
@@ -102,8 +102,27 @@ def init_optimizer_state(strategy: Any) -> None:
         if not strategy._own_optimizer():
             assert strategy._builder is not None, "_check_resumable() first"
             inner.state[p] = strategy._builder.initial_state(p)
-        elif isinstance(inner, torch.optim.AdamW | torch.optim.Adam):
-            inner.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
-                              "exp_avg_sq": torch.zeros_like(p)}
+        else:
+            state = own_initial_state(inner, p)
+            assert state is not None, "_check_resumable() first"
+            inner.state[p] = state
     internals.relink_optimizer_state(strategy.engine.optimizer)
+
+
+def own_initial_state(inner: Any, flat: torch.Tensor) -> dict[str, Any] | None:
+    """The state an optimizer DeepSpeed built (``strategy.optimizer = "deepspeed"``, or the
+    ``optimizer`` of a ``config_path`` file) gives the flat fp32 partition ``flat`` on its first
+    step, with the step count at 0: the Adam family, torch's ``Adam`` / ``AdamW`` (a tensor step)
+    and DeepSpeed's ``FusedAdam`` / ``DeepSpeedCPUAdam`` (an int step; moments in the partition's
+    fp32). ``None`` for any other optimizer: its state is not known before a step, so its run
+    cannot resume here (a resume would load nothing into it and restart it from zero)."""
+    from deepspeed.ops.adam import DeepSpeedCPUAdam, FusedAdam
+
+    if isinstance(inner, torch.optim.AdamW | torch.optim.Adam):
+        step: Any = torch.tensor(0.0)
+    elif isinstance(inner, FusedAdam | DeepSpeedCPUAdam):
+        step = 0
+    else:
+        return None
+    return {"step": step, "exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
 
