@@ -4,7 +4,8 @@ count are scattered back into the ZeRO partitions. Before, the resume created no
 DeepSpeed's optimizer classes (only for torch's Adam), so nothing was loaded into them and the
 resumed run restarted Adam from zero moments and step 0 without a word (losses 1.4e-2 off the
 straight run's from the second resumed step). A ``config_path`` file naming another optimizer,
-whose state before a first step is not known, is refused at ``--resume`` in one line.
+whose state before a first step is not known, is refused at ``--resume`` in one line. Its
+checkpoint resumes under another strategy (torch's AdamW) as every strategy's does.
 
 The first run in a fresh environment JIT-builds DeepSpeed's ``fused_adam`` op under
 ``TORCH_EXTENSIONS_DIR`` (1-2 minutes on 2 cores); later runs reuse it.
@@ -31,18 +32,32 @@ def _config(**options: Any) -> dict[str, Any]:
                     checkpoint={"interval": 3})
 
 
-def test_deepspeeds_own_adamw_resumes_bit_for_bit(tmp_path: Path) -> None:
-    config = _config(optimizer="deepspeed")
-    runs = run_train_jobs([{"name": "straight", "config": config},
-                           {"name": "resumed", "config": config,
-                            "resume": tmp_path / "straight" / "checkpoints" / "step-3"}], tmp_path, timeout=600)
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("own_adamw")
+    config, step3 = _config(optimizer="deepspeed"), work / "straight" / "checkpoints" / "step-3"
+    ddp = tiny_run("ddp", 6, train={"grad_accum": 2}, checkpoint={"interval": 3})
+    records = run_train_jobs([{"name": "straight", "config": config},
+                              {"name": "resumed", "config": config, "resume": step3},
+                              {"name": "under_ddp", "config": ddp, "resume": step3}], work, timeout=600)
+    return {"dir": work, **records}
+
+
+def test_deepspeeds_own_adamw_resumes_bit_for_bit(runs: dict[str, Any]) -> None:
     straight, resumed = losses(runs["straight"]), losses(runs["resumed"])
     assert len(straight) == 6 and straight[-1] < straight[0]
     assert resumed == straight[3:]
-    a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-6" / "optimizer.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-6" / "optimizer.safetensors"))
+    a = load_file(str(runs["dir"] / "straight" / "checkpoints" / "step-6" / "optimizer.safetensors"))
+    b = load_file(str(runs["dir"] / "resumed" / "checkpoints" / "step-6" / "optimizer.safetensors"))
     assert a.keys() == b.keys() and {float(v) for k, v in b.items() if k.endswith("/step")} == {6.0}
     assert all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_its_checkpoint_resumes_under_torchs_adamw(runs: dict[str, Any]) -> None:
+    """The checkpoint is the canonical one: its groups hold the run's [optimizer] keys, not
+    FusedAdam's ``bias_correction`` and group ``step``, which torch's AdamW refused as another
+    optimizer's (one line telling to resume with optimizer.name, which was already adamw)."""
+    assert losses(runs["under_ddp"]) == pytest.approx(losses(runs["straight"])[3:], rel=1e-5)
 
 
 @pytest.mark.parametrize(("kind", "refused"), [("AdamW", False), ("adam", False), ("SGD", True), ("Lamb", True)])

@@ -42,11 +42,19 @@ def gather_full_state(strategy: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         model[alias] = model[name]
     # DeepSpeed keeps the non-empty groups only, in order: the empty ones (a rule of
     # [[optimizer.groups]] taking only matrices, say) are written with their own settings.
+    # DeepSpeed's own optimizer's values are written under the keys of the run's [optimizer]
+    # (the builder's groups, ``_group_settings``), so the checkpoint is the canonical one that
+    # every strategy resumes: FusedAdam's and DeepSpeedCPUAdam's own keys (``bias_correction``,
+    # a group ``step``) are how DeepSpeed computes, and torch's AdamW would refuse a group
+    # holding them as another optimizer's.
     groups = []
     inner = iter(strategy.engine.optimizer.param_groups)
+    own = strategy._own_optimizer()
     for group_names, settings in zip(strategy._group_names, strategy._group_settings, strict=True):
-        src = next(inner) if group_names else settings
-        groups.append({**{k: v for k, v in src.items() if k != "params"}, "params": group_names})
+        src = {k: v for k, v in (next(inner) if group_names else settings).items() if k != "params"}
+        if own:
+            src = {**settings, **{k: v for k, v in src.items() if k in settings}}
+        groups.append({**src, "params": group_names})
     return model, {"state": state, "param_groups": groups}
 
 
