@@ -171,7 +171,12 @@ def model_sections(config_data: dict[str, Any], data: Any, host: PluginHost | No
     ``single``, and the parts of training a model's weights do not depend on (the optimizer, the
     schedule, the trackers) kept where their components are installed and at their defaults
     where not, so weights trained with a plugin's optimizer, schedule or tracker load without
-    that plugin (a compressed copy or a recovery run then records core's defaults)."""
+    that plugin (a compressed copy or a recovery run then records core's defaults).
+    ``train.grad_accum`` is kept where the batch of ``data`` splits by it (a recovery run then cuts
+    its batches as the run did) and left at its default where not: the weights do not depend on
+    it, and the batch of ``data`` (none: the default 16 rows; or the evaluation's) need not split
+    by it, which the config's check would refuse (a run of 12 rows in 3 micro-batches could not be
+    read)."""
     from deepseek.plugins.host import get_host
 
     lookups = host or get_host()
@@ -184,6 +189,11 @@ def model_sections(config_data: dict[str, Any], data: Any, host: PluginHost | No
         return True
 
     out = {**config_data, "strategy": {"name": "single"}, "data": data}
+    train, rows = out.get("train"), data.get("batch_size") if isinstance(data, dict) else None
+    if isinstance(train, dict) and "grad_accum" in train:
+        accum = train["grad_accum"]
+        if not (isinstance(rows, int) and isinstance(accum, int) and accum > 0 and rows % accum == 0):
+            out["train"] = {k: v for k, v in train.items() if k != "grad_accum"}
     for section, default in (("optimizer", "adamw"), ("lr_schedule", "cosine")):
         table = out.get(section)
         if isinstance(table, dict) and not installed(section, table.get("name", default)):
