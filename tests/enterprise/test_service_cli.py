@@ -228,6 +228,14 @@ TAMPERED = {  # what a hand edit of the service database can leave; each was an 
     "token date": ("UPDATE tokens SET expires_at = 'never'", "table tokens, row with id 1: column expires_at holds 'never'"),
     "role": ("UPDATE memberships SET role = 'god'", "column role holds 'god', not one of viewer, member, admin"),
     "tenant name": ("UPDATE tenants SET name = '../evil'", "column name holds '../evil', not a tenant or user name"),
+    # SQLite does not enforce references: listing the tenant's jobs was a 500 (the job's user had no
+    # name), and a job naming no tenant stayed queued unseen for ever
+    "job user": ("UPDATE jobs SET user_id = 99",
+                 "table jobs, row with id 1: column user_id holds 99, which names no row of users"),
+    "job tenant": ("UPDATE jobs SET tenant_id = 99",
+                   "table jobs, row with id 1: column tenant_id holds 99, which names no row of tenants"),
+    "member": ("UPDATE memberships SET user_id = 99", "table memberships, row with id 1: column user_id holds 99, "
+               "which names no row of users"),
     # the audit log is append-only (its triggers refuse UPDATE), but a row can be added by hand
     "audit date": ("INSERT INTO audit (at, actor, tenant, action, target, result) VALUES ('soon', 'x', '', 'y', '', 'ok')",
                    "table audit, row with id 2: column at holds 'soon', not a date and time"),

@@ -9,7 +9,8 @@ database is left as it is.
 Each column is checked by its declared type (:mod:`.models`): integers within 64 bits, finite
 numbers, dates, booleans, strings within their length, JSON; then the values with a meaning of
 their own: names (:data:`.names.NAME`), roles, job commands and states, a quota's ranges (the
-API's own request model, so one rule for both) and a job's arguments and files.
+API's own request model, so one rule for both) and a job's arguments and files; and every
+reference to another table's row (a job's tenant and user, ...) names a row that exists.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ class RowProblem(ValueError):
 def check_rows(engine: Engine, shown_url: str) -> None:
     """Check every row of every table of :data:`.models.Base` in ``engine``; the first bad value is
     a :class:`~deepseek.errors.UsageError` naming ``shown_url``, the table, the row and the column."""
-    from deepseek.errors import UsageError
-
     rules = _semantic_rules()
     with engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
@@ -55,11 +54,35 @@ def check_rows(engine: Engine, shown_url: str) -> None:
                         if whole is not None:
                             whole(dict(zip(names, raw, strict=True)))
                     except RowProblem as exc:
-                        where = ", ".join(f"{names[i]} {raw[i]!r}" for i in key)
-                        raise UsageError(
-                            f"--db {shown_url}: table {table.name}, row with {where}: {exc}; the database was edited "
-                            "or is damaged: repair that value (for SQLite with the sqlite3 shell) or restore a "
-                            "backup, then start the server again") from None
+                        raise _refused(shown_url, table.name, names, key, raw, exc) from None
+            for raw, column, target in _dangling(conn, table, names):
+                problem = RowProblem(f"column {column} holds {raw[names.index(column)]!r}, which names no row of "
+                                     f"{target}")
+                raise _refused(shown_url, table.name, names, key, raw, problem)
+
+
+def _refused(shown_url: str, table: str, names: list[str], key: list[int], raw: Any, exc: RowProblem) -> Exception:
+    from deepseek.errors import UsageError
+
+    where = ", ".join(f"{names[i]} {raw[i]!r}" for i in key)
+    return UsageError(f"--db {shown_url}: table {table}, row with {where}: {exc}; the database was edited or is "
+                      "damaged: repair that value (for SQLite with the sqlite3 shell) or restore a backup, then "
+                      "start the server again")
+
+
+def _dangling(conn: Any, table: Any, names: list[str]) -> Any:
+    """The first row of ``table`` (``(row, column, referenced table)``) whose foreign key names no
+    row: SQLite does not enforce the references, and such a job was listed and shown as a 500
+    (its user has no name) or, naming no tenant, stayed queued unseen for ever. One anti-join per
+    reference; the tables it references were checked before it (``sorted_tables`` order)."""
+    for fk in table.foreign_keys:
+        column, target = fk.parent.name, fk.column
+        sql = (f"SELECT {', '.join(f't.{n}' for n in names)} FROM {table.name} t "  # noqa: S608 - our own names
+               f"LEFT JOIN {target.table.name} r ON t.{column} = r.{target.name} "
+               f"WHERE t.{column} IS NOT NULL AND r.{target.name} IS NULL LIMIT 1")
+        row = conn.exec_driver_sql(sql).first()
+        if row is not None:
+            yield tuple(row), column, target.table.name
 
 
 ROWS_AT_ONCE = 10_000
