@@ -28,3 +28,31 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path, monkeypatch: py
     assert lines[0].endswith("give this study's journal file, or a new path for a new study"), err
     assert not (tmp_path / "study" / "trials").exists()
     assert (tmp_path / "j.log").read_bytes() == content
+
+
+def test_a_journal_whose_last_line_was_cut_short_is_repaired_and_the_study_goes_on(tmp_path: Path) -> None:
+    """A worker killed mid-append leaves the journal's last line without its end. Optuna reads past
+    it but appended the next op to the same line: that run's study went on, and from then on the
+    journal did not read (JSONDecodeError, the study lost). The cut line is removed, said once,
+    and the study continues from the complete lines."""
+    import optuna
+
+    from deepseek_enterprise.tune.storage import open_storage
+
+    journal = tmp_path / "j.log"
+    storage = open_storage(f"journal:{journal}", tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    study.tell(trial, 1.5)
+    whole = journal.read_bytes()
+    open_storage(f"journal:{journal}", tmp_path)
+    assert whole.endswith(b"\n") and journal.read_bytes() == whole  # a whole journal is left as it is
+    journal.write_bytes(whole + b'{"op_code":4,"worker_id":"w","study_id":0,"datetime_st')  # the killed append
+    with pytest.warns(UserWarning, match=r"j.log: its last line was cut short as it was written .*: 54 byte\(s\) "
+                                         r"removed"):
+        storage = open_storage(f"journal:{journal}", tmp_path)
+    assert journal.read_bytes() == whole
+    study = optuna.load_study(study_name="s", storage=storage)
+    study.tell(study.ask(), 0.5)  # appends on a line of its own
+    again = optuna.load_study(study_name="s", storage=open_storage(f"journal:{journal}", tmp_path))
+    assert [t.value for t in again.trials] == [1.5, 0.5]

@@ -119,6 +119,7 @@ def open_storage(url: str | None, folder: Path) -> Any:
         if not path:
             raise UsageError("--storage: journal: needs a file path, e.g. journal:/shared/study.log")
         try:
+            drop_cut_journal_line(path)
             return JournalStorage(JournalFileBackend(path))
         except OSError as exc:
             raise UsageError(f"--storage: cannot open the journal {path} ({exc.strerror}); give a writable path") from None
@@ -147,6 +148,47 @@ def open_storage(url: str | None, folder: Path) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"--storage: cannot open {url}: {first}; give a working storage (--storage) "
                          "or a new study folder (--out)") from None
+
+
+def drop_cut_journal_line(path: str) -> int:
+    """Remove a last line of the journal ``path`` cut short as it was written (a worker killed
+    mid-append, a full disk) and say so; returns the bytes removed. Optuna reads past such a line
+    but appends after it, and the op it appends then shares its line: the journal no longer reads
+    (JSONDecodeError) and the study is lost. Done under Optuna's own journal lock, which every
+    writer holds while it appends, so a line another worker is writing is never taken for one."""
+    import warnings
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not os.path.isfile(path):
+        return 0  # a new journal, or not a file (Optuna's own error names it)
+    lock = JournalFileSymlinkLock(path)
+    lock.acquire()
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            end = size
+            while end > 0:  # back to the last line separator
+                start = max(0, end - 65536)
+                f.seek(start)
+                chunk = f.read(end - start)
+                if end == size and chunk.endswith(b"\n"):
+                    return 0
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    end = start + cut + 1
+                    break
+                end = start
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        lock.release()
+    if size:
+        warnings.warn(f"--storage: {path}: its last line was cut short as it was written (a worker stopped "
+                      f"mid-write): {size - end} byte(s) removed; a trial it left running is recovered as interrupted",
+                      stacklevel=2)
+    return size - end
 
 
 def recover(study: Any, storage: Any) -> list[tuple[int, bool]]:
