@@ -367,3 +367,39 @@ def test_a_trial_whose_heartbeat_went_stale_is_interrupted_not_counted(tmp_path:
         db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-600 seconds')")
     db.close()
     assert recover(study, storage) == [(1, here)]
+
+
+def test_an_interrupted_baseline_is_re_run_as_the_baseline_and_the_end_compares_with_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The re-run of an interrupted baseline trial was an ordinary trial: the study's last line
+    compared the best trial with the interrupted one ('base config, trial 0: interrupted: its tuner
+    ... stopped') although the base config's value was known from its re-run."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from deepseek_enterprise.tune.cli import _report
+    from deepseek_enterprise.tune.storage import open_storage, record_heartbeat, recover
+    from deepseek_enterprise.tune.study import StudySettings
+
+    storage = open_storage(None, tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({"train.lr": 1e-3}, user_attrs={"baseline": True})
+    base = study.ask()
+    base.suggest_float("train.lr", 1e-4, 1e-2)
+    base.set_user_attr("worker", "elsewhere:1:1")  # its machine is gone: its heartbeat went stale
+    record_heartbeat(storage, base)
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-600 seconds')")
+    db.close()
+    assert recover(study, storage) == [(0, True)]
+    rerun = study.ask()
+    assert rerun.suggest_float("train.lr", 1e-4, 1e-2) == 1e-3
+    assert study.trials[1].user_attrs == {"retry_of": 0, "baseline": True}
+    study.tell(rerun, 2.0)
+    better = study.ask()
+    better.suggest_float("train.lr", 1e-4, 1e-2)
+    study.tell(better, 1.0)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    settings = StudySettings(name="s", trials=2, objective="val_loss", out=tmp_path)
+    assert _report(study, settings, {"train": {"lr": 1e-3}}, "c.toml") is None
+    assert "best trial 2: val_loss 1 (base config, trial 1: 2); wrote" in capsys.readouterr().out

@@ -192,7 +192,10 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -
         click.echo(f"no trial completed; each trial's note says why (see {settings.out / 'trials.json'})", err=True)
         return 1
     b = report.best_trial(study)
-    base_trial = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")), None)
+    from optuna.trial import TrialState
+
+    bases = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]  # with its re-runs
+    base_trial = next((t for t in bases if t.state == TrialState.COMPLETE), bases[0] if bases else None)
     against = ""
     if base_trial is not None and base_trial.number != b.number:
         shown = (f"{base_trial.value:.6g}" if base_trial.value is not None

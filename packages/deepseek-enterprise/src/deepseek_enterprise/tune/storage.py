@@ -225,9 +225,16 @@ def recover(study: Any, storage: Any) -> list[tuple[int, bool]]:
             continue  # another worker recovered it first
         again = again and bool(t.params)
         if again:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            study.enqueue_trial(t.params, user_attrs=retry_attrs(t))
         recovered.append((t.number, again))
     return recovered
+
+
+def retry_attrs(trial: Any) -> dict[str, Any]:
+    """The user attributes of an interrupted trial's re-run: which trial it re-runs, and, for the
+    baseline trial's, that it is the baseline (the end of the study compares the best trial with
+    it, which was otherwise the interrupted one: 'base config, trial 0: interrupted ...')."""
+    return {"retry_of": trial.number, **({"baseline": True} if trial.user_attrs.get("baseline") else {})}
 
 
 def record_heartbeat(storage: Any, trial: Any) -> None:

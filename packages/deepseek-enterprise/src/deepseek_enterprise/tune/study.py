@@ -34,6 +34,7 @@ from deepseek_enterprise.tune.storage import (
     open_storage,
     record_heartbeat,
     recover,
+    retry_attrs,
     worker_id,
 )
 from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner, format_value
@@ -354,7 +355,7 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         trial.set_user_attr("interrupted", True)
         trial.set_user_attr("note", f"interrupted ({getattr(exc, 'signal_name', 'Ctrl-C')})")
         study.tell(trial, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        study.enqueue_trial(trial.params, user_attrs=retry_attrs(trial))
         raise
     except Exception as exc:  # noqa: BLE001 - a tuner's bug fails the trial, named (module docstring)
         state, value, note = TrialState.FAIL, None, f"{origin}: run() raised {describe_error(exc)}"
