@@ -87,6 +87,18 @@ def test_a_cut_results_line_is_dropped_and_its_model_trained_again(tmp_path: Pat
      "something else), so it cannot be continued; pick a new --out"),
     (lambda st: (st / "study.json").write_text("[1]"), [],
      "--out st: st/study.json is not the settings file of a study; restore it, or pick a new --out"),
+    # read back as it came: 'holds a study made with --lr nan (not 0.002); continue it with those', which no
+    # command line can give, and '--steps 24 (not 24)' for the string "24"
+    (lambda st: ((st / "study.json").write_text(json.dumps({
+        "steps": 24, "batch": 8, "lr": float("nan"), "device": "cpu", "recipe": "joint", "eval_size": 16,
+        "unimodal_runs": None})), (st / "results.jsonl").write_text("")), [],
+     "--out st: st/study.json holds lr = nan, not a value --lr takes (a finite number > 0 and <= 1); restore it, "
+     "or pick a new --out"),
+    (lambda st: ((st / "study.json").write_text(json.dumps({
+        "steps": "24", "batch": 8, "lr": 0.002, "device": "cpu", "recipe": "joint", "eval_size": 16,
+        "unimodal_runs": None})), (st / "results.jsonl").write_text("")), [],
+     "--out st: st/study.json holds steps = '24', not a value --steps takes (a whole number >= 1); restore it, or "
+     "pick a new --out"),
 ])
 def test_a_folder_of_another_study_is_refused_and_left_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   prepare, extra: list[str], message: str) -> None:  # noqa: ANN001

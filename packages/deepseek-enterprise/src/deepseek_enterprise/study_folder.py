@@ -44,6 +44,27 @@ _OPTIONS = {"steps": "--steps", "batch": "--batch", "lr": "--lr", "device": "--d
             "eval_size": "--eval-size", "unimodal_runs": "--unimodal-runs"}
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _recipe(value: Any) -> bool:
+    from deepseek_enterprise.study import RECIPES
+
+    return value in RECIPES
+
+
+_RECORDED = {  # each recorded setting: the values its option takes
+    "steps": (_count, "a whole number >= 1"), "batch": (_count, "a whole number >= 1"),
+    "lr": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+           "a finite number > 0 and <= 1"),
+    "device": (lambda v: isinstance(v, str) and bool(v), "a device name"),
+    "recipe": (_recipe, "one of the study's recipes"),
+    "eval_size": (lambda v: v is None or _count(v), "null or a whole number >= 1"),
+    "unimodal_runs": (lambda v: v is None or (isinstance(v, str) and bool(v)), "null or a folder path"),
+}
+
+
 def check_folder(out: Path, settings: dict[str, Any]) -> None:
     """A one-line :class:`UsageError` when ``out`` holds another study's results (other settings
     in its ``study.json`` while it has made a model, or results without one); nothing is written."""
@@ -60,6 +81,11 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
         raise UsageError(f"--out {out}: {path} cannot be read ({exc}); restore it, or pick a new --out") from None
     if not isinstance(recorded, dict) or set(recorded) != set(settings):
         raise UsageError(f"--out {out}: {path} is not the settings file of a study; restore it, or pick a new --out")
+    for key, value in recorded.items():  # read back like the options it records: 'continue it with --lr nan'
+        rule = _RECORDED[key]
+        if not rule[0](value):
+            raise UsageError(f"--out {out}: {path} holds {key} = {value!r}, not a value {_OPTIONS[key]} takes "
+                             f"({rule[1]}); restore it, or pick a new --out")
     differ = [key for key in settings if recorded[key] != settings[key]]
     if differ and not made_nothing(out):  # a study refused before its first model: its settings made nothing
         shown = ", ".join(f"{_OPTIONS[k]} {recorded[k]}" for k in differ)
