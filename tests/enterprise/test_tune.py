@@ -126,6 +126,11 @@ def test_same_seed_same_trials(tmp_path: Path) -> None:
     ("[space]\n\"optimizer.name\" = { choices = [\"adamw\", \"sgd\"] }\n"
      "\"train.lr\" = { type = \"float\", low = 1e-3, high = 1e-2, when = { \"optimizer.name\" = [] } }",
      "space.'train.lr': when optimizer.name = [] lists no value, so this parameter would never be searched"),
+    # a sampled float is never exactly 0.005: train.warmup_steps was never searched, without a word
+    ("[space]\n\"train.lr\" = { type = \"float\", low = 1e-3, high = 1e-2 }\n"
+     "\"train.warmup_steps\" = { type = \"int\", low = 0, high = 3, when = { \"train.lr\" = 0.005 } }",
+     "space.'train.warmup_steps': when names train.lr, a continuous float range: a trial's value is never exactly a "
+     "given one, so this parameter would never be searched"),
     # Optuna cannot record the baseline's 8 among the choices: an internal error at the first trial,
     # with the folder and its study.db left behind
     ("[space]\n\"data.batch_size\" = { choices = [4, 16] }",

@@ -136,6 +136,10 @@ def _when(spec: dict[str, Any], at: str, earlier: dict[str, Param]) -> tuple[tup
         if other not in earlier:
             raise ConfigError(f"{at}: when names {other!r}, which is not a parameter listed before this one"
                               f"{did_you_mean(other, list(earlier))}")
+        if earlier[other].kind == "float" and earlier[other].step is None:  # a sampled float equals no given value
+            raise ConfigError(f"{at}: when names {other}, a continuous float range: a trial's value is never exactly "
+                              f"a given one, so this parameter would never be searched; condition on a choices "
+                              f"parameter, an int range or a float range with step")
         values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
         if not values:
             raise ConfigError(f"{at}: when {other} = [] lists no value, so this parameter would never be searched; "
