@@ -349,6 +349,34 @@ def test_a_journal_storage_holds_the_study(tmp_path: Path) -> None:
     assert len([r for r in rows if r["state"] in ("complete", "fail") and not r.get("skipped")]) == 5
 
 
+def test_a_condition_on_a_stepped_range_takes_its_grid_values() -> None:
+    """A stepped range's values are its grid: when = 5 on a step-10 int range, or 10.0 (a float) on
+    it, was accepted and never met; when = 0.3 on a step-0.1 float range was never met either,
+    Optuna giving 0.30000000000000004. The first two are refused, the third is met."""
+    import optuna
+
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space
+
+    def space(when: dict) -> Any:
+        return parse_space({"space": {"model.dropout": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
+                                      "train.warmup_steps": {"type": "int", "low": 0, "high": 100, "step": 10},
+                                      "data.batch_size": {"choices": [8, 16], "when": when}}}, "space.toml")
+
+    for when, shown in (({"train.warmup_steps": 5}, "5"), ({"train.warmup_steps": 10.0}, "10.0"),
+                        ({"model.dropout": 0.35}, "0.35")):
+        with pytest.raises(ConfigError, match=rf"when {next(iter(when))} = {shown}, a value .* never takes"):
+            space(when)
+    for when in ({"model.dropout": 0.3}, {"train.warmup_steps": 10}):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        met = 0
+        for _ in range(100):
+            trial = study.ask()
+            met += "data.batch_size" in space(when).suggest(trial)
+            study.tell(trial, 0.0)
+        assert met > 0, when
+
+
 def test_the_baseline_must_be_one_of_a_categoricals_choices_where_it_applies() -> None:
     from deepseek.errors import ConfigError
     from deepseek_enterprise.tune.space import parse_space

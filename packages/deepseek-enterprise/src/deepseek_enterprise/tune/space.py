@@ -69,7 +69,14 @@ class Param:
         """Whether ``value`` is one this parameter can take."""
         if self.kind == "categorical":
             return any(_same(value, c) for c in self.choices)
-        return _number(value) and self.low <= value <= self.high  # type: ignore[operator]
+        if not _number(value) or (self.kind == "int" and not isinstance(value, int)):
+            return False
+        if not self.low <= value <= self.high:  # type: ignore[operator]
+            return False
+        if self.step is None:
+            return True
+        grid = (value - self.low) / self.step  # type: ignore[operator]
+        return math.isclose(grid, round(grid), abs_tol=1e-9)  # on the step's grid
 
     def describe(self) -> str:
         """``[1e-4, 3e-2] log`` / ``{8, 16, 32}``."""
@@ -103,6 +110,9 @@ class SearchSpace:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """The same value and type; floats within rounding (a stepped range gives 0.30000000000000004 for 0.3)."""
+    if type(a) is float and type(b) is float:
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
     return type(a) is type(b) and a == b
 
 
