@@ -379,8 +379,7 @@ def test_a_condition_on_a_stepped_range_takes_its_grid_values() -> None:
 
 def test_the_baseline_must_be_one_of_a_categoricals_choices_where_it_applies() -> None:
     from deepseek.errors import ConfigError
-    from deepseek_enterprise.tune.space import parse_space
-    from deepseek_enterprise.tune.study import check_baseline
+    from deepseek_enterprise.tune.space import check_baseline, parse_space
 
     space = parse_space({"space": {
         "strategy.name": {"choices": ["single", "deepspeed"]},

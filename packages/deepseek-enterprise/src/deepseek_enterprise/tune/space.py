@@ -301,3 +301,16 @@ def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_mo
                     check_model(config)
             except UsageError as exc:  # a bad value, or a component no plugin registers
                 raise ConfigError(f"{space.source}: space.{param.path!r} = {value!r}: {exc}") from None
+
+
+def check_baseline(space: SearchSpace, values: dict[str, Any]) -> None:
+    """The baseline trial takes the base config's ``values``; Optuna records a range's value
+    outside its range, but never a value that is not one of a categorical's choices (the study
+    stopped with an internal error at its first trial, the baseline queued in its storage).
+    One :class:`ConfigError` line naming the parameter."""
+    for p in space.params:
+        if p.kind == "categorical" and p.path in values and p.applies(values) and not p.contains(values[p.path]):
+            raise ConfigError(f"{space.source}: space.{p.path!r}: the base config's value {values[p.path]!r} is not "
+                              f"one of the choices {p.describe()}, and the baseline trial (the base config's own "
+                              f"values) can take only a choice; add {values[p.path]!r} to the choices, or pass "
+                              "--no-baseline")

@@ -28,7 +28,7 @@ from deepseek.errors import UsageError
 from deepseek.plugins.records import describe_error
 from deepseek_enterprise.tune.limits import check_settings
 from deepseek_enterprise.tune.optuna_parts import create_pruner, create_sampler, quiet_optuna
-from deepseek_enterprise.tune.space import SearchSpace, check_against, trial_data
+from deepseek_enterprise.tune.space import SearchSpace, check_against, check_baseline, trial_data
 from deepseek_enterprise.tune.storage import (
     HEARTBEAT_S,
     open_storage,
@@ -192,7 +192,7 @@ def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: C
                 run_values: Callable[[Any], Any] | None = None, base_source: str = "the base config",
                 baseline: bool = True) -> None:
     """Everything checkable before a study starts: the base config, the tuner's own rule for it,
-    with ``baseline`` the base config's values as a trial (:func:`check_baseline`), every
+    with ``baseline`` the base config's values as a trial (:func:`.space.check_baseline`), every
     parameter of the space at its end points / choices, the model built on the meta
     device for a ``model.*`` one (``check_model``; one ConfigError line), and the tuner's rule
     for ``objective`` against the values runs report (``run_values(config)``) of the base config
@@ -227,21 +227,6 @@ def baseline_values(space: SearchSpace, base_config: Any) -> dict[str, Any]:
         if node is not None:
             out[param.path] = node
     return out
-
-
-def check_baseline(space: SearchSpace, values: dict[str, Any]) -> None:
-    """The baseline trial takes the base config's ``values``; Optuna records a range's value
-    outside its range, but never a value that is not one of a categorical's choices (the study
-    stopped with an internal error at its first trial, the baseline queued in its storage).
-    One :class:`ConfigError` line naming the parameter."""
-    from deepseek.errors import ConfigError
-
-    for p in space.params:
-        if p.kind == "categorical" and p.path in values and p.applies(values) and not p.contains(values[p.path]):
-            raise ConfigError(f"{space.source}: space.{p.path!r}: the base config's value {values[p.path]!r} is not "
-                              f"one of the choices {p.describe()}, and the baseline trial (the base config's own "
-                              f"values) can take only a choice; add {values[p.path]!r} to the choices, or pass "
-                              "--no-baseline")
 
 
 def run_study(
