@@ -290,3 +290,21 @@ def test_an_option_and_a_set_of_its_key_are_refused(hostile: Hostile, option: li
     key = setting.partition("=")[0]
     hostile.refused("config", "show", *option, "--set", setting,
                     expect=[f"{option[0]} {option[1]} and --set {setting} both set {key}; give one of them"])
+
+
+@pytest.mark.parametrize("own", ["config.toml", "metrics.jsonl", "checkpoints/step-1/trainer.json",
+                                 "checkpoints/latest"])
+@pytest.mark.parametrize("argv", [["bench", "latency", "--model", "tiny", "--json"],
+                                  ["export", "--checkpoint", "RUN", "--out"]],
+                         ids=["bench-json", "export-out"])
+def test_a_report_is_not_written_over_a_runs_own_file(hostile: Hostile, trained_run: Path, own: str,
+                                                       argv: list[str]) -> None:
+    """An output path naming a file the run's training wrote (its config, metrics, a checkpoint's
+    file or pointer) replaced it with the report, losing the run (found with `compare --json
+    RUN/config.toml`); a new file in the run folder stays allowed."""
+    target = trained_run / own
+    before = target.read_bytes()
+    argv = [str(trained_run) if a == "RUN" else a for a in argv]
+    hostile.refused(*argv, str(target), expect=[f"{target} is a file of the run folder {trained_run}",
+                                                "give another path"])
+    assert target.read_bytes() == before

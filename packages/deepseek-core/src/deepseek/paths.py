@@ -42,6 +42,10 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             )
         if exists and not folder and not target.is_file():  # a FIFO or a device: never replaced
             raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
+        run = run_owning(target) if exists and not folder else None
+        if run is not None:  # a report written over a run's config or checkpoint would lose the run
+            raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training); "
+                             f"give another path, e.g. {run / file_name}")
         missing = []
         current = target if folder else target.parent
         while not current.exists():
@@ -62,6 +66,21 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
     if problem is not None:
         raise UsageError(f"{where}: {current} is not writable ({problem}); give a path in a folder you can write")
     return missing[::-1]
+
+
+RUN_OWN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "tokenizer.json", ".lock")
+"""Files a run folder's training writes beside ``checkpoints/`` (every file under it is the run's too)."""
+
+
+def run_owning(target: Path) -> Path | None:
+    """The run folder (one holding ``config.toml`` and ``checkpoints/``) whose own file ``target``
+    is (:data:`RUN_OWN_FILES`, or anything under its ``checkpoints/``), else ``None``."""
+    path = target.absolute()
+    for folder in list(path.parents)[:4]:
+        if (folder / "config.toml").is_file() and (folder / "checkpoints").is_dir():
+            inside = path.relative_to(folder).parts
+            return folder if inside[0] == "checkpoints" or inside[0] in RUN_OWN_FILES and len(inside) == 1 else None
+    return None
 
 
 def unwritable(folder: Path) -> str | None:
