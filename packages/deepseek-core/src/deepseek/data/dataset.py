@@ -172,3 +172,20 @@ def checked_epochs_done(dataset: Dataset) -> int | None:
     raise PluginError(f"{named}: epochs_done() returned {done!r:.80}; return the number of complete passes over "
                       "the training data (a whole number >= 0), or None when the data has no passes "
                       "(docs/plugins.md section 11)")
+
+
+def labelled(dataset: Dataset, label: str | None) -> Dataset:
+    """``dataset`` with :attr:`Dataset.label` set to ``label``, as a run or ``create_dataset`` names
+    a dataset after creating it. A dataset whose ``__init__`` stored a value of its own as
+    ``self.label`` (a natural name for the class labels of its samples) is refused in one
+    :class:`~deepseek.errors.PluginError` line, instead of having its data replaced by a string."""
+    if "label" in vars(dataset):
+        from deepseek.errors import PluginError
+
+        own = vars(dataset)["label"]
+        named = label or f"dataset {type(dataset).__name__}"
+        raise PluginError(f"{named}: __init__ set self.label (a {type(own).__name__}), which the Dataset base class "
+                          "keeps to name the dataset in errors; store the data under another name, such as "
+                          "self.labels (docs/plugins.md section 11)")
+    dataset.label = label
+    return dataset

@@ -113,9 +113,9 @@ def create_dataset(name: str, /, *, batch_size: int, seed: int = 0, **options: A
         raise UsageError(f"seed: must be from 0 to 4294967295 (as train.seed), got {seed}")
     component = get_host().resolve("dataset", name)
     keys = build_options(component.load(), options, kind="dataset", name=name, path="data")
-    dataset = created(component, keys, batch_size=batch_size, seed=seed)
-    dataset.label = component.label
-    return dataset
+    from deepseek.data.dataset import labelled
+
+    return labelled(created(component, keys, batch_size=batch_size, seed=seed), component.label)
 
 
 def list_trackers(pattern: str | None = None) -> list[str]:

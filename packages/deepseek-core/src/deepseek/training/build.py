@@ -203,8 +203,9 @@ def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:
     label = component.label if blames(component) else None
     with blamed_on(label, "__init__"):  # what its __init__ raises: one line naming it
         dataset = cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
-    dataset.label = label
-    return dataset
+    from deepseek.data.dataset import labelled
+
+    return labelled(dataset, label)
 
 
 def strategies_where(host: Any, keep: Any) -> list[str]:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from deepseek import api_args
 from deepseek.config.schema import Config
 from deepseek.data.dataset import checked_state_dict
+from deepseek.errors import UsageError
 from deepseek.models.protocol import model_capabilities
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession
@@ -73,11 +75,15 @@ class Trainer:
         quiet: bool = False,
         host: PluginHost | None = None,
     ) -> None:
+        if not isinstance(config, Config):
+            raise UsageError(f"config: expected a deepseek.config.schema.Config, got {type(config).__name__}; build one "
+                             "with deepseek.config.load.config_from_dict(mapping, host=host) or load_config(path, host=host)")
         self.config = config
-        self.host = host
-        self.resume_from = ckpt.resolve_checkpoint(resume, resuming=True) if resume is not None else None
-        self._run_dir_arg = Path(run_dir) if run_dir is not None else None
-        self.quiet = quiet
+        self.host = api_args.host(host)
+        self.resume_from = (ckpt.resolve_checkpoint(api_args.path(resume, "resume"), resuming=True)
+                            if resume is not None else None)
+        self._run_dir_arg = api_args.path(run_dir, "run_dir") if run_dir is not None else None
+        self.quiet = api_args.flag(quiet, "quiet")
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.val_losses: list[tuple[int, float]] = []
