@@ -110,7 +110,7 @@ def test_what_a_plugin_raises_while_created_names_it(make_dist: DistFactory) -> 
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     where = "(deepseek-broken 0.1.0, registered by deepseek_broken): __init__ raised"
-    advice = "; a bug in the plugin: upgrade it or report it to its authors (--debug shows the traceback)"
+    advice = "; a bug in the plugin: upgrade it or report it to its authors (its __cause__ holds the original traceback)"
     assert out.pop("wrong argument") == ["TypeError", "BrokenPass.__init__() takes 1 positional argument but 2 "
                                          "were given"]
     assert out == {

@@ -32,3 +32,23 @@ def given(option: str, keyword: str, value: str | os.PathLike[str]) -> str:
     """An argument with its value as the user gives it: ``--resume runs/x`` on the command line,
     ``resume='runs/x'`` from Python."""
     return f"{option} {os.fspath(value)}" if _COMMAND_LINE.get() else f"{keyword}={os.fspath(value)!r}"
+
+
+_INVOCATION: ContextVar[bool] = ContextVar("deepseek_invocation", default=False)
+
+
+@contextlib.contextmanager
+def invocation() -> Iterator[None]:
+    """A ``deepseek`` command runs inside (:func:`deepseek.cli.root.main`, ``deepseek run``'s script
+    included): its errors are printed as one line, with a traceback under ``--debug``."""
+    token = _INVOCATION.set(True)
+    try:
+        yield
+    finally:
+        _INVOCATION.reset(token)
+
+
+def traceback_hint() -> str:
+    """Where the traceback of an error reported in one line is: ``--debug`` under a command
+    (:func:`invocation`), else, from Python, the exception's ``__cause__``."""
+    return "--debug shows the traceback" if _INVOCATION.get() else "its __cause__ holds the original traceback"

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from deepseek._version import __version__
+from deepseek.arguments import invocation
 from deepseek.cli.context import command_host, refuse_options_with_given_host
 from deepseek.errors import DeepseekError, PluginError, UsageError, clipped_words
 from deepseek.plugins.host import CORE_DIST, PluginHost
@@ -262,7 +263,8 @@ def _run(args: list[str], host: PluginHost | None) -> None:
     args = ["--debug", *args] if debug else args
     debug = debug or os.environ.get("DEEPSEEK_DEBUG") == "1"
     try:
-        rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False, obj=host)
+        with invocation():  # errors name --debug for their traceback
+            rv = cli.main(args=args, prog_name="deepseek", standalone_mode=False, obj=host)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

@@ -51,6 +51,7 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
     except DeepseekError:
         raise
     except Exception as exc:
+        from deepseek.arguments import traceback_hint
         from deepseek.cli.root import out_of_memory
         from deepseek.plugins.records import describe_error
 
@@ -58,7 +59,7 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
         if label is None or out_of_memory(exc) or (package is not None and not inside(exc, package)):
             raise
         raise PluginError(f"{label}: {call} raised {describe_error(exc)}; a bug in the plugin: upgrade it or report "
-                          "it to its authors (--debug shows the traceback)") from exc
+                          f"it to its authors ({traceback_hint()})") from exc
 
 
 def raised_under(exc: BaseException, package: str) -> bool:
