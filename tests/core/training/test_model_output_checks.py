@@ -144,3 +144,21 @@ def test_batch_keys_the_forward_does_not_take_are_refused_in_one_line(host: Plug
         "use a dataset whose batches have the keys the model's forward takes (data.name), or another model "
         "(model.name)")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_output_without_a_loss_names_what_it_held_and_the_fix() -> None:
+    # a mapping without "loss" was "returned dict for a batch", not which keys it held; a per-row loss
+    # returned bare had no fix in its line, where the same tensor under "loss" had one
+    with pytest.raises(UsageError) as caught:
+        split_output({"acc": torch.tensor(1.0), "logits": torch.zeros(2, 3)}, model_name="m")
+    assert str(caught.value) == (
+        "model 'm' returned a dict without the key 'loss' (its keys: 'acc', 'logits') for a batch; it must return "
+        "the mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')")
+    with pytest.raises(UsageError) as caught:
+        split_output(torch.zeros(4), model_name="m")
+    assert str(caught.value) == (
+        "model 'm' returned a tensor of shape (4,) for a batch; it must return the mean loss (a 0-dim tensor: "
+        "loss.mean(), or reduction='mean' in the loss function) or a mapping with the key 'loss' "
+        "(docs/plugins.md, 'Models')")
+    with pytest.raises(UsageError, match=r"^model 'm' returned str for a batch; it must return the mean loss"):
+        split_output("loss", model_name="m")

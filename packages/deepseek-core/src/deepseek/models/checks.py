@@ -61,12 +61,17 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
         if output.dim() != 0:
             raise UsageError(
                 f"model {model_name!r} returned a tensor of shape {tuple(output.shape)} for a batch; "
-                "it must return the mean loss (a 0-dim tensor) or a mapping with 'loss'"
+                "it must return the mean loss (a 0-dim tensor: loss.mean(), or reduction='mean' in the loss "
+                "function) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"
             )
         return _real_loss(output, model_name), {}
     if not isinstance(output, Mapping) or "loss" not in output:
+        got = type(output).__name__
+        if isinstance(output, Mapping):
+            keys = ", ".join(repr(k) for k in list(output)[:8]) or "none"
+            got = f"a {got} without the key 'loss' (its keys: {keys})"
         raise UsageError(
-            f"model {model_name!r} returned {type(output).__name__} for a batch; it must return the "
+            f"model {model_name!r} returned {got} for a batch; it must return the "
             "mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"
         )
     loss = output["loss"]
