@@ -93,5 +93,6 @@ def test_the_trainer_section(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     assert space["resumed"].losses == space["straight"].losses[20:] and len(space["straight"].losses) == 40
     assert fitted == space["result"].val_metrics and fitted["val_accuracy"] > 0.9 and tested["val_accuracy"] > 0.9
     assert len(predicted) == 5 and sum(p == t for p, t in zip(predicted, labels, strict=True)) >= 4
+    assert "complete at step 40" in out                                       # RunComplete's step
     assert "val_loss " in out and "(step 40, model tiny)" in out               # deepseek eval's line
     assert "torch.Size([3, 20, 256])" in out and (tmp_path / "runs" / "straight" / "model.pt2").is_file()
