@@ -52,3 +52,13 @@ def traceback_hint() -> str:
     """Where the traceback of an error reported in one line is: ``--debug`` under a command
     (:func:`invocation`), else, from Python, the exception's ``__cause__``."""
     return "--debug shows the traceback" if _INVOCATION.get() else "its __cause__ holds the original traceback"
+
+
+def lookup_hint() -> str:
+    """What an unknown component's line points to: ``deepseek plugins list`` under a command
+    (:func:`invocation`); from Python also the host, since a plugin registered in-process is found
+    only on the host it was registered on (a ``Trainer`` or ``load_model`` given none uses the
+    process's)."""
+    if _INVOCATION.get():
+        return "see 'deepseek plugins list'"
+    return "see 'deepseek plugins list'; registered in-process? pass the host= it was registered on"

@@ -77,6 +77,9 @@ def config_from_dict(
 
     Components are resolved on ``host`` (default: the process's host) with the config's own
     ``[plugins] prefer`` applied to these lookups only; the host is not changed."""
+    from deepseek.api_args import host as checked_host
+
+    host = checked_host(host)
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a table, got {type(data).__name__}")
     for key, value in data.items():

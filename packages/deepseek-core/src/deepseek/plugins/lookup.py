@@ -166,6 +166,8 @@ class LookupMixin:
         raise ComponentNotFoundError(res.reason)
 
     def _not_found_message(self, kind: str, name: str) -> str:
+        from deepseek.arguments import lookup_hint
+
         reason = catalogue.unavailable_reason(kind, name, self.records)
         if reason is not None:
             return reason
@@ -174,7 +176,7 @@ class LookupMixin:
         hint = f"did you mean {close!r}? " if close else ""
         return (
             f"unknown {kind} {name!r}; {hint}available: {', '.join(available) or 'none'} "
-            f"(see 'deepseek plugins list'){catalogue.unloaded_namesake(name, self.records)}"
+            f"({lookup_hint()}){catalogue.unloaded_namesake(name, self.records)}"
         )
 
     def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
