@@ -258,3 +258,13 @@ def test_an_optimizer_whose_create_returns_no_optimizer_is_named_with_its_distri
                                           r"not a torch.optim.Optimizer"):
         Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
 
+
+
+def test_create_lr_schedule_defaults_are_zero_not_the_runs() -> None:
+    # docs/python-api.md: min_lr and warmup_steps default to 0 here (a run's are lr / 20 capped at 1e-4, and a
+    # tenth of the steps): a user comparing this rate with a run's saw 0.0 at decay_steps where the run had 5e-5
+    schedule = deepseek.create_lr_schedule("cosine", lr=1e-3, decay_steps=10_000)
+    assert schedule.lr_at(0) == pytest.approx(1e-3) and schedule.lr_at(10_000) == 0.0
+    floored = deepseek.create_lr_schedule("cosine", lr=1e-3, min_lr=5e-5, warmup_steps=100, decay_steps=10_000)
+    assert floored.lr_at(0) == 0.0 and floored.lr_at(100) == pytest.approx(1e-3)
+    assert floored.lr_at(10_000) == pytest.approx(5e-5)
