@@ -90,3 +90,65 @@ def test_auto_for_a_value_the_runs_optimizer_lacks_is_named(tmp_path: Path) -> N
     options = build_dataclass(DeepSpeedOptions, {"config_path": _file(tmp_path, body)}, path="strategy")
     with pytest.raises(ConfigError, match=r"optimizer\.params\.betas is \"auto\", and the run's optimizer has no betas"):
         user_ds_config(options, world_size=1, precision="fp32", group={"lr": 0.1, "momentum": 0.9}, grad_clip=0.0)
+
+
+CPU_REFUSAL = (
+    "strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {op}, which has no build for this "
+    "run's device 'cpu' (it runs on CUDA devices); here use optimizer.type \"Adam\", \"AdamW\", \"Adagrad\" or a "
+    "torch.optim class (\"SGD\"){also}, or remove optimizer from the file and choose the run's [optimizer] "
+    "(optimizer.name = \"lion\" runs everywhere)")
+LION_ALSO = ", keep \"Lion\" with zero_optimization.offload_optimizer.device = \"cpu\" (DeepSpeedCPULion)"
+
+
+@pytest.mark.parametrize(("kind", "offload", "refused"), [
+    ("Lamb", False, "FusedLamb"), ("Lamb", True, "FusedLamb"), ("lion", False, "FusedLion"), ("Lion", True, None),
+    ("AdamW", False, None), ("Adagrad", False, None), ("SGD", False, None),
+])
+def test_an_optimizer_deepspeed_cannot_run_on_the_cpu_is_refused_before_any_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, offload: bool, refused: str | None
+) -> None:
+    """Was DeepSpeed's traceback on every worker at set-up ("This op had not been implemented on
+    CPU backend"). The launcher's check: DeepSpeed is not initialized, no op is built."""
+    import torch
+
+    from deepseek_pro.launch.checks import check_launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    zero: dict[str, Any] = {"stage": 2, **({"offload_optimizer": {"device": "cpu"}} if offload else {})}
+    path = _file(tmp_path, {"zero_optimization": zero, "optimizer": {"type": kind, "params": {"lr": 1e-3}}})
+    config = _config(path)
+    if refused is None:
+        check_launch(config, 2, cuda_devices=0, nproc_per_node=2)
+        return
+    with pytest.raises(ConfigError) as info:
+        check_launch(config, 2, cuda_devices=0, nproc_per_node=2)
+    also = LION_ALSO if kind == "lion" else ""
+    assert str(info.value) == CPU_REFUSAL.format(path=str(Path(path).resolve()), kind=kind, op=refused, also=also)
+
+
+def test_each_rank_refuses_it_at_set_up(tmp_path: Path) -> None:
+    """Workers started without the launcher (torchrun) refuse it too, in one line each, before
+    DeepSpeed builds an engine: exit 2, no step recorded."""
+    from _prohelpers import run_torchrun
+
+    path = _file(tmp_path, {"optimizer": {"type": "Lamb", "params": {"lr": 1e-3}}})
+    proc = run_torchrun(["-m", "deepseek", "train", "--strategy", "deepspeed", "--set", 'model.name="tiny"',
+                         "--set", f"strategy.config_path={json.dumps(path)}", "--max-steps", "2",
+                         "--run-dir", "run"], cwd=tmp_path, check=False, timeout=180)
+    line = "error: " + CPU_REFUSAL.format(path=path, kind="Lamb", op="FusedLamb", also="")
+    assert proc.returncode != 0 and "This op had not been implemented" not in proc.stderr, proc.stderr[-3000:]
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == [line, line], proc.stderr[-3000:]
+    assert proc.stderr.count("exitcode  : 2 ") == 2 and not (tmp_path / "run").exists()
+
+
+def test_deepseek_launch_refuses_it_in_one_line(tmp_path: Path) -> None:
+    from _prohelpers import deepseek_cli
+
+    path = _file(tmp_path, {"optimizer": {"type": "Lion", "params": {"lr": 1e-4}}})
+    proc = deepseek_cli("launch", "-n", "2", "--", "train", "--strategy", "deepspeed", "--set", 'model.name="tiny"',
+                        "--set", f"strategy.config_path={json.dumps(path)}", "--run-dir", str(tmp_path / "run"),
+                        timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == ["error: " + CPU_REFUSAL.format(path=path, kind="Lion", op="FusedLion",
+                                                                       also=LION_ALSO)]
+    assert not (tmp_path / "run").exists()

@@ -59,7 +59,12 @@ from deepseek_pro.strategies.deepspeed_config import (
     sanitize_cuda_arch_list,
 )
 from deepseek_pro.strategies.deepspeed_units import chosen_gather_unit, gather_blocks_whole
-from deepseek_pro.strategies.deepspeed_user import check_agreement, read_user_config, user_ds_config
+from deepseek_pro.strategies.deepspeed_user import (
+    check_agreement,
+    cpu_optimizer_problem,
+    read_user_config,
+    user_ds_config,
+)
 from deepseek_pro.strategies.twin import materialize, meta_twin
 
 __all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer", "build_ds_config",
@@ -126,8 +131,10 @@ class DeepSpeedStrategy(DistributedStrategy):
 
     @classmethod
     def check_launch(cls, config: Any, world_size: int, model: Any) -> None:
-        """DeepCompile and fp16 need the CUDA devices the launched processes would train on (each
-        rank checks its device again at set-up); ``gather_unit = "block"`` needs a model with blocks."""
+        """DeepCompile, fp16 and some of DeepSpeed's own optimizers (a ``config_path`` file's Lamb,
+        :func:`.cpu_optimizer_problem`) need the CUDA devices the launched processes would train on
+        (each rank checks its device again at set-up); ``gather_unit = "block"`` needs a model with
+        blocks."""
         o = config.strategy.options
         chosen_gather_unit(model, o)
         on_cpu = o.backend == "gloo" or not torch.cuda.is_available()
@@ -135,6 +142,10 @@ class DeepSpeedStrategy(DistributedStrategy):
             raise UsageError(deepcompile_needs_cuda("cpu"))
         if config.precision.dtype == "fp16" and on_cpu:
             raise UsageError(_FP16_ON_CPU)
+        if o.config_path and on_cpu:
+            problem = cpu_optimizer_problem(read_user_config(o.config_path, 1), o.config_path, "cpu")
+            if problem:
+                raise ConfigError(problem)
 
     def setup_environment(self) -> None:
         if not torch.cuda.is_available():
@@ -147,6 +158,12 @@ class DeepSpeedStrategy(DistributedStrategy):
         if self.precision.name == "fp16" and self.device.type != "cuda":
             self.teardown()
             raise UsageError(_FP16_ON_CPU)
+        o = self.options
+        problem = (cpu_optimizer_problem(read_user_config(o.config_path, 1), o.config_path, self.device.type)
+                   if o.config_path else None)
+        if problem:
+            self.teardown()
+            raise ConfigError(problem)
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
 
     def teardown(self) -> None:

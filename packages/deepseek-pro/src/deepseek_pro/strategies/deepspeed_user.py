@@ -7,7 +7,8 @@ the convention of Hugging Face's Trainer, which are filled in from the run's con
 config has the value (:data:`AUTO_FROM`); an ``"auto"`` anywhere else is refused naming its key.
 Where the file states a setting the run's config also states (the ZeRO stage, bf16 or fp16),
 the two must agree, so that the run's resolved ``config.toml`` says what ran. A ``scheduler``
-is refused: deepseek's ``[lr_schedule]`` sets the learning rate every step.
+is refused: deepseek's ``[lr_schedule]`` sets the learning rate every step. An ``optimizer.type``
+DeepSpeed cannot run on the CPU is refused for a run there (:func:`cpu_optimizer_problem`).
 
 Nothing here imports torch or deepspeed.
 """
@@ -110,6 +111,35 @@ def check_agreement(cfg: dict[str, Any], path: str, *, stage: int, dtype: str | 
             raise ConfigError(f"strategy.config_path: {path!r} {state} {name}, and precision.dtype is {dtype!r}; set "
                               f"precision.dtype = \"{name if enabled else 'fp32'}\" (or {name}.enabled = \"auto\" in "
                               "the file), so that the run's config says what it runs")
+
+
+NOT_ON_CPU: dict[str, str] = {"lamb": "FusedLamb", "lion": "FusedLion"}
+"""``optimizer.type`` values (lower case: DeepSpeed reads its own names case-insensitively) whose
+class, in DeepSpeed 0.19.8 on its CPU accelerator, is an op with no CPU build ("This op had not
+been implemented on CPU backend" at ``deepspeed.initialize``); ``lion`` runs as DeepSpeedCPULion
+where ``zero_optimization.offload_optimizer`` is on. Tried here: Adam, AdamW (FusedAdam, or
+DeepSpeedCPUAdam with offload), Adagrad, Muon and torch.optim class names (SGD, RMSprop) run."""
+
+
+def cpu_optimizer_problem(cfg: dict[str, Any], path: str, device: str) -> str | None:
+    """The one line refusing the file's ``optimizer.type`` for a run whose ``device`` is not a CUDA
+    one (:data:`NOT_ON_CPU`), or ``None`` where DeepSpeed runs it there."""
+    if device == "cuda":
+        return None
+    optimizer = cfg.get("optimizer")
+    kind = optimizer.get("type") if isinstance(optimizer, dict) else None
+    if not isinstance(kind, str) or kind.lower() not in NOT_ON_CPU:
+        return None
+    offload = cfg.get("zero_optimization", {}).get("offload_optimizer")
+    if kind.lower() == "lion" and isinstance(offload, dict) and offload.get("device") in ("cpu", "nvme"):
+        return None
+    also = (", keep \"Lion\" with zero_optimization.offload_optimizer.device = \"cpu\" (DeepSpeedCPULion)"
+            if kind.lower() == "lion" else "")
+    return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {NOT_ON_CPU[kind.lower()]}, "
+            f"which has no build for this run's device {device!r} (it runs on CUDA devices); here use "
+            "optimizer.type \"Adam\", \"AdamW\", \"Adagrad\" or a torch.optim class (\"SGD\")"
+            f"{also}, or remove optimizer from the file and choose the run's [optimizer] (optimizer.name = "
+            "\"lion\" runs everywhere)")
 
 
 def fill_auto(cfg: dict[str, Any], values: dict[tuple[str, ...], Any]) -> dict[str, Any]:
