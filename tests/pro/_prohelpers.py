@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,15 @@ def strategy_jobs(ds_json: Path) -> list[dict[str, Any]]:
     ]
 
 
+
+
+def rerecord(folder: Path, name: str) -> None:
+    """Make ``folder``'s commit record agree with an edited ``name`` (its size and CRC-32), so that
+    what is tested is the edited value, not the record's checksum."""
+    record = json.loads((folder / "commit.json").read_text())
+    record["files"][name] = (folder / name).stat().st_size
+    record["crc32"][name] = f"{zlib.crc32((folder / name).read_bytes()):08x}"
+    (folder / "commit.json").write_text(json.dumps(record))
 
 
 def losses(records: Sequence[Mapping[str, Any]]) -> list[float]:

@@ -10,12 +10,11 @@ up to ten AdamW steps. Resume under the same strategy and world size is bit-iden
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
-from _prohelpers import REF_STEPS, losses, run_single, run_train_jobs, tiny_run
+from _prohelpers import REF_STEPS, losses, rerecord, run_single, run_train_jobs, tiny_run
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
@@ -231,15 +230,6 @@ def test_damaged_sharded_checkpoint_is_a_clear_error(hops: dict, tmp_path: Path)
         read_full_state(broken)
 
 
-def _rerecord(folder: Path, name: str) -> None:
-    """Make ``folder``'s commit record agree with an edited ``name`` (its size and CRC-32), so that
-    what is tested is the edited value, not the record's checksum."""
-    record = json.loads((folder / "commit.json").read_text())
-    record["files"][name] = (folder / name).stat().st_size
-    record["crc32"][name] = f"{zlib.crc32((folder / name).read_bytes()):08x}"
-    (folder / "commit.json").write_text(json.dumps(record))
-
-
 def test_export_refuses_optimizer_state_its_optimizer_does_not_keep(pro_runs: dict, tmp_path: Path) -> None:
     """A negative AdamW second moment was copied into the export (only a resume from it refused it)."""
     import shutil
@@ -256,7 +246,7 @@ def test_export_refuses_optimizer_state_its_optimizer_does_not_keep(pro_runs: di
     key = "state/blocks.0.attn.qkv.weight/exp_avg_sq"
     tensors[key] = -tensors[key] - 1
     save_file(tensors, victim, metadata=meta)
-    _rerecord(broken, "optimizer.safetensors")
+    rerecord(broken, "optimizer.safetensors")
     with pytest.raises(CheckpointError, match=r"optimizer\.safetensors: optimizer state .*exp_avg_sq holds .* negative "
                                               r"value\(s\).*where optimizer 'adamw' keeps values >= 0"):
         export_checkpoint(broken, tmp_path / "out")
@@ -279,7 +269,7 @@ def test_export_refuses_damaged_sharded_optimizer_groups(pro_runs: dict, tmp_pat
     meta = json.loads((broken / "sharded.json").read_text(encoding="utf-8"))
     meta["param_groups"][0].update(edit)
     (broken / "sharded.json").write_text(json.dumps(meta), encoding="utf-8")
-    _rerecord(broken, "sharded.json")
+    rerecord(broken, "sharded.json")
     with pytest.raises(CheckpointError, match=message):
         export_checkpoint(broken, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
@@ -297,7 +287,7 @@ def test_export_refuses_weights_that_do_not_fit_their_config(pro_runs: dict, tmp
     state = json.loads((broken / "trainer.json").read_text(encoding="utf-8"))
     state["config"]["model"]["d_model"] *= 2
     (broken / "trainer.json").write_text(json.dumps(state), encoding="utf-8")
-    _rerecord(broken, "trainer.json")
+    rerecord(broken, "trainer.json")
     with pytest.raises(CheckpointError, match=r"weights do not fit this model"):
         export_checkpoint(broken, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
@@ -316,7 +306,7 @@ def test_a_damaged_sharded_checkpoint_under_launch_is_one_line_and_exit_2(pro_ru
     shutil.copytree(pro_runs["dir"] / "fsdp_sharded" / "checkpoints" / "step-4", broken)
     victim = sorted((broken / "optimizer").glob("*.safetensors"))[0]
     victim.write_bytes(victim.read_bytes()[:200])
-    _rerecord(broken, victim.relative_to(broken).as_posix())
+    rerecord(broken, victim.relative_to(broken).as_posix())
     out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
                        "--run-dir", str(tmp_path / "run"), "--quiet", timeout=300)
     assert out.returncode == 2, out.stderr[-3000:]
@@ -349,7 +339,7 @@ def test_nan_in_a_shard_resumed_under_fsdp_is_one_line_and_exit_2(pro_runs: dict
     name = next(k for k in sorted(tensors) if tensors[k].is_floating_point() and tensors[k].numel() > 1)
     tensors[name] = torch.full_like(tensors[name], float("nan"))
     save_file(tensors, victim, metadata=meta)
-    _rerecord(broken, victim.relative_to(broken).as_posix())
+    rerecord(broken, victim.relative_to(broken).as_posix())
     out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
                        "--run-dir", str(tmp_path / "run"), "--quiet", timeout=300)
     assert out.returncode == 2, out.stderr[-3000:]
@@ -390,7 +380,7 @@ def test_damaged_optimizer_state_resumed_on_two_ranks_is_refused(pro_runs: dict,
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
         tensors[key] = (tensors[key] * 1e6).to(torch.int32) if edit == "integers" else -tensors[key] - 1
         save_file(tensors, victim, metadata=meta)
-        _rerecord(broken, victim.relative_to(broken).as_posix())
+        rerecord(broken, victim.relative_to(broken).as_posix())
     out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
                        "--run-dir", str(tmp_path / "run"), "--quiet", *strategy, timeout=300)
     assert out.returncode == 2, out.stderr[-3000:]
@@ -427,7 +417,7 @@ def test_integer_weights_resumed_under_fsdp_are_refused(pro_runs: dict, tmp_path
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
         tensors[name] = (tensors[name] * 100).to(torch.int32)
         save_file(tensors, victim, metadata=meta)
-        _rerecord(broken, victim.relative_to(broken).as_posix())
+        rerecord(broken, victim.relative_to(broken).as_posix())
     out = deepseek_cli("launch", "-n", "2", "--", "train", "--resume", str(broken), "--max-steps", "6",
                        "--run-dir", str(tmp_path / "run"), "--quiet", *strategy, timeout=300)
     assert out.returncode == 2, out.stderr[-3000:]

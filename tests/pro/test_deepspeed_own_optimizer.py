@@ -5,7 +5,9 @@ DeepSpeed's optimizer classes (only for torch's Adam), so nothing was loaded int
 resumed run restarted Adam from zero moments and step 0 without a word (losses 1.4e-2 off the
 straight run's from the second resumed step). A ``config_path`` file naming another optimizer,
 whose state before a first step is not known, is refused at ``--resume`` in one line. Its
-checkpoint resumes under another strategy (torch's AdamW) as every strategy's does.
+checkpoint resumes under another strategy (torch's AdamW) as every strategy's does, and so does
+one written before its groups took the run's [optimizer] keys (FusedAdam's ``bias_correction``
+and group ``step``), which ``checkpoint export`` now writes in the canonical form.
 
 The first run in a fresh environment JIT-builds DeepSpeed's ``fused_adam`` op under
 ``TORCH_EXTENSIONS_DIR`` (1-2 minutes on 2 cores); later runs reuse it.
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _prohelpers import losses, run_train_jobs, tiny_run
+from _prohelpers import losses, rerecord, run_single, run_train_jobs, tiny_run
 from safetensors.torch import load_file
 
 from deepseek.config.load import config_from_dict
@@ -78,3 +80,58 @@ def test_a_config_path_optimizer_without_known_state_is_refused_at_resume(tmp_pa
         "strategy 'deepspeed' cannot load into ZeRO partitions before a first step (only Adam and AdamW are "
         "resumable); a run that must resume needs optimizer.type \"AdamW\" or \"Adam\" in the file, or no "
         "optimizer there (the run's [optimizer] then runs)")
+
+
+def _written_before_the_fix(step: Path, folder: Path) -> Path:
+    """``step`` as DeepSpeed's own AdamW wrote it before its groups took the run's [optimizer]
+    keys: FusedAdam's own (``bias_correction``, a group ``step``; none of torch's AdamW's)."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    shutil.copytree(step, folder)
+    victim = folder / "optimizer.safetensors"
+    with safe_open(victim, framework="pt") as fh:
+        meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
+    groups = [{"params": g["params"], "lr": g["lr"], "bias_correction": True, "betas": g["betas"], "eps": g["eps"],
+               "weight_decay": g["weight_decay"], "lr_scale": g["lr_scale"], "step": 3}
+              for g in json.loads(meta["param_groups"])]
+    save_file(tensors, victim, metadata={**meta, "param_groups": json.dumps(groups)})
+    rerecord(folder, "optimizer.safetensors")
+    return folder
+
+
+def test_a_checkpoint_written_before_the_fix_resumes_under_another_strategy(runs: dict[str, Any],
+                                                                            tmp_path: Path) -> None:
+    """Its FusedAdam keys are read as the writer now writes them; torch's AdamW (single here)
+    refused it as written by another optimizer."""
+    old = _written_before_the_fix(runs["dir"] / "straight" / "checkpoints" / "step-3", tmp_path / "old")
+    config = tiny_run("single", 6, train={"grad_accum": 2}, checkpoint={"interval": 3})
+    resumed = losses(run_single(config, tmp_path / "single", resume=old))
+    assert resumed == pytest.approx(losses(runs["straight"])[3:], rel=1e-5)
+
+
+def test_export_writes_a_checkpoint_written_before_the_fix_in_the_canonical_form(runs: dict[str, Any],
+                                                                               tmp_path: Path) -> None:
+    from deepseek_pro.checkpoint import export_checkpoint
+
+    step = runs["dir"] / "straight" / "checkpoints" / "step-3"
+    out = export_checkpoint(_written_before_the_fix(step, tmp_path / "old"), tmp_path / "out")
+    fresh, exported = (json.loads(_metadata(p / "optimizer.safetensors")["param_groups"]) for p in (step, out))
+    assert exported == fresh and "bias_correction" not in exported[0]
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as fh:
+        return fh.metadata()
+
+
+def test_a_checkpoint_written_before_the_fix_still_resumes_its_own_adamw_bit_for_bit(runs: dict[str, Any],
+                                                                                     tmp_path: Path) -> None:
+    old = _written_before_the_fix(runs["dir"] / "straight" / "checkpoints" / "step-3", tmp_path / "old")
+    records = run_train_jobs([{"name": "resumed", "config": _config(optimizer="deepspeed"), "resume": old}],
+                             tmp_path, timeout=600)
+    assert losses(records["resumed"]) == losses(runs["straight"])[3:]

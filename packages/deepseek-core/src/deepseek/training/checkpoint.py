@@ -57,6 +57,7 @@ from deepseek.training.checkpoint_dirs import (
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import (
+    canonical_group,
     check_group_members,
     check_groups_fit,
     cpu_unshared,
@@ -97,6 +98,7 @@ __all__ = [
     "TRAINER_FILE",
     "atomic_write_text",
     "best_checkpoint",
+    "canonical_group",
     "check_group_members",
     "check_groups_fit",
     "check_fits_module",

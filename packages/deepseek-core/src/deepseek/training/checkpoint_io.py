@@ -1,6 +1,7 @@
 """Reading and writing one safetensors file of a checkpoint: atomic writes, errors that name the
 file and what to do, and the JSON form of optimizer hyper-parameters kept in file metadata (and
 which of a saved parameter group's keys a resumed optimizer keeps its own: :func:`resumed_group`;
+the canonical keys of a group DeepSpeed's own optimizer ran: :func:`canonical_group`;
 whether saved groups hold sane values, :func:`check_saved_groups`, and fit the live optimizer:
 :func:`check_groups_fit`; the optimizer's state: :mod:`deepseek.training.optimizer_state`);
 :func:`cpu_unshared` readies a state dict for safetensors."""
@@ -41,6 +42,37 @@ def resumed_group(saved: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]
     own = (*IMPLEMENTATION_KEYS, *RUN_KEYS)
     kept = {k: v for k, v in saved.items() if k not in own}
     return {**kept, **{k: live[k] for k in own if k in live}}
+
+
+DEEPSPEED_ADAM_KEYS = frozenset({"lr", "betas", "eps", "weight_decay", "bias_correction", "amsgrad", "step"})
+"""The parameter-group keys of DeepSpeed's own Adam classes (FusedAdam: ``bias_correction`` and a
+group ``step``; DeepSpeedCPUAdam: ``bias_correction`` and ``amsgrad``), how DeepSpeed computes
+rather than what: a checkpoint holds the run's [optimizer] keys instead (:func:`canonical_group`)."""
+
+
+def canonical_group(group: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``group``'s values under the keys of ``settings`` (the parameter group the run's [optimizer]
+    builds; its values where ``group`` lacks the key), ``params`` left out: how a checkpoint holds
+    the groups of an optimizer DeepSpeed built, whose own keys torch's AdamW would refuse as
+    another optimizer's. The ``deepspeed`` strategy writes its groups so; a checkpoint written
+    before it did is read so (:func:`deepspeed_adam_group`)."""
+    return {k: v for k, v in {**settings, **{k: v for k, v in group.items() if k in settings}}.items()
+            if k != "params"}
+
+
+def deepspeed_adam_group(group: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A saved group that holds DeepSpeed's own Adam's keys (:data:`DEEPSPEED_ADAM_KEYS`, with its
+    ``bias_correction``) and no others, as :func:`canonical_group` writes it for the run's AdamW
+    (torch's AdamW group for those values; the run's :data:`RUN_KEYS` kept), ``params`` kept;
+    ``None`` for any other group."""
+    keys = set(group) - {"params", *RUN_KEYS}
+    if "bias_correction" not in keys or not keys <= DEEPSPEED_ADAM_KEYS:
+        return None
+    import torch
+
+    adamw = torch.optim.AdamW([torch.zeros(1)]).param_groups[0]
+    settings = {**adamw, **{k: group[k] for k in RUN_KEYS if k in group}}
+    return {**canonical_group(group, settings), "params": group.get("params")}
 
 
 def group_settings(groups: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

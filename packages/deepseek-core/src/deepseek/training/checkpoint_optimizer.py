@@ -21,6 +21,7 @@ from deepseek.training.checkpoint_io import (
     check_groups_fit,
     check_saved_groups,
     cpu_unshared,
+    deepspeed_adam_group,
     from_jsonable,
     jsonable,
     load_tensors,
@@ -117,6 +118,8 @@ def load_optimizer_state(
         p = p / OPTIMIZER_FILE if p.is_dir() else p
         named = _read_optimizer_file(p)
     check_saved_groups(named["param_groups"], p)
+    # DeepSpeed's own AdamW wrote its groups under its own keys before it wrote the canonical ones
+    named["param_groups"] = [deepspeed_adam_group(g) or g for g in named["param_groups"]]
     if optimizer is not None:
         if param_names is None:
             raise ValueError("load_optimizer_state: pass param_names together with optimizer")

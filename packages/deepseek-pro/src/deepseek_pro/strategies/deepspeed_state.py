@@ -53,7 +53,7 @@ def gather_full_state(strategy: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     for group_names, settings in zip(strategy._group_names, strategy._group_settings, strict=True):
         src = {k: v for k, v in (next(inner) if group_names else settings).items() if k != "params"}
         if own:
-            src = {**settings, **{k: v for k, v in src.items() if k in settings}}
+            src = ckpt.canonical_group(src, settings)
         groups.append({**src, "params": group_names})
     return model, {"state": state, "param_groups": groups}
 
