@@ -19,6 +19,7 @@ from deepseek.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
+    from deepseek.config.schema import Config
     from deepseek.plugins.host import PluginHost
 
 
@@ -150,3 +151,13 @@ def host(value: Any, name: str = "host") -> PluginHost | None:
         return value
     raise UsageError(f"{name}: expected a deepseek.plugins.host.PluginHost or None, got {_shown(value)} "
                      f"({type(value).__name__})")
+
+
+def config(value: Any, name: str = "config") -> Config:
+    """A :class:`~deepseek.config.schema.Config` (what ``Trainer`` takes), else one line saying how to make one."""
+    from deepseek.config.schema import Config
+
+    if not isinstance(value, Config):
+        raise UsageError(f"{name}: expected a deepseek.config.schema.Config, got {type(value).__name__}; build one "
+                         "with deepseek.config.load.config_from_dict(mapping, host=host) or load_config(path, host=host)")
+    return value

@@ -20,7 +20,6 @@ import torch
 from deepseek import api_args
 from deepseek.config.schema import Config
 from deepseek.data.dataset import checked_state_dict
-from deepseek.errors import UsageError
 from deepseek.models.protocol import model_capabilities
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession
@@ -75,10 +74,7 @@ class Trainer:
         quiet: bool = False,
         host: PluginHost | None = None,
     ) -> None:
-        if not isinstance(config, Config):
-            raise UsageError(f"config: expected a deepseek.config.schema.Config, got {type(config).__name__}; build one "
-                             "with deepseek.config.load.config_from_dict(mapping, host=host) or load_config(path, host=host)")
-        self.config = config
+        self.config = api_args.config(config)
         self.host = api_args.host(host)
         self.resume_from = (ckpt.resolve_checkpoint(api_args.path(resume, "resume"), resuming=True)
                             if resume is not None else None)
