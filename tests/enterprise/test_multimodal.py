@@ -378,3 +378,13 @@ def test_the_audio_encoder_refuses_padding_before_the_recording() -> None:
     assert enc.check_inputs(inputs, left) == ("padding_mask marks padding before real steps in row 1; this encoder "
                                               "takes each recording from the start of its row, padding after it "
                                               "(pad on the right)")
+
+
+def test_a_batch_larger_than_memory_is_one_line_before_anything_is_written(tmp_path: Path) -> None:
+    """data.batch_size 10^11 built its samples one by one until the process was killed (found
+    through `multimodal study --batch`); the batch's bytes are now held to the machine's memory."""
+    config = _config(tmp_path / "runs", {}, {"batch_size": 10**11}, steps=1)
+    with pytest.raises(UsageError, match=r"^data\.batch_size 100,000,000,000 samples of [\d,]+ bytes .* GiB a batch: "
+                                         r"more than this machine's [\d,]+ GiB of memory; lower it$"):
+        Trainer(config, quiet=True).fit()
+    assert not (tmp_path / "runs").exists()

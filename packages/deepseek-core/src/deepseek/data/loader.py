@@ -44,13 +44,19 @@ def check_fits_memory(tokens: int, what: str) -> None:
     """UsageError when one allocation of ``tokens`` int64 token ids (``what`` names the settings
     that make it) is larger than this machine's memory: refused in one line before it is tried,
     instead of the process being killed."""
+    refuse_over_memory(tokens * 8, f"{what} = {tokens:,} tokens, {tokens * 8 / 2**30:,.0f} GiB as int64 ids", "them")
+
+
+def refuse_over_memory(nbytes: int, said: str, lower: str = "it") -> None:
+    """UsageError ``"<said>: more than this machine's N GiB of memory; lower <lower>"`` when one
+    batch of ``nbytes`` cannot fit in this machine's memory (no check where the platform does not say)."""
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # no such figure on this platform: nothing to check
         return
-    if tokens * 8 > memory:
-        raise UsageError(f"{what} = {tokens:,} tokens, {tokens * 8 / 2**30:,.0f} GiB as int64 ids: more than this "
-                         f"machine's {memory / 2**30:,.0f} GiB of memory; lower them")
+    if nbytes > memory:
+        raise UsageError(f"{said}: more than this machine's {memory / 2**30:,.0f} GiB of memory; lower {lower}")
+
 
 class TokenStream:
     """Tokens of a split's units, each document followed by the separator, epoch after epoch.

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from deepseek.data.dataset import Dataset
+from deepseek.data.loader import refuse_over_memory
 from deepseek.errors import ConfigError, UsageError
 from deepseek_enterprise.digits.sources import (
     SPLITS,
@@ -122,6 +123,9 @@ class MultimodalDigits(Dataset):
 
     def __init__(self, options: DigitsOptions, *, batch_size: int, seed: int) -> None:
         super().__init__(options, batch_size=batch_size, seed=seed)
+        sample = 64 * 4 + options.max_frames * (13 * 4 + 1) + options.text_bytes * (8 + 1) + 4 * 8  # as _batch lays it out
+        refuse_over_memory(batch_size * sample, f"data.batch_size {batch_size:,} samples of {sample:,} bytes "
+                           f"(image, padded frames and text) = {batch_size * sample / 2**30:,.0f} GiB a batch")
         self.images = load_images()
         self.speech = load_speech()
         self.spell = spellings()
