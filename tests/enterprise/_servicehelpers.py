@@ -146,7 +146,7 @@ def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30
     if run:
         scheduler = Scheduler(store, LocalExecutor(root, grace_s=grace_s), slots=slots, gpus=[], interval=0.2)
         scheduler.start()
-    client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0)))
+    client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0, host=CLI_HOST)))
     return Deploy(root, store, client, token, scheduler)
 
 

@@ -412,7 +412,7 @@ def test_a_second_server_on_the_same_root_is_refused_before_it_touches_a_job(tmp
     first = ServerProcess(root, "--slots", "1")
     try:
         tok = first.setup({"acme": {"running_jobs": 1}})["acme"]
-        job_id = first.call("POST", "/v1/tenants/acme/jobs", tok, json={"command": "eval", "args": []}).json()["id"]
+        job_id = first.call("POST", "/v1/tenants/acme/jobs", tok, json={"command": "eval", "args": ["--help"]}).json()["id"]
         second = subprocess.run([sys.executable, "-m", "deepseek", "server", "--root", str(root), "--port", str(first.port),
                                  "--devices", "none"], capture_output=True, text=True, timeout=120,
                                 env={k: v for k, v in os.environ.items() if k != "DEEPSEEK_DB_URL"})

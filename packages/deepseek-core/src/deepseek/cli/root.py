@@ -254,6 +254,16 @@ def out_of_memory(exc: BaseException) -> bool:
     )
 
 
+def usage_line(exc: click.UsageError) -> str:
+    """The one line a command line click refuses is told with (after ``error: ``): click's
+    message, quoting the argument, and the command whose ``--help`` to read."""
+    where = exc.ctx.command_path if exc.ctx is not None else "deepseek"
+    message = clipped_words(" ".join(exc.format_message().split()))
+    hint = root_option_hint(exc)
+    message = f"{message.rstrip('.')}{hint}" if hint else message
+    return f"{message} (see '{where} --help')"
+
+
 def _run(args: list[str], host: PluginHost | None) -> None:
     bad = undecodable_argument(args)
     if bad is not None:
@@ -276,11 +286,7 @@ def _run(args: list[str], host: PluginHost | None) -> None:
     except click.UsageError as exc:
         if debug:  # the traceback, then the same line and exit code as without --debug
             traceback.print_exc()
-        where = exc.ctx.command_path if exc.ctx is not None else "deepseek"
-        message = clipped_words(" ".join(exc.format_message().split()))  # click's, quoting the argument
-        hint = root_option_hint(exc)
-        message = f"{message.rstrip('.')}{hint}" if hint else message
-        click.secho(f"error: {message} (see '{where} --help')", fg="red", err=True)
+        click.secho(f"error: {usage_line(exc)}", fg="red", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         click.secho(f"error: {clipped_words(' '.join(exc.format_message().split()))}", fg="red", err=True)

@@ -17,23 +17,7 @@ import click
 
 from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH, Device, count
-
-
-def _toml_string(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
-def _refuse_twice(overrides: tuple[str, ...], options: dict[str, tuple[str, Any]]) -> None:
-    """An option given and a ``--set`` of the key it sets: the ``--set`` won silently (an invalid
-    ``--max-steps 0`` was dropped without a word); refused, naming both."""
-    for option, (key, value) in options.items():
-        if value is None:
-            continue
-        for item in overrides:
-            if item.partition("=")[0].strip() == key:
-                from deepseek.errors import UsageError
-
-                raise UsageError(f"{option} {value} and --set {item.strip()} both set {key}; give one of them")
+from deepseek.cli.train_options import train_config_data
 
 
 def build_train_config(
@@ -51,7 +35,6 @@ def build_train_config(
     checkpoint's own config, else the defaults), then the options, then ``--set`` overrides;
     components are looked up on ``host`` (default: the process's plugin host)."""
     from deepseek.config.load import config_from_dict, read_toml
-    from deepseek.config.overrides import apply_overrides
 
     data: dict[str, Any] = {}
     saved_state: dict[str, Any] = {}
@@ -79,27 +62,12 @@ def build_train_config(
         else:
             saved = prefer_recorded(_saved_config(directory, saved_state), saved_state, host)  # its components' plugins
             data = with_run_tokenizer(saved, run_folder_of(directory), saved_state)
-    if strategy is not None:
-        table = data.get("strategy")
-        current = table.get("name", "single") if isinstance(table, dict) else None
-        # Options of another strategy do not carry over to the one picked on the command line.
-        data["strategy"] = dict(table) if isinstance(table, dict) and current == strategy else {}
-        data["strategy"]["name"] = strategy
-    if trackers and isinstance(data.setdefault("logging", {}), dict):
-        listed = data["logging"].get("trackers", [])
-        listed = list(listed) if isinstance(listed, (list, tuple)) else [listed]
-        data["logging"] = {**data["logging"], "trackers": [*listed, *(t for t in trackers if t not in listed)]}
-    extra = []
-    if precision is not None:
-        extra.append(f"precision.dtype={_toml_string(precision)}")
-    if max_steps is not None:
-        extra.append(f"train.max_steps={max_steps}")
-    _refuse_twice(overrides, {"--precision": ("precision.dtype", precision), "--max-steps": ("train.max_steps", max_steps),
-                              "--strategy": ("strategy.name", strategy)})
+    merged = train_config_data(data, overrides, strategy=strategy, precision=precision, max_steps=max_steps,
+                               trackers=trackers)
     if resume is None:
-        return config_from_dict(apply_overrides(data, [*extra, *overrides]), host=host)
+        return config_from_dict(merged, host=host)
     if config_file is not None:
-        return config_from_dict(_kept_derived(apply_overrides(data, [*extra, *overrides]), resume), host=host)
+        return config_from_dict(_kept_derived(merged, resume), host=host)
     import torch
 
     from deepseek.config.load import DataSizeError
@@ -107,7 +75,6 @@ def build_train_config(
     from deepseek.training.build import build_model
     from deepseek.training.checkpoint import TRAINER_FILE, check_weights_fit
 
-    merged = apply_overrides(data, [*extra, *overrides])
     _check_resumed_tokenizer(merged, directory, saved_state)
     try:
         config = config_from_dict(merged, host=host)

@@ -80,33 +80,10 @@ def config_from_dict(
     from deepseek.api_args import host as checked_host
 
     host = checked_host(host)
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"config: expected a table, got {type(data).__name__}")
-    for key, value in data.items():
-        if key not in SECTIONS:
-            raise ConfigError(
-                f"{key}: unknown config section{did_you_mean(key, SECTIONS)}; "
-                f"allowed sections: {', '.join(SECTIONS)}"
-            )
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a [{key}] table, got {value!r}")
-    sections: dict[str, Any] = {}
-    for name in SECTIONS:
-        if name not in COMPONENT_SECTIONS and name != "trackers":
-            sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), dict(data.get(name, {})), path=name)
-    sections["train"] = resolve_train(sections["train"])
+    sections, data_section, data_table, optimizer_section, optimizer_table = _plain_sections(data)
     lookups = _run_host(host, sections["plugins"].prefer)
     _warn_unknown_preferred(lookups, sections["plugins"].prefer)
     model_table = _model_table(dict(data.get("model", {})))
-    data_table = dict(data.get("data", {}))
-    common = {k: data_table.pop(k) for k in DATA_COMMON_KEYS if k in data_table}
-    data_section = build_dataclass(DataConfig, {"name": data_table.pop("name", "text"), **common}, path="data")
-    optimizer_table = dict(data.get("optimizer", {}))
-    shared = {k: optimizer_table.pop(k) for k in OPTIMIZER_COMMON_KEYS if k in optimizer_table}
-    optimizer_section = build_dataclass(OptimizerConfig, {"name": optimizer_table.pop("name", "adamw"), **shared},
-                                        path="optimizer")
-    # Cheap cross-field checks first; loading the components imports torch.
-    check_config(Config(**sections, data=data_section, optimizer=optimizer_section))
     sets = {key for key in DATA_SIZES if key in model_table}
     model_name, model_options, _ = _component(lookups, "model", model_table, default="tiny")
     data_name, data_options, data_cls = _component(lookups, "dataset", data_table, default=data_section.name,
@@ -157,6 +134,46 @@ def config_from_dict(
 COMPONENT_SECTIONS: dict[str, str] = {"model": "model", "data": "dataset", "optimizer": "optimizer",
                                       "lr_schedule": "lr_schedule", "strategy": "strategy"}
 """Config sections that name a registered component -> the component kind."""
+
+
+def check_plain_sections(data: Mapping[str, Any]) -> None:
+    """The checks of :func:`config_from_dict` that load no component and read no file: the
+    section names, every key and value of the plain sections (``[train]``, ``[precision]``,
+    ``[logging]``, ...) with their types and ranges, the keys ``[data]`` and ``[optimizer]`` share
+    across components, and core's cross-field checks. What a model, dataset, optimizer, schedule
+    or strategy checks of its own keys (a dataset: its files) is left to :func:`config_from_dict`."""
+    _plain_sections(data)
+
+
+def _plain_sections(data: Mapping[str, Any]) -> tuple[dict[str, Any], DataConfig, dict[str, Any], OptimizerConfig,
+                                                      dict[str, Any]]:
+    """:func:`check_plain_sections`' checks; the plain sections, and ``[data]`` and ``[optimizer]``
+    as their shared part and the rest of their table (the component's keys)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a table, got {type(data).__name__}")
+    for key, value in data.items():
+        if key not in SECTIONS:
+            raise ConfigError(
+                f"{key}: unknown config section{did_you_mean(key, SECTIONS)}; "
+                f"allowed sections: {', '.join(SECTIONS)}"
+            )
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a [{key}] table, got {value!r}")
+    sections: dict[str, Any] = {}
+    for name in SECTIONS:
+        if name not in COMPONENT_SECTIONS and name != "trackers":
+            sections[name] = build_dataclass(type(getattr(_DEFAULT, name)), dict(data.get(name, {})), path=name)
+    sections["train"] = resolve_train(sections["train"])
+    data_table = dict(data.get("data", {}))
+    common = {k: data_table.pop(k) for k in DATA_COMMON_KEYS if k in data_table}
+    data_section = build_dataclass(DataConfig, {"name": data_table.pop("name", "text"), **common}, path="data")
+    optimizer_table = dict(data.get("optimizer", {}))
+    shared = {k: optimizer_table.pop(k) for k in OPTIMIZER_COMMON_KEYS if k in optimizer_table}
+    optimizer_section = build_dataclass(OptimizerConfig, {"name": optimizer_table.pop("name", "adamw"), **shared},
+                                        path="optimizer")
+    # Cheap cross-field checks first; loading the components imports torch.
+    check_config(Config(**sections, data=data_section, optimizer=optimizer_section))
+    return sections, data_section, data_table, optimizer_section, optimizer_table
 
 
 def _run_host(host: PluginHost | None, prefer: tuple[str, ...]) -> PluginHost:

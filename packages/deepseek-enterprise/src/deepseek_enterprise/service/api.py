@@ -35,13 +35,15 @@ log = logging.getLogger("deepseek.server")
 @dataclass
 class Service:
     """What the routes share: the store, the scheduler (or None: nothing runs), the root folder,
-    the device pool size."""
+    the device pool size, the plugin host whose commands check a job's command line at submit
+    (None: the process's)."""
 
     store: Store
     root: Path
     scheduler: Any = None
     pool_size: int = 0
     auth: Authenticator | None = None
+    host: Any = None
 
     def wake(self) -> None:
         if self.scheduler is not None:

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from deepseek_enterprise.service import jobpaths, quotas
+from deepseek.plugins.host import get_host
+from deepseek_enterprise.service import jobcheck, jobpaths, quotas
 from deepseek_enterprise.service.api import Caller, JobId, Service, Svc, mutation
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
 from deepseek_enterprise.service.models import COMMANDS, STATES, Job
@@ -44,8 +45,9 @@ def _job(s: Any, tenant_id: int, job_id: int, tenant: str) -> Job:
 
 @router.post("", status_code=201)
 def submit(tenant: str, body: JobIn, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
-    """Queue a job (member): refused with the reason when over quota or naming paths outside the
-    tenant's folder."""
+    """Queue a job (member): refused with the reason when over quota, naming paths outside the
+    tenant's folder, or with arguments or a config its command would refuse (``jobcheck``)."""
+    refused = _command_refusal(body, svc)  # before the transaction: no database lock held while parsing
     with mutation(svc, who, "job.submit", tenant=tenant, target=f"{body.command} job") as (s, out):
         t = tenant_row(s, who, tenant, "member", lock=True)
         tenant_root = jobpaths.tenant_dir(svc.root, t.name)
@@ -59,11 +61,23 @@ def submit(tenant: str, body: JobIn, who: Principal = Caller, svc: Service = Svc
             jobpaths.check_job(body.args, body.config, body.files, tenant_root, tenant_root / "jobs" / str(job.id))
         except jobpaths.PathRefused as exc:
             raise ApiError(422, str(exc)) from None
+        if refused is not None:  # after the role, the quotas and the paths, as before this check
+            raise ApiError(422, refused)
         out.target = f"job {job.id} ({body.command})"
         s.flush()
         result = job.as_dict()
     svc.wake()
     return result
+
+
+def _command_refusal(body: JobIn, svc: Service) -> str | None:
+    """The line the job's command would refuse its arguments or config with (``jobcheck``), or None."""
+    try:
+        config = None if body.config is None else jobpaths.parsed_config(body.config)
+        jobcheck.check_command(body.command, body.args, config, svc.host or get_host())
+    except (jobpaths.PathRefused, jobcheck.JobRefused) as exc:
+        return str(exc)
+    return None
 
 
 @router.get("")

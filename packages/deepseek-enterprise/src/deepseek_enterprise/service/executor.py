@@ -68,6 +68,7 @@ from deepseek_enterprise.service.executor_base import (
     Started,
     Unavailable,
 )
+from deepseek_enterprise.service.jobcheck import job_argv
 from deepseek_enterprise.service.jobstate import process_start
 
 __all__ = ["PASSED", "UNREADABLE", "Executor", "Launch", "LocalExecutor", "Started", "Unavailable", "process_start"]
@@ -172,12 +173,9 @@ class LocalExecutor(Executor):
         return ws
 
     def argv(self, launch: Launch) -> list[str]:
-        head = [launch.command]
-        if launch.config is not None and launch.command in ("train", "tune"):
-            head.append("config.toml")
         state = jobstate.folder(self.root, launch.job_id)
-        return [sys.executable, "-I", "-m", "deepseek_enterprise.service.child", "--state", str(state), *head,
-                *launch.args]
+        return [sys.executable, "-I", "-m", "deepseek_enterprise.service.child", "--state", str(state),
+                *job_argv(launch.command, launch.config is not None, launch.args)]
 
     def start(self, launch: Launch) -> Started:
         ws = self.prepare(launch)

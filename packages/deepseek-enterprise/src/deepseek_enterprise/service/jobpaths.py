@@ -59,13 +59,18 @@ def check_file_name(name: str) -> None:
                           "(letters, digits, '.', '_', '-'; not .py/.pth/.so), not config.toml, job.log or exit_code")
 
 
-def config_strings(config_text: str) -> Iterator[tuple[str, str]]:
-    """``(field path, value)`` of every string in a config TOML (after parsing)."""
+def parsed_config(config_text: str) -> dict[str, Any]:
+    """A job's config TOML as ``deepseek`` reads it (a leading byte order mark read past, as
+    ``read_toml`` does); :class:`PathRefused` when it is not TOML."""
     try:
-        data = loads_toml(config_text)
+        return loads_toml(config_text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise PathRefused(f"config: not valid TOML: {exc}") from None
-    yield from _strings(data, "")
+
+
+def config_strings(config_text: str) -> Iterator[tuple[str, str]]:
+    """``(field path, value)`` of every string in a config TOML (after parsing)."""
+    yield from _strings(parsed_config(config_text), "")
 
 
 def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:

@@ -205,6 +205,7 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
     API until the server is stopped."""
     import uvicorn
 
+    from deepseek.cli.context import command_host
     from deepseek_enterprise.service.api import Service, create_app
     from deepseek_enterprise.service.scheduler import Scheduler
     from deepseek_enterprise.service.store import Store
@@ -226,7 +227,7 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
         click.echo(f"job limits: {run.limits.summary()}", err=True)
     os.environ.pop("DEEPSEEK_TOKEN", None)
     try:
-        app = create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus)))
+        app = create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus), host=command_host()))
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     finally:
         scheduler.stop()

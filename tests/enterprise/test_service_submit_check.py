@@ -1,0 +1,122 @@
+"""A job whose command line or config its command would refuse is refused at submit (422, the
+command's own line), not queued to fail with exit code 2 (service.jobcheck)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+from _servicehelpers import CLI_HOST, Deploy, run_cli, two_tenants
+from _servicelive import live
+from sqlalchemy import text
+
+from deepseek.cli.main import main
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Deploy:
+    d = two_tenants(tmp_path / "srv")
+    yield d
+    d.close()
+
+
+def _train_line(tmp_path: Path, config: str | None, args: list[str]) -> str:
+    """The one line ``deepseek train`` itself prints for this command line (exit code 2)."""
+    argv = ["train"]
+    if config is not None:
+        (tmp_path / "config.toml").write_text(config)
+        argv.append(str(tmp_path / "config.toml"))
+    code, _, err = _run(tmp_path, [*argv, *args])
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0].removeprefix("error: ")
+
+
+def _run(tmp_path: Path, argv: list[str]) -> tuple[int, str, str]:
+    """``deepseek ARGV`` in this process, in ``tmp_path``: ``(exit code, stdout, stderr)``."""
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv, host=CLI_HOST)
+                code = 0
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+    finally:
+        os.chdir(cwd)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(("config", "args"), [
+    ("[train]\nmax_stepz = 5\n", []),                         # an unknown key, with its did-you-mean
+    ("[train]\nmax_steps = -5\n", []),                        # a range
+    ("[train]\nlr = \"fast\"\n", []),                         # a type
+    ("[trian]\nlr = 1e-3\n", []),                             # an unknown section
+    (None, ["--max-steps", "-3"]),                            # an option's value, by the config's rule
+    (None, ["--max-steps", "many"]),                          # click's type
+    (None, ["--bogus"]),                                      # an option train does not have
+    (None, ["--plugins", "pro"]),                             # a root option: the CLI's hint too
+    (None, ["--set", "train.warmup_stepz=3"]),                # a --set of an unknown key
+    (None, ["--max-steps", "5", "--set", "train.max_steps=6"]),  # both set one key
+    ("[train]\nmax_steps = 10\n", ["--set", "train.max_steps=0"]),  # the override, over the config's value
+    (None, ["--set", "train.min_lr=0.5"]),                    # a cross-field check (above the default lr)
+])
+def test_an_invalid_train_job_is_refused_at_submit_with_the_train_commands_line(
+        svc: Deploy, tmp_path: Path, config: str | None, args: list[str]) -> None:
+    expected = _train_line(tmp_path, config, args)
+    job = {"args": args, **({"config": config} if config is not None else {})}
+    assert svc.submit("acme", svc.tokens["vic"], **job).status_code == 403  # the role first, as before
+    assert svc.submit("globex", svc.tokens["bob"], **job).status_code == 404  # not bob's tenant: said as before
+    r = svc.submit("acme", svc.tokens["bob"], **job)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+    with svc.store.session() as s:
+        assert s.scalar(text("select count(*) from jobs")) == 0
+        results = s.scalars(text("select result from audit where action = 'job.submit'")).all()
+        assert [r.split(":")[0] for r in results] == ["refused 403", "refused 404", "refused 422"]
+        assert results[2] == f"refused 422: {expected}"
+
+
+@pytest.mark.parametrize(("config", "args"), [
+    ("[train]\nmax_steps = 5\n", ["--run-dir", "runs/a"]),
+    # files of the workspace are not read at submit: the data file comes with the job
+    ("[data]\npath = \"corpus.txt\"\n[train]\nmax_steps = 3\n", []),
+    # a component's keys are its own (checked when the job runs, where its files are)
+    ("[model]\nname = \"tiny\"\nd_model = 32\n", ["--strategy", "single", "--precision", "fp32"]),
+    (None, ["--resume", "runs/a"]),  # the checkpoint's config: checked when it runs
+    (None, ["--help"]),
+    (None, ["-h"]),
+    # a config among the job's files: min_lr 0.5 is above the default lr, not above the file's
+    (None, ["cfg.txt", "--set", "train.min_lr=0.5"]),
+])
+def test_a_valid_train_job_is_accepted(svc: Deploy, config: str | None, args: list[str]) -> None:
+    job = {"args": args, **({"config": config} if config is not None else {})}
+    if "corpus.txt" in (config or ""):
+        job["files"] = {"corpus.txt": "hello\n"}
+    if "cfg.txt" in args:
+        job["files"] = {"cfg.txt": "[train]\nlr = 1.0\n"}
+    r = svc.submit("acme", svc.tokens["bob"], **job)
+    assert r.status_code == 201, r.text
+
+
+def test_other_commands_are_parsed_by_their_own_command(svc: Deploy, tmp_path: Path) -> None:
+    expected = _run(tmp_path, ["eval", "--batches", "2"])[2].strip().removeprefix("error: ")
+    assert "--checkpoint" in expected
+    r = svc.submit("acme", svc.tokens["bob"], command="eval", args=["--batches", "2"])
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+    assert svc.submit("acme", svc.tokens["bob"], command="eval", args=["--checkpoint", "runs/a"]).status_code == 201
+
+
+def test_the_cli_prints_the_refusal_and_exits_2(svc: Deploy, tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[train]\nmax_stepz = 5\n")
+    with live(svc) as server:
+        code, out, err = run_cli("jobs", "submit", "--tenant", "acme", "--config", str(cfg), "train",
+                                 token=svc.tokens["bob"], url=server.url)
+        assert (code, out) == (2, "")
+        assert err.strip().splitlines() == [f"error: {server.url}: 422: {_train_line(tmp_path, cfg.read_text(), [])}"]
