@@ -74,7 +74,7 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
         with blamed_on(trainer.dataset.label, "load_state_dict"):  # its own bug: one line naming it
             trainer.dataset.load_state_dict(saved["data"])
     except UsageError as exc:
-        _refuse_another_run(trainer, saved.get("config"), directory)  # the cause, where it is one
+        _refuse_another_run(trainer.config, saved.get("config"), directory)  # the cause, where it is one
         raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
     state = trainer.engine.load_checkpoint(directory)
     step = int(state.get("step", 0))
@@ -118,14 +118,20 @@ def _clean_finished(trainer: Trainer) -> None:
         unlock(fd)
 
 
-def _refuse_another_run(trainer: Trainer, saved: Any, directory: Path) -> None:
-    """A config of another model or dataset resuming a run, found when the data position does not
-    fit: one line naming both (a GPT config resuming a multimodal run was refused as a mismatch
-    of the data position)."""
+def check_resumed_weights(config: Any, model: torch.nn.Module, directory: Path) -> None:
+    """Before any strategy loads checkpoint ``directory`` into ``model`` (built from ``config``):
+    a checkpoint of another model or dataset is one line naming both, and weights that do not fit
+    the model (names, shapes; from the file's header) are one line naming the keys."""
+    _refuse_another_run(config, ckpt.read_trainer_state(directory).get("config"), directory)
+    ckpt.check_weights_fit(model, directory)
+
+
+def _refuse_another_run(cfg: Any, saved: Any, directory: Path) -> None:
+    """A config of another model or dataset resuming a run: one line naming both (a GPT config
+    resuming a multimodal run was refused as a mismatch of the data position, then of the weights)."""
     if not isinstance(saved, dict):
         return
     model, data = (saved.get("model") or {}).get("name"), (saved.get("data") or {}).get("name")
-    cfg = trainer.config
     if (model, data) == (cfg.model.name, cfg.data.name) or not (isinstance(model, str) and isinstance(data, str)):
         return
     raise UsageError(f"{directory / ckpt.TRAINER_FILE}: the checkpoint is a run of model {model!r} on data {data!r}, "

@@ -64,10 +64,11 @@ def check_launch(
         import warnings
 
         from deepseek.training.build import create_optimizer_builder
-        from deepseek.training.checkpoint import check_weights_fit, resolve_checkpoint
+        from deepseek.training.checkpoint import resolve_checkpoint
         from deepseek.training.checkpoint_dirs import CheckpointWarning
+        from deepseek.training.run_state import check_resumed_weights
 
         cls.check_resume(config, create_optimizer_builder(config, host))
         with warnings.catch_warnings():  # a checkpoint passed over is said once, by the workers' trainer
             warnings.simplefilter("ignore", CheckpointWarning)
-            check_weights_fit(model, resolve_checkpoint(resume, resuming=True))  # the workers' first check
+            check_resumed_weights(config, model, resolve_checkpoint(resume, resuming=True))  # the workers' first check
