@@ -45,12 +45,7 @@ from deepseek.training.run_folder import (
 )
 from deepseek.training.run_lock import RunLock, refuse_if_busy
 from deepseek.training.run_open import open_run_folder
-from deepseek.training.run_state import (
-    check_evaluation,
-    check_resumed_weights,
-    restore,
-    trainer_state,
-)
+from deepseek.training.run_state import check_evaluation, restore, trainer_state
 from deepseek.training.run_validation import TrainingBatches, no_validation_error, read_validation
 from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
@@ -165,6 +160,8 @@ class Trainer:
                                        copies=tuple(self.dataset.run_files()))
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         if self.resume_from is not None:  # another model's run or weights: one line, whatever the strategy's load does
+            from deepseek.training.run_state import check_resumed_weights
+
             check_resumed_weights(cfg, model, self.resume_from)
         engine.setup_model(model, resuming=self.resume_from is not None)
         self.config = cfg = engine.config  # with the options the strategy chose for the model
