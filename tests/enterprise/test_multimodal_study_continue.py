@@ -184,3 +184,16 @@ def test_a_stopped_run_whose_metrics_were_edited_is_refused_not_written(tmp_path
         "(val_curve must be a list of [step, accuracy in [0, 1] or null] pairs); remove cut/runs/redundant-audio-s0 "
         "to train that model again"), err
     assert not (tmp_path / "cut" / "results.jsonl").exists()
+
+
+def test_a_batch_beyond_the_machines_memory_is_refused_as_the_option_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was the dataset's refusal worded as ``data.batch_size``, when the first run built its
+    dataset: after ``--out`` and its study.json were written."""
+    args = [a if a != "8" else str(2**50) for a in ARGS]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert (code, err.strip().splitlines()) == (2, [
+        f"error: --batch {2**50:,} samples of 5,592 bytes (image, padded frames and text) = {2**50 * 5592 / 2**30:,.0f} "
+        f"GiB a batch: more than this machine's {memory / 2**30:,.0f} GiB of memory; lower --batch"])
+    assert not (tmp_path / "st").exists()

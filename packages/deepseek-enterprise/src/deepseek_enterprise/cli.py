@@ -64,6 +64,10 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:  # the second run of a name found the first's run folder and failed half-way through the study
             raise UsageError(f"{option} {', '.join(twice)} given twice; give each once")
+    from deepseek_enterprise.digits.dataset import DigitsOptions, refuse_batch_over_memory
+
+    # every run's batch, as the dataset would refuse it when the first run starts (after study.json)
+    refuse_batch_over_memory(DigitsOptions(), batch, "--batch", "--batch")
     check_output(out, where="--out", folder=True)
     starting = sorted({r for r, _ in PRETRAINED})
     if unimodal_runs is not None and recipe not in starting:

@@ -116,6 +116,15 @@ class DigitsOptions:
             raise ConfigError(f"data.missing: {list(self.missing)}; name at most two of {', '.join(MODALITIES)}, each once")
 
 
+def refuse_batch_over_memory(options: DigitsOptions, batch_size: int, option: str, lower: str = "it") -> None:
+    """UsageError ``"<option> N samples of B bytes ... a batch: more than this machine's ... memory;
+    lower <lower>"`` when one batch of ``batch_size`` samples laid out as ``_batch`` lays them out
+    (image, padded frames, text, the presence flags) cannot fit in this machine's memory."""
+    sample = 64 * 4 + options.max_frames * (13 * 4 + 1) + options.text_bytes * (8 + 1) + 4 * 8
+    refuse_over_memory(batch_size * sample, f"{option} {batch_size:,} samples of {sample:,} bytes "
+                       f"(image, padded frames and text) = {batch_size * sample / 2**30:,.0f} GiB a batch", lower)
+
+
 class MultimodalDigits(Dataset):
     """Image + speech + text digit samples (see the module docstring)."""
 
@@ -123,9 +132,7 @@ class MultimodalDigits(Dataset):
 
     def __init__(self, options: DigitsOptions, *, batch_size: int, seed: int) -> None:
         super().__init__(options, batch_size=batch_size, seed=seed)
-        sample = 64 * 4 + options.max_frames * (13 * 4 + 1) + options.text_bytes * (8 + 1) + 4 * 8  # as _batch lays it out
-        refuse_over_memory(batch_size * sample, f"data.batch_size {batch_size:,} samples of {sample:,} bytes "
-                           f"(image, padded frames and text) = {batch_size * sample / 2**30:,.0f} GiB a batch")
+        refuse_batch_over_memory(options, batch_size, "data.batch_size")
         self.images = load_images()
         self.speech = load_speech()
         self.spell = spellings()
