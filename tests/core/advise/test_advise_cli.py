@@ -69,6 +69,11 @@ def test_params_path_does_not_import_torch() -> None:
         (["--params", "1e9", "--modalities", "text,smell"], "unknown modality 'smell'"),
         (["--params", "1e9", "--gpus", "1", "--gpu-memory", "eighty"], "--gpu-memory"),
         (["--params", "1e9", "--gpus", "-1", "--gpu-memory", "8GiB"], "--gpus"),
+        (["--params", "1e9", "--gpus", "1.5", "--gpu-memory", "8GiB"], "--gpus"),
+        # was estimated: 1e9 GPUs, each row's states a few bytes a GPU
+        (["--params", "1e9", "--gpus", str(10**9), "--gpu-memory", "80GiB"],
+         "--gpus: 1,000,000,000 GPUs is beyond what the advisor models (at most 1,048,576, "),
+        (["--params", "1e9", "--gpus", str(2**20 + 1), "--gpu-memory", "80GiB"], "at most 1,048,576"),
         (["--params", "1e9", "--model", "small"], "exactly one"),
         ([], "exactly one"),
         (["--model", "medium"], "unknown preset"),
@@ -99,3 +104,13 @@ def test_parse_helpers() -> None:
     for bad in ("-1", "0", "abc", "1.3X"):
         with pytest.raises(UsageError):
             parse_count(bad)
+
+
+def test_the_largest_gpu_count_is_estimated_and_the_largest_model_still_shards_to_gibibytes() -> None:
+    """The bound on --gpus (docs/advise.md) takes 2**20 GPUs, where the largest --params (1e15)
+    under ZeRO-3 keeps 16 B a parameter / 2**20 = 14.2 GiB of weights, gradients and optimizer a GPU."""
+    out = _run("--params", "1e15", "--gpus", str(2**20), "--gpu-memory", "80GiB", "--json")
+    assert out.returncode == 0, out.stderr
+    zero3 = next(e for e in json.loads(out.stdout)["estimates"] if e["key"] == "zero3")
+    states = zero3["weights"] + zero3["gradients"] + zero3["optimizer"]
+    assert abs(states / 1024**3 - 14.2) < 0.1, states / 1024**3

@@ -120,10 +120,21 @@ def detect_devices(*, keep_cuda_idle: bool = False) -> Devices:
     return Devices(0, host_memory() or 0, "CPU", "host RAM")
 
 
+MAX_GPUS = 1 << 20
+"""The most GPUs the advisor takes (1,048,576, about ten times the largest training clusters built
+by 2026, some 100,000 GPUs): its figures are per GPU for one job, and a count beyond any machine
+(a mistyped ``--gpus 1000000000``) is refused rather than estimated. Even so, the largest model it
+takes (``MAX_PARAMS``, 1e15 parameters, 16 PB of mixed-precision model states) sharded over this
+many GPUs is 14 GiB a GPU, so the two bounds do not cut each other short."""
+
+
 def resolve_devices(gpus: int | None, gpu_memory: str | None) -> Devices:
     """Combine ``--gpus`` / ``--gpu-memory`` with detection (detect only what is not given)."""
     if gpus is not None and gpus < 0:
         raise UsageError(f"--gpus: must be 0 (CPU) or more, got {gpus}")
+    if gpus is not None and gpus > MAX_GPUS:
+        raise UsageError(f"--gpus: {gpus:,} GPUs is beyond what the advisor models (at most {MAX_GPUS:,}, about ten "
+                         "times the largest training clusters); give the number of GPUs the job will train on")
     memory = parse_size(gpu_memory, option="--gpu-memory") if gpu_memory is not None else None
     if gpus == 0:
         return Devices(0, memory or host_memory() or 0, "CPU", "user" if memory else "host RAM")
