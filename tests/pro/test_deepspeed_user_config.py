@@ -126,29 +126,127 @@ def test_an_optimizer_deepspeed_cannot_run_on_the_cpu_is_refused_before_any_proc
     assert str(info.value) == CPU_REFUSAL.format(path=str(Path(path).resolve()), kind=kind, op=refused, also=also)
 
 
-def test_each_rank_refuses_it_at_set_up(tmp_path: Path) -> None:
+TORCH_NAMES = "ASGD, Adadelta, Adafactor, Adamax, NAdam, RAdam, RMSprop, Rprop, SGD"
+UNKNOWN = ("strategy.config_path: {path!r}: optimizer.type {kind!r} is neither one of DeepSpeed's own optimizers "
+           "(Adam, AdamW, Adagrad, Lamb, Lion, Muon, MuAdam, MuAdamW, MuSGD; any case) nor a torch.optim class spelled "
+           "as torch spells it (" + TORCH_NAMES + "); {hint}fix optimizer.type, or remove optimizer from the file and "
+           "choose the run's [optimizer]")
+NOT_BUILT = ("strategy.config_path: {path!r}: optimizer.type {kind!r} is {what}: DeepSpeed cannot train with it; use "
+             "another torch.optim class (" + TORCH_NAMES + "), or remove optimizer from the file and choose the run's "
+             "[optimizer]")
+NO_MUP = ("strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {kind} from the mup package, which "
+          "is not installed; install mup (its optimizers need mup.set_base_shapes on the model), use \"Adam\", "
+          "\"AdamW\" or \"SGD\", or remove optimizer from the file and choose the run's [optimizer]")
+REFUSED_TYPES: dict[str, str] = {
+    # was DeepSpeed's "AssertionError: sgd is not a supported DeepSpeed Optimizer" on every rank
+    "sgd": UNKNOWN.replace("{hint}", "did you mean 'SGD'? "),
+    "rmsprop": UNKNOWN.replace("{hint}", "did you mean 'RMSprop'? "),
+    "Foo": UNKNOWN.replace("{hint}", ""),
+    # was "TypeError: 'module' object is not callable" (torch.optim.lr_scheduler is a module)
+    "lr_scheduler": UNKNOWN.replace("{hint}", ""),
+    # was TypeError / ValueError at deepspeed.initialize, RuntimeError at the first step
+    "Optimizer": NOT_BUILT.replace("{what}", "torch's base class, which takes no learning rate"),
+    "LBFGS": NOT_BUILT.replace("{what}", "torch's LBFGS, which takes no parameter groups (and steps with a closure)"),
+    "SparseAdam": NOT_BUILT.replace("{what}", "torch's SparseAdam, which steps sparse gradients only"),
+    # was "UnboundLocalError: cannot access local variable 'MuAdam'" after DeepSpeed logged "Install mup"
+    "MuAdam": NO_MUP, "MuSGD": NO_MUP,
+}
+
+
+def _launch_check(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from deepseek_pro.launch.checks import check_launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_launch(_config(path), 2, cuda_devices=0, nproc_per_node=2)
+
+
+@pytest.mark.parametrize("kind", list(REFUSED_TYPES))
+def test_an_optimizer_type_deepspeed_does_not_build_is_refused_before_any_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """DeepSpeed 0.19.8 lower-cases only its own names; any other type must be a torch.optim
+    class spelled as torch does, which it then calls with the parameter groups."""
+    import importlib.util
+
+    if kind.startswith("Mu") and importlib.util.find_spec("mup") is not None:
+        pytest.skip("mup is installed here")
+    path = _file(tmp_path, {"optimizer": {"type": kind, "params": {"lr": 1e-3}}})
+    with pytest.raises(ConfigError) as info:
+        _launch_check(path, monkeypatch)
+    assert str(info.value) == REFUSED_TYPES[kind].format(path=str(Path(path).resolve()), kind=kind)
+
+
+@pytest.mark.parametrize("body", [{"params": {"lr": 1e-3}}, {"type": 3}, "AdamW"], ids=["no-type", "int", "string"])
+def test_an_optimizer_without_a_type_string_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       body: object) -> None:
+    """Was "AssertionError: zero stage 2 requires an optimizer" (no type) or "AttributeError: 'int'
+    object has no attribute 'lower'" on every rank."""
+    path = _file(tmp_path, {"optimizer": body})
+    with pytest.raises(ConfigError, match=r"^strategy\.config_path: .*ds\.json': optimizer is .{0,90}, which needs a "
+                                          r"\"type\" string naming the optimizer DeepSpeed builds; give one"):
+        _launch_check(path, monkeypatch)
+
+
+@pytest.mark.parametrize("kind", ["adamw", "ADAM", "adagrad", "muon", "SGD", "RMSprop", "NAdam", "Adafactor"])
+def test_the_types_deepspeed_builds_pass_in_any_case_of_its_own_and_torchs_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    _launch_check(_file(tmp_path, {"optimizer": {"type": kind, "params": {"lr": 1e-3}}}), monkeypatch)
+
+
+def test_the_own_names_are_deepspeeds_and_the_type_rule_holds_on_cuda_devices_too() -> None:
+    """The names deepseek accepts in any case are exactly those DeepSpeed lower-cases; the torch
+    classes left out are torch's; a CUDA run is held to the type rule (not to the CPU one)."""
+    import torch
+    from deepspeed.runtime.config import DEEPSPEED_OPTIMIZERS
+
+    from deepseek_pro.strategies.deepspeed_user import (
+        OWN_OPTIMIZERS,
+        TORCH_NOT_BUILT,
+        optimizer_problem,
+    )
+
+    assert sorted(OWN_OPTIMIZERS) == sorted(DEEPSPEED_OPTIMIZERS)
+    assert all(isinstance(getattr(torch.optim, name), type) for name in TORCH_NOT_BUILT)
+    assert optimizer_problem({"optimizer": {"type": "Lamb"}}, "ds.json", "cuda") is None
+    assert optimizer_problem({"optimizer": {"type": "sgd"}}, "ds.json", "cuda") == REFUSED_TYPES["sgd"].format(
+        path="ds.json", kind="sgd")
+
+
+@pytest.mark.parametrize("kind", ["Lamb", "sgd"])
+def test_each_rank_refuses_it_at_set_up(tmp_path: Path, kind: str) -> None:
     """Workers started without the launcher (torchrun) refuse it too, in one line each, before
     DeepSpeed builds an engine: exit 2, no step recorded."""
     from _prohelpers import run_torchrun
 
-    path = _file(tmp_path, {"optimizer": {"type": "Lamb", "params": {"lr": 1e-3}}})
+    path = _file(tmp_path, {"optimizer": {"type": kind, "params": {"lr": 1e-3}}})
     proc = run_torchrun(["-m", "deepseek", "train", "--strategy", "deepspeed", "--set", 'model.name="tiny"',
                          "--set", f"strategy.config_path={json.dumps(path)}", "--max-steps", "2",
                          "--run-dir", "run"], cwd=tmp_path, check=False, timeout=180)
-    line = "error: " + CPU_REFUSAL.format(path=path, kind="Lamb", op="FusedLamb", also="")
+    line = "error: " + (CPU_REFUSAL.format(path=path, kind="Lamb", op="FusedLamb", also="") if kind == "Lamb"
+                        else REFUSED_TYPES[kind].format(path=path, kind=kind))
     assert proc.returncode != 0 and "This op had not been implemented" not in proc.stderr, proc.stderr[-3000:]
+    assert "AssertionError" not in proc.stderr, proc.stderr[-3000:]
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == [line, line], proc.stderr[-3000:]
     assert proc.stderr.count("exitcode  : 2 ") == 2 and not (tmp_path / "run").exists()
 
 
-def test_deepseek_launch_refuses_it_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["Lion", "MuAdamW"])
+def test_deepseek_launch_refuses_it_in_one_line(tmp_path: Path, kind: str) -> None:
+    import importlib.util
+
     from _prohelpers import deepseek_cli
 
-    path = _file(tmp_path, {"optimizer": {"type": "Lion", "params": {"lr": 1e-4}}})
+    if kind == "MuAdamW" and importlib.util.find_spec("mup") is not None:
+        pytest.skip("mup is installed here")
+    path = _file(tmp_path, {"optimizer": {"type": kind, "params": {"lr": 1e-4}}})
     proc = deepseek_cli("launch", "-n", "2", "--", "train", "--strategy", "deepspeed", "--set", 'model.name="tiny"',
                         "--set", f"strategy.config_path={json.dumps(path)}", "--run-dir", str(tmp_path / "run"),
                         timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.splitlines() == ["error: " + CPU_REFUSAL.format(path=path, kind="Lion", op="FusedLion",
-                                                                       also=LION_ALSO)]
+    line = (CPU_REFUSAL.format(path=path, kind="Lion", op="FusedLion", also=LION_ALSO) if kind == "Lion"
+            else NO_MUP.format(path=path, kind=kind))
+    assert proc.stderr.splitlines() == ["error: " + line]
     assert not (tmp_path / "run").exists()

@@ -61,7 +61,7 @@ from deepseek_pro.strategies.deepspeed_config import (
 from deepseek_pro.strategies.deepspeed_units import chosen_gather_unit, gather_blocks_whole
 from deepseek_pro.strategies.deepspeed_user import (
     check_agreement,
-    cpu_optimizer_problem,
+    optimizer_problem,
     read_user_config,
     user_ds_config,
 )
@@ -131,10 +131,10 @@ class DeepSpeedStrategy(DistributedStrategy):
 
     @classmethod
     def check_launch(cls, config: Any, world_size: int, model: Any) -> None:
-        """DeepCompile, fp16 and some of DeepSpeed's own optimizers (a ``config_path`` file's Lamb,
-        :func:`.cpu_optimizer_problem`) need the CUDA devices the launched processes would train on
-        (each rank checks its device again at set-up); ``gather_unit = "block"`` needs a model with
-        blocks."""
+        """DeepCompile, fp16 and some of DeepSpeed's own optimizers (a ``config_path`` file's Lamb)
+        need the CUDA devices the launched processes would train on, and a file's ``optimizer.type``
+        must be one DeepSpeed builds (:func:`.optimizer_problem`; each rank checks again at
+        set-up, on its own device); ``gather_unit = "block"`` needs a model with blocks."""
         o = config.strategy.options
         chosen_gather_unit(model, o)
         on_cpu = o.backend == "gloo" or not torch.cuda.is_available()
@@ -142,8 +142,8 @@ class DeepSpeedStrategy(DistributedStrategy):
             raise UsageError(deepcompile_needs_cuda("cpu"))
         if config.precision.dtype == "fp16" and on_cpu:
             raise UsageError(_FP16_ON_CPU)
-        if o.config_path and on_cpu:
-            problem = cpu_optimizer_problem(read_user_config(o.config_path, 1), o.config_path, "cpu")
+        if o.config_path:
+            problem = optimizer_problem(read_user_config(o.config_path, 1), o.config_path, "cpu" if on_cpu else "cuda")
             if problem:
                 raise ConfigError(problem)
 
@@ -159,7 +159,7 @@ class DeepSpeedStrategy(DistributedStrategy):
             self.teardown()
             raise UsageError(_FP16_ON_CPU)
         o = self.options
-        problem = (cpu_optimizer_problem(read_user_config(o.config_path, 1), o.config_path, self.device.type)
+        problem = (optimizer_problem(read_user_config(o.config_path, 1), o.config_path, self.device.type)
                    if o.config_path else None)
         if problem:
             self.teardown()

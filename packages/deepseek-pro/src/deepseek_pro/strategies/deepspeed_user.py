@@ -8,9 +8,10 @@ config has the value (:data:`AUTO_FROM`); an ``"auto"`` anywhere else is refused
 Where the file states a setting the run's config also states (the ZeRO stage, bf16 or fp16),
 the two must agree, so that the run's resolved ``config.toml`` says what ran. A ``scheduler``
 is refused: deepseek's ``[lr_schedule]`` sets the learning rate every step. An ``optimizer.type``
-DeepSpeed cannot run on the CPU is refused for a run there (:func:`cpu_optimizer_problem`).
+DeepSpeed would not build (an unknown name, one in the wrong case, a mup optimizer without mup)
+or cannot run on the CPU is refused, for a run there (:func:`optimizer_problem`).
 
-Nothing here imports torch or deepspeed.
+Nothing here imports deepspeed, nor torch but to list torch.optim's classes.
 """
 
 from __future__ import annotations
@@ -113,33 +114,101 @@ def check_agreement(cfg: dict[str, Any], path: str, *, stage: int, dtype: str | 
                               "the file), so that the run's config says what it runs")
 
 
+OWN_OPTIMIZERS: dict[str, str] = {
+    "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "lamb": "Lamb", "lion": "Lion", "muon": "Muon",
+    "muadam": "MuAdam", "muadamw": "MuAdamW", "musgd": "MuSGD",
+}
+"""DeepSpeed 0.19.8's own ``optimizer.type`` values (``deepspeed.runtime.config.DEEPSPEED_OPTIMIZERS``,
+keyed in lower case: DeepSpeed lower-cases a type whose lower case is one of them), with the
+spelling its docs use. Any other type must be a ``torch.optim`` attribute spelled exactly as torch
+does (DeepSpeed asserts ``getattr(torch.optim, type)`` and calls it with the parameter groups)."""
+
+NEEDS_MUP = ("muadam", "muadamw", "musgd")
+"""Own types DeepSpeed builds from the ``mup`` package: without it installed, its
+``_configure_basic_optimizer`` logs "Install mup" and fails with an UnboundLocalError."""
+
+TORCH_NOT_BUILT: dict[str, str] = {
+    "Optimizer": "torch's base class, which takes no learning rate",
+    "LBFGS": "torch's LBFGS, which takes no parameter groups (and steps with a closure)",
+    "SparseAdam": "torch's SparseAdam, which steps sparse gradients only",
+}
+"""``torch.optim`` classes DeepSpeed finds but cannot train a model with (each tried with DeepSpeed
+0.19.8 on its CPU accelerator: a TypeError or ValueError at ``deepspeed.initialize``, a
+RuntimeError at the first step)."""
+
 NOT_ON_CPU: dict[str, str] = {"lamb": "FusedLamb", "lion": "FusedLion"}
-"""``optimizer.type`` values (lower case: DeepSpeed reads its own names case-insensitively) whose
-class, in DeepSpeed 0.19.8 on its CPU accelerator, is an op with no CPU build ("This op had not
-been implemented on CPU backend" at ``deepspeed.initialize``); ``lion`` runs as DeepSpeedCPULion
-where ``zero_optimization.offload_optimizer`` is on. Tried here: Adam, AdamW (FusedAdam, or
-DeepSpeedCPUAdam with offload), Adagrad, Muon and torch.optim class names (SGD, RMSprop) run."""
+"""Own types whose class, in DeepSpeed 0.19.8 on its CPU accelerator, is an op with no CPU build
+("This op had not been implemented on CPU backend" at ``deepspeed.initialize``); ``lion`` runs as
+DeepSpeedCPULion where ``zero_optimization.offload_optimizer`` is on. Tried here: Adam, AdamW
+(FusedAdam, or DeepSpeedCPUAdam with offload), Adagrad, Muon and torch.optim class names (SGD,
+RMSprop, NAdam, Adafactor) run."""
+
+_INSTEAD = "or remove optimizer from the file and choose the run's [optimizer]"
 
 
-def cpu_optimizer_problem(cfg: dict[str, Any], path: str, device: str) -> str | None:
-    """The one line refusing the file's ``optimizer.type`` for a run whose ``device`` is not a CUDA
-    one (:data:`NOT_ON_CPU`), or ``None`` where DeepSpeed runs it there."""
-    if device == "cuda":
+def torch_optimizers() -> list[str]:
+    """The ``torch.optim`` class names DeepSpeed trains with: not :data:`TORCH_NOT_BUILT`, nor a
+    name whose lower case is one of its own (``Adam``, ``Muon``: it builds its own for those)."""
+    import torch
+
+    return sorted(n for n in dir(torch.optim) if n not in TORCH_NOT_BUILT and n.lower() not in OWN_OPTIMIZERS
+                  and isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer))
+
+
+def optimizer_problem(cfg: dict[str, Any], path: str, device: str) -> str | None:
+    """The one line refusing the file's ``optimizer`` where DeepSpeed would fail on it with its own
+    error on every rank: no ``type`` string, a type it does not build (:data:`OWN_OPTIMIZERS`, a
+    ``torch.optim`` class as torch spells it, not one of :data:`TORCH_NOT_BUILT`), a mup type
+    without the ``mup`` package (:data:`NEEDS_MUP`), or a type with no build for a ``device``
+    that is not a CUDA one (:data:`NOT_ON_CPU`); ``None`` where DeepSpeed builds it."""
+    if "optimizer" not in cfg:
         return None
-    optimizer = cfg.get("optimizer")
+    optimizer = cfg["optimizer"]
     kind = optimizer.get("type") if isinstance(optimizer, dict) else None
-    if not isinstance(kind, str) or kind.lower() not in NOT_ON_CPU:
+    if not isinstance(kind, str):
+        return (f"strategy.config_path: {path!r}: optimizer is {optimizer!r:.80}, which needs a \"type\" string "
+                f"naming the optimizer DeepSpeed builds; give one (\"AdamW\", \"SGD\", ...), {_INSTEAD}")
+    own = kind.lower()
+    if own in NEEDS_MUP:
+        import importlib.util
+
+        if importlib.util.find_spec("mup") is None:
+            return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {OWN_OPTIMIZERS[own]} "
+                    "from the mup package, which is not installed; install mup (its optimizers need "
+                    f"mup.set_base_shapes on the model), use \"Adam\", \"AdamW\" or \"SGD\", {_INSTEAD}")
+    elif own not in OWN_OPTIMIZERS:
+        return _torch_type_problem(kind, path)
+    if device == "cuda" or own not in NOT_ON_CPU:
         return None
     offload = cfg.get("zero_optimization", {}).get("offload_optimizer")
-    if kind.lower() == "lion" and isinstance(offload, dict) and offload.get("device") in ("cpu", "nvme"):
+    if own == "lion" and isinstance(offload, dict) and offload.get("device") in ("cpu", "nvme"):
         return None
     also = (", keep \"Lion\" with zero_optimization.offload_optimizer.device = \"cpu\" (DeepSpeedCPULion)"
-            if kind.lower() == "lion" else "")
-    return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {NOT_ON_CPU[kind.lower()]}, "
+            if own == "lion" else "")
+    return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {NOT_ON_CPU[own]}, "
             f"which has no build for this run's device {device!r} (it runs on CUDA devices); here use "
             "optimizer.type \"Adam\", \"AdamW\", \"Adagrad\" or a torch.optim class (\"SGD\")"
             f"{also}, or remove optimizer from the file and choose the run's [optimizer] (optimizer.name = "
             "\"lion\" runs everywhere)")
+
+
+def _torch_type_problem(kind: str, path: str) -> str | None:
+    """The line refusing ``kind``, not one of DeepSpeed's own types, where it is not a torch.optim
+    class DeepSpeed trains with (``None`` where it is)."""
+    import difflib
+
+    names = torch_optimizers()
+    if kind in names:
+        return None
+    if kind in TORCH_NOT_BUILT:
+        return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is {TORCH_NOT_BUILT[kind]}: DeepSpeed "
+                f"cannot train with it; use another torch.optim class ({', '.join(names)}), {_INSTEAD}")
+    spelled = {n.lower(): n for n in [*OWN_OPTIMIZERS.values(), *names]}
+    close = spelled.get(kind.lower()) or next(iter(difflib.get_close_matches(kind.lower(), spelled, 1)), None)
+    hint = f"did you mean {spelled.get(close, close)!r}? " if close else ""
+    return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is neither one of DeepSpeed's own optimizers "
+            f"({', '.join(OWN_OPTIMIZERS.values())}; any case) nor a torch.optim class spelled as torch spells it "
+            f"({', '.join(names)}); {hint}fix optimizer.type, {_INSTEAD}")
 
 
 def fill_auto(cfg: dict[str, Any], values: dict[tuple[str, ...], Any]) -> dict[str, Any]:
