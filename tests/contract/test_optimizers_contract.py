@@ -6,7 +6,9 @@ matches), and whose ``initial_state``, where it states one, is what the first st
 Each test runs at two settings of the ``[optimizer]`` keys every optimizer shares
 (:data:`SHARED_SETTINGS`): the defaults with ``weight_decay = 0.1``, and a second set where
 momentum, weight decay and the first beta are 0, since state an optimizer keeps (or leaves out)
-only at some settings must be what it declares too (docs/plugins.md section 14)."""
+only at some settings must be what it declares too (docs/plugins.md section 14). An optimizer
+whose ``Options`` declares keys of its own runs at a third, ``own``: the shared defaults with each
+of its own keys at another value its field takes (:func:`own_options`)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,50 @@ SHARED_SETTINGS: dict[str, dict[str, object]] = {
 """The shared ``[optimizer]`` keys each optimizer is checked at (by id; docs/plugins.md section 9
 lists them): the defaults (momentum 0.9, betas (0.9, 0.95)) with weight decay, and with momentum,
 weight decay and the first beta at 0 (plain SGD, no first moment, no decay)."""
+OWN = "own"
+"""The third settings id: :data:`SHARED_SETTINGS` ``defaults`` with the optimizer's own keys changed."""
+
+
+def _others(default: object, hint: object) -> list[object]:
+    """Values other than ``default`` to try for a field of type ``hint``, in order."""
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if hint is bool or isinstance(default, bool):
+        return [not default]
+    if typing.get_origin(hint) is typing.Literal:
+        return [a for a in args if a != default]
+    numeric = int if hint is int or args == [int] else float if hint is float or float in args else None
+    if numeric is None:
+        return []  # text, tables, lists: no value to invent
+    if default is None:  # an unset optional number
+        return [numeric(v) for v in (1, 0.5, 2)]
+    tried = [default * 2, default / 2, default + 1, default - 1] if numeric is float else [
+        default * 2, default + 1, default - 1]
+    return [numeric(v) for v in tried if numeric(v) != default]
+
+
+def own_options(cls: type) -> tuple[object, list[str]]:
+    """``cls`` (an optimizer's ``Options``) with each declared field at the first value of
+    :func:`_others` its field's check takes (validated as a config's ``[optimizer]`` table is), and
+    the names of the fields changed (empty: it declares none it could change)."""
+    import typing
+
+    from deepseek.config.validate import build_dataclass
+    from deepseek.errors import ConfigError
+
+    hints = typing.get_type_hints(cls)
+    chosen: dict[str, object] = {}
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        for value in _others(default, hints[f.name]):
+            try:
+                build_dataclass(cls, {f.name: value}, path="optimizer")
+            except ConfigError:
+                continue
+            chosen[f.name] = value
+            break
+    return build_dataclass(cls, chosen, path="optimizer"), sorted(chosen)
 
 
 def test_core_optimizers_registered() -> None:
@@ -50,7 +96,7 @@ def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int) -> None
     opt.step()
 
 
-settings = pytest.mark.parametrize("settings", list(SHARED_SETTINGS))
+settings = pytest.mark.parametrize("settings", [*SHARED_SETTINGS, OWN])
 
 
 @settings
@@ -92,13 +138,19 @@ def test_optimizer_contract(name: str, settings: str) -> None:
 
 
 def _builder(name: str, settings: str) -> OptimizerBuilder:
-    """``name``'s builder with its default options at the shared keys ``SHARED_SETTINGS[settings]``;
-    an optimizer whose ``check_config`` refuses them is skipped with its refusal as the reason."""
+    """``name``'s builder with its default options at the shared keys ``SHARED_SETTINGS[settings]``
+    (``own``: the defaults' shared keys, its own options changed, :func:`own_options`); an
+    optimizer whose ``check_config`` refuses them is skipped with its refusal as the reason, one
+    with no own options to change is skipped at ``own``."""
     from deepseek.errors import ConfigError
 
     cls = load_checked("optimizer", get_host().resolve("optimizer", name))
     options = options_class(cls, kind="optimizer", name=name)()
-    config = OptimizerConfig(name=name, **SHARED_SETTINGS[settings])  # type: ignore[arg-type]
+    if settings == OWN:
+        options, changed = own_options(type(options))
+        if not changed:
+            pytest.skip(f"{name} declares no option of its own that the contract can set")
+    config = OptimizerConfig(name=name, **SHARED_SETTINGS["defaults" if settings == OWN else settings])  # type: ignore[arg-type]
     try:
         cls.check_config(options, config)
     except ConfigError as exc:
