@@ -31,14 +31,29 @@ def test_tp_splits_the_block_matmuls_and_keeps_the_rest_whole() -> None:
     n = 4
     rows = _rows(TrainSetup(2048, 1, "bf16", gpus=n), shape)
     ddp, tp = rows["ddp"], rows["tp"]
-    split = shape.tp_split_params
-    assert 0.9 * shape.n_params < split < shape.n_params  # embeddings, norms and row biases stay whole
-    per_gpu = shape.n_params - split + split / n
+    split, h = shape.tp_split_params, shape.d_model
+    whole = shape.n_layers * (6 * h) + (shape.vocab_size + shape.max_seq_len) * h + 2 * h  # norms, row biases, tables
+    assert shape.tp_split_share == split / (split + whole)
+    assert 0.99 < shape.tp_split_share < 1  # embeddings, norms and row biases stay whole
+    per_gpu = shape.n_params * (1 - shape.tp_split_share + shape.tp_split_share / n)
     for part, per_param in (("weights", 2), ("gradients", 4), ("optimizer", 12)):
         assert getattr(tp, part) == int(per_param * per_gpu)
         assert getattr(tp, part) < getattr(ddp, part) / 3
     assert tp.step_temp == int(4 * per_gpu)  # foreach AdamW over DTensor parameters
     assert rows["tp+sp"].weights == tp.weights
+
+
+@pytest.mark.parametrize("params", [1e9, 2e9, 3.5e8])
+def test_a_params_count_below_its_shapes_own_count_splits_no_more_than_it_has(params: float) -> None:
+    """--params 1e9 takes GPT-3 XL's shape (1.2e9 parameters in its blocks alone): the tp rows
+    subtracted the shape's split count from the 1e9 and showed negative weights, gradients and
+    optimizer state (-0.11 GiB of weights on 8 GPUs)."""
+    shape = shape_from_params(params)
+    rows = _rows(TrainSetup(2048, 1, "bf16", gpus=8), shape)
+    share = shape.tp_split_share
+    for part, per_param in (("weights", 2), ("gradients", 4), ("optimizer", 12)):
+        assert getattr(rows["tp"], part) == int(per_param * params * (1 - share + share / 8)) > 0
+        assert getattr(rows["tp"], part) > getattr(rows["ddp"], part) / 8
 
 
 def test_tp_activations_follow_the_split_and_sequence_parallel_splits_the_norms() -> None:

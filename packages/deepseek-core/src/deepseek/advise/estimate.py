@@ -242,7 +242,7 @@ def estimate_strategy(
     p = shape.n_params
     tp = n if spec.tensor_parallel != "none" else 1
     if tp > 1:  # each GPU holds 1/tp of the split parameters and all of the rest
-        p = p - shape.tp_split_params + shape.tp_split_params / tp
+        p = p * (1 - shape.tp_split_share + shape.tp_split_share / tp)
     per = state_bytes(spec, setup)
     w = per.weights * p / (n if spec.shard_weights else 1)
     g = per.gradients * p / (n if spec.shard_grads else 1)

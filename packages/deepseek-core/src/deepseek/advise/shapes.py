@@ -44,6 +44,16 @@ class ModelShape:
         return self.n_layers * (4 * h * h + 2 * h * f + 3 * h + f)
 
     @property
+    def tp_split_share(self) -> float:
+        """The share of the parameters tensor parallelism splits: :attr:`tp_split_params` over the
+        shape's own count (blocks, tables, final norm). A ``--params`` count is authoritative and
+        its shape a plausible one (a GPT-3 family member's within 1.5x, a width rounded to 128),
+        so the share, not the count, carries over: 1e9 parameters on GPT-3 XL's 1.3e9-parameter
+        shape split no more than they have."""
+        counted = self.n_layers * self.layer_params + self.embedding_params + 2 * self.d_model
+        return min(1.0, self.tp_split_params / counted)
+
+    @property
     def embedding_params(self) -> int:
         """Token + position tables (the token table doubles as the tied LM head)."""
         return (self.vocab_size + self.max_seq_len) * self.d_model
