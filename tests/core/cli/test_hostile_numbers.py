@@ -19,13 +19,16 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("generate temperature word", ["generate", "--checkpoint", "RUN", "--temperature", "hot"], ["--temperature", "expected a number, got 'hot'"]),
     ("generate top-k zero", ["generate", "--checkpoint", "RUN", "--top-k", "0"], ["--top-k"]),
     ("generate top-k float", ["generate", "--checkpoint", "RUN", "--top-k", "2.5"], ["--top-k"]),
+    # a whole-number option names the kind it wants, not click's "integer range"
+    ("generate tokens float", ["generate", "--checkpoint", "RUN", "--max-new-tokens", "1.5"],
+     ["--max-new-tokens", "'1.5' is not a valid integer."]),
     ("generate top-k nan", ["generate", "--checkpoint", "RUN", "--top-k", "nan"], ["--top-k"]),
     ("generate tokens negative", ["generate", "--checkpoint", "RUN", "--max-new-tokens", "-1"], ["--max-new-tokens"]),
     ("generate tokens past a million", ["generate", "--checkpoint", "RUN", "--max-new-tokens", "99999999999999"],
      ["--max-new-tokens", "<=1000000"]),  # ran until killed
     ("generate seed negative", ["generate", "--checkpoint", "RUN", "--seed", "-1"], ["--seed"]),
     ("generate seed huge", ["generate", "--checkpoint", "RUN", "--seed", str(2**64)], ["--seed"]),
-    ("generate seed float", ["generate", "--checkpoint", "RUN", "--seed", "1.5"], ["--seed"]),
+    ("generate seed float", ["generate", "--checkpoint", "RUN", "--seed", "1.5"], ["--seed", "not a valid integer."]),
     ("generate device absent", ["generate", "--checkpoint", "RUN", "--device", "cuda:3"], ["--device", "cuda:3"]),
     ("generate device typo", ["generate", "--checkpoint", "RUN", "--device", "gpu"], ["--device", "'gpu'"]),
     # eval

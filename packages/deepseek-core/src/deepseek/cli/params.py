@@ -24,13 +24,20 @@ from typing import Any
 
 import click
 
-SEED = click.IntRange(0, 2**32 - 1)
+class WholeRange(click.IntRange):
+    """``click.IntRange`` named ``integer``: a bad value reads "'1.5' is not a valid integer" and
+    ``--help`` shows ``INTEGER`` with the range, not click's "integer range"."""
+
+    name = "integer"
+
+
+SEED = WholeRange(0, 2**32 - 1)
 """A random seed: a whole number from 0 to 2**32 - 1 (what every generator involved accepts)."""
 
 
 def count(minimum: int = 1, maximum: int | None = None) -> click.IntRange:
     """A whole number of things, at least ``minimum`` (and at most ``maximum``)."""
-    return click.IntRange(min=minimum, max=maximum)
+    return WholeRange(min=minimum, max=maximum)
 
 
 class FiniteFloat(click.ParamType):
