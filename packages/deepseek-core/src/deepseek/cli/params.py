@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+
 class WholeRange(click.IntRange):
     """``click.IntRange`` named ``integer``: a bad value reads "'1.5' is not a valid integer" and
     ``--help`` shows ``INTEGER`` with the range, not click's "integer range"."""
