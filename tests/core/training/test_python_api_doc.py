@@ -4,7 +4,8 @@ an earlier one made: ``deepseek.fit`` and ``deepseek.evaluate`` on the page's ``
 of "Settings, run folder, resume", ``load_model`` and ``optimize`` of a quick-cpu run, and the
 ``Trainer`` section (a config as data, a resume equal to a straight run bit for bit, an
 in-process model and dataset on a host of its own, evaluated on a test split and loaded back, the
-commands through ``main(host=)``). The section did not exist: nothing on the page said how to
+commands through ``main(host=)``, ``deepseek.export`` of that run, its program checked against the
+model). The section did not exist: nothing on the page said how to
 train a registered model (the ``tiny`` GPT, a plugin's) from Python."""
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def printed(out: str) -> list[Any]:
 
 def test_every_block_is_marked_and_known() -> None:
     text = PAGE.read_text()
-    assert len(re.findall(r"^ *```python", text, re.M)) == len(blocks()) == 6
+    assert len(re.findall(r"^ *```python", text, re.M)) == len(blocks()) == 7
     assert list(blocks()) == ["fit-example", "fit-callbacks", "load-optimize", "trainer-resume", "trainer-plugin",
-                              "trainer-commands"]
+                              "trainer-commands", "export"]
 
 
 def test_fit_and_its_callbacks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
@@ -85,9 +86,9 @@ def test_load_model_and_optimize(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_the_trainer_section(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
-    space = run_blocks(["trainer-resume", "trainer-plugin", "trainer-commands"], monkeypatch, tmp_path)
+    space = run_blocks(["trainer-resume", "trainer-plugin", "trainer-commands", "export"], monkeypatch, tmp_path)
     out = capsys.readouterr().out
-    evaluations, fitted, tested = [v for v in printed(out) if isinstance(v, (list, dict))]
+    evaluations, fitted, tested, hf_files = [v for v in printed(out) if isinstance(v, (list, dict))]
     predicted, labels = (ast.literal_eval(part) for part in re.findall(r"^(\[.*\]) (\[.*\])$", out, re.M)[0])
     assert [step for step, _ in evaluations] == [0, 10, 20, 30, 40]
     assert space["resumed"].losses == space["straight"].losses[20:] and len(space["straight"].losses) == 40
@@ -95,4 +96,6 @@ def test_the_trainer_section(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     assert len(predicted) == 5 and sum(p == t for p, t in zip(predicted, labels, strict=True)) >= 4
     assert "complete at step 40" in out                                       # RunComplete's step
     assert "val_loss " in out and "(step 40, model tiny)" in out               # deepseek eval's line
-    assert "torch.Size([3, 20, 256])" in out and (tmp_path / "runs" / "straight" / "model.pt2").is_file()
+    assert "torch.Size([3, 20, 256]) [{'shape': [2, 16], 'dtype': 'torch.int64'}]" in out   # deepseek.export's
+    assert space["path"] == Path("runs/straight/model.pt2") and (tmp_path / space["path"]).is_file()   # as given
+    assert hf_files == ["config.json", "model.safetensors"] and space["hf"] == Path("runs/straight-hf")

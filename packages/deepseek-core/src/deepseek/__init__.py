@@ -48,13 +48,15 @@ _LAZY = {
     "load_model": "deepseek.training.inference",
     "fit": "deepseek.training.script",
     "evaluate": "deepseek.training.script_eval",
+    "export": "deepseek.graph.export_trained",
 }
 """Names imported on first use: the plugin host and pluggy (``hookimpl``, ``create_*``, ``list_*``)
-and torch (``optimize``, ``load_model``, ``fit``, ``evaluate``), so that ``import deepseek`` and
+and torch (``optimize``, ``load_model``, ``fit``, ``evaluate``, ``export``), so that ``import deepseek`` and
 the console command's first lines run before any of them (``deepseek train`` takes stop signals
 from there: docs/distributed.md)."""
 
 if TYPE_CHECKING:
+    from deepseek.graph.export_trained import export as export
     from deepseek.graph.optimized import optimize as optimize
     from deepseek.hookspecs import hookimpl as hookimpl
     from deepseek.plugins.registry import (
@@ -97,6 +99,7 @@ __all__ = [
     "create_strategy",
     "create_tracker",
     "evaluate",
+    "export",
     "fit",
     "hookimpl",
     "list_datasets",

@@ -28,10 +28,11 @@ def spelled(option: str, keyword: str) -> str:
     return option if _COMMAND_LINE.get() else keyword
 
 
-def given(option: str, keyword: str, value: str | os.PathLike[str]) -> str:
+def given(option: str, keyword: str, value: str | os.PathLike[str] | int) -> str:
     """An argument with its value as the user gives it: ``--resume runs/x`` on the command line,
-    ``resume='runs/x'`` from Python."""
-    return f"{option} {os.fspath(value)}" if _COMMAND_LINE.get() else f"{keyword}={os.fspath(value)!r}"
+    ``resume='runs/x'`` from Python (a number: ``--batch 1``, ``batch=1``)."""
+    shown = value if isinstance(value, int) else os.fspath(value)
+    return f"{option} {shown}" if _COMMAND_LINE.get() else f"{keyword}={shown!r}"
 
 
 _INVOCATION: ContextVar[bool] = ContextVar("deepseek_invocation", default=False)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek.arguments import spelled
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
@@ -52,6 +53,16 @@ def input_names(inputs: Any) -> list[str]:
 def missing_onnx_packages() -> list[str]:
     """The ONNX export dependencies that are not installed."""
     return [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+
+
+def check_onnx_packages() -> None:
+    """One line naming the ONNX export dependencies that are not installed, and the install
+    command (the command's ``--format onnx``, Python's ``format='onnx'``)."""
+    missing = missing_onnx_packages()
+    if missing:
+        asked = spelled("export --format onnx", "export(format='onnx')")
+        raise UsageError(f"{asked} needs the package(s) {', '.join(missing)}, which are not installed; install them "
+                         "with: pip install 'deepseek-core[onnx]'")
 
 
 @contextmanager
@@ -89,12 +100,7 @@ def export_model(
     inputs = tuple(example_inputs)
     shapes = None if dynamic is None else tuple(dynamic)
     if fmt == "onnx":
-        missing = missing_onnx_packages()
-        if missing:
-            raise UsageError(
-                f"export --format onnx needs the package(s) {', '.join(missing)}, which are not "
-                "installed; install them with: pip install 'deepseek-core[onnx]'"
-            )
+        check_onnx_packages()
         args, kwargs, dims, onnx_names = inputs, None, shapes, None
         if any(isinstance(i, Mapping) for i in inputs):  # torch.onnx.export takes a trailing mapping for keywords
             import inspect

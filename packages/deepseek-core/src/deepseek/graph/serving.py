@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek.arguments import spelled
 from deepseek.errors import UsageError
 
 MAX_ROWS = 4096
@@ -95,12 +96,13 @@ def export_serving(
                          "returns (docs/interop.md, 'Deployment files')")
     inputs = serving_inputs(model, batch, name=name)
     n = batch_rows(inputs)
+    as_static = spelled("export --static", "export with static=True")
     if not static and n < 2:
         raise UsageError(f"export: the example batch holds {n} row; a dynamic export traces at least 2 "
-                         "(torch.export fixes a dimension of size 1): give a larger batch or export --static")
+                         f"(torch.export fixes a dimension of size 1): give a larger batch or {as_static}")
     if not static and n > MAX_ROWS:
         raise UsageError(f"export: the example batch holds {n} rows; a dynamic export takes at most {MAX_ROWS}: "
-                         f"give at most {MAX_ROWS} (--batch) or export --static")
+                         f"give at most {MAX_ROWS} ({spelled('--batch', 'batch')}) or {as_static}")
     module = ServingModule(model).eval()
     with torch.no_grad():
         out_example = module(inputs)
@@ -142,4 +144,4 @@ def _rows_kept_free(name: str, rows: int) -> Iterator[None]:
             raise
         raise UsageError(f"export: model {name!r}'s serving_forward fixes the number of rows to the example's "
                          f"{rows}, so its rows cannot stay dynamic; let it take any rows (no shape of {rows} "
-                         "rows written in), or export --static") from None
+                         f"rows written in), or {spelled('export --static', 'export with static=True')}") from None

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deepseek.arguments import spelled
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.errors import UsageError
 from deepseek.interop import gpt2
@@ -136,20 +137,22 @@ def default_export_folder(checkpoint: Path) -> Path:
     return (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint) / "hf"
 
 
-def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None) -> tuple[list[Path], list[str]]:
+def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
+              where: str = "--out") -> tuple[list[Path], list[str]]:
     """Write ``checkpoint``'s GPT as a ``GPT2LMHeadModel`` folder ``out``; returns the parent
-    folders it created and notes."""
+    folders it created and notes. ``where`` names ``out`` in messages (``--out``, or ``out`` from
+    Python)."""
     import torch  # noqa: F401 - load_trained needs it anyway
 
     from deepseek.training.checkpoint_io import save_tensors
     from deepseek.training.inference import load_trained
 
-    missing = check_target(out)
+    missing = check_target(out, where)
     model, config, _ = load_trained(checkpoint, "cpu", host=host)
     options = config.model.options
     problem = gpt2.export_problem(config.model.name, options, model)
     if problem:
-        raise UsageError(f"export --format hf: {problem}")
+        raise UsageError(f"{spelled('export --format hf', 'export(format=' + repr('hf') + ')')}: {problem}")
     tok_path = run_tokenizer(Path(checkpoint))
     separator = _separator(checkpoint, read_tokenizer(tok_path, options.vocab_size)) if tok_path else None
     eos = separator[1] if separator else None
@@ -170,7 +173,7 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None)
                     tok_config["unk_token"] = END_OF_TEXT
             (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
 
-    created = write_folder(out, missing, fill)
+    created = write_folder(out, missing, fill, where)
     if tok_path is not None:
         notes = [f"tokenizer: copied {tok_path} with a tokenizer_config.json; load it with "
                  f"transformers.AutoTokenizer.from_pretrained({str(out)!r})"]

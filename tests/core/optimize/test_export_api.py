@@ -1,0 +1,134 @@
+"""``deepseek.export``, the Python entry of ``deepseek export``: the same files as the command
+(the same program, record and Hugging Face folder), a program that computes what the trained
+model computes at shapes it was not traced at, and bad arguments refused in one ``UsageError``
+line naming the keyword (not the command's option), with nothing written. There was no Python
+function: a script had to run ``main(["export", ...])`` and catch ``SystemExit``."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import deepseek
+from deepseek.cli.main import cli, main
+from deepseek.config.load import config_from_dict
+from deepseek.errors import UsageError
+from deepseek.graph.export import load_exported, read_metadata
+from deepseek.training.trainer import Trainer
+
+ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained tiny GPT run folder (max_seq_len 32)."""
+    folder = tmp_path_factory.mktemp("export") / "run"
+    config = config_from_dict({
+        "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1, "max_seq_len": 32},
+        "data": {"seq_len": 32, "batch_size": 4, "eval_batches": 1},
+        "train": {"max_steps": 3, "warmup_steps": 0}, "checkpoint": {"interval": 3}})
+    Trainer(config, run_dir=folder, quiet=True).fit()
+    return folder
+
+
+def cli_export(*args: str) -> Any:
+    result = CliRunner().invoke(cli, ["export", *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_pt2_is_the_commands_file_and_computes_the_trained_model(run: Path, tmp_path: Path) -> None:
+    path = deepseek.export(run)
+    assert path == run / "model.pt2" and path.is_file()                  # the command's default place
+    cli_export("--checkpoint", str(run), "--out", str(tmp_path / "cli.pt2"))
+    ours, theirs = read_metadata(path), read_metadata(tmp_path / "cli.pt2")
+    assert ours == theirs and ours["model"]["max_seq_len"] == 32 and ours["inputs"] == [
+        {"shape": [2, 16], "dtype": "torch.int64"}]                       # traced at batch 2, seq 16
+    model = deepseek.load_model(run)
+    for shape in ((1, 1), (3, 7), (5, 32)):                               # dynamic batch and seq
+        x = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(sum(shape)))
+        with torch.no_grad():
+            eager = model(x)
+        exported = load_exported(path)(x)
+        assert exported.shape == (*shape, 256)
+        torch.testing.assert_close(exported, eager, rtol=1e-5, atol=1e-5)
+        assert torch.equal(exported, load_exported(tmp_path / "cli.pt2")(x))
+
+
+def test_static_export_fixes_the_given_shape(run: Path, tmp_path: Path) -> None:
+    path = deepseek.export(run, tmp_path / "sub" / "fixed.pt2", batch=3, seq=8, static=True)
+    assert path == tmp_path / "sub" / "fixed.pt2"
+    assert read_metadata(path)["inputs"] == [{"shape": [3, 8], "dtype": "torch.int64"}]
+    program = load_exported(path)
+    x = torch.randint(0, 256, (3, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), deepseek.load_model(run)(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - torch's own guard refuses another shape
+        program(torch.randint(0, 256, (2, 8)))
+
+
+def test_hf_folder_is_the_commands_folder(run: Path, tmp_path: Path) -> None:
+    path = deepseek.export(run, tmp_path / "hf", format="hf", dtype="bf16")
+    cli_export("--checkpoint", str(run), "--format", "hf", "--dtype", "bf16", "--out", str(tmp_path / "cli-hf"))
+    names = sorted(f.name for f in path.iterdir())
+    assert names == ["config.json", "model.safetensors"]                  # byte tokens: no tokenizer
+    assert names == sorted(f.name for f in (tmp_path / "cli-hf").iterdir())
+    for name in names:
+        assert (path / name).read_bytes() == (tmp_path / "cli-hf" / name).read_bytes(), name
+
+
+@pytest.mark.skipif(not ONNX, reason="needs onnx, onnxscript and onnxruntime (the ecosystem session has them)")
+def test_onnx_runs_like_the_trained_model(run: Path, tmp_path: Path) -> None:
+    path = deepseek.export(run, tmp_path / "m.onnx", format="onnx")
+    x = torch.randint(0, 256, (3, 11))
+    with torch.no_grad():
+        torch.testing.assert_close(load_exported(path)(x), deepseek.load_model(run)(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kwargs", "line"), [
+    ({"dtype": "fp16"}, "dtype applies to format='hf' only; leave it out for format='pt2'"),
+    ({"format": "tflite"}, "format: expected one of 'pt2', 'onnx', 'hf', got 'tflite'"),
+    ({"batch": 0}, "batch: must be >= 1, got 0"),
+    ({"seq": 2.5}, "seq: expected a whole number >= 1, got 2.5 (float); pass an int"),
+    ({"static": "no"}, "static: expected True or False, got 'no' (str)"),
+    ({"seq": 40}, "seq=40 exceeds the model's max_seq_len 32; use seq <= 32"),
+    ({"out": "OUT/model.onnx"}, "out: OUT/model.onnx does not end in .pt2; name the pt2 file like model.pt2 "
+                                "(an existing .pt2 file is replaced)"),
+    ({"out": "OUT"}, "out: OUT is a folder; give a file path, e.g. OUT/model.pt2"),
+    ({"out": "OUT/new/deeper/model.pt2", "seq": 40}, "seq=40 exceeds the model's max_seq_len 32; use seq <= 32"),
+])
+def test_bad_arguments_are_one_line_naming_the_keyword(run: Path, tmp_path: Path, kwargs: dict[str, Any],
+                                                       line: str) -> None:
+    if "out" in kwargs:
+        kwargs = {**kwargs, "out": kwargs["out"].replace("OUT", str(tmp_path))}
+        line = line.replace("OUT", str(tmp_path))
+    before = sorted(run.rglob("*"))
+    with pytest.raises(UsageError) as refused:
+        deepseek.export(run, **kwargs)
+    assert str(refused.value) == line
+    assert sorted(run.rglob("*")) == before and not list(tmp_path.iterdir())   # nothing written, no folder made
+
+
+def command(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``deepseek export ARGS`` as the console script runs it: its exit code and stderr."""
+    with pytest.raises(SystemExit) as done:
+        main(["export", *args])
+    return done.value.code, capsys.readouterr().err
+
+
+def test_the_command_still_names_its_options(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert command("--checkpoint", str(run), "--seq", "40", capsys=capsys) == (
+        2, "error: --seq 40 exceeds the model's max_seq_len 32; use --seq <= 32\n")
+    assert command("--checkpoint", str(run), "--dtype", "fp16", capsys=capsys) == (
+        2, "error: --dtype applies to --format hf only; leave it out for --format pt2\n")
+    assert command("--checkpoint", str(run), "--out", str(tmp_path), capsys=capsys) == (
+        2, f"error: --out: {tmp_path} is a folder; give a file path, e.g. {tmp_path / 'model.pt2'}\n")
+    code, err = command("--checkpoint", str(run), "--out", str(tmp_path / "b1.pt2"), "--batch", "1", capsys=capsys)
+    assert code == 0 and err.startswith("note: --batch 1 traced as 2 (torch.export fixes a dimension traced at 1); "
+                                        "the file takes any batch and seq from 1 (--static fixes the shape instead)")
+    assert read_metadata(tmp_path / "b1.pt2")["inputs"][0]["shape"] == [2, 16]
