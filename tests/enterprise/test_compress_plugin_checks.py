@@ -86,7 +86,7 @@ def tiny(host: PluginHost):  # noqa: ANN201
     return build_model(config, host=host).eval(), config
 
 
-HEAD = r"^compressor acme\.{} \(acme-compressors 1\.0\): "
+HEAD = r"^compressor 'acme\.{}' \(acme-compressors 1\.0, registered by [\w.]+\): "
 FIX = r"; nothing was written; a bug in the plugin: Compressed\.model_table must rebuild Compressed\.model exactly"
 
 
@@ -129,9 +129,10 @@ def test_a_search_reports_a_broken_recipe_as_failed_and_goes_on(host: PluginHost
     recipes = [parse_recipe("acme.raises"), parse_recipe("acme.othershape"), parse_recipe("acme.same")]
     best, tried = search(host, parse_budget("1%"), recipes, model, config, [], {"val_loss": 2.0, "weights_bytes": 10},
                          lambda m, c: {"val_loss": 2.0, "weights_bytes": 10})
-    assert tried[0].verdict.startswith("failed: compressor acme.raises (acme-compressors 1.0): compress raised "
+    assert tried[0].verdict.startswith(f"failed: {host.resolve('compressor', 'acme.raises').label}: compress raised "
                                        "RuntimeError: boom inside compress")
-    assert tried[1].verdict.startswith("failed: compressor acme.othershape (acme-compressors 1.0): the [model] table")
+    assert tried[1].verdict.startswith(f"failed: {host.resolve('compressor', 'acme.othershape').label}: the [model] "
+                                       "table")
     assert best is tried[2] and tried[2].verdict == "kept: the smallest within budget"
     assert tried[0].row()["verdict"] == tried[0].verdict and tried[0].figures == {}
 
@@ -177,6 +178,6 @@ def test_the_command_refuses_a_broken_table_and_writes_nothing(host: PluginHost,
     code, err = _cli(host, tmp_path, monkeypatch, "compress", "--checkpoint", "run", "--method", "acme.othershape",
                      "--out", "out", "--latency-runs", "0", "--device", "cpu", "--calibration-batches", "0")
     assert code == 1 and len(err.splitlines()) == 1, err
-    assert err.startswith("error: compressor acme.othershape (acme-compressors 1.0): the [model] table it returned "
-                          "builds another model"), err
+    assert err.startswith(f"error: {host.resolve('compressor', 'acme.othershape').label}: the [model] table it "
+                          "returned builds another model"), err
     assert not (tmp_path / "out").exists()

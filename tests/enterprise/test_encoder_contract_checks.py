@@ -129,7 +129,7 @@ def _batch() -> dict:
             "label": torch.tensor([0, 2])}
 
 
-HEAD = r"^model\.vision: encoder vision\.acme_{} \(acme-encoders 1\.0\): "
+HEAD = r"^model\.vision: encoder 'vision\.acme_{}' \(acme-encoders 1\.0, registered by [\w.]+\): "
 
 
 @pytest.mark.parametrize(("kind", "words"), [
@@ -173,9 +173,11 @@ def test_a_broken_encoder_is_refused_when_it_is_created(host: PluginHost, kind: 
         _classifier(host, kind)
     # Created on its own, its errors name the encoder without a config path.
     target = host.resolve("encoder", f"vision.acme_{kind}").load()
-    with pytest.raises(UsageError, match=rf"^encoder vision\.acme_{kind} \(acme-encoders 1\.0\): " + words):
+    label = host.resolve("encoder", f"vision.acme_{kind}").label
+    with pytest.raises(UsageError, match=rf"^encoder 'vision\.acme_{kind}' \(acme-encoders 1\.0, registered by [\w.]+\): "
+                       + words):
         instantiate_model(target, {}, name=f"vision.acme_{kind}", kind="encoder", path=f"encoder.vision.acme_{kind}",
-                          provider="acme-encoders 1.0")
+                          label=label)
 
 
 def test_a_working_encoder_passes_and_the_check_costs_nothing_noticeable(host: PluginHost) -> None:
@@ -223,7 +225,8 @@ def test_the_cli_exits_2_with_the_line(host: PluginHost, tmp_path: Path, monkeyp
         main(["train", "mm.toml"], host=host)
     assert info.value.code == 2
     line = err.getvalue().strip()
-    assert re.match(r"^error: model\.vision: encoder vision\.acme_flat \(acme-encoders 1\.0\): forward returned "
+    assert re.match(r"^error: model\.vision: encoder 'vision\.acme_flat' \(acme-encoders 1\.0, registered by [\w.]+\): "
+                    r"forward returned "
                     r"features of shape \(8, 8\)", line) and "\n" not in line, line
 
 

@@ -160,11 +160,11 @@ def test_a_third_party_fusion_is_checked_when_the_model_is_built(host: PluginHos
     with pytest.raises(ConfigError) as info:
         instantiate_model(cls, {**tiny, "fusion": "acme.identity"}, name="multimodal.classifier", host=host)
     assert str(info.value) == (
-        "model.fusion: fusion acme.identity (acme-fusion 1.0): registered as <class 'torch.nn.modules.linear.Identity'>, "
+        f"model.fusion: {host.resolve('fusion', 'acme.identity').label}: registered as <class 'torch.nn.modules.linear.Identity'>, "
         "not a subclass "
         "of deepseek_enterprise.fusion.Fusion; its plugin must register a Fusion subclass (docs/multimodal.md "
         "section 3)")
-    with pytest.raises(ConfigError, match=r"^model\.fusion: fusion acme\.loose \(acme-fusion 1\.0\): declares Options .*Loose'>, which does not "
+    with pytest.raises(ConfigError, match=r"^model\.fusion: fusion 'acme\.loose' \(acme-fusion 1\.0, registered by [\w.]+\): declares Options .*Loose'>, which does not "
                                           r"extend deepseek_enterprise\.fusion\.FusionBaseOptions; give it"):
         instantiate_model(cls, {**tiny, "fusion": "acme.loose"}, name="multimodal.classifier", host=host)
     model = instantiate_model(cls, {**tiny, "fusion": "acme.plain", "fusion_options": {"d_model": 8}},

@@ -107,7 +107,7 @@ def _batch() -> dict:
             "present": {"vision": ones, "text": ones}, "label": torch.tensor([0, 2, 9])}
 
 
-HEAD = r"^model\.fusion: fusion acme\.{} \(acme-fusions 1\.0\): "
+HEAD = r"^model\.fusion: fusion 'acme\.{}' \(acme-fusions 1\.0, registered by [\w.]+\): "
 FIX = r"return FusionOutput\(logits \(B, num_classes\), .* \(docs/multimodal\.md section 3\)$"
 
 

@@ -54,7 +54,7 @@ class Faulty(LocalExecutor):
             raise KeyError("boom in finished")
         return super().finished(job_id, pid, pid_start, workspace)
 '''
-ORIGIN = "executor faulty (deepseek-faultyexec 0.1)"
+ORIGIN = "executor 'faulty' (deepseek-faultyexec 0.1, registered by deepseek_faultyexec)"
 QUICK = ["--set", "model.bogus=1", "--max-steps", "1"]  # deepseek train exits 2 at once
 
 
@@ -154,7 +154,7 @@ def test_a_registered_executor_that_is_no_executor_is_named_with_its_distributio
     code, err, out = deepseek_here(monkeypatch, tmp_path, "server", "--executor", "acme.notexec", "--root", "srv",
                                    host=host)
     assert (code, out) == (1, "")
-    assert err == ("error: --executor acme.notexec: executor acme.notexec (acme-exec 1.0): registered as "
+    assert err == (f"error: --executor acme.notexec: {host.resolve('executor', 'acme.notexec').label}: registered as "
                    "<class 'dict'>, not a subclass of deepseek_enterprise.service.executor.Executor; its plugin "
                    "must register an Executor subclass (docs/service.md)")
     assert not (tmp_path / "srv").exists()

@@ -6,6 +6,7 @@ validated per component, model metrics logged, checkpoint, bit-exact resume, ``d
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,7 +197,7 @@ def test_a_model_raising_in_its_own_code_is_named(host: Any, tmp_path: Path, whe
     with pytest.raises(PluginError) as info:
         Trainer(config, run_dir=tmp_path / "run", host=host).fit()
     message = str(info.value)
-    assert message.startswith(f"model broken.mlp (deepseek-broken 0.0.0): {call} raised "), message
+    assert re.match(rf"model 'broken\.mlp' \(deepseek-broken 0\.0\.0, registered by [\w.]+\): {call} raised ", message), message
     assert "a bug in the plugin" in message and "\n" not in message
     assert ("ValueError: cannot build" if where == "__init__" else "RuntimeError: mat1 and mat2") in message
 
@@ -225,7 +226,7 @@ def test_deepseek_eval_names_a_model_raising_in_its_forward(host: Any, tmp_path:
     register_one(host, "model", "broken.mlp", _broken_model("eval"), dist="deepseek-broken", description="an MLP gone wrong")
     config = config_from_dict(toy_config(tmp_path, model={"name": "broken.mlp", "dropout": 0.0}), host=host)
     model = _broken_model("eval")(config.model.options).eval()
-    with pytest.raises(PluginError, match=r"^model broken\.mlp \(deepseek-broken 0\.0\.0\): forward raised "
+    with pytest.raises(PluginError, match=r"^model 'broken\.mlp' \(deepseek-broken 0\.0\.0, registered by [\w.]+\): forward raised "
                                           r"RuntimeError: mat1 and mat2"):
         evaluate_validation(model, config, host=host)
 

@@ -19,7 +19,7 @@ from deepseek.errors import PluginError
 from deepseek.plugins.host import PluginHost
 from deepseek.training.trainer import Trainer
 
-LINE = ("model bug.net (bug-data 0.0.0): forward raised ValueError: shape bug; a bug in the plugin: upgrade it or "
+LINE = (f"model 'bug.net' (bug-data 0.0.0, registered by {__name__}): forward raised ValueError: shape bug; a bug in the plugin: upgrade it or "
         "report it to its authors ")
 
 

@@ -95,14 +95,14 @@ def test_the_choice_is_recorded_and_a_resume_runs_it_without_a_change_note(
 
 
 def test_a_key_the_options_lack_is_the_plugins_bug(tmp_path: Path, host: PluginHost) -> None:
-    with pytest.raises(PluginError, match=r"^strategy picks-unknown \(deepseek-picks 0.0.0\): resolved_options returned \{'unit': 'layer'\}; "
+    with pytest.raises(PluginError, match=r"^strategy 'picks-unknown' \(deepseek-picks 0.0.0, registered by [\w.]+\): resolved_options returned \{'unit': 'layer'\}; "
                                           r"it must return a dict of its own option keys \(device, sync_batchnorm\)"):
         Trainer(_config("picks-unknown", tmp_path, host), run_dir=tmp_path / "run", host=host, quiet=True).fit()
 
 
 def test_a_value_the_options_refuse_is_the_plugins_bug_and_nothing_is_recorded(tmp_path: Path, host: PluginHost) -> None:
     run = tmp_path / "run"
-    with pytest.raises(PluginError, match=r"^strategy picks-invalid \(deepseek-picks 0.0.0\): resolved_options returned "
+    with pytest.raises(PluginError, match=r"^strategy 'picks-invalid' \(deepseek-picks 0.0.0, registered by [\w.]+\): resolved_options returned "
                                           r"strategy.unit = 'block', which its own Options refuse \('block' \(str\) is "
                                           r"not allowed; allowed values: 'auto', 'layer', 'tensor'\)"):
         Trainer(_config("picks-invalid", tmp_path, host), run_dir=run, host=host, quiet=True).fit()

@@ -75,19 +75,19 @@ def _train(tmp_path: Path, host: PluginHost, run: str = "run", **kwargs: Any) ->
 def test_an_exception_in_a_strategys_own_code_names_it(tmp_path: Path) -> None:
     with pytest.raises(PluginError) as info:
         _train(tmp_path, _host("train_step"))
-    assert str(info.value).startswith("strategy acme.halves (acme-parallel ") and "\n" not in str(info.value)
+    assert str(info.value).startswith("strategy 'acme.halves' (acme-parallel ") and "\n" not in str(info.value)
     assert "train_step raised IndexError: list index out of range; a bug in the plugin" in str(info.value)
 
 
 def test_an_exception_in_a_strategys_init_names_it(tmp_path: Path) -> None:
     with pytest.raises(PluginError) as info:
         _train(tmp_path, _host("__init__"))
-    assert str(info.value).startswith("strategy acme.halves (acme-parallel ") and "\n" not in str(info.value)
+    assert str(info.value).startswith("strategy 'acme.halves' (acme-parallel ") and "\n" not in str(info.value)
     assert "__init__ raised KeyError: 'acme'; a bug in the plugin" in str(info.value)
 
 
 def test_a_save_checkpoint_that_writes_no_trainer_state_is_named(tmp_path: Path) -> None:
-    with pytest.raises(PluginError, match=r"^strategy acme\.halves \(acme-parallel .*\): save_checkpoint wrote no trainer\.json; it must write "
+    with pytest.raises(PluginError, match=r"^strategy 'acme\.halves' \(acme-parallel .*\): save_checkpoint wrote no trainer\.json; it must write "
                                           r"the trainer state it is given"):
         _train(tmp_path, _host("save_checkpoint"))
     assert not list((tmp_path / "run" / "checkpoints").glob("step-*"))  # nothing half-committed
@@ -95,7 +95,7 @@ def test_a_save_checkpoint_that_writes_no_trainer_state_is_named(tmp_path: Path)
 
 def test_a_load_checkpoint_that_returns_no_trainer_state_is_named(tmp_path: Path) -> None:
     done = _train(tmp_path, _host(None))
-    with pytest.raises(PluginError, match=r"^strategy acme\.halves \(acme-parallel .*\): load_checkpoint returned "
+    with pytest.raises(PluginError, match=r"^strategy 'acme\.halves' \(acme-parallel .*\): load_checkpoint returned "
                                           r"NoneType; it must return the trainer state it read \(a dict"):
         _train(tmp_path, _host("load_checkpoint"), run="resumed", resume=done.run_dir)
 

@@ -64,14 +64,14 @@ def test_a_step_metric_named_like_the_loss_is_refused_in_one_line(tmp_path: Path
     with pytest.raises(PluginError) as info:
         _train(tmp_path, {"loss": 123.0})
     message = str(info.value)
-    assert message.startswith("strategy acme.reporting (acme-parallel ") and "\n" not in message
+    assert message.startswith("strategy 'acme.reporting' (acme-parallel ") and "\n" not in message
     assert ("step_metrics returned 'loss', a value the trainer logs, which it would replace in the step record; "
             "it must return a dict of metric names of its own") in message
 
 
 @pytest.mark.parametrize("reported", [{"acme_note": "fast"}, {"acme_ok": True}, [("acme", 1.0)]])
 def test_a_step_metric_that_is_not_a_number_is_refused(tmp_path: Path, reported: Any) -> None:
-    with pytest.raises(PluginError, match=r"^strategy acme\.reporting \(acme-parallel .*\): step_metrics returned "):
+    with pytest.raises(PluginError, match=r"^strategy 'acme\.reporting' \(acme-parallel .*\): step_metrics returned "):
         _train(tmp_path, reported)
 
 

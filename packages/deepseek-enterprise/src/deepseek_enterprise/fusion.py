@@ -134,9 +134,11 @@ class Fusion(nn.Module):
         return {m: self.heads[m](pooled[m]) for m in self.modalities}
 
 
-def fusion_label(name: str, provider: str | None) -> str:
-    """How errors name a model's fusion method: ``model.fusion: fusion <name> (<distribution version>)``."""
-    return f"model.fusion: fusion {name}" + (f" ({provider})" if provider else "")
+def fusion_label(label: str) -> str:
+    """How errors name a model's fusion method: ``model.fusion: <label>``, ``label`` its
+    registration's (``fusion 'acme.gated' (<distribution> <version>, registered by <module>)``:
+    :attr:`deepseek.plugins.records.Component.label`)."""
+    return f"model.fusion: {label}"
 
 
 OUTPUT_CONTRACT = ("return FusionOutput(logits (B, num_classes), modality_logits {modality: (B, num_classes)}, "

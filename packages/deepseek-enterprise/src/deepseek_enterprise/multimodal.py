@@ -196,14 +196,13 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         for m in self.modalities:
             name = getattr(options, f"{m}_encoder")  # a '<m>.*' encoder: checked by MultimodalOptions
             component = _resolve_at(lookups, "encoder", name, f"model.{m}_encoder")
-            provider = f"{component.dist} {component.version}"
             encoders[m] = instantiate_model(component.load(), getattr(options, m), name=name, kind="encoder",
-                                            path=f"model.{m}", host=lookups, provider=provider)
-            self.encoder_labels[m] = encoder_label(name, provider, f"model.{m}")
+                                            path=f"model.{m}", host=lookups, label=component.label)
+            self.encoder_labels[m] = encoder_label(name, component.label, f"model.{m}")
         self.encoders = nn.ModuleDict(encoders)
         fusion_component = _resolve_at(lookups, "fusion", options.fusion, "model.fusion")
         fusion_cls = fusion_component.load()
-        self.fusion_label = fusion_label(options.fusion, f"{fusion_component.dist} {fusion_component.version}")
+        self.fusion_label = fusion_label(fusion_component.label)
         Fusion.check_registered(fusion_cls, self.fusion_label)
         check_declared_output(fusion_cls, self.fusion_label)
         from deepseek.config.components import build_options

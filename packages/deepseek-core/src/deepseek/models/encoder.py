@@ -89,12 +89,13 @@ CONTRACT = ("return EncoderOutput(features (batch, tokens, output_dim) floating,
 """The fix every output violation names."""
 
 
-def encoder_label(name: str, provider: str | None, path: str) -> str:
-    """How errors name an encoder: ``[<path>: ]encoder <name> (<distribution version>)``; ``path``
-    is where its keys live (``model.vision``), left out when it is the encoder's own
-    ``encoder.<name>``."""
+def encoder_label(name: str, label: str | None, path: str) -> str:
+    """How errors name an encoder: ``[<path>: ]<label>``, ``label`` its registration's
+    (:attr:`~deepseek.plugins.records.Component.label`: ``encoder 'vision.x' (<distribution>
+    <version>, registered by <module>)``; ``None``: ``encoder 'vision.x'``); ``path`` is where its
+    keys live (``model.vision``), left out when it is the encoder's own ``encoder.<name>``."""
     where = "" if path == f"encoder.{name}" else f"{path}: "
-    return f"{where}encoder {name}" + (f" ({provider})" if provider else "")
+    return where + (label or f"encoder {name!r}")
 
 
 def check_encoder(encoder: object, label: str) -> None:

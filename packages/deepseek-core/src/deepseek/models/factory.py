@@ -17,7 +17,7 @@ from deepseek.errors import PluginError
 
 def instantiate_model(
     target: Any, options: Any, *, name: str, device: Any = None, kind: str = "model", path: str = "model",
-    host: Any = None, provider: str | None = None,
+    host: Any = None, label: str | None = None,
 ) -> nn.Module:
     """``target(options)`` on ``device`` (``None``: the current default device); ``options`` is
     the component's ``Options`` instance or a mapping of its keys, validated here (field paths
@@ -25,21 +25,22 @@ def instantiate_model(
     too). ``kind``: ``model`` or ``encoder``. A target that subclasses (a class) or is an
     instance of (a factory object) :class:`~deepseek.models.protocol.BuildsComponents` gets
     ``host=`` too (default: the process's host). An encoder is held to the encoder contract
-    (:func:`deepseek.models.encoder.check_encoder`); ``provider`` (``"<distribution> <version>"``
-    of the component) is named in its errors, and in the one line that anything else its
+    (:func:`deepseek.models.encoder.check_encoder`); ``label`` (the registered component's
+    :attr:`~deepseek.plugins.records.Component.label`; ``None`` for a script's model, whose
+    errors are its own) names it in its errors, and in the one line that anything else its
     ``__init__`` raises becomes (:func:`deepseek.plugins.calls.blamed_on`)."""
     from deepseek.plugins.calls import blamed_on
 
     with keys_under(path, own_path(kind, name, path)):
         if options is None or isinstance(options, Mapping):
             options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
-        blame = blamed_on(f"{kind} {name} ({provider})", "__init__") if provider else contextlib.nullcontext()
+        blame = blamed_on(label, "__init__") if label else contextlib.nullcontext()
         with blame:
             model = _call(target, options, device, host)
     if kind == "encoder":
         from deepseek.models.encoder import check_encoder, encoder_label
 
-        check_encoder(model, encoder_label(name, provider, path))
+        check_encoder(model, encoder_label(name, label, path))
     if not isinstance(model, nn.Module):
         raise PluginError(
             f"{kind} {name!r}: its target returned {type(model).__name__}, not a torch.nn.Module; "

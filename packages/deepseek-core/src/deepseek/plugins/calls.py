@@ -20,6 +20,13 @@ from deepseek.errors import DeepseekError, PluginError
 SCRIPT_DIST = "deepseek-script"
 """The distribution :func:`deepseek.fit` registers a script's own model and data under."""
 
+PLUGIN_BUG = "a bug in the plugin: upgrade it or report it to its authors"
+"""What a line blaming a component's code at run time tells its user, after what it did wrong.
+The component itself is named by its registration's
+:attr:`~deepseek.plugins.records.Component.label` (``model 'acme.mlp' (deepseek-acme 0.1.0,
+registered by acme.plugin)``), whatever its kind: models, datasets, strategies, optimizers,
+schedules, trackers, executors and compressors alike."""
+
 
 def blames(component: object) -> bool:
     """Whether what ``component``'s code raises is reported as a bug of its plugin: not for the
@@ -28,17 +35,12 @@ def blames(component: object) -> bool:
     return getattr(component, "dist", None) != SCRIPT_DIST
 
 
-def component_label(kind: str, name: str, component: object) -> str:
-    """``<kind> <name> (<distribution> <version>)`` of a resolved component
-    (:class:`~deepseek.plugins.records.Component`)."""
-    return f"{kind} {name} ({component.dist} {component.version})"  # type: ignore[attr-defined]
-
-
 @contextlib.contextmanager
 def blamed_on(label: str | None, call: str, *, package: str | None = None,
               raised_there: bool = False) -> Iterator[None]:
     """Run the block; an exception it raises (see the module docstring) becomes a one-line
-    :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...`` (``label`` ``None``:
+    :class:`PluginError`: ``<label>: <call> raised <Type>: <message>; ...`` (``label`` a
+    component's :attr:`~deepseek.plugins.records.Component.label`; ``None``:
     a component not :func:`blames`, whose exceptions pass as they are). With ``package``
     (the top-level package of the component's code), only an exception raised in or under a
     function of that package is blamed on the component; others pass through (the block also
@@ -58,8 +60,7 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
         inside = raised_in if raised_there else raised_under
         if label is None or out_of_memory(exc) or (package is not None and not inside(exc, package)):
             raise
-        raise PluginError(f"{label}: {call} raised {describe_error(exc)}; a bug in the plugin: upgrade it or report "
-                          f"it to its authors ({traceback_hint()})") from exc
+        raise PluginError(f"{label}: {call} raised {describe_error(exc)}; {PLUGIN_BUG} ({traceback_hint()})") from exc
 
 
 def raised_under(exc: BaseException, package: str) -> bool:

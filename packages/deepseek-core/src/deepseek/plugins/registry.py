@@ -65,7 +65,7 @@ def create_encoder(name: str, /, *, device: Any = None, **options: Any) -> Any:
     device = _device(device)
     component = get_host().resolve("encoder", name)
     return instantiate_model(component.load(), options, name=name, device=device, kind="encoder",
-                             path=f"encoder.{name}", provider=f"{component.dist} {component.version}")
+                             path=f"encoder.{name}", label=component.label)
 
 
 def _device(device: Any) -> Any:
@@ -92,8 +92,7 @@ def create_model(name: str, /, *, device: Any = None, **options: Any) -> Any:
 
     device = _device(device)
     component = get_host().resolve("model", name)
-    return instantiate_model(component.load(), options, name=name, device=device,
-                             provider=f"{component.dist} {component.version}")
+    return instantiate_model(component.load(), options, name=name, device=device, label=component.label)
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:

@@ -87,9 +87,8 @@ def build_model(
     from deepseek.plugins.calls import blames
 
     component = lookups.resolve("model", config.model.name)
-    provider = f"{component.dist} {component.version}" if blames(component) else None
     model = instantiate_model(component.load(), config.model.options, name=config.model.name, device=where,
-                              host=lookups, provider=provider).float()
+                              host=lookups, label=component.label if blames(component) else None).float()
     require_capabilities(model, needed_capabilities(config, strategy_cls, host), model_name=config.model.name)
     if config.train.init_from and where.type != "meta":
         load_initial_weights(model, config.train.init_from)

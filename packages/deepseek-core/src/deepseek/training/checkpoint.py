@@ -36,6 +36,7 @@ from deepseek.arguments import spelled
 from deepseek.errors import CheckpointError, PluginError, UsageError
 from deepseek.parsing import loads_json
 from deepseek.paths import out_of_space
+from deepseek.plugins.calls import PLUGIN_BUG
 from deepseek.training.checkpoint_dirs import (
     BEST_FILE,
     COMMIT_FILE,
@@ -318,7 +319,7 @@ def write_checkpoint(
             if not (tmp / TRAINER_FILE).is_file():  # committed without it, no checkpoint of the run would count
                 raise PluginError(f"{label or type(strategy).__name__}: save_checkpoint wrote no {TRAINER_FILE}; it "
                                   "must write the trainer state it is given (ckpt.write_trainer_state(directory, "
-                                  "trainer_state)); a bug in the plugin: upgrade it or report it to its authors")
+                                  f"trainer_state)); {PLUGIN_BUG}")
             commit_checkpoint(tmp, final, best=best)
             prune_checkpoints(root, keep_last)
     except BaseException as exc:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, batch_rows, head_rows, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError, UsageError
-from deepseek.plugins.calls import blamed_on, blames, code_package, component_label
+from deepseek.plugins.calls import PLUGIN_BUG, blamed_on, blames, code_package
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
     build_model,
@@ -82,8 +82,9 @@ class StepEngine:
             one_process(config.strategy.name, lambda: strategies_where(self.lookups, lambda c: c.needs_launcher),
                         command=command)
         # How a call into a plugin strategy names it when the strategy's own code raises
-        self.strategy_label = component_label("strategy", config.strategy.name, component)
-        """``strategy <name> (<distribution> <version>)``, how errors name the run's strategy."""
+        self.strategy_label = component.label
+        """``strategy '<name>' (<distribution> <version>, registered by <module>)``, how errors name the
+        run's strategy."""
         self._strategy_package = code_package(cls) if blames(component) else None
         with (blamed_on(self.strategy_label, "__init__", package=self._strategy_package)
               if self._strategy_package is not None else contextlib.nullcontext()):
@@ -135,8 +136,8 @@ class StepEngine:
                              "nothing to train; give it layers with weights, or unfreeze some (requires_grad_(True))")
         self._model_package = code_package(model)  # of the model's own class: compile wraps it in torch's
         component = self.lookups.resolve("model", self.config.model.name)
-        self._model_label = component_label("model", self.config.model.name, component) if blames(component) else None
-        self.items = item_weights(model, self._model_label or f"model {self.config.model.name}")
+        self._model_label = component.label if blames(component) else None
+        self.items = item_weights(model, self._model_label or f"model {self.config.model.name!r}")
         if self.items is not None and not self.strategy.weighs_items:
             raise UsageError(f"model {self.config.model.name!r}: weighs its loss by items (loss_items), which strategy "
                              f"{self.config.strategy.name!r} does not honour (its step weighs micro-batches by rows); "
@@ -185,8 +186,8 @@ class StepEngine:
             state = self.strategy.load_checkpoint(directory)
         if not isinstance(state, dict):
             raise PluginError(f"{self.strategy_label}: load_checkpoint returned {type(state).__name__}; it must "
-                              "return the trainer state it read (a dict: ckpt.read_trainer_state(directory)); a bug "
-                              "in the plugin: upgrade it or report it to its authors")
+                              f"return the trainer state it read (a dict: ckpt.read_trainer_state(directory)); "
+                              f"{PLUGIN_BUG}")
         kept = settings_kept(before, group_settings(optimizer.param_groups)) if optimizer is not None else []
         self.kept_settings = kept
         if kept and self.strategy.is_global_zero:
@@ -313,8 +314,7 @@ def checked_step_metrics(values: Any, label: str, model_metrics: Sequence[str]) 
     if problem is None:
         return values
     raise PluginError(f"{label}: step_metrics {problem}; it must return a dict of metric names of its own "
-                      "(not one the trainer or the model logs) to numbers; a bug in the plugin: upgrade it or "
-                      "report it to its authors")
+                      f"(not one the trainer or the model logs) to numbers; {PLUGIN_BUG}")
 
 
 def with_chosen_options(cfg: Any, chosen: Any, label: str) -> Any:
@@ -327,8 +327,7 @@ def with_chosen_options(cfg: Any, chosen: Any, label: str) -> Any:
     known = {f.name for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else set()
     if not isinstance(chosen, dict) or set(chosen) - known:
         raise PluginError(f"{label}: resolved_options returned {chosen!r}; it must return a dict of its own option "
-                          f"keys ({', '.join(sorted(known)) or 'it has none'}); a bug in the plugin: upgrade it or "
-                          "report it to its authors")
+                          f"keys ({', '.join(sorted(known)) or 'it has none'}); {PLUGIN_BUG}")
     from typing import get_type_hints
 
     from deepseek.config.validate import convert
@@ -342,6 +341,6 @@ def with_chosen_options(cfg: Any, chosen: Any, label: str) -> Any:
             problem = str(exc).removeprefix(f"strategy.{key}: ")
         if problem:
             raise PluginError(f"{label}: resolved_options returned strategy.{key} = {value!r}, which its own Options "
-                              f"refuse ({problem}); a bug in the plugin: upgrade it or report it to its authors")
+                              f"refuse ({problem}); {PLUGIN_BUG}")
     strategy = dataclasses.replace(cfg.strategy, options=dataclasses.replace(options, **chosen))
     return dataclasses.replace(cfg, strategy=strategy)

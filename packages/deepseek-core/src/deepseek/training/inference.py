@@ -306,7 +306,7 @@ def evaluate_validation(
     default :func:`~deepseek.training.evaluation.eval_batch_count`; read and checked as the trainer reads them:
     :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device."""
     from deepseek.models.checks import check_model_data
-    from deepseek.plugins.calls import blames, component_label, model_calls
+    from deepseek.plugins.calls import blames, model_calls
     from deepseek.training.build import build_dataset, run_host
     from deepseek.training.evaluation import eval_batch_count, evaluate_in_process, validation_set
 
@@ -314,14 +314,14 @@ def evaluate_validation(
     dataset = build_dataset(config, host)
     val = validation_set(config, dataset, eval_batch_count(config, batches))
     component = run_host(config, host).resolve("model", config.model.name)
-    label = component_label("model", config.model.name, component) if blames(component) else None
+    label = component.label if blames(component) else None
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
         with model_calls(model, label, "check_data"):
             check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
     from deepseek.training.evaluation import batch_weights
     from deepseek.training.loss_items import item_weights
 
-    items = item_weights(model, label or f"model {config.model.name}")
+    items = item_weights(model, label or f"model {config.model.name!r}")
     with model_calls(model, label):  # what the model's own code raises: one line naming it
         weights = batch_weights(val.batches, items)
         values = evaluate_in_process(model, val.batches, device=device, model_name=config.model.name,

@@ -127,12 +127,12 @@ def create_compressor(host: Any, name: str, table: dict[str, Any], *, where: str
     ``where.key``); an unknown name or option is a one-line error, a target that is not a
     :class:`Compressor` subclass a one-line :class:`PluginError` naming its distribution."""
     from deepseek.config.components import build_options
-    from deepseek_enterprise.plugin_calls import blamed_on, component_label
+    from deepseek_enterprise.plugin_calls import blamed_on
 
     host.check_kind("compressor")
     component = host.resolve("compressor", name)
     target = component.load()
-    label = component_label("compressor", name, component)
+    label = component.label
     if not (isinstance(target, type) and issubclass(target, Compressor)):
         raise PluginError(f"{label}: registered as {target!r}, not a subclass of "
                           "deepseek_enterprise.compress.compressor.Compressor; its plugin must register a Compressor "

@@ -106,17 +106,16 @@ def check_root_matches(root: Path, url: str, store: Store | None) -> None:
 
 def pick_executor(name: str) -> tuple[type, str]:
     """The registered executor ``name`` (a subclass of ``Executor``) and how messages name it,
-    ``executor NAME (DIST VERSION)``."""
+    its registration's label (``executor 'NAME' (DIST VERSION, registered by MODULE)``)."""
     from deepseek.cli.context import command_host
     from deepseek.errors import PluginError
-    from deepseek_enterprise.plugin_calls import component_label
     from deepseek_enterprise.service.executor import Executor
 
     host = command_host()
     host.check_kind("executor")
     component = host.resolve("executor", name)
     target = component.load()
-    origin = component_label("executor", component.name, component)
+    origin = component.label
     if not (isinstance(target, type) and issubclass(target, Executor)):
         raise PluginError(f"--executor {name}: {origin}: registered as {target!r}, not a subclass of "
                           "deepseek_enterprise.service.executor.Executor; its plugin must register an Executor "
