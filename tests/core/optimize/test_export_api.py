@@ -19,6 +19,7 @@ from deepseek.cli.main import cli, main
 from deepseek.config.load import config_from_dict
 from deepseek.errors import UsageError
 from deepseek.graph.export import load_exported, read_metadata
+from deepseek.models.protocol import TrainableModel
 from deepseek.training.trainer import Trainer
 
 ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
@@ -132,3 +133,41 @@ def test_the_command_still_names_its_options(run: Path, tmp_path: Path, capsys: 
     assert code == 0 and err.startswith("note: --batch 1 traced as 2 (torch.export fixes a dimension traced at 1); "
                                         "the file takes any batch and seq from 1 (--static fixes the shape instead)")
     assert read_metadata(tmp_path / "b1.pt2")["inputs"][0]["shape"] == [2, 16]
+
+
+class Net(TrainableModel):
+    """A script's classifier with the capability ``serving``: its forward is the training step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(self.body(x), label)
+
+    def serving_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"x": batch["x"]}
+
+    def serving_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.body(inputs["x"])
+
+
+def test_a_fit_run_is_refused_and_exported_from_its_script_as_python_api_says(tmp_path: Path) -> None:
+    """docs/python-api.md, "Exporting": deepseek.export cannot rebuild a script's model (one line);
+    the script loads the weights into its model and writes the file with export_serving."""
+    from deepseek.errors import CheckpointError
+    from deepseek.graph.serving import export_serving
+
+    x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    rows = torch.utils.data.TensorDataset(x, (x > 0).sum(1))
+    run = tmp_path / "mine"
+    deepseek.fit(Net, rows, names=("x", "label"), batch_size=16, config={"train": {"max_steps": 5}}, run_dir=run,
+                 quiet=True)
+    with pytest.raises(CheckpointError, match=r"model 'script' is the model object of a Python script trained with "
+                                              r"deepseek\.fit, which only that script can build"):
+        deepseek.export(run)
+    assert not (run / "model.pt2").exists()
+    model = deepseek.load_model(run, model=Net())
+    path = export_serving(model, {"x": x[:4], "label": (x[:4] > 0).sum(1)}, tmp_path / "net.pt2")
+    with torch.no_grad():
+        torch.testing.assert_close(load_exported(path)({"x": x[:7]}), model.body(x[:7]))   # rows stay dynamic
