@@ -357,7 +357,15 @@ def test_a_text_file_that_is_not_utf8_is_refused_by_a_tokenizer(trained: dict[st
     assert line == (f"error: --data: {str(bad)!r} is not UTF-8 text (byte 0xe9 at offset 7); a tokenizer reads "
                     "text: save the file as UTF-8 (iconv -f latin1 -t utf-8) or leave it out with --pattern")
     assert not out.exists()
-    # the file alone: its tail is the validation split, read by the evaluation before the first step
+    # in a run, as the corpus opens: a run whose batches did not reach the file trained on (exit 0)
+    line = refused(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(corpus))}", "--set",
+                   f"data.tokenizer={json.dumps(str(trained['tok']))}", "--max-steps", "1", "--run-dir",
+                   str(tmp_path / "run"))
+    assert line == (f"error: data.path: {str(bad)!r} is not UTF-8 text (byte 0xe9 at offset 7); a tokenizer reads "
+                    "text: save the file as UTF-8 (iconv -f latin1 -t utf-8) or leave it out with data.pattern; or "
+                    "train on byte tokens (no data.tokenizer)")
+    assert not (tmp_path / "run").exists()
+    # the file alone
     line = refused(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(bad))}", "--set",
                    f"data.tokenizer={json.dumps(str(trained['tok']))}", "--max-steps", "2", "--run-dir",
                    str(tmp_path / "run"))

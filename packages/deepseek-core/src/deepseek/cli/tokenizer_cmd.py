@@ -37,9 +37,8 @@ class _Pieces:
         for piece in self.corpus.pieces(split):
             try:
                 text = piece.text(strict=self.corpus.strict_text)
-            except UsageError as exc:  # here the corpus is the --data option, and there are no byte tokens
-                raise UsageError(str(exc).replace("data.path:", "--data:", 1).replace("data.pattern", "--pattern")
-                                 .replace("; or train on byte tokens (no data.tokenizer)", "")) from None
+            except UsageError as exc:
+                raise UsageError(_as_text_options(str(exc))) from None
             yield text
 
 
@@ -83,6 +82,13 @@ def _hf_options(files: tuple[str, ...], val_files: tuple[str, ...], text_field: 
                          val_fraction=val_fraction, **reading)
     except ConfigError as exc:
         raise UsageError(_as_options(str(exc))) from None
+
+
+def _as_text_options(message: str) -> str:
+    """An error of the ``text`` corpus, whose ``data.path``/``data.pattern`` are this command's
+    ``--data``/``--pattern``, and which a tokenizer reads (there are no byte tokens to suggest)."""
+    return (message.replace("data.pattern", "--pattern").replace("data.path", "--data")
+            .replace("; or train on byte tokens (no data.tokenizer)", ""))
 
 
 def _as_options(message: str) -> str:
@@ -147,15 +153,15 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         corpus: Any = _Records(_hf_options(files, val_files, text_field, fmt, val_fraction, reading))
         has_val = bool(val_files) or val_fraction > 0
     else:
-        options = lambda text: text.replace("data.pattern", "--pattern").replace("data.path", "--data")  # noqa: E731
         try:  # the corpus speaks of the config keys; here they are the options
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always")
-                text_corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction)
+                text_corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction,
+                                          utf8=True)
         except UsageError as exc:
-            raise UsageError(options(str(exc))) from None
+            raise UsageError(_as_text_options(str(exc))) from None
         for w in said:
-            warnings.warn(options(str(w.message)), w.category, stacklevel=1)
+            warnings.warn(_as_text_options(str(w.message)), w.category, stacklevel=1)
         corpus, has_val = _Pieces(text_corpus), text_corpus.num_bytes("val") > 0
     _check_replaceable(out)
     missing = prepare_output(out, where="--out", folder=False, file_name="tokenizer.json")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from deepseek.data.text_check import check_files, check_nul, not_utf8
 from deepseek.errors import UsageError
 
 Split = Literal["train", "val"]
@@ -54,20 +55,23 @@ class Piece:
             f.seek(self.start + offset)
             return f.read(n)
 
-    def whole(self) -> bytes:
-        """All the piece's bytes; a file that shrank since the corpus was opened is a UsageError."""
+    def whole(self, *, strict: bool = False) -> bytes:
+        """All the piece's bytes; a file that shrank since the corpus was opened is a UsageError.
+        ``strict``: so is a NUL byte, which no text file holds (:mod:`deepseek.data.text_check`)."""
         data = self.read(0, self.length)
         if len(data) < self.length:
             raise UsageError(f"data: {self.path!r} shrank while reading; do not edit the corpus during a run")
+        if strict:
+            check_nul(self.path, data, self.start)
         return data
 
     def text(self, *, strict: bool) -> str:
-        """The piece as text for a tokenizer: its bytes decoded as UTF-8. ``strict``: a byte that
-        is not UTF-8 is a UsageError naming the file and the byte's offset (a Latin-1 file would
+        """The piece as text for a tokenizer: its bytes decoded as UTF-8. ``strict``: a NUL byte, or a
+        byte that is not UTF-8, is a UsageError naming the file and the byte's offset (a Latin-1 file would
         be read with U+FFFD in place of each accented letter); a character cut by the piece's own
         edges (inside a file longer than one piece) is not. Otherwise, and at those edges, such
         bytes become U+FFFD."""
-        data = self.whole()
+        data = self.whole(strict=strict)
         if strict:
             lead = 0  # continuation bytes of a character that began in the piece before
             while self.start > 0 and lead < min(3, len(data)) and data[lead] & 0xC0 == 0x80:
@@ -76,11 +80,7 @@ class Piece:
             try:
                 codecs.getincrementaldecoder("utf-8")().decode(data[lead:], final=not ends_inside)
             except UnicodeDecodeError as exc:
-                raise UsageError(
-                    f"data.path: {self.path!r} is not UTF-8 text (byte 0x{data[lead + exc.start]:02x} at offset "
-                    f"{self.start + lead + exc.start:,}); a tokenizer reads text: save the file as UTF-8 (iconv -f "
-                    "latin1 -t utf-8) or leave it out with data.pattern; or train on byte tokens (no data.tokenizer)"
-                ) from None
+                raise not_utf8(self.path, data[lead + exc.start], self.start + lead + exc.start) from None
         return data.decode("utf-8", errors="replace")
 
 
@@ -106,7 +106,8 @@ class TextCorpus:
         self.root = Path(root)
         self.name = name
         self.strict_text = True
-        """Whether a tokenizer refuses a file that is not UTF-8 (:meth:`Piece.text`)."""
+        """Whether a piece that is not text is refused when read: a NUL byte, or with a tokenizer a
+        byte that is not UTF-8 (:meth:`Piece.text`, :meth:`Piece.whole`)."""
         self.val_fraction = val_fraction
         self.piece_bytes = piece_bytes
         pieces: list[Piece] = []
@@ -193,10 +194,16 @@ def stdlib_corpus(val_fraction: float = DEFAULT_VAL_FRACTION) -> TextCorpus:
 
 
 def path_corpus(
-    path: str | os.PathLike[str], pattern: str | None = None, val_fraction: float = DEFAULT_VAL_FRACTION
+    path: str | os.PathLike[str],
+    pattern: str | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    *,
+    utf8: bool = False,
 ) -> TextCorpus:
     """A text file, or the files under a folder matching glob ``pattern`` (default ``**/*``:
-    every file, recursively, skipping hidden files and folders)."""
+    every file, recursively, skipping hidden files and folders). Each file is checked as it opens
+    (:mod:`deepseek.data.text_check`; ``utf8``: a tokenizer reads it, so it must be UTF-8), and a
+    symbolic link the pattern matches that leads nowhere is refused naming it."""
     p = Path(path).expanduser()
     if not p.exists():
         from deepseek.paths import broken_link
@@ -211,6 +218,7 @@ def path_corpus(
     if p.is_file():
         if pattern:
             _unused_pattern(pattern, f"data.path {str(path)!r} is a file, read whole")
+        check_files([str(p)], utf8=utf8)
         return TextCorpus(p.parent, [p.name], name=str(p), val_fraction=val_fraction)
     if not p.is_dir():
         raise UsageError(
@@ -225,17 +233,28 @@ def path_corpus(
             f"data.pattern: {pattern!r} is not a glob pattern relative to data.path ({exc}); give one "
             "such as '**/*.txt'"
         ) from None
-    files = sorted(
-        f.relative_to(p).as_posix()
-        for f in found
-        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
-    )
+    visible = (f for f in sorted(found) if not any(part.startswith(".") for part in f.relative_to(p).parts))
+    files = sorted(name for f in visible if (name := _listed(p, f)))
     if not files:
         raise UsageError(
             f"data.path: folder {str(path)!r} has no files matching {pattern!r}; add text files "
             "there or change the pattern (data.pattern)"
         )
+    check_files([str(p / f) for f in files], utf8=utf8)
     return TextCorpus(p, files, name=str(p), val_fraction=val_fraction)
+
+
+def _listed(root: Path, found: Path) -> str:
+    """``found``'s name relative to ``root`` when it is a regular file, ``""`` when it is not (a
+    folder, a FIFO); a symbolic link that leads nowhere is refused."""
+    if found.is_file():
+        return found.relative_to(root).as_posix()
+    if found.is_symlink() and not found.exists():
+        from deepseek.paths import broken_link
+
+        raise UsageError(f"data.path: {str(found)!r} {broken_link(found) or 'is a broken symbolic link'}; fix or "
+                         "remove the link, or leave it out with data.pattern")
+    return ""
 
 
 def _unused_pattern(pattern: str, why: str) -> None:
@@ -253,10 +272,12 @@ def open_corpus(
     *,
     pattern: str | None = None,
     val_fraction: float = DEFAULT_VAL_FRACTION,
+    utf8: bool = False,
 ) -> TextCorpus:
-    """The corpus for ``data.path``: empty or ``None`` means the embedded stdlib corpus."""
+    """The corpus for ``data.path``: empty or ``None`` means the embedded stdlib corpus (not
+    checked: see :func:`stdlib_corpus`); ``utf8``: see :func:`path_corpus`."""
     if path is None or str(path) == "":
         if pattern:
             _unused_pattern(pattern, "data.path is empty: the embedded corpus is read")
         return stdlib_corpus(val_fraction)
-    return path_corpus(path, pattern, val_fraction)
+    return path_corpus(path, pattern, val_fraction, utf8=utf8)

@@ -8,7 +8,8 @@ of document ``i`` of a unit; a stream holds only the document it is reading (and
 before), so memory stays bounded whatever the data's size.
 
 :class:`PieceSource` is the ``text`` corpus with a tokenizer: byte tokens (``uint8``, exactly
-the bytes of the files) or a BPE tokenizer's ids of each piece (a piece's bytes decoded as UTF-8,
+the bytes of the files; a NUL byte in a user's file is refused, see
+:mod:`deepseek.data.text_check`) or a BPE tokenizer's ids of each piece (a piece's bytes decoded as UTF-8,
 invalid sequences, e.g. a character cut at a 1 MiB piece boundary, replaced by U+FFFD).
 
 Nothing here imports torch.
@@ -72,14 +73,14 @@ class PieceReader(DocReader):
     def __init__(self, tokenizer: Tokenizer, *, strict_text: bool = True) -> None:
         self.tokenizer = tokenizer
         self.bytes = isinstance(tokenizer, ByteTokenizer)
-        self.strict_text = strict_text  # the corpus's rule for files that are not UTF-8
+        self.strict_text = strict_text  # the corpus's rule for files that are not text
 
     def doc(self, unit: Piece, index: int) -> np.ndarray | None:
         if index > 0:
             return None
         if not self.bytes:
             return np.asarray(self.tokenizer.encode(unit.text(strict=self.strict_text)), dtype=np.int32)
-        return np.frombuffer(unit.whole(), dtype=np.uint8)
+        return np.frombuffer(unit.whole(strict=self.strict_text), dtype=np.uint8)
 
 
 class PieceSource(DocSource):

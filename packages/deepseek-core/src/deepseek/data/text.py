@@ -60,7 +60,9 @@ class TextDataset(TokenDataset):
     def open_source(self, tokenizer: Tokenizer) -> DocSource:
         from deepseek.data.corpus import open_corpus
         from deepseek.data.sources import PieceSource
+        from deepseek.data.tokenizer import ByteTokenizer
 
         o = self.options
-        corpus = open_corpus(o.path or None, pattern=o.pattern or None, val_fraction=o.val_fraction)
+        corpus = open_corpus(o.path or None, pattern=o.pattern or None, val_fraction=o.val_fraction,
+                             utf8=not isinstance(tokenizer, ByteTokenizer))
         return PieceSource(corpus, tokenizer)
