@@ -38,7 +38,11 @@ SPECIAL_TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 
 def require_tokenizers(where: str) -> Any:
-    """The ``tokenizers`` module, or one line naming ``where`` and the extra to install."""
+    """The ``tokenizers`` module, or one line naming ``where`` and the extra to install (also for
+    a version outside the extra's range: :func:`deepseek.extras.check_version`)."""
+    from deepseek.extras import check_version
+
+    check_version("tokenizers", where=where)
     try:
         import tokenizers
     except ImportError:

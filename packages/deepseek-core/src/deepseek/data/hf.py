@@ -74,6 +74,9 @@ class HFOptions(TokenOptions):
         if importlib.util.find_spec("datasets") is None:
             raise ConfigError(f"data.name: the 'hf' dataset needs the Hugging Face datasets library, which is not "
                               f"installed; {INSTALL_HF}")
+        from deepseek.extras import check_version
+
+        check_version("datasets", where="data.name: the 'hf' dataset", error=ConfigError)
         super().__post_init__()
         if not self.files:
             raise ConfigError("data.files: the 'hf' dataset reads local files; set data.files = [\"data/*.jsonl\"] "
@@ -120,6 +123,9 @@ def _unit_hash(key: str) -> float:
 def require_datasets() -> Any:
     """The ``datasets`` module, or one line naming the extra to install; its file readers' own
     error lines are held back (:class:`_RaisedAnyway`)."""
+    from deepseek.extras import check_version
+
+    check_version("datasets", where="data.name: the 'hf' dataset")
     try:
         import datasets
     except ImportError:

@@ -63,6 +63,9 @@ def check_onnx_packages() -> None:
         asked = spelled("export --format onnx", "export(format='onnx')")
         raise UsageError(f"{asked} needs the package(s) {', '.join(missing)}, which are not installed; install them "
                          "with: pip install 'deepseek-core[onnx]'")
+    from deepseek.extras import check_extra
+
+    check_extra("onnx", where=spelled("export --format onnx", "export(format='onnx')"))
 
 
 @contextmanager

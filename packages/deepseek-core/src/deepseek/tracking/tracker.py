@@ -96,10 +96,14 @@ class Tracker:
 
 def require_library(module: str, extra: str, *, tracker: str) -> None:
     """Raise the one-line ConfigError of a tracker whose library ``module`` is not installed,
-    naming the extra that installs it (``pip install 'deepseek-core[<extra>]'``); for
+    naming the extra that installs it (``pip install 'deepseek-core[<extra>]'``), or of one whose
+    version is outside the extra's range (:func:`deepseek.extras.check_extra`); for
     :meth:`Tracker.check`."""
     if importlib.util.find_spec(module) is None:
         raise ConfigError(
             f"logging.trackers: the {tracker!r} tracker needs the {module!r} package, which is not "
             f"installed; install it with: pip install 'deepseek-core[{extra}]'"
         )
+    from deepseek.extras import check_extra
+
+    check_extra(extra, where=f"logging.trackers: the {tracker!r} tracker", error=ConfigError)

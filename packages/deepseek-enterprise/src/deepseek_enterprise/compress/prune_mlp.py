@@ -70,6 +70,9 @@ class PruneMLP(Compressor):
                 "(Encoder.mlp_pairs) among those it declares (TrainableModel.encoder_modules); it applies to models "
                 "built from encoders such as multimodal.classifier"
             )
+        from deepseek.extras import check_version
+
+        check_version("torch-pruning", where="--method prune.mlp", edition="deepseek-enterprise")
         try:
             import torch_pruning  # noqa: F401
         except ImportError:

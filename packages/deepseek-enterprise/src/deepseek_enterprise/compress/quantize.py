@@ -55,7 +55,11 @@ def _group_size(value: int) -> str | None:
 
 
 def torchao_config(scheme: str, group_size: int, granularity: str = "tensor") -> Any:
-    """The torchao config of ``scheme``."""
+    """The torchao config of ``scheme`` (torchao's version checked first: its config classes and
+    their arguments change between releases)."""
+    from deepseek.extras import check_version
+
+    check_version("torchao", where=f"quantization scheme {scheme!r}", edition="deepseek-enterprise")
     from torchao.quantization import (
         Float8DynamicActivationFloat8WeightConfig,
         Int4WeightOnlyConfig,

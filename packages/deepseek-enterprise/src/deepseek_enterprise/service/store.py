@@ -172,6 +172,10 @@ def _check_sqlite_file(url: str) -> None:
 
 
 def _engine(url: str) -> Engine:
+    if url.startswith("postgresql+psycopg:"):  # psycopg 3, the postgres extra's driver
+        from deepseek.extras import check_extra
+
+        check_extra("postgres", where="--db", edition="deepseek-enterprise")
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

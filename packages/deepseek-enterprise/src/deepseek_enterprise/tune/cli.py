@@ -90,11 +90,13 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     from deepseek.cli.context import command_host
     from deepseek.config.components import build_options
     from deepseek.config.load import config_from_dict, read_toml
+    from deepseek.extras import check_version
     from deepseek.paths import check_output, created_note, make_folders
     from deepseek_enterprise.tune.space import load_space
 
     if not _STUDY_NAME.match(study_name):
         raise UsageError(f"--study {study_name!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
+    check_version("optuna", where="deepseek tune", edition="deepseek-enterprise")
     host = command_host()
     if objective is None:
         objective = default_objective(host, tuner_name)

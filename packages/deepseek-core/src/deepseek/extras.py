@@ -1,0 +1,117 @@
+"""The version of a library that a feature imports only when used, checked against the range the
+edition declares for it.
+
+An optional extra (``deepseek-core[hf]``: tokenizers and datasets; ``[onnx]``, ``[mlflow]``,
+``[tensorboard]``, ``[wandb]``), or an edition's own dependency that only one feature imports
+(enterprise's optuna, torchao, torch-pruning), has a version range in the edition's
+``pyproject.toml``. pip checks it when it installs the extra, and nothing did afterwards: a library
+installed before, downgraded since or installed with ``--no-deps`` failed with its own import error
+or attribute error, or worse, gave a wrong result.
+
+:func:`check_version` is the rule, in this one place: it reads the range from the edition's
+installed metadata (``importlib.metadata.requires``), never from a copy in the code, and refuses
+an installed version outside it in one line naming the package, the version installed, the range
+wanted and the install command. It is called where the feature imports the library, before the
+import. Nothing is checked when the edition's metadata is not installed (sources on ``sys.path``
+only), or when the library's distribution is not installed under the declared name (a missing
+library is said at the import, naming the extra; ``mlflow`` installed as the full ``mlflow``
+distribution rather than the declared ``mlflow-skinny`` has no declared range). Each verdict is
+reached once per process.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import metadata
+from typing import NamedTuple
+
+from deepseek.errors import UsageError
+
+CORE_DIST = "deepseek-core"
+
+
+class Declared(NamedTuple):
+    """A library's requirement in an edition's metadata: its range, the extra naming it (``""``:
+    the edition's own dependency) and what to give pip (the library's own extras kept:
+    ``psycopg[binary]>=3.1``)."""
+
+    name: str
+    specifier: str
+    extra: str
+    pip: str
+
+
+@functools.cache
+def declared(edition: str) -> dict[str, Declared]:
+    """The requirements of installed distribution ``edition`` that apply here, by normalized
+    name (empty when ``edition``'s metadata is not installed)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        lines = metadata.requires(edition) or []
+        extras = metadata.metadata(edition).get_all("Provides-Extra") or []
+    except metadata.PackageNotFoundError:
+        return {}
+    found: dict[str, Declared] = {}
+    for line in lines:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            extra = ""
+        else:
+            named = [e for e in extras if req.marker.evaluate({"extra": e})]
+            if not named:
+                continue  # another Python's requirement
+            extra = named[0]
+        wanted = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        found[canonicalize_name(req.name)] = Declared(req.name, str(req.specifier), extra,
+                                                      f"{req.name}{wanted}{req.specifier}")
+    return found
+
+
+def check_version(package: str, *, where: str, edition: str = CORE_DIST,
+                  error: type[UsageError] = UsageError) -> None:
+    """Refuse an installed ``package`` outside the range ``edition`` declares for it (module
+    docstring) with ``error``; ``where`` names what needs it (``data.tokenizer``, ``export
+    --format onnx``)."""
+    problem = _problem(package, edition)
+    if problem is not None:
+        raise error(f"{where}: {problem}")
+
+
+def check_extra(extra: str, *, where: str, edition: str = CORE_DIST, error: type[UsageError] = UsageError) -> None:
+    """:func:`check_version` for every library of ``edition``'s optional extra ``extra``."""
+    for dep in declared(edition).values():
+        if dep.extra == extra:
+            check_version(dep.name, where=where, edition=edition, error=error)
+
+
+@functools.cache
+def _problem(package: str, edition: str) -> str | None:
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    dep = declared(edition).get(canonicalize_name(package))
+    if dep is None:
+        if declared(edition):
+            raise LookupError(f"{edition} declares no requirement on {package!r}; name one it declares")
+        return None
+    try:
+        installed = metadata.version(dep.name)
+    except metadata.PackageNotFoundError:
+        return None
+    try:
+        from packaging.specifiers import SpecifierSet
+
+        fits = Version(installed) in SpecifierSet(dep.specifier, prereleases=True)
+    except InvalidVersion:
+        fits = False
+    if fits:
+        return None
+    from deepseek.plugins.install import installer
+
+    needs = f"{edition}[{dep.extra}]" if dep.extra else edition
+    return (f"{dep.name} {installed} is installed, but {needs} needs {dep.name}{dep.specifier}; install a version "
+            f"that fits with: {installer()} '{dep.pip}'")
