@@ -1,0 +1,149 @@
+"""``deepseek tune``'s search space and trial configs without a study process: conditions, the
+baseline among a categorical's choices, the system tuner's bench arguments and memory estimate,
+another optimizer's keys, optimizer group rules searched by index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def test_a_condition_on_a_stepped_range_takes_its_grid_values() -> None:
+    """A stepped range's values are its grid: when = 5 on a step-10 int range, or 10.0 (a float) on
+    it, was accepted and never met; when = 0.3 on a step-0.1 float range was never met either,
+    Optuna giving 0.30000000000000004. The first two are refused, the third is met."""
+    import optuna
+
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space
+
+    def space(when: dict) -> Any:
+        return parse_space({"space": {"model.dropout": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
+                                      "train.warmup_steps": {"type": "int", "low": 0, "high": 100, "step": 10},
+                                      "data.batch_size": {"choices": [8, 16], "when": when}}}, "space.toml")
+
+    for when, shown in (({"train.warmup_steps": 5}, "5"), ({"train.warmup_steps": 10.0}, "10.0"),
+                        ({"model.dropout": 0.35}, "0.35")):
+        with pytest.raises(ConfigError, match=rf"when {next(iter(when))} = {shown}, a value .* never takes"):
+            space(when)
+    for when in ({"model.dropout": 0.3}, {"train.warmup_steps": 10}):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        met = 0
+        for _ in range(100):
+            trial = study.ask()
+            met += "data.batch_size" in space(when).suggest(trial)
+            study.tell(trial, 0.0)
+        assert met > 0, when
+
+
+def test_the_baseline_must_be_one_of_a_categoricals_choices_where_it_applies() -> None:
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import check_baseline, parse_space
+
+    space = parse_space({"space": {
+        "strategy.name": {"choices": ["single", "deepspeed"]},
+        "strategy.stage": {"choices": [1, 2], "when": {"strategy.name": "deepspeed"}},
+    }}, "space.toml")
+    check_baseline(space, {"strategy.name": "single", "strategy.stage": 3})  # stage is not searched for single
+    with pytest.raises(ConfigError, match=r"space.toml: space.'strategy.stage': the base config's value 3 is not one"):
+        check_baseline(space, {"strategy.name": "deepspeed", "strategy.stage": 3})
+    with pytest.raises(ConfigError, match=r"space.'strategy.name': the base config's value 'ddp' is not one"):
+        check_baseline(space, {"strategy.name": "ddp"})
+
+
+def test_conditional_parameters_are_searched_only_when_their_condition_holds() -> None:
+    import optuna
+
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space, trial_data
+
+    space = parse_space({"space": {
+        "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2},
+        "strategy.name": {"choices": ["single", "deepspeed"]},
+        "strategy.stage": {"choices": [1, 2], "when": {"strategy.name": "deepspeed"}},
+    }}, "space.toml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        values = space.suggest(trial)
+        study.tell(trial, 0.0)
+        assert ("strategy.stage" in values) == (values["strategy.name"] == "deepspeed")
+        table = trial_data({"strategy": {"name": "single", "device": "cpu"}}, values)["strategy"]
+        assert table == ({"name": "single", "device": "cpu"} if values["strategy.name"] == "single"
+                         else {"name": "deepspeed", "stage": values["strategy.stage"]})
+        seen.add(values["strategy.name"])
+    assert seen == {"single", "deepspeed"}
+    for when, message in (({"strategy.nam": "deepspeed"}, "not a parameter listed before this one (did you mean"),
+                          ({"strategy.name": "ddp"}, "a value strategy.name never takes"),
+                          ("deepspeed", "when must be a table")):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            parse_space({"space": {"strategy.name": {"choices": ["single", "deepspeed"]},
+                                   "strategy.stage": {"choices": [1, 2], "when": when}}}, "space.toml")
+
+
+@pytest.mark.parametrize("master", [True, False])
+def test_a_system_trial_measures_the_precision_it_was_given(master: bool) -> None:
+    """Every setting of the trial's config reaches `bench train`, master weights included."""
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
+                               "precision": {"dtype": "bf16", "master_weights": master, "fp32_residual": False},
+                               "strategy": {"name": "single", "device": "cpu"}})
+    args = SystemTuner(SystemTunerOptions()).bench_args(config, "bench.json")
+    assert ("--master-weights" if master else "--no-master-weights") in args
+    assert "--no-fp32-residual" in args and args[args.index("--precision") + 1] == "bf16"
+
+
+def test_a_system_trials_memory_estimate_counts_master_weights_and_accumulation() -> None:
+    """The tuner's fit check asks the advisor about the config as given: master weights hold
+    16 B per parameter, 20 with an fp32 gradient sum under accumulation (docs/advise.md)."""
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    def total(master: bool, accum: int, optimizer: str = "adamw") -> int:
+        config = config_from_dict({"model": {"name": "small"}, "data": {"seq_len": 64, "batch_size": 8},
+                                   "train": {"grad_accum": accum}, "optimizer": {"name": optimizer},
+                                   "precision": {"dtype": "bf16", "master_weights": master, "fp32_residual": False},
+                                   "strategy": {"name": "single", "device": "cpu"}})
+        return SystemTuner(SystemTunerOptions(device_memory="80GB")).fit(config).total
+
+    params = 86_039_040  # small's parameters (deepseek.advise.shapes.shape_from_config)
+    # + the fp32 gradient sum (4 B/param; the halved micro-batch's activations are ~1% of it at seq 64)
+    assert total(True, 2) - total(True, 1) == pytest.approx(4 * params, rel=0.02)
+    assert total(False, 1) - total(True, 1) == pytest.approx(2 * params, rel=0.02)  # autocast's fp32 gradients
+    # the run's optimizer: sgd keeps one fp32 buffer per parameter where adamw keeps two
+    assert total(False, 1) - total(False, 1, "sgd") == pytest.approx(4 * params, rel=0.02)
+
+
+def test_a_trial_choosing_another_optimizer_keeps_the_shared_keys_only() -> None:
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.space import trial_data
+
+    base = {"optimizer": {"name": "sgd", "nesterov": True, "momentum": 0.8, "weight_decay": 0.0},
+            "lr_schedule": {"name": "wsd", "decay_fraction": 0.3}}
+    data = trial_data(base, {"optimizer.name": "adamw", "lr_schedule.name": "cosine", "optimizer.eps": 1e-6})
+    assert data["optimizer"] == {"name": "adamw", "momentum": 0.8, "weight_decay": 0.0, "eps": 1e-6}
+    assert data["lr_schedule"] == {"name": "cosine"}
+    config_from_dict(data)  # adamw takes no nesterov, cosine no decay_fraction: both dropped
+    assert trial_data(base, {"optimizer.name": "sgd"})["optimizer"] == base["optimizer"]
+
+
+def test_a_rule_of_optimizer_groups_is_searched_by_index() -> None:
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space, trial_data
+
+    base = {"model": {"name": "tiny"}, "optimizer": {"groups": [{"match": "wte.*"}, {"match": "*.bias"}]}}
+    space = parse_space({"space": {"optimizer": {"groups": {"1": {"lr_scale": {"type": "float", "low": 0.1,
+                                                                               "high": 1.0}}}}}}, "space.toml")
+    assert [p.path for p in space.params] == ["optimizer.groups.1.lr_scale"]
+    data = trial_data(base, {"optimizer.groups.1.lr_scale": 0.3})
+    assert [g.lr_scale for g in config_from_dict(data).optimizer.groups] == [1.0, 0.3]
+    assert base["optimizer"]["groups"][1] == {"match": "*.bias"}  # the base is not changed
+    with pytest.raises(ConfigError, match=r"^space.'optimizer.groups.2.lr_scale': in the base config, "
+                                          r"optimizer.groups is a list of 2 table\(s\), so the part after it is an "
+                                          r"index from 0 to 1 \(got '2'\)$"):
+        trial_data(base, {"optimizer.groups.2.lr_scale": 0.3})

@@ -1,0 +1,161 @@
+"""``deepseek tune`` with third-party tuners built on docs/tune.md's contract (a working one, one
+whose run() breaks), journal storage, and the objective a tuner alone defaults to."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _tune_common import trials, write
+
+from deepseek import hookimpl
+from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, Tuner
+
+
+@dataclass(frozen=True)
+class QuadraticOptions:
+    target: float = -2.5
+
+
+class Quadratic(Tuner):
+    """docs/tune.md's "Writing a tuner", in miniature: no process, a value from the config."""
+
+    Options = QuadraticOptions
+    objectives = ("distance",)
+
+    def direction(self, objective: str) -> str:  # type: ignore[override]
+        return "minimize"
+
+    def skip_reason(self, config: Any) -> str | None:
+        return "too small" if config.train.lr < 2e-4 else None
+
+    def run(self, trial: TrialRun) -> float:
+        if trial.config.train.warmup_steps == 7:
+            raise TrialFailed("seven")
+        assert trial.config_path.is_file() and trial.folder.is_dir()
+        trial.attrs["seen_lr"] = trial.config.train.lr
+        return (math.log10(trial.config.train.lr) - self.options.target) ** 2
+
+
+class QuadraticPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("quadratic", Quadratic, description="distance of log10(lr) from a target")
+
+
+def tune_in_process(tmp_path: Path, *args: str, plugin: object = None, dist: str = "deepseek-quadratic") -> int:
+    from _hosts import enterprise_host
+
+    from deepseek.cli.main import main
+
+    host = enterprise_host((plugin or QuadraticPlugin(), dist))
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        main(["tune", "base.toml", "--space", "space.toml", "--objective", "distance", *args], host=host)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        os.chdir(cwd)
+    return 0
+
+
+QUADRATIC_SPACE = """[space]
+"train.lr" = { type = "float", low = 1e-4, high = 1e-1, log = true }
+"train.warmup_steps" = { choices = [5, 7] }
+[tuner]
+target = -2.0
+"""
+
+
+def test_a_third_party_tuner_from_the_docs_contract(tmp_path: Path) -> None:
+    """A Tuner subclass with Options and objectives, registered through deepseek_register_tuners,
+    picked by its objective; skip_reason, run, TrialFailed and attrs as documented."""
+    write(tmp_path, space=QUADRATIC_SPACE)
+    assert tune_in_process(tmp_path, "--study", "q", "--trials", "12", "--out", "st", "--seed", "1") == 0
+    rows = trials(tmp_path / "st")
+    done = [r for r in rows if r["state"] == "complete" and not r.get("skipped")]
+    assert len([r for r in rows if r["state"] in ("complete", "fail") and not r.get("skipped")]) == 12
+    assert all(r["note"] == "seven" for r in rows if r["state"] == "fail")
+    assert all(r["note"] == "too small" and r["params"]["train.lr"] < 2e-4 for r in rows if r.get("skipped") and
+               r["state"] == "pruned")
+    best = min(done, key=lambda r: r["value"])
+    assert best["value"] == pytest.approx((math.log10(best["seen_lr"]) + 2.0) ** 2)  # the [tuner] target
+    assert best["value"] < 0.5
+    assert f"lr = {best['params']['train.lr']!r}" in (tmp_path / "st" / "best.toml").read_text()
+
+
+class Faulty(Tuner):
+    """A tuner with bugs: by warmup_steps, run returns NaN (1), a string (2), raises KeyError (3)
+    or returns a number (4)."""
+
+    objectives = ("distance",)
+
+    def direction(self, objective: str) -> str:  # type: ignore[override]
+        return "minimize"
+
+    def run(self, trial: TrialRun) -> float:
+        steps = trial.config.train.warmup_steps
+        if steps == 3:
+            raise KeyError("boom inside run")
+        return {1: math.nan, 2: "fast"}.get(steps, float(steps))  # type: ignore[return-value]
+
+
+class FaultyPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("faulty", Faulty, description="test only: breaks on some trials")
+
+
+def test_a_tuner_that_breaks_fails_that_trial_named_and_the_study_goes_on(tmp_path: Path) -> None:
+    """NaN, a string or an unexpected exception from a tuner's run: that trial is failed in storage
+    (never left running) with a note naming the tuner and its distribution; the study goes on."""
+    import optuna
+
+    write(tmp_path, space='[space]\n"train.warmup_steps" = { choices = [1, 2, 3, 4] }\n')
+    args = ("--study", "f", "--trials", "8", "--out", "st", "--sampler", "random", "--no-baseline")
+    assert tune_in_process(tmp_path, *args, plugin=FaultyPlugin(), dist="deepseek-faulty") == 0
+    rows = trials(tmp_path / "st")
+    ran = [r for r in rows if not r.get("skipped")]
+    assert len(ran) == 8
+    origin = "tuner faulty (deepseek-faulty 1.0)"
+    notes = {1: f"{origin}: run() returned nan, not a finite number",
+             2: f"{origin}: run() returned 'fast' (str), not a number (Tuner.run returns the objective's value)",
+             3: f"{origin}: run() raised KeyError: 'boom inside run'"}
+    for r in ran:
+        steps = r["params"]["train.warmup_steps"]
+        assert (r["state"], r.get("note") or None) == (("fail", notes[steps]) if steps in notes else ("complete", None))
+    assert {r["params"]["train.warmup_steps"] for r in ran} == {1, 2, 3, 4}
+    stored = optuna.load_study(study_name="f", storage=f"sqlite:///{tmp_path / 'st' / 'study.db'}").trials
+    assert sorted({t.state.name for t in stored}) == ["COMPLETE", "FAIL"]
+
+
+def test_a_journal_storage_holds_the_study(tmp_path: Path) -> None:
+    write(tmp_path, space=QUADRATIC_SPACE)
+    journal = tmp_path / "shared" / "study.log"
+    journal.parent.mkdir()
+    args = ("--study", "j", "--storage", f"journal:{journal}", "--no-baseline", "--out", "st")
+    assert tune_in_process(tmp_path, *args, "--trials", "3") == 0
+    assert journal.stat().st_size > 0 and not (tmp_path / "st" / "study.db").exists()
+    assert tune_in_process(tmp_path, *args, "--trials", "5") == 0  # the same study, continued
+    rows = trials(tmp_path / "st")
+    assert len([r for r in rows if r["state"] in ("complete", "fail") and not r.get("skipped")]) == 5
+
+
+def test_tuner_alone_defaults_the_objective_to_what_it_measures() -> None:
+    """docs/tune.md: ``--objective`` picks a tuner, "or ``--tuner latency``": with ``--tuner`` alone
+    the default val_loss was refused ("tuner 'latency' measures p50_ms"); a tuner that does not
+    measure val_loss now gets its first objective, and the training tuner keeps val_loss."""
+    from _hosts import enterprise_host
+
+    from deepseek_enterprise.tune.cli import default_objective
+
+    host = enterprise_host((QuadraticPlugin(), "deepseek-quadratic"))
+    assert default_objective(host, "quadratic") == "distance"
+    assert default_objective(host, "system") == "tokens_per_s"
+    assert default_objective(host, "training") == "val_loss"
+    assert default_objective(host, None) == "val_loss"
