@@ -43,7 +43,7 @@ def train_jobs() -> Any:
 def pro_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Runs every job of :func:`strategy_jobs` in one 2-process torchrun job; returns
     ``{"dir": Path, "records": {name: [step records]}}``. Trained once per pytest run: under
-    pytest-xdist (CI's ``-n 2 --dist loadfile``) the five files that read these runs land on both
+    pytest-xdist (CI's ``-n 2 --dist loadfile``) the seven files that read these runs land on both
     workers, so the first worker to need them trains them in a folder both see, and the other waits
     for it (a file lock) and reads the same runs."""
     from filelock import FileLock
