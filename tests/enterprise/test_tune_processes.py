@@ -1,7 +1,8 @@
 """``deepseek tune`` across processes: resume after SIGKILL, two workers on one SQLite study, a
 failing trial recorded while the study goes on, the advisor skipping a trial that cannot fit
-without running it, and trials of a launcher strategy under ``deepseek launch`` (split from
-test_tune.py so that pytest-xdist can run the two files on its two workers)."""
+without running it, and trials of a launcher strategy under ``deepseek launch`` (apart from
+test_tune.py and the other test_tune_*.py files so that pytest-xdist spreads them over its two
+workers)."""
 
 from __future__ import annotations
 

@@ -193,7 +193,8 @@ def run_single(config: Mapping[str, Any], run_dir: Path, resume: Path | None = N
 
 # ----------------------------------------------------------------------------- shared runs
 # One torchrun job trains every strategy of ddp / fsdp / deepspeed from the same seed and global
-# batch; test_ddp, test_fsdp, test_deepspeed, test_compression and test_checkpoint all read it.
+# batch; test_ddp, test_fsdp, test_deepspeed, test_compression and test_checkpoint(_damaged,
+# _core_alone) all read it.
 
 REF_STEPS = 10
 PARITY_STEPS = 5
