@@ -137,8 +137,10 @@ def database(kind: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30.0, db_url: str | None = None) -> Deploy:
-    """A server on ``root`` (SQLite in it unless ``db_url``); ``run``: with its scheduler loop running jobs."""
+def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30.0, db_url: str | None = None,
+           host: PluginHost = CLI_HOST) -> Deploy:
+    """A server on ``root`` (SQLite in it unless ``db_url``); ``run``: with its scheduler loop running jobs;
+    ``host``: the plugin host whose commands check a job at submit."""
     root.mkdir(parents=True, exist_ok=True)
     store = Store(db_url or f"sqlite:///{root}/service.db")
     token = store.bootstrap() or ""
@@ -146,13 +148,13 @@ def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30
     if run:
         scheduler = Scheduler(store, LocalExecutor(root, grace_s=grace_s), slots=slots, gpus=[], interval=0.2)
         scheduler.start()
-    client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0, host=CLI_HOST)))
+    client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0, host=host)))
     return Deploy(root, store, client, token, scheduler)
 
 
-def two_tenants(root: Path) -> Deploy:
+def two_tenants(root: Path, host: PluginHost = CLI_HOST) -> Deploy:
     """A server with tenants ``acme`` (member ``bob``, viewer ``vic``) and ``globex`` (member ``gil``)."""
-    d = deploy(root)
+    d = deploy(root, host=host)
     d.tenant("acme")
     d.tenant("globex")
     d.user("acme", "bob", "member")

@@ -9,11 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
+from _hosts import registering
 from _servicehelpers import CLI_HOST, Deploy, run_cli, two_tenants
 from _servicelive import live
 from sqlalchemy import text
 
 from deepseek.cli.main import main
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
 
 
 @pytest.fixture
@@ -36,15 +39,15 @@ def _train_line(tmp_path: Path, config: str | None, args: list[str]) -> str:
     return lines[0].removeprefix("error: ")
 
 
-def _run(tmp_path: Path, argv: list[str]) -> tuple[int, str, str]:
-    """``deepseek ARGV`` in this process, in ``tmp_path``: ``(exit code, stdout, stderr)``."""
+def _run(tmp_path: Path, argv: list[str], host: PluginHost = CLI_HOST) -> tuple[int, str, str]:
+    """``deepseek ARGV`` in this process, in ``tmp_path``, on ``host``: ``(exit code, stdout, stderr)``."""
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                main(argv, host=CLI_HOST)
+                main(argv, host=host)
                 code = 0
             except SystemExit as exc:
                 code = int(exc.code or 0)
@@ -120,3 +123,61 @@ def test_the_cli_prints_the_refusal_and_exits_2(svc: Deploy, tmp_path: Path) -> 
                                  token=svc.tokens["bob"], url=server.url)
         assert (code, out) == (2, "")
         assert err.strip().splitlines() == [f"error: {server.url}: 422: {_train_line(tmp_path, cfg.read_text(), [])}"]
+
+
+def _line(tmp_path: Path, argv: list[str], host: PluginHost = CLI_HOST, code: int = 2) -> str:
+    """The one line ``deepseek ARGV`` prints as it exits with ``code``."""
+    got, _, err = _run(tmp_path, argv, host)
+    lines = err.strip().splitlines()
+    assert got == code and len(lines) == 1 and lines[0].startswith("error: "), (got, err)
+    return lines[0].removeprefix("error: ")
+
+
+@pytest.mark.parametrize("args", [
+    ["nope"],                          # a sub-command the group does not have
+    ["latenc"],                        # ... with click's did-you-mean
+    ["latency", "--bogus"],            # an option the sub-command does not have
+    ["latency", "--runs", "many"],     # the sub-command's option type
+    ["latency", "--dtype", "int3"],    # ... a choice
+    ["train", "--bogus"],              # a sub-command the group loads when asked (bench train)
+    ["--x"],                           # the group's own options, as before
+])
+def test_a_group_commands_job_is_parsed_down_to_its_sub_command(svc: Deploy, tmp_path: Path, args: list[str]) -> None:
+    expected = _line(tmp_path, ["bench", *args])
+    r = svc.submit("acme", svc.tokens["bob"], command="bench", args=args)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+
+
+def test_a_group_commands_valid_job_is_accepted(svc: Deploy, tmp_path: Path) -> None:
+    assert _run(tmp_path, ["bench"])[0] == 0  # a group given no sub-command prints its help and succeeds
+    for args in ([], ["latency", "--runs", "25", "--dtype", "bfloat16"], ["latency", "--help"], ["train", "-h"]):
+        r = svc.submit("acme", svc.tokens["bob"], command="bench", args=args)
+        assert r.status_code == 201, (args, r.text)
+
+
+def test_a_command_whose_plugin_code_does_not_load_is_refused_with_the_clis_line(tmp_path: Path) -> None:
+    # A third-party distribution preferred for `compress`, whose command's module is missing
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
+                                     prefer=("deepseek-acme",)))
+    plugin = registering("deepseek_register_commands", {"compress": "acme_absent_module.cli:compress"})
+    assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
+    expected = _line(tmp_path, ["compress", "--checkpoint", "runs/a"], host, code=1)
+    assert expected.startswith("command 'compress' from deepseek-acme 1.0 could not be loaded"), expected
+    d = two_tenants(tmp_path / "srv", host)
+    try:
+        r = d.submit("acme", d.tokens["bob"], command="compress", args=["--checkpoint", "runs/a"])
+        assert (r.status_code, r.json()["detail"]) == (422, expected)
+    finally:
+        d.close()
+
+
+def test_a_command_of_a_disabled_edition_is_refused_with_the_clis_line(tmp_path: Path) -> None:
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro"})))
+    expected = _line(tmp_path, ["tune", "cfg.toml"], host)
+    assert "deepseek-enterprise" in expected and "disabled" in expected, expected
+    d = two_tenants(tmp_path / "srv", host)
+    try:
+        r = d.submit("acme", d.tokens["bob"], command="tune", args=["cfg.toml"])
+        assert (r.status_code, r.json()["detail"]) == (422, expected)
+    finally:
+        d.close()

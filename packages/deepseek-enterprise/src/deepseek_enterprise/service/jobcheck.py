@@ -3,9 +3,13 @@
 The job runs ``deepseek COMMAND [config.toml] ARGS`` (:func:`job_argv`) in its workspace. At
 submit, before the job is queued, :func:`check_command`:
 
-- parses that command line with the registered command itself (click's ``make_context`` on the
-  command the server's plugin host resolves, without running it): an unknown option, a missing
-  value, a value of the wrong type is refused with the line ``deepseek COMMAND`` would print;
+- parses that command line with the registered command itself, as ``deepseek`` parses it and
+  without running it (:func:`_parsed`): the server's plugin host resolves the command (one that
+  no loaded plugin provides, or whose plugin code does not load, is refused with the line the
+  CLI prints for it), each group resolves its sub-command (``bench latency``) and every level
+  parses its own options (click's ``resolve_command`` and ``make_context``): an unknown
+  command or option, a missing value, a value of the wrong type is refused with the line
+  ``deepseek COMMAND`` would print;
 - for ``train`` with the job's config (or none): builds the config table ``deepseek train`` would validate (the job's config
   with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and ``--set``
   applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config loader's
@@ -20,11 +24,12 @@ job's files (``train cfg.txt``): only their command line is checked here.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
 
-from deepseek.errors import PluginError, UsageError
+from deepseek.errors import DeepseekError
 
 CONFIG_COMMANDS = ("train", "tune")
 """The commands that get the job's ``config.toml`` as their CONFIG argument."""
@@ -50,19 +55,39 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     if any(a in root.help_option_names for a in argv[1:]):
         return  # the job prints its help and succeeds: nothing to refuse
     try:
-        with root:
-            target = cli.get_command(root, command)
-            if target is None:
-                return  # COMMANDS is the API's rule; a command no plugin registers fails when run, naming it
-            with target.make_context(command, argv[1:], parent=root, resilient_parsing=False) as ctx:
-                if command == "train":
-                    _check_train(ctx.params, config)
+        with root, contextlib.ExitStack() as contexts:
+            ctx = _parsed(root, argv, contexts)
+            if ctx is not None and command == "train":
+                _check_train(ctx.params, config)
+    except click.exceptions.NoArgsIsHelpError:
+        return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
         raise JobRefused(usage_line(exc)) from None
-    except UsageError as exc:
+    except DeepseekError as exc:  # a UsageError; a PluginError: the command's plugin code does not load
         raise JobRefused(str(exc)) from None
-    except PluginError:
-        return  # a plugin command that does not load: the job says so when it runs (exit code 1), as the CLI
+
+
+def _parsed(root: click.Context, args: list[str], contexts: contextlib.ExitStack) -> click.Context | None:
+    """The context of the command ``args`` runs, parsed as ``deepseek`` parses it and nothing run:
+    each group resolves its sub-command (click's ``resolve_command``; at the root the plugin
+    host's lookup, with its one-line errors) and parses its own options, down to the command.
+    ``None`` when there is nothing more to check here: a group that runs without a sub-command
+    given none, or a chained group (none of the job commands is one; checked when the job runs)."""
+    ctx, group = root, root.command
+    while isinstance(group, click.Group) and not group.chain:
+        name, command, rest = group.resolve_command(ctx, args)
+        assert command is not None  # resolve_command fails when there is none
+        sub = contexts.enter_context(command.make_context(name, rest, parent=ctx))
+        if not isinstance(command, click.Group):
+            return sub
+        # What the group left for its sub-command, as click's Group.invoke takes it back
+        args = [*sub._protected_args, *sub.args]  # noqa: SLF001 - click's own split of the rest
+        if not args:
+            if command.invoke_without_command:
+                return None
+            sub.fail("Missing command.")  # as click's Group.invoke
+        ctx, group = sub, command
+    return None
 
 
 def _check_train(params: dict[str, Any], config: dict[str, Any] | None) -> None:
