@@ -181,3 +181,15 @@ def test_a_command_of_a_disabled_edition_is_refused_with_the_clis_line(tmp_path:
         assert (r.status_code, r.json()["detail"]) == (422, expected)
     finally:
         d.close()
+
+
+def test_a_device_is_checked_by_name_at_submit_not_against_the_servers_devices(svc: Deploy, tmp_path: Path) -> None:
+    # The job runs with its own devices (CUDA_VISIBLE_DEVICES, or a Slurm node): the server's do not decide
+    here = _line(tmp_path, ["eval", "--checkpoint", "runs/a", "--device", "cuda:7"])
+    assert "cuda:7" in here  # this machine has no such device, so the CLI here refuses it
+    for args in (["eval", "--checkpoint", "runs/a", "--device", "cuda:7"], ["bench", "latency", "--device", "cuda"]):
+        r = svc.submit("acme", svc.tokens["bob"], command=args[0], args=args[1:])
+        assert r.status_code == 201, r.text
+    expected = _line(tmp_path, ["eval", "--checkpoint", "runs/a", "--device", "gpu"])  # not a device name anywhere
+    r = svc.submit("acme", svc.tokens["bob"], command="eval", args=["--checkpoint", "runs/a", "--device", "gpu"])
+    assert (r.status_code, r.json()["detail"]) == (422, expected)

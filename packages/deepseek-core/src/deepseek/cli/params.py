@@ -8,7 +8,8 @@
 - :data:`SEED`, :func:`count`: whole numbers in range (``click.IntRange`` underneath);
 - :class:`NameList`: ``A,B,C`` with no empty item (:func:`deepseek.names.split_names`);
 - :class:`Device`: ``auto`` / ``cpu`` / ``cuda[:N]``, checked against the devices this machine has
-  (:func:`deepseek.devices.resolve_device`) and returned as the resolved device's name;
+  (:func:`deepseek.devices.resolve_device`) and returned as the resolved device's name; only
+  the name is checked while a line is parsed to run elsewhere (:data:`RUNS_ELSEWHERE`);
 - :data:`PATH`: a file or folder path, not empty (``Path("")`` is the current folder: an empty
   ``--run-dir`` would make the working folder the run, an empty ``--checkpoint`` read it).
 
@@ -23,6 +24,11 @@ import math
 from typing import Any
 
 import click
+
+RUNS_ELSEWHERE = "deepseek.params.runs_elsewhere"
+"""``ctx.meta`` key, true while a command line is parsed to be run later on another machine or
+with other devices (the job service checks a job's line at submit): the parameter types check
+the value itself, not what this machine has (:class:`Device` reads no device and imports no torch)."""
 
 
 class WholeRange(click.IntRange):
@@ -149,6 +155,8 @@ class Device(click.ParamType):
         problem = device_problem(str(value), allow_auto=self.allow_auto)
         if problem:
             self.fail(f"{value!r} {problem}", param, ctx)
+        if ctx is not None and ctx.meta.get(RUNS_ELSEWHERE):
+            return str(value)  # the devices the line will run with are not this process's
         where = f"--{param.name.replace('_', '-')}" if param is not None and param.name else "--device"
         try:
             return str(resolve_device(str(value), where=where))

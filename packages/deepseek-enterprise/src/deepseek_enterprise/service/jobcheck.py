@@ -48,10 +48,12 @@ def job_argv(command: str, has_config: bool, args: list[str]) -> list[str]:
 def check_command(command: str, args: list[str], config: dict[str, Any] | None, host: Any) -> None:
     """Refuse (:class:`JobRefused`) what ``deepseek COMMAND`` would refuse before reading a file
     of the job's workspace (module docstring); ``config`` is the job's parsed config.toml."""
+    from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, usage_line
 
     argv = job_argv(command, config is not None, args)
     root = click.Context(cli, info_name="deepseek", obj=host, **cli.context_settings)  # as `deepseek` makes it
+    root.meta[RUNS_ELSEWHERE] = True  # the job's devices are not the server's: `--device cuda` is checked when it runs
     if any(a in root.help_option_names for a in argv[1:]):
         return  # the job prints its help and succeeds: nothing to refuse
     try:
