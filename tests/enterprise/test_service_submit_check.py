@@ -193,3 +193,77 @@ def test_a_device_is_checked_by_name_at_submit_not_against_the_servers_devices(s
     expected = _line(tmp_path, ["eval", "--checkpoint", "runs/a", "--device", "gpu"])  # not a device name anywhere
     r = svc.submit("acme", svc.tokens["bob"], command="eval", args=["--checkpoint", "runs/a", "--device", "gpu"])
     assert (r.status_code, r.json()["detail"]) == (422, expected)
+
+
+SPACE = '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2, log = true }\n'
+TUNE = ["--study", "s", "--space", "space.toml", "--trials", "4"]
+
+
+def _job_line(tmp_path: Path, command: str, config: str | None, files: dict[str, str], args: list[str]) -> str:
+    """The line ``deepseek COMMAND`` prints (exit code 2) run as the job runs: in a folder holding
+    the job's config.toml and files."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name, body in {**files, **({"config.toml": config} if config is not None else {})}.items():
+        (ws / name).write_text(body, encoding="utf-8")
+    return _line(ws, [command, *(["config.toml"] if config is not None else []), *args])
+
+
+@pytest.mark.parametrize(("config", "files", "args"), [
+    ("", {"space.toml": SPACE}, ["--study", "a b", *TUNE[2:]]),                   # the study's name
+    ("", {"space.toml": SPACE}, [*TUNE, "--objective", "val-loss"]),              # the objective's form
+    ("", {"space.toml": SPACE}, [*TUNE, "--tuner", "trainng"]),                   # a tuner no plugin registers
+    ("", {"space.toml": SPACE}, [*TUNE, "--objective", "tokens_per_s", "--tuner", "training"]),  # it does not measure it
+    ("", {}, TUNE),                                                               # the space file is not sent
+    ("", {"space.toml": SPACE}, ["--study", "s", "--space", "sub/space.toml", "--trials", "4"]),  # not where it is put
+    ("", {"space.toml": "[space]\nlr = 1\n"}, TUNE),                              # the space file's own rules
+    ("", {"space.toml": '[space]\n"train.lr" = { type = "float", low = 1, high = 0 }\n'}, TUNE),
+    ("", {"space.toml": "[spaec]\n"}, TUNE),                                      # ... with the did-you-mean
+    ("", {"space.toml": "[space\n"}, TUNE),                                       # not TOML
+    ("", {"space.toml": SPACE + "[tuner]\ntrial_timeout = 5\n"}, TUNE),           # the tuner's options
+    ("[train]\nmax_stepz = 5\n", {"space.toml": SPACE}, TUNE),                    # the base config's keys
+    (None, {"space.toml": SPACE}, ["cfg.toml", *TUNE]),                           # CONFIG.toml is not sent
+    (None, {"space.toml": SPACE, "cfg.toml": "[train\n"}, ["cfg.toml", *TUNE]),   # a config among its files
+    (None, {"space.toml": SPACE, "cfg.toml": "[trian]\n"}, ["cfg.toml", *TUNE]),
+])
+def test_an_invalid_tune_job_is_refused_at_submit_with_the_tune_commands_line(
+        svc: Deploy, tmp_path: Path, config: str | None, files: dict[str, str], args: list[str]) -> None:
+    expected = _job_line(tmp_path, "tune", config, files, args)
+    job = {"args": args, "files": files, **({"config": config} if config is not None else {})}
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", **job)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+
+
+@pytest.mark.parametrize(("config", "files", "args"), [
+    ("[train]\nmax_steps = 5\n", {"space.toml": SPACE}, TUNE),
+    (None, {"space.toml": SPACE, "cfg.toml": "[train]\nmax_steps = 5\n"}, ["cfg.toml", *TUNE]),
+    ("", {"space.toml": SPACE}, ["--study", "s", "--space", "./space.toml", "--trials", "4"]),
+    # a file of the tenant's folder may be written before the job starts: read when it runs
+    ("", {}, ["--study", "s", "--space", "{tenant}/data/space.toml", "--trials", "4"]),
+    # with its own --out or --storage the study's folder comes first when the job runs: so does the base config
+    ("[train]\nmax_stepz = 5\n", {"space.toml": SPACE}, [*TUNE, "--out", "studies/s"]),
+    ("[train]\nmax_stepz = 5\n", {"space.toml": SPACE}, [*TUNE, "--storage", "journal:s.log"]),
+])
+def test_a_valid_tune_job_or_one_reading_what_submit_cannot_see_is_accepted(
+        svc: Deploy, config: str | None, files: dict[str, str], args: list[str]) -> None:
+    tenant = svc.root / "tenants" / "acme"
+    args = [a.replace("{tenant}", str(tenant)) for a in args]
+    job = {"args": args, "files": files, **({"config": config} if config is not None else {})}
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", **job)
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(("config", "files", "args"), [
+    (None, {}, ["cfg.toml"]),                                            # a config file the job is not sent
+    (None, {"cfg.txt": "[train]\nmax_stepz = 5\n"}, ["cfg.txt"]),       # a config among its files: its keys
+    (None, {"cfg.txt": "[train]\nlr = 1.0\n"}, ["cfg.txt", "--set", "train.min_lr=2.0"]),  # ... with the options
+    (None, {"cfg.toml": "[train\n"}, ["cfg.toml"]),                     # ... not TOML
+    ("[train\n", {}, []),                                               # the job's own config.toml, not TOML
+    ("{\"train\": {}}\n", {}, []),                                       # ... JSON, with the CLI's hint
+])
+def test_a_train_jobs_config_file_is_read_as_the_job_will_read_it(
+        svc: Deploy, tmp_path: Path, config: str | None, files: dict[str, str], args: list[str]) -> None:
+    expected = _job_line(tmp_path, "train", config, files, args)
+    job = {"args": args, "files": files, **({"config": config} if config is not None else {})}
+    r = svc.submit("acme", svc.tokens["bob"], **job)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)

@@ -39,7 +39,7 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         link = broken_link(p)
         if link is not None:
             raise ConfigError(f"{p}: {link}; give the config file's own path")
-        raise ConfigError(f"{p}: config file not found; {missing_hint}")
+        raise not_found(p, missing_hint)
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory, expected a TOML config file")
     if not p.is_file():
@@ -48,7 +48,7 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a TOML config file (at most "
                           f"{MAX_CONFIG_BYTES >> 20} MiB); check the path")
     try:
-        text = p.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte order mark some editors write
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "
@@ -56,13 +56,26 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         ) from exc
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
+    return toml_from_text(text, p)
+
+
+def not_found(path: Path, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> ConfigError:
+    """The error :func:`read_toml` raises for a file that is not there."""
+    return ConfigError(f"{path}: config file not found; {missing_hint}")
+
+
+def toml_from_text(text: str, path: Path) -> dict[str, Any]:
+    """The tables of the text :func:`read_toml` read from ``path`` (a leading byte order mark,
+    which some editors write, read past); malformed TOML is the one ConfigError line it raises.
+    For text that stands for a file not read here (a job's file, checked when it is submitted)."""
+    text = text.removeprefix("\ufeff")
     try:
         return loads_toml(text)
     except tomllib.TOMLDecodeError as exc:
         if str(exc) == TOO_DEEP:
-            raise ConfigError(f"{p}: not a config: its values are {TOO_DEEP} (a config's are a few); check the "
+            raise ConfigError(f"{path}: not a config: its values are {TOO_DEEP} (a config's are a few); check the "
                               "path and the file") from None
-        raise ConfigError(f"{p}: not valid TOML: {exc}; {_json_instead(p, text) or 'fix the syntax at that position'}"
+        raise ConfigError(f"{path}: not valid TOML: {exc}; {_json_instead(path, text) or 'fix the syntax at that position'}"
                           ) from exc
 
 

@@ -74,7 +74,7 @@ def _command_refusal(body: JobIn, svc: Service) -> str | None:
     """The line the job's command would refuse its arguments or config with (``jobcheck``), or None."""
     try:
         config = None if body.config is None else jobpaths.parsed_config(body.config)
-        jobcheck.check_command(body.command, body.args, config, svc.host or get_host())
+        jobcheck.check_command(body.command, body.args, config, svc.host or get_host(), body.files)
     except (jobpaths.PathRefused, jobcheck.JobRefused) as exc:
         return str(exc)
     return None

@@ -10,26 +10,36 @@ submit, before the job is queued, :func:`check_command`:
   parses its own options (click's ``resolve_command`` and ``make_context``): an unknown
   command or option, a missing value, a value of the wrong type is refused with the line
   ``deepseek COMMAND`` would print;
-- for ``train`` with the job's config (or none): builds the config table ``deepseek train`` would validate (the job's config
-  with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and ``--set``
-  applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config loader's
-  checks that read no file (:func:`deepseek.config.load.check_plain_sections`: sections, keys
-  with the did-you-mean, types, ranges, cross-field checks).
+- for ``train`` (not ``--resume``): builds the config table ``deepseek train`` would validate
+  (its config file with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and
+  ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
+  loader's checks that read no file (:func:`deepseek.config.load.check_plain_sections`:
+  sections, keys with the did-you-mean, types, ranges, cross-field checks);
+- for ``tune``: tune's own checks of its arguments
+  (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and, with the default study folder and
+  storage, the base config's file-free checks.
 
-What needs the job's workspace is checked when the job runs: a model's, dataset's, optimizer's,
-schedule's or strategy's own keys (a dataset reads its files to check them), and the config of a
-``--resume`` job (the checkpoint's config and settings take part) and a config file among the
-job's files (``train cfg.txt``): only their command line is checked here.
+The config and space files are read as the job will find them at its start
+(:func:`_workspace_reader`, :func:`deepseek_enterprise.service.jobpaths.at_start`): the job's
+config.toml or one of its files, else read_toml's "not found" line; a file by an absolute path
+(the tenant's folder may change before the job starts) is left to the job. What needs the
+workspace or the components is checked when the job runs: a model's, dataset's, optimizer's,
+schedule's or strategy's own keys (a dataset reads its files to check them), the config of a
+``--resume`` job (the checkpoint's config and settings take part), a tune study's folder and
+storage and its trials' configs.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import click
 
 from deepseek.errors import DeepseekError
+from deepseek_enterprise.service import jobpaths
 
 CONFIG_COMMANDS = ("train", "tune")
 """The commands that get the job's ``config.toml`` as their CONFIG argument."""
@@ -45,9 +55,12 @@ def job_argv(command: str, has_config: bool, args: list[str]) -> list[str]:
     return [command, *(["config.toml"] if has_config and command in CONFIG_COMMANDS else []), *args]
 
 
-def check_command(command: str, args: list[str], config: dict[str, Any] | None, host: Any) -> None:
+def check_command(command: str, args: list[str], config: dict[str, Any] | None, host: Any,
+                  files: Mapping[str, str] | None = None) -> None:
     """Refuse (:class:`JobRefused`) what ``deepseek COMMAND`` would refuse before reading a file
-    of the job's workspace (module docstring); ``config`` is the job's parsed config.toml."""
+    of the job's workspace (module docstring); ``config`` is the job's parsed config.toml,
+    ``files`` the job's further files (name: text)."""
+    from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, usage_line
 
@@ -57,10 +70,12 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     if any(a in root.help_option_names for a in argv[1:]):
         return  # the job prints its help and succeeds: nothing to refuse
     try:
-        with root, contextlib.ExitStack() as contexts:
+        with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
             ctx = _parsed(root, argv, contexts)
             if ctx is not None and command == "train":
-                _check_train(ctx.params, config)
+                _check_train(ctx.params, config, files or {})
+            elif ctx is not None and ctx.command is _tune_command():
+                _check_tune(ctx.params, config, files or {}, host)
     except click.exceptions.NoArgsIsHelpError:
         return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
@@ -92,15 +107,68 @@ def _parsed(root: click.Context, args: list[str], contexts: contextlib.ExitStack
     return None
 
 
-def _check_train(params: dict[str, Any], config: dict[str, Any] | None) -> None:
+class _NotKnownAtSubmit(Exception):
+    """A file the job reads is not known at submit (``jobpaths.at_start``): checked when it runs."""
+
+
+def _workspace_reader(config: dict[str, Any] | None, files: Mapping[str, str]) -> Callable[..., dict[str, Any]]:
+    """``read_toml``'s stand-in at submit, ``read(path, missing_hint=...)``: the TOML file ``path``
+    of the job's workspace as it will be when the job starts (``jobpaths.at_start``): its config,
+    one of its files (read as the job reads it), or read_toml's line for a file that is not there;
+    :class:`_NotKnownAtSubmit` for a file that only the job's start will show."""
+    from deepseek.config.toml_files import not_found, toml_from_text
+
+    def read(path: str | Path, **missing_hint: str) -> dict[str, Any]:
+        path = Path(path)
+        where = jobpaths.at_start(path, config is not None, files)
+        if where == "unknown":
+            raise _NotKnownAtSubmit
+        if where == "absent":
+            raise not_found(path, **missing_hint)
+        if where == "config":
+            return dict(config or {})
+        return toml_from_text(jobpaths.as_read(files[path.parts[0]]), path)
+
+    return read
+
+
+def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str]) -> None:
+    """The config ``deepseek train`` validates first (its file, read from the workspace, with the
+    options and ``--set`` applied), through the config loader's file-free checks."""
     from deepseek.cli.train_options import train_config_data
     from deepseek.config.load import check_plain_sections
 
     if params["resume"] is not None:
         return  # the checkpoint's config and recorded settings take part: checked when the job runs
-    if config is None and params["config_file"] is not None:
-        return  # a config among the job's files (``train cfg.txt``): read in its workspace when the job runs
-    data = train_config_data(dict(config or {}), params["overrides"], strategy=params["strategy"],
-                             precision=params["precision"], max_steps=params["max_steps"],
-                             trackers=params["trackers"])
+    try:
+        data = {} if params["config_file"] is None else _workspace_reader(config, files)(params["config_file"])
+    except _NotKnownAtSubmit:
+        return
+    data = train_config_data(data, params["overrides"], strategy=params["strategy"], precision=params["precision"],
+                             max_steps=params["max_steps"], trackers=params["trackers"])
     check_plain_sections(data)
+
+
+def _tune_command() -> click.Command:
+    from deepseek_enterprise.tune.cli import tune
+
+    return tune
+
+
+def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], host: Any) -> None:
+    """``deepseek tune``'s checks of its arguments (:func:`~deepseek_enterprise.tune.cli.tune_inputs`:
+    the study name, the objective, the base config and space files read, the tuner and its
+    ``[tuner]`` options), the files read from the job's workspace as it will be at its start;
+    then, when the study's folder and storage are the defaults (new in that workspace: the
+    folder checks that come next in ``deepseek tune`` pass), the base config's file-free checks,
+    with which the study's own check of it begins."""
+    from deepseek.config.load import check_plain_sections
+    from deepseek_enterprise.tune.cli import tune_inputs
+
+    try:
+        inputs = tune_inputs(host, params["study_name"], params["objective"], params["tuner_name"],
+                             params["config_file"], params["space_file"], _workspace_reader(config, files))
+    except _NotKnownAtSubmit:
+        return
+    if params["out"] is None and params["storage"] is None:
+        check_plain_sections(inputs.base)

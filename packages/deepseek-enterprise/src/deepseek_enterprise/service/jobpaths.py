@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -59,13 +59,39 @@ def check_file_name(name: str) -> None:
                           "(letters, digits, '.', '_', '-'; not .py/.pth/.so), not config.toml, job.log or exit_code")
 
 
+def at_start(path: Path, has_config: bool, files: Mapping[str, str]) -> str:
+    """What ``path``, as a job names it, is in its workspace when the job starts, laid out as the
+    executors lay it out (``LocalExecutor.prepare``, which the Slurm executor uses too: the job's
+    ``config.toml``, its files, ``tmp/``, then ``job.log``): ``"config"`` (its config.toml),
+    ``"file"`` (one of its files), ``"absent"`` (nothing is there), or ``"unknown"``: an absolute
+    path (in the tenant's folder, whose files may change before the job starts), the workspace
+    itself, or a path into or through what is there (``tmp/x``, ``job.log``)."""
+    if path.is_absolute() or not path.parts:
+        return "unknown"
+    first = path.parts[0]
+    if first not in {*files, *(("config.toml",) if has_config else ()), "tmp", "job.log"}:
+        return "absent"
+    if len(path.parts) > 1 or first in ("tmp", "job.log"):
+        return "unknown"
+    return "config" if first == "config.toml" else "file"
+
+
+def as_read(text: str) -> str:
+    """A job file's text as the job reads it back: the executor writes it as given and Python's
+    ``read_text`` reads line ends as ``\\n`` (``\\r\\n`` and a lone ``\\r`` too)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def parsed_config(config_text: str) -> dict[str, Any]:
-    """A job's config TOML as ``deepseek`` reads it (a leading byte order mark read past, as
-    ``read_toml`` does); :class:`PathRefused` when it is not TOML."""
+    """A job's config TOML as the job reads its ``config.toml`` (``read_toml``: a leading byte
+    order mark read past); :class:`PathRefused` with the line the job would print when it is not TOML."""
+    from deepseek.config.toml_files import toml_from_text
+    from deepseek.errors import ConfigError
+
     try:
-        return loads_toml(config_text.removeprefix("\ufeff"))
-    except tomllib.TOMLDecodeError as exc:
-        raise PathRefused(f"config: not valid TOML: {exc}") from None
+        return toml_from_text(as_read(config_text), Path("config.toml"))
+    except ConfigError as exc:
+        raise PathRefused(str(exc)) from None
 
 
 def config_strings(config_text: str) -> Iterator[tuple[str, str]]:
@@ -174,8 +200,8 @@ def check_job(args: list[str], config: str | None, files: dict[str, str], tenant
     for where, value in arg_strings(args):
         check_value(value, where, tenant_root, cwd)
     for name, body in files.items():  # any name: `train cfg.txt` reads a config whatever it is called
-        strings = config_strings(body) if name.endswith(".toml") else _strings(_structured(body), "")
-        for where, value in strings:
+        # one that is neither TOML nor JSON names no path (the command that reads it refuses it)
+        for where, value in _strings(_structured(body), ""):
             check_value(value, f"files {name} {where}", tenant_root, cwd)
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +20,9 @@ from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.tune.limits import TUNE_NUMBERS
 from deepseek_enterprise.tune.optuna_parts import PRUNERS, SAMPLERS
+
+if TYPE_CHECKING:
+    from deepseek_enterprise.tune.space import SearchSpace
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -56,6 +61,48 @@ def _origin(comp: Any) -> str:
     return f"tuner {comp.name} ({comp.dist} {comp.version})"
 
 
+@dataclass(frozen=True)
+class TuneInputs:
+    """What :func:`tune_inputs` checked: the objective, the base config's tables, the search
+    space, the tuner (its name, class and ``tuner NAME (DIST VERSION)``) and its options."""
+
+    objective: str
+    base: dict[str, Any]
+    space: SearchSpace
+    name: str
+    target: Any
+    origin: str
+    options: Any
+
+
+def tune_inputs(host: Any, study_name: str, objective: str | None, tuner_name: str | None, config_file: Path,
+                space_file: Path, read: Callable[..., dict[str, Any]] | None = None) -> TuneInputs:
+    """``deepseek tune``'s checks of its arguments, in its order, before its output folder and
+    its study are looked at: the study's name, the objective (by default the tuner's), the base
+    config and the space file read (``read(path, missing_hint=...)``, by default
+    :func:`~deepseek.config.load.read_toml`), the tuner that measures the objective and the
+    space's ``[tuner]`` options. One UsageError line for the first thing wrong. The job service
+    runs these at submit with ``read`` reading the job's workspace as it will be at its start."""
+    from deepseek.config.components import build_options
+    from deepseek.config.load import read_toml
+    from deepseek_enterprise.tune.space import load_space
+
+    if not _STUDY_NAME.match(study_name):
+        raise UsageError(f"--study {study_name!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
+    if objective is None:
+        objective = default_objective(host, tuner_name)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", objective):
+        raise UsageError(f"--objective {objective!r}: a metric name such as val_loss or tokens_per_s")
+    base = (read or read_toml)(config_file)
+    space = load_space(space_file, read)
+    name, target, origin = pick_tuner(host, tuner_name, objective)
+    try:
+        options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner")
+    except ConfigError as exc:  # named with the space file that holds [tuner], as its [space] lines are
+        raise ConfigError(f"{space.source}: {exc}") from exc
+    return TuneInputs(objective, base, space, name, target, origin, options)
+
+
 @click.command("tune")
 @click.argument("config_file", metavar="CONFIG.toml", type=PATH_ARG)
 @click.option("--study", "study_name", required=True, metavar="NAME",
@@ -88,29 +135,17 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     """Tune a config with Optuna: every trial in its own process; at the end best.toml (runs
     with deepseek train as is), a table of trials, history.png and importances.png."""
     from deepseek.cli.context import command_host
-    from deepseek.config.components import build_options
-    from deepseek.config.load import config_from_dict, read_toml
+    from deepseek.config.load import config_from_dict
     from deepseek.extras import check_version
     from deepseek.paths import check_output, created_note, make_folders
-    from deepseek_enterprise.tune.space import load_space
 
-    if not _STUDY_NAME.match(study_name):
-        raise UsageError(f"--study {study_name!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
     check_version("optuna", where="deepseek tune", edition="deepseek-enterprise")
     host = command_host()
-    if objective is None:
-        objective = default_objective(host, tuner_name)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", objective):
-        raise UsageError(f"--objective {objective!r}: a metric name such as val_loss or tokens_per_s")
-    base = read_toml(config_file)
+    inputs = tune_inputs(host, study_name, objective, tuner_name, config_file, space_file)
+    objective, base, space, name, target, origin = (inputs.objective, inputs.base, inputs.space, inputs.name,
+                                                    inputs.target, inputs.origin)
     config_text = Path(config_file).read_text(encoding="utf-8")
-    space = load_space(space_file)
-    name, target, origin = pick_tuner(host, tuner_name, objective)
-    try:
-        options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner")
-    except ConfigError as exc:  # named with the space file that holds [tuner], as its [space] lines are
-        raise ConfigError(f"{space.source}: {exc}") from exc
-    tuner = target(options, host=host)
+    tuner = target(inputs.options, host=host)
     folder = out if out is not None else Path("tune") / study_name
     missing = check_output(folder, where="--out", folder=True)
     from deepseek_enterprise.tune.storage import check_sqlite_file

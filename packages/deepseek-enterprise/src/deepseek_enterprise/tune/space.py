@@ -24,6 +24,7 @@ with the space entry named.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,12 +235,17 @@ def parse_space(data: dict[str, Any], where: str) -> SearchSpace:
     return SearchSpace(params=params, tuner=dict(tuner), source=where)
 
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a space file (one ConfigError line for anything wrong)."""
+SPACE_HINT = "give a search space TOML file (docs/tune.md)"
+"""The fix a missing space file's message offers."""
+
+
+def load_space(path: Path, read: Callable[..., dict[str, Any]] | None = None) -> SearchSpace:
+    """Read and validate a space file (one ConfigError line for anything wrong). ``read(path,
+    missing_hint=...)`` reads the TOML: :func:`deepseek.config.load.read_toml` by default; the
+    job service's submit check reads the job's workspace as it will be when the job starts."""
     from deepseek.config.load import read_toml
 
-    return parse_space(read_toml(path, missing_hint="give a search space TOML file (docs/tune.md)"),
-                       str(path))
+    return parse_space((read or read_toml)(path, missing_hint=SPACE_HINT), str(path))
 
 
 def trial_data(base: dict[str, Any], values: dict[str, Any], base_source: str = "the base config") -> dict[str, Any]:
