@@ -224,6 +224,7 @@ def test_every_mutation_is_audited_and_the_log_is_append_only(svc: Deploy) -> No
     ({"args": ["--set", "data={path=\"/srv/other\"}"]}, "--set data"),
     ({"files": {"torch.py": "print(1)"}}, "plain file name"),
     ({"files": {"../x.toml": ""}}, "plain file name"),
+    ({"files": {"tmp": ""}}, "not config.toml, job.log, exit_code or tmp"),  # the job's tmp/ folder: its start failed
     ({"files": {"space.toml": "[space]\n\"data.path\" = \"/root\"\n"}}, "files space.toml"),
     # a config under any name (`train cfg.txt` reads it): its runs_dir wrote outside the tenant
     ({"args": ["cfg.txt"], "files": {"cfg.txt": "[logging]\nruns_dir = \"/tmp/escaped\"\n"}}, "files cfg.txt"),

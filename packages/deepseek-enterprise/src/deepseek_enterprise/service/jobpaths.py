@@ -51,12 +51,13 @@ def job_dir(root: Path, tenant: str, job_id: int) -> Path:
 
 
 def check_file_name(name: str) -> None:
-    """An extra file's name: one plain file name (no folders), not ``config.toml``, ``job.log``
-    or ``exit_code``, and no Python code (``.py``, ``.pth``, ``.so``: jobs run installed code)."""
-    if not _FILE_NAME.match(name) or name in ("config.toml", "job.log", "exit_code") \
+    """An extra file's name: one plain file name (no folders), not ``config.toml``, ``job.log``,
+    ``exit_code`` or ``tmp`` (the job's temporary folder, made before the files are written), and
+    no Python code (``.py``, ``.pth``, ``.so``: jobs run installed code)."""
+    if not _FILE_NAME.match(name) or name in ("config.toml", "job.log", "exit_code", "tmp") \
             or name.endswith((".py", ".pyc", ".pth", ".so")):
         raise PathRefused(f"files: {name!r} is not allowed: use a plain file name "
-                          "(letters, digits, '.', '_', '-'; not .py/.pth/.so), not config.toml, job.log or exit_code")
+                          "(letters, digits, '.', '_', '-'; not .py/.pth/.so), not config.toml, job.log, exit_code or tmp")
 
 
 def at_start(path: Path, has_config: bool, files: Mapping[str, str]) -> str:
