@@ -15,6 +15,8 @@ ENV_DENY = "DEEPSEEK_DISABLE_PLUGINS"
 ENV_STRICT = "DEEPSEEK_STRICT_PLUGINS"
 ENV_TRACE = "DEEPSEEK_TRACE_PLUGINS"
 ENV_PREFER = "DEEPSEEK_PLUGIN_PREFER"
+ENV_NAMES = (ENV_AUTOLOAD_OFF, ENV_ALLOW, ENV_DENY, ENV_STRICT, ENV_TRACE, ENV_PREFER)
+"""Every variable :meth:`PluginSettings.from_env` reads and :meth:`PluginSettings.as_env` sets."""
 
 
 def normalize_dist(name: str) -> str:

@@ -59,6 +59,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from deepseek.plugins.settings import ENV_NAMES
 from deepseek_enterprise.service import gpushare, jobpaths, jobstate
 from deepseek_enterprise.service.cgroups import Detection
 from deepseek_enterprise.service.executor_base import (
@@ -75,8 +76,11 @@ __all__ = ["PASSED", "UNREADABLE", "Executor", "Launch", "LocalExecutor", "Start
 
 PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
           "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST",
-          "NVSHMEM_DISABLE_NVLS", "CUDA_DEVICE_ORDER")
-"""Variables of the server's environment a job sees (when set); nothing else is passed."""
+          "NVSHMEM_DISABLE_NVLS", "CUDA_DEVICE_ORDER", *ENV_NAMES)
+"""Variables of the server's environment a job sees (when set); nothing else is passed. The
+plugin settings (``DEEPSEEK_PLUGINS``, ``DEEPSEEK_DISABLE_PLUGINS``, ...: the server puts its own
+there, root options included, ``server_cli.export_plugin_settings``): a job loads the plugins its
+server loads, on which its command line was checked at submit."""
 
 
 def _limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
