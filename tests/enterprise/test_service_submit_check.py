@@ -8,6 +8,7 @@ import io
 import os
 from pathlib import Path
 
+import click
 import pytest
 from _hosts import registering
 from _servicehelpers import CLI_HOST, Deploy, run_cli, two_tenants
@@ -267,3 +268,26 @@ def test_a_train_jobs_config_file_is_read_as_the_job_will_read_it(
     job = {"args": args, "files": files, **({"config": config} if config is not None else {})}
     r = svc.submit("acme", svc.tokens["bob"], **job)
     assert (r.status_code, r.json()["detail"]) == (422, expected)
+
+
+@click.command("train")
+@click.option("--steps", type=int, default=1)
+def _acme_train(steps: int) -> None:
+    """A third-party distribution's own ``train`` (preferred on the server below)."""
+
+
+def test_a_plugins_own_command_of_a_job_name_is_parsed_by_itself_only(tmp_path: Path) -> None:
+    # train's config checks belong to core's train: they are not run on another command of that name
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
+                                     prefer=("deepseek-acme",)))
+    plugin = registering("deepseek_register_commands", {"train": "test_service_submit_check:_acme_train"})
+    assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
+    expected = _line(tmp_path, ["train", "--steps", "x"], host)
+    d = two_tenants(tmp_path / "srv", host)
+    try:
+        r = d.submit("acme", d.tokens["bob"], command="train", args=["--steps", "3"])
+        assert r.status_code == 201, r.text  # was an internal error (500): core train's checks read its params
+        r = d.submit("acme", d.tokens["bob"], command="train", args=["--steps", "x"])
+        assert (r.status_code, r.json()["detail"]) == (422, expected)
+    finally:
+        d.close()

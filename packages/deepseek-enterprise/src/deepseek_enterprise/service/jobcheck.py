@@ -72,9 +72,10 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     try:
         with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
             ctx = _parsed(root, argv, contexts)
-            if ctx is not None and command == "train":
+            train, tune = _checked_commands()  # by the command resolved: a plugin's own `train` is only parsed
+            if ctx is not None and ctx.command is train:
                 _check_train(ctx.params, config, files or {})
-            elif ctx is not None and ctx.command is _tune_command():
+            elif ctx is not None and ctx.command is tune:
                 _check_tune(ctx.params, config, files or {}, host)
     except click.exceptions.NoArgsIsHelpError:
         return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
@@ -149,10 +150,12 @@ def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: M
     check_plain_sections(data)
 
 
-def _tune_command() -> click.Command:
+def _checked_commands() -> tuple[click.Command, click.Command]:
+    """``deepseek train`` and ``deepseek tune``, whose checks go beyond the command line."""
+    from deepseek.cli.train_cmd import train
     from deepseek_enterprise.tune.cli import tune
 
-    return tune
+    return train, tune
 
 
 def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], host: Any) -> None:
