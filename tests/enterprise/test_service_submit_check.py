@@ -97,6 +97,7 @@ def test_an_invalid_train_job_is_refused_at_submit_with_the_train_commands_line(
     (None, ["-h"]),
     # a config among the job's files: min_lr 0.5 is above the default lr, not above the file's
     (None, ["cfg.txt", "--set", "train.min_lr=0.5"]),
+    (None, ["--debug", "--max-steps", "3"]),  # deepseek's own --debug, taken anywhere before a `--`
 ])
 def test_a_valid_train_job_is_accepted(svc: Deploy, config: str | None, args: list[str]) -> None:
     job = {"args": args, **({"config": config} if config is not None else {})}

@@ -62,9 +62,9 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     ``files`` the job's further files (name: text)."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
-    from deepseek.cli.root import cli, usage_line
+    from deepseek.cli.root import cli, split_debug, usage_line
 
-    argv = job_argv(command, config is not None, args)
+    argv, _ = split_debug(job_argv(command, config is not None, args))  # `--debug` is taken anywhere before a `--`
     root = click.Context(cli, info_name="deepseek", obj=host, **cli.context_settings)  # as `deepseek` makes it
     root.meta[RUNS_ELSEWHERE] = True  # the job's devices are not the server's: `--device cuda` is checked when it runs
     if any(a in root.help_option_names for a in argv[1:]):
