@@ -292,3 +292,30 @@ def test_a_plugins_own_command_of_a_job_name_is_parsed_by_itself_only(tmp_path: 
         assert (r.status_code, r.json()["detail"]) == (422, expected)
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("args", [
+    ["--out", "runs/c"],                                                   # neither --method nor --max-drop
+    ["--method", "prune.ffn", "--max-drop", "1%", "--out", "runs/c"],      # both
+    ["--max-drop", "a lot", "--out", "runs/c"],                            # the budget's form
+    ["--max-drop", "1%", "--set", "ratio=0.5", "--out", "runs/c"],         # --set belongs to --method
+    ["--method", "prune.ffn", "--prefer", "size", "--out", "runs/c"],      # --prefer belongs to a search
+    ["--max-drop", "1%", "--prefer", "latency", "--latency-runs", "0", "--out", "runs/c"],
+    ["--method", "prune.ffn", "--recovery-steps", "5", "--out", "runs/c"],
+    ["--method", "prune.ffn", "--recipe", "prune.ffn", "--out", "runs/c"],  # --recipe belongs to a search
+    ["--max-drop", "1%", "--recipe", "prune.ffn + ", "--out", "runs/c"],   # a recipe's form
+    ["--max-drop", "1%", "--recipe", "prune.ffn ratio", "--out", "runs/c"],
+])
+def test_a_compress_job_is_refused_at_submit_with_the_compress_commands_first_checks(
+        svc: Deploy, tmp_path: Path, args: list[str]) -> None:
+    expected = _line(tmp_path, ["compress", "--checkpoint", "runs/a", *args])
+    r = svc.submit("acme", svc.tokens["bob"], command="compress", args=["--checkpoint", "runs/a", *args])
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+
+
+def test_a_valid_compress_job_is_accepted(svc: Deploy) -> None:
+    for args in (["--method", "prune.ffn", "--set", "ratio=0.5"], ["--max-drop", "1%", "--prefer", "latency"],
+                 ["--max-drop", "0.5pt", "--recipe", "prune.ffn ratio=0.5 + recover", "--recovery-steps", "3"]):
+        r = svc.submit("acme", svc.tokens["bob"], command="compress",
+                       args=["--checkpoint", "runs/a", *args, "--out", "runs/c"])
+        assert r.status_code == 201, (args, r.text)

@@ -62,6 +62,30 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
             "p50_optimized_ms": p50_ms(model, val, latency_runs, "deepseek.optimize") if latency_runs and optimized else None}
 
 
+def compress_arguments(method: str | None, max_drop: str | None, recipes: tuple[str, ...], prefer: str | None,
+                       recovery_steps: int | None, settings: tuple[str, ...], latency_runs: int) -> tuple[Any, list[Any]]:
+    """``deepseek compress``'s first checks, which load no compressor and read no file: the
+    options that go together, the ``--max-drop`` budget and the ``--recipe`` texts parsed (one
+    UsageError line for the first thing wrong); the budget (or None) and the recipes. The job
+    service runs them at submit."""
+    if recipes and max_drop is None:
+        raise UsageError("--recipe: recipes are tried by a search; give --max-drop BUDGET with them")
+    if (method is None) == (max_drop is None):
+        raise UsageError("compress: give --method NAME (one compressor) or --max-drop BUDGET (a search), not both or neither")
+    if max_drop is not None and settings:
+        raise UsageError("--set: options belong to --method; --max-drop tries its own recipes (see docs/compress.md)")
+    if prefer is not None and max_drop is None:
+        raise UsageError("--prefer: chooses among the recipes of a --max-drop search; with --method there is one result")
+    if prefer == "latency" and not latency_runs:
+        raise UsageError("--prefer latency: keeps the fastest recipe, but --latency-runs 0 times none; give "
+                         "--latency-runs N (default 20) or --prefer size")
+    if recovery_steps is not None and max_drop is None:
+        raise UsageError("--recovery-steps: recovery is a step of the --max-drop search; with --method, fine-tune or "
+                         "distil the result as docs/compress.md shows")
+    budget = parse_budget(max_drop) if max_drop is not None else None
+    return budget, [parse_recipe(r) for r in recipes]
+
+
 @click.command("compress")
 @click.option("--checkpoint", required=True, type=PATH, metavar="PATH", help="Run folder or checkpoint folder of a trained model.")
 @click.option("--method", metavar="NAME", help="Registered compressor (deepseek plugins list).")
@@ -103,22 +127,8 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     from deepseek.training.inference import load_trained
 
     host = command_host()
-    if recipes and max_drop is None:
-        raise UsageError("--recipe: recipes are tried by a search; give --max-drop BUDGET with them")
-    if (method is None) == (max_drop is None):
-        raise UsageError("compress: give --method NAME (one compressor) or --max-drop BUDGET (a search), not both or neither")
-    if max_drop is not None and settings:
-        raise UsageError("--set: options belong to --method; --max-drop tries its own recipes (see docs/compress.md)")
-    if prefer is not None and max_drop is None:
-        raise UsageError("--prefer: chooses among the recipes of a --max-drop search; with --method there is one result")
-    if prefer == "latency" and not latency_runs:
-        raise UsageError("--prefer latency: keeps the fastest recipe, but --latency-runs 0 times none; give "
-                         "--latency-runs N (default 20) or --prefer size")
-    if recovery_steps is not None and max_drop is None:
-        raise UsageError("--recovery-steps: recovery is a step of the --max-drop search; with --method, fine-tune or "
-                         "distil the result as docs/compress.md shows")
-    budget = parse_budget(max_drop) if max_drop is not None else None
-    tried_recipes = [parse_recipe(r) for r in recipes]
+    budget, tried_recipes = compress_arguments(method, max_drop, recipes, prefer, recovery_steps, settings,
+                                               latency_runs)
     for recipe in tried_recipes:
         create_steps(host, recipe)
         if recovery_steps == 0 and any(name == "recover" and not opts.get("steps") for name, opts in recipe.steps):

@@ -17,7 +17,9 @@ submit, before the job is queued, :func:`check_command`:
   sections, keys with the did-you-mean, types, ranges, cross-field checks);
 - for ``tune``: tune's own checks of its arguments
   (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and, with the default study folder and
-  storage, the base config's file-free checks.
+  storage, the base config's file-free checks;
+- for ``compress``: its first checks, which load no compressor
+  (:func:`deepseek_enterprise.compress.cli.compress_arguments`).
 
 The config and space files are read as the job will find them at its start
 (:func:`_workspace_reader`, :func:`deepseek_enterprise.service.jobpaths.at_start`): the job's
@@ -72,11 +74,10 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     try:
         with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
             ctx = _parsed(root, argv, contexts)
-            train, tune = _checked_commands()  # by the command resolved: a plugin's own `train` is only parsed
-            if ctx is not None and ctx.command is train:
-                _check_train(ctx.params, config, files or {})
-            elif ctx is not None and ctx.command is tune:
-                _check_tune(ctx.params, config, files or {}, host)
+            # by the command resolved: another plugin's command of the same name is only parsed
+            check = _own_checks().get(ctx.command) if ctx is not None else None
+            if check is not None:
+                check(ctx.params, config, files or {}, host)
     except click.exceptions.NoArgsIsHelpError:
         return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
@@ -133,7 +134,7 @@ def _workspace_reader(config: dict[str, Any] | None, files: Mapping[str, str]) -
     return read
 
 
-def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str]) -> None:
+def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], _host: Any) -> None:
     """The config ``deepseek train`` validates first (its file, read from the workspace, with the
     options and ``--set`` applied), through the config loader's file-free checks."""
     from deepseek.cli.train_options import train_config_data
@@ -150,12 +151,28 @@ def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: M
     check_plain_sections(data)
 
 
-def _checked_commands() -> tuple[click.Command, click.Command]:
-    """``deepseek train`` and ``deepseek tune``, whose checks go beyond the command line."""
+_Check = Callable[[dict[str, Any], dict[str, Any] | None, Mapping[str, str], Any], None]
+
+
+def _own_checks() -> dict[click.Command, _Check]:
+    """The commands whose checks at submit go beyond the command line, and those checks
+    (``check(params, config, files, host)``)."""
     from deepseek.cli.train_cmd import train
+    from deepseek_enterprise.compress.cli import compress
     from deepseek_enterprise.tune.cli import tune
 
-    return train, tune
+    return {train: _check_train, tune: _check_tune, compress: _check_compress}
+
+
+def _check_compress(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str],
+                    host: Any) -> None:
+    """``deepseek compress``'s first checks (:func:`~deepseek_enterprise.compress.cli.compress_arguments`:
+    the options that go together, the budget, the recipes parsed); the compressors themselves
+    (their options, which load their code) and the checkpoint are checked when the job runs."""
+    from deepseek_enterprise.compress.cli import compress_arguments
+
+    compress_arguments(params["method"], params["max_drop"], params["recipes"], params["prefer"],
+                       params["recovery_steps"], params["settings"], params["latency_runs"])
 
 
 def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], host: Any) -> None:
