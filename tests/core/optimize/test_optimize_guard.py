@@ -105,7 +105,8 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4)).eval()
 
 
-LINE = (r"^optimizer: pass '{}' \(acme-passes 1\.0\) changed the model's own parameters, buffers or modules in place \({}\); "
+# the registration's label, as every component kind's blame line names it
+LINE = (r"^optimizer: pass '{}' \(acme-passes 1\.0, registered by test_optimize_guard\) changed the model's own parameters, buffers or modules in place \({}\); "
         r"nothing was optimized and the model you passed is no longer the one you loaded: reload it before using "
         r"it, and leave the pass out \(passes=\[\.\.\.\] without it\) or fix it")
 

@@ -73,21 +73,21 @@ def fingerprint(model: nn.Module) -> dict[str, tuple[Any, ...]]:
 class ModelGuard:
     """Refuses, in one line, once a pass has changed the model it was made for."""
 
-    def __init__(self, model: nn.Module, origin: Callable[[Any], str]) -> None:
+    def __init__(self, model: nn.Module, label: Callable[[Any], str]) -> None:
         self.model = model
-        self.origin = origin
+        self.label = label
         self.before = fingerprint(model)
 
     def check(self, graph_pass: Any) -> None:
-        """A :class:`PluginError` naming ``graph_pass`` (and its distribution, by ``origin``)
-        unless the model's parameters and buffers are as they were."""
+        """A :class:`PluginError` naming ``graph_pass`` by ``label`` (its registration's label:
+        :func:`~deepseek.graph.spec.pass_label`) unless the model's parameters and buffers are as they were."""
         after = fingerprint(self.model)
         changed = [n for n in {**self.before, **after} if self.before.get(n) != after.get(n)]
         if not changed:
             return
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
         raise PluginError(
-            f"optimizer: pass {graph_pass.name!r} ({self.origin(graph_pass)}) changed the model's own parameters, "
+            f"optimizer: {self.label(graph_pass)} changed the model's own parameters, "
             f"buffers or modules in place ({changed[0]}{more}); nothing was optimized and the model you passed is no longer "
             "the one you loaded: reload it before using it, and leave the pass out (passes=[...] without it) "
             "or fix it to rewrite the graph without writing to the model's tensors"

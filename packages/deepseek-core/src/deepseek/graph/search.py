@@ -35,7 +35,7 @@ from deepseek.graph.capture import CaptureError, capture
 from deepseek.graph.guard import ModelGuard
 from deepseek.graph.passes import FP32_TOLERANCE, GraphPass, PassReport
 from deepseek.graph.plan import STATS, OptimizerWarning, Plan, Stage
-from deepseek.graph.spec import Spec, pass_origin
+from deepseek.graph.spec import Spec, pass_label
 from deepseek.graph.verify import (
     Verifier,
     call_ms,
@@ -89,7 +89,7 @@ def build(model: nn.Module, inputs: tuple[Any, ...], spec: Spec) -> tuple[Callab
                 f"optimize(): {type(model).__name__}(*example_inputs) raised {describe_error(exc)}; pass the "
                 "positional inputs its forward takes (a tensor or a tuple of them); a forward that takes "
                 "keyword inputs (model(**batch)) cannot be optimized (docs/graph-passes.md)") from exc
-    verifier = Verifier(inputs, reference, ModelGuard(model, lambda gp: pass_origin(gp, spec.host)))
+    verifier = Verifier(inputs, reference, ModelGuard(model, lambda gp: pass_label(gp, spec.host)))
     plan = Plan(signature=repr(signature_of(inputs)), precision=spec.precision, tolerance=_base_tolerance(spec, reference, model))
     key = directory = None
     if spec.cacheable:

@@ -54,19 +54,22 @@ def resolve_pass(spec: str | GraphPass, host: Any = None) -> GraphPass:
     return obj
 
 
-def pass_origin(graph_pass: GraphPass, host: Any = None) -> str:
-    """``<distribution> <version>`` that registered ``graph_pass``'s class on ``host`` (default: the
-    process's), else where its class lives (a pass given as an instance)."""
+def pass_label(graph_pass: GraphPass, host: Any = None) -> str:
+    """How a message names ``graph_pass``: the label of the registration of its class on ``host``
+    (default: the process's), ``pass 'acme.fold' (deepseek-acme 0.1.0, registered by
+    deepseek_acme.plugin)``, as every other component kind is named; a pass given as an instance of
+    a class registered nowhere there, by where its class lives (``pass 'acme.fold' (class
+    my_module.Fold)``)."""
     from deepseek.plugins.host import get_host
 
     for comp in (host or get_host()).components("pass"):
         if comp.name == graph_pass.name:
             try:
                 if comp.load() is type(graph_pass):
-                    return f"{comp.dist} {comp.version}"
+                    return comp.label
             except Exception:  # noqa: BLE001, S112 - another component of that name; keep looking
                 continue
-    return f"class {type(graph_pass).__module__}.{type(graph_pass).__qualname__}"
+    return f"pass {graph_pass.name!r} (class {type(graph_pass).__module__}.{type(graph_pass).__qualname__})"
 
 
 @dataclass
