@@ -52,6 +52,21 @@ def printed(out: str) -> list[Any]:
     return values
 
 
+def eval_json(run: Path) -> dict[str, Any]:
+    """``deepseek eval --checkpoint RUN --json``'s object."""
+    import contextlib
+    import io
+    import json
+
+    from deepseek.cli.main import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        main(["eval", "--checkpoint", str(run), "--json", "--device", "cpu"])
+    assert done.value.code == 0
+    return json.loads(out.getvalue())
+
+
 def test_every_block_is_marked_and_known() -> None:
     text = PAGE.read_text()
     assert len(re.findall(r"^ *```python", text, re.M)) == len(blocks()) == 7
@@ -88,7 +103,8 @@ def test_the_trainer_section(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     space = run_blocks(["trainer-resume", "trainer-plugin", "trainer-commands", "export"], monkeypatch, tmp_path)
     out = capsys.readouterr().out
-    evaluations, fitted, tested, hf_files = [v for v in printed(out) if isinstance(v, (list, dict))]
+    evaluations, fitted, tested, run_values, mlp_values, hf_files = [
+        v for v in printed(out) if isinstance(v, (list, dict))]
     predicted, labels = (ast.literal_eval(part) for part in re.findall(r"^(\[.*\]) (\[.*\])$", out, re.M)[0])
     assert [step for step, _ in evaluations] == [0, 10, 20, 30, 40]
     assert space["resumed"].losses == space["straight"].losses[20:] and len(space["straight"].losses) == 40
@@ -96,6 +112,11 @@ def test_the_trainer_section(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     assert len(predicted) == 5 and sum(p == t for p, t in zip(predicted, labels, strict=True)) >= 4
     assert "complete at step 40" in out                                       # RunComplete's step
     assert "val_loss " in out and "(step 40, model tiny)" in out               # deepseek eval's line
+    # deepseek.evaluate(checkpoint=): the command's values (its --json), and the run's own last evaluation
+    assert set(run_values) == {"val_loss", "val_perplexity", "val_bits_per_byte"}
+    assert run_values == {k: v for k, v in eval_json(tmp_path / "runs" / "straight").items() if k.startswith("val_")}
+    assert run_values["val_loss"] == pytest.approx(space["straight"].val_metrics["val_loss"], rel=1e-6)
+    assert mlp_values == pytest.approx(fitted, rel=1e-6)
     assert "torch.Size([3, 20, 256]) [{'shape': [2, 16], 'dtype': 'torch.int64'}]" in out   # deepseek.export's
     assert space["path"] == Path("runs/straight/model.pt2") and (tmp_path / space["path"]).is_file()   # as given
     assert hf_files == ["config.json", "model.safetensors"] and space["hf"] == Path("runs/straight-hf")

@@ -334,30 +334,25 @@ def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...
     """Validation loss (and perplexity, for tokens) of a trained, exported or imported model on
     its validation data: a run's own [data], the config.toml beside exported weights, or
     --config / --set; and how many batches, samples and tokens it was measured on."""
+    from deepseek.arguments import command_line
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.training.inference import evaluate_validation, load_placed, placed_run
-    from deepseek.training.weights_source import DataChoice, read_source
+    from deepseek.training.run_eval import evaluate_run
+    from deepseek.training.weights_source import DataChoice
 
     use_default_cpu_threads()
-    host = command_host()
-    source = read_source(checkpoint)  # read once: the origin printed is the one evaluated
-    origin = source.origin
-    model, config, _, placer = load_placed(source, device, strategy=strategy, need_data=True, host=host,
-                                           command="eval", dtype=dtype, data=DataChoice(config_file, overrides))
-    with placed_run(placer):
-        done = evaluate_validation(model, config, batches, host)
-    if placer is not None and not placer.is_global_zero:
+    with command_line():  # messages name --config, --set (deepseek.evaluate names its keywords)
+        run = evaluate_run(checkpoint, device=device, batches=batches, host=command_host(),
+                           data=DataChoice(config_file, overrides), strategy=strategy, dtype=dtype)
+    if not run.is_global_zero:
         return
+    done, origin = run.evaluated, run.origin
     if as_json:
         click.echo(json.dumps({"checkpoint": checkpoint, "weights": origin.kind, "step": origin.step,
                                "batches": done.batches, "samples": done.samples, "tokens": done.tokens,
                                **done.values}))
         return
     shown = ", ".join(f"{k} {v:.4f}" for k, v in done.values.items())
-    click.echo(f"{shown} ({origin.describe()}, model {config.model.name})")
-    from deepseek.training.evaluation import eval_batch_count
-
-    asked = eval_batch_count(config, batches)
+    click.echo(f"{shown} ({origin.describe()}, model {run.model_name})")
     tokens = f", {done.tokens:,} tokens" if done.tokens is not None else ""
-    short = f" (of {asked} asked: the validation data holds no more)" if done.batches < asked else ""
+    short = f" (of {run.asked} asked: the validation data holds no more)" if done.batches < run.asked else ""
     click.echo(f"{done.batches} batch{'es' if done.batches != 1 else ''}{short}, {done.samples:,} samples{tokens}")

@@ -1,5 +1,7 @@
 """``deepseek.evaluate``: a script's model scored on held-out torch data in one process, as its
-run's evaluations score it (:func:`deepseek.training.script.fit` trains it)."""
+run's evaluations score it (:func:`deepseek.training.script.fit` trains it); or, given only a
+``checkpoint``, a registered model's run scored on its own validation data, as ``deepseek eval``
+scores it (:func:`deepseek.training.run_eval.evaluate_run`, the command's implementation)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from deepseek.training.script import DEFAULT_BATCH_SIZE, SCRIPT_NAME
 if TYPE_CHECKING:
     from torch import nn
 
+    from deepseek.plugins.host import PluginHost
+
 
 def evaluate(
-    model: nn.Module,
-    data: Any,
+    model: nn.Module | None = None,
+    data: Any = None,
     *,
     checkpoint: str | Path | None = None,
     batch_size: int | None = None,
@@ -25,6 +29,7 @@ def evaluate(
     names: Sequence[str] | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     device: str = "cpu",
+    host: PluginHost | None = None,
 ) -> dict[str, float]:
     """Mean ``val_loss`` and ``val_<metric>`` of ``model`` over ``data`` (a torch dataset of
     held-out samples, read in order, in batches of ``batch_size`` and a last one with the rest,
@@ -34,7 +39,13 @@ def evaluate(
     any strategy's layout). ``batch_size`` and ``batches`` default to the checkpoint's run's
     ``data.batch_size`` and ``data.eval_batches``, so the numbers are its run's evaluation of the
     same ``data``; without a checkpoint (or from a weights file) to 32 and every batch
-    (``batches`` of a run without validation, ``data.eval_batches = 0``: every batch)."""
+    (``batches`` of a run without validation, ``data.eval_batches = 0``: every batch).
+
+    Without ``model`` and ``data``: the model of ``checkpoint`` (a run of a registered model, a
+    checkpoint folder or exported weights), built from its config on ``host`` (default: the
+    process's plugin host), scored on that config's validation data (at most ``batches``, default
+    its ``data.eval_batches``, 8 where that is 0): the values ``deepseek eval --checkpoint``
+    prints, ``val_perplexity`` and ``val_bits_per_byte`` included where the data has them."""
     from torch import nn
 
     from deepseek.data.torch_data import TorchData
@@ -42,12 +53,21 @@ def evaluate(
     from deepseek.training.checkpoint import load_into_model, read_trainer_state, resolve_checkpoint
     from deepseek.training.evaluation import evaluate_in_process
 
+    if model is None and data is None:
+        return _run_values(checkpoint, batches, device, host, batch_size=batch_size, names=names,
+                           collate_fn=collate_fn)
+    if model is None or data is None:
+        missing, given = ("model", "data") if model is None else ("data", "model")
+        raise UsageError(f"{missing}: missing; pass both model and data (your model scored on your held-out data), "
+                         f"or neither with checkpoint= (a run's model on its own validation data), not {given} alone")
+    if host is not None:
+        raise UsageError("host: applies to evaluate(checkpoint=...) without model and data (the plugin host a run's "
+                         "registered model is built on); leave it out when you pass the model")
     if not isinstance(model, nn.Module):
         raise UsageError(f"model: expected the torch.nn.Module to score (an instance: model=Net()), got "
                          f"{type(model).__name__}")
     for name, value in (("batch_size", batch_size), ("batches", batches)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise UsageError(f"{name}: must be a positive integer, got {value!r}")
+        _check_count(value, name)
     where = api_args.device(device, "device")
     if checkpoint is not None:
         path = api_args.path(checkpoint, "checkpoint")
@@ -71,3 +91,28 @@ def evaluate(
 
     items = item_weights(model, f"model {type(model).__name__}")
     return evaluate_in_process(model, val, device=where, model_name=SCRIPT_NAME, weights=batch_weights(val, items))
+
+
+def _run_values(checkpoint: Any, batches: Any, device: Any, host: Any, **script_only: Any) -> dict[str, float]:
+    """:func:`evaluate` of ``checkpoint``'s own model on its own validation data, its arguments
+    checked first (one ``UsageError`` naming the keyword)."""
+    from deepseek.training.run_eval import evaluate_run
+    from deepseek.training.weights_source import DataChoice
+
+    if checkpoint is None:
+        raise UsageError("checkpoint: missing; pass checkpoint= a run folder to score its model on its own validation "
+                         "data, or model and data to score your model on your data")
+    for name, value in script_only.items():
+        if value is not None:
+            raise UsageError(f"{name}: applies to evaluate(model, data, ...) only; a run's own validation data is read "
+                             "as the run read it (its data.batch_size): leave it out, or pass model and data")
+    _check_count(batches, "batches")
+    path, where = api_args.path(checkpoint, "checkpoint"), api_args.device(device, "device")
+    other = DataChoice(other_data="deepseek.evaluate(model, data, checkpoint=...) (your model on your torch data)")
+    run = evaluate_run(path, device=where, batches=batches, host=api_args.host(host), data=other)
+    return dict(run.evaluated.values)
+
+
+def _check_count(value: Any, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise UsageError(f"{name}: must be a positive integer, got {value!r}")

@@ -49,6 +49,9 @@ class DataChoice:
 
     config_file: str | None = None
     overrides: tuple[str, ...] = ()
+    other_data: str = "--config FILE or --set data.KEY=VALUE"
+    """How the caller's user evaluates on other data, named when the weights' own ``[data]`` does
+    not load (from Python, ``deepseek.evaluate(model, data, checkpoint=...)``)."""
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
         if named:
             raise ConfigError(f"{named}: {exc}") from exc
         raise CheckpointError(f"{source.config_where} (the checkpoint's [data]): {exc}; evaluate on other data with "
-                              "--config FILE or --set data.KEY=VALUE") from exc
+                              f"{choice.other_data}") from exc
     if file is not None and file_config is not None:
         _check_model(file_config.get("model"), data, weights, str(file), host)
     return config
