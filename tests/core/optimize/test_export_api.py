@@ -7,6 +7,7 @@ function: a script had to run ``main(["export", ...])`` and catch ``SystemExit``
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 import deepseek
 from deepseek.cli.main import cli, main
+from deepseek.config.ineffective import IneffectiveSettingWarning
 from deepseek.config.load import config_from_dict
 from deepseek.errors import UsageError
 from deepseek.graph.export import load_exported, read_metadata
@@ -73,14 +75,42 @@ def test_static_export_fixes_the_given_shape(run: Path, tmp_path: Path) -> None:
         program(torch.randint(0, 256, (2, 8)))
 
 
+NO_TOKENIZER = ("tokenizer: none written; the vocabulary is raw UTF-8 bytes (ids 0..255), so encode text as "
+                "list(text.encode('utf-8')) and decode ids with bytes(ids).decode('utf-8', 'replace')")
+
+
 def test_hf_folder_is_the_commands_folder(run: Path, tmp_path: Path) -> None:
-    path = deepseek.export(run, tmp_path / "hf", format="hf", dtype="bf16")
-    cli_export("--checkpoint", str(run), "--format", "hf", "--dtype", "bf16", "--out", str(tmp_path / "cli-hf"))
+    with pytest.warns(UserWarning) as said:   # the command's note on the tokenizer, from Python a warning
+        path = deepseek.export(run, tmp_path / "hf", format="hf", dtype="bf16")
+    assert [str(w.message) for w in said] == [NO_TOKENIZER] and said[0].filename == __file__   # the caller's line
+    result = cli_export("--checkpoint", str(run), "--format", "hf", "--dtype", "bf16", "--out",
+                        str(tmp_path / "cli-hf"))
+    assert result.output.splitlines()[1:] == [NO_TOKENIZER]                # the command prints it as it did
     names = sorted(f.name for f in path.iterdir())
     assert names == ["config.json", "model.safetensors"]                  # byte tokens: no tokenizer
     assert names == sorted(f.name for f in (tmp_path / "cli-hf").iterdir())
     for name in names:
         assert (path / name).read_bytes() == (tmp_path / "cli-hf" / name).read_bytes(), name
+
+
+def test_a_batch_of_one_traced_at_two_is_warned_from_python_and_printed_by_the_command(
+        run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The note the command prints was dropped from Python; now one Note is made, which
+    deepseek.export warns (IneffectiveSettingWarning: the 1 has no effect on the file) and the
+    command prints as before, not as a warning."""
+    with pytest.warns(IneffectiveSettingWarning) as said:
+        deepseek.export(run, tmp_path / "b1.pt2", batch=1, seq=1)
+    assert [str(w.message) for w in said] == [
+        "batch=1 and seq=1 traced as 2 (torch.export fixes a dimension traced at 1); the file takes any batch and "
+        "seq from 1 (static=True fixes the shape instead)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IneffectiveSettingWarning)
+        deepseek.export(run, tmp_path / "b2.pt2", batch=2)                # nothing raised: nothing to say
+        deepseek.export(run, tmp_path / "s1.pt2", batch=1, seq=1, static=True)
+    code, err = command("--checkpoint", str(run), "--out", str(tmp_path / "c1.pt2"), "--batch", "1", "--seq", "1",
+                        capsys=capsys)
+    assert code == 0 and err == ("note: --batch 1 and --seq 1 traced as 2 (torch.export fixes a dimension traced "
+                                 "at 1); the file takes any batch and seq from 1 (--static fixes the shape instead)\n")
 
 
 @pytest.mark.skipif(not ONNX, reason="needs onnx, onnxscript and onnxruntime (the ecosystem session has them)")

@@ -132,10 +132,10 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int | None, seq: i
                    f"{created_note(done.created)}; load it with "
                    f"transformers.GPT2LMHeadModel.from_pretrained({str(done.path)!r})")
         for note in done.notes:
-            click.echo(note)
+            click.echo(note.text)
         return
     for note in done.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {note.text}", err=True)
     size = done.path.stat().st_size / 2**20
     click.echo(f"wrote {done.path} ({fmt}, {size:.1f} MiB){created_note(done.created)}; load it with "
                "deepseek.graph.export.load_exported")

@@ -15,7 +15,9 @@ _DEFAULT = Config()
 class IneffectiveSettingWarning(UserWarning):
     """A valid setting that does nothing useful in this run (the whole run is warm-up, a
     checkpoint interval past the last step...); the message names the fields, what happens and
-    the fix. The trainer warns once per run, on rank 0 (:func:`ineffective_settings`)."""
+    the fix. The trainer warns once per run, on rank 0 (:func:`ineffective_settings`);
+    ``deepseek.export`` warns a ``batch`` or ``seq`` of 1 that a dynamic export traces at 2
+    (:class:`deepseek.graph.export_trained.Note`)."""
 
 
 def ineffective_settings(config: Config, *, device_type: str, compute_dtype: str) -> list[str]:

@@ -33,6 +33,15 @@ DEFAULT_SEQ = 16
 
 
 @dataclass(frozen=True)
+class Note:
+    """A line for the reader of an export, made once: ``deepseek export`` prints it as it always
+    did; :func:`export` warns it as ``category`` (``None``: a report line, printed only)."""
+
+    text: str
+    category: type[Warning] | None
+
+
+@dataclass(frozen=True)
 class Exported:
     """What :func:`export_trained` wrote: the file (or ``hf`` folder), the parent folders it
     created for it, and notes for the reader (a traced dimension raised to 2, the tokenizer)."""
@@ -40,7 +49,7 @@ class Exported:
     path: Path
     format: str
     created: list[Path]
-    notes: list[str]
+    notes: list[Note]
 
 
 def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
@@ -60,6 +69,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
 
     if fmt == "onnx":
         check_onnx_packages()
+    from deepseek.config.ineffective import IneffectiveSettingWarning
     from deepseek.models.protocol import model_capabilities
     from deepseek.paths import check_output, folders_made
     from deepseek.training.inference import load_trained
@@ -75,15 +85,16 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
     model, config, _ = load_trained(source, "cpu", host=host)
     info = {"name": config.model.name, **dataclasses.asdict(config.model.options)}
     metadata = {"model": info, "checkpoint": os.fspath(checkpoint)}
-    serving, notes = "serving" in model_capabilities(model), []
+    serving, notes = "serving" in model_capabilities(model), list[Note]()
     rows = DEFAULT_BATCH if batch is None else batch
     if not static:  # torch.export specializes dims of size 0/1: trace dynamic dims at >= 2
         raised = [given(f"--{name}", name, value) for name, value in (("batch", rows), ("seq", seq))
                   if value < 2 and (name == "batch" or not serving)]  # a serving model has no seq
         if raised:
             dims = "batch" if serving else "batch and seq"
-            notes.append(f"{' and '.join(raised)} traced as 2 (torch.export fixes a dimension traced at 1); the file "
-                         f"takes any {dims} from 1 ({spelled('--static', 'static=True')} fixes the shape instead)")
+            notes.append(Note(f"{' and '.join(raised)} traced as 2 (torch.export fixes a dimension traced at 1); the "
+                              f"file takes any {dims} from 1 ({spelled('--static', 'static=True')} fixes the shape "
+                              "instead)", IneffectiveSettingWarning))
         rows, seq = max(rows, 2), max(seq, 2)
     if serving:  # a model over a batch of inputs: traced on its run's data
         from deepseek.graph.serving import export_serving
@@ -189,7 +200,12 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     the run, or its ``hf/`` folder); ``batch``/``seq`` the example's shape (dynamic unless
     ``static``); ``dtype`` the ``hf`` weights' dtype; ``host`` the plugin host the model resolves
     on (default: the process's). Returns the path written. Bad input is one ``UsageError`` (or
-    ``CheckpointError``) line, with nothing written."""
+    ``CheckpointError``) line, with nothing written. The notes the command prints are warnings
+    here (:class:`Note`): a ``batch`` or ``seq`` of 1 traced at 2 an
+    :class:`~deepseek.config.ineffective.IneffectiveSettingWarning`, an ``hf`` folder without a
+    tokenizer a ``UserWarning``."""
+    import warnings
+
     from deepseek import api_args
 
     checkpoint = api_args.path(checkpoint, "checkpoint")
@@ -200,4 +216,8 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     static = api_args.flag(static, "static")
     dtype = None if dtype is None else _choice(dtype, "dtype", HF_DTYPES)
     host = api_args.host(host)
-    return export_trained(checkpoint, out, fmt=fmt, batch=batch, seq=seq, static=static, dtype=dtype, host=host).path
+    done = export_trained(checkpoint, out, fmt=fmt, batch=batch, seq=seq, static=static, dtype=dtype, host=host)
+    for note in done.notes:
+        if note.category is not None:
+            warnings.warn(note.text, note.category, stacklevel=2)
+    return done.path

@@ -26,6 +26,7 @@ from typing import Any
 from deepseek.arguments import spelled
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.errors import UsageError
+from deepseek.graph.export_trained import Note
 from deepseek.interop import gpt2
 from deepseek.parsing import loads_json
 from deepseek.paths import check_output, make_folders, usual_mode
@@ -138,9 +139,10 @@ def default_export_folder(checkpoint: Path) -> Path:
 
 
 def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
-              where: str = "--out") -> tuple[list[Path], list[str]]:
+              where: str = "--out") -> tuple[list[Path], list[Note]]:
     """Write ``checkpoint``'s GPT as a ``GPT2LMHeadModel`` folder ``out``; returns the parent
-    folders it created and notes. ``where`` names ``out`` in messages (``--out``, or ``out`` from
+    folders it created and notes (:class:`~deepseek.graph.export_trained.Note`: about the
+    tokenizer). ``where`` names ``out`` in messages (``--out``, or ``out`` from
     Python)."""
     import torch  # noqa: F401 - load_trained needs it anyway
 
@@ -174,12 +176,13 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
             (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
 
     created = write_folder(out, missing, fill, where)
-    if tok_path is not None:
-        notes = [f"tokenizer: copied {tok_path} with a tokenizer_config.json; load it with "
-                 f"transformers.AutoTokenizer.from_pretrained({str(out)!r})"]
-    else:
-        notes = ["tokenizer: none written; the vocabulary is raw UTF-8 bytes (ids 0..255), so encode text as "
-                 "list(text.encode('utf-8')) and decode ids with bytes(ids).decode('utf-8', 'replace')"]
+    if tok_path is not None:  # a report line: the folder holds what a Hugging Face user expects
+        notes = [Note(f"tokenizer: copied {tok_path} with a tokenizer_config.json; load it with "
+                      f"transformers.AutoTokenizer.from_pretrained({str(out)!r})", None)]
+    else:  # a warning from Python: the folder lacks the tokenizer a Hugging Face user expects
+        notes = [Note("tokenizer: none written; the vocabulary is raw UTF-8 bytes (ids 0..255), so encode text as "
+                      "list(text.encode('utf-8')) and decode ids with bytes(ids).decode('utf-8', 'replace')",
+                      UserWarning)]
     return created, notes
 
 
