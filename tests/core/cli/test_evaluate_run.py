@@ -40,9 +40,16 @@ def test_batches_caps_the_validation_batches_as_the_commands_option(trained_run:
 
 def test_a_checkpoint_folder_and_exported_weights_evaluate_too(trained_run: Path, core_host: PluginHost,
                                                                tmp_path: Path) -> None:
-    step = trained_run / "checkpoints" / "step-1"
-    assert deepseek.evaluate(checkpoint=step, host=core_host) == deepseek.evaluate(checkpoint=trained_run,
-                                                                                 host=core_host)
+    from deepseek.training.checkpoint import export_weights
+
+    run = deepseek.evaluate(checkpoint=trained_run, host=core_host)
+    assert deepseek.evaluate(checkpoint=trained_run / "checkpoints" / "step-1", host=core_host) == run
+    folder = tmp_path / "weights"   # exported weights with the run's config beside them (its [data])
+    folder.mkdir()
+    export_weights(trained_run, folder / "model.safetensors")
+    shutil.copyfile(trained_run / "config.toml", folder / "config.toml")
+    assert deepseek.evaluate(checkpoint=folder / "model.safetensors", host=core_host) == run
+    assert command_values(folder / "model.safetensors", core_host) == run
 
 
 @pytest.mark.parametrize(("kwargs", "line"), [
