@@ -5,7 +5,7 @@ docs/multimodal.md section 2): created from its defaults with ``deepseek.create_
 keeps the output contract (``EncoderOutput``, features ``(B, T, output_dim)`` floating and finite,
 padding mask ``(B, T)`` bool) with zero rows at padding; its features at real positions do not
 change when the inputs at padded positions do (encoders that take no mask skip this check);
-gradients reach its parameters.
+gradients reach every one of its parameters.
 Core registers ``text.transformer``, so the module runs in every environment (deepseek-enterprise
 adds ``vision.swin`` and ``audio.conv_transformer``)."""
 
@@ -105,5 +105,11 @@ def test_encoder_trains(comp) -> None:  # noqa: ANN001
     out = enc(inputs, mask)
     keep = (~out.padding_mask).unsqueeze(-1).to(out.features.dtype)
     (out.features * keep).square().mean().backward()
-    grads = [p.grad for p in enc.parameters() if p.requires_grad]
-    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+    grads = {name: p.grad for name, p in enc.named_parameters() if p.requires_grad}
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
+    # A parameter outside the features' graph never trains, and data-parallel training refuses it
+    # (DDP's find_unused_parameters) only once a launched job reaches its first step.
+    unused = [name for name, g in grads.items() if g is None]
+    assert not unused, (
+        f"parameters {unused} get no gradient from the features of example_inputs(); use every parameter "
+        "in forward or do not create it (docs/multimodal.md section 2)")

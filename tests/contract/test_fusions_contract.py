@@ -3,7 +3,7 @@ deepseek-enterprise): a :class:`~deepseek_enterprise.fusion.Fusion` subclass who
 extend ``FusionBaseOptions`` and build with their defaults; for any mix of present and missing
 modalities per sample, finite fused logits ``(B, num_classes)``, per-modality logits and pooled
 embeddings ``(B, d_model)``; a missing modality's features change nothing for the samples lacking
-it; gradients reach the fusion's parameters. Skipped where no edition adds the kind."""
+it; gradients reach every one of the fusion's parameters. Skipped where no edition adds the kind."""
 
 from __future__ import annotations
 
@@ -85,7 +85,20 @@ def test_fusion_trains(comp) -> None:  # noqa: ANN001
     fusion = _build(comp).train()
     gen = torch.Generator().manual_seed(1)
     out = fusion(_features(gen), _present())
-    torch.nn.functional.cross_entropy(out.logits, torch.arange(len(PATTERNS)) % CLASSES).backward()
-    grads = [p.grad for p in fusion.parameters() if p.requires_grad]
-    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
-    assert all(torch.isfinite(g).all() for g in grads if g is not None)
+    # Every output the model trains on: the fused logits, each modality's own logits (the auxiliary
+    # losses) and the pooled embeddings (the contrastive loss).
+    target = torch.arange(len(PATTERNS)) % CLASSES
+    loss = torch.nn.functional.cross_entropy(out.logits, target)
+    loss = loss + sum(torch.nn.functional.cross_entropy(out.modality_logits[m], target) for m in DIMS)
+    loss = loss + sum(out.pooled[m].square().mean() for m in DIMS)
+    loss.backward()
+    grads = {name: p.grad for name, p in fusion.named_parameters() if p.requires_grad}
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
+    assert all(torch.isfinite(g).all() for g in grads.values() if g is not None)
+    # A parameter outside the graph of every output never trains, and data-parallel training
+    # refuses it (DDP's find_unused_parameters) only once a launched job reaches its first step.
+    unused = [name for name, g in grads.items() if g is None]
+    assert not unused, (
+        f"parameters {unused} get no gradient from any output with every modality of the model present "
+        "(fused logits, modality_logits, pooled); use every parameter in forward or do not create it "
+        "(docs/multimodal.md section 3)")
