@@ -5,15 +5,18 @@ its config and evaluated like any run."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 from _compresshelpers import deepseek_cli, train_tiny
+from _hosts import enterprise_host, registering
 from test_quantize import MULTIMODAL
 
 from deepseek.config.load import config_from_dict
 from deepseek.errors import UsageError
+from deepseek.models.encoder import Encoder, EncoderOutput
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.training.build import build_dataset, build_model
@@ -165,3 +168,58 @@ def test_optimize_refuses_a_model_that_takes_no_token_ids(mm_run: Path) -> None:
     assert line.startswith("error: optimize: model 'multimodal.classifier' takes forward(") and (
         "not one tensor of token ids" in line and "deepseek.optimize(model, example_inputs" in line), line
     assert "**inputs)" in line and "not keyword ones such as a batch dict" in line, line
+
+
+@dataclass(frozen=True)
+class GRUOptions:
+    bidirectional: bool = True
+
+
+class GRUFrames(Encoder):
+    """A third-party audio encoder: a GRU over the packed frames, then a residual MLP it declares."""
+
+    Options = GRUOptions
+
+    def __init__(self, options: GRUOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.gru = torch.nn.GRU(13, 16, batch_first=True, bidirectional=options.bidirectional)
+        self.proj = torch.nn.Linear(32 if options.bidirectional else 16, 16)
+        self.fc1, self.fc2 = torch.nn.Linear(16, 32), torch.nn.Linear(32, 16)
+        self.output_dim = 16
+
+    def forward(self, frames, padding_mask=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        mask = torch.zeros(frames.shape[:2], dtype=torch.bool) if padding_mask is None else padding_mask
+        lengths = (~mask).sum(1).clamp(min=1).cpu()  # packed: padding never reaches the real frames
+        packed = self.gru(pack_padded_sequence(frames, lengths, batch_first=True, enforce_sorted=False))[0]
+        h = self.proj(pad_packed_sequence(packed, batch_first=True, total_length=frames.shape[1])[0])
+        h = h + self.fc2(torch.relu(self.fc1(h)))
+        return EncoderOutput(h * (~mask).unsqueeze(-1), mask)
+
+    def mlp_pairs(self):  # type: ignore[no-untyped-def]  # noqa: ANN201
+        return [(self.fc1, self.fc2)]
+
+    def narrowed_options(self, table, keep, multiple_of):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        return table, [int(32 * keep)]
+
+    def example_inputs(self, batch_size: int = 2):  # type: ignore[no-untyped-def]  # noqa: ANN201
+        return torch.randn(batch_size, 6, 13), None
+
+
+def test_an_encoder_torch_pruning_cannot_trace_is_one_line_naming_its_table() -> None:
+    """A bidirectional GRU over packed frames in a plugin's encoder: Torch-Pruning's trace of the whole model raised
+    TypeError, reported as 'compressor prune.mlp (deepseek-enterprise): compress raised TypeError
+    ...; a bug in the plugin', exit code 1. Each declaring encoder is now traced alone, on its own
+    example_inputs(): the one the library cannot follow is named, a usage error (exit code 2)."""
+    host = enterprise_host((registering("deepseek_register_encoders", {"audio.gru_frames": GRUFrames}), "deepseek-grus"))
+    config = config_from_dict({**MULTIMODAL, "model": {**MULTIMODAL["model"], "audio_encoder": "audio.gru_frames",
+                                                        "audio": {}}}, host=host)
+    model = build_model(config, host=host).eval()
+    batch = next(build_dataset(config, host))
+    prune = create_compressor(host, "prune.mlp", {"ratio": 0.5, "multiple_of": 1}, where="--set")
+    with pytest.raises(UsageError, match=r"^--method prune\.mlp: Torch-Pruning could not trace the encoder of "
+                                         r"\[model\.audio\] \(test_prune_mlp\.GRUFrames\): TypeError: .*; it prunes "
+                                         r"encoders built of layers it follows \(not a bidirectional nn\.GRU"):
+        prune.compress(model, config, [batch])

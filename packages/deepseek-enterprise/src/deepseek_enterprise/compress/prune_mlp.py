@@ -8,8 +8,11 @@ options state the narrower widths (``mlp_ratio`` for ``vision.swin``, ``d_ff`` f
 ``audio.conv_transformer`` and ``text.transformer``), so the result is the same architecture with
 smaller dense MLPs that the enterprise edition builds and loads like any other run: no masks.
 
-Torch-Pruning (``torch_pruning.DependencyGraph``) traces the whole model once on a calibration
-batch and gives, for each expanding layer, the group of everything coupled to its output
+Torch-Pruning (``torch_pruning.DependencyGraph``) traces each encoder that declares MLP pairs on
+its own ``example_inputs()`` (an MLP's hidden channels do not leave its encoder, so the rest of the
+model, a plugin's fusion method for one, is never traced; an encoder built of a layer Torch-Pruning
+cannot follow, such as a bidirectional ``nn.GRU``, is refused in one line naming its ``[model]``
+table) and gives, for each expanding layer, the group of everything coupled to its output
 channels (the activation, the contracting layer's input channels); its group importance scores the
 channels (``magnitude``: the L2 norm over the group's weights; ``taylor``: ``|w * dL/dw|`` over the
 group, gradients accumulated over the calibration batches) and the lowest are removed from the
@@ -47,6 +50,37 @@ def _encoders(model: Any) -> dict[str, Any]:
     from deepseek.models.declared import encoder_modules
 
     return encoder_modules(model)
+
+
+def _trace(name: str, encoder: Any, device: Any) -> Any:
+    """Torch-Pruning's dependency graph of one encoder, traced on its ``example_inputs()``; a
+    :class:`UsageError` naming the encoder's table when the library cannot follow its layers."""
+    import torch
+    import torch_pruning as tp
+
+    given = encoder.example_inputs(2)
+    if given is None:
+        raise UsageError(f"--method prune.mlp: the encoder of [model.{name}] ({type(encoder).__name__}) declares "
+                         "mlp_pairs() but gives no example_inputs() to trace them on; give one (docs/multimodal.md "
+                         "section 2)")
+    inputs, mask = given
+    example = (inputs.to(device), None if mask is None else mask.to(device))
+    with warnings.catch_warnings():
+        # Torch-Pruning lists parameters outside Linear/Conv/Norm layers (Swin's relative
+        # position tables, learned positions); no MLP group contains them.
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        try:
+            with torch.enable_grad():
+                return tp.DependencyGraph().build_dependency(
+                    encoder, example_inputs=example, forward_fn=lambda enc, xs: enc(*xs).features.sum())
+        except (torch.OutOfMemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the library's tracing, not the encoder's code, failed
+            raise UsageError(
+                f"--method prune.mlp: Torch-Pruning could not trace the encoder of [model.{name}] "
+                f"({type(encoder).__module__}.{type(encoder).__name__}): {type(exc).__name__}: {exc}; it prunes "
+                "encoders built of layers it follows (not a bidirectional nn.GRU or nn.LSTM, for one): use another "
+                "method, or an encoder that declares no mlp_pairs()") from exc
 
 
 def _loss(model: Any, batch: Any) -> Any:
@@ -88,11 +122,7 @@ class PruneMLP(Compressor):
         pruned = copy.deepcopy(model).eval()
         device = next(pruned.parameters()).device
         batches = [_to(b, device) for b in calibration]
-        with warnings.catch_warnings():
-            # Torch-Pruning lists parameters outside Linear/Conv/Norm layers (Swin's relative
-            # position tables, the fusion's embeddings); no MLP group contains them.
-            warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-            graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=batches[0], forward_fn=_loss)
+        graphs = {name: _trace(name, enc, device) for name, enc in _encoders(pruned).items() if enc.mlp_pairs()}
         if o.score == "taylor":
             importance: Any = tp.importance.GroupTaylorImportance()
             pruned.zero_grad()
@@ -102,10 +132,9 @@ class PruneMLP(Compressor):
             importance = tp.importance.GroupMagnitudeImportance(p=2)
         table = dict(config.to_dict()["model"])
         removed: dict[str, list[int]] = {}
-        for name, enc in _encoders(pruned).items():
+        for name, graph in graphs.items():
+            enc = _encoders(pruned)[name]
             pairs = list(enc.mlp_pairs())
-            if not pairs:
-                continue
             table[name], kept = enc.narrowed_options(dict(table.get(name) or {}), 1.0 - o.ratio, o.multiple_of)
             removed[name] = []
             for (expand, _), width in zip(pairs, kept, strict=True):
