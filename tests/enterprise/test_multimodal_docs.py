@@ -58,7 +58,7 @@ def registrations(plugin_source: str) -> dict[str, str]:
 
 def test_the_page_marks_a_consistent_plugin() -> None:
     blocks = doc_blocks()
-    assert set(blocks) == {"pyproject", "fusion-config", *MODULES}, sorted(blocks)
+    assert set(blocks) == {"pyproject", "fusion-config", "fusion-helpers", *MODULES}, sorted(blocks)
     assert [blocks[m][0] for m in MODULES] == ["python"] * 3
     assert blocks["pyproject"][0] == blocks["fusion-config"][0] == "toml"
     project = tomllib.loads(blocks["pyproject"][1])["project"]
@@ -237,3 +237,12 @@ def test_the_page_plugin_trains_a_multimodal_classifier(tmp_path: Path) -> None:
     assert facts["unchanged"] == [], f"parameters that did not train: {facts['unchanged']}"
     assert 0.0 <= facts["val_accuracy"] <= 1.0
     assert (tmp_path / "run" / "confusion.json").is_file() and (tmp_path / "run" / "splits.json").is_file()
+
+
+def test_the_pages_fusion_helpers_example_runs() -> None:
+    """Section 3 named ``present_mean(values, present)`` as a helper of "the module" without saying
+    which module, nor that both arguments are mappings by modality: a plugin written from the page
+    called it as a method with lists. The example on the page runs as written."""
+    language, code = doc_blocks()["fusion-helpers"]
+    assert language == "python"
+    exec(compile(code, "docs/multimodal.md:fusion-helpers", "exec"), {})  # noqa: S102
