@@ -200,3 +200,26 @@ def test_a_refused_export_removes_the_folders_it_made(tmp_path: Path) -> None:
         (tmp_path / "a" / "note.txt").write_text("mine")
         export_serving(Returns(lambda y: (y, y)).eval(), rows(4, 0), target, name="acme.bad")
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["note.txt"]
+
+
+class Branching(Tabular):
+    """A prediction that branches on the data: code torch.export cannot trace."""
+
+    def serving_forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        logits = self.logits(inputs["features"])
+        return logits if bool(logits.sum() > 0) else -logits
+
+
+def test_code_torch_export_cannot_trace_is_one_line_naming_where(tmp_path: Path) -> None:
+    """It was 'internal error: <torch.export's exception>' (exit code 1, no word of where): a
+    plugin encoder over packed sequences inside multimodal.classifier, or this branch. The line
+    names the model, the error and the innermost frame of the model's own code; nothing is written."""
+    from deepseek.errors import DeepseekError
+
+    with pytest.raises(DeepseekError) as info:
+        export_serving(Branching().eval(), rows(4, 0), tmp_path / "branch.pt2", name="acme.branch")
+    line = str(info.value)
+    assert line.startswith("export: model 'acme.branch': torch.export could not trace its serving_forward: ")
+    assert f"(in {__file__}, line " in line and "(serving_forward)); everything serving_forward calls" in line
+    assert "\n" not in line and not isinstance(info.value, UsageError)
+    assert not (tmp_path / "branch.pt2").exists() and list(tmp_path.iterdir()) == []

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from deepseek.arguments import spelled
-from deepseek.errors import UsageError
+from deepseek.errors import DeepseekError, UsageError
 
 MAX_ROWS = 4096
 """The most rows an exported program takes (its dynamic batch dimension's bound)."""
@@ -124,7 +124,7 @@ def export_serving(
         "dynamic": None if static else "the first dimension of every input",
         **(metadata or {}),
     }
-    with _rows_kept_free(name, n):
+    with _traceable(name), _rows_kept_free(name, n):
         if dynamic is not None and fmt == "onnx":  # the ONNX exporter would fix the rows without a word
             with torch.no_grad():
                 torch.export.export(module, (inputs,), dynamic_shapes=dynamic)
@@ -145,3 +145,36 @@ def _rows_kept_free(name: str, rows: int) -> Iterator[None]:
         raise UsageError(f"export: model {name!r}'s serving_forward fixes the number of rows to the example's "
                          f"{rows}, so its rows cannot stay dynamic; let it take any rows (no shape of {rows} "
                          f"rows written in), or {spelled('export --static', 'export with static=True')}") from None
+
+
+@contextmanager
+def _traceable(name: str) -> Iterator[None]:
+    """What torch.export raises while it traces ``serving_forward`` (code it cannot follow, such
+    as a plugin encoder's packed sequences), as one line naming where in the model's code it
+    happened; deepseek's own errors and running out of memory pass as they are."""
+    try:
+        yield
+    except (DeepseekError, torch.OutOfMemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch.export's many error types, or the model's own under tracing
+        where = _model_frame(exc)
+        raise DeepseekError(
+            f"export: model {name!r}: torch.export could not trace its serving_forward: {type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}{f' (in {where})' if where else ''}; everything serving_forward "
+            "calls, a plugin's encoders and fusion method included, must be code torch.export can trace "
+            f"(docs/interop.md, 'Deployment files'); "
+            f"{spelled('--debug shows the traceback', 'its __cause__ holds the traceback')}") from exc
+
+
+def _model_frame(exc: BaseException) -> str:
+    """``module, line N (function)`` of the innermost frame of ``exc``'s traceback outside torch
+    and the standard library: the model's (or a plugin's) code that made the call that failed."""
+    import sysconfig
+    import traceback
+
+    skipped = (os.path.dirname(torch.__file__), sysconfig.get_paths()["stdlib"])
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skipped)]
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"{last.filename}, line {last.lineno} ({last.name})"
