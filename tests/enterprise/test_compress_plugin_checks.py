@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,25 @@ class BareModule(Compressor):
         return copy.deepcopy(model)  # forgot Compressed(...)
 
 
+class InPlace(Compressor):
+    """Prunes the model it was given, then returns a copy: the original the search compares
+    against and starts every later recipe from is gone."""
+
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(p.abs() > p.abs().mean())
+        return Compressed(copy.deepcopy(model), config.to_dict()["model"])
+
+
+class Swaps(Compressor):
+    """Replaces a parameter of the model it was given (no in-place write: a new tensor)."""
+
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        model.blocks[0].mlp.fc.weight = nn.Parameter(model.blocks[0].mlp.fc.weight.detach().half().float())
+        return Compressed(copy.deepcopy(model), config.to_dict()["model"])
+
+
 class NotACompressor:
     Options = Same.Options
 
@@ -68,7 +88,7 @@ class Gate(nn.Module):
 
 
 COMPRESSORS = {"same": Same, "raises": Raises, "unknownkey": UnknownKey, "othershape": OtherShape,
-               "notcomp": NotACompressor, "bare": BareModule}
+               "notcomp": NotACompressor, "bare": BareModule, "inplace": InPlace, "swaps": Swaps}
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +133,29 @@ def test_a_broken_step_is_one_line_naming_compressor_and_distribution(host: Plug
     with pytest.raises(PluginError, match=HEAD.format(kind) + words) as info:
         run_step(host, compressor, model, config, StepContext())
     assert not isinstance(info.value, UsageError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("kind", "first"), [("inplace", "wte.weight"), ("swaps", "blocks.0.mlp.fc.weight")])
+def test_a_step_that_changes_the_model_it_was_given_is_one_line(host: PluginHost, kind: str, first: str) -> None:
+    """docs/compress.md says 'do not modify it in place', but nothing checked it: a --max-drop
+    search compared every later recipe with, and started it from, the damaged original."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.build import build_model
+    from deepseek_enterprise.compress.search import parse_budget, parse_recipe, search
+
+    config = config_from_dict(CONFIG, host=host)
+    model = build_model(config, host=host).eval()  # its own: this test's compressors damage it
+    compressor = create_compressor(host, f"acme.{kind}", {}, where="--set")
+    with pytest.raises(PluginError, match=HEAD.format(kind) + rf"compress changed the model it was given in place "
+                                          rf"\({re.escape(first)}( and \d+ more)?\), which the later recipes of a "
+                                          r"--max-drop search start from; nothing was written; a bug in the plugin: "
+                                          r"work on a copy \(copy\.deepcopy\(model\)\)"):
+        run_step(host, compressor, model, config, StepContext())
+    fresh = build_model(config, host=host).eval()
+    best, tried = search(host, parse_budget("1%"), [parse_recipe(f"acme.{kind}"), parse_recipe("acme.same")], fresh,
+                         config, [], {"val_loss": 2.0, "weights_bytes": 10}, lambda m, c: {"val_loss": 2.0, "weights_bytes": 10})
+    assert tried[0].verdict.startswith(f"failed: compressor acme.{kind} (acme-compressors 1.0): compress changed")
+    assert best is tried[1]
 
 
 def test_a_working_step_gives_its_result_and_config(host: PluginHost, tiny) -> None:  # noqa: ANN001

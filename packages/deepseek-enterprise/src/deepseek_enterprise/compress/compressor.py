@@ -156,16 +156,26 @@ def check_applies(compressor: Compressor, model: Any, config: Any) -> None:
 def run_step(host: Any, compressor: Compressor, model: Any, config: Any, context: StepContext) -> tuple[Compressed, Any]:
     """``(result, its config)`` of ``compressor.apply``, held to the contract before anything is
     written: it returns a :class:`Compressed` whose ``[model]`` table is a valid config that
-    rebuilds the returned model (built on the meta device: every state-dict key with its shape).
-    A broken result, or an exception (other than a one-line error) from the compressor, is a
+    rebuilds the returned model (built on the meta device: every state-dict key with its shape),
+    and the model it was given is left as it was (no tensor written in place or replaced). A broken
+    result, or an exception (other than a one-line error) from the compressor, is a
     one-line :class:`PluginError` naming the compressor and its distribution."""
     from torch import nn
 
     from deepseek.config.load import config_from_dict
     from deepseek_enterprise.plugin_calls import blamed_on
 
+    given = _fingerprint(model)
     with blamed_on(compressor.label, "compress"):
         result = compressor.apply(model, config, context)
+    after = _fingerprint(model)
+    changed = [name for name in {**given, **after} if given.get(name) != after.get(name)]
+    if changed:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise PluginError(f"{compressor.label}: compress changed the model it was given in place ({changed[0]}{more}), "
+                          "which the later recipes of a --max-drop search start from; "
+                          "nothing was written; a bug in the plugin: work on a copy (copy.deepcopy(model)) "
+                          "(docs/compress.md, 'Writing a compressor')")
     if not isinstance(result, Compressed) or not isinstance(result.model, nn.Module):
         got = type(result.model).__name__ + " model" if isinstance(result, Compressed) else type(result).__name__
         raise PluginError(f"{compressor.label}: compress returned a {got}, not a Compressed with a torch.nn.Module; "
@@ -182,6 +192,13 @@ def run_step(host: Any, compressor: Compressor, model: Any, config: Any, context
         raise PluginError(f"{compressor.label}: the [model] table it returned builds another model than the one it "
                           f"returned ({problem}); {REBUILD_FIX}")
     return result, new_config
+
+
+def _fingerprint(model: Any) -> dict[str, tuple[int, int, tuple[int, ...]]]:
+    """Each parameter's and buffer's identity, in-place version counter (``_version`` counts every
+    in-place write: ``mul_``, ``copy_``, an optimizer step) and shape: reading them copies nothing,
+    and a tensor written in place, or replaced, shows a new mark."""
+    return {name: (id(t), t._version, tuple(t.shape)) for name, t in model.state_dict(keep_vars=True).items()}
 
 
 REBUILD_FIX = ("nothing was written; a bug in the plugin: Compressed.model_table must rebuild Compressed.model exactly "
