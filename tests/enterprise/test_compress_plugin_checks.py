@@ -224,3 +224,18 @@ def test_the_command_refuses_a_broken_table_and_writes_nothing(host: PluginHost,
     assert err.startswith(f"error: {host.resolve('compressor', 'acme.othershape').label}: the [model] table it "
                           "returned builds another model"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_holding_an_inference_tensor_compresses(host: PluginHost) -> None:
+    """The in-place check reads version counters, which tensors made under torch.inference_mode
+    lack (reading one raises RuntimeError): such a tensor is checked by identity and shape."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.build import build_model
+
+    config = config_from_dict(CONFIG, host=host)
+    model = build_model(config, host=host).eval()
+    with torch.inference_mode():
+        model.register_buffer("table", torch.zeros(3), persistent=True)
+    compressor = create_compressor(host, "acme.same", {}, where="--set")
+    with pytest.raises(PluginError, match=r"the \[model\] table it returned builds another model"):  # 'table' is extra
+        run_step(host, compressor, model, config, StepContext())

@@ -197,8 +197,10 @@ def run_step(host: Any, compressor: Compressor, model: Any, config: Any, context
 def _fingerprint(model: Any) -> dict[str, tuple[int, int, tuple[int, ...]]]:
     """Each parameter's and buffer's identity, in-place version counter (``_version`` counts every
     in-place write: ``mul_``, ``copy_``, an optimizer step) and shape: reading them copies nothing,
-    and a tensor written in place, or replaced, shows a new mark."""
-    return {name: (id(t), t._version, tuple(t.shape)) for name, t in model.state_dict(keep_vars=True).items()}
+    and a tensor written in place, or replaced, shows a new mark. An inference tensor (made under
+    ``torch.inference_mode``) keeps no counter: its identity and shape are checked."""
+    return {name: (id(t), -1 if t.is_inference() else t._version, tuple(t.shape))
+            for name, t in model.state_dict(keep_vars=True).items()}
 
 
 REBUILD_FIX = ("nothing was written; a bug in the plugin: Compressed.model_table must rebuild Compressed.model exactly "
