@@ -289,15 +289,16 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             # samples that differ in what they have it depends on how a batch is split
             # (docs/multimodal.md, "Metrics").
             result[f"accuracy_{m}"] = ((logits.argmax(-1) == own) & mask).float().sum() / count
-            if self.options.aux_loss_weight:
-                # Summed over the samples that have the modality (and a label), divided by all
-                # the batch's rows: a mean over rows (a row without the modality adds 0), which
-                # the trainer may combine over micro-batches and ranks by their rows (docs/plugins.md
-                # section 10). The same as the mean over those samples when every row has it.
-                per = F.cross_entropy(logits, own.clamp_min(0), reduction="none")
-                aux.append((per * mask.float()).sum() / (count if dropping else label.shape[0]))
-        if aux:
-            loss = loss + self.options.aux_loss_weight * torch.stack(aux).mean()
+            # Summed over the samples that have the modality (and a label), divided by all the
+            # batch's rows: a mean over rows (a row without the modality adds 0), which the trainer
+            # may combine over micro-batches and ranks by their rows (docs/plugins.md section 10).
+            # The same as the mean over those samples when every row has it.
+            per = F.cross_entropy(logits, own.clamp_min(0), reduction="none")
+            aux.append((per * mask.float()).sum() / (count if dropping else label.shape[0]))
+        # At aux_loss_weight = 0 the term stays in the graph at weight 0: the loss is the same
+        # number, and the modality classifiers that only modality_logits reach still get a (zero)
+        # gradient, which DDP needs of every parameter (find_unused_parameters off by default).
+        loss = loss + self.options.aux_loss_weight * torch.stack(aux).mean()
         if self.options.contrastive_weight and len(self.modalities) > 1:
             loss = loss + self.options.contrastive_weight * contrastive_loss(
                 out.pooled, avail, self.modalities, self.options.temperature)
