@@ -120,7 +120,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, host: PluginHost) -> Path:
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"model": Net}, "model: expected the torch.nn.Module to score (an instance: model=Net()), got type"),
-    ({"model": None}, "model: expected the torch.nn.Module to score"),
+    ({"model": None}, "model: missing; pass both model and data"),  # model=None is the run's own (checkpoint= alone)
     ({"device": "cuda:7"}, "device: 'cuda:7'"),  # no such device here: not torch's driver error
     ({"device": "gpu"}, "device: 'gpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda', 'cuda:N'"),
     ({"device": None}, "device: expected a device name such as 'cpu' or 'cuda:0', got None"),
