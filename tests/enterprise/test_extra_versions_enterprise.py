@@ -21,11 +21,9 @@ pytestmark = pytest.mark.skipif(not extras.declared("deepseek-enterprise"),
 
 @pytest.fixture(autouse=True)
 def fresh_verdicts() -> Iterator[None]:
-    extras.declared.cache_clear()
-    extras._problem.cache_clear()
+    extras.forget()
     yield
-    extras.declared.cache_clear()
-    extras._problem.cache_clear()
+    extras.forget()
 
 
 def fake(folder: Path, monkeypatch: pytest.MonkeyPatch, dist: str, version: str) -> None:

@@ -25,11 +25,9 @@ PYPROJECT = Path(__file__).resolve().parents[3] / "packages" / "deepseek-core" /
 @pytest.fixture(autouse=True)
 def fresh_verdicts() -> Iterator[None]:
     """Verdicts are kept per process: each test reaches its own."""
-    extras.declared.cache_clear()
-    extras._problem.cache_clear()
+    extras.forget()
     yield
-    extras.declared.cache_clear()
-    extras._problem.cache_clear()
+    extras.forget()
 
 
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dist: str, version: str, *, module: str = "") -> None:

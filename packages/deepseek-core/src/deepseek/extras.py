@@ -88,6 +88,14 @@ def check_extra(extra: str, *, where: str, edition: str = CORE_DIST, error: type
             check_version(dep.name, where=where, edition=edition, error=error)
 
 
+def forget() -> None:
+    """Drop the declared ranges and verdicts kept for this process (they are read once: the
+    installed distributions do not change under a running command), so the next check reads the
+    metadata again; for a process that installs or removes a distribution meanwhile (tests)."""
+    declared.cache_clear()
+    _problem.cache_clear()
+
+
 @functools.cache
 def _problem(package: str, edition: str) -> str | None:
     from packaging.utils import canonicalize_name
