@@ -38,6 +38,21 @@ def test_batches_caps_the_validation_batches_as_the_commands_option(trained_run:
     assert three != deepseek.evaluate(checkpoint=trained_run, host=core_host)   # data.eval_batches = 1 by default
 
 
+def test_dtype_is_the_commands_dtype(trained_run: Path, core_host: PluginHost) -> None:
+    from deepseek.cli.train_cmd import DTYPE_OPTION
+    from deepseek.training.inference import WEIGHT_DTYPES
+
+    bf16 = deepseek.evaluate(checkpoint=trained_run, dtype="bf16", host=core_host)
+    assert bf16 == command_values(trained_run, core_host, "--dtype", "bf16")
+    assert bf16 != deepseek.evaluate(checkpoint=trained_run, host=core_host)   # the weights in bf16: other values
+    assert deepseek.evaluate(checkpoint=trained_run, dtype="fp32", host=core_host) == command_values(trained_run,
+                                                                                                     core_host)
+
+    @DTYPE_OPTION
+    def options(dtype: str) -> None: ...
+    assert tuple(options.__click_params__[0].type.choices) == tuple(WEIGHT_DTYPES)   # the same accepted values
+
+
 def test_a_checkpoint_folder_and_exported_weights_evaluate_too(trained_run: Path, core_host: PluginHost,
                                                                tmp_path: Path) -> None:
     from deepseek.training.checkpoint import export_weights
@@ -63,6 +78,11 @@ def test_a_checkpoint_folder_and_exported_weights_evaluate_too(trained_run: Path
     ({"checkpoint": 3}, "checkpoint: expected a path (a str or pathlib.Path), got 3 (int)"),
     ({"checkpoint": "RUN", "device": 0}, "device: expected a device name such as 'cpu' or 'cuda:0', got 0 (int)"),
     ({"checkpoint": "RUN", "host": "core"}, "host: expected a deepseek.plugins.host.PluginHost or None, got 'core'"),
+    ({"checkpoint": "RUN", "dtype": "float16"}, "dtype: expected one of 'fp32', 'bf16', 'fp16', got 'float16'"),
+    ({"checkpoint": "RUN", "dtype": torch.bfloat16}, "dtype: expected one of 'fp32', 'bf16', 'fp16', got "
+     "torch.bfloat16"),
+    ({"model": torch.nn.Linear(2, 2), "data": [1, 2], "dtype": "bf16"}, "dtype: applies to evaluate(checkpoint=...) "
+     "without model and data"),
     ({"model": torch.nn.Linear(2, 2)}, "data: missing; pass both model and data (your model scored on your held-out "
      "data), or neither with checkpoint= (a run's model on its own validation data), not model alone"),
     ({"data": [1, 2]}, "model: missing; pass both model and data"),

@@ -120,6 +120,13 @@ def flag(value: Any, name: str) -> bool:
     raise UsageError(f"{name}: expected True or False, got {_shown(value)} ({type(value).__name__})")
 
 
+def choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value``, one of the strings ``choices`` (an option's ``click.Choice``, from Python)."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise UsageError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {_shown(value)}")
+
+
 def path(value: Any, name: str) -> Path:
     """``value`` as a :class:`~pathlib.Path`: a ``str`` (not empty) or an ``os.PathLike``."""
     if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):

@@ -185,12 +185,6 @@ def example_batch(config: Any, host: Any, rows: int, *, static: bool, rows_given
     return head_rows(first, min(rows, held))
 
 
-def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if isinstance(value, str) and value in choices:
-        return value
-    raise UsageError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r:.60}")
-
-
 def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, format: str = "pt2",  # noqa: A002
            batch: int | None = None, seq: int = DEFAULT_SEQ, static: bool = False, dtype: str | None = None,
            host: PluginHost | None = None) -> Path:
@@ -210,11 +204,11 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | Non
 
     checkpoint = api_args.path(checkpoint, "checkpoint")
     out = None if out is None else api_args.path(out, "out")
-    fmt = _choice(format, "format", FORMATS)
+    fmt = api_args.choice(format, "format", FORMATS)
     batch = None if batch is None else api_args.whole(batch, "batch", minimum=1)
     seq = api_args.whole(seq, "seq", minimum=1)
     static = api_args.flag(static, "static")
-    dtype = None if dtype is None else _choice(dtype, "dtype", HF_DTYPES)
+    dtype = None if dtype is None else api_args.choice(dtype, "dtype", HF_DTYPES)
     host = api_args.host(host)
     done = export_trained(checkpoint, out, fmt=fmt, batch=batch, seq=seq, static=static, dtype=dtype, host=host)
     for note in done.notes:

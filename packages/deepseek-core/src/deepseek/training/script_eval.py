@@ -30,6 +30,7 @@ def evaluate(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     device: str = "cpu",
     host: PluginHost | None = None,
+    dtype: str | None = None,
 ) -> dict[str, float]:
     """Mean ``val_loss`` and ``val_<metric>`` of ``model`` over ``data`` (a torch dataset of
     held-out samples, read in order, in batches of ``batch_size`` and a last one with the rest,
@@ -45,7 +46,8 @@ def evaluate(
     checkpoint folder or exported weights), built from its config on ``host`` (default: the
     process's plugin host), scored on that config's validation data (at most ``batches``, default
     its ``data.eval_batches``, 8 where that is 0): the values ``deepseek eval --checkpoint``
-    prints, ``val_perplexity`` and ``val_bits_per_byte`` included where the data has them."""
+    prints, ``val_perplexity`` and ``val_bits_per_byte`` included where the data has them;
+    ``dtype`` the weights' dtype as ``--dtype`` takes it (``fp32``, the default, ``bf16``, ``fp16``)."""
     from torch import nn
 
     from deepseek.data.torch_data import TorchData
@@ -54,7 +56,7 @@ def evaluate(
     from deepseek.training.evaluation import evaluate_in_process
 
     if model is None and data is None:
-        return _run_values(checkpoint, batches, device, host, batch_size=batch_size, names=names,
+        return _run_values(checkpoint, batches, device, host, dtype, batch_size=batch_size, names=names,
                            collate_fn=collate_fn)
     if model is None or data is None:
         missing, given = ("model", "data") if model is None else ("data", "model")
@@ -63,6 +65,9 @@ def evaluate(
     if host is not None:
         raise UsageError("host: applies to evaluate(checkpoint=...) without model and data (the plugin host a run's "
                          "registered model is built on); leave it out when you pass the model")
+    if dtype is not None:
+        raise UsageError("dtype: applies to evaluate(checkpoint=...) without model and data (the dtype the run's model "
+                         "is built in); your model is scored in the dtype it has: leave it out, or cast the model")
     if not isinstance(model, nn.Module):
         raise UsageError(f"model: expected the torch.nn.Module to score (an instance: model=Net()), got "
                          f"{type(model).__name__}")
@@ -93,9 +98,11 @@ def evaluate(
     return evaluate_in_process(model, val, device=where, model_name=SCRIPT_NAME, weights=batch_weights(val, items))
 
 
-def _run_values(checkpoint: Any, batches: Any, device: Any, host: Any, **script_only: Any) -> dict[str, float]:
+def _run_values(checkpoint: Any, batches: Any, device: Any, host: Any, dtype: Any,
+                **script_only: Any) -> dict[str, float]:
     """:func:`evaluate` of ``checkpoint``'s own model on its own validation data, its arguments
     checked first (one ``UsageError`` naming the keyword)."""
+    from deepseek.training.inference import WEIGHT_DTYPES
     from deepseek.training.run_eval import evaluate_run
     from deepseek.training.weights_source import DataChoice
 
@@ -108,8 +115,10 @@ def _run_values(checkpoint: Any, batches: Any, device: Any, host: Any, **script_
                              "as the run read it (its data.batch_size): leave it out, or pass model and data")
     _check_count(batches, "batches")
     path, where = api_args.path(checkpoint, "checkpoint"), api_args.device(device, "device")
+    cast = "fp32" if dtype is None else api_args.choice(dtype, "dtype", tuple(WEIGHT_DTYPES))
     other = DataChoice(other_data="deepseek.evaluate(model, data, checkpoint=...) (your model on your torch data)")
-    run = evaluate_run(path, device=where, batches=batches, host=api_args.host(host), data=other)
+    run = evaluate_run(path, device=where, batches=batches, host=api_args.host(host), data=other,
+                       dtype=cast)
     return dict(run.evaluated.values)
 
 
