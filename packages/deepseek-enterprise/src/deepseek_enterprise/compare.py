@@ -120,9 +120,12 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import eval_batch_count
     from deepseek.training.inference import load_trained
+    from deepseek.training.weights_source import DataChoice
 
-    model_a, config_a, state_a = load_trained(run_a, device, need_data=True, host=host)
-    model_b, config_b, state_b = load_trained(run_b, device, need_data=data is None, host=host)
+    # the runs' own data is read (and must load) only without --data; else --data's is compared on
+    own = DataChoice(other_data="--data CONFIG.toml") if data is None else None
+    model_a, config_a, state_a = load_trained(run_a, device, host=host, data=own)
+    model_b, config_b, state_b = load_trained(run_b, device, host=host, data=own)
     source = load_config(data, host=host) if data is not None else config_a
     n = eval_batch_count(source, batches)  # 8 for data whose eval_batches is 0 (a run without validation)
     dataset = build_dataset(source, host)

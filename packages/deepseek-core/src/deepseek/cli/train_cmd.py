@@ -314,6 +314,10 @@ STRATEGY_OPTION = click.option(
          "blocks); the strategy picks the device. Default: one process.")
 
 
+EVAL_OTHER_DATA = "--config FILE or --set data.KEY=VALUE"
+"""What ``deepseek eval`` takes for data other than the weights' own (named when that no longer loads)."""
+
+
 @click.command("eval")
 @click.option("--checkpoint", "checkpoint", required=True, type=PATH, metavar="PATH",
               help="Run folder, checkpoint folder, exported .safetensors, or a folder written by import-hf.")
@@ -342,7 +346,7 @@ def evaluate(checkpoint: str, config_file: str | None, overrides: tuple[str, ...
     use_default_cpu_threads()
     with command_line():  # messages name --config, --set (deepseek.evaluate names its keywords)
         run = evaluate_run(checkpoint, device=device, batches=batches, host=command_host(),
-                           data=DataChoice(config_file, overrides), strategy=strategy, dtype=dtype)
+                           data=DataChoice(config_file, overrides, EVAL_OTHER_DATA), strategy=strategy, dtype=dtype)
     if not run.is_global_zero:
         return
     done, origin = run.evaluated, run.origin

@@ -49,9 +49,11 @@ class DataChoice:
 
     config_file: str | None = None
     overrides: tuple[str, ...] = ()
-    other_data: str = "--config FILE or --set data.KEY=VALUE"
+    other_data: str | None = None
     """How the caller's user evaluates on other data, named when the weights' own ``[data]`` does
-    not load (from Python, ``deepseek.evaluate(model, data, checkpoint=...)``)."""
+    not load: what that caller takes (``deepseek eval``'s ``--config FILE or --set data.KEY=VALUE``,
+    ``deepseek.evaluate(model, data, checkpoint=...)`` from Python); ``None`` for a command that
+    takes no other data (``export``, ``compress``): the line then says to restore the run's."""
 
 
 @dataclass(frozen=True)
@@ -264,8 +266,9 @@ def with_data(source: Source, weights: Config, choice: DataChoice | None, host: 
     except ConfigError as exc:
         if named:
             raise ConfigError(f"{named}: {exc}") from exc
-        raise CheckpointError(f"{source.config_where} (the checkpoint's [data]): {exc}; evaluate on other data with "
-                              f"{choice.other_data}") from exc
+        fix = ("the run's own data is read: restore it (its files at their recorded paths)" if choice.other_data
+               is None else f"evaluate on other data with {choice.other_data}")
+        raise CheckpointError(f"{source.config_where} (the checkpoint's [data]): {exc}; {fix}") from exc
     if file is not None and file_config is not None:
         _check_model(file_config.get("model"), data, weights, str(file), host)
     return config
