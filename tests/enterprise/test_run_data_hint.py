@@ -1,8 +1,8 @@
 """A run whose saved ``[data]`` no longer loads: each command's line names only what that command
 takes for other data. ``deepseek compare`` names its ``--data`` (and with ``--data`` the runs' own
-data is not read at all); ``deepseek compress``, which takes no other data, says to restore the
-run's. Before, every command named ``deepseek eval``'s ``--config FILE or --set data.KEY=VALUE``,
-and ``compress --set`` takes compressor options."""
+data is not read at all); ``deepseek compress``, ``export`` (a serving model) and ``multimodal
+eval``, which take no other data, say to restore the run's. Before, every command named ``deepseek
+eval``'s ``--config FILE or --set data.KEY=VALUE``, and ``compress --set`` takes compressor options."""
 
 from __future__ import annotations
 
@@ -64,12 +64,13 @@ def test_compare_names_its_data_option_which_then_works(work: Path, monkeypatch:
     assert json.loads(out[out.index("{"):])["data"] == "c.toml"
 
 
-def test_export_of_a_serving_model_says_to_restore_the_runs_data(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A serving model is traced on its run's first validation rows: its data must load."""
+def test_export_of_a_serving_model_and_multimodal_eval_say_to_restore_the_runs_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A serving model is traced on its run's first validation rows, and multimodal eval reads its
+    run's dataset: the run's data must load, and neither takes other data."""
     work = trained_then_damaged(tmp_path, monkeypatch, MULTIMODAL, "batch_size", "many")
-    err = refused(monkeypatch, work, "export", "--checkpoint", "run", "--out", "mm.pt2")
-    assert err == ("error: run/checkpoints/step-2/trainer.json (the checkpoint's [data]): data.batch_size: expected an "
-                   "integer, got 'many' (str); the run's own data is read: restore it (its files at their recorded "
-                   "paths)")
+    line = ("error: run/checkpoints/step-2/trainer.json (the checkpoint's [data]): data.batch_size: expected an "
+            "integer, got 'many' (str); the run's own data is read: restore it (its files at their recorded paths)")
+    assert refused(monkeypatch, work, "export", "--checkpoint", "run", "--out", "mm.pt2") == line
     assert not (work / "mm.pt2").exists()
+    assert refused(monkeypatch, work, "multimodal", "eval", "--checkpoint", "run", "--device", "cpu") == line
