@@ -69,6 +69,9 @@ def _trace(name: str, encoder: Any, device: Any) -> Any:
         # Torch-Pruning lists parameters outside Linear/Conv/Norm layers (Swin's relative
         # position tables, learned positions); no MLP group contains them.
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        # Its shape inference gives up on a graph it cannot follow with this warning (whatever
+        # verbose says); a trace that fails is the one line below, a trace that works needs none.
+        warnings.filterwarnings("ignore", message="Maximum recursive depth reached")
         try:
             with torch.enable_grad():
                 return tp.DependencyGraph().build_dependency(
