@@ -39,7 +39,9 @@ def retrieval_recall(pooled: Mapping[str, torch.Tensor], present: Mapping[str, t
     out = {}
     for a, b, za, zb in _pairs(pooled, present, modalities):
         sim = za @ zb.T
+        if not len(sim):  # no sample of the batch has both: 0 (argmax of an empty matrix raises)
+            out[f"recall_{a}_{b}"] = sim.new_zeros(())
+            continue
         target = torch.arange(sim.size(0), device=sim.device)
-        hits = ((sim.argmax(1) == target).float().mean() + (sim.argmax(0) == target).float().mean()) / 2
-        out[f"recall_{a}_{b}"] = hits if len(target) else sim.new_zeros(())
+        out[f"recall_{a}_{b}"] = ((sim.argmax(1) == target).float().mean() + (sim.argmax(0) == target).float().mean()) / 2
     return out
