@@ -43,10 +43,10 @@ class PoisonStep:
         self.after[step] = [p.detach().clone() for p in trainer.model.parameters()]
 
 
-def _fit(config: Any, run_dir: Path, poison: PoisonStep) -> Any:
+def _fit(config: Any, run_dir: Path, poison: PoisonStep, resume: Path | None = None) -> Any:
     host = PluginHost(PluginSettings(autoload=False))
     host.register_plugin(poison, dist="deepseek-poison")
-    return Trainer(config, run_dir=run_dir, host=host).fit()
+    return Trainer(config, run_dir=run_dir, host=host, resume=resume).fit()
 
 
 def test_stop_names_the_step_and_writes_no_checkpoint(tiny_config: Any, tmp_path: Path) -> None:
@@ -86,3 +86,21 @@ def test_skip_still_refuses_a_checkpoint_of_non_finite_weights(tiny_config: Any,
     with pytest.warns(RuntimeWarning, match="weights are not finite at step 2"):
         result = _fit(config, tmp_path / "run", PoisonStep(at=2, weights=True))
     assert result.checkpoint is None
+
+
+def test_a_non_finite_first_step_blames_the_data_or_model_not_the_learning_rate(
+        tiny_config: Any, tmp_path: Path) -> None:
+    # No update has run before step 1, so "lower train.lr" would send the user the wrong way.
+    with pytest.raises(TrainingDivergedError, match=r"^the loss is nan at step 1, the run's first step, before "
+                       r"any update: .*the data or the model's forward gives it .*not train\.lr") as caught:
+        _fit(tiny_config(train={"max_steps": 3}), tmp_path / "run", PoisonStep(at=1))
+    assert "lower train.lr" not in str(caught.value)
+
+
+def test_the_first_step_after_a_resume_is_the_runs_first_step_too(tiny_config: Any, tmp_path: Path) -> None:
+    _fit(tiny_config(train={"max_steps": 2}), tmp_path / "run", PoisonStep(at=99))
+    config = tiny_config(train={"max_steps": 4})
+    with pytest.raises(TrainingDivergedError, match=r"^the loss is nan at step 3, the run's first step"):
+        _fit(config, tmp_path / "run", PoisonStep(at=3), resume=tmp_path / "run")
+    with pytest.raises(TrainingDivergedError, match=r"^training diverged: the loss is nan at step 4 "):
+        _fit(config, tmp_path / "run", PoisonStep(at=4), resume=tmp_path / "run")

@@ -24,20 +24,34 @@ def nonfinite_step(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_steps(records: Iterable[Mapping[str, Any]], policy: str, lr_hint: float) -> None:
+def check_steps(records: Iterable[Mapping[str, Any]], policy: str, lr_hint: float,
+                first_step: int = 1) -> None:
     """Under ``policy == "stop"``, raise :class:`TrainingDivergedError` at the first non-finite
-    step of ``records`` (read from the device, oldest first)."""
+    step of ``records`` (read from the device, oldest first).
+
+    ``first_step`` is this run's first step (``1``, or one after the step it resumed from). Its
+    loss and gradient come from weights no update of this run has touched (the initial ones, or a
+    checkpoint's, which are finite), so the learning rate cannot be the cause: the message then
+    points at the data and the model instead."""
     if policy != "stop":
         return
     for record in records:
         what = nonfinite_step(record)
-        if what is not None:
-            value = record["loss"] if what == "loss" else record["grad_norm"]
+        if what is None:
+            continue
+        value = record["loss"] if what == "loss" else record["grad_norm"]
+        if record["step"] == first_step:
             raise TrainingDivergedError(
-                f"training diverged: the {what} is {value} at step {record['step']} (train.lr={lr_hint:g}); "
-                "lower train.lr or raise train.warmup_steps, or set train.on_nonfinite = 'skip' to drop "
-                "such steps; no checkpoint was written after it"
+                f"the {what} is {value} at step {record['step']}, the run's first step, before any "
+                "update: the weights it started from are finite, so the data or the model's forward "
+                "gives it (check the batch for NaN or infinite values and the loss for a division "
+                "by zero or a log of 0), not train.lr; no checkpoint was written after it"
             )
+        raise TrainingDivergedError(
+            f"training diverged: the {what} is {value} at step {record['step']} (train.lr={lr_hint:g}); "
+            "lower train.lr or raise train.warmup_steps, or set train.on_nonfinite = 'skip' to drop "
+            "such steps; no checkpoint was written after it"
+        )
 
 
 def refuse_nonfinite_checkpoint(step: int, policy: str) -> None:

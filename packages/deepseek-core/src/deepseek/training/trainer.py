@@ -335,7 +335,8 @@ class Trainer:
             self.metrics_out.write(record)
             self.tracking.log_metrics(record)
             progress.update(step, record, self._window.metric_names)
-        check_steps(records, self.config.train.on_nonfinite, self.config.train.lr)
+        check_steps(records, self.config.train.on_nonfinite, self.config.train.lr,
+                    (self._resumed_at or 0) + 1)
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
