@@ -163,30 +163,58 @@ def _launch_check(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("kind", list(REFUSED_TYPES))
-def test_an_optimizer_type_deepspeed_does_not_build_is_refused_before_any_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+def test_an_optimizer_type_deepspeed_does_not_build_is_refused_when_the_config_loads(
+    tmp_path: Path, kind: str
 ) -> None:
     """DeepSpeed 0.19.8 lower-cases only its own names; any other type must be a torch.optim
-    class spelled as torch does, which it then calls with the parameter groups."""
+    class spelled as torch does, which it then calls with the parameter groups. Refused by the
+    config loader (was: only by deepseek launch and each rank's set-up; config show, a train
+    in one process and the Python API took it)."""
     import importlib.util
 
     if kind.startswith("Mu") and importlib.util.find_spec("mup") is not None:
         pytest.skip("mup is installed here")
     path = _file(tmp_path, {"optimizer": {"type": kind, "params": {"lr": 1e-3}}})
     with pytest.raises(ConfigError) as info:
-        _launch_check(path, monkeypatch)
-    assert str(info.value) == REFUSED_TYPES[kind].format(path=str(Path(path).resolve()), kind=kind)
+        _config(path)
+    assert str(info.value) == REFUSED_TYPES[kind].format(path=path, kind=kind)
 
 
 @pytest.mark.parametrize("body", [{"params": {"lr": 1e-3}}, {"type": 3}, "AdamW"], ids=["no-type", "int", "string"])
-def test_an_optimizer_without_a_type_string_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       body: object) -> None:
+def test_an_optimizer_without_a_type_string_is_refused(tmp_path: Path, body: object) -> None:
     """Was "AssertionError: zero stage 2 requires an optimizer" (no type) or "AttributeError: 'int'
     object has no attribute 'lower'" on every rank."""
     path = _file(tmp_path, {"optimizer": body})
     with pytest.raises(ConfigError, match=r"^strategy\.config_path: .*ds\.json': optimizer is .{0,90}, which needs a "
                                           r"\"type\" string naming the optimizer DeepSpeed builds; give one"):
-        _launch_check(path, monkeypatch)
+        _config(path)
+
+
+def test_config_show_refuses_the_type_in_one_line(tmp_path: Path) -> None:
+    from _prohelpers import deepseek_cli
+
+    path = _file(tmp_path, {"optimizer": {"type": "sgd", "params": {"lr": 1e-3}}})
+    proc = deepseek_cli("config", "show", "--set", 'strategy.name="deepspeed"',
+                        "--set", f"strategy.config_path={json.dumps(path)}", timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == ["error: " + REFUSED_TYPES["sgd"].format(path=path, kind="sgd")]
+
+
+def test_a_file_changed_after_the_config_loaded_is_refused_before_any_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every read of the file checks its type: deepseek launch reads it again."""
+    path = _file(tmp_path, {"optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}})
+    config = _config(path)
+    _file(tmp_path, {"optimizer": {"type": "Foo", "params": {"lr": 1e-3}}})
+    import torch
+
+    from deepseek_pro.launch.checks import check_launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError) as info:
+        check_launch(config, 2, cuda_devices=0, nproc_per_node=2)
+    assert str(info.value) == REFUSED_TYPES["Foo"].format(path=path, kind="Foo")
 
 
 @pytest.mark.parametrize("kind", ["adamw", "ADAM", "adagrad", "muon", "SGD", "RMSprop", "NAdam", "Adafactor"])
@@ -205,13 +233,14 @@ def test_the_own_names_are_deepspeeds_and_the_type_rule_holds_on_cuda_devices_to
     from deepseek_pro.strategies.deepspeed_user import (
         OWN_OPTIMIZERS,
         TORCH_NOT_BUILT,
-        optimizer_problem,
+        run_problem,
+        type_problem,
     )
 
     assert sorted(OWN_OPTIMIZERS) == sorted(DEEPSPEED_OPTIMIZERS)
     assert all(isinstance(getattr(torch.optim, name), type) for name in TORCH_NOT_BUILT)
-    assert optimizer_problem({"optimizer": {"type": "Lamb"}}, "ds.json", "cuda") is None
-    assert optimizer_problem({"optimizer": {"type": "sgd"}}, "ds.json", "cuda") == REFUSED_TYPES["sgd"].format(
+    assert run_problem({"optimizer": {"type": "Lamb"}}, "ds.json", "cuda", torch.nn.Linear(2, 2)) is None
+    assert type_problem({"optimizer": {"type": "sgd"}}, "ds.json") == REFUSED_TYPES["sgd"].format(
         path="ds.json", kind="sgd")
 
 
@@ -250,3 +279,35 @@ def test_deepseek_launch_refuses_it_in_one_line(tmp_path: Path, kind: str) -> No
             else NO_MUP.format(path=path, kind=kind))
     assert proc.stderr.splitlines() == ["error: " + line]
     assert not (tmp_path / "run").exists()
+
+
+NO_SHAPES = ("strategy.config_path: {path!r}: optimizer.type 'MuAdamW' is DeepSpeed's MuAdamW from the mup package, "
+             "which needs mup.set_base_shapes on the model, and parameter {name!r} has no base shape (deepseek's own "
+             "models do not set them); call mup.set_base_shapes in the model's __init__, use \"Adam\", \"AdamW\" or "
+             "\"SGD\", or remove optimizer from the file and choose the run's [optimizer]")
+
+
+def test_a_mup_optimizer_needs_mups_base_shapes_on_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With mup installed (1.0.0), DeepSpeed builds MuAdamW and mup asserts on every rank that each
+    parameter has an ``infshape`` (was "internal error: AssertionError: A parameter with shape
+    torch.Size([256, 128]) does not have `infshape` attribute" on each rank); a model whose base
+    shapes are set passes (DeepSpeed 0.19.8 trains it, tried on its CPU accelerator)."""
+    mup = pytest.importorskip("mup")
+    import torch
+
+    from deepseek_pro.strategies.deepspeed_user import run_problem
+
+    path = _file(tmp_path, {"optimizer": {"type": "MuAdamW", "params": {"lr": 1e-3}}})
+    config = _config(path)  # mup is installed: the type is one DeepSpeed builds
+    with pytest.raises(ConfigError) as info:
+        _launch_check(path, monkeypatch)
+    assert str(info.value) == NO_SHAPES.format(path=path, name="wte.weight")
+
+    def net(width: int) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(8, width), torch.nn.ReLU(), mup.MuReadout(width, 2))
+
+    model = net(64)
+    assert run_problem({"optimizer": {"type": "MuAdamW"}}, path, "cpu", model) == NO_SHAPES.format(path=path, name="0.weight")
+    mup.set_base_shapes(model, net(16))
+    assert run_problem({"optimizer": {"type": "MuAdamW"}}, path, "cpu", model) is None
+    assert config.strategy.options.config_path == path

@@ -61,8 +61,8 @@ from deepseek_pro.strategies.deepspeed_config import (
 from deepseek_pro.strategies.deepspeed_units import chosen_gather_unit, gather_blocks_whole
 from deepseek_pro.strategies.deepspeed_user import (
     check_agreement,
-    optimizer_problem,
     read_user_config,
+    run_problem,
     user_ds_config,
 )
 from deepseek_pro.strategies.twin import materialize, meta_twin
@@ -132,9 +132,9 @@ class DeepSpeedStrategy(DistributedStrategy):
     @classmethod
     def check_launch(cls, config: Any, world_size: int, model: Any) -> None:
         """DeepCompile, fp16 and some of DeepSpeed's own optimizers (a ``config_path`` file's Lamb)
-        need the CUDA devices the launched processes would train on, and a file's ``optimizer.type``
-        must be one DeepSpeed builds (:func:`.optimizer_problem`; each rank checks again at
-        set-up, on its own device); ``gather_unit = "block"`` needs a model with blocks."""
+        need the CUDA devices the launched processes would train on, and a file's mup optimizer a
+        model with mup's base shapes (:func:`.run_problem`; each rank checks again at set-up, on its
+        own device and model); ``gather_unit = "block"`` needs a model with blocks."""
         o = config.strategy.options
         chosen_gather_unit(model, o)
         on_cpu = o.backend == "gloo" or not torch.cuda.is_available()
@@ -143,7 +143,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         if config.precision.dtype == "fp16" and on_cpu:
             raise UsageError(_FP16_ON_CPU)
         if o.config_path:
-            problem = optimizer_problem(read_user_config(o.config_path, 1), o.config_path, "cpu" if on_cpu else "cuda")
+            problem = run_problem(read_user_config(o.config_path, 1), o.config_path, "cpu" if on_cpu else "cuda", model)
             if problem:
                 raise ConfigError(problem)
 
@@ -158,12 +158,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         if self.precision.name == "fp16" and self.device.type != "cuda":
             self.teardown()
             raise UsageError(_FP16_ON_CPU)
-        o = self.options
-        problem = (optimizer_problem(read_user_config(o.config_path, 1), o.config_path, self.device.type)
-                   if o.config_path else None)
-        if problem:
-            self.teardown()
-            raise ConfigError(problem)
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
 
     def teardown(self) -> None:
@@ -195,6 +189,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         if o.config_path:
             self.ds_config = user_ds_config(o, world_size=self.world_size, precision=self.precision.name,
                                             group=optimizer.param_groups[0], grad_clip=settings.grad_clip)
+            problem = run_problem(self.ds_config, o.config_path, self.device.type, model)
+            if problem:  # as deepseek launch refused it; a worker started without it says so too
+                raise ConfigError(problem)
         else:
             params = None
             if o.optimizer == "deepspeed":

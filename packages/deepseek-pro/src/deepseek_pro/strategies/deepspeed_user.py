@@ -9,7 +9,12 @@ Where the file states a setting the run's config also states (the ZeRO stage, bf
 the two must agree, so that the run's resolved ``config.toml`` says what ran. A ``scheduler``
 is refused: deepseek's ``[lr_schedule]`` sets the learning rate every step. An ``optimizer.type``
 DeepSpeed would not build (an unknown name, one in the wrong case, a mup optimizer without mup)
-or cannot run on the CPU is refused, for a run there (:func:`optimizer_problem`).
+is refused whenever the file is read (:func:`type_problem`): when the config loads, so that every
+command and the Python API refuse it in the same line, and again by each later read (a file can
+change between the config's load and a worker's start). What needs the run's device and model, a
+type with no build for a device that is not a CUDA one or a mup optimizer over parameters without
+mup's base shapes, is refused before ``deepseek launch`` starts a worker and by each rank at set-up
+(:func:`run_problem`).
 
 Nothing here imports deepspeed, nor torch but to list torch.optim's classes.
 """
@@ -63,6 +68,9 @@ def read_user_config(path: str, world_size: int) -> dict[str, Any]:
                           "deepseek's [lr_schedule] (set every step); remove it from the file and choose the schedule "
                           "in [lr_schedule]")
     check_auto(cfg, path)
+    problem = type_problem(cfg, path)
+    if problem:
+        raise ConfigError(problem)
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         value = cfg.get(key, 1)
         cfg[key] = 1 if value == "auto" else value
@@ -125,7 +133,9 @@ does (DeepSpeed asserts ``getattr(torch.optim, type)`` and calls it with the par
 
 NEEDS_MUP = ("muadam", "muadamw", "musgd")
 """Own types DeepSpeed builds from the ``mup`` package: without it installed, its
-``_configure_basic_optimizer`` logs "Install mup" and fails with an UnboundLocalError."""
+``_configure_basic_optimizer`` logs "Install mup" and fails with an UnboundLocalError; with it
+(mup 1.0.0), mup's optimizer asserts that every parameter has the ``infshape`` that
+``mup.set_base_shapes`` gives it."""
 
 TORCH_NOT_BUILT: dict[str, str] = {
     "Optimizer": "torch's base class, which takes no learning rate",
@@ -155,12 +165,12 @@ def torch_optimizers() -> list[str]:
                   and isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer))
 
 
-def optimizer_problem(cfg: dict[str, Any], path: str, device: str) -> str | None:
+def type_problem(cfg: dict[str, Any], path: str) -> str | None:
     """The one line refusing the file's ``optimizer`` where DeepSpeed would fail on it with its own
-    error on every rank: no ``type`` string, a type it does not build (:data:`OWN_OPTIMIZERS`, a
-    ``torch.optim`` class as torch spells it, not one of :data:`TORCH_NOT_BUILT`), a mup type
-    without the ``mup`` package (:data:`NEEDS_MUP`), or a type with no build for a ``device``
-    that is not a CUDA one (:data:`NOT_ON_CPU`); ``None`` where DeepSpeed builds it."""
+    error on every rank, whatever the device: no ``type`` string, a type it does not build
+    (:data:`OWN_OPTIMIZERS`, a ``torch.optim`` class as torch spells it, not one of
+    :data:`TORCH_NOT_BUILT`), a mup type without the ``mup`` package (:data:`NEEDS_MUP`); ``None``
+    where DeepSpeed builds it (or the file has no ``optimizer``). :func:`read_user_config` raises it."""
     if "optimizer" not in cfg:
         return None
     optimizer = cfg["optimizer"]
@@ -168,16 +178,32 @@ def optimizer_problem(cfg: dict[str, Any], path: str, device: str) -> str | None
     if not isinstance(kind, str):
         return (f"strategy.config_path: {path!r}: optimizer is {optimizer!r:.80}, which needs a \"type\" string "
                 f"naming the optimizer DeepSpeed builds; give one (\"AdamW\", \"SGD\", ...), {_INSTEAD}")
-    own = kind.lower()
-    if own in NEEDS_MUP:
-        import importlib.util
+    import importlib.util
 
-        if importlib.util.find_spec("mup") is None:
+    own = kind.lower()
+    if own in NEEDS_MUP and importlib.util.find_spec("mup") is None:
+        return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {OWN_OPTIMIZERS[own]} "
+                "from the mup package, which is not installed; install mup (its optimizers need "
+                f"mup.set_base_shapes on the model), use \"Adam\", \"AdamW\" or \"SGD\", {_INSTEAD}")
+    return None if own in OWN_OPTIMIZERS else _torch_type_problem(kind, path)
+
+
+def run_problem(cfg: dict[str, Any], path: str, device: str, model: Any) -> str | None:
+    """The one line refusing the file's ``optimizer`` (one :func:`type_problem` passed) for a run on
+    ``device`` (``"cuda"`` or another device type) of ``model`` (its real or meta-device parameters):
+    a type with no build for a device that is not a CUDA one (:data:`NOT_ON_CPU`), or a mup type
+    (:data:`NEEDS_MUP`) with a trainable parameter that has no ``infshape`` (``mup.set_base_shapes``
+    was not called on the model: mup's optimizer asserts on it on every rank); ``None`` where it runs."""
+    kind = cfg.get("optimizer", {}).get("type")
+    own = kind.lower() if isinstance(kind, str) else None
+    if own in NEEDS_MUP:
+        bare = next((n for n, p in model.named_parameters() if p.requires_grad and not hasattr(p, "infshape")), None)
+        if bare is not None:
             return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {OWN_OPTIMIZERS[own]} "
-                    "from the mup package, which is not installed; install mup (its optimizers need "
-                    f"mup.set_base_shapes on the model), use \"Adam\", \"AdamW\" or \"SGD\", {_INSTEAD}")
-    elif own not in OWN_OPTIMIZERS:
-        return _torch_type_problem(kind, path)
+                    f"from the mup package, which needs mup.set_base_shapes on the model, and parameter {bare!r} has "
+                    "no base shape (deepseek's own models do not set them); call mup.set_base_shapes in the model's "
+                    f"__init__, use \"Adam\", \"AdamW\" or \"SGD\", {_INSTEAD}")
+        return None
     if device == "cuda" or own not in NOT_ON_CPU:
         return None
     offload = cfg.get("zero_optimization", {}).get("offload_optimizer")
