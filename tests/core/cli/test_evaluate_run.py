@@ -40,7 +40,7 @@ def test_batches_caps_the_validation_batches_as_the_commands_option(trained_run:
 
 def test_dtype_is_the_commands_dtype(trained_run: Path, core_host: PluginHost) -> None:
     from deepseek.cli.train_cmd import DTYPE_OPTION
-    from deepseek.training.inference import WEIGHT_DTYPES
+    from deepseek.dtypes import DTYPE_NAMES
 
     bf16 = deepseek.evaluate(checkpoint=trained_run, dtype="bf16", host=core_host)
     assert bf16 == command_values(trained_run, core_host, "--dtype", "bf16")
@@ -50,7 +50,7 @@ def test_dtype_is_the_commands_dtype(trained_run: Path, core_host: PluginHost) -
 
     @DTYPE_OPTION
     def options(dtype: str) -> None: ...
-    assert tuple(options.__click_params__[0].type.choices) == tuple(WEIGHT_DTYPES)   # the same accepted values
+    assert tuple(options.__click_params__[0].type.choices) == tuple(DTYPE_NAMES)   # the same accepted values
 
 
 def test_a_checkpoint_folder_and_exported_weights_evaluate_too(trained_run: Path, core_host: PluginHost,

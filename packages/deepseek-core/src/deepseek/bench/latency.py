@@ -27,10 +27,9 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from deepseek.dtypes import torch_dtype
 from deepseek.graph.passes import max_rel_error
 from deepseek.models.declared import token_input_limits
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -237,14 +236,14 @@ def run_latency(
     of ``batch`` rows to time ``model(**batch)`` on (instead of token ids)."""
     dev = torch.device(device)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    model = model.to(dev, DTYPES[dtype]).eval()
+    model = model.to(dev, torch_dtype(dtype)).eval()
     vocab = token_input_limits(model)[0]
     gen = torch.Generator().manual_seed(0)
     inputs: list[tuple[torch.Tensor, ...]]
     if batches is not None:
         spec = pytree.tree_flatten(batches[0])[1]
         target: nn.Module = BatchCall(model, spec)
-        inputs = [tuple(t.to(dev, DTYPES[dtype]) if t.is_floating_point() else t.to(dev)
+        inputs = [tuple(t.to(dev, torch_dtype(dtype)) if t.is_floating_point() else t.to(dev)
                         for t in pytree.tree_flatten(b)[0]) for b in batches]
     elif mode == "decode":
         cache = model.new_cache(batch, seq + 1)  # type: ignore[operator]

@@ -18,6 +18,7 @@ import click
 
 from deepseek.bench.baseline import load_baseline
 from deepseek.cli.params import PATH, Device, NameList, count
+from deepseek.dtypes import TORCH_NAMES
 from deepseek.errors import UsageError
 from deepseek.paths import usual_mode, write_target
 
@@ -157,7 +158,7 @@ def check_baseline(saved: dict[str, Any] | None, result: dict[str, Any], kind: s
 @click.option("--seq", type=count(), default=128, show_default=True,
               help="Tokens per sequence (decode: prompt length before the timed step).")
 @click.option("--device", type=Device(allow_auto=False), default="cpu", show_default=True, help="cpu or cuda[:N].")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--dtype", type=click.Choice(list(TORCH_NAMES)), default="float32", show_default=True)
 @click.option("--mode", type=click.Choice(["forward", "decode"]), default="forward", show_default=True,
               help="forward: logits of batch x seq (prefill); decode: one KV-cached step.")
 @click.option("--runs", type=count(20), default=20, show_default=True, help="Timed calls per variant.")

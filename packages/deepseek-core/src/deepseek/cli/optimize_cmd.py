@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from deepseek.cli.params import PATH, Device, NameList, count
-from deepseek.graph.export_trained import DEFAULT_BATCH, FORMATS, HF_DTYPES
+from deepseek.dtypes import DTYPE_NAMES
+from deepseek.graph.export_trained import DEFAULT_BATCH, FORMATS
 from deepseek.graph.export_trained import DEFAULT_SEQ as EXPORT_SEQ
 
 
@@ -113,7 +114,7 @@ def optimize(checkpoint: str, batch: int, seq: int | None, passes: tuple[str, ..
                    f"[default: {DEFAULT_BATCH}]")
 @click.option("--seq", type=count(), default=EXPORT_SEQ, show_default=True)
 @click.option("--static", is_flag=True, help="Fix the example's shape instead of dynamic batch/seq.")
-@click.option("--dtype", type=click.Choice(list(HF_DTYPES)), default=None,
+@click.option("--dtype", type=click.Choice(list(DTYPE_NAMES)), default=None,
               help="hf only: the weights' dtype  [default: fp32]")
 def export(checkpoint: str, fmt: str, out: str | None, batch: int | None, seq: int, static: bool,
            dtype: str | None) -> None:

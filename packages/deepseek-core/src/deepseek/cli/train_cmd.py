@@ -18,6 +18,7 @@ import click
 from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH, Device, count
 from deepseek.cli.train_options import train_config_data
+from deepseek.dtypes import DTYPE_NAMES
 
 
 def build_train_config(
@@ -305,7 +306,7 @@ def deepseek_command() -> str:
 
 
 DTYPE_OPTION = click.option(
-    "--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+    "--dtype", type=click.Choice(list(DTYPE_NAMES)), default="fp32", show_default=True,
     help="Weights and KV cache in this dtype (bf16/fp16: GPU serving).")
 STRATEGY_OPTION = click.option(
     "--strategy", metavar="NAME", default=None,

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.arguments import given, spelled
+from deepseek.dtypes import DTYPE_NAMES
 from deepseek.errors import UsageError
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
 
 FORMATS = ("pt2", "onnx", "hf")
-HF_DTYPES = ("fp32", "bf16", "fp16")
 DEFAULT_BATCH = 2
 """The example's rows when none are given: a dynamic export traces at least 2 (torch.export
 fixes a dimension traced at 1)."""
@@ -208,7 +208,7 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     batch = None if batch is None else api_args.whole(batch, "batch", minimum=1)
     seq = api_args.whole(seq, "seq", minimum=1)
     static = api_args.flag(static, "static")
-    dtype = None if dtype is None else api_args.choice(dtype, "dtype", HF_DTYPES)
+    dtype = None if dtype is None else api_args.choice(dtype, "dtype", tuple(DTYPE_NAMES))
     host = api_args.host(host)
     done = export_trained(checkpoint, out, fmt=fmt, batch=batch, seq=seq, static=static, dtype=dtype, host=host)
     for note in done.notes:

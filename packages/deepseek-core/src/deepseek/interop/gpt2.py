@@ -43,16 +43,12 @@ from typing import Any
 
 import torch
 
+from deepseek.dtypes import DTYPE_NAMES
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.gpt import GPT, GPTConfig
 
 ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")
 """GPT-2 activations that are deepseek's ``GELU(approximate="tanh")``."""
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""``--dtype`` of an export and the tensors' dtype."""
-
-HF_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 _LAYER = {  # deepseek name inside blocks.N -> (GPT-2 name inside transformer.h.N, transposed)
     "ln1.weight": ("ln_1.weight", False),
@@ -108,9 +104,10 @@ def export_problem(model_name: str, options: Any, model: Any = None) -> str | No
     return None
 
 
-def hf_config(config: GPTConfig, dtype: torch.dtype = torch.float32, *, bos: int | None = None,
+def hf_config(config: GPTConfig, dtype: str = "fp32", *, bos: int | None = None,
               eos: int | None = None) -> dict[str, Any]:
-    """The ``config.json`` of ``GPT2LMHeadModel`` for ``config`` (the transformers 4.x and 5.x keys)."""
+    """The ``config.json`` of ``GPT2LMHeadModel`` for ``config`` (the transformers 4.x and 5.x keys),
+    its tensors in ``dtype`` (a name of :data:`deepseek.dtypes.DTYPE_NAMES`)."""
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -134,8 +131,8 @@ def hf_config(config: GPTConfig, dtype: torch.dtype = torch.float32, *, bos: int
         "tie_word_embeddings": config.tie_embeddings,
         "bos_token_id": bos,
         "eos_token_id": eos,
-        "torch_dtype": HF_DTYPE_NAMES[dtype],
-        "dtype": HF_DTYPE_NAMES[dtype],
+        "torch_dtype": DTYPE_NAMES[dtype],
+        "dtype": DTYPE_NAMES[dtype],
     }
 
 

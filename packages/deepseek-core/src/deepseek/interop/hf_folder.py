@@ -25,6 +25,7 @@ from typing import Any
 
 from deepseek.arguments import spelled
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
+from deepseek.dtypes import torch_dtype
 from deepseek.errors import UsageError
 from deepseek.graph.export_trained import Note
 from deepseek.interop import gpt2
@@ -158,9 +159,8 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
     tok_path = run_tokenizer(Path(checkpoint))
     separator = _separator(checkpoint, read_tokenizer(tok_path, options.vocab_size)) if tok_path else None
     eos = separator[1] if separator else None
-    torch_dtype = gpt2.DTYPES[dtype]
-    tensors = gpt2.to_hf_state(model.state_dict(), options, torch_dtype)
-    hf_config = gpt2.hf_config(options, torch_dtype, bos=eos, eos=eos)
+    tensors = gpt2.to_hf_state(model.state_dict(), options, torch_dtype(dtype))
+    hf_config = gpt2.hf_config(options, dtype, bos=eos, eos=eos)
 
     def fill(tmp: Path) -> None:
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")

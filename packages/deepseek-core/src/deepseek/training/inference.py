@@ -27,6 +27,7 @@ from deepseek.data.tokenizer import (
     check_run_tokenizer,
     run_folder_of,
 )
+from deepseek.dtypes import torch_dtype
 from deepseek.errors import CheckpointError, ConfigError, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
@@ -45,10 +46,6 @@ from deepseek.training.weights_source import (
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
     from deepseek.training.strategy import Strategy
-
-
-WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""The dtypes a trained model is evaluated and sampled in (``--dtype``)."""
 
 
 def load_model(path: str | Path, *, model: nn.Module | None = None, device: str | torch.device = "cpu",
@@ -141,7 +138,7 @@ def load_placed(
     model placed by its ``setup_inference``. Returns the strategy too (``None`` without one):
     print from its ``is_global_zero`` process only, and ``teardown()`` it at the end.
     ``command`` names the CLI command in the error of a launcher strategy started without one."""
-    cast = WEIGHT_DTYPES[dtype]
+    cast = torch_dtype(dtype)
     if strategy is None:
         model, config, state = load_trained(path, device, need_data=need_data, host=host, data=data)
         return model.to(cast), config, state, None

@@ -89,9 +89,9 @@ class Precision:
     @property
     def dtype(self) -> torch.dtype:
         """The compute dtype under autocast (``torch.float32`` for fp32)."""
-        import torch
+        from deepseek.dtypes import torch_dtype
 
-        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+        return torch_dtype(self.name)
 
     @property
     def scaler(self) -> Any:

@@ -102,7 +102,7 @@ def _run_values(checkpoint: Any, batches: Any, device: Any, host: Any, dtype: An
                 **script_only: Any) -> dict[str, float]:
     """:func:`evaluate` of ``checkpoint``'s own model on its own validation data, its arguments
     checked first (one ``UsageError`` naming the keyword)."""
-    from deepseek.training.inference import WEIGHT_DTYPES
+    from deepseek.dtypes import DTYPE_NAMES
     from deepseek.training.run_eval import evaluate_run
     from deepseek.training.weights_source import DataChoice
 
@@ -115,7 +115,7 @@ def _run_values(checkpoint: Any, batches: Any, device: Any, host: Any, dtype: An
                              "as the run read it (its data.batch_size): leave it out, or pass model and data")
     _check_count(batches, "batches")
     path, where = api_args.path(checkpoint, "checkpoint"), api_args.device(device, "device")
-    cast = "fp32" if dtype is None else api_args.choice(dtype, "dtype", tuple(WEIGHT_DTYPES))
+    cast = "fp32" if dtype is None else api_args.choice(dtype, "dtype", tuple(DTYPE_NAMES))
     other = DataChoice(other_data="deepseek.evaluate(model, data, checkpoint=...) (your model on your torch data)")
     run = evaluate_run(path, device=where, batches=batches, host=api_args.host(host), data=other,
                        dtype=cast)

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from deepseek.dtypes import torch_dtype
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.protocol import model_capabilities
 from deepseek.training import clip
@@ -50,7 +51,6 @@ _FP16_MESSAGE = (
     "precision.dtype: fsdp/zero3 runs fp32 or bf16 (its gradients are sharded, so fp16 loss "
     "scaling cannot check them on one rank); use precision.dtype = 'bf16', or strategy ddp for fp16"
 )
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class FSDPStrategy(DistributedStrategy):
         compute = self.precision.dtype
         policy = MixedPrecisionPolicy(
             param_dtype=None if compute == torch.float32 else compute,
-            reduce_dtype=_DTYPES[o.resolved_reduce_dtype],
+            reduce_dtype=torch_dtype(o.resolved_reduce_dtype),
         )
         offload = CPUOffloadPolicy(pin_memory=self.device.type == "cuda") if o.cpu_offload else OffloadPolicy()
         if not o.cpu_offload:
@@ -160,7 +160,7 @@ class FSDPStrategy(DistributedStrategy):
         """Bytes each rank hands to collectives per optimizer step (computed from shapes)."""
         padded = self._padded(model.parameters())
         again = sum(self._padded(block.parameters()) for block in resharded)  # gathered again in backward
-        reduce_size = _DTYPES[self.options.resolved_reduce_dtype].itemsize
+        reduce_size = torch_dtype(self.options.resolved_reduce_dtype).itemsize
         param_size = self.precision.dtype.itemsize  # parameters are all-gathered in the compute dtype
         return {
             "comm_bytes": float(padded * reduce_size),
