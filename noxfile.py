@@ -103,13 +103,14 @@ ONNX_TESTS = ("tests/core/optimize/test_optimize_export.py", "tests/core/optimiz
 
 @nox.session(name="tests-ecosystem", python=PYTHON)
 def tests_ecosystem(session: nox.Session) -> None:
-    """deepseek-core with its ecosystem extras (Hugging Face tokenizers and datasets, MLflow,
-    Weights & Biases, TensorBoard, ONNX export) + deepseek-pro for `deepseek launch`, transformers to
-    check exported checkpoints against the library that defines the format, and onnxruntime to run
-    exported ONNX files (core's export tests run here too, where the ONNX packages are)."""
+    """deepseek-core with its ecosystem extras (Hugging Face tokenizers, datasets and transformers,
+    which checks exported checkpoints against the library that defines the format; MLflow,
+    Weights & Biases, TensorBoard, ONNX export) + deepseek-pro for `deepseek launch`, and
+    onnxruntime to run exported ONNX files (core's export tests run here too, where the ONNX
+    packages are)."""
     _write_bytecode(session)
     session.install(
-        "-c", "constraints.txt", "pytest>=8", "transformers>=4.45", "onnxruntime>=1.18",
+        "-c", "constraints.txt", "pytest>=8", "onnxruntime>=1.18",
         "-e", f"{CORE}[hf,mlflow,wandb,tensorboard,onnx]", "-e", PRO, "pytest-xdist==3.8.0",
     )
     session.env["DS_ACCELERATOR"] = "cpu"

@@ -1,7 +1,7 @@
 """The version of a library that a feature imports only when used, checked against the range the
 edition declares for it.
 
-An optional extra (``deepseek-core[hf]``: tokenizers and datasets; ``[onnx]``, ``[mlflow]``,
+An optional extra (``deepseek-core[hf]``: tokenizers, datasets and transformers; ``[onnx]``, ``[mlflow]``,
 ``[tensorboard]``, ``[wandb]``), or an edition's own dependency that only one feature imports
 (enterprise's optuna, torchao, torch-pruning), has a version range in the edition's
 ``pyproject.toml``. pip checks it when it installs the extra, and nothing did afterwards: a library
@@ -12,11 +12,11 @@ or attribute error, or worse, gave a wrong result.
 installed metadata (``importlib.metadata.requires``), never from a copy in the code, and refuses
 an installed version outside it in one line naming the package, the version installed, the range
 wanted and the install command. It is called where the feature imports the library, before the
-import. Nothing is checked when the edition's metadata is not installed (sources on ``sys.path``
-only), or when the library's distribution is not installed under the declared name (a missing
-library is said at the import, naming the extra; ``mlflow`` installed as the full ``mlflow``
-distribution rather than the declared ``mlflow-skinny`` has no declared range). Each verdict is
-reached once per process.
+import. A library that installs under another distribution name as well (:data:`OTHER_NAMES`:
+the full ``mlflow`` for the declared ``mlflow-skinny``) is held to the declared range under either
+name. Nothing is checked when the edition's metadata is not installed (sources on ``sys.path``
+only), or when no distribution of the library is installed (a missing library is said at the
+import, naming the extra). Each verdict is reached once per process.
 
 Nothing here imports torch.
 """
@@ -30,6 +30,11 @@ from typing import NamedTuple
 from deepseek.errors import UsageError
 
 CORE_DIST = "deepseek-core"
+
+OTHER_NAMES: dict[str, tuple[str, ...]] = {"mlflow-skinny": ("mlflow",)}
+"""Declared distributions (normalized names) -> other distributions that install the same import
+package, checked against the declared range too: ``mlflow`` is ``mlflow-skinny`` with the tracking
+server and UI, and either provides ``import mlflow``."""
 
 
 class Declared(NamedTuple):
@@ -98,6 +103,7 @@ def forget() -> None:
 
 @functools.cache
 def _problem(package: str, edition: str) -> str | None:
+    from packaging.specifiers import SpecifierSet
     from packaging.utils import canonicalize_name
     from packaging.version import InvalidVersion, Version
 
@@ -106,20 +112,21 @@ def _problem(package: str, edition: str) -> str | None:
         if declared(edition):
             raise LookupError(f"{edition} declares no requirement on {package!r}; name one it declares")
         return None
-    try:
-        installed = metadata.version(dep.name)
-    except metadata.PackageNotFoundError:
-        return None
-    try:
-        from packaging.specifiers import SpecifierSet
+    for name in (dep.name, *OTHER_NAMES.get(canonicalize_name(dep.name), ())):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        try:
+            fits = Version(installed) in SpecifierSet(dep.specifier, prereleases=True)
+        except InvalidVersion:
+            fits = False
+        if not fits:
+            from deepseek.plugins.install import installer
 
-        fits = Version(installed) in SpecifierSet(dep.specifier, prereleases=True)
-    except InvalidVersion:
-        fits = False
-    if fits:
-        return None
-    from deepseek.plugins.install import installer
-
-    needs = f"{edition}[{dep.extra}]" if dep.extra else edition
-    return (f"{dep.name} {installed} is installed, but {needs} needs {dep.name}{dep.specifier}; install a version "
-            f"that fits with: {installer()} '{dep.pip}'")
+            needs = f"{edition}[{dep.extra}]" if dep.extra else edition
+            also = "" if name == dep.name else f" (or {name}{dep.specifier})"
+            pip = dep.pip if name == dep.name else f"{name}{dep.specifier}"
+            return (f"{name} {installed} is installed, but {needs} needs {dep.name}{dep.specifier}{also}; install a "
+                    f"version that fits with: {installer()} '{pip}'")
+    return None
