@@ -133,3 +133,26 @@ def test_the_gpt_declares_no_metrics_and_an_undeclared_model_is_not_listed() -> 
     unknown = reported_values(None, tokens=False, text=False)
     assert not unknown.complete and not unknown.missing("val_anything")
     assert unknown.training == ("step", "loss", "lr", "grad_norm", "samples", "samples_per_s", "step_time", "skipped")
+
+
+class Counting(Declaring):
+    """``Declaring`` with a whole-set metric, ``seen_rare``, that it leaves out of an evaluation
+    whose data gave nothing to measure it on (a modality, a class no row has)."""
+
+    DECLARED: ClassVar[Any] = ("top5", "accuracy", "seen_rare")
+
+    def metrics_from_totals(self, totals: Any) -> dict[str, float]:
+        return {}
+
+
+def test_a_whole_set_metric_the_data_did_not_measure_may_be_left_out() -> None:
+    from deepseek.models.checks import check_declared_metrics
+
+    got = check_declared_metrics(Counting(), ["accuracy", "top5"], model_name="counting", whole_set=True)
+    assert got == ("accuracy", "top5")
+    with pytest.raises(UsageError, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
+                                         r"\['accuracy', 'top5', 'top9'\]"):  # never one it did not declare
+        check_declared_metrics(Counting(), ["accuracy", "top5", "top9"], model_name="counting", whole_set=True)
+    with pytest.raises(UsageError, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
+                                         r"\['accuracy', 'top5'\]"):  # without whole-set metrics: exactly
+        check_declared_metrics(Counting(), ["accuracy", "top5"], model_name="counting")

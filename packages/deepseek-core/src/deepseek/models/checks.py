@@ -37,13 +37,17 @@ def declared_metrics(model: Any, *, model_name: str | None = None) -> tuple[str,
     return tuple(sorted(set(names)))
 
 
-def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: str) -> tuple[str, ...]:
+def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: str,
+                           whole_set: bool = False) -> tuple[str, ...]:
     """The metric names of a run: ``reported`` (what ``forward`` returned on the first validation
-    batch), which must equal the names ``model`` declares when it declares them; refused in one
-    line naming the model otherwise."""
+    batch, with the whole-set metrics of that batch), which must equal the names ``model``
+    declares when it declares them; refused in one line naming the model otherwise. A model that
+    offers whole-set metrics (``whole_set``: it overrides ``metrics_from_totals``, which may leave
+    out a metric the data gave nothing to measure) may report fewer than it declares, none
+    undeclared."""
     got = tuple(sorted(reported))
     declared = declared_metrics(model, model_name=model_name)
-    if declared is not None and declared != got:
+    if declared is not None and (declared != got if not whole_set else not set(got) <= set(declared)):
         raise UsageError(
             f"model {model_name!r} ({type(model).__name__}): metric_names() declares {list(declared)} but forward "
             f"returned {list(got)} on the first validation batch (metrics are its scalar entries: a per-row tensor "

@@ -58,7 +58,8 @@ refused before the run folder is written too.
 metrics ``forward`` reports: ``train.monitor`` and ``deepseek tune --objective`` are then checked
 against the values the run reports (:func:`deepseek.training.run_values.reported_values`), and the
 trainer refuses a model whose first evaluation returns other names
-(:func:`deepseek.models.checks.check_declared_metrics`); it names the whole-set metrics too.
+(:func:`deepseek.models.checks.check_declared_metrics`); it names the whole-set metrics too, of
+which an evaluation may leave out those its data gave nothing to measure.
 
 :meth:`TrainableModel.metrics_from_totals` (optional) gives metrics over a whole evaluation that
 are not means over rows (F1, per-class recall): ``forward`` returns ``"totals"``, tensors that add
@@ -165,7 +166,8 @@ class TrainableModel(nn.Module):
         ``()``: none, the loss alone) and those :meth:`metrics_from_totals` returns, which may depend on the options but not on the batch. A
         model that declares them has ``train.monitor`` and ``deepseek tune --objective`` checked
         against them before anything runs (:func:`deepseek.training.run_values.reported_values`);
-        the trainer refuses a model whose first evaluation returns other names. Default:
+        the trainer refuses a model whose first evaluation returns other names (fewer may come
+        from :meth:`metrics_from_totals`, which leaves out what the data did not measure). Default:
         ``None``, not declared (the names are learnt from the first evaluation)."""
         return None
 
@@ -183,9 +185,10 @@ class TrainableModel(nn.Module):
         returned, summed over every batch and data-parallel rank (float64 tensors, the shapes
         ``forward`` gave). Return metric names and numbers (floats or 0-dim tensors), reported as
         ``val_<name>`` beside the means over batches: what is not a mean over rows, such as F1
-        or per-class recall from a confusion matrix (:mod:`deepseek.training.totals`). Called
-        once per evaluation, on every rank alike. Default: not offered (a model returning
-        ``"totals"`` without overriding this is refused)."""
+        or per-class recall from a confusion matrix (:mod:`deepseek.training.totals`). A metric
+        the totals give nothing to measure (a class, a modality no row has) may be left out, not
+        reported as 0. Called once per evaluation, on every rank alike. Default: not offered (a
+        model returning ``"totals"`` without overriding this is refused)."""
         return {}
 
     def encoder_modules(self) -> Mapping[str, nn.Module]:

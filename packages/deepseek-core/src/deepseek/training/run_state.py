@@ -19,6 +19,7 @@ from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
 from deepseek.training.monitor import refuse_finished
 from deepseek.training.provenance import components_used
 from deepseek.training.run_values import reported_values
+from deepseek.training.totals import offers_whole_set_metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -151,7 +152,8 @@ def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
         results, whole_set = trainer.engine.evaluate_all(trainer.val_set[:1], first=True)
     reported = [*results[0][1], *(name.removeprefix("val_") for name in whole_set)]
     with trainer.engine.model_calls("metric_names"):
-        declared = check_declared_metrics(model, reported, model_name=trainer.config.model.name)
+        declared = check_declared_metrics(model, reported, model_name=trainer.config.model.name,
+                                          whole_set=offers_whole_set_metrics(model))
     values = reported_values(declared, tokens=trainer.dataset.count_tokens(trainer.val_set[0]) is not None,
                              text=reports_bits_per_byte(trainer.val_texts, len(trainer.val_set)))
     trainer.monitor.check_name(values.evaluation)
