@@ -50,18 +50,29 @@ def test_a_huge_num_classes_is_refused_by_train_naming_the_key(tmp_path: Path, m
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("options", "extra"), [
-    ({}, []),
-    ({"modalities": ["vision", "text"], "contrastive_weight": 0.1}, ["recall_vision_text"]),
+@pytest.mark.parametrize(("options", "extra", "stated"), [
+    ({}, [], []),
+    ({"modalities": ["vision", "text"], "contrastive_weight": 0.1}, ["recall_vision_text"],
+     ["loss_excludes_text", "loss_excludes_vision"]),
 ])
-def test_the_declared_metrics_are_those_forward_reports(options: dict[str, object], extra: list[str]) -> None:
+def test_the_declared_metrics_are_those_forward_reports(options: dict[str, object], extra: list[str],
+                                                        stated: list[str]) -> None:
+    """A training step and an evaluation with every modality report the declared metrics but
+    ``loss_excludes_<modality>``, which an evaluation adds for a modality no sample has (where the
+    loss has terms of it: here the contrastive ones)."""
+    from deepseek.training.evaluation import evaluate_in_process
+
     torch.manual_seed(0)
     model = deepseek.create_model("multimodal.classifier", **options)
     data = deepseek.create_dataset("multimodal.digits", batch_size=8, seed=0, eval_size=16)
-    _, metrics = split_output(model(**next(data)), model_name="multimodal.classifier")
+    batch = next(data)
+    _, metrics = split_output(model(**batch), model_name="multimodal.classifier")
     modalities = options.get("modalities", ["vision", "audio", "text"])
     expected = sorted(["accuracy", *(f"accuracy_{m}" for m in modalities), *extra])
-    assert declared_metrics(model) == tuple(expected) == tuple(sorted(metrics))
+    assert declared_metrics(model) == tuple(sorted(expected + stated))
+    assert tuple(sorted(metrics)) == tuple(expected)
+    values = evaluate_in_process(model, [batch], device=torch.device("cpu"), model_name="multimodal.classifier")
+    assert list(values) == ["val_loss", *(f"val_{name}" for name in expected)]
 
 
 def test_the_study_scores_every_row_of_a_split_that_ends_in_a_shorter_batch() -> None:

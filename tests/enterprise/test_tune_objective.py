@@ -58,6 +58,7 @@ def test_what_each_model_reports_is_accepted_and_an_undeclared_model_is_not_chec
     values = config_values(mm)
     assert values.complete and values.evaluation == (
         "val_loss", "val_accuracy", "val_accuracy_audio", "val_accuracy_text", "val_accuracy_vision",
+        "val_loss_excludes_audio", "val_loss_excludes_text", "val_loss_excludes_vision",
         "val_recall_audio_text", "val_recall_vision_audio", "val_recall_vision_text")
     for name in values.evaluation:
         tuner.check_objective(name, mm, values)

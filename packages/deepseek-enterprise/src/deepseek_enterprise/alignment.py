@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _pairs(pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], modalities: Sequence[str]):
+def pair_embeddings(pooled: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], modalities: Sequence[str]):
     """``(a, b, za, zb)`` of each pair of modalities: their normalised embeddings of the samples having both."""
     for a, b in itertools.combinations(modalities, 2):
         both = present[a] & present[b]
@@ -23,7 +23,7 @@ def contrastive_loss(pooled: Mapping[str, torch.Tensor], present: Mapping[str, t
     """Symmetric InfoNCE between each pair of modalities, averaged over the pairs (0 on a graph
     for a pair with fewer than two samples)."""
     losses = []
-    for _, _, za, zb in _pairs(pooled, present, modalities):
+    for _, _, za, zb in pair_embeddings(pooled, present, modalities):
         sim = za @ zb.T / temperature
         target = torch.arange(sim.size(0), device=sim.device)
         losses.append((F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2 if len(target) > 1
@@ -37,7 +37,7 @@ def retrieval_recall(pooled: Mapping[str, torch.Tensor], present: Mapping[str, t
     """Cross-modal recall@1 within the batch (``recall_<a>_<b>``: how often the nearest ``b``
     embedding to a sample's ``a`` embedding is that sample's own), both directions averaged."""
     out = {}
-    for a, b, za, zb in _pairs(pooled, present, modalities):
+    for a, b, za, zb in pair_embeddings(pooled, present, modalities):
         sim = za @ zb.T
         if not len(sim):  # no sample of the batch has both: 0 (argmax of an empty matrix raises)
             out[f"recall_{a}_{b}"] = sim.new_zeros(())

@@ -43,22 +43,31 @@ class Paired:
         return f"B {'better' if b_better else 'worse'} (p={self.p_value:.3g})"
 
 
-def per_example(model: Any, batches: list[Any], model_name: str) -> dict[str, list[float]]:
-    """Loss and metrics of every row of ``batches``, one forward per row, in order."""
+def per_example(model: Any, batches: list[Any], model_name: str) -> list[dict[str, float]]:
+    """Loss and metrics of every row of ``batches``, one forward per row, in order: the means the
+    model reports and its whole-set metrics of that row alone (``metrics_from_totals``), which
+    leave out what the row does not measure (``accuracy_audio`` of a sample without audio)."""
     import torch
     from torch.utils import _pytree as pytree
 
     from deepseek.data.batch import batch_rows
     from deepseek.training.evaluation import evaluate_batch
+    from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics, whole_set_metrics
 
     device = next(model.parameters()).device
-    out: dict[str, list[float]] = {}
+    offers = offers_whole_set_metrics(model)
+    out: list[dict[str, float]] = []
     for batch in batches:
         for i in range(batch_rows(batch)):
             row = pytree.tree_map(lambda t, i=i: t[i:i + 1] if isinstance(t, torch.Tensor) else t, batch)
-            loss, metrics = evaluate_batch(model, row, device=device, model_name=model_name)
-            for key, value in {"loss": loss, **metrics}.items():
-                out.setdefault(key, []).append(float(value))
+            with TotalsCapture(model, model_name=model_name, offers=offers) as capture:
+                loss, metrics = evaluate_batch(model, row, device=device, model_name=model_name)
+            values = {"loss": float(loss), **{k: float(v) for k, v in metrics.items()}}
+            if capture.sums:
+                whole = whole_set_metrics(model, capture.sums, model_name=model_name,
+                                          taken={f"val_{k}" for k in values})
+                values.update({k.removeprefix("val_"): v for k, v in whole.items()})
+            out.append(values)
     return out
 
 
@@ -140,17 +149,21 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     ea = per_example(model_a, val, config_a.model.name)
     eb = per_example(model_b, val, config_b.model.name)
     rows = []
-    for key in [k for k in ea if k in eb]:
-        mean, low, high, p = bootstrap(ea[key], eb[key], resamples=resamples, seed=seed)
+    for key in dict.fromkeys(k for values in ea for k in values):  # each over the examples both measure
+        pairs = [(a[key], b[key]) for a, b in zip(ea, eb, strict=True) if key in a and key in b]
+        if not pairs:
+            continue
+        va, vb = [a for a, _ in pairs], [b for _, b in pairs]
+        mean, low, high, p = bootstrap(va, vb, resamples=resamples, seed=seed)
         better = "lower" if "loss" in key or "error" in key else "higher"
-        rows.append(Paired(key, sum(ea[key]) / len(ea[key]), sum(eb[key]) / len(eb[key]), mean, low, high, p, better))
+        rows.append(Paired(key, sum(va) / len(va), sum(vb) / len(vb), mean, low, high, p, better))
     side = {}
     for name, model, run, state in (("A", model_a, run_a, state_a), ("B", model_b, run_b, state_b)):
         side[name] = {"run": run, "model": (config_a if name == "A" else config_b).model.name,
                       "step": state.get("step"), "parameters": sum(p.numel() for p in model.parameters()),
                       "weights_bytes": weights_size(run),
                       "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None}
-    return {"examples": len(ea["loss"]), "data": data or f"{run_a}'s validation split", "resamples": resamples,
+    return {"examples": len(ea), "data": data or f"{run_a}'s validation split", "resamples": resamples,
             "seed": seed, "runs": side, "paired": [{**asdict(r), "verdict": r.verdict} for r in rows]}
 
 

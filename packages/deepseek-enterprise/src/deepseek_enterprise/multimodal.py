@@ -21,13 +21,15 @@ recall@1 (``recall_vision_audio`` ...).
 
 ``modality_dropout`` hides each modality of each training sample with that probability (never
 all of a sample's modalities). The model reports ``accuracy`` and, per modality, the accuracy of
-its own classifier against the modality's own label (``accuracy_vision`` ...).
+its own classifier against the modality's own label (``accuracy_vision`` ...): a training step
+over the batch, an evaluation over the whole set's samples that have the modality, leaving out a
+modality none has and stating that the loss lacks its terms (``loss_excludes_<modality>``;
+:mod:`deepseek_enterprise.modality_metrics`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +42,8 @@ from deepseek.config.components import OPTIONS_OF
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
+from deepseek.training.totals import TOTALS
+from deepseek_enterprise import modality_metrics
 from deepseek_enterprise.alignment import contrastive_loss, retrieval_recall
 from deepseek_enterprise.fusion import Fusion, FusionOutput, check_declared_output, fusion_label
 from deepseek_enterprise.fusion import check_output as check_fusion_output
@@ -259,12 +263,18 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         return present
 
     def metric_names(self) -> tuple[str, ...]:
-        """``accuracy``, ``accuracy_<modality>`` per modality and, with ``contrastive_weight`` and
-        two modalities or more, ``recall_<a>_<b>`` per pair (:meth:`forward`, :meth:`retrieval`)."""
-        names = ["accuracy", *(f"accuracy_{m}" for m in self.modalities)]
-        if self.options.contrastive_weight and len(self.modalities) > 1:
-            names += [f"recall_{a}_{b}" for a, b in itertools.combinations(self.modalities, 2)]
-        return tuple(names)
+        """``accuracy``, ``accuracy_<modality>`` per modality, with ``contrastive_weight`` and two
+        modalities or more ``recall_<a>_<b>`` per pair, and ``loss_excludes_<modality>`` where the
+        loss has auxiliary or contrastive terms (:mod:`deepseek_enterprise.modality_metrics`)."""
+        return modality_metrics.metric_names(self.modalities, aux_loss_weight=self.options.aux_loss_weight,
+                                             contrastive_weight=self.options.contrastive_weight)
+
+    def metrics_from_totals(self, totals: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """An evaluation's ``accuracy_<modality>`` and ``recall_<a>_<b>`` over the samples that
+        have them, and ``loss_excludes_<modality>`` for a modality none has
+        (:func:`deepseek_enterprise.modality_metrics.whole_set_metrics`)."""
+        return modality_metrics.whole_set_metrics(totals, self.modalities, aux_loss_weight=self.options.aux_loss_weight,
+                                                  contrastive_weight=self.options.contrastive_weight)
 
     def forward(self, label: torch.Tensor, present: Mapping[str, torch.Tensor],
                 modality_labels: Mapping[str, torch.Tensor] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
@@ -273,6 +283,10 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         out = self.apply_logit_weights(self.fuse(self.encode(batch), avail), avail)
         loss = F.cross_entropy(out.logits.float(), label)
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
+        # An evaluation counts what each modality's classifier and each pair got right over the rows
+        # that have them, summed over the whole set (metrics_from_totals: a modality no sample has
+        # is left out); a training step reports per-batch means (a batch without the modality: 0).
+        totals: dict[str, torch.Tensor] = {}
         aux = []
         # Modality dropout in training draws which modalities each row shows, so its figures depend
         # on how a batch is split anyway: there the auxiliary loss stays the mean over the rows
@@ -285,10 +299,12 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             mask = avail[m] & (own != IGNORE)
             logits = out.modality_logits[m].float()
             count = mask.float().sum().clamp_min(1.0)
-            # A mean over the samples that have the modality: not additive over rows, so with
-            # samples that differ in what they have it depends on how a batch is split
-            # (docs/multimodal.md, "Metrics").
-            result[f"accuracy_{m}"] = ((logits.argmax(-1) == own) & mask).float().sum() / count
+            # Training: a mean over the batch's samples that have the modality, not additive over
+            # rows, so it depends on how a batch is split (docs/multimodal.md, "Metrics").
+            if self.training:
+                result[f"accuracy_{m}"] = ((logits.argmax(-1) == own) & mask).float().sum() / count
+            else:
+                totals.update(modality_metrics.accuracy_totals(m, logits.argmax(-1) == own, mask))
             # Summed over the samples that have the modality (and a label), divided by all the
             # batch's rows: a mean over rows (a row without the modality adds 0), which the trainer
             # may combine over micro-batches and ranks by their rows (docs/plugins.md section 10).
@@ -302,8 +318,12 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         if self.options.contrastive_weight and len(self.modalities) > 1:
             loss = loss + self.options.contrastive_weight * contrastive_loss(
                 out.pooled, avail, self.modalities, self.options.temperature)
-            result.update(retrieval_recall(out.pooled, avail, self.modalities))
-        return {"loss": loss, **result, "logits": out.logits}  # logits: not a metric (not a scalar)
+            if self.training:
+                result.update(retrieval_recall(out.pooled, avail, self.modalities))
+            else:
+                totals.update(modality_metrics.recall_totals(out.pooled, avail, self.modalities))
+        extra = {} if self.training else {TOTALS: totals}
+        return {"loss": loss, **result, **extra, "logits": out.logits}  # logits: not a metric (not a scalar)
 
     @torch.no_grad()
     def predict(self, batch: Mapping[str, Any], *, calibrated: bool = True) -> FusionOutput:
@@ -352,48 +372,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             enc.set_activation_checkpointing(enabled)
 
     def check_data(self, batch: Batch, dataset: Any) -> None:
-        """The batch must carry every modality this model uses, in a form its encoder takes."""
-        from deepseek.errors import UsageError
+        """The batch must carry every modality this model uses, in a form its encoder takes
+        (:func:`deepseek_enterprise.multimodal_data.check_batch`)."""
+        from deepseek_enterprise.multimodal_data import check_batch
 
-        missing = [m for m in self.modalities if m not in batch or m not in batch.get("present", {})]
-        name = type(dataset).__name__
-        if missing:
-            carried = [m for m in batch.get("present", {}) if m in batch] if isinstance(batch.get("present"), dict) else []
-            if not carried:
-                raise UsageError(f"data: batches of dataset {name} lack {missing}, the modalities model "
-                                 f"multimodal.classifier uses; set data.name to a multimodal dataset (multimodal.digits "
-                                 "or a plugin's, docs/multimodal.md section 4)")
-            raise UsageError(f"model.modalities: {self.modalities} includes {missing}, which batches of dataset {name} "
-                             f"lack; set model.modalities to a subset of those it carries, {carried}, or use a "
-                             f"dataset with {missing}")
-        if "label" not in batch:
-            raise UsageError(f"data: batches of dataset {name} have no 'label', which model multimodal.classifier "
-                             "trains on; use a dataset that labels its samples (docs/multimodal.md)")
-        for m in self.modalities:
-            from deepseek.plugins.calls import model_calls
-
-            with model_calls(self.encoders[m], self.encoder_labels[m], "check_inputs"):  # its own bug: named
-                problem = self.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
-            if problem:
-                raise UsageError(f"model.{m}: encoder {getattr(self.options, f'{m}_encoder')}: {problem} "
-                                 f"(dataset {type(dataset).__name__})")
-            # Encoders run on every row, absent ones included: a NaN there (a common "missing"
-            # marker) would make the loss NaN and read as a diverged run.
-            x = batch[m]["inputs"]
-            bad = ~torch.isfinite(x).flatten(1).all(1) if torch.is_tensor(x) and x.is_floating_point() else None
-            if bad is not None and bool(bad.any()):
-                raise UsageError(f"data: dataset {name} gives non-finite {m} inputs (NaN or inf) in {int(bad.sum())} "
-                                 f"of {bad.numel()} rows, {int((bad & ~batch['present'][m].bool()).sum())} of them "
-                                 f"marked absent in present; encoders run on every row, so the loss would be NaN: "
-                                 "give an absent modality finite inputs, such as zeros (docs/multimodal.md section 1)")
-        label, n = batch["label"], self.options.num_classes
-        if label.numel() and int(label.max()) >= n:
-            raise UsageError(f"model.num_classes: {n}, but dataset {type(dataset).__name__} has label "
-                             f"{int(label.max())}; set model.num_classes to at least {int(label.max()) + 1}")
-        if label.numel() and int(label.min()) < 0:
-            raise UsageError(f"data: dataset {type(dataset).__name__} has label {int(label.min())}; labels must be "
-                             f"0..num_classes-1")
-        if not any(bool(batch["present"][m].any()) for m in self.modalities):
-            raise UsageError(f"data: no sample of dataset {type(dataset).__name__} has any modality of this model "
-                             f"({', '.join(self.modalities)}) present (data.missing?); leave at least one of them out "
-                             "of data.missing")
+        check_batch(self, batch, dataset)

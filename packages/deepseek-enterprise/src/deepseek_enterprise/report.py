@@ -106,8 +106,9 @@ def evaluate_split(model: Any, dataset: Any, split: str) -> dict[str, Any]:
             confusion += torch.bincount(label * classes + pred, minlength=classes * classes).view(classes, classes)
             for m in right:
                 own = batch["modality_labels"][m]
-                right[m] += int((out.modality_logits[m].argmax(-1) == own).sum())
-                scored[m] += int((own != IGNORE).sum())
+                has = (own != IGNORE) & batch["present"][m].bool()  # as deepseek eval counts them
+                right[m] += int(((out.modality_logits[m].argmax(-1) == own) & has).sum())
+                scored[m] += int(has.sum())
             total += len(label)
     finally:
         model.train(was_training)

@@ -1,0 +1,59 @@
+"""What data ``multimodal.classifier`` takes: the check of a dataset's first validation batch
+before anything trains (``TrainableModel.check_data``), each refusal one line naming what to change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from deepseek.errors import UsageError
+from deepseek.models.protocol import Batch
+from deepseek.plugins.calls import model_calls
+
+
+def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
+    """``batch`` (of ``dataset``) must carry every modality ``model`` (a
+    :class:`~deepseek_enterprise.multimodal.MultimodalClassifier`) uses, finite inputs its encoders
+    take, a ``label`` within its classes, and at least one of its modalities present."""
+    missing = [m for m in model.modalities if m not in batch or m not in batch.get("present", {})]
+    name = type(dataset).__name__
+    if missing:
+        carried = [m for m in batch.get("present", {}) if m in batch] if isinstance(batch.get("present"), dict) else []
+        if not carried:
+            raise UsageError(f"data: batches of dataset {name} lack {missing}, the modalities model "
+                             f"multimodal.classifier uses; set data.name to a multimodal dataset (multimodal.digits "
+                             "or a plugin's, docs/multimodal.md section 4)")
+        raise UsageError(f"model.modalities: {model.modalities} includes {missing}, which batches of dataset {name} "
+                         f"lack; set model.modalities to a subset of those it carries, {carried}, or use a "
+                         f"dataset with {missing}")
+    if "label" not in batch:
+        raise UsageError(f"data: batches of dataset {name} have no 'label', which model multimodal.classifier "
+                         "trains on; use a dataset that labels its samples (docs/multimodal.md)")
+    for m in model.modalities:
+
+        with model_calls(model.encoders[m], model.encoder_labels[m], "check_inputs"):  # its own bug: named
+            problem = model.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
+        if problem:
+            raise UsageError(f"model.{m}: encoder {getattr(model.options, f'{m}_encoder')}: {problem} "
+                             f"(dataset {type(dataset).__name__})")
+        # Encoders run on every row, absent ones included: a NaN there (a common "missing"
+        # marker) would make the loss NaN and read as a diverged run.
+        x = batch[m]["inputs"]
+        bad = ~torch.isfinite(x).flatten(1).all(1) if torch.is_tensor(x) and x.is_floating_point() else None
+        if bad is not None and bool(bad.any()):
+            raise UsageError(f"data: dataset {name} gives non-finite {m} inputs (NaN or inf) in {int(bad.sum())} "
+                             f"of {bad.numel()} rows, {int((bad & ~batch['present'][m].bool()).sum())} of them "
+                             f"marked absent in present; encoders run on every row, so the loss would be NaN: "
+                             "give an absent modality finite inputs, such as zeros (docs/multimodal.md section 1)")
+    label, n = batch["label"], model.options.num_classes
+    if label.numel() and int(label.max()) >= n:
+        raise UsageError(f"model.num_classes: {n}, but dataset {type(dataset).__name__} has label "
+                         f"{int(label.max())}; set model.num_classes to at least {int(label.max()) + 1}")
+    if label.numel() and int(label.min()) < 0:
+        raise UsageError(f"data: dataset {type(dataset).__name__} has label {int(label.min())}; labels must be "
+                         f"0..num_classes-1")
+    if not any(bool(batch["present"][m].any()) for m in model.modalities):
+        raise UsageError(f"data: no sample of dataset {type(dataset).__name__} has any modality of this model "
+                         f"({', '.join(model.modalities)}) present (data.missing?); leave at least one of them out "
+                         "of data.missing")
