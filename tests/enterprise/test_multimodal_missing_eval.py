@@ -158,3 +158,15 @@ def test_eval_evaluate_and_the_run_report_the_same_measured_values(tmp_path: Pat
     assert code == 0, err
     assert [k for k in json.loads(out) if k.startswith("val_")] == [
         "val_loss", "val_accuracy", "val_accuracy_audio", "val_accuracy_text", "val_accuracy_vision"]
+
+
+def test_monitoring_the_accuracy_of_a_missing_modality_is_refused_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mm.toml").write_text(TRAIN)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "mm.toml", "--run-dir", "run",
+                                 "--set", "train.monitor=val_accuracy_audio", "--set", "train.monitor_mode=max")
+    assert code == 2 and err == (
+        "error: train.monitor: 'val_accuracy_audio' is not an evaluation value of this run (did you mean "
+        "'val_accuracy_vision'?); it reports val_accuracy, val_accuracy_text, val_accuracy_vision, val_loss, "
+        "val_loss_excludes_audio"), err
+    assert not (tmp_path / "run").exists()
