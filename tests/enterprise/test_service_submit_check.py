@@ -227,6 +227,10 @@ def _job_line(tmp_path: Path, command: str, config: str | None, files: dict[str,
     (None, {"space.toml": SPACE}, ["cfg.toml", *TUNE]),                           # CONFIG.toml is not sent
     (None, {"space.toml": SPACE, "cfg.toml": "[train\n"}, ["cfg.toml", *TUNE]),   # a config among its files
     (None, {"space.toml": SPACE, "cfg.toml": "[trian]\n"}, ["cfg.toml", *TUNE]),
+    # with its own study folder or storage too: the job checks the base config after the folder, whatever it holds
+    ("[train]\nmax_stepz = 5\n", {"space.toml": SPACE}, [*TUNE, "--out", "studies/s"]),
+    ("[train]\nmax_stepz = 5\n", {"space.toml": SPACE}, [*TUNE, "--storage", "journal:s.log"]),
+    ("[precision]\nmaster_weights = true\ndtype = \"fp16\"\n", {"space.toml": SPACE}, [*TUNE, "--out", "studies/s"]),
 ])
 def test_an_invalid_tune_job_is_refused_at_submit_with_the_tune_commands_line(
         svc: Deploy, tmp_path: Path, config: str | None, files: dict[str, str], args: list[str]) -> None:
@@ -242,9 +246,9 @@ def test_an_invalid_tune_job_is_refused_at_submit_with_the_tune_commands_line(
     ("", {"space.toml": SPACE}, ["--study", "s", "--space", "./space.toml", "--trials", "4"]),
     # a file of the tenant's folder may be written before the job starts: read when it runs
     ("", {}, ["--study", "s", "--space", "{tenant}/data/space.toml", "--trials", "4"]),
-    # with its own --out or --storage the study's folder comes first when the job runs: so does the base config
-    ("[train]\nmax_stepz = 5\n", {"space.toml": SPACE}, [*TUNE, "--out", "studies/s"]),
-    ("[train]\nmax_stepz = 5\n", {"space.toml": SPACE}, [*TUNE, "--storage", "journal:s.log"]),
+    # with its own --out or --storage: the folder (new in the workspace) is read when the job runs
+    ("[train]\nmax_steps = 5\n", {"space.toml": SPACE}, [*TUNE, "--out", "studies/s"]),
+    ("[train]\nmax_steps = 5\n", {"space.toml": SPACE}, [*TUNE, "--storage", "journal:s.log"]),
 ])
 def test_a_valid_tune_job_or_one_reading_what_submit_cannot_see_is_accepted(
         svc: Deploy, config: str | None, files: dict[str, str], args: list[str]) -> None:

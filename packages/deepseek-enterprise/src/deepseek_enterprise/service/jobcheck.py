@@ -16,8 +16,7 @@ submit, before the job is queued, :func:`check_command`:
   loader's checks that read no file (:func:`deepseek.config.load.check_plain_sections`:
   sections, keys with the did-you-mean, types, ranges, cross-field checks);
 - for ``tune``: tune's own checks of its arguments
-  (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and, with the default study folder and
-  storage, the base config's file-free checks;
+  (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's file-free checks;
 - for ``compress``: its first checks, which load no compressor
   (:func:`deepseek_enterprise.compress.cli.compress_arguments`).
 
@@ -179,9 +178,10 @@ def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Ma
     """``deepseek tune``'s checks of its arguments (:func:`~deepseek_enterprise.tune.cli.tune_inputs`:
     the study name, the objective, the base config and space files read, the tuner and its
     ``[tuner]`` options), the files read from the job's workspace as it will be at its start;
-    then, when the study's folder and storage are the defaults (new in that workspace: the
-    folder checks that come next in ``deepseek tune`` pass), the base config's file-free checks,
-    with which the study's own check of it begins."""
+    then the base config's file-free checks, with which the study's own check of it begins. The
+    job runs that check whatever its study folder holds (a new study or one it continues); with
+    its own ``--out`` or ``--storage`` the folder's checks come first there, so a job failing both
+    prints the folder's line when it runs and is refused with the base config's here."""
     from deepseek.config.load import check_plain_sections
     from deepseek_enterprise.tune.cli import tune_inputs
 
@@ -190,5 +190,4 @@ def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Ma
                              params["config_file"], params["space_file"], _workspace_reader(config, files))
     except _NotKnownAtSubmit:
         return
-    if params["out"] is None and params["storage"] is None:
-        check_plain_sections(inputs.base)
+    check_plain_sections(inputs.base)
