@@ -3,19 +3,18 @@ command's own line), not queued to fail with exit code 2 (service.jobcheck)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 from pathlib import Path
 
 import click
 import pytest
 from _hosts import registering
-from _servicehelpers import CLI_HOST, Deploy, run_cli, two_tenants
+from _servicehelpers import Deploy, run_cli, two_tenants
 from _servicelive import live
+from _submitlines import cli_line as _line
+from _submitlines import job_line as _job_line
+from _submitlines import run_in as _run
 from sqlalchemy import text
 
-from deepseek.cli.main import main
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
@@ -38,23 +37,6 @@ def _train_line(tmp_path: Path, config: str | None, args: list[str]) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     return lines[0].removeprefix("error: ")
-
-
-def _run(tmp_path: Path, argv: list[str], host: PluginHost = CLI_HOST) -> tuple[int, str, str]:
-    """``deepseek ARGV`` in this process, in ``tmp_path``, on ``host``: ``(exit code, stdout, stderr)``."""
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(argv, host=host)
-                code = 0
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-    finally:
-        os.chdir(cwd)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize(("config", "args"), [
@@ -127,14 +109,6 @@ def test_the_cli_prints_the_refusal_and_exits_2(svc: Deploy, tmp_path: Path) -> 
         assert err.strip().splitlines() == [f"error: {server.url}: 422: {_train_line(tmp_path, cfg.read_text(), [])}"]
 
 
-def _line(tmp_path: Path, argv: list[str], host: PluginHost = CLI_HOST, code: int = 2) -> str:
-    """The one line ``deepseek ARGV`` prints as it exits with ``code``."""
-    got, _, err = _run(tmp_path, argv, host)
-    lines = err.strip().splitlines()
-    assert got == code and len(lines) == 1 and lines[0].startswith("error: "), (got, err)
-    return lines[0].removeprefix("error: ")
-
-
 @pytest.mark.parametrize("args", [
     ["nope"],                          # a sub-command the group does not have
     ["latenc"],                        # ... with click's did-you-mean
@@ -199,16 +173,6 @@ def test_a_device_is_checked_by_name_at_submit_not_against_the_servers_devices(s
 
 SPACE = '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2, log = true }\n'
 TUNE = ["--study", "s", "--space", "space.toml", "--trials", "4"]
-
-
-def _job_line(tmp_path: Path, command: str, config: str | None, files: dict[str, str], args: list[str]) -> str:
-    """The line ``deepseek COMMAND`` prints (exit code 2) run as the job runs: in a folder holding
-    the job's config.toml and files."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    for name, body in {**files, **({"config.toml": config} if config is not None else {})}.items():
-        (ws / name).write_text(body, encoding="utf-8")
-    return _line(ws, [command, *(["config.toml"] if config is not None else []), *args])
 
 
 @pytest.mark.parametrize(("config", "files", "args"), [

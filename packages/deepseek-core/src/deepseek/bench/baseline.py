@@ -61,13 +61,26 @@ def _facts(kind: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def load_baseline(path: str, kind: str) -> dict[str, Any]:
     """Read and validate a saved ``bench <kind> --json`` result."""
-    where = _where(path)
     p = Path(path)
     if not p.is_file():
+        return baseline_from_text(None, path, kind)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{_where(path)}: not JSON ({exc}); give the file 'deepseek bench {kind} --json' wrote") from None
+    return baseline_from_text(text, path, kind)
+
+
+def baseline_from_text(text: str | None, path: str, kind: str) -> dict[str, Any]:
+    """A saved ``bench <kind> --json`` result from the text of the file ``path`` (``None``: there
+    is no such file), validated. The job service checks a job's ``--against`` file with it at
+    submit, read from the job's files."""
+    where = _where(path)
+    if text is None:
         raise UsageError(f"{where}: no such file; give the JSON a previous 'deepseek bench {kind} --json' wrote")
     try:
-        data = loads_json(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = loads_json(text)
+    except ValueError as exc:
         raise UsageError(f"{where}: not JSON ({exc}); give the file 'deepseek bench {kind} --json' wrote") from None
     spec = KINDS[kind]
     if not isinstance(data, dict) or not isinstance(data.get(spec["section"]), dict) or not isinstance(

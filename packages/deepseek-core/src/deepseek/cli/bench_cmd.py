@@ -152,6 +152,21 @@ def check_baseline(saved: dict[str, Any] | None, result: dict[str, Any], kind: s
     return report(found, kind=kind, path=path, max_regression=max_regression / 100)
 
 
+def latency_arguments(host: Any, model_name: str, device: str, dtype: str, mode: str, config_path: str | None) -> None:
+    """``bench latency``'s checks of its arguments that build no model, import no torch and read
+    no file (one UsageError line for the first thing wrong): ``--dtype float16`` only on a GPU,
+    ``--mode decode`` only on ``--model`` (a GPT's cached step), and ``--model`` a model
+    registered on ``host`` (found by name, its code not loaded). The command runs them before
+    it builds the model; the job service runs them at submit."""
+    if dtype == "float16" and not device.startswith("cuda"):
+        raise UsageError("--dtype float16 is for GPUs; use float32 or bfloat16 on CPU")
+    if config_path is not None:
+        if mode == "decode":
+            raise UsageError("--mode decode times a GPT's cached step; with --config use --mode forward")
+        return
+    host.resolve("model", model_name)
+
+
 @bench.command("latency")
 @click.option("--model", "model_name", default="small", show_default=True, help="Registered model name.")
 @click.option("--batch", type=count(), default=1, show_default=True)
@@ -189,15 +204,14 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     to_file = json_path is not None and json_path != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="latency.json") if to_file else []
     saved = load_baseline(against, "latency") if against is not None else None
-    if dtype == "float16" and not device.startswith("cuda"):
-        raise UsageError("--dtype float16 is for GPUs; use float32 or bfloat16 on CPU")
+    from deepseek.cli.context import command_host
+
+    latency_arguments(command_host(), model_name, device, dtype, mode, config_path)
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     batches = None
     if config_path is not None:
-        if mode == "decode":
-            raise UsageError("--mode decode times a GPT's cached step; with --config use --mode forward")
         model, batches, model_name = _from_config(config_path, batch)
     else:
         with torch.device("cpu"):

@@ -18,7 +18,10 @@ submit, before the job is queued, :func:`check_command`:
 - for ``tune``: tune's own checks of its arguments
   (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's file-free checks;
 - for ``compress``: its first checks, which load no compressor
-  (:func:`deepseek_enterprise.compress.cli.compress_arguments`).
+  (:func:`deepseek_enterprise.compress.cli.compress_arguments`);
+- for ``bench latency``: its checks before it builds a model (its ``--against`` file, its
+  arguments by :func:`deepseek.cli.bench_cmd.latency_arguments`, its ``--config`` file's
+  file-free checks as for ``train``).
 
 The config and space files are read as the job will find them at its start
 (:func:`_workspace_reader`, :func:`deepseek_enterprise.service.jobpaths.at_start`): the job's
@@ -156,11 +159,51 @@ _Check = Callable[[dict[str, Any], dict[str, Any] | None, Mapping[str, str], Any
 def _own_checks() -> dict[click.Command, _Check]:
     """The commands whose checks at submit go beyond the command line, and those checks
     (``check(params, config, files, host)``)."""
+    from deepseek.cli.bench_cmd import latency
     from deepseek.cli.train_cmd import train
     from deepseek_enterprise.compress.cli import compress
     from deepseek_enterprise.tune.cli import tune
 
-    return {train: _check_train, tune: _check_tune, compress: _check_compress}
+    return {train: _check_train, tune: _check_tune, compress: _check_compress, latency: _check_latency}
+
+
+def _check_latency(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str],
+                   host: Any) -> None:
+    """``deepseek bench latency``'s checks before it builds a model, in its order: the
+    ``--against`` file read from the workspace as it will be at the job's start
+    (:func:`deepseek.bench.baseline.baseline_from_text`), the arguments
+    (:func:`deepseek.cli.bench_cmd.latency_arguments`: float16 on a GPU only, decode without
+    ``--config``, ``--model`` registered), and the ``--config`` file read from the workspace with
+    the config loader's file-free checks (as for ``train``). What needs the model built (its
+    KV-cache decoding, its positions against ``--seq``) and the config's components (its model's
+    and dataset's own keys, the dataset's files) is checked when the job runs."""
+    from deepseek.cli.bench_cmd import latency_arguments
+    from deepseek.config.load import check_plain_sections
+
+    if params["against"] is not None:
+        _check_baseline(params["against"], "latency", config, files)
+    latency_arguments(host, params["model_name"], params["device"], params["dtype"], params["mode"],
+                      params["config_path"])
+    if params["config_path"] is None:
+        return
+    try:
+        data = _workspace_reader(config, files)(params["config_path"])
+    except _NotKnownAtSubmit:
+        return
+    check_plain_sections(data)
+
+
+def _check_baseline(path: str, kind: str, config: dict[str, Any] | None, files: Mapping[str, str]) -> None:
+    """A ``bench KIND --against`` file as the job will find it at its start: one of its files
+    (read as the job reads it), or nothing there; another place (an absolute path, the job's
+    ``config.toml``, ``tmp/``) is read when the job runs."""
+    from deepseek.bench.baseline import baseline_from_text
+
+    where = jobpaths.at_start(Path(path), config is not None, files)
+    if where == "absent":
+        baseline_from_text(None, path, kind)
+    elif where == "file":
+        baseline_from_text(jobpaths.as_read(files[Path(path).parts[0]]), path, kind)
 
 
 def _check_compress(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str],
