@@ -1,4 +1,4 @@
-"""``bench latency`` jobs their command would refuse before doing any work are refused
+"""``bench latency`` and ``eval`` jobs their command would refuse before doing any work are refused
 at submit (422, the command's own line), their ``--config`` / ``--against`` files read as the job
 will find them (service.jobcheck); and a submit imports no torch into the server."""
 
@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from _servicehelpers import Deploy, two_tenants
-from _submitlines import cli_line, job_line
+from _submitlines import cli_line, job_line, run_in, workspace
 
 
 @pytest.fixture
@@ -72,7 +73,62 @@ def test_a_valid_bench_latency_job_or_one_reading_what_submit_cannot_see_is_acce
     assert r.status_code == 201, r.text
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of a tiny model trained 2 steps: eval reads its weights before its --config."""
+    work = tmp_path_factory.mktemp("trained")
+    (work / "c.toml").write_text(
+        '[model]\nname = "tiny"\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 16\nd_ff = 32\n'
+        "[data]\nseq_len = 16\nbatch_size = 4\neval_batches = 1\n[train]\nmax_steps = 2\neval_interval = 0\n"
+        '[strategy]\nname = "single"\ndevice = "cpu"\n[logging]\nplot = false\nprogress = false\n')
+    code, _, err = run_in(work, ["train", "c.toml", "--run-dir", "run", "--quiet"])
+    assert code == 0, err
+    return work / "run"
+
+
 EVAL = ["--checkpoint", "runs/a"]
+
+
+@pytest.mark.parametrize(("config", "files", "args"), [
+    (None, {}, ["--config", "cfg.toml"]),                                   # a config file the job is not sent
+    (None, {"cfg.toml": "[data\n"}, ["--config", "cfg.toml"]),             # not TOML
+    (None, {}, ["--set", "train.lr=1"]),                                    # eval takes data.KEY=VALUE only
+    (None, {"cfg.toml": "[data]\nbatch_size = 0\n"}, ["--config", "cfg.toml"]),  # the [data] keys datasets share
+    (None, {"cfg.toml": "[data]\neval_batches = -1\n"}, ["--config", "cfg.toml"]),
+    (None, {"cfg.toml": "[data]\nseq_len = 16\n"}, ["--config", "cfg.toml", "--set", "data.batch_size=\"x\""]),
+    ("[data]\nbatch_size = 0\n", {}, ["--config", "config.toml"]),          # the job's own config.toml
+])
+def test_an_eval_jobs_config_and_set_are_checked_at_submit_with_evals_line(
+        svc: Deploy, tmp_path: Path, trained: Path, config: str | None, files: dict[str, str], args: list[str]) -> None:
+    # the job reads its weights first: the workspace holds them, so the line is what the config gives
+    shutil.copytree(trained, workspace(tmp_path, config, files) / "runs" / "a")
+    _refused_as_the_job(svc, tmp_path, "eval", config, files, [*EVAL, *args])
+
+
+@pytest.mark.parametrize(("config", "files", "args"), [
+    (None, {"cfg.toml": "[data]\npath = \"corpus.txt\"\n"}, ["--config", "cfg.toml"]),     # a dataset's own keys: at run
+    (None, {}, ["--set", "data.batch_size=0"]),                 # over the weights' own [data]: read when it runs
+    (None, {}, ["--config", "{tenant}/data/cfg.toml"]),
+    ("[data]\nbatch_size = 2\n", {}, ["--config", "config.toml", "--set", "data.eval_batches=1"]),
+])
+def test_a_valid_eval_job_or_one_reading_what_submit_cannot_see_is_accepted(
+        svc: Deploy, config: str | None, files: dict[str, str], args: list[str]) -> None:
+    args = [a.replace("{tenant}", str(svc.root / "tenants" / "acme")) for a in args]
+    job = {"command": "eval", "args": [*EVAL, *args], "files": files,
+           **({"config": config} if config is not None else {})}
+    r = svc.submit("acme", svc.tokens["bob"], **job)
+    assert r.status_code == 201, r.text
+
+
+def test_an_eval_config_section_eval_does_not_read_is_not_refused_at_submit(
+        svc: Deploy, tmp_path: Path, trained: Path) -> None:
+    # eval takes [data] (and [model]) from its --config: the job succeeds, so submit must not refuse it
+    files = {"cfg.toml": "[data]\nbatch_size = 2\nseq_len = 16\n[trian]\nlr = 1\n"}
+    args = [*EVAL, "--config", "cfg.toml", "--batches", "1", "--device", "cpu"]
+    shutil.copytree(trained, workspace(tmp_path, None, files) / "runs" / "a")
+    code, _, err = run_in(tmp_path / "ws", ["eval", *args])
+    assert code == 0, err
+    assert svc.submit("acme", svc.tokens["bob"], command="eval", args=args, files=files).status_code == 201
 
 
 SUBMITS = """
@@ -95,6 +151,7 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
         ("train", ["--max-steps", "3", "--precision", "fp32"], {}, CFG),
         ("train", ["--set", "train.max_stepz=3"], {}, None),
         ("eval", [*EVAL, "--config", "cfg.toml", "--device", "cuda:1"], {"cfg.toml": "[data]\nbatch_size = 2\n"}, None),
+        ("eval", [*EVAL, "--config", "cfg.toml"], {"cfg.toml": "[data]\nbatch_size = 0\n"}, None),
         ("bench", ["latency", "--model", "tiny", "--mode", "decode"], {}, None),
         ("bench", ["latency", "--config", "config.toml", "--against", "saved.json"], {"saved.json": SAVED}, CFG),
         ("bench", ["latency", "--dtype", "float16"], {}, None),
@@ -109,7 +166,7 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"codes": [201, 422, 201, 201, 201, 422, 201, 201, 201], "torch": False}
+    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201], "torch": False}
 
 
 def test_the_bench_latency_command_still_refuses_what_the_submit_check_shares_with_it(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ data.KEY=VALUE``) replaces that, or a run's own ``[data]``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,26 +234,44 @@ def unreadable_config(exc: ConfigError, where: Path, state: dict[str, Any] | Non
     return CheckpointError(f"{where} (the checkpoint's config): {exc}" + (f"; {tail}" if tail else ""))
 
 
+def read_choice(choice: DataChoice, read: Callable[..., dict[str, Any]] = read_toml) -> dict[str, Any] | None:
+    """What evaluating on ``choice`` checks of it before the weights' config takes part: its
+    config file read (``read(path, missing_hint=...)``; ``None`` without one) and every ``--set``
+    a ``data.KEY=VALUE``. The job service runs it at submit for ``deepseek eval``, ``read``
+    reading the job's workspace as it will be at the job's start."""
+    file_config = None
+    if choice.config_file is not None:
+        file_config = read(Path(choice.config_file), missing_hint="check the path of --config")
+    for item in choice.overrides:
+        if parse_override(item)[0][0] != "data":
+            raise UsageError(f"--set {item!r}: eval takes data.KEY=VALUE only (the evaluation data); the model is "
+                             "the weights'")
+    return file_config
+
+
+def choice_label(file: Path | None, choice: DataChoice) -> str:
+    """How an error in the evaluation data names where it came from: the config file its ``[data]``
+    was read from (``--config``, or the one beside exported weights), ``with --set`` when
+    overridden; ``""`` for a run's own ``[data]``."""
+    return " with ".join([*([str(file)] if file is not None else []), *(["--set"] if choice.overrides else [])])
+
+
 def with_data(source: Source, weights: Config, choice: DataChoice | None, host: PluginHost | None) -> Config:
     """The config evaluating ``source``'s model: its saved sections with the chosen ``[data]``
     (``choice``, else what the weights come with), checked: the data against the model's
     vocabulary, and a config file's ``[model]`` against the weights'."""
     choice = choice or DataChoice()
-    data, file, file_config = source.config_data.get("data", {}), source.data_file, None
-    if choice.config_file is not None:
-        file = Path(choice.config_file)
-        file_config = read_toml(file, missing_hint="check the path of --config")
+    data, file = source.config_data.get("data", {}), source.data_file
+    file_config = read_choice(choice)
+    if file_config is not None:
+        file = Path(str(choice.config_file))
         data = file_config.get("data", {})
     elif file is not None:  # beside exported weights: the tokenizer.json beside replaces its data.tokenizer
         file_config = read_toml(file)
         data = with_run_tokenizer({"data": file_config.get("data", {})}, file.parent)["data"]
-    for item in choice.overrides:
-        if parse_override(item)[0][0] != "data":
-            raise UsageError(f"--set {item!r}: eval takes data.KEY=VALUE only (the evaluation data); the model is "
-                             "the weights'")
     if choice.overrides:
         data = apply_overrides({"data": _for_dataset(data, choice.overrides, host)}, choice.overrides)["data"]
-    named = " with ".join([*([str(file)] if file is not None else []), *(["--set"] if choice.overrides else [])])
+    named = choice_label(file, choice)
     full = model_sections(prefer_recorded(source.config_data, source.state, host), data, host)
     model_table = full.get("model", {})
     free = {k: v for k, v in model_table.items() if k != "vocab_size"} if isinstance(model_table, dict) else {}

@@ -19,6 +19,9 @@ submit, before the job is queued, :func:`check_command`:
   (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's file-free checks;
 - for ``compress``: its first checks, which load no compressor
   (:func:`deepseek_enterprise.compress.cli.compress_arguments`);
+- for ``eval``: its ``--config`` file read and ``--set`` checked
+  (:func:`deepseek.training.weights_source.read_choice`), and that file's ``[data]`` through the
+  file-free checks of the keys every dataset shares;
 - for ``bench latency``: its checks before it builds a model (its ``--against`` file, its
   arguments by :func:`deepseek.cli.bench_cmd.latency_arguments`, its ``--config`` file's
   file-free checks as for ``train``).
@@ -160,11 +163,38 @@ def _own_checks() -> dict[click.Command, _Check]:
     """The commands whose checks at submit go beyond the command line, and those checks
     (``check(params, config, files, host)``)."""
     from deepseek.cli.bench_cmd import latency
-    from deepseek.cli.train_cmd import train
+    from deepseek.cli.train_cmd import evaluate, train
     from deepseek_enterprise.compress.cli import compress
     from deepseek_enterprise.tune.cli import tune
 
-    return {train: _check_train, tune: _check_tune, compress: _check_compress, latency: _check_latency}
+    return {train: _check_train, tune: _check_tune, compress: _check_compress, latency: _check_latency,
+            evaluate: _check_eval}
+
+
+def _check_eval(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], _host: Any) -> None:
+    """``deepseek eval``'s checks of its ``--config`` and ``--set``
+    (:func:`deepseek.training.weights_source.read_choice`: the file read from the workspace as it
+    will be at the job's start, every ``--set`` a ``data.KEY=VALUE``) and, with ``--config``, the
+    keys its ``[data]`` (with ``--set`` applied) shares across datasets, through the config
+    loader's file-free checks, named as eval names them. The weights and their config (which
+    the job reads first), and the dataset's own keys, are checked when the job runs."""
+    from deepseek.config.load import check_plain_sections
+    from deepseek.config.overrides import apply_overrides
+    from deepseek.errors import ConfigError
+    from deepseek.training.weights_source import DataChoice, choice_label, read_choice
+
+    choice = DataChoice(params["config_file"], params["overrides"])
+    try:
+        file_config = read_choice(choice, _workspace_reader(config, files))
+    except _NotKnownAtSubmit:
+        return
+    if file_config is None:
+        return  # the data is the weights' own, with --set over it: checked when the job reads them
+    data = apply_overrides({"data": file_config.get("data", {})}, choice.overrides)["data"]
+    try:
+        check_plain_sections({"data": data})
+    except ConfigError as exc:
+        raise ConfigError(f"{choice_label(Path(params['config_file']), choice)}: {exc}") from None
 
 
 def _check_latency(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str],
