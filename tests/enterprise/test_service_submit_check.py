@@ -273,6 +273,14 @@ def test_a_plugins_own_command_of_a_job_name_is_parsed_by_itself_only(tmp_path: 
     ["--method", "prune.ffn", "--recipe", "prune.ffn", "--out", "runs/c"],  # --recipe belongs to a search
     ["--max-drop", "1%", "--recipe", "prune.ffn + ", "--out", "runs/c"],   # a recipe's form
     ["--max-drop", "1%", "--recipe", "prune.ffn ratio", "--out", "runs/c"],
+    ["--method", "prne.ffn", "--out", "runs/c"],                           # no such compressor: found by name
+    ["--method", "prune.ffn", "--set", "ratio", "--out", "runs/c"],        # --set's form
+    # the options of a compressor that declares it loads without torch
+    ["--method", "prune.ffn", "--set", "ratio=2", "--out", "runs/c"],
+    ["--method", "prune.heads", "--set", "ratoi=0.5", "--out", "runs/c"],
+    ["--max-drop", "1%", "--recipe", "prune.fnn + quantize.int8", "--out", "runs/c"],
+    ["--max-drop", "1%", "--recipe", "prune.ffn ratio=7 + quantize.int8", "--out", "runs/c"],
+    ["--max-drop", "1%", "--recipe", "prune.ffn + recover stpes=3", "--out", "runs/c"],
 ])
 def test_a_compress_job_is_refused_at_submit_with_the_compress_commands_first_checks(
         svc: Deploy, tmp_path: Path, args: list[str]) -> None:

@@ -1,6 +1,7 @@
 """``bench latency`` and ``eval`` jobs their command would refuse before doing any work are refused
 at submit (422, the command's own line), their ``--config`` / ``--against`` files read as the job
-will find them (service.jobcheck); and a submit imports no torch into the server."""
+will find them (service.jobcheck); a compressor's options are checked at submit when it declares
+that it loads without torch; and a submit imports no torch into the server."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _hosts import enterprise_host
 from _servicehelpers import Deploy, two_tenants
 from _submitlines import cli_line, job_line, run_in, workspace
+
+from deepseek.hookspecs import hookimpl
+from deepseek_enterprise.compress import LOADS_WITHOUT_TORCH
+from deepseek_enterprise.compress.compressor import Compressor
 
 
 @pytest.fixture
@@ -131,6 +138,58 @@ def test_an_eval_config_section_eval_does_not_read_is_not_refused_at_submit(
     assert svc.submit("acme", svc.tokens["bob"], command="eval", args=args, files=files).status_code == 201
 
 
+@dataclass(frozen=True)
+class _KeepOptions:
+    keep: int = field(default=1, metadata={"check": lambda v: None if v > 0 else "must be a positive whole number"})
+
+
+class _Keep(Compressor):
+    """A third-party compressor (its options checked; never run here)."""
+
+    Options = _KeepOptions
+
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]  # noqa: ANN001
+        raise AssertionError("not run in these tests")
+
+
+class _AcmeCompressors:
+    """deepseek-acme: ``acme.light`` declares that it loads without torch, ``acme.heavy`` does not."""
+
+    @hookimpl
+    def deepseek_register_compressors(self, register) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+        register("acme.light", f"{__name__}:_Keep", declares={LOADS_WITHOUT_TORCH: True})
+        register("acme.heavy", f"{__name__}:_Keep")
+
+
+def test_a_compressors_options_are_checked_at_submit_when_it_declares_it_loads_without_torch(tmp_path: Path) -> None:
+    host = enterprise_host((_AcmeCompressors(), "deepseek-acme"))
+    d = two_tenants(tmp_path / "srv", host)
+    try:
+        for name in ("acme.light", "acme.heavy"):  # the job refuses both
+            args = [*EVAL, "--method", name, "--set", "keep=0", "--out", "runs/c"]
+            expected = cli_line(tmp_path, ["compress", *args], host)
+            assert expected == f"--set ({name}).keep: must be a positive whole number, got 0 (int)", expected
+            r = d.submit("acme", d.tokens["bob"], command="compress", args=args)
+            # only the one that declares it is loaded by the server: the other is checked when the job runs
+            assert (r.status_code, r.json().get("detail")) == ((422, expected) if name == "acme.light" else (201, None))
+        # an undeclared compressor is still found by name at submit
+        r = d.submit("acme", d.tokens["bob"], command="compress", args=[*EVAL, "--method", "acme.hevy", "--out", "c"])
+        assert r.status_code == 422 and r.json()["detail"].startswith("unknown compressor 'acme.hevy'; did you mean")
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("name", [c.name for c in enterprise_host().components("compressor")
+                                  if c.declared(LOADS_WITHOUT_TORCH) is True])
+def test_a_compressor_that_declares_it_loads_without_torch_does(name: str) -> None:
+    # what lets the server load it at submit: its module imports no torch
+    target = enterprise_host().resolve("compressor", name).target_text
+    code = (f"import sys, importlib; importlib.import_module({target.partition(':')[0]!r}); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+
+
 SUBMITS = """
 import json, sys
 from pathlib import Path
@@ -159,6 +218,8 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
         ("compress", [*EVAL, "--method", "prune.ffn", "--set", "ratio=0.5", "--out", "runs/c"], {}, None),
         ("compress", [*EVAL, "--max-drop", "1%", "--recipe", "prune.ffn ratio=0.5 + quantize.int8", "--out", "c"], {},
          None),
+        ("compress", [*EVAL, "--method", "quantize.int8", "--set", "skip=[]", "--out", "c"], {}, None),
+        ("compress", [*EVAL, "--max-drop", "1%", "--recipe", "prune.ffn ratio=2 + recover", "--out", "c"], {}, None),
     ]
     here = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -166,7 +227,7 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201], "torch": False}
+    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201, 201, 422], "torch": False}
 
 
 def test_the_bench_latency_command_still_refuses_what_the_submit_check_shares_with_it(tmp_path: Path) -> None:

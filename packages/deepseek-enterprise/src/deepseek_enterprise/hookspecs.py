@@ -26,6 +26,8 @@ def deepseek_register_compressors(register: RegisterFn) -> None:
     ``[model]`` table that rebuilds it, a record of what was done, what loading it needs).
     ``deepseek compress`` calls ``apply(model, config, context)`` (default: ``compress`` with the
     context's calibration batches), which a step needing the original or training overrides.
+    A compressor whose module imports no torch may say so, ``register(..., declares={
+    "loads_without_torch": True})``: the job service then checks its options at submit.
     Enterprise registers ``prune.ffn``, ``recover`` and others; docs/compress.md.
     """
 

@@ -87,16 +87,22 @@ def deepseek_register_compressors(register: RegisterFn) -> None:
     student of a ``distill`` run), ``recover`` (a search step training a pruned candidate back:
     distilled from the original for a GPT, fine-tuned otherwise) and ``quantize.*`` (torchao int8, int8 weight-only, int4
     weight-only, float8)."""
+    from deepseek_enterprise.compress import LOADS_WITHOUT_TORCH
+
     register("prune.ffn", "deepseek_enterprise.compress.prune:PruneFFN",
-             description="remove each block's least important MLP channels (magnitude or Taylor)")
+             description="remove each block's least important MLP channels (magnitude or Taylor)",
+             declares={LOADS_WITHOUT_TORCH: True})
     register("prune.heads", "deepseek_enterprise.compress.prune:PruneHeads",
-             description="remove each block's least important attention heads (magnitude or Taylor)")
+             description="remove each block's least important attention heads (magnitude or Taylor)",
+             declares={LOADS_WITHOUT_TORCH: True})
     register("prune.mlp", "deepseek_enterprise.compress.prune_mlp:PruneMLP",
-             description="Torch-Pruning: remove MLP channels of encoder-built models (Swin, audio, text)")
+             description="Torch-Pruning: remove MLP channels of encoder-built models (Swin, audio, text)",
+             declares={LOADS_WITHOUT_TORCH: True})
     register("distill.student", "deepseek_enterprise.compress.distill:ExtractStudent",
              description="the student of a distill run, as a model of its own")
     register("recover", "deepseek_enterprise.compress.recover:Recover",
-             description="search step: distil (GPT) or fine-tune the candidate for --recovery-steps steps")
+             description="search step: distil (GPT) or fine-tune the candidate for --recovery-steps steps",
+             declares={LOADS_WITHOUT_TORCH: True})
     register("quantize.int8", "deepseek_enterprise.compress.quantize:Int8Dynamic",
              description="torchao: int8 weights, int8 activations quantized per token (CPU, CUDA)")
     register("quantize.int8-weight", "deepseek_enterprise.compress.quantize:Int8Weight",

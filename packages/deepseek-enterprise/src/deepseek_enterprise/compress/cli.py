@@ -32,8 +32,24 @@ DEFAULT_RECOVERY_STEPS = 100
 
 def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> Any:
     """The registered compressor ``method`` with its options from ``--set KEY=VALUE``."""
-    from deepseek.config.overrides import parse_override
     from deepseek_enterprise.compress.compressor import create_compressor
+
+    return create_compressor(host, method, _method_table(method, settings), where=f"--set ({method})")
+
+
+def check_method_without_torch(host: Any, method: str, settings: tuple[str, ...]) -> None:
+    """What :func:`compressor_from_cli` checks that imports no torch: each ``--set`` a KEY=VALUE,
+    the compressor's name, and its options where it declares that it loads without torch
+    (:func:`~deepseek_enterprise.compress.compressor.check_without_torch`); the job service runs
+    it at submit."""
+    from deepseek_enterprise.compress.compressor import check_without_torch
+
+    check_without_torch(host, method, _method_table(method, settings), where=f"--set ({method})")
+
+
+def _method_table(method: str, settings: tuple[str, ...]) -> dict[str, Any]:
+    """The options table of ``--set KEY=VALUE`` (one UsageError line for an item that is not one)."""
+    from deepseek.config.overrides import parse_override
 
     table: dict[str, Any] = {}
     for item in settings:
@@ -43,7 +59,7 @@ def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> An
                              f"--set {key.strip() or 'ratio'}=0.5 (docs/compress.md)")
         keys, value = parse_override(f"compressor.{item}")
         table[".".join(keys[1:])] = value
-    return create_compressor(host, method, table, where=f"--set ({method})")
+    return table
 
 
 def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from deepseek.config.components import NoOptions
 from deepseek.errors import DeepseekError, PluginError
+from deepseek_enterprise.compress import LOADS_WITHOUT_TORCH
 
 
 @dataclass
@@ -126,22 +127,38 @@ def create_compressor(host: Any, name: str, table: dict[str, Any], *, where: str
     """The registered compressor ``name`` with options ``table`` validated (field paths
     ``where.key``); an unknown name or option is a one-line error, a target that is not a
     :class:`Compressor` subclass a one-line :class:`PluginError` naming its distribution."""
-    from deepseek.config.components import build_options
     from deepseek_enterprise.plugin_calls import blamed_on
+
+    component, target, options = _validated(host, name, table, where)
+    with blamed_on(component.label, "__init__"):
+        compressor = target(options, host=host)
+    compressor.label = component.label
+    return compressor
+
+
+def check_without_torch(host: Any, name: str, table: dict[str, Any], *, where: str) -> None:
+    """What :func:`create_compressor` checks that imports no torch: the name (found among the
+    registered compressors, nothing imported) and, for a compressor that declares
+    :data:`LOADS_WITHOUT_TORCH`, its target and options (its module imported); the job service
+    runs it at submit."""
+    host.check_kind("compressor")
+    if host.resolve("compressor", name).declared(LOADS_WITHOUT_TORCH) is True:
+        _validated(host, name, table, where)
+
+
+def _validated(host: Any, name: str, table: dict[str, Any], where: str) -> tuple[Any, type[Compressor], Any]:
+    """``(component, target, options)`` of the registered compressor ``name``: the target
+    checked to be a :class:`Compressor` subclass, ``table`` validated as its ``Options``."""
+    from deepseek.config.components import build_options
 
     host.check_kind("compressor")
     component = host.resolve("compressor", name)
     target = component.load()
-    label = component.label
     if not (isinstance(target, type) and issubclass(target, Compressor)):
-        raise PluginError(f"{label}: registered as {target!r}, not a subclass of "
+        raise PluginError(f"{component.label}: registered as {target!r}, not a subclass of "
                           "deepseek_enterprise.compress.compressor.Compressor; its plugin must register a Compressor "
                           "subclass (docs/compress.md, 'Writing a compressor')")
-    options = build_options(target, dict(table), kind="compressor", name=name, path=where)
-    with blamed_on(label, "__init__"):
-        compressor = target(options, host=host)
-    compressor.label = label
-    return compressor
+    return component, target, build_options(target, dict(table), kind="compressor", name=name, path=where)
 
 
 def check_applies(compressor: Compressor, model: Any, config: Any) -> None:

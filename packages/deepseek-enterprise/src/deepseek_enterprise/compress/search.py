@@ -186,9 +186,25 @@ def create_steps(host: Any, recipe: Recipe) -> list[Any]:
     error naming the recipe, raised before any work)."""
     from deepseek_enterprise.compress.compressor import create_compressor
 
-    steps = [create_compressor(host, name, table, where=f"--recipe ({name})") for name, table in recipe.steps]
+    steps = [create_compressor(host, name, table, where=_step_where(name)) for name, table in recipe.steps]
     _check_recover_places(recipe, steps)
     return steps
+
+
+def check_steps_without_torch(host: Any, recipe: Recipe) -> None:
+    """What :func:`create_steps` checks of ``recipe``'s steps that imports no torch
+    (:func:`~deepseek_enterprise.compress.compressor.check_without_torch`: each name, and the
+    options of a compressor declaring it loads without torch); the job service runs it at submit.
+    The places of its ``recover`` steps are checked when the job runs (that loads the compressors)."""
+    from deepseek_enterprise.compress.compressor import check_without_torch
+
+    for name, table in recipe.steps:
+        check_without_torch(host, name, table, where=_step_where(name))
+
+
+def _step_where(name: str) -> str:
+    """How a recipe step's option errors name it."""
+    return f"--recipe ({name})"
 
 
 def _check_recover_places(recipe: Recipe, steps: list[Any]) -> None:

@@ -17,8 +17,10 @@ submit, before the job is queued, :func:`check_command`:
   sections, keys with the did-you-mean, types, ranges, cross-field checks);
 - for ``tune``: tune's own checks of its arguments
   (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's file-free checks;
-- for ``compress``: its first checks, which load no compressor
-  (:func:`deepseek_enterprise.compress.cli.compress_arguments`);
+- for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
+  then the compressors of ``--method`` and each ``--recipe`` step by name, and the options of
+  those that declare they load without torch
+  (:data:`deepseek_enterprise.compress.LOADS_WITHOUT_TORCH`);
 - for ``eval``: its ``--config`` file read and ``--set`` checked
   (:func:`deepseek.training.weights_source.read_choice`), and that file's ``[data]`` through the
   file-free checks of the keys every dataset shares;
@@ -238,13 +240,22 @@ def _check_baseline(path: str, kind: str, config: dict[str, Any] | None, files: 
 
 def _check_compress(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str],
                     host: Any) -> None:
-    """``deepseek compress``'s first checks (:func:`~deepseek_enterprise.compress.cli.compress_arguments`:
-    the options that go together, the budget, the recipes parsed); the compressors themselves
-    (their options, which load their code) and the checkpoint are checked when the job runs."""
-    from deepseek_enterprise.compress.cli import compress_arguments
+    """``deepseek compress``'s first checks, in its order: its arguments
+    (:func:`~deepseek_enterprise.compress.cli.compress_arguments`: the options that go together,
+    the budget, the recipes parsed), then each recipe's steps and the ``--method`` with its
+    ``--set`` as far as that imports no torch (:func:`~deepseek_enterprise.compress.search.check_steps_without_torch`,
+    :func:`~deepseek_enterprise.compress.cli.check_method_without_torch`: the compressors' names,
+    and the options of those that declare they load without torch). The other compressors'
+    options, the places of ``recover`` steps and the checkpoint are checked when the job runs."""
+    from deepseek_enterprise.compress.cli import check_method_without_torch, compress_arguments
+    from deepseek_enterprise.compress.search import check_steps_without_torch
 
-    compress_arguments(params["method"], params["max_drop"], params["recipes"], params["prefer"],
-                       params["recovery_steps"], params["settings"], params["latency_runs"])
+    _, recipes = compress_arguments(params["method"], params["max_drop"], params["recipes"], params["prefer"],
+                                    params["recovery_steps"], params["settings"], params["latency_runs"])
+    for recipe in recipes:
+        check_steps_without_torch(host, recipe)
+    if params["method"] is not None:
+        check_method_without_torch(host, params["method"], params["settings"])
 
 
 def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], host: Any) -> None:
