@@ -56,6 +56,10 @@ SAVED = json.dumps({"info": {"model": "small"}, "rows": [{"name": "eager", "medi
     (None, {"saved.json": "{nope"}, ["--against", "saved.json"]),          # not JSON
     (None, {"saved.json": "{}"}, ["--against", "saved.json"]),             # not a bench latency result
     (None, {"saved.json": json.dumps({"info": {}, "rows": []})}, ["--against", "saved.json"]),
+    (None, {}, ["--only", "torch.compil"]),                                 # a variant, with the did-you-mean
+    (None, {}, ["--only", "deepseek static-cache"]),                        # decode's variant in forward mode
+    (None, {}, ["--only", "deepseek.optimize int8"]),                       # --reduced's variant without it
+    (None, {}, ["--mode", "decode", "--only", "deepseek static-cache graph"]),  # the CUDA one on the CPU
 ])
 def test_a_bench_latency_job_is_refused_at_submit_with_the_commands_own_line(
         svc: Deploy, tmp_path: Path, config: str | None, files: dict[str, str], args: list[str]) -> None:
@@ -70,6 +74,11 @@ def test_a_bench_latency_job_is_refused_at_submit_with_the_commands_own_line(
     (None, {}, ["--config", "{tenant}/data/cfg.toml"]),                     # may be written before the job starts
     (None, {"saved.json": SAVED}, ["--against", "saved.json", "--model", "small"]),
     (None, {}, ["--against", "{tenant}/data/saved.json"]),
+    (None, {}, ["--only", "torch.compile+freezing,deepseek.optimize"]),
+    (None, {}, ["--mode", "decode", "--model", "tiny", "--reduced", "--only",
+                "deepseek static-cache,deepseek.optimize int8"]),
+    (None, {}, ["--device", "cuda:1", "--mode", "decode", "--only", "deepseek static-cache graph"]),
+    (None, {}, ["--device", "cuda", "--only", "torch.compile reduce-overhead"]),
 ])
 def test_a_valid_bench_latency_job_or_one_reading_what_submit_cannot_see_is_accepted(
         svc: Deploy, config: str | None, files: dict[str, str], args: list[str]) -> None:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from deepseek.bench.variants import check_only, variant_names
 from deepseek.dtypes import torch_dtype
 from deepseek.graph.passes import max_rel_error
 from deepseek.models.declared import token_input_limits
@@ -168,36 +169,22 @@ def build_variants(
 
         return make
 
-    variants: list[tuple[str, Callable[[], Callable[..., Any]], str]] = [
-        ("eager", lambda: target, "plain PyTorch, torch.no_grad()"),
-        ("torch.compile", compiled(), "default mode"),
-    ]
-    if device.type == "cpu":
-        variants.append(("torch.compile+freezing", frozen, "inductor freezing=True"))
-    else:
-        variants.append(("torch.compile reduce-overhead", compiled(mode="reduce-overhead"), "CUDA graphs"))
-    variants.append(("deepseek.optimize", optimized(), "auto: verified fastest pipeline"))
-    if isinstance(target, DecodeStep):
-        graphs = device.type == "cuda"
-        variants.append(("deepseek static-cache graph" if graphs else "deepseek static-cache",
-                         lambda: static_step(target, graphs),
-                         "static KV cache, inductor step + argmax" + (" in one CUDA graph" if graphs else "")))
-    if reduced:
-        variants.append(("deepseek.optimize bf16", optimized(precision="bf16"), "opt-in bf16"))
-        variants.append(("deepseek.optimize int8", optimized(precision="int8"), "opt-in int8 dynamic"))
-    return variants
+    def static() -> Callable[..., Any]:
+        assert isinstance(target, DecodeStep)  # named only for a decode step (variant_names)
+        return static_step(target, device.type == "cuda")
 
-
-def check_only(only: list[str] | None, names: list[str], where: str) -> None:
-    """One line for an ``--only`` name that is no variant here (with the closest one)."""
-    from deepseek.errors import UsageError
-    from deepseek.names import closest
-
-    for name in only or []:
-        if name not in names:
-            close = closest(name, names)
-            hint = f"did you mean {close!r}? " if close else ""
-            raise UsageError(f"--only: no variant {name!r} for {where}; {hint}choose from {', '.join(names)}")
+    makers: dict[str, tuple[Callable[[], Callable[..., Any]], str]] = {
+        "eager": (lambda: target, "plain PyTorch, torch.no_grad()"),
+        "torch.compile": (compiled(), "default mode"),
+        "torch.compile+freezing": (frozen, "inductor freezing=True"),
+        "torch.compile reduce-overhead": (compiled(mode="reduce-overhead"), "CUDA graphs"),
+        "deepseek.optimize": (optimized(), "auto: verified fastest pipeline"),
+        "deepseek static-cache": (static, "static KV cache, inductor step + argmax"),
+        "deepseek static-cache graph": (static, "static KV cache, inductor step + argmax in one CUDA graph"),
+        "deepseek.optimize bf16": (optimized(precision="bf16"), "opt-in bf16"),
+        "deepseek.optimize int8": (optimized(precision="int8"), "opt-in int8 dynamic"),
+    }
+    return [(name, *makers[name]) for name in variant_names(device.type, isinstance(target, DecodeStep), reduced)]
 
 
 def static_step(step: DecodeStep, graphs: bool) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -259,7 +246,7 @@ def run_latency(
     with torch.no_grad():
         references = [target(*x).float().clone() for x in inputs]
     variants = build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced)
-    check_only(only, [name for name, *_ in variants], f"--mode {mode} on {dev.type}")
+    check_only(only, dev.type, mode, isinstance(target, DecodeStep), reduced)
     built: list[tuple[str, Callable[..., Any], float, str]] = []
     for name, make, note in variants:
         if only and name not in only and name != "eager":

@@ -152,19 +152,23 @@ def check_baseline(saved: dict[str, Any] | None, result: dict[str, Any], kind: s
     return report(found, kind=kind, path=path, max_regression=max_regression / 100)
 
 
-def latency_arguments(host: Any, model_name: str, device: str, dtype: str, mode: str, config_path: str | None) -> None:
+def latency_arguments(host: Any, model_name: str, device: str, dtype: str, mode: str, config_path: str | None,
+                      only: tuple[str, ...] | None, reduced: bool) -> None:
     """``bench latency``'s checks of its arguments that build no model, import no torch and read
     no file (one UsageError line for the first thing wrong): ``--dtype float16`` only on a GPU,
-    ``--mode decode`` only on ``--model`` (a GPT's cached step), and ``--model`` a model
-    registered on ``host`` (found by name, its code not loaded). The command runs them before
-    it builds the model; the job service runs them at submit."""
+    ``--mode decode`` only on ``--model`` (a GPT's cached step), ``--model`` a model registered
+    on ``host`` (found by name, its code not loaded), and each ``--only`` a variant timed on that
+    device in that mode (:mod:`deepseek.bench.variants`). The command runs them before it builds
+    the model; the job service runs them at submit."""
+    from deepseek.bench.variants import check_only
+
     if dtype == "float16" and not device.startswith("cuda"):
         raise UsageError("--dtype float16 is for GPUs; use float32 or bfloat16 on CPU")
-    if config_path is not None:
-        if mode == "decode":
-            raise UsageError("--mode decode times a GPT's cached step; with --config use --mode forward")
-        return
-    host.resolve("model", model_name)
+    if config_path is not None and mode == "decode":
+        raise UsageError("--mode decode times a GPT's cached step; with --config use --mode forward")
+    if config_path is None:
+        host.resolve("model", model_name)
+    check_only(only, device.partition(":")[0], mode, mode == "decode", reduced)
 
 
 @bench.command("latency")
@@ -206,7 +210,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     saved = load_baseline(against, "latency") if against is not None else None
     from deepseek.cli.context import command_host
 
-    latency_arguments(command_host(), model_name, device, dtype, mode, config_path)
+    latency_arguments(command_host(), model_name, device, dtype, mode, config_path, only, reduced)
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -205,8 +205,9 @@ def _check_latency(params: dict[str, Any], config: dict[str, Any] | None, files:
     ``--against`` file read from the workspace as it will be at the job's start
     (:func:`deepseek.bench.baseline.baseline_from_text`), the arguments
     (:func:`deepseek.cli.bench_cmd.latency_arguments`: float16 on a GPU only, decode without
-    ``--config``, ``--model`` registered), and the ``--config`` file read from the workspace with
-    the config loader's file-free checks (as for ``train``). What needs the model built (its
+    ``--config``, ``--model`` registered, ``--only`` variants of that device and mode), and the
+    ``--config`` file read from the workspace with the config loader's file-free checks (as for
+    ``train``). What needs the model built (its
     KV-cache decoding, its positions against ``--seq``) and the config's components (its model's
     and dataset's own keys, the dataset's files) is checked when the job runs."""
     from deepseek.cli.bench_cmd import latency_arguments
@@ -215,7 +216,7 @@ def _check_latency(params: dict[str, Any], config: dict[str, Any] | None, files:
     if params["against"] is not None:
         _check_baseline(params["against"], "latency", config, files)
     latency_arguments(host, params["model_name"], params["device"], params["dtype"], params["mode"],
-                      params["config_path"])
+                      params["config_path"], params["only"], params["reduced"])
     if params["config_path"] is None:
         return
     try:
