@@ -7,7 +7,9 @@ trainer's data check (:func:`deepseek.models.checks.check_model_data`: the model
 ``check_data`` on the first validation batch, then the batch's keys against ``forward``) decides
 whether the model takes it. A dataset it takes gives its first training batch to one
 ``model(**batch)`` on the CPU, and the trainer's own output rule
-(:func:`deepseek.models.checks.split_output`) judges what comes back.
+(:func:`deepseek.models.checks.split_output`) judges what comes back; the loss's backward pass
+must then reach every trainable parameter (:mod:`_gradients`), unless the model declares that it
+does not train (``TrainableModel.not_trainable``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _gradients import check_every_parameter_trains
 
 from deepseek.config.components import build_options, options_class
 from deepseek.config.load import DATA_SIZES
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data, split_output
+from deepseek.models.declared import training_refusal
 from deepseek.models.factory import instantiate_model
 from deepseek.models.protocol import model_capabilities
 from deepseek.training.totals import (
@@ -186,6 +190,11 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
         values = {"loss": loss, **metrics}
         bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
         assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"
+        if training_refusal(model, model_name=name) is None:  # one training step reaches every parameter
+            loss.backward()
+            check_every_parameter_trains(model, where=f"model {name!r} on dataset {data_name!r}",
+                                         source=f"the loss on the first training batch of dataset {data_name!r}",
+                                         doc="docs/plugins.md section 10, or declare TrainableModel.not_trainable")
         calls.outputs[data_name] = (loss, metrics)
         if "serving" in model_capabilities(model):
             _check_serving(model, val, name, data_name)

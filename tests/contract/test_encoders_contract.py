@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _gradients import check_every_parameter_trains
 
 import deepseek
 from deepseek.models.encoder import check_output
@@ -105,11 +106,5 @@ def test_encoder_trains(comp) -> None:  # noqa: ANN001
     out = enc(inputs, mask)
     keep = (~out.padding_mask).unsqueeze(-1).to(out.features.dtype)
     (out.features * keep).square().mean().backward()
-    grads = {name: p.grad for name, p in enc.named_parameters() if p.requires_grad}
-    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
-    # A parameter outside the features' graph never trains, and data-parallel training refuses it
-    # (DDP's find_unused_parameters) only once a launched job reaches its first step.
-    unused = [name for name, g in grads.items() if g is None]
-    assert not unused, (
-        f"parameters {unused} get no gradient from the features of example_inputs(); use every parameter "
-        "in forward or do not create it (docs/multimodal.md section 2)")
+    check_every_parameter_trains(enc, where=f"encoder {comp.qualified_name}", source="the features of example_inputs()",
+                                 doc="docs/multimodal.md section 2")

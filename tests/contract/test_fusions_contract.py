@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 import torch
+from _gradients import check_every_parameter_trains
 
 from deepseek.plugins.host import get_host
 
@@ -92,13 +93,7 @@ def test_fusion_trains(comp) -> None:  # noqa: ANN001
     loss = loss + sum(torch.nn.functional.cross_entropy(out.modality_logits[m], target) for m in DIMS)
     loss = loss + sum(out.pooled[m].square().mean() for m in DIMS)
     loss.backward()
-    grads = {name: p.grad for name, p in fusion.named_parameters() if p.requires_grad}
-    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
-    assert all(torch.isfinite(g).all() for g in grads.values() if g is not None)
-    # A parameter outside the graph of every output never trains, and data-parallel training
-    # refuses it (DDP's find_unused_parameters) only once a launched job reaches its first step.
-    unused = [name for name, g in grads.items() if g is None]
-    assert not unused, (
-        f"parameters {unused} get no gradient from any output with every modality of the model present "
-        "(fused logits, modality_logits, pooled); use every parameter in forward or do not create it "
-        "(docs/multimodal.md section 3)")
+    check_every_parameter_trains(
+        fusion, where=f"fusion {comp.qualified_name}",
+        source="any output with every modality of the model present (fused logits, modality_logits, pooled)",
+        doc="docs/multimodal.md section 3")

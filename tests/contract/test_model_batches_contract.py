@@ -4,6 +4,7 @@ and a model that no registered dataset fits is skipped with what to register."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,27 @@ class Lonely(TrainableModel):
         return self.fc(pixels).mean()
 
 
+class Spare(Regressor):
+    """A regressor with a second head its loss never uses: one process trains around it, ``ddp``
+    stops at the first step of a launched job (find_unused_parameters)."""
+
+    def __init__(self, options: Any) -> None:
+        super().__init__(options)
+        self.spare = nn.Linear(3, 1)
+
+
+class Exported(Spare):
+    """Declares that it does not train: no gradient is asked of it."""
+
+    not_trainable = "its weights are constants of an exported graph; train the model it came from"
+
+
 class Plugin:
     @hookimpl
     def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
         register("acme.regressor", Regressor, description="squared error on three features")
+        register("acme.spare", Spare, description="a regressor with an unused head")
+        register("acme.exported", Exported, description="a regressor that does not train")
         register("acme.lonely", Lonely, description="a model for data nobody registered")
 
     @hookimpl
@@ -121,6 +139,21 @@ def test_a_non_finite_loss_fails(host: PluginHost, tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(Regressor, "MODE", "nan")
     with pytest.raises(AssertionError, match=r"model 'acme\.regressor' on dataset 'acme\.rows': non-finite output"):
         call_on_batches(host, "acme.regressor", tmp_path)
+
+
+def test_a_parameter_the_loss_does_not_reach_fails(host: PluginHost, tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match=re.escape(
+            "parameters ['spare.weight', 'spare.bias'] get no gradient from the loss on the first training batch of "
+            "dataset 'acme.rows'; use every parameter in forward or do not create it (docs/plugins.md section 10, or "
+            "declare TrainableModel.not_trainable)")):
+        call_on_batches(host, "acme.spare", tmp_path)
+
+
+def test_a_model_that_declares_it_does_not_train_is_asked_for_no_gradient(host: PluginHost, tmp_path: Path) -> None:
+    calls = call_on_batches(host, "acme.exported", tmp_path)
+    assert list(calls.outputs) == ["acme.rows"]
+    loss, _ = calls.outputs["acme.rows"]
+    assert loss.grad_fn is not None  # not run under no_grad: backward is left out because of the declaration
 
 
 def test_a_model_no_dataset_fits_is_skipped_saying_what_to_register(host: PluginHost, tmp_path: Path) -> None:

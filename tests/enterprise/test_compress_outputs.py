@@ -38,12 +38,13 @@ def test_a_quantized_run_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert err.splitlines() == ["error: --checkpoint: q holds a model that deepseek compress already quantized (int8); "
                                 "compress the run it came from (the 'source' in its compression.json)"]
     assert not (tmp_path / "qq").exists()
-    # resumed: was "optimizer state file is missing; the checkpoint is incomplete"
+    # resumed: was "optimizer state file is missing; the checkpoint is incomplete"; the model declares that it does
+    # not train (TrainableModel.not_trainable), which the trainer reads when it builds the model, before the
+    # checkpoint's missing optimizer state
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "--resume", "q", "--max-steps", "4")
     assert code == 2 and err.splitlines() == [
-        'error: q/checkpoints/step-2: holds model weights only, no optimizer state (a compressed or exported model, '
-        'committed that way): it cannot be resumed; train from its weights with --set '
-        'train.init_from="q/checkpoints/step-2" (a quantized model does not train: evaluate or serve it as it is)'], err
+        "error: model 'quantized' does not train: torchao's quantized weights take no gradient step; train or "
+        "fine-tune the source run its compression.json names, then compress it again"], err
 
 
 def test_a_killed_compress_leaves_no_half_run_folder_and_the_retry_works(tmp_path: Path) -> None:

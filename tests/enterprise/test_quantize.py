@@ -251,6 +251,6 @@ def test_training_a_quantized_model_is_one_line_and_leaves_no_run(monkeypatch: p
     code, err, _ = deepseek_here(monkeypatch, trained, "train", "q/config.toml", "--max-steps", "5", "--run-dir",
                                  "tq", *extra)
     assert code == 2 and err.strip().splitlines() == [
-        "error: model 'quantized' does not train (torchao's quantized weights take no gradient step); train or "
+        "error: model 'quantized' does not train: torchao's quantized weights take no gradient step; train or "
         "fine-tune the source run its compression.json names, then compress it again"], err
     assert not (trained / "tq").exists()

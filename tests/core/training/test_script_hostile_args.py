@@ -1,8 +1,8 @@
 """Arguments of the wrong kind given to ``deepseek.fit``, ``deepseek.evaluate`` and
 ``deepseek.load_model``: each is one ``UsageError`` line naming the argument, raised before the
 run folder exists, never a ``TypeError`` or ``AttributeError`` from deep inside; and models whose
-loss cannot train (no trainable parameters, a loss without a gradient or of an integer dtype)
-are refused in one line without leaving a run folder."""
+loss cannot train (no trainable parameters, a loss without a gradient or of an integer dtype) or
+that declare they do not train (``TrainableModel.not_trainable``) are refused in one line without leaving a run folder."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch import nn
 
 import deepseek
 from deepseek.errors import UsageError
+from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
@@ -96,7 +97,28 @@ class IntegerLoss(Net):
         return (self.layer(x).argmax(-1) != label).sum()
 
 
+class Exported(TrainableModel):
+    """Declares that it does not train (TrainableModel.not_trainable)."""
+
+    not_trainable = "its weights are an exported graph's constants; train the model it was exported from"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.layer(x), label)
+
+
+class MisDeclared(Exported):
+    not_trainable = True  # type: ignore[assignment]
+
+
 @pytest.mark.parametrize(("model", "message"), [
+    (Exported, "model 'script' does not train: its weights are an exported graph's constants; train the model it "
+               "was exported from"),
+    (MisDeclared, "model MisDeclared: not_trainable is True; it must be None (the model trains) or one line saying "
+                  "why the model does not train (docs/plugins.md, 'Models')"),
     (NoWeights, "model 'script': NoWeights has no trainable parameters (0 parameter(s), none with requires_grad)"),
     (Frozen, "model 'script': Frozen has no trainable parameters (2 parameter(s), none with requires_grad)"),
     (Detached, "model 'script': the loss it returned does not depend on any trainable parameter"),

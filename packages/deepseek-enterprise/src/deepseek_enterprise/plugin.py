@@ -139,9 +139,6 @@ def deepseek_train_start(trainer: Any) -> None:
     from deepseek.errors import UsageError
     from deepseek_enterprise.digits.dataset import MultimodalDigits
 
-    if trainer.config.model.name == "quantized":  # torchao's tensors have no backward: an internal error at step 1
-        raise UsageError("model 'quantized' does not train (torchao's quantized weights take no gradient step); train "
-                         "or fine-tune the source run its compression.json names, then compress it again")
     if not isinstance(trainer.dataset, MultimodalDigits):
         return
     for name in ("splits.json", "confusion.json", "confusion.png"):  # written later: checked before any step

@@ -1,6 +1,6 @@
 """Reading what a model declares about itself: the optional declarations of
 :class:`~deepseek.models.protocol.TrainableModel` (``generation_vocab_size``,
-``token_input_limits``, ``encoder_modules``), each checked here, in one place, when a command reads it. A model that is
+``token_input_limits``, ``encoder_modules``, ``not_trainable``), each checked here, in one place, when a command reads it. A model that is
 not a ``TrainableModel`` declares nothing; no attribute of it (such as a ``config.vocab_size``) is
 read in place of a declaration."""
 
@@ -73,3 +73,19 @@ def encoder_modules(model: nn.Module) -> dict[str, nn.Module]:
             "return a mapping of the [model] key holding each encoder's options to that Encoder (docs/plugins.md, 'Models')"
         )
     return dict(items)
+
+
+def training_refusal(model: nn.Module, *, model_name: str) -> str | None:
+    """The one line that refuses to train ``model`` when it declares that it does not train
+    (:attr:`TrainableModel.not_trainable`), else ``None`` (a model that is not a
+    :class:`TrainableModel` trains). A declaration that is not ``None`` or one line of text is
+    refused in one line naming the attribute."""
+    reason = model.not_trainable if isinstance(model, TrainableModel) else None
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or not reason.strip() or "\n" in reason:
+        raise UsageError(
+            f"model {type(model).__name__}: not_trainable is {reason!r:.80}; it must be None (the model trains) "
+            "or one line saying why the model does not train (docs/plugins.md, 'Models')"
+        )
+    return f"model {model_name!r} does not train: {reason}"

@@ -161,6 +161,13 @@ class TrainableModel(nn.Module):
 
     Options: ClassVar[type] = NoOptions
 
+    not_trainable: str | None = None
+    """``None`` (default): the model trains. A model whose weights take no gradient step (torchao's
+    quantized ``quantized``) sets it, on its class or on the instance a factory returns, to one line
+    saying why and what to train instead: every command that trains refuses it before anything is
+    written (:func:`deepseek.models.declared.training_refusal`), and the contract suite does not
+    ask its parameters for gradients."""
+
     def metric_names(self) -> tuple[str, ...] | None:
         """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;
         ``()``: none, the loss alone) and those :meth:`metrics_from_totals` returns, which may depend on the options but not on the batch. A

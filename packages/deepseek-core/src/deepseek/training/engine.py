@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, batch_rows, head_rows, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError, UsageError
+from deepseek.models.declared import training_refusal
 from deepseek.plugins.calls import PLUGIN_BUG, blamed_on, blames, code_package
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
@@ -130,6 +131,9 @@ class StepEngine:
         checkpointing, residual dtype, compile), not yet wrapped."""
         model = build_model(self.config, host=self.lookups, device=self.strategy.device,
                             strategy_cls=type(self.strategy))
+        refusal = training_refusal(model, model_name=self.config.model.name)
+        if refusal is not None:
+            raise UsageError(refusal)
         if not any(p.requires_grad for p in model.parameters()):
             raise UsageError(f"model {self.config.model.name!r}: {type(model).__name__} has no trainable parameters "
                              f"({sum(1 for _ in model.parameters())} parameter(s), none with requires_grad): there is "

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from deepseek.errors import CheckpointError, ComponentNotFoundError, ConfigError, UsageError
-from deepseek.models.protocol import BuildsComponents
+from deepseek.models.protocol import BuildsComponents, TrainableModel
 from deepseek_enterprise.compress.compressor import Compressed, Compressor
 
 Scheme = Literal["int8", "int8-weight", "int4-weight", "float8"]
@@ -197,6 +197,11 @@ class QuantizedOptions:
     """float8: one scale per tensor, or per row (weights per output channel, activations per token)."""
 
 
+NOT_TRAINABLE = ("torchao's quantized weights take no gradient step; train or fine-tune the source run its "
+                 "compression.json names, then compress it again")
+"""What the ``quantized`` model declares as :attr:`~deepseek.models.protocol.TrainableModel.not_trainable`."""
+
+
 class QuantizedModel(BuildsComponents):
     """The ``quantized`` model target: builds ``base`` and quantizes it (a factory object, so the
     result is the base model's own class)."""
@@ -226,6 +231,8 @@ class QuantizedModel(BuildsComponents):
             if device.type != "meta":
                 model.to("cuda")
         quantize_model(model, options.scheme, list(options.skip), options.group_size, options.granularity)
+        if isinstance(model, TrainableModel):
+            model.not_trainable = NOT_TRAINABLE
         return model
 
     def __repr__(self) -> str:

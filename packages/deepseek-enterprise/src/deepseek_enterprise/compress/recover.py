@@ -62,9 +62,14 @@ class RecoverOptions:
 
 
 def recovery_refusal(model: Any, config: Any) -> str | None:
-    """Why ``recover`` cannot train ``model`` (one line), or ``None``."""
-    if config.model.name == "quantized":
-        return "recover: a quantized model does not train; recover before quantizing ('prune.ffn + recover + quantize.int8')"
+    """Why ``recover`` cannot train ``model`` (one line), or ``None``: a model that declares it
+    does not train (:attr:`~deepseek.models.protocol.TrainableModel.not_trainable`, as ``quantized``
+    does)."""
+    from deepseek.models.declared import training_refusal
+
+    refusal = training_refusal(model, model_name=config.model.name)
+    if refusal is not None:
+        return f"recover: {refusal}; recover before quantizing ('prune.ffn + recover + quantize.int8')"
     return None
 
 
