@@ -40,7 +40,7 @@ def main() -> None:
                                       "--latency-runs", "0", "--json", "-"))
         results[method] = {"compress": report, "compare": compare}
         o, c = report["original"], report["compressed"]
-        print(f"| {method} | {report['record']['linear_weight_ratio']:.2f}x | "
+        print(f"| {method} | {report['record']['quantized_weight_ratio']:.2f}x | "
               f"{o['linear_weight_bytes'] / c['linear_weight_bytes']:.2f}x | "
               f"{o['p50_optimized_ms']:.1f} -> {c['p50_optimized_ms']:.1f} ms "
               f"({o['p50_optimized_ms'] / c['p50_optimized_ms']:.2f}x) | {o['p50_ms']:.1f} -> {c['p50_ms']:.1f} ms | "

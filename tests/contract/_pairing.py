@@ -94,6 +94,19 @@ def _data_sizes(data: Any) -> dict[str, int]:
     return {key: size for key, size in sizes.items() if size is not None}
 
 
+def pair_table(host: Any, model: str, data: str, folder: Path) -> dict[str, Any]:
+    """The config table of a run of model ``model`` on dataset ``data`` at the sizes this module
+    makes them (:data:`MODEL_SHRINK`, :data:`DATA_SHRINK` where they have those keys, ``ROWS`` a
+    batch, files in ``folder`` for :data:`NEEDS_FILES`); the config fills in the sizes that follow
+    the data, as for any run."""
+    target, cls = host.resolve("model", model).load(), host.resolve("dataset", data).load()
+    data_table = _shrunk(cls, DATA_SHRINK, kind="dataset", name=data)
+    if data in NEEDS_FILES:
+        data_table.update(NEEDS_FILES[data][0](folder))
+    return {"model": {"name": model, **_shrunk(target, MODEL_SHRINK, kind="model", name=model)},
+            "data": {"name": data, "batch_size": ROWS, **data_table}}
+
+
 def tiny_dataset(host: Any, name: str, folder: Path) -> Any:
     """Dataset ``name`` of ``host``, ``ROWS`` rows a batch, :data:`DATA_SHRINK` where it has those
     keys and files in ``folder`` where it needs them; a one-line error where it cannot be made."""

@@ -46,7 +46,7 @@ def test_quantized_run_loads_evaluates_and_stays_close(trained: Path, method: st
     report = json.loads((trained / f"{out_dir}.json").read_text())
     record = report["record"]
     assert record["layers"] == 2 * 4  # qkv, attention proj, fc, mlp proj per block; lm_head skipped
-    assert record["linear_weight_ratio"] >= ratio
+    assert record["quantized_weight_ratio"] >= ratio
     assert report["loads_with"].startswith("deepseek-enterprise with torchao")
     assert report["compressed"]["weights_bytes"] < report["original"]["weights_bytes"] / 2
     assert report["compressed"]["val_loss"] == pytest.approx(report["original"]["val_loss"], rel=1e-2)
@@ -187,7 +187,7 @@ def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: P
     assert verdicts["prune.heads ratio=0.25"].startswith("not applicable: --method prune.heads: prunes GPT models")
     assert verdicts["quantize.int8"].startswith("kept")
     record = report["record"][0]["record"]
-    assert record["layers"] > 10 and record["linear_weight_ratio"] > 2
+    assert record["layers"] > 10 and record["quantized_weight_ratio"] > 2
     assert "val_accuracy" in report["compressed"]
     ev = deepseek_cli("eval", "--checkpoint", "mm8", "--json", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr

@@ -63,17 +63,14 @@ def _method_table(method: str, settings: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool) -> dict[str, Any]:
-    import torch
-
     from deepseek.training.evaluation import evaluate_in_process
     from deepseek_enterprise.compare import p50_ms
-    from deepseek_enterprise.compress.quantize import linear_weight_bytes
+    from deepseek_enterprise.compress.compressor import model_figures
 
     device = next(model.parameters()).device
     values = evaluate_in_process(model, val, device=device, model_name=config.model.name)
-    return {"parameters": sum(p.numel() for p in model.parameters()), **values,
+    return {**model_figures(model), **values,
             "weights_bytes": path.stat().st_size if path is not None and path.is_file() else None,
-            "linear_weight_bytes": sum(linear_weight_bytes(m) for m in model.modules() if isinstance(m, torch.nn.Linear)),
             "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None,
             "p50_optimized_ms": p50_ms(model, val, latency_runs, "deepseek.optimize") if latency_runs and optimized else None}
 

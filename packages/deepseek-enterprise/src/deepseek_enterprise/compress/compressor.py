@@ -36,10 +36,58 @@ class Compressed:
     model_table: dict[str, Any]
     """The ``[model]`` config table of the result (``name`` and options)."""
     record: dict[str, Any] = field(default_factory=dict)
-    """What was done (method, options, what was removed): written to ``compression.json``."""
+    """What was done (method, options, what was removed): written to ``compression.json``. A
+    size figure of :data:`FIGURES` in it is ``[input's, result's]`` as :func:`model_figures` measures."""
     loads_with: str = "deepseek-core"
     """What loading the result needs beyond the distributions of its models (an edition, or a
     library such as torchao); :func:`loading_needs` adds those distributions."""
+
+
+FIGURES = ("parameters", "linear_weight_bytes")
+"""The size figures a record may state, each as ``[input's, result's]`` and measured as
+:func:`model_figures` measures them (the contract tests hold a record to them)."""
+
+
+def model_figures(model: Any) -> dict[str, int]:
+    """The size figures of ``model`` that ``deepseek compress`` reports of both models and a record
+    may state (:data:`FIGURES`): its parameters (elements of ``model.parameters()``) and the bytes of
+    its ``nn.Linear`` weights as stored (:func:`linear_weight_bytes`)."""
+    from torch import nn
+
+    return {"parameters": sum(p.numel() for p in model.parameters()),
+            "linear_weight_bytes": sum(linear_weight_bytes(m) for m in model.modules() if isinstance(m, nn.Linear))}
+
+
+def figures_record(given: Any, result: Any) -> dict[str, list[int]]:
+    """``{figure: [given's, result's]}`` of every :data:`FIGURES` entry, for a :class:`Compressed` record."""
+    before, after = model_figures(given), model_figures(result)
+    return {key: [before[key], after[key]] for key in FIGURES}
+
+
+def linear_weight_bytes(layer: Any) -> int:
+    """Bytes of a layer's weight as stored (a quantized weight's inner tensors)."""
+    from deepseek.graph.passes import is_tensor_subclass
+
+    w = layer.weight
+    if not is_tensor_subclass(w):
+        return w.numel() * w.element_size()
+    parts, _ = w.__tensor_flatten__()
+    return sum(getattr(w, p).numel() * getattr(w, p).element_size() for p in parts)
+
+
+def refuse_quantized(model: Any, method: str) -> None:
+    """One line refusing ``model`` for ``method``, a step that edits floating-point weights, when
+    some of its weights are quantized (torchao's tensor subclasses: its kernels implement no
+    norms, views or index selections of them)."""
+    from deepseek.errors import UsageError
+    from deepseek.graph.passes import is_tensor_subclass
+
+    names = [name for name, p in model.named_parameters() if is_tensor_subclass(p)]
+    if names:
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        raise UsageError(f"--method {method}: the model's weights are quantized ({names[0]}{more}); {method} takes "
+                         f"floating-point weights: apply it before quantizing ('{method} + quantize.int8': a recipe "
+                         "quantizes last)")
 
 
 def loading_needs(host: Any, result: Compressed) -> str:
@@ -173,7 +221,7 @@ def check_applies(compressor: Compressor, model: Any, config: Any) -> None:
 def run_step(host: Any, compressor: Compressor, model: Any, config: Any, context: StepContext) -> tuple[Compressed, Any]:
     """``(result, its config)`` of ``compressor.apply``, held to the contract before anything is
     written: it returns a :class:`Compressed` whose ``[model]`` table is a valid config that
-    rebuilds the returned model (built on the meta device: every state-dict key with its shape),
+    rebuilds the returned model (built on the meta device: its class, every state-dict key with its shape),
     and the model it was given is left as it was (no tensor written in place or replaced). A broken
     result, or an exception (other than a one-line error) from the compressor, is a
     one-line :class:`PluginError` naming the compressor and its distribution."""
@@ -205,6 +253,8 @@ def run_step(host: Any, compressor: Compressor, model: Any, config: Any, context
         raise PluginError(f"{compressor.label}: the [model] table it returned does not rebuild a model ({exc}); "
                           f"{REBUILD_FIX}") from None
     problem = _state_mismatch(result.model.state_dict(), rebuilt.state_dict())
+    if not problem and type(rebuilt) is not type(result.model):
+        problem = f"a {type(rebuilt).__qualname__}, where it returned a {type(result.model).__qualname__}"
     if problem:
         raise PluginError(f"{compressor.label}: the [model] table it returned builds another model than the one it "
                           f"returned ({problem}); {REBUILD_FIX}")

@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from deepseek.errors import UsageError
-from deepseek_enterprise.compress.compressor import Compressed, Compressor
+from deepseek_enterprise.compress.compressor import (
+    Compressed,
+    Compressor,
+    figures_record,
+    refuse_quantized,
+)
 
 
 def _ratio(value: float) -> str | None:
@@ -134,6 +139,7 @@ class PruneFFN(Compressor):
         if not isinstance(model, GPT):
             raise UsageError(f"--method {self.method}: prunes GPT models; {config.model.name!r} is "
                              f"{type(model).__name__}")
+        refuse_quantized(model, self.method)
 
     def kept(self, d_ff: int) -> int:
         """Channels kept per block."""
@@ -163,7 +169,7 @@ class PruneFFN(Compressor):
 
         pruned, table = rebuild(model, config, {"d_ff": keep}, select)
         record = {"d_ff": [d_ff, keep], "removed_per_block": d_ff - keep, "score": self.options.score,
-                  "blocks": len(kept_idx)}
+                  "blocks": len(kept_idx), **figures_record(model, pruned)}
         return Compressed(pruned, table, record)
 
 
@@ -227,5 +233,5 @@ class PruneHeads(PruneFFN):
 
         pruned, table = rebuild(model, config, {"n_heads": keep, "head_dim": c.head_dim}, select)
         record = {"n_heads": [c.n_heads, keep], "head_dim": c.head_dim, "kept_heads": heads,
-                  "score": self.options.score}
+                  "score": self.options.score, **figures_record(model, pruned)}
         return Compressed(pruned, table, record)

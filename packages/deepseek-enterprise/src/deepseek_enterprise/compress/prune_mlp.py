@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deepseek.errors import UsageError
-from deepseek_enterprise.compress.compressor import Compressed, Compressor
+from deepseek_enterprise.compress.compressor import (
+    Compressed,
+    Compressor,
+    figures_record,
+    refuse_quantized,
+)
 
 
 def _ratio(value: float) -> str | None:
@@ -101,6 +106,7 @@ class PruneMLP(Compressor):
 
         if isinstance(model, GPT):
             raise UsageError("--method prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use --method prune.ffn")
+        refuse_quantized(model, "prune.mlp")
         if not any(enc.mlp_pairs() for enc in _encoders(model).values()):
             raise UsageError(
                 f"--method prune.mlp: model {config.model.name!r} has no encoder declaring MLP pairs "
@@ -155,7 +161,7 @@ class PruneMLP(Compressor):
                 removed[name].append(channels - width)
         pruned.zero_grad(set_to_none=True)
         record = {"method": "prune.mlp", "library": "torch-pruning", "ratio": o.ratio, "score": o.score,
-                  "channels_removed": removed,
+                  "channels_removed": removed, **figures_record(model, pruned),
                   "options": {name: {k: table[name][k] for k in ("mlp_ratio", "d_ff") if k in table[name]}
                               for name in removed}}
         return Compressed(pruned.eval(), table, record, loads_with="deepseek-enterprise")

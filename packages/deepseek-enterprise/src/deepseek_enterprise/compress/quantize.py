@@ -39,7 +39,12 @@ from torch import nn
 
 from deepseek.errors import CheckpointError, ComponentNotFoundError, ConfigError, UsageError
 from deepseek.models.protocol import BuildsComponents, TrainableModel
-from deepseek_enterprise.compress.compressor import Compressed, Compressor
+from deepseek_enterprise.compress.compressor import (
+    Compressed,
+    Compressor,
+    figures_record,
+    linear_weight_bytes,
+)
 
 Scheme = Literal["int8", "int8-weight", "int4-weight", "float8"]
 
@@ -295,20 +300,10 @@ class Quantize(Compressor):
                  "group_size": group_size, "granularity": granularity}
         before = sum(linear_weight_bytes(model.get_submodule(n)) for n in names)
         after = sum(linear_weight_bytes(work.get_submodule(n)) for n in names)
-        record = {"scheme": self.scheme, "layers": len(names), "linear_weight_bytes": [before, after],
-                  "linear_weight_ratio": round(before / after, 3), "torchao": version("torchao")}
+        record = {"scheme": self.scheme, "layers": len(names), **figures_record(model, work),
+                  "quantized_weight_bytes": [before, after], "quantized_weight_ratio": round(before / after, 3),
+                  "torchao": version("torchao")}
         return Compressed(work.eval(), table, record, loads_with=f"deepseek-enterprise with torchao {version('torchao')}")
-
-
-def linear_weight_bytes(layer: nn.Module) -> int:
-    """Bytes of a layer's weight as stored (a quantized weight's inner tensors)."""
-    from deepseek.graph.passes import is_tensor_subclass
-
-    w = layer.weight
-    if not is_tensor_subclass(w):
-        return w.numel() * w.element_size()
-    parts, _ = w.__tensor_flatten__()
-    return sum(getattr(w, p).numel() * getattr(w, p).element_size() for p in parts)
 
 
 class Int8Dynamic(Quantize):
