@@ -11,16 +11,19 @@ from __future__ import annotations
 from torch import nn
 
 
-def check_every_parameter_trains(module: nn.Module, *, where: str, source: str, doc: str) -> None:
+def check_every_parameter_trains(module: nn.Module, *, where: str, source: str, doc: str,
+                                 skips: bool = False) -> None:
     """Asserts the rule on ``module`` after its backward pass: ``where`` names the component in
-    the messages, ``source`` says what the backward started from, ``doc`` where the rule is stated."""
+    the messages, ``source`` says what the backward started from, ``doc`` where the rule is stated.
+    ``skips``: the component declares that some steps leave some parameters without a gradient
+    (``TrainableModel.skips_parameters``), so a missing one is allowed; a non-finite one is not."""
     grads = {name: p.grad for name, p in module.named_parameters() if p.requires_grad}
     assert grads, f"{where}: no trainable parameter (none with requires_grad)"
     assert any(g is not None and g.abs().sum() > 0 for g in grads.values()), (
         f"{where}: every gradient from {source} is zero or missing; nothing would train")
     bad = [name for name, g in grads.items() if g is not None and not g.isfinite().all()]
     assert not bad, f"{where}: non-finite gradients from {source} for parameters {bad}"
-    unused = [name for name, g in grads.items() if g is None]
+    unused = [] if skips else [name for name, g in grads.items() if g is None]
     assert not unused, (
         f"parameters {unused} get no gradient from {source}; use every parameter in forward or do not create it "
         f"({doc})")

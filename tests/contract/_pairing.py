@@ -30,7 +30,7 @@ from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data, split_output
 from deepseek.models.declared import training_refusal
 from deepseek.models.factory import instantiate_model
-from deepseek.models.protocol import model_capabilities
+from deepseek.models.protocol import TrainableModel, model_capabilities
 from deepseek.training.totals import (
     TOTALS,
     TotalsCapture,
@@ -207,7 +207,9 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             loss.backward()
             check_every_parameter_trains(model, where=f"model {name!r} on dataset {data_name!r}",
                                          source=f"the loss on the first training batch of dataset {data_name!r}",
-                                         doc="docs/plugins.md section 10, or declare TrainableModel.not_trainable")
+                                         doc="docs/plugins.md section 10; declare TrainableModel.skips_parameters "
+                                             "if some steps leave them out, or not_trainable if it does not train",
+                                         skips=isinstance(model, TrainableModel) and model.skips_parameters is True)
         calls.outputs[data_name] = (loss, metrics)
         if "serving" in model_capabilities(model):
             _check_serving(model, val, name, data_name)

@@ -94,11 +94,26 @@ class Exported(Spare):
     not_trainable = "its weights are constants of an exported graph; train the model it came from"
 
 
+class Routed(Spare):
+    """Declares that some steps leave parameters out (a router's unpicked expert): no gradient is
+    required of every parameter, but a non-finite one still fails."""
+
+    skips_parameters = True
+    POISON = False
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> Any:
+        out = super().forward(x, y)
+        if type(self).POISON:  # a gradient that is there must be finite
+            self.fc.weight.register_hook(lambda g: g * float("inf"))
+        return out
+
+
 class Plugin:
     @hookimpl
     def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
         register("acme.regressor", Regressor, description="squared error on three features")
         register("acme.spare", Spare, description="a regressor with an unused head")
+        register("acme.routed", Routed, description="a regressor whose second head some steps skip")
         register("acme.exported", Exported, description="a regressor that does not train")
         register("acme.lonely", Lonely, description="a model for data nobody registered")
 
@@ -144,9 +159,21 @@ def test_a_non_finite_loss_fails(host: PluginHost, tmp_path: Path, monkeypatch: 
 def test_a_parameter_the_loss_does_not_reach_fails(host: PluginHost, tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match=re.escape(
             "parameters ['spare.weight', 'spare.bias'] get no gradient from the loss on the first training batch of "
-            "dataset 'acme.rows'; use every parameter in forward or do not create it (docs/plugins.md section 10, or "
-            "declare TrainableModel.not_trainable)")):
+            "dataset 'acme.rows'; use every parameter in forward or do not create it (docs/plugins.md section 10; "
+            "declare TrainableModel.skips_parameters if some steps leave them out, or not_trainable if it does not "
+            "train)")):
         call_on_batches(host, "acme.spare", tmp_path)
+
+
+def test_a_model_that_declares_it_skips_parameters_may_leave_some_without_a_gradient(
+        host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mixture-of-experts routing, or a head for some labels only: legitimate, and ddp trains it with
+    # strategy.find_unused_parameters; the declaration lets the unused head through, not a bad gradient.
+    calls = call_on_batches(host, "acme.routed", tmp_path)
+    assert list(calls.outputs) == ["acme.rows"]
+    monkeypatch.setattr(Routed, "POISON", True)
+    with pytest.raises(AssertionError, match=r"model 'acme\.routed' on dataset 'acme\.rows': non-finite gradients"):
+        call_on_batches(host, "acme.routed", tmp_path)
 
 
 def test_a_model_that_declares_it_does_not_train_is_asked_for_no_gradient(host: PluginHost, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 from deepseek.errors import UsageError
 from deepseek.models.decoding import decode, penalize_repeats, sample_next
 from deepseek.models.gpt import GPT, GPTConfig
-from deepseek.models.protocol import sampling_arguments
+from deepseek.models.sampling import sampling_arguments
 from deepseek.models.static_decoding import StaticDecoders
 
 pytestmark = pytest.mark.usefixtures("one_thread")

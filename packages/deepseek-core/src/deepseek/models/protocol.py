@@ -168,6 +168,11 @@ class TrainableModel(nn.Module):
     written (:func:`deepseek.models.declared.training_refusal`), and the contract suite does not
     ask its parameters for gradients."""
 
+    skips_parameters: bool = False
+    """``True``: some training steps leave some trainable parameters without a gradient (experts a
+    router did not pick, a branch or a head the batch does not use). The contract suite then lets
+    such parameters go without one on its batch; ``ddp`` needs ``strategy.find_unused_parameters``."""
+
     def metric_names(self) -> tuple[str, ...] | None:
         """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;
         ``()``: none, the loss alone) and those :meth:`metrics_from_totals` returns, which may depend on the options but not on the batch. A
@@ -377,31 +382,3 @@ def require_generation(model: nn.Module, *, command: str = "generate") -> None:
         f"{command}: the model ({type(model).__name__}) does not generate text (capability 'generation'); "
         f"{GENERATION_HOWTO}, or use a model that offers it, such as the GPT presets"
     )
-
-
-def sampling_arguments(model: nn.Module, *, top_p: float | None, repetition_penalty: float = 1.0) -> dict[str, Any]:
-    """The keyword arguments past ``top_k`` to hand ``model.generate``: ``top_p`` when it is set
-    and ``repetition_penalty`` when it is not 1.0 (a ``generate`` written before they existed
-    serves every other request as before); a model whose ``generate`` takes no such argument is
-    refused in one line when it is set."""
-    asked = {k: v for k, v in (("top_p", top_p), ("repetition_penalty", repetition_penalty))
-             if v is not None and not (k == "repetition_penalty" and v == 1.0)}
-    if not asked:
-        return {}
-    import inspect
-
-    try:
-        params = inspect.signature(model.generate).parameters
-    except (TypeError, ValueError):  # no signature to read: the call will tell
-        return asked
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return asked
-    for name in asked:
-        if name not in params:
-            option, off = "--" + name.replace("_", "-"), "None" if name == "top_p" else "1.0"
-            raise UsageError(
-                f"generate {option}: the model's generate ({type(model).__name__}.generate) takes no {name}; leave "
-                f"out {option}, or give the method a {name}={off} argument passed on to generate_cached "
-                "(docs/plugins.md, 'Models')"
-            )
-    return asked

@@ -221,7 +221,7 @@ def sample(
     ``top_p``: nucleus sampling (``None``: off); ``repetition_penalty``: Hugging Face's (1.0: off,
     :func:`~deepseek.models.decoding.penalize_repeats`); ``static``: the
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
-    from deepseek.models.protocol import sampling_arguments
+    from deepseek.models.sampling import sampling_arguments
     from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
     tok = generating_tokenizer(model, tokenizer)

@@ -124,7 +124,7 @@ def serve(
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager;
     one decoder, and on CUDA one captured graph, per batch size and cache length, reused across
     batches)."""
-    from deepseek.models.protocol import sampling_arguments
+    from deepseek.models.sampling import sampling_arguments
     from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
     if batch_size < 1:
