@@ -108,14 +108,15 @@ def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager") ->
     dtype (a bf16 model is timed in bf16), as bench latency times it."""
     from torch.utils import _pytree as pytree
 
-    from deepseek.bench.latency import DTYPES, run_latency
+    from deepseek.bench.latency import run_latency
     from deepseek.data.batch import batch_rows, concat_rows
+    from deepseek.dtypes import TORCH_NAMES, torch_dtype
 
     joined = concat_rows(batches)
     picks = [pytree.tree_map(lambda t, i=i: t[i:i + 1], joined) for i in range(min(4, batch_rows(joined)))]
     params = list(model.parameters())
     floating = next((p.dtype for p in params if p.is_floating_point()), None)
-    dtype = next((name for name, d in DTYPES.items() if d == floating), "float32")
+    dtype = next((name for name in TORCH_NAMES if torch_dtype(name) == floating), "float32")
     result = run_latency(model, batch=1, device=params[0].device, dtype=dtype, runs=runs, warmup=2,
                          only=[variant], batches=picks)
     return next(r.median_ms for r in result.rows if r.name == variant)
