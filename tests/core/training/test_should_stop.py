@@ -1,23 +1,31 @@
 """``trainer.should_stop`` (Lightning's): a callback sets it and the run ends before the next step
 as a complete run: its step saved as at the end, the result saying why (``ended_early``), no
-signal recorded; early stopping says why the same way."""
+signal recorded, and a resume of it (a requeued job) finds it complete and trains nothing;
+early stopping says why the same way."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from deepseek import hookimpl
+from deepseek.errors import CheckpointError, RunComplete
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
+from deepseek.training.checkpoint import read_trainer_state
 from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
 
 
 class StopAtThree:
+    AT = 3
+
     @hookimpl
     def deepseek_train_step_end(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
-        if step == 3:
+        if step == type(self).AT:
             trainer.should_stop = True
 
 
@@ -39,3 +47,34 @@ def test_early_stopping_says_why_it_ended(tiny_config_on: Any, tmp_path: Path) -
     result = Trainer(tiny_config_on(host, train=train), run_dir=tmp_path / "run", quiet=True, host=host).fit()
     assert result.step == 4 and result.stopped_by is None
     assert result.ended_early is not None and result.ended_early.startswith("early stopping: val_loss did not improve")
+
+
+@pytest.mark.parametrize("at", [3, 5])  # 5: the step a checkpoint interval saved before the loop saw the flag
+def test_a_run_a_callback_ended_resumes_as_complete(
+        tiny_config_on: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+    monkeypatch.setattr(StopAtThree, "AT", at)
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopAtThree(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 8, "eval_interval": 4}, checkpoint={"interval": 5})
+    run = tmp_path / "run"
+    Trainer(config, run_dir=run, quiet=True, host=host).fit()
+    saved = run / "checkpoints" / f"step-{at}"
+    assert json.loads((saved / "trainer.json").read_text())["should_stop"] is True
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(RunComplete, match=rf"the run is complete, a callback ended it at step {at} "
+                                          r"\(trainer.should_stop was set by a callback\); nothing to train") as done:
+        Trainer(config, resume=run, quiet=True, host=host).fit()  # a requeued job: it trains no step past the stop
+    assert (done.value.step, done.value.ended_early) == (at, "trainer.should_stop was set by a callback")
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_a_should_stop_field_other_than_true_is_a_damaged_checkpoint(tiny_config_on: Any, tmp_path: Path) -> None:
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopAtThree(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 8, "eval_interval": 4}, checkpoint={"interval": 5})
+    Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    state_file = tmp_path / "run" / "checkpoints" / "step-3" / "trainer.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "should_stop": "yes"}))
+    with pytest.raises(CheckpointError, match=r"trainer.json: should_stop is a string \('yes'\), expected true"):
+        read_trainer_state(state_file.parent)  # the commit record's checksum refuses the edit before a resume reads it

@@ -290,8 +290,8 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
     refused as a ``PluginError`` naming the hook.
     To stop early as a complete run, set ``trainer.should_stop = True`` (here or in
     :func:`deepseek_evaluate`): the run ends before the next step, that step is checkpointed as
-    at the end, ``TrainResult.ended_early`` says why and the command exits 0 (docs/plugins.md
-    section 6).
+    at the end, ``TrainResult.ended_early`` says why and the command exits 0; a resume of the
+    run finds it complete and trains no further step (docs/plugins.md section 6).
     Raising stops training: ``deepseek_train_end`` is still called, then the error propagates.
     A :class:`deepseek.errors.DeepseekError` propagates as it is (the CLI shows its one line);
     any other exception from a plugin's hook (this one or any hook the framework calls, not the

@@ -6,8 +6,9 @@ learning rates and drop the run's earlier metrics).
 Required: ``format``, ``format_version``, ``step``, ``data`` (the dataset's position, an object
 the dataset checks itself on resume) and ``config`` (the run's config table). Optional, checked
 when present: the counters ``tokens_seen`` / ``samples_seen``, the tables ``schedule``,
-``precision`` and ``metrics``, and the record fields ``strategy``, ``world_size``, ``layout``,
-``torch``, ``exported_from``.
+``precision`` and ``metrics``, ``should_stop`` (``true``: a callback ended the run, which is
+complete), and the record fields ``strategy``, ``world_size``, ``layout``, ``torch``,
+``exported_from``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         raise bad("world_size", "a whole number >= 1", state["world_size"])
     if "components" in state and (expected := check_components(state["components"])) is not None:
         raise bad("components", expected, state["components"])
+    if "should_stop" in state and state["should_stop"] is not True:  # written only when true
+        raise bad("should_stop", "true (or no field)", state["should_stop"])
     for field in ("strategy", "layout", "torch", "exported_from"):
         if field in state and not isinstance(state[field], str):
             raise bad(field, "a string", state[field])

@@ -131,9 +131,14 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> None:
+CALLBACK_STOP = "trainer.should_stop was set by a callback"
+"""Why a run a callback ended stopped (``TrainResult.ended_early``)."""
+
+
+def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor, *, should_stop: bool = False) -> None:
     """The one rule for resuming a run that has nothing left to train: at ``train.max_steps``, or
-    stopped early (one more step would change the result an uninterrupted run gave).
+    stopped early, by early stopping or by a callback's ``trainer.should_stop`` (``should_stop``:
+    the checkpoint recorded it), since one more step would change the result an uninterrupted run gave.
     :class:`~deepseek.errors.RunComplete` naming the checkpoint ``where`` and the key that would
     let it train on; a :class:`~deepseek.errors.ConfigError` for ``train.max_steps`` below the
     checkpoint's step (asked for a shorter run than the one trained)."""
@@ -154,6 +159,11 @@ def refuse_finished(where: Any, step: int, max_steps: int, monitor: Monitor) -> 
         raise RunComplete(f"{resume}: the run is complete, it stopped early at step {step} "
                           f"({monitor.describe()}); nothing to train (raise train.early_stop_patience, 0: never, "
                           "to train further)", checkpoint=where, step=step, ended_early=monitor.describe())
+    if should_stop:
+        init_from = spelled(f'--set train.init_from="{where}"', f'train.init_from = "{where}"')
+        raise RunComplete(f"{resume}: the run is complete, a callback ended it at step {step} ({CALLBACK_STOP}); "
+                          f"nothing to train (to train on, start a new run from its weights: {init_from})",
+                          checkpoint=where, step=step, ended_early=CALLBACK_STOP)
 
 
 def metric_adding_plugins(hook: Any) -> tuple[str, ...]:

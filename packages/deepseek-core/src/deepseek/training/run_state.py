@@ -41,6 +41,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "components": components_used(trainer.config, trainer.engine.lookups),
         "metrics": dict(trainer.last_metrics),
         "monitor": trainer.monitor.state_dict() if trainer.val_set else {},  # none without validation
+        **({"should_stop": True} if trainer.should_stop else {}),  # a callback ended the run: it is complete
         "strategy": trainer.config.strategy.name,
         "world_size": trainer.strategy.world_size,
         "torch": torch.__version__,
@@ -82,7 +83,8 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
     if "monitor" in state:
         trainer.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
     try:
-        refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor)
+        refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor,
+                        should_stop=state.get("should_stop") is True)
     except RunComplete:
         _clean_finished(trainer)
         raise

@@ -36,7 +36,12 @@ from deepseek.training.metrics import (
     read_interval,
     read_metrics,
 )
-from deepseek.training.monitor import Monitor, metric_adding_plugins, rank_zero_additions
+from deepseek.training.monitor import (
+    CALLBACK_STOP,
+    Monitor,
+    metric_adding_plugins,
+    rank_zero_additions,
+)
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_folder import (
@@ -287,7 +292,7 @@ class Trainer:
         if signalled:
             self.stopped_by = self._stop.describe()
         else:
-            self.should_stop, self.ended_early = True, "trainer.should_stop was set by a callback"
+            self.should_stop, self.ended_early = True, CALLBACK_STOP
         progress.log(f"step {self.step:>6}  " + (f"stopped on {self.stopped_by}" if signalled else
                                                   f"stopping: {self.ended_early}"))
         return True
@@ -375,6 +380,8 @@ class Trainer:
         kept from pruning); prune to ``keep_last``. Weights that are not finite are never written
         (``None``; or the run stops, see ``train.on_nonfinite``)."""
         assert self.strategy is not None
+        if self.strategy.any_rank(self.should_stop):  # on every rank; recorded: a resume finds the run complete
+            self.should_stop, self.ended_early = True, self.ended_early or CALLBACK_STOP
         if not self.strategy.weights_finite():
             refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
             return None
