@@ -189,15 +189,17 @@ def latency_arguments(host: Any, model_name: str, device: str, dtype: str, mode:
 @click.option("--json", "json_path", type=PATH, metavar="PATH", help="Write rows and device info as JSON ('-': stdout).")
 @click.option("--config", "config_path", type=PATH, metavar="FILE.toml",
               help="Time the [model] of a train config on rows of its [data] validation batches (any model: "
-                   "multimodal, ...) instead of --model on token ids.")
+                   "multimodal, a plugin's classifier, ...) instead of --model on token ids; seeded weights, or a "
+                   "trained run's with train.init_from = RUN in the config.")
 @baseline_options
 def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode: str, runs: int, warmup: int,
             threads: int | None, only: tuple[str, ...] | None, no_cache: bool, reduced: bool,
             json_path: str | None, config_path: str | None, against: str | None, max_regression: float) -> int:
     """Inference latency: eager vs torch.compile variants vs deepseek.optimize, same inputs.
 
-    With --config, the model and inputs come from a train config: its model (untrained, seeded)
-    on --batch rows of its dataset's validation batches; on CUDA, peak memory per variant."""
+    With --config, the model and inputs come from a train config: its model (seeded, or with the
+    weights its train.init_from names: a trained run) on --batch rows of its dataset's validation
+    batches; on CUDA, peak memory per variant."""
     import torch
 
     from deepseek.bench.latency import run_latency
