@@ -223,3 +223,30 @@ def test_code_torch_export_cannot_trace_is_one_line_naming_where(tmp_path: Path)
     assert f"(in {__file__}, line " in line and "(serving_forward)); everything serving_forward calls" in line
     assert "\n" not in line and not isinstance(info.value, UsageError)
     assert not (tmp_path / "branch.pt2").exists() and list(tmp_path.iterdir()) == []
+
+
+class MaxPooled(Tabular):
+    """A prediction through ``adaptive_max_pool2d``, which torch.export traces and the ONNX exporter
+    (torch 2.11) has no function for."""
+
+    def serving_forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        logits = self.logits(inputs["features"])
+        return nn.functional.adaptive_max_pool2d(logits[:, None, :, None], (3, 1))[:, 0, :, 0]
+
+
+def test_an_op_onnx_cannot_convert_is_named_not_blamed_on_tracing(tmp_path: Path) -> None:
+    """It read 'torch.export could not trace its serving_forward: ConversionError: Failed to convert
+    the exported program to an ONNX model. ... Next steps: ...' (cut at 300 characters, the op
+    unnamed) for a model that traced and exports as .pt2 (found with an outside CNN plugin)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from deepseek.errors import DeepseekError
+
+    with pytest.raises(DeepseekError) as info:
+        export_serving(MaxPooled().eval(), rows(4, 0), tmp_path / "pooled.onnx", fmt="onnx", name="acme.pooled")
+    assert str(info.value) == (
+        "export: model 'acme.pooled': torch.export traced its serving_forward, but the ONNX exporter cannot convert "
+        "the program: no ONNX function for aten.adaptive_max_pool2d.default; write that part of the model with other "
+        "ops, or export a .pt2 file (fmt='pt2'), which runs it; its __cause__ holds the traceback")
+    assert list(tmp_path.iterdir()) == []
+    assert export_serving(MaxPooled().eval(), rows(4, 0), tmp_path / "pooled.pt2", name="acme.pooled").is_file()

@@ -19,6 +19,7 @@ dotted name, shape and dtype) and names the output.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -157,6 +158,14 @@ def _traceable(name: str) -> Iterator[None]:
     except (DeepseekError, torch.OutOfMemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - torch.export's many error types, or the model's own under tracing
+        missing = _onnx_conversion(exc)
+        if missing is not None:
+            pt2 = spelled("--format pt2", "fmt='pt2'")
+            raise DeepseekError(
+                f"export: model {name!r}: torch.export traced its serving_forward, but the ONNX exporter cannot "
+                f"convert the program: {missing}; write that part of the model with other ops, or export a .pt2 "
+                f"file ({pt2}), which runs it; "
+                f"{spelled('--debug shows the traceback', 'its __cause__ holds the traceback')}") from exc
         where = _model_frame(exc)
         raise DeepseekError(
             f"export: model {name!r}: torch.export could not trace its serving_forward: {type(exc).__name__}: "
@@ -164,6 +173,26 @@ def _traceable(name: str) -> Iterator[None]:
             "calls, a plugin's encoders and fusion method included, must be code torch.export can trace "
             f"(docs/interop.md, 'Deployment files'); "
             f"{spelled('--debug shows the traceback', 'its __cause__ holds the traceback')}") from exc
+
+
+def _onnx_conversion(exc: BaseException) -> str | None:
+    """What the ONNX exporter could not convert of a program torch.export had traced (its step
+    3/3; an op without an ONNX function, such as ``aten.adaptive_max_pool2d``), or ``None`` when
+    ``exc`` is another failure (tracing itself: :func:`_traceable`'s line)."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and len(chain) < 16:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    for inner in reversed(chain):  # the innermost names the op
+        op = re.search(r"No ONNX function found for <OpOverload\(op='([^']+)', overload='([^']+)'\)>", str(inner))
+        if op is not None:
+            return f"no ONNX function for {op[1]}.{op[2]}"
+    onnx_error = getattr(getattr(torch, "onnx", None), "OnnxExporterError", ())
+    if isinstance(exc, onnx_error) and "step 3/3" in str(exc):
+        inner = chain[-1]
+        return f"{type(inner).__name__}: {' '.join(str(inner).split())[:200]}"
+    return None
 
 
 def _model_frame(exc: BaseException) -> str:
