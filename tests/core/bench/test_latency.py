@@ -97,3 +97,42 @@ def test_example_ids_stay_within_the_ids_the_model_declares() -> None:
 def test_a_malformed_token_limits_declaration_is_refused_in_one_line(limits: object) -> None:
     with pytest.raises(UsageError, match=r"token_input_limits\(\) returned .*; it must return \(ids, "):
         run_latency(SmallVocab(limits), batch=1, seq=12, runs=2, warmup=1, only=["eager"])
+
+
+class Classifier(TrainableModel):
+    """A classifier over a batch dict whose forward reports the loss and accuracy, no logits,
+    and which offers ``serving`` (as docs/plugins.md's MLP does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 3)
+
+    def forward(self, features: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(features)
+        return {"loss": torch.nn.functional.cross_entropy(logits, label),
+                "accuracy": (logits.argmax(-1) == label).float().mean()}
+
+    def serving_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"features": batch["features"]}
+
+    def serving_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(inputs["features"])
+
+
+def test_a_model_without_logits_is_timed_and_compared_on_its_serving_prediction() -> None:
+    """It was compared on its loss, one number (top-1 agreement always 100%), and timed with the
+    loss and the labels: for a model that offers ``serving``, what ``deepseek export`` deploys."""
+    from torch.utils import _pytree as pytree
+
+    from deepseek.bench.latency import BatchCall
+
+    torch.manual_seed(0)
+    model = Classifier().eval()
+    batch = {"features": torch.randn(5, 4), "label": torch.randint(0, 3, (5,))}
+    leaves, spec = pytree.tree_flatten(batch)
+    call = BatchCall(model, spec, tuple(leaves))
+    with torch.no_grad():
+        assert torch.equal(call(*leaves), model.net(batch["features"]))  # (5, 3) logits, not the loss
+    result = run_latency(model, batch=5, seq=1, runs=20, warmup=1, only=["eager"], batches=[batch, batch])
+    (eager,) = result.rows
+    assert eager.max_rel_error == 0.0 and eager.top1_agreement == 1.0

@@ -8,7 +8,9 @@ Modes: ``forward`` (logits for ``batch x seq`` tokens: a prefill) and ``decode``
 per sequence after a ``seq``-token prompt, with the KV cache; the cache length is reset before
 each call so every timed step is the same step). Any other model (a dict batch: images,
 recordings, several modalities) is timed on rows of its dataset's validation batches
-(``batches``): ``model(**batch)`` in eval mode, compared on its ``logits`` (or its loss). On
+(``batches``): ``model(**batch)`` in eval mode, compared on its ``logits``; a model whose output
+has none is timed and compared through its ``serving`` prediction when it offers one, else on its
+loss (:class:`BatchCall`). On
 CUDA each variant's peak memory of one call is reported too.
 """
 
@@ -111,16 +113,29 @@ class DecodeStep(nn.Module):
 
 class BatchCall(nn.Module):
     """``model(**batch)`` as a module of the batch's tensors in a fixed order (what
-    ``torch.compile`` and ``deepseek.optimize`` take); returns the output's ``logits`` when the
-    model gives a mapping with them, else its loss."""
+    ``torch.compile`` and ``deepseek.optimize`` take), returning the batch's prediction, on which
+    the variants are compared: the output's ``logits`` when the model gives a mapping with them;
+    else, for a model with capability ``serving``, ``serving_forward(serving_inputs(batch))``
+    (what ``deepseek export`` deploys, the labels unread), which is then what is timed; else the
+    loss. ``example``: one batch, on the model's device, that decides between the first two."""
 
-    def __init__(self, model: nn.Module, spec: Any) -> None:
+    def __init__(self, model: nn.Module, spec: Any, example: tuple[torch.Tensor, ...]) -> None:
         super().__init__()
         self.model = model
         self.spec = spec
+        self.serving = False
+        from deepseek.models.protocol import model_capabilities
+
+        if "serving" in model_capabilities(model):
+            with torch.no_grad():
+                out = model(**pytree.tree_unflatten(list(example), spec))
+            self.serving = not (isinstance(out, dict) and "logits" in out)
 
     def forward(self, *leaves: torch.Tensor) -> torch.Tensor:
-        out = self.model(**pytree.tree_unflatten(list(leaves), self.spec))
+        batch = pytree.tree_unflatten(list(leaves), self.spec)
+        if self.serving:
+            return self.model.serving_forward(self.model.serving_inputs(batch))  # type: ignore[operator]
+        out = self.model(**batch)
         if isinstance(out, dict):
             return out["logits"] if "logits" in out else out["loss"]
         return out
@@ -229,9 +244,9 @@ def run_latency(
     inputs: list[tuple[torch.Tensor, ...]]
     if batches is not None:
         spec = pytree.tree_flatten(batches[0])[1]
-        target: nn.Module = BatchCall(model, spec)
         inputs = [tuple(t.to(dev, torch_dtype(dtype)) if t.is_floating_point() else t.to(dev)
                         for t in pytree.tree_flatten(b)[0]) for b in batches]
+        target: nn.Module = BatchCall(model, spec, inputs[0])
     elif mode == "decode":
         cache = model.new_cache(batch, seq + 1)  # type: ignore[operator]
         prompt = torch.randint(0, vocab, (batch, seq), generator=gen).to(dev)
