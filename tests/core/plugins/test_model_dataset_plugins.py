@@ -288,6 +288,46 @@ def test_a_dataset_position_that_is_not_json_is_named_before_training(host: Any,
     assert not (tmp_path / "run" / "metrics.jsonl").exists() or "loss" not in (tmp_path / "run" / "metrics.jsonl").read_text()
 
 
+@pytest.mark.parametrize(("returns", "message"), [
+    (lambda val: None, r"validation_batches\(2\) returned NoneType None; return a list of at most 2 global batches"),
+    (lambda val: {"features": 1}, r"validation_batches\(2\) returned dict \{'features': 1\}; return a list"),
+    (lambda val: val * 3, r"validation_batches\(2\) returned more than 2 batches; return at most limit"),
+])
+def test_validation_batches_that_are_no_list_of_batches_are_named(
+        host: Any, tmp_path: Path, returns: Any, message: str) -> None:
+    """``None`` was 'internal error: TypeError: object of type 'NoneType' has no len()'; more than
+    ``limit`` batches were all evaluated, every evaluation."""
+    from deepseek_toyclf.data import Blobs
+
+    from deepseek.errors import PluginError
+
+    class Odd(Blobs):
+        def validation_batches(self, limit: int) -> Any:
+            return returns(super().validation_batches(limit))
+
+    register_one(host, "dataset", "broken.blobs", Odd, dist="deepseek-broken", description="odd validation batches")
+    config = config_from_dict(toy_config(tmp_path, data={"name": "broken.blobs"}), host=host)
+    with pytest.raises(PluginError, match=r"^dataset 'broken\.blobs' \(deepseek-broken .*\): " + message):
+        Trainer(config, run_dir=tmp_path / "run", host=host).fit()
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_batches_from_a_generator_evaluate_as_a_list_does(host: Any, tmp_path: Path) -> None:
+    """A generator of batches (what the docs' 'at most limit batches' allows) was 'internal error:
+    TypeError: object of type 'generator' has no len()'."""
+    from deepseek_toyclf.data import Blobs
+
+    class Yields(Blobs):
+        def validation_batches(self, limit: int) -> Any:
+            yield from super().validation_batches(limit)
+
+    register_one(host, "dataset", "yields.blobs", Yields, dist="deepseek-yields", description="a generator")
+    listed = Trainer(config_from_dict(toy_config(tmp_path), host=host), run_dir=tmp_path / "a", host=host).fit()
+    config = config_from_dict(toy_config(tmp_path, data={"name": "yields.blobs"}), host=host)
+    yielded = Trainer(config, run_dir=tmp_path / "b", host=host).fit()
+    assert yielded.val_metrics == listed.val_metrics and yielded.losses == listed.losses
+
+
 def test_a_run_keeps_its_plugins_model_when_another_plugin_registers_the_name(host: Any, tmp_path: Path) -> None:
     """Once a second distribution registered 'toyclf.mlp', eval and resume of an old run were
     refused as ambiguous ('registered by both'), though trainer.json records which one it was."""

@@ -112,10 +112,11 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
     config = load_config(path, host=host)
     model = build_model(config, host=host)
     dataset = build_dataset(config, host=host)
+    from deepseek.data.dataset import checked_validation_batches
     from deepseek.models.checks import check_model_data
     from deepseek.training.evaluation import eval_batch_count
 
-    val = dataset.validation_batches(eval_batch_count(config))
+    val = checked_validation_batches(dataset, eval_batch_count(config))
     if not val:
         raise UsageError(f"--config {path}: dataset {config.data.name!r} gave no validation batches to time on")
     check_model_data(model, val[0], dataset)  # the trainer's check: can this model take these batches

@@ -174,6 +174,32 @@ def checked_epochs_done(dataset: Dataset) -> int | None:
                       "(docs/plugins.md section 11)")
 
 
+def checked_validation_batches(dataset: Dataset, limit: int) -> list[Any]:
+    """``dataset.validation_batches(limit)`` as a list: a list, tuple or other iterable of batches
+    (a generator) is read once. Anything else, or more than ``limit`` batches, is one
+    :class:`~deepseek.errors.PluginError` naming the dataset; what the call raises is named the
+    same way. The batches themselves are checked by the caller (:func:`deepseek.data.batch.check_global_batch`)."""
+    from collections.abc import Iterable, Mapping
+    from itertools import islice
+
+    from deepseek.errors import PluginError
+    from deepseek.plugins.calls import blamed_on
+
+    named = dataset.label or f"dataset {type(dataset).__name__}"
+    with blamed_on(dataset.label, "validation_batches"):  # reading a generator runs the dataset's code too
+        returned = dataset.validation_batches(limit)
+        if not isinstance(returned, Iterable) or isinstance(returned, str | bytes | Mapping):
+            raise PluginError(f"{named}: validation_batches({limit}) returned {type(returned).__name__} "
+                              f"{returned!r:.60}; return a list of at most {limit} global batches (docs/plugins.md "
+                              "section 11)")
+        batches = list(islice(returned, limit + 1))  # an endless generator is not read to its end
+    if len(batches) > limit:
+        raise PluginError(f"{named}: validation_batches({limit}) returned more than {limit} batches; return at most "
+                          "limit (data.eval_batches, or deepseek eval --batches): the first ones of its fixed "
+                          "validation split (docs/plugins.md section 11)")
+    return batches
+
+
 def labelled(dataset: Dataset, label: str | None) -> Dataset:
     """``dataset`` with :attr:`Dataset.label` set to ``label``, as a run or ``create_dataset`` names
     a dataset after creating it. A dataset whose ``__init__`` stored a value of its own as

@@ -58,11 +58,11 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
     """At most ``limit`` validation batches of ``dataset`` (fewer when its validation data ends
     sooner), each checked as a global batch of ``data.batch_size`` rows; :class:`UsageError` when
     the dataset gives none."""
+    from deepseek.data.dataset import checked_validation_batches
     from deepseek.plugins.calls import blamed_on
 
     label = dataset.label
-    with blamed_on(label, "validation_batches"):  # what a dataset's own code raises: one line naming it
-        batches = dataset.validation_batches(limit)
+    batches = checked_validation_batches(dataset, limit)
     if not batches:
         raise UsageError(
             f"data: dataset {config.data.name!r} gave no validation batches; give it validation data "
