@@ -26,6 +26,7 @@ from _gradients import check_every_parameter_trains
 
 from deepseek.config.components import build_options, options_class
 from deepseek.config.load import DATA_SIZES
+from deepseek.data.dataset import checked_validation_batches
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data, split_output
 from deepseek.models.declared import training_refusal
@@ -165,7 +166,7 @@ class FirstBatches:
             place.mkdir(parents=True, exist_ok=True)
             try:
                 data = tiny_dataset(self.host, data_name, place)
-                self._made[data_name] = (data, data.validation_batches(1)[0], next(data))
+                self._made[data_name] = (data, checked_validation_batches(data, 1)[0], next(data))
             except UsageError as exc:
                 self._made[data_name] = str(exc).splitlines()[0]
         return self._made[data_name]

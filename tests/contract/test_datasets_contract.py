@@ -25,7 +25,7 @@ from torch.utils import _pytree as pytree
 import deepseek
 from deepseek.config.components import options_class
 from deepseek.data.batch import check_batch
-from deepseek.data.dataset import Dataset, checked_epochs_done
+from deepseek.data.dataset import Dataset, checked_epochs_done, checked_validation_batches
 from deepseek.errors import ConfigError, UsageError
 from deepseek.plugins.host import get_host
 
@@ -66,9 +66,9 @@ def test_dataset_contract(name: str, tmp_path: Path) -> None:
         pytest.skip(f"{name}: {exc}")
     first = next(data)
     assert check_batch(first, where=name) == ROWS
-    val = data.validation_batches(2)
+    val = checked_validation_batches(data, 2)  # a list or any iterable of at most 2 batches
     assert 1 <= len(val) <= 2 and all(check_batch(b, where=name) == ROWS for b in val)
-    assert all(_equal(a, b) for a, b in zip(val, data.validation_batches(2), strict=True))
+    assert all(_equal(a, b) for a, b in zip(val, checked_validation_batches(data, 2), strict=True))
     state = json.loads(json.dumps(data.state_dict()))  # JSON-ready
     done = checked_epochs_done(data)  # None (no passes) or a whole number >= 0, given back by the state
     expected = [next(data) for _ in range(2)]
