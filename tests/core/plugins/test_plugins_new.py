@@ -96,7 +96,7 @@ def test_generated_plugin_installs_and_its_own_test_passes(tmp_path: Path) -> No
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 passed" in proc.stdout
+    assert "6 passed" in proc.stdout
     listing = run_cli("plugins", "list", "--json", env=env)
     record = next(r for r in json.loads(listing.stdout) if r["distribution"] == "deepseek-acme")
     assert (record["status"], record["edition"], record["components"]) == (

@@ -119,7 +119,8 @@ A plugin for the DeepSeek framework, made by `deepseek plugins new {short}`.
 
 - graph pass `{pass_name}`: calls `nn.Linear` layers as `F.linear` on their own parameters
   (identical numbers, less call overhead); it fires on the GPT presets in `deepseek optimize`;
-- training callback: adds `{short}.loss_ema` (moving average of the loss) to every step's metrics.
+- training callback: adds `{short}.loss_ema` (moving average of the loss) to every step's metrics;
+  a resumed run continues it (it is kept beside the run, `{short}-loss-ema.jsonl`).
 
 ```bash
 pip install -e ./{dist}
@@ -145,17 +146,22 @@ _PLUGIN = '''\
 
 Keep it cheap to import (no torch here): the pass is registered as a lazy ``module:attribute``
 target, imported only when someone creates it, so ``deepseek --help`` stays fast.
+
+The training callback keeps its moving average with each checkpoint (a file of the run folder),
+so that a resumed run, a new process, continues it as an uninterrupted run would.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from deepseek import hookimpl
 from deepseek.hookspecs import RegisterFn
 
 PASS_NAME = "{pass_name}"
-_loss_ema: dict[int, float] = {{}}
+STATE_FILE = "{short}-loss-ema.jsonl"
+_loss_ema: dict[int, float | None] = {{}}
 
 
 @hookimpl
@@ -169,15 +175,37 @@ def deepseek_register_passes(register: RegisterFn) -> None:
 
 
 @hookimpl
+def deepseek_train_start(trainer: Any) -> None:
+    """Start the average afresh or, in a resumed run, from its value at the checkpoint's step."""
+    saved = trainer.run_dir / STATE_FILE
+    rows = saved.read_text(encoding="utf-8").splitlines() if trainer.step and saved.is_file() else []
+    _loss_ema[id(trainer)] = next((r["ema"] for r in map(json.loads, rows) if r["step"] == trainer.step), None)
+
+
+@hookimpl
 def deepseek_train_step_end(trainer: Any, step: int, metrics: dict[str, float]) -> None:
     """Add an exponential moving average of the loss to the step's metrics."""
     if "loss" not in metrics:
         return
     loss = float(metrics["loss"])
     previous = _loss_ema.get(id(trainer))
-    value = loss if previous is None or step <= 1 else 0.9 * previous + 0.1 * loss
+    value = loss if previous is None else 0.9 * previous + 0.1 * loss
     _loss_ema[id(trainer)] = value
     metrics["{short}.loss_ema"] = value
+
+
+@hookimpl
+def deepseek_checkpoint_saved(trainer: Any, path: Any, step: int) -> None:
+    """Keep the average of this step beside the run (rank 0 writes; every rank reads it back)."""
+    if trainer.is_global_zero:
+        with (trainer.run_dir / STATE_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps({{"step": step, "ema": _loss_ema.get(id(trainer))}}) + "\\n")
+
+
+@hookimpl
+def deepseek_train_end(trainer: Any, metrics: dict[str, Any]) -> None:
+    """Forget the run's average."""
+    _loss_ema.pop(id(trainer), None)
 '''
 
 _PASSES = '''\
@@ -312,6 +340,21 @@ def test_step_end_callback_adds_the_loss_average() -> None:
     plugin.deepseek_train_step_end(trainer=trainer, step=2, metrics=second)
     assert first["{short}.loss_ema"] == 2.0
     assert second["{short}.loss_ema"] == pytest.approx(1.9)
+
+
+def test_a_resumed_run_continues_the_loss_average(tmp_path) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(run_dir=tmp_path, is_global_zero=True, step=0)
+    plugin.deepseek_train_start(trainer=trainer)
+    for step, loss in ((1, 2.0), (2, 1.0)):
+        plugin.deepseek_train_step_end(trainer=trainer, step=step, metrics={{"loss": loss}})
+    plugin.deepseek_checkpoint_saved(trainer=trainer, path=tmp_path, step=2)
+    resumed = SimpleNamespace(run_dir=tmp_path, is_global_zero=True, step=2)  # a new process, from step 2
+    plugin.deepseek_train_start(trainer=resumed)
+    third = {{"loss": 0.0}}
+    plugin.deepseek_train_step_end(trainer=resumed, step=3, metrics=third)
+    assert third["{short}.loss_ema"] == pytest.approx(0.9 * 1.9)
 '''
 
 _TEMPLATES: dict[str, str] = {
