@@ -250,3 +250,21 @@ def test_an_op_onnx_cannot_convert_is_named_not_blamed_on_tracing(tmp_path: Path
         "ops, or export a .pt2 file (fmt='pt2'), which runs it; its __cause__ holds the traceback")
     assert list(tmp_path.iterdir()) == []
     assert export_serving(MaxPooled().eval(), rows(4, 0), tmp_path / "pooled.pt2", name="acme.pooled").is_file()
+
+
+def test_an_onnx_export_does_not_print_the_exporters_skipped_torchvision_ops(tmp_path: Path) -> None:
+    """Where torchvision is not installed (tests-ecosystem), every ONNX export printed four
+    'W... torchvision is not installed. Skipping torchvision::nms' lines on stderr before its own."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the ONNX exporter skips none of its ops")
+    code = ("import torch; from deepseek.graph.export import export_model; "
+            f"export_model(torch.nn.Linear(4, 2).eval(), (torch.randn(2, 4),), {str(tmp_path / 'l.onnx')!r}, fmt='onnx')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "l.onnx").is_file() and "torchvision" not in done.stderr

@@ -113,7 +113,7 @@ def export_model(
             dims = None if shapes is None else dict(zip(names, shapes, strict=True))
             dotted = input_names(inputs)  # the file's inputs by their dotted names, as OnnxRunner feeds them
             onnx_names = dotted if all(dotted) and len(set(dotted)) == len(dotted) else None
-        with _atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        with _atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad(), _onnx_registry_quiet():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, dynamic_shapes=dims,
                                         input_names=onnx_names, verbose=False)
@@ -181,6 +181,22 @@ class OnnxRunner:
                              f"{shown}: pass the mapping (or tensors) it was exported with")
         feeds = {n: t.detach().cpu().numpy() for n, t in zip(keys, tensors, strict=True)}
         return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+@contextmanager
+def _onnx_registry_quiet() -> Iterator[None]:
+    """The ONNX exporter logs one warning line per torchvision op it skips where torchvision is not
+    installed (``torchvision is not installed. Skipping torchvision::nms``, four lines on every
+    export); they say nothing about the file written, so they are held back while it runs."""
+    import logging
+
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry.level
+    registry.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        registry.setLevel(level)
 
 
 def load_exported(path: str | os.PathLike[str]) -> Any:
