@@ -11,7 +11,7 @@ import pytest
 from _inprocess import deepseek_here
 from _tune_common import deepseek, tiny_config
 
-from deepseek_enterprise.compare import bootstrap
+from deepseek_enterprise.paired_bootstrap import bootstrap
 
 
 @pytest.fixture(scope="module")

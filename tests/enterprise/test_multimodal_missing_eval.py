@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _inprocess import deepseek_here
@@ -17,9 +18,10 @@ import deepseek
 from deepseek.models.factory import instantiate_model
 from deepseek.plugins.host import get_host
 from deepseek.training.evaluation import evaluate_in_process
-from deepseek_enterprise.compare import per_example
+from deepseek_enterprise.compare import per_example, whole_set
 from deepseek_enterprise.digits.dataset import DigitsOptions, MultimodalDigits
 from deepseek_enterprise.multimodal import IGNORE, MultimodalClassifier
+from deepseek_enterprise.paired_bootstrap import draws, whole_set_bootstrap
 
 TINY = {"fusion": "late", "fusion_options": {"d_model": 8}, "vision": {"embed_dim": 8, "depths": [1], "num_heads": [1]},
         "audio": {"d_model": 8, "n_heads": 2, "n_layers": 1},
@@ -96,16 +98,40 @@ def test_a_modality_some_samples_have_is_scored_over_those_samples() -> None:
 
 
 def test_compare_scores_a_modality_over_the_examples_that_have_it() -> None:
-    model = _model()
+    """compare's accuracy_audio of each model is the mean over the rows that have audio (from the
+    totals of all the examples), and a resample drawing none of them is skipped for it."""
+    model_a, model_b = _model(), _model()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # another model: B
+        for p in model_b.parameters():
+            p.add_(torch.randn(p.shape, generator=g))
     data = MultimodalDigits(DigitsOptions(eval_size=8), batch_size=8, seed=0)
     batch = data.split_batches("val")[0]
-    audio = torch.tensor([1, 0, 1, 0, 0, 0, 1, 1], dtype=torch.bool)
+    audio = torch.tensor([1, 0, 1, 0, 0, 0, 0, 0], dtype=torch.bool)
     batch = {**batch, "present": {**batch["present"], "audio": audio}}
-    rows = per_example(model, [batch], "multimodal.classifier")
-    assert ["accuracy_audio" in r for r in rows] == audio.tolist()
-    pred = model.predict(batch).modality_logits["audio"].argmax(-1) == batch["modality_labels"]["audio"]
-    assert [r["accuracy_audio"] for r in rows if "accuracy_audio" in r] == pred[audio].float().tolist()
-    assert all(r["accuracy_vision"] in (0.0, 1.0) for r in rows)
+    name = "multimodal.classifier"
+    ea, eb = per_example(model_a, [batch], name), per_example(model_b, [batch], name)
+    found = whole_set_bootstrap(whole_set(model_a, ea, name, None), ea.totals, whole_set(model_b, eb, name, None),
+                                eb.totals, resamples=2000, seed=3)
+    assert "loss_excludes_audio" not in found  # audio is measured on the whole set
+    right = {}
+    for side, model in (("a", model_a), ("b", model_b)):
+        right[side] = (model.predict(batch).modality_logits["audio"].argmax(-1)
+                       == batch["modality_labels"]["audio"]).double()
+        assert getattr(found["accuracy_audio"], side) == right[side][audio].mean().item()
+    # helper-131's per-row values: the mean over rows having audio agrees; the interval differs
+    # from a bootstrap of those rows alone: resamples are of all 8 examples, skipped without audio
+    idx = np.concatenate(list(draws(8, 2000, 3)))
+    has = audio.numpy()[idx]
+    assert found["accuracy_audio"].resamples == int(has.any(axis=1).sum()) < 2000
+    d = (right["b"] - right["a"]).numpy()[idx]
+    by_hand = (d * has).sum(1)[has.any(1)] / has.sum(1)[has.any(1)]
+    low, high = np.percentile(by_hand, [2.5, 97.5])
+    assert (found["accuracy_audio"].low, found["accuracy_audio"].high) == pytest.approx((low, high), abs=1e-12)
+    vision = found["accuracy_vision"]
+    assert vision.resamples == 2000 and vision.a == pytest.approx(
+        float((model_a.predict(batch).modality_logits["vision"].argmax(-1)
+               == batch["modality_labels"]["vision"]).double().mean()), abs=1e-12)
 
 
 TRAIN = """

@@ -5,20 +5,27 @@ at a time, so each example gets a loss (and every metric the models report, such
 from A and from B. The per-example differences B - A are paired; their mean gets a 95% bootstrap
 confidence interval (resampling examples with replacement, seeded) and a two-sided p-value (how
 often the resampled mean lands on the other side of zero, doubled); the verdict says whether B
-differs from A at the 5% level. Size (parameters, weights on disk) and batch-1 latency (p50,
-``deepseek bench latency``'s eager timing on the same rows) are shown side by side.
+differs from A at the 5% level. A whole-set metric (``metrics_from_totals``: F1, accuracy over the
+samples that have a modality) is not a mean over rows: each example's totals are kept, and A's and
+B's value come from the totals summed over all the examples and, in each resample, over the
+resampled ones (:mod:`deepseek_enterprise.paired_bootstrap`). Size (parameters, weights on disk)
+and batch-1 latency (p50, ``deepseek bench latency``'s eager timing on the same rows) are shown
+side by side.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from deepseek.cli.params import PATH, SEED, Device, count
 from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek_enterprise.paired_bootstrap import Metrics
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,9 @@ class Paired:
     high: float
     p_value: float
     better: str
+    resamples: int
+    """The bootstrap resamples that measured it: all, but for a whole-set metric that a resample's
+    examples may leave unmeasured (a class or modality none of them has)."""
 
     @property
     def verdict(self) -> str:
@@ -43,49 +53,74 @@ class Paired:
         return f"B {'better' if b_better else 'worse'} (p={self.p_value:.3g})"
 
 
-def per_example(model: Any, batches: list[Any], model_name: str) -> list[dict[str, float]]:
-    """Loss and metrics of every row of ``batches``, one forward per row, in order: the means the
-    model reports and its whole-set metrics of that row alone (``metrics_from_totals``), which
-    leave out what the row does not measure (``accuracy_audio`` of a sample without audio)."""
+@dataclass(frozen=True)
+class Examples:
+    """One model on every example: each one's loss and mean metrics, and each one's totals (its
+    forward's ``"totals"``, float64, one row per example: ``(examples, *shape)``; zeros for an
+    example whose forward returned none; empty for a model without whole-set metrics)."""
+
+    values: list[dict[str, float]]
+    totals: dict[str, Any]
+
+
+def per_example(model: Any, batches: list[Any], model_name: str, label: str | None = None) -> Examples:
+    """Loss, metrics and totals of every row of ``batches``, one forward per row, in order. What
+    the model's own code raises is one line naming it (``label``: its registration's, or ``None``)."""
     import torch
     from torch.utils import _pytree as pytree
 
     from deepseek.data.batch import batch_rows
+    from deepseek.plugins.calls import model_calls
     from deepseek.training.evaluation import evaluate_batch
-    from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics, whole_set_metrics
+    from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics
 
     device = next(model.parameters()).device
-    offers = offers_whole_set_metrics(model)
-    out: list[dict[str, float]] = []
-    for batch in batches:
-        for i in range(batch_rows(batch)):
-            row = pytree.tree_map(lambda t, i=i: t[i:i + 1] if isinstance(t, torch.Tensor) else t, batch)
-            with TotalsCapture(model, model_name=model_name, offers=offers) as capture:
+    capture = TotalsCapture(model, model_name=model_name, offers=offers_whole_set_metrics(model))
+    values: list[dict[str, float]] = []
+    each: list[dict[str, torch.Tensor]] = []
+    with capture, model_calls(model, label):
+        for batch in batches:
+            for i in range(batch_rows(batch)):
+                row = pytree.tree_map(lambda t, i=i: t[i:i + 1] if isinstance(t, torch.Tensor) else t, batch)
+                seen = capture.batches
                 loss, metrics = evaluate_batch(model, row, device=device, model_name=model_name)
-            values = {"loss": float(loss), **{k: float(v) for k, v in metrics.items()}}
-            if capture.sums:
-                whole = whole_set_metrics(model, capture.sums, model_name=model_name,
-                                          taken={f"val_{k}" for k in values})
-                values.update({k.removeprefix("val_"): v for k, v in whole.items()})
-            out.append(values)
-    return out
+                values.append({"loss": float(loss), **{k: float(v) for k, v in metrics.items()}})
+                each.append(capture.latest if capture.batches > seen else {})
+    totals = {name: torch.stack([t.get(name, torch.zeros_like(s)) for t in each])
+              for name, s in capture.sums.items()}
+    return Examples(values, totals)
 
 
-def bootstrap(a: list[float], b: list[float], *, resamples: int, seed: int) -> tuple[float, float, float, float]:
-    """Mean of B - A, its 95% percentile interval and the two-sided bootstrap p-value."""
-    import numpy as np
+def whole_set(model: Any, examples: Examples, model_name: str, label: str | None) -> Metrics:
+    """``model``'s whole-set metrics of summed totals, by name (without ``val_``): its
+    ``metrics_from_totals``, checked as an evaluation checks it; what its own code raises there
+    is one line naming it."""
+    from deepseek.plugins.calls import model_calls
+    from deepseek.training.totals import whole_set_metrics
 
-    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    rows = max(1, (1 << 22) // len(d))  # resamples drawn a few million indices at a time: memory stays bounded
-    means = np.concatenate([d[rng.integers(0, len(d), size=(min(rows, resamples - start), len(d)))].mean(axis=1)
-                            for start in range(0, resamples, rows)])  # the same draws as one (resamples, n) call
-    low, high = np.percentile(means, [2.5, 97.5])
-    mean = float(d.mean())
-    if np.all(d == 0):
-        return mean, 0.0, 0.0, 1.0
-    p = 2 * min(float((means <= 0).mean()), float((means >= 0).mean()))
-    return mean, float(low), float(high), min(1.0, max(p, 1 / resamples))
+    means = {f"val_{k}" for k in examples.values[0]}
+
+    def metrics(sums: Any) -> dict[str, float]:
+        with model_calls(model, label, "metrics_from_totals"):
+            values = whole_set_metrics(model, sums, model_name=model_name, taken=means)
+        return {k.removeprefix("val_"): v for k, v in values.items()}
+
+    return metrics
+
+
+def better(key: str) -> str:
+    """Which way is better for a quantity: ``lower`` for a loss or an error, else ``higher``."""
+    return "lower" if "loss" in key or "error" in key else "higher"
+
+
+def model_label(config: Any, host: Any) -> str | None:
+    """The label naming the run's model in a line blaming its code (``None``: a script's model,
+    whose errors pass as they are)."""
+    from deepseek.plugins.calls import blames
+    from deepseek.training.build import run_host
+
+    component = run_host(config, host).resolve("model", config.model.name)
+    return component.label if blames(component) else None
 
 
 def weights_size(path: str) -> int:
@@ -131,6 +166,7 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     from deepseek.training.evaluation import eval_batch_count
     from deepseek.training.inference import load_trained
     from deepseek.training.weights_source import DataChoice
+    from deepseek_enterprise.paired_bootstrap import bootstrap, whole_set_bootstrap
 
     # the runs' own data is read (and must load) only without --data; else --data's is compared on
     own = DataChoice(other_data="--data CONFIG.toml") if data is None else None
@@ -147,24 +183,30 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
             check_model_data(model, val[0], dataset, model_name=config.model.name)
         except UsageError as exc:
             raise UsageError(f"{name}: cannot take these examples: {exc}") from None
-    ea = per_example(model_a, val, config_a.model.name)
-    eb = per_example(model_b, val, config_b.model.name)
+    labels = [model_label(config, host) for config in (config_a, config_b)]
+    ea = per_example(model_a, val, config_a.model.name, labels[0])
+    eb = per_example(model_b, val, config_b.model.name, labels[1])
     rows = []
-    for key in dict.fromkeys(k for values in ea for k in values):  # each over the examples both measure
-        pairs = [(a[key], b[key]) for a, b in zip(ea, eb, strict=True) if key in a and key in b]
+    for key in dict.fromkeys(k for values in ea.values for k in values):  # each over the examples both measure
+        pairs = [(a[key], b[key]) for a, b in zip(ea.values, eb.values, strict=True) if key in a and key in b]
         if not pairs:
             continue
         va, vb = [a for a, _ in pairs], [b for _, b in pairs]
         mean, low, high, p = bootstrap(va, vb, resamples=resamples, seed=seed)
-        better = "lower" if "loss" in key or "error" in key else "higher"
-        rows.append(Paired(key, sum(va) / len(va), sum(vb) / len(vb), mean, low, high, p, better))
+        rows.append(Paired(key, sum(va) / len(va), sum(vb) / len(vb), mean, low, high, p, better(key), resamples))
+    if ea.totals and eb.totals:  # whole-set metrics: from the totals summed over the (resampled) examples
+        found = whole_set_bootstrap(whole_set(model_a, ea, config_a.model.name, labels[0]), ea.totals,
+                                    whole_set(model_b, eb, config_b.model.name, labels[1]), eb.totals,
+                                    resamples=resamples, seed=seed)
+        rows += [Paired(key, e.a, e.b, e.diff, e.low, e.high, e.p_value, better(key), e.resamples)
+                 for key, e in found.items()]
     side = {}
     for name, model, run, state in (("A", model_a, run_a, state_a), ("B", model_b, run_b, state_b)):
         side[name] = {"run": run, "model": (config_a if name == "A" else config_b).model.name,
                       "step": state.get("step"), "parameters": sum(p.numel() for p in model.parameters()),
                       "weights_bytes": weights_size(run),
                       "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None}
-    return {"examples": len(ea), "data": data or f"{run_a}'s validation split", "resamples": resamples,
+    return {"examples": len(ea.values), "data": data or f"{run_a}'s validation split", "resamples": resamples,
             "seed": seed, "runs": side, "paired": [{**asdict(r), "verdict": r.verdict} for r in rows]}
 
 
@@ -183,8 +225,11 @@ def print_report(report: dict[str, Any]) -> None:
     for col in ("quantity", "A", "B", "B - A", "95% CI", "p", "verdict"):
         table.add_column(col, justify="left" if col in ("quantity", "verdict") else "right")
     for r in report["paired"]:
+        ci = f"[{r['low']:+.4f}, {r['high']:+.4f}]" if r["resamples"] else "-"
+        if 0 < r["resamples"] < report["resamples"]:  # a whole-set metric some resamples did not measure
+            ci += f" ({r['resamples']:,} resamples)"
         table.add_row(f"{r['name']} ({r['better']} is better)", f"{r['a']:.4f}", f"{r['b']:.4f}", f"{r['diff']:+.4f}",
-                      f"[{r['low']:+.4f}, {r['high']:+.4f}]", f"{r['p_value']:.3g}", r["verdict"])
+                      ci, f"{r['p_value']:.3g}", r["verdict"])
     console.print(table)
     sizes = Table(title="size and latency", title_justify="left")
     for col in ("", "parameters", "weights on disk", "p50 batch 1 (eager)"):

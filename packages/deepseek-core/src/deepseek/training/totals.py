@@ -46,6 +46,9 @@ class TotalsCapture:
         self.model_name = model_name
         self.offers = offers
         self.sums: dict[str, torch.Tensor] = {}
+        self.latest: dict[str, torch.Tensor] = {}
+        """The checked totals (float64) of the latest output added: one row's, where each forward
+        is of one row (``deepseek compare`` keeps every example's)."""
         self.batches = 0
         self._handle: Any = None
         self._ignoring = False
@@ -73,6 +76,7 @@ class TotalsCapture:
     def add(self, totals: Any) -> None:
         """Add one output's ``totals`` (checked) to the sums."""
         where = f"model {self.model_name!r}: output['totals']"
+        latest: dict[str, torch.Tensor] = {}
         if not self.offers:
             raise UsageError(f"{where} is returned, but the model does not define metrics_from_totals, which turns "
                              "the evaluation's summed totals into metrics; subclass "
@@ -94,9 +98,11 @@ class TotalsCapture:
                                  "in an earlier batch; a total keeps one shape over the evaluation (pad per-class "
                                  "counts to the number of classes)")
             self.sums[name] = value if before is None else before + value
+            latest[name] = value
         if self.batches and set(totals) != set(self.sums):
             raise UsageError(f"{where} names {sorted(totals)} here and {sorted(self.sums)} over earlier batches; "
                              "return the same totals for every batch")
+        self.latest = latest
         self.batches += 1
 
 
