@@ -44,10 +44,7 @@ from deepseek.training.monitor import (
 )
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
-from deepseek.training.run_folder import (
-    discard_unfinished,
-    pick_run_folder,
-)
+from deepseek.training.run_folder import discard_unfinished, pick_run_folder
 from deepseek.training.run_lock import RunLock, refuse_if_busy
 from deepseek.training.run_open import open_run_folder
 from deepseek.training.run_state import check_evaluation, restore, trainer_state
@@ -340,8 +337,7 @@ class Trainer:
             self.metrics_out.write(record)
             self.tracking.log_metrics(record)
             progress.update(step, record, self._window.metric_names)
-        check_steps(records, self.config.train.on_nonfinite, self.config.train.lr,
-                    (self._resumed_at or 0) + 1)
+        check_steps(records, self.config.train.on_nonfinite, self.config.train.lr, (self._resumed_at or 0) + 1)
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
