@@ -392,3 +392,29 @@ def test_a_checkpoint_of_another_step_put_there_by_hand_is_kept_not_replaced(tin
     (kept,) = root.glob("step-6.foreign-*/step-6")
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == placed
     assert json.loads((root / "step-6" / ckpt.TRAINER_FILE).read_text())["step"] == 6
+
+
+def test_a_finished_run_killed_before_its_last_prune_is_pruned_when_resumed(tiny_config: Any, tmp_path: Path) -> None:
+    """Killed after its last checkpoint's commit (``latest`` written), before the prune that follows
+    it, a run keeps one checkpoint beyond ``checkpoint.keep_last``; resumed (a requeued job finding
+    it done) it has no later save to prune, so step-4 stayed for good. Now the resume prunes it."""
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    _crash(tiny_config(**RUN), run, _on_replace(Moved(dst=ckpt.LATEST_FILE), after=True, nth=3))
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [4, 6]  # keep_last = 1: step-4 was still to go
+    with pytest.raises(RunComplete, match="the run is complete"):
+        Trainer(tiny_config(**RUN), resume=run, quiet=True).fit()
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-6"]
+
+
+def test_a_finished_run_resumed_from_an_older_checkpoint_prunes_nothing(tiny_config: Any, tmp_path: Path) -> None:
+    """Only a resume of the run's newest checkpoint prunes: the one resumed from stays whatever
+    its place in the commit order (here it would be the first to go)."""
+    keep = {**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    Trainer(tiny_config(**keep), run_dir=run, quiet=True).fit()
+    with pytest.raises(RunComplete, match="the run is complete"):
+        Trainer(tiny_config(**{**RUN, "train": {**RUN["train"], "max_steps": 4}}), resume=root / "step-4",
+                quiet=True).fit()
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2, 4, 6]

@@ -302,13 +302,20 @@ def best_checkpoint(root: str | os.PathLike[str]) -> Path | None:
     return marked[-1] if marked else _read_pointer(Path(root), BEST_FILE)
 
 
+def prunable(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
+    """The complete checkpoints under ``root`` that :func:`prune_checkpoints` deletes: all but the
+    ``keep_last`` newest by commit order and the ``best`` one (none left by a prune that ran whole;
+    one killed before or during its deletions leaves them)."""
+    ckpts = list_checkpoints(root)
+    best = best_checkpoint(root)
+    return [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)] if path != best]
+
+
 def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
     """Delete all but the ``keep_last`` newest complete checkpoints (by commit order, so the one
     just committed always stays) and the ``best`` one; each is renamed away before it is deleted
     (:func:`discard`)."""
-    ckpts = list_checkpoints(root)
-    best = best_checkpoint(root)
-    doomed = [path for _, path in ckpts[: max(len(ckpts) - max(keep_last, 1), 0)] if path != best]
+    doomed = prunable(root, keep_last)
     with ctrl_c_deferred():
         for path in doomed:
             discard(path)

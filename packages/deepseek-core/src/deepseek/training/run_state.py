@@ -86,7 +86,7 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
         refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor,
                         should_stop=state.get("should_stop") is True)
     except RunComplete:
-        _clean_finished(trainer)
+        _clean_finished(trainer, directory)
         raise
     trainer.precision.load_state_dict(state.get("precision", {}))
     saved = state.get("world_size")
@@ -99,17 +99,23 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
                     dict(state.get("metrics", {})), best if kept else None, put_back_rng)
 
 
-def _clean_finished(trainer: Trainer) -> None:
+def _clean_finished(trainer: Trainer, directory: Path) -> None:
     """A finished run resumed (a requeued job finding it done) writes nothing, but what a save or
     prune killed after its last checkpoint left in ``checkpoints/`` (a ``.trash-`` folder, say)
-    is removed, and ``latest`` / ``best`` a kill before their update left naming an older
-    checkpoint are pointed at the newest / best, as any session's start does: by rank 0, under the
-    run folder's lock taken without waiting (a live job holding it keeps its folder as it is)."""
+    is removed, ``latest`` / ``best`` a kill before their update left naming an older
+    checkpoint are pointed at the newest / best, as any session's start does, and the checkpoints
+    beyond ``checkpoint.keep_last`` a kill before (or during) the last save's prune left are pruned
+    when ``directory``, the checkpoint resumed, is the newest (which pruning always keeps): by rank
+    0, under the run folder's lock taken without waiting (a live job holding it keeps its folder as
+    it is)."""
     from deepseek.training.run_lock import LOCK_FILE, try_lock, unlock
 
     root = trainer.run_dir / "checkpoints"
-    if not trainer.strategy.is_global_zero or not (trainer.run_dir / LOCK_FILE).is_file() \
-            or not (ckpt.list_stale(root) or ckpt.pointer_updates(root)):
+    if not trainer.strategy.is_global_zero or not (trainer.run_dir / LOCK_FILE).is_file():
+        return
+    keep_last = trainer.config.checkpoint.keep_last
+    if not (ckpt.list_stale(root) or ckpt.pointer_updates(root)
+            or (_is_newest(root, directory) and ckpt.prunable(root, keep_last))):
         return
     fd = try_lock(trainer.run_dir / LOCK_FILE)
     if fd is None:
@@ -117,8 +123,16 @@ def _clean_finished(trainer: Trainer) -> None:
     try:
         ckpt.remove_stale(root)
         ckpt.update_pointers(root)
+        if _is_newest(root, directory):  # looked at again under the lock
+            ckpt.prune_checkpoints(root, keep_last)
     finally:
         unlock(fd)
+
+
+def _is_newest(root: Path, directory: Path) -> bool:
+    """Whether checkpoint ``directory`` is the newest complete one under ``root`` (by commit order)."""
+    found = ckpt.list_checkpoints(root)
+    return bool(found) and found[-1][1].resolve() == directory.resolve()
 
 
 def check_resumed_weights(config: Any, model: torch.nn.Module, directory: Path) -> None:
