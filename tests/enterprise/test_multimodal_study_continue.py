@@ -61,8 +61,8 @@ def test_a_stopped_study_continues_and_gives_the_uninterrupted_results(tmp_path:
     assert [r["seed"] for r in rows] == [0, 1] and rows[0] == cut
 
 
-def test_a_cut_results_line_is_dropped_and_its_model_trained_again(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cut_results_line_is_dropped_and_its_model_tested_again(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     args = [a if a != "24" else "2" for a in ARGS]
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
     assert code == 0, err
@@ -72,7 +72,9 @@ def test_a_cut_results_line_is_dropped_and_its_model_trained_again(tmp_path: Pat
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
     assert code == 0, err
     assert "st/results.jsonl:1: a results line cut short (the study was stopped as it wrote it) was dropped" in err
-    assert "training st/runs/redundant-audio-s0 again from the start (its results were not written)" in err
+    assert "that model gets its results again" in err
+    # its run finished training: only tested again (it was trained again from the start)
+    assert "testing st/runs/redundant-audio-s0 again: its training finished (step 2)" in err
     (again,) = _rows(results)
     assert again["test"] == row["test"]
 
@@ -197,3 +199,73 @@ def test_a_batch_beyond_the_machines_memory_is_refused_as_the_option_before_anyt
         f"error: --batch {2**50:,} samples of 5,592 bytes (image, padded frames and text) = {2**50 * 5592 / 2**30:,.0f} "
         f"GiB a batch: more than this machine's {memory / 2**30:,.0f} GiB of memory; lower --batch"])
     assert not (tmp_path / "st").exists()
+
+
+# ``deepseek ARGS`` in a process that SIGKILLs itself at argv[1]: "testing" (the study's first test
+# evaluation, after the run's training) or "committed:NAME" (right after a rename onto a folder NAME).
+KILLED = """
+import os, signal, sys
+point = sys.argv[1]
+if point == "testing":
+    from deepseek_enterprise import study
+    study.split_metrics = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+else:
+    real_replace = os.replace
+    def replace(src, dst, *args, **kwargs):
+        real_replace(src, dst, *args, **kwargs)
+        if os.path.basename(os.fspath(dst)) == point.partition(":")[2]:
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+from deepseek.cli.main import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("point", ["testing", "committed:step-8"])
+def test_a_study_killed_after_a_run_trained_only_tests_it_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                point: str) -> None:
+    """Killed after its run's training (while testing it, or right after its last checkpoint's
+    rename, before ``latest`` and the prune), the study trained the model again from the start.
+    Now the same command tests the finished run: its checkpoint and metrics stay as they were, the
+    folder is tidied (``latest``, the checkpoint beyond keep_last), and the results equal a study
+    never killed."""
+    args = [a if a != "24" else "8" for a in ARGS]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "whole")
+    assert code == 0, err
+    killed = subprocess.run([sys.executable, "-c", KILLED, point, *args, "--out", "cut"], cwd=tmp_path, text=True,
+                            capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    run = tmp_path / "cut" / "runs" / "redundant-audio-s0"
+    assert not (tmp_path / "cut" / "results.jsonl").exists()
+    trained = {p.relative_to(run): p.read_bytes() for p in [run / "metrics.jsonl", *run.glob("checkpoints/step-8/*")]}
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "cut")
+    assert code == 0, err
+    assert "testing cut/runs/redundant-audio-s0 again: its training finished (step 8), its results were not " \
+           "written" in err, err
+    assert "again from the start" not in err and "resuming" not in err
+    assert {p.relative_to(run): p.read_bytes() for p in [run / "metrics.jsonl", *run.glob("checkpoints/step-8/*")]} \
+        == trained  # not trained again
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-8"]
+    assert (run / "checkpoints" / "latest").read_text() == "step-8\n"
+    (cut,), (ref,) = _rows(tmp_path / "cut" / "results.jsonl"), _rows(tmp_path / "whole" / "results.jsonl")
+    assert {k: v for k, v in cut.items() if k != "seconds"} == {k: v for k, v in ref.items() if k != "seconds"}
+
+
+def test_a_finished_run_its_folder_does_not_prove_is_trained_again(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only tested again when the run's metrics.jsonl holds the evaluation the trainer makes at the
+    last step before saving it; without it the checkpoint proves nothing the row needs."""
+    args = [a if a != "24" else "2" for a in ARGS]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    (row,) = _rows(tmp_path / "st" / "results.jsonl")
+    (tmp_path / "st" / "results.jsonl").unlink()
+    metrics = tmp_path / "st" / "runs" / "redundant-audio-s0" / "metrics.jsonl"
+    metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines()
+                               if not (json.loads(line)["step"] == 2 and "val_accuracy" in line)))
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    assert "training st/runs/redundant-audio-s0 again from the start (its metrics.jsonl has no evaluation at " \
+           "step 2)" in err, err
+    (again,) = _rows(tmp_path / "st" / "results.jsonl")
+    assert again["test"] == row["test"] and again["val_curve"] == row["val_curve"]

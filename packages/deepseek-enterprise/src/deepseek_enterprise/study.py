@@ -161,9 +161,21 @@ def split_metrics(module: Any, data: Any, device: Any, split: str = "test", miss
     return {f"{split}_" + k.removeprefix("val_"): v for k, v in values.items()}
 
 
-def test_metrics(trainer: Any, missing: tuple[str, ...] = ()) -> dict[str, float]:
-    """Accuracy of a trained model on the test split (``missing``: modalities hidden)."""
-    return split_metrics(trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device, "test", missing)
+def finished_model(run_dir: Path, config: Any, host: Any) -> tuple[Any, Any, Any]:
+    """``(module, dataset, device)`` of a run whose training finished (``study_folder.take_up``):
+    its newest checkpoint's weights in the model ``config`` builds, on the device the trainer would
+    use, in eval mode, and the dataset ``config`` builds. What a kill after its last checkpoint
+    left in its folder is tidied first, as resuming the finished run would
+    (:func:`~deepseek.training.run_state.tidy_finished`)."""
+    from deepseek.devices import resolve_device
+    from deepseek.training.build import build_dataset
+    from deepseek.training.checkpoint import resolve_checkpoint
+    from deepseek.training.inference import load_trained
+    from deepseek.training.run_state import tidy_finished
+
+    device, final = resolve_device(config.strategy.options.device), resolve_checkpoint(run_dir)
+    tidy_finished(run_dir, final, config.checkpoint.keep_last)
+    return load_trained(final, device, host=host)[0], build_dataset(config, host), device
 
 
 def ensemble_row(config: Any, host: Any, *, calibrate: bool = False) -> dict[str, Any]:
@@ -209,16 +221,16 @@ def calibrate_row(row: dict[str, Any], model: Any, data: Any, device: Any, confi
     row["missing"] = {m: split_metrics(model, data, device, "test", (m,))["test_accuracy"] for m in model.modalities}
 
 
-def latency(trainer: Any, runs: int = 100) -> dict[str, float]:
-    """Batch-1 inference of the trained model: p50/p90 milliseconds, peak GPU memory of the calls
-    (CUDA) and the process's peak resident memory (its whole run so far)."""
+def latency(module: Any, data: Any, device: Any, runs: int = 100) -> dict[str, float]:
+    """Batch-1 inference of the trained ``module`` on a test sample of dataset ``data``: p50/p90
+    milliseconds, peak GPU memory of the calls (CUDA) and the process's peak resident memory (its
+    whole run so far)."""
     import torch
 
-    module = trainer.strategy.eval_module.eval()
-    device = trainer.strategy.device
+    module = module.eval()
     from deepseek.data.batch import move_to
 
-    batch = move_to(trainer.dataset.split_batches("test", 1)[0], device)
+    batch = move_to(data.split_batches("test", 1)[0], device)
     one = {k: ({m: v[:1] for m, v in val.items()} if isinstance(val, dict) else val[:1]) for k, val in batch.items()}
     cuda = device.type == "cuda"
     if cuda:
@@ -266,9 +278,9 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     from deepseek_enterprise.study_folder import (
         StudyStopped,
         check_folder,
-        resumable,
         settings_of,
         start_folder,
+        take_up,
     )
     from deepseek_enterprise.study_report import check_row
 
@@ -322,31 +334,38 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
                         fh.write(json.dumps(row) + "\n")
                     continue
-                trainer = Trainer(config, quiet=True, host=host, resume=run_dir if resumable(run_dir, steps) else None)
-                result = trainer.fit()
-                if result.stopped_by is not None:  # SIGTERM / SIGUSR1: the study stops with the run
-                    raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {run_dir}; run "
-                                       f"the same command again to continue the study in {out}")
+                how = take_up(run_dir, steps, config.to_dict())  # train, resume, or only test a finished run
+                if how == "test":
+                    module, data, on = finished_model(run_dir, config, host)
+                    made, params = run_dir, sum(p.numel() for p in module.parameters())
+                else:
+                    trainer = Trainer(config, quiet=True, host=host, resume=run_dir if how == "resume" else None)
+                    result = trainer.fit()
+                    if result.stopped_by is not None:  # SIGTERM / SIGUSR1: the study stops with the run
+                        raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {run_dir}; run "
+                                           f"the same command again to continue the study in {out}")
+                    module, data, on = trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device
+                    made, params = trainer.run_dir, sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
                 if len(CONFIGS[name][0]) == 1:
-                    sources[CONFIGS[name][0][0]] = str(trainer.run_dir)
-                params = sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
+                    sources[CONFIGS[name][0][0]] = str(made)
                 row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
                                        "recipe": recipe if recipe_keys(name, recipe, task) else None,
-                                       "seconds": time.perf_counter() - start, "test": test_metrics(trainer), **part}
+                                       "seconds": time.perf_counter() - start,
+                                       "test": split_metrics(module, data, on), **part}
                 if starts_from_unimodal(name, recipe, task):
                     row["started_from"] = mine
-                evals = [r for r in read_metrics(trainer.run_dir / "metrics.jsonl") if "val_accuracy" in r]
+                evals = [r for r in read_metrics(made / "metrics.jsonl") if "val_accuracy" in r]
                 row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in evals]
                 if evals:  # the last evaluation on the val split: fused accuracy and each modality's own read
                     row["val"] = {k: v for k, v in evals[-1].items() if k.startswith("val_accuracy")}
                 modalities = CONFIGS[name][0]
                 if len(modalities) > 1:
-                    row["missing"] = {m: test_metrics(trainer, (m,))["test_accuracy"] for m in modalities}
+                    row["missing"] = {m: split_metrics(module, data, on, "test", (m,))["test_accuracy"]
+                                      for m in modalities}
                     if (recipe, task) in CALIBRATED:
-                        calibrate_row(row, trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device,
-                                      config)
+                        calibrate_row(row, module, data, on, config)
                 if name == "cross_attention":
-                    row["latency"] = latency(trainer)
+                    row["latency"] = latency(module, data, on)
                 problem = check_row(json.loads(json.dumps(row)))  # what is written is read back by the same rule
                 if problem is not None:  # only the run's metrics.jsonl is read from disk here: edited since
                     raise UsageError(f"{run_dir / 'metrics.jsonl'}: its evaluations give a results line the "

@@ -4,8 +4,9 @@
 rate, device, recipe, held-out size, unimodal runs) when the folder is first used. Running the
 same command again in that folder (after a kill, a lost machine, or to add seeds, tasks or models)
 continues the study: a model whose results line is in ``results.jsonl`` is not trained again; a
-run folder left without one is resumed from its newest checkpoint, or trained again from the start
-when it has none left to resume (killed before its first checkpoint, or after its last step).
+run folder left without one is resumed from its newest checkpoint, only tested when its training
+finished (killed while it was tested: :func:`take_up`), or trained again from the start when it
+has no checkpoint to resume.
 Other settings are refused: the folder's results would mix two studies.
 
 ``results.jsonl`` is read back like user input (each line checked); a last line cut short by a
@@ -127,28 +128,55 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
         lines = path.read_text(encoding="utf-8").split("\n")
         atomic_write_text(path, "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""))
         click.echo(f"{path}:{read[1]}: a results line cut short (the study was stopped as it wrote it) was dropped; "
-                   "that model is trained again", err=True)
+                   "that model gets its results again", err=True)
     done = {(row["task"], row["config"], row["seed"]): row for _, row in read[0]}
     if done:
         click.echo(f"continuing the study in {out}: {len(done)} model(s) already have results", err=True)
     return done
 
 
-def resumable(run_dir: Path, steps: int) -> bool:
-    """Whether the run folder a stopped study left can be resumed (a checkpoint before its last
-    step); otherwise it is removed, to be trained again from the start."""
+def take_up(run_dir: Path, steps: int, config: dict[str, Any]) -> str:
+    """What the study does with run folder ``run_dir`` of a model without results (``config``: the
+    ``deepseek train`` config the study makes it with, as ``Config.to_dict`` gives it):
+
+    - ``"train"``: train it from the start (no folder; or removed: no checkpoint left to resume,
+      or a last step's checkpoint that does not prove the training finished);
+    - ``"resume"``: resume it from its newest checkpoint, before its last step;
+    - ``"test"``: its training finished and only its test is missing (the study was killed while
+      it tested the model): its newest checkpoint is the last step's, of this config, and its
+      ``metrics.jsonl`` holds the evaluation the trainer makes at that step before saving it."""
     from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
 
     if not run_dir.exists():
-        return False
+        return "train"
     try:
-        step = int(read_trainer_state(resolve_checkpoint(run_dir)).get("step", 0))
+        state = read_trainer_state(resolve_checkpoint(run_dir))
+        step = int(state.get("step", 0))
     except UsageError:
-        step = -1
+        state, step = {}, -1
     if 0 <= step < steps:
         click.echo(f"resuming {run_dir} from step {step}", err=True)
-        return True
-    click.echo(f"training {run_dir} again from the start ({'no checkpoint to resume' if step < 0 else 'its results were not written'})",
-               err=True)
+        return "resume"
+    why = "no checkpoint to resume" if step < 0 else _unfinished(run_dir, steps, state.get("config"), config)
+    if why is None:
+        click.echo(f"testing {run_dir} again: its training finished (step {step}), its results were not written",
+                   err=True)
+        return "test"
+    click.echo(f"training {run_dir} again from the start ({why})", err=True)
     shutil.rmtree(run_dir)
-    return False
+    return "train"
+
+
+def _unfinished(run_dir: Path, steps: int, recorded: Any, config: dict[str, Any]) -> str | None:
+    """Why the run folder whose newest checkpoint is at step ``steps`` does not prove its training
+    finished as the study would train it now (``recorded``: the config that checkpoint records),
+    or None."""
+    from deepseek.training.metrics import read_metrics
+
+    if recorded != json.loads(json.dumps(config)):
+        return "its checkpoint records another config"
+    try:
+        evaluated = any(r["step"] == steps and "val_accuracy" in r for r in read_metrics(run_dir / "metrics.jsonl"))
+    except UsageError:
+        evaluated = False
+    return None if evaluated else f"its metrics.jsonl has no evaluation at step {steps}"

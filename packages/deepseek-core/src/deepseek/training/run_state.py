@@ -100,24 +100,30 @@ def restore(trainer: Trainer, directory: Path) -> Restored:
 
 
 def _clean_finished(trainer: Trainer, directory: Path) -> None:
-    """A finished run resumed (a requeued job finding it done) writes nothing, but what a save or
-    prune killed after its last checkpoint left in ``checkpoints/`` (a ``.trash-`` folder, say)
-    is removed, ``latest`` / ``best`` a kill before their update left naming an older
-    checkpoint are pointed at the newest / best, as any session's start does, and the checkpoints
-    beyond ``checkpoint.keep_last`` a kill before (or during) the last save's prune left are pruned
-    when ``directory``, the checkpoint resumed, is the newest (which pruning always keeps): by rank
-    0, under the run folder's lock taken without waiting (a live job holding it keeps its folder as
-    it is)."""
+    """A finished run resumed (a requeued job finding it done) writes nothing, but its folder is
+    tidied (:func:`tidy_finished`), by rank 0."""
+    if trainer.strategy.is_global_zero:
+        tidy_finished(trainer.run_dir, directory, trainer.config.checkpoint.keep_last)
+
+
+def tidy_finished(run_dir: Path, directory: Path, keep_last: int) -> None:
+    """What a save or prune killed after a finished run's last checkpoint left in
+    ``run_dir/checkpoints`` (a ``.trash-`` folder, say) is removed, ``latest`` / ``best`` a kill
+    before their update left naming an older checkpoint are pointed at the newest / best, as any
+    session's start does, and the checkpoints beyond ``keep_last`` a kill before (or during) the
+    last save's prune left are pruned when ``directory``, the checkpoint the run was resumed (or
+    read) from, is the newest (which pruning always keeps): under the run folder's lock taken
+    without waiting (a live job holding it keeps its folder as it is). For a run that has nothing
+    left to train, in one process (rank 0)."""
     from deepseek.training.run_lock import LOCK_FILE, try_lock, unlock
 
-    root = trainer.run_dir / "checkpoints"
-    if not trainer.strategy.is_global_zero or not (trainer.run_dir / LOCK_FILE).is_file():
+    root = run_dir / "checkpoints"
+    if not (run_dir / LOCK_FILE).is_file():
         return
-    keep_last = trainer.config.checkpoint.keep_last
     if not (ckpt.list_stale(root) or ckpt.pointer_updates(root)
             or (_is_newest(root, directory) and ckpt.prunable(root, keep_last))):
         return
-    fd = try_lock(trainer.run_dir / LOCK_FILE)
+    fd = try_lock(run_dir / LOCK_FILE)
     if fd is None:
         return
     try:
