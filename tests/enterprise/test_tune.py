@@ -99,3 +99,32 @@ def test_resuming_with_another_space_is_refused(study: dict[str, Any], monkeypat
                                  "space2.toml", "--trials", "8", "--out", "st")
     assert code == 2 and "--study s: was created with space" in err, err
     assert len(trials(study["out"])) >= 8  # untouched
+
+
+def test_a_plot_cut_short_as_it_is_written_leaves_no_half_png_under_its_name(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """history.png and importances.png were saved straight to their names: a kill (here an error)
+    while matplotlib wrote one left a truncated PNG that read as the study's plot. Now each is
+    written beside its name and renamed whole; the one it replaces stays as it was."""
+    import matplotlib.figure
+    import optuna
+
+    from deepseek_enterprise.tune.report import write_plots
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2 + t.suggest_float("y", 0, 1), n_trials=6)
+    (tmp_path / "history.png").write_bytes(b"the plot of an earlier run")
+
+    def cut(self: Any, fname: Any, **kwargs: Any) -> None:
+        Path(fname).write_bytes(b"\x89PNG\r\n\x1a\n half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", cut)
+    notes = write_plots(study, tmp_path)
+    assert notes == [f"{n}: not drawn ([Errno 28] No space left on device)" for n in ("history.png", "importances.png")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.png"]
+    assert (tmp_path / "history.png").read_bytes() == b"the plot of an earlier run"
+    monkeypatch.undo()
+    assert write_plots(study, tmp_path) == []
+    assert (tmp_path / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

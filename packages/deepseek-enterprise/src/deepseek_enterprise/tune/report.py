@@ -6,6 +6,7 @@ importances), and the table printed at the end."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,13 @@ def write_plots(study: Any, folder: Path) -> list[str]:
             figure = getattr(ax, "figure", None) or ax.flat[0].figure
             figure.set_size_inches(8, 5)
             figure.tight_layout()
-            figure.savefig(folder / name, dpi=100)
-            plt.close(figure)
+            tmp = folder / f".{name}.tmp"  # renamed when whole: a kill mid-write leaves no half a PNG under the name
+            try:
+                figure.savefig(tmp, format="png", dpi=100)
+                os.replace(tmp, folder / name)
+            finally:
+                tmp.unlink(missing_ok=True)
+                plt.close(figure)
         except Exception as exc:  # too few finished trials, one parameter without spread...
             notes.append(f"{name}: not drawn ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
     return notes
