@@ -265,7 +265,7 @@ def test_a_finished_run_its_folder_does_not_prove_is_trained_again(tmp_path: Pat
                                if not (json.loads(line)["step"] == 2 and "val_accuracy" in line)))
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
     assert code == 0, err
-    assert "training st/runs/redundant-audio-s0 again from the start (its metrics.jsonl has no evaluation at " \
+    assert "training st/runs/redundant-audio-s0 again from the start (its metrics.jsonl has no val_accuracy at " \
            "step 2)" in err, err
     (again,) = _rows(tmp_path / "st" / "results.jsonl")
     assert again["test"] == row["test"] and again["val_curve"] == row["val_curve"]

@@ -198,3 +198,44 @@ def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path)
     assert bench["device"]["world_size"] == 2 and bench["settings"]["strategy"] == "ddp"
     assert bench["settings"]["batch"] == 4  # global 8 over 2 ranks, no accumulation
     assert row["value"] == pytest.approx(2 * bench["rows"][0]["tokens_per_s"])
+
+
+# ``deepseek ARGS`` SIGKILLed right after the training process of trial argv[1] ended: the tuner
+# dies before it recorded the trial's value.
+KILLED_AFTER_TRAINING = """
+import os, signal, sys
+from deepseek_enterprise.tune import training
+real = training.run_child
+def run_child(argv, log, **kwargs):
+    done = real(argv, log, **kwargs)
+    if os.path.basename(os.path.dirname(str(log))) == sys.argv[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return done
+training.run_child = run_child
+from deepseek.cli.main import main
+main(sys.argv[2:])
+"""
+
+
+def test_a_trial_whose_training_finished_before_the_kill_is_taken_up_not_run_again(tmp_path: Path) -> None:
+    """Killed after trial 1's training ended, before its value was recorded, the tuner's re-run of
+    the trial trained it again from the start. Now the re-run takes the finished run's value (its
+    trial.toml, checkpoint and last evaluation prove it) without starting a training."""
+    write(tmp_path, steps=20, space=SPACE)
+    args = ["tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "3", "--out", "st",
+            "--pruner", "none"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_TRAINING, "0001", *args], cwd=tmp_path, env=ENV,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    finished = tmp_path / "st" / "trials" / "0001" / "run"
+    value = [json.loads(x)["val_loss"] for x in (finished / "metrics.jsonl").read_text().splitlines() if "val_loss" in x]
+    out = deepseek(*args, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = {r["number"]: r for r in trials(tmp_path / "st")}
+    assert rows[1]["state"] == "fail" and rows[1]["interrupted"]
+    (rerun,) = [r for r in rows.values() if r.get("retry_of") == 1]
+    assert rerun["state"] == "complete" and rerun["params"] == rows[1]["params"]
+    assert rerun["value"] == value[-1] and rerun["run_dir"] == str(finished)
+    assert rerun["note"] == "the finished training of trial 1 taken up, not run again"
+    rerun_folder = tmp_path / "st" / "trials" / f"{rerun['number']:04d}"
+    assert not (rerun_folder / "run").exists() and not (rerun_folder / "train.log").exists()  # nothing trained

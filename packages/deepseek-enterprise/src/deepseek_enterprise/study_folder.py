@@ -146,18 +146,18 @@ def take_up(run_dir: Path, steps: int, config: dict[str, Any]) -> str:
       it tested the model): its newest checkpoint is the last step's, of this config, and its
       ``metrics.jsonl`` holds the evaluation the trainer makes at that step before saving it."""
     from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
+    from deepseek_enterprise.finished_runs import unfinished
 
     if not run_dir.exists():
         return "train"
     try:
-        state = read_trainer_state(resolve_checkpoint(run_dir))
-        step = int(state.get("step", 0))
+        step = int(read_trainer_state(resolve_checkpoint(run_dir)).get("step", 0))
     except UsageError:
-        state, step = {}, -1
+        step = -1
     if 0 <= step < steps:
         click.echo(f"resuming {run_dir} from step {step}", err=True)
         return "resume"
-    why = "no checkpoint to resume" if step < 0 else _unfinished(run_dir, steps, state.get("config"), config)
+    why = "no checkpoint to resume" if step < 0 else unfinished(run_dir, steps, config, "val_accuracy")
     if why is None:
         click.echo(f"testing {run_dir} again: its training finished (step {step}), its results were not written",
                    err=True)
@@ -165,18 +165,3 @@ def take_up(run_dir: Path, steps: int, config: dict[str, Any]) -> str:
     click.echo(f"training {run_dir} again from the start ({why})", err=True)
     shutil.rmtree(run_dir)
     return "train"
-
-
-def _unfinished(run_dir: Path, steps: int, recorded: Any, config: dict[str, Any]) -> str | None:
-    """Why the run folder whose newest checkpoint is at step ``steps`` does not prove its training
-    finished as the study would train it now (``recorded``: the config that checkpoint records),
-    or None."""
-    from deepseek.training.metrics import read_metrics
-
-    if recorded != json.loads(json.dumps(config)):
-        return "its checkpoint records another config"
-    try:
-        evaluated = any(r["step"] == steps and "val_accuracy" in r for r in read_metrics(run_dir / "metrics.jsonl"))
-    except UsageError:
-        evaluated = False
-    return None if evaluated else f"its metrics.jsonl has no evaluation at step {steps}"

@@ -326,8 +326,10 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         trial.report(value, step)
         return trial.should_prune()
 
+    retry_of = trial.user_attrs.get("retry_of")
+    earlier = settings.out / "trials" / f"{retry_of:04d}" if isinstance(retry_of, int) else None
     run = TrialRun(number=trial.number, config=config, config_path=config_path, folder=folder,
-                   objective=settings.objective, should_stop=should_stop)
+                   objective=settings.objective, should_stop=should_stop, earlier=earlier)
     state, value, note = TrialState.COMPLETE, None, ""
     try:
         with _Heartbeat(storage, trial):

@@ -101,6 +101,14 @@ class TrainingTuner(Tuner):
             )
 
     def run(self, trial: TrialRun) -> float:
+        taken = self._finished_earlier(trial)
+        if taken is not None:  # the interrupted trial's training finished: its values, not a second run
+            for step, value in read_values(taken / "metrics.jsonl", trial.objective):
+                if step > 0 and math.isfinite(value):
+                    trial.report(step, value)
+            trial.attrs["run_dir"] = str(taken.absolute())
+            trial.attrs["note"] = f"the finished training of trial {int(trial.earlier.name)} taken up, not run again"
+            return _final_value(taken / "metrics.jsonl", trial.objective)
         run_dir = trial.folder / "run"
         metrics = run_dir / "metrics.jsonl"
         seen: list[tuple[int, float]] = []
@@ -128,15 +136,40 @@ class TrainingTuner(Tuner):
         if code != 0:
             raise TrialFailed(f"deepseek train exited with {code}: {tail(log) or 'no output'} (log: {log})")
         poll(final=True)  # the evaluations since the last poll go to the study's record too
-        values = read_values(metrics, trial.objective)
-        if not values:
-            reported = _reported_names(metrics)
-            raise TrialFailed(f"the run reported no {trial.objective!r}; it reports {', '.join(reported) or 'nothing'} "
-                              "(choose --objective among them)")
-        step, value = values[-1]
-        if not math.isfinite(value):
-            raise TrialFailed(f"{trial.objective} is {value} at step {step} (the run diverged)")
-        return value
+        return _final_value(metrics, trial.objective)
+
+    @staticmethod
+    def _finished_earlier(trial: TrialRun) -> Path | None:
+        """The run folder of the interrupted trial this one re-runs when it proves its training
+        finished with this trial's config (its ``trial.toml`` the same, its newest checkpoint the
+        last step's, the objective evaluated there: a tuner killed after the training, before it
+        recorded the value), else ``None``."""
+        from deepseek_enterprise.finished_runs import unfinished
+
+        if trial.earlier is None:
+            return None
+        try:
+            same = (trial.earlier / "trial.toml").read_bytes() == trial.config_path.read_bytes()
+        except OSError:
+            return None
+        run = trial.earlier / "run"
+        if not same or not run.is_dir():
+            return None
+        why = unfinished(run, trial.config.train.max_steps, trial.config.to_dict(), trial.objective)
+        return run if why is None else None
+
+
+def _final_value(metrics: Path, objective: str) -> float:
+    """The objective at the run's last evaluation; TrialFailed when it reports none or diverged."""
+    values = read_values(metrics, objective)
+    if not values:
+        reported = _reported_names(metrics)
+        raise TrialFailed(f"the run reported no {objective!r}; it reports {', '.join(reported) or 'nothing'} "
+                          "(choose --objective among them)")
+    step, value = values[-1]
+    if not math.isfinite(value):
+        raise TrialFailed(f"{objective} is {value} at step {step} (the run diverged)")
+    return value
 
 
 def _reported_names(metrics: Path) -> list[str]:

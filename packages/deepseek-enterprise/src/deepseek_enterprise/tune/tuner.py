@@ -68,6 +68,11 @@ class TrialRun:
     should_stop: Callable[[int, float], bool] = field(repr=False, default=lambda step, value: False)
     attrs: dict[str, Any] = field(default_factory=dict)
     """Facts kept with the trial in the study (shown in the trials table: ``note``)."""
+    earlier: Path | None = None
+    """For the re-run of a trial whose tuner died (SIGKILL, a lost machine, a stop signal), the
+    folder of that trial: the same values, so a tuner may take up what it finished there instead
+    of running it again (the ``training`` tuner takes a run whose training finished); ``None``
+    otherwise."""
 
     def report(self, step: int, value: float) -> bool:
         """Report an intermediate objective value; True when the pruner wants the trial stopped."""
