@@ -201,3 +201,40 @@ def test_a_fit_run_is_refused_and_exported_from_its_script_as_python_api_says(tm
     path = export_serving(model, {"x": x[:4], "label": (x[:4] > 0).sum(1)}, tmp_path / "net.pt2")
     with torch.no_grad():
         torch.testing.assert_close(load_exported(path)({"x": x[:7]}), model.body(x[:7]))   # rows stay dynamic
+
+
+# ``deepseek export ARGS`` SIGKILLed just before its output (argv[1]) is renamed into place.
+KILLED_BEFORE_RENAME = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    if os.path.basename(os.fspath(dst)) == sys.argv[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst, *args, **kwargs)
+os.replace = replace
+from deepseek.cli.main import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("pt2", "model.pt2"), ("hf", "hf")])
+def test_what_a_killed_export_left_is_removed_by_the_next(run: Path, tmp_path: Path, fmt: str, name: str) -> None:
+    """Killed before its rename, an export left its whole temp output (``.model.XXXX.tmp.pt2``,
+    a 1.3b model's 5 GiB) beside --out for good: nothing ever removed it. The next export of that
+    output removes what a dead process left, and leaves a live writer's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / name
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILLED_BEFORE_RENAME, name, "export", "--checkpoint", str(run),
+                             "--format", fmt, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    (left,) = list(tmp_path.iterdir())  # nothing under the output's name: only the hidden partial one
+    assert left.name.startswith(".") and not out.exists()
+    live = tmp_path / f".{name}.partial-{os.getppid()}"  # a live process's partial output stays
+    live.write_text("being written")
+    cli_export("--checkpoint", str(run), "--format", fmt, "--out", str(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, live.name])

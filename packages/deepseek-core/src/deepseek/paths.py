@@ -219,3 +219,47 @@ def out_of_space(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+PARTIAL_TAG = ".partial-"
+"""What marks an output being written beside its final name: ``.<name>.partial-<pid><suffix>``."""
+
+
+def partial_path(out: Path, suffix: str = "") -> Path:
+    """Where this process writes output ``out`` before renaming it onto ``out`` whole (a file or a
+    folder): beside it, hidden, named by this process's id (and ``suffix``: an extension a writer
+    goes by), so that a later write finds what a killed one left (:func:`remove_dead_partials`)."""
+    return out.parent / f".{out.name}{PARTIAL_TAG}{os.getpid()}{suffix}"
+
+
+def remove_dead_partials(out: Path) -> list[Path]:
+    """Delete what writers of ``out`` killed mid-write left beside it (:func:`partial_path` of a
+    process no longer alive; a live one's is left to it); returns them."""
+    import shutil
+
+    prefix = f".{out.name}{PARTIAL_TAG}"
+    removed = []
+    try:
+        found = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for old in found:
+        pid = "".join(c for c in old.name.removeprefix(prefix).split(".")[0] if c.isdigit())
+        if not pid or _alive(int(pid)) or old.is_symlink():
+            continue
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+        removed.append(old)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

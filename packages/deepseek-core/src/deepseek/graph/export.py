@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -70,8 +69,14 @@ def check_onnx_packages() -> None:
 
 @contextmanager
 def _atomic_path(out: Path) -> Iterator[Path]:
+    """A file to write in place of ``out``, renamed onto it when the block ends without an
+    exception and removed when it raises; what killed exports of ``out`` left is removed first."""
+    from deepseek.paths import partial_path, remove_dead_partials
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
+    remove_dead_partials(out)
+    tmp = partial_path(out, out.suffix)  # the extension kept: a writer may go by it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     usual_mode(fd)
     os.close(fd)
     try:

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,9 +52,14 @@ def check_target(out: Path, where: str = "--out") -> list[Path]:
 def write_folder(out: Path, missing: list[Path], fill: Callable[[Path], None], where: str = "--out") -> list[Path]:
     """Run ``fill(tmp)`` in a temporary folder beside ``out``, then rename it to ``out``; returns
     the missing parent folders it created, for the command's report (``created_note``)."""
+    from deepseek.paths import partial_path, remove_dead_partials
+
     parents = [p for p in missing if p != out]
     make_folders(parents, where=where)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_dead_partials(out)  # what killed writers of out left beside it
+    tmp = partial_path(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
     try:
         fill(tmp)
         _usual_modes(tmp)

@@ -32,12 +32,10 @@ def staged_folder(out: Path) -> Iterator[Path]:
     if not os.access(parent, os.W_OK | os.X_OK):
         yield out
         return
-    prefix = f".{out.name}.partial-"
-    for old in parent.glob(f"{prefix}*"):
-        pid = old.name.removeprefix(prefix)
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    stage = parent / f"{prefix}{os.getpid()}"
+    from deepseek.paths import partial_path, remove_dead_partials
+
+    remove_dead_partials(parent / out.name)
+    stage = partial_path(parent / out.name)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
     try:
@@ -52,16 +50,6 @@ def staged_folder(out: Path) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_run(out: Path, *, source_state: dict[str, Any], config: Any, compressed: Any, report: dict[str, Any]) -> Path:
