@@ -16,7 +16,13 @@ from click.testing import CliRunner
 import deepseek
 from deepseek.cli.main import cli
 from deepseek.errors import UsageError
-from deepseek.graph.export import export_model, load_exported, read_metadata, token_dims
+from deepseek.graph.export import (
+    export_model,
+    load_exported,
+    read_metadata,
+    staged_onnx,
+    token_dims,
+)
 
 MODEL_CFG = {"name": "tiny", "n_layers": 2, "d_model": 64}
 
@@ -87,6 +93,31 @@ def test_onnx_export_is_a_valid_model(tmp_path: Path, model: torch.nn.Module) ->
         y = torch.randint(0, 256, (3, 20))
         with torch.no_grad():
             torch.testing.assert_close(load_exported(path)(y), model(y), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_weights_in_a_data_file_land_beside_the_model_under_its_name(tmp_path: Path) -> None:
+    # ONNX keeps weights over 2 GB (a 1.3b model) in NAME.data, named after the file it was saved
+    # as: a model saved under a temporary name and renamed pointed at a hidden partial file, which
+    # the next export to the same place deleted as a killed writer's leftovers.
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU()).eval()  # weights past ONNX's inline size
+    x = torch.randn(2, 64)
+    program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
+    out = tmp_path / "model.onnx"
+    with staged_onnx(out) as dest:
+        program.save(str(dest), external_data=True)  # what ONNX does by itself past 2 GB
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+    locations = {e.value for t in onnx.load(str(out), load_external_data=False).graph.initializer
+                 for e in t.external_data if e.key == "location"}
+    assert locations == {"model.onnx.data"}
+    export_model(model, (x,), tmp_path / "model.onnx", fmt="onnx")  # a later export to the same place
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out))
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        torch.testing.assert_close(torch.from_numpy(got), model(x).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_onnx_without_its_packages_names_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -86,6 +86,31 @@ def _atomic_path(out: Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
+@contextmanager
+def staged_onnx(out: Path) -> Iterator[Path]:
+    """The path to save an ONNX model to in place of ``out``. ONNX keeps weights over 2 GB in a
+    second file named after the model file (``NAME.data``) and refers to it by that name, so the
+    model is saved under its final name in a hidden folder beside ``out``; when the block ends
+    without an exception, that data file is moved beside ``out`` first and the model file last
+    (a model file at ``out`` always finds its data), and the folder is removed either way."""
+    import shutil
+
+    from deepseek.paths import partial_path, remove_dead_partials
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(out)
+    folder = partial_path(out)
+    folder.mkdir()
+    try:
+        yield folder / out.name
+        for extra in sorted(folder.iterdir()):
+            if extra.name != out.name:
+                os.replace(extra, out.parent / extra.name)
+        os.replace(folder / out.name, out)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def export_model(
     model: nn.Module,
     example_inputs: Sequence[torch.Tensor],
@@ -118,7 +143,7 @@ def export_model(
             dims = None if shapes is None else dict(zip(names, shapes, strict=True))
             dotted = input_names(inputs)  # the file's inputs by their dotted names, as OnnxRunner feeds them
             onnx_names = dotted if all(dotted) and len(set(dotted)) == len(dotted) else None
-        with _atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad(), _onnx_registry_quiet():
+        with staged_onnx(path) as tmp, warnings.catch_warnings(), torch.no_grad(), _onnx_registry_quiet():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, dynamic_shapes=dims,
                                         input_names=onnx_names, verbose=False)
