@@ -97,6 +97,11 @@ def test_refusals_are_one_line(trained_run: Path, exported: Path, core_host: Plu
         assert _refused(core_host, "--checkpoint", checkpoint, "--config", str(other)) == (
             f"{other}: model.d_model = 64 but the weights have 32; its [model] must describe the weights: pass the "
             "config they were trained with, or one without [model]")
+    scalar = tmp_path / "scalar.toml"  # with --set data.name, eval kept the dataset's keys of a table that was an int
+    scalar.write_text("data = 3\n")
+    for extra in ((), ("--set", "data.name=text")):
+        assert _refused(core_host, "--checkpoint", run, "--config", str(scalar), *extra) == (
+            f"{scalar}: data: expected a [data] table, got 3")
     (tmp_path / "empty").mkdir()
     assert _refused(core_host, "--checkpoint", str(tmp_path / "empty")) == (
         f"{tmp_path / 'empty'}: holds no checkpoint (trainer.json, checkpoints/step-N) and no model.safetensors; "

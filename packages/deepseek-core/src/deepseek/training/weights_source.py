@@ -15,12 +15,12 @@ data.KEY=VALUE``) replaces that, or a run's own ``[data]``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.config.load import config_from_dict, dataset_keys, read_toml
+from deepseek.config.load import check_plain_sections, config_from_dict, dataset_keys, read_toml
 from deepseek.config.overrides import apply_overrides, parse_override
 from deepseek.config.schema import Config
 from deepseek.data.tokenizer import TOKENIZER_FILE, run_folder_of, with_run_tokenizer
@@ -242,6 +242,11 @@ def read_choice(choice: DataChoice, read: Callable[..., dict[str, Any]] = read_t
     file_config = None
     if choice.config_file is not None:
         file_config = read(Path(choice.config_file), missing_hint="check the path of --config")
+        if not isinstance(file_config.get("data", {}), Mapping):  # the loader's line for it, naming the file
+            try:
+                check_plain_sections({"data": file_config["data"]})
+            except ConfigError as exc:
+                raise ConfigError(f"{choice.config_file}: {exc}") from None
     for item in choice.overrides:
         if parse_override(item)[0][0] != "data":
             raise UsageError(f"--set {item!r}: eval takes data.KEY=VALUE only (the evaluation data); the model is "
