@@ -132,6 +132,10 @@ def test_a_latency_search_keeps_the_fastest_and_says_so(trained: Path) -> None:
     (["--max-drop", "1%", "--recipe", "prune.fn"], "did you mean 'prune.ffn'"),
     (["--max-drop", "1%", "--recipe", "prune.ffn ratio=2"], "--recipe (prune.ffn).ratio: must be between 0 and 1"),
     (["--max-drop", "1%", "--recipe", "prune.ffn 0.5"], "'0.5' is not KEY=VALUE"),
+    (["--max-drop", "1%", "--recipe", "prune.ffn ra..tio=0.5"],  # said --set 'recipe.ra..tio=0.5'
+     "--recipe 'prune.ffn ra..tio=0.5': 'ra..tio=0.5' is not KEY=VALUE (options follow the compressor's name)"),
+    (["--method", "prune.ffn", "--set", "ra..tio=0.5"],  # said --set 'compressor.ra..tio=0.5', e.g. train.lr
+     "--set 'ra..tio=0.5': expected KEY=VALUE, an option of compressor prune.ffn, e.g. --set ratio=0.5"),
     (["--max-drop", "1%", "--recipe", "prune.ffn ratio=0.5 ratio=0.6 + quantize.int8"],
      "--recipe 'prune.ffn ratio=0.5 ratio=0.6 + quantize.int8': prune.ffn ratio given twice; give it once"),
 ])

@@ -144,6 +144,11 @@ def test_model_option_changes_the_model_of_both_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args,line", [
     (["--grad-accum", "0"], r"error: Invalid value for '--grad-accum': 0 is not in the range x>=1\. .*"),
     (["--model-option", "n_layerz=2"], r"error: model\.n_layerz: unknown key \(did you mean 'n_layers'\?\); .*"),
+    # a malformed item names the option given, not the '--set model.KEY' it is read as
+    (["--model-option", "n_layers..x=2"], r"error: --model-option 'n_layers\.\.x=2': expected KEY=VALUE, a key of "
+                                          r"\[model\], e\.g\. --model-option n_layers=32"),
+    (["--optimizer-option", "weight_decay"], r"error: --optimizer-option 'weight_decay': expected KEY=VALUE, a key "
+                                             r"of \[optimizer\], e\.g\. --optimizer-option weight_decay=0"),
     # FlashAttention-4 and cuDNN's attention need a CUDA device: refused before anything is built.
     (["--attention", "fa4"], r"error: --attention fa4 needs a CUDA device and this run's device is the CPU; "
                              r"use one of auto, flash, math there"),

@@ -44,14 +44,26 @@ class BenchSettings:
     peak_tflops: float | None = None
 
 
-def component_table(section: str, name: str, items: tuple[str, ...]) -> dict[str, Any]:
-    """The ``[section]`` table of component ``name`` with ``KEY=VALUE`` items read as ``--set``."""
-    from deepseek.config.overrides import parse_override
+_EXAMPLES = {"model": "n_layers=32", "strategy": "stage=3", "optimizer": "weight_decay=0"}
+"""An example of each ``--SECTION-option`` (as its help gives)."""
 
+
+def _option(section: str, item: str) -> tuple[str, Any]:
+    """One ``--SECTION-option KEY=VALUE`` read as ``--set`` reads its value; a malformed item is one
+    line naming that option."""
+    from deepseek.config.overrides import parse_option
+
+    option = f"--{section}-option"
+    return parse_option(item, f"{option} {item!r}: expected KEY=VALUE, a key of [{section}], e.g. {option} "
+                              f"{_EXAMPLES[section]}")
+
+
+def component_table(section: str, name: str, items: tuple[str, ...]) -> dict[str, Any]:
+    """The ``[section]`` table of component ``name`` with its ``--SECTION-option KEY=VALUE`` items."""
     table: dict[str, Any] = {"name": name}
     for item in items:
-        keys, value = parse_override(f"{section}.{item}")
-        table[".".join(keys[1:])] = value
+        key, value = _option(section, item)
+        table[key] = value
     return table
 
 
@@ -89,13 +101,12 @@ def model_context(model: str, model_options: tuple[str, ...], host: Any) -> int:
 
 
 def model_overrides(s: BenchSettings) -> dict[str, Any]:
-    from deepseek.config.overrides import parse_override
     from deepseek.errors import UsageError
 
     out: dict[str, Any] = {}
     for item in s.model_options:
-        keys, value = parse_override(f"model.{item}")
-        if keys[1:] in (["name"], ["preset"]):
+        key, value = _option("model", item)
+        if key in ("name", "preset"):
             raise UsageError(f"--model-option {item!r}: pick the model with --model, not --model-option")
-        out[".".join(keys[1:])] = value
+        out[key] = value
     return out

@@ -2,7 +2,8 @@
 config data in order (a list of tables entered by index), and ``~SECTION.KEY`` removing a key.
 
 One grammar for every command that takes ``--set`` (train, eval, tune's search space, compress
-recipes, bench): :func:`parse_override`, :func:`parent_table`, :func:`apply_overrides`.
+recipes, bench): :func:`parse_override`, :func:`parent_table`, :func:`apply_overrides`; a
+component's ``KEY=VALUE`` options given on their own: :func:`parse_option`.
 """
 
 from __future__ import annotations
@@ -59,14 +60,32 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not parts or len(parts) < 2 or not all(parts):
         raise UsageError(
             f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set train.lr=1e-3 (quote a part holding a "
-            "dot: --set 'trackers.\"acme.csv\".file=x.csv')"
+            "dot or a character other than A-Z a-z 0-9 _ -: --set 'trackers.\"acme.csv\".file=x.csv')"
         )
+    return parts, _value(raw)
+
+
+def parse_option(item: str, problem: str) -> tuple[str, Any]:
+    """One ``KEY=VALUE`` option of a component given on its own (compress's ``--set`` and
+    ``--recipe`` words, bench train's ``--model-option``...): the key (a TOML dotted key, its parts
+    joined by dots) and the value, read as :func:`parse_override` reads them. Where ``item`` is
+    no such assignment (no ``=``, an empty or malformed key), one ``UsageError(problem)``: the
+    caller's line names the option the user gave and its form, not ``--set SECTION.KEY``."""
+    key, sep, raw = _split_assignment(item)
+    parts = _key_path(key.strip()) if sep else None
+    if not parts or not all(parts):
+        raise UsageError(problem)
+    return ".".join(parts), _value(raw)
+
+
+def _value(raw: str) -> Any:
+    """A ``--set`` value: a TOML literal (``3``, ``1e-3``, ``true``, ``"x"``, ``[1, 2]``), else the
+    plain string."""
     raw = raw.strip()
     try:
-        value = loads_toml(f"v = {raw}")["v"]
+        return loads_toml(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
-    return parts, value
+        return raw
 
 
 def _is_index(part: str) -> bool:

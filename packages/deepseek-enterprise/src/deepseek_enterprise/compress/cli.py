@@ -11,6 +11,7 @@ loss/metrics and batch-1 latency p50 (``deepseek bench latency``'s eager timing;
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,15 @@ def check_method_without_torch(host: Any, method: str, settings: tuple[str, ...]
 
 def _method_table(method: str, settings: tuple[str, ...]) -> dict[str, Any]:
     """The options table of ``--set KEY=VALUE`` (one UsageError line for an item that is not one)."""
-    from deepseek.config.overrides import parse_override
+    from deepseek.config.overrides import parse_option
 
     table: dict[str, Any] = {}
     for item in settings:
-        key, eq, _ = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE, an option of compressor {method}, e.g. "
-                             f"--set {key.strip() or 'ratio'}=0.5 (docs/compress.md)")
-        keys, value = parse_override(f"compressor.{item}")
-        table[".".join(keys[1:])] = value
+        named = item.partition("=")[0].strip()  # the example keeps a plain key the user gave
+        example = named if re.fullmatch(r"[A-Za-z0-9_-]+", named) else "ratio"
+        key, value = parse_option(item, f"--set {item!r}: expected KEY=VALUE, an option of compressor {method}, "
+                                        f"e.g. --set {example}=0.5 (docs/compress.md)")
+        table[key] = value
     return table
 
 

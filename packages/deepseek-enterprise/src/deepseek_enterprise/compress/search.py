@@ -89,7 +89,7 @@ def parse_budget(text: str) -> Budget:
 def parse_recipe(text: str) -> Recipe:
     """``"prune.ffn ratio=0.5 + quantize.int8"`` as a :class:`Recipe` (values parsed like
     ``--set``); a one-line :class:`UsageError` for an empty step or a malformed option."""
-    from deepseek.config.overrides import parse_override
+    from deepseek.config.overrides import parse_option
 
     steps: list[Step] = []
     for part in text.split("+"):
@@ -98,10 +98,8 @@ def parse_recipe(text: str) -> Recipe:
             raise UsageError(f"--recipe {text!r}: an empty step; write steps as 'prune.ffn ratio=0.5 + quantize.int8'")
         options: dict[str, Any] = {}
         for word in words[1:]:
-            if "=" not in word:
-                raise UsageError(f"--recipe {text!r}: {word!r} is not KEY=VALUE (options follow the compressor's name)")
-            keys, value = parse_override(f"recipe.{word}")
-            key = ".".join(keys[1:])
+            key, value = parse_option(word, f"--recipe {text!r}: {word!r} is not KEY=VALUE (options follow the "
+                                            "compressor's name)")
             if key in options:  # one step, one value: the later one silently won
                 raise UsageError(f"--recipe {text!r}: {words[0]} {key} given twice; give it once")
             options[key] = value
