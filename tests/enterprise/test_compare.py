@@ -89,8 +89,14 @@ def _bootstrap_at_once(d: list[float], resamples: int, seed: int) -> tuple[float
     # (resamples x examples) indices at once: an out-of-memory line that named --batch and --seq
     (["good", "poor", "--resamples", "100000000000"], "100000000000 is not in the range 100<=x<=1000000"),
     (["good", "poor", "--json", "good"], "--json: good is a folder"),
+    # the report was written over the config it read the data from
+    (["good", "poor", "--data", "good.toml", "--json", "good.toml"],
+     "--json: good.toml is the file --data gives, which this command reads (writing there would replace it); "
+     "give another path, e.g. compare.json"),
 ])
 def test_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch, runs: Path, args: list[str], message: str) -> None:
+    before = (runs / "good.toml").read_bytes()
     code, err, _ = deepseek_here(monkeypatch, runs, "compare", *args)
     assert code == 2 and message in err, err
     assert len(err.splitlines()) == 1
+    assert (runs / "good.toml").read_bytes() == before

@@ -50,6 +50,29 @@ def test_regression_exits_1_and_a_faster_run_passes(tmp_path: Path, command: lis
     assert "REGRESSION" not in better.stdout and " ok " in better.stdout.replace("│", " ")
 
 
+@pytest.mark.parametrize(("command", "given", "option", "example"), [
+    (LATENCY, ["--against", "saved.json"], "--against", "latency.json"),
+    (LATENCY, ["--config", "c.toml"], "--config", "latency.json"),
+    (TRAIN, ["--against", "saved.json"], "--against", "bench.json"),
+], ids=["latency-against", "latency-config", "train-against"])
+def test_json_naming_a_file_the_command_reads_is_refused_before_it_runs(tmp_path: Path, command: list[str],
+                                                                      given: list[str], option: str,
+                                                                      example: str) -> None:
+    """--json over the baseline (through a link too) replaced it with the very measurement
+    compared with it, regression or not; over --config, the config became JSON."""
+    saved = _latency_result() if command is LATENCY else {"settings": {}, "rows": [{"name": "x", "tokens_per_s": 1.0}]}
+    (tmp_path / "saved.json").write_text(json.dumps(saved))
+    (tmp_path / "c.toml").write_text('[model]\nname = "tiny"\n')
+    name = given[1]
+    (tmp_path / "link").symlink_to(name)
+    before = (tmp_path / name).read_bytes()
+    out = deepseek(*command, *given, "--json", "link", cwd=tmp_path)
+    assert (out.returncode, out.stderr.strip().splitlines()) == (2, [
+        f"error: --json: link is the file {option} gives, which this command reads (writing there would replace "
+        f"it); give another path, e.g. {example}"])
+    assert "timing" not in out.stdout and (tmp_path / name).read_bytes() == before
+
+
 def _latency_result(**info: object) -> dict:
     return {"info": {"model": "tiny", "batch": 1, "seq": 16, "mode": "forward", "dtype": "float32", "cpu": "x",
                      "threads": 1, **info},

@@ -21,11 +21,15 @@ NAME_MAX = 255
 """The longest file or folder name, in bytes, the usual file systems take (ext4, XFS, tmpfs)."""
 
 
-def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME") -> list[Path]:
+def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
+                 reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = ()) -> list[Path]:
     """Check that ``path`` can be written as a folder (``folder=True``) or a file; return the
     folders that do not exist yet and must be created for it, outermost first (a folder output
     includes itself). ``where`` names the option or config key in the message; ``file_name`` is
-    the example a file output's message suggests when ``path`` is a folder."""
+    the example a file output's message suggests when ``path`` is a folder. ``reads`` are the
+    files the command reads, by option (``("--config", path)``; None: not given): a file output
+    that is one of them (the same file, through any link) is refused, as writing it would replace
+    what the command reads."""
     target = Path(path)
     too_long = next((part for part in target.parts if len(os.fsencode(part)) > NAME_MAX), None)
     if too_long is not None:  # found before a missing parent is created, not after
@@ -46,6 +50,14 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         if run is not None:  # a report written over a run's config or checkpoint would lose the run
             raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training); "
                              f"give another path, e.g. {run / file_name}")
+        read_by = next((option for option, source in reads if exists and not folder and _same_file(target, source)),
+                       None)
+        if read_by is not None:  # 'bench latency --config c.toml --json c.toml' replaced the config with JSON
+            example = target.parent / file_name
+            if example.name == target.name:
+                example = target.with_name(f"{target.stem}-new{target.suffix}")
+            raise UsageError(f"{where}: {target} is the file {read_by} gives, which this command reads (writing "
+                             f"there would replace it); give another path, e.g. {example}")
         missing = []
         current = target if folder else target.parent
         while not current.exists():
@@ -66,6 +78,14 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
     if problem is not None:
         raise UsageError(f"{where}: {current} is not writable ({problem}); give a path in a folder you can write")
     return missing[::-1]
+
+
+def _same_file(target: Path, source: str | os.PathLike[str] | None) -> bool:
+    """Whether ``source`` (None: not given) names the existing file ``target``."""
+    try:
+        return source is not None and os.path.samefile(target, source)
+    except OSError:  # missing or unreadable: the command that reads it says so
+        return False
 
 
 RUN_OWN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "tokenizer.json", ".lock")

@@ -311,7 +311,8 @@ def train_command(compile_: bool, json_path: str | None, against: str | None, ma
     s = BenchSettings(compile=compile_, **options)
     _variants(s.baseline_variants)
     to_file = json_path is not None and str(json_path) != "-"
-    missing = check_output(json_path, where="--json", folder=False, file_name="bench.json") if to_file else []
+    missing = check_output(json_path, where="--json", folder=False, file_name="bench.json",
+                           reads=(("--against", against),)) if to_file else []
     result = run_bench(s, command_host())
     if result["device"]["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return

@@ -209,7 +209,8 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     from deepseek.plugins.registry import create_model
 
     to_file = json_path is not None and json_path != "-"
-    missing = check_output(json_path, where="--json", folder=False, file_name="latency.json") if to_file else []
+    missing = check_output(json_path, where="--json", folder=False, file_name="latency.json",
+                           reads=(("--config", config_path), ("--against", against))) if to_file else []
     saved = load_baseline(against, "latency") if against is not None else None
     from deepseek.cli.context import command_host
 
