@@ -121,6 +121,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     *[(f"advise cost {v}", ["advise", "--model", "tiny", "--cost", f"pro.labor={v}"], ["tco.pro.labor"])
       for v in ["nan", "inf", "-inf", "-1"]],
     ("advise cost years inf", ["advise", "--model", "tiny", "--cost", "years=inf"], ["tco.years"]),
+    # past these, the table's totals were inf and --json printed Infinity (not JSON), exit 0
+    ("advise cost huge", ["advise", "--model", "tiny", "--cost", "pro.labor=1e308", "--json"],
+     ["tco.pro.labor: must be at most 1e+15"]),
+    ("advise upgrade factor huge", ["advise", "--model", "tiny", "--cost", "upgrade_factor=1e300", "--json"],
+     ["tco.upgrade_factor: must be at most 1000"]),
     ("advise modalities commas", ["advise", "--model", "tiny", "--modalities", "text,,vision"], ["--modalities"]),
     ("advise modalities empty", ["advise", "--model", "tiny", "--modalities", ""], ["--modalities"]),
     # tokenizer train: the BPE trainer sizes its tables by --vocab-size up front (a Rust abort, exit 134)

@@ -27,9 +27,20 @@ EDITIONS: tuple[str, ...] = ("core", "pro", "enterprise")
 SEED_LABEL = "the product document's reference figures, 3-year costs (V1/V2/V3)"
 
 
+MAX_AMOUNT = 1e15
+"""The largest cost an edition's hardware or labour may be (a quadrillion currency units). Past
+it the sums overflowed: 'pro.labor=1e308' printed a total of inf, and --json wrote Infinity,
+which is not JSON."""
+
+MAX_UPGRADE_FACTOR = 1e3
+"""The largest ``upgrade_factor``: with :data:`MAX_AMOUNT`, every figure of the table is finite."""
+
+
 def _non_negative(value: float) -> str | None:
     if not math.isfinite(value):
         return "must be a finite number"
+    if value > MAX_AMOUNT:
+        return f"must be at most {MAX_AMOUNT:.0e} (a cost in the table's currency)"
     return None if value >= 0 else "must be >= 0"
 
 
@@ -37,6 +48,13 @@ def _positive(value: float) -> str | None:
     if not math.isfinite(value):
         return "must be a finite number"
     return None if value > 0 else "must be > 0"
+
+
+def _factor(value: float) -> str | None:
+    problem = _positive(value)
+    if problem is None and value > MAX_UPGRADE_FACTOR:
+        return f"must be at most {MAX_UPGRADE_FACTOR:.0f} (the benefit that justifies an edition, per unit of cost)"
+    return problem
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,7 @@ class CostModel:
 
     years: int = field(default=3, metadata={"check": _positive})
     currency: str = "USD"
-    upgrade_factor: float = field(default=2.0, metadata={"check": _positive})
+    upgrade_factor: float = field(default=2.0, metadata={"check": _factor})
     core: EditionCost = EditionCost(hardware=15_000, labor=60_000)
     pro: EditionCost = EditionCost(hardware=80_000, labor=120_000)
     enterprise: EditionCost = EditionCost(hardware=250_000, labor=300_000)
