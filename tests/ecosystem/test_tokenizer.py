@@ -211,6 +211,33 @@ def test_a_replaced_run_tokenizer_is_refused_by_eval_generate_and_resume(trained
     ok(host, "eval", "--checkpoint", str(run), "--device", "cpu")
 
 
+def test_a_run_without_its_tokenizer_copy_reads_its_setting_checked(trained: dict[str, Any], host: PluginHost,
+                                                                   tmp_path: Path) -> None:
+    """The run folder's tokenizer.json gone: export --format hf takes the file data.tokenizer names,
+    as generate and eval do (it wrote no tokenizer and said 'the vocabulary is raw UTF-8 bytes');
+    once that file is retrained in place, all three refuse it in one line (eval and generate read
+    text as other ids, exit 0)."""
+    import shutil
+
+    tok = tmp_path / "tok.json"
+    shutil.copy(trained["tok"], tok)
+    run = tmp_path / "run"
+    data = ["--set", f"data.path={json.dumps(str(trained['corpus']))}", "--set", f"data.tokenizer={json.dumps(str(tok))}"]
+    ok(host, "train", *SMALL, *data, "--max-steps", "2", "--run-dir", str(run))
+    (run / "tokenizer.json").unlink()
+    ok(host, "export", "--checkpoint", str(run), "--format", "hf", "--out", str(tmp_path / "hf"))
+    assert (tmp_path / "hf" / "tokenizer.json").read_bytes() == tok.read_bytes()
+    ok(host, "tokenizer", "train", "--data", str(trained["corpus"]), "--vocab-size", "290", "--out", str(tok))
+    for argv in (["eval", "--checkpoint", str(run), "--device", "cpu"],
+                 ["generate", "--checkpoint", str(run), "alpha", "--max-new-tokens", "3", "--device", "cpu"],
+                 ["export", "--checkpoint", str(run), "--format", "hf", "--out", str(tmp_path / "hf2")]):
+        line = refused(host, *argv)
+        assert line.startswith(f"error: {tok}: is not the tokenizer this run was trained with (its content is bpe:")
+        assert line.endswith(f"and the run's own copy {run / 'tokenizer.json'} is gone; put the run's "
+                             "tokenizer.json back there (token ids would mean other text)"), argv
+    assert not (tmp_path / "hf2").exists()
+
+
 SPARSE = json.dumps({"version": "1.0", "added_tokens": [{"id": 3, "content": "<|endoftext|>", "single_word": False,
                      "lstrip": False, "rstrip": False, "normalized": False, "special": True}],
                      "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 5000, "[UNK]": 1}, "unk_token": "[UNK]"}}

@@ -62,7 +62,8 @@ def build_train_config(
             data = prefer_recorded(data, saved_state, host)
         else:
             saved = prefer_recorded(_saved_config(directory, saved_state), saved_state, host)  # its components' plugins
-            data = with_run_tokenizer(saved, run_folder_of(directory), saved_state)
+            # the setting is checked once --set has applied (_check_resumed_tokenizer)
+            data = with_run_tokenizer(saved, run_folder_of(directory), saved_state, check_setting=False)
     merged = train_config_data(data, overrides, strategy=strategy, precision=precision, max_steps=max_steps,
                                trackers=trackers)
     if resume is None:

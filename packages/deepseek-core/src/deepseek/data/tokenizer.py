@@ -118,19 +118,25 @@ def open_tokenizer(path: str, separator_token: str = SEPARATOR_TOKEN, *, where: 
     return load_bpe(path, separator_token, where=where)
 
 
-def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path, trainer_state: Any = None) -> dict[str, Any]:
+def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path, trainer_state: Any = None, *,
+                       check_setting: bool = True) -> dict[str, Any]:
     """A run's saved config data with ``data.tokenizer`` pointing at the run folder's copy
     (``RUN/tokenizer.json``) when the run has one: eval, generate and resume then work after the
     original file moved. ``trainer_state``: the checkpoint's ``trainer.json``, whose data position
     records the tokenizer's identity (``bpe:<hash of the file>``); a copy whose content hashes
     otherwise (replaced or edited since) is refused with one line (CheckpointError), since every
-    token id would mean something else."""
+    token id would mean something else. Without the copy the setting's own file is used, and is
+    checked the same way (:func:`check_setting_tokenizer`) unless ``check_setting`` is false (a
+    resume, where ``--set data.tokenizer`` may still replace it and the result is checked)."""
     out = dict(config_data)
     table = out.get("data")
     copy = Path(run_dir) / TOKENIZER_FILE
-    if isinstance(table, Mapping) and table.get("tokenizer") and copy.is_file():
+    setting = table.get("tokenizer") if isinstance(table, Mapping) else None
+    if isinstance(table, Mapping) and setting and copy.is_file():
         check_run_tokenizer(copy, trainer_state)
         out["data"] = {**table, "tokenizer": str(copy)}
+    elif isinstance(setting, str) and setting and check_setting:
+        check_setting_tokenizer(setting, copy, trainer_state)
     return out
 
 
@@ -167,6 +173,27 @@ def check_run_tokenizer(copy: Path, trainer_state: Any) -> None:
         raise CheckpointError(f"{copy}: is not the tokenizer this run was trained with (its content is {found}, "
                               f"the checkpoint recorded {recorded}); put back the run's own tokenizer.json "
                               "(token ids would mean other text)")
+
+
+def check_setting_tokenizer(setting: str, copy: Path, trainer_state: Any) -> None:
+    """Refuse the file of a run's ``data.tokenizer`` ``setting``, used because the run folder's
+    ``copy`` is gone, when its content is not the tokenizer ``trainer_state`` records (the file was
+    retrained or replaced since the run started: eval and generate read text as other ids, exit 0).
+    A file that cannot be read is left to the loading, which says why."""
+    recorded = recorded_tokenizer(trainer_state)
+    if recorded is None or not recorded.startswith("bpe:"):
+        return  # an older checkpoint, or one whose data position records no tokenizer file
+    from deepseek.data.bpe import tokenizer_file
+    from deepseek.errors import CheckpointError, UsageError
+
+    try:
+        found = tokenizer_identity(tokenizer_file(setting, "data.tokenizer"))
+    except (OSError, UsageError):
+        return
+    if found != recorded:
+        raise CheckpointError(f"{setting}: is not the tokenizer this run was trained with (its content is {found}, "
+                              f"the checkpoint recorded {recorded}), and the run's own copy {copy} is gone; put "
+                              "the run's tokenizer.json back there (token ids would mean other text)")
 
 
 def run_folder_of(checkpoint: Path) -> Path:

@@ -123,17 +123,17 @@ def _separator(checkpoint: str, tokenizer: dict[str, Any]) -> tuple[str, int] | 
 # ----------------------------------------------------------------------------- export
 
 
-def run_tokenizer(checkpoint: Path) -> Path | None:
-    """The run's ``tokenizer.json`` for a run folder, one of its checkpoint folders, or the folder
-    of an exported ``.safetensors``; ``None`` when there is none (byte tokens)."""
-    if checkpoint.is_file():
-        folder = checkpoint.parent
-    elif checkpoint.parent.name == "checkpoints":
-        folder = checkpoint.parent.parent
-    else:
-        folder = checkpoint
-    found = folder / TOKENIZER_FILE
-    return found if found.is_file() else None
+def run_tokenizer(checkpoint: str) -> Path | None:
+    """The ``tokenizer.json`` the model of ``checkpoint`` (a run folder, one of its checkpoint
+    folders, or an exported ``.safetensors``) was trained with, as generate and eval find it
+    (:func:`~deepseek.training.inference.trained_tokenizer`: the run's copy, else the file its
+    ``data.tokenizer`` names, either checked against what the checkpoint records); ``None`` for
+    byte tokens. (Looking for the copy alone, a run whose copy was gone was exported as bytes.)"""
+    from deepseek.data.bpe import BPETokenizer
+    from deepseek.training.inference import trained_tokenizer
+
+    tok = trained_tokenizer(checkpoint)
+    return Path(tok.source) if isinstance(tok, BPETokenizer) else None
 
 
 def default_export_folder(checkpoint: Path) -> Path:
@@ -160,7 +160,7 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
     problem = gpt2.export_problem(config.model.name, options, model)
     if problem:
         raise UsageError(f"{spelled('export --format hf', 'export(format=' + repr('hf') + ')')}: {problem}")
-    tok_path = run_tokenizer(Path(checkpoint))
+    tok_path = run_tokenizer(checkpoint)
     separator = _separator(checkpoint, read_tokenizer(tok_path, options.vocab_size)) if tok_path else None
     eos = separator[1] if separator else None
     tensors = gpt2.to_hf_state(model.state_dict(), options, torch_dtype(dtype))

@@ -25,6 +25,7 @@ from deepseek.data.tokenizer import (
     TOKENIZER_FILE,
     Tokenizer,
     check_run_tokenizer,
+    check_setting_tokenizer,
     run_folder_of,
 )
 from deepseek.dtypes import torch_dtype
@@ -197,6 +198,8 @@ def trained_tokenizer(path: str | Path) -> Tokenizer:
     copy = run_folder_of(directory) / TOKENIZER_FILE
     if copy.is_file():
         check_run_tokenizer(copy, state)
+    else:
+        check_setting_tokenizer(setting, copy, state)
     return open_tokenizer(str(copy) if copy.is_file() else setting, separator or SEPARATOR_TOKEN,
                           where=f"{directory} (data.tokenizer)")
 
