@@ -113,6 +113,35 @@ def test_server_and_clients_end_to_end_with_a_sigkill_restart(server: ServerProc
     assert again.proc.stdout.read() == ""  # not a new database: no second bootstrap token
 
 
+def test_a_server_answering_no_json_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program at --server (a web server's page, a proxy's notice) answering 200: the
+    client decoded its body as JSON, an internal error (JSONDecodeError), exit 1."""
+    import functools
+    import http.server
+    import threading
+
+    from _inprocess import deepseek_here
+
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "me").write_text("<html>hello</html>")
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # its access log would join the command's stderr
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_0123456789ab." + "s" * 24)
+    monkeypatch.delenv("DEEPSEEK_TENANT", raising=False)
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        try:
+            code, err, _ = deepseek_here(monkeypatch, tmp_path, "jobs", "list", "--server", url)
+        finally:
+            httpd.shutdown()
+    assert (code, err.splitlines()) == (2, [f"error: --server {url}: answered GET /v1/me with HTTP 200 and a body "
+                                            "that is not JSON (application/octet-stream); is it a deepseek server?"])
+
+
 def test_the_commands_import_neither_torch_nor_the_server_stack() -> None:
     code = ("import sys, deepseek_enterprise.service.cli, deepseek_enterprise.service.server_cli; "
             "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy', 'httpx', 'uvicorn') if m in sys.modules))")

@@ -50,7 +50,12 @@ class Client:
             raise self._unreachable(exc) from None
         if r.status_code >= 400:
             raise self._refused(r)
-        return r.json()
+        try:
+            return r.json()
+        except ValueError:  # another program at that address: a web page, a proxy's notice
+            raise UsageError(f"--server {self.server}: answered {method} {path} with HTTP {r.status_code} and a body "
+                             f"that is not JSON ({r.headers.get('content-type') or 'no content type'}); is it a "
+                             "deepseek server?") from None
 
     @contextlib.contextmanager
     def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
