@@ -122,6 +122,11 @@ INPUTS: list[tuple[str, list[str], list[str]]] = [
      ["logging.name: is 300 bytes long, more than a folder name may be (255)"]),
     ("export out below a name too long", ["export", "--checkpoint", "RUN", "--out", f"new/{LONG}/m.pt2"],
      ["--out", "File name too long", "300 bytes, a name may have 255"]),  # left an empty new/ behind
+    # a line break in a path the user gave is written as its escape: the error was two lines
+    ("checkpoint with a newline", ["eval", "--checkpoint", "no\nthere"], ["no\\nthere: no such checkpoint"]),
+    ("config with a carriage return", ["train", "cfg\r\nx.toml"], ["cfg\\r\\nx.toml: config file not found"]),
+    ("prompts with a line separator", ["generate", "--checkpoint", "RUN", "--prompts", "p\u2028q"],
+     ["--prompts: p\\u2028q does not exist"]),
 ]
 
 TEXT: list[tuple[str, list[str], list[str]]] = [

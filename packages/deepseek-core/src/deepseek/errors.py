@@ -29,13 +29,26 @@ def clipped_words(message: str) -> str:
     return re.sub(rf"\S{{{WORD_LIMIT + 1},}}", lambda m: clipped(m.group(), WORD_LIMIT), message)
 
 
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""The characters ``str.splitlines`` ends a line at."""
+
+
+def one_line(message: str) -> str:
+    """``message`` with each line break written as its escape (``\\n``): a path or name the user
+    gave with a newline in it (``--checkpoint $'a\\nb'``) kept the error to two lines."""
+    if not any(ch in message for ch in LINE_BREAKS):
+        return message
+    return "".join(repr(ch)[1:-1] if ch in LINE_BREAKS else ch for ch in message)
+
+
 class DeepseekError(Exception):
     """Base class of every error the framework raises on purpose. Its message is kept to a
     readable line: a key, section or name of any length the user gave is :func:`clipped_words`
-    wherever the message quotes it."""
+    wherever the message quotes it, and a line break in it is written as its escape
+    (:func:`one_line`)."""
 
     def __init__(self, *args: object) -> None:
-        super().__init__(*(clipped_words(a) if isinstance(a, str) else a for a in args))
+        super().__init__(*(one_line(clipped_words(a)) if isinstance(a, str) else a for a in args))
 
 
 class UsageError(DeepseekError):
