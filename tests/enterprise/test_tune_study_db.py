@@ -281,7 +281,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
      " cannot be read (JSONDecodeError: Expecting value: line 1 column 1 (char 0))"),
     ("UPDATE study_user_attributes SET value_json = '[1]'",
      " records [1] where deepseek tune keeps its objective, tuner, space and config"),
-], ids=["outside", "unknown", "value", "minus-infinity", "distribution", "identity"])
+    # read as true: any trial so marked became the base config the end compares with
+    ("UPDATE trial_user_attributes SET value_json = '\"yes\"' WHERE key = 'baseline'",
+     ": trial 0 holds baseline = 'yes', where deepseek tune records true"),
+    ("UPDATE trial_user_attributes SET value_json = '[1]' WHERE key = 'worker'",
+     ": trial 0 holds worker = [1], where deepseek tune records a string"),
+], ids=["outside", "unknown", "value", "minus-infinity", "distribution", "identity", "baseline", "worker"])
 def test_a_study_edited_in_its_database_is_refused_when_resumed(finished: Path, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch, edit: str,
                                                                 problem: str) -> None:

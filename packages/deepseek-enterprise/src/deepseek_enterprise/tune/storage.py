@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,8 +246,22 @@ def record_heartbeat(storage: Any, trial: Any) -> None:
         storage.record_heartbeat(trial._trial_id)
 
 
+def _trial_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_OWN_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    # the trial attributes deepseek tune sets and reads back, with what it writes ('baseline': "yes"
+    # made another trial the base config the end compares with)
+    "baseline": (lambda v: v is True, "true"), "interrupted": (lambda v: v is True, "true"),
+    "retry_of": (_trial_number, "a trial number"), "copied_from": (_trial_number, "a trial number"),
+    "worker": (lambda v: isinstance(v, str), "a string"), "skipped": (lambda v: isinstance(v, str), "a string"),
+}  # (not 'note': a tuner's TrialRun.attrs may set it too)
+
+
 def check_trials(study: Any, space: Any, baseline: dict[str, Any], where: str, fix: str) -> None:
-    """Every trial of ``study`` read back like user input: its parameters are parameters of
+    """Every trial of ``study`` read back like user input: the attributes deepseek tune sets hold
+    what it writes (:data:`_OWN_ATTRS`), its parameters are parameters of
     ``space`` with values it can take (or the base config's value, ``baseline``, which the
     baseline trial and its re-runs take even outside the space), and its objective values numbers;
     best.toml is made of them (a value edited into the storage was written there, and
@@ -264,6 +279,10 @@ def check_trials(study: Any, space: Any, baseline: dict[str, Any], where: str, f
             if not p.contains(value) and not (name in baseline and value == baseline[name]):
                 raise UsageError(f"{where}: trial {t.number} holds {name} = {value!r}, outside the space's "
                                  f"{p.describe()}; {fix}")
+        for key, (fits, kind) in _OWN_ATTRS.items():
+            if key in t.user_attrs and not fits(t.user_attrs[key]):
+                raise UsageError(f"{where}: trial {t.number} holds {key} = {t.user_attrs[key]!r}, where deepseek tune "
+                                 f"records {kind}; {fix}")
         for value in t.values or ():  # a run's value is finite (study._checked_value): -inf would be "best"
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise UsageError(f"{where}: trial {t.number} holds the objective value {value!r}, not a finite "
