@@ -124,6 +124,9 @@ def test_a_server_answering_no_json_is_one_line(tmp_path: Path, monkeypatch: pyt
 
     (tmp_path / "v1").mkdir()
     (tmp_path / "v1" / "me").write_text("<html>hello</html>")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "v1").mkdir()
+    (tmp_path / "other" / "v1" / "me").write_text('{"user": "x"}')  # JSON of something else: was a KeyError
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # its access log would join the command's stderr
             pass
@@ -136,10 +139,14 @@ def test_a_server_answering_no_json_is_one_line(tmp_path: Path, monkeypatch: pyt
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
         try:
             code, err, _ = deepseek_here(monkeypatch, tmp_path, "jobs", "list", "--server", url)
+            other_code, other_err, _ = deepseek_here(monkeypatch, tmp_path, "jobs", "list", "--server", f"{url}/other")
         finally:
             httpd.shutdown()
     assert (code, err.splitlines()) == (2, [f"error: --server {url}: answered GET /v1/me with HTTP 200 and a body "
                                             "that is not JSON (application/octet-stream); is it a deepseek server?"])
+    assert (other_code, other_err.splitlines()) == (2, [
+        f"error: --server {url}/other: answered GET /v1/me without the list of your tenants; is it a deepseek "
+        "server? (or name the tenant with --tenant)"])
 
 
 def test_the_commands_import_neither_torch_nor_the_server_stack() -> None:

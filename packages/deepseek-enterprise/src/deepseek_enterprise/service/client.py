@@ -112,7 +112,12 @@ class Client:
             if problem:
                 raise UsageError(f"DEEPSEEK_TENANT: {problem}; set it to a tenant's name or name one with --tenant")
             return name
-        tenants = sorted(self.get("/v1/me")["tenants"])
+        me = self.get("/v1/me")
+        tenants = me.get("tenants") if isinstance(me, dict) else None
+        if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):  # was a KeyError
+            raise UsageError(f"--server {self.server}: answered GET /v1/me without the list of your tenants; is it a "
+                             "deepseek server? (or name the tenant with --tenant)")
+        tenants = sorted(tenants)
         if len(tenants) != 1:
             raise UsageError(f"--tenant: you are in {len(tenants)} tenants ({', '.join(tenants) or 'none'}); "
                              "name one with --tenant or DEEPSEEK_TENANT")
