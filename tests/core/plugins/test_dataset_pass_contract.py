@@ -1,0 +1,143 @@
+"""The dataset contract (tests/contract/test_datasets_contract.py) resumes data with passes across
+the end of one (docs/plugins.md section 11): a dataset whose ``state_dict`` loses the pass count,
+or the generator its next pass is shuffled with, resumed the same batches within a pass, so the
+contract's resume from the first position passed it, though a run resumed after a pass ended
+counted its passes again or drew another order."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from plugin_testing import DistFactory
+
+REPO = Path(__file__).resolve().parents[3]
+
+DATA = """
+from dataclasses import dataclass
+
+import torch
+
+from deepseek.data.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class Options:
+    rows: int = 12  # three batches of 4 a pass
+
+
+@dataclass(frozen=True)
+class LongOptions:
+    rows: int = 4096  # a pass of 1024 batches of 4
+
+
+class Passes(Dataset):
+    Options = Options
+
+    def __init__(self, options, *, batch_size, seed):
+        super().__init__(options, batch_size=batch_size, seed=seed)
+        self.epoch, self.cursor = 0, 0
+        self.order = self.shuffled()
+
+    def shuffled(self):
+        return torch.randperm(self.options.rows, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
+
+    def __next__(self):
+        rows = self.order[self.cursor:self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        if self.cursor >= self.options.rows:
+            self.epoch, self.cursor = self.epoch + 1, 0
+            self.order = self.shuffled()
+        return {"x": rows.float()[:, None]}
+
+    def epochs_done(self):
+        return self.epoch
+
+    def validation_batches(self, limit):
+        return [{"x": torch.zeros(self.batch_size, 1)}]
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state):
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self.order = self.shuffled()
+
+
+class LongPasses(Passes):
+    Options = LongOptions
+
+
+class ForgetsPasses(Passes):
+    def state_dict(self):
+        return {"cursor": self.cursor}
+
+    def load_state_dict(self, state):
+        self.cursor = int(state["cursor"])
+
+
+class FreshShuffle(Passes):
+    def __init__(self, options, *, batch_size, seed):
+        self.generator = torch.Generator().manual_seed(seed)  # one generator for every pass, never saved
+        super().__init__(options, batch_size=batch_size, seed=seed)
+
+    def shuffled(self):
+        return torch.randperm(self.options.rows, generator=self.generator)
+
+    def load_state_dict(self, state):
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self.generator = torch.Generator().manual_seed(self.seed)  # the first pass's order, whatever the pass
+        self.order = self.shuffled()
+"""
+
+PLUGIN = """
+from deepseek import hookimpl
+
+
+@hookimpl
+def deepseek_register_datasets(register):
+    register("acme.passes", "deepseek_acme.data:Passes", description="keeps its pass")
+    register("acme.forgets", "deepseek_acme.data:ForgetsPasses", description="loses its pass count")
+    register("acme.fresh", "deepseek_acme.data:FreshShuffle", description="loses its shuffle")
+    register("acme.long", "deepseek_acme.data:LongPasses", description="a long pass")
+"""
+
+
+def _contract(make_dist: DistFactory, tmp_path: Path, **env: str) -> str:
+    """The dataset contract's output for distribution deepseek-acme (made once per test)."""
+    if not (make_dist.root / "deepseek_acme").exists():
+        make_dist("deepseek-acme", {"deepseek_acme.plugin": PLUGIN, "deepseek_acme.data": DATA},
+                  entry_points={"acme": "deepseek_acme.plugin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", "--basetemp", str(tmp_path / "pt"),
+         str(REPO / "tests" / "contract" / "test_datasets_contract.py"), "-k", "deepseek-acme:"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=make_dist.env(DEEPSEEK_PLUGINS="deepseek-acme", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", **env))
+    return proc.stdout + proc.stderr
+
+
+def test_a_dataset_losing_its_pass_on_load_fails_the_contract(make_dist: DistFactory, tmp_path: Path) -> None:
+    out = _contract(make_dist, tmp_path)
+    failed = sorted(re.findall(r"^FAILED \S+::(\S+)", out, re.M))
+    assert failed == ["test_dataset_resumes_across_a_pass[deepseek-acme:acme.forgets]",
+                      "test_dataset_resumes_across_a_pass[deepseek-acme:acme.fresh]"], out[-3000:]
+    assert ("acme.forgets: resumed from the position saved just after batch 3 ended pass 1, epochs_done() gives 0, "
+            "not 1; keep the pass count in state_dict") in out, out[-3000:]
+    assert ("acme.fresh: resumed from the position saved just after batch 3 ended pass 1, batch 1 after it differs "
+            "from the uninterrupted run's") in out, out[-3000:]
+    assert ("SKIPPED [1] tests/contract/test_datasets_contract.py:") in out and (
+        "acme.long: no pass ended within 256 batches of 4 rows at [data] keys {}, so resuming across a pass's end is "
+        "not checked; to check it, give Options a key that makes the training set small and run with "
+        "DEEPSEEK_CONTRACT_DATA='{\"acme.long\": {\"KEY\": VALUE}}'") in out, out[-3000:]
+    assert re.search(r"2 failed, 5 passed, 1 skipped\b", out), out[-500:]
+
+
+def test_a_long_pass_is_checked_at_the_keys_the_author_gives(make_dist: DistFactory, tmp_path: Path) -> None:
+    out = _contract(make_dist, tmp_path, DEEPSEEK_CONTRACT_DATA='{"acme.long": {"rows": 8}}')
+    assert re.search(r"2 failed, 6 passed\b", out), out[-3000:]
+    assert "acme.long" not in out  # checked at rows = 8 (two batches a pass), and it resumes
+    out = _contract(make_dist, tmp_path, DEEPSEEK_CONTRACT_DATA='{"acme.long": 8}')
+    assert ("DEEPSEEK_CONTRACT_DATA: expected an object of dataset name -> [data] keys, e.g. "
+            "'{\"acme.rows\": {\"train_rows\": 40}}'") in out, out[-3000:]
