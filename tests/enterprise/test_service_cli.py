@@ -145,8 +145,67 @@ def test_a_server_answering_no_json_is_one_line(tmp_path: Path, monkeypatch: pyt
     assert (code, err.splitlines()) == (2, [f"error: --server {url}: answered GET /v1/me with HTTP 200 and a body "
                                             "that is not JSON (application/octet-stream); is it a deepseek server?"])
     assert (other_code, other_err.splitlines()) == (2, [
-        f"error: --server {url}/other: answered GET /v1/me without the list of your tenants; is it a deepseek "
-        "server? (or name the tenant with --tenant)"])
+        f"error: --server {url}/other: answered GET /v1/me without the key tenants; is it a deepseek server of "
+        "this version?"])
+
+
+def test_an_answer_of_another_shape_is_one_line_naming_the_call_and_the_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers a client command reads are checked against what it reads (service/answers.py): a
+    row without exit_code was 'internal error: KeyError', a list's entry of another type a
+    TypeError; and /v1/me's tenants (an object of names and roles) gives the only tenant."""
+    import functools
+    import http.server
+    import json
+    import threading
+
+    from _inprocess import deepseek_here
+
+    row = {"id": 7, "state": "succeeded", "command": "train", "user": "bob", "exit_code": 0,
+           "created_at": "2026-01-01T00:00:00+00:00", "workspace": "/w/7"}
+    answers = {
+        "good/v1/me": {"user": "bob", "tenants": {"acme": "member"}},
+        "good/v1/tenants/acme/jobs": [row],
+        "list/v1/tenants/acme/jobs": [row, {k: v for k, v in row.items() if k != "exit_code"}],
+        "tenants/v1/tenants": {"name": "acme"},
+        "audit/v1/audit": [{"at": None, "actor": "a", "tenant": "", "action": "x", "target": 3, "result": "ok"}],
+        "files/v1/tenants/acme/jobs/7/files": {"truncated": False, "entries": [{"path": "a", "type": "file",
+                                                                              "size": "12"}]},
+    }
+    for name, answer in answers.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(json.dumps(answer))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_0123456789ab." + "s" * 24)
+    monkeypatch.delenv("DEEPSEEK_TENANT", raising=False)
+    calls = {"good": ("jobs", "list"), "list": ("jobs", "list", "--tenant", "acme"), "tenants": ("tenants", "list"),
+             "audit": ("tenants", "audit"), "files": ("jobs", "files", "7", "--tenant", "acme")}
+    got = {}
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path))) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        try:
+            for what, argv in calls.items():
+                got[what] = deepseek_here(monkeypatch, tmp_path, *argv, "--server", f"{url}/{what}")
+        finally:
+            httpd.shutdown()
+    code, err, out = got["good"]
+    assert (code, err) == (0, "") and out.splitlines()[1].split()[:5] == ["7", "succeeded", "train", "bob", "0"]
+    tail = "; is it a deepseek server of this version?"
+    assert {what: (code, err.splitlines()) for what, (code, err, _) in got.items() if what != "good"} == {
+        "list": (2, [f"error: --server {url}/list: answered GET /v1/tenants/acme/jobs without the key "
+                     f"[1].exit_code{tail}"]),
+        "tenants": (2, [f"error: --server {url}/tenants: answered GET /v1/tenants with an object where a list was "
+                        f"expected{tail}"]),
+        "audit": (2, [f"error: --server {url}/audit: answered GET /v1/audit with [0].target = a number, not a "
+                      f"string{tail}"]),
+        "files": (2, [f"error: --server {url}/files: answered GET /v1/tenants/acme/jobs/7/files with "
+                      f"entries[0].size = a string, not a whole number or null{tail}"]),
+    }
 
 
 def test_the_commands_import_neither_torch_nor_the_server_stack() -> None:

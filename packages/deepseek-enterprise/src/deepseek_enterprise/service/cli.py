@@ -13,6 +13,7 @@ import click
 from deepseek.cli.params import FiniteFloat
 from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
+from deepseek_enterprise.service import answers as A
 from deepseek_enterprise.service.cli_artefacts import SERVER, download, files
 from deepseek_enterprise.service.names import SERVICE_NAME, TENANT
 
@@ -61,7 +62,7 @@ def submit(command: str, args: tuple[str, ...], config_file: Path | None, extra:
             "config": _read(config_file, "--config") if config_file is not None else None,
             "files": {p.name: _read(p, "--file") for p in extra}}
     t = c.tenant(tenant)
-    job = c.post(f"/v1/tenants/{t}/jobs", body)
+    job = c.post(f"/v1/tenants/{t}/jobs", A.JOB, body)
     click.echo(f"job {job['id']} queued in tenant {t} (workspace {job['workspace']})")
 
 
@@ -74,7 +75,7 @@ def submit(command: str, args: tuple[str, ...], config_file: Path | None, extra:
 def list_jobs(state: str | None, as_json: bool, tenant: str | None, server: str | None) -> None:
     """The tenant's jobs, newest first."""
     c = _client(server)
-    rows = c.get(f"/v1/tenants/{c.tenant(tenant)}/jobs", state=state)
+    rows = c.get(f"/v1/tenants/{c.tenant(tenant)}/jobs", A.JOBS, state=state)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -91,7 +92,7 @@ def list_jobs(state: str | None, as_json: bool, tenant: str | None, server: str 
 def show(job_id: int, tenant: str | None, server: str | None) -> None:
     """One job, as JSON."""
     c = _client(server)
-    click.echo(json.dumps(c.get(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}"), indent=2))
+    click.echo(json.dumps(c.get(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}", A.ANY_OBJECT), indent=2))
 
 
 @jobs.command("logs")
@@ -105,7 +106,7 @@ def logs(job_id: int, follow: bool, tenant: str | None, server: str | None) -> N
     t = c.tenant(tenant)
     offset = 0
     while True:
-        part = c.get(f"/v1/tenants/{t}/jobs/{job_id}/logs", offset=offset)
+        part = c.get(f"/v1/tenants/{t}/jobs/{job_id}/logs", A.LOG_PART, offset=offset)
         click.echo(part["text"], nl=False)
         offset = part["next_offset"]
         if not follow or (part["state"] in FINAL and not part["text"]):
@@ -113,7 +114,7 @@ def logs(job_id: int, follow: bool, tenant: str | None, server: str | None) -> N
         if not part["text"]:
             time.sleep(1.0)
     if follow:
-        job = c.get(f"/v1/tenants/{t}/jobs/{job_id}")
+        job = c.get(f"/v1/tenants/{t}/jobs/{job_id}", A.JOB)
         click.echo(f"job {job_id} {job['state']}" + (f" (exit code {job['exit_code']})" if job["exit_code"] is not None else ""))
 
 
@@ -124,7 +125,7 @@ def logs(job_id: int, follow: bool, tenant: str | None, server: str | None) -> N
 def cancel(job_id: int, tenant: str | None, server: str | None) -> None:
     """Cancel a job (a running one gets SIGTERM, then SIGKILL after the server's grace)."""
     c = _client(server)
-    job = c.post(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/cancel")
+    job = c.post(f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/cancel", A.JOB)
     click.echo(f"job {job_id} {'stopping' if job['state'] in ('starting', 'running') else job['state']}")
 
 
@@ -160,7 +161,7 @@ def tenants() -> None:
 @SERVER
 def create(name: str, server: str | None, **quota: Any) -> None:
     """Create tenant NAME (platform admin)."""
-    t = _client(server).post("/v1/tenants", {"name": name, "quota": _quota_body(quota)})
+    t = _client(server).post("/v1/tenants", A.TENANT, {"name": name, "quota": _quota_body(quota)})
     click.echo(f"tenant {t['name']} created: {json.dumps(t['quota'])}")
 
 
@@ -168,7 +169,7 @@ def create(name: str, server: str | None, **quota: Any) -> None:
 @SERVER
 def list_tenants(server: str | None) -> None:
     """The tenants you are in (every tenant for a platform admin)."""
-    for t in _client(server).get("/v1/tenants"):
+    for t in _client(server).get("/v1/tenants", A.TENANTS):
         click.echo(f"{t['name']:<24} {t['role']:<7} {json.dumps(t['quota'])}")
 
 
@@ -180,7 +181,8 @@ def quota(name: str, server: str | None, **values: Any) -> None:
     """Show tenant NAME's quota and usage, or change it with options (platform admin)."""
     c = _client(server)
     body = _quota_body(values)
-    t = c.request("PUT", f"/v1/tenants/{name}/quota", json=body) if body else c.get(f"/v1/tenants/{name}")
+    t = (c.request("PUT", f"/v1/tenants/{name}/quota", A.TENANT, json=body) if body
+         else c.get(f"/v1/tenants/{name}", A.TENANT))
     click.echo(json.dumps(t, indent=2))
 
 
@@ -191,7 +193,7 @@ def quota(name: str, server: str | None, **values: Any) -> None:
 @SERVER
 def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
     """Add USER to TENANT with a role, or change its role (tenant admin)."""
-    r = _client(server).post(f"/v1/tenants/{tenant}/users", {"name": user, "role": role})
+    r = _client(server).post(f"/v1/tenants/{tenant}/users", A.MEMBERSHIP, {"name": user, "role": role})
     click.echo(f"{r['user']} is {r['role']} in {r['tenant']}")
 
 
@@ -203,7 +205,8 @@ def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
 @SERVER
 def token(tenant: str, user: str, expires_days: float, name: str, server: str | None) -> None:
     """A new API token for USER of TENANT, printed once (keep it: only its hash is stored)."""
-    r = _client(server).post(f"/v1/tenants/{tenant}/users/{user}/tokens", {"name": name, "expires_in_days": expires_days})
+    r = _client(server).post(f"/v1/tenants/{tenant}/users/{user}/tokens", A.NEW_TOKEN,
+                                {"name": name, "expires_in_days": expires_days})
     click.echo(r["token"])
     click.echo(f"token {r['token_id']} for {r['user']}, expires {r['expires_at']}; shown once", err=True)
 
@@ -213,7 +216,7 @@ def token(tenant: str, user: str, expires_days: float, name: str, server: str | 
 @SERVER
 def revoke(token_id: str, server: str | None) -> None:
     """Revoke token TOKEN_ID (the 12 hex digits after dsk_)."""
-    _client(server).request("DELETE", f"/v1/tokens/{token_id}")
+    _client(server).request("DELETE", f"/v1/tokens/{token_id}", A.ANY_OBJECT)
     click.echo(f"token {token_id} revoked")
 
 
@@ -223,7 +226,7 @@ def revoke(token_id: str, server: str | None) -> None:
 @SERVER
 def audit(tenant: str | None, limit: int, server: str | None) -> None:
     """The newest audit log entries."""
-    for e in _client(server).get("/v1/audit", tenant=tenant, limit=limit):
+    for e in _client(server).get("/v1/audit", A.AUDIT, tenant=tenant, limit=limit):
         click.echo(f"{e['at']}  {e['actor']:<12} {e['tenant']:<12} {e['action']:<14} {e['target']}: {e['result']}")
 
 

@@ -25,6 +25,7 @@ import click
 from deepseek.errors import UsageError
 from deepseek.paths import usual_mode
 from deepseek_enterprise.cli_params import PATH_ARG
+from deepseek_enterprise.service.answers import FILES
 from deepseek_enterprise.service.names import TENANT
 
 SERVER = click.option("--server", metavar="URL", help="The server (default: DEEPSEEK_SERVER or http://127.0.0.1:8600).")
@@ -44,7 +45,8 @@ def _client(server: str | None) -> Any:
 def files(job_id: int, path: str, tenant: str | None, server: str | None) -> None:
     """List the files under PATH (default: all) in job JOB_ID's workspace."""
     c = _client(server)
-    listing = c.request("GET", f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/files", params={"path": path})
+    listing = c.request("GET", f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/files", FILES,
+                        params={"path": path})
     for e in listing["entries"]:
         size = "" if e["size"] is None else str(e["size"])
         click.echo(f"{e['type']:<5} {size:>12}  {e['path']}{'/' if e['type'] == 'dir' else ''}")

@@ -3,7 +3,8 @@
 The server is ``--server URL`` or ``DEEPSEEK_SERVER`` (default ``http://127.0.0.1:8600``); the
 token is ``DEEPSEEK_TOKEN`` (never an argument: command lines are visible to other users). Every
 failure is a :class:`~deepseek.errors.UsageError` of one line (the CLI exits 2): the server's own
-``detail`` for a refused request, the URL and the reason when it cannot be reached.
+``detail`` for a refused request, the URL and the reason when it cannot be reached, the key that
+an answer lacks or has of another type (each call names the :class:`~.answers.Shape` it reads).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from deepseek.errors import UsageError
+from deepseek_enterprise.service.answers import ME, Shape, check
 
 DEFAULT_SERVER = "http://127.0.0.1:8600"
 
@@ -40,7 +42,9 @@ class Client:
         self.token = token if token is not None else os.environ.get("DEEPSEEK_TOKEN", "")
         self.timeout = timeout
 
-    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, shape: Shape, json: Any = None,
+                params: dict[str, Any] | None = None) -> Any:
+        """The answer to ``method path``, checked against ``shape`` (what the caller reads of it)."""
         import httpx
 
         try:
@@ -51,11 +55,12 @@ class Client:
         if r.status_code >= 400:
             raise self._refused(r)
         try:
-            return r.json()
+            answer = r.json()
         except ValueError:  # another program at that address: a web page, a proxy's notice
             raise UsageError(f"--server {self.server}: answered {method} {path} with HTTP {r.status_code} and a body "
                              f"that is not JSON ({r.headers.get('content-type') or 'no content type'}); is it a "
                              "deepseek server?") from None
+        return check(answer, shape, f"--server {self.server}: answered {method} {path}")
 
     @contextlib.contextmanager
     def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -94,11 +99,11 @@ class Client:
             detail = r.text
         return UsageError(f"{self.server}: {r.status_code}: {' '.join(str(detail).split())[:500]}")
 
-    def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+    def get(self, path: str, shape: Shape, **params: Any) -> Any:
+        return self.request("GET", path, shape, params={k: v for k, v in params.items() if v is not None})
 
-    def post(self, path: str, json: Any = None) -> Any:
-        return self.request("POST", path, json=json if json is not None else {})
+    def post(self, path: str, shape: Shape, json: Any = None) -> Any:
+        return self.request("POST", path, shape, json=json if json is not None else {})
 
     def tenant(self, name: str | None) -> str:
         """``name``, else ``DEEPSEEK_TENANT``, else the caller's only tenant."""
@@ -112,12 +117,7 @@ class Client:
             if problem:
                 raise UsageError(f"DEEPSEEK_TENANT: {problem}; set it to a tenant's name or name one with --tenant")
             return name
-        me = self.get("/v1/me")
-        tenants = me.get("tenants") if isinstance(me, dict) else None
-        if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):  # was a KeyError
-            raise UsageError(f"--server {self.server}: answered GET /v1/me without the list of your tenants; is it a "
-                             "deepseek server? (or name the tenant with --tenant)")
-        tenants = sorted(tenants)
+        tenants = sorted(self.get("/v1/me", ME)["tenants"])  # tenant name -> your role
         if len(tenants) != 1:
             raise UsageError(f"--tenant: you are in {len(tenants)} tenants ({', '.join(tenants) or 'none'}); "
                              "name one with --tenant or DEEPSEEK_TENANT")
