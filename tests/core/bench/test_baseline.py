@@ -96,6 +96,9 @@ def test_threshold_is_relative_and_only_shared_rows_count() -> None:
     (json.dumps({"info": {}, "rows": []}), "holds no rows"),
     (json.dumps({"info": {}, "rows": [{"name": "eager", "median_ms": float("nan")}]}), "rows[0] has no name"),
     (json.dumps({"info": {}, "rows": [{"name": "eager", "median_ms": True}]}), "rows[0] has no name"),
+    (json.dumps({"info": {}, "rows": [{"name": "eager", "median_ms": 2.0}, {"name": "x", "median_ms": 1.0},
+                                      {"name": "eager", "median_ms": 9.0}]}),  # was: the last one silently won
+     "rows[2] repeats variant 'eager' of rows[0]; the file was edited or joined from two results"),
 ])
 def test_a_bad_baseline_file_is_one_line(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "b.json"
@@ -120,3 +123,20 @@ def test_cli_bad_baseline_exits_2_before_measuring(tmp_path: Path) -> None:
     out = deepseek(*LATENCY, "--against", "b.json", cwd=tmp_path)
     assert out.returncode == 2 and "not a 'bench latency' result" in out.stderr
     assert "timing" not in out.stderr  # refused before any variant ran
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--seq", "32", "measured seq = 16, this run 32"),
+    ("--batch", "2", "measured batch = 1, this run 2"),
+    ("--model", "small", "measured model = 'tiny', this run 'small'"),
+])
+def test_cli_another_measurement_is_refused_before_timing(tmp_path: Path, option: str, value: str,
+                                                          message: str) -> None:
+    """A baseline of another --seq (model, batch...) was refused only after every variant was
+    timed; now before, and no --json is written."""
+    (tmp_path / "b.json").write_text(json.dumps(_latency_result()))
+    out = deepseek(*LATENCY, option, value, "--against", "b.json", "--json", "out.json", cwd=tmp_path)
+    assert (out.returncode, out.stderr.strip().splitlines()) == (2, [
+        f"error: --against b.json: {message}; compare like with like (the same options and machine), or save a "
+        "new baseline"])
+    assert "timing" not in out.stderr and not (tmp_path / "out.json").exists()

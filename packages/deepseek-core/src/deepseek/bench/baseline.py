@@ -4,7 +4,9 @@ fail on a regression, so CI or a user can guard performance.
 The saved result is what the same command wrote with ``--json``. It is read back like user input:
 a file that is not that command's JSON, rows without the compared number, or a measurement of
 something else (another model, shape, dtype, strategy or device) is refused with one line
-naming the difference, since comparing those would mean nothing. Rows are matched by variant
+naming the difference, since comparing those would mean nothing (:func:`check_same`; ``bench
+latency`` calls it before timing, with what it is about to measure). A variant name twice in the
+rows is refused too: which of the two is the baseline would be a guess. Rows are matched by variant
 name; only rows in both are compared. Latency compares the median (lower is better), training
 the tokens/s (higher is better). A row is a regression when it is worse than the baseline by
 more than ``--max-regression`` percent; the command then exits with 1 (bad input stays 2).
@@ -95,18 +97,30 @@ def baseline_from_text(text: str | None, path: str, kind: str) -> dict[str, Any]
                              "the file was edited or is from another command")
     if not data["rows"]:
         raise UsageError(f"{where}: holds no rows to compare against")
+    first: dict[str, int] = {}
+    for i, row in enumerate(data["rows"]):
+        if row["name"] in first:
+            raise UsageError(f"{where}: rows[{i}] repeats variant {row['name']!r} of rows[{first[row['name']]}]; "
+                             "the file was edited or joined from two results; keep one row per variant")
+        first[row["name"]] = i
     return data
+
+
+def check_same(baseline: dict[str, Any], current: dict[str, Any], *, kind: str, path: str) -> None:
+    """Refuse ``baseline`` when it measured something else than ``current`` (a result, or what a run
+    is about to measure: only the section of :data:`KINDS` is read), naming the first difference."""
+    old, new = _facts(kind, baseline), _facts(kind, current)
+    for key in KINDS[kind]["same"]:
+        if old[key] != new[key]:
+            raise UsageError(f"{_where(path)}: measured {key} = {old[key]!r}, this run {new[key]!r}; "
+                             "compare like with like (the same options and machine), or save a new baseline")
 
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], *, kind: str, path: str,
             max_regression: float) -> list[Comparison]:
     """The rows of both results, compared; a measurement of something else is refused."""
     spec = KINDS[kind]
-    old, new = _facts(kind, baseline), _facts(kind, current)
-    for key in spec["same"]:
-        if old[key] != new[key]:
-            raise UsageError(f"{_where(path)}: measured {key} = {old[key]!r}, this run {new[key]!r}; "
-                             "compare like with like (the same options and machine), or save a new baseline")
+    check_same(baseline, current, kind=kind, path=path)
     before = {r["name"]: float(r[spec["metric"]]) for r in baseline["rows"]}
     out = []
     for row in current["rows"]:

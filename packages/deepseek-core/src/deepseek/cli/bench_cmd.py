@@ -232,6 +232,16 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     max_len = token_input_limits(model)[1]
     if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
         raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
+    from deepseek.bench.latency import device_info
+
+    # What this run measures, as its result's info will say: a baseline of something else is
+    # refused now, before anything is timed or written.
+    facts = {"model": model_name, **({"config": config_path, "seq": None} if config_path is not None else {})}
+    if saved is not None and against is not None:
+        from deepseek.bench.baseline import check_same
+
+        check_same(saved, {"info": {**device_info(torch.device(device)), "batch": batch, "seq": seq, "mode": mode,
+                                    "dtype": dtype, **facts}}, kind="latency", path=against)
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -243,9 +253,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
         batches=batches,
     )
-    result.info["model"] = model_name
-    if config_path is not None:
-        result.info.update(config=config_path, seq=None)
+    result.info.update(facts)
     result.info["command"] = "deepseek bench latency " + " ".join(
         f"--{k} {v}" for k, v in (("config", config_path) if config_path else ("model", model_name), ("batch", batch),
                                   *((("seq", seq),) if config_path is None else ()), ("device", device),
