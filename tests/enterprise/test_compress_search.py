@@ -138,6 +138,8 @@ def test_a_latency_search_keeps_the_fastest_and_says_so(trained: Path) -> None:
      "--set 'ra..tio=0.5': expected KEY=VALUE, an option of compressor prune.ffn, e.g. --set ratio=0.5"),
     (["--max-drop", "1%", "--recipe", "prune.ffn ratio=0.5 ratio=0.6 + quantize.int8"],
      "--recipe 'prune.ffn ratio=0.5 ratio=0.6 + quantize.int8': prune.ffn ratio given twice; give it once"),
+    (["--method", "prune.ffn", "--set", "ratio=0.5", "--set", "ratio=0.25"],  # the last one silently won
+     "error: --set (prune.ffn): ratio given twice; give it once"),
 ])
 def test_bad_search_input_is_one_line(monkeypatch: pytest.MonkeyPatch, trained: Path, args: list[str],
                                      message: str) -> None:

@@ -23,6 +23,7 @@ from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.compress.search import (
     PREFERENCES,
     create_steps,
+    option_table,
     parse_budget,
     parse_recipe,
 )
@@ -49,17 +50,16 @@ def check_method_without_torch(host: Any, method: str, settings: tuple[str, ...]
 
 
 def _method_table(method: str, settings: tuple[str, ...]) -> dict[str, Any]:
-    """The options table of ``--set KEY=VALUE`` (one UsageError line for an item that is not one)."""
-    from deepseek.config.overrides import parse_option
+    """The options table of ``--set KEY=VALUE`` (one UsageError line for an item that is not one,
+    or a key given twice, as in a ``--recipe`` step)."""
 
-    table: dict[str, Any] = {}
-    for item in settings:
+    def malformed(item: str) -> str:
         named = item.partition("=")[0].strip()  # the example keeps a plain key the user gave
         example = named if re.fullmatch(r"[A-Za-z0-9_-]+", named) else "ratio"
-        key, value = parse_option(item, f"--set {item!r}: expected KEY=VALUE, an option of compressor {method}, "
-                                        f"e.g. --set {example}=0.5 (docs/compress.md)")
-        table[key] = value
-    return table
+        return (f"--set {item!r}: expected KEY=VALUE, an option of compressor {method}, e.g. --set {example}=0.5 "
+                "(docs/compress.md)")
+
+    return option_table(settings, malformed, where=f"--set ({method}):")
 
 
 def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool) -> dict[str, Any]:

@@ -86,23 +86,35 @@ def parse_budget(text: str) -> Budget:
     return Budget(float(m.group(1)), "%" if m.group(2) == "%" else "pt")
 
 
-def parse_recipe(text: str) -> Recipe:
-    """``"prune.ffn ratio=0.5 + quantize.int8"`` as a :class:`Recipe` (values parsed like
-    ``--set``); a one-line :class:`UsageError` for an empty step or a malformed option."""
+def option_table(items: list[str] | tuple[str, ...], malformed: Callable[[str], str],
+                 where: str) -> dict[str, Any]:
+    """The options of one compressor from ``KEY=VALUE`` items (``--set``'s, or a ``--recipe``
+    step's words), values parsed as ``--set`` parses them. One :class:`UsageError` line for an
+    item that is no assignment (``malformed(item)``) or a key given twice (``where`` names the
+    place: one value per key, never the last one silently winning)."""
     from deepseek.config.overrides import parse_option
 
+    options: dict[str, Any] = {}
+    for item in items:
+        key, value = parse_option(item, malformed(item))
+        if key in options:
+            raise UsageError(f"{where} {key} given twice; give it once")
+        options[key] = value
+    return options
+
+
+def parse_recipe(text: str) -> Recipe:
+    """``"prune.ffn ratio=0.5 + quantize.int8"`` as a :class:`Recipe` (values parsed like
+    ``--set``); a one-line :class:`UsageError` for an empty step, a malformed option or one given
+    twice in a step."""
     steps: list[Step] = []
     for part in text.split("+"):
         words = part.split()
         if not words:
             raise UsageError(f"--recipe {text!r}: an empty step; write steps as 'prune.ffn ratio=0.5 + quantize.int8'")
-        options: dict[str, Any] = {}
-        for word in words[1:]:
-            key, value = parse_option(word, f"--recipe {text!r}: {word!r} is not KEY=VALUE (options follow the "
-                                            "compressor's name)")
-            if key in options:  # one step, one value: the later one silently won
-                raise UsageError(f"--recipe {text!r}: {words[0]} {key} given twice; give it once")
-            options[key] = value
+        options = option_table(words[1:], lambda word: f"--recipe {text!r}: {word!r} is not KEY=VALUE (options "
+                                                       "follow the compressor's name)",
+                               where=f"--recipe {text!r}: {words[0]}")
         steps.append((words[0], options))
     return Recipe(tuple(steps))
 
