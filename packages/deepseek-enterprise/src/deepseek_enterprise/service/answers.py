@@ -52,7 +52,7 @@ JOB = Shape({"id": INT, "state": TEXT, "command": TEXT, "user": TEXT, "exit_code
 JOBS = Shape(JOB.keys, rows=True)
 LOG_PART = Shape({"text": TEXT, "next_offset": INT, "state": TEXT})
 TENANT = Shape({"name": TEXT, "quota": OBJECT})
-TENANTS = Shape({"name": TEXT, "role": TEXT_OR_NULL, "quota": OBJECT}, rows=True)
+TENANTS = Shape({"name": TEXT, "role": TEXT, "quota": OBJECT}, rows=True)
 MEMBERSHIP = Shape({"user": TEXT, "role": TEXT, "tenant": TEXT})
 NEW_TOKEN = Shape({"token": TEXT, "token_id": TEXT, "user": TEXT, "expires_at": TEXT_OR_NULL})
 AUDIT = Shape({k: TEXT for k in ("actor", "tenant", "action", "target", "result")} | {"at": TEXT_OR_NULL},
