@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,45 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
     run = str(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0")
     out = deepseek_here(monkeypatch, tmp_path, "multimodal", *[a.replace("RUN", run) for a in args])
     assert out == (2, message.replace("RUN", run), "")
+
+
+@pytest.mark.parametrize(("name", "argv"), [
+    ("confusion.png", ["multimodal", "eval", "--checkpoint", "RUN", "--confusion"]),
+    ("confusion.json", ["bench", "latency", "--model", "tiny", "--json"]),
+    ("splits.json", ["bench", "latency", "--model", "tiny", "--json"]),
+])
+def test_an_output_is_not_written_over_a_file_the_plugin_wrote_in_the_run(
+        study: dict[str, Any], tmp_path: Path, name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`multimodal eval --confusion RUN/confusion.png` replaced the run's own training plot: core's
+    check knew only core's run files, not the dataset's (MultimodalDigits.written_files), and its
+    suggested path was that same file. Refused in one line, the file unchanged, the suggestion a new name."""
+    run = tmp_path / "run"
+    shutil.copytree(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0", run)
+    target = run / name
+    if name == "confusion.png":  # the study trains with logging.plot off: the plot its training draws otherwise
+        from deepseek_enterprise.report import plot_confusion
+
+        plot_confusion(json.loads((run / "confusion.json").read_text()), target)
+    before = target.read_bytes()
+    where = "--confusion" if name.endswith(".png") else "--json"
+    suggested = run / "confusion-2.png" if name == "confusion.png" else run / "latency.json"
+    out = deepseek_here(monkeypatch, tmp_path, *[str(run) if a == "RUN" else a for a in argv], str(target))
+    assert out == (2, f"error: {where}: {target} is a file of the run folder {run} (written by its training); "
+                      f"give another path, e.g. {suggested}", ""), out
+    assert target.read_bytes() == before
+
+
+def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[str, Any], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file in a run folder that the run did not write (an earlier eval's plot) is the command's
+    to replace: the same command run twice to the same path succeeds both times."""
+    run = tmp_path / "run"
+    shutil.copytree(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0", run)
+    for _ in range(2):
+        code, err, _ = deepseek_here(monkeypatch, tmp_path, "multimodal", "eval", "--checkpoint", str(run),
+                                     "--confusion", str(run / "mine.png"))
+        assert code == 0, err
+        assert (run / "mine.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -324,8 +364,6 @@ def test_config_show_fills_in_the_encoder_and_fusion_tables(tmp_path: Path, monk
 def test_a_gpt_config_resuming_a_multimodal_run_names_both(study: dict[str, Any], tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """It was refused as a mismatch of the data position ('saved with split=None')."""
-    import shutil
-
     run = tmp_path / "mm"
     shutil.copytree(study["dir"] / "res" / "runs" / "redundant-vision-s0", run)
     (tmp_path / "gpt.toml").write_text('[model]\nname = "tiny"\n[train]\nmax_steps = 8\n')

@@ -5,6 +5,7 @@ folders are missing, they are created and the command says so."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -313,3 +314,22 @@ def test_a_report_is_not_written_over_a_runs_own_file(hostile: Hostile, trained_
     hostile.refused(*argv, str(target), expect=[f"{target} is a file of the run folder {trained_run}",
                                                 "give another path"])
     assert target.read_bytes() == before
+
+
+def test_a_report_in_a_run_folder_is_written_again_and_never_suggested(hostile: Hostile, trained_run: Path,
+                                                                       tmp_path: Path) -> None:
+    """A report a command wrote into a run folder is not the run's: the same command writes it
+    again. A refusal suggested `RUN/latency.json` even when that file already stood there; the
+    suggestion is now a name nothing holds."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    for _ in range(2):
+        outcome = hostile.run("bench", "latency", "--model", "tiny", "--seq", "16", "--warmup", "1",
+                              "--json", str(run / "latency.json"))
+        assert outcome.code == 0, outcome.stderr
+        assert isinstance(json.loads((run / "latency.json").read_text()), dict)
+    hostile.refused("bench", "latency", "--model", "tiny", "--json", str(run / "config.toml"),
+                    expect=[f"{run / 'config.toml'} is a file of the run folder {run} (written by its training); "
+                            f"give another path, e.g. {run / 'latency-2.json'}"])

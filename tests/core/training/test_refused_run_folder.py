@@ -13,7 +13,7 @@ import pytest
 
 from deepseek import hookimpl
 from deepseek.data.text import TextDataset
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.trainer import Trainer
@@ -28,12 +28,19 @@ class WithVocab(TextDataset):
         return {"vocab.txt": self.SOURCE}
 
 
+class BadlyDeclared(TextDataset):
+    """Declares a file below a subfolder, which no output check could match."""
+
+    written_files = ("reports/val.json",)
+
+
 class Plugin:
     REFUSE = ""
 
     @hookimpl
     def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
         register("withvocab", WithVocab, description="text keeping vocab.txt")
+        register("badlydeclared", BadlyDeclared, description="text declaring a path as a written file")
 
     @hookimpl
     def deepseek_train_start(self, trainer: Any) -> None:
@@ -75,3 +82,15 @@ def test_a_folder_where_the_dataset_keeps_a_copy_is_refused_with_the_run_files(
                        "move it away or pick another --run-dir$"):
         Trainer(tiny_config_on(host, data={"name": "withvocab"}), run_dir=run, quiet=True, host=host).fit()
     assert sorted(p.name for p in run.iterdir()) == ["vocab.txt"]
+
+
+def test_a_written_file_that_is_not_a_plain_name_is_one_plugin_error(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    """Dataset.written_files names files directly in the run folder; a path is refused before the
+    run folder is chosen, naming the class."""
+    run = tmp_path / "run"
+    with pytest.raises(PluginError, match=r"^dataset test_refused_run_folder.BadlyDeclared: written_files must be a "
+                       r"tuple of file names in the run folder \(no '/'\), got \('reports/val.json',\); fix the class "
+                       "attribute$"):
+        Trainer(tiny_config_on(host, data={"name": "badlydeclared"}), run_dir=run, quiet=True, host=host).fit()
+    assert not run.exists()

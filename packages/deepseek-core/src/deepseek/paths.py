@@ -49,7 +49,7 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         run = run_owning(target) if exists and not folder else None
         if run is not None:  # a report written over a run's config or checkpoint would lose the run
             raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training); "
-                             f"give another path, e.g. {run / file_name}")
+                             f"give another path, e.g. {unused_name(run, file_name)}")
         read_by = next((option for option, source in reads if exists and not folder and _same_file(target, source)),
                        None)
         if read_by is not None:  # 'bench latency --config c.toml --json c.toml' replaced the config with JSON
@@ -89,18 +89,60 @@ def _same_file(target: Path, source: str | os.PathLike[str] | None) -> bool:
 
 
 RUN_OWN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "tokenizer.json", ".lock")
-"""Files a run folder's training writes beside ``checkpoints/`` (every file under it is the run's too)."""
+"""Files a run folder's training writes beside ``checkpoints/`` (every file under it is the run's too);
+the run's dataset adds the files its :attr:`~deepseek.data.dataset.Dataset.written_files` names."""
 
 
 def run_owning(target: Path) -> Path | None:
     """The run folder (one holding ``config.toml`` and ``checkpoints/``) whose own file ``target``
-    is (:data:`RUN_OWN_FILES`, or anything under its ``checkpoints/``), else ``None``."""
+    is (:data:`RUN_OWN_FILES`, anything under its ``checkpoints/``, or a file the run's dataset
+    declares in ``written_files``), else ``None``. Any other file in a run folder (a report a
+    command wrote there before) may be written again."""
     path = target.absolute()
     for folder in list(path.parents)[:4]:
         if (folder / "config.toml").is_file() and (folder / "checkpoints").is_dir():
             inside = path.relative_to(folder).parts
-            return folder if inside[0] == "checkpoints" or inside[0] in RUN_OWN_FILES and len(inside) == 1 else None
+            if inside[0] == "checkpoints":
+                return folder
+            if len(inside) != 1:
+                return None
+            return folder if inside[0] in RUN_OWN_FILES or inside[0] in declared_run_files(folder) else None
     return None
+
+
+def declared_run_files(run: Path) -> tuple[str, ...]:
+    """The names the dataset of the run in ``run`` declares in
+    :attr:`~deepseek.data.dataset.Dataset.written_files`, found by the ``data.name`` of the run's
+    ``config.toml``; ``()`` when that config cannot be read or names no dataset that is installed
+    (then only :data:`RUN_OWN_FILES` and ``checkpoints/`` are known as the run's). Looked up only
+    for a file that exists in a run folder and is not one of those (the dataset's module is imported)."""
+    from deepseek.errors import DeepseekError
+    from deepseek.parsing import loads_toml
+
+    try:
+        data = loads_toml((run / "config.toml").read_text(encoding="utf-8")).get("data")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ()
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        return ()
+    from deepseek.data.dataset import Dataset, declared_written_files
+    from deepseek.plugins.host import get_host
+
+    try:
+        cls = get_host().resolve("dataset", name).load()
+    except DeepseekError:  # not installed here, or ambiguous: the run's own list is not known
+        return ()
+    return declared_written_files(cls) if isinstance(cls, type) and issubclass(cls, Dataset) else ()
+
+
+def unused_name(folder: Path, file_name: str) -> Path:
+    """``folder / file_name``, or when that exists, the first of ``stem-2.suffix``, ``stem-3.suffix``,
+    ... that does not: a path a refusal can suggest without naming a file already there."""
+    candidate, n = folder / file_name, 2
+    while candidate.exists() or candidate.is_symlink():
+        candidate, n = folder / f"{Path(file_name).stem}-{n}{Path(file_name).suffix}", n + 1
+    return candidate
 
 
 def unwritable(folder: Path) -> str | None:

@@ -136,15 +136,11 @@ def deepseek_register_executors(register: RegisterFn) -> None:
 @hookimpl
 def deepseek_train_start(trainer: Any) -> None:
     """Record which images and recordings each split holds in the run folder (rank 0)."""
-    from deepseek.errors import UsageError
     from deepseek_enterprise.digits.dataset import MultimodalDigits
 
+    # a folder in the place of MultimodalDigits.written_files was refused with the run folder's own files
     if not isinstance(trainer.dataset, MultimodalDigits):
         return
-    for name in ("splits.json", "confusion.json", "confusion.png"):  # written later: checked before any step
-        if (trainer.run_dir / name).is_dir():
-            raise UsageError(f"{trainer.run_dir / name}: is a folder where the run writes its {name}; move it away "
-                             "or pick another --run-dir")
     if trainer.is_global_zero:
         import json
 

@@ -25,7 +25,9 @@ and then:
   the vocabulary a model gets when its config sets none (a tokenizer's size); a config setting a
   smaller one is refused. :meth:`Dataset.model_num_classes` likewise: the class count of labelled
   data, which a model's ``num_classes`` must cover. :meth:`Dataset.run_files`: files the run folder keeps a copy of (the
-  tokenizer), copied by rank 0 when the run starts.
+  tokenizer), copied by rank 0 when the run starts. :attr:`Dataset.written_files`: names of the files a
+  plugin's hooks write into the folder of a run on this dataset (a report per evaluation), which
+  every command's output option then refuses to overwrite, as it does the run's ``config.toml``.
 - :meth:`Dataset.predicted_text`: how many tokens a batch's loss averages over and how many
   UTF-8 bytes of text they stand for; evaluation then reports ``val_bits_per_byte``. ``None``
   (the default): the data is not text, or its bytes per token are not known.
@@ -58,6 +60,11 @@ class Dataset(ABC):
     """Number of distinct token ids the data may hold (ids ``0 .. vocab_size - 1``), or ``None``
     when it has no tokens."""
     label: str | None = "dataset"
+    written_files: ClassVar[tuple[str, ...]] = ()
+    """Names of files (directly in the run folder) that a run on this dataset writes besides
+    core's, e.g. by a plugin's ``deepseek_evaluate`` hook: a command's output option naming one of
+    them is refused (as one naming ``config.toml`` is), and a folder in their place is refused
+    when the run starts."""
     """How errors name this dataset: the run sets its registered name and distribution
     (``dataset 'acme.bars' (acme 0.1, registered by acme.plugin)``); ``None`` for a script's data
     (:func:`deepseek.fit`), whose exceptions pass as they are."""
@@ -129,6 +136,19 @@ class Dataset(ABC):
     def run_files(self) -> dict[str, Path]:
         """Files the run folder keeps a copy of: name in the run folder -> source file."""
         return {}
+
+
+def declared_written_files(cls: type[Dataset]) -> tuple[str, ...]:
+    """``cls.written_files``, checked: a tuple of plain file names (no ``/``, not ``.`` or ``..``),
+    else one :class:`~deepseek.errors.PluginError` naming the dataset class."""
+    names = cls.written_files
+    if not isinstance(names, tuple) or not all(
+            isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n for n in names):
+        from deepseek.errors import PluginError
+
+        raise PluginError(f"dataset {cls.__module__}.{cls.__qualname__}: written_files must be a tuple of file "
+                          f"names in the run folder (no '/'), got {names!r}; fix the class attribute")
+    return names
 
 
 def checked_state_dict(dataset: Dataset) -> dict[str, Any]:

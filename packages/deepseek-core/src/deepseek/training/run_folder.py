@@ -37,8 +37,8 @@ RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "checkpoints/latest", "
 def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None,
                     copies: tuple[str, ...] = ()) -> Path:
     """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be.
-    ``copies``: the names of the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files`, checked
-    with :data:`RUN_FILES`."""
+    ``copies``: the names of the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files` and
+    :attr:`~deepseek.data.dataset.Dataset.written_files`, checked with :data:`RUN_FILES`."""
     if run_dir is not None:
         chosen = run_dir
     elif resume_from is not None and resume_from.parent.name == "checkpoints":

@@ -19,7 +19,7 @@ import torch
 
 from deepseek import api_args
 from deepseek.config.schema import Config
-from deepseek.data.dataset import checked_state_dict
+from deepseek.data.dataset import checked_state_dict, declared_written_files
 from deepseek.models.protocol import model_capabilities
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession
@@ -159,7 +159,7 @@ class Trainer:
         self.generates = "generation" in model_capabilities(model)
         self._batches = TrainingBatches(self, model)  # checks the model on val_set[0], else on the first training batch
         self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from,
-                                       copies=tuple(self.dataset.run_files()))
+                                       copies=(*self.dataset.run_files(), *declared_written_files(type(self.dataset))))
         refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
         if self.resume_from is not None:  # another model's run or weights: one line, whatever the strategy's load does
             from deepseek.training.run_state import check_resumed_weights

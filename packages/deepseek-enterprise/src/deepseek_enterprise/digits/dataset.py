@@ -129,6 +129,7 @@ class MultimodalDigits(Dataset):
     """Image + speech + text digit samples (see the module docstring)."""
 
     Options = DigitsOptions
+    written_files = ("splits.json", "confusion.json", "confusion.png")  # by the plugin's hooks (plugin.py)
 
     def __init__(self, options: DigitsOptions, *, batch_size: int, seed: int) -> None:
         super().__init__(options, batch_size=batch_size, seed=seed)
