@@ -10,8 +10,9 @@ and hands the sums to :func:`whole_set_metrics` once, so that
 - ``accuracy_<modality>`` is the accuracy over the evaluated samples that have the modality (and
   its own label), however they fall into batches; a modality no evaluated sample has is not
   measured and its key is left out rather than reported as 0;
-- ``recall_<a>_<b>`` is the recall over the samples having both (each within its own batch), left
-  out when no sample has both;
+- ``recall_<a>_<b>`` is the recall over the samples having both (each within its own batch, among
+  at least two: a batch with one such sample has nothing to retrieve among and counts none), left
+  out when no batch measured it (``deepseek compare``, one row per forward, never does);
 - ``loss_excludes_<modality>`` states, for a modality no evaluated sample has, that ``val_loss``
   lacks that modality's terms (its own classifier's loss and, with ``contrastive_weight``, the
   InfoNCE of its pairs, which add 0 without samples), so it is lower than the same model's loss
@@ -53,16 +54,15 @@ def recall_totals(pooled: Mapping[str, torch.Tensor], present: Mapping[str, torc
                   modalities: Sequence[str]) -> dict[str, torch.Tensor]:
     """Per pair of modalities, the batch's in-batch recall@1 hits (both directions averaged) and
     the samples having both: ``recall_hits_<a>_<b>``, ``recall_rows_<a>_<b>``
-    (:func:`deepseek_enterprise.alignment.retrieval_recall` is ``hits / rows``)."""
-    from deepseek_enterprise.alignment import pair_embeddings
+    (:func:`deepseek_enterprise.alignment.retrieval_recall` is ``hits / rows``); 0 and 0 for a
+    batch with fewer than two such samples, which has nothing to retrieve among."""
+    from deepseek_enterprise.alignment import pair_embeddings, recall_hits
 
     out = {}
     for a, b, za, zb in pair_embeddings(pooled, present, modalities):
-        sim = za @ zb.T
-        target = torch.arange(sim.size(0), device=sim.device)
-        hits = ((sim.argmax(1) == target).sum() + (sim.argmax(0) == target).sum()) / 2 if len(sim) else sim.sum()
-        out[f"recall_hits_{a}_{b}"] = hits.float()
-        out[f"recall_rows_{a}_{b}"] = torch.tensor(float(len(sim)), device=sim.device)
+        hits, rows = recall_hits(za, zb)
+        out[f"recall_hits_{a}_{b}"] = hits
+        out[f"recall_rows_{a}_{b}"] = torch.tensor(float(rows), device=za.device)
     return out
 
 

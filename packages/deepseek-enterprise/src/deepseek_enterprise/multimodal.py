@@ -285,7 +285,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         # An evaluation counts what each modality's classifier and each pair got right over the rows
         # that have them, summed over the whole set (metrics_from_totals: a modality no sample has
-        # is left out); a training step reports per-batch means (a batch without the modality: 0).
+        # is left out); a training step reports per-batch means (a batch without the modality: NaN,
+        # which the step record leaves out).
         totals: dict[str, torch.Tensor] = {}
         aux = []
         # Modality dropout in training draws which modalities each row shows, so its figures depend
@@ -298,11 +299,13 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             own = (modality_labels or {}).get(m, label)
             mask = avail[m] & (own != IGNORE)
             logits = out.modality_logits[m].float()
-            count = mask.float().sum().clamp_min(1.0)
+            scored = mask.float().sum()
+            count = scored.clamp_min(1.0)
             # Training: a mean over the batch's samples that have the modality, not additive over
-            # rows, so it depends on how a batch is split (docs/multimodal.md, "Metrics").
+            # rows, so it depends on how a batch is split (docs/multimodal.md, "Metrics"); NaN (0/0)
+            # where none has it: not measured, left out of the step record (MetricSums).
             if self.training:
-                result[f"accuracy_{m}"] = ((logits.argmax(-1) == own) & mask).float().sum() / count
+                result[f"accuracy_{m}"] = ((logits.argmax(-1) == own) & mask).float().sum() / scored
             else:
                 totals.update(modality_metrics.accuracy_totals(m, logits.argmax(-1) == own, mask))
             # Summed over the samples that have the modality (and a label), divided by all the

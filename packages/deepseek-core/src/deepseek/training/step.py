@@ -43,7 +43,8 @@ class StepResult:
     stepped: bool
     """False when the optimizer step was skipped (fp16 overflow)."""
     metrics: dict[str, Any] = field(default_factory=dict)
-    """The model's own metrics, means over the global batch."""
+    """The model's own metrics, means over the global batch (NaN: measured by no part of it,
+    :class:`MetricSums`)."""
 
 
 def finite(*values: Any) -> bool:
@@ -68,3 +69,55 @@ class MicroBatches(list):  # type: ignore[type-arg]
     def __init__(self, batches: Iterable[Any], weights: list[float] | None = None) -> None:
         super().__init__(batches)
         self.weights = weights
+
+
+class MetricSums:
+    """A step's model metrics, combined over its micro-batches and then the data-parallel ranks
+    by their weights (rows, or :class:`MicroBatches` weights), as the loss is. A metric that is NaN
+    for a micro-batch was not measured there (a class or modality none of its rows has): it
+    weighs nothing, so the step's value is the weighted mean over the parts that measured it, and
+    NaN (left out of the step record, :mod:`deepseek.training.step_records`) where none did."""
+
+    MEASURED = "\0measured:"
+    TOTAL = "\0total"
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.measured: dict[str, torch.Tensor] = {}
+        self.total: torch.Tensor | None = None
+
+    def add(self, metrics: dict[str, torch.Tensor], weight: float) -> None:
+        """One micro-batch's metrics (0-dim tensors) at ``weight``."""
+        import torch
+
+        for key, value in metrics.items():
+            value = value.detach().float()
+            seen = ~torch.isnan(value)
+            part = torch.where(seen, value, torch.zeros_like(value)) * weight
+            took = seen.float() * weight
+            self.sums[key] = self.sums[key] + part if key in self.sums else part
+            self.measured[key] = self.measured[key] + took if key in self.measured else took
+            if self.total is None:
+                self.total = torch.zeros_like(value)
+        if self.total is not None and metrics:
+            self.total = self.total + weight
+
+    def packed(self) -> dict[str, torch.Tensor]:
+        """The sums and the measured weights as one mapping, for ``Strategy.reduce_mean``."""
+        out = dict(self.sums)
+        out.update({self.MEASURED + k: v for k, v in self.measured.items()})
+        if self.total is not None:
+            out[self.TOTAL] = self.total
+        return out
+
+    @classmethod
+    def unpacked(cls, reduced: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The step's metrics from :meth:`packed` after the mean over ranks: each weighted sum
+        scaled by the weight that measured it (exactly 1 when every part did; NaN when none did)."""
+        total = reduced.get(cls.TOTAL)
+        out = {}
+        for key, value in reduced.items():
+            if key.startswith("\0"):
+                continue
+            out[key] = value * (total / reduced[cls.MEASURED + key])
+        return out

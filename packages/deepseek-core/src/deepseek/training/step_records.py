@@ -6,12 +6,14 @@ steps, ``logging.every_n_steps``). A record holds ``step``, ``loss``, ``lr``, ``
 ``samples`` (rows seen so far) and ``samples_per_s``, ``tokens`` and ``tokens_per_s`` when the data
 has tokens, ``step_time`` (the window's wall time shared evenly by its steps), ``skipped``
 (1 when fp16 skipped the step), ``loss_scale`` under fp16, the model's metrics under their own
-names (none of them one of these keys: ``split_output`` refuses those), and the strategy's step
-metrics (``comm_bytes`` ...).
+names (none of them one of these keys: ``split_output`` refuses those; one that no part of the
+step's batch measured, NaN, is left out: :class:`~deepseek.training.step.MetricSums`), and the
+strategy's step metrics (``comm_bytes`` ...).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -79,7 +81,9 @@ class StepWindow:
                 record["tokens_per_s"] = _rate(e["tokens"], seconds)
             record["step_time"] = seconds
             record["skipped"] = e["skipped"]
-            record.update(zip(keys, metrics, strict=True))
+            # NaN: no part of the step's batch measured it (MetricSums); left out, as an evaluation
+            # leaves out what no evaluated row measured
+            record.update((k, v) for k, v in zip(keys, metrics, strict=True) if not math.isnan(v))
             record.update(e["extra"])
             records.append(record)
         return records

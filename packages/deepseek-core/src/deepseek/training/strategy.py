@@ -192,12 +192,13 @@ class Strategy(StrategyRules, ABC):
         """Forward and backward over the micro-batches, each loss weighted by its share of the
         rows (so the gradient is that of the mean loss), or by the weights of
         :class:`~deepseek.training.step.MicroBatches`; returns the detached mean loss and metrics
-        over all data-parallel ranks."""
+        over all data-parallel ranks (a metric NaN in a micro-batch counts as not measured there:
+        :class:`~deepseek.training.step.MetricSums`)."""
 
         from deepseek.data.batch import batch_rows
         from deepseek.errors import UsageError
         from deepseek.models.checks import loss_grad_problem, split_output
-        from deepseek.training.step import MicroBatches
+        from deepseek.training.step import MetricSums, MicroBatches
 
         module = self.model
         assert module is not None, "call setup() first"
@@ -205,7 +206,7 @@ class Strategy(StrategyRules, ABC):
         total_rows = sum(batch_rows(b) for b in micro_batches)
         weights = micro_batches.weights if isinstance(micro_batches, MicroBatches) else None
         loss_sum: torch.Tensor | None = None
-        sums: dict[str, torch.Tensor] = {}
+        sums = MetricSums()
         last = len(micro_batches) - 1
         for i, micro in enumerate(micro_batches):
             with self.accumulation(is_last=i == last):
@@ -219,11 +220,10 @@ class Strategy(StrategyRules, ABC):
                 self.backward(loss, weight)
             part = loss.detach().float() * weight
             loss_sum = part if loss_sum is None else loss_sum + part
-            for key, value in metrics.items():
-                value = value.detach().float() * weight
-                sums[key] = sums[key] + value if key in sums else value
+            sums.add(metrics, weight)
         assert loss_sum is not None, "train_step needs at least one micro-batch"
-        return self.reduce_mean(loss_sum, sums)
+        loss, reduced = self.reduce_mean(loss_sum, sums.packed())
+        return loss, MetricSums.unpacked(reduced)
 
     @contextlib.contextmanager
     def accumulation(self, *, is_last: bool) -> Iterator[None]:
