@@ -3,6 +3,8 @@
 
 - a training step whose batch has no audio leaves ``accuracy_audio`` (and the recall of audio's
   pairs) out of its record instead of logging 0.0;
+- ``train.monitor = "val_accuracy_audio"`` is accepted though the first validation batch has no
+  audio (the other batches have it), and is still refused where no validation batch has it;
 - in-batch recall needs two samples to retrieve among: one sample alone is not "recall 1.0"."""
 
 from __future__ import annotations
@@ -150,6 +152,24 @@ def test_a_step_without_audio_leaves_its_audio_metrics_out(run: Path) -> None:
         assert 0.0 <= steps[step]["accuracy_vision"] <= 1.0 and 0.0 <= steps[step]["recall_vision_text"] <= 1.0
     for step in (2, 4):
         assert all(0.0 <= steps[step][k] <= 1.0 for k in audio), steps[step]
+
+
+def test_a_monitor_on_audio_looks_past_the_first_validation_batch(tmp_path: Path, host: PluginHost) -> None:
+    code, err = _train(tmp_path, host, monitor=MONITOR)  # refused before: the first batch has no audio
+    assert code == 0, err
+    evaluations = [r for r in _records(tmp_path) if "val_loss" in r]
+    assert [r["step"] for r in evaluations][-2:] == [2, 4]
+    assert all(0.0 <= r["val_accuracy_audio"] <= 1.0 for r in evaluations)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-4" / "trainer.json").read_text())
+    assert state["monitor"]["best"] == pytest.approx(max(r["val_accuracy_audio"] for r in evaluations))
+
+
+def test_a_monitor_on_audio_no_validation_batch_has_is_refused_before_writing(tmp_path: Path,
+                                                                              host: PluginHost) -> None:
+    code, err = _train(tmp_path, host, audio="none", monitor=MONITOR)
+    assert code == 2 and err.startswith(
+        "error: train.monitor: 'val_accuracy_audio' is not an evaluation value of this run (did you mean "), err
+    assert not (tmp_path / "run").exists()
 
 
 def test_recall_needs_two_samples_to_retrieve_among() -> None:

@@ -130,8 +130,10 @@ class TrainConfig:
     ``val_bits_per_byte`` (text datasets whose tokenizer knows each token's bytes) or
     ``val_<metric>`` of a metric the model reports (``val_accuracy``), or a ``val_`` value a
     plugin's ``deepseek_evaluate`` hook adds to each evaluation (a callback's own score). Checked
-    before the run folder is written, against the model's declared metrics where it declares them
-    (``TrainableModel.metric_names``) and else its first validation batch's; when a plugin other
+    before the run folder is written, against the values the first validation batch gives (the
+    model's declared metrics, ``TrainableModel.metric_names``, where it declares them); a declared
+    whole-set metric that batch did not measure (a class or modality none of its rows has) is looked
+    for over the whole validation set, as every evaluation counts it; when a plugin other
     than the editions implements ``deepseek_evaluate``, a name the model does not report is
     checked at the first evaluation instead (before step 1 in a fresh run, whose folder is then
     removed). Refused with ``data.eval_batches = 0`` (no evaluations), as are ``monitor_mode``,

@@ -12,7 +12,7 @@ import torch
 
 from deepseek.data.dataset import checked_state_dict
 from deepseek.errors import RunComplete, UsageError
-from deepseek.models.checks import check_declared_metrics
+from deepseek.models.checks import check_declared_metrics, declared_metrics
 from deepseek.plugins.calls import blamed_on
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
@@ -166,16 +166,25 @@ def _refuse_another_run(cfg: Any, saved: Any, directory: Path) -> None:
 def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
     """Evaluate the first validation batch as evaluations will, before anything is written: the
     output must follow the model contract with the metrics the model declares, and
-    ``train.monitor`` name a value the evaluations report (random generators put back)."""
+    ``train.monitor`` name a value the evaluations report (random generators put back). A
+    monitored whole-set metric that the model declares but the first batch did not measure (a
+    class or modality none of its rows has) is looked for over the whole validation set, as
+    every evaluation will count it."""
     assert trainer.strategy is not None
     if not trainer.val_set:  # data.eval_batches = 0: nothing is evaluated, no monitored value is needed
         return
     with rng_kept(trainer.strategy.device):
         results, whole_set = trainer.engine.evaluate_all(trainer.val_set[:1], first=True)
     reported = [*results[0][1], *(name.removeprefix("val_") for name in whole_set)]
+    whole = offers_whole_set_metrics(model)
     with trainer.engine.model_calls("metric_names"):
-        declared = check_declared_metrics(model, reported, model_name=trainer.config.model.name,
-                                          whole_set=offers_whole_set_metrics(model))
-    values = reported_values(declared, tokens=trainer.dataset.count_tokens(trainer.val_set[0]) is not None,
+        got = check_declared_metrics(model, reported, model_name=trainer.config.model.name, whole_set=whole)
+        declared = declared_metrics(model, model_name=trainer.config.model.name) or ()
+    monitored = trainer.monitor.name.removeprefix("val_")
+    if whole and monitored in declared and monitored not in got and len(trainer.val_set) > 1:
+        with rng_kept(trainer.strategy.device):
+            _, whole_set = trainer.engine.evaluate_all(trainer.val_set)
+        got = tuple(sorted({*got, *(name.removeprefix("val_") for name in whole_set)}))
+    values = reported_values(got, tokens=trainer.dataset.count_tokens(trainer.val_set[0]) is not None,
                              text=reports_bits_per_byte(trainer.val_texts, len(trainer.val_set)))
     trainer.monitor.check_name(values.evaluation)
