@@ -5,7 +5,8 @@
   pairs) out of its record instead of logging 0.0;
 - ``train.monitor = "val_accuracy_audio"`` is accepted though the first validation batch has no
   audio (the other batches have it), and is still refused where no validation batch has it;
-- in-batch recall needs two samples to retrieve among: one sample alone is not "recall 1.0"."""
+- in-batch recall needs two samples to retrieve among: one sample alone is not "recall 1.0", and
+  ``deepseek compare``, which evaluates one row at a time, names recall as not compared."""
 
 from __future__ import annotations
 
@@ -189,3 +190,20 @@ def test_recall_needs_two_samples_to_retrieve_among() -> None:
             "scored_audio": torch.tensor(1.0), "right_audio": torch.tensor(0.0)}
     assert "recall_vision_audio" not in whole_set_metrics(sums, ["vision", "audio"], aux_loss_weight=0.0,
                                                           contrastive_weight=0.1)
+
+
+def test_compare_leaves_out_recall_which_no_single_example_measures(run: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     host: PluginHost) -> None:
+    """Before, every model's recall_<a>_<b> read 1.0 here: each example is compared alone, and its
+    own embedding was the only candidate for its retrieval."""
+    code, err, out = deepseek_here(monkeypatch, run, "compare", "run", "run", "--resamples",
+                                   "100", "--latency-runs", "0", "--json", "-", host=host)
+    assert code == 0, err
+    report = json.loads(out)
+    names = [r["name"] for r in report["paired"]]
+    assert not [n for n in names if n.startswith("recall_")] and "accuracy_audio" in names, names
+    assert report["not_compared"] == ["recall_audio_text", "recall_vision_audio", "recall_vision_text"]
+    code, err, out = deepseek_here(monkeypatch, run, "compare", "run", "run", "--resamples",
+                                   "100", "--latency-runs", "0", host=host)
+    assert code == 0 and ("not compared (measured over a batch's rows, on no single example; deepseek eval "
+                          "reports them): recall_audio_text, recall_vision_audio, recall_vision_text") in out, err

@@ -8,7 +8,9 @@ often the resampled mean lands on the other side of zero, doubled); the verdict 
 differs from A at the 5% level. A whole-set metric (``metrics_from_totals``: F1, accuracy over the
 samples that have a modality) is not a mean over rows: each example's totals are kept, and A's and
 B's value come from the totals summed over all the examples and, in each resample, over the
-resampled ones (:mod:`deepseek_enterprise.paired_bootstrap`). Size (parameters, weights on disk)
+resampled ones (:mod:`deepseek_enterprise.paired_bootstrap`). A metric measured only over several
+rows of a batch (in-batch retrieval) is measured on no single example: the report names it under
+``not_compared``. Size (parameters, weights on disk)
 and batch-1 latency (p50, ``deepseek bench latency``'s eager timing on the same rows) are shown
 side by side.
 """
@@ -200,6 +202,10 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
                                     resamples=resamples, seed=seed)
         rows += [Paired(key, e.a, e.b, e.diff, e.low, e.high, e.p_value, better(key), e.resamples)
                  for key, e in found.items()]
+    paired = {r.name for r in rows}
+    not_compared = sorted({k.removeprefix("val_") for model, config, label in
+                           ((model_a, config_a, labels[0]), (model_b, config_b, labels[1]))
+                           for k in batched(model, val, config.model.name, label)} - paired)
     side = {}
     for name, model, run, state in (("A", model_a, run_a, state_a), ("B", model_b, run_b, state_b)):
         side[name] = {"run": run, "model": (config_a if name == "A" else config_b).model.name,
@@ -207,7 +213,19 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
                       "weights_bytes": weights_size(run),
                       "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None}
     return {"examples": len(ea.values), "data": data or f"{run_a}'s validation split", "resamples": resamples,
-            "seed": seed, "runs": side, "paired": [{**asdict(r), "verdict": r.verdict} for r in rows]}
+            "seed": seed, "runs": side, "paired": [{**asdict(r), "verdict": r.verdict} for r in rows],
+            "not_compared": not_compared}
+
+
+def batched(model: Any, batches: list[Any], model_name: str, label: str | None) -> dict[str, float]:
+    """What ``deepseek eval`` reports of ``model`` on ``batches`` as they are (``val_<name>``): the
+    metrics it measures over a batch's rows, against which :func:`compare_runs` names those that no
+    single example measures (in-batch retrieval needs a batch)."""
+    from deepseek.plugins.calls import model_calls
+    from deepseek.training.evaluation import evaluate_in_process
+
+    with model_calls(model, label):
+        return evaluate_in_process(model, batches, device=next(model.parameters()).device, model_name=model_name)
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -231,6 +249,9 @@ def print_report(report: dict[str, Any]) -> None:
         table.add_row(f"{r['name']} ({r['better']} is better)", f"{r['a']:.4f}", f"{r['b']:.4f}", f"{r['diff']:+.4f}",
                       ci, f"{r['p_value']:.3g}", r["verdict"])
     console.print(table)
+    if report["not_compared"]:
+        console.print(f"not compared (measured over a batch's rows, on no single example; deepseek eval reports "
+                      f"them): {', '.join(report['not_compared'])}", soft_wrap=True)
     sizes = Table(title="size and latency", title_justify="left")
     for col in ("", "parameters", "weights on disk", "p50 batch 1 (eager)"):
         sizes.add_column(col, justify="left" if not col else "right")
