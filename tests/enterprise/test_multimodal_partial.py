@@ -5,6 +5,8 @@
   pairs) out of its record instead of logging 0.0;
 - ``train.monitor = "val_accuracy_audio"`` is accepted though the first validation batch has no
   audio (the other batches have it), and is still refused where no validation batch has it;
+- ``deepseek multimodal eval`` reads the run (it refused any dataset but ``multimodal.digits``)
+  and agrees with ``deepseek eval`` on the same batches;
 - in-batch recall needs two samples to retrieve among: one sample alone is not "recall 1.0", and
   ``deepseek compare``, which evaluates one row at a time, names recall as not compared."""
 
@@ -171,6 +173,33 @@ def test_a_monitor_on_audio_no_validation_batch_has_is_refused_before_writing(tm
     assert code == 2 and err.startswith(
         "error: train.monitor: 'val_accuracy_audio' is not an evaluation value of this run (did you mean "), err
     assert not (tmp_path / "run").exists()
+
+
+def test_multimodal_eval_reads_a_plugin_datasets_run(run: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     host: PluginHost) -> None:
+    code, err, out = deepseek_here(monkeypatch, run, "multimodal", "eval", "--checkpoint", "run", "--json",
+                                   host=host)
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["split"], report["samples"], report["step"]) == ("val", 3 * ROWS, 4)
+    code, err, out = deepseek_here(monkeypatch, run, "eval", "--checkpoint", "run", "--json", host=host)
+    assert code == 0, err
+    values = json.loads(out)
+    # audio in 8 of the 24 rows: both count its own accuracy over those rows (own label: the class)
+    assert {k: report[k] for k in ("accuracy", "accuracy_audio", "accuracy_text", "accuracy_vision")} == \
+        pytest.approx({k: values[f"val_{k}"] for k in ("accuracy", "accuracy_audio", "accuracy_text",
+                                                        "accuracy_vision")}, abs=1e-6)
+    assert sum(map(sum, report["confusion"])) == 3 * ROWS
+    code, err, out = deepseek_here(monkeypatch, run, "multimodal", "eval", "--checkpoint", "run", "--missing",
+                                   "audio", "--json", host=host)
+    assert code == 0, err
+    hidden = json.loads(out)
+    assert hidden["missing"] == ["audio"] and "accuracy_audio" not in hidden
+    assert hidden["accuracy_vision"] == report["accuracy_vision"]  # late fusion: each head reads its own
+    code, err, _ = deepseek_here(monkeypatch, run, "multimodal", "eval", "--checkpoint", "run", "--split", "test",
+                                 host=host)
+    assert code == 2 and err == ("error: --split test: dataset 'acme.partial' gives validation batches only (a "
+                                 "held-out test split is multimodal.digits'); use --split val"), err
 
 
 def test_recall_needs_two_samples_to_retrieve_among() -> None:

@@ -168,7 +168,9 @@ def deepseek_evaluate(trainer: Any, step: int, metrics: dict[str, float]) -> Non
         from deepseek.training.checkpoint import atomic_write_text
         from deepseek_enterprise.report import evaluate_split, plot_confusion
 
-        report = {"step": step, **evaluate_split(model, trainer.dataset, trainer.dataset.options.eval_split)}
+        options = trainer.dataset.options
+        report = {"step": step, **evaluate_split(model, trainer.dataset.split_batches(options.eval_split),
+                                                 options.eval_split, options.missing)}
         atomic_write_text(trainer.run_dir / "confusion.json", json.dumps(report))
         if trainer.config.logging.plot:
             plot_confusion(report, trainer.run_dir / "confusion.png")

@@ -42,8 +42,10 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
     """Predictions of the checkpoint's model on every batch of ``split`` of its run's dataset
     (``missing``: modalities hidden; ``logit_weights``: evaluated with these instead of the run's
     ``[model] logit_weights``), summarised: ``accuracy``, ``accuracy_<modality>`` (modalities
-    shown, each against its own label: the digit it shows), ``confusion`` (rows: true class,
-    columns: predicted), ``samples``, and the ``logit_weights`` the model was evaluated with."""
+    shown, each against its own label), ``confusion`` (rows: true class, columns: predicted),
+    ``samples``, and the ``logit_weights`` the model was evaluated with. ``multimodal.digits``
+    gives its whole ``val`` or ``test`` split; any other dataset (a plugin's, batches of the
+    layout of docs/multimodal.md section 1) its validation batches (:func:`plugin_batches`)."""
 
     from deepseek.training.build import build_dataset
     from deepseek.training.inference import load_trained
@@ -55,9 +57,6 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
         raise UsageError(f"--checkpoint: {checkpoint} holds model {config.model.name!r}; "
                          "'multimodal eval' reads multimodal.classifier runs (use 'deepseek eval' for others)")
     dataset = build_dataset(config, host)
-    if not isinstance(dataset, MultimodalDigits):
-        raise UsageError(f"--checkpoint: the run trained on dataset {config.data.name!r}; 'multimodal eval' "
-                         "reads multimodal.digits runs (use 'deepseek eval' for others)")
     unknown = [m for m in missing if m not in model.modalities]
     if unknown:
         raise UsageError(f"--missing: {', '.join(unknown)} is not a modality of this model; "
@@ -74,22 +73,52 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
             raise UsageError(f"--logit-weights: {unknown} is not 'fused' or a modality of this model "
                              f"({', '.join(model.modalities)}); name those only")
         with_logit_weights(model, logit_weights)
-    options = dataclasses.replace(dataset.options, missing=tuple(missing))
-    dataset = MultimodalDigits(options, batch_size=dataset.batch_size, seed=dataset.seed)
+    if isinstance(dataset, MultimodalDigits):
+        options = dataclasses.replace(dataset.options, missing=tuple(missing))
+        batches = MultimodalDigits(options, batch_size=dataset.batch_size, seed=dataset.seed).split_batches(split)
+    else:
+        batches = plugin_batches(model, dataset, config, split, missing)
     return {"checkpoint": checkpoint, "step": state.get("step"), "logit_weights": dict(model.options.logit_weights),
-            **evaluate_split(model, dataset, split)}
+            **evaluate_split(model, batches, split, missing)}
 
 
-def evaluate_split(model: Any, dataset: Any, split: str) -> dict[str, Any]:
-    """``model`` (a multimodal classifier, in eval mode for the call) on every batch of ``split``
-    of ``dataset`` (its ``missing`` modalities hidden): ``split``, ``missing``, ``samples``,
-    ``accuracy``, ``accuracy_<modality>`` and ``confusion``."""
+def plugin_batches(model: Any, dataset: Any, config: Any, split: str, missing: tuple[str, ...]) -> list[Any]:
+    """The validation batches of a dataset other than ``multimodal.digits`` (``data.eval_batches``
+    of them, as ``deepseek eval`` reads them), checked as training checks them (the model's
+    ``check_data``: the batch layout of docs/multimodal.md section 1), with the ``missing``
+    modalities marked absent in ``present`` (the model then predicts those rows from the others,
+    as for a sample that lacks them). The core dataset contract has no test split: ``--split
+    test`` is one line."""
+    from deepseek.data.dataset import checked_validation_batches
+    from deepseek.models.checks import check_model_data
+    from deepseek.training.evaluation import eval_batch_count
+
+    if split != "val":
+        raise UsageError(f"--split {split}: dataset {config.data.name!r} gives validation batches only (a held-out "
+                         "test split is multimodal.digits'); use --split val")
+    batches = checked_validation_batches(dataset, eval_batch_count(config))
+    if not batches:
+        raise UsageError(f"--checkpoint: dataset {config.data.name!r} gave no validation batches to evaluate")
+    check_model_data(model, batches[0], dataset, model_name=config.model.name)
+    hidden = []
+    for batch in batches:
+        present = {**batch["present"], **{m: batch["present"][m].new_zeros(batch["present"][m].shape)
+                                          for m in missing}}
+        hidden.append({**batch, "present": present})
+    return hidden
+
+
+def evaluate_split(model: Any, batches: list[Any], split: str, missing: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``model`` (a multimodal classifier, in eval mode for the call) on every batch of
+    ``batches`` (of ``split``, its ``missing`` modalities hidden): ``split``, ``missing``,
+    ``samples``, ``accuracy``, ``accuracy_<modality>`` (over the rows that have the modality and
+    its own label: ``modality_labels``, or the class where the batch gives none) and
+    ``confusion``."""
     import torch
 
     from deepseek.data.batch import move_to
     from deepseek_enterprise.multimodal import IGNORE
 
-    missing = dataset.options.missing
     classes = model.options.num_classes
     confusion = torch.zeros(classes, classes, dtype=torch.int64)
     right = {m: 0 for m in model.modalities if m not in missing}
@@ -98,14 +127,14 @@ def evaluate_split(model: Any, dataset: Any, split: str) -> dict[str, Any]:
     was_training = model.training
     model.eval()
     try:
-        for batch in dataset.split_batches(split):
+        for batch in batches:
             batch = move_to(batch, next(model.parameters()).device)
             out = model.predict(batch)
-            label = batch["label"].cpu()
-            pred = out.logits.argmax(-1).cpu()
-            confusion += torch.bincount(label * classes + pred, minlength=classes * classes).view(classes, classes)
+            label = batch["label"]
+            pred = out.logits.argmax(-1)
+            confusion += torch.bincount((label * classes + pred).cpu(), minlength=classes * classes).view(classes, classes)
             for m in right:
-                own = batch["modality_labels"][m]
+                own = (batch.get("modality_labels") or {}).get(m, label)  # as the model's forward reads it
                 has = (own != IGNORE) & batch["present"][m].bool()  # as deepseek eval counts them
                 right[m] += int(((out.modality_logits[m].argmax(-1) == own) & has).sum())
                 scored[m] += int(has.sum())
