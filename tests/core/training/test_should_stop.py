@@ -6,13 +6,14 @@ early stopping says why the same way."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deepseek import hookimpl
-from deepseek.errors import CheckpointError, RunComplete
+from deepseek.errors import CheckpointError, PluginError, RunComplete
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.checkpoint import read_trainer_state
@@ -78,3 +79,45 @@ def test_a_should_stop_field_other_than_true_is_a_damaged_checkpoint(tiny_config
     state_file.write_text(json.dumps({**state, "should_stop": "yes"}))
     with pytest.raises(CheckpointError, match=r"trainer.json: should_stop is a string \('yes'\), expected true"):
         read_trainer_state(state_file.parent)  # the commit record's checksum refuses the edit before a resume reads it
+
+
+class StopWith:
+    VALUE: Any = "no"
+
+    @hookimpl
+    def deepseek_train_step_end(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
+        if step == 2:
+            trainer.should_stop = type(self).VALUE
+
+
+@pytest.mark.parametrize("value, shown", [("no", r"'no' \(str\)"), (1, r"1 \(int\)"),
+                                          ("tensor", r"tensor\(True\) \(Tensor\)")])
+def test_should_stop_takes_a_bool_only(tiny_config_on: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       value: Any, shown: str) -> None:
+    """A truthy string (``"no"`` ended the run), a number or a tensor is refused in one line naming
+    the plugin and the hook that set it, at the step it was set; no checkpoint records the stop."""
+    import torch
+
+    monkeypatch.setattr(StopWith, "VALUE", torch.tensor(True) if value == "tensor" else value)
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopWith(), dist="deepseek-stopper", version="0.1.0").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 8, "eval_interval": 4}, checkpoint={"interval": 5})
+    with pytest.raises(PluginError) as refused:
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.fullmatch(rf"deepseek-stopper 0\.1\.0: plugin '[^']+' \([^)]*\): deepseek_train_step_end: set "
+                        rf"trainer\.should_stop to {shown}; it takes True \(end the run as complete before the next "
+                        r"step\) or False; a bug in the plugin: fix it, or skip it with "
+                        r"DEEPSEEK_DISABLE_PLUGINS=deepseek-stopper", message), message
+    steps = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert steps == [1]  # refused at step 2, whose hook set it (its row is not logged, as for a hook that raises)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+
+
+def test_should_stop_false_and_true_are_taken(tiny_config_on: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(StopWith, "VALUE", False)
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopWith(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 3, "eval_interval": 4})
+    assert Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit().step == 3

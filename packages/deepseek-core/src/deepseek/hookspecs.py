@@ -292,6 +292,8 @@ def deepseek_train_step_end(trainer: Trainer, step: int, metrics: dict[str, floa
     :func:`deepseek_evaluate`): the run ends before the next step, that step is checkpointed as
     at the end, ``TrainResult.ended_early`` says why and the command exits 0; a resume of the
     run finds it complete and trains no further step (docs/plugins.md section 6).
+    ``should_stop`` is a ``bool``: a hook that sets it to anything else (``"yes"``, ``1``, a
+    tensor) is refused as a ``PluginError`` naming the plugin and the hook.
     Raising stops training: ``deepseek_train_end`` is still called, then the error propagates.
     A :class:`deepseek.errors.DeepseekError` propagates as it is (the CLI shows its one line);
     any other exception from a plugin's hook (this one or any hook the framework calls, not the

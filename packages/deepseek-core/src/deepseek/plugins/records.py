@@ -94,6 +94,9 @@ def guard_hooks(pm: Any, plugin: Any, where: str, dist: str, *, skip: Callable[[
                 elif caller.name in NONE_HOOKS:
                     impl.function = returns_none(impl.function, f"{where}: {caller.name}", dist,
                                                  NONE_HOOKS[caller.name])
+                if caller.name in TRAINER_HOOKS and "trainer" in impl.argnames:
+                    impl.function = checked_should_stop(impl.function, impl.argnames.index("trainer"),
+                                                        f"{where}: {caller.name}", dist)
 
 
 METRIC_HOOKS = ("deepseek_train_step_end", "deepseek_evaluate")
@@ -109,6 +112,35 @@ NONE_HOOKS: dict[str, str] = {
 }
 """Core's hooks (besides :data:`METRIC_HOOKS`) whose return value nobody reads -> what to do
 instead: a value returned (a message meant to refuse a config) is refused, not dropped."""
+
+
+TRAINER_HOOKS = ("deepseek_train_start", "deepseek_train_step_end", "deepseek_train_epoch_end",
+                 "deepseek_evaluate", "deepseek_checkpoint_saved", "deepseek_train_end")
+"""The training lifecycle hooks: they get the trainer, whose ``should_stop`` a plugin may set."""
+
+
+def checked_should_stop(function: Callable[..., Any], position: int, where: str, dist: str) -> Callable[..., Any]:
+    """``function`` (a plugin's implementation of a :data:`TRAINER_HOOKS` hook, which gets the
+    trainer as its argument number ``position``) refused in one :class:`PluginError` naming
+    ``where`` when it sets ``trainer.should_stop`` to anything but a ``bool``: a string or a
+    tensor would be read by its truth value (``"no"`` stopping the run, a tensor of several
+    values raising inside the trainer), so the contract is ``True`` or ``False``."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        trainer = args[position] if len(args) > position else kwargs.get("trainer")
+        before = getattr(trainer, "should_stop", False)
+        out = function(*args, **kwargs)
+        value = getattr(trainer, "should_stop", False)
+        if value is not before and not isinstance(value, bool):  # this hook set it
+            shown = one_line(repr(value))
+            shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
+            raise PluginError(f"{where}: set trainer.should_stop to {shown} ({type(value).__name__}); it takes "
+                              f"True (end the run as complete before the next step) or False; a bug in the plugin: "
+                              f"fix it, or skip it with {ENV_DENY}={dist}")
+        return out
+
+    return call
 
 
 def returns_none(function: Callable[..., Any], where: str, dist: str, instead: str) -> Callable[..., Any]:

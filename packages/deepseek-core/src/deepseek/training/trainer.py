@@ -113,7 +113,8 @@ class Trainer:
         """Set it from a callback (``deepseek_train_step_end``, ``deepseek_evaluate``) to end the
         run as complete before the next step, as Lightning's ``trainer.should_stop``: every rank
         stops at the same step (one rank setting it is enough), a checkpoint is written as at the
-        end (``checkpoint.at_end``)."""
+        end (``checkpoint.at_end``). A ``bool``: a hook setting anything else is refused
+        (:func:`deepseek.plugins.records.checked_should_stop`)."""
         self.ended_early: str | None = None
         self.tracking = TrackingSession()
         """The experiment trackers of ``logging.trackers`` (started on rank 0 only)."""
