@@ -28,6 +28,10 @@ Hooks come in three phases:
 3. **Training lifecycle**: called by the trainer on every rank, in order ``deepseek_train_start``,
    (``deepseek_train_step_end`` | ``deepseek_train_epoch_end`` | ``deepseek_evaluate`` |
    ``deepseek_checkpoint_saved``)*, ``deepseek_train_end``. Check ``trainer.is_global_zero`` before writing files.
+   Each returns ``None`` and sets ``trainer.should_stop`` to a ``bool`` only; anything else is
+   refused as a ``PluginError`` naming the plugin and the hook. The contract tests
+   (``tests/contract/test_lifecycle_hooks_contract.py``, docs/plugins.md section 9) run them
+   through a training run, its resume and a run that fails.
 
 A plugin that raises while loading or registering is reported (distribution, version, plugin,
 hook, error) and skipped; with ``--strict-plugins`` or ``DEEPSEEK_STRICT_PLUGINS=1`` that is
@@ -259,7 +263,7 @@ def deepseek_validate_config(config: Config) -> None:
     the fix (e.g. a DDP-only gradient compressor combined with a sharded strategy); return
     ``None`` otherwise. A returned value (a message meant as the refusal) is refused as a
     ``PluginError`` naming the plugin, as it is from ``deepseek_train_start``,
-    ``deepseek_checkpoint_saved`` and ``deepseek_train_end``.
+    ``deepseek_train_epoch_end``, ``deepseek_checkpoint_saved`` and ``deepseek_train_end``.
     """
 
 
