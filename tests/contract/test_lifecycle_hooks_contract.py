@@ -4,7 +4,7 @@
 implements them. For each distribution whose plugins implement one, a tiny GPT trains on a host of
 core, the installed editions and that distribution only, and the hooks must let it:
 
-- run a fresh run through every hook (evaluations, checkpoints, passes over the data): what the
+- run a fresh run through every hook (evaluations, checkpoints, passes over a small text file): what the
   host checks of each call holds (``None`` returned; ``metrics`` only extended, by single numbers
   or strings; ``trainer.should_stop`` left a ``bool``), and nothing else raises;
 - resume that run from its checkpoint in a new trainer (a requeued job is a new process: a hook's
@@ -74,14 +74,22 @@ def _host(dist: str) -> PluginHost:
 
 
 def _config(host: PluginHost, tmp_path: Path, **train: Any) -> Any:
+    """The tiny GPT on a small text file, whose passes end every few steps (``deepseek_train_epoch_end``)."""
+    corpus = tmp_path / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(12)))
     logging = {**TINY["logging"], "runs_dir": str(tmp_path / "runs")}
-    return config_from_dict({**TINY, "train": {**TINY["train"], **train}, "logging": logging}, host=host)
+    data = {**TINY["data"], "path": str(corpus), "val_fraction": 0.25, "shuffle_buffer": 8}
+    return config_from_dict({**TINY, "data": data, "train": {**TINY["train"], **train}, "logging": logging},
+                            host=host)
 
 
 def _fit(host: PluginHost, config: Any, run: Path, **kwargs: Any) -> Any:
-    result = Trainer(config, quiet=True, host=host, **kwargs).fit() if "resume" in kwargs else \
-        Trainer(config, run_dir=run, quiet=True, host=host).fit()
+    trainer = Trainer(config, quiet=True, host=host, **kwargs) if "resume" in kwargs else \
+        Trainer(config, run_dir=run, quiet=True, host=host)
+    result = trainer.fit()
     assert all(math.isfinite(loss) for loss in result.losses), result.losses
+    assert result.ended_early is not None or trainer.epochs_done, "no pass over the data ended: epoch_end untested"
     return result
 
 

@@ -70,6 +70,13 @@ def deepseek_train_step_end(trainer, step, metrics):
     if _count[id(trainer)] != step:
         raise ValueError(f"counted {_count[id(trainer)]} steps, the trainer is at {step}")
 """,
+    "deepseek-epochbug": """
+from deepseek import hookimpl
+
+@hookimpl
+def deepseek_train_epoch_end(trainer, epoch, step):
+    return {"epoch": epoch}                      # a value nobody reads
+""",
     "deepseek-returns": """
 from deepseek import hookimpl
 
@@ -95,6 +102,7 @@ def test_broken_lifecycle_hooks_fail_the_contract(make_dist: DistFactory, tmp_pa
         "test_a_failing_run_ends_with_its_own_error[deepseek-endbug:lifecycle]",
         "test_a_failing_run_ends_with_its_own_error[deepseek-returns:lifecycle]",
         "test_a_failing_run_ends_with_its_own_error[deepseek-stringstop:lifecycle]",
+        "test_hooks_through_a_run_and_its_resume[deepseek-epochbug:lifecycle]",
         "test_hooks_through_a_run_and_its_resume[deepseek-memory:lifecycle]",
         "test_hooks_through_a_run_and_its_resume[deepseek-returns:lifecycle]",
         "test_hooks_through_a_run_and_its_resume[deepseek-stringstop:lifecycle]",
@@ -105,7 +113,9 @@ def test_broken_lifecycle_hooks_fail_the_contract(make_dist: DistFactory, tmp_pa
             "ValueError: counted 1 steps, the trainer is at 3") in out, out[-4000:]
     assert ("deepseek-endbug 0.1.0: plugin 'endbug' (deepseek_endbug.plugin) raised in deepseek_train_end: "
             "AttributeError:") in out, out[-4000:]
-    assert re.search(r"6 failed, 4 passed\b", out), out[-500:]
+    assert ("deepseek-epochbug 0.1.0: plugin 'epochbug' (deepseek_epochbug.plugin): deepseek_train_epoch_end: "
+            "returned {'epoch': 1} (dict)") in out, out[-4000:]  # the run's first pass ends at step 2
+    assert re.search(r"7 failed, 5 passed\b", out), out[-500:]
 
 
 def test_no_lifecycle_hooks_installed_skips_saying_so(make_dist: DistFactory, tmp_path: Path) -> None:
