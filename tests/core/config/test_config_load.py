@@ -333,9 +333,9 @@ def test_set_tilde_removes_a_key_the_file_gives(tmp_path: Path) -> None:
                                  r"model\.d_model here\); allowed keys: bias, "),
         ("data.block_size=64", r"^data\.block_size: unknown key \(block_size of Hugging Face's examples and TRL is "
                                r"data\.seq_len here\)"),
-        # deepseek's own key in another table; adamw has no options of its own, a second path to the message
-        ("optimizer.lr=1e-3", r"^optimizer\.lr: unknown key \(lr is train\.lr here\) \(optimizer 'adamw' takes no "
-                              r"options of its own\)"),
+        # deepseek's own key in another table, beside the shared keys and adamw's own (master_update)
+        ("optimizer.lr=1e-3", r"^optimizer\.lr: unknown key \(lr is train\.lr here\); allowed keys: betas, eps, fused, "
+                              r"groups, master_update, momentum, name, weight_decay$"),
         ("train.weight_decay=0.01", r"^train\.weight_decay: unknown key \(weight_decay of Hugging Face's "
                                     r"TrainingArguments is optimizer\.weight_decay here\)"),
     ],

@@ -9,9 +9,10 @@ fp32 copy (the *master weights*) in the optimizer instead. :class:`MasterWeightA
   parameter itself to bf16 (``param.data``: the module keeps the same ``Parameter`` objects);
 - ``step()`` reads the bf16 gradients and updates master weights and AdamW moments in fp32 (torch
   AdamW's arithmetic), then writes the rounded master back into the bf16 parameter, all in one
-  pass per parameter: one Triton kernel per tensor on CUDA (:mod:`deepseek.training.master_kernel`;
-  it compiles in seconds, where ``torch.compile`` of the same loop took minutes for a 1.3b
-  model), eager torch ops elsewhere. The step count, learning rate and bias corrections stay on
+  pass per parameter: a Triton kernel on CUDA (:mod:`deepseek.training.master_kernel`; it
+  compiles in seconds, where ``torch.compile`` of the same loop took minutes for a 1.3b model),
+  launched once per parameter (``update="per_parameter"``) or once per group and step count over
+  all its parameters (``"multi_tensor"``, bit-identical), eager torch ops elsewhere. The step count, learning rate and bias corrections stay on
   the host, as in torch's default AdamW. The forward under autocast then casts nothing: its weights are bf16 already,
   and the rounding is the same one autocast would do, so the forward computes the same values;
 - it takes a ``grad_scale`` the way torch's fused AdamW does (set by
@@ -34,11 +35,14 @@ activation checkpointing) would end early and is refused in one line.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from deepseek.errors import ConfigError
+
+UpdateForm = Literal["per_parameter", "multi_tensor"]
+"""How the Triton update is launched: once per parameter, or once over a group's parameters."""
 
 STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
 """What a parameter's saved state holds: torch AdamW's keys, so checkpoints stay interchangeable."""
@@ -64,9 +68,12 @@ class MasterWeightAdamW(torch.optim.Optimizer):
     """AdamW (decoupled weight decay) over bf16 parameters with fp32 master weights.
 
     Takes fp32 parameters (or groups, as ``torch.optim.AdamW`` does) and turns them to
-    ``dtype``; see the module docstring. ``fused``: each parameter's update as one Triton kernel
+    ``dtype``; see the module docstring. ``fused``: the update as a Triton kernel
     (:mod:`deepseek.training.master_kernel`; default: when the parameters are on CUDA), else the
-    eager torch ops of :func:`_update`.
+    eager torch ops of :func:`_update`. ``update``: the Triton kernel's launches, one per
+    parameter (``"per_parameter"``) or one per group and step count (``"multi_tensor"``: a group's
+    parameters with a gradient share their step count unless some had none in an earlier step);
+    the same numbers either way. No effect without ``fused``.
     """
 
     applies_grad_scale = True
@@ -75,13 +82,17 @@ class MasterWeightAdamW(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, *, dtype: torch.dtype = torch.bfloat16,
-                 fused: bool | None = None, accumulation: int = 1) -> None:
+                 fused: bool | None = None, accumulation: int = 1, update: UpdateForm = "per_parameter") -> None:
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
         flat = [p for g in self.param_groups for p in g["params"]]
         if any(p.dtype != torch.float32 for p in flat):
             raise ValueError("MasterWeightAdamW takes fp32 parameters (it makes the bf16 copies itself)")
         self.dtype = dtype
         self._fused = bool(flat) and all(p.is_cuda for p in flat) if fused is None else fused
+        if update not in ("per_parameter", "multi_tensor"):
+            raise ValueError(f"MasterWeightAdamW: update {update!r}; use 'per_parameter' or 'multi_tensor'")
+        self.update_form: UpdateForm = update
+        self._multi: Any = None  # master_kernel.MultiTensorUpdate, made at the first multi-tensor step
         with torch.no_grad():
             for p in flat:
                 state = self.state[p]
@@ -158,6 +169,11 @@ class MasterWeightAdamW(torch.optim.Optimizer):
         scale = self.__dict__.get("grad_scale")
         if scale is not None:
             scale = scale.float()
+        multi = self._fused and self.update_form == "multi_tensor"
+        if multi and self._multi is None:
+            from deepseek.training.master_kernel import MultiTensorUpdate
+
+            self._multi = MultiTensorUpdate()
         if self._fused:
             from deepseek.training.master_kernel import fused_update as update
         else:
@@ -165,6 +181,7 @@ class MasterWeightAdamW(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = (float(b) for b in group["betas"])
             lr, eps, decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+            launches: dict[tuple[Any, ...], list[torch.Tensor]] = {}  # multi-tensor: parameters by step and dtypes
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -173,8 +190,15 @@ class MasterWeightAdamW(torch.optim.Optimizer):
                 state = self.state[p]
                 state["step"] += 1  # a host tensor: no device work
                 step = float(state["step"])
+                if multi:
+                    launches.setdefault((step, p.dtype, p.grad.dtype, p.device), []).append(p)
+                    continue
                 update(p, p.grad, state["master"], state["exp_avg"], state["exp_avg_sq"], lr, scale,
                        1 - beta1**step, (1 - beta2**step) ** 0.5, beta1, beta2, eps, decay)
+            for (step, *_), ps in launches.items():
+                states = [self.state[p] for p in ps]
+                self._multi(ps, [p.grad for p in ps], *([s[k] for s in states] for k in ("master", "exp_avg", "exp_avg_sq")),
+                            lr, scale, 1 - beta1**step, (1 - beta2**step) ** 0.5, beta1, beta2, eps, decay)
         return loss
 
     # ------------------------------------------------------------------ checkpoints

@@ -22,7 +22,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from deepseek.config.components import NoOptions
 from deepseek.training.optimizer_state import StateValue
@@ -208,11 +208,23 @@ class SGDOptions:
     """Nesterov momentum (needs ``momentum > 0``)."""
 
 
+@dataclass(frozen=True)
+class AdamWOptions:
+    """``adamw``'s own keys."""
+
+    master_update: Literal["per_parameter", "multi_tensor"] = "per_parameter"
+    """With ``precision.master_weights`` on CUDA: launch the Triton update once per parameter, or
+    once per parameter group over all its parameters (``multi_tensor``: fewer launches, the same
+    numbers bit for bit). No effect without master weights."""
+
+
 class AdamW(OptimizerBuilder):
     """torch's AdamW (decoupled weight decay); reads ``betas``, ``eps``, ``weight_decay`` and
     ``fused`` (:func:`fused_kernel`). With ``precision.master_weights``:
-    :class:`~deepseek.training.master_weights.MasterWeightAdamW` over bf16 parameters."""
+    :class:`~deepseek.training.master_weights.MasterWeightAdamW` over bf16 parameters, its update
+    launched as ``master_update`` says."""
 
+    Options = AdamWOptions
     supports_master_weights = True
     state_bytes = 8
     elementwise = True
@@ -225,7 +237,8 @@ class AdamW(OptimizerBuilder):
         if master_weights:
             from deepseek.training.master_weights import MasterWeightAdamW
 
-            return MasterWeightAdamW(groups, lr=lr, betas=tuple(c.betas), eps=c.eps, accumulation=accumulation)
+            return MasterWeightAdamW(groups, lr=lr, betas=tuple(c.betas), eps=c.eps, accumulation=accumulation,
+                                     update=self.options.master_update)
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(c.betas), eps=c.eps, fused=fused_kernel(groups, c.fused))
 
     def initial_state(self, param: torch.Tensor) -> dict[str, Any]:
