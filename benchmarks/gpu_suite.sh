@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-tuning mfu-blas mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-multi mfu-tuning mfu-blas mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -255,6 +255,18 @@ print('losses', [(k, round(e[k], 5), round(f[k], 5), round(h[k], 5)) for k in so
     run master-autocast-acc4 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --steps 10 --grad-accum 4 --json "$RES/master-autocast-acc4.json"
     run master-triton-acc4 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --steps 10 --grad-accum 4 --master-weights \
       --json "$RES/master-triton-acc4.json";;
+  mfu-multi)  # issue 20: the master-weight update as one Triton launch per group against one per parameter: the
+    # kernels side by side (with the bit-identity check and the gradient norm's kernel count), then the 1.3b step, alternating
+    run master-update-kernels 120 env CUDA_VISIBLE_DEVICES=0 python3 "$REPO/benchmarks/master_update_gpu.py" \
+      --configs 2048x4,4096x8,8192x8 --json "$RES/master-update-kernels.json"
+    cat "$RES/master-update-kernels.log"
+    L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --warmup 6 --steps 20 --master-weights"
+    for i in 1 2; do
+      run multi-per-parameter-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --optimizer-option master_update=per_parameter \
+        --json "$RES/multi-per-parameter-$i.json"
+      run multi-multi-tensor-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --optimizer-option master_update=multi_tensor \
+        --json "$RES/multi-multi-tensor-$i.json"
+    done;;
   mfu-tuning)  # issue 20: inductor's coordinate-descent tuning of its Triton kernels (elementwise, LayerNorm, the update)
     L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --warmup 6 --steps 20 --master-weights"
     run tuning-master-1 170 env CUDA_VISIBLE_DEVICES=0 $BT $L --json "$RES/tuning-master-1.json"
@@ -325,14 +337,15 @@ PY
   cuda-tests)  # the tests whose CUDA paths CI (no GPU) skips or cannot reach: master weights' Triton update, static
     # decoding under CUDA graphs, generate's graphs, GPU latency rows, torchao on CUDA, the trainer loop on the GPU
     run cuda-tests 420 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs -o addopts= \
-      "$REPO/tests/core/training/test_master_weights.py" "$REPO/tests/core/models/test_static_decoding.py" \
+      "$REPO/tests/core/training/test_master_weights.py" "$REPO/tests/core/training/test_master_multi_tensor.py" \
+      "$REPO/tests/core/models/test_static_decoding.py" \
       "$REPO/tests/core/cli/test_generate_cuda_graphs.py" "$REPO/tests/core/bench/test_latency.py" \
       "$REPO/tests/core/training/test_trainer_loop.py" "$REPO/tests/enterprise/test_quantize.py" \
       "$REPO/tests/core/models/test_repetition_penalty.py" \
       "$REPO/tests/enterprise/test_service_isolation.py::test_the_gpu_memory_cap_stops_an_allocation_over_the_share";;
-  mw-tests)  # the CUDA-only test of the master-weight optimizer (compiled step = eager step)
+  mw-tests)  # the CUDA-only tests of the master-weight optimizer (Triton step = eager step; multi-tensor = per-parameter)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
-      "$REPO/tests/core/training/test_master_weights.py";;
+      "$REPO/tests/core/training/test_master_weights.py" "$REPO/tests/core/training/test_master_multi_tensor.py";;
   mfu-small)
     run mfu-small 300 env CUDA_VISIBLE_DEVICES=0 $BT --model small --batch 16 --seq 1024 --steps 30 --warmup 6 \
       --compile --compile-scope model --baseline --baseline-variants compile --json "$RES/mfu-small.json";;
