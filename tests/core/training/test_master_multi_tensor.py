@@ -32,6 +32,7 @@ from deepseek.training.master_weights import _update
 
 torch.manual_seed(0)
 sizes = [1, 7, BLOCK, BLOCK + 5, 3 * BLOCK - 1, 1000]  # a one-element parameter, odd sizes, block edges
+assert BLOCK == 2048
 multi = MultiTensorUpdate()
 for scaled in (True, False):
     ws = [torch.randn(n) for n in sizes]
@@ -40,6 +41,8 @@ for scaled in (True, False):
     vs = [torch.rand(n) * 0.01 for n in sizes]
     forms = {k: [[w.bfloat16() for w in ws], *([t.clone() for t in ts] for ts in (ws, ms, vs))]
              for k in ("eager", "per_parameter", "multi_tensor")}
+    for form in forms.values():  # the 7-element master a view 4 bytes into its storage: its own launch
+        form[1][1] = torch.cat([torch.zeros(1), form[1][1]])[1:]
     args = (1e-2, torch.tensor(1.7) if scaled else None, 1 - 0.9**3, (1 - 0.95**3) ** 0.5, 0.9, 0.95, 1e-8, 0.1)
     for p, g, w, m, v in zip(*forms["eager"][:1], gs, *forms["eager"][1:]):
         _update(p, g, w, m, v, *args)
@@ -104,6 +107,50 @@ def test_the_optimizer_steps_the_same_in_either_form_with_groups_and_a_missed_st
     assert _interpret(_OPTIMIZER).strip().endswith("ok")
 
 
+_PTX = """
+import re
+from collections import Counter
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from deepseek.training import master_kernel as mk
+
+def accesses(fn, signature, constexprs, attrs):
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    ptx = triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
+    return Counter(re.findall(r"\\b(ld\\.global\\.v4\\.b32|st\\.global\\.v4\\.b32)", ptx))
+
+scalars = ("decay_factor", "step_size", "bias_correction2_sqrt", "beta1", "beta2", "eps")
+multi = accesses(mk._adamw_multi_kernel,
+                 {"table_ptr": "*i64", "which_ptr": "*i32", "start_ptr": "*i64", "scale_ptr": "*fp32",
+                  **dict.fromkeys(scalars, "fp32"), **dict.fromkeys(("PARAM", "GRAD", "HAS_SCALE", "BLOCK"), "constexpr")},
+                 {"PARAM": tl.bfloat16, "GRAD": tl.bfloat16, "HAS_SCALE": True, "BLOCK": mk.BLOCK}, {})
+# the per-parameter kernel as torch tensors launch it: every pointer and n divisible by 16
+single = accesses(mk._adamw_master_kernel,
+                  {**{k: t for k, t in zip(("p_ptr", "g_ptr", "w_ptr", "m_ptr", "v_ptr", "scale_ptr"),
+                                           ("*bf16", "*bf16", "*fp32", "*fp32", "*fp32", "*fp32"))},
+                   "n": "i64", "lr": "fp32", **dict.fromkeys(scalars, "fp32"), "HAS_SCALE": "constexpr",
+                   "BLOCK": "constexpr"},
+                  {"HAS_SCALE": True, "BLOCK": mk.BLOCK}, {(i,): [["tt.divisibility", 16]] for i in range(7)})
+print(dict(multi), dict(single))
+assert single["ld.global.v4.b32"] > 0 and multi == single, (multi, single)
+"""
+
+
+def test_whole_blocks_compile_to_16_byte_loads_and_stores_as_the_per_parameter_kernel(tmp_path) -> None:  # noqa: ANN001
+    """Compiled for an H100/H200 (sm_90, no GPU needed): the multi-tensor kernel's whole blocks
+    read and write 16 bytes per access, as many as the per-parameter kernel does. Addresses read
+    from a table carry no alignment the compiler knows of: without the kernel's hints every
+    access would be 4 or 2 bytes wide, and the update slower."""
+    env = {**os.environ, "TRITON_CACHE_DIR": str(tmp_path / "triton")}
+    env.pop("TRITON_INTERPRET", None)
+    done = subprocess.run([sys.executable, "-c", _PTX], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_block_offsets_past_2_31_stay_int64() -> None:
     from deepseek.training.master_kernel import block_table
 
@@ -164,3 +211,28 @@ def test_on_cuda_both_forms_step_bit_for_bit_the_same() -> None:
     for p, q in zip(params["per_parameter"], params["multi_tensor"], strict=True):
         assert torch.equal(p, q)
         assert all(torch.equal(a.state[p][k], b.state[q][k]) for k in ("master", "exp_avg", "exp_avg_sq"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled Triton update runs on CUDA only")
+def test_on_cuda_a_tensor_off_16_byte_alignment_gets_the_same_numbers() -> None:
+    """The multi-tensor kernel tells the compiler every address is 16-byte aligned (vector access);
+    a view 4 bytes into its storage must take its own launch, not a misaligned vector load."""
+    from deepseek.training.master_kernel import MultiTensorUpdate, fused_update
+
+    gen = torch.Generator().manual_seed(1)
+    sizes = (4096, 4099, 1)
+    state = [[torch.randn(n, generator=gen).cuda() for n in sizes] for _ in range(3)]
+    grads = [torch.randn(n, generator=gen).bfloat16().cuda() for n in sizes]
+    forms = []
+    for _ in range(2):
+        w, m, v = ([t.clone() for t in ts] for ts in state)
+        v = [t.abs() for t in v]
+        w[0] = torch.cat([torch.zeros(1, device="cuda"), w[0]])[1:]  # off alignment by one fp32
+        forms.append(([t.bfloat16() for t in w], w, m, v))
+    args = (1e-2, torch.tensor(1.5, device="cuda"), 0.19, 0.3, 0.9, 0.95, 1e-8, 0.1)
+    for p, g, w, m, v in zip(forms[0][0], grads, *forms[0][1:], strict=True):
+        fused_update(p, g, w, m, v, *args)
+    MultiTensorUpdate()(forms[1][0], grads, *forms[1][1:], *args)
+    torch.cuda.synchronize()
+    for xs, ys in zip(*forms, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(xs, ys, strict=True))

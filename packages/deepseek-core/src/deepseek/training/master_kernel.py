@@ -36,25 +36,41 @@ parameter, gradient, master, first and second moment, then the element count."""
 
 
 @triton.jit
+def _load(ptr, offsets, n, MASKED: tl.constexpr):
+    if MASKED:
+        return tl.load(ptr + offsets, mask=offsets < n, other=0.0)
+    else:
+        return tl.load(ptr + offsets)
+
+
+@triton.jit
+def _store(ptr, offsets, value, n, MASKED: tl.constexpr):
+    if MASKED:
+        tl.store(ptr + offsets, value, mask=offsets < n)
+    else:
+        tl.store(ptr + offsets, value)
+
+
+@triton.jit
 def _adamw_block(p_ptr, g_ptr, w_ptr, m_ptr, v_ptr, scale_ptr, offsets, n, decay_factor, step_size,
-                 bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE: tl.constexpr):
-    """The update of the elements at ``offsets`` (int64) below ``n``: both kernels' arithmetic."""
-    mask = offsets < n
-    g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+                 bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE: tl.constexpr, MASKED: tl.constexpr):
+    """The update of the elements at ``offsets`` (int64; ``MASKED``: those below ``n`` only, else
+    all of them): both kernels' arithmetic."""
+    g = _load(g_ptr, offsets, n, MASKED).to(tl.float32)
     if HAS_SCALE:
         g = tl.div_rn(g, tl.load(scale_ptr))
-    w = tl.load(w_ptr + offsets, mask=mask, other=0.0)
-    m = tl.load(m_ptr + offsets, mask=mask, other=0.0)
-    v = tl.load(v_ptr + offsets, mask=mask, other=0.0)
+    w = _load(w_ptr, offsets, n, MASKED)
+    m = _load(m_ptr, offsets, n, MASKED)
+    v = _load(v_ptr, offsets, n, MASKED)
     w = w * decay_factor
     m = m + (1.0 - beta1) * (g - m)
     v = v * beta2 + (1.0 - beta2) * g * g
     denom = tl.div_rn(tl.sqrt_rn(v), bias_correction2_sqrt) + eps  # IEEE rounding, as torch's ops
     w = w - step_size * tl.div_rn(m, denom)
-    tl.store(w_ptr + offsets, w, mask=mask)
-    tl.store(m_ptr + offsets, m, mask=mask)
-    tl.store(v_ptr + offsets, v, mask=mask)
-    tl.store(p_ptr + offsets, w.to(p_ptr.dtype.element_ty), mask=mask)
+    _store(w_ptr, offsets, w, n, MASKED)
+    _store(m_ptr, offsets, m, n, MASKED)
+    _store(v_ptr, offsets, v, n, MASKED)
+    _store(p_ptr, offsets, w.to(p_ptr.dtype.element_ty), n, MASKED)
 
 
 @triton.jit
@@ -62,7 +78,7 @@ def _adamw_master_kernel(p_ptr, g_ptr, w_ptr, m_ptr, v_ptr, scale_ptr, n, lr, de
                          bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE: tl.constexpr, BLOCK: tl.constexpr):
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     _adamw_block(p_ptr, g_ptr, w_ptr, m_ptr, v_ptr, scale_ptr, offsets, n, decay_factor, step_size,
-                 bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE)
+                 bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE, True)
 
 
 @triton.jit
@@ -71,14 +87,24 @@ def _adamw_multi_kernel(table_ptr, which_ptr, start_ptr, scale_ptr, decay_factor
                         BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     row = table_ptr + tl.load(which_ptr + pid).to(tl.int64) * 6  # ROW
-    p_ptr = tl.load(row).to(tl.pointer_type(PARAM))
-    g_ptr = tl.load(row + 1).to(tl.pointer_type(GRAD))
-    w_ptr = tl.load(row + 2).to(tl.pointer_type(tl.float32))
-    m_ptr = tl.load(row + 3).to(tl.pointer_type(tl.float32))
-    v_ptr = tl.load(row + 4).to(tl.pointer_type(tl.float32))
-    offsets = tl.load(start_ptr + pid) + tl.arange(0, BLOCK).to(tl.int64)
-    _adamw_block(p_ptr, g_ptr, w_ptr, m_ptr, v_ptr, scale_ptr, offsets, tl.load(row + 5), decay_factor, step_size,
-                 bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE)
+    # The host passes only 16-byte aligned addresses, and blocks start at multiples of BLOCK: the
+    # hints the compiler needs for 16-byte loads and stores (it infers them for the per-parameter
+    # kernel's pointer arguments, but knows nothing of an address read from memory; the hint
+    # must sit on the pointer: one on the int64 is lost in the cast).
+    p_ptr = tl.multiple_of(tl.load(row).to(tl.pointer_type(PARAM)), 16)
+    g_ptr = tl.multiple_of(tl.load(row + 1).to(tl.pointer_type(GRAD)), 16)
+    w_ptr = tl.multiple_of(tl.load(row + 2).to(tl.pointer_type(tl.float32)), 16)
+    m_ptr = tl.multiple_of(tl.load(row + 3).to(tl.pointer_type(tl.float32)), 16)
+    v_ptr = tl.multiple_of(tl.load(row + 4).to(tl.pointer_type(tl.float32)), 16)
+    n = tl.load(row + 5)
+    start = tl.multiple_of(tl.load(start_ptr + pid), BLOCK)
+    offsets = start + tl.arange(0, BLOCK).to(tl.int64)
+    if start + BLOCK <= n:  # a whole block (all but a tensor's last): no mask, which would stop vector access
+        _adamw_block(p_ptr, g_ptr, w_ptr, m_ptr, v_ptr, scale_ptr, offsets, n, decay_factor, step_size,
+                     bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE, False)
+    else:
+        _adamw_block(p_ptr, g_ptr, w_ptr, m_ptr, v_ptr, scale_ptr, offsets, n, decay_factor, step_size,
+                     bias_correction2_sqrt, beta1, beta2, eps, HAS_SCALE, True)
 
 
 def fused_update(p: torch.Tensor, g: torch.Tensor, w: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
@@ -108,6 +134,8 @@ def block_table(numels: list[int], block: int = BLOCK) -> tuple[torch.Tensor, to
 
 class MultiTensorUpdate:
     """:func:`fused_update` over many parameters in one launch (one group's, at one step count).
+    A tensor whose address is not a multiple of 16 bytes (a view into a larger storage; torch's
+    allocations all are) gets its own :func:`fused_update` launch instead.
 
     Keeps the device tables between calls: the block table while the tensors' sizes stay the
     same, the address table while their addresses do (a gradient freed and allocated again by
@@ -131,12 +159,20 @@ class MultiTensorUpdate:
             p, g = tensors[0], tensors[1]
             if not all(t.is_contiguous() for t in tensors):
                 raise ValueError("MasterWeightAdamW: parameters, gradients and their state must be contiguous on CUDA")
-            if p.dtype != first.dtype or g.dtype != gs[0].dtype or p.device != device:
+            if (p.dtype != first.dtype or g.dtype != gs[0].dtype or p.device != device
+                    or any(t.dtype != torch.float32 for t in tensors[2:])):
                 raise ValueError("MasterWeightAdamW: one multi-tensor launch takes parameters (and gradients) of one "
-                                 "dtype on one device")
+                                 "dtype on one device, with fp32 masters and moments")
+            addresses = [t.data_ptr() for t in tensors]
+            if any(a % 16 for a in addresses):  # a view into storage: the kernel's 16-byte hints would not hold
+                fused_update(*tensors, lr, scale, bias_correction1, bias_correction2_sqrt, beta1,
+                             beta2, eps, weight_decay)
+                continue
             numels.append(p.numel())
-            flat.extend((*(t.data_ptr() for t in tensors), p.numel()))
+            flat.extend((*addresses, p.numel()))
         which, start = self._block_table(device, tuple(numels))
+        if not which.numel():  # nothing left to launch (empty or unaligned tensors only)
+            return
         table = self._address_table(device, tuple(flat))
         _adamw_multi_kernel[(which.numel(),)](
             table, which, start, scale if scale is not None else ws[0], 1.0 - lr * weight_decay,
