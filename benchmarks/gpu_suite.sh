@@ -257,14 +257,15 @@ print('losses', [(k, round(e[k], 5), round(f[k], 5), round(h[k], 5)) for k in so
       --json "$RES/master-triton-acc4.json";;
   mfu-multi)  # issue 20: the master-weight update as one Triton launch per group against one per parameter: the
     # kernels side by side (with the bit-identity check and the gradient norm's kernel count), then the 1.3b step, alternating
-    run master-update-kernels 120 env CUDA_VISIBLE_DEVICES=0 python3 "$REPO/benchmarks/master_update_gpu.py" \
-      --configs 2048x4,4096x8,8192x8 --json "$RES/master-update-kernels.json"
+    run master-update-kernels 150 env CUDA_VISIBLE_DEVICES=0 python3 "$REPO/benchmarks/master_update_gpu.py" --repeats 20 \
+      --configs 2048x4,1024x4,1024x8,4096x8 --json "$RES/master-update-kernels.json"
     cat "$RES/master-update-kernels.log"
     L="--model 1.3b --batch 8 --seq 2048 --compile --compile-scope model --attention cudnn --no-fp32-residual --warmup 6 --steps 20 --master-weights"
-    for i in 1 2; do
-      run multi-per-parameter-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --optimizer-option master_update=per_parameter \
+    for i in 1 2; do  # the second pair also profiles 3 steps (GPU time per kernel category: the update's ms)
+      P=""; [ $i = 2 ] && P="--profile"
+      run multi-per-parameter-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L $P --optimizer-option master_update=per_parameter \
         --json "$RES/multi-per-parameter-$i.json"
-      run multi-multi-tensor-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L --optimizer-option master_update=multi_tensor \
+      run multi-multi-tensor-$i 150 env CUDA_VISIBLE_DEVICES=0 $BT $L $P --optimizer-option master_update=multi_tensor \
         --json "$RES/multi-multi-tensor-$i.json"
     done;;
   mfu-tuning)  # issue 20: inductor's coordinate-descent tuning of its Triton kernels (elementwise, LayerNorm, the update)
