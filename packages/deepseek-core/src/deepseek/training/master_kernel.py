@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 BLOCK = 2048
-ROW = 6
+ROW = tl.constexpr(6)
 """int64 entries per tensor in :class:`MultiTensorUpdate`'s address table: the addresses of
 parameter, gradient, master, first and second moment, then the element count."""
 
@@ -86,7 +86,7 @@ def _adamw_multi_kernel(table_ptr, which_ptr, start_ptr, scale_ptr, decay_factor
                         beta1, beta2, eps, PARAM: tl.constexpr, GRAD: tl.constexpr, HAS_SCALE: tl.constexpr,
                         BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    row = table_ptr + tl.load(which_ptr + pid).to(tl.int64) * 6  # ROW
+    row = table_ptr + tl.load(which_ptr + pid).to(tl.int64) * ROW
     # The host passes only 16-byte aligned addresses, and blocks start at multiples of BLOCK: the
     # hints the compiler needs for 16-byte loads and stores (it infers them for the per-parameter
     # kernel's pointer arguments, but knows nothing of an address read from memory; the hint
