@@ -12,9 +12,10 @@ fp32 copy (the *master weights*) in the optimizer instead. :class:`MasterWeightA
   pass per parameter: a Triton kernel on CUDA (:mod:`deepseek.training.master_kernel`; it
   compiles in seconds, where ``torch.compile`` of the same loop took minutes for a 1.3b model),
   launched once per parameter (``update="per_parameter"``) or once per group and step count over
-  all its parameters (``"multi_tensor"``, bit-identical), eager torch ops elsewhere. The step count, learning rate and bias corrections stay on
-  the host, as in torch's default AdamW. The forward under autocast then casts nothing: its weights are bf16 already,
-  and the rounding is the same one autocast would do, so the forward computes the same values;
+  all its parameters (``"multi_tensor"``, bit-identical), eager torch ops elsewhere. The step
+  count, learning rate and bias corrections stay on the host, as in torch's default AdamW. The
+  forward under autocast then casts nothing: its weights are bf16 already, and the rounding is
+  the same one autocast would do, so the forward computes the same values;
 - it takes a ``grad_scale`` the way torch's fused AdamW does (set by
   :func:`deepseek.training.clip.clip_gradients`), so clipping costs no pass over the gradients.
 
@@ -35,11 +36,14 @@ activation checkpointing) would end early and is refused in one line.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from deepseek.errors import ConfigError
+
+if TYPE_CHECKING:  # master_kernel imports Triton, which only torch's CUDA builds bring
+    from deepseek.training.master_kernel import MultiTensorUpdate
 
 UpdateForm = Literal["per_parameter", "multi_tensor"]
 """How the Triton update is launched: once per parameter, or once over a group's parameters."""
@@ -92,7 +96,7 @@ class MasterWeightAdamW(torch.optim.Optimizer):
         if update not in ("per_parameter", "multi_tensor"):
             raise ValueError(f"MasterWeightAdamW: update {update!r}; use 'per_parameter' or 'multi_tensor'")
         self.update_form: UpdateForm = update
-        self._multi: Any = None  # master_kernel.MultiTensorUpdate, made at the first multi-tensor step
+        self._multi: MultiTensorUpdate | None = None  # made at the first multi-tensor step
         with torch.no_grad():
             for p in flat:
                 state = self.state[p]
@@ -169,11 +173,11 @@ class MasterWeightAdamW(torch.optim.Optimizer):
         scale = self.__dict__.get("grad_scale")
         if scale is not None:
             scale = scale.float()
-        multi = self._fused and self.update_form == "multi_tensor"
-        if multi and self._multi is None:
+        if self._fused and self.update_form == "multi_tensor" and self._multi is None:
             from deepseek.training.master_kernel import MultiTensorUpdate
 
             self._multi = MultiTensorUpdate()
+        multi = self._multi if self._fused and self.update_form == "multi_tensor" else None
         if self._fused:
             from deepseek.training.master_kernel import fused_update as update
         else:
@@ -190,15 +194,15 @@ class MasterWeightAdamW(torch.optim.Optimizer):
                 state = self.state[p]
                 state["step"] += 1  # a host tensor: no device work
                 step = float(state["step"])
-                if multi:
+                if multi is not None:
                     launches.setdefault((step, p.dtype, p.grad.dtype, p.device), []).append(p)
                     continue
                 update(p, p.grad, state["master"], state["exp_avg"], state["exp_avg_sq"], lr, scale,
                        1 - beta1**step, (1 - beta2**step) ** 0.5, beta1, beta2, eps, decay)
-            for (step, *_), ps in launches.items():
-                states = [self.state[p] for p in ps]
-                self._multi(ps, [p.grad for p in ps], *([s[k] for s in states] for k in ("master", "exp_avg", "exp_avg_sq")),
-                            lr, scale, 1 - beta1**step, (1 - beta2**step) ** 0.5, beta1, beta2, eps, decay)
+            for (step, *_), ps in launches.items():  # filled only when multi is set
+                ws, ms, vs = ([self.state[p][k] for p in ps] for k in ("master", "exp_avg", "exp_avg_sq"))
+                multi(ps, [p.grad for p in ps], ws, ms, vs, lr, scale,  # type: ignore[misc]
+                      1 - beta1**step, (1 - beta2**step) ** 0.5, beta1, beta2, eps, decay)
         return loss
 
     # ------------------------------------------------------------------ checkpoints
