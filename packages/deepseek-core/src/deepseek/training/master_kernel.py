@@ -15,6 +15,9 @@ blocks, so their results are bit-identical:
   the kernel (``int64.to(tl.pointer_type(...))``, Triton's int-to-pointer cast, as its
   grouped-GEMM tutorial does), so no parameter needs to move into a flat buffer. Offsets are
   int64 throughout: a tensor of more than 2**31 elements is addressed past 2**31 correctly.
+  Whole blocks run without a mask and with 16-byte alignment hints on the cast pointers, so they
+  compile to the 16-byte loads and stores the per-parameter kernel gets from Triton's argument
+  specialization; a tensor off 16-byte alignment gets its own per-parameter launch.
 
 Arithmetic follows torch AdamW (decoupled decay, ``lerp`` for the first moment, bias corrections
 computed on the host); ``scale`` is the clip coefficient's reciprocal on the device
