@@ -57,6 +57,8 @@ def test_a_model_against_itself_has_no_difference(runs: Path) -> None:
     r = report(runs, "good", "good")
     (loss,) = r["paired"]
     assert loss["diff"] == 0 and loss["p_value"] == 1 and loss["verdict"] == "no significant difference"
+    assert list(loss) == ["name", "a", "b", "diff", "low", "high", "p_value", "better", "resamples", "verdict"]
+    assert (loss["better"], loss["resamples"]) == ("lower", 10_000)
 
 
 def test_bootstrap_interval_and_p_value() -> None:

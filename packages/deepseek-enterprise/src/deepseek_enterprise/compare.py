@@ -17,7 +17,7 @@ side by side.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,32 +27,33 @@ from deepseek.cli.params import PATH, SEED, Device, count
 from deepseek.errors import UsageError
 
 if TYPE_CHECKING:
-    from deepseek_enterprise.paired_bootstrap import Metrics
+    from deepseek_enterprise.paired_bootstrap import Estimate, Metrics
 
 
 @dataclass(frozen=True)
 class Paired:
-    """One quantity on the shared examples: A's and B's means, the paired difference B - A."""
+    """One quantity on the shared examples: its name, which way is better, and its paired
+    bootstrap :class:`~deepseek_enterprise.paired_bootstrap.Estimate` (A's and B's values, B - A,
+    the interval, the p-value and the resamples that measured it)."""
 
     name: str
-    a: float
-    b: float
-    diff: float
-    low: float
-    high: float
-    p_value: float
     better: str
-    resamples: int
-    """The bootstrap resamples that measured it: all, but for a whole-set metric that a resample's
-    examples may leave unmeasured (a class or modality none of them has)."""
+    estimate: Estimate
 
     @property
     def verdict(self) -> str:
-        if self.p_value >= 0.05:
+        e = self.estimate
+        if e.p_value >= 0.05:
             return "no significant difference"
         lower_is_better = self.better == "lower"
-        b_better = (self.diff < 0) == lower_is_better
-        return f"B {'better' if b_better else 'worse'} (p={self.p_value:.3g})"
+        b_better = (e.diff < 0) == lower_is_better
+        return f"B {'better' if b_better else 'worse'} (p={e.p_value:.3g})"
+
+    def row(self) -> dict[str, Any]:
+        """The report's row: name, a, b, diff, low, high, p_value, better, resamples, verdict."""
+        e = self.estimate
+        return {"name": self.name, "a": e.a, "b": e.b, "diff": e.diff, "low": e.low, "high": e.high,
+                "p_value": e.p_value, "better": self.better, "resamples": e.resamples, "verdict": self.verdict}
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     from deepseek.training.evaluation import eval_batch_count
     from deepseek.training.inference import load_trained
     from deepseek.training.weights_source import DataChoice
-    from deepseek_enterprise.paired_bootstrap import bootstrap, whole_set_bootstrap
+    from deepseek_enterprise.paired_bootstrap import Estimate, bootstrap, whole_set_bootstrap
 
     # the runs' own data is read (and must load) only without --data; else --data's is compared on
     own = DataChoice(other_data="--data CONFIG.toml") if data is None else None
@@ -195,13 +196,13 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
             continue
         va, vb = [a for a, _ in pairs], [b for _, b in pairs]
         mean, low, high, p = bootstrap(va, vb, resamples=resamples, seed=seed)
-        rows.append(Paired(key, sum(va) / len(va), sum(vb) / len(vb), mean, low, high, p, better(key), resamples))
+        rows.append(Paired(key, better(key), Estimate(sum(va) / len(va), sum(vb) / len(vb), mean, low, high, p,
+                                                      resamples)))
     if ea.totals and eb.totals:  # whole-set metrics: from the totals summed over the (resampled) examples
         found = whole_set_bootstrap(whole_set(model_a, ea, config_a.model.name, labels[0]), ea.totals,
                                     whole_set(model_b, eb, config_b.model.name, labels[1]), eb.totals,
                                     resamples=resamples, seed=seed)
-        rows += [Paired(key, e.a, e.b, e.diff, e.low, e.high, e.p_value, better(key), e.resamples)
-                 for key, e in found.items()]
+        rows += [Paired(key, better(key), e) for key, e in found.items()]
     paired = {r.name for r in rows}
     not_compared = sorted({k.removeprefix("val_") for model, config, label in
                            ((model_a, config_a, labels[0]), (model_b, config_b, labels[1]))
@@ -213,7 +214,7 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
                       "weights_bytes": weights_size(run),
                       "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None}
     return {"examples": len(ea.values), "data": data or f"{run_a}'s validation split", "resamples": resamples,
-            "seed": seed, "runs": side, "paired": [{**asdict(r), "verdict": r.verdict} for r in rows],
+            "seed": seed, "runs": side, "paired": [r.row() for r in rows],
             "not_compared": not_compared}
 
 
