@@ -15,7 +15,7 @@ from deepseek.config.load import config_from_dict
 from deepseek.training.build import build_model
 from deepseek_enterprise.calibration import fit_weights
 from deepseek_enterprise.digits.dataset import MultimodalDigits
-from deepseek_enterprise.study import study_config
+from deepseek_enterprise.study_recipes import study_config
 
 torch.set_num_threads(1)
 runs = {m: f"{sys.argv[1]}/redundant-{m}-s0" for m in ("vision", "audio", "text")}

@@ -21,7 +21,7 @@ from deepseek.training.trainer import Trainer
 from deepseek_enterprise.digits.dataset import OPERATIONS, DigitsOptions, MultimodalDigits
 from deepseek_enterprise.fusion import JointHead
 from deepseek_enterprise.multimodal import MultimodalClassifier
-from deepseek_enterprise.study import study_config
+from deepseek_enterprise.study_recipes import study_config
 from deepseek_enterprise.study_report import table
 
 TINY = {"fusion_options": {"d_model": 16, "hidden": 32, "joint": True}, "vision": {"embed_dim": 16, "depths": [1, 1]},

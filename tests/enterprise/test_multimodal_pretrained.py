@@ -21,15 +21,8 @@ from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
 from deepseek.training.trainer import Trainer
 from deepseek_enterprise.calibration import with_logit_weights
 from deepseek_enterprise.pretrained import modality_prefixes
-from deepseek_enterprise.study import (
-    check_unimodal_run,
-    recipe_keys,
-    recipe_label,
-    run_order,
-    run_study,
-    split_metrics,
-    study_config,
-)
+from deepseek_enterprise.study import check_unimodal_run, run_study, split_metrics
+from deepseek_enterprise.study_recipes import recipe_keys, recipe_label, run_order, study_config
 from deepseek_enterprise.study_report import check_row, table
 
 MODALITIES = ("vision", "audio", "text")

@@ -57,7 +57,8 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
     """Train every model per task and seed, test each once on the held-out split, print the tables."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
-    from deepseek_enterprise.study import CONFIGS, PRETRAINED, run_study
+    from deepseek_enterprise.study import run_study
+    from deepseek_enterprise.study_recipes import CONFIGS, PRETRAINED
     from deepseek_enterprise.study_report import table
 
     for option, values in (("--task", tasks), ("--seed", seeds), ("--config", configs)):

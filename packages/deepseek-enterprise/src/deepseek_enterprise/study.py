@@ -1,7 +1,8 @@
 """``deepseek multimodal study``: the fusion figures, measured honestly.
 
 For each task and seed it trains, with the same step budget, the unimodal models (vision, audio,
-text) and the fused models (``late``, ``concat``, ``cross_attention``, with one of ``RECIPES``)
+text) and the fused models (``late``, ``concat``, ``cross_attention``, with one of the recipes of
+:mod:`deepseek_enterprise.study_recipes`, which also writes each run's config)
 through the ordinary trainer (validation on the ``val`` split only), then evaluates every model once on the
 held-out ``test`` split: fused accuracy, each modality's own accuracy, and for fused models the
 accuracy with each modality missing. The ceiling of the complementary task (its answer needs the
@@ -20,130 +21,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-CONFIGS: dict[str, tuple[tuple[str, ...], str]] = {
-    "vision": (("vision",), "late"),
-    "audio": (("audio",), "late"),
-    "text": (("text",), "late"),
-    "late": (("vision", "audio", "text"), "late"),
-    "concat": (("vision", "audio", "text"), "concat"),
-    "cross_attention": (("vision", "audio", "text"), "cross_attention"),
-}
-JOINT = {"aux_loss_weight": 0.5, "modality_dropout": 0.2, "fusion_options": {"joint": True}}
-RECIPES: dict[str, dict[str, Any]] = {
-    "aux": {"aux_loss_weight": 0.5, "modality_dropout": 0.2},
-    "joint": JOINT,
-    "pretrained": JOINT,
-    "frozen": {**JOINT, "freeze_pretrained": True},
-    "stacked": {**JOINT, "freeze_pretrained": True},
-    "stacked-residual": {**JOINT, "fusion_options": {"joint": True, "late_residual": True}, "freeze_pretrained": True},
-    "calibrated": {**JOINT, "freeze_pretrained": True},
-}
-"""The fused models' training recipes: ``aux`` per-modality auxiliary losses (each modality's
-classifier on its own label) and modality dropout; ``joint`` the same, and ``concat`` and
-``cross_attention`` add the joint-prediction head (``fusion_options.joint``), and on the
-complementary task no modality dropout (there a sample missing a modality has no answer: dropout
-0.2 per modality leaves 49% of the training samples unanswerable). ``pretrained`` is ``joint``
-whose fused models start, on the redundant task, from the same seed's unimodal models
-(``model.pretrained``: their encoders, projections and own classifiers; the study trains those
-first); ``frozen`` the same with those parts kept fixed (``model.freeze_pretrained``), which
-leaves ``late`` nothing to train: it is the ensemble of the unimodal models, evaluated as it
-starts. On the complementary task both are ``joint``: its unimodal models learn the class, which
-no single modality shows, so they have nothing to start from. ``stacked`` is ``frozen`` with
-the training split cut in two (``data.train_sources``, :data:`STACKED`): the unimodal models
-train on its ``fit`` part, the fused models' heads on its ``blend`` part, a speaker and images
-the unimodal models never saw (stacking); ``stacked-residual`` is ``stacked`` whose fused logits
-are the ensemble's plus a learned correction that starts at zero (``fusion_options.late_residual``).
-``calibrated`` is ``frozen`` with every model trained on the ``fit`` part, after which each fused
-model (``late`` too) gets ``logit_weights`` fitted on the ``blend`` part with everything else
-fixed (:mod:`deepseek_enterprise.calibration`; :data:`CALIBRATED`); its rows record the figures
-before calibration too. ``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
-pretrained ones). Unimodal models take none."""
-DEFAULT_RECIPE = "joint"
-MODALITY_ORDER = ("vision", "audio", "text")
-NO_DROPOUT = {(recipe, "complementary") for recipe in RECIPES if recipe != "aux"}
-"""(recipe, task) pairs trained without modality dropout."""
-PRETRAINED = {(recipe, "redundant") for recipe in ("pretrained", "frozen", "stacked", "stacked-residual", "calibrated")}
-"""(recipe, task) pairs whose fused models start from the unimodal models."""
-STACKED = {("stacked", "redundant"), ("stacked-residual", "redundant")}
-"""(recipe, task) pairs whose unimodal models train on the ``fit`` part of the training split and
-whose fused models on its ``blend`` part (``data.train_sources``)."""
-CALIBRATED = {("calibrated", "redundant")}
-"""(recipe, task) pairs whose models all train on the ``fit`` part and whose fused models are then
-calibrated on the ``blend`` part."""
+from deepseek_enterprise.study_recipes import (
+    CALIBRATED,
+    CONFIGS,
+    DEFAULT_RECIPE,
+    MODALITY_ORDER,
+    is_ensemble,
+    recipe_keys,
+    run_order,
+    starts_from_unimodal,
+    study_config,
+    train_sources,
+)
+
 CALIBRATION_BATCHES = 64
 """Batches of the ``blend`` part the calibration weights are fitted on (64 x the study's batch)."""
-
-
-def train_sources(config: str, recipe: str, task: str) -> str:
-    """The ``data.train_sources`` of model ``config`` trained with ``recipe`` on ``task``."""
-    if (recipe, task) in CALIBRATED:
-        return "fit"
-    if (recipe, task) not in STACKED:
-        return "all"
-    return "fit" if len(CONFIGS[config][0]) == 1 else "blend"
-
-
-def starts_from_unimodal(config: str, recipe: str, task: str) -> bool:
-    """Whether model ``config`` trained with ``recipe`` on ``task`` starts from the unimodal models."""
-    return (recipe, task) in PRETRAINED and len(CONFIGS[config][0]) > 1
-
-
-def is_ensemble(config: str, recipe: str, task: str) -> bool:
-    """Whether the model is late fusion of the unimodal models kept fixed: nothing of it trains, so
-    the study evaluates it as it starts (the ensemble of the unimodal models)."""
-    return (starts_from_unimodal(config, recipe, task) and CONFIGS[config][1] == "late"
-            and bool(RECIPES[recipe].get("freeze_pretrained")))
-
-
-def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``[model]`` keys ``recipe`` gives model ``config`` on ``task`` (none for a unimodal
-    model); ``sources``: the unimodal run folders per modality, for a model that starts from them."""
-    modalities, fusion = CONFIGS[config]
-    if len(modalities) == 1:
-        return {}
-    keys = dict(RECIPES[recipe])
-    if fusion == "late":
-        keys = {k: keys[k] for k in ("aux_loss_weight", "modality_dropout", "freeze_pretrained") if k in keys}
-    elif (recipe, task) in NO_DROPOUT:
-        keys["modality_dropout"] = 0.0
-    if starts_from_unimodal(config, recipe, task):
-        keys["pretrained"] = dict(sources or {})
-    else:
-        keys.pop("freeze_pretrained", None)
-    return keys
-
-
-def recipe_label(config: str, recipe: str | None, sources: str = "all") -> str:
-    """How the tables name a model trained with ``recipe`` on the ``sources`` part of the training
-    split (the default recipe's by the config's name alone; unimodal models by it and the part
-    when not ``all``)."""
-    if len(CONFIGS[config][0]) == 1:
-        return config if sources == "all" else f"{config} ({sources})"
-    return config if recipe in (None, DEFAULT_RECIPE) else f"{config} ({recipe})"
-
-
-def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, lr: float, device: str,
-                 runs_dir: str, recipe: str = DEFAULT_RECIPE, sources: dict[str, str] | None = None,
-                 eval_size: int | None = None) -> dict[str, Any]:
-    """The ``deepseek train`` config of one run of the study (``sources``: see :func:`recipe_keys`;
-    ``eval_size``: samples in the validation and test sets, ``data.eval_size``; ``None``: the
-    dataset's default)."""
-    modalities, fusion = CONFIGS[config]
-    model: dict[str, Any] = {"name": "multimodal.classifier", "modalities": list(modalities), "fusion": fusion,
-                             **recipe_keys(config, recipe, task, sources)}
-    return {
-        "model": model,
-        "data": {"name": "multimodal.digits", "task": task, "batch_size": batch, "eval_batches": 16,
-                 **({} if eval_size is None else {"eval_size": eval_size}),
-                 **({} if (part := train_sources(config, recipe, task)) == "all" else {"train_sources": part})},
-        "train": {"max_steps": steps, "warmup_steps": max(steps // 20, 1), "lr": lr, "min_lr": lr / 20,
-                  "eval_interval": max(steps // 6, 1), "seed": seed},
-        "precision": {"dtype": "fp32"},
-        "strategy": {"name": "single", "device": device},
-        # a checkpoint every quarter: a study stopped (SIGTERM, a kill) resumes its run from the last
-        "checkpoint": {"interval": max(steps // 4, 1), "keep_last": 1, "at_end": True},
-        "logging": {"progress": False, "plot": False, "runs_dir": runs_dir, "name": f"{task}-{config}-s{seed}"},
-    }
 
 
 def split_metrics(module: Any, data: Any, device: Any, split: str = "test", missing: tuple[str, ...] = (),
@@ -179,7 +71,8 @@ def finished_model(run_dir: Path, config: Any, host: Any) -> tuple[Any, Any, Any
 
 
 def ensemble_row(config: Any, host: Any, *, calibrate: bool = False) -> dict[str, Any]:
-    """The row of late fusion of fixed unimodal models (:func:`is_ensemble`): the model built as
+    """The row of late fusion of fixed unimodal models
+    (:func:`~deepseek_enterprise.study_recipes.is_ensemble`): the model built as
     it starts (``freeze_pretrained`` off: the same weights) and evaluated on CPU, no training: on
     the validation batches the trainer would use, and on the test split as every other row
     (``calibrate``: then calibrated, :func:`calibrate_row`)."""
@@ -251,17 +144,6 @@ def latency(module: Any, data: Any, device: Any, runs: int = 100) -> dict[str, f
             "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "parameters": sum(p.numel() for p in module.parameters()), "device": str(device)}
-
-
-def run_order(configs: list[str], recipe: str, task: str, *, given: bool = False) -> list[str]:
-    """The models to train for one task and seed, in order: with a recipe whose fused models start
-    from the unimodal models, those come first (added when not asked for: they are trained anyway),
-    unless they are ``given`` (``unimodal_runs`` of :func:`run_study`)."""
-    if given or not any(starts_from_unimodal(c, recipe, task) for c in configs):
-        return list(configs)
-    needed = [m for c in configs if starts_from_unimodal(c, recipe, task) for m in CONFIGS[c][0]]
-    unimodal = [c for c in CONFIGS if len(CONFIGS[c][0]) == 1 and (c in configs or c in needed)]
-    return unimodal + [c for c in configs if c not in unimodal]
 
 
 def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int, *, batch: int, lr: float,

@@ -50,7 +50,7 @@ def _count(value: Any) -> bool:
 
 
 def _recipe(value: Any) -> bool:
-    from deepseek_enterprise.study import RECIPES
+    from deepseek_enterprise.study_recipes import RECIPES
 
     return value in RECIPES
 
@@ -107,7 +107,7 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
     """Make ``out`` (recording the settings) or take it up again: the results lines already there,
     by ``(task, config, seed)``."""
     from deepseek.training.checkpoint import atomic_write_text
-    from deepseek_enterprise.study import recipe_keys, recipe_label, train_sources
+    from deepseek_enterprise.study_recipes import recipe_keys, recipe_label, train_sources
     from deepseek_enterprise.study_report import read_results, row_key
 
     fix = "restore the file, or pick a new --out"

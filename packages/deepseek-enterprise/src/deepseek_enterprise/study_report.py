@@ -15,7 +15,7 @@ from typing import Any
 
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
-from deepseek_enterprise.study import CONFIGS, RECIPES, recipe_label
+from deepseek_enterprise.study_recipes import CONFIGS, RECIPES, recipe_label
 
 
 def row_recipe(row: dict[str, Any]) -> str | None:
