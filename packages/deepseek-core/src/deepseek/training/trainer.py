@@ -19,13 +19,9 @@ import torch
 
 from deepseek import api_args
 from deepseek.config.schema import Config
-from deepseek.data.dataset import checked_state_dict, declared_written_files
-from deepseek.models.protocol import model_capabilities
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.build import build_dataset, build_schedule
-from deepseek.training.engine import StepEngine
 from deepseek.training.epochs import EpochEnds
 from deepseek.training.evaluation import summarize
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
@@ -36,19 +32,14 @@ from deepseek.training.metrics import (
     read_interval,
     read_metrics,
 )
-from deepseek.training.monitor import (
-    CALLBACK_STOP,
-    Monitor,
-    metric_adding_plugins,
-    rank_zero_additions,
-)
+from deepseek.training.monitor import CALLBACK_STOP, rank_zero_additions
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
-from deepseek.training.run_folder import discard_unfinished, pick_run_folder
-from deepseek.training.run_lock import RunLock, refuse_if_busy
-from deepseek.training.run_open import open_run_folder
-from deepseek.training.run_state import check_evaluation, restore, trainer_state
-from deepseek.training.run_validation import TrainingBatches, no_validation_error, read_validation
+from deepseek.training.run_folder import discard_unfinished
+from deepseek.training.run_lock import RunLock
+from deepseek.training.run_setup import set_up
+from deepseek.training.run_state import trainer_state
+from deepseek.training.run_validation import no_validation_error
 from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import Strategy
@@ -145,45 +136,7 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
 
     def _setup(self) -> None:
-        cfg = self.config
-        self.engine = engine = StepEngine(cfg, host=self.host)
-        self.hooks = engine.lookups.hook
-        self.precision = engine.precision
-        self.strategy = strategy = engine.strategy
-        engine.setup_environment()
-        self._scope.enter_context(engine.attention_kernel())
-        self.dataset = build_dataset(cfg, engine.lookups)
-        checked_state_dict(self.dataset)  # its position is JSON a checkpoint can record: said now, not at the first save
-        engine.shard = self.dataset.shard
-        self.val_set, self.val_texts = read_validation(cfg, self.dataset)  # none: data.eval_batches = 0
-        model = engine.build_model()
-        self.generates = "generation" in model_capabilities(model)
-        self._batches = TrainingBatches(self, model)  # checks the model on val_set[0], else on the first training batch
-        self.run_dir = pick_run_folder(cfg, strategy, run_dir=self._run_dir_arg, resume_from=self.resume_from,
-                                       copies=(*self.dataset.run_files(), *declared_written_files(type(self.dataset))))
-        refuse_if_busy(self.run_dir, strategy)  # a live job's folder: refused before reading it
-        if self.resume_from is not None:  # another model's run or weights: one line, whatever the strategy's load does
-            from deepseek.training.run_state import check_resumed_weights
-
-            check_resumed_weights(cfg, model, self.resume_from)
-        engine.setup_model(model, resuming=self.resume_from is not None)
-        self.config = cfg = engine.config  # with the options the strategy chose for the model
-        t = cfg.train
-        self.schedule = build_schedule(cfg, engine.lookups)
-        self.monitor = Monitor(t.monitor, t.monitor_mode, t.early_stop_min_delta, t.early_stop_patience,
-                               added_by=metric_adding_plugins(self.hooks.deepseek_evaluate))
-        check_evaluation(self, model)
-        if self.resume_from is not None:  # read (and checked) before anything is written
-            restored = restore(self, self.resume_from)
-            self.step = self._saved_step = self._resumed_at = restored.step
-            self._resumed_config, self.best_checkpoint = restored.config, restored.best_checkpoint
-            self.tokens_seen, self.samples_seen = restored.tokens_seen, restored.samples_seen
-            self.last_metrics = restored.metrics
-            self._put_back_rng = restored.put_back_rng
-            if strategy.is_global_zero:
-                read_metrics(self.run_dir / "metrics.jsonl")  # the rows truncate_after keeps
-        open_run_folder(self)
-        strategy.barrier()
+        set_up(self)  # run_setup.py: everything the loop needs, checked before the run folder is written
 
     # ------------------------------------------------------------------ the loop
 
