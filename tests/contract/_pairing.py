@@ -28,10 +28,11 @@ from deepseek.config.components import build_options, options_class
 from deepseek.config.load import DATA_SIZES
 from deepseek.data.dataset import checked_validation_batches
 from deepseek.errors import UsageError
+from deepseek.models.capabilities import model_capabilities
 from deepseek.models.checks import check_model_data, split_output
 from deepseek.models.declared import training_refusal
 from deepseek.models.factory import instantiate_model
-from deepseek.models.protocol import TrainableModel, model_capabilities
+from deepseek.models.protocol import TrainableModel
 from deepseek.training.totals import (
     TOTALS,
     TotalsCapture,

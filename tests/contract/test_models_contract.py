@@ -30,15 +30,12 @@ from torch import nn
 import deepseek
 from deepseek.config.components import options_class
 from deepseek.models import GPT
+from deepseek.models.capabilities import CAPABILITIES, model_capabilities
 from deepseek.models.checks import declared_metrics
 from deepseek.models.declared import encoder_modules, generation_vocab_size, token_input_limits
 from deepseek.models.encoder import EncoderOutput
 from deepseek.models.gpt import GPTConfig
-from deepseek.models.protocol import (
-    CAPABILITIES,
-    TrainableModel,
-    model_capabilities,
-)
+from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import get_host
 
 MODELS = deepseek.list_models()

@@ -65,7 +65,7 @@ def test_launch_checks_of_both_strategies() -> None:
 
 
 def test_pipeline_needs_a_model_with_stages() -> None:
-    from deepseek.models.protocol import require_capabilities
+    from deepseek.models.capabilities import require_capabilities
     from deepseek.training.build import needed_capabilities
 
     needed = needed_capabilities(_config(), PipelineStrategy)
@@ -77,7 +77,7 @@ def test_pipeline_needs_a_model_with_stages() -> None:
 
 
 def test_a_served_pipeline_declares_generation_and_decodes_eagerly() -> None:
-    from deepseek.models.protocol import model_capabilities
+    from deepseek.models.capabilities import model_capabilities
     from deepseek.models.static_decoding import StaticDecoders
     from deepseek_pro.strategies.pipeline_decode import PipelinedModel
 

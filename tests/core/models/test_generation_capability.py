@@ -13,16 +13,11 @@ from torch import nn
 
 from deepseek.data.tokenizer import ByteTokenizer
 from deepseek.errors import UsageError
+from deepseek.models.capabilities import CAPABILITIES, model_capabilities, require_generation
 from deepseek.models.declared import generation_vocab_size
 from deepseek.models.decoding import generate_cached
 from deepseek.models.gpt import GPT, GPTConfig
-from deepseek.models.protocol import (
-    CAPABILITIES,
-    GENERATION_HOWTO,
-    TrainableModel,
-    model_capabilities,
-    require_generation,
-)
+from deepseek.models.protocol import GENERATION_HOWTO, TrainableModel
 from deepseek.models.static_decoding import StaticDecoders
 from deepseek.training.inference import generating_tokenizer, sample
 

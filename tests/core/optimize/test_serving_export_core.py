@@ -14,7 +14,8 @@ from torch import nn
 from deepseek.errors import UsageError
 from deepseek.graph.export import load_exported, read_metadata
 from deepseek.graph.serving import export_serving
-from deepseek.models.protocol import TrainableModel, model_capabilities
+from deepseek.models.capabilities import model_capabilities
+from deepseek.models.protocol import TrainableModel
 
 
 class Tabular(TrainableModel):

@@ -12,8 +12,8 @@ from torch import nn
 
 from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError
+from deepseek.models.capabilities import model_capabilities, require_capabilities
 from deepseek.models.encoder import TextTransformerEncoder
-from deepseek.models.protocol import model_capabilities, require_capabilities
 from deepseek.training.build import build_model, needed_capabilities, prepare_model
 
 

@@ -124,7 +124,7 @@ class BatchCall(nn.Module):
         self.model = model
         self.spec = spec
         self.serving = False
-        from deepseek.models.protocol import model_capabilities
+        from deepseek.models.capabilities import model_capabilities
 
         if "serving" in model_capabilities(model):
             with torch.no_grad():

@@ -204,7 +204,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     import torch
 
     from deepseek.bench.latency import run_latency
-    from deepseek.models.protocol import model_capabilities
+    from deepseek.models.capabilities import model_capabilities
     from deepseek.paths import check_output, created_note, make_folders
     from deepseek.plugins.registry import create_model
 

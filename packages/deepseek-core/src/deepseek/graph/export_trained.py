@@ -70,7 +70,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
     if fmt == "onnx":
         check_onnx_packages()
     from deepseek.config.ineffective import IneffectiveSettingWarning
-    from deepseek.models.protocol import model_capabilities
+    from deepseek.models.capabilities import model_capabilities
     from deepseek.paths import check_output, folders_made
     from deepseek.training.inference import load_trained
     from deepseek.training.weights_source import read_source, with_data

@@ -89,7 +89,7 @@ def export_serving(
 
     from deepseek.data.batch import batch_rows
     from deepseek.graph.export import export_model, input_names
-    from deepseek.models.protocol import model_capabilities
+    from deepseek.models.capabilities import model_capabilities
 
     if "serving" not in model_capabilities(model):
         raise UsageError(f"export: model {name!r} ({type(model).__name__}) does not offer capability 'serving' "

@@ -3,17 +3,12 @@
 Importing this package imports torch; the plugin registry refers to it only by lazy strings.
 """
 
+from deepseek.models.capabilities import CAPABILITIES, model_capabilities, require_capabilities
 from deepseek.models.checks import split_output
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.layers import Block, KVCache
 from deepseek.models.presets import PRESETS, preset_config
-from deepseek.models.protocol import (
-    CAPABILITIES,
-    TensorParallelPlan,
-    TrainableModel,
-    model_capabilities,
-    require_capabilities,
-)
+from deepseek.models.protocol import TensorParallelPlan, TrainableModel
 
 __all__ = [
     "CAPABILITIES",

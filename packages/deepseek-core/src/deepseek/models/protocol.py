@@ -12,9 +12,9 @@ entries as keyword arguments, ``model(**batch)``, and it returns its loss, eithe
   not scalars (logits, hidden states) are ignored, so a Hugging Face ``ModelOutput`` qualifies.
 
 **Optional capabilities.** Subclass :class:`TrainableModel` and override a capability's methods
-to offer it; :func:`model_capabilities` reads which ones a model overrides. A capability that the
+to offer it; :func:`~deepseek.models.capabilities.model_capabilities` reads which ones a model overrides. A capability that the
 config asks for and the model lacks is refused when the model is created
-(:func:`require_capabilities`), naming the capability and the model:
+(:func:`~deepseek.models.capabilities.require_capabilities`), naming the capability and the model:
 
 - ``blocks``: :meth:`TrainableModel.block_modules`, the repeated blocks in forward order. With it
   ``train.compile`` compiles each block in place and ``fsdp`` wraps each block as its own unit;
@@ -37,7 +37,7 @@ config asks for and the model lacks is refused when the model is created
 - ``generation``: :meth:`~TrainableModel.generate`, prompts extended by sampled tokens
   (``deepseek generate``; the trainer's ``try: deepseek generate`` hint). A model with
   ``cached_decoding`` offers it in one call of :func:`deepseek.models.decoding.generate_cached`;
-  the default says how (:data:`GENERATION_HOWTO`), and :func:`require_generation` refuses a model
+  the default says how (:data:`GENERATION_HOWTO`), and :func:`~deepseek.models.capabilities.require_generation` refuses a model
   without it in one line. Optionally :meth:`~TrainableModel.generation_vocab_size`, the token ids
   its logits cover: ``deepseek generate`` then refuses a tokenizer that does not fit it
   (:func:`deepseek.models.declared.generation_vocab_size` reads it; default ``None``, not checked).
@@ -76,47 +76,19 @@ import torch
 from torch import nn
 
 from deepseek.config.components import NoOptions
-from deepseek.errors import ConfigError, UsageError
 
 Batch = Mapping[str, Any]
 """One batch: a mapping of names to tensors (or nested lists, tuples and mappings of tensors),
 every tensor with the batch's rows along its first dimension."""
 
 
-@dataclass(frozen=True)
-class Capability:
-    """An optional part of the model contract."""
-
-    name: str
-    methods: tuple[str, ...]
-    what: str
-
-
-CAPABILITIES: dict[str, Capability] = {
-    c.name: c
-    for c in (
-        Capability("blocks", ("block_modules",), "per-block structure (block_modules)"),
-        Capability("activation_checkpointing", ("set_activation_checkpointing",),
-                   "activation checkpointing (set_activation_checkpointing)"),
-        Capability("residual_dtype", ("set_fp32_residual",), "a configurable residual dtype (set_fp32_residual)"),
-        Capability("pipeline", ("split_stages", "pipeline_batch", "pipeline_loss"),
-                   "pipeline stages (split_stages, pipeline_batch, pipeline_loss)"),
-        Capability("tensor_parallel", ("tensor_parallel_plan",), "a tensor-parallel plan (tensor_parallel_plan)"),
-        Capability("cached_decoding", ("new_cache", "forward_cached", "decode_window"),
-                   "KV-cache decoding (new_cache, forward_cached, decode_window)"),
-        Capability("generation", ("generate",), "text generation (generate)"),
-        Capability("serving", ("serving_inputs", "serving_forward"),
-                   "a deployment forward over a batch's inputs (serving_inputs, serving_forward)"),
-    )
-}
-"""Every optional capability by name."""
-
 GENERATION_HOWTO = (
     "give the model's class (a TrainableModel subclass) a generate(idx, max_new_tokens, temperature, top_k, "
     "generator, on_token, static, top_p) method; with cached_decoding it is one call of "
     "deepseek.models.decoding.generate_cached (docs/plugins.md, 'Models')"
 )
-"""How a model offers capability ``generation`` (the end of :func:`require_generation`'s line)."""
+"""How a model offers capability ``generation`` (the end of
+:func:`~deepseek.models.capabilities.require_generation`'s line)."""
 
 
 @dataclass(frozen=True)
@@ -346,39 +318,3 @@ class TrainableModel(nn.Module):
         per input row; what ``deepseek export`` traces for a model that takes more than token ids
         (:mod:`deepseek.graph.serving`)."""
         raise NotImplementedError
-
-
-def model_capabilities(model: nn.Module | type) -> frozenset[str]:
-    """The capabilities a model (or model class) offers: those whose methods it overrides."""
-    cls = model if isinstance(model, type) else type(model)
-    if not issubclass(cls, TrainableModel):
-        return frozenset()
-    return frozenset(
-        c.name for c in CAPABILITIES.values()
-        if all(getattr(cls, m) is not getattr(TrainableModel, m) for m in c.methods)
-    )
-
-
-def require_capabilities(model: nn.Module, needed: Mapping[str, tuple[str, str]], *, model_name: str) -> None:
-    """Refuse ``model`` when it lacks a capability of ``needed`` (capability -> (what needs it,
-    how to do without)), with one line naming the setting, the capability and the model."""
-    offered = model_capabilities(model)
-    for name, (asked_by, instead) in needed.items():
-        if name in offered:
-            continue
-        cap = CAPABILITIES[name]
-        raise ConfigError(
-            f"{asked_by} needs {cap.what}, which model {model_name!r} ({type(model).__name__}) does "
-            f"not offer; {instead}, or use a model that offers it (docs/plugins.md, 'Models')"
-        )
-
-
-def require_generation(model: nn.Module, *, command: str = "generate") -> None:
-    """Refuse ``model`` for ``command`` (a CLI command's name) in one line when it does not
-    offer capability ``generation``, saying how to add it."""
-    if "generation" in model_capabilities(model):
-        return
-    raise UsageError(
-        f"{command}: the model ({type(model).__name__}) does not generate text (capability 'generation'); "
-        f"{GENERATION_HOWTO}, or use a model that offers it, such as the GPT presets"
-    )

@@ -43,9 +43,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek.models.capabilities import model_capabilities
 from deepseek.models.decoding import SeenTokens, sample_next
 from deepseek.models.layers import KVCache, KVCursor
-from deepseek.models.protocol import TrainableModel, model_capabilities
+from deepseek.models.protocol import TrainableModel
 
 RING = 128
 """Token columns the graph writes before the host copies them out."""

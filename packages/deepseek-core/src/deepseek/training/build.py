@@ -77,8 +77,8 @@ def build_model(
     CPU, or on ``device`` when ``train.init_device = "device"``, or on ``create_on`` when given
     (``meta``: shapes only). Capabilities the config (and ``strategy_cls``) asks for are checked
     here."""
+    from deepseek.models.capabilities import require_capabilities
     from deepseek.models.factory import instantiate_model
-    from deepseek.models.protocol import require_capabilities
 
     seed_everything(config.train.seed)
     where = device if device is not None and config.train.init_device == "device" else torch.device("cpu")
@@ -116,7 +116,7 @@ def prepare_model(model: nn.Module, config: Config) -> nn.Module:
     model offers blocks and ``train.compile_scope`` is ``blocks``, else the whole model; in place:
     parameter names do not change) before the strategy wraps the
     model, as torchtitan orders them. The capabilities were checked by :func:`build_model`."""
-    from deepseek.models.protocol import model_capabilities
+    from deepseek.models.capabilities import model_capabilities
 
     if config.train.activation_checkpointing:
         model.set_activation_checkpointing(True)  # type: ignore[operator]

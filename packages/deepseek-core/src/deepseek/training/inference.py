@@ -261,8 +261,8 @@ def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Token
     to pass otherwise)."""
     from deepseek.data.tokenizer import ByteTokenizer
     from deepseek.errors import UsageError
+    from deepseek.models.capabilities import require_generation
     from deepseek.models.declared import generation_vocab_size
-    from deepseek.models.protocol import require_generation
 
     require_generation(model)
     if tokenizer is not None and not isinstance(tokenizer, Tokenizer):

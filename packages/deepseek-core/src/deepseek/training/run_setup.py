@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deepseek.data.dataset import checked_state_dict, declared_written_files
-from deepseek.models.protocol import model_capabilities
+from deepseek.models.capabilities import model_capabilities
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.engine import StepEngine
 from deepseek.training.metrics import read_metrics

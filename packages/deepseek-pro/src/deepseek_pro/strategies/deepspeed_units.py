@@ -24,7 +24,7 @@ from deepseek.errors import ConfigError
 
 
 def _block_list(model: Any) -> list[Any]:
-    from deepseek.models.protocol import model_capabilities
+    from deepseek.models.capabilities import model_capabilities
 
     return list(model.block_modules()) if "blocks" in model_capabilities(model) else []
 

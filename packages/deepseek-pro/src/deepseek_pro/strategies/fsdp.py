@@ -35,7 +35,7 @@ from torch import nn
 
 from deepseek.dtypes import torch_dtype
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.protocol import model_capabilities
+from deepseek.models.capabilities import model_capabilities
 from deepseek.training import clip
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt

@@ -24,7 +24,7 @@ from torch import nn
 
 from deepseek.config.validate import positive
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.protocol import model_capabilities
+from deepseek.models.capabilities import model_capabilities
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies.pipeline import PipelineStrategy
 from deepseek_pro.strategies.pipeline_rules import PipelineOptions, check_pipeline_fit, model_blocks

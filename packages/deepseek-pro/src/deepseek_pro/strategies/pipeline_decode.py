@@ -29,9 +29,10 @@ import torch.distributed as dist
 from torch import nn
 
 from deepseek.errors import UsageError
+from deepseek.models.capabilities import model_capabilities
 from deepseek.models.declared import generation_vocab_size
 from deepseek.models.decoding import decode
-from deepseek.models.protocol import TrainableModel, model_capabilities
+from deepseek.models.protocol import TrainableModel
 from deepseek_pro.strategies.pipeline_wire import recv_tensor, send_tensor
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from deepseek.config.validate import non_negative
 from deepseek.errors import ConfigError
-from deepseek.models.protocol import model_capabilities
+from deepseek.models.capabilities import model_capabilities
 from deepseek_pro.strategies.base import DistributedOptions
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
-from deepseek.models.protocol import model_capabilities
+from deepseek.models.capabilities import model_capabilities
 from deepseek.training import clip
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
