@@ -1,10 +1,24 @@
 """Shared by every test session: under pytest-xdist (two workers on the 2-core CI machine) each
 worker computes on one intra-op thread, so the two do not oversubscribe the cores. Subprocesses
-the tests start keep their own defaults (the CLI's thread rules are what those tests check)."""
+the tests start keep their own defaults (the CLI's thread rules are what those tests check).
+
+It also registers the contract suites' ``--contract-data`` option (options are read before
+``tests/contract/conftest.py`` loads when the whole ``tests`` folder runs); the suites read it
+there (docs/plugins.md section 9)."""
 
 from __future__ import annotations
 
 import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--contract-data", metavar="JSON|FILE", default=None,
+        help="tests/contract: [data] keys the contract suites make your datasets with, a JSON object of dataset "
+             "name -> keys or the path of a JSON file holding one, e.g. '{\"acme.rows\": {\"train_rows\": 40}}' "
+             "(default: $DEEPSEEK_CONTRACT_DATA)")
 
 
 def pytest_configure(config: object) -> None:

@@ -96,26 +96,35 @@ def _data_sizes(data: Any) -> dict[str, int]:
     return {key: size for key, size in sizes.items() if size is not None}
 
 
-def pair_table(host: Any, model: str, data: str, folder: Path) -> dict[str, Any]:
-    """The config table of a run of model ``model`` on dataset ``data`` at the sizes this module
-    makes them (:data:`MODEL_SHRINK`, :data:`DATA_SHRINK` where they have those keys, ``ROWS`` a
-    batch, files in ``folder`` for :data:`NEEDS_FILES`); the config fills in the sizes that follow
-    the data, as for any run."""
-    target, cls = host.resolve("model", model).load(), host.resolve("dataset", data).load()
-    data_table = _shrunk(cls, DATA_SHRINK, kind="dataset", name=data)
-    if data in NEEDS_FILES:
-        data_table.update(NEEDS_FILES[data][0](folder))
-    return {"model": {"name": model, **_shrunk(target, MODEL_SHRINK, kind="model", name=model)},
-            "data": {"name": data, "batch_size": ROWS, **data_table}}
-
-
-def tiny_dataset(host: Any, name: str, folder: Path) -> Any:
-    """Dataset ``name`` of ``host``, ``ROWS`` rows a batch, :data:`DATA_SHRINK` where it has those
-    keys and files in ``folder`` where it needs them; a one-line error where it cannot be made."""
-    cls = host.resolve("dataset", name).load()
+def data_table(cls: type, name: str, folder: Path, own: Mapping[str, Mapping[str, Any]] | None = None, *,
+               files: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``[data]`` keys the contract suites make dataset ``name`` (class ``cls``) with:
+    :data:`DATA_SHRINK` where its ``Options`` has those keys, files made in ``folder`` where it
+    reads the user's (``files``: name -> maker; default :data:`NEEDS_FILES`'s), then the plugin
+    author's own keys for it (``own``: ``--contract-data``, :mod:`_contract_data`)."""
+    makers = files if files is not None else {n: make for n, (make, _) in NEEDS_FILES.items()}
     table = _shrunk(cls, DATA_SHRINK, kind="dataset", name=name)
-    if name in NEEDS_FILES:
-        table.update(NEEDS_FILES[name][0](folder))
+    if name in makers:
+        table.update(makers[name](folder))
+    table.update((own or {}).get(name, {}))
+    return table
+
+
+def pair_table(host: Any, model: str, data: str, folder: Path,
+               own: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The config table of a run of model ``model`` on dataset ``data`` at the sizes this module
+    makes them (:data:`MODEL_SHRINK`, the dataset's :func:`data_table` with the author's ``own``
+    keys, ``ROWS`` a batch); the config fills in the sizes that follow the data, as for any run."""
+    target, cls = host.resolve("model", model).load(), host.resolve("dataset", data).load()
+    return {"model": {"name": model, **_shrunk(target, MODEL_SHRINK, kind="model", name=model)},
+            "data": {"name": data, "batch_size": ROWS, **data_table(cls, data, folder, own)}}
+
+
+def tiny_dataset(host: Any, name: str, folder: Path, own: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    """Dataset ``name`` of ``host``, ``ROWS`` rows a batch, made with its :func:`data_table` (the
+    author's ``own`` keys on top); a one-line error where it cannot be made."""
+    cls = host.resolve("dataset", name).load()
+    table = data_table(cls, name, folder, own)
     return cls(build_options(cls, table, kind="dataset", name=name, path="data"), batch_size=ROWS, seed=0)
 
 
@@ -152,12 +161,13 @@ class Calls:
 
 
 class FirstBatches:
-    """Each registered dataset of a host made once (tiny, files in ``folder``) with its first
+    """Each registered dataset of a host made once (tiny, files in ``folder``, the author's ``own``
+    keys on top: :func:`data_table`) with its first
     validation and training batches, or the one line that says why it cannot be made here: every
     model of a test module is called on the same batches, and a slow dataset is built once."""
 
-    def __init__(self, host: Any, folder: Path) -> None:
-        self.host, self.folder = host, folder
+    def __init__(self, host: Any, folder: Path, own: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.host, self.folder, self.own = host, folder, own
         self._made: dict[str, tuple[Any, Any, Any] | str] = {}
 
     def get(self, data_name: str) -> tuple[Any, Any, Any] | str:
@@ -166,7 +176,7 @@ class FirstBatches:
             place = self.folder / data_name.replace(".", "_")
             place.mkdir(parents=True, exist_ok=True)
             try:
-                data = tiny_dataset(self.host, data_name, place)
+                data = tiny_dataset(self.host, data_name, place, self.own)
                 self._made[data_name] = (data, checked_validation_batches(data, 1)[0], next(data))
             except UsageError as exc:
                 self._made[data_name] = str(exc).splitlines()[0]

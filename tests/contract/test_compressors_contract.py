@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import torch
+from _contract_data import OwnData
 from _pairing import pair_table
 
 from deepseek.errors import DeepseekError, PluginError, UsageError
@@ -62,8 +63,8 @@ class Subject:
 class Subjects:
     """Each registered model's :class:`Subject`, made once for the module, or why there is none."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, own: OwnData) -> None:
+        self.folder, self.own = folder, own
         self._made: dict[str, Subject | str] = {}
 
     def get(self, model: str) -> Subject | str:
@@ -81,7 +82,7 @@ class Subjects:
             place = self.folder / f"{model}-{data}".replace(".", "_")
             place.mkdir(parents=True, exist_ok=True)
             try:
-                config = config_from_dict(pair_table(HOST, model, data, place), host=HOST)
+                config = config_from_dict(pair_table(HOST, model, data, place, self.own), host=HOST)
                 dataset = build_dataset(config, HOST)
                 subject = Subject(config, dataset.validation_batches(1), [next(dataset) for _ in range(CALIBRATION)])
                 check_model_data(subject.model(), subject.val[0], dataset, model_name=model)
@@ -93,8 +94,8 @@ class Subjects:
 
 
 @pytest.fixture(scope="module")
-def subjects(tmp_path_factory: pytest.TempPathFactory) -> Subjects:
-    return Subjects(tmp_path_factory.mktemp("compressor-subjects"))
+def subjects(tmp_path_factory: pytest.TempPathFactory, contract_data: OwnData) -> Subjects:
+    return Subjects(tmp_path_factory.mktemp("compressor-subjects"), contract_data)
 
 
 def _check_result(name: str, model_name: str, given: torch.nn.Module, result: Any, config: Any,

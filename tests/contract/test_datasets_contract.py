@@ -8,7 +8,8 @@ Data with passes (``epochs_done`` not ``None``) also resumes across the end of o
 drawn until a pass ends (at most :data:`PASS_BATCHES`, at the small sizes of :data:`PASS_OPTIONS`),
 and a fresh dataset loading the position saved just before, or just after, the batch that ended it
 gives the same pass count and the same following batches (the next pass's order included). Where no
-pass ends that soon the check is skipped, saying how to make a pass short (``DEEPSEEK_CONTRACT_DATA``).
+pass ends that soon the check is skipped, saying how to make a pass short (``--contract-data``,
+:mod:`_contract_data`).
 
 A dataset of the user's own files has no data by default: core's ``hf`` gets files written here
 (:data:`NEEDS_FILES`), and where its extra is not installed it must refuse in one line naming it.
@@ -20,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from _pairing import DATA_SHRINK, NEEDS_FILES, qualified_ids
+from _contract_data import OwnData
+from _pairing import NEEDS_FILES, data_table, qualified_ids
 from torch.utils import _pytree as pytree
 
 import deepseek
@@ -65,7 +66,7 @@ def test_core_datasets_registered() -> None:
 
 
 @pytest.mark.parametrize("name", DATASETS, ids=qualified_ids("dataset", DATASETS))
-def test_dataset_contract(name: str, tmp_path: Path) -> None:
+def test_dataset_contract(name: str, tmp_path: Path, contract_data: OwnData) -> None:
     cls = get_host().resolve("dataset", name).load()
     assert isinstance(cls, type) and issubclass(cls, Dataset)
     options = options_class(cls, kind="dataset", name=name)
@@ -79,6 +80,7 @@ def test_dataset_contract(name: str, tmp_path: Path) -> None:
             with pytest.raises(ConfigError, match=r"pip install 'deepseek-core\[hf\]'"):
                 deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
             return
+    extra.update(contract_data.get(name, {}))  # the author's own keys (--contract-data)
     try:
         data = deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
     except UsageError as exc:  # its data comes in a package not installed here: refused in one line
@@ -111,26 +113,10 @@ def test_dataset_contract(name: str, tmp_path: Path) -> None:
             f"{name}: labels outside 0..{classes - 1}, the class count it declares")
 
 
-def _pass_options(name: str, cls: type, folder: Path) -> dict[str, Any]:
-    """The keys the pass check makes dataset ``name`` with: :data:`DATA_SHRINK` where it has those
-    keys, :data:`PASS_OPTIONS` for core's, and the author's own from ``DEEPSEEK_CONTRACT_DATA`` (a
-    JSON object: dataset name -> ``[data]`` keys)."""
-    keys = {f.name for f in dataclasses.fields(options_class(cls, kind="dataset", name=name))}
-    table: dict[str, Any] = {k: v for k, v in DATA_SHRINK.items() if k in keys}
-    if name in PASS_OPTIONS:
-        table.update(PASS_OPTIONS[name](folder))
-    raw = os.environ.get("DEEPSEEK_CONTRACT_DATA", "")
-    if raw:
-        try:
-            own = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            pytest.fail(f"DEEPSEEK_CONTRACT_DATA: not JSON ({exc}); give an object of dataset name -> [data] keys, "
-                        "e.g. '{\"acme.rows\": {\"train_rows\": 40}}'")
-        if not isinstance(own, dict) or not all(isinstance(v, dict) for v in own.values()):
-            pytest.fail("DEEPSEEK_CONTRACT_DATA: expected an object of dataset name -> [data] keys, e.g. "
-                        "'{\"acme.rows\": {\"train_rows\": 40}}'")
-        table.update(own.get(name, {}))
-    return table
+def _pass_options(name: str, cls: type, folder: Path, own: OwnData) -> dict[str, Any]:
+    """The keys the pass check makes dataset ``name`` with: its :func:`~_pairing.data_table` with
+    :data:`PASS_OPTIONS` for core's files, and the author's ``own`` (``--contract-data``) on top."""
+    return data_table(cls, name, folder, own, files=PASS_OPTIONS)
 
 
 def _position(data: Dataset) -> dict[str, Any]:
@@ -138,9 +124,9 @@ def _position(data: Dataset) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", DATASETS, ids=qualified_ids("dataset", DATASETS))
-def test_dataset_resumes_across_a_pass(name: str, tmp_path: Path) -> None:
+def test_dataset_resumes_across_a_pass(name: str, tmp_path: Path, contract_data: OwnData) -> None:
     cls = get_host().resolve("dataset", name).load()
-    table = _pass_options(name, cls, tmp_path)
+    table = _pass_options(name, cls, tmp_path, contract_data)
     if name in NEEDS_FILES and importlib.util.find_spec(NEEDS_FILES[name][1]) is None:
         pytest.skip(f"{name}: needs {NEEDS_FILES[name][1]!r}, not installed (test_dataset_contract checks the refusal)")
     try:
@@ -160,7 +146,7 @@ def test_dataset_resumes_across_a_pass(name: str, tmp_path: Path) -> None:
     else:
         pytest.skip(f"{name}: no pass ended within {PASS_BATCHES} batches of {ROWS} rows at [data] keys {table}, so "
                     "resuming across a pass's end is not checked; to check it, give Options a key that makes the "
-                    "training set small and run with DEEPSEEK_CONTRACT_DATA='{\"" + name + "\": {\"KEY\": VALUE}}'")
+                    "training set small and run with --contract-data '{\"" + name + "\": {\"KEY\": VALUE}}'")
     after, ended = _position(data), checked_epochs_done(data)
     following = [next(data) for _ in range(FOLLOWING)]
     saved = {"just before": (before, done, [ending, *following]), "just after": (after, ended, following)}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _contract_data import OwnData
 from _pairing import MODEL_SHRINK as SHRINK
 from _pairing import FirstBatches, call_on_batches, qualified_ids, tiny_model
 from torch import nn
@@ -108,9 +109,10 @@ def test_capabilities_are_offered_whole(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def first_batches(tmp_path_factory: pytest.TempPathFactory) -> FirstBatches:
-    """Every registered dataset made once for all the models of this module."""
-    return FirstBatches(get_host(), tmp_path_factory.mktemp("datasets"))
+def first_batches(tmp_path_factory: pytest.TempPathFactory, contract_data: OwnData) -> FirstBatches:
+    """Every registered dataset made once for all the models of this module (with the author's
+    ``--contract-data`` keys)."""
+    return FirstBatches(get_host(), tmp_path_factory.mktemp("datasets"), contract_data)
 
 
 @pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))

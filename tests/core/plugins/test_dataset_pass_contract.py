@@ -105,14 +105,15 @@ def deepseek_register_datasets(register):
 """
 
 
-def _contract(make_dist: DistFactory, tmp_path: Path, **env: str) -> str:
-    """The dataset contract's output for distribution deepseek-acme (made once per test)."""
+def _contract(make_dist: DistFactory, tmp_path: Path, *args: str, **env: str) -> str:
+    """The dataset contract's output for distribution deepseek-acme (made once per test); ``args``:
+    more pytest options."""
     if not (make_dist.root / "deepseek_acme").exists():
         make_dist("deepseek-acme", {"deepseek_acme.plugin": PLUGIN, "deepseek_acme.data": DATA},
                   entry_points={"acme": "deepseek_acme.plugin"})
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", "--basetemp", str(tmp_path / "pt"),
-         str(REPO / "tests" / "contract" / "test_datasets_contract.py"), "-k", "deepseek-acme:"],
+         str(REPO / "tests" / "contract" / "test_datasets_contract.py"), "-k", "deepseek-acme:", *args],
         capture_output=True, text=True, cwd=REPO, timeout=300,
         env=make_dist.env(DEEPSEEK_PLUGINS="deepseek-acme", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", **env))
     return proc.stdout + proc.stderr
@@ -130,14 +131,29 @@ def test_a_dataset_losing_its_pass_on_load_fails_the_contract(make_dist: DistFac
     assert ("SKIPPED [1] tests/contract/test_datasets_contract.py:") in out and (
         "acme.long: no pass ended within 256 batches of 4 rows at [data] keys {}, so resuming across a pass's end is "
         "not checked; to check it, give Options a key that makes the training set small and run with "
-        "DEEPSEEK_CONTRACT_DATA='{\"acme.long\": {\"KEY\": VALUE}}'") in out, out[-3000:]
+        "--contract-data '{\"acme.long\": {\"KEY\": VALUE}}'") in out, out[-3000:]
     assert re.search(r"2 failed, 5 passed, 1 skipped\b", out), out[-500:]
 
 
 def test_a_long_pass_is_checked_at_the_keys_the_author_gives(make_dist: DistFactory, tmp_path: Path) -> None:
-    out = _contract(make_dist, tmp_path, DEEPSEEK_CONTRACT_DATA='{"acme.long": {"rows": 8}}')
+    out = _contract(make_dist, tmp_path, "--contract-data", '{"acme.long": {"rows": 8}}')
     assert re.search(r"2 failed, 6 passed\b", out), out[-3000:]
-    assert "acme.long" not in out  # checked at rows = 8 (two batches a pass), and it resumes
+    assert "acme.long: " not in out and "SKIPPED" not in out  # checked at rows = 8 (two batches a pass): it resumes
+    (tmp_path / "data.json").write_text('{"acme.long": {"rows": 8}}')
+    out = _contract(make_dist, tmp_path, "--contract-data", str(tmp_path / "data.json"))  # a file of them
+    assert re.search(r"2 failed, 6 passed\b", out) and "acme.long: " not in out, out[-3000:]
+    out = _contract(make_dist, tmp_path, DEEPSEEK_CONTRACT_DATA='{"acme.long": {"rows": 8}}')  # the variable too
+    assert re.search(r"2 failed, 6 passed\b", out) and "acme.long: " not in out, out[-3000:]
+
+
+def test_contract_data_that_is_not_an_object_of_keys_is_one_line(make_dist: DistFactory, tmp_path: Path) -> None:
     out = _contract(make_dist, tmp_path, DEEPSEEK_CONTRACT_DATA='{"acme.long": 8}')
     assert ("DEEPSEEK_CONTRACT_DATA: expected an object of dataset name -> [data] keys, e.g. "
             "'{\"acme.rows\": {\"train_rows\": 40}}'") in out, out[-3000:]
+    out = _contract(make_dist, tmp_path, "--contract-data", str(tmp_path / "missing.json"))
+    assert (f"--contract-data: cannot read {tmp_path / 'missing.json'} (No such file or directory); give a JSON "
+            "object of dataset name -> [data] keys, or the path of a JSON file holding one") in out, out[-3000:]
+    (tmp_path / "bad.json").write_text("{rows: 8}")
+    out = _contract(make_dist, tmp_path, "--contract-data", str(tmp_path / "bad.json"))
+    assert f"--contract-data: {tmp_path / 'bad.json'}: not JSON (Expecting property name" in out, out[-3000:]
+    assert "Traceback" not in out and re.search(r"\b8 errors?\b", out), out[-3000:]
