@@ -159,18 +159,6 @@ def test_the_search_recovers_the_pruned_tri_modal_model_by_fine_tuning(mm_run: P
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(row["val_loss"], rel=1e-5)
 
 
-def test_optimize_refuses_a_model_that_takes_no_token_ids(mm_run: Path) -> None:
-    """optimize traces the model with a tensor of token ids; the tri-modal classifier takes its
-    modalities and a label: one line naming the model and the Python API (was an internal TypeError).
-    export traces it through its capability 'serving' instead: tests/enterprise/test_serving_export.py."""
-    out = deepseek_cli("optimize", "--checkpoint", "run", cwd=mm_run)
-    assert out.returncode == 2, out.stderr
-    (line,) = out.stderr.strip().splitlines()
-    assert line.startswith("error: optimize: model 'multimodal.classifier' takes forward(") and (
-        "not one tensor of token ids" in line and "deepseek.optimize(model, example_inputs" in line), line
-    assert "**inputs)" in line and "not keyword ones such as a batch dict" in line, line
-
-
 @dataclass(frozen=True)
 class GRUOptions:
     bidirectional: bool = True

@@ -1,11 +1,13 @@
 """``deepseek export`` of a model over a batch of inputs (capability ``serving``): the tri-modal
 classifier is traced on its run's first validation rows, with the rows dynamic, and the ``.pt2``
 file, loaded with torch alone, gives the eager model's fused logits for another number of rows,
-a missing modality included; its record lists the inputs by name. A model that offers neither
-token ids nor ``serving`` is one line (tests/core/optimize/test_serving_export_core.py)."""
+a missing modality included; its record lists the inputs by name. ``deepseek optimize`` optimizes
+the classifier's ``serving_forward`` on the same rows. A model that offers neither token ids nor
+``serving`` is one line (tests/core/optimize/test_serving_export_core.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,24 @@ def test_export_traces_the_classifier_and_the_file_predicts_like_the_model(mm_ru
     batch["present"]["audio"][1] = True
     with torch.no_grad():
         assert not torch.allclose(exported(model.serving_inputs(batch))[1], got[1])
+
+
+def test_optimize_optimizes_the_classifier_on_its_runs_serving_inputs(mm_run: Path) -> None:
+    """Was refused: optimize traced every model on token ids, which the classifier does not take."""
+    out = deepseek_cli("optimize", "--checkpoint", "run", "--batch", "4", "--passes", "none", "--json", cwd=mm_run)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["model"]["name"] == "multimodal.classifier" and plan["pipeline"] == ["eager"]
+    assert plan["max_rel_error"] == 0.0 and plan["tolerance"] > 0
+    assert "('vision', ('M', (('inputs', ('T', (4, " in plan["signature"], plan["signature"]  # shapes, not values
+    out = deepseek_cli("optimize", "--checkpoint", "run", "--seq", "16", cwd=mm_run)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: --seq 16: model 'multimodal.classifier' is optimized on its run's own inputs (capability 'serving'), "
+        "whose shapes its data gives; leave --seq out (--batch sets the rows)"], out.stderr
+    out = deepseek_cli("optimize", "--checkpoint", "run", "--batch", "20", cwd=mm_run)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: --batch 20: the run's first validation batch, which model 'multimodal.classifier' is optimized on, "
+        "holds 8 rows (data.batch_size = 8); give --batch 8 or less"], out.stderr
 
 
 def test_a_static_export_takes_the_traced_rows_only(mm_run: Path) -> None:

@@ -269,3 +269,46 @@ def test_an_onnx_export_does_not_print_the_exporters_skipped_torchvision_ops(tmp
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "l.onnx").is_file() and "torchvision" not in done.stderr
+
+
+class NoServing(TrainableModel):
+    """A classifier over a batch of features without capability ``serving``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(2, 3)
+
+    def forward(self, features: dict[str, torch.Tensor], label: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.head(features["numbers"]), label)
+
+
+def test_optimize_refuses_a_model_without_token_ids_or_serving_naming_what_to_declare() -> None:
+    from deepseek.graph.export_trained import example_tokens
+
+    with pytest.raises(UsageError) as info:
+        example_tokens(NoServing(), 1, None, "cpu", name="acme.noserve", command="optimize")
+    line = str(info.value)
+    assert line.startswith("optimize: model 'acme.noserve' takes forward(features, label), not one tensor of token "
+                           "ids") and "\n" not in line, line
+    assert line.endswith("a model over a batch of inputs is optimized on its run's own inputs through its capability "
+                         "'serving' (serving_inputs and serving_forward: what a prediction reads and returns), which it "
+                         "does not offer (docs/plugins.md, 'Models')"), line
+
+
+def test_a_serving_model_is_optimized_on_its_inputs_with_a_signature_of_their_shapes() -> None:
+    """deepseek.optimize takes serving_forward on a mapping of inputs (what ``deepseek optimize``
+    runs for such a model); the plan's signature and cache key are the inputs' shapes, not their
+    values, so the same shapes with other values are the same signature."""
+    import deepseek
+    from deepseek.graph.serving import ServingModule, serving_inputs
+    from deepseek.graph.verify import signature_of
+
+    model = Tabular().eval()
+    inputs = serving_inputs(model, rows(4, 0), name="tabular")
+    optimized = deepseek.optimize(ServingModule(model), (inputs,), "none", cache=False)
+    with torch.no_grad():
+        torch.testing.assert_close(optimized(inputs), model.serving_forward(inputs))
+    assert signature_of((inputs,)) == (("M", (("features", ("M", (
+        ("numbers", ("T", (4, 2), "torch.float32", "cpu")), ("category", ("T", (4,), "torch.int64", "cpu"))))),)),)
+    assert signature_of((serving_inputs(model, rows(4, 1), name="tabular"),)) == signature_of((inputs,))
+    assert signature_of((torch.zeros(2, 3), 5)) == (("T", (2, 3), "torch.float32", "cpu"), ("V", "5"))

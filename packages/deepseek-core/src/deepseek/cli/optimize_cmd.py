@@ -17,19 +17,63 @@ from deepseek.graph.export_trained import DEFAULT_BATCH, FORMATS
 from deepseek.graph.export_trained import DEFAULT_SEQ as EXPORT_SEQ
 
 
-def load_checkpoint_model(checkpoint: str, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def load_checkpoint_model(checkpoint: str, device: str = "cpu") -> tuple[Any, Any, Any]:
     """The trained model of a run folder, checkpoint folder or ``.safetensors`` export, in eval
-    mode on ``device``, and its model config as a dict."""
+    mode on ``device``, its run config, and where its weights and config data come from
+    (:func:`~deepseek.training.weights_source.read_source`)."""
     from deepseek.cli.context import command_host
     from deepseek.training.inference import load_trained
+    from deepseek.training.weights_source import read_source
 
-    model, config, _ = load_trained(checkpoint, device, host=command_host())
-    info = {"name": config.model.name, **dataclasses.asdict(config.model.options)}
-    return model.eval(), info
+    source = read_source(checkpoint)
+    model, config, _ = load_trained(source, device, host=command_host())
+    return model.eval(), config, source
 
 
 DEFAULT_SEQ = 128
 """``deepseek optimize``'s example sequence length when ``--seq`` is not given."""
+
+
+def example_inputs(model: Any, config: Any, source: Any, *, batch: int, seq: int | None,
+                   device: str) -> tuple[Any, tuple[Any, ...]]:
+    """What ``deepseek optimize`` optimizes and its example inputs. A model with capability
+    ``serving`` (the models contract's declaration of what a prediction reads): its
+    ``serving_forward`` on the ``serving_inputs`` of the first ``batch`` rows of its run's first
+    validation batch. Any other model: the model itself on ``(batch, seq)`` random token ids
+    (:func:`~deepseek.graph.export_trained.example_tokens`, which refuses a model that takes
+    neither, saying it must declare ``serving``)."""
+    from deepseek.arguments import command_line
+    from deepseek.cli.context import command_host
+    from deepseek.graph.export_trained import example_tokens
+    from deepseek.models.capabilities import model_capabilities
+
+    name = config.model.name
+    if "serving" not in model_capabilities(model):
+        with command_line():  # messages name --seq
+            return model, (example_tokens(model, batch, seq, device, name=name, command="optimize",
+                                          default_seq=DEFAULT_SEQ),)
+    import torch
+
+    from deepseek.data.batch import batch_rows, head_rows, move_to
+    from deepseek.errors import UsageError
+    from deepseek.graph.serving import ServingModule, serving_inputs
+    from deepseek.training.build import build_dataset
+    from deepseek.training.evaluation import validation_set
+    from deepseek.training.weights_source import with_data
+
+    if seq is not None:
+        raise UsageError(f"--seq {seq}: model {name!r} is optimized on its run's own inputs (capability 'serving'), "
+                         "whose shapes its data gives; leave --seq out (--batch sets the rows)")
+    host = command_host()
+    data = with_data(source, config, None, host)
+    first = validation_set(data, build_dataset(data, host), 1).batches[0]
+    held = batch_rows(first)
+    if batch > held:
+        raise UsageError(f"--batch {batch}: the run's first validation batch, which model {name!r} is optimized on, "
+                         f"holds {held} row{'s' if held > 1 else ''} (data.batch_size = {data.data.batch_size}); "
+                         f"give --batch {held} or less")
+    inputs = serving_inputs(model, move_to(head_rows(first, batch), torch.device(device)), name=name)
+    return ServingModule(model).eval(), (inputs,)
 
 
 def _plan_table(plan: Any) -> Any:
@@ -57,7 +101,8 @@ def _plan_table(plan: Any) -> Any:
 @click.option("--checkpoint", required=True, type=PATH, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
 @click.option("--batch", type=count(), default=1, show_default=True)
 @click.option("--seq", type=count(), default=None,
-              help=f"Sequence length of the example input.  [default: {DEFAULT_SEQ}, or the model's max_seq_len when shorter]")
+              help=f"Sequence length of the example token ids (not for a model with capability 'serving', optimized on "
+                   f"its run's own inputs).  [default: {DEFAULT_SEQ}, or the model's max_seq_len when shorter]")
 @click.option("--passes", type=NameList(), default="auto", show_default=True, metavar="auto|A,B,...",
               help="'auto' or registered pass names in order (see 'deepseek plugins list').")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "int8"]), default="fp32", show_default=True)
@@ -66,21 +111,20 @@ def _plan_table(plan: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def optimize(checkpoint: str, batch: int, seq: int | None, passes: tuple[str, ...], precision: str, device: str,
              no_cache: bool, as_json: bool) -> None:
-    """Optimize a trained model for (batch, seq) token inputs and report what each pass did."""
+    """Optimize a trained model and report what each pass did: a token model for (batch, seq)
+    random token ids, a model with capability 'serving' for its run's own inputs (batch rows)."""
     import warnings
 
     import deepseek
-    from deepseek.arguments import command_line
     from deepseek.cli.context import command_host
-    from deepseek.graph.export_trained import example_tokens
 
-    model, info = load_checkpoint_model(checkpoint, device)
-    with command_line():  # messages name --seq
-        x = example_tokens(model, batch, seq, device, name=info["name"], command="optimize", default_seq=DEFAULT_SEQ)
+    model, config, source = load_checkpoint_model(checkpoint, device)
+    info = {"name": config.model.name, **dataclasses.asdict(config.model.options)}
+    module, args = example_inputs(model, config, source, batch=batch, seq=seq, device=device)
     spec: Any = passes[0] if passes in (("auto",), ("none",)) else list(passes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plan = deepseek.optimize(model, x, spec, precision=precision, cache=not no_cache, host=command_host()).plan
+        plan = deepseek.optimize(module, args, spec, precision=precision, cache=not no_cache, host=command_host()).plan
     assert plan is not None
     dropped = [str(w.message) for w in caught if "optimizer:" in str(w.message)]
     if as_json:

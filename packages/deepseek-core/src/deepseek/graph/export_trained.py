@@ -142,8 +142,9 @@ def example_tokens(model: Any, batch: int, seq: int | None, device: str, *, name
         how = ("a model over a batch of inputs is exported through its capability 'serving' (serving_inputs and "
                "serving_forward: what a deployed model reads and returns), which it does not offer "
                "(docs/interop.md, 'Deployment files')") if command == "export" else (
-               "from Python, deepseek.optimize(model, example_inputs, passes=...) takes other positional inputs, "
-               "but not keyword ones such as a batch dict (docs/graph-passes.md)")
+               "a model over a batch of inputs is optimized on its run's own inputs through its capability 'serving' "
+               "(serving_inputs and serving_forward: what a prediction reads and returns), which it does not offer "
+               "(docs/plugins.md, 'Models')")
         raise UsageError(f"{command}: model {name!r} takes forward({parameter_list(params)}), not one tensor of token "
                          f"ids, which {command} traces it with; {how}")
 

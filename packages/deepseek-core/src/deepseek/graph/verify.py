@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,14 +22,19 @@ from deepseek.graph.plan import STATS, OptimizerWarning
 
 
 def signature_of(args: Sequence[Any]) -> tuple[Any, ...]:
-    """Shapes, dtypes and devices of tensor arguments (values of the others): the cache key."""
-    sig: list[Any] = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            sig.append(("T", tuple(a.shape), str(a.dtype), str(a.device)))
-        else:
-            sig.append(("V", repr(a)))
-    return tuple(sig)
+    """Shapes, dtypes and devices of tensor arguments, also inside mappings, lists and tuples
+    (a serving model's mapping of inputs), and values of the others: the cache key."""
+    return tuple(_signature(a) for a in args)
+
+
+def _signature(a: Any) -> tuple[Any, ...]:
+    if isinstance(a, torch.Tensor):
+        return ("T", tuple(a.shape), str(a.dtype), str(a.device))
+    if isinstance(a, Mapping):
+        return ("M", tuple((str(k), _signature(v)) for k, v in a.items()))
+    if isinstance(a, (list, tuple)):
+        return ("L", tuple(_signature(v) for v in a))
+    return ("V", repr(a))
 
 
 def device_of(model: nn.Module, args: Sequence[Any]) -> torch.device:
