@@ -29,9 +29,7 @@ TINY = {"fusion_options": {"d_model": 16, "hidden": 32, "joint": True}, "vision"
         "text": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_complementary_samples_carry_each_modalitys_own_label() -> None:

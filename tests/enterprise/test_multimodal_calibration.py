@@ -33,9 +33,7 @@ TINY = {"vision": {"embed_dim": 16, "depths": [1, 1]},
         "text": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**options: object) -> MultimodalClassifier:

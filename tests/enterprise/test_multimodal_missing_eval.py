@@ -29,9 +29,7 @@ TINY = {"fusion": "late", "fusion_options": {"d_model": 8}, "vision": {"embed_di
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**options: object) -> MultimodalClassifier:

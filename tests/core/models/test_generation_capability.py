@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _small_gpt import small_gpt
 from torch import nn
 
 from deepseek.data.tokenizer import ByteTokenizer
@@ -22,11 +23,6 @@ from deepseek.models.static_decoding import StaticDecoders
 from deepseek.training.inference import generating_tokenizer, sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def small_gpt(window: int = 16) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=256, d_model=32, n_heads=4, n_layers=2, max_seq_len=window)).eval()
 
 
 class CachedOnly(TrainableModel):
@@ -79,7 +75,7 @@ def test_generation_is_a_capability_of_the_gpt_and_of_a_model_declaring_it() -> 
 @pytest.mark.parametrize(("temperature", "top_k"), [(0.0, None), (0.9, 10)])
 def test_the_documented_generate_draws_the_gpts_tokens_through_window_rebuilds(temperature: float,
                                                                                top_k: int | None) -> None:
-    gpt = small_gpt(window=16)
+    gpt = small_gpt(window=16, vocab_size=256)
     mine = MyLM(gpt)
     idx = torch.randint(0, 256, (2, 5), generator=torch.Generator().manual_seed(1))
     columns: list[torch.Tensor] = []
@@ -94,7 +90,7 @@ def test_the_documented_generate_draws_the_gpts_tokens_through_window_rebuilds(t
 
 
 def test_sample_serves_a_model_that_declares_generation() -> None:
-    gpt = small_gpt(window=32)
+    gpt = small_gpt(window=32, vocab_size=256)
     expected = sample(gpt, "def ", max_new_tokens=12, temperature=0.0, top_k=None)
     assert sample(MyLM(gpt), "def ", max_new_tokens=12, temperature=0.0, top_k=None) == expected
     assert len(expected.encode()) >= 1
@@ -103,7 +99,7 @@ def test_sample_serves_a_model_that_declares_generation() -> None:
 def test_an_empty_prompt_starts_a_new_document_from_the_separator() -> None:
     """No prompt: the model continues the separator that ends every training document (byte 0
     for byte tokens), not some text of ours."""
-    gpt = small_gpt(window=32)
+    gpt = small_gpt(window=32, vocab_size=256)
     assert ByteTokenizer().prompt_ids("") == [0] and ByteTokenizer().prompt_ids("ab") == [97, 98]
     gen = torch.Generator().manual_seed(0)
     ids = gpt.generate(torch.tensor([[0]]), 6, temperature=0.0, top_k=None, generator=gen)[0, 1:].tolist()
@@ -111,13 +107,13 @@ def test_an_empty_prompt_starts_a_new_document_from_the_separator() -> None:
 
 
 def test_static_decoding_is_refused_for_a_model_without_it() -> None:
-    mine = MyLM(small_gpt())
+    mine = MyLM(small_gpt(vocab_size=256))
     with pytest.raises(UsageError, match=r"^generate: static-cache decoding cannot serve this model: the model "
                        r"\(MyLM\) does not declare static_decoding"):
         mine.generate(torch.zeros(1, 2, dtype=torch.long), 2, static=StaticDecoders(graphs=False))
 
 
-@pytest.mark.parametrize("make", [lambda: CachedOnly(small_gpt()), lambda: ProbedOnly()],
+@pytest.mark.parametrize("make", [lambda: CachedOnly(small_gpt(vocab_size=256)), lambda: ProbedOnly()],
                          ids=["cached-decoding-only", "plain-module-with-generate"])
 def test_a_model_without_it_is_refused_in_one_line_saying_how(make) -> None:
     model = make()
@@ -136,7 +132,7 @@ def test_a_model_without_it_is_refused_in_one_line_saying_how(make) -> None:
 
 def test_the_default_generate_explains_itself() -> None:
     with pytest.raises(NotImplementedError) as raised:
-        CachedOnly(small_gpt()).generate(torch.zeros(1, 2, dtype=torch.long), 2)
+        CachedOnly(small_gpt(vocab_size=256)).generate(torch.zeros(1, 2, dtype=torch.long), 2)
     assert str(raised.value) == (f"CachedOnly does not offer text generation (capability 'generation'); "
                                  f"{GENERATION_HOWTO}")
 
@@ -161,22 +157,22 @@ class ConfigOnly(MyLM):
 
 
 def test_the_gpt_declares_its_vocabulary_and_the_default_is_unknown() -> None:
-    assert small_gpt().generation_vocab_size() == 256
+    assert small_gpt(vocab_size=256).generation_vocab_size() == 256
     assert GPT(GPTConfig(vocab_size=300, d_model=16, n_heads=2, n_layers=1)).generation_vocab_size() == 300
-    assert MyLM(small_gpt()).generation_vocab_size() is None
+    assert MyLM(small_gpt(vocab_size=256)).generation_vocab_size() is None
     assert generation_vocab_size(ProbedOnly()) is None  # not a TrainableModel
 
 
 def test_a_declared_vocabulary_is_checked_against_the_tokenizer() -> None:
     with pytest.raises(UsageError) as small:
-        generating_tokenizer(DeclaresVocab(small_gpt(), 100), None)
+        generating_tokenizer(DeclaresVocab(small_gpt(vocab_size=256), 100), None)
     assert str(small.value) == ("generate: the tokenizer has 256 tokens but the model's vocabulary only 100; "
                                 "pass the run folder the model was trained in (its tokenizer.json)")
     with pytest.raises(UsageError) as large:
-        generating_tokenizer(DeclaresVocab(small_gpt(), 300), None)
+        generating_tokenizer(DeclaresVocab(small_gpt(vocab_size=256), 300), None)
     assert str(large.value).startswith("generate: the model has 300 token ids but no tokenizer.json was found "
                                        "with it, and byte tokens cover only 256; put the tokenizer.json")
-    assert isinstance(generating_tokenizer(DeclaresVocab(small_gpt(), 256), None), ByteTokenizer)
+    assert isinstance(generating_tokenizer(DeclaresVocab(small_gpt(vocab_size=256), 256), None), ByteTokenizer)
 
 
 def test_a_model_declaring_no_vocabulary_is_not_checked() -> None:
@@ -191,7 +187,7 @@ def test_a_model_declaring_no_vocabulary_is_not_checked() -> None:
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "256", True])
 def test_a_declared_vocabulary_that_is_not_a_positive_int_is_one_line(bad: object) -> None:
     with pytest.raises(UsageError) as raised:
-        generating_tokenizer(DeclaresVocab(small_gpt(), bad), None)
+        generating_tokenizer(DeclaresVocab(small_gpt(vocab_size=256), bad), None)
     assert str(raised.value) == (f"model DeclaresVocab: generation_vocab_size() returned {bad!r}; it must return "
                                  "the number of token ids its logits cover (a positive int) or None when unknown")
 

@@ -13,19 +13,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from _small_gpt import small_gpt
 
 from deepseek.errors import UsageError
 from deepseek.models.decoding import decode, penalize_repeats, sample_next
-from deepseek.models.gpt import GPT, GPTConfig
+from deepseek.models.gpt import GPT
 from deepseek.models.sampling import sampling_arguments
 from deepseek.models.static_decoding import StaticDecoders
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def small_gpt(window: int = 16) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=64, d_model=32, n_heads=4, n_layers=2, max_seq_len=window)).eval()
 
 
 def reference_penalty(logits: torch.Tensor, seen_ids: list[list[int]], penalty: float) -> torch.Tensor:

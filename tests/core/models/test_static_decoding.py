@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _small_gpt import small_gpt
 
 from deepseek.errors import UsageError
 from deepseek.models.decoding import sample_next
-from deepseek.models.gpt import GPT, GPTConfig
+from deepseek.models.gpt import GPT
 from deepseek.models.layers import KVCursor
 from deepseek.models.static_decoding import (
     RING,
@@ -23,11 +24,6 @@ from deepseek.models.static_decoding import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def small_gpt(window: int = 16) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=64, d_model=32, n_heads=4, n_layers=2, max_seq_len=window)).eval()
 
 
 def eager_and_static(model: GPT, idx: torch.Tensor, new: int, pool: StaticDecoders, **kw: object) -> tuple:

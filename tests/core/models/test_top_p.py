@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _small_gpt import small_gpt
 
 from deepseek.errors import UsageError
 from deepseek.models.decoding import sample_next
@@ -16,11 +17,6 @@ from deepseek.models.static_decoding import StaticDecoders
 from deepseek.training.inference import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def small_gpt(window: int = 16) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=64, d_model=32, n_heads=4, n_layers=2, max_seq_len=window)).eval()
 
 
 def nucleus_reference(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float) -> torch.Tensor:
