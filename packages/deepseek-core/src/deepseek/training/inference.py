@@ -255,7 +255,7 @@ def sample(
 
 def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:
     """``tokenizer`` (default: UTF-8 bytes) after checking that ``model`` generates text
-    (capability ``generation``, :func:`~deepseek.models.protocol.require_generation`) and that
+    (capability ``generation``, :func:`~deepseek.models.capabilities.require_generation`) and that
     the two agree on the vocabulary the model declares
     (:meth:`~deepseek.models.protocol.TrainableModel.generation_vocab_size`; one line saying what
     to pass otherwise)."""
