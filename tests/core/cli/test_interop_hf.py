@@ -19,6 +19,7 @@ from deepseek.interop.gpt2 import export_problem
 from deepseek.models.gpt import GPTConfig
 from deepseek.training.checkpoint import read_weights_metadata
 from deepseek.training.inference import load_trained
+from deepseek.training.metrics import read_metrics
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -277,7 +278,7 @@ def test_a_gpt2_folder_is_an_init_from(hostile: Hostile, hf_export: Path, traine
     outcome = hostile.run("train", *TINY, "--set", f"train.init_from={json.dumps(str(hf_export))}",
                           "--set", "model.name=gpt", "--run-dir", "run")
     assert outcome.code == 0, outcome.stderr
-    records = [json.loads(line) for line in (hostile.work / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(hostile.work / "run" / "metrics.jsonl")
     start = next(r for r in records if r["step"] == 0 and "val_loss" in r)
     from deepseek.training.inference import evaluate_model
 

@@ -12,6 +12,7 @@ import pytest
 from hostile_cli import TINY, assert_refused, invoke
 
 from deepseek.plugins.host import PluginHost
+from deepseek.training.metrics import read_metrics
 
 OFF = [*[a if a != "data.eval_batches=1" else "data.eval_batches=0" for a in TINY], "--max-steps", "2"]
 
@@ -35,7 +36,7 @@ def test_a_run_without_validation_prints_no_validation_and_eval_still_evaluates(
     assert outcome.code == 0, outcome.stderr
     assert "validation loss" not in outcome.stdout and "2 steps" in outcome.stdout
     assert not [line for line in outcome.stderr.splitlines() if line.startswith("warning: ")]
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2] and not [k for r in rows for k in r if k.startswith("val_")]
     shown = invoke(["eval", "--checkpoint", str(run), "--json"], core_host)
     assert shown.code == 0, shown.stderr

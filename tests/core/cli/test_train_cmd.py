@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from deepseek.training.metrics import read_metrics
+
 SMALL = [
     "--set", "model.d_model=32", "--set", "model.n_heads=2", "--set", "model.n_layers=2",
     "--set", "model.max_seq_len=32", "--set", "data.seq_len=32", "--set", "data.batch_size=8",
@@ -69,7 +71,7 @@ def test_eval_reports_the_validation_loss(trained_run: Path) -> None:
     proc = deepseek("eval", "--checkpoint", str(trained_run), "--json", "--device", "cpu", cwd=trained_run.parent)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    last_val = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    last_val = read_metrics(trained_run / "metrics.jsonl")
     expected = [r["val_loss"] for r in last_val if "val_loss" in r][-1]
     assert result["step"] == 4
     assert result["val_loss"] == pytest.approx(expected, rel=1e-5)

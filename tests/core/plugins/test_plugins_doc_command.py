@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from plugin_testing import DistFactory, host_for, run_cli
 
+from deepseek.training.metrics import read_metrics
+
 REPO = Path(__file__).resolve().parents[3]
 BLOCK = re.compile(r"<!-- test: ([\w-]+) -->\n```python\n(.*?)\n```", re.S)
 
@@ -60,7 +62,7 @@ def acme(make_dist: DistFactory, pages_blocks: dict[str, str]) -> DistFactory:
 
 
 def _last_loss(run: Path) -> tuple[int, float]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run / "metrics.jsonl")
     last = [r for r in rows if "loss" in r][-1]
     return last["step"], last["loss"]
 

@@ -8,7 +8,6 @@ is the schedule's times its factor), the checkpoint (exact resume, refused with 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings
@@ -22,6 +21,7 @@ from deepseek.config.load import config_from_dict, load_config
 from deepseek.errors import CheckpointError, ConfigError, PluginError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.engine import ResumeWarning
+from deepseek.training.metrics import read_metrics
 from deepseek.training.trainer import Trainer
 
 FROZEN_EMBEDDING = [{"match": "wte.*", "lr_scale": 0.0},
@@ -33,7 +33,7 @@ def _weights(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
 
 
 def _lrs(run_dir: Path) -> list[float]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run_dir / "metrics.jsonl")
     return [r["lr"] for r in rows if "loss" in r and "lr" in r]
 
 

@@ -22,6 +22,7 @@ from deepseek.data.dataset import Dataset
 from deepseek.errors import UsageError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
+from deepseek.training.metrics import read_metrics
 from deepseek.training.script import RunCompleteWarning
 
 CONFIG = {"train": {"max_steps": 60, "lr": 1e-2, "warmup_steps": 5, "eval_interval": 20},
@@ -67,7 +68,7 @@ class Stream(torch.utils.data.IterableDataset):
 
 
 def losses(run: Path) -> list[tuple[int, float]]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run / "metrics.jsonl")
     return [(r["step"], r["loss"]) for r in rows if "loss" in r]
 
 

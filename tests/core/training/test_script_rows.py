@@ -4,7 +4,6 @@ returns a Python list with one entry per row (lengths), under gradient accumulat
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import deepseek
 from deepseek.data.batch import concat_rows, shard_rows, split_rows
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
+from deepseek.training.metrics import read_metrics
 
 CONFIG = {"train": {"max_steps": 24, "lr": 1e-2, "warmup_steps": 2, "eval_interval": 12},
           "checkpoint": {"interval": 12, "keep_last": 5}, "logging": {"progress": False, "plot": False},
@@ -55,7 +55,7 @@ class Quadrants(nn.Module):
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run / "metrics.jsonl")
     return [(r["step"], r["loss"]) for r in rows if "loss" in r] + \
         [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
 

@@ -6,7 +6,6 @@ value that is not a number, stop the run in one line naming the strategy and its
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from deepseek.errors import PluginError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.engine import checked_step_metrics
+from deepseek.training.metrics import read_metrics
 from deepseek.training.single import SingleDeviceStrategy
 from deepseek.training.trainer import Trainer
 
@@ -53,7 +53,7 @@ def _train(tmp_path: Path, reported: Any) -> Any:
 
 def test_a_strategys_own_step_metric_is_logged_with_each_step(tmp_path: Path) -> None:
     _train(tmp_path, {"acme_buckets": 3, "acme_ratio": 0.25})
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     steps = [r for r in rows if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2]
     assert all(r["acme_buckets"] == 3 and r["acme_ratio"] == 0.25 for r in steps)

@@ -9,7 +9,6 @@ the difference it exists for). Bad totals and bad returns are one line each.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch import nn
 import deepseek
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
+from deepseek.training.metrics import read_metrics
 
 CLASSES = 3
 
@@ -89,7 +89,7 @@ def test_fit_reports_f1_over_the_whole_set(run: tuple[Path, Any]) -> None:
     assert result.val_metrics["val_rows"] == 128.0
     assert result.val_metrics["val_batch_f1"] == pytest.approx(mean_of_batches, abs=1e-5)
     assert abs(whole - mean_of_batches) > 1e-3  # the two differ: this is what totals are for
-    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(folder / "metrics.jsonl")
     evaluations = [r for r in records if "val_macro_f1" in r]
     assert [r["step"] for r in evaluations] == [0, 6, 12]
     assert evaluations[-1]["val_macro_f1"] == pytest.approx(whole, abs=1e-6)
@@ -104,7 +104,7 @@ def test_evaluate_gives_the_same_numbers(run: tuple[Path, Any]) -> None:
 
 def test_monitor_follows_a_whole_set_metric(run: tuple[Path, Any]) -> None:
     folder, result = run
-    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(folder / "metrics.jsonl")
     best = max((r["val_macro_f1"], -r["step"]) for r in records if "val_macro_f1" in r)
     assert result.monitor["name"] == "val_macro_f1"
     assert result.monitor["best"] == pytest.approx(best[0]) and result.monitor["best_step"] == -best[1]
