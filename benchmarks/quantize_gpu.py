@@ -67,7 +67,8 @@ def main() -> None:
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import evaluate_batch, summarize
     from deepseek.training.inference import load_trained
-    from deepseek_enterprise.compress.quantize import linear_weight_bytes, quantize_model
+    from deepseek_enterprise.compress.compressor import linear_weight_bytes
+    from deepseek_enterprise.compress.quantize import quantize_model
 
     model, config, _ = load_trained(run, "cuda", need_data=True)
     val = build_dataset(config, get_host()).validation_batches(16)

@@ -16,7 +16,8 @@ from _inprocess import deepseek_here
 
 import deepseek
 from deepseek.config.load import config_from_dict
-from deepseek_enterprise.compress.quantize import linear_weight_bytes, quantize_model
+from deepseek_enterprise.compress.compressor import linear_weight_bytes
+from deepseek_enterprise.compress.quantize import quantize_model
 
 # The tiny GPT, wide enough that int8 weights plus their scales are < 1/3.5 of fp32.
 QCONFIG = {**CONFIG, "model": {**CONFIG["model"], "d_model": 64, "d_ff": 256}}

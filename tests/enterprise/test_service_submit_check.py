@@ -281,6 +281,13 @@ def test_a_plugins_own_command_of_a_job_name_is_parsed_by_itself_only(tmp_path: 
     ["--max-drop", "1%", "--recipe", "prune.fnn + quantize.int8", "--out", "runs/c"],
     ["--max-drop", "1%", "--recipe", "prune.ffn ratio=7 + quantize.int8", "--out", "runs/c"],
     ["--max-drop", "1%", "--recipe", "prune.ffn + recover stpes=3", "--out", "runs/c"],
+    # quantize.* and distill.student: their modules import no torch either (quantizers.py, student.py)
+    ["--method", "quantize.int4-weight", "--set", "group_size=100", "--out", "runs/c"],
+    ["--method", "quantize.int8", "--set", "skp=lm_head", "--out", "runs/c"],
+    ["--method", "quantize.float8", "--set", "granularity=col", "--out", "runs/c"],
+    ["--method", "quantize.int8-weight", "--set", "skip=3", "--out", "runs/c"],
+    ["--method", "distill.student", "--set", "alpha=1", "--out", "runs/c"],   # it takes no options
+    ["--max-drop", "1%", "--recipe", "prune.ffn + quantize.int4-weight group_size=7", "--out", "runs/c"],
 ])
 def test_a_compress_job_is_refused_at_submit_with_the_compress_commands_first_checks(
         svc: Deploy, tmp_path: Path, args: list[str]) -> None:
@@ -291,7 +298,10 @@ def test_a_compress_job_is_refused_at_submit_with_the_compress_commands_first_ch
 
 def test_a_valid_compress_job_is_accepted(svc: Deploy) -> None:
     for args in (["--method", "prune.ffn", "--set", "ratio=0.5"], ["--max-drop", "1%", "--prefer", "latency"],
-                 ["--max-drop", "0.5pt", "--recipe", "prune.ffn ratio=0.5 + recover", "--recovery-steps", "3"]):
+                 ["--max-drop", "0.5pt", "--recipe", "prune.ffn ratio=0.5 + recover", "--recovery-steps", "3"],
+                 ["--method", "quantize.int4-weight", "--set", "group_size=64", "--set", "skip=[\"lm_head\"]"],
+                 ["--method", "quantize.float8", "--set", "granularity=row"], ["--method", "distill.student"],
+                 ["--max-drop", "1%", "--recipe", "prune.ffn + quantize.int4-weight group_size=32"]):
         r = svc.submit("acme", svc.tokens["bob"], command="compress",
                        args=["--checkpoint", "runs/a", *args, "--out", "runs/c"])
         assert r.status_code == 201, (args, r.text)

@@ -229,6 +229,8 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
          None),
         ("compress", [*EVAL, "--method", "quantize.int8", "--set", "skip=[]", "--out", "c"], {}, None),
         ("compress", [*EVAL, "--max-drop", "1%", "--recipe", "prune.ffn ratio=2 + recover", "--out", "c"], {}, None),
+        ("compress", [*EVAL, "--method", "quantize.int4-weight", "--set", "group_size=7", "--out", "c"], {}, None),
+        ("compress", [*EVAL, "--method", "distill.student", "--set", "alpha=1", "--out", "c"], {}, None),
     ]
     here = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -236,7 +238,7 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201, 201, 422], "torch": False}
+    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201, 201, 422, 422, 422], "torch": False}
 
 
 def test_the_bench_latency_command_still_refuses_what_the_submit_check_shares_with_it(tmp_path: Path) -> None:

@@ -98,19 +98,24 @@ def deepseek_register_compressors(register: RegisterFn) -> None:
     register("prune.mlp", "deepseek_enterprise.compress.prune_mlp:PruneMLP",
              description="Torch-Pruning: remove MLP channels of encoder-built models (Swin, audio, text)",
              declares={LOADS_WITHOUT_TORCH: True})
-    register("distill.student", "deepseek_enterprise.compress.distill:ExtractStudent",
-             description="the student of a distill run, as a model of its own")
+    register("distill.student", "deepseek_enterprise.compress.student:ExtractStudent",
+             description="the student of a distill run, as a model of its own",
+             declares={LOADS_WITHOUT_TORCH: True})
     register("recover", "deepseek_enterprise.compress.recover:Recover",
              description="search step: distil (GPT) or fine-tune the candidate for --recovery-steps steps",
              declares={LOADS_WITHOUT_TORCH: True})
-    register("quantize.int8", "deepseek_enterprise.compress.quantize:Int8Dynamic",
-             description="torchao: int8 weights, int8 activations quantized per token (CPU, CUDA)")
-    register("quantize.int8-weight", "deepseek_enterprise.compress.quantize:Int8Weight",
-             description="torchao: int8 weights, floating-point activations (memory-bound decode)")
-    register("quantize.int4-weight", "deepseek_enterprise.compress.quantize:Int4Weight",
-             description="torchao: grouped int4 weights, bf16 activations (CUDA)")
-    register("quantize.float8", "deepseek_enterprise.compress.quantize:Float8",
-             description="torchao: float8 weights and activations, per-row scales (CUDA >= 8.9)")
+    register("quantize.int8", "deepseek_enterprise.compress.quantizers:Int8Dynamic",
+             description="torchao: int8 weights, int8 activations quantized per token (CPU, CUDA)",
+             declares={LOADS_WITHOUT_TORCH: True})
+    register("quantize.int8-weight", "deepseek_enterprise.compress.quantizers:Int8Weight",
+             description="torchao: int8 weights, floating-point activations (memory-bound decode)",
+             declares={LOADS_WITHOUT_TORCH: True})
+    register("quantize.int4-weight", "deepseek_enterprise.compress.quantizers:Int4Weight",
+             description="torchao: grouped int4 weights, bf16 activations (CUDA)",
+             declares={LOADS_WITHOUT_TORCH: True})
+    register("quantize.float8", "deepseek_enterprise.compress.quantizers:Float8",
+             description="torchao: float8 weights and activations, per-row scales (CUDA >= 8.9)",
+             declares={LOADS_WITHOUT_TORCH: True})
 
 
 @hookimpl

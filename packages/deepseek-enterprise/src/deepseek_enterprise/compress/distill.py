@@ -14,7 +14,8 @@ frozen, replicated on every rank, kept out of the module tree (so it is neither 
 nor in the optimizer) and moved to the student's device on first use.
 
 ``deepseek compress --checkpoint DISTILL_RUN --method distill.student --out DIR`` writes the
-student alone as an ordinary run folder that deepseek-core loads.
+student alone as an ordinary run folder that deepseek-core loads (the compressor is in
+:mod:`.student`, which imports no torch).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from torch import nn
 
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.protocol import BuildsComponents, TrainableModel
-from deepseek_enterprise.compress.compressor import Compressed, Compressor
 
 
 def _temperature(value: float) -> str | None:
@@ -155,20 +155,3 @@ def load_teacher(path: str, host: Any) -> nn.Module:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher.eval()
-
-
-class ExtractStudent(Compressor):
-    """``distill.student``: the student of a ``distill`` run as a model of its own."""
-
-    def check_model(self, model: Any, config: Any) -> None:
-        if not isinstance(model, Distill):
-            raise UsageError(f"--method distill.student: takes a run of the distill model; {config.model.name!r} "
-                             "is not one")
-
-    def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
-        import copy
-
-        student = copy.deepcopy(model.student).eval()
-        return Compressed(student, dict(model.student_table),
-                          {"teacher": model.options.teacher, "temperature": model.options.temperature,
-                           "alpha": model.options.alpha})

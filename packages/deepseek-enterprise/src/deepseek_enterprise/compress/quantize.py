@@ -1,4 +1,5 @@
-"""Quantization with torchao: the ``quantize.*`` compressors and the ``quantized`` model.
+"""Quantization with torchao: what the ``quantize.*`` compressors (:mod:`.quantizers`, which
+import no torch) run, and the ``quantized`` model.
 
 Each scheme is a torchao config applied with ``torchao.quantization.quantize_`` to the model's
 ``nn.Linear`` layers (all of them but those named in ``skip``, ``lm_head`` by default, whose
@@ -30,7 +31,6 @@ Loading needs deepseek-enterprise and torchao; deepseek-core alone names them.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -39,24 +39,15 @@ from torch import nn
 
 from deepseek.errors import CheckpointError, ComponentNotFoundError, ConfigError, UsageError
 from deepseek.models.protocol import BuildsComponents, TrainableModel
-from deepseek_enterprise.compress.compressor import (
-    Compressed,
-    Compressor,
-    figures_record,
-    linear_weight_bytes,
+from deepseek_enterprise.compress.quantizers import (
+    CUDA_SCHEMES,
+    DEFAULT_SKIP,
+    Scheme,
+    group_size_problem,
 )
-
-Scheme = Literal["int8", "int8-weight", "int4-weight", "float8"]
-
-CUDA_SCHEMES = {"int4-weight": (8, 0), "float8": (8, 9)}
-"""Schemes that need CUDA, with the least compute capability."""
 
 BF16_SCHEMES = ("int4-weight", "float8")
 """Schemes whose kernels take bf16 activations: the model is cast to bf16 before quantizing."""
-
-
-def _group_size(value: int) -> str | None:
-    return None if value in (32, 64, 128, 256) else "must be 32, 64, 128 or 256 (weights per int4 scale)"
 
 
 def torchao_config(scheme: str, group_size: int, granularity: str = "tensor") -> Any:
@@ -132,10 +123,6 @@ def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: i
     return names
 
 
-DEFAULT_SKIP = ("lm_head",)
-"""What ``skip`` leaves out by default: a language model's output layer (other models have none)."""
-
-
 def _check_skip(model: nn.Module, scheme: str, skip: list[str]) -> None:
     """A ``skip`` entry other than the default's that names no module of ``model`` (a typo
     would quantize the layer it meant to keep): one line with a did-you-mean."""
@@ -196,7 +183,7 @@ class QuantizedOptions:
     skip: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP))
     """Linear layers (module names, with their children) left in floating point; a name other
     than the default ``lm_head`` must be a module of the model."""
-    group_size: int = field(default=128, metadata={"check": _group_size})
+    group_size: int = field(default=128, metadata={"check": group_size_problem})
     """int4-weight: weights sharing one scale and zero point."""
     granularity: Literal["row", "tensor"] = "tensor"
     """float8: one scale per tensor, or per row (weights per output channel, activations per token)."""
@@ -246,87 +233,3 @@ class QuantizedModel(BuildsComponents):
 
 quantized = QuantizedModel()
 """The registered ``quantized`` model target."""
-
-
-@dataclass(frozen=True)
-class QuantizeOptions:
-    """Options of ``quantize.int8`` and ``quantize.int8-weight`` (and the others' shared ones)."""
-
-    skip: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP))
-    """Linear layers (module names, with their children) left in floating point; a name other
-    than the default ``lm_head`` must be a module of the model."""
-
-
-@dataclass(frozen=True)
-class Int4Options(QuantizeOptions):
-    """Options of ``quantize.int4-weight``."""
-
-    group_size: int = field(default=128, metadata={"check": _group_size})
-    """Weights sharing one scale and zero point."""
-
-
-@dataclass(frozen=True)
-class Float8Options(QuantizeOptions):
-    """Options of ``quantize.float8``."""
-
-    granularity: Literal["row", "tensor"] = "tensor"
-    """One scale per tensor, or per row (weights per output channel, activations per token; needs
-    cuBLAS row-wise scaling, which failed on the H200 with torch 2.11+cu130)."""
-
-
-class Quantize(Compressor):
-    """Quantize a trained model's Linear layers with torchao (``scheme`` set by each subclass)."""
-
-    Options: ClassVar[type] = QuantizeOptions
-    scheme: ClassVar[str] = "int8"
-
-    def check_model(self, model: Any, config: Any) -> None:
-        if config.model.name == "quantized" or any(_subclass_params(m) for m in model.modules()):
-            raise UsageError(f"quantize.{self.scheme}: the model is quantized already; quantize the checkpoint it was "
-                             "made from, once (a recipe takes one quantize step, last)")
-        check_device(self.scheme, next(model.parameters()).device, f"--method quantize.{self.scheme}")
-
-    def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
-        from importlib.metadata import version
-
-        from deepseek.config.components import options_dict
-
-        group_size = getattr(self.options, "group_size", 128)
-        granularity = getattr(self.options, "granularity", "tensor")
-        work = copy.deepcopy(model)
-        names = quantize_model(work, self.scheme, list(self.options.skip), group_size, granularity)
-        base = {"name": config.model.name, **options_dict(config.model.options)}
-        table = {"name": "quantized", "scheme": self.scheme, "base": base, "skip": list(self.options.skip),
-                 "group_size": group_size, "granularity": granularity}
-        before = sum(linear_weight_bytes(model.get_submodule(n)) for n in names)
-        after = sum(linear_weight_bytes(work.get_submodule(n)) for n in names)
-        record = {"scheme": self.scheme, "layers": len(names), **figures_record(model, work),
-                  "quantized_weight_bytes": [before, after], "quantized_weight_ratio": round(before / after, 3),
-                  "torchao": version("torchao")}
-        return Compressed(work.eval(), table, record, loads_with=f"deepseek-enterprise with torchao {version('torchao')}")
-
-
-class Int8Dynamic(Quantize):
-    """``quantize.int8``: int8 weights and dynamically quantized int8 activations."""
-
-    scheme = "int8"
-
-
-class Int8Weight(Quantize):
-    """``quantize.int8-weight``: int8 weights, floating-point activations."""
-
-    scheme = "int8-weight"
-
-
-class Int4Weight(Quantize):
-    """``quantize.int4-weight``: grouped int4 weights, bf16 activations (CUDA)."""
-
-    Options: ClassVar[type] = Int4Options
-    scheme = "int4-weight"
-
-
-class Float8(Quantize):
-    """``quantize.float8``: float8 weights and activations, per-row or per-tensor scales (CUDA, >= 8.9)."""
-
-    Options: ClassVar[type] = Float8Options
-    scheme = "float8"

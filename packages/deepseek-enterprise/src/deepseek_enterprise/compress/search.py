@@ -220,7 +220,7 @@ def _step_where(name: str) -> str:
 def _check_recover_places(recipe: Recipe, steps: list[Any]) -> None:
     """A ``recover`` step needs a compressed model before it that still trains: at the start of a
     recipe, or right after a quantization, it failed only when the search reached it."""
-    from deepseek_enterprise.compress.quantize import Quantize
+    from deepseek_enterprise.compress.quantizers import Quantize
     from deepseek_enterprise.compress.recover import Recover
 
     for i, step in enumerate(steps):
