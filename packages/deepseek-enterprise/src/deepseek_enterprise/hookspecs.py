@@ -63,7 +63,11 @@ def deepseek_register_executors(register: RegisterFn) -> None:
     nothing), ``finished(job_id, pid, pid_start, workspace)`` (the exit code, None while it
     runs, False when it is gone without one, ``UNREADABLE`` when its exit code cannot be
     trusted), ``reason(job_id, workspace)`` (why a finished job failed, one line),
-    ``terminate``/``kill`` (a cancel) and ``close``. ``start`` and ``finished`` must be
+    ``terminate``/``kill`` (a cancel) and ``close``; at every submit, ``at_start(path,
+    has_config, files)``: what a path the job names is in the workspace ``start`` gives it
+    (``"config"``, ``"file"``, ``"absent"`` or ``"unknown"``), by which the job's files are read
+    (the default: the local and Slurm layout, the job's config.toml and files and nothing else;
+    override it where the workspace holds more). ``start`` and ``finished`` must be
     implemented (the base class raises ``NotImplementedError``); the others have defaults, and
     ``shares_gpus = True`` declares that it caps a shared job's GPU memory. A job's command line
     alone is changed by subclassing ``LocalExecutor`` and overriding ``argv(launch)``.

@@ -71,11 +71,19 @@ def submit(tenant: str, body: JobIn, who: Principal = Caller, svc: Service = Svc
 
 
 def _command_refusal(body: JobIn, svc: Service) -> str | None:
-    """The line the job's command would refuse its arguments or config with (``jobcheck``), or None."""
+    """The line the job's command would refuse its arguments or config with (``jobcheck``), or None.
+    Its files are read as the server's executor lays out the job's workspace (``Executor.at_start``;
+    the default layout when nothing runs jobs); that method failing its contract is the line too."""
+    from deepseek_enterprise.service.executor_calls import ExecutorBroke, call_executor
+
+    scheduler = svc.scheduler
+    at_start = jobpaths.at_start if scheduler is None else (
+        lambda path, has_config, files: call_executor(scheduler.executor, scheduler.origin, "at_start", path,
+                                                      has_config, files, allowed=()))
     try:
         config = None if body.config is None else jobpaths.parsed_config(body.config)
-        jobcheck.check_command(body.command, body.args, config, svc.host or get_host(), body.files)
-    except (jobpaths.PathRefused, jobcheck.JobRefused) as exc:
+        jobcheck.check_command(body.command, body.args, config, svc.host or get_host(), body.files, at_start)
+    except (jobpaths.PathRefused, jobcheck.JobRefused, ExecutorBroke) as exc:
         return str(exc)
     return None
 

@@ -7,11 +7,11 @@ from ``deepseek_enterprise.service.executor``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
-from deepseek_enterprise.service import jobstate
+from deepseek_enterprise.service import jobpaths, jobstate
 
 UNREADABLE = -1
 """What :meth:`Executor.finished` returns for a job that ended but whose exit code cannot be
@@ -66,6 +66,8 @@ RETURNS: dict[str, tuple[Callable[[object], bool], str]] = {
     "find": (lambda v: v is None or isinstance(v, Started), "a Started or None (Executor.find)"),
     "finished": (lambda v: v is None or v is False or (type(v) is int and v in EXIT_CODES),
                  "an exit code (int), None or False (Executor.finished)"),
+    "at_start": (lambda v: v in jobpaths.AT_START, f"one of {', '.join(map(repr, jobpaths.AT_START))} "
+                 "(Executor.at_start)"),
 }
 """What each method whose answer the scheduler acts on may return, and the contract a message names
 when it returns something else: the scheduler fails that job alone as if the method had raised."""
@@ -126,6 +128,20 @@ class Executor:
 
     def close(self) -> None:
         """The server stops; running jobs are left to run (a restart re-attaches them)."""
+
+    def at_start(self, path: PurePath, has_config: bool, files: Mapping[str, str]) -> str:
+        """What ``path``, as the job names it (relative to its working directory), is in the
+        workspace :meth:`start` gives the job, at its start: ``"config"`` (the job's config.toml),
+        ``"file"`` (one of its ``files``, by name), ``"absent"`` (nothing is there) or
+        ``"unknown"`` (what only the job's start will show). The server's submit check reads a
+        job's config and files by this answer (``jobcheck``), so a job is refused at submit only
+        for what its own workspace holds. The default is the layout ``LocalExecutor.prepare``
+        makes, which the Slurm executor uses too (``jobpaths.at_start``: the config.toml, the
+        files under their names, ``tmp/`` and ``job.log``, nothing else); an executor that lays
+        out a workspace otherwise (a volume that already holds files, other names) overrides it,
+        answering ``"unknown"`` for a path it cannot tell. It runs in the server's process at
+        every submit: read no file, call nothing remote."""
+        return jobpaths.at_start(path, has_config, files)
 
     def wrapper_exit_code(self, job_id: int, reasons: dict[int, str]) -> int | bool:
         """For executors whose jobs run under the wrapper (``child --state``): the exit code it

@@ -20,7 +20,7 @@ submit, before the job is queued, :func:`check_command`:
 - for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
   then the compressors of ``--method`` and each ``--recipe`` step by name, and the options of
   those that declare they load without torch
-  (:data:`deepseek_enterprise.compress.LOADS_WITHOUT_TORCH`);
+  (:data:`deepseek_enterprise.compress.LOADS_WITHOUT_TORCH`: all of enterprise's);
 - for ``eval``: its ``--config`` file read and ``--set`` checked
   (:func:`deepseek.training.weights_source.read_choice`), and that file's ``[data]`` through the
   file-free checks of the keys every dataset shares;
@@ -29,9 +29,10 @@ submit, before the job is queued, :func:`check_command`:
   file-free checks as for ``train``).
 
 The config and space files are read as the job will find them at its start
-(:func:`_workspace_reader`, :func:`deepseek_enterprise.service.jobpaths.at_start`): the job's
-config.toml or one of its files, else read_toml's "not found" line; a file by an absolute path
-(the tenant's folder may change before the job starts) is left to the job. What needs the
+(:class:`Workspace`: the server's executor says what a path is there,
+:meth:`deepseek_enterprise.service.executor_base.Executor.at_start`): the job's config.toml or one
+of its files, else read_toml's "not found" line; a file by an absolute path (the tenant's folder
+may change before the job starts) is left to the job. What needs the
 workspace or the components is checked when the job runs: a model's, dataset's, optimizer's,
 schedule's or strategy's own keys (a dataset reads its files to check them), the config of a
 ``--resume`` job (the checkpoint's config and settings take part), a tune study's folder and
@@ -42,7 +43,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 from typing import Any
 
 import click
@@ -64,11 +66,36 @@ def job_argv(command: str, has_config: bool, args: list[str]) -> list[str]:
     return [command, *(["config.toml"] if has_config and command in CONFIG_COMMANDS else []), *args]
 
 
+AtStart = Callable[[PurePath, bool, Mapping[str, str]], str]
+"""``at_start(path, has_config, files)``: what ``path`` is in a job's workspace at its start
+(:meth:`~deepseek_enterprise.service.executor_base.Executor.at_start`)."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A job's workspace as it will be when the job starts, as far as the submit can know it:
+    its parsed config.toml (None: it has none), its further files (name: text), and the server's
+    executor's rule for what a path names there (``at_start``; default: the local layout)."""
+
+    config: dict[str, Any] | None
+    files: Mapping[str, str] = field(default_factory=dict)
+    at_start: AtStart = jobpaths.at_start
+
+    def where(self, path: str | PurePath) -> str:
+        """``at_start``'s answer for ``path``: ``"config"``, ``"file"``, ``"absent"`` or ``"unknown"``."""
+        return self.at_start(PurePath(path), self.config is not None, self.files)
+
+    def text(self, path: str | PurePath) -> str:
+        """The text of the job's file that ``path`` names (``where`` gave ``"file"``), as the job reads it."""
+        return jobpaths.as_read(self.files[PurePath(path).parts[0]])
+
+
 def check_command(command: str, args: list[str], config: dict[str, Any] | None, host: Any,
-                  files: Mapping[str, str] | None = None) -> None:
+                  files: Mapping[str, str] | None = None, at_start: AtStart = jobpaths.at_start) -> None:
     """Refuse (:class:`JobRefused`) what ``deepseek COMMAND`` would refuse before reading a file
     of the job's workspace (module docstring); ``config`` is the job's parsed config.toml,
-    ``files`` the job's further files (name: text)."""
+    ``files`` the job's further files (name: text), ``at_start`` the server's executor's
+    :meth:`~deepseek_enterprise.service.executor_base.Executor.at_start`."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, split_debug, usage_line
@@ -84,7 +111,7 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
             # by the command resolved: another plugin's command of the same name is only parsed
             check = _own_checks().get(ctx.command) if ctx is not None else None
             if check is not None:
-                check(ctx.params, config, files or {}, host)
+                check(ctx.params, Workspace(config, files or {}, at_start), host)
     except click.exceptions.NoArgsIsHelpError:
         return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
@@ -117,31 +144,31 @@ def _parsed(root: click.Context, args: list[str], contexts: contextlib.ExitStack
 
 
 class _NotKnownAtSubmit(Exception):
-    """A file the job reads is not known at submit (``jobpaths.at_start``): checked when it runs."""
+    """A file the job reads is not known at submit (:meth:`Workspace.where`): checked when it runs."""
 
 
-def _workspace_reader(config: dict[str, Any] | None, files: Mapping[str, str]) -> Callable[..., dict[str, Any]]:
+def _workspace_reader(ws: Workspace) -> Callable[..., dict[str, Any]]:
     """``read_toml``'s stand-in at submit, ``read(path, missing_hint=...)``: the TOML file ``path``
-    of the job's workspace as it will be when the job starts (``jobpaths.at_start``): its config,
+    of the job's workspace as it will be when the job starts (:meth:`Workspace.where`): its config,
     one of its files (read as the job reads it), or read_toml's line for a file that is not there;
     :class:`_NotKnownAtSubmit` for a file that only the job's start will show."""
     from deepseek.config.toml_files import not_found, toml_from_text
 
     def read(path: str | Path, **missing_hint: str) -> dict[str, Any]:
         path = Path(path)
-        where = jobpaths.at_start(path, config is not None, files)
+        where = ws.where(path)
         if where == "unknown":
             raise _NotKnownAtSubmit
         if where == "absent":
             raise not_found(path, **missing_hint)
         if where == "config":
-            return dict(config or {})
-        return toml_from_text(jobpaths.as_read(files[path.parts[0]]), path)
+            return dict(ws.config or {})
+        return toml_from_text(ws.text(path), path)
 
     return read
 
 
-def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], _host: Any) -> None:
+def _check_train(params: dict[str, Any], ws: Workspace, _host: Any) -> None:
     """The config ``deepseek train`` validates first (its file, read from the workspace, with the
     options and ``--set`` applied), through the config loader's file-free checks."""
     from deepseek.cli.train_options import train_config_data
@@ -150,7 +177,7 @@ def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: M
     if params["resume"] is not None:
         return  # the checkpoint's config and recorded settings take part: checked when the job runs
     try:
-        data = {} if params["config_file"] is None else _workspace_reader(config, files)(params["config_file"])
+        data = {} if params["config_file"] is None else _workspace_reader(ws)(params["config_file"])
     except _NotKnownAtSubmit:
         return
     data = train_config_data(data, params["overrides"], strategy=params["strategy"], precision=params["precision"],
@@ -158,12 +185,12 @@ def _check_train(params: dict[str, Any], config: dict[str, Any] | None, files: M
     check_plain_sections(data)
 
 
-_Check = Callable[[dict[str, Any], dict[str, Any] | None, Mapping[str, str], Any], None]
+_Check = Callable[[dict[str, Any], Workspace, Any], None]
 
 
 def _own_checks() -> dict[click.Command, _Check]:
     """The commands whose checks at submit go beyond the command line, and those checks
-    (``check(params, config, files, host)``)."""
+    (``check(params, workspace, host)``)."""
     from deepseek.cli.bench_cmd import latency
     from deepseek.cli.train_cmd import evaluate, train
     from deepseek_enterprise.compress.cli import compress
@@ -173,7 +200,7 @@ def _own_checks() -> dict[click.Command, _Check]:
             evaluate: _check_eval}
 
 
-def _check_eval(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], _host: Any) -> None:
+def _check_eval(params: dict[str, Any], ws: Workspace, _host: Any) -> None:
     """``deepseek eval``'s checks of its ``--config`` and ``--set``
     (:func:`deepseek.training.weights_source.read_choice`: the file read from the workspace as it
     will be at the job's start, every ``--set`` a ``data.KEY=VALUE``) and, with ``--config``, the
@@ -187,7 +214,7 @@ def _check_eval(params: dict[str, Any], config: dict[str, Any] | None, files: Ma
 
     choice = DataChoice(params["config_file"], params["overrides"])
     try:
-        file_config = read_choice(choice, _workspace_reader(config, files))
+        file_config = read_choice(choice, _workspace_reader(ws))
     except _NotKnownAtSubmit:
         return
     if file_config is None:
@@ -199,8 +226,7 @@ def _check_eval(params: dict[str, Any], config: dict[str, Any] | None, files: Ma
         raise ConfigError(f"{choice_label(Path(params['config_file']), choice)}: {exc}") from None
 
 
-def _check_latency(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str],
-                   host: Any) -> None:
+def _check_latency(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     """``deepseek bench latency``'s checks before it builds a model, in its order: the
     ``--against`` file read from the workspace as it will be at the job's start
     (:func:`deepseek.bench.baseline.baseline_from_text`), the arguments
@@ -214,33 +240,32 @@ def _check_latency(params: dict[str, Any], config: dict[str, Any] | None, files:
     from deepseek.config.load import check_plain_sections
 
     if params["against"] is not None:
-        _check_baseline(params["against"], "latency", config, files)
+        _check_baseline(params["against"], "latency", ws)
     latency_arguments(host, params["model_name"], params["device"], params["dtype"], params["mode"],
                       params["config_path"], params["only"], params["reduced"])
     if params["config_path"] is None:
         return
     try:
-        data = _workspace_reader(config, files)(params["config_path"])
+        data = _workspace_reader(ws)(params["config_path"])
     except _NotKnownAtSubmit:
         return
     check_plain_sections(data)
 
 
-def _check_baseline(path: str, kind: str, config: dict[str, Any] | None, files: Mapping[str, str]) -> None:
+def _check_baseline(path: str, kind: str, ws: Workspace) -> None:
     """A ``bench KIND --against`` file as the job will find it at its start: one of its files
     (read as the job reads it), or nothing there; another place (an absolute path, the job's
     ``config.toml``, ``tmp/``) is read when the job runs."""
     from deepseek.bench.baseline import baseline_from_text
 
-    where = jobpaths.at_start(Path(path), config is not None, files)
+    where = ws.where(path)
     if where == "absent":
         baseline_from_text(None, path, kind)
     elif where == "file":
-        baseline_from_text(jobpaths.as_read(files[Path(path).parts[0]]), path, kind)
+        baseline_from_text(ws.text(path), path, kind)
 
 
-def _check_compress(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str],
-                    host: Any) -> None:
+def _check_compress(params: dict[str, Any], _ws: Workspace, host: Any) -> None:
     """``deepseek compress``'s first checks, in its order: its arguments
     (:func:`~deepseek_enterprise.compress.cli.compress_arguments`: the options that go together,
     the budget, the recipes parsed), then each recipe's steps and the ``--method`` with its
@@ -259,7 +284,7 @@ def _check_compress(params: dict[str, Any], config: dict[str, Any] | None, files
         check_method_without_torch(host, params["method"], params["settings"])
 
 
-def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Mapping[str, str], host: Any) -> None:
+def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     """``deepseek tune``'s checks of its arguments (:func:`~deepseek_enterprise.tune.cli.tune_inputs`:
     the study name, the objective, the base config and space files read, the tuner and its
     ``[tuner]`` options), the files read from the job's workspace as it will be at its start;
@@ -272,7 +297,7 @@ def _check_tune(params: dict[str, Any], config: dict[str, Any] | None, files: Ma
 
     try:
         inputs = tune_inputs(host, params["study_name"], params["objective"], params["tuner_name"],
-                             params["config_file"], params["space_file"], _workspace_reader(config, files))
+                             params["config_file"], params["space_file"], _workspace_reader(ws))
     except _NotKnownAtSubmit:
         return
     check_plain_sections(inputs.base)

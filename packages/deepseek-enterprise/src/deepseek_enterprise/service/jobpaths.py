@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import tomllib
@@ -60,13 +60,18 @@ def check_file_name(name: str) -> None:
                           "(letters, digits, '.', '_', '-'; not .py/.pth/.so), not config.toml, job.log, exit_code or tmp")
 
 
-def at_start(path: Path, has_config: bool, files: Mapping[str, str]) -> str:
-    """What ``path``, as a job names it, is in its workspace when the job starts, laid out as the
-    executors lay it out (``LocalExecutor.prepare``, which the Slurm executor uses too: the job's
-    ``config.toml``, its files, ``tmp/``, then ``job.log``): ``"config"`` (its config.toml),
-    ``"file"`` (one of its files), ``"absent"`` (nothing is there), or ``"unknown"``: an absolute
-    path (in the tenant's folder, whose files may change before the job starts), the workspace
-    itself, or a path into or through what is there (``tmp/x``, ``job.log``)."""
+AT_START = ("config", "file", "absent", "unknown")
+"""What :func:`at_start` (and an executor's ``Executor.at_start``) may answer."""
+
+
+def at_start(path: PurePath, has_config: bool, files: Mapping[str, str]) -> str:
+    """What ``path``, as a job names it, is in its workspace when the job starts, in the layout
+    ``LocalExecutor.prepare`` makes (the Slurm executor's too; ``Executor.at_start``'s default):
+    the job's ``config.toml``, its files, ``tmp/``, then ``job.log``, nothing else. One of
+    :data:`AT_START`: ``"config"`` (its config.toml), ``"file"`` (one of its files), ``"absent"``
+    (nothing is there), or ``"unknown"``: an absolute path (in the tenant's folder, whose files may
+    change before the job starts), the workspace itself, or a path into or through what is there
+    (``tmp/x``, ``job.log``)."""
     if path.is_absolute() or not path.parts:
         return "unknown"
     first = path.parts[0]
