@@ -14,7 +14,8 @@ submit, before the job is queued, :func:`check_command`:
   (its config file with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
   loader's checks that read no file (:func:`deepseek.config.load.check_plain_sections`:
-  sections, keys with the did-you-mean, types, ranges, cross-field checks);
+  sections, keys with the did-you-mean, types, ranges, cross-field checks), and a DeepSpeed
+  strategy's ``config_path`` file (:func:`_check_deepspeed_file`);
 - for ``tune``: tune's own checks of its arguments
   (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's file-free checks;
 - for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
@@ -168,9 +169,10 @@ def _workspace_reader(ws: Workspace) -> Callable[..., dict[str, Any]]:
     return read
 
 
-def _check_train(params: dict[str, Any], ws: Workspace, _host: Any) -> None:
+def _check_train(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     """The config ``deepseek train`` validates first (its file, read from the workspace, with the
-    options and ``--set`` applied), through the config loader's file-free checks."""
+    options and ``--set`` applied), through the config loader's file-free checks; then a
+    DeepSpeed strategy's ``config_path`` file (:func:`_check_deepspeed_file`)."""
     from deepseek.cli.train_options import train_config_data
     from deepseek.config.load import check_plain_sections
 
@@ -183,6 +185,41 @@ def _check_train(params: dict[str, Any], ws: Workspace, _host: Any) -> None:
     data = train_config_data(data, params["overrides"], strategy=params["strategy"], precision=params["precision"],
                              max_steps=params["max_steps"], trackers=params["trackers"])
     check_plain_sections(data)
+    _check_deepspeed_file(data, ws, host)
+
+
+DEEPSPEED = "deepseek-pro:deepspeed"
+"""deepseek-pro's DeepSpeed strategy, whose ``config_path`` file is checked at submit."""
+
+
+def _check_deepspeed_file(data: Mapping[str, Any], ws: Workspace, host: Any) -> None:
+    """For a config whose strategy is deepseek-pro's ``deepspeed``, its ``strategy.config_path``
+    file as the job will find it at its start (:meth:`Workspace.where`): nothing there is the
+    line the strategy prints (``... is not a file``), one of the job's files goes through the
+    checks of the file alone (:func:`deepseek_pro.strategies.deepspeed_user.check_user_file`,
+    which the strategy runs when the config loads), but for an optimizer type held against
+    ``torch.optim``'s classes (that imports torch). A file elsewhere (an absolute path, the
+    job's config.toml), the file against the config (ZeRO stage, precision) and the strategy's
+    other keys are checked when the job runs."""
+    from deepseek.errors import DeepseekError
+
+    table = data.get("strategy", {})
+    path = table.get("config_path")
+    if not isinstance(path, str) or not path:
+        return
+    try:
+        component = host.resolve("strategy", table.get("name", "single"))
+    except DeepseekError:
+        return  # no such strategy, or several: the job's config load names it
+    if component.qualified_name != DEEPSPEED:
+        return
+    from deepseek_pro.strategies.deepspeed_user import check_user_file, not_a_file
+
+    where = ws.where(path)
+    if where == "absent":
+        raise not_a_file(path)
+    if where == "file":
+        check_user_file(ws.text(path), path, torch_types=False)
 
 
 _Check = Callable[[dict[str, Any], Workspace, Any], None]

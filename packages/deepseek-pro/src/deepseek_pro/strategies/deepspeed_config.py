@@ -102,11 +102,11 @@ class DeepSpeedOptions(DistributedOptions):
         if self.gather_unit == "block" and self.deepcompile:
             raise ConfigError("strategy.gather_unit: 'block' marks DeepSpeed leaf modules for its hooks, which "
                               "deepcompile replaces by its compiled graph; set gather_unit = \"auto\" or deepcompile = false")
-        if self.config_path and not Path(self.config_path).is_file():
-            raise ConfigError(f"strategy.config_path: {self.config_path!r} is not a file; give a DeepSpeed JSON path")
         if self.config_path:  # read now, so that launch refuses it before any worker starts
-            from deepseek_pro.strategies.deepspeed_user import read_user_config
+            from deepseek_pro.strategies.deepspeed_user import not_a_file, read_user_config
 
+            if not Path(self.config_path).is_file():
+                raise not_a_file(self.config_path)
             read_user_config(self.config_path, 1)
             # recorded as an absolute path, as the run's other paths: a resume from elsewhere finds it
             object.__setattr__(self, "config_path", str(Path(self.config_path).resolve()))

@@ -48,13 +48,37 @@ AUTO_FROM: dict[tuple[str, ...], str] = {
 """Keys whose ``"auto"`` the run's config fills in, and where the value comes from."""
 
 
+def not_a_file(path: str) -> ConfigError:
+    """The line for a ``config_path`` that names no file."""
+    return ConfigError(f"strategy.config_path: {path!r} is not a file; give a DeepSpeed JSON path")
+
+
 def read_user_config(path: str, world_size: int) -> dict[str, Any]:
-    """A user's DeepSpeed JSON, with the batch keys our step needs filled in (micro-batch size and
-    accumulation are then set from the trainer's batches); an ``"auto"`` the run cannot fill is
-    refused (:func:`check_auto`)."""
+    """A user's DeepSpeed JSON, checked (:func:`check_user_file`), with the batch keys our step
+    needs filled in (micro-batch size and accumulation are then set from the trainer's batches)."""
     try:
-        cfg = loads_json(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
+    cfg = check_user_file(text, path)
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+        cfg[key] = 1 if cfg.get(key, 1) == "auto" else cfg.get(key, 1)
+    cfg["train_batch_size"] = cfg["train_micro_batch_size_per_gpu"] * cfg["gradient_accumulation_steps"] * world_size
+    cfg.setdefault("zero_allow_untested_optimizer", True)
+    return cfg
+
+
+def check_user_file(text: str, path: str, *, torch_types: bool = True) -> dict[str, Any]:
+    """The checks of a user's DeepSpeed JSON that need nothing but the file (``text``, read from
+    ``path``), in this order, each one line: JSON, an object, ``zero_optimization``'s stage, no
+    ``scheduler``, no ``"auto"`` the run cannot fill (:func:`check_auto`), the batch keys whole
+    numbers >= 1 (or ``"auto"``), then the optimizer's type (:func:`type_problem`; with
+    ``torch_types=False``, a type that is not one of DeepSpeed's own is not held against
+    ``torch.optim``'s classes: listing them imports torch, which the job service, running these
+    checks at submit, never does). The parsed file."""
+    try:
+        cfg = loads_json(text)
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
     if not isinstance(cfg, dict):
         raise ConfigError(f"strategy.config_path: {path!r} must hold a JSON object")
@@ -68,17 +92,14 @@ def read_user_config(path: str, world_size: int) -> dict[str, Any]:
                           "deepseek's [lr_schedule] (set every step); remove it from the file and choose the schedule "
                           "in [lr_schedule]")
     check_auto(cfg, path)
-    problem = type_problem(cfg, path)
-    if problem:
-        raise ConfigError(problem)
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         value = cfg.get(key, 1)
-        cfg[key] = 1 if value == "auto" else value
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"strategy.config_path: {path!r}: {key} is {value!r}, where a whole number >= 1 (or "
                               "\"auto\") belongs; fix the file")
-    cfg["train_batch_size"] = cfg["train_micro_batch_size_per_gpu"] * cfg["gradient_accumulation_steps"] * world_size
-    cfg.setdefault("zero_allow_untested_optimizer", True)
+    problem = type_problem(cfg, path, torch_types=torch_types)
+    if problem:
+        raise ConfigError(problem)
     return cfg
 
 
@@ -165,12 +186,14 @@ def torch_optimizers() -> list[str]:
                   and isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer))
 
 
-def type_problem(cfg: dict[str, Any], path: str) -> str | None:
+def type_problem(cfg: dict[str, Any], path: str, *, torch_types: bool = True) -> str | None:
     """The one line refusing the file's ``optimizer`` where DeepSpeed would fail on it with its own
     error on every rank, whatever the device: no ``type`` string, a type it does not build
     (:data:`OWN_OPTIMIZERS`, a ``torch.optim`` class as torch spells it, not one of
     :data:`TORCH_NOT_BUILT`), a mup type without the ``mup`` package (:data:`NEEDS_MUP`); ``None``
-    where DeepSpeed builds it (or the file has no ``optimizer``). :func:`read_user_config` raises it."""
+    where DeepSpeed builds it (or the file has no ``optimizer``; with ``torch_types=False``, a type
+    that is not one of its own: ``torch.optim``'s classes are not listed). :func:`check_user_file`
+    raises it."""
     if "optimizer" not in cfg:
         return None
     optimizer = cfg["optimizer"]
@@ -185,7 +208,7 @@ def type_problem(cfg: dict[str, Any], path: str) -> str | None:
         return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {OWN_OPTIMIZERS[own]} "
                 "from the mup package, which is not installed; install mup (its optimizers need "
                 f"mup.set_base_shapes on the model), use \"Adam\", \"AdamW\" or \"SGD\", {_INSTEAD}")
-    return None if own in OWN_OPTIMIZERS else _torch_type_problem(kind, path)
+    return None if own in OWN_OPTIMIZERS or not torch_types else _torch_type_problem(kind, path)
 
 
 def run_problem(cfg: dict[str, Any], path: str, device: str, model: Any) -> str | None:
