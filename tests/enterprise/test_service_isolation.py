@@ -312,20 +312,3 @@ def test_the_gpu_memory_cap_stops_an_allocation_over_the_share() -> None:
                        env={**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0")})
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == "refused", r.stdout + r.stderr
     assert r.stdout.startswith("GPU memory cap: 0.25 of each of")
-
-
-def test_a_job_loads_the_plugins_its_server_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deepseek.plugins.settings import ENV_ALLOW, ENV_NAMES, PluginSettings
-    from deepseek_enterprise.service.server_cli import export_plugin_settings
-
-    for key in ENV_NAMES:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv(ENV_ALLOW, "deepseek-acme")  # the shell's, replaced by what the server's root options chose
-    # deepseek --plugins pro,enterprise --disable-plugins tidy server: its submit check uses these
-    settings = PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
-                              deny=frozenset({"deepseek-tidy"}), prefer=("deepseek-enterprise",))
-    export_plugin_settings(settings)
-    env = LocalExecutor(tmp_path).environment(tmp_path, [], 3)  # the Slurm executor's jobs get the same
-    assert PluginSettings.from_env(env) == settings
-    export_plugin_settings(PluginSettings())  # the defaults: nothing set, the job loads every installed plugin
-    assert not set(ENV_NAMES) & set(LocalExecutor(tmp_path).environment(tmp_path, [], 3))

@@ -58,7 +58,8 @@ def deepseek_register_executors(register: RegisterFn) -> None:
     this start, such as the Slurm job name, given back as ``launch.ref``), ``start(launch)`` (a
     ``Started``: the executor's handle on the job, ``pid`` and ``pid_start``, which the database
     keeps: a process id and its start time for ``local``, the Slurm job id and job name for
-    ``slurm``; the workspace), ``find(launch)`` after a restart for a job left ``starting`` (its
+    ``slurm``; the workspace; the job runs with ``launch.plugin_env``, its server's plugin
+    settings as ``DEEPSEEK_*`` variables, in its environment), ``find(launch)`` after a restart for a job left ``starting`` (its
     ``Started`` if it was launched, None if never: it is queued again; the default finds
     nothing), ``finished(job_id, pid, pid_start, workspace)`` (the exit code, None while it
     runs, False when it is gone without one, ``UNREADABLE`` when its exit code cannot be

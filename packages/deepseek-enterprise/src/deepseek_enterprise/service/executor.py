@@ -11,10 +11,11 @@ What it does for every job:
   the job's server-owned state folder (``jobstate``), where the wrapper says it started and how
   the job ended, out of reach of the job's configured paths. The executor takes the job's launch
   lock there before it forks and hands it to the wrapper, which keeps it while the job lives;
-- an environment built from an allow-list (:data:`PASSED`) plus ``HOME``, ``TMPDIR`` and
-  ``XDG_CACHE_HOME`` inside the workspace and ``CUDA_VISIBLE_DEVICES`` from the device pool
-  (``""`` for a job without devices); nothing else of the server's environment (its secrets, its
-  database URL) is passed;
+- an environment built from an allow-list (:data:`PASSED`) plus the job's plugin settings
+  (``Launch.plugin_env``, data the scheduler gives every job: its server's settings), ``HOME``,
+  ``TMPDIR`` and ``XDG_CACHE_HOME`` inside the workspace and ``CUDA_VISIBLE_DEVICES`` from the
+  device pool (``""`` for a job without devices); nothing else of the server's environment (its
+  secrets, its database URL, its own ``DEEPSEEK_*`` variables) is passed;
 - host limits (``cgroups``): with cgroup v2 usable, a cgroup per job (``memory.max`` from
   ``memory_bytes`` as a total over its processes, ``cpu.max`` from ``cpus``, ``pids.max``) the
   wrapper joins between fork and exec, read back (OOM kills) and removed when the job ends;
@@ -56,7 +57,7 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from deepseek.plugins.settings import ENV_NAMES
@@ -76,11 +77,10 @@ __all__ = ["PASSED", "UNREADABLE", "Executor", "Launch", "LocalExecutor", "Start
 
 PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DS_ACCELERATOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
           "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST",
-          "NVSHMEM_DISABLE_NVLS", "CUDA_DEVICE_ORDER", *ENV_NAMES)
+          "NVSHMEM_DISABLE_NVLS", "CUDA_DEVICE_ORDER")
 """Variables of the server's environment a job sees (when set); nothing else is passed. The
-plugin settings (``DEEPSEEK_PLUGINS``, ``DEEPSEEK_DISABLE_PLUGINS``, ...: the server puts its own
-there, root options included, ``server_cli.export_plugin_settings``): a job loads the plugins its
-server loads, on which its command line was checked at submit."""
+plugin settings (``DEEPSEEK_PLUGINS``, ...) are not among them: a job gets its own, as data
+(``Launch.plugin_env``: its server's settings, on which its command line was checked at submit)."""
 
 
 def _limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
@@ -127,9 +127,12 @@ class LocalExecutor(Executor):
         jobstate.clear(self.state_dir(job_id))
         return ""
 
-    def environment(self, workspace: Path, gpus: Sequence[str], job_id: int,
-                    gpu_fraction: float | None = None) -> dict[str, str]:
+    def environment(self, workspace: Path, gpus: Sequence[str], job_id: int, gpu_fraction: float | None = None,
+                    plugin_env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The job's environment: :data:`PASSED` from the server's, its ``plugin_env``
+        (``Launch.plugin_env``; None: none, the defaults), its folders, GPUs and share."""
         env = {k: os.environ[k] for k in PASSED if k in os.environ}
+        env.update({k: v for k, v in (plugin_env or {}).items() if k in ENV_NAMES})
         env.setdefault("PATH", "/usr/bin:/bin")
         env.update({"HOME": str(workspace), "TMPDIR": str(workspace / "tmp"),
                     "XDG_CACHE_HOME": str(workspace / ".cache"), "CUDA_VISIBLE_DEVICES": ",".join(gpus),
@@ -195,7 +198,7 @@ class LocalExecutor(Executor):
         cg = self.limits.cgroups
         procs = cg.create(launch.job_id, launch.memory_bytes, launch.cpus) / "cgroup.procs" if cg else None
         isolation = self.isolation(launch)
-        env = self.environment(ws, launch.gpus, launch.job_id, launch.gpu_fraction)
+        env = self.environment(ws, launch.gpus, launch.job_id, launch.gpu_fraction, launch.plugin_env)
         with open(ws / "job.log", "ab") as log:
             log.write(f"[deepseek server] isolation: {isolation}\n".encode())
             log.flush()

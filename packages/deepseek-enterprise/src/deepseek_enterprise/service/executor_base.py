@@ -8,8 +8,9 @@ from ``deepseek_enterprise.service.executor``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import Any
 
 from deepseek_enterprise.service import jobpaths, jobstate
 
@@ -44,6 +45,17 @@ class Launch:
     ref: str = ""
     """What :meth:`Executor.reserve` returned for this start (the Slurm job name), kept with the
     job from its ``starting`` commit on."""
+    plugin_env: dict[str, str] = field(default_factory=dict)
+    """The plugin settings the job runs with, as the ``DEEPSEEK_*`` variables that give them to
+    a process (:func:`plugin_env`): its server's, on which its command line was checked at submit
+    (empty: the defaults, every installed plugin). Put in the job's environment as they are; the
+    server's own environment is not read for them."""
+
+
+def plugin_env(settings: Any) -> dict[str, str]:
+    """The ``DEEPSEEK_*`` variables that give a job the plugin settings ``settings``
+    (``deepseek.plugins.settings.PluginSettings``, its root options included), those set."""
+    return {key: value for key, value in settings.as_env().items() if value is not None}
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import select
@@ -76,8 +77,11 @@ class Scheduler:
     for a registered one (``server_cli.pick_executor``); by default its class name."""
 
     def __init__(self, store: Store, executor: Executor, *, slots: int, gpus: list[str],
-                 interval: float = 0.5, requeue_lost: int = 0, retry_s: float = 5.0, origin: str = "") -> None:
+                 interval: float = 0.5, requeue_lost: int = 0, retry_s: float = 5.0, origin: str = "",
+                 plugin_env: Mapping[str, str] | None = None) -> None:
         self.store = store
+        self.plugin_env = dict(plugin_env or {})
+        """The plugin settings every job of this server runs with (``Launch.plugin_env``)."""
         self.origin = origin or f"executor {type(executor).__name__}"
         self.requeue_lost = requeue_lost
         self.executor = executor
@@ -262,7 +266,8 @@ class Scheduler:
     def _launch(self, job: Job, gpus: list[str], share: float | None) -> Launch:
         quota = job.tenant.quota
         return Launch(job.id, job.tenant.name, job.command, list(job.args), job.config, dict(job.files), gpus,
-                      quota.memory_bytes, quota.cpu_seconds, quota.cpus, share, ref=job.pid_start or "")
+                      quota.memory_bytes, quota.cpu_seconds, quota.cpus, share, ref=job.pid_start or "",
+                      plugin_env=dict(self.plugin_env))
 
     def _running(self, job: Job, started: Started, s: Session, note: str = "") -> None:
         job.move("running", pid=started.pid, pid_start=started.pid_start, workspace=str(started.workspace))

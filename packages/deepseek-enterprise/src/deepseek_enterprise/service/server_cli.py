@@ -123,19 +123,6 @@ def pick_executor(name: str) -> tuple[type, str]:
     return target, origin
 
 
-def export_plugin_settings(settings: Any) -> None:
-    """Put the server's plugin settings (``PluginSettings``, its root options included: ``deepseek
-    --plugins pro,enterprise server``) into its environment as the ``DEEPSEEK_*`` variables that
-    give them to another process (``as_env``); the executors pass these to every job
-    (``executor.PASSED``), so a job loads the plugins the server loads, with which its command
-    line was checked at submit."""
-    for key, value in settings.as_env().items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 @click.command("server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8600, show_default=True)
@@ -219,6 +206,7 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
 
     from deepseek.cli.context import command_host
     from deepseek_enterprise.service.api import Service, create_app
+    from deepseek_enterprise.service.executor_base import plugin_env
     from deepseek_enterprise.service.scheduler import Scheduler
     from deepseek_enterprise.service.store import Store
 
@@ -230,9 +218,10 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
     if token is not None:
         click.echo(f"new database: platform admin {admin_name!r}, token (shown once, only its hash is kept):")
         click.echo(token)
+    # every job runs with the plugin settings its command line is checked with at submit: the
+    # server's, root options included (deepseek --plugins pro,enterprise server), given as data
     scheduler = Scheduler(store, run.executor, slots=run.slots, gpus=run.gpus, requeue_lost=run.requeue_lost,
-                          origin=run.origin)
-    export_plugin_settings(command_host().settings)  # before a job starts
+                          origin=run.origin, plugin_env=plugin_env(command_host().settings))
     scheduler.start()
     click.echo(f"deepseek server on http://{host}:{port} (root {root}, {run.slots} slot(s), "
                f"devices {','.join(run.gpus) or 'none'}, executor {run.executor_name})", err=True)

@@ -212,7 +212,7 @@ class SlurmExecutor(Executor):
             os.close(lock)
 
     def _submit(self, launch: Launch, ws: Path, name: str, lock: int) -> Started:
-        env = self.workspaces.environment(ws, [], launch.job_id)
+        env = self.workspaces.environment(ws, [], launch.job_id, plugin_env=launch.plugin_env)
         if launch.gpus:
             env.pop("CUDA_VISIBLE_DEVICES", None)  # Slurm sets it to the GPUs it allocates
         env.update({k: v for k, v in self._tool_env().items() if k == "SLURM_CONF"})
