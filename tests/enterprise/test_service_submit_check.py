@@ -288,6 +288,10 @@ def test_a_plugins_own_command_of_a_job_name_is_parsed_by_itself_only(tmp_path: 
     ["--method", "quantize.int8-weight", "--set", "skip=3", "--out", "runs/c"],
     ["--method", "distill.student", "--set", "alpha=1", "--out", "runs/c"],   # it takes no options
     ["--max-drop", "1%", "--recipe", "prune.ffn + quantize.int4-weight group_size=7", "--out", "runs/c"],
+    # a recipe whose every step loads without torch: where its recover steps stand, and their budget
+    ["--max-drop", "1%", "--recipe", "recover + prune.ffn", "--out", "runs/c"],
+    ["--max-drop", "1%", "--recipe", "prune.ffn + quantize.int8 + recover", "--out", "runs/c"],
+    ["--max-drop", "1%", "--recipe", "prune.ffn + recover", "--recovery-steps", "0", "--out", "runs/c"],
 ])
 def test_a_compress_job_is_refused_at_submit_with_the_compress_commands_first_checks(
         svc: Deploy, tmp_path: Path, args: list[str]) -> None:
@@ -301,7 +305,8 @@ def test_a_valid_compress_job_is_accepted(svc: Deploy) -> None:
                  ["--max-drop", "0.5pt", "--recipe", "prune.ffn ratio=0.5 + recover", "--recovery-steps", "3"],
                  ["--method", "quantize.int4-weight", "--set", "group_size=64", "--set", "skip=[\"lm_head\"]"],
                  ["--method", "quantize.float8", "--set", "granularity=row"], ["--method", "distill.student"],
-                 ["--max-drop", "1%", "--recipe", "prune.ffn + quantize.int4-weight group_size=32"]):
+                 ["--max-drop", "1%", "--recipe", "prune.ffn + quantize.int4-weight group_size=32"],
+                 ["--max-drop", "1%", "--recipe", "prune.ffn + recover steps=3", "--recovery-steps", "0"]):
         r = svc.submit("acme", svc.tokens["bob"], command="compress",
                        args=["--checkpoint", "runs/a", *args, "--out", "runs/c"])
         assert r.status_code == 201, (args, r.text)

@@ -181,6 +181,14 @@ def test_a_compressors_options_are_checked_at_submit_when_it_declares_it_loads_w
             r = d.submit("acme", d.tokens["bob"], command="compress", args=args)
             # only the one that declares it is loaded by the server: the other is checked when the job runs
             assert (r.status_code, r.json().get("detail")) == ((422, expected) if name == "acme.light" else (201, None))
+        # a recipe with an undeclared compressor: where its recover step stands is the job's to check
+        args = [*EVAL, "--max-drop", "1%", "--recipe", "acme.heavy + quantize.int8 + recover", "--out", "runs/c"]
+        assert cli_line(tmp_path, ["compress", *args], host).startswith("--recipe 'acme.heavy + quantize.int8 + "
+                                                                        "recover': recover follows a quantization")
+        assert d.submit("acme", d.tokens["bob"], command="compress", args=args).status_code == 201
+        args[args.index("acme.heavy + quantize.int8 + recover")] = "acme.light + quantize.int8 + recover"
+        assert d.submit("acme", d.tokens["bob"], command="compress", args=args).json()["detail"] == cli_line(
+            tmp_path, ["compress", *args], host)
         # an undeclared compressor is still found by name at submit
         r = d.submit("acme", d.tokens["bob"], command="compress", args=[*EVAL, "--method", "acme.hevy", "--out", "c"])
         assert r.status_code == 422 and r.json()["detail"].startswith("unknown compressor 'acme.hevy'; did you mean")

@@ -75,6 +75,17 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
             "p50_optimized_ms": p50_ms(model, val, latency_runs, "deepseek.optimize") if latency_runs and optimized else None}
 
 
+def check_recipe(host: Any, recipe: Any, recovery_steps: int | None) -> None:
+    """A ``--recipe``'s steps created (:func:`~deepseek_enterprise.compress.search.create_steps`:
+    names, options, where its ``recover`` steps stand), then a ``recover`` step without a step
+    budget under ``--recovery-steps 0`` (one UsageError line). The job service runs it at submit
+    for a recipe whose every step loads without torch."""
+    create_steps(host, recipe)
+    if recovery_steps == 0 and any(name == "recover" and not opts.get("steps") for name, opts in recipe.steps):
+        raise UsageError(f"--recipe {recipe.label!r}: its recover step has no step budget with --recovery-steps 0; "
+                         "give --recovery-steps N or 'recover steps=N'")
+
+
 def compress_arguments(method: str | None, max_drop: str | None, recipes: tuple[str, ...], prefer: str | None,
                        recovery_steps: int | None, settings: tuple[str, ...], latency_runs: int) -> tuple[Any, list[Any]]:
     """``deepseek compress``'s first checks, which load no compressor and read no file: the
@@ -143,10 +154,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     budget, tried_recipes = compress_arguments(method, max_drop, recipes, prefer, recovery_steps, settings,
                                                latency_runs)
     for recipe in tried_recipes:
-        create_steps(host, recipe)
-        if recovery_steps == 0 and any(name == "recover" and not opts.get("steps") for name, opts in recipe.steps):
-            raise UsageError(f"--recipe {recipe.label!r}: its recover step has no step budget with --recovery-steps 0; "
-                             "give --recovery-steps N or 'recover steps=N'")
+        check_recipe(host, recipe, recovery_steps)
     compressor = compressor_from_cli(host, method, settings) if method is not None else None
     missing = check_output(out, where="--out", folder=True)
     to_file = json_path is not None and json_path != "-"

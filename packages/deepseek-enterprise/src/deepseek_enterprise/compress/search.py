@@ -201,15 +201,18 @@ def create_steps(host: Any, recipe: Recipe) -> list[Any]:
     return steps
 
 
-def check_steps_without_torch(host: Any, recipe: Recipe) -> None:
+def check_steps_without_torch(host: Any, recipe: Recipe) -> bool:
     """What :func:`create_steps` checks of ``recipe``'s steps that imports no torch
     (:func:`~deepseek_enterprise.compress.compressor.check_without_torch`: each name, and the
     options of a compressor declaring it loads without torch); the job service runs it at submit.
-    The places of its ``recover`` steps are checked when the job runs (that loads the compressors)."""
+    Whether every step declares it loads without torch (then :func:`create_steps` imports no
+    torch either, and the job service runs it too)."""
+    from deepseek_enterprise.compress import LOADS_WITHOUT_TORCH
     from deepseek_enterprise.compress.compressor import check_without_torch
 
     for name, table in recipe.steps:
         check_without_torch(host, name, table, where=_step_where(name))
+    return all(host.resolve("compressor", name).declared(LOADS_WITHOUT_TORCH) is True for name, _ in recipe.steps)
 
 
 def _step_where(name: str) -> str:

@@ -308,15 +308,22 @@ def _check_compress(params: dict[str, Any], _ws: Workspace, host: Any) -> None:
     the budget, the recipes parsed), then each recipe's steps and the ``--method`` with its
     ``--set`` as far as that imports no torch (:func:`~deepseek_enterprise.compress.search.check_steps_without_torch`,
     :func:`~deepseek_enterprise.compress.cli.check_method_without_torch`: the compressors' names,
-    and the options of those that declare they load without torch). The other compressors'
-    options, the places of ``recover`` steps and the checkpoint are checked when the job runs."""
-    from deepseek_enterprise.compress.cli import check_method_without_torch, compress_arguments
+    and the options of those that declare they load without torch), and for a recipe whose every
+    step declares it, the rest of compress's checks of it (:func:`~deepseek_enterprise.compress.cli.check_recipe`:
+    where its ``recover`` steps stand, their step budget). The other compressors' options, the
+    places of steps in a recipe with such a compressor, and the checkpoint are checked when the job runs."""
+    from deepseek_enterprise.compress.cli import (
+        check_method_without_torch,
+        check_recipe,
+        compress_arguments,
+    )
     from deepseek_enterprise.compress.search import check_steps_without_torch
 
     _, recipes = compress_arguments(params["method"], params["max_drop"], params["recipes"], params["prefer"],
                                     params["recovery_steps"], params["settings"], params["latency_runs"])
     for recipe in recipes:
-        check_steps_without_torch(host, recipe)
+        if check_steps_without_torch(host, recipe):  # every step loads without torch: all of compress's checks
+            check_recipe(host, recipe, params["recovery_steps"])
     if params["method"] is not None:
         check_method_without_torch(host, params["method"], params["settings"])
 
