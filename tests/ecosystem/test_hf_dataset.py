@@ -275,3 +275,25 @@ def test_no_network_is_touched(host: PluginHost, tmp_path: Path, monkeypatch: py
     for _ in range(30):
         next(ds)
     assert ds.validation_batches(2) and attempts == []
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    (b"caf\xe9 au lait", "is not UTF-8 text (byte 0xe9 at offset {at:,}); the 'hf' dataset reads .txt files as UTF-8: save the "
+                 "file as UTF-8 (iconv -f latin1 -t utf-8) or leave it out of data.files"),
+    (b"a\x00b", "is not text (a NUL byte at offset {at:,}: a binary file, or UTF-16 text); leave it out of data.files, "
+                "or save it as UTF-8 text"),
+])
+def test_a_txt_file_is_checked_whole_before_training(host: PluginHost, tmp_path: Path, bad: bytes, says: str) -> None:
+    """A bad byte far into a .txt file (past what datasets reads for the first batches) stops
+    ``deepseek train`` before its run folder, naming the file and the byte's offset; it was found
+    only when the reader got there."""
+    good = ("\n\n".join(records(3000, 1)) + "\n\n").encode()
+    assert len(good) > 256 << 10
+    (tmp_path / "big.txt").write_bytes(good + bad + b"\n")
+    write(tmp_path / "v.jsonl", records(30, 2))
+    at = len(good) + next(i for i, b in enumerate(bad) if b == 0 or b > 127)
+    argv = ["--set", f"data.files={json.dumps([str(tmp_path / 'big.txt')])}",
+            "--set", f"data.val_files={json.dumps([str(tmp_path / 'v.jsonl')])}", "--set", "train.max_steps=2"]
+    line = refused(host, "train", *SMALL, *argv, "--run-dir", str(tmp_path / "r"))
+    assert line == f"error: data.files: {str(tmp_path / 'big.txt')!r} " + says.format(at=at)
+    assert not (tmp_path / "r").exists()

@@ -7,11 +7,9 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from deepseek.data import open_corpus, text_check
-from deepseek.data.sources import PieceSource
+from deepseek.data import open_corpus
 from deepseek.errors import UsageError
 
 TEXT = "the cat sat on the mat while a dog ran in the park\n"
@@ -106,20 +104,23 @@ def test_a_file_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
                                      r"make it readable \(chmod a\+r\) or leave it out with data\.pattern$")
 
 
-def test_a_corpus_over_the_budget_has_heads_checked_up_front_and_the_rest_when_read(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past ``CHECK_WHOLE_BYTES`` in all, each file's first 64 KiB are read up front; a NUL byte
-    after them is refused when its piece is read, with the same line (it went into the batch)."""
-    root = _folder(tmp_path / "corpus", n=3)
-    head = text_check.CHECK_HEAD_BYTES
-    (root / "doc01.txt").write_bytes(b"a" * (head + 10) + b"\x00" + b"b" * 10)
-    monkeypatch.setattr(text_check, "CHECK_WHOLE_BYTES", head)
-    corpus = open_corpus(root, val_fraction=0.0)  # the NUL is past the head
-    reader = PieceSource(corpus).reader()
-    pieces = {p.key: p for p in corpus.pieces("train")}
-    assert np.array_equal(reader.doc(pieces["doc00.txt"], 0), np.frombuffer((TEXT * 40).encode(), np.uint8))
-    with pytest.raises(UsageError, match=rf"^data\.path: {re.escape(repr(str(root / 'doc01.txt')))} is not text \(a NUL byte at "
-                                         rf"offset {head + 10:,}:"):
-        reader.doc(pieces["doc01.txt"], 0)
-    (root / "doc02.txt").write_bytes(b"c" * 100 + b"\x00")  # within the head: refused at once
-    _refused(root, utf8=False, match=r"doc02\.txt' is not text \(a NUL byte at offset 100:")
+@pytest.mark.parametrize(("utf8", "bad", "says"), [
+    (False, b"\x00", "is not text (a NUL byte at offset {at:,}:"),
+    (True, b"\xe9", "is not UTF-8 text (byte 0xe9 at offset {at:,});"),
+], ids=["bytes", "tokenizer"])
+def test_a_bad_byte_deep_in_a_corpus_over_256_mib_is_refused_as_it_opens(tmp_path: Path, utf8: bool, bad: bytes,
+                                                                          says: str) -> None:
+    """Every byte is checked as the corpus opens, whatever its size: a corpus over 256 MiB had
+    only each file's first 64 KiB checked then, and a bad byte after them was found mid-training."""
+    root = _folder(tmp_path / "corpus", n=2)
+    at = (257 << 20) + 5
+    with (root / "doc01.txt").open("wb") as f:
+        block = b"a" * (1 << 20)
+        for _ in range(257):
+            f.write(block)
+        f.write(b"bbbbb" + bad + b"\n")
+    try:
+        _refused(root, utf8=utf8, match=rf"^data\.path: {re.escape(repr(str(root / 'doc01.txt')))} "
+                                        f"{re.escape(says.format(at=at))}")
+    finally:
+        (root / "doc01.txt").unlink()

@@ -5,7 +5,8 @@ CSV (``.csv``) or plain text (``.txt``: one record per paragraph), the format re
 file's extension or set with ``data.format`` (:mod:`deepseek.data.hf_files` finds the files and
 their formats). Each file is streamed with
 ``datasets.load_dataset(<format>, data_files=[file], streaming=True)``: only local files, never
-the Hub. Every record's ``data.text_field`` is one document, tokenized (bytes or
+the Hub. Uncompressed plain-text files are checked whole when the files open, before training
+(:data:`deepseek.data.text_check.HF_TEXT`: UTF-8, no NUL byte). Every record's ``data.text_field`` is one document, tokenized (bytes or
 ``data.tokenizer``) and packed like the ``text`` dataset (:mod:`deepseek.data.packed`).
 
 Validation: the files of ``data.val_files`` when given; else a file goes to validation when a
@@ -32,7 +33,7 @@ import numpy as np
 
 from deepseek.config.validate import did_you_mean
 from deepseek.data.hf_files import (  # FORMATS, COMPRESSED re-exported
-    COMPRESSED,  # noqa: F401
+    COMPRESSED,
     FORMATS,  # noqa: F401
     expand_files,
     extension_format,
@@ -41,6 +42,7 @@ from deepseek.data.hf_files import (  # FORMATS, COMPRESSED re-exported
 )
 from deepseek.data.packed import TokenDataset, TokenOptions
 from deepseek.data.sources import DocReader, DocSource
+from deepseek.data.text_check import HF_TEXT, check_files
 from deepseek.data.tokenizer import ByteTokenizer, Tokenizer
 from deepseek.errors import ConfigError, UsageError
 
@@ -271,6 +273,9 @@ class FileSource(DocSource):
     def __init__(self, options: HFOptions, tokenizer: Tokenizer) -> None:
         self.options, self.tokenizer = options, tokenizer
         self._splits = self._split()
+        plain_text = [p for p in (*options.files, *options.val_files)
+                      if format_of(p, options.format) == "text" and not p.lower().endswith(COMPRESSED)]
+        check_files(plain_text, utf8=True, files=HF_TEXT)  # before training, not when the reader gets there
 
     def _split(self) -> dict[str, list[FileUnit]]:
         o = self.options
