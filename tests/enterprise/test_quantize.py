@@ -15,6 +15,7 @@ from _compresshelpers import CONFIG, core_only_cli, deepseek_cli, train_tiny
 from _inprocess import deepseek_here
 
 import deepseek
+from deepseek.config.components import NoOptions
 from deepseek.config.load import config_from_dict
 from deepseek_enterprise.compress.compressor import linear_weight_bytes
 from deepseek_enterprise.compress.quantize import quantize_model
@@ -255,3 +256,47 @@ def test_training_a_quantized_model_is_one_line_and_leaves_no_run(monkeypatch: p
         "error: model 'quantized' does not train: torchao's quantized weights take no gradient step; train or "
         "fine-tune the source run its compression.json names, then compress it again"], err
     assert not (trained / "tq").exists()
+
+
+class PlainLM(torch.nn.Module):
+    """A registered model that is a plain ``nn.Module``, not a TrainableModel: it declares nothing."""
+
+    Options = NoOptions
+
+    def __init__(self, options: NoOptions) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(256, 64)
+        self.mix = torch.nn.Linear(64, 64)
+        self.out = torch.nn.Linear(64, 256)
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.out(torch.relu(self.mix(self.embed(input_ids))))
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+def test_training_a_quantized_plain_module_is_one_line_and_leaves_no_run(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """A plain nn.Module base could not declare not_trainable (core reads declarations from
+    TrainableModels only): deepseek train failed at step 1 with torchao's error. The quantized
+    model is now a TrainableModel subclass of the base's class that declares it and nothing else."""
+    from _hosts import enterprise_host, registering
+
+    from deepseek.models.protocol import TrainableModel, model_capabilities
+    from deepseek.training.build import build_model
+
+    host = enterprise_host((registering("deepseek_register_models", {"acme.plain": PlainLM}), "acme-models"))
+    table = {"name": "quantized", "scheme": "int8", "base": {"name": "acme.plain"}}
+    model = build_model(config_from_dict({**QCONFIG, "model": table}, host=host), host=host)
+    assert isinstance(model, PlainLM) and isinstance(model, TrainableModel) and type(model).__name__ == "PlainLM"
+    assert model_capabilities(model) == frozenset() and model.mix.weight.qdata.dtype == torch.int8
+    ids = torch.randint(0, 256, (2, 8), generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(model(ids, ids))  # it still runs as the base's forward
+    (tmp_path / "q.toml").write_text(
+        'model = { name = "quantized", scheme = "int8", base = { name = "acme.plain" } }\n'
+        '[data]\nseq_len = 16\nbatch_size = 2\n[strategy]\ndevice = "cpu"\n[precision]\ndtype = "fp32"\n')
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "q.toml", "--max-steps", "2", "--run-dir", "tq",
+                                 host=host)
+    assert code == 2 and err.splitlines() == [
+        "error: model 'quantized' does not train: torchao's quantized weights take no gradient step; train or "
+        "fine-tune the source run its compression.json names, then compress it again"], err
+    assert not (tmp_path / "tq").exists()

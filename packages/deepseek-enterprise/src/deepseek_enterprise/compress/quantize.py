@@ -31,6 +31,7 @@ Loading needs deepseek-enterprise and torchao; deepseek-core alone names them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -196,7 +197,8 @@ NOT_TRAINABLE = ("torchao's quantized weights take no gradient step; train or fi
 
 class QuantizedModel(BuildsComponents):
     """The ``quantized`` model target: builds ``base`` and quantizes it (a factory object, so the
-    result is the base model's own class)."""
+    result is the base model's own class; a plain ``nn.Module`` base becomes a TrainableModel
+    subclass of it, :func:`_declaring`, to declare that it does not train)."""
 
     Options: ClassVar[type] = QuantizedOptions
 
@@ -223,8 +225,9 @@ class QuantizedModel(BuildsComponents):
             if device.type != "meta":
                 model.to("cuda")
         quantize_model(model, options.scheme, list(options.skip), options.group_size, options.granularity)
-        if isinstance(model, TrainableModel):
-            model.not_trainable = NOT_TRAINABLE
+        if not isinstance(model, TrainableModel):
+            model.__class__ = _declaring(type(model))
+        model.not_trainable = NOT_TRAINABLE
         return model
 
     def __repr__(self) -> str:
@@ -233,3 +236,15 @@ class QuantizedModel(BuildsComponents):
 
 quantized = QuantizedModel()
 """The registered ``quantized`` model target."""
+
+
+@functools.cache
+def _declaring(cls: type[nn.Module]) -> type[TrainableModel]:
+    """``cls``, a plain ``nn.Module`` (which declares nothing), as a :class:`TrainableModel` of the
+    same name, so that the quantized model can declare :data:`NOT_TRAINABLE` (core reads
+    declarations from TrainableModels only). :class:`TrainableModel` comes first: its defaults
+    ("not offered") shadow any method of ``cls`` of the same name, so the model offers no
+    capability, as the plain module did not (a Hugging Face ``generate`` is not taken for
+    deepseek's), while ``forward`` and everything else is ``cls``'s."""
+    return type(cls.__name__, (TrainableModel, cls), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                                      "__doc__": cls.__doc__})
