@@ -80,10 +80,13 @@ def test_the_import_check_sees_an_enabled_plugin(acme: DistFactory) -> None:
 
 
 def test_a_command_outside_its_namespace_gets_a_note(acme: DistFactory) -> None:
+    """Which commands a plugin registers is known only by running its code, which a plugin that is
+    not loaded never gets to: the note says so (it read "and may register it", a guess)."""
     out = run_cli("--disable-plugins", "acme-train", "zork", env=acme.env())
     assert out.returncode == 2
     assert out.stderr.splitlines() == [
         "error: no such command 'zork'; acme-train 0.1.0 is installed but disabled: disabled by "
-        "DEEPSEEK_DISABLE_PLUGINS / --disable-plugins (remove it there to load it), and may register it "
-        "(see 'deepseek --help')"
+        "DEEPSEEK_DISABLE_PLUGINS / --disable-plugins (remove it there to load it): whether it registers 'zork' is "
+        "known only once it loads (a plugin registers its commands in its code, which is not imported while it is "
+        "not loaded) (see 'deepseek --help')"
     ]

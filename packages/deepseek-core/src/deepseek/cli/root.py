@@ -95,7 +95,7 @@ class PluginGroup(click.Group):
 
             close = closest(name, self.list_commands(ctx))
             ctx.fail(f"no such command {name!r}" + (f"; did you mean {close!r}?" if close
-                                                     else unloaded_third_party(command_host(ctx).records)))
+                                                     else unloaded_third_party(name, command_host(ctx).records)))
         return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -144,15 +144,20 @@ def unloaded_command_owner(name: str, records: Mapping[str, PluginRecord]) -> st
     return None
 
 
-def unloaded_third_party(records: Mapping[str, PluginRecord]) -> str:
-    """A note for an unknown command naming the third-party distributions that did not load
-    (their commands are unknown until they do), or ``""``."""
+def unloaded_third_party(name: str, records: Mapping[str, PluginRecord]) -> str:
+    """A note for unknown command ``name`` naming the third-party distributions that did not load,
+    or ``""``. Whether one of them registers ``name`` cannot be told: a plugin registers its
+    commands in code (``deepseek_register_commands``), which is not imported while it is not
+    loaded, and its entry points name only its modules; so the note says that, not a guess."""
     off = sorted((r for r in records.values() if r.status != "ok" and r.dist not in EDITIONS), key=lambda r: r.dist)
     if not off:
         return ""
     first = off[0]
     more = f" (and {len(off) - 1} more: see 'deepseek plugins list')" if len(off) > 1 else ""
-    return f"; {first.dist} {first.version} is installed but {first.why_unloaded()}, and may register it{more}"
+    which = "one of them" if more else "it"
+    return (f"; {first.dist} {first.version} is installed but {first.why_unloaded()}{more}: whether {which} registers "
+            f"{name!r} is known only once it loads (a plugin registers its commands in its code, which is not "
+            "imported while it is not loaded)")
 
 
 def kind_unavailable_reason(kind: str, records: Mapping[str, PluginRecord]) -> str | None:
