@@ -281,7 +281,8 @@ def test_training_a_quantized_plain_module_is_one_line_and_leaves_no_run(monkeyp
     model is now a TrainableModel subclass of the base's class that declares it and nothing else."""
     from _hosts import enterprise_host, registering
 
-    from deepseek.models.protocol import TrainableModel, model_capabilities
+    from deepseek.models.capabilities import model_capabilities
+    from deepseek.models.protocol import TrainableModel
     from deepseek.training.build import build_model
 
     host = enterprise_host((registering("deepseek_register_models", {"acme.plain": PlainLM}), "acme-models"))
