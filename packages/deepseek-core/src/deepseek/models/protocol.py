@@ -143,7 +143,8 @@ class TrainableModel(nn.Module):
     skips_parameters: bool = False
     """``True``: some training steps leave some trainable parameters without a gradient (experts a
     router did not pick, a branch or a head the batch does not use). The contract suite then lets
-    such parameters go without one on its batch; ``ddp`` needs ``strategy.find_unused_parameters``."""
+    such parameters go without one on its batch; ``ddp`` needs ``strategy.find_unused_parameters``,
+    and a strategy that ``steps_every_parameter`` (``deepspeed``) refuses the model."""
 
     def metric_names(self) -> tuple[str, ...] | None:
         """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;

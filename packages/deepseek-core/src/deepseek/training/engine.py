@@ -35,6 +35,7 @@ from deepseek.training.loss_items import ItemWeights, item_weights
 from deepseek.training.param_groups import check_model_rules
 from deepseek.training.step import MicroBatches
 from deepseek.training.strategy import StepResult, StepSettings, Strategy
+from deepseek.training.strategy_rules import skipped_parameters_problem
 from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics, whole_set_metrics
 
 if TYPE_CHECKING:
@@ -146,6 +147,10 @@ class StepEngine:
             raise UsageError(f"model {self.config.model.name!r}: weighs its loss by items (loss_items), which strategy "
                              f"{self.config.strategy.name!r} does not honour (its step weighs micro-batches by rows); "
                              "use single, ddp, fsdp, deepspeed or tp, or return a mean over rows")
+        skipped = skipped_parameters_problem(model, type(self.strategy), model_name=self.config.model.name,
+                                             strategy_name=self.config.strategy.name, host=self.lookups)
+        if skipped is not None:
+            raise UsageError(skipped)
         if offers_whole_set_metrics(model):
             self._totals_to_metrics = weakref.WeakMethod(model.metrics_from_totals)
         return prepare_model(model, self.config)

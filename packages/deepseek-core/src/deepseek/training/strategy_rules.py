@@ -45,6 +45,11 @@ class StrategyRules:
     :meth:`evaluate` its ``weight``, as the base class's do: a strategy with a step of its own
     that does not sets ``False``, and a model weighing its loss by items
     (``TrainableModel.loss_items``) is then refused for it."""
+    steps_every_parameter: ClassVar[bool] = False
+    """True when the optimizer steps every trainable parameter in every step, one that got no
+    gradient as if its gradient were zero (DeepSpeed ZeRO's flat partitions), where torch's
+    optimizers leave it alone: a model declaring ``TrainableModel.skips_parameters`` is then
+    refused for it (:func:`skipped_parameters_problem`)."""
     needs_launcher: ClassVar[bool] = False
     """True when the strategy needs one process per device started by a launcher
     (``deepseek launch`` / torchrun); False when it trains inside the calling process. Core
@@ -88,3 +93,23 @@ class StrategyRules:
         registration; ``None`` (the default) when no row models it. ``deepseek tune`` asks the
         advisor whether a trial fits through this row before running it."""
         return None
+
+
+def skipped_parameters_problem(model: Any, strategy_cls: type[StrategyRules], *, model_name: str, strategy_name: str,
+                               host: Any = None) -> str | None:
+    """The line refusing ``model`` for ``strategy_cls`` when the model declares
+    ``TrainableModel.skips_parameters`` and the strategy :attr:`~StrategyRules.steps_every_parameter`
+    (it would train other weights than ``single``), else ``None``. Checked by each rank at set-up
+    and by ``deepseek launch`` before any process starts."""
+    from deepseek.models.protocol import TrainableModel
+    from deepseek.training.build import strategies_where
+
+    if not strategy_cls.steps_every_parameter or not isinstance(model, TrainableModel) or not model.skips_parameters:
+        return None
+    others = strategies_where(host, lambda c: c.needs_launcher == strategy_cls.needs_launcher
+                              and not c.steps_every_parameter)
+    use = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else (others or ["single"])[0]
+    return (f"model {model_name!r}: declares skips_parameters (some steps leave trainable parameters without a "
+            f"gradient), but strategy {strategy_name!r} steps every parameter in every step, one without a "
+            "gradient as if it were zero (Adam's moments and weight decay move it, where single leaves it alone); "
+            f"use {use} (ddp: with strategy.find_unused_parameters = true)")

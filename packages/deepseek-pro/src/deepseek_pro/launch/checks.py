@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
@@ -37,6 +37,7 @@ def check_launch(
     from deepseek.training.build import build_model, run_host, strategies_where
     from deepseek.training.engine import check_batch_split
     from deepseek.training.param_groups import check_model_rules
+    from deepseek.training.strategy_rules import skipped_parameters_problem
 
     name = config.strategy.name
     lookups = run_host(config, host)
@@ -59,6 +60,9 @@ def check_launch(
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, host=host, strategy_cls=cls, create_on=torch.device("meta"))
     check_model_rules(config.optimizer.groups, model)
+    skipped = skipped_parameters_problem(model, cls, model_name=config.model.name, strategy_name=name, host=lookups)
+    if skipped is not None:
+        raise UsageError(skipped)
     cls.check_launch(config, world_size, model)
     if resume:
         import warnings

@@ -82,6 +82,7 @@ class DeepSpeedStrategy(DistributedStrategy):
     name: ClassVar[str] = "deepspeed"
     Options: ClassVar[type] = DeepSpeedOptions
     replicates_buffers: ClassVar[bool] = True
+    steps_every_parameter: ClassVar[bool] = True  # ZeRO's flat partitions: a zero where no gradient came
 
     @classmethod
     def memory_row(cls, options: Any) -> str | None:
