@@ -2,9 +2,9 @@
 ``deepseek.fit`` under several strategies, one after another, in one torchrun job, each run
 making and destroying its own process group (test helper).
 
-Usage: ``python tests/pro/_padded_fit.py OUT STRATEGY [STRATEGY ...]`` (under torchrun, or
-without it for ``single``). Each run writes ``OUT/<strategy>``; rank 0 writes
-``OUT/<strategy>.json``: the step losses and the final validation loss.
+Usage: ``python tests/pro/_padded_fit.py OUT NAME [NAME ...]`` (under torchrun, or without it
+for ``single``; NAME a strategy, or ``<strategy>+empty`` for data where parts of a step hold no
+item). Each run writes ``OUT/<name>``; rank 0 writes ``OUT/<name>.json``: the step losses and the final validation loss.
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ def rows(n: int, seed: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(ids, targets)
 
 
+def rows_with_empty_parts(n: int, seed: int) -> torch.utils.data.TensorDataset:
+    """:func:`rows` where parts of a step hold no item (batches of 12 rows, ``grad_accum`` 2, 2
+    ranks taking rows 0::2 and 1::2): step 1's first micro-batch (rows 0-5: one process's first
+    micro-batch and each rank's) and, in step 2 (rows 12-23), rank 1's whole shard (the odd rows)."""
+    ids, targets = rows(n, seed).tensors
+    targets[0:6] = -100
+    targets[13:24:2] = -100
+    return torch.utils.data.TensorDataset(ids, targets)
+
+
 def val_rows() -> torch.utils.data.TensorDataset:
     """27 validation rows: batches of 12, 12 and 3, the last split 2 and 1 over 2 ranks, the one
     row of the second rank's shard without a target (its mean over no item is NaN, and it weighs
@@ -59,16 +69,20 @@ def val_rows() -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(ids, targets)
 
 
-def run(out: Path, strategy: str, accum: int = 2) -> None:
+def run(out: Path, name: str, accum: int = 2) -> None:
+    """``name``: a strategy, trained on :func:`rows`, or ``<strategy>+empty``, on
+    :func:`rows_with_empty_parts`."""
+    strategy, _, variant = name.partition("+")
+    train_rows = rows_with_empty_parts(128, 0) if variant == "empty" else rows(128, 0)
     options = {"stage": 2} if strategy == "deepspeed" else {}
     config = {"train": {"max_steps": 4, "lr": 1e-2, "warmup_steps": 0, "grad_accum": accum, "eval_interval": 4},
               "data": {"eval_batches": 4}, "precision": {"dtype": "fp32"},
               "strategy": {"name": strategy, **options, **({"device": "cpu"} if strategy == "single" else {})},
               "logging": {"progress": False, "plot": False}}
-    result = deepseek.fit(PaddedLM, rows(128, 0), val_data=val_rows(), names=("input_ids", "targets"),
-                          batch_size=12, shuffle=False, config=config, run_dir=out / strategy, quiet=True)
+    result = deepseek.fit(PaddedLM, train_rows, val_data=val_rows(), names=("input_ids", "targets"),
+                          batch_size=12, shuffle=False, config=config, run_dir=out / name, quiet=True)
     if result.is_global_zero:
-        (out / f"{strategy}.json").write_text(json.dumps({"losses": result.losses,
+        (out / f"{name}.json").write_text(json.dumps({"losses": result.losses,
                                                           "val_loss": result.val_metrics["val_loss"]}))
 
 

@@ -84,6 +84,28 @@ def test_accumulation_gives_the_whole_batchs_loss_per_token(tmp_path: Path) -> N
     assert abs(unweighed.losses[0] - whole.losses[0]) > 0.01  # 3.5828 against 3.5576
 
 
+def test_a_micro_batch_without_items_adds_nothing(tmp_path: Path) -> None:
+    """Step 1's second half (rows 4-7) holds no target: with grad_accum 2 (and 4) that micro-batch
+    weighs 0 and its loss, a mean over no token (NaN), counts as 0; the run gives the losses of
+    grad_accum 1 (it stopped at step 1 with 'the loss is nan')."""
+    ids, targets = rows(64, 0).tensors
+    targets[4:8] = -100
+    data = torch.utils.data.TensorDataset(ids, targets)
+
+    def run(accum: int) -> list[float]:
+        config = {"train": {"max_steps": 3, "lr": 1e-2, "warmup_steps": 0, "grad_accum": accum, "eval_interval": 3},
+                  "data": {"eval_batches": 1}, "logging": {"progress": False, "plot": False}}
+        torch.manual_seed(0)
+        return deepseek.fit(PaddedLM, data, val_data=rows(8, 1), names=("input_ids", "targets"), batch_size=8,
+                            shuffle=False, config=config, run_dir=tmp_path / str(accum),
+                            host=PluginHost(PluginSettings(autoload=False))).losses
+
+    whole = run(1)
+    assert len(whole) == 3
+    assert run(2) == pytest.approx(whole, rel=1e-6)
+    assert run(4) == pytest.approx(whole, rel=1e-6)
+
+
 def test_evaluation_is_the_mean_per_token_of_the_validation_set(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = PaddedLM()

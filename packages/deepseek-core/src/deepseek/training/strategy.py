@@ -195,6 +195,8 @@ class Strategy(StrategyRules, ABC):
         over all data-parallel ranks (a metric NaN in a micro-batch counts as not measured there:
         :class:`~deepseek.training.step.MetricSums`)."""
 
+        import torch
+
         from deepseek.data.batch import batch_rows
         from deepseek.errors import UsageError
         from deepseek.models.checks import loss_grad_problem, split_output
@@ -218,7 +220,11 @@ class Strategy(StrategyRules, ABC):
                     raise UsageError(problem)
                 weight = weights[i] if weights is not None else batch_rows(micro) / total_rows
                 self.backward(loss, weight)
-            part = loss.detach().float() * weight
+            # A micro-batch that weighs 0 (no item its loss counts, loss_items 0) still runs on
+            # every rank (fsdp and deepspeed gather weights for each forward), but its loss, a mean
+            # over nothing (NaN), counts as 0 (NaN * 0 is NaN); its NaN metrics count as not
+            # measured (MetricSums).
+            part = loss.detach().float() * weight if weight else torch.zeros_like(loss.detach().float())
             loss_sum = part if loss_sum is None else loss_sum + part
             sums.add(metrics, weight)
         assert loss_sum is not None, "train_step needs at least one micro-batch"
