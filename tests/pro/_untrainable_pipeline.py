@@ -87,13 +87,23 @@ class FirstStageFrozen(Net):
         self.first.requires_grad_(False)
 
 
+class LaterNaN(Net):
+    """Trains, but step 2's rows hold a NaN feature (:func:`rows`): the first stage passes NaN on
+    and the last stage's loss is NaN on a step after the first."""
+
+
 MODELS = {"Detached": Detached, "Constant": Constant, "IntegerLoss": IntegerLoss, "ComplexLoss": ComplexLoss,
-          "Frozen": Frozen, "LastStageFrozen": LastStageFrozen, "FirstStageFrozen": FirstStageFrozen}
+          "Frozen": Frozen, "LastStageFrozen": LastStageFrozen, "FirstStageFrozen": FirstStageFrozen,
+          "LaterNaN": LaterNaN}
 
 
-def rows(n: int) -> torch.utils.data.TensorDataset:
+def rows(n: int, nan_at: int | None = None) -> torch.utils.data.TensorDataset:
+    """``n`` rows; ``nan_at``: that row's first feature is NaN."""
     g = torch.Generator().manual_seed(0)
-    return torch.utils.data.TensorDataset(torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g))
+    x = torch.randn(n, 4, generator=g)
+    if nan_at is not None:
+        x[nan_at, 0] = float("nan")
+    return torch.utils.data.TensorDataset(x, torch.randint(0, 3, (n,), generator=g))
 
 
 def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
@@ -104,8 +114,9 @@ def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
               "logging": {"progress": False, "plot": False}}
     run_dir = out / f"{strategy}-{name}"
     try:
-        result = deepseek.fit(MODELS[name], rows(64), val_data=rows(16), names=("x", "label"), batch_size=8, run_dir=run_dir,
-                     config=config, quiet=True)
+        later = name == "LaterNaN"  # rows in order: row 12 is in step 2's batch (rows 8-15)
+        result = deepseek.fit(MODELS[name], rows(64, 12 if later else None), val_data=rows(16), names=("x", "label"),
+                              batch_size=8, run_dir=run_dir, config=config, quiet=True, **({"shuffle": False} if later else {}))
     except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
         return {"type": type(exc).__name__, "message": str(exc), "losses": []}
     return {"type": None, "message": "", "losses": result.losses}

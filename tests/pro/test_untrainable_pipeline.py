@@ -20,20 +20,21 @@ from _untrainable_pipeline import MODELS, attempt
 PROBE = Path(__file__).with_name("_untrainable_pipeline.py")
 REFUSED = ("Detached", "Constant", "IntegerLoss", "ComplexLoss", "Frozen")
 TRAINS = ("LastStageFrozen", "FirstStageFrozen")
+DIVERGES = ("LaterNaN",)
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, dict[str, Any]]]]:
     out = tmp_path_factory.mktemp("untrainable-pipeline")
-    run_torchrun([str(PROBE), str(out), *REFUSED, *TRAINS], timeout=300)
+    run_torchrun([str(PROBE), str(out), *REFUSED, *TRAINS, *DIVERGES], timeout=300)
     return out, [json.loads((out / f"messages-{rank}.json").read_text()) for rank in (0, 1)]
 
 
 def test_every_model_ran_in_the_job(job: tuple[Path, list[dict[str, dict[str, Any]]]]) -> None:
     _, ranks = job
-    assert sorted(MODELS) == sorted((*REFUSED, *TRAINS))
+    assert sorted(MODELS) == sorted((*REFUSED, *TRAINS, *DIVERGES))
     for seen in ranks:
-        assert list(seen) == [*REFUSED, *TRAINS]
+        assert list(seen) == [*REFUSED, *TRAINS, *DIVERGES]
 
 
 @pytest.mark.parametrize("model", REFUSED)
@@ -59,3 +60,15 @@ def test_a_frozen_stage_trains_as_under_single(job: tuple[Path, list[dict[str, d
         assert seen[model]["type"] is None, seen[model]
         assert seen[model]["losses"] == pytest.approx(single["losses"], rel=1e-5)
     assert (out / f"pipeline-{model}" / "metrics.jsonl").is_file()
+
+
+def test_a_loss_that_turns_nan_after_the_first_step_stops_every_rank_as_single(
+        job: tuple[Path, list[dict[str, dict[str, Any]]]], tmp_path: Path) -> None:
+    """Only the first step gathers the loss checks; a NaN loss later (from a NaN the first stage
+    passes on) reaches every rank through the step's all-reduce of the loss, so both stages stop
+    at the same step with single's line (train.on_nonfinite = "stop")."""
+    _, ranks = job
+    single = attempt(tmp_path, "single", "LaterNaN")
+    assert single["type"] == "TrainingDivergedError" and "the loss is nan at step 2" in single["message"], single
+    for seen in ranks:
+        assert seen["LaterNaN"] == single
