@@ -73,6 +73,7 @@ def test_subclasses_strategy_with_frozen_options(name: str) -> None:
             setattr(defaults, fields[0].name, getattr(defaults, fields[0].name))
     assert isinstance(cls.supports_compression, tuple)
     assert isinstance(cls.needs_launcher, bool)
+    assert isinstance(cls.steps_every_parameter, bool)
 
 
 @pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
