@@ -92,18 +92,30 @@ class LaterNaN(Net):
     and the last stage's loss is NaN on a step after the first."""
 
 
+class LaterDetached(Net):
+    """Trains on the first step, but detaches the loss of a batch whose labels are all 0: step 2's
+    rows (:func:`rows`), where only the loss check of a step after the first can refuse it."""
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(output, target)
+        return loss.detach() if bool((target == 0).all()) else loss
+
+
 MODELS = {"Detached": Detached, "Constant": Constant, "IntegerLoss": IntegerLoss, "ComplexLoss": ComplexLoss,
           "Frozen": Frozen, "LastStageFrozen": LastStageFrozen, "FirstStageFrozen": FirstStageFrozen,
-          "LaterNaN": LaterNaN}
+          "LaterNaN": LaterNaN, "LaterDetached": LaterDetached}
 
 
-def rows(n: int, nan_at: int | None = None) -> torch.utils.data.TensorDataset:
-    """``n`` rows; ``nan_at``: that row's first feature is NaN."""
+def rows(n: int, nan_at: int | None = None, zeros: slice | None = None) -> torch.utils.data.TensorDataset:
+    """``n`` rows; ``nan_at``: that row's first feature is NaN; ``zeros``: those rows' labels are 0."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 4, generator=g)
     if nan_at is not None:
         x[nan_at, 0] = float("nan")
-    return torch.utils.data.TensorDataset(x, torch.randint(0, 3, (n,), generator=g))
+    labels = torch.randint(0, 3, (n,), generator=g)
+    if zeros is not None:
+        labels[zeros] = 0
+    return torch.utils.data.TensorDataset(x, labels)
 
 
 def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
@@ -114,9 +126,11 @@ def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
               "logging": {"progress": False, "plot": False}}
     run_dir = out / f"{strategy}-{name}"
     try:
-        later = name == "LaterNaN"  # rows in order: row 12 is in step 2's batch (rows 8-15)
-        result = deepseek.fit(MODELS[name], rows(64, 12 if later else None), val_data=rows(16), names=("x", "label"),
-                              batch_size=8, run_dir=run_dir, config=config, quiet=True, **({"shuffle": False} if later else {}))
+        # the Later models' rows in order: step 2's batch is rows 8-15
+        data = {"LaterNaN": rows(64, nan_at=12), "LaterDetached": rows(64, zeros=slice(8, 16))}.get(name, rows(64))
+        later = name.startswith("Later")
+        result = deepseek.fit(MODELS[name], data, val_data=rows(16), names=("x", "label"), batch_size=8,
+                              run_dir=run_dir, config=config, quiet=True, **({"shuffle": False} if later else {}))
     except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
         return {"type": type(exc).__name__, "message": str(exc), "losses": []}
     return {"type": None, "message": "", "losses": result.losses}

@@ -21,20 +21,21 @@ PROBE = Path(__file__).with_name("_untrainable_pipeline.py")
 REFUSED = ("Detached", "Constant", "IntegerLoss", "ComplexLoss", "Frozen")
 TRAINS = ("LastStageFrozen", "FirstStageFrozen")
 DIVERGES = ("LaterNaN",)
+LATER = ("LaterDetached",)
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, dict[str, Any]]]]:
     out = tmp_path_factory.mktemp("untrainable-pipeline")
-    run_torchrun([str(PROBE), str(out), *REFUSED, *TRAINS, *DIVERGES], timeout=300)
+    run_torchrun([str(PROBE), str(out), *REFUSED, *TRAINS, *DIVERGES, *LATER], timeout=300)
     return out, [json.loads((out / f"messages-{rank}.json").read_text()) for rank in (0, 1)]
 
 
 def test_every_model_ran_in_the_job(job: tuple[Path, list[dict[str, dict[str, Any]]]]) -> None:
     _, ranks = job
-    assert sorted(MODELS) == sorted((*REFUSED, *TRAINS, *DIVERGES))
+    assert sorted(MODELS) == sorted((*REFUSED, *TRAINS, *DIVERGES, *LATER))
     for seen in ranks:
-        assert list(seen) == [*REFUSED, *TRAINS, *DIVERGES]
+        assert list(seen) == [*REFUSED, *TRAINS, *DIVERGES, *LATER]
 
 
 @pytest.mark.parametrize("model", REFUSED)
@@ -72,3 +73,14 @@ def test_a_loss_that_turns_nan_after_the_first_step_stops_every_rank_as_single(
     assert single["type"] == "TrainingDivergedError" and "the loss is nan at step 2" in single["message"], single
     for seen in ranks:
         assert seen["LaterNaN"] == single
+
+
+def test_a_loss_refused_after_the_first_step_is_the_same_line_on_every_rank(
+        job: tuple[Path, list[dict[str, dict[str, Any]]]], tmp_path: Path) -> None:
+    """Step 1 passes the checks; step 2's loss is detached on the last stage. Every rank raises
+    single's line (was: the last stage alone, stage 0 'Connection closed by peer')."""
+    _, ranks = job
+    single = attempt(tmp_path, "single", "LaterDetached")
+    assert single["type"] == "UsageError" and "no grad_fn" in single["message"], single
+    for seen in ranks:
+        assert seen["LaterDetached"] == single

@@ -258,7 +258,7 @@ class PipelineStrategy(DistributedStrategy):
         kwargs: dict[str, Any] = {"target": target.to(self.device).contiguous(), "losses": []} if self.is_last else {}
         with self.autocast():
             schedule.step(*stage_args, return_outputs=False, **kwargs)
-        self._loss_check.agree()  # a loss refused on the last stage: the same line on every rank
+        self._loss_check.agree(self.any_rank)  # a loss refused on the last stage: the same line on every rank
         assert self._metrics is not None
         names = self._metrics.agree(self._raw_metrics[0] if self.is_last else None)
         self._sync_tied_grads()

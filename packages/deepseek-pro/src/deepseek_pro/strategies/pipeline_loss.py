@@ -4,15 +4,19 @@ floating dtype, that backward reaches the weights from (a ``grad_fn``).
 
 Only the last stage computes the loss, so refusing it there alone would leave the other stages
 waiting for gradients that never come (a hang in one process, another rank's "connection closed"
-under a launcher). So on the first step a refused loss is recorded, the schedule is handed a zero
-loss on the same graph in its place (``output.sum() * 0``: the step finishes on every rank without
-changing a weight), and :meth:`LossCheck.agree`, called by every rank after the step, raises the
-same line on every rank before the optimizer steps. Once a step has passed, the rules held for
-this model and a later refusal is raised on the last stage at once.
+under a launcher). So a refused loss is recorded, the schedule is handed a zero loss on the same
+graph in its place (``output.sum() * 0``: the step finishes on every rank without changing a
+weight), and :meth:`LossCheck.agree`, called by every rank after each step, raises the same line
+on every rank before the optimizer steps. On the first step it gathers the ranks' refusals; on
+later ones it asks first whether any rank refused one (``Strategy.any_rank``: one host-side
+all-reduce of one number, as the stop request's at every step boundary) and gathers the line
+only then, so a ``pipeline_loss`` refused on a later step only (for some batch) ends every rank
+with the line too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,20 +52,19 @@ class LossCheck:
         """This rank's refusal on the step being agreed on (the first one it saw)."""
 
     def checked(self, loss: Any, output: torch.Tensor) -> torch.Tensor:
-        """``loss`` when it passes; else, before the ranks agreed, a zero loss on ``output``'s graph
-        (the refusal kept for :meth:`agree`), or, after, the refusal raised."""
+        """``loss`` when it passes; else a zero loss on ``output``'s graph, the refusal kept for
+        :meth:`agree`."""
         problem = loss_problem(loss, self.model_name)
         if problem is None:
             return loss
-        if self.agreed:
-            raise UsageError(problem)
         self.problem = self.problem or problem
         return output.float().sum() * 0.0
 
-    def agree(self) -> None:
-        """On every rank after a step (until one passes): raise the first rank's refusal, the
-        same line everywhere; one gather of the (usually absent) refusals."""
-        if self.agreed:
+    def agree(self, any_rank: Callable[[bool], bool]) -> None:
+        """On every rank after each step: raise the first rank's refusal, the same line
+        everywhere. The first step gathers the (usually absent) refusals; later steps gather them
+        only where ``any_rank`` (the strategy's host-side all-reduce of a flag) says a rank has one."""
+        if self.agreed and not any_rank(self.problem is not None):
             return
         problems: list[str | None] = [None] * dist.get_world_size()
         dist.all_gather_object(problems, self.problem)
