@@ -258,8 +258,10 @@ class PipelineStrategy(DistributedStrategy):
         kwargs: dict[str, Any] = {"target": target.to(self.device).contiguous(), "losses": []} if self.is_last else {}
         with self.autocast():
             schedule.step(*stage_args, return_outputs=False, **kwargs)
-        self._loss_check.agree(self.any_rank)  # a loss refused on the last stage: the same line on every rank
         assert self._metrics is not None
+        if self.is_last:  # a metric some micro-batches lack is refused on every rank, as a loss is
+            self._loss_check.refuse(self._metrics.partial_problem(self._raw_metrics))
+        self._loss_check.agree(self.any_rank)  # a loss refused on the last stage: the same line on every rank
         names = self._metrics.agree(self._raw_metrics[0] if self.is_last else None)
         self._sync_tied_grads()
         if self.is_last:

@@ -60,6 +60,11 @@ class LossCheck:
         self.problem = self.problem or problem
         return output.float().sum() * 0.0
 
+    def refuse(self, problem: str | None) -> None:
+        """Keep ``problem`` (another refusal of the step's output on the last stage, such as a
+        metric some micro-batches lack) for :meth:`agree`, unless a refusal is kept already."""
+        self.problem = self.problem or problem
+
     def agree(self, any_rank: Callable[[bool], bool]) -> None:
         """On every rank after each step: raise the first rank's refusal, the same line
         everywhere. The first step gathers the (usually absent) refusals; later steps gather them

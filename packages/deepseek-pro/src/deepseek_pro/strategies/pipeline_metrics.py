@@ -78,10 +78,22 @@ class StageMetrics:
     def values(self, loss: torch.Tensor, metrics: list[Mapping[str, torch.Tensor]], names: tuple[str, ...]) -> torch.Tensor:
         """``[loss, metric...]`` in the order of ``names``, each metric's mean over ``metrics``
         (one mapping per micro-batch), on ``loss``'s device; a name a micro-batch lacks is one line."""
+        problem = self.partial_problem(metrics, names)
+        if problem is not None:
+            raise UsageError(problem)
         out = [loss.reshape(())]
         for name in names:
-            if any(name not in m for m in metrics):
-                raise UsageError(f"model {self.model_name!r}: pipeline_loss returned metric {name!r} for some "
-                                 "micro-batches only; return the same metrics for every batch")
             out.append(torch.stack([m[name].to(loss.device) for m in metrics]).mean())
         return torch.stack(out)
+
+    def partial_problem(self, metrics: list[Mapping[str, torch.Tensor]], names: Iterable[str] | None = None) -> str | None:
+        """The line refusing a metric that some of a step's micro-batches (``metrics``, one mapping
+        each) lack, or ``None``; ``names``: the agreed names (default: :attr:`names`, or before the
+        ranks agreed, every name a micro-batch returned)."""
+        if names is None:
+            names = self.names if self.names is not None else sorted(set().union(*metrics))
+        missing = next((n for n in names if any(n not in m for m in metrics)), None)
+        if missing is None:
+            return None
+        return (f"model {self.model_name!r}: pipeline_loss returned metric {missing!r} for some micro-batches only; "
+                "return the same metrics for every batch")
