@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from deepseek import durable
 from deepseek.errors import UsageError
 
 
@@ -169,7 +170,6 @@ def format_report(report: dict[str, Any]) -> str:
 
 def plot_confusion(report: dict[str, Any], path: Path) -> None:
     """The confusion matrix as a PNG (row-normalised colours, counts written in), atomically."""
-    import os
 
     import matplotlib
 
@@ -193,4 +193,4 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
+    durable.replace(tmp, path)

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepseek import durable
 from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import usual_mode
 from deepseek.training import checkpoint as ckpt
@@ -351,7 +352,7 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
                 shutil.copy2(rank_file, tmp / rank_file.name)
         body = {k: v for k, v in state.items() if k not in ("format", "format_version")}
         ckpt.write_trainer_state(tmp, {**body, "layout": "full", "exported_from": str(source)})
-        os.replace(tmp, target)
+        durable.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from deepseek import durable
 from deepseek.bench.baseline import load_baseline
 from deepseek.cli.params import PATH, Device, NameList, count
 from deepseek.dtypes import TORCH_NAMES
@@ -76,7 +77,7 @@ def write_json(path: str, data: dict[str, Any]) -> None:
         usual_mode(fd)
         with os.fdopen(fd, "w") as f:
             f.write(text + "\n")
-        os.replace(tmp, target)
+        durable.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepseek import durable
 from deepseek.errors import ConfigError
 from deepseek.parsing import TOO_DEEP, loads_json, loads_toml
 from deepseek.paths import broken_link, usual_mode
@@ -109,7 +110,7 @@ def write_config(config: Config, path: str | os.PathLike[str], notes: Iterable[s
         usual_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("".join(f"# {line}\n" for line in notes) + dump_config(config))
-        os.replace(tmp, target)
+        durable.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from deepseek import durable
 from deepseek.data.tokenizer import SEPARATOR_TOKEN, Tokenizer
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
@@ -284,7 +285,7 @@ def write_tokenizer(hf: Any, out: str | os.PathLike[str]) -> Path:
         usual_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(hf.to_str(pretty=True))
-        os.replace(tmp, target)
+        durable.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,7 +1,7 @@
 """The optimizer's on-disk decision cache: which pipeline won for a model and input signature.
 
 Location: ``$DEEPSEEK_CACHE_DIR/optimize`` or ``~/.cache/deepseek/optimize``. One small JSON file
-per key, written atomically (temp file + ``os.replace``); a corrupt or unreadable entry, or one
+per key, written whole and durably (``deepseek.durable``); a corrupt or unreadable entry, or one
 whose fields are not what :func:`store` writes (edited by hand), counts as a miss.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek import durable
 from deepseek.graph.passes import is_tensor_subclass
 from deepseek.parsing import loads_json
 
@@ -127,7 +128,7 @@ def store(key: str, directory: Path, decision: dict[str, Any]) -> Path | None:
             with os.fdopen(fd, "w") as f:
                 json.dump({"format": FORMAT_VERSION, **decision}, f, indent=1, sort_keys=True)
             path = directory / f"{key}.json"
-            os.replace(tmp, path)
+            durable.replace(tmp, path)
             return path
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek import durable
 from deepseek.arguments import spelled
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
@@ -81,7 +82,7 @@ def _atomic_path(out: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, out)
+        durable.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -105,8 +106,8 @@ def staged_onnx(out: Path) -> Iterator[Path]:
         yield folder / out.name
         for extra in sorted(folder.iterdir()):
             if extra.name != out.name:
-                os.replace(extra, out.parent / extra.name)
-        os.replace(folder / out.name, out)
+                durable.replace(extra, out.parent / extra.name)
+        durable.replace(folder / out.name, out)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deepseek import durable
 from deepseek.arguments import spelled
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.dtypes import torch_dtype
@@ -65,7 +65,7 @@ def write_folder(out: Path, missing: list[Path], fill: Callable[[Path], None], w
         _usual_modes(tmp)
         if out.is_dir():
             out.rmdir()  # empty (checked); a folder that filled up meanwhile raises here
-        os.replace(tmp, out)
+        durable.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

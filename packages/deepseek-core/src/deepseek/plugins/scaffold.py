@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from deepseek import durable
 from deepseek._version import __version__
 from deepseek.errors import UsageError
 from deepseek.paths import check_output, make_folders, usual_mode
@@ -78,7 +78,7 @@ def scaffold(name: str, parent: Path | str = ".") -> tuple[Path, list[Path]]:
             path.write_text(text, encoding="utf-8")
         if target.exists():  # created meanwhile: never replace someone's files
             raise UsageError(f"plugins new: {target} already exists; nothing was written")
-        os.rename(tmp, target)
+        durable.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepseek import durable
 from deepseek.errors import UsageError
 from deepseek.plugins.calls import blamed_on
 from deepseek.plugins.records import describe_error, one_line
@@ -141,12 +142,10 @@ class TrackingSession:
         out = [(p, k) for p, k in out if p.is_file()]
         if checkpoint is not None:
             pointer = run_dir / POINTER_FILE
-            tmp = pointer.with_name(f".{pointer.name}.tmp")
-            tmp.write_text(json.dumps({
+            durable.write_text(pointer, json.dumps({
                 "path": str(checkpoint.resolve()),
                 "relative_path": os.path.relpath(checkpoint, run_dir),
                 "step": step,
-            }, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, pointer)
+            }, indent=1) + "\n")
             out.append((pointer, "checkpoint"))
         return out

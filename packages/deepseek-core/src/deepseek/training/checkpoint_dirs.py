@@ -53,6 +53,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepseek import durable
 from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
 from deepseek.training.checkpoint_digest import checksum_problem, checksums_of, is_checksum
@@ -76,7 +77,7 @@ class CheckpointWarning(UserWarning):
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder, fsync and rename (to the
+    """Write ``text`` to ``path`` whole and durably (:func:`deepseek.durable.write_text`; to the
     file a symbolic link ``path`` points to: the link stays)."""
     from deepseek.paths import write_target
 
@@ -85,17 +86,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         from deepseek.errors import UsageError
 
         raise UsageError(f"{target}: is a folder where {target.name} is written; move it away")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        usual_mode(fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    durable.write_text(target, text)
     return target
 
 
@@ -121,35 +112,13 @@ def discard(directory: str | os.PathLike[str]) -> None:
         return
     if not any(tag in path.name for tag in _LEFTOVER_DIR_TAGS):
         trash = Path(tempfile.mkdtemp(prefix=f"{path.name}.trash-", dir=path.parent))
-        os.replace(path, trash / path.name)
+        durable.move(path, trash / path.name)
         path = trash
     shutil.rmtree(path, ignore_errors=True)
 
 
 def _files_of(directory: Path) -> dict[str, int]:
     return {f.relative_to(directory).as_posix(): f.stat().st_size for f in sorted(directory.rglob("*")) if f.is_file()}
-
-
-def _fsync_tree(directory: Path) -> None:
-    for file in directory.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as fh:
-                os.fsync(fh.fileno())
-    for folder in [*(d for d in directory.rglob("*") if d.is_dir()), directory]:
-        _fsync_dir(folder)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -267,19 +236,17 @@ def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     if best:
         record["best"] = True
     (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
-    _fsync_tree(tmp_p)
     old = None
     if final_p.exists() and _other_step(final_p) is not None:  # not this run's: kept, not deleted
         kept = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.foreign-", dir=root))
-        os.replace(final_p, kept / final_p.name)
+        durable.move(final_p, kept / final_p.name)
         warnings.warn(CheckpointWarning(
             f"{final_p}: held a checkpoint of another step (its {TRAINER_FILE}), put there by hand; moved to "
             f"{kept / final_p.name} before this run saved its own step"), stacklevel=2)
     if final_p.exists():  # this step was saved before (a run continued from an earlier checkpoint)
         old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.trash-", dir=root))
-        os.replace(final_p, old / final_p.name)
-    os.replace(tmp_p, final_p)
-    _fsync_dir(root)
+        durable.move(final_p, old / final_p.name)
+    durable.replace(tmp_p, final_p)
     atomic_write_text(root / LATEST_FILE, final_p.name + "\n")
     if best:
         atomic_write_text(root / BEST_FILE, final_p.name + "\n")

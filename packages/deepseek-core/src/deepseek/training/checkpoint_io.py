@@ -9,11 +9,11 @@ whether saved groups hold sane values, :func:`check_saved_groups`, and fit the l
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepseek import durable
 from deepseek.errors import CheckpointError
 from deepseek.paths import usual_mode
 
@@ -220,7 +220,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     save_file(tensors, str(tmp), metadata=metadata)
     _sort_metadata(tmp)
     usual_mode(tmp)  # safetensors writes 0600
-    os.replace(tmp, path)
+    durable.replace(tmp, path)
 
 
 def _sort_metadata(path: Path) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from deepseek import durable
 from deepseek.parsing import loads_json
 
 METRICS_FILE = "metrics.jsonl"
@@ -89,7 +90,7 @@ class MetricsWriter:
         self._fh.close()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        durable.replace(tmp, self.path)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, record: Mapping[str, Any]) -> None:
@@ -191,7 +192,7 @@ def plot_metrics(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[st
         target = Path(out)
         tmp = target.with_name(f".{target.name}.tmp")
         fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, target)
+        durable.replace(tmp, target)
     finally:
         plt.close(fig)
     return target

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepseek import durable
 from deepseek.arguments import given, spelled
 from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import check_output, unwritable, usual_mode
@@ -148,7 +149,7 @@ def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
             usual_mode(fd)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            os.replace(tmp, target)
+            durable.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

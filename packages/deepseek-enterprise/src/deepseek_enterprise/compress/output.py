@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from deepseek import durable
+
 
 @contextlib.contextmanager
 def staged_folder(out: Path) -> Iterator[Path]:
@@ -40,16 +42,10 @@ def staged_folder(out: Path) -> Iterator[Path]:
     stage.mkdir()
     try:
         yield stage
-        os.replace(stage, out)  # onto a missing or empty folder, in one step
+        durable.replace(stage, out)  # onto a missing or empty folder, in one step
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    with contextlib.suppress(OSError):
-        fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def write_run(out: Path, *, source_state: dict[str, Any], config: Any, compressed: Any, report: dict[str, Any]) -> Path:

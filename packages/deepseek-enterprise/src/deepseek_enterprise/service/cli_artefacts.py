@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from deepseek import durable
 from deepseek.errors import UsageError
 from deepseek.paths import usual_mode
 from deepseek_enterprise.cli_params import PATH_ARG
@@ -111,7 +112,7 @@ def _save(chunks: Iterator[bytes], expected: int, out: Path, target: Path) -> in
                 size += len(chunk)
         if expected >= 0 and size != expected:
             raise UsageError(f"download of {target.name}: {size} of {expected} bytes arrived; try again")
-        os.replace(part, target)
+        durable.replace(part, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(part)
@@ -154,7 +155,7 @@ def _unpack(chunks: Iterator[bytes], name: str, out: Path, target: Path) -> tupl
             raise UsageError(f"download of {name}: the tar stream is broken ({exc}); try again") from None
         if not (part / name).is_dir():
             raise UsageError(f"download of {name}: the server sent no folder {name!r}")
-        os.replace(part / name, target)
+        durable.replace(part / name, target)
     finally:
         shutil.rmtree(part, ignore_errors=True)
     return count, size

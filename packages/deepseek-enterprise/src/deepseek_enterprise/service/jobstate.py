@@ -36,6 +36,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepseek import durable
 from deepseek.parsing import loads_json
 
 DIR = "jobstate"
@@ -146,7 +147,8 @@ def clear(path: Path) -> None:
 
 
 def write(path: Path, name: str, text: str) -> None:
-    """``path/name`` = ``text``, whole (temporary name, fsync, rename; never through a link)."""
+    """``path/name`` = ``text``, whole (temporary name, then :func:`deepseek.durable.replace`; never
+    through a link)."""
     tmp = path / f"{name}.tmp"
     try:
         os.unlink(tmp)
@@ -155,10 +157,9 @@ def write(path: Path, name: str, text: str) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path / name)
+    durable.replace(tmp, path / name)
 
 
 def _read(path: Path, name: str, limit: int) -> str | None:

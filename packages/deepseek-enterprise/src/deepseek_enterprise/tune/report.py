@@ -6,11 +6,11 @@ importances), and the table printed at the end."""
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from deepseek import durable
 from deepseek_enterprise.tune.space import trial_data
 from deepseek_enterprise.tune.tuner import format_value
 
@@ -98,7 +98,7 @@ def write_plots(study: Any, folder: Path) -> list[str]:
             tmp = folder / f".{name}.tmp"  # renamed when whole: a kill mid-write leaves no half a PNG under the name
             try:
                 figure.savefig(tmp, format="png", dpi=100)
-                os.replace(tmp, folder / name)
+                durable.replace(tmp, folder / name)
             finally:
                 tmp.unlink(missing_ok=True)
                 plt.close(figure)

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepseek import durable
 from deepseek.training.run_lock import try_lock, unlock
 
 PREFIX = "deepseek-job-"
@@ -55,7 +56,7 @@ def create_job_dir(parent: str | os.PathLike[str] | None = None) -> JobDir:
     fd = try_lock(staged)
     if fd is None:  # pragma: no cover - nobody else knows this name yet
         raise RuntimeError(f"{staged}: could not lock a file nobody else uses")
-    os.replace(staged, path / LOCK_FILE)
+    durable.move(staged, path / LOCK_FILE)
     for sub in ("heartbeats", "logs"):
         (path / sub).mkdir()
     return JobDir(path, fd)
