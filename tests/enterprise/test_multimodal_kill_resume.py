@@ -3,7 +3,8 @@ interrupted, bit for bit, through the public command (``deepseek train``, then `
 dropout, the digits' random corruptions, gradient accumulation, a warm-up schedule and evaluations
 all draw from state the checkpoint must carry. The first kill comes between the two micro-batches
 of step 4 (after step 2's checkpoint), the second right after step 4's checkpoint was renamed into
-place, before ``checkpoints/latest`` was replaced."""
+place, before ``checkpoints/latest`` was replaced, the third half-way through step 6's checkpoint
+(resumed from step 4 again)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ plot = false
 """
 
 # ``deepseek train ARGS`` in a process that SIGKILLs itself at a known point: before the Nth
-# backward (argv[1] = "backward:N") or right after a rename onto a folder named argv[1] ("step-4").
+# backward (argv[1] = "backward:N"), right before a rename onto a file named NAME inside a folder
+# whose name holds PART ("before:NAME:PART"), or right after a rename onto a folder named argv[1] ("step-4").
 KILLED = """
 import os, signal, sys, torch
 point = sys.argv[1]
@@ -73,6 +75,13 @@ if point.startswith("backward:"):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(self, *args, **kwargs)
     torch.Tensor.backward = backward
+elif point.startswith("before:"):
+    real_replace, (_, name, part) = os.replace, point.split(":")
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(os.fspath(dst)) == name and part in os.path.basename(os.path.dirname(os.fspath(dst))):
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst, *args, **kwargs)
+    os.replace = replace
 else:
     real_replace = os.replace
     def replace(src, dst, *args, **kwargs):
@@ -112,6 +121,10 @@ def test_sigkilled_mid_accumulation_and_after_a_commit_resumes_bit_exact(tmp_pat
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-2"]
     _killed(tmp_path, "step-4", "--resume", "cut")
     assert (root / "latest").read_text() == "step-2\n"  # the kill came before the pointer's update
+    # mid-way through step 6's checkpoint: its model file in the temporary folder, the optimizer's not yet
+    _killed(tmp_path, "before:optimizer.safetensors:step-6.tmp-", "--resume", "cut")
+    (half,) = root.glob("step-6.tmp-*")
+    assert sorted(p.name for p in half.iterdir() if not p.name.startswith(".")) == ["model.safetensors"]
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "--resume", "cut", "--quiet")
     assert code == 0, err[-3000:]
     assert "checkpoints/step-4 at step 4" in err
