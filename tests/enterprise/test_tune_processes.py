@@ -6,7 +6,9 @@ workers)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -239,3 +241,59 @@ def test_a_trial_whose_training_finished_before_the_kill_is_taken_up_not_run_aga
     assert rerun["note"] == "the finished training of trial 1 taken up, not run again"
     rerun_folder = tmp_path / "st" / "trials" / f"{rerun['number']:04d}"
     assert not (rerun_folder / "run").exists() and not (rerun_folder / "train.log").exists()  # nothing trained
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kill test is Linux-only")
+def test_a_trial_killed_mid_training_is_resumed_from_its_checkpoint_to_the_same_value(tmp_path: Path) -> None:
+    """The tuner and the trial's training SIGKILLed together after the training's first checkpoint:
+    the re-run of the trial trained again from step 0. Now it continues the interrupted run from
+    its newest complete checkpoint (the run folder moved into the re-run's trial folder) and ends
+    with the value, and every loss, of a study never interrupted."""
+    base = tiny_config(60).replace("interval = 0", "interval = 10")
+    args = ["tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "1", "--out", "st",
+            "--pruner", "none"]
+    for folder in ("straight", "killed"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "base.toml").write_text(base)
+        (tmp_path / folder / "space.toml").write_text(SPACE)
+    straight = deepseek(*args, cwd=tmp_path / "straight")
+    assert straight.returncode == 0, straight.stdout[-2000:] + straight.stderr[-2000:]
+
+    run = tmp_path / "killed" / "st" / "trials" / "0000" / "run"
+    tuner = subprocess.Popen([*DEEPSEEK, *args], cwd=tmp_path / "killed", env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "checkpoints" / "step-10").is_dir():
+            assert tuner.poll() is None and time.monotonic() < deadline, "trial 0 saved no checkpoint"
+            time.sleep(0.01)
+    finally:
+        for pid in [*_pids_running(str(run.parent)), tuner.pid]:  # the training first: no SIGTERM save
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        tuner.wait()
+    from deepseek.training import checkpoint as ckpt
+
+    saved = ckpt.read_trainer_state(ckpt.resolve_checkpoint(run))["step"]
+    assert 10 <= saved < 60
+
+    out = deepseek(*args, cwd=tmp_path / "killed")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = {r["number"]: r for r in trials(tmp_path / "killed" / "st")}
+    assert rows[0]["state"] == "fail" and rows[0]["interrupted"]
+    (rerun,) = [r for r in rows.values() if r.get("retry_of") == 0]
+    assert rerun["state"] == "complete" and rerun["baseline"]
+    assert rerun["note"] == f"the training of trial 0 resumed from its step {saved}"
+    resumed = tmp_path / "killed" / "st" / "trials" / f"{rerun['number']:04d}" / "run"
+    assert rerun["run_dir"] == str(resumed) and not run.exists()
+    log = (resumed.parent / "train.log").read_text()
+    assert f"resumed from st/trials/{rerun['number']:04d}/run/checkpoints/step-{saved} at step {saved}" in log
+    (uninterrupted,) = trials(tmp_path / "straight" / "st")
+    assert rerun["value"] == uninterrupted["value"]  # exact
+
+    def losses(folder: Path) -> list[tuple[int, float]]:
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+    assert losses(resumed) == losses(tmp_path / "straight" / "st" / "trials" / "0000" / "run")
+    assert len(losses(resumed)) == 60

@@ -59,9 +59,10 @@ def read_values(metrics: Path, objective: str) -> list[tuple[int, float]]:
     return out
 
 
-def train_argv(trial: TrialRun, run_dir: Path, host: Any, nproc: int) -> list[str]:
-    """The command of one trial: ``deepseek train`` or ``deepseek launch -n N -- train``."""
-    args = ["train", str(trial.config_path), "--run-dir", str(run_dir), "--quiet"]
+def train_argv(trial: TrialRun, run_dir: Path, host: Any, nproc: int, resume: bool = False) -> list[str]:
+    """The command of one trial: ``deepseek train`` or ``deepseek launch -n N -- train``
+    (``resume``: continuing ``run_dir`` from its newest complete checkpoint)."""
+    args = ["train", str(trial.config_path), "--run-dir", str(run_dir), "--quiet", *(["--resume", str(run_dir)] * resume)]
     if needs_launcher(trial.config, host):
         args = ["launch", "-n", str(nproc), "--", *args]
     return deepseek_argv(args)
@@ -110,6 +111,7 @@ class TrainingTuner(Tuner):
             trial.attrs["note"] = f"the finished training of trial {int(trial.earlier.name)} taken up, not run again"
             return _final_value(taken / "metrics.jsonl", trial.objective)
         run_dir = trial.folder / "run"
+        resumed = self._resume_earlier(trial, run_dir)
         metrics = run_dir / "metrics.jsonl"
         seen: list[tuple[int, float]] = []
         stop: list[TrialStopped] = []
@@ -125,10 +127,12 @@ class TrainingTuner(Tuner):
             return False
 
         o = self.options
-        argv = train_argv(trial, run_dir, self.host, o.nproc)
+        argv = train_argv(trial, run_dir, self.host, o.nproc, resume=resumed is not None)
         log = trial.folder / "train.log"
         code, stopped = run_child(argv, log, poll=poll, interval=o.poll_s, timeout=o.trial_timeout_s or None)
         trial.attrs["run_dir"] = str(run_dir.absolute())
+        if resumed is not None:
+            trial.attrs["note"] = f"the training of trial {int(trial.earlier.name)} resumed from its step {resumed}"
         if stop:
             raise stop[0]
         if stopped:
@@ -139,13 +143,9 @@ class TrainingTuner(Tuner):
         return _final_value(metrics, trial.objective)
 
     @staticmethod
-    def _finished_earlier(trial: TrialRun) -> Path | None:
-        """The run folder of the interrupted trial this one re-runs when it proves its training
-        finished with this trial's config (its ``trial.toml`` the same, its newest checkpoint the
-        last step's, the objective evaluated there: a tuner killed after the training, before it
-        recorded the value), else ``None``."""
-        from deepseek_enterprise.finished_runs import unfinished
-
+    def _earlier_run(trial: TrialRun) -> Path | None:
+        """The run folder of the interrupted trial this one re-runs, when that trial's
+        ``trial.toml`` is this one's (the same training), else ``None``."""
         if trial.earlier is None:
             return None
         try:
@@ -153,10 +153,48 @@ class TrainingTuner(Tuner):
         except OSError:
             return None
         run = trial.earlier / "run"
-        if not same or not run.is_dir():
+        return run if same and run.is_dir() and not run.is_symlink() else None
+
+    @classmethod
+    def _finished_earlier(cls, trial: TrialRun) -> Path | None:
+        """The run folder of the interrupted trial this one re-runs when it proves its training
+        finished with this trial's config (its ``trial.toml`` the same, its newest checkpoint the
+        last step's, the objective evaluated there: a tuner killed after the training, before it
+        recorded the value), else ``None``."""
+        from deepseek_enterprise.finished_runs import unfinished
+
+        run = cls._earlier_run(trial)
+        if run is None:
             return None
         why = unfinished(run, trial.config.train.max_steps, trial.config.to_dict(), trial.objective)
         return run if why is None else None
+
+    @classmethod
+    def _resume_earlier(cls, trial: TrialRun, run_dir: Path) -> int | None:
+        """When the interrupted trial this one re-runs trained the same config and left a complete
+        checkpoint before its last step, move its run folder to ``run_dir`` (one rename: this
+        trial's from now on, so a re-run of this one finds it in turn) and return that checkpoint's
+        step, to train on from it (``--resume``: the same result as a training never
+        interrupted); else ``None`` (trained from the start)."""
+        import json
+
+        from deepseek import durable
+        from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
+
+        run = cls._earlier_run(trial)
+        if run is None or run_dir.exists():
+            return None
+        try:
+            state = read_trainer_state(resolve_checkpoint(run))
+        except UsageError:  # no complete checkpoint (or a damaged one): nothing to resume from
+            return None
+        step = state.get("step")
+        if not isinstance(step, int) or not 0 < step < trial.config.train.max_steps:
+            return None
+        if state.get("config") != json.loads(json.dumps(trial.config.to_dict())):
+            return None
+        durable.move(run, run_dir)
+        return step
 
 
 def _final_value(metrics: Path, objective: str) -> float:
