@@ -60,6 +60,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from deepseek import durable
 from deepseek.plugins.settings import ENV_NAMES
 from deepseek_enterprise.service import gpushare, jobpaths, jobstate
 from deepseek_enterprise.service.cgroups import Detection
@@ -173,10 +174,10 @@ class LocalExecutor(Executor):
         os.chmod(ws, 0o700)
         (ws / "tmp").mkdir(mode=0o700, exist_ok=True)
         jobpaths.check_job(launch.args, launch.config, launch.files, tenant_root, ws)
-        if launch.config is not None:
-            (ws / "config.toml").write_text(launch.config, encoding="utf-8")
+        if launch.config is not None:  # whole, or as before: a start after a crash writes it again
+            durable.write_text(ws / "config.toml", launch.config)
         for name, body in launch.files.items():
-            (ws / name).write_text(body, encoding="utf-8")
+            durable.write_text(ws / name, body)
         return ws
 
     def argv(self, launch: Launch) -> list[str]:

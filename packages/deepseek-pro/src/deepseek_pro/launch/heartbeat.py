@@ -70,7 +70,7 @@ def beat(phase: str, step: int = 0) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(body), encoding="utf-8")
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # not deepseek.durable: rewritten every step, meaningless after a restart
     except OSError:
         pass  # a heartbeat must never break training; the watchdog then reports this rank
 
