@@ -223,7 +223,9 @@ def load_optimizer_groups(module: nn.Module, optimizer: Any, osd: Mapping[str, A
     """torch's ``set_optimizer_state_dict`` of ``osd`` (groups in the optimizer's order, parameters
     by name) with the optimizer's empty groups set aside while it runs (it accepts at most one,
     and ``[[optimizer.groups]]`` layouts keep every group, empty ones included), then put back
-    in place with their saved settings."""
+    in place with their saved settings. torch's call turns a tuple setting (AdamW's ``betas``) into
+    a list; each is made the tuple it was saved as again, so the optimizer saves what a run never
+    resumed saves (the same bytes: ``{"__tuple__": ...}``, not a list)."""
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
     live = optimizer.param_groups
@@ -233,6 +235,10 @@ def load_optimizer_groups(module: nn.Module, optimizer: Any, osd: Mapping[str, A
     kept = {**osd, "param_groups": [g for i, g in enumerate(osd["param_groups"]) if i not in aside]}
     try:
         set_optimizer_state_dict(module, optimizer, kept, options=options)
+        for group, saved in zip(optimizer.param_groups, kept["param_groups"], strict=True):
+            for key, value in saved.items():
+                if isinstance(value, tuple) and isinstance(group.get(key), list):
+                    group[key] = tuple(group[key])
     finally:
         groups = list(optimizer.param_groups)
         for i in empty:

@@ -1,0 +1,168 @@
+"""``deepseek launch -n 2 -- train --strategy ddp|fsdp|deepspeed`` SIGKILLed again and again (the
+launcher and both ranks at once, as a scheduler or a power cut does) and resumed with ``--resume``
+each time ends where a run never interrupted ends: the same loss at every step and the same bytes
+in every safetensors file of the last checkpoint.
+
+The kill points, in one chain (each resumed launch is killed at the next one):
+
+1. rank 1 after step 3 (rank 0 is then inside step 4, waiting for it);
+2. step 4's checkpoint written by both ranks, rank 0 about to rename it into place (resumes from step 2);
+3. step 4's checkpoint renamed into place, ``latest`` still naming step 2 (resumes from step 4);
+4. step 6's checkpoint half written: rank 1 about to put its ``rng-1.safetensors`` in the
+   temporary folder (resumes from step 4), then the run goes to its end (step 8).
+
+A rank reaching its point writes a marker file and stops itself (SIGSTOP); the test then SIGKILLs
+the launcher and every process under it. Markers and the stop come from a ``sitecustomize`` (the
+``os.replace`` points) and a throwaway plugin (the step point) made in a temp dir, nothing of which
+is in production code; a point never reached fails the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _prohelpers import _descendants
+
+DEEPSEEK = [sys.executable, "-m", "deepseek"]
+TRAIN = [
+    "train", "--max-steps", "8", "--run-dir", "run", "--quiet",
+    "--set", "model.d_model=32", "--set", "model.n_heads=2", "--set", "model.n_layers=2",
+    "--set", "model.max_seq_len=16", "--set", "data.seq_len=16", "--set", "data.batch_size=4",
+    "--set", "data.eval_batches=1", "--set", "train.eval_interval=4", "--set", "train.warmup_steps=2",
+    "--set", "train.grad_accum=2", "--set", "model.dropout=0.1", "--set", "logging.plot=false",
+    "--set", "checkpoint.interval=2", "--set", "checkpoint.keep_last=2",
+]
+
+# DEEPSEEK_TEST_FREEZE = "RANK:before|after:BASENAME:PATH-PART": that rank stops at the os.replace
+# onto a path of that base name containing PATH-PART, before or after it; "RANK:step:N": at the
+# end of step N (the plugin).
+SITECUSTOMIZE = '''
+import os, signal
+def freeze(where):
+    open(os.path.join(os.environ["DEEPSEEK_TEST_MARKERS"], where.replace("/", "_")), "w").close()
+    os.kill(os.getpid(), signal.SIGSTOP)
+spec = os.environ.get("DEEPSEEK_TEST_FREEZE", "")
+if spec and os.environ.get("RANK") == spec.split(":")[0] and spec.split(":")[1] in ("before", "after"):
+    rank, when, name, part = spec.split(":")
+    real = os.replace
+    def replace(src, dst, *args, **kwargs):
+        hit = os.path.basename(os.fspath(dst)) == name and part in os.fspath(dst)
+        if hit and when == "before":
+            freeze(spec)
+        real(src, dst, *args, **kwargs)
+        if hit:
+            freeze(spec)
+    os.replace = replace
+'''
+
+PLUGIN = '''
+import os, signal
+from deepseek.hookspecs import hookimpl
+
+@hookimpl
+def deepseek_train_step_end(trainer, step, metrics):
+    spec = os.environ.get("DEEPSEEK_TEST_FREEZE", "")
+    if spec and os.environ.get("RANK") == spec.split(":")[0] and spec.split(":")[1:] == ["step", str(step)]:
+        open(os.path.join(os.environ["DEEPSEEK_TEST_MARKERS"], spec.replace("/", "_")), "w").close()
+        os.kill(os.getpid(), signal.SIGSTOP)
+'''
+
+CHAIN = ["1:step:3", "0:before:step-4:checkpoints", "0:after:step-4:checkpoints",
+         "1:before:rng-1.safetensors:step-6.tmp-"]
+RESUMED_FROM = [2, 2, 4, 4]  # the checkpoint each resume starts from: the newest complete one
+
+STRATEGIES = {
+    "ddp": ["--strategy", "ddp"],
+    "fsdp": ["--strategy", "fsdp"],
+    "deepspeed": ["--strategy", "deepspeed", "--set", "strategy.stage=2"],
+}
+
+
+@pytest.fixture(scope="module")
+def injected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for ``PYTHONPATH`` holding the ``sitecustomize`` and the freeze plugin."""
+    root = tmp_path_factory.mktemp("freeze")
+    info = root / "deepseek_freeze-0.1.dist-info"
+    info.mkdir()
+    (root / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (root / "deepseek_freeze.py").write_text(PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deepseek-freeze\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[deepseek]\nfreeze = deepseek_freeze\n")
+    return root
+
+
+def _env(cwd: Path, injected: Path, freeze: str) -> dict[str, str]:
+    (cwd / "markers").mkdir(exist_ok=True)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(injected), os.environ.get("PYTHONPATH", "")]),
+            "DEEPSEEK_TEST_MARKERS": str(cwd / "markers"), "DEEPSEEK_TEST_FREEZE": freeze,
+            "PYTHONWARNINGS": "ignore"}
+
+
+def _launch_killed_at(args: list[str], cwd: Path, injected: Path, freeze: str) -> str:
+    """Launch; when a rank reached ``freeze``, SIGKILL the launcher and everything under it."""
+    marker = cwd / "markers" / freeze.replace("/", "_")
+    with open(cwd / "launch.err", "w") as err:
+        proc = subprocess.Popen([*DEEPSEEK, "launch", "-n", "2", "--", *args], cwd=cwd, env=_env(cwd, injected, freeze),
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 400
+        while not marker.exists():
+            assert proc.poll() is None, f"exited with {proc.returncode} before {freeze}: {(cwd / 'launch.err').read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{freeze} not reached"
+            time.sleep(0.02)
+    finally:
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+    return (cwd / "launch.err").read_text()
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def _tensor_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.safetensors"))}
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_killed_four_times_and_resumed_equals_a_run_never_killed(strategy: str, tmp_path: Path, injected: Path) -> None:
+    from deepseek.training import checkpoint as ckpt
+
+    args = [*TRAIN, *STRATEGIES[strategy]]
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args], cwd=straight, env=_env(straight, injected, ""),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    resume: list[str] = []
+    for freeze, expected in zip(CHAIN, RESUMED_FROM, strict=True):
+        _launch_killed_at([*args, *resume], killed, injected, freeze)
+        resume = ["--resume", "run"]
+        latest = ckpt.resolve_checkpoint(killed / "run")
+        assert ckpt.read_trainer_state(latest)["step"] == expected, (freeze, latest)
+    done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args, *resume], cwd=killed,
+                          env=_env(killed, injected, ""), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "resumed from run/checkpoints/step-4 at step 4" in done.stdout + done.stderr
+
+    assert _losses(killed / "run") == _losses(straight / "run")  # exact float equality, steps 1..8
+    assert [r[0] for r in _losses(killed / "run")] == list(range(1, 9))
+    last, same = killed / "run" / "checkpoints" / "step-8", straight / "run" / "checkpoints" / "step-8"
+    assert _tensor_files(last) == _tensor_files(same)  # weights, optimizer state, generators: the same bytes
+    assert len(_tensor_files(last)) >= 3
+    left = sorted(p.name for p in (killed / "run" / "checkpoints").iterdir())
+    assert left == sorted(p.name for p in (straight / "run" / "checkpoints").iterdir())  # no leftovers
