@@ -111,7 +111,7 @@ def save_checkpoint(
         # rank's write results): the list lets a reader name a shard file that went missing.
         files = {sub: sorted(p.name for p in (directory / sub).glob("*.safetensors")) for sub in (MODEL_DIR, OPTIMIZER_DIR)}
         body = {"param_groups": groups, "scalars": _jsonable_tree(scalars), "aliases": aliases, "files": files}
-        ckpt.atomic_write_text(directory / SHARDED_META, json.dumps(body, indent=1))
+        ckpt.atomic_write_text(directory / SHARDED_META, json.dumps(body, indent=1, sort_keys=True))  # as core's
         ckpt.write_trainer_state(directory, {**trainer_state, "layout": "sharded", "world_size": strategy.world_size})
     strategy.barrier()
 

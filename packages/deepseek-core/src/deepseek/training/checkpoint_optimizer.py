@@ -85,11 +85,13 @@ def save_optimizer_state(
         {**{k: jsonable(v) for k, v in g.items() if k != "params"}, "params": [name_of(i) for i in g["params"]]}
         for g in groups
     ]
+    # Keys sorted: a resumed optimizer's groups hold the same settings in another order (the run's
+    # own keys put back last, resumed_group), which wrote other bytes than a run never resumed.
     meta = {
         "format": "deepseek-optimizer",
         "format_version": str(FORMAT_VERSION),
-        "param_groups": json.dumps(plain_groups),
-        "scalars": json.dumps(scalars),
+        "param_groups": json.dumps(plain_groups, sort_keys=True),
+        "scalars": json.dumps(scalars, sort_keys=True),
     }
     target = Path(path)
     save_tensors(target, cpu_unshared(tensors), meta)
