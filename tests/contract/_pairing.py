@@ -55,23 +55,27 @@ def _hf_files(folder: Path) -> dict[str, Any]:
             "seq_len": 16}
 
 
-NEEDS_FILES = {"hf": (_hf_files, "datasets")}
+NEEDS_FILES = {"deepseek-core:hf": (_hf_files, "datasets")}
+"""Core datasets that read the user's files, by qualified name: options made in a folder, and the
+library they need."""
 
 
-def qualified_ids(kind: str, names: list[str]) -> list[str]:
-    """Test ids of ``names`` as ``distribution:name``, so that ``pytest tests/contract -k
-    DISTRIBUTION`` selects exactly one plugin's tests (docs/plugins.md section 9)."""
-    from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+def qualified_names(kind: str, pattern: str | None = None, host: Any = None) -> list[str]:
+    """Every component of ``kind`` registered in ``host`` (default: the process's host), aliases
+    included, as ``distribution:name``, sorted by name: the names the contract suites look
+    components up by and their test ids, so that each distribution's component is tested even where
+    two register the same name (a bare name then resolves to neither), and ``pytest tests/contract
+    -k DISTRIBUTION:`` selects exactly one plugin's tests (docs/plugins.md section 9). ``pattern``
+    is a glob over the bare names (``"text.*"``); a kind no hook registers has none."""
+    import fnmatch
+
     from deepseek.plugins.host import get_host
 
-    host, out = get_host(), []
-    for name in names:
-        try:
-            out.append(host.resolve(kind, name).qualified_name)
-        except (ComponentNotFoundError, ComponentConflictError):
-            out.append(name)
-    return out
-"""Core datasets that read the user's files: options made in a folder, and the library they need."""
+    host = host or get_host()
+    if kind not in host.known_kinds():
+        return []
+    return [comp.qualified_name for name in host.names(kind) if pattern is None or fnmatch.fnmatch(name, pattern)
+            for comp in host.candidates(kind, name)]
 
 
 def _shrunk(target: Any, shrink: dict[str, Any], *, kind: str, name: str) -> dict[str, Any]:
@@ -100,13 +104,16 @@ def data_table(cls: type, name: str, folder: Path, own: Mapping[str, Mapping[str
                files: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``[data]`` keys the contract suites make dataset ``name`` (class ``cls``) with:
     :data:`DATA_SHRINK` where its ``Options`` has those keys, files made in ``folder`` where it
-    reads the user's (``files``: name -> maker; default :data:`NEEDS_FILES`'s), then the plugin
-    author's own keys for it (``own``: ``--contract-data``, :mod:`_contract_data`)."""
+    reads the user's (``files``: qualified name -> maker; default :data:`NEEDS_FILES`'s), then the
+    plugin author's own keys for it (``own``: ``--contract-data``, :mod:`_contract_data`; a
+    ``dist:name`` key is taken before the bare name, for a name two distributions share). ``name``
+    is the dataset's qualified name (``dist:name``)."""
     makers = files if files is not None else {n: make for n, (make, _) in NEEDS_FILES.items()}
     table = _shrunk(cls, DATA_SHRINK, kind="dataset", name=name)
     if name in makers:
         table.update(makers[name](folder))
-    table.update((own or {}).get(name, {}))
+    own = own or {}
+    table.update(own.get(name, own.get(name.rpartition(":")[2], {})))
     return table
 
 
@@ -115,16 +122,18 @@ def pair_table(host: Any, model: str, data: str, folder: Path,
     """The config table of a run of model ``model`` on dataset ``data`` at the sizes this module
     makes them (:data:`MODEL_SHRINK`, the dataset's :func:`data_table` with the author's ``own``
     keys, ``ROWS`` a batch); the config fills in the sizes that follow the data, as for any run."""
-    target, cls = host.resolve("model", model).load(), host.resolve("dataset", data).load()
+    target, component = host.resolve("model", model).load(), host.resolve("dataset", data)
     return {"model": {"name": model, **_shrunk(target, MODEL_SHRINK, kind="model", name=model)},
-            "data": {"name": data, "batch_size": ROWS, **data_table(cls, data, folder, own)}}
+            "data": {"name": data, "batch_size": ROWS,
+                     **data_table(component.load(), component.qualified_name, folder, own)}}
 
 
 def tiny_dataset(host: Any, name: str, folder: Path, own: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
     """Dataset ``name`` of ``host``, ``ROWS`` rows a batch, made with its :func:`data_table` (the
     author's ``own`` keys on top); a one-line error where it cannot be made."""
-    cls = host.resolve("dataset", name).load()
-    table = data_table(cls, name, folder, own)
+    component = host.resolve("dataset", name)
+    cls = component.load()
+    table = data_table(cls, component.qualified_name, folder, own)
     return cls(build_options(cls, table, kind="dataset", name=name, path="data"), batch_size=ROWS, seed=0)
 
 
@@ -142,7 +151,8 @@ def _whole_set(model: Any, output: Any, name: str, means: dict[str, torch.Tensor
 @dataclasses.dataclass
 class Calls:
     """What :func:`call_on_batches` found: each dataset the model took with its output
-    (``(loss, metrics)``), and why every other dataset was left out."""
+    (``(loss, metrics)``), and why every other dataset was left out, both by the datasets'
+    qualified names (``deepseek-core:text``)."""
 
     outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]
     refused: dict[str, str]
@@ -173,7 +183,7 @@ class FirstBatches:
     def get(self, data_name: str) -> tuple[Any, Any, Any] | str:
         """``(dataset, first validation batch, first training batch)`` or why it cannot be made."""
         if data_name not in self._made:
-            place = self.folder / data_name.replace(".", "_")
+            place = self.folder / data_name.replace(".", "_").replace(":", "-")
             place.mkdir(parents=True, exist_ok=True)
             try:
                 data = tiny_dataset(self.host, data_name, place, self.own)
@@ -195,7 +205,7 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
     except UsageError as exc:  # a required file of the user's (a teacher run): one line says which
         calls.not_built = str(exc).splitlines()[0]
         return calls
-    for data_name in host.names("dataset"):
+    for data_name in qualified_names("dataset", host=host):
         made = batches.get(data_name)
         if isinstance(made, str):  # a dataset that cannot be made here
             calls.refused[data_name] = made

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import torch
 from _contract_data import OwnData
-from _pairing import pair_table
+from _pairing import pair_table, qualified_names
 
 from deepseek.errors import DeepseekError, PluginError, UsageError
 from deepseek.plugins.host import get_host
@@ -78,8 +78,8 @@ class Subjects:
         from deepseek.training.build import build_dataset
 
         reasons = []
-        for data in HOST.names("dataset"):
-            place = self.folder / f"{model}-{data}".replace(".", "_")
+        for data in qualified_names("dataset", host=HOST):
+            place = self.folder / f"{model}-{data}".replace(".", "_").replace(":", "-")
             place.mkdir(parents=True, exist_ok=True)
             try:
                 config = config_from_dict(pair_table(HOST, model, data, place, self.own), host=HOST)
@@ -131,7 +131,7 @@ def test_compressor_keeps_the_contract(comp, subjects: Subjects) -> None:  # noq
 
     compressor = create_compressor(HOST, comp.qualified_name, {}, where=f"compressor {comp.qualified_name}")
     taken, refused = [], {}
-    for model_name in HOST.names("model"):
+    for model_name in qualified_names("model", host=HOST):
         subject = subjects.get(model_name)
         if isinstance(subject, str):
             refused[model_name] = f"not made here ({subject})"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import torch
 from _contract_data import OwnData
-from _pairing import NEEDS_FILES, data_table, qualified_ids
+from _pairing import NEEDS_FILES, data_table, qualified_names
 from torch.utils import _pytree as pytree
 
 import deepseek
@@ -37,7 +37,7 @@ from deepseek.data.dataset import Dataset, checked_epochs_done, checked_validati
 from deepseek.errors import ConfigError, UsageError
 from deepseek.plugins.host import get_host
 
-DATASETS = deepseek.list_datasets()
+DATASETS = qualified_names("dataset")
 ROWS = 4
 PASS_BATCHES = 256
 """Batches drawn at most while waiting for a pass to end."""
@@ -50,8 +50,8 @@ def _small_text(folder: Path) -> dict[str, Any]:
     return {"path": str(folder / "small.txt")}  # about 30 batches a pass at seq_len 16
 
 
-PASS_OPTIONS = {"text": _small_text, **{name: make for name, (make, _) in NEEDS_FILES.items()}}
-"""Core datasets' ``[data]`` keys (made in a folder) that make a pass short; the
+PASS_OPTIONS = {"deepseek-core:text": _small_text, **{name: make for name, (make, _) in NEEDS_FILES.items()}}
+"""Core datasets' ``[data]`` keys (made in a folder) that make a pass short, by qualified name; the
 :data:`~_pairing.DATA_SHRINK` keys are added where a dataset's ``Options`` has them."""
 
 
@@ -62,10 +62,10 @@ def _equal(a: object, b: object) -> bool:
 
 
 def test_core_datasets_registered() -> None:
-    assert "text" in DATASETS and "hf" in DATASETS
+    assert "deepseek-core:text" in DATASETS and "deepseek-core:hf" in DATASETS
 
 
-@pytest.mark.parametrize("name", DATASETS, ids=qualified_ids("dataset", DATASETS))
+@pytest.mark.parametrize("name", DATASETS, ids=DATASETS)
 def test_dataset_contract(name: str, tmp_path: Path, contract_data: OwnData) -> None:
     cls = get_host().resolve("dataset", name).load()
     assert isinstance(cls, type) and issubclass(cls, Dataset)
@@ -114,8 +114,9 @@ def test_dataset_contract(name: str, tmp_path: Path, contract_data: OwnData) -> 
 
 
 def _pass_options(name: str, cls: type, folder: Path, own: OwnData) -> dict[str, Any]:
-    """The keys the pass check makes dataset ``name`` with: its :func:`~_pairing.data_table` with
-    :data:`PASS_OPTIONS` for core's files, and the author's ``own`` (``--contract-data``) on top."""
+    """The keys the pass check makes dataset ``name`` (``dist:name``) with: its
+    :func:`~_pairing.data_table` with :data:`PASS_OPTIONS` for core's files, and the author's
+    ``own`` (``--contract-data``) on top."""
     return data_table(cls, name, folder, own, files=PASS_OPTIONS)
 
 
@@ -123,7 +124,7 @@ def _position(data: Dataset) -> dict[str, Any]:
     return json.loads(json.dumps(data.state_dict()))
 
 
-@pytest.mark.parametrize("name", DATASETS, ids=qualified_ids("dataset", DATASETS))
+@pytest.mark.parametrize("name", DATASETS, ids=DATASETS)
 def test_dataset_resumes_across_a_pass(name: str, tmp_path: Path, contract_data: OwnData) -> None:
     cls = get_host().resolve("dataset", name).load()
     table = _pass_options(name, cls, tmp_path, contract_data)
@@ -146,7 +147,7 @@ def test_dataset_resumes_across_a_pass(name: str, tmp_path: Path, contract_data:
     else:
         pytest.skip(f"{name}: no pass ended within {PASS_BATCHES} batches of {ROWS} rows at [data] keys {table}, so "
                     "resuming across a pass's end is not checked; to check it, give Options a key that makes the "
-                    "training set small and run with --contract-data '{\"" + name + "\": {\"KEY\": VALUE}}'")
+                    "training set small and run with --contract-data '{\"" + name.rpartition(":")[2] + "\": {\"KEY\": VALUE}}'")
     after, ended = _position(data), checked_epochs_done(data)
     following = [next(data) for _ in range(FOLLOWING)]
     saved = {"just before": (before, done, [ending, *following]), "just after": (after, ended, following)}

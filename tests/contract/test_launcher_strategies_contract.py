@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pairing import qualified_ids
 
 from deepseek.plugins.host import get_host
 
@@ -123,7 +122,7 @@ def test_a_third_party_launcher_strategy_is_installed() -> None:
                     f"{', '.join(sorted(FIRST_PARTY))} is installed (first-party ones: tests/pro)")
 
 
-@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_two_processes_train_like_single(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     if not _needs_launcher(name):
         pytest.skip(f"{name}: needs_launcher is not set (strategies in one process are checked in test_strategy_contract)")
@@ -153,7 +152,7 @@ finally:
 """
 
 
-@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_two_processes_sum_whole_set_totals_over_the_ranks(name: str, tmp_path: Path) -> None:
     if not _needs_launcher(name):
         pytest.skip(f"{name}: needs_launcher is not set (one process has nothing to sum over)")

@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from _pairing import qualified_ids
+from _pairing import qualified_names
 
 import deepseek
 from deepseek.config.components import load_checked
 from deepseek.plugins.host import get_host
 from deepseek.training.schedule import LRSchedule
 
-SCHEDULES = deepseek.list_lr_schedules()
+SCHEDULES = qualified_names("lr_schedule")
 SETTINGS = [  # (lr, min_lr, warmup_steps, decay_steps)
     (3e-3, 1e-4, 30, 300),
     (1.0, 0.0, 0, 1),
@@ -24,10 +24,10 @@ SETTINGS = [  # (lr, min_lr, warmup_steps, decay_steps)
 
 
 def test_core_schedules_registered() -> None:
-    assert {"cosine", "linear", "constant", "wsd"} <= set(SCHEDULES)
+    assert {"deepseek-core:cosine", "deepseek-core:linear", "deepseek-core:constant", "deepseek-core:wsd"} <= set(SCHEDULES)
 
 
-@pytest.mark.parametrize("name", SCHEDULES, ids=qualified_ids("lr_schedule", SCHEDULES))
+@pytest.mark.parametrize("name", SCHEDULES, ids=SCHEDULES)
 @pytest.mark.parametrize("setting", SETTINGS, ids=str)
 def test_schedule_contract(name: str, setting: tuple[float, float, int, int]) -> None:
     cls = load_checked("lr_schedule", get_host().resolve("lr_schedule", name))

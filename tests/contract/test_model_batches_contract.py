@@ -131,12 +131,12 @@ def host() -> PluginHost:
 
 def test_a_model_that_meets_the_contract_is_called_on_the_data_it_takes(host: PluginHost, tmp_path: Path) -> None:
     calls = call_on_batches(host, "acme.regressor", tmp_path)
-    assert list(calls.outputs) == ["acme.rows"]
-    loss, metrics = calls.outputs["acme.rows"]
+    assert list(calls.outputs) == ["acme-contract:acme.rows"]
+    loss, metrics = calls.outputs["acme-contract:acme.rows"]
     assert loss.dim() == 0 and loss.item() > 0 and list(metrics) == ["max_error"]
     assert metrics["max_error"].item() >= loss.item() > 0
-    assert set(calls.refused) == {"hf", "text"}  # GPT-style batches: forward takes x and y
-    assert "unexpected ['input_ids', 'targets']" in calls.refused["text"]
+    assert set(calls.refused) == {"deepseek-core:hf", "deepseek-core:text"}  # GPT-style batches: forward takes x and y
+    assert "unexpected ['input_ids', 'targets']" in calls.refused["deepseek-core:text"]
 
 
 @pytest.mark.parametrize(("mode", "error"), [
@@ -152,14 +152,14 @@ def test_a_broken_output_fails_with_the_trainers_own_message(
 
 def test_a_non_finite_loss_fails(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Regressor, "MODE", "nan")
-    with pytest.raises(AssertionError, match=r"model 'acme\.regressor' on dataset 'acme\.rows': non-finite output"):
+    with pytest.raises(AssertionError, match=r"model 'acme\.regressor' on dataset 'acme-contract:acme\.rows': non-finite output"):
         call_on_batches(host, "acme.regressor", tmp_path)
 
 
 def test_a_parameter_the_loss_does_not_reach_fails(host: PluginHost, tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match=re.escape(
             "parameters ['spare.weight', 'spare.bias'] get no gradient from the loss on the first training batch of "
-            "dataset 'acme.rows'; use every parameter in forward or do not create it (docs/plugins.md section 10; "
+            "dataset 'acme-contract:acme.rows'; use every parameter in forward or do not create it (docs/plugins.md section 10; "
             "declare TrainableModel.skips_parameters if some steps leave them out, or not_trainable if it does not "
             "train)")):
         call_on_batches(host, "acme.spare", tmp_path)
@@ -170,16 +170,16 @@ def test_a_model_that_declares_it_skips_parameters_may_leave_some_without_a_grad
     # Mixture-of-experts routing, or a head for some labels only: legitimate, and ddp trains it with
     # strategy.find_unused_parameters; the declaration lets the unused head through, not a bad gradient.
     calls = call_on_batches(host, "acme.routed", tmp_path)
-    assert list(calls.outputs) == ["acme.rows"]
+    assert list(calls.outputs) == ["acme-contract:acme.rows"]
     monkeypatch.setattr(Routed, "POISON", True)
-    with pytest.raises(AssertionError, match=r"model 'acme\.routed' on dataset 'acme\.rows': non-finite gradients"):
+    with pytest.raises(AssertionError, match=r"model 'acme\.routed' on dataset 'acme-contract:acme\.rows': non-finite gradients"):
         call_on_batches(host, "acme.routed", tmp_path)
 
 
 def test_a_model_that_declares_it_does_not_train_is_asked_for_no_gradient(host: PluginHost, tmp_path: Path) -> None:
     calls = call_on_batches(host, "acme.exported", tmp_path)
-    assert list(calls.outputs) == ["acme.rows"]
-    loss, _ = calls.outputs["acme.rows"]
+    assert list(calls.outputs) == ["acme-contract:acme.rows"]
+    loss, _ = calls.outputs["acme-contract:acme.rows"]
     assert loss.grad_fn is not None  # not run under no_grad: backward is left out because of the declaration
 
 
@@ -188,7 +188,7 @@ def test_a_model_no_dataset_fits_is_skipped_saying_what_to_register(host: Plugin
     assert calls.outputs == {}
     reason = calls.skip_reason("acme.lonely")
     assert reason.startswith("model 'acme.lonely': no registered dataset's batches fit it (")
-    assert "acme.rows: model 'acme.lonely': the dataset's batches (keys ['x', 'y']) do not fit" in reason
+    assert "acme-contract:acme.rows: model 'acme.lonely': the dataset's batches (keys ['x', 'y']) do not fit" in reason
     assert reason.endswith("register a dataset whose batches it takes (its check_data accepts them, its forward "
                            "takes their keys) in the same plugin, and this check calls the model on its first batch")
 
@@ -265,7 +265,7 @@ def test_a_model_gets_the_class_count_its_dataset_declares(tmp_path: Path) -> No
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(LabelsPlugin(), dist="acme-labels").status == "ok"
     calls = call_on_batches(host, "acme.counts", tmp_path)
-    _loss, metrics = calls.outputs["acme.labels"]
+    _loss, metrics = calls.outputs["acme-labels:acme.labels"]
     assert float(metrics["seen"]) == pytest.approx(4 / 5)  # labels 0..3 of 4 rows, of the 5 classes built
 
 
@@ -317,7 +317,7 @@ def test_whole_set_metrics_count_as_the_models_metrics(tmp_path: Path, monkeypat
     batch = Labels(LabelsOptions(), batch_size=4, seed=0).__next__()
     hits = model(**batch)["totals"]["hits"]
     calls = call_on_batches(host, "acme.confusion", tmp_path)
-    _loss, metrics = calls.outputs["acme.labels"]
+    _loss, metrics = calls.outputs["acme-confusion:acme.labels"]
     assert sorted(metrics) == ["recall"]
     assert float(metrics["recall"]) == pytest.approx(float((hits[:, 0] / hits[:, 1].clamp_min(1)).mean()))
     monkeypatch.setattr(Confusion, "MODE", "list")
@@ -353,9 +353,9 @@ def test_a_serving_model_predicts_a_row_per_row_of_the_validation_batch(
     # what `deepseek export` traces, checked on each dataset the model takes, as section 9 says
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(ServedPlugin(), dist="acme-served").status == "ok"
-    assert list(call_on_batches(host, "acme.served", tmp_path).outputs) == ["acme.rows"]
+    assert list(call_on_batches(host, "acme.served", tmp_path).outputs) == ["acme-served:acme.rows"]
     monkeypatch.setattr(Served, "SERVE", "one-row")
-    with pytest.raises(AssertionError, match=r"model 'acme\.served' on dataset 'acme\.rows': serving_forward gave "
+    with pytest.raises(AssertionError, match=r"model 'acme\.served' on dataset 'acme-served:acme\.rows': serving_forward gave "
                        r"\(1, 1\), not a row per input row"):
         call_on_batches(host, "acme.served", tmp_path / "one-row")
     doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text().split())

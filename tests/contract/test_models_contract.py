@@ -25,7 +25,7 @@ import pytest
 import torch
 from _contract_data import OwnData
 from _pairing import MODEL_SHRINK as SHRINK
-from _pairing import FirstBatches, call_on_batches, qualified_ids, tiny_model
+from _pairing import FirstBatches, call_on_batches, qualified_names, tiny_model
 from torch import nn
 
 import deepseek
@@ -39,8 +39,8 @@ from deepseek.models.gpt import GPTConfig
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import get_host
 
-MODELS = deepseek.list_models()
-TEXT_ENCODERS = deepseek.list_encoders("text.*")
+MODELS = qualified_names("model")
+TEXT_ENCODERS = qualified_names("encoder", "text.*")
 
 
 @functools.cache
@@ -65,11 +65,12 @@ def _gpt_only(name: str) -> None:
 
 
 def test_core_models_registered() -> None:
-    assert {"tiny", "small", "1.3b"} <= set(MODELS)
-    assert all(_gpt_family(n) for n in ("tiny", "small", "1.3b"))
+    core = {f"deepseek-core:{name}" for name in ("tiny", "small", "1.3b")}
+    assert core <= set(MODELS)
+    assert all(_gpt_family(n) for n in core)
 
 
-@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
 def test_options_and_meta_build(name: str) -> None:
     target = get_host().resolve("model", name).load()
     options = options_class(target, kind="model", name=name)
@@ -81,7 +82,7 @@ def test_options_and_meta_build(name: str) -> None:
     assert params and all(p.is_meta for p in params)
 
 
-@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
 def test_capabilities_are_offered_whole(name: str) -> None:
     model = deepseek.create_model(name, device="meta")
     if not isinstance(model, TrainableModel):
@@ -115,13 +116,13 @@ def first_batches(tmp_path_factory: pytest.TempPathFactory, contract_data: OwnDa
     return FirstBatches(get_host(), tmp_path_factory.mktemp("datasets"), contract_data)
 
 
-@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
 def test_model_output_on_a_batch(name: str, first_batches: FirstBatches, tmp_path: Path) -> None:
     calls = call_on_batches(get_host(), name, tmp_path, first_batches)
     if not calls.outputs:
         pytest.skip(calls.skip_reason(name))
     if _gpt_family(name):
-        assert "text" in calls.outputs, calls.refused
+        assert "deepseek-core:text" in calls.outputs, calls.refused
     # a model that declares its metrics (TrainableModel.metric_names) reports exactly those
     declared = declared_metrics(tiny_model(get_host(), name), model_name=name)
     for data_name, (_, metrics) in calls.outputs.items():
@@ -131,7 +132,7 @@ def test_model_output_on_a_batch(name: str, first_batches: FirstBatches, tmp_pat
         assert declared == ()
 
 
-@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
 def test_gpt_counts_parameters_and_flops(name: str) -> None:
     _gpt_only(name)
     model = deepseek.create_model(name, device="meta")
@@ -140,7 +141,7 @@ def test_gpt_counts_parameters_and_flops(name: str) -> None:
     assert model.flops_per_token(model.config.max_seq_len) > 6 * model.num_parameters(non_embedding=True)
 
 
-@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
 def test_gpt_logits_loss_and_gradients(name: str) -> None:
     _gpt_only(name)
     torch.manual_seed(0)
@@ -154,7 +155,7 @@ def test_gpt_logits_loss_and_gradients(name: str) -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
 def test_gpt_pipeline_stages_compose(name: str) -> None:
     _gpt_only(name)
     model = deepseek.create_model(name, **SHRINK).eval()
@@ -167,7 +168,7 @@ def test_gpt_pipeline_stages_compose(name: str) -> None:
     torch.testing.assert_close(model.pipeline_loss(h[0], target), model(idx, idx))
 
 
-@pytest.mark.parametrize("name", MODELS, ids=qualified_ids("model", MODELS))
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
 def test_gpt_generate_with_cache(name: str) -> None:
     _gpt_only(name)
     model = deepseek.create_model(name, **SHRINK)
@@ -176,7 +177,7 @@ def test_gpt_generate_with_cache(name: str) -> None:
     assert out.shape == (1, 8)
 
 
-@pytest.mark.parametrize("name", TEXT_ENCODERS, ids=qualified_ids("encoder", TEXT_ENCODERS))
+@pytest.mark.parametrize("name", TEXT_ENCODERS, ids=TEXT_ENCODERS)
 def test_text_encoder_contract(name: str) -> None:
     torch.manual_seed(0)
     enc = deepseek.create_encoder(name).eval()

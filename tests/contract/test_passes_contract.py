@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _pairing import qualified_ids
+from _pairing import qualified_names
 from torch import nn
 
 import deepseek
@@ -19,7 +19,7 @@ from deepseek.graph.guard import fingerprint
 from deepseek.graph.passes import FP32_TOLERANCE, GraphPass, max_rel_error
 from deepseek.plugins.host import get_host
 
-PASSES = deepseek.list_passes()
+PASSES = qualified_names("pass")
 
 
 class Reference(nn.Module):
@@ -79,7 +79,7 @@ FORMS = {"module-form": (Reference, "fx.symbolic_trace"), "aten-form": (ShapeChe
 def test_core_passes_registered() -> None:
     expected = {"drop-dropout", "fold-batchnorm", "fuse-linear", "merge-siblings", "attention-sdpa",
                 "const-fold", "inductor", "bf16", "int8-dynamic"}
-    assert expected <= set(PASSES)
+    assert {f"deepseek-core:{name}" for name in expected} <= set(PASSES)
 
 
 def contract_problem(gp: GraphPass, model: nn.Module, x: torch.Tensor, *, must_fire: bool = False) -> str | None:
@@ -106,7 +106,7 @@ def contract_problem(gp: GraphPass, model: nn.Module, x: torch.Tensor, *, must_f
 
 
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("name", PASSES, ids=qualified_ids("pass", PASSES))
+@pytest.mark.parametrize("name", PASSES, ids=PASSES)
 def test_pass_contract(name: str, form: str) -> None:
     gp = deepseek.create_pass(name)
     assert isinstance(gp, GraphPass), f"{name} created {type(gp).__name__}, not a GraphPass"
@@ -124,7 +124,7 @@ def test_pass_contract(name: str, form: str) -> None:
     assert problem is None, f"{name}: {problem}"
 
 
-@pytest.mark.parametrize("name", PASSES, ids=qualified_ids("pass", PASSES))
+@pytest.mark.parametrize("name", PASSES, ids=PASSES)
 def test_pass_contract_on_its_own_example(name: str) -> None:
     """A pass that gives an example model (``GraphPass.example``) fires on it and keeps it."""
     gp = deepseek.create_pass(name)

@@ -53,9 +53,10 @@ def test_component_resolves_loads_and_is_described(comp) -> None:  # noqa: ANN00
     assert NAME_RE.match(comp.name) and all(NAME_RE.match(a) for a in comp.aliases)
     assert comp.description.strip() and "\n" not in comp.description, "register it with a description"
     assert HOST.resolve(comp.kind, comp.qualified_name) == comp
-    assert HOST.resolve(comp.kind, comp.name) == comp
+    if len(HOST.candidates(comp.kind, comp.name)) == 1:  # a name two distributions share: test_no_name_is_registered_twice
+        assert HOST.resolve(comp.kind, comp.name) == comp
     for alias in comp.aliases:
-        assert HOST.resolve(comp.kind, alias).target == comp.target
+        assert HOST.resolve(comp.kind, f"{comp.dist}:{alias}").target == comp.target
     assert HOST.records[comp.dist].status == "ok"
     assert comp.name in HOST.records[comp.dist].components[comp.kind]
     obj = comp.load()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _pairing import qualified_ids
+from _pairing import qualified_names
 
 import deepseek
 from deepseek.config.validate import build_dataclass
@@ -23,7 +23,7 @@ from deepseek.errors import UsageError
 from deepseek.plugins.host import get_host
 from deepseek.training.strategy import Strategy
 
-STRATEGIES = deepseek.list_strategies()
+STRATEGIES = qualified_names("strategy")
 
 TINY = {
     "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32},
@@ -43,10 +43,10 @@ def _strategy_class(name: str) -> type:
 
 
 def test_core_strategy_registered() -> None:
-    assert "single" in STRATEGIES
+    assert "deepseek-core:single" in STRATEGIES
 
 
-@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_memory_row_is_one_it_declares(name: str) -> None:
     """The advisor row a strategy names for its default options (what ``deepseek tune`` checks a
     trial against) is one of the ``memory_rows`` it declared at registration, or none."""
@@ -59,7 +59,7 @@ def test_memory_row_is_one_it_declares(name: str) -> None:
     assert row is None or row in {r.key for r in ROWS}
 
 
-@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_subclasses_strategy_with_frozen_options(name: str) -> None:
     cls = _strategy_class(name)
     assert isinstance(cls, type) and issubclass(cls, Strategy), f"{name}: not a Strategy subclass"
@@ -76,7 +76,7 @@ def test_subclasses_strategy_with_frozen_options(name: str) -> None:
     assert isinstance(cls.steps_every_parameter, bool)
 
 
-@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_declares_its_data_parallel_ranks(name: str) -> None:
     """``data_parallel_size(config, world_size)``, what the launcher checks the batch split
     against, is a number of ranks between 1 and the processes, or a one-line ConfigError for a
@@ -95,7 +95,7 @@ def test_declares_its_data_parallel_ranks(name: str) -> None:
         assert isinstance(ranks, int) and 1 <= ranks <= world_size, f"{name}: {ranks} ranks of {world_size}"
 
 
-@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_unknown_option_is_rejected_with_field_path(name: str) -> None:
     from deepseek.config.load import config_from_dict
     from deepseek.errors import ConfigError
@@ -104,7 +104,7 @@ def test_unknown_option_is_rejected_with_field_path(name: str) -> None:
         config_from_dict({"strategy": {"name": name, "no_such_option": 1}}, validate=False)
 
 
-@pytest.mark.parametrize("name", STRATEGIES, ids=qualified_ids("strategy", STRATEGIES))
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_trains_in_process_and_writes_canonical_checkpoint(name: str, tmp_path: Path) -> None:
     from deepseek.config.load import config_from_dict
     from deepseek.training.checkpoint import load_model_state

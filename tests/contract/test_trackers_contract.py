@@ -10,30 +10,30 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from _pairing import qualified_ids
+from _pairing import qualified_names
 
 import deepseek  # noqa: F401  (the process's host is built from the installed plugins)
 from deepseek.config.components import build_options, options_class
 from deepseek.errors import UsageError
 from deepseek.plugins.host import get_host
-from deepseek.plugins.registry import list_trackers
 from deepseek.tracking import ARTIFACT_KINDS, RunInfo, Tracker
 
-TRACKERS = list_trackers()
+TRACKERS = qualified_names("tracker")
 
 
 def test_core_trackers_registered() -> None:
-    assert {"tensorboard", "mlflow", "wandb"} <= set(TRACKERS)
+    assert {"deepseek-core:tensorboard", "deepseek-core:mlflow", "deepseek-core:wandb"} <= set(TRACKERS)
 
 
-@pytest.mark.parametrize("name", TRACKERS, ids=qualified_ids("tracker", TRACKERS))
+@pytest.mark.parametrize("name", TRACKERS, ids=TRACKERS)
 def test_tracker_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cls = get_host().resolve("tracker", name).load()
+    component = get_host().resolve("tracker", name)
+    cls, table = component.load(), f"trackers.{component.name}"  # a config's table of it
     assert isinstance(cls, type) and issubclass(cls, Tracker), f"{name}: not a deepseek.tracking.Tracker"
     options_cls = options_class(cls, kind="tracker", name=name)
     assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-               for f in dataclasses.fields(options_cls)), f"{name}: every [trackers.{name}] key needs a default"
-    options = build_options(cls, {}, kind="tracker", name=name, path=f"trackers.{name}")
+               for f in dataclasses.fields(options_cls)), f"{name}: every [{table}] key needs a default"
+    options = build_options(cls, {}, kind="tracker", name=name, path=table)
     monkeypatch.chdir(tmp_path)  # a default local store lands here
     for var in ("MLFLOW_TRACKING_URI", "WANDB_API_KEY"):
         monkeypatch.delenv(var, raising=False)

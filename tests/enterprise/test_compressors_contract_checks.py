@@ -113,8 +113,8 @@ def test_the_compressor_suite_fails_each_broken_rule_and_passes_a_compressor_tha
     assert re.search(r"\b1 passed", out.strip().splitlines()[-1]), out[-4000:]  # good.copy
     assert "bad.inplace' (deepseek-badcomp 0.1.0, registered by deepseek_badcomp.plugin): compress changed the model it was given in place (" in out, out[-4000:]
     assert "builds another model than the one it returned (a GPT, where it returned a Loud)" in out, out[-4000:]
-    assert re.search(r"compressor deepseek-badcomp:bad\.nan on model '1\.3b': the model it returned evaluates to "
+    assert re.search(r"compressor deepseek-badcomp:bad\.nan on model 'deepseek-core:1\.3b': the model it returned evaluates to "
                      r"non-finite values \{'val_loss': nan", out), out[-4000:]
-    assert ("compressor deepseek-badcomp:bad.figures on model '1.3b': its record states parameters = [100, 50], but "
+    assert ("compressor deepseek-badcomp:bad.figures on model 'deepseek-core:1.3b': its record states parameters = [100, 50], but "
             "the model it was given and the one it returned have") in out, out[-4000:]
-    assert "compressor deepseek-badcomp:bad.refusal refuses model '1.3b' with an empty message" in out, out[-4000:]
+    assert "compressor deepseek-badcomp:bad.refusal refuses model 'deepseek-core:1.3b' with an empty message" in out, out[-4000:]
