@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from deepseek.config.components import load_checked
 from deepseek.plugins.host import get_host
 
 FIRST_PARTY = {"deepseek-core", "deepseek-pro", "deepseek-enterprise"}
@@ -68,7 +69,9 @@ must fail its own test, not stop the whole suite from being collected."""
 
 
 def _needs_launcher(name: str) -> bool:
-    return bool(getattr(get_host().resolve("strategy", name).load(), "needs_launcher", False))
+    """The strategy's declared ``Strategy.needs_launcher``; a target that is no ``Strategy``
+    subclass implementing every abstract method raises a ``PluginError`` naming it."""
+    return load_checked("strategy", get_host().resolve("strategy", name)).needs_launcher
 
 
 def _free_port() -> int:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import DeepseekError, PluginError
+
+if TYPE_CHECKING:
+    from deepseek.plugins.records import Component
 
 SCRIPT_DIST = "deepseek-script"
 """The distribution :func:`deepseek.fit` registers a script's own model and data under."""
@@ -28,11 +31,11 @@ registered by acme.plugin)``), whatever its kind: models, datasets, strategies, 
 schedules, trackers, executors and compressors alike."""
 
 
-def blames(component: object) -> bool:
+def blames(component: Component) -> bool:
     """Whether what ``component``'s code raises is reported as a bug of its plugin: not for the
     model and data a script hands to :func:`deepseek.fit` (:data:`SCRIPT_DIST`), whose exceptions
     reach the script as they are, its own traceback with them."""
-    return getattr(component, "dist", None) != SCRIPT_DIST
+    return component.dist != SCRIPT_DIST
 
 
 @contextlib.contextmanager
@@ -93,7 +96,7 @@ def code_package(component: object) -> str | None:
     return None if package in ("", "deepseek", "builtins", "torch") else package
 
 
-def class_calls(component: Any, call: str) -> contextlib.AbstractContextManager[None]:
+def class_calls(component: Component, call: str) -> contextlib.AbstractContextManager[None]:
     """The block calling ``call`` on a resolved ``component``'s class (a class method such as
     ``check_config``, or its ``__init__``): what the plugin's own code raises becomes one line
     naming the component and its distribution (:func:`blamed_on` with its :func:`code_package`);
@@ -104,7 +107,7 @@ def class_calls(component: Any, call: str) -> contextlib.AbstractContextManager[
     return blamed_on(component.label, call, package=package)
 
 
-def created(component: Any, /, *args: Any, **kwargs: Any) -> Any:
+def created(component: Component, /, *args: Any, **kwargs: Any) -> Any:
     """A resolved ``component``'s target called with the arguments: how ``deepseek.create_*`` and
     the graph optimizer instantiate a registered class or factory. What the plugin's own code
     raises there is one line naming it (:func:`class_calls` with ``__init__``); an exception that
