@@ -26,7 +26,7 @@ from _gradients import check_every_parameter_trains
 
 from deepseek.config.components import build_options, options_class
 from deepseek.config.load import DATA_SIZES
-from deepseek.data.dataset import checked_validation_batches
+from deepseek.data.dataset import Dataset, checked_validation_batches
 from deepseek.errors import UsageError
 from deepseek.models.capabilities import model_capabilities
 from deepseek.models.checks import check_model_data, split_output
@@ -93,10 +93,10 @@ def tiny_model(host: Any, name: str, data: Any = None) -> Any:
                              device="cpu", host=host)
 
 
-def _data_sizes(data: Any) -> dict[str, int]:
-    """The model keys dataset ``data`` declares from its options (``Dataset.model_num_classes``, ...)."""
-    sizes = {key: getattr(type(data), method)(data.options) for key, (method, _, _) in DATA_SIZES.items()
-             if hasattr(type(data), method)}
+def _data_sizes(data: Dataset) -> dict[str, int]:
+    """The model keys dataset ``data`` declares from its options (``Dataset.model_num_classes``, ...:
+    the methods :data:`~deepseek.config.load.DATA_SIZES` names, which every ``Dataset`` has)."""
+    sizes = {key: getattr(type(data), method)(data.options) for key, (method, _, _) in DATA_SIZES.items()}
     return {key: size for key, size in sizes.items() if size is not None}
 
 

@@ -41,7 +41,7 @@ def unknown_argument(pm: pluggy.PluginManager, plugin: Any, label: str) -> str:
     not pass (a typo such as ``metric``): the line naming it with a did-you-mean, or ``""``."""
     for attr in dir(plugin):
         caller = getattr(pm.hook, attr, None) if attr.startswith("deepseek_") else None
-        spec = getattr(caller, "spec", None)
+        spec = caller.spec if isinstance(caller, pluggy.HookCaller) else None
         if spec is None or pm.parse_hookimpl_opts(plugin, attr) is None:
             continue
         try:
