@@ -215,7 +215,8 @@ class AdamWOptions:
     master_update: Literal["per_parameter", "multi_tensor"] = "per_parameter"
     """With ``precision.master_weights`` on CUDA: launch the Triton update once per parameter, or
     once per parameter group over all its parameters (``multi_tensor``: fewer launches, the same
-    numbers bit for bit). No effect without master weights."""
+    numbers bit for bit, but slower inside the 1.3b step on an H100: BENCHMARKS.md section 1m).
+    No effect without master weights."""
 
 
 class AdamW(OptimizerBuilder):
