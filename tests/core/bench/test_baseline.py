@@ -140,3 +140,45 @@ def test_cli_another_measurement_is_refused_before_timing(tmp_path: Path, option
         f"error: --against b.json: {message}; compare like with like (the same options and machine), or save a "
         "new baseline"])
     assert "timing" not in out.stderr and not (tmp_path / "out.json").exists()
+
+
+def _train_result(**settings: object) -> dict:
+    """A saved 'bench train' result of exactly what TRAIN measures, with ``settings`` changed."""
+    from dataclasses import replace
+
+    from deepseek.bench._train_config import BenchSettings
+    from deepseek.bench.train import planned_facts
+
+    planned = BenchSettings(model="tiny", device="cpu", precision="fp32", batch=2, seq=32, steps=2, warmup=1,
+                            model_options=("n_layers=1", "d_model=32", "n_heads=2"))
+    facts = json.loads(json.dumps(planned_facts(replace(planned, **settings)), default=str))
+    return {**facts, "rows": [{"name": "x", "tokens_per_s": 1.0}]}
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"seq": 16}, "measured seq = 16, this run 32"),
+    ({"batch": 4}, "measured batch = 4, this run 2"),
+    ({"model": "small"}, "measured model = 'small', this run 'tiny'"),
+    ({"precision": "bf16"}, "measured precision = 'bf16', this run 'fp32'"),
+])
+def test_cli_train_another_measurement_is_refused_before_timing(tmp_path: Path, setting: dict[str, object],
+                                                                message: str) -> None:
+    """bench train learnt of a baseline of another seq (model, batch, precision) only after every
+    step was timed and its --json written; now before the model is built: one line, exit 2."""
+    (tmp_path / "b.json").write_text(json.dumps(_train_result(**setting)))
+    out = deepseek(*TRAIN, "--against", "b.json", "--json", "out.json", cwd=tmp_path)
+    assert (out.returncode, out.stderr.strip().splitlines()) == (2, [
+        f"error: --against b.json: {message}; compare like with like (the same options and machine), or save a "
+        "new baseline"])
+    assert "bench train:" not in out.stdout and not (tmp_path / "out.json").exists()
+
+
+def test_train_planned_facts_are_what_the_run_reports(tmp_path: Path) -> None:
+    """The facts checked before timing are the ones the result records: a baseline saved by the
+    same options is never refused by the early check."""
+    out = deepseek(*TRAIN, "--json", "saved.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((tmp_path / "saved.json").read_text())
+    from deepseek.bench.baseline import _facts
+
+    assert _facts("train", saved) == _facts("train", _train_result())

@@ -156,6 +156,31 @@ def _release() -> None:
         torch._dynamo.reset()
 
 
+def planned_device(s: BenchSettings) -> Any:
+    """The device ``--device`` names (``auto``: the GPU when there is one, else the CPU)."""
+    import torch
+
+    return torch.device(s.device if s.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: Any) -> str:
+    """How a result names the device it measured on (``CPU`` for any CPU)."""
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def planned_facts(s: BenchSettings) -> dict[str, Any]:
+    """What a result of :func:`run_bench` with ``s`` will say it measured (its ``settings`` and
+    the device's ``name``), known before anything is built: a ``--against`` baseline of something
+    else is refused with it before the model is built or a step timed."""
+    from deepseek.training.mixed_precision import resolved_name
+
+    device = planned_device(s)
+    return {"device": {"name": device_name(device)},
+            "settings": {**asdict(s), "precision": resolved_name(s.precision, device)}}
+
+
 def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
     """Measure our path (and with ``baseline`` the plain loop, eager and compiled); components
     come from ``host`` (default: the process's plugin host)."""
@@ -165,8 +190,7 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
     torch.backends.cudnn.allow_tf32 = True
     from deepseek.training.attention import attention_kernel
 
-    planned = torch.device(s.device if s.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
-    with attention_kernel(s.attention, planned, where="--attention"):
+    with attention_kernel(s.attention, planned_device(s), where="--attention"):
         step, strategy, model, teardown = _ours(s, host)
         device = strategy.device
         precision = strategy.precision.name
@@ -176,7 +200,7 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
 
         with torch.device("meta"):
             flops = int(GPT(cfg).flops_per_token(s.seq))
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        name = device_name(device)
         peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
         kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
         tokens = s.batch * s.seq * s.grad_accum
@@ -313,6 +337,10 @@ def train_command(compile_: bool, json_path: str | None, against: str | None, ma
     to_file = json_path is not None and str(json_path) != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="bench.json",
                            reads=(("--against", against),)) if to_file else []
+    if saved is not None and against is not None:  # a baseline of something else: refused before timing
+        from deepseek.bench.baseline import check_same
+
+        check_same(saved, planned_facts(s), kind="train", path=against)
     result = run_bench(s, command_host())
     if result["device"]["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return

@@ -28,6 +28,16 @@ from deepseek.training import clip
 NAMES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
+def resolved_name(requested: str, device: torch.device) -> str:
+    """The precision ``requested`` (a name of :data:`NAMES`) is on ``device``: ``auto`` is bf16 on a
+    CUDA device that supports it, fp32 otherwise; any other name is itself."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
 class Precision:
     """One of ``fp32``, ``bf16``, ``fp16`` (or ``auto``, resolved by :meth:`bind`).
 
@@ -66,9 +76,7 @@ class Precision:
 
         device = torch.device(device)
         self.device_type = device.type
-        if self.requested == "auto":
-            cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-            self.name = "bf16" if cuda_bf16 else "fp32"
+        self.name = resolved_name(self.requested, device)
         self._scaler = None
         self._bound = True
         if self.name == "fp16":
