@@ -162,7 +162,7 @@ def test_an_answer_of_another_shape_is_one_line_naming_the_call_and_the_key(
     from _inprocess import deepseek_here
 
     row = {"id": 7, "state": "succeeded", "command": "train", "user": "bob", "exit_code": 0,
-           "created_at": "2026-01-01T00:00:00+00:00", "workspace": "/w/7"}
+           "created_at": "2026-01-01T00:00:00+00:00", "workspace": "/srv/tenants/acme/jobs/7"}
     answers = {
         "good/v1/me": {"user": "bob", "tenants": {"acme": "member"}},
         "good/v1/tenants/acme/jobs": [row],
@@ -201,11 +201,89 @@ def test_an_answer_of_another_shape_is_one_line_naming_the_call_and_the_key(
                      f"[1].exit_code{tail}"]),
         "tenants": (2, [f"error: --server {url}/tenants: answered GET /v1/tenants with an object where a list was "
                         f"expected{tail}"]),
-        "audit": (2, [f"error: --server {url}/audit: answered GET /v1/audit with [0].target = a number, not a "
+        "audit": (2, [f"error: --server {url}/audit: answered GET /v1/audit with [0].target = 3, not a "
                       f"string{tail}"]),
         "files": (2, [f"error: --server {url}/files: answered GET /v1/tenants/acme/jobs/7/files with "
-                      f"entries[0].size = a string, not a whole number or null{tail}"]),
+                      f"entries[0].size = '12', not a whole number from 0 or null{tail}"]),
     }
+
+
+_ROW = {"id": 7, "state": "succeeded", "command": "train", "user": "bob", "exit_code": 0,
+        "created_at": "2026-01-01T00:00:00+00:00", "workspace": "/srv/tenants/acme/jobs/7"}
+_TAIL = "; is it a deepseek server of this version?"
+
+
+@pytest.mark.parametrize(("argv", "path", "answer", "problem"), [
+    (("jobs", "list"), "jobs", [{**_ROW, "exit_code": -3}], "[0].exit_code = -3, not an exit code (0-255) or null"),
+    (("jobs", "list"), "jobs", [{**_ROW, "exit_code": 10**30}], f"[0].exit_code = {10**30}, not an exit code"),
+    (("jobs", "list"), "jobs", [{**_ROW, "id": 0}], "[0].id = 0, not a whole number from 1"),
+    (("jobs", "list"), "jobs", [{**_ROW, "state": "exploded"}], "[0].state = 'exploded', not a job state (queued, "),
+    (("jobs", "list"), "jobs", [{**_ROW, "created_at": "yesterday"}], "[0].created_at = 'yesterday', not a date"),
+    (("jobs", "list"), "jobs", [{**_ROW, "created_at": "9999-12-31T00:00:00"}],
+     "[0].created_at = '9999-12-31T00:00:00', not a date and time (ISO 8601, years 2000-2999) or null"),
+    (("jobs", "list"), "jobs", [{**_ROW, "user": "../root"}], "[0].user = '../root', not a tenant or user name"),
+    (("jobs", "show", "7"), "jobs/7", {"id": 7}, None),  # show prints any object as it is
+    (("jobs", "cancel", "7"), "jobs/7/cancel", {**_ROW, "workspace": "/srv/tenants/acme/jobs/8"},
+     "with workspace = '/srv/tenants/acme/jobs/8', the workspace of another job than 7"),
+    (("jobs", "cancel", "7"), "jobs/7/cancel", {**_ROW, "workspace": "/srv/tenants/acme/jobs/../../../etc/7"},
+     "with workspace = '/srv/tenants/acme/jobs/../../../etc/7', not an absolute path ending in jobs/<id>"),
+    (("jobs", "files", "7"), "jobs/7/files", {"truncated": False, "entries": [
+        {"path": "../../other/secret", "type": "file", "size": 1}]},
+     "entries[0].path = '../../other/secret', not a path inside the job's workspace"),
+    (("jobs", "files", "7"), "jobs/7/files", {"truncated": False, "entries": [
+        {"path": "/etc/passwd", "type": "file", "size": 1}]},
+     "entries[0].path = '/etc/passwd', not a path inside the job's workspace"),
+    (("jobs", "files", "7"), "jobs/7/files", {"truncated": False, "entries": [
+        {"path": "a", "type": "file", "size": -5}]}, "entries[0].size = -5, not a whole number from 0 or null"),
+    (("jobs", "files", "7"), "jobs/7/files", {"truncated": False, "entries": [
+        {"path": "a", "type": "pipe", "size": None}]}, "entries[0].type = 'pipe', not file, dir, link or other"),
+    (("jobs", "logs", "7"), "jobs/7/logs", {"text": "x", "next_offset": -1, "state": "running"},
+     "next_offset = -1, not a whole number from 0"),
+    (("jobs", "logs", "7"), "jobs/7/logs", {"text": "again\n", "next_offset": 0, "state": "running"},
+     "next_offset = 0, not past the offset 0 it was asked for"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 16 else None)
+def test_an_answer_with_values_the_server_cannot_send_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], path: str, answer: object,
+        problem: str | None) -> None:
+    """The client checked the types of the server's answers, not their values: a negative exit code
+    or size, an unknown state, 'yesterday' as a time, a listed path outside the workspace were
+    printed as if true, and a log part whose next_offset does not advance printed the same output
+    for ever under --follow. Now each is one line naming the call and the key, exit 2."""
+    import functools
+    import http.server
+    import json
+    import threading
+
+    from _inprocess import deepseek_here
+
+    target = tmp_path / "srv" / "v1" / "tenants" / "acme" / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(answer))
+
+    class Answers(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name) -- a cancel answers the same file
+            self.do_GET()
+
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_0123456789ab." + "s" * 24)
+    monkeypatch.setenv("DEEPSEEK_TENANT", "acme")
+    handler = functools.partial(Answers, directory=str(tmp_path / "srv"))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        try:
+            code, err, out = deepseek_here(monkeypatch, tmp_path, *argv, "--server", url)
+        finally:
+            httpd.shutdown()
+    if problem is None:
+        assert (code, err) == (0, "") and json.loads(out) == answer
+        return
+    (line,) = err.splitlines()
+    method = "POST" if argv[1] == "cancel" else "GET"
+    assert code == 2 and line.startswith(f"error: --server {url}: answered {method} /v1/tenants/acme/{path}")
+    assert problem in line and line.endswith(_TAIL) and out.count("again") <= 1
 
 
 def test_the_commands_import_neither_torch_nor_the_server_stack() -> None:

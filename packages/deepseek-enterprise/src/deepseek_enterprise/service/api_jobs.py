@@ -18,7 +18,8 @@ from deepseek.plugins.host import get_host
 from deepseek_enterprise.service import jobcheck, jobpaths, quotas
 from deepseek_enterprise.service.api import Caller, JobId, Service, Svc, mutation
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
-from deepseek_enterprise.service.models import COMMANDS, STATES, Job
+from deepseek_enterprise.service.models import COMMANDS, Job
+from deepseek_enterprise.service.names import JOB_STATES as STATES
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/jobs")
 MAX_LOG_READ = 1 << 20

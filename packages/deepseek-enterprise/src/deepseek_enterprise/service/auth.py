@@ -6,7 +6,7 @@ is 401 with one line and nothing else. A verified secret is remembered for
 :data:`CACHE_S` seconds as its SHA-256 (so a client's burst of requests pays the slow KDF once);
 revocation and expiry are read from the database on every request all the same.
 
-Roles per tenant (``models.ROLES``): viewer reads the tenant's jobs; member also submits jobs and
+Roles per tenant (``names.ROLES``): viewer reads the tenant's jobs; member also submits jobs and
 cancels its own; admin also manages the tenant's users and tokens and cancels any of its jobs. A
 platform admin is admin of every tenant and manages tenants and quotas. A caller who is not in a
 tenant gets 404 for it and for everything in it: existence is never confirmed.
@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service import tokens
-from deepseek_enterprise.service.models import ROLES, Membership, Tenant, Token, User, aware, utcnow
+from deepseek_enterprise.service.models import Membership, Tenant, Token, User, aware, utcnow
+from deepseek_enterprise.service.names import ROLES
 
 CACHE_S = 60.0
 

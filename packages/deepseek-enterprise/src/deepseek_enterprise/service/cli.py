@@ -15,7 +15,7 @@ from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service import answers as A
 from deepseek_enterprise.service.cli_artefacts import SERVER, download, files
-from deepseek_enterprise.service.names import SERVICE_NAME, TENANT
+from deepseek_enterprise.service.names import JOB_STATES, ROLES, SERVICE_NAME, TENANT
 
 FINAL = {"succeeded", "failed", "cancelled", "lost"}
 
@@ -67,8 +67,7 @@ def submit(command: str, args: tuple[str, ...], config_file: Path | None, extra:
 
 
 @jobs.command("list")
-@click.option("--state", type=click.Choice(["queued", "starting", "running", "succeeded", "failed", "cancelled",
-                                           "lost"]))
+@click.option("--state", type=click.Choice(JOB_STATES))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @TENANT
 @SERVER
@@ -106,7 +105,12 @@ def logs(job_id: int, follow: bool, tenant: str | None, server: str | None) -> N
     t = c.tenant(tenant)
     offset = 0
     while True:
-        part = c.get(f"/v1/tenants/{t}/jobs/{job_id}/logs", A.LOG_PART, offset=offset)
+        path = f"/v1/tenants/{t}/jobs/{job_id}/logs"
+        part = c.get(path, A.LOG_PART, offset=offset)
+        if part["next_offset"] < offset or (part["text"] and part["next_offset"] == offset):
+            # the same output again, for ever with --follow
+            raise UsageError(f"--server {c.server}: answered GET {path} with next_offset = {part['next_offset']}, "
+                             f"not past the offset {offset} it was asked for; is it a deepseek server of this version?")
         click.echo(part["text"], nl=False)
         offset = part["next_offset"]
         if not follow or (part["state"] in FINAL and not part["text"]):
@@ -189,7 +193,7 @@ def quota(name: str, server: str | None, **values: Any) -> None:
 @tenants.command("add-user")
 @click.argument("tenant", type=SERVICE_NAME)
 @click.argument("user", type=SERVICE_NAME)
-@click.option("--role", type=click.Choice(["viewer", "member", "admin"]), default="member", show_default=True)
+@click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
 @SERVER
 def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
     """Add USER to TENANT with a role, or change its role (tenant admin)."""

@@ -24,14 +24,9 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-ROLES = ("viewer", "member", "admin")
-"""Roles in a tenant, weakest first: viewer reads, member also submits and cancels its own jobs,
-admin also manages the tenant's users and cancels any of its jobs."""
-
 COMMANDS = ("train", "eval", "tune", "compress", "bench")
 """The deepseek commands a job may run."""
 
-STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled", "lost")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "lost"})
 ACTIVE_STATES = ("starting", "running")
 MIN_RUNNING_JOBS = 1

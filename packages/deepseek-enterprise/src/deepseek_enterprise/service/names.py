@@ -1,7 +1,8 @@
-"""The names of tenants and users: one rule for the server (:mod:`.api_admin`'s request models)
-and the command-line clients, which refuse a name the server would not have before any request
-(a name with ``/`` or ``..`` would otherwise change the request's URL). Nothing here imports the
-server."""
+"""The names of tenants and users, the roles and the job states: one rule for the server
+(:mod:`.api_admin`'s request models, :mod:`.models`) and the command-line clients, which refuse a
+name the server would not have before any request (a name with ``/`` or ``..`` would otherwise
+change the request's URL) and check the server's answers with them (:mod:`.answers`). Nothing here
+imports the server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import re
 from typing import Any
 
 import click
+
+ROLES = ("viewer", "member", "admin")
+"""Roles in a tenant, weakest first: viewer reads, member also submits and cancels its own jobs,
+admin also manages the tenant's users and cancels any of its jobs."""
+
+JOB_STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled", "lost")
+"""The states of a job (``models.Job.state``; the clients check the server's answers with them)."""
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """Tenant and user names: lower-case letters, digits and '-' (a tenant name is a folder name)."""

@@ -25,8 +25,9 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy.engine import Engine
 
-from deepseek_enterprise.service.models import COMMANDS, ROLES, STATES, Base
-from deepseek_enterprise.service.names import NAME
+from deepseek_enterprise.service.models import COMMANDS, Base
+from deepseek_enterprise.service.names import JOB_STATES as STATES
+from deepseek_enterprise.service.names import NAME, ROLES
 
 INT64 = 1 << 63
 
