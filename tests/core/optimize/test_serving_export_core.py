@@ -190,9 +190,10 @@ def test_a_refused_export_removes_the_folders_it_made(tmp_path: Path) -> None:
     """deepseek export makes --out's missing folders through folders_made: a refusal inside removes
     them again (an empty one only: a file someone put there keeps its folder)."""
     from deepseek.paths import check_output, folders_made
+    from deepseek.plugins.host import get_host
 
     target = tmp_path / "a" / "b" / "x.pt2"
-    missing = check_output(target, where="--out", folder=False, file_name="model.pt2")
+    missing = check_output(target, where="--out", folder=False, file_name="model.pt2", host=get_host())
     assert missing == [tmp_path / "a", tmp_path / "a" / "b"]
     with pytest.raises(UsageError, match="serving_forward returned tuple"), folders_made(missing, where="--out"):
         export_serving(Returns(lambda y: (y, y)).eval(), rows(4, 0), target, name="acme.bad")

@@ -14,6 +14,7 @@ import pytest
 from deepseek import hookimpl
 from deepseek.data.text import TextDataset
 from deepseek.errors import PluginError, UsageError
+from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.trainer import Trainer
@@ -34,6 +35,19 @@ class BadlyDeclared(TextDataset):
     written_files = ("reports/val.json",)
 
 
+class Reporting(GPT):
+    """A GPT whose plugin writes a report into the run folder after each evaluation."""
+
+    written_files = ("report.json",)
+
+    def __init__(self, options: GPTConfig) -> None:
+        super().__init__(options)
+
+
+class ReportingBadly(Reporting):
+    written_files = ("../report.json",)  # type: ignore[assignment]
+
+
 class Plugin:
     REFUSE = ""
 
@@ -41,6 +55,11 @@ class Plugin:
     def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
         register("withvocab", WithVocab, description="text keeping vocab.txt")
         register("badlydeclared", BadlyDeclared, description="text declaring a path as a written file")
+
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("reporting", Reporting, description="a GPT whose run writes report.json")
+        register("reportingbadly", ReportingBadly, description="a GPT declaring a path as a written file")
 
     @hookimpl
     def deepseek_train_start(self, trainer: Any) -> None:
@@ -94,3 +113,59 @@ def test_a_written_file_that_is_not_a_plain_name_is_one_plugin_error(
                        "attribute$"):
         Trainer(tiny_config_on(host, data={"name": "badlydeclared"}), run_dir=run, quiet=True, host=host).fit()
     assert not run.exists()
+
+
+def test_a_folder_where_the_model_writes_a_file_is_refused_with_the_run_files(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    """Models could not declare run files (only datasets could): a folder where the model's plugin
+    writes its report was found only when the report was written, after training."""
+    run = tmp_path / "run"
+    (run / "report.json").mkdir(parents=True)
+    with pytest.raises(UsageError, match=f"^{run / 'report.json'}: is a folder where the run writes its report.json; "
+                       "move it away or pick another --run-dir$"):
+        Trainer(tiny_config_on(host, model={"name": "reporting"}), run_dir=run, quiet=True, host=host).fit()
+    assert sorted(p.name for p in run.iterdir()) == ["report.json"]
+
+
+def test_a_model_written_file_that_is_not_a_plain_name_is_one_plugin_error(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(PluginError, match=r"^model test_refused_run_folder.ReportingBadly: written_files must be a "
+                       r"tuple of file names in the run folder \(no '/'\), got \('../report.json',\); fix the class "
+                       "attribute$"):
+        Trainer(tiny_config_on(host, model={"name": "reportingbadly"}), run_dir=run, quiet=True, host=host).fit()
+    assert not run.exists()
+
+
+def test_an_output_over_the_file_a_model_declares_is_refused(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    """A command's file output over the run's report.json (its model's written_files) is refused as
+    one over its config.toml; another file in the folder stays the command's to write; the lookup
+    is on the host passed in (a host without the model knows nothing of its files)."""
+    from deepseek.paths import check_output
+
+    run = tmp_path / "run"
+    Trainer(tiny_config_on(host, model={"name": "reporting"}, train={"max_steps": 1, "warmup_steps": 0}),
+            run_dir=run, quiet=True, host=host).fit()
+    (run / "report.json").write_text("{}")
+    (run / "mine.json").write_text("{}")
+    with pytest.raises(UsageError, match=f"^--json: {run / 'report.json'} is a file of the run folder {run} "
+                       f"\\(written by its training\\); give another path, e.g. {run / 'bench.json'}$"):
+        check_output(run / "report.json", where="--json", folder=False, file_name="bench.json", host=host)
+    assert check_output(run / "mine.json", where="--json", folder=False, host=host) == []
+    bare = PluginHost(PluginSettings(autoload=False))
+    assert check_output(run / "report.json", where="--json", folder=False, host=bare) == []
+    with pytest.raises(TypeError, match="a file output needs host="):
+        check_output(run / "mine.json", where="--json", folder=False)
+
+
+def test_a_folder_where_the_run_keeps_its_lock_is_refused_with_the_run_files(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    """The run files had two lists, and the trainer's lacked .lock: a folder there was 'internal
+    error: IsADirectoryError'. One list now (deepseek.run_files.RUN_FILES), one line."""
+    run = tmp_path / "run"
+    (run / ".lock").mkdir(parents=True)
+    with pytest.raises(UsageError, match=f"^{run / '.lock'}: is a folder where the run writes its .lock; "
+                       "move it away or pick another --run-dir$"):
+        Trainer(tiny_config_on(host), run_dir=run, quiet=True, host=host).fit()
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]

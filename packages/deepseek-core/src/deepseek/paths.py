@@ -14,22 +14,32 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
 
 NAME_MAX = 255
 """The longest file or folder name, in bytes, the usual file systems take (ext4, XFS, tmpfs)."""
 
 
 def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
-                 reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = ()) -> list[Path]:
+                 reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
+                 host: PluginHost | None = None) -> list[Path]:
     """Check that ``path`` can be written as a folder (``folder=True``) or a file; return the
     folders that do not exist yet and must be created for it, outermost first (a folder output
     includes itself). ``where`` names the option or config key in the message; ``file_name`` is
     the example a file output's message suggests when ``path`` is a folder. ``reads`` are the
     files the command reads, by option (``("--config", path)``; None: not given): a file output
     that is one of them (the same file, through any link) is refused, as writing it would replace
-    what the command reads."""
+    what the command reads. A file output is refused over a run's own file
+    (:func:`deepseek.run_files.run_owning`), whose dataset and model are looked up on ``host``: the
+    command's plugin host, required for a file output."""
+    if not folder and host is None:
+        raise TypeError(f"check_output({where}): a file output needs host=, the plugin host whose datasets and "
+                        "models declare the run files it may not replace")
     target = Path(path)
     too_long = next((part for part in target.parts if len(os.fsencode(part)) > NAME_MAX), None)
     if too_long is not None:  # found before a missing parent is created, not after
@@ -46,7 +56,11 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             )
         if exists and not folder and not target.is_file():  # a FIFO or a device: never replaced
             raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
-        run = run_owning(target) if exists and not folder else None
+        run = None
+        if exists and not folder and host is not None:
+            from deepseek.run_files import run_owning
+
+            run = run_owning(target, host)
         if run is not None:  # a report written over a run's config or checkpoint would lose the run
             raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training); "
                              f"give another path, e.g. {unused_name(run, file_name)}")
@@ -86,54 +100,6 @@ def _same_file(target: Path, source: str | os.PathLike[str] | None) -> bool:
         return source is not None and os.path.samefile(target, source)
     except OSError:  # missing or unreadable: the command that reads it says so
         return False
-
-
-RUN_OWN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "tokenizer.json", ".lock")
-"""Files a run folder's training writes beside ``checkpoints/`` (every file under it is the run's too);
-the run's dataset adds the files its :attr:`~deepseek.data.dataset.Dataset.written_files` names."""
-
-
-def run_owning(target: Path) -> Path | None:
-    """The run folder (one holding ``config.toml`` and ``checkpoints/``) whose own file ``target``
-    is (:data:`RUN_OWN_FILES`, anything under its ``checkpoints/``, or a file the run's dataset
-    declares in ``written_files``), else ``None``. Any other file in a run folder (a report a
-    command wrote there before) may be written again."""
-    path = target.absolute()
-    for folder in list(path.parents)[:4]:
-        if (folder / "config.toml").is_file() and (folder / "checkpoints").is_dir():
-            inside = path.relative_to(folder).parts
-            if inside[0] == "checkpoints":
-                return folder
-            if len(inside) != 1:
-                return None
-            return folder if inside[0] in RUN_OWN_FILES or inside[0] in declared_run_files(folder) else None
-    return None
-
-
-def declared_run_files(run: Path) -> tuple[str, ...]:
-    """The names the dataset of the run in ``run`` declares in
-    :attr:`~deepseek.data.dataset.Dataset.written_files`, found by the ``data.name`` of the run's
-    ``config.toml``; ``()`` when that config cannot be read or names no dataset that is installed
-    (then only :data:`RUN_OWN_FILES` and ``checkpoints/`` are known as the run's). Looked up only
-    for a file that exists in a run folder and is not one of those (the dataset's module is imported)."""
-    from deepseek.errors import DeepseekError
-    from deepseek.parsing import loads_toml
-
-    try:
-        data = loads_toml((run / "config.toml").read_text(encoding="utf-8")).get("data")
-    except (OSError, UnicodeDecodeError, ValueError):
-        return ()
-    name = data.get("name") if isinstance(data, dict) else None
-    if not isinstance(name, str):
-        return ()
-    from deepseek.data.dataset import Dataset, declared_written_files
-    from deepseek.plugins.host import get_host
-
-    try:
-        cls = get_host().resolve("dataset", name).load()
-    except DeepseekError:  # not installed here, or ambiguous: the run's own list is not known
-        return ()
-    return declared_written_files(cls) if isinstance(cls, type) and issubclass(cls, Dataset) else ()
 
 
 def unused_name(folder: Path, file_name: str) -> Path:
@@ -220,10 +186,11 @@ def folders_made(folders: Sequence[Path], *, where: str) -> Iterator[None]:
         raise
 
 
-def prepare_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME") -> list[Path]:
+def prepare_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
+                   host: PluginHost | None = None) -> list[Path]:
     """:func:`check_output`, then the missing folders created; returns those folders (for
     :func:`created_note`). The folder itself is created too when ``folder`` is true."""
-    missing = check_output(path, where=where, folder=folder, file_name=file_name)
+    missing = check_output(path, where=where, folder=folder, file_name=file_name, host=host)
     make_folders(missing, where=where)
     return missing
 

@@ -138,7 +138,8 @@ def eval_command(checkpoint: str, split: str, missing: str, confusion: Path | No
     if confusion is not None:
         if confusion.suffix.lower() != ".png":
             raise UsageError(f"--confusion: {confusion} must be a .png file; give a name ending in .png")
-        folders = check_output(confusion, where="--confusion", folder=False, file_name="confusion.png")
+        folders = check_output(confusion, where="--confusion", folder=False, file_name="confusion.png",
+                               host=command_host())
     report = split_report(checkpoint, split=split, missing=names, device=device, host=command_host(),
                           logit_weights=weights)
     if confusion is not None:

@@ -289,7 +289,7 @@ def compare(run_a: str, run_b: str, data: str | None, batches: int | None, devic
 
     to_file = json_path is not None and json_path != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="compare.json",
-                           reads=(("--data", data),)) if to_file else []
+                           reads=(("--data", data),), host=command_host()) if to_file else []
     use_default_cpu_threads()
     report = compare_runs(run_a, run_b, data=data, batches=batches, device=device, resamples=resamples, seed=seed,
                           latency_runs=latency_runs, host=command_host())

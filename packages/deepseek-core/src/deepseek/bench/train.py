@@ -336,7 +336,7 @@ def train_command(compile_: bool, json_path: str | None, against: str | None, ma
     _variants(s.baseline_variants)
     to_file = json_path is not None and str(json_path) != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="bench.json",
-                           reads=(("--against", against),)) if to_file else []
+                           reads=(("--against", against),), host=command_host()) if to_file else []
     if saved is not None and against is not None:  # a baseline of something else: refused before timing
         from deepseek.bench.baseline import check_same
 

@@ -205,16 +205,16 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     import torch
 
     from deepseek.bench.latency import run_latency
+    from deepseek.cli.context import command_host
     from deepseek.models.capabilities import model_capabilities
     from deepseek.paths import check_output, created_note, make_folders
     from deepseek.plugins.registry import create_model
 
     to_file = json_path is not None and json_path != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="latency.json",
-                           reads=(("--config", config_path), ("--against", against))) if to_file else []
+                           reads=(("--config", config_path), ("--against", against)),
+                           host=command_host()) if to_file else []
     saved = load_baseline(against, "latency") if against is not None else None
-    from deepseek.cli.context import command_host
-
     latency_arguments(command_host(), model_name, device, dtype, mode, config_path, only, reduced)
     if threads is not None:
         torch.set_num_threads(threads)

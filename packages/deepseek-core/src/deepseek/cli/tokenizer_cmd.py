@@ -164,7 +164,9 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
             warnings.warn(_as_text_options(str(w.message)), w.category, stacklevel=1)
         corpus, has_val = _Pieces(text_corpus), text_corpus.num_bytes("val") > 0
     _check_replaceable(out)
-    missing = prepare_output(out, where="--out", folder=False, file_name="tokenizer.json")
+    from deepseek.cli.context import command_host
+
+    missing = prepare_output(out, where="--out", folder=False, file_name="tokenizer.json", host=command_host())
     learnt = [0]
     try:
         hf = train_bpe(_counted(corpus.texts("train"), learnt), vocab_size=vocab_size,

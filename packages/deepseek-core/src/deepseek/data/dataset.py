@@ -64,7 +64,8 @@ class Dataset(ABC):
     """Names of files (directly in the run folder) that a run on this dataset writes besides
     core's, e.g. by a plugin's ``deepseek_evaluate`` hook: a command's output option naming one of
     them is refused (as one naming ``config.toml`` is), and a folder in their place is refused
-    when the run starts."""
+    when the run starts (:mod:`deepseek.run_files`; a model declares its own the same way,
+    :attr:`deepseek.models.protocol.TrainableModel.written_files`)."""
     """How errors name this dataset: the run sets its registered name and distribution
     (``dataset 'acme.bars' (acme 0.1, registered by acme.plugin)``); ``None`` for a script's data
     (:func:`deepseek.fit`), whose exceptions pass as they are."""
@@ -136,19 +137,6 @@ class Dataset(ABC):
     def run_files(self) -> dict[str, Path]:
         """Files the run folder keeps a copy of: name in the run folder -> source file."""
         return {}
-
-
-def declared_written_files(cls: type[Dataset]) -> tuple[str, ...]:
-    """``cls.written_files``, checked: a tuple of plain file names (no ``/``, not ``.`` or ``..``),
-    else one :class:`~deepseek.errors.PluginError` naming the dataset class."""
-    names = cls.written_files
-    if not isinstance(names, tuple) or not all(
-            isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n for n in names):
-        from deepseek.errors import PluginError
-
-        raise PluginError(f"dataset {cls.__module__}.{cls.__qualname__}: written_files must be a tuple of file "
-                          f"names in the run folder (no '/'), got {names!r}; fix the class attribute")
-    return names
 
 
 def checked_state_dict(dataset: Dataset) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class Exported:
 
 def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
                    fmt: str = "pt2", batch: int | None = None, seq: int = DEFAULT_SEQ, static: bool = False,
-                   dtype: str | None = None, host: PluginHost | None = None) -> Exported:
+                   dtype: str | None = None, host: PluginHost) -> Exported:
     """Export the model ``checkpoint`` holds to ``out`` (default: ``model.<fmt>`` beside the run,
     or its ``hf/`` folder). ``batch`` ``None``: :data:`DEFAULT_BATCH` rows, or fewer where a
     serving model's first validation batch holds fewer. Batch and seq stay dynamic unless
@@ -77,7 +77,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
 
     src, where = Path(checkpoint), spelled("--out", "out")
     target = Path(out) if out is not None else (src if src.is_dir() else src.parent) / f"model.{fmt}"
-    missing = check_output(target, where=where, folder=False, file_name=f"model.{fmt}")
+    missing = check_output(target, where=where, folder=False, file_name=f"model.{fmt}", host=host)
     if target.suffix != f".{fmt}":  # an existing file is replaced: only one of this format's
         raise UsageError(f"{where}: {target} does not end in .{fmt}; name the {fmt} file like model.{fmt} "
                          f"(an existing .{fmt} file is replaced)")
@@ -112,7 +112,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
 
 
 def _export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None, dtype: str,
-               host: PluginHost | None) -> Exported:
+               host: PluginHost) -> Exported:
     from deepseek.interop.hf_folder import default_export_folder, export_hf
 
     path = Path(out) if out is not None else default_export_folder(Path(checkpoint))
@@ -210,7 +210,9 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     seq = api_args.whole(seq, "seq", minimum=1)
     static = api_args.flag(static, "static")
     dtype = None if dtype is None else api_args.choice(dtype, "dtype", tuple(DTYPE_NAMES))
-    host = api_args.host(host)
+    from deepseek.plugins.host import get_host
+
+    host = api_args.host(host) or get_host()  # the documented default, resolved here at the API's edge
     done = export_trained(checkpoint, out, fmt=fmt, batch=batch, seq=seq, static=static, dtype=dtype, host=host)
     for note in done.notes:
         if note.category is not None:

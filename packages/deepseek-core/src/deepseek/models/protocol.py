@@ -146,6 +146,14 @@ class TrainableModel(nn.Module):
     such parameters go without one on its batch; ``ddp`` needs ``strategy.find_unused_parameters``,
     and a strategy that ``steps_every_parameter`` (``deepspeed``) refuses the model."""
 
+    written_files: ClassVar[tuple[str, ...]] = ()
+    """Names of files (directly in the run folder) that a run of this model writes besides core's,
+    e.g. by a plugin's ``deepseek_evaluate`` hook (as :attr:`deepseek.data.dataset.Dataset.written_files`
+    for a dataset): a command's output option naming one of them is refused (as one naming
+    ``config.toml`` is), and a folder in their place is refused when the run starts. Declared on
+    the class registered as the model (a factory function's model declares nothing); each a plain
+    file name, else a ``PluginError`` naming the class. Default: none."""
+
     def metric_names(self) -> tuple[str, ...] | None:
         """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;
         ``()``: none, the loss alone) and those :meth:`metrics_from_totals` returns, which may depend on the options but not on the batch. A

@@ -22,6 +22,7 @@ from deepseek import durable
 from deepseek.arguments import given, spelled
 from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import check_output, unwritable, usual_mode
+from deepseek.run_files import RUN_FILES
 from deepseek.training.checkpoint_dirs import list_checkpoints
 from deepseek.training.checkpoint_lookup import resolve_checkpoint
 from deepseek.training.run_lock import LOCK_FILE, is_held
@@ -31,15 +32,12 @@ if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
 
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png", "checkpoints/latest", "checkpoints/best")
-"""Files the trainer writes in a run folder (config, metrics, plot, the checkpoint pointers)."""
-
-
 def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None,
                     copies: tuple[str, ...] = ()) -> Path:
     """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be.
     ``copies``: the names of the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files` and
-    :attr:`~deepseek.data.dataset.Dataset.written_files`, checked with :data:`RUN_FILES`."""
+    the files the dataset and model declare (:func:`deepseek.run_files.written_by`), checked with
+    :data:`deepseek.run_files.RUN_FILES`."""
     if run_dir is not None:
         chosen = run_dir
     elif resume_from is not None and resume_from.parent.name == "checkpoints":

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deepseek.data.dataset import checked_state_dict, declared_written_files
+from deepseek.data.dataset import checked_state_dict
 from deepseek.models.capabilities import model_capabilities
+from deepseek.run_files import written_by
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.engine import StepEngine
 from deepseek.training.metrics import read_metrics
@@ -45,7 +46,7 @@ def set_up(trainer: Trainer) -> None:
     trainer.generates = "generation" in model_capabilities(model)
     trainer._batches = TrainingBatches(trainer, model)  # checks the model on val_set[0], else on the first training batch
     trainer.run_dir = pick_run_folder(cfg, strategy, run_dir=trainer._run_dir_arg, resume_from=trainer.resume_from,
-                                      copies=(*trainer.dataset.run_files(), *declared_written_files(type(trainer.dataset))))
+                                      copies=(*trainer.dataset.run_files(), *written_by(trainer.dataset, model)))
     refuse_if_busy(trainer.run_dir, strategy)  # a live job's folder: refused before reading it
     if trainer.resume_from is not None:  # another model's run or weights: one line, whatever the strategy's load does
         check_resumed_weights(cfg, model, trainer.resume_from)

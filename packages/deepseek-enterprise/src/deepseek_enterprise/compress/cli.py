@@ -158,7 +158,8 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     compressor = compressor_from_cli(host, method, settings) if method is not None else None
     missing = check_output(out, where="--out", folder=True)
     to_file = json_path is not None and json_path != "-"
-    json_missing = check_output(json_path, where="--json", folder=False, file_name="compression.json") if to_file else []
+    json_missing = check_output(json_path, where="--json", folder=False, file_name="compression.json",
+                                host=host) if to_file else []
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")
     use_default_cpu_threads()
