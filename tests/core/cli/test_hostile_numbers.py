@@ -82,6 +82,15 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("latency only commas", ["bench", "latency", "--model", "tiny", "--only", ","], ["--only", "empty name"]),
     ("latency dtype", ["bench", "latency", "--model", "tiny", "--dtype", "float8"], ["--dtype"]),
     ("latency seq too long", ["bench", "latency", "--model", "tiny", "--seq", "99999"], ["--seq 99999"]),
+    # each ran until killed (runs, warm-up), or was an internal error (threads: an overflow in torch;
+    # batch: a failed allocation, exit 1 with torch's C++ stack)
+    ("latency runs huge", ["bench", "latency", "--model", "tiny", "--runs", str(10**30)], ["--runs", "<=1000000"]),
+    ("latency warmup huge", ["bench", "latency", "--model", "tiny", "--warmup", str(10**30)], ["--warmup", "<=1000000"]),
+    ("latency threads huge", ["bench", "latency", "--model", "tiny", "--threads", str(10**30)], ["--threads", "<=4096"]),
+    ("latency batch huge", ["bench", "latency", "--model", "tiny", "--batch", str(10**30)],
+     [f"--batch {10**30} x --seq 128", "GiB of memory; lower them"]),
+    ("latency batch past memory", ["bench", "latency", "--model", "tiny", "--batch", str(10**11), "--seq", "16"],
+     [f"--batch {10**11} x --seq 16 = 1,600,000,000,000 tokens", "GiB of memory"]),
     # bench train
     ("bench train lr nan", ["bench", "train", "--model", "tiny", "--lr", "nan"], ["--lr", "finite"]),
     ("bench train lr inf", ["bench", "train", "--model", "tiny", "--lr", "inf"], ["--lr", "finite"]),
@@ -90,6 +99,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("bench train peak negative", ["bench", "train", "--model", "tiny", "--peak-tflops", "-1"], ["--peak-tflops"]),
     ("bench train batch zero", ["bench", "train", "--model", "tiny", "--batch", "0"], ["--batch"]),
     ("bench train steps nan", ["bench", "train", "--model", "tiny", "--steps", "nan"], ["--steps"]),
+    ("bench train steps huge", ["bench", "train", "--model", "tiny", "--steps", str(10**30)],  # ran until killed
+     ["--steps", "<=1000000"]),
+    ("bench train warmup huge", ["bench", "train", "--model", "tiny", "--warmup", str(10**30)], ["--warmup", "<=1000000"]),
     ("bench train warmup negative", ["bench", "train", "--model", "tiny", "--warmup", "-1"], ["--warmup"]),
     ("bench train seed negative", ["bench", "train", "--model", "tiny", "--seed", "-5"], ["--seed"]),
     ("bench train device absent", ["bench", "train", "--model", "tiny", "--device", "cuda:2"], ["--device"]),

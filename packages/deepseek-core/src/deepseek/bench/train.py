@@ -38,7 +38,7 @@ from deepseek.bench._train_config import (
 )
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
 from deepseek.cli.bench_cmd import baseline_options, check_baseline
-from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, NameList, count
+from deepseek.cli.params import MAX_REPEATS, PATH, SEED, Device, FiniteFloat, NameList, count
 from deepseek.training.metrics import read_interval, read_scalars
 
 
@@ -277,8 +277,9 @@ def _print(result: dict[str, Any]) -> None:
 @click.option("--batch", type=count(), default=8, show_default=True, help="Micro-batch per device.")
 @click.option("--seq", type=count(), default=None, help="Sequence length (default 2048, or the model's max_seq_len "
               "when shorter: 128 for tiny).")
-@click.option("--steps", type=count(), default=20, show_default=True, help="Measured steps.")
-@click.option("--warmup", type=count(0), default=5, show_default=True, help="Warm-up steps (not measured).")
+@click.option("--steps", type=count(1, MAX_REPEATS), default=20, show_default=True, help="Measured steps.")
+@click.option("--warmup", type=count(0, MAX_REPEATS), default=5, show_default=True,
+              help="Warm-up steps (not measured).")
 @click.option("--strategy", default="single", show_default=True, help="Registered strategy for our path.")
 @click.option("--strategy-option", "strategy_options", multiple=True, metavar="KEY=VALUE",
               help="A [strategy] key for our path, e.g. stage=3 (repeatable).")

@@ -18,7 +18,7 @@ import click
 
 from deepseek import durable
 from deepseek.bench.baseline import load_baseline
-from deepseek.cli.params import PATH, Device, NameList, count
+from deepseek.cli.params import MAX_REPEATS, MAX_THREADS, PATH, Device, NameList, count
 from deepseek.dtypes import TORCH_NAMES
 from deepseek.errors import UsageError
 from deepseek.paths import usual_mode, write_target
@@ -182,9 +182,9 @@ def latency_arguments(host: Any, model_name: str, device: str, dtype: str, mode:
 @click.option("--dtype", type=click.Choice(list(TORCH_NAMES)), default="float32", show_default=True)
 @click.option("--mode", type=click.Choice(["forward", "decode"]), default="forward", show_default=True,
               help="forward: logits of batch x seq (prefill); decode: one KV-cached step.")
-@click.option("--runs", type=count(20), default=20, show_default=True, help="Timed calls per variant.")
-@click.option("--warmup", type=count(), default=3, show_default=True)
-@click.option("--threads", type=count(), default=None, help="torch.set_num_threads (default: all).")
+@click.option("--runs", type=count(20, MAX_REPEATS), default=20, show_default=True, help="Timed calls per variant.")
+@click.option("--warmup", type=count(1, MAX_REPEATS), default=3, show_default=True)
+@click.option("--threads", type=count(1, MAX_THREADS), default=None, help="torch.set_num_threads (default: all).")
 @click.option("--only", type=NameList(), metavar="A,B", help="Only these variants (eager is always run).")
 @click.option("--no-cache", is_flag=True, help="deepseek.optimize searches again instead of reusing its decision.")
 @click.option("--reduced", is_flag=True, help="Also time deepseek.optimize's opt-in bf16 and int8 paths.")
@@ -220,11 +220,14 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     batches = None
-    if config_path is not None:
-        model, batches, model_name = _from_config(config_path, batch)
-    else:
+    if config_path is None:  # the token ids alone past this machine's memory: one line, not a failed allocation
+        from deepseek.data.loader import check_fits_memory
+
+        check_fits_memory(batch * (seq + (mode == "decode")), f"--batch {batch} x --seq {seq}")
         with torch.device("cpu"):
             model = create_model(model_name)
+    else:
+        model, batches, model_name = _from_config(config_path, batch)
     if mode == "decode" and "cached_decoding" not in model_capabilities(model):
         raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (capability cached_decoding: "
                          "new_cache, forward_cached, decode_window); use --mode forward")

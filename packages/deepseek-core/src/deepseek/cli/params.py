@@ -39,6 +39,14 @@ class WholeRange(click.IntRange):
 
 
 SEED = WholeRange(0, 2**32 - 1)
+
+MAX_REPEATS = 1_000_000
+"""The most timed calls, steps or warm-ups a benchmark option takes (``bench latency --runs``,
+``bench train --steps``): more never ends in any time a benchmark is read in (10**30 ran until killed)."""
+
+MAX_THREADS = 4096
+"""The most CPU threads ``--threads`` takes: more than any machine's cores (10**30 was an overflow
+inside torch, an internal error)."""
 """A random seed: a whole number from 0 to 2**32 - 1 (what every generator involved accepts)."""
 
 
