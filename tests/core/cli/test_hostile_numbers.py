@@ -38,6 +38,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("eval device index typo", ["eval", "--checkpoint", "RUN", "--device", "cuda:-1"], ["--device"]),
     # optimize
     ("optimize device absent", ["optimize", "--checkpoint", "RUN", "--device", "cuda:3"], ["--device", "cuda:3"]),
+    # the example's token ids past int64 were an overflow inside torch (internal error, exit 1)
+    ("optimize batch huge", ["optimize", "--checkpoint", "RUN", "--batch", str(10**30)],
+     [f"--batch {10**30} x --seq", "GiB of memory; lower them"]),
+    ("export batch huge", ["export", "--checkpoint", "RUN", "--batch", str(10**30), "--out", "m.pt2"],
+     [f"--batch {10**30} x --seq 16", "GiB of memory; lower them"]),
     ("optimize device auto", ["optimize", "--checkpoint", "RUN", "--device", "auto"], ["--device"]),
     ("optimize passes commas", ["optimize", "--checkpoint", "RUN", "--passes", ",,"], ["--passes", "empty name"]),
     ("optimize passes hole", ["optimize", "--checkpoint", "RUN", "--passes", "fuse-linear,,attention-sdpa"],

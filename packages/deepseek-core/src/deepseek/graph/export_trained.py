@@ -156,6 +156,10 @@ def example_tokens(model: Any, batch: int, seq: int | None, device: str, *, name
     if max_len is not None and seq > max_len:
         raise UsageError(f"{given('--seq', 'seq', seq)} exceeds the model's max_seq_len {max_len}; use "
                          f"{spelled('--seq', 'seq')} <= {max_len}")
+    from deepseek.data.loader import check_fits_memory
+
+    # past this machine's memory (or int64: an overflow inside torch, an internal error): one line
+    check_fits_memory(batch * seq, f"{given('--batch', 'batch', batch)} x {given('--seq', 'seq', seq)}")
     gen = torch.Generator().manual_seed(0)
     return torch.randint(0, vocab, (batch, seq), generator=gen).to(device)
 
