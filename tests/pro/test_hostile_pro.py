@@ -72,6 +72,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("launch n beyond the machine", ["launch", "-n", "100000", "--", "plugins", "list"],
      ["-n 100000", "CPU core", "or fewer"]),  # started processes by the hundred until killed
     ("launch nnodes zero", ["launch", "--nnodes", "0", "--", "train"], ["--nnodes"]),
+    # was taken: 'data.batch_size: 16 rows must split evenly over 10**30 data-parallel rank(s)'
+    ("launch nnodes huge", ["launch", "--nnodes", str(10**30), "--rdzv-endpoint", "127.0.0.1:29555", "--", "train",
+                            "--strategy", "ddp"], ["--nnodes", "<=1048576"]),
     ("launch node rank negative", ["launch", "--node-rank", "-1", "--", "train"], ["--node-rank"]),
     ("launch node rank too high", ["launch", "--node-rank", "1", "--", "train"], ["--node-rank 1"]),
     *[(f"launch timeout {v}", ["launch", "--timeout", v, "--", "train"], ["--timeout"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from deepseek.advise.hardware import MAX_GPUS
 from deepseek.cli.params import PATH, FiniteFloat, count
 from deepseek.errors import UsageError
 
@@ -120,7 +121,8 @@ def validate_train(
 @click.command("launch", context_settings={"allow_interspersed_args": False})
 @click.option("-n", "--nproc-per-node", type=count(), default=1, show_default=True,
               help="Processes per node (one per GPU on CUDA).")
-@click.option("--nnodes", type=count(), default=1, show_default=True, help="Number of nodes.")
+@click.option("--nnodes", type=count(1, MAX_GPUS), default=1, show_default=True,
+              help="Number of nodes (at most 2^20, the most GPUs deepseek advise models).")
 @click.option("--node-rank", type=count(0), default=0, show_default=True,
               help="This node's index (0 hosts the rendezvous).")
 @click.option("--rdzv-endpoint", type=Endpoint(), default="", metavar="HOST:PORT",
