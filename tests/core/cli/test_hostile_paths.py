@@ -316,6 +316,20 @@ def test_a_report_is_not_written_over_a_runs_own_file(hostile: Hostile, trained_
     assert target.read_bytes() == before
 
 
+@pytest.mark.parametrize("place", ["checkpoints/STEP/model.pt2", "checkpoints/model.pt2", "loss.png"])
+def test_a_report_is_not_written_where_the_run_keeps_its_own_files(hostile: Hostile, trained_run: Path,
+                                                                  place: str) -> None:
+    """A new file inside a checkpoint folder was written (and deleted with the checkpoint when the
+    run pruned it); one where the run writes its own later (its plot, with logging.plot off) was
+    written and then replaced by the run. Refused, nothing written."""
+    step = next((trained_run / "checkpoints").glob("step-*")).name
+    target = trained_run / place.replace("STEP", step)
+    assert not target.exists()
+    hostile.refused("export", "--checkpoint", str(trained_run), "--out", str(target),
+                    expect=[f"{target} is a place of the run folder {trained_run}'s own files", "give another path"])
+    assert not target.exists()
+
+
 def test_a_report_in_a_run_folder_is_written_again_and_never_suggested(hostile: Hostile, trained_run: Path,
                                                                        tmp_path: Path) -> None:
     """A report a command wrote into a run folder is not the run's: the same command writes it

@@ -57,13 +57,17 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         if exists and not folder and not target.is_file():  # a FIFO or a device: never replaced
             raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
         run = None
-        if exists and not folder and host is not None:
+        if not folder and host is not None:
             from deepseek.run_files import run_owning
 
             run = run_owning(target, host)
-        if run is not None:  # a report written over a run's config or checkpoint would lose the run
+        if run is not None and exists:  # a report written over a run's config or checkpoint would lose the run
             raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training); "
                              f"give another path, e.g. {unused_name(run, file_name)}")
+        if run is not None:  # the run writes it later, or deletes it with a pruned checkpoint
+            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files (its training "
+                             f"writes them, and deletes a pruned checkpoint's folder); give another path, e.g. "
+                             f"{unused_name(run, file_name)}")
         read_by = next((option for option, source in reads if exists and not folder and _same_file(target, source)),
                        None)
         if read_by is not None:  # 'bench latency --config c.toml --json c.toml' replaced the config with JSON

@@ -63,9 +63,10 @@ def written_by(dataset: Dataset, model: Any) -> tuple[str, ...]:
 
 def run_owning(target: Path, host: PluginHost) -> Path | None:
     """The run folder (one holding ``config.toml`` and ``checkpoints/``) whose own file ``target``
-    is (:data:`RUN_OWN_FILES`, anything under its ``checkpoints/``, or a file the run's dataset or
-    model declares in ``written_files``, looked up on ``host``), else ``None``. Any other file in a
-    run folder (a report a command wrote there before) may be written again."""
+    is or would be, existing or not (:data:`RUN_OWN_FILES`, anything under its ``checkpoints/``,
+    or a file the run's dataset or model declares in ``written_files``, looked up on ``host``),
+    else ``None``. Any other file in a run folder (a report a command wrote there before) may be
+    written again."""
     path = target.absolute()
     for folder in list(path.parents)[:4]:
         if (folder / "config.toml").is_file() and (folder / CHECKPOINTS).is_dir():
