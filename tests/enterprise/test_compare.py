@@ -91,6 +91,8 @@ def _bootstrap_at_once(d: list[float], resamples: int, seed: int) -> tuple[float
     # (resamples x examples) indices at once: an out-of-memory line that named --batch and --seq
     (["good", "poor", "--resamples", "100000000000"], "100000000000 is not in the range 100<=x<=1000000"),
     (["good", "poor", "--json", "good"], "--json: good is a folder"),
+    # ran until killed
+    (["good", "poor", "--latency-runs", str(10**30)], f"{10**30} is not in the range 0<=x<=1000000"),
     # the report was written over the config it read the data from
     (["good", "poor", "--data", "good.toml", "--json", "good.toml"],
      "--json: good.toml is the file --data gives, which this command reads (writing there would replace it); "

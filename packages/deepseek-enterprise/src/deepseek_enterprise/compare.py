@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from deepseek.cli.params import PATH, SEED, Device, count
+from deepseek.cli.params import MAX_REPEATS, PATH, SEED, Device, count
 from deepseek.errors import UsageError
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def print_report(report: dict[str, Any]) -> None:
 @click.option("--resamples", type=count(100, 1_000_000), default=10_000, show_default=True,
               help="Bootstrap resamples.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--latency-runs", type=count(0), default=20, show_default=True,
+@click.option("--latency-runs", type=count(0, MAX_REPEATS), default=20, show_default=True,
               help="Timed batch-1 calls per model (0: no latency).")
 @click.option("--json", "json_path", type=PATH, metavar="PATH", help="Write the report as JSON ('-': stdout).")
 def compare(run_a: str, run_b: str, data: str | None, batches: int | None, device: str, resamples: int, seed: int,

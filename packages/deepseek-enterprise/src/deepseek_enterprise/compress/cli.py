@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import PATH, Device, count
+from deepseek.cli.params import MAX_REPEATS, PATH, Device, count
 from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.compress.search import (
@@ -133,7 +133,7 @@ def compress_arguments(method: str | None, max_drop: str | None, recipes: tuple[
 @click.option("--calibration-batches", type=count(0), default=4, show_default=True,
               help="Training batches for methods that need data (Taylor scores, calibration).")
 @click.option("--batches", type=count(), help="Validation batches to compare on (default: data.eval_batches; 8 where that is 0).")
-@click.option("--latency-runs", type=count(0), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
+@click.option("--latency-runs", type=count(0, MAX_REPEATS), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
 @click.option("--json", "json_path", type=PATH, metavar="PATH", help="Also write the comparison as JSON.")
 def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes: tuple[str, ...], prefer: str | None,
