@@ -126,6 +126,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("advise batch negative", ["advise", "--model", "tiny", "--batch", "-8"], ["--batch"]),
     # past these, every figure was 16 digits of GiB with exit 0
     ("advise batch huge", ["advise", "--model", "1.3b", "--batch", "999999999999999"], ["--batch", "<=1048576"]),
+    # a shape holding far more than --params was estimated as if it held them
+    *[(f"advise {opt} huge", ["advise", "--params", "1e9", "--gpus", "1", "--gpu-memory", "80GiB", opt, str(10**30)],
+       ["more than 10x --params 1e+09", "give a shape that fits --params"]) for opt in ("--layers", "--hidden", "--vocab")],
     ("advise seq huge", ["advise", "--model", "1.3b", "--seq", "99999999999"], ["--seq", "<=16777216"]),
     ("advise grad-accum huge", ["advise", "--model", "1.3b", "--grad-accum", "10000000"], ["--grad-accum"]),
     ("advise vocab zero", ["advise", "--params", "1e6", "--vocab", "0"], ["--vocab"]),

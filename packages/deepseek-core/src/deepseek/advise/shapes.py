@@ -88,6 +88,11 @@ def shape_from_config(config: Any, source: str) -> ModelShape:
     )
 
 
+SHAPE_SLACK = 10
+"""How many times ``--params`` the shape given with it (``12 L d^2`` in its blocks, ``V d`` in its
+embedding) may hold before it is refused as not that model's."""
+
+
 def shape_from_params(
     n_params: float, *, layers: int | None = None, hidden: int | None = None,
     heads: int | None = None, vocab_size: int = 256, seq_len: int = 2048,
@@ -97,6 +102,7 @@ def shape_from_params(
     multiple of 128). ``layers``/``hidden``/``heads`` override."""
     if not (isinstance(n_params, (int, float)) and math.isfinite(n_params) and n_params >= 1):
         raise UsageError(f"--params: need a positive parameter count such as 1.3e9, got {n_params!r}")
+    given = layers is not None or hidden is not None
     for opt, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
         if value is not None and value <= 0:
             raise UsageError(f"{opt}: must be a positive integer, got {value}")
@@ -115,6 +121,12 @@ def shape_from_params(
         heads = max(1, hidden // head_dim) if hidden % head_dim == 0 else 1
     if hidden % heads:
         raise UsageError(f"--heads: hidden size {hidden} is not divisible by {heads} heads; pick a divisor")
+    # a shape given that holds far more than --params (--layers 10**30) was estimated as if it held them
+    blocks, embedding = 12 * layers * hidden * hidden, vocab_size * hidden
+    if (given or embedding > SHAPE_SLACK * n_params) and blocks + embedding > SHAPE_SLACK * n_params:
+        raise UsageError(f"--layers {layers} x --hidden {hidden} (vocabulary {vocab_size}) hold about "
+                         f"{blocks + embedding:.3g} parameters, more than {SHAPE_SLACK}x --params {n_params:.3g}; "
+                         "give a shape that fits --params, or leave --layers/--hidden/--vocab out")
     return ModelShape(
         n_params=int(n_params), n_layers=layers, d_model=hidden, n_heads=heads, d_ff=4 * hidden,
         vocab_size=vocab_size, max_seq_len=seq_len, source="params",
