@@ -122,6 +122,8 @@ def no_data(trained: Path) -> Path:
     ("run", ["--max-drop", "5%", "--recovery-steps", "1.5"], "Invalid value for '--recovery-steps'"),
     ("run", ["--max-drop", "5%", "--latency-runs", str(10**30)],  # ran until killed
      f"{10**30} is not in the range 0<=x<=1000000"),
+    ("run", ["--max-drop", "5%", "--calibration-batches", str(10**30)],  # read batches until killed
+     f"{10**30} is not in the range 0<=x<=1024"),
     ("run", ["--method", "prune.ffn", "--recovery-steps", "5"], "--recovery-steps: recovery is a step of the --max-drop"),
     ("run", ["--method", "recover"], "recover: is a step of a --max-drop search"),
     ("run", ["--max-drop", "5%", "--recipe", "prune.ffn + recover steps=-2"],

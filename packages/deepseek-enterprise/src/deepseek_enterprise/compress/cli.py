@@ -31,6 +31,11 @@ from deepseek_enterprise.compress.search import (
 DEFAULT_RECOVERY_STEPS = 100
 """Training steps of a ``recover`` step in a ``--max-drop`` search unless ``--recovery-steps`` says."""
 
+MAX_CALIBRATION_BATCHES = 1024
+"""The most ``--calibration-batches``: they are read and held in memory at once (10**30 filled the
+memory until the process was killed)."""
+
+
 
 def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> Any:
     """The registered compressor ``method`` with its options from ``--set KEY=VALUE``."""
@@ -130,8 +135,9 @@ def compress_arguments(method: str | None, max_drop: str | None, recipes: tuple[
 @click.option("--out", required=True, type=PATH_ARG, help="New run folder for the result.")
 @click.option("--device", "--target-device", "device", type=Device(), default="auto", show_default=True,
               help="Where the model is compressed and measured: auto, cpu or cuda[:N].")
-@click.option("--calibration-batches", type=count(0), default=4, show_default=True,
-              help="Training batches for methods that need data (Taylor scores, calibration).")
+@click.option("--calibration-batches", type=count(0, MAX_CALIBRATION_BATCHES), default=4, show_default=True,
+              help="Training batches for methods that need data (Taylor scores, calibration); all are held in memory "
+                   "at once.")
 @click.option("--batches", type=count(), help="Validation batches to compare on (default: data.eval_batches; 8 where that is 0).")
 @click.option("--latency-runs", type=count(0, MAX_REPEATS), default=20, show_default=True, help="Timed batch-1 calls (0: none).")
 @click.option("--optimize", is_flag=True, help="Also time both models under deepseek.optimize (its search runs per model).")
