@@ -32,9 +32,9 @@ import torch
 
 
 def _write(out: Path, record: dict[str, Any]) -> None:
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(out)
+    from deepseek import durable
+
+    durable.write_text(out, json.dumps(record, indent=1))
 
 
 def _compare(a: torch.Tensor, b: torch.Tensor, prompt_len: int) -> dict[str, Any]:

@@ -148,9 +148,9 @@ def main() -> None:
     env = {"hardware": hardware(), "python": platform.python_version(), "torch": _torch_version(),
            "command": " ".join(["python", *sys.argv])}
     rows = [{**r, **env} for r in rows]
-    tmp = results.with_name(f".{results.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, results)
+    from deepseek import durable
+
+    durable.write_text(results, "".join(json.dumps(r) + "\n" for r in rows))
 
     print(f"\n{len(rows)} runs in {time.perf_counter() - started:.0f} s; rows: {results}")
     print("| tokenizer | vocab | params | steps | tokens/step | bytes/token (val) | training FLOPs "

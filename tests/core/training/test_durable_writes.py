@@ -110,17 +110,30 @@ def test_a_checkpoint_commit_flushes_its_files_then_its_folder_then_latest(tmp_p
 _NOT_DURABLE = {"packages/deepseek-pro/src/deepseek_pro/launch/heartbeat.py"}
 
 
-def test_every_rename_in_the_packages_goes_through_deepseek_durable():
+def _is_rename(node: ast.AST) -> bool:
+    """``os.replace(a, b)``, any ``.rename(...)``, or pathlib's ``tmp.replace(target)`` (one
+    positional argument: ``str.replace`` takes two, ``dataclasses.replace`` keywords)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    if node.func.attr == "rename":
+        return True
+    if node.func.attr != "replace":
+        return False
+    if isinstance(node.func.value, ast.Name) and node.func.value.id == "os":
+        return True
+    return len(node.args) == 1 and not node.keywords
+
+
+def test_every_rename_in_the_packages_benchmarks_and_examples_goes_through_deepseek_durable():
     found = []
-    for source in sorted(REPO.glob("packages/*/src/**/*.py")):
+    sources = [p for pattern in ("packages/*/src/**/*.py", "benchmarks/**/*.py", "examples/*/src/**/*.py")
+               for p in REPO.glob(pattern)]
+    assert any(p.parts[-2] == "benchmarks" for p in sources) and any("examples" in p.parts for p in sources)
+    for source in sorted(sources):
         rel = source.relative_to(REPO).as_posix()
         if rel.endswith("deepseek/durable.py") or rel in _NOT_DURABLE:
             continue
-        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
-                    "replace", "rename") and (
-                    (isinstance(node.func.value, ast.Name) and node.func.value.id == "os")
-                    or node.func.attr == "rename"):
-                found.append(f"{rel}:{node.lineno}")
+        found += [f"{rel}:{node.lineno}" for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
+                  if _is_rename(node)]
     assert found == []
     assert (REPO / next(iter(_NOT_DURABLE))).read_text().count("os.replace(") == 1

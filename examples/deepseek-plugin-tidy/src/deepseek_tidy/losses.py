@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+from deepseek import durable
 from deepseek.errors import DeepseekError
 
 FILENAME = "losses.csv"
@@ -34,14 +33,9 @@ def _is_global_zero(trainer: Any) -> bool:
 
 
 def _write_atomic(path: Path, rows: list[list[str]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # deepseek.durable: a temporary name beside it, fsynced, renamed, the folder fsynced (no torch)
+    with durable.staged(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
 
 
 def start(trainer: Any) -> None:

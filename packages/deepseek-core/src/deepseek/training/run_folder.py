@@ -271,7 +271,7 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
         if kept.is_file() and kept.read_bytes() == path.read_bytes():
             break  # the same edit kept already (a resume that failed after keeping it)
         kept, n = run_dir / f"config.edited-{n}.toml", n + 1
-    path.replace(kept)
+    durable.move(path, kept)  # the edited file set aside, the folder fsynced
     what = (f"is not valid TOML ({problem})" if problem is not None
             else f"was edited since the run wrote it, and a resume does not read it (it runs the checkpoint's config "
                  f"and this command's options): not applied: {'; '.join(edits)}")
