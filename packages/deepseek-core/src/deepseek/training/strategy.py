@@ -195,11 +195,10 @@ class Strategy(StrategyRules, ABC):
         over all data-parallel ranks (a metric NaN in a micro-batch counts as not measured there:
         :class:`~deepseek.training.step.MetricSums`)."""
 
-        import torch
-
         from deepseek.data.batch import batch_rows
         from deepseek.errors import UsageError
         from deepseek.models.checks import loss_grad_problem, split_output
+        from deepseek.training.evaluation import weighed
         from deepseek.training.step import MetricSums, MicroBatches
 
         module = self.model
@@ -222,9 +221,9 @@ class Strategy(StrategyRules, ABC):
                 self.backward(loss, weight)
             # A micro-batch that weighs 0 (no item its loss counts, loss_items 0) still runs on
             # every rank (fsdp and deepspeed gather weights for each forward), but its loss, a mean
-            # over nothing (NaN), counts as 0 (NaN * 0 is NaN); its NaN metrics count as not
-            # measured (MetricSums).
-            part = loss.detach().float() * weight if weight else torch.zeros_like(loss.detach().float())
+            # over nothing (NaN), adds exactly 0 (weighed, as in an evaluation); its NaN metrics
+            # count as not measured (MetricSums).
+            part = weighed(loss.detach().float(), weight)
             loss_sum = part if loss_sum is None else loss_sum + part
             sums.add(metrics, weight)
         assert loss_sum is not None, "train_step needs at least one micro-batch"
