@@ -12,7 +12,7 @@ from torch import nn
 
 from deepseek.training.mixed_precision import Precision
 from deepseek.training.single import SingleDeviceStrategy, SingleOptions
-from deepseek.training.step import StepResult
+from deepseek.training.step import MetricSums, StepResult
 from deepseek.training.step_records import StepWindow
 from deepseek.training.strategy import StepSettings
 
@@ -66,3 +66,15 @@ def test_the_step_record_leaves_out_what_no_micro_batch_measured() -> None:
                    started=0.0)
     first, second = window.take_records()
     assert "hit_rate" not in first and second["hit_rate"] == 0.25
+
+
+def test_a_micro_batch_of_weight_0_adds_nothing_even_an_infinite_metric() -> None:
+    """A micro-batch with no item its loss counts (weight 0) may report a metric its empty rows
+    make infinite (a ratio over nothing but finite numerators): inf * 0 was NaN, and the step's
+    metric, measured by the other micro-batch, went missing from its record."""
+    sums = MetricSums()
+    sums.add({"ratio": torch.tensor(math.inf), "acc": torch.tensor(0.25)}, 0.0)
+    sums.add({"ratio": torch.tensor(3.0), "acc": torch.tensor(0.5)}, 1.0)
+    out = MetricSums.unpacked(sums.packed())
+    assert out["ratio"].item() == 3.0
+    assert out["acc"].item() == 0.5

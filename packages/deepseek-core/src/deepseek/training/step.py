@@ -87,13 +87,16 @@ class MetricSums:
         self.total: torch.Tensor | None = None
 
     def add(self, metrics: dict[str, torch.Tensor], weight: float) -> None:
-        """One micro-batch's metrics (0-dim tensors) at ``weight``."""
+        """One micro-batch's metrics (0-dim tensors) at ``weight``; at weight 0 they add exactly 0
+        (:func:`~deepseek.training.evaluation.weighed`: an infinite value times 0 would be NaN)."""
         import torch
+
+        from deepseek.training.evaluation import weighed
 
         for key, value in metrics.items():
             value = value.detach().float()
             seen = ~torch.isnan(value)
-            part = torch.where(seen, value, torch.zeros_like(value)) * weight
+            part = weighed(torch.where(seen, value, torch.zeros_like(value)), weight)
             took = seen.float() * weight
             self.sums[key] = self.sums[key] + part if key in self.sums else part
             self.measured[key] = self.measured[key] + took if key in self.measured else took
