@@ -2,7 +2,7 @@
 
 Every model: its target carries an ``Options`` dataclass whose keys all have defaults, it builds
 on the meta device (free, any size) as a ``torch.nn.Module``, and each optional capability of
-``deepseek.models.protocol`` is offered whole or not at all. Models of the GPT family also pass
+``deepseek.models.capabilities`` is offered whole or not at all. Models of the GPT family also pass
 the numerical checks on a small shape (``SHRINK``): logits, loss, gradients, pipeline stages,
 KV-cache decoding. A model without capability ``generation`` keeps the default ``generate``,
 which refuses with how to offer it.

@@ -1,4 +1,4 @@
-"""Capability ``generation`` (``deepseek.models.protocol``): declared by overriding
+"""Capability ``generation`` (``deepseek.models.capabilities``): declared by overriding
 ``TrainableModel.generate``, asked by ``deepseek generate`` and the trainer, never probed. A model
 of one's own written as docs/plugins.md shows (``cached_decoding`` plus a ``generate`` that is one
 call of ``generate_cached``) draws the GPT's tokens through window rebuilds and serves

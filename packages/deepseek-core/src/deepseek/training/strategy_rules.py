@@ -82,8 +82,9 @@ class StrategyRules:
 
     @classmethod
     def required_capabilities(cls, config: Config) -> dict[str, str]:
-        """Model capabilities this strategy needs (:mod:`deepseek.models.protocol`), each with
-        the reason, e.g. ``{"pipeline": "strategy 'pipeline' runs the model as stages"}``."""
+        """Model capabilities this strategy needs (names in
+        :data:`deepseek.models.capabilities.CAPABILITIES`), each with the reason, e.g.
+        ``{"pipeline": "strategy 'pipeline' runs the model as stages"}``."""
         return {}
 
     @classmethod
