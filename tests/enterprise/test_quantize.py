@@ -301,3 +301,18 @@ def test_training_a_quantized_plain_module_is_one_line_and_leaves_no_run(monkeyp
         "error: model 'quantized' does not train: torchao's quantized weights take no gradient step; train or "
         "fine-tune the source run its compression.json names, then compress it again"], err
     assert not (tmp_path / "tq").exists()
+
+
+@pytest.mark.parametrize(("method", "table", "expected"), [
+    ("quantize.int8", {}, (128, "tensor")),
+    ("quantize.int4-weight", {"group_size": 32}, (32, "tensor")),
+    ("quantize.float8", {"granularity": "row"}, (128, "row")),
+])
+def test_each_scheme_gives_torchao_the_group_size_and_granularity_its_options_set(method: str, table: dict,
+                                                                                  expected: tuple) -> None:
+    """What compress hands quantize_model and records in the quantized model's table: declared by
+    each compressor (Quantize.kernel_options), not probed on its options."""
+    from deepseek.plugins.host import get_host
+    from deepseek_enterprise.compress.compressor import create_compressor
+
+    assert create_compressor(get_host(), method, table, where="--set").kernel_options() == expected

@@ -76,14 +76,18 @@ class Quantize(Compressor):
                              "made from, once (a recipe takes one quantize step, last)")
         check_device(self.scheme, next(model.parameters()).device, f"--method quantize.{self.scheme}")
 
+    def kernel_options(self) -> tuple[int, str]:
+        """The group size and scale granularity torchao is given (recorded in the quantized
+        model's table); a scheme whose options set one returns it."""
+        return 128, "tensor"
+
     def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
         from importlib.metadata import version
 
         from deepseek.config.components import options_dict
         from deepseek_enterprise.compress.quantize import quantize_model
 
-        group_size = getattr(self.options, "group_size", 128)
-        granularity = getattr(self.options, "granularity", "tensor")
+        group_size, granularity = self.kernel_options()
         work = copy.deepcopy(model)
         names = quantize_model(work, self.scheme, list(self.options.skip), group_size, granularity)
         base = {"name": config.model.name, **options_dict(config.model.options)}
@@ -115,9 +119,15 @@ class Int4Weight(Quantize):
     Options: ClassVar[type] = Int4Options
     scheme = "int4-weight"
 
+    def kernel_options(self) -> tuple[int, str]:
+        return self.options.group_size, "tensor"
+
 
 class Float8(Quantize):
     """``quantize.float8``: float8 weights and activations, per-row or per-tensor scales (CUDA, >= 8.9)."""
 
     Options: ClassVar[type] = Float8Options
     scheme = "float8"
+
+    def kernel_options(self) -> tuple[int, str]:
+        return 128, self.options.granularity
