@@ -60,7 +60,7 @@ def open_run_folder(trainer: Trainer) -> None:
             edited = keep_edited_config(trainer.run_dir, cfg.to_dict(), trainer._resumed_config,
                                         resume=trainer.resume_from)
             if edited is not None:
-                warnings.warn(edited, EditedConfigWarning, stacklevel=3)
+                warnings.warn(edited, EditedConfigWarning, stacklevel=4)
         notes = [f"resumed from {trainer.resume_from} at step {trainer.step}, changing {c}" for c in changes]
         # the optimizer follows the checkpoint there, not this file
         notes += [f"resumed from {trainer.resume_from}: the optimizer kept the checkpoint's {s}"
@@ -75,4 +75,4 @@ def open_run_folder(trainer: Trainer) -> None:
         raise
     if zero:  # once per run, when set-up has succeeded (an error is then its one line alone)
         for line in ineffective_settings(cfg, device_type=trainer.strategy.device.type, compute_dtype=trainer.precision.name):
-            warnings.warn(line, IneffectiveSettingWarning, stacklevel=4)
+            warnings.warn(line, IneffectiveSettingWarning, stacklevel=5)
