@@ -103,7 +103,7 @@ def test_cli_wiring_bad_input_exits_2() -> None:
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "error: Invalid value for '--steps': 0 is not in the range x>=1. (see 'deepseek bench train --help')"]
+        "error: Invalid value for '--steps': 0 is not in the range 1<=x<=1000000. (see 'deepseek bench train --help')"]
 
 
 def _bench(tmp_path: Path, name: str, *args: str) -> dict:
