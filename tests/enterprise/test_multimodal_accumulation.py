@@ -72,7 +72,8 @@ def test_each_strategy_matches_single(work: Path, name: str) -> None:
     assert losses(got) == pytest.approx(losses(ref), rel=RTOL)
     for key in ("accuracy", "accuracy_vision", "accuracy_text"):
         assert [r[key] for r in got] == pytest.approx([r[key] for r in ref], abs=1e-6), key
-    assert all(r["accuracy_audio"] == 0 for r in ref + got)  # no sample has audio: nothing counted
+    # no sample has audio: no micro-batch measured it, so the step records leave it out (step.MetricSums)
+    assert not any("accuracy_audio" in r for r in ref + got)
     mine, theirs = evals(work / name), evals(work / "single")
     assert [e["step"] for e in mine] == [0, 2, 4]
     assert [e["val_loss"] for e in mine] == pytest.approx([e["val_loss"] for e in theirs], rel=RTOL)
