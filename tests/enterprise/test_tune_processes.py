@@ -41,6 +41,30 @@ def _pids_running(marker: str) -> list[int]:
     return out
 
 
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (``Z``: dead, not yet reaped); ``""`` when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every living process below ``pid`` (children before their own children)."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kill test is Linux-only")
 def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_interrupted(tmp_path: Path) -> None:
     # The tuner is killed once trial 1 writes metrics; the trial then stops within 3-30 steps (seen
@@ -268,10 +292,17 @@ def test_a_trial_killed_mid_training_is_resumed_from_its_checkpoint_to_the_same_
             assert tuner.poll() is None and time.monotonic() < deadline, "trial 0 saved no checkpoint"
             time.sleep(0.01)
     finally:
-        for pid in [*_pids_running(str(run.parent)), tuner.pid]:  # the training first: no SIGTERM save
+        # the tuner's training process first (no SIGTERM save), found as its child: the trial's
+        # paths on its command line are relative to the tuner's folder, not this test's
+        training = _descendants(tuner.pid)
+        for pid in [*training, tuner.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         tuner.wait()
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in training):
+            assert time.monotonic() < deadline, "the trial's training outlived SIGKILL"
+            time.sleep(0.05)
     from deepseek.training import checkpoint as ckpt
 
     saved = ckpt.read_trainer_state(ckpt.resolve_checkpoint(run))["step"]
