@@ -316,3 +316,31 @@ def test_each_scheme_gives_torchao_the_group_size_and_granularity_its_options_se
     from deepseek_enterprise.compress.compressor import create_compressor
 
     assert create_compressor(get_host(), method, table, where="--set").kernel_options() == expected
+
+
+@pytest.mark.parametrize("base", ["acme.plain", "tiny"])
+def test_a_quantized_model_is_saved_whole_and_loads_back_the_same(base: str, tmp_path: Path) -> None:
+    """``torch.save(model)`` of a ``quantized`` model failed: torchao gives each layer it quantizes
+    an extra_repr over a functools.partial, which pickle cannot save ('functools.partial' object
+    has no attribute '__name__'); over a plain nn.Module, the TrainableModel subclass made at run
+    time was no module's attribute either. Both now load back with the same class, declaration,
+    int8 weights and outputs."""
+    from _hosts import enterprise_host, registering
+
+    from deepseek.models.protocol import TrainableModel
+    from deepseek.training.build import build_model
+
+    host = enterprise_host((registering("deepseek_register_models", {"acme.plain": PlainLM}), "acme-models"))
+    table = {"name": "quantized", "scheme": "int8", "base": {"name": base}}
+    model = build_model(config_from_dict({**QCONFIG, "model": table}, host=host), host=host).eval()
+    torch.save(model, tmp_path / "whole.pt")
+    loaded = torch.load(tmp_path / "whole.pt", weights_only=False).eval()  # our own file, written just above
+    assert type(loaded) is type(model) and isinstance(loaded, TrainableModel)
+    assert loaded.not_trainable == model.not_trainable
+    layers = {n: m.weight.qdata for n, m in loaded.named_modules() if hasattr(getattr(m, "weight", None), "qdata")}
+    assert layers and all(q.dtype == torch.int8 for q in layers.values())
+    ids = torch.randint(0, 256, (2, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        args = (ids, ids) if base == "acme.plain" else (ids,)
+        torch.testing.assert_close(loaded(*args), model(*args), rtol=0, atol=0)
+    assert loaded.state_dict().keys() == model.state_dict().keys()  # the plain-tensor state-dict hooks came along

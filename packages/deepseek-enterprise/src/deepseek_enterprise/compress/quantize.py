@@ -119,6 +119,10 @@ def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: i
     quantize_(model, torchao_config(scheme, group_size, granularity), filter_fn=chosen)
     for fqn in names:
         layer = model.get_submodule(fqn)
+        # torchao gives each layer it quantizes an extra_repr of its own, a method over a
+        # functools.partial that pickle cannot save: the model could not be saved whole
+        # (torch.save(model)). The Linear class's own extra_repr takes its place.
+        layer.__dict__.pop("extra_repr", None)
         layer.register_state_dict_post_hook(_flatten_weights)
         layer.register_load_state_dict_pre_hook(_unflatten_weights)
     return names
@@ -245,6 +249,21 @@ def _declaring(cls: type[nn.Module]) -> type[TrainableModel]:
     declarations from TrainableModels only). :class:`TrainableModel` comes first: its defaults
     ("not offered") shadow any method of ``cls`` of the same name, so the model offers no
     capability, as the plain module did not (a Hugging Face ``generate`` is not taken for
-    deepseek's), while ``forward`` and everything else is ``cls``'s."""
+    deepseek's), while ``forward`` and everything else is ``cls``'s. Made at run time, the class
+    is no module's attribute, so pickle could not name it; its instances pickle as
+    :func:`_declared` of ``cls`` (:func:`_reduce_declared`), which ``cls``'s name finds."""
     return type(cls.__name__, (TrainableModel, cls), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                                                      "__doc__": cls.__doc__})
+                                                      "__doc__": cls.__doc__, "__reduce_ex__": _reduce_declared})
+
+
+def _reduce_declared(model: nn.Module, protocol: int) -> tuple[Any, ...]:
+    """How pickle saves a model of a :func:`_declaring` class: :func:`_declared` of the plain base
+    class (pickled by its name, as any class is), then the model's state."""
+    return _declared, (type(model).__bases__[1],), model.__getstate__()
+
+
+def _declared(cls: type[nn.Module]) -> nn.Module:
+    """An empty model of ``_declaring(cls)`` (the same class in this process as the one the
+    quantized model was made with), which pickle then fills with the saved state."""
+    declared = _declaring(cls)
+    return declared.__new__(declared)
