@@ -212,3 +212,84 @@ def test_cli_bad_checkpoint_is_one_line_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "error:" in done.stderr
     assert main is not None
+
+
+class Diverging(torch.nn.Module):
+    """A model no exporter takes: its control flow depends on the input's values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        return y if y.sum() > 0 else -y
+
+
+def test_a_pt2_export_failing_mid_write_leaves_the_earlier_file_whole_and_nothing_else(
+        tmp_path: Path, model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    out = tmp_path / "model.pt2"
+    x = torch.randint(0, 256, (2, 16))
+    export_model(model, (x,), out)
+    before = out.read_bytes()
+    real = torch.export.save
+
+    def disk_full(program, path, **kwargs):  # the real writer runs, then the disk fills half-way
+        real(program, path, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:1000])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.export, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export_model(model, (x,), out)
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.pt2"]
+
+
+def test_an_onnx_export_the_exporter_refuses_leaves_the_earlier_file_whole_and_nothing_else(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "model.onnx"
+    export_model(torch.nn.Linear(8, 8).eval(), (torch.randn(2, 8),), out, fmt="onnx")
+    before = out.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 (the exporter's own error, whichever it raises)
+        export_model(Diverging().eval(), (torch.randn(2, 8),), out, fmt="onnx")
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_onnx_stopped_between_its_data_and_model_renames_leaves_no_model_reading_other_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data file is moved beside the output before the model file: an earlier export's model
+    file left there read the new export's weights at its own offsets (same shapes: no error, other
+    outputs). The old model file is now removed first; the next export puts both in place."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from deepseek import durable
+
+    def save(model: torch.nn.Module) -> None:
+        program = torch.onnx.export(model.eval(), (torch.randn(2, 64),), dynamo=True, verbose=False)
+        with staged_onnx(out) as dest:
+            program.save(str(dest), external_data=True)
+
+    out = tmp_path / "model.onnx"
+    torch.manual_seed(0)
+    save(torch.nn.Linear(64, 64))
+    real = durable.replace
+
+    def stopped(tmp, target):  # the process stops as it renames the model file
+        if Path(target) == out:
+            raise KeyboardInterrupt
+        real(tmp, target)
+
+    monkeypatch.setattr(durable, "replace", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        save(torch.nn.Linear(64, 64))
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx.data"]
+    monkeypatch.setattr(durable, "replace", real)
+    torch.manual_seed(1)
+    again = torch.nn.Linear(64, 64)
+    save(again)
+    stored = [torch.from_numpy(onnx.numpy_helper.to_array(t, base_dir=str(tmp_path)).copy())
+              for t in onnx.load(str(out)).graph.initializer]
+    assert any(torch.equal(w, again.bias.detach()) for w in stored)  # the model reads the new export's data

@@ -3,7 +3,9 @@
 A ``.pt2`` file loads and runs with torch alone (:func:`load_exported`); it carries a
 ``deepseek.json`` record (format, input names, dynamic dimensions, model config) beside the
 program. ONNX export needs the ``onnx`` and ``onnxscript`` packages (core's ``onnx`` extra);
-running an ONNX file needs ``onnxruntime``. Files are written to a temporary name and renamed.
+running an ONNX file needs ``onnxruntime``. Files are written under a hidden name beside the
+output and put in place by :mod:`deepseek.durable` (flushed, renamed, the folder flushed): an
+export that fails leaves an earlier file at the output as it was and nothing else.
 """
 
 from __future__ import annotations
@@ -93,7 +95,10 @@ def staged_onnx(out: Path) -> Iterator[Path]:
     second file named after the model file (``NAME.data``) and refers to it by that name, so the
     model is saved under its final name in a hidden folder beside ``out``; when the block ends
     without an exception, that data file is moved beside ``out`` first and the model file last
-    (a model file at ``out`` always finds its data), and the folder is removed either way."""
+    (a model file at ``out`` always finds its data), and the folder is removed either way. An
+    earlier export's model file at ``out`` is removed before a new data file takes its data
+    file's name: stopped between the two renames, the old model would read the new weights at
+    its own offsets (a model of the same shapes loads them without a word)."""
     import shutil
 
     from deepseek.paths import partial_path, remove_dead_partials
@@ -104,9 +109,12 @@ def staged_onnx(out: Path) -> Iterator[Path]:
     folder.mkdir()
     try:
         yield folder / out.name
-        for extra in sorted(folder.iterdir()):
-            if extra.name != out.name:
-                durable.replace(extra, out.parent / extra.name)
+        extras = sorted(p for p in folder.iterdir() if p.name != out.name)
+        if extras and out.is_file():
+            out.unlink()
+            durable.fsync_dir(out.parent)
+        for extra in extras:
+            durable.replace(extra, out.parent / extra.name)
         durable.replace(folder / out.name, out)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
