@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,23 +16,43 @@ from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, count
 from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
 
+DEFAULTS = {"steps": 1500, "batch": 64, "lr": 2e-3, "device": "auto", "eval_size": None}
+"""The study's settings where neither its option nor CONFIG.toml gives one (``eval_size``: the
+dataset's)."""
+
 
 @click.group("multimodal")
 def multimodal() -> None:
     """Multimodal fusion: the study behind BENCHMARKS.md's fusion tables."""
 
 
+class ModelNames(click.Choice):
+    """``--config``'s model names; a config file given there is pointed to its place (the
+    argument CONFIG.toml)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.endswith(".toml"):
+            self.fail(f"{value!r}: --config names a model of the study ({', '.join(self.choices)}); give a config "
+                      "file as the argument: deepseek multimodal study CONFIG.toml ...", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @multimodal.command("study")
+@click.argument("config_file", required=False, type=PATH_ARG, metavar="[CONFIG.toml]")
 @click.option("--task", "tasks", multiple=True, type=click.Choice(["redundant", "complementary"]),
               help="Tasks to run (repeatable; default both).")
 @click.option("--seed", "seeds", multiple=True, type=SEED, help="Seeds (repeatable; default 0 1 2).")
 @click.option("--config", "configs", multiple=True,
-              type=click.Choice(["vision", "audio", "text", "late", "concat", "cross_attention"]),
+              type=ModelNames(["vision", "audio", "text", "late", "concat", "cross_attention"]),
               help="Models to train (repeatable; default all).")
-@click.option("--steps", type=count(), default=1500, show_default=True, help="Optimizer steps per run.")
-@click.option("--batch", type=count(), default=64, show_default=True)
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1.0), default=2e-3, show_default=True)
-@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--steps", type=count(), default=None,
+              help=f"Optimizer steps per run [default: CONFIG.toml's train.max_steps, else {DEFAULTS['steps']}].")
+@click.option("--batch", type=count(), default=None,
+              help=f"Global batch [default: CONFIG.toml's data.batch_size, else {DEFAULTS['batch']}].")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1.0), default=None,
+              help=f"Peak learning rate [default: CONFIG.toml's train.lr, else {DEFAULTS['lr']}].")
+@click.option("--device", type=Device(), default=None,
+              help=f"auto, cpu or cuda[:N] [default: CONFIG.toml's strategy.device, else {DEFAULTS['device']}].")
 @click.option("--recipe", type=click.Choice(["joint", "aux", "pretrained", "frozen", "stacked", "stacked-residual",
                                             "calibrated"]),
               default="joint", show_default=True,
@@ -48,16 +69,20 @@ def multimodal() -> None:
                                   "stacked-residual, calibrated): the runs folder of an earlier study of the same seeds and recipe "
                                   "whose unimodal runs the fused models start from (instead of training them here).")
 @click.option("--eval-size", type=count(), default=None, metavar="N",
-              help="Samples in every run's validation and test sets (data.eval_size; default the dataset's, 1024).")
+              help="Samples in every run's validation and test sets (data.eval_size; default CONFIG.toml's, else "
+                   "the dataset's, 1024).")
 @click.option("--out", type=PATH_ARG, required=True,
               help="Folder for runs and results.jsonl (created if missing).")
-def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...], steps: int, batch: int,
-          lr: float, device: str, recipe: str, unimodal_runs: Path | None, eval_size: int | None,
-          out: Path) -> int | None:
-    """Train every model per task and seed, test each once on the held-out split, print the tables."""
+def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...],
+          steps: int | None, batch: int | None, lr: float | None, device: str | None, recipe: str,
+          unimodal_runs: Path | None, eval_size: int | None, out: Path) -> int | None:
+    """Train every model per task and seed, test each once on the held-out split, print the tables.
+    CONFIG.toml (a multimodal config, e.g. examples/multimodal/digits.toml): the base of every run's
+    config (docs/multimodal.md)."""
     from deepseek.cli.context import command_host
     from deepseek.paths import check_output
     from deepseek_enterprise.study import run_study
+    from deepseek_enterprise.study_base import option_names, option_values, read_base
     from deepseek_enterprise.study_recipes import CONFIGS, PRETRAINED
     from deepseek_enterprise.study_report import table
 
@@ -65,24 +90,30 @@ def study(tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ..
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:  # the second run of a name found the first's run folder and failed half-way through the study
             raise UsageError(f"{option} {', '.join(twice)} given twice; give each once")
+    base = None if config_file is None else read_base(config_file, command_host())
+    given = {"steps": steps, "batch": batch, "lr": lr, "device": device, "eval_size": eval_size}
+    chosen = option_values(base, given, DEFAULTS)
+    steps, batch, lr, device, eval_size = (chosen[k] for k in ("steps", "batch", "lr", "device", "eval_size"))
     from deepseek_enterprise.digits.dataset import DigitsOptions, refuse_batch_over_memory
 
     # every run's batch, as the dataset would refuse it when the first run starts (after study.json)
-    refuse_batch_over_memory(DigitsOptions(), batch, "--batch", "--batch")
+    named = option_names(base, config_file, given)
+    refuse_batch_over_memory(DigitsOptions(), batch, named["batch"], named["batch"])
     check_output(out, where="--out", folder=True)
     starting = sorted({r for r, _ in PRETRAINED})
     if unimodal_runs is not None and recipe not in starting:
         raise UsageError(f"--unimodal-runs: recipe {recipe} does not start from unimodal models; use it with "
                          f"--recipe {', '.join(starting)}, or leave it out")
     if eval_size is not None and eval_size < batch:
-        raise UsageError(f"--eval-size {eval_size}: fewer samples than one batch (--batch {batch}); "
+        raise UsageError(f"{named['eval_size']} {eval_size}: fewer samples than one batch ({named['batch']} {batch}); "
                          f"give at least {batch}")
     from deepseek_enterprise.study_folder import StudyStopped
 
     try:
         rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
                          list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out,
-                         host=command_host(), recipe=recipe, unimodal_runs=unimodal_runs, eval_size=eval_size)
+                         host=command_host(), recipe=recipe, unimodal_runs=unimodal_runs, eval_size=eval_size,
+                         base=base, base_file=config_file)
     except StudyStopped as stopped:
         from deepseek.training.preemption import EXIT_PREEMPTED
 

@@ -148,8 +148,11 @@ def latency(module: Any, data: Any, device: Any, runs: int = 100) -> dict[str, f
 
 def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int, *, batch: int, lr: float,
               device: str, out: Path, host: Any = None, recipe: str = DEFAULT_RECIPE,
-              unimodal_runs: Path | None = None, eval_size: int | None = None) -> list[dict[str, Any]]:
+              unimodal_runs: Path | None = None, eval_size: int | None = None,
+              base: dict[str, Any] | None = None, base_file: Path | None = None) -> list[dict[str, Any]]:
     """Train and test every (task, config, seed); write ``out/results.jsonl`` as it goes.
+    ``base``: the tables of config file ``base_file`` every run's config starts from
+    (:mod:`deepseek_enterprise.study_base`);
     ``unimodal_runs``: the ``runs`` folder of an earlier study of the same seeds, whose unimodal
     run folders (``<task>-<modality>-s<seed>``) fused models start from instead of ones trained here;
     ``eval_size``: samples in every run's validation and test sets (``None``: the dataset's default)."""
@@ -157,6 +160,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     from deepseek.errors import UsageError
     from deepseek.training.metrics import read_metrics
     from deepseek.training.trainer import Trainer
+    from deepseek_enterprise.study_base import check_run, over_base, unused_keys
     from deepseek_enterprise.study_folder import (
         StudyStopped,
         check_folder,
@@ -166,7 +170,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     )
     from deepseek_enterprise.study_report import check_row
 
-    settings = settings_of(steps, batch, lr, device, recipe, eval_size, unimodal_runs)
+    settings = settings_of(steps, batch, lr, device, recipe, eval_size, unimodal_runs, base)
     check_folder(out, settings)  # another study's folder: refused before anything is written
     given: dict[tuple[str, int], dict[str, str]] = {}
     if unimodal_runs is not None:
@@ -186,9 +190,18 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
             if starts_from_unimodal(name, recipe, task) and not sources:
                 continue  # its sources are the unimodal runs trained first, checked here themselves
             mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
-            config_from_dict(study_config(task, name, seeds[0], steps, batch=batch, lr=lr, device=device,
-                                          runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
-                                          eval_size=eval_size), host=host)
+            run = over_base(study_config(task, name, seeds[0], steps, batch=batch, lr=lr, device=device,
+                                         runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
+                                         eval_size=eval_size), base)
+            if base is None:
+                config_from_dict(run, host=host)
+            else:  # the file's nested tables (encoders) are checked as the model is built: on meta, here
+                check_run(run, host, f"{base_file} (as the study's {task}-{name} run)", build=not mine)
+    if base is not None and unused_keys(base):  # said once the study is sure to start
+        import click
+
+        click.echo(f"note: {base_file}: the study sets {', '.join(unused_keys(base))} itself in every run; the "
+                   "file's values of those are not used", err=True)
     done = start_folder(out, settings)  # a stopped study continues: the models with results are kept
     rows = list(done.values())
     for task in tasks:
@@ -201,9 +214,10 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     if len(CONFIGS[name][0]) == 1 and not is_ensemble(name, recipe, task):
                         sources[CONFIGS[name][0][0]] = str(run_dir)
                     continue
-                config = config_from_dict(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
-                                                       runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
-                                                       eval_size=eval_size),
+                config = config_from_dict(over_base(study_config(task, name, seed, steps, batch=batch, lr=lr,
+                                                                 device=device, runs_dir=str(out / "runs"),
+                                                                 recipe=recipe, sources=mine, eval_size=eval_size),
+                                                    base),
                                           host=host)
                 start = time.perf_counter()
                 part = {} if config.data.options.train_sources == "all" else {

@@ -35,14 +35,15 @@ class StudyStopped(Exception):
 
 
 def settings_of(steps: int, batch: int, lr: float, device: str, recipe: str, eval_size: int | None,
-                unimodal_runs: Path | None) -> dict[str, Any]:
-    """The settings a study's models are made with (what ``study.json`` records)."""
+                unimodal_runs: Path | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a study's models are made with (what ``study.json`` records; ``base``: the
+    tables of its config file, :mod:`deepseek_enterprise.study_base`)."""
     return {"steps": steps, "batch": batch, "lr": lr, "device": device, "recipe": recipe, "eval_size": eval_size,
-            "unimodal_runs": str(unimodal_runs.absolute()) if unimodal_runs is not None else None}
+            "unimodal_runs": str(unimodal_runs.absolute()) if unimodal_runs is not None else None, "base": base}
 
 
 _OPTIONS = {"steps": "--steps", "batch": "--batch", "lr": "--lr", "device": "--device", "recipe": "--recipe",
-            "eval_size": "--eval-size", "unimodal_runs": "--unimodal-runs"}
+            "eval_size": "--eval-size", "unimodal_runs": "--unimodal-runs", "base": "CONFIG.toml"}
 
 
 def _count(value: Any) -> bool:
@@ -63,7 +64,18 @@ _RECORDED = {  # each recorded setting: the values its option takes
     "recipe": (_recipe, "one of the study's recipes"),
     "eval_size": (lambda v: v is None or _count(v), "null or a whole number >= 1"),
     "unimodal_runs": (lambda v: v is None or (isinstance(v, str) and bool(v)), "null or a folder path"),
+    "base": (lambda v: v is None or isinstance(v, dict), "null or a config file's tables"),
 }
+
+
+def _shown(key: str, recorded: Any, given: Any) -> tuple[str, str]:
+    """A setting that differs, as the refusal of another study's folder names it: what the
+    folder's study was made with, and what this command gives."""
+    if key != "base":
+        return f"{_OPTIONS[key]} {recorded}", str(given)
+    if recorded is None:
+        return "no CONFIG.toml", "with one"
+    return ("a CONFIG.toml of other tables", "this one") if given is not None else ("a CONFIG.toml", "without one")
 
 
 def check_folder(out: Path, settings: dict[str, Any]) -> None:
@@ -80,6 +92,8 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
         recorded = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"--out {out}: {path} cannot be read ({exc}); restore it, or pick a new --out") from None
+    if isinstance(recorded, dict):
+        recorded.setdefault("base", None)  # a study.json of a build before CONFIG.toml: none given
     if not isinstance(recorded, dict) or set(recorded) != set(settings):
         raise UsageError(f"--out {out}: {path} is not the settings file of a study; restore it, or pick a new --out")
     for key, value in recorded.items():  # read back like the options it records: 'continue it with --lr nan'
@@ -89,9 +103,9 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
                              f"({rule[1]}); restore it, or pick a new --out")
     differ = [key for key in settings if recorded[key] != settings[key]]
     if differ and not made_nothing(out):  # a study refused before its first model: its settings made nothing
-        shown = ", ".join(f"{_OPTIONS[k]} {recorded[k]}" for k in differ)
-        raise UsageError(f"--out {out}: holds a study made with {shown} (not "
-                         f"{', '.join(f'{settings[k]}' for k in differ)}); continue it with those, or pick a new --out")
+        shown = [_shown(k, recorded[k], settings[k]) for k in differ]
+        raise UsageError(f"--out {out}: holds a study made with {', '.join(r for r, _ in shown)} (not "
+                         f"{', '.join(g for _, g in shown)}); continue it with those, or pick a new --out")
 
 
 def made_nothing(out: Path) -> bool:

@@ -1,0 +1,134 @@
+"""``deepseek multimodal study CONFIG.toml``: a user's multimodal config as the base of every run
+of the study.
+
+The file is read and checked as ``deepseek train`` reads and checks it (one line naming the file
+and the field path). Every run's config is the file's tables with what makes the study's model
+set over them (:data:`STUDY_KEYS`: the model's modalities and fusion, the recipe's keys, the
+task, the seed, the strategy, checkpoints and logging); the file's values of those keys are not
+used, and said once. ``model.fusion_options`` of the file go to the runs of the file's own
+fusion method only (another method takes other keys). Where the file sets them,
+``train.max_steps``, ``data.batch_size``, ``train.lr``, ``strategy.device`` and
+``data.eval_size`` are the study's ``--steps``, ``--batch``, ``--lr``, ``--device`` and
+``--eval-size`` when those options are not given, and ``train.warmup_steps``, ``train.min_lr``,
+``train.eval_interval`` and ``data.eval_batches`` replace the study's own schedule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deepseek.errors import ConfigError
+
+MODEL, DATASET = "multimodal.classifier", "multimodal.digits"
+STUDY_KEYS: dict[str, tuple[str, ...]] = {
+    "model": ("modalities", "fusion", "aux_loss_weight", "modality_dropout", "pretrained", "freeze_pretrained"),
+    "data": ("task", "train_sources"),
+    "train": ("seed",),
+    "strategy": ("name",),
+    "checkpoint": ("interval", "keep_last", "at_end"),
+    "logging": ("progress", "plot", "runs_dir", "name"),
+}
+"""The keys the study sets in every run (by section); a file's values of these are not used."""
+RECIPE_FUSION_KEYS = ("joint", "late_residual")
+"""``model.fusion_options`` keys the study's recipes set."""
+FILE_FIRST: dict[str, tuple[str, ...]] = {"train": ("warmup_steps", "min_lr", "eval_interval"),
+                                         "data": ("eval_batches",)}
+"""Keys the study derives from its steps and learning rate unless the file sets them."""
+OPTION_KEYS = {"steps": ("train", "max_steps"), "batch": ("data", "batch_size"), "lr": ("train", "lr"),
+               "device": ("strategy", "device"), "eval_size": ("data", "eval_size")}
+"""The study's options the file's keys stand in for when the option is not given."""
+
+
+def read_base(path: Path, host: Any) -> dict[str, Any]:
+    """The tables of config file ``path``, checked as ``deepseek train`` checks it (the study's
+    model and dataset where it names none); one :class:`ConfigError` line naming the file."""
+    from deepseek.config.load import read_toml
+
+    tables = read_toml(path, missing_hint="check the path; a multimodal config such as "
+                                          "examples/multimodal/digits.toml is the study's base")
+    for section, name in (("model", MODEL), ("data", DATASET)):
+        given = tables.get(section, {}).get("name", name) if isinstance(tables.get(section), dict) else name
+        if given != name:
+            raise ConfigError(f"{path}: {section}.name = {given!r}: the study trains {MODEL} models on "
+                              f"{DATASET}; name those, or leave {section}.name out")
+    check_run(with_names(tables), host, str(path), build=True)
+    return tables
+
+
+def with_names(tables: dict[str, Any]) -> dict[str, Any]:
+    """``tables`` with the study's model and dataset named where they name none."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in tables.items()}
+    for section, name in (("model", MODEL), ("data", DATASET)):
+        if isinstance(out.get(section, {}), dict):  # another value: the config's own check names it
+            out[section] = {"name": name, **out.get(section, {})}
+    return out
+
+
+def option_values(base: dict[str, Any] | None, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The study's option values: each one ``given`` (not ``None``), else the file's key it stands
+    for (:data:`OPTION_KEYS`), else its default."""
+    out = {}
+    for option, (section, key) in OPTION_KEYS.items():
+        if given[option] is not None:
+            out[option] = given[option]
+        elif base is not None and key in base.get(section, {}):
+            out[option] = base[section][key]
+        else:
+            out[option] = defaults[option]
+    return out
+
+
+def option_names(base: dict[str, Any] | None, path: Path | None, given: dict[str, Any]) -> dict[str, str]:
+    """How an error names each of the study's option values: the option (``--batch``), or, where
+    the file gave the value, the file and its key (``base.toml: data.batch_size``)."""
+    out = {}
+    for option, (section, key) in OPTION_KEYS.items():
+        from_file = given[option] is None and base is not None and key in base.get(section, {})
+        out[option] = f"{path}: {section}.{key}" if from_file else f"--{option.replace('_', '-')}"
+    return out
+
+
+def unused_keys(base: dict[str, Any]) -> list[str]:
+    """The file's keys the study sets itself (the names of the model and dataset it trains aside)."""
+    found = [f"{section}.{key}" for section, keys in STUDY_KEYS.items() for key in keys
+             if key in base.get(section, {})]
+    fusion_options = base.get("model", {}).get("fusion_options", {})
+    return found + [f"model.fusion_options.{k}" for k in RECIPE_FUSION_KEYS if k in fusion_options]
+
+
+def over_base(run: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    """The config of one run of the study (``run``, :func:`~deepseek_enterprise.study_recipes.study_config`)
+    over the file's tables ``base`` (the module docstring says which wins where)."""
+    if base is None:
+        return run
+    merged = with_names(base)
+    for section, table in run.items():
+        mine = {k: v for k, v in table.items() if k not in FILE_FIRST.get(section, ()) or k not in merged.get(section, {})}
+        merged[section] = {**{k: v for k, v in merged.get(section, {}).items() if k not in STUDY_KEYS.get(section, ())},
+                           **mine}
+    file_model = base.get("model", {})
+    own = file_model.get("fusion_options", {}) if file_model.get("fusion", "cross_attention") == run["model"]["fusion"] \
+        else {}
+    options = {**{k: v for k, v in own.items() if k not in RECIPE_FUSION_KEYS}, **run["model"].get("fusion_options", {})}
+    merged["model"].pop("fusion_options", None)
+    if options:
+        merged["model"]["fusion_options"] = options
+    return merged
+
+
+def check_run(run: dict[str, Any], host: Any, where: str, *, build: bool) -> None:
+    """A one-line :class:`ConfigError` starting with ``where`` unless config ``run`` loads and
+    (``build``) its model builds on the meta device (no memory, no weights read)."""
+    import torch
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.build import build_model
+
+    try:
+        config = config_from_dict(run, host=host)
+        if build:
+            with torch.random.fork_rng(devices=[]):
+                build_model(config, host=host, create_on=torch.device("meta"))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
