@@ -242,7 +242,8 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
         ("compress", [*EVAL, "--max-drop", "1%", "--recipe", "prune.ffn ratio=2 + recover", "--out", "c"], {}, None),
         ("compress", [*EVAL, "--method", "quantize.int4-weight", "--set", "group_size=7", "--out", "c"], {}, None),
         ("compress", [*EVAL, "--method", "distill.student", "--set", "alpha=1", "--out", "c"], {}, None),
-        ("train", [], {"ds.json": '{"optimizer": {"type": "Sgd"}}'}, DS),   # the type is the job's to check
+        # torch.optim's classes are listed by a child process: the server still holds no torch
+        ("train", [], {"ds.json": '{"optimizer": {"type": "Sgd"}}'}, DS),
         ("train", [], {"ds.json": '{"scheduler": {}}'}, DS),
     ]
     here = Path(__file__).parent
@@ -251,7 +252,7 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201, 201, 422, 422, 422, 201, 422], "torch": False}
+    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201, 201, 422, 422, 422, 422, 422], "torch": False}
 
 
 def test_the_bench_latency_command_still_refuses_what_the_submit_check_shares_with_it(tmp_path: Path) -> None:

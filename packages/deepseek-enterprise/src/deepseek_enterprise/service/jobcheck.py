@@ -15,9 +15,9 @@ submit, before the job is queued, :func:`check_command`:
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
   loader's checks that read no file (:func:`deepseek.config.load.check_plain_sections`:
   sections, keys with the did-you-mean, types, ranges, cross-field checks), and a DeepSpeed
-  strategy's ``config_path`` file (:func:`_check_deepspeed_file`);
+  strategy's ``config_path`` file, alone and against the config (:func:`_check_deepspeed_file`);
 - for ``tune``: tune's own checks of its arguments
-  (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's file-free checks;
+  (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's checks as for ``train``;
 - for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
   then the compressors of ``--method`` and each ``--recipe`` step by name, and the options of
   those that declare they load without torch
@@ -27,7 +27,7 @@ submit, before the job is queued, :func:`check_command`:
   file-free checks of the keys every dataset shares;
 - for ``bench latency``: its checks before it builds a model (its ``--against`` file, its
   arguments by :func:`deepseek.cli.bench_cmd.latency_arguments`, its ``--config`` file's
-  file-free checks as for ``train``).
+  checks as for ``train``).
 
 The config and space files are read as the job will find them at its start
 (:class:`Workspace`: the server's executor says what a path is there,
@@ -193,14 +193,17 @@ DEEPSPEED = "deepseek-pro:deepspeed"
 
 
 def _check_deepspeed_file(data: Mapping[str, Any], ws: Workspace, host: Any) -> None:
-    """For a config whose strategy is deepseek-pro's ``deepspeed``, its ``strategy.config_path``
-    file as the job will find it at its start (:meth:`Workspace.where`): nothing there is the
-    line the strategy prints (``... is not a file``), one of the job's files goes through the
-    checks of the file alone (:func:`deepseek_pro.strategies.deepspeed_user.check_user_file`,
-    which the strategy runs when the config loads), but for an optimizer type held against
-    ``torch.optim``'s classes (that imports torch). A file elsewhere (an absolute path, the
-    job's config.toml), the file against the config (ZeRO stage, precision) and the strategy's
-    other keys are checked when the job runs."""
+    """For a config (file-free checks passed) whose strategy is deepseek-pro's ``deepspeed``, its
+    ``strategy.config_path`` file as the job will find it at its start (:meth:`Workspace.where`),
+    through the strategy's own checks, which the job runs as its config loads: nothing there is
+    the line the strategy prints (``... is not a file``); one of the job's files goes through the
+    checks of the file alone (:func:`deepseek_pro.strategies.deepspeed_user.check_user_file`, an
+    optimizer type held against ``torch.optim``'s classes as a child process lists them,
+    :mod:`deepseek_enterprise.service.torchnames`), then against the config
+    (:func:`~deepseek_pro.strategies.deepspeed_user.check_agreement`: the ZeRO stage against
+    ``strategy.stage``, bf16/fp16 against ``precision.dtype``). A file elsewhere (an absolute
+    path, the job's config.toml) is checked when the job runs, and so are the strategy's other
+    keys: where they do not make options, the file is not compared with them here."""
     from deepseek.errors import DeepseekError
 
     table = data.get("strategy", {})
@@ -213,13 +216,25 @@ def _check_deepspeed_file(data: Mapping[str, Any], ws: Workspace, host: Any) -> 
         return  # no such strategy, or several: the job's config load names it
     if component.qualified_name != DEEPSPEED:
         return
-    from deepseek_pro.strategies.deepspeed_user import check_user_file, not_a_file
+    from deepseek.config.schema import PrecisionConfig
+    from deepseek.config.validate import build_dataclass
+    from deepseek_enterprise.service.torchnames import torch_optimizers
+    from deepseek_pro.strategies.deepspeed_config import DeepSpeedOptions
+    from deepseek_pro.strategies.deepspeed_user import check_agreement, check_user_file, not_a_file
 
     where = ws.where(path)
     if where == "absent":
         raise not_a_file(path)
-    if where == "file":
-        check_user_file(ws.text(path), path, torch_types=False)
+    if where != "file":
+        return
+    cfg = check_user_file(ws.text(path), path, torch_names=torch_optimizers)
+    try:  # the strategy's options but the file, which is the job's and not the server's to read
+        options = build_dataclass(DeepSpeedOptions, {k: v for k, v in table.items() if k not in ("name", "config_path")},
+                                  path="strategy")
+    except DeepseekError:
+        return  # the job names the wrong key (it checks the strategy's keys before the file)
+    dtype = build_dataclass(PrecisionConfig, dict(data.get("precision", {})), path="precision").dtype
+    check_agreement(cfg, path, stage=options.stage, dtype=dtype)
 
 
 _Check = Callable[[dict[str, Any], Workspace, Any], None]
@@ -269,8 +284,8 @@ def _check_latency(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     (:func:`deepseek.bench.baseline.baseline_from_text`), the arguments
     (:func:`deepseek.cli.bench_cmd.latency_arguments`: float16 on a GPU only, decode without
     ``--config``, ``--model`` registered, ``--only`` variants of that device and mode), and the
-    ``--config`` file read from the workspace with the config loader's file-free checks (as for
-    ``train``). What needs the model built (its
+    ``--config`` file read from the workspace with the config loader's file-free checks and its
+    DeepSpeed file (as for ``train``). What needs the model built (its
     KV-cache decoding, its positions against ``--seq``) and the config's components (its model's
     and dataset's own keys, the dataset's files) is checked when the job runs."""
     from deepseek.cli.bench_cmd import latency_arguments
@@ -287,6 +302,7 @@ def _check_latency(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     except _NotKnownAtSubmit:
         return
     check_plain_sections(data)
+    _check_deepspeed_file(data, ws, host)
 
 
 def _check_baseline(path: str, kind: str, ws: Workspace) -> None:
@@ -332,7 +348,8 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     """``deepseek tune``'s checks of its arguments (:func:`~deepseek_enterprise.tune.cli.tune_inputs`:
     the study name, the objective, the base config and space files read, the tuner and its
     ``[tuner]`` options), the files read from the job's workspace as it will be at its start;
-    then the base config's file-free checks, with which the study's own check of it begins. The
+    then the base config's file-free checks and its DeepSpeed file (as for ``train``), with which
+    the study's own check of it begins. The
     job runs that check whatever its study folder holds (a new study or one it continues); with
     its own ``--out`` or ``--storage`` the folder's checks come first there, so a job failing both
     prints the folder's line when it runs and is refused with the base config's here."""
@@ -345,3 +362,4 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     except _NotKnownAtSubmit:
         return
     check_plain_sections(inputs.base)
+    _check_deepspeed_file(inputs.base, ws, host)

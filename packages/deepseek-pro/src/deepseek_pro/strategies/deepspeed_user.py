@@ -22,6 +22,7 @@ Nothing here imports deepspeed, nor torch but to list torch.optim's classes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,19 @@ def read_user_config(path: str, world_size: int) -> dict[str, Any]:
     return cfg
 
 
-def check_user_file(text: str, path: str, *, torch_types: bool = True) -> dict[str, Any]:
+TorchNames = Callable[[], Sequence[str] | None]
+"""Who lists the ``torch.optim`` class names DeepSpeed trains with (:func:`torch_optimizers`, or
+the job service's listing of them in a child process, which keeps torch out of the server);
+``None`` from it: not known, a type that is not one of DeepSpeed's own is not held against them."""
+
+
+def check_user_file(text: str, path: str, *, torch_names: TorchNames | None = None) -> dict[str, Any]:
     """The checks of a user's DeepSpeed JSON that need nothing but the file (``text``, read from
     ``path``), in this order, each one line: JSON, an object, ``zero_optimization``'s stage, no
     ``scheduler``, no ``"auto"`` the run cannot fill (:func:`check_auto`), the batch keys whole
-    numbers >= 1 (or ``"auto"``), then the optimizer's type (:func:`type_problem`; with
-    ``torch_types=False``, a type that is not one of DeepSpeed's own is not held against
-    ``torch.optim``'s classes: listing them imports torch, which the job service, running these
-    checks at submit, never does). The parsed file."""
+    numbers >= 1 (or ``"auto"``), then the optimizer's type (:func:`type_problem`, a type that is
+    not one of DeepSpeed's own held against ``torch_names()``, by default :func:`torch_optimizers`).
+    The parsed file."""
     try:
         cfg = loads_json(text)
     except json.JSONDecodeError as exc:
@@ -97,7 +103,7 @@ def check_user_file(text: str, path: str, *, torch_types: bool = True) -> dict[s
         if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"strategy.config_path: {path!r}: {key} is {value!r}, where a whole number >= 1 (or "
                               "\"auto\") belongs; fix the file")
-    problem = type_problem(cfg, path, torch_types=torch_types)
+    problem = type_problem(cfg, path, torch_names=torch_names)
     if problem:
         raise ConfigError(problem)
     return cfg
@@ -186,14 +192,14 @@ def torch_optimizers() -> list[str]:
                   and isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer))
 
 
-def type_problem(cfg: dict[str, Any], path: str, *, torch_types: bool = True) -> str | None:
+def type_problem(cfg: dict[str, Any], path: str, *, torch_names: TorchNames | None = None) -> str | None:
     """The one line refusing the file's ``optimizer`` where DeepSpeed would fail on it with its own
     error on every rank, whatever the device: no ``type`` string, a type it does not build
     (:data:`OWN_OPTIMIZERS`, a ``torch.optim`` class as torch spells it, not one of
     :data:`TORCH_NOT_BUILT`), a mup type without the ``mup`` package (:data:`NEEDS_MUP`); ``None``
-    where DeepSpeed builds it (or the file has no ``optimizer``; with ``torch_types=False``, a type
-    that is not one of its own: ``torch.optim``'s classes are not listed). :func:`check_user_file`
-    raises it."""
+    where DeepSpeed builds it (or the file has no ``optimizer``; a type that is not one of its own
+    where ``torch_names()``, by default :func:`torch_optimizers`, gives ``None``).
+    :func:`check_user_file` raises it."""
     if "optimizer" not in cfg:
         return None
     optimizer = cfg["optimizer"]
@@ -208,7 +214,10 @@ def type_problem(cfg: dict[str, Any], path: str, *, torch_types: bool = True) ->
         return (f"strategy.config_path: {path!r}: optimizer.type {kind!r} is DeepSpeed's {OWN_OPTIMIZERS[own]} "
                 "from the mup package, which is not installed; install mup (its optimizers need "
                 f"mup.set_base_shapes on the model), use \"Adam\", \"AdamW\" or \"SGD\", {_INSTEAD}")
-    return None if own in OWN_OPTIMIZERS or not torch_types else _torch_type_problem(kind, path)
+    if own in OWN_OPTIMIZERS:
+        return None
+    names = (torch_names or torch_optimizers)()
+    return None if names is None else _torch_type_problem(kind, path, list(names))
 
 
 def run_problem(cfg: dict[str, Any], path: str, device: str, model: Any) -> str | None:
@@ -241,12 +250,11 @@ def run_problem(cfg: dict[str, Any], path: str, device: str, model: Any) -> str 
             "\"lion\" runs everywhere)")
 
 
-def _torch_type_problem(kind: str, path: str) -> str | None:
-    """The line refusing ``kind``, not one of DeepSpeed's own types, where it is not a torch.optim
-    class DeepSpeed trains with (``None`` where it is)."""
+def _torch_type_problem(kind: str, path: str, names: list[str]) -> str | None:
+    """The line refusing ``kind``, not one of DeepSpeed's own types, where it is not one of
+    ``names``, the torch.optim classes DeepSpeed trains with (``None`` where it is)."""
     import difflib
 
-    names = torch_optimizers()
     if kind in names:
         return None
     if kind in TORCH_NOT_BUILT:
