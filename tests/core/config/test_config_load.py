@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 
 from deepseek import hookimpl
 from deepseek.config.load import (
+    check_component_names,
     config_from_dict,
     dump_config,
     load_config,
@@ -354,3 +356,27 @@ def test_a_foreign_name_is_not_sent_to_a_key_the_table_lacks() -> None:
         " (hidden_size of a Hugging Face config.json is model.d_model here)")
     # nested tables are not config sections: a group's lr is not sent to train.lr
     assert unknown_key_hint("optimizer.groups.0", "lr", ["match", "lr_scale"]) == ""
+
+
+@pytest.mark.parametrize("data", [
+    {"strategy": {"name": "ddp"}},                                  # pro's, not loaded here (or disabled)
+    {"model": {"name": "tny"}},
+    {"data": {"name": "txt"}},
+    {"optimizer": {"name": "adamm"}},
+    {"lr_schedule": {"name": "cosin"}},
+    {"model": {"preset": "smal"}},                                  # the old spelling of model.name
+    {"strategy": {"name": 3}},
+])
+def test_check_component_names_refuses_with_the_loaders_line_and_loads_nothing(data: dict) -> None:
+    host = PluginHost(PluginSettings())
+    with pytest.raises(ConfigError) as loaded, pytest.warns(FutureWarning) if "preset" in data.get("model", {}) else nullcontext():
+        config_from_dict(data, host=host)
+    with pytest.raises(ConfigError) as named:
+        check_component_names(data, host=host)
+    assert str(named.value) == str(loaded.value)
+    assert str(named.value).startswith(f"{next(iter(data))}.name: "), named.value
+
+
+def test_check_component_names_passes_a_config_whose_components_are_found() -> None:
+    check_component_names({"model": {"name": "small", "d_model": 1}, "strategy": {"name": "single"}},
+                          host=PluginHost(PluginSettings()))  # its own keys are the loader's

@@ -85,7 +85,7 @@ def config_from_dict(
     _warn_unknown_preferred(lookups, sections["plugins"].prefer)
     model_table = _model_table(dict(data.get("model", {})))
     sets = {key for key in DATA_SIZES if key in model_table}
-    model_name, model_options, _ = _component(lookups, "model", model_table, default="tiny")
+    model_name, model_options, _ = _component(lookups, "model", model_table, default=COMPONENT_DEFAULTS["model"])
     data_name, data_options, data_cls = _component(lookups, "dataset", data_table, default=data_section.name,
                                                    section="data", known=("name", *DATA_COMMON_KEYS))
     for key, (declared, what, instead) in DATA_SIZES.items():
@@ -99,11 +99,12 @@ def config_from_dict(
     with class_calls(lookups.resolve("optimizer", optimizer_name), "check_config"):
         optimizer_cls.check_config(optimizer_options, optimizer_section)
     schedule_name, schedule_options, schedule_cls = _component(
-        lookups, "lr_schedule", dict(data.get("lr_schedule", {})), default="cosine")
+        lookups, "lr_schedule", dict(data.get("lr_schedule", {})), default=COMPONENT_DEFAULTS["lr_schedule"])
     with class_calls(lookups.resolve("lr_schedule", schedule_name), "check_config"):
         schedule_cls.check_config(schedule_options, sections["train"])
     strategy_table = dict(data.get("strategy", {}))
-    strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table, default="single")
+    strategy_name, strategy_options, strategy_cls = _component(lookups, "strategy", strategy_table,
+                                                               default=COMPONENT_DEFAULTS["strategy"])
     sections["logging"], trackers = resolve_trackers(lookups, sections["logging"], data.get("trackers", {}))
     config = Config(
         **sections,
@@ -134,6 +135,9 @@ def config_from_dict(
 COMPONENT_SECTIONS: dict[str, str] = {"model": "model", "data": "dataset", "optimizer": "optimizer",
                                       "lr_schedule": "lr_schedule", "strategy": "strategy"}
 """Config sections that name a registered component -> the component kind."""
+
+COMPONENT_DEFAULTS: dict[str, str] = {"model": "tiny", "lr_schedule": "cosine", "strategy": "single"}
+"""A section's component where it names none (``[data]``'s, ``[optimizer]``'s: their plain ``name``)."""
 
 
 def check_plain_sections(data: Mapping[str, Any]) -> None:
@@ -176,6 +180,33 @@ def _plain_sections(data: Mapping[str, Any]) -> tuple[dict[str, Any], DataConfig
     return sections, data_section, data_table, optimizer_section, optimizer_table
 
 
+def check_component_names(data: Mapping[str, Any], host: PluginHost | None = None) -> None:
+    """The checks of :func:`config_from_dict` that find each component the config names (its model,
+    dataset, optimizer, learning-rate schedule and strategy, the defaults for those it leaves out)
+    on ``host`` with the config's ``[plugins] prefer``, loading none of them: ``SECTION.name: ...``
+    for a name that no loaded plugin provides (one of a distribution that is disabled or not
+    installed says which and why) or that several do. Starts with :func:`check_plain_sections`'
+    checks. Each component's own keys are left to :func:`config_from_dict`."""
+    sections, data_section, _, optimizer_section, _ = _plain_sections(data)
+    lookups = _run_host(host, sections["plugins"].prefer)
+    model = data.get("model", {})
+    names = {"model": model["name"] if "name" in model else model.get("preset", COMPONENT_DEFAULTS["model"]),
+             "data": data_section.name, "optimizer": optimizer_section.name,
+             **{s: data.get(s, {}).get("name", COMPONENT_DEFAULTS[s]) for s in ("lr_schedule", "strategy")}}
+    for section, name in names.items():
+        _found(lookups, COMPONENT_SECTIONS[section], name, section)
+
+
+def _found(lookups: PluginHost, kind: str, name: Any, section: str) -> tuple[Any, Any]:
+    """``(resolution, component)`` of ``[section]``'s ``kind`` ``name``; ``SECTION.name: ...`` for none or several."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{section}.name: expected the name of a registered {kind} (a string), got {name!r}")
+    try:
+        return lookups.explain(kind, name), lookups.resolve(kind, name)
+    except (ComponentNotFoundError, ComponentConflictError) as exc:
+        raise ConfigError(f"{section}.name: {exc}") from exc
+
+
 def _run_host(host: PluginHost | None, prefer: tuple[str, ...]) -> PluginHost:
     from deepseek.plugins.host import get_host
 
@@ -213,13 +244,7 @@ def _component(
     name, so that a later ``generate`` / ``eval`` / ``--resume`` of the run picks the same one."""
     section = section or kind
     name = table.pop("name", default)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{section}.name: expected the name of a registered {kind} (a string), got {name!r}")
-    try:
-        resolution = lookups.explain(kind, name)
-        component = lookups.resolve(kind, name)
-    except (ComponentNotFoundError, ComponentConflictError) as exc:
-        raise ConfigError(f"{section}.name: {exc}") from exc
+    resolution, component = _found(lookups, kind, name, section)
     target = load_checked(kind, component)
     if kind == "strategy" and "compression" in table:
         _check_compression(lookups, name, target, table["compression"])

@@ -14,7 +14,10 @@ submit, before the job is queued, :func:`check_command`:
   (its config file with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
   loader's checks that read no file (:func:`deepseek.config.load.check_plain_sections`:
-  sections, keys with the did-you-mean, types, ranges, cross-field checks), and a DeepSpeed
+  sections, keys with the did-you-mean, types, ranges, cross-field checks), each component it
+  names found by name on the server's plugins, none loaded
+  (:func:`deepseek.config.load.check_component_names`: one of a plugin the server disabled is
+  refused with the line the job would print), and a DeepSpeed
   strategy's ``config_path`` file, alone and against the config (:func:`_check_deepspeed_file`);
 - for ``tune``: tune's own checks of its arguments
   (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's checks as for ``train``;
@@ -171,10 +174,12 @@ def _workspace_reader(ws: Workspace) -> Callable[..., dict[str, Any]]:
 
 def _check_train(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     """The config ``deepseek train`` validates first (its file, read from the workspace, with the
-    options and ``--set`` applied), through the config loader's file-free checks; then a
-    DeepSpeed strategy's ``config_path`` file (:func:`_check_deepspeed_file`)."""
+    options and ``--set`` applied), through the config loader's file-free checks and its
+    components found by name on the server's plugins
+    (:func:`~deepseek.config.load.check_component_names`); then a DeepSpeed strategy's
+    ``config_path`` file (:func:`_check_deepspeed_file`)."""
     from deepseek.cli.train_options import train_config_data
-    from deepseek.config.load import check_plain_sections
+    from deepseek.config.load import check_component_names
 
     if params["resume"] is not None:
         return  # the checkpoint's config and recorded settings take part: checked when the job runs
@@ -184,7 +189,7 @@ def _check_train(params: dict[str, Any], ws: Workspace, host: Any) -> None:
         return
     data = train_config_data(data, params["overrides"], strategy=params["strategy"], precision=params["precision"],
                              max_steps=params["max_steps"], trackers=params["trackers"])
-    check_plain_sections(data)
+    check_component_names(data, host)
     _check_deepspeed_file(data, ws, host)
 
 
@@ -289,7 +294,7 @@ def _check_latency(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     KV-cache decoding, its positions against ``--seq``) and the config's components (its model's
     and dataset's own keys, the dataset's files) is checked when the job runs."""
     from deepseek.cli.bench_cmd import latency_arguments
-    from deepseek.config.load import check_plain_sections
+    from deepseek.config.load import check_component_names
 
     if params["against"] is not None:
         _check_baseline(params["against"], "latency", ws)
@@ -301,7 +306,7 @@ def _check_latency(params: dict[str, Any], ws: Workspace, host: Any) -> None:
         data = _workspace_reader(ws)(params["config_path"])
     except _NotKnownAtSubmit:
         return
-    check_plain_sections(data)
+    check_component_names(data, host)
     _check_deepspeed_file(data, ws, host)
 
 
@@ -353,7 +358,7 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     job runs that check whatever its study folder holds (a new study or one it continues); with
     its own ``--out`` or ``--storage`` the folder's checks come first there, so a job failing both
     prints the folder's line when it runs and is refused with the base config's here."""
-    from deepseek.config.load import check_plain_sections
+    from deepseek.config.load import check_component_names
     from deepseek_enterprise.tune.cli import tune_inputs
 
     try:
@@ -361,5 +366,5 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
                              params["config_file"], params["space_file"], _workspace_reader(ws))
     except _NotKnownAtSubmit:
         return
-    check_plain_sections(inputs.base)
+    check_component_names(inputs.base, host)
     _check_deepspeed_file(inputs.base, ws, host)
