@@ -10,6 +10,7 @@ each happens."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import stat
 from pathlib import Path
@@ -103,6 +104,41 @@ def test_a_checkpoint_commit_flushes_its_files_then_its_folder_then_latest(tmp_p
     assert at[model] < at[final.stat().st_ino] < root_fsyncs[0]  # content, its folder, the rename
     assert log.calls[at[latest_ino]][2] is None  # latest flushed before its name existed
     assert log.calls[root_fsyncs[-1]][2] == b"step-5\n"  # and its rename flushed after
+
+
+def test_the_metrics_up_to_a_checkpoint_are_flushed_before_its_commit_rename(tiny_config, tmp_path, monkeypatch):
+    """``metrics.jsonl`` is appended to in place; a checkpoint committed while its records were
+    still in the page cache would, after a power cut, claim steps whose records are gone. Each
+    real ``os.fsync`` of the metrics file notes the steps the file holds then; each commit rename
+    (``os.replace`` onto ``checkpoints/step-N``) must come after one that held step N's records."""
+    from deepseek.training.trainer import Trainer
+
+    run = tmp_path / "run"
+    metrics = run / "metrics.jsonl"
+    synced: list[list[int]] = []  # the steps of each metrics fsync, in order
+    commits: list[tuple[int, list[int] | None]] = []  # (step, the steps of the last metrics fsync before it)
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def watched_fsync(fd: int) -> None:
+        real_fsync(fd)
+        if metrics.is_file() and os.fstat(fd).st_ino == metrics.stat().st_ino:
+            synced.append([json.loads(line)["step"] for line in metrics.read_text().splitlines()])
+
+    def watched_replace(src, dst, *args, **kwargs) -> None:
+        target = Path(dst)
+        if target.parent.name == "checkpoints" and target.name.startswith("step-"):
+            commits.append((int(target.name[5:]), synced[-1] if synced else None))
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    monkeypatch.setattr(os, "replace", watched_replace)
+    config = tiny_config(train={"max_steps": 4, "eval_interval": 2}, checkpoint={"interval": 2})
+    Trainer(config, run_dir=run).fit()
+    assert [step for step, _ in commits] == [2, 4]
+    for step, steps in commits:
+        assert steps is not None and steps.count(step) == 2, (step, steps)  # its step record and its evaluation
+        assert max(steps) == step
+    assert len(synced) == 2  # once a checkpoint: a step costs no fsync
 
 
 # The heartbeat is rewritten every step and means nothing after a restart: it is not made durable

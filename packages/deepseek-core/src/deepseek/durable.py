@@ -9,7 +9,9 @@ name (the file system may put the rename on disk before the data); the second is
 rename itself from being lost (the old content coming back after a restart). A process killed at
 any moment leaves the old content or the new one under the name, and at most a temporary name
 beside it. :func:`move` renames what is already on disk (a folder set aside to be deleted) and
-fsyncs the folders on both sides. Nothing here imports torch.
+fsyncs the folders on both sides. :func:`fsync_file` flushes a file that is appended to in place
+(``metrics.jsonl``) up to what it holds now, for a commit that points past it. Nothing here
+imports torch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 _NO_DIR_FSYNC = (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS)
 """What a file system answers when it cannot fsync a folder (some network and FUSE ones): the
@@ -58,6 +61,13 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         for name in files:
             fsync_path(Path(folder) / name)
         fsync_dir(folder)
+
+
+def fsync_file(file: IO[Any]) -> None:
+    """Flush an open file's buffer and its data to disk (its name is already on disk: the folder
+    entry was made durable when the file was put in place)."""
+    file.flush()
+    os.fsync(file.fileno())
 
 
 def replace(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:

@@ -100,6 +100,13 @@ class MetricsWriter:
         self._fh.write(json.dumps(dict(record), default=float) + "\n")
         self._fh.flush()
 
+    def sync(self) -> None:
+        """Put every record written so far on disk (``fsync``): called before a checkpoint is
+        committed, so that after a power cut the newest checkpoint never claims steps whose
+        records were lost (a resume keeps the records up to its step and appends after them)."""
+        if self._fh is not None:
+            durable.fsync_file(self._fh)
+
     def close(self) -> None:
         """Flush and close the file."""
         if self._fh is not None:

@@ -335,6 +335,7 @@ class Trainer:
         if not self.strategy.weights_finite():
             refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
             return None
+        self.metrics_out.sync()  # the records up to this step on disk before the checkpoint commits
         with self.engine.strategy_calls("save_checkpoint"):
             final = ckpt.write_checkpoint(self.strategy, self.run_dir / "checkpoints", self.step,
                                           self.trainer_state(), keep_last=self.config.checkpoint.keep_last, best=best,
