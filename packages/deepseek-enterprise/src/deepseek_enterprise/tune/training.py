@@ -10,7 +10,9 @@ is the metric at the run's last evaluation (the trainer always evaluates at its 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -102,16 +104,17 @@ class TrainingTuner(Tuner):
             )
 
     def run(self, trial: TrialRun) -> float:
-        taken = self._finished_earlier(trial)
-        if taken is not None:  # the interrupted trial's training finished: its values, not a second run
-            for step, value in read_values(taken / "metrics.jsonl", trial.objective):
-                if step > 0 and math.isfinite(value):
-                    trial.report(step, value)
-            trial.attrs["run_dir"] = str(taken.absolute())
-            trial.attrs["note"] = f"the finished training of trial {int(trial.earlier.name)} taken up, not run again"
-            return _final_value(taken / "metrics.jsonl", trial.objective)
         run_dir = trial.folder / "run"
-        resumed = self._resume_earlier(trial, run_dir)
+        with _earlier_run(trial) as earlier:
+            taken = self._finished_earlier(trial, earlier)
+            if taken is not None:  # the interrupted trial's training finished: its values, not a second run
+                for step, value in read_values(taken / "metrics.jsonl", trial.objective):
+                    if step > 0 and math.isfinite(value):
+                        trial.report(step, value)
+                trial.attrs["run_dir"] = str(taken.absolute())
+                trial.attrs["note"] = f"the finished training of trial {int(trial.earlier.name)} taken up, not run again"
+                return _final_value(taken / "metrics.jsonl", trial.objective)
+            resumed = self._resume_earlier(trial, earlier, run_dir)
         metrics = run_dir / "metrics.jsonl"
         seen: list[tuple[int, float]] = []
         stop: list[TrialStopped] = []
@@ -143,34 +146,20 @@ class TrainingTuner(Tuner):
         return _final_value(metrics, trial.objective)
 
     @staticmethod
-    def _earlier_run(trial: TrialRun) -> Path | None:
-        """The run folder of the interrupted trial this one re-runs, when that trial's
-        ``trial.toml`` is this one's (the same training), else ``None``."""
-        if trial.earlier is None:
-            return None
-        try:
-            same = (trial.earlier / "trial.toml").read_bytes() == trial.config_path.read_bytes()
-        except OSError:
-            return None
-        run = trial.earlier / "run"
-        return run if same and run.is_dir() and not run.is_symlink() else None
-
-    @classmethod
-    def _finished_earlier(cls, trial: TrialRun) -> Path | None:
+    def _finished_earlier(trial: TrialRun, run: Path | None) -> Path | None:
         """The run folder of the interrupted trial this one re-runs when it proves its training
         finished with this trial's config (its ``trial.toml`` the same, its newest checkpoint the
         last step's, the objective evaluated there: a tuner killed after the training, before it
         recorded the value), else ``None``."""
         from deepseek_enterprise.finished_runs import unfinished
 
-        run = cls._earlier_run(trial)
         if run is None:
             return None
         why = unfinished(run, trial.config.train.max_steps, trial.config.to_dict(), trial.objective)
         return run if why is None else None
 
-    @classmethod
-    def _resume_earlier(cls, trial: TrialRun, run_dir: Path) -> int | None:
+    @staticmethod
+    def _resume_earlier(trial: TrialRun, run: Path | None, run_dir: Path) -> int | None:
         """When the interrupted trial this one re-runs trained the same config and left a complete
         checkpoint before its last step, move its run folder to ``run_dir`` (one rename: this
         trial's from now on, so a re-run of this one finds it in turn) and return that checkpoint's
@@ -181,7 +170,6 @@ class TrainingTuner(Tuner):
         from deepseek import durable
         from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
 
-        run = cls._earlier_run(trial)
         if run is None or run_dir.exists():
             return None
         try:
@@ -195,6 +183,36 @@ class TrainingTuner(Tuner):
             return None
         durable.move(run, run_dir)
         return step
+
+
+@contextlib.contextmanager
+def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
+    """The run folder of the interrupted trial this one re-runs, when that trial's ``trial.toml``
+    is this one's (the same training), held under the run folder's lock for the block (what
+    ``deepseek train --resume`` takes: :mod:`deepseek.training.run_lock`), so that it is read and
+    moved only while no other job uses it; else ``None``. A live job holding it (the interrupted
+    trial's training, still saving after its tuner died, or any other) keeps it: the trial trains
+    from the start in its own folder, and its note names the holder."""
+    from deepseek.training.run_lock import LOCK_FILE, describe_holder, try_lock, unlock
+
+    run = trial.earlier / "run" if trial.earlier is not None else None
+    try:
+        same = run is not None and (trial.earlier / "trial.toml").read_bytes() == trial.config_path.read_bytes()
+    except OSError:
+        same = False
+    if run is None or not same or not run.is_dir() or run.is_symlink():
+        yield None
+        return
+    fd = try_lock(run / LOCK_FILE)
+    if fd is None:
+        trial.attrs["note"] = (f"the run folder of trial {int(trial.earlier.name)} ({run}) is in use by another "
+                               f"live job ({describe_holder(run / LOCK_FILE)}); left to it, trained from the start")
+        yield None
+        return
+    try:
+        yield run
+    finally:
+        unlock(fd)
 
 
 def _final_value(metrics: Path, objective: str) -> float:

@@ -1,0 +1,85 @@
+"""The re-run of an interrupted trial leaves the interrupted trial's run folder alone while a live
+job holds it (its ``.lock``, the rule of ``deepseek train --resume``): the training the dead tuner
+started may still be running there (saving after SIGTERM, or stopped by hand). The tuner used to
+move the folder into the re-run's trial folder from under that job. Now the re-run trains from the
+start in its own folder and its note names the holder; once the job has ended, a later re-run
+takes up what it finished."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tomllib
+from _tune_common import DEEPSEEK, ENV, tiny_config
+
+from deepseek.config.load import config_from_dict
+from deepseek_enterprise.tune.training import TrainingTuner, TrainingTunerOptions
+from deepseek_enterprise.tune.tuner import TrialRun
+
+# 12 steps: the interrupted trial's training is stopped (SIGSTOP) once its step-2 checkpoint is
+# there, before its end, holding the run folder's lock
+TRIAL = tiny_config(12, eval_interval=4).replace("interval = 0", "interval = 2")
+
+
+def _trial(study: Path, number: int, earlier: int) -> TrialRun:
+    folder = study / "trials" / f"{number:04d}"
+    folder.mkdir(parents=True)
+    (folder / "trial.toml").write_text(TRIAL)
+    return TrialRun(number=number, config=config_from_dict(tomllib.loads(TRIAL)), config_path=folder / "trial.toml",
+                    folder=folder, objective="val_loss", earlier=study / "trials" / f"{earlier:04d}")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGSTOP/SIGCONT and flock: Linux")
+def test_a_run_folder_a_live_job_holds_is_not_taken_and_the_rerun_trains_from_the_start(tmp_path: Path) -> None:
+    study = tmp_path / "st"
+    interrupted = study / "trials" / "0000"
+    interrupted.mkdir(parents=True)
+    (interrupted / "trial.toml").write_text(TRIAL)
+    run = interrupted / "run"
+    job = subprocess.Popen([*DEEPSEEK, "train", str(interrupted / "trial.toml"), "--run-dir", str(run), "--quiet"],
+                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "checkpoints" / "step-2").is_dir():
+            assert job.poll() is None and time.monotonic() < deadline, "the training saved no checkpoint"
+            time.sleep(0.01)
+        os.kill(job.pid, signal.SIGSTOP)  # alive, holding the lock, its step-2 checkpoint complete
+        before = _files(run)
+
+        tuner = TrainingTuner(TrainingTunerOptions(poll_s=0.2))
+        first = _trial(study, 1, earlier=0)
+        value = tuner.run(first)
+        assert _files(run) == before and job.poll() is None  # the live job's folder as it was
+        assert first.attrs["run_dir"] == str((first.folder / "run").absolute())
+        note = first.attrs["note"]
+        assert note.startswith(f"the run folder of trial 0 ({run}) is in use by another live job (pid {job.pid} "
+                               "on host "), note
+        assert note.endswith("); left to it, trained from the start"), note
+        assert "resumed from" not in (first.folder / "train.log").read_text()
+        records = [json.loads(line) for line in (first.folder / "run" / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if "loss" in r] == list(range(1, 13))  # from the start, to the end
+
+        os.kill(job.pid, signal.SIGCONT)
+        assert job.wait(timeout=300) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job.pid, signal.SIGKILL)
+        job.wait()
+    # the job ended: a later re-run takes up its finished training, the same value (a run is
+    # deterministic in its config), and trains nothing
+    second = _trial(study, 2, earlier=0)
+    assert TrainingTuner(TrainingTunerOptions(poll_s=0.2)).run(second) == value
+    assert second.attrs["note"] == "the finished training of trial 0 taken up, not run again"
+    assert second.attrs["run_dir"] == str(run.absolute()) and not (second.folder / "run").exists()
