@@ -11,6 +11,10 @@ The kill points, in one chain (each resumed launch is killed at the next one):
 4. step 6's checkpoint half written: rank 1 about to put its ``rng-1.safetensors`` in the
    temporary folder (resumes from step 4), then the run goes to its end (step 8).
 
+``pipeline``, ``hybrid`` and ``tp`` get one kill each, the cheap one that still proves the rule: rank 1
+after step 3 of a 4-step run, which resumes from step 2 (the three launches of such a test take a
+third of the time the chain's six take).
+
 A rank reaching its point writes a marker file and stops itself (SIGSTOP); the test then SIGKILLs
 the launcher and every process under it. Markers and the stop come from a ``sitecustomize`` (the
 ``os.replace`` points) and a throwaway plugin (the step point) made in a temp dir, nothing of which
@@ -30,14 +34,15 @@ import pytest
 from _prohelpers import _descendants
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
-TRAIN = [
-    "train", "--max-steps", "8", "--run-dir", "run", "--quiet",
+OPTIONS = [
+    "--run-dir", "run", "--quiet",
     "--set", "model.d_model=32", "--set", "model.n_heads=2", "--set", "model.n_layers=2",
     "--set", "model.max_seq_len=16", "--set", "data.seq_len=16", "--set", "data.batch_size=4",
     "--set", "data.eval_batches=1", "--set", "train.eval_interval=4", "--set", "train.warmup_steps=2",
     "--set", "train.grad_accum=2", "--set", "model.dropout=0.1", "--set", "logging.plot=false",
     "--set", "checkpoint.interval=2", "--set", "checkpoint.keep_last=2",
 ]
+TRAIN = ["train", "--max-steps", "8", *OPTIONS]
 
 # DEEPSEEK_TEST_FREEZE = "RANK:before|after:BASENAME:PATH-PART": that rank stops at the os.replace
 # onto a path of that base name containing PATH-PART, before or after it; "RANK:step:N": at the
@@ -81,6 +86,14 @@ STRATEGIES = {
     "ddp": ["--strategy", "ddp"],
     "fsdp": ["--strategy", "fsdp"],
     "deepspeed": ["--strategy", "deepspeed", "--set", "strategy.stage=2"],
+}
+
+
+# One kill each: a 4-step run, rank 1 stopped after step 3, resumed from step 2's checkpoint.
+ONE_KILL = {
+    "pipeline": ["--strategy", "pipeline"],
+    "hybrid": ["--strategy", "hybrid"],  # 2 stages x 1 FSDP replica on two processes
+    "tp": ["--strategy", "tp"],
 }
 
 
@@ -162,6 +175,36 @@ def test_killed_four_times_and_resumed_equals_a_run_never_killed(strategy: str, 
     assert _losses(killed / "run") == _losses(straight / "run")  # exact float equality, steps 1..8
     assert [r[0] for r in _losses(killed / "run")] == list(range(1, 9))
     last, same = killed / "run" / "checkpoints" / "step-8", straight / "run" / "checkpoints" / "step-8"
+    assert _tensor_files(last) == _tensor_files(same)  # weights, optimizer state, generators: the same bytes
+    assert len(_tensor_files(last)) >= 3
+    left = sorted(p.name for p in (killed / "run" / "checkpoints").iterdir())
+    assert left == sorted(p.name for p in (straight / "run" / "checkpoints").iterdir())  # no leftovers
+
+
+@pytest.mark.parametrize("strategy", list(ONE_KILL))
+def test_killed_after_a_checkpoint_and_resumed_equals_a_run_never_killed(strategy: str, tmp_path: Path,
+                                                                          injected: Path) -> None:
+    from deepseek.training import checkpoint as ckpt
+
+    args = ["train", "--max-steps", "4", *OPTIONS, *ONE_KILL[strategy]]
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args], cwd=straight, env=_env(straight, injected, ""),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    _launch_killed_at(args, killed, injected, "1:step:3")
+    assert ckpt.read_trainer_state(ckpt.resolve_checkpoint(killed / "run"))["step"] == 2
+    done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args, "--resume", "run"], cwd=killed,
+                          env=_env(killed, injected, ""), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "resumed from run/checkpoints/step-2 at step 2" in done.stdout + done.stderr
+
+    assert _losses(killed / "run") == _losses(straight / "run")  # exact float equality, steps 1..4
+    assert [r[0] for r in _losses(killed / "run")] == [1, 2, 3, 4]
+    last, same = killed / "run" / "checkpoints" / "step-4", straight / "run" / "checkpoints" / "step-4"
     assert _tensor_files(last) == _tensor_files(same)  # weights, optimizer state, generators: the same bytes
     assert len(_tensor_files(last)) >= 3
     left = sorted(p.name for p in (killed / "run" / "checkpoints").iterdir())
