@@ -78,3 +78,18 @@ def test_a_micro_batch_of_weight_0_adds_nothing_even_an_infinite_metric() -> Non
     out = MetricSums.unpacked(sums.packed())
     assert out["ratio"].item() == 3.0
     assert out["acc"].item() == 0.5
+
+
+def test_a_micro_batch_that_returned_no_metric_weighs_nothing() -> None:
+    """A micro-batch for which the model returns the loss alone (or a mapping without the metric)
+    did not measure it: the step's value is the other micro-batch's, as for a NaN one (its weight
+    was left out of the total only, which halved the value: 0.4 for 0.8)."""
+    sums = MetricSums()
+    sums.add({}, 0.5)
+    sums.add({"acc": torch.tensor(0.8)}, 0.5)
+    assert MetricSums.unpacked(sums.packed())["acc"].item() == torch.tensor(0.8).item()  # was 0.4
+    sums = MetricSums()
+    sums.add({"acc": torch.tensor(0.8)}, 0.25)
+    sums.add({"other": torch.tensor(1.0)}, 0.75)
+    out = MetricSums.unpacked(sums.packed())
+    assert out["acc"].item() == torch.tensor(0.8).item() and out["other"].item() == 1.0

@@ -76,7 +76,9 @@ class MetricSums:
     by their weights (rows, or :class:`MicroBatches` weights), as the loss is. A metric that is NaN
     for a micro-batch was not measured there (a class or modality none of its rows has): it
     weighs nothing, so the step's value is the weighted mean over the parts that measured it, and
-    NaN (left out of the step record, :mod:`deepseek.training.step_records`) where none did."""
+    NaN (left out of the step record, :mod:`deepseek.training.step_records`) where none did. A
+    metric a micro-batch did not return at all (a batch for which the model returns the loss
+    alone, or a mapping without that name) was not measured there either."""
 
     MEASURED = "\0measured:"
     TOTAL = "\0total"
@@ -84,7 +86,8 @@ class MetricSums:
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.measured: dict[str, torch.Tensor] = {}
-        self.total: torch.Tensor | None = None
+        self.weights: list[float] = []
+        """Every micro-batch's weight, in order, whether it returned metrics or not."""
 
     def add(self, metrics: dict[str, torch.Tensor], weight: float) -> None:
         """One micro-batch's metrics (0-dim tensors) at ``weight``; at weight 0 they add exactly 0
@@ -93,6 +96,7 @@ class MetricSums:
 
         from deepseek.training.evaluation import weighed
 
+        self.weights.append(weight)
         for key, value in metrics.items():
             value = value.detach().float()
             seen = ~torch.isnan(value)
@@ -100,17 +104,28 @@ class MetricSums:
             took = seen.float() * weight
             self.sums[key] = self.sums[key] + part if key in self.sums else part
             self.measured[key] = self.measured[key] + took if key in self.measured else took
-            if self.total is None:
-                self.total = torch.zeros_like(value)
-        if self.total is not None and metrics:
-            self.total = self.total + weight
+
+    @property
+    def total(self) -> torch.Tensor | None:
+        """The weight of every micro-batch added, summed in fp32 in the order the measured weights
+        are (so it equals a metric's measured weight bit for bit where every micro-batch measured
+        it), on the metrics' device; ``None`` while no micro-batch returned a metric."""
+        import torch
+
+        if not self.sums:
+            return None
+        total = torch.zeros_like(next(iter(self.sums.values())))
+        for weight in self.weights:
+            total = total + weight
+        return total
 
     def packed(self) -> dict[str, torch.Tensor]:
         """The sums and the measured weights as one mapping, for ``Strategy.reduce_mean``."""
         out = dict(self.sums)
         out.update({self.MEASURED + k: v for k, v in self.measured.items()})
-        if self.total is not None:
-            out[self.TOTAL] = self.total
+        total = self.total
+        if total is not None:
+            out[self.TOTAL] = total
         return out
 
     @classmethod
