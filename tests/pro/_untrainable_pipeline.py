@@ -101,21 +101,9 @@ class LaterDetached(Net):
         return loss.detach() if bool((target == 0).all()) else loss
 
 
-class LaterPartialMetric(Net):
-    """Returns an accuracy beside the loss, except for a micro-batch whose labels are all 0: one
-    of step 2's two (:func:`rows`)."""
-
-    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> Any:
-        loss = self.loss(output, target)
-        if bool((target == 0).all()):
-            return {"loss": loss}
-        return {"loss": loss, "accuracy": (output.argmax(-1) == target).float().mean()}
-
-
 MODELS = {"Detached": Detached, "Constant": Constant, "IntegerLoss": IntegerLoss, "ComplexLoss": ComplexLoss,
           "Frozen": Frozen, "LastStageFrozen": LastStageFrozen, "FirstStageFrozen": FirstStageFrozen,
-          "LaterNaN": LaterNaN, "LaterDetached": LaterDetached,
-          "LaterPartialMetric": LaterPartialMetric}
+          "LaterNaN": LaterNaN, "LaterDetached": LaterDetached}
 
 
 def rows(n: int, nan_at: int | None = None, zeros: slice | None = None) -> torch.utils.data.TensorDataset:
@@ -139,8 +127,7 @@ def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
     run_dir = out / f"{strategy}-{name}"
     try:
         # the Later models' rows in order: step 2's batch is rows 8-15
-        data = {"LaterNaN": rows(64, nan_at=12), "LaterDetached": rows(64, zeros=slice(8, 16)),
-                "LaterPartialMetric": rows(64, zeros=slice(8, 12))}.get(name, rows(64))
+        data = {"LaterNaN": rows(64, nan_at=12), "LaterDetached": rows(64, zeros=slice(8, 16))}.get(name, rows(64))
         later = name.startswith("Later")
         result = deepseek.fit(MODELS[name], data, val_data=rows(16), names=("x", "label"), batch_size=8,
                               run_dir=run_dir, config=config, quiet=True, **({"shuffle": False} if later else {}))

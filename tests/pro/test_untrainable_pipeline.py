@@ -21,7 +21,7 @@ PROBE = Path(__file__).with_name("_untrainable_pipeline.py")
 REFUSED = ("Detached", "Constant", "IntegerLoss", "ComplexLoss", "Frozen")
 TRAINS = ("LastStageFrozen", "FirstStageFrozen")
 DIVERGES = ("LaterNaN",)
-LATER = ("LaterDetached", "LaterPartialMetric")
+LATER = ("LaterDetached",)
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +85,3 @@ def test_a_loss_refused_after_the_first_step_is_the_same_line_on_every_rank(
     for seen in ranks:
         assert seen["LaterDetached"] == single
 
-
-def test_a_metric_some_micro_batches_lack_is_the_same_line_on_every_rank(
-        job: tuple[Path, list[dict[str, dict[str, Any]]]]) -> None:
-    """Step 2's first micro-batch returns no accuracy: the last stage's refusal ends every rank
-    with it (was: the last stage alone)."""
-    _, ranks = job
-    line = ("model 'script': pipeline_loss returned metric 'accuracy' for some micro-batches only; return the same "
-            "metrics for every batch")
-    for seen in ranks:
-        assert seen["LaterPartialMetric"] == {"type": "UsageError", "message": line, "losses": []}

@@ -43,10 +43,12 @@ from deepseek.errors import CheckpointError, UsageError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training import clip
 from deepseek.training.evaluation import weighed
+from deepseek.training.step import MetricSums
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies import pipeline_state as pstate
 from deepseek_pro.strategies.base import DistributedStrategy
-from deepseek_pro.strategies.pipeline_loss import LossCheck, shape_problem
+from deepseek_pro.strategies.pipeline_eval import evaluate_stage
+from deepseek_pro.strategies.pipeline_loss import LossCheck
 from deepseek_pro.strategies.pipeline_metrics import StageMetrics
 from deepseek_pro.strategies.pipeline_rules import (
     PipelineOptions,
@@ -55,7 +57,6 @@ from deepseek_pro.strategies.pipeline_rules import (
     pipeline_microbatches,
 )
 from deepseek_pro.strategies.pipeline_stage import locate_param, neutral_stage_class
-from deepseek_pro.strategies.pipeline_wire import recv_tensor, send_tensor
 from deepseek_pro.strategies.twin import meta_twin
 
 if TYPE_CHECKING:
@@ -259,25 +260,25 @@ class PipelineStrategy(DistributedStrategy):
         with self.autocast():
             schedule.step(*stage_args, return_outputs=False, **kwargs)
         assert self._metrics is not None
-        if self.is_last:  # a metric some micro-batches lack is refused on every rank, as a loss is
-            self._loss_check.refuse(self._metrics.partial_problem(self._raw_metrics))
-        self._loss_check.agree(self.any_rank)  # a loss refused on the last stage: the same line on every rank
-        names = self._metrics.agree(self._raw_metrics[0] if self.is_last else None)
+        sums: MetricSums | None = None
+        if self.is_last:  # the micro-batches as single combines its own: each weighs its share of the rows
+            sums = MetricSums()
+            for found in self._raw_metrics:
+                sums.add(found, 1 / n)
+        # a loss refused on the last stage, a new metric name: the same line, the same names on every rank
+        names = self._metrics.agree(set(sums.sums) if sums is not None else None, self._loss_check.refusal(),
+                                    self.any_rank)
         self._sync_tied_grads()
-        if self.is_last:
-            local = self._metrics.values(torch.stack(self._raw_losses).mean(), self._raw_metrics, names)
-        else:
-            local = torch.zeros(1 + len(names))
-        return self._mean_from_last(local, names)
+        loss = torch.stack(self._raw_losses).mean() if self.is_last else None
+        return self._mean_from_last(self._metrics.local(loss, sums, names), names)
 
     def _mean_from_last(self, local: torch.Tensor, names: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, metrics)`` on every rank: the mean over data-parallel ranks of the last stages'
-        ``local`` (``[loss, *metrics in the order of names]``; the tensor-parallel ranks of a last
-        stage hold the same values), in one all-reduce."""
+        ``local`` (:meth:`StageMetrics.local`; the tensor-parallel ranks of a last stage hold the
+        same values), in one all-reduce."""
         t = local.detach().float().reshape(-1).to(self.comm_device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        t = t / (self._dp_size * self.tp_size)
-        return t[0], {name: t[i + 1] for i, name in enumerate(names)}
+        return StageMetrics.unpacked(t / (self._dp_size * self.tp_size), names)
 
     def _sync_tied_grads(self) -> None:
         assert self._stage_mod is not None
@@ -314,35 +315,32 @@ class PipelineStrategy(DistributedStrategy):
 
     def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A plain forward through the stages with point-to-point sends (any batch shape); the last
-        stage's loss times ``weight`` (a data-parallel shard's share of a shorter batch), averaged
-        over the data-parallel ranks."""
+        stage's loss and metrics as one part of weight ``weight`` (a data-parallel shard's share
+        of a shorter batch; a NaN metric is not measured, :mod:`pipeline_metrics`), averaged over
+        the data-parallel ranks. An error the model raises on a stage (its forward, or
+        ``pipeline_loss`` on the last) ends every rank with its line, as a refused loss does: the
+        stages after it skip their forward (:func:`~deepseek_pro.strategies.pipeline_eval.evaluate_stage`)
+        and every rank raises it through :meth:`StageMetrics.agree`."""
         assert self._stage_mod is not None and self._template is not None
         stage = self._stage_mod
+        metrics = self._metrics or StageMetrics(self.settings.model_name)
+        self._metrics = metrics
         was_training = stage.training
         stage.eval()
         try:
             with torch.no_grad():
                 args, target = self._template.pipeline_batch(batch)  # type: ignore[operator]
-                if self.is_first:
-                    inputs = tuple(move_to(list(args), self.device))
-                else:
-                    # fp32 on the wire; a model served in bf16 (--dtype) computes in its own dtype
-                    dtype = next(stage.parameters()).dtype
-                    inputs = (recv_tensor(self.pp_peer(self.pp_rank - 1), self.comm_device, self.device).to(dtype),)
-                with self.autocast():
-                    out = stage(*inputs)
-                metrics = self._metrics or StageMetrics(self.settings.model_name)
-                self._metrics = metrics
-                if not self.is_last:
-                    send_tensor(out, self.pp_peer(self.pp_rank + 1), self.comm_device)
-                    names = metrics.agree(None)
-                    return self._mean_from_last(torch.zeros(1 + len(names)), names)
-                loss, found = metrics.split(self._template.pipeline_loss(out, target.to(self.device)))  # type: ignore[operator]
-                names = metrics.agree(found, metrics.missing_loss(loss) or shape_problem(loss, metrics.model_name))
-                local = metrics.values(loss.detach().float(), [found], names)
-                return self._mean_from_last(weighed(local, weight), names)
+                loss, found, problem = evaluate_stage(self, stage, args, target, template=self._template,
+                                                      metrics=metrics)
         finally:
             stage.train(was_training)
+        names = metrics.agree(found if self.is_last else None, problem, self.any_rank)
+        sums: MetricSums | None = None
+        if loss is not None:
+            sums = MetricSums()
+            sums.add(found, weight)
+            loss = weighed(loss, weight)
+        return self._mean_from_last(metrics.local(loss, sums, names), names)
 
     # ------------------------------------------------------------------ state
 

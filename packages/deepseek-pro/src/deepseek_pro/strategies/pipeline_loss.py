@@ -6,21 +6,19 @@ Only the last stage computes the loss, so refusing it there alone would leave th
 waiting for gradients that never come (a hang in one process, another rank's "connection closed"
 under a launcher). So a refused loss is recorded, the schedule is handed a zero loss on the same
 graph in its place (``output.sum() * 0``: the step finishes on every rank without changing a
-weight), and :meth:`LossCheck.agree`, called by every rank after each step, raises the same line
-on every rank before the optimizer steps. On the first step it gathers the ranks' refusals; on
-later ones it asks first whether any rank refused one (``Strategy.any_rank``: one host-side
-all-reduce of one number, as the stop request's at every step boundary) and gathers the line
-only then, so a ``pipeline_loss`` refused on a later step only (for some batch) ends every rank
-with the line too.
+weight), and every rank raises the same line after the step, before the optimizer steps: the
+strategy hands :meth:`LossCheck.refusal` to
+:meth:`~deepseek_pro.strategies.pipeline_metrics.StageMetrics.agree`, the one agreement of every
+rank after each step (gathered on the first step, and on later ones only where a rank has a
+refusal or a new metric name), so a ``pipeline_loss`` refused on a later step only (for some
+batch) ends every rank with the line too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from deepseek.errors import UsageError
 from deepseek.models.checks import loss_dtype_problem, loss_grad_problem
@@ -46,34 +44,18 @@ class LossCheck:
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
-        self.agreed = False
-        """Whether a first step's losses passed on every rank."""
         self.problem: str | None = None
-        """This rank's refusal on the step being agreed on (the first one it saw)."""
+        """This rank's refusal of a loss (the first one it saw)."""
 
     def checked(self, loss: Any, output: torch.Tensor) -> torch.Tensor:
         """``loss`` when it passes; else a zero loss on ``output``'s graph, the refusal kept for
-        :meth:`agree`."""
+        :meth:`refusal`."""
         problem = loss_problem(loss, self.model_name)
         if problem is None:
             return loss
         self.problem = self.problem or problem
         return output.float().sum() * 0.0
 
-    def refuse(self, problem: str | None) -> None:
-        """Keep ``problem`` (another refusal of the step's output on the last stage, such as a
-        metric some micro-batches lack) for :meth:`agree`, unless a refusal is kept already."""
-        self.problem = self.problem or problem
-
-    def agree(self, any_rank: Callable[[bool], bool]) -> None:
-        """On every rank after each step: raise the first rank's refusal, the same line
-        everywhere. The first step gathers the (usually absent) refusals; later steps gather them
-        only where ``any_rank`` (the strategy's host-side all-reduce of a flag) says a rank has one."""
-        if self.agreed and not any_rank(self.problem is not None):
-            return
-        problems: list[str | None] = [None] * dist.get_world_size()
-        dist.all_gather_object(problems, self.problem)
-        refused = next((p for p in problems if p), None)
-        if refused is not None:
-            raise UsageError(refused)
-        self.agreed = True
+    def refusal(self) -> UsageError | None:
+        """The refusal this rank kept, as the error every rank raises, or ``None``."""
+        return UsageError(self.problem) if self.problem is not None else None

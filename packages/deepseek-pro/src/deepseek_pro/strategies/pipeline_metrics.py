@@ -3,23 +3,37 @@ returns, the mean loss or a mapping with ``"loss"`` and named 0-dim tensors or n
 metrics, e.g. ``"accuracy"``), so ``pipeline`` and ``hybrid`` log the training and validation
 metrics ``single`` logs for the same model.
 
-Only the last stage computes them. Every rank must take part in the all-reduce that gives them to
-all, so the names are agreed on once, the first time a step or an evaluation has them: each rank
-gathers what the last stages saw (one ``all_gather_object``), and a refusal there (no ``"loss"``,
-a name the trainer logs itself) is the same line on every rank. Whole-set ``"totals"`` are not
-read from ``pipeline_loss``: the pipeline strategies report scalar metrics only.
+Only the last stage computes them. A step's pipeline micro-batches are combined by core's
+:class:`~deepseek.training.step.MetricSums`, as ``single`` combines its micro-batches: each weighs
+its share of the step's rows, and one whose metric is NaN, or that did not return it, did not
+measure it there (the step's value is the weighted mean over those that did; NaN, left out of the
+step record, where none did). An evaluation's batch is one part of weight ``weight``. The sums, the
+measured weights and the loss reach every rank in one all-reduce (:meth:`StageMetrics.local`:
+the other stages add zeros).
+
+Every rank must take part in that all-reduce, so every rank holds the run's metric names,
+agreed on by :meth:`StageMetrics.agree` after each step and evaluation: the first time, each rank
+gathers what the last stages saw (one ``all_gather_object``); afterwards every rank asks first
+whether any rank has a name not yet agreed on or a refusal (``Strategy.any_rank``: one host-side
+all-reduce of one number, as the stop request's at every step boundary) and gathers only then. So
+a metric that first appears after the first step is recorded from that step on, as ``single``
+records it, and a refusal found on one rank (a loss that cannot train, a mapping without
+``"loss"``, an error the model raised on the last stage during an evaluation, a metric named like
+a value the trainer logs) ends every rank with the same line. Whole-set ``"totals"`` are not read
+from ``pipeline_loss``: the pipeline strategies report scalar metrics only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from deepseek.errors import UsageError
+from deepseek.errors import DeepseekError, UsageError
 from deepseek.training.run_values import RESERVED_METRICS
+from deepseek.training.step import MetricSums
 
 
 class StageMetrics:
@@ -28,7 +42,7 @@ class StageMetrics:
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
         self.names: tuple[str, ...] | None = None
-        """The metrics ``pipeline_loss`` returns, sorted; ``None`` until the ranks agreed."""
+        """The metrics ``pipeline_loss`` returned so far, sorted; ``None`` until the ranks agreed."""
 
     def split(self, returned: Any) -> tuple[Any, dict[str, torch.Tensor]]:
         """``(loss, metrics)`` of what ``pipeline_loss`` returned: a mapping gives its ``"loss"``
@@ -53,47 +67,61 @@ class StageMetrics:
                     "loss (a 0-dim tensor) or a mapping with the key 'loss' and the model's metrics")
         return None
 
-    def agree(self, seen: Iterable[str] | None, problem: str | None = None) -> tuple[str, ...]:
-        """The run's metric names on every rank: ``seen`` on the last stages (``None`` on the
-        others), gathered the first time; ``problem``, a last stage's refusal, is raised on every
-        rank then (later, where it arises: the names are known by then)."""
+    def agree(self, seen: Iterable[str] | None, problem: DeepseekError | None,
+              any_rank: Callable[[bool], bool]) -> tuple[str, ...]:
+        """The run's metric names on every rank, called by every rank after each step and
+        evaluation: ``seen``, the names the last stages' micro-batches returned (``None`` on the
+        other stages), are added to them; ``problem``, this rank's refusal, or the first rank's,
+        is raised on every rank (this rank's own exception where it is that one, else one of its
+        class, :class:`UsageError` or :class:`DeepseekError`, with its line). Gathers the first
+        time, later only where ``any_rank`` (the strategy's host-side all-reduce of a flag) says
+        a rank has a new name or a refusal."""
+        seen = tuple(sorted(seen)) if seen is not None else None
         if self.names is not None:
-            if problem is not None:
-                raise UsageError(problem)
-            return self.names
-        mine = (tuple(sorted(seen)) if seen is not None else None, problem)
+            new = seen is not None and not set(seen) <= set(self.names)
+            if not any_rank(new or problem is not None):
+                return self.names
+        mine = (seen, None if problem is None else (str(problem), isinstance(problem, UsageError)))
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, mine)
-        refused = next((p for _, p in gathered if p), None)
+        refused = next((p for _, p in gathered if p is not None), None)
         if refused is not None:
-            raise UsageError(refused)
-        names = next((n for n, _ in gathered if n is not None), ())
+            if problem is not None and mine[1] == refused:
+                raise problem
+            raise (UsageError if refused[1] else DeepseekError)(refused[0])
+        names = set(self.names or ())
+        for found, _ in gathered:
+            names.update(found or ())
         clash = RESERVED_METRICS.intersection(names)
         if clash:
             raise UsageError(f"model {self.model_name!r}: pipeline_loss returned metrics {sorted(clash)}, names the "
                              "trainer logs itself; rename the model's metric")
-        self.names = names
-        return names
+        self.names = tuple(sorted(names))
+        return self.names
 
-    def values(self, loss: torch.Tensor, metrics: list[Mapping[str, torch.Tensor]], names: tuple[str, ...]) -> torch.Tensor:
-        """``[loss, metric...]`` in the order of ``names``, each metric's mean over ``metrics``
-        (one mapping per micro-batch), on ``loss``'s device; a name a micro-batch lacks is one line."""
-        problem = self.partial_problem(metrics, names)
-        if problem is not None:
-            raise UsageError(problem)
-        out = [loss.reshape(())]
-        for name in names:
-            out.append(torch.stack([m[name].to(loss.device) for m in metrics]).mean())
-        return torch.stack(out)
+    @staticmethod
+    def local(loss: torch.Tensor | None, sums: MetricSums | None, names: tuple[str, ...]) -> torch.Tensor:
+        """What this rank adds to the all-reduce: ``[loss, total weight, each name's weighted sum,
+        each name's measured weight]`` (names in the order of ``names``; a name ``sums`` lacks adds
+        0 to both) on a last stage, fp32 on ``loss``'s device; zeros on the other stages
+        (``loss`` ``None``)."""
+        if loss is None or sums is None:
+            return torch.zeros(2 + 2 * len(names))
+        packed = sums.packed()
+        zero = torch.zeros((), device=loss.device)
+        values = [loss, packed.get(MetricSums.TOTAL, zero), *(packed.get(n, zero) for n in names),
+                  *(packed.get(MetricSums.MEASURED + n, zero) for n in names)]
+        return torch.stack([v.detach().float().reshape(()).to(loss.device) for v in values])
 
-    def partial_problem(self, metrics: list[Mapping[str, torch.Tensor]], names: Iterable[str] | None = None) -> str | None:
-        """The line refusing a metric that some of a step's micro-batches (``metrics``, one mapping
-        each) lack, or ``None``; ``names``: the agreed names (default: :attr:`names`, or before the
-        ranks agreed, every name a micro-batch returned)."""
-        if names is None:
-            names = self.names if self.names is not None else sorted(set().union(*metrics))
-        missing = next((n for n in names if any(n not in m for m in metrics)), None)
-        if missing is None:
-            return None
-        return (f"model {self.model_name!r}: pipeline_loss returned metric {missing!r} for some micro-batches only; "
-                "return the same metrics for every batch")
+    @staticmethod
+    def unpacked(reduced: torch.Tensor, names: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, metrics)`` of :meth:`local`'s vector after the mean over the data-parallel
+        replicas (:meth:`MetricSums.unpacked`: NaN for a name no part measured)."""
+        k = len(names)
+        if not k:
+            return reduced[0], {}
+        parts = {MetricSums.TOTAL: reduced[1]}
+        for i, name in enumerate(names):
+            parts[name] = reduced[2 + i]
+            parts[MetricSums.MEASURED + name] = reduced[2 + k + i]
+        return reduced[0], MetricSums.unpacked(parts)

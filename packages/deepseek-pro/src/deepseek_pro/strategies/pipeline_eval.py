@@ -1,0 +1,62 @@
+"""One stage's part of a pipeline evaluation (``PipelineStrategy.evaluate``): a plain forward,
+the input received from the stage before and the output sent to the stage after
+(:mod:`deepseek_pro.strategies.pipeline_wire`), and on the last stage ``pipeline_loss``.
+
+A stage whose forward, or ``pipeline_loss``, raises a :class:`~deepseek.errors.DeepseekError`
+(the model refusing a batch) sends :func:`~deepseek_pro.strategies.pipeline_wire.send_refusal`
+in place of its output, so every stage after it skips its forward instead of waiting for a tensor
+that never comes; the error is returned, and every rank raises it through
+:meth:`~deepseek_pro.strategies.pipeline_metrics.StageMetrics.agree`, as a refused training loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from deepseek.data.batch import move_to
+from deepseek.errors import DeepseekError, UsageError
+from deepseek_pro.strategies.pipeline_loss import shape_problem
+from deepseek_pro.strategies.pipeline_wire import recv_output, send_refusal, send_tensor
+
+if TYPE_CHECKING:
+    from deepseek_pro.strategies.pipeline import PipelineStrategy
+    from deepseek_pro.strategies.pipeline_metrics import StageMetrics
+
+
+def evaluate_stage(strategy: PipelineStrategy, stage: nn.Module, args: Sequence[Any], target: torch.Tensor, *,
+                   template: nn.Module, metrics: StageMetrics) -> tuple[
+                       torch.Tensor | None, dict[str, torch.Tensor], DeepseekError | None]:
+    """``stage`` (this rank's, in eval mode, without gradients) on ``args`` (the stage-0 inputs
+    ``template.pipeline_batch`` gave) or its predecessor's output: ``(loss, metrics, None)`` on
+    the last stage, ``(None, {}, None)`` on the others once their output is sent on (or, told of
+    an earlier stage's refusal, the refusal); ``(None, {}, error)`` where this stage refused."""
+    following = None if strategy.is_last else strategy.pp_peer(strategy.pp_rank + 1)
+    if strategy.is_first:
+        inputs = tuple(move_to(list(args), strategy.device))
+    else:
+        received = recv_output(strategy.pp_peer(strategy.pp_rank - 1), strategy.comm_device, strategy.device)
+        if received is None:  # an earlier stage refused: its error reaches every rank through agree
+            if following is not None:
+                send_refusal(following, strategy.comm_device)
+            return None, {}, None
+        # fp32 on the wire; a model served in bf16 (--dtype) computes in its own dtype
+        inputs = (received.to(next(stage.parameters()).dtype),)
+    try:
+        with strategy.autocast():
+            out = stage(*inputs)
+        if following is not None:
+            send_tensor(out, following, strategy.comm_device)
+            return None, {}, None
+        loss, found = metrics.split(template.pipeline_loss(out, target.to(strategy.device)))  # type: ignore[operator]
+    except DeepseekError as exc:
+        if following is not None:
+            send_refusal(following, strategy.comm_device)
+        return None, {}, exc
+    refusal = metrics.missing_loss(loss) or shape_problem(loss, metrics.model_name)
+    if refusal is not None:
+        return None, {}, UsageError(refusal)
+    return loss.detach().float(), found, None

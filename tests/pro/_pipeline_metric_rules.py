@@ -1,0 +1,153 @@
+"""Pipeline models whose metrics and evaluations follow ``single``'s rules, given to
+``deepseek.fit`` one after the other (test helper; :func:`attempt` runs one under ``single`` too).
+
+``Padded``: labels -1 are padding; ``accuracy`` counts the rows that are not, so it is NaN (0 / 0)
+for a micro-batch of padding only (step 1's second), and ``late``, the accuracy on label 2, is
+returned only for a micro-batch holding a 2: first in step 2, and there by one of its two
+micro-batches only, then by neither in step 3. ``EvalRefusal`` raises a UsageError in ``pipeline_loss`` (the last stage) and
+``FirstStageRefusal`` in its first stage's forward, each for the second validation batch only:
+on the first evaluation after training began, when the metric names are agreed on already.
+
+Usage: ``python tests/pro/_pipeline_metric_rules.py OUT [MODEL ...]`` under torchrun. Rank r
+writes ``OUT/messages-r.json`` after each model: ``{model: {type, message, steps, val}}`` (the
+error raised, or ``type`` None, each step's record without its timings and the last evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import deepseek
+from deepseek.errors import UsageError
+from deepseek.models.protocol import TrainableModel
+from deepseek.training.metrics import read_metrics
+
+FIRST_STAGE_LINE = "model 'acme.marked': a row's first feature is 99; features are below 10"
+LAST_STAGE_LINE = "model 'acme.refusing': a row has label -2; labels are 0, 1, 2 or -1 (padding)"
+
+
+class First(nn.Module):
+    """The first stage: refuses a marked row (first feature 99) when ``refuses``."""
+
+    def __init__(self, refuses: bool) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+        self.refuses = refuses
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.refuses and bool((x[:, 0] == 99).any()):
+            raise UsageError(FIRST_STAGE_LINE)
+        return self.net(x)
+
+
+class Padded(TrainableModel):
+    """Two linear stages; ``forward`` and ``pipeline_loss`` compute the same values."""
+
+    refuses_first = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = First(self.refuses_first)
+        self.last = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> Any:
+        return self.pipeline_loss(self.last(self.first(x)), label)
+
+    def split_stages(self, n: int) -> list[nn.Module]:
+        return [self.first, self.last]
+
+    def pipeline_batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        return (batch["x"],), batch["label"]
+
+    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> Any:
+        kept = target >= 0
+        hit = (output.argmax(-1) == target) & kept
+        out = {"loss": F.cross_entropy(output, target.clamp(min=0)),
+               "accuracy": hit.float().sum() / kept.float().sum()}
+        twos = target == 2
+        if bool(twos.any()):
+            out["late"] = hit[twos].float().mean()
+        return out
+
+
+class EvalRefusal(Padded):
+    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> Any:
+        if bool((target == -2).any()):
+            raise UsageError(LAST_STAGE_LINE)
+        return super().pipeline_loss(output, target)
+
+
+class FirstStageRefusal(Padded):
+    refuses_first = True
+
+
+MODELS = {"Padded": Padded, "EvalRefusal": EvalRefusal, "FirstStageRefusal": FirstStageRefusal}
+
+
+def train_rows() -> torch.utils.data.TensorDataset:
+    """64 rows, in order: step 1 (rows 0-7) has labels 0 and 1, its second micro-batch padding
+    only; step 2 (rows 8-15) the first 2s, all in its first micro-batch, and two padding rows in
+    its second; step 3 (rows 16-23) no 2 again; the rest labels 0-2."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    labels = torch.randint(0, 2, (64,), generator=g)
+    labels[24:] = torch.randint(0, 3, (40,), generator=g)
+    labels[4:8] = -1
+    labels[[8, 10]] = 2
+    labels[12:14] = -1
+    return torch.utils.data.TensorDataset(x, labels)
+
+
+def val_rows(name: str) -> torch.utils.data.TensorDataset:
+    """16 rows (two validation batches of 8), each batch with a 2 and some padding; the second
+    batch holds the row ``name`` refuses."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 4, generator=g)
+    labels = torch.randint(0, 3, (16,), generator=g)
+    labels[[0, 8]] = 2
+    labels[5:8] = -1
+    if name == "EvalRefusal":
+        labels[9] = -2
+    if name == "FirstStageRefusal":
+        x[9, 0] = 99
+    return torch.utils.data.TensorDataset(x, labels)
+
+
+def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
+    """What ``deepseek.fit`` of model ``name`` under ``strategy`` raised, or its step records and
+    last evaluation; its run folder ``OUT/STRATEGY-NAME``."""
+    config = {"train": {"max_steps": 3, "grad_accum": 2, "lr": 0.1, "warmup_steps": 0, "eval_interval": 2},
+              "data": {"eval_batches": 2}, "precision": {"dtype": "fp32"}, "checkpoint": {"interval": 0},
+              "strategy": {"name": strategy}, "logging": {"progress": False, "plot": False}}
+    run_dir = out / f"{strategy}-{name}"
+    try:
+        result = deepseek.fit(MODELS[name], train_rows(), val_data=val_rows(name), names=("x", "label"),
+                              batch_size=8, shuffle=False, run_dir=run_dir, config=config, quiet=True)
+    except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
+        return {"type": type(exc).__name__, "message": str(exc), "steps": [], "val": {}}
+    timings = {"step_time", "samples_per_s"}
+    steps = [{k: v for k, v in r.items() if k not in timings} for r in read_metrics(run_dir / "metrics.jsonl")
+             if "loss" in r]
+    return {"type": None, "message": "", "steps": steps, "val": result.val_metrics}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    out = Path(sys.argv[1])
+    rank = int(os.environ.get("RANK", "0"))
+    seen = {}
+    for name in sys.argv[2:] or list(MODELS):
+        seen[name] = attempt(out, "pipeline", name)
+        (out / f"messages-{rank}.json").write_text(json.dumps(seen, indent=1))  # what got this far
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,68 @@
+"""A pipeline's metrics and evaluations follow ``single``'s rules (``_pipeline_metric_rules.py``,
+2 gloo processes, ``strategy.name = "pipeline"``, against ``single`` with the same micro-batches):
+
+- a step's micro-batches are combined by core's ``MetricSums``: a micro-batch whose metric is NaN
+  (padding only) or that did not return it did not measure it, so the step's value is the other
+  one's (was: the plain mean, NaN, and the metric left out of step 1's record);
+- a metric that first appears on step 2 is recorded on step 2 (was: dropped silently, the names
+  being agreed on at the first step only), and left out of step 3, which did not return it;
+- an error the model raises during an evaluation, in ``pipeline_loss`` on the last stage or in
+  the first stage's forward, ends BOTH ranks with ``single``'s line (was: that stage alone; the
+  other waited or died of gloo's closed connection). The models run one after another in one
+  job, so a rank left waiting hangs the next: the job's timeout fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pipeline_metric_rules import FIRST_STAGE_LINE, LAST_STAGE_LINE, MODELS, attempt
+from _prohelpers import run_torchrun
+
+PROBE = Path(__file__).with_name("_pipeline_metric_rules.py")
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, Any]]]:
+    out = tmp_path_factory.mktemp("pipeline-metric-rules")
+    run_torchrun([str(PROBE), str(out), *MODELS], timeout=300)
+    return [json.loads((out / f"messages-{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def _close(got: dict[str, Any], want: dict[str, Any]) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_step_and_validation_metrics_are_singles(job: list[dict[str, dict[str, Any]]], tmp_path: Path) -> None:
+    single = attempt(tmp_path, "single", "Padded")
+    assert single["type"] is None, single
+    steps = single["steps"]
+    assert [sorted(r) for r in steps] == [  # the rules, as single applies them
+        ["accuracy", "grad_norm", "loss", "lr", "samples", "skipped", "step"],
+        ["accuracy", "grad_norm", "late", "loss", "lr", "samples", "skipped", "step"],
+        ["accuracy", "grad_norm", "loss", "lr", "samples", "skipped", "step"],  # no 2 in step 3: not measured
+    ]
+    assert not any(math.isnan(v) for r in steps for v in r.values())
+    assert set(single["val"]) == {"val_loss", "val_accuracy", "val_late"}
+    for seen in job:
+        got = seen["Padded"]
+        assert got["type"] is None, got
+        assert len(got["steps"]) == 3
+        for mine, theirs in zip(got["steps"], steps, strict=True):
+            _close(mine, theirs)
+        _close(got["val"], single["val"])
+
+
+@pytest.mark.parametrize(("model", "line"), [("EvalRefusal", LAST_STAGE_LINE), ("FirstStageRefusal", FIRST_STAGE_LINE)])
+def test_an_error_in_an_evaluation_is_singles_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]], tmp_path: Path, model: str, line: str) -> None:
+    single = attempt(tmp_path, "single", model)
+    assert single == {"type": "UsageError", "message": line, "steps": [], "val": {}}
+    for seen in job:
+        assert seen[model] == single
