@@ -170,20 +170,29 @@ def rng_kept(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 def summarize(results: Sequence[Evaluation], texts: Sequence[PredictedText | None] | None = None,
               weights: Sequence[int | None] | None = None) -> dict[str, float]:
-    """Means over batches: ``{"val_loss": ..., "val_<metric>": ...}`` (metric names of the first),
-    and ``val_bits_per_byte`` when ``texts`` gives every batch's :class:`PredictedText` (the
-    dataset's ``predicted_text`` of each batch, in order; see the module docstring). ``weights``:
-    each batch's weight (:func:`batch_weights`: its items or rows); ``None`` (or ``None``
-    entries): every batch weighs the same."""
-    names = sorted(results[0][1])
-    values = read_scalars([v for loss, m in results for v in (loss, *(m[k] for k in names))])
+    """Means over batches: ``{"val_loss": ..., "val_<metric>": ...}`` for every metric name any
+    batch returned, and ``val_bits_per_byte`` when ``texts`` gives every batch's
+    :class:`PredictedText` (the dataset's ``predicted_text`` of each batch, in order; see the
+    module docstring). ``weights``: each batch's weight (:func:`batch_weights`: its items or rows);
+    ``None`` (or ``None`` entries): every batch weighs the same. A metric a batch did not return,
+    or returned as NaN, was not measured there (the rule of a step's micro-batches,
+    :class:`~deepseek.training.step.MetricSums`): its value is the weighted mean over the batches
+    that measured it, NaN where none did."""
+    names = sorted({k for _, m in results for k in m})
+    nan = float("nan")
+    values = read_scalars([v for loss, m in results for v in (loss, *(m.get(k, nan) for k in names))])
     width = 1 + len(names)
     items = [w for w in (weights or []) if w is not None]
-    if len(items) == len(results):  # per item of all the batches
-        out = {f"val_{key}": sum(v * n for v, n in zip(values[j::width], items, strict=True)) / sum(items)
-               for j, key in enumerate(["loss", *names])}
-    else:
-        out = {f"val_{key}": sum(values[j::width]) / len(results) for j, key in enumerate(["loss", *names])}
+    weighs = items if len(items) == len(results) else [1] * len(results)
+    out = {}
+    for j, key in enumerate(["loss", *names]):
+        column = values[j::width]
+        kept = [(v, n) for v, n in zip(column, weighs, strict=True) if j == 0 or not math.isnan(v)]
+        total = sum(n for _, n in kept)
+        if len(items) == len(results):  # per item of all the batches
+            out[f"val_{key}"] = sum(v * n for v, n in kept) / total if total else nan
+        else:
+            out[f"val_{key}"] = sum(v for v, _ in kept) / len(kept) if kept else nan
     bpb = bits_per_byte(values[0::width], texts)
     if bpb is not None and BITS_PER_BYTE not in out:
         out[BITS_PER_BYTE] = bpb
