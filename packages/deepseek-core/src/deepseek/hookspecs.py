@@ -330,7 +330,9 @@ def deepseek_train_epoch_end(trainer: Trainer, epoch: int, step: int) -> None:
 @hookspec
 def deepseek_evaluate(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
     """Called after each evaluation with its metrics (``val_loss``, ...), which may be extended
-    in place as :func:`deepseek_train_step_end`'s.
+    in place as :func:`deepseek_train_step_end`'s. ``metrics`` is the record ``metrics.jsonl``
+    gets: it also holds ``"step"`` (an ``int``, the ``step`` argument), so a hook that copies its
+    values (``{k: float(v) ...}``) leaves that key out or puts ``step`` back after them.
 
     A fresh run evaluates once before the first step (``step == 0``), then every
     ``train.eval_interval`` steps and at the last step; a run with ``data.eval_batches = 0``
