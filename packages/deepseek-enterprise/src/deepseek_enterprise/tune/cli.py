@@ -195,7 +195,21 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
         click.echo(f"stopped: {stop.signal_name}; the trial in progress is queued to run again and finished trials "
                    "are kept: run the same command to continue the study", err=True)
         sys.exit(EXIT_PREEMPTED)
-    return _finish(study, settings, base, str(config_file))
+    return _finish(study, settings, base, str(config_file), lambda data: _train_line(build(data), host, tuner))
+
+
+def _train_line(config: Any, host: Any, tuner: Any) -> str:
+    """The command that trains the best config as its trials trained: under ``deepseek launch``
+    when its strategy needs one process per device, on as many processes as a tuner whose
+    ``Options`` declare ``nproc`` ran its trials (the built-in ones and ``[tuner] nproc``), else ``-n N``."""
+    from dataclasses import fields
+
+    from deepseek_enterprise.tune.training import needs_launcher
+
+    if not needs_launcher(config, host):
+        return "deepseek train"
+    nproc = tuner.options.nproc if "nproc" in {f.name for f in fields(tuner.options)} else "N"
+    return f"deepseek launch -n {nproc} -- train"
 
 
 def _remove_if_empty(folders: list[Path]) -> None:
@@ -208,14 +222,16 @@ def _remove_if_empty(folders: list[Path]) -> None:
             return  # something is in it: keep it, and the folders around it
 
 
-def _finish(study: Any, settings: Any, base: dict[str, Any], config_file: str) -> int | None:
+def _finish(study: Any, settings: Any, base: dict[str, Any], config_file: str,
+            train_line: Callable[[dict[str, Any]], str]) -> int | None:
     from deepseek_enterprise.tune.optuna_parts import quiet_optuna
 
     with quiet_optuna():
-        return _report(study, settings, base, config_file)
+        return _report(study, settings, base, config_file, train_line)
 
 
-def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -> int | None:
+def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str,
+            train_line: Callable[[dict[str, Any]], str]) -> int | None:
     from deepseek_enterprise.tune import report
 
     report.print_table(study, settings.objective)
@@ -231,6 +247,8 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -
     b = report.best_trial(study)
     from optuna.trial import TrialState
 
+    from deepseek_enterprise.tune.space import trial_data
+
     bases = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]  # with its re-runs
     base_trial = next((t for t in bases if t.state == TrialState.COMPLETE), bases[0] if bases else None)
     against = ""
@@ -241,7 +259,7 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str) -
     elif base_trial is not None:
         against = " (the base config itself)"
     click.echo(f"best trial {b.number}: {settings.objective} {b.value:.6g}{against}; wrote {best}, "
-               f"run it with: deepseek train {best}")
+               f"run it with: {train_line(trial_data(base, dict(b.params)))} {best}")
     return None
 
 
