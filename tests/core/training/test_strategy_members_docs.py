@@ -90,3 +90,27 @@ def test_evaluate_hook_metrics_hold_the_step(tmp_path: Path) -> None:
     Trainer(config, run_dir=tmp_path / "run", host=host).fit()
     assert [(r["step"], r["argument"]) for r in seen.records] == [(0, 0), (2, 2)]
     assert all(type(r["step"]) is int and "val_loss" in r for r in seen.records)
+
+
+def _loss(output: Any) -> torch.Tensor:
+    return output["loss"] if isinstance(output, dict) else output
+
+
+def test_gpt_weighs_rows_as_the_padding_note_says() -> None:
+    """docs/plugins.md section 11 "Padding for a GPT": the GPT ignores -100 targets and declares
+    no loss_items, so a padded batch's token mean is not the mean of its halves' token means."""
+    import deepseek
+    from deepseek.models.protocol import TrainableModel
+
+    assert "**Padding for a GPT.**" in DOC and "do not declare `loss_items`" in DOC
+    torch.manual_seed(0)
+    model = deepseek.create_model("tiny").eval()
+    assert type(model).loss_items is TrainableModel.loss_items
+    ids = torch.randint(1, 256, (2, 8))
+    targets = ids.roll(-1, dims=1)
+    targets[1, 2:] = -100                               # row 0 counts 8 tokens, row 1 two
+    with torch.no_grad():
+        whole = _loss(model(input_ids=ids, targets=targets))
+        first, second = (_loss(model(input_ids=ids[i:i + 1], targets=targets[i:i + 1])) for i in (0, 1))
+    assert torch.allclose(whole, (8 * first + 2 * second) / 10, atol=1e-5)   # a mean over the 10 tokens
+    assert not torch.allclose(whole, (first + second) / 2, atol=1e-3)         # what weighing by rows gives
