@@ -44,6 +44,6 @@ def test_where_every_batch_measured_every_name_the_means_are_the_plain_ones_bit_
     values = [batch(0.1 * i + 0.3, acc=1 / (i + 3), f1=0.37 * i) for i in range(5)]
     weights = [7, 3, 5, 1, 9]
     out = summarize(values, weights=weights)
-    assert out["val_acc"] == sum(float(m["acc"]) * n for (_, m), n in zip(values, weights)) / sum(weights)
+    assert out["val_acc"] == sum(float(m["acc"]) * n for (_, m), n in zip(values, weights, strict=True)) / sum(weights)
     plain = summarize(values)
     assert plain["val_f1"] == sum(float(m["f1"]) for _, m in values) / len(values)
