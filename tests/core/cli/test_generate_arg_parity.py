@@ -13,7 +13,7 @@ import pytest
 import torch
 from hostile_cli import invoke
 
-from deepseek.api_args import DECODE_NUMBERS
+from deepseek.api_args import DECODE_NUMBERS, DECODE_WHOLE
 from deepseek.errors import UsageError
 from deepseek.models.decoding import check_request
 from deepseek.plugins.host import PluginHost
@@ -83,3 +83,33 @@ def test_each_cli_decode_option_takes_its_range_from_the_python_rule(name: str, 
         assert accepted.stderr.strip().startswith(f"error: {flag}: must be"), accepted.stderr
     else:
         assert flag not in accepted.stderr and accepted.code != 0, accepted.stderr
+
+
+@pytest.mark.parametrize(("option", "name", "value"), [
+    ("--top-k", "top_k", 10**30),
+    ("--top-k", "top_k", 1_000_001),
+    ("--max-new-tokens", "max_new_tokens", 10**30),
+])
+def test_a_huge_whole_number_is_refused_with_its_range_by_both(option: str, name: str, value: int, tmp_path: Path,
+                                                               core_host: PluginHost) -> None:
+    """``--top-k 10**30`` was taken (and kept every token); ``top_k=10**30`` in Python too: both now
+    name the range, from the one table (deepseek.api_args.DECODE_WHOLE)."""
+    least, most = DECODE_WHOLE[name]
+    assert python_line(name, value) == f"generate: {name}: must be >= {least} and <= {most}, got {value}"
+    cli = invoke(["generate", "--checkpoint", str(tmp_path), option, str(value), "x"], core_host)
+    assert cli.code == 2 and cli.stdout == ""
+    assert cli.stderr.strip() == (f"error: Invalid value for '{option}': {value} is not in the range "
+                                  f"{least}<=x<={most}. (see 'deepseek generate --help')"), cli.stderr
+
+
+def test_the_largest_values_in_range_pass_the_check() -> None:
+    for name, (_, most) in DECODE_WHOLE.items():
+        args: dict[str, Any] = {"max_new_tokens": 2, "temperature": 0.8, "top_k": 50, name: most}
+        check_request(torch.zeros(1, 2, dtype=torch.long), **args)  # no error
+
+
+def test_a_huge_batch_size_is_refused(tmp_path: Path, core_host: PluginHost) -> None:
+    cli = invoke(["generate", "--checkpoint", str(tmp_path), "--prompts", str(tmp_path / "p.txt"), "--batch-size",
+                  str(10**30)], core_host)
+    assert cli.code == 2 and cli.stdout == ""
+    assert "'--batch-size': 1000000000000000000000000000000 is not in the range 1<=x<=65536." in cli.stderr

@@ -24,16 +24,16 @@ PROMPT = torch.tensor([[1, 2, 3, 4]])
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"max_new_tokens": "3"}, "generate: max_new_tokens: expected a whole number >= 0, got '3' (str)"),
-    ({"max_new_tokens": 3.0}, "generate: max_new_tokens: expected a whole number >= 0, got 3.0 (float)"),
-    ({"max_new_tokens": True}, "generate: max_new_tokens: expected a whole number >= 0, got True (bool)"),
-    ({"max_new_tokens": -1}, "generate: max_new_tokens: must be >= 0, got -1"),
+    ({"max_new_tokens": "3"}, "generate: max_new_tokens: expected a whole number >= 0 and <= 1000000, got '3' (str)"),
+    ({"max_new_tokens": 3.0}, "generate: max_new_tokens: expected a whole number >= 0 and <= 1000000, got 3.0 (float)"),
+    ({"max_new_tokens": True}, "generate: max_new_tokens: expected a whole number >= 0 and <= 1000000, got True (bool)"),
+    ({"max_new_tokens": -1}, "generate: max_new_tokens: must be >= 0 and <= 1000000, got -1"),
     ({"temperature": float("nan")}, "generate: temperature: must be a finite number >= 0, got nan"),
     ({"temperature": float("inf")}, "generate: temperature: must be a finite number >= 0, got inf"),
     ({"temperature": None}, "generate: temperature: expected a number, got None"),
-    ({"top_k": 5.5}, "generate: top_k: expected a whole number >= 1, got 5.5 (float)"),
-    ({"top_k": True}, "generate: top_k: expected a whole number >= 1, got True (bool)"),
-    ({"top_k": 0}, "generate: top_k: must be >= 1, got 0"),
+    ({"top_k": 5.5}, "generate: top_k: expected a whole number >= 1 and <= 1000000, got 5.5 (float)"),
+    ({"top_k": True}, "generate: top_k: expected a whole number >= 1 and <= 1000000, got True (bool)"),
+    ({"top_k": 0}, "generate: top_k: must be >= 1 and <= 1000000, got 0"),
     ({"top_p": "0.9"}, "generate: top_p: expected a number, got '0.9' (str)"),
     ({"top_p": True}, "generate: top_p: expected a number, got True (bool)"),
     ({"repetition_penalty": True}, "generate: repetition_penalty: expected a number, got True (bool)"),

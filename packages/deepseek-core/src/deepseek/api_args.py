@@ -106,6 +106,19 @@ model's ``generate``, ``deepseek.sample``) and the options of ``deepseek generat
 (:class:`deepseek.cli.params.Ranged`), both worded by :func:`real`."""
 
 
+DECODE_WHOLE: dict[str, tuple[int, int]] = {"max_new_tokens": (0, 1_000_000), "top_k": (1, 1_000_000)}
+"""The range of each whole-number decode argument, ``(least, most)``: a million new tokens is past
+any model's context, a million likeliest tokens past any vocabulary (``top_k`` 10**30 was taken and
+kept every token). The one rule behind :func:`decode_whole` and ``deepseek generate``'s options."""
+
+
+def decode_whole(value: Any, name: str) -> int:
+    """``value`` of the whole-number decode argument ``name`` (a key of :data:`DECODE_WHOLE`) in its
+    range, or one line ``generate: NAME: must be >= 1 and <= 1000000, got ...``."""
+    least, most = DECODE_WHOLE[name]
+    return whole(value, f"generate: {name}", minimum=least, maximum=most)
+
+
 def decode_number(value: Any, name: str) -> float:
     """``value`` of the decode argument ``name`` (a key of :data:`DECODE_NUMBERS`) checked by
     :func:`real` against its range, or one line ``generate: NAME: ...``."""

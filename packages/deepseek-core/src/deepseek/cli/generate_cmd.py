@@ -9,20 +9,23 @@ import json
 
 import click
 
-from deepseek.api_args import DECODE_NUMBERS
+from deepseek.api_args import DECODE_NUMBERS, DECODE_WHOLE
 from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH, SEED, Device, Ranged, count
 from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
+
+MAX_BATCH = 65_536
+"""The most prompts ``--batch-size`` decodes together (10**30 was taken)."""
 
 
 @click.command("generate")
 @click.option("--checkpoint", "checkpoint", required=True, type=PATH, metavar="PATH",
               help="Run folder, checkpoint folder or exported .safetensors.")
 @click.argument("prompt", required=False, default="")
-@click.option("--max-new-tokens", type=count(0, 1_000_000), default=200, show_default=True)
+@click.option("--max-new-tokens", type=count(*DECODE_WHOLE["max_new_tokens"]), default=200, show_default=True)
 @click.option("--temperature", type=Ranged(DECODE_NUMBERS["temperature"]), default=0.8, show_default=True,
               help="0 is greedy.")
-@click.option("--top-k", type=count(), default=50, show_default=True, help="Draw from the k likeliest tokens.")
+@click.option("--top-k", type=count(*DECODE_WHOLE["top_k"]), default=50, show_default=True, help="Draw from the k likeliest tokens.")
 @click.option("--top-p", type=Ranged(DECODE_NUMBERS["top_p"]), default=None,
               help="Nucleus sampling: draw from the fewest likeliest tokens holding this share of the probability "
                    "(0 < P <= 1; after --top-k). Default: off.")
@@ -42,7 +45,7 @@ from deepseek.cli.train_cmd import DTYPE_OPTION, STRATEGY_OPTION
 @click.option("--num-samples", type=count(1, 1024), default=1, show_default=True,
               help="Samples per prompt (Hugging Face's num_return_sequences), decoded together; above 1 each is "
                    "printed as a JSON line with its prompt and number.")
-@click.option("--batch-size", type=count(), default=32, show_default=True,
+@click.option("--batch-size", type=count(1, MAX_BATCH), default=32, show_default=True,
               help="With --prompts: at most this many prompts decoded together.")
 @click.option("--cuda-graphs/--no-cuda-graphs", "cuda_graphs", default=None,
               help="Decode on a static KV cache, each step (and its sampling) one CUDA graph replay (CUDA, one "

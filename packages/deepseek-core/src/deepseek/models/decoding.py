@@ -145,12 +145,12 @@ def check_request(idx: torch.Tensor, max_new_tokens: int, temperature: float, to
     """One line for a request :func:`decode` cannot serve, naming the argument: each of the right
     kind (``max_new_tokens`` and ``top_k`` whole numbers, the others finite numbers, never a bool)
     and in its range, and ``idx`` a ``(batch, seq)`` tensor of token ids."""
-    from deepseek.api_args import decode_number, whole
+    from deepseek.api_args import decode_number, decode_whole
 
-    whole(max_new_tokens, "generate: max_new_tokens")
+    decode_whole(max_new_tokens, "max_new_tokens")
     decode_number(temperature, "temperature")
     if top_k is not None:
-        whole(top_k, "generate: top_k", minimum=1)
+        decode_whole(top_k, "top_k")
     if top_p is not None:
         decode_number(top_p, "top_p")
     decode_number(repetition_penalty, "repetition_penalty")
