@@ -60,10 +60,11 @@ def test_an_edited_config_is_kept_and_named_on_resume(run: Path) -> None:
     kept = run / "config.edited.toml"
     warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert warning == [
-        f"warning: {run}/config.toml was edited since the run wrote it, and a resume does not read it (it runs the "
-        "checkpoint's config and this command's options): not applied: train.lr = 0.0005 (runs 0.002); "
-        f"train.max_steps = 8 (runs 6); it is kept as {kept} and config.toml now records what runs; to apply it, "
-        f"resume with it as the config file: deepseek train {kept} --resume {run}"
+        f"warning: {run}/config.toml was edited since the run wrote it, and a resume does not read it: this run "
+        "trains from r/checkpoints/step-4 with the checkpoint's config and this command's options, so it uses "
+        "train.lr = 0.002 (the file says 0.0005); train.max_steps = 6 (the file says 8); the file is kept as "
+        f"{kept} and config.toml now records what runs; to train with the edit instead, stop this run (Ctrl-C) and "
+        f"resume from the run's newest checkpoint with the file as the config: deepseek train {kept} --resume {run}"
     ], proc.stderr
     assert "resumed from r/checkpoints/step-4 at step 4, with config changes: train.max_steps 4 -> 6\n" in proc.stderr
     # what ran: the checkpoint's lr, --max-steps' 6 steps; config.toml says so, the edit is kept as it was
@@ -107,11 +108,42 @@ def test_a_config_toml_broken_by_an_edit_is_kept_too(run: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert warning.startswith(f"warning: {run}/config.toml is not valid TOML ("), warning
-    assert warning.endswith(f"; it is kept as {run}/config.edited.toml and config.toml now records what runs; to "
-                            f"apply it, resume with it as the config file: deepseek train {run}/config.edited.toml "
-                            f"--resume {run}"), warning
+    # what the file as the config would undo (this command's --max-steps) comes along as a --set
+    assert warning.endswith("and a resume does not read it: this run trains from r/checkpoints/step-4 with the "
+                            "checkpoint's config and this command's options; the file is kept as "
+                            f"{run}/config.edited.toml and config.toml now records what runs; to train with the edit "
+                            "instead, stop this run (Ctrl-C), fix the file and resume from the run's newest "
+                            f"checkpoint with the file as the config: deepseek train {run}/config.edited.toml "
+                            f"--resume {run} --set train.max_steps=5"), warning
     assert (run / "config.edited.toml").read_text() == "[train\nmax_steps = 8\n"
     assert "\nmax_steps = 5\n" in (run / "config.toml").read_text()
+
+
+def test_the_command_given_keeps_this_commands_options_and_applies_the_edit(run: Path, tmp_path: Path) -> None:
+    """Only ``train.lr`` edited, resumed with ``--max-steps 6``: the line says what runs (lr 0.002)
+    and its command carries ``--set train.max_steps=6``; without it the file's recorded
+    ``max_steps = 4`` came back and that command found the run complete at step 4, training nothing.
+    Stopped before its first step (a copy of the folder as it was), the command trains to step 6
+    with the edited lr."""
+    before = tmp_path / "before"
+    shutil.copytree(run, before)
+    text = (run / "config.toml").read_text().replace("\nlr = 0.002\n", "\nlr = 0.0005\n")
+    (run / "config.toml").write_text(text)
+    (before / "config.toml").write_text(text)
+    proc = deepseek("train", "--resume", "r", "--max-steps", "6", "--quiet", cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert "so it uses train.lr = 0.002 (the file says 0.0005); the file is kept as" in warning, warning
+    assert warning.endswith(f"deepseek train {run}/config.edited.toml --resume {run} --set train.max_steps=6"), warning
+    assert _recorded(run, 6)["lr"] == 0.002
+    # the same command in the folder as this run found it (the run stopped before its first step)
+    command = warning.partition(": deepseek ")[2].replace(str(run), str(before)).split()
+    assert command[:2] == ["train", str(before / "config.edited.toml")], command
+    (before / "config.toml").rename(before / "config.edited.toml")
+    proc = deepseek(*command, "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "at step 4, with config changes: train.lr 0.002 -> 0.0005; train.max_steps 4 -> 6\n" in proc.stderr
+    assert _recorded(before, 6)["lr"] == 0.0005 and _recorded(before, 6)["max_steps"] == 6
 
 
 def test_a_complete_run_names_an_edited_max_steps(run: Path) -> None:

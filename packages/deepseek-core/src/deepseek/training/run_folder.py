@@ -219,7 +219,9 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     ``config``: edited by hand to change ``train.lr``, say, which ``--resume RUN`` alone does not
     read: it runs the checkpoint's config) and this run does not apply the change, the file is
     moved to :data:`EDITED_CONFIG` (``config.edited-2.toml``, ... when taken) rather than lost,
-    and the one line returned names the keys not applied and how to apply them. ``None`` when
+    and the one line returned names what runs instead of each edit, and the command that applies
+    the edit in place of this run: the file as the config, with a ``--set`` for each change this
+    command made that the file does not (else the file would undo it). ``None`` when
     every value of the file is the recorded one or the one that runs (a config changed by this
     command's own options, or the edited file passed as the config: ``deepseek train
     RUN/config.toml --resume RUN``), or there is no file."""
@@ -240,9 +242,13 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     def leaves(table: dict[str, object]) -> dict[str, object]:  # TOML has no None: a key the file leaves out
         return {k: v for k, v in _leaves(table).items() if v is not None}
 
-    edits: list[str] = []
+    recorded_leaves = leaves(recorded) if isinstance(recorded, dict) else {}
+    runs = leaves(now)
+    edits: list[str] = []  # what runs instead of each edit
+    edited: set[str] = set()
+    mine: dict[str, object] = {}
     if data is not None:
-        mine, runs = leaves(data), leaves(now)
+        mine = leaves(data)
         # what a session of the run wrote: the config its checkpoints recorded (the one resumed, and
         # later ones: a resume from an older checkpoint finds the file a later session wrote)
         tables = [recorded] if isinstance(recorded, dict) else []
@@ -257,12 +263,13 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
         for key in sorted(mine.keys() | runs.keys()):
             if mine.get(key) == runs.get(key) or any(mine.get(key) == t.get(key) for t in saved):
                 continue  # applied by this command, or what the run wrote
+            edited.add(key)
             if key not in mine:
-                edits.append(f"{key} removed (runs {_show(runs[key])})")
+                edits.append(f"{key} = {_show(runs[key])} (the file leaves it out)")
             elif key not in runs:
-                edits.append(f"{key} = {_show(mine[key])} (not a setting of the config that runs)")
+                edits.append(f"not {key} = {_show(mine[key])} (no setting of the config that runs)")
             else:
-                edits.append(f"{key} = {_show(mine[key])} (runs {_show(runs[key])})")
+                edits.append(f"{key} = {_show(runs[key])} (the file says {_show(mine[key])})")
         if not edits:
             return None
     kept = run_dir / EDITED_CONFIG
@@ -272,13 +279,32 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
             break  # the same edit kept already (a resume that failed after keeping it)
         kept, n = run_dir / f"config.edited-{n}.toml", n + 1
     durable.move(path, kept)  # the edited file set aside, the folder fsynced
-    what = (f"is not valid TOML ({problem})" if problem is not None
-            else f"was edited since the run wrote it, and a resume does not read it (it runs the checkpoint's config "
-                 f"and this command's options): not applied: {'; '.join(edits)}")
-    again = (f"--resume {shlex.quote(str(run_dir))}" if resume.resolve().parent == run_dir / "checkpoints"
+    # what this command changed from the checkpoint's config and the file does not edit: the file as
+    # the config would undo it (a --max-steps of this command, back to the file's recorded value)
+    carried = [f" --set {shlex.quote(f'{key}={_set_value(runs[key])}')}" for key in sorted(runs)
+               if key not in edited and key in recorded_leaves and runs[key] != recorded_leaves[key]
+               and mine.get(key) != runs[key]]
+    inside = resume.resolve().parent == run_dir / "checkpoints"
+    again = (f"--resume {shlex.quote(str(run_dir))}" if inside
              else f"--resume {shlex.quote(str(resume))} --run-dir {shlex.quote(str(run_dir))}")
-    return (f"{path} {what}; it is kept as {kept} and config.toml now records what runs; to apply it, resume "
-            f"with it as the config file: deepseek train {shlex.quote(str(kept))} {again}")
+    source = f"this run trains from {resume} with the checkpoint's config and this command's options"
+    what = (f"is not valid TOML ({problem}), and a resume does not read it: {source}" if problem is not None
+            else f"was edited since the run wrote it, and a resume does not read it: {source}, so it uses "
+                 f"{'; '.join(edits)}")
+    fix = ", fix the file" if problem is not None else ""
+    start = "the run's newest checkpoint" if inside else str(resume)
+    return (f"{path} {what}; the file is kept as {kept} and config.toml now records what runs; to train with "
+            f"the edit instead, stop this run (Ctrl-C){fix} and resume from {start} with the file as the "
+            f"config: deepseek train {shlex.quote(str(kept))} {again}{''.join(carried)}")
+
+
+def _set_value(value: object) -> str:
+    """``value`` (a config leaf as JSON reads it back) as a ``--set`` value: a TOML literal."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)  # a number, a string (a TOML basic string), a list of them: TOML too
 
 
 def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path, named_run_dir: bool = False) -> str:
