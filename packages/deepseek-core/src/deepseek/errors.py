@@ -33,12 +33,48 @@ LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 """The characters ``str.splitlines`` ends a line at."""
 
 
+def escape(ch: str) -> str:
+    """The escape a character that does not print (a line break, a tab, ESC, ...: what a terminal
+    acts on or hides) is written as, the same in Python's and bash's ``$'...'`` quoting: ``\\n``,
+    ``\\t``, ``\\r``, ``\\x1b``, ``\\u2028``; a byte that was not UTF-8 (a lone surrogate, how
+    Python hands it over) as that byte, ``\\xff``."""
+    code = ord(ch)
+    if ch in "\n\t\r":
+        return repr(ch)[1:-1]
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def one_line(message: str) -> str:
-    """``message`` with each line break written as its escape (``\\n``): a path or name the user
-    gave with a newline in it (``--checkpoint $'a\\nb'``) kept the error to two lines."""
-    if not any(ch in message for ch in LINE_BREAKS):
+    """``message`` with each character that does not print written as its :func:`escape`
+    (``\\n``, ``\\x1b``): a path or name the user gave with a newline in it (``--checkpoint
+    $'a\\nb'``) kept the error to two lines, and an ESC in one could recolour the terminal."""
+    if message.isprintable():
         return message
-    return "".join(repr(ch)[1:-1] if ch in LINE_BREAKS else ch for ch in message)
+    return "".join(ch if ch.isprintable() else escape(ch) for ch in message)
+
+
+def shell_quoted(text: str) -> str:
+    """``text`` as one word of a shell command a line suggests: ``shlex.quote``'s when every
+    character prints, else bash's ``$'...'`` with each other character as its :func:`escape`,
+    which the shell reads back as ``text`` (a run folder named with a line break, pasted)."""
+    import shlex
+
+    if text.isprintable():
+        return shlex.quote(text)
+    inner = "".join(ch if ch.isprintable() and ch not in "\\'" else "\\" + ch if ch in "\\'" else escape(ch)
+                    for ch in text)
+    return f"$'{inner}'"
+
+
+def shown(path: object) -> str:
+    """A path (or a name) as a line of output names it: as it is when every character prints, else
+    :func:`shell_quoted` (``$'runs/a\\nb'``), so the line stays one line and says which path. The
+    one rule for paths in what commands print; an error's message escapes them too
+    (:func:`one_line`)."""
+    text = str(path)
+    return text if text.isprintable() else shell_quoted(text)
 
 
 class DeepseekError(Exception):

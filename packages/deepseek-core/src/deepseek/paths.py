@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
@@ -204,7 +204,7 @@ def created_note(folders: Sequence[Path]) -> str:
     if not folders:
         return ""
     plural = "s" if len(folders) > 1 else ""
-    return f" (created folder{plural} {', '.join(str(f) for f in folders)})"
+    return f" (created folder{plural} {', '.join(shown(f) for f in folders)})"
 
 
 def umask() -> int:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from deepseek.cli.params import MAX_REPEATS, PATH, SEED, Device, count
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 
 if TYPE_CHECKING:
     from deepseek_enterprise.paired_bootstrap import Estimate, Metrics
@@ -299,4 +299,4 @@ def compare(run_a: str, run_b: str, data: str | None, batches: int | None, devic
         make_folders(missing, where="--json")
         write_json(json_path, report)
         if to_file:
-            click.echo(f"wrote {json_path}{created_note(missing)}")
+            click.echo(f"wrote {shown(json_path)}{created_note(missing)}")

@@ -16,6 +16,7 @@ import json
 import click
 
 from deepseek.cli.params import PATH
+from deepseek.errors import shown
 
 
 @click.group("checkpoint")
@@ -37,7 +38,7 @@ def export(src: str, dst: str) -> None:
     missing = check_output(dst, where="checkpoint export: DST", folder=True)
     out = export_checkpoint(src, dst, host=command_host())
     parents = [m for m in missing if m != Path(dst)]
-    click.echo(f"exported {src} -> {out}{created_note(parents)} (canonical safetensors; loads with "
+    click.echo(f"exported {shown(src)} -> {shown(out)}{created_note(parents)} (canonical safetensors; loads with "
                "deepseek-core alone)")
 
 

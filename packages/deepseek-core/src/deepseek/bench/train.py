@@ -39,6 +39,7 @@ from deepseek.bench._train_config import (
 from deepseek.bench._train_measure import make_row, measure, peak_tflops
 from deepseek.cli.bench_cmd import baseline_options, check_baseline
 from deepseek.cli.params import MAX_REPEATS, PATH, SEED, Device, FiniteFloat, NameList, count
+from deepseek.errors import shown
 from deepseek.training.metrics import read_interval, read_scalars
 
 
@@ -351,7 +352,7 @@ def train_command(compile_: bool, json_path: str | None, against: str | None, ma
 
         make_folders(missing, where="--json")
         write_json(str(json_path), result)
-        click.echo(f"wrote {json_path}{created_note(missing)}")
+        click.echo(f"wrote {shown(json_path)}{created_note(missing)}")
     return check_baseline(saved, result, "train", against, max_regression)
 
 

@@ -20,7 +20,7 @@ from deepseek import durable
 from deepseek.bench.baseline import load_baseline
 from deepseek.cli.params import MAX_REPEATS, MAX_THREADS, PATH, Device, NameList, count
 from deepseek.dtypes import TORCH_NAMES
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 from deepseek.paths import usual_mode, write_target
 
 _LAZY: dict[str, tuple[str, str]] = {
@@ -271,6 +271,6 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         make_folders(missing, where="--json")
         write_json(json_path, result.as_dict())
         if to_file:
-            click.echo(f"wrote {json_path}{created_note(missing)}")
+            click.echo(f"wrote {shown(json_path)}{created_note(missing)}")
     return check_baseline(saved, result.as_dict(), "latency", against, max_regression)
 

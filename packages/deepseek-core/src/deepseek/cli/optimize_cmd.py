@@ -13,6 +13,7 @@ import click
 
 from deepseek.cli.params import PATH, Device, NameList, count
 from deepseek.dtypes import DTYPE_NAMES
+from deepseek.errors import shown
 from deepseek.graph.export_trained import DEFAULT_BATCH, FORMATS
 from deepseek.graph.export_trained import DEFAULT_SEQ as EXPORT_SEQ
 
@@ -173,7 +174,7 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int | None, seq: i
                               host=command_host())
     if fmt == "hf":
         size = sum(f.stat().st_size for f in done.path.iterdir()) / 2**20
-        click.echo(f"wrote {done.path} (Hugging Face GPT-2, {dtype or 'fp32'}, {size:.1f} MiB)"
+        click.echo(f"wrote {shown(done.path)} (Hugging Face GPT-2, {dtype or 'fp32'}, {size:.1f} MiB)"
                    f"{created_note(done.created)}; load it with "
                    f"transformers.GPT2LMHeadModel.from_pretrained({str(done.path)!r})")
         for note in done.notes:
@@ -182,5 +183,5 @@ def export(checkpoint: str, fmt: str, out: str | None, batch: int | None, seq: i
     for note in done.notes:
         click.echo(f"note: {note.text}", err=True)
     size = done.path.stat().st_size / 2**20
-    click.echo(f"wrote {done.path} ({fmt}, {size:.1f} MiB){created_note(done.created)}; load it with "
+    click.echo(f"wrote {shown(done.path)} ({fmt}, {size:.1f} MiB){created_note(done.created)}; load it with "
                "deepseek.graph.export.load_exported")

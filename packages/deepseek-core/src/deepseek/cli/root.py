@@ -22,7 +22,7 @@ import click
 from deepseek._version import __version__
 from deepseek.arguments import invocation
 from deepseek.cli.context import command_host, refuse_options_with_given_host
-from deepseek.errors import DeepseekError, PluginError, UsageError, clipped_words
+from deepseek.errors import DeepseekError, PluginError, UsageError, clipped_words, one_line
 from deepseek.plugins.host import CORE_DIST, PluginHost
 
 _PLUGIN_COMMAND = "deepseek.plugin_command"
@@ -144,7 +144,7 @@ def cli(ctx: click.Context, **_: Any) -> None:
 
 
 def _show_warning_on_one_line(message: Any, category: type, *_: Any, **__: Any) -> None:
-    click.secho(f"warning: {message}", fg="yellow", err=True)
+    click.secho(f"warning: {one_line(str(message))}", fg="yellow", err=True)
 
 
 def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> None:
@@ -318,14 +318,14 @@ def _run(args: list[str], host: PluginHost | None) -> None:
 
         if out_of_space(exc):  # the disk, not the program: where, and what to do
             where = getattr(exc, "filename", None)
-            click.secho(f"error: {os.fsdecode(where) + ': ' if where else ''}the disk is full "
+            click.secho(f"error: {one_line(os.fsdecode(where)) + ': ' if where else ''}the disk is full "
                         f"({' '.join(str(exc).split())[:160]}); free space there or write somewhere else",
                         fg="red", err=True)
             sys.exit(2)
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a path the user gave, or made of it
             name = os.fsdecode(exc.filename) if exc.filename is not None else ""
             shown = name if len(name) <= 80 else f"{name[:50]}...{name[-20:]}"
-            click.secho(f"error: {shown}: the path is too long for the file system (a name over 255 bytes or a "
+            click.secho(f"error: {one_line(shown)}: the path is too long for the file system (a name over 255 bytes or a "
                         "path over 4,096); give a shorter path", fg="red", err=True)
             sys.exit(2)
         from deepseek.training.launcher_env import peer_lost
@@ -336,7 +336,7 @@ def _run(args: list[str], host: PluginHost | None) -> None:
                         fg="red", err=True)
             sys.exit(1)
         click.secho(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"internal error: {type(exc).__name__}: {one_line(str(exc))} (run with --debug for the traceback)",
             fg="red", err=True,
         )
         sys.exit(1)

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from deepseek.cli.params import PATH, FiniteFloat, count
+from deepseek.errors import shown
 
 
 @click.group("tokenizer")
@@ -179,7 +180,7 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
     path = write_tokenizer(hf, out)
     tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), digest=file_digest(path.read_bytes()),
                        source=str(path))
-    click.echo(f"wrote {path}{created_note(missing)}: vocabulary {tok.vocab_size}, separator "
+    click.echo(f"wrote {shown(path)}{created_note(missing)}: vocabulary {tok.vocab_size}, separator "
                f"{separator_token!r} = id {tok.separator}, trained on {learnt[0]:,} bytes of {corpus.name}")
     _report_compression(tok, corpus, has_val)
 
@@ -234,7 +235,7 @@ def info(path: str, separator_token: str, text: str | None) -> None:
     from deepseek.data.bpe import load_bpe
 
     tok = load_bpe(path, separator_token, where="tokenizer info")
-    click.echo(f"{path}: vocabulary {tok.vocab_size}, separator {tok.hf.id_to_token(tok.separator)!r} = id {tok.separator}, "
+    click.echo(f"{shown(path)}: vocabulary {tok.vocab_size}, separator {tok.hf.id_to_token(tok.separator)!r} = id {tok.separator}, "
                f"{tok.identity}")
     if text is not None:
         ids = tok.encode(text)

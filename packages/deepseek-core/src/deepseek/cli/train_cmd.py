@@ -8,7 +8,6 @@ exit code 2.
 from __future__ import annotations
 
 import json
-import shlex
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH, Device, count
 from deepseek.cli.train_options import train_config_data
 from deepseek.dtypes import DTYPE_NAMES
+from deepseek.errors import shell_quoted, shown
 
 
 def build_train_config(
@@ -251,9 +251,9 @@ def train(
     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: every rank exits with the same code
         from deepseek.training.preemption import EXIT_PREEMPTED, stopped_line
 
-        checkpoint = _show_path(result.checkpoint) if result.checkpoint is not None else None
+        checkpoint = shown(_show_path(result.checkpoint)) if result.checkpoint is not None else None
         if result.is_global_zero:
-            click.echo(stopped_line(result.stopped_by, result.step, checkpoint, _show_path(result.run_dir)), err=True)
+            click.echo(stopped_line(result.stopped_by, result.step, checkpoint, shell_quoted(_show_path(result.run_dir))), err=True)
         return EXIT_PREEMPTED
     if not result.is_global_zero:
         return None
@@ -273,12 +273,12 @@ def train(
     else:  # the counts are the run's; the time is this session's
         click.echo(f"{result.step} steps, {seen} (steps {result.resumed_at + 1}-{result.step} after resuming "
                    f"at step {result.resumed_at}: {result.seconds:.0f} s)")
-    click.echo(f"run folder: {_show_path(result.run_dir)}{created_note([m for m in missing if m.resolve() != result.run_dir])}")
+    click.echo(f"run folder: {shown(_show_path(result.run_dir))}{created_note([m for m in missing if m.resolve() != result.run_dir])}")
     if result.best_checkpoint is not None:
         m = result.monitor
-        click.echo(f"best checkpoint: {_show_path(result.best_checkpoint)} ({m['name']} {m['best']:.4f})")
+        click.echo(f"best checkpoint: {shown(_show_path(result.best_checkpoint))} ({m['name']} {m['best']:.4f})")
     if result.checkpoint is not None and result.generates:
-        run = shlex.quote(_show_path(result.run_dir))
+        run = shell_quoted(_show_path(result.run_dir))
         # "def " suits the default corpus (Python sources); other data: a new document, no prompt
         default_corpus = config.data.name == "text" and not getattr(config.data.options, "path", "")
         click.echo(f"try: {deepseek_command()} generate --checkpoint {run}" + (' "def "' if default_corpus else ""))
@@ -303,7 +303,7 @@ def deepseek_command() -> str:
     found = shutil.which("deepseek")
     if script is not None and script.name == "deepseek" and found and Path(found).resolve() == script.resolve():
         return "deepseek"
-    return f"{shlex.quote(_show_path(Path(sys.executable).absolute()))} -m deepseek"
+    return f"{shell_quoted(_show_path(Path(sys.executable).absolute()))} -m deepseek"
 
 
 DTYPE_OPTION = click.option(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from deepseek import durable
 from deepseek.arguments import given, spelled
-from deepseek.errors import CheckpointError, UsageError
+from deepseek.errors import CheckpointError, UsageError, shell_quoted, shown
 from deepseek.paths import check_output, unwritable, usual_mode
 from deepseek.run_files import RUN_FILES
 from deepseek.training.checkpoint_dirs import list_checkpoints
@@ -80,7 +80,7 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
                              "logging.name")
     if (resume_from is None and strategy.is_global_zero and metrics.is_file() and metrics.stat().st_size > 0
             and not is_held(chosen / LOCK_FILE)):  # a live job's folder: the trainer refuses it next
-        print(f"run folder {chosen} holds a run without a checkpoint (nothing to resume): starting it afresh, "
+        print(f"run folder {shown(chosen)} holds a run without a checkpoint (nothing to resume): starting it afresh, "
               "its metrics replaced", file=sys.stderr, flush=True)
     for name in (*RUN_FILES, *copies):  # written as files by the run: checked before anything is
         path = chosen / name
@@ -226,7 +226,6 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     command's own options, or the edited file passed as the config: ``deepseek train
     RUN/config.toml --resume RUN``), or there is no file."""
     import json
-    import shlex
 
     from deepseek.parsing import loads_toml
 
@@ -281,12 +280,12 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     durable.move(path, kept)  # the edited file set aside, the folder fsynced
     # what this command changed from the checkpoint's config and the file does not edit: the file as
     # the config would undo it (a --max-steps of this command, back to the file's recorded value)
-    carried = [f" --set {shlex.quote(f'{key}={_set_value(runs[key])}')}" for key in sorted(runs)
+    carried = [f" --set {shell_quoted(f'{key}={_set_value(runs[key])}')}" for key in sorted(runs)
                if key not in edited and key in recorded_leaves and runs[key] != recorded_leaves[key]
                and mine.get(key) != runs[key]]
     inside = resume.resolve().parent == run_dir / "checkpoints"
-    again = (f"--resume {shlex.quote(str(run_dir))}" if inside
-             else f"--resume {shlex.quote(str(resume))} --run-dir {shlex.quote(str(run_dir))}")
+    again = (f"--resume {shell_quoted(str(run_dir))}" if inside
+             else f"--resume {shell_quoted(str(resume))} --run-dir {shell_quoted(str(run_dir))}")
     source = f"this run trains from {resume} with the checkpoint's config and this command's options"
     what = (f"is not valid TOML ({problem}), and a resume does not read it: {source}" if problem is not None
             else f"was edited since the run wrote it, and a resume does not read it: {source}, so it uses "
@@ -295,7 +294,7 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     start = "the run's newest checkpoint" if inside else str(resume)
     return (f"{path} {what}; the file is kept as {kept} and config.toml now records what runs; to train with "
             f"the edit instead, stop this run (Ctrl-C){fix} and resume from {start} with the file as the "
-            f"config: deepseek train {shlex.quote(str(kept))} {again}{''.join(carried)}")
+            f"config: deepseek train {shell_quoted(str(kept))} {again}{''.join(carried)}")
 
 
 def _set_value(value: object) -> str:
@@ -313,8 +312,6 @@ def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path, 
     ``train.early_stop_patience``, which a plain ``--resume`` does not read, a note (starting
     ``"; "``) naming the edit and the command that applies it (with ``--run-dir`` where the
     command named it: ``named_run_dir``); else ``""``."""
-    import shlex
-
     from deepseek.parsing import loads_toml
 
     try:
@@ -329,6 +326,6 @@ def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path, 
     if not edits:
         return ""
     path = run_dir / "config.toml"
-    again = f" --run-dir {shlex.quote(str(run_dir))}" if named_run_dir else ""  # else it resumes in the checkpoint's
+    again = f" --run-dir {shell_quoted(str(run_dir))}" if named_run_dir else ""  # else it resumes in the checkpoint's
     return (f"; {path} sets {' and '.join(edits)}, which a resume does not read (it runs the checkpoint's "
-            f"config): to apply it, deepseek train {shlex.quote(str(path))} --resume {shlex.quote(str(resume))}{again}")
+            f"config): to apply it, deepseek train {shell_quoted(str(path))} --resume {shell_quoted(str(resume))}{again}")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from deepseek.config.ineffective import IneffectiveSettingWarning, ineffective_settings
 from deepseek.config.load import write_config
+from deepseek.errors import shown
 from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
@@ -51,8 +52,9 @@ def open_run_folder(trainer: Trainer) -> None:
         trainer.metrics_out.close()
         raise
     changes = config_changes(trainer._resumed_config, cfg.to_dict()) if trainer.resume_from is not None else []
+    resumed = shown(trainer.resume_from)
     if trainer.resume_from is not None and zero:
-        print(f"resumed from {trainer.resume_from} at step {trainer.step}"
+        print(f"resumed from {resumed} at step {trainer.step}"
               + (f", with config changes: {'; '.join(changes)}" if changes else ""), file=sys.stderr, flush=True)
     if zero:
         copy_run_files(trainer.dataset.run_files(), trainer.run_dir)  # first: a folder in a copy's place is refused
@@ -61,9 +63,9 @@ def open_run_folder(trainer: Trainer) -> None:
                                         resume=trainer.resume_from)
             if edited is not None:
                 warnings.warn(edited, EditedConfigWarning, stacklevel=4)
-        notes = [f"resumed from {trainer.resume_from} at step {trainer.step}, changing {c}" for c in changes]
+        notes = [f"resumed from {resumed} at step {trainer.step}, changing {c}" for c in changes]
         # the optimizer follows the checkpoint there, not this file
-        notes += [f"resumed from {trainer.resume_from}: the optimizer kept the checkpoint's {s}"
+        notes += [f"resumed from {resumed}: the optimizer kept the checkpoint's {s}"
                   for s in trainer.engine.kept_settings]
         write_config(cfg, trainer.run_dir / "config.toml", notes)
     run = RunInfo(trainer.run_dir, trainer.run_dir.name, flat_params(cfg.to_dict()), trainer.step, trainer.strategy.world_size,

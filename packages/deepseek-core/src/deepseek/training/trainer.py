@@ -19,6 +19,7 @@ import torch
 
 from deepseek import api_args
 from deepseek.config.schema import Config
+from deepseek.errors import one_line
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
@@ -354,5 +355,5 @@ class Trainer:
             return
         if self.config.logging.plot:
             records = read_metrics(self.run_dir / "metrics.jsonl")
-            plot_metrics(records, self.run_dir / PLOT_FILE, title=f"{self.config.model.name} - {self.run_dir.name}")
+            plot_metrics(records, self.run_dir / PLOT_FILE, title=f"{self.config.model.name} - {one_line(self.run_dir.name)}")
 

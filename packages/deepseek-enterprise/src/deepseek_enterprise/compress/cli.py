@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from deepseek.cli.params import MAX_REPEATS, PATH, Device, count
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shell_quoted, shown
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.compress.search import (
     PREFERENCES,
@@ -226,10 +226,10 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
 
         make_folders(json_missing, where="--json")
         write_json(json_path, report)
-    click.echo(f"wrote {out}{created_note(missing)} (loads with {loads_with}); "
-               f"try: deepseek eval --checkpoint {out}")
+    click.echo(f"wrote {shown(out)}{created_note(missing)} (loads with {loads_with}); "
+               f"try: deepseek eval --checkpoint {shell_quoted(str(out))}")
     if to_file:
-        click.echo(f"wrote {json_path}{created_note(json_missing)}")
+        click.echo(f"wrote {shown(json_path)}{created_note(json_missing)}")
 
 
 def _recovers(recipes: list[Any]) -> bool:
