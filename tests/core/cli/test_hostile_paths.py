@@ -128,6 +128,12 @@ INPUTS: list[tuple[str, list[str], list[str]]] = [
     ("config with a carriage return", ["train", "cfg\r\nx.toml"], ["cfg\\r\\nx.toml: config file not found"]),
     ("prompts with a line separator", ["generate", "--checkpoint", "RUN", "--prompts", "p\u2028q"],
      ["--prompts: p\\u2028q does not exist"]),
+    ("checkpoint with an escape sequence", ["eval", "--checkpoint", "no\x1b[2Jthere"],  # was printed raw: cleared the screen
+     ["no\\x1b[2Jthere: no such checkpoint"]),
+    # a loop of links or a link to nothing was said not to exist
+    ("script a loop of links", ["run", "loop"], ["run: 'loop' is a loop of symbolic links"]),
+    ("script a dangling link", ["run", "dangling"], ["run: 'dangling' is a symbolic link to gone.toml, which does not exist"]),
+    ("import-hf a loop of links", ["import-hf", "loop", "--out", "m"], ["import-hf: loop is a loop of symbolic links"]),
 ]
 
 TEXT: list[tuple[str, list[str], list[str]]] = [

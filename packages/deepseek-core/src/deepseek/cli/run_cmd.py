@@ -31,7 +31,9 @@ def run(script: str, args: tuple[str, ...]) -> None:
 
     path = Path(script)
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
+        from deepseek.paths import broken_link
+
+        what = "is a folder" if path.is_dir() else broken_link(path) or "does not exist"
         raise UsageError(f"run: {script!r} {what}; give the path of a Python script, e.g. deepseek run train.py")
     if path.suffix != ".py":
         raise UsageError(f"run: {script!r} is not a .py file; give the path of a Python script")

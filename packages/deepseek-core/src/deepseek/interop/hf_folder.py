@@ -208,7 +208,10 @@ def _present(path: Path) -> bool:
 def _source_files(src: Path) -> tuple[Path, list[Path]]:
     """``config.json`` and the safetensors files of a GPT-2 folder, or one line saying what is wrong."""
     if not src.exists():
-        raise UsageError(f"import-hf: {src} does not exist; give a folder written by save_pretrained")
+        from deepseek.paths import broken_link
+
+        raise UsageError(f"import-hf: {src} {broken_link(src) or 'does not exist'}; give a folder written by "
+                         "save_pretrained")
     if not src.is_dir():
         raise UsageError(f"import-hf: {src} is a file; give the folder that holds config.json and model.safetensors")
     config = src / "config.json"
