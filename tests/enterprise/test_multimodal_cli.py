@@ -88,6 +88,16 @@ def test_the_study_refuses_repeated_names_and_bad_configs_before_writing(
     assert not (tmp_path / "res").exists()
 
 
+def test_the_study_names_the_steps_option_for_a_huge_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--steps 10**24`` was refused as "train.max_steps: ... outside TOML's 64-bit integer range",
+    a key the command line never named; now the option and its range (bench train's --steps')."""
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", "--seed", "0", "--config", "vision", "--steps",
+                        str(10**24), "--device", "cpu", "--out", "res")
+    assert out == (2, f"error: Invalid value for '--steps': {10**24} is not in the range 1<=x<=1000000. (see "
+                      "'deepseek multimodal study --help')", "")
+    assert not (tmp_path / "res").exists()
+
+
 def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     run = study["dir"] / "res" / "runs" / "redundant-cross_attention-s0"

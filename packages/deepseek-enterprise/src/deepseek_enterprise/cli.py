@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from deepseek.cli.params import PATH, SEED, Device, FiniteFloat, count
+from deepseek.cli.params import MAX_REPEATS, PATH, SEED, Device, FiniteFloat, count
 from deepseek.errors import UsageError
 from deepseek_enterprise.cli_params import PATH_ARG
 
@@ -45,7 +45,7 @@ class ModelNames(click.Choice):
 @click.option("--config", "configs", multiple=True,
               type=ModelNames(["vision", "audio", "text", "late", "concat", "cross_attention"]),
               help="Models to train (repeatable; default all).")
-@click.option("--steps", type=count(), default=None,
+@click.option("--steps", type=count(1, MAX_REPEATS), default=None,
               help=f"Optimizer steps per run [default: CONFIG.toml's train.max_steps, else {DEFAULTS['steps']}].")
 @click.option("--batch", type=count(), default=None,
               help=f"Global batch [default: CONFIG.toml's data.batch_size, else {DEFAULTS['batch']}].")
