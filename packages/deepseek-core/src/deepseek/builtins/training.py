@@ -9,7 +9,7 @@ def deepseek_register_optimizers(register: RegisterFn) -> None:
     register("adamw", "deepseek.training.optimizers:AdamW",
              description="torch's AdamW, decoupled weight decay; fp32 master weights with precision.master_weights")
     register("sgd", "deepseek.training.optimizers:SGD", description="torch's SGD with momentum (and nesterov)")
-    register("adafactor", "deepseek.training.optimizers:Adafactor",
+    register("adafactor", "deepseek.training.adafactor:Adafactor",
              description="torch's Adafactor: factored second moment, relative step size, decoupled weight decay")
     register("lion", "deepseek.training.lion:LionBuilder",
              description="sign of the interpolated momentum (one state tensor), decoupled weight decay")
