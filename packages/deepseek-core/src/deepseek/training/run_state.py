@@ -1,6 +1,8 @@
 """What a checkpoint records of a run besides model and optimizer (``trainer.json``), and reading
 it back when a run resumes; and the check of the first evaluation a run makes before anything is
-written. Functions of a :class:`~deepseek.training.trainer.Trainer`'s public views."""
+written. :func:`trainer_state` reads a :class:`~deepseek.training.trainer.Trainer`'s public views;
+the set-up's checks (:func:`restore`, :func:`check_evaluation`) take what they read as arguments,
+since the trainer keeps none of it before its set-up returns."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ from deepseek.training.totals import offers_whole_set_metrics
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from deepseek.data.batch import Batch
+    from deepseek.data.dataset import Dataset, PredictedText
+    from deepseek.training.engine import StepEngine
+    from deepseek.training.monitor import Monitor
     from deepseek.training.trainer import Trainer
 
 
@@ -65,45 +71,39 @@ class Restored:
     over, just before the first step (what the set-up drew since must not count twice)."""
 
 
-def restore(trainer: Trainer, directory: Path) -> Restored:
-    """Load checkpoint ``directory`` into the trainer's dataset (its position, first: another
-    tokenizer or corpus is named as such, before the model's shapes would refuse the weights),
-    strategy (model and optimizer), monitor, precision and random generators; refuse a run with
-    nothing left to train (:func:`~deepseek.training.monitor.refuse_finished`)."""
-    assert trainer.strategy is not None
+def restore(engine: StepEngine, dataset: Dataset, monitor: Monitor, run_dir: Path, directory: Path) -> Restored:
+    """Load checkpoint ``directory`` of the run in ``run_dir`` into ``dataset`` (its position,
+    first: another tokenizer or corpus is named as such, before the model's shapes would refuse the
+    weights), ``engine``'s strategy (model and optimizer) and precision, ``monitor`` and the random
+    generators; refuse a run with nothing left to train
+    (:func:`~deepseek.training.monitor.refuse_finished`)."""
+    config = engine.config
     saved = ckpt.read_trainer_state(directory)
     try:
-        with blamed_on(trainer.dataset.label, "load_state_dict"):  # its own bug: one line naming it
-            trainer.dataset.load_state_dict(saved["data"])
+        with blamed_on(dataset.label, "load_state_dict"):  # its own bug: one line naming it
+            dataset.load_state_dict(saved["data"])
     except UsageError as exc:
-        _refuse_another_run(trainer.config, saved.get("config"), directory)  # the cause, where it is one
+        _refuse_another_run(config, saved.get("config"), directory)  # the cause, where it is one
         raise UsageError(f"{directory / ckpt.TRAINER_FILE}: {exc}") from exc
-    state = trainer.engine.load_checkpoint(directory)
+    state = engine.load_checkpoint(directory)
     step = int(state.get("step", 0))
     if "monitor" in state:
-        trainer.monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
+        monitor.load_state_dict(state["monitor"], directory / ckpt.TRAINER_FILE)
     try:
-        refuse_finished(directory, step, trainer.config.train.max_steps, trainer.monitor,
-                        should_stop=state.get("should_stop") is True)
+        refuse_finished(directory, step, config.train.max_steps, monitor, should_stop=state.get("should_stop") is True)
     except RunComplete:
-        _clean_finished(trainer, directory)
+        if engine.strategy.is_global_zero:  # a requeued job finding it done writes nothing, but tidies the folder
+            tidy_finished(run_dir, directory, config.checkpoint.keep_last)
         raise
-    trainer.precision.load_state_dict(state.get("precision", {}))
+    engine.precision.load_state_dict(state.get("precision", {}))
     saved = state.get("world_size")
-    ckpt.load_rng_state(directory, trainer.strategy.rank, saved if isinstance(saved, int) else None)  # checked now
+    ckpt.load_rng_state(directory, engine.strategy.rank, saved if isinstance(saved, int) else None)  # checked now
     put_back_rng = ckpt.rng_snapshot()
     best = ckpt.best_checkpoint(directory.parent)  # the run's best so far, as the summary names it
     kept = best is not None and any(p == best and s <= step for s, p in ckpt.list_checkpoints(directory.parent))
     return Restored(step, state.get("config"), int(state.get("tokens_seen", 0)),
-                    int(state.get("samples_seen", step * trainer.config.data.batch_size)),
+                    int(state.get("samples_seen", step * config.data.batch_size)),
                     dict(state.get("metrics", {})), best if kept else None, put_back_rng)
-
-
-def _clean_finished(trainer: Trainer, directory: Path) -> None:
-    """A finished run resumed (a requeued job finding it done) writes nothing, but its folder is
-    tidied (:func:`tidy_finished`), by rank 0."""
-    if trainer.strategy.is_global_zero:
-        tidy_finished(trainer.run_dir, directory, trainer.config.checkpoint.keep_last)
 
 
 def tidy_finished(run_dir: Path, directory: Path, keep_last: int) -> None:
@@ -163,28 +163,29 @@ def _refuse_another_run(cfg: Any, saved: Any, directory: Path) -> None:
                      "in another run folder (--run-dir)")
 
 
-def check_evaluation(trainer: Trainer, model: torch.nn.Module) -> None:
-    """Evaluate the first validation batch as evaluations will, before anything is written: the
-    output must follow the model contract with the metrics the model declares, and
-    ``train.monitor`` name a value the evaluations report (random generators put back). A
-    monitored whole-set metric that the model declares but the first batch did not measure (a
-    class or modality none of its rows has) is looked for over the whole validation set, as
-    every evaluation will count it."""
-    assert trainer.strategy is not None
-    if not trainer.val_set:  # data.eval_batches = 0: nothing is evaluated, no monitored value is needed
+def check_evaluation(engine: StepEngine, model: torch.nn.Module, dataset: Dataset, val_set: list[Batch],
+                     val_texts: list[PredictedText | None], monitor: Monitor) -> None:
+    """Evaluate the first validation batch (of ``val_set``, whose texts are ``val_texts``) as
+    evaluations will, before anything is written: the output must follow the model contract with
+    the metrics the model declares, and ``train.monitor`` (``monitor``) name a value the
+    evaluations report (random generators put back). A monitored whole-set metric that the model
+    declares but the first batch did not measure (a class or modality none of its rows has) is
+    looked for over the whole validation set, as every evaluation will count it."""
+    if not val_set:  # data.eval_batches = 0: nothing is evaluated, no monitored value is needed
         return
-    with rng_kept(trainer.strategy.device):
-        results, whole_set = trainer.engine.evaluate_all(trainer.val_set[:1], first=True)
+    device, model_name = engine.strategy.device, engine.config.model.name
+    with rng_kept(device):
+        results, whole_set = engine.evaluate_all(val_set[:1], first=True)
     reported = [*results[0][1], *(name.removeprefix("val_") for name in whole_set)]
     whole = offers_whole_set_metrics(model)
-    with trainer.engine.model_calls("metric_names"):
-        got = check_declared_metrics(model, reported, model_name=trainer.config.model.name, whole_set=whole)
-        declared = declared_metrics(model, model_name=trainer.config.model.name) or ()
-    monitored = trainer.monitor.name.removeprefix("val_")
-    if whole and monitored in declared and monitored not in got and len(trainer.val_set) > 1:
-        with rng_kept(trainer.strategy.device):
-            _, whole_set = trainer.engine.evaluate_all(trainer.val_set)
+    with engine.model_calls("metric_names"):
+        got = check_declared_metrics(model, reported, model_name=model_name, whole_set=whole)
+        declared = declared_metrics(model, model_name=model_name) or ()
+    monitored = monitor.name.removeprefix("val_")
+    if whole and monitored in declared and monitored not in got and len(val_set) > 1:
+        with rng_kept(device):
+            _, whole_set = engine.evaluate_all(val_set)
         got = tuple(sorted({*got, *(name.removeprefix("val_") for name in whole_set)}))
-    values = reported_values(got, tokens=trainer.dataset.count_tokens(trainer.val_set[0]) is not None,
-                             text=reports_bits_per_byte(trainer.val_texts, len(trainer.val_set)))
-    trainer.monitor.check_name(values.evaluation)
+    values = reported_values(got, tokens=dataset.count_tokens(val_set[0]) is not None,
+                             text=reports_bits_per_byte(val_texts, len(val_set)))
+    monitor.check_name(values.evaluation)

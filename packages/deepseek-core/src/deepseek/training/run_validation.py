@@ -22,9 +22,9 @@ from deepseek.plugins.calls import blamed_on
 from deepseek.training.evaluation import validation_set
 
 if TYPE_CHECKING:
-    from deepseek.config.schema import Config
+    from deepseek.config.schema import Config, DataConfig
     from deepseek.data.dataset import Dataset, PredictedText
-    from deepseek.training.trainer import Trainer
+    from deepseek.training.engine import StepEngine
 
 
 def validates(config: Config) -> bool:
@@ -49,23 +49,25 @@ def no_validation_error() -> UsageError:
 
 
 class TrainingBatches:
-    """Draws a session's training batches from the trainer's dataset, each checked as a global
-    batch. Checks ``model`` against the data (``check_model_data``) at set-up, before the model is
-    placed, trackers start or anything is written: on the first validation batch, or, with
-    validation off, on the first training batch, drawn and then put back (the dataset's position
-    restored through its ``state_dict`` / ``load_state_dict``, which a resume relies on too, and
-    the random generators as they were): what the run trains on stays exactly as it would be."""
+    """Draws a session's training batches from ``dataset`` (``data``: its ``[data]`` section), each
+    checked as a global batch. Checks ``model`` against the data (``check_model_data``) at set-up,
+    before the model is placed, trackers start or anything is written: on the first validation
+    batch (``val_set``), or, with validation off, on the first training batch, drawn and then put
+    back (the dataset's position restored through its ``state_dict`` / ``load_state_dict``, which a
+    resume relies on too, and the random generators as they were): what the run trains on stays
+    exactly as it would be. ``engine`` blames what the model's check raises on the model."""
 
-    def __init__(self, trainer: Trainer, model: Any) -> None:
-        self.trainer = trainer
-        first = trainer.val_set[0] if trainer.val_set else self._peek()
-        with trainer.engine.model_calls("check_data"):
-            check_model_data(model, first, trainer.dataset, model_name=trainer.config.model.name)
+    def __init__(self, dataset: Dataset, data: DataConfig, model: Any, *, val_set: list[Batch],
+                 engine: StepEngine) -> None:
+        self.dataset, self.data = dataset, data
+        first = val_set[0] if val_set else self._peek()
+        with engine.model_calls("check_data"):
+            check_model_data(model, first, dataset, model_name=engine.config.model.name)
 
     def _peek(self) -> Batch:
         from deepseek.training.checkpoint_rng import rng_snapshot
 
-        dataset = self.trainer.dataset
+        dataset = self.dataset
         put_back = rng_snapshot()
         with blamed_on(dataset.label, "state_dict"):
             state = copy.deepcopy(dataset.state_dict())  # a copy: the draw may change the object it returned
@@ -78,7 +80,7 @@ class TrainingBatches:
 
     def draw(self, step: int) -> Batch:
         """The training batch of ``step`` (the dataset's next one)."""
-        dataset, data = self.trainer.dataset, self.trainer.config.data
+        dataset, data = self.dataset, self.data
         with blamed_on(dataset.label, "__next__"):  # what a dataset raises: one line naming it
             batch = next(dataset)
         check_global_batch(batch, dataset=data.name, batch_size=data.batch_size, what=f"training batch of step {step}")

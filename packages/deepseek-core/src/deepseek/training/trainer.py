@@ -23,6 +23,7 @@ from deepseek.errors import one_line
 from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.engine import StepEngine
 from deepseek.training.epochs import EpochEnds
 from deepseek.training.evaluation import summarize
 from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
@@ -36,8 +37,7 @@ from deepseek.training.metrics import (
 from deepseek.training.monitor import CALLBACK_STOP, rank_zero_additions
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
-from deepseek.training.run_folder import discard_unfinished
-from deepseek.training.run_lock import RunLock
+from deepseek.training.run_open import RunFolder
 from deepseek.training.run_setup import set_up
 from deepseek.training.run_state import trainer_state
 from deepseek.training.run_validation import no_validation_error
@@ -92,11 +92,8 @@ class Trainer:
         self._epochs: EpochEnds | None = None
         self._saved_step = 0
         """Step of the newest checkpoint of this run (on disk already when resuming)."""
-        self._lock: RunLock | None = None
-        self._made_run_dir = False  # rank 0 of a fresh run created the folder (discard_unfinished)
-        self._found_in_run_dir: frozenset[str] | None = None  # what an existing folder held before a fresh run
+        self._folder: RunFolder | None = None  # the run folder once it is claimed: its lock, what a failed run removes
         self._resumed_at: int | None = None
-        self._resumed_config: object = None  # the config the resumed checkpoint recorded
         self._put_back_rng: Callable[[], None] | None = None  # a resumed run's generators, set before its first step
         self._stop = StopSignals(config.train.preempt_grace_s)
         self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
@@ -137,7 +134,30 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
 
     def _setup(self) -> None:
-        set_up(self)  # run_setup.py: everything the loop needs, checked before the run folder is written
+        """Everything the loop needs, on every rank: the step engine, then what the set-up makes and
+        checks before the run folder is written (run_setup.py), then the folder opened for writing
+        (run_open.py); ends at a barrier, so every rank starts the loop together. Each part is kept
+        as soon as it exists, so a failure after it still tears down the strategy and gives the
+        folder back (:meth:`fit`)."""
+        self.engine = engine = StepEngine(self.config, host=self.host)
+        self.hooks, self.precision, self.strategy = engine.lookups.hook, engine.precision, engine.strategy
+        engine.setup_environment()
+        self._scope.enter_context(engine.attention_kernel())
+        made = set_up(engine, run_dir=self._run_dir_arg, resume_from=self.resume_from)
+        self.config, self.dataset, self.schedule, self.monitor = made.config, made.dataset, made.schedule, made.monitor
+        self.val_set, self.val_texts, self.generates, self._batches = made.val_set, made.val_texts, made.generates, made.batches
+        self.run_dir = made.run_dir
+        if made.restored is not None:
+            restored = made.restored
+            self.step = self._saved_step = self._resumed_at = restored.step
+            self.best_checkpoint = restored.best_checkpoint
+            self.tokens_seen, self.samples_seen = restored.tokens_seen, restored.samples_seen
+            self.last_metrics = restored.metrics
+            self._put_back_rng = restored.put_back_rng
+        self._folder = RunFolder(self.run_dir)
+        opened = self._folder.open(made, engine, resume_from=self.resume_from, quiet=self.quiet)
+        self.metrics_out, self.tracking = opened.metrics_out, opened.tracking
+        self.strategy.barrier()
 
     # ------------------------------------------------------------------ the loop
 
@@ -169,10 +189,8 @@ class Trainer:
                     else:  # keep the original error, not one from tearing down after it
                         with contextlib.suppress(Exception):
                             self.strategy.teardown()
-                if self._lock is not None:
-                    self._lock.release()
-                if failure is not None and self.step == 0 and (self._made_run_dir or self._found_in_run_dir is not None):
-                    discard_unfinished(self.run_dir, None if self._made_run_dir else self._found_in_run_dir)
+                if self._folder is not None:
+                    self._folder.close(discard=failure is not None and self.step == 0)
         assert self.strategy is not None
         return TrainResult(
             self.run_dir, self.step, dict(self.last_metrics), self.last_checkpoint, list(self.val_losses),
