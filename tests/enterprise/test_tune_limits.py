@@ -14,7 +14,7 @@ from _tune_common import write
 from deepseek.errors import UsageError
 from deepseek_enterprise.tune.cli import tune
 from deepseek_enterprise.tune.limits import TUNE_NUMBERS
-from deepseek_enterprise.tune.study import StudySettings
+from deepseek_enterprise.tune.study_open import StudySettings
 from deepseek_enterprise.tune.system import SystemTunerOptions
 from deepseek_enterprise.tune.training import TrainingTunerOptions
 

@@ -384,7 +384,7 @@ def test_an_interrupted_baseline_is_re_run_as_the_baseline_and_the_end_compares_
 
     from deepseek_enterprise.tune.cli import _report
     from deepseek_enterprise.tune.storage import open_storage, record_heartbeat, recover
-    from deepseek_enterprise.tune.study import StudySettings
+    from deepseek_enterprise.tune.study_open import StudySettings
 
     storage = open_storage(None, tmp_path)
     study = optuna.create_study(study_name="s", storage=storage)

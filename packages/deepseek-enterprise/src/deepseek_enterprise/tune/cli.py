@@ -167,7 +167,8 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
             model = build_model(config, host=host, create_on=torch.device("meta"))
         check_model_rules(config.optimizer.groups, model)  # each rule's match takes a parameter
 
-    from deepseek_enterprise.tune.study import StudySettings, check_study, run_study
+    from deepseek_enterprise.tune.study import check_study, run_study
+    from deepseek_enterprise.tune.study_open import StudySettings
 
     settings = StudySettings(name=study_name, trials=trials, objective=objective, out=folder, storage=storage,
                              timeout=timeout, sampler=sampler, pruner=pruner, seed=seed, baseline=baseline)

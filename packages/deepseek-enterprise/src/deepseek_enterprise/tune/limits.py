@@ -1,6 +1,6 @@
 """The ranges of ``deepseek tune``'s numbers: one table, :data:`TUNE_NUMBERS`, read by the
 command's options (``--trials``, ``--timeout``: :class:`deepseek.cli.params.Ranged`), by
-:class:`~deepseek_enterprise.tune.study.StudySettings` (a study started from Python:
+:class:`~deepseek_enterprise.tune.study_open.StudySettings` (a study started from Python:
 :func:`check_settings`) and by the built-in tuners' ``[tuner]`` keys (``nproc``,
 ``trial_timeout_s``, ``poll_s``, ``steps``, ``warmup``: :func:`field_check`). A value outside is
 one line naming the option, argument or key, with the range (the words of

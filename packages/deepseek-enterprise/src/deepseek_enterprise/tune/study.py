@@ -1,6 +1,7 @@
 """The study loop of ``deepseek tune`` (Optuna's ask-and-tell).
 
-For each trial: recover trials of dead workers (:mod:`.storage`), stop when the study holds
+The study is opened by :mod:`.study_open` (which study, refused when it is another run's). For
+each trial: recover trials of dead workers (:mod:`.storage`), stop when the study holds
 ``trials`` finished trials (complete, pruned by the pruner, or failed; trials skipped without
 running and interrupted ones are not counted) or the time is up, ask Optuna for values, build
 and validate the trial's config, write it as ``trials/NNNN/trial.toml``, let the tuner skip it
@@ -20,132 +21,24 @@ import numbers
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError
 from deepseek.plugins.records import describe_error
-from deepseek_enterprise.tune.limits import check_settings
-from deepseek_enterprise.tune.optuna_parts import create_pruner, create_sampler, quiet_optuna
+from deepseek_enterprise.tune.optuna_parts import quiet_optuna
 from deepseek_enterprise.tune.space import SearchSpace, check_against, check_baseline, trial_data
 from deepseek_enterprise.tune.storage import (
     HEARTBEAT_S,
-    open_storage,
     record_heartbeat,
     recover,
     retry_attrs,
     worker_id,
 )
+from deepseek_enterprise.tune.study_open import StudySettings, open_study, study_identity
 from deepseek_enterprise.tune.tuner import TrialFailed, TrialRun, TrialStopped, Tuner, format_value
 
 SKIP_LIMIT = 10
 """Trials skipped without running (advisor, invalid combination) allowed per requested trial."""
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """What ``deepseek tune`` was asked for."""
-
-    name: str
-    trials: int
-    objective: str
-    out: Path
-    storage: str | None = None
-    timeout: float | None = None
-    sampler: str = "tpe"
-    pruner: str = "median"
-    seed: int | None = 0
-    baseline: bool = True
-
-    def __post_init__(self) -> None:
-        check_settings(self.trials, self.timeout)  # the ranges --trials and --timeout take (limits.py)
-
-
-def _identity(settings: StudySettings, tuner_name: str, space: SearchSpace, config_text: str) -> dict[str, str]:
-    import hashlib
-
-    return {"objective": settings.objective, "tuner": tuner_name, "space": space.fingerprint(),
-            "config_sha256": hashlib.sha256(config_text.encode()).hexdigest()}
-
-
-def open_study(settings: StudySettings, direction: str, identity: dict[str, str],
-               space: SearchSpace | None = None, baseline: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """Create or load the study (same objective, tuner, space and base config, or refused); with
-    ``space``, its trials are read back like user input (``storage.check_trials``; ``baseline``:
-    the base config's values, which its baseline trial runs even outside the space)."""
-    from deepseek.errors import DeepseekError
-
-    storage = open_storage(settings.storage, settings.out)
-    try:
-        return _open(storage, settings, direction, identity, space, baseline or {}), storage
-    except DeepseekError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Optuna decoding rows it did not write (edited, damaged)
-        raise UsageError(f"{_storage_name(settings)}: study {settings.name!r} cannot be read "
-                         f"({describe_error(exc)}); restore it, or pick a new --out") from exc
-
-
-def _storage_name(settings: StudySettings) -> str:
-    return f"--storage {settings.storage}" if settings.storage else f"{settings.out / 'study.db'}"
-
-
-def _open(storage: Any, settings: StudySettings, direction: str, identity: dict[str, str],
-          space: SearchSpace | None, baseline: dict[str, Any]) -> Any:
-    import optuna
-
-    from deepseek_enterprise.tune.storage import check_trials
-
-    held = sorted(int(p.name) for p in (settings.out / "trials").glob("[0-9]*") if p.name.isdigit())
-    if held:  # listed before the storage is read: a trial has its number before its folder is made
-        _check_trial_folders(storage, settings, held)
-    try:
-        study = optuna.create_study(
-            study_name=settings.name, storage=storage, sampler=create_sampler(settings.sampler, settings.seed),
-            pruner=create_pruner(settings.pruner), direction=direction, load_if_exists=True)
-    except ValueError as exc:  # an existing study with another direction
-        raise UsageError(f"--study {settings.name}: {exc}; use another --study name") from None
-    if study.direction.name.lower() != direction:
-        raise UsageError(f"--study {settings.name}: exists with direction {study.direction.name.lower()}, "
-                         f"this objective needs {direction}; use another --study name")
-    done = len(study.get_trials(deepcopy=False))
-    if done and settings.seed is not None:
-        # Resumed or joined: the same seed would propose the fresh study's first values again.
-        study.sampler = create_sampler(settings.sampler, (settings.seed * 1_000_003 + done) % 2**32)
-    saved = study.user_attrs.get("deepseek")
-    if saved is None:
-        study.set_user_attr("deepseek", identity)
-    elif not isinstance(saved, dict):
-        raise UsageError(f"{_storage_name(settings)}: study {settings.name!r} records {saved!r} where deepseek tune "
-                         "keeps its objective, tuner, space and config; restore it, or pick a new --out")
-    else:
-        for key, value in identity.items():
-            if saved.get(key) != value:
-                what = "the base config file's content" if key == "config_sha256" else f"{key} {saved.get(key)!r}"
-                raise UsageError(f"--study {settings.name}: was created with {what}, not this one; resume it with "
-                                 "the same config, space and objective, or use another --study name")
-    if space is not None:
-        check_trials(study, space, baseline, f"{_storage_name(settings)}: study {settings.name!r}",
-                     "restore it, or pick a new --out")
-    return study
-
-
-def _check_trial_folders(storage: Any, settings: StudySettings, held: list[int]) -> None:
-    """The trial folders of ``--out`` must be trials of this study in this storage: a copied study
-    folder run with another ``--storage`` (or a study that is not there) would run its trials over
-    them, each refused as 'already holds a run', and overwrite trials.json and best.toml."""
-    try:
-        study_id = storage.get_study_id_from_name(settings.name)
-        known = storage.get_n_trials(study_id)
-    except KeyError:
-        study_id, known = None, 0
-    if held[-1] < known:
-        return
-    where = _storage_name(settings)
-    has = f"has {known} trial(s) of study {settings.name!r}" if study_id is not None else \
-        f"has no study {settings.name!r}"
-    raise UsageError(f"--out {settings.out}: holds trials/{held[-1]:04d} but {where} {has}: the folder belongs to "
-                     "another storage or study; give that study's --storage and --study, or pick a new --out")
 
 
 def _counts(study: Any) -> tuple[int, int]:
@@ -249,7 +142,7 @@ def _run_study(
     base_config = build(base)
     direction = tuner.direction(settings.objective)
     values = baseline_values(space, base_config)
-    study, storage = open_study(settings, direction, _identity(settings, tuner_name, space, config_text), space,
+    study, storage = open_study(settings, direction, study_identity(settings, tuner_name, space, config_text), space,
                                 values)
     if settings.baseline and not study.get_trials(deepcopy=False):
         for param in space.params:
