@@ -1,8 +1,9 @@
 """Contract every registered dataset meets, whoever registered it: ``Options`` with defaults,
 global batches of ``batch_size`` rows (a mapping of tensors agreeing on dimension 0), a fixed
 validation set, a JSON-ready position that resumes the same batches (and the same count of
-passes, ``epochs_done``, which never goes back), the default shard, and a
-class count (``model_num_classes``) that covers the labels (a batch's ``label``) where one is declared.
+passes, ``epochs_done``, which never goes back), the default shard, a
+class count (``model_num_classes``) that covers the labels (a batch's ``label``) where one is declared,
+and a text codec (``text_codec``) that gives back its own validation text where one is declared.
 
 Data with passes (``epochs_done`` not ``None``) also resumes across the end of one: batches are
 drawn until a pass ends (at most :data:`PASS_BATCHES`, at the small sizes of :data:`PASS_OPTIONS`),
@@ -33,6 +34,7 @@ from torch.utils import _pytree as pytree
 import deepseek
 from deepseek.config.components import options_class
 from deepseek.data.batch import check_batch
+from deepseek.data.codec import dataset_codec, round_trip_problem
 from deepseek.data.dataset import Dataset, checked_epochs_done, checked_validation_batches
 from deepseek.errors import ConfigError, UsageError
 from deepseek.plugins.host import get_host
@@ -105,6 +107,10 @@ def test_dataset_contract(name: str, tmp_path: Path, contract_data: OwnData) -> 
     assert check_batch(shard, where=name) == ROWS // 2
     tokens = data.count_tokens(first)
     assert tokens is None or (isinstance(tokens, int) and tokens > 0)
+    codec = dataset_codec(cls, data.options, name)  # declared from the options, checked as a run checks it
+    if codec is not None:  # its own validation text: text -> ids -> the same text
+        problem = round_trip_problem(codec, val[0])
+        assert problem is None, f"{name}: text_codec() on its validation batch, {problem}"
     classes = cls.model_num_classes(data.options)  # declared from the options: it covers the labels
     assert classes is None or (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1)
     if classes is not None:

@@ -86,7 +86,7 @@ def generate(
     if num_samples > 1:  # each prompt num_samples times, served as one request list
         prompts = [p for p in (prompts if prompts is not None else [prompt]) for _ in range(num_samples)]
     use_default_cpu_threads()
-    tokenizer = trained_tokenizer(checkpoint)
+    tokenizer = trained_tokenizer(checkpoint, host=command_host())
     model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
     with placed_run(placer):
         static, note = choose_static(model, cuda_graphs, compile_step=compile_step, serving=prompts is not None)

@@ -31,6 +31,11 @@ and then:
 - :meth:`Dataset.predicted_text`: how many tokens a batch's loss averages over and how many
   UTF-8 bytes of text they stand for; evaluation then reports ``val_bits_per_byte``. ``None``
   (the default): the data is not text, or its bytes per token are not known.
+- :meth:`Dataset.text_codec` (a classmethod, from the options alone): how the data's token ids
+  map to text and back, a :class:`~deepseek.data.tokenizer.Tokenizer`, for data whose tokens are
+  not a ``data.tokenizer`` (a separator id of its own); ``deepseek generate`` finds it from the
+  run's recorded dataset name and options (:mod:`deepseek.data.codec`). ``None`` (the default):
+  the run's tokenizer (its ``tokenizer.json`` copy, else bytes).
 """
 
 from __future__ import annotations
@@ -38,10 +43,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from deepseek.config.components import NoOptions
 from deepseek.data.batch import Batch, shard_rows
+
+if TYPE_CHECKING:
+    from deepseek.data.tokenizer import Tokenizer
 
 
 class PredictedText(NamedTuple):
@@ -132,6 +140,15 @@ class Dataset(ABC):
         alone: a model whose options have ``num_classes`` gets it when its config sets none, and a
         config setting fewer is refused (``model.num_classes``). ``None`` (the default): the data
         has no class labels, or their count is not known."""
+        return None
+
+    @classmethod
+    def text_codec(cls, options: Any) -> Tokenizer | None:
+        """How this data's token ids map to text and back, known from the options alone (no
+        data read): a :class:`~deepseek.data.tokenizer.Tokenizer` whose ``vocab_size`` and
+        ``separator`` (the id between documents) are the data's. Checked when the run creates
+        the dataset and when ``deepseek generate`` reads the run (:func:`deepseek.data.codec.dataset_codec`).
+        ``None`` (the default): the tokenizer the run folder holds (``tokenizer.json``), else bytes."""
         return None
 
     def run_files(self) -> dict[str, Path]:

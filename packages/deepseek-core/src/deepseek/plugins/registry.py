@@ -112,9 +112,12 @@ def create_dataset(name: str, /, *, batch_size: int, seed: int = 0, **options: A
         raise UsageError(f"seed: must be from 0 to 4294967295 (as train.seed), got {seed}")
     component = get_host().resolve("dataset", name)
     keys = build_options(component.load(), options, kind="dataset", name=name, path="data")
+    from deepseek.data.codec import dataset_codec
     from deepseek.data.dataset import labelled
 
-    return labelled(created(component, keys, batch_size=batch_size, seed=seed), component.label)
+    dataset = labelled(created(component, keys, batch_size=batch_size, seed=seed), component.label)
+    dataset_codec(type(dataset), dataset.options, component.label)  # its text codec, if any, checked when created
+    return dataset
 
 
 def list_trackers(pattern: str | None = None) -> list[str]:

@@ -202,8 +202,10 @@ def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:
     label = component.label if blames(component) else None
     with blamed_on(label, "__init__"):  # what its __init__ raises: one line naming it
         dataset = cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
+    from deepseek.data.codec import dataset_codec
     from deepseek.data.dataset import labelled
 
+    dataset_codec(cls, options, label)  # its text codec, if any, checked when created (generate uses it)
     return labelled(dataset, label)
 
 

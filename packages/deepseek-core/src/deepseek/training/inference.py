@@ -173,11 +173,14 @@ def placed_run(placer: Strategy | None) -> Iterator[None]:
             placer.teardown()
 
 
-def trained_tokenizer(path: str | Path) -> Tokenizer:
+def trained_tokenizer(path: str | Path, host: PluginHost | None = None) -> Tokenizer:
     """The tokenizer a run folder's, checkpoint folder's or exported file's model was trained
-    with: the run's ``tokenizer.json`` copy (or, failing that, its ``data.tokenizer``) when it
-    used one; a ``tokenizer.json`` beside an exported file; else bytes."""
+    with: its dataset's text codec when the dataset declares one (:mod:`deepseek.training.run_codec`,
+    the dataset resolved on ``host``, default the process's); the run's ``tokenizer.json`` copy
+    (or, failing that, its ``data.tokenizer``) when it used one; a ``tokenizer.json`` beside an
+    exported file; else bytes."""
     from deepseek.data.tokenizer import ByteTokenizer, open_tokenizer
+    from deepseek.training.run_codec import recorded_codec
 
     p = exported_file(Path(path)) or Path(path)
     if p.is_file() and p.suffix == ".safetensors":
@@ -186,6 +189,9 @@ def trained_tokenizer(path: str | Path) -> Tokenizer:
     refuse_hugging_face_folder(p)
     directory = ckpt.resolve_checkpoint(p)
     state = ckpt.read_trainer_state(directory)
+    codec = recorded_codec(directory, state, host)
+    if codec is not None:
+        return codec
     config = state.get("config")
     table = config.get("data") if isinstance(config, dict) else None
     table = table if isinstance(table, dict) else {}
@@ -279,7 +285,8 @@ def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Token
         raise UsageError(
             f"generate: the model has {vocab} token ids but no tokenizer.json was found with it, and byte "
             f"tokens cover only {tok.vocab_size}; put the tokenizer.json it was trained with in its run folder "
-            "(or beside the exported weights file)"
+            "(or beside the exported weights file), or install the plugin of its dataset when that declares "
+            "its tokens (Dataset.text_codec)"
         )
     return tok
 
