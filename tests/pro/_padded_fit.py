@@ -4,7 +4,10 @@ making and destroying its own process group (test helper).
 
 Usage: ``python tests/pro/_padded_fit.py OUT NAME [NAME ...]`` (under torchrun, or without it
 for ``single``; NAME a strategy, or ``<strategy>+empty`` for data where parts of a step hold no
-item). Each run writes ``OUT/<name>``; rank 0 writes ``OUT/<name>.json``: the step losses and the final validation loss.
+item, ``<strategy>+gpt`` / ``+gpt-accum2`` for core's GPT on :func:`rows` with ``grad_accum`` 1 / 2,
+``<strategy>+gpt-packed`` for it on rows without padding). Each run writes ``OUT/<name>``; rank 0
+writes ``OUT/<name>.json``: the step losses and the final validation loss, or ``{"error": line}``
+for a run refused with a ``UsageError``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from _probe import run_cases
 from torch import nn
 
 import deepseek
+from deepseek.errors import UsageError
+from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.protocol import TrainableModel
 
 VOCAB, LENGTH = 32, 30
@@ -36,6 +41,18 @@ class PaddedLM(TrainableModel):
 
     def loss_items(self, batch: Any) -> int:
         return int((batch["targets"] != -100).sum())
+
+
+def tiny_gpt() -> GPT:
+    """Core's GPT, small enough for CPU processes (2 blocks: a pipeline stage each)."""
+    return GPT(GPTConfig(vocab_size=VOCAB, d_model=16, n_heads=2, n_layers=2, max_seq_len=LENGTH))
+
+
+def packed(data: torch.utils.data.TensorDataset) -> torch.utils.data.TensorDataset:
+    """``data`` with every target counted (random targets where it had -100)."""
+    ids, targets = (t.clone() for t in data.tensors)
+    targets[targets == -100] = ids[targets == -100]
+    return torch.utils.data.TensorDataset(ids, targets)
 
 
 def rows(n: int, seed: int) -> torch.utils.data.TensorDataset:
@@ -74,13 +91,23 @@ def run(out: Path, name: str, accum: int = 2) -> None:
     :func:`rows_with_empty_parts`."""
     strategy, _, variant = name.partition("+")
     train_rows = rows_with_empty_parts(128, 0) if variant == "empty" else rows(128, 0)
+    val, model = val_rows(), PaddedLM
+    if variant.startswith("gpt"):
+        model, accum = tiny_gpt, 2 if variant == "gpt-accum2" else 1
+        if variant == "gpt-packed":
+            train_rows, val = packed(train_rows), packed(val)
     options = {"stage": 2} if strategy == "deepspeed" else {}
     config = {"train": {"max_steps": 4, "lr": 1e-2, "warmup_steps": 0, "grad_accum": accum, "eval_interval": 4},
               "data": {"eval_batches": 4}, "precision": {"dtype": "fp32"},
               "strategy": {"name": strategy, **options, **({"device": "cpu"} if strategy == "single" else {})},
               "logging": {"progress": False, "plot": False}}
-    result = deepseek.fit(PaddedLM, train_rows, val_data=val_rows(), names=("input_ids", "targets"),
-                          batch_size=12, shuffle=False, config=config, run_dir=out / name, quiet=True)
+    try:
+        result = deepseek.fit(model, train_rows, val_data=val, names=("input_ids", "targets"),
+                              batch_size=12, shuffle=False, config=config, run_dir=out / name, quiet=True)
+    except UsageError as e:
+        if int(__import__("os").environ.get("RANK", "0")) == 0:
+            (out / f"{name}.json").write_text(json.dumps({"error": str(e)}))
+        return
     if result.is_global_zero:
         (out / f"{name}.json").write_text(json.dumps({"losses": result.losses,
                                                           "val_loss": result.val_metrics["val_loss"]}))

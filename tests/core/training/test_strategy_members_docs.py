@@ -96,21 +96,30 @@ def _loss(output: Any) -> torch.Tensor:
     return output["loss"] if isinstance(output, dict) else output
 
 
-def test_gpt_weighs_rows_as_the_padding_note_says() -> None:
+def test_gpt_weighs_tokens_as_the_padding_note_says() -> None:
     """docs/plugins.md section 11 "Padding for a GPT": the GPT ignores -100 targets and declares
-    no loss_items, so a padded batch's token mean is not the mean of its halves' token means."""
+    them in loss_items, so the micro-batches' weights make its halves' token means the batch's
+    token mean; packed rows count alike, so weighing by rows (pipeline) stays exact for them."""
     import deepseek
-    from deepseek.models.protocol import TrainableModel
+    from deepseek.training.loss_items import item_weights
 
-    assert "**Padding for a GPT.**" in DOC and "do not declare `loss_items`" in DOC
+    assert "**Padding for a GPT.**" in DOC and "and declare `loss_items` (section 10)" in DOC
     torch.manual_seed(0)
     model = deepseek.create_model("tiny").eval()
-    assert type(model).loss_items is TrainableModel.loss_items
+    items = item_weights(model, "model 'tiny'")
+    assert items is not None
     ids = torch.randint(1, 256, (2, 8))
     targets = ids.roll(-1, dims=1)
     targets[1, 2:] = -100                               # row 0 counts 8 tokens, row 1 two
+    batch = {"input_ids": ids, "targets": targets}
+    halves = [{k: v[i:i + 1] for k, v in batch.items()} for i in (0, 1)]
+    assert items.step_weights(batch, halves, 1, 1) == [0.8, 0.2]
+    assert items.uneven_rows(batch, "batch") == (8, 2)
     with torch.no_grad():
-        whole = _loss(model(input_ids=ids, targets=targets))
-        first, second = (_loss(model(input_ids=ids[i:i + 1], targets=targets[i:i + 1])) for i in (0, 1))
-    assert torch.allclose(whole, (8 * first + 2 * second) / 10, atol=1e-5)   # a mean over the 10 tokens
-    assert not torch.allclose(whole, (first + second) / 2, atol=1e-3)         # what weighing by rows gives
+        whole = _loss(model(**batch))
+        first, second = (_loss(model(**half)) for half in halves)
+    assert torch.allclose(whole, 0.8 * first + 0.2 * second, atol=1e-5)   # the mean over the 10 tokens
+    assert not torch.allclose(whole, (first + second) / 2, atol=1e-3)      # what weighing by rows gave
+    packed = {"input_ids": ids, "targets": ids.roll(-1, dims=1)}
+    assert items.uneven_rows(packed, "batch") is None
+    assert items.step_weights(packed, [{k: v[i:i + 1] for k, v in packed.items()} for i in (0, 1)], 1, 1) == [0.5, 0.5]

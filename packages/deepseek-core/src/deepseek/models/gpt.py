@@ -169,6 +169,10 @@ class GPT(TrainableModel):
         """No metrics: ``forward`` returns the loss alone."""
         return ()
 
+    def loss_items(self, batch: Batch) -> int:
+        """The targets the loss averages over: those not ``-100`` (every strategy weighs padded rows by tokens)."""
+        return int((batch["targets"] != -100).sum())
+
     def embed(self, idx: torch.Tensor, start: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Token + position embeddings of ``idx`` placed at positions ``start ..`` (or at the
         device tensor ``positions``, one per token)."""

@@ -143,10 +143,6 @@ class StepEngine:
         component = self.lookups.resolve("model", self.config.model.name)
         self._model_label = component.label if blames(component) else None
         self.items = item_weights(model, self._model_label or f"model {self.config.model.name!r}")
-        if self.items is not None and not self.strategy.weighs_items:
-            raise UsageError(f"model {self.config.model.name!r}: weighs its loss by items (loss_items), which strategy "
-                             f"{self.config.strategy.name!r} does not honour (its step weighs micro-batches by rows); "
-                             "use single, ddp, fsdp, deepspeed or tp, or return a mean over rows")
         skipped = skipped_parameters_problem(model, type(self.strategy), model_name=self.config.model.name,
                                              strategy_name=self.config.strategy.name, host=self.lookups)
         if skipped is not None:
@@ -215,9 +211,24 @@ class StepEngine:
         micro = split_rows(rows, self.micro_batches)
         if self.items is not None:  # weighed by the items the loss averages over
             with self.model_calls("loss_items"):
-                micro = MicroBatches(micro, self.items.step_weights(global_batch, micro, strategy.dp_size, step))
+                if strategy.weighs_items:
+                    micro = MicroBatches(micro, self.items.step_weights(global_batch, micro, strategy.dp_size, step))
+                else:
+                    self._check_rows_alike(global_batch, step)
         with self.strategy_calls("train_step"), self.model_calls("forward"):
             return strategy.train_step(micro)
+
+    def _check_rows_alike(self, global_batch: Batch, step: int) -> None:
+        """Refuse a batch whose rows count different numbers of items for a strategy that weighs
+        its parts by rows (``Strategy.weighs_items`` False): exact only where every row counts
+        the same (packed rows). Every rank checks the whole global batch, so all refuse alike."""
+        assert self.items is not None
+        uneven = self.items.uneven_rows(global_batch, f"global batch of step {step}")
+        if uneven is not None:
+            raise UsageError(f"model {self.config.model.name!r}: rows of step {step}'s batch count {uneven[0]} and "
+                             f"{uneven[1]} items its loss averages over (loss_items: padded rows), which strategy "
+                             f"{self.config.strategy.name!r} weighs by rows, not items; pack the rows (every target "
+                             "counted), or use single, ddp, fsdp, deepspeed or tp")
 
     def step_metrics(self, model_metrics: Sequence[str]) -> dict[str, float]:
         """The strategy's :meth:`~Strategy.step_metrics` of the last step, held to their contract

@@ -93,10 +93,14 @@ def batch_weights(batches: Sequence[Batch], items: ItemWeights | None) -> list[i
     """Each validation batch's weight in the mean over batches (:func:`summarize`): its items,
     for a model weighing its loss by items (``items``, :mod:`deepseek.training.loss_items`); else
     its rows when the last batch is shorter than the others (the rest of the split), so every row
-    counts once; else ``None``, every batch weighs the same."""
-    if items is not None:
-        return [items.total(batch, "validation batch") for batch in batches]
+    counts once; else ``None``, every batch weighs the same. Items in proportion to the rows (every
+    row counting as many) weigh as the rows do."""
     rows = [batch_rows(batch) for batch in batches]
+    if items is not None:
+        counts = [items.total(batch, "validation batch") for batch in batches]
+        if any(c * rows[0] != counts[0] * r for c, r in zip(counts, rows, strict=True)):
+            return counts
+        # items in proportion to rows (packed rows): the rows give the same mean, in the same floats
     return rows if len(set(rows)) > 1 else None
 
 

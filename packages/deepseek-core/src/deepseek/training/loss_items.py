@@ -49,6 +49,20 @@ class ItemWeights:
         total = self.total(global_batch, f"global batch of step {step}")
         return [self.count(m, f"micro-batch of step {step}") * ranks / total for m in micro_batches]
 
+    def uneven_rows(self, batch: Batch, what: str) -> tuple[int, int] | None:
+        """Two different counts of items of rows of ``batch`` (``what`` names it), or ``None`` when
+        every row counts the same (packed rows): then weighing any split by its rows is exact."""
+        from deepseek.data.batch import batch_rows, split_rows
+
+        first: int | None = None
+        for row in split_rows(batch, batch_rows(batch)):
+            items = self.count(row, f"row of the {what}")
+            if first is None:
+                first = items
+            elif items != first:
+                return first, items
+        return None
+
     def shard_weight(self, batch: Batch, shard: Batch, ranks: int) -> float:
         """This rank's shard's weight in a validation batch's loss."""
         return self.count(shard, "validation shard") * ranks / self.total(batch, "validation batch")

@@ -44,7 +44,9 @@ class StrategyRules:
     """Whether the step honours :class:`~deepseek.training.step.MicroBatches` weights and
     :meth:`evaluate` its ``weight``, as the base class's do: a strategy with a step of its own
     that does not sets ``False``, and a model weighing its loss by items
-    (``TrainableModel.loss_items``) is then refused for it."""
+    (``TrainableModel.loss_items``) then trains under it only on global batches whose rows all
+    count the same number of items (where weighing by rows is exact); the trainer refuses any
+    other batch at its step."""
     steps_every_parameter: ClassVar[bool] = False
     """True when the optimizer steps every trainable parameter in every step, one that got no
     gradient as if its gradient were zero (DeepSpeed ZeRO's flat partitions), where torch's

@@ -69,7 +69,7 @@ class PipelineStrategy(DistributedStrategy):
     name: ClassVar[str] = "pipeline"
     Options: ClassVar[type] = PipelineOptions
     needs_launcher: ClassVar[bool] = True
-    weighs_items: ClassVar[bool] = False  # the schedule averages its micro-batches by rows
+    weighs_items: ClassVar[bool] = False  # the schedule averages its micro-batches by rows: packed rows only
 
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)

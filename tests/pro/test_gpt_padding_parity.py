@@ -1,0 +1,52 @@
+"""Core's GPT declares ``loss_items`` (its targets that are not -100), so rows padded with -100
+targets weigh by their tokens wherever the global batch is split: under ``ddp`` on 2 processes
+(rank 0's shard holds every short row) and under ``single`` with ``grad_accum = 2``, the step
+losses and the validation loss are ``single``'s on one process (a mean over the batch's tokens).
+Weighed by rows they were means of each part's token mean (step 1: 3.4600 under ``ddp``, 3.4624
+with ``grad_accum = 2``, against 3.4625). ``pipeline`` weighs its micro-batches by rows: it trains packed rows as ``single`` does
+and refuses padded ones in one line. Core's own parity with the items of packed rows
+(bit-identical losses) is ``tests/core/training/test_loss_items.py``'s."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _prohelpers import run_torchrun
+
+PROBE = Path(__file__).with_name("_padded_fit.py")
+TOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("gpt_padded")
+    alone = ["single+gpt", "single+gpt-accum2", "single+gpt-packed"]
+    done = subprocess.run([sys.executable, str(PROBE), str(out), *alone], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    launched = ["ddp+gpt", "pipeline+gpt-packed", "pipeline+gpt"]
+    run_torchrun([str(PROBE), str(out), *launched], timeout=900)
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in (*alone, *launched)}
+
+
+@pytest.mark.parametrize("name", ["ddp+gpt", "single+gpt-accum2"])
+def test_padded_gpt_rows_weigh_by_tokens(results: dict[str, dict], name: str) -> None:
+    single, other = results["single+gpt"], results[name]
+    assert len(other["losses"]) == len(single["losses"]) == 4
+    assert other["losses"] == pytest.approx(single["losses"], rel=TOL, abs=TOL)
+    assert other["val_loss"] == pytest.approx(single["val_loss"], rel=TOL, abs=TOL)
+
+
+def test_pipeline_trains_packed_rows_and_refuses_padded_ones(results: dict[str, dict]) -> None:
+    single, pipeline = results["single+gpt-packed"], results["pipeline+gpt-packed"]
+    assert pipeline["losses"] == pytest.approx(single["losses"], rel=TOL, abs=TOL)
+    assert pipeline["val_loss"] == pytest.approx(single["val_loss"], rel=TOL, abs=TOL)
+    assert results["pipeline+gpt"] == {"error": (
+        "model 'script': rows of step 1's batch count 2 and 30 items its loss averages over (loss_items: padded "
+        "rows), which strategy 'pipeline' weighs by rows, not items; pack the rows (every target counted), "
+        "or use single, ddp, fsdp, deepspeed or tp")}
