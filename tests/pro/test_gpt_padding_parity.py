@@ -3,8 +3,10 @@ targets weigh by their tokens wherever the global batch is split: under ``ddp`` 
 (rank 0's shard holds every short row) and under ``single`` with ``grad_accum = 2``, the step
 losses and the validation loss are ``single``'s on one process (a mean over the batch's tokens).
 Weighed by rows they were means of each part's token mean (step 1: 3.4600 under ``ddp``, 3.4624
-with ``grad_accum = 2``, against 3.4625). ``pipeline`` weighs its micro-batches by rows: it trains packed rows as ``single`` does
-and refuses padded ones in one line. Core's own parity with the items of packed rows
+with ``grad_accum = 2``, against 3.4625). So do ``pipeline`` on 2 stages, whose schedule's
+micro-batches weigh by their tokens too, and ``hybrid`` on 4 processes (2 stages x 2 replicas;
+weighed by rows, 3.4614 at step 1 and a NaN val_loss: a replica's shard of the last validation
+batch holds no token). Core's own parity with the items of packed rows
 (bit-identical losses) is ``tests/core/training/test_loss_items.py``'s."""
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     assert done.returncode == 0, done.stderr[-3000:]
     launched = ["ddp+gpt", "pipeline+gpt-packed", "pipeline+gpt"]
     run_torchrun([str(PROBE), str(out), *launched], timeout=900)
+    run_torchrun([str(PROBE), str(out), "hybrid+gpt"], nproc=4, timeout=900)
+    launched.append("hybrid+gpt")
     return {name: json.loads((out / f"{name}.json").read_text()) for name in (*alone, *launched)}
 
 
-@pytest.mark.parametrize("name", ["ddp+gpt", "single+gpt-accum2"])
+@pytest.mark.parametrize("name", ["ddp+gpt", "single+gpt-accum2", "hybrid+gpt"])
 def test_padded_gpt_rows_weigh_by_tokens(results: dict[str, dict], name: str) -> None:
     single, other = results["single+gpt"], results[name]
     assert len(other["losses"]) == len(single["losses"]) == 4
@@ -42,11 +46,11 @@ def test_padded_gpt_rows_weigh_by_tokens(results: dict[str, dict], name: str) ->
     assert other["val_loss"] == pytest.approx(single["val_loss"], rel=TOL, abs=TOL)
 
 
-def test_pipeline_trains_packed_rows_and_refuses_padded_ones(results: dict[str, dict]) -> None:
-    single, pipeline = results["single+gpt-packed"], results["pipeline+gpt-packed"]
-    assert pipeline["losses"] == pytest.approx(single["losses"], rel=TOL, abs=TOL)
-    assert pipeline["val_loss"] == pytest.approx(single["val_loss"], rel=TOL, abs=TOL)
-    assert results["pipeline+gpt"] == {"error": (
-        "model 'script': rows of step 1's batch count 2 and 30 items its loss averages over (loss_items: padded "
-        "rows), which strategy 'pipeline' weighs by rows, not items; pack the rows (every target counted), "
-        "or use single, ddp, fsdp, deepspeed or tp")}
+def test_pipeline_weighs_its_micro_batches_by_tokens(results: dict[str, dict]) -> None:
+    """2 stages, 2 pipeline micro-batches of 6 rows (rows 0 and 4 short in the first, row 8 in
+    the second); packed rows keep the plain mean of the micro-batches (the floats of before)."""
+    for name in ("gpt", "gpt-packed"):
+        single, pipeline = results[f"single+{name}"], results[f"pipeline+{name}"]
+        assert len(pipeline["losses"]) == len(single["losses"]) == 4
+        assert pipeline["losses"] == pytest.approx(single["losses"], rel=TOL, abs=TOL)
+        assert pipeline["val_loss"] == pytest.approx(single["val_loss"], rel=TOL, abs=TOL)

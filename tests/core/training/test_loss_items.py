@@ -16,11 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import deepseek
+from deepseek import hookimpl
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.loss_items import ItemWeights
+from deepseek.training.single import SingleDeviceStrategy
 
 VOCAB, LENGTH = 32, 30
 
@@ -125,3 +127,40 @@ def test_a_bad_count_is_one_line(answer: Any, message: str) -> None:
     weights = ItemWeights(lambda batch: answer, "model acme.lm (deepseek-acme 0.1)")
     with pytest.raises(UsageError, match=rf"^model acme\.lm \(deepseek-acme 0\.1\): {message}"):
         weights.step_weights({"x": torch.zeros(4)}, [{"x": torch.zeros(4)}], 1, 1)
+
+
+class RowsOnly(SingleDeviceStrategy):
+    """``single`` declaring that its step weighs micro-batches by rows (a plugin strategy whose
+    own step ignores ``MicroBatches`` weights)."""
+
+    weighs_items = False
+
+
+class RowsOnlyPlugin:
+    @hookimpl
+    def deepseek_register_strategies(self, register):  # noqa: ANN001, ANN201
+        register("acme.rows", RowsOnly, description="single, weighing micro-batches by rows")
+
+
+def test_a_strategy_weighing_by_rows_trains_packed_rows_and_refuses_padded_ones(tmp_path: Path) -> None:
+    """docs/plugins.md ("Strategies", ``weighs_items = False``): such a strategy trains a model
+    weighing by items on batches whose rows all count the same items, with single's very losses
+    (weighing by rows is then exact), and refuses a step whose rows do not, in one line."""
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(RowsOnlyPlugin(), dist="acme-rows").status == "ok"
+    ids, targets = rows(64, 0).tensors
+    packed = torch.utils.data.TensorDataset(ids, torch.where(targets == -100, ids, targets))
+
+    def run(name: str, data: Any, folder: str) -> list[float]:
+        config = {"train": {"max_steps": 3, "lr": 1e-2, "warmup_steps": 0, "grad_accum": 2, "eval_interval": 3},
+                  "data": {"eval_batches": 1}, "strategy": {"name": name, "device": "cpu"},
+                  "logging": {"progress": False, "plot": False}}
+        torch.manual_seed(0)
+        return deepseek.fit(PaddedLM, data, val_data=rows(8, 1), names=("input_ids", "targets"), batch_size=8,
+                            shuffle=False, config=config, run_dir=tmp_path / folder, host=host).losses
+
+    assert run("acme.rows", packed, "rows") == run("single", packed, "single")
+    with pytest.raises(UsageError, match=r"^model 'script': rows of step 1's batch count 30 and 2 items its loss "
+                                         r"averages over \(loss_items: padded rows\), which strategy 'acme\.rows' "
+                                         r"weighs by rows, not items; pack the rows"):
+        run("acme.rows", rows(64, 0), "padded")

@@ -48,7 +48,7 @@ from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro.strategies import pipeline_state as pstate
 from deepseek_pro.strategies.base import DistributedStrategy
 from deepseek_pro.strategies.pipeline_eval import evaluate_stage
-from deepseek_pro.strategies.pipeline_loss import LossCheck
+from deepseek_pro.strategies.pipeline_loss import LossCheck, chunk_weights, step_loss
 from deepseek_pro.strategies.pipeline_metrics import StageMetrics
 from deepseek_pro.strategies.pipeline_rules import (
     PipelineOptions,
@@ -69,7 +69,6 @@ class PipelineStrategy(DistributedStrategy):
     name: ClassVar[str] = "pipeline"
     Options: ClassVar[type] = PipelineOptions
     needs_launcher: ClassVar[bool] = True
-    weighs_items: ClassVar[bool] = False  # the schedule averages its micro-batches by rows: packed rows only
 
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
@@ -86,6 +85,8 @@ class PipelineStrategy(DistributedStrategy):
         self._schedules: dict[int, Any] = {}
         self._raw_losses: list[torch.Tensor] = []
         self._raw_metrics: list[dict[str, torch.Tensor]] = []
+        self._weights: list[float] | None = None
+        """The step's pipeline micro-batches' weights by items (:func:`.pipeline_loss.chunk_weights`)."""
         self._metrics: StageMetrics | None = None
         self._template: nn.Module | None = None
         self._loss_check: LossCheck | None = None
@@ -230,8 +231,10 @@ class PipelineStrategy(DistributedStrategy):
         assert self._metrics is not None
         returned = self._template.pipeline_loss(output, target)  # type: ignore[operator]
         loss, metrics = self._metrics.split(returned)
-        loss = self._loss_check.checked(returned if loss is None else loss, output)
-        self._raw_losses.append(loss.detach().float())
+        loss = returned_loss = self._loss_check.checked(returned if loss is None else loss, output)
+        if self._weights is not None:  # the schedule divides by n: each micro-batch at its weight
+            loss = loss * (self._weights[len(self._raw_losses)] * len(self._weights))
+        self._raw_losses.append(returned_loss.detach().float())
         self._raw_metrics.append(metrics)
         return self.precision.scale(loss)
 
@@ -241,7 +244,8 @@ class PipelineStrategy(DistributedStrategy):
         assert self._stage_mod is not None and self._template is not None, "call setup() first"
         assert self._loss_check is not None
         self._stage_mod.train()
-        args, target = self._template.pipeline_batch(concat_rows(list(micro_batches)))  # type: ignore[operator]
+        rows_batch = concat_rows(list(micro_batches))
+        args, target = self._template.pipeline_batch(rows_batch)  # type: ignore[operator]
         rows = int(target.size(0))
         n = pipeline_microbatches(self.options, len(micro_batches), self.pp_size)
         if rows % n:
@@ -251,6 +255,8 @@ class PipelineStrategy(DistributedStrategy):
             )
         schedule = self._schedule(n)
         self._raw_losses, self._raw_metrics = [], []
+        self._weights = chunk_weights(self._template, rows_batch, n, micro_batches,
+                                      f"model {self.settings.model_name!r}")
         if self.precision.scaler is not None:
             # Only the last stage scales a loss; the others' scalers must be initialised too.
             self.precision.scale(torch.zeros((), device=self.device))
@@ -261,15 +267,15 @@ class PipelineStrategy(DistributedStrategy):
             schedule.step(*stage_args, return_outputs=False, **kwargs)
         assert self._metrics is not None
         sums: MetricSums | None = None
-        if self.is_last:  # the micro-batches as single combines its own: each weighs its share of the rows
+        if self.is_last:  # the micro-batches as single combines its own: by their rows or items
             sums = MetricSums()
-            for found in self._raw_metrics:
-                sums.add(found, 1 / n)
+            for j, found in enumerate(self._raw_metrics):
+                sums.add(found, 1 / n if self._weights is None else self._weights[j])
         # a loss refused on the last stage, a new metric name: the same line, the same names on every rank
         names = self._metrics.agree(set(sums.sums) if sums is not None else None, self._loss_check.refusal(),
                                     self.any_rank)
         self._sync_tied_grads()
-        loss = torch.stack(self._raw_losses).mean() if self.is_last else None
+        loss = step_loss(self._raw_losses, self._weights) if self.is_last else None
         return self._mean_from_last(self._metrics.local(loss, sums, names), names)
 
     def _mean_from_last(self, local: torch.Tensor, names: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

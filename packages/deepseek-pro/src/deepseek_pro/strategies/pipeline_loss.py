@@ -12,6 +12,11 @@ strategy hands :meth:`LossCheck.refusal` to
 rank after each step (gathered on the first step, and on later ones only where a rank has a
 refusal or a new metric name), so a ``pipeline_loss`` refused on a later step only (for some
 batch) ends every rank with the line too.
+
+A model weighing its loss by items (``TrainableModel.loss_items``) gets its pipeline
+micro-batches weighed by their items (:func:`chunk_weights`), as ``single`` weighs its own: the
+step's loss is then the global batch's loss per item whatever the number of micro-batches and
+data-parallel replicas.
 """
 
 from __future__ import annotations
@@ -20,8 +25,16 @@ from typing import Any
 
 import torch
 
+from deepseek.data.batch import Batch, split_rows
 from deepseek.errors import UsageError
 from deepseek.models.checks import loss_dtype_problem, loss_grad_problem
+from deepseek.training.evaluation import weighed
+from deepseek.training.loss_items import item_weights
+from deepseek.training.step import MicroBatches
+
+EXACT = 1e-9
+"""How far from 1 this rank's share of a step's items may be and still be taken as exactly 1 (its
+shard holding its share of the items): a share of ``p / q`` items differs from 1 by ``1 / q``."""
 
 
 def shape_problem(loss: Any, model_name: str) -> str | None:
@@ -59,3 +72,30 @@ class LossCheck:
     def refusal(self) -> UsageError | None:
         """The refusal this rank kept, as the error every rank raises, or ``None``."""
         return UsageError(self.problem) if self.problem is not None else None
+
+
+def chunk_weights(model: Any, rows: Batch, n: int, micro_batches: Any, label: str) -> list[float] | None:
+    """Each of the ``n`` pipeline micro-batches' weight in the step's loss (the schedule's chunks of
+    this rank's ``rows``, equal in rows), for a model weighing by items: this rank's share of the
+    global batch's items (the sum of the step's :class:`MicroBatches` weights) split by the chunks'
+    items. ``None`` where the weights are absent or all chunks weigh alike (as many items each,
+    this rank its share of the rows): the schedule's plain mean is then exact, in the floats of
+    weighing by rows. ``label`` names the model in errors."""
+    weights = micro_batches.weights if isinstance(micro_batches, MicroBatches) else None
+    items = item_weights(model, label)
+    if weights is None or items is None:
+        return None
+    counts = [items.count(chunk, "pipeline micro-batch") for chunk in split_rows(rows, n)]
+    share = sum(weights)
+    if len(set(counts)) == 1 and abs(share - 1.0) < EXACT:
+        return None
+    total = sum(counts)
+    return [share * c / total if total else 0.0 for c in counts]
+
+
+def step_loss(raw: list[torch.Tensor], weights: list[float] | None) -> torch.Tensor:
+    """The step's loss from the micro-batches' ``raw`` losses: their mean, or their sum at
+    ``weights`` (a micro-batch of weight 0 adds exactly 0: its mean over no item is NaN)."""
+    if weights is None:
+        return torch.stack(raw).mean()
+    return torch.stack([weighed(loss, w) for loss, w in zip(raw, weights, strict=True)]).sum()

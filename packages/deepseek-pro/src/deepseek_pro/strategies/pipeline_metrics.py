@@ -5,7 +5,7 @@ metrics ``single`` logs for the same model.
 
 Only the last stage computes them. A step's pipeline micro-batches are combined by core's
 :class:`~deepseek.training.step.MetricSums`, as ``single`` combines its micro-batches: each weighs
-its share of the step's rows, and one whose metric is NaN, or that did not return it, did not
+its share of the step's rows (or of its items, :func:`.pipeline_loss.chunk_weights`), and one whose metric is NaN, or that did not return it, did not
 measure it there (the step's value is the weighted mean over those that did; NaN, left out of the
 step record, where none did). An evaluation's batch is one part of weight ``weight``. The sums, the
 measured weights and the loss reach every rank in one all-reduce (:meth:`StageMetrics.local`:
