@@ -399,3 +399,37 @@ def test_a_folder_where_the_run_writes_a_file_of_its_own_is_one_line(tmp_path: P
         "another --run-dir"], err
     # the folder as it was (config.toml, metrics.jsonl and .lock were left in it): only the refused one
     assert sorted(p.name for p in (tmp_path / "runs" / "x").iterdir()) == [name]
+
+
+def _links(folder: Path) -> None:
+    (folder / "loop").symlink_to("loop")
+    (folder / "dangling").symlink_to("gone.jsonl")
+    (folder / "afile").write_text("")
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("loop", "is a loop of symbolic links"),
+    ("dangling", "is a symbolic link to gone.jsonl, which does not exist"),
+    ("missing", "does not exist"),
+])
+def test_table_names_a_loop_or_dangling_link(tmp_path: Path, name: str, problem: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """click's 'does not exist' was said of a loop of links and of a link to nothing."""
+    _links(tmp_path)
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", "table", name)
+    assert out == (2, f"error: {name}: {problem}; pass results.jsonl files of 'study'", "")
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("loop", "is a loop of symbolic links"),
+    ("dangling", "is a symbolic link to gone.jsonl, which does not exist"),
+    ("missing", "does not exist"),
+    ("afile", "is not a folder"),
+])
+def test_study_names_unimodal_runs_that_are_a_loop_or_dangling_link(tmp_path: Path, name: str, problem: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _links(tmp_path)
+    out = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", "--recipe", "frozen", "--unimodal-runs", name,
+                        "--out", "res")
+    assert out == (2, f"error: --unimodal-runs: {name} {problem}; pass the runs folder of an earlier study", "")
+    assert not (tmp_path / "res").exists()

@@ -64,7 +64,7 @@ class ModelNames(click.Choice):
                    "fused logits are the ensemble's plus a learned correction starting at zero; calibrated = frozen "
                    "with every model trained on the fit part, then each fused model's logit_weights fitted on the "
                    "blend part.")
-@click.option("--unimodal-runs", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+@click.option("--unimodal-runs", type=PATH_ARG, default=None,
               metavar="DIR", help="With a recipe that starts from unimodal models (pretrained, frozen, stacked, "
                                   "stacked-residual, calibrated): the runs folder of an earlier study of the same seeds and recipe "
                                   "whose unimodal runs the fused models start from (instead of training them here).")
@@ -100,6 +100,11 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
     named = option_names(base, config_file, given)
     refuse_batch_over_memory(DigitsOptions(), batch, named["batch"], named["batch"])
     check_output(out, where="--out", folder=True)
+    if unimodal_runs is not None and not unimodal_runs.is_dir():
+        from deepseek.paths import broken_link
+
+        what = "is not a folder" if unimodal_runs.exists() else broken_link(unimodal_runs) or "does not exist"
+        raise UsageError(f"--unimodal-runs: {unimodal_runs} {what}; pass the runs folder of an earlier study")
     starting = sorted({r for r, _ in PRETRAINED})
     if unimodal_runs is not None and recipe not in starting:
         raise UsageError(f"--unimodal-runs: recipe {recipe} does not start from unimodal models; use it with "
@@ -124,7 +129,7 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
 
 
 @multimodal.command("table")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=PATH_ARG)
 def table_command(files: tuple[Path, ...]) -> None:
     """Merge results.jsonl files of studies into the tables."""
     from deepseek_enterprise.study_report import read_results, table

@@ -99,11 +99,16 @@ def read_results(path: Path, fix: str, seen: dict[tuple[str, str, int], str] | N
     """The checked rows of results file ``path`` with their line numbers, and the number of a last
     line cut short as it was written (not JSON, no newline after it), which only
     ``last_may_be_cut`` allows (else ``None``). Anything else wrong is one :class:`UsageError`
-    naming the file and line, ending in ``fix``: a file that is not a regular one (read, a FIFO
+    naming the file and line, ending in ``fix``: a missing file (or a loop of symbolic links, or a
+    link to nothing: :func:`deepseek.paths.broken_link`), one that is not a regular one (read, a FIFO
     would block), not UTF-8 (a byte-order mark is no error), a line that is not a results line, or
     one repeating the key (:func:`row_key`) of a line before it here or in ``seen`` (key: where it
     was read), which this adds to."""
     seen = {} if seen is None else seen
+    if not path.exists():
+        from deepseek.paths import broken_link
+
+        raise UsageError(f"{path}: {broken_link(path) or 'does not exist'}; {fix}")
     if not path.is_file():
         raise UsageError(f"{path}: not a regular file (a folder, device, FIFO or socket); {fix}")
     try:
