@@ -65,3 +65,71 @@ def test_the_same_job_is_accepted_by_a_server_that_loads_the_plugin(tmp_path: Pa
             assert r.status_code == 201, r.text
     finally:
         d.close()
+
+
+NO_ENTERPRISE = PluginHost(PluginSettings(deny=frozenset({"deepseek-enterprise"})))
+"""deepseek --disable-plugins deepseek-enterprise server: none of enterprise's datasets."""
+
+TRACKED = '[train]\nmax_steps = 1\n[logging]\ntrackers = ["tensorbord"]\n'
+
+
+@pytest.mark.parametrize(("host", "command", "config", "files", "args", "says"), [
+    (CLI_HOST, "train", TRACKED, {}, [], "logging.trackers: unknown tracker 'tensorbord'"),
+    (CLI_HOST, "train", None, {}, ["--tracker", "mlflw"], "did you mean 'mlflow'"),
+    (NO_PRO, "train", None, {}, ["--tracker", "deepseek-pro:tensorboard"], "no distribution 'deepseek-pro'"),
+    (CLI_HOST, "bench", None, {"cfg.toml": TRACKED}, ["latency", "--config", "cfg.toml"], "did you mean 'tensorboard'"),
+    (CLI_HOST, "tune", TRACKED, {"space.toml": SPACE}, TUNE, "did you mean 'tensorboard'"),
+])
+def test_a_tracker_the_servers_plugins_do_not_provide_is_refused_at_submit_with_the_jobs_line(
+        tmp_path: Path, host: PluginHost, command: str, config: str | None, files: dict[str, str],
+        args: list[str], says: str) -> None:
+    """logging.trackers (and --tracker) were found only when the job loaded its config."""
+    expected = _job_line(tmp_path, host, command, config, files, args)
+    assert "logging.trackers: " in expected and says in expected, expected
+    d = two_tenants(tmp_path / "srv", host)
+    try:
+        job = {"command": command, "args": args, "files": files, **({"config": config} if config is not None else {})}
+        r = d.submit("acme", d.tokens["bob"], **job)
+        assert (r.status_code, r.json()["detail"]) == (422, expected)
+    finally:
+        d.close()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of a tiny model trained 2 steps: eval reads its weights before its --config."""
+    from _submitlines import run_in
+
+    work = tmp_path_factory.mktemp("trained")
+    (work / "c.toml").write_text(
+        '[model]\nname = "tiny"\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 16\nd_ff = 32\n'
+        "[data]\nseq_len = 16\nbatch_size = 4\neval_batches = 1\n[train]\nmax_steps = 2\neval_interval = 0\n"
+        '[strategy]\nname = "single"\ndevice = "cpu"\n[logging]\nplot = false\nprogress = false\n')
+    code, _, err = run_in(work, ["train", "c.toml", "--run-dir", "run", "--quiet"])
+    assert code == 0, err
+    return work / "run"
+
+
+@pytest.mark.parametrize(("host", "data", "args", "says"), [
+    (NO_ENTERPRISE, 'name = "multimodal.digits"', [], "is installed but disabled"),
+    (CLI_HOST, 'name = "txt"', [], "did you mean 'text'"),
+    (CLI_HOST, "seq_len = 16", ["--set", 'data.name="txt"'], "did you mean 'text'"),
+])
+def test_an_eval_jobs_dataset_the_servers_plugins_do_not_provide_is_refused_at_submit_with_the_jobs_line(
+        tmp_path: Path, trained: Path, host: PluginHost, data: str, args: list[str], says: str) -> None:
+    """An eval job's --config naming a disabled plugin's dataset was checked only when the job ran."""
+    import shutil
+
+    files = {"cfg.toml": f"[data]\n{data}\n"}
+    args = ["--checkpoint", "runs/a", "--config", "cfg.toml", *args]
+    shutil.copytree(trained, workspace(tmp_path, None, files) / "runs" / "a")  # the job reads its weights first
+    expected = _job_line(tmp_path, host, "eval", None, files, args)
+    assert "cfg.toml" in expected and "data.name: " in expected and says in expected, expected
+    d = two_tenants(tmp_path / "srv", host)
+    try:
+        r = d.submit("acme", d.tokens["bob"], command="eval", args=args, files=files)
+        assert (r.status_code, r.json()["detail"]) == (422, expected)
+        files = {"cfg.toml": "[data]\nseq_len = 16\n"}  # the same job on a dataset the server has
+        assert d.submit("acme", d.tokens["bob"], command="eval", args=args[:4], files=files).status_code == 201
+    finally:
+        d.close()

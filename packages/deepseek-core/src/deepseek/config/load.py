@@ -45,7 +45,7 @@ from deepseek.config.toml_files import MAX_CONFIG_BYTES, dump_config, read_toml,
 from deepseek.config.validate import build_dataclass, did_you_mean
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError
 from deepseek.plugins.calls import class_calls
-from deepseek.tracking.resolve import resolve_trackers
+from deepseek.tracking.resolve import resolve_trackers, tracker_names
 from deepseek.training.optimizers import placement_problem
 
 if TYPE_CHECKING:
@@ -182,9 +182,10 @@ def _plain_sections(data: Mapping[str, Any]) -> tuple[dict[str, Any], DataConfig
 
 def check_component_names(data: Mapping[str, Any], host: PluginHost | None = None) -> None:
     """The checks of :func:`config_from_dict` that find each component the config names (its model,
-    dataset, optimizer, learning-rate schedule and strategy, the defaults for those it leaves out)
-    on ``host`` with the config's ``[plugins] prefer``, loading none of them: ``SECTION.name: ...``
-    for a name that no loaded plugin provides (one of a distribution that is disabled or not
+    dataset, optimizer, learning-rate schedule and strategy, the defaults for those it leaves out;
+    then its trackers, :func:`~deepseek.tracking.resolve.tracker_names`) on ``host`` with the
+    config's ``[plugins] prefer``, loading none of them: ``SECTION.name: ...`` (``logging.trackers:
+    ...``) for a name that no loaded plugin provides (one of a distribution that is disabled or not
     installed says which and why) or that several do. Starts with :func:`check_plain_sections`'
     checks. Each component's own keys are left to :func:`config_from_dict`."""
     sections, data_section, _, optimizer_section, _ = _plain_sections(data)
@@ -195,6 +196,7 @@ def check_component_names(data: Mapping[str, Any], host: PluginHost | None = Non
              **{s: data.get(s, {}).get("name", COMPONENT_DEFAULTS[s]) for s in ("lr_schedule", "strategy")}}
     for section, name in names.items():
         _found(lookups, COMPONENT_SECTIONS[section], name, section)
+    tracker_names(lookups, sections["logging"], data.get("trackers", {}))
 
 
 def _found(lookups: PluginHost, kind: str, name: Any, section: str) -> tuple[Any, Any]:

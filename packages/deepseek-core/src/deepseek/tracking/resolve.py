@@ -32,13 +32,18 @@ def table_path(name: str) -> str:
     return f"trackers.{name}" if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'trackers."{name}"'
 
 
-def tracker_class(host: PluginHost, name: str) -> type[Tracker]:
-    """The registered tracker ``name`` (a ConfigError naming ``logging.trackers`` when unknown)."""
+def _component(host: PluginHost, name: str) -> Any:
+    """The registration of tracker ``name``, not loaded (a ConfigError naming ``logging.trackers``
+    when no loaded plugin provides it, or several do)."""
     try:
-        component = host.resolve("tracker", name)
+        return host.resolve("tracker", name)
     except (ComponentNotFoundError, ComponentConflictError) as exc:
         raise ConfigError(f"logging.trackers: {exc}") from exc
-    return component.load_subclass(Tracker, see="docs/tracking.md section 5")
+
+
+def tracker_class(host: PluginHost, name: str) -> type[Tracker]:
+    """The registered tracker ``name`` (a ConfigError naming ``logging.trackers`` when unknown)."""
+    return _component(host, name).load_subclass(Tracker, see="docs/tracking.md section 5")
 
 
 def tracker_options(host: PluginHost, name: str, table: Mapping[str, Any]) -> tuple[type[Tracker], Any]:
@@ -67,6 +72,18 @@ def resolve_trackers(
     into ``trackers``), and the options of each tracker from ``tables`` (the ``[trackers]`` table)."""
     from deepseek.config.schema import TrackersConfig
 
+    names = tracker_names(host, logging, tables)
+    options = {name: tracker_options(host, name, tables.get(name, {}))[1] for name in names}
+    logging = dataclasses.replace(logging, trackers=tuple(names), tensorboard=False)
+    return logging, TrackersConfig(options=options)
+
+
+def tracker_names(host: PluginHost, logging: LoggingConfig, tables: Any) -> list[str]:
+    """The checks of :func:`resolve_trackers` that load no tracker: the names listed (none empty or
+    twice), a ``[trackers.<name>]`` table only for a listed one, and each name registered on
+    ``host`` (``logging.trackers: ...`` for one that no loaded plugin provides, or several do).
+    The names in the order the run records them. The job service runs it at submit
+    (:func:`deepseek.config.load.check_component_names`)."""
     if not isinstance(tables, Mapping):
         raise ConfigError(f"trackers: expected a table of [trackers.<name>] tables, got {tables!r}")
     names = list(logging.trackers)
@@ -95,6 +112,6 @@ def resolve_trackers(
             )
         if not isinstance(table, Mapping):
             raise ConfigError(f"{table_path(key)}: expected a table of the tracker's options, got {table!r}")
-    options = {name: tracker_options(host, name, tables.get(name, {}))[1] for name in names}
-    logging = dataclasses.replace(logging, trackers=tuple(names), tensorboard=False)
-    return logging, TrackersConfig(options=options)
+    for name in names:
+        _component(host, name)
+    return names

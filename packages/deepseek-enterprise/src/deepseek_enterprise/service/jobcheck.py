@@ -15,7 +15,7 @@ submit, before the job is queued, :func:`check_command`:
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
   loader's checks that read no file (:func:`deepseek.config.load.check_plain_sections`:
   sections, keys with the did-you-mean, types, ranges, cross-field checks), each component it
-  names found by name on the server's plugins, none loaded
+  names (and each tracker of ``logging.trackers``) found by name on the server's plugins, none loaded
   (:func:`deepseek.config.load.check_component_names`: one of a plugin the server disabled is
   refused with the line the job would print), and a DeepSpeed
   strategy's ``config_path`` file, alone and against the config (:func:`_check_deepspeed_file`);
@@ -27,7 +27,7 @@ submit, before the job is queued, :func:`check_command`:
   (:data:`deepseek_enterprise.compress.LOADS_WITHOUT_TORCH`: all of enterprise's);
 - for ``eval``: its ``--config`` file read and ``--set`` checked
   (:func:`deepseek.training.weights_source.read_choice`), and that file's ``[data]`` through the
-  file-free checks of the keys every dataset shares;
+  file-free checks of the keys every dataset shares and its dataset found by name, as for ``train``;
 - for ``bench latency``: its checks before it builds a model (its ``--against`` file, its
   arguments by :func:`deepseek.cli.bench_cmd.latency_arguments`, its ``--config`` file's
   checks as for ``train``).
@@ -257,16 +257,18 @@ def _own_checks() -> dict[click.Command, _Check]:
             evaluate: _check_eval}
 
 
-def _check_eval(params: dict[str, Any], ws: Workspace, _host: Any) -> None:
+def _check_eval(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     """``deepseek eval``'s checks of its ``--config`` and ``--set``
     (:func:`deepseek.training.weights_source.read_choice`: the file read from the workspace as it
     will be at the job's start, every ``--set`` a ``data.KEY=VALUE``) and, with ``--config``, the
-    keys its ``[data]`` (with ``--set`` applied) shares across datasets, through the config
-    loader's file-free checks, named as eval names them. The weights and their config (which
-    the job reads first), and the dataset's own keys, are checked when the job runs."""
-    from deepseek.config.load import check_plain_sections
+    keys its ``[data]`` (with ``--set`` applied) shares across datasets, and its dataset found by
+    name on the server's plugins (:func:`deepseek.config.load.check_component_names`: one of a
+    plugin the server disabled, or of none, is refused), named as eval names them. A name several
+    plugins register is left to the job (the weights' recorded plugins may settle it), and so are
+    the weights and their config (which the job reads first) and the dataset's own keys."""
+    from deepseek.config.load import check_component_names
     from deepseek.config.overrides import apply_overrides
-    from deepseek.errors import ConfigError
+    from deepseek.errors import ComponentConflictError, ConfigError
     from deepseek.training.weights_source import DataChoice, choice_label, read_choice
 
     choice = DataChoice(params["config_file"], params["overrides"])
@@ -278,8 +280,10 @@ def _check_eval(params: dict[str, Any], ws: Workspace, _host: Any) -> None:
         return  # the data is the weights' own, with --set over it: checked when the job reads them
     data = apply_overrides({"data": file_config.get("data", {})}, choice.overrides)["data"]
     try:
-        check_plain_sections({"data": data})
+        check_component_names({"data": data}, host)
     except ConfigError as exc:
+        if isinstance(exc.__cause__, ComponentConflictError):
+            return
         raise ConfigError(f"{choice_label(Path(params['config_file']), choice)}: {exc}") from None
 
 
