@@ -182,3 +182,20 @@ def test_train_planned_facts_are_what_the_run_reports(tmp_path: Path) -> None:
     from deepseek.bench.baseline import _facts
 
     assert _facts("train", saved) == _facts("train", _train_result())
+
+
+def test_a_baseline_path_with_a_line_break_and_an_escape_is_shown_escaped(tmp_path: Path) -> None:
+    """The table's title and the regression line printed the --against path raw: a line break
+    split the line, an ESC sequence reached the terminal."""
+    folder = "b\nx\x1b[2J"
+    (tmp_path / folder).mkdir()
+    saved = f"{folder}/saved.json"
+    out = deepseek(*LATENCY, "--json", saved, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    _edit(tmp_path / saved, "median_ms", 0.01)
+    worse = deepseek(*LATENCY, "--against", saved, cwd=tmp_path)
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "\x1b" not in worse.stdout + worse.stderr
+    assert "against $'b\\nx\\x1b[2J/saved.json' (median_ms" in worse.stdout
+    last = worse.stderr.strip().splitlines()[-1]
+    assert last.startswith("regression: eager ") and " against $'b\\nx\\x1b[2J/saved.json' (allowed 10%)" in last

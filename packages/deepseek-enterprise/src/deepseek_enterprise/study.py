@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deepseek.errors import shown
 from deepseek_enterprise.study_recipes import (
     CALIBRATED,
     CONFIGS,
@@ -200,7 +201,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     if base is not None and unused_keys(base):  # said once the study is sure to start
         import click
 
-        click.echo(f"note: {base_file}: the study sets {', '.join(unused_keys(base))} itself in every run; the "
+        click.echo(f"note: {shown(base_file)}: the study sets {', '.join(unused_keys(base))} itself in every run; the "
                    "file's values of those are not used", err=True)
     done = start_folder(out, settings)  # a stopped study continues: the models with results are kept
     rows = list(done.values())
@@ -238,8 +239,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     trainer = Trainer(config, quiet=True, host=host, resume=run_dir if how == "resume" else None)
                     result = trainer.fit()
                     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: the study stops with the run
-                        raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {run_dir}; run "
-                                           f"the same command again to continue the study in {out}")
+                        raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {shown(run_dir)}; "
+                                           f"run the same command again to continue the study in {shown(out)}")
                     module, data, on = trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device
                     made, params = trainer.run_dir, sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
                 if len(CONFIGS[name][0]) == 1:

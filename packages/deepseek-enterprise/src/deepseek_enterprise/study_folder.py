@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 from deepseek.parsing import loads_json
 
 SETTINGS_FILE = "study.json"
@@ -103,9 +103,9 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
                              f"({rule[1]}); restore it, or pick a new --out")
     differ = [key for key in settings if recorded[key] != settings[key]]
     if differ and not made_nothing(out):  # a study refused before its first model: its settings made nothing
-        shown = [_shown(k, recorded[k], settings[k]) for k in differ]
-        raise UsageError(f"--out {out}: holds a study made with {', '.join(r for r, _ in shown)} (not "
-                         f"{', '.join(g for _, g in shown)}); continue it with those, or pick a new --out")
+        pairs = [_shown(k, recorded[k], settings[k]) for k in differ]
+        raise UsageError(f"--out {out}: holds a study made with {', '.join(r for r, _ in pairs)} (not "
+                         f"{', '.join(g for _, g in pairs)}); continue it with those, or pick a new --out")
 
 
 def made_nothing(out: Path) -> bool:
@@ -141,11 +141,11 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
     if read[1] is not None:  # the last line, cut short as it was written
         lines = path.read_text(encoding="utf-8").split("\n")
         atomic_write_text(path, "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""))
-        click.echo(f"{path}:{read[1]}: a results line cut short (the study was stopped as it wrote it) was dropped; "
+        click.echo(f"{shown(path)}:{read[1]}: a results line cut short (the study was stopped as it wrote it) was dropped; "
                    "that model gets its results again", err=True)
     done = {(row["task"], row["config"], row["seed"]): row for _, row in read[0]}
     if done:
-        click.echo(f"continuing the study in {out}: {len(done)} model(s) already have results", err=True)
+        click.echo(f"continuing the study in {shown(out)}: {len(done)} model(s) already have results", err=True)
     return done
 
 
@@ -169,13 +169,13 @@ def take_up(run_dir: Path, steps: int, config: dict[str, Any]) -> str:
     except UsageError:
         step = -1
     if 0 <= step < steps:
-        click.echo(f"resuming {run_dir} from step {step}", err=True)
+        click.echo(f"resuming {shown(run_dir)} from step {step}", err=True)
         return "resume"
     why = "no checkpoint to resume" if step < 0 else unfinished(run_dir, steps, config, "val_accuracy")
     if why is None:
-        click.echo(f"testing {run_dir} again: its training finished (step {step}), its results were not written",
+        click.echo(f"testing {shown(run_dir)} again: its training finished (step {step}), its results were not written",
                    err=True)
         return "test"
-    click.echo(f"training {run_dir} again from the start ({why})", err=True)
+    click.echo(f"training {shown(run_dir)} again from the start ({why})", err=True)
     shutil.rmtree(run_dir)
     return "train"

@@ -322,7 +322,7 @@ def _print(report: dict[str, Any], out: Path) -> None:
 
     a, b = report["original"], report["compressed"]
     what = (f"search {report['max_drop']} (prefer {report['prefer']}): {report['recipe']}" if "recipe" in report             else f"{report['method']} {report['options']}")
-    table = Table(title=f"{what}: {report['source']} -> {out}", title_justify="left")
+    table = Table(title=f"{what}: {shown(report['source'])} -> {shown(out)}", title_justify="left")
     for col in ("", "original", "compressed", "compressed / original"):
         table.add_column(col, justify="left" if not col else "right")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from deepseek.cli.params import SEED, Ranged
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError, UsageError, shell_quoted, shown
 from deepseek.parsing import loads_json
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.tune.limits import TUNE_NUMBERS
@@ -181,7 +181,7 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
                 base_source=str(config_file), baseline=baseline)  # before any folder is made
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
-               f"folder {folder}{created_note(missing)}")
+               f"folder {shown(folder)}{created_note(missing)}")
     from deepseek.training.preemption import EXIT_PREEMPTED
     from deepseek_enterprise.tune.stopping import StudySignals, StudyStopped
 
@@ -243,7 +243,7 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str,
         click.echo(note)
     best = report.write_best(study, base, settings.out / "best.toml", settings.objective, config_file)
     if best is None:
-        click.echo(f"no trial completed; each trial's note says why (see {settings.out / 'trials.json'})", err=True)
+        click.echo(f"no trial completed; each trial's note says why (see {shown(settings.out / 'trials.json')})", err=True)
         return 1
     b = report.best_trial(study)
     from optuna.trial import TrialState
@@ -254,13 +254,13 @@ def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str,
     base_trial = next((t for t in bases if t.state == TrialState.COMPLETE), bases[0] if bases else None)
     against = ""
     if base_trial is not None and base_trial.number != b.number:
-        shown = (f"{base_trial.value:.6g}" if base_trial.value is not None
-                 else base_trial.user_attrs.get("note") or base_trial.state.name.lower())
-        against = f" (base config, trial {base_trial.number}: {shown})"
+        outcome = (f"{base_trial.value:.6g}" if base_trial.value is not None
+                   else base_trial.user_attrs.get("note") or base_trial.state.name.lower())
+        against = f" (base config, trial {base_trial.number}: {outcome})"
     elif base_trial is not None:
         against = " (the base config itself)"
-    click.echo(f"best trial {b.number}: {settings.objective} {b.value:.6g}{against}; wrote {best}, "
-               f"run it with: {train_line(trial_data(base, dict(b.params)))} {best}")
+    click.echo(f"best trial {b.number}: {settings.objective} {b.value:.6g}{against}; wrote {shown(best)}, "
+               f"run it with: {train_line(trial_data(base, dict(b.params)))} {shell_quoted(str(best))}")
     return None
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 from deepseek_enterprise.sqlite_files import FOREIGN, sqlite_database, sqlite_problem
 
 HEARTBEAT_S = 20
@@ -186,7 +186,7 @@ def drop_cut_journal_line(path: str) -> int:
     finally:
         lock.release()
     if size:
-        warnings.warn(f"--storage: {path}: its last line was cut short as it was written (a worker stopped "
+        warnings.warn(f"--storage: {shown(path)}: its last line was cut short as it was written (a worker stopped "
                       f"mid-write): {size - end} byte(s) removed; a trial it left running is recovered as interrupted",
                       stacklevel=2)
     return size - end
