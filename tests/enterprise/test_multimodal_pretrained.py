@@ -114,7 +114,7 @@ def test_bad_sources_are_one_line(unimodal: dict[str, Any], tmp_path: Path) -> N
     refused({"pretrained": {"text": ""}}, r"^model\.pretrained\.text: '' is not a path")
     refused({"freeze_pretrained": True}, r"^model\.freeze_pretrained: true without model\.pretrained")
     refused({"pretrained": {"audio": folders["audio"]}, "audio": {"d_model": 32, "n_heads": 2, "n_layers": 1}},
-            r"^model\.pretrained\.audio: .* used encoder keys .*'d_model': 16.*, this model .*'d_model': 32.*; give a run "
+            r"^model\.pretrained\.audio: .* used model\.audio\.d_model = 16, this model 32; give a run "
             r"with the same \[model\.audio\] keys$")
     refused({"pretrained": {"audio": folders["audio"]}, "fusion_options": {"d_model": 8}},
             r"^model\.pretrained\.audio: .* does not fit this model \(shape \(10, 16\) of fusion\.heads\.audio\.weight "
@@ -338,4 +338,41 @@ def test_the_study_refuses_unimodal_runs_it_cannot_use(tmp_path: Path, args: lis
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", *args, "--out", "res")
     assert code == 2 and err == message, err[-2000:]
+    assert not (tmp_path / "res").exists()
+
+
+def _base(vision: str = "embed_dim = 16\ndepths = [1, 1]", d_model: int = 16) -> str:
+    """A study's CONFIG.toml: the unimodal fixture's encoders (vision's keys ``vision``), concat's options."""
+    return (f'[model]\nfusion = "concat"\n[model.vision]\n{vision}\n[model.audio]\nd_model = 16\nn_heads = 2\n'
+            f'n_layers = 1\n[model.text]\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 24\n'
+            f'[model.fusion_options]\nd_model = {d_model}\nhidden = 16\n')
+
+
+@pytest.mark.parametrize(("base", "says"), [
+    (_base("embed_dim = 32\ndepths = [1, 1]"),
+     "base.toml (as the study's redundant-concat-s0 run): model.pretrained.vision: {runs}/redundant-vision-s0 used "
+     "model.vision.embed_dim = 16, this model 32; give a run with the same [model.vision] keys"),
+    (_base(d_model=8),
+     "base.toml (as the study's redundant-concat-s0 run): model.pretrained.vision: {runs}/redundant-vision-s0 does "
+     "not fit this model (shape (10, 16) of fusion.heads.vision.weight where this model has (10, 8)); give a run "
+     "with the same encoder keys and fusion_options.d_model"),
+    (None,  # the study's own encoder keys: not the fixture's
+     "--unimodal-runs (as the study's redundant-concat-s0 run): model.pretrained.vision: {runs}/redundant-vision-s0 "
+     "used model.vision.depths = [1, 1], this model [2, 2]; give a run with the same [model.vision] keys"),
+])
+def test_unimodal_runs_of_other_encoder_shapes_are_refused_before_the_study_starts(
+        unimodal: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str | None, says: str) -> None:
+    """check_unimodal_run held only modalities and the training part: a run of other encoder keys
+    or shapes failed as the fused model loaded it, after the study had started (study.json written)."""
+    runs = tmp_path / "given"
+    runs.mkdir()
+    for m in MODALITIES:
+        (runs / f"redundant-{m}-s0").symlink_to(unimodal["folders"][m])
+    args = ["base.toml"] if base is not None else []
+    if base is not None:
+        (tmp_path / "base.toml").write_text(base)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", *args, "--recipe", "frozen", "--task",
+                                 "redundant", "--seed", "0", "--config", "concat", "--unimodal-runs", str(runs),
+                                 "--out", "res")
+    assert (code, err.splitlines()[-1]) == (2, "error: " + says.format(runs=runs))
     assert not (tmp_path / "res").exists()

@@ -65,8 +65,13 @@ def check_source(m: str, path: str, options: Any) -> tuple[Any, str]:
     mine = dict(getattr(options, m))
     their_keys = model.get(m)
     if their_keys != mine:
-        raise ConfigError(f"{where}: {path} used encoder keys {their_keys}, this model {mine}; give a run with the "
-                          f"same [model.{m}] keys")
+        if not isinstance(their_keys, dict):
+            raise ConfigError(f"{where}: {path} used encoder keys {their_keys}, this model {mine}; give a run with "
+                              f"the same [model.{m}] keys")
+        key = min(k for k in {*mine, *their_keys} if (k in mine, mine.get(k)) != (k in their_keys, their_keys.get(k)))
+        theirs_v, mine_v = (repr(t[key]) if key in t else "not set" for t in (their_keys, mine))
+        raise ConfigError(f"{where}: {path} used model.{m}.{key} = {theirs_v}, this model {mine_v}; give a run with "
+                          f"the same [model.{m}] keys")
     return ckpt, where
 
 

@@ -185,19 +185,23 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                      f"the same seeds with --config vision --config audio --config text")
                 for m, folder in given[task, seed].items():
                     check_unimodal_run(Path(folder), train_sources(m, recipe, task), recipe, m)
-    for task in tasks:  # every run's config is checked before anything is written
-        sources = given.get((task, seeds[0]), {})
+    # every run's config is checked before anything is written; with --unimodal-runs, each seed's
+    for task, seed in [(t, s) for t in tasks for s in (seeds if unimodal_runs is not None else seeds[:1])]:
+        sources = given.get((task, seed), {})
         for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
             if starts_from_unimodal(name, recipe, task) and not sources:
                 continue  # its sources are the unimodal runs trained first, checked here themselves
             mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
-            run = over_base(study_config(task, name, seeds[0], steps, batch=batch, lr=lr, device=device,
+            run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                          runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
                                          eval_size=eval_size), base)
-            if base is None:
+            if base is None and not mine:
                 config_from_dict(run, host=host)
-            else:  # the file's nested tables (encoders) are checked as the model is built: on meta, here
-                check_run(run, host, f"{base_file} (as the study's {task}-{name} run)", build=not mine)
+            else:  # built on meta, here: the file's nested tables (encoders), and the unimodal runs it starts
+                # from against them (their encoder keys and weight shapes, read from trainer.json and headers);
+                # an ensemble trains nothing (its config, all frozen, is not one a model is built from to train)
+                check_run(run, host, f"{base_file or '--unimodal-runs'} (as the study's {task}-{name}-s{seed} run)",
+                          build=not is_ensemble(name, recipe, task))
     if base is not None and unused_keys(base):  # said once the study is sure to start
         import click
 
