@@ -185,3 +185,13 @@ def test_train_starts_from_the_imported_weights(tmp_path: Path, host: PluginHost
     batch = next(iter(dataset))
     assert hf_logits_loss(hf, val["input_ids"], val["targets"])[1] == pytest.approx(start["val_loss"], rel=1e-5)
     assert hf_logits_loss(hf, batch["input_ids"], batch["targets"])[1] == pytest.approx(first["loss"], rel=1e-5)
+
+
+def test_the_import_note_names_a_folder_with_a_line_break_and_an_escape_escaped(tmp_path: Path,
+                                                                                 host: PluginHost) -> None:
+    """'SRC has no tokenizer.json' printed the folder raw: a line break split the note, an ESC
+    sequence reached the terminal."""
+    random_gpt2(tmp_path / "s\nx\x1b[2J")
+    said = deepseek(host, "import-hf", str(tmp_path / "s\nx\x1b[2J"), "--out", str(tmp_path / "imp"))
+    assert "\x1b" not in said
+    assert f"$'{tmp_path}/s\\nx\\x1b[2J' has no tokenizer.json: config.toml trains on byte tokens" in said

@@ -402,3 +402,12 @@ def test_a_text_file_that_is_not_utf8_is_refused_by_a_tokenizer(trained: dict[st
     # byte tokens read any bytes, as before
     ok(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(corpus))}", "--max-steps", "1", "--run-dir",
        str(tmp_path / "bytes"))
+
+
+def test_tokenizer_train_names_a_corpus_folder_with_a_line_break_and_an_escape_escaped(host: PluginHost,
+                                                                                        tmp_path: Path) -> None:
+    """'trained on N bytes of FOLDER' printed the folder raw."""
+    corpus = write_corpus(tmp_path / "c\nx\x1b[2J")
+    out = ok(host, "tokenizer", "train", "--data", str(corpus), "--vocab-size", "300", "--out", str(tmp_path / "t.json"))
+    assert "\x1b" not in out
+    assert f" bytes of $'{tmp_path}/c\\nx\\x1b[2J'\n" in out

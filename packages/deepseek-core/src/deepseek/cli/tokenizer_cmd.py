@@ -181,7 +181,7 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
     tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), digest=file_digest(path.read_bytes()),
                        source=str(path))
     click.echo(f"wrote {shown(path)}{created_note(missing)}: vocabulary {tok.vocab_size}, separator "
-               f"{separator_token!r} = id {tok.separator}, trained on {learnt[0]:,} bytes of {corpus.name}")
+               f"{separator_token!r} = id {tok.separator}, trained on {learnt[0]:,} bytes of {shown(corpus.name)}")
     _report_compression(tok, corpus, has_val)
 
 

@@ -25,7 +25,7 @@ from deepseek import durable
 from deepseek.arguments import spelled
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.dtypes import torch_dtype
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 from deepseek.graph.export_trained import Note
 from deepseek.interop import gpt2
 from deepseek.parsing import loads_json
@@ -368,5 +368,5 @@ def import_hf(src: Path, out: Path) -> tuple[list[Path], list[str]]:
         notes.append("copied tokenizer.json, but this deepseek's text dataset has no tokenizer option: "
                      "config.toml trains on byte tokens")
     elif not has_tok:
-        notes.append(f"{src} has no tokenizer.json: config.toml trains on byte tokens (ids 0..255)")
+        notes.append(f"{shown(src)} has no tokenizer.json: config.toml trains on byte tokens (ids 0..255)")
     return created, notes
