@@ -339,3 +339,18 @@ def test_the_launchers_plugin_options_reach_its_workers(tmp_path: Path, plugin_d
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in (proc.stdout + proc.stderr).splitlines() if "deepseek-faulty" in line]
     assert rows and all("disabled" in row for row in rows), rows
+
+
+def test_a_log_dir_with_a_line_break_and_an_escape_is_named_escaped(tmp_path: Path,
+                                                                    plugin_dirs: tuple[Path, Path]) -> None:
+    """'last lines of LOG:' printed the --log-dir path raw: a line break split the line, an ESC
+    sequence reached the terminal."""
+    logs = "l\nx\x1b[2J"
+    args = ["-n", "2", "--log-dir", logs, "--timeout", "8", "--", "train", "--strategy", "pipeline", "--max-steps",
+            "50", *TINY]
+    proc, _ = launch(args, tmp_path, plugin_dirs, tmp_path / "markers", DEEPSEEK_TEST_FAULT="1:2:hang")
+    assert proc.returncode == 124, proc.stderr
+    heading = [line for line in proc.stderr.splitlines() if line.startswith("last lines of ")]
+    assert len(heading) == 1 and re.fullmatch(r"last lines of \$'l\\nx\\x1b\[2J/\S+/1/stderr\.log':", heading[0]), \
+        proc.stderr
+    assert "\x1b[2J" not in proc.stderr

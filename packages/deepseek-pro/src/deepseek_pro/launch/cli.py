@@ -17,7 +17,7 @@ import click
 
 from deepseek.advise.hardware import MAX_GPUS
 from deepseek.cli.params import PATH, FiniteFloat, count
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 
 _ROOT_VALUE_OPTIONS = frozenset({"--plugins", "--disable-plugins"})
 _HELP = frozenset({"-h", "--help"})
@@ -228,7 +228,7 @@ def launch(
     elif result.exit_code and not result.shown:
         click.secho(f"error: {result.message}", fg="red", err=True)
         if result.tail and result.exit_code != 2:  # bad input: the one error line says it all
-            where = result.log_path or "its log (removed with the launcher's temp folder; keep logs with --log-dir)"
+            where = shown(result.log_path) if result.log_path else "its log (removed with the launcher's temp folder; keep logs with --log-dir)"
             click.echo(f"last lines of {where}:", err=True)
             for line in result.tail:
                 click.echo(f"  | {line}", err=True)
