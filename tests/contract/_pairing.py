@@ -25,7 +25,7 @@ import torch
 from _gradients import check_every_parameter_trains
 
 from deepseek.config.components import build_options, options_class
-from deepseek.config.load import DATA_SIZES
+from deepseek.config.data_sizes import DATA_SIZES
 from deepseek.data.dataset import Dataset, checked_validation_batches
 from deepseek.errors import UsageError
 from deepseek.models.capabilities import model_capabilities
@@ -86,7 +86,7 @@ def _shrunk(target: Any, shrink: dict[str, Any], *, kind: str, name: str) -> dic
 def tiny_model(host: Any, name: str, data: Any = None) -> Any:
     """Model ``name`` of ``host`` on the CPU, with :data:`MODEL_SHRINK` where it has those keys and,
     paired with dataset ``data``, the sizes that follow the data (``num_classes``, ``vocab_size``:
-    :data:`deepseek.config.load.DATA_SIZES`) where it has those keys, as a config naming both gets them."""
+    :data:`deepseek.config.data_sizes.DATA_SIZES`) where it has those keys, as a config naming both gets them."""
     target = host.resolve("model", name).load()
     keys = {**MODEL_SHRINK, **(_data_sizes(data) if data is not None else {})}
     return instantiate_model(target, _shrunk(target, keys, kind="model", name=name), name=name,
@@ -95,7 +95,7 @@ def tiny_model(host: Any, name: str, data: Any = None) -> Any:
 
 def _data_sizes(data: Dataset) -> dict[str, int]:
     """The model keys dataset ``data`` declares from its options (``Dataset.model_num_classes``, ...:
-    the methods :data:`~deepseek.config.load.DATA_SIZES` names, which every ``Dataset`` has)."""
+    the methods :data:`~deepseek.config.data_sizes.DATA_SIZES` names, which every ``Dataset`` has)."""
     sizes = {key: getattr(type(data), method)(data.options) for key, (method, _, _) in DATA_SIZES.items()}
     return {key: size for key, size in sizes.items() if size is not None}
 

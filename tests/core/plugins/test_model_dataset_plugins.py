@@ -240,7 +240,7 @@ def test_resume_with_data_needing_a_larger_model_names_the_checkpoint(host: Any,
     from deepseek_toyclf.model import BlobClassifier, MLPOptions
 
     from deepseek.cli.train_cmd import build_train_config
-    from deepseek.config.load import DataSizeError
+    from deepseek.config.data_sizes import DataSizeError
 
     @dataclasses.dataclass(frozen=True)
     class SizedOptions(MLPOptions):

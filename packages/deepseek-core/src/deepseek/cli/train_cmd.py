@@ -72,7 +72,7 @@ def build_train_config(
         return config_from_dict(_kept_derived(merged, resume), host=host)
     import torch
 
-    from deepseek.config.load import DataSizeError
+    from deepseek.config.data_sizes import DataSizeError
     from deepseek.errors import ConfigError
     from deepseek.training.build import build_model
     from deepseek.training.checkpoint import TRAINER_FILE, check_weights_fit

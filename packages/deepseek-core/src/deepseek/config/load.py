@@ -28,6 +28,7 @@ from deepseek.config.components import (
     load_checked,
     options_class,
 )
+from deepseek.config.data_sizes import DATA_SIZES, follow_data_size
 from deepseek.config.no_validation import check_no_validation
 from deepseek.config.overrides import apply_overrides
 from deepseek.config.schema import (
@@ -91,7 +92,7 @@ def config_from_dict(
     for key, (declared, what, instead) in DATA_SIZES.items():
         with class_calls(lookups.resolve("dataset", data_name), declared):
             size = getattr(data_cls, declared)(data_options)
-        model_options = _follow_data_size(model_options, key, size, explicit=key in sets,
+        model_options = follow_data_size(model_options, key, size, explicit=key in sets,
                                           what=what.format(size=size, data=data_name), instead=instead)
     optimizer_table["name"] = optimizer_section.name
     optimizer_name, optimizer_options, optimizer_cls = _component(
@@ -309,41 +310,6 @@ def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | 
         return None
     cls = options_class(load_checked("dataset", component), kind="dataset", name=name)
     return frozenset(("name", *DATA_COMMON_KEYS, *(f.name for f in dataclasses.fields(cls))))
-
-
-DATA_SIZES: dict[str, tuple[str, str, str]] = {
-    "vocab_size": ("model_vocab_size", "the {size} token ids of dataset {data!r} (its model_vocab_size; for "
-                   "'text' and 'hf', data.tokenizer's vocabulary)", "follow the data"),
-    "num_classes": ("model_num_classes", "the {size} classes of dataset {data!r} (its labels)", "follow the data"),
-}
-"""Model keys that follow the data: ``model.<key>`` -> (the ``Dataset`` classmethod declaring the
-size from the data's options, what the size is, what leaving the key out does)."""
-
-
-def _follow_data_size(options: Any, key: str, size: int | None, *, explicit: bool, what: str, instead: str) -> Any:
-    """A model size that follows the data (:data:`DATA_SIZES`: ``Dataset.model_vocab_size``, a
-    tokenizer's; ``Dataset.model_num_classes``, the labels'): a model whose options have ``key``
-    and do not set it gets the data's ``size``; a smaller one is refused, naming ``model.<key>``."""
-    if size is None or not dataclasses.is_dataclass(options) or key not in {
-        f.name for f in dataclasses.fields(options)
-    }:
-        return options
-    if not explicit:
-        return dataclasses.replace(options, **{key: size})
-    if getattr(options, key) < size:
-        raise DataSizeError(
-            f"model.{key}: {getattr(options, key)} is smaller than {what}; "
-            f"remove model.{key} to {instead}, or set it >= {size}", key=key, have=getattr(options, key), what=what)
-    return options
-
-
-class DataSizeError(ConfigError):
-    """``model.<key>`` (:data:`DATA_SIZES`) is smaller than the data needs: ``have`` against
-    ``what`` (a resume rewords it: there the model's size is the checkpoint's, not a choice)."""
-
-    def __init__(self, message: str, *, key: str, have: int, what: str) -> None:
-        super().__init__(message)
-        self.key, self.have, self.what = key, have, what
 
 
 def _check_compression(lookups: PluginHost, name: str, cls: Any, method: Any) -> None:
