@@ -152,15 +152,27 @@ def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30
     return Deploy(root, store, client, token, scheduler)
 
 
-def two_tenants(root: Path, host: PluginHost = CLI_HOST) -> Deploy:
-    """A server with tenants ``acme`` (member ``bob``, viewer ``vic``) and ``globex`` (member ``gil``)."""
+def two_tenants(root: Path, host: PluginHost = CLI_HOST, **acme_quota: Any) -> Deploy:
+    """A server with tenants ``acme`` (member ``bob``, viewer ``vic``; ``acme_quota``: its quota's
+    fields other than the defaults) and ``globex`` (member ``gil``)."""
     d = deploy(root, host=host)
-    d.tenant("acme")
+    d.tenant("acme", **acme_quota)
     d.tenant("globex")
     d.user("acme", "bob", "member")
     d.user("acme", "vic", "viewer")
     d.user("globex", "gil", "member")
     return d
+
+
+def submit_checks(factory: pytest.TempPathFactory) -> Iterator[Deploy]:
+    """:func:`two_tenants` shared by a module's submit-check tests (a module-scoped fixture yields
+    from it): its set-up's eight requests, each hashing or verifying a token with scrypt, cost about
+    a second a test otherwise. No scheduler runs, so each job accepted stays queued: acme's
+    ``queued_jobs`` quota is raised above what a module submits. A test that reads the database
+    compares it with what it held before the test's own submits."""
+    d = two_tenants(factory.mktemp("srv"), queued_jobs=100_000)
+    yield d
+    d.close()
 
 
 def free_port() -> int:

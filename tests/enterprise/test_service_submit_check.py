@@ -3,12 +3,13 @@ command's own line), not queued to fail with exit code 2 (service.jobcheck)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
 from _hosts import registering
-from _servicehelpers import Deploy, run_cli, two_tenants
+from _servicehelpers import Deploy, run_cli, submit_checks, two_tenants
 from _servicelive import live
 from _submitlines import cli_line as _line
 from _submitlines import job_line as _job_line
@@ -19,11 +20,9 @@ from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
 
-@pytest.fixture
-def svc(tmp_path: Path) -> Deploy:
-    d = two_tenants(tmp_path / "srv")
-    yield d
-    d.close()
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
+    yield from submit_checks(tmp_path_factory)
 
 
 def _train_line(tmp_path: Path, config: str | None, args: list[str]) -> str:
@@ -57,13 +56,16 @@ def test_an_invalid_train_job_is_refused_at_submit_with_the_train_commands_line(
         svc: Deploy, tmp_path: Path, config: str | None, args: list[str]) -> None:
     expected = _train_line(tmp_path, config, args)
     job = {"args": args, **({"config": config} if config is not None else {})}
+    with svc.store.session() as s:  # the module's server: its earlier tests' jobs and audit rows
+        jobs, last = s.scalar(text("select count(*) from jobs")), s.scalar(text("select max(id) from audit"))
     assert svc.submit("acme", svc.tokens["vic"], **job).status_code == 403  # the role first, as before
     assert svc.submit("globex", svc.tokens["bob"], **job).status_code == 404  # not bob's tenant: said as before
     r = svc.submit("acme", svc.tokens["bob"], **job)
     assert (r.status_code, r.json()["detail"]) == (422, expected)
     with svc.store.session() as s:
-        assert s.scalar(text("select count(*) from jobs")) == 0
-        results = s.scalars(text("select result from audit where action = 'job.submit'")).all()
+        assert s.scalar(text("select count(*) from jobs")) == jobs
+        results = s.scalars(text("select result from audit where action = 'job.submit' and id > :last order by id"),
+                            {"last": last}).all()
         assert [r.split(":")[0] for r in results] == ["refused 403", "refused 404", "refused 422"]
         assert results[2] == f"refused 422: {expected}"
 

@@ -10,12 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from _hosts import enterprise_host
-from _servicehelpers import Deploy, two_tenants
+from _servicehelpers import Deploy, submit_checks, two_tenants
 from _submitlines import cli_line, job_line, run_in, workspace
 
 from deepseek.hookspecs import hookimpl
@@ -23,11 +24,9 @@ from deepseek_enterprise.compress import LOADS_WITHOUT_TORCH
 from deepseek_enterprise.compress.compressor import Compressor
 
 
-@pytest.fixture
-def svc(tmp_path: Path) -> Deploy:
-    d = two_tenants(tmp_path / "srv")
-    yield d
-    d.close()
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
+    yield from submit_checks(tmp_path_factory)
 
 
 def _refused_as_the_job(svc: Deploy, tmp_path: Path, command: str, config: str | None, files: dict[str, str],

@@ -6,18 +6,17 @@ the strategy's own, deepseek_pro.strategies.deepspeed_user)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _servicehelpers import Deploy, two_tenants
+from _servicehelpers import Deploy, submit_checks
 from _submitlines import job_line
 
 
-@pytest.fixture
-def svc(tmp_path: Path) -> Deploy:
-    d = two_tenants(tmp_path / "srv")
-    yield d
-    d.close()
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
+    yield from submit_checks(tmp_path_factory)
 
 
 DS = '[strategy]\nname = "deepspeed"\nconfig_path = "ds.json"\n[train]\nmax_steps = 1\n'
