@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +20,37 @@ from deepseek_enterprise.service.models import AuditEntry, Job, Tenant, Token
 from deepseek_enterprise.service.store import AppendOnlyError
 
 
+def _populated(d: Deploy) -> Deploy:
+    """``d`` with the tenants, users and tokens every test here starts from."""
+    d.tenant("acme", running_jobs=1, queued_jobs=3, devices=0)
+    d.tenant("globex", running_jobs=1, queued_jobs=3)
+    for name, role in (("ann", "admin"), ("bob", "member"), ("cat", "member"), ("vic", "viewer")):
+        d.user("acme", name, role)
+    d.user("globex", "gil", "admin")
+    return d
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Deploy:
+    """A populated SQLite server's folder, closed, made once: each test opens a copy of it (its
+    twelve set-up requests, each hashing or verifying a token with scrypt, cost seconds a test)."""
+    d = _populated(deploy(tmp_path_factory.mktemp("template") / "srv"))
+    d.close()
+    return d
+
+
 @pytest.fixture(params=BACKENDS)
-def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Deploy:
+def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
+    if request.param == "sqlite":  # a copy of the template: the same database a new server's set-up writes
+        template: Deploy = request.getfixturevalue("sqlite_template")
+        shutil.copytree(template.root, tmp_path / "srv")
+        d = deploy(tmp_path / "srv")
+        d.admin, d.tokens = template.admin, dict(template.tokens)
+        yield d
+        d.close()
+        return
     with database(request.param, tmp_path / "srv") as url:
-        d = deploy(tmp_path / "srv", db_url=url)
-        d.tenant("acme", running_jobs=1, queued_jobs=3, devices=0)
-        d.tenant("globex", running_jobs=1, queued_jobs=3)
-        for name, role in (("ann", "admin"), ("bob", "member"), ("cat", "member"), ("vic", "viewer")):
-            d.user("acme", name, role)
-        d.user("globex", "gil", "admin")
+        d = _populated(deploy(tmp_path / "srv", db_url=url))
         yield d
         d.close()
 
