@@ -5,24 +5,15 @@ and hostile input is one line with exit code 2."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _inprocess import deepseek_here
 
-DEEPSEEK = [sys.executable, "-m", "deepseek"]
 EVAL_SIZE = 128
-
-
-def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +23,14 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # how far the models trained; each step costs a validation pass (eval_interval is 1 below 12).
     # 128 validation and test samples (8 batches) instead of 1,024: the full-split evaluations
     # (test, each modality missing, the confusion matrix, eval below) are most of the time.
-    out = deepseek("multimodal", "study", "--task", "redundant", "--seed", "0", "--seed", "1", "--config", "vision",
-                   "--config", "cross_attention", "--steps", "2", "--batch", "16", "--eval-size", str(EVAL_SIZE),
-                   "--device", "cpu", "--out", "res", cwd=work)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return {"dir": work, "stdout": out.stdout,
+    # In this process (a process start imports torch again, seconds, many more under load)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        code, err, stdout = deepseek_here(
+            monkeypatch, work, "multimodal", "study", "--task", "redundant", "--seed", "0", "--seed", "1", "--config",
+            "vision", "--config", "cross_attention", "--steps", "2", "--batch", "16", "--eval-size", str(EVAL_SIZE),
+            "--device", "cpu", "--out", "res")
+    assert code == 0, err[-3000:]
+    return {"dir": work, "stdout": stdout,
             "rows": [json.loads(line) for line in (work / "res" / "results.jsonl").read_text().splitlines()]}
 
 
@@ -260,16 +254,16 @@ def test_bench_latency_times_a_multimodal_config(tmp_path: Path, monkeypatch: py
     config = tmp_path / "mm.toml"
     config.write_text('[model]\nname = "multimodal.classifier"\nfusion = "concat"\n'
                       '[data]\nname = "multimodal.digits"\nbatch_size = 8\neval_batches = 1\n')
-    out = deepseek("bench", "latency", "--config", str(config), "--only", "eager", "--runs", "20", "--batch", "2",
-                   "--json", "lat.json", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--only", "eager",
+                                 "--runs", "20", "--batch", "2", "--json", "lat.json")
+    assert code == 0, err[-3000:]
     result = json.loads((tmp_path / "lat.json").read_text())
     assert result["info"]["model"] == "multimodal.classifier" and result["info"]["batch"] == 2
     assert result["info"]["command"].startswith(f"deepseek bench latency --config {config} --batch 2")
     (eager,) = result["rows"]
     assert eager["name"] == "eager" and 0 < eager["p10_ms"] <= eager["median_ms"] <= eager["p90_ms"]
     assert eager["max_rel_error"] == 0.0 and eager["top1_agreement"] == 1.0
-    # Refusals, in this process (each is one line before anything is timed).
+    # Refusals (each is one line before anything is timed).
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--batch", "9")
     assert code == 2 and err.splitlines() == [
         f"error: --batch 9: the validation batches of 'multimodal.digits' ({config}) hold 8 rows; use --batch 8 "
