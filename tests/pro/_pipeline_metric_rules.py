@@ -7,10 +7,12 @@ returned only for a micro-batch holding a 2: first in step 2, and there by one o
 micro-batches only, then by neither in step 3. ``EvalRefusal`` raises a UsageError in ``pipeline_loss`` (the last stage) and
 ``FirstStageRefusal`` in its first stage's forward, each for the second validation batch only:
 on the first evaluation after training began, when the metric names are agreed on already.
+``EvalBug`` and ``FirstStageBug`` raise a plain ``RuntimeError`` (a bug in model code) there instead.
 
 Usage: ``python tests/pro/_pipeline_metric_rules.py OUT [MODEL ...]`` under torchrun. Rank r
 writes ``OUT/messages-r.json`` after each model: ``{model: {type, message, steps, val}}`` (the
-error raised, or ``type`` None, each step's record without its timings and the last evaluation).
+error raised, ``raised_in``, the function its traceback ends in, and a RankError's ``type_name``, or ``type`` None, each
+step's record without its timings and the last evaluation).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,12 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import deepseek
-from deepseek.errors import UsageError
+from deepseek.errors import RankError, UsageError
 from deepseek.models.protocol import TrainableModel
 from deepseek.training.metrics import read_metrics
 
 FIRST_STAGE_LINE = "model 'acme.marked': a row's first feature is 99; features are below 10"
 LAST_STAGE_LINE = "model 'acme.refusing': a row has label -2; labels are 0, 1, 2 or -1 (padding)"
+BUG_LINE = "index 99 is out of bounds for dimension 0 with size 8"
+"""The line of a plain ``RuntimeError`` (a bug in model code, not a refusal)."""
 
 
 class First(nn.Module):
@@ -46,6 +51,8 @@ class First(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.refuses and bool((x[:, 0] == 99).any()):
             raise UsageError(FIRST_STAGE_LINE)
+        if bool((x[:, 0] == 77).any()):
+            raise RuntimeError(BUG_LINE)
         return self.net(x)
 
 
@@ -90,7 +97,19 @@ class FirstStageRefusal(Padded):
     refuses_first = True
 
 
-MODELS = {"Padded": Padded, "EvalRefusal": EvalRefusal, "FirstStageRefusal": FirstStageRefusal}
+class EvalBug(Padded):
+    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> Any:
+        if bool((target == -3).any()):
+            raise RuntimeError(BUG_LINE)
+        return super().pipeline_loss(output, target)
+
+
+class FirstStageBug(Padded):
+    """Its first stage raises :data:`BUG_LINE` for a row whose first feature is 77."""
+
+
+MODELS = {"Padded": Padded, "EvalRefusal": EvalRefusal, "FirstStageRefusal": FirstStageRefusal,
+          "EvalBug": EvalBug, "FirstStageBug": FirstStageBug}
 
 
 def train_rows() -> torch.utils.data.TensorDataset:
@@ -119,6 +138,10 @@ def val_rows(name: str) -> torch.utils.data.TensorDataset:
         labels[9] = -2
     if name == "FirstStageRefusal":
         x[9, 0] = 99
+    if name == "EvalBug":
+        labels[9] = -3
+    if name == "FirstStageBug":
+        x[9, 0] = 77
     return torch.utils.data.TensorDataset(x, labels)
 
 
@@ -133,7 +156,11 @@ def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
         result = deepseek.fit(MODELS[name], train_rows(), val_data=val_rows(name), names=("x", "label"),
                               batch_size=8, shuffle=False, run_dir=run_dir, config=config, quiet=True)
     except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
-        return {"type": type(exc).__name__, "message": str(exc), "steps": [], "val": {}}
+        frames = traceback.extract_tb(exc.__traceback__)
+        seen = {"type": type(exc).__name__, "message": str(exc), "steps": [], "val": {}, "raised_in": frames[-1].name}
+        if isinstance(exc, RankError):
+            seen["type_name"] = exc.type_name
+        return seen
     timings = {"step_time", "samples_per_s"}
     steps = [{k: v for k, v in r.items() if k not in timings} for r in read_metrics(run_dir / "metrics.jsonl")
              if "loss" in r]

@@ -8,7 +8,9 @@
   being agreed on at the first step only), and left out of step 3, which did not return it;
 - an error the model raises during an evaluation, in ``pipeline_loss`` on the last stage or in
   the first stage's forward, ends BOTH ranks with ``single``'s line (was: that stage alone; the
-  other waited or died of gloo's closed connection). The models run one after another in one
+  other waited or died of gloo's closed connection), and a plain ``RuntimeError`` (a bug in model
+  code) ends both as that RuntimeError, an internal error, the model's traceback on the stage that
+  raised it (was: that stage alone). The models run one after another in one
   job, so a rank left waiting hangs the next: the job's timeout fails the test.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline_metric_rules import FIRST_STAGE_LINE, LAST_STAGE_LINE, MODELS, attempt
+from _pipeline_metric_rules import BUG_LINE, FIRST_STAGE_LINE, LAST_STAGE_LINE, MODELS, attempt
 from _prohelpers import run_torchrun
 
 PROBE = Path(__file__).with_name("_pipeline_metric_rules.py")
@@ -63,6 +65,24 @@ def test_step_and_validation_metrics_are_singles(job: list[dict[str, dict[str, A
 def test_an_error_in_an_evaluation_is_singles_line_on_every_rank(
         job: list[dict[str, dict[str, Any]]], tmp_path: Path, model: str, line: str) -> None:
     single = attempt(tmp_path, "single", model)
-    assert single == {"type": "UsageError", "message": line, "steps": [], "val": {}}
+    assert single == {"type": "UsageError", "message": line, "steps": [], "val": {}, "raised_in": "forward"
+                      if model == "FirstStageRefusal" else "pipeline_loss"}
     for seen in job:
-        assert seen[model] == single
+        assert {k: v for k, v in seen[model].items() if k != "raised_in"} == \
+            {k: v for k, v in single.items() if k != "raised_in"}
+
+
+@pytest.mark.parametrize(("model", "raised_in", "stage"), [("EvalBug", "pipeline_loss", 1), ("FirstStageBug", "forward", 0)])
+def test_a_bug_in_an_evaluation_stays_an_internal_error_on_every_rank(
+        job: list[dict[str, dict[str, Any]]], tmp_path: Path, model: str, raised_in: str, stage: int) -> None:
+    """A plain RuntimeError in model code ends every rank with its line, an internal error (exit
+    code 1, not blamed on the pipeline strategy's plugin), the model's traceback on the stage that
+    raised it."""
+    single = attempt(tmp_path, "single", model)
+    assert single == {"type": "RuntimeError", "message": BUG_LINE, "steps": [], "val": {}, "raised_in": raised_in}
+    for rank, seen in enumerate(job):
+        assert seen[model]["message"] == BUG_LINE
+        if rank == stage:  # its own exception, the model's traceback with it
+            assert (seen[model]["type"], seen[model]["raised_in"]) == ("RuntimeError", raised_in)
+        else:  # RuntimeError's line, an internal error blamed on no plugin (the CLI names it RuntimeError)
+            assert (seen[model]["type"], seen[model]["type_name"]) == ("RankError", "RuntimeError")

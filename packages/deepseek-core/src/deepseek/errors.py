@@ -127,5 +127,17 @@ class RunComplete(UsageError):
         self.checkpoint, self.step, self.ended_early = checkpoint, step, ended_early
 
 
+class RankError(RuntimeError):
+    """An exception another rank of a distributed job raised that is not a :class:`DeepseekError`
+    (a bug in model code), raised on this rank with its line so that every rank ends together: an
+    internal error here as there (exit code 1; the CLI names it by ``type_name``, the class the other
+    rank raised), blamed on no component (:func:`deepseek.plugins.calls.blamed_on`); the traceback
+    is on the rank that raised it."""
+
+    def __init__(self, line: str, type_name: str) -> None:
+        super().__init__(line)
+        self.type_name = type_name
+
+
 class CheckpointError(UsageError):
     """A checkpoint is missing, truncated, corrupt or incompatible."""

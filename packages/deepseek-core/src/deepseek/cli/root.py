@@ -22,7 +22,14 @@ import click
 from deepseek._version import __version__
 from deepseek.arguments import invocation
 from deepseek.cli.context import command_host, refuse_options_with_given_host
-from deepseek.errors import DeepseekError, PluginError, UsageError, clipped_words, one_line
+from deepseek.errors import (
+    DeepseekError,
+    PluginError,
+    RankError,
+    UsageError,
+    clipped_words,
+    one_line,
+)
 from deepseek.plugins.host import CORE_DIST, PluginHost
 
 _PLUGIN_COMMAND = "deepseek.plugin_command"
@@ -336,7 +343,8 @@ def _run(args: list[str], host: PluginHost | None) -> None:
                         fg="red", err=True)
             sys.exit(1)
         click.secho(
-            f"internal error: {type(exc).__name__}: {one_line(str(exc))} (run with --debug for the traceback)",
+            f"internal error: {exc.type_name if isinstance(exc, RankError) else type(exc).__name__}: "
+            f"{one_line(str(exc))} (run with --debug for the traceback)",
             fg="red", err=True,
         )
         sys.exit(1)

@@ -3,8 +3,8 @@ schedule's ``lr_at``, a dataset's ``__next__``, enterprise's fusion ``forward`` 
 ``compress``): what it raises comes out as one line naming the component and its distribution.
 
 deepseek's own one-line errors (:class:`~deepseek.errors.DeepseekError`: a refusal the plugin
-raised on purpose, or a check of ours inside) and running out of memory pass through as they
-are; anything else is a bug in the plugin and becomes a :class:`~deepseek.errors.PluginError`
+raised on purpose, or a check of ours inside), another rank's error (:class:`~deepseek.errors.RankError`)
+and running out of memory pass through as they are; anything else is a bug in the plugin and becomes a :class:`~deepseek.errors.PluginError`
 (exit code 1, as for a plugin that fails to load or registers something invalid).
 """
 
@@ -15,7 +15,7 @@ import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import DeepseekError, PluginError
+from deepseek.errors import DeepseekError, PluginError, RankError
 
 if TYPE_CHECKING:
     from deepseek.plugins.records import Component
@@ -53,7 +53,7 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
     beneath them (a strategy's ``train_step``: a collective's error is not the strategy's bug)."""
     try:
         yield
-    except DeepseekError:
+    except (DeepseekError, RankError):
         raise
     except Exception as exc:
         from deepseek.arguments import traceback_hint

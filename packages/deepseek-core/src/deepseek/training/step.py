@@ -109,12 +109,14 @@ class MetricSums:
     def total(self) -> torch.Tensor | None:
         """The weight of every micro-batch added, summed in fp32 in the order the measured weights
         are (so it equals a metric's measured weight bit for bit where every micro-batch measured
-        it), on the metrics' device; ``None`` while no micro-batch returned a metric."""
+        it), on the metrics' device (the CPU while no micro-batch returned a metric: a rank whose
+        rows returned none still weighs its share in the mean over the data-parallel ranks);
+        ``None`` before any micro-batch was added."""
         import torch
 
-        if not self.sums:
+        if not self.weights:
             return None
-        total = torch.zeros_like(next(iter(self.sums.values())))
+        total = torch.zeros_like(next(iter(self.sums.values()))) if self.sums else torch.zeros(())
         for weight in self.weights:
             total = total + weight
         return total
@@ -128,14 +130,14 @@ class MetricSums:
             out[self.TOTAL] = total
         return out
 
+    @staticmethod
+    def names(packed: dict[str, torch.Tensor]) -> list[str]:
+        """The metric names of a :meth:`packed` mapping."""
+        return [key for key in packed if not key.startswith("\0")]
+
     @classmethod
     def unpacked(cls, reduced: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The step's metrics from :meth:`packed` after the mean over ranks: each weighted sum
         scaled by the weight that measured it (exactly 1 when every part did; NaN when none did)."""
         total = reduced.get(cls.TOTAL)
-        out = {}
-        for key, value in reduced.items():
-            if key.startswith("\0"):
-                continue
-            out[key] = value * (total / reduced[cls.MEASURED + key])
-        return out
+        return {key: reduced[key] * (total / reduced[cls.MEASURED + key]) for key in cls.names(reduced)}

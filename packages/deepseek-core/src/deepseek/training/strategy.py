@@ -253,7 +253,10 @@ class Strategy(StrategyRules, ABC):
     def reduce_mean(
         self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean of this rank's loss and metrics over the data-parallel ranks (default: one rank)."""
+        """Mean of this rank's loss and metrics over the data-parallel ranks (default: one rank).
+        ``metrics`` is a :meth:`MetricSums.packed <deepseek.training.step.MetricSums.packed>`
+        mapping, whose names may differ between ranks (a metric only some ranks' rows returned):
+        a name this rank lacks adds 0 to the mean, not measured here."""
         return loss, metrics
 
     def reduce_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -305,12 +308,17 @@ class Strategy(StrategyRules, ABC):
         in eval mode (:func:`deepseek.training.evaluation.evaluate_batch`), times ``weight`` (the
         shard's items x ranks / the batch's items, for a model weighing by items, or its rows x
         ranks / the batch's rows for a batch whose rows the ranks split unevenly), averaged over
-        the data-parallel ranks."""
+        the data-parallel ranks, as one part of a step is (:class:`~deepseek.training.step.MetricSums`:
+        a metric NaN on a rank's shard, or not returned for it, was not measured there)."""
         from deepseek.training.evaluation import evaluate_batch, weighed
+        from deepseek.training.step import MetricSums
 
         loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast(),
                                        model_name=self.settings.model_name)
-        return self.reduce_mean(weighed(loss, weight), {k: weighed(v, weight) for k, v in metrics.items()})
+        sums = MetricSums()
+        sums.add(metrics, weight)
+        loss, reduced = self.reduce_mean(weighed(loss, weight), sums.packed())
+        return loss, MetricSums.unpacked(reduced)
 
     def setup_inference(self, model: nn.Module) -> nn.Module:
         """Place a trained model (plain, weights loaded, on the CPU) for evaluation and sampling

@@ -18,8 +18,7 @@ checkpoint gives. A model without persistent buffers (the GPTs) sends nothing.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -28,6 +27,8 @@ from deepseek.config.validate import positive
 from deepseek.errors import UsageError
 from deepseek.training.launcher_env import launcher_env
 from deepseek.training.strategy import Strategy
+from deepseek_pro.strategies.metric_names import MetricNames
+from deepseek_pro.strategies.rendezvous import fresh_store, rendezvous_errors, signals_end_the_wait
 
 if TYPE_CHECKING:
     import torch
@@ -111,6 +112,7 @@ class DistributedStrategy(Strategy):
         self._local_rank = 0
         self._device: torch.device | None = None
         self._owns_group = False
+        self._metric_names = MetricNames()  # the model's, agreed on by every rank (reduce_mean)
 
     # ------------------------------------------------------------------ topology
 
@@ -166,11 +168,11 @@ class DistributedStrategy(Strategy):
             if backend == "nccl":
                 kwargs["device_id"] = self._device
             timeout = timedelta(seconds=self.options.timeout_s)
-            with _signals_end_the_wait(), _rendezvous_errors(self._world_size):
+            with signals_end_the_wait(), rendezvous_errors(self._world_size):
                 # CPU tensors (FSDP2 CPU offload, object collectives) need gloo beside NCCL.
                 dist.init_process_group(
                     backend="cpu:gloo,cuda:nccl" if backend == "nccl" else backend,
-                    store=_fresh_store(self._rank, self._world_size, timeout),
+                    store=fresh_store(self._rank, self._world_size, timeout),
                     rank=self._rank,
                     world_size=self._world_size,
                     timeout=timeout,
@@ -300,12 +302,18 @@ class DistributedStrategy(Strategy):
     def reduce_mean(
         self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean of the loss and metrics over all ranks, in one all-reduce."""
+        """Mean of the loss and metrics (:meth:`MetricSums.packed`) over all ranks, in one
+        all-reduce of the names every rank agreed on (:mod:`~deepseek_pro.strategies.metric_names`):
+        a name this rank's rows did not return adds 0 to its sum and its measured weight."""
         import torch
 
-        keys = sorted(metrics)
-        values = [loss, *(metrics[k] for k in keys)]
-        stacked = torch.stack([v.detach().float().reshape(()) for v in values]).to(self.comm_device)
+        from deepseek.training.step import MetricSums
+
+        names = self._metric_names.agree(MetricSums.names(metrics), None, self.any_rank)
+        keys = [MetricSums.TOTAL, *names, *(MetricSums.MEASURED + n for n in names)]
+        zero = torch.zeros((), device=self.comm_device)
+        values = [loss, *(metrics.get(k, zero) for k in keys)]
+        stacked = torch.stack([v.detach().float().reshape(()).to(self.comm_device) for v in values])
         self.all_reduce_tensor_mean(stacked)
         return stacked[0], {k: stacked[i + 1] for i, k in enumerate(keys)}
 
@@ -339,60 +347,3 @@ def persistent_buffers(module: nn.Module) -> list[torch.Tensor]:
                 seen.add(id(buf))
                 out.append(buf)
     return out
-
-
-_GROUPS_MADE = [0]
-"""Process groups this process has made so far (every rank makes them in the same order)."""
-
-
-def _fresh_store(rank: int, world_size: int, timeout: timedelta) -> Any:
-    """The launcher's store (``env://``: torchrun's agent store, or ``MASTER_ADDR:MASTER_PORT``)
-    under a prefix of its own for each group this process makes. A second run in one process
-    (two ``deepseek.fit`` calls) made its group under the keys the first group had left in
-    torchrun's store, and its ranks could wait on each other's old addresses for ever."""
-    import torch.distributed as dist
-
-    store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
-    _GROUPS_MADE[0] += 1
-    return dist.PrefixStore(f"deepseek/group-{_GROUPS_MADE[0]}", store)
-
-
-@contextlib.contextmanager
-def _signals_end_the_wait() -> Iterator[None]:
-    """SIGTERM and SIGINT end the process while it waits for the other ranks to join: the wait is
-    in C++, where Python's handlers (the trainer's stop request) run only once it returns, after
-    ``strategy.timeout_s``. Nothing is written before the group exists."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in saved:
-        signal.signal(sig, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def _rendezvous_errors(world_size: int) -> Iterator[None]:
-    """The store's errors while the ranks meet, as one line: a rank that never came (started by
-    hand without the others), or an address that cannot be used."""
-    import os
-
-    import torch.distributed as dist
-
-    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-    try:
-        yield
-    except dist.DistStoreError as exc:
-        raise UsageError(f"strategy: the {world_size} ranks did not all meet at {where} ({str(exc).splitlines()[0]}); "
-                         "start every rank (deepseek launch -n N starts them together), or raise "
-                         "strategy.timeout_s") from None
-    except dist.DistNetworkError as exc:
-        raise UsageError(f"strategy: cannot meet the other ranks at {where} ({str(exc).splitlines()[0]}); give a "
-                         "free MASTER_PORT and a reachable MASTER_ADDR, or use deepseek launch") from None

@@ -323,10 +323,10 @@ class PipelineStrategy(DistributedStrategy):
         """A plain forward through the stages with point-to-point sends (any batch shape); the last
         stage's loss and metrics as one part of weight ``weight`` (a data-parallel shard's share
         of a shorter batch; a NaN metric is not measured, :mod:`pipeline_metrics`), averaged over
-        the data-parallel ranks. An error the model raises on a stage (its forward, or
+        the data-parallel ranks. Any error the model raises on a stage (its forward, or
         ``pipeline_loss`` on the last) ends every rank with its line, as a refused loss does: the
         stages after it skip their forward (:func:`~deepseek_pro.strategies.pipeline_eval.evaluate_stage`)
-        and every rank raises it through :meth:`StageMetrics.agree`."""
+        and every rank raises it through :meth:`~deepseek_pro.strategies.metric_names.MetricNames.agree`."""
         assert self._stage_mod is not None and self._template is not None
         stage = self._stage_mod
         metrics = self._metrics or StageMetrics(self.settings.model_name)

@@ -2,11 +2,13 @@
 the input received from the stage before and the output sent to the stage after
 (:mod:`deepseek_pro.strategies.pipeline_wire`), and on the last stage ``pipeline_loss``.
 
-A stage whose forward, or ``pipeline_loss``, raises a :class:`~deepseek.errors.DeepseekError`
-(the model refusing a batch) sends :func:`~deepseek_pro.strategies.pipeline_wire.send_refusal`
-in place of its output, so every stage after it skips its forward instead of waiting for a tensor
-that never comes; the error is returned, and every rank raises it through
-:meth:`~deepseek_pro.strategies.pipeline_metrics.StageMetrics.agree`, as a refused training loss.
+A stage whose forward, or ``pipeline_loss``, raises (a :class:`~deepseek.errors.DeepseekError`,
+the model refusing a batch, or any other exception, a bug in model code) sends
+:func:`~deepseek_pro.strategies.pipeline_wire.send_refusal` in place of its output, so every
+stage after it skips its forward instead of waiting for a tensor that never comes; the error is returned, and every rank raises it through
+:meth:`~deepseek_pro.strategies.metric_names.MetricNames.agree`, as a refused training loss: the
+raising rank its own exception (a plain ``RuntimeError`` stays an internal error there, with its
+traceback), the others one with its line.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from deepseek.data.batch import move_to
-from deepseek.errors import DeepseekError, UsageError
+from deepseek.errors import UsageError
 from deepseek_pro.strategies.pipeline_loss import shape_problem
 from deepseek_pro.strategies.pipeline_wire import recv_output, send_refusal, send_tensor
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 def evaluate_stage(strategy: PipelineStrategy, stage: nn.Module, args: Sequence[Any], target: torch.Tensor, *,
                    template: nn.Module, metrics: StageMetrics) -> tuple[
-                       torch.Tensor | None, dict[str, torch.Tensor], DeepseekError | None]:
+                       torch.Tensor | None, dict[str, torch.Tensor], Exception | None]:
     """``stage`` (this rank's, in eval mode, without gradients) on ``args`` (the stage-0 inputs
     ``template.pipeline_batch`` gave) or its predecessor's output: ``(loss, metrics, None)`` on
     the last stage, ``(None, {}, None)`` on the others once their output is sent on (or, told of
@@ -52,7 +54,7 @@ def evaluate_stage(strategy: PipelineStrategy, stage: nn.Module, args: Sequence[
             send_tensor(out, following, strategy.comm_device)
             return None, {}, None
         loss, found = metrics.split(template.pipeline_loss(out, target.to(strategy.device)))  # type: ignore[operator]
-    except DeepseekError as exc:
+    except Exception as exc:  # noqa: BLE001 - raised on every rank through agree
         if following is not None:
             send_refusal(following, strategy.comm_device)
         return None, {}, exc

@@ -12,37 +12,35 @@ measured weights and the loss reach every rank in one all-reduce (:meth:`StageMe
 the other stages add zeros).
 
 Every rank must take part in that all-reduce, so every rank holds the run's metric names,
-agreed on by :meth:`StageMetrics.agree` after each step and evaluation: the first time, each rank
-gathers what the last stages saw (one ``all_gather_object``); afterwards every rank asks first
-whether any rank has a name not yet agreed on or a refusal (``Strategy.any_rank``: one host-side
-all-reduce of one number, as the stop request's at every step boundary) and gathers only then. So
-a metric that first appears after the first step is recorded from that step on, as ``single``
-records it, and a refusal found on one rank (a loss that cannot train, a mapping without
-``"loss"``, an error the model raised on the last stage during an evaluation, a metric named like
+agreed on after each step and evaluation by the multi-process strategies' one agreement
+(:meth:`~deepseek_pro.strategies.metric_names.MetricNames.agree`, the last stages handing it the
+names they saw): a metric that first appears after the first step is recorded from that step on,
+as ``single`` records it, and an error found on one rank (a loss that cannot train, a mapping
+without ``"loss"``, any error the model raised on a stage during an evaluation, a metric named like
 a value the trainer logs) ends every rank with the same line. Whole-set ``"totals"`` are not read
 from ``pipeline_loss``: the pipeline strategies report scalar metrics only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from deepseek.errors import DeepseekError, UsageError
+from deepseek.errors import UsageError
 from deepseek.training.run_values import RESERVED_METRICS
 from deepseek.training.step import MetricSums
+from deepseek_pro.strategies.metric_names import MetricNames
 
 
-class StageMetrics:
-    """The metric names of one pipeline run, agreed on by every rank (see the module docstring)."""
+class StageMetrics(MetricNames):
+    """The metric names of one pipeline run, agreed on by every rank (see the module docstring):
+    ``names`` are the metrics ``pipeline_loss`` returned so far."""
 
     def __init__(self, model_name: str) -> None:
+        super().__init__()
         self.model_name = model_name
-        self.names: tuple[str, ...] | None = None
-        """The metrics ``pipeline_loss`` returned so far, sorted; ``None`` until the ranks agreed."""
 
     def split(self, returned: Any) -> tuple[Any, dict[str, torch.Tensor]]:
         """``(loss, metrics)`` of what ``pipeline_loss`` returned: a mapping gives its ``"loss"``
@@ -67,37 +65,13 @@ class StageMetrics:
                     "loss (a 0-dim tensor) or a mapping with the key 'loss' and the model's metrics")
         return None
 
-    def agree(self, seen: Iterable[str] | None, problem: DeepseekError | None,
-              any_rank: Callable[[bool], bool]) -> tuple[str, ...]:
-        """The run's metric names on every rank, called by every rank after each step and
-        evaluation: ``seen``, the names the last stages' micro-batches returned (``None`` on the
-        other stages), are added to them; ``problem``, this rank's refusal, or the first rank's,
-        is raised on every rank (this rank's own exception where it is that one, else one of its
-        class, :class:`UsageError` or :class:`DeepseekError`, with its line). Gathers the first
-        time, later only where ``any_rank`` (the strategy's host-side all-reduce of a flag) says
-        a rank has a new name or a refusal."""
-        seen = tuple(sorted(seen)) if seen is not None else None
-        if self.names is not None:
-            new = seen is not None and not set(seen) <= set(self.names)
-            if not any_rank(new or problem is not None):
-                return self.names
-        mine = (seen, None if problem is None else (str(problem), isinstance(problem, UsageError)))
-        gathered: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, mine)
-        refused = next((p for _, p in gathered if p is not None), None)
-        if refused is not None:
-            if problem is not None and mine[1] == refused:
-                raise problem
-            raise (UsageError if refused[1] else DeepseekError)(refused[0])
-        names = set(self.names or ())
-        for found, _ in gathered:
-            names.update(found or ())
+    def check(self, names: set[str]) -> None:
+        """Refuse a metric named like a value the trainer logs (``single`` refuses it in
+        ``forward``'s output on its one process)."""
         clash = RESERVED_METRICS.intersection(names)
         if clash:
             raise UsageError(f"model {self.model_name!r}: pipeline_loss returned metrics {sorted(clash)}, names the "
                              "trainer logs itself; rename the model's metric")
-        self.names = tuple(sorted(names))
-        return self.names
 
     @staticmethod
     def local(loss: torch.Tensor | None, sums: MetricSums | None, names: tuple[str, ...]) -> torch.Tensor:
