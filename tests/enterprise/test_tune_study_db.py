@@ -406,5 +406,5 @@ def test_an_interrupted_baseline_is_re_run_as_the_baseline_and_the_end_compares_
     study.tell(better, 1.0)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     settings = StudySettings(name="s", trials=2, objective="val_loss", out=tmp_path)
-    assert _report(study, settings, {"train": {"lr": 1e-3}}, "c.toml") is None
+    assert _report(study, settings, {"train": {"lr": 1e-3}}, "c.toml", lambda data: "deepseek train") is None
     assert "best trial 2: val_loss 1 (base config, trial 1: 2); wrote" in capsys.readouterr().out
