@@ -112,7 +112,10 @@ class DistributedStrategy(Strategy):
         self._local_rank = 0
         self._device: torch.device | None = None
         self._owns_group = False
-        self._metric_names = MetricNames()  # the model's, agreed on by every rank (reduce_mean)
+        # The model's metric names, agreed on by every rank (reduce_mean): a training step's and an
+        # evaluation's apart (a model may report other metrics in eval mode, e.g. whole-set ones)
+        self._metric_names = self._agreeing = MetricNames()
+        self._eval_metric_names = MetricNames()
 
     # ------------------------------------------------------------------ topology
 
@@ -299,6 +302,15 @@ class DistributedStrategy(Strategy):
 
     # ------------------------------------------------------------------ the data-parallel mean
 
+    def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Core's evaluation, its metric names agreed apart from the training steps': names only
+        training reports would otherwise reach every evaluation as unmeasured ones."""
+        self._agreeing = self._eval_metric_names
+        try:
+            return super().evaluate(batch, weight)
+        finally:
+            self._agreeing = self._metric_names
+
     def reduce_mean(
         self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -309,7 +321,7 @@ class DistributedStrategy(Strategy):
 
         from deepseek.training.step import MetricSums
 
-        names = self._metric_names.agree(MetricSums.names(metrics), None, self.any_rank)
+        names = self._agreeing.agree(MetricSums.names(metrics), None, self.any_rank)
         keys = [MetricSums.TOTAL, *names, *(MetricSums.MEASURED + n for n in names)]
         zero = torch.zeros((), device=self.comm_device)
         values = [loss, *(metrics.get(k, zero) for k in keys)]
