@@ -160,6 +160,24 @@ def test_cuda_schemes_round_trip(trained: Path, method: str) -> None:
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-3)
 
 
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
+                    reason="float8 runs on CUDA of compute capability 8.9 or newer only")
+def test_float8_per_tensor_keeps_128_by_128_layers_in_bf16() -> None:
+    """torchao 0.18 reads a per-tensor float8 scale over a 128 x 128 weight as its 128 x 128 block
+    scaling; its matmul then failed ('input_tensor must be 1x128 scaled', seen on an H100) for a
+    GPT of d_model 128 on more than one row. Such layers stay in bf16; the others are float8."""
+    model = deepseek.create_model("tiny", d_model=128, n_heads=2, n_layers=1, max_seq_len=32).cuda().eval()
+    names = quantize_model(model, "float8", ["lm_head"], 128)
+    block = model.blocks[0]
+    assert "blocks.0.attn.proj" not in names and type(block.attn.proj.weight) is torch.nn.Parameter
+    assert "blocks.0.attn.qkv" in names and "blocks.0.mlp.fc" in names
+    assert block.attn.proj.weight.dtype == torch.bfloat16
+    ids = torch.randint(0, 256, (2, 16), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).float()).all()
+
+
 MULTIMODAL = {
     "model": {"name": "multimodal.classifier", "fusion": "cross_attention",
               "vision": {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2]},

@@ -109,13 +109,19 @@ def quantize_model(model: nn.Module, scheme: str, skip: list[str], group_size: i
             return False
         if any(fqn == s or fqn.startswith(s + ".") for s in skip):
             return False
+        if scheme == "float8" and granularity != "row" and tuple(module.weight.shape) == (128, 128):
+            # torchao 0.18 reads a per-tensor scale over a 128 x 128 weight as its 128 x 128 block
+            # scaling, and its matmul then asserts the activation is 1 x 128 scaled (measured on an
+            # H100 with more than one row): such a layer stays in bf16
+            return False
         return scheme != "int4-weight" or module.in_features % group_size == 0
 
     _check_skip(model, scheme, skip)
     names = [fqn for fqn, m in model.named_modules() if chosen(m, fqn)]
     if not names:
         raise UsageError(f"quantize.{scheme}: the model has no Linear layer to quantize; change --set skip=... "
-                         f"(skip = {skip}{', or in_features not a multiple of group_size' if scheme == 'int4-weight' else ''})")
+                         f"(skip = {skip}{', or in_features not a multiple of group_size' if scheme == 'int4-weight' else ''}"
+                         f"{', or a 128 x 128 weight under per-tensor scales' if scheme == 'float8' else ''})")
     quantize_(model, torchao_config(scheme, group_size, granularity), filter_fn=chosen)
     for fqn in names:
         layer = model.get_submodule(fqn)
