@@ -131,3 +131,38 @@ def make_injected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deepseek-freeze\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[deepseek]\nfreeze = deepseek_freeze\n")
     return root
+
+
+def check_killed_and_resumed(strategy: str, tmp_path: Path, injected: Path) -> None:
+    """Launch ``strategy`` straight to step 8, then killed at each of its :data:`KILLS` points in
+    turn (each resumed launch killed at the next) and resumed to the end: the same loss at every
+    step, the same bytes in every safetensors file of step 8, no leftovers."""
+    from deepseek.training import checkpoint as ckpt
+
+    args = [*TRAIN, *STRATEGIES[strategy]]
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args], cwd=straight, env=env_for(straight, injected, ""),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    resume: list[str] = []
+    for freeze, expected in KILLS[strategy]:
+        launch_killed_at([*args, *resume], killed, injected, freeze)
+        resume = ["--resume", "run"]
+        latest = ckpt.resolve_checkpoint(killed / "run")
+        assert ckpt.read_trainer_state(latest)["step"] == expected, (freeze, latest)
+    done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args, *resume], cwd=killed,
+                          env=env_for(killed, injected, ""), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "resumed from run/checkpoints/step-4 at step 4" in done.stdout + done.stderr
+
+    assert losses(killed / "run") == losses(straight / "run")  # exact float equality, steps 1..8
+    assert [r[0] for r in losses(killed / "run")] == list(range(1, 9))
+    last, same = killed / "run" / "checkpoints" / "step-8", straight / "run" / "checkpoints" / "step-8"
+    assert tensor_files(last) == tensor_files(same)  # weights, optimizer state, generators: the same bytes
+    assert len(tensor_files(last)) >= 3
+    left = sorted(p.name for p in (killed / "run" / "checkpoints").iterdir())
+    assert left == sorted(p.name for p in (straight / "run" / "checkpoints").iterdir())  # no leftovers

@@ -81,3 +81,11 @@ def single_mixed_precision(tmp_path_factory: pytest.TempPathFactory) -> dict[str
     work = tmp_path_factory.mktemp("single_mixed")
     return {dtype: run_single(tiny_run("single", PARITY_STEPS, precision={"dtype": dtype}), work / dtype)
             for dtype in ("bf16", "fp16")}
+
+
+@pytest.fixture(scope="module")
+def injected(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The kill-and-resume launch tests' ``PYTHONPATH`` folder (``_kill_launch.make_injected``)."""
+    from _kill_launch import make_injected
+
+    return make_injected(tmp_path_factory)

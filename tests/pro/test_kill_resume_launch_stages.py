@@ -16,14 +16,8 @@ from _kill_launch import (
     env_for,
     launch_killed_at,
     losses,
-    make_injected,
     tensor_files,
 )
-
-
-@pytest.fixture(scope="module")
-def injected(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_injected(tmp_path_factory)
 
 
 @pytest.mark.parametrize("strategy", list(ONE_KILL))
