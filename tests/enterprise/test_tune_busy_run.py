@@ -3,7 +3,9 @@ job holds it (its ``.lock``, the rule of ``deepseek train --resume``): the train
 started may still be running there (saving after SIGTERM, or stopped by hand). The tuner used to
 move the folder into the re-run's trial folder from under that job. Now the re-run trains from the
 start in its own folder and its note names the holder; once the job has ended, a later re-run
-takes up what it finished."""
+takes up what it finished. A holder that is the interrupted trial's training, running (saving its
+checkpoint on the SIGTERM its dying tuner sent), is waited for, and the re-run resumes from the
+checkpoint it wrote; a stopped one (SIGSTOP) is not waited for."""
 
 from __future__ import annotations
 
@@ -83,3 +85,51 @@ def test_a_run_folder_a_live_job_holds_is_not_taken_and_the_rerun_trains_from_th
     assert TrainingTuner(TrainingTunerOptions(poll_s=0.2)).run(second) == value
     assert second.attrs["note"] == "the finished training of trial 0 taken up, not run again"
     assert second.attrs["run_dir"] == str(run.absolute()) and not (second.folder / "run").exists()
+
+
+# long enough that the training is still mid-way when it gets SIGTERM after its step-2 checkpoint
+DYING = tiny_config(200, eval_interval=50).replace("interval = 0", "interval = 2")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock and /proc: Linux")
+def test_the_rerun_waits_for_the_interrupted_trainings_save_and_resumes_from_it(tmp_path: Path) -> None:
+    # a tuner killed with SIGKILL: its training gets SIGTERM (PR_SET_PDEATHSIG), writes a
+    # checkpoint and exits, holding the run folder until then. The restarted tuner used to find it
+    # locked and train the trial from the start; it now waits for that training and resumes
+    study = tmp_path / "st"
+    interrupted = study / "trials" / "0000"
+    interrupted.mkdir(parents=True)
+    (interrupted / "trial.toml").write_text(DYING)
+    run = interrupted / "run"
+    job = subprocess.Popen([*DEEPSEEK, "train", str(interrupted / "trial.toml"), "--run-dir", str(run), "--quiet"],
+                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "checkpoints" / "step-2").is_dir():
+            assert job.poll() is None and time.monotonic() < deadline, "the training saved no checkpoint"
+            time.sleep(0.01)
+        lines: list[str] = []
+        folder = study / "trials" / "0001"
+        folder.mkdir(parents=True)
+        (folder / "trial.toml").write_text(DYING)
+        trial = TrialRun(number=1, config=config_from_dict(tomllib.loads(DYING)), config_path=folder / "trial.toml",
+                         folder=folder, objective="val_loss", earlier=interrupted, echo=lines.append)
+        tuner = TrainingTuner(TrainingTunerOptions(poll_s=0.2))
+        os.kill(job.pid, signal.SIGTERM)  # what the kernel sends when its tuner dies; it saves and exits
+        tuner.run(trial)  # at once, as a restarted tuner would: the training still holds its folder
+        assert job.wait(timeout=60) == 75  # it stopped on SIGTERM, having saved (EXIT_PREEMPTED)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job.pid, signal.SIGKILL)
+        job.wait()
+    assert lines == [f"trial 1: waiting up to 130 s for pid {job.pid}, the training of interrupted trial 0 saving its "
+                     f"checkpoint in {run}, to end"]
+    note = trial.attrs["note"]
+    assert note.startswith("the training of trial 0 resumed from its step "), note
+    resumed = int(note.rsplit(" ", 1)[1])
+    assert 2 <= resumed < 200
+    assert trial.attrs["run_dir"] == str((folder / "run").absolute()) and not run.exists()
+    assert "resumed from" in (folder / "train.log").read_text()
+    records = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps[-1] == 200 and steps[steps.index(resumed) + 1:] == list(range(resumed + 1, 201))

@@ -222,7 +222,7 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
     retry_of = trial.user_attrs.get("retry_of")
     earlier = settings.out / "trials" / f"{retry_of:04d}" if isinstance(retry_of, int) else None
     run = TrialRun(number=trial.number, config=config, config_path=config_path, folder=folder,
-                   objective=settings.objective, should_stop=should_stop, earlier=earlier)
+                   objective=settings.objective, should_stop=should_stop, earlier=earlier, echo=echo)
     state, value, note = TrialState.COMPLETE, None, ""
     try:
         with _Heartbeat(storage, trial):

@@ -190,10 +190,14 @@ def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
     """The run folder of the interrupted trial this one re-runs, when that trial's ``trial.toml``
     is this one's (the same training), held under the run folder's lock for the block (what
     ``deepseek train --resume`` takes: :mod:`deepseek.training.run_lock`), so that it is read and
-    moved only while no other job uses it; else ``None``. A live job holding it (the interrupted
-    trial's training, still saving after its tuner died, or any other) keeps it: the trial trains
-    from the start in its own folder, and its note names the holder."""
+    moved only while no other job uses it; else ``None``. When the holder is the interrupted
+    trial's training still saving its checkpoint after its tuner died
+    (:mod:`~deepseek_enterprise.tune.run_holder`), the trial says so in one line and waits for it,
+    up to ``train.preempt_grace_s`` and a margin. A live job still holding it then (or any other
+    holder) keeps it: the trial trains from the start in its own folder, and its note names the
+    holder."""
     from deepseek.training.run_lock import LOCK_FILE, describe_holder, try_lock, unlock
+    from deepseek_enterprise.tune.run_holder import EXIT_MARGIN_S, training_holder, wait_for_release
 
     run = trial.earlier / "run" if trial.earlier is not None else None
     try:
@@ -203,10 +207,17 @@ def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
     if run is None or not same or not run.is_dir() or run.is_symlink():
         yield None
         return
-    fd = try_lock(run / LOCK_FILE)
+    lock = run / LOCK_FILE
+    fd = try_lock(lock)
+    pid = training_holder(run, lock) if fd is None else None
+    if pid is not None:
+        seconds = trial.config.train.preempt_grace_s + EXIT_MARGIN_S
+        trial.echo(f"trial {trial.number}: waiting up to {seconds:g} s for pid {pid}, the training of interrupted "
+                   f"trial {int(trial.earlier.name)} saving its checkpoint in {run}, to end")
+        fd = wait_for_release(run, lock, pid, seconds)
     if fd is None:
         trial.attrs["note"] = (f"the run folder of trial {int(trial.earlier.name)} ({run}) is in use by another "
-                               f"live job ({describe_holder(run / LOCK_FILE)}); left to it, trained from the start")
+                               f"live job ({describe_holder(lock)}); left to it, trained from the start")
         yield None
         return
     try:

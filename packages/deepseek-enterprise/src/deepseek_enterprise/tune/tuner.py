@@ -73,6 +73,10 @@ class TrialRun:
     folder of that trial: the same values, so a tuner may take up what it finished there instead
     of running it again (the ``training`` tuner takes a run whose training finished); ``None``
     otherwise."""
+    echo: Callable[[str], None] = field(repr=False, default=lambda line: None)
+    """Print one line to the study's output (``deepseek tune``'s), for what a person watching
+    should know while the trial runs (the built-in ``training`` tuner: that it waits for the
+    interrupted trial's training to end)."""
 
     def report(self, step: int, value: float) -> bool:
         """Report an intermediate objective value; True when the pruner wants the trial stopped."""
