@@ -206,6 +206,24 @@ def test_an_invalid_tune_job_is_refused_at_submit_with_the_tune_commands_line(
     assert (r.status_code, r.json()["detail"]) == (422, expected)
 
 
+@pytest.mark.parametrize("space", [
+    '"train.warmup_stepz" = { type = "int", low = 0, high = 10 }',            # a key the config does not have
+    '"train.min_lr" = { type = "float", low = 1e-6, high = 0.5 }',            # its upper bound above train.lr
+    '"train.grad_accum" = { type = "int", low = 0, high = 4 }',               # its lower bound out of range
+    '"precision.dtype" = { type = "categorical", choices = ["auto", "fp8x"] }',  # a choice that is no dtype
+    '"strategy.name" = { type = "categorical", choices = ["single", "dpp"] }',   # a strategy no plugin registers
+])
+def test_a_tune_jobs_trial_configs_are_checked_at_submit_naming_the_space_entry(
+        svc: Deploy, tmp_path: Path, space: str) -> None:
+    # the base config is valid: the study refuses the space's bounds / choices before its first
+    # trial, and the job used to be queued to fail so
+    files = {"space.toml": SPACE + space + "\n"}
+    expected = _job_line(tmp_path, "tune", "", files, TUNE)
+    assert expected.startswith("space.toml: space.'"), expected
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config="", files=files, args=TUNE)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+
+
 @pytest.mark.parametrize(("config", "files", "args"), [
     ("[train]\nmax_steps = 5\n", {"space.toml": SPACE}, TUNE),
     (None, {"space.toml": SPACE, "cfg.toml": "[train]\nmax_steps = 5\n"}, ["cfg.toml", *TUNE]),

@@ -20,7 +20,10 @@ submit, before the job is queued, :func:`check_command`:
   refused with the line the job would print), and a DeepSpeed
   strategy's ``config_path`` file, alone and against the config (:func:`_check_deepspeed_file`);
 - for ``tune``: tune's own checks of its arguments
-  (:func:`deepseek_enterprise.tune.cli.tune_inputs`) and the base config's checks as for ``train``;
+  (:func:`deepseek_enterprise.tune.cli.tune_inputs`), the base config's checks as for ``train``,
+  and the same file-free checks of the trial configs its search space reaches (each entry at its
+  bounds or choices, the others at the base config's values:
+  :func:`deepseek_enterprise.tune.space.check_against`), one line naming the space entry;
 - for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
   then the compressors of ``--method`` and each ``--recipe`` step by name, and the options of
   those that declare they load without torch
@@ -40,7 +43,7 @@ may change before the job starts) is left to the job. What needs the
 workspace or the components is checked when the job runs: a model's, dataset's, optimizer's,
 schedule's or strategy's own keys (a dataset reads its files to check them), the config of a
 ``--resume`` job (the checkpoint's config and settings take part), a tune study's folder and
-storage and its trials' configs.
+storage, the components' own keys and the tuner's own rules in its trials' configs.
 """
 
 from __future__ import annotations
@@ -358,12 +361,15 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     the study name, the objective, the base config and space files read, the tuner and its
     ``[tuner]`` options), the files read from the job's workspace as it will be at its start;
     then the base config's file-free checks and its DeepSpeed file (as for ``train``), with which
-    the study's own check of it begins. The
+    the study's own check of it begins, and the same file-free checks of every trial config the
+    search space reaches (:func:`~deepseek_enterprise.tune.space.check_against`: each entry at
+    its bounds or choices, the study's next check), one line naming the space entry and value. The
     job runs that check whatever its study folder holds (a new study or one it continues); with
     its own ``--out`` or ``--storage`` the folder's checks come first there, so a job failing both
     prints the folder's line when it runs and is refused with the base config's here."""
     from deepseek.config.load import check_component_names
     from deepseek_enterprise.tune.cli import tune_inputs
+    from deepseek_enterprise.tune.space import check_against
 
     try:
         inputs = tune_inputs(host, params["study_name"], params["objective"], params["tuner_name"],
@@ -372,3 +378,10 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
         return
     check_component_names(inputs.base, host)
     _check_deepspeed_file(inputs.base, ws, host)
+
+    def corner(data: dict[str, Any]) -> None:  # a trial's config, as far as it reads no file
+        check_component_names(data, host)
+
+    # every trial config the space reaches: each entry at its bounds / each choice, the others at
+    # the base config's values (the check the study makes of them before its first trial)
+    check_against(inputs.space, inputs.base, corner, base_source=params["config_file"])
