@@ -5,9 +5,10 @@ making and destroying its own process group (test helper).
 Usage: ``python tests/pro/_padded_fit.py OUT NAME [NAME ...]`` (under torchrun, or without it
 for ``single``; NAME a strategy, or ``<strategy>+empty`` for data where parts of a step hold no
 item, ``<strategy>+gpt`` / ``+gpt-accum2`` for core's GPT on :func:`rows` with ``grad_accum`` 1 / 2,
-``<strategy>+gpt-packed`` for it on rows without padding). Each run writes ``OUT/<name>``; rank 0
-writes ``OUT/<name>.json``: the step losses and the final validation loss, or ``{"error": line}``
-for a run refused with a ``UsageError``.
+``<strategy>+gpt-packed`` for it on rows without padding, ``<strategy>+gpt-empty`` for it on
+:func:`rows_with_empty_parts`). Each run writes ``OUT/<name>``; rank 0 writes ``OUT/<name>.json``:
+the step losses, the steps' gradient norms (before clipping) and the final validation loss, or
+``{"error": line}`` for a run refused with a ``UsageError``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def run(out: Path, name: str, accum: int = 2) -> None:
     """``name``: a strategy, trained on :func:`rows`, or ``<strategy>+empty``, on
     :func:`rows_with_empty_parts`."""
     strategy, _, variant = name.partition("+")
-    train_rows = rows_with_empty_parts(128, 0) if variant == "empty" else rows(128, 0)
+    train_rows = rows_with_empty_parts(128, 0) if variant in ("empty", "gpt-empty") else rows(128, 0)
     val, model = val_rows(), PaddedLM
     if variant.startswith("gpt"):
         model, accum = tiny_gpt, 2 if variant == "gpt-accum2" else 1
@@ -109,7 +110,9 @@ def run(out: Path, name: str, accum: int = 2) -> None:
             (out / f"{name}.json").write_text(json.dumps({"error": str(e)}))
         return
     if result.is_global_zero:
-        (out / f"{name}.json").write_text(json.dumps({"losses": result.losses,
+        records = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+        norms = [r["grad_norm"] for r in records if "grad_norm" in r]
+        (out / f"{name}.json").write_text(json.dumps({"losses": result.losses, "grad_norms": norms,
                                                           "val_loss": result.val_metrics["val_loss"]}))
 
 
