@@ -23,6 +23,7 @@ import tomllib
 from _tune_common import DEEPSEEK, ENV, tiny_config
 
 from deepseek.config.load import config_from_dict
+from deepseek_enterprise.tune.left_runs import left_run_lines
 from deepseek_enterprise.tune.training import TrainingTuner, TrainingTunerOptions
 from deepseek_enterprise.tune.tuner import TrialRun
 
@@ -72,6 +73,13 @@ def test_a_run_folder_a_live_job_holds_is_not_taken_and_the_rerun_trains_from_th
         assert "resumed from" not in (first.folder / "train.log").read_text()
         records = [json.loads(line) for line in (first.folder / "run" / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in records if "loss" in r] == list(range(1, 13))  # from the start, to the end
+        # the folder left to the job is no trial's result: the study's report lists it (it used to
+        # be forgotten there), naming the job while it holds it
+        assert first.attrs["left_run"] == str(run.absolute())
+        [line] = left_run_lines([(1, first.attrs)])
+        assert line.startswith(f"trial 1 left {run.absolute()} to a live job and trained in its own folder; that "
+                               f"folder is no trial's result and the study never removes it; still in use by a live "
+                               f"job (pid {job.pid} on host "), line
 
         os.kill(job.pid, signal.SIGCONT)
         assert job.wait(timeout=300) == 0
@@ -79,12 +87,16 @@ def test_a_run_folder_a_live_job_holds_is_not_taken_and_the_rerun_trains_from_th
         with contextlib.suppress(ProcessLookupError):
             os.kill(job.pid, signal.SIGKILL)
         job.wait()
+    assert left_run_lines([(1, first.attrs)]) == [
+        f"trial 1 left {run.absolute()} to a live job and trained in its own folder; that folder is no trial's result "
+        "and the study never removes it; no job holds it now: remove it, or keep what that job trained there"]
     # the job ended: a later re-run takes up its finished training, the same value (a run is
     # deterministic in its config), and trains nothing
     second = _trial(study, 2, earlier=0)
     assert TrainingTuner(TrainingTunerOptions(poll_s=0.2)).run(second) == value
     assert second.attrs["note"] == "the finished training of trial 0 taken up, not run again"
     assert second.attrs["run_dir"] == str(run.absolute()) and not (second.folder / "run").exists()
+    assert left_run_lines([(1, first.attrs), (2, second.attrs)]) == []  # trial 2's result now
 
 
 # long enough that the training is still mid-way when it gets SIGTERM after its step-2 checkpoint

@@ -234,10 +234,13 @@ def _finish(study: Any, settings: Any, base: dict[str, Any], config_file: str,
 def _report(study: Any, settings: Any, base: dict[str, Any], config_file: str,
             train_line: Callable[[dict[str, Any]], str]) -> int | None:
     from deepseek_enterprise.tune import report
+    from deepseek_enterprise.tune.left_runs import left_run_lines
 
     report.print_table(study, settings.objective)
     counts = report.summary(study)
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    for line in left_run_lines((t.number, t.user_attrs) for t in study.get_trials(deepcopy=False)):
+        click.echo(line)
     report.write_trials(study, settings.out / "trials.json")
     for note in report.write_plots(study, settings.out):
         click.echo(note)

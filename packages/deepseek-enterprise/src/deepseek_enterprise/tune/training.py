@@ -197,6 +197,7 @@ def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
     holder) keeps it: the trial trains from the start in its own folder, and its note names the
     holder."""
     from deepseek.training.run_lock import LOCK_FILE, describe_holder, try_lock, unlock
+    from deepseek_enterprise.tune.left_runs import LEFT_RUN
     from deepseek_enterprise.tune.run_holder import EXIT_MARGIN_S, training_holder, wait_for_release
 
     run = trial.earlier / "run" if trial.earlier is not None else None
@@ -218,6 +219,7 @@ def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
     if fd is None:
         trial.attrs["note"] = (f"the run folder of trial {int(trial.earlier.name)} ({run}) is in use by another "
                                f"live job ({describe_holder(lock)}); left to it, trained from the start")
+        trial.attrs[LEFT_RUN] = str(run.absolute())  # listed by every report of the study (left_runs)
         yield None
         return
     try:
