@@ -3,8 +3,8 @@ padded rows) gives ``single``'s step losses and validation loss under ``ddp``, `
 ``deepspeed`` (stage 2) on 2 processes with ``grad_accum = 2``, although its ranks' shards and
 micro-batches hold different numbers of tokens (the validation set ends in a short batch whose
 second rank's shard holds no token at all), and so do data where a micro-batch, or a rank's whole
-step, holds no item (``+empty``); ``pipeline`` refuses its padded batches in one line
-(``test_gpt_padding_parity.py``). The runs are
+step, holds no item (``+empty``); ``pipeline`` and ``hybrid`` weigh padded GPT rows the same way
+(``test_gpt_padding_parity.py``, ``test_gpt_padding_empty_chunk.py``). The runs are
 ``deepseek.fit`` calls in one torchrun job, each making its own process group
 (the second used to hang in torchrun's store, one time in two)."""
 
