@@ -3,7 +3,10 @@ schedule's ``lr_at``, a dataset's ``__next__``, enterprise's fusion ``forward`` 
 ``compress``): what it raises comes out as one line naming the component and its distribution.
 
 deepseek's own one-line errors (:class:`~deepseek.errors.DeepseekError`: a refusal the plugin
-raised on purpose, or a check of ours inside), another rank's error (:class:`~deepseek.errors.RankError`)
+raised on purpose, or a check of ours inside), another rank's error (:class:`~deepseek.errors.RankError`),
+a collective that failed because another rank of the job died
+(:func:`~deepseek.training.launcher_env.peer_lost`: FSDP's all-gather inside a model's
+``forward``, whose rank then says it lost its peer and the launcher names the one that failed)
 and running out of memory pass through as they are; anything else is a bug in the plugin and becomes a :class:`~deepseek.errors.PluginError`
 (exit code 1, as for a plugin that fails to load or registers something invalid).
 """
@@ -59,9 +62,10 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
         from deepseek.arguments import traceback_hint
         from deepseek.cli.root import out_of_memory
         from deepseek.plugins.records import describe_error
+        from deepseek.training.launcher_env import peer_lost
 
         inside = raised_in if raised_there else raised_under
-        if label is None or out_of_memory(exc) or (package is not None and not inside(exc, package)):
+        if label is None or out_of_memory(exc) or peer_lost(exc) or (package is not None and not inside(exc, package)):
             raise
         raise PluginError(f"{label}: {call} raised {describe_error(exc)}; {PLUGIN_BUG} ({traceback_hint()})") from exc
 
