@@ -77,6 +77,18 @@ def shown(path: object) -> str:
     return text if text.isprintable() else shell_quoted(text)
 
 
+def shown_markup(value: object) -> str:
+    """``value`` (a path or name the user gave) as :func:`shown` writes it, with rich's markup
+    escaped, for text that rich reads as markup (a table's title, ``Console.print``): a run folder
+    named ``a[bold]b`` or ``x[/]`` is printed as named, neither styling the line nor failing it
+    with a ``MarkupError``. The one rule for a user's value in rich text. Plain text follows it
+    where it is used (a title goes on ``" ("``, ``": "``): a trailing backslash is kept single, as
+    that text renders it (rich's ``escape`` doubles it, for markup that would follow at once)."""
+    from rich.markup import escape as markup_escape  # here: the console entry imports this module
+
+    return markup_escape(shown(value) + " ")[:-1]
+
+
 class DeepseekError(Exception):
     """Base class of every error the framework raises on purpose. Its message is kept to a
     readable line: a key, section or name of any length the user gave is :func:`clipped_words`

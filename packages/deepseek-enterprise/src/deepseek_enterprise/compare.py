@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from deepseek.cli.params import MAX_REPEATS, PATH, SEED, Device, count
-from deepseek.errors import UsageError, shown
+from deepseek.errors import UsageError, shown, shown_markup
 
 if TYPE_CHECKING:
     from deepseek_enterprise.paired_bootstrap import Estimate, Metrics
@@ -238,8 +238,8 @@ def print_report(report: dict[str, Any]) -> None:
     if not console.is_terminal:
         console = Console(width=140)
     a, b = report["runs"]["A"], report["runs"]["B"]
-    table = Table(title=f"A = {a['run']} ({a['model']}), B = {b['run']} ({b['model']}): {report['examples']} paired "
-                        f"examples of {report['data']}, {report['resamples']:,} bootstrap resamples",
+    table = Table(title=f"A = {shown_markup(a['run'])} ({a['model']}), B = {shown_markup(b['run'])} ({b['model']}): "
+                        f"{report['examples']} paired examples of {shown_markup(report['data'])}, {report['resamples']:,} bootstrap resamples",
                   title_justify="left")
     for col in ("quantity", "A", "B", "B - A", "95% CI", "p", "verdict"):
         table.add_column(col, justify="left" if col in ("quantity", "verdict") else "right")

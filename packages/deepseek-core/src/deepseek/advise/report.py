@@ -22,7 +22,7 @@ from deepseek.advise.estimate import (
 from deepseek.advise.hardware import Devices, format_gib, host_memory, parse_size, resolve_devices
 from deepseek.advise.recommend import parse_modalities, recommend
 from deepseek.advise.tco import load_costs, tco_dict
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown_markup
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 GPU_OVERHEAD = GiB
@@ -263,7 +263,7 @@ def render(report: dict[str, Any], console: Any = None) -> None:
     for line in r["seed_notes"]:
         console.print(f"  [dim]{line}[/]")
     t = report["tco"]
-    ttable = Table(title=f"{t['years']}-year cost ({t['currency']}); source: {t['source']}", title_justify="left")
+    ttable = Table(title=f"{t['years']}-year cost ({t['currency']}); source: {shown_markup(t['source'])}", title_justify="left")
     for col in ("edition", "hardware", "labour", "total", "per year", f"benefit to justify ({t['upgrade_factor']:g}x)"):
         ttable.add_column(col, justify="left" if col == "edition" else "right")
     for row in t["rows"]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError, UsageError, shown
 
 EDITIONS: tuple[str, ...] = ("core", "pro", "enterprise")
 SEED_LABEL = "the product document's reference figures, 3-year costs (V1/V2/V3)"
@@ -131,7 +131,7 @@ def load_costs(path: str | Path | None = None, overrides: tuple[str, ...] | list
                 data[key] = {**data[key], **value}
             else:
                 data[key] = value
-        changed.append(str(path))
+        changed.append(shown(path))
     for text in overrides:
         parts, value = _parse_override(text)
         if len(parts) == 2:

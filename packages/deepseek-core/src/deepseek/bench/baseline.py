@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepseek.errors import UsageError, shown
+from deepseek.errors import UsageError, shown, shown_markup
 from deepseek.parsing import loads_json
 
 EXIT_REGRESSION = 1
@@ -143,7 +143,7 @@ def report(comparisons: list[Comparison], *, kind: str, path: str, max_regressio
     from rich.table import Table
 
     spec = KINDS[kind]
-    table = Table(title=f"against {shown(path)} ({spec['metric']}, {spec['better']} is better; "
+    table = Table(title=f"against {shown_markup(path)} ({spec['metric']}, {spec['better']} is better; "
                         f"regression beyond {max_regression:.0%})", title_justify="left")
     for col in ("variant", f"baseline {spec['unit']}", f"now {spec['unit']}", "change", "verdict"):
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from deepseek.cli.params import MAX_REPEATS, PATH, Device, count
-from deepseek.errors import UsageError, shell_quoted, shown
+from deepseek.errors import UsageError, shell_quoted, shown, shown_markup
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.compress.search import (
     PREFERENCES,
@@ -322,7 +322,7 @@ def _print(report: dict[str, Any], out: Path) -> None:
 
     a, b = report["original"], report["compressed"]
     what = (f"search {report['max_drop']} (prefer {report['prefer']}): {report['recipe']}" if "recipe" in report             else f"{report['method']} {report['options']}")
-    table = Table(title=f"{what}: {shown(report['source'])} -> {shown(out)}", title_justify="left")
+    table = Table(title=f"{shown_markup(what)}: {shown_markup(report['source'])} -> {shown_markup(out)}", title_justify="left")
     for col in ("", "original", "compressed", "compressed / original"):
         table.add_column(col, justify="left" if not col else "right")
 
