@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from deepseek.advise.hardware import MAX_GPUS
 from deepseek.cli.params import PATH, FiniteFloat, count
-from deepseek.errors import UsageError, shown
+from deepseek.errors import UsageError, one_line, shown
+
+if TYPE_CHECKING:
+    from deepseek_pro.launch.runner import LaunchResult
 
 _ROOT_VALUE_OPTIONS = frozenset({"--plugins", "--disable-plugins"})
 _HELP = frozenset({"-h", "--help"})
@@ -221,16 +224,24 @@ def launch(
         plugin_env=command_host().settings.as_env(),  # the launcher's --plugins / --disable-plugins reach the workers
     )
     result = run(spec, early=early)
+    echo_result(result)
+    if result.exit_code:
+        click.get_current_context().exit(result.exit_code)
+
+
+def echo_result(result: LaunchResult) -> None:
+    """Print how a job that did not succeed ended on stderr: its line and the failed rank's log
+    tail. Both quote what the ranks wrote, so each line goes through
+    :func:`~deepseek.errors.one_line`: an ESC or a carriage return a worker printed is written as
+    its escape instead of reaching the terminal."""
     from deepseek.training.preemption import EXIT_PREEMPTED
 
     if result.exit_code == EXIT_PREEMPTED:  # stopped on request, resumable: no error
-        click.echo(result.message, err=True)
+        click.echo(one_line(result.message), err=True)
     elif result.exit_code and not result.shown:
-        click.secho(f"error: {result.message}", fg="red", err=True)
+        click.secho(f"error: {one_line(result.message)}", fg="red", err=True)
         if result.tail and result.exit_code != 2:  # bad input: the one error line says it all
             where = shown(result.log_path) if result.log_path else "its log (removed with the launcher's temp folder; keep logs with --log-dir)"
             click.echo(f"last lines of {where}:", err=True)
             for line in result.tail:
-                click.echo(f"  | {line}", err=True)
-    if result.exit_code:
-        click.get_current_context().exit(result.exit_code)
+                click.echo(f"  | {one_line(line)}", err=True)
