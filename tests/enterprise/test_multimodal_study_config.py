@@ -141,3 +141,24 @@ def test_a_study_folder_of_a_build_before_config_files_reads_as_made_without_one
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *STUDY, "--config", "audio", "--out", "st")
     assert (code, err) == (2, "error: --out st: holds a study made with no CONFIG.toml (not with one); continue it "
                               "with those, or pick a new --out")
+
+
+@pytest.mark.parametrize(("edit", "option", "message"), [
+    (("max_steps = 2", "max_steps = -1"), ["--steps", "2"], "base.toml: train.max_steps: must be >= 1"),
+    (("lr = 1e-3", "lr = -1"), ["--lr", "1e-3"], "base.toml: train.lr: must be > 0, got -1 (int)"),
+    (("[strategy]", '[logging]\nprogress = "loud"\n\n[strategy]'), [], None),  # a key the study sets: not used
+])
+def test_only_the_values_the_study_uses_are_judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   edit: tuple[str, str], option: list[str],
+                                                   message: str | None) -> None:
+    """A bad value in the file was refused even where a study option overrides that key (its
+    value is never used): the check judges the file with the options' values over it."""
+    assert edit[0] in CONFIG
+    (tmp_path / "base.toml").write_text(CONFIG.replace(*edit))
+    if message is not None:  # the file's value is used: refused, naming the file's key
+        code, err, _ = deepseek_here(monkeypatch, tmp_path, *STUDY, "--config", "audio", "--out", "refused")
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {message}"), err
+        assert not (tmp_path / "refused").exists()
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *STUDY, "--config", "audio", *option, "--out", "st")
+    assert code == 0, err
+    assert _run_config(tmp_path / "st", "audio")["train"]["max_steps"] == 2

@@ -90,8 +90,8 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:  # the second run of a name found the first's run folder and failed half-way through the study
             raise UsageError(f"{option} {', '.join(twice)} given twice; give each once")
-    base = None if config_file is None else read_base(config_file, command_host())
     given = {"steps": steps, "batch": batch, "lr": lr, "device": device, "eval_size": eval_size}
+    base = None if config_file is None else read_base(config_file, command_host(), given)
     chosen = option_values(base, given, DEFAULTS)
     steps, batch, lr, device, eval_size = (chosen[k] for k in ("steps", "batch", "lr", "device", "eval_size"))
     from deepseek_enterprise.digits.dataset import DigitsOptions, refuse_batch_over_memory

@@ -2,7 +2,7 @@
 of the study.
 
 The file is read and checked as ``deepseek train`` reads and checks it (one line naming the file
-and the field path). Every run's config is the file's tables with what makes the study's model
+and the field path), judging only the values the study uses (:func:`judged`). Every run's config is the file's tables with what makes the study's model
 set over them (:data:`STUDY_KEYS`: the model's modalities and fusion, the recipe's keys, the
 task, the seed, the strategy, checkpoints and logging); the file's values of those keys are not
 used, and said once. ``model.fusion_options`` of the file go to the runs of the file's own
@@ -40,9 +40,12 @@ OPTION_KEYS = {"steps": ("train", "max_steps"), "batch": ("data", "batch_size"),
 """The study's options the file's keys stand in for when the option is not given."""
 
 
-def read_base(path: Path, host: Any) -> dict[str, Any]:
+def read_base(path: Path, host: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The tables of config file ``path``, checked as ``deepseek train`` checks it (the study's
-    model and dataset where it names none); one :class:`ConfigError` line naming the file."""
+    model and dataset where it names none); one :class:`ConfigError` line naming the file and
+    the field. Only the values the study uses are judged (:func:`judged`): a key a study option
+    in ``options`` (``{"steps": 100}``, ``None`` for an option not given) stands in for is judged
+    at the option's value, and the keys the study sets itself are not judged."""
     from deepseek.config.load import read_toml
 
     tables = read_toml(path, missing_hint="check the path; a multimodal config such as "
@@ -52,8 +55,27 @@ def read_base(path: Path, host: Any) -> dict[str, Any]:
         if given != name:
             raise ConfigError(f"{path}: {section}.name = {given!r}: the study trains {MODEL} models on "
                               f"{DATASET}; name those, or leave {section}.name out")
-    check_run(with_names(tables), host, str(path), build=True)
+    check_run(judged(tables, options or {}), host, str(path), build=True)
     return tables
+
+
+def judged(tables: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The config the file's check judges: ``tables`` with the study's model and dataset named,
+    each key of :data:`OPTION_KEYS` whose option is ``given`` set to the option's value (``--steps
+    100`` over ``train.max_steps = -1``), and the keys the study sets in every run
+    (:data:`STUDY_KEYS`, the recipes' ``model.fusion_options``) left out; ``model.fusion`` stays,
+    as it says which method the file's ``fusion_options`` are for."""
+    out = with_names(tables)
+    for option, (section, key) in OPTION_KEYS.items():
+        if given.get(option) is not None and isinstance(out.get(section, {}), dict):
+            out[section] = {**out.get(section, {}), key: given[option]}
+    for section, keys in STUDY_KEYS.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k not in keys or (section, k) == ("model", "fusion")}
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("fusion_options"), dict):
+        model["fusion_options"] = {k: v for k, v in model["fusion_options"].items() if k not in RECIPE_FUSION_KEYS}
+    return out
 
 
 def with_names(tables: dict[str, Any]) -> dict[str, Any]:
