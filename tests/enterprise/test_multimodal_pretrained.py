@@ -364,6 +364,32 @@ def test_unimodal_runs_of_other_encoder_shapes_are_refused_before_the_study_star
         unimodal: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str | None, says: str) -> None:
     """check_unimodal_run held only modalities and the training part: a run of other encoder keys
     or shapes failed as the fused model loaded it, after the study had started (study.json written)."""
+    _refused_before_the_study_starts(unimodal, tmp_path, monkeypatch, base, says, "concat")
+
+
+@pytest.mark.parametrize(("base", "says"), [
+    (_base("embed_dim = 32\ndepths = [1, 1]"),
+     "base.toml (as the study's redundant-late-s0 run): model.pretrained.vision: {runs}/redundant-vision-s0 used "
+     "model.vision.embed_dim = 16, this model 32; give a run with the same [model.vision] keys"),
+    (None,
+     "--unimodal-runs (as the study's redundant-late-s0 run): model.pretrained.vision: {runs}/redundant-vision-s0 "
+     "used model.vision.depths = [1, 1], this model [2, 2]; give a run with the same [model.vision] keys"),
+    # the runs' own shapes, their heads' d_model for late: the ensemble is evaluated
+    (_base().replace('fusion = "concat"', 'fusion = "late"').replace("hidden = 16\n", ""), None),
+])
+def test_an_ensemble_only_study_checks_the_unimodal_runs_shapes_before_it_starts(
+        unimodal: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str | None,
+        says: str | None) -> None:
+    """late with frozen is the ensemble of the given runs (nothing trains): its config was checked
+    without building its model, so runs of other encoder shapes failed only when the study, already
+    started, evaluated it."""
+    _refused_before_the_study_starts(unimodal, tmp_path, monkeypatch, base, says, "late")
+
+
+def _refused_before_the_study_starts(unimodal: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     base: str | None, says: str | None, config: str) -> None:
+    """The study of ``config`` over the fixture's unimodal runs is refused with the line ``says``
+    before it writes anything (``None``: it runs, and its one row is ``config``'s)."""
     runs = tmp_path / "given"
     runs.mkdir()
     for m in MODALITIES:
@@ -372,7 +398,12 @@ def test_unimodal_runs_of_other_encoder_shapes_are_refused_before_the_study_star
     if base is not None:
         (tmp_path / "base.toml").write_text(base)
     code, err, _ = deepseek_here(monkeypatch, tmp_path, "multimodal", "study", *args, "--recipe", "frozen", "--task",
-                                 "redundant", "--seed", "0", "--config", "concat", "--unimodal-runs", str(runs),
+                                 "redundant", "--seed", "0", "--config", config, "--unimodal-runs", str(runs),
                                  "--out", "res")
+    if says is None:
+        assert code == 0, err
+        rows = [json.loads(line) for line in (tmp_path / "res" / "results.jsonl").read_text().splitlines()]
+        assert [(r["config"], r["steps"]) for r in rows] == [(config, 0)]
+        return
     assert (code, err.splitlines()[-1]) == (2, "error: " + says.format(runs=runs))
     assert not (tmp_path / "res").exists()

@@ -71,19 +71,25 @@ def finished_model(run_dir: Path, config: Any, host: Any) -> tuple[Any, Any, Any
     return load_trained(final, device, host=host)[0], build_dataset(config, host), device
 
 
+def as_built(run: dict[str, Any], name: str, recipe: str, task: str) -> dict[str, Any]:
+    """The config (as tables) the model of the study's run ``name`` is built from: ``run``, except
+    that an ensemble (:func:`~deepseek_enterprise.study_recipes.is_ensemble`) is built with
+    ``freeze_pretrained`` off: the same weights, and nothing trains it anyway (frozen, every
+    parameter from ``model.pretrained``, it is refused as a model with nothing to train)."""
+    if not is_ensemble(name, recipe, task):
+        return run
+    return {**run, "model": {**run["model"], "freeze_pretrained": False}}
+
+
 def ensemble_row(config: Any, host: Any, *, calibrate: bool = False) -> dict[str, Any]:
     """The row of late fusion of fixed unimodal models
-    (:func:`~deepseek_enterprise.study_recipes.is_ensemble`): the model built as
-    it starts (``freeze_pretrained`` off: the same weights) and evaluated on CPU, no training: on
-    the validation batches the trainer would use, and on the test split as every other row
-    (``calibrate``: then calibrated, :func:`calibrate_row`)."""
-    import dataclasses
-
+    (:func:`~deepseek_enterprise.study_recipes.is_ensemble`): the model ``config`` (made by
+    :func:`as_built`) builds, as it starts, evaluated on CPU, no training: on the validation
+    batches the trainer would use, and on the test split as every other row (``calibrate``: then
+    calibrated, :func:`calibrate_row`)."""
     from deepseek.training.build import build_dataset, build_model
 
-    options = dataclasses.replace(config.model.options, freeze_pretrained=False)
-    model = build_model(dataclasses.replace(config, model=dataclasses.replace(config.model, options=options)),
-                        host=host).eval()
+    model = build_model(config, host=host).eval()
     data, cpu = build_dataset(config, host), next(model.parameters()).device
     row = {"parameters": sum(p.numel() for p in model.parameters()), "test": split_metrics(model, data, cpu),
            "val_curve": [], "val": split_metrics(model, data, cpu, "val", limit=config.data.eval_batches),
@@ -199,9 +205,9 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 config_from_dict(run, host=host)
             else:  # built on meta, here: the file's nested tables (encoders), and the unimodal runs it starts
                 # from against them (their encoder keys and weight shapes, read from trainer.json and headers);
-                # an ensemble trains nothing (its config, all frozen, is not one a model is built from to train)
-                check_run(run, host, f"{base_file or '--unimodal-runs'} (as the study's {task}-{name}-s{seed} run)",
-                          build=not is_ensemble(name, recipe, task))
+                # an ensemble as it is built to be evaluated
+                check_run(as_built(run, name, recipe, task), host,
+                          f"{base_file or '--unimodal-runs'} (as the study's {task}-{name}-s{seed} run)", build=True)
     if base is not None and unused_keys(base):  # said once the study is sure to start
         import click
 
@@ -219,11 +225,10 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     if len(CONFIGS[name][0]) == 1 and not is_ensemble(name, recipe, task):
                         sources[CONFIGS[name][0][0]] = str(run_dir)
                     continue
-                config = config_from_dict(over_base(study_config(task, name, seed, steps, batch=batch, lr=lr,
-                                                                 device=device, runs_dir=str(out / "runs"),
-                                                                 recipe=recipe, sources=mine, eval_size=eval_size),
-                                                    base),
-                                          host=host)
+                run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
+                                             runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
+                                             eval_size=eval_size), base)
+                config = config_from_dict(as_built(run, name, recipe, task), host=host)
                 start = time.perf_counter()
                 part = {} if config.data.options.train_sources == "all" else {
                     "train_sources": config.data.options.train_sources}
