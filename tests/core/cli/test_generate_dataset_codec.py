@@ -101,10 +101,45 @@ class SepBytes(Dataset):
         return {"good": SepCodec, "bytes": BytesCodec, "lossy": Lossy}[options.codec]()
 
 
+XOR, XOR_SEP = 0x80, 0xFF ^ 0x80
+""":class:`XorBytes`'s ids: each UTF-8 byte XOR 0x80, and 0x7F (what the byte 0xFF, never in
+UTF-8, would be) between documents: 256 ids, as many as bytes, which read them wrong."""
+
+
+class XorCodec(SepCodec):
+    vocab_size, separator, identity = 256, XOR_SEP, "xorbytes"
+
+    def encode(self, text: str) -> list[int]:
+        return [b ^ XOR for b in text.encode("utf-8")]
+
+    def decode(self, ids: Any) -> Any:
+        return bytes(i ^ XOR for i in ids if i != XOR_SEP).decode("utf-8", errors="replace")
+
+
+class XorBytes(SepBytes):
+    """:data:`DOCS` in :class:`XorCodec`'s 256 ids: a model of byte size, whose ids are not bytes."""
+
+    vocab_size = 256
+
+    def __init__(self, options: SepOptions, *, batch_size: int, seed: int) -> None:
+        super().__init__(options, batch_size=batch_size, seed=seed)
+        stream = [i for doc in DOCS for i in [*XorCodec().encode(doc), XOR_SEP]]
+        self.stream = torch.tensor(stream * 4)
+
+    @classmethod
+    def model_vocab_size(cls, options: SepOptions) -> int:
+        return 256
+
+    @classmethod
+    def text_codec(cls, options: SepOptions) -> Tokenizer:
+        return XorCodec()
+
+
 class Plugin:
     @hookimpl
     def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
         register("sepbytes", SepBytes, description="bytes with a separator token of their own")
+        register("xorbytes", XorBytes, description="bytes XOR 0x80, 256 ids")
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +198,47 @@ def test_a_codec_that_turns_bad_after_the_run_is_one_line_at_generate(
 
 def test_generate_without_the_dataset_plugin_says_what_to_install(run: Path, core_host: PluginHost) -> None:
     refused = invoke(["generate", "--checkpoint", str(run), "--max-new-tokens", "4", "def "], core_host)
-    assert_refused(refused, ["the model has 257 token ids", "install the plugin of its dataset",
-                             "Dataset.text_codec"])
+    assert_refused(refused, ["trainer.json: the run's dataset 'sepbytes' gave the text codec of its token ids "
+                             "(Dataset.text_codec)", "from deepseek-sepbytes 0.3, which is not available here",
+                             "pip install deepseek-sepbytes"])
+
+
+def test_a_codec_of_byte_size_is_never_read_as_bytes(tmp_path: Path, host: PluginHost, core_host: PluginHost,
+                                                     one_thread: None) -> None:
+    """A run of 256 ids from its dataset's codec, generated from without that dataset's plugin,
+    was decoded as bytes (nothing said its ids were the codec's): its checkpoint records that
+    the dataset gave a codec, and generate refuses, naming the distribution to install."""
+    import json
+
+    from deepseek.training.checkpoint import resolve_checkpoint
+    from deepseek.training.inference import trained_tokenizer
+
+    run = tmp_path / "xor"
+    trained = invoke(["train", *TINY, "--max-steps", "2", "--set", "data.name=xorbytes", "--run-dir", str(run)], host)
+    assert trained.code == 0, trained.stderr
+    assert json.loads((resolve_checkpoint(run) / "trainer.json").read_text())["text_codec"] is True
+    assert trained_tokenizer(run, host=host).decode(XorCodec().encode("héllo")) == "héllo"
+    out = invoke(["generate", "--checkpoint", str(run), "--max-new-tokens", "4", "def "], host)
+    assert out.code == 0 and out.stdout.startswith("def "), out.stderr
+    refused = invoke(["generate", "--checkpoint", str(run), "--max-new-tokens", "4", "def "], core_host)
+    assert_refused(refused, ["trainer.json: the run's dataset 'xorbytes' gave the text codec of its token ids",
+                             "from deepseek-sepbytes 0.3, which is not available here", "pip install deepseek-sepbytes"])
+
+
+def test_a_recorded_text_codec_field_is_checked_like_user_input(run: Path) -> None:
+    """``text_codec`` is written only as ``true``: any other value read back is the file's damage."""
+    import json
+
+    from deepseek.errors import CheckpointError
+    from deepseek.training.checkpoint import resolve_checkpoint
+    from deepseek.training.checkpoint_state import check_trainer_state
+
+    path = resolve_checkpoint(run) / "trainer.json"
+    state = json.loads(path.read_text())
+    assert check_trainer_state(state, path)["text_codec"] is True
+    for value in ("yes", False, 1):
+        with pytest.raises(CheckpointError, match=r"trainer\.json: text_codec is .*, expected true \(or no field\)"):
+            check_trainer_state({**state, "text_codec": value}, path)
 
 
 @dataclass

@@ -93,8 +93,9 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         raise bad("world_size", "a whole number >= 1", state["world_size"])
     if "components" in state and (expected := check_components(state["components"])) is not None:
         raise bad("components", expected, state["components"])
-    if "should_stop" in state and state["should_stop"] is not True:  # written only when true
-        raise bad("should_stop", "true (or no field)", state["should_stop"])
+    for field in ("should_stop", "text_codec"):  # written only when true
+        if field in state and state[field] is not True:
+            raise bad(field, "true (or no field)", state[field])
     for field in ("strategy", "layout", "torch", "exported_from"):
         if field in state and not isinstance(state[field], str):
             raise bad(field, "a string", state[field])

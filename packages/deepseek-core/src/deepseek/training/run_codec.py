@@ -7,19 +7,40 @@ reads the recorded options as a config's ``[data]`` table is read (validated lik
 bad value is the checkpoint's fault, named with its file), and asks the class for its codec
 (:func:`deepseek.data.codec.dataset_codec`): the data's files are not read, so the run's data
 need not exist where the model is used. A dataset class that keeps the default (``None``) leaves
-the tokenizer to the run folder's ``tokenizer.json`` (or bytes), as does a run whose dataset
-plugin is not installed here."""
+the tokenizer to the run folder's ``tokenizer.json`` (or bytes). A run whose dataset gave a codec
+records so (``trainer.json``'s ``text_codec: true``, :func:`gives_codec`): read where that
+dataset's plugin is not installed, it is refused in one line naming the distribution to install,
+instead of its token ids being read as bytes; a run without the field (none, or written before it)
+falls back to the run's tokenizer as before."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError, ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from deepseek.data.dataset import Dataset
     from deepseek.data.tokenizer import Tokenizer
     from deepseek.plugins.host import PluginHost
+
+
+def declares_codec(cls: type[Dataset]) -> bool:
+    """Whether dataset class ``cls`` overrides :meth:`Dataset.text_codec` (the default gives none)."""
+    from deepseek.data.dataset import Dataset
+
+    return next(c for c in cls.__mro__ if "text_codec" in vars(c)) is not Dataset
+
+
+def gives_codec(dataset: Dataset, options: Any) -> bool:
+    """Whether a run's ``dataset`` (created from ``options``, ``None`` for its class's defaults)
+    gives a text codec: what its checkpoints record as ``text_codec``."""
+    from deepseek.data.codec import dataset_codec
+
+    cls = type(dataset)
+    return declares_codec(cls) and dataset_codec(cls, options if options is not None else cls.Options(),
+                                                 dataset.label) is not None
 
 
 def recorded_codec(directory: Path, state: dict[str, Any], host: PluginHost | None) -> Tokenizer | None:
@@ -42,11 +63,18 @@ def recorded_codec(directory: Path, state: dict[str, Any], host: PluginHost | No
     try:
         component = (host or get_host()).resolve("dataset", name)
         cls = component.load()
-    except (ComponentNotFoundError, ComponentConflictError):
+    except ComponentNotFoundError as exc:
+        if state.get("text_codec") is True:  # its token ids are the codec's: bytes would read them wrong
+            from deepseek.training.provenance import missing_component
+
+            raise UsageError(f"{directory / 'trainer.json'}: the run's dataset {name!r} gave the text codec of its "
+                             f"token ids (Dataset.text_codec); {missing_component(exc, state) or exc}") from None
+        return None
+    except ComponentConflictError:
         return None
     if not isinstance(cls, type) or not issubclass(cls, Dataset):
         return None  # not a dataset: loading the run's data says so
-    if next(c for c in cls.__mro__ if "text_codec" in vars(c)) is Dataset:
+    if not declares_codec(cls):
         return None  # the default: the run's tokenizer (its options are not read, nor its tokenizer file)
     assert isinstance(config, dict)
     try:

@@ -20,6 +20,7 @@ from deepseek.training import checkpoint as ckpt
 from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
 from deepseek.training.monitor import refuse_finished
 from deepseek.training.provenance import components_used
+from deepseek.training.run_codec import gives_codec
 from deepseek.training.run_values import reported_values
 from deepseek.training.totals import offers_whole_set_metrics
 
@@ -48,6 +49,8 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "metrics": dict(trainer.last_metrics),
         "monitor": trainer.monitor.state_dict() if trainer.val_set else {},  # none without validation
         **({"should_stop": True} if trainer.should_stop else {}),  # a callback ended the run: it is complete
+        # its token ids are its dataset's codec's: read without that dataset's plugin, it is refused (run_codec)
+        **({"text_codec": True} if gives_codec(trainer.dataset, trainer.config.data.options) else {}),
         "strategy": trainer.config.strategy.name,
         "world_size": trainer.strategy.world_size,
         "torch": torch.__version__,
