@@ -173,6 +173,12 @@ def latency_arguments(host: Any, model_name: str, device: str, dtype: str, mode:
     check_only(only, device.partition(":")[0], mode, mode == "decode", reduced)
 
 
+def progress_printer(console: Any) -> Any:
+    """``bench latency``'s progress line on ``console``, dimmed: printed as written, not read as
+    rich markup (a line quotes a variant's error, which may hold ``[...]``)."""
+    return lambda line: console.print(line, style="dim", markup=False)
+
+
 @bench.command("latency")
 @click.option("--model", "model_name", default="small", show_default=True, help="Registered model name.")
 @click.option("--batch", type=count(), default=1, show_default=True)
@@ -254,7 +260,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         optimize_kwargs={"cache": not no_cache},
         only=list(only) if only else None,
         reduced=reduced,
-        progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
+        progress=progress_printer(console),
         batches=batches,
     )
     result.info.update(facts)

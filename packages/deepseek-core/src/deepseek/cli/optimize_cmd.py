@@ -13,7 +13,7 @@ import click
 
 from deepseek.cli.params import PATH, Device, NameList, count
 from deepseek.dtypes import DTYPE_NAMES
-from deepseek.errors import shown
+from deepseek.errors import shown, shown_markup
 from deepseek.graph.export_trained import DEFAULT_BATCH, FORMATS
 from deepseek.graph.export_trained import DEFAULT_SEQ as EXPORT_SEQ
 
@@ -88,10 +88,10 @@ def _plan_table(plan: Any) -> Any:
         detail = "; ".join(r.changes) or (r.error or "")
         if r.ms_with is not None:  # tried by auto: the pipeline timed with and without it
             detail += f" ({r.ms_with:.2f} ms with it, {r.ms_without:.2f} ms without)"
-        table.add_row(r.name, r.status, detail, err)
+        table.add_row(r.name, r.status, shown_markup(detail), err)
     for c in plan.candidates:
         ms = c.get("median_ms")
-        detail = f"{ms:.2f} ms" if ms is not None else (c.get("error") or "")
+        detail = f"{ms:.2f} ms" if ms is not None else shown_markup(c.get("error") or "")
         err = c.get("max_rel_error")
         mark = " (chosen)" if c["name"] == plan.stage else ""
         table.add_row(f"stage {c['name']}{mark}", c["status"], detail, "" if err is None else f"{err:.2e}")
@@ -139,7 +139,7 @@ def optimize(checkpoint: str, batch: int, seq: int | None, passes: tuple[str, ..
         console = Console(width=160)
     console.print(_plan_table(plan))
     for message in dropped:
-        console.print(f"[yellow]warning: {message}[/yellow]")
+        console.print(f"warning: {message}", style="yellow", markup=False)  # a pass's own words, not markup
     eager, best = plan.timing("eager"), plan.timing(plan.stage)
     speed = f", {eager / best:.2f}x eager" if eager and best else ""
     hit = " (cached decision)" if plan.cache_hit else ""

@@ -295,9 +295,9 @@ def _print_search(tried: list[Any], original: dict[str, Any], budget: Any) -> No
         table.add_column(col, justify="left" if col in ("recipe", "verdict") else "right")
     for t in tried:
         f = t.figures
-        table.add_row(t.recipe.label, f"{f['val_loss']:.4f}" if f else "-",
+        table.add_row(shown_markup(t.recipe.label), f"{f['val_loss']:.4f}" if f else "-",
                       f"{t.drop:+.2f}{budget.unit}" if t.drop is not None else "-", _mib(f.get("weights_bytes")),
-                      f"{f['p50_ms']:.2f} ms" if f.get("p50_ms") is not None else "-", t.verdict)
+                      f"{f['p50_ms']:.2f} ms" if f.get("p50_ms") is not None else "-", shown_markup(t.verdict))
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek import durable
+from deepseek.errors import shown_markup
 from deepseek_enterprise.tune.space import trial_data
 from deepseek_enterprise.tune.tuner import format_value
 
@@ -116,9 +117,9 @@ def print_table(study: Any, objective: str, console: Any = None) -> None:
     rows = trial_rows(study)
     names = sorted({k for r in rows for k in r["params"]})
     best = best_trial(study)
-    table = Table(title=f"study {study.study_name}: {objective} ({study.direction.name.lower()})", title_justify="left")
+    table = Table(title=f"study {study.study_name}: {shown_markup(objective)} ({study.direction.name.lower()})", title_justify="left")
     for col in ("#", "state", objective, *names, "s", "note"):
-        table.add_column(col, justify="left" if col in ("state", "note") else "right", overflow="fold")
+        table.add_column(shown_markup(col), justify="left" if col in ("state", "note") else "right", overflow="fold")
     for r in rows:
         state = "skipped" if r.get("skipped") else ("interrupted" if r.get("interrupted") else r["state"])
         mark = " *" if best is not None and r["number"] == best.number else ""
@@ -133,11 +134,13 @@ def print_table(study: Any, objective: str, console: Any = None) -> None:
         extra = [f"{k} {r[k]}" for k in ("peak_gib", "advisor_gib", "mfu") if k in r]
         note = "; ".join(x for x in (note, ", ".join(extra)) if x)
         table.add_row(str(r["number"]), state, value, *(_cell(r["params"].get(n)) for n in names),
-                      f"{r['seconds']:.0f}" if r["seconds"] is not None else "-", note[:120])
+                      f"{r['seconds']:.0f}" if r["seconds"] is not None else "-", shown_markup(note[:120]))
     console.print(table)
 
 
 def _cell(value: Any) -> str:
+    """A parameter's value in the table: a choice from the user's search space is printed as
+    given, never read as rich markup."""
     if value is None:
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else shown_markup(value)
