@@ -174,6 +174,23 @@ class ProgressBar:
 def plot_metrics(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[str], title: str = "") -> Path:
     """Train and validation loss against step, and one more panel per model metric (those with a
     ``val_<name>`` in the records), as a PNG (matplotlib, Agg), written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = metrics_figure(records, title)
+    try:
+        target = Path(out)
+        tmp = target.with_name(f".{target.name}.tmp")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+        durable.replace(tmp, target)
+    finally:
+        plt.close(fig)
+    return target
+
+
+def metrics_figure(records: Iterable[Mapping[str, Any]], title: str = "") -> Any:
+    """The figure :func:`plot_metrics` writes (the caller closes it). The title (a run folder's
+    name), the metric names and the legend are drawn as written: matplotlib would read ``$...$``
+    in them as mathtext (a folder ``a$\\x$`` failed the plot, ``a$b$`` lost its dollars)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -191,18 +208,16 @@ def plot_metrics(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[st
             if val:
                 ax.plot(*zip(*val, strict=True), "o-", lw=1.5, label=f"validation {name}")
             ax.set_xlabel("step")
-            ax.set_ylabel(name)
+            ax.set_ylabel(name, parse_math=False)
             ax.grid(alpha=0.3)
             if train or val:
-                ax.legend()
-        axes[0][0].set_title(title or "loss")
-        target = Path(out)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        durable.replace(tmp, target)
-    finally:
+                for text in ax.legend().get_texts():
+                    text.set_parse_math(False)
+        axes[0][0].set_title(title or "loss", parse_math=False)
+    except BaseException:
         plt.close(fig)
-    return target
+        raise
+    return fig
 
 
 def _finite(value: Any) -> bool:
