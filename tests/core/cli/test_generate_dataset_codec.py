@@ -273,3 +273,53 @@ def test_docs_name_every_member_of_the_dataset_contract() -> None:
     assert "text_codec" in members
     missing = [m for m in members if f"`{m}" not in section and f"self.{m}`" not in section]
     assert not missing, f"docs/plugins.md section 11 does not name Dataset members {missing}"
+
+
+class SameName:
+    @hookimpl
+    def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
+        register("sepbytes", XorBytes, description="another dataset of the same name, another codec")
+
+
+def ambiguous_host() -> PluginHost:
+    """``sepbytes`` registered by two distributions: the run's (deepseek-sepbytes) and another."""
+    host = PluginHost(PluginSettings(autoload=False))
+    for plugin, dist in ((SameName(), "deepseek-other"), (Plugin(), "deepseek-sepbytes")):
+        assert host.register_plugin(plugin, dist=dist, version="0.3").status == "ok"
+    return host
+
+
+def test_a_dataset_name_two_plugins_register_is_the_one_the_checkpoint_records(run: Path) -> None:
+    """The run's codec came back as None when a second plugin registered its dataset's name (the
+    ids then read by the run's byte tokenizer), although its trainer.json records the
+    distribution: now that record picks the dataset, as it does the model's."""
+    from deepseek.training.inference import trained_tokenizer
+
+    host = ambiguous_host()
+    assert trained_tokenizer(run, host=host).decode([*b"ab", SEP, *b"c"]) == "abc"
+    SepCodec.decoded = []
+    out = invoke(["generate", "--checkpoint", str(run), "--max-new-tokens", "4", "--seed", "1", "def "], host)
+    assert out.code == 0 and out.stdout.startswith("def "), out.stderr
+    assert SepCodec.decoded
+
+
+def test_an_ambiguous_dataset_name_without_a_record_is_refused_naming_both(run: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+    import zlib
+
+    from deepseek.training.checkpoint import resolve_checkpoint
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    path = resolve_checkpoint(copy) / "trainer.json"
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in state.items() if k != "components"}))  # a run written before them
+    record = json.loads((path.parent / "commit.json").read_text())  # the edit agreed, as if written so
+    record["files"]["trainer.json"] = path.stat().st_size
+    record["crc32"]["trainer.json"] = f"{zlib.crc32(path.read_bytes()):08x}"
+    (path.parent / "commit.json").write_text(json.dumps(record))
+    refused = invoke(["generate", "--checkpoint", str(copy), "--max-new-tokens", "4", "def "], ambiguous_host())
+    assert_refused(refused, ["trainer.json: the run's dataset 'sepbytes' is registered by several installed plugins "
+                             "(deepseek-other 0.3, deepseek-sepbytes 0.3) and the checkpoint does not record which one "
+                             "it was trained with; choose one with DEEPSEEK_PLUGIN_PREFER=<distribution>"])

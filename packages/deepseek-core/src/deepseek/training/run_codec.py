@@ -46,7 +46,10 @@ def gives_codec(dataset: Dataset, options: Any) -> bool:
 def recorded_codec(directory: Path, state: dict[str, Any], host: PluginHost | None) -> Tokenizer | None:
     """The checked codec of the dataset the checkpoint ``directory`` (its ``trainer.json`` read
     as ``state``) was trained on, or ``None`` when that dataset declares none or is not
-    registered on ``host`` (default: the process's)."""
+    registered on ``host`` (default: the process's). A name several installed plugins register
+    resolves as the run's config did (its ``[plugins] prefer``) and then to the distribution the
+    checkpoint records (:func:`~deepseek.training.provenance.prefer_recorded`); still ambiguous,
+    it is refused in one line naming the candidates (which one's codec reads the ids is unknown)."""
     from deepseek.config.load import config_from_dict
     from deepseek.data.codec import dataset_codec
     from deepseek.data.dataset import Dataset
@@ -60,8 +63,11 @@ def recorded_codec(directory: Path, state: dict[str, Any], host: PluginHost | No
     name = table.get("name", "text") if isinstance(table, dict) else None
     if not isinstance(name, str):
         return None  # no readable [data]: the tokenizer's own checks say what is wrong
+    assert isinstance(config, dict)
+    data = prefer_recorded(config, state, host)
+    lookups = (host or get_host()).with_preference(_saved_prefer(data))
     try:
-        component = (host or get_host()).resolve("dataset", name)
+        component = lookups.resolve("dataset", name)
         cls = component.load()
     except ComponentNotFoundError as exc:
         if state.get("text_codec") is True:  # its token ids are the codec's: bytes would read them wrong
@@ -71,15 +77,38 @@ def recorded_codec(directory: Path, state: dict[str, Any], host: PluginHost | No
                              f"token ids (Dataset.text_codec); {missing_component(exc, state) or exc}") from None
         return None
     except ComponentConflictError:
-        return None
+        raise UsageError(_ambiguous(directory, name, lookups, state)) from None
     if not isinstance(cls, type) or not issubclass(cls, Dataset):
         return None  # not a dataset: loading the run's data says so
     if not declares_codec(cls):
         return None  # the default: the run's tokenizer (its options are not read, nor its tokenizer file)
-    assert isinstance(config, dict)
     try:
-        data = prefer_recorded(config, state, host)
         options = config_from_dict(model_sections(data, table, host), validate=False, host=host).data.options
     except ConfigError as exc:
         raise unreadable_config(exc, directory / "trainer.json", state) from exc
     return dataset_codec(cls, options if options is not None else cls.Options(), component.label if blames(component) else None)
+
+
+def _saved_prefer(data: dict[str, Any]) -> list[str]:
+    """The ``[plugins] prefer`` of a checkpoint's config (its distribution names; anything else
+    in it is left to loading the config, which names the damage)."""
+    plugins = data.get("plugins")
+    prefer = plugins.get("prefer") if isinstance(plugins, dict) else None
+    return [d for d in prefer if isinstance(d, str)] if isinstance(prefer, list) else []
+
+
+def _ambiguous(directory: Path, name: str, lookups: Any, state: dict[str, Any]) -> str:
+    """The line refusing a run whose dataset name several installed plugins register, none of
+    them preferred by the run's config or recorded by its checkpoint."""
+    from deepseek.plugins.settings import ENV_PREFER
+    from deepseek.training.provenance import check_components
+
+    candidates = lookups.explain("dataset", name).candidates
+    who = ", ".join(f"{c.dist} {c.version}" for c in candidates)
+    recorded = state.get("components") if check_components(state.get("components")) is None else []
+    trained = next((e for e in recorded if e["kind"] == "dataset" and e["name"] == name), None)
+    why = ("the checkpoint does not record which one it was trained with" if trained is None else
+           f"the run was trained with the one from {trained['distribution']} {trained['version']}, which is not among them")
+    return (f"{directory / 'trainer.json'}: the run's dataset {name!r} is registered by several installed plugins "
+            f"({who}) and {why}; choose one with {ENV_PREFER}=<distribution> (e.g. {ENV_PREFER}={candidates[0].dist}) "
+            "or leave the others out with --disable-plugins")
