@@ -406,7 +406,11 @@ PY
     # on the fit part of the training split; then late, concat and cross_attention start from those
     # runs with --unimodal-runs, stacked* training on the blend part; with frozen and stacked*, late
     # is their ensemble, not trained).
+    # FUSION_EVAL_WEIGHTS="fused=1,vision=1,audio=1,text=1": the fused models (late, concat,
+    # cross_attention) are also evaluated with these logit_weights, fixed in advance
+    # (--eval-logit-weights; their rows' "weighted", a table of its own).
     STEPS=${FUSION_STEPS:-1200}; RECIPE=${FUSION_RECIPE:-joint}
+    EW=(); [ -n "${FUSION_EVAL_WEIGHTS:-}" ] && EW=(--eval-logit-weights "$FUSION_EVAL_WEIGHTS")
     fusion_run() {  # fusion_run NAME ARGS...: one study process in the background
       local name=$1; shift
       OMP_NUM_THREADS=1 timeout $((BUDGET - 30 - ($(date +%s) - START))) python3 -m deepseek multimodal study "$@" \
@@ -422,12 +426,14 @@ PY
         done
         wait $UNI
         for seed in ${FUSION_SEEDS:-0 1 2}; do for c in $CONFIGS; do case $c in late|concat|cross_attention)
-          fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c \
+          fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c ${EW[@]+"${EW[@]}"} \
             --unimodal-runs "$RES/fusion-$task-s$seed-uni/runs";; esac; done; done
         continue
       fi
-      for seed in ${FUSION_SEEDS:-0 1 2}; do for c in $CONFIGS; do
-        fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c
+      for seed in ${FUSION_SEEDS:-0 1 2}; do for c in $CONFIGS; do case $c in
+        late|concat|cross_attention) fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c \
+          ${EW[@]+"${EW[@]}"};;
+        *) fusion_run "fusion-$task-s$seed-$c" --task $task --seed $seed --config $c;; esac
       done; done
     done
     # What has finished comes back even when the call is cut short.

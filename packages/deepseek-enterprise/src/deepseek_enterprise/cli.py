@@ -71,11 +71,16 @@ class ModelNames(click.Choice):
 @click.option("--eval-size", type=count(), default=None, metavar="N",
               help="Samples in every run's validation and test sets (data.eval_size; default CONFIG.toml's, else "
                    "the dataset's, 1024).")
+@click.option("--eval-logit-weights", default=None, metavar="NAME=X,...",
+              help="Also evaluate every fused model (late, concat, cross_attention) on the val and test splits with "
+                   "these [model] logit_weights, fixed in advance (e.g. fused=1,vision=1,audio=1,text=1; names: fused "
+                   "and the modalities); its results line gets them as 'weighted' beside its own figures.")
 @click.option("--out", type=PATH_ARG, required=True,
               help="Folder for runs and results.jsonl (created if missing).")
 def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ...], configs: tuple[str, ...],
           steps: int | None, batch: int | None, lr: float | None, device: str | None, recipe: str,
-          unimodal_runs: Path | None, eval_size: int | None, out: Path) -> int | None:
+          unimodal_runs: Path | None, eval_size: int | None, eval_logit_weights: str | None,
+          out: Path) -> int | None:
     """Train every model per task and seed, test each once on the held-out split, print the tables.
     CONFIG.toml (a multimodal config, e.g. examples/multimodal/digits.toml): the base of every run's
     config (docs/multimodal.md)."""
@@ -90,6 +95,7 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:  # the second run of a name found the first's run folder and failed half-way through the study
             raise UsageError(f"{option} {', '.join(twice)} given twice; give each once")
+    weights = None if eval_logit_weights is None else study_logit_weights(eval_logit_weights, configs or tuple(CONFIGS))
     given = {"steps": steps, "batch": batch, "lr": lr, "device": device, "eval_size": eval_size}
     base = None if config_file is None else read_base(config_file, command_host(), given)
     chosen = option_values(base, given, DEFAULTS)
@@ -118,7 +124,7 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
         rows = run_study(list(tasks or ("redundant", "complementary")), list(seeds or (0, 1, 2)),
                          list(configs or CONFIGS), steps, batch=batch, lr=lr, device=device, out=out,
                          host=command_host(), recipe=recipe, unimodal_runs=unimodal_runs, eval_size=eval_size,
-                         base=base, base_file=config_file)
+                         base=base, base_file=config_file, eval_logit_weights=weights)
     except StudyStopped as stopped:
         from deepseek.training.preemption import EXIT_PREEMPTED
 
@@ -126,6 +132,24 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
         return EXIT_PREEMPTED
     click.echo(table(rows))
     return None
+
+
+def study_logit_weights(text: str, configs: tuple[str, ...]) -> dict[str, float]:
+    """``--eval-logit-weights`` as the weights the study evaluates its fused models with (one-line
+    :class:`UsageError` otherwise: bad syntax or numbers, a name other than ``fused`` and the
+    modalities, or no fused model among ``configs`` to evaluate)."""
+    from deepseek_enterprise.report import parse_logit_weights
+    from deepseek_enterprise.study_recipes import CONFIGS, MODALITY_ORDER, fused_configs
+
+    weights = parse_logit_weights(text, where="--eval-logit-weights")
+    unknown = [k for k in weights if k != "fused" and k not in MODALITY_ORDER]
+    if unknown:
+        raise UsageError(f"--eval-logit-weights: {unknown[0]} is not 'fused' or a modality of the study's fused models "
+                         f"({', '.join(MODALITY_ORDER)}); name those only")
+    if not fused_configs(configs):
+        raise UsageError(f"--eval-logit-weights: no fused model among --config {' '.join(configs)} to evaluate with "
+                         f"them; add one of {', '.join(fused_configs(tuple(CONFIGS)))}, or leave it out")
+    return weights
 
 
 @multimodal.command("table")

@@ -12,28 +12,28 @@ from deepseek import durable
 from deepseek.errors import UsageError
 
 
-def parse_logit_weights(text: str) -> dict[str, float]:
-    """``--logit-weights NAME=NUMBER,...`` as a dict (one-line :class:`UsageError` otherwise)."""
+def parse_logit_weights(text: str, where: str = "--logit-weights") -> dict[str, float]:
+    """Option ``where``'s ``NAME=NUMBER,...`` as a dict (one-line :class:`UsageError` otherwise)."""
     import math
 
     weights: dict[str, float] = {}
     for part in text.split(","):
         key, sep, value = (x.strip() for x in part.partition("="))
         if not sep or not key:
-            raise UsageError(f"--logit-weights: {part.strip()!r} is not NAME=NUMBER; give e.g. fused=1.0,audio=0.4")
+            raise UsageError(f"{where}: {part.strip()!r} is not NAME=NUMBER; give e.g. fused=1.0,audio=0.4")
         try:
             number = float(value)
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            raise UsageError(f"--logit-weights: {key}={value!r} is not a finite number; give e.g. {key}=0.5")
+            raise UsageError(f"{where}: {key}={value!r} is not a finite number; give e.g. {key}=0.5")
         from deepseek_enterprise.multimodal import logit_weight_problem
 
         problem = logit_weight_problem(number)
         if problem:
-            raise UsageError(f"--logit-weights: {key}={problem}")
+            raise UsageError(f"{where}: {key}={problem}")
         if key in weights:
-            raise UsageError(f"--logit-weights: {key} is given twice; give each name once")
+            raise UsageError(f"{where}: {key} is given twice; give each name once")
         weights[key] = number
     return weights
 

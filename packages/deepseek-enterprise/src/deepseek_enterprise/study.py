@@ -81,12 +81,14 @@ def as_built(run: dict[str, Any], name: str, recipe: str, task: str) -> dict[str
     return {**run, "model": {**run["model"], "freeze_pretrained": False}}
 
 
-def ensemble_row(config: Any, host: Any, *, calibrate: bool = False) -> dict[str, Any]:
+def ensemble_row(config: Any, host: Any, *, calibrate: bool = False,
+                 weights: dict[str, float] | None = None) -> dict[str, Any]:
     """The row of late fusion of fixed unimodal models
     (:func:`~deepseek_enterprise.study_recipes.is_ensemble`): the model ``config`` (made by
     :func:`as_built`) builds, as it starts, evaluated on CPU, no training: on the validation
     batches the trainer would use, and on the test split as every other row (``calibrate``: then
-    calibrated, :func:`calibrate_row`)."""
+    calibrated, :func:`calibrate_row`; ``weights``: also with these fixed ``logit_weights``,
+    :func:`weighted_figures`)."""
     from deepseek.training.build import build_dataset, build_model
 
     model = build_model(config, host=host).eval()
@@ -96,7 +98,26 @@ def ensemble_row(config: Any, host: Any, *, calibrate: bool = False) -> dict[str
            "missing": {m: split_metrics(model, data, cpu, "test", (m,))["test_accuracy"] for m in model.modalities}}
     if calibrate:
         calibrate_row(row, model, data, cpu, config)
+    if weights is not None:
+        row["weighted"] = weighted_figures(model, data, cpu, config, weights)
     return row
+
+
+def weighted_figures(model: Any, data: Any, device: Any, config: Any, weights: dict[str, float]) -> dict[str, Any]:
+    """``model``'s accuracy with ``weights`` as its ``logit_weights`` (``--eval-logit-weights``:
+    fixed in advance, nothing fitted; they replace the model's own for these two evaluations, which
+    it gets back after): on the validation batches the trainer uses and on the test split, as the
+    row's own figures are measured."""
+    from deepseek_enterprise.calibration import with_logit_weights
+
+    own = dict(model.options.logit_weights)
+    with_logit_weights(model, weights)
+    try:
+        return {"logit_weights": dict(weights),
+                "val_accuracy": split_metrics(model, data, device, "val", limit=config.data.eval_batches)["val_accuracy"],
+                "test_accuracy": split_metrics(model, data, device)["test_accuracy"]}
+    finally:
+        with_logit_weights(model, own)
 
 
 def calibrate_row(row: dict[str, Any], model: Any, data: Any, device: Any, config: Any) -> None:
@@ -156,13 +177,16 @@ def latency(module: Any, data: Any, device: Any, runs: int = 100) -> dict[str, f
 def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int, *, batch: int, lr: float,
               device: str, out: Path, host: Any = None, recipe: str = DEFAULT_RECIPE,
               unimodal_runs: Path | None = None, eval_size: int | None = None,
-              base: dict[str, Any] | None = None, base_file: Path | None = None) -> list[dict[str, Any]]:
+              base: dict[str, Any] | None = None, base_file: Path | None = None,
+              eval_logit_weights: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Train and test every (task, config, seed); write ``out/results.jsonl`` as it goes.
     ``base``: the tables of config file ``base_file`` every run's config starts from
     (:mod:`deepseek_enterprise.study_base`);
     ``unimodal_runs``: the ``runs`` folder of an earlier study of the same seeds, whose unimodal
     run folders (``<task>-<modality>-s<seed>``) fused models start from instead of ones trained here;
-    ``eval_size``: samples in every run's validation and test sets (``None``: the dataset's default)."""
+    ``eval_size``: samples in every run's validation and test sets (``None``: the dataset's default);
+    ``eval_logit_weights``: fixed ``logit_weights`` every fused model is also evaluated with (its
+    row's ``weighted``, :func:`weighted_figures`)."""
     from deepseek.config.load import config_from_dict
     from deepseek.errors import UsageError
     from deepseek.training.metrics import read_metrics
@@ -177,7 +201,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     )
     from deepseek_enterprise.study_report import check_row
 
-    settings = settings_of(steps, batch, lr, device, recipe, eval_size, unimodal_runs, base)
+    settings = settings_of(steps, batch, lr, device, recipe, eval_size, unimodal_runs, base, eval_logit_weights)
     check_folder(out, settings)  # another study's folder: refused before anything is written
     given: dict[tuple[str, int], dict[str, str]] = {}
     if unimodal_runs is not None:
@@ -233,7 +257,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 part = {} if config.data.options.train_sources == "all" else {
                     "train_sources": config.data.options.train_sources}
                 if is_ensemble(name, recipe, task):
-                    fitted = ensemble_row(config, host, calibrate=(recipe, task) in CALIBRATED)
+                    fitted = ensemble_row(config, host, calibrate=(recipe, task) in CALIBRATED,
+                                          weights=eval_logit_weights)
                     row = {"task": task, "config": name, "seed": seed, "steps": 0, "recipe": recipe, **fitted,
                            "seconds": time.perf_counter() - start, "started_from": mine, **part}
                     rows.append(row)
@@ -270,6 +295,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                       for m in modalities}
                     if (recipe, task) in CALIBRATED:
                         calibrate_row(row, module, data, on, config)
+                    if eval_logit_weights is not None:
+                        row["weighted"] = weighted_figures(module, data, on, config, eval_logit_weights)
                 if name == "cross_attention":
                     row["latency"] = latency(module, data, on)
                 problem = check_row(json.loads(json.dumps(row)))  # what is written is read back by the same rule

@@ -1,7 +1,8 @@
 """The ``--out`` folder of ``deepseek multimodal study``, and how a study continues in it.
 
 ``study.json`` records the settings that make a model of the study (steps, batch, learning
-rate, device, recipe, held-out size, unimodal runs) when the folder is first used. Running the
+rate, device, recipe, held-out size, unimodal runs, config file) and its results lines (the fixed
+``--eval-logit-weights``) when the folder is first used. Running the
 same command again in that folder (after a kill, a lost machine, or to add seeds, tasks or models)
 continues the study: a model whose results line is in ``results.jsonl`` is not trained again; a
 run folder left without one is resumed from its newest checkpoint, only tested when its training
@@ -35,15 +36,23 @@ class StudyStopped(Exception):
 
 
 def settings_of(steps: int, batch: int, lr: float, device: str, recipe: str, eval_size: int | None,
-                unimodal_runs: Path | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The settings a study's models are made with (what ``study.json`` records; ``base``: the
-    tables of its config file, :mod:`deepseek_enterprise.study_base`)."""
+                unimodal_runs: Path | None, base: dict[str, Any] | None = None,
+                eval_logit_weights: dict[str, float] | None = None) -> dict[str, Any]:
+    """The settings a study's models and results lines are made with (what ``study.json`` records;
+    ``base``: the tables of its config file, :mod:`deepseek_enterprise.study_base`;
+    ``eval_logit_weights``: ``--eval-logit-weights``, the fixed weights its fused models are also
+    evaluated with)."""
     return {"steps": steps, "batch": batch, "lr": lr, "device": device, "recipe": recipe, "eval_size": eval_size,
-            "unimodal_runs": str(unimodal_runs.absolute()) if unimodal_runs is not None else None, "base": base}
+            "unimodal_runs": str(unimodal_runs.absolute()) if unimodal_runs is not None else None, "base": base,
+            "eval_logit_weights": eval_logit_weights}
 
 
 _OPTIONS = {"steps": "--steps", "batch": "--batch", "lr": "--lr", "device": "--device", "recipe": "--recipe",
-            "eval_size": "--eval-size", "unimodal_runs": "--unimodal-runs", "base": "CONFIG.toml"}
+            "eval_size": "--eval-size", "unimodal_runs": "--unimodal-runs", "base": "CONFIG.toml",
+            "eval_logit_weights": "--eval-logit-weights"}
+NEWER = {"base": None, "eval_logit_weights": None}
+"""Settings added after studies were first recorded, with the value a ``study.json`` without them
+was made with (no CONFIG.toml, no fixed weights)."""
 
 
 def _count(value: Any) -> bool:
@@ -65,12 +74,27 @@ _RECORDED = {  # each recorded setting: the values its option takes
     "eval_size": (lambda v: v is None or _count(v), "null or a whole number >= 1"),
     "unimodal_runs": (lambda v: v is None or (isinstance(v, str) and bool(v)), "null or a folder path"),
     "base": (lambda v: v is None or isinstance(v, dict), "null or a config file's tables"),
+    "eval_logit_weights": (lambda v: v is None or _weights(v),
+                           "null or logit_weights of fused and the modalities, as --eval-logit-weights takes them"),
 }
+
+
+def _weights(value: Any) -> bool:
+    from deepseek_enterprise.study_recipes import MODALITY_ORDER
+    from deepseek_enterprise.study_report import logit_weights_problem
+
+    return logit_weights_problem(value, MODALITY_ORDER) is None
 
 
 def _shown(key: str, recorded: Any, given: Any) -> tuple[str, str]:
     """A setting that differs, as the refusal of another study's folder names it: what the
     folder's study was made with, and what this command gives."""
+    if key == "eval_logit_weights":
+        def weights(v: Any) -> str:
+            return "no --eval-logit-weights" if v is None else "--eval-logit-weights " + ",".join(
+                f"{k}={w:g}" for k, w in v.items())
+
+        return weights(recorded), weights(given)
     if key != "base":
         return f"{_OPTIONS[key]} {recorded}", str(given)
     if recorded is None:
@@ -93,7 +117,8 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"--out {out}: {path} cannot be read ({exc}); restore it, or pick a new --out") from None
     if isinstance(recorded, dict):
-        recorded.setdefault("base", None)  # a study.json of a build before CONFIG.toml: none given
+        for key, value in NEWER.items():  # a study.json of a build before that setting
+            recorded.setdefault(key, value)
     if not isinstance(recorded, dict) or set(recorded) != set(settings):
         raise UsageError(f"--out {out}: {path} is not the settings file of a study; restore it, or pick a new --out")
     for key, value in recorded.items():  # read back like the options it records: 'continue it with --lr nan'

@@ -59,6 +59,13 @@ whose fused models on its ``blend`` part (``data.train_sources``)."""
 CALIBRATED = {("calibrated", "redundant")}
 """(recipe, task) pairs whose models all train on the ``fit`` part and whose fused models are then
 calibrated on the ``blend`` part."""
+
+
+def fused_configs(configs: tuple[str, ...] | list[str]) -> list[str]:
+    """The fused models (more than one modality) among ``configs``, in their order."""
+    return [c for c in configs if len(CONFIGS[c][0]) > 1]
+
+
 def train_sources(config: str, recipe: str, task: str) -> str:
     """The ``data.train_sources`` of model ``config`` trained with ``recipe`` on ``task``."""
     if (recipe, task) in CALIBRATED:

@@ -1,6 +1,7 @@
 """The tables of ``deepseek multimodal study`` and ``deepseek multimodal table``: test accuracy
 per task and model (mean +- std over seeds), robustness with one modality missing, each
-modality's own reading, calibrated models' figures before calibration, the complementary task's
+modality's own reading, calibrated models' figures before calibration, fused models' figures with
+fixed ``--eval-logit-weights``, the complementary task's
 unimodal ceiling, batch-1 latency and validation accuracy against steps; and the reading of a
 ``results.jsonl`` file back from disk (every line checked, a seed given twice refused), the one
 reader of ``deepseek multimodal table`` and of a study that continues.
@@ -85,12 +86,40 @@ def check_row(row: Any) -> str | None:
         if not (isinstance(before, dict) and fraction(before.get("test_accuracy")) and fraction(before.get("val_accuracy"))
                 and isinstance(val, dict) and fraction(val.get("val_accuracy"))):
             return "a calibrated row needs before_calibration.{test,val}_accuracy and val.val_accuracy in [0, 1]"
-        from deepseek_enterprise.multimodal import unknown_logit_weight  # imports torch: only here
-
-        weights = row.get("logit_weights")
-        if not isinstance(weights, dict) or not weights or unknown_logit_weight(weights, modalities) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weights.values()):
+        if logit_weights_problem(row.get("logit_weights"), modalities) is not None:
             return "logit_weights must map fused and the model's modalities to finite numbers"
+    if "weighted" in row:  # --eval-logit-weights: the fused model evaluated with fixed weights
+        weighted = row["weighted"]
+        if len(modalities) == 1:
+            return f"weighted is written for fused models only; a unimodal row ({row['config']}) has none"
+        if not (isinstance(weighted, dict) and fraction(weighted.get("val_accuracy"))
+                and fraction(weighted.get("test_accuracy"))):
+            return "weighted needs val_accuracy and test_accuracy in [0, 1]"
+        problem = logit_weights_problem(weighted.get("logit_weights"), modalities)
+        if problem is not None:
+            return f"weighted.logit_weights: {problem}"
+    return None
+
+
+def logit_weights_problem(weights: Any, modalities: tuple[str, ...]) -> str | None:
+    """What is wrong with ``weights`` read back from disk as a model's ``logit_weights`` (None:
+    nothing): a non-empty mapping of ``fused`` and ``modalities`` to finite numbers in the range
+    ``[model] logit_weights`` takes."""
+    from deepseek_enterprise.multimodal import (  # imports torch: only here
+        logit_weight_problem,
+        unknown_logit_weight,
+    )
+
+    if not isinstance(weights, dict) or not weights:
+        return f"{weights!r} is not a table of weights"
+    unknown = unknown_logit_weight(weights, modalities)
+    if unknown is not None:
+        return f"{unknown} is not 'fused' or one of {', '.join(modalities)}"
+    for key, value in weights.items():
+        if not _number(value):
+            return f"{key} = {value!r} is not a finite number"
+        if logit_weight_problem(value):
+            return f"{key} = {logit_weight_problem(value)}"
     return None
 
 
@@ -186,6 +215,28 @@ def calibration_lines(rows: list[dict[str, Any]], stat: Any) -> list[str]:
     return lines + [""]
 
 
+def weighted_lines(rows: list[dict[str, Any]], stat: Any) -> list[str]:
+    """For the models among ``rows`` (one task) evaluated with fixed ``--eval-logit-weights``: val
+    and test accuracy as trained (as its row reports them) and with those weights, one line per
+    model and weights; the ensemble's (``late``) among them."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for label, rs in _groups(rows):
+        for r in rs:
+            if isinstance(r.get("weighted"), dict):
+                weights = ", ".join(f"{k} {v:g}" for k, v in r["weighted"]["logit_weights"].items())
+                groups.setdefault((label, weights), []).append(r)
+    if not groups:
+        return []
+    lines = ["Fixed logit weights (`--eval-logit-weights`, not fitted; accuracy %, mean +- std):", "",
+             "| model | weights | seeds | val | val weighted | test | test weighted |", "|---|---|---|---|---|---|---|"]
+    for (label, weights), rs in groups.items():
+        val = [r["val"]["val_accuracy"] for r in rs if isinstance(r.get("val"), dict) and "val_accuracy" in r["val"]]
+        lines.append(f"| {label} | {weights} | {len(rs)} | {stat(val)} | {stat([r['weighted']['val_accuracy'] for r in rs])} "
+                     f"| {stat([r['test']['test_accuracy'] for r in rs])} "
+                     f"| {stat([r['weighted']['test_accuracy'] for r in rs])} |")
+    return lines + [""]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown tables: test accuracy mean +- std over seeds per task and config, robustness with
     one modality missing, and the complementary task's unimodal ceiling."""
@@ -212,6 +263,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {label} | {shown} | {acc} | {' | '.join(miss)} | {' / '.join(own)} |")
         lines.append("")
         lines += calibration_lines(mine, stat)
+        lines += weighted_lines(mine, stat)
     red = [r for r in rows if r["task"] == "redundant"]
     vision = [r["test"]["test_accuracy"] for r in red if r["config"] == "vision"]
     audio = [r["test"]["test_accuracy"] for r in red if r["config"] == "audio"]
