@@ -8,24 +8,20 @@ hung). Step 1 has no 2 (the names are agreed on without ``late``), step 2 one, s
 validation batch 1 a 2, batch 2 none.
 
 Usage: ``python tests/pro/_dp_metric_rules.py OUT [STRATEGY ...]`` under torchrun. Rank r writes
-``OUT/seen-r.json`` after each strategy: ``{strategy: {type, message, steps, val}}``.
+``OUT/seen-r.json`` after each strategy: ``{strategy: record}`` (``_metric_rules_fit.fit_record``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _metric_rules_fit import fit_record, probe_main
 from torch import nn
 
-import deepseek
 from deepseek.models.protocol import TrainableModel
-from deepseek.training.metrics import read_metrics
 
 
 class Twos(TrainableModel):
@@ -42,49 +38,21 @@ class Twos(TrainableModel):
         return {"loss": loss, "late": out.softmax(-1)[twos, 2].mean()}
 
 
-def train_rows() -> torch.utils.data.TensorDataset:
-    """24 rows (3 steps of 8): labels 0 and 1, but row 13 (step 2) labelled 2."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(24, 4, generator=g)
-    labels = torch.randint(0, 2, (24,), generator=g)
-    labels[13] = 2
-    return torch.utils.data.TensorDataset(x, labels)
-
-
-def val_rows() -> torch.utils.data.TensorDataset:
-    """16 rows (two batches of 8): row 2 labelled 2, the rest 0 and 1."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(16, 4, generator=g)
-    labels = torch.randint(0, 2, (16,), generator=g)
-    labels[2] = 2
+def rows(n: int, seed: int, two_at: int) -> torch.utils.data.TensorDataset:
+    """``n`` rows with labels 0 and 1 but row ``two_at`` labelled 2."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    labels[two_at] = 2
     return torch.utils.data.TensorDataset(x, labels)
 
 
 def attempt(out: Path, strategy: str) -> dict[str, Any]:
-    """What ``deepseek.fit`` under ``strategy`` raised, or its step records and last evaluation."""
-    config = {"train": {"max_steps": 3, "grad_accum": 2, "lr": 0.5, "warmup_steps": 0, "eval_interval": 2},
-              "data": {"eval_batches": 2}, "precision": {"dtype": "fp32"}, "checkpoint": {"interval": 0},
-              "strategy": {"name": strategy}, "logging": {"progress": False, "plot": False}}
-    run_dir = out / strategy
-    try:
-        result = deepseek.fit(Twos, train_rows(), val_data=val_rows(), names=("x", "label"), batch_size=8,
-                              shuffle=False, run_dir=run_dir, config=config, quiet=True)
-    except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
-        return {"type": type(exc).__name__, "message": str(exc), "steps": [], "val": {}}
-    timings = {"step_time", "samples_per_s"}
-    steps = [{k: v for k, v in r.items() if k not in timings} for r in read_metrics(run_dir / "metrics.jsonl")
-             if "loss" in r]
-    return {"type": None, "message": "", "steps": steps, "val": result.val_metrics}
+    """What ``deepseek.fit`` under ``strategy`` raised, or its step records and last evaluation
+    (``_metric_rules_fit.fit_record``): 24 training rows (3 steps of 8), row 13 (step 2) labelled
+    2; 16 validation rows (two batches of 8), row 2 labelled 2."""
+    return fit_record(Twos, rows(24, 0, 13), rows(16, 1, 2), out / strategy, strategy, lr=0.5)
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    out = Path(sys.argv[1])
-    rank = int(os.environ.get("RANK", "0"))
-    seen = {}
-    for name in sys.argv[2:]:
-        seen[name] = attempt(out, name)
-        (out / f"seen-{rank}.json").write_text(json.dumps(seen, indent=1))  # what got this far
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    probe_main("seen", attempt, [])

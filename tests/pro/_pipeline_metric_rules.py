@@ -10,29 +10,24 @@ on the first evaluation after training began, when the metric names are agreed o
 ``EvalBug`` and ``FirstStageBug`` raise a plain ``RuntimeError`` (a bug in model code) there instead.
 
 Usage: ``python tests/pro/_pipeline_metric_rules.py OUT [MODEL ...]`` under torchrun. Rank r
-writes ``OUT/messages-r.json`` after each model: ``{model: {type, message, steps, val}}`` (the
-error raised, ``raised_in``, the function its traceback ends in, and a RankError's ``type_name``, or ``type`` None, each
-step's record without its timings and the last evaluation).
+writes ``OUT/messages-r.json`` after each model: ``{model: record}`` (``_metric_rules_fit.fit_record``:
+the error raised, ``raised_in``, the function its traceback ends in, and a RankError's ``type_name``,
+or ``type`` None, each step's record without its timings and the last evaluation).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _metric_rules_fit import fit_record, probe_main
 from torch import nn
 
-import deepseek
-from deepseek.errors import RankError, UsageError
+from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
-from deepseek.training.metrics import read_metrics
 
 FIRST_STAGE_LINE = "model 'acme.marked': a row's first feature is 99; features are below 10"
 LAST_STAGE_LINE = "model 'acme.refusing': a row has label -2; labels are 0, 1, 2 or -1 (padding)"
@@ -147,34 +142,9 @@ def val_rows(name: str) -> torch.utils.data.TensorDataset:
 
 def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
     """What ``deepseek.fit`` of model ``name`` under ``strategy`` raised, or its step records and
-    last evaluation; its run folder ``OUT/STRATEGY-NAME``."""
-    config = {"train": {"max_steps": 3, "grad_accum": 2, "lr": 0.1, "warmup_steps": 0, "eval_interval": 2},
-              "data": {"eval_batches": 2}, "precision": {"dtype": "fp32"}, "checkpoint": {"interval": 0},
-              "strategy": {"name": strategy}, "logging": {"progress": False, "plot": False}}
-    run_dir = out / f"{strategy}-{name}"
-    try:
-        result = deepseek.fit(MODELS[name], train_rows(), val_data=val_rows(name), names=("x", "label"),
-                              batch_size=8, shuffle=False, run_dir=run_dir, config=config, quiet=True)
-    except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
-        frames = traceback.extract_tb(exc.__traceback__)
-        seen = {"type": type(exc).__name__, "message": str(exc), "steps": [], "val": {}, "raised_in": frames[-1].name}
-        if isinstance(exc, RankError):
-            seen["type_name"] = exc.type_name
-        return seen
-    timings = {"step_time", "samples_per_s"}
-    steps = [{k: v for k, v in r.items() if k not in timings} for r in read_metrics(run_dir / "metrics.jsonl")
-             if "loss" in r]
-    return {"type": None, "message": "", "steps": steps, "val": result.val_metrics}
+    last evaluation (``_metric_rules_fit.fit_record``); its run folder ``OUT/STRATEGY-NAME``."""
+    return fit_record(MODELS[name], train_rows(), val_rows(name), out / f"{strategy}-{name}", strategy, lr=0.1)
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    out = Path(sys.argv[1])
-    rank = int(os.environ.get("RANK", "0"))
-    seen = {}
-    for name in sys.argv[2:] or list(MODELS):
-        seen[name] = attempt(out, "pipeline", name)
-        (out / f"messages-{rank}.json").write_text(json.dumps(seen, indent=1))  # what got this far
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    probe_main("messages", lambda out, name: attempt(out, "pipeline", name), list(MODELS))
