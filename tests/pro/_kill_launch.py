@@ -133,13 +133,14 @@ def make_injected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def check_killed_and_resumed(strategy: str, tmp_path: Path, injected: Path) -> None:
-    """Launch ``strategy`` straight to step 8, then killed at each of its :data:`KILLS` points in
-    turn (each resumed launch killed at the next) and resumed to the end: the same loss at every
-    step, the same bytes in every safetensors file of step 8, no leftovers."""
+def check_killed_and_resumed(args: list[str], kills: list[tuple[str, int]], steps: int, tmp_path: Path,
+                             injected: Path) -> None:
+    """Launch ``deepseek launch -n 2 -- ARGS`` straight to step ``steps``, then killed at each of
+    ``kills``' points in turn (each resumed launch killed at the next, each leaving its checkpoint
+    the newest complete one) and resumed to the end: the same loss at every step, the same bytes
+    in every safetensors file of the last step, no leftovers."""
     from deepseek.training import checkpoint as ckpt
 
-    args = [*TRAIN, *STRATEGIES[strategy]]
     straight = tmp_path / "straight"
     straight.mkdir()
     done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args], cwd=straight, env=env_for(straight, injected, ""),
@@ -149,7 +150,7 @@ def check_killed_and_resumed(strategy: str, tmp_path: Path, injected: Path) -> N
     killed = tmp_path / "killed"
     killed.mkdir()
     resume: list[str] = []
-    for freeze, expected in KILLS[strategy]:
+    for freeze, expected in kills:
         launch_killed_at([*args, *resume], killed, injected, freeze)
         resume = ["--resume", "run"]
         latest = ckpt.resolve_checkpoint(killed / "run")
@@ -157,11 +158,13 @@ def check_killed_and_resumed(strategy: str, tmp_path: Path, injected: Path) -> N
     done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args, *resume], cwd=killed,
                           env=env_for(killed, injected, ""), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "resumed from run/checkpoints/step-4 at step 4" in done.stdout + done.stderr
+    start = kills[-1][1]
+    assert f"resumed from run/checkpoints/step-{start} at step {start}" in done.stdout + done.stderr
 
-    assert losses(killed / "run") == losses(straight / "run")  # exact float equality, steps 1..8
-    assert [r[0] for r in losses(killed / "run")] == list(range(1, 9))
-    last, same = killed / "run" / "checkpoints" / "step-8", straight / "run" / "checkpoints" / "step-8"
+    assert losses(killed / "run") == losses(straight / "run")  # exact float equality, every step
+    assert [r[0] for r in losses(killed / "run")] == list(range(1, steps + 1))
+    last = killed / "run" / "checkpoints" / f"step-{steps}"
+    same = straight / "run" / "checkpoints" / f"step-{steps}"
     assert tensor_files(last) == tensor_files(same)  # weights, optimizer state, generators: the same bytes
     assert len(tensor_files(last)) >= 3
     left = sorted(p.name for p in (killed / "run" / "checkpoints").iterdir())

@@ -32,9 +32,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _kill_launch import check_killed_and_resumed
+from _kill_launch import KILLS, STRATEGIES, TRAIN, check_killed_and_resumed
 
 
 @pytest.mark.parametrize("strategy", ["ddp"])
 def test_killed_and_resumed_equals_a_run_never_killed(strategy: str, tmp_path: Path, injected: Path) -> None:
-    check_killed_and_resumed(strategy, tmp_path, injected)
+    check_killed_and_resumed([*TRAIN, *STRATEGIES[strategy]], KILLS[strategy], 8, tmp_path, injected)
