@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _prohelpers import _descendants
+from _prohelpers import _descendants, assert_no_temp_left
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 OPTIONS = [
@@ -84,10 +84,13 @@ ONE_KILL = {
 
 
 def env_for(cwd: Path, injected: Path, freeze: str) -> dict[str, str]:
+    """The freeze points on ``PYTHONPATH``, markers in ``<cwd>/markers`` and ``TMPDIR`` set to
+    ``<cwd>/tmp`` (``_prohelpers.assert_no_temp_left``)."""
     (cwd / "markers").mkdir(exist_ok=True)
+    (cwd / "tmp").mkdir(exist_ok=True)
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(injected), os.environ.get("PYTHONPATH", "")]),
             "DEEPSEEK_TEST_MARKERS": str(cwd / "markers"), "DEEPSEEK_TEST_FREEZE": freeze,
-            "PYTHONWARNINGS": "ignore"}
+            "PYTHONWARNINGS": "ignore", "TMPDIR": str(cwd / "tmp")}
 
 
 def launch_killed_at(args: list[str], cwd: Path, injected: Path, freeze: str) -> str:
@@ -135,10 +138,11 @@ def make_injected(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def check_killed_and_resumed(args: list[str], kills: list[tuple[str, int]], steps: int, tmp_path: Path,
                              injected: Path) -> None:
-    """Launch ``deepseek launch -n 2 -- ARGS`` straight to step ``steps``, then killed at each of
-    ``kills``' points in turn (each resumed launch killed at the next, each leaving its checkpoint
-    the newest complete one) and resumed to the end: the same loss at every step, the same bytes
-    in every safetensors file of the last step, no leftovers."""
+    """Launch ``deepseek launch -n 2 -- ARGS`` straight to step ``steps`` (the strategy runs under
+    the launcher: rank 0's output shown, prefixed, losses in range, nothing left in its temp
+    folder), then killed at each of ``kills``' points in turn (each resumed launch killed at the
+    next, each leaving its checkpoint the newest complete one) and resumed to the end: the same
+    loss at every step, the same bytes in every safetensors file of the last step, no leftovers."""
     from deepseek.training import checkpoint as ckpt
 
     straight = tmp_path / "straight"
@@ -146,6 +150,9 @@ def check_killed_and_resumed(args: list[str], kills: list[tuple[str, int]], step
     done = subprocess.run([*DEEPSEEK, "launch", "-n", "2", "--", *args], cwd=straight, env=env_for(straight, injected, ""),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert "[rank0]" in done.stdout  # rank 0's output is shown, prefixed
+    assert all(0 < loss < 10 for _, loss in losses(straight / "run"))
+    assert_no_temp_left(straight)
 
     killed = tmp_path / "killed"
     killed.mkdir()

@@ -263,6 +263,13 @@ def deepseek_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProces
                           timeout=timeout, env=env)
 
 
+def assert_no_temp_left(cwd: Path) -> None:
+    """A launch run with ``TMPDIR`` set to ``<cwd>/tmp`` (its launcher and workers) left nothing
+    there but torch's compile cache (``torchinductor_<user>``: one folder, shared and reused by
+    every run)."""
+    assert sorted(p.name for p in (cwd / "tmp").iterdir() if not p.name.startswith("torchinductor_")) == []
+
+
 def random_gpt_weights(path: Path, *, seed: int, std: float, n_layers: int) -> Path:
     """An exported weights file of a small byte-level GPT (d_model 64, 4 heads, 32 positions) with
     normal(0, ``std``) weights: untrained, but with a greedy continuation that varies for the

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _prohelpers import assert_no_temp_left
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 TINY = [
@@ -92,12 +93,6 @@ def launch(
     return proc, time.monotonic() - start
 
 
-def assert_no_temp_left(cwd: Path) -> None:
-    """The launcher (and its workers) left nothing in the temp dir they were given but torch's
-    compile cache (``torchinductor_<user>``: one folder, shared and reused by every run)."""
-    assert sorted(p.name for p in (cwd / "tmp").iterdir() if not p.name.startswith("torchinductor_")) == []
-
-
 def error_lines(stderr: str) -> list[str]:
     """The error lines, the launcher's or those of the rank whose output it shows ("[rank0] error:
     ...": bad input all ranks refused is said once, by it)."""
@@ -169,17 +164,9 @@ def test_hung_rank_ends_within_timeout(tmp_path: Path, plugin_dirs: tuple[Path, 
     assert_no_temp_left(tmp_path)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "deepspeed", "pipeline", "hybrid"])
-def test_launch_runs_each_strategy(strategy: str, tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
-    args = ["-n", "2", "--", "train", "--strategy", strategy, "--max-steps", "2", "--run-dir", "run", *TINY]
-    proc, _ = launch(args, tmp_path, plugin_dirs, tmp_path / "markers")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in records if "loss" in r]
-    assert len(losses) == 2 and all(0 < v < 10 for v in losses)
-    assert (tmp_path / "run" / "checkpoints" / "step-2" / "model.safetensors").is_file()
-    assert "[rank0]" in proc.stdout  # rank 0's output is shown, prefixed
-    assert_no_temp_left(tmp_path)
+# That each strategy runs under the launcher (rank 0's output shown, prefixed; its losses and last
+# checkpoint written; nothing left in the temp folder) is checked on the uninterrupted launch of
+# every strategy in tests/pro/test_kill_resume_launch*.py (_kill_launch.check_killed_and_resumed).
 
 
 def test_two_nodes_on_one_machine(tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
