@@ -4,7 +4,9 @@ docs/multimodal.md section 2): created from its defaults with ``deepseek.create_
 (``Encoder.example_inputs``) that its own ``check_inputs`` accepts, and its output on that batch
 keeps the output contract (``EncoderOutput``, features ``(B, T, output_dim)`` floating and finite,
 padding mask ``(B, T)`` bool) with zero rows at padding; its features at real positions do not
-change when the inputs at padded positions do (encoders that take no mask skip this check);
+change when the inputs at padded positions do, with the example's padding and with it moved to
+the start of the rows (encoders that take no mask skip this check; one whose ``check_inputs``
+refuses padding before real steps skips the second);
 gradients reach every one of its parameters.
 Core registers ``text.transformer``, so the module runs in every environment (deepseek-enterprise
 adds ``vision.swin`` and ``audio.conv_transformer``)."""
@@ -68,13 +70,42 @@ def _repadded(inputs: torch.Tensor, mask: torch.Tensor, seed: int = 1) -> torch.
 
 def check_padding_does_not_leak(name: str, enc: torch.nn.Module, inputs: torch.Tensor, mask: torch.Tensor) -> None:
     """Asserts the rule of docs/multimodal.md section 2 that the features at real (unpadded)
-    positions do not depend on the inputs at padded positions, on ``enc`` in eval mode."""
+    positions do not depend on the inputs at padded positions, on ``enc`` in eval mode: with the
+    example's padding and again with it at the other end of the time axis (unless its
+    ``check_inputs`` refuses padding there), so padding before a real position and padding after
+    it must both stay out: a one-direction (causal) encoder that never masks fails."""
     assert mask.dtype == torch.bool and tuple(mask.shape) == tuple(inputs.shape[:mask.dim()]), (
         f"{name}: example_inputs gives a padding_mask of {mask.dtype} {tuple(mask.shape)}, not bool with the "
         f"inputs' leading dims {tuple(inputs.shape[:2])} (docs/multimodal.md section 2)")
-    if not mask.any():  # mark the last sample's second half as padding
-        mask = mask.clone()
-        mask[-1, mask.size(1) // 2:] = True
+    _check_one_padding(f"{name} (padding after real steps)", enc, inputs, _trailing(mask))
+    leading = _leading(mask)
+    # An encoder whose check_inputs refuses padding before real steps (it reads each row from its
+    # start) is never given any, so nothing can leak from there.
+    if enc.check_inputs(_repadded(inputs, leading), leading) is None:
+        _check_one_padding(f"{name} (padding before real steps)", enc, inputs, leading)
+
+
+def _trailing(mask: torch.Tensor) -> torch.Tensor:
+    """The example's own ``mask``; one without padding gets the last sample's second half padded."""
+    if mask.any():
+        return mask
+    mask = mask.clone()
+    mask[-1, mask.size(1) // 2:] = True
+    return mask
+
+
+def _leading(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` with its time axis reversed (padding at the end moves to the start), so an encoder
+    that only looks one way (causal) still meets padding before real positions; one without
+    padding gets the last sample's first half padded."""
+    if mask.any():
+        return mask.flip(1)
+    mask = mask.clone()
+    mask[-1, :mask.size(1) // 2] = True
+    return mask
+
+
+def _check_one_padding(name: str, enc: torch.nn.Module, inputs: torch.Tensor, mask: torch.Tensor) -> None:
     changed = _repadded(inputs, mask)
     assert enc.check_inputs(changed, mask) is None, f"{name}: its check_inputs refuses its example_inputs with new padding"
     with torch.no_grad():
@@ -108,3 +139,26 @@ def test_encoder_trains(comp) -> None:  # noqa: ANN001
     (out.features * keep).square().mean().backward()
     check_every_parameter_trains(enc, where=f"encoder {comp.qualified_name}", source="the features of example_inputs()",
                                  doc="docs/multimodal.md section 2")
+
+
+class _Causal(torch.nn.Module):
+    """A one-direction encoder that never masks: each step's features are the running sum of the
+    steps up to it (zeroed at padding), so padding after a real step cannot reach it."""
+
+    def check_inputs(self, inputs: torch.Tensor, mask: torch.Tensor | None) -> None:  # noqa: ARG002
+        return None
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None):  # noqa: ANN201
+        from deepseek.models.encoder import EncoderOutput
+
+        mask = torch.zeros(inputs.shape[:2], dtype=torch.bool) if mask is None else mask
+        return EncoderOutput(inputs.cumsum(1) * (~mask).unsqueeze(-1), mask)
+
+
+def test_a_causal_encoder_that_does_not_mask_padding_fails_the_leak_check() -> None:
+    inputs = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[-1, 4:] = True  # padding at the end only: the running sum never sees it
+    with pytest.raises(AssertionError, match=r"^causal \(padding before real steps\): changing the inputs at padded "
+                                             r"positions changed the features at real positions"):
+        check_padding_does_not_leak("causal", _Causal().eval(), inputs, mask)
