@@ -79,13 +79,19 @@ def test_a_parameter_no_output_reaches_fails_the_encoder_and_fusion_contracts(tm
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "pt"),
          str(contract / "test_fusions_contract.py"), str(contract / "test_encoders_contract.py"),
+         str(contract / "test_classifier_parts_contract.py"),
          "-k", "deepseek-unused:"],
         capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     out = proc.stdout + proc.stderr
     failed = set(re.findall(r"^FAILED \S+::(\S+)", out, re.M))
     assert failed == {"test_fusion_trains[deepseek-unused:unused.fusion]",
-                      "test_encoder_trains[deepseek-unused:vision.unused]"}, out[-3000:]
+                      "test_encoder_trains[deepseek-unused:vision.unused]",
+                      "test_fusion_trains_inside_the_classifier[deepseek-unused:unused.fusion]",
+                      "test_encoder_trains_inside_the_classifier[deepseek-unused:vision.unused]"}, out[-3000:]
     assert "parameters ['spare.weight', 'spare.bias'] get no gradient from any output" in out, out[-3000:]
     assert "parameters ['spare.weight', 'spare.bias'] get no gradient from the features" in out, out[-3000:]
+    # Inside multimodal.classifier too (the suite that puts each part in the model that uses it).
+    assert out.count("parameters ['spare.weight', 'spare.bias'] get no gradient from the loss of "
+                     "multimodal.classifier") >= 2, out[-3000:]
     # Everything else these components promise holds: only the unused parameters fail them.
     assert re.search(r"\b2 passed", out.strip().splitlines()[-1]), out[-3000:]
