@@ -145,3 +145,14 @@ def test_the_rerun_waits_for_the_interrupted_trainings_save_and_resumes_from_it(
     records = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "loss" in r]
     assert steps[-1] == 200 and steps[steps.index(resumed) + 1:] == list(range(resumed + 1, 201))
+
+
+def test_a_left_run_folder_named_with_a_line_break_is_listed_on_one_line(tmp_path: Path) -> None:
+    # the study's --out is the user's path: a line break or an ESC in it went to the terminal raw,
+    # splitting the report's line (the rule for paths in output: deepseek.errors.shown)
+    run = tmp_path / "st\nx\x1b[31m" / "trials" / "0000" / "run"
+    run.mkdir(parents=True)
+    [line] = left_run_lines([(1, {"left_run": str(run)})])
+    assert line == (f"trial 1 left $'{tmp_path}/st\\nx\\x1b[31m/trials/0000/run' to a live job and trained in its own "
+                    "folder; that folder is no trial's result and the study never removes it; no job holds it now: "
+                    "remove it, or keep what that job trained there")

@@ -23,6 +23,7 @@ def left_run_lines(trials: Iterable[tuple[int, Mapping[str, Any]]]) -> list[str]
     """One line per existing run folder a trial left to a live job, from ``(number, user
     attributes)`` of the study's trials: still held (naming the holder), or free now (to remove,
     or to keep). A folder a later trial took up (its ``run_dir``) is that trial's result: not listed."""
+    from deepseek.errors import shown
     from deepseek.training.run_lock import LOCK_FILE, describe_holder, is_held
 
     trials = list(trials)
@@ -38,6 +39,6 @@ def left_run_lines(trials: Iterable[tuple[int, Mapping[str, Any]]]) -> list[str]
             state = f"still in use by a live job ({describe_holder(lock)})"
         else:
             state = "no job holds it now: remove it, or keep what that job trained there"
-        lines.append(f"trial {number} left {run} to a live job and trained in its own folder; that folder is no "
+        lines.append(f"trial {number} left {shown(run)} to a live job and trained in its own folder; that folder is no "
                      f"trial's result and the study never removes it; {state}")
     return lines

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError, UsageError, shown
 from deepseek.parsing import loads_json
 from deepseek_enterprise.tune.limits import field_check
 from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
@@ -214,10 +214,10 @@ def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
     if pid is not None:
         seconds = trial.config.train.preempt_grace_s + EXIT_MARGIN_S
         trial.echo(f"trial {trial.number}: waiting up to {seconds:g} s for pid {pid}, the training of interrupted "
-                   f"trial {int(trial.earlier.name)} saving its checkpoint in {run}, to end")
+                   f"trial {int(trial.earlier.name)} saving its checkpoint in {shown(run)}, to end")
         fd = wait_for_release(run, lock, pid, seconds)
     if fd is None:
-        trial.attrs["note"] = (f"the run folder of trial {int(trial.earlier.name)} ({run}) is in use by another "
+        trial.attrs["note"] = (f"the run folder of trial {int(trial.earlier.name)} ({shown(run)}) is in use by another "
                                f"live job ({describe_holder(lock)}); left to it, trained from the start")
         trial.attrs[LEFT_RUN] = str(run.absolute())  # listed by every report of the study (left_runs)
         yield None
