@@ -44,20 +44,29 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGSTOP/SIGCONT and flock: Linux")
-def test_a_run_folder_a_live_job_holds_is_not_taken_and_the_rerun_trains_from_the_start(tmp_path: Path) -> None:
-    study = tmp_path / "st"
-    interrupted = study / "trials" / "0000"
+def _training_past_step_2(interrupted: Path, config: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """``deepseek train`` of the interrupted trial (``config`` written as its ``trial.toml``) in
+    its ``run`` folder, once its step-2 checkpoint is complete: (the process, the run folder)."""
     interrupted.mkdir(parents=True)
-    (interrupted / "trial.toml").write_text(TRIAL)
+    (interrupted / "trial.toml").write_text(config)
     run = interrupted / "run"
     job = subprocess.Popen([*DEEPSEEK, "train", str(interrupted / "trial.toml"), "--run-dir", str(run), "--quiet"],
                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoints" / "step-2").is_dir():
+        if job.poll() is not None or time.monotonic() >= deadline:
+            job.kill()
+            job.wait()
+            pytest.fail("the training saved no checkpoint")
+        time.sleep(0.01)
+    return job, run
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGSTOP/SIGCONT and flock: Linux")
+def test_a_run_folder_a_live_job_holds_is_not_taken_and_the_rerun_trains_from_the_start(tmp_path: Path) -> None:
+    study = tmp_path / "st"
+    job, run = _training_past_step_2(study / "trials" / "0000", TRIAL)
     try:
-        deadline = time.monotonic() + 300
-        while not (run / "checkpoints" / "step-2").is_dir():
-            assert job.poll() is None and time.monotonic() < deadline, "the training saved no checkpoint"
-            time.sleep(0.01)
         os.kill(job.pid, signal.SIGSTOP)  # alive, holding the lock, its step-2 checkpoint complete
         before = _files(run)
 
@@ -110,16 +119,8 @@ def test_the_rerun_waits_for_the_interrupted_trainings_save_and_resumes_from_it(
     # locked and train the trial from the start; it now waits for that training and resumes
     study = tmp_path / "st"
     interrupted = study / "trials" / "0000"
-    interrupted.mkdir(parents=True)
-    (interrupted / "trial.toml").write_text(DYING)
-    run = interrupted / "run"
-    job = subprocess.Popen([*DEEPSEEK, "train", str(interrupted / "trial.toml"), "--run-dir", str(run), "--quiet"],
-                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job, run = _training_past_step_2(interrupted, DYING)
     try:
-        deadline = time.monotonic() + 300
-        while not (run / "checkpoints" / "step-2").is_dir():
-            assert job.poll() is None and time.monotonic() < deadline, "the training saved no checkpoint"
-            time.sleep(0.01)
         lines: list[str] = []
         folder = study / "trials" / "0001"
         folder.mkdir(parents=True)
