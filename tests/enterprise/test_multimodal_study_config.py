@@ -162,3 +162,23 @@ def test_only_the_values_the_study_uses_are_judged(tmp_path: Path, monkeypatch: 
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *STUDY, "--config", "audio", *option, "--out", "st")
     assert code == 0, err
     assert _run_config(tmp_path / "st", "audio")["train"]["max_steps"] == 2
+
+
+def test_a_key_no_option_or_file_gives_is_judged_at_the_studys_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study trains with --batch's default 64 where neither the option nor the file gives a
+    batch: the file's train.grad_accum = 32 splits it. The file was judged at data.batch_size's
+    schema default 16 instead, and refused for a batch the study never uses."""
+    (tmp_path / "base.toml").write_text(CONFIG.replace("batch_size = 8\neval_size = 16", "eval_size = 64").replace("[train]\n",
+                                                                                     "[train]\ngrad_accum = 32\n"))
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *STUDY, "--config", "audio", "--out", "st")
+    assert code == 0, err
+    config = _run_config(tmp_path / "st", "audio")
+    assert (config["data"]["batch_size"], config["train"]["grad_accum"]) == (64, 32)
+    # a grad_accum that does not split the study's batch is still refused, naming the file's key
+    (tmp_path / "base.toml").write_text(CONFIG.replace("batch_size = 8\neval_size = 16", "eval_size = 64").replace("[train]\n",
+                                                                                     "[train]\ngrad_accum = 48\n"))
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *STUDY, "--config", "audio", "--out", "refused")
+    assert (code, err) == (2, "error: base.toml: train.grad_accum: data.batch_size=64 is not divisible by "
+                              "train.grad_accum=48; make the batch a multiple of grad_accum"), err
+    assert not (tmp_path / "refused").exists()

@@ -97,7 +97,7 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
             raise UsageError(f"{option} {', '.join(twice)} given twice; give each once")
     weights = None if eval_logit_weights is None else study_logit_weights(eval_logit_weights, configs or tuple(CONFIGS))
     given = {"steps": steps, "batch": batch, "lr": lr, "device": device, "eval_size": eval_size}
-    base = None if config_file is None else read_base(config_file, command_host(), given)
+    base = None if config_file is None else read_base(config_file, command_host(), given, DEFAULTS)
     chosen = option_values(base, given, DEFAULTS)
     steps, batch, lr, device, eval_size = (chosen[k] for k in ("steps", "batch", "lr", "device", "eval_size"))
     from deepseek_enterprise.digits.dataset import DigitsOptions, refuse_batch_over_memory

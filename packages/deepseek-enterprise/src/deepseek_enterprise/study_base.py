@@ -40,12 +40,14 @@ OPTION_KEYS = {"steps": ("train", "max_steps"), "batch": ("data", "batch_size"),
 """The study's options the file's keys stand in for when the option is not given."""
 
 
-def read_base(path: Path, host: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
+def read_base(path: Path, host: Any, options: dict[str, Any] | None = None,
+              defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The tables of config file ``path``, checked as ``deepseek train`` checks it (the study's
     model and dataset where it names none); one :class:`ConfigError` line naming the file and
     the field. Only the values the study uses are judged (:func:`judged`): a key a study option
     in ``options`` (``{"steps": 100}``, ``None`` for an option not given) stands in for is judged
-    at the option's value, and the keys the study sets itself are not judged."""
+    at the option's value, or at the study's default in ``defaults`` where neither the option nor
+    the file gives it, and the keys the study sets itself are not judged."""
     from deepseek.config.load import read_toml
 
     tables = read_toml(path, missing_hint="check the path; a multimodal config such as "
@@ -55,20 +57,24 @@ def read_base(path: Path, host: Any, options: dict[str, Any] | None = None) -> d
         if given != name:
             raise ConfigError(f"{path}: {section}.name = {given!r}: the study trains {MODEL} models on "
                               f"{DATASET}; name those, or leave {section}.name out")
-    check_run(judged(tables, options or {}), host, str(path), build=True)
+    check_run(judged(tables, options or {}, defaults or {}), host, str(path), build=True)
     return tables
 
 
-def judged(tables: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+def judged(tables: dict[str, Any], given: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config the file's check judges: ``tables`` with the study's model and dataset named,
-    each key of :data:`OPTION_KEYS` whose option is ``given`` set to the option's value (``--steps
-    100`` over ``train.max_steps = -1``), and the keys the study sets in every run
+    each key of :data:`OPTION_KEYS` at the value the study uses (:func:`option_values`): the
+    option's where ``given`` (``--steps 100`` over ``train.max_steps = -1``), else the file's, else
+    the study's default in ``defaults`` (``--batch``'s 64, not ``data.batch_size``'s 16, against
+    the file's ``train.grad_accum = 32``); and the keys the study sets in every run
     (:data:`STUDY_KEYS`, the recipes' ``model.fusion_options``) left out; ``model.fusion`` stays,
     as it says which method the file's ``fusion_options`` are for."""
     out = with_names(tables)
+    values = option_values({s: t for s, t in out.items() if isinstance(t, dict)},  # another value: its check names it
+                           {o: given.get(o) for o in OPTION_KEYS}, {o: (defaults or {}).get(o) for o in OPTION_KEYS})
     for option, (section, key) in OPTION_KEYS.items():
-        if given.get(option) is not None and isinstance(out.get(section, {}), dict):
-            out[section] = {**out.get(section, {}), key: given[option]}
+        if values[option] is not None and isinstance(out.get(section, {}), dict):  # None: the dataset's eval_size
+            out[section] = {**out.get(section, {}), key: values[option]}
     for section, keys in STUDY_KEYS.items():
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k not in keys or (section, k) == ("model", "fusion")}
