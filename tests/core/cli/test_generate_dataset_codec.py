@@ -323,3 +323,19 @@ def test_an_ambiguous_dataset_name_without_a_record_is_refused_naming_both(run: 
     assert_refused(refused, ["trainer.json: the run's dataset 'sepbytes' is registered by several installed plugins "
                              "(deepseek-other 0.3, deepseek-sepbytes 0.3) and the checkpoint does not record which one "
                              "it was trained with; choose one with DEEPSEEK_PLUGIN_PREFER=<distribution>"])
+
+
+@pytest.mark.parametrize("change", ["no longer declares one", "gives None"])
+def test_a_recorded_codec_the_installed_dataset_no_longer_gives_is_refused(
+        run: Path, host: PluginHost, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """The run recorded that its dataset gave a codec (text_codec: true); the plugin installed
+    now gives none (an upgrade dropped or changed text_codec): its 257 ids were handed to the
+    run's byte tokenizer instead of being refused in one line."""
+    if change == "no longer declares one":
+        monkeypatch.delattr(SepBytes, "text_codec")
+    else:
+        monkeypatch.setattr(SepBytes, "text_codec", classmethod(lambda cls, options: None))
+    refused = invoke(["generate", "--checkpoint", str(run), "--max-new-tokens", "4", "def "], host)
+    assert_refused(refused, ["trainer.json: the run's dataset 'sepbytes' (deepseek-sepbytes 0.3) gave the text codec "
+                             "of its token ids (Dataset.text_codec), and the installed one from deepseek-sepbytes 0.3 "
+                             "gives none for the run's options; install the version the run was trained with"])

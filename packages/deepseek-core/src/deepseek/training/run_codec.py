@@ -9,8 +9,9 @@ bad value is the checkpoint's fault, named with its file), and asks the class fo
 need not exist where the model is used. A dataset class that keeps the default (``None``) leaves
 the tokenizer to the run folder's ``tokenizer.json`` (or bytes). A run whose dataset gave a codec
 records so (``trainer.json``'s ``text_codec: true``, :func:`gives_codec`): read where that
-dataset's plugin is not installed, it is refused in one line naming the distribution to install,
-instead of its token ids being read as bytes; a run without the field (none, or written before it)
+dataset's plugin is not installed, or where the installed one gives no codec for the run's
+options, it is refused in one line naming the distribution to install, instead of its token ids
+being read as bytes; a run without the field (none, or written before it)
 falls back to the run's tokenizer as before."""
 
 from __future__ import annotations
@@ -81,12 +82,36 @@ def recorded_codec(directory: Path, state: dict[str, Any], host: PluginHost | No
     if not isinstance(cls, type) or not issubclass(cls, Dataset):
         return None  # not a dataset: loading the run's data says so
     if not declares_codec(cls):
+        if state.get("text_codec") is True:  # its token ids are the codec's: bytes would read them wrong
+            raise UsageError(_codec_gone(directory, name, component, state))
         return None  # the default: the run's tokenizer (its options are not read, nor its tokenizer file)
     try:
         options = config_from_dict(model_sections(data, table, host), validate=False, host=host).data.options
     except ConfigError as exc:
         raise unreadable_config(exc, directory / "trainer.json", state) from exc
-    return dataset_codec(cls, options if options is not None else cls.Options(), component.label if blames(component) else None)
+    codec = dataset_codec(cls, options if options is not None else cls.Options(), component.label if blames(component) else None)
+    if codec is None and state.get("text_codec") is True:
+        raise UsageError(_codec_gone(directory, name, component, state))
+    return codec
+
+
+def _trained_with(state: dict[str, Any], name: str) -> dict[str, str] | None:
+    """The ``components`` entry of ``trainer.json`` (``state``) for dataset ``name``, if recorded."""
+    from deepseek.training.provenance import check_components
+
+    recorded = state.get("components") if check_components(state.get("components")) is None else []
+    return next((e for e in recorded if e["kind"] == "dataset" and e["name"] == name), None)
+
+
+def _codec_gone(directory: Path, name: str, component: Any, state: dict[str, Any]) -> str:
+    """The line refusing a run whose dataset gave a text codec (``text_codec: true``) when the
+    installed ``component`` of that name gives none for the run's options: its ids would be read
+    as the run's tokenizer's (bytes)."""
+    trained = _trained_with(state, name)
+    then = f" ({trained['distribution']} {trained['version']})" if trained is not None else ""
+    return (f"{directory / 'trainer.json'}: the run's dataset {name!r}{then} gave the text codec of its token ids "
+            f"(Dataset.text_codec), and the installed one from {component.dist} {component.version} gives none for "
+            "the run's options; install the version the run was trained with")
 
 
 def _saved_prefer(data: dict[str, Any]) -> list[str]:
@@ -101,12 +126,10 @@ def _ambiguous(directory: Path, name: str, lookups: Any, state: dict[str, Any]) 
     """The line refusing a run whose dataset name several installed plugins register, none of
     them preferred by the run's config or recorded by its checkpoint."""
     from deepseek.plugins.settings import ENV_PREFER
-    from deepseek.training.provenance import check_components
 
     candidates = lookups.explain("dataset", name).candidates
     who = ", ".join(f"{c.dist} {c.version}" for c in candidates)
-    recorded = state.get("components") if check_components(state.get("components")) is None else []
-    trained = next((e for e in recorded if e["kind"] == "dataset" and e["name"] == name), None)
+    trained = _trained_with(state, name)
     why = ("the checkpoint does not record which one it was trained with" if trained is None else
            f"the run was trained with the one from {trained['distribution']} {trained['version']}, which is not among them")
     return (f"{directory / 'trainer.json'}: the run's dataset {name!r} is registered by several installed plugins "
