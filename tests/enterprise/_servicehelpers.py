@@ -137,6 +137,31 @@ def database(kind: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
+def copy_postgres_rows(source: str, target: str) -> None:
+    """Every row of the service's tables in the PostgreSQL schema of :func:`database` URL ``source``
+    into that of ``target`` (whose tables are empty; a :class:`Store` opened on it made them), ids
+    included, each table's id sequence then set past its rows: ``target`` holds the same database,
+    without the set-up requests (each hashing or verifying a token with scrypt) that made ``source``."""
+    from sqlalchemy import create_engine, make_url, text
+
+    from deepseek_enterprise.service.models import Base
+
+    def schema(url: str) -> str:
+        return make_url(url).query["options"].removeprefix("-csearch_path=")
+
+    src, dst = schema(source), schema(target)
+    engine = create_engine(os.environ["DEEPSEEK_TEST_POSTGRES_URL"])
+    try:
+        with engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                conn.execute(text(f"INSERT INTO {dst}.{table.name} SELECT * FROM {src}.{table.name}"))
+                if "id" in table.c and table.c.id.primary_key:
+                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{dst}.{table.name}', 'id'), "
+                                      f"coalesce(max(id), 1), max(id) IS NOT NULL) FROM {dst}.{table.name}"))
+    finally:
+        engine.dispose()
+
+
 def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30.0, db_url: str | None = None,
            host: PluginHost = CLI_HOST) -> Deploy:
     """A server on ``root`` (SQLite in it unless ``db_url``); ``run``: with its scheduler loop running jobs;

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _servicehelpers import BACKENDS, Deploy, database, deploy
+from _servicehelpers import BACKENDS, Deploy, copy_postgres_rows, database, deploy
 from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
 from deepseek_enterprise.service import quotas, tokens
 from deepseek_enterprise.service.models import AuditEntry, Job, Tenant, Token
-from deepseek_enterprise.service.store import AppendOnlyError
+from deepseek_enterprise.service.store import AppendOnlyError, Store
 
 
 def _populated(d: Deploy) -> Deploy:
@@ -39,18 +39,33 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Deploy:
     return d
 
 
+@pytest.fixture(scope="module")
+def postgresql_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Deploy]]:
+    """The same for PostgreSQL: a populated server's schema (its URL) and the closed server, kept
+    for the module; each test copies its rows into a schema of its own."""
+    with database("postgresql", tmp_path_factory.mktemp("template") / "srv") as url:
+        d = _populated(deploy(tmp_path_factory.mktemp("template") / "srv", db_url=url))
+        d.close()
+        yield url, d
+
+
 @pytest.fixture(params=BACKENDS)
 def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
+    template: Deploy
     if request.param == "sqlite":  # a copy of the template: the same database a new server's set-up writes
-        template: Deploy = request.getfixturevalue("sqlite_template")
+        template = request.getfixturevalue("sqlite_template")
         shutil.copytree(template.root, tmp_path / "srv")
         d = deploy(tmp_path / "srv")
         d.admin, d.tokens = template.admin, dict(template.tokens)
         yield d
         d.close()
         return
-    with database(request.param, tmp_path / "srv") as url:
-        d = _populated(deploy(tmp_path / "srv", db_url=url))
+    with database(request.param, tmp_path / "srv") as url:  # skips without PostgreSQL
+        source, template = request.getfixturevalue("postgresql_template")
+        Store(url).engine.dispose()  # the tables and triggers, empty
+        copy_postgres_rows(source, url)
+        d = deploy(tmp_path / "srv", db_url=url)
+        d.admin, d.tokens = template.admin, dict(template.tokens)
         yield d
         d.close()
 
@@ -391,7 +406,6 @@ def test_a_running_jobs_quota_of_zero_is_refused_on_create_update_and_read_back(
     """Accepted: every job of the tenant then waited in the queue for ever (docs/service.md documents
     no pause); a database holding it (by hand, or from an older build) is refused when opened."""
     from deepseek.errors import UsageError
-    from deepseek_enterprise.service.store import Store
 
     r = svc.call("POST", "/v1/tenants", svc.admin, json={"name": "initech", "quota": {"running_jobs": 0}})
     assert r.status_code == 422 and "running_jobs" in r.json()["detail"] and "\n" not in r.json()["detail"], r.text
