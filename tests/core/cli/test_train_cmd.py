@@ -1,4 +1,5 @@
-"""``deepseek train`` / ``eval`` / ``generate`` through real subprocesses (``python -m deepseek``).
+"""``deepseek train`` / ``eval`` / ``generate`` through real subprocesses (``python -m deepseek``);
+the bad-input table runs in this process, two of its rows through a real process too.
 
 Every kind of bad input must end with exactly one line on stderr and exit code 2.
 """
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hostile_cli import invoke
 
+from deepseek.plugins.host import PluginHost
 from deepseek.training.metrics import read_metrics
 
 SMALL = [
@@ -122,16 +125,42 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("what", "args", "expected"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, what: str, args: list[str], expected: str) -> None:
+def _check_refused(what: str, expected: str, code: int, stdout: str, stderr: str, cwd: Path) -> None:
+    assert code == 2, (what, stdout, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, (what, stderr)
+    assert lines[0].startswith("error: ") and expected in lines[0], (what, lines[0])
+    assert not (cwd / "runs").exists()  # nothing started, nothing half-written
+
+
+def _bad_input_folder(tmp_path: Path) -> Path:
     (tmp_path / "bad.toml").write_text("[train]\nlr = = 3\n")
     _corrupt_run(tmp_path)
-    proc = deepseek("train", *args, cwd=tmp_path)
-    assert proc.returncode == 2, (what, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, (what, proc.stderr)
-    assert lines[0].startswith("error: ") and expected in lines[0], (what, lines[0])
-    assert not (tmp_path / "runs").exists()  # nothing started, nothing half-written
+    return tmp_path
+
+
+@pytest.mark.parametrize(("what", "args", "expected"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, core_host: PluginHost,
+                                          one_thread: None, what: str, args: list[str], expected: str) -> None:
+    """In this process (each refusal comes before any heavy work; a process start costs seconds):
+    the same CLI and environment as :func:`deepseek`'s, core's plugins only."""
+    monkeypatch.chdir(_bad_input_folder(tmp_path))
+    for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
+        monkeypatch.delenv(key)
+    outcome = invoke(["train", *args], core_host)
+    _check_refused(what, expected, outcome.code, outcome.stdout, outcome.stderr, tmp_path)
+
+
+REAL_PROCESS_BAD_INPUTS = [b for b in BAD_INPUTS if b[0] in ("missing data path", "unknown option")]
+
+
+@pytest.mark.parametrize(("what", "args", "expected"), REAL_PROCESS_BAD_INPUTS,
+                         ids=[b[0] for b in REAL_PROCESS_BAD_INPUTS])
+def test_bad_input_from_a_real_process_is_one_line_and_exit_2(tmp_path: Path, what: str, args: list[str],
+                                                             expected: str) -> None:
+    """The process's own exit code and stderr, for a refusal of the configuration and of click."""
+    proc = deepseek("train", *args, cwd=_bad_input_folder(tmp_path))
+    _check_refused(what, expected, proc.returncode, proc.stdout, proc.stderr, tmp_path)
 
 
 def test_corrupt_weights_for_resume_is_one_line(trained_run: Path, tmp_path: Path) -> None:
