@@ -18,7 +18,8 @@ CORE = "./packages/deepseek-core"
 PRO = "./packages/deepseek-pro"
 ENTERPRISE = "./packages/deepseek-enterprise"
 PLUGIN = "./examples/deepseek-plugin-tidy"
-PYTEST = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+# --durations: the slowest tests of each session in CI's log, where the time to cut is found.
+PYTEST = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25")
 
 
 def _install(session: nox.Session, *paths: str) -> None:
