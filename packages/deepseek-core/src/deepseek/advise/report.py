@@ -229,7 +229,8 @@ def render(report: dict[str, Any], console: Any = None) -> None:
         table.add_column(col, justify="left" if col in ("strategy", "runs as", "fits") else "right",
                          no_wrap=True)
     for e in report["estimates"]:
-        runs_as = f"{e['edition']}: {e['engine']}" if e["engine"] else "not offered"
+        # a third-party edition is its distribution's name, from that distribution's metadata
+        runs_as = f"{shown_markup(e['edition'])}: {e['engine']}" if e["engine"] else "not offered"
         if e["engine"] and not e["applicable"]:
             runs_as += " *"
         fits = "[green]yes[/]" if e["fits"] else ("[red]no (host)[/]" if not e["host_fits"] else "[red]no[/]")

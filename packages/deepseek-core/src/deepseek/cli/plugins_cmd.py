@@ -13,7 +13,7 @@ import click
 
 from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH
-from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError, shown_markup
 from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord
 from deepseek.plugins.settings import ENV_PREFER
 
@@ -41,29 +41,32 @@ def list_plugins(as_json: bool) -> None:
         click.echo(json.dumps([{**r.as_dict(), "conflicts": shared[r.dist]} for r in records], indent=2))
         return
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
+    # A distribution's name, version and failure come from its metadata and code: shown as written
+    # (shown_markup), never read as rich markup ('x[/]' failed the table with a MarkupError).
     table = Table(title="deepseek plugins", title_justify="left")
     for column in ("distribution", "version", "edition"):
         table.add_column(column, no_wrap=True)
     table.add_column("components", ratio=2)
     table.add_column("status", ratio=3)
     for r in records:
-        components = "\n".join(
+        components = "\n".join(shown_markup(line) for line in (
             [f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(r.components.items())]
             + ([f"hooks: {', '.join(r.hooks)}"] if r.hooks else [])
-        )
+        ))
         style = _STATUS_STYLE.get(r.status, "")
-        status = f"[{style}]{r.status}[/]" + (f"\n{r.reason}" if r.reason else "")
-        status += "".join(f"\n[yellow]skipped {escape(s)}[/]" for s in r.skipped)
+        status = f"[{style}]{r.status}[/]" + (f"\n{shown_markup(r.reason)}" if r.reason else "")
+        status += "".join(f"\n[yellow]skipped {shown_markup(s)}[/]" for s in r.skipped)
         for c in shared[r.dist]:
-            others = ", ".join(c["with"])
+            others = ", ".join(shown_markup(d) for d in c["with"])
             fix = (f"set {ENV_PREFER}" if c["kind"] == "command" else  # a command is never qualified
                    f"qualify it as {r.dist}:{c['name']} or set [plugins] prefer")
             outcome = f"{c['winner']} wins ({c['why']})" if c["winner"] else f"a bare {c['name']!r} fails: {fix}"
-            status += f"\n[yellow]{escape(c['kind'])} {escape(repr(c['name']))} also registered by {others}: {escape(outcome)}[/]"
-        table.add_row(r.dist, r.version, r.edition, components or "-", status)
+            status += (f"\n[yellow]{shown_markup(c['kind'])} {shown_markup(repr(c['name']))} also registered by "
+                       f"{others}: {shown_markup(outcome)}[/]")
+        table.add_row(shown_markup(r.dist), shown_markup(r.version), shown_markup(r.edition),
+                      components or "-", status)
     # Piped output gets a wide table instead of rich's 80-column default.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
