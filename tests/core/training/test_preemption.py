@@ -218,7 +218,7 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / LOCK_FILE)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        (run / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": "h", "since": "now"}))
+        (run / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": "h", "since": "2026-01-02 03:04:05"}))
         before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
 
         proc = subprocess.run([sys.executable, "-m", "deepseek", "train", "--resume", str(run), "--max-steps", "6",
@@ -226,7 +226,7 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
         assert proc.returncode == 2, proc.stderr[-3000:]
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
         assert errors == [f"error: run folder {run} is in use by another live job (pid {holder.pid} on host h, "
-                          "since now); wait for it to end or stop it, or pick another --run-dir / logging.name"]
+                          "since 2026-01-02 03:04:05); wait for it to end or stop it, or pick another --run-dir / logging.name"]
         with pytest.raises(RunFolderBusy, match=f"pid {holder.pid}"):
             Trainer(config, resume=run, quiet=True).fit()
         # a checkpoint the live job pruned (or is writing) as it was read: busy, not 'no such checkpoint'

@@ -101,13 +101,55 @@ class RunLock:
             self.fd = None
 
 
+SINCE_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""How the holder writes its start time into the lock file."""
+PID_MAX = 1 << 22
+"""Largest pid Linux gives (``PID_MAX_LIMIT`` on 64-bit)."""
+HOST_MAX = 255
+"""Longest host name the holder can write (a DNS name is at most 253 characters)."""
+HOLDER_MAX = 1024
+"""Most bytes of a lock file read for its holder: what the holder writes is under 400."""
+
+
 def describe_holder(path: Path) -> str:
-    """``pid 123 on host h, since 2025-01-01 12:00:00`` from a lock file, as far as readable."""
+    """``pid 123 on host h, since 2025-01-01 12:00:00`` from a lock file, as :func:`lock_run_folder`
+    writes it. The file is read back like user input: a pid that is not a positive integer, a host
+    that is blank, does not print (an escape sequence for the terminal) or is longer than a host
+    name, a start time not written as the holder writes it, or a file that is not that JSON, give
+    ``its holder is unreadable`` rather than reaching an error line raw."""
     try:
-        info = loads_json(path.read_text(encoding="utf-8"))
-        return f"pid {int(info['pid'])} on host {info['host']}, since {info['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
+        with open(path, "rb") as f:
+            data = f.read(HOLDER_MAX + 1)
+    except FileNotFoundError:
         return "its pid is not recorded yet"
+    except OSError:
+        data = None
+    if data == b"":  # created, not written yet
+        return "its pid is not recorded yet"
+    try:
+        text = data.decode() if data is not None and len(data) <= HOLDER_MAX else None
+    except UnicodeDecodeError:
+        text = None
+    try:
+        info = loads_json(text) if text is not None else None
+    except ValueError:
+        info = None
+    pid, host, since = (info.get(k) for k in ("pid", "host", "since")) if isinstance(info, dict) else (None,) * 3
+    if not (type(pid) is int and 0 < pid <= PID_MAX and isinstance(host, str) and 0 < len(host) <= HOST_MAX
+            and host.isprintable() and not any(ch.isspace() for ch in host) and _is_since(since)):
+        return "its holder is unreadable"
+    return f"pid {pid} on host {host}, since {since}"
+
+
+def _is_since(value: object) -> bool:
+    """Whether ``value`` is a start time as the holder writes it (:data:`SINCE_FORMAT`)."""
+    if not isinstance(value, str) or len(value) != len("2025-01-01 12:00:00"):
+        return False
+    try:
+        time.strptime(value, SINCE_FORMAT)
+    except ValueError:
+        return False
+    return True
 
 
 def is_held(path: Path) -> bool:
@@ -166,7 +208,7 @@ def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
         if lock.fd is None:
             problem = _busy(run_dir, lock.path)
         else:
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime(SINCE_FORMAT)}
             os.ftruncate(lock.fd, 0)
             os.lseek(lock.fd, 0, os.SEEK_SET)
             os.write(lock.fd, json.dumps(holder).encode())
