@@ -142,6 +142,60 @@ def test_a_name_another_plugin_now_registers_resumes_with_the_recorded_one(run: 
     assert "zeta-models" in config.plugins.prefer
 
 
+class Shadow2(Shadow):
+    pass
+
+
+def _unrecorded_copy(run: Path, tmp_path: Path) -> Path:
+    """The last checkpoint of a copy of ``run``, recording no components (written before them)."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    trainer = copy / "checkpoints" / "step-2" / ckpt.TRAINER_FILE
+    state = json.loads(trainer.read_text())
+    del state["components"]
+    trainer.write_text(json.dumps(state))
+    (trainer.parent / ckpt.COMMIT_FILE).unlink()  # its record of the file sizes
+    return trainer.parent
+
+
+def test_an_ambiguous_model_name_is_not_called_damage(run: Path, tmp_path: Path) -> None:
+    """The model's name registered by two installed distributions, the checkpoint not recording
+    which one it was trained with: the line said 'if the file was edited or is damaged, use
+    another checkpoint'; it names both and how to choose, and the choice it names loads it."""
+    copy = _unrecorded_copy(run, tmp_path)
+    host = _host(True)
+    assert host.register_plugin(Shadow(), dist="zeta-shadow", version="1.0").status == "ok"
+    how = ("the file is not damaged: the checkpoint does not record which one it was trained with; choose one with "
+           "DEEPSEEK_PLUGIN_PREFER=<distribution> or leave the others out with --disable-plugins")
+    with pytest.raises(CheckpointError) as caught:
+        load_trained(copy, host=host)
+    message = str(caught.value)
+    assert "model.name: model 'zeta.bigram' is registered by both zeta-models 0.3.1" in message
+    assert "zeta-shadow 1.0" in message and message.endswith(how)
+    assert "edited or is damaged" not in message
+    with pytest.raises(ConfigError) as caught:
+        build_train_config(None, resume=str(copy), max_steps=3, host=host)
+    assert str(caught.value).endswith(how) and "damaged, resume" not in str(caught.value)
+
+    chosen = PluginHost(PluginSettings(autoload=False, prefer=("zeta-shadow",)))  # DEEPSEEK_PLUGIN_PREFER=zeta-shadow
+    for plugin, dist, version in ((Plugin(), "zeta-models", "0.3.1"), (Shadow(), "zeta-shadow", "1.0")):
+        assert chosen.register_plugin(plugin, dist=dist, version=version).status == "ok"
+    assert isinstance(load_trained(copy, host=chosen)[0], Bigram)
+
+
+def test_an_ambiguous_name_without_the_recorded_distribution_names_it(run: Path) -> None:
+    host = _host(False)
+    assert host.register_plugin(Shadow(), dist="zeta-shadow", version="1.0").status == "ok"
+    assert host.register_plugin(Shadow2(), dist="zeta-other", version="2.0").status == "ok"
+    with pytest.raises(CheckpointError) as caught:
+        load_trained(run, host=host)
+    assert str(caught.value).endswith(
+        "the file is not damaged: the run was trained with the one from zeta-models 0.3.1, which is not among them; "
+        "choose one with DEEPSEEK_PLUGIN_PREFER=<distribution> or leave the others out with --disable-plugins")
+
+
 def test_a_strategy_an_edition_provides_is_named_once_with_the_single_fallback() -> None:
     """A pro (fsdp) run resumed where only core is installed: the lookup's line already says how
     to install deepseek-pro; the note added no second install advice, and names the fallback any

@@ -118,7 +118,13 @@ class ComponentNotFoundError(UsageError, LookupError):
 
 
 class ComponentConflictError(UsageError):
-    """Several distributions registered the same component name and none was chosen."""
+    """Several distributions registered the same component name and none was chosen: the
+    component's ``kind`` and ``name`` (``""`` where not given), for a caller that says how to
+    choose one where it was named (a checkpoint's config)."""
+
+    def __init__(self, message: str, kind: str = "", name: str = "") -> None:
+        super().__init__(message)
+        self.kind, self.name = kind, name
 
 
 class TrainingDivergedError(DeepseekError):

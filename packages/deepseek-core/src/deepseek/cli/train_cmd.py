@@ -91,9 +91,9 @@ def build_train_config(
                           f"than {exc.what} with this command's data settings; a resumed run keeps its model: resume "
                           "with the run's data settings, or start a new run") from exc
     except ConfigError as exc:  # the saved config, or an option given with --resume
-        from deepseek.training.provenance import missing_component
+        from deepseek.training.provenance import component_note
 
-        note = missing_component(exc, saved_state)
+        note = component_note(exc, saved_state)
         tail = ("if the file was edited or is damaged, resume from another checkpoint or pass the run's config.toml"
                 if note is None else note)
         raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}"

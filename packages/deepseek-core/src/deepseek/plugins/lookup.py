@@ -162,7 +162,7 @@ class LookupMixin:
         if res.winner is not None:
             return res.winner
         if len(res.candidates) > 1 and ":" not in name:
-            raise ComponentConflictError(res.reason)
+            raise ComponentConflictError(res.reason, kind, name)
         raise ComponentNotFoundError(res.reason)
 
     def _not_found_message(self, kind: str, name: str) -> str:

@@ -95,6 +95,41 @@ def missing_component(exc: BaseException, state: Mapping[str, Any] | None) -> st
     return "a component the checkpoint was trained with is not available here; install or enable the plugin that provides it"
 
 
+def trained_with(state: Mapping[str, Any] | None, kind: str, name: str) -> Mapping[str, str] | None:
+    """The ``components`` entry of ``trainer.json`` (``state``) for ``kind`` ``name``, if recorded."""
+    recorded = (state or {}).get("components")
+    if check_components(recorded) is not None:
+        return None
+    return next((e for e in recorded if e["kind"] == kind and e["name"] == name), None)
+
+
+def ambiguity_note(kind: str, name: str, state: Mapping[str, Any] | None, example: str = "") -> str:
+    """Why a checkpoint's ``kind`` ``name``, which several installed plugins register, was not
+    resolved to the one it was trained with (``state``: its ``trainer.json``), and how to choose
+    (``example``: a distribution to name as the example)."""
+    from deepseek.plugins.settings import ENV_PREFER
+
+    trained = trained_with(state, kind, name)
+    why = ("the checkpoint does not record which one it was trained with" if trained is None else
+           f"the run was trained with the one from {trained['distribution']} {trained['version']}, which is not "
+           "among them")
+    eg = f" (e.g. {ENV_PREFER}={example})" if example else ""
+    return f"{why}; choose one with {ENV_PREFER}=<distribution>{eg} or leave the others out with --disable-plugins"
+
+
+def component_note(exc: BaseException, state: Mapping[str, Any] | None) -> str | None:
+    """For an error reading a checkpoint's config whose cause is a component the plugins
+    installed here do not give as it was trained (none provides it: :func:`missing_component`;
+    several do and none is chosen: :func:`ambiguity_note`), the note saying so; ``None`` for
+    any other error (the checkpoint's own fault)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, (ComponentNotFoundError, ComponentConflictError)):
+        cause = cause.__cause__
+    if isinstance(cause, ComponentConflictError) and cause.kind:
+        return f"the file is not damaged: {ambiguity_note(cause.kind, cause.name, state)}"
+    return missing_component(exc, state)
+
+
 def prefer_recorded(config_data: dict[str, Any], state: Mapping[str, Any] | None, host: Any) -> dict[str, Any]:
     """A checkpoint's saved config with ``[plugins] prefer`` extended by the distributions its
     ``trainer.json`` records for the components whose names are now registered by several

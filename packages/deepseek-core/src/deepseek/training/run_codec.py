@@ -95,19 +95,13 @@ def recorded_codec(directory: Path, state: dict[str, Any], host: PluginHost | No
     return codec
 
 
-def _trained_with(state: dict[str, Any], name: str) -> dict[str, str] | None:
-    """The ``components`` entry of ``trainer.json`` (``state``) for dataset ``name``, if recorded."""
-    from deepseek.training.provenance import check_components
-
-    recorded = state.get("components") if check_components(state.get("components")) is None else []
-    return next((e for e in recorded if e["kind"] == "dataset" and e["name"] == name), None)
-
-
 def _codec_gone(directory: Path, name: str, component: Any, state: dict[str, Any]) -> str:
     """The line refusing a run whose dataset gave a text codec (``text_codec: true``) when the
     installed ``component`` of that name gives none for the run's options: its ids would be read
     as the run's tokenizer's (bytes)."""
-    trained = _trained_with(state, name)
+    from deepseek.training.provenance import trained_with
+
+    trained = trained_with(state, "dataset", name)
     then = f" ({trained['distribution']} {trained['version']})" if trained is not None else ""
     return (f"{directory / 'trainer.json'}: the run's dataset {name!r}{then} gave the text codec of its token ids "
             f"(Dataset.text_codec), and the installed one from {component.dist} {component.version} gives none for "
@@ -125,13 +119,9 @@ def _saved_prefer(data: dict[str, Any]) -> list[str]:
 def _ambiguous(directory: Path, name: str, lookups: Any, state: dict[str, Any]) -> str:
     """The line refusing a run whose dataset name several installed plugins register, none of
     them preferred by the run's config or recorded by its checkpoint."""
-    from deepseek.plugins.settings import ENV_PREFER
+    from deepseek.training.provenance import ambiguity_note
 
     candidates = lookups.explain("dataset", name).candidates
     who = ", ".join(f"{c.dist} {c.version}" for c in candidates)
-    trained = _trained_with(state, name)
-    why = ("the checkpoint does not record which one it was trained with" if trained is None else
-           f"the run was trained with the one from {trained['distribution']} {trained['version']}, which is not among them")
     return (f"{directory / 'trainer.json'}: the run's dataset {name!r} is registered by several installed plugins "
-            f"({who}) and {why}; choose one with {ENV_PREFER}=<distribution> (e.g. {ENV_PREFER}={candidates[0].dist}) "
-            "or leave the others out with --disable-plugins")
+            f"({who}) and {ambiguity_note('dataset', name, state, candidates[0].dist)}")

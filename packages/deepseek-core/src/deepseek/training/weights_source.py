@@ -227,9 +227,9 @@ def unreadable_config(exc: ConfigError, where: Path, state: dict[str, Any] | Non
     """The error for a checkpoint's config that does not load here: a component no installed
     plugin provides names the distribution that provided it (:mod:`deepseek.training.provenance`);
     anything else is the file's fault (``fix``: what to do then)."""
-    from deepseek.training.provenance import missing_component
+    from deepseek.training.provenance import component_note
 
-    note = missing_component(exc, state)
+    note = component_note(exc, state)
     tail = f"if the file was edited or is damaged, {fix}" if note is None else note
     return CheckpointError(f"{where} (the checkpoint's config): {exc}" + (f"; {tail}" if tail else ""))
 
