@@ -224,6 +224,26 @@ def test_a_tune_jobs_trial_configs_are_checked_at_submit_naming_the_space_entry(
     assert (r.status_code, r.json()["detail"]) == (422, expected)
 
 
+@pytest.mark.parametrize(("config", "space"), [
+    ("[data]\nbatch_size = 4\n", '"data.batch_size" = { choices = [8, 16] }'),          # a shared key, as given
+    ("", '"train.grad_accum" = { choices = [2, 4] }'),                                     # a default
+    ("[train]\nlr = 1\n", '"train.lr" = { choices = [0.5, 2.0] }'),                      # 1 is read as 1.0
+    ("", '"strategy.name" = { choices = ["ddp", "deepspeed"] }'),                         # the default component
+    ("[optimizer]\nname = \"sgd\"\n", '"optimizer.name" = { choices = ["adamw", "lion"] }'),
+])
+def test_a_base_value_not_among_a_categoricals_choices_is_refused_at_submit(
+        svc: Deploy, tmp_path: Path, config: str, space: str) -> None:
+    """The baseline trial takes the base config's values, which a categorical entry must offer: the
+    study refuses it before its first trial, and the job used to be queued to fail so."""
+    files = {"space.toml": f"[space]\n{space}\n"}
+    expected = _job_line(tmp_path, "tune", config, files, TUNE)
+    assert "the baseline trial (the base config's own values) can take only a choice" in expected, expected
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=config, files=files, args=TUNE)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=config, files=files, args=[*TUNE, "--no-baseline"])
+    assert r.status_code == 201, r.text
+
+
 @pytest.mark.parametrize(("config", "files", "args"), [
     ("[train]\nmax_steps = 5\n", {"space.toml": SPACE}, TUNE),
     (None, {"space.toml": SPACE, "cfg.toml": "[train]\nmax_steps = 5\n"}, ["cfg.toml", *TUNE]),
@@ -233,6 +253,10 @@ def test_a_tune_jobs_trial_configs_are_checked_at_submit_naming_the_space_entry(
     # with its own --out or --storage: the folder (new in the workspace) is read when the job runs
     ("[train]\nmax_steps = 5\n", {"space.toml": SPACE}, [*TUNE, "--out", "studies/s"]),
     ("[train]\nmax_steps = 5\n", {"space.toml": SPACE}, [*TUNE, "--storage", "journal:s.log"]),
+    # the base config's value among the choices, as the loader reads it (1 is 1.0)
+    ("[train]\nlr = 1\n", {"space.toml": SPACE.replace('"train.lr"', '"train.min_lr"') + '"train.lr" = { choices = [1.0, 0.5] }\n'},
+     TUNE),
+    ("", {"space.toml": SPACE + '"strategy.name" = { choices = ["single", "ddp"] }\n'}, TUNE),
 ])
 def test_a_valid_tune_job_or_one_reading_what_submit_cannot_see_is_accepted(
         svc: Deploy, config: str | None, files: dict[str, str], args: list[str]) -> None:

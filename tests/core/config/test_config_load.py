@@ -380,3 +380,21 @@ def test_check_component_names_refuses_with_the_loaders_line_and_loads_nothing(d
 def test_check_component_names_passes_a_config_whose_components_are_found() -> None:
     check_component_names({"model": {"name": "small", "d_model": 1}, "strategy": {"name": "single"}},
                           host=PluginHost(PluginSettings()))  # its own keys are the loader's
+
+
+@pytest.mark.parametrize("data", [
+    {},
+    {"train": {"lr": 1, "max_steps": 40}, "data": {"batch_size": 4, "seq_len": 32}, "optimizer": {"name": "sgd"}},
+    {"model": {"name": "small", "d_model": 64, "n_heads": 4}, "lr_schedule": {"name": "wsd"},
+     "precision": {"dtype": "fp32"}, "logging": {"plot": False}},
+])
+def test_file_free_values_are_the_loaders_where_no_component_decides(data: dict) -> None:
+    """What the job service checks a tune job's baseline with at submit: each value it gives is
+    the loaded config's, typed as loaded (train.lr = 1 is 1.0); a component's own keys are left out."""
+    from deepseek.config.load import file_free_values
+
+    free, loaded = file_free_values(data), config_from_dict(data, host=PluginHost(PluginSettings())).to_dict()
+    for section, table in free.items():
+        for key, value in table.items():
+            assert loaded[section][key] == value and type(loaded[section][key]) is type(value), (section, key)
+    assert "seq_len" not in free["data"] and set(free["model"]) == {"name"} and type(free["train"]["lr"]) is float

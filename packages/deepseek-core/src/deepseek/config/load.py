@@ -191,13 +191,31 @@ def check_component_names(data: Mapping[str, Any], host: PluginHost | None = Non
     checks. Each component's own keys are left to :func:`config_from_dict`."""
     sections, data_section, _, optimizer_section, _ = _plain_sections(data)
     lookups = _run_host(host, sections["plugins"].prefer)
-    model = data.get("model", {})
-    names = {"model": model["name"] if "name" in model else model.get("preset", COMPONENT_DEFAULTS["model"]),
-             "data": data_section.name, "optimizer": optimizer_section.name,
-             **{s: data.get(s, {}).get("name", COMPONENT_DEFAULTS[s]) for s in ("lr_schedule", "strategy")}}
-    for section, name in names.items():
+    for section, name in _component_names(data, data_section, optimizer_section).items():
         _found(lookups, COMPONENT_SECTIONS[section], name, section)
     tracker_names(lookups, sections["logging"], data.get("trackers", {}))
+
+
+def _component_names(data: Mapping[str, Any], data_section: DataConfig, optimizer_section: OptimizerConfig
+                     ) -> dict[str, Any]:
+    """Section -> the component name config ``data`` gives it, or the default where it gives none."""
+    model = data.get("model", {})
+    return {"model": model["name"] if "name" in model else model.get("preset", COMPONENT_DEFAULTS["model"]),
+            "data": data_section.name, "optimizer": optimizer_section.name,
+            **{s: data.get(s, {}).get("name", COMPONENT_DEFAULTS[s]) for s in ("lr_schedule", "strategy")}}
+
+
+def file_free_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``config_from_dict(data).to_dict()`` holds that no component decides: every key of the
+    plain sections, ``[data]``'s and ``[optimizer]``'s shared keys, and each component section's
+    ``name`` (its default where ``data`` gives none), typed and defaulted as the loader does
+    (``train.lr = 1`` is ``1.0``). A component's own keys are left out: its ``Options`` type and
+    default them. Checked as :func:`check_plain_sections` checks; loads no component."""
+    sections, data_section, _, optimizer_section, _ = _plain_sections(data)
+    out = Config(**sections, data=data_section, optimizer=optimizer_section).to_dict()
+    for section, name in _component_names(data, data_section, optimizer_section).items():
+        out[section] = {**out[section], "name": name}
+    return out
 
 
 def _found(lookups: PluginHost, kind: str, name: Any, section: str) -> tuple[Any, Any]:

@@ -21,6 +21,9 @@ submit, before the job is queued, :func:`check_command`:
   strategy's ``config_path`` file, alone and against the config (:func:`_check_deepspeed_file`);
 - for ``tune``: tune's own checks of its arguments
   (:func:`deepseek_enterprise.tune.cli.tune_inputs`), the base config's checks as for ``train``,
+  unless ``--no-baseline`` that each categorical entry's choices hold the base config's value where
+  no component decides it (:func:`deepseek_enterprise.tune.space.check_baseline` on
+  :func:`deepseek.config.load.file_free_values`: the baseline trial takes it),
   and the same file-free checks of the trial configs its search space reaches (each entry at its
   bounds or choices, the others at the base config's values:
   :func:`deepseek_enterprise.tune.space.check_against`), one line naming the space entry;
@@ -361,15 +364,17 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     the study name, the objective, the base config and space files read, the tuner and its
     ``[tuner]`` options), the files read from the job's workspace as it will be at its start;
     then the base config's file-free checks and its DeepSpeed file (as for ``train``), with which
-    the study's own check of it begins, and the same file-free checks of every trial config the
+    the study's own check of it begins, the baseline trial's values against the categorical
+    choices (:func:`~deepseek_enterprise.tune.space.check_baseline`, where no component decides
+    the value; not with ``--no-baseline``), and the same file-free checks of every trial config the
     search space reaches (:func:`~deepseek_enterprise.tune.space.check_against`: each entry at
     its bounds or choices, the study's next check), one line naming the space entry and value. The
     job runs that check whatever its study folder holds (a new study or one it continues); with
     its own ``--out`` or ``--storage`` the folder's checks come first there, so a job failing both
     prints the folder's line when it runs and is refused with the base config's here."""
-    from deepseek.config.load import check_component_names
+    from deepseek.config.load import check_component_names, file_free_values
     from deepseek_enterprise.tune.cli import tune_inputs
-    from deepseek_enterprise.tune.space import check_against
+    from deepseek_enterprise.tune.space import check_against, check_baseline, values_at
 
     try:
         inputs = tune_inputs(host, params["study_name"], params["objective"], params["tuner_name"],
@@ -378,6 +383,8 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
         return
     check_component_names(inputs.base, host)
     _check_deepspeed_file(inputs.base, ws, host)
+    if params["baseline"]:  # the baseline trial takes the base config's values: a categorical's must be a choice
+        check_baseline(inputs.space, values_at(inputs.space, file_free_values(inputs.base)))
 
     def corner(data: dict[str, Any]) -> None:  # a trial's config, as far as it reads no file
         check_component_names(data, host)

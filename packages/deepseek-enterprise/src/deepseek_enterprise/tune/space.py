@@ -309,6 +309,18 @@ def check_against(space: SearchSpace, base: dict[str, Any], build: Any, check_mo
                 raise ConfigError(f"{space.source}: space.{param.path!r} = {value!r}: {exc}") from None
 
 
+def values_at(space: SearchSpace, data: dict[str, Any]) -> dict[str, Any]:
+    """The value config ``data`` (a config's ``to_dict()``) holds at every searched path it has."""
+    out = {}
+    for param in space.params:
+        node: Any = data
+        for part in param.path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            out[param.path] = node
+    return out
+
+
 def check_baseline(space: SearchSpace, values: dict[str, Any]) -> None:
     """The baseline trial takes the base config's ``values``; Optuna records a range's value
     outside its range, but never a value that is not one of a categorical's choices (the study

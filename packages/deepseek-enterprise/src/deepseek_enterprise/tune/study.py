@@ -26,7 +26,13 @@ from typing import Any
 from deepseek.errors import UsageError
 from deepseek.plugins.records import describe_error
 from deepseek_enterprise.tune.optuna_parts import quiet_optuna
-from deepseek_enterprise.tune.space import SearchSpace, check_against, check_baseline, trial_data
+from deepseek_enterprise.tune.space import (
+    SearchSpace,
+    check_against,
+    check_baseline,
+    trial_data,
+    values_at,
+)
 from deepseek_enterprise.tune.storage import (
     HEARTBEAT_S,
     record_heartbeat,
@@ -111,15 +117,7 @@ def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: C
 
 def baseline_values(space: SearchSpace, base_config: Any) -> dict[str, Any]:
     """The base config's own value at every searched path (defaults filled in)."""
-    data = base_config.to_dict()
-    out = {}
-    for param in space.params:
-        node: Any = data
-        for part in param.path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            out[param.path] = node
-    return out
+    return values_at(space, base_config.to_dict())
 
 
 def run_study(
