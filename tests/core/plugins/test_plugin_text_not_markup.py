@@ -54,3 +54,15 @@ def test_advise_table_prints_a_third_party_edition_as_written(make_dist: DistFac
     out = io.StringIO()
     render(report, Console(file=out, width=200))
     assert "deepseek-mk[bold]x: mk.offload" in out.getvalue()
+
+
+def test_plugins_which_prints_a_description_with_an_escape_sequence_escaped(make_dist: DistFactory) -> None:
+    """``plugins which`` prints the winner's description, module and target with click: an
+    escape sequence in a plugin's description reached the terminal raw (registration collapses
+    whitespace only)."""
+    make_dist("deepseek-mkesc", {"mkesc_plugin": STRATEGY_PLUGIN.replace(
+        'description="declares a free row"', 'description="red \\x1b[31malert"')})
+    proc = run_cli("plugins", "which", "strategy", "mk.offload", env=make_dist.env())
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout
+    assert "  description   $'red \\x1b[31malert'\n" in proc.stdout

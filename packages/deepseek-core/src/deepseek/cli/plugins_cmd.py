@@ -13,7 +13,7 @@ import click
 
 from deepseek.cli.context import command_host
 from deepseek.cli.params import PATH
-from deepseek.errors import ComponentConflictError, ComponentNotFoundError, shown_markup
+from deepseek.errors import ComponentConflictError, ComponentNotFoundError, shown, shown_markup
 from deepseek.plugins.host import CORE_DIST, PluginHost, PluginRecord
 from deepseek.plugins.settings import ENV_PREFER
 
@@ -125,7 +125,7 @@ def which(kind: str, name: str, as_json: bool) -> None:
         w = host.records.get(res.winner.dist)
         edition = f" ({w.edition})" if w else ""
         alias = f" (alias of {res.winner.alias_of!r})" if res.winner.alias_of else ""
-        click.echo(f"{kind} {name} -> {res.winner.qualified_name}{alias}")
+        click.echo(f"{kind} {shown(name)} -> {shown(res.winner.qualified_name)}{alias}")
         rows = [
             ("distribution", f"{res.winner.dist} {res.winner.version}{edition}"),
             ("registered in", res.winner.module),
@@ -134,13 +134,13 @@ def which(kind: str, name: str, as_json: bool) -> None:
             ("aliases", ", ".join(res.winner.aliases) or "-"),
             ("wins because", res.reason),
         ]
-        for key, value in rows:
-            click.echo(f"  {key:<13} {value}")
+        for key, value in rows:  # a plugin's own text (its metadata, description): printable only
+            click.echo(f"  {key:<13} {shown(value)}")
     if not as_json:
         click.echo("  candidates")
         for c in res.candidates:
             mark = "*" if c is res.winner else " "
-            click.echo(f"   {mark} {c.qualified_name:<32} {c.version:<10} {c.target_text}")
+            click.echo(f"   {mark} {shown(c.qualified_name):<32} {shown(c.version):<10} {shown(c.target_text)}")
     if res.winner is None:  # the candidates are printed, the lookup itself fails: exit 2
         raise ComponentConflictError(f"{kind} {name!r}: no candidate wins: {res.reason}")
 
