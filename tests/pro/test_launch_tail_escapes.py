@@ -17,12 +17,12 @@ def test_a_failed_ranks_tail_and_line_are_escaped(capsys: pytest.CaptureFixture[
     echo_result(result)
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\r" not in err and "\x07" not in err
-    assert err.splitlines() == [
-        "error: rank 1 (pid 7) exited with code 1: boom\\x1b[2J",
+    assert err.splitlines() == [  # the rank's line last, after its log's
         "last lines of logs/1/stderr.log:",
         "  | Traceback",
         "  | \\x1b[31mValueError: bad\\x1b[0m",
         "  | progress 10%\\rprogress 99%\\x07",
+        "error: rank 1 (pid 7) exited with code 1: boom\\x1b[2J",
     ]
 
 

@@ -230,18 +230,20 @@ def launch(
 
 
 def echo_result(result: LaunchResult) -> None:
-    """Print how a job that did not succeed ended on stderr: its line and the failed rank's log
-    tail. Both quote what the ranks wrote, so each line goes through
-    :func:`~deepseek.errors.one_line`: an ESC or a carriage return a worker printed is written as
-    its escape instead of reaching the terminal."""
+    """Print how a job that did not succeed ended on stderr: the failed rank's log tail, then its
+    line, last, as torchrun's summary ends with the root cause: the last line a user reads names
+    the rank that failed and what it said, after the lines the other ranks printed on the console
+    (rank 0's ``lost its connection to another rank``). Both quote what the ranks wrote, so each
+    line goes through :func:`~deepseek.errors.one_line`: an ESC or a carriage return a worker
+    printed is written as its escape instead of reaching the terminal."""
     from deepseek.training.preemption import EXIT_PREEMPTED
 
     if result.exit_code == EXIT_PREEMPTED:  # stopped on request, resumable: no error
         click.echo(one_line(result.message), err=True)
     elif result.exit_code and not result.shown:
-        click.secho(f"error: {one_line(result.message)}", fg="red", err=True)
         if result.tail and result.exit_code != 2:  # bad input: the one error line says it all
             where = shown(result.log_path) if result.log_path else "its log (removed with the launcher's temp folder; keep logs with --log-dir)"
             click.echo(f"last lines of {where}:", err=True)
             for line in result.tail:
                 click.echo(f"  | {one_line(line)}", err=True)
+        click.secho(f"error: {one_line(result.message)}", fg="red", err=True)
