@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 SIGNALLED_COMMANDS = ("train", "launch")
 """Commands that stop on SIGTERM / SIGUSR1 with exit code 75 (``deepseek_pro``'s ``launch``)."""
 
+LAUNCHER_COMMANDS = ("launch",)
+"""Commands whose process is a job's launcher (``deepseek_pro``'s ``launch``): as the process's
+entry point it ends through :func:`deepseek.cli.root.leave_launcher`, its exit close to the report
+it printed last."""
+
 _VALUE_OPTIONS = ("--plugins", "--disable-plugins")
 """The root options that take a value (the next argument, unless given as ``--plugins=A``)."""
 

@@ -35,6 +35,8 @@ from deepseek_pro.launch.stop import AGENT_SIGNALS, StopForwarder
 WORKER_MODULE = "deepseek_pro.launch.worker"
 TAIL_LINES = 20
 EXIT_HUNG = 124
+RANK_ERROR_PREFIXES = ("error:", "internal error:")
+"""How the lines a rank ends with start (``deepseek.cli.root.main``): the launcher's report quotes the last."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,9 @@ def failure_report(
         how = f"was killed by signal {first.signal_name()}"
     else:
         how = f"exited with code {first.exitcode}"
-    said = next((line.strip() for line in reversed(tail) if line.lstrip().startswith("error:")), "")
+    # its own last line: "error: ..." (bad input, a plugin's bug, ...) or core's "internal error: ...",
+    # quoted with that prefix (an exception nothing named, e.g. one a built-in strategy's checkpoint write let through)
+    said = next((line.strip() for line in reversed(tail) if line.lstrip().startswith(RANK_ERROR_PREFIXES)), "")
     said = said.removeprefix("error:").strip()
     message = f"rank {rank} (pid {first.pid}) {how}{': ' + said if said else ''}; the other ranks were stopped"
     # bad input (exit code 2) that the local rank 0 on the console already said, word for word
