@@ -104,20 +104,20 @@ BUG = "; a bug in the plugin: upgrade it or report it to its authors (--debug sh
 
 
 @pytest.mark.parametrize(
-    ("strategy", "boom", "code", "line", "kept"),
+    ("strategy", "boom", "code", "line"),
     [
         ("ddp", "1:3:bug", 1, "model 'boom' (deepseek-boom 0.1, registered by deepseek_boom): forward raised "
-                              "RuntimeError: boom on rank 1 at training call 3" + BUG, ["step-1", "step-2"]),
-        ("fsdp", "1:3:refusal", 2, "model boom: rank 1 refuses training call 3", ["step-1", "step-2"]),
+                              "RuntimeError: boom on rank 1 at training call 3" + BUG),
+        ("fsdp", "1:3:refusal", 2, "model boom: rank 1 refuses training call 3"),
         # after the last step's collectives: rank 0 writes the checkpoint, rank 1 fails in its part
         ("ddp", "1:last-save:bug", 1, "internal error: RuntimeError: boom on rank 1 writing the last checkpoint "
-                                      "(run with --debug for the traceback)", ["step-4", "step-5"]),
+                                      "(run with --debug for the traceback)"),
     ],
     ids=["ddp-forward-bug", "fsdp-forward-refusal", "ddp-last-checkpoint-bug"],
 )
-def test_one_ranks_error_ends_the_job_with_its_line(strategy: str, boom: str, code: int, line: str, kept: list[str],
-                                                     tmp_path: Path, boom_dirs: tuple[Path, Path]) -> None:
-    args = ["-n", "2", "--log-dir", "logs", "--", "train", "--strategy", strategy, "--max-steps", "6",
+def test_one_ranks_error_ends_the_job_with_its_line(strategy: str, boom: str, code: int, line: str, tmp_path: Path,
+                                                     boom_dirs: tuple[Path, Path]) -> None:
+    args = ["-n", "2", "--log-dir", "logs", "--", "train", "--strategy", strategy, "--max-steps", "3",
             "--run-dir", "run", *TINY, "--set", "model.name=boom", "--set", "checkpoint.interval=1"]
     exit_log = tmp_path / "launcher-exit.log"
     proc, _ = launch(args, tmp_path, boom_dirs, tmp_path / "markers", DEEPSEEK_TEST_BOOM=boom,
@@ -137,9 +137,9 @@ def test_one_ranks_error_ends_the_job_with_its_line(strategy: str, boom: str, co
     rank1_log = next((tmp_path / "logs").glob("*/attempt_0/1/stderr.log"))
     assert ended - rank1_log.stat().st_mtime < BOUND_S  # its error was the last it wrote
     checkpoints = tmp_path / "run" / "checkpoints"
-    # none of the failing step, not even a partial one (no temp folder); "latest" names the last kept
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", *kept]
-    assert (checkpoints / "latest").read_text().strip() == kept[-1]
+    # none of the failing step 3, not even a partial one (no temp folder); "latest" names step 2
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step-1", "step-2"]
+    assert (checkpoints / "latest").read_text().strip() == "step-2"
     # the launcher left no rank behind and the run folder free: rank 0 held its lock, rank 1 failed
     lock = tmp_path / "run" / ".lock"
     assert not is_held(lock)
