@@ -116,6 +116,11 @@ def test_failure_report_names_the_root_cause(tmp_path: Path) -> None:
     assert not report.shown  # rank 1's output is not on the console: the launcher says it
     killed = failure_report({0: _failure(0, -15, 101), 1: _failure(1, -9)}, None, logs.__getitem__)
     assert killed.exit_code == 1 and killed.message.startswith("rank 1 (pid 1001) was killed by signal SIGKILL")
+    # an exception nothing named: core's "internal error:" line is quoted with its prefix (it was dropped)
+    logs[1].write_text("internal error: RuntimeError: boom (run with --debug for the traceback)\n")
+    report = failure_report({0: _failure(0, 1), 1: _failure(1, 1)}, None, logs.__getitem__)
+    assert report.message == ("rank 1 (pid 1001) exited with code 1: internal error: RuntimeError: boom (run with "
+                              "--debug for the traceback); the other ranks were stopped")
 
 
 def test_bad_input_the_console_already_shows_is_not_repeated(tmp_path: Path) -> None:
