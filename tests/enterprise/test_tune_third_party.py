@@ -159,3 +159,57 @@ def test_tuner_alone_defaults_the_objective_to_what_it_measures() -> None:
     assert default_objective(host, "system") == "tokens_per_s"
     assert default_objective(host, "training") == "val_loss"
     assert default_objective(host, None) == "val_loss"
+
+
+class ValTuner(Quadratic):
+    """A plugin tuner that measures what the training tuner does (``val_*``)."""
+
+    objectives = ("val_*",)
+
+
+class ValTunerPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("aaa.val", ValTuner, description="val_* in the tuner's process")
+
+
+class SecondQuadraticPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("quadratic2", Quadratic, description="another tuner measuring distance")
+
+
+def test_a_plugin_tuner_never_replaces_the_editions_tuner_unnamed() -> None:
+    """A plugin tuner measuring ``val_*`` named before ``training`` took every plain
+    ``deepseek tune`` (the first tuner by name that measured the objective); the edition's tuner
+    now wins unnamed, the plugin's runs with --tuner, and two plugin tuners measuring one
+    objective are refused in one line naming both."""
+    from _hosts import enterprise_host
+
+    from deepseek.errors import UsageError
+    from deepseek_enterprise.tune.cli import pick_tuner
+
+    host = enterprise_host((ValTunerPlugin(), "deepseek-valtuner"), (QuadraticPlugin(), "deepseek-quadratic"))
+    assert pick_tuner(host, None, "val_loss")[0] == "training"
+    assert pick_tuner(host, "aaa.val", "val_loss")[0] == "aaa.val"
+    assert pick_tuner(host, None, "distance")[0] == "quadratic"
+    host = enterprise_host((QuadraticPlugin(), "deepseek-quadratic"), (SecondQuadraticPlugin(), "deepseek-quadratic2"))
+    with pytest.raises(UsageError, match=r"^--objective distance: the tuners tuner quadratic \(deepseek-quadratic 1.0\), "
+                                         r"tuner quadratic2 \(deepseek-quadratic2 1.0\) all measure it; name one with "
+                                         r"--tuner NAME$"):
+        pick_tuner(host, None, "distance")
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "tune.md").read_text(encoding="utf-8").split())
+    assert "Without `--tuner`, the edition's tuner that measures the objective runs" in doc
+    assert "tuner quadratic2 (deepseek-quadratic2 1.0) all measure it; name one with --tuner NAME`), exit 2" in doc
+
+
+def test_check_objective_gets_the_run_values_docs_describe() -> None:
+    """docs/tune.md: ``values`` of ``check_objective`` is a RunValues whose ``missing`` is the
+    training tuner's test; a plugin's deepseek_evaluate score is in none of its tuples."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.run_values import RunValues, config_values
+
+    values = config_values(config_from_dict({"model": {"name": "tiny"}}))
+    assert isinstance(values, RunValues) and values.complete
+    assert values.evaluation[0] == "val_loss" and "lr" in values.training
+    assert not values.missing("val_loss") and values.missing("val_acme_gap")

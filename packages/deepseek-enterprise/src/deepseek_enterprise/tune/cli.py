@@ -28,8 +28,10 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, str]:
-    """The registered tuner ``name``, or the first that measures ``objective``; and how messages
-    name it, ``tuner NAME (DIST VERSION)``."""
+    """The registered tuner ``name``, or the one that measures ``objective``; and how messages
+    name it, ``tuner NAME (DIST VERSION)``. Without ``name`` an edition's tuner that measures it
+    wins (``training`` for ``val_*``), so a plugin's tuner never replaces it unnamed; else the
+    one plugin tuner that measures it; several are refused: the user names one with --tuner."""
     host.check_kind("tuner")
     if name is not None:
         comp = host.resolve("tuner", name)
@@ -37,12 +39,21 @@ def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, s
         if not target.measures(objective):
             raise UsageError(f"--objective {objective}: tuner {name!r} measures {', '.join(target.objectives)}")
         return name, target, _origin(comp)
-    offered = []
+    from deepseek.plugins.catalogue import EDITIONS
+
+    offered, takers = [], []
     for comp in host.components("tuner"):
         target = comp.load()
         if target.measures(objective):
-            return comp.name, target, _origin(comp)
+            takers.append((comp, target))
         offered.append(f"{comp.name}: {', '.join(target.objectives)}")
+    first_party = [(comp, target) for comp, target in takers if comp.dist in EDITIONS]
+    if first_party or len(takers) == 1:
+        comp, target = (first_party or takers)[0]
+        return comp.name, target, _origin(comp)
+    if takers:
+        raise UsageError(f"--objective {objective}: the tuners {', '.join(_origin(c) for c, _ in takers)} all measure "
+                         "it; name one with --tuner NAME")
     raise UsageError(f"--objective {objective}: no registered tuner measures it ({'; '.join(offered)})")
 
 
