@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 STOP_GRACE_S = 30.0
 """Seconds a stopped trial gets to exit after SIGTERM before SIGKILL."""
@@ -45,18 +46,33 @@ def tail(path: Path, lines: int = 1) -> str:
     return " | ".join(kept[-lines:])
 
 
+def plugin_env(host: Any) -> dict[str, str | None]:
+    """The tune command's plugin settings (its root options ``--plugins``, ``--disable-plugins``,
+    ``--strict-plugins`` ... on top of the environment) as ``DEEPSEEK_*`` variables for a trial's
+    child, so that the child loads the plugins the study was checked with, as ``deepseek launch``
+    hands its own to its workers; none for a tuner made without a host."""
+    return {} if host is None else dict(host.settings.as_env())
+
+
 def run_child(
     argv: Sequence[str], log: Path, *, poll: Callable[[], bool] | None = None, interval: float = 1.0,
-    env: dict[str, str] | None = None, timeout: float | None = None,
+    env: Mapping[str, str | None] | None = None, timeout: float | None = None,
 ) -> tuple[int, bool]:
     """Run ``argv`` with stdout and stderr in ``log``; every ``interval`` s call ``poll``, and
     when it returns True (a pruned trial) or ``timeout`` passes, stop the child (SIGTERM to its
-    group, SIGKILL after :data:`STOP_GRACE_S`). Returns ``(exit code, stopped by us)``."""
+    group, SIGKILL after :data:`STOP_GRACE_S`). ``env`` goes on top of this process's
+    environment (a ``None`` value unsets the variable). Returns ``(exit code, stopped by us)``."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    child_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            child_env.pop(key, None)
+        else:
+            child_env[key] = value
     start = time.monotonic()
     with open(log, "wb") as out:
         child = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent)
+                                 env=child_env, preexec_fn=_die_with_parent)
         stopped = False
         try:
             while True:

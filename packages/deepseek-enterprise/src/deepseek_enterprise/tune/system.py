@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from deepseek.errors import ConfigError
 from deepseek.parsing import loads_json
 from deepseek_enterprise.tune.limits import field_check
-from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
+from deepseek_enterprise.tune.process import deepseek_argv, plugin_env, run_child, tail
 from deepseek_enterprise.tune.training import needs_launcher
 from deepseek_enterprise.tune.tuner import (
     Direction,
@@ -204,7 +204,7 @@ class SystemTuner(Tuner):
         out = trial.folder / "bench.json"
         log = trial.folder / "bench.log"
         argv = deepseek_argv(self.bench_args(trial.config, str(out)))
-        code, stopped = run_child(argv, log, timeout=self.options.trial_timeout_s or None)
+        code, stopped = run_child(argv, log, env=plugin_env(self.host), timeout=self.options.trial_timeout_s or None)
         if stopped:
             raise TrialFailed(f"ran past tuner.trial_timeout_s = {self.options.trial_timeout_s:g} s; stopped")
         if code != 0:

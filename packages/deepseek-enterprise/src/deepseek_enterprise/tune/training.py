@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from deepseek.errors import ConfigError, UsageError, shown
 from deepseek.parsing import loads_json
 from deepseek_enterprise.tune.limits import field_check
-from deepseek_enterprise.tune.process import deepseek_argv, run_child, tail
+from deepseek_enterprise.tune.process import deepseek_argv, plugin_env, run_child, tail
 from deepseek_enterprise.tune.tuner import (
     TrialFailed,
     TrialRun,
@@ -132,7 +132,8 @@ class TrainingTuner(Tuner):
         o = self.options
         argv = train_argv(trial, run_dir, self.host, o.nproc, resume=resumed is not None)
         log = trial.folder / "train.log"
-        code, stopped = run_child(argv, log, poll=poll, interval=o.poll_s, timeout=o.trial_timeout_s or None)
+        code, stopped = run_child(argv, log, poll=poll, interval=o.poll_s, env=plugin_env(self.host),
+                                  timeout=o.trial_timeout_s or None)
         trial.attrs["run_dir"] = str(run_dir.absolute())
         if resumed is not None:
             trial.attrs["note"] = f"the training of trial {int(trial.earlier.name)} resumed from its step {resumed}"
