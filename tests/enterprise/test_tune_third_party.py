@@ -213,3 +213,33 @@ def test_check_objective_gets_the_run_values_docs_describe() -> None:
     assert isinstance(values, RunValues) and values.complete
     assert values.evaluation[0] == "val_loss" and "lr" in values.training
     assert not values.missing("val_loss") and values.missing("val_acme_gap")
+
+
+class GapScore:
+    """A plugin's deepseek_evaluate hook adding a val_ score (docs/plugins.md section 6)."""
+
+    @hookimpl
+    def deepseek_evaluate(self, trainer, step, metrics):  # type: ignore[no-untyped-def]
+        metrics["val_acme_gap"] = 0.0
+
+
+def test_the_training_tuner_accepts_a_score_a_plugin_adds() -> None:
+    """``--objective val_acme_gap`` was refused before the first trial though a loaded plugin's
+    deepseek_evaluate adds it to every evaluation (train.monitor accepts it); now it is accepted
+    while such a plugin is loaded, and refused as before without one."""
+    from _hosts import enterprise_host
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import UsageError
+    from deepseek.training.run_values import config_values
+    from deepseek_enterprise.tune.training import TrainingTuner
+
+    config = config_from_dict({"model": {"name": "tiny"}})
+    values = config_values(config)
+    bare = TrainingTuner(TrainingTuner.Options(), host=enterprise_host())
+    with pytest.raises(UsageError, match=r"^--objective val_acme_gap: not a value a run of model 'tiny'"):
+        bare.check_objective("val_acme_gap", config, values)
+    scored = TrainingTuner(TrainingTuner.Options(), host=enterprise_host((GapScore(), "deepseek-gapscore")))
+    scored.check_objective("val_acme_gap", config, values)
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "tune.md").read_text(encoding="utf-8").split())
+    assert "so the name is accepted, as `train.monitor` accepts it" in doc

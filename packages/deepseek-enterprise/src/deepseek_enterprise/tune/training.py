@@ -93,9 +93,16 @@ class TrainingTuner(Tuner):
 
     def check_objective(self, objective: str, config: Any, values: Any) -> None:
         """The objective is read from the run's evaluation records: refused when the model
-        declares its metrics and the run does not report it (undeclared: accepted)."""
+        declares its metrics and the run does not report it (undeclared: accepted), unless a
+        plugin other than the editions implements ``deepseek_evaluate``: its ``val_`` scores are
+        known only once a run evaluates, as for ``train.monitor``."""
         if values.missing(objective):
             from deepseek.config.validate import did_you_mean
+            from deepseek.plugins.host import get_host
+            from deepseek.training.monitor import metric_adding_plugins
+
+            if metric_adding_plugins((self.host or get_host()).hook.deepseek_evaluate):
+                return
 
             raise UsageError(
                 f"--objective {objective}: not a value a run of model {config.model.name!r} on dataset "
