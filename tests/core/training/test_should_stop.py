@@ -42,6 +42,22 @@ def test_a_callback_ends_the_run_as_complete(tiny_config_on: Any, tmp_path: Path
     assert steps == [1, 2, 3]
 
 
+@pytest.mark.parametrize(("at", "evaluated"), [(3, [0, 3]), (4, [0, 4])])  # 4: evaluated at its interval, once
+def test_the_weights_a_callback_stopped_at_are_evaluated(tiny_config_on: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, at: int,
+                                                         evaluated: list[int]) -> None:
+    """As at the last step (and Lightning on ``should_stop``): the run's last validation figures
+    are of the weights it ended with, which its last checkpoint holds."""
+    monkeypatch.setattr(StopAtThree, "AT", at)
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopAtThree(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 8, "eval_interval": 4}, checkpoint={"interval": 5})
+    result = Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if "val_loss" in r] == evaluated
+    assert result.val_metrics["val_loss"] == next(r["val_loss"] for r in records if r.get("step") == at and "val_loss" in r)
+
+
 def test_early_stopping_says_why_it_ended(tiny_config_on: Any, tmp_path: Path) -> None:
     host = PluginHost(PluginSettings(autoload=False))
     train = {"max_steps": 12, "eval_interval": 2, "monitor_mode": "max", "early_stop_patience": 2}

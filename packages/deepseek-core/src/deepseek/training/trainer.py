@@ -257,8 +257,13 @@ class Trainer:
         signalled = self._stop.agreed(self.strategy)
         if len(self._window):
             self._read_window(progress)
-        if self.step > self._saved_step and (signalled or self.config.checkpoint.at_end):
-            self.save_checkpoint()
+        best = False
+        if not signalled and self.val_set and (not self.val_losses or self.val_losses[-1][0] != self.step):
+            # A callback ended the run: its last weights are evaluated, as at the last step (Lightning
+            # validates on should_stop too); a signal stops for a resume and evaluates nothing.
+            best = self._evaluate(progress) and self.config.checkpoint.keep_best
+        if self.step > self._saved_step and (signalled or self.config.checkpoint.at_end or best):
+            self.save_checkpoint(best=bool(best))
         if signalled:
             self.stopped_by = self._stop.describe()
         else:
