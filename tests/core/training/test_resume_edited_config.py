@@ -1,15 +1,15 @@
 """A run's config.toml edited by hand, then ``deepseek train --resume RUN``: the resume runs the
 checkpoint's config (as documented), and the edited file was replaced by the resolved config
 without a word. Now it is kept as config.edited.toml and one warning line names the values not
-applied and the command that applies them."""
+applied and the command that applies them. (``deepseek train`` runs in this process: what is
+checked is what it prints and writes.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,21 +18,23 @@ CONFIG = ('[model]\nname = "tiny"\nd_model = 32\nn_heads = 2\nn_layers = 2\nmax_
           '[data]\nbatch_size = 8\nseq_len = 32\neval_batches = 2\n'
           '[train]\neval_interval = 0\nmax_steps = 4\n[strategy]\ndevice = "cpu"\n')
 
-
-def deepseek(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSEEK_")}
-    env.update(DEEPSEEK_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "deepseek", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+DeepseekHere = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, deepseek_here: DeepseekHere) -> Path:
     root = tmp_path_factory.mktemp("edited")
     (root / "c.toml").write_text(CONFIG)
-    proc = deepseek("train", "c.toml", "--run-dir", "r", "--quiet", cwd=root)
+    proc = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=root)
     assert proc.returncode == 0, proc.stderr
     return root / "r"
+
+
+@pytest.fixture
+def train(deepseek_here: DeepseekHere) -> DeepseekHere:
+    """``deepseek train ARGS`` in this process (conftest's ``deepseek_here``): what these tests
+    check is what the command prints and writes."""
+    return lambda *args, cwd: deepseek_here("train", *args, cwd=cwd)
 
 
 @pytest.fixture
@@ -53,9 +55,9 @@ def _recorded(run: Path, step: int) -> dict:
     return json.loads((run / "checkpoints" / f"step-{step}" / "trainer.json").read_text())["config"]["train"]
 
 
-def test_an_edited_config_is_kept_and_named_on_resume(run: Path) -> None:
+def test_an_edited_config_is_kept_and_named_on_resume(run: Path, train: DeepseekHere) -> None:
     edited = _edit(run)
-    proc = deepseek("train", "--resume", "r", "--max-steps", "6", "--quiet", cwd=run.parent)
+    proc = train("--resume", "r", "--max-steps", "6", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     kept = run / "config.edited.toml"
     warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
@@ -74,7 +76,7 @@ def test_an_edited_config_is_kept_and_named_on_resume(run: Path) -> None:
     assert "\nlr = 0.002\n" in written and "\nmax_steps = 6\n" in written
     assert kept.read_text() == edited
     # the command the line gives applies the edit
-    proc = deepseek("train", str(kept), "--resume", str(run), "--quiet", cwd=run.parent)
+    proc = train(str(kept), "--resume", str(run), "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr, proc.stderr
     assert ("at step 6, with config changes: train.lr 0.002 -> 0.0005; train.max_steps 6 -> 8\n" in proc.stderr)
@@ -83,9 +85,9 @@ def test_an_edited_config_is_kept_and_named_on_resume(run: Path) -> None:
     assert sorted(p.name for p in run.glob("config*")) == ["config.edited.toml", "config.toml"]
 
 
-def test_the_edited_config_toml_itself_given_as_the_config_applies_without_a_warning(run: Path) -> None:
+def test_the_edited_config_toml_itself_given_as_the_config_applies_without_a_warning(run: Path, train: DeepseekHere) -> None:
     _edit(run)
-    proc = deepseek("train", "r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
+    proc = train("r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr, proc.stderr
     assert ("resumed from r/checkpoints/step-4 at step 4, with config changes: train.lr 0.002 -> 0.0005; "
@@ -94,17 +96,17 @@ def test_the_edited_config_toml_itself_given_as_the_config_applies_without_a_war
     assert sorted(p.name for p in run.glob("config*")) == ["config.toml"]
 
 
-def test_an_unedited_config_and_options_given_on_resume_warn_nothing(run: Path) -> None:
-    proc = deepseek("train", "--resume", "r", "--max-steps", "6", "--set", "train.lr=0.001", "--quiet", cwd=run.parent)
+def test_an_unedited_config_and_options_given_on_resume_warn_nothing(run: Path, train: DeepseekHere) -> None:
+    proc = train("--resume", "r", "--max-steps", "6", "--set", "train.lr=0.001", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr, proc.stderr
     assert sorted(p.name for p in run.glob("config*")) == ["config.toml"]
     assert "\nlr = 0.001\n" in (run / "config.toml").read_text()
 
 
-def test_a_config_toml_broken_by_an_edit_is_kept_too(run: Path) -> None:
+def test_a_config_toml_broken_by_an_edit_is_kept_too(run: Path, train: DeepseekHere) -> None:
     (run / "config.toml").write_text("[train\nmax_steps = 8\n")
-    proc = deepseek("train", "--resume", "r", "--max-steps", "5", "--quiet", cwd=run.parent)
+    proc = train("--resume", "r", "--max-steps", "5", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert warning.startswith(f"warning: {run}/config.toml is not valid TOML ("), warning
@@ -119,7 +121,7 @@ def test_a_config_toml_broken_by_an_edit_is_kept_too(run: Path) -> None:
     assert "\nmax_steps = 5\n" in (run / "config.toml").read_text()
 
 
-def test_the_command_given_keeps_this_commands_options_and_applies_the_edit(run: Path, tmp_path: Path) -> None:
+def test_the_command_given_keeps_this_commands_options_and_applies_the_edit(run: Path, train: DeepseekHere, tmp_path: Path) -> None:
     """Only ``train.lr`` edited, resumed with ``--max-steps 6``: the line says what runs (lr 0.002)
     and its command carries ``--set train.max_steps=6``; without it the file's recorded
     ``max_steps = 4`` came back and that command found the run complete at step 4, training nothing.
@@ -130,7 +132,7 @@ def test_the_command_given_keeps_this_commands_options_and_applies_the_edit(run:
     text = (run / "config.toml").read_text().replace("\nlr = 0.002\n", "\nlr = 0.0005\n")
     (run / "config.toml").write_text(text)
     (before / "config.toml").write_text(text)
-    proc = deepseek("train", "--resume", "r", "--max-steps", "6", "--quiet", cwd=run.parent)
+    proc = train("--resume", "r", "--max-steps", "6", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert "so it uses train.lr = 0.002 (the file says 0.0005); the file is kept as" in warning, warning
@@ -140,18 +142,18 @@ def test_the_command_given_keeps_this_commands_options_and_applies_the_edit(run:
     command = warning.partition(": deepseek ")[2].replace(str(run), str(before)).split()
     assert command[:2] == ["train", str(before / "config.edited.toml")], command
     (before / "config.toml").rename(before / "config.edited.toml")
-    proc = deepseek(*command, "--quiet", cwd=tmp_path)
+    proc = train(*command[1:], "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "at step 4, with config changes: train.lr 0.002 -> 0.0005; train.max_steps 4 -> 6\n" in proc.stderr
     assert _recorded(before, 6)["lr"] == 0.0005 and _recorded(before, 6)["max_steps"] == 6
 
 
-def test_a_complete_run_names_an_edited_max_steps(run: Path) -> None:
+def test_a_complete_run_names_an_edited_max_steps(run: Path, train: DeepseekHere) -> None:
     """``--resume RUN`` of a finished run whose config.toml now says ``max_steps = 8``: the run
     stays complete (the checkpoint's config runs), exit 0, and the line names the edit and the
     command that applies it; nothing in the folder changes. With that command it trains on."""
     edited = _edit(run)
-    proc = deepseek("train", "--resume", "r", "--quiet", cwd=run.parent)
+    proc = train("--resume", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert "the run is complete, its checkpoint is at step 4 and train.max_steps is 4" in line, line
@@ -161,13 +163,13 @@ def test_a_complete_run_names_an_edited_max_steps(run: Path) -> None:
     assert (run / "config.toml").read_text() == edited and not (run / "config.edited.toml").exists()
     # a command that named its --run-dir: the command that applies the edit names it too (without it,
     # a resume of a checkpoint folder continues in that checkpoint's run folder, not in this one)
-    proc = deepseek("train", "--resume", "r", "--run-dir", "r", "--quiet", cwd=run.parent)
+    proc = train("--resume", "r", "--run-dir", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0 and proc.stderr.rstrip().endswith(" --resume r --run-dir r"), proc.stderr
     # the length asked for on the command line (4, the checkpoint's): what the user chose, no note
     for option in (["--max-steps", "4"], ["--set", "train.max_steps=4"]):
-        proc = deepseek("train", "--resume", "r", *option, "--quiet", cwd=run.parent)
+        proc = train("--resume", "r", *option, "--quiet", cwd=run.parent)
         assert proc.returncode == 0 and "the run is complete" in proc.stderr, proc.stderr
         assert "sets train.max_steps" not in proc.stderr, proc.stderr
-    proc = deepseek("train", "r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
+    proc = train("r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     assert _recorded(run, 8)["max_steps"] == 8

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -302,12 +303,15 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=cwd, timeout=120)
 
 
-def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(tmp_path: Path) -> None:
+def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(
+        tmp_path: Path, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The script's own bug in a real process (its exit code and the traceback python prints); the
+    rest in this process (conftest's ``deepseek_here``: the same command, no process start)."""
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    ok = run("run", str(script), "--steps", "3", cwd=tmp_path)
+    ok = deepseek_here("run", str(script), "--steps", "3", cwd=tmp_path)
     assert ok.returncode == 0 and "args ['--steps', '3']" in ok.stdout, ok.stderr
-    bad = run("run", str(script), "--fail", cwd=tmp_path)
+    bad = deepseek_here("run", str(script), "--fail", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("my-script: --fail given; leave it out")
     # the script's own bug: its traceback, as python prints it, exit 1 (not deepseek's "internal error")
     bug = run("run", str(script), "--bug", cwd=tmp_path)
@@ -315,17 +319,18 @@ def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(tmp_pat
     lines = bug.stderr.strip().splitlines()
     assert lines[0] == "Traceback (most recent call last):" and lines[-1] == "KeyError: 'missing'", bug.stderr
     assert f'File "{script}", line 9, in <module>' in lines[1] and "runpy" not in bug.stderr, bug.stderr
-    missing = run("run", "nope.py", cwd=tmp_path)
+    missing = deepseek_here("run", "nope.py", cwd=tmp_path)
     assert missing.returncode == 2 and "run: 'nope.py' does not exist" in missing.stderr
     (tmp_path / "notes.txt").write_text("x")
-    wrong = run("run", "notes.txt", cwd=tmp_path)
+    wrong = deepseek_here("run", "notes.txt", cwd=tmp_path)
     assert wrong.returncode == 2 and "is not a .py file" in wrong.stderr
 
 
-def test_the_cli_says_where_a_scripts_model_can_be_evaluated(tmp_path: Path, host: PluginHost) -> None:
+def test_the_cli_says_where_a_scripts_model_can_be_evaluated(
+        tmp_path: Path, host: PluginHost, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG,
                  run_dir=tmp_path / "r", host=host)
-    out = run("eval", "--checkpoint", str(tmp_path / "r"), cwd=tmp_path)
+    out = deepseek_here("eval", "--checkpoint", str(tmp_path / "r"), cwd=tmp_path)
     assert out.returncode == 2
     assert "model 'script' is the model object of a Python script trained with deepseek.fit" in out.stderr
     assert "deepseek.evaluate(model, data, checkpoint=RUN)" in out.stderr
