@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,12 @@ def _edit(path: Path, key: str, factor: float) -> None:
 
 
 @pytest.mark.parametrize(("command", "key"), [(LATENCY, "median_ms"), (TRAIN, "tokens_per_s")])
-def test_regression_exits_1_and_a_faster_run_passes(tmp_path: Path, command: list[str], key: str) -> None:
-    out = deepseek(*command, "--json", "saved.json", cwd=tmp_path)
+def test_regression_exits_1_and_a_faster_run_passes(tmp_path: Path, command: list[str], key: str,
+                                                    deepseek_here: Callable[..., subprocess.CompletedProcess[str]]
+                                                    ) -> None:
+    """The regression's exit code 1 from a real process; the baseline saved and the faster run in
+    this process (tests/core/conftest.py's ``deepseek_here``: the same command, no process start)."""
+    out = deepseek_here(*command, "--json", "saved.json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     saved = tmp_path / "saved.json"
     # The baseline 100x better than anything this run can do: a regression, exit 1, named.
@@ -45,7 +50,7 @@ def test_regression_exits_1_and_a_faster_run_passes(tmp_path: Path, command: lis
     assert "REGRESSION" in worse.stdout and worse.stderr.strip().splitlines()[-1].startswith("regression: ")
     # 10^4x worse than that: now the run is far better than the baseline.
     _edit(saved, key, 1e4 if key == "median_ms" else 1e-4)
-    better = deepseek(*command, "--against", "saved.json", cwd=tmp_path)
+    better = deepseek_here(*command, "--against", "saved.json", cwd=tmp_path)
     assert better.returncode == 0, better.stdout + better.stderr
     assert "REGRESSION" not in better.stdout and " ok " in better.stdout.replace("│", " ")
 

@@ -1,5 +1,6 @@
 """``deepseek train`` / ``eval`` / ``generate`` through real subprocesses (``python -m deepseek``);
-the bad-input table runs in this process, two of its rows through a real process too.
+the bad-input table and the warm-up resume run in this process, two of the table's rows through a
+real process too.
 
 Every kind of bad input must end with exactly one line on stderr and exit code 2.
 """
@@ -11,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -213,21 +215,23 @@ def test_a_resumed_runs_summary_says_which_steps_its_time_covers(trained_run: Pa
     assert line.startswith("6 steps, 1,536 tokens (steps 5-6 after resuming at step 4: ") and line.endswith(" s)"), line
 
 
-def test_a_config_file_resuming_with_more_steps_keeps_the_recorded_warm_up(tmp_path: Path) -> None:
+def test_a_config_file_resuming_with_more_steps_keeps_the_recorded_warm_up(
+        tmp_path: Path, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """warmup_steps defaults to max_steps // 10: resumed with --max-steps 40 and the same config
-    file, the run's warm-up moved from 2 to 4 steps mid-run; the recorded value is kept."""
+    file, the run's warm-up moved from 2 to 4 steps mid-run; the recorded value is kept. (In this
+    process: tests/core/conftest.py's ``deepseek_here``.)"""
     (tmp_path / "c.toml").write_text('[model]\nname = "tiny"\nd_model = 32\nn_heads = 2\nn_layers = 2\n'
                                      '[data]\nbatch_size = 8\nseq_len = 32\n[train]\neval_interval = 0\n'
                                      '[strategy]\ndevice = "cpu"\n')
-    assert deepseek("train", "c.toml", "--max-steps", "20", "--run-dir", "r", "--quiet", cwd=tmp_path).returncode == 0
-    proc = deepseek("train", "c.toml", "--max-steps", "40", "--resume", "r", "--quiet", cwd=tmp_path)
+    assert deepseek_here("train", "c.toml", "--max-steps", "20", "--run-dir", "r", "--quiet", cwd=tmp_path).returncode == 0
+    proc = deepseek_here("train", "c.toml", "--max-steps", "40", "--resume", "r", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "with config changes: train.max_steps 20 -> 40\n" in proc.stderr, proc.stderr
     written = (tmp_path / "r" / "config.toml").read_text()
     assert "warmup_steps = 2\n" in written and "min_lr = 0.0001\n" in written
     # set on the command line, it is this command's value
-    proc = deepseek("train", "c.toml", "--max-steps", "41", "--resume", "r", "--set", "train.warmup_steps=3",
-                    "--quiet", cwd=tmp_path)
+    proc = deepseek_here("train", "c.toml", "--max-steps", "41", "--resume", "r", "--set", "train.warmup_steps=3",
+                         "--quiet", cwd=tmp_path)
     assert proc.returncode == 0 and "train.warmup_steps 2 -> 3" in proc.stderr, proc.stderr
 
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,35 +50,6 @@ def _one_thread() -> Iterator[None]:
 def core_host() -> PluginHost:
     """A plugin host with core's built-ins only, whatever else is installed."""
     return PluginHost(PluginSettings(autoload=False))
-
-
-@pytest.fixture(scope="session")
-def deepseek_here(core_host: PluginHost) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """``deepseek_here(*ARGS, cwd=FOLDER)``: ``deepseek ARGS`` run in this process from FOLDER on
-    core's built-ins, with no ``DEEPSEEK_*`` variable of the test's environment (as the tests'
-    subprocesses are started), ``sys.argv`` and ``sys.path`` restored after it; its exit code,
-    stdout and stderr as ``subprocess.run(..., capture_output=True, text=True)`` gives them. For
-    tests of what a command prints and writes, not of its process: a process start costs seconds
-    on the shared CI cores."""
-    from deepseek.cli.main import main
-
-    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        out, err = io.StringIO(), io.StringIO()
-        code: object = 0
-        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            patch.chdir(cwd)
-            for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
-                patch.delenv(key)
-            patch.setattr(sys, "argv", list(sys.argv))
-            patch.setattr(sys, "path", list(sys.path))
-            try:
-                main(list(args), host=core_host)
-            except SystemExit as exc:
-                code = exc.code
-        return subprocess.CompletedProcess(["deepseek", *args], 0 if code is None else code, out.getvalue(),
-                                           err.getvalue())
-
-    return run
 
 
 @pytest.fixture(scope="session")
