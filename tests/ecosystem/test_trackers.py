@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+from _eco_cli import run as run_here
 
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
@@ -94,15 +95,22 @@ def test_mlflow_local_store_holds_params_every_step_and_the_artefacts(tmp_path: 
         os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
 
 
-def test_a_resumed_run_is_a_new_mlflow_run_from_the_checkpoint_step(tmp_path: Path) -> None:
+def test_a_resumed_run_is_a_new_mlflow_run_from_the_checkpoint_step(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both trainings in this process (``_eco_cli.run``, core's built-ins: the tracker is core's),
+    in the environment :func:`cli` gives its processes."""
     from mlflow.tracking import MlflowClient
 
     store = (tmp_path / "mlruns").as_uri()
     args = [*CLI_TINY, "--tracker", "mlflow", "--set", f'trackers.mlflow.tracking_uri="{store}"']
-    first = cli("train", *args, "--set", "train.max_steps=2", "--run-dir", "run", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    again = cli("train", *args, "--set", "train.max_steps=4", "--resume", "run", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("DEEPSEEK_")]:
+        monkeypatch.delenv(key)
+    host = PluginHost(PluginSettings(autoload=False))
+    code, _, err = run_here(host, "train", *args, "--set", "train.max_steps=2", "--run-dir", "run")
+    assert code == 0, err
+    code, _, err = run_here(host, "train", *args, "--set", "train.max_steps=4", "--resume", "run")
+    assert code == 0, err
     os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
     try:
         client = MlflowClient(tracking_uri=store)
