@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 # ``deepseek ARGS`` SIGKILLing itself at argv[1]: "backward:N" before the Nth backward,
@@ -93,13 +94,16 @@ def _tensor_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.safetensors"))}
 
 
-def test_killed_four_times_and_resumed_equals_a_run_never_killed(tmp_path: Path) -> None:
+def test_killed_four_times_and_resumed_equals_a_run_never_killed(
+        tmp_path: Path, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The run never killed trains in this process (tests/core/conftest.py's ``deepseek_here``, one
+    intra-op thread as the killed processes have): nothing of it is about a process."""
     from deepseek.training import checkpoint as ckpt
 
     for name in ("straight", "killed"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "run.toml").write_text(CONFIG)
-    done = _train(tmp_path / "straight")
+    done = deepseek_here("train", "run.toml", "--run-dir", "run", "--quiet", cwd=tmp_path / "straight")
     assert done.returncode == 0, done.stderr[-3000:]
 
     killed, resume = tmp_path / "killed", []
