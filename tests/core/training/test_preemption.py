@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def _train(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deepseek", "train", *CLI_ARGS, *extra], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=600)
-
-
 def _losses(run: Path) -> list[tuple[int, float]]:
     lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
@@ -80,16 +76,21 @@ def _signal_mid_run(cwd: Path, sig: int, *extra: str) -> tuple[subprocess.Comple
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float]]:
-    """``(step, loss)`` of the uninterrupted CLI run."""
+def straight(tmp_path_factory: pytest.TempPathFactory,
+             deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> list[tuple[int, float]]:
+    """``(step, loss)`` of the uninterrupted CLI run, in this process (tests/core/conftest.py's
+    ``deepseek_here``, one intra-op thread as the signalled processes have)."""
     work = tmp_path_factory.mktemp("straight")
-    proc = _train(work)
+    proc = deepseek_here("train", *CLI_ARGS, cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _losses(work / "run")
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
-def test_signal_stops_after_the_step_and_resume_is_bit_exact(name: str, tmp_path: Path, straight: list) -> None:
+def test_signal_stops_after_the_step_and_resume_is_bit_exact(
+        name: str, tmp_path: Path, straight: list, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """The signal stops a real process; the resume runs in this process (``deepseek_here``)."""
     proc, _ = _signal_mid_run(tmp_path, getattr(signal, name))
     assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
     step = _losses(tmp_path / "run")[-1][0]
@@ -102,7 +103,7 @@ def test_signal_stops_after_the_step_and_resume_is_bit_exact(name: str, tmp_path
     assert ckpt.read_trainer_state(root / f"step-{step}")["step"] == step
     assert sorted(p.name for p in root.iterdir()) == ["latest", f"step-{step}"]
 
-    resumed = _train(tmp_path, "--resume", "run")
+    resumed = deepseek_here("train", *CLI_ARGS, "--resume", "run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from run/checkpoints/step-{step} at step {step}" in resumed.stderr
     assert _losses(tmp_path / "run") == straight  # every step once, losses bit-identical
@@ -210,7 +211,10 @@ time.sleep(600)
 """
 
 
-def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> None:
+def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path,
+                                       deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The live job is another process (the holder); the refused commands run in this one
+    (``deepseek_here``): the lock is the holder's either way."""
     config = config_under(tmp_path, **RUN)
     run = tmp_path / "run"
     Trainer(config_under(tmp_path, **{**RUN, "train": {"max_steps": 2, "decay_steps": 6}}), run_dir=run,
@@ -221,8 +225,7 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
         (run / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": "h", "since": "2026-01-02 03:04:05"}))
         before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
 
-        proc = subprocess.run([sys.executable, "-m", "deepseek", "train", "--resume", str(run), "--max-steps", "6",
-                               "--quiet"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+        proc = deepseek_here("train", "--resume", str(run), "--max-steps", "6", "--quiet", cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr[-3000:]
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
         assert errors == [f"error: run folder {run} is in use by another live job (pid {holder.pid} on host h, "
@@ -232,8 +235,7 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
         # a checkpoint the live job pruned (or is writing) as it was read: busy, not 'no such checkpoint'
         # or 'damaged'
         gone = run / "checkpoints" / "step-99"
-        proc = subprocess.run([sys.executable, "-m", "deepseek", "train", "--resume", str(gone), "--quiet"],
-                              cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+        proc = deepseek_here("train", "--resume", str(gone), "--quiet", cwd=tmp_path)
         assert proc.returncode == 2 and proc.stderr.strip().splitlines() == errors, proc.stderr[-3000:]
         assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written or changed
     finally:
@@ -243,10 +245,15 @@ def test_live_job_holds_the_run_folder(config_under: Any, tmp_path: Path) -> Non
     assert Trainer(config, resume=run, quiet=True).fit().step == 6
 
 
-def test_a_fresh_run_into_a_live_jobs_folder_is_only_refused(tmp_path: Path) -> None:
+def test_a_fresh_run_into_a_live_jobs_folder_is_only_refused(
+        tmp_path: Path, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """A second job started on the folder of a live job that has no checkpoint yet said "starting it
-    afresh, its metrics replaced" before it was refused as busy."""
+    afresh, its metrics replaced" before it was refused as busy. (The live job is the holder's
+    process; the trainings run in this one: ``deepseek_here``.)"""
     import shutil
+
+    def _train(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return deepseek_here("train", *CLI_ARGS, *extra, cwd=cwd)
 
     assert _train(tmp_path, "--max-steps", "2").returncode == 0
     run = tmp_path / "run"
