@@ -5,6 +5,7 @@ tests/ecosystem)."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -401,13 +402,16 @@ def test_worker_processes_read_the_same_batches_and_resume_the_same(tmp_path: Pa
                          run_dir=tmp_path / "plain", host=host)
     workers = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=config,
                            run_dir=tmp_path / "workers", host=host, num_workers=2, pin_memory=True)
+    # fit ends its reader processes as it returns: they lived on until a garbage collection,
+    # which then waited seconds for them in whatever code ran next
+    assert multiprocessing.active_children() == []
     assert losses(workers.run_dir) == losses(plain.run_dir)
     part = {**config, "train": {**config["train"], "max_steps": 20, "decay_steps": 40}}  # the same schedule
     deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=part,
                  run_dir=tmp_path / "part", host=host, num_workers=2)
     resumed = deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=config,
                            host=host, resume=tmp_path / "part", num_workers=2)
-    assert losses(resumed.run_dir) == losses(plain.run_dir)
+    assert losses(resumed.run_dir) == losses(plain.run_dir) and multiprocessing.active_children() == []
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

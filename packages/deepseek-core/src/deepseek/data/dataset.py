@@ -155,6 +155,11 @@ class Dataset(ABC):
         """Files the run folder keeps a copy of: name in the run folder -> source file."""
         return {}
 
+    def close(self) -> None:
+        """Release what reading holds open (reader processes, files, connections). The trainer
+        calls it once when its loop ends, after a failure too; it may be called again, and a
+        later ``next()`` may read on (from the position reached). The default holds nothing."""
+
 
 def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
     """``dataset.state_dict()``, which a checkpoint's ``trainer.json`` records: a dict of

@@ -257,6 +257,12 @@ class TorchData(Dataset):
                                              worker_init_fn=ignore_stop_signals)
         return iter(loader)
 
+    def close(self) -> None:
+        """Ends the ``num_workers`` reader processes now: dropping the loader's iterator shuts
+        them down (it was kept alive by the run's reference cycles until a garbage collection,
+        which then waited seconds for them). A later batch starts a new one at the position."""
+        self._batches = None
+
     def _next_iterable(self) -> Any:
         for attempt in range(2):
             if self._iter is None:
