@@ -30,7 +30,7 @@ TINY = [
 ]
 
 FAULTY_PLUGIN = '''
-import os, time
+import os, sys, time
 from deepseek.hookspecs import hookimpl
 
 @hookimpl
@@ -38,6 +38,7 @@ def deepseek_train_step_end(trainer, step, metrics):
     rank, at, what = os.environ.get("DEEPSEEK_TEST_FAULT", "-1:0:none").split(":")
     if int(os.environ["RANK"]) == int(rank) and step == int(at):
         if what == "exit":
+            print(f"deepseek_faulty: exit 17 at step {step}", file=sys.stderr, flush=True)  # its log's tail
             os._exit(17)
         time.sleep(3600)
 '''
@@ -195,11 +196,12 @@ def test_two_nodes_on_one_machine(tmp_path: Path, plugin_dirs: tuple[Path, Path]
 # ----------------------------------------------------------------------------- stop requests, lock
 
 
-def start_launch(args: list[str], cwd: Path, plugin_dirs: tuple[Path, Path], markers: Path) -> subprocess.Popen[str]:
+def start_launch(args: list[str], cwd: Path, plugin_dirs: tuple[Path, Path], markers: Path,
+                 **env: str) -> subprocess.Popen[str]:
     """The launcher in the background, its output in ``<cwd>/<markers name>.out|.err`` (a pipe
     nobody reads could fill up and stall it); :func:`stderr_of` reads it."""
     with open(cwd / f"{markers.name}.out", "w") as out, open(cwd / f"{markers.name}.err", "w") as err:
-        return subprocess.Popen([*DEEPSEEK, "launch", *args], cwd=cwd, env=launch_env(cwd, plugin_dirs, markers),
+        return subprocess.Popen([*DEEPSEEK, "launch", *args], cwd=cwd, env=launch_env(cwd, plugin_dirs, markers, **env),
                                 stdout=out, stderr=err, text=True)
 
 
@@ -279,9 +281,11 @@ def test_sigkill_of_the_launcher_kills_its_workers_and_frees_the_run_folder(
 ) -> None:
     """While the first job lives, a second job on its run folder is refused (exit 2, one line
     naming the folder and the live process). SIGKILL of the first launcher takes its workers
-    with it; then the second job is accepted, and it also removes the first launcher's temp folder."""
+    with it; then the second job is accepted, and it also removes the first launcher's temp folder.
+    The first job's rank 0 hangs after step 3 (its step 2 checkpoint written), so that the live
+    job waits instead of training on both cores while the second launch starts beside it."""
     first_args = ["-n", "2", "--", *STOPPABLE, "--max-steps", "100000", "--set", "checkpoint.interval=2"]
-    first = start_launch(first_args, tmp_path, plugin_dirs, tmp_path / "first")
+    first = start_launch(first_args, tmp_path, plugin_dirs, tmp_path / "first", DEEPSEEK_TEST_FAULT="0:3:hang")
     try:
         wait_for(lambda: (tmp_path / "run" / "checkpoints" / "latest").exists(), first)
         workers = worker_pids(tmp_path / "first")
@@ -331,12 +335,12 @@ def test_the_launchers_plugin_options_reach_its_workers(tmp_path: Path, plugin_d
 def test_a_log_dir_with_a_line_break_and_an_escape_is_named_escaped(tmp_path: Path,
                                                                     plugin_dirs: tuple[Path, Path]) -> None:
     """'last lines of LOG:' printed the --log-dir path raw: a line break split the line, an ESC
-    sequence reached the terminal."""
+    sequence reached the terminal. (A rank that exits: its log is named as a hung rank's is, without
+    the watchdog's wait.)"""
     logs = "l\nx\x1b[2J"
-    args = ["-n", "2", "--log-dir", logs, "--timeout", "8", "--", "train", "--strategy", "pipeline", "--max-steps",
-            "50", *TINY]
-    proc, _ = launch(args, tmp_path, plugin_dirs, tmp_path / "markers", DEEPSEEK_TEST_FAULT="1:2:hang")
-    assert proc.returncode == 124, proc.stderr
+    args = ["-n", "2", "--log-dir", logs, "--", "train", "--strategy", "ddp", "--max-steps", "50", *TINY]
+    proc, _ = launch(args, tmp_path, plugin_dirs, tmp_path / "markers", DEEPSEEK_TEST_FAULT="1:2:exit")
+    assert proc.returncode == 1, proc.stderr
     heading = [line for line in proc.stderr.splitlines() if line.startswith("last lines of ")]
     assert len(heading) == 1 and re.fullmatch(r"last lines of \$'l\\nx\\x1b\[2J/\S+/1/stderr\.log':", heading[0]), \
         proc.stderr
