@@ -81,6 +81,30 @@ def run_torchrun(
     return proc
 
 
+FUSED_ADAM_BUILD = "from deepspeed.ops.op_builder import FusedAdamBuilder; FusedAdamBuilder().load()"
+"""What DeepSpeed's ``FusedAdam`` does first on the CPU accelerator: JIT-build (or load) its op."""
+
+
+def start_fused_adam_build(log: Path) -> subprocess.Popen[bytes]:
+    """Start building DeepSpeed's CPU ``fused_adam`` op in a process of its own (its output in
+    ``log``), with the environment :func:`run_torchrun` gives its workers, so that the workers of a
+    test using ``FusedAdam`` find it built into the same ``TORCH_EXTENSIONS_DIR`` folder.
+
+    The build takes 90-160 s of both cores once per environment (the folder's build commands hold
+    the environment's absolute paths); inside the test it stopped that xdist worker for as long.
+    Started with the session it runs beside the tests, in the CPU time their waits leave (timeouts,
+    sleeps, ranks meeting); where the cores are busy throughout, it saves nothing. No
+    wait is needed: torch's JIT loader holds a lock file in the build folder while it builds, and
+    a worker that finds it waits for it, then loads what was built. The process is not stopped at
+    the session's end (a build killed halfway would leave that lock file, on which every later
+    load would wait forever); it ends by itself when the build does."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
+    env.pop("TORCH_CUDA_ARCH_LIST", None)
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-c", FUSED_ADAM_BUILD], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 def _stop(running: subprocess.Popen[str]) -> tuple[str, str]:
     """Stop a torchrun that ran too long, workers included, and return what it printed. Each
     worker still there first prints the stack of each of its threads (SIGUSR2, armed by

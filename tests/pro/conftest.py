@@ -6,7 +6,9 @@
   Trainer in one torchrun job; returns each run's metrics);
 - ``pro_runs``: every ddp / fsdp / deepspeed variant trained once for the whole run (shared
   by the xdist workers);
-- ``single_reference``: ``single`` in this process, the reference the others must match.
+- ``single_reference``: ``single`` in this process, the reference the others must match;
+- ``_fused_adam_prebuild`` (autouse): starts building DeepSpeed's CPU ``fused_adam`` op in the
+  background when a selected test is marked ``fused_adam`` (:func:`_prohelpers.start_fused_adam_build`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,33 @@ from _prohelpers import (
     run_single,
     run_torchrun,
     run_train_jobs,
+    start_fused_adam_build,
     strategy_jobs,
     tiny_run,
     train_records,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fused_adam: the test's workers build DeepSpeed's CPU fused_adam op "
+                                       "(started in the background at the session's first test)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fused_adam_prebuild(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """When a selected test is marked ``fused_adam``, the op's build starts at the session's first
+    test instead of inside that test's workers, once per run (both xdist workers run this; the
+    first to create the marker file starts it): see :func:`start_fused_adam_build`."""
+    if not any(item.get_closest_marker("fused_adam") for item in request.session.items):
+        return None
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    try:
+        os.close(os.open(shared / "fused_adam_build.started", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return None
+    return start_fused_adam_build(shared / "fused_adam_build.log")  # held until the session ends
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,9 @@ one written before its groups took the run's [optimizer] keys (FusedAdam's ``bia
 and group ``step``), which ``checkpoint export`` now writes in the canonical form.
 
 The first run in a fresh environment JIT-builds DeepSpeed's ``fused_adam`` op under
-``TORCH_EXTENSIONS_DIR`` (1-2 minutes on 2 cores); later runs reuse it.
+``TORCH_EXTENSIONS_DIR`` (1-2 minutes on 2 cores); later runs reuse it. The tests marked ``fused_adam``
+start that build at the session's first test (``conftest._fused_adam_prebuild``), so that it runs
+beside the other tests instead of inside this module's first job.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"dir": work, **records}
 
 
+@pytest.mark.fused_adam
 def test_deepspeeds_own_adamw_resumes_bit_for_bit(runs: dict[str, Any]) -> None:
     straight, resumed = losses(runs["straight"]), losses(runs["resumed"])
     assert len(straight) == 6 and straight[-1] < straight[0]
@@ -55,6 +58,7 @@ def test_deepspeeds_own_adamw_resumes_bit_for_bit(runs: dict[str, Any]) -> None:
     assert all(bool((a[k] == b[k]).all()) for k in a)
 
 
+@pytest.mark.fused_adam
 def test_its_checkpoint_resumes_under_torchs_adamw(runs: dict[str, Any]) -> None:
     """The checkpoint is the canonical one: its groups hold the run's [optimizer] keys, not
     FusedAdam's ``bias_correction`` and group ``step``, which torch's AdamW refused as another
@@ -102,6 +106,7 @@ def _written_before_the_fix(step: Path, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.fused_adam
 def test_a_checkpoint_written_before_the_fix_resumes_under_another_strategy(runs: dict[str, Any],
                                                                             tmp_path: Path) -> None:
     """Its FusedAdam keys are read as the writer now writes them; torch's AdamW (single here)
@@ -112,6 +117,7 @@ def test_a_checkpoint_written_before_the_fix_resumes_under_another_strategy(runs
     assert resumed == pytest.approx(losses(runs["straight"])[3:], rel=1e-5)
 
 
+@pytest.mark.fused_adam
 def test_export_writes_a_checkpoint_written_before_the_fix_in_the_canonical_form(runs: dict[str, Any],
                                                                                tmp_path: Path) -> None:
     from deepseek_pro.checkpoint import export_checkpoint
@@ -129,6 +135,7 @@ def _metadata(path: Path) -> dict[str, str]:
         return fh.metadata()
 
 
+@pytest.mark.fused_adam
 def test_a_checkpoint_written_before_the_fix_still_resumes_its_own_adamw_bit_for_bit(runs: dict[str, Any],
                                                                                      tmp_path: Path) -> None:
     old = _written_before_the_fix(runs["dir"] / "straight" / "checkpoints" / "step-3", tmp_path / "old")
