@@ -76,3 +76,17 @@ def test_a_killed_compress_leaves_no_half_run_folder_and_the_retry_works(tmp_pat
     assert retry.returncode == 0, retry.stderr
     assert (work / "pruned" / "compression.json").is_file() and not list(work.glob(".pruned.partial-*"))
     assert deepseek_cli("eval", "--checkpoint", "pruned", cwd=work).returncode == 0
+
+
+@pytest.mark.parametrize("report", ["small/config.toml", "small/compression.json", "small/sub/report.json"])
+def test_a_json_path_inside_the_out_folder_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, report: str
+) -> None:
+    """--json was written after the run folder, into it: 'small/config.toml' replaced the written
+    run's config with the JSON report (and 'small/compression.json' its record), exit 0."""
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "compress", "--checkpoint", "run", "--method", "quantize.int8",
+                                 "--out", "small", "--json", report)
+    assert code == 2, err
+    assert err.splitlines() == [f"error: --json: {report} is inside --out small, the run folder this command writes "
+                                "whole; give a path outside it, e.g. small-compression.json"]
+    assert list(tmp_path.iterdir()) == []
