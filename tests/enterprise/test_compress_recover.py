@@ -150,3 +150,17 @@ def test_recovery_that_cannot_run_is_one_line(monkeypatch: pytest.MonkeyPatch, t
                                  "--latency-runs", "0", *args)
     assert code == 2 and message in err, err
     assert len(err.splitlines()) == 1 and not (trained / "never").exists()
+
+
+def test_a_recover_step_that_diverges_fails_its_recipe_and_the_search_goes_on(trained: Path) -> None:
+    """lr=1e30 made the recovery's loss NaN: the whole search stopped, exit 1, with the trainer's
+    'lower train.lr' (an option compress has not); now that recipe fails with the recover step's
+    own fix, and the next recipe is measured and written."""
+    diverging = "prune.ffn ratio=0.5 + recover steps=3 lr=1e30"
+    code, err, report = _search(trained, "diverged", "100%", "--recipe", diverging, "--recipe", "quantize.int8")
+    assert code == 0, err
+    failed, kept = (c["verdict"] for c in report["candidates"])
+    assert failed.startswith("failed: recover: training diverged: the "), failed
+    assert failed.endswith("(train.lr=1e+30); give the step a lower learning rate ('recover lr=X')"), failed
+    assert kept == "kept: the smallest within budget"
+    assert report["recipe"] == "quantize.int8" and (trained / "diverged" / "compression.json").is_file()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from deepseek.errors import UsageError
+from deepseek.errors import TrainingDivergedError, UsageError
 from deepseek_enterprise.compress.compressor import Compressed, Compressor, Recovery, StepContext
 
 
@@ -124,8 +124,12 @@ class Recover(Compressor):
                   compressed=Compressed(model, table), report={})
         distils = _distils(model)
         run_config, schedule = self.run_config(r, steps, student, table=None if distils else table)
-        result = Trainer(config_from_dict(run_config, host=self.host), run_dir=work / "run", quiet=True,
-                         host=self.host).fit()
+        try:
+            result = Trainer(config_from_dict(run_config, host=self.host), run_dir=work / "run", quiet=True,
+                             host=self.host).fit()
+        except TrainingDivergedError as exc:  # the trainer's fix names train.*, which this step sets itself
+            what = str(exc).split("; ")[0]
+            raise TrainingDivergedError(f"recover: {what}; give the step a lower learning rate ('recover lr=X')") from None
         if result.stopped_by is not None:  # a signal asked the command to stop
             raise KeyboardInterrupt(result.stopped_by)
         trained, _, _ = load_trained(work / "run", r.device, host=self.host)

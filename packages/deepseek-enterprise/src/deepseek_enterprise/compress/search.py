@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import PluginError, UsageError
+from deepseek.errors import PluginError, TrainingDivergedError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -303,7 +303,8 @@ def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config:
         except UsageError as exc:
             t.verdict = f"not applicable: {exc}"
             continue
-        except PluginError as exc:  # a broken step fails its recipe; the search goes on
+        except (PluginError, TrainingDivergedError) as exc:  # a broken step, or a recover step whose training
+            # diverged, fails its recipe; the search goes on
             t.verdict = f"failed: {exc}"
             continue
         finally:  # keep only the chains a later recipe starts with (or is)
