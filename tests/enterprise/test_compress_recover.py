@@ -120,6 +120,8 @@ def no_data(trained: Path) -> Path:
     ("run", ["--max-drop", "5%", "--recovery-steps", "-1"], "Invalid value for '--recovery-steps'"),
     ("run", ["--max-drop", "5%", "--recovery-steps", "many"], "Invalid value for '--recovery-steps'"),
     ("run", ["--max-drop", "5%", "--recovery-steps", "1.5"], "Invalid value for '--recovery-steps'"),
+    ("run", ["--max-drop", "5%", "--recovery-steps", str(2**70)],  # was each recipe's 'not applicable: train.max_steps'
+     f"Invalid value for '--recovery-steps': {2**70} is not in the range 0<=x<={2**63 - 1}"),
     ("run", ["--max-drop", "5%", "--latency-runs", str(10**30)],  # ran until killed
      f"{10**30} is not in the range 0<=x<=1000000"),
     ("run", ["--max-drop", "5%", "--calibration-batches", str(10**30)],  # read batches until killed

@@ -31,6 +31,10 @@ from deepseek_enterprise.compress.search import (
 DEFAULT_RECOVERY_STEPS = 100
 """Training steps of a ``recover`` step in a ``--max-drop`` search unless ``--recovery-steps`` says."""
 
+MAX_RECOVERY_STEPS = 2**63 - 1
+"""The most ``--recovery-steps``: each recover step's train.max_steps, a TOML (64-bit) integer (2**70 was
+refused only inside the search, as every recover recipe's 'not applicable: train.max_steps: ...')."""
+
 MAX_CALIBRATION_BATCHES = 1024
 """The most ``--calibration-batches``: they are read and held in memory at once (10**30 filled the
 memory until the process was killed)."""
@@ -128,7 +132,7 @@ def compress_arguments(method: str | None, max_drop: str | None, recipes: tuple[
 @click.option("--prefer", type=click.Choice(list(PREFERENCES)),
               help="With --max-drop: keep the smallest recipe within the budget (size, the default) or the fastest "
                    "at batch 1 (latency; ties: smaller weights, then smaller drop).")
-@click.option("--recovery-steps", type=count(0), metavar="N",
+@click.option("--recovery-steps", type=count(0, MAX_RECOVERY_STEPS), metavar="N",
               help=f"With --max-drop: training steps of each recover step (pruned candidates distilled from the "
                    f"original; default {DEFAULT_RECOVERY_STEPS}; 0: no recovery).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A compressor option, e.g. ratio=0.5.")
