@@ -219,6 +219,13 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
      "bad.jsonl:1: latency.parameters 'many' is not a count"),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "parameters": -5}\n',
      "bad.jsonl:1: parameters -5 is not a count"),
+    # val was read unchecked beside a fused row's weighted results: a string was an internal error (TypeError),
+    # 3 was shown as 300.0 %
+    *(('{"task": "redundant", "config": "late", "seed": 0, "test": {"test_accuracy": 0.5}, '
+       '"missing": {"vision": 0.5, "audio": 0.5, "text": 0.5}, "val": ' + val + ', "weighted": {"val_accuracy": 0.5, '
+       '"test_accuracy": 0.5, "logit_weights": {"fused": 1, "vision": 1, "audio": 1, "text": 1}}}\n',
+       "bad.jsonl:1: val must give val_accuracy (and val_accuracy_<modality>) as numbers in [0, 1]")
+      for val in ('{"val_accuracy": "x"}', '{"val_accuracy": 3}', '[1, 2]', '{"val_accuracy_audio": NaN}')),
     # a modality's own reading was shown as a percentage as it came: 7.5 as 750.0, true as 100.0
     ('{"task": "redundant", "config": "audio", "seed": 0, "test": {"test_accuracy": 0.5, "test_accuracy_audio": 7.5}}\n',
      "bad.jsonl:1: test.test_accuracy_audio must be a number in [0, 1], got 7.5"),

@@ -174,10 +174,14 @@ def _number(v: Any) -> bool:
 
 
 def _check_extras(row: dict[str, Any]) -> str | None:
-    """The optional parts of a results line: ``parameters``, ``val_curve`` and ``latency``."""
+    """The optional parts of a results line: ``parameters``, ``val``, ``val_curve`` and ``latency``."""
     params = row.get("parameters")
     if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
         return f"parameters {params!r} is not a count"
+    val = row.get("val")  # the fixed-weights table shows val.val_accuracy as a percentage
+    if val is not None and not (isinstance(val, dict) and all(
+            _number(v) and 0.0 <= v <= 1.0 for k, v in val.items() if k.startswith("val_accuracy"))):
+        return "val must give val_accuracy (and val_accuracy_<modality>) as numbers in [0, 1]"
     curve = row.get("val_curve")
     if curve is not None and not (isinstance(curve, list) and all(
             isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool) and p[0] >= 0
