@@ -1,15 +1,15 @@
-"""The multimodal classifier under ``deepseek launch -n 2 -- train --strategy ddp|fsdp|deepspeed``
+"""The multimodal classifier on 2 processes under ``ddp``, ``fsdp`` and ``deepspeed`` (stage 2)
 with gradient accumulation (``train.grad_accum = 2``) on batches missing a modality
 (``data.missing = ["audio"]``: every sample's audio marked absent, its encoder still run and
 masked out of the fusion and the auxiliary loss) gives ``single``'s step losses, accuracies and
 validation figures: every parameter gets a gradient and no strategy needs ``find_unused_parameters``. Measured: losses
-equal to single's, ``val_loss`` within 1.2e-7 (docs/multimodal.md)."""
+equal to single's, ``val_loss`` within 1.2e-7 (docs/multimodal.md). The three runs share one
+torchrun job (``run_train_jobs``: core's Trainer, as ``deepseek train`` runs it on each rank);
+``deepseek launch -- train`` itself is tested by tests/pro/test_launch*.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pro"))
-from _prohelpers import losses, run_single, train_records  # noqa: E402
+from _prohelpers import losses, run_single, run_train_jobs, train_records  # noqa: E402
 
 STEPS = 4
 RTOL = 1e-5
-STRATEGIES = {"ddp": ["--strategy", "ddp"], "fsdp": ["--strategy", "fsdp"],
-              "deepspeed": ["--strategy", "deepspeed", "--set", "strategy.stage=2"]}
+STRATEGIES = {"ddp": {"name": "ddp"}, "fsdp": {"name": "fsdp"}, "deepspeed": {"name": "deepspeed", "stage": 2}}
 
 
 def config() -> dict[str, Any]:
@@ -49,19 +48,10 @@ def evals(run_dir: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import tomli_w
-
     work = tmp_path_factory.mktemp("mm_accum")
     run_single(config(), work / "single")
-    tables = config()
-    tables["strategy"] = {"name": "ddp"}
-    path = work / "config.toml"
-    path.write_text(tomli_w.dumps(tables), encoding="utf-8")
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    for name, args in STRATEGIES.items():
-        done = subprocess.run([sys.executable, "-m", "deepseek", "launch", "-n", "2", "--", "train", str(path), *args,
-                               "--run-dir", str(work / name)], capture_output=True, text=True, timeout=600, env=env)
-        assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
+    run_train_jobs([{"name": name, "config": {**config(), "strategy": strategy}} for name, strategy in STRATEGIES.items()],
+                   work, timeout=600)
     return work
 
 
