@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,15 @@ def deepseek_here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str,
     finally:
         torch.set_num_threads(threads)
     return int(code), err.getvalue().strip(), out.getvalue()
+
+
+def deepseek_run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """:func:`deepseek_here` for callers without a ``monkeypatch`` (module-scoped fixtures), called
+    as ``_compresshelpers.deepseek_cli`` is and shaped as the finished process it stands for:
+    ``returncode``, ``stdout``, ``stderr`` (stripped). ``env`` is set in ``os.environ`` for the
+    call (the processes it starts inherit it) and restored after."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        code, err, out = deepseek_here(patch, cwd, *args)
+    return subprocess.CompletedProcess(["deepseek", *args], code, out, err)

@@ -1,5 +1,5 @@
 """What the ``deepseek tune`` and ``deepseek compare`` tests share: a tiny GPT config, a search
-space, and running the CLI in a subprocess."""
+space, and running the CLI in a subprocess or in the test's process."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from _inprocess import deepseek_run
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -58,6 +60,12 @@ poll_s = 0.2
 
 def deepseek(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DEEPSEEK, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def tune_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``deepseek ARGS`` in this process (no start-up of its own), for a tuner whose process is not
+    what a test checks; the trials it starts get ``OMP_NUM_THREADS=1`` as under :func:`deepseek`."""
+    return deepseek_run(*args, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
 
 
 def write(folder: Path, steps: int = 30, space: str = SPACE) -> None:

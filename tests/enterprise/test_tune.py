@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _inprocess import deepseek_here
-from _tune_common import SPACE, deepseek, trials, write
+from _inprocess import deepseek_here, deepseek_run
+from _tune_common import SPACE, trials, tune_here, write
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("tune")
     write(work, steps=100)
-    out = deepseek("tune", "base.toml", "--study", "s", "--space", "space.toml", "--trials", "8", "--out", "st",
-                   "--sampler", "random", cwd=work)
+    # the tuner in this process; its 8 trials are processes of their own
+    out = tune_here("tune", "base.toml", "--study", "s", "--space", "space.toml", "--trials", "8", "--out", "st",
+                    "--sampler", "random", cwd=work)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return {"dir": work, "out": work / "st", "stdout": out.stdout}
 
@@ -49,8 +50,8 @@ def test_study_runs_its_trials_and_writes_every_artefact(study: dict[str, Any]) 
 
 def test_another_study_in_the_same_folder_is_refused_and_the_first_kept(study: dict[str, Any]) -> None:
     before = (study["out"] / "trials.json").read_bytes()
-    out = deepseek("tune", "base.toml", "--study", "other", "--space", "space.toml", "--trials", "2", "--out", "st",
-                   cwd=study["dir"])
+    out = deepseek_run("tune", "base.toml", "--study", "other", "--space", "space.toml", "--trials", "2", "--out", "st",
+                       cwd=study["dir"])
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1] == (
         "error: --out st: holds study 's' (its trials.json and trial folders), which study 'other' would overwrite; "
@@ -61,7 +62,7 @@ def test_another_study_in_the_same_folder_is_refused_and_the_first_kept(study: d
 def test_best_toml_trains_as_is_to_the_best_value(study: dict[str, Any]) -> None:
     rows = [r for r in trials(study["out"]) if r["state"] == "complete"]
     best = min(rows, key=lambda r: r["value"])
-    out = deepseek("train", str(study["out"] / "best.toml"), "--run-dir", "again", "--quiet", cwd=study["dir"])
+    out = deepseek_run("train", str(study["out"] / "best.toml"), "--run-dir", "again", "--quiet", cwd=study["dir"])
     assert out.returncode == 0, out.stderr
     records = [json.loads(x) for x in (study["dir"] / "again" / "metrics.jsonl").read_text().splitlines()]
     final = [r["val_loss"] for r in records if "val_loss" in r][-1]
