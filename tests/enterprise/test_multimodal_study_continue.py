@@ -30,10 +30,11 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_a_stopped_study_continues_and_gives_the_uninterrupted_results(tmp_path: Path) -> None:
-    whole = _study(tmp_path, "whole")
-    whole.communicate(timeout=600)
-    assert whole.returncode == 0
+def test_a_stopped_study_continues_and_gives_the_uninterrupted_results(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the study stopped by SIGTERM is a process of its own; the others run in this one.
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--out", "whole")
+    assert code == 0, err
     proc = _study(tmp_path, "cut")
     run = tmp_path / "cut" / "runs" / "redundant-audio-s0" / "checkpoints"
     deadline = time.monotonic() + 300
@@ -46,17 +47,15 @@ def test_a_stopped_study_continues_and_gives_the_uninterrupted_results(tmp_path:
     assert err.strip().splitlines()[-1].startswith("stopped: SIGTERM after step ")
     assert "run the same command again to continue the study in cut" in err
     assert not (tmp_path / "cut" / "results.jsonl").exists()  # no results for a model stopped half-way
-    again = _study(tmp_path, "cut")
-    _, err = again.communicate(timeout=600)
-    assert again.returncode == 0, err
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--out", "cut")
+    assert code == 0, err
     assert "resuming cut/runs/redundant-audio-s0 from step " in err
     (cut,), (ref,) = _rows(tmp_path / "cut" / "results.jsonl"), _rows(tmp_path / "whole" / "results.jsonl")
     assert cut["test"] == ref["test"] and cut["val_curve"] == ref["val_curve"]  # bit for bit
 
     # Finished: the same command trains nothing; a second seed is added beside the first.
-    again = _study(tmp_path, "cut", "--seed", "1")
-    _, err = again.communicate(timeout=600)
-    assert again.returncode == 0 and "1 model(s) already have results" in err, err
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--seed", "1", "--out", "cut")
+    assert code == 0 and "1 model(s) already have results" in err, err
     rows = _rows(tmp_path / "cut" / "results.jsonl")
     assert [r["seed"] for r in rows] == [0, 1] and rows[0] == cut
 
