@@ -1,4 +1,5 @@
-"""Shared by the compression tests: a tiny config, the CLI in a subprocess, deepseek-core alone."""
+"""Shared by the compression tests: a tiny config trained in this process, the CLI in a subprocess,
+deepseek-core alone."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from _inprocess import deepseek_run
 
 CONFIG = {
     "model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 2, "max_seq_len": 32, "d_ff": 64},
@@ -43,10 +46,12 @@ def core_only_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def train_tiny(work: Path, config: dict | None = None) -> Path:
-    """Train the tiny config (30 steps, CPU) into ``work/run``; returns ``work``."""
+    """Train the tiny config (30 steps, CPU) into ``work/run`` with ``deepseek train`` run in this
+    process (no process start: the tests that use it read the run, they do not test a process);
+    returns ``work``."""
     import tomli_w
 
     (work / "c.toml").write_text(tomli_w.dumps(config or CONFIG))
-    out = deepseek_cli("train", "c.toml", "--run-dir", "run", "--quiet", cwd=work)
+    out = deepseek_run("train", "c.toml", "--run-dir", "run", "--quiet", cwd=work)
     assert out.returncode == 0, out.stderr
     return work

@@ -1,6 +1,7 @@
 """``deepseek compress`` and ``prune.ffn``: structure really removed (a smaller dense GPT that
 deepseek-core alone loads), dead channels removed first so the output is unchanged, the run
-folder's files, and bad input refused with one line."""
+folder's files, and bad input refused with one line. ``deepseek`` runs in this process
+(``deepseek_run``); deepseek-core alone (``core_only_cli``) is a process of its own."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from _compresshelpers import CONFIG, core_only_cli, deepseek_cli, train_tiny
-from _inprocess import deepseek_here
+from _compresshelpers import CONFIG, core_only_cli, train_tiny
+from _inprocess import deepseek_here, deepseek_run
 
 import deepseek
 from deepseek.config.load import config_from_dict
@@ -94,7 +95,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_compress_writes_a_run_that_core_alone_evaluates(trained: Path) -> None:
-    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
+    out = deepseek_run("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
                        "--out", "pruned", "--latency-runs", "5", "--json", "c.json", cwd=trained)
     assert out.returncode == 0, out.stderr
     report = json.loads((trained / "c.json").read_text())
@@ -111,7 +112,7 @@ def test_compress_writes_a_run_that_core_alone_evaluates(trained: Path) -> None:
 
 
 def test_head_pruned_run_loads_and_generates_with_core_alone(trained: Path) -> None:
-    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.heads", "--set", "ratio=0.5",
+    out = deepseek_run("compress", "--checkpoint", "run", "--method", "prune.heads", "--set", "ratio=0.5",
                        "--out", "heads", "--latency-runs", "0", "--json", "reports/h.json", cwd=trained)
     assert out.returncode == 0, out.stderr
     assert out.stdout.endswith("\nwrote reports/h.json (created folder reports)\n")  # --json named, as --out is
@@ -126,11 +127,11 @@ def test_head_pruned_run_loads_and_generates_with_core_alone(trained: Path) -> N
 
 
 def test_a_pruned_model_fine_tunes_from_its_weights(trained: Path) -> None:
-    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
+    out = deepseek_run("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
                        "--out", "p2", "--latency-runs", "0", "--json", "p2.json", cwd=trained)
     assert out.returncode == 0, out.stderr
     pruned_loss = json.loads((trained / "p2.json").read_text())["compressed"]["val_loss"]
-    tune = deepseek_cli("train", "p2/config.toml", "--set", 'train.init_from="p2"', "--max-steps", "10",
+    tune = deepseek_run("train", "p2/config.toml", "--set", 'train.init_from="p2"', "--max-steps", "10",
                         "--run-dir", "ft", "--quiet", cwd=trained)
     assert tune.returncode == 0, tune.stderr
     records = [json.loads(x) for x in (trained / "ft" / "metrics.jsonl").read_text().splitlines()]
@@ -174,7 +175,7 @@ def test_distillation_trains_the_student_only_and_extracts_it(trained: Path) -> 
     for name, config in (("d0", _distill_config("run", 0.0)), ("d5", _distill_config("run", 0.5)),
                          ("plain", student_only)):
         (trained / f"{name}.toml").write_text(tomli_w.dumps(config))
-        out = deepseek_cli("train", f"{name}.toml", "--run-dir", name, "--quiet", cwd=trained)
+        out = deepseek_run("train", f"{name}.toml", "--run-dir", name, "--quiet", cwd=trained)
         assert out.returncode == 0, out.stderr
     d0, d5, plain = (_records(trained / n) for n in ("d0", "d5", "plain"))
     # alpha = 0: the hard-label loss alone, so the very run of the plain student (same seed, data).
@@ -191,7 +192,7 @@ def test_distillation_trains_the_student_only_and_extracts_it(trained: Path) -> 
     keys = load_model_state(resolve_checkpoint(trained / "d5"))
     assert keys and all(k.startswith("student.") for k in keys)
     teacher = load_model_state(resolve_checkpoint(trained / "run"))
-    out = deepseek_cli("compress", "--checkpoint", "d5", "--method", "distill.student", "--out", "student",
+    out = deepseek_run("compress", "--checkpoint", "d5", "--method", "distill.student", "--out", "student",
                        "--latency-runs", "0", cwd=trained)
     assert out.returncode == 0, out.stderr
     ev = core_only_cli("eval", "--checkpoint", "student", "--json", cwd=trained)
@@ -205,20 +206,20 @@ def test_a_pruned_model_recovers_by_distillation_from_its_original(trained: Path
     validation ce is the pruned model's own loss) and the extracted student keeps the pruned shape."""
     import tomli_w
 
-    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
+    out = deepseek_run("compress", "--checkpoint", "run", "--method", "prune.ffn", "--set", "ratio=0.5",
                        "--out", "half-ffn", "--latency-runs", "0", cwd=trained)
     assert out.returncode == 0, out.stderr
-    pruned_loss = json.loads(deepseek_cli("eval", "--checkpoint", "half-ffn", "--json", cwd=trained).stdout)["val_loss"]
+    pruned_loss = json.loads(deepseek_run("eval", "--checkpoint", "half-ffn", "--json", cwd=trained).stdout)["val_loss"]
     config = {**CONFIG, "model": {"name": "distill", "teacher": "run", "student_from": "half-ffn", "alpha": 0.5},
               "train": {**CONFIG["train"], "max_steps": 6, "eval_interval": 3, "lr": 1e-3, "warmup_steps": 0}}
     (trained / "recover-half.toml").write_text(tomli_w.dumps(config))
-    out = deepseek_cli("train", "recover-half.toml", "--run-dir", "recover-half", "--quiet", cwd=trained)
+    out = deepseek_run("train", "recover-half.toml", "--run-dir", "recover-half", "--quiet", cwd=trained)
     assert out.returncode == 0, out.stderr
     from deepseek.training.checkpoint import load_model_state, resolve_checkpoint
 
     state = load_model_state(resolve_checkpoint(trained / "recover-half"))
     assert tuple(state["student.blocks.0.mlp.fc.weight"].shape) == (32, 32)  # d_ff 64 -> 32
-    out = deepseek_cli("compress", "--checkpoint", "recover-half", "--method", "distill.student", "--out", "recovered-half",
+    out = deepseek_run("compress", "--checkpoint", "recover-half", "--method", "distill.student", "--out", "recovered-half",
                        "--latency-runs", "0", cwd=trained)
     assert out.returncode == 0, out.stderr
     recovered = json.loads(core_only_cli("eval", "--checkpoint", "recovered-half", "--json", cwd=trained).stdout)

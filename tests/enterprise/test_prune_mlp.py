@@ -13,6 +13,7 @@ import pytest
 import torch
 from _compresshelpers import deepseek_cli, train_tiny
 from _hosts import enterprise_host, registering
+from _inprocess import deepseek_run
 from test_quantize import MULTIMODAL
 
 from deepseek.config.load import config_from_dict
@@ -112,6 +113,7 @@ def mm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_compress_prunes_the_trained_tri_modal_model_and_the_result_evaluates(mm_run: Path) -> None:
     tmp_path = mm_run
+    # a process of its own: torch-pruning's "Unwrapped parameters" warning would reach its stderr
     out = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--set", "score=taylor",
                        "--out", "pruned", "--latency-runs", "0", "--json", "pruned.json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -119,12 +121,12 @@ def test_compress_prunes_the_trained_tri_modal_model_and_the_result_evaluates(mm
     report = json.loads((tmp_path / "pruned.json").read_text())
     assert report["compressed"]["parameters"] < report["original"]["parameters"]
     assert "val_accuracy" in report["compressed"]
-    ev = deepseek_cli("eval", "--checkpoint", "pruned", "--json", cwd=tmp_path)
+    ev = deepseek_run("eval", "--checkpoint", "pruned", "--json", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
     saved = (tmp_path / "pruned" / "config.toml").read_text()
     assert "mlp_ratio = 2.0" in saved and "d_ff = 64" in saved
-    bad = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--set", "ratio=1",
+    bad = deepseek_run("compress", "--checkpoint", "run", "--method", "prune.mlp", "--set", "ratio=1",
                        "--out", "never", cwd=tmp_path)
     assert bad.returncode == 2 and "ratio: must be between 0 and 1" in bad.stderr and not (tmp_path / "never").exists()
 
@@ -135,10 +137,10 @@ def test_the_search_recovers_the_pruned_tri_modal_model_by_fine_tuning(mm_run: P
 
     tmp_path = mm_run
     recovered = "prune.mlp ratio=0.5 + recover lr=1e-09"
-    out = deepseek_cli("compress", "--checkpoint", "run", "--max-drop", "1000pt", "--recipe", recovered,
+    out = deepseek_run("compress", "--checkpoint", "run", "--max-drop", "1000pt", "--recipe", recovered,
                        "--recovery-steps", "3", "--out", "rec", "--latency-runs", "0", "--json", "rec.json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    bare = deepseek_cli("compress", "--checkpoint", "run", "--method", "prune.mlp", "--out", "bare", "--latency-runs",
+    bare = deepseek_run("compress", "--checkpoint", "run", "--method", "prune.mlp", "--out", "bare", "--latency-runs",
                         "0", "--json", "bare.json", cwd=tmp_path)
     assert bare.returncode == 0, bare.stderr
     report, cut = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("rec", "bare"))
@@ -154,7 +156,7 @@ def test_the_search_recovers_the_pruned_tri_modal_model_by_fine_tuning(mm_run: P
     assert max((recovered_weights[k] - v).abs().max().item() for k, v in bare_weights.items()) < 1e-6
     saved = (tmp_path / "rec" / "config.toml").read_text()
     assert 'name = "multimodal.classifier"' in saved and "mlp_ratio = 2.0" in saved
-    ev = deepseek_cli("eval", "--checkpoint", "rec", "--json", cwd=tmp_path)
+    ev = deepseek_run("eval", "--checkpoint", "rec", "--json", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(row["val_loss"], rel=1e-5)
 

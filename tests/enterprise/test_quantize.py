@@ -2,7 +2,9 @@
 generates and goes through ``deepseek.optimize``; Linear weights shrink as stated; numbers stay
 within the stated tolerance of the original; deepseek-core alone names what loading needs; a
 tampered file and bad input are refused with one line. int4/float8 run on CUDA only: on a CPU
-they are refused clearly (and tested for real where a GPU is present)."""
+they are refused clearly (and tested for real where a GPU is present). The commands run in this
+process (``deepseek_run``), but for the core-alone ``eval``, which needs a process without
+deepseek-enterprise."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from _compresshelpers import CONFIG, core_only_cli, deepseek_cli, train_tiny
-from _inprocess import deepseek_here
+from _compresshelpers import CONFIG, core_only_cli, train_tiny
+from _inprocess import deepseek_here, deepseek_run
 
 import deepseek
 from deepseek.config.components import NoOptions
@@ -42,7 +44,7 @@ def _logits(run: Path) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize(("method", "ratio"), [("quantize.int8", 3.5), ("quantize.int8-weight", 3.5)])
 def test_quantized_run_loads_evaluates_and_stays_close(trained: Path, method: str, ratio: float) -> None:
     out_dir = method.replace(".", "_")
-    out = deepseek_cli("compress", "--checkpoint", "run", "--method", method, "--out", out_dir,
+    out = deepseek_run("compress", "--checkpoint", "run", "--method", method, "--out", out_dir,
                        "--latency-runs", "0", "--json", f"{out_dir}.json", cwd=trained)
     assert out.returncode == 0, out.stderr
     report = json.loads((trained / f"{out_dir}.json").read_text())
@@ -52,12 +54,12 @@ def test_quantized_run_loads_evaluates_and_stays_close(trained: Path, method: st
     assert report["loads_with"].startswith("deepseek-enterprise with torchao")
     assert report["compressed"]["weights_bytes"] < report["original"]["weights_bytes"] / 2
     assert report["compressed"]["val_loss"] == pytest.approx(report["original"]["val_loss"], rel=1e-2)
-    ev = deepseek_cli("eval", "--checkpoint", out_dir, "--json", cwd=trained)
+    ev = deepseek_run("eval", "--checkpoint", out_dir, "--json", cwd=trained)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-6)
     (ref, ids), (got, _) = _logits(trained / "run"), _logits(trained / out_dir)
     assert 0 < ((got - ref).abs().max() / ref.abs().max()).item() < INT8_TOLERANCE
-    gen = deepseek_cli("generate", "--checkpoint", out_dir, "def ", "--max-new-tokens", "6", cwd=trained)
+    gen = deepseek_run("generate", "--checkpoint", out_dir, "def ", "--max-new-tokens", "6", cwd=trained)
     assert gen.returncode == 0 and gen.stdout.startswith("def "), gen.stderr
     # The quantized layers really hold int8 data, rebuilt from the file.
     from deepseek.training.inference import load_trained
@@ -70,7 +72,7 @@ def test_quantized_run_loads_evaluates_and_stays_close(trained: Path, method: st
 
 
 def test_core_alone_names_what_loading_needs(trained: Path) -> None:
-    out = deepseek_cli("compress", "--checkpoint", "run", "--method", "quantize.int8", "--out", "q_core",
+    out = deepseek_run("compress", "--checkpoint", "run", "--method", "quantize.int8", "--out", "q_core",
                        "--latency-runs", "0", cwd=trained)
     assert out.returncode == 0, out.stderr
     ev = core_only_cli("eval", "--checkpoint", "q_core", cwd=trained)
@@ -149,13 +151,13 @@ def test_cuda_schemes_round_trip(trained: Path, method: str) -> None:
     if method.endswith("float8") and torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("float8 needs compute capability 8.9")
     out_dir = method.replace(".", "_")
-    out = deepseek_cli("compress", "--checkpoint", "run", "--method", method, "--set", "group_size=32"
+    out = deepseek_run("compress", "--checkpoint", "run", "--method", method, "--set", "group_size=32"
                        if "int4" in method else "skip=[\"lm_head\"]", "--device", "cuda", "--out", out_dir,
                        "--latency-runs", "0", "--json", f"{out_dir}.json", cwd=trained)
     assert out.returncode == 0, out.stderr
     report = json.loads((trained / f"{out_dir}.json").read_text())
     assert report["compressed"]["val_loss"] == pytest.approx(report["original"]["val_loss"], rel=3e-2)
-    ev = deepseek_cli("eval", "--checkpoint", out_dir, "--device", "cuda", "--json", cwd=trained)
+    ev = deepseek_run("eval", "--checkpoint", out_dir, "--device", "cuda", "--json", cwd=trained)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-3)
 
@@ -196,7 +198,7 @@ def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: P
     """Swin, audio and text encoders and the fusion: their Linear layers go to int8; an accuracy
     budget (points) is read from val_accuracy; GPT-only pruning says it does not apply."""
     train_tiny(tmp_path, MULTIMODAL)
-    out = deepseek_cli("compress", "--checkpoint", "run", "--max-drop", "100pt", "--recipe", "prune.ffn ratio=0.5",
+    out = deepseek_run("compress", "--checkpoint", "run", "--max-drop", "100pt", "--recipe", "prune.ffn ratio=0.5",
                        "--recipe", "prune.heads ratio=0.25", "--recipe", "quantize.int8", "--out", "mm8", "--latency-runs", "0", "--json", "mm8.json",
                        cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -209,7 +211,7 @@ def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: P
     record = report["record"][0]["record"]
     assert record["layers"] > 10 and record["quantized_weight_ratio"] > 2
     assert "val_accuracy" in report["compressed"]
-    ev = deepseek_cli("eval", "--checkpoint", "mm8", "--json", cwd=tmp_path)
+    ev = deepseek_run("eval", "--checkpoint", "mm8", "--json", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["val_loss"] == pytest.approx(report["compressed"]["val_loss"], rel=1e-5)
 
