@@ -2,7 +2,9 @@
 failing trial recorded while the study goes on, the advisor skipping a trial that cannot fit
 without running it, and trials of a launcher strategy under ``deepseek launch`` (apart from
 test_tune.py and the other test_tune_*.py files so that pytest-xdist spreads them over its two
-workers)."""
+workers). The tuners of the failing-trial, advisor and launcher tests, and those continuing or
+matching a study in the last two tests, run in the test's process (``tune_here``; their trials
+are still processes); a tuner killed, stopped or run beside another is a process of its own."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _tune_common import DEEPSEEK, ENV, SPACE, deepseek, tiny_config, trials, write
+from _tune_common import DEEPSEEK, ENV, SPACE, deepseek, tiny_config, trials, tune_here, write
 
 
 def _running_trial(folder: Path, number: int, timeout: float = 120) -> None:
@@ -151,8 +153,8 @@ def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None
 "data.path" = {{ choices = ["", {json.dumps(str(empty))}] }}
 """
     write(tmp_path, steps=10, space=space)
-    out = deepseek("tune", "base.toml", "--study", "f", "--space", "space.toml", "--trials", "4", "--out", "st",
-                   "--sampler", "random", "--seed", "3", cwd=tmp_path)
+    out = tune_here("tune", "base.toml", "--study", "f", "--space", "space.toml", "--trials", "4", "--out", "st",
+                    "--sampler", "random", "--seed", "3", cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     rows = trials(tmp_path / "st")
     failed = [r for r in rows if r["state"] == "fail"]
@@ -183,8 +185,8 @@ warmup = 1
 device_memory = "1GiB"
 headroom = 0.0
 """)
-    out = deepseek("tune", "base.toml", "--study", "a", "--space", "space.toml", "--trials", "1", "--out", "st",
-                   "--objective", "tokens_per_s", cwd=tmp_path)
+    out = tune_here("tune", "base.toml", "--study", "a", "--space", "space.toml", "--trials", "1", "--out", "st",
+                    "--objective", "tokens_per_s", cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     rows = trials(tmp_path / "st")
     skipped = [r for r in rows if r.get("skipped")]
@@ -206,8 +208,8 @@ def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path)
     base = tiny_config(10).replace('name = "single"\ndevice = "cpu"', 'name = "ddp"')
     (tmp_path / "base.toml").write_text(base)
     (tmp_path / "space.toml").write_text(SPACE + "nproc = 2\n")
-    out = deepseek("tune", "base.toml", "--study", "d", "--space", "space.toml", "--trials", "1", "--out", "st",
-                   cwd=tmp_path)
+    out = tune_here("tune", "base.toml", "--study", "d", "--space", "space.toml", "--trials", "1", "--out", "st",
+                    cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     (row,) = trials(tmp_path / "st")
     assert row["state"] == "complete" and row["value"] > 0
@@ -216,8 +218,8 @@ def test_trials_of_a_launcher_strategy_run_under_deepseek_launch(tmp_path: Path)
 
     (tmp_path / "space.toml").write_text('[space]\n"train.grad_accum" = { choices = [1, 2] }\n'
                                          "[tuner]\nnproc = 2\nsteps = 2\nwarmup = 1\n")
-    out = deepseek("tune", "base.toml", "--study", "e", "--space", "space.toml", "--trials", "1", "--out", "se",
-                   "--objective", "tokens_per_s", cwd=tmp_path)
+    out = tune_here("tune", "base.toml", "--study", "e", "--space", "space.toml", "--trials", "1", "--out", "se",
+                    "--objective", "tokens_per_s", cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     (row,) = trials(tmp_path / "se")
     bench = json.loads((tmp_path / "se" / "trials" / "0000" / "bench.json").read_text())
@@ -248,14 +250,15 @@ def test_a_trial_whose_training_finished_before_the_kill_is_taken_up_not_run_aga
     the trial trained it again from the start. Now the re-run takes the finished run's value (its
     trial.toml, checkpoint and last evaluation prove it) without starting a training."""
     write(tmp_path, steps=20, space=SPACE)
-    args = ["tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "3", "--out", "st",
+    # 2 trials: the baseline, then trial 1, killed and taken up (a third adds a training, not a check)
+    args = ["tune", "base.toml", "--study", "k", "--space", "space.toml", "--trials", "2", "--out", "st",
             "--pruner", "none"]
     killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_TRAINING, "0001", *args], cwd=tmp_path, env=ENV,
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     finished = tmp_path / "st" / "trials" / "0001" / "run"
     value = [json.loads(x)["val_loss"] for x in (finished / "metrics.jsonl").read_text().splitlines() if "val_loss" in x]
-    out = deepseek(*args, cwd=tmp_path)
+    out = tune_here(*args, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     rows = {r["number"]: r for r in trials(tmp_path / "st")}
     assert rows[1]["state"] == "fail" and rows[1]["interrupted"]
@@ -280,7 +283,7 @@ def test_a_trial_killed_mid_training_is_resumed_from_its_checkpoint_to_the_same_
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "base.toml").write_text(base)
         (tmp_path / folder / "space.toml").write_text(SPACE)
-    straight = deepseek(*args, cwd=tmp_path / "straight")
+    straight = tune_here(*args, cwd=tmp_path / "straight")
     assert straight.returncode == 0, straight.stdout[-2000:] + straight.stderr[-2000:]
 
     run = tmp_path / "killed" / "st" / "trials" / "0000" / "run"
@@ -308,7 +311,7 @@ def test_a_trial_killed_mid_training_is_resumed_from_its_checkpoint_to_the_same_
     saved = ckpt.read_trainer_state(ckpt.resolve_checkpoint(run))["step"]
     assert 10 <= saved < 60
 
-    out = deepseek(*args, cwd=tmp_path / "killed")
+    out = tune_here(*args, cwd=tmp_path / "killed")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     rows = {r["number"]: r for r in trials(tmp_path / "killed" / "st")}
     assert rows[0]["state"] == "fail" and rows[0]["interrupted"]
