@@ -58,6 +58,33 @@ def test_the_weights_a_callback_stopped_at_are_evaluated(tiny_config_on: Any, tm
     assert result.val_metrics["val_loss"] == next(r["val_loss"] for r in records if r.get("step") == at and "val_loss" in r)
 
 
+class StopAtFiveScoringSteps(StopAtThree):
+    """Stops at step 5 (a checkpoint step, not an evaluation step); every evaluation scores its step."""
+
+    AT = 5
+
+    @hookimpl
+    def deepseek_evaluate(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
+        metrics["val_score"] = float(step)
+
+
+def test_a_stop_at_a_saved_step_that_evaluates_best_marks_that_checkpoint_best(tiny_config_on: Any,
+                                                                              tmp_path: Path) -> None:
+    """Step 5 is saved at its interval before the callback's stop evaluates it; that evaluation is
+    the best (``val_score`` = step, ``max``): step-5 is the best checkpoint, as the monitor says,
+    not step-4 (whose weights are not the best ones)."""
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopAtFiveScoringSteps(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 8, "eval_interval": 4, "monitor": "val_score",
+                                         "monitor_mode": "max"}, checkpoint={"interval": 5, "keep_best": True})
+    result = Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    root = tmp_path / "run" / "checkpoints"
+    assert result.step == 5 and result.monitor["best_step"] == 5
+    assert result.best_checkpoint == root / "step-5"
+    assert (root / "best").read_text().strip() == "step-5"
+    assert read_trainer_state(root / "step-5")["monitor"]["best_step"] == 5
+
+
 def test_early_stopping_says_why_it_ended(tiny_config_on: Any, tmp_path: Path) -> None:
     host = PluginHost(PluginSettings(autoload=False))
     train = {"max_steps": 12, "eval_interval": 2, "monitor_mode": "max", "early_stop_patience": 2}

@@ -274,7 +274,8 @@ class Trainer:
             # A callback ended the run: its last weights are evaluated, as at the last step (Lightning
             # validates on should_stop too); a signal stops for a resume and evaluates nothing.
             best = self._evaluate(progress) and self.config.checkpoint.keep_best
-        if self.step > self._saved_step and (signalled or self.config.checkpoint.at_end or best):
+        # best: saved (again, when its interval saved it unmarked) so that the best checkpoint is this step's
+        if best or (self.step > self._saved_step and (signalled or self.config.checkpoint.at_end)):
             self.save_checkpoint(best=bool(best))
         if signalled:
             self.stopped_by = self._stop.describe()
