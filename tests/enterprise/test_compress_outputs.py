@@ -90,3 +90,15 @@ def test_a_json_path_inside_the_out_folder_is_refused_before_anything_is_written
     assert err.splitlines() == [f"error: --json: {report} is inside --out small, the run folder this command writes "
                                 "whole; give a path outside it, e.g. small-compression.json"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_json_path_reaching_the_out_folder_through_dot_dot_is_refused(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """'sub/../small/config.toml' (sub a folder) is small/config.toml: refused as that path is."""
+    (tmp_path / "sub").mkdir()
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "compress", "--checkpoint", "run", "--method", "quantize.int8",
+                                 "--out", "small", "--json", "sub/../small/config.toml")
+    assert code == 2, err
+    assert err.splitlines() == ["error: --json: sub/../small/config.toml is inside --out small, the run folder this "
+                                "command writes whole; give a path outside it, e.g. small-compression.json"]
+    assert list(tmp_path.iterdir()) == [tmp_path / "sub"]

@@ -170,7 +170,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     to_file = json_path is not None and json_path != "-"
     json_missing = check_output(json_path, where="--json", folder=False, file_name="compression.json",
                                 host=host) if to_file else []
-    if to_file and Path(out).absolute() in Path(json_path).absolute().parents:
+    if to_file and Path(out).resolve() in Path(json_path).resolve().parents:  # resolved: '..' and links too
         # written after the run folder, it replaced the folder's own file of that name (config.toml, compression.json)
         raise UsageError(f"--json: {json_path} is inside --out {out}, the run folder this command writes whole; "
                          f"give a path outside it, e.g. {Path(out).parent / (Path(out).name + '-compression.json')}")
