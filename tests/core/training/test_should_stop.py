@@ -85,6 +85,28 @@ def test_a_stop_at_a_saved_step_that_evaluates_best_marks_that_checkpoint_best(t
     assert read_trainer_state(root / "step-5")["monitor"]["best_step"] == 5
 
 
+class StopAtStart:
+    @hookimpl
+    def deepseek_train_start(self, trainer: Any) -> None:
+        trainer.should_stop = True
+
+
+def test_a_resume_a_callback_stops_before_any_step_does_not_evaluate_its_start_again(
+        tiny_config_on: Any, tmp_path: Path) -> None:
+    """The step a resume starts from was evaluated by the run that saved it (eval_interval 4)."""
+    host = PluginHost(PluginSettings(autoload=False))
+    config = tiny_config_on(host, train={"max_steps": 8, "eval_interval": 4}, checkpoint={"interval": 4})
+    Trainer(config, run_dir=tmp_path / "first", quiet=True, host=host).fit()
+    stopper = PluginHost(PluginSettings(autoload=False))
+    assert stopper.register_plugin(StopAtStart(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(stopper, train={"max_steps": 8, "eval_interval": 4}, checkpoint={"interval": 4})
+    result = Trainer(config, run_dir=tmp_path / "second", resume=tmp_path / "first" / "checkpoints" / "step-4",
+                     quiet=True, host=stopper).fit()
+    assert result.step == 4 and result.ended_early == "trainer.should_stop was set by a callback"
+    records = read_metrics(tmp_path / "second" / "metrics.jsonl") if (tmp_path / "second" / "metrics.jsonl").exists() else []
+    assert [r["step"] for r in records if "val_loss" in r] == []
+
+
 def test_early_stopping_says_why_it_ended(tiny_config_on: Any, tmp_path: Path) -> None:
     host = PluginHost(PluginSettings(autoload=False))
     train = {"max_steps": 12, "eval_interval": 2, "monitor_mode": "max", "early_stop_patience": 2}

@@ -270,7 +270,8 @@ class Trainer:
         if len(self._window):
             self._read_window(progress)
         best = False
-        if not signalled and self.val_set and (not self.val_losses or self.val_losses[-1][0] != self.step):
+        trained_here = self.step != (self._resumed_at or 0)  # not the step a resume started from (evaluated then)
+        if not signalled and self.val_set and trained_here and (not self.val_losses or self.val_losses[-1][0] != self.step):
             # A callback ended the run: its last weights are evaluated, as at the last step (Lightning
             # validates on should_stop too); a signal stops for a resume and evaluates nothing.
             best = self._evaluate(progress) and self.config.checkpoint.keep_best
