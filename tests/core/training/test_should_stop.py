@@ -6,7 +6,9 @@ early stopping says why the same way."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +188,86 @@ def test_should_stop_false_and_true_are_taken(tiny_config_on: Any, tmp_path: Pat
     assert host.register_plugin(StopWith(), dist="deepseek-stopper").status == "ok"
     config = tiny_config_on(host, train={"max_steps": 3, "eval_interval": 4})
     assert Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit().step == 3
+
+
+class StopAndSignal:
+    """At step 3: SIGTERM to this very process and ``should_stop`` (a callback's stop and a
+    preemption at the same step boundary; ``saved``: ``should_stop`` from the signal's save)."""
+
+    SAVED = False
+
+    @hookimpl
+    def deepseek_train_step_end(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+            trainer.should_stop = trainer.should_stop or not type(self).SAVED
+
+    @hookimpl
+    def deepseek_checkpoint_saved(self, trainer: Any, path: Path, step: int) -> None:
+        if type(self).SAVED:
+            trainer.should_stop = True
+
+
+CLI = ["--max-steps", "8", "--run-dir", "run", "--quiet", "--set", "model.d_model=32", "--set", "model.n_heads=2",
+       "--set", "model.n_layers=2", "--set", "model.max_seq_len=32", "--set", "data.seq_len=32",
+       "--set", "data.batch_size=8", "--set", "data.eval_batches=1", "--set", "train.eval_interval=4",
+       "--set", "train.warmup_steps=2", "--set", "logging.plot=false", "--set", "checkpoint.interval=0",
+       "--set", 'strategy.name="single"', "--set", 'strategy.device="cpu"']
+
+
+@pytest.mark.parametrize("saved", [False, True])  # True: the callback stops the run from the signal's save
+def test_a_callback_stop_with_a_signal_at_the_same_step_is_complete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], saved: bool) -> None:
+    """The callback's stop wins, as the last step does over a signal after it: exit code 0 (not 75,
+    'resume me'), the step evaluated and its checkpoint recording the stop, and ``--resume`` finds
+    the run complete (exit 0, nothing trained). It exited 75 while its checkpoint said complete."""
+    from deepseek.cli.main import main
+
+    monkeypatch.setattr(StopAndSignal, "SAVED", saved)
+    monkeypatch.chdir(tmp_path)
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopAndSignal(), dist="deepseek-stopper").status == "ok"
+    with pytest.raises(SystemExit) as ended:
+        main(["train", *CLI], host=host)
+    err = capsys.readouterr().err
+    assert ended.value.code in (0, None), err
+    assert "stopped:" not in err
+    run = tmp_path / "run"
+    assert [p.name for p in (run / "checkpoints").glob("step-*")] == ["step-3"]
+    assert read_trainer_state(run / "checkpoints" / "step-3")["should_stop"] is True
+    if not saved:  # evaluated as a callback's stop is (a signal's evaluates nothing)
+        assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if "val_loss" in r] == [0, 3]
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit) as again:
+        main(["train", *CLI, "--resume", "run"], host=PluginHost(PluginSettings(autoload=False)))
+    assert again.value.code in (0, None)
+    assert "a callback ended it at step 3" in capsys.readouterr().err
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+class StopWhenSaved:
+    AT = 5
+
+    @hookimpl
+    def deepseek_checkpoint_saved(self, trainer: Any, path: Path, step: int) -> None:
+        if step == type(self).AT:
+            trainer.should_stop = True
+
+
+@pytest.mark.parametrize("at", [5, 8])  # 5: saved by its interval; 8: the last step, saved at the end
+def test_a_stop_set_after_its_steps_save_is_recorded(tiny_config_on: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+    """``should_stop`` set by ``deepseek_checkpoint_saved``: the step's checkpoint was written
+    before the flag, so it is written again recording the stop; a resume, even with more steps,
+    trains nothing (it trained on to step 12)."""
+    monkeypatch.setattr(StopWhenSaved, "AT", at)
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopWhenSaved(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 8, "eval_interval": 4}, checkpoint={"interval": 5})
+    result = Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    assert (result.step, result.ended_early, result.stopped_by) == (at, "trainer.should_stop was set by a callback", None)
+    assert read_trainer_state(tmp_path / "run" / "checkpoints" / f"step-{at}")["should_stop"] is True
+    plain = PluginHost(PluginSettings(autoload=False))
+    longer = tiny_config_on(plain, train={"max_steps": 12, "eval_interval": 4}, checkpoint={"interval": 5})
+    with pytest.raises(RunComplete, match=rf"a callback ended it at step {at} "):
+        Trainer(longer, resume=tmp_path / "run", quiet=True, host=plain).fit()

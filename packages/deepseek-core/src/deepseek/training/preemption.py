@@ -5,10 +5,12 @@ preempt a job) make the trainer finish the step in progress, write a checkpoint 
 - :class:`StopSignals` installs the handlers for the span of ``Trainer.fit`` (in the main thread
   only; the previous handlers come back after). A handler only records the signal and starts the
   grace timer; the trainer acts at the next step boundary.
-- At every step boundary all ranks ask :meth:`StopSignals.agreed` together: one host-side
-  all-reduce of the flag (``Strategy.any_rank``; nothing for one process). Every rank therefore
+- At every step boundary all ranks all-reduce the flag (with ``trainer.should_stop``) together:
+  one host-side all-reduce (``Strategy.any_rank``; nothing for one process). Every rank therefore
   stops after the same step and the checkpoint is whole, even when the signal reached only some
   ranks, or reached them during different steps.
+- A callback's ``trainer.should_stop`` at the same step wins: the run is complete (exit 0, its
+  checkpoint records the stop, a resume trains nothing), as a signal after the last step is absorbed.
 - Grace: ``train.preempt_grace_s`` seconds after the first signal a process that is still running
   prints one line and exits with :data:`EXIT_PREEMPTED` at once, without the new checkpoint. The
   last complete checkpoint stays, and what the interrupted save left is cleaned when the run is
@@ -28,10 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
-
-if TYPE_CHECKING:
-    from deepseek.training.strategy import Strategy
+from typing import Any, TypeVar
 
 EXIT_PREEMPTED = 75
 """Exit code of a run that stopped on SIGTERM / SIGUSR1 (``EX_TEMPFAIL`` of sysexits.h: try again
@@ -126,11 +125,6 @@ class StopSignals(SignalScope):
             f"error: stopping on {self.received} took longer than train.preempt_grace_s = {self.deadline_s:g} s; "
             "exiting without a new checkpoint (--resume continues from the last complete one)"
         )
-
-    def agreed(self, strategy: Strategy) -> bool:
-        """Whether any rank received a stop signal; a collective: every rank calls it at the same
-        step boundary and gets the same answer."""
-        return strategy.any_rank(self.received is not None)
 
     def describe(self) -> str:
         """What stopped the run, for messages (``SIGTERM``, or a signal seen by another rank)."""

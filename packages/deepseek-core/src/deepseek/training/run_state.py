@@ -58,6 +58,17 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Saved:
+    """The newest checkpoint of a run, as its trainer knows it."""
+
+    step: int = 0
+    stopped: bool = False
+    """Its ``trainer.json`` records ``should_stop`` (a checkpoint a run resumed from does not)."""
+    best: bool = False
+    """It is marked the run's best checkpoint."""
+
+
+@dataclass(frozen=True)
 class Restored:
     """What a resumed run continues from, read from its checkpoint."""
 
@@ -72,6 +83,8 @@ class Restored:
     put_back_rng: Callable[[], None]
     """Sets the random generators to the checkpoint's states again: called when the set-up is
     over, just before the first step (what the set-up drew since must not count twice)."""
+    saved: Saved
+    """The checkpoint resumed from, as the newest of the run."""
 
 
 def restore(engine: StepEngine, dataset: Dataset, monitor: Monitor, run_dir: Path, directory: Path) -> Restored:
@@ -106,7 +119,8 @@ def restore(engine: StepEngine, dataset: Dataset, monitor: Monitor, run_dir: Pat
     kept = best is not None and any(p == best and s <= step for s, p in ckpt.list_checkpoints(directory.parent))
     return Restored(step, state.get("config"), int(state.get("tokens_seen", 0)),
                     int(state.get("samples_seen", step * config.data.batch_size)),
-                    dict(state.get("metrics", {})), best if kept else None, put_back_rng)
+                    dict(state.get("metrics", {})), best if kept else None, put_back_rng,
+                    Saved(step, best=kept and best is not None and best.resolve() == directory.resolve()))
 
 
 def tidy_finished(run_dir: Path, directory: Path, keep_last: int) -> None:

@@ -39,7 +39,7 @@ from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_open import RunFolder
 from deepseek.training.run_setup import set_up
-from deepseek.training.run_state import trainer_state
+from deepseek.training.run_state import Saved, trainer_state
 from deepseek.training.run_validation import no_validation_error
 from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
@@ -90,8 +90,8 @@ class Trainer:
         """Training tokens seen over the run (0 for data without tokens)."""
         self._window = StepWindow()
         self._epochs: EpochEnds | None = None
-        self._saved_step = 0
-        """Step of the newest checkpoint of this run (on disk already when resuming)."""
+        self._saved = Saved()
+        """The newest checkpoint of this run (on disk already when resuming)."""
         self._folder: RunFolder | None = None  # the run folder once it is claimed: its lock, what a failed run removes
         self._resumed_at: int | None = None
         self._put_back_rng: Callable[[], None] | None = None  # a resumed run's generators, set before its first step
@@ -150,7 +150,7 @@ class Trainer:
         self.run_dir = made.run_dir
         if made.restored is not None:
             restored = made.restored
-            self.step = self._saved_step = self._resumed_at = restored.step
+            self.step, self._resumed_at, self._saved = restored.step, restored.step, restored.saved
             self.best_checkpoint = restored.best_checkpoint
             self.tokens_seen, self.samples_seen = restored.tokens_seen, restored.samples_seen
             self.last_metrics = restored.metrics
@@ -182,7 +182,7 @@ class Trainer:
                 raise
             finally:
                 status = "stopped" if ok and self.stopped_by else "succeeded" if ok else "failed"
-                self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved_step)
+                self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved.step)
                 if self.strategy is not None:
                     if ok:  # every rank done (rank 0 plots last) before any leaves its process group
                         self.strategy.barrier()
@@ -236,6 +236,7 @@ class Trainer:
                         self.save_checkpoint(best=bool(best))
                     if stop:
                         break
+                self._record_callback_stop()
             finally:
                 if len(self._window):  # an error stopped the loop: keep what the finished steps measured
                     with contextlib.suppress(Exception):
@@ -259,14 +260,14 @@ class Trainer:
         return False
 
     def _stop_requested(self, progress: ProgressBar) -> bool:
-        """Whether the loop ends before the next step, after logging what is pending: a stop signal
-        on any rank (the run stops to be resumed, its step saved) or :attr:`should_stop` set on any
-        rank (the run ends complete, saved as at its end). One collective per step; a second only
-        when one of them is set."""
+        """Whether the loop ends before the next step, after logging what is pending: :attr:`should_stop`
+        set on any rank (the run ends complete, evaluated and saved as at its end; a stop signal with
+        it is absorbed, as one after the last step is), else a stop signal on any rank (the run stops
+        to be resumed, its step saved). One collective per step; a second when one of them is set."""
         assert self.strategy is not None
         if not self.strategy.any_rank(self._stop.received is not None or self.should_stop):
             return False
-        signalled = self._stop.agreed(self.strategy)
+        signalled = not self.strategy.any_rank(self.should_stop)
         if len(self._window):
             self._read_window(progress)
         best = False
@@ -276,7 +277,7 @@ class Trainer:
             # validates on should_stop too); a signal stops for a resume and evaluates nothing.
             best = self._evaluate(progress) and self.config.checkpoint.keep_best
         # best: saved (again, when its interval saved it unmarked) so that the best checkpoint is this step's
-        if best or (self.step > self._saved_step and (signalled or self.config.checkpoint.at_end)):
+        if best or (self.step > self._saved.step and (signalled or self.config.checkpoint.at_end)):
             self.save_checkpoint(best=bool(best))
         if signalled:
             self.stopped_by = self._stop.describe()
@@ -285,6 +286,17 @@ class Trainer:
         progress.log(f"step {self.step:>6}  " + (f"stopped on {self.stopped_by}" if signalled else
                                                   f"stopping: {self.ended_early}"))
         return True
+
+    def _record_callback_stop(self) -> None:
+        """After the loop, on every rank: a run :attr:`should_stop` ended (on any rank; also set after its
+        step's save, by ``deepseek_checkpoint_saved``) is complete, whatever signal came too, and its
+        step's checkpoint, if any, records that (written again if saved before), as resumes read it."""
+        assert self.strategy is not None
+        if not self.strategy.any_rank(self.should_stop):
+            return
+        self.should_stop, self.ended_early, self.stopped_by = True, self.ended_early or CALLBACK_STOP, None
+        if self.step > 0 and self.step == self._saved.step and not self._saved.stopped:
+            self.save_checkpoint(best=self._saved.best)  # a best mark stays
 
     def read_every(self) -> int:
         """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
@@ -380,7 +392,7 @@ class Trainer:
                                           label=self.engine.strategy_label)
         if best:
             self.best_checkpoint = final
-        self.last_checkpoint, self._saved_step = final, self.step
+        self.last_checkpoint, self._saved = final, Saved(self.step, stopped=self.should_stop, best=best)
         self.hooks.deepseek_checkpoint_saved(trainer=self, path=final, step=self.step)
         return final
 
