@@ -386,7 +386,8 @@ class Trainer:
             refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
             return None
         self.metrics_out.sync()  # the records up to this step on disk before the checkpoint commits
-        with self.engine.strategy_calls("save_checkpoint"):
+        # a plugin model's state_dict raising is one line naming it; the temp folder is removed, latest unchanged
+        with self.engine.strategy_calls("save_checkpoint"), self.engine.model_calls("state_dict"):
             final = ckpt.write_checkpoint(self.strategy, self.run_dir / "checkpoints", self.step,
                                           self.trainer_state(), keep_last=self.config.checkpoint.keep_last, best=best,
                                           label=self.engine.strategy_label)
