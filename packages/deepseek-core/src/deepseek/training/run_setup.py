@@ -10,11 +10,13 @@ before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deepseek.data.dataset import checked_state_dict
 from deepseek.models.capabilities import model_capabilities
+from deepseek.plugins.calls import blamed_on
 from deepseek.run_files import written_by
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.metrics import read_metrics
@@ -25,6 +27,7 @@ from deepseek.training.run_state import Restored, check_evaluation, check_resume
 from deepseek.training.run_validation import TrainingBatches, read_validation
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from deepseek.config.schema import Config
@@ -87,3 +90,20 @@ def set_up(engine: StepEngine, *, run_dir: Path | None, resume_from: Path | None
         if strategy.is_global_zero:
             read_metrics(folder / "metrics.jsonl")  # the rows truncate_after keeps
     return RunSetup(cfg, dataset, val_set, val_texts, generates, batches, folder, schedule, monitor, restored)
+
+
+def dataset_closer(dataset: Dataset) -> Callable[..., bool]:
+    """An exit callback (``ExitStack.push``) calling :meth:`Dataset.close
+    <deepseek.data.dataset.Dataset.close>` when the loop ends; what it raises is one line naming the
+    dataset, and after a failure its own error is not let replace the run's."""
+
+    def close(exc_type: type[BaseException] | None, *_: Any) -> bool:
+        if exc_type is None:
+            with blamed_on(dataset.label, "close"):
+                dataset.close()
+        else:
+            with contextlib.suppress(Exception):
+                dataset.close()
+        return False
+
+    return close

@@ -38,7 +38,7 @@ from deepseek.training.monitor import CALLBACK_STOP, rank_zero_additions
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_open import RunFolder
-from deepseek.training.run_setup import set_up
+from deepseek.training.run_setup import dataset_closer, set_up
 from deepseek.training.run_state import Saved, trainer_state
 from deepseek.training.run_validation import no_validation_error
 from deepseek.training.schedule import learning_rate
@@ -145,7 +145,7 @@ class Trainer:
         self._scope.enter_context(engine.attention_kernel())
         made = set_up(engine, run_dir=self._run_dir_arg, resume_from=self.resume_from)
         self.config, self.dataset, self.schedule, self.monitor = made.config, made.dataset, made.schedule, made.monitor
-        self._scope.push(self._close_dataset)  # its reader processes end with the loop, also after a failure
+        self._scope.push(dataset_closer(self.dataset))  # its reader processes end with the loop, also after a failure
         self.val_set, self.val_texts, self.generates, self._batches = made.val_set, made.val_texts, made.generates, made.batches
         self.run_dir = made.run_dir
         if made.restored is not None:
@@ -247,17 +247,6 @@ class Trainer:
                 self.hooks.deepseek_train_end(trainer=self, metrics={**self.last_metrics, "step": self.step})
         finally:
             self.metrics_out.close()
-
-    def _close_dataset(self, exc_type: type[BaseException] | None, *_: Any) -> bool:
-        """:meth:`Dataset.close <deepseek.data.dataset.Dataset.close>` when the loop ends; after a
-        failure its own error is not let replace the run's."""
-        if exc_type is None:
-            with blamed_on(self.dataset.label, "close"):
-                self.dataset.close()
-        else:
-            with contextlib.suppress(Exception):
-                self.dataset.close()
-        return False
 
     def _stop_requested(self, progress: ProgressBar) -> bool:
         """Whether the loop ends before the next step, after logging what is pending: :attr:`should_stop`
