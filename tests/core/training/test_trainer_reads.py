@@ -59,6 +59,16 @@ def test_evaluation_and_checkpoints_read_the_window_first(tiny_config, tmp_path:
     assert state["metrics"]["loss"] == result.losses[2]  # step 3's loss was read before saving
 
 
+def test_the_last_steps_are_read_when_nothing_evaluates_or_saves_them(tiny_config, tmp_path: Path) -> None:
+    """No validation, ``checkpoint.at_end = false``: the steps since the last read are read at the
+    last step all the same (their hooks ran never, and ``TrainResult.losses`` missed them)."""
+    config = tiny_config(train={"max_steps": 5}, data={"eval_batches": 0}, checkpoint={"at_end": False},
+                         logging={"every_n_steps": 3})
+    spy, result = _fit_with_spy(config, tmp_path / "run")
+    assert spy.calls == [(1, 1), (2, 4), (3, 4), (4, 4), (5, 5)]
+    assert len(result.losses) == 5
+
+
 def test_steps_done_before_an_error_are_still_written(tiny_config, tmp_path: Path) -> None:
     trainer = Trainer(tiny_config(train={"max_steps": 6}, logging={"every_n_steps": 10}), run_dir=tmp_path / "run")
     trainer._setup()

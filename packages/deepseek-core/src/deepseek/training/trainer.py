@@ -225,7 +225,7 @@ class Trainer:
                     last = self.step == cfg.train.max_steps
                     evaluate = bool(self.val_set) and (last or bool(interval and self.step % interval == 0))
                     save = (cfg.checkpoint.at_end and last) or bool(keep and self.step % keep == 0)
-                    if evaluate or save or self.step == first or len(self._window) >= every:
+                    if evaluate or save or last or self.step == first or len(self._window) >= every:
                         self._read_window(progress)
                     best = evaluate and self._evaluate(progress) and cfg.checkpoint.keep_best
                     stop = self.monitor.exhausted
