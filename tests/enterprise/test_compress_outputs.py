@@ -102,3 +102,39 @@ def test_a_json_path_reaching_the_out_folder_through_dot_dot_is_refused(tmp_path
     assert err.splitlines() == ["error: --json: sub/../small/config.toml is inside --out small, the run folder this "
                                 "command writes whole; give a path outside it, e.g. small-compression.json"]
     assert list(tmp_path.iterdir()) == [tmp_path / "sub"]
+
+
+def test_an_out_folder_inside_a_runs_checkpoints_is_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out run/checkpoints/new` was taken: the compressed run was written among the checkpoints
+    that run prunes (and `deepseek eval run` would have resolved it as one)."""
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "config.toml").write_text(tomli_w.dumps(CONFIG))
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "compress", "--checkpoint", "run", "--method", "quantize.int8",
+                                 "--out", "run/checkpoints/new")
+    assert code == 2, err
+    assert err.splitlines() == [f"error: --out: run/checkpoints/new is a place of the run folder {tmp_path / 'run'}'s "
+                                "own files (its training writes them, and deletes a pruned checkpoint's folder); give a "
+                                f"folder outside the run, e.g. {tmp_path / 'run-new'}"]
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
+
+
+def test_a_json_report_over_a_compressed_runs_compression_json_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compress declares the compression.json it writes in its --out run (register(...,
+    declares={"run_files": [...]})): the run's own, as its config.toml. `compare --json
+    RUN/compression.json` replaced it; refused in one line, the file unchanged, before any work."""
+    run = tmp_path / "small"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text(tomli_w.dumps(CONFIG))
+    (run / "compression.json").write_text('{"method": "quantize.int8"}')
+    for argv, suggested in ((["compare", "a", "b"], "compare.json"),
+                            (["bench", "latency", "--model", "tiny"], "latency.json"),
+                            (["compress", "--checkpoint", "a", "--method", "quantize.int8", "--out", "c"],
+                             "compression-2.json")):
+        code, err, _ = deepseek_here(monkeypatch, tmp_path, *argv, "--json", "small/compression.json")
+        assert (code, err.splitlines()) == (2, [
+            f"error: --json: small/compression.json is a file of the run folder {run} (written by its training or the "
+            f"command that made it); give another path, e.g. {run / suggested}"]), argv
+    assert (run / "compression.json").read_text() == '{"method": "quantize.int8"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small"]

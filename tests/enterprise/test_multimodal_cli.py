@@ -180,9 +180,29 @@ def test_an_output_is_not_written_over_a_file_the_plugin_wrote_in_the_run(
     where = "--confusion" if name.endswith(".png") else "--json"
     suggested = run / "confusion-2.png" if name == "confusion.png" else run / "latency.json"
     out = deepseek_here(monkeypatch, tmp_path, *[str(run) if a == "RUN" else a for a in argv], str(target))
-    assert out == (2, f"error: {where}: {target} is a file of the run folder {run} (written by its training); "
-                      f"give another path, e.g. {suggested}", ""), out
+    assert out == (2, f"error: {where}: {target} is a file of the run folder {run} (written by its training or the "
+                      f"command that made it); give another path, e.g. {suggested}", ""), out
     assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("inside", ["", "checkpoints/more"])
+def test_a_study_out_folder_that_is_a_run_folder_or_in_its_checkpoints_is_refused(
+        study: dict[str, Any], inside: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`multimodal study --out RUN` wrote study.json, results.jsonl and runs/ into a trained run's
+    folder, and `--out RUN/checkpoints/more` its runs into the checkpoints the run prunes: refused
+    in one line, exit 2, before anything is written."""
+    run = study["dir"] / "res" / "runs" / "redundant-vision-s0"
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    out = run / inside if inside else run
+    code, err, _ = deepseek_here(monkeypatch, study["dir"], "multimodal", "study", "--task", "redundant", "--seed", "0",
+                                 "--config", "vision", "--steps", "1", "--device", "cpu", "--out", str(out))
+    expected = (f"error: --out: {run} is a run folder (its config.toml and checkpoints/ are a run's); give a folder "
+                f"of its own, e.g. {run.parent / 'redundant-vision-s0-study'}" if not inside else
+                f"error: --out: {out} is a place of the run folder {run}'s own files (its training writes them, and "
+                f"deletes a pruned checkpoint's folder); give a folder outside the run, e.g. "
+                f"{run.parent / 'redundant-vision-s0-more'}")
+    assert (code, err) == (2, expected), err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
 def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[str, Any], tmp_path: Path,

@@ -122,3 +122,23 @@ def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str,
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *argv)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("inside", ["", "checkpoints/st"])
+def test_an_out_folder_that_is_a_run_folder_or_in_its_checkpoints_is_refused(
+        tmp_path: Path, inside: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study's trials.json, best.toml, plots and trials/ went into a run folder (or among the
+    checkpoints its run prunes): refused in one line before anything is written."""
+    write(tmp_path, space=SPACE)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text((tmp_path / "base.toml").read_text())
+    out = "run/" + inside if inside else "run"
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "base.toml", "--study", "b", "--space", "space.toml",
+                                 "--trials", "1", "--out", out)
+    assert (code, err) == (2, "error: --out: run is a run folder (its config.toml and checkpoints/ are a run's); give "
+                              "a folder of its own, e.g. run-tune" if not inside else
+                              f"error: --out: {out} is a place of the run folder {run}'s own files (its training "
+                              f"writes them, and deletes a pruned checkpoint's folder); give a folder outside the run, "
+                              f"e.g. {tmp_path / 'run-st'}"), err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == [Path("checkpoints"), Path("config.toml")]

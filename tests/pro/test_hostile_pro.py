@@ -128,11 +128,14 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("export dst exists", ["checkpoint", "export", "run", "adir"], ["adir: already exists"]),
     ("export dst a file", ["checkpoint", "export", "run", "afile"], ["afile is a file"]),
     ("export dst below a file", ["checkpoint", "export", "run", "afile/out"], ["afile is a file"]),
-    # into what it reads: a step-N there would be taken for one of the run's own (was accepted)
+    # into what it reads: a step-N there would be taken for one of the run's own (was accepted); refused by
+    # core's rule for every folder output inside a run's checkpoints/ (deepseek.run_files.run_owning)
     ("export dst in the run's checkpoints", ["checkpoint", "export", "run", "run/checkpoints/step-99"],
-     ["is inside run/checkpoints, which the export reads"]),
+     ["checkpoint export: DST: run/checkpoints/step-99 is a place of the run folder ", "/run's own files",
+      "give a folder outside the run, e.g. ", "/run-step-99"]),
     ("export dst in the source checkpoint", ["checkpoint", "export", "run", "run/checkpoints/step-1/copy"],
-     ["is inside run/checkpoints/step-1, which the export reads"]),
+     ["checkpoint export: DST: run/checkpoints/step-1/copy is a place of the run folder ", "/run's own files",
+      "/run-copy"]),
     ("info src missing", ["checkpoint", "info", "no/run"], ["no/run"]),
     ("info src a file", ["checkpoint", "info", "afile"], ["afile: is a file"]),
     ("info src corrupt", ["checkpoint", "info", "negative-step"], ["step is a number (-3)"]),

@@ -351,5 +351,5 @@ def test_a_report_in_a_run_folder_is_written_again_and_never_suggested(hostile: 
         assert outcome.code == 0, outcome.stderr
         assert isinstance(json.loads((run / "latency.json").read_text()), dict)
     hostile.refused("bench", "latency", "--model", "tiny", "--json", str(run / "config.toml"),
-                    expect=[f"{run / 'config.toml'} is a file of the run folder {run} (written by its training); "
-                            f"give another path, e.g. {run / 'latency-2.json'}"])
+                    expect=[f"{run / 'config.toml'} is a file of the run folder {run} (written by its training or the "
+                            f"command that made it); give another path, e.g. {run / 'latency-2.json'}"])

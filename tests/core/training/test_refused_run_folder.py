@@ -150,7 +150,8 @@ def test_an_output_over_the_file_a_model_declares_is_refused(
     (run / "report.json").write_text("{}")
     (run / "mine.json").write_text("{}")
     with pytest.raises(UsageError, match=f"^--json: {run / 'report.json'} is a file of the run folder {run} "
-                       f"\\(written by its training\\); give another path, e.g. {run / 'bench.json'}$"):
+                       f"\\(written by its training or the command that made it\\); give another path, e.g. "
+                       f"{run / 'bench.json'}$"):
         check_output(run / "report.json", where="--json", folder=False, file_name="bench.json", host=host)
     assert check_output(run / "mine.json", where="--json", folder=False, host=host) == []
     bare = PluginHost(PluginSettings(autoload=False))

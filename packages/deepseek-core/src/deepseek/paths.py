@@ -27,16 +27,19 @@ NAME_MAX = 255
 
 def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
                  reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
-                 host: PluginHost | None = None) -> list[Path]:
+                 host: PluginHost | None = None, not_a_run: bool = False) -> list[Path]:
     """Check that ``path`` can be written as a folder (``folder=True``) or a file; return the
     folders that do not exist yet and must be created for it, outermost first (a folder output
     includes itself). ``where`` names the option or config key in the message; ``file_name`` is
     the example a file output's message suggests when ``path`` is a folder. ``reads`` are the
     files the command reads, by option (``("--config", path)``; None: not given): a file output
     that is one of them (the same file, through any link) is refused, as writing it would replace
-    what the command reads. A file output is refused over a run's own file
-    (:func:`deepseek.run_files.run_owning`), whose dataset and model are looked up on ``host``: the
-    command's plugin host, required for a file output."""
+    what the command reads. An output is refused in the place of a run's own file
+    (:func:`deepseek.run_files.run_owning`: a folder output inside a run's ``checkpoints/`` too),
+    whose dataset, model and commands are looked up on ``host``: the command's plugin host,
+    required for a file output (a folder output without one is checked against core's run files).
+    ``not_a_run``: the folder output is one the command fills with files of its own (a study's
+    folder), refused when it is an existing run folder (:func:`deepseek.run_files.is_run_folder`)."""
     if not folder and host is None:
         raise TypeError(f"check_output({where}): a file output needs host=, the plugin host whose datasets and "
                         "models declare the run files it may not replace")
@@ -56,14 +59,19 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             )
         if exists and not folder and not target.is_file():  # a FIFO or a device: never replaced
             raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
-        run = None
-        if not folder and host is not None:
-            from deepseek.run_files import run_owning
+        from deepseek.run_files import is_run_folder, run_owning
 
-            run = run_owning(target, host)
+        run = run_owning(target, host)
+        if run is not None and folder:  # what it writes inside would be the run's: replaced, pruned with a checkpoint
+            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files (its training writes "
+                             "them, and deletes a pruned checkpoint's folder); give a folder outside the run, e.g. "
+                             f"{unused_name(run.parent, f'{run.name}-{target.name}')}")
+        if not_a_run and exists and is_run_folder(target):  # its files would mix with the run's
+            raise UsageError(f"{where}: {target} is a run folder (its config.toml and checkpoints/ are a run's); give "
+                             f"a folder of its own, e.g. {unused_name(target.parent, f'{target.name}-{file_name}')}")
         if run is not None and exists:  # a report written over a run's config or checkpoint would lose the run
-            raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training); "
-                             f"give another path, e.g. {unused_name(run, file_name)}")
+            raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training or the "
+                             f"command that made it); give another path, e.g. {unused_name(run, file_name)}")
         if run is not None:  # the run writes it later, or deletes it with a pruned checkpoint
             raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files (its training "
                              f"writes them, and deletes a pruned checkpoint's folder); give another path, e.g. "

@@ -1,10 +1,12 @@
 """The files of a run folder, in one place: those every run's training writes (:data:`RUN_FILES`),
 those the run's dataset and model declare they write (``written_files``, checked by
-:func:`declared_written_files`), and which existing file is a run's own (:func:`run_owning`), so
-that no command's output option replaces it. The trainer refuses a folder in the place of any of
-them when a run starts (:func:`deepseek.training.run_folder.pick_run_folder`); every command's file
-output is refused over one (:func:`deepseek.paths.check_output`). Nothing here imports torch at
-module level.
+:func:`declared_written_files`), those a command declares it writes into the run folders it makes
+(:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, a fact of its registration: ``compression.json``
+of ``deepseek compress``), and which path is a
+run's own (:func:`run_owning`), so that no command's output option replaces it. The trainer
+refuses a folder in the place of any of them when a run starts
+(:func:`deepseek.training.run_folder.pick_run_folder`); every command's output is refused over one
+(:func:`deepseek.paths.check_output`). Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.tokenizer import TOKENIZER_FILE
+from deepseek.plugins.records import COMMAND_RUN_FILES, plain_file_names
 from deepseek.training.run_lock import LOCK_FILE
 
 if TYPE_CHECKING:
@@ -35,13 +38,18 @@ RUN_OWN_FILES = (*(name for name in RUN_FILES if "/" not in name), *KEPT_COPIES)
 (derived from :data:`RUN_FILES`, with :data:`KEPT_COPIES`)."""
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a run: a ``config.toml`` file and a ``checkpoints/`` folder."""
+    return (folder / "config.toml").is_file() and (folder / CHECKPOINTS).is_dir()
+
+
 def declared_written_files(cls: type, kind: str) -> tuple[str, ...]:
     """``cls.written_files`` of a dataset or model class (``kind``: ``"dataset"`` or ``"model"``,
-    for the message), checked: a tuple of plain file names (no ``/``, not ``.`` or ``..``), else
-    one :class:`~deepseek.errors.PluginError` naming the class."""
+    for the message), checked: a tuple of plain file names
+    (:func:`~deepseek.plugins.records.plain_file_names`), else one
+    :class:`~deepseek.errors.PluginError` naming the class."""
     names = cls.written_files  # type: ignore[attr-defined]  # Dataset's and TrainableModel's declared attribute
-    if not isinstance(names, tuple) or not all(
-            isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n for n in names):
+    if not plain_file_names(names):
         from deepseek.errors import PluginError
 
         raise PluginError(f"{kind} {cls.__module__}.{cls.__qualname__}: written_files must be a tuple of file "
@@ -61,43 +69,55 @@ def written_by(dataset: Dataset, model: Any) -> tuple[str, ...]:
     return declared
 
 
-def run_owning(target: Path, host: PluginHost) -> Path | None:
-    """The run folder (one holding ``config.toml`` and ``checkpoints/``) whose own file ``target``
-    is or would be, existing or not (:data:`RUN_OWN_FILES`, anything under its ``checkpoints/``,
-    or a file the run's dataset or model declares in ``written_files``, looked up on ``host``),
-    else ``None``. Any other file in a run folder (a report a command wrote there before) may be
+def run_owning(target: Path, host: PluginHost | None) -> Path | None:
+    """The run folder (:func:`is_run_folder`) whose own file ``target`` is or would be, existing
+    or not (:data:`RUN_OWN_FILES`, anything under its ``checkpoints/``, or a file the run's
+    dataset or model declares in ``written_files`` or a command declares under
+    :data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, looked up on ``host``; ``None``: a
+    folder output of a command without a host at hand, checked against core's files and
+    ``checkpoints/`` only), else ``None``. Any other file in a run folder (a report a command wrote there before) may be
     written again."""
     path = target.absolute()
     for folder in list(path.parents)[:4]:
-        if (folder / "config.toml").is_file() and (folder / CHECKPOINTS).is_dir():
+        if is_run_folder(folder):
             inside = path.relative_to(folder).parts
             if inside[0] == CHECKPOINTS:
                 return folder
             if len(inside) != 1:
                 return None
-            return folder if inside[0] in RUN_OWN_FILES or inside[0] in declared_run_files(folder, host) else None
+            return folder if inside[0] in RUN_OWN_FILES or (
+                host is not None and inside[0] in declared_run_files(folder, host)) else None
     return None
 
 
+def commands_run_files(host: PluginHost) -> tuple[str, ...]:
+    """The files the commands registered on ``host`` declare they write in the run folders they
+    make (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`; read without importing the commands)."""
+    return tuple(dict.fromkeys(name for component in host.components("command")
+                               for name in component.declared(COMMAND_RUN_FILES, ())))
+
+
 def declared_run_files(run: Path, host: PluginHost) -> tuple[str, ...]:
-    """The names the dataset and the model of the run in ``run`` declare in ``written_files``
+    """The names the commands on ``host`` declare (:func:`commands_run_files`), then those the
+    dataset and the model of the run in ``run`` declare in ``written_files``
     (:attr:`deepseek.data.dataset.Dataset.written_files`,
     :attr:`deepseek.models.protocol.TrainableModel.written_files`), found on ``host`` by the
     ``data.name`` and ``model.name`` of the run's ``config.toml``. A component that is not
-    installed, or a model registered as a factory rather than a class, declares nothing; ``()``
-    when the config cannot be read. Looked up only for a file that exists in a run folder and is
-    not one of :data:`RUN_OWN_FILES` (the components' modules are imported)."""
+    installed, or a model registered as a factory rather than a class, declares nothing; the
+    commands' names alone when the config cannot be read. Looked up only for a path directly in a
+    run folder that is not one of :data:`RUN_OWN_FILES` (the components' modules are imported)."""
     from deepseek.errors import DeepseekError
     from deepseek.parsing import loads_toml
 
+    commands = commands_run_files(host)
     try:
         config = loads_toml((run / "config.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return ()
+        return commands
     from deepseek.data.dataset import Dataset
     from deepseek.models.protocol import TrainableModel
 
-    names: list[str] = []
+    names = list(commands)
     for kind, base in (("dataset", Dataset), ("model", TrainableModel)):
         section = config.get("data" if kind == "dataset" else "model")
         name = section.get("name") if isinstance(section, dict) else None

@@ -105,7 +105,7 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
     # every run's batch, as the dataset would refuse it when the first run starts (after study.json)
     named = option_names(base, config_file, given)
     refuse_batch_over_memory(DigitsOptions(), batch, named["batch"], named["batch"])
-    check_output(out, where="--out", folder=True)
+    check_output(out, where="--out", folder=True, file_name="study", host=command_host(), not_a_run=True)
     if unimodal_runs is not None and not unimodal_runs.is_dir():
         from deepseek.paths import broken_link
 

@@ -63,10 +63,13 @@ def deepseek_register_datasets(register: RegisterFn) -> None:
 def deepseek_register_commands(register: RegisterFn) -> None:
     """``deepseek multimodal study|table|eval``, ``compress``, ``compare``, ``tune``, and the job
     service: ``server``, ``jobs``, ``tenants``."""
+    from deepseek.plugins.records import COMMAND_RUN_FILES
+
     register("multimodal", "deepseek_enterprise.cli:multimodal",
              description="multimodal fusion study: train, test on the held-out split, tables")
     register("compress", "deepseek_enterprise.compress.cli:compress",
-             description="compress a trained model (structured pruning, ...) into a new run folder")
+             description="compress a trained model (structured pruning, ...) into a new run folder",
+             declares={COMMAND_RUN_FILES: ["compression.json"]})  # its record of what was done, in the run it writes
     register("compare", "deepseek_enterprise.compare:compare",
              description="A/B of two trained models: paired examples, bootstrap CI, size, latency")
     register("tune", "deepseek_enterprise.tune.cli:tune",

@@ -231,6 +231,22 @@ def target_text(target: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
 
 
+COMMAND_RUN_FILES = "run_files"
+"""The ``declares`` key of a command's registration that names the files the command writes
+directly in the run folders it makes, besides core's (``register("compress", ...,
+declares={"run_files": ["compression.json"]})``): a list of plain file names
+(:func:`plain_file_names`), checked when the command is registered. They are the run's own in
+every run folder, as its ``config.toml`` is (:func:`deepseek.run_files.run_owning`)."""
+
+
+def plain_file_names(names: object) -> bool:
+    """Whether ``names`` is a tuple of plain file names: each a non-empty string without ``/`` or
+    NUL, not ``.`` or ``..`` (the form of ``written_files`` and of a command's
+    :data:`COMMAND_RUN_FILES`)."""
+    return isinstance(names, tuple) and all(
+        isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n for n in names)
+
+
 @dataclass(frozen=True)
 class Component:
     """One registered component: a strategy, pass, encoder, model, command, ..."""

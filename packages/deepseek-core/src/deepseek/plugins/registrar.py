@@ -10,7 +10,14 @@ import pluggy
 
 from deepseek import hookspecs
 from deepseek.errors import PluginError
-from deepseek.plugins.records import LAZY_RE, NAME_RE, Component, one_line
+from deepseek.plugins.records import (
+    COMMAND_RUN_FILES,
+    LAZY_RE,
+    NAME_RE,
+    Component,
+    one_line,
+    plain_file_names,
+)
 
 
 class InvalidRegistration(PluginError):
@@ -89,7 +96,17 @@ class Registrar:
                     f"number, boolean or list of them, got {value!r}"
                 )
             out.append((key, tuple(value) if isinstance(value, (list, tuple)) else value))
+        if self.kind == "command":
+            self._check_run_files(name, dict(out))
         return tuple(sorted(out))
+
+    def _check_run_files(self, name: str, declared: dict[str, Any]) -> None:
+        """A command's ``run_files`` (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`): a list of
+        plain file names, the files it writes directly in the run folders it makes."""
+        value = declared.get(COMMAND_RUN_FILES, ())
+        if not plain_file_names(value):
+            raise self._error(f"command {name!r}: declares[{COMMAND_RUN_FILES!r}] must be a list of file names "
+                              f"in the run folder (no '/'), got {list(value) if isinstance(value, tuple) else value!r}")
 
     def __call__(
         self,

@@ -119,6 +119,17 @@ def compress_arguments(method: str | None, max_drop: str | None, recipes: tuple[
     return budget, [parse_recipe(r) for r in recipes]
 
 
+def check_json_outside_out(out: str | Path, json_path: str | None) -> None:
+    """``--json`` (None or ``-``: not a file) may not name a path inside ``--out``, the run folder
+    compress writes whole: written after it, the report replaced the folder's own file of that name
+    (``config.toml``, ``compression.json``). Compared resolved (``..`` and links too); one
+    UsageError line. The job service checks it at submit."""
+    if json_path is None or json_path == "-" or Path(out).resolve() not in Path(json_path).resolve().parents:
+        return
+    raise UsageError(f"--json: {json_path} is inside --out {out}, the run folder this command writes whole; "
+                     f"give a path outside it, e.g. {Path(out).parent / (Path(out).name + '-compression.json')}")
+
+
 @click.command("compress")
 @click.option("--checkpoint", required=True, type=PATH, metavar="PATH", help="Run folder or checkpoint folder of a trained model.")
 @click.option("--method", metavar="NAME", help="Registered compressor (deepseek plugins list).")
@@ -166,14 +177,11 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     for recipe in tried_recipes:
         check_recipe(host, recipe, recovery_steps)
     compressor = compressor_from_cli(host, method, settings) if method is not None else None
-    missing = check_output(out, where="--out", folder=True)
+    missing = check_output(out, where="--out", folder=True, host=host)
     to_file = json_path is not None and json_path != "-"
     json_missing = check_output(json_path, where="--json", folder=False, file_name="compression.json",
                                 host=host) if to_file else []
-    if to_file and Path(out).resolve() in Path(json_path).resolve().parents:  # resolved: '..' and links too
-        # written after the run folder, it replaced the folder's own file of that name (config.toml, compression.json)
-        raise UsageError(f"--json: {json_path} is inside --out {out}, the run folder this command writes whole; "
-                         f"give a path outside it, e.g. {Path(out).parent / (Path(out).name + '-compression.json')}")
+    check_json_outside_out(out, json_path)
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")
     use_default_cpu_threads()

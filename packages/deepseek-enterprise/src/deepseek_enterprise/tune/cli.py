@@ -158,7 +158,7 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     config_text = Path(config_file).read_text(encoding="utf-8")
     tuner = target(inputs.options, host=host)
     folder = out if out is not None else Path("tune") / study_name
-    missing = check_output(folder, where="--out", folder=True)
+    missing = check_output(folder, where="--out", folder=True, file_name="tune", host=host, not_a_run=True)
     from deepseek_enterprise.tune.storage import check_sqlite_file
 
     check_sqlite_file(storage, folder)  # an existing study.db is read back like user input

@@ -1,0 +1,114 @@
+"""A command declares the files it writes directly in the run folders it makes
+(``register(..., declares={"run_files": [...]})``, docs/plugins.md section 15): they are the run's
+own in every run folder, as its ``config.toml`` is, so no command's output option replaces them
+(enterprise's compress declares its ``compression.json``; ``compare --json RUN/compression.json``
+replaced it). A folder output is refused inside a run's ``checkpoints/`` (``compress --out
+RUN/checkpoints/new`` was taken), and a folder its command fills with files of its own is refused
+when it is a run folder (``not_a_run``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.cli.main import main
+from deepseek.errors import UsageError
+from deepseek.paths import check_output
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+
+def _host(run_files: Any) -> tuple[PluginHost, Any]:
+    """A core host with a plugin whose command ``acme-pack`` declares ``run_files``."""
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_commands(self, register: Any) -> None:
+            register("acme-pack", "deepseek_acme.cli:pack", description="pack a run",
+                     declares={"run_files": run_files})
+
+    host = PluginHost(PluginSettings(autoload=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a refused registration is a PluginWarning: its record says why
+        record = host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0")
+    return host, record
+
+
+def _run_folder(folder: Path) -> Path:
+    """What makes a folder a run's: its config.toml and checkpoints/."""
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.toml").write_text('[model]\nname = "gpt"\n')
+    return folder
+
+
+def test_a_file_a_command_declares_it_writes_in_its_runs_is_refused_as_an_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host, record = _host(["pack.json"])
+    assert record.status == "ok", record.reason
+    run = _run_folder(tmp_path / "run")
+    with pytest.raises(UsageError, match=f"^--json: {run / 'pack.json'} is a place of the run folder {run}'s own "
+                       "files"):  # not written yet: the command writes it when it makes the run
+        check_output(run / "pack.json", where="--json", folder=False, host=host)
+    (run / "pack.json").write_text("{}")
+    before = (run / "pack.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_:  # through a command of core's, refused before its work
+        main(["bench", "latency", "--model", "tiny", "--json", str(run / "pack.json")], host=host)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --json: {run / 'pack.json'} is a file of the run folder {run} (written by its training or the "
+        f"command that made it); give another path, e.g. {run / 'latency.json'}"]
+    assert (run / "pack.json").read_bytes() == before
+    # another file of the run folder, a pack.json outside a run, and a host without the command: the command's
+    (run / "mine.json").write_text("{}")
+    (tmp_path / "pack.json").write_text("{}")
+    assert check_output(run / "mine.json", where="--json", folder=False, host=host) == []
+    assert check_output(tmp_path / "pack.json", where="--json", folder=False, host=host) == []
+    bare = PluginHost(PluginSettings(autoload=False))
+    assert check_output(run / "pack.json", where="--json", folder=False, host=bare) == []
+
+
+@pytest.mark.parametrize("run_files", [["../pack.json"], ["reports/pack.json"], "pack.json", [""], [3]])
+def test_a_declaration_that_is_not_a_list_of_plain_file_names_is_refused_at_registration(run_files: Any) -> None:
+    """Checked when the command is registered: the plugin is skipped with one line naming it (a
+    string was taken letter by letter)."""
+    host, record = _host(run_files)
+    assert record.status == "failed"
+    shown = list(run_files) if isinstance(run_files, list) else run_files
+    assert f"command 'acme-pack': declares['run_files'] must be a list of file names in the run folder (no '/'), " \
+           f"got {shown!r}" in record.reason, record.reason
+    assert not any(c.dist == "deepseek-acme" for c in host.components("command"))
+
+
+def test_a_folder_output_inside_a_runs_checkpoints_is_refused(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run_folder(tmp_path / "run")
+    (run / "checkpoints" / "step-2").mkdir()
+    host = PluginHost(PluginSettings(autoload=False))
+    for target in (run / "checkpoints" / "new", run / "checkpoints", run / "checkpoints" / "step-2" / "x",
+                   run / "metrics.jsonl"):
+        with pytest.raises(UsageError, match=f"^--out: {target} is a place of the run folder {run}'s own files \\(its "
+                           "training writes them, and deletes a pruned checkpoint's folder\\); give a folder outside "
+                           f"the run, e.g. {tmp_path / ('run-' + target.name)}$"):
+            check_output(target, where="--out", folder=True)
+    with pytest.raises(SystemExit) as exit_:  # the trainer's run folder too, before any model is built
+        main(["train", "--run-dir", str(run / "checkpoints" / "new"), "--max-steps", "1"], host=host)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: --run-dir: {run / 'checkpoints' / 'new'} is a place "
+                                                      f"of the run folder {run}'s own files")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2"]
+    # the run folder itself (a resumed run writes there) and a folder beside its files stay outputs
+    assert check_output(run, where="--run-dir", folder=True) == []
+    assert check_output(run / "exports", where="--out", folder=True) == [run / "exports"]
+
+
+def test_a_folder_filled_with_a_commands_own_files_is_refused_when_it_is_a_run_folder(tmp_path: Path) -> None:
+    run = _run_folder(tmp_path / "run")
+    with pytest.raises(UsageError, match=f"^--out: {run} is a run folder \\(its config.toml and checkpoints/ are a "
+                       f"run's\\); give a folder of its own, e.g. {tmp_path / 'run-study'}$"):
+        check_output(run, where="--out", folder=True, file_name="study", not_a_run=True)
+    (tmp_path / "study").mkdir()
+    assert check_output(tmp_path / "study", where="--out", folder=True, not_a_run=True) == []
