@@ -336,6 +336,8 @@ def test_a_plugins_own_command_of_a_job_name_is_parsed_by_itself_only(tmp_path: 
     ["--max-drop", "1%", "--recipe", "recover + prune.ffn", "--out", "runs/c"],
     ["--max-drop", "1%", "--recipe", "prune.ffn + quantize.int8 + recover", "--out", "runs/c"],
     ["--max-drop", "1%", "--recipe", "prune.ffn + recover", "--recovery-steps", "0", "--out", "runs/c"],
+    # --json inside --out, the run folder compress writes whole (the report replaced its config.toml)
+    ["--method", "prune.ffn", "--out", "runs/c", "--json", "runs/c/config.toml"],
 ])
 def test_a_compress_job_is_refused_at_submit_with_the_compress_commands_first_checks(
         svc: Deploy, tmp_path: Path, args: list[str]) -> None:

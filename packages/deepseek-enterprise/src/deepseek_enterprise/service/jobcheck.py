@@ -30,7 +30,8 @@ submit, before the job is queued, :func:`check_command`:
 - for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
   then the compressors of ``--method`` and each ``--recipe`` step by name, and the options of
   those that declare they load without torch
-  (:data:`deepseek_enterprise.compress.LOADS_WITHOUT_TORCH`: all of enterprise's);
+  (:data:`deepseek_enterprise.compress.LOADS_WITHOUT_TORCH`: all of enterprise's), and a
+  ``--json`` inside ``--out`` (:func:`deepseek_enterprise.compress.cli.check_json_outside_out`);
 - for ``eval``: its ``--config`` file read and ``--set`` checked
   (:func:`deepseek.training.weights_source.read_choice`), and that file's ``[data]`` through the
   file-free checks of the keys every dataset shares and its dataset found by name, as for ``train``;
@@ -341,9 +342,12 @@ def _check_compress(params: dict[str, Any], _ws: Workspace, host: Any) -> None:
     :func:`~deepseek_enterprise.compress.cli.check_method_without_torch`: the compressors' names,
     and the options of those that declare they load without torch), and for a recipe whose every
     step declares it, the rest of compress's checks of it (:func:`~deepseek_enterprise.compress.cli.check_recipe`:
-    where its ``recover`` steps stand, their step budget). The other compressors' options, the
-    places of steps in a recipe with such a compressor, and the checkpoint are checked when the job runs."""
+    where its ``recover`` steps stand, their step budget), then that ``--json`` is outside ``--out``
+    (:func:`~deepseek_enterprise.compress.cli.check_json_outside_out`). The other compressors' options, the
+    places of steps in a recipe with such a compressor, the outputs' other checks and the checkpoint are
+    checked when the job runs."""
     from deepseek_enterprise.compress.cli import (
+        check_json_outside_out,
         check_method_without_torch,
         check_recipe,
         compress_arguments,
@@ -357,6 +361,7 @@ def _check_compress(params: dict[str, Any], _ws: Workspace, host: Any) -> None:
             check_recipe(host, recipe, params["recovery_steps"])
     if params["method"] is not None:
         check_method_without_torch(host, params["method"], params["settings"])
+    check_json_outside_out(params["out"], params["json_path"])  # paths as the job gives them, in its workspace
 
 
 def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
