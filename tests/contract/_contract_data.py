@@ -20,6 +20,12 @@ OwnData = dict[str, dict[str, Any]]
 """Dataset name -> the ``[data]`` keys the author gives it."""
 
 
+def own_keys(own: OwnData, name: str) -> dict[str, Any]:
+    """The author's keys for dataset ``name`` (qualified, ``dist:name``): a ``dist:name`` key is
+    taken before the bare name, for a name two distributions share; none when neither is given."""
+    return dict(own.get(name, own.get(name.rpartition(":")[2], {})))
+
+
 def read_contract_data(option: str | None) -> OwnData:
     """The keys of ``option`` (``--contract-data``'s value), else of :data:`ENV`; none when
     neither is set. A value starting with ``{`` is the JSON itself, any other the path of a JSON

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _contract_data import own_keys
 from _gradients import check_every_parameter_trains
 
 from deepseek.config.components import build_options, options_class
@@ -112,8 +113,7 @@ def data_table(cls: type, name: str, folder: Path, own: Mapping[str, Mapping[str
     table = _shrunk(cls, DATA_SHRINK, kind="dataset", name=name)
     if name in makers:
         table.update(makers[name](folder))
-    own = own or {}
-    table.update(own.get(name, own.get(name.rpartition(":")[2], {})))
+    table.update(own_keys(dict(own or {}), name))
     return table
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import torch
-from _contract_data import OwnData
+from _contract_data import OwnData, own_keys
 from _pairing import NEEDS_FILES, data_table, qualified_names
 from torch.utils import _pytree as pytree
 
@@ -82,7 +82,7 @@ def test_dataset_contract(name: str, tmp_path: Path, contract_data: OwnData) -> 
             with pytest.raises(ConfigError, match=r"pip install 'deepseek-core\[hf\]'"):
                 deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
             return
-    extra.update(contract_data.get(name, {}))  # the author's own keys (--contract-data)
+    extra.update(own_keys(contract_data, name))  # the author's own keys (--contract-data)
     try:
         data = deepseek.create_dataset(name, batch_size=ROWS, seed=3, **extra)
     except UsageError as exc:  # its data comes in a package not installed here: refused in one line

@@ -157,3 +157,47 @@ def test_contract_data_that_is_not_an_object_of_keys_is_one_line(make_dist: Dist
     out = _contract(make_dist, tmp_path, "--contract-data", str(tmp_path / "bad.json"))
     assert f"--contract-data: {tmp_path / 'bad.json'}: not JSON (Expecting property name" in out, out[-3000:]
     assert "Traceback" not in out and re.search(r"\b8 errors?\b", out), out[-3000:]
+
+
+NEEDS_KEYS = """
+
+@dataclass(frozen=True)
+class NeedsOptions:
+    rows: int = 0  # no data without the author's keys: a file list, a row count
+
+
+class NeedsRows(Passes):
+    Options = NeedsOptions
+
+    def __init__(self, options, *, batch_size, seed):
+        if not options.rows:
+            from deepseek.errors import UsageError
+            raise UsageError("data.rows: not set; give the rows to read")
+        super().__init__(options, batch_size=batch_size, seed=seed)
+"""
+
+NEEDS_PLUGIN = """
+from deepseek import hookimpl
+
+
+@hookimpl
+def deepseek_register_datasets(register):
+    register("needs.rows", "deepseek_needs.data:NeedsRows", description="reads nothing without its keys")
+"""
+
+
+def test_a_dataset_without_usable_defaults_gets_the_authors_keys_in_every_check(
+        make_dist: DistFactory, tmp_path: Path) -> None:
+    # The dataset contract itself (not only its resume across a pass) makes the dataset with the
+    # --contract-data keys of its bare name: it looked its qualified name up, found none, and made it
+    # from its defaults, which this dataset refuses.
+    make_dist("deepseek-needs", {"deepseek_needs.plugin": NEEDS_PLUGIN, "deepseek_needs.data": DATA + NEEDS_KEYS},
+              entry_points={"needs": "deepseek_needs.plugin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", "--basetemp", str(tmp_path / "pt"),
+         str(REPO / "tests" / "contract" / "test_datasets_contract.py"), "-k", "deepseek-needs:",
+         "--contract-data", '{"needs.rows": {"rows": 8}}'],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=make_dist.env(DEEPSEEK_PLUGINS="deepseek-needs", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu"))
+    out = proc.stdout + proc.stderr
+    assert re.search(r"\b2 passed\b", out) and "failed" not in out and "data.rows: not set" not in out, out[-3000:]
