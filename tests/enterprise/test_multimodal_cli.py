@@ -255,6 +255,19 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
     ('{"task": "redundant", "config": "audio", "seed": 0, "test": {"test_accuracy": 0.5}, '
      '"missing": {"vision": "x", "audio": 1, "text": 1}}\n',
      "bad.jsonl:1: missing is written for fused models only; a unimodal row (audio) has none"),
+    # seed, steps, seconds and the test figures other than accuracy were taken as they came
+    *(('{"task": "redundant", "config": "vision", ' + part + ', "test": {"test_accuracy": 0.5' + test + '}}\n',
+       f"bad.jsonl:1: {message}")
+      for part, test, message in (
+          ('"seed": -3', "", "seed -3 is not a whole number from 0 to 4294967295"),
+          ('"seed": 4294967296', "", "seed 4294967296 is not a whole number from 0 to 4294967295"),
+          ('"seed": 0, "steps": "40"', "", "steps '40' is not a whole number >= 0"),
+          ('"seed": 0, "steps": -1', "", "steps -1 is not a whole number >= 0"),
+          ('"seed": 0, "seconds": -5', "", "seconds -5 is not a finite number >= 0"),
+          ('"seed": 0, "seconds": Infinity', "", "seconds inf is not a finite number >= 0"),
+          ('"seed": 0', ', "test_loss": NaN', "test.test_loss must be a finite number, got nan"),
+          ('"seed": 0', ', "test_loss": -1', "test.test_loss must be a number >= 0, got -1"),
+          ('"seed": 0, "started_from": ["x"]', "", "started_from ['x'] is not a table of modality = run folder"))),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}}\n' * 2,
      "bad.jsonl:2: repeats the results of vision on the redundant task, seed 0 (bad.jsonl:1): a seed counted twice "
      "would weigh the mean"),

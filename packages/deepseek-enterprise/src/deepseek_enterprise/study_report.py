@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from deepseek.config.field_checks import SEED_MAX
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
 from deepseek_enterprise.study_recipes import CONFIGS, RECIPES, recipe_label
@@ -63,14 +64,18 @@ def check_row(row: Any) -> str | None:
         return f"recipe {row.get('recipe')!r} is not one of {', '.join(RECIPES)}"
     if row.get("train_sources", "all") not in ("all", "fit", "blend"):  # multimodal.digits' data.train_sources
         return f"train_sources {row.get('train_sources')!r} is not all, fit or blend"
-    if not isinstance(row.get("seed"), int) or isinstance(row.get("seed"), bool):
-        return f"seed {row.get('seed')!r} is not an integer"
+    if not _count(row.get("seed")) or row["seed"] > SEED_MAX:  # the range of the study's --seed
+        return f"seed {row.get('seed')!r} is not a whole number from 0 to {SEED_MAX}"
     test = row.get("test")
     if not isinstance(test, dict) or not fraction(test.get("test_accuracy")):
         return "test.test_accuracy must be a number in [0, 1]"
     for key, value in test.items():  # each modality's own reading, a percentage in the tables
         if key.startswith("test_accuracy_") and not fraction(value):
             return f"test.{key} must be a number in [0, 1], got {value!r}"
+        if not _number(value):  # test_loss and any other metric: means over the test batches
+            return f"test.{key} must be a finite number, got {value!r}"
+        if key == "test_loss" and value < 0:  # the classifier's cross-entropy
+            return f"test.test_loss must be a number >= 0, got {value!r}"
     missing = row.get("missing")
     modalities = CONFIGS[row["config"]][0]
     if len(modalities) > 1 and (not isinstance(missing, dict)
@@ -173,11 +178,23 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def _check_extras(row: dict[str, Any]) -> str | None:
     """The optional parts of a results line: ``parameters``, ``val``, ``val_curve`` and ``latency``."""
     params = row.get("parameters")
-    if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
+    if params is not None and not _count(params):
         return f"parameters {params!r} is not a count"
+    if "steps" in row and not _count(row["steps"]):  # 0 for an ensemble, which trains nothing
+        return f"steps {row['steps']!r} is not a whole number >= 0"
+    if "seconds" in row and not (_number(row["seconds"]) and row["seconds"] >= 0):
+        return f"seconds {row['seconds']!r} is not a finite number >= 0"
+    started = row.get("started_from")  # modality -> the unimodal run folder a model started from
+    if started is not None and not (isinstance(started, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in started.items())):
+        return f"started_from {started!r} is not a table of modality = run folder"
     val = row.get("val")  # the fixed-weights table shows val.val_accuracy as a percentage
     if val is not None and not (isinstance(val, dict) and all(
             _number(v) and 0.0 <= v <= 1.0 for k, v in val.items() if k.startswith("val_accuracy"))):
@@ -194,7 +211,7 @@ def _check_extras(row: dict[str, Any]) -> str | None:
             return "latency must give p50_ms and p90_ms (milliseconds) and the device"
         for key in ("parameters", "peak_memory_bytes", "peak_rss_bytes"):
             v = lat.get(key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            if v is not None and not _count(v):
                 return f"latency.{key} {v!r} is not a count"
     return None
 
