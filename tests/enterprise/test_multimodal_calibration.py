@@ -75,6 +75,10 @@ def test_the_calibrated_output_is_the_weighted_sum_of_present_logits() -> None:
     ({"audio": float("nan")}, "model.logit_weights.audio: must be a finite number, got nan; give a finite value"),
     ({"fused": True}, "model.logit_weights.fused: expected a number, got True (bool)"),
     ({"fused": "1"}, "model.logit_weights.fused: expected a number, got '1' (str)"),
+    # every prediction was class 0
+    ({"fused": 0.0, "audio": -0.0}, "model.logit_weights: every weight is 0: the logits would be 0 for every sample "
+                                    "and every prediction class 0; give at least one nonzero weight (fused=1 is the "
+                                    "model as trained)"),
 ])
 def test_bad_logit_weights_are_one_line(weights: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:

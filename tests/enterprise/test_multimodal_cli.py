@@ -144,6 +144,10 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
     # 1e308: every sample was one class, exit 0
     (["eval", "--checkpoint", "RUN", "--logit-weights", "fused=1e308"],
      "error: --logit-weights: fused=1e+308 is outside [-1000, 1000] (fitted weights are near 1)"),
+    # taken: every prediction was class 0, exit 0
+    (["eval", "--checkpoint", "RUN", "--logit-weights", "fused=0,audio=-0"],
+     "error: --logit-weights: every weight is 0: the logits would be 0 for every sample and every prediction class 0; "
+     "give at least one nonzero weight (fused=1 is the model as trained)"),
     (["eval", "--checkpoint", "RUN", "--logit-weights", "audio"],
      "error: --logit-weights: 'audio' is not NAME=NUMBER; give e.g. fused=1.0,audio=0.4"),
     (["eval", "--checkpoint", "RUN", "--logit-weights", "audio=1,audio=2"],

@@ -109,6 +109,9 @@ def test_the_weighted_figures_are_the_summed_logits_of_the_checkpoint(tmp_path: 
      "weighted.logit_weights: fused = 5000 is outside [-1000, 1000] (fitted weights are near 1)"),
     ({"logit_weights": {}, "val_accuracy": 0.5, "test_accuracy": 0.5},
      "weighted.logit_weights: {} is not a table of weights"),
+    ({"logit_weights": {"fused": 0, "audio": 0.0}, "val_accuracy": 0.5, "test_accuracy": 0.5},
+     "weighted.logit_weights: every weight is 0: the logits would be 0 for every sample and every prediction class 0; "
+     "give at least one nonzero weight (fused=1 is the model as trained)"),
 ])
 def test_a_weighted_results_line_read_back_is_checked(weighted: dict[str, Any], problem: str) -> None:
     row = {"task": "redundant", "config": "concat", "seed": 0, "recipe": "frozen", "test": {"test_accuracy": 0.9},
@@ -131,6 +134,10 @@ def test_a_weighted_results_line_read_back_is_checked(weighted: dict[str, Any], 
     (["--eval-logit-weights", "audio=1,audio=2"], "error: --eval-logit-weights: audio is given twice; give each name once"),
     (["--eval-logit-weights", "fused=2000"], "error: --eval-logit-weights: fused=2000 is outside [-1000, 1000] (fitted "
                                              "weights are near 1)"),
+    # taken: every fused model's weighted figures were class 0 for every sample
+    (["--eval-logit-weights", "fused=0,text=0"], "error: --eval-logit-weights: every weight is 0: the logits would be 0 "
+                                                 "for every sample and every prediction class 0; give at least one "
+                                                 "nonzero weight (fused=1 is the model as trained)"),
     (["--config", "vision", "--config", "audio", "--eval-logit-weights", "fused=1"],
      "error: --eval-logit-weights: no fused model among --config vision audio to evaluate with them; add one of late, "
      "concat, cross_attention, or leave it out"),

@@ -93,6 +93,15 @@ def logit_weight_problem(weight: float) -> str | None:
     return f"{weight:g} is outside [-{MAX_LOGIT_WEIGHT:g}, {MAX_LOGIT_WEIGHT:g}] (fitted weights are near 1)"
 
 
+def all_zero_logit_weights(weights: Mapping[str, float]) -> str | None:
+    """What is wrong with a non-empty ``logit_weights`` table whose every weight is 0, or ``None``:
+    the weighted logits are then 0 for every sample, and every prediction is class 0."""
+    if weights and all(w == 0 for w in weights.values()):
+        return ("every weight is 0: the logits would be 0 for every sample and every prediction class 0; "
+                "give at least one nonzero weight (fused=1 is the model as trained)")
+    return None
+
+
 @dataclass(frozen=True)
 class MultimodalOptions:
     """``[model]`` keys of ``multimodal.classifier``."""
@@ -167,6 +176,9 @@ class MultimodalOptions:
             problem = logit_weight_problem(weight)
             if problem:
                 raise ConfigError(f"model.logit_weights.{key}: {problem}")
+        problem = all_zero_logit_weights(self.logit_weights)
+        if problem:
+            raise ConfigError(f"model.logit_weights: {problem}")
         if self.freeze_pretrained and not self.pretrained:
             raise ConfigError("model.freeze_pretrained: true without model.pretrained; name the runs to start from "
                               "or set it to false")

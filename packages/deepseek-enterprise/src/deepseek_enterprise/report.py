@@ -35,6 +35,11 @@ def parse_logit_weights(text: str, where: str = "--logit-weights") -> dict[str, 
         if key in weights:
             raise UsageError(f"{where}: {key} is given twice; give each name once")
         weights[key] = number
+    from deepseek_enterprise.multimodal import all_zero_logit_weights
+
+    problem = all_zero_logit_weights(weights)
+    if problem:
+        raise UsageError(f"{where}: {problem}")
     return weights
 
 

@@ -111,6 +111,7 @@ def logit_weights_problem(weights: Any, modalities: tuple[str, ...]) -> str | No
     nothing): a non-empty mapping of ``fused`` and ``modalities`` to finite numbers in the range
     ``[model] logit_weights`` takes."""
     from deepseek_enterprise.multimodal import (  # imports torch: only here
+        all_zero_logit_weights,
         logit_weight_problem,
         unknown_logit_weight,
     )
@@ -125,7 +126,7 @@ def logit_weights_problem(weights: Any, modalities: tuple[str, ...]) -> str | No
             return f"{key} = {value!r} is not a finite number"
         if logit_weight_problem(value):
             return f"{key} = {logit_weight_problem(value)}"
-    return None
+    return all_zero_logit_weights(weights)
 
 
 def read_results(path: Path, fix: str, seen: dict[tuple[str, str, int], str] | None = None, *,
