@@ -121,3 +121,25 @@ def test_bad_cost_files(tmp_path: Path) -> None:
     bad.write_text("years = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_costs(bad)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # these named the key only ('tco.years: ...'), not the file it was in
+    ("years = -1\n", "tco.years: must be > 0, got -1 (int)"),
+    ("[pro]\nhardware = \"x\"\n", "tco.pro.hardware: expected a number, got 'x' (str)"),
+    ("[tco]\n[tco.pro]\nlabor = 1e309\n", "tco.pro.labor: must be a finite number, got inf; give a finite value"),
+    # the keys outside [tco] were dropped without a word
+    ("[tco]\nyears = 4\n[pro]\nlabor = 1\n", "has a [tco] table and keys outside it (pro); put every key under [tco], "
+                                              "or none"),
+])
+def test_a_bad_cost_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("costs.toml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_costs("costs.toml", ["years=5"])
+    assert str(info.value) == f"--costs: costs.toml: {message}"
+    # a value of --cost is named with the option that gave it, after a good file
+    Path("costs.toml").write_text("years = 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_costs("costs.toml", ["years=5", "core.labor=-5"])
+    assert str(info.value) == "--cost core.labor=-5: tco.core.labor: must be >= 0, got -5 (int)"

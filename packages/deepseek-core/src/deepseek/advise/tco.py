@@ -94,7 +94,24 @@ def _load_toml(path: Path) -> dict[str, Any]:
         data = read_toml(path, missing_hint="give a TOML file of edition costs (format: docs/advise.md)")
     except ConfigError as exc:
         raise ConfigError(f"--costs: {exc}") from None
-    return data.get("tco", data) if isinstance(data.get("tco"), dict) else data
+    if not isinstance(data.get("tco"), dict):
+        return data
+    others = [k for k in data if k != "tco"]
+    if others:  # they were dropped without a word
+        raise ConfigError(f"--costs: {shown(path)}: has a [tco] table and keys outside it ({', '.join(others)}); "
+                          "put every key under [tco], or none")
+    return data["tco"]
+
+
+def _checked(data: dict[str, Any], where: str) -> CostModel:
+    """``data`` as a :class:`CostModel`; a :class:`ConfigError` begins with ``where`` (the file or
+    the ``--cost`` option the last values came from)."""
+    from deepseek.config.validate import build_dataclass
+
+    try:
+        return build_dataclass(CostModel, data, path="tco")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -118,7 +135,8 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
 def load_costs(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> CostModel:
     """The seed's costs, then ``path``'s values, then ``overrides`` (``pro.labor=150000``).
 
-    Unknown keys and negative values raise :class:`ConfigError` naming the key.
+    Unknown keys and negative values raise :class:`ConfigError` naming the key and the file or
+    ``--cost`` option that gave it.
     """
     data: dict[str, Any] = {
         k: (dataclasses.asdict(v) if isinstance(v, EditionCost) else v)
@@ -131,6 +149,7 @@ def load_costs(path: str | Path | None = None, overrides: tuple[str, ...] | list
                 data[key] = {**data[key], **value}
             else:
                 data[key] = value
+        _checked(data, f"--costs: {shown(path)}")  # checked before --cost: an error names the file
         changed.append(shown(path))
     for text in overrides:
         parts, value = _parse_override(text)
@@ -142,12 +161,11 @@ def load_costs(path: str | Path | None = None, overrides: tuple[str, ...] | list
             data[parts[0]] = {**data[parts[0]], parts[1]: value}
         else:
             data[parts[0]] = value
+        _checked(data, f"--cost {text}")
         changed.append("--cost")
     if changed:
         data["source"] = f"{SEED_LABEL}, overridden by {', '.join(dict.fromkeys(changed))}"
-    from deepseek.config.validate import build_dataclass
-
-    return build_dataclass(CostModel, data, path="tco")
+    return _checked(data, "--costs")
 
 
 def tco_rows(costs: CostModel) -> list[dict[str, Any]]:
