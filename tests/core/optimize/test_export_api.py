@@ -238,3 +238,26 @@ def test_what_a_killed_export_left_is_removed_by_the_next(run: Path, tmp_path: P
     live.write_text("being written")
     cli_export("--checkpoint", str(run), "--format", fmt, "--out", str(out))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, live.name])
+
+
+def test_a_damaged_pt2_is_our_one_line_alone(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """torch.export.load logged the damaged file's whole traceback to stderr (its own handler)
+    before our line; the line named torch's later error, which points at 'the warnings above'."""
+    import logging
+    import zipfile
+
+    junk, unversioned = tmp_path / "junk.pt2", tmp_path / "unversioned.pt2"
+    junk.write_bytes(b"\x00deepseek" * 300)
+    with zipfile.ZipFile(unversioned, "w") as z:  # a zip archive, not one torch.export wrote
+        z.writestr("model/data.pkl", b"xx")
+    logger = logging.getLogger("torch.export")
+    before = (list(logger.handlers), logger.propagate, logger.level)
+    for path, cause in ((junk, "PytorchStreamReader failed reading zip archive: failed finding central directory"),
+                        (unversioned, 'Expected hasRecord("version") to be true, but got false')):
+        for load, where in ((load_exported, f"{path}"), (read_metadata, f"read_metadata: {path}")):
+            with pytest.raises(UsageError) as info:
+                load(path)
+            assert str(info.value) == (f"{where}: not a loadable torch.export (.pt2) file (RuntimeError: {cause}); "
+                                       "export the model again (deepseek export)")
+    assert capfd.readouterr() == ("", "")
+    assert (list(logger.handlers), logger.propagate, logger.level) == before  # torch's own logging as it was

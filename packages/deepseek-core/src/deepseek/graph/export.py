@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -186,13 +187,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                          "files do); its inputs are onnxruntime's InferenceSession(path).get_inputs(), named as the "
                          "record names them, or export the run again as .pt2 for the record")
     extra = {META_NAME: ""}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.export.load(str(p), extra_files=extra)
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is bad input
-        raise UsageError(f"read_metadata: {p}: not a loadable torch.export (.pt2) file "
-                         f"({type(exc).__name__}: {exc})") from exc
+    _load_pt2(p, f"read_metadata: {p}", extra_files=extra)
     return loads_json(extra[META_NAME]) if extra[META_NAME] else {}
 
 
@@ -227,8 +222,6 @@ def _onnx_registry_quiet() -> Iterator[None]:
     """The ONNX exporter logs one warning line per torchvision op it skips where torchvision is not
     installed (``torchvision is not installed. Skipping torchvision::nms``, four lines on every
     export); they say nothing about the file written, so they are held back while it runs."""
-    import logging
-
     registry = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registry.level
     registry.setLevel(logging.ERROR)
@@ -247,9 +240,44 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
         if importlib.util.find_spec("onnxruntime") is None:
             raise UsageError(f"{p}: running ONNX files needs onnxruntime; pip install onnxruntime")
         return OnnxRunner(p)
+    return _load_pt2(p, str(p)).module()
+
+
+EXPORT_LOAD_LOGGER = "torch.export"
+"""``torch.export.load`` logs a damaged file's whole traceback as a warning ("Ran into the
+following error when deserializing") before it tries an older format and raises; :func:`_load_pt2`
+captures that record while a file loads and names its error in its one line instead."""
+
+
+@contextmanager
+def _log_captured(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records logger ``name`` (and those below it) emits while the block runs, collected in
+    the list yielded instead of reaching any handler (torch gives its loggers a stderr handler of
+    their own); the logger's handlers and propagation restored after."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    handlers, propagate = logger.handlers, logger.propagate
+    logger.handlers, logger.propagate = [handler], False
     try:
-        with warnings.catch_warnings():
+        yield records
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+
+
+def _load_pt2(p: Path, where: str, **kwargs: Any) -> Any:
+    """``torch.export.load(p, **kwargs)`` without torch's warnings and log lines; a file torch
+    cannot load is one :class:`UsageError` beginning with ``where``, naming the error torch logged
+    reading the current format where it logged one (the error it raises after that comes from its
+    try of an older format and points at "the warnings above"), else the one it raised."""
+    try:
+        with warnings.catch_warnings(), _log_captured(EXPORT_LOAD_LOGGER) as records:
             warnings.simplefilter("ignore")
-            return torch.export.load(str(p)).module()
+            return torch.export.load(str(p), **kwargs)
     except Exception as exc:  # noqa: BLE001 - a corrupt file is bad input
-        raise UsageError(f"{p}: not a loadable torch.export (.pt2) file ({type(exc).__name__}: {exc})") from exc
+        logged = [r.exc_info[1] for r in records if r.exc_info and r.exc_info[1] is not None]
+        cause = logged[0] if logged else exc
+        text = str(cause).split(". ")[0].strip().rstrip(".")  # torch's first sentence; the rest is advice
+        raise UsageError(f"{where}: not a loadable torch.export (.pt2) file ({type(cause).__name__}: {text}); "
+                         "export the model again (deepseek export)") from exc
