@@ -176,6 +176,11 @@ RESUME_ONLY: list[tuple[str, Callable[[Path], None], list[str]]] = [
     # a NaN best: no evaluation could ever improve on it (was accepted and written on)
     ("monitor best NaN", _edit_state(lambda state: state.setdefault("monitor", {}).update(
         name="val_loss", mode="min", best=float("nan"), best_step=1, stale=0)), ["'monitor' holds invalid values"]),
+    # taken: a negative best step was carried on, and true counted as one evaluation without improvement
+    *((f"monitor {key} {value}", _edit_state(lambda state, key=key, value=value: state.setdefault("monitor", {}).update(
+        {"name": "val_loss", "mode": "min", "best": 1.0, "best_step": 1, "stale": 0, key: value})),
+       ["'monitor' holds invalid values"])
+      for key, value in (("best_step", -5), ("stale", True))),
     ("optimizer truncated", _truncate(str(STEP / "optimizer.safetensors"), 50), ["optimizer.safetensors"]),
     ("optimizer header garbage", _garbage_header(str(STEP / "optimizer.safetensors")), ["optimizer.safetensors"]),
     ("optimizer state NaN", _edit_tensors(OPTIMIZER, _nan_in_first), ["optimizer.safetensors", "NaN or infinite"]),

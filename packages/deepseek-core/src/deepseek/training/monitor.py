@@ -101,9 +101,11 @@ class Monitor:
         if (state.get("name"), state.get("mode")) != (self.name, self.mode):
             return
         best, step, stale = state.get("best"), state.get("best_step"), state.get("stale", 0)
+        def count(v: Any) -> bool:  # true and false are ints to Python, not counts
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
         ok = (best is None or isinstance(best, (int, float)) and not isinstance(best, bool) and math.isfinite(best)) \
-            and (step is None or isinstance(step, int)) \
-            and isinstance(stale, int) and stale >= 0
+            and (step is None or count(step)) and count(stale)
         if not ok:
             raise CheckpointError(f"{where}: 'monitor' holds invalid values {state!r}; resume from an earlier checkpoint")
         self.best, self.best_step, self.stale = best, step, stale
