@@ -8,7 +8,6 @@ import contextlib
 import io
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -24,17 +23,28 @@ def deepseek_here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str,
     stdout."""
     monkeypatch.chdir(cwd)
     out, err = io.StringIO(), io.StringIO()
-    code: Any = 0
+    code = 0
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(args), host=host)
     except SystemExit as exc:
-        code = exc.code or 0
+        code = exit_status(exc.code, err)
     finally:
         torch.set_num_threads(threads)
-    return int(code), err.getvalue().strip(), out.getvalue()
+    return code, err.getvalue().strip(), out.getvalue()
+
+
+def exit_status(code: object, err: io.StringIO) -> int:
+    """The exit status the interpreter gives ``sys.exit(code)``: ``None`` is 0, an int is itself,
+    anything else (``sys.exit("message")``) is written to stderr (``err``) and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return int(code)
+    print(code, file=err)
+    return 1
 
 
 def deepseek_run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
