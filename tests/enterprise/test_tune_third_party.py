@@ -89,6 +89,22 @@ def test_a_third_party_tuner_from_the_docs_contract(tmp_path: Path) -> None:
     assert f"lr = {best['params']['train.lr']!r}" in (tmp_path / "st" / "best.toml").read_text()
 
 
+def test_a_study_leaves_optunas_log_level_as_it_found_it(tmp_path: Path) -> None:
+    """A study run in the caller's process quiets Optuna's per-trial lines while it runs and puts
+    Optuna's log level back after: it was left at ERROR for the rest of the process, so every later
+    study of a test run (or a notebook's own Optuna use) lost its log lines."""
+    import optuna
+
+    write(tmp_path, space=QUADRATIC_SPACE)
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
+    try:
+        assert tune_in_process(tmp_path, "--study", "v", "--trials", "2", "--out", "st", "--no-baseline") == 0
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
 class Faulty(Tuner):
     """A tuner with bugs: by warmup_steps, run returns NaN (1), a string (2), raises KeyError (3)
     or returns a number (4)."""

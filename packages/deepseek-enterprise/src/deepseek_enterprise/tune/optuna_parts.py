@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 SAMPLERS = ("tpe", "random")
@@ -33,16 +34,22 @@ def create_pruner(name: str) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
 
-def quiet_optuna() -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
     """Optuna's experimental/deprecation notices about the APIs used here, and its per-trial
-    log lines, kept out of the output (the study prints its own line per trial)."""
+    log lines, kept out of the output (the study prints its own line per trial) while the block
+    runs; Optuna's log level and the warning filters are put back after it, so that a study run
+    in a caller's process (``main([...])``, a notebook) leaves Optuna as it found it."""
     import optuna
 
+    previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-    warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")  # said by _run_study
-    return stack
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")  # said by _run_study
+            yield
+    finally:
+        optuna.logging.set_verbosity(previous)
