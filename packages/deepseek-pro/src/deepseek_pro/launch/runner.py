@@ -30,6 +30,7 @@ from deepseek.training.preemption import EXIT_PREEMPTED, SignalScope
 from deepseek_pro.launch.env import worker_env
 from deepseek_pro.launch.heartbeat import Watchdog
 from deepseek_pro.launch.jobdir import create_job_dir, remove_abandoned
+from deepseek_pro.launch.rendezvous import register as one_node_rendezvous
 from deepseek_pro.launch.stop import AGENT_SIGNALS, StopForwarder
 
 WORKER_MODULE = "deepseek_pro.launch.worker"
@@ -107,7 +108,7 @@ def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
         max_nodes=spec.nnodes,
         nproc_per_node=spec.nproc_per_node,
         run_id=run_id,
-        rdzv_backend="static" if multi else "c10d",
+        rdzv_backend="static" if multi else one_node_rendezvous(),
         rdzv_endpoint=spec.rdzv_endpoint if multi else "localhost:0",
         rdzv_configs={"rank": spec.node_rank, "timeout": int(spec.startup_timeout)} if multi else {},
         max_restarts=0,
