@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _inprocess import exit_status
 from fastapi.testclient import TestClient
 
 from deepseek.plugins.host import PluginHost
@@ -50,7 +51,7 @@ def run_cli(*argv: str, token: str | None, url: str) -> tuple[int, str, str]:
             try:
                 main(list(argv), host=CLI_HOST)
             except SystemExit as exc:
-                code = int(exc.code or 0)
+                code = exit_status(exc.code, err)
     finally:
         for k, v in old.items():
             if v is None:

@@ -8,6 +8,7 @@ import io
 import os
 from pathlib import Path
 
+from _inprocess import exit_status
 from _servicehelpers import CLI_HOST
 
 from deepseek.cli.main import main
@@ -26,7 +27,7 @@ def run_in(folder: Path, argv: list[str], host: PluginHost = CLI_HOST) -> tuple[
                 main(argv, host=host)
                 code = 0
             except SystemExit as exc:
-                code = int(exc.code or 0)
+                code = exit_status(exc.code, err)
     finally:
         os.chdir(cwd)
     return code, out.getvalue(), err.getvalue()

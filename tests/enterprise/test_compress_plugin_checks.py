@@ -17,6 +17,7 @@ import pytest
 import torch
 from _compresshelpers import CONFIG
 from _hosts import enterprise_host, registering
+from _inprocess import exit_status
 from torch import nn
 
 from deepseek.cli.main import main
@@ -198,7 +199,7 @@ def _cli(host: PluginHost, cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: st
         try:
             main(list(args), host=host)
         except SystemExit as exc:
-            code = int(exc.code or 0)
+            code = exit_status(exc.code, err)
     return code, err.getvalue().strip()
 
 
