@@ -70,7 +70,9 @@ def tests_pro(session: nox.Session) -> None:
     # and every branch the contract takes with core + pro is taken elsewhere: pro's components
     # (same package, no extras) in tests-enterprise and tests-ecosystem, enterprise missing with
     # pro present in tests-ecosystem, and core's extras missing in tests-core and tests-enterprise.
-    _pytest(session, "-n", "2", "--dist", "loadfile", "tests/pro")
+    # --no-loadscope-reorder: the workers take the files in tests/pro/conftest.py's order (the
+    # long kill-and-resume files first), not xdist's (most tests first, those files last).
+    _pytest(session, "-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "tests/pro")
 
 
 @nox.session(name="tests-enterprise", python=PYTHON)

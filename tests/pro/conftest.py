@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -32,8 +33,24 @@ from _prohelpers import (
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "schedule_first: the file's few tests are long (each a chain of "
+                                       "launches): handed out first under --dist loadfile (see "
+                                       "pytest_collection_modifyitems)")
     config.addinivalue_line("markers", "fused_adam: the test's workers build DeepSpeed's CPU fused_adam op "
                                        "(started in the background at the session's first test)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order in which ``--dist loadfile`` hands the files to the two xdist workers (CI runs
+    tests-pro with ``--no-loadscope-reorder``, so that this order is the one taken): the files
+    marked ``schedule_first`` first, then the others with the most tests first, as xdist orders
+    them by itself. xdist's own order took the kill-and-resume files last (one to three tests
+    each, 28-45 s a test in CI), where the last of them ran on alone after the other worker had
+    finished; taken first, the short files at the end even out the two workers. Each file's tests
+    keep their order (the sort is stable)."""
+    counts = Counter(item.path for item in items)
+    first = {item.path for item in items if item.get_closest_marker("schedule_first")}
+    items.sort(key=lambda item: (item.path not in first, -counts[item.path]))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from _kill_launch import ONE_KILL, OPTIONS, check_killed_and_resumed
 
+pytestmark = pytest.mark.schedule_first  # conftest.py: long tests, handed out first
+
 
 @pytest.mark.parametrize("strategy", list(ONE_KILL))
 def test_killed_after_a_checkpoint_and_resumed_equals_a_run_never_killed(strategy: str, tmp_path: Path,
