@@ -4,7 +4,10 @@ Usage (under torchrun): ``python tests/pro/_train_jobs.py JOBS.json``. ``JOBS.js
 of ``{"config": {...TOML-like tables...}, "run_dir": "...", "resume": "..." | null,
 "unwrapped": bool}``; each job is run by core's real :class:`~deepseek.training.trainer.Trainer`.
 With ``unwrapped``, the strategy's ``unwrapped_model()`` (a collective for sharded strategies) is
-written by rank 0 to ``<run_dir>/unwrapped.safetensors`` after training. One gloo process group is created
+written by rank 0 to ``<run_dir>/unwrapped.safetensors`` after training; with ``unwrap_report``,
+every rank writes ``<run_dir>/unwrapped-rank<R>.json`` about the model it got: ``diff`` (the
+largest difference from the last checkpoint's weights), ``tied`` (``lm_head`` is ``wte``'s
+weight) and ``logits`` (the shape of its output for one row of 4 tokens). One gloo process group is created
 first and shared by every job (a strategy reuses an existing group and leaves it alone), so the
 jobs pay for interpreter start-up, imports and rendezvous once.
 """
@@ -22,7 +25,7 @@ def main(spec: str) -> None:
     import torch.distributed as dist
 
     from deepseek.config.load import config_from_dict
-    from deepseek.training.checkpoint import save_model_state
+    from deepseek.training.checkpoint import load_model_state, save_model_state
     from deepseek.training.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -31,11 +34,18 @@ def main(spec: str) -> None:
         for job in json.loads(Path(spec).read_text(encoding="utf-8")):
             config = config_from_dict(job["config"])
             trainer = Trainer(config, run_dir=job["run_dir"], resume=job.get("resume"), quiet=True)
-            trainer.fit()
-            if job.get("unwrapped"):
+            result = trainer.fit()
+            if job.get("unwrapped") or job.get("unwrap_report"):
                 model = trainer.strategy.unwrapped_model()
-                if dist.get_rank() == 0:
+                if job.get("unwrapped") and dist.get_rank() == 0:
                     save_model_state(Path(job["run_dir"]) / "unwrapped.safetensors", model.state_dict())
+                if job.get("unwrap_report"):
+                    saved = load_model_state(result.checkpoint / "model.safetensors")
+                    report = {"diff": max((model.state_dict()[k] - v).abs().max().item() for k, v in saved.items()),
+                              "tied": model.lm_head.weight is model.wte.weight,
+                              "logits": list(model(torch.zeros(1, 4, dtype=torch.long)).shape)}
+                    out = Path(job["run_dir"]) / f"unwrapped-rank{dist.get_rank()}.json"
+                    out.write_text(json.dumps(report), encoding="utf-8")
             dist.barrier()
     finally:
         dist.destroy_process_group()

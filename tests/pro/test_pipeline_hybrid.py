@@ -15,6 +15,7 @@ fp16 runs round differently along the same paths, hence 5e-3.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "hybrid-pp2-dp1-resume": ("hybrid", {}, NONE),
     "hybrid-pp1-tp2-resume": ("hybrid", {"pp_size": 1, "tp_size": 2}, NONE),
 }
+UNWRAPPED = {"pipeline-unwrapped": ("pipeline", {}), "hybrid-unwrapped": ("hybrid", {"pp_size": 1})}
+"""2-step runs after which every rank reports on the model ``unwrapped_model()`` gives it."""
 REFERENCES = {"plain": NONE, "accum-ckpt": ACCUM_CKPT, "bf16": BF16, "fp16": FP16, "save": SAVE_AT_2}
 RTOL = {"fp32": 1e-4, "half": 5e-3}
 
@@ -102,7 +105,9 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def two_procs(single: dict[str, Any], train_jobs: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("two")
-    train_jobs(jobs(CASES, single["ckpt"]), out, nproc=2, timeout=900)
+    unwrapped = [{"name": name, "config": config(strategy, options, {"train": {"max_steps": 2}}), "unwrap_report": True}
+                 for name, (strategy, options) in UNWRAPPED.items()]
+    train_jobs([*jobs(CASES, single["ckpt"]), *unwrapped], out, nproc=2, timeout=900)
     return {name: summary(out / name) for name in CASES}, out
 
 
@@ -182,40 +187,10 @@ def test_hybrid_meshes_on_four_processes(single: dict[str, Any], train_jobs: Any
         assert_same(summary(tmp_path / case), single["plain"], RTOL["fp32"])
 
 
-UNWRAP_SCRIPT = '''
-import json, sys
-import torch, torch.distributed as dist
-from deepseek.config.load import config_from_dict
-from deepseek.training.checkpoint import load_model_state
-from deepseek.training.trainer import Trainer
-
-dist.init_process_group("gloo")
-out = {}
-for name, table in json.loads(open(sys.argv[1]).read()).items():
-    trainer = Trainer(config_from_dict(table), run_dir=f"{sys.argv[2]}/{name}", quiet=True)
-    result = trainer.fit()
-    model = trainer.strategy.unwrapped_model()  # collective: every rank calls it
-    saved = load_model_state(result.checkpoint / "model.safetensors")
-    diff = max((model.state_dict()[k] - v).abs().max().item() for k, v in saved.items())
-    out[name] = {"diff": diff, "tied": model.lm_head.weight is model.wte.weight,
-                 "logits": list(model(torch.zeros(1, 4, dtype=torch.long)).shape)}
-if dist.get_rank() == 1:  # the last stage: the model must be whole there too
-    open(f"{sys.argv[2]}/out.json", "w").write(json.dumps(out))
-dist.destroy_process_group()
-'''
-
-
-def test_unwrapped_model_is_the_whole_trained_model(torchrun: Any, tmp_path: Path) -> None:
-    """``unwrapped_model()`` gathers every stage into a plain, tied GPT equal to the checkpoint."""
-    import json
-
-    script, spec = tmp_path / "unwrap.py", tmp_path / "spec.json"
-    script.write_text(UNWRAP_SCRIPT)
-    spec.write_text(json.dumps({
-        "pipeline": config("pipeline", {}, NONE) | {"train": {**config("pipeline", {}, NONE)["train"], "max_steps": 2}},
-        "hybrid": config("hybrid", {"pp_size": 1}, NONE) | {"train": {**config("hybrid", {}, NONE)["train"], "max_steps": 2}},
-    }))
-    torchrun([str(script), str(spec), str(tmp_path)], nproc=2, timeout=600)
-    out = json.loads((tmp_path / "out.json").read_text())
-    for name in ("pipeline", "hybrid"):
-        assert out[name] == {"diff": 0.0, "tied": True, "logits": [1, 4, 256]}, name
+def test_unwrapped_model_is_the_whole_trained_model(two_procs: tuple[dict, Path]) -> None:
+    """``unwrapped_model()`` gathers every stage into a plain, tied GPT equal to the checkpoint, on
+    every rank: the last stage's (rank 1) too (reports of ``_train_jobs.py``'s ``unwrap_report``)."""
+    for name in UNWRAPPED:
+        for rank in (0, 1):
+            report = json.loads((two_procs[1] / name / f"unwrapped-rank{rank}.json").read_text())
+            assert report == {"diff": 0.0, "tied": True, "logits": [1, 4, 256]}, (name, rank)
