@@ -2,7 +2,8 @@
 ``{"loss", "accuracy"}``), trained with ``deepseek.fit`` under several strategies (test helper).
 
 Usage: ``python tests/pro/_pipeline_metrics_fit.py OUT NAME [NAME ...]``, under torchrun for
-``pipeline`` and ``hybrid-dp2`` (one stage, two data-parallel replicas), alone for ``single``.
+``pipeline`` and ``hybrid-dp2`` (one stage, two data-parallel replicas), alone (or in the test's
+process: ``_prohelpers.run_probe_here``) for ``single``.
 Rank 0 writes ``OUT/NAME.json``: the final ``val_*`` values and each step's logged accuracy.
 """
 

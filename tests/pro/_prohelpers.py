@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
+import io
 import json
 import os
 import signal
@@ -278,6 +280,58 @@ def rerecord(folder: Path, name: str) -> None:
 def losses(records: Sequence[Mapping[str, Any]]) -> list[float]:
     """The ``loss`` of each step record."""
     return [float(r["loss"]) for r in records]
+
+
+def run_probe_here(probe: Path, out: Path, *names: str) -> None:
+    """What ``python PROBE OUT NAME [NAME ...]`` does alone (a probe's ``run(OUT, NAME)`` for each
+    name, on one intra-op thread), in this process: the probes' ``single`` references, which need
+    no process of their own, without an interpreter start (torch's and deepseek's imports, seconds
+    on the shared CI cores). The previous thread count is restored after."""
+    import torch
+
+    spec = importlib.util.spec_from_file_location(f"{probe.stem}_here", probe)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the probe's ``if __name__ == "__main__"`` part does not run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name in names:
+            module.run(out, name)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def deepseek_here(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``deepseek ARGS`` run in this process from ``cwd`` on the process's plugin host (core and
+    pro), ``env`` set in ``os.environ`` for the call (the processes it starts inherit it), on one
+    intra-op thread, ``sys.argv``, ``sys.path`` and the thread count restored after; its exit code,
+    stdout and stderr as ``subprocess.run(..., capture_output=True, text=True)`` gives them. For
+    input the launcher refuses before any process starts, where what is tested is the command's
+    verdict, not its process: a process start costs seconds on the shared CI cores."""
+    import torch
+
+    from deepseek.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.chdir(cwd)
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        patch.setenv("OMP_NUM_THREADS", "1")
+        patch.setattr(sys, "argv", list(sys.argv))
+        patch.setattr(sys, "path", list(sys.path))
+        torch.set_num_threads(1)
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        finally:
+            torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["deepseek", *args], 0 if code is None else code, out.getvalue(),
+                                       err.getvalue())
 
 
 def deepseek_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

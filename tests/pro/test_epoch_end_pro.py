@@ -6,13 +6,10 @@ same global batches and shards them after."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _prohelpers import run_torchrun
+from _prohelpers import run_probe_here, run_torchrun
 
 PROBE = Path(__file__).with_name("_epoch_fit.py")
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
@@ -22,8 +19,7 @@ STRATEGIES = ("ddp", "fsdp", "deepspeed")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("epochs")
     run_torchrun([str(PROBE), str(out), *STRATEGIES], timeout=600)
-    subprocess.run([sys.executable, str(PROBE), str(out), "single"], check=True, timeout=600,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run_probe_here(PROBE, out, "single")
     return out
 
 

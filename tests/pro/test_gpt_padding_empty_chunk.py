@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _prohelpers import run_torchrun
+from _prohelpers import run_probe_here, run_torchrun
 
 PROBE = Path(__file__).with_name("_padded_fit.py")
 TOL = 1e-6
 
 
 def test_a_pipeline_micro_batch_of_padding_only_adds_nothing(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(PROBE), str(tmp_path), "single+gpt-empty"], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_probe_here(PROBE, tmp_path, "single+gpt-empty")
     run_torchrun([str(PROBE), str(tmp_path), "pipeline+gpt-empty"], timeout=600)
     single, pipeline = (json.loads((tmp_path / f"{s}+gpt-empty.json").read_text()) for s in ("single", "pipeline"))
     assert len(pipeline["losses"]) == len(single["losses"]) == 4

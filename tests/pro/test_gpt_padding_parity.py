@@ -12,13 +12,10 @@ batch holds no token). Core's own parity with the items of packed rows
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _prohelpers import run_torchrun
+from _prohelpers import run_probe_here, run_torchrun
 
 PROBE = Path(__file__).with_name("_padded_fit.py")
 TOL = 1e-6
@@ -28,9 +25,7 @@ TOL = 1e-6
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("gpt_padded")
     alone = ["single+gpt", "single+gpt-accum2", "single+gpt-packed"]
-    done = subprocess.run([sys.executable, str(PROBE), str(out), *alone], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_probe_here(PROBE, out, *alone)
     launched = ["ddp+gpt", "pipeline+gpt-packed", "pipeline+gpt"]
     run_torchrun([str(PROBE), str(out), *launched], timeout=900)
     run_torchrun([str(PROBE), str(out), "hybrid+gpt"], nproc=4, timeout=900)

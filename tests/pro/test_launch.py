@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _prohelpers import assert_no_temp_left
+from _prohelpers import assert_no_temp_left, deepseek_here
 
 DEEPSEEK = [sys.executable, "-m", "deepseek"]
 TINY = [
@@ -120,7 +120,9 @@ def error_lines(stderr: str) -> list[str]:
 def test_impossible_combination_fails_before_any_process(
     args: list[str], expected: list[str], tmp_path: Path, plugin_dirs: tuple[Path, Path]
 ) -> None:
-    proc, _ = launch(args, tmp_path, plugin_dirs, tmp_path / "markers")
+    # The launcher in this process (its workers, had it started any, would be processes with the
+    # marker-writing sitecustomize on their PYTHONPATH): the verdict is what is tested.
+    proc = deepseek_here("launch", *args, cwd=tmp_path, env=launch_env(tmp_path, plugin_dirs, tmp_path / "markers"))
     assert proc.returncode == 2, proc.stderr
     errors = error_lines(proc.stderr)
     assert len(errors) == 1, proc.stderr

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _prohelpers import run_torchrun
+from _prohelpers import run_probe_here, run_torchrun
 
 PROBE = Path(__file__).with_name("_padded_fit.py")
 RTOL = 1e-5
@@ -26,9 +24,7 @@ RTOL = 1e-5
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("padded")
-    done = subprocess.run([sys.executable, str(PROBE), str(out), "single", "single+empty"], capture_output=True,
-                          text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_probe_here(PROBE, out, "single", "single+empty")
     names = [f"{s}{variant}" for variant in ("", "+empty") for s in ("ddp", "fsdp", "deepspeed")]
     run_torchrun([str(PROBE), str(out), *names], timeout=900)
     return {name: json.loads((out / f"{name}.json").read_text()) for name in ("single", "single+empty", *names)}

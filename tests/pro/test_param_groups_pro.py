@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 import tomllib
-from _prohelpers import PARITY_STEPS, deepseek_cli, losses, run_single, run_train_jobs, tiny_run
+from _prohelpers import (
+    PARITY_STEPS,
+    deepseek_cli,
+    deepseek_here,
+    losses,
+    run_single,
+    run_train_jobs,
+    tiny_run,
+)
 
 from deepseek.training import checkpoint as ckpt
 
@@ -102,9 +110,9 @@ def test_deepspeed_resumes_the_groups_exactly(runs: dict[str, Any]) -> None:
 
 
 def test_launch_refuses_a_rule_matching_nothing_before_any_process(tmp_path: Path) -> None:
-    out = deepseek_cli("launch", "-n", "2", "--", "train", "--strategy", "ddp", "--set", "model.name=tiny",
-                       "--set", 'optimizer.groups=[{match="wte.*"}, {match="lm_head.*"}]',
-                       "--run-dir", str(tmp_path / "run"), "--max-steps", "2")
+    out = deepseek_here("launch", "-n", "2", "--", "train", "--strategy", "ddp", "--set", "model.name=tiny",
+                        "--set", 'optimizer.groups=[{match="wte.*"}, {match="lm_head.*"}]',
+                        "--run-dir", str(tmp_path / "run"), "--max-steps", "2", cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [  # no "[rank0]": the launcher's own check, no process started
         "error: optimizer.groups.1.match: ['lm_head.*'] matches no parameter of the model; 'lm_head.weight' is "

@@ -6,14 +6,11 @@ as ``single`` does (the validation set ends in a shorter batch: 20 rows at batch
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from _prohelpers import run_torchrun
+from _prohelpers import run_probe_here, run_torchrun
 
 from deepseek_pro.strategies.pipeline_metrics import StageMetrics
 
@@ -25,8 +22,7 @@ CASES = ("pipeline", "hybrid-dp2")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pipeline_metrics")
     run_torchrun([str(PROBE), str(out), *CASES], timeout=600)
-    subprocess.run([sys.executable, str(PROBE), str(out), "single"], check=True, timeout=600,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run_probe_here(PROBE, out, "single")
     return out
 
 

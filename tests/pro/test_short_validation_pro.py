@@ -8,13 +8,10 @@ validation loss equals one process's, the mean over every row. ``ddp``, ``fsdp``
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _prohelpers import run_torchrun
+from _prohelpers import run_probe_here, run_torchrun
 
 PROBE = Path(__file__).with_name("_short_val_fit.py")
 CASES = ("pipeline", "hybrid-dp2", "hybrid-dp2+17", "pipeline+17")
@@ -24,8 +21,7 @@ CASES = ("pipeline", "hybrid-dp2", "hybrid-dp2+17", "pipeline+17")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("short_val")
     run_torchrun([str(PROBE), str(out), *CASES], timeout=600)
-    subprocess.run([sys.executable, str(PROBE), str(out), "single", "single+17"], check=True, timeout=600,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run_probe_here(PROBE, out, "single", "single+17")
     return out
 
 
