@@ -191,11 +191,11 @@ def test_an_optimizer_without_a_type_string_is_refused(tmp_path: Path, body: obj
 
 
 def test_config_show_refuses_the_type_in_one_line(tmp_path: Path) -> None:
-    from _prohelpers import deepseek_cli
+    from _prohelpers import deepseek_here
 
     path = _file(tmp_path, {"optimizer": {"type": "sgd", "params": {"lr": 1e-3}}})
-    proc = deepseek_cli("config", "show", "--set", 'strategy.name="deepspeed"',
-                        "--set", f"strategy.config_path={json.dumps(path)}", timeout=120)
+    proc = deepseek_here("config", "show", "--set", 'strategy.name="deepspeed"',
+                         "--set", f"strategy.config_path={json.dumps(path)}", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-3000:]
     assert proc.stderr.splitlines() == ["error: " + REFUSED_TYPES["sgd"].format(path=path, kind="sgd")]
 
@@ -266,14 +266,14 @@ def test_each_rank_refuses_it_at_set_up(tmp_path: Path, kind: str) -> None:
 def test_deepseek_launch_refuses_it_in_one_line(tmp_path: Path, kind: str) -> None:
     import importlib.util
 
-    from _prohelpers import deepseek_cli
+    from _prohelpers import deepseek_here
 
     if kind == "MuAdamW" and importlib.util.find_spec("mup") is not None:
         pytest.skip("mup is installed here")
     path = _file(tmp_path, {"optimizer": {"type": kind, "params": {"lr": 1e-4}}})
-    proc = deepseek_cli("launch", "-n", "2", "--", "train", "--strategy", "deepspeed", "--set", 'model.name="tiny"',
-                        "--set", f"strategy.config_path={json.dumps(path)}", "--run-dir", str(tmp_path / "run"),
-                        timeout=120)
+    proc = deepseek_here("launch", "-n", "2", "--", "train", "--strategy", "deepspeed", "--set", 'model.name="tiny"',
+                         "--set", f"strategy.config_path={json.dumps(path)}", "--run-dir", str(tmp_path / "run"),
+                         cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = (CPU_REFUSAL.format(path=path, kind="Lion", op="FusedLion", also=LION_ALSO) if kind == "Lion"
             else NO_MUP.format(path=path, kind=kind))

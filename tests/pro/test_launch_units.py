@@ -343,11 +343,9 @@ def test_stop_forwarder_signals_a_worker_whose_heartbeat_comes_after_the_signal(
 
 def test_a_launch_inside_a_launched_job_is_refused() -> None:
     """`launch -n 2 -- launch -n 2 -- train` started a launcher in every worker."""
-    import subprocess
-    import sys
+    from _prohelpers import deepseek_here
 
-    out = subprocess.run([sys.executable, "-m", "deepseek", "launch", "-n", "2", "--", "train"], capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "DEEPSEEK_LAUNCHER_PID": "1", "RANK": "1"})
+    out = deepseek_here("launch", "-n", "2", "--", "train", cwd=Path.cwd(), env={"DEEPSEEK_LAUNCHER_PID": "1", "RANK": "1"})
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "error: launch: this process is rank 1 of a job 'deepseek launch' started already; run the command itself "
