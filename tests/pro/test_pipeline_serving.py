@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _prohelpers import deepseek_cli, random_gpt_weights, run_single, tiny_run
+from _prohelpers import deepseek_cli, deepseek_here, random_gpt_weights, run_single, tiny_run
 
 
 def _random_weights(path: Path) -> Path:
@@ -26,7 +26,7 @@ def test_generate_through_two_stages_prints_what_one_process_does(sampling: list
     # 5 prompt tokens + 40 new ones pass the 32-position window: the stages' caches are rebuilt.
     weights = _random_weights(tmp_path / "w.safetensors")
     args = ["generate", "--checkpoint", str(weights), *sampling, "--max-new-tokens", "40", "hello"]
-    one = deepseek_cli(*args)
+    one = deepseek_here(*args, cwd=tmp_path)  # one process: this one
     two = deepseek_cli("launch", "-n", "2", "--", *args, "--strategy", "pipeline")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     assert one.stdout.startswith("hello") and len(set(one.stdout.removeprefix("hello"))) > 4
@@ -39,7 +39,7 @@ def test_a_prompt_file_is_served_through_two_stages_like_one_process(tmp_path: P
     prompts.write_text("abc\nhello\nxyz\nuvw\n", encoding="utf-8")
     args = ["generate", "--checkpoint", str(weights), "--prompts", str(prompts), "--temperature", "0",
             "--max-new-tokens", "12"]
-    one = deepseek_cli(*args)
+    one = deepseek_here(*args, cwd=tmp_path)  # one process: this one
     two = deepseek_cli("launch", "-n", "2", "--", *args, "--strategy", "pipeline")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     assert len(one.stdout.splitlines()) == 4
@@ -50,7 +50,7 @@ def test_a_prompt_file_is_served_through_two_stages_like_one_process(tmp_path: P
 def test_eval_through_two_stages_gives_the_loss_of_one_process(tmp_path: Path) -> None:
     run_single(tiny_run("single", 2), tmp_path / "run")
     args = ["eval", "--checkpoint", str(tmp_path / "run"), "--json"]
-    one = deepseek_cli(*args, "--device", "cpu")
+    one = deepseek_here(*args, "--device", "cpu", cwd=tmp_path)  # one process: this one
     two = deepseek_cli("launch", "-n", "2", "--", *args, "--strategy", "pipeline")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     (line,) = two.stdout.splitlines()
