@@ -112,3 +112,28 @@ def test_a_folder_filled_with_a_commands_own_files_is_refused_when_it_is_a_run_f
         check_output(run, where="--out", folder=True, file_name="study", not_a_run=True)
     (tmp_path / "study").mkdir()
     assert check_output(tmp_path / "study", where="--out", folder=True, not_a_run=True) == []
+
+
+def test_the_files_the_trainer_writes_beside_its_config_are_the_runs_own(tmp_path: Path) -> None:
+    """``final_checkpoint.json`` (a tracked run's end) and the configs a resume keeps
+    (``config.edited.toml``, ``config.edited-2.toml``, ...) are the run's, as its ``config.toml``
+    is: a command's --json in their place was taken and replaced them."""
+    from deepseek.training.run_folder import keep_edited_config
+
+    run = _run_folder(tmp_path / "run")
+    host = PluginHost(PluginSettings(autoload=False))
+    recorded = {"train": {"lr": 0.001}}
+    kept = []
+    for lr in (0.002, 0.003):  # two resumes of a hand-edited config.toml: each edit is kept, the second beside
+        (run / "config.toml").write_text(f"[train]\nlr = {lr}\n")
+        line = keep_edited_config(run, recorded, recorded, resume=run / "checkpoints" / "step-1")
+        assert line is not None
+        (run / "config.toml").write_text("[train]\nlr = 0.001\n")  # what the resume writes there next
+        kept.append(sorted(p.name for p in run.glob("config.edited*")))
+    assert kept == [["config.edited.toml"], ["config.edited-2.toml", "config.edited.toml"]]
+    (run / "final_checkpoint.json").write_text("{}")
+    for name in ("final_checkpoint.json", "config.edited.toml", "config.edited-2.toml", "config.edited-3.toml"):
+        with pytest.raises(UsageError, match=f"^--json: {run / name} is a (file|place) of the run folder {run}"):
+            check_output(run / name, where="--json", folder=False, host=host)
+    for name in ("config.edited-x.toml", "config.edited.toml.bak", "final_checkpoint-2.json"):  # a user's own
+        assert check_output(run / name, where="--json", folder=False, host=host) == []

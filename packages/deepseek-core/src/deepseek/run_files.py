@@ -1,4 +1,5 @@
-"""The files of a run folder, in one place: those every run's training writes (:data:`RUN_FILES`),
+"""The files of a run folder, in one place: those every run's training writes (:data:`RUN_FILES`,
+and the configs a resume keeps: :func:`edited_config`),
 those the run's dataset and model declare they write (``written_files``, checked by
 :func:`declared_written_files`), those a command declares it writes into the run folders it makes
 (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, a fact of its registration: ``compression.json``
@@ -11,6 +12,7 @@ refuses a folder in the place of any of them when a run starts
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +27,28 @@ if TYPE_CHECKING:
 CHECKPOINTS = "checkpoints"
 """The run's checkpoint folder: every file under it is the run's."""
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png", LOCK_FILE, f"{CHECKPOINTS}/latest", f"{CHECKPOINTS}/best")
+POINTER_FILE = "final_checkpoint.json"
+"""Written into the run folder at the end of a tracked run (:mod:`deepseek.tracking.session`): the
+final checkpoint's path and step."""
+
+RUN_FILES = ("config.toml", "metrics.jsonl", "loss.png", POINTER_FILE, LOCK_FILE, f"{CHECKPOINTS}/latest",
+             f"{CHECKPOINTS}/best")
 """Files the trainer writes in every run folder, by their path in it (the resolved config, the
-metrics, the loss plot, the lock of the job writing it, the checkpoint pointers)."""
+metrics, the loss plot, the final checkpoint's pointer of a tracked run, the lock of the job writing
+it, the checkpoint pointers)."""
+
+EDITED_CONFIG = "config.edited.toml"
+"""Where a resume keeps a run's ``config.toml`` that differs from the config it runs
+(:func:`deepseek.training.run_folder.keep_edited_config`); ``config.edited-2.toml``, ... when
+taken (:func:`edited_config`)."""
+
+_EDITED_CONFIGS = re.compile(r"config\.edited(-[1-9][0-9]*)?\.toml")
+
+
+def edited_config(n: int) -> str:
+    """The name of the ``n``-th kept edited config of a run folder: :data:`EDITED_CONFIG` for 1,
+    ``config.edited-N.toml`` after it. Every such name is a run's own (:func:`is_run_own_file`)."""
+    return EDITED_CONFIG if n == 1 else f"config.edited-{n}.toml"
 
 KEPT_COPIES = (TOKENIZER_FILE,)
 """Copies a run keeps of files its data names (:meth:`~deepseek.data.dataset.Dataset.run_files`
@@ -35,7 +56,15 @@ of the built-in text datasets: the tokenizer), known as the run's without its da
 
 RUN_OWN_FILES = (*(name for name in RUN_FILES if "/" not in name), *KEPT_COPIES)
 """The files directly in a run folder that are the run's own, whatever its dataset and model
-(derived from :data:`RUN_FILES`, with :data:`KEPT_COPIES`)."""
+(derived from :data:`RUN_FILES`, with :data:`KEPT_COPIES`); the kept edited configs too
+(:func:`is_run_own_file`)."""
+
+
+def is_run_own_file(name: str) -> bool:
+    """Whether the file ``name`` directly in a run folder is the run's own whatever its dataset,
+    model and commands: one of :data:`RUN_OWN_FILES`, or a config a resume kept
+    (:func:`edited_config`: ``config.edited.toml``, ``config.edited-2.toml``, ...)."""
+    return name in RUN_OWN_FILES or _EDITED_CONFIGS.fullmatch(name) is not None
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -71,7 +100,7 @@ def written_by(dataset: Dataset, model: Any) -> tuple[str, ...]:
 
 def run_owning(target: Path, host: PluginHost | None) -> Path | None:
     """The run folder (:func:`is_run_folder`) whose own file ``target`` is or would be, existing
-    or not (:data:`RUN_OWN_FILES`, anything under its ``checkpoints/``, or a file the run's
+    or not (:func:`is_run_own_file`, anything under its ``checkpoints/``, or a file the run's
     dataset or model declares in ``written_files`` or a command declares under
     :data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, looked up on ``host``; ``None``: a
     folder output of a command without a host at hand, checked against core's files and
@@ -85,7 +114,7 @@ def run_owning(target: Path, host: PluginHost | None) -> Path | None:
                 return folder
             if len(inside) != 1:
                 return None
-            return folder if inside[0] in RUN_OWN_FILES or (
+            return folder if is_run_own_file(inside[0]) or (
                 host is not None and inside[0] in declared_run_files(folder, host)) else None
     return None
 
@@ -105,7 +134,7 @@ def declared_run_files(run: Path, host: PluginHost) -> tuple[str, ...]:
     ``data.name`` and ``model.name`` of the run's ``config.toml``. A component that is not
     installed, or a model registered as a factory rather than a class, declares nothing; the
     commands' names alone when the config cannot be read. Looked up only for a path directly in a
-    run folder that is not one of :data:`RUN_OWN_FILES` (the components' modules are imported)."""
+    run folder that is not the run's own (:func:`is_run_own_file`; the components' modules are imported)."""
     from deepseek.errors import DeepseekError
     from deepseek.parsing import loads_toml
 

@@ -20,16 +20,13 @@ from deepseek import durable
 from deepseek.errors import UsageError
 from deepseek.plugins.calls import blamed_on
 from deepseek.plugins.records import describe_error, one_line
+from deepseek.run_files import POINTER_FILE
 from deepseek.tracking.resolve import table_path
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, TrackerWarning
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
     from deepseek.plugins.host import PluginHost
-
-POINTER_FILE = "final_checkpoint.json"
-"""Written into the run folder at the end of a tracked run: the final checkpoint's path and step."""
-
 
 def flat_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str | int | float | bool]:
     """Nested tables flattened to ``section.key``; lists become their JSON text."""

@@ -22,7 +22,7 @@ from deepseek import durable
 from deepseek.arguments import given, spelled
 from deepseek.errors import CheckpointError, UsageError, shell_quoted, shown
 from deepseek.paths import check_output, unwritable, usual_mode
-from deepseek.run_files import RUN_FILES
+from deepseek.run_files import EDITED_CONFIG, RUN_FILES, edited_config
 from deepseek.training.checkpoint_dirs import list_checkpoints
 from deepseek.training.checkpoint_lookup import resolve_checkpoint
 from deepseek.training.run_lock import LOCK_FILE, is_held
@@ -209,16 +209,13 @@ class EditedConfigWarning(UserWarning):
     """A resumed run's ``config.toml`` said something other than the config the resume runs."""
 
 
-EDITED_CONFIG = "config.edited.toml"
-"""Where a resume keeps a run's ``config.toml`` that differs from the config it runs."""
-
-
 def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, *, resume: Path) -> str | None:
     """A resume rewrites ``run_dir/config.toml`` with the config it runs (``now``). When the file
     there was changed from the config the checkpoint recorded (``recorded``, trainer.json's
     ``config``: edited by hand to change ``train.lr``, say, which ``--resume RUN`` alone does not
     read: it runs the checkpoint's config) and this run does not apply the change, the file is
-    moved to :data:`EDITED_CONFIG` (``config.edited-2.toml``, ... when taken) rather than lost,
+    moved to :data:`~deepseek.run_files.EDITED_CONFIG` (``config.edited-2.toml``, ... when taken:
+    :func:`~deepseek.run_files.edited_config`, a run's own files) rather than lost,
     and the one line returned names what runs instead of each edit, and the command that applies
     the edit in place of this run: the file as the config, with a ``--set`` for each change this
     command made that the file does not (else the file would undo it). ``None`` when
@@ -276,7 +273,7 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     while kept.exists() or kept.is_symlink():
         if kept.is_file() and kept.read_bytes() == path.read_bytes():
             break  # the same edit kept already (a resume that failed after keeping it)
-        kept, n = run_dir / f"config.edited-{n}.toml", n + 1
+        kept, n = run_dir / edited_config(n), n + 1
     durable.move(path, kept)  # the edited file set aside, the folder fsynced
     # what this command changed from the checkpoint's config and the file does not edit: the file as
     # the config would undo it (a --max-steps of this command, back to the file's recorded value)
