@@ -165,3 +165,23 @@ def test_a_datasets_load_state_dict_bug_on_resume_names_it(tiny_config_on: Any, 
                        r"load_state_dict raised "
                        r"KeyError: 'bug in load_state_dict'; a bug in the plugin"):
         Trainer(more, resume=tmp_path / "run", quiet=True, host=host).fit()
+
+
+@pytest.mark.parametrize("call", ["__init__", "lr_at", "state_dict"])
+def test_a_bug_in_cores_own_schedule_is_not_blamed_on_a_plugin(tiny_config_on: Any, host: PluginHost, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+    """Core's schedules carried their registration's label into every call: a bug of core's
+    ``cosine`` read "a bug in the plugin: upgrade it or report it to its authors". It passes as it
+    is, its traceback with it, as core's models', optimizers' and strategies' do."""
+    from deepseek.training import schedule
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError(f"core's cosine {call}")
+
+    # a fault of core's own code: the method core's cosine runs (its own __init__, LRSchedule's others) raises
+    monkeypatch.setattr(schedule.Cosine if call == "__init__" else schedule.LRSchedule, call, broken)
+    config = tiny_config_on(host, model={"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1},
+                            train={"max_steps": 1, "warmup_steps": 0}, checkpoint={"interval": 1})
+    assert config.lr_schedule.name == "cosine"
+    with pytest.raises(ZeroDivisionError, match=f"^core's cosine {call}$"):
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()

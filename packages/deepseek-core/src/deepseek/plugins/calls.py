@@ -121,12 +121,20 @@ def created(component: Component, /, *args: Any, **kwargs: Any) -> Any:
         return target(*args, **kwargs)
 
 
-def model_calls(model: object, label: str | None, call: str = "forward") -> contextlib.AbstractContextManager[None]:
-    """The block running ``model`` (a plugin's module, ``label`` naming it): what it raises in the
-    model's own code becomes one line naming it (:func:`blamed_on` with its :func:`code_package`);
-    for deepseek's own models and a script's (``label`` ``None``), nothing changes."""
-    package = code_package(model)
+def instance_calls(component: object, label: str | None, call: str) -> contextlib.AbstractContextManager[None]:
+    """The block calling ``call`` on a created component (``label`` naming it: a schedule's
+    ``lr_at`` or ``state_dict``): what it raises in its own code becomes one line naming it
+    (:func:`blamed_on` with its :func:`code_package`); for deepseek's own components (core's
+    schedules, whose bugs are ours and keep their traceback) and a script's (``label`` ``None``),
+    nothing changes."""
+    package = code_package(component)
     return contextlib.nullcontext() if package is None or label is None else blamed_on(label, call, package=package)
+
+
+def model_calls(model: object, label: str | None, call: str = "forward") -> contextlib.AbstractContextManager[None]:
+    """The block running ``model`` (a plugin's module, ``label`` naming it): :func:`instance_calls`
+    with ``forward`` unless ``call`` says otherwise."""
+    return instance_calls(model, label, call)
 
 
 def step_blamed_on(optimizer: Any, label: str) -> None:

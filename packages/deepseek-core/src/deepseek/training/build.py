@@ -181,10 +181,10 @@ def build_schedule(config: Config, host: PluginHost | None = None) -> LRSchedule
 
     t = config.train
     component = run_host(config, host).resolve("lr_schedule", config.lr_schedule.name)
-    from deepseek.plugins.calls import blamed_on, blames
+    from deepseek.plugins.calls import class_calls
 
     cls = load_checked("lr_schedule", component)
-    with blamed_on(component.label if blames(component) else None, "__init__"):  # one line naming it
+    with class_calls(component, "__init__"):  # a plugin's bug: one line naming it; core's keep their traceback
         schedule = cls(config.lr_schedule.options, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
                        decay_steps=t.decay_steps or t.max_steps)
     schedule.label = component.label

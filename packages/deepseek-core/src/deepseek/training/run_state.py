@@ -15,7 +15,7 @@ import torch
 from deepseek.data.dataset import checked_state_dict
 from deepseek.errors import RunComplete, UsageError
 from deepseek.models.checks import check_declared_metrics, declared_metrics
-from deepseek.plugins.calls import blamed_on
+from deepseek.plugins.calls import blamed_on, instance_calls
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
 from deepseek.training.monitor import refuse_finished
@@ -58,7 +58,8 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
 
 
 def _schedule_state(trainer: Trainer) -> dict[str, Any]:
-    with blamed_on(trainer.schedule.label, "state_dict"):  # a plugin schedule's bug: one line naming it
+    # a plugin schedule's bug: one line naming it; core's own schedules' errors keep their traceback
+    with instance_calls(trainer.schedule, trainer.schedule.label, "state_dict"):
         return trainer.schedule.state_dict()
 
 

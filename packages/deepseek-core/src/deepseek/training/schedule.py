@@ -84,11 +84,13 @@ class LRSchedule:
 def learning_rate(schedule: LRSchedule, step: int) -> float:
     """``schedule.lr_at(step)``, held to the contract: a rate that is not a finite number ``>= 0``
     is a :class:`deepseek.errors.PluginError` naming the schedule (its ``label``: name and
-    distribution) and the step, before any optimizer step uses it."""
+    distribution) and the step, before any optimizer step uses it. What a plugin's ``lr_at`` raises
+    is one line naming it too; core's own schedules' errors keep their traceback
+    (:func:`~deepseek.plugins.calls.instance_calls`)."""
     from deepseek.errors import PluginError
-    from deepseek.plugins.calls import blamed_on
+    from deepseek.plugins.calls import instance_calls
 
-    with blamed_on(schedule.label, f"lr_at({step})"):  # what it raises: one line naming it
+    with instance_calls(schedule, schedule.label, f"lr_at({step})"):
         lr = schedule.lr_at(step)
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
         raise PluginError(f"{schedule.label}: lr_at({step}) returned {lr!r}; a schedule must return a "
