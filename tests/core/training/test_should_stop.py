@@ -271,3 +271,23 @@ def test_a_stop_set_after_its_steps_save_is_recorded(tiny_config_on: Any, tmp_pa
     longer = tiny_config_on(plain, train={"max_steps": 12, "eval_interval": 4}, checkpoint={"interval": 5})
     with pytest.raises(RunComplete, match=rf"a callback ended it at step {at} "):
         Trainer(longer, resume=tmp_path / "run", quiet=True, host=plain).fit()
+
+
+class StopAtTheEnd:
+    @hookimpl
+    def deepseek_train_end(self, trainer: Any, metrics: dict[str, Any]) -> None:
+        trainer.should_stop = True
+
+
+def test_a_stop_set_in_train_end_is_not_recorded(tiny_config_on: Any, tmp_path: Path) -> None:
+    """``deepseek_train_end`` runs once the run has ended (docs/plugins.md section 6): its
+    ``should_stop`` changes nothing, is not in the result nor in the last checkpoint, and a resume
+    with more steps trains on."""
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopAtTheEnd(), dist="deepseek-stopper").status == "ok"
+    config = tiny_config_on(host, train={"max_steps": 2, "eval_interval": 0})
+    result = Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    assert (result.step, result.ended_early, result.stopped_by) == (2, None, None)
+    assert "should_stop" not in read_trainer_state(tmp_path / "run" / "checkpoints" / "step-2")
+    longer = tiny_config_on(host, train={"max_steps": 3, "eval_interval": 0})
+    assert Trainer(longer, resume=tmp_path / "run", quiet=True, host=host).fit().step == 3

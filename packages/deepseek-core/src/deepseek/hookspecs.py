@@ -357,7 +357,9 @@ def deepseek_checkpoint_saved(trainer: Trainer, path: Path, step: int) -> None:
 
 @hookspec
 def deepseek_train_end(trainer: Trainer, metrics: dict[str, float]) -> None:
-    """Called once when training stops, normally or not, with the last known metrics."""
+    """Called once when training stops, normally or not, with the last known metrics. The run
+    has ended: a ``trainer.should_stop`` set here changes nothing and is not recorded (neither in
+    the result nor in the last checkpoint)."""
 
 
 REGISTRATION_HOOKS: dict[str, str] = {
