@@ -167,21 +167,24 @@ def test_a_datasets_load_state_dict_bug_on_resume_names_it(tiny_config_on: Any, 
         Trainer(more, resume=tmp_path / "run", quiet=True, host=host).fit()
 
 
-@pytest.mark.parametrize("call", ["__init__", "lr_at", "state_dict"])
-def test_a_bug_in_cores_own_schedule_is_not_blamed_on_a_plugin(tiny_config_on: Any, host: PluginHost, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+@pytest.mark.parametrize(("owner", "call"), [("Cosine", "__init__"), ("LRSchedule", "lr_at"),
+                                           ("LRSchedule", "state_dict"), ("AdamW", "__init__")])
+def test_a_bug_in_cores_own_schedule_or_optimizer_is_not_blamed_on_a_plugin(
+        tiny_config_on: Any, host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str,
+        call: str) -> None:
     """Core's schedules carried their registration's label into every call: a bug of core's
-    ``cosine`` read "a bug in the plugin: upgrade it or report it to its authors". It passes as it
-    is, its traceback with it, as core's models', optimizers' and strategies' do."""
-    from deepseek.training import schedule
+    ``cosine`` read "a bug in the plugin: upgrade it or report it to its authors", and so did one in
+    the ``__init__`` of core's optimizer builder (``adamw``). They pass as they are, their
+    traceback with them, as core's models' and strategies' do."""
+    from deepseek.training import optimizers, schedule
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise ZeroDivisionError(f"core's cosine {call}")
+        raise ZeroDivisionError(f"core's {owner}.{call}")
 
-    # a fault of core's own code: the method core's cosine runs (its own __init__, LRSchedule's others) raises
-    monkeypatch.setattr(schedule.Cosine if call == "__init__" else schedule.LRSchedule, call, broken)
+    # a fault of core's own code: a method core's cosine (its own, or LRSchedule's) or adamw runs raises
+    monkeypatch.setattr(getattr(optimizers if owner == "AdamW" else schedule, owner), call, broken)
     config = tiny_config_on(host, model={"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1},
                             train={"max_steps": 1, "warmup_steps": 0}, checkpoint={"interval": 1})
-    assert config.lr_schedule.name == "cosine"
-    with pytest.raises(ZeroDivisionError, match=f"^core's cosine {call}$"):
+    assert (config.lr_schedule.name, config.optimizer.name) == ("cosine", "adamw")
+    with pytest.raises(ZeroDivisionError, match=f"^core's {owner}.{call}$"):
         Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()

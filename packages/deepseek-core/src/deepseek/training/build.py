@@ -164,11 +164,11 @@ def create_optimizer_builder(config: Config, host: PluginHost | None = None) -> 
     """The ``[optimizer]`` component of ``config``, created from its validated options (its
     ``label`` names the component and its distribution)."""
     from deepseek.config.components import load_checked
-    from deepseek.plugins.calls import blamed_on, blames
+    from deepseek.plugins.calls import class_calls
 
     component = run_host(config, host).resolve("optimizer", config.optimizer.name)
     cls = load_checked("optimizer", component)
-    with blamed_on(component.label if blames(component) else None, "__init__"):  # its own bug: one line naming it
+    with class_calls(component, "__init__"):  # a plugin's bug: one line naming it; core's keep their traceback
         builder = cls(config.optimizer.options, config.optimizer)
     builder.label = component.label
     return builder
