@@ -3,11 +3,14 @@ every model, whoever registered it (``test_models_contract.py``, ``test_model_ba
 
 No registration says which data a model takes; the model's own answer does. For each registered
 dataset (tiny options, files made for those that read the user's files: :data:`NEEDS_FILES`), the
-trainer's data check (:func:`deepseek.models.checks.check_model_data`: the model's
+model is built as a config of the pair builds it (the sizes that follow the data, and the keys a
+user sets to what its batches carry: :data:`FOLLOWS_BATCH`, ``multimodal.classifier``'s
+modalities), and the trainer's data check (:func:`deepseek.models.checks.check_model_data`: the model's
 ``check_data`` on the first validation batch, then the batch's keys against ``forward``) decides
 whether the model takes it. A dataset it takes gives its first training batch to one
 ``model(**batch)`` on the CPU, and the trainer's own output rule
-(:func:`deepseek.models.checks.split_output`) judges what comes back; the loss's backward pass
+(:func:`deepseek.models.checks.split_output`) judges what comes back (a model that declares its
+metrics, ``metric_names``, reports exactly those); the loss's backward pass
 must then reach every trainable parameter (:mod:`_gradients`), unless the model declares that it
 does not train (``TrainableModel.not_trainable``).
 """
@@ -30,7 +33,7 @@ from deepseek.config.data_sizes import DATA_SIZES
 from deepseek.data.dataset import Dataset, checked_validation_batches
 from deepseek.errors import UsageError
 from deepseek.models.capabilities import model_capabilities
-from deepseek.models.checks import check_model_data, split_output
+from deepseek.models.checks import check_model_data, declared_metrics, split_output
 from deepseek.models.declared import training_refusal
 from deepseek.models.factory import instantiate_model
 from deepseek.models.protocol import TrainableModel
@@ -61,6 +64,22 @@ NEEDS_FILES = {"deepseek-core:hf": (_hf_files, "datasets")}
 library they need."""
 
 
+def _classifier_modalities(batch: Any) -> dict[str, Any]:
+    from deepseek_enterprise.multimodal_data import carried_modalities
+
+    carried = carried_modalities(batch)
+    return {"modalities": carried} if carried else {}
+
+
+FOLLOWS_BATCH = {"deepseek-enterprise:multimodal.classifier": _classifier_modalities}
+"""Models whose ``[model]`` keys a config sets to what its dataset's batches carry, by qualified
+name: the keys for a dataset's first validation batch. ``multimodal.classifier`` takes the
+modalities the batches carry (``model.modalities``, docs/multimodal.md section 1), so a dataset of
+vision and text only is called with a classifier of those two, as a config of the pair sets
+them (the classifier's refusal of other modalities says so); none carried leaves the defaults,
+which the model's data check then refuses."""
+
+
 def qualified_names(kind: str, pattern: str | None = None, host: Any = None) -> list[str]:
     """Every component of ``kind`` registered in ``host`` (default: the process's host), aliases
     included, as ``distribution:name``, sorted by name: the names the contract suites look
@@ -84,12 +103,17 @@ def _shrunk(target: Any, shrink: dict[str, Any], *, kind: str, name: str) -> dic
     return {k: v for k, v in shrink.items() if k in keys}
 
 
-def tiny_model(host: Any, name: str, data: Any = None) -> Any:
+def tiny_model(host: Any, name: str, data: Any = None, batch: Any = None) -> Any:
     """Model ``name`` of ``host`` on the CPU, with :data:`MODEL_SHRINK` where it has those keys and,
     paired with dataset ``data``, the sizes that follow the data (``num_classes``, ``vocab_size``:
-    :data:`deepseek.config.data_sizes.DATA_SIZES`) where it has those keys, as a config naming both gets them."""
-    target = host.resolve("model", name).load()
-    keys = {**MODEL_SHRINK, **(_data_sizes(data) if data is not None else {})}
+    :data:`deepseek.config.data_sizes.DATA_SIZES`) where it has those keys, as a config naming both gets them,
+    and, given the dataset's first validation ``batch``, the keys that follow what it carries
+    (:data:`FOLLOWS_BATCH`)."""
+    component = host.resolve("model", name)
+    target = component.load()
+    follows = FOLLOWS_BATCH.get(component.qualified_name)
+    keys = {**MODEL_SHRINK, **(_data_sizes(data) if data is not None else {}),
+            **(follows(batch) if follows is not None and batch is not None else {})}
     return instantiate_model(target, _shrunk(target, keys, kind="model", name=name), name=name,
                              device="cpu", host=host)
 
@@ -212,7 +236,7 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             continue
         data, val, train = made
         torch.manual_seed(0)
-        model = tiny_model(host, name, data)
+        model = tiny_model(host, name, data, val)
         try:
             check_model_data(model, val, data, model_name=name)
         except UsageError as exc:  # one the model refuses
@@ -225,6 +249,11 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
         values = {"loss": loss, **metrics}
         bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
         assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"
+        # a model that declares its metrics (TrainableModel.metric_names) reports exactly those:
+        # the model built for this dataset (its modalities, say) declares them
+        declared = declared_metrics(model, model_name=name)
+        assert declared is None or declared == tuple(sorted(metrics)), (
+            f"model {name!r} declares metrics {declared} but reports {sorted(metrics)} on dataset {data_name!r}")
         if training_refusal(model, model_name=name) is None:  # one training step reaches every parameter
             loss.backward()
             check_every_parameter_trains(model, where=f"model {name!r} on dataset {data_name!r}",

@@ -108,10 +108,18 @@ class Routed(Spare):
         return out
 
 
+class Declares(Regressor):
+    """Declares a metric other than the one it reports (``max_error``)."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("mean_error",)
+
+
 class Plugin:
     @hookimpl
     def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
         register("acme.regressor", Regressor, description="squared error on three features")
+        register("acme.declares", Declares, description="a regressor declaring a metric it does not report")
         register("acme.spare", Spare, description="a regressor with an unused head")
         register("acme.routed", Routed, description="a regressor whose second head some steps skip")
         register("acme.exported", Exported, description="a regressor that does not train")
@@ -148,6 +156,13 @@ def test_a_broken_output_fails_with_the_trainers_own_message(
     monkeypatch.setattr(Regressor, "MODE", mode)
     with pytest.raises(UsageError, match=error):
         call_on_batches(host, "acme.regressor", tmp_path)
+
+
+def test_metrics_other_than_the_declared_ones_fail(host: PluginHost, tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match=re.escape(
+            "model 'acme.declares' declares metrics ('mean_error',) but reports ['max_error'] on dataset "
+            "'acme-contract:acme.rows'")):
+        call_on_batches(host, "acme.declares", tmp_path)
 
 
 def test_a_non_finite_loss_fails(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ before anything trains (``TrainableModel.check_data``), each refusal one line na
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -10,6 +11,16 @@ import torch
 from deepseek.errors import UsageError
 from deepseek.models.protocol import Batch
 from deepseek.plugins.calls import model_calls
+from deepseek_enterprise.multimodal import MODALITIES
+
+
+def carried_modalities(batch: Batch) -> list[str]:
+    """The modalities of ``multimodal.classifier`` (vision, audio, text, in that order) that
+    ``batch`` carries: an entry of its own and a flag in ``present``. This is how a dataset
+    declares its modalities (docs/multimodal.md section 1), and the ``model.modalities`` a config
+    may name with it are a non-empty subset of these."""
+    present = batch.get("present")
+    return [m for m in MODALITIES if m in batch and m in present] if isinstance(present, Mapping) else []
 
 
 def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
@@ -19,7 +30,7 @@ def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
     missing = [m for m in model.modalities if m not in batch or m not in batch.get("present", {})]
     name = type(dataset).__name__
     if missing:
-        carried = [m for m in batch.get("present", {}) if m in batch] if isinstance(batch.get("present"), dict) else []
+        carried = carried_modalities(batch)
         if not carried:
             raise UsageError(f"data: batches of dataset {name} lack {missing}, the modalities model "
                              f"multimodal.classifier uses; set data.name to a multimodal dataset (multimodal.digits "

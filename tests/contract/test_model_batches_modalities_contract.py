@@ -1,0 +1,87 @@
+"""The model contract's call on a batch (:mod:`_pairing`) builds ``multimodal.classifier``
+(deepseek-enterprise) with the modalities a dataset's batches carry, as a config of the pair names
+them, so a plugin's multimodal dataset of fewer modalities is called with it (docs/plugins.md
+section 9). Skipped where deepseek-enterprise is not installed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _pairing import FirstBatches, call_on_batches, tiny_model
+
+from deepseek import hookimpl
+from deepseek.data.dataset import Dataset
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+
+@dataclass(frozen=True)
+class PicturesOptions:
+    classes: int = 3
+
+
+class Pictures(Dataset):
+    """A multimodal dataset of two modalities (docs/multimodal.md section 1's layout without
+    ``audio``): 8x8 images and UTF-8 spellings of their class, labels ``0 .. classes - 1``."""
+
+    Options = PicturesOptions
+
+    def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
+        super().__init__(options, batch_size=batch_size, seed=seed)
+
+    def _batch(self, index: int) -> dict[str, Any]:
+        g = torch.Generator().manual_seed(index)
+        label = torch.randint(0, self.options.classes, (self.batch_size,), generator=g)
+        text = torch.zeros(self.batch_size, 6, dtype=torch.int64)
+        padding = torch.ones(self.batch_size, 6, dtype=torch.bool)
+        for row, word in enumerate(f"class{int(c)}" for c in label):
+            text[row, :len(word)] = torch.tensor(list(word.encode()))
+            padding[row, :len(word)] = False
+        present = torch.ones(self.batch_size, dtype=torch.bool)
+        return {"vision": {"inputs": torch.rand(self.batch_size, 1, 8, 8, generator=g)},
+                "text": {"inputs": text, "padding_mask": padding},
+                "present": {"vision": present, "text": present.clone()}, "label": label}
+
+    def __next__(self) -> dict[str, Any]:
+        return self._batch(1)
+
+    def validation_batches(self, limit: int) -> list[dict[str, Any]]:
+        return [self._batch(2)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    @classmethod
+    def model_num_classes(cls, options: Any) -> int:
+        return options.classes
+
+
+class PicturesPlugin:
+    @hookimpl
+    def deepseek_register_datasets(self, register: Any) -> None:
+        register("acme.pictures", Pictures, description="images and spelled classes")
+
+
+def test_a_multimodal_dataset_of_fewer_modalities_is_called_with_a_classifier_of_its_own(tmp_path: Path) -> None:
+    # multimodal.classifier takes the modalities a dataset's batches carry, as a config of the pair
+    # names them (model.modalities = ["vision", "text"]); built from its defaults (all three) it
+    # refused this dataset, so a plugin's two-modality dataset was never called with it.
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    if "multimodal.classifier" not in host.names("model"):
+        pytest.skip("multimodal.classifier is deepseek-enterprise's; not installed here")
+    assert host.register_plugin(PicturesPlugin(), dist="acme-pictures").status == "ok"
+    calls = call_on_batches(host, "deepseek-enterprise:multimodal.classifier", tmp_path)
+    assert "acme-pictures:acme.pictures" in calls.outputs, calls.refused
+    loss, metrics = calls.outputs["acme-pictures:acme.pictures"]
+    assert loss.dim() == 0 and loss.item() > 0
+    assert sorted(metrics) == ["accuracy", "accuracy_text", "accuracy_vision"]  # what a classifier of the two declares
+    data, val, _train = FirstBatches(host, tmp_path / "again").get("acme-pictures:acme.pictures")
+    model = tiny_model(host, "deepseek-enterprise:multimodal.classifier", data, val)
+    assert model.modalities == ["vision", "text"] and model.options.num_classes == 3
