@@ -235,8 +235,11 @@ def test_a_callback_stop_with_a_signal_at_the_same_step_is_complete(
     run = tmp_path / "run"
     assert [p.name for p in (run / "checkpoints").glob("step-*")] == ["step-3"]
     assert read_trainer_state(run / "checkpoints" / "step-3")["should_stop"] is True
-    if not saved:  # evaluated as a callback's stop is (a signal's evaluates nothing)
-        assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if "val_loss" in r] == [0, 3]
+    # evaluated as a callback's stop is (a signal's evaluates nothing), also when the stop came during the
+    # signal's save (saved: the checkpoint is written again, after the evaluation)
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if "val_loss" in r] == [0, 3]
+    assert read_trainer_state(run / "checkpoints" / "step-3")["metrics"]["val_loss"] == pytest.approx(
+        [r["val_loss"] for r in read_metrics(run / "metrics.jsonl") if "val_loss" in r][-1])
     before = (run / "metrics.jsonl").read_text()
     with pytest.raises(SystemExit) as again:
         main(["train", *CLI, "--resume", "run"], host=PluginHost(PluginSettings(autoload=False)))

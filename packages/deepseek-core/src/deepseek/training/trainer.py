@@ -236,7 +236,7 @@ class Trainer:
                         self.save_checkpoint(best=bool(best))
                     if stop:
                         break
-                self._record_callback_stop()
+                self._record_callback_stop(progress)
             finally:
                 if len(self._window):  # an error stopped the loop: keep what the finished steps measured
                     with contextlib.suppress(Exception):
@@ -259,12 +259,7 @@ class Trainer:
         signalled = not self.strategy.any_rank(self.should_stop)
         if len(self._window):
             self._read_window(progress)
-        best = False
-        trained_here = self.step != (self._resumed_at or 0)  # not the step a resume started from (evaluated then)
-        if not signalled and self.val_set and trained_here and (not self.val_losses or self.val_losses[-1][0] != self.step):
-            # A callback ended the run: its last weights are evaluated, as at the last step (Lightning
-            # validates on should_stop too); a signal stops for a resume and evaluates nothing.
-            best = self._evaluate(progress) and self.config.checkpoint.keep_best
+        best = not signalled and self._evaluate_last(progress)  # a signal stops for a resume: evaluates nothing
         # best: saved (again, when its interval saved it unmarked) so that the best checkpoint is this step's
         if best or (self.step > self._saved.step and (signalled or self.config.checkpoint.at_end)):
             self.save_checkpoint(best=bool(best))
@@ -276,16 +271,24 @@ class Trainer:
                                                   f"stopping: {self.ended_early}"))
         return True
 
-    def _record_callback_stop(self) -> None:
+    def _evaluate_last(self, progress: ProgressBar) -> bool:
+        """A callback ended the run: its last weights are evaluated as at the last step (Lightning too),
+        unless this step was, or a resume started from it; ``True``: the best, to be saved as such."""
+        if self.val_set and self.step != (self._resumed_at or 0) and (not self.val_losses or self.val_losses[-1][0] != self.step):
+            return self._evaluate(progress) and self.config.checkpoint.keep_best
+        return False
+
+    def _record_callback_stop(self, progress: ProgressBar) -> None:
         """After the loop, on every rank: a run :attr:`should_stop` ended (on any rank; also set after its
-        step's save, by ``deepseek_checkpoint_saved``) is complete, whatever signal came too, and its
-        step's checkpoint, if any, records that (written again if saved before), as resumes read it."""
+        step's save, by ``deepseek_checkpoint_saved``, a signal's too) is complete, whatever signal came:
+        its step evaluated if not yet, its checkpoint recording that (written again if saved before)."""
         assert self.strategy is not None
         if not self.strategy.any_rank(self.should_stop):
             return
         self.should_stop, self.ended_early, self.stopped_by = True, self.ended_early or CALLBACK_STOP, None
-        if self.step > 0 and self.step == self._saved.step and not self._saved.stopped:
-            self.save_checkpoint(best=self._saved.best)  # a best mark stays
+        best = self._evaluate_last(progress)
+        if best or (self.step > 0 and self.step == self._saved.step and not self._saved.stopped):
+            self.save_checkpoint(best=best or self._saved.best)  # a best mark stays
 
     def read_every(self) -> int:
         """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
