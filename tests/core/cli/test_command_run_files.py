@@ -88,8 +88,9 @@ def test_a_folder_output_inside_a_runs_checkpoints_is_refused(tmp_path: Path,
     run = _run_folder(tmp_path / "run")
     (run / "checkpoints" / "step-2").mkdir()
     host = PluginHost(PluginSettings(autoload=False))
+    deep = run / "checkpoints" / "step-2" / "a" / "b" / "c"  # any depth: it was looked for 4 folders up only
     for target in (run / "checkpoints" / "new", run / "checkpoints", run / "checkpoints" / "step-2" / "x",
-                   run / "metrics.jsonl"):
+                   run / "metrics.jsonl", deep, deep / "d"):
         with pytest.raises(UsageError, match=f"^--out: {target} is a place of the run folder {run}'s own files \\(its "
                            "training writes them, and deletes a pruned checkpoint's folder\\); give a folder outside "
                            f"the run, e.g. {tmp_path / ('run-' + target.name)}$"):
@@ -100,6 +101,9 @@ def test_a_folder_output_inside_a_runs_checkpoints_is_refused(tmp_path: Path,
     assert capsys.readouterr().err.strip().startswith(f"error: --run-dir: {run / 'checkpoints' / 'new'} is a place "
                                                       f"of the run folder {run}'s own files")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2"]
+    with pytest.raises(UsageError, match=f"^--json: {deep / 'r.json'} is a place of the run folder {run}'s own"):
+        check_output(deep / "r.json", where="--json", folder=False, host=host)  # a file output likewise
+    assert list((run / "checkpoints" / "step-2").iterdir()) == []
     # the run folder itself (a resumed run writes there) and a folder beside its files stay outputs
     assert check_output(run, where="--run-dir", folder=True) == []
     assert check_output(run / "exports", where="--out", folder=True) == [run / "exports"]

@@ -107,15 +107,12 @@ def run_owning(target: Path, host: PluginHost | None) -> Path | None:
     ``checkpoints/`` only), else ``None``. Any other file in a run folder (a report a command wrote there before) may be
     written again."""
     path = target.absolute()
-    for folder in list(path.parents)[:4]:
+    for folder in path.parents:  # every one: a folder output may be any depth under checkpoints/
         if is_run_folder(folder):
             inside = path.relative_to(folder).parts
-            if inside[0] == CHECKPOINTS:
+            if inside[0] == CHECKPOINTS or (len(inside) == 1 and (is_run_own_file(inside[0]) or (
+                    host is not None and inside[0] in declared_run_files(folder, host)))):
                 return folder
-            if len(inside) != 1:
-                return None
-            return folder if is_run_own_file(inside[0]) or (
-                host is not None and inside[0] in declared_run_files(folder, host)) else None
     return None
 
 
