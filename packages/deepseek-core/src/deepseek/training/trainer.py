@@ -279,16 +279,15 @@ class Trainer:
         return False
 
     def _record_callback_stop(self, progress: ProgressBar) -> None:
-        """After the loop, on every rank: a run :attr:`should_stop` ended (on any rank; also set after its
-        step's save, by ``deepseek_checkpoint_saved``, a signal's too) is complete, whatever signal came:
-        its step evaluated if not yet, its checkpoint recording that (written again if saved before)."""
+        """After the loop, on every rank: a run :attr:`should_stop` ended (any rank, any hook, a save's too) is
+        complete, whatever signal came: its step evaluated if not yet, its checkpoint recording that."""
         assert self.strategy is not None
         if not self.strategy.any_rank(self.should_stop):
             return
         self.should_stop, self.ended_early, self.stopped_by = True, self.ended_early or CALLBACK_STOP, None
         best = self._evaluate_last(progress)
         if best or (self.step > 0 and self.step == self._saved.step and not self._saved.stopped):
-            self.save_checkpoint(best=best or self._saved.best)  # a best mark stays
+            self.save_checkpoint(best=best or self._saved.best)  # saved before: written again, a best mark kept
 
     def read_every(self) -> int:
         """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
