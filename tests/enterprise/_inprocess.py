@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _exitstatus import exit_status
 
 from deepseek.cli.main import main
 from deepseek.plugins.host import PluginHost
@@ -34,17 +35,6 @@ def deepseek_here(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str,
     finally:
         torch.set_num_threads(threads)
     return code, err.getvalue().strip(), out.getvalue()
-
-
-def exit_status(code: object, err: io.StringIO) -> int:
-    """The exit status the interpreter gives ``sys.exit(code)``: ``None`` is 0, an int is itself,
-    anything else (``sys.exit("message")``) is written to stderr (``err``) and is 1."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return int(code)
-    print(code, file=err)
-    return 1
 
 
 def deepseek_run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _inprocess import exit_status
+from _exitstatus import exit_status
 from fastapi.testclient import TestClient
 
 from deepseek.plugins.host import PluginHost

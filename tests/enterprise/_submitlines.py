@@ -8,7 +8,7 @@ import io
 import os
 from pathlib import Path
 
-from _inprocess import exit_status
+from _exitstatus import exit_status
 from _servicehelpers import CLI_HOST
 
 from deepseek.cli.main import main

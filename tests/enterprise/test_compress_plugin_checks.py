@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from _compresshelpers import CONFIG
+from _exitstatus import exit_status
 from _hosts import enterprise_host, registering
-from _inprocess import exit_status
 from torch import nn
 
 from deepseek.cli.main import main
