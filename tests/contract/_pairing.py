@@ -64,20 +64,29 @@ NEEDS_FILES = {"deepseek-core:hf": (_hf_files, "datasets")}
 library they need."""
 
 
-def _classifier_modalities(batch: Any) -> dict[str, Any]:
+def _classifier_keys(batch: Any) -> dict[str, Any]:
     from deepseek_enterprise.multimodal_data import carried_modalities
 
     carried = carried_modalities(batch)
     return {"modalities": carried} if carried else {}
 
 
-FOLLOWS_BATCH = {"deepseek-enterprise:multimodal.classifier": _classifier_modalities}
+FOLLOWS_BATCH = {"deepseek-enterprise:multimodal.classifier": _classifier_keys}
 """Models whose ``[model]`` keys a config sets to what its dataset's batches carry, by qualified
-name: the keys for a dataset's first validation batch. ``multimodal.classifier`` takes the
-modalities the batches carry (``model.modalities``, docs/multimodal.md section 1), so a dataset of
-vision and text only is called with a classifier of those two, as a config of the pair sets
-them (the classifier's refusal of other modalities says so); none carried leaves the defaults,
-which the model's data check then refuses."""
+name: the keys for a dataset's first validation batch, none where the batches are not of the kind
+the model reads.
+``multimodal.classifier`` takes the modalities the batches carry (``model.modalities``,
+docs/multimodal.md section 1), so a dataset of vision and text only is called with a classifier of
+those two, as a config of the pair sets them (the classifier's refusal of other modalities says
+so); none carried leaves the defaults, which the model's data check then refuses."""
+
+
+def batch_keys(host: Any, name: str, data: Any, batch: Any) -> dict[str, Any]:
+    """The ``[model]`` keys of model ``name`` that follow dataset ``data``'s first validation
+    ``batch`` (:data:`FOLLOWS_BATCH`; none for a model not listed there): one rule for every suite
+    that pairs a model with a dataset."""
+    follows = FOLLOWS_BATCH.get(host.resolve("model", name).qualified_name)
+    return follows(batch) if follows is not None else {}
 
 
 def qualified_names(kind: str, pattern: str | None = None, host: Any = None) -> list[str]:
@@ -108,12 +117,14 @@ def tiny_model(host: Any, name: str, data: Any = None, batch: Any = None) -> Any
     paired with dataset ``data``, the sizes that follow the data (``num_classes``, ``vocab_size``:
     :data:`deepseek.config.data_sizes.DATA_SIZES`) where it has those keys, as a config naming both gets them,
     and, given the dataset's first validation ``batch``, the keys that follow what it carries
-    (:data:`FOLLOWS_BATCH`)."""
-    component = host.resolve("model", name)
-    target = component.load()
-    follows = FOLLOWS_BATCH.get(component.qualified_name)
-    keys = {**MODEL_SHRINK, **(_data_sizes(data) if data is not None else {}),
-            **(follows(batch) if follows is not None and batch is not None else {})}
+    (:func:`batch_keys`)."""
+    return _built(host, name, data, batch_keys(host, name, data, batch) if batch is not None else {})
+
+
+def _built(host: Any, name: str, data: Any, keys: dict[str, Any]) -> Any:
+    """Model ``name`` as :func:`tiny_model` makes it, with ``keys`` (a batch's) on top."""
+    target = host.resolve("model", name).load()
+    keys = {**MODEL_SHRINK, **(_data_sizes(data) if data is not None else {}), **keys}
     return instantiate_model(target, _shrunk(target, keys, kind="model", name=name), name=name,
                              device="cpu", host=host)
 
@@ -142,12 +153,14 @@ def data_table(cls: type, name: str, folder: Path, own: Mapping[str, Mapping[str
 
 
 def pair_table(host: Any, model: str, data: str, folder: Path,
-               own: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+               own: Mapping[str, Mapping[str, Any]] | None = None, follows: Mapping[str, Any] | None = None
+               ) -> dict[str, Any]:
     """The config table of a run of model ``model`` on dataset ``data`` at the sizes this module
     makes them (:data:`MODEL_SHRINK`, the dataset's :func:`data_table` with the author's ``own``
-    keys, ``ROWS`` a batch); the config fills in the sizes that follow the data, as for any run."""
+    keys, ``ROWS`` a batch), with ``follows``, the model keys that follow the dataset's batches
+    (:func:`batch_keys`); the config fills in the sizes that follow the data, as for any run."""
     target, component = host.resolve("model", model).load(), host.resolve("dataset", data)
-    return {"model": {"name": model, **_shrunk(target, MODEL_SHRINK, kind="model", name=model)},
+    return {"model": {"name": model, **_shrunk(target, {**MODEL_SHRINK, **(follows or {})}, kind="model", name=model)},
             "data": {"name": data, "batch_size": ROWS,
                      **data_table(component.load(), component.qualified_name, folder, own)}}
 

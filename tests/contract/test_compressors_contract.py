@@ -3,7 +3,9 @@ by deepseek-enterprise; docs/compress.md, 'Writing a compressor').
 
 Each compressor, created from its defaults, is handed a trained-run-like model of every registered
 model (built from its defaults at the contract's small sizes, :mod:`_pairing`, paired with the first
-registered dataset it takes, fresh and in eval mode on the CPU) as ``deepseek compress --method``
+registered dataset it takes, with the keys that follow that dataset's batches as the model suite
+builds it: ``_pairing.batch_keys``, a ``multimodal.classifier`` of the modalities they carry; fresh
+and in eval mode on the CPU) as ``deepseek compress --method``
 hands it one: its ``check_model``, then ``apply`` with the dataset's first training batches as
 calibration, through the command's own checks (``run_step``: a ``Compressed`` whose ``[model]``
 table rebuilds the returned model's class, keys and shapes, and the input left as it was). For
@@ -30,7 +32,7 @@ from typing import Any
 import pytest
 import torch
 from _contract_data import OwnData
-from _pairing import pair_table, qualified_names
+from _pairing import batch_keys, pair_table, qualified_names
 
 from deepseek.errors import DeepseekError, PluginError, UsageError
 from deepseek.plugins.host import get_host
@@ -52,19 +54,20 @@ class Subject:
     config: Any
     val: list[Any]
     calibration: list[Any]
+    host: Any = HOST
 
     def model(self) -> torch.nn.Module:
         """The model, built afresh (seeded from the config) in eval mode on the CPU."""
         from deepseek.training.build import build_model
 
-        return build_model(self.config, host=HOST).eval()
+        return build_model(self.config, host=self.host).eval()
 
 
 class Subjects:
     """Each registered model's :class:`Subject`, made once for the module, or why there is none."""
 
-    def __init__(self, folder: Path, own: OwnData) -> None:
-        self.folder, self.own = folder, own
+    def __init__(self, folder: Path, own: OwnData, host: Any = HOST) -> None:
+        self.folder, self.own, self.host = folder, own, host
         self._made: dict[str, Subject | str] = {}
 
     def get(self, model: str) -> Subject | str:
@@ -77,14 +80,19 @@ class Subjects:
         from deepseek.models.checks import check_model_data
         from deepseek.training.build import build_dataset
 
-        reasons = []
-        for data in qualified_names("dataset", host=HOST):
+        host, reasons = self.host, []
+        for data in qualified_names("dataset", host=host):
             place = self.folder / f"{model}-{data}".replace(".", "_").replace(":", "-")
             place.mkdir(parents=True, exist_ok=True)
             try:
-                config = config_from_dict(pair_table(HOST, model, data, place, self.own), host=HOST)
-                dataset = build_dataset(config, HOST)
-                subject = Subject(config, dataset.validation_batches(1), [next(dataset) for _ in range(CALIBRATION)])
+                config = config_from_dict(pair_table(host, model, data, place, self.own), host=host)
+                dataset = build_dataset(config, host)
+                val = dataset.validation_batches(1)
+                # the model keys that follow the batches (a classifier's modalities): as the model suite
+                follows = batch_keys(host, model, dataset, val[0])
+                if follows:
+                    config = config_from_dict(pair_table(host, model, data, place, self.own, follows), host=host)
+                subject = Subject(config, val, [next(dataset) for _ in range(CALIBRATION)], host)
                 check_model_data(subject.model(), subject.val[0], dataset, model_name=model)
             except DeepseekError as exc:  # data it does not take, or a model or dataset not made here
                 reasons.append(f"{data}: {str(exc).splitlines()[0]}")

@@ -1,7 +1,8 @@
 """The model contract's call on a batch (:mod:`_pairing`) builds ``multimodal.classifier``
 (deepseek-enterprise) with the modalities a dataset's batches carry, as a config of the pair names
-them, so a plugin's multimodal dataset of fewer modalities is called with it (docs/plugins.md
-section 9). Skipped where deepseek-enterprise is not installed."""
+them, so a plugin's multimodal dataset of fewer modalities is called with it, and the compressors
+suite builds it by the same rule (docs/plugins.md section 9). Skipped where deepseek-enterprise is
+not installed."""
 
 from __future__ import annotations
 
@@ -85,3 +86,27 @@ def test_a_multimodal_dataset_of_fewer_modalities_is_called_with_a_classifier_of
     data, val, _train = FirstBatches(host, tmp_path / "again").get("acme-pictures:acme.pictures")
     model = tiny_model(host, "deepseek-enterprise:multimodal.classifier", data, val)
     assert model.modalities == ["vision", "text"] and model.options.num_classes == 3
+
+
+CLASSIFIER = "deepseek-enterprise:multimodal.classifier"
+
+
+def _host(plugin: Any, dist: str) -> PluginHost:
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    if "multimodal.classifier" not in host.names("model"):
+        pytest.skip("multimodal.classifier is deepseek-enterprise's; not installed here")
+    assert host.register_plugin(plugin, dist=dist).status == "ok"
+    return host
+
+
+def test_the_compressors_suite_builds_the_classifier_as_the_model_suite_does(tmp_path: Path) -> None:
+    # The compressors' subject of multimodal.classifier was built with all three modalities (the
+    # default), so a plugin's dataset of two was refused there though the model suite called it.
+    host = _host(PicturesPlugin(), "acme-pictures")
+    from test_compressors_contract import Subjects
+
+    subject = Subjects(tmp_path, {}, host).get(CLASSIFIER)
+    assert not isinstance(subject, str), subject
+    assert subject.config.data.name == "acme-pictures:acme.pictures"
+    assert tuple(subject.config.model.options.modalities) == ("vision", "text")
+    assert subject.model().modalities == ["vision", "text"]
