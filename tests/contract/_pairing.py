@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +64,26 @@ NEEDS_FILES = {"deepseek-core:hf": (_hf_files, "datasets")}
 library they need."""
 
 
-def _classifier_keys(batch: Any) -> dict[str, Any]:
-    from deepseek_enterprise.multimodal_data import carried_modalities
+def _classifier_keys(build: Callable[[dict[str, Any]], Any], batch: Any) -> dict[str, Any]:
+    from deepseek_enterprise.multimodal_data import carried_modalities, encoder_keys_for
 
     carried = carried_modalities(batch)
-    return {"modalities": carried} if carried else {}
+    if not carried:
+        return {}
+    keys: dict[str, Any] = {"modalities": carried}
+    return {**keys, **encoder_keys_for(build(keys), batch)}
 
 
 FOLLOWS_BATCH = {"deepseek-enterprise:multimodal.classifier": _classifier_keys}
 """Models whose ``[model]`` keys a config sets to what its dataset's batches carry, by qualified
-name: the keys for a dataset's first validation batch, none where the batches are not of the kind
-the model reads.
+name: called with a builder (keys -> the model built with them) and a dataset's first validation
+batch, the keys for that batch, none where the batches are not of the kind the model reads.
 ``multimodal.classifier`` takes the modalities the batches carry (``model.modalities``,
 docs/multimodal.md section 1), so a dataset of vision and text only is called with a classifier of
 those two, as a config of the pair sets them (the classifier's refusal of other modalities says
-so); none carried leaves the defaults, which the model's data check then refuses."""
+so), and each encoder's keys that follow its inputs' shape (an image size, a frame width:
+``Encoder.keys_for_inputs``, the keys the classifier's refusal of such inputs names); none carried
+leaves the defaults, which the model's data check then refuses."""
 
 
 def batch_keys(host: Any, name: str, data: Any, batch: Any) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def batch_keys(host: Any, name: str, data: Any, batch: Any) -> dict[str, Any]:
     ``batch`` (:data:`FOLLOWS_BATCH`; none for a model not listed there): one rule for every suite
     that pairs a model with a dataset."""
     follows = FOLLOWS_BATCH.get(host.resolve("model", name).qualified_name)
-    return follows(batch) if follows is not None else {}
+    return follows(lambda keys: _built(host, name, data, keys), batch) if follows is not None else {}
 
 
 def qualified_names(kind: str, pattern: str | None = None, host: Any = None) -> list[str]:
@@ -249,8 +254,8 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             continue
         data, val, train = made
         torch.manual_seed(0)
-        model = tiny_model(host, name, data, val)
-        try:
+        try:  # built with the batch's keys (an image size its options refuse: a refusal too)
+            model = tiny_model(host, name, data, val)
             check_model_data(model, val, data, model_name=name)
         except UsageError as exc:  # one the model refuses
             calls.refused[data_name] = str(exc).splitlines()[0]

@@ -1,8 +1,9 @@
 """The model contract's call on a batch (:mod:`_pairing`) builds ``multimodal.classifier``
 (deepseek-enterprise) with the modalities a dataset's batches carry, as a config of the pair names
-them, so a plugin's multimodal dataset of fewer modalities is called with it, and the compressors
-suite builds it by the same rule (docs/plugins.md section 9). Skipped where deepseek-enterprise is
-not installed."""
+them, and with its encoders' keys that follow the inputs' shapes (an image size, a frame width), so
+a plugin's multimodal dataset of fewer modalities or other shapes is called with it, and the
+compressors suite builds it by the same rule (docs/plugins.md section 9). Skipped where
+deepseek-enterprise is not installed."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from typing import Any
 
 import pytest
 import torch
-from _pairing import FirstBatches, call_on_batches, tiny_model
+from _pairing import FirstBatches, call_on_batches, pair_table, tiny_model
 
 from deepseek import hookimpl
+from deepseek.config.load import config_from_dict
 from deepseek.data.dataset import Dataset
+from deepseek.errors import UsageError
+from deepseek.models.checks import check_model_data
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
+from deepseek.training.build import build_model
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,54 @@ def test_a_multimodal_dataset_of_fewer_modalities_is_called_with_a_classifier_of
     assert model.modalities == ["vision", "text"] and model.options.num_classes == 3
 
 
+@dataclass(frozen=True)
+class ShapesOptions:
+    classes: int = 3
+    height: int = 28
+    width: int = 28
+    features: int = 40
+
+
+class Shapes(Dataset):
+    """Vision and audio of other shapes than the built-in encoders' defaults: ``height x width``
+    images and frames of ``features`` coefficients (the second half of the last row padding)."""
+
+    Options = ShapesOptions
+
+    def _batch(self, index: int) -> dict[str, Any]:
+        o, g = self.options, torch.Generator().manual_seed(index)
+        padding = torch.zeros(self.batch_size, 10, dtype=torch.bool)
+        padding[-1, 5:] = True
+        present = torch.ones(self.batch_size, dtype=torch.bool)
+        return {"vision": {"inputs": torch.rand(self.batch_size, 1, o.height, o.width, generator=g)},
+                "audio": {"inputs": torch.randn(self.batch_size, 10, o.features, generator=g).masked_fill(
+                    padding[..., None], 0.0), "padding_mask": padding},
+                "present": {"vision": present, "audio": present.clone()},
+                "label": torch.randint(0, o.classes, (self.batch_size,), generator=g)}
+
+    def __next__(self) -> dict[str, Any]:
+        return self._batch(1)
+
+    def validation_batches(self, limit: int) -> list[dict[str, Any]]:
+        return [self._batch(2)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    @classmethod
+    def model_num_classes(cls, options: Any) -> int:
+        return options.classes
+
+
+class ShapesPlugin:
+    @hookimpl
+    def deepseek_register_datasets(self, register: Any) -> None:
+        register("acme.shapes", Shapes, description="28x28 images and 40-coefficient frames")
+
+
 CLASSIFIER = "deepseek-enterprise:multimodal.classifier"
 
 
@@ -97,6 +150,37 @@ def _host(plugin: Any, dist: str) -> PluginHost:
         pytest.skip("multimodal.classifier is deepseek-enterprise's; not installed here")
     assert host.register_plugin(plugin, dist=dist).status == "ok"
     return host
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> tuple[PluginHost, FirstBatches, Any]:
+    """The classifier called on the datasets of a host with :class:`ShapesPlugin`, once for the module."""
+    host = _host(ShapesPlugin(), "acme-shapes")
+    batches = FirstBatches(host, tmp_path_factory.mktemp("shapes"))
+    return host, batches, call_on_batches(host, CLASSIFIER, tmp_path_factory.mktemp("calls"), batches)
+
+
+def test_a_multimodal_dataset_of_other_shapes_is_called_with_encoders_built_for_them(shapes: Any, tmp_path: Path
+                                                                                      ) -> None:
+    # The built-in encoders at their defaults take 8x8 images and 13-coefficient frames; a plugin's
+    # 28x28 images and 40-coefficient frames were refused ("images must be (batch, 1, 8, 8)"), so
+    # the classifier was never called on them. Their keys follow the inputs (keys_for_inputs).
+    host, batches, calls = shapes
+    assert "acme-shapes:acme.shapes" in calls.outputs, calls.refused
+    loss, metrics = calls.outputs["acme-shapes:acme.shapes"]
+    assert loss.dim() == 0 and loss.item() > 0
+    assert sorted(metrics) == ["accuracy", "accuracy_audio", "accuracy_vision"]
+    data, val, _train = batches.get("acme-shapes:acme.shapes")
+    model = tiny_model(host, CLASSIFIER, data, val)
+    assert model.modalities == ["vision", "audio"]
+    assert model.options.vision == {"img_size": 28} and model.options.audio == {"n_features": 40}
+    # the classifier's own refusal at the encoders' defaults names the keys a config sets
+    config = config_from_dict(pair_table(host, CLASSIFIER, "acme-shapes:acme.shapes", tmp_path / "pair", {},
+                                         {"modalities": ["vision", "audio"]}), host=host)
+    plain = build_model(config, host=host)
+    with pytest.raises(UsageError, match=r"images must be \(batch, 1, 8, 8\), got shape \(4, 1, 28, 28\) "
+                       r"\(dataset Shapes\); set model\.vision\.img_size = 28$"):
+        check_model_data(plain, val, data, model_name=CLASSIFIER)
 
 
 def test_the_compressors_suite_builds_the_classifier_as_the_model_suite_does(tmp_path: Path) -> None:

@@ -81,6 +81,7 @@ class SwinEncoder(Encoder):
 
     def __init__(self, options: SwinOptions) -> None:
         super().__init__()
+        self.options = options
         import timm
         from timm.models.swin_transformer import SwinTransformer
 
@@ -114,6 +115,15 @@ class SwinEncoder(Encoder):
         if inputs.dim() != 4 or tuple(inputs.shape[1:]) != want:
             return f"images must be (batch, {want[0]}, {want[1]}, {want[2]}), got shape {tuple(inputs.shape)}"
         return None
+
+    def keys_for_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
+        """``img_size`` and ``in_chans`` of square images ``(B, C, H, H)`` of another size, unless
+        the encoder is built from ``timm_name`` (whose standard shape those keys do not change)."""
+        o = self.options
+        if o.timm_name or inputs.dim() != 4 or inputs.shape[2] != inputs.shape[3]:
+            return {}
+        have = {"in_chans": int(inputs.shape[1]), "img_size": int(inputs.shape[2])}
+        return {k: v for k, v in have.items() if v != getattr(o, k)}
 
     def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, None]:
         """Random images of the size the model was built for (no padding mask)."""
@@ -289,6 +299,13 @@ class AudioConvTransformer(Encoder):
                 return (f"padding_mask marks padding before real steps in row {int(left.nonzero()[0])}; this encoder "
                         "takes each recording from the start of its row, padding after it (pad on the right)")
         return None
+
+    def keys_for_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
+        """``n_features`` of frames ``(B, T, F)`` of another width (``input = "features"``)."""
+        o = self.options
+        if o.input != "features" or inputs.dim() != 3 or inputs.shape[-1] == o.n_features:
+            return {}
+        return {"n_features": int(inputs.shape[-1])}
 
     def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
         """Random frames ``(batch_size, 20, n_features)`` (waveforms of 20 hops with ``input =

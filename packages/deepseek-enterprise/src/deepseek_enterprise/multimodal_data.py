@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.models.protocol import Batch
 from deepseek.plugins.calls import model_calls
 from deepseek_enterprise.multimodal import MODALITIES
@@ -21,6 +21,35 @@ def carried_modalities(batch: Batch) -> list[str]:
     may name with it are a non-empty subset of these."""
     present = batch.get("present")
     return [m for m in MODALITIES if m in batch and m in present] if isinstance(present, Mapping) else []
+
+
+def encoder_keys_for(model: Any, batch: Batch) -> dict[str, dict[str, Any]]:
+    """The ``[model.<modality>]`` tables that would make the encoders of ``model`` (a
+    :class:`~deepseek_enterprise.multimodal.MultimodalClassifier`) take ``batch``'s inputs where
+    their shape is what an encoder refuses: each such modality's table as the model has it, with
+    the keys its encoder's ``keys_for_inputs`` gives on top (an image size, a frame width). The
+    contract tests build the model with them for a dataset's batches (docs/plugins.md section 9),
+    and the refusal of such inputs names the keys (:func:`check_batch`)."""
+    tables = {}
+    for m in model.modalities:
+        keys = _encoder_keys(model, m, batch)
+        if keys:
+            tables[m] = {**(getattr(model.options, m) or {}), **keys}
+    return tables
+
+
+def _encoder_keys(model: Any, m: str, batch: Batch) -> dict[str, Any]:
+    """What the encoder of modality ``m`` answers for ``batch``'s inputs (``keys_for_inputs``),
+    held to its contract: a mapping of option names to values."""
+    entry = batch.get(m)
+    if not isinstance(entry, Mapping) or "inputs" not in entry:
+        return {}
+    with model_calls(model.encoders[m], model.encoder_labels[m], "keys_for_inputs"):  # its own bug: named
+        keys = model.encoders[m].keys_for_inputs(entry["inputs"], entry.get("padding_mask"))
+    if not isinstance(keys, Mapping) or not all(isinstance(k, str) for k in keys):
+        raise PluginError(f"{model.encoder_labels[m]}: keys_for_inputs returned {type(keys).__name__}, not a "
+                          "mapping of its option names to values (docs/multimodal.md section 2)")
+    return dict(keys)
 
 
 def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
@@ -46,8 +75,10 @@ def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
         with model_calls(model.encoders[m], model.encoder_labels[m], "check_inputs"):  # its own bug: named
             problem = model.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
         if problem:
+            keys = _encoder_keys(model, m, batch)
+            hint = "; set " + ", ".join(f"model.{m}.{k} = {v!r}" for k, v in keys.items()) if keys else ""
             raise UsageError(f"model.{m}: encoder {getattr(model.options, f'{m}_encoder')}: {problem} "
-                             f"(dataset {type(dataset).__name__})")
+                             f"(dataset {type(dataset).__name__}){hint}")
         # Encoders run on every row, absent ones included: a NaN there (a common "missing"
         # marker) would make the loss NaN and read as a diverged run.
         x = batch[m]["inputs"]

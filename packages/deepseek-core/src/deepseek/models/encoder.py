@@ -59,6 +59,14 @@ class Encoder(nn.Module):
         a model calls it on a validation batch before training. Default: accept."""
         return None
 
+    def keys_for_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
+        """The keys of this encoder's ``Options`` that would make it take ``inputs`` where their
+        shape is what :meth:`check_inputs` refuses (an image size, a frame width, a sequence
+        length), at the values those inputs need, as a table of its options gives them; ``{}``
+        when they fit or no key would make them. ``multimodal.classifier`` names them in its
+        refusal, and the contract tests build it with them for a dataset's batches. Default: ``{}``."""
+        return {}
+
     def block_modules(self) -> Sequence[nn.Module]:
         """The repeated blocks, in forward order, that a model built on this encoder offers as
         its own (sharding units of ``fsdp``, activation checkpointing); default: none."""
@@ -208,6 +216,18 @@ class TextTransformerEncoder(Encoder):
             return (f"token ids span {int(inputs.min())}..{int(inputs.max())} but vocab_size is {c.vocab_size}; "
                     f"set vocab_size to at least {int(inputs.max()) + 1}")
         return None
+
+    def keys_for_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
+        """``max_seq_len`` raised to a longer sequence's length and ``vocab_size`` to one past the
+        largest token id, where the integer ``(B, T)`` ``inputs`` need them."""
+        c, keys = self.config, {}
+        if inputs.dim() != 2 or inputs.dtype.is_floating_point:
+            return keys
+        if inputs.shape[1] > c.max_seq_len:
+            keys["max_seq_len"] = int(inputs.shape[1])
+        if inputs.numel() and int(inputs.min()) >= 0 and int(inputs.max()) >= c.vocab_size:
+            keys["vocab_size"] = int(inputs.max()) + 1
+        return keys
 
     def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Token ids ``(batch_size, min(12, max_seq_len))``, the last row's second half padding."""
