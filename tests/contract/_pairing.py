@@ -198,6 +198,9 @@ class Calls:
 
     outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]
     refused: dict[str, str]
+    unfit: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Those of ``refused`` whose batches are of the kind the model reads (:func:`batch_keys` found
+    keys for them: a multimodal dataset for ``multimodal.classifier``), refused all the same."""
     not_built: str | None = None
     """Why the model could not be built from its defaults (it needs the user's files: ``distill``
     its teacher's run folder), in which case no dataset was tried."""
@@ -210,6 +213,17 @@ class Calls:
         return (f"model {name!r}: no registered dataset's batches fit it ({why}), so model(**batch) is not checked; "
                 "register a dataset whose batches it takes (its check_data accepts them, its forward takes their "
                 "keys) in the same plugin, and this check calls the model on its first batch")
+
+    def unchecked_reason(self, name: str) -> str | None:
+        """Why model ``name``, called on some datasets, was not called on one whose batches are of
+        the kind it reads (:attr:`unfit`), or ``None``: a pass would hide that it checked nothing
+        for that dataset."""
+        if not self.unfit:
+            return None
+        return (f"model {name!r} refuses dataset(s) whose batches carry what it reads, so model(**batch) is not "
+                "checked on them: " + "; ".join(f"{d}: {r}" for d, r in self.unfit.items())
+                + f" (checked on {', '.join(self.outputs)}); make the dataset's batches what the model takes, or "
+                "register a model of your own that takes them (docs/plugins.md section 9)")
 
 
 class FirstBatches:
@@ -254,11 +268,14 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             continue
         data, val, train = made
         torch.manual_seed(0)
+        keys = batch_keys(host, name, data, val)
         try:  # built with the batch's keys (an image size its options refuse: a refusal too)
-            model = tiny_model(host, name, data, val)
+            model = _built(host, name, data, keys)
             check_model_data(model, val, data, model_name=name)
         except UsageError as exc:  # one the model refuses
             calls.refused[data_name] = str(exc).splitlines()[0]
+            if keys:  # batches of the kind it reads: a refusal the test reports
+                calls.unfit[data_name] = calls.refused[data_name]
             continue
         model.train()
         output = model(**train)

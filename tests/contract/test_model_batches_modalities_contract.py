@@ -1,8 +1,9 @@
 """The model contract's call on a batch (:mod:`_pairing`) builds ``multimodal.classifier``
 (deepseek-enterprise) with the modalities a dataset's batches carry, as a config of the pair names
 them, and with its encoders' keys that follow the inputs' shapes (an image size, a frame width), so
-a plugin's multimodal dataset of fewer modalities or other shapes is called with it, and the
-compressors suite builds it by the same rule (docs/plugins.md section 9). Skipped where
+a plugin's multimodal dataset of fewer modalities or other shapes is called with it, the
+compressors suite builds it by the same rule, and a dataset of the kind it reads that it refuses
+all the same is reported, not passed over (docs/plugins.md section 9). Skipped where
 deepseek-enterprise is not installed."""
 
 from __future__ import annotations
@@ -135,10 +136,23 @@ class Shapes(Dataset):
         return options.classes
 
 
+@dataclass(frozen=True)
+class WideOptions(ShapesOptions):
+    width: int = 20
+
+
+class Wide(Shapes):
+    """Images 28 high and 20 wide: no ``vision.swin`` key makes it take them (its ``img_size`` is
+    one side)."""
+
+    Options = WideOptions
+
+
 class ShapesPlugin:
     @hookimpl
     def deepseek_register_datasets(self, register: Any) -> None:
         register("acme.shapes", Shapes, description="28x28 images and 40-coefficient frames")
+        register("acme.wide", Wide, description="28x20 images and 40-coefficient frames")
 
 
 CLASSIFIER = "deepseek-enterprise:multimodal.classifier"
@@ -181,6 +195,20 @@ def test_a_multimodal_dataset_of_other_shapes_is_called_with_encoders_built_for_
     with pytest.raises(UsageError, match=r"images must be \(batch, 1, 8, 8\), got shape \(4, 1, 28, 28\) "
                        r"\(dataset Shapes\); set model\.vision\.img_size = 28$"):
         check_model_data(plain, val, data, model_name=CLASSIFIER)
+
+
+def test_a_refused_dataset_of_the_kind_the_model_reads_is_reported_not_passed(shapes: Any) -> None:
+    # 28x20 images no vision.swin key fits: the classifier refuses the dataset, and a test that
+    # passed on the datasets it took said nothing of it; it now names the dataset and the refusal.
+    _host_, _batches, calls = shapes
+    assert "acme-shapes:acme.shapes" in calls.outputs, calls.refused
+    assert list(calls.unfit) == ["acme-shapes:acme.wide"], calls.refused
+    assert "deepseek-core:text" in calls.refused  # no modality: not of the kind it reads, not reported
+    reason = calls.unchecked_reason(CLASSIFIER)
+    assert reason is not None and "\n" not in reason, reason
+    assert reason.startswith(f"model {CLASSIFIER!r} refuses dataset(s) whose batches carry what it reads")
+    assert "acme-shapes:acme.wide: model.vision: encoder vision.swin: images must be (batch, 1, 8, 8), got " \
+           "shape (4, 1, 28, 20)" in reason, reason
 
 
 def test_the_compressors_suite_builds_the_classifier_as_the_model_suite_does(tmp_path: Path) -> None:
