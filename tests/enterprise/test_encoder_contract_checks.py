@@ -107,7 +107,17 @@ class PlainModule(nn.Module):
         self.output_dim = options.d_model
 
 
-ENCODERS = {"good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
+class ListKeys(Patches):
+    def keys_for_inputs(self, inputs, padding_mask):  # type: ignore[no-untyped-def]
+        return ["img_size", 28]  # not a mapping of option names to values
+
+
+class KeysRaise(Patches):
+    def keys_for_inputs(self, inputs, padding_mask):  # type: ignore[no-untyped-def]
+        return {"size": inputs.shape[5]}  # a bug of its own: images have 4 dimensions
+
+
+ENCODERS = {"listkeys": ListKeys, "keysraise": KeysRaise, "good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
             "wrongdim": WrongDim, "intfeatures": IntFeatures, "nodim": NoDim, "zerodim": ZeroDim, "plain": PlainModule,
             "raises": Raises}
 
@@ -159,6 +169,20 @@ def test_what_its_forward_raises_names_the_encoder_and_its_distribution(host: Pl
         with pytest.raises(PluginError, match=HEAD.format("raises") + r"forward raised RuntimeError: .*; a bug in "
                                               r"the plugin"):
             model(**_batch())
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("listkeys", r"keys_for_inputs returned list, not a mapping of its option names to values "
+                 r"\(docs/multimodal\.md section 2\)$"),
+    ("keysraise", r"keys_for_inputs raised IndexError: .*; a bug in the plugin"),
+])
+def test_a_broken_keys_for_inputs_names_the_encoder(host: PluginHost, kind: str, words: str) -> None:
+    # what the classifier's refusal and the contract suites read (multimodal_data.encoder_keys_for)
+    from deepseek.errors import PluginError
+    from deepseek_enterprise.multimodal_data import encoder_keys_for
+
+    with pytest.raises(PluginError, match=HEAD.format(kind) + words):
+        encoder_keys_for(_classifier(host, kind), _batch())
 
 
 @pytest.mark.parametrize(("kind", "words"), [
