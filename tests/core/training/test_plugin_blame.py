@@ -188,3 +188,54 @@ def test_a_bug_in_cores_own_schedule_or_optimizer_is_not_blamed_on_a_plugin(
     assert (config.lr_schedule.name, config.optimizer.name) == ("cosine", "adamw")
     with pytest.raises(ZeroDivisionError, match=f"^core's {owner}.{call}$"):
         Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+
+
+CORE_DATASET_CALLS = ["__init__", "text_codec", "validation_batches", "count_tokens", "predicted_text", "__next__",
+                      "epochs_done", "state_dict", "close", "load_state_dict"]
+
+
+@pytest.mark.parametrize("call", CORE_DATASET_CALLS)
+def test_a_bug_in_cores_own_dataset_is_not_blamed_on_a_plugin(tiny_config_on: Any, host: PluginHost, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+    """Core's datasets carried their registration's label into every call, which blamed what it
+    names: a bug of core's ``text`` read "dataset 'text' (deepseek-core ...): __next__ raised ...;
+    a bug in the plugin". The label still names them in the contract checks' messages; what their
+    code raises passes as it is, its traceback with it, as core's schedules' do."""
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError(f"core's TextDataset.{call}")
+
+    monkeypatch.setattr(TextDataset, call, classmethod(broken) if call == "text_codec" else broken)
+    # load_state_dict: validation off, the model is checked on a training batch drawn and put back
+    config = tiny_config_on(host, model={"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1},
+                            data={"eval_batches": 0 if call == "load_state_dict" else 2},
+                            train={"max_steps": 1, "warmup_steps": 0}, checkpoint={"interval": 1})
+    assert config.data.name == "text"
+    with pytest.raises(ZeroDivisionError, match=rf"^core's TextDataset\.{call}$"):
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+
+
+def test_a_bug_in_cores_own_dataset_is_cores_internal_error_line(
+        deepseek_here: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Any) -> Any:
+        raise ZeroDivisionError("core's TextDataset.__next__")
+
+    monkeypatch.setattr(TextDataset, "__next__", broken)
+    (tmp_path / "c.toml").write_text('[model]\nname = "tiny"\nd_model = 32\nn_heads = 2\nn_layers = 1\n'
+                                     'max_seq_len = 32\n[data]\nbatch_size = 8\nseq_len = 32\neval_batches = 1\n'
+                                     '[train]\nmax_steps = 1\n[strategy]\ndevice = "cpu"\n')
+    proc = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (
+        1, ["internal error: ZeroDivisionError: core's TextDataset.__next__ (run with --debug for the traceback)"])
+
+
+def test_a_plugin_dataset_whose_inherited_core_code_fails_is_not_blamed(
+        tiny_config_on: Any, host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin's ``faulty.text`` subclasses core's ``text``: a fault in core's code it inherits,
+    with no frame of the plugin's own, is core's bug, not the plugin's (blamed only by package).
+    The fault: a builtin that refuses the batch (a function of this module would be the plugin's
+    code, which it shares)."""
+    import math
+
+    monkeypatch.setattr(TextDataset, "predicted_text", staticmethod(math.log))
+    with pytest.raises(TypeError, match="must be real number"):
+        Trainer(_config(tiny_config_on, host), run_dir=tmp_path / "run", quiet=True, host=host).fit()

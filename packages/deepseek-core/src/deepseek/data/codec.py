@@ -27,17 +27,19 @@ HINT = "docs/plugins.md section 11, a dataset's text codec"
 class CheckedCodec(Tokenizer):
     """A dataset's codec whose every answer is checked: ``encode`` gives whole numbers in
     ``0 .. vocab_size - 1``, ``decode`` a str; anything else, or what the codec raises, is one
-    :class:`~deepseek.errors.PluginError` naming the dataset (``named``)."""
+    :class:`~deepseek.errors.PluginError` naming the dataset (``named``); what the codec raises
+    is blamed on the dataset class ``owner`` as its ``text_codec`` is, by ``label``
+    (:func:`~deepseek.data.dataset.dataset_calls`)."""
 
-    def __init__(self, codec: Tokenizer, named: str, blame: str | None) -> None:
-        self.codec, self.named, self.blame = codec, named, blame
+    def __init__(self, codec: Tokenizer, named: str, owner: type, label: str | None) -> None:
+        self.codec, self.named, self.owner, self.label = codec, named, owner, label
         self.vocab_size, self.separator = codec.vocab_size, codec.separator
         self.identity = codec.identity or f"codec:{type(codec).__qualname__}"
 
     def encode(self, text: str) -> list[int]:
-        from deepseek.plugins.calls import blamed_on
+        from deepseek.data.dataset import dataset_calls
 
-        with blamed_on(self.blame, "text_codec().encode"):
+        with dataset_calls(self.owner, self.label, "text_codec().encode"):
             ids = self.codec.encode(text)
         if not isinstance(ids, list | tuple) or not all(
             isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.vocab_size for i in ids
@@ -46,10 +48,10 @@ class CheckedCodec(Tokenizer):
         return list(ids)
 
     def decode(self, ids: Iterable[int] | Any) -> str:
-        from deepseek.plugins.calls import blamed_on
+        from deepseek.data.dataset import dataset_calls
 
         ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
-        with blamed_on(self.blame, "text_codec().decode"):
+        with dataset_calls(self.owner, self.label, "text_codec().decode"):
             text = self.codec.decode(ids)
         if not isinstance(text, str):
             self._refuse(f"decode({ids[:8]!r:.40}) returned {type(text).__name__} {text!r:.40}", "the text, a str")
@@ -70,11 +72,11 @@ def dataset_codec(cls: type, options: Any, label: str | None) -> Tokenizer | Non
     :class:`~deepseek.data.tokenizer.Tokenizer` with a whole ``vocab_size`` > 0 and a separator
     below it that encodes and decodes :data:`PROBE`, returned as a :class:`CheckedCodec`;
     anything else is one :class:`~deepseek.errors.PluginError` naming the dataset."""
+    from deepseek.data.dataset import dataset_calls
     from deepseek.errors import PluginError
-    from deepseek.plugins.calls import blamed_on
 
     named = label or f"dataset {cls.__name__}"
-    with blamed_on(label, "text_codec"):
+    with dataset_calls(cls, label, "text_codec"):
         codec = cls.text_codec(options)
     if codec is None:
         return None
@@ -89,7 +91,7 @@ def dataset_codec(cls: type, options: Any, label: str | None) -> Tokenizer | Non
     if not isinstance(sep, int) or isinstance(sep, bool) or not 0 <= sep < vocab:
         raise PluginError(f"{named}: text_codec().separator is {sep!r:.40}; set it to the id between documents, "
                           f"in 0..{vocab - 1} ({HINT})")
-    checked = CheckedCodec(codec, named, label)
+    checked = CheckedCodec(codec, named, cls, label)
     checked.decode(checked.encode(PROBE))
     return checked
 

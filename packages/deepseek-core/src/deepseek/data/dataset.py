@@ -49,6 +49,8 @@ from deepseek.config.components import NoOptions
 from deepseek.data.batch import Batch, shard_rows
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from deepseek.data.tokenizer import Tokenizer
 
 
@@ -68,15 +70,17 @@ class Dataset(ABC):
     """Number of distinct token ids the data may hold (ids ``0 .. vocab_size - 1``), or ``None``
     when it has no tokens."""
     label: str | None = "dataset"
+    """How errors name this dataset: the run sets its registered name and distribution
+    (``dataset 'acme.bars' (acme 0.1, registered by acme.plugin)``); ``None`` for a script's data
+    (:func:`deepseek.fit`), whose exceptions pass as they are. Only a plugin's dataset is blamed
+    for what its code raises (:func:`dataset_calls`); core's own (``text``, ``hf``) are named by
+    their label in the contract checks' messages, but their bugs are core's internal error."""
     written_files: ClassVar[tuple[str, ...]] = ()
     """Names of files (directly in the run folder) that a run on this dataset writes besides
     core's, e.g. by a plugin's ``deepseek_evaluate`` hook: a command's output option naming one of
     them is refused (as one naming ``config.toml`` is), and a folder in their place is refused
     when the run starts (:mod:`deepseek.run_files`; a model declares its own the same way,
     :attr:`deepseek.models.protocol.TrainableModel.written_files`)."""
-    """How errors name this dataset: the run sets its registered name and distribution
-    (``dataset 'acme.bars' (acme 0.1, registered by acme.plugin)``); ``None`` for a script's data
-    (:func:`deepseek.fit`), whose exceptions pass as they are."""
 
     def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
         self.options = options
@@ -161,6 +165,18 @@ class Dataset(ABC):
         later ``next()`` may read on (from the position reached). The default holds nothing."""
 
 
+def dataset_calls(dataset: Dataset | type[Dataset], label: str | None, call: str) -> AbstractContextManager[None]:
+    """The block calling ``call`` on ``dataset`` (a created dataset, or its class for a classmethod
+    such as ``text_codec``): what a plugin's dataset raises in its own code is one line naming it by
+    ``label`` (:attr:`Dataset.label`, which names it in the contract checks' messages too). Whether
+    it is blamed is :func:`~deepseek.plugins.calls.instance_calls`' rule, as for schedules and
+    models: not core's own datasets (``text``, ``hf``: their bugs are ours, core's internal error
+    with its traceback), nor a script's data (``label`` ``None``)."""
+    from deepseek.plugins.calls import instance_calls
+
+    return instance_calls(dataset, label, call)
+
+
 def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
     """``dataset.state_dict()``, which a checkpoint's ``trainer.json`` records: a dict of
     JSON-ready values, else one :class:`~deepseek.errors.PluginError` naming the dataset (a tensor
@@ -169,10 +185,9 @@ def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
     import json
 
     from deepseek.errors import PluginError
-    from deepseek.plugins.calls import blamed_on
 
     label = dataset.label
-    with blamed_on(label, "state_dict"):
+    with dataset_calls(dataset, label, "state_dict"):
         state = dataset.state_dict()
     if not isinstance(state, dict):
         problem = f"returned a {type(state).__name__}, not a dict"
@@ -192,9 +207,8 @@ def checked_epochs_done(dataset: Dataset) -> int | None:
     :class:`~deepseek.errors.PluginError` naming the dataset. What the call raises is named the
     same way."""
     from deepseek.errors import PluginError
-    from deepseek.plugins.calls import blamed_on
 
-    with blamed_on(dataset.label, "epochs_done"):
+    with dataset_calls(dataset, dataset.label, "epochs_done"):
         done = dataset.epochs_done()
     if done is None or (isinstance(done, int) and not isinstance(done, bool) and done >= 0):
         return done
@@ -213,10 +227,9 @@ def checked_validation_batches(dataset: Dataset, limit: int) -> list[Any]:
     from itertools import islice
 
     from deepseek.errors import PluginError
-    from deepseek.plugins.calls import blamed_on
 
     named = dataset.label or f"dataset {type(dataset).__name__}"
-    with blamed_on(dataset.label, "validation_batches"):  # reading a generator runs the dataset's code too
+    with dataset_calls(dataset, dataset.label, "validation_batches"):  # reading a generator runs the dataset's code too
         returned = dataset.validation_batches(limit)
         if not isinstance(returned, Iterable) or isinstance(returned, str | bytes | Mapping):
             raise PluginError(f"{named}: validation_batches({limit}) returned {type(returned).__name__} "

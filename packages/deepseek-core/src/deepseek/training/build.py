@@ -197,10 +197,10 @@ def build_dataset(config: Config, host: PluginHost | None = None) -> Dataset:
     component = run_host(config, host).resolve("dataset", config.data.name)
     cls = component.load()
     options = config.data.options if config.data.options is not None else cls.Options()
-    from deepseek.plugins.calls import blamed_on, blames
+    from deepseek.plugins.calls import blames, class_calls
 
     label = component.label if blames(component) else None
-    with blamed_on(label, "__init__"):  # what its __init__ raises: one line naming it
+    with class_calls(component, "__init__"):  # a plugin's bug: one line naming it; core's keep their traceback
         dataset = cls(options, batch_size=config.data.batch_size, seed=config.train.seed)
     from deepseek.data.codec import dataset_codec
     from deepseek.data.dataset import labelled

@@ -58,8 +58,7 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
     """At most ``limit`` validation batches of ``dataset`` (fewer when its validation data ends
     sooner), each checked as a global batch of ``data.batch_size`` rows; :class:`UsageError` when
     the dataset gives none."""
-    from deepseek.data.dataset import checked_validation_batches
-    from deepseek.plugins.calls import blamed_on
+    from deepseek.data.dataset import checked_validation_batches, dataset_calls
 
     label = dataset.label
     batches = checked_validation_batches(dataset, limit)
@@ -71,10 +70,10 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
     for i, batch in enumerate(batches):
         check_global_batch(batch, dataset=config.data.name, batch_size=config.data.batch_size, what="validation batch",
                            last=i == len(batches) - 1)
-    with blamed_on(label, "count_tokens"):
+    with dataset_calls(dataset, label, "count_tokens"):
         counts = [dataset.count_tokens(batch) for batch in batches]
     tokens = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
-    with blamed_on(label, "predicted_text"):
+    with dataset_calls(dataset, label, "predicted_text"):
         texts = [dataset.predicted_text(batch) for batch in batches]
     return ValidationSet(batches, texts, sum(batch_rows(batch) for batch in batches), tokens)
 

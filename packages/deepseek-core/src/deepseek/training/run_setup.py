@@ -14,9 +14,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deepseek.data.dataset import checked_state_dict
+from deepseek.data.dataset import checked_state_dict, dataset_calls
 from deepseek.models.capabilities import model_capabilities
-from deepseek.plugins.calls import blamed_on
 from deepseek.run_files import written_by
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.metrics import read_metrics
@@ -99,7 +98,7 @@ def dataset_closer(dataset: Dataset) -> Callable[..., bool]:
 
     def close(exc_type: type[BaseException] | None, *_: Any) -> bool:
         if exc_type is None:
-            with blamed_on(dataset.label, "close"):
+            with dataset_calls(dataset, dataset.label, "close"):
                 dataset.close()
         else:
             with contextlib.suppress(Exception):

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deepseek.data.dataset import checked_state_dict
+from deepseek.data.dataset import checked_state_dict, dataset_calls
 from deepseek.errors import RunComplete, UsageError
 from deepseek.models.checks import check_declared_metrics, declared_metrics
-from deepseek.plugins.calls import blamed_on, instance_calls
+from deepseek.plugins.calls import instance_calls
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
 from deepseek.training.monitor import refuse_finished
@@ -102,7 +102,7 @@ def restore(engine: StepEngine, dataset: Dataset, monitor: Monitor, run_dir: Pat
     config = engine.config
     saved = ckpt.read_trainer_state(directory)
     try:
-        with blamed_on(dataset.label, "load_state_dict"):  # its own bug: one line naming it
+        with dataset_calls(dataset, dataset.label, "load_state_dict"):  # its own bug: one line naming it
             dataset.load_state_dict(saved["data"])
     except UsageError as exc:
         _refuse_another_run(config, saved.get("config"), directory)  # the cause, where it is one

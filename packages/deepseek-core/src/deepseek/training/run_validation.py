@@ -16,9 +16,9 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, check_global_batch
+from deepseek.data.dataset import dataset_calls
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data
-from deepseek.plugins.calls import blamed_on
 from deepseek.training.evaluation import validation_set
 
 if TYPE_CHECKING:
@@ -69,19 +69,19 @@ class TrainingBatches:
 
         dataset = self.dataset
         put_back = rng_snapshot()
-        with blamed_on(dataset.label, "state_dict"):
+        with dataset_calls(dataset, dataset.label, "state_dict"):
             state = copy.deepcopy(dataset.state_dict())  # a copy: the draw may change the object it returned
         try:
             return self.draw(1)
         finally:
-            with blamed_on(dataset.label, "load_state_dict"):
+            with dataset_calls(dataset, dataset.label, "load_state_dict"):
                 dataset.load_state_dict(state)
             put_back()
 
     def draw(self, step: int) -> Batch:
         """The training batch of ``step`` (the dataset's next one)."""
         dataset, data = self.dataset, self.data
-        with blamed_on(dataset.label, "__next__"):  # what a dataset raises: one line naming it
+        with dataset_calls(dataset, dataset.label, "__next__"):  # what a dataset raises: one line naming it
             batch = next(dataset)
         check_global_batch(batch, dataset=data.name, batch_size=data.batch_size, what=f"training batch of step {step}")
         return batch

@@ -19,8 +19,8 @@ import torch
 
 from deepseek import api_args
 from deepseek.config.schema import Config
+from deepseek.data.dataset import dataset_calls
 from deepseek.errors import one_line
-from deepseek.plugins.calls import blamed_on
 from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.engine import StepEngine
@@ -305,7 +305,7 @@ class Trainer:
         result = self.engine.step(batch, lr, step)
         self.step = step
         rows = self.config.data.batch_size
-        with blamed_on(self.dataset.label, "count_tokens"):
+        with dataset_calls(self.dataset, self.dataset.label, "count_tokens"):
             tokens = self.dataset.count_tokens(batch)
         self.samples_seen += rows
         self.tokens_seen += tokens or 0
