@@ -19,6 +19,12 @@ import deepseek
 from deepseek.errors import RankError
 from deepseek.training.metrics import read_metrics
 
+FIT_CONFIG: dict[str, Any] = {
+    "train": {"max_steps": 3, "grad_accum": 2, "lr": 0.1, "warmup_steps": 0, "eval_interval": 2},
+    "data": {"eval_batches": 2}, "precision": {"dtype": "fp32"}, "checkpoint": {"interval": 0},
+    "logging": {"progress": False, "plot": False}}
+"""The settings of :func:`fit_record`'s runs (its ``lr`` and strategy given)."""
+
 
 def fit_record(model: type, train: torch.utils.data.Dataset, val: torch.utils.data.Dataset, run_dir: Path,
                strategy: str, lr: float) -> dict[str, Any]:
@@ -26,9 +32,7 @@ def fit_record(model: type, train: torch.utils.data.Dataset, val: torch.utils.da
     batches every 2 steps, into ``run_dir``: ``{type, message, steps, val}`` with ``type`` None and
     each step's record without its timings and the last evaluation, or the error raised (``type``,
     ``message``, ``raised_in``: the function its traceback ends in, and a RankError's ``type_name``)."""
-    config = {"train": {"max_steps": 3, "grad_accum": 2, "lr": lr, "warmup_steps": 0, "eval_interval": 2},
-              "data": {"eval_batches": 2}, "precision": {"dtype": "fp32"}, "checkpoint": {"interval": 0},
-              "strategy": {"name": strategy}, "logging": {"progress": False, "plot": False}}
+    config = {**FIT_CONFIG, "train": {**FIT_CONFIG["train"], "lr": lr}, "strategy": {"name": strategy}}
     try:
         result = deepseek.fit(model, train, val_data=val, names=("x", "label"), batch_size=8, shuffle=False,
                               run_dir=run_dir, config=config, quiet=True)

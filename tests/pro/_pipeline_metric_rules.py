@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _metric_rules_fit import fit_record, probe_main
+from _metric_rules_fit import FIT_CONFIG, fit_record, probe_main
 from torch import nn
 
+from deepseek import hookimpl
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
 
@@ -107,6 +108,35 @@ MODELS = {"Padded": Padded, "EvalRefusal": EvalRefusal, "FirstStageRefusal": Fir
           "EvalBug": EvalBug, "FirstStageBug": FirstStageBug}
 
 
+
+class PluginEvalBug(EvalBug):
+    """:class:`EvalBug` as a plugin registers it: created from its options."""
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__()
+
+
+class PluginFirstStageBug(FirstStageBug):
+    """:class:`FirstStageBug` as a plugin registers it: created from its options."""
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__()
+
+
+PLUGIN_MODELS = {"PluginEvalBug": PluginEvalBug, "PluginFirstStageBug": PluginFirstStageBug}
+"""The bugs of a plugin's model, registered as ``acme.<name>`` by distribution ``deepseek-acme``
+(:class:`Acme`) and trained on the script's rows by :func:`plugin_attempt`."""
+
+
+class Acme:
+    """The plugin registering :data:`PLUGIN_MODELS`."""
+
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        for name, cls in PLUGIN_MODELS.items():
+            register(f"acme.{name.lower()}", cls)
+
+
 def train_rows() -> torch.utils.data.TensorDataset:
     """64 rows, in order: step 1 (rows 0-7) has labels 0 and 1, its second micro-batch padding
     only; step 2 (rows 8-15) the first 2s, all in its first micro-batch, and two padding rows in
@@ -142,9 +172,34 @@ def val_rows(name: str) -> torch.utils.data.TensorDataset:
 
 def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
     """What ``deepseek.fit`` of model ``name`` under ``strategy`` raised, or its step records and
-    last evaluation (``_metric_rules_fit.fit_record``); its run folder ``OUT/STRATEGY-NAME``."""
+    last evaluation (``_metric_rules_fit.fit_record``); its run folder ``OUT/STRATEGY-NAME``. A
+    name of :data:`PLUGIN_MODELS`: the plugin's model (:func:`plugin_attempt`)."""
+    if name in PLUGIN_MODELS:
+        return plugin_attempt(out / f"{strategy}-{name}", strategy, name)
     return fit_record(MODELS[name], train_rows(), val_rows(name), out / f"{strategy}-{name}", strategy, lr=0.1)
 
 
+def plugin_attempt(run_dir: Path, strategy: str, name: str) -> dict[str, Any]:
+    """The run of ``fit_record`` with the plugin's model ``acme.<name>`` on the script's rows (a
+    host with the script's data, as ``deepseek.fit`` makes it, and :class:`Acme`): what it raised."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.script import script_host
+    from deepseek.training.trainer import Trainer
+
+    base = PLUGIN_MODELS[name].__mro__[1].__name__  # the rows its bug is in
+    wrap = {"names": ("x", "label"), "collate_fn": None, "shuffle": False, "validation": True, "val_fraction": 0.1,
+            "num_workers": 0, "pin_memory": False}
+    host = script_host(PLUGIN_MODELS[name], train_rows(), val_data=val_rows(base), wrap=wrap)
+    assert host.register_plugin(Acme(), dist="deepseek-acme", version="0.1").status == "ok"
+    config = config_from_dict({**FIT_CONFIG, "model": {"name": f"acme.{name.lower()}"},
+                               "data": {"name": "script", "batch_size": 8, "eval_batches": 2},
+                               "strategy": {"name": strategy}}, host=host)
+    try:
+        Trainer(config, run_dir=run_dir, quiet=True, host=host).fit()
+    except Exception as exc:  # noqa: BLE001 - the test reads what was raised
+        return {"type": type(exc).__name__, "message": str(exc)}
+    return {"type": None, "message": ""}
+
+
 if __name__ == "__main__":
-    probe_main("messages", lambda out, name: attempt(out, "pipeline", name), list(MODELS))
+    probe_main("messages", lambda out, name: attempt(out, "pipeline", name), [*MODELS, *PLUGIN_MODELS])

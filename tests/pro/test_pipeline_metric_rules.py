@@ -10,7 +10,9 @@
   the first stage's forward, ends BOTH ranks with ``single``'s line (was: that stage alone; the
   other waited or died of gloo's closed connection), and a plain ``RuntimeError`` (a bug in model
   code) ends both as that RuntimeError, an internal error, the model's traceback on the stage that
-  raised it (was: that stage alone). The models run one after another in one
+  raised it (was: that stage alone); the same bug in a plugin's model ends both with the line
+  blaming the model (was: that line on the stage that raised it, core's internal error on the
+  other). The models run one after another in one
   job, so a rank left waiting hangs the next: the job's timeout fails the test.
 """
 
@@ -22,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline_metric_rules import BUG_LINE, FIRST_STAGE_LINE, LAST_STAGE_LINE, MODELS, attempt
+from _pipeline_metric_rules import (
+    BUG_LINE,
+    FIRST_STAGE_LINE,
+    LAST_STAGE_LINE,
+    MODELS,
+    PLUGIN_MODELS,
+    attempt,
+)
 from _prohelpers import run_torchrun
 
 PROBE = Path(__file__).with_name("_pipeline_metric_rules.py")
@@ -31,7 +40,7 @@ PROBE = Path(__file__).with_name("_pipeline_metric_rules.py")
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, Any]]]:
     out = tmp_path_factory.mktemp("pipeline-metric-rules")
-    run_torchrun([str(PROBE), str(out), *MODELS], timeout=300)
+    run_torchrun([str(PROBE), str(out), *MODELS, *PLUGIN_MODELS], timeout=300)
     return [json.loads((out / f"messages-{rank}.json").read_text()) for rank in (0, 1)]
 
 
@@ -86,3 +95,19 @@ def test_a_bug_in_an_evaluation_stays_an_internal_error_on_every_rank(
             assert (seen[model]["type"], seen[model]["raised_in"]) == ("RuntimeError", raised_in)
         else:  # RuntimeError's line, an internal error blamed on no plugin (the CLI names it RuntimeError)
             assert (seen[model]["type"], seen[model]["type_name"]) == ("RankError", "RuntimeError")
+
+
+@pytest.mark.parametrize(("model", "call"), [("PluginEvalBug", "pipeline_loss"), ("PluginFirstStageBug", "forward")])
+def test_a_plugin_models_bug_in_an_evaluation_is_its_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]], model: str, call: str) -> None:
+    """The same bug in a plugin's model: every rank ends with the one line blaming the model, a
+    PluginError on the stage that raised it, the same line on the other (was: that line on the
+    raising stage, core's internal error, RankError, on the other, which the launcher could
+    report first)."""
+    line = (f"model 'acme.{model.lower()}' (deepseek-acme 0.1, registered by __main__): {call} raised "
+            f"RuntimeError: {BUG_LINE}; a bug in the plugin: upgrade it or report it to its authors")
+    types = sorted(seen[model]["type"] for seen in job)
+    assert types == ["DeepseekError", "PluginError"], [seen[model] for seen in job]
+    for seen in job:
+        assert seen[model]["message"].startswith(line), seen[model]
+    assert job[0][model]["message"] == job[1][model]["message"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import DeepseekError, PluginError, RankError
@@ -135,6 +135,16 @@ def model_calls(model: object, label: str | None, call: str = "forward") -> cont
     """The block running ``model`` (a plugin's module, ``label`` naming it): :func:`instance_calls`
     with ``forward`` unless ``call`` says otherwise."""
     return instance_calls(model, label, call)
+
+
+def blame_for(label: str | None, package: str | None) -> Callable[[str], contextlib.AbstractContextManager[None]]:
+    """``call -> block`` that makes what the code of the top-level ``package`` raises in the
+    block one line naming ``label`` and ``call`` (:func:`blamed_on`); a block that changes
+    nothing where either is ``None`` (deepseek's own component, a script's). It holds no more
+    than the two strings: a strategy may keep it (``StepSettings.model_calls``)."""
+    if label is None or package is None:
+        return lambda call: contextlib.nullcontext()
+    return functools.partial(blamed_on, label, package=package)
 
 
 def step_blamed_on(optimizer: Any, label: str) -> None:

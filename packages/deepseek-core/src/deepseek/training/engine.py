@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from deepseek.data.batch import Batch, batch_rows, head_rows, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.models.declared import training_refusal
-from deepseek.plugins.calls import PLUGIN_BUG, blamed_on, blames, code_package
+from deepseek.plugins.calls import PLUGIN_BUG, blame_for, blamed_on, blames, code_package
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
     build_model,
@@ -156,7 +156,8 @@ class StepEngine:
         first the strategy's ``check_resume`` with the run's optimizer builder)."""
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
-                                model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip")
+                                model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip",
+                                model_calls=blame_for(self._model_label, self._model_package))
         if cfg.precision.master_weights:
             frozen = [n for n, p in model.named_parameters() if not p.requires_grad and p.is_floating_point()]
             if frozen:
@@ -302,9 +303,7 @@ class StepEngine:
         """The block running the model's ``call`` (``forward``, ``check_data``, ...): an exception
         raised in a plugin model's code becomes one line naming the model and its distribution
         (:func:`~deepseek.plugins.calls.model_calls`); after :meth:`build_model`."""
-        if self._model_package is None or self._model_label is None:
-            return contextlib.nullcontext()
-        return blamed_on(self._model_label, call, package=self._model_package)
+        return blame_for(self._model_label, self._model_package)(call)
 
 
 def checked_step_metrics(values: Any, label: str, model_metrics: Sequence[str]) -> dict[str, float]:

@@ -6,6 +6,7 @@ them from there.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,13 @@ class StepSettings:
     skip_nonfinite: bool = False
     """``train.on_nonfinite = "skip"``: a step whose loss or gradient norm is not finite is not
     applied (the check reads both from the device: one host sync per step)."""
+    model_calls: Callable[[str], contextlib.AbstractContextManager[None]] = lambda call: contextlib.nullcontext()
+    """The block running the model's ``call`` (``forward``, ``pipeline_loss``) in which what a
+    plugin model's own code raises becomes its one-line :class:`~deepseek.errors.PluginError`
+    (the engine's :meth:`~deepseek.training.engine.StepEngine.model_calls`, which the trainer
+    also puts around the strategy's step and evaluation). A strategy that hands an error of the
+    model to its other ranks (a pipeline evaluation) runs the model in it, so that every rank
+    ends with the line that blames the model; default: nothing is blamed."""
 
 
 @dataclass

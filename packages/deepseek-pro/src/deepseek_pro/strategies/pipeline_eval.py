@@ -8,7 +8,10 @@ the model refusing a batch, or any other exception, a bug in model code) sends
 stage after it skips its forward instead of waiting for a tensor that never comes; the error is returned, and every rank raises it through
 :meth:`~deepseek_pro.strategies.metric_names.MetricNames.agree`, as a refused training loss: the
 raising rank its own exception (a plain ``RuntimeError`` stays an internal error there, with its
-traceback), the others one with its line.
+traceback), the others one with its line. The model's code runs in ``settings.model_calls``
+(:class:`~deepseek.training.step.StepSettings`): a plugin model's bug is its one-line
+:class:`~deepseek.errors.PluginError` before the ranks agree, so every rank ends with the line
+blaming the model, not that line on the raising rank and an internal error on the others.
 """
 
 from __future__ import annotations
@@ -47,13 +50,15 @@ def evaluate_stage(strategy: PipelineStrategy, stage: nn.Module, args: Sequence[
             return None, {}, None
         # fp32 on the wire; a model served in bf16 (--dtype) computes in its own dtype
         inputs = (received.to(next(stage.parameters()).dtype),)
+    blamed = strategy.settings.model_calls  # a plugin model's bug: its one line, the one every rank raises
     try:
-        with strategy.autocast():
+        with strategy.autocast(), blamed("forward"):
             out = stage(*inputs)
         if following is not None:
             send_tensor(out, following, strategy.comm_device)
             return None, {}, None
-        loss, found = metrics.split(template.pipeline_loss(out, target.to(strategy.device)))  # type: ignore[operator]
+        with blamed("pipeline_loss"):
+            loss, found = metrics.split(template.pipeline_loss(out, target.to(strategy.device)))  # type: ignore[operator]
     except Exception as exc:  # noqa: BLE001 - raised on every rank through agree
         if following is not None:
             send_refusal(following, strategy.comm_device)
