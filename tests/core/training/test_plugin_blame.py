@@ -239,3 +239,23 @@ def test_a_plugin_dataset_whose_inherited_core_code_fails_is_not_blamed(
     monkeypatch.setattr(TextDataset, "predicted_text", staticmethod(math.log))
     with pytest.raises(TypeError, match="must be real number"):
         Trainer(_config(tiny_config_on, host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
+
+
+@pytest.mark.parametrize("owner", ["GPT", "TensorBoardTracker"])
+def test_a_bug_in_cores_own_model_or_tracker_init_is_not_blamed_on_a_plugin(
+        tiny_config_on: Any, host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str) -> None:
+    """Core's models (``tiny``: a GPT) and trackers were created in a block blaming their label
+    with no package filter: a bug in their ``__init__`` read "model 'tiny' (deepseek-core ...):
+    __init__ raised ...; a bug in the plugin"."""
+    from deepseek.tracking.tensorboard_tracker import TensorBoardTracker
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError(f"core's {owner}.__init__")
+
+    cls = GPT if owner == "GPT" else TensorBoardTracker
+    monkeypatch.setattr(cls, "__init__", broken)
+    monkeypatch.setattr(TensorBoardTracker, "check", classmethod(lambda cls, options: None))  # no library needed
+    config = tiny_config_on(host, model={"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1},
+                            train={"max_steps": 1, "warmup_steps": 0}, logging={"trackers": ["tensorboard"]})
+    with pytest.raises(ZeroDivisionError, match=rf"^core's {owner}\.__init__$"):
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()

@@ -27,15 +27,15 @@ def instantiate_model(
     ``host=`` too (default: the process's host). An encoder is held to the encoder contract
     (:func:`deepseek.models.encoder.check_encoder`); ``label`` (the registered component's
     :attr:`~deepseek.plugins.records.Component.label`; ``None`` for a script's model, whose
-    errors are its own) names it in its errors, and in the one line that anything else its
-    ``__init__`` raises becomes (:func:`deepseek.plugins.calls.blamed_on`)."""
-    from deepseek.plugins.calls import blamed_on
+    errors are its own) names it in its errors, and in the one line that anything else a plugin's
+    ``__init__`` raises becomes (:func:`deepseek.plugins.calls.instance_calls`: core's own models'
+    and encoders' bugs keep their traceback, core's internal error)."""
+    from deepseek.plugins.calls import instance_calls
 
     with keys_under(path, own_path(kind, name, path)):
         if options is None or isinstance(options, Mapping):
             options = build_options(target, dict(options or {}), kind=kind, name=name, path=path)
-        blame = blamed_on(label, "__init__") if label else contextlib.nullcontext()
-        with blame:
+        with instance_calls(target, label, "__init__"):
             model = _call(target, options, device, host)
     if kind == "encoder":
         from deepseek.models.encoder import check_encoder, encoder_label

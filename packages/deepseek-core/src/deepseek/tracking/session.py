@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek import durable
 from deepseek.errors import UsageError
-from deepseek.plugins.calls import blamed_on
+from deepseek.plugins.calls import class_calls
 from deepseek.plugins.records import describe_error, one_line
 from deepseek.run_files import POINTER_FILE
 from deepseek.tracking.resolve import table_path
@@ -61,7 +61,7 @@ class TrackingSession:
             for name in config.logging.trackers:
                 component = host.resolve("tracker", name)
                 origins[name] = component.label
-                with blamed_on(component.label, "__init__"):  # its own bug: one line naming it
+                with class_calls(component, "__init__"):  # a plugin's bug: one line naming it; core's keep their traceback
                     tracker = component.load()(config.trackers.options[name])
                 started.append((name, tracker))  # finished as failed should its start fail
                 try:
