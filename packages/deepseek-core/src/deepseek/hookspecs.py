@@ -41,7 +41,7 @@ is) reaches the caller as a ``PluginError`` naming the same.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -252,6 +252,17 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     other exception the command's code raises is one ``PluginError`` line naming the command,
     its distribution and the plugin module, exit code 1 (``--debug`` shows the traceback).
     Guide: docs/plugins.md section 15.
+    """
+
+
+@hookspec
+def deepseek_declare_run_files(declare: Callable[[Sequence[str]], None]) -> None:
+    """Declare the files your lifecycle hooks write directly in ``trainer.run_dir``:
+    ``declare(["acme-state.jsonl"])``, a list of plain file names (no ``/``, not ``.`` or
+    ``..``), checked as a command's ``run_files`` is. They are then the run's own in every run
+    folder, as its ``config.toml`` is: another command's output given that path is refused
+    instead of replacing your file. Called with the registration hooks, as one transaction with
+    them; an invalid list skips the plugin. Guide: docs/plugins.md section 6.
     """
 
 

@@ -116,26 +116,29 @@ def run_owning(target: Path, host: PluginHost | None) -> Path | None:
     return None
 
 
-def commands_run_files(host: PluginHost) -> tuple[str, ...]:
-    """The files the commands registered on ``host`` declare they write in the run folders they
-    make (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`; read without importing the commands)."""
-    return tuple(dict.fromkeys(name for component in host.components("command")
-                               for name in component.declared(COMMAND_RUN_FILES, ())))
+def plugins_run_files(host: PluginHost) -> tuple[str, ...]:
+    """The files the plugins loaded on ``host`` declare they write in run folders: those its
+    commands write in the run folders they make (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`;
+    read without importing the commands), then those lifecycle hooks write (a plugin's
+    ``deepseek_declare_run_files``: :attr:`~deepseek.plugins.records.PluginRecord.run_files`)."""
+    commands = (name for component in host.components("command") for name in component.declared(COMMAND_RUN_FILES, ()))
+    hooks = (name for record in host.records.values() if record.status == "ok" for name in record.run_files)
+    return tuple(dict.fromkeys((*commands, *hooks)))
 
 
 def declared_run_files(run: Path, host: PluginHost) -> tuple[str, ...]:
-    """The names the commands on ``host`` declare (:func:`commands_run_files`), then those the
+    """The names the plugins on ``host`` declare (:func:`plugins_run_files`), then those the
     dataset and the model of the run in ``run`` declare in ``written_files``
     (:attr:`deepseek.data.dataset.Dataset.written_files`,
     :attr:`deepseek.models.protocol.TrainableModel.written_files`), found on ``host`` by the
     ``data.name`` and ``model.name`` of the run's ``config.toml``. A component that is not
     installed, or a model registered as a factory rather than a class, declares nothing; the
-    commands' names alone when the config cannot be read. Looked up only for a path directly in a
+    plugins' names alone when the config cannot be read. Looked up only for a path directly in a
     run folder that is not the run's own (:func:`is_run_own_file`; the components' modules are imported)."""
     from deepseek.errors import DeepseekError
     from deepseek.parsing import loads_toml
 
-    commands = commands_run_files(host)
+    commands = plugins_run_files(host)
     try:
         config = loads_toml((run / "config.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):

@@ -54,7 +54,7 @@ def phase_of(name: str) -> str:
     """The phase a core hook belongs to (see :data:`PHASES`)."""
     if name == "deepseek_add_hookspecs":
         return "set-up"
-    if name.startswith("deepseek_register_"):
+    if name.startswith(("deepseek_register_", "deepseek_declare_")):
         return "registration"
     if name.startswith("deepseek_validate_"):
         return "validation"

@@ -1,5 +1,5 @@
 """How the plugin host isolates a failing plugin: what it registered is dropped (unregistered
-from pluggy, its components removed), its record says why, and the failure is reported (a
+from pluggy, its components and declared run files removed), its record says why, and the failure is reported (a
 :class:`~deepseek.plugins.records.PluginWarning`, or in strict mode a
 :class:`~deepseek.errors.PluginError`); plus the ``DEEPSEEK_TRACE_PLUGINS`` lines of the loading passes.
 
@@ -43,6 +43,7 @@ class FailureMixin:
                     del kind_map[name]
         record.components.clear()
         record.hooks.clear()
+        record.run_files.clear()
         message = why if why.startswith(f"{record.dist} ") else f"{record.dist} {record.version}: {why}"
         if ENV_DENY not in message:
             message += f"; fix the plugin or skip it with {ENV_DENY}={record.dist}"

@@ -8,8 +8,8 @@ every failure is blamed on the plugin that caused it:
 2. let every plugin add its hookspecs (``deepseek_add_hookspecs``), then register all plugins
    with pluggy, which validates their hook signatures against the specs;
 3. reject plugins implementing hooks that nobody specified;
-4. run every registration hook plugin by plugin, each in a transaction: a plugin that raises or
-   registers something invalid keeps nothing it registered.
+4. run every registration hook, then ``deepseek_declare_run_files``, plugin by plugin, each in a
+   transaction: a plugin that raises or registers something invalid keeps nothing it registered.
 
 :meth:`PluginHost.register_plugin` runs passes 2-4 for one in-process plugin (tests, notebooks).
 A failing plugin is reported (distribution, version, error) as a :class:`PluginWarning` and
@@ -54,8 +54,10 @@ from deepseek.plugins.records import (
     target_text,
 )
 from deepseek.plugins.registrar import (
+    DECLARE_RUN_FILES,
     InvalidRegistration,
     Registrar,
+    RunFilesDeclarer,
     call_hook,
     registration_hooks,
 )
@@ -277,10 +279,9 @@ class PluginHost(LookupMixin, FailureMixin):
             return False
         if ld.record.dist != CORE_DIST:  # core's bugs keep their traceback
             guard_hooks(self.pm, ld.plugin, f"{ld.record.dist} {ld.record.version}: {ld.label}", ld.record.dist,
-                        skip=lambda hook: hook.startswith("deepseek_register_") or hook == ADD_HOOKSPECS)
+                        skip=_called_by_the_host)
         for caller in self.pm.get_hookcallers(ld.plugin) or []:
-            if not caller.name.startswith("deepseek_register_") and caller.name != ADD_HOOKSPECS \
-                    and caller.name not in ld.record.hooks:
+            if not _called_by_the_host(caller.name) and caller.name not in ld.record.hooks:
                 ld.record.hooks.append(caller.name)
         ld.record.hooks.sort()
         self._loaded.append(ld)
@@ -321,36 +322,53 @@ class PluginHost(LookupMixin, FailureMixin):
                 )
 
     def _run_registration(self, ld: _Loaded, hooks: dict[str, str]) -> None:
-        for hook_name, kind in hooks.items():
+        """Every registration hook of ``ld``, then its ``deepseek_declare_run_files``; the first that
+        fails drops the plugin (:meth:`_drop`: nothing it registered or declared is kept)."""
+        for hook_name, kind in (*hooks.items(), (DECLARE_RUN_FILES, "")):
             for impl in self._impls_of(ld, hook_name):
                 where = f"{ld.record.dist} {ld.record.version} ({ld.name}, {hook_name})"
                 if impl.hookwrapper or impl.wrapper:
                     self._drop(ld.record, f"{where}: a registration hook cannot be a wrapper")
                     return
-                registrar = Registrar(
-                    kind, where, ld.record.dist, ld.record.version,
-                    getattr(impl.function, "__module__", "?"), self._components,
-                )
-                self._trace(f"call {hook_name} of {ld.name}")
-                try:
-                    returned = call_hook(impl.function, register=registrar)
-                    if returned is not None:  # components returned, not registered: none would exist
-                        raise InvalidRegistration(
-                            f"{where}: returned a {type(returned).__name__}, which is not read; register each "
-                            "component with register(name, \"module:attr\", ...) inside the hook and return None")
-                except InvalidRegistration as exc:
-                    self._drop(ld.record, str(exc))
+                if hook_name == DECLARE_RUN_FILES:
+                    declarer = RunFilesDeclarer(where)
+                    if not self._call_registration(ld, hook_name, impl, where, declarer):
+                        return
+                    ld.record.run_files.extend(n for n in declarer.staged if n not in ld.record.run_files)
+                    continue
+                registrar = Registrar(kind, where, ld.record.dist, ld.record.version,
+                                      getattr(impl.function, "__module__", "?"), self._components)
+                if not self._call_registration(ld, hook_name, impl, where, registrar):
                     return
-                except Exception as exc:  # noqa: BLE001
-                    self._drop(ld.record, f"{ld.label} raised in {hook_name}: {describe_error(exc)}")
-                    return
-                finally:
-                    registrar.close()
                 for comp in registrar.staged:
                     self._trace(f"  {kind} {comp.name!r} -> {comp.target_text}")
                     self._components.setdefault(kind, {}).setdefault(comp.name, []).append(comp)
                     if comp.alias_of is None:
                         ld.record.components.setdefault(kind, []).append(comp.name)
+
+    def _call_registration(self, ld: _Loaded, hook_name: str, impl: Any, where: str,
+                           callback: Registrar | RunFilesDeclarer) -> bool:
+        """Call one registration hook with its ``callback`` (``declare`` or ``register``); ``False``
+        when it failed and ``ld`` was dropped."""
+        self._trace(f"call {hook_name} of {ld.name}")
+        try:
+            declares = isinstance(callback, RunFilesDeclarer)
+            returned = call_hook(impl.function, **{"declare" if declares else "register": callback})
+            if returned is not None:  # components returned, not registered: none would exist
+                raise InvalidRegistration(
+                    f"{where}: returned a {type(returned).__name__}, which is not read; " + (
+                        "declare the files with declare([...]) inside the hook and return None" if declares
+                        else "register each component with register(name, \"module:attr\", ...) inside the hook and "
+                        "return None"))
+        except InvalidRegistration as exc:
+            self._drop(ld.record, str(exc))
+            return False
+        except Exception as exc:  # noqa: BLE001
+            self._drop(ld.record, f"{ld.label} raised in {hook_name}: {describe_error(exc)}")
+            return False
+        finally:
+            callback.close()
+        return True
 
     def registration_hooks(self) -> dict[str, str]:
         """Registration hook name -> component kind, including hooks added by plugins
@@ -362,6 +380,11 @@ class PluginHost(LookupMixin, FailureMixin):
         if hook is None:
             return []
         return [impl for impl in hook.get_hookimpls() if impl.plugin is ld.plugin]
+
+
+def _called_by_the_host(hook: str) -> bool:
+    """Whether the host itself calls ``hook`` while it loads plugins (set-up and registration)."""
+    return hook.startswith("deepseek_register_") or hook in (ADD_HOOKSPECS, DECLARE_RUN_FILES)
 
 
 @functools.cache

@@ -236,7 +236,8 @@ COMMAND_RUN_FILES = "run_files"
 directly in the run folders it makes, besides core's (``register("compress", ...,
 declares={"run_files": ["compression.json"]})``): a list of plain file names
 (:func:`plain_file_names`), checked when the command is registered. They are the run's own in
-every run folder, as its ``config.toml`` is (:func:`deepseek.run_files.run_owning`)."""
+every run folder, as its ``config.toml`` is (:func:`deepseek.run_files.run_owning`), as are those a
+plugin's lifecycle hooks write (``deepseek_declare_run_files``, :attr:`PluginRecord.run_files`)."""
 
 
 def plain_file_names(names: object) -> bool:
@@ -344,6 +345,9 @@ class PluginRecord:
     components: dict[str, list[str]] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
     """The hooks other than registration hooks its plugins implement (``deepseek_train_start``)."""
+    run_files: list[str] = field(default_factory=list)
+    """The files its plugins' lifecycle hooks write directly in a run folder, as they declared them
+    (``deepseek_declare_run_files``): the run's own in every run folder (:mod:`deepseek.run_files`)."""
     skipped: list[str] = field(default_factory=list)
     """Why each ``@hookimpl(optionalhook=True)`` implementation no loaded distribution specifies
     was skipped (``deepseek_register_fusions: ... deepseek-enterprise ..., which is not installed``)."""
@@ -367,6 +371,7 @@ class PluginRecord:
             "reason": self.reason,
             "components": {k: sorted(v) for k, v in sorted(self.components.items())},
             "hooks": list(self.hooks),
+            "run_files": list(self.run_files),
             "skipped": list(self.skipped),
         }
 

@@ -105,8 +105,7 @@ class Registrar:
         plain file names, the files it writes directly in the run folders it makes."""
         value = declared.get(COMMAND_RUN_FILES, ())
         if not plain_file_names(value):
-            raise self._error(f"command {name!r}: declares[{COMMAND_RUN_FILES!r}] must be a list of file names "
-                              f"in the run folder (no '/'), got {list(value) if isinstance(value, tuple) else value!r}")
+            raise self._error(f"command {name!r}: declares[{COMMAND_RUN_FILES!r}] {run_files_problem(value)}")
 
     def __call__(
         self,
@@ -159,6 +158,44 @@ class Registrar:
             self._check_name(alias, "alias")
             staged.append(Component(name=alias, alias_of=name, **common))
         self.staged.extend(staged)
+
+
+def run_files_problem(value: object) -> str:
+    """What is wrong with ``value`` given as a list of run files (a command's
+    :data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, or the list handed to
+    :class:`RunFilesDeclarer`): the one wording of the one check, :func:`plain_file_names`."""
+    shown = list(value) if isinstance(value, tuple) else value
+    return f"must be a list of file names in the run folder (no '/'), got {shown!r}"
+
+
+DECLARE_RUN_FILES = "deepseek_declare_run_files"
+"""The hook through which a plugin declares the files its lifecycle hooks write into run folders."""
+
+
+class RunFilesDeclarer:
+    """The ``declare`` callback handed to ``deepseek_declare_run_files``: ``declare([names])``
+    checks each call as a command's ``run_files`` is checked (:func:`run_files_problem`) and stages
+    the names; the host keeps them (:attr:`~deepseek.plugins.records.PluginRecord.run_files`) only
+    once the plugin registered everything without a failure, as it keeps components."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.staged: list[str] = []
+        self._closed = False
+
+    def close(self) -> None:
+        """Refuse further calls: ``declare`` is only valid while its hook runs."""
+        self._closed = True
+
+    def __call__(self, names: Sequence[str]) -> None:
+        """Declare ``names`` (a list of plain file names) the plugin's files in every run folder."""
+        if self._closed:
+            raise InvalidRegistration(f"{self.where}: declare({names!r}) called after the hook returned; call it "
+                                      "inside the hook")
+        value = tuple(names) if isinstance(names, list) else names
+        if not plain_file_names(value):
+            raise InvalidRegistration(f"{self.where}: declare(...) {run_files_problem(value)}")
+        self.staged.extend(name for name in value if name not in self.staged)
 
 
 def call_hook(function: Any, **available: Any) -> Any:

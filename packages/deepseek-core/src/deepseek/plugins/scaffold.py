@@ -120,7 +120,8 @@ A plugin for the DeepSeek framework, made by `deepseek plugins new {short}`.
 - graph pass `{pass_name}`: calls `nn.Linear` layers as `F.linear` on their own parameters
   (identical numbers, less call overhead); it fires on the GPT presets in `deepseek optimize`;
 - training callback: adds `{short}.loss_ema` (moving average of the loss) to every step's metrics;
-  a resumed run continues it (it is kept beside the run, `{short}-loss-ema.jsonl`).
+  a resumed run continues it (it is kept beside the run, `{short}-loss-ema.jsonl`, a file the
+  plugin declares, so no command's output replaces it).
 
 ```bash
 pip install -e ./{dist}
@@ -172,6 +173,12 @@ def deepseek_register_passes(register: RegisterFn) -> None:
         "{pkg}.passes:InlineLinear",
         description="call nn.Linear layers as F.linear on their own parameters",
     )
+
+
+@hookimpl
+def deepseek_declare_run_files(declare: Any) -> None:
+    """The callback's file in the run folder: the run's own, so no command's output replaces it."""
+    declare([STATE_FILE])
 
 
 @hookimpl
@@ -286,6 +293,7 @@ def test_plugin_is_discovered_and_registers_its_pass() -> None:
     assert record.status == "ok", record.reason
     assert plugin.PASS_NAME in record.components.get("pass", []), record.components  # and what you add beside it
     assert host.resolve("pass", plugin.PASS_NAME).dist == "{dist}"
+    assert record.run_files == [plugin.STATE_FILE]  # the callback's file: no command's output replaces it
 
 
 def test_pass_fires_in_the_optimizer_on_a_gpt() -> None:

@@ -1,0 +1,109 @@
+"""A plugin with lifecycle hooks only declares the files they write into ``trainer.run_dir``
+(``deepseek_declare_run_files``, docs/plugins.md section 6): they are then the run's own in every
+run folder, as a command's ``run_files`` are, so no command's output option replaces them (the
+``deepseek plugins new`` scaffold's ``{short}-loss-ema.jsonl`` was taken by ``bench latency --json``).
+The list is checked as a command's is, and the declaration is part of the plugin's registration
+transaction."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.cli.main import main
+from deepseek.errors import PluginError, UsageError
+from deepseek.paths import check_output
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.records import PluginRecord
+from deepseek.plugins.scaffold import scaffold
+from deepseek.plugins.settings import PluginSettings
+
+
+def _register(plugin: object) -> tuple[PluginHost, PluginRecord]:
+    host = PluginHost(PluginSettings(autoload=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a refused plugin is a PluginWarning: its record says why
+        record = host.register_plugin(plugin, dist="deepseek-acme", version="0.1.0")
+    return host, record
+
+
+def _run_folder(folder: Path) -> Path:
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.toml").write_text('[model]\nname = "gpt"\n')
+    return folder
+
+
+def test_the_scaffolds_callback_file_is_refused_as_another_commands_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project, _ = scaffold("emaw", tmp_path)
+    spec = importlib.util.spec_from_file_location("deepseek_emaw_plugin", project / "src/deepseek_emaw/plugin.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    host, record = _register(module)
+    assert record.status == "ok", record.reason
+    assert record.run_files == ["emaw-loss-ema.jsonl"] == [module.STATE_FILE]
+    assert record.as_dict()["run_files"] == ["emaw-loss-ema.jsonl"]
+    run = _run_folder(tmp_path / "run")
+    state = run / module.STATE_FILE
+    with pytest.raises(UsageError, match=f"^--out: {state} is a place of the run folder {run}'s own files"):
+        check_output(state, where="--out", folder=True, host=host)  # a folder in its place too
+    state.write_text('{"step": 2, "ema": 1.5}\n')
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "latency", "--model", "tiny", "--json", str(state)], host=host)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --json: {state} is a file of the run folder {run} (written by its training or the command that "
+        f"made it); give another path, e.g. {run / 'latency.json'}"]
+    assert state.read_text() == '{"step": 2, "ema": 1.5}\n'
+    bare, _ = _register(object())  # without the plugin the file is any other file of the folder
+    assert check_output(state, where="--json", folder=False, host=bare) == []
+
+
+@pytest.mark.parametrize("names", [["../ema.jsonl"], ["logs/ema.jsonl"], "ema.jsonl", [""], [3]])
+def test_a_declaration_that_is_not_a_list_of_plain_file_names_drops_the_plugin(names: Any) -> None:
+    """Checked as a command's ``run_files``; what the plugin registered before is not kept."""
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_passes(self, register: Any) -> None:
+            register("acme.pass", "deepseek_acme.passes:Pass")
+
+        @hookimpl
+        def deepseek_declare_run_files(self, declare: Any) -> None:
+            declare(names)
+
+    host, record = _register(Plugin())
+    assert record.status == "failed"
+    shown = list(names) if isinstance(names, list) else names
+    assert ("deepseek-acme 0.1.0 (deepseek-acme:Plugin, deepseek_declare_run_files): declare(...) must be a list of "
+            f"file names in the run folder (no '/'), got {shown!r}") in record.reason, record.reason
+    assert "acme.pass" not in host.names("pass") and record.run_files == [] and record.components == {}
+
+
+def test_a_declaring_hook_that_raises_or_keeps_declare_for_later_keeps_nothing() -> None:
+    kept: list[Any] = []
+
+    class Raises:
+        @hookimpl
+        def deepseek_declare_run_files(self, declare: Any) -> None:
+            declare(["acme-a.jsonl"])
+            raise RuntimeError("boom")
+
+    class Late:
+        @hookimpl
+        def deepseek_declare_run_files(self, declare: Any) -> None:
+            kept.append(declare)
+
+    _, record = _register(Raises())
+    assert record.status == "failed" and record.run_files == []
+    assert "raised in deepseek_declare_run_files: RuntimeError: boom" in record.reason
+    _, record = _register(Late())
+    assert record.status == "ok" and record.run_files == []
+    with pytest.raises(PluginError, match=r"declare\(\['x.jsonl'\]\) called after the hook returned"):
+        kept[0](["x.jsonl"])
