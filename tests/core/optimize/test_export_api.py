@@ -63,6 +63,34 @@ def test_pt2_is_the_commands_file_and_computes_the_trained_model(run: Path, tmp_
         assert torch.equal(exported, load_exported(tmp_path / "cli.pt2")(x))
 
 
+def test_the_default_export_file_is_the_runs_own_and_a_re_export_replaces_it(
+        run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``deepseek export``'s ``RUN/model.FORMAT`` was any file of the run folder: ``bench latency
+    --json RUN/model.pt2`` replaced the exported program. The command declares them (its
+    ``run_files``), so no other command's output takes them, and export writes its own again, also
+    for a checkpoint folder (whose default was inside the checkpoint, refused as the run's)."""
+    from deepseek.paths import check_output
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+
+    (run / "model.pt2").write_bytes(b"an earlier export")
+    step = next((run / "checkpoints").glob("step-*"))  # its default was inside the checkpoint, and refused there
+    assert deepseek.export(step) == run / "model.pt2"  # export's own file: replaced by a re-export
+    assert read_metadata(run / "model.pt2")["model"]["max_seq_len"] == 32
+    before = (run / "model.pt2").read_bytes()
+    host = PluginHost(PluginSettings(autoload=False))
+    for name in ("model.pt2", "model.onnx"):  # existing or not
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench", "latency", "--model", "tiny", "--json", str(run / name)], host=host)
+        assert exit_.value.code == 2
+        assert f"error: --json: {run / name} is a " in capsys.readouterr().err
+    assert (run / "model.pt2").read_bytes() == before and not (run / "model.onnx").exists()
+    with pytest.raises(UsageError, match=f"^--out: {run / 'model.onnx.data'} is a place of the run folder"):
+        check_output(run / "model.onnx.data", where="--out", folder=True, host=host)
+    with pytest.raises(UsageError, match=f"^--out: {run / 'config.toml'} is a file of the run folder"):
+        check_output(run / "config.toml", where="--out", folder=False, host=host, replaces=("config.toml",))
+
+
 def test_static_export_fixes_the_given_shape(run: Path, tmp_path: Path) -> None:
     path = deepseek.export(run, tmp_path / "sub" / "fixed.pt2", batch=3, seq=8, static=True)
     assert path == tmp_path / "sub" / "fixed.pt2"

@@ -77,9 +77,9 @@ class RegisterFn(Protocol):
       strings, numbers, booleans or lists of them). Strategies declare ``memory_rows``: the
       rows of the advisor's memory model they realise (docs/advise.md), e.g.
       ``declares={"memory_rows": ["zero3", "zero3+offload"]}``. Commands declare ``run_files``:
-      the files they write directly in the run folders they make, besides core's, which no
-      command's output may then replace (``declares={"run_files": ["compression.json"]}``; a
-      list of plain file names, checked here; docs/plugins.md section 15).
+      the files they write directly in the run folders they make or write into, besides core's,
+      which no command's output may then replace (``declares={"run_files": ["compression.json"]}``;
+      a list of plain file names, checked here; docs/plugins.md section 15).
 
     An invalid call raises :class:`deepseek.errors.PluginError`, naming distribution, plugin
     and hook; the plugin is then skipped as a whole. ``register`` is valid only while its hook

@@ -27,7 +27,7 @@ NAME_MAX = 255
 
 def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
                  reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
-                 host: PluginHost | None = None, not_a_run: bool = False) -> list[Path]:
+                 host: PluginHost | None = None, not_a_run: bool = False, replaces: tuple[str, ...] = ()) -> list[Path]:
     """Check that ``path`` can be written as a folder (``folder=True``) or a file; return the
     folders that do not exist yet and must be created for it, outermost first (a folder output
     includes itself). ``where`` names the option or config key in the message; ``file_name`` is
@@ -39,7 +39,9 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
     whose dataset, model and commands are looked up on ``host``: the command's plugin host,
     required for a file output (a folder output without one is checked against core's run files).
     ``not_a_run``: the folder output is one the command fills with files of its own (a study's
-    folder), refused when it is an existing run folder (:func:`deepseek.run_files.is_run_folder`)."""
+    folder), refused when it is an existing run folder (:func:`deepseek.run_files.is_run_folder`).
+    ``replaces``: the run files the command declares and writes again as this output
+    (``deepseek export``'s ``model.pt2``): its own, not refused."""
     if not folder and host is None:
         raise TypeError(f"check_output({where}): a file output needs host=, the plugin host whose datasets and "
                         "models declare the run files it may not replace")
@@ -61,7 +63,7 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
         from deepseek.run_files import is_run_folder, run_owning
 
-        run = run_owning(target, host)
+        run = run_owning(target, host, replaces)
         if run is not None and folder:  # what it writes inside would be the run's: replaced, pruned with a checkpoint
             raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files (its training writes "
                              "them, and deletes a pruned checkpoint's folder); give a folder outside the run, e.g. "

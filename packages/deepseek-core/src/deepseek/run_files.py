@@ -98,20 +98,21 @@ def written_by(dataset: Dataset, model: Any) -> tuple[str, ...]:
     return declared
 
 
-def run_owning(target: Path, host: PluginHost | None) -> Path | None:
+def run_owning(target: Path, host: PluginHost | None, replaces: tuple[str, ...] = ()) -> Path | None:
     """The run folder (:func:`is_run_folder`) whose own file ``target`` is or would be, existing
     or not (:func:`is_run_own_file`, anything under its ``checkpoints/``, or a file the run's
-    dataset or model declares in ``written_files`` or a command declares under
-    :data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, looked up on ``host``; ``None``: a
-    folder output of a command without a host at hand, checked against core's files and
-    ``checkpoints/`` only), else ``None``. Any other file in a run folder (a report a command wrote there before) may be
-    written again."""
+    dataset or model declares in ``written_files`` or a plugin declares (:func:`plugins_run_files`),
+    looked up on ``host``; ``None``: a folder output of a command without a host at hand, checked
+    against core's files and ``checkpoints/`` only), else ``None``. ``replaces``: the declared
+    files of the command writing ``target`` that it writes again (``deepseek export``'s
+    ``model.pt2``), which are its own to replace unless core's. Any other file in a run folder (a
+    report a command wrote there before) may be written again."""
     path = target.absolute()
     for folder in path.parents:  # every one: a folder output may be any depth under checkpoints/
         if is_run_folder(folder):
             inside = path.relative_to(folder).parts
             if inside[0] == CHECKPOINTS or (len(inside) == 1 and (is_run_own_file(inside[0]) or (
-                    host is not None and inside[0] in declared_run_files(folder, host)))):
+                    host is not None and inside[0] not in replaces and inside[0] in declared_run_files(folder, host)))):
                 return folder
     return None
 

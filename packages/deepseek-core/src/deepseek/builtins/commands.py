@@ -1,6 +1,12 @@
 """Built-in CLI commands."""
 
 from deepseek.hookspecs import RegisterFn, hookimpl
+from deepseek.plugins.records import COMMAND_RUN_FILES
+
+EXPORT_FILES = ("model.pt2", "model.onnx", "model.onnx.data")
+"""The files ``deepseek export`` writes in a run folder by default: ``model.FORMAT`` of its file
+formats (:data:`deepseek.graph.export_trained.FORMATS` but ``hf``, a folder), and the weights an
+ONNX file past 2 GB keeps beside it (``model.onnx.data``)."""
 
 
 @hookimpl
@@ -13,7 +19,8 @@ def deepseek_register_commands(register: RegisterFn) -> None:
     register("run", "deepseek.cli.run_cmd:run", description="run a Python training script (deepseek.fit)")
     register("generate", "deepseek.cli.generate_cmd:generate", description="sample text from a checkpoint")
     register("optimize", "deepseek.cli.optimize_cmd:optimize", description="optimize a trained model's graph")
-    register("export", "deepseek.cli.optimize_cmd:export", description="export a model for deployment")
+    register("export", "deepseek.cli.optimize_cmd:export", description="export a model for deployment",
+             declares={COMMAND_RUN_FILES: EXPORT_FILES})  # its default output, model.FORMAT in the run folder
     register("import-hf", "deepseek.cli.import_cmd:import_hf", description="import a Hugging Face GPT-2 folder")
     register("tokenizer", "deepseek.cli.tokenizer_cmd:tokenizer", description="train or inspect BPE tokenizers")
     register("bench", "deepseek.cli.bench_cmd:bench", description="benchmarks (latency, training)")

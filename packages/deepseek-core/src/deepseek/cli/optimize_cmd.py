@@ -151,7 +151,7 @@ def optimize(checkpoint: str, batch: int, seq: int | None, passes: tuple[str, ..
 @click.option("--checkpoint", required=True, type=PATH, metavar="RUN", help="Run folder, checkpoint folder or .safetensors.")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="pt2", show_default=True,
               help="pt2 (torch.export), onnx, or hf: a Hugging Face GPT2LMHeadModel folder (docs/interop.md).")
-@click.option("--out", type=PATH, metavar="PATH", help="Output file (default: model.pt2 / model.onnx beside the run); "
+@click.option("--out", type=PATH, metavar="PATH", help="Output file (default: model.pt2 / model.onnx in the run folder); "
               "for hf a new folder (default: hf/ in the run folder).")
 @click.option("--batch", type=count(), default=None,
               help="Batch of the example input. Batch and seq stay dynamic unless --static: the file takes any "

@@ -55,9 +55,9 @@ class Exported:
 def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
                    fmt: str = "pt2", batch: int | None = None, seq: int = DEFAULT_SEQ, static: bool = False,
                    dtype: str | None = None, host: PluginHost) -> Exported:
-    """Export the model ``checkpoint`` holds to ``out`` (default: ``model.<fmt>`` beside the run,
-    or its ``hf/`` folder). ``batch`` ``None``: :data:`DEFAULT_BATCH` rows, or fewer where a
-    serving model's first validation batch holds fewer. Batch and seq stay dynamic unless
+    """Export the model ``checkpoint`` holds to ``out`` (default: ``model.<fmt>`` in the run
+    folder, or its ``hf/`` folder: :func:`export_home`). ``batch`` ``None``:
+    :data:`DEFAULT_BATCH` rows, or fewer where a serving model's first validation batch holds fewer. Batch and seq stay dynamic unless
     ``static``; a dimension traced at 1 is traced at 2 instead (a note says so). Nothing is left
     behind when it is refused."""
     if fmt == "hf":
@@ -76,8 +76,9 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
     from deepseek.training.weights_source import read_source, with_data
 
     src, where = Path(checkpoint), spelled("--out", "out")
-    target = Path(out) if out is not None else (src if src.is_dir() else src.parent) / f"model.{fmt}"
-    missing = check_output(target, where=where, folder=False, file_name=f"model.{fmt}", host=host)
+    target = Path(out) if out is not None else export_home(src) / f"model.{fmt}"
+    missing = check_output(target, where=where, folder=False, file_name=f"model.{fmt}", host=host,
+                           replaces=(f"model.{fmt}",))  # the command's declared file: a re-export replaces it
     if target.suffix != f".{fmt}":  # an existing file is replaced: only one of this format's
         raise UsageError(f"{where}: {target} does not end in .{fmt}; name the {fmt} file like model.{fmt} "
                          f"(an existing .{fmt} file is replaced)")
@@ -109,6 +110,16 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
         with folders_made(missing, where=where):
             path = export_model(model, (x,), target, fmt=fmt, dynamic=dims, metadata=metadata)
     return Exported(path, fmt, missing, notes)
+
+
+def export_home(checkpoint: Path) -> Path:
+    """Where an export of ``checkpoint`` goes by default: the run folder of a run or of one of
+    its checkpoints (``RUN`` for ``RUN/checkpoints/step-N``: a file inside a checkpoint folder is
+    the run's, pruned with it), else the folder of exported weights."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    if folder.parent.name == "checkpoints":
+        return folder.parent.parent
+    return folder.parent if folder.name == "checkpoints" else folder
 
 
 def _export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None, dtype: str,
@@ -195,8 +206,8 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | Non
            host: PluginHost | None = None) -> Path:
     """``deepseek.export``: what ``deepseek export --checkpoint CHECKPOINT`` writes, from Python.
     ``checkpoint`` a run folder, checkpoint folder or exported ``.safetensors``; ``out`` the file
-    (``.pt2``/``.onnx``) or, for ``format="hf"``, a new folder (default: ``model.<format>`` beside
-    the run, or its ``hf/`` folder); ``batch``/``seq`` the example's shape (dynamic unless
+    (``.pt2``/``.onnx``) or, for ``format="hf"``, a new folder (default: ``model.<format>`` in
+    the run folder, or its ``hf/`` folder); ``batch``/``seq`` the example's shape (dynamic unless
     ``static``); ``dtype`` the ``hf`` weights' dtype; ``host`` the plugin host the model resolves
     on (default: the process's). Returns the path written. Bad input is one ``UsageError`` (or
     ``CheckpointError``) line, with nothing written. The notes the command prints are warnings

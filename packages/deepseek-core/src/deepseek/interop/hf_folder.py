@@ -26,7 +26,7 @@ from deepseek.arguments import spelled
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.dtypes import torch_dtype
 from deepseek.errors import UsageError, shown
-from deepseek.graph.export_trained import Note
+from deepseek.graph.export_trained import Note, export_home
 from deepseek.interop import gpt2
 from deepseek.parsing import loads_json
 from deepseek.paths import check_output, make_folders, usual_mode
@@ -137,10 +137,8 @@ def run_tokenizer(checkpoint: str) -> Path | None:
 
 
 def default_export_folder(checkpoint: Path) -> Path:
-    """``hf/`` in the run folder (beside an exported ``.safetensors`` file)."""
-    if checkpoint.is_file():
-        return checkpoint.parent / "hf"
-    return (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint) / "hf"
+    """``hf/`` in the run folder (beside an exported ``.safetensors`` file): :func:`export_home`."""
+    return export_home(checkpoint) / "hf"
 
 
 def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,

@@ -233,7 +233,7 @@ def target_text(target: Any) -> str:
 
 COMMAND_RUN_FILES = "run_files"
 """The ``declares`` key of a command's registration that names the files the command writes
-directly in the run folders it makes, besides core's (``register("compress", ...,
+directly in the run folders it makes or writes into, besides core's (``register("compress", ...,
 declares={"run_files": ["compression.json"]})``): a list of plain file names
 (:func:`plain_file_names`), checked when the command is registered. They are the run's own in
 every run folder, as its ``config.toml`` is (:func:`deepseek.run_files.run_owning`), as are those a
