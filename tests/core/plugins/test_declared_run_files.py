@@ -107,3 +107,40 @@ def test_a_declaring_hook_that_raises_or_keeps_declare_for_later_keeps_nothing()
     assert record.status == "ok" and record.run_files == []
     with pytest.raises(PluginError, match=r"declare\(\['x.jsonl'\]\) called after the hook returned"):
         kept[0](["x.jsonl"])
+
+
+class _Callbacks:
+    """A plugin with lifecycle hooks only, writing ``acme-state.jsonl`` into each run folder."""
+
+    @hookimpl
+    def deepseek_declare_run_files(self, declare: Any) -> None:
+        declare(["acme-state.jsonl"])
+
+
+def test_folder_outputs_are_checked_with_the_commands_host(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``plugins new --dir``, ``import-hf --out``, ``train --run-dir`` and the trainer's run folder
+    were checked without a host, against core's run files only: a folder was made where a plugin's
+    hooks write their file."""
+    host, record = _register(_Callbacks())
+    assert record.status == "ok", record.reason
+    run = _run_folder(tmp_path / "run")
+    place = run / "acme-state.jsonl"
+    for argv in (["plugins", "new", "zed", "--dir", str(place)], ["import-hf", str(tmp_path / "gpt2"), "--out", str(place)],
+                 ["train", "--run-dir", str(place), "--max-steps", "1"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv, host=host)
+        assert exit_.value.code == 2, argv
+        assert f"{place} is a place of the run folder {run}'s own files" in capsys.readouterr().err, argv
+        assert not place.exists()
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.trainer import Trainer
+
+    fresh = tmp_path / "fresh"
+    (fresh / "acme-state.jsonl").mkdir(parents=True)  # the trainer refuses a folder where the hooks write a file
+    config = config_from_dict({"model": {"name": "tiny", "d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 8},
+                               "data": {"seq_len": 8, "batch_size": 2}, "train": {"max_steps": 1}}, host=host)
+    with pytest.raises(UsageError, match=f"^{fresh / 'acme-state.jsonl'}: is a folder where the run writes its "
+                                         "acme-state.jsonl"):
+        Trainer(config, run_dir=fresh, quiet=True, host=host).fit()
+    assert sorted(p.name for p in fresh.iterdir()) == ["acme-state.jsonl"]

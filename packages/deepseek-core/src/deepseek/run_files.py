@@ -123,8 +123,14 @@ def plugins_run_files(host: PluginHost) -> tuple[str, ...]:
     read without importing the commands), then those lifecycle hooks write (a plugin's
     ``deepseek_declare_run_files``: :attr:`~deepseek.plugins.records.PluginRecord.run_files`)."""
     commands = (name for component in host.components("command") for name in component.declared(COMMAND_RUN_FILES, ()))
-    hooks = (name for record in host.records.values() if record.status == "ok" for name in record.run_files)
-    return tuple(dict.fromkeys((*commands, *hooks)))
+    return tuple(dict.fromkeys((*commands, *hooks_run_files(host))))
+
+
+def hooks_run_files(host: PluginHost) -> tuple[str, ...]:
+    """The files the lifecycle hooks of the plugins loaded on ``host`` declare they write in every
+    run folder (``deepseek_declare_run_files``: :attr:`~deepseek.plugins.records.PluginRecord.run_files`)."""
+    return tuple(dict.fromkeys(name for record in host.records.values() if record.status == "ok"
+                               for name in record.run_files))
 
 
 def declared_run_files(run: Path, host: PluginHost) -> tuple[str, ...]:

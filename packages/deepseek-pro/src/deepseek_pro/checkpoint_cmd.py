@@ -35,8 +35,9 @@ def export(src: str, dst: str) -> None:
     from deepseek.paths import check_output, created_note
     from deepseek_pro.checkpoint import export_checkpoint
 
-    missing = check_output(dst, where="checkpoint export: DST", folder=True)
-    out = export_checkpoint(src, dst, host=command_host())
+    host = command_host()
+    missing = check_output(dst, where="checkpoint export: DST", folder=True, host=host)
+    out = export_checkpoint(src, dst, host=host)
     parents = [m for m in missing if m != Path(dst)]
     click.echo(f"exported {shown(src)} -> {shown(out)}{created_note(parents)} (canonical safetensors; loads with "
                "deepseek-core alone)")

@@ -16,12 +16,13 @@ from deepseek.cli.params import PATH
               help="New folder for model.safetensors, config.toml (and tokenizer.json).")
 def import_hf(path: str, out: str) -> None:
     """Import a local Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+    from deepseek.cli.context import command_host
     from deepseek.errors import shell_quoted, shown
     from deepseek.interop.hf_folder import import_hf as run_import
     from deepseek.paths import created_note
 
     target = Path(out)
-    created, notes = run_import(Path(path), target)
+    created, notes = run_import(Path(path), target, host=command_host())
     click.echo(f"wrote {shown(target)}{created_note(created)}: model.safetensors (for --checkpoint and train.init_from) and config.toml; "
                f"train from it with: deepseek train {shell_quoted(str(target / 'config.toml'))}")
     for note in notes:

@@ -153,11 +153,12 @@ def which(kind: str, name: str, as_json: bool) -> None:
 )
 def new(name: str, parent: str) -> None:
     """Scaffold deepseek-NAME/: a plugin with a graph pass, a training callback and a test."""
+    from deepseek.cli.context import command_host
     from deepseek.paths import created_note
     from deepseek.plugins.install import installer
     from deepseek.plugins.scaffold import scaffold
 
-    target, made = scaffold(name, Path(parent))
+    target, made = scaffold(name, Path(parent), host=command_host())
     installed = _installed_version(target.name)
     if installed is not None:  # installing the scaffold would replace it
         click.secho(f"warning: a distribution {target.name} {installed} is installed already; installing this "

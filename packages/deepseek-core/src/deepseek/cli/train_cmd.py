@@ -227,9 +227,9 @@ def train(
     # Checked here as well as by the trainer: before the model is built, and to name what it creates.
     missing: list[Path] = []
     if run_dir is not None:
-        missing = check_output(run_dir, where="--run-dir", folder=True)
+        missing = check_output(run_dir, where="--run-dir", folder=True, host=host)
     elif resume is None:
-        missing = check_output(config.logging.runs_dir, where="logging.runs_dir", folder=True)
+        missing = check_output(config.logging.runs_dir, where="logging.runs_dir", folder=True, host=host)
     from deepseek.errors import RunComplete
 
     try:

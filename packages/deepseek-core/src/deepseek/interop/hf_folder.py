@@ -19,7 +19,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepseek import durable
 from deepseek.arguments import spelled
@@ -31,6 +31,9 @@ from deepseek.interop import gpt2
 from deepseek.parsing import loads_json
 from deepseek.paths import check_output, make_folders, usual_mode
 
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
+
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 END_OF_TEXT = "<|endoftext|>"
@@ -40,10 +43,11 @@ END_OF_TEXT = "<|endoftext|>"
 # ----------------------------------------------------------------------------- shared
 
 
-def check_target(out: Path, where: str = "--out") -> list[Path]:
+def check_target(out: Path, where: str = "--out", *, host: PluginHost | None) -> list[Path]:
     """Refuse ``out`` unless it can become a new folder (missing, or an empty folder); return the
-    parents to create (:func:`deepseek.paths.check_output`)."""
-    missing = check_output(out, where=where, folder=True)
+    parents to create (:func:`deepseek.paths.check_output`, with the run files the plugins on
+    ``host`` declare)."""
+    missing = check_output(out, where=where, folder=True, host=host)
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{where}: {out} already exists and is not empty; give a new folder (or remove it)")
     return missing
@@ -152,7 +156,7 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
     from deepseek.training.checkpoint_io import save_tensors
     from deepseek.training.inference import load_trained
 
-    missing = check_target(out, where)
+    missing = check_target(out, where, host=host)
     model, config, _ = load_trained(checkpoint, "cpu", host=host)
     options = config.model.options
     problem = gpt2.export_problem(config.model.name, options, model)
@@ -328,12 +332,12 @@ def load_gpt2_into(model: Any, src: Path, where: str = "train.init_from") -> Non
     model.load_state_dict(state, strict=True)
 
 
-def import_hf(src: Path, out: Path) -> tuple[list[Path], list[str]]:
+def import_hf(src: Path, out: Path, *, host: PluginHost) -> tuple[list[Path], list[str]]:
     """Import the GPT-2 folder ``src`` into ``out``; returns the parent folders it created and
-    notes for the report."""
+    notes for the report. ``host``: the command's, whose plugins' run files ``out`` may not take."""
     from deepseek.training.checkpoint import save_model_state
 
-    missing = check_target(out)
+    missing = check_target(out, host=host)
     raw, options, state, notes = read_gpt2(src)
     tok_src = src / TOKENIZER_FILE
     has_tok = _present(tok_src)

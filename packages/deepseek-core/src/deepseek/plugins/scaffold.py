@@ -6,11 +6,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepseek import durable
 from deepseek._version import __version__
 from deepseek.errors import UsageError
 from deepseek.paths import check_output, make_folders, usual_mode
+
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 RESERVED = frozenset({"core", "pro", "enterprise"})
@@ -56,12 +60,13 @@ def render(short: str) -> dict[str, str]:
     }
 
 
-def scaffold(name: str, parent: Path | str = ".") -> tuple[Path, list[Path]]:
+def scaffold(name: str, parent: Path | str = ".", *, host: PluginHost | None = None) -> tuple[Path, list[Path]]:
     """Write ``deepseek-NAME/`` under ``parent`` (all files or none; ``parent`` and its missing
-    parents are created); return its path and the folders created for ``parent``."""
+    parents are created); return its path and the folders created for ``parent``. ``host``: the
+    command's, whose plugins' run files ``parent`` may not take (``None``: core's only)."""
     short = validate_name(name)
     parent = Path(parent)
-    missing = check_output(parent, where="plugins new: --dir", folder=True)
+    missing = check_output(parent, where="plugins new: --dir", folder=True, host=host)
     target = parent / f"deepseek-{short}"
     if target.exists():
         raise UsageError(

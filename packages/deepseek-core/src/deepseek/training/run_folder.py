@@ -29,15 +29,18 @@ from deepseek.training.run_lock import LOCK_FILE, is_held
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
+    from deepseek.plugins.host import PluginHost
     from deepseek.training.strategy import Strategy
 
 
 def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None, resume_from: Path | None,
-                    copies: tuple[str, ...] = ()) -> Path:
+                    host: PluginHost, copies: tuple[str, ...] = ()) -> Path:
     """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be.
-    ``copies``: the names of the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files` and
-    the files the dataset and model declare (:func:`deepseek.run_files.written_by`), checked with
-    :data:`deepseek.run_files.RUN_FILES`."""
+    ``copies``: the names of the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files`, the
+    files the dataset and model declare (:func:`deepseek.run_files.written_by`) and those the
+    lifecycle hooks of the plugins on ``host`` declare (:func:`deepseek.run_files.hooks_run_files`),
+    checked with :data:`deepseek.run_files.RUN_FILES`; ``host`` (the run's) also checks the folder
+    as an output (:func:`deepseek.paths.check_output`)."""
     if run_dir is not None:
         chosen = run_dir
     elif resume_from is not None and resume_from.parent.name == "checkpoints":
@@ -56,7 +59,7 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             raise UsageError(f"{given('--resume', 'resume', chosen)}: the run folder is not writable ({problem}), "
                              "and a resumed run writes its checkpoints and metrics there; make it writable, or "
                              f"continue in a new folder with {spelled('--run-dir NEW', 'run_dir=NEW')}")
-    check_output(chosen, where="--run-dir" if run_dir is not None else "logging.runs_dir", folder=True)
+    check_output(chosen, where="--run-dir" if run_dir is not None else "logging.runs_dir", folder=True, host=host)
     chosen = Path(strategy.broadcast_object(str(chosen.resolve())))
     # A folder holds a run when it holds a complete checkpoint to continue from. One whose job
     # ended before its first checkpoint (killed, preempted) has nothing to continue: a fresh start

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.dataset import checked_state_dict, dataset_calls
 from deepseek.models.capabilities import model_capabilities
-from deepseek.run_files import written_by
+from deepseek.run_files import hooks_run_files, written_by
 from deepseek.training.build import build_dataset, build_schedule
 from deepseek.training.metrics import read_metrics
 from deepseek.training.monitor import Monitor, metric_adding_plugins
@@ -71,8 +71,8 @@ def set_up(engine: StepEngine, *, run_dir: Path | None, resume_from: Path | None
     # checks the model on val_set[0], else on the first training batch
     batches = TrainingBatches(dataset, cfg.data, model, val_set=val_set, engine=engine)
     strategy = engine.strategy
-    folder = pick_run_folder(cfg, strategy, run_dir=run_dir, resume_from=resume_from,
-                             copies=(*dataset.run_files(), *written_by(dataset, model)))
+    folder = pick_run_folder(cfg, strategy, run_dir=run_dir, resume_from=resume_from, host=engine.lookups,
+                             copies=(*dataset.run_files(), *written_by(dataset, model), *hooks_run_files(engine.lookups)))
     refuse_if_busy(folder, strategy)  # a live job's folder: refused before reading it
     if resume_from is not None:  # another model's run or weights: one line, whatever the strategy's load does
         check_resumed_weights(cfg, model, resume_from)

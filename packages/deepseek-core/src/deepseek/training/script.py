@@ -301,6 +301,8 @@ def fit(
     if run_dir is not None:  # a file in the way, a folder that cannot be written: named as fit's argument
         from deepseek.paths import check_output
 
+        # core's run files only: the run's host is the script's (script_host, below); the trainer
+        # checks the folder again with it, and with its plugins' declared files, before writing
         check_output(run_dir, where="run_dir", folder=True)
     if run_dir is not None and resume is None and list_checkpoints(Path(run_dir) / "checkpoints"):
         raise UsageError(f"run_dir: {str(run_dir)!r} already holds a run (a second run of the script?); continue it "

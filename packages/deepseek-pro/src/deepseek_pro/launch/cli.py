@@ -200,9 +200,10 @@ def launch(
     from deepseek.config.schema import TrainConfig
 
     if log_dir is not None:
+        from deepseek.cli.context import command_host
         from deepseek.paths import check_output
 
-        check_output(log_dir, where="launch: --log-dir", folder=True)
+        check_output(log_dir, where="launch: --log-dir", folder=True, host=command_host())
     grace = TrainConfig.preempt_grace_s
     if command == "train" and not _HELP.intersection(rest):
         import torch
