@@ -25,6 +25,8 @@ Hooks come in three phases:
    at module level) so that ``deepseek --help`` and ``deepseek plugins list`` stay fast; the lazy
    string form makes that easy. Names are lower case: letters, digits, ``.``, ``_`` and ``-``.
    The host validates every call and names the plugin and hook when something is wrong.
+   With them, :func:`deepseek_declare_run_files` declares the files a plugin's lifecycle hooks
+   write into run folders.
 3. **Training lifecycle**: called by the trainer on every rank, in order ``deepseek_train_start``,
    (``deepseek_train_step_end`` | ``deepseek_train_epoch_end`` | ``deepseek_evaluate`` |
    ``deepseek_checkpoint_saved``)*, ``deepseek_train_end``. Check ``trainer.is_global_zero`` before writing files.
