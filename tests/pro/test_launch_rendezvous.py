@@ -32,11 +32,12 @@ def keep_alive_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("RendezvousKeepAliveTimer")]
 
 
-@pytest.mark.parametrize(("backend", "walks"), [("one-node", 0), ("c10d", 6)])
-def test_the_one_node_rendezvous_ends_without_walking_the_stack(backend: str, walks: int,
+@pytest.mark.parametrize(("backend", "walks"), [("one-node", False), ("c10d", True)])
+def test_the_one_node_rendezvous_ends_without_walking_the_stack(backend: str, walks: bool,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The launcher's backend ends its rendezvous (keep-alive thread stopped) with no stack walk;
-    torch's c10d backend, which the launcher used before, walked it six times."""
+    torch's c10d backend, which the launcher used before, walks it (six times in torch 2.11: how
+    many is torch's business, that it walks at all is what the launcher's backend avoids)."""
     handler = joined(register() if backend == "one-node" else backend)
     assert handler.get_backend() == (register() if backend == "one-node" else "c10d") and not handler.is_closed()
     assert len(keep_alive_threads()) == 1
@@ -44,7 +45,7 @@ def test_the_one_node_rendezvous_ends_without_walking_the_stack(backend: str, wa
     stack = inspect.stack
     monkeypatch.setattr(inspect, "stack", lambda *a, **k: calls.append(1) or stack(*a, **k))
     assert handler.shutdown() is True
-    assert len(calls) == walks
+    assert (len(calls) > 0) is walks, len(calls)
     for thread in threading.enumerate():
         if thread.name.startswith("RendezvousKeepAliveTimer"):
             thread.join(5)
