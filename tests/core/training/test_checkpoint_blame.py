@@ -9,15 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import _bigram
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
 from deepseek.errors import PluginError
-from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
@@ -27,15 +24,7 @@ from deepseek.training.trainer import Trainer
 BROKEN = {"on": False}  # set by the plugin's step-end hook at step 2: the second checkpoint's write fails
 
 
-class Bigram(TrainableModel):
-    def __init__(self, options: Any = None) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(256, 8)
-        self.head = nn.Linear(8, 256)
-
-    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": F.cross_entropy(self.head(self.embed(input_ids)).transpose(1, 2), targets)}
-
+class Bigram(_bigram.Bigram):
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         if BROKEN["on"]:
             raise RuntimeError("acme cannot list its weights")

@@ -10,30 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _bigram import Bigram
 
 from deepseek import hookimpl
 from deepseek.cli.train_cmd import build_train_config
 from deepseek.config.load import config_from_dict
 from deepseek.errors import CheckpointError, ConfigError
-from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.inference import load_trained
 from deepseek.training.trainer import Trainer
-
-
-class Bigram(TrainableModel):
-    def __init__(self, options: Any = None) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(256, 8)
-        self.head = nn.Linear(8, 256)
-
-    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": F.cross_entropy(self.head(self.embed(input_ids)).transpose(1, 2), targets)}
 
 
 class Plugin:
