@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from _labelled import LabelledBatches
 from _pairing import call_on_batches
 from torch import nn
 
@@ -213,34 +214,15 @@ class LabelsOptions:
     classes: int = 5
 
 
-class Labels(Dataset):
+class Labels(LabelledBatches):
     """Batches ``{"x": (rows, 3), "label": (rows,)}`` with labels ``0 .. classes - 1``, declared."""
 
     Options = LabelsOptions
-
-    def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
-        super().__init__(options, batch_size=batch_size, seed=seed)
 
     def _batch(self, index: int) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(index)
         return {"x": torch.randn(self.batch_size, 3, generator=g),
                 "label": torch.arange(self.batch_size) % self.options.classes}
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        return self._batch(1)
-
-    def validation_batches(self, limit: int) -> list[dict[str, torch.Tensor]]:
-        return [self._batch(2)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    @classmethod
-    def model_num_classes(cls, options: Any) -> int:
-        return options.classes
 
 
 @dataclass(frozen=True)

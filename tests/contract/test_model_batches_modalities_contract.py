@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from _labelled import LabelledBatches
 from _pairing import FirstBatches, call_on_batches, pair_table, tiny_model
 
 from deepseek import hookimpl
@@ -31,14 +32,11 @@ class PicturesOptions:
     classes: int = 3
 
 
-class Pictures(Dataset):
+class Pictures(LabelledBatches):
     """A multimodal dataset of two modalities (docs/multimodal.md section 1's layout without
     ``audio``): 8x8 images and UTF-8 spellings of their class, labels ``0 .. classes - 1``."""
 
     Options = PicturesOptions
-
-    def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
-        super().__init__(options, batch_size=batch_size, seed=seed)
 
     def _batch(self, index: int) -> dict[str, Any]:
         g = torch.Generator().manual_seed(index)
@@ -52,22 +50,6 @@ class Pictures(Dataset):
         return {"vision": {"inputs": torch.rand(self.batch_size, 1, 8, 8, generator=g)},
                 "text": {"inputs": text, "padding_mask": padding},
                 "present": {"vision": present, "text": present.clone()}, "label": label}
-
-    def __next__(self) -> dict[str, Any]:
-        return self._batch(1)
-
-    def validation_batches(self, limit: int) -> list[dict[str, Any]]:
-        return [self._batch(2)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    @classmethod
-    def model_num_classes(cls, options: Any) -> int:
-        return options.classes
 
 
 class PicturesPlugin:
