@@ -75,6 +75,15 @@ class ShapeChecked(Reference):
 
 FORMS = {"module-form": (Reference, "fx.symbolic_trace"), "aten-form": (ShapeChecked, "torch.export")}
 
+CORE_ALONE = set(get_host().records) == {"deepseek-core"}
+"""No distribution but deepseek-core is registered (the tests-core session)."""
+COMPILED_WHERE_CORE_IS_ALONE = {"deepseek-core:inductor"}
+"""Core's compiling pass, whose run is checked where core is alone: its output depends on core's
+capture of this file's models and on torch (pinned by constraints.txt for every session), not on
+which other distributions are registered, and each process that compiles first pays inductor's CPU
+probes (ten subprocesses importing torch) and its C++ kernels (cached per environment: the key
+holds the environment's torch include path). Elsewhere it meets the rest of the contract."""
+
 
 def test_core_passes_registered() -> None:
     expected = {"drop-dropout", "fold-batchnorm", "fuse-linear", "merge-siblings", "attention-sdpa",
@@ -114,6 +123,8 @@ def test_pass_contract(name: str, form: str) -> None:
     assert gp.name == (component.alias_of or component.name), f"{name}: the pass is named {gp.name!r}"
     assert isinstance(gp.description, str) and gp.description.strip()
     assert gp.tolerance is None or 0 < gp.tolerance < 1
+    if name in COMPILED_WHERE_CORE_IS_ALONE and not CORE_ALONE:
+        pytest.skip(f"{name} compiles: its run is checked where deepseek-core is alone (tests-core)")
 
     torch.manual_seed(0)
     model_type, method = FORMS[form]
