@@ -94,6 +94,9 @@ def test_resume_with_other_rules_is_refused(strategy: str, runs: dict[str, Any],
     assert out.returncode == 2, out.stderr[-2000:]
     assert "optimizer.safetensors: the checkpoint's optimizer groups differ from this run's ('wpe.weight': group 0 " \
            "there, group 2 here; 2 parameter(s) in all); resume with the [model] config and [[optimizer.groups]]" in out.stderr
+    # the launcher's own check, from the checkpoint's metadata: one line, no worker started (no
+    # "[rank0]"; DeepSpeed's refusal came after both workers had built its engine)
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", ["ddp", "ds2"])

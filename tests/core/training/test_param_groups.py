@@ -106,9 +106,11 @@ def test_resume_is_exact_and_refuses_other_groups(tiny_config, tmp_path: Path) -
     assert resumed.losses == straight.losses[2:]
     other = tiny_config(optimizer={"groups": [{"match": "wpe.*", "lr_scale": 0.0}, FROZEN_EMBEDDING[1]]},
                         train={"max_steps": 5})  # as many groups, other members
+    refused = Trainer(other, run_dir=tmp_path / "other", resume=at)
     with pytest.raises(CheckpointError, match=r"optimizer.safetensors: the checkpoint's optimizer groups differ from "
                                               r"this run's \('wpe.weight': group 0 there, group 2 here; 2 parameter"):
-        Trainer(other, run_dir=tmp_path / "other", resume=at).fit()
+        refused.fit()
+    assert refused.optimizer is None  # refused from the metadata, before the strategy built its optimizer
     without = tiny_config(train={"max_steps": 5})
     with pytest.raises(CheckpointError, match=r"the checkpoint's optimizer has 6 parameter groups, this run's 2; "
                                               r"resume with the \[model\] config and \[\[optimizer.groups\]\]"):

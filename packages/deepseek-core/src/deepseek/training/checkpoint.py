@@ -71,6 +71,7 @@ from deepseek.training.checkpoint_io import load_tensors as _load_tensors
 from deepseek.training.checkpoint_io import save_tensors as _save_tensors
 from deepseek.training.checkpoint_lookup import resolve_checkpoint
 from deepseek.training.checkpoint_optimizer import (
+    check_resumed_groups,
     load_optimizer_state,
     optimizer_param_names,
     save_optimizer_state,
@@ -102,6 +103,7 @@ __all__ = [
     "best_checkpoint",
     "canonical_group",
     "check_group_members",
+    "check_resumed_groups",
     "check_groups_fit",
     "check_fits_module",
     "check_model_fit",

@@ -28,7 +28,12 @@ from deepseek.training.checkpoint_io import (
     resumed_group,
     save_tensors,
 )
-from deepseek.training.checkpoint_sharded import layout_of, read_sharded_optimizer
+from deepseek.training.checkpoint_sharded import (
+    OPTIMIZER_DIR,
+    layout_of,
+    read_sharded_meta,
+    read_sharded_optimizer,
+)
 from deepseek.training.checkpoint_state import FORMAT_VERSION
 from deepseek.training.optimizer_state import check_state_fit
 
@@ -127,6 +132,29 @@ def load_optimizer_state(
             raise ValueError("load_optimizer_state: pass param_names together with optimizer")
         optimizer.load_state_dict(_to_indexed(named, optimizer, param_names, p))
     return named
+
+
+def check_resumed_groups(directory: str | os.PathLike[str], members: list[list[str]]) -> None:
+    """Before any strategy builds its optimizer (or engine) to resume checkpoint ``directory``:
+    the saved parameter groups' members against ``members``, the names this run's config puts in
+    each group (:func:`~deepseek.training.param_groups.group_members`), as every strategy's load
+    checks them (:func:`check_group_members`, one message), read from the metadata alone. A
+    folder without optimizer metadata, or with damaged metadata or groups, is left to the
+    strategy's load, whose messages name what is wrong."""
+    from safetensors import SafetensorError, safe_open
+
+    d = Path(directory)
+    try:
+        if layout_of(d) == "sharded":
+            path, groups = d / OPTIMIZER_DIR, read_sharded_meta(d)["param_groups"]
+        else:
+            path = d / OPTIMIZER_FILE
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                groups = [_restore_group(g) for g in loads_json((fh.metadata() or {})["param_groups"])]
+        check_saved_groups(groups, path)
+    except (CheckpointError, SafetensorError, OSError, KeyError, ValueError, TypeError, AttributeError):
+        return
+    check_group_members(groups, members, path)
 
 
 def _read_optimizer_file(p: Path) -> dict[str, Any]:

@@ -58,6 +58,16 @@ def build_groups(named: Iterable[tuple[str, Any]], rules: Sequence[ParamGroupRul
     return groups
 
 
+def group_members(named: Iterable[tuple[str, Any]], rules: Sequence[ParamGroupRule]) -> list[list[str]]:
+    """The names :func:`build_groups` puts in each group (the layout's order): what an optimizer
+    checkpoint of a run with these ``rules`` holds, for checks made before any optimizer exists."""
+    members: list[list[str]] = [[] for _ in range(2 + 2 * len(rules))]
+    for name, p in named:
+        if p.requires_grad:
+            members[group_index(name, p.ndim, rules)].append(name)
+    return members
+
+
 def unmatched_rules(names: Iterable[str], rules: Sequence[ParamGroupRule]) -> list[int]:
     """Indices of the rules that take no parameter among ``names`` (the whole model's): a
     misspelt pattern, or one shadowed by an earlier rule."""

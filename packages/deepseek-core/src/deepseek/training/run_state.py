@@ -19,6 +19,7 @@ from deepseek.plugins.calls import instance_calls
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
 from deepseek.training.monitor import refuse_finished
+from deepseek.training.param_groups import group_members
 from deepseek.training.provenance import components_used
 from deepseek.training.run_codec import gives_codec
 from deepseek.training.run_values import reported_values
@@ -167,9 +168,13 @@ def _is_newest(root: Path, directory: Path) -> bool:
 def check_resumed_weights(config: Any, model: torch.nn.Module, directory: Path) -> None:
     """Before any strategy loads checkpoint ``directory`` into ``model`` (built from ``config``):
     a checkpoint of another model or dataset is one line naming both, and weights that do not fit
-    the model (names, shapes; from the file's header) are one line naming the keys."""
+    the model (names, shapes; from the file's header) are one line naming the keys, and saved
+    optimizer groups whose members differ from those of this config's ``[[optimizer.groups]]``
+    (from the metadata) one line naming a parameter that moved, before the strategy builds its
+    optimizer or engine (DeepSpeed built its engine on every rank before its load refused them)."""
     _refuse_another_run(config, ckpt.read_trainer_state(directory).get("config"), directory)
     ckpt.check_weights_fit(model, directory)
+    ckpt.check_resumed_groups(directory, group_members(model.named_parameters(), config.optimizer.groups))
 
 
 def _refuse_another_run(cfg: Any, saved: Any, directory: Path) -> None:
