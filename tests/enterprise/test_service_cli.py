@@ -149,6 +149,38 @@ def test_a_server_answering_no_json_is_one_line(tmp_path: Path, monkeypatch: pyt
         "this version?"])
 
 
+@pytest.mark.parametrize("body", [b'["no"]', b'"no"'])
+def test_a_refusal_whose_json_is_not_an_object_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           body: bytes) -> None:
+    """A 4xx answer whose body is JSON but not an object (another program at --server): the client
+    read its ``detail`` with ``.get``, an internal error (AttributeError), exit 1."""
+    import http.server
+    import threading
+
+    from _inprocess import deepseek_here
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(403)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # its access log would join the command's stderr
+            pass
+
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_0123456789ab." + "s" * 24)
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuses) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        try:
+            code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "list", "--tenant", "acme", "--server", url)
+        finally:
+            httpd.shutdown()
+    assert (code, out, err.splitlines()) == (2, "", [f"error: {url}: 403: {body.decode()}"])
+
+
 def test_an_answer_of_another_shape_is_one_line_naming_the_call_and_the_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Answers a client command reads are checked against what it reads (service/answers.py): a

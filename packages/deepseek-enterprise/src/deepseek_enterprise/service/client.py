@@ -93,10 +93,13 @@ class Client:
                           "is deepseek server running?")
 
     def _refused(self, r: Any) -> UsageError:
+        """The refusal's line: a deepseek server's ``detail``, else the body as it came (another
+        program's page or JSON of another shape, ``[...]`` or ``"..."`` too)."""
         try:
-            detail = r.json().get("detail", r.text)
+            answer = r.json()
         except ValueError:
-            detail = r.text
+            answer = None
+        detail = answer.get("detail", r.text) if isinstance(answer, dict) else r.text
         return UsageError(f"{self.server}: {r.status_code}: {' '.join(str(detail).split())[:500]}")
 
     def get(self, path: str, shape: Shape, **params: Any) -> Any:
