@@ -108,6 +108,29 @@ def test_tune_and_bench_latency_check_their_configs_deepspeed_file_at_submit(
     assert (r.status_code, r.json()["detail"]) == (422, expected)
 
 
+GOOD = json.dumps({"zero_optimization": {"stage": 2}})
+
+
+@pytest.mark.parametrize(("files", "args"), [
+    ({"ds.json": GOOD, "space.toml": '[space]\n"strategy.stage" = { type = "int", low = 2, high = 3 }\n'}, TUNE),
+    ({"ds.json": json.dumps({"bf16": {"enabled": True}}),
+      "space.toml": '[space]\n"precision.dtype" = { type = "categorical", choices = ["bf16", "fp32"] }\n'},
+     [*TUNE, "--no-baseline"]),
+    ({"ds.json": GOOD, "bad.json": "{nope",
+      "space.toml": '[space]\n"strategy.config_path" = { type = "categorical", choices = ["ds.json", "bad.json"] }\n'},
+     [*TUNE, "--no-baseline"]),
+])
+def test_a_deepspeed_file_a_tune_space_reaches_is_checked_at_submit(
+        svc: Deploy, tmp_path: Path, files: dict[str, str], args: list[str]) -> None:
+    """A trial config the search space reaches (an entry at its bounds or choices) against the
+    DeepSpeed file it names: only the base config's was checked at submit, so the job was queued
+    and failed as its study checked the trials, with the line naming the space entry."""
+    expected = submit_line(tmp_path, "tune", DS, files, args)
+    assert expected.startswith("space.toml: space.") and "strategy.config_path: " in expected, expected
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=DS, files=files, args=args)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+
+
 def test_tune_and_bench_latency_with_a_valid_deepspeed_file_are_accepted(svc: Deploy) -> None:
     ds = json.dumps({"zero_optimization": {"stage": 2}, "optimizer": {"type": "SGD", "params": {"lr": "auto"}}})
     r = svc.submit("acme", svc.tokens["bob"], command="tune", config=DS, files={"space.toml": SPACE, "ds.json": ds},

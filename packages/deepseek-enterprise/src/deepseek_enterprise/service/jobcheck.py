@@ -24,7 +24,7 @@ submit, before the job is queued, :func:`check_command`:
   unless ``--no-baseline`` that each categorical entry's choices hold the base config's value where
   no component decides it (:func:`deepseek_enterprise.tune.space.check_baseline` on
   :func:`deepseek.config.load.file_free_values`: the baseline trial takes it),
-  and the same file-free checks of the trial configs its search space reaches (each entry at its
+  and the same checks (the DeepSpeed file too) of the trial configs its search space reaches (each entry at its
   bounds or choices, the others at the base config's values:
   :func:`deepseek_enterprise.tune.space.check_against`), one line naming the space entry;
 - for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
@@ -371,7 +371,7 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     then the base config's file-free checks and its DeepSpeed file (as for ``train``), with which
     the study's own check of it begins, the baseline trial's values against the categorical
     choices (:func:`~deepseek_enterprise.tune.space.check_baseline`, where no component decides
-    the value; not with ``--no-baseline``), and the same file-free checks of every trial config the
+    the value; not with ``--no-baseline``), and the same checks (the DeepSpeed file too) of every trial config the
     search space reaches (:func:`~deepseek_enterprise.tune.space.check_against`: each entry at
     its bounds or choices, the study's next check), one line naming the space entry and value. The
     job runs that check whatever its study folder holds (a new study or one it continues); with
@@ -391,8 +391,9 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     if params["baseline"]:  # the baseline trial takes the base config's values: a categorical's must be a choice
         check_baseline(inputs.space, values_at(inputs.space, file_free_values(inputs.base)))
 
-    def corner(data: dict[str, Any]) -> None:  # a trial's config, as far as it reads no file
+    def corner(data: dict[str, Any]) -> None:  # a trial's config, as far as it reads no file but the job's own
         check_component_names(data, host)
+        _check_deepspeed_file(data, ws, host)
 
     # every trial config the space reaches: each entry at its bounds / each choice, the others at
     # the base config's values (the check the study makes of them before its first trial)
