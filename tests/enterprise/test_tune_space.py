@@ -52,6 +52,37 @@ def test_the_baseline_must_be_one_of_a_categoricals_choices_where_it_applies() -
         check_baseline(space, {"strategy.name": "ddp"})
 
 
+def test_a_categorical_over_a_path_a_component_resolves_takes_the_base_value_as_written(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text dataset records data.path (DeepSpeed strategy.config_path too) as an absolute path:
+    the baseline trial took that recorded value, which no choice written as in the base config
+    ("a.txt") matched, so such a study was always refused (add '/.../a.txt' to the choices, or pass
+    --no-baseline). The baseline takes the value as written where it is a choice; the trial built
+    from it is the base config."""
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.space import parse_space, trial_data
+    from deepseek_enterprise.tune.study import baseline_values, check_study
+    from deepseek_enterprise.tune.tuner import Tuner
+
+    class Constant(Tuner):
+        def run(self, trial: Any) -> float:
+            return 0.0
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(f"{name} " * 100)
+    base = {"data": {"path": "a.txt"}, "train": {"lr": 1}}
+    space = parse_space({"space": {"data.path": {"choices": ["a.txt", "b.txt"]},
+                                   "train.lr": {"choices": [1.0, 0.5]}}}, "space.toml")
+    check_study(Constant(None), space, base, config_from_dict)  # raised for data.path
+    config = config_from_dict(base)
+    assert config.data.options.path == str(tmp_path / "a.txt")
+    values = baseline_values(space, config, base)
+    assert values == {"data.path": "a.txt", "train.lr": 1.0}  # lr: the written 1 is no choice (an int), 1.0 is
+    assert type(values["train.lr"]) is float
+    assert config_from_dict(trial_data(base, values)).to_dict() == config.to_dict()
+
+
 def test_conditional_parameters_are_searched_only_when_their_condition_holds() -> None:
     import optuna
 

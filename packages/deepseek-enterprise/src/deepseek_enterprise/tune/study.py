@@ -99,7 +99,7 @@ def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: C
     config = build(base)
     tuner.check_config(config)
     if baseline:
-        check_baseline(space, baseline_values(space, config))
+        check_baseline(space, baseline_values(space, config, base))
     models: list[Any] = []
 
     def check_corner(corner: Any) -> None:
@@ -115,9 +115,18 @@ def check_study(tuner: Tuner, space: SearchSpace, base: dict[str, Any], build: C
         tuner.check_objective(objective, config, any_run([run_values(c) for c in (config, *models)]))
 
 
-def baseline_values(space: SearchSpace, base_config: Any) -> dict[str, Any]:
-    """The base config's own value at every searched path (defaults filled in)."""
-    return values_at(space, base_config.to_dict())
+def baseline_values(space: SearchSpace, base_config: Any, base: dict[str, Any]) -> dict[str, Any]:
+    """The base config's own value at every searched path (defaults filled in): the built config's
+    (``base_config``), but for a categorical entry the value as the base config's data (``base``)
+    writes it where that is one of the choices. A component records some values otherwise than
+    written (a path as an absolute path: ``data.path``, ``strategy.config_path``), and a trial given
+    the written value builds the same config as the base; the choices name it as written."""
+    values = values_at(space, base_config.to_dict())
+    written = values_at(space, base)
+    for p in space.params:
+        if p.kind == "categorical" and p.path in written and p.contains(written[p.path]):
+            values[p.path] = written[p.path]
+    return values
 
 
 def run_study(
@@ -139,7 +148,7 @@ def _run_study(
 ) -> Any:
     base_config = build(base)
     direction = tuner.direction(settings.objective)
-    values = baseline_values(space, base_config)
+    values = baseline_values(space, base_config, base)
     study, storage = open_study(settings, direction, study_identity(settings, tuner_name, space, config_text), space,
                                 values)
     if settings.baseline and not study.get_trials(deepcopy=False):
