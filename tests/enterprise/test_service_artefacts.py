@@ -148,6 +148,27 @@ def test_hostile_paths_get_the_right_status_and_nothing_outside_is_served(svc: D
     assert r.status_code == 409 and SECRET not in r.content and "symbolic link" in r.json()["detail"]
 
 
+def test_a_name_that_is_not_utf8_is_listed_as_other_and_the_rest_served(svc: Deploy) -> None:
+    """A job may name its files with any bytes: one that is not UTF-8 made the listing, and the
+    metrics' run list (which walks the workspace), a 500 (the JSON answer could not encode it).
+    It is listed as ``other`` with its bytes escaped; the rest is listed, and the curve served."""
+    job, ws = _job_with_files(svc)
+    bad = os.fsencode(ws) + b"/runs/b\xff"
+    os.mkdir(bad)
+    with open(bad + b"/metrics.jsonl", "wb") as f:  # written last: the run the metrics would default to
+        f.write(b'{"step": 1, "loss": 9.0}\n')
+    bob = svc.tokens["bob"]
+    r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/files?path=runs", bob)
+    assert r.status_code == 200, r.text
+    assert [(e["path"], e["type"], e["size"]) for e in r.json()["entries"]] == [
+        ("runs/a", "dir", None), ("runs/a/checkpoints", "dir", None),
+        ("runs/a/checkpoints/step-2.pt", "file", 1_024_000), ("runs/a/metrics.jsonl", "file", 25),
+        ("runs/b\\xff", "other", None), ("runs/b\\xff/metrics.jsonl", "other", None)]
+    r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/metrics", bob)
+    assert r.status_code == 200, r.text
+    assert (r.json()["runs"], r.json()["run"], r.json()["loss"]) == (["runs/a"], "runs/a", [[1, 2.5]])
+
+
 def test_metrics_points_from_an_offset_and_a_replaced_file(svc: Deploy) -> None:
     job, ws = _job_with_files(svc)
     bob = svc.tokens["bob"]

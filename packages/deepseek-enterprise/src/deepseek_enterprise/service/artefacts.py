@@ -101,7 +101,8 @@ def _is_link(fd: int, part: str) -> bool:
 def listing(dir_fd: int, prefix: str = "", limit: int = MAX_LISTED) -> tuple[list[dict[str, Any]], bool]:
     """Every entry below the folder ``dir_fd`` (closed here), depth first in name order, at most
     ``limit``: ``{"path", "type": file|dir|link|other, "size", "mtime"}``; and whether the list
-    was cut at ``limit``. Links are listed as links and never entered."""
+    was cut at ``limit``. Links are listed as links and never entered; a path that is not UTF-8 is
+    ``other`` (not served), its undecodable bytes shown as ``\\xNN``."""
     out: list[dict[str, Any]] = []
     walk = _walk(dir_fd, prefix)
     try:
@@ -110,6 +111,10 @@ def listing(dir_fd: int, prefix: str = "", limit: int = MAX_LISTED) -> tuple[lis
                 return out, True
             kind = ("file" if stat.S_ISREG(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode)
                     else "link" if stat.S_ISLNK(st.st_mode) else "other")
+            try:
+                rel.encode()
+            except UnicodeEncodeError:  # a name that is not UTF-8 (JSON cannot carry it, no request can name it)
+                rel, kind = os.fsencode(rel).decode(errors="backslashreplace"), "other"
             out.append({"path": rel, "type": kind, "size": st.st_size if kind == "file" else None,
                         "mtime": st.st_mtime})
     finally:
