@@ -314,6 +314,29 @@ def test_bad_requests_get_one_line_and_the_right_status(svc: Deploy) -> None:
         assert s.scalar(select(Tenant).where(Tenant.name == "Bad/Name")) is None
 
 
+def test_a_nul_in_a_urls_name_or_a_token_name_is_422_on_every_database(svc: Deploy) -> None:
+    """PostgreSQL refuses a NUL character in any text value, a query's too: a tenant, user or token
+    id holding one in the URL (``%00``), or a token's name, was a 500 (psycopg DataError) on
+    PostgreSQL, looking the name up or auditing the request. The path is refused before any query
+    (one line, 422), a token name takes no control character; nothing is written."""
+    before = svc.call("GET", "/v1/audit", svc.admin).json()
+    nul = ("invalid request: the URL's path holds a NUL character (%00); no tenant, user, job or token name does")
+    cases = [
+        (svc.submit("ac%00me", svc.tokens["bob"]), nul),
+        (svc.call("PUT", "/v1/tenants/ac%00me/quota", svc.admin, json={}), nul),
+        (svc.call("POST", "/v1/tenants/acme/users/bo%00b/tokens", svc.admin, json={}), nul),
+        (svc.call("DELETE", "/v1/tokens/0123456789%00", svc.admin), nul),
+        (svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.admin, json={"name": "ci\x00"}), "name"),
+        (svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.admin, json={"name": "ci\n"}), "name"),
+    ]
+    for r, words in cases:
+        detail = r.json()["detail"]
+        assert r.status_code == 422 and words in detail and "\n" not in detail, r.text
+    assert svc.call("GET", "/v1/audit", svc.admin).json() == before
+    r = svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.admin, json={"name": "ci bot: é"})
+    assert r.status_code == 201, r.text
+
+
 def test_openapi_schema_is_served(svc: Deploy) -> None:
     schema = svc.client.get("/openapi.json").json()
     assert {"/v1/tenants", "/v1/tenants/{tenant}/jobs", "/v1/tenants/{tenant}/jobs/{job_id}/cancel",

@@ -3,7 +3,8 @@
 Every error is ``{"detail": "<one line>"}`` with its status: 401 (no, wrong, revoked or expired
 token), 403 (a role too weak in a tenant the caller is in), 404 (anything the caller may not see:
 another tenant, its jobs), 409/429 (quotas), 413 (a body over :data:`MAX_BODY`), 422 (a malformed
-request: unknown fields, wrong types, bad names), 500 ("internal error", never a traceback).
+request: unknown fields, wrong types, bad names, a NUL character in the URL's path), 500
+("internal error", never a traceback).
 
 Every mutating request runs in :func:`mutation`: the change and its audit entry commit together;
 a refused one is rolled back and its refusal audited in a transaction of its own. The OpenAPI
@@ -114,6 +115,9 @@ def create_app(svc: Service) -> FastAPI:
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
+        if "\x00" in request.scope.get("path", ""):  # no name holds one; PostgreSQL refuses it in any query
+            return JSONResponse({"detail": "invalid request: the URL's path holds a NUL character (%00); no tenant, "
+                                           "user, job or token name does"}, status_code=422)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)

@@ -66,7 +66,8 @@ class UserIn(BaseModel):
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
-    name: Annotated[str, Field(max_length=63)] = ""
+    name: Annotated[str, Field(max_length=63, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
+    """A label of one line: no control characters (PostgreSQL refuses a NUL in a text column)."""
     expires_in_days: float | None = Field(default=90, gt=0, le=3660)
     """Days until the token expires; null: never."""
 
