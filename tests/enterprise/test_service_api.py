@@ -316,8 +316,9 @@ def test_bad_requests_get_one_line_and_the_right_status(svc: Deploy) -> None:
 
 def test_a_nul_in_a_urls_name_or_a_token_name_is_422_on_every_database(svc: Deploy) -> None:
     """PostgreSQL refuses a NUL character in any text value, a query's too: a tenant, user or token
-    id holding one in the URL (``%00``), or a token's name, was a 500 (psycopg DataError) on
-    PostgreSQL, looking the name up or auditing the request. The path is refused before any query
+    id holding one in the URL (``%00``), the audit's ``tenant``, a token's name, or a job's config
+    text, was a 500 (psycopg DataError) on PostgreSQL, looking the name up, writing the job's row
+    or auditing the request. The path is refused before any query
     (one line, 422), a token name takes no control character; nothing is written."""
     before = svc.call("GET", "/v1/audit", svc.admin).json()
     nul = ("invalid request: the URL's path holds a NUL character (%00); no tenant, user, job or token name does")
@@ -328,6 +329,9 @@ def test_a_nul_in_a_urls_name_or_a_token_name_is_422_on_every_database(svc: Depl
         (svc.call("DELETE", "/v1/tokens/0123456789%00", svc.admin), nul),
         (svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.admin, json={"name": "ci\x00"}), "name"),
         (svc.call("POST", "/v1/tenants/acme/users/bob/tokens", svc.admin, json={"name": "ci\n"}), "name"),
+        (svc.call("GET", "/v1/audit?tenant=ac%00me", svc.admin), "tenant"),
+        # a config holding one: the job's row was written before the refusal
+        (svc.submit("acme", svc.tokens["bob"], config="# \x00\n"), "config: Value error, a NUL character is not allowed"),
     ]
     for r, words in cases:
         detail = r.json()["detail"]

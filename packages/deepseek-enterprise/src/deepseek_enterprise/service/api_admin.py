@@ -214,7 +214,7 @@ def revoke_token(token_id: str, who: Principal = Caller, svc: Service = Svc) -> 
 
 
 @router.get("/audit")
-def audit(tenant: str | None = None, limit: int = Query(default=200, ge=1, le=10_000),
+def audit(tenant: str | None = Query(default=None, pattern=NAME), limit: int = Query(default=200, ge=1, le=10_000),
           who: Principal = Caller, svc: Service = Svc) -> list[dict[str, Any]]:
     """The newest audit entries (platform admin: all or ``tenant``'s; tenant admin: ``tenant``'s)."""
     with svc.store.session() as s:

@@ -11,7 +11,7 @@ import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from deepseek.plugins.host import get_host
@@ -35,6 +35,14 @@ class JobIn(BaseModel):
                                                                                         max_length=16)
     """Further text files written into the workspace (a ``tune`` space file, ...)."""
     devices: int = Field(default=0, ge=0, le=4096)
+
+    @field_validator("config")
+    @classmethod
+    def _no_nul(cls, text: str | None) -> str | None:
+        """A NUL is never TOML (the job would refuse it), and PostgreSQL stores no text holding one."""
+        if text is not None and "\x00" in text:
+            raise ValueError("a NUL character is not allowed (a config is TOML text)")
+        return text
 
 
 def _job(s: Any, tenant_id: int, job_id: int, tenant: str) -> Job:
