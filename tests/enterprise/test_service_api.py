@@ -429,6 +429,44 @@ def test_submit_refuses_two_files_of_one_name(tmp_path: Path, monkeypatch: pytes
                                        "their names); give each name once")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device", "big"])
+def test_submit_refuses_a_file_it_cannot_send_before_reading_it_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      kind: str) -> None:
+    """--file or --config was read whole: a FIFO blocked the command for ever, a device (/dev/zero)
+    filled its memory until it was killed; a file past the server's limit was read and sent to be
+    refused. Now one line before reading more than the limit, and before any request."""
+    import contextlib
+    import threading
+
+    from _inprocess import deepseek_here
+
+    from deepseek_enterprise.service.jobpaths import MAX_FILE_BYTES
+
+    path = {"fifo": tmp_path / "pipe", "device": Path("/dev/null"), "big": tmp_path / "big.txt"}[kind]
+    done = threading.Event()
+    if kind == "fifo":
+        os.mkfifo(path)
+
+        def unblock() -> None:  # a build that waits in the FIFO's open gets an end of file: it fails, not hangs
+            while not done.wait(0.5):
+                with contextlib.suppress(OSError):  # ENXIO: nothing has it open for reading
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+        threading.Thread(target=unblock, daemon=True).start()
+    elif kind == "big":
+        path.write_bytes(b"x" * (MAX_FILE_BYTES + 1))
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # refused before any request
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    option = "--config" if kind == "device" else "--file"
+    try:
+        code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "submit", option, str(path), "train")
+    finally:
+        done.set()
+    why = (f"larger than {MAX_FILE_BYTES} bytes, the most the server takes for a job's file; put the data in the "
+           "tenant's folder and name it by its path") if kind == "big" else "not a regular file; give a text file"
+    assert (code, out, err) == (2, "", f"error: {option} {path}: {why}")
+
+
 def test_a_running_jobs_quota_of_zero_is_refused_on_create_update_and_read_back(svc: Deploy) -> None:
     """Accepted: every job of the tenant then waited in the queue for ever (docs/service.md documents
     no pause); a database holding it (by hand, or from an older build) is refused when opened."""

@@ -27,10 +27,26 @@ def _client(server: str | None) -> Any:
 
 
 def _read(path: Path, where: str) -> str:
+    """A local text file a job is sent: a regular file (a FIFO blocked the command for ever, a device
+    such as /dev/zero filled its memory) of at most ``jobpaths.MAX_FILE_BYTES``, as the server takes
+    it, in UTF-8; its line ends read as ``\\n`` (as ``read_text`` reads them)."""
+    import os
+    import stat
+
+    from deepseek_enterprise.service.jobpaths import MAX_FILE_BYTES
+
     try:
-        return path.read_text(encoding="utf-8")
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:  # opening a FIFO does not wait
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise UsageError(f"{where} {path}: not a regular file; give a text file")
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise UsageError(f"{where} {path}: larger than {MAX_FILE_BYTES} bytes, the most the server takes for "
+                             "a job's file; put the data in the tenant's folder and name it by its path")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{where} {path}: cannot read it ({exc.__class__.__name__})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 @click.group("jobs")
