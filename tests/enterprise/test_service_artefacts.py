@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 import time
 import tracemalloc
@@ -242,6 +243,13 @@ def test_jobs_files_and_download_commands(svc: Deploy, tmp_path: Path) -> None:
         assert code == 0 and text.splitlines() == [
             "dir                 runs/a/checkpoints/", "file       1024000  runs/a/checkpoints/step-2.pt",
             "file            25  runs/a/metrics.jsonl"]
+        # a name the job chose with a line break and a terminal escape: one line, escaped (it was
+        # printed raw, splitting the entry and styling the viewer's terminal)
+        (ws / "odd").mkdir()
+        (ws / "odd" / "a\nb\x1b[2J").write_text("x")
+        code, text, _ = run_cli("jobs", "files", str(job), "odd", token=bob, url=srv.url)
+        assert (code, text) == (0, "file             1  $'odd/a\\nb\\x1b[2J'\n")
+        shutil.rmtree(ws / "odd")
         code, text, err = run_cli("jobs", "download", str(job), "--out", str(out), token=bob, url=srv.url)
         assert (code, text) == (0, f"{out}/job-{job}/: 3 files, 1024039 bytes\n"), err
         assert _files(out / f"job-{job}") == _files(ws) and not (out / f"job-{job}" / "leak").exists()

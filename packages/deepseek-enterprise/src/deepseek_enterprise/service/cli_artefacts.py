@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from deepseek import durable
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 from deepseek.paths import usual_mode
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service.answers import FILES
@@ -50,7 +50,7 @@ def files(job_id: int, path: str, tenant: str | None, server: str | None) -> Non
                         params={"path": path})
     for e in listing["entries"]:
         size = "" if e["size"] is None else str(e["size"])
-        click.echo(f"{e['type']:<5} {size:>12}  {e['path']}{'/' if e['type'] == 'dir' else ''}")
+        click.echo(f"{e['type']:<5} {size:>12}  {shown(e['path'] + ('/' if e['type'] == 'dir' else ''))}")
     if listing["truncated"]:
         click.echo(f"... cut at {len(listing['entries'])} entries: name a folder as PATH", err=True)
 
