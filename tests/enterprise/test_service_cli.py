@@ -481,3 +481,26 @@ def test_the_server_refuses_a_tampered_database_in_one_line_and_leaves_it(tmp_pa
     result = ds("server", "--root", str(tmp_path / "root"), "--db", url, server=Dead("http://127.0.0.1:1"))
     _one_line_error(result, "table jobs, row with id 1: column created_at holds 'yesterday', not a date and time")
     assert db.read_bytes() == before
+
+
+def test_the_audit_listing_prints_what_a_request_named_on_one_line(tmp_path: Path) -> None:
+    """A refused request is audited with the tenant and names its URL gave, any characters: a
+    member asking for a token of a user named with a terminal escape and a line break got them
+    printed raw to the admin's terminal by ``deepseek tenants audit``. Each field a request can
+    fill is printed escaped, on one line."""
+    from _servicehelpers import deploy
+    from _servicelive import live
+
+    d = deploy(tmp_path / "srv")
+    try:
+        d.tenant("acme")
+        r = d.call("POST", "/v1/tenants/acme/users/%1b%5b2Jx%0ay/tokens", d.user("acme", "bob", "member"), json={})
+        assert r.status_code == 404, r.text
+        with live(d) as srv:
+            code, out, err = run_cli("tenants", "audit", "--tenant", "acme", token=d.admin, url=srv.url)
+    finally:
+        d.close()
+    assert code == 0 and "\x1b" not in out, err
+    [line] = [line for line in out.splitlines() if "token.create" in line and "refused" in line]
+    assert line.endswith(" acme         token.create   $'user \\x1b[2Jx\\ny': refused 404: no user "
+                         "'\\x1b[2Jx\\ny' in tenant 'acme'"), line

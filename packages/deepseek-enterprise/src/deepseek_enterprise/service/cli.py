@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from deepseek.cli.params import FiniteFloat
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, shown
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service import answers as A
 from deepseek_enterprise.service.cli_artefacts import SERVER, download, files
@@ -247,7 +247,9 @@ def revoke(token_id: str, server: str | None) -> None:
 def audit(tenant: str | None, limit: int, server: str | None) -> None:
     """The newest audit log entries."""
     for e in _client(server).get("/v1/audit", A.AUDIT, tenant=tenant, limit=limit):
-        click.echo(f"{e['at']}  {e['actor']:<12} {e['tenant']:<12} {e['action']:<14} {e['target']}: {e['result']}")
+        # the tenant, target and result hold what a refused request named (any characters): escaped, one line
+        click.echo(f"{e['at']}  {e['actor']:<12} {shown(e['tenant']):<12} {e['action']:<14} {shown(e['target'])}: "
+                   f"{shown(e['result'])}")
 
 
 jobs.add_command(files)
