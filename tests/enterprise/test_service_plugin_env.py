@@ -90,3 +90,39 @@ def test_two_servers_in_one_process_run_their_tenants_jobs_each_with_its_own_plu
     finally:
         acme.close()
         globex.close()
+
+
+def test_the_server_names_a_plugin_its_jobs_python_cannot_find(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin found only through the server's PYTHONPATH (an outside plugin tried without
+    installing it, docs/plugins.md section 1) passes the submit check but is missing from the
+    jobs' ``python -I``: the server names it at start, and only it."""
+    from importlib import invalidate_caches
+
+    from deepseek.plugins.host import PluginHost
+    from deepseek_enterprise.service.executor_base import Executor, plugins_jobs_lack
+
+    site = tmp_path / "site"
+    (site / "deepseek_pathonly").mkdir(parents=True)
+    (site / "deepseek_pathonly" / "__init__.py").write_text("")
+    (site / "deepseek_pathonly" / "plugin.py").write_text(
+        "from deepseek import hookimpl\n\n\n@hookimpl\ndef deepseek_register_trackers(register):\n"
+        "    register('pathonly', 'deepseek_pathonly.t:T', description='a tracker')\n")
+    info = site / "deepseek_pathonly-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deepseek-pathonly\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[deepseek]\npathonly = deepseek_pathonly.plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    invalidate_caches()
+    try:
+        host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pathonly", "deepseek-enterprise"})))
+        assert host.records["deepseek-pathonly"].status == "ok", host.records["deepseek-pathonly"].reason
+        lines = plugins_jobs_lack(host.records.values(), LocalExecutor(tmp_path))
+        assert len(lines) == 1 and lines[0].startswith("deepseek-pathonly 0.1.0 is loaded by the server but is not "
+                                                        "installed where its jobs' Python finds"), lines
+        assert sys.prefix in lines[0]
+        # an executor that cannot tell where its jobs import from (the contract's default) warns of nothing
+        assert plugins_jobs_lack(host.records.values(), Executor(tmp_path)) == []
+    finally:
+        for name in [m for m in sys.modules if m.split(".")[0] == "deepseek_pathonly"]:
+            del sys.modules[name]

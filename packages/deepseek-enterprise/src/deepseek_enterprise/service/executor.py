@@ -52,6 +52,7 @@ The contract every executor meets (:class:`Executor`, :class:`Launch`, :class:`S
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -184,6 +185,17 @@ class LocalExecutor(Executor):
         state = jobstate.folder(self.root, launch.job_id)
         return [sys.executable, "-I", "-m", "deepseek_enterprise.service.child", "--state", str(state),
                 *job_argv(launch.command, launch.config is not None, launch.args)]
+
+    def job_import_path(self) -> list[str] | None:
+        """``sys.path`` of this interpreter under ``-I`` (:meth:`argv`'s wrapper), asked of it;
+        None when it does not answer (nothing to warn about then: its jobs will say why they fail)."""
+        code = "import json, sys; print(json.dumps(sys.path))"
+        try:
+            done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True,
+                                  timeout=60)
+            return [str(p) for p in json.loads(done.stdout)]
+        except (OSError, subprocess.SubprocessError, ValueError, TypeError):
+            return None
 
     def start(self, launch: Launch) -> Started:
         ws = self.prepare(launch)

@@ -7,11 +7,14 @@ from ``deepseek_enterprise.service.executor``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path, PurePath
 from typing import Any
 
+from deepseek.plugins.settings import normalize_dist
 from deepseek_enterprise.service import jobpaths, jobstate
 
 UNREADABLE = -1
@@ -155,6 +158,15 @@ class Executor:
         every submit: read no file, call nothing remote."""
         return jobpaths.at_start(path, has_config, files)
 
+    def job_import_path(self) -> list[str] | None:
+        """Where the Python that runs this executor's jobs finds modules and distributions (its
+        ``sys.path``), or None where the server cannot tell (jobs in an image of their own). The
+        server reads it once at start and warns about every plugin it loaded that is not there
+        (:func:`plugins_jobs_lack`): its submit check would accept a job naming that plugin's
+        components, which the job itself would then not find. The local and Slurm executors'
+        wrapper runs this interpreter with ``-I``, which ignores ``PYTHONPATH``."""
+        return None
+
     def wrapper_exit_code(self, job_id: int, reasons: dict[int, str]) -> int | bool:
         """For executors whose jobs run under the wrapper (``child --state``): the exit code it
         wrote to the job's state folder, False when it wrote none, :data:`UNREADABLE` (with the
@@ -165,3 +177,18 @@ class Executor:
             reasons[job_id] = f"the job's exit code cannot be trusted: {exc}"
             return UNREADABLE
         return False if code is None else code
+
+
+def plugins_jobs_lack(records: Iterable[Any], executor: Executor) -> list[str]:
+    """One line for each loaded plugin distribution (``records``: the server's host's
+    ``PluginRecord`` values) that the jobs' Python does not find (:meth:`Executor.job_import_path`),
+    such as one found only through the server's ``PYTHONPATH``."""
+    path = executor.job_import_path()
+    if path is None:
+        return []
+    found = {normalize_dist(d.metadata["Name"]) for d in metadata.distributions(path=path) if d.metadata["Name"]}
+    return [f"{r.dist} {r.version} is loaded by the server but is not installed where its jobs' Python finds "
+            f"distributions (the server's PYTHONPATH does not reach jobs): a job naming its components passes the "
+            f"submit check, then fails as if they did not exist; install it into the server's environment "
+            f"({sys.prefix})"
+            for r in records if r.status == "ok" and normalize_dist(r.dist) not in found]

@@ -206,7 +206,7 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
 
     from deepseek.cli.context import command_host
     from deepseek_enterprise.service.api import Service, create_app
-    from deepseek_enterprise.service.executor_base import plugin_env
+    from deepseek_enterprise.service.executor_base import plugin_env, plugins_jobs_lack
     from deepseek_enterprise.service.scheduler import Scheduler
     from deepseek_enterprise.service.store import Store
 
@@ -227,6 +227,8 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
                f"devices {','.join(run.gpus) or 'none'}, executor {run.executor_name})", err=True)
     if run.limits is not None:
         click.echo(f"job limits: {run.limits.summary()}", err=True)
+    for line in plugins_jobs_lack(command_host().records.values(), run.executor):
+        click.echo(f"warning: {line}", err=True)
     os.environ.pop("DEEPSEEK_TOKEN", None)
     try:
         app = create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus), host=command_host()))

@@ -191,6 +191,9 @@ class SlurmExecutor(Executor):
             args.append(f"--time={max(1, math.ceil(launch.cpu_seconds / 60))}")
         return args
 
+    def job_import_path(self) -> list[str] | None:
+        return self.workspaces.job_import_path()  # the same wrapper, on machines that share this install
+
     def reserve(self, job_id: int) -> str:
         jobstate.clear(jobstate.make(self.root, job_id))
         return f"deepseek-{job_id}-{secrets.token_hex(4)}"
