@@ -85,6 +85,11 @@ class Raises(Patches):
         return super().forward(pixels[:, :, :3])  # a shape bug of its own: a 3-row image cannot be cut in 4x4
 
 
+class ChecksTrue(Patches):
+    def check_inputs(self, inputs, padding_mask):  # type: ignore[no-untyped-def]
+        return inputs.shape[1] == 1  # meant "usable?": a bool, not None or words
+
+
 class NoDim(Encoder):
     Options = TinyOptions
 
@@ -119,7 +124,7 @@ class KeysRaise(Patches):
 
 ENCODERS = {"listkeys": ListKeys, "keysraise": KeysRaise, "good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
             "wrongdim": WrongDim, "intfeatures": IntFeatures, "nodim": NoDim, "zerodim": ZeroDim, "plain": PlainModule,
-            "raises": Raises}
+            "raises": Raises, "checkstrue": ChecksTrue}
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +281,16 @@ def test_an_encoders_own_errors_name_its_keys_where_they_were_given(table: dict,
 
     with pytest.raises(ConfigError, match="^" + re.escape(words.replace(f"model.{m}.", f"encoder.{name}.", 1))):
         deepseek.create_encoder(name, **table[m])
+
+
+def test_a_check_inputs_answer_that_is_not_words_is_the_encoders_fault_not_the_datas(host: PluginHost) -> None:
+    """check_inputs returns None or a str; a True was printed as the dataset's problem
+    ('model.vision: encoder vision.acme_checkstrue: True (dataset ...)'), blaming the data."""
+    from types import SimpleNamespace
+
+    from deepseek_enterprise.multimodal_data import check_batch
+
+    with pytest.raises(UsageError, match=HEAD.format("checkstrue") + r"check_inputs returned True \(bool\), not None "
+                       r"\(the batch is usable\) or a str saying what is wrong with it; "):
+        check_batch(_classifier(host, "checkstrue"), _batch(), SimpleNamespace())
+    check_batch(_classifier(host, "good"), _batch(), SimpleNamespace())  # None: accepted

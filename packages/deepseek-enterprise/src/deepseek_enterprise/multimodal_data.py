@@ -74,6 +74,10 @@ def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
 
         with model_calls(model.encoders[m], model.encoder_labels[m], "check_inputs"):  # its own bug: named
             problem = model.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
+        if problem is not None and not isinstance(problem, str):  # a bool or number read as the data's fault
+            raise UsageError(f"{model.encoder_labels[m]}: check_inputs returned {problem!r} "
+                             f"({type(problem).__name__}), not None (the batch is usable) or a str saying what is "
+                             "wrong with it; return one of those (docs/multimodal.md section 2)")
         if problem:
             keys = _encoder_keys(model, m, batch)
             hint = "; set " + ", ".join(f"model.{m}.{k} = {v!r}" for k, v in keys.items()) if keys else ""
