@@ -206,3 +206,33 @@ def test_a_strategy_an_edition_provides_is_named_once_with_the_single_fallback()
         "the checkpoint was trained with strategy 'acme.ring' from deepseek-acme 0.1.0, which is not available here; "
         "install or enable deepseek-acme (pip install deepseek-acme; 'deepseek plugins list' shows whether it is "
         "disabled); or resume it with a strategy installed here (--strategy single)")
+
+
+def test_a_bad_option_given_with_resume_is_the_options_fault_not_the_checkpoints(run: Path, tmp_path: Path) -> None:
+    """`deepseek train --resume RUN --set train.grad_clip=-1` blamed the checkpoint's trainer.json
+    ('... (the checkpoint's config, with this command's options): ...; if the file was edited or
+    is damaged, resume from another checkpoint'), though only the option was wrong."""
+    import shutil
+
+    with pytest.raises(ConfigError) as caught:
+        build_train_config(None, ("train.grad_clip=-1",), resume=str(run), host=_host(True))
+    assert str(caught.value) == "train.grad_clip: must be >= 0, got -1 (int)"
+    with pytest.raises(ConfigError, match=r"^lr_schedule.name: unknown lr_schedule 'cosin'"):
+        build_train_config(None, ('lr_schedule.name="cosin"',), resume=str(run), host=_host(True))
+    # a damaged saved config is still the checkpoint's, options or not
+    import zlib
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    for step in (copy / "checkpoints").glob("step-*"):
+        trainer = step / ckpt.TRAINER_FILE
+        state = json.loads(trainer.read_text())
+        state["config"]["model"]["wdith"] = 3
+        body = json.dumps(state).encode()
+        trainer.write_bytes(body)
+        commit = json.loads((step / ckpt.COMMIT_FILE).read_text())  # its record of sizes and checksums
+        commit["crc32"][ckpt.TRAINER_FILE], commit["files"][ckpt.TRAINER_FILE] = f"{zlib.crc32(body):08x}", len(body)
+        (step / ckpt.COMMIT_FILE).write_text(json.dumps(commit))
+    with pytest.raises(ConfigError, match=r"\(the checkpoint's config, with this command's options\): model.wdith: "
+                                          r"unknown key.*if the file was edited or is damaged"):
+        build_train_config(None, ("train.grad_clip=0.5",), resume=str(copy), host=_host(True))

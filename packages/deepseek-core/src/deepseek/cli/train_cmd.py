@@ -93,11 +93,31 @@ def build_train_config(
     except ConfigError as exc:  # the saved config, or an option given with --resume
         from deepseek.training.provenance import component_note
 
+        if (overrides or strategy or precision or max_steps is not None or trackers) and _valid(data, host):
+            raise  # the checkpoint's own config is fine: an option of this command is wrong, as its line says
+
         note = component_note(exc, saved_state)
         tail = ("if the file was edited or is damaged, resume from another checkpoint or pass the run's config.toml"
                 if note is None else note)
         raise ConfigError(f"{directory / TRAINER_FILE} (the checkpoint's config, with this command's options): {exc}"
                           + (f"; {tail}" if tail else "")) from exc
+
+
+def _valid(saved: dict[str, Any], host: Any) -> bool:
+    """Whether a checkpoint's config, without this command's options, loads and builds its model."""
+    import torch
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+    from deepseek.training.build import build_model
+
+    try:
+        config = config_from_dict(train_config_data(saved, ()), host=host)
+        with torch.random.fork_rng(devices=[]):
+            build_model(config, host=host, create_on=torch.device("meta"))
+    except ConfigError:
+        return False
+    return True
 
 
 def _kept_derived(data: dict[str, Any], resume: str) -> dict[str, Any]:
