@@ -8,6 +8,8 @@ micro-batches only, then by neither in step 3. ``EvalRefusal`` raises a UsageErr
 ``FirstStageRefusal`` in its first stage's forward, each for the second validation batch only:
 on the first evaluation after training began, when the metric names are agreed on already.
 ``EvalBug`` and ``FirstStageBug`` raise a plain ``RuntimeError`` (a bug in model code) there instead.
+A name ``Served<plugin model>`` (``ServedPluginEvalBug``): ``deepseek eval --strategy pipeline``'s
+evaluation of that plugin model (:func:`served_attempt`).
 
 Usage: ``python tests/pro/_pipeline_metric_rules.py OUT [MODEL ...]`` under torchrun. Rank r
 writes ``OUT/messages-r.json`` after each model: ``{model: record}`` (``_metric_rules_fit.fit_record``:
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -52,6 +55,30 @@ class First(nn.Module):
         return self.net(x)
 
 
+class Stage(TrainableModel):
+    """A stage keeping its module under the model's name for it (a checkpoint then holds the
+    model's names, and loads into it), with the ``cached_decoding`` that ``deepseek eval
+    --strategy pipeline`` asks of stages (:func:`served_attempt`): rows of features keep no
+    state between positions, so the cache holds nothing."""
+
+    def __init__(self, **named: nn.Module) -> None:
+        super().__init__()
+        ((self.key, module),) = named.items()
+        self.add_module(self.key, module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.get_submodule(self.key)(x)
+
+    def new_cache(self, batch: int, max_len: int) -> Any:
+        return SimpleNamespace(length=0)
+
+    def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+        return self(x)
+
+    def decode_window(self) -> int:
+        return 1
+
+
 class Padded(TrainableModel):
     """Two linear stages; ``forward`` and ``pipeline_loss`` compute the same values."""
 
@@ -66,7 +93,7 @@ class Padded(TrainableModel):
         return self.pipeline_loss(self.last(self.first(x)), label)
 
     def split_stages(self, n: int) -> list[nn.Module]:
-        return [self.first, self.last]
+        return [Stage(first=self.first), Stage(last=self.last)]
 
     def pipeline_batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         return (batch["x"],), batch["label"]
@@ -174,31 +201,65 @@ def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
     """What ``deepseek.fit`` of model ``name`` under ``strategy`` raised, or its step records and
     last evaluation (``_metric_rules_fit.fit_record``); its run folder ``OUT/STRATEGY-NAME``. A
     name of :data:`PLUGIN_MODELS`: the plugin's model (:func:`plugin_attempt`)."""
-    if name in PLUGIN_MODELS:
+    if name.removeprefix("Served") in PLUGIN_MODELS:
         return plugin_attempt(out / f"{strategy}-{name}", strategy, name)
     return fit_record(MODELS[name], train_rows(), val_rows(name), out / f"{strategy}-{name}", strategy, lr=0.1)
 
 
 def plugin_attempt(run_dir: Path, strategy: str, name: str) -> dict[str, Any]:
     """The run of ``fit_record`` with the plugin's model ``acme.<name>`` on the script's rows (a
-    host with the script's data, as ``deepseek.fit`` makes it, and :class:`Acme`): what it raised."""
-    from deepseek.config.load import config_from_dict
-    from deepseek.training.script import script_host
+    host with the script's data, as ``deepseek.fit`` makes it, and :class:`Acme`): what it raised.
+    A name ``Served<name>``: :func:`served_attempt` instead."""
     from deepseek.training.trainer import Trainer
 
+    if name.startswith("Served"):
+        return served_attempt(run_dir, name.removeprefix("Served"))
     base = PLUGIN_MODELS[name].__mro__[1].__name__  # the rows its bug is in
-    wrap = {"names": ("x", "label"), "collate_fn": None, "shuffle": False, "validation": True, "val_fraction": 0.1,
-            "num_workers": 0, "pin_memory": False}
-    host = script_host(PLUGIN_MODELS[name], train_rows(), val_data=val_rows(base), wrap=wrap)
-    assert host.register_plugin(Acme(), dist="deepseek-acme", version="0.1").status == "ok"
-    config = config_from_dict({**FIT_CONFIG, "model": {"name": f"acme.{name.lower()}"},
-                               "data": {"name": "script", "batch_size": 8, "eval_batches": 2},
-                               "strategy": {"name": strategy}}, host=host)
+    host = plugin_host(name, val_rows(base))
     try:
-        Trainer(config, run_dir=run_dir, quiet=True, host=host).fit()
+        Trainer(plugin_config(name, host, strategy), run_dir=run_dir, quiet=True, host=host).fit()
     except Exception as exc:  # noqa: BLE001 - the test reads what was raised
         return {"type": type(exc).__name__, "message": str(exc)}
     return {"type": None, "message": ""}
+
+
+def served_attempt(run_dir: Path, name: str) -> dict[str, Any]:
+    """``deepseek eval --strategy pipeline``'s evaluation (``evaluate_run``) of the plugin's model
+    ``acme.<name>``, trained for one step on rows it takes, on the validation rows its bug is in:
+    what it raised."""
+    from deepseek.training.run_eval import evaluate_run
+    from deepseek.training.trainer import Trainer
+
+    host = plugin_host(name, val_rows("Padded"))
+    config = plugin_config(name, host, "pipeline", max_steps=1)
+    Trainer(config, run_dir=run_dir, quiet=True, host=host).fit()
+    try:
+        evaluate_run(run_dir, strategy="pipeline", host=plugin_host(name, val_rows(PLUGIN_MODELS[name].__mro__[1].__name__)))
+    except Exception as exc:  # noqa: BLE001 - the test reads what was raised
+        return {"type": type(exc).__name__, "message": str(exc)}
+    return {"type": None, "message": ""}
+
+
+def plugin_host(name: str, val: torch.utils.data.Dataset) -> Any:
+    """A host with the script's rows (training rows, ``val`` to validate), as ``deepseek.fit``
+    makes it, and :class:`Acme`."""
+    from deepseek.training.script import script_host
+
+    wrap = {"names": ("x", "label"), "collate_fn": None, "shuffle": False, "validation": True, "val_fraction": 0.1,
+            "num_workers": 0, "pin_memory": False}
+    host = script_host(PLUGIN_MODELS[name], train_rows(), val_data=val, wrap=wrap)
+    assert host.register_plugin(Acme(), dist="deepseek-acme", version="0.1").status == "ok"
+    return host
+
+
+def plugin_config(name: str, host: Any, strategy: str, max_steps: int = 3) -> Any:
+    """:data:`FIT_CONFIG` for model ``acme.<name>`` on the script's data, ``max_steps`` steps."""
+    from deepseek.config.load import config_from_dict
+
+    return config_from_dict({**FIT_CONFIG, "model": {"name": f"acme.{name.lower()}"},
+                             "train": {**FIT_CONFIG["train"], "max_steps": max_steps},
+                             "data": {"name": "script", "batch_size": 8, "eval_batches": 2},
+                             "strategy": {"name": strategy}}, host=host)
 
 
 if __name__ == "__main__":

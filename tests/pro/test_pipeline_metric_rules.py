@@ -12,7 +12,9 @@
   code) ends both as that RuntimeError, an internal error, the model's traceback on the stage that
   raised it (was: that stage alone); the same bug in a plugin's model ends both with the line
   blaming the model (was: that line on the stage that raised it, core's internal error on the
-  other). The models run one after another in one
+  other), in the run's training as in ``deepseek eval --strategy pipeline`` of the trained model
+  (was there: "forward raised" on the raising stage, blamed by the package of pro's wrapper, and
+  RankError on the other). The models run one after another in one
   job, so a rank left waiting hangs the next: the job's timeout fails the test.
 """
 
@@ -40,7 +42,7 @@ PROBE = Path(__file__).with_name("_pipeline_metric_rules.py")
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, Any]]]:
     out = tmp_path_factory.mktemp("pipeline-metric-rules")
-    run_torchrun([str(PROBE), str(out), *MODELS, *PLUGIN_MODELS], timeout=300)
+    run_torchrun([str(PROBE), str(out), *MODELS, *PLUGIN_MODELS, "ServedPluginEvalBug"], timeout=360)
     return [json.loads((out / f"messages-{rank}.json").read_text()) for rank in (0, 1)]
 
 
@@ -97,17 +99,23 @@ def test_a_bug_in_an_evaluation_stays_an_internal_error_on_every_rank(
             assert (seen[model]["type"], seen[model]["type_name"]) == ("RankError", "RuntimeError")
 
 
-@pytest.mark.parametrize(("model", "call"), [("PluginEvalBug", "pipeline_loss"), ("PluginFirstStageBug", "forward")])
+@pytest.mark.parametrize(("model", "call", "served"), [("PluginEvalBug", "pipeline_loss", False),
+                                                     ("PluginFirstStageBug", "forward", False),
+                                                     ("PluginEvalBug", "pipeline_loss", True)])
 def test_a_plugin_models_bug_in_an_evaluation_is_its_line_on_every_rank(
-        job: list[dict[str, dict[str, Any]]], model: str, call: str) -> None:
+        job: list[dict[str, dict[str, Any]]], model: str, call: str, served: bool) -> None:
     """The same bug in a plugin's model: every rank ends with the one line blaming the model, a
     PluginError on the stage that raised it, the same line on the other (was: that line on the
     raising stage, core's internal error, RankError, on the other, which the launcher could
-    report first)."""
+    report first). The same in ``deepseek eval --strategy pipeline`` (``served``: the run's
+    evaluation, ``evaluate_run``, of the model trained on other rows; was: "forward raised" on
+    the raising stage, blamed by the package of pro's wrapper around the stage, whatever the
+    call, and RankError on the other; the last stage's bug only, one more set-up in the job)."""
+    name = f"Served{model}" if served else model
     line = (f"model 'acme.{model.lower()}' (deepseek-acme 0.1, registered by __main__): {call} raised "
             f"RuntimeError: {BUG_LINE}; a bug in the plugin: upgrade it or report it to its authors")
-    types = sorted(seen[model]["type"] for seen in job)
-    assert types == ["DeepseekError", "PluginError"], [seen[model] for seen in job]
+    types = sorted(seen[name]["type"] for seen in job)
+    assert types == ["DeepseekError", "PluginError"], [seen[name] for seen in job]
     for seen in job:
-        assert seen[model]["message"].startswith(line), seen[model]
-    assert job[0][model]["message"] == job[1][model]["message"]
+        assert seen[name]["message"].startswith(line), seen[name]
+    assert job[0][name]["message"] == job[1][name]["message"]

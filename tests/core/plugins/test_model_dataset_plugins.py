@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from plugin_testing import base_env, host_for
 
 from deepseek.config.load import config_from_dict
@@ -229,6 +230,33 @@ def test_deepseek_eval_names_a_model_raising_in_its_forward(host: Any, tmp_path:
     with pytest.raises(PluginError, match=r"^model 'broken\.mlp' \(deepseek-broken 0\.0\.0, registered by [\w.]+\): forward raised "
                                           r"RuntimeError: mat1 and mat2"):
         evaluate_validation(model, config, host=host)
+
+
+def test_deepseek_eval_blames_the_model_a_strategy_placed_not_the_module_it_returned(host: Any, tmp_path: Path) -> None:
+    """Under ``eval --strategy NAME`` the module called may be the strategy's own code around the
+    model (``pipeline``'s ``PipelinedModel``, pro's): a bug there is not the model's. The
+    evaluation blames by the model as built (the placer's settings, ``inference_settings``), not
+    by the package of the module it calls (was: "model 'toyclf.mlp' (...): forward raised
+    RuntimeError: the strategy's own bug; a bug in the plugin")."""
+    from deepseek.models.protocol import TrainableModel
+    from deepseek.training.inference import evaluate_validation, inference_settings
+    from deepseek.training.mixed_precision import Precision
+    from deepseek.training.single import SingleDeviceStrategy
+
+    class Served(TrainableModel):  # a strategy's module around the model: this module's code, not the plugin's
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **batch: Any) -> Any:
+            raise RuntimeError("the strategy's own bug")
+
+    config = config_from_dict(toy_config(tmp_path, model={"dropout": 0.0}), host=host)
+    model = host.resolve("model", "toyclf.mlp").load()(config.model.options)  # the plugin's, deepseek_toyclf's code
+    placer = SingleDeviceStrategy({"device": "cpu"}, precision=Precision("fp32"))
+    served = Served(placer.setup_inference(model, inference_settings(model, config, host)))
+    with pytest.raises(RuntimeError, match=r"^the strategy's own bug$"):
+        evaluate_validation(served, config, host=host, placer=placer)
 
 
 def test_resume_with_data_needing_a_larger_model_names_the_checkpoint(host: Any, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from deepseek.plugins.settings import PluginSettings
 from deepseek.training.launcher_env import launcher_env
 from deepseek.training.mixed_precision import Precision
 from deepseek.training.single import SingleDeviceStrategy
-from deepseek.training.strategy import Strategy
+from deepseek.training.strategy import StepSettings, Strategy
 from deepseek.training.trainer import Trainer
 
 DOC = " ".join((Path(__file__).resolve().parents[3] / "docs" / "plugins.md").read_text(encoding="utf-8").split())
@@ -57,8 +57,9 @@ def test_the_members_the_table_names_exist_and_read_model_and_optimizer() -> Non
     with torch.no_grad():
         model.weight[0, 0] = float("nan")
     assert not strategy.weights_finite()
-    placed = strategy.setup_inference(torch.nn.Linear(2, 2).train())
-    assert not placed.training
+    settings = StepSettings(model_name="linear")
+    placed = strategy.setup_inference(torch.nn.Linear(2, 2).train(), settings)
+    assert not placed.training and strategy.settings is settings  # kept, as setup keeps its settings
 
 
 def test_launcher_env_gives_typed_attributes() -> None:

@@ -147,6 +147,15 @@ def blame_for(label: str | None, package: str | None) -> Callable[[str], context
     return functools.partial(blamed_on, label, package=package)
 
 
+def model_blame(component: Component, model: object) -> Callable[[str], contextlib.AbstractContextManager[None]]:
+    """The blame of a built model's calls (:func:`blame_for`): its registration's label unless
+    the component is not :func:`blames` (a script's), and the top-level package of the model's
+    own class (:func:`code_package`: ``None`` for deepseek's models). Give it the model as built,
+    not a strategy's wrapper around it (whose package is the strategy's): the engine in training,
+    :func:`~deepseek.training.inference.load_placed` for ``deepseek eval`` / ``generate``."""
+    return blame_for(component.label if blames(component) else None, code_package(model))
+
+
 def step_blamed_on(optimizer: Any, label: str) -> None:
     """Make what a plugin's optimizer class raises in its ``step`` one line naming ``label`` (the
     registered optimizer), wherever a strategy or engine calls it: the instance's ``step`` is

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 from deepseek.data.batch import Batch, batch_rows, head_rows, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.models.declared import training_refusal
-from deepseek.plugins.calls import PLUGIN_BUG, blame_for, blamed_on, blames, code_package
+from deepseek.plugins.calls import (
+    PLUGIN_BUG,
+    blame_for,
+    blamed_on,
+    blames,
+    code_package,
+    model_blame,
+)
 from deepseek.training.attention import attention_kernel
 from deepseek.training.build import (
     build_model,
@@ -96,9 +103,10 @@ class StepEngine:
         # After a resume: the optimizer hyper-parameters taken from the checkpoint where the
         # config gives others ("group 0 weight_decay 0.1 (the config gives 0.05)")
         self.kept_settings: list[str] = []
-        # How a step or an evaluation names the model when its own code raises (set by setup_model)
+        # How a step or an evaluation names the model when its own code raises (set by build_model):
+        # model_blame's two strings, not the model itself (the strategy owns its lifetime)
         self._model_label: str | None = None
-        self._model_package: str | None = None  # not the model itself: the strategy owns its lifetime
+        self._model_calls = blame_for(None, None)
         self.items: ItemWeights | None = None
         """The model's weights by items (``TrainableModel.loss_items``), after :meth:`build_model`."""
         self._totals_to_metrics: weakref.WeakMethod[Any] | None = None  # the model's metrics_from_totals
@@ -139,8 +147,8 @@ class StepEngine:
             raise UsageError(f"model {self.config.model.name!r}: {type(model).__name__} has no trainable parameters "
                              f"({sum(1 for _ in model.parameters())} parameter(s), none with requires_grad): there is "
                              "nothing to train; give it layers with weights, or unfreeze some (requires_grad_(True))")
-        self._model_package = code_package(model)  # of the model's own class: compile wraps it in torch's
         component = self.lookups.resolve("model", self.config.model.name)
+        self._model_calls = model_blame(component, model)  # the model's own class: compile wraps it in torch's
         self._model_label = component.label if blames(component) else None
         self.items = item_weights(model, self._model_label or f"model {self.config.model.name!r}")
         skipped = skipped_parameters_problem(model, type(self.strategy), model_name=self.config.model.name,
@@ -157,7 +165,7 @@ class StepEngine:
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
                                 model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip",
-                                model_calls=blame_for(self._model_label, self._model_package))
+                                model_calls=self._model_calls)
         if cfg.precision.master_weights:
             frozen = [n for n, p in model.named_parameters() if not p.requires_grad and p.is_floating_point()]
             if frozen:
@@ -303,7 +311,7 @@ class StepEngine:
         """The block running the model's ``call`` (``forward``, ``check_data``, ...): an exception
         raised in a plugin model's code becomes one line naming the model and its distribution
         (:func:`~deepseek.plugins.calls.model_calls`); after :meth:`build_model`."""
-        return blame_for(self._model_label, self._model_package)(call)
+        return self._model_calls(call)
 
 
 def checked_step_metrics(values: Any, label: str, model_metrics: Sequence[str]) -> dict[str, float]:

@@ -46,6 +46,7 @@ from deepseek.training.weights_source import (
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
+    from deepseek.training.step import StepSettings
     from deepseek.training.strategy import Strategy
 
 
@@ -136,9 +137,12 @@ def load_placed(
     """:func:`load_trained` with the weights (and so the KV cache) in ``dtype`` (``fp32``,
     ``bf16``, ``fp16``), and with ``strategy`` (the name of a registered strategy) that
     strategy's process group joined (default options; ``device`` is then the strategy's) and the
-    model placed by its ``setup_inference``. Returns the strategy too (``None`` without one):
-    print from its ``is_global_zero`` process only, and ``teardown()`` it at the end.
-    ``command`` names the CLI command in the error of a launcher strategy started without one."""
+    model placed by its ``setup_inference``, with the settings naming the model and blaming a
+    plugin model's bugs as training does (:func:`inference_settings`). Returns the strategy too
+    (``None`` without one): print from its ``is_global_zero`` process only, and ``teardown()`` it
+    at the end; a model it placed is evaluated with its ``settings.model_calls``
+    (:func:`evaluate_validation`). ``command`` names the CLI command in the error of a launcher
+    strategy started without one."""
     cast = torch_dtype(dtype)
     if strategy is None:
         model, config, state = load_trained(path, device, need_data=need_data, host=host, data=data)
@@ -154,10 +158,23 @@ def load_placed(
     placer.setup_environment()
     try:
         model, config, state = load_trained(path, "cpu", need_data=need_data, host=host, data=data)
-        return placer.setup_inference(model.to(cast)), config, state, placer
+        settings = inference_settings(model, config, host)  # the model as built, not the strategy's wrapper
+        return placer.setup_inference(model.to(cast), settings), config, state, placer
     except BaseException:
         placer.teardown()
         raise
+
+
+def inference_settings(model: nn.Module, config: Config, host: PluginHost | None = None) -> StepSettings:
+    """What a strategy serving ``model`` (as built, before any strategy wraps it) needs to know of
+    it: its registered name, and the block blaming what a plugin model's own code raises
+    (:func:`~deepseek.plugins.calls.model_blame`, the rule of training)."""
+    from deepseek.plugins.calls import model_blame
+    from deepseek.training.build import run_host
+    from deepseek.training.step import StepSettings
+
+    component = run_host(config, host).resolve("model", config.model.name)
+    return StepSettings(model_name=config.model.name, model_calls=model_blame(component, model))
 
 
 @contextlib.contextmanager
@@ -307,13 +324,17 @@ class Evaluated:
 
 
 def evaluate_validation(
-    model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None
+    model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None,
+    placer: Strategy | None = None,
 ) -> Evaluated:
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
     default :func:`~deepseek.training.evaluation.eval_batch_count`; read and checked as the trainer reads them:
-    :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device."""
+    :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device.
+    ``placer``: the strategy that placed ``model`` (:func:`load_placed`), whose settings blame the
+    model's bugs by the model it was given, not by the module it returned (``pipeline``'s
+    wrapper is pro's code); without it, by ``model``'s own class."""
     from deepseek.models.checks import check_model_data
-    from deepseek.plugins.calls import blames, model_calls
+    from deepseek.plugins.calls import blames
     from deepseek.training.build import build_dataset, run_host
     from deepseek.training.evaluation import eval_batch_count, evaluate_in_process, validation_set
 
@@ -322,14 +343,15 @@ def evaluate_validation(
     val = validation_set(config, dataset, eval_batch_count(config, batches))
     component = run_host(config, host).resolve("model", config.model.name)
     label = component.label if blames(component) else None
+    blamed = (placer.settings if placer is not None else inference_settings(model, config, host)).model_calls
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
-        with model_calls(model, label, "check_data"):
+        with blamed("check_data"):
             check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
     from deepseek.training.evaluation import batch_weights
     from deepseek.training.loss_items import item_weights
 
     items = item_weights(model, label or f"model {config.model.name!r}")
-    with model_calls(model, label):  # what the model's own code raises: one line naming it
+    with blamed("forward"):  # what the model's own code raises: one line naming it
         weights = batch_weights(val.batches, items)
         values = evaluate_in_process(model, val.batches, device=device, model_name=config.model.name,
                                      texts=val.texts, weights=weights)

@@ -320,12 +320,16 @@ class Strategy(StrategyRules, ABC):
         loss, reduced = self.reduce_mean(weighed(loss, weight), sums.packed())
         return loss, MetricSums.unpacked(reduced)
 
-    def setup_inference(self, model: nn.Module) -> nn.Module:
+    def setup_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
         """Place a trained model (plain, weights loaded, on the CPU) for evaluation and sampling
         on this process (``deepseek eval`` / ``generate --strategy NAME``, after
-        :meth:`setup_environment`); return the module to call, in eval mode. Every rank passes
-        the same model and then makes the same calls. Default: the whole model on
-        :attr:`device` (each rank computes everything); ``tp`` splits it over the ranks."""
+        :meth:`setup_environment`); return the module to call, in eval mode, and keep
+        ``settings`` as ``self.settings`` (as :meth:`setup` does: the model's name, and
+        ``model_calls`` blaming a plugin model's bugs, for a strategy that runs the model's code
+        itself). Every rank passes the same model and then makes the same calls. Default: the
+        whole model on :attr:`device` (each rank computes everything); ``tp`` splits it over the
+        ranks."""
+        self.settings = settings
         return model.to(self.device).eval()
 
     # ------------------------------------------------------------------ checkpoints

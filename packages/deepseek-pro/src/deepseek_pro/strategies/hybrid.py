@@ -94,7 +94,7 @@ class HybridStrategy(PipelineStrategy):
             needs["tensor_parallel"] = f"strategy {config.strategy.name!r} with strategy.tp_size > 1"
         return needs
 
-    def setup_inference(self, model: nn.Module) -> nn.Module:
+    def setup_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
         """Not offered: serve with ``pipeline`` (stages over the processes) or ``tp`` (heads)."""
         raise UsageError(
             "--strategy hybrid: eval and generate do not run under hybrid; use --strategy pipeline (the model's "

@@ -172,10 +172,11 @@ class TPStrategy(DistributedStrategy):
             enable_symm_mem_for_group(self.mesh.get_group().group_name)
         self.optimizer = optimizer_factory(self.model.named_parameters())
 
-    def setup_inference(self, model: nn.Module) -> nn.Module:
+    def setup_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
         """The trained model split over the ranks like for training, without sequence
         parallelism (a decode step has one position); the GPT's KV cache then holds each rank's
         own heads."""
+        self.settings = settings
         return self._parallelize(model, sequence_parallel=False).eval()
 
     def _parallelize(self, model: nn.Module, *, sequence_parallel: bool) -> nn.Module:
