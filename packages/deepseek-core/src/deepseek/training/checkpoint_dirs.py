@@ -9,9 +9,14 @@ Layout of ``<run>/checkpoints/``:
   is complete exactly when every file it lists is there with that size; and every file's
   CRC-32, checked when a command takes the checkpoint (:mod:`deepseek.training.checkpoint_digest`):
   a file changed since, its size kept, makes the checkpoint damaged.
-- ``step-N.tmp-XXXX/``: being written; ``step-N.trash-XXXX/``: being deleted (pruned, or an
-  older save of the same step); ``.latest.XXXX.tmp``: ``latest`` being replaced. All of them are
-  leftovers once the job that made them is gone, and :func:`remove_stale` deletes them.
+- ``step-N.tmp-XXXX/``: being written; ``step-N.trash-XXXX/``: being deleted (pruned);
+  ``.latest.XXXX.tmp``: ``latest`` being replaced. All of them are leftovers once the job that
+  made them is gone, and :func:`remove_stale` deletes them.
+- ``step-N.replaced-XXXX/``: a committed ``step-N`` moved aside by a save of the same step (a stop
+  or best mark re-saving it, a run continued from an earlier checkpoint), deleted once the new
+  ``step-N`` is in place. A kill between the two renames leaves no ``step-N``: the moved-aside
+  folder, complete and recording step N, is then that step's checkpoint for every lookup, and
+  :func:`remove_stale` renames it back to ``step-N``, so the step is never lost.
 - ``latest``: the name of the newest checkpoint, for people and tools. Lookups do not depend on
   it: the newest complete checkpoint is the one committed last (highest sequence number), so a
   crash between the rename and the ``latest`` update loses nothing, and a run continued from an
@@ -67,7 +72,9 @@ BEST_FILE = "best"
 """Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
 LATEST_FILE = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)$")
-_LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", ".old-")  # ``.old-``: written by earlier versions
+_REPLACED_TAG = ".replaced-"
+_REPLACED_RE = re.compile(r"^step-(\d+)\.replaced-[A-Za-z0-9_]+$")  # tempfile.mkdtemp's names
+_LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", _REPLACED_TAG, ".old-")  # ``.old-``: written by earlier versions
 _POINTER_TEMPS = (f".{LATEST_FILE}.", f".{BEST_FILE}.")  # atomic_write_text's temp files
 
 
@@ -190,6 +197,7 @@ def _scan(root: Path) -> list[_Found]:
             found.append(_Found(int(m.group(1)), child, 0, "a symbolic link, not a folder the run wrote"))
         elif m and child.is_dir():
             found.append(_inspect(child, int(m.group(1))))
+    found += _set_aside(root)
     if any(f.seq > 0 for f in found):  # a run that writes commit records: one without its record lost it
         found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if f.seq == 0 and f.problem is None
                  and not (f.path / COMMIT_FILE).exists() else f for f in found]
@@ -243,9 +251,9 @@ def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
         warnings.warn(CheckpointWarning(
             f"{final_p}: held a checkpoint of another step (its {TRAINER_FILE}), put there by hand; moved to "
             f"{kept / final_p.name} before this run saved its own step"), stacklevel=2)
-    if final_p.exists():  # this step was saved before (a run continued from an earlier checkpoint)
-        old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.trash-", dir=root))
-        durable.move(final_p, old / final_p.name)
+    if final_p.exists():  # this step was saved before: until the new one is in, the old one is step N's
+        old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}{_REPLACED_TAG}", dir=root))
+        durable.move(final_p, old)  # onto the empty folder mkdtemp made: a unique name, one rename
     durable.replace(tmp_p, final_p)
     atomic_write_text(root / LATEST_FILE, final_p.name + "\n")
     if best:
@@ -294,19 +302,39 @@ def _other_step(folder: Path) -> int | None:
     folder of another run copied there by hand), else ``None`` (also when unreadable or missing:
     an interrupted save of this run)."""
     m = _STEP_RE.match(folder.name)
+    recorded = _recorded_step(folder)  # no step at all is damage, which reading trainer.json names
+    return None if m is None or recorded is None or recorded == int(m.group(1)) else recorded
+
+
+def _recorded_step(folder: Path) -> int | None:
+    """The step ``folder``'s ``trainer.json`` records, or ``None`` (unreadable, missing, no step)."""
     try:
         recorded = loads_json((folder / TRAINER_FILE).read_text(encoding="utf-8")).get("step")
     except (OSError, ValueError, AttributeError):
         return None
-    if m is None or isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 0 \
-            or recorded == int(m.group(1)):  # no step at all is damage, which reading trainer.json names
-        return None
-    return recorded
+    return None if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 0 else recorded
+
+
+def _set_aside(root: Path) -> list[_Found]:
+    """The ``step-N.replaced-XXXX`` folders under ``root`` that are step N's checkpoint: a kill
+    between a commit's two renames left no ``step-N`` (nothing under that name, not even a link).
+    Checked as any checkpoint: a real folder, complete by its commit record, its ``trainer.json``
+    recording step N; the newest commit of a step when there are several."""
+    kept: dict[int, _Found] = {}
+    for child in root.iterdir():
+        m = _REPLACED_RE.match(child.name)
+        if m is None or child.is_symlink() or not child.is_dir() or os.path.lexists(root / step_dir_name(int(m.group(1)))):
+            continue
+        found = _inspect(child, int(m.group(1)))
+        if found.problem is None and found.seq > 0 and _recorded_step(child) == found.step \
+                and found.seq > (kept[found.step].seq if found.step in kept else 0):
+            kept[found.step] = found
+    return list(kept.values())
 
 
 def list_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """What an interrupted save, prune or pointer update left under ``root``: temp and trash
-    folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files."""
+    """What an interrupted save, prune or pointer update left under ``root``: temp, trash and
+    moved-aside folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files."""
     base = Path(root)
     if not base.is_dir():
         return []
@@ -316,8 +344,12 @@ def list_stale(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """Delete what :func:`list_stale` finds under ``root``. Call it only while holding the run
-    folder's lock."""
+    """Rename each moved-aside checkpoint that is its step's (:func:`_set_aside`) back to
+    ``step-N``, then delete what :func:`list_stale` finds under ``root``. Call it only while
+    holding the run folder's lock."""
+    base = Path(root)
+    for found in _set_aside(base) if base.is_dir() else []:
+        durable.move(found.path, base / step_dir_name(found.step))
     stale = list_stale(root)
     for child in stale:
         if child.is_dir():

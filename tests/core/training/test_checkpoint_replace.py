@@ -1,0 +1,104 @@
+"""A save of a step saved before (a callback's stop re-saving its step, a best mark) moves the old
+``step-N`` aside, then renames the new one in. A kill between the two renames (simulated here in
+process: the second rename raises) left no ``step-N``: the resume fell back to an older checkpoint,
+or, with that one pruned, found nothing to resume. The moved-aside folder is now step N's until
+the next run start renames it back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.training import checkpoint as ckpt
+from deepseek.training.trainer import Trainer
+
+RUN = {"train": {"max_steps": 6, "eval_interval": 0}, "checkpoint": {"interval": 4, "keep_last": 1}}
+
+
+class StopWhenSaved:
+    """Stops the run from its step-4 save: the trainer saves step 4 again, recording the stop."""
+
+    @hookimpl
+    def deepseek_checkpoint_saved(self, trainer: Any, path: Path, step: int) -> None:
+        if step == 4:
+            trainer.should_stop = True
+
+
+class Killed(Exception):
+    """Stands for the SIGKILL that ends the process between the two renames."""
+
+
+def _kill_before_the_new_step_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    real, saves = os.replace, [0]
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).name == "step-4" and ".tmp-" in Path(src).name:
+            saves[0] += 1
+            if saves[0] == 2:  # the second save of step 4: the old step-4 is moved aside by now
+                raise Killed
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_kill_while_a_stop_re_saves_its_step_loses_nothing(tiny_config_on: Any, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopWhenSaved(), dist="deepseek-stopper").status == "ok"
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    with monkeypatch.context() as patched:
+        _kill_before_the_new_step_4(patched)
+        with pytest.raises(Killed):
+            Trainer(tiny_config_on(host, **RUN), run_dir=run, quiet=True, host=host).fit()
+    assert not (root / "step-4").exists()
+    # the old step 4, complete: every lookup takes it (step-2 was not saved: interval 4)
+    aside = ckpt.resolve_checkpoint(run)
+    assert ckpt.read_trainer_state(aside)["step"] == 4 and aside.name.startswith("step-4.replaced-")
+    assert ckpt.list_checkpoints(root) == [(4, aside)]
+
+    plain = PluginHost(PluginSettings(autoload=False))
+    trainer = Trainer(tiny_config_on(plain, **RUN), resume=run, quiet=True, host=plain)
+    assert trainer.resume_from == aside
+    result = trainer.fit()
+    assert result.step == 6 and len(result.losses) == 2  # steps 5 and 6: resumed at step 4
+    # the run's start renamed it back; the save of step 6 pruned it (keep_last 1)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-6"]
+
+
+def test_the_moved_aside_step_is_renamed_back_and_checked_like_any_checkpoint(
+        tiny_config_on: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """remove_stale (a run's start) puts it back under ``step-N``; a moved-aside folder that is not a
+    complete checkpoint of its step (a file missing, another step's trainer.json, a link) is never
+    taken for one; the incomplete one is deleted as a leftover."""
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(StopWhenSaved(), dist="deepseek-stopper").status == "ok"
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    with monkeypatch.context() as patched:
+        _kill_before_the_new_step_4(patched)
+        with pytest.raises(Killed):
+            Trainer(tiny_config_on(host, **{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}),
+                    run_dir=run, quiet=True, host=host).fit()
+    [aside] = root.glob("step-4.replaced-*")
+    assert ckpt.resolve_checkpoint(run) == aside
+    broken = root / "step-4.replaced-zz"  # a copy without its model: incomplete, not taken
+    broken.mkdir()
+    for f in aside.iterdir():
+        if f.name != ckpt.MODEL_FILE:
+            (broken / f.name).write_bytes(f.read_bytes())
+    (root / "step-6.replaced-yy").symlink_to(aside, target_is_directory=True)  # a link: never a checkpoint
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2, 4]
+    assert ckpt.resolve_checkpoint(run) == aside
+    (root / "step-6.replaced-yy").unlink()
+
+    ckpt.remove_stale(root)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-2", "step-4"]
+    assert ckpt.resolve_checkpoint(run) == root / "step-4" and ckpt.read_trainer_state(root / "step-4")["step"] == 4
+    # renamed back and then moved aside again as another step's: its trainer.json records step 4
+    os.replace(root / "step-4", root / "step-6.replaced-xx")
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [2]
