@@ -34,6 +34,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     # eval
     ("eval batches zero", ["eval", "--checkpoint", "RUN", "--batches", "0"], ["--batches"]),
     ("eval batches nan", ["eval", "--checkpoint", "RUN", "--batches", "nan"], ["--batches"]),
+    # the memory check named data.eval_batches, a key the user never gave
+    ("eval batches past memory", ["eval", "--checkpoint", "RUN", "--batches", str(10**20)],
+     [f"--batches {10**20} x data.batch_size", "GiB of memory; lower them"]),
     ("eval device absent", ["eval", "--checkpoint", "RUN", "--device", "cuda"], ["--device"]),
     ("eval device index typo", ["eval", "--checkpoint", "RUN", "--device", "cuda:-1"], ["--device"]),
     # optimize

@@ -329,10 +329,13 @@ def evaluate_validation(
 ) -> Evaluated:
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
     default :func:`~deepseek.training.evaluation.eval_batch_count`; read and checked as the trainer reads them:
-    :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device.
+    :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device. A ``batches``
+    refused (more than fits in memory) is named as the caller gave it: ``--batches N`` under a
+    command, ``batches=N`` from Python.
     ``placer``: the strategy that placed ``model`` (:func:`load_placed`), whose settings blame the
     model's bugs by the model it was given, not by the module it returned (``pipeline``'s
     wrapper is pro's code); without it, by ``model``'s own class."""
+    from deepseek.arguments import given
     from deepseek.models.checks import check_model_data
     from deepseek.plugins.calls import blames
     from deepseek.training.build import build_dataset, run_host
@@ -340,7 +343,13 @@ def evaluate_validation(
 
     device = next(model.parameters()).device
     dataset = build_dataset(config, host)
-    val = validation_set(config, dataset, eval_batch_count(config, batches))
+    try:
+        val = validation_set(config, dataset, eval_batch_count(config, batches))
+    except UsageError as exc:  # a count refused (past memory) is the one the user gave: named as given
+        said = f"data.eval_batches {batches}"
+        if batches is None or type(exc) is not UsageError or said not in str(exc):
+            raise
+        raise UsageError(str(exc).replace(said, given("--batches", "batches", batches))) from None
     component = run_host(config, host).resolve("model", config.model.name)
     label = component.label if blames(component) else None
     blamed = (placer.settings if placer is not None else inference_settings(model, config, host)).model_calls
