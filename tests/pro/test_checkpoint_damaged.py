@@ -212,3 +212,32 @@ def test_integer_weights_resumed_under_fsdp_are_refused(pro_runs: dict, tmp_path
     assert lines and all(f"{name!r} holds torch.int32 values where the model keeps torch.float32; the checkpoint is "
                          "damaged" in line for line in lines), out.stderr[-3000:]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("name", "what", "damage"), [("model.safetensors", "model weights", "garbage"),
+                                                      ("optimizer.safetensors", "optimizer state", "grown")])
+def test_checkpoint_info_refuses_weights_that_do_not_parse(pro_runs: dict, tmp_path: Path, name: str, what: str,
+                                                           damage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A weights file of garbage (or with bytes past its last tensor) whose commit record was
+    rewritten to match: ``checkpoint info`` said "CRC-32 of N files, verified" and exit 0, while
+    export, generate and eval refuse the file. Now one line naming it, exit 2. (A sharded
+    checkpoint's shards were parsed already: check_sharded_files.)"""
+    import shutil
+
+    from deepseek.cli.main import main
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+
+    broken = tmp_path / "broken"
+    shutil.copytree(sorted((pro_runs["dir"] / "ddp" / "checkpoints").glob("step-*"))[0], broken)  # full layout
+    victim = broken / name
+    raw = victim.read_bytes()
+    victim.write_bytes(bytes(i * 7 % 251 for i in range(len(raw))) if damage == "garbage" else raw + bytes(8))
+    rerecord(broken, victim.name)
+    with pytest.raises(SystemExit) as exited:
+        main(["checkpoint", "info", str(broken)], host=PluginHost(PluginSettings(autoload=False,
+                                                                                   allow=frozenset({"deepseek-pro"}))))
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert exited.value.code == 2 and len(lines) == 1 and not out, (out, err)
+    assert f"{victim}: {what} file is corrupt or truncated (" in lines[0], lines[0]

@@ -4,9 +4,10 @@
 (full or sharded) into a canonical checkpoint folder that deepseek-core alone loads (``deepseek
 train --resume DST``, ``deepseek generate --checkpoint DST``). ``deepseek checkpoint info SRC``
 prints its layout, step, strategy and world size, after checking every file against the checksum
-its commit record holds (a damaged file is one line naming it); for a sharded checkpoint also its
-shard files against ``sharded.json``'s list and each tensor's stored pieces against its size (one
-line naming a missing or foreign shard). Nothing here imports torch at module level.
+its commit record holds (a damaged file is one line naming it) and that its weights and optimizer
+files parse as safetensors, headers and tensor extents, without reading the tensors; for a sharded
+checkpoint also its shard files against ``sharded.json``'s list and each tensor's stored pieces
+against its size (one line naming a missing or foreign shard). Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -51,13 +52,14 @@ def info(src: str, as_json: bool) -> None:
     from deepseek.training import checkpoint as ckpt
     from deepseek.training.checkpoint import layout_of
     from deepseek.training.checkpoint_lookup import checksum_note
-    from deepseek.training.checkpoint_sharded import check_sharded_files
+    from deepseek.training.checkpoint_sharded import check_weights_files
 
     directory = ckpt.resolve_checkpoint(src)
     state = ckpt.read_trainer_state(directory)
     layout = layout_of(directory)
-    if layout == "sharded":  # its shard files against sharded.json's list, each tensor stored whole
-        check_sharded_files(directory)
+    # the files parse (a sharded one's shards against sharded.json's list, each tensor stored
+    # whole): a file rewritten with a matching checksum passes the commit record's check
+    check_weights_files(directory)
     row = {
         "path": str(directory),
         "layout": layout,

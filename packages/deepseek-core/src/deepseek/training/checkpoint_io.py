@@ -8,8 +8,9 @@ whether saved groups hold sane values, :func:`check_saved_groups`, and fit the l
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -245,23 +246,40 @@ def _sort_metadata(path: Path) -> None:
             fh.write(text.ljust(size, b" "))
 
 
-def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of ``path``; a missing or corrupt file is a :class:`CheckpointError`
-    naming ``what`` the file holds."""
+@contextlib.contextmanager
+def _opened(path: Path, what: str) -> Iterator[Any]:
+    """``path`` opened with safetensors' ``safe_open``; a missing or corrupt file (also one whose
+    tensors fail to read in the block) is a :class:`CheckpointError` naming ``what`` it holds."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} file is missing; the checkpoint is incomplete, {HINT}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            metadata = dict(fh.metadata() or {})
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+            yield fh
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path}: {what} file is corrupt or truncated ({exc}); {HINT}"
         ) from exc
+
+
+def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of ``path``; a missing or corrupt file is a :class:`CheckpointError`
+    naming ``what`` the file holds."""
+    with _opened(path, what) as fh:
+        metadata = dict(fh.metadata() or {})
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
     check_finite(tensors, path)
     return tensors, metadata
+
+
+def check_tensors(path: Path, what: str) -> None:
+    """:func:`load_tensors`' refusal of a missing or corrupt ``path`` without reading a tensor:
+    opening the file parses its header and checks that the tensors' byte ranges fit their dtypes
+    and shapes and cover the data exactly (safetensors' own checks), so a file of garbage, cut
+    short or grown is refused; values (a NaN, say) are left to the load."""
+    with _opened(path, what):
+        pass
 
 
 def check_finite(tensors: dict[str, torch.Tensor], where: Any) -> None:

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
 from deepseek.parsing import loads_json
-from deepseek.training.checkpoint_dirs import MODEL_FILE
+from deepseek.training.checkpoint_dirs import MODEL_FILE, OPTIMIZER_FILE
 from deepseek.training.checkpoint_io import HINT as _HINT
-from deepseek.training.checkpoint_io import check_finite, from_jsonable
+from deepseek.training.checkpoint_io import check_finite, check_tensors, from_jsonable
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,7 @@ __all__ = [
     "read_sharded_optimizer",
     "read_sharded_tensors",
     "check_sharded_files",
+    "check_weights_files",
     "sharded_reader_error",
     "unflatten_optimizer_state",
 ]
@@ -179,6 +180,21 @@ def check_sharded_files(directory: str | os.PathLike[str]) -> None:
             raise CheckpointError(f"{folder}: sharded checkpoint is corrupt or incomplete "
                                   f"({sharded_reader_error(exc)}); {_HINT}") from exc
         _check_coverage(folder, meta)
+
+
+def check_weights_files(directory: str | os.PathLike[str]) -> None:
+    """The weights and optimizer files of checkpoint ``directory`` parse as safetensors, headers
+    and tensor extents (:func:`~deepseek.training.checkpoint_io.check_tensors`; a sharded one's
+    shards: :func:`check_sharded_files`, whose reader parses them so); :class:`CheckpointError`
+    naming the first damaged file. No tensor is read: what ``deepseek checkpoint info`` checks
+    beyond the commit record's checksums, which a file rewritten with its record passes."""
+    d = Path(directory)
+    if layout_of(d) == "sharded":
+        check_sharded_files(d)
+        return
+    check_tensors(d / MODEL_FILE, "model weights")
+    if (d / OPTIMIZER_FILE).exists():  # a canonical folder without one: its absence is the load's to name
+        check_tensors(d / OPTIMIZER_FILE, "optimizer state")
 
 
 def _check_listed(folder: Path, listed: list[str] | None) -> list[str]:
