@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _exitcode import exit_status
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +20,8 @@ def deepseek_here() -> Callable[..., subprocess.CompletedProcess[str]]:
     """``deepseek_here(*ARGS, cwd=FOLDER)``: ``deepseek ARGS`` run in this process from FOLDER on
     core's built-ins, with no ``DEEPSEEK_*`` variable of the test's environment (as the tests'
     subprocesses are started), ``sys.argv``, ``sys.path`` and torch's intra-op threads (the commands
-    set them: deepseek.devices.use_default_cpu_threads) restored after it; its exit code,
+    set them: deepseek.devices.use_default_cpu_threads) restored after it; its exit code (a
+    ``SystemExit`` read as the interpreter reads it: :func:`_exitcode.exit_status`),
     stdout and stderr as ``subprocess.run(..., capture_output=True, text=True)`` gives them. For
     tests of what a command prints and writes, not of its process: a process start costs seconds
     on the shared CI cores."""
@@ -33,7 +35,7 @@ def deepseek_here() -> Callable[..., subprocess.CompletedProcess[str]]:
 
     def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         out, err = io.StringIO(), io.StringIO()
-        code: object = 0
+        code = 0
         threads = torch.get_num_threads()
         with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             patch.chdir(cwd)
@@ -44,10 +46,9 @@ def deepseek_here() -> Callable[..., subprocess.CompletedProcess[str]]:
             try:
                 main(list(args), host=core_host)
             except SystemExit as exc:
-                code = exc.code
+                code = exit_status(exc.code, err)
             finally:
                 torch.set_num_threads(threads)
-        return subprocess.CompletedProcess(["deepseek", *args], 0 if code is None else code, out.getvalue(),
-                                           err.getvalue())
+        return subprocess.CompletedProcess(["deepseek", *args], code, out.getvalue(), err.getvalue())
 
     return run

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
 import io
 import json
@@ -305,8 +306,9 @@ def run_probe_here(probe: Path, out: Path, *names: str) -> None:
 def deepseek_here(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``deepseek ARGS`` run in this process from ``cwd`` on the process's plugin host (core and
     pro), ``env`` set in ``os.environ`` for the call (the processes it starts inherit it), on one
-    intra-op thread, ``sys.argv``, ``sys.path`` and the thread count restored after; its exit code,
-    stdout and stderr as ``subprocess.run(..., capture_output=True, text=True)`` gives them. For
+    intra-op thread, ``sys.argv``, ``sys.path`` and the thread count restored after; its exit code
+    (a ``SystemExit`` read as the interpreter reads it: tests/core/_exitcode.py), stdout and
+    stderr as ``subprocess.run(..., capture_output=True, text=True)`` gives them. For
     input the launcher refuses before any process starts, where what is tested is the command's
     verdict, not its process: a process start costs seconds on the shared CI cores."""
     import torch
@@ -314,7 +316,7 @@ def deepseek_here(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -
     from deepseek.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
-    code: object = 0
+    code = 0
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         patch.chdir(cwd)
@@ -327,11 +329,23 @@ def deepseek_here(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -
         try:
             main(list(args))
         except SystemExit as exc:
-            code = exc.code
+            code = _core_exitcode().exit_status(exc.code, err)
         finally:
             torch.set_num_threads(threads)
-    return subprocess.CompletedProcess(["deepseek", *args], 0 if code is None else code, out.getvalue(),
-                                       err.getvalue())
+    return subprocess.CompletedProcess(["deepseek", *args], code, out.getvalue(), err.getvalue())
+
+
+@functools.cache
+def _core_exitcode() -> Any:
+    """tests/core/_exitcode.py (how a SystemExit's code becomes an exit status, core's tests' rule),
+    loaded by its path: tests/core is not on the pro tests' ``sys.path``, and putting it there
+    would put core's conftest.py there too."""
+    spec = importlib.util.spec_from_file_location(
+        "core_tests_exitcode", Path(__file__).resolve().parents[1] / "core" / "_exitcode.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def deepseek_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -352,6 +352,16 @@ def test_a_launch_inside_a_launched_job_is_refused() -> None:
         "here (deepseek train ...), not another launch"], out.stderr
 
 
+def test_deepseek_here_reads_a_message_exit_as_python_does(tmp_path: Path) -> None:
+    """``sys.exit("message")`` is exit 1 and the message on stderr; pro's ``deepseek_here``
+    returned the string as the exit code (core's rule now: tests/core/_exitcode.py)."""
+    from _prohelpers import deepseek_here
+
+    (tmp_path / "bye.py").write_text('import sys\nsys.exit("bye: nothing to do")\n')
+    out = deepseek_here("run", "bye.py", cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == ["bye: nothing to do"], out
+
+
 def test_a_stop_signal_before_the_workers_start_ends_the_job_with_75(monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM to the launcher while it imported torch or checked the config (its first seconds)
     killed it by the signal (exit -15, no line) where docs/distributed.md promises 75: a requeue

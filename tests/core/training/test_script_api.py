@@ -325,6 +325,11 @@ def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(
     (tmp_path / "notes.txt").write_text("x")
     wrong = deepseek_here("run", "notes.txt", cwd=tmp_path)
     assert wrong.returncode == 2 and "is not a .py file" in wrong.stderr
+    # sys.exit("message"): exit 1 with the message on stderr, as python gives them (deepseek_here
+    # returned the string as the exit code)
+    (tmp_path / "bye.py").write_text('import sys\nsys.exit("bye: nothing to do")\n')
+    bye = deepseek_here("run", "bye.py", cwd=tmp_path)
+    assert bye.returncode == 1 and bye.stderr.strip().splitlines() == ["bye: nothing to do"], bye
 
 
 def test_the_cli_says_where_a_scripts_model_can_be_evaluated(
