@@ -232,3 +232,41 @@ def test_checkpoint_cli_info_and_export(hops: dict, tmp_path: Path) -> None:
     assert layout_of(tmp_path / "out") == "full"
     row = json.loads(runner.invoke(cli, ["checkpoint", "info", "--json", str(tmp_path / "out")]).output)
     assert row["checksums"].startswith("none (no commit record")
+
+
+def test_a_sharded_checkpoint_saved_again_survives_a_kill_between_the_renames(
+        pro_runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sharded checkpoint (model/ and optimizer/ folders of shards) saved again goes through the
+    same commit as a full one: killed after its old step-N was moved aside (the rename of the new
+    one raising here), lookups take the old one, checked shard by shard, and a run's start renames
+    it back. It was lost: the resume took an older checkpoint, or found none."""
+    import os
+    import shutil
+
+    from deepseek.training.checkpoint_sharded import check_sharded_files
+
+    root = tmp_path / "run" / "checkpoints"
+    shutil.copytree(pro_runs["dir"] / "fsdp_sharded" / "checkpoints", root)
+    step, final = ckpt.list_checkpoints(root)[-1]
+    assert layout_of(final) == "sharded"
+    before = {f.relative_to(final): f.read_bytes() for f in final.rglob("*") if f.is_file()}
+    tmp = ckpt.new_temp_dir(root, step)  # the same step written again
+    shutil.copytree(final, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("commit.json"))
+    real = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if os.fspath(dst) == str(final) and os.fspath(src) == str(tmp):  # the old one is aside by now
+            raise KeyboardInterrupt("killed")
+        real(src, dst)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", replace)
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.commit_checkpoint(tmp, final)
+    assert not final.exists()
+    aside = ckpt.resolve_checkpoint(tmp_path / "run")
+    assert aside.name.startswith(f"step-{step}.replaced-") and layout_of(aside) == "sharded"
+    check_sharded_files(aside)
+    ckpt.remove_stale(root)
+    assert ckpt.resolve_checkpoint(tmp_path / "run") == final
+    assert {f.relative_to(final): f.read_bytes() for f in final.rglob("*") if f.is_file()} == before  # the old one, whole
