@@ -144,3 +144,57 @@ def test_folder_outputs_are_checked_with_the_commands_host(tmp_path: Path,
                                          "acme-state.jsonl"):
         Trainer(config, run_dir=fresh, quiet=True, host=host).fit()
     assert sorted(p.name for p in fresh.iterdir()) == ["acme-state.jsonl"]
+
+
+def _declaring(names: list[str], command_files: list[str] | None = None) -> object:
+    """A plugin whose hooks declare ``names`` and which registers a pass (and, with
+    ``command_files``, a command declaring them as its ``run_files``)."""
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_passes(self, register: Any) -> None:
+            register("beta.pass", "deepseek_beta.passes:Pass")
+
+        @hookimpl
+        def deepseek_register_commands(self, register: Any) -> None:
+            if command_files is not None:
+                register("beta-pack", "deepseek_beta.cli:pack", declares={"run_files": command_files})
+
+        @hookimpl
+        def deepseek_declare_run_files(self, declare: Any) -> None:
+            declare(names)
+
+    return Plugin()
+
+
+def test_a_run_file_another_distribution_or_core_declared_first_drops_the_second_plugin(tmp_path: Path) -> None:
+    """Two plugins declaring one file would both write RUN/<name>: the second one's registration
+    is refused as a whole, naming both distributions and the file; the first keeps its file."""
+    host, first = _register(_Callbacks())
+    assert first.status == "ok" and first.run_files == ["acme-state.jsonl"]
+    tail = ("acme-state.jsonl', which deepseek-acme 0.1.0 (its lifecycle hooks, deepseek_declare_run_files) declared "
+            "first: both would write RUN/acme-state.jsonl; give your file a name of your own, starting with your "
+            "plugin's name")
+    cases = {"deepseek-beta": (_declaring(["beta.jsonl", "acme-state.jsonl"]),
+                               "deepseek-beta 0.2.0 (deepseek-beta:Plugin, deepseek_declare_run_files): declare(...) "
+                               f"names '{tail}"),
+             "deepseek-gamma": (_declaring([], command_files=["acme-state.jsonl"]),
+                                "deepseek-gamma 0.2.0 (deepseek-gamma:Plugin, deepseek_register_commands): command "
+                                f"'beta-pack': declares['run_files'] names '{tail}")}
+    for dist, (plugin, reason) in cases.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            second = host.register_plugin(plugin, dist=dist, version="0.2.0")
+        assert second.status == "failed" and reason in second.reason, second.reason
+        assert second.run_files == [] and second.components == {}
+    assert "beta.pass" not in host.names("pass") and "beta-pack" not in host.names("command")
+    assert host.records["deepseek-acme"].run_files == ["acme-state.jsonl"]
+    strict = PluginHost(PluginSettings(autoload=False, strict=True))
+    strict.register_plugin(_Callbacks(), dist="deepseek-acme", version="0.1.0")
+    with pytest.raises(PluginError, match="^deepseek-beta 0.2.0 .*names 'acme-state.jsonl', which deepseek-acme 0.1.0"):
+        strict.register_plugin(cases["deepseek-beta"][0], dist="deepseek-beta", version="0.2.0")
+    _, record = _register(_declaring(["delta.jsonl"], command_files=["delta.jsonl"]))  # its command's and hooks' file
+    assert record.status == "ok" and record.run_files == ["delta.jsonl"], record.reason
+    _, core = _register(_declaring(["metrics.jsonl"]))
+    assert core.status == "failed" and ("declare(...) names 'metrics.jsonl', which deepseek-core's trainer writes in "
+                                        "every run folder: both would write RUN/metrics.jsonl") in core.reason

@@ -331,13 +331,13 @@ class PluginHost(LookupMixin, FailureMixin):
                     self._drop(ld.record, f"{where}: a registration hook cannot be a wrapper")
                     return
                 if hook_name == DECLARE_RUN_FILES:
-                    declarer = RunFilesDeclarer(where)
+                    declarer = RunFilesDeclarer(where, ld.record.dist, self.records, self._components)
                     if not self._call_registration(ld, hook_name, impl, where, declarer):
                         return
                     ld.record.run_files.extend(n for n in declarer.staged if n not in ld.record.run_files)
                     continue
                 registrar = Registrar(kind, where, ld.record.dist, ld.record.version,
-                                      getattr(impl.function, "__module__", "?"), self._components)
+                                      getattr(impl.function, "__module__", "?"), self._components, self.records)
                 if not self._call_registration(ld, hook_name, impl, where, registrar):
                     return
                 for comp in registrar.staged:

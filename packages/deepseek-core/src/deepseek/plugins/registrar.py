@@ -12,9 +12,11 @@ from deepseek import hookspecs
 from deepseek.errors import PluginError
 from deepseek.plugins.records import (
     COMMAND_RUN_FILES,
+    CORE_DIST,
     LAZY_RE,
     NAME_RE,
     Component,
+    PluginRecord,
     one_line,
     plain_file_names,
 )
@@ -50,6 +52,7 @@ class Registrar:
         version: str,
         module: str,
         committed: dict[str, dict[str, list[Component]]],
+        records: Mapping[str, PluginRecord],
     ) -> None:
         self.kind = kind
         self.where = where
@@ -58,6 +61,7 @@ class Registrar:
         self.module = module
         self.staged: list[Component] = []
         self._committed = committed
+        self._records = records
         self._closed = False
 
     def close(self) -> None:
@@ -102,10 +106,14 @@ class Registrar:
 
     def _check_run_files(self, name: str, declared: dict[str, Any]) -> None:
         """A command's ``run_files`` (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`): a list of
-        plain file names, the files it writes directly in the run folders it makes."""
+        plain file names, the files it writes directly in the run folders it makes, none of them
+        another distribution's (:func:`run_file_clash`)."""
         value = declared.get(COMMAND_RUN_FILES, ())
         if not plain_file_names(value):
             raise self._error(f"command {name!r}: declares[{COMMAND_RUN_FILES!r}] {run_files_problem(value)}")
+        clash = run_file_clash(value, self.dist, run_file_owners(self._records, self._committed))
+        if clash:
+            raise self._error(f"command {name!r}: declares[{COMMAND_RUN_FILES!r}] {clash}")
 
     def __call__(
         self,
@@ -168,18 +176,63 @@ def run_files_problem(value: object) -> str:
     return f"must be a list of file names in the run folder (no '/'), got {shown!r}"
 
 
+def run_file_owners(records: Mapping[str, PluginRecord],
+                    components: Mapping[str, Mapping[str, list[Component]]]) -> dict[str, tuple[str, str]]:
+    """Every file the loaded distributions declare they write in run folders, with its
+    distribution and how a message names the declaration, the first of each name: file name ->
+    (``deepseek-beta``, ``deepseek-beta 0.2.0 (its command 'beta-pack')``) for a command's
+    :data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, (``deepseek-beta``, ``deepseek-beta
+    0.2.0 (its lifecycle hooks, deepseek_declare_run_files)``) for its :data:`DECLARE_RUN_FILES`."""
+    owners: dict[str, tuple[str, str]] = {}
+    for by_name in components.get("command", {}).values():
+        for command in by_name:
+            for name in command.declared(COMMAND_RUN_FILES, ()) if command.alias_of is None else ():
+                owners.setdefault(name, (command.dist, f"{command.dist} {command.version} (its command {command.name!r})"))
+    for record in records.values():
+        for name in record.run_files if record.status == "ok" else ():
+            owners.setdefault(name, (record.dist, f"{record.dist} {record.version} (its lifecycle hooks, "
+                                                  f"{DECLARE_RUN_FILES})"))
+    return owners
+
+
+def run_file_clash(names: Sequence[str], dist: str, owners: Mapping[str, tuple[str, str]]) -> str | None:
+    """Why the distribution ``dist`` cannot declare ``names`` as its files in run folders, else
+    ``None``: the one rule for a command's ``run_files`` and a :data:`DECLARE_RUN_FILES` list. A
+    file of a run folder is one distribution's: a run's own file of core's
+    (:func:`deepseek.run_files.is_run_own_file`: ``metrics.jsonl``), or one another loaded
+    distribution declared first (``owners``: :func:`run_file_owners`), is refused, since both
+    would write ``RUN/<name>``; a distribution may name its own file again (a command and its hooks)."""
+    from deepseek.run_files import is_run_own_file
+
+    for name in names:
+        if is_run_own_file(name):
+            who = f"{CORE_DIST}'s trainer writes in every run folder"
+        elif (owner := owners.get(name)) is not None and owner[0] != dist:
+            who = f"{owner[1]} declared first"
+        else:
+            continue
+        return (f"names {name!r}, which {who}: both would write RUN/{name}; give your file a name of your own, "
+                "starting with your plugin's name")
+    return None
+
+
 DECLARE_RUN_FILES = "deepseek_declare_run_files"
 """The hook through which a plugin declares the files its lifecycle hooks write into run folders."""
 
 
 class RunFilesDeclarer:
     """The ``declare`` callback handed to ``deepseek_declare_run_files``: ``declare([names])``
-    checks each call as a command's ``run_files`` is checked (:func:`run_files_problem`) and stages
-    the names; the host keeps them (:attr:`~deepseek.plugins.records.PluginRecord.run_files`) only
+    checks each call as a command's ``run_files`` is checked (:func:`run_files_problem`, and no
+    name of another distribution's or core's: :func:`run_file_clash`) and stages the names; the
+    host keeps them (:attr:`~deepseek.plugins.records.PluginRecord.run_files`) only
     once the plugin registered everything without a failure, as it keeps components."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, dist: str, records: Mapping[str, PluginRecord],
+                 components: Mapping[str, Mapping[str, list[Component]]]) -> None:
         self.where = where
+        self.dist = dist
+        self._records = records
+        self._components = components
         self.staged: list[str] = []
         self._closed = False
 
@@ -195,6 +248,9 @@ class RunFilesDeclarer:
         value = tuple(names) if isinstance(names, list) else names
         if not plain_file_names(value):
             raise InvalidRegistration(f"{self.where}: declare(...) {run_files_problem(value)}")
+        clash = run_file_clash(value, self.dist, run_file_owners(self._records, self._components))
+        if clash:
+            raise InvalidRegistration(f"{self.where}: declare(...) {clash}")
         self.staged.extend(name for name in value if name not in self.staged)
 
 
