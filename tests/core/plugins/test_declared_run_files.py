@@ -198,3 +198,16 @@ def test_a_run_file_another_distribution_or_core_declared_first_drops_the_second
     _, core = _register(_declaring(["metrics.jsonl"]))
     assert core.status == "failed" and ("declare(...) names 'metrics.jsonl', which deepseek-core's trainer writes in "
                                         "every run folder: both would write RUN/metrics.jsonl") in core.reason
+
+
+def test_plugins_list_shows_the_declared_run_files(capsys: pytest.CaptureFixture[str]) -> None:
+    """Only ``--json`` showed them; the table gives them one line under the plugin's components."""
+    host, record = _register(_declaring(["beta-state.jsonl", "beta-log.txt"]))
+    assert record.status == "ok", record.reason
+    with pytest.raises(SystemExit) as exit_:
+        main(["plugins", "list"], host=host)
+    assert exit_.value.code == 0
+    rows = capsys.readouterr().out.splitlines()
+    at = next(n for n, line in enumerate(rows) if "deepseek-acme" in line)
+    assert "pass: beta.pass" in rows[at] and "run files: beta-state.jsonl, beta-log.txt" in rows[at + 1], rows[at:]
+    assert sum("run files:" in line for line in rows) == 1  # core's hooks declare none

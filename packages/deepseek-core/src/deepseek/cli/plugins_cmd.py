@@ -33,7 +33,7 @@ def plugins() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
 def list_plugins(as_json: bool) -> None:
     """Plugin distributions: version, edition, components by kind, the other hooks they
-    implement, and status."""
+    implement, the files those hooks write in run folders, and status."""
     host = command_host()
     records = _records(host)
     shared = {r.dist: _shared_names(host, r.dist) for r in records}
@@ -54,6 +54,7 @@ def list_plugins(as_json: bool) -> None:
         components = "\n".join(shown_markup(line) for line in (
             [f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(r.components.items())]
             + ([f"hooks: {', '.join(r.hooks)}"] if r.hooks else [])
+            + ([f"run files: {', '.join(r.run_files)}"] if r.run_files else [])
         ))
         style = _STATUS_STYLE.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f"\n{shown_markup(r.reason)}" if r.reason else "")
