@@ -19,6 +19,7 @@ from _hosts import enterprise_host
 from _servicehelpers import Deploy, submit_checks, two_tenants
 from _submitlines import cli_line, job_line, run_in, workspace
 
+from deepseek.errors import UsageError
 from deepseek.hookspecs import hookimpl
 from deepseek_enterprise.compress import LOADS_WITHOUT_TORCH
 from deepseek_enterprise.compress.compressor import Compressor
@@ -223,6 +224,25 @@ print(json.dumps({"codes": codes, "torch": "torch" in sys.modules}))
 DS = '[strategy]\nname = "deepspeed"\nconfig_path = "ds.json"\n'
 
 
+LONG = "n" * 300
+"""A name longer than the 255 bytes a file system takes."""
+
+
+def test_a_path_with_a_name_too_long_is_refused_at_submit_with_the_commands_line(svc: Deploy, tmp_path: Path) -> None:
+    """A path the job's command takes (a PATH option or argument) holding a name over 255 bytes was
+    accepted and the job failed when it ran; an absolute one in the tenant's folder was a 500
+    (Path.is_symlink raised ENAMETOOLONG in the symlink walk). The CLI's own line (deepseek.paths.name_too_long)."""
+    tenant = svc.root / "tenants" / "acme"
+    tenant.mkdir(parents=True, exist_ok=True)
+    for args in (["--run-dir", LONG], ["--run-dir", f"runs/{LONG}"], ["--run-dir", f"{tenant}/{LONG}/run"]):
+        _refused_as_the_job(svc, tmp_path, "train", None, {}, args)
+    out = f"c/{LONG}"  # enterprise's path type (a pathlib.Path), core's wording clipped as the CLI clips it
+    r = svc.submit("acme", svc.tokens["bob"], command="compress", args=[*EVAL, "--method", "prune.ffn", "--out", out])
+    assert (r.status_code, r.json()["detail"]) == (422, str(UsageError(
+        f"--out: {out} cannot be used (File name too long: '{'n' * 40}...' is 300 bytes, a name may have 255); "
+        "give another path")))
+
+
 def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
     space = '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2 }\n'
     jobs = [
@@ -244,6 +264,7 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
         # torch.optim's classes are listed by a child process: the server still holds no torch
         ("train", [], {"ds.json": '{"optimizer": {"type": "Sgd"}}'}, DS),
         ("train", [], {"ds.json": '{"scheduler": {}}'}, DS),
+        ("train", ["--run-dir", f"runs/{LONG}"], {}, None),  # a name too long (deepseek.paths.name_too_long)
     ]
     here = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -251,7 +272,7 @@ def test_a_submit_imports_no_torch_into_the_server(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201, 201, 422, 422, 422, 422, 422], "torch": False}
+    assert got == {"codes": [201, 422, 201, 422, 201, 201, 422, 201, 201, 201, 201, 422, 422, 422, 422, 422, 422], "torch": False}
 
 
 def test_the_bench_latency_command_still_refuses_what_the_submit_check_shares_with_it(tmp_path: Path) -> None:

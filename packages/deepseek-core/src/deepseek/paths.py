@@ -25,6 +25,19 @@ NAME_MAX = 255
 """The longest file or folder name, in bytes, the usual file systems take (ext4, XFS, tmpfs)."""
 
 
+def name_too_long(path: str | os.PathLike[str], where: str) -> str | None:
+    """The line refusing ``path`` (given as ``where``) when a file or folder name in it is longer
+    than :data:`NAME_MAX` bytes, which no file system here makes or finds, else ``None``: the one
+    wording, for an output (:func:`check_output`) and for a path a service job takes
+    (:func:`deepseek_enterprise.service.jobpaths.check_path_names`)."""
+    target = Path(path)
+    too_long = next((part for part in target.parts if len(os.fsencode(part)) > NAME_MAX), None)
+    if too_long is None:
+        return None
+    return (f"{where}: {shown(target)} cannot be used (File name too long: '{shown(too_long[:40])}...' is "
+            f"{len(os.fsencode(too_long))} bytes, a name may have {NAME_MAX}); give another path")
+
+
 def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
                  reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
                  host: PluginHost | None = None, not_a_run: bool = False, replaces: tuple[str, ...] = ()) -> list[Path]:
@@ -46,10 +59,9 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         raise TypeError(f"check_output({where}): a file output needs host=, the plugin host whose datasets and "
                         "models declare the run files it may not replace")
     target = Path(path)
-    too_long = next((part for part in target.parts if len(os.fsencode(part)) > NAME_MAX), None)
+    too_long = name_too_long(target, where)
     if too_long is not None:  # found before a missing parent is created, not after
-        raise UsageError(f"{where}: {target} cannot be used (File name too long: '{too_long[:40]}...' is "
-                         f"{len(os.fsencode(too_long))} bytes, a name may have {NAME_MAX}); give another path")
+        raise UsageError(too_long)
     try:
         target.resolve()  # a loop of symbolic links raises here
         exists = target.exists()

@@ -7,9 +7,9 @@ submit, before the job is queued, :func:`check_command`:
   without running it (:func:`_parsed`): the server's plugin host resolves the command (one that
   no loaded plugin provides, or whose plugin code does not load, is refused with the line the
   CLI prints for it), each group resolves its sub-command (``bench latency``) and every level
-  parses its own options (click's ``resolve_command`` and ``make_context``): an unknown
-  command or option, a missing value, a value of the wrong type is refused with the line
-  ``deepseek COMMAND`` would print;
+  parses its own options (click's ``resolve_command`` and ``make_context``): an unknown command
+  or option, a missing value, a value of the wrong type, a path with a name over 255 bytes
+  (:func:`jobpaths.check_path_names`) is refused with the line ``deepseek COMMAND`` would print;
 - for ``train`` (not ``--resume``): builds the config table ``deepseek train`` would validate
   (its config file with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
@@ -119,6 +119,7 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     try:
         with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
             ctx = _parsed(root, argv, contexts)
+            jobpaths.check_path_names(ctx)  # a name too long: the job could neither make nor read the path
             # by the command resolved: another plugin's command of the same name is only parsed
             check = _own_checks().get(ctx.command) if ctx is not None else None
             if check is not None:
@@ -127,7 +128,7 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
         return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
         raise JobRefused(usage_line(exc)) from None
-    except DeepseekError as exc:  # a UsageError; a PluginError: the command's plugin code does not load
+    except (DeepseekError, jobpaths.PathRefused) as exc:  # a UsageError; a PluginError: its plugin does not load
         raise JobRefused(str(exc)) from None
 
 
@@ -395,6 +396,5 @@ def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
         check_component_names(data, host)
         _check_deepspeed_file(data, ws, host)
 
-    # every trial config the space reaches: each entry at its bounds / each choice, the others at
-    # the base config's values (the check the study makes of them before its first trial)
+    # each trial config the space reaches (module docstring), as the study checks them before its first trial
     check_against(inputs.space, inputs.base, corner, base_source=params["config_file"])

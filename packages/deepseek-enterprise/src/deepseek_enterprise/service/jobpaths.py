@@ -182,14 +182,33 @@ def _check_one(part: str, value: str, where: str, tenant_root: Path, cwd: Path) 
 
 
 def check_no_symlink(full: Path, root: Path, where: str, value: str) -> None:
-    """Refuse when any existing component of ``full`` below ``root`` is a symbolic link."""
+    """Refuse when any existing component of ``full`` below ``root`` is a symbolic link (os.path's
+    answers: a name no file system takes, over 255 bytes, is neither a link nor there)."""
     current = root
     for part in full.relative_to(root).parts:
         current = current / part
-        if current.is_symlink():
+        if os.path.islink(current):
             raise PathRefused(f"{where}: {value!r}: {current} is a symbolic link; links are not followed in jobs")
-        if not current.exists():
+        if not os.path.exists(current):
             return
+
+
+def check_path_names(ctx: Any) -> None:
+    """Refuse a path the job's command takes (each value of its options and arguments of deepseek's
+    path type as the command parsed them: ``--run-dir``, ``--out``, ``--json``) holding a name
+    longer than a file system takes (:func:`deepseek.paths.name_too_long`: 255 bytes), which the
+    job could neither make nor read; a bare name has no ``/`` for the checks above to look at.
+    ``ctx``: the click context of the command (``None``: nothing parsed)."""
+    from deepseek.cli.params import PathText
+    from deepseek.errors import clipped_words
+    from deepseek.paths import name_too_long
+
+    for param in ctx.command.params if ctx is not None else ():
+        value = ctx.params.get(param.name)
+        for path in value if isinstance(value, (list, tuple)) else (value,):
+            where = max(param.opts, key=len) if param.param_type_name == "option" else param.human_readable_name
+            if isinstance(param.type, PathText) and isinstance(path, (str, PurePath)) and (line := name_too_long(path, where)):
+                raise PathRefused(clipped_words(line))  # as the command's error clips it
 
 
 def check_job(args: list[str], config: str | None, files: dict[str, str], tenant_root: Path, cwd: Path) -> None:
