@@ -397,10 +397,10 @@ PY
       --runs 30 --json "$RES/lat-prefill.json";;
   fusion)  # issue 19: the multimodal fusion study on one H200, one process per (task, seed, model):
     # 36 processes side by side, same steps and recipe for every model. FUSION_RECIPE
-    # (joint|aux|pretrained|frozen|stacked|stacked-residual|calibrated),
+    # (joint|aux|pretrained|frozen|stacked|stacked-residual|calibrated|balanced|pretrained-balanced),
     # FUSION_TASKS, FUSION_SEEDS and FUSION_CONFIGS (space-separated) pick a subset, e.g. the fused models only:
     #   FUSION_CONFIGS="concat cross_attention" bash benchmarks/gpu_suite.sh fusion
-    # FUSION_RECIPE=pretrained|frozen|stacked|stacked-residual|calibrated on the redundant task: two phases, so
+    # FUSION_RECIPE=pretrained|frozen|stacked|stacked-residual|calibrated|pretrained-balanced on the redundant task: two phases, so
     # that the fused models start from exactly the unimodal models whose rows are reported (one
     # process per seed trains vision, audio, text into fusion-redundant-s<seed>-uni, with stacked*
     # on the fit part of the training split; then late, concat and cross_attention start from those
@@ -418,7 +418,7 @@ PY
     }
     for task in ${FUSION_TASKS:-redundant complementary}; do
       CONFIGS=${FUSION_CONFIGS:-vision audio text late concat cross_attention}
-      if [ "$task" = redundant ] && case $RECIPE in pretrained|frozen|stacked|stacked-residual|calibrated) true;; *) false;; esac; then
+      if [ "$task" = redundant ] && case $RECIPE in pretrained|frozen|stacked|stacked-residual|calibrated|pretrained-balanced) true;; *) false;; esac; then
         UNI=""
         for seed in ${FUSION_SEEDS:-0 1 2}; do
           fusion_run "fusion-$task-s$seed-uni" --task $task --seed $seed --config vision --config audio --config text

@@ -231,7 +231,8 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
     ('{"task": "redundant", "config": "late", "seed": 0, "test": {"test_accuracy": 0.5}}\n',
      "bad.jsonl:1: missing must give a number in [0, 1] for vision, audio and text"),
     ('{"task": "redundant", "config": "late", "seed": 0, "recipe": "magic", "test": {"test_accuracy": 0.5}}\n',
-     "bad.jsonl:1: recipe 'magic' is not one of aux, joint, pretrained, frozen, stacked, stacked-residual, calibrated"),
+     "bad.jsonl:1: recipe 'magic' is not one of aux, joint, pretrained, frozen, stacked, stacked-residual, calibrated, "
+     "balanced, pretrained-balanced"),
     ("\n", "bad.jsonl: no results lines"),
     # the optional parts were read as they came: an internal error (IndexError, TypeError, KeyError)
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "val_curve": [[1]]}\n',

@@ -329,7 +329,8 @@ def test_late_residual_starts_as_late_fusion_of_the_unimodal_models(unimodal: di
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--unimodal-runs", "."], "error: --unimodal-runs: recipe joint does not start from unimodal models; use it with "
-                               "--recipe calibrated, frozen, pretrained, stacked, stacked-residual, or leave it out"),
+                               "--recipe calibrated, frozen, pretrained, pretrained-balanced, stacked, stacked-residual, "
+                               "or leave it out"),
     (["--recipe", "frozen", "--task", "redundant", "--seed", "3", "--config", "concat", "--unimodal-runs", "."],
      "error: --unimodal-runs: redundant-vision-s3 is not a folder; pass the runs folder of a study of the same seeds "
      "with --config vision --config audio --config text"),

@@ -54,7 +54,7 @@ class ModelNames(click.Choice):
 @click.option("--device", type=Device(), default=None,
               help=f"auto, cpu or cuda[:N] [default: CONFIG.toml's strategy.device, else {DEFAULTS['device']}].")
 @click.option("--recipe", type=click.Choice(["joint", "aux", "pretrained", "frozen", "stacked", "stacked-residual",
-                                            "calibrated"]),
+                                            "calibrated", "balanced", "pretrained-balanced"]),
               default="joint", show_default=True,
               help="Fused models' recipe: aux = per-modality auxiliary losses and modality dropout; "
                    "joint = the same plus concat's and cross_attention's joint-prediction head; pretrained = joint "
@@ -63,10 +63,11 @@ class ModelNames(click.Choice):
                    "the training split and the fused models on its blend part; stacked-residual = stacked whose "
                    "fused logits are the ensemble's plus a learned correction starting at zero; calibrated = frozen "
                    "with every model trained on the fit part, then each fused model's logit_weights fitted on the "
-                   "blend part.")
+                   "blend part; balanced = joint with on-the-fly gradient modulation (model.gradient_modulation: the most "
+                   "confident modality's encoder learns slower); pretrained-balanced = pretrained with it.")
 @click.option("--unimodal-runs", type=PATH_ARG, default=None,
               metavar="DIR", help="With a recipe that starts from unimodal models (pretrained, frozen, stacked, "
-                                  "stacked-residual, calibrated): the runs folder of an earlier study of the same seeds and recipe "
+                                  "stacked-residual, calibrated, pretrained-balanced): the runs folder of an earlier study of the same seeds and recipe "
                                   "whose unimodal runs the fused models start from (instead of training them here).")
 @click.option("--eval-size", type=count(), default=None, metavar="N",
               help="Samples in every run's validation and test sets (data.eval_size; default CONFIG.toml's, else "

@@ -47,6 +47,7 @@ from deepseek_enterprise import modality_metrics
 from deepseek_enterprise.alignment import contrastive_loss, retrieval_recall
 from deepseek_enterprise.fusion import Fusion, FusionOutput, check_declared_output, fusion_label
 from deepseek_enterprise.fusion import check_output as check_fusion_output
+from deepseek_enterprise.modulation import check_alpha, coefficients, modulate
 from deepseek_enterprise.plugin_calls import blamed_on
 
 MODALITIES = ("vision", "audio", "text")
@@ -143,6 +144,9 @@ class MultimodalOptions:
     starts from (``{vision = "runs/v", ...}``; docs/multimodal.md); empty: random weights."""
     freeze_pretrained: bool = False
     """Keep the parameters copied from ``pretrained`` fixed (they do not train)."""
+    gradient_modulation: float = field(default=0.0, metadata={"check": check_alpha})
+    """Training only: ``alpha`` of on-the-fly gradient modulation, which scales down the gradient of
+    the encoder whose own classifier is the most confident on the batch (:mod:`deepseek_enterprise.modulation`); 0: off."""
     logit_weights: dict[str, float] = field(default_factory=dict)
     """Calibrated output: the model's logits become ``sum_k w_k * logits_k`` over ``fused`` (the
     fusion method's prediction) and each modality (its own classifier's logits, counted only where
@@ -182,7 +186,6 @@ class MultimodalOptions:
         if self.freeze_pretrained and not self.pretrained:
             raise ConfigError("model.freeze_pretrained: true without model.pretrained; name the runs to start from "
                               "or set it to false")
-
 
 
 def _resolve_at(lookups: Any, kind: str, name: str, path: str) -> Any:
@@ -292,7 +295,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
                 modality_labels: Mapping[str, torch.Tensor] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
         batch = {**inputs, "present": present}
         avail = self.presence(batch)
-        out = self.apply_logit_weights(self.fuse(self.encode(batch), avail), avail)
+        features = self.encode(batch)
+        out = self.apply_logit_weights(self.fuse(features, avail), avail)
         loss = F.cross_entropy(out.logits.float(), label)
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         # An evaluation counts what each modality's classifier and each pair got right over the rows
@@ -300,7 +304,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         # is left out); a training step reports per-batch means (a batch without the modality: NaN,
         # which the step record leaves out).
         totals: dict[str, torch.Tensor] = {}
-        aux = []
+        aux, owns, masks = [], {}, {}
         # Modality dropout in training draws which modalities each row shows, so its figures depend
         # on how a batch is split anyway: there the auxiliary loss stays the mean over the rows
         # that show the modality (the studies' recipes were measured so); elsewhere a mean over rows.
@@ -309,7 +313,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             # A modality's own classifier learns (and is scored on) the modality's own label where
             # the batch gives one (-100: none for that sample), else the class.
             own = (modality_labels or {}).get(m, label)
-            mask = avail[m] & (own != IGNORE)
+            mask = masks[m] = avail[m] & (own != IGNORE)
+            owns[m] = own
             logits = out.modality_logits[m].float()
             scored = mask.float().sum()
             count = scored.clamp_min(1.0)
@@ -330,6 +335,9 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         # number, and the modality classifiers that only modality_logits reach still get a (zero)
         # gradient, which DDP needs of every parameter (find_unused_parameters off by default).
         loss = loss + self.options.aux_loss_weight * torch.stack(aux).mean()
+        if self.training and self.options.gradient_modulation > 0 and len(self.modalities) > 1:
+            factors = coefficients(out.modality_logits, owns, masks, self.options.gradient_modulation)
+            modulate({m: features[m].features for m in self.modalities}, factors)
         if self.options.contrastive_weight and len(self.modalities) > 1:
             loss = loss + self.options.contrastive_weight * contrastive_loss(
                 out.pooled, avail, self.modalities, self.options.temperature)

@@ -22,7 +22,8 @@ from deepseek.errors import ConfigError
 
 MODEL, DATASET = "multimodal.classifier", "multimodal.digits"
 STUDY_KEYS: dict[str, tuple[str, ...]] = {
-    "model": ("modalities", "fusion", "aux_loss_weight", "modality_dropout", "pretrained", "freeze_pretrained"),
+    "model": ("modalities", "fusion", "aux_loss_weight", "modality_dropout", "pretrained", "freeze_pretrained",
+              "gradient_modulation"),
     "data": ("task", "train_sources"),
     "train": ("seed",),
     "strategy": ("name",),

@@ -26,6 +26,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "stacked": {**JOINT, "freeze_pretrained": True},
     "stacked-residual": {**JOINT, "fusion_options": {"joint": True, "late_residual": True}, "freeze_pretrained": True},
     "calibrated": {**JOINT, "freeze_pretrained": True},
+    "balanced": {**JOINT, "gradient_modulation": 1.0},
+    "pretrained-balanced": {**JOINT, "gradient_modulation": 1.0},
 }
 """The fused models' training recipes: ``aux`` per-modality auxiliary losses (each modality's
 classifier on its own label) and modality dropout; ``joint`` the same, and ``concat`` and
@@ -45,13 +47,18 @@ are the ensemble's plus a learned correction that starts at zero (``fusion_optio
 ``calibrated`` is ``frozen`` with every model trained on the ``fit`` part, after which each fused
 model (``late`` too) gets ``logit_weights`` fitted on the ``blend`` part with everything else
 fixed (:mod:`deepseek_enterprise.calibration`; :data:`CALIBRATED`); its rows record the figures
-before calibration too. ``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
+before calibration too. ``balanced`` is ``joint`` with on-the-fly gradient modulation
+(``model.gradient_modulation = 1.0``: the encoder of the modality whose own classifier is the most
+confident on a batch gets a smaller gradient, :mod:`deepseek_enterprise.modulation`), against the
+modality competition of joint training; ``pretrained-balanced`` is ``pretrained`` with the same
+modulation. ``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
 pretrained ones). Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
 MODALITY_ORDER = ("vision", "audio", "text")
 NO_DROPOUT = {(recipe, "complementary") for recipe in RECIPES if recipe != "aux"}
 """(recipe, task) pairs trained without modality dropout."""
-PRETRAINED = {(recipe, "redundant") for recipe in ("pretrained", "frozen", "stacked", "stacked-residual", "calibrated")}
+PRETRAINED = {(recipe, "redundant") for recipe in ("pretrained", "frozen", "stacked", "stacked-residual", "calibrated",
+                                                    "pretrained-balanced")}
 """(recipe, task) pairs whose fused models start from the unimodal models."""
 STACKED = {("stacked", "redundant"), ("stacked-residual", "redundant")}
 """(recipe, task) pairs whose unimodal models train on the ``fit`` part of the training split and
