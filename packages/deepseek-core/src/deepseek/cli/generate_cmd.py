@@ -74,6 +74,7 @@ def generate(
         load_placed,
         placed_run,
         sample,
+        served_calls,
         trained_tokenizer,
     )
     from deepseek.training.serving import read_prompts, serve
@@ -87,7 +88,8 @@ def generate(
         prompts = [p for p in (prompts if prompts is not None else [prompt]) for _ in range(num_samples)]
     use_default_cpu_threads()
     tokenizer = trained_tokenizer(checkpoint, host=command_host())
-    model, _, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
+    model, config, _, placer = load_placed(checkpoint, device, strategy=strategy, host=command_host(), dtype=dtype)
+    calls = served_calls(model, config, command_host(), placer)  # a plugin model's bug: its one line
     with placed_run(placer):
         static, note = choose_static(model, cuda_graphs, compile_step=compile_step, serving=prompts is not None)
         if note is not None and (placer is None or placer.is_global_zero):
@@ -95,12 +97,12 @@ def generate(
         if prompts is None:
             text = sample(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                           top_p=top_p, stop=stop, seed=seed, tokenizer=tokenizer, static=static,
-                          repetition_penalty=repetition_penalty)
+                          repetition_penalty=repetition_penalty, model_calls=calls)
         else:
             served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer),
                            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            stop=stop, seed=seed, batch_size=batch_size, static=static,
-                           repetition_penalty=repetition_penalty)
+                           repetition_penalty=repetition_penalty, model_calls=calls)
     if placer is not None and not placer.is_global_zero:
         return
     if prompts is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,6 +177,14 @@ def inference_settings(model: nn.Module, config: Config, host: PluginHost | None
     return StepSettings(model_name=config.model.name, model_calls=model_blame(component, model))
 
 
+def served_calls(model: nn.Module, config: Config, host: PluginHost | None = None,
+                 placer: Strategy | None = None) -> Callable[[str], contextlib.AbstractContextManager[None]]:
+    """The block around ``deepseek eval``'s and ``generate``'s calls of ``model`` (from
+    :func:`load_placed`): the ``placer``'s ``settings.model_calls`` (blaming the model it was
+    given, not the module it returned), without one :func:`inference_settings`' of ``model``."""
+    return (placer.settings if placer is not None else inference_settings(model, config, host)).model_calls
+
+
 @contextlib.contextmanager
 def placed_run(placer: Strategy | None) -> Iterator[None]:
     """The span of work on a model from :func:`load_placed`: on success every rank meets at a
@@ -240,14 +248,18 @@ def sample(
     top_p: float | None = None,
     stop: Sequence[str] = (),
     repetition_penalty: float = 1.0,
+    model_calls: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
 ) -> str:
     """``prompt`` continued by the model (KV-cache ``generate``), encoded and decoded with
     ``tokenizer`` (default: UTF-8 bytes), up to the document separator the model writes or the
     first of the ``stop`` strings (decoding ends there: :mod:`deepseek.training.stopping`);
     ``top_p``: nucleus sampling (``None``: off); ``repetition_penalty``: Hugging Face's (1.0: off,
     :func:`~deepseek.models.decoding.penalize_repeats`); ``static``: the
-    :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager)."""
+    :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager);
+    ``model_calls``: the block around ``model.generate`` (:func:`served_calls`; ``None``: nothing
+    is blamed)."""
     from deepseek.models.sampling import sampling_arguments
+    from deepseek.plugins.calls import blame_for
     from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
     tok = generating_tokenizer(model, tokenizer)
@@ -268,11 +280,12 @@ def sample(
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
     stopping = Stopping(tok, stops)
-    try:
-        new = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen, static=static,
-                             on_token=stopping, **extra)[0, len(ids):]
-    except Stopped:
-        new = stopping.generated()[0]
+    with (model_calls or blame_for(None, None))("generate"):  # Stopped, raised in the model's loop, is caught inside
+        try:
+            new = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
+                                 static=static, on_token=stopping, **extra)[0, len(ids):]
+        except Stopped:
+            new = stopping.generated()[0]
     return cut_at_stop(tok.decode_continuation(ids, new.tolist()), stops)
 
 
@@ -352,7 +365,7 @@ def evaluate_validation(
         raise UsageError(str(exc).replace(said, given("--batches", "batches", batches))) from None
     component = run_host(config, host).resolve("model", config.model.name)
     label = component.label if blames(component) else None
-    blamed = (placer.settings if placer is not None else inference_settings(model, config, host)).model_calls
+    blamed = served_calls(model, config, host, placer)
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
         with blamed("check_data"):
             check_model_data(model, val.batches[0], dataset, model_name=config.model.name)

@@ -11,9 +11,10 @@ computes its own heads), so the figures are the job's.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,20 +118,24 @@ def serve(
     top_p: float | None = None,
     stop: Sequence[str] = (),
     repetition_penalty: float = 1.0,
+    model_calls: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
 ) -> Served:
     """Continue every prompt (see the module docstring); ``tokenizer`` as checked by
     :func:`deepseek.training.inference.generating_tokenizer`. Batch ``i`` samples with a
     generator seeded ``seed + i``. ``static``: the
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode with (``None``: eager;
     one decoder, and on CUDA one captured graph, per batch size and cache length, reused across
-    batches)."""
+    batches); ``model_calls``: the block around ``model.generate``
+    (:func:`deepseek.training.inference.served_calls`; ``None``: nothing is blamed)."""
     from deepseek.models.sampling import sampling_arguments
+    from deepseek.plugins.calls import blame_for
     from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
     if batch_size < 1:
         raise UsageError(f"--batch-size: must be >= 1, got {batch_size}")
     extra = sampling_arguments(model, top_p=top_p, repetition_penalty=repetition_penalty)
     stops = check_stops(stop)
+    calls = model_calls or blame_for(None, None)
     encoded = [tokenizer.prompt_ids(p) for p in prompts]
     by_length: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
@@ -150,11 +155,12 @@ def serve(
                 first.append(time.perf_counter() - start)
 
         stopping = Stopping(tokenizer, stops, then=on_token)
-        try:
-            new = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
-                                 on_token=stopping, static=static, **extra)[:, idx.size(1):].cpu()
-        except Stopped:  # every prompt of the batch ended: its remaining steps are not decoded
-            new = stopping.generated().cpu()
+        with calls("generate"):  # Stopped, raised in the model's loop, is caught inside
+            try:
+                new = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen,
+                                     on_token=stopping, static=static, **extra)[:, idx.size(1):].cpu()
+            except Stopped:  # every prompt of the batch ended: its remaining steps are not decoded
+                new = stopping.generated().cpu()
         served.seconds += time.perf_counter() - start
         served.first_token_s.extend(first)
         served.new_tokens += new.numel()

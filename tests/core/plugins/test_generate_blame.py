@@ -1,0 +1,92 @@
+"""``deepseek generate`` of a plugin's model whose own ``generate`` raises: one line naming the
+model and its distribution, exit code 1, as training and ``deepseek eval`` blame it
+(``inference.served_calls``), for a single prompt (``sample``) and for ``--prompts`` (``serve``);
+a ``--stop`` string ending the decoding inside the model's loop is no bug of the model. In this
+process, on the toy plugin's classifier given a ``generate`` (no process is started)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from plugin_testing import host_for
+from test_model_dataset_plugins import DIST, TOY, register_one, toy_config
+
+from deepseek.config.load import config_from_dict
+from deepseek.training.trainer import Trainer
+
+
+def _generating(bug: bool) -> Any:
+    from deepseek_toyclf.model import BlobClassifier
+
+    class Generating(BlobClassifier):
+        """The toy classifier declaring ``generation``: byte 97 ('a') after the prompt, one per
+        position, handed to ``on_token`` as core's loop hands them; ``bug``: an index past its table."""
+
+        def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: Any = None,
+                     generator: Any = None, on_token: Any = None, static: Any = None) -> torch.Tensor:
+            for _ in range(max_new_tokens):
+                column = torch.full((idx.size(0), 1), 97, dtype=torch.long)
+                if bug:
+                    column = column + torch.arange(3)[5]  # the model's own bug: an IndexError
+                if on_token is not None:
+                    on_token(column)
+                idx = torch.cat([idx, column], dim=1)
+            return idx
+
+    return Generating
+
+
+@pytest.fixture
+def trained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """``(run folder, host with gen.mlp registered)``: the plain classifier trained 1 step, served
+    by a host whose ``gen.mlp`` generates as the test asks (:func:`_generating`)."""
+    monkeypatch.syspath_prepend(str(TOY))
+
+    def host_with(bug: bool) -> Any:
+        host = host_for(DIST)
+        register_one(host, "model", "gen.mlp", _generating(bug), dist="deepseek-gen", description="an MLP that writes")
+        return host
+
+    host = host_with(False)
+    config = config_from_dict(toy_config(tmp_path, model={"name": "gen.mlp", "dropout": 0.0},
+                                         train={"max_steps": 1, "eval_interval": 1, "warmup_steps": 0}), host=host)
+    Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    yield tmp_path / "run", host_with
+    for name in [m for m in sys.modules if m.startswith("deepseek_toyclf")]:
+        del sys.modules[name]
+
+
+def _generate(host: Any, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from deepseek.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", *args], host=host)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["prompt", "prompts-file"])
+def test_a_plugin_models_bug_in_generate_is_its_line(trained: Any, tmp_path: Path, served: bool,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Was: "internal error: IndexError: index 5 is out of bounds ..." and its traceback."""
+    run, host_with = trained
+    (tmp_path / "prompts.txt").write_text("hi\n")
+    given = ["--prompts", str(tmp_path / "prompts.txt")] if served else ["hi"]
+    code, out, err = _generate(host_with(True), "--checkpoint", str(run), *given, "--max-new-tokens", "2",
+                               "--device", "cpu", capsys=capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and out == "", (code, out, err)
+    assert lines[0].startswith("error: model 'gen.mlp' (deepseek-gen 0.0.0, registered by "), err
+    assert ": generate raised IndexError: index 5 is out of bounds" in lines[0] and "a bug in the plugin" in lines[0]
+
+
+def test_a_stop_string_is_no_bug_of_the_model(trained: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--stop`` ends the decoding by raising inside the model's own loop: the sample ends there (checked every 8 tokens: 12 asked)."""
+    run, host_with = trained
+    code, out, err = _generate(host_with(False), "--checkpoint", str(run), "hi", "--max-new-tokens", "12",
+                               "--stop", "aa", "--device", "cpu", capsys=capsys)
+    assert (code, out) == (0, "hi\n"), (code, out, err)
