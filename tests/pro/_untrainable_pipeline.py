@@ -25,6 +25,19 @@ import deepseek
 from deepseek.models.protocol import TrainableModel
 
 
+class Kept(nn.Module):
+    """A stage holding one of the model's modules under its name in the model (so its weights
+    keep the model's names, as the pipeline strategy asks of ``split_stages``)."""
+
+    def __init__(self, key: str, module: nn.Module) -> None:
+        super().__init__()
+        self.key = key
+        self.add_module(key, module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.get_submodule(self.key)(x)
+
+
 class Net(TrainableModel):
     """Two linear stages; ``forward`` and ``pipeline_loss`` compute the same loss."""
 
@@ -40,7 +53,7 @@ class Net(TrainableModel):
         return self.loss(self.last(self.first(x)), label)
 
     def split_stages(self, n: int) -> list[nn.Module]:
-        return [self.first, self.last]
+        return [Kept("first", self.first), Kept("last", self.last)]
 
     def pipeline_batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         return (batch["x"],), batch["label"]

@@ -139,3 +139,35 @@ def test_rebuild_model_draws_no_random_numbers() -> None:
     assert full.lm_head.weight is full.wte.weight
     idx = torch.randint(0, 256, (2, 8))
     assert torch.equal(full(idx), model(idx))
+
+
+class _PlainStages(torch.nn.Module):
+    """A pipeline model whose ``split_stages`` returns its submodules themselves: their weights
+    are named ``0.weight`` / ``weight``, not the model's ``first.0.weight`` / ``last.weight``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh())
+        self.last = torch.nn.Linear(8, 3)
+
+    def split_stages(self, n: int) -> list[torch.nn.Module]:
+        return [self.first, self.last]
+
+
+def test_stages_that_do_not_keep_the_models_names_are_refused_at_set_up() -> None:
+    """Their merged checkpoint would hold ``0.weight``, ``weight``, ...: it would load back into
+    no model. Refused at set-up, before a step or a checkpoint, in one line naming the model and
+    the first key that differs (was: trained, and saved an unloadable checkpoint)."""
+    from deepseek.training.mixed_precision import Precision
+    from deepseek.training.strategy import StepSettings
+    from deepseek_pro.strategies.pipeline_stage import check_stage_names
+
+    strategy = PipelineStrategy(None, precision=Precision("fp32"))
+    with pytest.raises(UsageError, match=r"^strategy 'pipeline': model 'plain': the stages its split_stages returns do "
+                       r"not keep the model's parameter names \(stage 0 holds '0\.weight', which is no key of the "
+                       r"model's state_dict\), so its checkpoints would not load back; make each stage hold"):
+        strategy.setup(_PlainStages(), lambda params: None, StepSettings(model_name="plain"))
+    model = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
+    check_stage_names(model, model.split_stages(2), "gpt", "pipeline")  # the GPT's stages (tied head included)
+    with pytest.raises(UsageError, match=r"\(the model's 'blocks\.1\.ln1\.weight' is in no stage\)"):
+        check_stage_names(model, model.split_stages(2)[:1], "gpt", "pipeline")

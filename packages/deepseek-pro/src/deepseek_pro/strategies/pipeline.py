@@ -56,7 +56,11 @@ from deepseek_pro.strategies.pipeline_rules import (
     model_blocks,
     pipeline_microbatches,
 )
-from deepseek_pro.strategies.pipeline_stage import locate_param, neutral_stage_class
+from deepseek_pro.strategies.pipeline_stage import (
+    check_stage_names,
+    locate_param,
+    neutral_stage_class,
+)
 from deepseek_pro.strategies.twin import meta_twin
 
 if TYPE_CHECKING:
@@ -155,6 +159,7 @@ class PipelineStrategy(DistributedStrategy):
         self._loss_check = LossCheck(settings.model_name)
         self._metrics = StageMetrics(settings.model_name)
         stages = model.split_stages(self.pp_size)  # type: ignore[operator]
+        check_stage_names(model, stages, settings.model_name, self.name)
         pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
         tied_groups = self._tied_groups(stages, pairs)
         stage = self.shard_stage(stages[self.pp_rank].to(self.device))

@@ -41,3 +41,23 @@ def locate_param(stages: list[nn.Module], param: nn.Parameter) -> tuple[int, str
             if p is param:
                 return i, name
     raise UsageError("pipeline: a tied parameter returned by the model's tied_parameters() is in no stage")
+
+
+def check_stage_names(model: nn.Module, stages: list[nn.Module], model_name: str, strategy: str) -> None:
+    """Refuse, before training, ``stages`` (``model.split_stages(n)``) whose state-dict keys are
+    not ``model``'s: the merged checkpoint holds the stages' keys (``pipeline_state``), which
+    would load back into neither the model nor another strategy. One line naming the model and
+    the first key that differs (keys only: no tensor is copied)."""
+    own = model.state_dict(keep_vars=True).keys()
+    held = [(i, key) for i, stage in enumerate(stages) for key in stage.state_dict(keep_vars=True)]
+    stray = next(((i, key) for i, key in held if key not in own), None)
+    kept = {key for _, key in held}
+    missing = next((key for key in own if key not in kept), None)
+    if stray is None and missing is None:
+        return
+    said = (f"stage {stray[0]} holds {stray[1]!r}, which is no key of the model's state_dict" if stray is not None
+            else f"the model's {missing!r} is in no stage")
+    raise UsageError(f"strategy {strategy!r}: model {model_name!r}: the stages its split_stages returns do not "
+                     f"keep the model's parameter names ({said}), so its checkpoints would not load back; make each "
+                     "stage hold the model's own modules under their names in the model (docs/plugins.md, "
+                     "capability 'pipeline')")
