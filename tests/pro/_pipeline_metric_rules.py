@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -57,9 +56,8 @@ class First(nn.Module):
 
 class Stage(TrainableModel):
     """A stage keeping its module under the model's name for it (a checkpoint then holds the
-    model's names, and loads into it), with the ``cached_decoding`` that ``deepseek eval
-    --strategy pipeline`` asks of stages (:func:`served_attempt`): rows of features keep no
-    state between positions, so the cache holds nothing."""
+    model's names, and loads into it), without ``cached_decoding``: ``deepseek eval --strategy
+    pipeline`` (:func:`served_attempt`) never decodes, and does not ask for it."""
 
     def __init__(self, **named: nn.Module) -> None:
         super().__init__()
@@ -68,15 +66,6 @@ class Stage(TrainableModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.get_submodule(self.key)(x)
-
-    def new_cache(self, batch: int, max_len: int) -> Any:
-        return SimpleNamespace(length=0)
-
-    def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
-        return self(x)
-
-    def decode_window(self) -> int:
-        return 1
 
 
 class Padded(TrainableModel):

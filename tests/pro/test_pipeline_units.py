@@ -171,3 +171,35 @@ def test_stages_that_do_not_keep_the_models_names_are_refused_at_set_up() -> Non
     check_stage_names(model, model.split_stages(2), "gpt", "pipeline")  # the GPT's stages (tied head included)
     with pytest.raises(UsageError, match=r"\(the model's 'blocks\.1\.ln1\.weight' is in no stage\)"):
         check_stage_names(model, model.split_stages(2)[:1], "gpt", "pipeline")
+
+
+def test_a_served_pipeline_without_cached_decoding_evaluates_and_refuses_only_generate() -> None:
+    """``deepseek eval --strategy pipeline`` never decodes: stages without ``cached_decoding`` are
+    placed (was: refused at placement, eval included); ``generate`` refuses them in one line."""
+    from types import SimpleNamespace
+
+    from deepseek.models.protocol import TrainableModel
+    from deepseek_pro.strategies.pipeline_decode import place_stage
+
+    class Kept(torch.nn.Module):
+        def __init__(self, key: str, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.key = key
+            self.add_module(key, module)
+
+    class Staged(_PlainStages, TrainableModel):
+        def split_stages(self, n: int) -> list[torch.nn.Module]:
+            return [Kept("first", self.first), Kept("last", self.last)]
+
+        def pipeline_batch(self, batch):  # noqa: ANN001, ANN202
+            return (batch["x"],), batch["label"]
+
+        def pipeline_loss(self, output, target):  # noqa: ANN001, ANN202
+            return torch.nn.functional.cross_entropy(output, target)
+
+    strategy = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=0, device=torch.device("cpu"))
+    served = place_stage(strategy, Staged())  # type: ignore[arg-type]
+    assert sorted(served.stage.state_dict()) == ["first.0.bias", "first.0.weight"]
+    with pytest.raises(UsageError, match=r"^generate --strategy pipeline: the model's stages \(Kept\) offer no "
+                       r"KV-cache decoding \(capability 'cached_decoding'\); use --strategy tp or one process$"):
+        served.generate(torch.zeros(1, 2, dtype=torch.long), 2)

@@ -42,14 +42,17 @@ if TYPE_CHECKING:
 class PipelinedModel(TrainableModel):
     """This rank's stage of a model served by the ``pipeline`` strategy (see the module docstring);
     it offers capability ``generation`` whatever the model's class, through its stages'
-    ``cached_decoding`` (:func:`place_stage` refuses stages without)."""
+    ``cached_decoding`` (stages without are evaluated; :meth:`generate` refuses them)."""
 
-    def __init__(self, strategy: PipelineStrategy, stage: nn.Module, vocab_size: int | None) -> None:
+    def __init__(self, strategy: PipelineStrategy, stage: nn.Module, vocab_size: int | None,
+                 no_decoding: str | None = None) -> None:
         super().__init__()
         self.strategy = strategy
         self.stage = stage
         self.vocab_size = vocab_size
         """The whole model's declared vocabulary (``generation_vocab_size``; ``None``: unknown)."""
+        self.no_decoding = no_decoding
+        """Why :meth:`generate` is refused (a stage without ``cached_decoding``); ``None``: it decodes."""
 
     def forward(self, **batch: Any) -> Any:
         """The loss of ``batch`` through every stage, on every rank, with the metrics
@@ -72,6 +75,8 @@ class PipelinedModel(TrainableModel):
     ) -> torch.Tensor:
         """``idx`` ``(B, T)`` extended by ``max_new_tokens`` tokens, on every rank (call it on every
         rank with the same arguments); pipeline stages decode eagerly (``static`` must be ``None``)."""
+        if self.no_decoding is not None:
+            raise UsageError(self.no_decoding)
         if static is not None:
             raise UsageError("generate --strategy pipeline: the stages decode eagerly, not on a static cache; "
                              "leave out --cuda-graphs")
@@ -130,11 +135,11 @@ def place_stage(strategy: PipelineStrategy, model: nn.Module) -> PipelinedModel:
         )
     stages = model.split_stages(strategy.pp_size)  # type: ignore[operator]
     stage = stages[strategy.pp_rank]
-    if "cached_decoding" not in model_capabilities(stage):
-        raise UsageError(
-            f"--strategy {strategy.name}: the model's stages ({type(stage).__name__}) offer no KV-cache "
-            "decoding (capability 'cached_decoding'); use --strategy tp or one process"
-        )
+    # every rank judges every stage alike: generate refuses on every rank or on none (eval never decodes)
+    lacking = next((s for s in stages if "cached_decoding" not in model_capabilities(s)), None)
+    refusal = None if lacking is None else (
+        f"generate --strategy {strategy.name}: the model's stages ({type(lacking).__name__}) offer no KV-cache "
+        "decoding (capability 'cached_decoding'); use --strategy tp or one process")
     vocab = generation_vocab_size(model)
-    del stages, model  # the other stages' weights go with them
-    return PipelinedModel(strategy, stage.to(strategy.device).eval(), vocab).eval()
+    del stages, model, lacking  # the other stages' weights go with them
+    return PipelinedModel(strategy, stage.to(strategy.device).eval(), vocab, refusal).eval()
