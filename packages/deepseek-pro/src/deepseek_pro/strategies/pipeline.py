@@ -17,15 +17,15 @@ must meet ``single``'s rules for a loss, refused on every rank in ``single``'s l
 Tied weights: the model's ``tied_parameters(stages)`` names weights held by two stages (the GPT's
 ``wte.weight`` on the first stage and its copy ``lm_head.weight`` on the last); their gradients are
 summed between the two stages before clipping (Megatron's embedding group), so both copies receive
-the tied weight's true gradient and stay bit-identical under the same optimizer. The clipping norm
-counts each copy once. Clipping needs no host sync.
+the tied weight's true gradient and stay bit-identical under the same optimizer; the clipping norm
+counts each copy once.
 
 Checkpoints are canonical (see :mod:`deepseek_pro.strategies.pipeline_state`): each stage writes
-its part under the full model's names and rank 0 merges the parts into the files ``single``
-writes, so a checkpoint moves freely between ``single``, ``pipeline`` and ``hybrid``.
-:class:`~deepseek_pro.strategies.hybrid.HybridStrategy` reuses all of this with each stage
-sharded over a data-parallel group. The ``[strategy]`` keys and the rules checked before any
-process starts are in :mod:`deepseek_pro.strategies.pipeline_rules`.
+its part under the full model's names and rank 0 merges the parts into the files ``single`` writes,
+so a checkpoint moves freely between ``single``, ``pipeline`` and ``hybrid``.
+:class:`~deepseek_pro.strategies.hybrid.HybridStrategy` reuses all of this with each stage sharded
+over a data-parallel group. The ``[strategy]`` keys and the rules checked before any process starts
+are in :mod:`deepseek_pro.strategies.pipeline_rules`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from deepseek.training import clip
 from deepseek.training.evaluation import weighed
 from deepseek.training.step import MetricSums
 from deepseek.training.strategy import OptimizerFactory, StepSettings
+from deepseek_pro.strategies import pipeline_stage as stage_parts
 from deepseek_pro.strategies import pipeline_state as pstate
 from deepseek_pro.strategies.base import DistributedStrategy
 from deepseek_pro.strategies.pipeline_eval import evaluate_stage
@@ -55,11 +56,6 @@ from deepseek_pro.strategies.pipeline_rules import (
     check_pipeline_fit,
     model_blocks,
     pipeline_microbatches,
-)
-from deepseek_pro.strategies.pipeline_stage import (
-    check_stage_names,
-    locate_param,
-    neutral_stage_class,
 )
 from deepseek_pro.strategies.twin import meta_twin
 
@@ -153,13 +149,11 @@ class PipelineStrategy(DistributedStrategy):
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         self.settings = settings
-        # Keep a weightless copy (the loss, the full model for export); other stages' weights
-        # are freed with ``model``.
-        self._template = meta_twin(model)
+        self._template = meta_twin(model)  # weightless (the loss, export); others' weights go with model
         self._loss_check = LossCheck(settings.model_name)
         self._metrics = StageMetrics(settings.model_name)
         stages = model.split_stages(self.pp_size)  # type: ignore[operator]
-        check_stage_names(model, stages, settings.model_name, self.name)
+        stage_parts.check_stage_names(model, stages, settings.model_name, self.name)
         pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
         tied_groups = self._tied_groups(stages, pairs)
         stage = self.shard_stage(stages[self.pp_rank].to(self.device))
@@ -168,7 +162,7 @@ class PipelineStrategy(DistributedStrategy):
         self.model = self._stage_mod
         # a tied copy (the last stage's lm_head) trains in its source's group
         self.optimizer = optimizer_factory([(self._tied.get(n, n), p) for n, p in self._stage_mod.named_parameters()])
-        self._pipe_stage = neutral_stage_class()(
+        self._pipe_stage = stage_parts.neutral_stage_class()(
             self._stage_mod, self.pp_rank, self.pp_size, self.device, group=self.pp_group
         )
         self._use_distributed_scaler()
@@ -192,7 +186,8 @@ class PipelineStrategy(DistributedStrategy):
         out: dict[tuple[int, str], Any] = {}
         self._tied = {}
         for source, copy in pairs:
-            (i, src_name), (j, copy_name) = locate_param(stages, source), locate_param(stages, copy)
+            (i, src_name), (j, copy_name) = (stage_parts.locate_param(stages, source),
+                                                    stage_parts.locate_param(stages, copy))
             self._tied[copy_name] = src_name
             for d in range(self._dp_size):
                 for t in range(self.tp_size):
