@@ -1,7 +1,8 @@
 """The exit status of a ``deepseek`` command run in a test's process, as the interpreter gives it.
 Core's ``deepseek_here`` (conftest.py) reads a ``SystemExit`` with it, and so does pro's
 (tests/pro/_prohelpers.py loads this file by its path: core's tests import nothing of the other
-editions'; tests/enterprise/_exitstatus.py holds the enterprise tests' copy). Imports nothing heavy."""
+editions'), and so do the enterprise tests' helpers (tests/enterprise/_exitstatus.py loads it the
+same way). Imports nothing heavy: the service tests' helpers must leave a server process without torch."""
 
 from __future__ import annotations
 
