@@ -187,7 +187,8 @@ def run_train_jobs(
     jobs: Sequence[Mapping[str, Any]], workdir: Path, *, nproc: int = 2, timeout: float = 420
 ) -> dict[str, list[dict[str, Any]]]:
     """Run ``jobs`` (``{"name", "config", "resume"?, "unwrapped"?, "unwrap_report"?}``) in one torchrun job; each
-    writes ``workdir/<name>`` (see ``_train_jobs.py``). Returns ``{name: train_records}``."""
+    writes ``workdir/<name>`` (see ``_train_jobs.py``), and the job's output (stdout, then stderr)
+    is kept beside its spec (``workdir/jobs-<n>.log``). Returns ``{name: train_records}``."""
     workdir.mkdir(parents=True, exist_ok=True)
     spec = []
     for job in jobs:
@@ -196,7 +197,8 @@ def run_train_jobs(
                      "unwrapped": bool(job.get("unwrapped")), "unwrap_report": bool(job.get("unwrap_report"))})
     spec_path = workdir / f"jobs-{len(list(workdir.glob('jobs-*.json')))}.json"
     spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    run_torchrun([str(TRAIN_JOBS), str(spec_path)], nproc=nproc, timeout=timeout)
+    proc = run_torchrun([str(TRAIN_JOBS), str(spec_path)], nproc=nproc, timeout=timeout)
+    spec_path.with_suffix(".log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     return {job["name"]: train_records(workdir / job["name"]) for job in jobs}
 
 

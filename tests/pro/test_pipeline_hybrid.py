@@ -111,6 +111,17 @@ def two_procs(single: dict[str, Any], train_jobs: Any, tmp_path_factory: pytest.
     return {name: summary(out / name) for name in CASES}, out
 
 
+def assert_no_sequential_gather_warning(workdir: Path) -> None:
+    """The torchrun jobs run in ``workdir`` logged no warning of torch's that gathering a weight
+    sharded over ``dp`` and ``tp`` takes sequential all-gathers (hybrid's checkpoints gather them:
+    ``pipeline_state.stage_state`` holds it back; it was rank 0's last log lines)."""
+    logs = sorted(workdir.glob("jobs-*.log"))
+    assert logs
+    for log in logs:
+        text = log.read_text(encoding="utf-8")
+        assert "sequential all_gather operations" not in text, text[-3000:]
+
+
 def reference(single: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     return single[next(k for k, v in REFERENCES.items() if v == shared)]
 
@@ -159,6 +170,13 @@ def test_pipeline_checkpoint_resumes_under_single(case: str, two_procs: tuple[di
     assert_same(summary(tmp_path / "resumed"), single["plain"], RTOL["fp32"], slice(2, None))
 
 
+def test_tensor_parallel_checkpoints_log_no_sequential_gather_warning(two_procs: tuple[dict, Path]) -> None:
+    """The tp=2 runs' checkpoints (each run saves at its end; ``hybrid-pp1-tp2-save`` at step 2
+    too) gather weights split over ``dp`` x ``tp`` without torch's warning about it."""
+    assert (two_procs[1] / "hybrid-pp1-tp2-save" / "checkpoints" / "step-2" / "model.safetensors").is_file()
+    assert_no_sequential_gather_warning(two_procs[1])
+
+
 def test_pipeline_checkpoint_equals_single_weights(two_procs: tuple[dict, Path], single: dict) -> None:
     """Same names and shapes as single's file (tied lm_head included), values within tolerance."""
     from deepseek.training.checkpoint import load_model_state, load_optimizer_state
@@ -185,6 +203,7 @@ def test_hybrid_meshes_on_four_processes(single: dict[str, Any], train_jobs: Any
     train_jobs(jobs(cases, single["ckpt"]), tmp_path, nproc=4, timeout=900)
     for case in cases:
         assert_same(summary(tmp_path / case), single["plain"], RTOL["fp32"])
+    assert_no_sequential_gather_warning(tmp_path)
 
 
 def test_unwrapped_model_is_the_whole_trained_model(two_procs: tuple[dict, Path]) -> None:

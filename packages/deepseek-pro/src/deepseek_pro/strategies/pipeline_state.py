@@ -15,7 +15,9 @@ restored from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,32 @@ from deepseek.training.optimizers import builder_of
 def part_path(directory: Path, stage: int, filename: str) -> Path:
     """Where stage ``stage`` writes its part of ``filename``."""
     return Path(directory) / f"part-{stage}-{filename}"
+
+
+class _SequentialGatherNote(logging.Filter):
+    """Drops torch's warning that gathering a weight sharded over two mesh dimensions takes
+    several sequential all-gathers ("While redistributing from (_StridedShard(dim=0, sf=2),
+    Shard(dim=0)) to (Replicate(), Replicate()), 2 sequential all_gather operations ... may give
+    inconsistent results between ranks due to different reduction orders"): ``hybrid`` with
+    ``tp_size > 1`` holds each split weight in ``dp`` shards of ``tp`` shards, and its full state
+    gathers them. An all-gather copies shards and reduces nothing, so every rank gets the same
+    bytes; the warning named nothing a run can act on and showed as rank 0's last log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("While redistributing from") and "sequential all_gather operations" in message)
+
+
+@contextlib.contextmanager
+def _sequential_gather_note_held_back() -> Iterator[None]:
+    """:class:`_SequentialGatherNote` on torch's DTensor redistribution logger for the block only."""
+    log = logging.getLogger("torch.distributed.tensor._redistribute")
+    note = _SequentialGatherNote()
+    log.addFilter(note)
+    try:
+        yield
+    finally:
+        log.removeFilter(note)
 
 
 def stage_state(
@@ -45,8 +73,9 @@ def stage_state(
     )
 
     opts = StateDictOptions(full_state_dict=True)
-    model_sd = {k: v.detach().cpu() for k, v in get_model_state_dict(module, options=opts).items()}
-    optim_sd = get_optimizer_state_dict(module, optimizer, options=opts)
+    with _sequential_gather_note_held_back():
+        model_sd = {k: v.detach().cpu() for k, v in get_model_state_dict(module, options=opts).items()}
+        optim_sd = get_optimizer_state_dict(module, optimizer, options=opts)
     state = {
         name: {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in values.items()}
         for name, values in optim_sd["state"].items()
