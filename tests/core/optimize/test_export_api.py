@@ -91,6 +91,28 @@ def test_the_default_export_file_is_the_runs_own_and_a_re_export_replaces_it(
         check_output(run / "config.toml", where="--out", folder=False, host=host, replaces=("config.toml",))
 
 
+def test_the_default_export_home_is_a_run_folder_not_any_folder_named_checkpoints(tmp_path: Path) -> None:
+    """``export_home`` (export's and ``hf``'s default place) took the grandparent of any folder
+    whose parent is named ``checkpoints``: a run kept in ``/x/checkpoints/run1`` exported to
+    ``/x/model.pt2``, and weights exported to ``/x/checkpoints/w/`` likewise. Only a run folder's
+    ``checkpoints/`` counts."""
+    from deepseek.graph.export_trained import export_home
+
+    kept = tmp_path / "checkpoints"  # a user's folder of runs and weights, named so
+    run = kept / "run1"
+    (run / "checkpoints" / "step-3").mkdir(parents=True)
+    (run / "config.toml").write_text("", encoding="utf-8")
+    weights = kept / "w" / "model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"")
+    assert export_home(run) == run
+    assert export_home(run / "checkpoints" / "step-3") == run
+    assert export_home(run / "checkpoints" / "step-3" / "model.safetensors") == run
+    assert export_home(run / "checkpoints") == run
+    assert export_home(weights) == weights.parent
+    assert export_home(weights.parent) == weights.parent
+
+
 def test_static_export_fixes_the_given_shape(run: Path, tmp_path: Path) -> None:
     path = deepseek.export(run, tmp_path / "sub" / "fixed.pt2", batch=3, seq=8, static=True)
     assert path == tmp_path / "sub" / "fixed.pt2"

@@ -115,11 +115,18 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
 def export_home(checkpoint: Path) -> Path:
     """Where an export of ``checkpoint`` goes by default: the run folder of a run or of one of
     its checkpoints (``RUN`` for ``RUN/checkpoints/step-N``: a file inside a checkpoint folder is
-    the run's, pruned with it), else the folder of exported weights."""
+    the run's, pruned with it), else the folder of exported weights. Only a run folder
+    (:func:`~deepseek.run_files.is_run_folder`) counts: a run or exported weights kept in a folder
+    that happens to be named ``checkpoints`` export into their own folder, not beside it."""
+    from deepseek.run_files import CHECKPOINTS, is_run_folder
+
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    if folder.parent.name == "checkpoints":
-        return folder.parent.parent
-    return folder.parent if folder.name == "checkpoints" else folder
+    if is_run_folder(folder):
+        return folder
+    for inside, run in ((folder.parent, folder.parent.parent), (folder, folder.parent)):
+        if inside.name == CHECKPOINTS and is_run_folder(run):
+            return run
+    return folder
 
 
 def _export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None, dtype: str,
