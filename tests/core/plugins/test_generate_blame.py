@@ -90,3 +90,32 @@ def test_a_stop_string_is_no_bug_of_the_model(trained: Any, capsys: pytest.Captu
     code, out, err = _generate(host_with(False), "--checkpoint", str(run), "hi", "--max-new-tokens", "12",
                                "--stop", "aa", "--device", "cpu", capsys=capsys)
     assert (code, out) == (0, "hi\n"), (code, out, err)
+
+
+def test_a_strategy_whose_setup_inference_takes_no_settings_is_named(trained: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """``setup_inference(model, settings)`` takes the settings since the served model's blame moved
+    there; a plugin strategy overriding the one-argument form was core's "internal error: TypeError:
+    ... takes 2 positional arguments but 3 were given". It is one line naming the strategy."""
+    from deepseek import hookimpl
+    from deepseek.training.single import SingleDeviceStrategy
+
+    class OldServing(SingleDeviceStrategy):
+        name = "gen.old"
+
+        def setup_inference(self, model: Any) -> Any:  # type: ignore[override]
+            return model.eval()
+
+    run, host_with = trained
+    host = host_with(False)
+    class Plugin:
+        @hookimpl
+        def deepseek_register_strategies(self, register: Any) -> None:
+            register("gen.old", OldServing, description="serves with the one-argument setup_inference")
+
+    host.register_plugin(Plugin(), dist="deepseek-genstrategy")
+    code, out, err = _generate(host, "--checkpoint", str(run), "hi", "--max-new-tokens", "2", "--strategy", "gen.old",
+                               "--device", "cpu", capsys=capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and out == "", (code, out, err)
+    assert lines[0].startswith("error: strategy 'gen.old' (deepseek-genstrategy "), err
+    assert "setup_inference(model) does not take (model, settings)" in lines[0], err

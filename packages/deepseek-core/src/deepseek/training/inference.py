@@ -150,8 +150,10 @@ def load_placed(
     from deepseek.plugins.host import get_host
     from deepseek.training.launcher_env import launcher_env
     from deepseek.training.mixed_precision import Precision
+    from deepseek.training.strategy_rules import check_setup_inference
 
-    cls = (host or get_host()).resolve("strategy", strategy).load()
+    component = (host or get_host()).resolve("strategy", strategy)
+    cls = check_setup_inference(component.load(), component.label)
     if cls.needs_launcher:
         launcher_env(strategy, command=command)
     placer = cls(None, precision=Precision("fp32"), host=host)

@@ -116,3 +116,22 @@ def skipped_parameters_problem(model: Any, strategy_cls: type[StrategyRules], *,
             f"gradient), but strategy {strategy_name!r} steps every parameter in every step, one without a "
             "gradient as if it were zero (Adam's moments and weight decay move it, where single leaves it alone); "
             f"use {use} (ddp: with strategy.find_unused_parameters = true)")
+
+
+def check_setup_inference(cls: type, label: str) -> type:
+    """``cls``, a strategy class whose ``setup_inference`` takes ``(model, settings)`` as ``setup``
+    does; one overriding the one-argument form (before the served model's blame came in the
+    settings) is one line naming the strategy, not core's ``TypeError`` at the call."""
+    import inspect
+
+    from deepseek.errors import PluginError
+
+    signature = inspect.signature(cls.setup_inference)  # with self
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        names = ", ".join(list(signature.parameters)[1:])
+        raise PluginError(f"{label}: setup_inference({names}) does not take (model, settings); take the "
+                          "StepSettings too and keep them as self.settings, as setup does (docs/plugins.md "
+                          "section 12)") from None
+    return cls
