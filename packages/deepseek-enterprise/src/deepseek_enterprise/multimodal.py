@@ -10,20 +10,20 @@ A batch holds, per modality, its encoder's inputs, and for every modality a pres
      "label": (B,) int64,
      "modality_labels": {"vision": (B,) int64, ...}}     # optional
 
-The loss is the fused cross-entropy, plus ``aux_loss_weight`` x the mean of each present
-modality's own classifier's cross-entropy against that modality's own label
-(``modality_labels``, -100 where a sample has none; the class where the batch gives none), a mean
-over the batch's rows in which a row without the modality adds 0 (so it is the same however the
-trainer splits the batch; under modality dropout in training, the mean over the rows that show the
-modality, as the random draws make the split matter there anyway), plus ``contrastive_weight`` x InfoNCE between the pooled embeddings of every pair of modalities present
-in the same samples (temperature ``temperature``), which also reports in-batch cross-modal
-recall@1 (``recall_vision_audio`` ...).
+The loss is the fused cross-entropy, plus ``aux_loss_weight`` x the mean of each present modality's
+own classifier's cross-entropy against that modality's own label (``modality_labels``, -100 where a
+sample has none; the class where the batch gives none), a mean over the batch's rows in which a row
+without the modality adds 0 (so it is the same however the trainer splits the batch; under modality
+dropout in training, the mean over the rows that show the modality, as the random draws make the
+split matter there anyway), plus ``contrastive_weight`` x InfoNCE between the pooled embeddings of
+every pair of modalities present in the same samples (temperature ``temperature``), which also
+reports in-batch cross-modal recall@1 (``recall_vision_audio`` ...).
 
-``modality_dropout`` hides each modality of each training sample with that probability (never
-all of a sample's modalities). The model reports ``accuracy`` and, per modality, the accuracy of
-its own classifier against the modality's own label (``accuracy_vision`` ...): a training step
-over the batch, an evaluation over the whole set's samples that have the modality, leaving out a
-modality none has and stating that the loss lacks its terms (``loss_excludes_<modality>``;
+``modality_dropout`` hides each modality of each training sample with that probability (never all
+of a sample's modalities). The model reports ``accuracy`` and, per modality, the accuracy of its
+own classifier against the modality's own label (``accuracy_vision`` ...): a training step over the
+batch, an evaluation over the whole set's samples that have the modality, leaving out a modality
+none has and saying the loss lacks its terms (``loss_excludes_<modality>``;
 :mod:`deepseek_enterprise.modality_metrics`).
 """
 
@@ -145,8 +145,7 @@ class MultimodalOptions:
     freeze_pretrained: bool = False
     """Keep the parameters copied from ``pretrained`` fixed (they do not train)."""
     gradient_modulation: float = field(default=0.0, metadata={"check": check_alpha})
-    """Training only: ``alpha`` of on-the-fly gradient modulation, which scales down the gradient of
-    the encoder whose own classifier is the most confident on the batch (:mod:`deepseek_enterprise.modulation`); 0: off."""
+    """Training: on-the-fly gradient modulation's ``alpha`` (:mod:`deepseek_enterprise.modulation`); 0: off."""
     logit_weights: dict[str, float] = field(default_factory=dict)
     """Calibrated output: the model's logits become ``sum_k w_k * logits_k`` over ``fused`` (the
     fusion method's prediction) and each modality (its own classifier's logits, counted only where
@@ -300,9 +299,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         loss = F.cross_entropy(out.logits.float(), label)
         result: dict[str, torch.Tensor] = {"accuracy": (out.logits.argmax(-1) == label).float().mean()}
         # An evaluation counts what each modality's classifier and each pair got right over the rows
-        # that have them, summed over the whole set (metrics_from_totals: a modality no sample has
-        # is left out); a training step reports per-batch means (a batch without the modality: NaN,
-        # which the step record leaves out).
+        # that have them, summed over the set (metrics_from_totals: a modality no sample has is left
+        # out); a training step reports per-batch means (without the modality: NaN, left out).
         totals: dict[str, torch.Tensor] = {}
         aux, owns, masks = [], {}, {}
         # Modality dropout in training draws which modalities each row shows, so its figures depend
