@@ -19,7 +19,6 @@ from _pairing import FirstBatches, call_on_batches, pair_table, tiny_model
 
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
-from deepseek.data.dataset import Dataset
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data
 from deepseek.plugins.host import PluginHost
@@ -84,7 +83,7 @@ class ShapesOptions:
     features: int = 40
 
 
-class Shapes(Dataset):
+class Shapes(LabelledBatches):
     """Vision and audio of other shapes than the built-in encoders' defaults: ``height x width``
     images and frames of ``features`` coefficients (the second half of the last row padding)."""
 
@@ -101,21 +100,6 @@ class Shapes(Dataset):
                 "present": {"vision": present, "audio": present.clone()},
                 "label": torch.randint(0, o.classes, (self.batch_size,), generator=g)}
 
-    def __next__(self) -> dict[str, Any]:
-        return self._batch(1)
-
-    def validation_batches(self, limit: int) -> list[dict[str, Any]]:
-        return [self._batch(2)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    @classmethod
-    def model_num_classes(cls, options: Any) -> int:
-        return options.classes
 
 
 @dataclass(frozen=True)
