@@ -201,6 +201,12 @@ def submit_checks(factory: pytest.TempPathFactory) -> Iterator[Deploy]:
     d.close()
 
 
+def one_line_error(result: tuple[int, str, str], words: str) -> None:
+    """``result`` (a command's exit code, stdout, stderr) is a one-line error holding ``words``, exit code 2."""
+    code, _out, err = result
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ") and words in err, result
+
+
 def free_port() -> int:
     import socket
 
