@@ -32,6 +32,10 @@ def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
     yield from _apiservice.copy_of_template(request, tmp_path)
 
 
+LONG = "n" * 300
+"""A name longer than the 255 bytes a file system takes."""
+
+
 @pytest.mark.parametrize(("job", "words"), [
     ({"args": ["--run-dir", "../other"]}, "'..' is not allowed"),
     ({"args": ["--run-dir=/tmp/elsewhere"]}, "is outside the tenant's folder"),
@@ -53,10 +57,17 @@ def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
     ({"args": ["cfg.txt"], "files": {"cfg.txt": "[logging]\nruns_dir = \"/tmp/escaped\"\n"}}, "files cfg.txt"),
     ({"args": ["cfg"], "files": {"cfg": "\ufeff[logging]\nruns_dir = \"/tmp/escaped\"\n"}}, "files cfg"),
     ({"files": {"ds.json": '{"tensorboard": {"output_path": "/tmp/escaped"}}'}}, "files ds.json"),
+    # a name over 255 bytes, which the job could neither make nor read: accepted, the job failed when it ran
+    ({"config": f"[data]\npath = \"data/{LONG}\"\n"}, f"config data.path: data/{LONG[:50]}"),
+    ({"args": ["--set", f"data.path=\"data/{LONG}/x.txt\""]}, "--set data.path: data/"),
+    ({"files": {"space.toml": f"[space]\n\"data.path\" = \"{LONG}/\"\n"}}, "files space.toml space.data.path"),
 ])
 def test_paths_outside_the_tenant_folder_are_refused(svc: Deploy, job: dict, words: str) -> None:
     r = svc.submit("acme", svc.tokens["bob"], **job)
     assert r.status_code == 422 and words in r.json()["detail"], r.text
+    if LONG in str(job):  # the wording of a path option's name too long (deepseek.paths.name_too_long)
+        assert "cannot be used (File name too long: 'nnn" in r.json()["detail"], r.text
+        assert "is 300 bytes, a name may have 255); give another path" in r.json()["detail"], r.text
     assert "\n" not in r.json()["detail"]
     with svc.store.session() as s:
         assert s.scalar(text("select count(*) from jobs")) == 0

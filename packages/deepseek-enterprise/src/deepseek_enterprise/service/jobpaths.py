@@ -14,7 +14,11 @@ config TOML, at any depth. A string is path-like when it holds ``/`` or ``\\``, 
 - any of these in a part of a value: after ``=`` (``key=/path``), after ``scheme:``
   (``journal:/path``), after a short option's letter (``-o/path``);
 - a symbolic link at any existing component below the tenant folder (checked at submit and again
-  just before the job starts).
+  just before the job starts);
+- in the config, a ``--set`` value or a job file (not a plain argument, which its command's own
+  parse checks: :func:`check_path_names`), a name in the path longer than a file system takes
+  (:func:`deepseek.paths.name_too_long`, 255 bytes; the rule :func:`check_path_names` holds
+  path options to): the job could neither make nor read it.
 
 What this does not do: it checks what the config *names*; it is not a sandbox. Code run by the
 job (the installed deepseek editions and plugins) runs as the server's user; see docs/service.md.
@@ -30,7 +34,9 @@ from typing import Any
 
 import tomllib
 
+from deepseek.errors import clipped_words
 from deepseek.parsing import loads_toml
+from deepseek.paths import name_too_long
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -116,8 +122,9 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(v, f"{where}[{i}]")
 
 
-def arg_strings(args: list[str]) -> Iterator[tuple[str, str]]:
-    """``(where, value)`` of every argument value that could name a path."""
+def arg_strings(args: list[str]) -> Iterator[tuple[str, str, bool]]:
+    """``(where, value, in_config)`` of every argument value that could name a path;
+    ``in_config``: a ``--set KEY=VALUE`` value, which goes into the job's config."""
     for i, arg in enumerate(args):
         where = f"args[{i}]"
         if arg.startswith("--") and "=" in arg:
@@ -129,10 +136,10 @@ def arg_strings(args: list[str]) -> Iterator[tuple[str, str]]:
                 parsed = loads_toml(f"v = {value}")["v"]
             except tomllib.TOMLDecodeError:
                 parsed = value
-            yield from _strings(parsed, where)
-            yield where, value
+            for at, text in (*_strings(parsed, where), (where, value)):
+                yield at, text, True
             continue
-        yield where, arg
+        yield where, arg, False
 
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -153,14 +160,16 @@ def candidates(value: str) -> list[str]:
     return out
 
 
-def check_value(value: str, where: str, tenant_root: Path, cwd: Path) -> None:
+def check_value(value: str, where: str, tenant_root: Path, cwd: Path, *, names: bool = True) -> None:
     """Refuse ``value`` at ``where`` if it, or a part of it (:func:`candidates`), names a path
-    outside ``tenant_root`` (module docstring)."""
+    outside ``tenant_root`` (module docstring); with ``names``, one holding a name longer than a
+    file system takes too (off for a command-line argument: the command's parse checks those of
+    its path options, :func:`check_path_names`, with its own wording)."""
     for part in candidates(value):
-        _check_one(part, value, where, tenant_root, cwd)
+        _check_one(part, value, where, tenant_root, cwd, names)
 
 
-def _check_one(part: str, value: str, where: str, tenant_root: Path, cwd: Path) -> None:
+def _check_one(part: str, value: str, where: str, tenant_root: Path, cwd: Path, names: bool) -> None:
     if "\x00" in value:
         raise PathRefused(f"{where}: a NUL character is not allowed")
     if _URL.match(value):
@@ -174,6 +183,8 @@ def _check_one(part: str, value: str, where: str, tenant_root: Path, cwd: Path) 
     pure = PurePosixPath(part)
     if ".." in pure.parts:
         raise PathRefused(f"{where}: {value!r}: '..' is not allowed; name a path inside the job's workspace")
+    if names and (line := name_too_long(pure, where)):
+        raise PathRefused(clipped_words(line))
     full = Path(os.path.normpath(pure if pure.is_absolute() else cwd / pure))
     root = Path(os.path.normpath(tenant_root))
     if full != root and root not in full.parents:
@@ -200,8 +211,6 @@ def check_path_names(ctx: Any) -> None:
     job could neither make nor read; a bare name has no ``/`` for the checks above to look at.
     ``ctx``: the click context of the command (``None``: nothing parsed)."""
     from deepseek.cli.params import PathText
-    from deepseek.errors import clipped_words
-    from deepseek.paths import name_too_long
 
     for param in ctx.command.params if ctx is not None else ():
         value = ctx.params.get(param.name)
@@ -222,8 +231,8 @@ def check_job(args: list[str], config: str | None, files: dict[str, str], tenant
             raise PathRefused(f"config: larger than {MAX_FILE_BYTES} bytes")
         for where, value in config_strings(config):
             check_value(value, f"config {where}", tenant_root, cwd)
-    for where, value in arg_strings(args):
-        check_value(value, where, tenant_root, cwd)
+    for where, value, in_config in arg_strings(args):
+        check_value(value, where, tenant_root, cwd, names=in_config)
     for name, body in files.items():  # any name: `train cfg.txt` reads a config whatever it is called
         # one that is neither TOML nor JSON names no path (the command that reads it refuses it)
         for where, value in _strings(_structured(body), ""):
