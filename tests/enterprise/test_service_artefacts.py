@@ -114,6 +114,9 @@ def test_hostile_paths_get_the_right_status_and_nothing_outside_is_served(svc: D
          f"job {job}: 'runs/a/up/etc/passwd': 'up' is a symbolic link; links are not followed"),
         ("path=pipe", 409, f"job {job}: 'pipe' is not a regular file or folder; only those are served"),
         ("path=nothing/here", 404, f"job {job}: no 'nothing/here' in its workspace"),
+        # a name no file system takes (was 409 "cannot be read (ENAMETOOLONG)"): no such file, as a job's paths at submit
+        (f"path=runs/{'n' * 300}/x", 404, f"job {job}: no 'runs/{'n' * 300}/x' in its workspace (a name in it is "
+                                          "longer than the 255 bytes a file system takes)"),
     ]
     for query, status, detail in cases:
         for route in ("download", "files"):
@@ -121,6 +124,9 @@ def test_hostile_paths_get_the_right_status_and_nothing_outside_is_served(svc: D
             r = svc.call("GET", f"{base}/{route}?{query}", bob)
             assert (r.status_code, r.json()) == (status, {"detail": detail}), (route, query)
             assert time.monotonic() - started < 5  # the FIFO did not block
+    r = svc.call("GET", f"{base}/metrics?run={'n' * 300}", bob)
+    assert (r.status_code, r.json()["detail"]) == (404, f"job {job}: no '{'n' * 300}/metrics.jsonl' in its workspace "
+                                                        "(a name in it is longer than the 255 bytes a file system takes)")
     r = svc.call("GET", f"{base}/metrics?run=..%2F..", bob)
     assert (r.status_code, r.json()["detail"]) == (422, "path '../..': '..' is not allowed; name a path inside the "
                                                         "job's workspace")

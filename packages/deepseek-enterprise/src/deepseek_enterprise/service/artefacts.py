@@ -10,7 +10,8 @@ request cannot move the walk outside. Only regular files and folders are served;
 device is refused (409) and is opened with ``O_NONBLOCK`` so that it cannot hang the server.
 
 A path names a place inside the workspace: relative, ``/``-separated, no ``..`` component
-(422 with one line otherwise). Files stream in chunks of :data:`CHUNK` bytes; a folder streams as
+(422 with one line otherwise); one holding a name over 255 bytes, which no file has
+(:data:`deepseek.paths.NAME_MAX`, the rule a job's paths are held to at submit), is not there (404). Files stream in chunks of :data:`CHUNK` bytes; a folder streams as
 a POSIX (pax) tar of its regular files and folders, links and other special files left out. A
 file's size is taken when the stream reaches it: bytes appended later are not sent, and a file
 that shrinks meanwhile is padded with zero bytes to the size announced in its tar header.
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from deepseek.paths import NAME_MAX
 from deepseek_enterprise.service.auth import ApiError
 
 CHUNK = 1 << 20
@@ -86,6 +88,9 @@ def _step(fd: int, part: str, flags: int, who: str, shown: str) -> int:
             raise ApiError(409, f"{who}: {shown!r}: {part!r} is a symbolic link; links are not followed") from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise ApiError(404, f"{who}: no {shown!r} in its workspace") from None
+        if exc.errno == errno.ENAMETOOLONG:  # no job could have made it: not there, as a missing name
+            raise ApiError(404, f"{who}: no {shown!r} in its workspace (a name in it is longer than the "
+                                f"{NAME_MAX} bytes a file system takes)") from None
         raise ApiError(409, f"{who}: {shown!r} cannot be read ({errno.errorcode.get(exc.errno, exc.errno)})") from None
     finally:
         os.close(fd)
