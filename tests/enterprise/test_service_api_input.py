@@ -4,6 +4,7 @@ numbers; each one line with its status, and nothing written."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +177,32 @@ def test_a_running_jobs_quota_of_zero_is_refused_on_create_update_and_read_back(
     with pytest.raises(UsageError, match=r"^--db .*: table quotas, row with tenant_id \d+: column running_jobs holds 0: "
                        r"Input should be greater than or equal to 1; the database was edited or is damaged"):
         Store(svc.store.url)
+
+
+def test_a_token_lifetime_under_an_hour_is_refused_and_one_of_an_hour_taken(svc: Deploy) -> None:
+    """``expires_in_days = 1e-9`` (86 microseconds) made a token that had expired before its first
+    use; now anything under one hour is 422 in one line, no token is made, and one hour is taken."""
+    from deepseek_enterprise.service.models import Token
+
+    with svc.store.session() as s:
+        before = s.scalar(text("select count(*) from tokens"))
+    url = "/v1/tenants/acme/users/bob/tokens"
+    for days in (1e-9, 0.04, 0, -1):
+        r = svc.call("POST", url, svc.admin, json={"expires_in_days": days})
+        assert (r.status_code, r.json()["detail"]) == (422, (
+            f"invalid request: expires_in_days: Value error, {days:g} days is less than the shortest lifetime a "
+            "token may have, one hour (0.04167 days); give a longer one, or null for a token that never expires"))
+    with svc.store.session() as s:
+        assert s.scalar(text("select count(*) from tokens")) == before
+    asked = dt.datetime.now(dt.timezone.utc)
+    r = svc.call("POST", url, svc.admin, json={"expires_in_days": 1 / 24})
+    answered = dt.datetime.now(dt.timezone.utc)
+    assert r.status_code == 201, r.text
+    hour = dt.timedelta(hours=1)
+    assert asked + hour <= dt.datetime.fromisoformat(r.json()["expires_at"]) <= answered + hour, r.text
+    assert svc.call("GET", "/v1/me", r.json()["token"]).status_code == 200  # usable at once
+    with svc.store.session() as s:
+        assert s.scalar(select(Token).where(Token.token_id == r.json()["token_id"])) is not None
 
 
 @pytest.mark.parametrize(("path", "body"), [

@@ -231,6 +231,19 @@ def test_the_client_refuses_non_finite_numbers_in_one_line(tmp_path: Path, monke
     assert out == ""
 
 
+def test_the_client_refuses_a_token_lifetime_under_an_hour(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--expires-days 1e-9`` was sent and made a token that had expired before its first use; the
+    client now holds it to the server's range (service.tokens.MIN_DAYS) before any request."""
+    from _inprocess import deepseek_here
+
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # nothing is asked of a server
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tenants", "token", "acme", "bob", "--expires-days", "1e-9")
+    assert (code, out, err.splitlines()) == (2, "", [
+        "error: Invalid value for '--expires-days': '1e-9' is out of range; give a finite number >= 0.0416667 and "
+        "<= 3660 (see 'deepseek tenants token --help')"])
+
+
 def test_submit_refuses_two_files_of_one_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both landed under one name in the workspace: one was silently lost."""
     from _inprocess import deepseek_here

@@ -17,7 +17,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from deepseek_enterprise.service import tokens
@@ -68,8 +68,17 @@ class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     name: Annotated[str, Field(max_length=63, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
     """A label of one line: no control characters (PostgreSQL refuses a NUL in a text column)."""
-    expires_in_days: float | None = Field(default=90, gt=0, le=3660)
-    """Days until the token expires; null: never."""
+    expires_in_days: float | None = Field(default=90, le=tokens.MAX_DAYS)
+    """Days until the token expires, at least one hour's worth (:data:`tokens.MIN_DAYS`); null: never."""
+
+    @field_validator("expires_in_days")
+    @classmethod
+    def _at_least_an_hour(cls, days: float | None) -> float | None:
+        """A lifetime under :data:`tokens.MIN_DAYS` made a token that expired before it could be used."""
+        if days is not None and days < tokens.MIN_DAYS:
+            raise ValueError(f"{days:g} days is less than the shortest lifetime a token may have, one hour "
+                             f"({tokens.MIN_DAYS:.4g} days); give a longer one, or null for a token that never expires")
+        return days
 
 
 def _tenant_dict(t: Tenant) -> dict[str, Any]:

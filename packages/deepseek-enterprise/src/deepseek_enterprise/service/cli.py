@@ -16,6 +16,7 @@ from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service import answers as A
 from deepseek_enterprise.service.cli_artefacts import SERVER, download, files
 from deepseek_enterprise.service.names import JOB_STATES, ROLES, SERVICE_NAME, TENANT
+from deepseek_enterprise.service.tokens import MAX_DAYS, MIN_DAYS
 
 FINAL = {"succeeded", "failed", "cancelled", "lost"}
 
@@ -220,7 +221,8 @@ def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
 @tenants.command("token")
 @click.argument("tenant", type=SERVICE_NAME)
 @click.argument("user", type=SERVICE_NAME)
-@click.option("--expires-days", type=FiniteFloat(0, 3660, min_open=True), default=90, show_default=True)
+@click.option("--expires-days", type=FiniteFloat(MIN_DAYS, MAX_DAYS), default=90, show_default=True,
+              help="Days until the token expires, from one hour's worth (0.0417) to 3660.")
 @click.option("--name", default="", help="A label for the token.")
 @SERVER
 def token(tenant: str, user: str, expires_days: float, name: str, server: str | None) -> None:

@@ -17,6 +17,10 @@ import secrets
 PREFIX = "dsk_"
 _TOKEN = re.compile(r"^dsk_([0-9a-f]{12})\.([A-Za-z0-9_-]{20,128})$")
 
+MIN_DAYS, MAX_DAYS = 1 / 24, 3660
+"""The lifetimes a token may be given, in days: from one hour (a shorter one expires before it
+can be used: ``1e-9`` days is 86 microseconds) to ten years; longer-lived, none (it never expires)."""
+
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 """scrypt cost: about 16 MiB and tens of milliseconds per hash."""
 
