@@ -141,3 +141,43 @@ def test_the_files_the_trainer_writes_beside_its_config_are_the_runs_own(tmp_pat
             check_output(run / name, where="--json", folder=False, host=host)
     for name in ("config.edited-x.toml", "config.edited.toml.bak", "final_checkpoint-2.json"):  # a user's own
         assert check_output(run / name, where="--json", folder=False, host=host) == []
+
+
+def test_replaces_is_the_commands_own_declared_file_not_the_runs_dataset_s(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``replaces=`` skipped the run's declared files as a whole: ``deepseek export`` (its default
+    ``RUN/model.pt2`` or ``--out RUN/model.pt2``) replaced a ``model.pt2`` that the run's dataset
+    declares in ``written_files``. It now leaves out the name from the commands' declarations only:
+    the run's dataset or model declaring it too keeps it, and a name no command declares (a
+    plugin's hooks' file) is no command's to replace."""
+    from deepseek.data.text import TextDataset
+
+    class Exporting(TextDataset):
+        written_files = ("model.pt2",)
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_datasets(self, register: Any) -> None:
+            register("acme.text", Exporting, description="text whose runs write model.pt2")
+
+        @hookimpl
+        def deepseek_declare_run_files(self, declare: Any) -> None:
+            declare(["acme-state.jsonl"])
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0").status == "ok"
+    run = _run_folder(tmp_path / "run")
+    (run / "config.toml").write_text('[data]\nname = "acme.text"\n')
+    (run / "model.pt2").write_bytes(b"the dataset's")
+    for out in ([], ["--out", str(run / "model.pt2")]):  # refused before the checkpoint is read
+        with pytest.raises(SystemExit) as exit_:
+            main(["export", "--checkpoint", str(run), *out], host=host)
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: --out: {run / 'model.pt2'} is a file of the run folder {run} (written by its training or the "
+            f"command that made it); give another path, e.g. {run / 'model-2.pt2'}"]
+    assert (run / "model.pt2").read_bytes() == b"the dataset's"
+    with pytest.raises(UsageError, match=f"^--out: {run / 'acme-state.jsonl'} is a place of the run folder {run}'s"):
+        check_output(run / "acme-state.jsonl", where="--out", folder=False, host=host, replaces=("acme-state.jsonl",))
+    (run / "config.toml").write_text('[data]\nname = "text"\n')  # a run of a dataset declaring none: export's own
+    assert check_output(run / "model.pt2", where="--out", folder=False, host=host, replaces=("model.pt2",)) == []

@@ -54,7 +54,8 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
     ``not_a_run``: the folder output is one the command fills with files of its own (a study's
     folder), refused when it is an existing run folder (:func:`deepseek.run_files.is_run_folder`).
     ``replaces``: the run files the command declares and writes again as this output
-    (``deepseek export``'s ``model.pt2``): its own, not refused."""
+    (``deepseek export``'s ``model.pt2``): its own, not refused unless core's or the run's
+    dataset or model declares it too (:func:`deepseek.run_files.plugins_run_files`)."""
     if not folder and host is None:
         raise TypeError(f"check_output({where}): a file output needs host=, the plugin host whose datasets and "
                         "models declare the run files it may not replace")

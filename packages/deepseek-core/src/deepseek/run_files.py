@@ -103,27 +103,34 @@ def run_owning(target: Path, host: PluginHost | None, replaces: tuple[str, ...] 
     or not (:func:`is_run_own_file`, anything under its ``checkpoints/``, or a file the run's
     dataset or model declares in ``written_files`` or a plugin declares (:func:`plugins_run_files`),
     looked up on ``host``; ``None``: a folder output of a command without a host at hand, checked
-    against core's files and ``checkpoints/`` only), else ``None``. ``replaces``: the declared
-    files of the command writing ``target`` that it writes again (``deepseek export``'s
-    ``model.pt2``), which are its own to replace unless core's. Any other file in a run folder (a
+    against core's files and ``checkpoints/`` only), else ``None``. ``replaces``: the files the
+    command writing ``target`` declares in its ``run_files`` and writes again (``deepseek
+    export``'s ``model.pt2``), which are its own to replace (:func:`plugins_run_files`) unless
+    core's or declared by the run's dataset or model too. Any other file in a run folder (a
     report a command wrote there before) may be written again."""
     path = target.absolute()
     for folder in path.parents:  # every one: a folder output may be any depth under checkpoints/
         if is_run_folder(folder):
             inside = path.relative_to(folder).parts
             if inside[0] == CHECKPOINTS or (len(inside) == 1 and (is_run_own_file(inside[0]) or (
-                    host is not None and inside[0] not in replaces and inside[0] in declared_run_files(folder, host)))):
+                    host is not None and inside[0] in declared_run_files(folder, host, replaces)))):
                 return folder
     return None
 
 
-def plugins_run_files(host: PluginHost) -> tuple[str, ...]:
+def plugins_run_files(host: PluginHost, replaces: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The files the plugins loaded on ``host`` declare they write in run folders: those its
     commands write in the run folders they make (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`;
     read without importing the commands), then those lifecycle hooks write (a plugin's
-    ``deepseek_declare_run_files``: :attr:`~deepseek.plugins.records.PluginRecord.run_files`)."""
-    commands = (name for component in host.components("command") for name in component.declared(COMMAND_RUN_FILES, ()))
-    return tuple(dict.fromkeys((*commands, *hooks_run_files(host))))
+    ``deepseek_declare_run_files``: :attr:`~deepseek.plugins.records.PluginRecord.run_files`).
+    Left out: the names of ``replaces`` that a command declares, the files of the command
+    writing them again (each such name is one distribution's, its commands' and hooks'
+    alike: :func:`deepseek.plugins.registrar.run_file_clash`); a name no command declares stays,
+    whoever gives it in ``replaces``."""
+    commands = tuple(name for component in host.components("command")
+                     for name in component.declared(COMMAND_RUN_FILES, ()))
+    own = set(replaces).intersection(commands)
+    return tuple(name for name in dict.fromkeys((*commands, *hooks_run_files(host))) if name not in own)
 
 
 def hooks_run_files(host: PluginHost) -> tuple[str, ...]:
@@ -133,8 +140,9 @@ def hooks_run_files(host: PluginHost) -> tuple[str, ...]:
                                for name in record.run_files))
 
 
-def declared_run_files(run: Path, host: PluginHost) -> tuple[str, ...]:
-    """The names the plugins on ``host`` declare (:func:`plugins_run_files`), then those the
+def declared_run_files(run: Path, host: PluginHost, replaces: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The names the plugins on ``host`` declare (:func:`plugins_run_files`, less the command's
+    own files of ``replaces``), then those the
     dataset and the model of the run in ``run`` declare in ``written_files``
     (:attr:`deepseek.data.dataset.Dataset.written_files`,
     :attr:`deepseek.models.protocol.TrainableModel.written_files`), found on ``host`` by the
@@ -145,7 +153,7 @@ def declared_run_files(run: Path, host: PluginHost) -> tuple[str, ...]:
     from deepseek.errors import DeepseekError
     from deepseek.parsing import loads_toml
 
-    commands = plugins_run_files(host)
+    commands = plugins_run_files(host, replaces)
     try:
         config = loads_toml((run / "config.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
