@@ -78,8 +78,8 @@ def test_a_declaration_that_is_not_a_list_of_plain_file_names_is_refused_at_regi
     host, record = _host(run_files)
     assert record.status == "failed"
     shown = list(run_files) if isinstance(run_files, list) else run_files
-    assert f"command 'acme-pack': declares['run_files'] must be a list of file names in the run folder (no '/'), " \
-           f"got {shown!r}" in record.reason, record.reason
+    assert f"command 'acme-pack': declares['run_files'] must be a list of file names in the run folder (no '/'; a " \
+           f"folder's name ends in one: 'acme-plots/'), got {shown!r}" in record.reason, record.reason
     assert not any(c.dist == "deepseek-acme" for c in host.components("command"))
 
 

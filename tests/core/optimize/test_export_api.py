@@ -143,6 +143,38 @@ def test_hf_folder_is_the_commands_folder(run: Path, tmp_path: Path) -> None:
         assert (path / name).read_bytes() == (tmp_path / "cli-hf" / name).read_bytes(), name
 
 
+def test_the_default_hf_folder_is_the_runs_and_export_alone_writes_it(run: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Export's default ``RUN/hf/`` was no declared run file (those were plain files): ``import-hf
+    --out RUN/hf`` took export's place, and ``bench latency --json RUN/hf/config.json`` replaced the
+    exported config. Export declares the folder (``hf/``): everything in it is the run's, and
+    export writes it, as a whole."""
+    import shutil
+
+    from deepseek.paths import check_output
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.settings import PluginSettings
+
+    host, hf = PluginHost(PluginSettings(autoload=False)), run / "hf"
+    with pytest.raises(SystemExit) as exit_:
+        main(["import-hf", str(run / "gpt2"), "--out", str(hf)], host=host)
+    assert exit_.value.code == 2 and f"error: --out: {hf} is a place of the run folder {run}'s own files" in \
+        capsys.readouterr().err and not hf.exists()
+    try:
+        with pytest.warns(UserWarning, match="^tokenizer: none written"):
+            assert deepseek.export(run, format="hf") == hf
+        before = (hf / "config.json").read_bytes()
+        for target in (hf / "config.json", hf / "report.json"):  # existing or not
+            with pytest.raises(SystemExit) as exit_:
+                main(["bench", "latency", "--model", "tiny", "--json", str(target)], host=host)
+            assert exit_.value.code == 2 and f"error: --json: {target} is a " in capsys.readouterr().err
+        assert (hf / "config.json").read_bytes() == before and not (hf / "report.json").exists()
+        with pytest.raises(UsageError, match=f"^--out: {hf / 'sub'} is a place of the run folder {run}'s own"):
+            check_output(hf / "sub", where="--out", folder=True, host=host, replaces=("hf/",))  # inside: not export's
+    finally:
+        shutil.rmtree(hf, ignore_errors=True)
+
+
 def test_a_batch_of_one_traced_at_two_is_warned_from_python_and_printed_by_the_command(
         run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The note the command prints was dropped from Python; now one Note is made, which

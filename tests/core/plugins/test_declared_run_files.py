@@ -8,6 +8,7 @@ transaction."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def test_the_scaffolds_callback_file_is_refused_as_another_commands_output(
     assert check_output(state, where="--json", folder=False, host=bare) == []
 
 
-@pytest.mark.parametrize("names", [["../ema.jsonl"], ["logs/ema.jsonl"], "ema.jsonl", [""], [3]])
+@pytest.mark.parametrize("names", [["../ema.jsonl"], ["logs/ema.jsonl"], "ema.jsonl", [""], [3], ["logs/ema/"],
+                                   ["/"], ["../"], ["logs//"]])
 def test_a_declaration_that_is_not_a_list_of_plain_file_names_drops_the_plugin(names: Any) -> None:
     """Checked as a command's ``run_files``; what the plugin registered before is not kept."""
 
@@ -82,7 +84,8 @@ def test_a_declaration_that_is_not_a_list_of_plain_file_names_drops_the_plugin(n
     assert record.status == "failed"
     shown = list(names) if isinstance(names, list) else names
     assert ("deepseek-acme 0.1.0 (deepseek-acme:Plugin, deepseek_declare_run_files): declare(...) must be a list of "
-            f"file names in the run folder (no '/'), got {shown!r}") in record.reason, record.reason
+            f"file names in the run folder (no '/'; a folder's name ends in one: 'acme-plots/'), got {shown!r}"
+            ) in record.reason, record.reason
     assert "acme.pass" not in host.names("pass") and record.run_files == [] and record.components == {}
 
 
@@ -211,3 +214,53 @@ def test_plugins_list_shows_the_declared_run_files(capsys: pytest.CaptureFixture
     at = next(n for n, line in enumerate(rows) if "deepseek-acme" in line)
     assert "pass: beta.pass" in rows[at] and "run files: beta-state.jsonl, beta-log.txt" in rows[at + 1], rows[at:]
     assert sum("run files:" in line for line in rows) == 1  # core's hooks declare none
+
+
+def test_a_declared_folder_is_the_runs_with_everything_in_it(tmp_path: Path) -> None:
+    """Declared run files were plain files directly in the run folder: a folder a plugin's hooks
+    (or a command: export's ``hf/``) fill was any folder, which another command wrote into. A
+    name ending in ``/`` declares a folder: every path in it is the run's, the trainer refuses a
+    file in its place, and its name is one distribution's as a file's is (``hf`` is export's)."""
+
+    class Plots:
+        @hookimpl
+        def deepseek_declare_run_files(self, declare: Any) -> None:
+            declare(["acme-plots/"])
+
+    host, record = _register(Plots())
+    assert record.status == "ok" and record.run_files == ["acme-plots/"], record.reason
+    run = _run_folder(tmp_path / "run")
+    plots = run / "acme-plots"
+    for target, folder in ((plots, True), (plots, False), (plots / "loss.png", False), (plots / "a" / "b", True)):
+        with pytest.raises(UsageError, match=f"^--out: {target} is a place of the run folder {run}'s own files"):
+            check_output(target, where="--out", folder=folder, host=host)
+    plots.mkdir()
+    (plots / "loss.png").write_bytes(b"png")
+    with pytest.raises(UsageError, match=f"^--json: {plots / 'loss.png'} is a file of the run folder {run} "):
+        check_output(plots / "loss.png", where="--json", folder=False, host=host)
+    assert check_output(run / "acme-plots.png", where="--json", folder=False, host=host) == []  # beside it: any file
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.trainer import Trainer
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "acme-plots").write_text("mine")  # the trainer refuses a file where the hooks write their folder
+    config = config_from_dict({"model": {"name": "tiny", "d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 8},
+                               "data": {"seq_len": 8, "batch_size": 2}, "train": {"max_steps": 1}}, host=host)
+    with pytest.raises(UsageError, match=f"^{fresh / 'acme-plots'}: is a file where the run writes its folder "
+                                         "acme-plots/"):
+        Trainer(config, run_dir=fresh, quiet=True, host=host).fit()
+    assert sorted(p.name for p in fresh.iterdir()) == ["acme-plots"]
+    for names, owner in ((["hf"], "deepseek-core [^ ]+ \\(its command 'export'\\)"),
+                         (["beta-plots/", "hf/"], "deepseek-core [^ ]+ \\(its command 'export'\\)"),
+                         (["acme-plots"], "deepseek-acme 0.1.0 \\(its lifecycle hooks, deepseek_declare_run_files\\)")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            second = host.register_plugin(_declaring(names), dist=f"deepseek-beta{len(names)}{names[0][0]}",
+                                          version="0.2.0")
+        assert second.status == "failed" and re.search(
+            f"declare\\(...\\) names '{names[-1]}', which {owner} declared first: both would write "
+            f"RUN/{names[-1]};", second.reason), second.reason
+    _, core = _register(_declaring(["checkpoints/"]))
+    assert core.status == "failed" and ("declare(...) names 'checkpoints/', which deepseek-core's trainer writes in "
+                                        "every run folder: both would write RUN/checkpoints/") in core.reason

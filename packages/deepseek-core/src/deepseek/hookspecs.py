@@ -81,8 +81,8 @@ class RegisterFn(Protocol):
       ``declares={"memory_rows": ["zero3", "zero3+offload"]}``. Commands declare ``run_files``:
       the files they write directly in the run folders they make or write into, besides core's,
       which no command's output may then replace (``declares={"run_files": ["compression.json"]}``;
-      a list of plain file names, checked here, none of them core's or another loaded
-      distribution's; docs/plugins.md section 15).
+      a list of plain file names, a folder's ending in ``/`` (``hf/``), checked here, none of them
+      core's or another loaded distribution's; docs/plugins.md section 15).
 
     An invalid call raises :class:`deepseek.errors.PluginError`, naming distribution, plugin
     and hook; the plugin is then skipped as a whole. ``register`` is valid only while its hook
@@ -262,8 +262,9 @@ def deepseek_register_commands(register: RegisterFn) -> None:
 def deepseek_declare_run_files(declare: Callable[[Sequence[str]], None]) -> None:
     """Declare the files your lifecycle hooks write directly in ``trainer.run_dir``:
     ``declare(["acme-state.jsonl"])``, a list of plain file names (no ``/``, not ``.`` or
-    ``..``), checked as a command's ``run_files`` is. They are then the run's own in every run
-    folder, as its ``config.toml`` is: another command's output given that path is refused
+    ``..``; a folder's name ends in one ``/``: ``acme-plots/``), checked as a command's
+    ``run_files`` is. They are then the run's own in every run folder, as its ``config.toml`` is
+    (a folder with everything in it): another command's output given that path is refused
     instead of replacing your file. A name core's trainer writes (``metrics.jsonl``) or another
     loaded distribution declared first (its hooks, or a command's ``run_files``) is refused: both
     would write the same file. Called with the registration hooks, as one transaction with

@@ -99,21 +99,25 @@ def written_by(dataset: Dataset, model: Any) -> tuple[str, ...]:
 
 
 def run_owning(target: Path, host: PluginHost | None, replaces: tuple[str, ...] = ()) -> Path | None:
-    """The run folder (:func:`is_run_folder`) whose own file ``target`` is or would be, existing
-    or not (:func:`is_run_own_file`, anything under its ``checkpoints/``, or a file the run's
-    dataset or model declares in ``written_files`` or a plugin declares (:func:`plugins_run_files`),
-    looked up on ``host``; ``None``: a folder output of a command without a host at hand, checked
-    against core's files and ``checkpoints/`` only), else ``None``. ``replaces``: the files the
-    command writing ``target`` declares in its ``run_files`` and writes again (``deepseek
-    export``'s ``model.pt2``), which are its own to replace (:func:`plugins_run_files`) unless
-    core's or declared by the run's dataset or model too. Any other file in a run folder (a
-    report a command wrote there before) may be written again."""
+    """The run folder (:func:`is_run_folder`) whose own place ``target`` is or would be, existing
+    or not, else ``None``: one of its own files (:func:`is_run_own_file`), a file the run's
+    dataset or model declares in ``written_files``, or a file or folder (``hf/``) a plugin
+    declares (:func:`plugins_run_files`), looked up on ``host`` (``None``: a folder output of a
+    command without a host at hand, checked against core's files and ``checkpoints/`` only), or
+    anything below one of them (under its ``checkpoints/``, in a declared folder; a folder in a
+    file's place). ``replaces``: the files (``model.pt2``) or folders (``hf/``) the command writing
+    ``target`` declares in its ``run_files`` and writes again as a whole (``deepseek export``),
+    which are its own to replace (:func:`plugins_run_files`) unless core's or declared by the
+    run's dataset or model too; what is inside such a folder stays the run's. Any other file in a
+    run folder (a report a command wrote there before) may be written again."""
     path = target.absolute()
     for folder in path.parents:  # every one: a folder output may be any depth under checkpoints/
         if is_run_folder(folder):
-            inside = path.relative_to(folder).parts
-            if inside[0] == CHECKPOINTS or (len(inside) == 1 and (is_run_own_file(inside[0]) or (
-                    host is not None and inside[0] in declared_run_files(folder, host, replaces)))):
+            first, whole = (inside := path.relative_to(folder).parts)[0], len(inside) == 1
+            if first == CHECKPOINTS or is_run_own_file(first):
+                return folder
+            if host is not None and {first, f"{first}/"}.intersection(
+                    declared_run_files(folder, host, replaces if whole else ())):
                 return folder
     return None
 

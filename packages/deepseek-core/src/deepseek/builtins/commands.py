@@ -3,10 +3,14 @@
 from deepseek.hookspecs import RegisterFn, hookimpl
 from deepseek.plugins.records import COMMAND_RUN_FILES
 
-EXPORT_FILES = ("model.pt2", "model.onnx", "model.onnx.data")
-"""The files ``deepseek export`` writes in a run folder by default: ``model.FORMAT`` of its file
-formats (:data:`deepseek.graph.export_trained.FORMATS` but ``hf``, a folder), and the weights an
-ONNX file past 2 GB keeps beside it (``model.onnx.data``)."""
+EXPORT_HF = "hf/"
+"""The folder ``deepseek export --format hf`` writes in a run folder by default
+(:func:`deepseek.interop.hf_folder.default_export_folder`), with everything in it."""
+
+EXPORT_FILES = ("model.pt2", "model.onnx", "model.onnx.data", EXPORT_HF)
+"""What ``deepseek export`` writes in a run folder by default: ``model.FORMAT`` of its file
+formats (:data:`deepseek.graph.export_trained.FORMATS`), the weights an ONNX file past 2 GB keeps
+beside it (``model.onnx.data``) and the Hugging Face folder (:data:`EXPORT_HF`)."""
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek import durable
 from deepseek.arguments import spelled
+from deepseek.builtins.commands import EXPORT_HF
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.dtypes import torch_dtype
 from deepseek.errors import UsageError, shown
@@ -43,11 +44,12 @@ END_OF_TEXT = "<|endoftext|>"
 # ----------------------------------------------------------------------------- shared
 
 
-def check_target(out: Path, where: str = "--out", *, host: PluginHost | None) -> list[Path]:
+def check_target(out: Path, where: str = "--out", *, host: PluginHost | None,
+                 replaces: tuple[str, ...] = ()) -> list[Path]:
     """Refuse ``out`` unless it can become a new folder (missing, or an empty folder); return the
     parents to create (:func:`deepseek.paths.check_output`, with the run files the plugins on
-    ``host`` declare)."""
-    missing = check_output(out, where=where, folder=True, host=host)
+    ``host`` declare; ``replaces``: export's own ``hf/``)."""
+    missing = check_output(out, where=where, folder=True, host=host, replaces=replaces)
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{where}: {out} already exists and is not empty; give a new folder (or remove it)")
     return missing
@@ -141,7 +143,9 @@ def run_tokenizer(checkpoint: str) -> Path | None:
 
 
 def default_export_folder(checkpoint: Path) -> Path:
-    """``hf/`` in the run folder (beside an exported ``.safetensors`` file): :func:`export_home`."""
+    """``hf/`` in the run folder (beside an exported ``.safetensors`` file): :func:`export_home`;
+    in a run folder it is ``deepseek export``'s declared folder
+    (:data:`deepseek.builtins.commands.EXPORT_HF`), which no other command writes into."""
     return export_home(checkpoint) / "hf"
 
 
@@ -156,7 +160,7 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
     from deepseek.training.checkpoint_io import save_tensors
     from deepseek.training.inference import load_trained
 
-    missing = check_target(out, where, host=host)
+    missing = check_target(out, where, host=host, replaces=(EXPORT_HF,))  # a run's hf/: the command's declared folder
     model, config, _ = load_trained(checkpoint, "cpu", host=host)
     options = config.model.options
     problem = gpt2.export_problem(config.model.name, options, model)

@@ -234,10 +234,11 @@ def target_text(target: Any) -> str:
 COMMAND_RUN_FILES = "run_files"
 """The ``declares`` key of a command's registration that names the files the command writes
 directly in the run folders it makes or writes into, besides core's (``register("compress", ...,
-declares={"run_files": ["compression.json"]})``): a list of plain file names
-(:func:`plain_file_names`), checked when the command is registered. They are the run's own in
-every run folder, as its ``config.toml`` is (:func:`deepseek.run_files.run_owning`), as are those a
-plugin's lifecycle hooks write (``deepseek_declare_run_files``, :attr:`PluginRecord.run_files`)."""
+declares={"run_files": ["compression.json"]})``): a list of plain file names, or folder names
+ending in ``/`` (``deepseek export``'s ``hf/``; :func:`run_file_names`), checked when the command
+is registered. They are the run's own in every run folder, as its ``config.toml`` is, a folder
+with everything in it (:func:`deepseek.run_files.run_owning`), as are those a plugin's lifecycle
+hooks write (``deepseek_declare_run_files``, :attr:`PluginRecord.run_files`)."""
 
 
 def plain_file_names(names: object) -> bool:
@@ -246,6 +247,14 @@ def plain_file_names(names: object) -> bool:
     :data:`COMMAND_RUN_FILES`)."""
     return isinstance(names, tuple) and all(
         isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n for n in names)
+
+
+def run_file_names(names: object) -> bool:
+    """Whether ``names`` is a tuple of what a command's :data:`COMMAND_RUN_FILES` or a plugin's
+    ``deepseek_declare_run_files`` may name in a run folder: plain file names
+    (:func:`plain_file_names`), or a folder's plain name followed by one ``/`` (``hf/``)."""
+    return isinstance(names, tuple) and all(
+        isinstance(n, str) and plain_file_names((n.removesuffix("/"),)) for n in names)
 
 
 @dataclass(frozen=True)
@@ -346,8 +355,9 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     """The hooks other than registration hooks its plugins implement (``deepseek_train_start``)."""
     run_files: list[str] = field(default_factory=list)
-    """The files its plugins' lifecycle hooks write directly in a run folder, as they declared them
-    (``deepseek_declare_run_files``): the run's own in every run folder (:mod:`deepseek.run_files`)."""
+    """The files (and folders: ``name/``) its plugins' lifecycle hooks write directly in a run folder,
+    as they declared them (``deepseek_declare_run_files``): the run's own in every run folder
+    (:mod:`deepseek.run_files`)."""
     skipped: list[str] = field(default_factory=list)
     """Why each ``@hookimpl(optionalhook=True)`` implementation no loaded distribution specifies
     was skipped (``deepseek_register_fusions: ... deepseek-enterprise ..., which is not installed``)."""

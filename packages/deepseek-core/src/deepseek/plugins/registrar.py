@@ -18,7 +18,7 @@ from deepseek.plugins.records import (
     Component,
     PluginRecord,
     one_line,
-    plain_file_names,
+    run_file_names,
 )
 
 
@@ -106,10 +106,10 @@ class Registrar:
 
     def _check_run_files(self, name: str, declared: dict[str, Any]) -> None:
         """A command's ``run_files`` (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`): a list of
-        plain file names, the files it writes directly in the run folders it makes, none of them
-        another distribution's (:func:`run_file_clash`)."""
+        plain file names (or folder names ending in ``/``), the files it writes directly in the run
+        folders it makes, none of them another distribution's (:func:`run_file_clash`)."""
         value = declared.get(COMMAND_RUN_FILES, ())
-        if not plain_file_names(value):
+        if not run_file_names(value):
             raise self._error(f"command {name!r}: declares[{COMMAND_RUN_FILES!r}] {run_files_problem(value)}")
         clash = run_file_clash(value, self.dist, run_file_owners(self._records, self._committed))
         if clash:
@@ -171,15 +171,18 @@ class Registrar:
 def run_files_problem(value: object) -> str:
     """What is wrong with ``value`` given as a list of run files (a command's
     :data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, or the list handed to
-    :class:`RunFilesDeclarer`): the one wording of the one check, :func:`plain_file_names`."""
+    :class:`RunFilesDeclarer`): the one wording of the one check,
+    :func:`~deepseek.plugins.records.run_file_names`."""
     shown = list(value) if isinstance(value, tuple) else value
-    return f"must be a list of file names in the run folder (no '/'), got {shown!r}"
+    return (f"must be a list of file names in the run folder (no '/'; a folder's name ends in one: 'acme-plots/'), "
+            f"got {shown!r}")
 
 
 def run_file_owners(records: Mapping[str, PluginRecord],
                     components: Mapping[str, Mapping[str, list[Component]]]) -> dict[str, tuple[str, str]]:
     """Every file the loaded distributions declare they write in run folders, with its
-    distribution and how a message names the declaration, the first of each name: file name ->
+    distribution and how a message names the declaration, the first of each name (a folder's
+    without its ``/``: ``hf/`` and a file ``hf`` are one place, ``RUN/hf``): file name ->
     (``deepseek-beta``, ``deepseek-beta 0.2.0 (its command 'beta-pack')``) for a command's
     :data:`~deepseek.plugins.records.COMMAND_RUN_FILES`, (``deepseek-beta``, ``deepseek-beta
     0.2.0 (its lifecycle hooks, deepseek_declare_run_files)``) for its :data:`DECLARE_RUN_FILES`."""
@@ -187,10 +190,11 @@ def run_file_owners(records: Mapping[str, PluginRecord],
     for by_name in components.get("command", {}).values():
         for command in by_name:
             for name in command.declared(COMMAND_RUN_FILES, ()) if command.alias_of is None else ():
-                owners.setdefault(name, (command.dist, f"{command.dist} {command.version} (its command {command.name!r})"))
+                owners.setdefault(name.removesuffix("/"),
+                                  (command.dist, f"{command.dist} {command.version} (its command {command.name!r})"))
     for record in records.values():
         for name in record.run_files if record.status == "ok" else ():
-            owners.setdefault(name, (record.dist, f"{record.dist} {record.version} (its lifecycle hooks, "
+            owners.setdefault(name.removesuffix("/"), (record.dist, f"{record.dist} {record.version} (its lifecycle hooks, "
                                                   f"{DECLARE_RUN_FILES})"))
     return owners
 
@@ -199,15 +203,17 @@ def run_file_clash(names: Sequence[str], dist: str, owners: Mapping[str, tuple[s
     """Why the distribution ``dist`` cannot declare ``names`` as its files in run folders, else
     ``None``: the one rule for a command's ``run_files`` and a :data:`DECLARE_RUN_FILES` list. A
     file of a run folder is one distribution's: a run's own file of core's
-    (:func:`deepseek.run_files.is_run_own_file`: ``metrics.jsonl``), or one another loaded
-    distribution declared first (``owners``: :func:`run_file_owners`), is refused, since both
-    would write ``RUN/<name>``; a distribution may name its own file again (a command and its hooks)."""
-    from deepseek.run_files import is_run_own_file
+    (:func:`deepseek.run_files.is_run_own_file`: ``metrics.jsonl``; its ``checkpoints/``), or one
+    another loaded distribution declared first (``owners``: :func:`run_file_owners`), is refused,
+    since both would write ``RUN/<name>``, a file or a folder (``hf/``) alike; a distribution may
+    name its own file again (a command and its hooks)."""
+    from deepseek.run_files import CHECKPOINTS, is_run_own_file
 
     for name in names:
-        if is_run_own_file(name):
+        place = name.removesuffix("/")
+        if is_run_own_file(place) or place == CHECKPOINTS:
             who = f"{CORE_DIST}'s trainer writes in every run folder"
-        elif (owner := owners.get(name)) is not None and owner[0] != dist:
+        elif (owner := owners.get(place)) is not None and owner[0] != dist:
             who = f"{owner[1]} declared first"
         else:
             continue
@@ -241,12 +247,13 @@ class RunFilesDeclarer:
         self._closed = True
 
     def __call__(self, names: Sequence[str]) -> None:
-        """Declare ``names`` (a list of plain file names) the plugin's files in every run folder."""
+        """Declare ``names`` (a list of plain file names, folder names ending in ``/``) the plugin's
+        files in every run folder."""
         if self._closed:
             raise InvalidRegistration(f"{self.where}: declare({names!r}) called after the hook returned; call it "
                                       "inside the hook")
         value = tuple(names) if isinstance(names, list) else names
-        if not plain_file_names(value):
+        if not run_file_names(value):
             raise InvalidRegistration(f"{self.where}: declare(...) {run_files_problem(value)}")
         clash = run_file_clash(value, self.dist, run_file_owners(self._records, self._components))
         if clash:

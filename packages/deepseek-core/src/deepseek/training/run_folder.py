@@ -38,9 +38,9 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
     """The run folder (absolute, the same on every rank); :class:`UsageError` when it cannot be.
     ``copies``: the names of the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files`, the
     files the dataset and model declare (:func:`deepseek.run_files.written_by`) and those the
-    lifecycle hooks of the plugins on ``host`` declare (:func:`deepseek.run_files.hooks_run_files`),
-    checked with :data:`deepseek.run_files.RUN_FILES`; ``host`` (the run's) also checks the folder
-    as an output (:func:`deepseek.paths.check_output`)."""
+    lifecycle hooks of the plugins on ``host`` declare (:func:`deepseek.run_files.hooks_run_files`:
+    a folder's name ends in ``/``), checked with :data:`deepseek.run_files.RUN_FILES`; ``host``
+    (the run's) also checks the folder as an output (:func:`deepseek.paths.check_output`)."""
     if run_dir is not None:
         chosen = run_dir
     elif resume_from is not None and resume_from.parent.name == "checkpoints":
@@ -85,9 +85,12 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             and not is_held(chosen / LOCK_FILE)):  # a live job's folder: the trainer refuses it next
         print(f"run folder {shown(chosen)} holds a run without a checkpoint (nothing to resume): starting it afresh, "
               "its metrics replaced", file=sys.stderr, flush=True)
-    for name in (*RUN_FILES, *copies):  # written as files by the run: checked before anything is
+    for name in (*RUN_FILES, *copies):  # written by the run: checked before anything is
         path = chosen / name
-        if path.is_dir():
+        if name.endswith("/") and path.exists() and not path.is_dir():  # a plugin's hooks write a folder there
+            raise UsageError(f"{path}: is a file where the run writes its folder {name}; move it away or pick "
+                             "another --run-dir")
+        if not name.endswith("/") and path.is_dir():
             raise UsageError(f"{path}: is a folder where the run writes its {name}; move it away or pick another "
                              "--run-dir")
     return chosen
