@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import deepseek
+from deepseek import hookimpl
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
@@ -185,6 +186,29 @@ def test_a_run_dir_that_is_a_file_is_named_as_fits_argument(host: PluginHost, tm
     with pytest.raises(UsageError, match=r"^run_dir: .*taken is a file, not a folder; give a folder path$"):
         fit(host, tmp_path / "taken")
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+class _StateFile:
+    """A plugin whose lifecycle hooks write ``acme-state.jsonl`` into each run folder."""
+
+    @hookimpl
+    def deepseek_declare_run_files(self, declare: Any) -> None:
+        declare(["acme-state.jsonl"])
+
+
+def test_a_run_dir_in_a_plugins_run_file_place_is_named_as_fits_argument(tmp_path: Path) -> None:
+    """fit checked ``run_dir`` without the run's host (core's run files only), so a plugin's
+    declared file in another run's folder passed it, and the trainer refused it later as the
+    command's ``--run-dir``. Checked first with the script's host: fit's argument, nothing written."""
+    plugins = PluginHost(PluginSettings(autoload=False))
+    assert plugins.register_plugin(_StateFile(), dist="deepseek-acme", version="0.1.0").status == "ok"
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text('[model]\nname = "gpt"\n')
+    for place in (run / "acme-state.jsonl", run / "acme-state.jsonl" / "sub"):  # the file's place, or below it
+        with pytest.raises(UsageError, match=f"^run_dir: {place} is a place of the run folder {run}'s own files"):
+            fit(plugins, place)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml"]
 
 
 class FailsToTrain(Net):

@@ -298,15 +298,6 @@ def fit(
     run_dir = None if run_dir is None else api_args.path(run_dir, "run_dir")
     resume = None if resume is None else api_args.path(resume, "resume")
     quiet = api_args.flag(quiet, "quiet")
-    if run_dir is not None:  # a file in the way, a folder that cannot be written: named as fit's argument
-        from deepseek.paths import check_output
-
-        # core's run files only: the run's host is the script's (script_host, below); the trainer
-        # checks the folder again with it, and with its plugins' declared files, before writing
-        check_output(run_dir, where="run_dir", folder=True)
-    if run_dir is not None and resume is None and list_checkpoints(Path(run_dir) / "checkpoints"):
-        raise UsageError(f"run_dir: {str(run_dir)!r} already holds a run (a second run of the script?); continue it "
-                         f"with resume={str(run_dir)!r}, or give another run_dir")
     from deepseek.data.dataset import Dataset
 
     own_class = isinstance(data, type) and issubclass(data, Dataset)
@@ -314,7 +305,14 @@ def fit(
     validation = not validation_off(settings)
     wrap = {} if own_class else {"names": names, "collate_fn": collate_fn, "shuffle": shuffle, "validation": validation,
                                  "val_fraction": val_fraction, "num_workers": num_workers, "pin_memory": pin_memory}
-    lookups = script_host(model, data, val_data=val_data, wrap=wrap, host=host)
+    lookups = script_host(model, data, val_data=val_data, wrap=wrap, host=host)  # registers only: nothing runs yet
+    if run_dir is not None:  # a file in the way, a run's own place, an unwritable folder: named as fit's argument
+        from deepseek.paths import check_output
+
+        check_output(run_dir, where="run_dir", folder=True, host=lookups)  # the run's host: its plugins' run files
+    if run_dir is not None and resume is None and list_checkpoints(Path(run_dir) / "checkpoints"):
+        raise UsageError(f"run_dir: {str(run_dir)!r} already holds a run (a second run of the script?); continue it "
+                         f"with resume={str(run_dir)!r}, or give another run_dir")
     from deepseek.data.torch_data import training_rows
 
     epochs = None if max_epochs is None else (max_epochs, None if own_class else training_rows(
