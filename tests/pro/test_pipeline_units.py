@@ -11,7 +11,9 @@ import torch
 from deepseek.config.load import load_config
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.gpt import GPT, GPTConfig
+from deepseek.models.protocol import TrainableModel
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.step import StepSettings
 from deepseek_pro.strategies import pipeline_state
 from deepseek_pro.strategies.hybrid import HybridStrategy, mesh_shape
 from deepseek_pro.strategies.pipeline import (
@@ -96,7 +98,8 @@ def test_a_served_pipeline_declares_the_whole_models_vocabulary() -> None:
     from deepseek.training.inference import generating_tokenizer
     from deepseek_pro.strategies.pipeline_decode import place_stage
 
-    strategy = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=1, device=torch.device("cpu"))
+    strategy = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=1, device=torch.device("cpu"),
+                               settings=StepSettings())
     model = GPT(GPTConfig(vocab_size=300, d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
     served = place_stage(strategy, model)  # type: ignore[arg-type]
     assert served.generation_vocab_size() == 300  # the whole model's, kept when its other stage is freed
@@ -197,9 +200,75 @@ def test_a_served_pipeline_without_cached_decoding_evaluates_and_refuses_only_ge
         def pipeline_loss(self, output, target):  # noqa: ANN001, ANN202
             return torch.nn.functional.cross_entropy(output, target)
 
-    strategy = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=0, device=torch.device("cpu"))
+    strategy = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=0, device=torch.device("cpu"),
+                               settings=StepSettings())
     served = place_stage(strategy, Staged())  # type: ignore[arg-type]
     assert sorted(served.stage.state_dict()) == ["first.0.bias", "first.0.weight"]
     with pytest.raises(UsageError, match=r"^generate --strategy pipeline: the model's stages \(Kept\) offer no "
                        r"KV-cache decoding \(capability 'cached_decoding'\); use --strategy tp or one process$"):
         served.generate(torch.zeros(1, 2, dtype=torch.long), 2)
+
+
+class _KeptStage(torch.nn.Module):
+    """A stage keeping its module under the model's name for it; ``broken``: its ``state_dict``
+    raises (a bug in the plugin's stage)."""
+
+    def __init__(self, key: str, module: torch.nn.Module, broken: bool = False) -> None:
+        super().__init__()
+        self.add_module(key, module)
+        self.broken = broken
+
+    def state_dict(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        if self.broken:
+            raise KeyError("no such stage key")
+        return super().state_dict(*args, **kwargs)
+
+
+class _BuggyStages(_PlainStages, TrainableModel):
+    """A plugin's pipeline model with a bug where the strategy splits it: ``split_stages`` raises
+    (``bug`` ``"split"``) or its last stage's ``state_dict`` does (``"state_dict"``)."""
+
+    def __init__(self, bug: str) -> None:
+        super().__init__()
+        self.bug = bug
+
+    def block_modules(self) -> list[torch.nn.Module]:
+        return [self.first, self.last]
+
+    def split_stages(self, n: int) -> list[torch.nn.Module]:
+        if self.bug == "split":
+            return [self.first, self.last][n]  # the plugin's bug: an IndexError
+        return [_KeptStage("first", self.first), _KeptStage("last", self.last, broken=self.bug == "state_dict")]
+
+    def pipeline_batch(self, batch):  # noqa: ANN001, ANN202
+        return (batch["x"],), batch["label"]
+
+    def pipeline_loss(self, output, target):  # noqa: ANN001, ANN202
+        return torch.nn.functional.cross_entropy(output, target)
+
+
+@pytest.mark.parametrize(("bug", "call", "raised"), [("split", "split_stages", "IndexError: list index out of range"),
+                                                     ("state_dict", "state_dict", "KeyError: 'no such stage key'")])
+def test_a_plugin_models_bug_where_the_stages_are_split_is_its_line(bug: str, call: str, raised: str) -> None:
+    """The model's ``split_stages`` and its stages' ``state_dict`` (the stage-name check) run in
+    ``settings.model_calls``, as the model's other calls do: a plugin model's bug there is one line
+    naming the model and the call, at training's set-up and at ``eval`` / ``generate --strategy
+    pipeline``'s placement (was: core's "internal error: IndexError ..." with its traceback)."""
+    from types import SimpleNamespace
+
+    from deepseek.errors import PluginError
+    from deepseek.plugins.calls import blame_for, code_package
+    from deepseek.training.mixed_precision import Precision
+    from deepseek_pro.strategies.pipeline_decode import place_stage
+
+    model = _BuggyStages(bug)
+    settings = StepSettings(model_name="acme.staged", model_calls=blame_for("model 'acme.staged'", code_package(model)))
+    line = rf"^model 'acme\.staged': {call} raised {raised}; a bug in the plugin: "
+    strategy = PipelineStrategy(None, precision=Precision("fp32"))
+    strategy.pp_size = 2  # split as for two stages (this process set up as the first)
+    with pytest.raises(PluginError, match=line):
+        strategy.setup(model, lambda params: None, settings)
+    if bug == "split":  # placement splits too (and checks no names)
+        placer = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=0, device=torch.device("cpu"), settings=settings)
+        with pytest.raises(PluginError, match=line):
+            place_stage(placer, model)  # type: ignore[arg-type]

@@ -152,9 +152,9 @@ class PipelineStrategy(DistributedStrategy):
         self._template = meta_twin(model)  # weightless (the loss, export); others' weights go with model
         self._loss_check = LossCheck(settings.model_name)
         self._metrics = StageMetrics(settings.model_name)
-        stages = model.split_stages(self.pp_size)  # type: ignore[operator]
-        stage_parts.check_stage_names(model, stages, settings.model_name, self.name)
-        pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
+        stages = stage_parts.checked_stages(model, self.pp_size, settings, self.name)  # the model's bug: its line
+        with settings.model_calls("tied_parameters"):
+            pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
         tied_groups = self._tied_groups(stages, pairs)
         stage = self.shard_stage(stages[self.pp_rank].to(self.device))
         self._tied_sync = [(name, group) for (i, name), group in tied_groups.items() if i == self.pp_rank]

@@ -127,13 +127,16 @@ def place_stage(strategy: PipelineStrategy, model: nn.Module) -> PipelinedModel:
             f"--strategy {strategy.name}: the model ({type(model).__name__}) cannot be split into pipeline "
             "stages (capability 'pipeline'); use --strategy tp or one process"
         )
-    n_blocks = len(model.block_modules()) if "blocks" in caps else None  # type: ignore[operator]
+    blamed = strategy.settings.model_calls  # a plugin model's bug: its one line, on every rank alike
+    with blamed("block_modules"):
+        n_blocks = len(model.block_modules()) if "blocks" in caps else None  # type: ignore[operator]
     if n_blocks is not None and strategy.pp_size > n_blocks:
         raise UsageError(
             f"--strategy {strategy.name}: {strategy.pp_size} processes but the model has {n_blocks} blocks "
             f"(one stage per process, one block per stage at least); launch at most {n_blocks} processes"
         )
-    stages = model.split_stages(strategy.pp_size)  # type: ignore[operator]
+    with blamed("split_stages"):
+        stages = model.split_stages(strategy.pp_size)  # type: ignore[operator]
     stage = stages[strategy.pp_rank]
     # every rank judges every stage alike: generate refuses on every rank or on none (eval never decodes)
     lacking = next((s for s in stages if "cached_decoding" not in model_capabilities(s)), None)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek.training.step import StepSettings
 
 
 def neutral_stage_class() -> type:
@@ -41,6 +44,18 @@ def locate_param(stages: list[nn.Module], param: nn.Parameter) -> tuple[int, str
             if p is param:
                 return i, name
     raise UsageError("pipeline: a tied parameter returned by the model's tied_parameters() is in no stage")
+
+
+def checked_stages(model: nn.Module, n: int, settings: StepSettings, strategy: str) -> list[nn.Module]:
+    """``model.split_stages(n)`` for training, refused by :func:`check_stage_names` where the stages
+    do not keep the model's names. The model's code (its ``split_stages``, the model's and the
+    stages' ``state_dict``) runs in ``settings.model_calls``: a plugin model's bug there is its one
+    line naming the model and the call, as in ``single``'s calls of the model."""
+    with settings.model_calls("split_stages"):
+        stages = model.split_stages(n)  # type: ignore[operator]
+    with settings.model_calls("state_dict"):
+        check_stage_names(model, stages, settings.model_name, strategy)
+    return stages
 
 
 def check_stage_names(model: nn.Module, stages: list[nn.Module], model_name: str, strategy: str) -> None:
