@@ -9,7 +9,9 @@ micro-batches only, then by neither in step 3. ``EvalRefusal`` raises a UsageErr
 on the first evaluation after training began, when the metric names are agreed on already.
 ``EvalBug`` and ``FirstStageBug`` raise a plain ``RuntimeError`` (a bug in model code) there instead.
 A name ``Served<plugin model>`` (``ServedPluginEvalBug``): ``deepseek eval --strategy pipeline``'s
-evaluation of that plugin model (:func:`served_attempt`).
+evaluation of that plugin model (:func:`served_attempt`). A name of :data:`DECODING_MODELS`:
+``deepseek generate --strategy pipeline``'s decoding of that plugin model, whose code raises on
+one stage while decoding (:func:`generated_attempt`).
 
 Usage: ``python tests/pro/_pipeline_metric_rules.py OUT [MODEL ...]`` under torchrun. Rank r
 writes ``OUT/messages-r.json`` after each model: ``{model: record}`` (``_metric_rules_fit.fit_record``:
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -144,12 +147,67 @@ PLUGIN_MODELS = {"PluginEvalBug": PluginEvalBug, "PluginFirstStageBug": PluginFi
 (:class:`Acme`) and trained on the script's rows by :func:`plugin_attempt`."""
 
 
+class DecodingStage(Stage):
+    """A :class:`Stage` offering ``cached_decoding``: the first stage's module on the token ids one
+    hot (ids mod 4), the last's on the hidden states; the cache counts positions only. ``bug``: its
+    ``new_cache`` raises :data:`BUG_LINE`, or its ``forward_cached`` on the second token."""
+
+    def __init__(self, bug: str | None, **named: nn.Module) -> None:
+        super().__init__(**named)
+        self.bug = bug
+
+    def new_cache(self, batch: int, window: int) -> Any:
+        if self.bug == "new_cache":
+            raise RuntimeError(BUG_LINE)
+        return SimpleNamespace(length=0)
+
+    def decode_window(self) -> int:
+        return 16
+
+    def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+        if self.bug == "forward_cached" and cache.length:
+            raise RuntimeError(BUG_LINE)
+        cache.length += x.size(1)
+        if x.is_floating_point():
+            return self.get_submodule(self.key)(x)
+        return self.get_submodule(self.key).net(F.one_hot(x % 4, 4).float())
+
+
+class Decoding(Padded):
+    """:class:`Padded` as a plugin registers it, its stages decoding (:class:`DecodingStage`), the
+    stage ``bug_stage``'s call ``bug`` raising."""
+
+    bug_stage, bug = 0, "forward_cached"
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__()
+
+    def split_stages(self, n: int) -> list[nn.Module]:
+        return [DecodingStage(self.bug if i == self.bug_stage else None, **{key: module})
+                for i, (key, module) in enumerate((("first", self.first), ("last", self.last)))]
+
+
+class FirstStageDecodeBug(Decoding):
+    """The first stage's ``forward_cached`` raises on the second token (the last stage waits for it)."""
+
+
+class LastStageDecodeBug(Decoding):
+    """The last stage's ``new_cache`` raises (the first stage has sent it the prompt's hidden states)."""
+
+    bug_stage, bug = 1, "new_cache"
+
+
+DECODING_MODELS = {"FirstStageDecodeBug": FirstStageDecodeBug, "LastStageDecodeBug": LastStageDecodeBug}
+"""Plugin models (:class:`Acme` registers them too) whose code raises on one stage while
+``deepseek generate --strategy pipeline`` decodes (:func:`generated_attempt`)."""
+
+
 class Acme:
     """The plugin registering :data:`PLUGIN_MODELS`."""
 
     @hookimpl
     def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
-        for name, cls in PLUGIN_MODELS.items():
+        for name, cls in {**PLUGIN_MODELS, **DECODING_MODELS}.items():
             register(f"acme.{name.lower()}", cls)
 
 
@@ -192,6 +250,8 @@ def attempt(out: Path, strategy: str, name: str) -> dict[str, Any]:
     name of :data:`PLUGIN_MODELS`: the plugin's model (:func:`plugin_attempt`)."""
     if name.removeprefix("Served") in PLUGIN_MODELS:
         return plugin_attempt(out / f"{strategy}-{name}", strategy, name)
+    if name in DECODING_MODELS:
+        return generated_attempt(out / f"{strategy}-{name}", name)
     return fit_record(MODELS[name], train_rows(), val_rows(name), out / f"{strategy}-{name}", strategy, lr=0.1)
 
 
@@ -229,6 +289,24 @@ def served_attempt(run_dir: Path, name: str) -> dict[str, Any]:
     return {"type": None, "message": ""}
 
 
+def generated_attempt(run_dir: Path, name: str) -> dict[str, Any]:
+    """``deepseek generate --strategy pipeline``'s decoding (``load_placed``, ``served_calls``,
+    ``sample``) of the plugin's model ``acme.<name>`` (:data:`DECODING_MODELS`), trained for one
+    step: what it raised."""
+    from deepseek.training.inference import load_placed, placed_run, sample, served_calls
+    from deepseek.training.trainer import Trainer
+
+    host = plugin_host(name, val_rows("Padded"))
+    Trainer(plugin_config(name, host, "pipeline", max_steps=1), run_dir=run_dir, quiet=True, host=host).fit()
+    try:
+        model, config, _, placer = load_placed(run_dir, "cpu", strategy="pipeline", host=host)
+        with placed_run(placer):
+            sample(model, "hi", max_new_tokens=3, temperature=0, model_calls=served_calls(model, config, host, placer))
+    except Exception as exc:  # noqa: BLE001 - the test reads what was raised
+        return {"type": type(exc).__name__, "message": str(exc)}
+    return {"type": None, "message": ""}
+
+
 def plugin_host(name: str, val: torch.utils.data.Dataset) -> Any:
     """A host with the script's rows (training rows, ``val`` to validate), as ``deepseek.fit``
     makes it, and :class:`Acme`."""
@@ -236,7 +314,7 @@ def plugin_host(name: str, val: torch.utils.data.Dataset) -> Any:
 
     wrap = {"names": ("x", "label"), "collate_fn": None, "shuffle": False, "validation": True, "val_fraction": 0.1,
             "num_workers": 0, "pin_memory": False}
-    host = script_host(PLUGIN_MODELS[name], train_rows(), val_data=val, wrap=wrap)
+    host = script_host({**PLUGIN_MODELS, **DECODING_MODELS}[name], train_rows(), val_data=val, wrap=wrap)
     assert host.register_plugin(Acme(), dist="deepseek-acme", version="0.1").status == "ok"
     return host
 

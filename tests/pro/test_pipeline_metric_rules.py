@@ -14,8 +14,13 @@
   blaming the model (was: that line on the stage that raised it, core's internal error on the
   other), in the run's training as in ``deepseek eval --strategy pipeline`` of the trained model
   (was there: "forward raised" on the raising stage, blamed by the package of pro's wrapper, and
-  RankError on the other). The models run one after another in one
-  job, so a rank left waiting hangs the next: the job's timeout fails the test.
+  RankError on the other);
+- a plugin model's bug while ``deepseek generate --strategy pipeline`` decodes, on either stage,
+  ends both ranks with the line blaming the model, as ``single`` blames it (was: that line on the
+  raising stage, the other waiting for its hidden states or logits, or dying of the lost peer).
+
+The models run one after another in one job, so a rank left waiting hangs the next: the job's
+timeout fails the test.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import pytest
 from _pipeline_metric_rules import (
     BUG_LINE,
+    DECODING_MODELS,
     FIRST_STAGE_LINE,
     LAST_STAGE_LINE,
     MODELS,
@@ -42,7 +48,7 @@ PROBE = Path(__file__).with_name("_pipeline_metric_rules.py")
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, Any]]]:
     out = tmp_path_factory.mktemp("pipeline-metric-rules")
-    run_torchrun([str(PROBE), str(out), *MODELS, *PLUGIN_MODELS, "ServedPluginEvalBug"], timeout=360)
+    run_torchrun([str(PROBE), str(out), *MODELS, *PLUGIN_MODELS, "ServedPluginEvalBug", *DECODING_MODELS], timeout=360)
     return [json.loads((out / f"messages-{rank}.json").read_text()) for rank in (0, 1)]
 
 
@@ -119,3 +125,18 @@ def test_a_plugin_models_bug_in_an_evaluation_is_its_line_on_every_rank(
     for seen in job:
         assert seen[name]["message"].startswith(line), seen[name]
     assert job[0][name]["message"] == job[1][name]["message"]
+
+
+@pytest.mark.parametrize(("model", "stage"), [("FirstStageDecodeBug", 0), ("LastStageDecodeBug", 1)])
+def test_a_plugin_models_bug_while_decoding_is_its_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]], model: str, stage: int) -> None:
+    """``generate --strategy pipeline``: the first stage's ``forward_cached`` raising on the second
+    token, or the last stage's ``new_cache``, ends every rank with the line ``single`` gives
+    (``generate raised``, blamed on the model): a PluginError on the raising stage, the same line
+    on the other (was: the other rank left waiting for a tensor, or dying of the lost peer)."""
+    line = (f"model 'acme.{model.lower()}' (deepseek-acme 0.1, registered by __main__): generate raised "
+            f"RuntimeError: {BUG_LINE}; a bug in the plugin: upgrade it or report it to its authors")
+    assert [seen[model]["type"] for seen in job] == ["PluginError" if r == stage else "DeepseekError" for r in (0, 1)]
+    for seen in job:
+        assert seen[model]["message"].startswith(line), seen[model]
+    assert job[0][model]["message"] == job[1][model]["message"]

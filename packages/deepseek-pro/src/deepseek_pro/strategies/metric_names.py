@@ -17,7 +17,8 @@ measured it), as ``single`` records it. Used by the data-parallel strategies'
 strategies (:class:`~deepseek_pro.strategies.pipeline_metrics.StageMetrics`).
 
 An error found on one rank (a pipeline stage refusing a loss, or raising during an evaluation)
-is handed to the same agreement and raised on every rank: the raising rank raises its own
+is handed to the same agreement and raised on every rank (:func:`raise_shared`, which served
+pipeline decoding uses too): the raising rank raises its own
 exception (its traceback kept); the others raise one with its line: :class:`UsageError` or
 :class:`DeepseekError` for the framework's own errors, and for any other exception (a
 ``RuntimeError`` in model code) :class:`~deepseek.errors.RankError` naming its class, an internal
@@ -52,6 +53,18 @@ def rebuilt(error: Described) -> Exception:
     return RankError(line, name)
 
 
+def raise_shared(problem: BaseException | None, gathered: list[Described | None]) -> None:
+    """Raise the first error of ``gathered`` (each rank's :func:`described` error or ``None``, in
+    rank order, as every rank gathered them) on this rank: ``problem``, this rank's own error,
+    where it is that one (its traceback kept), else :func:`rebuilt`; nothing where no rank has one."""
+    failed = next((p for p in gathered if p is not None), None)
+    if failed is None:
+        return
+    if problem is not None and described(problem) == failed:
+        raise problem
+    raise rebuilt(failed)
+
+
 class MetricNames:
     """The metric names of one run, agreed on by every rank (see the module docstring)."""
 
@@ -77,11 +90,7 @@ class MetricNames:
         mine = (seen, None if problem is None else described(problem))
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, mine)
-        failed = next((p for _, p in gathered if p is not None), None)
-        if failed is not None:
-            if problem is not None and mine[1] == failed:
-                raise problem
-            raise rebuilt(failed)
+        raise_shared(problem, [p for _, p in gathered])
         names = set(self.names or ())
         for found, _ in gathered:
             names.update(found or ())

@@ -15,6 +15,18 @@ module those commands call on every rank:
   logits), so each knows the next input without another message. Greedy decoding gives the tokens
   of one process.
 
+An error the model's code raises on one stage while decoding (its ``new_cache`` or
+``forward_cached``; run in ``settings.model_calls``, so a plugin model's bug is its one-line
+:class:`~deepseek.errors.PluginError`, as ``single`` blames it) ends every rank with its line, with
+no message more per token: the stage sends
+:func:`~deepseek_pro.strategies.pipeline_wire.send_refusal` in place of its hidden states, each
+stage after it passes the refusal on, the last stage broadcasts a width of
+:data:`~deepseek_pro.strategies.pipeline_wire.REFUSED` in place of its logits' width, and then every
+rank gathers the ranks' errors (one ``all_gather_object``) and raises the first
+(:func:`~deepseek_pro.strategies.metric_names.raise_shared`: the raising rank its own exception,
+the others one with its line), instead of one rank raising while the others wait for a tensor
+that never comes or die of the lost peer.
+
 The whole model is still loaded on each rank's CPU before its stage is kept (the checkpoint
 format is whole-model): host memory must hold the model once per process on a node.
 """
@@ -33,7 +45,8 @@ from deepseek.models.capabilities import model_capabilities
 from deepseek.models.declared import generation_vocab_size
 from deepseek.models.decoding import decode
 from deepseek.models.protocol import TrainableModel
-from deepseek_pro.strategies.pipeline_wire import recv_tensor, send_tensor
+from deepseek_pro.strategies.metric_names import described, raise_shared
+from deepseek_pro.strategies.pipeline_wire import REFUSED, recv_output, send_refusal, send_tensor
 
 if TYPE_CHECKING:
     from deepseek_pro.strategies.pipeline import PipelineStrategy
@@ -53,6 +66,8 @@ class PipelinedModel(TrainableModel):
         """The whole model's declared vocabulary (``generation_vocab_size``; ``None``: unknown)."""
         self.no_decoding = no_decoding
         """Why :meth:`generate` is refused (a stage without ``cached_decoding``); ``None``: it decodes."""
+        self._failed: Exception | None = None
+        """What this stage's code raised in the current :meth:`generate` (see the module docstring)."""
 
     def forward(self, **batch: Any) -> Any:
         """The loss of ``batch`` through every stage, on every rank, with the metrics
@@ -81,7 +96,8 @@ class PipelinedModel(TrainableModel):
             raise UsageError("generate --strategy pipeline: the stages decode eagerly, not on a static cache; "
                              "leave out --cuda-graphs")
         self.stage.eval()
-        return decode(self._next_logits, self.stage.new_cache, idx, max_new_tokens,
+        self._failed = None
+        return decode(self._next_logits, self._new_cache, idx, max_new_tokens,
                       window=self.stage.decode_window(), temperature=temperature, top_k=top_k,
                       generator=generator, on_token=on_token, top_p=top_p,
                       repetition_penalty=repetition_penalty)
@@ -90,33 +106,61 @@ class PipelinedModel(TrainableModel):
         """The whole model's vocabulary, as it declared it (the tokenizer check of ``deepseek generate``)."""
         return self.vocab_size
 
+    def _new_cache(self, batch: int, window: int) -> Any:
+        """The stage's empty cache; ``None`` where its ``new_cache`` raised (kept for :meth:`_next_logits`)."""
+        try:
+            with self.strategy.settings.model_calls("generate"):
+                return self.stage.new_cache(batch, window)
+        except Exception as exc:  # noqa: BLE001 - raised on every rank at the next logits
+            self._failed = exc
+            return None
+
     def _next_logits(self, ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The next position's logits on every rank: this stage's part of one forward through the
+        stages, or, where a stage's code raised, that error on every rank (the module docstring)."""
         s = self.strategy
-        if s.is_first:
-            x = ids.to(s.device)
-        else:
-            x = recv_tensor(s.pp_peer(s.pp_rank - 1), s.comm_device, s.device).to(self._dtype())
-        out = self.stage.forward_cached(x, cache)
+        x = ids.to(s.device) if s.is_first else recv_output(s.pp_peer(s.pp_rank - 1), s.comm_device, s.device)
+        out = None
+        if x is not None and self._failed is None:  # x None: an earlier stage refused
+            try:
+                with s.settings.model_calls("generate"):
+                    out = self.stage.forward_cached(x if s.is_first else x.to(self._dtype()), cache)
+                    out = out[:, -1].float() if s.is_last else out
+            except Exception as exc:  # noqa: BLE001 - raised on every rank below
+                self._failed, out = exc, None
         if not s.is_last:
-            send_tensor(out, s.pp_peer(s.pp_rank + 1), s.comm_device)
-            logits = None
-        else:
-            logits = out[:, -1].float()
-        return self._from_last(logits, ids.size(0)).to(ids.device)
+            following = s.pp_peer(s.pp_rank + 1)
+            if out is None:
+                send_refusal(following, s.comm_device)
+            else:
+                send_tensor(out, following, s.comm_device)
+            out = None
+        return self._from_last(out, ids.size(0)).to(ids.device)
 
     def _dtype(self) -> torch.dtype:
         return next(self.stage.parameters()).dtype
 
     def _from_last(self, logits: torch.Tensor | None, batch: int) -> torch.Tensor:
-        """The last stage's ``(B, V)`` logits on every rank (its width sent first)."""
+        """The last stage's ``(B, V)`` logits on every rank (its width sent first; a width of
+        :data:`REFUSED`, the last stage having none: a stage's error, raised on every rank)."""
         s = self.strategy
         src = s.pp_peer(s.pp_size - 1)
-        width = torch.tensor([logits.size(-1) if logits is not None else 0], dtype=torch.int64, device=s.comm_device)
+        sent = logits.size(-1) if logits is not None else REFUSED if s.is_last else 0
+        width = torch.tensor([sent], dtype=torch.int64, device=s.comm_device)
         dist.broadcast(width, src=src)
+        if int(width.item()) == REFUSED:
+            self._raise_failure()
         buf = logits.to(s.comm_device) if logits is not None else torch.empty(
             batch, int(width.item()), dtype=torch.float32, device=s.comm_device)
         dist.broadcast(buf, src=src)
         return buf
+
+    def _raise_failure(self) -> None:
+        """Every rank raises the first rank's error (one ``all_gather_object``)."""
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, None if self._failed is None else described(self._failed))
+        raise_shared(self._failed, gathered)
+        raise AssertionError("the last pipeline stage refused its logits, but no rank raised")
 
 
 def place_stage(strategy: PipelineStrategy, model: nn.Module) -> PipelinedModel:

@@ -1,9 +1,10 @@
 """Point-to-point tensors between pipeline stages outside a schedule: the evaluation forward
 (``PipelineStrategy.evaluate``) and served decoding (:mod:`deepseek_pro.strategies.pipeline_decode`)
-send each stage's output to the next stage's ranks as fp32, its shape first. In an evaluation, a
-stage whose forward raised sends :func:`send_refusal` in its place, so the stages after it skip
-their forward rather than wait for a tensor that never comes (the error itself reaches every rank
-through the strategy's agreement, :mod:`deepseek_pro.strategies.pipeline_metrics`)."""
+send each stage's output to the next stage's ranks as fp32, its shape first. A stage whose code
+raised sends :func:`send_refusal` in its place, so the stages after it skip their forward rather
+than wait for a tensor that never comes (the error itself reaches every rank after the forward: in
+an evaluation through the strategy's agreement, :mod:`deepseek_pro.strategies.pipeline_metrics`;
+in decoding through the last stage's broadcast, :mod:`deepseek_pro.strategies.pipeline_decode`)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,3 @@ def recv_output(src: int, comm_device: torch.device, device: torch.device) -> to
     dist.recv(out, src=src)
     return out.to(device)
 
-
-def recv_tensor(src: int, comm_device: torch.device, device: torch.device) -> torch.Tensor:
-    """A tensor :func:`send_tensor` sent from rank ``src``, on ``device`` (served decoding: its
-    stages send no refusal)."""
-    out = recv_output(src, comm_device, device)
-    assert out is not None, f"rank {src} sent no tensor"
-    return out
