@@ -61,7 +61,7 @@ def main(out: str) -> None:
     expected = reference.generate(prompts, 40, temperature=0).tolist()
     strategy = TPStrategy(None, precision=Precision("fp32"))
     strategy.setup_environment()
-    split = strategy.setup_inference(plain, StepSettings(model_name="gpt"))
+    split = strategy.place_for_inference(plain, StepSettings(model_name="gpt"))
     report["cache_heads"] = split.new_cache(2).keys[0].shape[1]
     report["tokens_tp"] = split.generate(prompts, 40, temperature=0).tolist()
     report["tokens_single"] = expected

@@ -119,3 +119,54 @@ def test_a_strategy_whose_setup_inference_takes_no_settings_is_named(trained: An
     assert code == 1 and out == "", (code, out, err)
     assert lines[0].startswith("error: strategy 'gen.old' (deepseek-genstrategy "), err
     assert "setup_inference(model) does not take (model, settings)" in lines[0], err
+
+
+def _serving_strategy(host: Any, placed: Any, name: str = "gen.own") -> None:
+    """Register strategy ``name``: ``single`` whose ``setup_inference`` is ``placed``."""
+    from deepseek import hookimpl
+    from deepseek.training.single import SingleDeviceStrategy
+
+    own = type("OwnServing", (SingleDeviceStrategy,), {"name": name, "setup_inference": placed})
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_strategies(self, register: Any) -> None:
+            register(name, own, description="serves with a setup_inference of its own")
+
+    host.register_plugin(Plugin(), dist="deepseek-genstrategy")
+
+
+def test_a_strategy_whose_setup_inference_keeps_no_settings_still_blames_the_model(
+        trained: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A strategy's ``setup_inference`` that neither calls ``super()`` nor keeps ``self.settings``:
+    core keeps the settings before calling it (``Strategy.place_for_inference``), so the served
+    model's bug is still the model's line (was: the strategy's default settings blamed nothing,
+    and the bug was core's "internal error: IndexError ..." with its traceback)."""
+    run, host_with = trained
+    host = host_with(True)
+    _serving_strategy(host, lambda self, model, settings: model.to(self.device).eval())
+    code, out, err = _generate(host, "--checkpoint", str(run), "hi", "--max-new-tokens", "2", "--strategy", "gen.own",
+                               "--device", "cpu", capsys=capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and out == "", (code, out, err)
+    assert lines[0].startswith("error: model 'gen.mlp' (deepseek-gen 0.0.0, registered by "), err
+    assert ": generate raised IndexError: index 5 is out of bounds" in lines[0], err
+
+
+
+def test_a_strategy_overriding_place_for_inference_is_named() -> None:
+    """``place_for_inference`` is core's (it keeps the settings): a strategy overriding it is one
+    line naming the strategy (``load_placed`` checks it before the checkpoint loads)."""
+    from deepseek.errors import PluginError
+    from deepseek.training.single import SingleDeviceStrategy
+    from deepseek.training.strategy_rules import check_setup_inference
+
+    class Placing(SingleDeviceStrategy):
+        def place_for_inference(self, model: Any, settings: Any) -> Any:  # type: ignore[misc]
+            return model.eval()
+
+    assert check_setup_inference(SingleDeviceStrategy, "strategy 'single'") is SingleDeviceStrategy
+    with pytest.raises(PluginError, match=r"^strategy 'gen\.placing' \(deepseek-x 1\.0\): overrides place_for_inference, "
+                       r"which core calls to keep the served model's settings before setup_inference; override "
+                       r"setup_inference instead"):
+        check_setup_inference(Placing, "strategy 'gen.placing' (deepseek-x 1.0)")

@@ -254,7 +254,7 @@ def test_deepseek_eval_blames_the_model_a_strategy_placed_not_the_module_it_retu
     config = config_from_dict(toy_config(tmp_path, model={"dropout": 0.0}), host=host)
     model = host.resolve("model", "toyclf.mlp").load()(config.model.options)  # the plugin's, deepseek_toyclf's code
     placer = SingleDeviceStrategy({"device": "cpu"}, precision=Precision("fp32"))
-    served = Served(placer.setup_inference(model, inference_settings(model, config, host)))
+    served = Served(placer.place_for_inference(model, inference_settings(model, config, host)))
     with pytest.raises(RuntimeError, match=r"^the strategy's own bug$"):
         evaluate_validation(served, config, host=host, placer=placer)
 

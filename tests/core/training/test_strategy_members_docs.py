@@ -58,7 +58,7 @@ def test_the_members_the_table_names_exist_and_read_model_and_optimizer() -> Non
         model.weight[0, 0] = float("nan")
     assert not strategy.weights_finite()
     settings = StepSettings(model_name="linear")
-    placed = strategy.setup_inference(torch.nn.Linear(2, 2).train(), settings)
+    placed = strategy.place_for_inference(torch.nn.Linear(2, 2).train(), settings)
     assert not placed.training and strategy.settings is settings  # kept, as setup keeps its settings
 
 

@@ -137,8 +137,9 @@ def load_placed(
     """:func:`load_trained` with the weights (and so the KV cache) in ``dtype`` (``fp32``,
     ``bf16``, ``fp16``), and with ``strategy`` (the name of a registered strategy) that
     strategy's process group joined (default options; ``device`` is then the strategy's) and the
-    model placed by its ``setup_inference``, with the settings naming the model and blaming a
-    plugin model's bugs as training does (:func:`inference_settings`). Returns the strategy too
+    model placed by its ``setup_inference`` (through ``place_for_inference``), with the settings
+    naming the model and blaming a plugin model's bugs as training does
+    (:func:`inference_settings`). Returns the strategy too
     (``None`` without one): print from its ``is_global_zero`` process only, and ``teardown()`` it
     at the end; a model it placed is evaluated with its ``settings.model_calls``
     (:func:`evaluate_validation`). ``command`` names the CLI command in the error of a launcher
@@ -161,7 +162,7 @@ def load_placed(
     try:
         model, config, state = load_trained(path, "cpu", need_data=need_data, host=host, data=data)
         settings = inference_settings(model, config, host)  # the model as built, not the strategy's wrapper
-        return placer.setup_inference(model.to(cast), settings), config, state, placer
+        return placer.place_for_inference(model.to(cast), settings), config, state, placer
     except BaseException:
         placer.teardown()
         raise

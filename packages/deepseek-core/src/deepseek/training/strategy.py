@@ -40,7 +40,8 @@ Lifecycle, called by the trainer (:class:`deepseek.training.engine.StepEngine`) 
     strategy.teardown()
 
 For ``deepseek eval`` / ``generate`` the lifecycle is ``setup_environment``,
-:meth:`Strategy.setup_inference` (a trained model, no optimizer), the model's calls, ``teardown``.
+:meth:`Strategy.setup_inference` (a trained model, no optimizer; called through
+:meth:`Strategy.place_for_inference`, which keeps the settings first), the model's calls, ``teardown``.
 
 Rules that need no process (checked when a config is loaded and again before ``deepseek launch``
 starts any process) are the class methods :meth:`check_config` and :meth:`check_launch`; the model
@@ -55,7 +56,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 
 from deepseek.training.step import OptimizerFactory, StepResult, StepSettings, finite
 from deepseek.training.strategy_rules import StrategyRules
@@ -320,16 +321,22 @@ class Strategy(StrategyRules, ABC):
         loss, reduced = self.reduce_mean(weighed(loss, weight), sums.packed())
         return loss, MetricSums.unpacked(reduced)
 
+    @final
+    def place_for_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
+        """What ``deepseek eval`` / ``generate --strategy NAME`` call (after
+        :meth:`setup_environment`): keep ``settings`` as ``self.settings`` (the model's name, and
+        ``model_calls`` blaming a plugin model's bugs, read by the commands and by a strategy that
+        runs the model's code itself), then :meth:`setup_inference`. Not overridden: the settings
+        are kept whatever an override of :meth:`setup_inference` does with them."""
+        self.settings = settings
+        return self.setup_inference(model, settings)
+
     def setup_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
         """Place a trained model (plain, weights loaded, on the CPU) for evaluation and sampling
-        on this process (``deepseek eval`` / ``generate --strategy NAME``, after
-        :meth:`setup_environment`); return the module to call, in eval mode, and keep
-        ``settings`` as ``self.settings`` (as :meth:`setup` does: the model's name, and
-        ``model_calls`` blaming a plugin model's bugs, for a strategy that runs the model's code
-        itself). Every rank passes the same model and then makes the same calls. Default: the
-        whole model on :attr:`device` (each rank computes everything); ``tp`` splits it over the
-        ranks."""
-        self.settings = settings
+        on this process; return the module to call, in eval mode. ``settings`` are
+        ``self.settings`` already (:meth:`place_for_inference`, which calls this). Every rank
+        passes the same model and then makes the same calls. Default: the whole model on
+        :attr:`device` (each rank computes everything); ``tp`` splits it over the ranks."""
         return model.to(self.device).eval()
 
     # ------------------------------------------------------------------ checkpoints

@@ -121,10 +121,17 @@ def skipped_parameters_problem(model: Any, strategy_cls: type[StrategyRules], *,
 def check_setup_inference(cls: type, label: str) -> type:
     """``cls``, a strategy class whose ``setup_inference`` takes ``(model, settings)`` as ``setup``
     does; one overriding the one-argument form (before the served model's blame came in the
-    settings) is one line naming the strategy, not core's ``TypeError`` at the call."""
+    settings) is one line naming the strategy, not core's ``TypeError`` at the call, and so is one
+    overriding ``place_for_inference`` (core's, which keeps the settings before ``setup_inference``)."""
     import inspect
 
     from deepseek.errors import PluginError
+    from deepseek.training.strategy import Strategy
+
+    if issubclass(cls, Strategy) and cls.place_for_inference is not Strategy.place_for_inference:
+        raise PluginError(f"{label}: overrides place_for_inference, which core calls to keep the served model's "
+                          "settings before setup_inference; override setup_inference instead (docs/plugins.md "
+                          "section 12)")
 
     signature = inspect.signature(cls.setup_inference)  # with self
     try:
@@ -132,6 +139,5 @@ def check_setup_inference(cls: type, label: str) -> type:
     except TypeError:
         names = ", ".join(list(signature.parameters)[1:])
         raise PluginError(f"{label}: setup_inference({names}) does not take (model, settings); take the "
-                          "StepSettings too and keep them as self.settings, as setup does (docs/plugins.md "
-                          "section 12)") from None
+                          "StepSettings too (core keeps them as self.settings; docs/plugins.md section 12)") from None
     return cls

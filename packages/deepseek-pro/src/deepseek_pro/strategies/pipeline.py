@@ -170,11 +170,10 @@ class PipelineStrategy(DistributedStrategy):
     def setup_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
         """This rank's stage of the trained model, served as one model on every rank
         (:class:`~deepseek_pro.strategies.pipeline_decode.PipelinedModel`: ``eval`` and
-        KV-cache ``generate`` through the stages); an evaluation runs the stage's code in
-        ``settings.model_calls``, as in training (:meth:`evaluate`)."""
+        KV-cache ``generate`` through the stages); the stage's code runs in ``settings.model_calls``
+        (``self.settings``), as in training (:meth:`evaluate`)."""
         from deepseek_pro.strategies.pipeline_decode import place_stage
 
-        self.settings = settings
         self._template = meta_twin(model)
         placed = place_stage(self, model)
         self._stage_mod = placed.stage

@@ -176,7 +176,6 @@ class TPStrategy(DistributedStrategy):
         """The trained model split over the ranks like for training, without sequence
         parallelism (a decode step has one position); the GPT's KV cache then holds each rank's
         own heads."""
-        self.settings = settings
         return self._parallelize(model, sequence_parallel=False).eval()
 
     def _parallelize(self, model: nn.Module, *, sequence_parallel: bool) -> nn.Module:
