@@ -150,7 +150,8 @@ PLUGIN_MODELS = {"PluginEvalBug": PluginEvalBug, "PluginFirstStageBug": PluginFi
 class DecodingStage(Stage):
     """A :class:`Stage` offering ``cached_decoding``: the first stage's module on the token ids one
     hot (ids mod 4), the last's on the hidden states; the cache counts positions only. ``bug``: its
-    ``new_cache`` raises :data:`BUG_LINE`, or its ``forward_cached`` on the second token."""
+    ``decode_window`` or ``new_cache`` raises :data:`BUG_LINE`, or its ``forward_cached`` on the
+    second token."""
 
     def __init__(self, bug: str | None, **named: nn.Module) -> None:
         super().__init__(**named)
@@ -162,6 +163,8 @@ class DecodingStage(Stage):
         return SimpleNamespace(length=0)
 
     def decode_window(self) -> int:
+        if self.bug == "decode_window":
+            raise RuntimeError(BUG_LINE)
         return 16
 
     def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -197,7 +200,14 @@ class LastStageDecodeBug(Decoding):
     bug_stage, bug = 1, "new_cache"
 
 
-DECODING_MODELS = {"FirstStageDecodeBug": FirstStageDecodeBug, "LastStageDecodeBug": LastStageDecodeBug}
+class WindowDecodeBug(Decoding):
+    """The first stage's ``decode_window`` raises (before any message of the decoding)."""
+
+    bug = "decode_window"
+
+
+DECODING_MODELS = {"FirstStageDecodeBug": FirstStageDecodeBug, "LastStageDecodeBug": LastStageDecodeBug,
+                   "WindowDecodeBug": WindowDecodeBug}
 """Plugin models (:class:`Acme` registers them too) whose code raises on one stage while
 ``deepseek generate --strategy pipeline`` decodes (:func:`generated_attempt`)."""
 

@@ -127,11 +127,12 @@ def test_a_plugin_models_bug_in_an_evaluation_is_its_line_on_every_rank(
     assert job[0][name]["message"] == job[1][name]["message"]
 
 
-@pytest.mark.parametrize(("model", "stage"), [("FirstStageDecodeBug", 0), ("LastStageDecodeBug", 1)])
+@pytest.mark.parametrize(("model", "stage"), [("FirstStageDecodeBug", 0), ("LastStageDecodeBug", 1),
+                                              ("WindowDecodeBug", 0)])
 def test_a_plugin_models_bug_while_decoding_is_its_line_on_every_rank(
         job: list[dict[str, dict[str, Any]]], model: str, stage: int) -> None:
     """``generate --strategy pipeline``: the first stage's ``forward_cached`` raising on the second
-    token, or the last stage's ``new_cache``, ends every rank with the line ``single`` gives
+    token, the last stage's ``new_cache``, or the first stage's ``decode_window``, ends every rank with the line ``single`` gives
     (``generate raised``, blamed on the model): a PluginError on the raising stage, the same line
     on the other (was: the other rank left waiting for a tensor, or dying of the lost peer)."""
     line = (f"model 'acme.{model.lower()}' (deepseek-acme 0.1, registered by __main__): generate raised "

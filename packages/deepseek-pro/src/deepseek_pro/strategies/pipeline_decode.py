@@ -15,8 +15,8 @@ module those commands call on every rank:
   logits), so each knows the next input without another message. Greedy decoding gives the tokens
   of one process.
 
-An error the model's code raises on one stage while decoding (its ``new_cache`` or
-``forward_cached``; run in ``settings.model_calls``, so a plugin model's bug is its one-line
+An error the model's code raises on one stage while decoding (its ``decode_window``,
+``new_cache`` or ``forward_cached``; run in ``settings.model_calls``, so a plugin model's bug is its one-line
 :class:`~deepseek.errors.PluginError`, as ``single`` blames it) ends every rank with its line, with
 no message more per token: the stage sends
 :func:`~deepseek_pro.strategies.pipeline_wire.send_refusal` in place of its hidden states, each
@@ -97,23 +97,37 @@ class PipelinedModel(TrainableModel):
                              "leave out --cuda-graphs")
         self.stage.eval()
         self._failed = None
-        return decode(self._next_logits, self._new_cache, idx, max_new_tokens,
-                      window=self.stage.decode_window(), temperature=temperature, top_k=top_k,
-                      generator=generator, on_token=on_token, top_p=top_p,
-                      repetition_penalty=repetition_penalty)
+        window = self._stage_code(self.stage.decode_window)  # None: raised, at the first logits on every rank
+        out = decode(self._next_logits, self._new_cache, idx, max_new_tokens, window=1 if window is None else window,
+                     temperature=temperature, top_k=top_k, generator=generator, on_token=on_token, top_p=top_p,
+                     repetition_penalty=repetition_penalty)
+        if self._failed is not None:  # no token asked: no logits, its own error on this rank
+            raise self._failed
+        return out
 
     def generation_vocab_size(self) -> int | None:
         """The whole model's vocabulary, as it declared it (the tokenizer check of ``deepseek generate``)."""
         return self.vocab_size
 
-    def _new_cache(self, batch: int, window: int) -> Any:
-        """The stage's empty cache; ``None`` where its ``new_cache`` raised (kept for :meth:`_next_logits`)."""
+    def _stage_code(self, call: Callable[[], Any]) -> Any:
+        """``call()``, this stage's model code, in ``settings.model_calls``; ``None`` where it
+        raised, the error kept (raised on every rank at the next logits: :meth:`_from_last`)."""
         try:
             with self.strategy.settings.model_calls("generate"):
-                return self.stage.new_cache(batch, window)
+                return call()
         except Exception as exc:  # noqa: BLE001 - raised on every rank at the next logits
             self._failed = exc
             return None
+
+    def _new_cache(self, batch: int, window: int) -> Any:
+        return self._stage_code(lambda: self.stage.new_cache(batch, window))
+
+    def _stage_forward(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The stage's output for ``x`` (token ids on the first stage, hidden states after it),
+        on the last stage its last position's logits in fp32."""
+        s = self.strategy
+        out = self.stage.forward_cached(x if s.is_first else x.to(self._dtype()), cache)
+        return out[:, -1].float() if s.is_last else out
 
     def _next_logits(self, ids: torch.Tensor, cache: Any) -> torch.Tensor:
         """The next position's logits on every rank: this stage's part of one forward through the
@@ -122,15 +136,10 @@ class PipelinedModel(TrainableModel):
         x = ids.to(s.device) if s.is_first else recv_output(s.pp_peer(s.pp_rank - 1), s.comm_device, s.device)
         out = None
         if x is not None and self._failed is None:  # x None: an earlier stage refused
-            try:
-                with s.settings.model_calls("generate"):
-                    out = self.stage.forward_cached(x if s.is_first else x.to(self._dtype()), cache)
-                    out = out[:, -1].float() if s.is_last else out
-            except Exception as exc:  # noqa: BLE001 - raised on every rank below
-                self._failed, out = exc, None
+            out = self._stage_code(lambda: self._stage_forward(x, cache))
         if not s.is_last:
             following = s.pp_peer(s.pp_rank + 1)
-            if out is None:
+            if x is None or self._failed is not None:
                 send_refusal(following, s.comm_device)
             else:
                 send_tensor(out, following, s.comm_device)
