@@ -137,9 +137,8 @@ def load_placed(
     """:func:`load_trained` with the weights (and so the KV cache) in ``dtype`` (``fp32``,
     ``bf16``, ``fp16``), and with ``strategy`` (the name of a registered strategy) that
     strategy's process group joined (default options; ``device`` is then the strategy's) and the
-    model placed by its ``setup_inference`` (through ``place_for_inference``), with the settings
-    naming the model and blaming a plugin model's bugs as training does
-    (:func:`inference_settings`). Returns the strategy too
+    model placed by its ``place_for_inference``, with the settings naming the model and blaming
+    a plugin model's bugs as training does (:func:`inference_settings`). Returns the strategy too
     (``None`` without one): print from its ``is_global_zero`` process only, and ``teardown()`` it
     at the end; a model it placed is evaluated with its ``settings.model_calls``
     (:func:`evaluate_validation`). ``command`` names the CLI command in the error of a launcher
