@@ -6,6 +6,7 @@ the next run start renames it back."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from deepseek import hookimpl
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.run_lock import LOCK_FILE
+from deepseek.training.run_state import tidy_finished
 from deepseek.training.trainer import Trainer
 
 RUN = {"train": {"max_steps": 6, "eval_interval": 0}, "checkpoint": {"interval": 4, "keep_last": 1}}
@@ -48,7 +51,8 @@ def _kill_before_the_new_step_4(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_kill_while_a_stop_re_saves_its_step_loses_nothing(tiny_config_on: Any, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(StopWhenSaved(), dist="deepseek-stopper").status == "ok"
     run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
@@ -65,8 +69,12 @@ def test_a_kill_while_a_stop_re_saves_its_step_loses_nothing(tiny_config_on: Any
     plain = PluginHost(PluginSettings(autoload=False))
     trainer = Trainer(tiny_config_on(plain, **RUN), resume=run, quiet=True, host=plain)
     assert trainer.resume_from == aside
+    capsys.readouterr()
     result = trainer.fit()
     assert result.step == 6 and len(result.losses) == 2  # steps 5 and 6: resumed at step 4
+    # named as it is once the run's start renamed it back, not by the name that is gone
+    said = capsys.readouterr().err
+    assert f"resumed from {root / 'step-4'} at step 4" in said and ".replaced-" not in said
     # the run's start renamed it back; the save of step 6 pruned it (keep_last 1)
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-6"]
 
@@ -102,3 +110,46 @@ def test_the_moved_aside_step_is_renamed_back_and_checked_like_any_checkpoint(
     # renamed back and then moved aside again as another step's: its trainer.json records step 4
     os.replace(root / "step-4", root / "step-6.replaced-xx")
     assert [s for s, _ in ckpt.list_checkpoints(root)] == [2]
+
+
+def _step(root: Path, step: int) -> None:
+    """Commit a checkpoint of ``step`` under ``root`` as a save does (a ``trainer.json`` is all it holds)."""
+    tmp = ckpt.new_temp_dir(root, step)
+    (tmp / ckpt.TRAINER_FILE).write_text(json.dumps({"step": step}), encoding="utf-8")
+    ckpt.commit_checkpoint(tmp, root / ckpt.step_dir_name(step))
+
+
+def _re_save_killed(root: Path, step: int, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Save ``step`` again and stop between the two renames (the on-disk state of a kill there, or
+    of a live job in that window): the old ``step-N`` moved aside, the new one still a temp folder."""
+    final = root / ckpt.step_dir_name(step)
+    real = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst) == final and ".tmp-" in Path(src).name:
+            raise Killed
+        real(src, dst)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", replace)
+        with pytest.raises(Killed):
+            _step(root, step)
+    [aside] = root.glob(f"{final.name}.replaced-*")
+    return aside
+
+
+def test_a_finished_run_resumed_from_the_moved_aside_step_is_pruned(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill between the renames comes before that save's prune: the requeued job, finding the run
+    finished, prunes to keep_last. It compared the moved-aside path it resumed from with the newest
+    checkpoint once that was renamed back, found them different, and left step-2."""
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    (run / LOCK_FILE).touch()  # the run's lock file, left by its job (no holder now)
+    _step(root, 2)
+    _step(root, 4)
+    aside = _re_save_killed(root, 4, monkeypatch)
+    assert ckpt.resolve_checkpoint(run) == aside  # what the requeued job resumes from
+    tidy_finished(run, aside, keep_last=1)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-4"]
+    assert json.loads((root / "step-4" / ckpt.TRAINER_FILE).read_text(encoding="utf-8")) == {"step": 4}

@@ -332,6 +332,14 @@ def _set_aside(root: Path) -> list[_Found]:
     return list(kept.values())
 
 
+def committed_path(directory: str | os.PathLike[str]) -> Path:
+    """The name checkpoint folder ``directory`` has once :func:`remove_stale` has run: ``step-N``
+    for a moved-aside ``step-N.replaced-XXXX`` (step N's checkpoint, renamed back), else itself."""
+    path = Path(directory)
+    m = _REPLACED_RE.match(path.name)
+    return path.parent / step_dir_name(int(m.group(1))) if m else path
+
+
 def list_stale(root: str | os.PathLike[str]) -> list[Path]:
     """What an interrupted save, prune or pointer update left under ``root``: temp, trash and
     moved-aside folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files."""

@@ -73,8 +73,10 @@ class RunFolder:
         ckpt_root = run_dir / "checkpoints"
         if zero:
             run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale(ckpt_root)
+            ckpt.remove_stale(ckpt_root)  # a moved-aside step-N resumed from is step-N again
             ckpt.update_pointers(ckpt_root)  # a kill between a commit and its pointer update
+        if resume_from is not None:  # named as it is now, in what follows
+            resume_from = ckpt.committed_path(resume_from)
         metrics_out = MetricsWriter(run_dir, enabled=zero)
         try:  # resumed: what followed the checkpoint goes; fresh: a job that died before its first checkpoint
             metrics_out.truncate_after(step if resume_from is not None else -1)

@@ -160,9 +160,12 @@ def tidy_finished(run_dir: Path, directory: Path, keep_last: int) -> None:
 
 
 def _is_newest(root: Path, directory: Path) -> bool:
-    """Whether checkpoint ``directory`` is the newest complete one under ``root`` (by commit order)."""
+    """Whether checkpoint ``directory`` is the newest complete one under ``root`` (by commit order);
+    a moved-aside ``directory`` is that step's checkpoint under its name renamed back
+    (:func:`~deepseek.training.checkpoint.committed_path`), as :func:`tidy_finished` finds it after
+    :func:`~deepseek.training.checkpoint.remove_stale`."""
     found = ckpt.list_checkpoints(root)
-    return bool(found) and found[-1][1].resolve() == directory.resolve()
+    return bool(found) and ckpt.committed_path(found[-1][1]).resolve() == ckpt.committed_path(directory).resolve()
 
 
 def check_resumed_weights(config: Any, model: torch.nn.Module, directory: Path) -> None:
