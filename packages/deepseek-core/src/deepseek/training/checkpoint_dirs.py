@@ -50,23 +50,20 @@ import os
 import re
 import shutil
 import signal
-import stat
 import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from deepseek import durable
 from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
-from deepseek.training.checkpoint_digest import checksum_problem, checksums_of, is_checksum
+from deepseek.training.checkpoint_digest import checksums_of
+from deepseek.training.checkpoint_record import COMMIT_FILE, TRAINER_FILE, Found, inspect_checkpoint
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
-TRAINER_FILE = "trainer.json"
-COMMIT_FILE = "commit.json"
 ANOTHER_STEP = "put there by hand"
 BEST_FILE = "best"
 """Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
@@ -128,64 +125,7 @@ def _files_of(directory: Path) -> dict[str, int]:
     return {f.relative_to(directory).as_posix(): f.stat().st_size for f in sorted(directory.rglob("*")) if f.is_file()}
 
 
-@dataclass(frozen=True)
-class _Found:
-    """A ``step-N`` folder and what its commit record says."""
-
-    step: int
-    path: Path
-    seq: int
-    """Commit sequence number (0: written before commit records existed)."""
-    problem: str | None
-    """Why the folder is not a complete checkpoint, or ``None``."""
-    best: bool = False
-    """Its commit record marks it the best checkpoint of its run."""
-    checksums: tuple[tuple[str, str], ...] = ()
-    """``(file, CRC-32)`` its commit record lists (none in records written before checksums)."""
-
-    def damage(self) -> str | None:
-        """Which file no longer has the checksum its commit recorded, or None (reads the files)."""
-        return checksum_problem(self.path, dict(self.checksums)) if self.checksums else None
-
-
-def _inspect(path: Path, step: int) -> _Found:
-    record = path / COMMIT_FILE
-    if not record.is_file():
-        ok = (path / TRAINER_FILE).is_file()
-        return _Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
-    try:
-        body = loads_json(record.read_text(encoding="utf-8"))
-        if not (isinstance(body, dict) and isinstance(body.get("files"), dict) and isinstance(body.get("crc32", {}), dict)):
-            raise ValueError("not a commit record (a JSON object with a files table and a crc32 table)")
-        seq, files, best = body.get("seq"), dict(body["files"]), body.get("best") is True
-        checksums = dict(body.get("crc32", {}))
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**53:
-            raise ValueError(f"seq {seq!r} is not a commit count")
-        if not all(isinstance(n, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                   for n, v in files.items()):
-            raise ValueError("files holds something other than names and byte sizes")
-        if TRAINER_FILE not in files:  # every commit lists it: a record without it lists nothing real
-            raise ValueError(f"files does not list {TRAINER_FILE}")
-        if not (checksums.keys() <= files.keys() and all(map(is_checksum, checksums.values()))):
-            raise ValueError("crc32 holds something other than checksums of the files it lists")
-        if "crc32" in body and checksums.keys() != files.keys():  # every commit since checksums gives one per file
-            unchecked = sorted(files.keys() - checksums.keys())
-            raise ValueError(f"crc32 gives no checksum of {unchecked[0]}, which files lists")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return _Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
-    for name, size in files.items():
-        try:  # one look per file: a live job may prune the folder meanwhile (then the file is missing)
-            st = (path / name).stat()
-        except OSError:
-            return _Found(step, path, seq, f"{name} missing")
-        if not stat.S_ISREG(st.st_mode):
-            return _Found(step, path, seq, f"{name} missing")
-        if st.st_size != size:
-            return _Found(step, path, seq, f"{name} is corrupt or truncated: {st.st_size} bytes, {size} were written")
-    return _Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
-
-
-def _scan(root: Path) -> list[_Found]:
+def _scan(root: Path) -> list[Found]:
     """Every ``step-N`` folder under ``root``, oldest commit first (complete or not)."""
     if not root.is_dir():
         return []
@@ -194,9 +134,9 @@ def _scan(root: Path) -> list[_Found]:
     for child in root.iterdir():
         m = _STEP_RE.match(child.name)
         if m and child.is_symlink():  # not written by the run: never resumed from, never pruned (deleted)
-            found.append(_Found(int(m.group(1)), child, 0, "a symbolic link, not a folder the run wrote"))
+            found.append(Found(int(m.group(1)), child, 0, "a symbolic link, not a folder the run wrote"))
         elif m and child.is_dir():
-            found.append(_inspect(child, int(m.group(1))))
+            found.append(inspect_checkpoint(child, int(m.group(1))))
     found += _set_aside(root)
     if any(f.seq > 0 for f in found):  # a run that writes commit records: one without its record lost it
         found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if f.seq == 0 and f.problem is None
@@ -315,17 +255,23 @@ def _recorded_step(folder: Path) -> int | None:
     return None if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 0 else recorded
 
 
-def _set_aside(root: Path) -> list[_Found]:
-    """The ``step-N.replaced-XXXX`` folders under ``root`` that are step N's checkpoint: a kill
-    between a commit's two renames left no ``step-N`` (nothing under that name, not even a link).
-    Checked as any checkpoint: a real folder, complete by its commit record, its ``trainer.json``
-    recording step N; the newest commit of a step when there are several."""
-    kept: dict[int, _Found] = {}
+def _moved_aside(root: Path) -> Iterator[tuple[int, Path]]:
+    """``(N, folder)`` of each ``step-N.replaced-XXXX`` folder under ``root`` (a real folder) with no
+    ``step-N`` beside it (nothing under that name, not even a link): a commit's two renames were
+    cut between, by a kill, or are not both done yet."""
     for child in root.iterdir():
         m = _REPLACED_RE.match(child.name)
-        if m is None or child.is_symlink() or not child.is_dir() or os.path.lexists(root / step_dir_name(int(m.group(1)))):
-            continue
-        found = _inspect(child, int(m.group(1)))
+        if m and not child.is_symlink() and child.is_dir() and not os.path.lexists(root / step_dir_name(int(m.group(1)))):
+            yield int(m.group(1)), child
+
+
+def _set_aside(root: Path) -> list[Found]:
+    """The moved-aside folders under ``root`` that are step N's checkpoint (:func:`_moved_aside`):
+    checked as any checkpoint, complete by its commit record, its ``trainer.json`` recording step
+    N; the newest commit of a step when there are several."""
+    kept: dict[int, Found] = {}
+    for step, child in _moved_aside(root):
+        found = inspect_checkpoint(child, step)
         if found.problem is None and found.seq > 0 and _recorded_step(child) == found.step \
                 and found.seq > (kept[found.step].seq if found.step in kept else 0):
             kept[found.step] = found
@@ -376,7 +322,7 @@ def _read_pointer(root: Path, name: str) -> Path | None:
     m = _STEP_RE.match(target)
     if m is None or not (root / target).is_dir():
         return None
-    return root / target if _inspect(root / target, int(m.group(1))).problem is None else None
+    return root / target if inspect_checkpoint(root / target, int(m.group(1))).problem is None else None
 
 
 def __getattr__(name: str) -> object:

@@ -23,11 +23,11 @@ from deepseek.training.checkpoint_dirs import (
     OPTIMIZER_FILE,
     TRAINER_FILE,
     CheckpointWarning,
-    _inspect,
     _scan,
     best_checkpoint,
     list_checkpoints,
 )
+from deepseek.training.checkpoint_record import inspect_checkpoint
 
 
 def checksum_note(directory: str | os.PathLike[str]) -> str:
@@ -37,7 +37,7 @@ def checksum_note(directory: str | os.PathLike[str]) -> str:
     path = Path(directory)
     if not (path / COMMIT_FILE).is_file():
         return "none (no commit record: written by an export or an older version)"
-    found = _inspect(path, 0)
+    found = inspect_checkpoint(path, 0)
     if not found.checksums:
         return "none (committed before records carried them; sizes checked)"
     return f"CRC-32 of {len(found.checksums)} files, verified"
@@ -73,7 +73,7 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
         else:
             raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
     if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
-        found = _inspect(p, 0) if (p / COMMIT_FILE).exists() else None
+        found = inspect_checkpoint(p, 0) if (p / COMMIT_FILE).exists() else None
         kind, problem = ("incomplete", found.problem) if found is not None else ("", None)
         if found is not None and problem is None:
             kind, problem = "damaged", found.damage()

@@ -1,0 +1,75 @@
+"""What a checkpoint folder's commit record (``commit.json``) says, read back like user input, and
+whether the folder's files are still those it lists (:func:`inspect_checkpoint`). The record is
+written by :func:`deepseek.training.checkpoint_dirs.commit_checkpoint`; the folder layout and which
+folders count as checkpoints are that module's.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepseek.parsing import loads_json
+from deepseek.training.checkpoint_digest import checksum_problem, is_checksum
+
+TRAINER_FILE = "trainer.json"
+COMMIT_FILE = "commit.json"
+
+
+@dataclass(frozen=True)
+class Found:
+    """A ``step-N`` folder and what its commit record says."""
+
+    step: int
+    path: Path
+    seq: int
+    """Commit sequence number (0: written before commit records existed)."""
+    problem: str | None
+    """Why the folder is not a complete checkpoint, or ``None``."""
+    best: bool = False
+    """Its commit record marks it the best checkpoint of its run."""
+    checksums: tuple[tuple[str, str], ...] = ()
+    """``(file, CRC-32)`` its commit record lists (none in records written before checksums)."""
+
+    def damage(self) -> str | None:
+        """Which file no longer has the checksum its commit recorded, or None (reads the files)."""
+        return checksum_problem(self.path, dict(self.checksums)) if self.checksums else None
+
+
+def inspect_checkpoint(path: Path, step: int) -> Found:
+    """Folder ``path``, named as step ``step``'s checkpoint, and what its commit record says of it."""
+    record = path / COMMIT_FILE
+    if not record.is_file():
+        ok = (path / TRAINER_FILE).is_file()
+        return Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
+    try:
+        body = loads_json(record.read_text(encoding="utf-8"))
+        if not (isinstance(body, dict) and isinstance(body.get("files"), dict) and isinstance(body.get("crc32", {}), dict)):
+            raise ValueError("not a commit record (a JSON object with a files table and a crc32 table)")
+        seq, files, best = body.get("seq"), dict(body["files"]), body.get("best") is True
+        checksums = dict(body.get("crc32", {}))
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**53:
+            raise ValueError(f"seq {seq!r} is not a commit count")
+        if not all(isinstance(n, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                   for n, v in files.items()):
+            raise ValueError("files holds something other than names and byte sizes")
+        if TRAINER_FILE not in files:  # every commit lists it: a record without it lists nothing real
+            raise ValueError(f"files does not list {TRAINER_FILE}")
+        if not (checksums.keys() <= files.keys() and all(map(is_checksum, checksums.values()))):
+            raise ValueError("crc32 holds something other than checksums of the files it lists")
+        if "crc32" in body and checksums.keys() != files.keys():  # every commit since checksums gives one per file
+            unchecked = sorted(files.keys() - checksums.keys())
+            raise ValueError(f"crc32 gives no checksum of {unchecked[0]}, which files lists")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
+    for name, size in files.items():
+        try:  # one look per file: a live job may prune the folder meanwhile (then the file is missing)
+            st = (path / name).stat()
+        except OSError:
+            return Found(step, path, seq, f"{name} missing")
+        if not stat.S_ISREG(st.st_mode):
+            return Found(step, path, seq, f"{name} missing")
+        if st.st_size != size:
+            return Found(step, path, seq, f"{name} is corrupt or truncated: {st.st_size} bytes, {size} were written")
+    return Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
