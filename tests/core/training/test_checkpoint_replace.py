@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ from deepseek import hookimpl
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.run_lock import LOCK_FILE
+from deepseek.training import checkpoint_dirs
+from deepseek.training.run_lock import LOCK_FILE, try_lock, unlock
 from deepseek.training.run_state import tidy_finished
 from deepseek.training.trainer import Trainer
 
@@ -153,3 +156,44 @@ def test_a_finished_run_resumed_from_the_moved_aside_step_is_pruned(tmp_path: Pa
     tidy_finished(run, aside, keep_last=1)
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-4"]
     assert json.loads((root / "step-4" / ckpt.TRAINER_FILE).read_text(encoding="utf-8")) == {"step": 4}
+
+
+def test_a_lookup_beside_a_live_job_between_its_renames_takes_its_new_step(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The on-disk state of a kill between the two renames is also that of a live job between them,
+    which deletes the moved-aside folder the next moment: ``deepseek eval`` or ``checkpoint info``
+    beside it took that folder. With the run folder held, a lookup waits for the job's new step-N;
+    here the job's second rename and deletion happen at the lookup's first pause."""
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    _step(root, 2)
+    _step(root, 4)
+    aside = _re_save_killed(root, 4, monkeypatch)
+    [new] = root.glob("step-4.tmp-*")
+    pauses: list[float] = []
+
+    def job_goes_on(seconds: float) -> None:  # the live job, meanwhile: its second rename, then the deletion
+        pauses.append(seconds)
+        if aside.exists():
+            os.replace(new, root / "step-4")
+            shutil.rmtree(aside)
+
+    held = try_lock(run / LOCK_FILE)  # the live job's lock
+    assert held is not None
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(time, "sleep", job_goes_on)
+            assert ckpt.resolve_checkpoint(run) == root / "step-4"
+            assert len(pauses) == 1 and [p.name for _, p in ckpt.list_checkpoints(root)] == ["step-2", "step-4"]
+        # a holder that stays between the renames (a stopped process): after the wait, as after a kill
+        aside = _re_save_killed(root, 4, monkeypatch)
+        with monkeypatch.context() as patched:
+            patched.setattr(checkpoint_dirs, "RE_SAVE_WAIT_S", 0.05)
+            assert ckpt.resolve_checkpoint(run) == aside
+    finally:
+        unlock(held)
+    # no live job: a killed save's folder, step 4's at once (no wait)
+    with monkeypatch.context() as patched:
+        patched.setattr(time, "sleep", job_goes_on)
+        pauses.clear()
+        assert ckpt.resolve_checkpoint(run) == aside and not pauses

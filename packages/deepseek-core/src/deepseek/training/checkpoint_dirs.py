@@ -16,7 +16,9 @@ Layout of ``<run>/checkpoints/``:
   or best mark re-saving it, a run continued from an earlier checkpoint), deleted once the new
   ``step-N`` is in place. A kill between the two renames leaves no ``step-N``: the moved-aside
   folder, complete and recording step N, is then that step's checkpoint for every lookup, and
-  :func:`remove_stale` renames it back to ``step-N``, so the step is never lost.
+  :func:`remove_stale` renames it back to ``step-N``, so the step is never lost. A live job
+  between the two renames (it holds the run folder's lock) is waited for by lookups, which then
+  find its new ``step-N`` instead of a folder it is about to delete (:func:`_await_re_save`).
 - ``latest``: the name of the newest checkpoint, for people and tools. Lookups do not depend on
   it: the newest complete checkpoint is the one committed last (highest sequence number), so a
   crash between the rename and the ``latest`` update loses nothing, and a run continued from an
@@ -52,6 +54,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +64,7 @@ from deepseek.parsing import loads_json
 from deepseek.paths import usual_mode
 from deepseek.training.checkpoint_digest import checksums_of
 from deepseek.training.checkpoint_record import COMMIT_FILE, TRAINER_FILE, Found, inspect_checkpoint
+from deepseek.training.run_lock import LOCK_FILE, is_held
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -69,6 +73,9 @@ BEST_FILE = "best"
 """Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
 LATEST_FILE = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)$")
+RE_SAVE_WAIT_S = 10.0
+"""Longest a lookup waits for a live job to finish replacing a checkpoint (:func:`_await_re_save`):
+two renames and their fsyncs, a fraction of a second."""
 _REPLACED_TAG = ".replaced-"
 _REPLACED_RE = re.compile(r"^step-(\d+)\.replaced-[A-Za-z0-9_]+$")  # tempfile.mkdtemp's names
 _LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", _REPLACED_TAG, ".old-")  # ``.old-``: written by earlier versions
@@ -129,6 +136,7 @@ def _scan(root: Path) -> list[Found]:
     """Every ``step-N`` folder under ``root``, oldest commit first (complete or not)."""
     if not root.is_dir():
         return []
+    _await_re_save(root)
     latest = _read_latest_name(root)
     found = []
     for child in root.iterdir():
@@ -263,6 +271,21 @@ def _moved_aside(root: Path) -> Iterator[tuple[int, Path]]:
         m = _REPLACED_RE.match(child.name)
         if m and not child.is_symlink() and child.is_dir() and not os.path.lexists(root / step_dir_name(int(m.group(1)))):
             yield int(m.group(1)), child
+
+
+def _await_re_save(root: Path) -> None:
+    """A moved-aside folder without its ``step-N`` while a live job holds the run folder (``root``'s
+    parent, :mod:`~deepseek.training.run_lock`) is that job between a re-save's two renames: its
+    new ``step-N`` is renamed in next and the moved-aside folder deleted. A lookup (a command that
+    reads the run beside its live job) waits for that, up to :data:`RE_SAVE_WAIT_S`, rather than
+    take a folder about to go. With no live holder the folder is a killed save's, step N's
+    checkpoint (:func:`_set_aside`); so it is too if the holder is still between the renames when
+    the wait ends (a stopped process). The job holding the folder never waits on itself: its run's
+    start renamed every such folder back (:func:`remove_stale`) and its own saves are done in order."""
+    deadline = time.monotonic() + RE_SAVE_WAIT_S
+    while (any(_moved_aside(root)) and is_held(root.parent / LOCK_FILE)
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
 
 
 def _set_aside(root: Path) -> list[Found]:
