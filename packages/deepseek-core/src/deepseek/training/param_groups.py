@@ -47,25 +47,28 @@ def group_index(name: str, ndim: int, rules: Sequence[ParamGroupRule]) -> int:
     return 2 * (0 if r is None else r + 1) + (0 if ndim >= 2 else 1)
 
 
+def _laid_out(named: Iterable[tuple[str, Any]], rules: Sequence[ParamGroupRule]) -> list[list[tuple[str, Any]]]:
+    """The trainable ``(name, parameter)`` pairs of ``named`` in the layout's groups (module
+    docstring), every group present."""
+    groups: list[list[tuple[str, Any]]] = [[] for _ in range(2 + 2 * len(rules))]
+    for name, p in named:
+        if p.requires_grad:
+            groups[group_index(name, p.ndim, rules)].append((name, p))
+    return groups
+
+
 def build_groups(named: Iterable[tuple[str, Any]], rules: Sequence[ParamGroupRule],
                  weight_decay: float) -> list[dict[str, Any]]:
     """The optimizer's groups (module docstring's layout) over the trainable ``(name, parameter)``
     pairs."""
-    groups = [{"params": [], "weight_decay": wd, "lr_scale": scale} for wd, scale in group_settings(rules, weight_decay)]
-    for name, p in named:
-        if p.requires_grad:
-            groups[group_index(name, p.ndim, rules)]["params"].append(p)
-    return groups
+    return [{"params": [p for _, p in members], "weight_decay": wd, "lr_scale": scale}
+            for members, (wd, scale) in zip(_laid_out(named, rules), group_settings(rules, weight_decay), strict=True)]
 
 
 def group_members(named: Iterable[tuple[str, Any]], rules: Sequence[ParamGroupRule]) -> list[list[str]]:
     """The names :func:`build_groups` puts in each group (the layout's order): what an optimizer
     checkpoint of a run with these ``rules`` holds, for checks made before any optimizer exists."""
-    members: list[list[str]] = [[] for _ in range(2 + 2 * len(rules))]
-    for name, p in named:
-        if p.requires_grad:
-            members[group_index(name, p.ndim, rules)].append(name)
-    return members
+    return [[name for name, _ in members] for members in _laid_out(named, rules)]
 
 
 def unmatched_rules(names: Iterable[str], rules: Sequence[ParamGroupRule]) -> list[int]:
