@@ -91,6 +91,8 @@ def _bootstrap_at_once(d: list[float], resamples: int, seed: int) -> tuple[float
     # (resamples x examples) indices at once: an out-of-memory line that named --batch and --seq
     (["good", "poor", "--resamples", "100000000000"], "100000000000 is not in the range 100<=x<=1000000"),
     (["good", "poor", "--json", "good"], "--json: good is a folder"),
+    # the memory check named data.eval_batches, a key the user never gave
+    (["good", "poor", "--batches", str(10**20)], f"--batches {10**20} x data.batch_size"),
     # ran until killed
     (["good", "poor", "--latency-runs", str(10**30)], f"{10**30} is not in the range 0<=x<=1000000"),
     # the report was written over the config it read the data from

@@ -144,6 +144,8 @@ def test_a_pruned_model_fine_tunes_from_its_weights(trained: Path) -> None:
     (["--method", "prune.ffn", "--set", "ratio=1.5"], "ratio: must be between 0 and 1"),
     (["--method", "prune.ffn", "--set", "ratios=0.5"], "ratios: unknown"),
     (["--method", "prune.ffn", "--out", "run"], "--out: run is not empty"),
+    # the memory check named data.eval_batches, a key the user never gave
+    (["--method", "prune.ffn", "--batches", str(10**20)], f"--batches {10**20} x data.batch_size"),
 ])
 def test_bad_input_is_one_line_and_nothing_is_written(monkeypatch: pytest.MonkeyPatch, trained: Path,
                                                        args: list[str], message: str) -> None:

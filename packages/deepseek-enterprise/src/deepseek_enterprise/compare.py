@@ -163,10 +163,11 @@ def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager") ->
 def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | None, device: str,
                  resamples: int, seed: int, latency_runs: int, host: Any) -> dict[str, Any]:
     """Everything ``deepseek compare`` prints, as data."""
+    from deepseek.arguments import command_line
     from deepseek.config.load import load_config
     from deepseek.models.checks import check_model_data
     from deepseek.training.build import build_dataset
-    from deepseek.training.evaluation import eval_batch_count
+    from deepseek.training.evaluation import batches_named, eval_batch_count
     from deepseek.training.inference import load_trained
     from deepseek.training.weights_source import DataChoice
     from deepseek_enterprise.paired_bootstrap import Estimate, bootstrap, whole_set_bootstrap
@@ -178,7 +179,8 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     source = load_config(data, host=host) if data is not None else config_a
     n = eval_batch_count(source, batches)  # 8 for data whose eval_batches is 0 (a run without validation)
     dataset = build_dataset(source, host)
-    val = dataset.validation_batches(n)
+    with command_line(), batches_named(batches):  # a --batches past memory: named so, not data.eval_batches
+        val = dataset.validation_batches(n)
     if not val:
         raise UsageError(f"--data: dataset {source.data.name!r} gave no validation batches to compare on")
     for name, model, config in (("RUN_A", model_a, config_a), ("RUN_B", model_b, config_b)):

@@ -229,7 +229,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     if config_path is None:  # the token ids alone past this machine's memory: one line, not a failed allocation
         from deepseek.data.loader import check_fits_memory
 
-        check_fits_memory(batch * (seq + (mode == "decode")), f"--batch {batch} x --seq {seq}")
+        check_fits_memory(batch * (seq + (mode == "decode")), ("--batch", f"--batch {batch}"), ("--seq", f"--seq {seq}"))
         with torch.device("cpu"):
             model = create_model(model_name)
     else:

@@ -36,26 +36,64 @@ from deepseek.errors import UsageError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 STATE_VERSION = 1
+EVAL_BATCHES = "data.eval_batches"
+"""The setting that counts the validation batches (:meth:`PackedBatches.val_batches`' ``n``)."""
 _CORRUPT = "the saved position is corrupt: resume from an earlier checkpoint or start a new run"
 
 
 
-def check_fits_memory(tokens: int, what: str) -> None:
-    """UsageError when one allocation of ``tokens`` int64 token ids (``what`` names the settings
-    that make it) is larger than this machine's memory: refused in one line before it is tried,
-    instead of the process being killed."""
-    refuse_over_memory(tokens * 8, f"{what} = {tokens:,} tokens, {tokens * 8 / 2**30:,.0f} GiB as int64 ids", "them")
+class OverMemory(UsageError):
+    """An allocation of token ids refused before it is tried (:func:`check_fits_memory`). Its line
+    is built from ``terms``, each setting whose product the allocation is as ``(setting, how the
+    line names it)``, so a caller that knows a count came from elsewhere (a command's option) names
+    it so (:meth:`naming`), from the same data."""
+
+    def __init__(self, terms: Sequence[tuple[str, str]], tokens: int, memory: int) -> None:
+        self.terms, self.tokens, self.memory = tuple(terms), tokens, memory
+        said = " x ".join(shown for _, shown in self.terms)
+        super().__init__(_over_memory(f"{said} = {tokens:,} tokens, {tokens * 8 / 2**30:,.0f} GiB as int64 ids",
+                                      memory, "them"))
+
+    def __reduce__(self) -> tuple[type[OverMemory], tuple[tuple[tuple[str, str], ...], int, int]]:
+        return OverMemory, (self.terms, self.tokens, self.memory)  # pickled as built (another process's error)
+
+    def naming(self, setting: str, shown: str) -> OverMemory:
+        """The same refusal with ``setting`` named ``shown``."""
+        return OverMemory([(s, shown if s == setting else was) for s, was in self.terms], self.tokens, self.memory)
+
+
+def setting(name: str, value: int) -> tuple[str, str]:
+    """A config setting as a term of :func:`check_fits_memory`: named ``data.seq_len 512``."""
+    return name, f"{name} {value}"
+
+
+def check_fits_memory(tokens: int, *terms: tuple[str, str]) -> None:
+    """:class:`OverMemory` when one allocation of ``tokens`` int64 token ids (the product of
+    ``terms``: :func:`setting`, or ``(option, how it was given)``) is larger than this machine's
+    memory: refused in one line before it is tried, instead of the process being killed."""
+    memory = _machine_memory()
+    if memory is not None and tokens * 8 > memory:
+        raise OverMemory(terms, tokens, memory)
 
 
 def refuse_over_memory(nbytes: int, said: str, lower: str = "it") -> None:
     """UsageError ``"<said>: more than this machine's N GiB of memory; lower <lower>"`` when one
     batch of ``nbytes`` cannot fit in this machine's memory (no check where the platform does not say)."""
+    memory = _machine_memory()
+    if memory is not None and nbytes > memory:
+        raise UsageError(_over_memory(said, memory, lower))
+
+
+def _machine_memory() -> int | None:
+    """This machine's memory in bytes, or ``None`` where the platform does not say."""
     try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # no such figure on this platform: nothing to check
-        return
-    if nbytes > memory:
-        raise UsageError(f"{said}: more than this machine's {memory / 2**30:,.0f} GiB of memory; lower {lower}")
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _over_memory(said: str, memory: int, lower: str) -> str:
+    return f"{said}: more than this machine's {memory / 2**30:,.0f} GiB of memory; lower {lower}"
 
 
 class TokenStream:
@@ -182,8 +220,9 @@ class PackedBatches:
         for name, value in (("seq_len", seq_len), ("global_batch", global_batch), ("shuffle_buffer", shuffle_buffer)):
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"data.{name}: must be a positive integer, got {value!r}")
-        check_fits_memory(global_batch * seq_len, f"data.batch_size {global_batch} x data.seq_len {seq_len}")
-        check_fits_memory(shuffle_buffer * seq_len, f"data.shuffle_buffer {shuffle_buffer} x data.seq_len {seq_len}")
+        check_fits_memory(global_batch * seq_len, setting("data.batch_size", global_batch), setting("data.seq_len", seq_len))
+        check_fits_memory(shuffle_buffer * seq_len, setting("data.shuffle_buffer", shuffle_buffer),
+                          setting("data.seq_len", seq_len))
         self.source = source if isinstance(source, DocSource) else PieceSource(source)
         self.seq_len, self.global_batch = seq_len, global_batch
         self.split, self.seed = split, seed
@@ -264,8 +303,8 @@ class PackedBatches:
     def val_batches(self, n: int) -> list[Batch]:
         """The first ``n`` validation batches (canonical order, no shuffle); the validation stream
         is repeated if it is shorter than ``n`` batches."""
-        check_fits_memory(n * self.global_batch * self.seq_len,
-                          f"data.eval_batches {n} x data.batch_size {self.global_batch} x data.seq_len {self.seq_len}")
+        check_fits_memory(n * self.global_batch * self.seq_len, setting(EVAL_BATCHES, n),
+                          setting("data.batch_size", self.global_batch), setting("data.seq_len", self.seq_len))
         stream = self._open("val", shuffle=False, endless=True)
         need = n * self.global_batch * self.seq_len + 1
         tokens = torch.from_numpy(stream.read(need).copy()).long()

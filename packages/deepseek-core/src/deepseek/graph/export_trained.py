@@ -177,7 +177,7 @@ def example_tokens(model: Any, batch: int, seq: int | None, device: str, *, name
     from deepseek.data.loader import check_fits_memory
 
     # past this machine's memory (or int64: an overflow inside torch, an internal error): one line
-    check_fits_memory(batch * seq, f"{given('--batch', 'batch', batch)} x {given('--seq', 'seq', seq)}")
+    check_fits_memory(batch * seq, ("--batch", given("--batch", "batch", batch)), ("--seq", given("--seq", "seq", seq)))
     gen = torch.Generator().manual_seed(0)
     return torch.randint(0, vocab, (batch, seq), generator=gen).to(device)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,23 @@ def eval_batch_count(config: Config, batches: int | None = None) -> int:
     from deepseek.config.schema import DataConfig
 
     return batches or config.data.eval_batches or DataConfig.eval_batches
+
+
+@contextlib.contextmanager
+def batches_named(batches: int | None) -> Iterator[None]:
+    """Around the reading of a command's validation batches (``batches``: its ``--batches``): the
+    count refused past memory (:class:`~deepseek.data.loader.OverMemory`) is then that option, and is
+    named as its user gave it (``--batches N``, ``batches=N`` from Python), not as the
+    ``data.eval_batches`` setting the data reads it by."""
+    from deepseek.arguments import given
+    from deepseek.data.loader import EVAL_BATCHES, OverMemory
+
+    try:
+        yield
+    except OverMemory as exc:
+        if batches is None or EVAL_BATCHES not in dict(exc.terms):
+            raise
+        raise exc.naming(EVAL_BATCHES, given("--batches", "batches", batches)) from None
 
 
 def batch_weights(batches: Sequence[Batch], items: ItemWeights | None) -> list[int] | None:

@@ -350,21 +350,20 @@ def evaluate_validation(
     ``placer``: the strategy that placed ``model`` (:func:`load_placed`), whose settings blame the
     model's bugs by the model it was given, not by the module it returned (``pipeline``'s
     wrapper is pro's code); without it, by ``model``'s own class."""
-    from deepseek.arguments import given
     from deepseek.models.checks import check_model_data
     from deepseek.plugins.calls import blames
     from deepseek.training.build import build_dataset, run_host
-    from deepseek.training.evaluation import eval_batch_count, evaluate_in_process, validation_set
+    from deepseek.training.evaluation import (
+        batches_named,
+        eval_batch_count,
+        evaluate_in_process,
+        validation_set,
+    )
 
     device = next(model.parameters()).device
     dataset = build_dataset(config, host)
-    try:
+    with batches_named(batches):  # a count refused (past memory) is the one the user gave: named as given
         val = validation_set(config, dataset, eval_batch_count(config, batches))
-    except UsageError as exc:  # a count refused (past memory) is the one the user gave: named as given
-        said = f"data.eval_batches {batches}"
-        if batches is None or type(exc) is not UsageError or said not in str(exc):
-            raise
-        raise UsageError(str(exc).replace(said, given("--batches", "batches", batches))) from None
     component = run_host(config, host).resolve("model", config.model.name)
     label = component.label if blames(component) else None
     blamed = served_calls(model, config, host, placer)

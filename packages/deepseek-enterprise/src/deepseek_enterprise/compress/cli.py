@@ -195,9 +195,11 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
 
         check_applies(compressor, model, config)
     dataset = build_dataset(config, host)
-    from deepseek.training.evaluation import eval_batch_count
+    from deepseek.arguments import command_line
+    from deepseek.training.evaluation import batches_named, eval_batch_count
 
-    val = dataset.validation_batches(eval_batch_count(config, batches))  # 8 for a run without validation
+    with command_line(), batches_named(batches):  # a --batches past memory: named so, not data.eval_batches
+        val = dataset.validation_batches(eval_batch_count(config, batches))  # 8 for a run without validation
     source = resolve_checkpoint(checkpoint)
     calibration = [next(dataset) for _ in range(calibration_batches)]
     steps = DEFAULT_RECOVERY_STEPS if recovery_steps is None else recovery_steps
