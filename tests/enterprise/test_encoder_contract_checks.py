@@ -177,8 +177,9 @@ def test_what_its_forward_raises_names_the_encoder_and_its_distribution(host: Pl
 
 
 @pytest.mark.parametrize(("kind", "words"), [
-    ("listkeys", r"keys_for_inputs returned list, not a mapping of its option names to values "
-                 r"\(docs/multimodal\.md section 2\)$"),
+    ("listkeys", r"keys_for_inputs returned \['img_size', 28\] \(list\), not a mapping of its option names to "
+                 r"values \(docs/multimodal\.md section 2\); a bug in the plugin: upgrade it or report it to its "
+                 r"authors$"),
     ("keysraise", r"keys_for_inputs raised IndexError: .*; a bug in the plugin"),
 ])
 def test_a_broken_keys_for_inputs_names_the_encoder(host: PluginHost, kind: str, words: str) -> None:
@@ -285,12 +286,16 @@ def test_an_encoders_own_errors_name_its_keys_where_they_were_given(table: dict,
 
 def test_a_check_inputs_answer_that_is_not_words_is_the_encoders_fault_not_the_datas(host: PluginHost) -> None:
     """check_inputs returns None or a str; a True was printed as the dataset's problem
-    ('model.vision: encoder vision.acme_checkstrue: True (dataset ...)'), blaming the data."""
+    ('model.vision: encoder vision.acme_checkstrue: True (dataset ...)'), blaming the data. A broken
+    answer is the plugin's bug, as a broken keys_for_inputs answer is: one PluginError (exit 1)
+    naming the encoder and the method, by one rule (multimodal_data._asked)."""
     from types import SimpleNamespace
 
+    from deepseek.errors import PluginError
     from deepseek_enterprise.multimodal_data import check_batch
 
-    with pytest.raises(UsageError, match=HEAD.format("checkstrue") + r"check_inputs returned True \(bool\), not None "
-                       r"\(the batch is usable\) or a str saying what is wrong with it; "):
+    with pytest.raises(PluginError, match=HEAD.format("checkstrue") + r"check_inputs returned True \(bool\), not None "
+                       r"\(the batch is usable\) or a str saying what is wrong with it \(docs/multimodal\.md "
+                       r"section 2\); a bug in the plugin: upgrade it or report it to its authors$"):
         check_batch(_classifier(host, "checkstrue"), _batch(), SimpleNamespace())
     check_batch(_classifier(host, "good"), _batch(), SimpleNamespace())  # None: accepted

@@ -10,7 +10,7 @@ import torch
 
 from deepseek.errors import PluginError, UsageError
 from deepseek.models.protocol import Batch
-from deepseek.plugins.calls import model_calls
+from deepseek.plugins.calls import PLUGIN_BUG, model_calls
 from deepseek_enterprise.multimodal import MODALITIES
 
 
@@ -38,18 +38,36 @@ def encoder_keys_for(model: Any, batch: Batch) -> dict[str, dict[str, Any]]:
     return tables
 
 
+ANSWERS = {
+    "check_inputs": (lambda a: a is None or isinstance(a, str),
+                     "None (the batch is usable) or a str saying what is wrong with it"),
+    "keys_for_inputs": (lambda a: isinstance(a, Mapping) and all(isinstance(k, str) for k in a),
+                        "a mapping of its option names to values"),
+}
+"""What each of an encoder's questions about a batch's inputs must return: a check and its words."""
+
+
+def _asked(model: Any, m: str, method: str, entry: Mapping[str, Any]) -> Any:
+    """The answer of the encoder of modality ``m`` to ``method`` (``check_inputs`` or
+    ``keys_for_inputs``) for ``entry``'s inputs, held to its contract (:data:`ANSWERS`). What it
+    raises, or an answer of another kind, is its plugin's bug: one :class:`PluginError` naming the
+    encoder and the method, never read as the data's fault."""
+    label = model.encoder_labels[m]
+    with model_calls(model.encoders[m], label, method):
+        answer = getattr(model.encoders[m], method)(entry["inputs"], entry.get("padding_mask"))
+    accepts, wanted = ANSWERS[method]
+    if not accepts(answer):
+        raise PluginError(f"{label}: {method} returned {answer!r:.60} ({type(answer).__name__}), not {wanted} "
+                          f"(docs/multimodal.md section 2); {PLUGIN_BUG}")
+    return answer
+
+
 def _encoder_keys(model: Any, m: str, batch: Batch) -> dict[str, Any]:
-    """What the encoder of modality ``m`` answers for ``batch``'s inputs (``keys_for_inputs``),
-    held to its contract: a mapping of option names to values."""
+    """What the encoder of modality ``m`` answers for ``batch``'s inputs (``keys_for_inputs``)."""
     entry = batch.get(m)
     if not isinstance(entry, Mapping) or "inputs" not in entry:
         return {}
-    with model_calls(model.encoders[m], model.encoder_labels[m], "keys_for_inputs"):  # its own bug: named
-        keys = model.encoders[m].keys_for_inputs(entry["inputs"], entry.get("padding_mask"))
-    if not isinstance(keys, Mapping) or not all(isinstance(k, str) for k in keys):
-        raise PluginError(f"{model.encoder_labels[m]}: keys_for_inputs returned {type(keys).__name__}, not a "
-                          "mapping of its option names to values (docs/multimodal.md section 2)")
-    return dict(keys)
+    return dict(_asked(model, m, "keys_for_inputs", entry))
 
 
 def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
@@ -71,13 +89,7 @@ def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
         raise UsageError(f"data: batches of dataset {name} have no 'label', which model multimodal.classifier "
                          "trains on; use a dataset that labels its samples (docs/multimodal.md)")
     for m in model.modalities:
-
-        with model_calls(model.encoders[m], model.encoder_labels[m], "check_inputs"):  # its own bug: named
-            problem = model.encoders[m].check_inputs(batch[m]["inputs"], batch[m].get("padding_mask"))
-        if problem is not None and not isinstance(problem, str):  # a bool or number read as the data's fault
-            raise UsageError(f"{model.encoder_labels[m]}: check_inputs returned {problem!r} "
-                             f"({type(problem).__name__}), not None (the batch is usable) or a str saying what is "
-                             "wrong with it; return one of those (docs/multimodal.md section 2)")
+        problem = _asked(model, m, "check_inputs", batch[m])  # a True is not the data's fault
         if problem:
             keys = _encoder_keys(model, m, batch)
             hint = "; set " + ", ".join(f"model.{m}.{k} = {v!r}" for k, v in keys.items()) if keys else ""
