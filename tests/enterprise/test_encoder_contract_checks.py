@@ -122,7 +122,31 @@ class KeysRaise(Patches):
         return {"size": inputs.shape[5]}  # a bug of its own: images have 4 dimensions
 
 
-ENCODERS = {"listkeys": ListKeys, "keysraise": KeysRaise, "good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
+class NoneKeys(Patches):
+    def keys_for_inputs(self, inputs, padding_mask):  # type: ignore[no-untyped-def]
+        return {"d_model": None}  # no config file holds a None: its refusal could not name it
+
+
+@dataclass(frozen=True)
+class ColourOptions:
+    d_model: int = 8
+    colours: str = "grey"
+    window: tuple[int, ...] = (4, 4)
+
+
+class WantsColour(Patches):
+    """Refuses 3-channel images; the keys that would make it take them are a string and a pair."""
+
+    Options = ColourOptions
+
+    def check_inputs(self, inputs, padding_mask):  # type: ignore[no-untyped-def]
+        return None if inputs.shape[1] == 1 else f"images must have 1 channel, got {inputs.shape[1]}"
+
+    def keys_for_inputs(self, inputs, padding_mask):  # type: ignore[no-untyped-def]
+        return {} if inputs.shape[1] == 1 else {"colours": "rgb", "window": (2, 2)}
+
+
+ENCODERS = {"listkeys": ListKeys, "nonekeys": NoneKeys, "wantscolour": WantsColour, "keysraise": KeysRaise, "good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
             "wrongdim": WrongDim, "intfeatures": IntFeatures, "nodim": NoDim, "zerodim": ZeroDim, "plain": PlainModule,
             "raises": Raises, "checkstrue": ChecksTrue}
 
@@ -178,9 +202,11 @@ def test_what_its_forward_raises_names_the_encoder_and_its_distribution(host: Pl
 
 @pytest.mark.parametrize(("kind", "words"), [
     ("listkeys", r"keys_for_inputs returned \['img_size', 28\] \(list\), not a mapping of its option names to "
-                 r"values \(docs/multimodal\.md section 2\); a bug in the plugin: upgrade it or report it to its "
+                 r"values a config file holds \(docs/multimodal\.md section 2\); a bug in the plugin: upgrade it or report it to its "
                  r"authors$"),
     ("keysraise", r"keys_for_inputs raised IndexError: .*; a bug in the plugin"),
+    ("nonekeys", r"keys_for_inputs returned \{'d_model': None\} \(dict\), not a mapping of its option names to "
+                 r"values a config file holds"),
 ])
 def test_a_broken_keys_for_inputs_names_the_encoder(host: PluginHost, kind: str, words: str) -> None:
     # what the classifier's refusal and the contract suites read (multimodal_data.encoder_keys_for)
@@ -299,3 +325,20 @@ def test_a_check_inputs_answer_that_is_not_words_is_the_encoders_fault_not_the_d
                        r"section 2\); a bug in the plugin: upgrade it or report it to its authors$"):
         check_batch(_classifier(host, "checkstrue"), _batch(), SimpleNamespace())
     check_batch(_classifier(host, "good"), _batch(), SimpleNamespace())  # None: accepted
+
+
+def test_the_keys_a_refusal_names_are_written_as_toml(host: PluginHost) -> None:
+    """The refusal's '; set model.<modality>.<key> = <value>' pastes into a config file or after
+    --set: a string is TOML's "rgb" (was Python's 'rgb'), a pair [2, 2] (was (2, 2), not TOML)."""
+    from types import SimpleNamespace
+
+    import tomllib
+
+    from deepseek_enterprise.multimodal_data import check_batch
+
+    batch = {**_batch(), "vision": {"inputs": torch.randn(2, 3, 8, 8)}}
+    with pytest.raises(UsageError, match=r"images must have 1 channel, got 3 \(dataset SimpleNamespace\); set ") as info:
+        check_batch(_classifier(host, "wantscolour"), batch, SimpleNamespace())
+    hint = str(info.value).split("; set ", 1)[1]
+    assert hint == 'model.vision.colours = "rgb", model.vision.window = [2, 2]'
+    assert tomllib.loads(hint.replace(", model.", "\nmodel.")) == {"model": {"vision": {"colours": "rgb", "window": [2, 2]}}}

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from deepseek.config.toml_files import toml_value
 from deepseek.errors import PluginError, UsageError
 from deepseek.models.protocol import Batch
 from deepseek.plugins.calls import PLUGIN_BUG, model_calls
@@ -38,11 +39,19 @@ def encoder_keys_for(model: Any, batch: Batch) -> dict[str, dict[str, Any]]:
     return tables
 
 
+def _in_toml(value: Any) -> bool:
+    try:
+        toml_value(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 ANSWERS = {
     "check_inputs": (lambda a: a is None or isinstance(a, str),
                      "None (the batch is usable) or a str saying what is wrong with it"),
-    "keys_for_inputs": (lambda a: isinstance(a, Mapping) and all(isinstance(k, str) for k in a),
-                        "a mapping of its option names to values"),
+    "keys_for_inputs": (lambda a: isinstance(a, Mapping) and all(isinstance(k, str) and _in_toml(v) for k, v in a.items()),
+                        "a mapping of its option names to values a config file holds"),
 }
 """What each of an encoder's questions about a batch's inputs must return: a check and its words."""
 
@@ -92,7 +101,7 @@ def check_batch(model: Any, batch: Batch, dataset: Any) -> None:
         problem = _asked(model, m, "check_inputs", batch[m])  # a True is not the data's fault
         if problem:
             keys = _encoder_keys(model, m, batch)
-            hint = "; set " + ", ".join(f"model.{m}.{k} = {v!r}" for k, v in keys.items()) if keys else ""
+            hint = "; set " + ", ".join(f"model.{m}.{k} = {toml_value(v)}" for k, v in keys.items()) if keys else ""
             raise UsageError(f"model.{m}: encoder {getattr(model.options, f'{m}_encoder')}: {problem} "
                              f"(dataset {type(dataset).__name__}){hint}")
         # Encoders run on every row, absent ones included: a NaN there (a common "missing"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,21 @@ def _json_instead(path: Path, text: str) -> str:
         return (f"it is a Hugging Face model's config.json ({data['model_type']}); import the model with "
                 f"deepseek import-hf {path.parent} --out DIR, then give DIR/config.toml (docs/interop.md)")
     return "it is JSON; write it as TOML (docs/config.md)"
+
+
+def toml_value(value: Any) -> str:
+    """``value`` written as TOML writes it after ``key = ``, on one line: ``28``, ``"vision.swin"``
+    (a TOML string, not Python's ``'vision.swin'``), ``true``, ``[28, 32]``, ``{ a = 1 }``: what a
+    hint saying ``set <key> = <value>`` prints, so that the line pastes into a config file or after
+    ``--set``. A ``TypeError`` for a value TOML cannot hold (``None``, an object)."""
+    import tomli_w
+
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        pairs = ", ".join(f"{tomli_w.dumps({k: 0})[:-5]} = {toml_value(v)}" for k, v in value.items())
+        return f"{{ {pairs} }}" if pairs else "{}"
+    return tomli_w.dumps({"v": value})[4:-1]  # "v = <value>\n"
 
 
 def dump_config(config: Config) -> str:
