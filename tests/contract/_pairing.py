@@ -4,8 +4,8 @@ every model, whoever registered it (``test_models_contract.py``, ``test_model_ba
 No registration says which data a model takes; the model's own answer does. For each registered
 dataset (tiny options, files made for those that read the user's files: :data:`NEEDS_FILES`), the
 model is built as a config of the pair builds it (the sizes that follow the data, and the keys a
-user sets to what its batches carry: :data:`FOLLOWS_BATCH`, ``multimodal.classifier``'s
-modalities), and the trainer's data check (:func:`deepseek.models.checks.check_model_data`: the model's
+user sets to what its batches carry, as the model declares them: :func:`batch_keys`,
+``multimodal.classifier``'s modalities), and the trainer's data check (:func:`deepseek.models.checks.check_model_data`: the model's
 ``check_data`` on the first validation batch, then the batch's keys against ``forward``) decides
 whether the model takes it. A dataset it takes gives its first training batch to one
 ``model(**batch)`` on the CPU, and the trainer's own output rule
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from _gradients import check_every_parameter_trains
 
 from deepseek.config.components import build_options, options_class
 from deepseek.config.data_sizes import DATA_SIZES
+from deepseek.config.toml_files import holds_in_toml
 from deepseek.data.dataset import Dataset, checked_validation_batches
 from deepseek.errors import UsageError
 from deepseek.models.capabilities import model_capabilities
@@ -64,34 +65,22 @@ NEEDS_FILES = {"deepseek-core:hf": (_hf_files, "datasets")}
 library they need."""
 
 
-def _classifier_keys(build: Callable[[dict[str, Any]], Any], batch: Any) -> dict[str, Any]:
-    from deepseek_enterprise.multimodal_data import carried_modalities, encoder_keys_for
-
-    carried = carried_modalities(batch)
-    if not carried:
-        return {}
-    keys: dict[str, Any] = {"modalities": carried}
-    return {**keys, **encoder_keys_for(build(keys), batch)}
-
-
-FOLLOWS_BATCH = {"deepseek-enterprise:multimodal.classifier": _classifier_keys}
-"""Models whose ``[model]`` keys a config sets to what its dataset's batches carry, by qualified
-name: called with a builder (keys -> the model built with them) and a dataset's first validation
-batch, the keys for that batch, none where the batches are not of the kind the model reads.
-``multimodal.classifier`` takes the modalities the batches carry (``model.modalities``,
-docs/multimodal.md section 1), so a dataset of vision and text only is called with a classifier of
-those two, as a config of the pair sets them (the classifier's refusal of other modalities says
-so), and each encoder's keys that follow its inputs' shape (an image size, a frame width:
-``Encoder.keys_for_inputs``, the keys the classifier's refusal of such inputs names); none carried
-leaves the defaults, which the model's data check then refuses."""
-
-
 def batch_keys(host: Any, name: str, data: Any, batch: Any) -> dict[str, Any]:
     """The ``[model]`` keys of model ``name`` that follow dataset ``data``'s first validation
-    ``batch`` (:data:`FOLLOWS_BATCH`; none for a model not listed there): one rule for every suite
-    that pairs a model with a dataset."""
-    follows = FOLLOWS_BATCH.get(host.resolve("model", name).qualified_name)
-    return follows(lambda keys: _built(host, name, data, keys), batch) if follows is not None else {}
+    ``batch``, as the class registered as the model declares them
+    (:meth:`~deepseek.models.protocol.TrainableModel.keys_for_batch`, called with a builder of the
+    model at this module's sizes with keys on top; none for a model that declares none): one rule
+    for every suite that pairs a model with a dataset. A refusal while working them out is the
+    model's ``UsageError``; an answer that is not a mapping of key names to values a config file
+    holds fails, naming the model."""
+    target = host.resolve("model", name).load()
+    if not (isinstance(target, type) and issubclass(target, TrainableModel)):
+        return {}
+    keys = target.keys_for_batch(batch, lambda keys: _built(host, name, data, dict(keys)))
+    assert isinstance(keys, Mapping) and all(isinstance(k, str) and holds_in_toml(v) for k, v in keys.items()), (
+        f"model {name!r}: keys_for_batch returned {keys!r:.80}, not a mapping of its [model] keys to values a "
+        "config file holds (docs/plugins.md section 10)")
+    return dict(keys)
 
 
 def qualified_names(kind: str, pattern: str | None = None, host: Any = None) -> list[str]:
@@ -200,7 +189,8 @@ class Calls:
     refused: dict[str, str]
     unfit: dict[str, str] = dataclasses.field(default_factory=dict)
     """Those of ``refused`` whose batches are of the kind the model reads (:func:`batch_keys` found
-    keys for them: a multimodal dataset for ``multimodal.classifier``), refused all the same."""
+    keys for them, or the model refused while working them out: a multimodal dataset for
+    ``multimodal.classifier``), refused all the same."""
     not_built: str | None = None
     """Why the model could not be built from its defaults (it needs the user's files: ``distill``
     its teacher's run folder), in which case no dataset was tried."""
@@ -268,13 +258,14 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             continue
         data, val, train = made
         torch.manual_seed(0)
-        keys = batch_keys(host, name, data, val)
-        try:  # built with the batch's keys (an image size its options refuse: a refusal too)
+        keys = None
+        try:  # the batch's keys worked out and the model built with them (either may be refused)
+            keys = batch_keys(host, name, data, val)
             model = _built(host, name, data, keys)
             check_model_data(model, val, data, model_name=name)
         except UsageError as exc:  # one the model refuses
             calls.refused[data_name] = str(exc).splitlines()[0]
-            if keys:  # batches of the kind it reads: a refusal the test reports
+            if keys is None or keys:  # batches of the kind it reads (keys for them, or refused working them out)
                 calls.unfit[data_name] = calls.refused[data_name]
             continue
         model.train()

@@ -114,11 +114,23 @@ class Wide(Shapes):
     Options = WideOptions
 
 
+@dataclass(frozen=True)
+class OneClassOptions(ShapesOptions):
+    classes: int = 1
+
+
+class OneClass(Shapes):
+    """One class: the classifier built with the modalities it carries refuses ``num_classes = 1``."""
+
+    Options = OneClassOptions
+
+
 class ShapesPlugin:
     @hookimpl
     def deepseek_register_datasets(self, register: Any) -> None:
         register("acme.shapes", Shapes, description="28x28 images and 40-coefficient frames")
         register("acme.wide", Wide, description="28x20 images and 40-coefficient frames")
+        register("acme.one_class", OneClass, description="28x28 images and 40-coefficient frames of one class")
 
 
 CLASSIFIER = "deepseek-enterprise:multimodal.classifier"
@@ -166,9 +178,12 @@ def test_a_multimodal_dataset_of_other_shapes_is_called_with_encoders_built_for_
 def test_a_refused_dataset_of_the_kind_the_model_reads_is_reported_not_passed(shapes: Any) -> None:
     # 28x20 images no vision.swin key fits: the classifier refuses the dataset, and a test that
     # passed on the datasets it took said nothing of it; it now names the dataset and the refusal.
+    # A refusal while building it with the dataset's modalities (one class) is that dataset's
+    # too: it stopped the whole call (the fixture's ConfigError), no dataset checked.
     _host_, _batches, calls = shapes
     assert "acme-shapes:acme.shapes" in calls.outputs, calls.refused
-    assert list(calls.unfit) == ["acme-shapes:acme.wide"], calls.refused
+    assert list(calls.unfit) == ["acme-shapes:acme.one_class", "acme-shapes:acme.wide"], calls.refused
+    assert calls.unfit["acme-shapes:acme.one_class"].startswith("model.num_classes: must be in 2..")
     assert "deepseek-core:text" in calls.refused  # no modality: not of the kind it reads, not reported
     reason = calls.unchecked_reason(CLASSIFIER)
     assert reason is not None and "\n" not in reason, reason

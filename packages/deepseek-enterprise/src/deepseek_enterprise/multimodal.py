@@ -238,9 +238,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
     # ------------------------------------------------------------------ forward
 
     def encode(self, batch: Mapping[str, Any]) -> dict[str, EncoderOutput]:
-        """Each modality's encoder output, held to the encoder output contract (shapes and dtypes:
-        ``deepseek.models.encoder.check_output``); what a plugin encoder's own code raises is one
-        line naming it and its distribution (``deepseek.plugins.calls.model_calls``)."""
+        """Each modality's encoder output, held to the encoder output contract (``encoder.check_output``);
+        what a plugin encoder's code raises names it and its distribution (``calls.model_calls``)."""
         from deepseek.plugins.calls import model_calls
 
         out = {}
@@ -253,9 +252,8 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         return out
 
     def fuse(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusionOutput:
-        """The fusion method's output, held to its output contract (shapes and dtypes:
-        ``deepseek_enterprise.fusion.check_output``); what its forward raises is one line naming
-        the method and its distribution (``deepseek_enterprise.plugin_calls.blamed_on``)."""
+        """The fusion method's output, held to its output contract (``fusion.check_output``); what
+        its forward raises names the method and its distribution (``plugin_calls.blamed_on``)."""
         batch = next(iter(present.values())).shape[0]
         if torch.compiler.is_compiling():  # no try block in a compiled graph; the check still runs
             out = self.fusion(features, present)
@@ -277,16 +275,14 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         return present
 
     def metric_names(self) -> tuple[str, ...]:
-        """``accuracy``, ``accuracy_<modality>`` per modality, with ``contrastive_weight`` and two
-        modalities or more ``recall_<a>_<b>`` per pair, and ``loss_excludes_<modality>`` where the
-        loss has auxiliary or contrastive terms (:mod:`deepseek_enterprise.modality_metrics`)."""
+        """``accuracy``, ``accuracy_<modality>``, ``recall_<a>_<b>`` per pair (``contrastive_weight``, 2+
+        modalities), ``loss_excludes_<modality>`` with auxiliary or contrastive terms (``modality_metrics``)."""
         return modality_metrics.metric_names(self.modalities, aux_loss_weight=self.options.aux_loss_weight,
                                              contrastive_weight=self.options.contrastive_weight)
 
     def metrics_from_totals(self, totals: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """An evaluation's ``accuracy_<modality>`` and ``recall_<a>_<b>`` over the samples that
-        have them, and ``loss_excludes_<modality>`` for a modality none has
-        (:func:`deepseek_enterprise.modality_metrics.whole_set_metrics`)."""
+        """An evaluation's ``accuracy_<modality>``, ``recall_<a>_<b>`` over the samples that have them and
+        ``loss_excludes_<modality>`` for a modality none has (``modality_metrics.whole_set_metrics``)."""
         return modality_metrics.whole_set_metrics(totals, self.modalities, aux_loss_weight=self.options.aux_loss_weight,
                                                   contrastive_weight=self.options.contrastive_weight)
 
@@ -393,8 +389,12 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             enc.set_activation_checkpointing(enabled)
 
     def check_data(self, batch: Batch, dataset: Any) -> None:
-        """The batch must carry every modality this model uses, in a form its encoder takes
-        (:func:`deepseek_enterprise.multimodal_data.check_batch`)."""
+        """Every modality this model uses, in a form its encoder takes (``multimodal_data.check_batch``)."""
         from deepseek_enterprise.multimodal_data import check_batch
-
         check_batch(self, batch, dataset)
+
+    @classmethod
+    def keys_for_batch(cls, batch: Batch, build: Any) -> dict[str, Any]:
+        """The modalities ``batch`` carries and its encoders' keys (``multimodal_data.keys_for_batch``)."""
+        from deepseek_enterprise.multimodal_data import keys_for_batch
+        return keys_for_batch(batch, build)

@@ -3,12 +3,12 @@ before anything trains (``TrainableModel.check_data``), each refusal one line na
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from deepseek.config.toml_files import toml_value
+from deepseek.config.toml_files import holds_in_toml, toml_value
 from deepseek.errors import PluginError, UsageError
 from deepseek.models.protocol import Batch
 from deepseek.plugins.calls import PLUGIN_BUG, model_calls
@@ -22,6 +22,18 @@ def carried_modalities(batch: Batch) -> list[str]:
     may name with it are a non-empty subset of these."""
     present = batch.get("present")
     return [m for m in MODALITIES if m in batch and m in present] if isinstance(present, Mapping) else []
+
+
+def keys_for_batch(batch: Batch, build: Callable[[Mapping[str, Any]], Any]) -> dict[str, Any]:
+    """``multimodal.classifier``'s ``TrainableModel.keys_for_batch``: the ``modalities`` ``batch``
+    carries (:func:`carried_modalities`), as a config of a dataset of vision and text only names
+    them, and the tables of its encoders that follow their inputs' shapes (:func:`encoder_keys_for`
+    of the model ``build`` makes with those modalities); none for a batch of no modality."""
+    carried = carried_modalities(batch)
+    if not carried:
+        return {}
+    keys: dict[str, Any] = {"modalities": carried}
+    return {**keys, **encoder_keys_for(build(keys), batch)}
 
 
 def encoder_keys_for(model: Any, batch: Batch) -> dict[str, dict[str, Any]]:
@@ -39,18 +51,10 @@ def encoder_keys_for(model: Any, batch: Batch) -> dict[str, dict[str, Any]]:
     return tables
 
 
-def _in_toml(value: Any) -> bool:
-    try:
-        toml_value(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 ANSWERS = {
     "check_inputs": (lambda a: a is None or isinstance(a, str),
                      "None (the batch is usable) or a str saying what is wrong with it"),
-    "keys_for_inputs": (lambda a: isinstance(a, Mapping) and all(isinstance(k, str) and _in_toml(v) for k, v in a.items()),
+    "keys_for_inputs": (lambda a: isinstance(a, Mapping) and all(isinstance(k, str) and holds_in_toml(v) for k, v in a.items()),
                         "a mapping of its option names to values a config file holds"),
 }
 """What each of an encoder's questions about a batch's inputs must return: a check and its words."""

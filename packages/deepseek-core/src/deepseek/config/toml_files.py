@@ -108,6 +108,15 @@ def toml_value(value: Any) -> str:
     return tomli_w.dumps({"v": value})[4:-1]  # "v = <value>\n"
 
 
+def holds_in_toml(value: Any) -> bool:
+    """Whether a config file can hold ``value`` (:func:`toml_value` writes it)."""
+    try:
+        toml_value(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def dump_config(config: Config) -> str:
     """The resolved config as TOML text (loads back to an equal Config)."""
     import tomli_w

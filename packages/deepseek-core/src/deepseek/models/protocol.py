@@ -196,6 +196,20 @@ class TrainableModel(nn.Module):
         validation batch; called before training starts (through :func:`deepseek.models.checks.check_model_data`, which
         also takes a returned message as a refusal). Default: accept."""
 
+    @classmethod
+    def keys_for_batch(cls, batch: Batch, build: Callable[[Mapping[str, Any]], nn.Module]) -> Mapping[str, Any]:
+        """The ``[model]`` keys a config pairing this model with a dataset sets to what the
+        dataset's batches carry (``batch`` is its first validation batch): ``multimodal.classifier``'s
+        ``modalities`` and its encoders' image size, a width that must match the batch's
+        features. ``build(keys)`` gives this model built with ``keys`` on top of the config's, to
+        ask the parts it is built from (an encoder's ``keys_for_inputs``); a refusal raised while
+        working them out is :class:`~deepseek.errors.UsageError`. Return ``{}`` for batches not of
+        the kind the model reads. Declared on the class registered as the model. The contract
+        suites build the model with these keys for each registered dataset and report a dataset
+        they are given for that the model still refuses (docs/plugins.md section 10); no command
+        applies them to a user's config, which names its keys itself. Default: ``{}``."""
+        return {}
+
     # ------------------------------------------------------------------ capability "blocks"
 
     def block_modules(self) -> Sequence[nn.Module]:
