@@ -108,10 +108,17 @@ class WideOptions(ShapesOptions):
 
 
 class Wide(Shapes):
-    """Images 28 high and 20 wide: no ``vision.swin`` key makes it take them (its ``img_size`` is
-    one side)."""
+    """Images 28 high and 20 wide: ``vision.swin``'s ``img_size`` and ``img_width``."""
 
     Options = WideOptions
+
+
+class Flat(Shapes):
+    """Images without their channel dimension, ``(B, 28, 28)``: no ``vision.swin`` key makes it take them."""
+
+    def _batch(self, index: int) -> dict[str, Any]:
+        batch = super()._batch(index)
+        return {**batch, "vision": {"inputs": batch["vision"]["inputs"][:, 0]}}
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ class ShapesPlugin:
     def deepseek_register_datasets(self, register: Any) -> None:
         register("acme.shapes", Shapes, description="28x28 images and 40-coefficient frames")
         register("acme.wide", Wide, description="28x20 images and 40-coefficient frames")
+        register("acme.flat", Flat, description="28x28 images without a channel dimension")
         register("acme.one_class", OneClass, description="28x28 images and 40-coefficient frames of one class")
 
 
@@ -166,6 +174,11 @@ def test_a_multimodal_dataset_of_other_shapes_is_called_with_encoders_built_for_
     model = tiny_model(host, CLASSIFIER, data, val)
     assert model.modalities == ["vision", "audio"]
     assert model.options.vision == {"img_size": 28} and model.options.audio == {"n_features": 40}
+    # images that are not square: timm's Swin takes (height, width), img_size and img_width (was
+    # refused: keys_for_inputs gave keys for square images only)
+    assert "acme-shapes:acme.wide" in calls.outputs, calls.refused
+    wide, wide_val, _train = batches.get("acme-shapes:acme.wide")
+    assert tiny_model(host, CLASSIFIER, wide, wide_val).options.vision == {"img_size": 28, "img_width": 20}
     # the classifier's own refusal at the encoders' defaults names the keys a config sets
     config = config_from_dict(pair_table(host, CLASSIFIER, "acme-shapes:acme.shapes", tmp_path / "pair", {},
                                          {"modalities": ["vision", "audio"]}), host=host)
@@ -176,20 +189,21 @@ def test_a_multimodal_dataset_of_other_shapes_is_called_with_encoders_built_for_
 
 
 def test_a_refused_dataset_of_the_kind_the_model_reads_is_reported_not_passed(shapes: Any) -> None:
-    # 28x20 images no vision.swin key fits: the classifier refuses the dataset, and a test that
-    # passed on the datasets it took said nothing of it; it now names the dataset and the refusal.
+    # images without a channel dimension no vision.swin key fits: the classifier refuses the dataset, and
+    # a test that passed on the datasets it took said nothing of it; it now names the dataset and the refusal.
     # A refusal while building it with the dataset's modalities (one class) is that dataset's
     # too: it stopped the whole call (the fixture's ConfigError), no dataset checked.
     _host_, _batches, calls = shapes
     assert "acme-shapes:acme.shapes" in calls.outputs, calls.refused
-    assert list(calls.unfit) == ["acme-shapes:acme.one_class", "acme-shapes:acme.wide"], calls.refused
+    assert list(calls.unfit) == ["acme-shapes:acme.flat", "acme-shapes:acme.one_class"], calls.refused
     assert calls.unfit["acme-shapes:acme.one_class"].startswith("model.num_classes: must be in 2..")
     assert "deepseek-core:text" in calls.refused  # no modality: not of the kind it reads, not reported
     reason = calls.unchecked_reason(CLASSIFIER)
     assert reason is not None and "\n" not in reason, reason
     assert reason.startswith(f"model {CLASSIFIER!r} refuses dataset(s) whose batches carry what it reads")
-    assert "acme-shapes:acme.wide: model.vision: encoder vision.swin: images must be (batch, 1, 8, 8), got " \
-           "shape (4, 1, 28, 20)" in reason, reason
+    assert "acme-shapes:acme.flat: model.vision: encoder vision.swin: images must be (batch, 1, 8, 8), got " \
+           "shape (4, 28, 28) (dataset Flat); acme-shapes:acme.one_class: model.num_classes: must be in 2.." in reason, \
+        reason
 
 
 def test_the_compressors_suite_builds_the_classifier_as_the_model_suite_does(tmp_path: Path) -> None:

@@ -338,7 +338,8 @@ def test_parts_resolve_on_the_host_of_the_run(tmp_path: Path) -> None:
      "model.text.vocab_size = "),
     ({"audio": {"n_features": 20}}, {}, "model.audio: encoder audio.conv_transformer: frames must be (batch, time, "
                                         "n_features=20)", "model.audio.n_features = 13"),
-    ({"audio": {"max_frames": 8}}, {}, "model.audio: encoder audio.conv_transformer: the inputs give", None),
+    ({"audio": {"max_frames": 8}}, {}, "model.audio: encoder audio.conv_transformer: the inputs give 48 frames",
+     "model.audio.max_frames = 48"),
     ({"vision": {"img_size": 16, "patch_size": 4}}, {}, "model.vision: encoder vision.swin: images must be (batch, 1, 16, 16)",
      "model.vision.img_size = 8"),
 ])

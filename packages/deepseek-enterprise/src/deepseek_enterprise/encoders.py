@@ -41,7 +41,9 @@ class SwinOptions:
     weights: str = ""
     """A local ``.safetensors`` file of the encoder's weights (timm's names); empty: random."""
     img_size: int = field(default=8, metadata={"check": _at_least_one})
-    """Image height and width in pixels."""
+    """Image height in pixels, and width unless ``img_width`` is set."""
+    img_width: int | None = field(default=None, metadata={"check": lambda v: None if v is None else _at_least_one(v)})
+    """Image width in pixels where it is not the height; unset: ``img_size`` (square images)."""
     in_chans: int = field(default=1, metadata={"check": _at_least_one})
     """Image channels."""
     patch_size: int = field(default=2, metadata={"check": _at_least_one})
@@ -65,13 +67,13 @@ class SwinOptions:
             return
         if len(self.depths) != len(self.num_heads):
             raise ConfigError(f"encoder.vision.swin.num_heads: one entry per stage ({len(self.depths)}), got {list(self.num_heads)}")
-        grid = self.img_size // self.patch_size
-        if self.img_size % self.patch_size or grid % (2 ** (len(self.depths) - 1)):
-            raise ConfigError(
-                f"encoder.vision.swin.img_size: {self.img_size} px in {self.patch_size}-px patches must give a grid "
-                f"divisible by {2 ** (len(self.depths) - 1)} (one halving per later stage); change img_size, "
-                "patch_size or depths"
-            )
+        for key, side in (("img_size", self.img_size), ("img_width", self.img_width)):
+            if side is not None and (side % self.patch_size or (side // self.patch_size) % (2 ** (len(self.depths) - 1))):
+                raise ConfigError(
+                    f"encoder.vision.swin.{key}: {side} px in {self.patch_size}-px patches must give a grid "
+                    f"divisible by {2 ** (len(self.depths) - 1)} (one halving per later stage); change {key}, "
+                    "patch_size or depths"
+                )
 
 
 class SwinEncoder(Encoder):
@@ -96,7 +98,8 @@ class SwinEncoder(Encoder):
                 raise ConfigError(f"encoder.vision.swin.timm_name: {exc}") from exc
         else:
             self.swin = SwinTransformer(
-                img_size=options.img_size, patch_size=options.patch_size, in_chans=options.in_chans, num_classes=0,
+                img_size=(options.img_size, options.img_width or options.img_size), patch_size=options.patch_size,
+                in_chans=options.in_chans, num_classes=0,
                 embed_dim=options.embed_dim, depths=options.depths, num_heads=options.num_heads,
                 window_size=options.window_size, drop_path_rate=options.drop_path_rate,
                 mlp_ratio=4.0 if options.mlp_ratio is None else options.mlp_ratio,
@@ -117,13 +120,16 @@ class SwinEncoder(Encoder):
         return None
 
     def keys_for_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
-        """``img_size`` and ``in_chans`` of square images ``(B, C, H, H)`` of another size, unless
-        the encoder is built from ``timm_name`` (whose standard shape those keys do not change)."""
+        """``in_chans``, ``img_size`` (height) and ``img_width`` of images ``(B, C, H, W)`` of another shape,
+        unless built from ``timm_name`` (whose standard shape those keys do not change)."""
         o = self.options
-        if o.timm_name or inputs.dim() != 4 or inputs.shape[2] != inputs.shape[3]:
+        if o.timm_name or inputs.dim() != 4:
             return {}
-        have = {"in_chans": int(inputs.shape[1]), "img_size": int(inputs.shape[2])}
-        return {k: v for k, v in have.items() if v != getattr(o, k)}
+        channels, height, width = (int(n) for n in inputs.shape[1:])
+        keys = {k: v for k, v in {"in_chans": channels, "img_size": height}.items() if v != getattr(o, k)}
+        if width != (o.img_width or height):  # the width a model built with these keys takes
+            keys["img_width"] = width
+        return keys
 
     def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, None]:
         """Random images of the size the model was built for (no padding mask)."""
@@ -280,17 +286,12 @@ class AudioConvTransformer(Encoder):
         """Frames ``(B, T, n_features)`` (``input = "features"``) or waveforms ``(B, samples)``,
         giving at most ``max_frames`` frames after subsampling."""
         o = self.options
-        if o.input == "features":
-            if inputs.dim() != 3 or inputs.shape[-1] != o.n_features:
-                return (f"frames must be (batch, time, n_features={o.n_features}), got shape {tuple(inputs.shape)}; "
-                        "set n_features to the data's width")
-            frames = inputs.shape[1]
-        else:
-            if inputs.dim() != 2:
-                return f"waveforms must be (batch, samples), got shape {tuple(inputs.shape)}; or set input = \"features\""
-            frames = inputs.shape[1] // o.hop_length + 1
-        for _ in range(o.conv_layers):
-            frames = (frames + 1) // 2
+        if o.input == "features" and (inputs.dim() != 3 or inputs.shape[-1] != o.n_features):
+            return (f"frames must be (batch, time, n_features={o.n_features}), got shape {tuple(inputs.shape)}; "
+                    "set n_features to the data's width")
+        if o.input == "waveform" and inputs.dim() != 2:
+            return f"waveforms must be (batch, samples), got shape {tuple(inputs.shape)}; or set input = \"features\""
+        frames = self._frames(inputs)
         if frames > o.max_frames:
             return f"the inputs give {frames} frames, more than max_frames={o.max_frames}; raise it or add conv_layers"
         if padding_mask is not None and padding_mask.dim() == 2 and padding_mask.size(1) > 1:
@@ -300,12 +301,22 @@ class AudioConvTransformer(Encoder):
                         "takes each recording from the start of its row, padding after it (pad on the right)")
         return None
 
-    def keys_for_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
-        """``n_features`` of frames ``(B, T, F)`` of another width (``input = "features"``)."""
+    def _frames(self, inputs: torch.Tensor) -> int:
+        """The frames ``inputs`` give after ``conv_layers`` subsampling: what ``max_frames`` must hold."""
         o = self.options
-        if o.input != "features" or inputs.dim() != 3 or inputs.shape[-1] == o.n_features:
+        frames = int(inputs.shape[1]) if o.input == "features" else int(inputs.shape[1]) // o.hop_length + 1
+        for _ in range(o.conv_layers):
+            frames = (frames + 1) // 2
+        return frames
+
+    def keys_for_inputs(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
+        """``n_features`` of frames ``(B, T, F)`` of another width (``input = "features"``), and
+        ``max_frames`` of inputs longer than it holds (the frames they give after subsampling)."""
+        o = self.options
+        if inputs.dim() != (3 if o.input == "features" else 2):
             return {}
-        return {"n_features": int(inputs.shape[-1])}
+        keys = {"n_features": int(inputs.shape[-1])} if o.input == "features" and inputs.shape[-1] != o.n_features else {}
+        return {**keys, "max_frames": self._frames(inputs)} if self._frames(inputs) > o.max_frames else keys
 
     def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
         """Random frames ``(batch_size, 20, n_features)`` (waveforms of 20 hops with ``input =
@@ -320,8 +331,7 @@ class AudioConvTransformer(Encoder):
         return inputs, mask
 
     def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
-        """``inputs``: frames ``(B, T, n_features)`` or a waveform ``(B, samples)``;
-        ``padding_mask`` ``(B, T)`` (or ``(B, samples)``) True at padding."""
+        """Frames ``(B, T, n_features)`` or a waveform ``(B, samples)``, a mask of that shape True at padding."""
         lengths = self._lengths(inputs, padding_mask)
         x = inputs if padding_mask is None else inputs.masked_fill(self._unpadded(padding_mask, inputs), 0.0)
         if self.front is not None:
@@ -374,8 +384,7 @@ class AudioConvTransformer(Encoder):
         return list(self._layers)
 
     def mlp_pairs(self) -> list[tuple[nn.Linear, nn.Linear]]:
-        """Each Transformer layer's ``linear1`` / ``linear2`` (a Conformer's feed-forward modules
-        are not offered)."""
+        """Each Transformer layer's ``linear1`` / ``linear2`` (a Conformer's are not offered)."""
         if self.options.backbone != "transformer":
             return []
         return [(layer.linear1, layer.linear2) for layer in self._layers]
