@@ -272,7 +272,11 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
           ('"seed": 0, "seconds": Infinity', "", "seconds inf is not a finite number >= 0"),
           ('"seed": 0', ', "test_loss": NaN', "test.test_loss must be a finite number, got nan"),
           ('"seed": 0', ', "test_loss": -1', "test.test_loss must be a number >= 0, got -1"),
-          ('"seed": 0, "started_from": ["x"]', "", "started_from ['x'] is not a table of modality = run folder"))),
+          ('"seed": 0, "started_from": ["x"]', "", "started_from ['x'] is not a table of modality = run folder"),
+          ('"seed": 0, "machine": "x"', "", "machine 'x' is not a table of the CPU's name (cpu) and other names or "
+                                            "counts"),
+          ('"seed": 0, "machine": {"cpu": "c", "threads": -1}', "",
+           "machine {'cpu': 'c', 'threads': -1} is not a table of the CPU's name (cpu) and other names or counts"))),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}}\n' * 2,
      "bad.jsonl:2: repeats the results of vision on the redundant task, seed 0 (bad.jsonl:1): a seed counted twice "
      "would weigh the mean"),

@@ -2,11 +2,14 @@
 fixed ``logit_weights``; the figures in its row are those of the fused logits plus the modality
 classifiers' logits as computed by hand from the run's checkpoint; ``study.json`` records the
 weights (another study's folder is refused); the table shows them beside the model's own
-figures; bad weights are one line (exit code 2) with nothing written."""
+figures; bad weights are one line (exit code 2) with nothing written. Every row names the machine
+it was measured on."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,11 @@ def test_the_weighted_figures_are_the_summed_logits_of_the_checkpoint(tmp_path: 
     late, concat = rows[3], rows[4]
     assert [r["config"] for r in rows] == [*MODALITIES, "late", "concat"]
     assert all("weighted" not in r for r in rows[:3])  # unimodal rows: nothing to weigh
+    # What each row was measured on: the same code and seed give other figures on another CPU.
+    cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    machine = {"cpu": cpu, "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+               "threads": 1, "torch": torch.__version__, "python": platform.python_version()}
+    assert [r["machine"] for r in rows] == [machine] * 5  # trained rows and the ensemble (late) alike
     assert json.loads((tmp_path / "st" / "study.json").read_text())["eval_logit_weights"] == ALL_ONE
     runs = {m: str(tmp_path / "st" / "runs" / f"redundant-{m}-s0") for m in MODALITIES}
     cfg = config_from_dict(study_config("redundant", "concat", 0, 2, batch=8, lr=1e-3, device="cpu", runs_dir="r",

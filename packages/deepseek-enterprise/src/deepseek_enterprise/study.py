@@ -89,11 +89,13 @@ def ensemble_row(config: Any, host: Any, *, calibrate: bool = False,
     batches the trainer would use, and on the test split as every other row (``calibrate``: then
     calibrated, :func:`calibrate_row`; ``weights``: also with these fixed ``logit_weights``,
     :func:`weighted_figures`)."""
+    from deepseek.bench.latency import machine_info
     from deepseek.training.build import build_dataset, build_model
 
     model = build_model(config, host=host).eval()
     data, cpu = build_dataset(config, host), next(model.parameters()).device
-    row = {"parameters": sum(p.numel() for p in model.parameters()), "test": split_metrics(model, data, cpu),
+    row = {"parameters": sum(p.numel() for p in model.parameters()), "machine": machine_info(cpu),
+           "test": split_metrics(model, data, cpu),
            "val_curve": [], "val": split_metrics(model, data, cpu, "val", limit=config.data.eval_batches),
            "missing": {m: split_metrics(model, data, cpu, "test", (m,))["test_accuracy"] for m in model.modalities}}
     if calibrate:
@@ -187,6 +189,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     ``eval_size``: samples in every run's validation and test sets (``None``: the dataset's default);
     ``eval_logit_weights``: fixed ``logit_weights`` every fused model is also evaluated with (its
     row's ``weighted``, :func:`weighted_figures`)."""
+    from deepseek.bench.latency import machine_info
     from deepseek.config.load import config_from_dict
     from deepseek.errors import UsageError
     from deepseek.training.metrics import read_metrics
@@ -281,7 +284,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     sources[CONFIGS[name][0][0]] = str(made)
                 row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
                                        "recipe": recipe if recipe_keys(name, recipe, task) else None,
-                                       "seconds": time.perf_counter() - start,
+                                       "seconds": time.perf_counter() - start, "machine": machine_info(on),
                                        "test": split_metrics(module, data, on), **part}
                 if starts_from_unimodal(name, recipe, task):
                     row["started_from"] = mine

@@ -184,7 +184,7 @@ def _count(v: Any) -> bool:
 
 
 def _check_extras(row: dict[str, Any]) -> str | None:
-    """The optional parts of a results line: ``parameters``, ``val``, ``val_curve`` and ``latency``."""
+    """The optional parts of a results line: ``parameters``, ``machine``, ``val``, ``val_curve`` and ``latency``."""
     params = row.get("parameters")
     if params is not None and not _count(params):
         return f"parameters {params!r} is not a count"
@@ -192,6 +192,10 @@ def _check_extras(row: dict[str, Any]) -> str | None:
         return f"steps {row['steps']!r} is not a whole number >= 0"
     if "seconds" in row and not (_number(row["seconds"]) and row["seconds"] >= 0):
         return f"seconds {row['seconds']!r} is not a finite number >= 0"
+    machine = row.get("machine")  # what the run was measured on (deepseek.bench.latency.machine_info)
+    if machine is not None and not (isinstance(machine, dict) and isinstance(machine.get("cpu"), str) and all(
+            isinstance(v, str) or v is None or _count(v) for v in machine.values())):
+        return f"machine {machine!r} is not a table of the CPU's name (cpu) and other names or counts"
     started = row.get("started_from")  # modality -> the unimodal run folder a model started from
     if started is not None and not (isinstance(started, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in started.items())):

@@ -76,8 +76,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_info(device: torch.device) -> dict[str, Any]:
-    """CPU, GPU, threads and versions, for the JSON record."""
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """What a computation on ``device`` runs on: CPU model and cores, the CPU kernels torch
+    dispatches to, threads, versions, and the GPU. The same code and seed can give other numbers
+    on another CPU (other kernels round differently), so a result keeps these beside it."""
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -85,13 +87,17 @@ def device_info(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    """:func:`machine_info`, the load and the date, for the JSON record."""
+    return {**machine_info(device), "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
 class DecodeStep(nn.Module):
