@@ -348,6 +348,34 @@ def test_tensorboard_events_hold_every_step(spelling: str, tmp_path: Path) -> No
     assert image.step == 4 and image.encoded_image_string[:4] == b"\x89PNG"
 
 
+def test_a_resume_after_a_kill_shows_each_step_once_in_tensorboard(tmp_path: Path) -> None:
+    """A run killed after step 4 whose last checkpoint is step 2 (step-2 passed to ``resume``, as
+    ``--resume`` finds it when the kill came before step 4's checkpoint): the resumed run logs steps
+    3-4 again, into a second event file of the same folder, and TensorBoard shows one point a step,
+    through both its loaders (the server's ``plugin_event_accumulator`` and the older one)."""
+    from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    data = {**TINY, "logging": {"progress": False, "trackers": ["tensorboard"]},
+            "checkpoint": {"interval": 2, "keep_last": 2}}
+    run_dir = Trainer(config_from_dict(data), run_dir=tmp_path / "run", quiet=True).fit().run_dir
+    folder = str(run_dir / "tensorboard")
+    killed_at = event_accumulator.EventAccumulator(folder).Reload().Scalars("loss")[-1].wall_time
+    Trainer(config_from_dict(data), resume=run_dir / "checkpoints" / "step-2", quiet=True).fit()
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    events = event_accumulator.EventAccumulator(folder, size_guidance={"scalars": 0, "images": 0}).Reload()
+    served = plugin_event_accumulator.EventAccumulator(folder, size_guidance={"tensors": 0}).Reload()
+    for key in ("loss", "val_loss", "lr"):  # the server's tag "loss" holds the image too: not that one
+        for got in (events.Scalars(key), *([served.Tensors(key)] if key != "loss" else [])):
+            assert [e.step for e in got] == [s for s, _ in column(rows, key)], key
+            values = [e.value if hasattr(e, "value") else float(make_ndarray(e.tensor_proto)) for e in got]
+            assert values == pytest.approx([v for _, v in column(rows, key)], rel=1e-6)
+            assert all(e.wall_time > killed_at for e in got if e.step > 2), key  # the resumed run's points
+    assert [image.step for image in events.Images("loss")] == [4]
+    assert [e.step for e in served.Tensors("status/text_summary")] == [4]
+
+
 def test_config_show_lists_the_trackers_and_their_options(tmp_path: Path) -> None:
     proc = cli("config", "show", "--tracker", "mlflow", "--tracker", "wandb", "--set", "logging.tensorboard=true",
                cwd=tmp_path)

@@ -4,7 +4,8 @@ Every metric is a scalar at its step; the flattened config is a text summary at 
 ``loss.png`` is an image and ``config.toml`` / ``final_checkpoint.json`` are text summaries.
 Needs the ``tensorboard`` package (``pip install 'deepseek-core[tensorboard]'``); writes through
 ``torch.utils.tensorboard``. ``logging.tensorboard = true`` is the old spelling of
-``logging.trackers = ["tensorboard"]``.
+``logging.trackers = ["tensorboard"]``. A resumed run's points replace, in TensorBoard, those the
+folder's older event files hold from its first step on (see ``start``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ class TensorBoardTracker(Tracker):
     def start(self, run: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(run.run_dir / self.options.log_dir))
+        # Every run starts its event file with a restart marker at the first step it logs (0, or
+        # the step after a resumed run's checkpoint): TensorBoard then drops the points that the
+        # folder's older event files hold from that step on (a killed run's steps past its
+        # checkpoint), so the line is one curve, as metrics.jsonl is, rather than doubling back.
+        # A fresh run writes one too: TensorBoard's server ignores a folder's first marker.
+        first_step = run.start_step + 1 if run.start_step > 0 else 0
+        self._writer = SummaryWriter(log_dir=str(run.run_dir / self.options.log_dir), purge_step=first_step)
         self._step = run.start_step
         rows = "\n".join(f"| {k} | {v} |" for k, v in run.params.items())
         self._writer.add_text("config", f"| key | value |\n|---|---|\n{rows}", run.start_step)
