@@ -98,7 +98,7 @@ def test_a_folder_where_the_dataset_keeps_a_copy_is_refused_with_the_run_files(
     run = tmp_path / "run"
     (run / "vocab.txt").mkdir(parents=True)
     with pytest.raises(UsageError, match=f"^{run / 'vocab.txt'}: is a folder where the run writes its vocab.txt; "
-                       "move it away or pick another --run-dir$"):
+                       "move it away or pick another run_dir=$"):
         Trainer(tiny_config_on(host, data={"name": "withvocab"}), run_dir=run, quiet=True, host=host).fit()
     assert sorted(p.name for p in run.iterdir()) == ["vocab.txt"]
 
@@ -122,7 +122,7 @@ def test_a_folder_where_the_model_writes_a_file_is_refused_with_the_run_files(
     run = tmp_path / "run"
     (run / "report.json").mkdir(parents=True)
     with pytest.raises(UsageError, match=f"^{run / 'report.json'}: is a folder where the run writes its report.json; "
-                       "move it away or pick another --run-dir$"):
+                       "move it away or pick another run_dir=$"):
         Trainer(tiny_config_on(host, model={"name": "reporting"}), run_dir=run, quiet=True, host=host).fit()
     assert sorted(p.name for p in run.iterdir()) == ["report.json"]
 
@@ -167,6 +167,6 @@ def test_a_folder_where_the_run_keeps_its_lock_is_refused_with_the_run_files(
     run = tmp_path / "run"
     (run / ".lock").mkdir(parents=True)
     with pytest.raises(UsageError, match=f"^{run / '.lock'}: is a folder where the run writes its .lock; "
-                       "move it away or pick another --run-dir$"):
+                       "move it away or pick another run_dir=$"):
         Trainer(tiny_config_on(host), run_dir=run, quiet=True, host=host).fit()
     assert sorted(p.name for p in run.iterdir()) == [".lock"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from deepseek.arguments import command_line
 from deepseek.training.run_lock import (
     LOCK_FILE,
     RunFolderBusy,
@@ -88,7 +89,8 @@ def test_a_live_holder_with_an_escape_sequence_gives_one_plain_line(tmp_path: Pa
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         assert try_lock(lock) is None
         lock.write_text(json.dumps({**GOOD, "pid": holder.pid, "host": "\x1b]0;owned\x07" + "h" * 10_000}))
-        error = live_run_holding(tmp_path)
+        with command_line():  # as deepseek train --resume calls it
+            error = live_run_holding(tmp_path)
         assert isinstance(error, RunFolderBusy)
         assert str(error) == (f"run folder {tmp_path} is in use by another live job ({UNREADABLE}); wait for it to "
                               "end or stop it, or pick another --run-dir / logging.name")

@@ -188,6 +188,42 @@ def test_a_run_dir_that_is_a_file_is_named_as_fits_argument(host: PluginHost, tm
     assert (tmp_path / "taken").read_text() == "mine"
 
 
+@pytest.mark.parametrize("case", ["a config.toml of the user's", "a folder at metrics.jsonl", "a live job's lock"])
+def test_the_trainers_run_folder_refusals_name_fits_run_dir(host: PluginHost, tmp_path: Path, case: str) -> None:
+    """What fit's early check leaves to the trainer (a file in the folder no run wrote, a folder in
+    a run file's place, a folder a live job holds) said 'pick another --run-dir', the command's
+    option: the trainer names fit's argument as fit gave it. Nothing in the folder changes."""
+    import os
+
+    from deepseek.training.run_lock import LOCK_FILE, try_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = None
+    if case == "a config.toml of the user's":
+        (run / "config.toml").write_text("mine = 1\n")
+        expected = (f"{run / 'config.toml'}: the run writes its config.toml there, and this file is not one a run "
+                    "wrote (your own?); move it out of the folder, or pick another run_dir= / logging.name")
+    elif case == "a folder at metrics.jsonl":
+        (run / "metrics.jsonl").mkdir()
+        expected = (f"{run / 'metrics.jsonl'}: is a folder where the run writes its metrics.jsonl; move it away or "
+                    "pick another run_dir=")
+    else:
+        fd = try_lock(run / LOCK_FILE)  # another open file of the lock: held as another job's would be
+        assert fd is not None
+        expected = (f"run folder {run} is in use by another live job (its pid is not recorded yet); wait for it to "
+                    "end or stop it, or pick another run_dir= / logging.name")
+    before = sorted(p.name for p in run.iterdir())
+    try:
+        with pytest.raises(UsageError) as caught:
+            fit(host, run)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    assert str(caught.value) == expected
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
 class _StateFile:
     """A plugin whose lifecycle hooks write ``acme-state.jsonl`` into each run folder."""
 

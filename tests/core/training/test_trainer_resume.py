@@ -142,7 +142,7 @@ def test_a_file_no_run_wrote_is_not_replaced_by_a_fresh_run(tiny_config, tmp_pat
     folder.mkdir()
     (folder / name).write_text(body, encoding="utf-8")
     with pytest.raises(UsageError, match=rf"pj/{name}: the run writes its {name} there, and this file is not one a run "
-                                         r"wrote \(your own\?\); move it out of the folder, or pick another --run-dir"):
+                                         r"wrote \(your own\?\); move it out of the folder, or pick another run_dir="):
         Trainer(tiny_config(train={"max_steps": 1}), run_dir=folder).fit()
     assert sorted(p.name for p in folder.iterdir()) == [name] and (folder / name).read_text() == body
 

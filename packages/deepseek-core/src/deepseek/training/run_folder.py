@@ -1,13 +1,14 @@
 """Which folder a run writes into.
 
-``--run-dir`` when given; when resuming a checkpoint of ``<run>/checkpoints``, that run; else
-``<logging.runs_dir>/<logging.name>``, or a fresh timestamped folder (``-2``, ``-3``, ... when the
-timestamp is taken). The choice is checked as an output folder (not a file, not below one) and
-refused when the folder already holds a run that is not being resumed: a complete checkpoint (a
-folder whose job ended before its first checkpoint, killed or preempted, is started afresh, as a
-requeued job's same command asks; the trainer drops that job's metrics). Rank 0 decides and every
-rank gets its answer, so all ranks write into one folder. :func:`copy_run_files` puts the files
-a dataset asks to keep (its tokenizer) into the folder.
+``--run-dir`` when given (``run_dir=`` from Python: messages name it as the caller gave it,
+:func:`deepseek.arguments.spelled`); when resuming a checkpoint of ``<run>/checkpoints``, that
+run; else ``<logging.runs_dir>/<logging.name>``, or a fresh timestamped folder (``-2``, ``-3``,
+... when the timestamp is taken). The choice is checked as an output folder (not a file, not
+below one) and refused when the folder already holds a run that is not being resumed: a complete
+checkpoint (a folder whose job ended before its first checkpoint, killed or preempted, is started
+afresh, as a requeued job's same command asks; the trainer drops that job's metrics). Rank 0
+decides and every rank gets its answer, so all ranks write into one folder.
+:func:`copy_run_files` puts the files a dataset asks to keep (its tokenizer) into the folder.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             raise UsageError(f"{given('--resume', 'resume', chosen)}: the run folder is not writable ({problem}), "
                              "and a resumed run writes its checkpoints and metrics there; make it writable, or "
                              f"continue in a new folder with {spelled('--run-dir NEW', 'run_dir=NEW')}")
-    check_output(chosen, where="--run-dir" if run_dir is not None else "logging.runs_dir", folder=True, host=host)
+    check_output(chosen, where=spelled("--run-dir", "run_dir") if run_dir is not None else "logging.runs_dir",
+                 folder=True, host=host)
     chosen = Path(strategy.broadcast_object(str(chosen.resolve())))
     # A folder holds a run when it holds a complete checkpoint to continue from. One whose job
     # ended before its first checkpoint (killed, preempted) has nothing to continue: a fresh start
@@ -79,8 +81,8 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
         foreign = not_written_by_a_run(chosen)
         if foreign is not None:
             raise UsageError(f"{chosen / foreign}: the run writes its {foreign} there, and this file is not one a "
-                             f"run wrote (your own?); move it out of the folder, or pick another --run-dir / "
-                             "logging.name")
+                             f"run wrote (your own?); move it out of the folder, or pick another "
+                             f"{spelled('--run-dir', 'run_dir=')} / logging.name")
     if (resume_from is None and strategy.is_global_zero and metrics.is_file() and metrics.stat().st_size > 0
             and not is_held(chosen / LOCK_FILE)):  # a live job's folder: the trainer refuses it next
         print(f"run folder {shown(chosen)} holds a run without a checkpoint (nothing to resume): starting it afresh, "
@@ -89,10 +91,10 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
         path = chosen / name
         if name.endswith("/") and path.exists() and not path.is_dir():  # a plugin's hooks write a folder there
             raise UsageError(f"{path}: is a file where the run writes its folder {name}; move it away or pick "
-                             "another --run-dir")
+                             f"another {spelled('--run-dir', 'run_dir=')}")
         if not name.endswith("/") and path.is_dir():
             raise UsageError(f"{path}: is a folder where the run writes its {name}; move it away or pick another "
-                             "--run-dir")
+                             f"{spelled('--run-dir', 'run_dir=')}")
     return chosen
 
 

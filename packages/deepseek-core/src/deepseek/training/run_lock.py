@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepseek.arguments import spelled
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json
 
@@ -172,7 +173,7 @@ def is_held(path: Path) -> bool:
 def _busy(run_dir: Path, lock_path: Path) -> str:
     return (
         f"run folder {run_dir} is in use by another live job ({describe_holder(lock_path)}); "
-        "wait for it to end or stop it, or pick another --run-dir / logging.name"
+        f"wait for it to end or stop it, or pick another {spelled('--run-dir', 'run_dir=')} / logging.name"
     )
 
 
