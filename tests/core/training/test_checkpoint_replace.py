@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from deepseek import hookimpl
+from deepseek.errors import CheckpointError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
@@ -197,3 +198,44 @@ def test_a_lookup_beside_a_live_job_between_its_renames_takes_its_new_step(tmp_p
         patched.setattr(time, "sleep", job_goes_on)
         pauses.clear()
         assert ckpt.resolve_checkpoint(run) == aside and not pauses
+
+
+def _tree(run: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(run)): f.read_bytes() for f in sorted(run.rglob("*")) if f.is_file()}
+
+
+def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
+        tmp_path: Path, deepseek_here: Any) -> None:
+    """``deepseek train --resume RUN/checkpoints/step-4.replaced-XX`` while ``step-4`` is there loaded
+    the leftover, then the run's start deleted it as one, and said it resumed from ``step-4``, another
+    checkpoint. A leftover named directly is now one line (what it is, what to pass), exit 2,
+    nothing written; a moved-aside step-N that is its step's checkpoint is still taken."""
+    (tmp_path / "c.toml").write_text(
+        '[model]\nname = "tiny"\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 16\n'
+        '[data]\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n[train]\neval_interval = 0\nmax_steps = 4\n'
+        '[checkpoint]\ninterval = 2\n[strategy]\ndevice = "cpu"\n')
+    proc = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "r" / "checkpoints"
+    shutil.copytree(root / "step-4", root / "step-4.replaced-ab")  # what a re-save of step 4 moved aside
+    shutil.copytree(root / "step-4", root / "step-4.tmp-cd")  # a save of step 4, not renamed into place
+    shutil.copytree(root / "step-2", root / "step-2.trash-ef")  # a prune, not finished
+    before = _tree(tmp_path)
+    for leftover, what in [
+            ("step-4.replaced-ab", "an earlier copy of a checkpoint, moved aside by a later save of the same step"),
+            ("step-4.tmp-cd", "an unfinished save (the folder a checkpoint is written into before it is renamed "
+                              "into place)"),
+            ("step-2.trash-ef", "a checkpoint being deleted (pruned) or replaced")]:
+        proc = deepseek_here("train", "--resume", f"r/checkpoints/{leftover}", "--max-steps", "6", cwd=tmp_path)
+        step = leftover.split(".")[0]
+        assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+        assert proc.stderr == (
+            f"error: r/checkpoints/{leftover}: is {what}, not a checkpoint, and the run's next start deletes it; "
+            f"pass r/checkpoints/{step} (that step's checkpoint) or the run folder r (its newest complete "
+            "checkpoint) instead\n"), proc.stderr
+        assert _tree(tmp_path) == before  # nothing written, nothing deleted
+    # no step-4 beside it: the moved-aside folder is step 4's checkpoint, named directly too
+    shutil.rmtree(root / "step-4")
+    assert ckpt.resolve_checkpoint(root / "step-4.replaced-ab") == root / "step-4.replaced-ab"
+    with pytest.raises(CheckpointError, match=r"step-4\.tmp-cd: is an unfinished save.* pass the run folder "):
+        ckpt.resolve_checkpoint(root / "step-4.tmp-cd")

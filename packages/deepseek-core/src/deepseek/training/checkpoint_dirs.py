@@ -309,6 +309,38 @@ def committed_path(directory: str | os.PathLike[str]) -> Path:
     return path.parent / step_dir_name(int(m.group(1))) if m else path
 
 
+def _leftover_dir_name(name: str) -> bool:
+    """A folder so named under a run's ``checkpoints`` is a leftover of a save, prune or re-save."""
+    return any(tag in name for tag in _LEFTOVER_DIR_TAGS)
+
+
+def leftover_refusal(directory: Path) -> str | None:
+    """Why folder ``directory``, named directly as a checkpoint, is not one: a leftover of a save,
+    prune or re-save (:func:`list_stale`'s), which the run's next start deletes (so a resume from it
+    would load one checkpoint and name another), else ``None``. A moved-aside ``step-N`` that is
+    step N's checkpoint (:func:`_set_aside`) is not refused: the run's start renames it back, and
+    :func:`committed_path` names it so. The reason is what the folder is and what to pass instead."""
+    if not _leftover_dir_name(directory.name):
+        return None
+    root = directory.parent
+    _await_re_save(root)  # a live job between a re-save's renames: its new step-N, not the folder it deletes
+    if any(found.path == directory for found in _set_aside(root)):
+        return None
+    m = re.match(r"^step-(\d+)\.", directory.name)
+    if _REPLACED_TAG in directory.name:
+        what = "an earlier copy of a checkpoint, moved aside by a later save of the same step"
+    elif ".tmp-" in directory.name:
+        what = "an unfinished save (the folder a checkpoint is written into before it is renamed into place)"
+    else:
+        what = "a checkpoint being deleted (pruned) or replaced"
+    final = root / step_dir_name(int(m.group(1))) if m else None
+    run = root.parent if root.name == "checkpoints" else root
+    instead = f"the run folder {run} (its newest complete checkpoint)"
+    if final is not None and final.is_dir():
+        instead = f"{final} (that step's checkpoint) or {instead}"
+    return f"{directory}: is {what}, not a checkpoint, and the run's next start deletes it; pass {instead} instead"
+
+
 def list_stale(root: str | os.PathLike[str]) -> list[Path]:
     """What an interrupted save, prune or pointer update left under ``root``: temp, trash and
     moved-aside folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files."""
@@ -316,7 +348,7 @@ def list_stale(root: str | os.PathLike[str]) -> list[Path]:
     if not base.is_dir():
         return []
     return [child for child in base.iterdir()
-            if (child.is_dir() and any(tag in child.name for tag in _LEFTOVER_DIR_TAGS))
+            if (child.is_dir() and _leftover_dir_name(child.name))
             or (child.is_file() and child.name.startswith(_POINTER_TEMPS) and child.name.endswith(".tmp"))]
 
 

@@ -25,6 +25,7 @@ from deepseek.training.checkpoint_dirs import (
     CheckpointWarning,
     _scan,
     best_checkpoint,
+    leftover_refusal,
     list_checkpoints,
 )
 from deepseek.training.checkpoint_record import inspect_checkpoint
@@ -46,7 +47,8 @@ def checksum_note(directory: str | os.PathLike[str]) -> str:
 def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) -> Path:
     """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder,
     ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
-    file (the checkpoint it names). ``resuming``: for ``--resume``, whose refusal of a folder
+    file (the checkpoint it names). A leftover folder of a save, prune or re-save named directly
+    is refused (:func:`~deepseek.training.checkpoint_dirs.leftover_refusal`). ``resuming``: for ``--resume``, whose refusal of a folder
     without a checkpoint says what to do instead (run the command again without ``--resume``)."""
     from deepseek.arguments import given, spelled
 
@@ -72,6 +74,8 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
             p = best  # checked as a checkpoint folder named directly, below
         else:
             raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
+    if p.is_dir() and (leftover := leftover_refusal(p)) is not None:
+        raise CheckpointError(leftover)
     if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
         found = inspect_checkpoint(p, 0) if (p / COMMIT_FILE).exists() else None
         kind, problem = ("incomplete", found.problem) if found is not None else ("", None)
