@@ -151,7 +151,7 @@ class DecodingStage(Stage):
     """A :class:`Stage` offering ``cached_decoding``: the first stage's module on the token ids one
     hot (ids mod 4), the last's on the hidden states; the cache counts positions only. ``bug``: its
     ``decode_window`` or ``new_cache`` raises :data:`BUG_LINE`, or its ``forward_cached`` on the
-    second token."""
+    second token; ``"other_window"``: its ``decode_window`` is 8, not 16."""
 
     def __init__(self, bug: str | None, **named: nn.Module) -> None:
         super().__init__(**named)
@@ -165,7 +165,7 @@ class DecodingStage(Stage):
     def decode_window(self) -> int:
         if self.bug == "decode_window":
             raise RuntimeError(BUG_LINE)
-        return 16
+        return 8 if self.bug == "other_window" else 16
 
     def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
         if self.bug == "forward_cached" and cache.length:
@@ -178,9 +178,10 @@ class DecodingStage(Stage):
 
 class Decoding(Padded):
     """:class:`Padded` as a plugin registers it, its stages decoding (:class:`DecodingStage`), the
-    stage ``bug_stage``'s call ``bug`` raising."""
+    stage ``bug_stage``'s call ``bug`` raising; ``new_tokens``: the tokens :func:`generated_attempt` asks for."""
 
     bug_stage, bug = 0, "forward_cached"
+    new_tokens = 3
 
     def __init__(self, options: Any = None) -> None:
         super().__init__()
@@ -206,8 +207,22 @@ class WindowDecodeBug(Decoding):
     bug = "decode_window"
 
 
+class NoTokensWindowDecodeBug(WindowDecodeBug):
+    """:class:`WindowDecodeBug` asked for no new token (no logits are exchanged)."""
+
+    new_tokens = 0
+
+
+class UnequalWindows(Decoding):
+    """The last stage's ``decode_window`` is 8, the first's 16: their caches would be rebuilt at
+    different tokens."""
+
+    bug_stage, bug = 1, "other_window"
+
+
 DECODING_MODELS = {"FirstStageDecodeBug": FirstStageDecodeBug, "LastStageDecodeBug": LastStageDecodeBug,
-                   "WindowDecodeBug": WindowDecodeBug}
+                   "WindowDecodeBug": WindowDecodeBug, "NoTokensWindowDecodeBug": NoTokensWindowDecodeBug,
+                   "UnequalWindows": UnequalWindows}
 """Plugin models (:class:`Acme` registers them too) whose code raises on one stage while
 ``deepseek generate --strategy pipeline`` decodes (:func:`generated_attempt`)."""
 
@@ -311,7 +326,7 @@ def generated_attempt(run_dir: Path, name: str) -> dict[str, Any]:
     try:
         model, config, _, placer = load_placed(run_dir, "cpu", strategy="pipeline", host=host)
         with placed_run(placer):
-            sample(model, "hi", max_new_tokens=3, temperature=0, model_calls=served_calls(model, config, host, placer))
+            sample(model, "hi", max_new_tokens=DECODING_MODELS[name].new_tokens, temperature=0, model_calls=served_calls(model, config, host, placer))
     except Exception as exc:  # noqa: BLE001 - the test reads what was raised
         return {"type": type(exc).__name__, "message": str(exc)}
     return {"type": None, "message": ""}

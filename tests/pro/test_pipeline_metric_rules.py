@@ -17,7 +17,9 @@
   RankError on the other);
 - a plugin model's bug while ``deepseek generate --strategy pipeline`` decodes, on either stage,
   ends both ranks with the line blaming the model, as ``single`` blames it (was: that line on the
-  raising stage, the other waiting for its hidden states or logits, or dying of the lost peer).
+  raising stage, the other waiting for its hidden states or logits, or dying of the lost peer),
+  also in its ``decode_window`` with no new token asked; stages giving different decode windows
+  are refused in one line on both ranks.
 
 The models run one after another in one job, so a rank left waiting hangs the next: the job's
 timeout fails the test.
@@ -128,16 +130,28 @@ def test_a_plugin_models_bug_in_an_evaluation_is_its_line_on_every_rank(
 
 
 @pytest.mark.parametrize(("model", "stage"), [("FirstStageDecodeBug", 0), ("LastStageDecodeBug", 1),
-                                              ("WindowDecodeBug", 0)])
+                                              ("WindowDecodeBug", 0), ("NoTokensWindowDecodeBug", 0)])
 def test_a_plugin_models_bug_while_decoding_is_its_line_on_every_rank(
         job: list[dict[str, dict[str, Any]]], model: str, stage: int) -> None:
     """``generate --strategy pipeline``: the first stage's ``forward_cached`` raising on the second
     token, the last stage's ``new_cache``, or the first stage's ``decode_window``, ends every rank with the line ``single`` gives
     (``generate raised``, blamed on the model): a PluginError on the raising stage, the same line
-    on the other (was: the other rank left waiting for a tensor, or dying of the lost peer)."""
+    on the other (was: the other rank left waiting for a tensor, or dying of the lost peer). Also
+    when no new token is asked (``NoTokens...``; was: the raising rank alone, no logits exchanged)."""
     line = (f"model 'acme.{model.lower()}' (deepseek-acme 0.1, registered by __main__): generate raised "
             f"RuntimeError: {BUG_LINE}; a bug in the plugin: upgrade it or report it to its authors")
     assert [seen[model]["type"] for seen in job] == ["PluginError" if r == stage else "DeepseekError" for r in (0, 1)]
     for seen in job:
         assert seen[model]["message"].startswith(line), seen[model]
     assert job[0][model]["message"] == job[1][model]["message"]
+
+
+def test_stages_giving_different_decode_windows_are_one_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]]) -> None:
+    """The window decides when each stage's cache is rebuilt: stages disagreeing would rebuild at
+    different tokens, each rank then decoding on another schedule (was: no word, the ranks' messages
+    out of step). The ranks agree on it before decoding and refuse it alike."""
+    line = ("generate --strategy pipeline: the model's stages give different decode windows (16 on stage 0, "
+            "8 on stage 1), so their KV caches would be rebuilt at different tokens; its split_stages must give "
+            "stages of one decode_window (the whole model's); use --strategy tp or one process")
+    assert [seen["UnequalWindows"] for seen in job] == [{"type": "UsageError", "message": line}] * 2

@@ -15,8 +15,13 @@ module those commands call on every rank:
   logits), so each knows the next input without another message. Greedy decoding gives the tokens
   of one process.
 
-An error the model's code raises on one stage while decoding (its ``decode_window``,
-``new_cache`` or ``forward_cached``; run in ``settings.model_calls``, so a plugin model's bug is its one-line
+Before decoding the ranks agree on the stages' ``decode_window`` (one ``all_gather_object``, also
+for no new tokens): the window decides when each stage's cache is rebuilt, so stages giving
+different ones are refused on every rank in one line, and a stage's ``decode_window`` raising ends
+every rank with its line as below.
+
+An error the model's code raises on one stage while decoding (its ``new_cache`` or
+``forward_cached``; run in ``settings.model_calls``, so a plugin model's bug is its one-line
 :class:`~deepseek.errors.PluginError`, as ``single`` blames it) ends every rank with its line, with
 no message more per token: the stage sends
 :func:`~deepseek_pro.strategies.pipeline_wire.send_refusal` in place of its hidden states, each
@@ -97,13 +102,9 @@ class PipelinedModel(TrainableModel):
                              "leave out --cuda-graphs")
         self.stage.eval()
         self._failed = None
-        window = self._stage_code(self.stage.decode_window)  # None: raised, at the first logits on every rank
-        out = decode(self._next_logits, self._new_cache, idx, max_new_tokens, window=1 if window is None else window,
-                     temperature=temperature, top_k=top_k, generator=generator, on_token=on_token, top_p=top_p,
-                     repetition_penalty=repetition_penalty)
-        if self._failed is not None:  # no token asked: no logits, its own error on this rank
-            raise self._failed
-        return out
+        return decode(self._next_logits, self._new_cache, idx, max_new_tokens, window=self._agreed_window(),
+                      temperature=temperature, top_k=top_k, generator=generator, on_token=on_token, top_p=top_p,
+                      repetition_penalty=repetition_penalty)
 
     def generation_vocab_size(self) -> int | None:
         """The whole model's vocabulary, as it declared it (the tokenizer check of ``deepseek generate``)."""
@@ -111,13 +112,33 @@ class PipelinedModel(TrainableModel):
 
     def _stage_code(self, call: Callable[[], Any]) -> Any:
         """``call()``, this stage's model code, in ``settings.model_calls``; ``None`` where it
-        raised, the error kept (raised on every rank at the next logits: :meth:`_from_last`)."""
+        raised, the error kept (raised on every rank at the next exchange: :meth:`_agreed_window`,
+        :meth:`_from_last`)."""
         try:
             with self.strategy.settings.model_calls("generate"):
                 return call()
         except Exception as exc:  # noqa: BLE001 - raised on every rank at the next logits
             self._failed = exc
             return None
+
+    def _agreed_window(self) -> int:
+        """The stages' one ``decode_window``, agreed on by every rank before decoding (one
+        ``all_gather_object``, also when no token is asked): a stage's error raising it is raised on
+        every rank (:func:`~deepseek_pro.strategies.metric_names.raise_shared`), and stages giving
+        different windows, whose caches would be rebuilt at different tokens (each rank then waiting
+        on another's message), are refused on every rank in one line."""
+        s = self.strategy
+        window = self._stage_code(self.stage.decode_window)
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (s.pp_rank, window, None if self._failed is None else described(self._failed)))
+        raise_shared(self._failed, [error for _, _, error in gathered])
+        if any(w != window for _, w, _ in gathered):
+            given = ", ".join(f"{w!r} on stage {stage}" for stage, w, _ in sorted(gathered, key=lambda g: g[0]))
+            raise UsageError(
+                f"generate --strategy {s.name}: the model's stages give different decode windows ({given}), so "
+                "their KV caches would be rebuilt at different tokens; its split_stages must give stages of one "
+                "decode_window (the whole model's); use --strategy tp or one process")
+        return window
 
     def _new_cache(self, batch: int, window: int) -> Any:
         return self._stage_code(lambda: self.stage.new_cache(batch, window))
