@@ -2,7 +2,9 @@
 ``Encoder`` with a positive int ``output_dim``) and on every output ``multimodal.classifier``
 gets (``EncoderOutput``, features ``(B, T, output_dim)`` floating, mask ``(B, T)`` bool). Each
 broken kind is one line naming the modality's keys, the encoder, the distribution that registered
-it, what was wrong and the fix; the CLI exits 2."""
+it, what was wrong and the fix: the plugin's bug, a PluginError (the CLI exits 1), by the rule its
+broken check_inputs and keys_for_inputs answers follow (calls.broken_answer). A value of the
+user's that the encoder's Options refuse stays the user's ConfigError (exit 2)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import contextlib
 import io
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,13 @@ import torch
 from _hosts import enterprise_host, registering
 from torch import nn
 
-from deepseek.errors import UsageError
+from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.models.encoder import CONTRACT, Encoder, EncoderOutput
 from deepseek.models.factory import instantiate_model
 from deepseek.plugins.host import PluginHost
 
 FIX = re.escape(CONTRACT)
+BUG = re.escape("; a bug in the plugin: upgrade it or report it to its authors")
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,25 @@ class WantsColour(Patches):
         return {} if inputs.shape[1] == 1 else {"colours": "rgb", "window": (2, 2)}
 
 
-ENCODERS = {"listkeys": ListKeys, "nonekeys": NoneKeys, "wantscolour": WantsColour, "keysraise": KeysRaise, "good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
+@dataclass(frozen=True)
+class CheckedOptions:
+    d_model: int = field(default=8, metadata={"check": lambda v: None if v % 4 == 0 else "must be a multiple of 4"})
+    depth: int = 1
+
+
+class Checked(Patches):
+    """Refuses the user's keys it cannot build with: a field check, and a ConfigError in __init__."""
+
+    Options = CheckedOptions
+
+    def __init__(self, options: CheckedOptions) -> None:
+        if options.depth > options.d_model:
+            raise ConfigError(f"encoder.vision.acme_checked.depth: {options.depth} is more than d_model="
+                              f"{options.d_model}; set depth to at most {options.d_model}")
+        super().__init__(TinyOptions(options.d_model))
+
+
+ENCODERS = {"checked": Checked, "listkeys": ListKeys, "nonekeys": NoneKeys, "wantscolour": WantsColour, "keysraise": KeysRaise, "good": Patches, "flat": Flat, "bare": Bare, "nonemask": NoneMask, "floatmask": FloatMask,
             "wrongdim": WrongDim, "intfeatures": IntFeatures, "nodim": NoDim, "zerodim": ZeroDim, "plain": PlainModule,
             "raises": Raises, "checkstrue": ChecksTrue}
 
@@ -182,17 +203,16 @@ HEAD = r"^model\.vision: encoder 'vision\.acme_{}' \(acme-encoders 1\.0, registe
     ("intfeatures", r"forward returned features that are a torch\.int64 tensor, not a floating-point tensor; "),
 ])
 def test_a_broken_output_is_one_line_naming_encoder_and_distribution(host: PluginHost, kind: str, words: str) -> None:
+    """The plugin's bug (a PluginError), not the user's config: it was a UsageError, exit 2."""
     model = _classifier(host, kind).eval()
-    with pytest.raises(UsageError, match=HEAD.format(kind) + words + FIX + "$"):
+    with pytest.raises(PluginError, match=HEAD.format(kind) + words + FIX + BUG + "$"):
         model(**_batch())
-    with pytest.raises(UsageError, match=HEAD.format(kind) + words):
+    with pytest.raises(PluginError, match=HEAD.format(kind) + words):
         model.predict(_batch())
 
 
 def test_what_its_forward_raises_names_the_encoder_and_its_distribution(host: PluginHost) -> None:
     """Was an "internal error" naming neither."""
-    from deepseek.errors import PluginError
-
     for mode in ("train", "eval"):
         model = getattr(_classifier(host, "raises"), mode)()
         with pytest.raises(PluginError, match=HEAD.format("raises") + r"forward raised RuntimeError: .*; a bug in "
@@ -210,7 +230,6 @@ def test_what_its_forward_raises_names_the_encoder_and_its_distribution(host: Pl
 ])
 def test_a_broken_keys_for_inputs_names_the_encoder(host: PluginHost, kind: str, words: str) -> None:
     # what the classifier's refusal and the contract suites read (multimodal_data.encoder_keys_for)
-    from deepseek.errors import PluginError
     from deepseek_enterprise.multimodal_data import encoder_keys_for
 
     with pytest.raises(PluginError, match=HEAD.format(kind) + words):
@@ -219,21 +238,37 @@ def test_a_broken_keys_for_inputs_names_the_encoder(host: PluginHost, kind: str,
 
 @pytest.mark.parametrize(("kind", "words"), [
     ("nodim", r"NoDim does not set output_dim; set self\.output_dim to the feature width \(a positive int\) in "
-              r"__init__ \(docs/multimodal\.md section 2\)$"),
+              r"__init__ \(docs/multimodal\.md section 2\)" + BUG + "$"),
     ("zerodim", r"ZeroDim sets output_dim = 0; set self\.output_dim"),
     ("plain", r"its target returned PlainModule, not a deepseek\.models\.encoder\.Encoder; register an Encoder "
-              r"subclass \(docs/multimodal\.md section 2\)$"),
+              r"subclass \(docs/multimodal\.md section 2\)" + BUG + "$"),
 ])
 def test_a_broken_encoder_is_refused_when_it_is_created(host: PluginHost, kind: str, words: str) -> None:
-    with pytest.raises(UsageError, match=HEAD.format(kind) + words):
+    """What its target built is the plugin's bug (a PluginError): it was a UsageError, exit 2."""
+    with pytest.raises(PluginError, match=HEAD.format(kind) + words):
         _classifier(host, kind)
     # Created on its own, its errors name the encoder without a config path.
     target = host.resolve("encoder", f"vision.acme_{kind}").load()
     label = host.resolve("encoder", f"vision.acme_{kind}").label
-    with pytest.raises(UsageError, match=rf"^encoder 'vision\.acme_{kind}' \(acme-encoders 1\.0, registered by [\w.]+\): "
+    with pytest.raises(PluginError, match=rf"^encoder 'vision\.acme_{kind}' \(acme-encoders 1\.0, registered by [\w.]+\): "
                        + words):
         instantiate_model(target, {}, name=f"vision.acme_{kind}", kind="encoder", path=f"encoder.vision.acme_{kind}",
                           label=label)
+
+
+@pytest.mark.parametrize(("keys", "words"), [
+    ({"d_model": 6}, r"model\.vision\.d_model: must be a multiple of 4"),                   # its field check
+    ({"depth": 9}, r"model\.vision\.depth: 9 is more than d_model=8; set depth to at most 8$"),  # its __init__
+])
+def test_a_value_of_the_users_that_a_plugin_encoder_refuses_stays_the_users_config_error(
+        host: PluginHost, keys: dict, words: str) -> None:
+    """The line between the two faults: the user's keys that the encoder's Options or __init__
+    refuse are a ConfigError (a UsageError, exit 2) naming the key, not the plugin's bug."""
+    cls = host.resolve("model", "multimodal.classifier").load()
+    with pytest.raises(ConfigError, match="^" + words) as info:
+        instantiate_model(cls, {"modalities": ["vision"], "vision_encoder": "vision.acme_checked", "vision": keys,
+                                "fusion": "late", "num_classes": 3}, name="multimodal.classifier", host=host)
+    assert not isinstance(info.value, PluginError)
 
 
 def test_a_working_encoder_passes_and_the_check_costs_nothing_noticeable(host: PluginHost) -> None:
@@ -267,7 +302,7 @@ def test_a_working_encoder_passes_and_the_check_costs_nothing_noticeable(host: P
     assert check < 0.02 * forward, (check, forward)
 
 
-def test_the_cli_exits_2_with_the_line(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_exits_1_with_the_line(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from deepseek.cli.main import main
 
     (tmp_path / "mm.toml").write_text(
@@ -279,11 +314,10 @@ def test_the_cli_exits_2_with_the_line(host: PluginHost, tmp_path: Path, monkeyp
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as info:
         main(["train", "mm.toml"], host=host)
-    assert info.value.code == 2
+    assert info.value.code == 1  # the plugin's bug, not the user's config (was 2)
     line = err.getvalue().strip()
     assert re.match(r"^error: model\.vision: encoder 'vision\.acme_flat' \(acme-encoders 1\.0, registered by [\w.]+\): "
-                    r"forward returned "
-                    r"features of shape \(8, 8\)", line) and "\n" not in line, line
+                    r"forward returned features of shape \(8, 8\), .*" + BUG + "$", line) and "\n" not in line, line
 
 
 @pytest.mark.parametrize(("table", "words"), [
@@ -296,7 +330,6 @@ def test_an_encoders_own_errors_name_its_keys_where_they_were_given(table: dict,
     """One path style per key: inside a multimodal model an encoder's keys are ``model.<modality>.<key>``
     in its own errors (written as ``encoder.<name>.<key>``) as in field errors; created on its own,
     ``encoder.<name>.<key>``."""
-    from deepseek.errors import ConfigError
     from deepseek.plugins.host import get_host
 
     cls = get_host().resolve("model", "multimodal.classifier").load()
@@ -317,7 +350,6 @@ def test_a_check_inputs_answer_that_is_not_words_is_the_encoders_fault_not_the_d
     naming the encoder and the method, by one rule (multimodal_data._asked)."""
     from types import SimpleNamespace
 
-    from deepseek.errors import PluginError
     from deepseek_enterprise.multimodal_data import check_batch
 
     with pytest.raises(PluginError, match=HEAD.format("checkstrue") + r"check_inputs returned True \(bool\), not None "

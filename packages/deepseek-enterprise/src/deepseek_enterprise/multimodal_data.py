@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from deepseek.config.toml_files import holds_in_toml, toml_value
-from deepseek.errors import PluginError, UsageError
+from deepseek.errors import UsageError
 from deepseek.models.protocol import Batch
-from deepseek.plugins.calls import PLUGIN_BUG, model_calls
+from deepseek.plugins.calls import broken_answer, model_calls
 from deepseek_enterprise.multimodal import MODALITIES
 
 
@@ -70,8 +70,8 @@ def _asked(model: Any, m: str, method: str, entry: Mapping[str, Any]) -> Any:
         answer = getattr(model.encoders[m], method)(entry["inputs"], entry.get("padding_mask"))
     accepts, wanted = ANSWERS[method]
     if not accepts(answer):
-        raise PluginError(f"{label}: {method} returned {answer!r:.60} ({type(answer).__name__}), not {wanted} "
-                          f"(docs/multimodal.md section 2); {PLUGIN_BUG}")
+        raise broken_answer(label, f"{method} returned {answer!r:.60} ({type(answer).__name__}), not {wanted} "
+                                   "(docs/multimodal.md section 2)")
     return answer
 
 

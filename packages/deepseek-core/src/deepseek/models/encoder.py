@@ -15,7 +15,10 @@ created (an :class:`Encoder` with a positive int ``output_dim``), :func:`check_o
 its forward returns (``multimodal.classifier`` checks every call; the contract test
 ``tests/contract/test_encoders_contract.py`` checks every registered encoder on its
 :meth:`Encoder.example_inputs`). A violation is one line naming the encoder and the
-distribution that registered it (exit code 2).
+distribution that registered it, what was wrong and the fix: a bug in the plugin, so a
+:class:`~deepseek.errors.PluginError` (exit code 1, :func:`deepseek.plugins.calls.broken_answer`),
+as for its broken ``check_inputs`` and ``keys_for_inputs`` answers. The user's keys are checked
+before the encoder is built (its ``Options``): a value they refuse is a ``ConfigError`` (exit 2).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import torch
 from torch import nn
 
 from deepseek.config.components import NoOptions
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError
 from deepseek.models.gpt import GPTConfig
 from deepseek.models.layers import init_weights, make_blocks, run_blocks
+from deepseek.plugins.calls import broken_answer
 
 
 class EncoderOutput(NamedTuple):
@@ -107,16 +111,17 @@ def encoder_label(name: str, label: str | None, path: str) -> str:
 
 
 def check_encoder(encoder: object, label: str) -> None:
-    """A one-line :class:`UsageError` unless ``encoder`` (what a registered target returned) is
-    an :class:`Encoder` whose ``output_dim`` is a positive int."""
+    """A one-line :class:`~deepseek.errors.PluginError` (:func:`~deepseek.plugins.calls.broken_answer`)
+    unless ``encoder`` (what a registered target returned) is an :class:`Encoder` whose
+    ``output_dim`` is a positive int."""
     if not isinstance(encoder, Encoder):
-        raise UsageError(f"{label}: its target returned {type(encoder).__name__}, not a "
-                         "deepseek.models.encoder.Encoder; register an Encoder subclass (docs/multimodal.md section 2)")
+        raise broken_answer(label, f"its target returned {type(encoder).__name__}, not a deepseek.models.encoder."
+                                   "Encoder; register an Encoder subclass (docs/multimodal.md section 2)")
     dim = getattr(encoder, "output_dim", None)  # an instance attribute the encoder sets in __init__
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         got = "does not set output_dim" if dim is None else f"sets output_dim = {dim!r}"
-        raise UsageError(f"{label}: {type(encoder).__name__} {got}; set self.output_dim to the feature width "
-                         "(a positive int) in __init__ (docs/multimodal.md section 2)")
+        raise broken_answer(label, f"{type(encoder).__name__} {got}; set self.output_dim to the feature width "
+                                   "(a positive int) in __init__ (docs/multimodal.md section 2)")
 
 
 def output_problem(out: object, inputs: object, output_dim: int) -> str | None:
@@ -142,10 +147,11 @@ def output_problem(out: object, inputs: object, output_dim: int) -> str | None:
 
 def check_output(encoder: Encoder, out: object, inputs: object, label: str) -> EncoderOutput:
     """``out`` when it keeps the output contract (:func:`output_problem`), else a one-line
-    :class:`UsageError` naming ``label``, what was wrong and the fix."""
+    :class:`~deepseek.errors.PluginError` (:func:`~deepseek.plugins.calls.broken_answer`) naming
+    ``label``, what was wrong and the fix."""
     problem = output_problem(out, inputs, encoder.output_dim)
     if problem is not None:
-        raise UsageError(f"{label}: forward {problem}; {CONTRACT}")
+        raise broken_answer(label, f"forward {problem}; {CONTRACT}")
     return out  # type: ignore[return-value]
 
 

@@ -34,6 +34,17 @@ registered by acme.plugin)``), whatever its kind: models, datasets, strategies, 
 schedules, trackers, executors and compressors alike."""
 
 
+def broken_answer(label: str, what: str) -> PluginError:
+    """The one line for what a component's code handed back against its contract (an object its
+    target built, a method's answer, a forward's output): ``<label>: <what>; a bug in the plugin:
+    ...`` (:data:`PLUGIN_BUG`), a :class:`PluginError` (exit code 1), never a fault of the user's
+    config or data. ``label`` names the component and its distribution
+    (:attr:`~deepseek.plugins.records.Component.label`); ``what`` says what it returned, what was
+    wanted and where the contract is documented. What the user's own keys cause (a value the
+    component's ``Options`` refuses) is its ``ConfigError`` instead, raised before it is called."""
+    return PluginError(f"{label}: {what}; {PLUGIN_BUG}")
+
+
 def blames(component: Component) -> bool:
     """Whether what ``component``'s code raises is reported as a bug of its plugin: not for the
     model and data a script hands to :func:`deepseek.fit` (:data:`SCRIPT_DIST`), whose exceptions
