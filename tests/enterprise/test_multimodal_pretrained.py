@@ -7,6 +7,7 @@ from ``deepseek train``)."""
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,39 @@ def test_bad_sources_are_one_line(unimodal: dict[str, Any], tmp_path: Path) -> N
     fused = Trainer(config_from_dict(config(tmp_path, "tri", {"fusion": "concat"})), quiet=True).fit().run_dir
     refused({"pretrained": {"vision": str(fused)}},
             r"^model\.pretrained\.vision: .* is a run of modalities \['vision', 'audio', 'text'\]")
+
+
+def test_a_run_of_another_encoder_is_refused_with_a_hint_in_toml(unimodal: dict[str, Any], tmp_path: Path) -> None:
+    """'... or set model.vision_encoder = <theirs>' pastes into a config file or after --set: TOML's
+    "vision.swin" (was Python's 'vision.swin'); an encoder name the run's files hold as something
+    else (read from disk, held like a config's value) is one line, not a hint or a crash."""
+    import shutil
+    from types import SimpleNamespace
+
+    import tomllib
+
+    from deepseek.training.checkpoint import TRAINER_FILE
+    from deepseek_enterprise.pretrained import check_source
+
+    run = unimodal["folders"]["vision"]
+    with pytest.raises(ConfigError, match=r"^model\.pretrained\.vision: .* used encoder 'vision\.swin', this model "
+                                          r"'vision\.acme_patches'; give a run of the same encoder or set ") as info:
+        check_source("vision", run, SimpleNamespace(vision_encoder="vision.acme_patches", vision={}))
+    hint = str(info.value).split(" or set ", 1)[1]
+    assert hint == 'model.vision_encoder = "vision.swin"'
+    assert tomllib.loads(hint) == {"model": {"vision_encoder": "vision.swin"}}
+
+    copy = shutil.copytree(resolve_checkpoint(run), tmp_path / "step")
+    state = json.loads((copy / TRAINER_FILE).read_text())
+    state["config"]["model"]["vision_encoder"] = None
+    (copy / TRAINER_FILE).write_text(json.dumps(state))
+    commit = json.loads((copy / "commit.json").read_text())  # edited, not damaged
+    commit["files"][TRAINER_FILE] = (copy / TRAINER_FILE).stat().st_size
+    commit["crc32"][TRAINER_FILE] = f"{zlib.crc32((copy / TRAINER_FILE).read_bytes()):08x}"
+    (copy / "commit.json").write_text(json.dumps(commit))
+    with pytest.raises(ConfigError, match=r"^model\.pretrained\.vision: .*step records model\.vision_encoder = None, "
+                                          r"not an encoder name; give a run folder of deepseek train$"):
+        check_source("vision", str(copy), SimpleNamespace(vision_encoder="vision.swin", vision={}))
 
 
 def test_integer_weights_in_a_source_are_refused_not_copied_truncated(unimodal: dict[str, Any],

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from deepseek.config.toml_files import holds_in_toml, toml_value
 from deepseek.errors import ConfigError, UsageError
 
 
@@ -59,9 +60,12 @@ def check_source(m: str, path: str, options: Any) -> tuple[Any, str]:
         raise ConfigError(f"{where}: {path} is a run of modalities {modalities}; give a run of modalities = [\"{m}\"]")
     encoder = getattr(options, f"{m}_encoder")
     theirs = model.get(f"{m}_encoder", encoder)
+    if not isinstance(theirs, str) or not theirs:  # read from the run's files: held like a config's value
+        raise ConfigError(f"{where}: {path} records model.{m}_encoder = {theirs!r:.60}, not an encoder name; "
+                          "give a run folder of deepseek train")
     if theirs != encoder:
         raise ConfigError(f"{where}: {path} used encoder {theirs!r}, this model {encoder!r}; give a run of the same "
-                          f"encoder or set model.{m}_encoder = {theirs!r}")
+                          f"encoder or set model.{m}_encoder = {toml_value(theirs)}")
     mine = dict(getattr(options, m))
     their_keys = model.get(m)
     if their_keys != mine:
@@ -69,10 +73,16 @@ def check_source(m: str, path: str, options: Any) -> tuple[Any, str]:
             raise ConfigError(f"{where}: {path} used encoder keys {their_keys}, this model {mine}; give a run with "
                               f"the same [model.{m}] keys")
         key = min(k for k in {*mine, *their_keys} if (k in mine, mine.get(k)) != (k in their_keys, their_keys.get(k)))
-        theirs_v, mine_v = (repr(t[key]) if key in t else "not set" for t in (their_keys, mine))
+        theirs_v, mine_v = (_shown(t[key]) if key in t else "not set" for t in (their_keys, mine))
         raise ConfigError(f"{where}: {path} used model.{m}.{key} = {theirs_v}, this model {mine_v}; give a run with "
                           f"the same [model.{m}] keys")
     return ckpt, where
+
+
+def _shown(value: Any) -> str:
+    """A key's value as the refusal writes it after ``model.<m>.<key> =``: TOML, as the config
+    holds it (``"rgb"``, ``[2, 2]``); a value of the run's files no config holds as Python writes it."""
+    return toml_value(value) if holds_in_toml(value) else repr(value)
 
 
 def stored_shapes(ckpt: Any) -> dict[str, tuple[int, ...]]:
