@@ -18,7 +18,7 @@ import pytest
 import torch
 from _gradients import check_every_parameter_trains
 
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError
 from deepseek.plugins.host import get_host
 
 HOST = get_host()
@@ -142,8 +142,8 @@ def test_a_fusion_returning_the_wrong_shape_fails_inside_the_classifier() -> Non
 
     host = _host_with(Acme())
     model = classifier(host, modalities=list(MODALITIES), fusion="acme.flat")
-    with pytest.raises(UsageError, match=r"^model\.fusion: fusion 'acme\.flat' .*: forward returned logits of shape "
-                                         r"\(7,\), expected \(7, 3\)"):
+    with pytest.raises(PluginError, match=r"^model\.fusion: fusion 'acme\.flat' .*: forward returned logits of shape "
+                                          r"\(7,\), expected \(7, 3\)"):
         check_in_classifier(model, "fusion acme.flat", model.fusion, "docs/multimodal.md section 3")
 
 

@@ -1,10 +1,11 @@
 """The fusion output contract is checked where ``multimodal.classifier`` meets a fusion method,
 as the encoder contract is (test_encoder_contract_checks.py): when it is created (a declared
 return type other than ``FusionOutput``) and on every output (``FusionOutput``, logits and
-``modality_logits`` ``(B, num_classes)``, ``pooled`` ``(B, d_model)``). A broken output is one line
-naming the fusion, the distribution that registered it, the expected and the returned shape; the
-CLI exits 2. What a fusion's forward raises is one line naming the fusion and its distribution;
-the CLI exits 1 (a bug in a plugin, as for one that fails to load)."""
+``modality_logits`` ``(B, num_classes)``, ``pooled`` ``(B, d_model)``). A broken output or
+declaration is the plugin's bug: one PluginError line naming the fusion, the distribution that
+registered it, the expected and the returned shape (calls.broken_answer, the encoders' rule; the
+CLI exits 1). What a fusion's forward raises is one line naming the fusion and its distribution;
+the CLI exits 1 too (a bug in a plugin, as for one that fails to load)."""
 
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def _batch() -> dict:
 
 
 HEAD = r"^model\.fusion: fusion 'acme\.{}' \(acme-fusions 1\.0, registered by [\w.]+\): "
-FIX = r"return FusionOutput\(logits \(B, num_classes\), .* \(docs/multimodal\.md section 3\)$"
+FIX = r"return FusionOutput\(logits \(B, num_classes\), .* \(docs/multimodal\.md section 3\)"
+BUG = r"; a bug in the plugin: upgrade it or report it to its authors$"
 
 
 @pytest.mark.parametrize(("kind", "words"), [
@@ -118,12 +120,13 @@ FIX = r"return FusionOutput\(logits \(B, num_classes\), .* \(docs/multimodal\.md
     ("bare", r"forward returned a Tensor, not a FusionOutput; "),
 ])
 def test_a_broken_output_is_one_line_naming_fusion_and_distribution(host: PluginHost, kind: str, words: str) -> None:
+    """The plugin's bug (a PluginError, exit 1): it was a UsageError, exit 2, as if the config were wrong."""
     model = _classifier(host, kind)
     for mode in (model.train, model.eval):
         mode()
-        with pytest.raises(UsageError, match=HEAD.format(kind) + words + FIX):
+        with pytest.raises(PluginError, match=HEAD.format(kind) + words + FIX + BUG):
             model(**_batch())
-    with pytest.raises(UsageError, match=HEAD.format(kind) + words):
+    with pytest.raises(PluginError, match=HEAD.format(kind) + words):
         model.predict(_batch())
 
 
@@ -138,8 +141,8 @@ def test_what_forward_raises_names_the_fusion_and_its_distribution(host: PluginH
 
 
 def test_a_declared_return_type_other_than_fusion_output_is_refused_when_created(host: PluginHost) -> None:
-    with pytest.raises(ConfigError, match=HEAD.format("declares") + r"DeclaresTensor\.forward declares it returns "
-                                          r"<class 'torch\.Tensor'>, not FusionOutput; " + FIX):
+    with pytest.raises(PluginError, match=HEAD.format("declares") + r"DeclaresTensor\.forward declares it returns "
+                                          r"<class 'torch\.Tensor'>, not FusionOutput; " + FIX + BUG):
         _classifier(host, "declares")
 
 

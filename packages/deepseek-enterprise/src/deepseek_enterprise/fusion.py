@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from deepseek.config.validate import probability
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput
+from deepseek.plugins.calls import broken_answer
 
 
 class FusionOutput(NamedTuple):
@@ -169,17 +170,20 @@ def output_problem(out: object, modalities: Sequence[str], batch: int, num_class
 
 
 def check_output(fusion: Fusion, out: object, batch: int, num_classes: int, label: str) -> FusionOutput:
-    """``out`` when it keeps the output contract (:func:`output_problem`), else a one-line
-    :class:`UsageError` naming ``label`` (:func:`fusion_label`), what was wrong and the fix."""
+    """``out`` when it keeps the output contract (:func:`output_problem`), else the plugin's bug: a
+    one-line :class:`~deepseek.errors.PluginError` (:func:`~deepseek.plugins.calls.broken_answer`)
+    naming ``label`` (:func:`fusion_label`), what was wrong and the fix."""
     problem = output_problem(out, fusion.modalities, batch, num_classes, fusion.options.d_model)
     if problem is not None:
-        raise UsageError(f"{label}: forward {problem}; {OUTPUT_CONTRACT}")
+        raise broken_answer(label, f"forward {problem}; {OUTPUT_CONTRACT}")
     return out  # type: ignore[return-value]
 
 
 def check_declared_output(cls: type, label: str) -> None:
-    """A one-line :class:`ConfigError` when ``cls.forward`` declares a return type other than
-    :class:`FusionOutput` (an undeclared or unresolvable one is checked on each call instead)."""
+    """The plugin's bug, a one-line :class:`~deepseek.errors.PluginError`
+    (:func:`~deepseek.plugins.calls.broken_answer`), when ``cls.forward`` declares a return type
+    other than :class:`FusionOutput` (an undeclared or unresolvable one is checked on each call
+    instead)."""
     import typing
 
     try:
@@ -187,8 +191,8 @@ def check_declared_output(cls: type, label: str) -> None:
     except Exception:  # noqa: BLE001 - names the plugin's module does not define at run time
         return
     if declared is not FusionOutput:
-        raise ConfigError(f"{label}: {cls.__name__}.forward declares it returns {declared!r}, not FusionOutput; "
-                          f"{OUTPUT_CONTRACT}")
+        raise broken_answer(label, f"{cls.__name__}.forward declares it returns {declared!r}, not FusionOutput; "
+                                   f"{OUTPUT_CONTRACT}")
 
 
 JOINT_LIMIT = 1_000_000
