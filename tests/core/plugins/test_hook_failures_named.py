@@ -57,7 +57,7 @@ def test_a_lifecycle_hook_that_raises_names_distribution_plugin_and_hook(make_di
     assert isinstance(caught.value.__cause__, ValueError)
     # deepseek's own one-line errors pass as they are; a wrapper still runs around the call
     with pytest.raises(ConfigError, match=r"^train\.max_steps: named refuses it; use another$"):
-        host.hook.deepseek_validate_config(config=None)
+        host.hook.deepseek_validate_config(config=None, host=host)
     assert host.hook.deepseek_evaluate(trainer=trainer, step=0, metrics={}) == []
     with pytest.raises(MemoryError, match="10 TiB"):  # out of memory is the CLI's own line, not a bug
         host.hook.deepseek_checkpoint_saved(trainer=trainer, path=None, step=1)
@@ -174,9 +174,9 @@ def test_a_hook_whose_value_nobody_reads_is_refused_when_it_returns_one(make_dis
     word; a value returned from another lifecycle hook was dropped the same way."""
     make_dist("deepseek-returns", {"returns_hooks": RETURNS_PLUGIN}, entry_points={"r": "returns_hooks"}, version="0.5")
     host = host_for("deepseek-returns")
-    assert host.hook.deepseek_validate_config(config="accept") == []
+    assert host.hook.deepseek_validate_config(config="accept", host=host) == []
     with pytest.raises(PluginError) as caught:
-        host.hook.deepseek_validate_config(config="refuse")
+        host.hook.deepseek_validate_config(config="refuse", host=host)
     assert str(caught.value) == (
         "deepseek-returns 0.5: plugin 'r' (returns_hooks): deepseek_validate_config: returned 'train.lr is too "
         "high' (str), which the framework does not read; refuse a config by raising deepseek.errors.ConfigError "

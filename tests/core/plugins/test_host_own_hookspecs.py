@@ -145,3 +145,35 @@ def test_an_edition_hook_without_the_edition_names_the_edition() -> None:
     assert kept.status == "ok" and kept.components == {}
     (note,) = kept.skipped
     assert note.startswith("deepseek_register_fusions: that hook is specified by deepseek-enterprise")
+
+
+VALIDATING_PLUGIN = EXT_PLUGIN + '''
+import os
+from deepseek.errors import ConfigError
+
+@hookimpl
+def deepseek_validate_config(config, host):
+    for name in filter(None, os.environ.get("EXT_WIDGETS", "").split(",")):
+        if name not in host.names("widget"):
+            raise ConfigError(f"EXT_WIDGETS: unknown widget {name!r}; registered: {', '.join(host.names('widget'))}")
+'''
+
+
+def test_validate_config_checks_a_kind_of_its_own_on_the_host_the_config_loads_on(
+        make_dist: DistFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin with a kind of its own checks the names a run uses in ``deepseek_validate_config``
+    against the host the config is loaded on (the command's ``--plugins`` / ``--disable-plugins``),
+    handed to it as ``host``: ``get_host()`` would ignore those options. (Written from the docs
+    alone, acme-deepseek-seven had no way to reach that host.)"""
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+
+    make_dist("deepseek-aaa-user", {"user_plugin": USER_PLUGIN})
+    make_dist("deepseek-ext", {"ext_specs": EXT_SPECS, "ext_plugin": VALIDATING_PLUGIN}, entry_points={"ext": "ext_plugin"})
+    monkeypatch.setenv("EXT_WIDGETS", "user.widget")
+    both = host_for("deepseek-aaa-user", "deepseek-ext")
+    assert both.records["deepseek-ext"].status == "ok", both.records["deepseek-ext"].reason
+    assert config_from_dict({}, host=both).model.name == "tiny"
+    alone = host_for("deepseek-ext")  # the user's widgets' distribution left out
+    with pytest.raises(ConfigError, match=r"^EXT_WIDGETS: unknown widget 'user\.widget'; registered: ext\.widget$"):
+        config_from_dict({}, host=alone)

@@ -51,6 +51,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from deepseek.config.schema import Config
+    from deepseek.plugins.host import PluginHost
     from deepseek.training.trainer import Trainer
 
 PROJECT_NAME = "deepseek"
@@ -276,12 +277,16 @@ def deepseek_declare_run_files(declare: Callable[[Sequence[str]], None]) -> None
 
 
 @hookspec
-def deepseek_validate_config(config: Config) -> None:
+def deepseek_validate_config(config: Config, host: PluginHost) -> None:
     """Reject a configuration that cannot work, before any process is launched.
 
     Raise :class:`deepseek.errors.ConfigError` with one line naming the conflicting fields and
     the fix (e.g. a DDP-only gradient compressor combined with a sharded strategy); return
-    ``None`` otherwise. A returned value (a message meant as the refusal) is refused as a
+    ``None`` otherwise. ``host`` is the plugin host the config is loaded on (the command's,
+    chosen by ``--plugins`` / ``--disable-plugins``, or the one given to ``load_config``):
+    check names of a component kind of your own there (``host.names("widget")``), not on
+    ``get_host()``, which ignores both. An implementation that needs no host leaves the
+    argument out (``def deepseek_validate_config(config)``). A returned value (a message meant as the refusal) is refused as a
     ``PluginError`` naming the plugin, as it is from ``deepseek_train_start``,
     ``deepseek_train_epoch_end``, ``deepseek_checkpoint_saved`` and ``deepseek_train_end``.
     """
@@ -295,8 +300,11 @@ def deepseek_train_start(trainer: Trainer) -> None:
     """Called once on every rank after model, optimizer and data are set up, before the first step.
 
     Useful attributes: ``trainer.config``, ``trainer.run_dir``, ``trainer.step`` (0, or the
-    step a resumed run continues from), ``trainer.is_global_zero``, ``trainer.model`` and
-    ``trainer.optimizer``.
+    step a resumed run continues from), ``trainer.is_global_zero``, ``trainer.model``,
+    ``trainer.optimizer`` and ``trainer.host``, the run's plugin host (the command's
+    ``--plugins`` / ``--disable-plugins``, or the one given to ``Trainer`` / ``deepseek.fit``):
+    create components of a kind of your own there (``trainer.host.create("widget", name)``)
+    and call hooks of your own on it (``trainer.host.hook.acme_widget_made(widget=...)``).
     """
 
 

@@ -129,7 +129,7 @@ def config_from_dict(
     with class_calls(lookups.resolve("strategy", strategy_name), "check_config"):
         strategy_cls.check_config(config)
     if validate:
-        lookups.hook.deepseek_validate_config(config=config)
+        lookups.hook.deepseek_validate_config(config=config, host=lookups)
     return config
 
 
