@@ -2,7 +2,8 @@
 ``deepseek_train_step_end``, ``deepseek_train_epoch_end``, ``deepseek_evaluate``,
 ``deepseek_checkpoint_saved``, ``deepseek_train_end``: docs/plugins.md section 6), whoever
 implements them. For each distribution whose plugins implement one, a tiny GPT trains on a host of
-core, the installed editions and that distribution only, and the hooks must let it:
+core, the installed editions, that distribution and the installed plugin distributions it requires
+(a plugin built on another plugin's own hookspecs loads only with it), and the hooks must let it:
 
 - run a fresh run through every hook (evaluations, checkpoints, passes over a small text file): what the
   host checks of each call holds (``None`` returned; ``metrics`` only extended, by single numbers
@@ -63,12 +64,34 @@ class _RunFailed(DeepseekError):
     pass
 
 
+def _plugins_required(dist: str) -> set[str]:
+    """The loaded plugin distributions ``dist`` requires (its ``Requires-Dist``, extras' left out), and
+    theirs: a plugin implementing hooks another third-party plugin specifies loads only with it."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    from deepseek.plugins.settings import normalize_dist
+
+    loaded, found, todo = set(get_host().records), set(), [dist]
+    while todo:
+        for line in metadata.distribution(todo.pop()).requires or []:
+            requirement = Requirement(line)
+            name = normalize_dist(requirement.name)
+            if name in loaded and name not in found and (requirement.marker is None
+                                                         or requirement.marker.evaluate({"extra": ""})):
+                found.add(name)
+                todo.append(name)
+    return found
+
+
 def _host(dist: str) -> PluginHost:
-    """Core, the installed editions and ``dist``: what a user of the plugin runs with."""
+    """Core, the installed editions, ``dist`` and the plugins it requires: what a user of the plugin
+    runs with."""
     editions = {e for e in EDITIONS if get_host().records.get(e) is not None and get_host().records[e].status == "ok"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        host = PluginHost(PluginSettings(allow=frozenset({dist, *editions})))
+        host = PluginHost(PluginSettings(allow=frozenset({dist, *editions, *_plugins_required(dist)})))
     assert host.records[dist].status == "ok", f"{dist}: {host.records[dist].reason}"
     return host
 

@@ -127,3 +127,53 @@ def test_no_lifecycle_hooks_installed_skips_saying_so(make_dist: DistFactory, tm
     out = proc.stdout + proc.stderr
     # exit code 5: pytest collected no test (the module skipped as a whole)
     assert "no installed distribution implements a training lifecycle hook" in out and proc.returncode == 5, out[-2000:]
+
+
+BASE = '''
+from deepseek import hookimpl
+
+@hookimpl
+def deepseek_add_hookspecs(pluginmanager):
+    from deepseek_base import specs
+    pluginmanager.add_hookspecs(specs)
+'''
+
+BASE_SPECS = '''
+from deepseek.hookspecs import hookspec
+
+@hookspec
+def base_probe(step):
+    """A hook of deepseek-base's own."""
+'''
+
+ADDON = '''
+from deepseek import hookimpl
+
+@hookimpl
+def base_probe(step):
+    return step
+
+@hookimpl
+def deepseek_train_start(trainer):
+    assert trainer.host.hook.base_probe(step=trainer.step) == [trainer.step]
+'''
+
+
+def test_a_plugin_built_on_another_plugins_hookspecs_is_tested_with_it(make_dist: DistFactory, tmp_path: Path) -> None:
+    """A distribution implementing hooks a third-party plugin specifies (and requiring it, as
+    docs/plugins.md section 7 says) loads only beside it: its lifecycle contract runs on a host
+    holding the plugins it requires. Before, that host held core, the editions and the
+    distribution only, which refused it ('implements unknown hook'). (Found by an outside plugin,
+    acme-deepseek-seven and its probes, written from the docs.)"""
+    make_dist("deepseek-base", {"deepseek_base.plugin": BASE, "deepseek_base.specs": BASE_SPECS},
+              entry_points={"base": "deepseek_base.plugin"})
+    make_dist("deepseek-addon", {"deepseek_addon.plugin": ADDON}, entry_points={"addon": "deepseek_addon.plugin"},
+              requires=["deepseek-core>=0.1.0,<0.2", "deepseek-base>=0.1.0"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", "--basetemp", str(tmp_path / "pt"),
+         str(REPO / "tests" / "contract" / "test_lifecycle_hooks_contract.py"),
+         "-k", "test_a_failing_run_ends_with_its_own_error and deepseek-addon:"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=make_dist.env(DEEPSEEK_PLUGINS="deepseek-base,deepseek-addon", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and re.search(r"\b1 passed\b", out), out[-3000:]
