@@ -51,7 +51,8 @@ def test_a_file_a_command_declares_it_writes_in_its_runs_is_refused_as_an_output
     assert record.status == "ok", record.reason
     run = _run_folder(tmp_path / "run")
     with pytest.raises(UsageError, match=f"^--json: {run / 'pack.json'} is a place of the run folder {run}'s own "
-                       "files"):  # not written yet: the command writes it when it makes the run
+                       "files \\(its training or the command that made it writes it there\\); give another path, e.g. "
+                       f"{run / 'NAME'}$"):  # not written yet: no checkpoint is pruned with it
         check_output(run / "pack.json", where="--json", folder=False, host=host)
     (run / "pack.json").write_text("{}")
     before = (run / "pack.json").read_bytes()

@@ -88,9 +88,10 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training or the "
                              f"command that made it); give another path, e.g. {unused_name(run, file_name)}")
         if run is not None:  # the run writes it later, or deletes it with a pruned checkpoint
-            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files (its training "
-                             f"writes them, and deletes a pruned checkpoint's folder); give another path, e.g. "
-                             f"{unused_name(run, file_name)}")
+            why = ("its training or the command that made it writes it there" if target.absolute().parent == run.absolute()
+                   else "its training writes them, and deletes a pruned checkpoint's folder")
+            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files ({why}); give another "
+                             f"path, e.g. {unused_name(run, file_name)}")
         read_by = next((option for option, source in reads if exists and not folder and _same_file(target, source)),
                        None)
         if read_by is not None:  # 'bench latency --config c.toml --json c.toml' replaced the config with JSON
