@@ -67,19 +67,12 @@ class _RunFailed(DeepseekError):
 def _plugins_required(dist: str) -> set[str]:
     """The loaded plugin distributions ``dist`` requires (its ``Requires-Dist``, extras' left out), and
     theirs: a plugin implementing hooks another third-party plugin specifies loads only with it."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    from deepseek.plugins.settings import normalize_dist
+    from deepseek.plugins.compat import required_dists
 
     loaded, found, todo = set(get_host().records), set(), [dist]
     while todo:
-        for line in metadata.distribution(todo.pop()).requires or []:
-            requirement = Requirement(line)
-            name = normalize_dist(requirement.name)
-            if name in loaded and name not in found and (requirement.marker is None
-                                                         or requirement.marker.evaluate({"extra": ""})):
+        for name in required_dists(todo.pop()):
+            if name in loaded and name not in found:
                 found.add(name)
                 todo.append(name)
     return found

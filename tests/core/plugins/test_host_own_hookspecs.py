@@ -177,3 +177,18 @@ def test_validate_config_checks_a_kind_of_its_own_on_the_host_the_config_loads_o
     alone = host_for("deepseek-ext")  # the user's widgets' distribution left out
     with pytest.raises(ConfigError, match=r"^EXT_WIDGETS: unknown widget 'user\.widget'; registered: ext\.widget$"):
         config_from_dict({}, host=alone)
+
+
+def test_an_add_on_without_the_plugin_it_requires_names_that_plugin(make_dist: DistFactory) -> None:
+    """An add-on implementing a third-party plugin's hooks, loaded without that plugin, is told it
+    requires it (from its Requires-Dist) and why it is not loaded, with no lookalike core hook
+    offered. Before: "did you mean 'deepseek_register_passes'?" and a list of every disabled
+    distribution (acme-deepseek-seven-probes, found by an outside plugin written from the docs)."""
+    make_dist("deepseek-aaa-user", {"user_plugin": USER_PLUGIN}, requires=["deepseek-ext>=0.1"])
+    make_dist("deepseek-ext", {"ext_specs": EXT_SPECS, "ext_plugin": EXT_PLUGIN}, entry_points={"ext": "ext_plugin"})
+    record = host_for("deepseek-aaa-user").records["deepseek-aaa-user"]
+    assert record.status == "failed"
+    assert "implements unknown hook 'deepseek_register_widgets'; it requires deepseek-ext, which is installed but not " \
+           "loaded: not in the allowlist DEEPSEEK_PLUGINS / --plugins (add it there to load it); " in record.reason, \
+           record.reason
+    assert "did you mean" not in record.reason

@@ -86,3 +86,14 @@ def incompatibility(dist: str | metadata.Distribution) -> str | None:
                 f"{target} {installed})"
             )
     return None
+
+
+def required_dists(dist: str) -> list[str]:
+    """The distributions ``dist`` requires on a plain install (its ``Requires-Dist`` lines but
+    extras' ones), normalised; ``[]`` for one that is not installed. Nothing is imported."""
+    try:
+        found = metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return []
+    return [normalize_dist(match["name"]) for line in found.requires or []
+            if (match := _REQ_RE.match(line)) is not None and _applies(match["marker"])]

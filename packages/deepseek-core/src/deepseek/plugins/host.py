@@ -36,7 +36,7 @@ from deepseek._version import __version__
 from deepseek.errors import PluginError, UsageError
 from deepseek.names import did_you_mean, meant_distribution
 from deepseek.plugins import catalogue
-from deepseek.plugins.compat import incompatibility
+from deepseek.plugins.compat import incompatibility, required_dists
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
 from deepseek.plugins.failures import FailureMixin
 from deepseek.plugins.impl_checks import undecorated_hooks, unknown_argument
@@ -311,15 +311,14 @@ class PluginHost(LookupMixin, FailureMixin):
                                "@hookimpl(optionalhook=True) to load without that edition")
                     continue
                 off = sorted(r.dist for r in self.records.values() if r.status == "disabled")
-                hint = did_you_mean(hook_name, known)
-                if off:
+                needed = [d for d in off if d in required_dists(ld.record.dist)]  # a plugin it builds on
+                hint = "".join(f"; it requires {d}, which is installed but not loaded: {self.records[d].reason}"
+                               for d in needed) or did_you_mean(hook_name, known)
+                if off and not needed:
                     hint += (f" (installed but not loaded: {', '.join(off)}; if one of them specifies the hook, "
                              "load it too, or mark the implementation @hookimpl(optionalhook=True))")
-                self._drop(
-                    ld.record,
-                    f"{ld.name} implements unknown hook {hook_name!r}{hint}; neither core nor any "
-                    "loaded plugin specifies it (see docs/hooks.md)",
-                )
+                self._drop(ld.record, f"{ld.name} implements unknown hook {hook_name!r}{hint}; neither core nor any "
+                                      "loaded plugin specifies it (see docs/hooks.md)")
 
     def _run_registration(self, ld: _Loaded, hooks: dict[str, str]) -> None:
         """Every registration hook of ``ld``, then its ``deepseek_declare_run_files``; the first that
