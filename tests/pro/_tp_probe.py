@@ -34,7 +34,7 @@ def main(out: str) -> None:
         qkv = model.blocks[0].attn.qkv.weight.detach().clone()
         strategy = TPStrategy({"sequence_parallel": sp}, precision=Precision("fp32"))
         strategy.setup_environment()
-        strategy.setup(model, lambda params: torch.optim.AdamW(params, lr=1e-3), StepSettings())
+        strategy.place_for_training(model, lambda params: torch.optim.AdamW(params, lr=1e-3), StepSettings())
         m = strategy.model
         placements = {name: [str(x) for x in p.placements] if isinstance(p, DTensor) else "whole"
                       for name, p in m.named_parameters() if name.startswith(("blocks.0.", "wte", "wpe", "ln_f"))}
@@ -92,7 +92,7 @@ def _saved_bytes(n_layers: int, sp: bool) -> int:
     torch.manual_seed(0)
     strategy = TPStrategy({"sequence_parallel": sp}, precision=Precision("fp32"))
     strategy.setup_environment()
-    strategy.setup(GPT(GPTConfig(d_model=64, n_heads=4, n_layers=n_layers, max_seq_len=32)),
+    strategy.place_for_training(GPT(GPTConfig(d_model=64, n_heads=4, n_layers=n_layers, max_seq_len=32)),
                    lambda params: torch.optim.SGD(params, lr=0.1), StepSettings())
     params = [local(p) for p in strategy.model.parameters()]
     ptrs = {p.untyped_storage().data_ptr() for p in params}

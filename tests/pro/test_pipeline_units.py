@@ -169,7 +169,7 @@ def test_stages_that_do_not_keep_the_models_names_are_refused_at_set_up() -> Non
     with pytest.raises(UsageError, match=r"^strategy 'pipeline': model 'plain': the stages its split_stages returns do "
                        r"not keep the model's parameter names \(stage 0 holds '0\.weight', which is no key of the "
                        r"model's state_dict\), so its checkpoints would not load back; make each stage hold"):
-        strategy.setup(_PlainStages(), lambda params: None, StepSettings(model_name="plain"))
+        strategy.place_for_training(_PlainStages(), lambda params: None, StepSettings(model_name="plain"))
     model = GPT(GPTConfig(d_model=32, n_heads=2, n_layers=2, max_seq_len=16))
     check_stage_names(model, model.split_stages(2), "gpt", "pipeline")  # the GPT's stages (tied head included)
     with pytest.raises(UsageError, match=r"\(the model's 'blocks\.1\.ln1\.weight' is in no stage\)"):
@@ -267,7 +267,7 @@ def test_a_plugin_models_bug_where_the_stages_are_split_is_its_line(bug: str, ca
     strategy = PipelineStrategy(None, precision=Precision("fp32"))
     strategy.pp_size = 2  # split as for two stages (this process set up as the first)
     with pytest.raises(PluginError, match=line):
-        strategy.setup(model, lambda params: None, settings)
+        strategy.place_for_training(model, lambda params: None, settings)
     if bug == "split":  # placement splits too (and checks no names)
         placer = SimpleNamespace(name="pipeline", pp_size=2, pp_rank=0, device=torch.device("cpu"), settings=settings)
         with pytest.raises(PluginError, match=line):

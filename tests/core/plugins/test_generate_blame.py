@@ -156,17 +156,18 @@ def test_a_strategy_whose_setup_inference_keeps_no_settings_still_blames_the_mod
 
 def test_a_strategy_overriding_place_for_inference_is_named() -> None:
     """``place_for_inference`` is core's (it keeps the settings): a strategy overriding it is one
-    line naming the strategy (``load_placed`` checks it before the checkpoint loads)."""
+    line naming the strategy (``load_placed`` loads the class through ``load_checked``, which checks
+    it, before the checkpoint loads)."""
     from deepseek.errors import PluginError
     from deepseek.training.single import SingleDeviceStrategy
-    from deepseek.training.strategy_rules import check_setup_inference
+    from deepseek.training.strategy_rules import check_core_calls
 
     class Placing(SingleDeviceStrategy):
         def place_for_inference(self, model: Any, settings: Any) -> Any:  # type: ignore[misc]
             return model.eval()
 
-    assert check_setup_inference(SingleDeviceStrategy, "strategy 'single'") is SingleDeviceStrategy
+    assert check_core_calls(SingleDeviceStrategy, "strategy 'single'") is SingleDeviceStrategy
     with pytest.raises(PluginError, match=r"^strategy 'gen\.placing' \(deepseek-x 1\.0\): overrides place_for_inference, "
                        r"which core calls to keep the served model's settings before setup_inference; override "
                        r"setup_inference instead"):
-        check_setup_inference(Placing, "strategy 'gen.placing' (deepseek-x 1.0)")
+        check_core_calls(Placing, "strategy 'gen.placing' (deepseek-x 1.0)")

@@ -108,7 +108,7 @@ def _strategy(config: Any, directory: Path) -> Any:
 
     strategy = SingleDeviceStrategy(SingleOptions(device="cpu"), precision=build_precision(config))
     strategy.setup_environment()
-    strategy.setup(prepare_model(build_model(config), config), optimizer_factory(config),
+    strategy.place_for_training(prepare_model(build_model(config), config), optimizer_factory(config),
                    StepSettings())
     strategy.load_checkpoint(directory)
     return strategy

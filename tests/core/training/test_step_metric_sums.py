@@ -32,7 +32,7 @@ class Hits(nn.Module):
 def _strategy() -> SingleDeviceStrategy:
     strategy = SingleDeviceStrategy(SingleOptions(device="cpu"), precision=Precision("fp32"))
     strategy.setup_environment()
-    strategy.setup(Hits(), lambda params: torch.optim.SGD([p for _, p in params], lr=0.0), StepSettings())
+    strategy.place_for_training(Hits(), lambda params: torch.optim.SGD([p for _, p in params], lr=0.0), StepSettings())
     return strategy
 
 

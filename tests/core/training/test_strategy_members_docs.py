@@ -43,12 +43,13 @@ def test_topology_defaults_follow_rank_and_world_size() -> None:
 
 
 def test_the_members_the_table_names_exist_and_read_model_and_optimizer() -> None:
-    for member in ("eval_module", "setup_inference", "discard_step", "weights_finite", "step_metrics", "resolved_options"):
+    for member in ("place_for_training", "place_for_inference", "eval_module", "setup_inference", "discard_step",
+                   "weights_finite", "step_metrics", "resolved_options"):
         assert f"`{member}" in DOC, member
         assert hasattr(Strategy, member), member
     strategy = SingleDeviceStrategy({"device": "cpu"}, precision=Precision("fp32"))
     model = torch.nn.Linear(2, 2)
-    strategy.setup(model, lambda params: torch.optim.SGD([p for _, p in params], lr=0.1), strategy.settings)
+    strategy.place_for_training(model, lambda params: torch.optim.SGD([p for _, p in params], lr=0.1), strategy.settings)
     assert strategy.model is model and strategy.eval_module is model and strategy.optimizer is not None
     model.weight.grad = torch.ones_like(model.weight)
     strategy.discard_step()                          # drops the step's gradients

@@ -99,7 +99,6 @@ class AllReduceStrategy(Strategy):
         self.precision.bind(self._device)
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        self.settings = settings
         self.model = model.to(self._device)
         for tensor in self.model.state_dict().values():  # one starting point, whatever each rank built
             dist.broadcast(tensor, src=0)

@@ -180,8 +180,9 @@ BASES: dict[str, tuple[str, str]] = {
 
 def load_checked(kind: str, component: Any) -> Any:
     """The registered target, of its kind's type (:data:`BASES`) and, where that type is an
-    abstract base, implementing every abstract method: a PluginError naming the component and its
-    distribution otherwise (a model's target need only be callable)."""
+    abstract base, implementing every abstract method (a strategy also leaving core's final
+    methods alone: :func:`~deepseek.training.strategy_rules.check_core_calls`): a PluginError
+    naming the component and its distribution otherwise (a model's target need only be callable)."""
     import importlib
     import inspect
 
@@ -200,4 +201,8 @@ def load_checked(kind: str, component: Any) -> Any:
             f"{component.label}: {target.__qualname__} does not implement the abstract "
             f"method(s) {missing} of {base.__name__}; implement them in the plugin"
         )
+    if kind == "strategy":
+        from deepseek.training.strategy_rules import check_core_calls
+
+        check_core_calls(target, component.label)
     return target

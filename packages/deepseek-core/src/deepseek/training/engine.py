@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepseek.config.components import load_checked
 from deepseek.data.batch import Batch, batch_rows, head_rows, shard_rows, split_rows
 from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.models.declared import training_refusal
@@ -82,9 +83,7 @@ class StepEngine:
         self.lookups = run_host(config, host)
         self.precision = build_precision(config)
         component = self.lookups.resolve("strategy", config.strategy.name)
-        cls = component.load()
-        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-            raise PluginError(f"strategy.name: {config.strategy.name!r} is not a deepseek Strategy")
+        cls = load_checked("strategy", component)  # a Strategy, leaving core's final methods alone
         if cls.needs_launcher:
             launcher_env(config.strategy.name, command=command)
         else:
@@ -160,8 +159,9 @@ class StepEngine:
         return prepare_model(model, self.config)
 
     def setup_model(self, model: nn.Module, *, resuming: bool = False) -> None:
-        """Hand ``model`` to the strategy, which wraps it and builds the optimizer (``resuming``:
-        first the strategy's ``check_resume`` with the run's optimizer builder)."""
+        """Hand ``model`` to the strategy, which wraps it and builds the optimizer
+        (``Strategy.place_for_training``: the run's settings kept, then the strategy's ``setup``;
+        ``resuming``: first the strategy's ``check_resume`` with the run's optimizer builder)."""
         cfg = self.config
         settings = StepSettings(grad_clip=cfg.train.grad_clip, grad_accum=cfg.train.grad_accum,
                                 model_name=cfg.model.name, skip_nonfinite=cfg.train.on_nonfinite == "skip",
@@ -179,7 +179,7 @@ class StepEngine:
         if resuming:
             type(self.strategy).check_resume(cfg, factory.builder)
         with self.strategy_calls("setup"):
-            self.strategy.setup(model, factory, settings)
+            self.strategy.place_for_training(model, factory, settings)
         with self.strategy_calls("resolved_options"):
             chosen = self.strategy.resolved_options()
         if chosen:

@@ -140,20 +140,20 @@ def load_placed(
     model placed by its ``place_for_inference``, with the settings naming the model and blaming
     a plugin model's bugs as training does (:func:`inference_settings`). Returns the strategy too
     (``None`` without one): print from its ``is_global_zero`` process only, and ``teardown()`` it
-    at the end; a model it placed is evaluated with its ``settings.model_calls``
-    (:func:`evaluate_validation`). ``command`` names the CLI command in the error of a launcher
-    strategy started without one."""
+    at the end; a model it placed is evaluated with its ``settings.model_calls`` (:func:`evaluate_validation`).
+    ``command`` names the CLI command in the error of a launcher strategy started without one."""
     cast = torch_dtype(dtype)
     if strategy is None:
         model, config, state = load_trained(path, device, need_data=need_data, host=host, data=data)
         return model.to(cast), config, state, None
+    from deepseek.config.components import load_checked
     from deepseek.plugins.host import get_host
     from deepseek.training.launcher_env import launcher_env
     from deepseek.training.mixed_precision import Precision
     from deepseek.training.strategy_rules import check_setup_inference
 
     component = (host or get_host()).resolve("strategy", strategy)
-    cls = check_setup_inference(component.load(), component.label)
+    cls = check_setup_inference(load_checked("strategy", component), component.label)
     if cls.needs_launcher:
         launcher_env(strategy, command=command)
     placer = cls(None, precision=Precision("fp32"), host=host)

@@ -54,7 +54,6 @@ class SingleDeviceStrategy(Strategy):
         self.precision.bind(self._device)
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        self.settings = settings
         self.model = model.to(self._device)
         self.optimizer = optimizer_factory(self.model.named_parameters())
         self._param_names = ckpt.optimizer_param_names(self.optimizer, self.model)

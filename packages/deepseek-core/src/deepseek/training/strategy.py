@@ -30,7 +30,8 @@ Lifecycle, called by the trainer (:class:`deepseek.training.engine.StepEngine`) 
 
     strategy = cls(options, precision=precision, host=host)
     strategy.setup_environment()                         # process group, device
-    strategy.setup(model, optimizer_factory, settings)   # wrap, shard, build the optimizer
+    strategy.place_for_training(model, optimizer_factory, settings)
+        # keeps settings as self.settings, then setup(): wrap, shard, build the optimizer
     strategy.resolved_options()                          # what it chose for an "auto" option
     loop:
         strategy.any_rank(stop_requested)                # every step boundary (preemption.py)
@@ -132,12 +133,22 @@ class Strategy(StrategyRules, ABC):
 
     # ------------------------------------------------------------------ model and optimizer
 
+    @final
+    def place_for_training(self, model: nn.Module, optimizer_factory: OptimizerFactory,
+                           settings: StepSettings) -> None:
+        """What the trainer calls (after :meth:`setup_environment`): keep ``settings`` as
+        ``self.settings`` (``grad_clip``, ``skip_nonfinite``, the model's name and
+        ``model_calls``, read by the step and its parts), then :meth:`setup`. Not overridden: the
+        settings are kept whatever an override of :meth:`setup` does with them."""
+        self.settings = settings
+        self.setup(model, optimizer_factory, settings)
+
     @abstractmethod
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         """Move/wrap/shard ``model`` and build the optimizer; set ``self.model`` (what
-        training calls) and ``self.optimizer``, and keep ``settings`` as ``self.settings``.
-        ``model`` is built on CPU in fp32 with the run's seed (or on the device, see
-        ``train.init_device``)."""
+        training calls) and ``self.optimizer``. ``settings`` are ``self.settings`` already
+        (:meth:`place_for_training`, which calls this). ``model`` is built on CPU in fp32 with the
+        run's seed (or on the device, see ``train.init_device``)."""
 
     def resolved_options(self) -> dict[str, Any]:
         """Options this strategy chose for the model at :meth:`setup` where the config left the

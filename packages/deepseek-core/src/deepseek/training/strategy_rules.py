@@ -118,20 +118,36 @@ def skipped_parameters_problem(model: Any, strategy_cls: type[StrategyRules], *,
             f"use {use} (ddp: with strategy.find_unused_parameters = true)")
 
 
-def check_setup_inference(cls: type, label: str) -> type:
-    """``cls``, a strategy class whose ``setup_inference`` takes ``(model, settings)`` as ``setup``
-    does; one overriding the one-argument form (before the served model's blame came in the
-    settings) is one line naming the strategy, not core's ``TypeError`` at the call, and so is one
-    overriding ``place_for_inference`` (core's, which keeps the settings before ``setup_inference``)."""
-    import inspect
+KEPT_BY_CORE: dict[str, tuple[str, str]] = {
+    "place_for_training": ("the run's settings", "setup"),
+    "place_for_inference": ("the served model's settings", "setup_inference"),
+}
+"""The final methods of :class:`~deepseek.training.strategy.Strategy` that core calls -> (what
+they keep as ``self.settings``, the method they then call, which a strategy overrides instead)."""
 
+
+def check_core_calls(cls: type, label: str) -> type:
+    """``cls``, a strategy class that leaves core's final methods (:data:`KEPT_BY_CORE`) as they
+    are; one overriding either is one line naming the strategy (``label``: its name and
+    distribution). Run by :func:`deepseek.config.components.load_checked`, so when a config naming
+    it loads, when training sets it up and when ``eval`` / ``generate --strategy`` place a model."""
     from deepseek.errors import PluginError
     from deepseek.training.strategy import Strategy
 
-    if issubclass(cls, Strategy) and cls.place_for_inference is not Strategy.place_for_inference:
-        raise PluginError(f"{label}: overrides place_for_inference, which core calls to keep the served model's "
-                          "settings before setup_inference; override setup_inference instead (docs/plugins.md "
-                          "section 12)")
+    for method, (kept, then) in KEPT_BY_CORE.items():
+        if getattr(cls, method) is not getattr(Strategy, method):
+            raise PluginError(f"{label}: overrides {method}, which core calls to keep {kept} before {then}; "
+                              f"override {then} instead (docs/plugins.md section 12)")
+    return cls
+
+
+def check_setup_inference(cls: type, label: str) -> type:
+    """``cls``, a strategy class whose ``setup_inference`` takes ``(model, settings)`` as ``setup``
+    does; one overriding the one-argument form (before the served model's blame came in the
+    settings) is one line naming the strategy, not core's ``TypeError`` at the call."""
+    import inspect
+
+    from deepseek.errors import PluginError
 
     signature = inspect.signature(cls.setup_inference)  # with self
     try:

@@ -125,7 +125,6 @@ class DDPStrategy(DistributedStrategy):
         self._metrics: dict[str, float] = {}
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        self.settings = settings
         o = self.options
         model = convert_batchnorm(model, o, warn=self.rank == 0).to(self.device)
         self.ddp = DistributedDataParallel(

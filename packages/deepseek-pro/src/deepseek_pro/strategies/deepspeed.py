@@ -173,7 +173,6 @@ class DeepSpeedStrategy(DistributedStrategy):
         if self.device.type == "cpu":
             internals.skip_shm_comm_build()
         o = self.options
-        self.settings = settings
         from deepseek_pro.checkpoint import tied_aliases
 
         self._aliases = tied_aliases(model)

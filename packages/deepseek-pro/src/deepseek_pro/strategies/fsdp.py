@@ -129,7 +129,6 @@ class FSDPStrategy(DistributedStrategy):
         )
 
         o = self.options
-        self.settings = settings
         self._template = meta_twin(model)  # the plain model's layout: what unwrapped_model gives back
         model = convert_batchnorm(model, o, warn=self.rank == 0)
         self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("dp",))

@@ -148,7 +148,6 @@ class PipelineStrategy(DistributedStrategy):
     # ------------------------------------------------------------------ set-up
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        self.settings = settings
         self._template = meta_twin(model)  # weightless (the loss, export); others' weights go with model
         self._loss_check = LossCheck(settings.model_name)
         self._metrics = StageMetrics(settings.model_name)

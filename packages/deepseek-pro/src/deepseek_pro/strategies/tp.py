@@ -161,7 +161,6 @@ class TPStrategy(DistributedStrategy):
             raise UsageError(problem)
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
-        self.settings = settings
         self._template = meta_twin(model)
         self.model = self._parallelize(model, sequence_parallel=self.options.sequence_parallel)
         if self.options.async_tp:  # torchtitan's switch: inductor fuses the collectives into the matmuls
