@@ -282,13 +282,11 @@ def deepseek_validate_config(config: Config, host: PluginHost) -> None:
 
     Raise :class:`deepseek.errors.ConfigError` with one line naming the conflicting fields and
     the fix (e.g. a DDP-only gradient compressor combined with a sharded strategy); return
-    ``None`` otherwise. ``host`` is the plugin host the config is loaded on (the command's,
-    chosen by ``--plugins`` / ``--disable-plugins``, or the one given to ``load_config``):
-    check names of a component kind of your own there (``host.names("widget")``), not on
-    ``get_host()``, which ignores both. An implementation that needs no host leaves the
-    argument out (``def deepseek_validate_config(config)``). A returned value (a message meant as the refusal) is refused as a
-    ``PluginError`` naming the plugin, as it is from ``deepseek_train_start``,
-    ``deepseek_train_epoch_end``, ``deepseek_checkpoint_saved`` and ``deepseek_train_end``.
+    ``None`` otherwise. ``host`` is the host the config is loaded on (the command's, by
+    ``--plugins`` / ``--disable-plugins``, or the one given to ``load_config``): check names of
+    a kind of your own there (``host.names("widget")``), not on ``get_host()``, which ignores
+    both; an implementation needing no host leaves it out. A returned value (a refusal message)
+    is a ``PluginError`` naming the plugin, as from the ``train_*`` and ``checkpoint_saved`` hooks.
     """
 
 
