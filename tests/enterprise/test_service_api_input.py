@@ -179,6 +179,20 @@ def test_a_running_jobs_quota_of_zero_is_refused_on_create_update_and_read_back(
         Store(svc.store.url)
 
 
+def test_a_json_column_nested_past_the_stack_is_refused_by_its_row(svc: Deploy) -> None:
+    """A job's args nested 5,000 levels deep (a hand-edited database): Python's JSON parser
+    recursed past the stack, an internal error when a server opened the database."""
+    from deepseek.errors import UsageError
+
+    r = svc.submit("globex", svc.tokens["gil"])
+    assert r.status_code == 201, r.text
+    with svc.store.engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET args = :deep"), {"deep": "[" * 5000 + "]" * 5000})
+    with pytest.raises(UsageError, match=r"^--db .*: table jobs, row with id \d+: column args holds .*, not JSON; "
+                       r"the database was edited or is damaged"):
+        Store(svc.store.url)
+
+
 def test_a_token_lifetime_under_an_hour_is_refused_and_one_of_an_hour_taken(svc: Deploy) -> None:
     """``expires_in_days = 1e-9`` (86 microseconds) made a token that had expired before its first
     use; now anything under one hour is 422 in one line, no token is made, and one hour is taken."""

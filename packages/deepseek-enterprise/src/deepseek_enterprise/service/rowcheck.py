@@ -16,7 +16,6 @@ reference to another table's row (a job's tenant and user, ...) names a row that
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy.engine import Engine
 
+from deepseek.parsing import loads_json
 from deepseek_enterprise.service.models import COMMANDS, Base
 from deepseek_enterprise.service.names import JOB_STATES as STATES
 from deepseek_enterprise.service.names import NAME, ROLES
@@ -167,7 +167,7 @@ def _check_type(kind: Any, value: Any, nullable: bool | None) -> None:
     elif isinstance(kind, JSON):
         if isinstance(value, (str, bytes)):
             try:
-                json.loads(value)
+                loads_json(value)
             except ValueError:
                 raise RowProblem(f"holds {_shown(value)}, not JSON") from None
     elif isinstance(kind, (String, Text)):
@@ -179,7 +179,7 @@ def _check_type(kind: Any, value: Any, nullable: bool | None) -> None:
 
 def _decoded(kind: Any, value: Any) -> Any:
     if isinstance(kind, JSON) and isinstance(value, (str, bytes)):
-        return json.loads(value)
+        return loads_json(value)
     return value
 
 
