@@ -36,11 +36,14 @@ resume starts PowerSGD afresh (``start_iter`` plain steps), on every rank alike.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 FILE = "powersgd-{rank}.safetensors"
+_MT_WORDS = 624
+"""Words of numpy's MT19937 state: its position is 0 to this."""
 _SETTINGS = ("matrix_approximation_rank", "start_powerSGD_iter", "min_compression_rate", "use_error_feedback",
              "warm_start", "batch_tensors_with_same_shape")
 
@@ -189,21 +192,30 @@ class PowerSGDTracker:
         import numpy as np
 
         from deepseek.errors import CheckpointError
+        from deepseek.parsing import loads_json
         from deepseek.training.checkpoint_io import HINT, load_tensors
+        from deepseek.training.checkpoint_state import COUNTER_LIMIT
 
         path = Path(directory) / FILE.format(rank=rank)
         if not path.is_file():
             return False
         tensors, meta = load_tensors(path, "PowerSGD state")
         try:
-            settings = json.loads(meta["settings"])
+            settings = loads_json(meta["settings"])
             if int(meta["world_size"]) != world_size or settings != self._settings():
                 return False
-            kind, pos, has_gauss, cached = json.loads(meta["rng"])
+            iteration = int(meta["iter"])
+            if not 0 <= iteration < COUNTER_LIMIT:
+                raise ValueError(f"iter {meta['iter']} is not a whole count of steps")
+            kind, pos, has_gauss, cached = loads_json(meta["rng"])
+            # numpy takes any position and flag, and a NaN Gaussian, and draws from them
+            if not (type(pos) is int and 0 <= pos <= _MT_WORDS and has_gauss in (0, 1) and type(has_gauss) is int
+                    and type(cached) in (int, float) and math.isfinite(cached)):
+                raise ValueError(f"rng {meta['rng']} is not a random generator's state")
             keys = tensors.pop("rng").numpy().astype(np.uint32)
             self.state.rng.set_state((kind, keys, pos, has_gauss, cached))
-            self.state.iter = int(meta["iter"])
-        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            self.state.iter = iteration
+        except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: PowerSGD state is corrupt ({exc}); {HINT}") from exc
         self.state.error_dict.clear()
         self.state.p_memory_dict.clear()
