@@ -6,12 +6,19 @@ Python's parsers recurse once per level: a few thousand nested ``[`` raise ``Rec
 below that limit would exhaust the stack of the first recursive walk over it. No file the
 framework writes or reads (configs, ``trainer.json``, ``metrics.jsonl``, ``config.json``) comes
 near the limit.
+
+Such a file is read whole through :func:`read_text`: a regular file of at most
+:data:`MAX_FILE_BYTES` (a run folder's file replaced by a 2 GiB one, a FIFO or a link to
+``/dev/zero`` would otherwise fill memory or block the command).
 """
 
 from __future__ import annotations
 
+import errno
 import json
-from typing import Any
+import os
+import stat
+from typing import Any, BinaryIO
 
 import tomllib
 
@@ -20,6 +27,49 @@ MAX_DEPTH = 64
 
 TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels of arrays and tables"
 """The message of the parse error for a document nested too deeply."""
+
+MAX_FILE_BYTES = 16 << 20
+"""The largest JSON or TOML file read back whole (configs, ``trainer.json``, ``commit.json``,
+``sharded.json``, pointer files: a few KiB each)."""
+
+
+class UnreadableFile(OSError):
+    """A file read back that :func:`read_file` does not read: not a regular file, or larger than
+    its reader takes. An ``OSError``, so a reader's handling of unreadable files covers it; its
+    text is the reason alone."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def open_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """The regular file ``path`` (a link to one too) opened to read bytes. A FIFO, a device or a
+    socket (``/dev/zero`` never ends; a FIFO would block the read) raises :class:`UnreadableFile`;
+    a folder ``IsADirectoryError``, a missing file ``FileNotFoundError``, as ``open`` does."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    fh = os.fdopen(fd, "rb")
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        fh.close()
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        raise UnreadableFile(errno.EINVAL, "not a regular file (a FIFO, device or socket)", os.fspath(path))
+    return fh
+
+
+def read_file(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the regular file ``path`` (:func:`open_file`), at most ``limit`` of them: a
+    larger file (a 2 GiB file read whole fills memory) raises :class:`UnreadableFile`."""
+    with open_file(path) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UnreadableFile(errno.EFBIG, f"larger than {limit:,} bytes, the most such a file has", os.fspath(path))
+    return data
+
+
+def read_text(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> str:
+    """:func:`read_file` as UTF-8 text (``UnicodeDecodeError``, a ``ValueError``, for other bytes)."""
+    return read_file(path, limit).decode("utf-8")
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:

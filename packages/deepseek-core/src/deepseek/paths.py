@@ -181,9 +181,16 @@ def broken_link(path: str | os.PathLike[str]) -> str | None:
 
 def write_target(path: str | os.PathLike[str]) -> Path:
     """Where a file written through a temp file and a rename must go for ``path``: the file a
-    symbolic link points to (renaming onto the link would replace the link), else ``path``."""
+    symbolic link points to (renaming onto the link would replace the link), else ``path``. One
+    that is there and neither a regular file nor a folder (a device such as ``/dev/zero``, a FIFO,
+    a socket: the rename would replace it) is a UsageError."""
     p = Path(path)
-    return Path(os.path.realpath(p)) if p.is_symlink() else p
+    target = Path(os.path.realpath(p)) if p.is_symlink() else p
+    if target.exists() and not (target.is_file() or target.is_dir()):
+        through = f" (a link to {target})" if target != p else ""
+        raise UsageError(f"{p}{through}: is not a regular file (a device, FIFO or socket), which writing {p.name} "
+                         "would replace; move it away")
+    return target
 
 
 def make_folders(folders: Sequence[Path], *, where: str) -> None:

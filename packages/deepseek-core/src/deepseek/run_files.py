@@ -155,11 +155,11 @@ def declared_run_files(run: Path, host: PluginHost, replaces: tuple[str, ...] = 
     plugins' names alone when the config cannot be read. Looked up only for a path directly in a
     run folder that is not the run's own (:func:`is_run_own_file`; the components' modules are imported)."""
     from deepseek.errors import DeepseekError
-    from deepseek.parsing import loads_toml
+    from deepseek.parsing import loads_toml, read_text
 
     commands = plugins_run_files(host, replaces)
     try:
-        config = loads_toml((run / "config.toml").read_text(encoding="utf-8"))
+        config = loads_toml(read_text(run / "config.toml"))
     except (OSError, UnicodeDecodeError, ValueError):
         return commands
     from deepseek.data.dataset import Dataset

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.arguments import spelled
 from deepseek.errors import CheckpointError, PluginError, UsageError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek.paths import out_of_space
 from deepseek.plugins.calls import PLUGIN_BUG
 from deepseek.training.checkpoint_dirs import (
@@ -270,7 +270,7 @@ def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
                 "is not a regular file" if path.exists() or path.is_symlink() else "trainer state file is missing")
         raise CheckpointError(f"{path}: {what}; the checkpoint is incomplete, {_HINT}")
     try:
-        state = loads_json(path.read_text(encoding="utf-8"))
+        state = loads_json(read_text(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: trainer state is corrupt or truncated ({exc}); {_HINT}") from exc
     return check_trainer_state(state, path)

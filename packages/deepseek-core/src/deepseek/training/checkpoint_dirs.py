@@ -60,7 +60,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepseek import durable
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek.paths import usual_mode
 from deepseek.training.checkpoint_digest import checksums_of
 from deepseek.training.checkpoint_record import COMMIT_FILE, TRAINER_FILE, Found, inspect_checkpoint
@@ -157,7 +157,7 @@ def _scan(root: Path) -> list[Found]:
 
 def _read_latest_name(root: Path) -> str | None:
     try:
-        return (root / LATEST_FILE).read_text(encoding="utf-8").strip()
+        return read_text(root / LATEST_FILE).strip()
     except (OSError, UnicodeDecodeError):  # a damaged pointer is no hint; lookups do not need it
         return None
 
@@ -257,7 +257,7 @@ def _other_step(folder: Path) -> int | None:
 def _recorded_step(folder: Path) -> int | None:
     """The step ``folder``'s ``trainer.json`` records, or ``None`` (unreadable, missing, no step)."""
     try:
-        recorded = loads_json((folder / TRAINER_FILE).read_text(encoding="utf-8")).get("step")
+        recorded = loads_json(read_text(folder / TRAINER_FILE)).get("step")
     except (OSError, ValueError, AttributeError):
         return None
     return None if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 0 else recorded
@@ -371,7 +371,7 @@ def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
 def _read_pointer(root: Path, name: str) -> Path | None:
     """The checkpoint a pointer file (``latest``, ``best``) in ``root`` names, when complete."""
     try:
-        target = (root / name).read_text(encoding="utf-8").strip()
+        target = read_text(root / name).strip()
     except (OSError, UnicodeDecodeError):
         return None
     m = _STEP_RE.match(target)

@@ -194,10 +194,10 @@ def _restore_group(group: dict[str, Any]) -> dict[str, Any]:
 def _weights_only(directory: Path) -> bool:
     """Whether the checkpoint ``directory``'s commit record lists no optimizer state: written
     without one (``deepseek compress``), not a checkpoint that lost it."""
-    from deepseek.parsing import loads_json
+    from deepseek.parsing import loads_json, read_text
 
     try:
-        files = loads_json((directory / "commit.json").read_text(encoding="utf-8")).get("files")
+        files = loads_json(read_text(directory / "commit.json")).get("files")
     except (OSError, ValueError, AttributeError):
         return False
     return isinstance(files, dict) and OPTIMIZER_FILE not in files

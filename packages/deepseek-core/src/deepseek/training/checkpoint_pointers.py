@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from deepseek.parsing import read_text
 from deepseek.training.checkpoint_dirs import BEST_FILE, LATEST_FILE, _scan, atomic_write_text
 
 
@@ -31,7 +32,7 @@ def pointer_updates(root: str | os.PathLike[str]) -> dict[str, str]:
         if path.is_symlink() or (path.exists() and not path.is_file()):
             continue
         try:
-            current = path.read_text(encoding="utf-8").strip()
+            current = read_text(path).strip()
         except (OSError, UnicodeDecodeError):
             current = None
         if current != target:

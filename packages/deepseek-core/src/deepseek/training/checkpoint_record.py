@@ -10,7 +10,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek.training.checkpoint_digest import checksum_problem, is_checksum
 
 TRAINER_FILE = "trainer.json"
@@ -44,7 +44,7 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
         ok = (path / TRAINER_FILE).is_file()
         return Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
     try:
-        body = loads_json(record.read_text(encoding="utf-8"))
+        body = loads_json(read_text(record))
         if not (isinstance(body, dict) and isinstance(body.get("files"), dict) and isinstance(body.get("crc32", {}), dict)):
             raise ValueError("not a commit record (a JSON object with a files table and a crc32 table)")
         seq, files, best = body.get("seq"), dict(body["files"]), body.get("best") is True

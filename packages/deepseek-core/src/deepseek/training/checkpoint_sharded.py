@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import CheckpointError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek.training.checkpoint_dirs import MODEL_FILE, OPTIMIZER_FILE
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import check_finite, check_tensors, from_jsonable
@@ -238,7 +238,7 @@ def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     shard files of ``model/`` and ``optimizer/``; ``{}`` when the checkpoint predates the list)."""
     path = Path(directory) / SHARDED_META
     try:
-        body = loads_json(path.read_text(encoding="utf-8"))
+        body = loads_json(read_text(path))
         return {
             "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
             "scalars": dict(body.get("scalars", {})),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek import durable
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, open_file
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
@@ -32,34 +32,59 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.exists() and not p.is_symlink():  # exists() is False for a loop of links too
         return []
+    out = []
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{p}: cannot read the run's metrics ({exc}); {_METRICS_FIX}") from exc
-    except OSError as exc:  # a folder, a loop of symbolic links, no permission
+        with open_file(p) as fh:  # line by line: a line is at most MAX_RECORD_BYTES, whatever the file
+            number, raw = 1, fh.readline(MAX_RECORD_BYTES + 1)
+            while raw:
+                following = fh.readline(MAX_RECORD_BYTES + 1)
+                # a torn last line: after a record, without the newline every record is written with
+                torn = not following and number > 1 and not raw.endswith(b"\n")
+                record = _record(p, number, raw, torn)
+                if record is not None:
+                    out.append(record)
+                number, raw = number + 1, following
+    except OSError as exc:  # a folder, a FIFO, a loop of symbolic links, no permission
         raise UsageError(f"{p}: cannot read the run's metrics ({exc.strerror}); make it a readable file "
                          "or start a new run") from exc
-    lines = text.splitlines()
-    out = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = loads_json(line)
-        except json.JSONDecodeError:
-            if number == len(lines) > 1 and not text.endswith("\n"):
-                import warnings
-
-                warnings.warn(f"{p}:{number}: ignoring a half-written last line (the run stopped while writing "
-                              f"it): {line[:60]!r}", MetricsWarning, stacklevel=1)
-                continue
-            record = None
-        step = record.get("step") if isinstance(record, dict) else None
-        if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
-            raise UsageError(
-                f"{p}:{number}: not a metrics record (a JSON object with a whole step >= 0): "
-                f"{line[:60]!r}; {_METRICS_FIX}"
-            )
-        out.append(record)
     return out
+
+
+MAX_RECORD_BYTES = 1 << 20
+"""The longest ``metrics.jsonl`` line read (a record is a few hundred bytes)."""
+
+
+def _record(path: Path, number: int, raw: bytes, torn: bool) -> dict[str, Any] | None:
+    """Line ``number`` of ``path`` (``raw``, its newline included) as a metrics record; ``None``
+    when it is ``torn`` and no JSON (a :class:`MetricsWarning` names it)."""
+    from deepseek.errors import UsageError
+
+    if len(raw.rstrip(b"\r\n")) > MAX_RECORD_BYTES:
+        raise UsageError(f"{path}:{number}: longer than {MAX_RECORD_BYTES:,} bytes, not a metrics record; "
+                         f"{_METRICS_FIX}")
+    record, parsed = None, False
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        record, parsed = loads_json(line), True
+    except UnicodeDecodeError as exc:
+        if not torn:
+            raise UsageError(f"{path}:{number}: cannot read the run's metrics ({exc}); {_METRICS_FIX}") from exc
+        line = raw.decode("utf-8", errors="replace")
+    except json.JSONDecodeError:
+        pass
+    if not parsed and torn:
+        import warnings
+
+        warnings.warn(f"{path}:{number}: ignoring a half-written last line (the run stopped while writing "
+                      f"it): {line[:60]!r}", MetricsWarning, stacklevel=2)
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        raise UsageError(
+            f"{path}:{number}: not a metrics record (a JSON object with a whole step >= 0): "
+            f"{line[:60]!r}; {_METRICS_FIX}"
+        )
+    return record
 
 
 _METRICS_FIX = "delete or repair that line (every line is one JSON record), or start a new run"

@@ -95,6 +95,9 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
         if not name.endswith("/") and path.is_dir():
             raise UsageError(f"{path}: is a folder where the run writes its {name}; move it away or pick another "
                              f"{spelled('--run-dir', 'run_dir=')}")
+        if not name.endswith("/") and path.exists() and not path.is_file():  # a rename would replace a device/FIFO
+            raise UsageError(f"{path}: is not a regular file (a device, FIFO or socket) where the run writes its "
+                             f"{name}; move it away or pick another {spelled('--run-dir', 'run_dir=')}")
     return chosen
 
 
@@ -109,12 +112,12 @@ def not_written_by_a_run(folder: Path) -> str | None:
     (a JSON object with an integer ``step``); ``None`` when there is none."""
     import json
 
-    from deepseek.parsing import loads_json, loads_toml
+    from deepseek.parsing import loads_json, loads_toml, read_text
 
     config = folder / "config.toml"
     if config.is_file():
         try:
-            data = loads_toml(config.read_text(encoding="utf-8"))
+            data = loads_toml(read_text(config))
         except (OSError, UnicodeDecodeError, ValueError):
             return "config.toml"
         if not all(isinstance(data.get(name), dict) for name in RESOLVED_SECTIONS):
@@ -230,15 +233,13 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     every value of the file is the recorded one or the one that runs (a config changed by this
     command's own options, or the edited file passed as the config: ``deepseek train
     RUN/config.toml --resume RUN``), or there is no file."""
-    import json
-
-    from deepseek.parsing import loads_toml
+    from deepseek.parsing import loads_json, loads_toml, read_text
 
     path = run_dir / "config.toml"
     if not path.is_file():
         return None
     try:
-        data = loads_toml(path.read_text(encoding="utf-8"))
+        data = loads_toml(read_text(path))
         problem = None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         data, problem = None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -258,7 +259,7 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
         tables = [recorded] if isinstance(recorded, dict) else []
         for state in sorted((run_dir / "checkpoints").glob("step-*/trainer.json")):
             try:
-                table = json.loads(state.read_text(encoding="utf-8")).get("config")
+                table = loads_json(read_text(state)).get("config")
             except (OSError, UnicodeDecodeError, ValueError, AttributeError):
                 continue
             if isinstance(table, dict):
@@ -317,10 +318,10 @@ def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path, 
     ``train.early_stop_patience``, which a plain ``--resume`` does not read, a note (starting
     ``"; "``) naming the edit and the command that applies it (with ``--run-dir`` where the
     command named it: ``named_run_dir``); else ``""``."""
-    from deepseek.parsing import loads_toml
+    from deepseek.parsing import loads_toml, read_text
 
     try:
-        train = loads_toml((run_dir / "config.toml").read_text(encoding="utf-8")).get("train")
+        train = loads_toml(read_text(run_dir / "config.toml")).get("train")
     except (OSError, UnicodeDecodeError, ValueError):
         return ""
     ran = runs.get("train")
