@@ -114,6 +114,18 @@ def test_a_folder_of_another_study_is_refused_and_left_as_it_was(tmp_path: Path,
     assert {p.name: p.read_bytes() for p in st.iterdir()} == before
 
 
+def test_a_study_settings_file_that_is_a_fifo_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading it blocked the study for good (no writer ever comes)."""
+    st = tmp_path / "st"
+    st.mkdir()
+    os.mkfifo(st / "study.json")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--out", "st")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: --out st: st/study.json cannot be read (not a regular file (a FIFO, device or socket)); restore it, "
+        "or pick a new --out"], err
+    assert [p.name for p in st.iterdir()] == ["study.json"] and (st / "study.json").is_fifo()
+
+
 _SETTINGS = {"steps": 24, "batch": 8, "lr": 0.002, "device": "cpu", "recipe": "joint", "eval_size": 16,
              "unimodal_runs": None}
 _ROW = '{"task": "redundant", "config": "audio", "seed": 0, "test": {"test_accuracy": 0.5}}\n'

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from deepseek.errors import UsageError, shown
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 
 SETTINGS_FILE = "study.json"
 RESULTS_FILE = "results.jsonl"
@@ -113,7 +113,7 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
                              "--out")
         return
     try:
-        recorded = loads_json(path.read_text(encoding="utf-8"))
+        recorded = loads_json(read_text(path))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"--out {out}: {path} cannot be read ({exc}); restore it, or pick a new --out") from None
     if isinstance(recorded, dict):
