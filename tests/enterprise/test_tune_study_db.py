@@ -5,6 +5,7 @@ anything is written: Optuna would otherwise make a fresh study in it."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -205,6 +206,9 @@ def test_a_study_folder_run_with_another_storage_is_refused(tmp_path: Path, monk
 @pytest.mark.parametrize(("damage", "words"), [
     (lambda st: (st / "trials.json").mkdir(), "trials.json is a folder where the study writes its trials.json"),
     (lambda st: (st / "best.toml").mkdir(), "best.toml is a folder where the study writes its best.toml"),
+    # reading it (is it another study's?) blocked the command for good
+    (lambda st: os.mkfifo(st / "trials.json"),
+     "trials.json is not a regular file (a device, FIFO or socket) where the study writes its trials.json"),
     (lambda st: (st / "trials").write_text("x"), "trials is a file where the study keeps its trial folders"),
     (lambda st: (_real_db(st), (st / "trials").mkdir(), (st / "trials" / "0002").write_text("x")),
      "trials/0002 is a file where the study keeps a trial's folder"),

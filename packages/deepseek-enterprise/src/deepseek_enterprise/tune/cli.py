@@ -162,8 +162,8 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     from deepseek_enterprise.tune.storage import check_sqlite_file
 
     check_sqlite_file(storage, folder)  # an existing study.db is read back like user input
+    _check_layout(folder)  # first: a trials.json that is a FIFO blocked the read of _refuse_another_study
     _refuse_another_study(folder, study_name)
-    _check_layout(folder)
 
     def build(data: dict[str, Any]) -> Any:
         return config_from_dict(data, host=host)
@@ -286,6 +286,9 @@ def _check_layout(folder: Path) -> None:
         if (folder / name).is_dir():
             raise UsageError(f"--out {folder}: {name} is a folder where the study writes its {name}; move it away "
                              "or pick another --out")
+        if (folder / name).exists() and not (folder / name).is_file():  # a FIFO blocked the read of trials.json
+            raise UsageError(f"--out {folder}: {name} is not a regular file (a device, FIFO or socket) where the study "
+                             f"writes its {name}; move it away or pick another --out")
     trials = folder / "trials"
     if trials.exists() and not trials.is_dir():
         raise UsageError(f"--out {folder}: trials is a file where the study keeps its trial folders; move it away "
@@ -299,8 +302,10 @@ def _check_layout(folder: Path) -> None:
 def _refuse_another_study(folder: Path, study_name: str) -> None:
     """A folder whose ``trials.json`` names another study holds that study's trial folders, which
     this one would overwrite: one line naming both, before anything is written."""
+    from deepseek.parsing import read_text
+
     try:
-        recorded = loads_json((folder / "trials.json").read_text(encoding="utf-8")).get("study")
+        recorded = loads_json(read_text(folder / "trials.json")).get("study")
     except (OSError, ValueError, AttributeError):
         return  # no study there yet (or no readable record of one: the storage check decides)
     if isinstance(recorded, str) and recorded != study_name:
