@@ -239,3 +239,18 @@ def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
     assert ckpt.resolve_checkpoint(root / "step-4.replaced-ab") == root / "step-4.replaced-ab"
     with pytest.raises(CheckpointError, match=r"step-4\.tmp-cd: is an unfinished save.* pass the run folder "):
         ckpt.resolve_checkpoint(root / "step-4.tmp-cd")
+
+
+@pytest.mark.parametrize("name", ["exp.tmp-3", "baseline.old-2", "ab.replaced-1"])
+def test_a_run_or_checkpoint_folder_named_like_a_leftover_outside_checkpoints_is_taken(tmp_path: Path,
+                                                                                       name: str) -> None:
+    """The leftover refusal is list_stale's rule, for the folders of a run's ``checkpoints``: a run
+    folder the user named ``exp.tmp-3`` (``deepseek eval exp.tmp-3``), or a checkpoint folder copied
+    out under such a name, is no save's leftover, and the run's start deletes nothing there."""
+    run = tmp_path / name
+    (run / "checkpoints").mkdir(parents=True)
+    _step(run / "checkpoints", 2)
+    assert ckpt.resolve_checkpoint(run) == run / "checkpoints" / "step-2"
+    copied = tmp_path / "kept" / name
+    shutil.copytree(run / "checkpoints" / "step-2", copied)
+    assert ckpt.resolve_checkpoint(copied) == copied

@@ -319,10 +319,12 @@ def leftover_refusal(directory: Path) -> str | None:
     prune or re-save (:func:`list_stale`'s), which the run's next start deletes (so a resume from it
     would load one checkpoint and name another), else ``None``. A moved-aside ``step-N`` that is
     step N's checkpoint (:func:`_set_aside`) is not refused: the run's start renames it back, and
-    :func:`committed_path` names it so. The reason is what the folder is and what to pass instead."""
-    if not _leftover_dir_name(directory.name):
-        return None
+    :func:`committed_path` names it so. The reason is what the folder is and what to pass instead.
+    Only a folder of a run's ``checkpoints`` is one (where :func:`remove_stale` deletes them): a run
+    folder or a copied checkpoint elsewhere named ``exp.tmp-3`` is not."""
     root = directory.parent
+    if root.name != "checkpoints" or not _leftover_dir_name(directory.name):
+        return None
     _await_re_save(root)  # a live job between a re-save's renames: its new step-N, not the folder it deletes
     if any(found.path == directory for found in _set_aside(root)):
         return None
@@ -334,8 +336,7 @@ def leftover_refusal(directory: Path) -> str | None:
     else:
         what = "a checkpoint being deleted (pruned) or replaced"
     final = root / step_dir_name(int(m.group(1))) if m else None
-    run = root.parent if root.name == "checkpoints" else root
-    instead = f"the run folder {run} (its newest complete checkpoint)"
+    instead = f"the run folder {root.parent} (its newest complete checkpoint)"
     if final is not None and final.is_dir():
         instead = f"{final} (that step's checkpoint) or {instead}"
     return f"{directory}: is {what}, not a checkpoint, and the run's next start deletes it; pass {instead} instead"
