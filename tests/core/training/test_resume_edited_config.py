@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,3 +174,28 @@ def test_a_complete_run_names_an_edited_max_steps(run: Path, train: DeepseekHere
     proc = train("r/config.toml", "--resume", "r", "--quiet", cwd=run.parent)
     assert proc.returncode == 0, proc.stderr
     assert _recorded(run, 8)["max_steps"] == 8
+
+
+def test_resumed_from_python_the_line_names_the_calls_arguments(run: Path, core_host: Any) -> None:
+    """The same resume by ``Trainer(config, resume=RUN)`` from Python (no command typed): the line
+    named 'this command's options' and 'deepseek train ... --set train.max_steps=6'; it names the
+    call's arguments: the kept file as ``config=``, ``resume=``, and the value the file must set too."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.run_folder import EditedConfigWarning
+    from deepseek.training.trainer import Trainer
+
+    text = (run / "config.toml").read_text().replace("\nlr = 0.002\n", "\nlr = 0.0005\n")
+    (run / "config.toml").write_text(text)
+    table = json.loads((run / "checkpoints" / "step-4" / "trainer.json").read_text())["config"]
+    table["train"]["max_steps"] = 6
+    with pytest.warns(EditedConfigWarning) as caught:
+        Trainer(config_from_dict(table, host=core_host), resume=run, quiet=True, host=core_host).fit()
+    (warning,) = [str(w.message) for w in caught if w.category is EditedConfigWarning]
+    kept = run / "config.edited.toml"
+    assert warning == (
+        f"{run}/config.toml was edited since the run wrote it, and a resume does not read it: this run trains from "
+        f"{run}/checkpoints/step-4 with the checkpoint's config and this call's arguments, so it uses train.lr = "
+        f"0.002 (the file says 0.0005); the file is kept as {kept} and config.toml now records what runs; to train "
+        "with the edit instead, stop this run (Ctrl-C) and resume from the run's newest checkpoint with the file as "
+        f"the config: config={str(kept)!r}, resume={str(run)!r}, the file also setting train.max_steps = 6")
+    assert _recorded(run, 6)["lr"] == 0.002 and kept.read_text() == text

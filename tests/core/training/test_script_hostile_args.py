@@ -224,6 +224,24 @@ def test_the_trainers_run_folder_refusals_name_fits_run_dir(host: PluginHost, tm
     assert sorted(p.name for p in run.iterdir()) == before
 
 
+def test_resuming_a_run_of_another_model_names_fits_arguments(host: PluginHost, tmp_path: Path,
+                                                              tiny_config: Any) -> None:
+    """``fit(resume=RUN)`` of a GPT run: the refusal said 'resume without the config file ... (--run-dir)',
+    the command's fix; from fit it names the run's model and data and fit's run_dir=. Nothing is written."""
+    from deepseek.training.trainer import Trainer
+
+    Trainer(tiny_config(train={"max_steps": 1, "warmup_steps": 0}), run_dir=tmp_path / "gpt", quiet=True).fit()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(UsageError) as caught:
+        fit(host, None, resume=tmp_path / "gpt")
+    step = tmp_path / "gpt" / "checkpoints" / "step-1"
+    assert str(caught.value) == (
+        f"{step / 'trainer.json'}: the checkpoint is a run of model 'tiny' on data 'text', this config trains "
+        "'script' on 'script'; a resumed run keeps its model and data: resume it with model 'tiny' on data 'text', "
+        "or train this model and data in another run folder (run_dir=)")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 class _StateFile:
     """A plugin whose lifecycle hooks write ``acme-state.jsonl`` into each run folder."""
 

@@ -286,13 +286,20 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     durable.move(path, kept)  # the edited file set aside, the folder fsynced
     # what this command changed from the checkpoint's config and the file does not edit: the file as
     # the config would undo it (a --max-steps of this command, back to the file's recorded value)
-    carried = [f" --set {shell_quoted(f'{key}={_set_value(runs[key])}')}" for key in sorted(runs)
-               if key not in edited and key in recorded_leaves and runs[key] != recorded_leaves[key]
-               and mine.get(key) != runs[key]]
+    carried = [key for key in sorted(runs) if key not in edited and key in recorded_leaves
+               and runs[key] != recorded_leaves[key] and mine.get(key) != runs[key]]
     inside = resume.resolve().parent == run_dir / "checkpoints"
-    again = (f"--resume {shell_quoted(str(run_dir))}" if inside
-             else f"--resume {shell_quoted(str(resume))} --run-dir {shell_quoted(str(run_dir))}")
-    source = f"this run trains from {resume} with the checkpoint's config and this command's options"
+    # the call that applies the edit: a command under deepseek train, a Python call's arguments
+    # under deepseek.fit / Trainer (a --set there is a value the file itself must set)
+    command = (f"deepseek train {shell_quoted(str(kept))} --resume "
+               + (shell_quoted(str(run_dir)) if inside
+                  else f"{shell_quoted(str(resume))} --run-dir {shell_quoted(str(run_dir))}")
+               + "".join(f" --set {shell_quoted(f'{key}={_set_value(runs[key])}')}" for key in carried))
+    call = (f"config={str(kept)!r}, resume={str(run_dir if inside else resume)!r}"
+            + ("" if inside else f", run_dir={str(run_dir)!r}")
+            + (f", the file also setting {' and '.join(f'{k} = {_show(runs[k])}' for k in carried)}" if carried else ""))
+    source = (f"this run trains from {resume} with the checkpoint's config and "
+              + spelled("this command's options", "this call's arguments"))
     what = (f"is not valid TOML ({problem}), and a resume does not read it: {source}" if problem is not None
             else f"was edited since the run wrote it, and a resume does not read it: {source}, so it uses "
                  f"{'; '.join(edits)}")
@@ -300,7 +307,7 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     start = "the run's newest checkpoint" if inside else str(resume)
     return (f"{path} {what}; the file is kept as {kept} and config.toml now records what runs; to train with "
             f"the edit instead, stop this run (Ctrl-C){fix} and resume from {start} with the file as the "
-            f"config: deepseek train {shell_quoted(str(kept))} {again}{''.join(carried)}")
+            f"config: {spelled(command, call)}")
 
 
 def _set_value(value: object) -> str:

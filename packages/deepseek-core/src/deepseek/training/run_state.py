@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from deepseek.arguments import spelled
 from deepseek.data.dataset import checked_state_dict, dataset_calls
 from deepseek.errors import RunComplete, UsageError
 from deepseek.models.checks import check_declared_metrics, declared_metrics
@@ -190,8 +191,10 @@ def _refuse_another_run(cfg: Any, saved: Any, directory: Path) -> None:
         return
     raise UsageError(f"{directory / ckpt.TRAINER_FILE}: the checkpoint is a run of model {model!r} on data {data!r}, "
                      f"this config trains {cfg.model.name!r} on {cfg.data.name!r}; a resumed run keeps its model and "
-                     "data: resume without the config file (the run's own config is used), or train this config "
-                     "in another run folder (--run-dir)")
+                     "data: " + spelled("resume without the config file (the run's own config is used), or train "
+                                        "this config in another run folder (--run-dir)",
+                                        f"resume it with model {model!r} on data {data!r}, or train this model and "
+                                        "data in another run folder (run_dir=)"))
 
 
 def check_evaluation(engine: StepEngine, model: torch.nn.Module, dataset: Dataset, val_set: list[Batch],
