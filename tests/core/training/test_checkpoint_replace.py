@@ -205,7 +205,7 @@ def _tree(run: Path) -> dict[str, bytes]:
 
 
 def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
-        tmp_path: Path, deepseek_here: Any) -> None:
+        tmp_path: Path, deepseek_here: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``deepseek train --resume RUN/checkpoints/step-4.replaced-XX`` while ``step-4`` is there loaded
     the leftover, then the run's start deleted it as one, and said it resumed from ``step-4``, another
     checkpoint. A leftover named directly is now one line (what it is, what to pass), exit 2,
@@ -234,6 +234,34 @@ def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
             f"pass r/checkpoints/{step} (that step's checkpoint) or the run folder r (its newest complete "
             "checkpoint) instead\n"), proc.stderr
         assert _tree(tmp_path) == before  # nothing written, nothing deleted
+    # judged by what the folder is, not by the name given: '.' inside a leftover, a link to one
+    (tmp_path / "link").symlink_to(root / "step-4.tmp-cd")
+    with monkeypatch.context() as inside:
+        inside.chdir(root / "step-4.tmp-cd")
+        for given in (".", tmp_path / "link"):
+            with pytest.raises(CheckpointError) as caught:
+                ckpt.resolve_checkpoint(given, resuming=True)
+            assert str(caught.value) == (
+                f"{given} (that is {root / 'step-4.tmp-cd'}): is an unfinished save (the folder a checkpoint is "
+                f"written into before it is renamed into place), not a checkpoint, and the run's next start deletes "
+                f"it; pass {root / 'step-4'} (that step's checkpoint) or the run folder {root.parent} (its newest "
+                "complete checkpoint) instead")
+    # another run's checkpoint a save moved aside (step-4.foreign-XX/step-4, recording step 2): the
+    # docs say never resumed from; named directly (the folder or the checkpoint in it) it was loaded
+    shutil.copytree(root / "step-2", root / "step-4.foreign-gh" / "step-4")
+    before = _tree(tmp_path)
+    for named in ("r/checkpoints/step-4.foreign-gh", "r/checkpoints/step-4.foreign-gh/step-4"):
+        proc = deepseek_here("train", "--resume", named, "--run-dir", "r2", "--max-steps", "6", cwd=tmp_path)
+        assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+        assert proc.stderr == (
+            f"error: {named}: is another run's checkpoint (its trainer.json records another step), moved aside when "
+            "this run saved its own step-4: not one of this run's checkpoints, so never resumed from there; to resume "
+            "from it, move r/checkpoints/step-4.foreign-gh/step-4 out of the run folder r as a folder named step-2 "
+            "and pass its new path, else pass the run folder (its newest complete checkpoint)\n"), proc.stderr
+        assert _tree(tmp_path) == before and not (tmp_path / "r2").exists()
+    # as the line says: moved out under its own step's name, it is a checkpoint like any other
+    (root / "step-4.foreign-gh" / "step-4").rename(tmp_path / "step-2")
+    assert ckpt.resolve_checkpoint(tmp_path / "step-2", resuming=True) == tmp_path / "step-2"
     # no step-4 beside it: the moved-aside folder is step 4's checkpoint, named directly too
     shutil.rmtree(root / "step-4")
     assert ckpt.resolve_checkpoint(root / "step-4.replaced-ab") == root / "step-4.replaced-ab"

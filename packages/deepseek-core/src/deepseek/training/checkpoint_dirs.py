@@ -78,6 +78,8 @@ RE_SAVE_WAIT_S = 10.0
 two renames and their fsyncs, a fraction of a second."""
 _REPLACED_TAG = ".replaced-"
 _REPLACED_RE = re.compile(r"^step-(\d+)\.replaced-[A-Za-z0-9_]+$")  # tempfile.mkdtemp's names
+_FOREIGN_TAG = ".foreign-"  # step-N.foreign-XXXX/step-N: another run's checkpoint a save moved aside
+_FOREIGN_RE = re.compile(r"^step-(\d+)\.foreign-")
 _LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", _REPLACED_TAG, ".old-")  # ``.old-``: written by earlier versions
 _POINTER_TEMPS = (f".{LATEST_FILE}.", f".{BEST_FILE}.")  # atomic_write_text's temp files
 
@@ -194,7 +196,7 @@ def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
     old = None
     if final_p.exists() and _other_step(final_p) is not None:  # not this run's: kept, not deleted
-        kept = Path(tempfile.mkdtemp(prefix=f"{final_p.name}.foreign-", dir=root))
+        kept = Path(tempfile.mkdtemp(prefix=f"{final_p.name}{_FOREIGN_TAG}", dir=root))
         durable.move(final_p, kept / final_p.name)
         warnings.warn(CheckpointWarning(
             f"{final_p}: held a checkpoint of another step (its {TRAINER_FILE}), put there by hand; moved to "
@@ -319,9 +321,26 @@ def leftover_refusal(directory: Path) -> str | None:
     prune or re-save (:func:`list_stale`'s), which the run's next start deletes (so a resume from it
     would load one checkpoint and name another), else ``None``. A moved-aside ``step-N`` that is
     step N's checkpoint (:func:`_set_aside`) is not refused: the run's start renames it back, and
-    :func:`committed_path` names it so. The reason is what the folder is and what to pass instead.
-    Only a folder of a run's ``checkpoints`` is one (where :func:`remove_stale` deletes them): a run
-    folder or a copied checkpoint elsewhere named ``exp.tmp-3`` is not."""
+    :func:`committed_path` names it so. Another run's checkpoint that a save moved aside
+    (``step-N.foreign-XXXX``, or the ``step-N`` in it) is refused too: never one of this run's. The
+    folder is judged by what it is (``.`` inside one, a link to one: resolved). The reason is what
+    the folder is and what to pass instead. Only a folder of a run's ``checkpoints`` is one (where
+    :func:`remove_stale` deletes them): a run folder or a copied checkpoint elsewhere named
+    ``exp.tmp-3`` is not."""
+    real = directory.resolve()
+    as_named = (directory.name, directory.parent.name) == (real.name, real.parent.name)
+    named, directory = (directory, directory) if as_named else (f"{directory} (that is {real})", real)
+    foreign = next((f for f in (directory, directory.parent)
+                    if _FOREIGN_RE.match(f.name) and f.parent.name == "checkpoints"), None)
+    if foreign is not None:
+        run = foreign.parent.parent
+        step = step_dir_name(int(_FOREIGN_RE.match(foreign.name).group(1)))
+        recorded = _recorded_step(foreign / step)  # the name it takes out of the run: its own step's
+        rename = f" as a folder named {step_dir_name(recorded)}" if recorded is not None else ""
+        return (f"{named}: is another run's checkpoint (its {TRAINER_FILE} records another step), moved aside when "
+                f"this run saved its own {step}: not one of this run's checkpoints, so never resumed from there; to "
+                f"resume from it, move {foreign / step} out of the run folder {run}{rename} and pass its new path, "
+                "else pass the run folder (its newest complete checkpoint)")
     root = directory.parent
     if root.name != "checkpoints" or not _leftover_dir_name(directory.name):
         return None
@@ -339,7 +358,7 @@ def leftover_refusal(directory: Path) -> str | None:
     instead = f"the run folder {root.parent} (its newest complete checkpoint)"
     if final is not None and final.is_dir():
         instead = f"{final} (that step's checkpoint) or {instead}"
-    return f"{directory}: is {what}, not a checkpoint, and the run's next start deletes it; pass {instead} instead"
+    return f"{named}: is {what}, not a checkpoint, and the run's next start deletes it; pass {instead} instead"
 
 
 def list_stale(root: str | os.PathLike[str]) -> list[Path]:
