@@ -123,15 +123,17 @@ def test_hooks_enterprise_md_is_current() -> None:
 
 def test_a_third_party_fusion_is_checked_when_the_model_is_built(host: PluginHost) -> None:
     """A fusion target that is not a Fusion subclass, or whose Options do not extend
-    FusionBaseOptions, is one line naming model.fusion; a subclass that leaves Options out takes
+    FusionBaseOptions, is the plugin's bug: one PluginError line naming the fusion and its
+    distribution (was a ConfigError, exit 2, as if the config were wrong); a subclass that leaves Options out takes
     the base keys."""
     import dataclasses
 
     import torch
     from torch import nn
 
-    from deepseek.errors import ConfigError
+    from deepseek.errors import PluginError
     from deepseek.models.factory import instantiate_model
+    from deepseek.plugins.calls import PLUGIN_BUG
     from deepseek_enterprise.fusion import Fusion, LateFusion
 
     @dataclasses.dataclass(frozen=True)
@@ -157,16 +159,18 @@ def test_a_third_party_fusion_is_checked_when_the_model_is_built(host: PluginHos
     cls = host.resolve("model", "multimodal.classifier").load()
     tiny = {"modalities": ["vision", "text"], "vision": {"embed_dim": 16, "depths": [1, 1]},
             "text": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}}
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(PluginError) as info:
         instantiate_model(cls, {**tiny, "fusion": "acme.identity"}, name="multimodal.classifier", host=host)
     assert str(info.value) == (
         f"model.fusion: {host.resolve('fusion', 'acme.identity').label}: registered as <class 'torch.nn.modules.linear.Identity'>, "
-        "not a subclass "
-        "of deepseek_enterprise.fusion.Fusion; its plugin must register a Fusion subclass (docs/multimodal.md "
-        "section 3)")
-    with pytest.raises(ConfigError, match=r"^model\.fusion: fusion 'acme\.loose' \(acme-fusion 1\.0, registered by [\w.]+\): declares Options .*Loose'>, which does not "
-                                          r"extend deepseek_enterprise\.fusion\.FusionBaseOptions; give it"):
+        "not a subclass of deepseek_enterprise.fusion.Fusion; a fusion plugin registers a Fusion subclass "
+        f"(docs/multimodal.md section 3); {PLUGIN_BUG}")
+    with pytest.raises(PluginError) as info:
         instantiate_model(cls, {**tiny, "fusion": "acme.loose"}, name="multimodal.classifier", host=host)
+    assert str(info.value) == (
+        f"model.fusion: {host.resolve('fusion', 'acme.loose').label}: declares Options {LooseOptions.Options!r}, which does not "
+        "extend deepseek_enterprise.fusion.FusionBaseOptions (a fusion's Options are a dataclass extending it, or "
+        f"left out: docs/multimodal.md section 3); {PLUGIN_BUG}")
     model = instantiate_model(cls, {**tiny, "fusion": "acme.plain", "fusion_options": {"d_model": 8}},
                               name="multimodal.classifier", host=host)
     assert model.fusion.options.d_model == 8 and isinstance(model.fusion.heads["text"], torch.nn.Linear)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from _hosts import enterprise_host, registering
 
-from deepseek.errors import ConfigError, PluginError, UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.models.factory import instantiate_model
 from deepseek.plugins.host import PluginHost
 from deepseek_enterprise.fusion import Fusion, FusionOutput, LateFusion
@@ -174,13 +174,15 @@ def test_a_working_fusion_passes_and_the_check_costs_nothing_noticeable(host: Pl
 
 
 def test_a_fusion_whose_options_miss_the_base_is_named_before_its_keys_are_read(host: PluginHost) -> None:
-    """d_model, a key every fusion takes, is not blamed as unknown: the plugin's Options are."""
+    """d_model, a key every fusion takes, is not blamed as unknown: the plugin's Options are, as its
+    bug (PluginError, exit 1), not the config's (a ConfigError naming model.fusion before)."""
     from deepseek.config.load import config_from_dict
 
     for table in ({"d_model": 16}, {}):
-        with pytest.raises(ConfigError, match=r"^model\.fusion: fusion 'acme\.plainopts' \(acme-fusions 1\.0, "
+        with pytest.raises(PluginError, match=r"^model\.fusion: fusion 'acme\.plainopts' \(acme-fusions 1\.0, "
                                               r"registered by .*\): declares Options .*PlainOptions.*, which does not "
-                                              r"extend deepseek_enterprise\.fusion\.FusionBaseOptions"):
+                                              r"extend deepseek_enterprise\.fusion\.FusionBaseOptions .*; a bug in the "
+                                              r"plugin: upgrade it or report it to its authors$"):
             config_from_dict({"model": {"name": "multimodal.classifier", "fusion": "acme.plainopts",
                                         "fusion_options": table}, "data": {"name": "multimodal.digits"}}, host=host)
 

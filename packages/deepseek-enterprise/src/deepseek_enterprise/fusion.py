@@ -96,18 +96,19 @@ class Fusion(nn.Module):
 
     @classmethod
     def check_registered(cls, target: object, label: str) -> None:
-        """A one-line :class:`ConfigError` naming ``label`` (:func:`fusion_label`: the fusion
-        method and its distribution) unless ``target`` is a subclass of this class whose
-        ``Options`` extend :class:`FusionBaseOptions`."""
+        """The one-line :class:`~deepseek.errors.PluginError` of
+        :func:`~deepseek.plugins.calls.broken_answer` naming ``label`` (:func:`fusion_label`: the
+        fusion method and its distribution) unless ``target`` is a subclass of this class whose
+        ``Options`` extend :class:`FusionBaseOptions`: what the plugin registered is at fault,
+        not the config that names it."""
         if not (isinstance(target, type) and issubclass(target, Fusion)):
-            raise ConfigError(f"{label}: registered as {target!r}, not a subclass of "
-                              "deepseek_enterprise.fusion.Fusion; its plugin must register a Fusion subclass "
-                              "(docs/multimodal.md section 3)")
+            raise broken_answer(label, f"registered as {target!r}, not a subclass of deepseek_enterprise.fusion.Fusion; "
+                                       "a fusion plugin registers a Fusion subclass (docs/multimodal.md section 3)")
         options = getattr(target, "Options", None)
         if not (isinstance(options, type) and issubclass(options, FusionBaseOptions)):
-            raise ConfigError(f"{label}: declares Options {options!r}, which does not extend "
-                              "deepseek_enterprise.fusion.FusionBaseOptions; give it a dataclass extending that "
-                              "(or leave Options out: FusionBaseOptions)")
+            raise broken_answer(label, f"declares Options {options!r}, which does not extend "
+                                       "deepseek_enterprise.fusion.FusionBaseOptions (a fusion's Options are a dataclass "
+                                       "extending it, or left out: docs/multimodal.md section 3)")
 
     Options: ClassVar[type] = FusionBaseOptions
     """A subclass's keys: :class:`FusionBaseOptions` or a dataclass extending it."""

@@ -116,7 +116,11 @@ OPTIONS_OF = "options_of"
 component's options (``[model.fusion_options]``): a function of the validated options giving
 ``(kind, name_field)`` (the sibling field naming that component) or ``None`` where the table is
 not used; a third item, ``check(target, label)``, checks the registered target first (its base
-class, its ``Options``' base), raising a one-line error that names ``label``.
+class, its ``Options``' base), raising a one-line error that names ``label``: a
+:class:`~deepseek.errors.PluginError` where the plugin registered the wrong thing
+(:func:`deepseek.plugins.calls.broken_answer`), passed on as it is, as :func:`load_checked`'s
+are; a :class:`~deepseek.errors.ConfigError` (the config picked a component this table cannot
+take) is named at the field that picks it (``model.fusion: ...``).
 :func:`fill_component_tables` validates such a table and fills in its defaults."""
 
 
@@ -143,7 +147,7 @@ def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
         if check:  # the component's own kind of target, before its keys are read by its Options
             try:
                 check[0](target, component.label)
-            except ConfigError as exc:  # the component the name picks is at fault, not its table
+            except ConfigError as exc:  # the name's pick is refused: named at that field (a PluginError passes)
                 raise ConfigError(f"{path}.{name_field}: {exc}") from exc
         table = getattr(options, f.name)
         if not isinstance(table, dict):
