@@ -199,3 +199,13 @@ def test_resumed_from_python_the_line_names_the_calls_arguments(run: Path, core_
         "with the edit instead, stop this run (Ctrl-C) and resume from the run's newest checkpoint with the file as "
         f"the config: config={str(kept)!r}, resume={str(run)!r}, the file also setting train.max_steps = 6")
     assert _recorded(run, 6)["lr"] == 0.002 and kept.read_text() == text
+
+
+def test_resume_dot_from_inside_a_checkpoint_continues_its_run(run: Path, train: DeepseekHere) -> None:
+    """``deepseek train --resume .`` in ``RUN/checkpoints/step-4``: the run folder was read from the
+    name as given ('.', no 'checkpoints' above it), so the resume wanted a new folder under
+    logging.runs_dir, inside the run, and was refused; it continues the checkpoint's own run."""
+    proc = train("--resume", ".", "--max-steps", "6", "--quiet", cwd=run / "checkpoints" / "step-4")
+    assert proc.returncode == 0, proc.stderr
+    assert _recorded(run, 6)["max_steps"] == 6
+    assert not (run / "checkpoints" / "step-4" / "runs").exists()  # no run folder made inside the checkpoint

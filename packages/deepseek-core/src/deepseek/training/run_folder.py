@@ -2,7 +2,7 @@
 
 ``--run-dir`` when given (``run_dir=`` from Python: messages name it as the caller gave it,
 :func:`deepseek.arguments.spelled`); when resuming a checkpoint of ``<run>/checkpoints``, that
-run; else ``<logging.runs_dir>/<logging.name>``, or a fresh timestamped folder (``-2``, ``-3``,
+run (the checkpoint folder resolved: ``.`` inside one, a link to one); else ``<logging.runs_dir>/<logging.name>``, or a fresh timestamped folder (``-2``, ``-3``,
 ... when the timestamp is taken). The choice is checked as an output folder (not a file, not
 below one) and refused when the folder already holds a run that is not being resumed: a complete
 checkpoint (a folder whose job ended before its first checkpoint, killed or preempted, is started
@@ -46,6 +46,8 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
         chosen = run_dir
     elif resume_from is not None and resume_from.parent.name == "checkpoints":
         chosen = resume_from.parent.parent
+    elif resume_from is not None and resume_from.resolve().parent.name == "checkpoints":  # '.' inside one, a link
+        chosen = resume_from.resolve().parent.parent
     else:
         root = Path(config.logging.runs_dir)
         name = config.logging.name or datetime.now().strftime("%Y%m%d-%H%M%S")
