@@ -1,6 +1,6 @@
 """Checkpoint folders: temp dir + atomic rename, the commit record, ``latest``, keep-last-N,
-which folders are complete, and the cleanup of what an interrupted save or prune leaves behind.
-Which checkpoint a path a person passed refers to is :mod:`deepseek.training.checkpoint_lookup`'s.
+which folders are complete, the cleanup of an interrupted save's leftovers (paths a person
+passes: :mod:`deepseek.training.checkpoint_lookup`).
 
 Layout of ``<run>/checkpoints/``:
 
@@ -19,28 +19,21 @@ Layout of ``<run>/checkpoints/``:
   :func:`remove_stale` renames it back to ``step-N``, so the step is never lost. A live job
   between the two renames (it holds the run folder's lock) is waited for by lookups, which then
   find its new ``step-N`` instead of a folder it is about to delete (:func:`_await_re_save`).
-- ``latest``: the name of the newest checkpoint, for people and tools. Lookups do not depend on
-  it: the newest complete checkpoint is the one committed last (highest sequence number), so a
-  crash between the rename and the ``latest`` update loses nothing, and a run continued from an
-  earlier checkpoint in the same folder resumes from what it saved, not from a step of the
-  abandoned continuation that has a higher number. A kill between a commit and the ``latest``
-  update leaves it naming an older checkpoint (or missing) until the next commit, or until the
-  run starts again (:func:`update_pointers`, also for a finished run resumed).
-- ``best``: the name of the best checkpoint (``checkpoint.keep_best``), for people and tools, as
-  ``latest``. The mark itself is in the commit record of the checkpoint (``"best": true``), so it
-  is committed with it: the best checkpoint is the newest complete one so marked
-  (:func:`best_checkpoint`), and a crash before the pointer was replaced neither loses the mark
-  nor leaves the checkpoint to pruning.
+- ``latest``: the newest checkpoint's name, for people and tools; lookups take the one
+  committed last (highest sequence number), so a crash before the pointer's update loses
+  nothing, and a run continued from an earlier checkpoint resumes from what it saved, not from
+  a higher step of the abandoned continuation. A stale pointer is fixed by the next commit or
+  start (:func:`update_pointers`).
+- ``best``: the best checkpoint's name (``checkpoint.keep_best``), as ``latest``. The mark is in
+  that checkpoint's commit record (``"best": true``), committed with it (:func:`best_checkpoint`):
+  a crash before the pointer's update neither loses the mark nor leaves it to pruning.
 
 Every step of :func:`commit_checkpoint` and :func:`prune_checkpoints` is a rename or happens on
 a name nothing reads, so a crash (SIGKILL, power loss) at any point leaves complete checkpoints
 and leftovers, never a partial folder under a final name. Ctrl-C is held back while they run
-(a fraction of a second), so an interrupted run leaves no leftovers of them at all. Checkpoints written before
-the commit record existed (no ``commit.json``) count as complete with ``trainer.json`` and order
-below every recorded one (among themselves: ``latest`` first, then by step).
-
-Only one job may write into a run folder at a time (:mod:`deepseek.training.run_lock`), and only
-its rank 0 calls the functions that change this folder.
+(a fraction of a second). Checkpoints without a ``commit.json`` (older) count as complete with
+``trainer.json`` and order below every recorded one (``latest`` first, then by step). One job
+writes into a run folder at a time (:mod:`deepseek.training.run_lock`), from rank 0.
 """
 
 from __future__ import annotations
@@ -321,12 +314,9 @@ def leftover_refusal(directory: Path) -> str | None:
     prune or re-save (:func:`list_stale`'s), which the run's next start deletes (so a resume from it
     would load one checkpoint and name another), else ``None``. A moved-aside ``step-N`` that is
     step N's checkpoint (:func:`_set_aside`) is not refused: the run's start renames it back, and
-    :func:`committed_path` names it so. Another run's checkpoint that a save moved aside
-    (``step-N.foreign-XXXX``, or the ``step-N`` in it) is refused too: never one of this run's. The
-    folder is judged by what it is (``.`` inside one, a link to one: resolved). The reason is what
-    the folder is and what to pass instead. Only a folder of a run's ``checkpoints`` is one (where
-    :func:`remove_stale` deletes them): a run folder or a copied checkpoint elsewhere named
-    ``exp.tmp-3`` is not."""
+    :func:`committed_path` names it so. Another run's checkpoint a save moved aside
+    (``step-N.foreign-XXXX``, or its ``step-N``) is refused too. Paths are resolved first (``.``,
+    links); only folders in a run's ``checkpoints`` count (``exp.tmp-3`` elsewhere is not one)."""
     real = directory.resolve()
     as_named = (directory.name, directory.parent.name) == (real.name, real.parent.name)
     named, directory = (directory, directory) if as_named else (f"{directory} (that is {real})", real)
