@@ -115,9 +115,8 @@ class MultimodalOptions:
     (``Dataset.model_num_classes``: 10 for ``multimodal.digits``)."""
     fusion: str = "cross_attention"
     """A registered fusion method: ``concat``, ``late``, ``cross_attention`` or a plugin's."""
-    fusion_options: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: lambda o: (  # checked as the build does, named as any fusion error
-        "fusion", "fusion", lambda target, label: Fusion.check_registered(target, fusion_label(label)))})
-    """The fusion method's own keys (its ``Options``; checked and filled in when the config loads)."""
+    fusion_options: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: lambda o: ("fusion", "fusion", lambda t, label: Fusion.check_registered(t, fusion_label(label)))})
+    """The fusion method's own keys (its ``Options``; checked as the build checks them, and filled in, on load)."""
     vision_encoder: str = ENCODERS["vision"]
     """A registered ``vision.*`` encoder."""
     vision: dict[str, Any] = field(default_factory=dict, metadata={OPTIONS_OF: _encoder_table("vision")})
