@@ -87,6 +87,10 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         if run is not None and exists:  # a report written over a run's config or checkpoint would lose the run
             raise UsageError(f"{where}: {target} is a file of the run folder {run} (written by its training or the "
                              f"command that made it); give another path, e.g. {unused_name(run, file_name)}")
+        if run is not None and not folder:  # below one of the run's files: that file is the problem
+            current = next(p for p in (target.parent, *target.parent.parents) if p.exists())
+            if not current.is_dir():
+                raise UsageError(_below_a_file(where, current, target))
         if run is not None:  # the run writes it later, or deletes it with a pruned checkpoint
             why = ("its training or the command that made it writes it there" if target.absolute().parent == run.absolute()
                    else "its training writes them, and deletes a pruned checkpoint's folder")
@@ -112,14 +116,15 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"{where}: {target} cannot be used ({reason}); give another path") from exc
     if not current.is_dir():
-        raise UsageError(
-            f"{where}: {current} is a file, so {target} cannot be created below it; give a path "
-            "whose parents are folders"
-        )
+        raise UsageError(_below_a_file(where, current, target))
     problem = unwritable(current)
     if problem is not None:
         raise UsageError(f"{where}: {current} is not writable ({problem}); give a path in a folder you can write")
     return missing[::-1]
+
+
+def _below_a_file(where: str, current: Path, target: Path) -> str:
+    return f"{where}: {current} is a file, so {target} cannot be created below it; give a path whose parents are folders"
 
 
 def _same_file(target: Path, source: str | os.PathLike[str] | None) -> bool:
