@@ -151,7 +151,8 @@ class DecodingStage(Stage):
     """A :class:`Stage` offering ``cached_decoding``: the first stage's module on the token ids one
     hot (ids mod 4), the last's on the hidden states; the cache counts positions only. ``bug``: its
     ``decode_window`` or ``new_cache`` raises :data:`BUG_LINE`, or its ``forward_cached`` on the
-    second token; ``"other_window"``: its ``decode_window`` is 8, not 16."""
+    second token; ``"other_window"``: its ``decode_window`` is 8, not 16; ``"lambda_window"``: its
+    ``decode_window`` returns a lambda (which cannot be pickled)."""
 
     def __init__(self, bug: str | None, **named: nn.Module) -> None:
         super().__init__(**named)
@@ -165,6 +166,8 @@ class DecodingStage(Stage):
     def decode_window(self) -> int:
         if self.bug == "decode_window":
             raise RuntimeError(BUG_LINE)
+        if self.bug == "lambda_window":
+            return lambda: 16  # type: ignore[return-value]
         return 8 if self.bug == "other_window" else 16
 
     def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -220,9 +223,16 @@ class UnequalWindows(Decoding):
     bug_stage, bug = 1, "other_window"
 
 
+class LambdaWindow(Decoding):
+    """The last stage's ``decode_window`` returns a lambda, which ``all_gather_object`` cannot
+    pickle."""
+
+    bug_stage, bug = 1, "lambda_window"
+
+
 DECODING_MODELS = {"FirstStageDecodeBug": FirstStageDecodeBug, "LastStageDecodeBug": LastStageDecodeBug,
                    "WindowDecodeBug": WindowDecodeBug, "NoTokensWindowDecodeBug": NoTokensWindowDecodeBug,
-                   "UnequalWindows": UnequalWindows}
+                   "UnequalWindows": UnequalWindows, "LambdaWindow": LambdaWindow}
 """Plugin models (:class:`Acme` registers them too) whose code raises on one stage while
 ``deepseek generate --strategy pipeline`` decodes (:func:`generated_attempt`)."""
 

@@ -19,7 +19,10 @@
   ends both ranks with the line blaming the model, as ``single`` blames it (was: that line on the
   raising stage, the other waiting for its hidden states or logits, or dying of the lost peer),
   also in its ``decode_window`` with no new token asked; stages giving different decode windows
-  are refused in one line on both ranks.
+  are the model's bug, its one-line PluginError on both ranks (was: a UsageError, the user's
+  fault), and a ``decode_window`` answer that cannot be pickled (a lambda) is refused before
+  the ranks exchange it, its line on both ranks (was: the exchange failed on its rank
+  alone, the other dying of gloo's closed connection).
 
 The models run one after another in one job, so a rank left waiting hangs the next: the job's
 timeout fails the test.
@@ -146,12 +149,30 @@ def test_a_plugin_models_bug_while_decoding_is_its_line_on_every_rank(
     assert job[0][model]["message"] == job[1][model]["message"]
 
 
-def test_stages_giving_different_decode_windows_are_one_line_on_every_rank(
+def test_stages_giving_different_decode_windows_are_the_models_line_on_every_rank(
         job: list[dict[str, dict[str, Any]]]) -> None:
     """The window decides when each stage's cache is rebuilt: stages disagreeing would rebuild at
     different tokens, each rank then decoding on another schedule (was: no word, the ranks' messages
-    out of step). The ranks agree on it before decoding and refuse it alike."""
-    line = ("generate --strategy pipeline: the model's stages give different decode windows (16 on stage 0, "
-            "8 on stage 1), so their KV caches would be rebuilt at different tokens; its split_stages must give "
-            "stages of one decode_window (the whole model's); use --strategy tp or one process")
-    assert [seen["UnequalWindows"] for seen in job] == [{"type": "UsageError", "message": line}] * 2
+    out of step). The ranks agree on it before decoding and refuse it alike: the model's
+    ``split_stages`` broke the documented rule, so it is the plugin's bug, a PluginError naming
+    its distribution on every rank (was: a UsageError, exit code 2, as if the user's)."""
+    line = ("model 'acme.unequalwindows' (deepseek-acme 0.1, registered by __main__): split_stages(2) gives "
+            "stages of different decode windows (16 on stage 0, 8 on stage 1), so generate --strategy pipeline "
+            "would rebuild their KV caches at different tokens; every stage's decode_window must return the whole "
+            "model's (docs/plugins.md, 'Models'; --strategy tp or one process serves the model meanwhile); a bug "
+            "in the plugin: upgrade it or report it to its authors")
+    assert [seen["UnequalWindows"] for seen in job] == [{"type": "PluginError", "message": line}] * 2
+
+
+def test_a_decode_window_that_cannot_be_pickled_is_the_models_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]]) -> None:
+    """The last stage's ``decode_window`` answering a lambda: checked on its rank before the
+    exchange, so only plain values travel, and its line blaming the model ends every rank: a
+    PluginError on that stage, the same line on the other (was: pickling failed in
+    ``all_gather_object`` on that rank alone, the other dying of gloo's "Connection reset by
+    peer"). The check's other answers (a lock, a float, 0) are test_generation_capability's."""
+    line = ("model 'acme.lambdawindow' (deepseek-acme 0.1, registered by __main__): decode_window returned a "
+            "function, not a positive int: the most positions its KV cache holds, the model's context length "
+            "(docs/plugins.md, 'Models'); a bug in the plugin: upgrade it or report it to its authors")
+    assert [seen["LambdaWindow"] for seen in job] == [{"type": "DeepseekError", "message": line},
+                                                      {"type": "PluginError", "message": line}]

@@ -179,6 +179,24 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int | None) -> None:
                          f"{vocab_size} tokens (0 to {vocab_size - 1}); encode the prompt with the model's tokenizer")
 
 
+def decode_window_of(model: Any) -> int:
+    """``model.decode_window()`` (a whole model's or a pipeline stage's) held to its contract
+    (:meth:`~deepseek.models.protocol.TrainableModel.decode_window`): a positive int, returned as a
+    plain ``int`` (which another rank can be sent); anything else is a
+    :class:`~deepseek.plugins.calls.BrokenAnswer`, the model's bug (its one-line ``PluginError`` in
+    its ``model_calls`` block), never read as a window."""
+    from deepseek.plugins.calls import BrokenAnswer
+
+    window = model.decode_window()
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        got = (f"{window!r:.60} ({type(window).__name__})" if isinstance(window, (int, float, str))
+               else f"a {type(window).__name__}")  # not the repr of any object: a function's holds its address
+        raise BrokenAnswer(f"decode_window returned {got}, not a positive int: "
+                           "the most positions its KV cache holds, the model's context length (docs/plugins.md, "
+                           "'Models')")
+    return int(window)
+
+
 @torch.no_grad()
 def decode(
     next_logits: NextLogits,

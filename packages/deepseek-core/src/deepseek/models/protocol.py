@@ -283,7 +283,9 @@ class TrainableModel(nn.Module):
     (:mod:`deepseek.models.static_decoding`; ``deepseek generate --cuda-graphs``)."""
 
     def decode_window(self) -> int:
-        """The most positions the cache may hold (the model's context length)."""
+        """The most positions the cache may hold (the model's context length): a positive int,
+        the same on every stage of ``split_stages`` (:func:`~deepseek.models.decoding.decode_window_of`
+        checks it)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ "generation"

@@ -45,6 +45,16 @@ def broken_answer(label: str, what: str) -> PluginError:
     return PluginError(f"{label}: {what}; {PLUGIN_BUG}")
 
 
+class BrokenAnswer(RuntimeError):
+    """What a component's code handed back against its contract, found by deepseek's check of the
+    answer (so no frame of the component's package raised it): its message is ``what`` of
+    :func:`broken_answer`. Raised in the block that blames that component (:func:`blamed_on`, a
+    ``model_calls`` block for a model's answer), it becomes that component's
+    :func:`broken_answer` there whatever code raised it; where the block blames nothing (deepseek's
+    own component: our internal error, its traceback kept; a script's: it reaches the script) it
+    passes as it is. A check that has the component's label raises :func:`broken_answer` itself."""
+
+
 def blames(component: Component) -> bool:
     """Whether what ``component``'s code raises is reported as a bug of its plugin: not for the
     model and data a script hands to :func:`deepseek.fit` (:data:`SCRIPT_DIST`), whose exceptions
@@ -64,11 +74,16 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
     runs the framework's and engines' code around the component, a strategy's wrapper around a
     model's ``forward``). ``raised_there``: only an exception raised by a line of the package
     itself (:func:`raised_in`), for components whose calls run the engines' and the model's code
-    beneath them (a strategy's ``train_step``: a collective's error is not the strategy's bug)."""
+    beneath them (a strategy's ``train_step``: a collective's error is not the strategy's bug).
+    A :class:`BrokenAnswer` is the component's :func:`broken_answer` whatever package raised it."""
     try:
         yield
     except (DeepseekError, RankError):
         raise
+    except BrokenAnswer as exc:  # deepseek's check of the component's answer: its bug, whoever raised it
+        if label is None:
+            raise
+        raise broken_answer(label, str(exc)) from exc
     except Exception as exc:
         from deepseek.arguments import traceback_hint
         from deepseek.cli.root import out_of_memory

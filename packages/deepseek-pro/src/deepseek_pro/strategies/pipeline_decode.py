@@ -15,10 +15,12 @@ module those commands call on every rank:
   logits), so each knows the next input without another message. Greedy decoding gives the tokens
   of one process.
 
-Before decoding the ranks agree on the stages' ``decode_window`` (one ``all_gather_object``, also
-for no new tokens): the window decides when each stage's cache is rebuilt, so stages giving
-different ones are refused on every rank in one line, and a stage's ``decode_window`` raising ends
-every rank with its line as below.
+Before decoding the ranks agree on the stages' ``decode_window`` (one ``all_gather_object`` of
+each stage's answer, checked first to be a positive int so that only plain values travel, also for
+no new tokens): the window decides when each stage's cache is rebuilt, so stages giving different
+ones are the model's bug (its ``split_stages`` breaking the contract), raised on every rank in the
+model's ``model_calls`` block, and a stage's ``decode_window`` raising or answering anything but a
+positive int ends every rank with its line as below.
 
 An error the model's code raises on one stage while decoding (its ``new_cache`` or
 ``forward_cached``; run in ``settings.model_calls``, so a plugin model's bug is its one-line
@@ -48,8 +50,9 @@ from torch import nn
 from deepseek.errors import UsageError
 from deepseek.models.capabilities import model_capabilities
 from deepseek.models.declared import generation_vocab_size
-from deepseek.models.decoding import decode
+from deepseek.models.decoding import decode, decode_window_of
 from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import BrokenAnswer
 from deepseek_pro.strategies.metric_names import described, raise_shared
 from deepseek_pro.strategies.pipeline_wire import REFUSED, recv_output, send_refusal, send_tensor
 
@@ -123,21 +126,28 @@ class PipelinedModel(TrainableModel):
 
     def _agreed_window(self) -> int:
         """The stages' one ``decode_window``, agreed on by every rank before decoding (one
-        ``all_gather_object``, also when no token is asked): a stage's error raising it is raised on
-        every rank (:func:`~deepseek_pro.strategies.metric_names.raise_shared`), and stages giving
-        different windows, whose caches would be rebuilt at different tokens (each rank then waiting
-        on another's message), are refused on every rank in one line."""
+        ``all_gather_object``, also when no token is asked). Each rank checks its stage's answer
+        first (:func:`~deepseek.models.decoding.decode_window_of`: a positive int), so only plain
+        values are exchanged (an answer that cannot be pickled would fail the exchange on its rank
+        alone, the others dying of the lost peer); a stage's error, raising or answering wrong, is
+        raised on every rank (:func:`~deepseek_pro.strategies.metric_names.raise_shared`). Stages
+        giving different windows, whose caches would be rebuilt at different tokens (each rank
+        then waiting on another's message), are the model's ``split_stages`` breaking its contract:
+        every rank raises that :class:`~deepseek.plugins.calls.BrokenAnswer` in the model's
+        ``model_calls`` block (a plugin model's one-line ``PluginError``, core's internal error)."""
         s = self.strategy
-        window = self._stage_code(self.stage.decode_window)
+        window = self._stage_code(lambda: decode_window_of(self.stage))
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, (s.pp_rank, window, None if self._failed is None else described(self._failed)))
         raise_shared(self._failed, [error for _, _, error in gathered])
         if any(w != window for _, w, _ in gathered):
-            given = ", ".join(f"{w!r} on stage {stage}" for stage, w, _ in sorted(gathered, key=lambda g: g[0]))
-            raise UsageError(
-                f"generate --strategy {s.name}: the model's stages give different decode windows ({given}), so "
-                "their KV caches would be rebuilt at different tokens; its split_stages must give stages of one "
-                "decode_window (the whole model's); use --strategy tp or one process")
+            given = ", ".join(f"{w} on stage {stage}" for stage, w, _ in sorted(gathered, key=lambda g: g[0]))
+            with s.settings.model_calls("split_stages"):
+                raise BrokenAnswer(
+                    f"split_stages({s.pp_size}) gives stages of different decode windows ({given}), so generate "
+                    f"--strategy {s.name} would rebuild their KV caches at different tokens; every stage's "
+                    "decode_window must return the whole model's (docs/plugins.md, 'Models'; --strategy tp or one "
+                    "process serves the model meanwhile)")
         return window
 
     def _new_cache(self, batch: int, window: int) -> Any:
