@@ -7,19 +7,22 @@ even when it has a method called ``generate``."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from _small_gpt import small_gpt
 from torch import nn
 
 from deepseek.data.tokenizer import ByteTokenizer
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.models.capabilities import CAPABILITIES, model_capabilities, require_generation
 from deepseek.models.declared import generation_vocab_size
 from deepseek.models.decoding import generate_cached
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.models.protocol import GENERATION_HOWTO, TrainableModel
 from deepseek.models.static_decoding import StaticDecoders
+from deepseek.plugins.calls import PLUGIN_BUG, BrokenAnswer, blame_for, code_package
 from deepseek.training.inference import generating_tokenizer, sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -190,6 +193,40 @@ def test_a_declared_vocabulary_that_is_not_a_positive_int_is_one_line(bad: objec
         generating_tokenizer(DeclaresVocab(small_gpt(vocab_size=256), bad), None)
     assert str(raised.value) == (f"model DeclaresVocab: generation_vocab_size() returned {bad!r}; it must return "
                                  "the number of token ids its logits cover (a positive int) or None when unknown")
+
+
+class DeclaresWindow(MyLM):
+    """A plugin's model whose ``decode_window`` answers ``window``."""
+
+    def __init__(self, inner: GPT, window: object) -> None:
+        super().__init__(inner)
+        self.window = window
+
+    def decode_window(self):
+        return self.window
+
+
+@pytest.mark.parametrize(("bad", "got"), [(0, "0 (int)"), (True, "True (bool)"), (16.0, "16.0 (float)"),
+                                          ("16", "'16' (str)"), (lambda: 16, "a function"),
+                                          (threading.Lock(), "a lock")])
+def test_a_decode_window_that_is_not_a_positive_int_is_the_models_bug(bad: object, got: str) -> None:
+    """``generate_cached`` holds ``decode_window`` to its contract (a positive int) before decoding
+    (was: read as a window: ``idx[:, -0:]``, a float's slice, a lambda compared with an int): a
+    plugin's model, blamed in its ``model_calls`` block as ``deepseek generate`` runs it, ends with
+    its one-line PluginError naming the model and what it returned, whatever the code that checked
+    it; with nothing blamed (core's own model, a script's) it is the BrokenAnswer itself."""
+    model = DeclaresWindow(small_gpt(vocab_size=256), bad)
+    what = (f"decode_window returned {got}, not a positive int: the most positions its KV cache holds, the "
+            "model's context length (docs/plugins.md, 'Models')")
+    idx = torch.zeros(1, 2, dtype=torch.long)
+    label = "model 'acme.lm' (deepseek-acme 0.1, registered by acme.plugin)"
+    with pytest.raises(PluginError) as raised, blame_for(label, code_package(model))("generate"):
+        model.generate(idx, 2)
+    assert str(raised.value) == f"{label}: {what}; {PLUGIN_BUG}"
+    with pytest.raises(BrokenAnswer) as unblamed, blame_for(None, None)("generate"):
+        model.generate(idx, 2)
+    assert str(unblamed.value) == what
+    assert DeclaresWindow(small_gpt(vocab_size=256), 16).generate(idx, 2).shape == (1, 4)
 
 
 def test_a_sample_ends_at_the_separator_the_model_writes() -> None:

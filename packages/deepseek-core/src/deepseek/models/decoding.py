@@ -235,8 +235,8 @@ def generate_cached(
     repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """``TrainableModel.generate`` of ``model`` (a model offering ``cached_decoding``): its own
-    ``forward_cached`` / ``new_cache`` / ``decode_window`` through :func:`run_decode`, in eval
-    mode (its training mode restored after). ``static``: a
+    ``forward_cached`` / ``new_cache`` / ``decode_window`` (checked: :func:`decode_window_of`)
+    through :func:`run_decode`, in eval mode (its training mode restored after). ``static``: a
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode on (one static-cache
     decoder per batch size, its cache sized to the prompt plus the new tokens; a model without
     ``static_decoding`` is refused in one line). ``repetition_penalty``: :func:`penalize_repeats`
@@ -246,7 +246,7 @@ def generate_cached(
     from deepseek.models.declared import generation_vocab_size
 
     check_token_ids(idx, generation_vocab_size(model))
-    window = model.decode_window()
+    window = decode_window_of(model)
     was_training = model.training
     model.eval()
     try:
