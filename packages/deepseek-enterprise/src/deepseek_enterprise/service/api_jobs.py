@@ -57,6 +57,8 @@ def submit(tenant: str, body: JobIn, who: Principal = Caller, svc: Service = Svc
     """Queue a job (member): refused with the reason when over quota, naming paths outside the
     tenant's folder, or with arguments or a config its command would refuse (``jobcheck``)."""
     refused = _command_refusal(body, svc)  # before the transaction: no database lock held while parsing
+    if refused is None:  # a tune job's study, checked in a child process (seconds): no lock held either
+        refused = _study_refusal(tenant, body, who, svc)
     with mutation(svc, who, "job.submit", tenant=tenant, target=f"{body.command} job") as (s, out):
         t = tenant_row(s, who, tenant, "member", lock=True)
         tenant_root = jobpaths.tenant_dir(svc.root, t.name)
@@ -95,6 +97,34 @@ def _command_refusal(body: JobIn, svc: Service) -> str | None:
     except (jobpaths.PathRefused, jobcheck.JobRefused, ExecutorBroke) as exc:
         return str(exc)
     return None
+
+
+def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> str | None:
+    """For a ``tune`` job that passed ``jobcheck``, the line its study's check before the first
+    trial would refuse it with, run in a child process in its workspace laid out
+    (``studycheck.study_refusal``; the server's executor lays it out as by default), or None. Only
+    for a job the submit accepts as far as it tells before its transaction (role, quotas, paths:
+    the child reads the files its config names); the transaction checks them again and refuses
+    with this line after them."""
+    from deepseek_enterprise.service import studycheck
+    from deepseek_enterprise.service.executor_base import plugin_env
+
+    scheduler = svc.scheduler
+    if body.command != "tune" or not studycheck.lays_out_default(None if scheduler is None else scheduler.executor):
+        return None
+    try:
+        with svc.store.session() as s:
+            t = tenant_row(s, who, tenant, "member")
+            tenant_root = jobpaths.tenant_dir(svc.root, t.name)
+            quotas.check_submit(s, t, body.devices, svc.pool_size, tenant_root)
+            jobpaths.check_job(body.args, body.config, body.files, tenant_root, tenant_root / "jobs" / "0")
+    except (ApiError, jobpaths.PathRefused):
+        return None  # the transaction refuses it so, as without this check
+    if jobpaths.names_absolute_path(body.args, body.config, body.files):
+        return None  # a file of the tenant's folder may be written before the job starts: checked when it runs
+    env = scheduler.plugin_env if scheduler is not None else plugin_env((svc.host or get_host()).settings)
+    return studycheck.study_refusal(jobcheck.job_argv(body.command, body.config is not None, body.args), body.config,
+                                    body.files, env)
 
 
 @router.get("")

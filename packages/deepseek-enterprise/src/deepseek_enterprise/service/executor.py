@@ -129,16 +129,18 @@ class LocalExecutor(Executor):
         jobstate.clear(self.state_dir(job_id))
         return ""
 
-    def environment(self, workspace: Path, gpus: Sequence[str], job_id: int, gpu_fraction: float | None = None,
+    @staticmethod
+    def environment(workspace: Path, gpus: Sequence[str], job_id: int | None, gpu_fraction: float | None = None,
                     plugin_env: Mapping[str, str] | None = None) -> dict[str, str]:
         """The job's environment: :data:`PASSED` from the server's, its ``plugin_env``
-        (``Launch.plugin_env``; None: none, the defaults), its folders, GPUs and share."""
+        (``Launch.plugin_env``; None: none, the defaults), its folders, GPUs and share
+        (``job_id`` None: a tune job's study check at submit, ``studycheck``, which is no job yet)."""
         env = {k: os.environ[k] for k in PASSED if k in os.environ}
         env.update({k: v for k, v in (plugin_env or {}).items() if k in ENV_NAMES})
         env.setdefault("PATH", "/usr/bin:/bin")
         env.update({"HOME": str(workspace), "TMPDIR": str(workspace / "tmp"),
                     "XDG_CACHE_HOME": str(workspace / ".cache"), "CUDA_VISIBLE_DEVICES": ",".join(gpus),
-                    "PYTHONUNBUFFERED": "1", "DEEPSEEK_JOB_ID": str(job_id)})
+                    "PYTHONUNBUFFERED": "1", **({} if job_id is None else {"DEEPSEEK_JOB_ID": str(job_id)})})
         if gpu_fraction is not None and gpus:
             env[gpushare.ENV] = repr(float(gpu_fraction))
         return env

@@ -19,14 +19,11 @@ submit, before the job is queued, :func:`check_command`:
   (:func:`deepseek.config.load.check_component_names`: one of a plugin the server disabled is
   refused with the line the job would print), and a DeepSpeed
   strategy's ``config_path`` file, alone and against the config (:func:`_check_deepspeed_file`);
-- for ``tune``: tune's own checks of its arguments
-  (:func:`deepseek_enterprise.tune.cli.tune_inputs`), the base config's checks as for ``train``,
-  unless ``--no-baseline`` that each categorical entry's choices hold the base config's value where
-  no component decides it (:func:`deepseek_enterprise.tune.space.check_baseline` on
-  :func:`deepseek.config.load.file_free_values`: the baseline trial takes it),
-  and the same checks (the DeepSpeed file too) of the trial configs its search space reaches (each entry at its
-  bounds or choices, the others at the base config's values:
-  :func:`deepseek_enterprise.tune.space.check_against`), one line naming the space entry;
+- for ``tune``: tune's checks of its arguments (:func:`deepseek_enterprise.tune.cli.tune_inputs`),
+  the base config's as for ``train``, unless ``--no-baseline`` the base config's value against the
+  categorical choices (:func:`deepseek_enterprise.tune.space.check_baseline`), and the same checks
+  of the trial configs its space reaches (:func:`deepseek_enterprise.tune.space.check_against`);
+  the rest of the study's check (configs built, with torch): ``studycheck``, in a child process;
 - for ``compress``: its first checks (:func:`deepseek_enterprise.compress.cli.compress_arguments`),
   then the compressors of ``--method`` and each ``--recipe`` step by name, and the options of
   those that declare they load without torch
@@ -43,11 +40,10 @@ The config and space files are read as the job will find them at its start
 (:class:`Workspace`: the server's executor says what a path is there,
 :meth:`deepseek_enterprise.service.executor_base.Executor.at_start`): the job's config.toml or one
 of its files, else read_toml's "not found" line; a file by an absolute path (the tenant's folder
-may change before the job starts) is left to the job. What needs the
-workspace or the components is checked when the job runs: a model's, dataset's, optimizer's,
-schedule's or strategy's own keys (a dataset reads its files to check them), the config of a
-``--resume`` job (the checkpoint's config and settings take part), a tune study's folder and
-storage, the components' own keys and the tuner's own rules in its trials' configs.
+may change before the job starts) is left to the job. What needs the workspace or the components
+is checked when the job runs (for ``tune``, by ``studycheck``): a model's, dataset's,
+optimizer's, schedule's or strategy's own keys (a dataset reads its files to check them), the
+config of a ``--resume`` job, a tune study's folder and storage.
 """
 
 from __future__ import annotations
@@ -107,11 +103,21 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     of the job's workspace (module docstring); ``config`` is the job's parsed config.toml,
     ``files`` the job's further files (name: text), ``at_start`` the server's executor's
     :meth:`~deepseek_enterprise.service.executor_base.Executor.at_start`."""
+    ws = Workspace(config, files or {}, at_start)
+    # by the command resolved: another plugin's command of the same name is only parsed
+    check_parsed(job_argv(command, config is not None, args), host,
+                 lambda ctx: _own_checks().get(ctx.command, lambda *_: None)(ctx.params, ws, host))
+
+
+def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], None]) -> None:
+    """``deepseek ARGV`` parsed as ``deepseek`` parses it, nothing run (:func:`_parsed`), its paths'
+    names checked, then ``check(ctx)`` on its command's context (also ``studycheck``'s child);
+    :class:`JobRefused` with the line ``deepseek`` would print."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, split_debug, usage_line
 
-    argv, _ = split_debug(job_argv(command, config is not None, args))  # `--debug` is taken anywhere before a `--`
+    argv, _ = split_debug(argv)  # `--debug` is taken anywhere before a `--`
     root = click.Context(cli, info_name="deepseek", obj=host, **cli.context_settings)  # as `deepseek` makes it
     root.meta[RUNS_ELSEWHERE] = True  # the job's devices are not the server's: `--device cuda` is checked when it runs
     if any(a in root.help_option_names for a in argv[1:]):
@@ -120,10 +126,8 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
         with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
             ctx = _parsed(root, argv, contexts)
             jobpaths.check_path_names(ctx)  # a name too long: the job could neither make nor read the path
-            # by the command resolved: another plugin's command of the same name is only parsed
-            check = _own_checks().get(ctx.command) if ctx is not None else None
-            if check is not None:
-                check(ctx.params, Workspace(config, files or {}, at_start), host)
+            if ctx is not None:
+                check(ctx)
     except click.exceptions.NoArgsIsHelpError:
         return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
@@ -161,9 +165,9 @@ class _NotKnownAtSubmit(Exception):
 
 def _workspace_reader(ws: Workspace) -> Callable[..., dict[str, Any]]:
     """``read_toml``'s stand-in at submit, ``read(path, missing_hint=...)``: the TOML file ``path``
-    of the job's workspace as it will be when the job starts (:meth:`Workspace.where`): its config,
-    one of its files (read as the job reads it), or read_toml's line for a file that is not there;
-    :class:`_NotKnownAtSubmit` for a file that only the job's start will show."""
+    of the job's workspace as it will be at the job's start (:meth:`Workspace.where`): its config,
+    one of its files (read as the job reads it), read_toml's line for a file not there, or
+    :class:`_NotKnownAtSubmit` for one only the job's start will show."""
     from deepseek.config.toml_files import not_found, toml_from_text
 
     def read(path: str | Path, **missing_hint: str) -> dict[str, Any]:
@@ -302,9 +306,8 @@ def _check_latency(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     (:func:`deepseek.cli.bench_cmd.latency_arguments`: float16 on a GPU only, decode without
     ``--config``, ``--model`` registered, ``--only`` variants of that device and mode), and the
     ``--config`` file read from the workspace with the config loader's file-free checks and its
-    DeepSpeed file (as for ``train``). What needs the model built (its
-    KV-cache decoding, its positions against ``--seq``) and the config's components (its model's
-    and dataset's own keys, the dataset's files) is checked when the job runs."""
+    DeepSpeed file (as for ``train``). What needs the model built (KV-cache decoding, positions
+    against ``--seq``) and the components' own keys and files are checked when the job runs."""
     from deepseek.cli.bench_cmd import latency_arguments
     from deepseek.config.load import check_component_names
 
@@ -345,8 +348,7 @@ def _check_compress(params: dict[str, Any], _ws: Workspace, host: Any) -> None:
     step declares it, the rest of compress's checks of it (:func:`~deepseek_enterprise.compress.cli.check_recipe`:
     where its ``recover`` steps stand, their step budget), then that ``--json`` is outside ``--out``
     (:func:`~deepseek_enterprise.compress.cli.check_json_outside_out`). The other compressors' options, the
-    places of steps in a recipe with such a compressor, the outputs' other checks and the checkpoint are
-    checked when the job runs."""
+    places of steps in a recipe with such a compressor, the outputs' other checks and the checkpoint: when it runs."""
     from deepseek_enterprise.compress.cli import (
         check_json_outside_out,
         check_method_without_torch,
@@ -367,17 +369,14 @@ def _check_compress(params: dict[str, Any], _ws: Workspace, host: Any) -> None:
 
 def _check_tune(params: dict[str, Any], ws: Workspace, host: Any) -> None:
     """``deepseek tune``'s checks of its arguments (:func:`~deepseek_enterprise.tune.cli.tune_inputs`:
-    the study name, the objective, the base config and space files read, the tuner and its
-    ``[tuner]`` options), the files read from the job's workspace as it will be at its start;
-    then the base config's file-free checks and its DeepSpeed file (as for ``train``), with which
-    the study's own check of it begins, the baseline trial's values against the categorical
-    choices (:func:`~deepseek_enterprise.tune.space.check_baseline`, where no component decides
-    the value; not with ``--no-baseline``), and the same checks (the DeepSpeed file too) of every trial config the
-    search space reaches (:func:`~deepseek_enterprise.tune.space.check_against`: each entry at
-    its bounds or choices, the study's next check), one line naming the space entry and value. The
-    job runs that check whatever its study folder holds (a new study or one it continues); with
-    its own ``--out`` or ``--storage`` the folder's checks come first there, so a job failing both
-    prints the folder's line when it runs and is refused with the base config's here."""
+    the study name, the objective, the base config and space files read from the workspace as
+    it will be at the job's start, the tuner and its ``[tuner]`` options); then the base config's
+    file-free checks and its DeepSpeed file (as for ``train``), the baseline trial's values
+    against the categorical choices (:func:`~deepseek_enterprise.tune.space.check_baseline`; not
+    with ``--no-baseline``), and the same checks of every trial config the space reaches
+    (:func:`~deepseek_enterprise.tune.space.check_against`), one line naming the space entry.
+    The job checks its study folder first (``--out``, ``--storage``): a job failing both prints
+    the folder's line when it runs and is refused with the config's here."""
     from deepseek.config.load import check_component_names, file_free_values
     from deepseek_enterprise.tune.cli import tune_inputs
     from deepseek_enterprise.tune.space import check_against, check_baseline, values_at

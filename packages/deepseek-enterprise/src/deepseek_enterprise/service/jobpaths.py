@@ -239,6 +239,16 @@ def check_job(args: list[str], config: str | None, files: dict[str, str], tenant
             check_value(value, f"files {name} {where}", tenant_root, cwd)
 
 
+def names_absolute_path(args: list[str], config: str | None, files: Mapping[str, str]) -> bool:
+    """Whether a job (:func:`check_job` passed) names an absolute path, in its tenant's folder,
+    anywhere :func:`check_job` looks: what is there may change before the job starts."""
+    values = [value for _, value, _ in arg_strings(args)]
+    values += [value for _, value in config_strings(config)] if config is not None else []
+    for body in files.values():
+        values += [value for _, value in _strings(_structured(body), "")]
+    return any(PurePosixPath(part).is_absolute() for value in values for part in candidates(value))
+
+
 def _structured(body: str) -> Any:
     """A job file's content as deepseek would read it: TOML (a config, a search space; a leading
     byte order mark read past, as ``read_toml`` does) or JSON (a DeepSpeed config), else

@@ -114,6 +114,51 @@ def tune_inputs(host: Any, study_name: str, objective: str | None, tuner_name: s
     return TuneInputs(objective, base, space, name, target, origin, options)
 
 
+
+def tune_setup(host: Any, study_name: str, objective: str | None, tuner_name: str | None, config_file: Path,
+               space_file: Path) -> tuple[TuneInputs, Any]:
+    """``deepseek tune``'s checks before it looks at its study folder, in its order: optuna's
+    version, its arguments (:func:`tune_inputs`), then the tuner made from its options."""
+    from deepseek.extras import check_version
+
+    check_version("optuna", where="deepseek tune", edition="deepseek-enterprise")
+    inputs = tune_inputs(host, study_name, objective, tuner_name, config_file, space_file)
+    return inputs, inputs.target(inputs.options, host=host)
+
+
+def check_before_trials(host: Any, inputs: TuneInputs, tuner: Any, config_file: Path,
+                        baseline: bool) -> Callable[[dict[str, Any]], Any]:
+    """The study's own check before its first trial (:func:`~deepseek_enterprise.tune.study.check_study`:
+    the base config and every trial config the space reaches built and validated, components'
+    own keys included, the tuner's rules for them and for the objective, a ``model.*`` entry's
+    model built on the meta device); returns how the study builds a trial's config. Imports
+    torch: the job service runs it in a child process at submit (``service.studycheck``)."""
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.study import check_study
+
+    def build(data: dict[str, Any]) -> Any:
+        return config_from_dict(data, host=host)
+
+    def check_model(config: Any) -> None:  # the tables a model checks as it is built (fusion_options, ...)
+        import torch
+
+        from deepseek.training.build import build_model
+        from deepseek.training.param_groups import check_model_rules
+
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(config, host=host, create_on=torch.device("meta"))
+        check_model_rules(config.optimizer.groups, model)  # each rule's match takes a parameter
+
+    def run_values(config: Any) -> Any:  # what a run of it reports: the model's declared metrics, the data's
+        from deepseek.training.run_values import config_values
+
+        return config_values(config, host)
+
+    check_study(tuner, inputs.space, inputs.base, build, check_model, inputs.objective, run_values,
+                base_source=str(config_file), baseline=baseline)
+    return build
+
+
 @click.command("tune")
 @click.argument("config_file", metavar="CONFIG.toml", type=PATH_ARG)
 @click.option("--study", "study_name", required=True, metavar="NAME",
@@ -146,17 +191,12 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     """Tune a config with Optuna: every trial in its own process; at the end best.toml (runs
     with deepseek train as is), a table of trials, history.png and importances.png."""
     from deepseek.cli.context import command_host
-    from deepseek.config.load import config_from_dict
-    from deepseek.extras import check_version
     from deepseek.paths import check_output, created_note, make_folders
 
-    check_version("optuna", where="deepseek tune", edition="deepseek-enterprise")
     host = command_host()
-    inputs = tune_inputs(host, study_name, objective, tuner_name, config_file, space_file)
-    objective, base, space, name, target, origin = (inputs.objective, inputs.base, inputs.space, inputs.name,
-                                                    inputs.target, inputs.origin)
+    inputs, tuner = tune_setup(host, study_name, objective, tuner_name, config_file, space_file)
+    objective, base, space, name, origin = inputs.objective, inputs.base, inputs.space, inputs.name, inputs.origin
     config_text = Path(config_file).read_text(encoding="utf-8")
-    tuner = target(inputs.options, host=host)
     folder = out if out is not None else Path("tune") / study_name
     missing = check_output(folder, where="--out", folder=True, file_name="tune", host=host, not_a_run=True)
     from deepseek_enterprise.tune.storage import check_sqlite_file
@@ -164,37 +204,17 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     check_sqlite_file(storage, folder)  # an existing study.db is read back like user input
     _check_layout(folder)  # first: a trials.json that is a FIFO blocked the read of _refuse_another_study
     _refuse_another_study(folder, study_name)
-
-    def build(data: dict[str, Any]) -> Any:
-        return config_from_dict(data, host=host)
-
-    def check_model(config: Any) -> None:  # the tables a model checks as it is built (fusion_options, ...)
-        import torch
-
-        from deepseek.training.build import build_model
-        from deepseek.training.param_groups import check_model_rules
-
-        with torch.random.fork_rng(devices=[]):
-            model = build_model(config, host=host, create_on=torch.device("meta"))
-        check_model_rules(config.optimizer.groups, model)  # each rule's match takes a parameter
-
-    from deepseek_enterprise.tune.study import check_study, run_study
     from deepseek_enterprise.tune.study_open import StudySettings
 
     settings = StudySettings(name=study_name, trials=trials, objective=objective, out=folder, storage=storage,
                              timeout=timeout, sampler=sampler, pruner=pruner, seed=seed, baseline=baseline)
-    def run_values(config: Any) -> Any:  # what a run of it reports: the model's declared metrics, the data's
-        from deepseek.training.run_values import config_values
-
-        return config_values(config, host)
-
-    check_study(tuner, space, base, build, check_model, objective, run_values,
-                base_source=str(config_file), baseline=baseline)  # before any folder is made
+    build = check_before_trials(host, inputs, tuner, config_file, baseline)  # before any folder is made
     make_folders(missing, where="--out")
     click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
                f"folder {shown(folder)}{created_note(missing)}")
     from deepseek.training.preemption import EXIT_PREEMPTED
     from deepseek_enterprise.tune.stopping import StudySignals, StudyStopped
+    from deepseek_enterprise.tune.study import run_study
 
     try:
         with StudySignals():

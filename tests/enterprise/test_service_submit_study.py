@@ -1,0 +1,74 @@
+"""A ``tune`` job its study's check would refuse before the first trial (the components' own keys,
+the tuner's rules, files its config names in its workspace) is refused at submit with the study's
+line: that check imports torch, so the server runs it in a child process in the job's workspace
+laid out (service.studycheck); the server's own process imports none
+(test_service_submit_check_commands.py::test_a_submit_imports_no_torch_into_the_server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePath
+
+import pytest
+from _servicehelpers import Deploy, submit_checks, two_tenants
+from _submitlines import job_line
+from sqlalchemy import text
+
+from deepseek_enterprise.service.executor import LocalExecutor
+from deepseek_enterprise.service.scheduler import Scheduler
+
+SPACE = '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2, log = true }\n'
+TUNE = ["--study", "s", "--space", "space.toml", "--trials", "4"]
+KEY = '[model]\nname = "tiny"\nd_modle = 32\n'
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
+    yield from submit_checks(tmp_path_factory)
+
+
+@pytest.mark.parametrize(("config", "args"), [
+    ("[data]\neval_batches = 0\n", TUNE),                       # the training tuner's own rule for the config
+    (KEY, TUNE),                                                # a component's own key, with its did-you-mean
+    ('[data]\npath = "corpus.txt"\n', TUNE),                    # read in the job's workspace: not among its files
+])
+def test_a_tune_job_its_study_would_refuse_is_refused_at_submit_with_the_studys_line(
+        svc: Deploy, tmp_path: Path, config: str, args: list[str]) -> None:
+    files = {"space.toml": SPACE}
+    expected = job_line(tmp_path, "tune", config, files, args)
+    with svc.store.session() as s:
+        jobs = s.scalar(text("select count(*) from jobs"))
+    assert svc.submit("acme", svc.tokens["vic"], command="tune", config=config, files=files, args=args).status_code == 403
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=config, files=files, args=args)
+    assert (r.status_code, r.json()["detail"]) == (422, expected)
+    with svc.store.session() as s:
+        assert s.scalar(text("select count(*) from jobs")) == jobs
+
+
+def test_the_study_check_reads_the_jobs_files_where_the_job_reads_them(svc: Deploy) -> None:
+    # the dataset's relative path names the job's own file: the child runs in the workspace laid out
+    files = {"space.toml": SPACE, "corpus.txt": "hello world, a corpus of text for the tune job\n" * 50}
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config='[data]\npath = "corpus.txt"\n', files=files,
+                   args=TUNE)
+    assert r.status_code == 201, r.text
+
+
+def test_the_study_check_is_left_to_the_job_where_the_submit_cannot_see_the_workspace(
+        svc: Deploy, tmp_path: Path) -> None:
+    # an absolute path in the tenant's folder: what it holds may change before the job starts
+    tenant = svc.root / "tenants" / "acme"
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY + f'[data]\npath = "{tenant}/data/c.txt"\n',
+                   files={"space.toml": SPACE}, args=TUNE)
+    assert r.status_code == 201, r.text
+    # an executor that lays out workspaces otherwise (its own Executor.at_start) says what is there
+    class Volume(LocalExecutor):
+        def at_start(self, path: PurePath, has_config: bool, files: Mapping[str, str]) -> str:
+            return "unknown" if path.name == "preset.toml" else super().at_start(path, has_config, files)
+
+    d = two_tenants(tmp_path / "srv")
+    try:
+        d.client.app.state.service.scheduler = Scheduler(d.store, Volume(tmp_path / "srv"), slots=1, gpus=[])
+        r = d.submit("acme", d.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        assert r.status_code == 201, r.text
+    finally:
+        d.close()
