@@ -30,7 +30,6 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
 @pytest.mark.parametrize(("config", "args"), [
     ("[data]\neval_batches = 0\n", TUNE),                       # the training tuner's own rule for the config
     (KEY, TUNE),                                                # a component's own key, with its did-you-mean
-    ('[data]\npath = "corpus.txt"\n', TUNE),                    # read in the job's workspace: not among its files
 ])
 def test_a_tune_job_its_study_would_refuse_is_refused_at_submit_with_the_studys_line(
         svc: Deploy, tmp_path: Path, config: str, args: list[str]) -> None:
