@@ -10,6 +10,9 @@ The :class:`Watchdog` thread in the launcher reads the files. When a rank has no
 ``timeout`` seconds (``startup_timeout`` until its first optimizer step is done), it asks the
 laggard ranks for a stack dump (:data:`DUMP_SIGNAL`, see :mod:`deepseek_pro.launch.worker`), kills them, and
 records a verdict; the elastic agent then sees the dead worker and stops the rest of the job.
+A rank that beat ``end`` (its training is over) and is still running ``timeout`` seconds later
+is stuck on its way out (its final tasks, the process group's teardown, the exit handlers) and
+is treated the same way: without it, the agent waited for that rank for ever.
 Nothing here imports torch.
 """
 
@@ -119,15 +122,20 @@ class Watchdog(threading.Thread):
         return self.startup_timeout if b.phase in STARTUP_PHASES else self.timeout
 
     def check(self, now: float | None = None) -> list[Beat]:
-        """The ranks to blame right now (empty while everyone makes progress)."""
+        """The ranks to blame right now (empty while everyone makes progress): the laggards among
+        those silent past their limit, else ranks whose training ended ``timeout`` seconds ago and
+        whose process still runs."""
         now = time.time() if now is None else now
-        live = [b for b in read_beats(self.directory).values() if b.phase not in DONE_PHASES]
+        beats = read_beats(self.directory).values()
+        live = [b for b in beats if b.phase not in DONE_PHASES]
         overdue = [b for b in live if now - b.time > self.limit(b)]
-        if not overdue:
-            return []
-        lowest = min(b.seq for b in live)
-        laggards = [b for b in overdue if b.seq == lowest]
-        return sorted(laggards or overdue, key=lambda b: b.rank)
+        if overdue:
+            lowest = min(b.seq for b in live)
+            laggards = [b for b in overdue if b.seq == lowest]
+            return sorted(laggards or overdue, key=lambda b: b.rank)
+        stuck = [b for b in beats if b.phase in DONE_PHASES and now - b.time > self.timeout
+                 and is_running_child(b.pid, unknown=False)]
+        return sorted(stuck, key=lambda b: b.rank)
 
     def run(self) -> None:
         while not self._done.wait(self.poll):
@@ -144,17 +152,38 @@ class Watchdog(threading.Thread):
         others = f"; the other ranks reached {', '.join(sorted(ahead))}" if ahead else ""
         self.stuck = stuck
         option = "--startup-timeout" if stuck[0].phase in STARTUP_PHASES else "--timeout"
-        self.verdict = (
-            f"rank{'s' if len(stuck) > 1 else ''} {ranks} made no progress for {silent:.0f} s "
-            f"(limit {self.limit(stuck[0]):.0f} s; last heartbeat: {stuck[0].where()}){others}; "
-            f"the job was stopped (raise {option} if it was only slow)"
-        )
+        if stuck[0].phase in DONE_PHASES:
+            self.verdict = (
+                f"rank{'s' if len(stuck) > 1 else ''} {ranks} ended training at step {stuck[0].step} but "
+                f"{'were' if len(stuck) > 1 else 'was'} still running {silent:.0f} s later (limit "
+                f"{self.timeout:.0f} s), stuck on the way out (final tasks, process group teardown or exit "
+                f"handlers; its stack follows); the job was stopped (raise {option} if it was only slow)"
+            )
+        else:
+            self.verdict = (
+                f"rank{'s' if len(stuck) > 1 else ''} {ranks} made no progress for {silent:.0f} s "
+                f"(limit {self.limit(stuck[0]):.0f} s; last heartbeat: {stuck[0].where()}){others}; "
+                f"the job was stopped (raise {option} if it was only slow)"
+            )
         for sig in (DUMP_SIGNAL, signal.SIGKILL):
             for b in stuck:
                 if sig is not None:
                     _signal(b.pid, sig)
             if sig is not signal.SIGKILL:
                 time.sleep(self.dump_grace)
+
+
+def is_running_child(pid: int, *, unknown: bool) -> bool:
+    """Whether ``pid`` is a running child of this process (not exited, and not a pid the system
+    reused for another process); ``unknown`` where /proc is missing (not Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return unknown and not Path("/proc/self").exists()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (name) ": state, ppid, ...
+    return fields[0] != "Z" and int(fields[1]) == os.getpid()
 
 
 def _signal(pid: int, sig: int) -> None:

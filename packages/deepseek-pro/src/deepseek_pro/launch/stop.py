@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from deepseek.training.preemption import SignalScope
-from deepseek_pro.launch.heartbeat import read_beats
+from deepseek_pro.launch.heartbeat import is_running_child, read_beats
 
 AGENT_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
 """The signals the agent handles (``LaunchConfig.signals_to_handle``): its defaults but SIGTERM."""
@@ -54,7 +54,7 @@ class StopForwarder(SignalScope):
     def workers(self) -> list[int]:
         """Pids of this node's running workers (those that wrote a heartbeat and are still
         children of this process, so a pid the system reused is never signalled)."""
-        return sorted(b.pid for b in read_beats(self.heartbeat_dir).values() if _is_my_child(b.pid))
+        return sorted(b.pid for b in read_beats(self.heartbeat_dir).values() if is_running_child(b.pid, unknown=True))
 
     def on_signal(self, number: int) -> None:
         self._signal = number
@@ -82,19 +82,6 @@ class StopForwarder(SignalScope):
         for pid in self.workers():
             if _signal(pid, signal.SIGKILL):
                 self.killed.append(pid)
-
-
-def _is_my_child(pid: int) -> bool:
-    """Whether ``pid`` is still a child of this process (not a reused pid); True where /proc is
-    missing."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (name) ": state, ppid, ...
-    return fields[0] != "Z" and int(fields[1]) == os.getpid()
 
 
 def _signal(pid: int, number: int) -> bool:
