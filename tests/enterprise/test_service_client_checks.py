@@ -244,6 +244,31 @@ def test_the_client_refuses_a_token_lifetime_under_an_hour(tmp_path: Path, monke
         "<= 3660 (see 'deepseek tenants token --help')"])
 
 
+def test_the_token_lifetime_help_states_the_servers_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--expires-days``' help said 0.0417 and 3660 as literals beside the range the option checks
+    (service.tokens.MIN_DAYS / MAX_DAYS): built from the constants, it states what they hold (the
+    module read again with other values says those)."""
+    import importlib
+
+    from deepseek_enterprise.service import cli, tokens
+
+    def help_of() -> str:
+        (option,) = [p for p in cli.token.params if p.name == "expires_days"]
+        return option.help
+
+    assert help_of() == f"Days until the token expires, from {tokens.MIN_DAYS:.3g} (1 h) to {tokens.MAX_DAYS:g}."
+    assert "0.0417" in help_of() and "3660" in help_of()
+    try:
+        monkeypatch.setattr(tokens, "MIN_DAYS", 0.5)
+        monkeypatch.setattr(tokens, "MAX_DAYS", 400)
+        importlib.reload(cli)
+        assert help_of() == "Days until the token expires, from 0.5 (12 h) to 400."
+    finally:
+        monkeypatch.undo()
+        importlib.reload(cli)
+    assert "3660" in help_of()
+
+
 def test_submit_refuses_two_files_of_one_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both landed under one name in the workspace: one was silently lost."""
     from _inprocess import deepseek_here

@@ -222,7 +222,7 @@ def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
 @click.argument("tenant", type=SERVICE_NAME)
 @click.argument("user", type=SERVICE_NAME)
 @click.option("--expires-days", type=FiniteFloat(MIN_DAYS, MAX_DAYS), default=90, show_default=True,
-              help="Days until the token expires, from one hour's worth (0.0417) to 3660.")
+              help=f"Days until the token expires, from {MIN_DAYS:.3g} ({MIN_DAYS * 24:g} h) to {MAX_DAYS:g}.")
 @click.option("--name", default="", help="A label for the token.")
 @SERVER
 def token(tenant: str, user: str, expires_days: float, name: str, server: str | None) -> None:
