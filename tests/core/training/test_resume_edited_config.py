@@ -209,3 +209,45 @@ def test_resume_dot_from_inside_a_checkpoint_continues_its_run(run: Path, train:
     assert proc.returncode == 0, proc.stderr
     assert _recorded(run, 6)["max_steps"] == 6
     assert not (run / "checkpoints" / "step-4" / "runs").exists()  # no run folder made inside the checkpoint
+
+
+def test_fit_resuming_a_complete_run_names_an_edited_max_steps(tmp_path: Path, core_host: Any) -> None:
+    """``deepseek.fit(resume=RUN)`` of a finished run whose config.toml now says ``max_steps = 5``:
+    ``deepseek train --resume`` named the edit and how to apply it, fit warned only that the run is
+    complete. Its warning names the edit in the call's words; the config it names trains on."""
+    import torch
+    from torch import nn
+
+    import deepseek
+    from deepseek.training.script import RunCompleteWarning
+
+    class Line(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"loss": nn.functional.cross_entropy(self.w(x), y)}
+
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long())
+    config = {"train": {"max_steps": 2, "eval_interval": 0}, "data": {"eval_batches": 1},
+              "logging": {"progress": False, "plot": False}}
+    run = tmp_path / "run"
+
+    def fit(**kwargs: Any) -> Any:
+        return deepseek.fit(Line, data, names=("x", "y"), batch_size=8, quiet=True, host=core_host, **kwargs)
+
+    fit(config=config, run_dir=run)
+    text = (run / "config.toml").read_text()
+    assert "\nmax_steps = 2\n" in text
+    (run / "config.toml").write_text(text.replace("\nmax_steps = 2\n", "\nmax_steps = 5\n"))
+    with pytest.warns(RunCompleteWarning) as caught:
+        again = fit(config=config, resume=run)
+    (line,) = [str(w.message) for w in caught if w.category is RunCompleteWarning]
+    assert again.step == 2 and line.startswith(f"resume={str(run / 'checkpoints' / 'step-2')!r}: the run is complete")
+    assert line.endswith(f"; {run / 'config.toml'} sets train.max_steps = 5, which a resume does not read (it runs "
+                         "this call's config): to apply it, set train.max_steps = 5 in the config of the call "
+                         "(config=)"), line
+    longer = fit(config={**config, "train": {**config["train"], "max_steps": 5}}, resume=run)
+    assert (longer.resumed_at, longer.step) == (2, 5)

@@ -322,11 +322,13 @@ def _set_value(value: object) -> str:
 
 
 def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path, named_run_dir: bool = False) -> str:
-    """For a resume that found its run complete (``runs``: the config it would run, the
-    checkpoint's): when ``run_dir/config.toml`` was edited to set another ``train.max_steps`` or
-    ``train.early_stop_patience``, which a plain ``--resume`` does not read, a note (starting
-    ``"; "``) naming the edit and the command that applies it (with ``--run-dir`` where the
-    command named it: ``named_run_dir``); else ``""``."""
+    """For a resume that found its run complete (``runs``: the config it would run: the
+    checkpoint's under ``deepseek train --resume``, the call's from Python): when
+    ``run_dir/config.toml`` was edited to set another ``train.max_steps`` or
+    ``train.early_stop_patience``, which a resume does not read, a note (starting ``"; "``) naming
+    the edit and how to apply it, in the reader's words (:func:`deepseek.arguments.spelled`): the
+    command (with ``--run-dir`` where the command named it: ``named_run_dir``), or, from Python
+    (``deepseek.fit(resume=...)``), the value to set in the call's config; else ``""``."""
     from deepseek.parsing import loads_toml, read_text
 
     try:
@@ -342,5 +344,7 @@ def edited_length_note(run_dir: Path, runs: dict[str, object], *, resume: Path, 
         return ""
     path = run_dir / "config.toml"
     again = f" --run-dir {shell_quoted(str(run_dir))}" if named_run_dir else ""  # else it resumes in the checkpoint's
-    return (f"; {path} sets {' and '.join(edits)}, which a resume does not read (it runs the checkpoint's "
-            f"config): to apply it, deepseek train {shell_quoted(str(path))} --resume {shell_quoted(str(resume))}{again}")
+    command = f"deepseek train {shell_quoted(str(path))} --resume {shell_quoted(str(resume))}{again}"
+    runs_config = spelled("the checkpoint's config", "this call's config")
+    return (f"; {path} sets {' and '.join(edits)}, which a resume does not read (it runs {runs_config}): to apply "
+            f"it, {spelled(command, 'set ' + ' and '.join(edits) + ' in the config of the call (config=)')}")

@@ -324,17 +324,23 @@ def fit(
     try:
         return Trainer(cfg, run_dir=run_dir, resume=resume, quiet=quiet, host=lookups).fit()
     except RunComplete as done:  # a requeued script finding its run done: said, and the run's result
-        return finished_result(done)
+        from deepseek.data.tokenizer import run_folder_of
+        from deepseek.training.run_folder import edited_length_note
+
+        run = run_dir if run_dir is not None else run_folder_of(Path(done.checkpoint))
+        # its config.toml edited to train longer: said, as deepseek train says it, in the call's words
+        return finished_result(done, edited_length_note(run, cfg.to_dict(), resume=resume))
 
 
 class RunCompleteWarning(UserWarning):
     """``deepseek.fit(resume=...)`` of a run with nothing left to train: it returned that run's result."""
 
 
-def finished_result(done: Any) -> TrainResult:
+def finished_result(done: Any, note: str = "") -> TrainResult:
     """The result of a complete run that ``fit`` was asked to resume (:class:`~deepseek.errors.RunComplete`
     ``done``): nothing trained in this call (``losses`` empty, ``resumed_at`` its step), the values
-    of its last step and evaluation as its checkpoint recorded them; warns with ``done``'s line."""
+    of its last step and evaluation as its checkpoint recorded them; warns with ``done``'s line and
+    ``note`` (:func:`~deepseek.training.run_folder.edited_length_note`)."""
     import os
     import warnings
 
@@ -342,7 +348,7 @@ def finished_result(done: Any) -> TrainResult:
     from deepseek.training.checkpoint import read_trainer_state
     from deepseek.training.result import TrainResult
 
-    warnings.warn(str(done), RunCompleteWarning, stacklevel=3)
+    warnings.warn(f"{done}{note}", RunCompleteWarning, stacklevel=3)
     directory = Path(done.checkpoint)
     state = read_trainer_state(directory)  # read and checked when the resume was refused
     metrics = {k: v for k, v in (state.get("metrics") or {}).items() if isinstance(v, (int, float))}
