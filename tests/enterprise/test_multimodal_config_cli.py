@@ -1,0 +1,147 @@
+"""Core's commands on a multimodal config from the command line: ``deepseek bench latency --config``
+times the model, ``deepseek train`` refuses in one line (exit code 2, nothing written) a config
+the digits cannot serve and a folder where the run writes a file of its own, and ``deepseek
+config show`` fills in the encoder and fusion tables. The ``multimodal`` commands themselves:
+test_multimodal_cli.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from _inprocess import deepseek_here
+
+
+def test_bench_latency_times_a_multimodal_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`deepseek bench latency --config` times any model on rows of its dataset's validation
+    batches; every variant is compared with eager on the model's logits."""
+    config = tmp_path / "mm.toml"
+    config.write_text('[model]\nname = "multimodal.classifier"\nfusion = "concat"\n'
+                      '[data]\nname = "multimodal.digits"\nbatch_size = 8\neval_batches = 1\n')
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--only", "eager",
+                                 "--runs", "20", "--batch", "2", "--json", "lat.json")
+    assert code == 0, err[-3000:]
+    result = json.loads((tmp_path / "lat.json").read_text())
+    assert result["info"]["model"] == "multimodal.classifier" and result["info"]["batch"] == 2
+    assert result["info"]["command"].startswith(f"deepseek bench latency --config {config} --batch 2")
+    (eager,) = result["rows"]
+    assert eager["name"] == "eager" and 0 < eager["p10_ms"] <= eager["median_ms"] <= eager["p90_ms"]
+    assert eager["max_rel_error"] == 0.0 and eager["top1_agreement"] == 1.0
+    # Refusals (each is one line before anything is timed).
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--batch", "9")
+    assert code == 2 and err.splitlines() == [
+        f"error: --batch 9: the validation batches of 'multimodal.digits' ({config}) hold 8 rows; use --batch 8 "
+        "or less, or raise data.eval_batches"]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(config), "--mode", "decode")
+    assert code == 2 and "with --config use --mode forward" in err
+    # a model without the cached_decoding capability is refused by name (TrainableModel's own
+    # forward_cached, which raises NotImplementedError, does not count)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--model", "multimodal.classifier", "--mode",
+                        "decode")
+    assert code == 2 and err.splitlines() == [
+        "error: --mode decode: model 'multimodal.classifier' has no KV-cache decoding (capability cached_decoding: "
+        "new_cache, forward_cached, decode_window); use --mode forward"]
+    other = tmp_path / "other.toml"
+    other.write_text('[model]\nname = "multimodal.classifier"\n[data]\nname = "text"\n')
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "bench", "latency", "--config", str(other), "--only", "eager")
+    assert code == 2 and err.startswith("error: data: batches of dataset TextDataset lack")
+
+
+TRAIN = """
+[model]
+name = "multimodal.classifier"
+modalities = ["vision", "audio", "text"]
+fusion = "late"
+fusion_options = {d_model = 8}
+vision = {embed_dim = 8, depths = [1], num_heads = [1]}
+audio = {d_model = 8, n_heads = 2, n_layers = 1}
+text = {d_model = 8, n_heads = 2, n_layers = 1, max_seq_len = 24}
+[data]
+name = "multimodal.digits"
+batch_size = 16
+eval_batches = 1
+eval_size = 16
+[train]
+max_steps = 1
+[strategy]
+name = "single"
+device = "cpu"
+[logging]
+plot = false
+progress = false
+"""
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["model.num_classes=5"], r"model\.num_classes: 5 is smaller than the 10 classes of dataset 'multimodal\.digits' "
+                              r"\(its labels\); remove model\.num_classes to follow the data, or set it >= 10"),
+    (["model.num_classes=100000000000"], r"model\.num_classes: must be in 2\.\.100,000, got 100000000000 \(int\)"),
+    (['model.modalities=["vision"]', 'data.missing=["vision"]'],
+     r"data: no sample of dataset MultimodalDigits has any modality of this model \(vision\) present "
+     r"\(data\.missing\?\); leave at least one of them out of data\.missing"),
+    (['data.missing=["audio", "audio"]'], r"data\.missing: \['audio', 'audio'\]; name at most two of vision, audio, "
+                                          r"text, each once"),
+    (["data.eval_size=99999999999"], r"data\.eval_size: must be in 1\.\.65536, got 99999999999 \(int\)"),
+    (["data.max_frames=10000000000"], r"data\.max_frames: must be in 92\.\.4096 \(the longest recording has 92 "
+                                      r"frames; more is only padding\), got 10000000000 \(int\)"),
+    (["data.text_bytes=100000"], r"data\.text_bytes: must be in 12\.\.4096 .*got 100000 \(int\)"),
+    # a misspelt component is named by its key, as core names model.name's
+    (["model.fusion=cross_atention"], r"model\.fusion: unknown fusion 'cross_atention'; did you mean "
+                                      r"'cross_attention'\? available: concat, cross_attention, late .*"),
+    (["model.vision_encoder=vision.swn"], r"model\.vision_encoder: unknown encoder 'vision\.swn'; did you mean "
+                                          r"'vision\.swin'\? .*"),
+    (["model.vision_encoder=audio.conv_transformer"], r"model\.vision_encoder: 'audio\.conv_transformer' is not a "
+                                                      r"vision encoder; give a registered 'vision\.\*' encoder"),
+    # the component tables are checked by the component's Options when the config loads
+    (["model.fusion=cross_attention", "model.fusion_options.hiden=8"], r"model\.fusion_options\.hiden: unknown key \(did you mean 'hidden'\?\).*"),
+    (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),
+    # torch's own errors from inside the components: exit 1, "a bug in the plugin" (or -1 accepted)
+    (["model.fusion=cross_attention", "model.fusion_options.dropout=5"],
+     r"model\.fusion_options\.dropout: must be in \[0, 1\), got 5 \(int\)"),
+    (["model.vision.drop_path_rate=2"], r"model\.vision\.drop_path_rate: must be in \[0, 1\), got 2 \(int\)"),
+    (["model.vision.drop_path_rate=-1"], r"model\.vision\.drop_path_rate: must be in \[0, 1\), got -1 \(int\)"),
+])
+def test_train_refuses_a_config_the_digits_cannot_serve(tmp_path: Path, sets: list[str], message: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each was an internal error (a label beyond num_classes), a run that trained on nothing (every
+    modality missing), a hang or an out-of-memory error (a huge eval_size or padding)."""
+    (tmp_path / "mm.toml").write_text(TRAIN)
+    overrides = [arg for s in sets for arg in ("--set", s)]
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "train", "mm.toml", "--run-dir", "runs/x", *overrides)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert re.fullmatch(f"error: {message}", err), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_show_fills_in_the_encoder_and_fusion_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key the encoders and the fusion method run with, their defaults included; a table of
+    a modality the model does not use is left as given."""
+    import tomllib
+
+    (tmp_path / "mm.toml").write_text(TRAIN)
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "config", "show", "mm.toml", "--set", "model.fusion=concat",
+                                   "--set", "model.fusion_options.hidden=16", "--set", 'model.modalities=["vision", "text"]')
+    assert code == 0, err
+    model = tomllib.loads(out)["model"]
+    assert model["fusion_options"]["hidden"] == 16 and "joint" in model["fusion_options"]
+    assert {"embed_dim", "window_size", "depths"} <= set(model["vision"]) and model["vision"]["depths"] == [1]
+    assert {"d_model", "n_layers", "norm_eps"} <= set(model["text"])
+    assert model.get("audio", {}) == tomllib.loads(TRAIN)["model"].get("audio", {})  # not in use: as given
+
+
+@pytest.mark.parametrize("name", ["splits.json", "confusion.json", "confusion.png"])
+def test_a_folder_where_the_run_writes_a_file_of_its_own_is_one_line(tmp_path: Path, name: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin's writes failed with IsADirectoryError: exit 1 as 'a bug in the plugin' (splits.json at
+    the start, confusion.json at the first evaluation after training steps). The refusal leaves
+    nothing behind in the existing folder."""
+    (tmp_path / "mm.toml").write_text(TRAIN)
+    (tmp_path / "runs" / "x" / name).mkdir(parents=True)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "train", "mm.toml", "--run-dir", "runs/x")
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: {tmp_path / 'runs' / 'x' / name}: is a folder where the run writes its {name}; move it away or pick "
+        "another --run-dir"], err
+    # the folder as it was (config.toml, metrics.jsonl and .lock were left in it): only the refused one
+    assert sorted(p.name for p in (tmp_path / "runs" / "x").iterdir()) == [name]
