@@ -280,3 +280,38 @@ def test_a_finished_run_its_folder_does_not_prove_is_trained_again(tmp_path: Pat
            "step 2)" in err, err
     (again,) = _rows(tmp_path / "st" / "results.jsonl")
     assert again["test"] == row["test"] and again["val_curve"] == row["val_curve"]
+
+
+def test_a_resumed_run_another_study_holds_is_refused_in_the_studys_terms(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study runs its trainers from Python: a run it resumed while another live study (the same
+    command twice) held it was refused with 'pick another run_dir= / logging.name', Trainer's
+    keyword, which the study's user never typed and cannot give; the line names --out."""
+    import shutil
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.run_lock import try_lock, unlock
+    from deepseek.training.trainer import Trainer
+
+    args = [a if a != "24" else "4" for a in ARGS]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    # the run as a study stopped half-way leaves it: a checkpoint at step 2 of 4, no results line
+    run = tmp_path / "st" / "runs" / "redundant-audio-s0"
+    table = json.loads((run / "checkpoints" / "step-4" / "trainer.json").read_text())["config"]
+    shutil.rmtree(run)
+    (tmp_path / "st" / "results.jsonl").unlink()
+    Trainer(config_from_dict({**table, "train": {**table["train"], "max_steps": 2}}), quiet=True).fit()
+    held = try_lock(run / ".lock")  # the other study, training the run on
+    assert held is not None
+    try:
+        code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    finally:
+        unlock(held)
+    assert "resuming st/runs/redundant-audio-s0 from step 2" in err, err
+    line = err.splitlines()[-1]
+    assert code == 2 and line.startswith(f"error: run folder {run} is in use by another live job ("), err
+    assert line.endswith("; wait for it to end or stop it, or pick another --out"), line
+    # let go, the same command resumes it
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0 and "resuming st/runs/redundant-audio-s0 from step 2" in err, err

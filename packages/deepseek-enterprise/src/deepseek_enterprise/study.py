@@ -189,6 +189,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     ``eval_size``: samples in every run's validation and test sets (``None``: the dataset's default);
     ``eval_logit_weights``: fixed ``logit_weights`` every fused model is also evaluated with (its
     row's ``weighted``, :func:`weighted_figures`)."""
+    from deepseek.arguments import command_terms
     from deepseek.bench.latency import machine_info
     from deepseek.config.load import config_from_dict
     from deepseek.errors import UsageError
@@ -196,6 +197,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     from deepseek.training.trainer import Trainer
     from deepseek_enterprise.study_base import check_run, over_base, unused_keys
     from deepseek_enterprise.study_folder import (
+        TERMS,
         StudyStopped,
         check_folder,
         settings_of,
@@ -270,11 +272,13 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     continue
                 how = take_up(run_dir, steps, config.to_dict())  # train, resume, or only test a finished run
                 if how == "test":
-                    module, data, on = finished_model(run_dir, config, host)
+                    with command_terms(TERMS):
+                        module, data, on = finished_model(run_dir, config, host)
                     made, params = run_dir, sum(p.numel() for p in module.parameters())
                 else:
-                    trainer = Trainer(config, quiet=True, host=host, resume=run_dir if how == "resume" else None)
-                    result = trainer.fit()
+                    with command_terms(TERMS):  # its lines name --out, not Trainer's run_dir= / resume=
+                        trainer = Trainer(config, quiet=True, host=host, resume=run_dir if how == "resume" else None)
+                        result = trainer.fit()
                     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: the study stops with the run
                         raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {shown(run_dir)}; "
                                            f"run the same command again to continue the study in {shown(out)}")

@@ -28,6 +28,11 @@ from deepseek.parsing import loads_json, read_text
 
 SETTINGS_FILE = "study.json"
 RESULTS_FILE = "results.jsonl"
+TERMS = {"--run-dir": "--out", "--run-dir NEW": "--out NEW", "--run-dir / logging.name": "--out",
+         "--resume": "", "run it again with --resume": "run the same command again (it resumes the run)"}
+"""How the study's runs name what ``deepseek train`` would name by its options
+(:func:`deepseek.arguments.command_terms`): the study picks each run's folder in ``--out`` and
+resumes it itself, so a resumed run is its folder alone, and another folder is another ``--out``."""
 
 
 class StudyStopped(Exception):

@@ -335,7 +335,7 @@ def write_checkpoint(
             raise UsageError(
                 f"{root}: the disk is full: checkpoint step-{step} could not be written, and nothing of it is kept (the "
                 "run's earlier checkpoints are as they were); free space there or lower checkpoint.keep_last, then "
-                f"run it again with {spelled('--resume', 'resume=')}, or train in a folder on a larger disk "
+                f"{spelled('run it again with --resume', 'run it again with resume=')}, or train in a folder on a larger disk "
                 f"({spelled('--run-dir', 'run_dir=')})"
             ) from exc
         raise

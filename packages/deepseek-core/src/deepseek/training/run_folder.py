@@ -73,10 +73,10 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
             resolve_checkpoint(chosen)
         except CheckpointError as exc:  # every checkpoint damaged: --resume would refuse too
             raise UsageError(f"run folder {chosen} already holds a run, and it cannot be continued ({exc}); "
-                             f"pick another {spelled('--run-dir', 'run_dir=')} / logging.name for a fresh run") from None
+                             f"pick another {spelled('--run-dir / logging.name', 'run_dir= / logging.name')} for a fresh run") from None
         raise UsageError(
             f"run folder {chosen} already holds a run; continue it with {given('--resume', 'resume', chosen)}, or "
-            f"pick another {spelled('--run-dir', 'run_dir=')} / logging.name"
+            f"pick another {spelled('--run-dir / logging.name', 'run_dir= / logging.name')}"
         )
     metrics = chosen / "metrics.jsonl"
     if resume_from is None:
@@ -84,7 +84,7 @@ def pick_run_folder(config: Config, strategy: Strategy, *, run_dir: Path | None,
         if foreign is not None:
             raise UsageError(f"{chosen / foreign}: the run writes its {foreign} there, and this file is not one a "
                              f"run wrote (your own?); move it out of the folder, or pick another "
-                             f"{spelled('--run-dir', 'run_dir=')} / logging.name")
+                             f"{spelled('--run-dir / logging.name', 'run_dir= / logging.name')}")
     if (resume_from is None and strategy.is_global_zero and metrics.is_file() and metrics.stat().st_size > 0
             and not is_held(chosen / LOCK_FILE)):  # a live job's folder: the trainer refuses it next
         print(f"run folder {shown(chosen)} holds a run without a checkpoint (nothing to resume): starting it afresh, "

@@ -173,7 +173,7 @@ def is_held(path: Path) -> bool:
 def _busy(run_dir: Path, lock_path: Path) -> str:
     return (
         f"run folder {run_dir} is in use by another live job ({describe_holder(lock_path)}); "
-        f"wait for it to end or stop it, or pick another {spelled('--run-dir', 'run_dir=')} / logging.name"
+        f"wait for it to end or stop it, or pick another {spelled('--run-dir / logging.name', 'run_dir= / logging.name')}"
     )
 
 
