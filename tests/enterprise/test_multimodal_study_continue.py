@@ -315,3 +315,25 @@ def test_a_resumed_run_another_study_holds_is_refused_in_the_studys_terms(tmp_pa
     # let go, the same command resumes it
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
     assert code == 0 and "resuming st/runs/redundant-audio-s0 from step 2" in err, err
+
+
+def test_a_run_early_stopping_ended_is_tested_again_not_resumed(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that early stopping (CONFIG.toml's train.early_stop_patience) ended before its last
+    step, the study killed before its results line: the same command resumed it, the trainer
+    refused ('the run is complete, it stopped early'), exit 2, and the study could not go on.
+    Now it is tested again, with the results of the study never killed."""
+    (tmp_path / "base.toml").write_text("[train]\nearly_stop_patience = 1\neval_interval = 1\n")
+    args = [*ARGS[:2], "base.toml", *ARGS[2:], "--lr", "1", "--out", "st"]  # lr 1: no better after step 0
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args)
+    assert code == 0, err
+    (row,) = _rows(tmp_path / "st" / "results.jsonl")
+    (last,) = (tmp_path / "st" / "runs" / "redundant-audio-s0" / "checkpoints").glob("step-*")
+    step = int(last.name.removeprefix("step-"))
+    assert step < 24 and row["val_curve"][-1][0] == step  # it stopped early
+    (tmp_path / "st" / "results.jsonl").unlink()  # killed as it tested the run
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args)
+    assert code == 0, err
+    assert f"testing st/runs/redundant-audio-s0 again: its training finished (step {step})" in err, err
+    (again,) = _rows(tmp_path / "st" / "results.jsonl")
+    assert again["test"] == row["test"] and again["val_curve"] == row["val_curve"]

@@ -12,11 +12,33 @@ from typing import Any
 from deepseek.errors import UsageError
 
 
+def ended_early(state: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether the trainer state ``state`` (a checkpoint's ``trainer.json``) of a run of ``config``
+    (as ``Config.to_dict`` gives it) ended the training before ``train.max_steps``: early stopping
+    ran out of patience, or a callback set ``trainer.should_stop``; a resume of it trains nothing
+    (:func:`deepseek.training.monitor.refuse_finished`, whose monitor this one is)."""
+    from deepseek.training.monitor import Monitor
+
+    if state.get("should_stop") is True:
+        return True
+    train, saved = config.get("train") or {}, state.get("monitor")
+    if not isinstance(saved, dict):
+        return False
+    monitor = Monitor(train.get("monitor", "val_loss"), train.get("monitor_mode", "min"),
+                      train.get("early_stop_min_delta", 0.0), train.get("early_stop_patience", 0))
+    try:
+        monitor.load_state_dict(saved, "trainer.json")
+    except UsageError:
+        return False
+    return monitor.exhausted
+
+
 def unfinished(run_dir: Path, steps: int, config: dict[str, Any], metric: str) -> str | None:
     """Why ``run_dir`` does not prove a training of ``config`` (as ``Config.to_dict`` gives it) to
-    ``steps`` finished, or None when it does: its newest complete checkpoint is at step ``steps``,
-    records ``config``, and its ``metrics.jsonl`` holds ``metric`` at that step (the evaluation the
-    trainer writes before it saves that checkpoint)."""
+    ``steps`` finished, or None when it does: its newest complete checkpoint is at step ``steps``
+    (or before, at the step its training ended early: :func:`ended_early`), records ``config``, and
+    its ``metrics.jsonl`` holds ``metric`` at that step (the evaluation the trainer writes before it
+    saves that checkpoint)."""
     from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
     from deepseek.training.metrics import read_metrics
 
@@ -24,12 +46,13 @@ def unfinished(run_dir: Path, steps: int, config: dict[str, Any], metric: str) -
         state = read_trainer_state(resolve_checkpoint(run_dir))
     except UsageError:
         return "no checkpoint to take up"
-    if state.get("step") != steps:
-        return f"its newest checkpoint is at step {state.get('step')}, not {steps}"
+    step = state.get("step")
+    if step != steps and not (isinstance(step, int) and 0 <= step < steps and ended_early(state, config)):
+        return f"its newest checkpoint is at step {step}, not {steps}"
     if state.get("config") != json.loads(json.dumps(config)):
         return "its checkpoint records another config"
     try:
-        evaluated = any(r["step"] == steps and metric in r for r in read_metrics(run_dir / "metrics.jsonl"))
+        evaluated = any(r["step"] == step and metric in r for r in read_metrics(run_dir / "metrics.jsonl"))
     except UsageError:
         evaluated = False
-    return None if evaluated else f"its metrics.jsonl has no {metric} at step {steps}"
+    return None if evaluated else f"its metrics.jsonl has no {metric} at step {step}"

@@ -187,18 +187,20 @@ def take_up(run_dir: Path, steps: int, config: dict[str, Any]) -> str:
       or a last step's checkpoint that does not prove the training finished);
     - ``"resume"``: resume it from its newest checkpoint, before its last step;
     - ``"test"``: its training finished and only its test is missing (the study was killed while
-      it tested the model): its newest checkpoint is the last step's, of this config, and its
+      it tested the model): its newest checkpoint is the last step's (or the step early stopping
+      ended it at: :func:`~deepseek_enterprise.finished_runs.ended_early`), of this config, and its
       ``metrics.jsonl`` holds the evaluation the trainer makes at that step before saving it."""
     from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
-    from deepseek_enterprise.finished_runs import unfinished
+    from deepseek_enterprise.finished_runs import ended_early, unfinished
 
     if not run_dir.exists():
         return "train"
     try:
-        step = int(read_trainer_state(resolve_checkpoint(run_dir)).get("step", 0))
+        state = read_trainer_state(resolve_checkpoint(run_dir))
+        step = int(state.get("step", 0))
     except UsageError:
-        step = -1
-    if 0 <= step < steps:
+        state, step = {}, -1
+    if 0 <= step < steps and not ended_early(state, config):  # stopped early: its training finished too
         click.echo(f"resuming {shown(run_dir)} from step {step}", err=True)
         return "resume"
     why = "no checkpoint to resume" if step < 0 else unfinished(run_dir, steps, config, "val_accuracy")
