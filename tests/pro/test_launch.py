@@ -1,7 +1,8 @@
 """``deepseek launch`` end to end, with real worker processes (gloo, CPU, 2 ranks).
 
 Faults are injected by a throwaway plugin distribution made in a temp dir (``deepseek-faulty``:
-its step-end hook makes rank R exit or hang at step S when ``DEEPSEEK_TEST_FAULT=R:S:exit|hang``)
+its step-end hook makes rank R exit or hang at step S when ``DEEPSEEK_TEST_FAULT=R:S:exit|hang``;
+``R:end:linger`` makes rank R hang in an exit handler after its training ended)
 and a ``sitecustomize`` on ``PYTHONPATH`` that runs first in every Python process: it records each
 worker that starts (so a test can assert that none did) and, when asked, hides the plugin from
 rank 1 only (a node with a different plugin set). Nothing of this is in production code.
@@ -30,17 +31,29 @@ TINY = [
 ]
 
 FAULTY_PLUGIN = '''
-import os, sys, time
+import atexit, os, sys, time
 from deepseek.hookspecs import hookimpl
+
+def _fault():
+    rank, at, what = os.environ.get("DEEPSEEK_TEST_FAULT", "-1:0:none").split(":")
+    return (at, what) if int(os.environ["RANK"]) == int(rank) else (None, None)
 
 @hookimpl
 def deepseek_train_step_end(trainer, step, metrics):
-    rank, at, what = os.environ.get("DEEPSEEK_TEST_FAULT", "-1:0:none").split(":")
-    if int(os.environ["RANK"]) == int(rank) and step == int(at):
+    at, what = _fault()
+    if at == str(step):
         if what == "exit":
             print(f"deepseek_faulty: exit 17 at step {step}", file=sys.stderr, flush=True)  # its log's tail
             os._exit(17)
         time.sleep(3600)
+
+def _linger():
+    time.sleep(3600)
+
+@hookimpl
+def deepseek_train_end(trainer, metrics):
+    if _fault() == ("end", "linger"):  # stuck in an exit handler, after the run is complete
+        atexit.register(_linger)
 '''
 
 SITECUSTOMIZE = '''
@@ -163,6 +176,21 @@ def test_hung_rank_ends_within_timeout(tmp_path: Path, plugin_dirs: tuple[Path, 
     # the hung rank's stack, dumped on the watchdog's request, is in the log tail
     assert "deepseek_faulty.py" in proc.stderr
     assert "last lines of its log (removed with the launcher's temp folder; keep logs with --log-dir):" in proc.stderr
+    assert seconds < 600
+    assert_no_temp_left(tmp_path)
+
+
+def test_a_rank_stuck_on_its_way_out_ends_the_job_after_timeout(tmp_path: Path, plugin_dirs: tuple[Path, Path]) -> None:
+    """Rank 1 hangs in an exit handler after the run is complete: the launcher waited for it for
+    ever; now the watchdog stops it --timeout seconds after its end, with its stack."""
+    args = ["-n", "2", "--timeout", "8", "--", "train", "--strategy", "ddp", "--max-steps", "2", "--run-dir", "run",
+            *TINY]
+    proc, seconds = launch(args, tmp_path, plugin_dirs, tmp_path / "markers", DEEPSEEK_TEST_FAULT="1:end:linger")
+    assert proc.returncode == 124, proc.stderr
+    last = error_lines(proc.stderr)[-1]
+    assert "rank 1 ended training at step 2 but was still running" in last, proc.stderr
+    assert "_linger" in proc.stderr and "deepseek_faulty.py" in proc.stderr  # where it waited
+    assert step_records(tmp_path / "run")[-1]["step"] == 2  # the run itself is complete
     assert seconds < 600
     assert_no_temp_left(tmp_path)
 
