@@ -2,15 +2,20 @@
 worker computes on one intra-op thread, so the two do not oversubscribe the cores. Subprocesses
 the tests start keep their own defaults (the CLI's thread rules are what those tests check).
 
-It also holds the ``one_thread`` fixture the in-process tests of tiny models ask for, and registers
+It also holds the ``past_fifo`` fixture (a read that could wait on a FIFO fails its test, not hangs
+it), the ``one_thread`` fixture the in-process tests of tiny models ask for, and registers
 the contract suites' ``--contract-data`` option (options are read before
 ``tests/contract/conftest.py`` loads when the whole ``tests`` folder runs); the suites read it
 there (docs/plugins.md section 9)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +48,36 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def past_fifo() -> Callable[..., Any]:
+    """``past_fifo(fifo, fn)``: ``fn()`` (its value, or its exception raised again) run in a thread;
+    when it is not done within ``timeout`` s (a plain open of the FIFO ``fifo`` waits for a writer),
+    a writer opened and closed at once ends the wait and the test fails naming the FIFO."""
+
+    def call(fifo: Path, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        done: list[Any] = []
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                done.append(fn())
+            except BaseException as exc:  # raised again in the test's thread
+                failed.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        waited = thread.is_alive()
+        while thread.is_alive():
+            with contextlib.suppress(OSError):  # ENXIO: nothing has the FIFO open for reading yet
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            thread.join(0.1)
+        if waited:
+            pytest.fail(f"waited more than {timeout:g} s on the FIFO {fifo}")
+        if failed:
+            raise failed[0]
+        return done[0]
+
+    return call

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 
 ENV_DIR = "DEEPSEEK_HEARTBEAT_DIR"
 STARTUP_PHASES = frozenset({"start", "train"})
@@ -34,6 +34,9 @@ STARTUP_PHASES = frozenset({"start", "train"})
 DONE_PHASES = frozenset({"end"})
 DUMP_SIGNAL = getattr(signal, "SIGUSR2", None)
 """The signal a worker answers with a stack dump of every thread (SIGUSR1 asks it to stop)."""
+
+MAX_BEAT_BYTES = 4096
+"""The largest ``rank-*.json`` read (a beat is about 100 bytes)."""
 
 _seq = 0
 
@@ -79,11 +82,13 @@ def beat(phase: str, step: int = 0) -> None:
 
 
 def read_beats(directory: str | os.PathLike[str]) -> dict[int, Beat]:
-    """The last beat of every rank that has written one (unreadable files are skipped)."""
+    """The last beat of every rank that has written one. Unreadable files are skipped: a FIFO, a
+    folder or a file over :data:`MAX_BEAT_BYTES` (``read_text``: never a blocking open or a
+    read whole of a huge file in the watchdog thread), or one that is not a beat."""
     beats: dict[int, Beat] = {}
     for path in Path(directory).glob("rank-*.json"):
         try:
-            d = loads_json(path.read_text(encoding="utf-8"))
+            d = loads_json(read_text(path, MAX_BEAT_BYTES))
             b = Beat(int(d["rank"]), int(d["pid"]), int(d["seq"]), str(d["phase"]), int(d["step"]), float(d["time"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
