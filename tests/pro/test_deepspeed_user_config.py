@@ -7,6 +7,8 @@ config.toml said stage 2 and fp32."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +313,27 @@ def test_a_mup_optimizer_needs_mups_base_shapes_on_the_model(tmp_path: Path, mon
     mup.set_base_shapes(model, net(16))
     assert run_problem({"optimizer": {"type": "MuAdamW"}}, path, "cpu", model) is None
     assert config.strategy.options.config_path == path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "big", "folder"])
+def test_a_path_that_is_no_json_file_is_refused_in_one_line_unread(tmp_path: Path, kind: str,
+                                                                   past_fifo: Callable[..., Any]) -> None:
+    """The file is read again at launch and at set-up, after the config loaded: a FIFO put there
+    waited for a writer forever, a 16 MiB + 1 file was read whole (and refused as broken JSON)."""
+    from deepseek.parsing import MAX_FILE_BYTES
+    from deepseek_pro.strategies.deepspeed_user import read_user_config
+
+    path = tmp_path / "ds.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "big":
+        with open(path, "wb") as fh:
+            fh.truncate(MAX_FILE_BYTES + 1)  # sparse: nothing written
+    else:
+        path.mkdir()
+    with pytest.raises(ConfigError) as info:
+        past_fifo(path, lambda: read_user_config(str(path), 1))
+    why = {"fifo": ": not a regular file (a FIFO, device or socket); give a DeepSpeed JSON path",
+           "big": f": larger than {MAX_FILE_BYTES:,} bytes, the most such a file has; give a DeepSpeed JSON path",
+           "folder": " is not a file; give a DeepSpeed JSON path"}[kind]
+    assert str(info.value) == f"strategy.config_path: {str(path)!r}{why}"

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from deepseek.errors import ConfigError
-from deepseek.parsing import loads_json
+from deepseek.parsing import UnreadableFile, loads_json, read_text
 
 AUTO_FROM: dict[tuple[str, ...], str] = {
     ("train_micro_batch_size_per_gpu",): "the trainer's batches",
@@ -56,9 +55,16 @@ def not_a_file(path: str) -> ConfigError:
 
 def read_user_config(path: str, world_size: int) -> dict[str, Any]:
     """A user's DeepSpeed JSON, checked (:func:`check_user_file`), with the batch keys our step
-    needs filled in (micro-batch size and accumulation are then set from the trainer's batches)."""
+    needs filled in (micro-batch size and accumulation are then set from the trainer's batches).
+    Read with :func:`deepseek.parsing.read_text` at every read (the file may change after the
+    config loaded): a FIFO or device (a plain read waits for a writer or never ends) and a file
+    past 16 MiB are refused in one line, not read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text(path)
+    except IsADirectoryError as exc:
+        raise not_a_file(path) from exc
+    except UnreadableFile as exc:
+        raise ConfigError(f"strategy.config_path: {path!r}: {exc}; give a DeepSpeed JSON path") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"strategy.config_path: cannot read DeepSpeed JSON {path!r} ({exc}); fix the file") from exc
     cfg = check_user_file(text, path)
