@@ -27,27 +27,59 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     :class:`MetricsWarning` naming it; any other line that is not such a record, a complete last
     line or a torn one that is the file's only line too (a run read back has written a record
     before any crash could tear one), is a UsageError naming the file and the line."""
-    from deepseek.errors import UsageError
+    return MetricsTail(path).read(final=True)
 
-    p = Path(path)
-    if not p.exists() and not p.is_symlink():  # exists() is False for a loop of links too
-        return []
-    out = []
-    try:
-        with open_file(p) as fh:  # line by line: a line is at most MAX_RECORD_BYTES, whatever the file
-            number, raw = 1, fh.readline(MAX_RECORD_BYTES + 1)
-            while raw:
-                following = fh.readline(MAX_RECORD_BYTES + 1)
-                # a torn last line: after a record, without the newline every record is written with
-                torn = not following and number > 1 and not raw.endswith(b"\n")
-                record = _record(p, number, raw, torn)
-                if record is not None:
-                    out.append(record)
-                number, raw = number + 1, following
-    except OSError as exc:  # a folder, a FIFO, a loop of symbolic links, no permission
-        raise UsageError(f"{p}: cannot read the run's metrics ({exc.strerror}); make it a readable file "
-                         "or start a new run") from exc
-    return out
+
+class MetricsTail:
+    """The records of a ``metrics.jsonl`` another process may still be appending to (a study's
+    trial), read as :func:`read_metrics` reads them: each :meth:`read` reads only the lines added
+    since the last one, through :func:`~deepseek.parsing.open_file` (a FIFO or a folder is a
+    UsageError naming the file, never a wait), at most :data:`MAX_RECORD_BYTES` a line."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._reset(None)
+
+    def _reset(self, file: tuple[int, int] | None) -> None:
+        """Nothing read yet of the file ``(device, inode)``."""
+        self._records: list[dict[str, Any]] = []
+        self._file = file
+        self._offset = 0  # bytes of it read: whole lines
+        self._number = 0  # lines of it read
+
+    def read(self, final: bool = False) -> list[dict[str, Any]]:
+        """Every record of the file as it is now (a copy). A last line without its newline is a
+        record still being written, read by a later call, unless ``final`` (the writer is done):
+        then it is a torn line, as :func:`read_metrics` says. A file replaced (a resumed run cuts
+        its records back to its checkpoint through a new file) or cut shorter is read again from
+        its start; no file: no records."""
+        from deepseek.errors import UsageError
+
+        p = self.path
+        if not p.exists() and not p.is_symlink():  # exists() is False for a loop of links too
+            self._reset(None)
+            return []
+        try:
+            with open_file(p) as fh:  # line by line: a line is at most MAX_RECORD_BYTES, whatever the file
+                st = os.fstat(fh.fileno())
+                if (st.st_dev, st.st_ino) != self._file or st.st_size < self._offset:
+                    self._reset((st.st_dev, st.st_ino))
+                fh.seek(self._offset)
+                while raw := fh.readline(MAX_RECORD_BYTES + 1):
+                    whole = raw.endswith(b"\n")
+                    if not (whole or final or len(raw) > MAX_RECORD_BYTES):
+                        break  # being written: the next read takes it whole
+                    number = self._number + 1
+                    # torn: a last line (a line short of the limit without its newline is at the end
+                    # of the file) after a record
+                    record = _record(p, number, raw, torn=not whole and number > 1)
+                    if record is not None:
+                        self._records.append(record)
+                    self._number, self._offset = number, self._offset + len(raw)
+        except OSError as exc:  # a folder, a FIFO, a loop of symbolic links, no permission
+            raise UsageError(f"{p}: cannot read the run's metrics ({exc.strerror}); make it a readable file "
+                             "or start a new run") from exc
+        return list(self._records)
 
 
 MAX_RECORD_BYTES = 1 << 20

@@ -2,10 +2,13 @@
 ``deepseek launch -n N`` when the strategy needs one process per device); the objective is a
 validation metric the model reports (``val_loss``, ``val_acc``, ...).
 
-While the trial trains, the tuner reads the run folder's ``metrics.jsonl`` and reports every
-evaluation after step 0 to the study's pruner; when the pruner says stop, the trial gets
+While the trial trains, the tuner reads the lines its run folder's ``metrics.jsonl`` gained since
+the last poll (:class:`~deepseek.training.metrics.MetricsTail`) and reports every evaluation after
+step 0 to the study's pruner; when the pruner says stop, the trial gets
 SIGTERM (the trainer saves and exits) and is recorded as pruned at that step. The trial's value
-is the metric at the run's last evaluation (the trainer always evaluates at its final step).
+is the metric at the run's last evaluation (the trainer always evaluates at its final step). A
+``metrics.jsonl`` that cannot be read as a run's (a FIFO, a folder, a line past 1 MiB or not a
+record) stops the trial, which fails with the line naming the file.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError, UsageError, shown
-from deepseek.parsing import loads_json
+from deepseek.training.metrics import MetricsTail
 from deepseek_enterprise.tune.limits import field_check
 from deepseek_enterprise.tune.process import deepseek_argv, plugin_env, run_child, tail
 from deepseek_enterprise.tune.tuner import (
@@ -41,24 +44,54 @@ class TrainingTunerOptions:
     """Seconds between reads of the trial's metrics."""
 
 
-def read_values(metrics: Path, objective: str) -> list[tuple[int, float]]:
-    """``(step, value)`` of every record of ``metrics.jsonl`` holding ``objective`` (a record being
-    written, the last line, may be torn: skipped)."""
+def objective_values(records: list[dict[str, Any]], objective: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of every metrics record holding a number for ``objective``."""
+    return [(r["step"], float(v)) for r in records
+            if isinstance(v := r.get(objective), (int, float)) and not isinstance(v, bool)]
 
-    out: list[tuple[int, float]] = []
-    try:
-        lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return out
-    for line in lines:
+
+class TrialEvaluations:
+    """The objective's values in a trial's ``metrics.jsonl``, read as its training appends them
+    and reported to the study's pruner; a file that is no run's metrics fails the trial."""
+
+    def __init__(self, trial: TrialRun, metrics: Path) -> None:
+        self.trial = trial
+        self.tail = MetricsTail(metrics)
+        self.values: list[tuple[int, float]] = []  # of the file as it was at the last poll
+        self.seen: list[tuple[int, float]] = []  # those reported
+        self.stop: TrialStopped | None = None
+        self.failure: TrialFailed | None = None
+
+    def poll(self, final: bool = False) -> bool:
+        """Report the evaluations written since the last call; True (while running) when the
+        pruner wants the trial stopped, or the file is unreadable (:attr:`failure` says why).
+        ``final``: the run is over; every value is reported, none stops it."""
         try:
-            record = loads_json(line)
-        except ValueError:
-            continue
-        value, step = record.get(objective) if isinstance(record, dict) else None, record.get("step")
-        if isinstance(value, (int, float)) and isinstance(step, int) and not isinstance(value, bool):
-            out.append((step, float(value)))
-    return out
+            self.values = objective_values(self.tail.read(final), self.trial.objective)
+        except UsageError as exc:  # a FIFO, a folder, a line past 1 MiB or not a record: the trial's failure
+            self.failure = self.failure or TrialFailed(str(exc))
+            return True
+        for step, value in self.values[len(self.seen):]:
+            self.seen.append((step, value))
+            if step > 0 and math.isfinite(value) and self.trial.report(step, value) and not final:
+                self.stop = TrialStopped(step, value)
+                return True
+        return False
+
+    def final_value(self) -> float:
+        """The objective at the run's last evaluation, once ``poll(final=True)`` read the whole
+        file; TrialFailed when the file was unreadable, reports no such value or the run diverged."""
+        if self.failure is not None:
+            raise self.failure
+        objective = self.trial.objective
+        if not self.values:
+            reported = sorted({k for r in self.tail.read(final=True) for k in r if k.startswith("val_")})
+            raise TrialFailed(f"the run reported no {objective!r}; it reports {', '.join(reported) or 'nothing'} "
+                              "(choose --objective among them)")
+        step, value = self.values[-1]
+        if not math.isfinite(value):
+            raise TrialFailed(f"{objective} is {value} at step {step} (the run diverged)")
+        return value
 
 
 def train_argv(trial: TrialRun, run_dir: Path, host: Any, nproc: int, resume: bool = False) -> list[str]:
@@ -115,43 +148,31 @@ class TrainingTuner(Tuner):
         with _earlier_run(trial) as earlier:
             taken = self._finished_earlier(trial, earlier)
             if taken is not None:  # the interrupted trial's training finished: its values, not a second run
-                for step, value in read_values(taken / "metrics.jsonl", trial.objective):
-                    if step > 0 and math.isfinite(value):
-                        trial.report(step, value)
+                finished = TrialEvaluations(trial, taken / "metrics.jsonl")
+                finished.poll(final=True)
                 trial.attrs["run_dir"] = str(taken.absolute())
                 trial.attrs["note"] = f"the finished training of trial {int(trial.earlier.name)} taken up, not run again"
-                return _final_value(taken / "metrics.jsonl", trial.objective)
+                return finished.final_value()
             resumed = self._resume_earlier(trial, earlier, run_dir)
-        metrics = run_dir / "metrics.jsonl"
-        seen: list[tuple[int, float]] = []
-        stop: list[TrialStopped] = []
-
-        def poll(final: bool = False) -> bool:
-            """Report the evaluations written since the last call; True (while running) when the
-            pruner wants the trial stopped. After the run every value is reported, none stops it."""
-            for step, value in read_values(metrics, trial.objective)[len(seen):]:
-                seen.append((step, value))
-                if step > 0 and math.isfinite(value) and trial.report(step, value) and not final:
-                    stop.append(TrialStopped(step, value))
-                    return True
-            return False
-
+        evaluations = TrialEvaluations(trial, run_dir / "metrics.jsonl")
         o = self.options
         argv = train_argv(trial, run_dir, self.host, o.nproc, resume=resumed is not None)
         log = trial.folder / "train.log"
-        code, stopped = run_child(argv, log, poll=poll, interval=o.poll_s, env=plugin_env(self.host),
+        code, stopped = run_child(argv, log, poll=evaluations.poll, interval=o.poll_s, env=plugin_env(self.host),
                                   timeout=o.trial_timeout_s or None)
         trial.attrs["run_dir"] = str(run_dir.absolute())
         if resumed is not None:
             trial.attrs["note"] = f"the training of trial {int(trial.earlier.name)} resumed from its step {resumed}"
-        if stop:
-            raise stop[0]
+        if evaluations.failure is not None:
+            raise evaluations.failure
+        if evaluations.stop is not None:
+            raise evaluations.stop
         if stopped:
             raise TrialFailed(f"ran past tuner.trial_timeout_s = {o.trial_timeout_s:g} s; stopped")
         if code != 0:
             raise TrialFailed(f"deepseek train exited with {code}: {tail(log) or 'no output'} (log: {log})")
-        poll(final=True)  # the evaluations since the last poll go to the study's record too
-        return _final_value(metrics, trial.objective)
+        evaluations.poll(final=True)  # the evaluations since the last poll go to the study's record too
+        return evaluations.final_value()
 
     @staticmethod
     def _finished_earlier(trial: TrialRun, run: Path | None) -> Path | None:
@@ -234,32 +255,3 @@ def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
         yield run
     finally:
         unlock(fd)
-
-
-def _final_value(metrics: Path, objective: str) -> float:
-    """The objective at the run's last evaluation; TrialFailed when it reports none or diverged."""
-    values = read_values(metrics, objective)
-    if not values:
-        reported = _reported_names(metrics)
-        raise TrialFailed(f"the run reported no {objective!r}; it reports {', '.join(reported) or 'nothing'} "
-                          "(choose --objective among them)")
-    step, value = values[-1]
-    if not math.isfinite(value):
-        raise TrialFailed(f"{objective} is {value} at step {step} (the run diverged)")
-    return value
-
-
-def _reported_names(metrics: Path) -> list[str]:
-
-    names: set[str] = set()
-    try:
-        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                record = loads_json(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                names.update(k for k in record if k.startswith("val_"))
-    except OSError:
-        pass
-    return sorted(names)
