@@ -1,7 +1,8 @@
 """The ``training`` tuner's reads of a trial's ``metrics.jsonl`` at every poll: only the lines
 added since the last poll (it read the whole file each time), and a file that is no run's metrics
 (a FIFO: the poll waited for a writer forever, and the study with it; a folder; a line past
-1 MiB: read whole) stops the trial, which fails with one line naming the file."""
+1 MiB: read whole) stops the trial, which fails with one line naming the file. The re-run of an
+interrupted trial reads that trial's ``trial.toml`` as bounded."""
 
 from __future__ import annotations
 
@@ -61,3 +62,23 @@ def test_a_metrics_file_that_is_no_runs_fails_the_trial_naming_it(tmp_path: Path
            "overlong": f"{metrics}:2: longer than 1,048,576 bytes, not a metrics record; delete or repair that line "
                        "(every line is one JSON record), or start a new run"}[kind]
     assert str(info.value) == why and reports == []
+
+
+def test_an_interrupted_trial_whose_trial_toml_is_a_fifo_is_no_earlier_run(tmp_path: Path,
+                                                                          past_fifo: Callable[..., Any]) -> None:
+    """The re-run compares the interrupted trial's ``trial.toml`` with its own: a FIFO there made
+    that read wait for a writer forever; now it is not the same training (trained from the start)."""
+    from deepseek_enterprise.tune.training import _earlier_run
+
+    earlier = tmp_path / "0000"
+    (earlier / "run").mkdir(parents=True)
+    os.mkfifo(earlier / "trial.toml")
+    (tmp_path / "trial.toml").write_text("[train]\nmax_steps = 2\n")
+    trial = TrialRun(number=1, config=None, config_path=tmp_path / "trial.toml", folder=tmp_path / "0001",
+                     objective="val_loss", earlier=earlier)
+
+    def taken() -> Path | None:
+        with _earlier_run(trial) as run:
+            return run
+
+    assert past_fifo(earlier / "trial.toml", taken) is None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError, UsageError, shown
+from deepseek.parsing import read_file
 from deepseek.training.metrics import MetricsTail
 from deepseek_enterprise.tune.limits import field_check
 from deepseek_enterprise.tune.process import deepseek_argv, plugin_env, run_child, tail
@@ -230,8 +231,8 @@ def _earlier_run(trial: TrialRun) -> Iterator[Path | None]:
     from deepseek_enterprise.tune.run_holder import EXIT_MARGIN_S, training_holder, wait_for_release
 
     run = trial.earlier / "run" if trial.earlier is not None else None
-    try:
-        same = run is not None and (trial.earlier / "trial.toml").read_bytes() == trial.config_path.read_bytes()
+    try:  # read_file: a FIFO put there is not the same training, never a wait
+        same = run is not None and read_file(trial.earlier / "trial.toml") == read_file(trial.config_path)
     except OSError:
         same = False
     if run is None or not same or not run.is_dir() or run.is_symlink():
