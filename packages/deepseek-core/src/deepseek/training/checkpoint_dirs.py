@@ -32,7 +32,7 @@ Every step of :func:`commit_checkpoint` and :func:`prune_checkpoints` is a renam
 a name nothing reads, so a crash (SIGKILL, power loss) at any point leaves complete checkpoints
 and leftovers, never a partial folder under a final name. Ctrl-C is held back while they run
 (a fraction of a second). Checkpoints without a ``commit.json`` (older) count as complete with
-``trainer.json`` and order below every recorded one (``latest`` first, then by step). One job
+``trainer.json`` and weights, below every recorded one (``latest`` first, then by step). One job
 writes into a run folder at a time (:mod:`deepseek.training.run_lock`), from rank 0.
 """
 
@@ -143,7 +143,7 @@ def _scan(root: Path) -> list[Found]:
     found += _set_aside(root)
     if any(f.seq > 0 for f in found):  # a run that writes commit records: one without its record lost it
         found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if f.seq == 0 and f.problem is None
-                 and not (f.path / COMMIT_FILE).exists() else f for f in found]
+                 else f for f in found]
     # A folder holding another step was put there by hand: never resumed from, never pruned.
     found = [dataclasses.replace(f, problem=f"{ANOTHER_STEP}: its {TRAINER_FILE} records step {other}")
              if f.problem is None and (other := _other_step(f.path)) is not None else f for f in found]

@@ -77,7 +77,7 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
     if p.is_dir() and (leftover := leftover_refusal(p)) is not None:
         raise CheckpointError(leftover)
     if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
-        found = inspect_checkpoint(p, 0) if (p / COMMIT_FILE).exists() else None
+        found = inspect_checkpoint(p, 0) if os.path.lexists(p / COMMIT_FILE) else None  # else the loaders check
         kind, problem = ("incomplete", found.problem) if found is not None else ("", None)
         if found is not None and problem is None:
             kind, problem = "damaged", found.damage()

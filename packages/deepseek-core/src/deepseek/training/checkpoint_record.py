@@ -6,10 +6,12 @@ folders count as checkpoints are that module's.
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepseek.errors import CheckpointError
 from deepseek.parsing import loads_json, read_text
 from deepseek.training.checkpoint_digest import checksum_problem, is_checksum
 
@@ -40,9 +42,11 @@ class Found:
 def inspect_checkpoint(path: Path, step: int) -> Found:
     """Folder ``path``, named as step ``step``'s checkpoint, and what its commit record says of it."""
     record = path / COMMIT_FILE
-    if not record.is_file():
-        ok = (path / TRAINER_FILE).is_file()
-        return Found(step, path, 0, None if ok else f"{TRAINER_FILE} missing")
+    if not os.path.lexists(record):  # written before commit records (or by an export)
+        return Found(step, path, 0, _unrecorded_problem(path))
+    if not record.is_file():  # a commit writes a file: a folder, FIFO or broken link there is no record
+        what = "a folder" if record.is_dir() else "not a regular file (a FIFO, device, socket or broken link)"
+        return Found(step, path, 0, f"{COMMIT_FILE} is {what}, not a commit record")
     try:
         body = loads_json(read_text(record))
         if not (isinstance(body, dict) and isinstance(body.get("files"), dict) and isinstance(body.get("crc32", {}), dict)):
@@ -73,3 +77,20 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
         if st.st_size != size:
             return Found(step, path, seq, f"{name} is corrupt or truncated: {st.st_size} bytes, {size} were written")
     return Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
+
+
+def _unrecorded_problem(path: Path) -> str | None:
+    """Why ``path``, a folder without a commit record, is not a complete checkpoint of a version
+    from before commit records, or ``None``. Those versions renamed the written folder into place
+    whole, and lookups took one with its ``trainer.json``; one without its model weights
+    (``model.safetensors`` or ``model/`` shards) is not loadable either."""
+    # imported here: checkpoint_sharded imports checkpoint_dirs, which imports this module
+    from deepseek.training.checkpoint_sharded import layout_of
+
+    if not (path / TRAINER_FILE).is_file():
+        return f"{TRAINER_FILE} missing"
+    try:
+        layout_of(path)
+    except CheckpointError:
+        return "no model weights: neither model.safetensors nor model/ shards"
+    return None
