@@ -6,6 +6,8 @@ the next run start renames it back."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -21,7 +23,8 @@ from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
 from deepseek.training import checkpoint_dirs
-from deepseek.training.run_lock import LOCK_FILE, try_lock, unlock
+from deepseek.training.checkpoint_dirs import CheckpointWarning
+from deepseek.training.run_lock import LOCK_FILE
 from deepseek.training.run_state import tidy_finished
 from deepseek.training.trainer import Trainer
 
@@ -179,8 +182,10 @@ def test_a_lookup_beside_a_live_job_between_its_renames_takes_its_new_step(tmp_p
             os.replace(new, root / "step-4")
             shutil.rmtree(aside)
 
-    held = try_lock(run / LOCK_FILE)  # the live job's lock
-    assert held is not None
+    # the live job's lock, held as another process holds it: one taken by try_lock is this process's
+    # own job's, whose lookups never wait on it
+    held = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         with monkeypatch.context() as patched:
             patched.setattr(time, "sleep", job_goes_on)
@@ -192,7 +197,7 @@ def test_a_lookup_beside_a_live_job_between_its_renames_takes_its_new_step(tmp_p
             patched.setattr(checkpoint_dirs, "RE_SAVE_WAIT_S", 0.05)
             assert ckpt.resolve_checkpoint(run) == aside
     finally:
-        unlock(held)
+        os.close(held)
     # no live job: a killed save's folder, step 4's at once (no wait)
     with monkeypatch.context() as patched:
         patched.setattr(time, "sleep", job_goes_on)
@@ -282,3 +287,35 @@ def test_a_run_or_checkpoint_folder_named_like_a_leftover_outside_checkpoints_is
     copied = tmp_path / "kept" / name
     shutil.copytree(run / "checkpoints" / "step-2", copied)
     assert ckpt.resolve_checkpoint(copied) == copied
+
+
+def test_a_leftover_its_start_could_not_delete_does_not_make_the_job_wait(
+        tiny_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A moved-aside folder without its ``step-N`` that the run's start could not delete (a file in
+    it this user may not delete; here its unlink is refused) looks, to a lookup, like a live job
+    between a re-save's renames, and the job holding the run folder is live: each of its own saves
+    and lookups waited ``RE_SAVE_WAIT_S`` (10 s) on itself. The job never waits on its own lock, and
+    its start says which leftover stays."""
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    settings = {"checkpoint": {"interval": 2, "keep_last": 2}}
+    Trainer(tiny_config(train={"max_steps": 4}, **settings), run_dir=run, quiet=True).fit()
+    leftover = root / "step-1.replaced-ab"  # no step-1 beside it
+    leftover.mkdir()
+    (leftover / "pinned").write_bytes(b"kept")
+    real = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(os.fspath(path)) == "pinned":
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    started = time.monotonic()
+    with pytest.warns(CheckpointWarning) as caught:
+        result = Trainer(tiny_config(train={"max_steps": 8}, **settings), resume=run, quiet=True).fit()
+    elapsed = time.monotonic() - started
+    assert result.step == 8 and elapsed < 5, elapsed  # each of its saves' lookups waited 10 s
+    assert [str(w.message) for w in caught] == [
+        f"{leftover}: a leftover of an interrupted save, prune or re-save, could not be deleted (Permission "
+        "denied); delete it by hand"]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-1.replaced-ab", "step-6", "step-8"]

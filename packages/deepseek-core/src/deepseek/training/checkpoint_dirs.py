@@ -13,17 +13,15 @@ Layout of ``<run>/checkpoints/``:
   ``.latest.XXXX.tmp``: ``latest`` being replaced. All of them are leftovers once the job that
   made them is gone, and :func:`remove_stale` deletes them.
 - ``step-N.replaced-XXXX/``: a committed ``step-N`` moved aside by a save of the same step (a stop
-  or best mark re-saving it, a run continued from an earlier checkpoint), deleted once the new
-  ``step-N`` is in place. A kill between the two renames leaves no ``step-N``: the moved-aside
-  folder, complete and recording step N, is then that step's checkpoint for every lookup, and
-  :func:`remove_stale` renames it back to ``step-N``, so the step is never lost. A live job
-  between the two renames (it holds the run folder's lock) is waited for by lookups, which then
-  find its new ``step-N`` instead of a folder it is about to delete (:func:`_await_re_save`).
-- ``latest``: the newest checkpoint's name, for people and tools; lookups take the one
-  committed last (highest sequence number), so a crash before the pointer's update loses
-  nothing, and a run continued from an earlier checkpoint resumes from what it saved, not from
-  a higher step of the abandoned continuation. A stale pointer is fixed by the next commit or
-  start (:func:`update_pointers`).
+  or best mark, a continued run), deleted once the new ``step-N`` is in place. A kill between the
+  two renames leaves no ``step-N``: the moved-aside folder, complete and recording step N, is then
+  that step's checkpoint for every lookup, and :func:`remove_stale` renames it back to ``step-N``,
+  so the step is never lost. Other processes' lookups wait for a live job (holding the run folder's
+  lock) between the renames, and find its new ``step-N`` (:func:`_await_re_save`).
+- ``latest``: the newest checkpoint's name, for people and tools; lookups take the one committed
+  last (highest sequence number), so a crash before the pointer's update loses nothing, and a run
+  continued from an earlier checkpoint resumes from what it saved, not from a higher step of the
+  abandoned continuation. A stale pointer is fixed by the next commit or start (:func:`update_pointers`).
 - ``best``: the best checkpoint's name (``checkpoint.keep_best``), as ``latest``. The mark is in
   that checkpoint's commit record (``"best": true``), committed with it (:func:`best_checkpoint`):
   a crash before the pointer's update neither loses the mark nor leaves it to pruning.
@@ -57,7 +55,7 @@ from deepseek.parsing import loads_json, read_text
 from deepseek.paths import usual_mode
 from deepseek.training.checkpoint_digest import checksums_of
 from deepseek.training.checkpoint_record import COMMIT_FILE, TRAINER_FILE, Found, inspect_checkpoint
-from deepseek.training.run_lock import LOCK_FILE, is_held
+from deepseek.training.run_lock import LOCK_FILE, held_by_another
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -78,8 +76,8 @@ _POINTER_TEMPS = (f".{LATEST_FILE}.", f".{BEST_FILE}.")  # atomic_write_text's t
 
 
 class CheckpointWarning(UserWarning):
-    """A checkpoint on disk was passed over: a newer one under its final name is incomplete
-    (a file deleted, truncated or changed since it was committed)."""
+    """A checkpoint on disk was passed over (incomplete: a file deleted, truncated or changed since
+    its commit) or moved aside, or a leftover of a save could not be deleted."""
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -142,8 +140,7 @@ def _scan(root: Path) -> list[Found]:
             found.append(inspect_checkpoint(child, int(m.group(1))))
     found += _set_aside(root)
     if any(f.seq > 0 for f in found):  # a run that writes commit records: one without its record lost it
-        found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if f.seq == 0 and f.problem is None
-                 else f for f in found]
+        found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if (f.seq, f.problem) == (0, None) else f for f in found]
     # A folder holding another step was put there by hand: never resumed from, never pruned.
     found = [dataclasses.replace(f, problem=f"{ANOTHER_STEP}: its {TRAINER_FILE} records step {other}")
              if f.problem is None and (other := _other_step(f.path)) is not None else f for f in found]
@@ -275,11 +272,10 @@ def _await_re_save(root: Path) -> None:
     reads the run beside its live job) waits for that, up to :data:`RE_SAVE_WAIT_S`, rather than
     take a folder about to go. With no live holder the folder is a killed save's, step N's
     checkpoint (:func:`_set_aside`); so it is too if the holder is still between the renames when
-    the wait ends (a stopped process). The job holding the folder never waits on itself: its run's
-    start renamed every such folder back (:func:`remove_stale`) and its own saves are done in order."""
+    the wait ends (a stopped process). The job holding the folder (this process) never waits: its
+    saves and lookups come in turn, so such a folder is a leftover its start could not delete."""
     deadline = time.monotonic() + RE_SAVE_WAIT_S
-    while (any(_moved_aside(root)) and is_held(root.parent / LOCK_FILE)
-           and time.monotonic() < deadline):
+    while any(_moved_aside(root)) and held_by_another(root.parent / LOCK_FILE) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -363,18 +359,22 @@ def list_stale(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """Rename each moved-aside checkpoint that is its step's (:func:`_set_aside`) back to
-    ``step-N``, then delete what :func:`list_stale` finds under ``root``. Call it only while
-    holding the run folder's lock."""
+    """Rename each moved-aside checkpoint that is its step's (:func:`_set_aside`) back to ``step-N``,
+    then delete what :func:`list_stale` finds under ``root`` (one it cannot stays, said in a
+    :class:`CheckpointWarning`). Call it only while holding the run folder's lock."""
     base = Path(root)
     for found in _set_aside(base) if base.is_dir() else []:
         durable.move(found.path, base / step_dir_name(found.step))
     stale = list_stale(root)
     for child in stale:
-        if child.is_dir():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+        try:
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. a file in it this user may not delete: it stays, and is said
+            warnings.warn(CheckpointWarning(f"{child}: a leftover of an interrupted save, prune or re-save, could not "
+                                            f"be deleted ({exc.strerror or exc}); delete it by hand"), stacklevel=2)
     return stale
 
 

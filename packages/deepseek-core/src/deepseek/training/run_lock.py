@@ -170,6 +170,17 @@ def is_held(path: Path) -> bool:
     return False
 
 
+def held_by_another(path: Path) -> bool:
+    """Whether a live process other than this one holds the lock file ``path``: :func:`is_held`,
+    unless the lock is this process's own (:func:`try_lock`)."""
+    if not is_held(path):
+        return False
+    with contextlib.suppress(OSError):
+        lock = os.stat(path)
+        return not any(os.path.samestat(os.fstat(fd), lock) for fd in _HELD)
+    return True
+
+
 def _busy(run_dir: Path, lock_path: Path) -> str:
     return (
         f"run folder {run_dir} is in use by another live job ({describe_holder(lock_path)}); "
