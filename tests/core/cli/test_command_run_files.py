@@ -12,14 +12,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from deepseek import hookimpl
+from deepseek.builtins.commands import export_run_file
+from deepseek.cli.context import running_command
 from deepseek.cli.main import main
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.paths import check_output
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
+from deepseek.run_files import OwnRunFile
 
 
 def _host(run_files: Any) -> tuple[PluginHost, Any]:
@@ -178,7 +182,58 @@ def test_replaces_is_the_commands_own_declared_file_not_the_runs_dataset_s(
             f"error: --out: {run / 'model.pt2'} is a file of the run folder {run} (written by its training or the "
             f"command that made it); give another path, e.g. {run / 'model-2.pt2'}"]
     assert (run / "model.pt2").read_bytes() == b"the dataset's"
-    with pytest.raises(UsageError, match=f"^--out: {run / 'acme-state.jsonl'} is a place of the run folder {run}'s"):
-        check_output(run / "acme-state.jsonl", where="--out", folder=False, host=host, replaces=("acme-state.jsonl",))
+    with pytest.raises(PluginError, match="command 'export' .*: cannot replace 'acme-state.jsonl' as its own run file"):
+        export_run_file(host, "acme-state.jsonl")  # the hooks' file is no command's to replace
     (run / "config.toml").write_text('[data]\nname = "text"\n')  # a run of a dataset declaring none: export's own
-    assert check_output(run / "model.pt2", where="--out", folder=False, host=host, replaces=("model.pt2",)) == []
+    assert check_output(run / "model.pt2", where="--out", folder=False, host=host,
+                        replaces=export_run_file(host, "model.pt2")) == []
+
+
+def test_a_command_replaces_only_a_file_it_declares_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``replaces=`` was a bare name any command could give: a plugin's command passing
+    ``replaces=("model.pt2",)`` (export's declared file) wrote over the run's exported program. A
+    command names its own file through its registration (:class:`OwnRunFile`, made from
+    ``running_command()``), which is refused for a name it does not declare, and check_output
+    refuses a bare name and a registration that is not the one its host holds."""
+    import dataclasses
+
+    run = _run_folder(tmp_path / "run")
+    for name in ("model.pt2", "pack.json"):
+        (run / name).write_bytes(b"kept")
+
+    @click.command("acme-pack")
+    @click.argument("name")
+    def pack(name: str) -> None:
+        from deepseek.cli.context import command_host
+
+        host = command_host()
+        check_output(run / name, where="--out", folder=False, host=host, replaces=OwnRunFile(running_command(), name))
+        (run / name).write_bytes(b"packed")
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_commands(self, register: Any) -> None:
+            register("acme-pack", pack, description="pack a run", declares={"run_files": ["pack.json"]})
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0").status == "ok"
+    with pytest.raises(SystemExit) as exit_:
+        main(["acme-pack", "model.pt2"], host=host)
+    assert exit_.value.code == 1 and "error: command 'acme-pack' (deepseek-acme 0.1.0, registered by " \
+        "test_command_run_files): cannot replace 'model.pt2' as its own run file: it declares ['pack.json'] in " \
+        "declares['run_files']; a command replaces only what it declares when it registers" in capsys.readouterr().err
+    assert (run / "model.pt2").read_bytes() == b"kept"
+    with pytest.raises(SystemExit) as exit_:  # its own declared file: written again
+        main(["acme-pack", "pack.json"], host=host)
+    assert exit_.value.code == 0 and (run / "pack.json").read_bytes() == b"packed"
+    for replaces in (("model.pt2",), "model.pt2"):  # a bare name: any command could give it
+        with pytest.raises(PluginError, match=r"^replaces=.*: give a deepseek.run_files.OwnRunFile"):
+            check_output(run / "model.pt2", where="--out", folder=False, host=host, replaces=replaces)  # type: ignore[arg-type]
+    export = export_run_file(host, "model.pt2")
+    forged = OwnRunFile(dataclasses.replace(export.command), "model.pt2")  # equal, but not the host's registration
+    other = export_run_file(PluginHost(PluginSettings(autoload=False)), "model.pt2")  # another host's
+    for claim in (forged, other):
+        with pytest.raises(PluginError, match="replaces 'model.pt2' through a registration that is not the command's"):
+            check_output(run / "model.pt2", where="--out", folder=False, host=host, replaces=claim)
+    assert check_output(run / "model.pt2", where="--out", folder=False, host=host, replaces=export) == []
+    assert (run / "model.pt2").read_bytes() == b"kept"

@@ -87,8 +87,13 @@ def test_the_default_export_file_is_the_runs_own_and_a_re_export_replaces_it(
     assert (run / "model.pt2").read_bytes() == before and not (run / "model.onnx").exists()
     with pytest.raises(UsageError, match=f"^--out: {run / 'model.onnx.data'} is a place of the run folder"):
         check_output(run / "model.onnx.data", where="--out", folder=True, host=host)
+    from deepseek.builtins.commands import export_run_file
+    from deepseek.errors import PluginError
+
+    with pytest.raises(PluginError, match="command 'export' .*: cannot replace 'config.toml' as its own run file"):
+        export_run_file(host, "config.toml")  # core's file is no command's to replace
     with pytest.raises(UsageError, match=f"^--out: {run / 'config.toml'} is a file of the run folder"):
-        check_output(run / "config.toml", where="--out", folder=False, host=host, replaces=("config.toml",))
+        check_output(run / "config.toml", where="--out", folder=False, host=host)
 
 
 def test_the_default_export_home_is_a_run_folder_not_any_folder_named_checkpoints(tmp_path: Path) -> None:
@@ -151,6 +156,7 @@ def test_the_default_hf_folder_is_the_runs_and_export_alone_writes_it(run: Path,
     export writes it, as a whole."""
     import shutil
 
+    from deepseek.builtins.commands import export_run_file
     from deepseek.paths import check_output
     from deepseek.plugins.host import PluginHost
     from deepseek.plugins.settings import PluginSettings
@@ -170,7 +176,8 @@ def test_the_default_hf_folder_is_the_runs_and_export_alone_writes_it(run: Path,
             assert exit_.value.code == 2 and f"error: --json: {target} is a " in capsys.readouterr().err
         assert (hf / "config.json").read_bytes() == before and not (hf / "report.json").exists()
         with pytest.raises(UsageError, match=f"^--out: {hf / 'sub'} is a place of the run folder {run}'s own"):
-            check_output(hf / "sub", where="--out", folder=True, host=host, replaces=("hf/",))  # inside: not export's
+            check_output(hf / "sub", where="--out", folder=True, host=host,
+                         replaces=export_run_file(host, "hf/"))  # inside: not export's
     finally:
         shutil.rmtree(hf, ignore_errors=True)
 

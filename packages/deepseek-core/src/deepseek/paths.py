@@ -20,6 +20,7 @@ from deepseek.errors import UsageError, shown
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
+    from deepseek.run_files import OwnRunFile
 
 NAME_MAX = 255
 """The longest file or folder name, in bytes, the usual file systems take (ext4, XFS, tmpfs)."""
@@ -40,7 +41,7 @@ def name_too_long(path: str | os.PathLike[str], where: str) -> str | None:
 
 def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
                  reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
-                 host: PluginHost | None = None, not_a_run: bool = False, replaces: tuple[str, ...] = ()) -> list[Path]:
+                 host: PluginHost | None = None, not_a_run: bool = False, replaces: OwnRunFile | None = None) -> list[Path]:
     """Check that ``path`` can be written as a folder (``folder=True``) or a file; return the
     folders that do not exist yet and must be created for it, outermost first (a folder output
     includes itself). ``where`` names the option or config key in the message; ``file_name`` is
@@ -53,12 +54,17 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
     required for a file output (a folder output without one is checked against core's run files).
     ``not_a_run``: the folder output is one the command fills with files of its own (a study's
     folder), refused when it is an existing run folder (:func:`deepseek.run_files.is_run_folder`).
-    ``replaces``: the run files the command declares and writes again as this output
-    (``deepseek export``'s ``model.pt2``): its own, not refused unless core's or the run's
+    ``replaces``: the run file the command declares and writes again as this output
+    (``deepseek export``'s ``model.pt2``), as a :class:`deepseek.run_files.OwnRunFile` (the
+    command's registration on ``host`` and the name; anything else, a bare name too, is one
+    :class:`~deepseek.errors.PluginError`): its own, not refused unless core's or the run's
     dataset or model declares it too (:func:`deepseek.run_files.plugins_run_files`)."""
     if not folder and host is None:
         raise TypeError(f"check_output({where}): a file output needs host=, the plugin host whose datasets and "
                         "models declare the run files it may not replace")
+    from deepseek.run_files import is_run_folder, replaced_name, run_owning
+
+    replaced_name(replaces, host)  # a command's own declared file, or refused before anything else
     target = Path(path)
     too_long = name_too_long(target, where)
     if too_long is not None:  # found before a missing parent is created, not after
@@ -74,8 +80,6 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             )
         if exists and not folder and not target.is_file():  # a FIFO or a device: never replaced
             raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
-        from deepseek.run_files import is_run_folder, run_owning
-
         run = run_owning(target, host, replaces)
         if run is not None and folder:  # what it writes inside would be the run's: replaced, pruned with a checkpoint
             raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files (its training writes "

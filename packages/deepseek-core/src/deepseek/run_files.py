@@ -13,11 +13,13 @@ refuses a folder in the place of any of them when a run starts
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.tokenizer import TOKENIZER_FILE
-from deepseek.plugins.records import COMMAND_RUN_FILES, plain_file_names
+from deepseek.errors import PluginError
+from deepseek.plugins.records import COMMAND_RUN_FILES, Component, plain_file_names
 from deepseek.training.run_lock import LOCK_FILE
 
 if TYPE_CHECKING:
@@ -79,8 +81,6 @@ def declared_written_files(cls: type, kind: str) -> tuple[str, ...]:
     :class:`~deepseek.errors.PluginError` naming the class."""
     names = cls.written_files  # type: ignore[attr-defined]  # Dataset's and TrainableModel's declared attribute
     if not plain_file_names(names):
-        from deepseek.errors import PluginError
-
         raise PluginError(f"{kind} {cls.__module__}.{cls.__qualname__}: written_files must be a tuple of file "
                           f"names in the run folder (no '/'), got {names!r}; fix the class attribute")
     return names
@@ -98,18 +98,66 @@ def written_by(dataset: Dataset, model: Any) -> tuple[str, ...]:
     return declared
 
 
-def run_owning(target: Path, host: PluginHost | None, replaces: tuple[str, ...] = ()) -> Path | None:
+@dataclass(frozen=True)
+class OwnRunFile:
+    """A file (or a folder: ``hf/``) that ``command`` declares in its ``run_files``
+    (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`) and writes again as a whole as one
+    output: :func:`deepseek.paths.check_output`'s ``replaces``. ``command`` is the command's
+    registration as the plugin host holds it (in a command's callback,
+    :func:`deepseek.cli.context.running_command`; ``deepseek export``'s:
+    :func:`deepseek.builtins.commands.export_run_file`), not a name: a command may replace only a
+    file it declares itself, so one is made only for such a name (else one :class:`PluginError`),
+    and :func:`run_owning` refuses one whose command is not the one registered on its host."""
+
+    command: Component
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.command, Component) or self.command.kind != "command":
+            raise PluginError(f"OwnRunFile(..., {self.name!r}): the command must be a command's registration (in its "
+                              f"callback, deepseek.cli.context.running_command()), got {type(self.command).__name__}")
+        declared = self.command.declared(COMMAND_RUN_FILES, ())
+        if self.name not in declared:
+            raise PluginError(f"{self.command.label}: cannot replace {self.name!r} as its own run file: it declares "
+                              f"{list(declared) or 'none'} in declares[{COMMAND_RUN_FILES!r}]; a command replaces only "
+                              "what it declares when it registers")
+
+    def check(self, host: PluginHost | None) -> None:
+        """Refuse, in one :class:`PluginError`, this claim unless its command is one registered on
+        ``host`` (that very registration: a copy made elsewhere is no command's)."""
+        if host is None or not any(c is self.command for c in host.candidates("command", self.command.name)):
+            raise PluginError(f"{self.command.label}: replaces {self.name!r} through a registration that is not the "
+                              "command's on the host checking the output; pass the running command's own "
+                              "(deepseek.cli.context.running_command()) and its host")
+
+
+def replaced_name(replaces: object, host: PluginHost | None) -> str | None:
+    """The name ``replaces`` (:func:`deepseek.paths.check_output`'s: ``None`` or an
+    :class:`OwnRunFile`) lets its command write again, checked (:meth:`OwnRunFile.check`); any
+    other value (a bare name, which any command could give) is one :class:`PluginError`."""
+    if replaces is None:
+        return None
+    if not isinstance(replaces, OwnRunFile):
+        raise PluginError(f"replaces={replaces!r}: give a deepseek.run_files.OwnRunFile, the running command's "
+                          "registration and one file it declares (OwnRunFile(running_command(), 'pack.json')), not "
+                          "a name, which any command could give")
+    replaces.check(host)
+    return replaces.name
+
+
+def run_owning(target: Path, host: PluginHost | None, replaces: OwnRunFile | None = None) -> Path | None:
     """The run folder (:func:`is_run_folder`) whose own place ``target`` is or would be, existing
     or not, else ``None``: one of its own files (:func:`is_run_own_file`), a file the run's
     dataset or model declares in ``written_files``, or a file or folder (``hf/``) a plugin
     declares (:func:`plugins_run_files`), looked up on ``host`` (``None``: a folder output of a
     command without a host at hand, checked against core's files and ``checkpoints/`` only), or
     anything below one of them (under its ``checkpoints/``, in a declared folder; a folder in a
-    file's place). ``replaces``: the files (``model.pt2``) or folders (``hf/``) the command writing
-    ``target`` declares in its ``run_files`` and writes again as a whole (``deepseek export``),
-    which are its own to replace (:func:`plugins_run_files`) unless core's or declared by the
-    run's dataset or model too; what is inside such a folder stays the run's. Any other file in a
-    run folder (a report a command wrote there before) may be written again."""
+    file's place). ``replaces``: the file (``model.pt2``) or folder (``hf/``) the command writing
+    ``target`` declares in its ``run_files`` and writes again as a whole (``deepseek export``;
+    checked: :func:`replaced_name`), which is its own to replace (:func:`plugins_run_files`) unless
+    core's or declared by the run's dataset or model too; what is inside such a folder stays the
+    run's. Any other file in a run folder (a report a command wrote there before) may be written again."""
+    own = replaced_name(replaces, host)
     path = target.absolute()
     for folder in path.parents:  # every one: a folder output may be any depth under checkpoints/
         if is_run_folder(folder):
@@ -117,24 +165,22 @@ def run_owning(target: Path, host: PluginHost | None, replaces: tuple[str, ...] 
             if first == CHECKPOINTS or is_run_own_file(first):
                 return folder
             if host is not None and {first, f"{first}/"}.intersection(
-                    declared_run_files(folder, host, replaces if whole else ())):
+                    declared_run_files(folder, host, own if whole else None)):
                 return folder
     return None
 
 
-def plugins_run_files(host: PluginHost, replaces: tuple[str, ...] = ()) -> tuple[str, ...]:
+def plugins_run_files(host: PluginHost, replaces: str | None = None) -> tuple[str, ...]:
     """The files the plugins loaded on ``host`` declare they write in run folders: those its
     commands write in the run folders they make (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`;
     read without importing the commands), then those lifecycle hooks write (a plugin's
     ``deepseek_declare_run_files``: :attr:`~deepseek.plugins.records.PluginRecord.run_files`).
-    Left out: the names of ``replaces`` that a command declares, the files of the command
-    writing them again (each such name is one distribution's, its commands' and hooks'
-    alike: :func:`deepseek.plugins.registrar.run_file_clash`); a name no command declares stays,
-    whoever gives it in ``replaces``."""
+    Left out: ``replaces``, the name of a file the command writing it again declares
+    (:func:`replaced_name` checked that; each such name is one distribution's, its commands' and
+    hooks' alike: :func:`deepseek.plugins.registrar.run_file_clash`)."""
     commands = tuple(name for component in host.components("command")
                      for name in component.declared(COMMAND_RUN_FILES, ()))
-    own = set(replaces).intersection(commands)
-    return tuple(name for name in dict.fromkeys((*commands, *hooks_run_files(host))) if name not in own)
+    return tuple(name for name in dict.fromkeys((*commands, *hooks_run_files(host))) if name != replaces)
 
 
 def hooks_run_files(host: PluginHost) -> tuple[str, ...]:
@@ -144,9 +190,9 @@ def hooks_run_files(host: PluginHost) -> tuple[str, ...]:
                                for name in record.run_files))
 
 
-def declared_run_files(run: Path, host: PluginHost, replaces: tuple[str, ...] = ()) -> tuple[str, ...]:
+def declared_run_files(run: Path, host: PluginHost, replaces: str | None = None) -> tuple[str, ...]:
     """The names the plugins on ``host`` declare (:func:`plugins_run_files`, less the command's
-    own files of ``replaces``), then those the
+    own file ``replaces``), then those the
     dataset and the model of the run in ``run`` declare in ``written_files``
     (:attr:`deepseek.data.dataset.Dataset.written_files`,
     :attr:`deepseek.models.protocol.TrainableModel.written_files`), found on ``host`` by the

@@ -1,7 +1,15 @@
 """Built-in CLI commands."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from deepseek.hookspecs import RegisterFn, hookimpl
-from deepseek.plugins.records import COMMAND_RUN_FILES
+from deepseek.plugins.records import COMMAND_RUN_FILES, CORE_DIST
+
+if TYPE_CHECKING:
+    from deepseek.plugins.host import PluginHost
+    from deepseek.run_files import OwnRunFile
 
 EXPORT_HF = "hf/"
 """The folder ``deepseek export --format hf`` writes in a run folder by default
@@ -11,6 +19,16 @@ EXPORT_FILES = ("model.pt2", "model.onnx", "model.onnx.data", EXPORT_HF)
 """What ``deepseek export`` writes in a run folder by default: ``model.FORMAT`` of its file
 formats (:data:`deepseek.graph.export_trained.FORMATS`), the weights an ONNX file past 2 GB keeps
 beside it (``model.onnx.data``) and the Hugging Face folder (:data:`EXPORT_HF`)."""
+
+
+def export_run_file(host: PluginHost, name: str) -> OwnRunFile:
+    """``name`` (one of :data:`EXPORT_FILES`) as ``deepseek export``'s own file, which a re-export
+    replaces (:func:`deepseek.paths.check_output`'s ``replaces``): core's registration of the
+    command on ``host``, whichever way it runs (the command, or ``deepseek.export`` from Python)."""
+    from deepseek.run_files import OwnRunFile
+
+    export = next(c for c in host.candidates("command", "export") if c.dist == CORE_DIST and c.alias_of is None)
+    return OwnRunFile(export, name)
 
 
 @hookimpl

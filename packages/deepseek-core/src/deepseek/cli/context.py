@@ -16,7 +16,12 @@ import click
 
 from deepseek.errors import UsageError
 from deepseek.plugins.host import PluginHost, get_host
+from deepseek.plugins.records import Component
 from deepseek.plugins.settings import PluginSettings
+
+RUNNING_COMMAND = "deepseek.command"
+"""``ctx.meta`` key: the registration (:class:`~deepseek.plugins.records.Component`) of the
+command the root group resolved for this invocation (:func:`running_command`)."""
 
 PLUGIN_OPTIONS = ("plugins", "disable_plugins", "no_plugin_autoload", "strict_plugins")
 """Parameter names of the root options that choose the plugins."""
@@ -37,6 +42,18 @@ def command_host(ctx: click.Context | None = None) -> PluginHost:
             f"{type(root.obj).__name__}"
         )
     return root.obj
+
+
+def running_command(ctx: click.Context | None = None) -> Component:
+    """The registration of the running ``deepseek`` command (``None``: the current context), as
+    its host holds it: what a command passes to name a file it declares and writes again
+    (``check_output(..., replaces=OwnRunFile(running_command(), "pack.json"))``,
+    :class:`deepseek.run_files.OwnRunFile`)."""
+    component = (ctx or click.get_current_context()).find_root().meta.get(RUNNING_COMMAND)
+    if not isinstance(component, Component):
+        raise TypeError("running_command(): no deepseek command is running in this click context; call it in a "
+                        "command's callback run through deepseek.cli.main.main")
+    return component
 
 
 def host_for_options(params: Mapping[str, Any]) -> PluginHost:

@@ -21,7 +21,7 @@ import click
 
 from deepseek._version import __version__
 from deepseek.arguments import invocation
-from deepseek.cli.context import command_host, refuse_options_with_given_host
+from deepseek.cli.context import RUNNING_COMMAND, command_host, refuse_options_with_given_host
 from deepseek.errors import (
     DeepseekError,
     PluginError,
@@ -69,6 +69,7 @@ class PluginGroup(click.Group):
             )
         from deepseek.plugins.catalogue import EDITIONS
 
+        ctx.meta[RUNNING_COMMAND] = component  # deepseek.cli.context.running_command
         if component.dist not in EDITIONS:  # a third party's command: its bugs are named as its own
             ctx.meta[_PLUGIN_COMMAND] = (component, command)
         return command

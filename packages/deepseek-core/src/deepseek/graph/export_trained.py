@@ -69,6 +69,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
 
     if fmt == "onnx":
         check_onnx_packages()
+    from deepseek.builtins.commands import export_run_file
     from deepseek.config.ineffective import IneffectiveSettingWarning
     from deepseek.models.capabilities import model_capabilities
     from deepseek.paths import check_output, folders_made
@@ -78,7 +79,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
     src, where = Path(checkpoint), spelled("--out", "out")
     target = Path(out) if out is not None else export_home(src) / f"model.{fmt}"
     missing = check_output(target, where=where, folder=False, file_name=f"model.{fmt}", host=host,
-                           replaces=(f"model.{fmt}",))  # the command's declared file: a re-export replaces it
+                           replaces=export_run_file(host, f"model.{fmt}"))  # its declared file: a re-export replaces it
     if target.suffix != f".{fmt}":  # an existing file is replaced: only one of this format's
         raise UsageError(f"{where}: {target} does not end in .{fmt}; name the {fmt} file like model.{fmt} "
                          f"(an existing .{fmt} file is replaced)")

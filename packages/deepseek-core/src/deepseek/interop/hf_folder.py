@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek import durable
 from deepseek.arguments import spelled
-from deepseek.builtins.commands import EXPORT_HF
+from deepseek.builtins.commands import EXPORT_HF, export_run_file
 from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.dtypes import torch_dtype
 from deepseek.errors import UsageError, shown
@@ -34,6 +34,7 @@ from deepseek.paths import check_output, make_folders, usual_mode
 
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
+    from deepseek.run_files import OwnRunFile
 
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -45,7 +46,7 @@ END_OF_TEXT = "<|endoftext|>"
 
 
 def check_target(out: Path, where: str = "--out", *, host: PluginHost | None,
-                 replaces: tuple[str, ...] = ()) -> list[Path]:
+                 replaces: OwnRunFile | None = None) -> list[Path]:
     """Refuse ``out`` unless it can become a new folder (missing, or an empty folder); return the
     parents to create (:func:`deepseek.paths.check_output`, with the run files the plugins on
     ``host`` declare; ``replaces``: export's own ``hf/``)."""
@@ -160,7 +161,8 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
     from deepseek.training.checkpoint_io import save_tensors
     from deepseek.training.inference import load_trained
 
-    missing = check_target(out, where, host=host, replaces=(EXPORT_HF,))  # a run's hf/: the command's declared folder
+    own = export_run_file(host, EXPORT_HF) if host is not None else None  # a run's hf/: the command's declared folder
+    missing = check_target(out, where, host=host, replaces=own)
     model, config, _ = load_trained(checkpoint, "cpu", host=host)
     options = config.model.options
     problem = gpt2.export_problem(config.model.name, options, model)
