@@ -293,3 +293,48 @@ def test_onnx_stopped_between_its_data_and_model_renames_leaves_no_model_reading
     stored = [torch.from_numpy(onnx.numpy_helper.to_array(t, base_dir=str(tmp_path)).copy())
               for t in onnx.load(str(out)).graph.initializer]
     assert any(torch.equal(w, again.bias.detach()) for w in stored)  # the model reads the new export's data
+
+
+def test_the_default_hf_folder_beside_weights_is_never_a_folder_export_did_not_write(
+        weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``deepseek export W/weights.safetensors --format hf`` writes ``W/hf`` by default: an empty
+    folder of the user's there was removed and replaced by the export (its mode with it), and a
+    link there named ``hf`` was an internal error. Export writes its folder whole, so one there
+    already is not its own: refused in one line, exit 2, the folder (or link) left as it was."""
+    import os
+    import shutil
+
+    from deepseek.cli.main import main
+
+    home = tmp_path / "w"
+    home.mkdir()
+    shutil.copyfile(weights, home / "weights.safetensors")
+    mine = home / "hf"
+    mine.mkdir(mode=0o750)
+    inode = mine.stat().st_ino
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--checkpoint", str(home / "weights.safetensors"), "--format", "hf"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --out: not given, so the folder is {mine}, which already exists and is no folder an export wrote "
+        f"(it writes its folder whole); give --out a new folder, or remove {mine}"]
+    assert mine.stat().st_ino == inode and list(mine.iterdir()) == [] and sorted(os.listdir(home)) == [
+        "hf", "weights.safetensors"]
+    mine.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    mine.symlink_to(tmp_path / "elsewhere")  # a link, named hf or given as --out: the rename would replace it
+    for out in ([], ["--out", str(mine)]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["export", "--checkpoint", str(home / "weights.safetensors"), "--format", "hf", *out])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip() == (f"error: --out: {mine} is a symbolic link (to "
+                                                   f"{tmp_path / 'elsewhere'}); give a new folder")
+        assert mine.is_symlink() and list((tmp_path / "elsewhere").iterdir()) == []
+    mine.unlink()
+    with pytest.warns(UserWarning, match="^tokenizer: none written"):  # none there: written, as before
+        assert deepseek.export(home / "weights.safetensors", format="hf") == mine
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "model.safetensors"]
+    empty = tmp_path / "given"
+    empty.mkdir()  # an empty folder given as --out is the user's choice: taken
+    with pytest.warns(UserWarning, match="^tokenizer: none written"):
+        assert deepseek.export(home / "weights.safetensors", empty, format="hf") == empty

@@ -135,7 +135,8 @@ def _export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] |
     from deepseek.interop.hf_folder import default_export_folder, export_hf
 
     path = Path(out) if out is not None else default_export_folder(Path(checkpoint))
-    created, notes = export_hf(os.fspath(checkpoint), path, dtype, host=host, where=spelled("--out", "out"))
+    created, notes = export_hf(os.fspath(checkpoint), path, dtype, host=host, where=spelled("--out", "out"),
+                               default=out is None)
     return Exported(path, "hf", created, notes)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -46,11 +47,19 @@ END_OF_TEXT = "<|endoftext|>"
 
 
 def check_target(out: Path, where: str = "--out", *, host: PluginHost | None,
-                 replaces: OwnRunFile | None = None) -> list[Path]:
-    """Refuse ``out`` unless it can become a new folder (missing, or an empty folder); return the
-    parents to create (:func:`deepseek.paths.check_output`, with the run files the plugins on
-    ``host`` declare; ``replaces``: export's own ``hf/``)."""
+                 replaces: OwnRunFile | None = None, default: bool = False) -> list[Path]:
+    """Refuse ``out`` unless it can become a new folder (missing, or an empty folder given as
+    ``where``; not a symbolic link, which the rename would replace); return the parents to create
+    (:func:`deepseek.paths.check_output`, with the run files the plugins on ``host`` declare;
+    ``replaces``: export's own ``hf/``). ``default``: ``out`` is export's default folder, not
+    given: one there already, even empty, is refused, since an export writes its folder whole and
+    never leaves an empty one (a user's folder named ``hf`` beside exported weights was replaced)."""
     missing = check_output(out, where=where, folder=True, host=host, replaces=replaces)
+    if out.is_symlink():  # the rename would replace the link (an empty folder it names: an internal error)
+        raise UsageError(f"{where}: {out} is a symbolic link (to {shown(os.readlink(out))}); give a new folder")
+    if default and out.exists():
+        raise UsageError(f"{where}: not given, so the folder is {out}, which already exists and is no folder an "
+                         f"export wrote (it writes its folder whole); give {where} a new folder, or remove {out}")
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{where}: {out} already exists and is not empty; give a new folder (or remove it)")
     return missing
@@ -151,18 +160,18 @@ def default_export_folder(checkpoint: Path) -> Path:
 
 
 def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
-              where: str = "--out") -> tuple[list[Path], list[Note]]:
+              where: str = "--out", default: bool = False) -> tuple[list[Path], list[Note]]:
     """Write ``checkpoint``'s GPT as a ``GPT2LMHeadModel`` folder ``out``; returns the parent
     folders it created and notes (:class:`~deepseek.graph.export_trained.Note`: about the
     tokenizer). ``where`` names ``out`` in messages (``--out``, or ``out`` from
-    Python)."""
+    Python); ``default``: ``out`` is :func:`default_export_folder`, not given (:func:`check_target`)."""
     import torch  # noqa: F401 - load_trained needs it anyway
 
     from deepseek.training.checkpoint_io import save_tensors
     from deepseek.training.inference import load_trained
 
     own = export_run_file(host, EXPORT_HF) if host is not None else None  # a run's hf/: the command's declared folder
-    missing = check_target(out, where, host=host, replaces=own)
+    missing = check_target(out, where, host=host, replaces=own, default=default)
     model, config, _ = load_trained(checkpoint, "cpu", host=host)
     options = config.model.options
     problem = gpt2.export_problem(config.model.name, options, model)
