@@ -48,6 +48,17 @@ def test_no_name_is_registered_twice() -> None:
     assert not clashes
 
 
+def test_written_files_are_names_in_the_run_folder_of_one_distribution() -> None:
+    """Every dataset's and model's ``written_files`` (docs/plugins.md sections 10 and 11): names in
+    the run folder (a folder's ending in ``/``), none of them core's (``metrics.jsonl``,
+    ``checkpoints/``) nor declared by another distribution (its commands' ``run_files``, its hooks'
+    ``deepseek_declare_run_files``, its datasets' and models' ``written_files``): a run would have
+    two writers of ``RUN/<name>``. Each problem is the PluginError line a run reading it raises."""
+    from deepseek.run_files import written_files_problems
+
+    assert written_files_problems(HOST) == []
+
+
 @pytest.mark.parametrize("comp", COMPONENTS, ids=IDS)
 def test_component_resolves_loads_and_is_described(comp) -> None:  # noqa: ANN001
     assert NAME_RE.match(comp.name) and all(NAME_RE.match(a) for a in comp.aliases)

@@ -153,17 +153,26 @@ def test_replaces_is_the_commands_own_declared_file_not_the_runs_dataset_s(
     """``replaces=`` skipped the run's declared files as a whole: ``deepseek export`` (its default
     ``RUN/model.pt2`` or ``--out RUN/model.pt2``) replaced a ``model.pt2`` that the run's dataset
     declares in ``written_files``. It now leaves out the name from the commands' declarations only:
-    the run's dataset or model declaring it too keeps it, and a name no command declares (a
-    plugin's hooks' file) is no command's to replace."""
+    the run's dataset or model declaring it too (its own distribution's command's file) keeps it,
+    and a name no command declares (a plugin's hooks' file) is no command's to replace. A dataset
+    declaring another distribution's file (export's ``model.pt2``) is refused as a whole."""
     from deepseek.data.text import TextDataset
 
     class Exporting(TextDataset):
         written_files = ("model.pt2",)
 
+    class Packing(TextDataset):
+        written_files = ("pack.json",)
+
     class Plugin:
         @hookimpl
         def deepseek_register_datasets(self, register: Any) -> None:
             register("acme.text", Exporting, description="text whose runs write model.pt2")
+            register("acme.packed", Packing, description="text whose runs write pack.json")
+
+        @hookimpl
+        def deepseek_register_commands(self, register: Any) -> None:
+            register("acme-pack", "deepseek_acme.cli:pack", description="pack a run", declares={"run_files": ["pack.json"]})
 
         @hookimpl
         def deepseek_declare_run_files(self, declare: Any) -> None:
@@ -177,16 +186,23 @@ def test_replaces_is_the_commands_own_declared_file_not_the_runs_dataset_s(
     for out in ([], ["--out", str(run / "model.pt2")]):  # refused before the checkpoint is read
         with pytest.raises(SystemExit) as exit_:
             main(["export", "--checkpoint", str(run), *out], host=host)
-        assert exit_.value.code == 2
+        assert exit_.value.code == 1
         assert capsys.readouterr().err.strip().splitlines() == [
-            f"error: --out: {run / 'model.pt2'} is a file of the run folder {run} (written by its training or the "
-            f"command that made it); give another path, e.g. {run / 'model-2.pt2'}"]
+            f"error: dataset {__name__}.{Exporting.__qualname__} (deepseek-acme 0.1.0, registered as 'acme.text'): "
+            "written_files names 'model.pt2', which deepseek-core 0.1.0 (its command 'export') declared first: both "
+            "would write RUN/model.pt2; give your file a name of your own, starting with your plugin's name"]
     assert (run / "model.pt2").read_bytes() == b"the dataset's"
+    (run / "config.toml").write_text('[data]\nname = "acme.packed"\n')
+    (run / "pack.json").write_bytes(b"the dataset's")
+    pack = OwnRunFile(host.resolve("command", "acme-pack"), "pack.json")
+    with pytest.raises(UsageError, match=f"^--out: {run / 'pack.json'} is a file of the run folder {run} "):
+        check_output(run / "pack.json", where="--out", folder=False, host=host, replaces=pack)
     with pytest.raises(PluginError, match="command 'export' .*: cannot replace 'acme-state.jsonl' as its own run file"):
         export_run_file(host, "acme-state.jsonl")  # the hooks' file is no command's to replace
-    (run / "config.toml").write_text('[data]\nname = "text"\n')  # a run of a dataset declaring none: export's own
+    (run / "config.toml").write_text('[data]\nname = "text"\n')  # a run of a dataset declaring none: the command's own
     assert check_output(run / "model.pt2", where="--out", folder=False, host=host,
                         replaces=export_run_file(host, "model.pt2")) == []
+    assert check_output(run / "pack.json", where="--out", folder=False, host=host, replaces=pack) == []
 
 
 def test_a_command_replaces_only_a_file_it_declares_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

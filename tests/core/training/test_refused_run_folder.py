@@ -108,9 +108,10 @@ def test_a_written_file_that_is_not_a_plain_name_is_one_plugin_error(
     """Dataset.written_files names files directly in the run folder; a path is refused before the
     run folder is chosen, naming the class."""
     run = tmp_path / "run"
-    with pytest.raises(PluginError, match=r"^dataset test_refused_run_folder.BadlyDeclared: written_files must be a "
-                       r"tuple of file names in the run folder \(no '/'\), got \('reports/val.json',\); fix the class "
-                       "attribute$"):
+    with pytest.raises(PluginError, match=r"^dataset test_refused_run_folder.BadlyDeclared \(deepseek-refuser 0.0.0, "
+                       r"registered as 'badlydeclared'\): written_files must be a tuple of names in the run folder "
+                       r"\(no '/'; a folder's name ends in one: 'acme-plots/'\), got \('reports/val.json',\); fix the "
+                       "class attribute$"):
         Trainer(tiny_config_on(host, data={"name": "badlydeclared"}), run_dir=run, quiet=True, host=host).fit()
     assert not run.exists()
 
@@ -130,9 +131,10 @@ def test_a_folder_where_the_model_writes_a_file_is_refused_with_the_run_files(
 def test_a_model_written_file_that_is_not_a_plain_name_is_one_plugin_error(
         host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
     run = tmp_path / "run"
-    with pytest.raises(PluginError, match=r"^model test_refused_run_folder.ReportingBadly: written_files must be a "
-                       r"tuple of file names in the run folder \(no '/'\), got \('../report.json',\); fix the class "
-                       "attribute$"):
+    with pytest.raises(PluginError, match=r"^model test_refused_run_folder.ReportingBadly \(deepseek-refuser 0.0.0, "
+                       r"registered as 'reportingbadly'\): written_files must be a tuple of names in the run folder "
+                       r"\(no '/'; a folder's name ends in one: 'acme-plots/'\), got \('../report.json',\); fix the "
+                       "class attribute$"):
         Trainer(tiny_config_on(host, model={"name": "reportingbadly"}), run_dir=run, quiet=True, host=host).fit()
     assert not run.exists()
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek.data.tokenizer import TOKENIZER_FILE
 from deepseek.errors import PluginError
-from deepseek.plugins.records import COMMAND_RUN_FILES, Component, plain_file_names
+from deepseek.plugins.records import COMMAND_RUN_FILES, Component, run_file_names
 from deepseek.training.run_lock import LOCK_FILE
 
 if TYPE_CHECKING:
@@ -74,28 +74,107 @@ def is_run_folder(folder: Path) -> bool:
     return (folder / "config.toml").is_file() and (folder / CHECKPOINTS).is_dir()
 
 
-def declared_written_files(cls: type, kind: str) -> tuple[str, ...]:
+def declared_written_files(cls: type, kind: str, component: Component | None = None,
+                           host: PluginHost | None = None) -> tuple[str, ...]:
     """``cls.written_files`` of a dataset or model class (``kind``: ``"dataset"`` or ``"model"``,
-    for the message), checked: a tuple of plain file names
-    (:func:`~deepseek.plugins.records.plain_file_names`), else one
-    :class:`~deepseek.errors.PluginError` naming the class."""
+    for the message) registered as ``component`` on ``host``, checked: a tuple of names in the run
+    folder, a folder's ending in ``/`` (:func:`~deepseek.plugins.records.run_file_names`, as a
+    command's ``run_files``), none of them core's (``config.toml``, ``metrics.jsonl``,
+    ``checkpoints/``, ...) nor one another distribution's command or lifecycle hooks declare
+    (:func:`~deepseek.plugins.registrar.run_file_clash`; without ``component`` and ``host``:
+    core's only), else one :class:`~deepseek.errors.PluginError` naming the class and its
+    distribution."""
+    from deepseek.plugins.registrar import run_file_clash, run_file_owners
+
     names = cls.written_files  # type: ignore[attr-defined]  # Dataset's and TrainableModel's declared attribute
-    if not plain_file_names(names):
-        raise PluginError(f"{kind} {cls.__module__}.{cls.__qualname__}: written_files must be a tuple of file "
-                          f"names in the run folder (no '/'), got {names!r}; fix the class attribute")
+    who = f"{kind} {cls.__module__}.{cls.__qualname__}" + (
+        f" ({component.dist} {component.version}, registered as {component.name!r})" if component is not None else "")
+    if not run_file_names(names):
+        raise PluginError(f"{who}: written_files must be a tuple of names in the run folder (no '/'; a folder's name "
+                          f"ends in one: 'acme-plots/'), got {names!r}; fix the class attribute")
+    owners = {} if host is None else run_file_owners(host.records, {"command": {c.name: [c] for c in
+                                                                            host.components("command")}})
+    clash = run_file_clash(names, component.dist if component is not None else "", owners)
+    if clash:
+        raise PluginError(f"{who}: written_files {clash}")
     return names
 
 
-def written_by(dataset: Dataset, model: Any) -> tuple[str, ...]:
-    """The files a run on ``dataset`` with ``model`` declares it writes in its folder: their
-    ``written_files`` (a model that is no :class:`~deepseek.models.protocol.TrainableModel`
-    declares none)."""
+def _shared_name(name: str, component: Component | None, first: Component | None) -> str | None:
+    """Why ``component`` cannot declare ``name`` in its ``written_files`` when ``first`` (another
+    dataset or model) declared it first, else ``None``: a name is one distribution's."""
+    if component is None or first is None or first.dist == component.dist:
+        return None
+    return (f"{component.label}: written_files names {name!r}, which {first.label} declares too: both would write "
+            f"RUN/{name}; give your file a name of your own, starting with your plugin's name")
+
+
+def run_written_files(host: PluginHost | None,
+                      found: tuple[tuple[str, type, Component | None], ...]) -> tuple[str, ...]:
+    """The files a run's dataset and model declare they write in its folder, ``found`` as
+    ``(kind, class, registration or None)``: each class's checked
+    (:func:`declared_written_files`), and one name declared by both when they are two
+    distributions' refused in one :class:`~deepseek.errors.PluginError` (both would write it)."""
+    names: list[str] = []
+    first: dict[str, Component | None] = {}
+    for kind, cls, component in found:
+        for name in declared_written_files(cls, kind, component, host):
+            problem = _shared_name(name, component, first.setdefault(name.removesuffix("/"), component))
+            if problem is not None:
+                raise PluginError(problem)
+            names.append(name)
+    return tuple(names)
+
+
+def written_files_problems(host: PluginHost) -> list[str]:
+    """What is wrong with the ``written_files`` of every dataset and model registered on ``host``
+    as a class, one line each: each checked as a run's are (:func:`declared_written_files`), and
+    no name declared by two distributions' components (a run pairing them would write it twice).
+    The contract suite's check (``tests/contract``); it imports every such component."""
+    from deepseek.data.dataset import Dataset
+    from deepseek.errors import DeepseekError
     from deepseek.models.protocol import TrainableModel
 
-    declared = declared_written_files(type(dataset), "dataset")
+    problems: list[str] = []
+    first: dict[str, Component] = {}
+    for kind, base in (("dataset", Dataset), ("model", TrainableModel)):
+        for component in host.components(kind):
+            try:
+                cls = component.load()
+                names = declared_written_files(cls, kind, component, host) if (
+                    isinstance(cls, type) and issubclass(cls, base)) else ()
+            except DeepseekError as exc:
+                problems.append(str(exc))
+                continue
+            problems.extend(problem for name in names if (problem := _shared_name(
+                name, component, first.setdefault(name.removesuffix("/"), component))) is not None)
+    return problems
+
+
+def _registered(host: PluginHost, kind: str, name: object) -> Component | None:
+    """The component ``name`` names on ``host`` (a run's ``data.name`` or ``model.name``), or
+    ``None`` when it is not one or not installed here, or ambiguous (its files are not known)."""
+    from deepseek.errors import DeepseekError
+
+    if not isinstance(name, str):
+        return None
+    try:
+        return host.resolve(kind, name)
+    except DeepseekError:
+        return None
+
+
+def written_by(dataset: Dataset, model: Any, host: PluginHost, names: tuple[object, object]) -> tuple[str, ...]:
+    """The files a run on ``dataset`` with ``model`` declares it writes in its folder: their
+    ``written_files`` (a model that is no :class:`~deepseek.models.protocol.TrainableModel`
+    declares none), checked with their registrations on ``host`` by their config ``names``
+    (``data.name``, ``model.name``) as :func:`run_written_files` checks them."""
+    from deepseek.models.protocol import TrainableModel
+
+    found = (("dataset", type(dataset), _registered(host, "dataset", names[0])),)
     if isinstance(model, TrainableModel):
-        declared += declared_written_files(type(model), "model")
-    return declared
+        found += (("model", type(model), _registered(host, "model", names[1])),)
+    return run_written_files(host, found)
 
 
 @dataclass(frozen=True)
@@ -211,16 +290,14 @@ def declared_run_files(run: Path, host: PluginHost, replaces: str | None = None)
     from deepseek.data.dataset import Dataset
     from deepseek.models.protocol import TrainableModel
 
-    names = list(commands)
+    found: tuple[tuple[str, type, Component | None], ...] = ()
     for kind, base in (("dataset", Dataset), ("model", TrainableModel)):
         section = config.get("data" if kind == "dataset" else "model")
-        name = section.get("name") if isinstance(section, dict) else None
-        if not isinstance(name, str):
-            continue
+        component = _registered(host, kind, section.get("name") if isinstance(section, dict) else None)
         try:
-            cls = host.resolve(kind, name).load()
-        except DeepseekError:  # not installed here, or ambiguous: its files are not known
+            cls = component.load() if component is not None else None
+        except DeepseekError:  # not importable here: its files are not known
             continue
         if isinstance(cls, type) and issubclass(cls, base):
-            names.extend(declared_written_files(cls, kind))
-    return tuple(names)
+            found += ((kind, cls, component),)
+    return (*commands, *run_written_files(host, found))

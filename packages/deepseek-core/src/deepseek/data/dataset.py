@@ -76,11 +76,14 @@ class Dataset(ABC):
     for what its code raises (:func:`dataset_calls`); core's own (``text``, ``hf``) are named by
     their label in the contract checks' messages, but their bugs are core's internal error."""
     written_files: ClassVar[tuple[str, ...]] = ()
-    """Names of files (directly in the run folder) that a run on this dataset writes besides
-    core's, e.g. by a plugin's ``deepseek_evaluate`` hook: a command's output option naming one of
-    them is refused (as one naming ``config.toml`` is), and a folder in their place is refused
-    when the run starts (:mod:`deepseek.run_files`; a model declares its own the same way,
-    :attr:`deepseek.models.protocol.TrainableModel.written_files`)."""
+    """Names of files (directly in the run folder; a folder's name ends in ``/``, everything in it
+    then the run's) that a run on this dataset writes besides core's, e.g. by a plugin's
+    ``deepseek_evaluate`` hook: a command's output option naming one of them is refused (as one
+    naming ``config.toml`` is), and a folder in their place is refused when the run starts
+    (:mod:`deepseek.run_files`; a model declares its own the same way,
+    :attr:`deepseek.models.protocol.TrainableModel.written_files`). Each name is one
+    distribution's: core's, another distribution's, or one the run's model of another
+    distribution declares too is a ``PluginError`` (:func:`deepseek.run_files.run_written_files`)."""
 
     def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
         self.options = options

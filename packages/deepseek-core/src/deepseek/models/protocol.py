@@ -152,7 +152,8 @@ class TrainableModel(nn.Module):
     for a dataset): a command's output option naming one of them is refused (as one naming
     ``config.toml`` is), and a folder in their place is refused when the run starts. Declared on
     the class registered as the model (a factory function's model declares nothing); each a plain
-    file name, else a ``PluginError`` naming the class. Default: none."""
+    file name or a folder's ending in ``/``, and one distribution's (as a dataset's), else a
+    ``PluginError`` naming the class and its distribution. Default: none."""
 
     def metric_names(self) -> tuple[str, ...] | None:
         """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;

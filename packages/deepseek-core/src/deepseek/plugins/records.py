@@ -243,15 +243,15 @@ hooks write (``deepseek_declare_run_files``, :attr:`PluginRecord.run_files`)."""
 
 def plain_file_names(names: object) -> bool:
     """Whether ``names`` is a tuple of plain file names: each a non-empty string without ``/`` or
-    NUL, not ``.`` or ``..`` (the form of ``written_files`` and of a command's
-    :data:`COMMAND_RUN_FILES`)."""
+    NUL, not ``.`` or ``..`` (each name of :func:`run_file_names`, a folder's without its ``/``)."""
     return isinstance(names, tuple) and all(
         isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n for n in names)
 
 
 def run_file_names(names: object) -> bool:
-    """Whether ``names`` is a tuple of what a command's :data:`COMMAND_RUN_FILES` or a plugin's
-    ``deepseek_declare_run_files`` may name in a run folder: plain file names
+    """Whether ``names`` is a tuple of what a command's :data:`COMMAND_RUN_FILES`, a plugin's
+    ``deepseek_declare_run_files`` or a dataset's or model's ``written_files`` may name in a run
+    folder: plain file names
     (:func:`plain_file_names`), or a folder's plain name followed by one ``/`` (``hf/``)."""
     return isinstance(names, tuple) and all(
         isinstance(n, str) and plain_file_names((n.removesuffix("/"),)) for n in names)

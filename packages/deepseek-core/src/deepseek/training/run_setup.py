@@ -71,8 +71,9 @@ def set_up(engine: StepEngine, *, run_dir: Path | None, resume_from: Path | None
     # checks the model on val_set[0], else on the first training batch
     batches = TrainingBatches(dataset, cfg.data, model, val_set=val_set, engine=engine)
     strategy = engine.strategy
+    written = written_by(dataset, model, engine.lookups, (cfg.data.name, cfg.model.name))
     folder = pick_run_folder(cfg, strategy, run_dir=run_dir, resume_from=resume_from, host=engine.lookups,
-                             copies=(*dataset.run_files(), *written_by(dataset, model), *hooks_run_files(engine.lookups)))
+                             copies=(*dataset.run_files(), *written, *hooks_run_files(engine.lookups)))
     refuse_if_busy(folder, strategy)  # a live job's folder: refused before reading it
     if resume_from is not None:  # another model's run or weights: one line, whatever the strategy's load does
         check_resumed_weights(cfg, model, resume_from)

@@ -1,0 +1,133 @@
+"""A dataset's or model's ``written_files`` (docs/plugins.md sections 10 and 11) are names in the
+run folder of one distribution, as a command's ``run_files`` are: they could not name a folder,
+and a core file (``metrics.jsonl``), another distribution's command or hooks' file, or a name the
+run's other component of another distribution declares too was taken, so two writers shared
+``RUN/<name>``. Each is refused in one :class:`PluginError` naming the class and its
+distribution, before the run folder is made, and :func:`written_files_problems` (the contract
+suite's check) finds them on a host."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.data.text import TextDataset
+from deepseek.errors import PluginError, UsageError
+from deepseek.models.gpt import GPT
+from deepseek.paths import check_output
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+from deepseek.run_files import written_files_problems
+from deepseek.training.trainer import Trainer
+
+
+class Metrics(TextDataset):
+    written_files = ("metrics.jsonl",)
+
+
+class Checkpoints(TextDataset):
+    written_files = ("checkpoints/",)
+
+
+class Reports(TextDataset):
+    written_files = ("acme-reports/", "acme-summary.json")
+
+
+class Summarizing(GPT):
+    written_files = ("acme-summary.json",)  # the dataset of deepseek-acme declares it too
+
+
+class Packing(GPT):
+    written_files = ("model.pt2",)  # deepseek export's file
+
+
+class Acme:
+    @hookimpl
+    def deepseek_register_datasets(self, register: Any) -> None:
+        register("acme.metrics", Metrics, description="declares core's metrics.jsonl")
+        register("acme.checkpoints", Checkpoints, description="declares core's checkpoints/")
+        register("acme.reports", Reports, description="declares a folder and a file")
+
+
+class Beta:
+    @hookimpl
+    def deepseek_register_models(self, register: Any) -> None:
+        register("beta.summarizing", Summarizing, description="declares acme's acme-summary.json")
+        register("beta.packing", Packing, description="declares export's model.pt2")
+
+
+@pytest.fixture
+def host() -> PluginHost:
+    host = PluginHost(PluginSettings(autoload=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # registered: the classes are checked when a run (or output) reads them
+        host.register_plugin(Acme(), dist="deepseek-acme", version="0.1.0")
+        host.register_plugin(Beta(), dist="deepseek-beta", version="0.2.0")
+    return host
+
+
+def test_a_core_name_or_another_distributions_is_refused_before_the_run_folder(
+        host: PluginHost, tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    here = "test_written_files"
+    core = "which deepseek-core's trainer writes in every run folder: both would write RUN/"
+    cases = {("acme.metrics", "tiny"): f"dataset {here}.Metrics (deepseek-acme 0.1.0, registered as 'acme.metrics'): "
+                                       f"written_files names 'metrics.jsonl', {core}metrics.jsonl;",
+             ("acme.checkpoints", "tiny"): f"dataset {here}.Checkpoints (deepseek-acme 0.1.0, registered as "
+                                           f"'acme.checkpoints'): written_files names 'checkpoints/', {core}checkpoints/;",
+             ("text", "beta.packing"): f"model {here}.Packing (deepseek-beta 0.2.0, registered as 'beta.packing'): "
+                                       "written_files names 'model.pt2', which deepseek-core 0.1.0 (its command "
+                                       "'export') declared first: both would write RUN/model.pt2;",
+             ("acme.reports", "beta.summarizing"): "model 'beta.summarizing' (deepseek-beta 0.2.0, registered by "
+                                                   f"{here}): written_files names 'acme-summary.json', which dataset "
+                                                   f"'acme.reports' (deepseek-acme 0.1.0, registered by {here}) "
+                                                   "declares too: both would write RUN/acme-summary.json;"}
+    for (data, model), line in cases.items():
+        run = tmp_path / f"{data}-{model}"
+        with pytest.raises(PluginError) as refused:
+            Trainer(tiny_config_on(host, data={"name": data}, model={"name": model}), run_dir=run, quiet=True,
+                    host=host).fit()
+        assert str(refused.value).startswith(line), str(refused.value)
+        assert str(refused.value).endswith("give your file a name of your own, starting with your plugin's name")
+        assert not run.exists()
+    problems = written_files_problems(host)
+    assert [p.split(":")[0] for p in problems] == [
+        f"dataset {here}.Checkpoints (deepseek-acme 0.1.0, registered as 'acme.checkpoints')",
+        f"dataset {here}.Metrics (deepseek-acme 0.1.0, registered as 'acme.metrics')",
+        f"model {here}.Packing (deepseek-beta 0.2.0, registered as 'beta.packing')",
+        "model 'beta.summarizing' (deepseek-beta 0.2.0, registered by test_written_files)"], problems
+    assert written_files_problems(PluginHost(PluginSettings(autoload=False))) == []  # core's own: none
+
+
+def test_a_declared_folder_is_the_runs_with_everything_in_it(host: PluginHost, tmp_path: Path) -> None:
+    """A name ending in ``/`` declares a folder, as a command's ``run_files`` do: every path in it
+    is the run's, and the trainer refuses a file in its place."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text('[data]\nname = "acme.reports"\n')
+    reports = run / "acme-reports"
+    for target, folder in ((reports, True), (reports, False), (reports / "val.json", False), (reports / "a", True),
+                           (run / "acme-summary.json", False)):
+        with pytest.raises(UsageError, match=f"^--out: {target} is a place of the run folder {run}'s own files"):
+            check_output(target, where="--out", folder=folder, host=host)
+    assert check_output(run / "acme-reports.json", where="--out", folder=False, host=host) == []  # beside it: any file
+    from deepseek.run_files import run_written_files
+
+    assert run_written_files(host, (("dataset", Reports, host.resolve("dataset", "acme.reports")),)) == (
+        "acme-reports/", "acme-summary.json")
+    from deepseek.config.load import config_from_dict
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "acme-reports").write_text("mine")  # a file where the run writes its folder
+    config = config_from_dict({"model": {"name": "tiny", "d_model": 16, "n_heads": 2, "n_layers": 1, "max_seq_len": 8},
+                               "data": {"name": "acme.reports", "seq_len": 8, "batch_size": 2},
+                               "train": {"max_steps": 1}}, host=host)
+    with pytest.raises(UsageError, match=f"^{fresh / 'acme-reports'}: is a file where the run writes its folder "
+                                         "acme-reports/"):
+        Trainer(config, run_dir=fresh, quiet=True, host=host).fit()
+    assert sorted(p.name for p in fresh.iterdir()) == ["acme-reports"]
