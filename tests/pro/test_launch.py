@@ -102,9 +102,27 @@ def launch(
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     full_env = launch_env(cwd, plugin_dirs, markers, **env)
     start = time.monotonic()
-    proc = subprocess.run([*DEEPSEEK, "launch", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=600)
-    return proc, time.monotonic() - start
+    with subprocess.Popen([*DEEPSEEK, "launch", *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            pytest.fail(hung_report(proc, cwd))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), time.monotonic() - start
+
+
+def hung_report(proc: subprocess.Popen[str], cwd: Path) -> str:
+    """A launch that outlived the test's limit: where it waits. SIGUSR2 makes the launcher dump its
+    threads' stacks to its stderr and each worker its own to its log; then all are killed."""
+    workers = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    for pid in [proc.pid, *workers]:
+        os.kill(pid, signal.SIGUSR2)
+    time.sleep(3)
+    proc.kill()
+    out, err = proc.communicate()
+    logs = sorted((cwd / "tmp").glob("deepseek-job-*/logs/*/attempt_0/*/stderr.log"))
+    tails = "".join(f"\n--- {log}:\n" + "\n".join(log.read_text().splitlines()[-60:]) for log in logs)
+    return f"the launch outlived 600 s (workers {workers});\nstdout:\n{out[-3000:]}\nstderr:\n{err[-8000:]}{tails}"
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -310,7 +328,7 @@ def test_sigkill_of_the_launcher_kills_its_workers_and_frees_the_run_folder(
     tmp_path: Path, plugin_dirs: tuple[Path, Path]
 ) -> None:
     """While the first job lives, a second job on its run folder is refused (exit 2, one line
-    naming the folder and the live process). SIGKILL of the first launcher takes its workers
+    naming the folder and the live process), and SIGUSR2 makes its launcher dump its stacks. SIGKILL of the first launcher takes its workers
     with it; then the second job is accepted, and it also removes the first launcher's temp folder.
     The first job's rank 0 hangs after step 3 (its step 2 checkpoint written), so that the live
     job waits instead of training on both cores while the second launch starts beside it."""
@@ -330,6 +348,11 @@ def test_sigkill_of_the_launcher_kills_its_workers_and_frees_the_run_folder(
         assert f"run folder {tmp_path / 'run'} is in use by another live job (pid {holder} on host" in last, last
         assert "last lines of" not in refused.stderr  # a usage error is its one line
 
+        os.kill(first.pid, signal.SIGUSR2)  # the launcher dumps its threads' stacks to its stderr, lives on
+        deadline = time.monotonic() + 30
+        while "deepseek_pro/launch/runner.py" not in stderr_of(tmp_path, tmp_path / "first"):
+            assert time.monotonic() < deadline and first.poll() is None, stderr_of(tmp_path, tmp_path / "first")
+            time.sleep(0.1)
         first.kill()  # SIGKILL: the launcher cannot clean up or stop anyone
         first.wait()
         deadline = time.monotonic() + 15

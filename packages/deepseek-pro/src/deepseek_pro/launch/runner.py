@@ -5,7 +5,8 @@ The agent (``torch.distributed.launcher.api.elastic_launch``) starts ``nproc_per
 when one worker exits non-zero stops the others and raises ``ChildFailedError``. Every worker's
 stdout/stderr go to ``<log dir>/<run id>/attempt_0/<local rank>/``; rank 0's are also shown on the
 console. A hung worker is found by the heartbeat :class:`~deepseek_pro.launch.heartbeat.Watchdog`,
-which kills it so that the agent ends the job the same way. SIGTERM / SIGUSR1 sent to the
+which kills it so that the agent ends the job the same way. SIGUSR2 to the launcher dumps the stack
+of each of its threads to its stderr, as it does a worker's to the worker's log. SIGTERM / SIGUSR1 sent to the
 launcher are forwarded to the workers (:mod:`~deepseek_pro.launch.stop`), which stop after the
 current step with a checkpoint; the job then ends with :data:`EXIT_PREEMPTED`. Heartbeats and
 (by default) logs live in a temp folder (:mod:`~deepseek_pro.launch.jobdir`) removed at the end,
@@ -14,6 +15,7 @@ after success, failure or a signal.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -28,7 +30,7 @@ from deepseek.config.schema import TrainConfig
 from deepseek.training.launcher_env import PEER_GONE
 from deepseek.training.preemption import EXIT_PREEMPTED, SignalScope
 from deepseek_pro.launch.env import worker_env
-from deepseek_pro.launch.heartbeat import Watchdog
+from deepseek_pro.launch.heartbeat import DUMP_SIGNAL, Watchdog
 from deepseek_pro.launch.jobdir import create_job_dir, remove_abandoned
 from deepseek_pro.launch.rendezvous import register as one_node_rendezvous
 from deepseek_pro.launch.stop import AGENT_SIGNALS, StopForwarder
@@ -94,6 +96,8 @@ def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
     if not spec.verbose:
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     remove_abandoned()
+    if DUMP_SIGNAL is not None:
+        faulthandler.register(DUMP_SIGNAL, all_threads=True)
     job = create_job_dir()
     heartbeat_dir = str(job.heartbeats)
     log_dir = spec.log_dir or str(job.logs)
@@ -155,6 +159,8 @@ def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
         finally:
             if watchdog is not None:
                 watchdog.stop()
+            if DUMP_SIGNAL is not None:
+                faulthandler.unregister(DUMP_SIGNAL)
             _restore_env(saved)
             job.remove()
 
