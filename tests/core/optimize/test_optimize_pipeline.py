@@ -133,6 +133,48 @@ def test_a_decision_edited_into_another_shape_is_a_miss(_private_cache: Path, ed
     assert disk.load(path.stem, path.parent) is not None  # rewritten whole
 
 
+@pytest.mark.parametrize("kind", ["fifo", "2 GiB", "folder"])
+def test_a_fifo_huge_file_or_folder_in_place_of_a_decision_is_a_miss(_private_cache: Path, kind: str) -> None:
+    """A cache entry that is no small regular file: a FIFO blocked the read for good (no writer
+    comes) and a 2 GiB file was read whole; now each is a miss, searched again, and the FIFO and
+    the file are written over (a folder cannot be: nothing is stored)."""
+    import os
+    import signal
+    import threading
+
+    from deepseek.graph import cache as disk
+
+    model, x = tiny_gpt(), tokens()
+    path = Path(optimize(model, x, stages=["fx"], runs=1, warmup=0).plan.cache_path)  # type: ignore[arg-type]
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        with path.open("wb") as fh:
+            fh.truncate(2 << 30)  # sparse: no disk used
+
+    def stuck(*_: Any) -> None:
+        pytest.fail(f"reading the {kind} cache entry blocked")  # not an OSError, which the reader catches
+
+    # SIGALRM sent to this thread (an alarm may reach one of torch's threads, leaving open() blocked)
+    before, handler = STATS["searches"], signal.signal(signal.SIGALRM, stuck)
+    timer = threading.Timer(60, signal.pthread_kill, (threading.get_ident(), signal.SIGALRM))
+    timer.start()
+    try:
+        assert disk.load(path.stem, path.parent) is None
+        plan = optimize(model, x, stages=["fx"], runs=1, warmup=0).plan
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGALRM, handler)
+    assert not plan.cache_hit and STATS["searches"] == before + 1
+    if kind == "folder":
+        assert path.is_dir() and plan.cache_path is None
+    else:
+        assert disk.load(path.stem, path.parent) is not None  # rewritten whole
+
+
 def test_deferred_optimization_per_input_shape() -> None:
     model = tiny_gpt()
     om = optimize(model, passes=["drop-dropout", "const-fold"], max_shapes=2)

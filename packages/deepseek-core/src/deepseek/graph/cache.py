@@ -1,8 +1,10 @@
 """The optimizer's on-disk decision cache: which pipeline won for a model and input signature.
 
 Location: ``$DEEPSEEK_CACHE_DIR/optimize`` or ``~/.cache/deepseek/optimize``. One small JSON file
-per key, written whole and durably (``deepseek.durable``); a corrupt or unreadable entry, or one
-whose fields are not what :func:`store` writes (edited by hand), counts as a miss.
+per key, written whole and durably (``deepseek.durable``); a corrupt or unreadable entry (a FIFO,
+a folder or a file of more than 16 MiB in its place: :func:`deepseek.parsing.read_text`), or one
+whose fields are not what :func:`store` writes (edited by hand), counts as a miss, searched again
+and written over.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 
 from deepseek import durable
 from deepseek.graph.passes import is_tensor_subclass
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 
 FORMAT_VERSION = 2
 
@@ -85,7 +87,7 @@ def load(key: str, directory: Path) -> dict[str, Any] | None:
     """The stored decision for ``key``, or ``None``."""
     path = directory / f"{key}.json"
     try:
-        data = loads_json(path.read_text())
+        data = loads_json(read_text(path))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION or not _well_formed(data):
