@@ -59,10 +59,12 @@ def open_file(path: str | os.PathLike[str]) -> BinaryIO:
 
 def read_file(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of the regular file ``path`` (:func:`open_file`), at most ``limit`` of them: a
-    larger file (a 2 GiB file read whole fills memory) raises :class:`UnreadableFile`."""
+    larger file (a 2 GiB file read whole fills memory) raises :class:`UnreadableFile`, without
+    reading it where its size says so (and after ``limit`` bytes where it grows while read)."""
     with open_file(path) as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
+        size = os.fstat(fh.fileno()).st_size
+        data = b"" if size > limit else fh.read(limit + 1)
+    if size > limit or len(data) > limit:
         raise UnreadableFile(errno.EFBIG, f"larger than {limit:,} bytes, the most such a file has", os.fspath(path))
     return data
 

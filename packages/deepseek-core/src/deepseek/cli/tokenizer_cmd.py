@@ -189,10 +189,11 @@ def _check_replaceable(out: str) -> None:
     """An existing ``--out`` is replaced only when it is a tokenizer.json outside a run folder: a
     data file, a config or a run's own copy of its tokenizer (which the run checks against its
     digest) were overwritten without a word."""
-    import json
     from pathlib import Path
 
+    from deepseek.data.bpe import MAX_TOKENIZER_BYTES
     from deepseek.errors import UsageError
+    from deepseek.parsing import loads_json, read_file
 
     target = Path(out)
     if not target.is_file():
@@ -201,7 +202,7 @@ def _check_replaceable(out: str) -> None:
         raise UsageError(f"--out {out}: is the tokenizer of the run in {target.parent} (the run checks it against "
                          "the one it was trained with); give another path")
     try:
-        body = json.loads(target.read_bytes()[: 64 << 20])
+        body = loads_json(read_file(target, MAX_TOKENIZER_BYTES))  # nested past the stack: a ValueError too
     except (OSError, ValueError):
         body = None
     if not (isinstance(body, dict) and "model" in body and "added_tokens" in body):

@@ -4,8 +4,8 @@
 any text encodes), the document separator ``<|endoftext|>`` as special token id 0 (the id the
 packer puts between documents, like byte ``0`` of byte tokens). :func:`load_bpe` opens any
 local ``tokenizer.json`` (or a ``transformers`` tokenizer folder holding one), validated like user
-input: unreadable, not JSON, not a tokenizers file, or without the separator token is one line
-naming the file. The separator is ``separator_token``; when that is the default
+input: unreadable (a FIFO, or more than :data:`MAX_TOKENIZER_BYTES`), not JSON, not a tokenizers
+file, or without the separator token is one line naming the file. The separator is ``separator_token``; when that is the default
 ``<|endoftext|>``, the ``eos_token`` that a ``tokenizer_config.json`` (or
 ``special_tokens_map.json``) beside it declares, where the file has that token
 (:func:`choose_separator`). A tokenizer is
@@ -27,13 +27,16 @@ from typing import Any
 from deepseek import durable
 from deepseek.data.tokenizer import SEPARATOR_TOKEN, Tokenizer
 from deepseek.errors import UsageError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_file, read_text
 from deepseek.paths import usual_mode
 
 INSTALL_HF = "pip install 'deepseek-core[hf]'"
 MIN_VOCAB = 257
 """256 byte tokens and the separator."""
 TOKENIZER_JSON = "tokenizer.json"
+MAX_TOKENIZER_BYTES = 256 << 20
+"""The largest ``tokenizer.json`` read (the largest published ones are a few tens of MiB); a
+larger file, or one that is not a regular file (a FIFO would block the read), is refused."""
 SPECIAL_TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 """Where ``transformers`` writes a tokenizer's special tokens (bos/eos/pad), beside ``tokenizer.json``."""
 
@@ -161,7 +164,7 @@ def declared_eos(file: Path) -> str | None:
         if not path.exists() and not path.is_symlink():
             continue
         try:
-            data = loads_json(path.read_text(encoding="utf-8"))
+            data = loads_json(read_text(path))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
             raise UsageError(f"{path}: cannot be read as JSON ({reason}); it declares the tokenizer's eos_token "
@@ -209,7 +212,7 @@ def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKE
     tokenizers = require_tokenizers(where)
     p = tokenizer_file(path, where)
     try:
-        data = p.read_bytes()
+        data = read_file(p, MAX_TOKENIZER_BYTES)
     except OSError as exc:
         raise UsageError(f"{where}: cannot read {str(p)!r} ({exc.strerror}); point it at a tokenizer.json "
                          "('deepseek tokenizer train' writes one)") from None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from deepseek.data.batch import Batch
 from deepseek.data.dataset import Dataset, PredictedText
 from deepseek.errors import ConfigError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 
 if TYPE_CHECKING:
     from deepseek.data.sources import DocSource
@@ -65,7 +65,7 @@ class TokenOptions:
         if importlib.util.find_spec("tokenizers") is None:
             raise ConfigError(f"data.tokenizer: BPE tokenizers need the Hugging Face tokenizers library, which "
                               f"is not installed; {INSTALL_HF}, or leave data.tokenizer empty for byte tokens")
-        from deepseek.data.bpe import choose_separator, tokenizer_file
+        from deepseek.data.bpe import MAX_TOKENIZER_BYTES, choose_separator, tokenizer_file
         from deepseek.errors import UsageError
 
         try:
@@ -80,7 +80,7 @@ class TokenOptions:
             raise ConfigError("data.separator_token: must not be empty with data.tokenizer; name the "
                               "tokenizer's document-separator token, e.g. \"<|endoftext|>\"")
         try:
-            spec = loads_json(path.read_text(encoding="utf-8"))
+            spec = loads_json(read_text(path, MAX_TOKENIZER_BYTES))  # a 2 GiB file is not read whole
         except (OSError, UnicodeDecodeError, ValueError):
             spec = None  # refused in one line when the tokenizer is opened
         object.__setattr__(self, "tokenizer", str(path.resolve()))

@@ -150,10 +150,11 @@ def recorded_tokenizer(trainer_state: Any) -> str | None:
 
 def tokenizer_identity(path: Path) -> str:
     """How a checkpoint records the tokenizer file ``path`` (``bpe:<digest of its bytes>``);
-    OSError when it cannot be read."""
-    from deepseek.data.bpe import file_digest
+    OSError when it cannot be read (also a FIFO or an oversized file: :func:`deepseek.parsing.read_file`)."""
+    from deepseek.data.bpe import MAX_TOKENIZER_BYTES, file_digest
+    from deepseek.parsing import read_file
 
-    return f"bpe:{file_digest(path.read_bytes())}"
+    return f"bpe:{file_digest(read_file(path, MAX_TOKENIZER_BYTES))}"
 
 
 def check_run_tokenizer(copy: Path, trainer_state: Any) -> None:
