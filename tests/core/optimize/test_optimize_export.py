@@ -153,6 +153,43 @@ def test_read_metadata_refuses_onnx_missing_and_corrupt_files_in_one_line(tmp_pa
         read_metadata(bad)
 
 
+class _AddOne(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1
+
+
+@pytest.mark.parametrize(("record", "why"), [
+    ("{not json", "is not JSON (Expecting property name enclosed in double quotes"),
+    ("[" * 100_000, "is not JSON (nested deeper than 64 levels"),
+    ("[1, 2]", "is not a JSON object (a list), which deepseek export writes"),
+    ("NaN", "is not a JSON object (a float), which deepseek export writes"),
+], ids=["malformed", "nested past the stack", "a list", "NaN"])
+def test_read_metadata_refuses_a_record_that_is_not_a_json_object(tmp_path: Path, record: str, why: str) -> None:
+    """A ``.pt2`` whose ``deepseek.json`` record another tool wrote (or someone edited): a
+    JSONDecodeError traceback, or a list or a float returned where the caller indexes a dict."""
+    path = tmp_path / "other.pt2"
+    program = torch.export.export(_AddOne(), (torch.randn(2),))
+    torch.export.save(program, str(path), extra_files={"deepseek.json": record})
+    with pytest.raises(UsageError) as caught:
+        read_metadata(path)
+    assert str(caught.value).startswith(f"read_metadata: {path}: its deepseek.json record {why}")
+    assert str(caught.value).endswith("; export the model again (deepseek export)")
+    assert "\n" not in str(caught.value)
+
+
+def test_read_metadata_and_load_exported_say_a_fifo_or_folder_is_not_a_file(tmp_path: Path) -> None:
+    """They said 'does not exist' of a folder or FIFO the user could see."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.pt2")
+    (tmp_path / "dir.pt2").mkdir()
+    for name in ("fifo.pt2", "dir.pt2"):
+        for fn in (read_metadata, load_exported):
+            with pytest.raises(UsageError, match=rf"^{fn.__name__}: .*{name} is not a file \(a folder, FIFO, device "
+                                                 r"or socket\); export a model first"):
+                fn(tmp_path / name)
+
+
 def test_cli_export_pt2(weights: Path, tmp_path: Path, model: torch.nn.Module) -> None:
     out = tmp_path / "deploy" / "gpt.pt2"
     result = CliRunner().invoke(cli, ["export", "--checkpoint", str(weights), "--format", "pt2", "--out", str(out)])

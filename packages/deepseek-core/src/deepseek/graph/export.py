@@ -178,17 +178,35 @@ def export_model(
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``deepseek.json`` record of a ``.pt2`` file (``{}`` if it has none). Only ``.pt2``
-    files carry one: an ``.onnx`` file, a missing file or one torch cannot load is one line."""
+    files carry one: an ``.onnx`` file, a missing file, one torch cannot load, or a record that
+    is not a JSON object (a file written by another tool, or edited) is one line."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"read_metadata: {p} does not exist; export a model first (deepseek export)")
+        raise UsageError(f"read_metadata: {p} {_not_a_file(p)}; export a model first (deepseek export)")
     if p.suffix == ".onnx":
         raise UsageError(f"read_metadata: {p} is an ONNX file, which carries no deepseek.json record (only .pt2 "
                          "files do); its inputs are onnxruntime's InferenceSession(path).get_inputs(), named as the "
                          "record names them, or export the run again as .pt2 for the record")
     extra = {META_NAME: ""}
     _load_pt2(p, f"read_metadata: {p}", extra_files=extra)
-    return loads_json(extra[META_NAME]) if extra[META_NAME] else {}
+    if not extra[META_NAME]:
+        return {}
+    try:
+        record = loads_json(extra[META_NAME])
+    except ValueError as exc:
+        raise UsageError(f"read_metadata: {p}: its {META_NAME} record is not JSON ({str(exc).splitlines()[0]}); "
+                         "export the model again (deepseek export)") from None
+    if not isinstance(record, dict):
+        raise UsageError(f"read_metadata: {p}: its {META_NAME} record is not a JSON object (a "
+                         f"{type(record).__name__}), which deepseek export writes; export the model again (deepseek export)")
+    return record
+
+
+def _not_a_file(p: Path) -> str:
+    """Why ``p``, which is not a regular file, cannot be loaded: it does not exist, or is something else."""
+    if p.exists():
+        return "is not a file (a folder, FIFO, device or socket)"
+    return "does not exist"
 
 
 class OnnxRunner:
@@ -235,7 +253,7 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
     """A callable running an exported model: ``.pt2`` with torch alone, ``.onnx`` with onnxruntime."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"load_exported: {p} does not exist; export a model first (deepseek export)")
+        raise UsageError(f"load_exported: {p} {_not_a_file(p)}; export a model first (deepseek export)")
     if p.suffix == ".onnx":
         if importlib.util.find_spec("onnxruntime") is None:
             raise UsageError(f"{p}: running ONNX files needs onnxruntime; pip install onnxruntime")
