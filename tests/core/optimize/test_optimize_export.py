@@ -190,6 +190,48 @@ def test_read_metadata_and_load_exported_say_a_fifo_or_folder_is_not_a_file(tmp_
                 fn(tmp_path / name)
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated", "fifo", "model not onnx"])
+def test_load_exported_refuses_an_onnx_file_or_its_data_file_damaged_in_one_line(tmp_path: Path, damage: str) -> None:
+    """An ONNX model whose weights are in the ``NAME.data`` file beside it (as an export over 2 GB
+    writes it) copied without that file, with it cut short or a FIFO in its place, or a model file
+    that is no ONNX: onnxruntime's exception (and its own error log line on stderr) reached the
+    caller; now one UsageError line naming the file and onnxruntime's reason."""
+    for package in ("onnx", "onnxruntime"):
+        pytest.importorskip(package)
+    import os
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4,), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    onnx.save(model, str(path), save_as_external_data=True, location=data.name, size_threshold=0)
+    assert load_exported(path)(torch.zeros(4)).tolist() == [1.0] * 4
+    data.unlink()
+    if damage == "truncated":
+        data.write_bytes(b"12")
+    elif damage == "fifo":
+        os.mkfifo(data)
+    elif damage == "model not onnx":
+        path.write_bytes(b"not an onnx protobuf")
+    reason = {"missing": f'External data path does not exist: "{data}"',
+              "truncated": "size to read: 16 given file_length: 2 are out of bounds or can not be read in full",
+              "fifo": "Random-access reads require a regular file",
+              "model not onnx": "Protobuf parsing failed"}[damage]
+    with pytest.raises(UsageError) as caught:
+        load_exported(path)
+    line = str(caught.value)
+    assert line.startswith(f"{path}: not a loadable ONNX file (") and reason in line, line
+    assert line.endswith("); export the model again (deepseek export), keeping the NAME.data file it writes beside "
+                         "a model over 2 GB") and "\n" not in line
+
+
 def test_cli_export_pt2(weights: Path, tmp_path: Path, model: torch.nn.Module) -> None:
     out = tmp_path / "deploy" / "gpt.pt2"
     result = CliRunner().invoke(cli, ["export", "--checkpoint", str(weights), "--format", "pt2", "--out", str(out)])

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -213,13 +214,23 @@ class OnnxRunner:
     """Runs an ONNX file with onnxruntime: ``runner(*tensors)`` returns the first output. An input
     that is a mapping of tensors, as a ``serving`` export takes, is given as the mapping and fed by
     its dotted names (:func:`input_names`), so the order of its keys does not matter; tensors given
-    by position are fed in order. Other inputs than the file's are one line."""
+    by position are fed in order. Other inputs than the file's are one line, and so is a file
+    onnxruntime cannot load (damaged, or its ``NAME.data`` weights file beside it missing,
+    truncated or not a regular file); onnxruntime's own log lines are held back (the error is in
+    that line)."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime  # type: ignore[import-not-found]
 
         self.path = path
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # fatal only: a load error is raised, and said once below
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes for bad files
+            raise UsageError(f"{path}: not a loadable ONNX file ({_onnxruntime_reason(exc)}); export the model "
+                             "again (deepseek export), keeping the NAME.data file it writes beside a model over "
+                             "2 GB") from None
         self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: Any) -> torch.Tensor:
@@ -233,6 +244,14 @@ class OnnxRunner:
                              f"{shown}: pass the mapping (or tensors) it was exported with")
         feeds = {n: t.detach().cpu().numpy() for n, t in zip(keys, tensors, strict=True)}
         return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+def _onnxruntime_reason(exc: BaseException) -> str:
+    """The reason in an onnxruntime error: its text after the last ``[ONNXRuntimeError] : N :
+    CODE :`` and the source location that may begin it (``env.cc:538 OpenRandomAccessFile``)."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    text = re.split(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", text)[-1]
+    return re.sub(r"^\S+\.cc:\d+ \S+ ", "", text).strip().rstrip(".") or type(exc).__name__
 
 
 @contextmanager
