@@ -287,3 +287,30 @@ def test_a_gpt2_folder_is_an_init_from(hostile: Hostile, hf_export: Path, traine
     hostile.refused("train", *TINY, "--set", f"train.init_from={json.dumps(str(hf_export))}",
                     "--set", "model.n_layers=2", "--run-dir", "run2",
                     expect=["train.init_from", "n_layers = 1 but model.n_layers = 2", "set model.n_layers = 1"])
+
+
+def test_a_fifo_config_json_in_an_init_from_folder_is_refused_not_waited_on(hostile: Hostile, hf_export: Path) -> None:
+    """``train.init_from`` naming a folder whose config.json is a FIFO: telling a GPT-2 folder from
+    a run folder read it, and blocked the command for good (no writer comes); now one line naming it."""
+    import os
+    import signal
+    import threading
+
+    src = _source(hostile, hf_export)
+    (src / "config.json").unlink()
+    os.mkfifo(src / "config.json")
+
+    def stuck(*_: object) -> None:
+        pytest.fail("reading the FIFO config.json blocked")  # not an OSError, which the reader catches
+
+    handler = signal.signal(signal.SIGALRM, stuck)
+    timer = threading.Timer(60, signal.pthread_kill, (threading.get_ident(), signal.SIGALRM))
+    timer.start()
+    try:
+        hostile.refused("train", *TINY, "--set", f"train.init_from={json.dumps(str(src))}", "--run-dir", "r",
+                        expect=[f"{src / 'config.json'}: cannot be read as JSON (not a regular file (a FIFO, "
+                                "device or socket)); give a folder written by save_pretrained, or remove the file"])
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGALRM, handler)
+    assert not (hostile.work / "r").exists()

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from deepseek import durable
 from deepseek.arguments import spelled
 from deepseek.builtins.commands import EXPORT_HF, export_run_file
-from deepseek.data.bpe import SPECIAL_TOKEN_FILES, declared_eos
+from deepseek.data.bpe import MAX_TOKENIZER_BYTES, SPECIAL_TOKEN_FILES, declared_eos
 from deepseek.dtypes import torch_dtype
 from deepseek.errors import UsageError, shown
 from deepseek.graph.export_trained import Note, export_home
 from deepseek.interop import gpt2
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek.paths import check_output, make_folders, usual_mode
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _usual_modes(folder: Path) -> None:
 def read_tokenizer(path: Path, vocab_size: int) -> dict[str, Any]:
     """``tokenizer.json`` checked: a JSON object with a ``model`` whose ids fit ``vocab_size``."""
     try:
-        data = loads_json(path.read_text(encoding="utf-8"))
+        data = loads_json(read_text(path, MAX_TOKENIZER_BYTES))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: not a readable tokenizer.json ({exc}); save it with tokenizers' "
                          "Tokenizer.save") from None
@@ -239,7 +239,7 @@ def _source_files(src: Path) -> tuple[Path, list[Path]]:
         return config, [single]
     if _present(index):
         try:
-            weight_map = loads_json(index.read_text(encoding="utf-8"))["weight_map"]
+            weight_map = loads_json(read_text(index))["weight_map"]
             files = sorted({src / str(name) for name in weight_map.values()})
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{index}: not a readable safetensors index ({exc!r}); save the model again") from None
@@ -313,7 +313,7 @@ def read_gpt2(src: Path) -> tuple[dict[str, Any], Any, dict[str, Any], list[str]
     and notes on what was simplified."""
     config_path, files = _source_files(src)
     try:
-        raw = loads_json(config_path.read_text(encoding="utf-8"))
+        raw = loads_json(read_text(config_path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{config_path}: not valid JSON ({exc}); save the model again") from None
     options, notes = gpt2.gpt_options(raw, config_path)
@@ -322,12 +322,19 @@ def read_gpt2(src: Path) -> tuple[dict[str, Any], Any, dict[str, Any], list[str]
 
 
 def is_gpt2_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder whose ``config.json`` says ``model_type = "gpt2"``."""
-    try:
-        return path.is_dir() and loads_json((path / "config.json").read_text(encoding="utf-8")).get(
-            "model_type") == "gpt2"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+    """Whether ``path`` is a folder whose ``config.json`` says ``model_type = "gpt2"``. A
+    ``config.json`` there that cannot be read as JSON (also a FIFO, which blocked the read for good,
+    or a file over 16 MiB) is one line naming it: the folder is one save_pretrained wrote, damaged."""
+    config = path / "config.json"
+    if not path.is_dir() or not (config.exists() or config.is_symlink()):
         return False
+    try:
+        data = loads_json(read_text(config))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
+        raise UsageError(f"{config}: cannot be read as JSON ({reason}); give a folder written by save_pretrained, "
+                         "or remove the file") from None
+    return isinstance(data, dict) and data.get("model_type") == "gpt2"
 
 
 def load_gpt2_into(model: Any, src: Path, where: str = "train.init_from") -> None:
