@@ -164,9 +164,11 @@ def copy_postgres_rows(source: str, target: str) -> None:
 
 
 def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30.0, db_url: str | None = None,
-           host: PluginHost = CLI_HOST) -> Deploy:
+           host: PluginHost = CLI_HOST, study_check: bool = True) -> Deploy:
     """A server on ``root`` (SQLite in it unless ``db_url``); ``run``: with its scheduler loop running jobs;
-    ``host``: the plugin host whose commands check a job at submit."""
+    ``host``: the plugin host whose commands check a job at submit; ``study_check``: the server's
+    setting (``Service.study_check``, ``deepseek server --no-study-check``): False where a test is not
+    about a ``tune`` job's study check, which starts a child importing torch per ``tune`` submit."""
     root.mkdir(parents=True, exist_ok=True)
     store = Store(db_url or f"sqlite:///{root}/service.db")
     token = store.bootstrap() or ""
@@ -174,14 +176,15 @@ def deploy(root: Path, *, run: bool = False, slots: int = 2, grace_s: float = 30
     if run:
         scheduler = Scheduler(store, LocalExecutor(root, grace_s=grace_s), slots=slots, gpus=[], interval=0.2)
         scheduler.start()
-    client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0, host=host)))
+    client = TestClient(create_app(Service(store, root, scheduler=scheduler, pool_size=0, host=host,
+                                                study_check=study_check)))
     return Deploy(root, store, client, token, scheduler)
 
 
-def two_tenants(root: Path, host: PluginHost = CLI_HOST, **acme_quota: Any) -> Deploy:
+def two_tenants(root: Path, host: PluginHost = CLI_HOST, *, study_check: bool = True, **acme_quota: Any) -> Deploy:
     """A server with tenants ``acme`` (member ``bob``, viewer ``vic``; ``acme_quota``: its quota's
-    fields other than the defaults) and ``globex`` (member ``gil``)."""
-    d = deploy(root, host=host)
+    fields other than the defaults) and ``globex`` (member ``gil``); ``study_check`` as :func:`deploy`'s."""
+    d = deploy(root, host=host, study_check=study_check)
     d.tenant("acme", **acme_quota)
     d.tenant("globex")
     d.user("acme", "bob", "member")
@@ -190,13 +193,13 @@ def two_tenants(root: Path, host: PluginHost = CLI_HOST, **acme_quota: Any) -> D
     return d
 
 
-def submit_checks(factory: pytest.TempPathFactory) -> Iterator[Deploy]:
+def submit_checks(factory: pytest.TempPathFactory, *, study_check: bool = True) -> Iterator[Deploy]:
     """:func:`two_tenants` shared by a module's submit-check tests (a module-scoped fixture yields
     from it): its set-up's eight requests, each hashing or verifying a token with scrypt, cost about
     a second a test otherwise. No scheduler runs, so each job accepted stays queued: acme's
     ``queued_jobs`` quota is raised above what a module submits. A test that reads the database
-    compares it with what it held before the test's own submits."""
-    d = two_tenants(factory.mktemp("srv"), queued_jobs=100_000)
+    compares it with what it held before the test's own submits; ``study_check`` as :func:`deploy`'s."""
+    d = two_tenants(factory.mktemp("srv"), queued_jobs=100_000, study_check=study_check)
     yield d
     d.close()
 

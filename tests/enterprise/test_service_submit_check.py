@@ -22,7 +22,7 @@ from deepseek.plugins.settings import PluginSettings
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
-    yield from submit_checks(tmp_path_factory)
+    yield from submit_checks(tmp_path_factory, study_check=False)  # not about the study check (test_service_submit_study.py)
 
 
 def _train_line(tmp_path: Path, config: str | None, args: list[str]) -> str:
@@ -141,7 +141,7 @@ def test_a_command_whose_plugin_code_does_not_load_is_refused_with_the_clis_line
     assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
     expected = _line(tmp_path, ["compress", "--checkpoint", "runs/a"], host, code=1)
     assert expected.startswith("command 'compress' from deepseek-acme 1.0 could not be loaded"), expected
-    d = two_tenants(tmp_path / "srv", host)
+    d = two_tenants(tmp_path / "srv", host, study_check=False)
     try:
         r = d.submit("acme", d.tokens["bob"], command="compress", args=["--checkpoint", "runs/a"])
         assert (r.status_code, r.json()["detail"]) == (422, expected)
@@ -153,7 +153,7 @@ def test_a_command_of_a_disabled_edition_is_refused_with_the_clis_line(tmp_path:
     host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro"})))
     expected = _line(tmp_path, ["tune", "cfg.toml"], host)
     assert "deepseek-enterprise" in expected and "disabled" in expected, expected
-    d = two_tenants(tmp_path / "srv", host)
+    d = two_tenants(tmp_path / "srv", host, study_check=False)
     try:
         r = d.submit("acme", d.tokens["bob"], command="tune", args=["cfg.toml"])
         assert (r.status_code, r.json()["detail"]) == (422, expected)
@@ -296,7 +296,7 @@ def test_a_plugins_own_command_of_a_job_name_is_parsed_by_itself_only(tmp_path: 
     plugin = registering("deepseek_register_commands", {"train": "test_service_submit_check:_acme_train"})
     assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
     expected = _line(tmp_path, ["train", "--steps", "x"], host)
-    d = two_tenants(tmp_path / "srv", host)
+    d = two_tenants(tmp_path / "srv", host, study_check=False)
     try:
         r = d.submit("acme", d.tokens["bob"], command="train", args=["--steps", "3"])
         assert r.status_code == 201, r.text  # was an internal error (500): core train's checks read its params

@@ -27,7 +27,7 @@ from deepseek_enterprise.compress.compressor import Compressor
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
-    yield from submit_checks(tmp_path_factory)
+    yield from submit_checks(tmp_path_factory, study_check=False)  # not about the study check (test_service_submit_study.py)
 
 
 def _refused_as_the_job(svc: Deploy, tmp_path: Path, command: str, config: str | None, files: dict[str, str],

@@ -16,7 +16,7 @@ from _submitlines import job_line
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
-    yield from submit_checks(tmp_path_factory)
+    yield from submit_checks(tmp_path_factory, study_check=False)  # not about the study check (test_service_submit_study.py)
 
 
 DS = '[strategy]\nname = "deepspeed"\nconfig_path = "ds.json"\n[train]\nmax_steps = 1\n'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePath
+from typing import Any
 
 import pytest
 from _servicehelpers import Deploy, submit_checks, two_tenants
@@ -42,6 +43,20 @@ def test_a_tune_job_its_study_would_refuse_is_refused_at_submit_with_the_studys_
     assert (r.status_code, r.json()["detail"]) == (422, expected)
     with svc.store.session() as s:
         assert s.scalar(text("select count(*) from jobs")) == jobs
+
+
+def _service(d: Deploy) -> Any:
+    return d.client.app.state.service
+
+
+def test_the_study_check_is_a_server_setting(svc: Deploy) -> None:
+    # deepseek server --no-study-check: no child at submit, the job checks its study when it runs
+    _service(svc).study_check = False
+    try:
+        r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        assert r.status_code == 201, r.text
+    finally:
+        _service(svc).study_check = True
 
 
 def test_the_study_check_reads_the_jobs_files_where_the_job_reads_them(svc: Deploy) -> None:

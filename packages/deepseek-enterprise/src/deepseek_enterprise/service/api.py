@@ -37,7 +37,7 @@ log = logging.getLogger("deepseek.server")
 class Service:
     """What the routes share: the store, the scheduler (or None: nothing runs), the root folder,
     the device pool size, the plugin host whose commands check a job's command line at submit
-    (None: the process's)."""
+    (None: the process's), and the server's setting for a ``tune`` job's study check at submit."""
 
     store: Store
     root: Path
@@ -45,6 +45,9 @@ class Service:
     pool_size: int = 0
     auth: Authenticator | None = None
     host: Any = None
+    study_check: bool = True
+    """Whether a ``tune`` job's study is checked at submit, in a child process (``studycheck``;
+    ``deepseek server --no-study-check``: False, the job checks it when it runs)."""
 
     def wake(self) -> None:
         if self.scheduler is not None:

@@ -105,12 +105,14 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
     (``studycheck.study_refusal``; the server's executor lays it out as by default), or None. Only
     for a job the submit accepts as far as it tells before its transaction (role, quotas, paths:
     the child reads the files its config names); the transaction checks them again and refuses
-    with this line after them."""
+    with this line after them. None without the child on a server run without the check
+    (``Service.study_check``)."""
     from deepseek_enterprise.service import studycheck
     from deepseek_enterprise.service.executor_base import plugin_env
 
     scheduler = svc.scheduler
-    if body.command != "tune" or not studycheck.lays_out_default(None if scheduler is None else scheduler.executor):
+    if body.command != "tune" or not svc.study_check or \
+            not studycheck.lays_out_default(None if scheduler is None else scheduler.executor):
         return None
     try:
         with svc.store.session() as s:

@@ -146,8 +146,12 @@ def pick_executor(name: str) -> tuple[type, str]:
 @click.option("--cgroup", "cgroup_spec", default=None, metavar="auto|none|DIR",
               help="Local executor's host limits: cgroup v2 under DIR, auto (the server's own cgroup when "
                    "writable; rlimits otherwise), none (rlimits). Default: auto.")
+@click.option("--study-check/--no-study-check", "study_check", default=True, show_default=True,
+              help="Check a tune job's study at submit, in a child process (seconds of CPU each); "
+                   "--no-study-check: the job checks it when it runs.")
 def server(host: str, port: int, root: Path, db_url: str | None, slots: int, devices_spec: str, grace: float,
-           admin_name: str, executor_name: str, cgroup_spec: str | None, requeue_lost: int = 0) -> None:
+           admin_name: str, executor_name: str, cgroup_spec: str | None, requeue_lost: int = 0,
+           study_check: bool = True) -> None:
     """Run the multi-tenant job server (HTTP API, scheduler, local executor); docs/service.md."""
     import re
 
@@ -176,7 +180,8 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
             if held is None:
                 root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 held = hold_root(root)
-            _serve(root, db_url, admin_name, _Serving(executor, executor_name, limits, slots, gpus, requeue_lost, origin),
+            _serve(root, db_url, admin_name, _Serving(executor, executor_name, limits, slots, gpus, requeue_lost, origin,
+                                                         study_check),
                    host, port, sock)
         finally:
             sock.close()
@@ -196,6 +201,7 @@ class _Serving:
     gpus: list[str]
     requeue_lost: int
     origin: str
+    study_check: bool = True
 
 
 def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host: str, port: int,
@@ -231,7 +237,8 @@ def _serve(root: Path, db_url: str | None, admin_name: str, run: _Serving, host:
         click.echo(f"warning: {line}", err=True)
     os.environ.pop("DEEPSEEK_TOKEN", None)
     try:
-        app = create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus), host=command_host()))
+        app = create_app(Service(store, root, scheduler=scheduler, pool_size=len(run.gpus), host=command_host(),
+                                     study_check=run.study_check))
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     finally:
         scheduler.stop()
